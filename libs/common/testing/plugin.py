@@ -1,0 +1,1 @@
+"""Pytest plugin: embedded infrastructure fixtures (filled in by the platform foundation)."""

@@ -1,0 +1,183 @@
+"""The one interface every channel connector implements.
+
+The cashier talks to WeChat Pay, Alipay, UnionPay, e-CNY and the wallet only through this
+interface, so adding a channel means writing one more folder of the same shape. Everything here is
+plain data: amounts are integer minor units (fen), times are timezone-aware datetimes. Connectors
+convert to the channel's own representation (yuan strings, RFC 3339, yyyyMMddHHmmss) at the edge.
+
+Connectors raise only the three errors below, so the cashier can decide between "fail over to the
+next route" (ChannelUnavailable, or a ChannelError with retryable=True), "this payment is refused"
+(ChannelError) and "somebody forged a message" (InvalidSignature).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, Protocol
+
+
+class ChannelError(Exception):
+    """The channel answered and refused (e.g. PARAM_ERROR, ACQ.TRADE_HAS_CLOSE)."""
+
+    def __init__(self, code: str, message: str, *, retryable: bool = False, http_status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+        self.http_status = http_status
+
+
+class ChannelUnavailable(Exception):
+    """The channel did not answer usefully: connection refused, timeout, 5xx, or an unverifiable reply."""
+
+
+class InvalidSignature(Exception):
+    """A response or notification failed signature verification or decryption; nothing may change."""
+
+
+class Scene(enum.StrEnum):
+    NATIVE_QR = "native_qr"
+    JSAPI = "jsapi"
+    MINI_PROGRAM = "mini_program"
+    APP = "app"
+    H5 = "h5"
+    PAGE = "page"
+
+
+class TradeStatus(enum.StrEnum):
+    """Channel trade state mapped onto the cashier's vocabulary."""
+
+    NOT_FOUND = "not_found"  # the channel has no such trade (yet): Alipay precreate before scan
+    PENDING = "pending"  # created, waiting for the payer (NOTPAY, WAIT_BUYER_PAY, USERPAYING)
+    SUCCEEDED = "succeeded"  # paid (SUCCESS, TRADE_SUCCESS, TRADE_FINISHED, REFUND)
+    FAILED = "failed"  # PAYERROR
+    CLOSED = "closed"  # closed unpaid (CLOSED, REVOKED, TRADE_CLOSED without payment)
+
+
+class RefundStatus(enum.StrEnum):
+    NOT_FOUND = "not_found"
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class PrepayRequest:
+    out_trade_no: str
+    amount_minor: int
+    currency: str
+    description: str
+    scene: Scene
+    notify_url: str
+    expire_at: datetime | None = None
+    payer_openid: str | None = None
+    payer_client_ip: str | None = None
+    return_url: str | None = None
+    attach: str | None = None
+    profit_sharing: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PrepayResult:
+    """What the payer needs next: a QR code URL, signed JSAPI/app parameters, or a redirect URL."""
+
+    payer_action: dict[str, Any]
+    channel_trade_no: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TradeQueryResult:
+    status: TradeStatus
+    out_trade_no: str
+    channel_trade_no: str | None = None
+    amount_minor: int | None = None
+    paid_at: datetime | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    out_trade_no: str
+    out_refund_no: str
+    refund_minor: int
+    total_minor: int
+    currency: str
+    reason: str | None = None
+    notify_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    status: RefundStatus
+    out_refund_no: str
+    out_trade_no: str | None = None
+    channel_refund_no: str | None = None
+    refund_minor: int | None = None
+    succeeded_at: datetime | None = None
+
+
+class NotificationKind(enum.StrEnum):
+    PAYMENT = "payment"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A verified, decoded async notification, plus the exact reply the channel expects."""
+
+    kind: NotificationKind
+    payment: TradeQueryResult | None = None
+    refund: RefundResult | None = None
+    ack_status_code: int = 200
+    ack_body: bytes = b""
+    ack_content_type: str = "text/plain"
+
+
+class BillLineKind(enum.StrEnum):
+    PAYMENT = "payment"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True, slots=True)
+class BillLine:
+    """One line of a channel's daily bill, in minor units."""
+
+    kind: BillLineKind
+    out_trade_no: str
+    channel_trade_no: str
+    amount_minor: int  # payment: settled amount; refund: refunded amount (positive)
+    fee_minor: int  # channel fee in fen, rounded half-up from the bill's precision; refunds may be <= 0
+    status: str  # the channel's raw status word for this line
+    occurred_at: datetime
+    out_refund_no: str | None = None
+    channel_refund_no: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Bill:
+    bill_date: date
+    lines: list[BillLine]
+    raw_sha1: str | None = None
+
+
+class Connector(Protocol):
+    """What the cashier needs from a channel. One instance per merchant credential set."""
+
+    channel: str
+
+    async def prepay(self, request: PrepayRequest) -> PrepayResult: ...
+
+    async def query(self, out_trade_no: str) -> TradeQueryResult: ...
+
+    async def close(self, out_trade_no: str) -> None: ...
+
+    async def refund(self, request: RefundRequest) -> RefundResult: ...
+
+    async def query_refund(self, out_refund_no: str, out_trade_no: str) -> RefundResult: ...
+
+    def parse_notification(self, headers: dict[str, str], body: bytes) -> Notification: ...
+
+    async def download_bill(self, bill_date: date) -> Bill: ...

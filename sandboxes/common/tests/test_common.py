@@ -1,0 +1,171 @@
+"""Tests of the shared sandbox toolkit: store persistence, seeded faults, notification delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from sandboxes.common.faults import FaultSettings
+from sandboxes.common.keys import load_or_create_rsa_key
+from sandboxes.common.notify import NotificationDispatcher, NotificationJob
+from sandboxes.common.paths import sandbox_data_dir
+from sandboxes.common.store import DocumentStore
+
+
+class _Receiver:
+    """A real HTTP server recording POST bodies; answers from a scripted list of status codes."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.bodies: list[bytes] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.bodies.append(body)
+                index = len(receiver.bodies) - 1
+                status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver_factory() -> Iterator[list[_Receiver]]:
+    made: list[_Receiver] = []
+    yield made
+    for receiver in made:
+        receiver.close()
+
+
+def _job(event_id: str, url: str) -> NotificationJob:
+    return NotificationJob(
+        event_id=event_id, url=url, build=lambda: ({}, event_id.encode()), subject=event_id
+    )
+
+
+async def _wait_for(predicate: object, limit_seconds: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + limit_seconds
+    while not predicate():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def test_store_survives_reopen(tmp_path: Path) -> None:
+    store = DocumentStore(tmp_path / "s.sqlite3")
+    assert store.insert_if_absent("orders", "A", {"state": "NOTPAY", "amount": 1})
+    assert not store.insert_if_absent("orders", "A", {"state": "X"})
+    store.update("orders", "A", lambda d: {**d, "state": "SUCCESS"})
+    store.close()
+    reopened = DocumentStore(tmp_path / "s.sqlite3")
+    assert reopened.get("orders", "A") == {"state": "SUCCESS", "amount": 1}
+    assert reopened.list("orders") == [{"state": "SUCCESS", "amount": 1}]
+    with pytest.raises(KeyError):
+        reopened.update("orders", "missing", lambda d: d)
+
+
+def test_store_transaction_rolls_back(tmp_path: Path) -> None:
+    store = DocumentStore(tmp_path / "s.sqlite3")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put("c", "k", {"v": 1})
+        raise RuntimeError("boom")
+    assert store.get("c", "k") is None
+
+
+def test_key_is_created_once_and_reloaded(tmp_path: Path) -> None:
+    directory = sandbox_data_dir("demo", tmp_path)
+    first = load_or_create_rsa_key(directory, "platform")
+    second = load_or_create_rsa_key(directory, "platform")
+    assert first.public_pem == second.public_pem
+    assert (directory / "platform.pem").stat().st_mode & 0o077 == 0
+
+
+def test_faults_are_seeded_and_validated() -> None:
+    a, b = FaultSettings(), FaultSettings()
+    a.update({"error_rate": 0.5, "seed": 42})
+    b.update({"error_rate": 0.5, "seed": 42})
+    draws_a = [a.should_fail() for _ in range(50)]
+    assert draws_a == [b.should_fail() for _ in range(50)]
+    assert any(draws_a) and not all(draws_a)
+    with pytest.raises(ValueError):
+        a.update({"error_rate": 1.5})
+    never = FaultSettings()
+    assert not any(never.should_fail() for _ in range(100))
+
+
+async def test_dispatcher_retries_until_acknowledged(receiver_factory: list[_Receiver]) -> None:
+    receiver = _Receiver([500, 503, 200])
+    receiver_factory.append(receiver)
+    dispatcher = NotificationDispatcher(schedule_seconds=[15, 15, 30], scale=0.001, faults=FaultSettings(),
+                                        is_acknowledged=lambda r: r.status_code in (200, 204))
+    await dispatcher.start()
+    try:
+        dispatcher.submit(_job("EV-1", receiver.url))
+        await _wait_for(lambda: dispatcher.pending_count == 0)
+    finally:
+        await dispatcher.stop()
+    assert receiver.bodies == [b"EV-1"] * 3
+    assert [(d.attempt, d.status_code, d.acknowledged) for d in dispatcher.deliveries] == [
+        (1, 500, False), (2, 503, False), (3, 200, True)]
+
+
+async def test_dispatcher_gives_up_after_schedule(receiver_factory: list[_Receiver]) -> None:
+    receiver = _Receiver([500])
+    receiver_factory.append(receiver)
+    dispatcher = NotificationDispatcher(schedule_seconds=[1, 1], scale=0.001, faults=FaultSettings(),
+                                        is_acknowledged=lambda r: r.status_code == 200)
+    await dispatcher.start()
+    try:
+        dispatcher.submit(_job("EV-2", receiver.url))
+        await _wait_for(lambda: dispatcher.pending_count == 0)
+    finally:
+        await dispatcher.stop()
+    assert len(receiver.bodies) == 3
+
+
+async def test_duplicate_and_out_of_order_modes(receiver_factory: list[_Receiver]) -> None:
+    receiver = _Receiver([200])
+    receiver_factory.append(receiver)
+    faults = FaultSettings()
+    faults.update({"duplicate_notifications": True, "out_of_order_notifications": True})
+    dispatcher = NotificationDispatcher(schedule_seconds=[1], scale=0.001, faults=faults,
+                                        is_acknowledged=lambda r: r.status_code == 200, hold_seconds=30)
+    await dispatcher.start()
+    try:
+        dispatcher.submit(_job("first", receiver.url))
+        dispatcher.submit(_job("second", receiver.url))
+        await _wait_for(lambda: dispatcher.pending_count == 0)
+    finally:
+        await dispatcher.stop()
+    assert receiver.bodies[0] == b"second"
+    assert sorted(receiver.bodies) == [b"first", b"first", b"second", b"second"]
+
+
+async def test_dispatcher_records_connection_errors() -> None:
+    dispatcher = NotificationDispatcher(schedule_seconds=[], scale=0.001, faults=FaultSettings(),
+                                        is_acknowledged=lambda r: True)
+    await dispatcher.start()
+    try:
+        dispatcher.submit(_job("EV-3", "http://127.0.0.1:9/unreachable"))
+        await _wait_for(lambda: dispatcher.pending_count == 0)
+    finally:
+        await dispatcher.stop()
+    (record,) = dispatcher.deliveries
+    assert record.status_code is None and not record.acknowledged and record.error

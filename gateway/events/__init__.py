@@ -1,0 +1,1 @@
+"""Events the gateway service publishes (types and payloads) and its consumers."""

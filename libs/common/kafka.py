@@ -1,0 +1,151 @@
+"""Kafka clients tuned for both the embedded Tansu broker and real Kafka, plus the broker epoch.
+
+Facts from embedded-infra.md that shape this file:
+- aiokafka cannot enable idempotence or transactions against Tansu, so producers use acks=all
+  without them; exactly-once effects come from outbox + inbox.
+- Creating an existing topic is not an exception: error code 36 in the response. We check it.
+- A memory-only broker forgets everything on restart, and a producer with cached metadata gets acks
+  for topics that no longer exist. The *broker epoch* detects this: a random marker written as the
+  first record of a one-partition topic. A new broker has no marker (or another one), so every relay
+  and consumer that sees the epoch change rebuilds its clients and republishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from libs.common.events import TOPIC_PARTITIONS, TOPICS
+from libs.common.logging import get_logger
+
+log = get_logger("juhe.kafka")
+
+EPOCH_TOPIC = "juhe.broker-epoch"
+TOPIC_ALREADY_EXISTS = 36
+REQUEST_TIMEOUT_MS = 10_000
+
+
+def topic_name(namespace: str, topic: str) -> str:
+    """Tests give each run its own namespace so parallel tests never read each other's events."""
+    return f"{namespace}{topic}"
+
+
+def make_producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=5,
+        enable_idempotence=False,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+        # Short metadata age: after a broker restart the epoch watcher rebuilds producers anyway.
+        metadata_max_age_ms=30_000,
+    )
+
+
+async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = TOPIC_PARTITIONS) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
+    await admin.start()
+    try:
+        wanted = list(dict.fromkeys(topics))
+        response = await admin.create_topics([NewTopic(t, partitions, 1) for t in wanted])
+        for topic_error in getattr(response, "topic_errors", []):
+            name, code = topic_error[0], topic_error[1]
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise RuntimeError(f"could not create topic {name}: error {code}")
+    finally:
+        await admin.close()
+
+
+async def ensure_platform_topics(bootstrap: str, namespace: str = "") -> None:
+    await ensure_topics(bootstrap, [topic_name(namespace, t) for t in TOPICS])
+
+
+async def _first_record(bootstrap: str) -> str | None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=REQUEST_TIMEOUT_MS
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(EPOCH_TOPIC, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end == 0:
+            return None
+        await consumer.seek_to_beginning(tp)
+        batch = await consumer.getmany(tp, timeout_ms=5_000, max_records=1)
+        records = batch.get(tp) or []
+        return records[0].value.decode() if records and records[0].value else None
+    finally:
+        await consumer.stop()
+
+
+async def read_or_create_broker_epoch(bootstrap: str) -> str:
+    """The epoch of the broker at `bootstrap`; writes one if this broker has none yet.
+
+    Several processes may race to write the first marker; all of them then read record 0, so they
+    agree on one epoch.
+    """
+    await ensure_topics(bootstrap, [EPOCH_TOPIC], partitions=1)
+    epoch = await _first_record(bootstrap)
+    if epoch is not None:
+        return epoch
+    producer = make_producer(bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(EPOCH_TOPIC, uuid.uuid4().hex.encode(), partition=0)
+    finally:
+        await producer.stop()
+    epoch = await _first_record(bootstrap)
+    if epoch is None:
+        raise RuntimeError("broker epoch marker written but not readable")
+    return epoch
+
+
+class EpochWatcher:
+    """Polls the broker epoch; relays and consumers wait on `changed` to rebuild themselves."""
+
+    def __init__(self, bootstrap: str, *, interval_seconds: float) -> None:
+        self.bootstrap = bootstrap
+        self.interval_seconds = interval_seconds
+        self.epoch: str | None = None
+        self._changed = asyncio.Condition()
+        self.version = 0
+
+    async def refresh(self) -> str:
+        epoch = await read_or_create_broker_epoch(self.bootstrap)
+        if epoch != self.epoch:
+            if self.epoch is not None:
+                log.warning("broker epoch changed", old=self.epoch, new=epoch)
+            self.epoch = epoch
+            async with self._changed:
+                self.version += 1
+                self._changed.notify_all()
+        return epoch
+
+    async def wait_changed(self, seen_version: int) -> int:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.version != seen_version)
+            return self.version
+
+    async def wait_ready(self) -> str:
+        while self.epoch is None:
+            with contextlib.suppress(Exception):
+                await self.refresh()
+            if self.epoch is None:
+                await asyncio.sleep(min(self.interval_seconds, 1.0))
+        return self.epoch
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker down: keep the last epoch, try again
+                log.warning("broker epoch check failed", error=str(exc))
+            await asyncio.sleep(self.interval_seconds)

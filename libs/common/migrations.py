@@ -1,0 +1,64 @@
+"""Alembic, once for every service: each service has its own database and its own migrations folder.
+
+A service's `store/migrations/env.py` is two lines: import its metadata and call `run_env`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy import MetaData, pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from libs.common.outbox_tables import NOTIFY_TRIGGER_SQL, add_messaging_tables
+
+
+def alembic_config(migrations_dir: Path, database_url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return cfg
+
+
+def upgrade(migrations_dir: Path, database_url: str, revision: str = "head") -> None:
+    """Blocking; call through `asyncio.to_thread` from async code (env.py runs its own loop)."""
+    command.upgrade(alembic_config(migrations_dir, database_url), revision)
+
+
+def run_env(target_metadata: MetaData) -> None:
+    url = context.config.get_main_option("sqlalchemy.url")
+    assert url, "sqlalchemy.url must be set"
+
+    def do_run(connection: Connection) -> None:
+        context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run_async() -> None:
+        engine = create_async_engine(url, poolclass=pool.NullPool)
+        async with engine.connect() as conn:
+            await conn.run_sync(do_run)
+        await engine.dispose()
+
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    else:
+        asyncio.run(run_async())
+
+
+def create_messaging_tables() -> None:
+    """For a service's first migration: outbox, inbox, dead letters and the NOTIFY trigger."""
+    from alembic import op
+
+    metadata = MetaData()
+    add_messaging_tables(metadata)
+    bind = op.get_bind()
+    metadata.create_all(bind)
+    for statement in NOTIFY_TRIGGER_SQL:
+        op.execute(statement)

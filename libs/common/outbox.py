@@ -1,0 +1,224 @@
+"""The outbox relay: publishes committed outbox rows to Kafka, in order per aggregate.
+
+Design, and why it is safe with any number of relay replicas:
+- Every row has a `shard` (crc32 of its aggregate key mod 16). A relay publishes a shard only inside
+  a transaction holding `pg_try_advisory_xact_lock(shard)`, so at most one relay publishes a shard at
+  a time; the others skip it. The lock dies with the transaction, so a killed relay frees its shards.
+- Within a shard rows go out in `seq` order, and the transaction waits for the broker's acks before
+  marking them published. aiokafka keeps one request in flight per broker, so order is kept.
+  Two events of one aggregate are written by transactions that serialise on that aggregate's row,
+  so the later event always has the larger `seq` and is never visible before the earlier one.
+- A relay that dies after publishing but before its commit leaves the rows unpublished; they are
+  sent again and consumers' inboxes drop the repeats.
+- Rows stay for `outbox_retention_hours` after publishing. Each row records the broker epoch it went
+  to; when the epoch changes (a memory-only broker restarted) the relay recreates topics, rebuilds its
+  producer and marks every retained row of another epoch unpublished, so it all goes out again.
+- Woken by LISTEN/NOTIFY on insert, with a polling fallback for lost notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter, Gauge
+from sqlalchemy import delete, select, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common.faults import crash_point
+from libs.common.kafka import EpochWatcher, ensure_platform_topics, make_producer, topic_name
+from libs.common.logging import get_logger
+from libs.common.outbox_tables import NOTIFY_CHANNEL, OUTBOX_SHARD_COUNT, inbox, outbox
+
+log = get_logger("juhe.outbox")
+
+ADVISORY_LOCK_CLASS = 0x4A4F  # "JO": keeps our lock ids apart from anyone else's
+RETENTION_SWEEP_BATCH = 5_000
+RETENTION_SWEEP_INTERVAL_SECONDS = 30.0
+
+published_total = Counter("juhe_outbox_published_total", "Outbox rows published", ["service"])
+republished_total = Counter(
+    "juhe_outbox_republished_total", "Outbox rows reset after a broker epoch change", ["service"]
+)
+unpublished_gauge = Gauge("juhe_outbox_unpublished", "Outbox rows waiting to be published", ["service"])
+
+
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        service: str,
+        bootstrap: str,
+        epoch_watcher: EpochWatcher,
+        topic_namespace: str = "",
+        batch_max: int = 500,
+        poll_interval_seconds: float = 1.0,
+        retention_hours: float = 72.0,
+    ) -> None:
+        self.engine = engine
+        self.service = service
+        self.bootstrap = bootstrap
+        self.epoch_watcher = epoch_watcher
+        self.topic_namespace = topic_namespace
+        self.batch_max = batch_max
+        self.poll_interval_seconds = poll_interval_seconds
+        self.retention = timedelta(hours=retention_hours)
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+        self._epoch: str | None = None
+        self._epoch_version = -1
+        self._next_sweep_at = 0.0
+
+    async def run(self) -> None:
+        listener = asyncio.create_task(self._listen(), name=f"{self.service}-outbox-listen")
+        try:
+            while True:
+                try:
+                    await self._sync_epoch()
+                    busy = await self.publish_once()
+                    await self._sweep_retention()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("outbox relay pass failed", error=repr(exc))
+                    await self._drop_producer()
+                    busy = False
+                    await asyncio.sleep(self.poll_interval_seconds)
+                if not busy:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_interval_seconds)
+                    self._wake.clear()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await listener
+            await self._drop_producer()
+
+    async def _listen(self) -> None:
+        dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(dsn)
+                closed = asyncio.Event()
+                conn.add_termination_listener(lambda _conn: closed.set())
+                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                await closed.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("outbox listener reconnecting", error=repr(exc))
+                await asyncio.sleep(1)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()
+
+    async def _drop_producer(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+
+    async def _sync_epoch(self) -> None:
+        """On a new broker: recreate topics, rebuild the producer, re-publish retained rows."""
+        epoch = await self.epoch_watcher.wait_ready()
+        if self.epoch_watcher.version == self._epoch_version and self._producer is not None:
+            return
+        self._epoch_version = self.epoch_watcher.version
+        await self._drop_producer()
+        await ensure_platform_topics(self.bootstrap, self.topic_namespace)
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                update(outbox)
+                .where(outbox.c.published_at.is_not(None), outbox.c.broker_epoch.is_distinct_from(epoch))
+                .values(published_at=None, broker_epoch=None)
+            )
+        if result.rowcount:
+            republished_total.labels(self.service).inc(result.rowcount)
+            log.warning("re-publishing retained events for a new broker", rows=result.rowcount, epoch=epoch)
+        self._epoch = epoch
+        producer = make_producer(self.bootstrap)
+        await producer.start()
+        self._producer = producer
+
+    async def publish_once(self) -> bool:
+        """One pass over every shard. True when some shard had a full batch (more may be waiting)."""
+        busy = False
+        for shard in range(OUTBOX_SHARD_COUNT):
+            sent = await self._publish_shard(shard)
+            busy = busy or sent >= self.batch_max
+        return busy
+
+    async def _publish_shard(self, shard: int) -> int:
+        producer = self._producer
+        assert producer is not None and self._epoch is not None
+        async with self.engine.begin() as conn:
+            locked = (
+                await conn.execute(
+                    text("SELECT pg_try_advisory_xact_lock(:cls, :shard)"),
+                    {"cls": ADVISORY_LOCK_CLASS, "shard": shard},
+                )
+            ).scalar_one()
+            if not locked:
+                return 0
+            rows = (
+                await conn.execute(
+                    select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.event_type)
+                    .where(outbox.c.shard == shard, outbox.c.published_at.is_(None))
+                    .order_by(outbox.c.seq)
+                    .limit(self.batch_max)
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = [
+                await producer.send(
+                    topic_name(self.topic_namespace, row.topic),
+                    value=row.payload,
+                    key=row.key.encode(),
+                    headers=[("type", row.event_type.encode())],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*futures)
+            crash_point("outbox.after_publish")
+            await conn.execute(
+                update(outbox)
+                .where(outbox.c.seq.in_([row.seq for row in rows]))
+                .values(published_at=datetime.now(UTC), broker_epoch=self._epoch)
+            )
+        published_total.labels(self.service).inc(len(rows))
+        return len(rows)
+
+    async def _sweep_retention(self) -> None:
+        """Delete published rows (and inbox rows) past retention, a bounded batch at a time."""
+        now = asyncio.get_running_loop().time()
+        if now < self._next_sweep_at:
+            return
+        self._next_sweep_at = now + RETENTION_SWEEP_INTERVAL_SECONDS
+        cutoff = datetime.now(UTC) - self.retention
+        async with self.engine.begin() as conn:
+            old = (
+                select(outbox.c.seq)
+                .where(outbox.c.published_at.is_not(None), outbox.c.published_at < cutoff)
+                .limit(RETENTION_SWEEP_BATCH)
+                .scalar_subquery()
+            )
+            await conn.execute(delete(outbox).where(outbox.c.seq.in_(old)))
+            # Inbox rows must outlive any re-publish of the same event: keep them twice as long.
+            inbox_cutoff = datetime.now(UTC) - 2 * self.retention
+            old_inbox = (
+                select(inbox.c.event_id).where(inbox.c.received_at < inbox_cutoff).limit(RETENTION_SWEEP_BATCH)
+            ).scalar_subquery()
+            await conn.execute(delete(inbox).where(inbox.c.event_id.in_(old_inbox)))
+            pending = (await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar_one()
+        unpublished_gauge.labels(self.service).set(pending)

@@ -1,0 +1,23 @@
+"""`python -m services.<name>`: build settings once, then serve the app with uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from libs.common.settings import ServiceSettings
+
+
+def serve(create_app: Callable[[ServiceSettings], FastAPI], settings: ServiceSettings) -> None:
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # our JSON logging is configured by create_service_app
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )

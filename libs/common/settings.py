@@ -1,0 +1,58 @@
+"""Settings every service shares. Built once at start-up and passed down; never read from os.environ later.
+
+Each service subclasses `ServiceSettings` with `model_config = service_settings_config("ledger")`, so
+its variables are `JUHE_LEDGER_DATABASE_URL`, `JUHE_LEDGER_PORT`, … . Production refuses to start with
+the demo secrets a fresh checkout ships with.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_INTERNAL_TOKEN_SECRET = "juhe-demo-internal-token-secret-change-me"
+
+
+def service_settings_config(service: str) -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix=f"JUHE_{service.upper()}_", extra="ignore")
+
+
+class ServiceSettings(BaseSettings):
+    model_config = service_settings_config("service")
+
+    service_name: str = "service"
+    env: Literal["dev", "test", "prod"] = "dev"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # What this process runs: the HTTP API, the worker (outbox relay + consumers), or both.
+    role: Literal["api", "worker", "all"] = "all"
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/juhe"
+    database_pool_size: int = Field(default=5, ge=1, le=50)
+    database_pool_overflow: int = Field(default=5, ge=0, le=50)
+    kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Prefix for every topic and consumer group: lets tests share one broker without crosstalk.
+    topic_namespace: str = ""
+    internal_token_secret: SecretStr = SecretStr(DEMO_INTERNAL_TOKEN_SECRET)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # Consumers (embedded-infra.md §2.3: Tansu holds JoinGroup for session_timeout/2).
+    consumer_session_timeout_ms: int = Field(default=6000, ge=1000, le=60000)
+    consumer_heartbeat_interval_ms: int = Field(default=1000, ge=100, le=20000)
+    consumer_batch_max: int = Field(default=200, ge=1, le=5000)
+    consumer_handler_attempts_max: int = Field(default=5, ge=1, le=100)
+
+    # Outbox relay.
+    outbox_shard_count: int = Field(default=8, ge=1, le=256)
+    outbox_batch_max: int = Field(default=500, ge=1, le=10000)
+    outbox_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    outbox_retention_hours: float = Field(default=72.0, ge=0, le=24 * 90)
+    broker_epoch_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _refuse_demo_secrets_in_production(self) -> Self:
+        if self.env == "prod" and self.internal_token_secret.get_secret_value() == DEMO_INTERNAL_TOKEN_SECRET:
+            raise ValueError("refusing to start in prod with the demo internal_token_secret")
+        return self

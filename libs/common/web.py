@@ -1,0 +1,291 @@
+"""The FastAPI application every service is built on: errors, health, metrics, tracing, worker.
+
+`create_service_app` is all a service's `app.py` calls. The worker (outbox relay, epoch watcher,
+inbox consumers and the service's own background loops) runs inside the same process when the role
+is `all` (the dev default) or alone when the role is `worker`, so SREs can scale API and worker
+replicas separately without a different code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from aiokafka import AIOKafkaClient
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from libs.common import errors
+from libs.common.db import UnitOfWork, create_engine
+from libs.common.inbox import InboxConsumer, Subscription
+from libs.common.kafka import EpochWatcher
+from libs.common.logging import TRACE_HEADER, configure_logging, get_logger, new_trace_id, trace_id_var
+from libs.common.outbox import OutboxRelay
+from libs.common.settings import ServiceSettings
+
+log = get_logger("juhe.web")
+
+READINESS_TIMEOUT_SECONDS = 2.0
+
+http_requests_total = Counter("juhe_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+http_request_seconds = Histogram(
+    "juhe_http_request_duration_seconds", "HTTP request latency", ["service", "method", "route"]
+)
+
+
+@dataclass
+class Runtime:
+    """What routes and background tasks share in one process; kept on `app.state.runtime`."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    uow: UnitOfWork
+    extras: dict[str, Any] = field(default_factory=dict)
+    _kafka_client: AIOKafkaClient | None = None
+
+
+BackgroundTask = Callable[[Runtime], Awaitable[None]]
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime  # type: ignore[no-any-return]
+
+
+def get_uow(request: Request) -> UnitOfWork:
+    return get_runtime(request).uow
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+UowDep = Annotated[UnitOfWork, Depends(get_uow)]
+
+
+def problem_response(spec: errors.ErrorSpec, detail: str, request: Request | None, **ext: Any) -> JSONResponse:
+    body = errors.problem_body(spec, detail, str(request.url.path) if request else None, **ext)
+    headers = {}
+    trace_id = trace_id_var.get()
+    if trace_id:
+        headers[TRACE_HEADER] = trace_id
+    if "retry_after_seconds" in ext:
+        headers["Retry-After"] = str(int(ext["retry_after_seconds"]))
+    return JSONResponse(body, status_code=spec.status, media_type=errors.PROBLEM_CONTENT_TYPE, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    async def on_problem(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.Problem)
+        return problem_response(exc.spec, exc.detail, request, **exc.extensions)
+
+    async def on_validation(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        details = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        if any(d["type"] == "json_invalid" for d in details):
+            return problem_response(errors.MALFORMED_REQUEST, "The body is not valid JSON", request, errors=details)
+        return problem_response(errors.VALIDATION_FAILED, "Some fields are invalid", request, errors=details)
+
+    async def on_http(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        spec = {
+            404: errors.ROUTE_NOT_FOUND,
+            405: errors.METHOD_NOT_ALLOWED,
+            401: errors.UNAUTHORIZED,
+            403: errors.FORBIDDEN,
+            413: errors.PAYLOAD_TOO_LARGE,
+        }.get(exc.status_code)
+        if spec is None:
+            spec = errors.ErrorSpec(f"http_{exc.status_code}", exc.status_code, str(exc.detail))
+        detail = spec.title if exc.status_code in (404, 405) else str(exc.detail)
+        return problem_response(spec, detail, request)
+
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", path=request.url.path)
+        return problem_response(errors.INTERNAL_ERROR, "Internal error", request)
+
+    app.add_exception_handler(errors.Problem, on_problem)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(Exception, on_crash)
+
+
+def install_observability(app: FastAPI, service: str) -> None:
+    @app.middleware("http")
+    async def trace_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        trace_id = request.headers.get(TRACE_HEADER) or _from_traceparent(request.headers.get("traceparent"))
+        token = trace_id_var.set(trace_id or new_trace_id())
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+            route_path = getattr(request.scope.get("route"), "path", "unmatched")
+            http_requests_total.labels(service, request.method, route_path, str(response.status_code)).inc()
+            http_request_seconds.labels(service, request.method, route_path).observe(time.perf_counter() - started)
+            response.headers[TRACE_HEADER] = trace_id_var.get() or ""
+            return response
+        finally:
+            trace_id_var.reset(token)
+
+
+def _from_traceparent(value: str | None) -> str | None:
+    # W3C traceparent: version-traceid-parentid-flags
+    if value and value.count("-") == 3:
+        return value.split("-")[1]
+    return None
+
+
+def health_router() -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/livez", include_in_schema=False)
+    async def livez() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", include_in_schema=False)
+    async def readyz(runtime: RuntimeDep) -> Response:
+        checks = {"database": await _check_database(runtime), "broker": await _check_broker(runtime)}
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503)
+
+    @router.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+async def _check_database(runtime: Runtime) -> str:
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS), runtime.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:
+        return f"error: {exc!r}"[:200]
+
+
+async def _check_broker(runtime: Runtime) -> str:
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT_SECONDS):
+            if runtime._kafka_client is None:
+                client = AIOKafkaClient(bootstrap_servers=runtime.settings.kafka_bootstrap_servers)
+                await client.bootstrap()
+                runtime._kafka_client = client
+            await runtime._kafka_client.fetch_all_metadata()
+        return "ok"
+    except Exception as exc:
+        if runtime._kafka_client is not None:
+            with contextlib.suppress(Exception):
+                await runtime._kafka_client.close()
+            runtime._kafka_client = None
+        return f"error: {exc!r}"[:200]
+
+
+def worker_tasks(
+    runtime: Runtime,
+    subscriptions: Sequence[Subscription],
+    background: Sequence[BackgroundTask],
+) -> list[Callable[[], Awaitable[None]]]:
+    """The long-running loops of a service's worker: epoch watcher, relay, consumer, its own loops."""
+    s = runtime.settings
+    watcher = EpochWatcher(s.kafka_bootstrap_servers, interval_seconds=s.broker_epoch_check_interval_seconds)
+    runtime.extras["epoch_watcher"] = watcher
+    relay = OutboxRelay(
+        runtime.engine,
+        service=s.service_name,
+        bootstrap=s.kafka_bootstrap_servers,
+        epoch_watcher=watcher,
+        topic_namespace=s.topic_namespace,
+        batch_max=s.outbox_batch_max,
+        poll_interval_seconds=s.outbox_poll_interval_seconds,
+        retention_hours=s.outbox_retention_hours,
+    )
+    loops: list[Callable[[], Awaitable[None]]] = [watcher.run, relay.run]
+    if subscriptions:
+        consumer = InboxConsumer(
+            runtime.uow,
+            service=s.service_name,
+            bootstrap=s.kafka_bootstrap_servers,
+            group_id=f"{s.topic_namespace}juhe-{s.service_name}",
+            subscriptions=subscriptions,
+            epoch_watcher=watcher,
+            topic_namespace=s.topic_namespace,
+            batch_max=s.consumer_batch_max,
+            session_timeout_ms=s.consumer_session_timeout_ms,
+            heartbeat_interval_ms=s.consumer_heartbeat_interval_ms,
+            handler_attempts_max=s.consumer_handler_attempts_max,
+        )
+        loops.append(consumer.run)
+    loops.extend(lambda task=task: task(runtime) for task in background)
+    return loops
+
+
+async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
+    """Keep a worker loop alive: log and restart it if it ever crashes."""
+    while True:
+        try:
+            await loop()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("worker loop crashed; restarting", loop=name)
+            await asyncio.sleep(1)
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    subscriptions: Sequence[Subscription] = (),
+    background: Sequence[BackgroundTask] = (),
+    on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
+    description: str = "",
+) -> FastAPI:
+    configure_logging(settings.service_name, level=settings.log_level, json=settings.log_json)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = create_engine(
+            settings.database_url, pool_size=settings.database_pool_size, max_overflow=settings.database_pool_overflow
+        )
+        runtime = Runtime(settings=settings, engine=engine, uow=UnitOfWork(engine, source=settings.service_name))
+        app.state.runtime = runtime
+        if on_startup is not None:
+            await on_startup(runtime)
+        tasks: list[asyncio.Task[None]] = []
+        if settings.role in ("worker", "all"):
+            for i, loop in enumerate(worker_tasks(runtime, subscriptions, background)):
+                tasks.append(asyncio.create_task(_supervise(f"{settings.service_name}-{i}", loop)))
+        log.info("service started", role=settings.role, port=settings.port)
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
+            if runtime._kafka_client is not None:
+                with contextlib.suppress(Exception):
+                    await runtime._kafka_client.close()
+            for closer in runtime.extras.get("closers", []):
+                with contextlib.suppress(Exception):
+                    await closer()
+            await engine.dispose()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    install_problem_handlers(app)
+    install_observability(app, settings.service_name)
+    app.include_router(health_router())
+    for router in routers:
+        app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""Events the cashier service publishes (types and payloads) and its consumers."""

@@ -1,0 +1,19 @@
+"""Wiring of the marketing service: routers, subscriptions, background loops. No logic here."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from libs.common.web import create_service_app
+from services.marketing import worker
+from services.marketing.config import Settings
+
+
+def create_app(settings: Settings) -> FastAPI:
+    return create_service_app(
+        settings,
+        title="Juhe marketing",
+        routers=[],
+        subscriptions=worker.subscriptions(settings),
+        background=worker.background_tasks(settings),
+    )

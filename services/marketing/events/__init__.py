@@ -1,0 +1,1 @@
+"""Events the marketing service publishes (types and payloads) and its consumers."""

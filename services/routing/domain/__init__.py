@@ -1,0 +1,1 @@
+"""Pure domain logic of the routing service: no framework, database or broker imports."""

@@ -1,0 +1,1 @@
+"""Events the routing service publishes (types and payloads) and its consumers."""

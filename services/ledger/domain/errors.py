@@ -8,7 +8,8 @@ The vocabulary follows TigerBeetle's result codes where one exists.
 
 from __future__ import annotations
 
-from libs.common.errors import IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED, ErrorSpec, Problem
+# The ledger answers with these two common codes too; re-exported so the catalogue is complete here.
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED, ErrorSpec, Problem  # noqa: F401
 
 
 class LedgerError(Problem):
@@ -67,9 +68,7 @@ PENDING_TRANSFER_ALREADY_VOIDED = ErrorSpec(
     "pending_transfer_already_voided", 409, "The pending transfer was already voided"
 )
 PENDING_TRANSFER_EXPIRED = ErrorSpec("pending_transfer_expired", 409, "The pending transfer has expired")
-TRANSFER_NOT_PENDING = ErrorSpec(
-    "transfer_not_pending", 409, "Only a transfer created pending can be posted or voided"
-)
+TRANSFER_NOT_PENDING = ErrorSpec("transfer_not_pending", 409, "Only a transfer created pending can be posted or voided")
 LINKED_EVENT_FAILED = ErrorSpec(
     "linked_event_failed", 409, "Another transfer of the linked batch failed, so none was applied"
 )
@@ -79,5 +78,3 @@ LEDGER_BUSY = ErrorSpec("ledger_busy", 503, "The ledger write queue is full, ret
 
 ERRORS: tuple[ErrorSpec, ...] = tuple(v for v in list(globals().values()) if isinstance(v, ErrorSpec))
 CATALOGUE = ERRORS
-
-__all__ = ["IDEMPOTENCY_KEY_REUSED", "VALIDATION_FAILED", "ErrorSpec", "LedgerError"]

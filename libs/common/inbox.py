@@ -123,7 +123,7 @@ class InboxConsumer:
             with contextlib.suppress(Exception):
                 await consumer.stop()
 
-    async def apply(self, record: ConsumerRecord) -> None:  # type: ignore[type-arg]
+    async def apply(self, record: ConsumerRecord) -> None:
         try:
             envelope = Envelope.from_bytes(record.value)
         except Exception as exc:
@@ -171,7 +171,7 @@ class InboxConsumer:
                 await handler(tx, envelope)
         applied_total.labels(self.service, envelope.type).inc()
 
-    async def _dead_letter(self, record: ConsumerRecord, event_id: str | None, error: str) -> None:  # type: ignore[type-arg]
+    async def _dead_letter(self, record: ConsumerRecord, event_id: str | None, error: str) -> None:
         async with self.uow.begin() as tx:
             await tx.conn.execute(
                 insert(inbox_dead_letter).values(

@@ -66,4 +66,5 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool = True) -
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    return structlog.get_logger(name)  # type: ignore[no-any-return]
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name)
+    return logger

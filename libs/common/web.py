@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -58,7 +59,8 @@ BackgroundTask = Callable[[Runtime], Awaitable[None]]
 
 
 def get_runtime(request: Request) -> Runtime:
-    return request.app.state.runtime  # type: ignore[no-any-return]
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
 
 def get_uow(request: Request) -> UnitOfWork:
@@ -223,7 +225,7 @@ def worker_tasks(
             handler_attempts_max=s.consumer_handler_attempts_max,
         )
         loops.append(consumer.run)
-    loops.extend(lambda task=task: task(runtime) for task in background)
+    loops.extend(functools.partial(task, runtime) for task in background)
     return loops
 
 

@@ -1,0 +1,61 @@
+# Juhe: `make run` starts the whole platform; `make test` runs the whole suite. Both install first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.8
+INSTALLED := $(VENV)/.installed
+export XDG_RUNTIME_DIR ?= /tmp/juhe-runtime
+
+.PHONY: install run reset test check lint typecheck imports unit lock bench-ledger bench-routing bench-gateway bench-reconciliation clean
+
+install: $(INSTALLED)
+
+$(INSTALLED): requirements.lock pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	touch $@
+
+run: install
+	$(BIN)/python -m deploy.launcher run
+
+reset:
+	rm -rf .juhe
+
+test: install check
+	$(BIN)/pytest
+
+check: lint typecheck imports
+
+lint: install
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy libs services gateway sandboxes deploy bench
+
+imports: install
+	$(BIN)/lint-imports
+
+unit: install
+	$(BIN)/pytest -m "not e2e" libs services/*/tests/unit
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+
+bench-ledger: install
+	$(BIN)/python -m bench.ledger_hot_accounts
+
+bench-routing: install
+	$(BIN)/python -m bench.routing_savings
+
+bench-gateway: install
+	$(BIN)/python -m bench.gateway_overhead
+
+bench-reconciliation: install
+	$(BIN)/python -m bench.reconciliation
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

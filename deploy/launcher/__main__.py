@@ -1,0 +1,3 @@
+from deploy.launcher.main import main
+
+raise SystemExit(main())

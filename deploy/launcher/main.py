@@ -1,0 +1,357 @@
+"""Start the whole platform on the embedded default, supervise it, stop it cleanly.
+
+Order: PostgreSQL (data kept in .juhe/pgdata) → one database per service + migrations → Tansu broker
+(memory-only) + topics → every service, the gateway and the sandboxes as separate processes → wait
+until each answers /readyz → seed the demo platform → print URLs and keys. Then supervise: a broker
+that dies is restarted on the same port (the outbox relays notice the new broker epoch and
+re-publish), a service that dies is restarted with backoff. Ctrl-C or SIGTERM stops everything;
+if the launcher itself is killed, every child gets a parent-death signal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+from libs.common.embedded import (
+    EmbeddedBroker,
+    EmbeddedPostgres,
+    create_database,
+    database_url,
+    free_port,
+    parent_death_signal,
+    port_in_use,
+)
+from libs.common.kafka import ensure_platform_topics, read_or_create_broker_epoch
+from libs.common.migrations import upgrade
+from libs.common.services import REPO_ROOT, SANDBOXES, SERVICES, ServiceSpec, service_env
+
+READY_TIMEOUT_SECONDS = 90.0
+RESTART_BACKOFF_MAX_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 15.0
+SUPERVISE_INTERVAL_SECONDS = 1.0
+COLORS = ["36", "32", "33", "35", "34", "31", "96", "92", "93", "95"]
+
+
+@dataclass
+class Child:
+    spec: ServiceSpec
+    port: int
+    env: dict[str, str]
+    color: str
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    pump: asyncio.Task[None] | None = None
+    started_at: float = 0.0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Platform:
+    data_dir: Path
+    console: TextIO = sys.stdout
+    children: list[Child] = field(default_factory=list)
+    pg: EmbeddedPostgres | None = None
+    broker: EmbeddedBroker | None = None
+    stopping: bool = False
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    def say(self, message: str) -> None:
+        self.console.write(f"\x1b[1mjuhe\x1b[0m | {message}\n")
+        self.console.flush()
+
+    # ---------------------------------------------------------------- infrastructure
+    def _remembered_ports(self) -> dict[str, int]:
+        path = self.data_dir / "ports.json"
+        try:
+            return {k: int(v) for k, v in json.loads(path.read_text()).items()}
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def _pick_port(self, name: str, env_var: str, remembered: dict[str, int]) -> int:
+        if os.environ.get(env_var):
+            return int(os.environ[env_var])
+        previous = remembered.get(name)
+        if previous and not port_in_use(previous):
+            return previous
+        return free_port()
+
+    def start_infrastructure(self) -> tuple[str, str]:
+        remembered = self._remembered_ports()
+        pg_port = self._pick_port("postgres", "JUHE_PG_PORT", remembered)
+        broker_port = self._pick_port("broker", "JUHE_BROKER_PORT", remembered)
+        for name, port in (("PostgreSQL", pg_port), ("broker", broker_port)):
+            if port_in_use(port):
+                raise SystemExit(
+                    f"{name} port {port} is already in use; choose another with JUHE_PG_PORT/JUHE_BROKER_PORT"
+                )
+        (self.data_dir / "ports.json").write_text(json.dumps({"postgres": pg_port, "broker": broker_port}))
+        self.pg = EmbeddedPostgres(self.data_dir / "pgdata", pg_port, self.log_dir / "postgres.log")
+        self.pg.start()
+        self.say(f"PostgreSQL 18 on 127.0.0.1:{pg_port} (data in {self.data_dir / 'pgdata'})")
+        self.broker = EmbeddedBroker(broker_port, self.log_dir / "broker.log")
+        self.broker.start()
+        self.say(f"Tansu broker on 127.0.0.1:{broker_port} (memory-only)")
+        return self.pg.server_url, self.broker.bootstrap
+
+    async def prepare_databases(self, server_url: str) -> dict[str, str]:
+        urls: dict[str, str] = {}
+        for spec in SERVICES.values():
+            assert spec.database
+            await create_database(server_url, spec.database)
+            urls[spec.name] = database_url(server_url, spec.database)
+        for name, url in urls.items():  # one at a time: Alembic's `context` is process-global
+            await asyncio.to_thread(upgrade, SERVICES[name].migrations_dir, url)
+        self.say("databases migrated: " + ", ".join(spec.database or "" for spec in SERVICES.values()))
+        return urls
+
+    async def prepare_broker(self, bootstrap: str) -> None:
+        await ensure_platform_topics(bootstrap)
+        epoch = await read_or_create_broker_epoch(bootstrap)
+        self.say(f"topics created; broker epoch {epoch[:8]}")
+
+    # ---------------------------------------------------------------- processes
+    def plan(self, db_urls: dict[str, str], bootstrap: str) -> None:
+        common_env = {k: v for k, v in os.environ.items() if k != "JUHE_CRASH_AT"}
+        common_env["PYTHONPATH"] = str(REPO_ROOT)
+        common_env["JUHE_DATA_DIR"] = str(self.data_dir)
+        common_env["PYTHONUNBUFFERED"] = "1"
+        urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SERVICES.items()}
+        sandbox_urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SANDBOXES.items()}
+        specs = [*SERVICES.values(), *(s for s in SANDBOXES.values() if _module_exists(s.module))]
+        for i, spec in enumerate(specs):
+            port = self._port(spec)
+            values: dict[str, object] = {"port": port}
+            if spec.database:
+                values |= {"database_url": db_urls.get(spec.name), "kafka_bootstrap_servers": bootstrap}
+                values |= {f"{other}_url": url for other, url in urls.items() if other != spec.name}
+                values |= {f"sandbox_{other}_url": url for other, url in sandbox_urls.items()}
+            env = {**common_env, **service_env(spec, values)}
+            self.children.append(Child(spec=spec, port=port, env=env, color=COLORS[i % len(COLORS)]))
+
+    @staticmethod
+    def _port(spec: ServiceSpec) -> int:
+        return int(os.environ.get(f"{spec.env_prefix}PORT", spec.default_port))
+
+    def check_ports(self) -> None:
+        busy = [(c.spec.name, c.port) for c in self.children if port_in_use(c.port)]
+        if busy:
+            lines = [f"  {name}: port {port} is in use (set {_env_prefix(name)}PORT to move it)" for name, port in busy]
+            raise SystemExit("cannot start, ports already in use:\n" + "\n".join(lines))
+
+    async def start_child(self, child: Child) -> None:
+        log_path = self.log_dir / f"{child.spec.name}.log"
+        child.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            child.spec.module,
+            cwd=REPO_ROOT,
+            env=child.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=parent_death_signal(signal.SIGTERM),
+        )
+        child.started_at = time.monotonic()
+        child.pump = asyncio.create_task(self._pump(child, log_path))
+
+    async def _pump(self, child: Child, log_path: Path) -> None:
+        """Copy a child's output to its log file and, prefixed, to the console."""
+        assert child.process and child.process.stdout
+        prefix = f"\x1b[{child.color}m{child.spec.name:<11}\x1b[0m| "
+        with open(log_path, "ab") as log:
+            async for line in child.process.stdout:
+                log.write(line)
+                log.flush()
+                if not self.stopping:
+                    self.console.write(prefix + line.decode(errors="replace"))
+                    self.console.flush()
+
+    async def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+        pending = {c.spec.name: c for c in self.children}
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            while pending and time.monotonic() < deadline:
+                for name, child in list(pending.items()):
+                    if child.process and child.process.returncode is not None:
+                        raise SystemExit(
+                            f"{name} exited with {child.process.returncode}; see {self.log_dir / name}.log"
+                        )
+                    with contextlib.suppress(httpx.HTTPError):
+                        if (await client.get(f"{child.url}/readyz")).status_code == 200:
+                            del pending[name]
+                if pending:
+                    await asyncio.sleep(0.2)
+        if pending:
+            raise SystemExit(f"not ready after {READY_TIMEOUT_SECONDS:.0f}s: {', '.join(pending)}")
+
+    async def supervise(self) -> None:
+        """Restart what dies: the broker on its port (new epoch → re-publish), services with backoff."""
+        while not self.stopping:
+            await asyncio.sleep(SUPERVISE_INTERVAL_SECONDS)
+            if self.broker and not self.broker.alive() and not self.stopping:
+                self.say("broker died; restarting it (services will re-publish from their outboxes)")
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self.broker.start)
+                    await ensure_platform_topics(self.broker.bootstrap)
+            for child in self.children:
+                if self.stopping or not child.process or child.process.returncode is None:
+                    continue
+                backoff = min(2**child.restarts, RESTART_BACKOFF_MAX_SECONDS)
+                if time.monotonic() - child.started_at > 60:
+                    child.restarts = 0
+                self.say(f"{child.spec.name} exited with {child.process.returncode}; restarting in {backoff:.0f}s")
+                await asyncio.sleep(backoff)
+                child.restarts += 1
+                if not self.stopping:
+                    await self.start_child(child)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        running = [c for c in self.children if c.process and c.process.returncode is None]
+        for child in running:
+            with contextlib.suppress(ProcessLookupError):
+                child.process.terminate()  # type: ignore[union-attr]
+        for child in running:
+            assert child.process
+            try:
+                await asyncio.wait_for(child.process.wait(), STOP_TIMEOUT_SECONDS)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+                await child.process.wait()
+        for child in self.children:
+            if child.pump:
+                child.pump.cancel()
+        if self.broker:
+            self.broker.stop()
+        if self.pg:
+            self.pg.stop()
+
+    def memory_rss_mib(self) -> float:
+        pids = [c.process.pid for c in self.children if c.process]
+        for proc in (self.pg, self.broker):
+            if proc and proc.process:
+                pids.append(proc.process.pid)
+        return sum(_tree_rss_kib(pid) for pid in pids) / 1024
+
+
+def _env_prefix(name: str) -> str:
+    spec = SERVICES.get(name) or SANDBOXES[name]
+    return spec.env_prefix
+
+
+def _module_exists(module: str) -> bool:
+    folder = REPO_ROOT / Path(*module.split("."))
+    return (folder / "__main__.py").exists() and (folder / "app.py").exists()
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """RSS of a process and all its descendants (PostgreSQL forks a backend per connection)."""
+    total = 0
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        with contextlib.suppress(OSError):
+            for line in (Path("/proc") / str(current) / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        stack.extend(children.get(current, []))
+    return total
+
+
+async def run(data_dir: Path, *, exit_when_ready: bool = False) -> int:
+    started = time.monotonic()
+    platform = Platform(data_dir=data_dir)
+    platform.log_dir.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.get_running_loop()
+    stop_requested = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop_requested.set)
+    try:
+        platform.plan({}, "")  # ports only, to fail fast before touching anything
+        platform.check_ports()
+        platform.children.clear()
+        server_url, bootstrap = await asyncio.to_thread(platform.start_infrastructure)
+        db_urls = await platform.prepare_databases(server_url)
+        await platform.prepare_broker(bootstrap)
+        platform.plan(db_urls, bootstrap)
+        for child in platform.children:
+            await platform.start_child(child)
+        await platform.wait_ready()
+        ready_seconds = time.monotonic() - started
+        from deploy.launcher.seed import seed
+
+        demo = await seed(platform, db_urls)
+        print_summary(platform, demo, server_url, bootstrap, ready_seconds)
+        if exit_when_ready:
+            return 0
+        supervisor = asyncio.create_task(platform.supervise())
+        await stop_requested.wait()
+        supervisor.cancel()
+        platform.say("stopping…")
+        return 0
+    finally:
+        await platform.stop()
+        platform.say("stopped")
+
+
+def print_summary(platform: Platform, demo: dict[str, str], server_url: str, bootstrap: str, ready_s: float) -> None:
+    rows = [(c.spec.name, c.url) for c in platform.children]
+    width = max(len(name) for name, _ in rows) + 2
+    lines = ["", "Juhe is running:", ""]
+    lines += [f"  {name:<{width}}{url}" for name, url in rows]
+    lines += [
+        f"  {'postgres':<{width}}{server_url.replace('+asyncpg', '')}",
+        f"  {'broker':<{width}}{bootstrap}",
+        "",
+        f"  API docs       http://127.0.0.1:{SERVICES['gateway'].default_port}/docs",
+        f"  logs           {platform.log_dir}/<name>.log",
+    ]
+    if demo:
+        lines += ["", "Demo credentials:"] + [f"  {k:<{width + 10}}{v}" for k, v in demo.items()]
+    lines += [
+        "",
+        f"ready in {ready_s:.1f} s, platform RSS {platform.memory_rss_mib():.0f} MiB. Ctrl-C stops everything.",
+        "",
+    ]
+    platform.console.write("\n".join(lines) + "\n")
+    platform.console.flush()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deploy.launcher", description=__doc__)
+    parser.add_argument("command", choices=["run", "reset"], nargs="?", default="run")
+    parser.add_argument("--data-dir", default=os.environ.get("JUHE_DATA_DIR", str(REPO_ROOT / ".juhe")))
+    parser.add_argument("--exit-when-ready", action="store_true", help="start, seed, print, then stop (smoke check)")
+    args = parser.parse_args(argv)
+    data_dir = Path(args.data_dir).resolve()
+    if args.command == "reset":
+        shutil.rmtree(data_dir, ignore_errors=True)
+        print(f"removed {data_dir}")
+        return 0
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir / "run"))
+    return asyncio.run(run(data_dir, exit_when_ready=args.exit_when_ready))

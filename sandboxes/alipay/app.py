@@ -1,0 +1,722 @@
+"""create_app(settings) → the Alipay sandbox: `/gateway.do`, the browser cashier, bills, control API.
+
+Strict where Alipay is strict (protocols.md §2, §5): query-string and form parameters are merged,
+the RSA2 request signature is checked over every parameter but `sign`, each response node is signed
+over its exact JSON text (except isv.invalid-signature refusals, which Alipay leaves unsigned),
+notifications are form-encoded, signed for rsaCheckV1 and retried until the literal `success`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import Receive, Scope, Send
+
+from sandboxes.alipay import crypto
+from sandboxes.alipay.bills import DISCREPANCY_KINDS, build_bill_zip
+from sandboxes.alipay.pages import cashier_page, error_page, result_page
+from sandboxes.alipay.settings import NOTIFY_SCHEDULE_SECONDS, SandboxSettings
+from sandboxes.alipay.trades import (
+    APPS,
+    TRADE_CLOSED,
+    TRADE_SUCCESS,
+    UNSEEN,
+    BizError,
+    TradeBook,
+    TradeEvent,
+    beijing,
+    bill_window,
+    from_iso,
+    new_app_id,
+    new_pid,
+    parse_beijing,
+    yuan,
+)
+from sandboxes.common.control import build_common_router
+from sandboxes.common.faults import FaultMiddleware, FaultSettings
+from sandboxes.common.keys import KeyPair, generate_rsa_key_pair, load_or_create_rsa_key, load_public_key_pem
+from sandboxes.common.notify import NotificationDispatcher, NotificationJob
+from sandboxes.common.paths import sandbox_data_dir
+from sandboxes.common.store import DocumentStore
+
+CHANNEL = "alipay"
+GATEWAY_PATH = "/gateway.do"
+BILL_PATH = "/downloadBillFile.resource"
+BILL_TOKENS = "bill_tokens"
+DISCREPANCIES = "bill_discrepancies"
+JSON_MEDIA_TYPE = "application/json;charset=utf-8"
+REQUEST_BODY_MAX_BYTES = 256 * 1024
+
+API_METHODS = (
+    "alipay.trade.precreate",
+    "alipay.trade.query",
+    "alipay.trade.close",
+    "alipay.trade.refund",
+    "alipay.trade.fastpay.refund.query",
+    "alipay.data.dataservice.bill.downloadurl.query",
+)
+BROWSER_METHODS = ("alipay.trade.page.pay", "alipay.trade.wap.pay")
+REQUIRED_COMMON = (
+    ("app_id", "isv.missing-app-id"),
+    ("method", "isv.missing-method"),
+    ("sign_type", "isv.missing-signature-type"),
+    ("sign", "isv.missing-signature"),
+    ("timestamp", "isv.missing-timestamp"),
+    ("version", "isv.missing-version"),
+)
+
+
+def node_name(method: str | None) -> str:
+    if method in API_METHODS or method in BROWSER_METHODS:
+        assert method is not None
+        return method.replace(".", "_") + "_response"
+    return "error_response"
+
+
+def is_acknowledged(response: httpx.Response) -> bool:
+    """Alipay stops retrying only when the merchant's body is exactly the 7 characters `success`."""
+    return response.status_code == 200 and response.content == b"success"
+
+
+class GatewayError(Exception):
+    """A gateway-level refusal (40001 missing / 40002 invalid common parameter or signature)."""
+
+    def __init__(self, code: str, msg: str, sub_code: str, sub_msg: str, *, signed: bool = True) -> None:
+        super().__init__(f"{code} {sub_code}: {sub_msg}")
+        self.node = {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}
+        self.signed = signed
+
+
+def missing(sub_code: str, sub_msg: str) -> GatewayError:
+    return GatewayError("40001", "Missing Required Arguments", sub_code, sub_msg)
+
+
+def invalid_argument(sub_code: str, sub_msg: str, *, signed: bool = True) -> GatewayError:
+    return GatewayError("40002", "Invalid Arguments", sub_code, sub_msg, signed=signed)
+
+
+def merge_params(query: str, body: bytes) -> dict[str, str]:
+    """Query string + form body, as Alipay reads them; a key given twice is a refusal, not a guess."""
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, encoding="utf-8", errors="strict")
+        if body:
+            pairs += parse_qsl(body.decode("utf-8"), keep_blank_values=True, encoding="utf-8", errors="strict")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise invalid_argument("isv.invalid-charset", f"parameters must be UTF-8: {exc}") from exc
+    merged: dict[str, str] = {}
+    for key, value in pairs:
+        if key in merged and merged[key] != value:
+            raise invalid_argument("isv.invalid-parameter", f"parameter {key} given twice with different values")
+        merged[key] = value
+    return merged
+
+
+class Sandbox:
+    """Everything one sandbox process holds; routes are thin wrappers over these methods."""
+
+    def __init__(self, settings: SandboxSettings, clock: Callable[[], datetime]) -> None:
+        self.settings = settings
+        self.clock = clock
+        data_dir = sandbox_data_dir(CHANNEL, settings.data_dir)
+        self.store = DocumentStore(data_dir / "store.sqlite3")
+        self.platform_key: KeyPair = load_or_create_rsa_key(data_dir, "alipay_platform")
+        self.faults = FaultSettings()
+        self.dispatcher = NotificationDispatcher(
+            schedule_seconds=NOTIFY_SCHEDULE_SECONDS,
+            is_acknowledged=is_acknowledged,
+            faults=self.faults,
+            scale=settings.notify_scale,
+            timeout_seconds=settings.notify_timeout_seconds,
+        )
+        self.trades = TradeBook(self.store, on_event=self.notify, clock=clock)
+
+    @property
+    def signing_key(self) -> rsa.RSAPrivateKey:
+        return self.platform_key.private_key
+
+    def respond(self, method: str | None, node: dict[str, Any], *, signed: bool = True) -> Response:
+        text = crypto.signed_response_text(node_name(method), node, self.signing_key if signed else None)
+        return Response(content=text.encode("utf-8"), media_type=JSON_MEDIA_TYPE)
+
+    # ------------------------------------------------------------------ apps
+
+    def app(self, app_id: str) -> dict[str, Any] | None:
+        return self.store.get(APPS, app_id)
+
+    def register_app(self, app_id: str | None, public_key_pem: str | None, seller_id: str | None) -> dict[str, Any]:
+        generated: KeyPair | None = None
+        if public_key_pem is None:
+            generated = generate_rsa_key_pair()
+            public_key_pem = generated.public_pem
+        try:
+            load_public_key_pem(public_key_pem)
+        except ValueError as exc:
+            raise HTTPException(status_code=422, detail=f"app_public_key_pem: {exc}") from exc
+        app_id = app_id or new_app_id()
+        current = self.app(app_id) or {}
+        document = {
+            "app_id": app_id,
+            "app_public_key_pem": public_key_pem,
+            "seller_id": seller_id or current.get("seller_id") or new_pid(),
+        }
+        self.store.put(APPS, app_id, document)
+        answer = {**document, "alipay_public_key_pem": self.platform_key.public_pem}
+        if generated is not None:
+            answer["app_private_key_pem"] = generated.private_pem
+        return answer
+
+    # ------------------------------------------------------------------ gateway
+
+    def authenticate(self, params: dict[str, str]) -> dict[str, Any]:
+        """Common parameters and the RSA2 signature; returns the calling app."""
+        for name, sub_code in REQUIRED_COMMON:
+            if not params.get(name):
+                raise missing(sub_code, f"缺少必选参数 {name}")
+        if params.get("charset", "utf-8").lower() not in ("utf-8", "utf8"):
+            raise invalid_argument("isv.invalid-charset", "charset must be utf-8 in this sandbox")
+        if params.get("format", "JSON").upper() != "JSON":
+            raise invalid_argument("isv.invalid-format", "format must be JSON")
+        if params["version"] != "1.0":
+            raise invalid_argument("isv.invalid-version", "version must be 1.0")
+        if params["sign_type"] != "RSA2":
+            raise invalid_argument("isv.invalid-signature-type", "sign_type must be RSA2")
+        moment = parse_beijing(params["timestamp"])
+        if moment is None:
+            raise invalid_argument("isv.invalid-timestamp", "timestamp must be yyyy-MM-dd HH:mm:ss (Beijing)")
+        if abs((self.clock() - moment).total_seconds()) > self.settings.timestamp_skew_seconds_max:
+            raise invalid_argument("isv.invalid-timestamp", "timestamp too far from Alipay time")
+        app = self.app(params["app_id"])
+        if app is None:
+            raise invalid_argument("isv.invalid-app-id", "无效的AppID参数")
+        public_key = load_public_key_pem(app["app_public_key_pem"])
+        if not crypto.verify(crypto.request_sign_content(params), params["sign"], public_key):
+            raise invalid_argument(
+                "isv.invalid-signature", "验签出错，建议检查签名字符串或签名私钥与应用公钥是否匹配", signed=False
+            )
+        for url_param in ("notify_url", "return_url"):
+            url = params.get(url_param)
+            if url and not url.startswith(("http://", "https://")):
+                raise invalid_argument("isv.invalid-parameter", f"{url_param} must be an http(s) URL")
+        return app
+
+    @staticmethod
+    def biz_content(params: dict[str, str]) -> dict[str, Any]:
+        raw = params.get("biz_content")
+        if not raw:
+            raise missing("isv.missing-biz-content", "缺少必选参数 biz_content")
+        try:
+            biz = json.loads(raw)
+        except ValueError as exc:
+            raise invalid_argument("isv.invalid-parameter", f"biz_content is not JSON: {exc}") from exc
+        if not isinstance(biz, dict):
+            raise invalid_argument("isv.invalid-parameter", "biz_content must be a JSON object")
+        return biz
+
+    def handle_api(self, method: str, app: dict[str, Any], params: dict[str, str], base_url: str) -> dict[str, Any]:
+        biz = self.biz_content(params)
+        ok = {"code": "10000", "msg": "Success"}
+        app_id = app["app_id"]
+        if method == "alipay.trade.precreate":
+            trade = self.trades.create(
+                app_id=app_id, method=method, biz=biz, notify_url=params.get("notify_url"), return_url=None
+            )
+            return {**ok, "out_trade_no": trade["out_trade_no"], "qr_code": f"{base_url}pay/qr/{trade['qr_token']}"}
+        if method == "alipay.trade.query":
+            return {**ok, **self.query_fields(self.trades.existing(app_id, biz))}
+        if method == "alipay.trade.close":
+            trade = self.trades.close(self.trades.existing(app_id, biz))
+            return {**ok, "trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"]}
+        if method == "alipay.trade.refund":
+            trade, refund, changed = self.trades.refund(self.trades.existing(app_id, biz), biz)
+            return {
+                **ok,
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+                "buyer_logon_id": trade["buyer_logon_id"],
+                "buyer_user_id": trade["buyer_id"],
+                "fund_change": "Y" if changed else "N",
+                "refund_fee": yuan(trade["refunded_fen"]),
+                "send_back_fee": yuan(refund["amount_fen"]),
+                "gmt_refund_pay": beijing(from_iso(refund["refunded_at"]) or self.clock()),
+            }
+        if method == "alipay.trade.fastpay.refund.query":
+            return {**ok, **self.refund_query_fields(app_id, biz)}
+        return {**ok, **self.bill_url(app_id, biz, base_url)}
+
+    def query_fields(self, trade: dict[str, Any]) -> dict[str, Any]:
+        paid = trade["paid_at"] is not None
+        amount = yuan(trade["total_fen"])
+        fields: dict[str, Any] = {
+            "trade_no": trade["trade_no"],
+            "out_trade_no": trade["out_trade_no"],
+            "buyer_logon_id": trade["buyer_logon_id"] or "",
+            "trade_status": trade["status"],
+            "total_amount": amount,
+            "buyer_pay_amount": amount if paid else "0.00",
+            "receipt_amount": amount if paid else "0.00",
+            "invoice_amount": amount if paid else "0.00",
+            "point_amount": "0.00",
+        }
+        if paid:
+            fields["buyer_user_id"] = trade["buyer_id"]
+            fields["send_pay_date"] = beijing(from_iso(trade["paid_at"]) or self.clock())
+            fields["fund_bill_list"] = [{"fund_channel": "ALIPAYACCOUNT", "amount": amount}]
+        return fields
+
+    def refund_query_fields(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
+        out_request_no = biz.get("out_request_no")
+        if not isinstance(out_request_no, str) or not out_request_no:
+            raise BizError("ACQ.INVALID_PARAMETER", "out_request_no is required")
+        trade = self.trades.existing(app_id, biz)
+        for refund in trade["refunds"]:
+            if refund["out_request_no"] == out_request_no:
+                fields: dict[str, Any] = {
+                    "trade_no": trade["trade_no"],
+                    "out_trade_no": trade["out_trade_no"],
+                    "out_request_no": out_request_no,
+                    "total_amount": yuan(trade["total_fen"]),
+                    "refund_amount": yuan(refund["amount_fen"]),
+                    "refund_status": "REFUND_SUCCESS",
+                }
+                if refund.get("reason"):
+                    fields["refund_reason"] = refund["reason"]
+                options = biz.get("query_options")
+                if isinstance(options, list) and "gmt_refund_pay" in options:
+                    fields["gmt_refund_pay"] = beijing(from_iso(refund["refunded_at"]) or self.clock())
+                return fields
+        return {}  # Alipay: 10000 with no refund fields when out_request_no is unknown
+
+    def bill_url(self, app_id: str, biz: dict[str, Any], base_url: str) -> dict[str, Any]:
+        if biz.get("bill_type") != "trade":
+            raise BizError("ACQ.INVALID_PARAMETER", "this sandbox serves bill_type=trade only")
+        bill_date = biz.get("bill_date")
+        if not isinstance(bill_date, str):
+            raise BizError("ACQ.INVALID_PARAMETER", "bill_date is required")
+        start, end, _compact = bill_window(bill_date)
+        now = self.clock()
+        available_from = end if not self.settings.bill_same_day else start
+        if now < available_from:
+            raise BizError("isp.bill_not_exist", "账单不存在")
+        token = secrets.token_urlsafe(24)
+        expires = now + timedelta(seconds=self.settings.bill_url_ttl_seconds)
+        self.store.put(
+            BILL_TOKENS, token, {"app_id": app_id, "bill_date": bill_date, "expires_at": expires.isoformat()}
+        )
+        app = self.app(app_id) or {}
+        query = urlencode(
+            {
+                "bizType": "trade",
+                "userId": app.get("seller_id", ""),
+                "fileType": "csv.zip",
+                "bizDates": bill_date.replace("-", ""),
+                "downloadFileName": f"{app.get('seller_id', '')}_{bill_date.replace('-', '')}.csv.zip",
+                "fileId": uuid.uuid4().hex,
+                "timestamp": str(int(now.timestamp())),
+                "token": token,
+            }
+        )
+        return {"bill_download_url": f"{base_url}{BILL_PATH.lstrip('/')}?{query}"}
+
+    def bill_zip(self, token: str) -> tuple[str, bytes]:
+        grant = self.store.get(BILL_TOKENS, token)
+        if grant is None or datetime.fromisoformat(grant["expires_at"]) < self.clock():
+            raise HTTPException(status_code=404, detail="bill download link unknown or expired")
+        app = self.app(grant["app_id"]) or {"seller_id": "2088000000000000"}
+        start, end, compact = bill_window(grant["bill_date"])
+        discrepancies = [
+            item
+            for day_items in (self.store.get(DISCREPANCIES, grant["bill_date"]) or {"items": []},)
+            for item in day_items["items"]
+            if item.get("app_id") in (None, grant["app_id"])
+        ]
+        return build_bill_zip(
+            pid=app["seller_id"],
+            compact_date=compact,
+            trades=self.trades.list_for_app(grant["app_id"]),
+            discrepancies=discrepancies,
+            start=start,
+            end=end,
+            fee_rate_bps=self.settings.fee_rate_bps,
+            exported_at=self.clock(),
+        )
+
+    # ------------------------------------------------------------------ browser flows
+
+    def return_redirect(self, trade: dict[str, Any]) -> str | None:
+        """The signed GET the buyer's browser makes to return_url after paying (protocols.md §2.5)."""
+        if not trade.get("return_url"):
+            return None
+        app = self.app(trade["app_id"]) or {}
+        params = {
+            "charset": "utf-8",
+            "out_trade_no": trade["out_trade_no"],
+            "method": trade["method"] + ".return",
+            "total_amount": yuan(trade["total_fen"]),
+            "trade_no": trade["trade_no"],
+            "auth_app_id": trade["app_id"],
+            "version": "1.0",
+            "app_id": trade["app_id"],
+            "sign_type": "RSA2",
+            "seller_id": app.get("seller_id", ""),
+            "timestamp": beijing(self.clock()),
+        }
+        params["sign"] = crypto.sign(crypto.notify_sign_content(params), self.signing_key)
+        separator = "&" if "?" in trade["return_url"] else "?"
+        return str(trade["return_url"]) + separator + urlencode(params)
+
+    # ------------------------------------------------------------------ notifications
+
+    def notify(self, event: TradeEvent) -> None:
+        trade = event.trade
+        if not trade.get("notify_url"):
+            return
+        if trade["status"] not in (TRADE_SUCCESS, TRADE_CLOSED):
+            return  # WAIT_BUYER_PAY is not notified by default (protocols.md §2.6)
+        notify_id = uuid.uuid4().hex
+        app = self.app(trade["app_id"]) or {}
+
+        def build() -> tuple[dict[str, str], bytes]:
+            params = self.notification_params(trade, event.refund, app, notify_id)
+            params["sign"] = crypto.sign(crypto.notify_sign_content(params), self.signing_key)
+            return {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, urlencode(params).encode()
+
+        kind = "refund" if event.refund else trade["status"]
+        self.dispatcher.submit(
+            NotificationJob(
+                event_id=notify_id, url=trade["notify_url"], build=build, event_type=kind, subject=trade["out_trade_no"]
+            )
+        )
+
+    def notification_params(
+        self, trade: dict[str, Any], refund: dict[str, Any] | None, app: dict[str, Any], notify_id: str
+    ) -> dict[str, str]:
+        amount = yuan(trade["total_fen"])
+        paid_at = from_iso(trade.get("paid_at"))
+        opened_at = from_iso(trade.get("opened_at")) or from_iso(trade["created_at"])
+        params: dict[str, str] = {
+            "notify_time": beijing(self.clock()),
+            "notify_type": "trade_status_sync",
+            "notify_id": notify_id,
+            "app_id": trade["app_id"],
+            "auth_app_id": trade["app_id"],
+            "charset": "utf-8",
+            "version": "1.0",
+            "sign_type": "RSA2",
+            "trade_no": trade["trade_no"],
+            "out_trade_no": trade["out_trade_no"],
+            "seller_id": app.get("seller_id", ""),
+            "seller_email": "sandbox-seller@alipay.example",
+            "trade_status": trade["status"],
+            "subject": trade["subject"],
+            "total_amount": amount,
+            "gmt_create": beijing(opened_at or self.clock()),
+        }
+        if trade.get("body"):
+            params["body"] = trade["body"]
+        if trade.get("passback_params"):
+            params["passback_params"] = str(trade["passback_params"])
+        if trade.get("buyer_id"):
+            params["buyer_id"] = trade["buyer_id"]
+            params["buyer_logon_id"] = trade["buyer_logon_id"]
+        if paid_at is not None:
+            params.update(
+                receipt_amount=amount,
+                invoice_amount=amount,
+                buyer_pay_amount=amount,
+                point_amount="0.00",
+                gmt_payment=beijing(paid_at),
+                fund_bill_list=json.dumps([{"amount": amount, "fundChannel": "ALIPAYACCOUNT"}], separators=(",", ":")),
+            )
+        if trade["status"] == TRADE_CLOSED and trade.get("closed_at"):
+            params["gmt_close"] = beijing(from_iso(trade["closed_at"]) or self.clock())
+        if refund is not None:
+            refunded_at = from_iso(refund["refunded_at"]) or self.clock()
+            params.update(
+                out_biz_no=refund["out_request_no"],
+                refund_fee=yuan(trade["refunded_fen"]),
+                gmt_refund=f"{beijing(refunded_at)}.{refunded_at.microsecond // 1000:03d}",
+            )
+        return params
+
+
+class _SystemErrorResponse(Response):
+    """The error-rate fault: a signed Alipay system error for the requested method.
+
+    Trade APIs answer 40004 ACQ.SYSTEM_ERROR and other methods 20000 isp.unknow-error, the two ways
+    Alipay says "try again" (protocols.md §2.3); non-gateway paths get a bare 503.
+    """
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        super().__init__()
+        self.sandbox = sandbox
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("path") != GATEWAY_PATH:
+            await Response("Service Unavailable", status_code=503)(scope, receive, send)
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body") or len(body) > REQUEST_BODY_MAX_BYTES:
+                break
+        try:
+            method = merge_params(scope.get("query_string", b"").decode("latin-1"), body).get("method")
+        except GatewayError:
+            method = None
+        if method and method.startswith("alipay.trade."):
+            node = {"code": "40004", "msg": "Business Failed", "sub_code": "ACQ.SYSTEM_ERROR", "sub_msg": "系统错误"}
+        else:
+            node = {
+                "code": "20000",
+                "msg": "Service Currently Unavailable",
+                "sub_code": "isp.unknow-error",
+                "sub_msg": "系统繁忙",
+            }
+        await self.sandbox.respond(method, node)(scope, receive, send)
+
+
+class AppRegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str | None = Field(default=None, pattern=r"^[0-9]{8,32}$")
+    app_public_key_pem: str | None = None  # omit: the sandbox generates a key pair and returns the private key
+    seller_id: str | None = Field(default=None, pattern=r"^2088[0-9]{12}$")
+
+
+class AppPayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_string: str
+
+
+class DiscrepancyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(pattern="^(" + "|".join(DISCREPANCY_KINDS) + ")$")
+    out_trade_no: str
+    out_request_no: str | None = None  # aim at a refund line instead of the payment line
+    amount_minor: int | None = Field(default=None, ge=1)
+    trade_no: str | None = None
+    subject: str | None = None
+    app_id: str | None = None  # None: applies to every app's bill for that date
+
+
+def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
+    sandbox = Sandbox(settings, clock or (lambda: datetime.now(UTC)))
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await sandbox.dispatcher.start()
+        try:
+            yield
+        finally:
+            await sandbox.dispatcher.stop()
+            sandbox.store.close()
+
+    app = FastAPI(title="Alipay sandbox", lifespan=lifespan)
+    app.state.sandbox = sandbox
+    app.include_router(build_common_router(channel=CHANNEL, faults=sandbox.faults, dispatcher=sandbox.dispatcher))
+    app.add_middleware(FaultMiddleware, faults=sandbox.faults, error_response=lambda: _SystemErrorResponse(sandbox))
+
+    # ------------------------------------------------------------------ the gateway
+
+    @app.api_route(GATEWAY_PATH, methods=["GET", "POST"])
+    async def gateway(request: Request) -> Response:
+        body = await request.body()
+        if len(body) > REQUEST_BODY_MAX_BYTES:
+            return sandbox.respond(None, invalid_argument("isv.invalid-parameter", "request too large").node)
+        method: str | None = None
+        try:
+            params = merge_params(request.url.query, body)
+            method = params.get("method")
+            if method is not None and method not in API_METHODS and method not in BROWSER_METHODS:
+                raise invalid_argument("isv.invalid-method", f"不存在的方法名 {method}")
+            caller = sandbox.authenticate(params)
+            assert method is not None
+            if method in BROWSER_METHODS:
+                trade = sandbox.trades.create(
+                    app_id=caller["app_id"],
+                    method=method,
+                    biz=sandbox.biz_content(params),
+                    notify_url=params.get("notify_url"),
+                    return_url=params.get("return_url"),
+                )
+                return RedirectResponse(f"/pay/cashier/{trade['trade_no']}", status_code=303)
+            return sandbox.respond(method, sandbox.handle_api(method, caller, params, str(request.base_url)))
+        except GatewayError as exc:
+            if method in BROWSER_METHODS:
+                node = exc.node
+                return HTMLResponse(error_page(node["code"], node["sub_code"], node["sub_msg"]), status_code=400)
+            return sandbox.respond(method, exc.node, signed=exc.signed)
+        except BizError as exc:
+            if method in BROWSER_METHODS:
+                return HTMLResponse(error_page(exc.code, exc.sub_code, exc.sub_msg), status_code=400)
+            node = {"code": exc.code, "msg": exc.msg, "sub_code": exc.sub_code, "sub_msg": exc.sub_msg}
+            return sandbox.respond(method, node)
+
+    @app.get(BILL_PATH)
+    async def download_bill(token: str) -> Response:
+        file_name, data = sandbox.bill_zip(token)
+        return Response(
+            content=data,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": f'attachment; filename="{file_name}"'},
+        )
+
+    # ------------------------------------------------------------------ the buyer's browser
+
+    def trade_by_no(trade_no: str) -> dict[str, Any]:
+        trade = sandbox.trades.find_by_trade_no(trade_no)
+        if trade is None:
+            raise HTTPException(status_code=404, detail="no such trade")
+        return trade
+
+    @app.get("/pay/qr/{qr_token}", response_class=HTMLResponse)
+    async def scan_qr(qr_token: str) -> HTMLResponse:
+        for trade in sandbox.trades.list_for_app(None):
+            if trade.get("qr_token") == qr_token and trade["method"] == "alipay.trade.precreate":
+                try:
+                    trade = sandbox.trades.scan(trade)
+                except BizError as exc:
+                    return HTMLResponse(error_page(exc.code, exc.sub_code, exc.sub_msg), status_code=400)
+                return HTMLResponse(cashier_page(trade))
+        raise HTTPException(status_code=404, detail="unknown QR code")
+
+    @app.get("/pay/cashier/{trade_no}", response_class=HTMLResponse)
+    async def cashier(trade_no: str) -> HTMLResponse:
+        return HTMLResponse(cashier_page(trade_by_no(trade_no)))
+
+    @app.post("/pay/cashier/{trade_no}/approve")
+    async def cashier_approve(trade_no: str) -> Response:
+        try:
+            trade = sandbox.trades.pay(trade_by_no(trade_no))
+        except BizError as exc:
+            return HTMLResponse(error_page(exc.code, exc.sub_code, exc.sub_msg), status_code=409)
+        location = sandbox.return_redirect(trade)
+        if location is not None:
+            return RedirectResponse(location, status_code=303)
+        return HTMLResponse(result_page(trade, "支付成功 Paid"))
+
+    @app.post("/pay/cashier/{trade_no}/decline")
+    async def cashier_decline(trade_no: str) -> Response:
+        try:
+            trade = sandbox.trades.decline(trade_by_no(trade_no))
+        except BizError as exc:
+            return HTMLResponse(error_page(exc.code, exc.sub_code, exc.sub_msg), status_code=409)
+        return HTMLResponse(result_page(trade, "已取消 Declined", trade.get("return_url")))
+
+    # ------------------------------------------------------------------ control API
+
+    @app.post("/control/apps")
+    async def register_app(request: AppRegisterRequest) -> dict[str, Any]:
+        return sandbox.register_app(request.app_id, request.app_public_key_pem, request.seller_id)
+
+    @app.get("/control/apps/{app_id}")
+    async def get_app(app_id: str) -> dict[str, Any]:
+        found = sandbox.app(app_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail="unknown app_id")
+        return {**found, "alipay_public_key_pem": sandbox.platform_key.public_pem}
+
+    def control_trade(out_trade_no: str, app_id: str | None) -> dict[str, Any]:
+        try:
+            trade = sandbox.trades.find_for_control(out_trade_no, app_id)
+        except LookupError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        if trade is None:
+            raise HTTPException(status_code=404, detail="no such trade")
+        return trade
+
+    def control_view(trade: dict[str, Any]) -> dict[str, Any]:
+        view = {k: v for k, v in trade.items() if k != "qr_token"}
+        view["exists_at_alipay"] = trade["status"] != UNSEEN
+        view["cashier_url"] = f"/pay/cashier/{trade['trade_no']}"
+        return view
+
+    def control_transition(out_trade_no: str, app_id: str | None, change: Callable[[dict[str, Any]], Any]) -> Any:
+        try:
+            return change(control_trade(out_trade_no, app_id))
+        except BizError as exc:
+            raise HTTPException(status_code=409, detail={"sub_code": exc.sub_code, "sub_msg": exc.sub_msg}) from exc
+
+    @app.get("/control/trades/{out_trade_no}")
+    async def get_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:
+        return control_view(control_trade(out_trade_no, app_id))
+
+    @app.post("/control/trades/{out_trade_no}/scan")
+    async def scan_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:
+        return control_view(control_transition(out_trade_no, app_id, sandbox.trades.scan))
+
+    @app.post("/control/trades/{out_trade_no}/approve")
+    async def approve_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:
+        """Pay the trade (an unscanned QR trade is scanned first); includes the return redirect, if any."""
+        trade = control_transition(out_trade_no, app_id, sandbox.trades.pay)
+        return {**control_view(trade), "return_redirect_url": sandbox.return_redirect(trade)}
+
+    @app.post("/control/trades/{out_trade_no}/decline")
+    async def decline_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:
+        return control_view(control_transition(out_trade_no, app_id, sandbox.trades.decline))
+
+    @app.post("/control/app_pay")
+    async def app_pay(request: AppPayRequest) -> dict[str, Any]:
+        """What the Alipay app does with an order string: verify it and open the trade (WAIT_BUYER_PAY)."""
+        try:
+            params = merge_params(request.order_string, b"")
+            if params.get("method") != "alipay.trade.app.pay":
+                raise invalid_argument("isv.invalid-method", "order string method must be alipay.trade.app.pay")
+            caller = sandbox.authenticate(params)
+            trade = sandbox.trades.create(
+                app_id=caller["app_id"],
+                method="alipay.trade.app.pay",
+                biz=sandbox.biz_content(params),
+                notify_url=params.get("notify_url"),
+                return_url=None,
+            )
+        except GatewayError as exc:
+            raise HTTPException(status_code=400, detail=exc.node) from exc
+        except BizError as exc:
+            raise HTTPException(status_code=400, detail={"sub_code": exc.sub_code, "sub_msg": exc.sub_msg}) from exc
+        return control_view(trade)
+
+    @app.post("/control/bills/{bill_date}/discrepancies")
+    async def add_discrepancy(bill_date: str, request: DiscrepancyRequest) -> dict[str, Any]:
+        try:
+            bill_window(bill_date)
+        except BizError as exc:
+            raise HTTPException(status_code=422, detail=exc.sub_msg) from exc
+        if request.kind in ("change_amount", "report_success") and request.amount_minor is None:
+            raise HTTPException(status_code=422, detail=f"{request.kind} needs amount_minor")
+        item = request.model_dump()
+        with sandbox.store.transaction():
+            current = sandbox.store.get(DISCREPANCIES, bill_date) or {"items": []}
+            current["items"].append(item)
+            sandbox.store.put(DISCREPANCIES, bill_date, current)
+        return current
+
+    @app.get("/control/bills/{bill_date}/discrepancies")
+    async def list_discrepancies(bill_date: str) -> dict[str, Any]:
+        return sandbox.store.get(DISCREPANCIES, bill_date) or {"items": []}
+
+    @app.delete("/control/bills/{bill_date}/discrepancies")
+    async def clear_discrepancies(bill_date: str) -> JSONResponse:
+        sandbox.store.delete(DISCREPANCIES, bill_date)
+        return JSONResponse({"items": []})
+
+    @app.get("/control/alipay_public_key")
+    async def alipay_public_key() -> dict[str, str]:
+        return {"alipay_public_key_pem": sandbox.platform_key.public_pem}
+
+    return app

@@ -14,7 +14,7 @@ import contextlib
 import random
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.responses import Response
@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 DARK_HANG_SECONDS_MAX = 600.0
 LATENCY_MS_MAX = 120_000
 UNFAULTED_PREFIXES = ("/control", "/livez", "/readyz", "/pay/")
+PUBLIC_FIELDS = ("error_rate", "latency_ms", "dark", "duplicate_notifications", "out_of_order_notifications", "seed")
 
 
 @dataclass(slots=True)
@@ -42,17 +43,18 @@ class FaultSettings:
         self._rng.seed(self.seed)
 
     def update(self, changes: dict[str, Any]) -> None:
-        """Apply a partial update; re-seeds the RNG when `seed` is given so a test run is repeatable."""
+        """Apply a partial update atomically (all or nothing); re-seeds the RNG when `seed` is given
+        so a test run is repeatable."""
         with self._lock:
-            for name in ("error_rate", "latency_ms", "dark", "duplicate_notifications",
-                         "out_of_order_notifications", "seed"):
-                if name in changes and changes[name] is not None:
-                    setattr(self, name, changes[name])
-            if not 0.0 <= self.error_rate <= 1.0:
+            merged = {name: getattr(self, name) for name in PUBLIC_FIELDS}
+            merged.update({k: v for k, v in changes.items() if k in PUBLIC_FIELDS and v is not None})
+            if not 0.0 <= merged["error_rate"] <= 1.0:
                 raise ValueError("error_rate must be within 0..1")
-            if not 0 <= self.latency_ms <= LATENCY_MS_MAX:
+            if not 0 <= merged["latency_ms"] <= LATENCY_MS_MAX:
                 raise ValueError(f"latency_ms must be within 0..{LATENCY_MS_MAX}")
-            if "seed" in changes and changes["seed"] is not None:
+            for name, value in merged.items():
+                setattr(self, name, value)
+            if changes.get("seed") is not None:
                 self._rng.seed(self.seed)
 
     def should_fail(self) -> bool:
@@ -62,10 +64,7 @@ class FaultSettings:
             return self._rng.random() < self.error_rate
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("_rng", None)
-        data.pop("_lock", None)
-        return data
+        return {name: getattr(self, name) for name in PUBLIC_FIELDS}
 
 
 def default_is_faulted_path(path: str) -> bool:

@@ -106,6 +106,8 @@ def test_faults_are_seeded_and_validated() -> None:
     assert any(draws_a) and not all(draws_a)
     with pytest.raises(ValueError):
         a.update({"error_rate": 1.5})
+    assert a.as_dict() == {"error_rate": 0.5, "latency_ms": 0, "dark": False, "duplicate_notifications": False,
+                           "out_of_order_notifications": False, "seed": 42}
     never = FaultSettings()
     assert not any(never.should_fail() for _ in range(100))
 

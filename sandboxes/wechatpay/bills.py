@@ -1,0 +1,69 @@
+"""Render the WeChat Pay trade bill file (protocols.md §1.10): backticked fields, CRLF lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+HEADER_ALL = [
+    "交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号", "商户订单号", "用户标识",
+    "交易类型", "交易状态", "付款银行", "货币种类", "应结订单金额", "代金券金额", "微信退款单号",
+    "商户退款单号", "退款金额", "充值券退款金额", "退款类型", "退款状态", "商品名称", "商户数据包",
+    "手续费", "费率", "订单金额", "申请退款金额", "费率备注",
+]
+_REFUND_COLUMNS = ("微信退款单号", "商户退款单号", "退款金额", "充值券退款金额", "退款类型", "退款状态")
+HEADER_SUCCESS = [c for c in HEADER_ALL if c not in _REFUND_COLUMNS and c != "申请退款金额"]
+_VOUCHER_INDEX = HEADER_ALL.index("代金券金额") + 1
+HEADER_REFUND = [*HEADER_ALL[:_VOUCHER_INDEX], "退款申请时间", "退款成功时间", *HEADER_ALL[_VOUCHER_INDEX:]]
+SUMMARY_HEADER = ["总交易单数", "应结订单总金额", "退款总金额", "充值券退款总金额", "手续费总金额", "订单总金额",
+                  "申请退款总金额"]
+HEADERS = {"ALL": HEADER_ALL, "SUCCESS": HEADER_SUCCESS, "REFUND": HEADER_REFUND}
+
+assert len(HEADER_ALL) == 27 and len(HEADER_SUCCESS) == 20 and len(HEADER_REFUND) == 29
+
+
+def yuan(amount_fen: int) -> str:
+    """Integer fen → `12.34` (sign kept), no floats."""
+    sign = "-" if amount_fen < 0 else ""
+    value = abs(amount_fen)
+    return f"{sign}{value // 100}.{value % 100:02d}"
+
+
+def fee_e5(amount_fen: int, fee_rate_bps: int) -> int:
+    """Fee in 1e-5 yuan (the bill's 5 decimals), rounded half-up: fen × bps / 10000 × 1000."""
+    numerator = abs(amount_fen) * fee_rate_bps * 1000
+    value = (numerator + 5000) // 10000
+    return value if amount_fen >= 0 else -value
+
+
+def yuan_e5(value_e5: int) -> str:
+    sign = "-" if value_e5 < 0 else ""
+    value = abs(value_e5)
+    return f"{sign}{value // 100000}.{value % 100000:05d}"
+
+
+def rate_text(fee_rate_bps: int) -> str:
+    return f"{fee_rate_bps // 100}.{fee_rate_bps % 100:02d}%"
+
+
+def _e5_from_text(text: str) -> int:
+    sign = -1 if text.startswith("-") else 1
+    whole, _, frac = text.lstrip("-").partition(".")
+    return sign * (int(whole) * 100000 + int((frac + "00000")[:5]))
+
+
+def render(bill_type: str, rows: Sequence[dict[str, str]]) -> str:
+    """Rows are dicts keyed by the ALL/REFUND column names; missing columns render empty."""
+    header = HEADERS[bill_type]
+    lines = [",".join(header)]
+    for row in rows:
+        lines.append(",".join("`" + row.get(column, "") for column in header))
+    settled = sum(_e5_from_text(r.get("应结订单金额", "0.00")) for r in rows)
+    refunded = sum(_e5_from_text(r.get("退款金额", "0.00")) for r in rows)
+    fees = sum(_e5_from_text(r.get("手续费", "0.00000")) for r in rows)
+    ordered = sum(_e5_from_text(r.get("订单金额", "0.00")) for r in rows)
+    requested = sum(_e5_from_text(r.get("申请退款金额", "0.00")) for r in rows)
+    lines.append(",".join(SUMMARY_HEADER))
+    summary = [str(len(rows)), yuan(settled // 1000), yuan(refunded // 1000), "0.00", yuan_e5(fees),
+               yuan(ordered // 1000), yuan(requested // 1000)]
+    lines.append(",".join("`" + value for value in summary))
+    return "\r\n".join(lines) + "\r\n"

@@ -1,0 +1,717 @@
+"""The sandbox's channel logic: merchants, orders, refunds, notifications and bills.
+
+Strict on purpose (protocols.md: "make the connector tolerant and the sandbox strict"): every
+request must be signed correctly, bodies may carry only documented fields, amounts must be
+integers, and state changes follow WeChat's state machine
+(NOTPAY → SUCCESS | PAYERROR | CLOSED; SUCCESS → REFUND after a refund succeeds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+import hashlib
+import json
+import re
+import secrets
+import time
+import uuid
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+from sandboxes.common.faults import FaultSettings
+from sandboxes.common.keys import KeyPair, generate_rsa_key_pair, load_or_create_rsa_key, load_public_key_pem
+from sandboxes.common.notify import NotificationDispatcher, NotificationJob
+from sandboxes.common.paths import sandbox_data_dir
+from sandboxes.common.store import Document, DocumentStore
+from sandboxes.wechatpay import bills, crypto
+from sandboxes.wechatpay.settings import NOTIFY_SCHEDULE_SECONDS, SandboxSettings
+
+CHANNEL = "wechatpay"
+CST = timezone(timedelta(hours=8))
+OUT_TRADE_NO_PATTERN = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
+OUT_REFUND_NO_PATTERN = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
+TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "app": "APP", "h5": "MWEB"}
+TRADE_STATE_DESC = {"SUCCESS": "支付成功", "NOTPAY": "订单未支付", "CLOSED": "订单已关闭",
+                    "PAYERROR": "支付失败，其他原因", "REFUND": "转入退款"}
+DIRECT_FIELDS = {"appid", "mchid"}
+PARTNER_FIELDS = {"sp_appid", "sp_mchid", "sub_appid", "sub_mchid"}
+ORDER_FIELDS = {"description", "out_trade_no", "time_expire", "attach", "notify_url", "goods_tag",
+                "support_fapiao", "amount", "payer", "detail", "scene_info", "settle_info"}
+REFUND_FIELDS = {"sub_mchid", "transaction_id", "out_trade_no", "out_refund_no", "reason", "notify_url",
+                 "funds_account", "amount", "goods_detail"}
+BILL_TOKEN_TTL_SECONDS = 3600
+AMOUNT_FEN_MAX = 10**12
+
+
+class WxError(Exception):
+    """A WeChat-style error reply: HTTP status + `{"code","message"}`."""
+
+    def __init__(self, status: int, code: str, message: str, detail: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.detail = detail
+
+
+class ControlError(Exception):
+    """An error of the sandbox's own control API (not WeChat-shaped)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def now_cst() -> datetime:
+    return datetime.now(CST).replace(microsecond=0)
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(CST).isoformat(timespec="seconds")
+
+
+def _digits(count: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(count))
+
+
+def _require_str(body: dict[str, Any], name: str, *, max_length: int = 256) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise WxError(400, "PARAM_ERROR", f"{name} is required and must be a string of 1..{max_length} chars")
+    return value
+
+
+def _optional_str(body: dict[str, Any], name: str, *, max_length: int = 256) -> str | None:
+    if body.get(name) is None:
+        return None
+    return _require_str(body, name, max_length=max_length)
+
+
+def _require_int(container: dict[str, Any], name: str, where: str) -> int:
+    value = container.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= AMOUNT_FEN_MAX:
+        raise WxError(400, "PARAM_ERROR", f"{where}.{name} must be a positive integer number of fen")
+    return value
+
+
+def _check_currency(container: dict[str, Any], where: str) -> str:
+    currency = container.get("currency", "CNY")
+    if currency != "CNY":
+        raise WxError(400, "PARAM_ERROR", f"{where}.currency must be CNY")
+    return "CNY"
+
+
+def _check_notify_url(url: Any) -> str:
+    if not isinstance(url, str) or not re.fullmatch(r"https?://[^\s?#]+", url) or len(url) > 256:
+        raise WxError(400, "PARAM_ERROR", "notify_url must be an absolute http(s) URL without a query string")
+    return url
+
+
+class Sandbox:
+    """State and behaviour of one WeChat Pay sandbox process."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self.settings = settings
+        directory = sandbox_data_dir(CHANNEL, settings.data_dir)
+        self.store = DocumentStore(directory / "store.sqlite3")
+        self.platform_key: KeyPair = load_or_create_rsa_key(directory, "platform_private_key")
+        key_id_path = directory / "platform_public_key_id.txt"
+        if not key_id_path.exists():
+            key_id_path.write_text("PUB_KEY_ID_01" + _digits(26), encoding="ascii")
+        self.platform_key_id = key_id_path.read_text(encoding="ascii").strip()
+        self.faults = FaultSettings(seed=settings.seed)
+        self.dispatcher = NotificationDispatcher(
+            schedule_seconds=NOTIFY_SCHEDULE_SECONDS,
+            scale=settings.notify_scale,
+            faults=self.faults,
+            timeout_seconds=settings.notify_timeout_seconds,
+            is_acknowledged=lambda response: response.status_code in (200, 204),
+        )
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.dispatcher.start()
+        for refund in self.store.list("refunds"):
+            if refund["status"] == "PROCESSING" and refund.get("auto_due_unix") is not None:
+                self._schedule_refund_success(refund["key"], refund["auto_due_unix"] - time.time())
+
+    async def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        await self.dispatcher.stop()
+        self.store.close()
+
+    # ------------------------------------------------------------------ signing
+    def signed_headers(self, body: bytes) -> dict[str, str]:
+        timestamp, nonce = str(int(time.time())), crypto.nonce_str()
+        return {
+            "Wechatpay-Timestamp": timestamp,
+            "Wechatpay-Nonce": nonce,
+            "Wechatpay-Signature": crypto.sign(self.platform_key.private_key,
+                                               crypto.response_message(timestamp, nonce, body)),
+            "Wechatpay-Serial": self.platform_key_id,
+            "Request-ID": str(uuid.uuid4()),
+        }
+
+    def authenticate(self, method: str, request_uri: bytes, body: bytes, headers: dict[str, str]) -> Document:
+        """Verify the merchant's request signature over the raw bytes; return the merchant."""
+        try:
+            params = crypto.parse_authorization(headers.get("authorization"))
+        except crypto.AuthorizationError as exc:
+            raise WxError(401, "SIGN_ERROR", f"Authorization header invalid: {exc}") from exc
+        merchant = self.store.get("merchants", params["mchid"])
+        if merchant is None:
+            raise WxError(401, "SIGN_ERROR", f"mchid {params['mchid']} is not registered in the sandbox")
+        public_pem = merchant["serials"].get(params["serial_no"].upper())
+        if public_pem is None:
+            raise WxError(401, "SIGN_ERROR", "serial_no is not a registered merchant API certificate serial")
+        if abs(time.time() - int(params["timestamp"])) >= self.settings.clock_skew_seconds_max:
+            raise WxError(401, "SIGN_ERROR", "timestamp is too far from the server clock")
+        message = crypto.request_message(method, request_uri, params["timestamp"], params["nonce_str"], body)
+        if not crypto.verify(load_public_key_pem(public_pem), message, params["signature"]):
+            raise WxError(401, "SIGN_ERROR", "signature verification failed")
+        if not headers.get("user-agent"):
+            raise WxError(400, "PARAM_ERROR", "User-Agent header is required")
+        return merchant
+
+    # ------------------------------------------------------------------ merchants
+    def register_merchant(self, request: dict[str, Any]) -> dict[str, Any]:
+        mchid = request["mchid"]
+        existing = self.store.get("merchants", mchid) or {"mchid": mchid, "appids": [], "serials": {},
+                                                           "sub_merchants": {}}
+        result: dict[str, Any] = {}
+        serial = (request.get("merchant_cert_serial") or "").upper()
+        public_pem = request.get("merchant_public_key_pem")
+        if request.get("generate_key_pair"):
+            pair = generate_rsa_key_pair()
+            public_pem = pair.public_pem
+            serial = serial or secrets.token_hex(20).upper()
+            result["merchant_private_key_pem"] = pair.private_pem
+        if public_pem:
+            try:
+                load_public_key_pem(public_pem)
+            except ValueError as exc:
+                raise ControlError(422, f"merchant_public_key_pem: {exc}") from exc
+            if not serial:
+                raise ControlError(422, "merchant_cert_serial is required with a public key")
+            existing["serials"][serial] = public_pem
+        if not existing["serials"]:
+            raise ControlError(422, "give merchant_public_key_pem + merchant_cert_serial or generate_key_pair")
+        for appid in [request.get("appid"), *(request.get("appids") or [])]:
+            if appid and appid not in existing["appids"]:
+                existing["appids"].append(appid)
+        for sub in request.get("sub_merchants") or []:
+            existing["sub_merchants"][sub["sub_mchid"]] = {"sub_appid": sub.get("sub_appid")}
+        apiv3_key = request.get("apiv3_key") or existing.get("apiv3_key") or crypto.nonce_str(32)
+        if len(apiv3_key.encode("ascii")) != 32:
+            raise ControlError(422, "apiv3_key must be 32 ASCII characters")
+        existing["apiv3_key"] = apiv3_key
+        self.store.put("merchants", mchid, existing)
+        return {**result, "mchid": mchid, "appids": existing["appids"], "apiv3_key": apiv3_key,
+                "merchant_cert_serial": serial, "sub_merchants": existing["sub_merchants"],
+                "platform_public_key_pem": self.platform_key.public_pem,
+                "platform_public_key_id": self.platform_key_id}
+
+    # ------------------------------------------------------------------ orders
+    def _scope(self, merchant: Document, *, partner: bool, sub_mchid: str | None) -> str:
+        if not partner:
+            return merchant["mchid"]
+        if not sub_mchid:
+            raise WxError(400, "PARAM_ERROR", "sub_mchid is required in partner mode")
+        if sub_mchid not in merchant["sub_merchants"]:
+            raise WxError(403, "NO_AUTH", f"sub_mchid {sub_mchid} is not bound to service provider "
+                                          f"{merchant['mchid']}")
+        return f"{merchant['mchid']}/{sub_mchid}"
+
+    def create_order(self, merchant: Document, kind: str, body: dict[str, Any], *, partner: bool,
+                     base_url: str) -> dict[str, Any]:
+        if kind not in TRADE_TYPES:
+            raise WxError(404, "NOT_FOUND", f"no such trade type {kind}")
+        allowed = ORDER_FIELDS | (PARTNER_FIELDS if partner else DIRECT_FIELDS)
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            raise WxError(400, "PARAM_ERROR", f"unknown fields: {', '.join(unknown)}")
+        if partner:
+            sp_mchid = _require_str(body, "sp_mchid")
+            sp_appid = _require_str(body, "sp_appid")
+            sub_mchid = _require_str(body, "sub_mchid")
+            sub_appid = _optional_str(body, "sub_appid")
+            if sp_mchid != merchant["mchid"]:
+                raise WxError(400, "INVALID_REQUEST", "sp_mchid does not match the signing mchid")
+            if sp_appid not in merchant["appids"]:
+                raise WxError(400, "APPID_MCHID_NOT_MATCH", "sp_appid is not bound to sp_mchid")
+            scope = self._scope(merchant, partner=True, sub_mchid=sub_mchid)
+            bound_sub_appid = merchant["sub_merchants"][sub_mchid].get("sub_appid")
+            if sub_appid is not None and bound_sub_appid and sub_appid != bound_sub_appid:
+                raise WxError(400, "APPID_MCHID_NOT_MATCH", "sub_appid is not bound to sub_mchid")
+        else:
+            appid = _require_str(body, "appid")
+            if _require_str(body, "mchid") != merchant["mchid"]:
+                raise WxError(400, "INVALID_REQUEST", "mchid does not match the signing mchid")
+            if appid not in merchant["appids"]:
+                raise WxError(400, "APPID_MCHID_NOT_MATCH", "appid is not bound to mchid")
+            scope = merchant["mchid"]
+        _require_str(body, "description", max_length=127)
+        out_trade_no = _require_str(body, "out_trade_no", max_length=32)
+        if not OUT_TRADE_NO_PATTERN.fullmatch(out_trade_no):
+            raise WxError(400, "PARAM_ERROR", "out_trade_no must be 6-32 chars of [0-9A-Za-z_-|*]")
+        _check_notify_url(body.get("notify_url"))
+        _optional_str(body, "attach", max_length=128)
+        amount = body.get("amount")
+        if not isinstance(amount, dict):
+            raise WxError(400, "PARAM_ERROR", "amount is required")
+        total = _require_int(amount, "total", "amount")
+        _check_currency(amount, "amount")
+        time_expire = None
+        if body.get("time_expire") is not None:
+            try:
+                time_expire = datetime.fromisoformat(_require_str(body, "time_expire"))
+            except ValueError as exc:
+                raise WxError(400, "PARAM_ERROR", "time_expire must be RFC 3339") from exc
+            if time_expire.tzinfo is None:
+                raise WxError(400, "PARAM_ERROR", "time_expire must carry a UTC offset")
+        payer = body.get("payer") or {}
+        if not isinstance(payer, dict):
+            raise WxError(400, "PARAM_ERROR", "payer must be an object")
+        openid = None
+        if kind == "jsapi":
+            if partner:
+                openid = payer.get("sp_openid") or payer.get("sub_openid")
+                if payer.get("sub_openid") and not body.get("sub_appid"):
+                    raise WxError(400, "PARAM_ERROR", "payer.sub_openid requires sub_appid")
+            else:
+                openid = payer.get("openid")
+            if not isinstance(openid, str) or not openid:
+                raise WxError(400, "PARAM_ERROR", "payer openid is required for JSAPI")
+        if kind == "h5":
+            scene = body.get("scene_info")
+            if not (isinstance(scene, dict) and scene.get("payer_client_ip")
+                    and isinstance(scene.get("h5_info"), dict)
+                    and scene["h5_info"].get("type") in ("iOS", "Android", "Wap")):
+                raise WxError(400, "PARAM_ERROR", "scene_info.payer_client_ip and h5_info.type are required")
+
+        fingerprint = hashlib.sha256(
+            json.dumps({"kind": kind, **body}, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        key = f"{scope}:{out_trade_no}"
+        order = {
+            "key": key, "scope": scope, "partner": partner, "kind": kind, "trade_type": TRADE_TYPES[kind],
+            "mchid": merchant["mchid"], "appid": body.get("sp_appid") if partner else body.get("appid"),
+            "sub_mchid": body.get("sub_mchid"), "sub_appid": body.get("sub_appid"),
+            "out_trade_no": out_trade_no, "description": body["description"], "attach": body.get("attach"),
+            "notify_url": body["notify_url"], "total": total, "currency": "CNY",
+            "time_expire": rfc3339(time_expire) if time_expire else None, "payer_openid": openid,
+            "payer_is_sub": bool(partner and payer.get("sub_openid")),
+            "trade_state": "NOTPAY", "transaction_id": None, "success_time": None, "bank_type": None,
+            "create_time": rfc3339(now_cst()), "prepay_id": "wx" + now_cst().strftime("%d%H%M%S") + _digits(26),
+            "code_token": secrets.token_urlsafe(12), "fingerprint": fingerprint,
+            "profit_sharing": bool((body.get("settle_info") or {}).get("profit_sharing")),
+        }
+        with self.store.transaction():
+            if not self.store.insert_if_absent("orders", key, order):
+                existing = self._load_order(key)
+                if existing["fingerprint"] != fingerprint:
+                    raise WxError(403, "OUT_TRADE_NO_USED", "out_trade_no already used with different parameters")
+                if existing["trade_state"] in ("SUCCESS", "REFUND"):
+                    raise WxError(400, "ORDERPAID", "order already paid")
+                if existing["trade_state"] == "CLOSED":
+                    raise WxError(400, "ORDER_CLOSED", "order closed")
+                order = existing
+        pay_url = f"{base_url}/pay/{out_trade_no}?mchid={scope}"
+        if kind == "native":
+            return {"code_url": f"weixin://wxpay/bizpayurl?pr={order['code_token']}", "sandbox_pay_url": pay_url}
+        if kind == "h5":
+            return {"h5_url": f"{pay_url}&prepay_id={order['prepay_id']}"}
+        return {"prepay_id": order["prepay_id"]}
+
+    def _load_order(self, key: str) -> Document:
+        order = self.store.get("orders", key)
+        if order is None:
+            raise WxError(404, self.settings.order_not_exist_code, "order does not exist")
+        expire = order.get("time_expire")
+        if order["trade_state"] == "NOTPAY" and expire and datetime.fromisoformat(expire) <= now_cst():
+            order = self.store.update("orders", key, lambda d: {**d, "trade_state": "CLOSED"})
+        return order
+
+    def find_order(self, scope: str, *, out_trade_no: str | None = None,
+                   transaction_id: str | None = None) -> Document:
+        if out_trade_no is not None:
+            return self._load_order(f"{scope}:{out_trade_no}")
+        link = self.store.get("transactions", transaction_id or "")
+        if link is None or not link["key"].startswith(scope + ":"):
+            raise WxError(404, self.settings.order_not_exist_code, "order does not exist")
+        return self._load_order(link["key"])
+
+    def transaction_view(self, order: Document) -> dict[str, Any]:
+        """The §1.7 Transaction object (direct) or its partner-mode shape."""
+        view: dict[str, Any] = {}
+        if order["partner"]:
+            view.update(sp_appid=order["appid"], sp_mchid=order["mchid"], sub_mchid=order["sub_mchid"])
+            if order.get("sub_appid"):
+                view["sub_appid"] = order["sub_appid"]
+        else:
+            view.update(appid=order["appid"], mchid=order["mchid"])
+        state = order["trade_state"]
+        view.update(out_trade_no=order["out_trade_no"], trade_state=state,
+                    trade_state_desc=TRADE_STATE_DESC[state], promotion_detail=[])
+        if order.get("attach") is not None:
+            view["attach"] = order["attach"]
+        amount: dict[str, Any] = {"total": order["total"], "currency": "CNY", "payer_currency": "CNY"}
+        if order.get("transaction_id"):
+            amount["payer_total"] = order["total"]
+            view.update(transaction_id=order["transaction_id"], trade_type=order["trade_type"],
+                        bank_type=order["bank_type"], success_time=order["success_time"])
+            if order["partner"]:
+                view["payer"] = {("sub_openid" if order["payer_is_sub"] else "sp_openid"): order["payer_openid"]}
+            else:
+                view["payer"] = {"openid": order["payer_openid"]}
+        view["amount"] = amount
+        return view
+
+    def close_order(self, merchant: Document, out_trade_no: str, body: dict[str, Any], *, partner: bool) -> None:
+        expected = {"sp_mchid", "sub_mchid"} if partner else {"mchid"}
+        if set(body) != expected:
+            raise WxError(400, "PARAM_ERROR", f"close body must be exactly {sorted(expected)}")
+        signer = body["sp_mchid"] if partner else body["mchid"]
+        if signer != merchant["mchid"]:
+            raise WxError(400, "INVALID_REQUEST", "mchid does not match the signing mchid")
+        scope = self._scope(merchant, partner=partner, sub_mchid=body.get("sub_mchid"))
+        key = f"{scope}:{out_trade_no}"
+        self._load_order(key)
+
+        def close(order: Document) -> Document:
+            if order["trade_state"] in ("SUCCESS", "REFUND"):
+                raise WxError(400, "ORDERPAID", "order already paid, cannot close")
+            return {**order, "trade_state": "CLOSED"}
+
+        self.store.update("orders", key, close)
+
+    # ------------------------------------------------------------------ control: pay / decline
+    def find_orders_for_control(self, out_trade_no: str, scope: str | None) -> Document:
+        matches = [o for o in self.store.list("orders")
+                   if o["out_trade_no"] == out_trade_no and (scope is None or o["scope"] == scope)]
+        if not matches:
+            raise ControlError(404, f"no order {out_trade_no}")
+        if len(matches) > 1:
+            raise ControlError(409, f"{out_trade_no} exists for several merchants; pass ?mchid=<scope>")
+        return self._load_order(matches[0]["key"])
+
+    def approve_order(self, out_trade_no: str, scope: str | None, payer_openid: str | None,
+                      bank_type: str | None) -> Document:
+        order = self.find_orders_for_control(out_trade_no, scope)
+
+        def pay(current: Document) -> Document:
+            if current["trade_state"] != "NOTPAY":
+                raise ControlError(409, f"order is {current['trade_state']}, not NOTPAY")
+            return {**current, "trade_state": "SUCCESS", "transaction_id": "4200" + _digits(24),
+                    "success_time": rfc3339(now_cst()), "bank_type": bank_type or "OTHERS",
+                    "payer_openid": current["payer_openid"] or payer_openid or "o" + crypto.nonce_str(27)}
+
+        paid = self.store.update("orders", order["key"], pay)
+        self.store.put("transactions", paid["transaction_id"], {"key": paid["key"]})
+        merchant = self.store.get("merchants", paid["mchid"]) or {}
+        self._notify(merchant, url=paid["notify_url"], event_type="TRANSACTION.SUCCESS", summary="支付成功",
+                     original_type="transaction", resource=self.transaction_view(paid),
+                     subject=paid["out_trade_no"])
+        return paid
+
+    def decline_order(self, out_trade_no: str, scope: str | None) -> Document:
+        order = self.find_orders_for_control(out_trade_no, scope)
+
+        def decline(current: Document) -> Document:
+            if current["trade_state"] != "NOTPAY":
+                raise ControlError(409, f"order is {current['trade_state']}, not NOTPAY")
+            return {**current, "trade_state": "PAYERROR"}
+
+        return self.store.update("orders", order["key"], decline)
+
+    # ------------------------------------------------------------------ refunds
+    def create_refund(self, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(body) - REFUND_FIELDS)
+        if unknown:
+            raise WxError(400, "PARAM_ERROR", f"unknown fields: {', '.join(unknown)}")
+        partner = bool(body.get("sub_mchid"))
+        scope = self._scope(merchant, partner=partner, sub_mchid=body.get("sub_mchid"))
+        out_refund_no = _require_str(body, "out_refund_no", max_length=64)
+        if not OUT_REFUND_NO_PATTERN.fullmatch(out_refund_no):
+            raise WxError(400, "PARAM_ERROR", "out_refund_no must be 1-64 chars of [0-9A-Za-z_-|*@]")
+        if bool(body.get("out_trade_no")) == bool(body.get("transaction_id")):
+            raise WxError(400, "PARAM_ERROR", "give exactly one of out_trade_no and transaction_id")
+        if body.get("notify_url") is not None:
+            _check_notify_url(body["notify_url"])
+        amount = body.get("amount")
+        if not isinstance(amount, dict):
+            raise WxError(400, "PARAM_ERROR", "amount is required")
+        refund_fen = _require_int(amount, "refund", "amount")
+        total_fen = _require_int(amount, "total", "amount")
+        _check_currency(amount, "amount")
+        order = self.find_order(scope, out_trade_no=body.get("out_trade_no"),
+                                transaction_id=body.get("transaction_id"))
+        if total_fen != order["total"]:
+            raise WxError(400, "PARAM_ERROR", "amount.total does not match the order amount")
+        fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+        key = f"{scope}:{out_refund_no}"
+        with self.store.transaction():
+            existing = self.store.get("refunds", key)
+            if existing is not None:
+                if existing["fingerprint"] != fingerprint:
+                    raise WxError(400, "INVALID_REQUEST", "out_refund_no already used with different parameters")
+                return self.refund_view(existing)
+            if order["trade_state"] not in ("SUCCESS", "REFUND"):
+                raise WxError(400, "INVALID_REQUEST", f"order is {order['trade_state']}, cannot refund")
+            refunded = sum(r["refund"] for r in self.store.list("refunds")
+                           if r["order_key"] == order["key"] and r["status"] in ("PROCESSING", "SUCCESS"))
+            if refund_fen > order["total"] - refunded:
+                raise WxError(400, "INVALID_REQUEST", "refund amount exceeds the refundable amount of the order")
+            auto = self.settings.refund_auto_success_seconds
+            refund = {
+                "key": key, "scope": scope, "order_key": order["key"], "mchid": merchant["mchid"],
+                "sub_mchid": body.get("sub_mchid"), "refund_id": "50" + _digits(28),
+                "out_refund_no": out_refund_no, "out_trade_no": order["out_trade_no"],
+                "transaction_id": order["transaction_id"], "refund": refund_fen, "total": order["total"],
+                "status": "PROCESSING", "create_time": rfc3339(now_cst()), "success_time": None,
+                "reason": body.get("reason"), "notify_url": body.get("notify_url") or order["notify_url"],
+                "funds_account": body.get("funds_account") or "AVAILABLE", "fingerprint": fingerprint,
+                "auto_due_unix": None if auto is None else time.time() + auto,
+            }
+            self.store.put("refunds", key, refund)
+        if auto is not None:
+            self._schedule_refund_success(key, auto)
+        return self.refund_view(refund)
+
+    def refund_view(self, refund: Document) -> dict[str, Any]:
+        view: dict[str, Any] = {
+            "refund_id": refund["refund_id"], "out_refund_no": refund["out_refund_no"],
+            "transaction_id": refund["transaction_id"], "out_trade_no": refund["out_trade_no"],
+            "channel": "ORIGINAL", "user_received_account": "支付用户零钱", "create_time": refund["create_time"],
+            "status": refund["status"], "funds_account": refund["funds_account"], "promotion_detail": [],
+            "amount": {"total": refund["total"], "refund": refund["refund"], "payer_total": refund["total"],
+                       "payer_refund": refund["refund"], "settlement_refund": refund["refund"],
+                       "settlement_total": refund["total"], "discount_refund": 0, "currency": "CNY",
+                       "from": []},
+        }
+        if refund.get("success_time"):
+            view["success_time"] = refund["success_time"]
+        if refund.get("sub_mchid"):
+            view["sub_mchid"] = refund["sub_mchid"]
+        return view
+
+    def get_refund(self, merchant: Document, out_refund_no: str, sub_mchid: str | None) -> dict[str, Any]:
+        scope = self._scope(merchant, partner=bool(sub_mchid), sub_mchid=sub_mchid)
+        refund = self.store.get("refunds", f"{scope}:{out_refund_no}")
+        if refund is None:
+            raise WxError(404, "RESOURCE_NOT_EXISTS", "refund does not exist")
+        return self.refund_view(refund)
+
+    def _schedule_refund_success(self, key: str, delay_seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            with contextlib.suppress(ControlError):  # already finished through the control API
+                self.finish_refund(key, "SUCCESS")
+
+        handle = loop.call_later(max(0.0, delay_seconds), fire)
+        self._timers.add(handle)
+
+    def find_refund_for_control(self, out_refund_no: str, scope: str | None) -> Document:
+        matches = [r for r in self.store.list("refunds")
+                   if r["out_refund_no"] == out_refund_no and (scope is None or r["scope"] == scope)]
+        if not matches:
+            raise ControlError(404, f"no refund {out_refund_no}")
+        if len(matches) > 1:
+            raise ControlError(409, f"{out_refund_no} exists for several merchants; pass ?mchid=<scope>")
+        return matches[0]
+
+    def finish_refund(self, key: str, status: str) -> Document:
+        """PROCESSING → SUCCESS | ABNORMAL | CLOSED, then the REFUND.* callback."""
+
+        def finish(current: Document) -> Document:
+            if current["status"] != "PROCESSING":
+                raise ControlError(409, f"refund is {current['status']}, not PROCESSING")
+            success_time = rfc3339(now_cst()) if status == "SUCCESS" else None
+            return {**current, "status": status, "success_time": success_time, "auto_due_unix": None}
+
+        refund = self.store.update("refunds", key, finish)
+        if status == "SUCCESS":
+            self.store.update("orders", refund["order_key"], lambda o: {**o, "trade_state": "REFUND"})
+        merchant = self.store.get("merchants", refund["mchid"]) or {}
+        resource: dict[str, Any] = {
+            "out_trade_no": refund["out_trade_no"], "transaction_id": refund["transaction_id"],
+            "out_refund_no": refund["out_refund_no"], "refund_id": refund["refund_id"],
+            "refund_status": status, "user_received_account": "支付用户零钱",
+            "amount": {"total": refund["total"], "refund": refund["refund"], "payer_total": refund["total"],
+                       "payer_refund": refund["refund"]},
+        }
+        if refund.get("success_time"):
+            resource["success_time"] = refund["success_time"]
+        if refund.get("sub_mchid"):
+            resource.update(sp_mchid=refund["mchid"], sub_mchid=refund["sub_mchid"])
+        else:
+            resource["mchid"] = refund["mchid"]
+        summaries = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}
+        self._notify(merchant, url=refund["notify_url"], event_type=f"REFUND.{status}",
+                     summary=summaries[status], original_type="refund", resource=resource,
+                     subject=refund["out_trade_no"])
+        return refund
+
+    # ------------------------------------------------------------------ notifications
+    def _notify(self, merchant: Document, *, url: str, event_type: str, summary: str, original_type: str,
+                resource: dict[str, Any], subject: str) -> None:
+        apiv3_key = merchant.get("apiv3_key")
+        if not apiv3_key:
+            return
+        plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        encrypted = crypto.encrypt_resource(apiv3_key, plaintext, original_type)
+        event_id = str(uuid.uuid4())
+        envelope = {"id": event_id, "create_time": rfc3339(now_cst()), "resource_type": "encrypt-resource",
+                    "event_type": event_type, "summary": summary,
+                    "resource": {"original_type": original_type, **encrypted}}
+        body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+        def build() -> tuple[dict[str, str], bytes]:
+            headers = self.signed_headers(body)  # re-signed per attempt: fresh timestamp
+            headers.update({"Content-Type": "application/json",
+                            "Wechatpay-Signature-Type": crypto.SIGNATURE_TYPE,
+                            "User-Agent": "Mozilla/4.0 (juhe wechatpay sandbox)"})
+            return headers, body
+
+        self.dispatcher.submit(NotificationJob(event_id=event_id, url=url, build=build, event_type=event_type,
+                                               subject=subject))
+
+    # ------------------------------------------------------------------ bills
+    def request_bill(self, merchant: Document, query: dict[str, str], base_url: str) -> dict[str, Any]:
+        unknown = sorted(set(query) - {"bill_date", "bill_type", "tar_type", "sub_mchid"})
+        if unknown:
+            raise WxError(400, "PARAM_ERROR", f"unknown query parameters: {', '.join(unknown)}")
+        try:
+            bill_date = date.fromisoformat(query.get("bill_date", ""))
+        except ValueError as exc:
+            raise WxError(400, "PARAM_ERROR", "bill_date must be YYYY-MM-DD") from exc
+        bill_type = query.get("bill_type", "ALL")
+        if bill_type not in bills.HEADERS:
+            raise WxError(400, "PARAM_ERROR", "bill_type must be ALL, SUCCESS or REFUND")
+        tar_type = query.get("tar_type")
+        if tar_type not in (None, "GZIP"):
+            raise WxError(400, "PARAM_ERROR", "tar_type must be GZIP")
+        today = now_cst().date()
+        if bill_date > today:
+            raise WxError(400, "INVALID_REQUEST", "bill_date is in the future")
+        if bill_date == today and not self.settings.bill_same_day:
+            raise WxError(400, "STATEMENT_CREATING", "the bill for this day is not ready yet")
+        sub_mchid = query.get("sub_mchid")
+        if sub_mchid:
+            self._scope(merchant, partner=True, sub_mchid=sub_mchid)
+        rows = self.bill_rows(merchant["mchid"], sub_mchid, bill_date, bill_type)
+        if not rows:
+            raise WxError(400, "NO_STATEMENT_EXIST", "no bill for this day")
+        content = bills.render(bill_type, rows).encode("utf-8")
+        token = secrets.token_urlsafe(24)
+        self.store.put("bill_files", token, {"mchid": merchant["mchid"], "content": content.decode("utf-8"),
+                                             "gzip": tar_type == "GZIP", "expires_unix": time.time()
+                                             + BILL_TOKEN_TTL_SECONDS})
+        return {"hash_type": "SHA1", "hash_value": hashlib.sha1(content).hexdigest(),
+                "download_url": f"{base_url}/v3/billdownload/file?token={token}"}
+
+    def download_bill(self, merchant: Document, query: dict[str, str]) -> bytes:
+        token = query.get("token", "")
+        entry = self.store.get("bill_files", token)
+        if entry is None or entry["expires_unix"] < time.time():
+            raise WxError(400, "INVALID_REQUEST", "download token is invalid or expired")
+        if entry["mchid"] != merchant["mchid"]:
+            raise WxError(403, "NO_AUTH", "this bill belongs to another merchant")
+        content: bytes = entry["content"].encode("utf-8")
+        return gzip.compress(content) if entry["gzip"] else content
+
+    def bill_rows(self, mchid: str, sub_mchid: str | None, bill_date: date, bill_type: str) -> list[dict[str, str]]:
+        def in_scope(doc: Document) -> bool:
+            return doc["mchid"] == mchid and (sub_mchid is None or doc.get("sub_mchid") == sub_mchid)
+
+        def on_day(moment: str | None) -> bool:
+            return moment is not None and datetime.fromisoformat(moment).astimezone(CST).date() == bill_date
+
+        orders = {o["key"]: o for o in self.store.list("orders") if in_scope(o)}
+        discrepancies = (self.store.get("bill_discrepancies", bill_date.isoformat()) or {}).get("items", [])
+        payment_rows: list[tuple[str, dict[str, str]]] = []
+        for order in orders.values():
+            if order.get("transaction_id") and on_day(order["success_time"]):
+                payment_rows.append((order["out_trade_no"], self._payment_row(order)))
+        for item in discrepancies:
+            if item["kind"] == "report_success" and item["order_key"] in orders:
+                order = orders[item["order_key"]]
+                if not order.get("transaction_id"):
+                    fake = {**order, "transaction_id": "4200" + _digits(24), "bank_type": "OTHERS",
+                            "success_time": rfc3339(datetime.combine(bill_date, datetime.min.time(), CST)
+                                                    + timedelta(hours=12)),
+                            "payer_openid": order["payer_openid"] or "o" + crypto.nonce_str(27)}
+                    payment_rows.append((order["out_trade_no"], self._payment_row(fake)))
+        refund_rows: list[tuple[str, dict[str, str]]] = []
+        for refund in self.store.list("refunds"):
+            if (refund["order_key"] in orders and refund["status"] in ("SUCCESS", "PROCESSING")
+                    and on_day(refund["create_time"])):
+                refund_rows.append((refund["out_trade_no"] + "/" + refund["out_refund_no"],
+                                    self._refund_row(orders[refund["order_key"]], refund)))
+        for item in discrepancies:
+            target = item["out_trade_no"] + ("/" + item["out_refund_no"] if item.get("out_refund_no") else "")
+            pool = refund_rows if item.get("out_refund_no") else payment_rows
+            if item["kind"] == "drop_line":
+                pool[:] = [(k, row) for k, row in pool if k != target]
+            elif item["kind"] == "change_amount":
+                for k, row in pool:
+                    if k == target and item.get("out_refund_no"):
+                        row["退款金额"] = row["申请退款金额"] = bills.yuan(item["amount_minor"])
+                    elif k == target:
+                        row["应结订单金额"] = row["订单金额"] = bills.yuan(item["amount_minor"])
+        rows: list[dict[str, str]] = []
+        if bill_type in ("ALL", "SUCCESS"):
+            rows.extend(row for _, row in payment_rows)
+        if bill_type in ("ALL", "REFUND"):
+            rows.extend(row for _, row in refund_rows)
+        return sorted(rows, key=lambda row: row["交易时间"])
+
+    def _common_row(self, order: Document) -> dict[str, str]:
+        return {
+            "公众账号ID": order["appid"] or "", "商户号": order["mchid"], "特约商户号": order.get("sub_mchid") or "0",
+            "设备号": "", "微信订单号": order["transaction_id"] or "", "商户订单号": order["out_trade_no"],
+            "用户标识": order["payer_openid"] or "", "交易类型": order["trade_type"],
+            "付款银行": order["bank_type"] or "",
+            "货币种类": "CNY", "代金券金额": "0.00", "充值券退款金额": "0.00", "商品名称": order["description"],
+            "商户数据包": order.get("attach") or "", "费率": bills.rate_text(self.settings.fee_rate_bps),
+            "费率备注": "",
+        }
+
+    def _payment_row(self, order: Document) -> dict[str, str]:
+        fee = bills.fee_e5(order["total"], self.settings.fee_rate_bps)
+        return {**self._common_row(order),
+                "交易时间": datetime.fromisoformat(order["success_time"]).strftime("%Y-%m-%d %H:%M:%S"),
+                "交易状态": "SUCCESS", "应结订单金额": bills.yuan(order["total"]), "微信退款单号": "0",
+                "商户退款单号": "0", "退款金额": "0.00", "退款类型": "", "退款状态": "", "手续费": bills.yuan_e5(fee),
+                "订单金额": bills.yuan(order["total"]), "申请退款金额": "0.00"}
+
+    def _refund_row(self, order: Document, refund: Document) -> dict[str, str]:
+        fee = -bills.fee_e5(refund["refund"], self.settings.fee_rate_bps)
+        created = datetime.fromisoformat(refund["create_time"]).strftime("%Y-%m-%d %H:%M:%S")
+        succeeded = (datetime.fromisoformat(refund["success_time"]).strftime("%Y-%m-%d %H:%M:%S")
+                     if refund.get("success_time") else "")
+        return {**self._common_row(order), "交易时间": created, "退款申请时间": created, "退款成功时间": succeeded,
+                "交易状态": "REFUND", "应结订单金额": "0.00", "微信退款单号": refund["refund_id"],
+                "商户退款单号": refund["out_refund_no"], "退款金额": bills.yuan(refund["refund"]),
+                "退款类型": "ORIGINAL", "退款状态": refund["status"], "手续费": bills.yuan_e5(fee),
+                "订单金额": "0.00", "申请退款金额": bills.yuan(refund["refund"])}
+
+    def add_discrepancy(self, bill_date: date, item: dict[str, Any]) -> list[dict[str, Any]]:
+        order = self.find_orders_for_control(item["out_trade_no"], item.get("mchid"))
+        entry = {"kind": item["kind"], "out_trade_no": item["out_trade_no"], "order_key": order["key"],
+                 "out_refund_no": item.get("out_refund_no"), "amount_minor": item.get("amount_minor")}
+        if entry["kind"] == "change_amount" and not isinstance(entry["amount_minor"], int):
+            raise ControlError(422, "change_amount needs amount_minor (integer fen)")
+        with self.store.transaction():
+            current = self.store.get("bill_discrepancies", bill_date.isoformat()) or {"items": []}
+            current["items"].append(entry)
+            self.store.put("bill_discrepancies", bill_date.isoformat(), current)
+        items: list[dict[str, Any]] = current["items"]
+        return items
+

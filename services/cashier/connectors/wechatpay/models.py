@@ -1,0 +1,64 @@
+"""Configuration of one WeChat Pay merchant credential set (direct merchant or service provider)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PRODUCTION_BASE_URL = "https://api.mch.weixin.qq.com"
+CLOCK_SKEW_SECONDS_MAX = 300  # WeChat SDKs reject a response timestamp 5 minutes or more away
+# protocols.md §1.7 is unsure of the spelling [L]; refunds answer RESOURCE_NOT_EXISTS. Accept all.
+NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS", "NOT_FOUND"})
+
+
+@dataclass(frozen=True, slots=True)
+class WechatPayConfig:
+    """Credentials and endpoints. Direct mode: `mchid` + `appid`. Partner (service-provider) mode:
+    `sp_mchid` + `sp_appid` + `sub_mchid` (+ optional `sub_appid`); the service provider signs.
+
+    Public-key mode only (`PUB_KEY_ID_...`): the platform key is given, not downloaded.
+    """
+
+    merchant_private_key_pem: str = field(repr=False)
+    merchant_cert_serial: str
+    platform_public_key_pem: str = field(repr=False)
+    platform_public_key_id: str
+    apiv3_key: str = field(repr=False)
+    mchid: str | None = None
+    appid: str | None = None
+    sp_mchid: str | None = None
+    sp_appid: str | None = None
+    sub_mchid: str | None = None
+    sub_appid: str | None = None
+    base_url: str = PRODUCTION_BASE_URL
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 10.0
+    clock_skew_seconds_max: int = CLOCK_SKEW_SECONDS_MAX
+    user_agent: str = "juhe-cashier/0.1 (WechatPay-APIv3)"
+    bill_gzip: bool = True
+
+    def __post_init__(self) -> None:
+        if self.partner:
+            if not (self.sp_appid and self.sub_mchid):
+                raise ValueError("partner mode needs sp_mchid, sp_appid and sub_mchid")
+        elif not (self.mchid and self.appid):
+            raise ValueError("direct mode needs mchid and appid (or sp_mchid/sp_appid/sub_mchid)")
+        if len(self.apiv3_key.encode("utf-8")) != 32:
+            raise ValueError("apiv3_key must be 32 bytes")
+
+    @property
+    def partner(self) -> bool:
+        return bool(self.sp_mchid)
+
+    @property
+    def signing_mchid(self) -> str:
+        """The mchid in the Authorization header: the service provider's in partner mode."""
+        value = self.sp_mchid if self.partner else self.mchid
+        assert value is not None
+        return value
+
+    @property
+    def payer_appid(self) -> str:
+        """The appid the payer's client works in (JSAPI/app signatures): sub_appid if set."""
+        value = (self.sub_appid or self.sp_appid) if self.partner else self.appid
+        assert value is not None
+        return value

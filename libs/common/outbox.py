@@ -109,7 +109,7 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(dsn)
                 closed = asyncio.Event()
-                conn.add_termination_listener(lambda _conn: closed.set())
+                conn.add_termination_listener(lambda _conn, done=closed: done.set())
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
                 await closed.wait()
             except asyncio.CancelledError:

@@ -1,0 +1,175 @@
+"""The signed internal identity token: how a service knows who is calling it through the gateway.
+
+The gateway authenticates merchants, platform operators and end users, then forwards each request with
+a short-lived token in `X-Juhe-Identity` that it signs with `ServiceSettings.internal_token_secret`
+(HMAC-SHA256). Services trust *only* this header, never a bare merchant id a caller could type, so
+"merchant A never sees merchant B's data" holds even if something reaches a service without going
+through the gateway. The secret is shared by the gateway and the services only.
+
+Token: `v1.<base64url(payload)>.<base64url(HMAC-SHA256(secret, "v1." + base64url(payload)))>` where the
+payload is compact JSON (sorted keys, no spaces) of
+`{"merchant_id" | "platform" | "user" | "service": ..., "key_id": ..., "exp": <unix seconds>}`.
+A platform operator acting for one merchant carries both `platform` and `merchant_id`; a user token
+may carry the user's `platform` and `merchant_id` (checkout). `service` is for service-to-service calls.
+
+Not a JWT on purpose: one algorithm, one key, no header to negotiate, so no `alg` confusion.
+
+In dev/test only, when no token header is present, `internal_identity` accepts the plain
+`X-Juhe-Merchant-Id` header so service tests written before the gateway existed keep working.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, Request
+
+from libs.common.errors import ErrorSpec, Problem
+
+IDENTITY_HEADER = "X-Juhe-Identity"
+DEV_MERCHANT_HEADER = "X-Juhe-Merchant-Id"
+TOKEN_VERSION = "v1"
+DEFAULT_TOKEN_TTL_SECONDS = 60
+CLOCK_LEEWAY_SECONDS = 5
+TOKEN_LENGTH_MAX = 4096
+DEV_KEY_ID = "dev-header"
+
+IdentityKind = Literal["user", "platform", "merchant", "service"]
+
+IDENTITY_MISSING = ErrorSpec("identity_missing", 401, "No gateway identity on this request")
+IDENTITY_INVALID = ErrorSpec("identity_invalid", 401, "The gateway identity token is not valid")
+MERCHANT_SCOPE_REQUIRED = ErrorSpec("merchant_scope_required", 403, "This endpoint needs a merchant identity")
+
+INTERNAL_AUTH_ERRORS: tuple[ErrorSpec, ...] = (IDENTITY_MISSING, IDENTITY_INVALID, MERCHANT_SCOPE_REQUIRED)
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the gateway authenticated. Services scope every query by `merchant_id` when it is set."""
+
+    key_id: str
+    expires_at: int
+    merchant_id: str | None = None
+    platform: str | None = None
+    user: str | None = None
+    service: str | None = None
+
+    @property
+    def kind(self) -> IdentityKind:
+        if self.user:
+            return "user"
+        if self.platform:
+            return "platform"
+        if self.merchant_id:
+            return "merchant"
+        return "service"
+
+    def payload(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"key_id": self.key_id, "exp": self.expires_at}
+        for name in ("merchant_id", "platform", "user", "service"):
+            value = getattr(self, name)
+            if value:
+                body[name] = value
+        return body
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: str, signed: str) -> bytes:
+    return hmac.new(secret.encode(), signed.encode("ascii"), hashlib.sha256).digest()
+
+
+def mint_identity_token(
+    secret: str,
+    *,
+    key_id: str,
+    merchant_id: str | None = None,
+    platform: str | None = None,
+    user: str | None = None,
+    service: str | None = None,
+    ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS,
+    now: float | None = None,
+) -> str:
+    if not (merchant_id or platform or user or service):
+        raise ValueError("an identity needs merchant_id, platform, user or service")
+    identity = Identity(
+        key_id=key_id,
+        expires_at=int(now if now is not None else time.time()) + ttl_seconds,
+        merchant_id=merchant_id,
+        platform=platform,
+        user=user,
+        service=service,
+    )
+    return encode_identity(identity, secret)
+
+
+def encode_identity(identity: Identity, secret: str) -> str:
+    payload = json.dumps(identity.payload(), separators=(",", ":"), sort_keys=True).encode()
+    signed = f"{TOKEN_VERSION}.{_b64(payload)}"
+    return f"{signed}.{_b64(_mac(secret, signed))}"
+
+
+def verify_identity_token(token: str, secret: str, *, now: float | None = None) -> Identity:
+    """The identity inside `token`, or `Problem(IDENTITY_INVALID)` if forged, malformed or expired."""
+    if len(token) > TOKEN_LENGTH_MAX or token.count(".") != 2:
+        raise Problem(IDENTITY_INVALID, "malformed identity token")
+    version, payload_b64, mac_b64 = token.split(".")
+    if version != TOKEN_VERSION:
+        raise Problem(IDENTITY_INVALID, "unknown identity token version")
+    try:
+        mac = _unb64(mac_b64)
+        payload = json.loads(_unb64(payload_b64))
+    except (binascii.Error, ValueError) as exc:
+        raise Problem(IDENTITY_INVALID, "malformed identity token") from exc
+    if not hmac.compare_digest(mac, _mac(secret, f"{version}.{payload_b64}")):
+        raise Problem(IDENTITY_INVALID, "identity token signature does not match")
+    if not isinstance(payload, dict):
+        raise Problem(IDENTITY_INVALID, "malformed identity token")
+    exp = payload.get("exp")
+    key_id = payload.get("key_id")
+    if not isinstance(exp, int) or not isinstance(key_id, str):
+        raise Problem(IDENTITY_INVALID, "identity token lacks exp or key_id")
+    if exp + CLOCK_LEEWAY_SECONDS < (now if now is not None else time.time()):
+        raise Problem(IDENTITY_INVALID, "identity token expired")
+    fields = {name: payload.get(name) for name in ("merchant_id", "platform", "user", "service")}
+    if not any(fields.values()) or not all(v is None or isinstance(v, str) for v in fields.values()):
+        raise Problem(IDENTITY_INVALID, "identity token names no principal")
+    return Identity(key_id=key_id, expires_at=exp, **fields)  # type: ignore[arg-type]
+
+
+def internal_identity(request: Request) -> Identity:
+    """FastAPI dependency: the verified identity of the caller (see the module docstring)."""
+    settings = request.app.state.runtime.settings
+    token = request.headers.get(IDENTITY_HEADER)
+    if token:
+        return verify_identity_token(token, settings.internal_token_secret.get_secret_value())
+    merchant_id = request.headers.get(DEV_MERCHANT_HEADER)
+    if merchant_id and settings.env in ("dev", "test"):
+        return Identity(
+            key_id=DEV_KEY_ID, expires_at=int(time.time()) + DEFAULT_TOKEN_TTL_SECONDS, merchant_id=merchant_id
+        )
+    raise Problem(IDENTITY_MISSING, f"send {IDENTITY_HEADER} (requests reach services through the gateway)")
+
+
+def merchant_scope(identity: Annotated[Identity, Depends(internal_identity)]) -> str:
+    """FastAPI dependency: the merchant every query must be filtered by; 403 when there is none."""
+    if identity.merchant_id is None:
+        raise Problem(MERCHANT_SCOPE_REQUIRED, f"a {identity.kind} identity has no merchant scope here")
+    return identity.merchant_id
+
+
+InternalIdentity = Annotated[Identity, Depends(internal_identity)]
+MerchantScope = Annotated[str, Depends(merchant_scope)]

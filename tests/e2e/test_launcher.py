@@ -1,0 +1,121 @@
+"""`make run`'s launcher as a user runs it: everything ready, Ctrl-C stops all, a second start reuses the data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from libs.common.embedded import free_port, port_in_use
+from libs.common.services import REPO_ROOT, SANDBOXES, SERVICES
+
+pytestmark = pytest.mark.e2e
+START_TIMEOUT_SECONDS = 120.0
+
+
+def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUHE_")}
+    for spec in [*SERVICES.values(), *SANDBOXES.values()]:
+        env[f"{spec.env_prefix}PORT"] = str(ports[spec.name])
+    return subprocess.Popen(
+        [sys.executable, "-m", "deploy.launcher", "run", "--data-dir", str(data_dir)],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise AssertionError("launcher exited early:\n" + "".join(lines[-40:]))
+        lines.append(line)
+        if "Ctrl-C stops everything" in line:
+            return lines
+    raise AssertionError("launcher not ready:\n" + "".join(lines[-40:]))
+
+
+def _processes_using(data_dir: Path) -> list[str]:
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if str(data_dir) in line and "pytest" not in line]
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=60)
+    return output
+
+
+def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -> None:
+    data_dir = tmp_path / "juhe-data"
+    ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
+
+    first = _start(data_dir, ports)
+    try:
+        lines = _wait_running(first)
+        for name in SERVICES:
+            ready = httpx.get(f"http://127.0.0.1:{ports[name]}/readyz", timeout=5)
+            assert ready.status_code == 200, (name, ready.text)
+        assert any("platform RSS" in line for line in lines)
+        assert (data_dir / "logs" / "ledger.log").exists()
+        opened = httpx.post(
+            f"http://127.0.0.1:{ports['ledger']}/v1/accounts",
+            json={"holder_id": "mch_kept", "currency": "CNY", "kind": "merchant_settled", "code": "2202"},
+            timeout=10,
+        )
+        assert opened.status_code == 201
+        account_id = opened.json()["id"]
+    finally:
+        _stop(first)
+    assert first.returncode == 0
+    assert _processes_using(data_dir) == [], "a child survived Ctrl-C"
+    assert not any(port_in_use(port) for port in ports.values())
+
+    second = _start(data_dir, ports)
+    try:
+        _wait_running(second)
+        kept = httpx.get(f"http://127.0.0.1:{ports['ledger']}/v1/accounts/{account_id}", timeout=5)
+        assert kept.status_code == 200, "the second start must keep the first start's data"
+    finally:
+        _stop(second)
+    assert _processes_using(data_dir) == []
+
+
+def test_launcher_killed_hard_leaves_nothing_running(tmp_path: Path) -> None:
+    data_dir = tmp_path / "juhe-kill"
+    ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
+    proc = _start(data_dir, ports)
+    try:
+        _wait_running(proc)
+    finally:
+        proc.kill()  # SIGKILL: no cleanup code runs in the launcher
+        proc.wait()
+    deadline = time.monotonic() + 30
+    while _processes_using(data_dir) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _processes_using(data_dir) == [], "parent-death signals must stop every child"
+
+
+def test_launcher_refuses_a_busy_port(tmp_path: Path) -> None:
+    ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
+    import socket
+
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", ports["gateway"]))
+        blocker.listen()
+        proc = _start(tmp_path / "busy", ports)
+        output, _ = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert f"gateway: port {ports['gateway']} is in use" in output

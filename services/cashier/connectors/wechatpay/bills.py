@@ -14,8 +14,8 @@ from services.cashier.connectors.base import Bill, BillLine, BillLineKind
 
 CST = timezone(timedelta(hours=8))
 SUMMARY_FIRST_COLUMN = "总交易单数"
-_YUAN = re.compile(r"(-?)(\d+)(?:\.(\d{1,2}))?")
-_YUAN_E5 = re.compile(r"(-?)(\d+)(?:\.(\d{1,5}))?")
+_YUAN = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
+_YUAN_E5 = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,5}))?")
 _EMPTY_REFS = {"", "0"}
 
 
@@ -25,7 +25,7 @@ class BillFormatError(ValueError):
 
 def yuan_to_fen(text: str) -> int:
     """`"88.88"` → 8888, `"-0.5"` → -50, `"3"` → 300. More than 2 decimals is an error, never rounded."""
-    match = _YUAN.fullmatch(text.strip().replace(",", ""))
+    match = _YUAN.fullmatch(text.strip())
     if match is None:
         raise BillFormatError(f"not a yuan amount: {text!r}")
     sign, whole, fraction = match.groups()

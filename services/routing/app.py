@@ -4,16 +4,32 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from libs.common.web import create_service_app
+from libs.common.web import Runtime, create_service_app
 from services.routing import worker
+from services.routing.api.deps import SNAPSHOT_SOURCE_KEY
+from services.routing.api.routes import channel_routes, contracts, decide, fee_rates, rules, settings
 from services.routing.config import Settings
+from services.routing.store.snapshot import SnapshotSource
 
 
-def create_app(settings: Settings) -> FastAPI:
+async def _on_startup(runtime: Runtime) -> None:
+    runtime.extras[SNAPSHOT_SOURCE_KEY] = SnapshotSource(runtime.engine)
+
+
+def create_app(settings_: Settings) -> FastAPI:
     return create_service_app(
-        settings,
+        settings_,
         title="Juhe routing",
-        routers=[],
-        subscriptions=worker.subscriptions(settings),
-        background=worker.background_tasks(settings),
+        description="Chooses the channel route for each payment attempt: cost, success rate, health, rules.",
+        routers=[
+            decide.router,
+            channel_routes.router,
+            fee_rates.router,
+            contracts.router,
+            rules.router,
+            settings.router,
+        ],
+        subscriptions=worker.subscriptions(settings_),
+        background=worker.background_tasks(settings_),
+        on_startup=_on_startup,
     )

@@ -1,0 +1,79 @@
+"""Admin API for channel routes (/v1/channel-routes) and their live health."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from libs.common.web import UowDep
+from services.routing.api.deps import ActorDep, SnapshotSourceDep
+from services.routing.api.schemas import (
+    ChannelRouteCreateRequest,
+    ChannelRouteListResponse,
+    ChannelRouteReplaceRequest,
+    ChannelRouteResponse,
+    RouteHealthResponse,
+)
+from services.routing.domain.decide import RouteHealth
+from services.routing.domain.health import effective_state, estimate_success_rate
+from services.routing.store import config as store
+
+router = APIRouter(prefix="/v1/channel-routes", tags=["channel routes"])
+
+
+@router.post("", status_code=201)
+async def create_channel_route(body: ChannelRouteCreateRequest, uow: UowDep, actor: ActorDep) -> ChannelRouteResponse:
+    async with uow.begin() as tx:
+        route = await store.create_route(tx, body.to_domain(body.route_id), actor=actor)
+    return ChannelRouteResponse.of(route)
+
+
+@router.get("")
+async def list_channel_routes(
+    uow: UowDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
+) -> ChannelRouteListResponse:
+    async with uow.read() as conn:
+        routes = await store.list_routes(conn, after=after, limit=limit)
+    cursor = routes[-1].route_id if len(routes) == limit else None
+    return ChannelRouteListResponse(items=[ChannelRouteResponse.of(r) for r in routes], next_cursor=cursor)
+
+
+@router.get("/{route_id}")
+async def get_channel_route(route_id: str, uow: UowDep) -> ChannelRouteResponse:
+    async with uow.read() as conn:
+        return ChannelRouteResponse.of(await store.get_route(conn, route_id))
+
+
+@router.put("/{route_id}")
+async def replace_channel_route(
+    route_id: str, body: ChannelRouteReplaceRequest, uow: UowDep, actor: ActorDep
+) -> ChannelRouteResponse:
+    async with uow.begin() as tx:
+        route = await store.replace_route(
+            tx, body.to_domain(route_id), expected_version=body.expected_version, actor=actor
+        )
+    return ChannelRouteResponse.of(route)
+
+
+@router.get("/{route_id}/health")
+async def get_channel_route_health(route_id: str, source: SnapshotSourceDep) -> RouteHealthResponse:
+    """Circuit state, success-rate window and today's volume, as every replica sees them."""
+    now = datetime.now(UTC)
+    snapshot = await source.snapshot("", now)
+    route = snapshot.routes.get(route_id)
+    if route is None:  # maybe created a moment ago on another replica: ask the database
+        async with source.engine.connect() as conn:
+            route = await store.get_route(conn, route_id)
+    health = snapshot.health.get(route_id) or RouteHealth()
+    policy = snapshot.settings.health
+    return RouteHealthResponse.of(
+        route,
+        health.breaker,
+        effective_state(health.breaker, now, policy).value,
+        health.recent,
+        policy.success_window_seconds,
+        estimate_success_rate(health.recent, route.expected_success_rate, policy.success_prior_weight),
+        snapshot.volume_today_minor.get(route_id, 0),
+    )

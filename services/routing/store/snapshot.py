@@ -1,0 +1,189 @@
+"""Building the Snapshot a decision reads, in one database round trip per decision.
+
+The slow-changing part (routes, fee rates, rules, settings) is cached per process under the
+`config_version` it was read at. Every decision reads, in a single statement, the current
+`config_version` plus the fast-changing part: the merchant's contracts, every route's breaker, the
+success-rate window sums and today's volume. If the version moved, the cache is reloaded first.
+So every replica decides from the same committed state; nothing that matters lives only in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import BigInteger, select, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from services.routing.domain.codec import settings_from_dict
+from services.routing.domain.decide import RouteHealth, RoutingSettings, Snapshot
+from services.routing.domain.fees import FeeRate
+from services.routing.domain.health import Breaker, CircuitState, OutcomeCounts
+from services.routing.domain.model import Contract, LocalTime, Route
+from services.routing.domain.rules import Rule
+from services.routing.store.config import route_from_row, rule_from_row
+from services.routing.store.tables import channel_routes, fee_rates, routing_config, routing_rules
+
+_DYNAMIC = text(
+    """
+    SELECT
+      (SELECT config_version FROM routing_config WHERE id = 1) AS config_version,
+      (SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb)
+         FROM merchant_contracts c WHERE c.merchant_id = :merchant_id) AS contracts,
+      (SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]'::jsonb) FROM route_health h) AS health,
+      (SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]'::jsonb) FROM (
+          SELECT route_id, sum(attempts) AS attempts, sum(succeeded) AS succeeded, sum(declined) AS declined,
+                 sum(errors) AS errors, sum(timeouts) AS timeouts, sum(latency_ms_sum) AS latency_ms_sum,
+                 sum(latency_samples) AS latency_samples
+            FROM route_health_buckets
+           WHERE bucket_start > :oldest AND bucket_start <= :now
+           GROUP BY route_id) b) AS recent,
+      (SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]'::jsonb)
+         FROM route_daily_volume v WHERE v.local_date = :today) AS volume
+    """
+).columns(config_version=BigInteger, contracts=JSONB, health=JSONB, recent=JSONB, volume=JSONB)
+
+
+@dataclass(frozen=True, slots=True)
+class StaticConfig:
+    config_version: int
+    routes: dict[str, Route]
+    rates: dict[str, tuple[FeeRate, ...]]
+    rules: tuple[Rule, ...]
+    settings: RoutingSettings
+
+
+async def load_static_config(conn: AsyncConnection) -> StaticConfig:
+    """Call inside one REPEATABLE READ transaction so the parts and the version agree."""
+    config = (await conn.execute(select(routing_config))).mappings().one()
+    routes = {
+        r.route_id: r for r in (route_from_row(row) for row in (await conn.execute(select(channel_routes))).mappings())
+    }
+    rates: dict[str, list[FeeRate]] = {}
+    for row in (await conn.execute(select(fee_rates))).mappings():
+        rates.setdefault(row["route_id"], []).append(
+            FeeRate(
+                rate_id=row["rate_id"],
+                route_id=row["route_id"],
+                rate_bps=row["rate_bps"],
+                valid_from=row["valid_from"],
+                valid_until=row["valid_until"],
+                min_fee_minor=row["min_fee_minor"],
+                max_fee_minor=row["max_fee_minor"],
+                fixed_fee_minor=row["fixed_fee_minor"],
+                industry=row["industry"],
+                merchant_id=row["merchant_id"],
+            )
+        )
+    rules = tuple(rule_from_row(row) for row in (await conn.execute(select(routing_rules))).mappings())
+    return StaticConfig(
+        config_version=int(config["config_version"]),
+        routes=routes,
+        rates={k: tuple(sorted(v, key=lambda r: r.rate_id)) for k, v in rates.items()},
+        rules=tuple(sorted(rules, key=lambda r: r.rule_id)),
+        settings=settings_from_dict(config["settings"]),
+    )
+
+
+def _ts(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _breaker(raw: dict[str, Any]) -> Breaker:
+    return Breaker(
+        state=CircuitState(raw["state"]),
+        changed_at=_ts(raw["changed_at"]),
+        consecutive_failures=raw["consecutive_failures"],
+        half_open_successes=raw["half_open_successes"],
+        window_start=_ts(raw["window_start"]),
+        window_attempts=raw["window_attempts"],
+        window_failures=raw["window_failures"],
+        previous_attempts=raw["previous_attempts"],
+        previous_failures=raw["previous_failures"],
+    )
+
+
+def _counts(raw: dict[str, Any]) -> OutcomeCounts:
+    return OutcomeCounts(
+        attempts=int(raw["attempts"]),
+        succeeded=int(raw["succeeded"]),
+        declined=int(raw["declined"]),
+        errors=int(raw["errors"]),
+        timeouts=int(raw["timeouts"]),
+        latency_ms_sum=int(raw["latency_ms_sum"]),
+        latency_samples=int(raw["latency_samples"]),
+    )
+
+
+class SnapshotSource:
+    """Per-process cache of the static configuration plus a per-decision read of the shared state."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._static: StaticConfig | None = None
+        self._reload_lock = asyncio.Lock()
+
+    async def _static_config(self, version_seen: int | None) -> StaticConfig:
+        cached = self._static
+        if cached is not None and cached.config_version == version_seen:
+            return cached
+        async with self._reload_lock:
+            cached = self._static
+            if cached is not None and version_seen is not None and cached.config_version >= version_seen:
+                return cached
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
+                async with conn.begin():
+                    self._static = await load_static_config(conn)
+            return self._static
+
+    async def snapshot(self, merchant_id: str, now: datetime) -> Snapshot:
+        static = self._static or await self._static_config(None)
+        for _ in range(2):
+            dynamic = await self._dynamic(merchant_id, now, static.settings)
+            if dynamic["config_version"] == static.config_version:
+                break
+            static = await self._static_config(int(dynamic["config_version"]))
+        contracts = {(c["merchant_id"], c["route_id"]): _contract(c) for c in dynamic["contracts"]}
+        recent = {r["route_id"]: _counts(r) for r in dynamic["recent"]}
+        breakers = {h["route_id"]: _breaker(h) for h in dynamic["health"]}
+        health = {
+            route_id: RouteHealth(
+                breaker=breakers.get(route_id, Breaker()), recent=recent.get(route_id, OutcomeCounts())
+            )
+            for route_id in set(recent) | set(breakers)
+        }
+        return Snapshot(
+            routes=static.routes,
+            rates=static.rates,
+            contracts=contracts,
+            rules=static.rules,
+            health=health,
+            volume_today_minor={v["route_id"]: int(v["volume_minor"]) for v in dynamic["volume"]},
+            settings=static.settings,
+            config_version=static.config_version,
+        )
+
+    async def _dynamic(self, merchant_id: str, now: datetime, settings: RoutingSettings) -> Any:
+        params = {
+            "merchant_id": merchant_id,
+            "now": now,
+            "oldest": now - timedelta(seconds=settings.health.success_window_seconds),
+            "today": LocalTime.of(now, settings.utc_offset_minutes).date,
+        }
+        async with self.engine.connect() as conn:
+            return (await conn.execute(_DYNAMIC, params)).mappings().one()
+
+
+def _contract(raw: dict[str, Any]) -> Contract:
+    return Contract(
+        merchant_id=raw["merchant_id"],
+        route_id=raw["route_id"],
+        sub_merchant_id=raw["sub_merchant_id"],
+        enabled=raw["enabled"],
+        industry=raw["industry"],
+        version=raw["version"],
+    )

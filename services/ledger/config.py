@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from libs.common.settings import ServiceSettings, service_settings_config
 
 
@@ -11,3 +13,14 @@ class Settings(ServiceSettings):
     service_name: str = "ledger"
     port: int = 8002
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/juhe_ledger"
+
+    # Write path (store/writer.py): how many transfers one database transaction may carry, how many may
+    # wait (beyond that: 503 ledger_busy), how often a batch is retried after a race with another writer.
+    write_batch_transfers_max: int = Field(default=2000, ge=1, le=20_000)
+    write_queue_transfers_max: int = Field(default=50_000, ge=1, le=1_000_000)
+    write_batch_attempts_max: int = Field(default=5, ge=1, le=20)
+    write_lock_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    # Expiry of pending transfers (worker): how often to look, how many per round.
+    expiry_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
+    expiry_batch_max: int = Field(default=500, ge=1, le=10_000)

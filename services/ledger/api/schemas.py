@@ -1,13 +1,27 @@
-"""Request and response schemas of the ledger API (pydantic)."""
+"""Request and response schemas of the ledger API (pydantic).
+
+Amounts in transfer requests are plain strict ints here on purpose: the domain, not pydantic, says
+*why* an amount is refused (`amount_must_be_positive`, `amount_exceeds_maximum`), with the same codes
+for the single and the batch endpoint.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictInt
 
-from libs.common.money import Currency
+from libs.common.money import AmountMinorOrZero, Currency
+from services.ledger.domain.accounts import Account, Balances, available_balance, posted_balance
+from services.ledger.domain.transfers import BATCH_SIZE_MAX, Transfer
+
+ID_MAX = 64
+
+
+class AccountFlagsSchema(BaseModel):
+    debits_must_not_exceed_credits: bool = False
+    credits_must_not_exceed_debits: bool = False
 
 
 class AccountCreateRequest(BaseModel):
@@ -15,7 +29,22 @@ class AccountCreateRequest(BaseModel):
     currency: Currency
     kind: str = Field(min_length=1, max_length=32, examples=["merchant_pending"])
     code: str = Field(min_length=1, max_length=32, examples=["2201"])
+    normal_balance: Literal["debit", "credit"] | None = Field(
+        default=None, description="Defaults from the code: 1xxx/5xxx debit, else credit"
+    )
+    flags: AccountFlagsSchema = Field(default_factory=AccountFlagsSchema)
+    credit_limit_minor: AmountMinorOrZero = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+
+class BalancesSchema(BaseModel):
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    posted_balance_minor: int
+    available_balance_minor: int
 
 
 class AccountResponse(BaseModel):
@@ -24,6 +53,170 @@ class AccountResponse(BaseModel):
     currency: str
     kind: str
     code: str
+    normal_balance: str
+    flags: AccountFlagsSchema
+    credit_limit_minor: int
     status: str
     metadata: dict[str, Any]
+    balances: BalancesSchema
     created_at: datetime
+
+    @classmethod
+    def of(cls, account: Account, created_at: datetime) -> AccountResponse:
+        b = account.balances
+        return cls(
+            id=account.id,
+            holder_id=account.holder_id,
+            currency=account.currency,
+            kind=account.kind,
+            code=account.code,
+            normal_balance=account.normal_balance.value,
+            flags=AccountFlagsSchema(
+                debits_must_not_exceed_credits=account.flags.debits_must_not_exceed_credits,
+                credits_must_not_exceed_debits=account.flags.credits_must_not_exceed_debits,
+            ),
+            credit_limit_minor=account.credit_limit_minor,
+            status=account.status.value,
+            metadata=account.metadata,
+            balances=balances_schema(account, b.as_tuple()),
+            created_at=created_at,
+        )
+
+
+def balances_schema(account: Account, counters: tuple[int, int, int, int]) -> BalancesSchema:
+    b = Balances(*counters)
+    return BalancesSchema(
+        debits_posted=b.debits_posted,
+        credits_posted=b.credits_posted,
+        debits_pending=b.debits_pending,
+        credits_pending=b.credits_pending,
+        posted_balance_minor=posted_balance(account.normal_balance, b),
+        available_balance_minor=available_balance(account.normal_balance, b),
+    )
+
+
+class AccountListResponse(BaseModel):
+    accounts: list[AccountResponse]
+    next_cursor: str | None
+
+
+class BalanceResponse(BaseModel):
+    account_id: str
+    currency: str
+    as_of: datetime | None
+    balances: BalancesSchema
+
+
+class PostingSchema(BaseModel):
+    account_id: str = Field(min_length=1, max_length=ID_MAX)
+    direction: Literal["debit", "credit"]
+    amount_minor: StrictInt
+    currency: Currency
+
+
+class TransferCreateRequest(BaseModel):
+    source: str = Field(min_length=1, max_length=64, examples=["cashier"])
+    idempotency_key: str = Field(min_length=1, max_length=255, examples=["pay_0193…:succeeded"])
+    postings: list[PostingSchema] = Field(max_length=1000)
+    pending: bool = False
+    timeout_seconds: StrictInt | None = None
+    reference: str | None = Field(default=None, max_length=128)
+    corrects_transfer_id: str | None = Field(default=None, max_length=ID_MAX)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransferBatchRequest(BaseModel):
+    transfers: list[TransferCreateRequest] = Field(max_length=BATCH_SIZE_MAX)
+    linked: bool = Field(default=False, description="All succeed or none does")
+
+
+class TransferPostRequest(BaseModel):
+    amount_minor: StrictInt | None = Field(default=None, description="Post less than reserved (two postings)")
+    amounts_minor: list[StrictInt] | None = Field(default=None, max_length=64, description="One per posting")
+
+
+class TransferPostingResponse(BaseModel):
+    account_id: str
+    direction: str
+    amount_minor: int
+    posted_amount_minor: int
+    currency: str
+
+
+class TransferResponse(BaseModel):
+    id: str
+    source: str
+    idempotency_key: str
+    status: str
+    pending: bool
+    postings: list[TransferPostingResponse]
+    reference: str | None
+    corrects_transfer_id: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    timeout_at: datetime | None
+    finalized_at: datetime | None
+    replayed: bool = False
+
+    @classmethod
+    def of(cls, t: Transfer, *, replayed: bool = False) -> TransferResponse:
+        return cls(
+            id=t.id,
+            source=t.source,
+            idempotency_key=t.idempotency_key,
+            status=t.status.value,
+            pending=t.pending,
+            postings=[
+                TransferPostingResponse(
+                    account_id=p.account_id,
+                    direction=p.direction.value,
+                    amount_minor=p.amount_minor,
+                    posted_amount_minor=p.posted_amount_minor,
+                    currency=p.currency,
+                )
+                for p in t.postings
+            ],
+            reference=t.reference,
+            corrects_transfer_id=t.corrects_transfer_id,
+            metadata=t.metadata,
+            created_at=t.created_at,
+            timeout_at=t.timeout_at,
+            finalized_at=t.finalized_at,
+            replayed=replayed,
+        )
+
+
+class TransferBatchItem(BaseModel):
+    index: int
+    outcome: Literal["created", "replayed", "failed"]
+    transfer_id: str | None = None
+    status: str | None = None
+    error: dict[str, Any] | None = Field(default=None, description="problem+json body of this transfer")
+
+
+class TransferBatchResponse(BaseModel):
+    linked: bool
+    created: int
+    replayed: int
+    failed: int
+    results: list[TransferBatchItem]
+
+
+class EntryResponse(BaseModel):
+    id: int
+    transfer_id: str
+    reference: str | None
+    kind: str
+    direction: str
+    posted_delta_minor: int
+    pending_delta_minor: int
+    currency: str
+    balances_after: BalancesSchema
+    created_at: datetime
+
+
+class StatementResponse(BaseModel):
+    account_id: str
+    currency: str
+    entries: list[EntryResponse]
+    next_cursor: str | None

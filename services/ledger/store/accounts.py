@@ -1,19 +1,61 @@
-"""Account queries of the ledger store."""
+"""Account queries of the ledger store (opening, reading, listing, status changes)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.ledger.store.tables import accounts
+
+ACCOUNTS_PAGE_MAX = 200
 
 
 async def insert_account(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping:
     return (await conn.execute(insert(accounts).values(**values).returning(*accounts.c))).mappings().one()
 
 
-async def get_account(conn: AsyncConnection, account_id: str) -> RowMapping | None:
-    return (await conn.execute(select(accounts).where(accounts.c.id == account_id))).mappings().first()
+async def insert_account_once(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping | None:
+    """Insert keyed by `idempotency_key`; None when the key exists (the caller reads and compares)."""
+    statement = (
+        pg_insert(accounts)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[accounts.c.idempotency_key])
+        .returning(*accounts.c)
+    )
+    return (await conn.execute(statement)).mappings().first()
+
+
+async def get_account_by_key(conn: AsyncConnection, idempotency_key: str) -> RowMapping | None:
+    statement = select(accounts).where(accounts.c.idempotency_key == idempotency_key)
+    return (await conn.execute(statement)).mappings().first()
+
+
+async def get_account(conn: AsyncConnection, account_id: str, *, for_update: bool = False) -> RowMapping | None:
+    statement = select(accounts).where(accounts.c.id == account_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return (await conn.execute(statement)).mappings().first()
+
+
+async def list_accounts(conn: AsyncConnection, *, holder_id: str, after_id: str | None, limit: int) -> list[RowMapping]:
+    """One page of a holder's accounts, ordered by id (ids are time-sortable UUIDv7)."""
+    condition = accounts.c.holder_id == holder_id
+    if after_id:
+        condition = and_(condition, accounts.c.id > after_id)
+    statement = select(accounts).where(condition).order_by(accounts.c.id).limit(min(limit, ACCOUNTS_PAGE_MAX))
+    return list((await conn.execute(statement)).mappings().all())
+
+
+async def set_account_status(conn: AsyncConnection, account_id: str, *, old: str, new: str) -> RowMapping | None:
+    """Compare-and-set on the status: None if somebody changed it first."""
+    statement = (
+        update(accounts)
+        .where(accounts.c.id == account_id, accounts.c.status == old)
+        .values(status=new)
+        .returning(*accounts.c)
+    )
+    return (await conn.execute(statement)).mappings().first()

@@ -1,33 +1,196 @@
-"""Accounts: open and read."""
+"""Accounts: open, read, list by holder, freeze / unfreeze / close, balance (as of), statement."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
 
-from libs.common.errors import Problem
+from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.engine import RowMapping
+
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
 from libs.common.web import UowDep
-from services.ledger.api.schemas import AccountCreateRequest, AccountResponse
+from services.ledger.api.schemas import (
+    AccountCreateRequest,
+    AccountListResponse,
+    AccountResponse,
+    BalanceResponse,
+    EntryResponse,
+    StatementResponse,
+    balances_schema,
+)
+from services.ledger.domain.accounts import Account, AccountFlags, NormalBalance
 from services.ledger.domain.errors import ACCOUNT_NOT_FOUND
-from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
-from services.ledger.store.accounts import get_account, insert_account
+from services.ledger.events import (
+    ACCOUNT_CLOSED,
+    ACCOUNT_FROZEN,
+    ACCOUNT_OPENED,
+    ACCOUNT_UNFROZEN,
+    ACCOUNTS_TOPIC,
+)
+from services.ledger.store import accounts as store
+from services.ledger.store import queries
+from services.ledger.store.codec import account_from_row
 
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
+def _response(row: RowMapping) -> AccountResponse:
+    return AccountResponse.of(account_from_row(row), row["created_at"])
+
+
+def _not_found(account_id: str) -> Problem:
+    return Problem(ACCOUNT_NOT_FOUND, f"account {account_id} does not exist", account_id=account_id)
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def open_account(body: AccountCreateRequest, uow: UowDep) -> AccountResponse:
+async def open_account(body: AccountCreateRequest, uow: UowDep, response: Response) -> AccountResponse:
+    normal = NormalBalance(body.normal_balance) if body.normal_balance else NormalBalance.for_code(body.code)
+    flags = AccountFlags(body.flags.debits_must_not_exceed_credits, body.flags.credits_must_not_exceed_debits)
+    account = Account(  # the domain checks flags and limit before anything is written
+        id=new_id("acc"), holder_id=body.holder_id, currency=body.currency, kind=body.kind, code=body.code,
+        normal_balance=normal, flags=flags, credit_limit_minor=body.credit_limit_minor, metadata=body.metadata,
+    )  # fmt: skip
+    values: dict[str, Any] = {
+        "id": account.id, "holder_id": account.holder_id, "currency": account.currency, "kind": account.kind,
+        "code": account.code, "normal_balance": normal.value, "metadata": account.metadata,
+        "debits_must_not_exceed_credits": flags.debits_must_not_exceed_credits,
+        "credits_must_not_exceed_debits": flags.credits_must_not_exceed_debits,
+        "credit_limit_minor": account.credit_limit_minor, "idempotency_key": body.idempotency_key,
+        "body_hash": hashlib.sha256(
+            json.dumps(body.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True).encode()
+        ).hexdigest(),
+    }  # fmt: skip
     async with uow.begin() as tx:
-        row = await insert_account(tx.conn, {"id": new_id("acc"), **body.model_dump()})
-        account = AccountResponse.model_validate(dict(row))
-        tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=account.id, data=account.model_dump(mode="json"))
-    return account
+        row = await store.insert_account_once(tx.conn, values)
+        if row is None:  # the idempotency key exists: same body → the original, other body → 409
+            existing = await store.get_account_by_key(tx.conn, body.idempotency_key or "")
+            assert existing is not None
+            if existing["body_hash"] != values["body_hash"]:
+                raise Problem(
+                    IDEMPOTENCY_KEY_REUSED, "idempotency_key used for another account", account_id=existing["id"]
+                )
+            response.status_code = status.HTTP_200_OK
+            return _response(existing)
+        result = _response(row)
+        tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=result.id, data=result.model_dump(mode="json"))
+    return result
+
+
+@router.get("")
+async def list_accounts(
+    uow: UowDep,
+    holder_id: str,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=store.ACCOUNTS_PAGE_MAX)] = 50,
+) -> AccountListResponse:
+    async with uow.read() as conn:
+        rows = await store.list_accounts(conn, holder_id=holder_id, after_id=cursor, limit=limit)
+    return AccountListResponse(
+        accounts=[_response(r) for r in rows], next_cursor=rows[-1]["id"] if len(rows) == limit else None
+    )
 
 
 @router.get("/{account_id}")
 async def read_account(account_id: str, uow: UowDep) -> AccountResponse:
     async with uow.read() as conn:
-        row = await get_account(conn, account_id)
+        row = await store.get_account(conn, account_id)
     if row is None:
-        raise Problem(ACCOUNT_NOT_FOUND, f"account {account_id} does not exist")
-    return AccountResponse.model_validate(dict(row))
+        raise _not_found(account_id)
+    return _response(row)
+
+
+async def _change_status(
+    uow: UowDep, account_id: str, change: Callable[[Account], bool], event: str
+) -> AccountResponse:
+    """Named state change under the row lock; the write path locks the same row, so they serialize."""
+    async with uow.begin() as tx:
+        row = await store.get_account(tx.conn, account_id, for_update=True)
+        if row is None:
+            raise _not_found(account_id)
+        account = account_from_row(row)
+        old = account.status.value
+        if not change(account):  # already in that state: harmless repeat
+            return _response(row)
+        updated = await store.set_account_status(tx.conn, account_id, old=old, new=account.status.value)
+        assert updated is not None  # we hold the row lock
+        result = _response(updated)
+        tx.publish(topic=ACCOUNTS_TOPIC, type=event, subject=account_id, data=result.model_dump(mode="json"))
+    return result
+
+
+@router.post("/{account_id}/freeze")
+async def freeze_account(account_id: str, uow: UowDep) -> AccountResponse:
+    return await _change_status(uow, account_id, Account.freeze, ACCOUNT_FROZEN)
+
+
+@router.post("/{account_id}/unfreeze")
+async def unfreeze_account(account_id: str, uow: UowDep) -> AccountResponse:
+    return await _change_status(uow, account_id, Account.unfreeze, ACCOUNT_UNFROZEN)
+
+
+@router.post("/{account_id}/close")
+async def close_account(account_id: str, uow: UowDep) -> AccountResponse:
+    return await _change_status(uow, account_id, Account.close, ACCOUNT_CLOSED)
+
+
+@router.get("/{account_id}/balance")
+async def read_balance(account_id: str, uow: UowDep, as_of: datetime | None = None) -> BalanceResponse:
+    """Current counters, or (with `as_of`) the counters right after the last entry at or before it."""
+    async with uow.read() as conn:
+        row = await store.get_account(conn, account_id)
+        if row is None:
+            raise _not_found(account_id)
+        account = account_from_row(row)
+        counters = (
+            account.balances.as_tuple() if as_of is None else await queries.counters_as_of(conn, account_id, as_of)
+        )
+    return BalanceResponse(
+        account_id=account_id, currency=account.currency, as_of=as_of, balances=balances_schema(account, counters)
+    )
+
+
+@router.get("/{account_id}/statement")
+async def read_statement(
+    account_id: str,
+    uow: UowDep,
+    cursor: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=queries.STATEMENT_PAGE_MAX)] = 100,
+) -> StatementResponse:
+    """Entries with the running balance after each, oldest first; `next_cursor` fetches the next page."""
+    async with uow.read() as conn:
+        row = await store.get_account(conn, account_id)
+        if row is None:
+            raise _not_found(account_id)
+        account = account_from_row(row)
+        after = int(cursor) if cursor and cursor.isdigit() else None
+        rows = await queries.statement_page(
+            conn, account_id, after_entry_id=after, since=since, until=until, limit=limit
+        )
+    entries = [
+        EntryResponse(
+            id=r["id"],
+            transfer_id=r["transfer_id"],
+            reference=r["reference"],
+            kind=r["kind"],
+            direction=r["direction"],
+            posted_delta_minor=r["posted_delta_minor"],
+            pending_delta_minor=r["pending_delta_minor"],
+            currency=r["currency"],
+            created_at=r["created_at"],
+            balances_after=balances_schema(
+                account, (r["debits_posted"], r["credits_posted"], r["debits_pending"], r["credits_pending"])
+            ),
+        )
+        for r in rows
+    ]
+    return StatementResponse(
+        account_id=account_id, currency=account.currency, entries=entries,
+        next_cursor=str(rows[-1]["id"]) if len(rows) == limit else None,
+    )  # fmt: skip

@@ -1,0 +1,108 @@
+"""Rows ⇄ domain objects. One place, so the write path, the reads and verify agree on the shapes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.ledger.domain.accounts import (
+    Account,
+    AccountFlags,
+    AccountStatus,
+    Balances,
+    NormalBalance,
+)
+from services.ledger.domain.transfers import Direction, Transfer, TransferPosting, TransferStatus
+
+ACCOUNT_COLUMNS = (
+    "id, holder_id, currency, kind, code, status, metadata, normal_balance, debits_must_not_exceed_credits,"
+    " credits_must_not_exceed_debits, credit_limit_minor, debits_posted, credits_posted, debits_pending,"
+    " credits_pending, created_at"
+)
+TRANSFER_COLUMNS = (
+    "id, source, idempotency_key, body_hash, status, pending, postings, reference, corrects_transfer_id,"
+    " metadata, created_at, timeout_at, finalized_at"
+)
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def account_from_row(row: Any) -> Account:
+    """`row`: an asyncpg Record or a SQLAlchemy RowMapping (both index by column name)."""
+    return Account(
+        id=row["id"],
+        holder_id=row["holder_id"],
+        currency=row["currency"],
+        kind=row["kind"],
+        code=row["code"],
+        normal_balance=NormalBalance(row["normal_balance"]),
+        flags=AccountFlags(row["debits_must_not_exceed_credits"], row["credits_must_not_exceed_debits"]),
+        credit_limit_minor=row["credit_limit_minor"],
+        status=AccountStatus(row["status"]),
+        metadata=_json(row["metadata"]),
+        balances=Balances(row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"]),
+    )
+
+
+def postings_to_json(postings: list[TransferPosting]) -> str:
+    return json.dumps(
+        [
+            {
+                "account_id": p.account_id,
+                "direction": p.direction.value,
+                "amount_minor": p.amount_minor,
+                "posted_amount_minor": p.posted_amount_minor,
+                "currency": p.currency,
+            }
+            for p in postings
+        ],
+        separators=(",", ":"),
+    )
+
+
+def transfer_from_row(row: Any) -> Transfer:
+    return Transfer(
+        id=row["id"],
+        source=row["source"],
+        idempotency_key=row["idempotency_key"],
+        body_hash=row["body_hash"],
+        status=TransferStatus(row["status"]),
+        postings=[
+            TransferPosting(
+                p["account_id"],
+                Direction(p["direction"]),
+                int(p["amount_minor"]),
+                p["currency"],
+                int(p["posted_amount_minor"]),
+            )
+            for p in _json(row["postings"])
+        ],
+        pending=row["pending"],
+        created_at=row["created_at"],
+        timeout_at=row["timeout_at"],
+        reference=row["reference"],
+        corrects_transfer_id=row["corrects_transfer_id"],
+        metadata=_json(row["metadata"]),
+        finalized_at=row["finalized_at"],
+    )
+
+
+def transfer_record(t: Transfer) -> tuple[Any, ...]:
+    """A COPY record in TRANSFER_COLUMNS order."""
+    return (
+        t.id,
+        t.source,
+        t.idempotency_key,
+        t.body_hash,
+        t.status.value,
+        t.pending,
+        postings_to_json(t.postings),
+        t.reference,
+        t.corrects_transfer_id,
+        json.dumps(t.metadata, separators=(",", ":")),
+        t.created_at,
+        t.timeout_at,
+        t.finalized_at,
+    )

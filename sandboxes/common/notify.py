@@ -145,8 +145,11 @@ class NotificationDispatcher:
         # The later job goes first; the earlier one follows once the first attempt of the later one is made.
         first_attempt_done = asyncio.Event()
         later = asyncio.create_task(self._deliver(job, first_attempt_done=first_attempt_done))
-        await first_attempt_done.wait()
-        await asyncio.gather(later, self._deliver(then))
+        try:
+            await first_attempt_done.wait()
+            await asyncio.gather(later, self._deliver(then))
+        finally:
+            later.cancel()  # no-op when finished; stops it when the dispatcher is stopping
 
     async def _deliver(
         self, job: NotificationJob, *, first_attempt_done: asyncio.Event | None = None

@@ -29,6 +29,7 @@ SUMMARY_HEADER = (
 )
 RULE = "-" * 41
 DISCREPANCY_KINDS = ("drop_line", "change_amount", "report_success")
+DEFAULT_BUYER_FOR_INJECTED = "inj***@sandbox.com"
 
 
 @dataclass(slots=True)
@@ -135,9 +136,6 @@ def apply_discrepancies(
                 )
             )
     return rows
-
-
-DEFAULT_BUYER_FOR_INJECTED = "inj***@sandbox.com"
 
 
 def _detail_line(row: _Row) -> str:

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from libs.common.web import create_service_app
+from libs.common.web import Runtime, create_service_app
 from services.cashier import worker
+from services.cashier.api.routes import admin, notify, payments, refunds, webhooks
 from services.cashier.config import Settings
+from services.cashier.flows.context import build_cashier
 
 
 def create_app(settings: Settings) -> FastAPI:
+    async def on_startup(runtime: Runtime) -> None:
+        cashier = build_cashier(settings, runtime.uow)
+        runtime.extras["cashier"] = cashier
+        runtime.extras.setdefault("closers", []).append(cashier.aclose)
+
     return create_service_app(
         settings,
         title="Juhe cashier",
-        routers=[],
+        routers=[payments.router, refunds.router, webhooks.router, notify.router, admin.router],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
+        on_startup=on_startup,
     )

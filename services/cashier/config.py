@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from libs.common.settings import ServiceSettings, service_settings_config
+from services.cashier.domain.webhooks import DEFAULT_RETRY_SCHEDULE_SECONDS
 
 
 class Settings(ServiceSettings):
@@ -11,3 +14,36 @@ class Settings(ServiceSettings):
     service_name: str = "cashier"
     port: int = 8001
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/juhe_cashier"
+
+    # Where channels send their async notifications: `<public_base_url>/v1/notify/<channel>/<merchant>`.
+    public_base_url: str = "http://127.0.0.1:8001"
+
+    # Routing service (`POST /v1/route`). Empty, unreachable or failing → the merchant's own channel order.
+    routing_url: str = ""
+    routing_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+
+    # Payment expiry when the merchant gives none, and the furthest it may be.
+    payment_expiry_default_seconds: int = Field(default=30 * 60, ge=60, le=24 * 3600)
+    payment_expiry_max_seconds: int = Field(default=24 * 3600, ge=60, le=15 * 24 * 3600)
+    attempts_per_payment_max: int = Field(default=5, ge=1, le=20)
+
+    # Status polling of processing attempts and pending refunds: first query after `initial`, then
+    # doubling up to `max`, at most `count_max` queries (expiry takes over after that).
+    poll_initial_seconds: float = Field(default=5.0, gt=0, le=3600)
+    poll_backoff_max_seconds: float = Field(default=120.0, gt=0, le=24 * 3600)
+    poll_count_max: int = Field(default=30, ge=1, le=1000)
+    poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)  # how often the loop looks for due work
+    poll_batch_max: int = Field(default=50, ge=1, le=1000)
+    poll_lease_seconds: float = Field(default=30.0, gt=0, le=3600)  # a claimed row is not re-claimed before
+    expiry_interval_seconds: float = Field(default=2.0, gt=0, le=300)
+    expiry_batch_max: int = Field(default=50, ge=1, le=1000)
+
+    # Merchant webhooks.
+    webhook_retry_schedule_seconds: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE_SECONDS
+    webhook_retry_scale: float = Field(default=1.0, gt=0, le=10)  # 0.001 in tests compresses ~24 h to ~86 s
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhook_interval_seconds: float = Field(default=0.5, gt=0, le=60)
+    webhook_batch_max: int = Field(default=50, ge=1, le=1000)
+    webhook_concurrency_max: int = Field(default=10, ge=1, le=200)
+
+    page_size_max: int = Field(default=100, ge=1, le=1000)

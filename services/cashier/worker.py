@@ -1,15 +1,62 @@
-"""The cashier worker: which events it consumes and which loops it runs besides the outbox relay."""
+"""The cashier worker: which events it consumes and which loops it runs besides the outbox relay.
+
+Loops (each safe to run on several replicas: rows are claimed with SKIP LOCKED leases, and every
+state change is a compare-and-set):
+  * status poll of processing attempts and pending refunds, with bounded backoff;
+  * expiry: close payments past expire_at at the channel, then locally;
+  * merchant webhook delivery from the webhook_deliveries table.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 from libs.common.inbox import Subscription
-from libs.common.web import BackgroundTask
+from libs.common.logging import get_logger
+from libs.common.web import BackgroundTask, Runtime
 from services.cashier.config import Settings
+from services.cashier.flows.context import Cashier
+from services.cashier.flows.payments import expire_due, poll_due
+from services.cashier.flows.refunds import poll_refunds_due
+from services.cashier.flows.webhooks import deliver_due
+
+log = get_logger("juhe.cashier.worker")
 
 
 def subscriptions(settings: Settings) -> list[Subscription]:
     return []
 
 
+def _cashier(runtime: Runtime) -> Cashier:
+    cashier: Cashier = runtime.extras["cashier"]
+    return cashier
+
+
+def _loop(step: Callable[[Cashier], Awaitable[int]], interval: Callable[[Settings], float],
+          batch_max: Callable[[Settings], int]) -> BackgroundTask:
+    async def run(runtime: Runtime) -> None:
+        cashier = _cashier(runtime)
+        while True:
+            try:
+                done = await step(cashier)
+            except Exception:
+                log.exception("cashier loop step failed", step=step.__name__)
+                done = 0
+            if done < batch_max(cashier.settings):
+                await asyncio.sleep(interval(cashier.settings))
+
+    run.__name__ = f"run_{step.__name__}"
+    return run
+
+
+async def _poll_all(cashier: Cashier) -> int:
+    return max(await poll_due(cashier), await poll_refunds_due(cashier))
+
+
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return []
+    return [
+        _loop(_poll_all, lambda s: s.poll_interval_seconds, lambda s: s.poll_batch_max),
+        _loop(expire_due, lambda s: s.expiry_interval_seconds, lambda s: s.expiry_batch_max),
+        _loop(deliver_due, lambda s: s.webhook_interval_seconds, lambda s: s.webhook_batch_max),
+    ]

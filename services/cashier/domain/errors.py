@@ -1,7 +1,61 @@
-"""The cashier service's error catalogue: stable codes, HTTP status, title, retryable."""
+"""The cashier service's error catalogue: stable codes, HTTP status, title, retryable.
+
+Clients switch on `code`; titles are for people. Every code here has at least one test that makes
+the API answer with it (tests/integration, tests/unit/test_errors.py checks the catalogue itself).
+"""
 
 from __future__ import annotations
 
 from libs.common.errors import ErrorSpec
 
-ERRORS: tuple[ErrorSpec, ...] = ()
+PAYMENT_NOT_FOUND = ErrorSpec("payment_not_found", 404, "No such payment")
+REFUND_NOT_FOUND = ErrorSpec("refund_not_found", 404, "No such refund")
+WEBHOOK_DELIVERY_NOT_FOUND = ErrorSpec("webhook_delivery_not_found", 404, "No such webhook delivery")
+MERCHANT_NOT_FOUND = ErrorSpec("merchant_not_found", 404, "No such merchant")
+MERCHANT_ID_MISSING = ErrorSpec("merchant_id_missing", 401, "The request does not name an authenticated merchant")
+DUPLICATE_MERCHANT_ORDER = ErrorSpec(
+    "duplicate_merchant_order", 409, "This merchant order number was already used with a different request"
+)
+DUPLICATE_MERCHANT_REFUND = ErrorSpec(
+    "duplicate_merchant_refund", 409, "This merchant refund number was already used with a different request"
+)
+REFUND_EXCEEDS_REMAINING = ErrorSpec(
+    "refund_exceeds_remaining", 409, "The refund is larger than what remains refundable on the payment"
+)
+PAYMENT_NOT_REFUNDABLE = ErrorSpec("payment_not_refundable", 409, "Only a succeeded payment can be refunded")
+PAYMENT_NOT_CLOSABLE = ErrorSpec("payment_not_closable", 409, "The payment is already final and cannot be closed")
+UNSUPPORTED_SCENE = ErrorSpec("unsupported_scene", 422, "No channel available to this merchant supports this scene")
+UNSUPPORTED_CURRENCY = ErrorSpec(
+    "unsupported_currency", 422, "No channel available to this merchant takes this currency"
+)
+NO_ROUTE_AVAILABLE = ErrorSpec("no_route_available", 422, "No channel is configured for this merchant")
+CHANNEL_UNAVAILABLE = ErrorSpec(
+    "channel_unavailable", 503, "No channel could take the payment right now", retryable=True
+)
+CHANNEL_REFUSED = ErrorSpec("channel_refused", 402, "The channel refused the request")
+INVALID_SIGNATURE = ErrorSpec("invalid_signature", 400, "The message signature could not be verified")
+UNKNOWN_CHANNEL = ErrorSpec("unknown_channel", 404, "No connector exists for this channel")
+INVALID_CHANNEL_CONFIG = ErrorSpec("invalid_channel_config", 422, "The channel configuration is not valid")
+EXPIRY_OUT_OF_RANGE = ErrorSpec("expiry_out_of_range", 422, "The expiry is in the past or too far ahead")
+
+ERRORS: tuple[ErrorSpec, ...] = (
+    PAYMENT_NOT_FOUND,
+    REFUND_NOT_FOUND,
+    WEBHOOK_DELIVERY_NOT_FOUND,
+    MERCHANT_NOT_FOUND,
+    MERCHANT_ID_MISSING,
+    DUPLICATE_MERCHANT_ORDER,
+    DUPLICATE_MERCHANT_REFUND,
+    REFUND_EXCEEDS_REMAINING,
+    PAYMENT_NOT_REFUNDABLE,
+    PAYMENT_NOT_CLOSABLE,
+    UNSUPPORTED_SCENE,
+    UNSUPPORTED_CURRENCY,
+    NO_ROUTE_AVAILABLE,
+    CHANNEL_UNAVAILABLE,
+    CHANNEL_REFUSED,
+    INVALID_SIGNATURE,
+    UNKNOWN_CHANNEL,
+    INVALID_CHANNEL_CONFIG,
+    EXPIRY_OUT_OF_RANGE,
+)

@@ -1,1 +1,89 @@
-"""Events the cashier service publishes (types and payloads) and its consumers."""
+"""Events the cashier publishes on `cashier.payments` and `cashier.refunds` (schema: README.md).
+
+Payloads are built here from table rows so every publisher sends the same fields: what the ledger,
+settlement and routing need without reading our tables (merchant, amounts, channel, route, fee in
+force, channel transaction id, attempt latency and outcome).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+PAYMENTS_TOPIC = "cashier.payments"
+REFUNDS_TOPIC = "cashier.refunds"
+
+PAYMENT_CREATED = "payment.created"
+PAYMENT_ATTEMPT_FAILED = "payment.attempt_failed"
+PAYMENT_SUCCEEDED = "payment.succeeded"
+PAYMENT_FAILED = "payment.failed"
+PAYMENT_CLOSED = "payment.closed"
+REFUND_SUCCEEDED = "refund.succeeded"
+REFUND_FAILED = "refund.failed"
+
+FINAL_EVENT_TYPES = frozenset({PAYMENT_SUCCEEDED, PAYMENT_FAILED, PAYMENT_CLOSED, REFUND_SUCCEEDED, REFUND_FAILED})
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -> dict[str, Any]:
+    """Data of every payment.* event: the payment, and the attempt the event is about (if any)."""
+    data: dict[str, Any] = {
+        "payment_id": payment.id,
+        "merchant_id": payment.merchant_id,
+        "merchant_order_no": payment.merchant_order_no,
+        "status": payment.status,
+        "amount_minor": payment.amount_minor,
+        "currency": payment.currency,
+        "scene": payment.scene,
+        "channel": payment.channel,
+        "route_id": payment.route_id,
+        "fee_minor": payment.fee_minor,
+        "fee_rate_bps": payment.fee_rate_bps,
+        "channel_trade_no": payment.channel_trade_no,
+        "succeeded_at": _iso(payment.succeeded_at),
+        "late_success": payment.late_success,
+        "expire_at": _iso(payment.expire_at),
+    }
+    if attempt is not None:
+        data["attempt"] = {
+            "attempt_id": attempt.id,
+            "seq": attempt.seq,
+            "channel": attempt.channel,
+            "route_id": attempt.route_id,
+            "fee_minor": attempt.fee_minor,
+            "out_trade_no": attempt.out_trade_no,
+            "channel_trade_no": attempt.channel_trade_no,
+            "status": attempt.status,
+            "latency_ms": attempt.latency_ms,
+            "failure_code": attempt.failure_code,
+            "failure_message": attempt.failure_message,
+            "retryable": attempt.retryable,
+        }
+    data.update(extra)
+    return data
+
+
+def refund_event_data(refund: Any, payment: Any, **extra: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "refund_id": refund.id,
+        "payment_id": refund.payment_id,
+        "merchant_id": refund.merchant_id,
+        "merchant_refund_no": refund.merchant_refund_no,
+        "status": refund.status,
+        "amount_minor": refund.amount_minor,
+        "currency": refund.currency,
+        "channel": refund.channel,
+        "route_id": payment.route_id,
+        "attempt_id": refund.attempt_id,
+        "channel_refund_no": refund.channel_refund_no,
+        "channel_trade_no": payment.channel_trade_no,
+        "payment_amount_minor": payment.amount_minor,
+        "payment_refunded_minor": payment.refunded_minor,
+        "failure_code": refund.failure_code,
+        "succeeded_at": _iso(refund.succeeded_at),
+    }
+    data.update(extra)
+    return data

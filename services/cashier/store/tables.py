@@ -1,10 +1,184 @@
-"""Tables of the cashier database (SQLAlchemy Core)."""
+"""Tables of the cashier database (SQLAlchemy Core).
+
+Money columns are BIGINT minor units. Status columns only change through the compare-and-set
+functions in store/payments.py, store/refunds.py and store/webhooks.py.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from libs.common.outbox_tables import add_messaging_tables
 
 metadata = MetaData()
 add_messaging_tables(metadata)
+
+ID = 41  # libs.common.ids.ID_MAX_LENGTH
+
+merchants = Table(
+    "merchants",
+    metadata,
+    Column("merchant_id", String(64), primary_key=True),
+    Column("webhook_secret", Text, nullable=False),
+    Column("notify_url", Text),  # default merchant webhook URL when a payment names none
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+merchant_channels = Table(
+    "merchant_channels",
+    metadata,
+    Column("merchant_id", String(64), ForeignKey("merchants.merchant_id"), primary_key=True),
+    Column("channel", String(32), primary_key=True),  # the connector name: wechatpay, alipay
+    Column("priority", Integer, nullable=False, server_default=text("100")),  # fallback order, lower first
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("config", JSONB, nullable=False),  # the connector's config (keys, base URL); never returned by the API
+    Column("version", Integer, nullable=False, server_default=text("1")),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("merchant_id", String(64), nullable=False),
+    Column("merchant_order_no", String(64), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("scene", String(16), nullable=False),
+    Column("payer", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("notify_url", Text),
+    Column("return_url", Text),
+    Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", String(16), nullable=False),
+    Column("current_attempt_id", String(ID)),
+    Column("channel", String(32)),
+    Column("route_id", String(64)),
+    Column("fee_minor", BigInteger),
+    Column("fee_rate_bps", Integer),
+    Column("channel_trade_no", String(64)),
+    Column("payer_action", JSONB),
+    Column("expire_at", DateTime(timezone=True), nullable=False),
+    Column("succeeded_at", DateTime(timezone=True)),
+    Column("closed_at", DateTime(timezone=True)),
+    Column("failed_at", DateTime(timezone=True)),
+    Column("failure_code", String(64)),
+    Column("failure_message", Text),
+    Column("late_success", Boolean, nullable=False, server_default=text("false")),
+    Column("refund_reserved_minor", BigInteger, nullable=False, server_default=text("0")),  # succeeded + pending
+    Column("refunded_minor", BigInteger, nullable=False, server_default=text("0")),  # succeeded only
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("merchant_id", "merchant_order_no", name="uq_payments_merchant_order"),
+    Index("ix_payments_merchant_created", "merchant_id", "id"),
+    Index("ix_payments_open_expiry", "expire_at", postgresql_where=text("status IN ('created', 'processing')")),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False),
+    Column("merchant_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("route_id", String(64)),
+    Column("fee_minor", BigInteger),
+    Column("fee_rate_bps", Integer),
+    Column("out_trade_no", String(64), nullable=False, unique=True),
+    Column("status", String(16), nullable=False),
+    Column("channel_trade_no", String(64)),
+    Column("payer_action", JSONB),
+    Column("failure_code", String(64)),
+    Column("failure_message", Text),
+    Column("retryable", Boolean),
+    Column("duplicate_success", Boolean, nullable=False, server_default=text("false")),
+    Column("latency_ms", Integer),
+    Column("poll_count", Integer, nullable=False, server_default=text("0")),
+    Column("next_poll_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("payment_id", "seq", name="uq_attempts_payment_seq"),
+    Index("ix_attempts_poll", "next_poll_at", postgresql_where=text("status = 'processing'")),
+)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False),
+    Column("attempt_id", String(ID), nullable=False),
+    Column("merchant_id", String(64), nullable=False),
+    Column("merchant_refund_no", String(64)),
+    Column("request_sha256", String(64), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("reason", Text),
+    Column("status", String(16), nullable=False),
+    Column("channel_refund_no", String(64)),
+    Column("failure_code", String(64)),
+    Column("failure_message", Text),
+    Column("poll_count", Integer, nullable=False, server_default=text("0")),
+    Column("next_poll_at", DateTime(timezone=True)),
+    Column("succeeded_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("merchant_id", "merchant_refund_no", name="uq_refunds_merchant_refund"),
+    Index("ix_refunds_payment", "payment_id", "id"),
+    Index("ix_refunds_poll", "next_poll_at", postgresql_where=text("status = 'pending'")),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("seq", BigInteger, nullable=False, unique=True),  # from webhook_delivery_seq: order per payment
+    Column("merchant_id", String(64), nullable=False),
+    Column("payment_id", String(ID), nullable=False),  # ordering key, refunds included
+    Column("event_id", String(ID), nullable=False),
+    Column("event_type", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),  # the exact bytes signed and sent (UTF-8 JSON)
+    Column("status", String(16), nullable=False),
+    Column("attempt_count", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("last_status_code", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index("ix_webhook_deliveries_payment", "payment_id", "seq"),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=True),
+    Column("delivery_id", String(ID), ForeignKey("webhook_deliveries.id"), nullable=False),
+    Column("attempt_no", Integer, nullable=False),
+    Column("status_code", Integer),
+    Column("error", Text),
+    Column("duration_ms", Integer, nullable=False),
+    Column("attempted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)

@@ -1,0 +1,86 @@
+"""Platform admin: a merchant's webhook secret / default notify URL, and its channel configs.
+
+Not for merchants: the gateway must only expose `/v1/admin` to platform operators.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from fastapi import APIRouter
+
+from libs.common.errors import Problem
+from services.cashier.api.deps import CashierDep
+from services.cashier.api.schemas import (
+    MerchantChannelRequest,
+    MerchantChannelResponse,
+    MerchantResponse,
+    MerchantUpdateRequest,
+)
+from services.cashier.connectors.registry import build_connector, close_connector, redacted
+from services.cashier.domain.errors import MERCHANT_NOT_FOUND
+from services.cashier.flows.context import Cashier
+from services.cashier.store.merchants import (
+    ensure_merchant,
+    get_merchant,
+    list_channels,
+    update_merchant,
+    upsert_channel,
+)
+
+router = APIRouter(prefix="/v1/admin/merchants", tags=["admin"])
+
+
+def _secret() -> str:
+    return "whsec_" + secrets.token_hex(24)
+
+
+@router.put("/{merchant_id}")
+async def put_merchant(merchant_id: str, body: MerchantUpdateRequest, cashier: CashierDep) -> MerchantResponse:
+    async with cashier.uow.begin() as tx:
+        await ensure_merchant(tx.conn, merchant_id, generated_secret=body.webhook_secret or _secret())
+        row = await update_merchant(tx.conn, merchant_id, webhook_secret=body.webhook_secret,
+                                    notify_url=body.notify_url)
+    assert row is not None
+    return MerchantResponse(merchant_id=row.merchant_id, webhook_secret=row.webhook_secret, notify_url=row.notify_url)
+
+
+@router.get("/{merchant_id}")
+async def read_merchant(merchant_id: str, cashier: CashierDep) -> MerchantResponse:
+    async with cashier.uow.read() as conn:
+        row = await get_merchant(conn, merchant_id)
+    if row is None:
+        raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} does not exist")
+    return MerchantResponse(merchant_id=row.merchant_id, webhook_secret=row.webhook_secret, notify_url=row.notify_url)
+
+
+@router.put("/{merchant_id}/channels/{channel}")
+async def put_channel(
+    merchant_id: str, channel: str, body: MerchantChannelRequest, cashier: CashierDep
+) -> MerchantChannelResponse:
+    await close_connector(build_connector(channel, body.config))  # refuses a config the connector cannot use
+    async with cashier.uow.begin() as tx:
+        await ensure_merchant(tx.conn, merchant_id, generated_secret=_secret())
+        row = await upsert_channel(tx.conn, merchant_id=merchant_id, channel=channel, priority=body.priority,
+                                   enabled=body.enabled, config=body.config)
+    return _channel_response(cashier, row)
+
+
+@router.get("/{merchant_id}/channels")
+async def read_channels(merchant_id: str, cashier: CashierDep) -> list[MerchantChannelResponse]:
+    async with cashier.uow.read() as conn:
+        rows = await list_channels(conn, merchant_id, enabled_only=False)
+    return [_channel_response(cashier, r) for r in rows]
+
+
+def _channel_response(cashier: Cashier, row: Any) -> MerchantChannelResponse:
+    return MerchantChannelResponse(
+        merchant_id=row.merchant_id,
+        channel=row.channel,
+        priority=row.priority,
+        enabled=row.enabled,
+        version=row.version,
+        config=redacted(row.channel, dict(row.config)),
+        notify_url=cashier.notify_url(row.channel, row.merchant_id),
+    )

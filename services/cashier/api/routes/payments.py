@@ -1,0 +1,71 @@
+"""Payments: create, read, look up by merchant order number, list, close."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response, status
+
+from libs.common.errors import Problem
+from services.cashier.api.deps import CashierDep, MerchantId
+from services.cashier.api.schemas import PaymentCreateRequest, PaymentPage, PaymentResponse
+from services.cashier.domain.errors import PAYMENT_NOT_FOUND
+from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment, read_payment
+from services.cashier.flows.views import payment_view
+from services.cashier.store.payments import list_payments
+
+router = APIRouter(prefix="/v1/payments", tags=["payments"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+async def create(body: PaymentCreateRequest, merchant_id: MerchantId, cashier: CashierDep,
+                 response: Response) -> PaymentResponse:
+    draft = PaymentDraft(
+        merchant_order_no=body.merchant_order_no, amount_minor=body.amount_minor, currency=body.currency,
+        description=body.description, scene=body.scene, payer=body.payer.model_dump(exclude_none=True),
+        expire_at=body.expire_at, notify_url=body.notify_url, return_url=body.return_url, metadata=body.metadata,
+        preferred_channels=tuple(body.preferred_channels), excluded_channels=tuple(body.excluded_channels),
+    )
+    result = await create_payment(cashier, merchant_id=merchant_id, draft=draft)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return PaymentResponse.model_validate(result.payment)
+
+
+@router.get("")
+async def list_(
+    merchant_id: MerchantId,
+    cashier: CashierDep,
+    merchant_order_no: str | None = None,
+    status_: Annotated[str | None, Query(alias="status")] = None,
+    channel: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> PaymentPage:
+    """Newest first. `merchant_order_no` looks one payment up (404 when there is none)."""
+    if merchant_order_no is not None:
+        from services.cashier.store.payments import get_payment_by_order_no
+
+        async with cashier.uow.read() as conn:
+            row = await get_payment_by_order_no(conn, merchant_id=merchant_id, merchant_order_no=merchant_order_no)
+        if row is None:
+            raise Problem(PAYMENT_NOT_FOUND, f"no payment with merchant order number {merchant_order_no}")
+        return PaymentPage(data=[PaymentResponse.model_validate(payment_view(row, []))], next_cursor=None)
+    async with cashier.uow.read() as conn:
+        rows = await list_payments(conn, merchant_id=merchant_id, limit=limit + 1, after_id=cursor, status=status_,
+                                   channel=channel, created_from=created_from, created_to=created_to)
+    page = [PaymentResponse.model_validate(payment_view(r, [])) for r in rows[:limit]]
+    return PaymentPage(data=page, next_cursor=page[-1].id if len(rows) > limit else None)
+
+
+@router.get("/{payment_id}")
+async def read(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentResponse:
+    return PaymentResponse.model_validate(await read_payment(cashier, merchant_id=merchant_id, payment_id=payment_id))
+
+
+@router.post("/{payment_id}/close")
+async def close(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentResponse:
+    return PaymentResponse.model_validate(await close_payment(cashier, merchant_id=merchant_id, payment_id=payment_id))

@@ -1,0 +1,32 @@
+"""Refunds of a payment: create (partial, repeated), read one, list a payment's."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response, status
+
+from services.cashier.api.deps import CashierDep, MerchantId
+from services.cashier.api.schemas import RefundCreateRequest, RefundList, RefundResponse
+from services.cashier.flows.refunds import RefundDraft, create_refund, read_refund, read_refunds
+
+router = APIRouter(tags=["refunds"])
+
+
+@router.post("/v1/payments/{payment_id}/refunds", status_code=status.HTTP_201_CREATED)
+async def create(payment_id: str, body: RefundCreateRequest, merchant_id: MerchantId, cashier: CashierDep,
+                 response: Response) -> RefundResponse:
+    draft = RefundDraft(amount_minor=body.amount_minor, reason=body.reason, merchant_refund_no=body.merchant_refund_no)
+    result = await create_refund(cashier, merchant_id=merchant_id, payment_id=payment_id, draft=draft)
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return RefundResponse.model_validate(result.refund)
+
+
+@router.get("/v1/payments/{payment_id}/refunds")
+async def list_for_payment(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> RefundList:
+    rows = await read_refunds(cashier, merchant_id=merchant_id, payment_id=payment_id)
+    return RefundList(data=[RefundResponse.model_validate(r) for r in rows])
+
+
+@router.get("/v1/refunds/{refund_id}")
+async def read(refund_id: str, merchant_id: MerchantId, cashier: CashierDep) -> RefundResponse:
+    return RefundResponse.model_validate(await read_refund(cashier, merchant_id=merchant_id, refund_id=refund_id))

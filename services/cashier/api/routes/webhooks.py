@@ -1,0 +1,43 @@
+"""Merchant webhook deliveries: the log per payment, one delivery with its attempts, manual resend."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from libs.common.errors import Problem
+from services.cashier.api.deps import CashierDep, MerchantId
+from services.cashier.api.schemas import WebhookDeliveryList, WebhookDeliveryResponse
+from services.cashier.domain.errors import PAYMENT_NOT_FOUND, WEBHOOK_DELIVERY_NOT_FOUND
+from services.cashier.flows.views import delivery_view
+from services.cashier.store.payments import get_payment
+from services.cashier.store.webhooks import get_delivery, list_deliveries, list_delivery_attempts, resend_delivery
+
+router = APIRouter(tags=["webhooks"])
+
+
+@router.get("/v1/payments/{payment_id}/webhook-deliveries")
+async def list_for_payment(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> WebhookDeliveryList:
+    async with cashier.uow.read() as conn:
+        if await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id) is None:
+            raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+        rows = await list_deliveries(conn, merchant_id=merchant_id, payment_id=payment_id)
+    return WebhookDeliveryList(data=[WebhookDeliveryResponse.model_validate(delivery_view(r)) for r in rows])
+
+
+@router.get("/v1/webhook-deliveries/{delivery_id}")
+async def read(delivery_id: str, merchant_id: MerchantId, cashier: CashierDep) -> WebhookDeliveryResponse:
+    async with cashier.uow.read() as conn:
+        row = await get_delivery(conn, merchant_id=merchant_id, delivery_id=delivery_id)
+        if row is None:
+            raise Problem(WEBHOOK_DELIVERY_NOT_FOUND, f"webhook delivery {delivery_id} does not exist")
+        attempts = await list_delivery_attempts(conn, delivery_id)
+    return WebhookDeliveryResponse.model_validate(delivery_view(row, attempts))
+
+
+@router.post("/v1/webhook-deliveries/{delivery_id}/resend", status_code=202)
+async def resend(delivery_id: str, merchant_id: MerchantId, cashier: CashierDep) -> WebhookDeliveryResponse:
+    async with cashier.uow.begin() as tx:
+        row = await resend_delivery(tx.conn, merchant_id=merchant_id, delivery_id=delivery_id, now=cashier.clock())
+    if row is None:
+        raise Problem(WEBHOOK_DELIVERY_NOT_FOUND, f"webhook delivery {delivery_id} does not exist")
+    return WebhookDeliveryResponse.model_validate(delivery_view(row))

@@ -1,0 +1,122 @@
+"""Build a Connector from a merchant's stored channel config, and what the cashier must know per channel.
+
+The stored config is plain JSON (what `PUT /v1/admin/merchants/{id}/channels/{channel}` received):
+the connector's own config fields (keys, base URL, timeouts). Each connector module is imported
+lazily so a channel whose folder is still being written does not break the others.
+
+Per channel the cashier also needs: which scenes and currencies it can take (to refuse
+`unsupported_scene` before anything is created), and the exact reply the channel expects when we
+refuse a notification (WeChat: 4xx + `{"code":"FAIL"}`; Alipay: anything but `success`, by
+convention `fail`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from libs.common.errors import Problem
+from services.cashier.connectors.base import Connector, Scene
+from services.cashier.domain.errors import INVALID_CHANNEL_CONFIG, UNKNOWN_CHANNEL
+from services.cashier.domain.payments import PaymentScene
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelReply:
+    status_code: int
+    body: bytes
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSpec:
+    name: str
+    scenes: frozenset[PaymentScene]
+    currencies: frozenset[str]
+    build: Callable[[dict[str, Any]], Connector]
+    refuse_notification: Callable[[str], ChannelReply]
+    secret_fields: frozenset[str]
+
+
+def _build_alipay(config: dict[str, Any]) -> Connector:
+    from services.cashier.connectors.alipay import AlipayConfig, AlipayConnector
+
+    return AlipayConnector(AlipayConfig.model_validate(config))
+
+
+def _build_wechatpay(config: dict[str, Any]) -> Connector:
+    from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector
+
+    known = {f.name for f in dataclasses.fields(WechatPayConfig)}
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(f"unknown wechatpay config fields: {sorted(unknown)}")
+    return WechatPayConnector(WechatPayConfig(**config))
+
+
+def _wechat_refusal(message: str) -> ChannelReply:
+    body = json.dumps({"code": "FAIL", "message": message[:200]}, ensure_ascii=False).encode("utf-8")
+    return ChannelReply(401, body, "application/json")
+
+
+def _alipay_refusal(message: str) -> ChannelReply:
+    return ChannelReply(200, b"fail", "text/plain")
+
+
+CHANNELS: dict[str, ChannelSpec] = {
+    "wechatpay": ChannelSpec(
+        name="wechatpay",
+        scenes=frozenset(
+            {PaymentScene.NATIVE_QR, PaymentScene.JSAPI, PaymentScene.MINI_PROGRAM, PaymentScene.APP, PaymentScene.H5}
+        ),
+        currencies=frozenset({"CNY"}),
+        build=_build_wechatpay,
+        refuse_notification=_wechat_refusal,
+        secret_fields=frozenset({"merchant_private_key_pem", "apiv3_key"}),
+    ),
+    "alipay": ChannelSpec(
+        name="alipay",
+        scenes=frozenset({PaymentScene.NATIVE_QR, PaymentScene.PAGE, PaymentScene.H5, PaymentScene.APP}),
+        currencies=frozenset({"CNY"}),
+        build=_build_alipay,
+        refuse_notification=_alipay_refusal,
+        secret_fields=frozenset({"app_private_key_pem", "app_auth_token"}),
+    ),
+}
+
+
+def channel_spec(channel: str) -> ChannelSpec:
+    spec = CHANNELS.get(channel)
+    if spec is None:
+        raise Problem(UNKNOWN_CHANNEL, f"no connector named {channel!r}", known=sorted(CHANNELS))
+    return spec
+
+
+def build_connector(channel: str, config: dict[str, Any]) -> Connector:
+    """A ready connector, or `invalid_channel_config` naming what is wrong."""
+    spec = channel_spec(channel)
+    try:
+        return spec.build(config)
+    except (ValidationError, ValueError, TypeError) as exc:
+        raise Problem(INVALID_CHANNEL_CONFIG, f"{channel}: {exc}"[:500]) from exc
+
+
+def connector_scene(scene: PaymentScene) -> Scene:
+    return Scene(scene.value)
+
+
+def redacted(channel: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the API may show it: secrets replaced by a marker."""
+    secrets = channel_spec(channel).secret_fields
+    return {k: ("***" if k in secrets and v else v) for k, v in config.items()}
+
+
+async def close_connector(connector: Connector) -> None:
+    closer = getattr(connector, "aclose", None)
+    if closer is not None:
+        await closer()

@@ -1,0 +1,92 @@
+"""Everything a use case needs, built once per process at start-up (`Cashier`), and the connector pool."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import httpx
+
+from libs.common.db import UnitOfWork
+from libs.common.errors import Problem
+from libs.common.logging import get_logger
+from services.cashier.config import Settings
+from services.cashier.connectors.base import Connector
+from services.cashier.connectors.registry import build_connector, close_connector
+from services.cashier.domain.errors import NO_ROUTE_AVAILABLE
+from services.cashier.flows.routing import RoutingClient
+from services.cashier.store.merchants import get_channel
+
+log = get_logger("juhe.cashier")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class ConnectorPool:
+    """One connector (with its HTTP pool) per merchant channel config version, reused across requests.
+
+    A config update bumps the version, so the next use builds a fresh connector and the old one is
+    closed; replicas agree because the version lives in the database.
+    """
+
+    uow: UnitOfWork
+    _connectors: dict[tuple[str, str], tuple[int, Connector]] = field(default_factory=dict)
+
+    async def get(self, merchant_id: str, channel: str) -> Connector:
+        async with self.uow.read() as conn:
+            row = await get_channel(conn, merchant_id, channel)
+        if row is None:
+            raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has no {channel} channel configured")
+        key = (merchant_id, channel)
+        cached = self._connectors.get(key)
+        if cached is not None and cached[0] == row.version:
+            return cached[1]
+        connector = build_connector(channel, dict(row.config))
+        self._connectors[key] = (row.version, connector)
+        if cached is not None:
+            with contextlib.suppress(Exception):
+                await close_connector(cached[1])
+        return connector
+
+    async def aclose(self) -> None:
+        for _, connector in self._connectors.values():
+            with contextlib.suppress(Exception):
+                await close_connector(connector)
+        self._connectors.clear()
+
+
+@dataclass
+class Cashier:
+    settings: Settings
+    uow: UnitOfWork
+    connectors: ConnectorPool
+    routing: RoutingClient
+    webhook_http: httpx.AsyncClient
+    clock: Callable[[], datetime] = utc_now
+
+    def notify_url(self, channel: str, merchant_id: str) -> str:
+        return f"{self.settings.public_base_url.rstrip('/')}/v1/notify/{channel}/{merchant_id}"
+
+    async def aclose(self) -> None:
+        await self.connectors.aclose()
+        await self.routing.aclose()
+        await self.webhook_http.aclose()
+
+
+def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
+    return Cashier(
+        settings=settings,
+        uow=uow,
+        connectors=ConnectorPool(uow),
+        routing=RoutingClient(settings.routing_url, timeout_seconds=settings.routing_timeout_seconds),
+        webhook_http=httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
+            limits=httpx.Limits(max_connections=settings.webhook_concurrency_max * 2),
+            follow_redirects=False,
+        ),
+    )

@@ -1,0 +1,52 @@
+"""Channel notifications: verify through the connector, then apply by compare-and-set.
+
+A notification that does not verify changes nothing and gets the channel's failure reply (so a
+genuine one delayed by a key rotation is retried by the channel). A verified one about a trade we
+do not know is acknowledged (retrying cannot help) and logged.
+"""
+
+from __future__ import annotations
+
+from libs.common.errors import Problem
+from libs.common.logging import get_logger
+from services.cashier.connectors.base import InvalidSignature, NotificationKind
+from services.cashier.connectors.registry import ChannelReply, channel_spec
+from services.cashier.flows.context import Cashier
+from services.cashier.flows.outcomes import apply_refund_result, apply_trade_result
+from services.cashier.store.payments import get_attempt_by_out_trade_no
+from services.cashier.store.refunds import get_refund_unscoped
+
+log = get_logger("juhe.cashier.notify")
+
+
+async def handle_notification(
+    cashier: Cashier, *, channel: str, merchant_id: str, headers: dict[str, str], body: bytes
+) -> ChannelReply:
+    spec = channel_spec(channel)
+    try:
+        connector = await cashier.connectors.get(merchant_id, channel)
+    except Problem as exc:
+        log.warning("notification for a merchant channel we do not have", channel=channel, merchant_id=merchant_id)
+        return spec.refuse_notification(exc.detail)
+    try:
+        notification = connector.parse_notification(headers, body)
+    except InvalidSignature as exc:
+        log.warning("notification refused", channel=channel, merchant_id=merchant_id, reason=str(exc))
+        return spec.refuse_notification("signature verification failed")
+    if notification.kind is NotificationKind.PAYMENT and notification.payment is not None:
+        async with cashier.uow.read() as conn:
+            attempt = await get_attempt_by_out_trade_no(
+                conn, merchant_id=merchant_id, channel=channel, out_trade_no=notification.payment.out_trade_no
+            )
+        if attempt is None:
+            log.warning("verified notification for an unknown trade", out_trade_no=notification.payment.out_trade_no)
+        else:
+            await apply_trade_result(cashier, attempt_id=attempt.id, result=notification.payment, source="notification")
+    elif notification.kind is NotificationKind.REFUND and notification.refund is not None:
+        async with cashier.uow.read() as conn:
+            refund = await get_refund_unscoped(conn, notification.refund.out_refund_no)
+        if refund is None or refund.merchant_id != merchant_id or refund.channel != channel:
+            log.warning("verified notification for an unknown refund", out_refund_no=notification.refund.out_refund_no)
+        else:
+            await apply_refund_result(cashier, refund_id=refund.id, result=notification.refund, source="notification")
+    return ChannelReply(notification.ack_status_code, notification.ack_body, notification.ack_content_type)

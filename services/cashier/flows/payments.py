@@ -1,0 +1,419 @@
+"""Payments: create (route, attempt, fail over), close, expire, and poll processing attempts."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from libs.common.errors import Problem
+from libs.common.ids import new_id
+from libs.common.logging import get_logger
+from services.cashier.connectors.base import (
+    ChannelError,
+    ChannelUnavailable,
+    InvalidSignature,
+    PrepayRequest,
+    TradeQueryResult,
+    TradeStatus,
+)
+from services.cashier.connectors.registry import CHANNELS, connector_scene
+from services.cashier.domain.errors import (
+    CHANNEL_REFUSED,
+    CHANNEL_UNAVAILABLE,
+    DUPLICATE_MERCHANT_ORDER,
+    NO_ROUTE_AVAILABLE,
+    PAYMENT_NOT_CLOSABLE,
+    PAYMENT_NOT_FOUND,
+    UNSUPPORTED_CURRENCY,
+    UNSUPPORTED_SCENE,
+)
+from services.cashier.domain.payments import (
+    AttemptStatus,
+    PaymentScene,
+    PaymentStatus,
+    out_trade_no_of,
+    poll_delay_seconds,
+    request_fingerprint,
+    resolve_expire_at,
+)
+from services.cashier.events import PAYMENT_ATTEMPT_FAILED, PAYMENT_CREATED, PAYMENTS_TOPIC, payment_event_data
+from services.cashier.flows.context import Cashier
+from services.cashier.flows.outcomes import apply_trade_result, close_locally, publish_payment_final
+from services.cashier.flows.routing import PAYER_CLIENTS, Candidate, route_candidates
+from services.cashier.flows.views import payment_view
+from services.cashier.store.merchants import list_channels
+from services.cashier.store.payments import (
+    cas_attempt,
+    cas_payment,
+    claim_attempts_to_poll,
+    get_attempt,
+    get_payment,
+    get_payment_by_order_no,
+    get_payment_unscoped,
+    insert_attempt,
+    insert_payment,
+    list_attempts,
+    list_expired_payments,
+    schedule_attempt_poll,
+    set_payment_attempt,
+)
+
+log = get_logger("juhe.cashier.payments")
+
+FAILURE_MESSAGE_MAX_CHARS = 500
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDraft:
+    """A validated create request (the API schema maps onto this)."""
+
+    merchant_order_no: str
+    amount_minor: int
+    currency: str
+    description: str
+    scene: PaymentScene
+    payer: dict[str, Any]
+    expire_at: datetime | None
+    notify_url: str | None
+    return_url: str | None
+    metadata: dict[str, str]
+    preferred_channels: tuple[str, ...]
+    excluded_channels: tuple[str, ...]
+
+    def fingerprint(self) -> str:
+        fields = {k: getattr(self, k) for k in self.__slots__}
+        fields["expire_at"] = self.expire_at.isoformat() if self.expire_at else None
+        return request_fingerprint(fields)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    payment: dict[str, Any]
+    created: bool  # False: an identical earlier request; its payment is returned unchanged
+
+
+async def read_payment(cashier: Cashier, *, merchant_id: str, payment_id: str) -> dict[str, Any]:
+    async with cashier.uow.read() as conn:
+        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
+        if payment is None:
+            raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+        return payment_view(payment, await list_attempts(conn, payment.id))
+
+
+async def _replay(cashier: Cashier, merchant_id: str, draft: PaymentDraft, fingerprint: str) -> CreateResult | None:
+    async with cashier.uow.read() as conn:
+        existing = await get_payment_by_order_no(
+            conn, merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no
+        )
+        if existing is None:
+            return None
+        if existing.request_sha256 != fingerprint:
+            raise Problem(
+                DUPLICATE_MERCHANT_ORDER,
+                f"merchant order {draft.merchant_order_no} already exists with another request",
+                payment_id=existing.id,
+            )
+        return CreateResult(payment_view(existing, await list_attempts(conn, existing.id)), created=False)
+
+
+async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str) -> list[Candidate]:
+    """Routing's (or the fallback) candidates, restricted to what can actually take this payment.
+
+    Scene and currency are checked on the merchant's channels before routing is asked, so an
+    impossible payment is refused with a precise code and nothing created.
+    """
+    async with cashier.uow.read() as conn:
+        rows = await list_channels(conn, merchant_id, enabled_only=True)
+    channels = [row.channel for row in rows if row.channel in CHANNELS]
+    if draft.preferred_channels:
+        channels = [c for c in draft.preferred_channels if c in channels]
+    channels = [c for c in channels if c not in draft.excluded_channels]
+    if not channels:
+        raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has no eligible channel configured")
+    by_scene = [c for c in channels if draft.scene in CHANNELS[c].scenes]
+    if not by_scene:
+        raise Problem(UNSUPPORTED_SCENE, f"no channel of this merchant takes scene {draft.scene.value}",
+                      channels=channels)
+    usable = [c for c in by_scene if draft.currency in CHANNELS[c].currencies]
+    if not usable:
+        raise Problem(UNSUPPORTED_CURRENCY, f"no channel of this merchant takes {draft.currency}")
+    client_type = draft.payer.get("client_type")
+    context = {
+        "payment_id": payment_id,
+        "merchant_id": merchant_id,
+        "amount_minor": draft.amount_minor,
+        "currency": draft.currency,
+        "scene": draft.scene.value,
+        "payer_client": client_type if client_type in PAYER_CLIENTS else "other",
+    }
+    candidates = await route_candidates(cashier.routing, channels=usable, context=context)
+    if not candidates:
+        raise Problem(NO_ROUTE_AVAILABLE, "routing found no route for this payment")
+    return candidates[: cashier.settings.attempts_per_payment_max]
+
+
+async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDraft) -> CreateResult:
+    fingerprint = draft.fingerprint()
+    replay = await _replay(cashier, merchant_id, draft, fingerprint)
+    if replay is not None:
+        return replay
+    if draft.scene is PaymentScene.WALLET:
+        raise Problem(UNSUPPORTED_SCENE, "wallet payments need the ledger's two-phase transfer API (not available yet)")
+    now = cashier.clock()
+    expire_at = resolve_expire_at(
+        now=now,
+        requested=draft.expire_at,
+        default_seconds=cashier.settings.payment_expiry_default_seconds,
+        max_seconds=cashier.settings.payment_expiry_max_seconds,
+    )
+    payment_id = new_id("pay")
+    candidates = await _candidates(cashier, merchant_id, draft, payment_id)
+    async with cashier.uow.begin() as tx:
+        payment = await insert_payment(
+            tx.conn,
+            {
+                "id": payment_id,
+                "merchant_id": merchant_id,
+                "merchant_order_no": draft.merchant_order_no,
+                "request_sha256": fingerprint,
+                "amount_minor": draft.amount_minor,
+                "currency": draft.currency,
+                "description": draft.description,
+                "scene": draft.scene.value,
+                "payer": draft.payer,
+                "notify_url": draft.notify_url,
+                "return_url": draft.return_url,
+                "metadata": draft.metadata,
+                "status": PaymentStatus.CREATED.value,
+                "expire_at": expire_at,
+            },
+        )
+        if payment is not None:
+            tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id, data=payment_event_data(payment))
+    if payment is None:  # a concurrent identical order number won the insert
+        replay = await _replay(cashier, merchant_id, draft, fingerprint)
+        assert replay is not None
+        return replay
+    await _attempt_in_order(cashier, payment, candidates, draft, expire_at)
+    async with cashier.uow.read() as conn:
+        final = await get_payment_unscoped(conn, payment.id)
+        assert final is not None
+        view = payment_view(final, await list_attempts(conn, payment.id))
+    if final.status == PaymentStatus.FAILED:
+        spec = CHANNEL_UNAVAILABLE if final.failure_code == "channel_unavailable" else CHANNEL_REFUSED
+        raise Problem(spec, final.failure_message or spec.title, payment_id=final.id, payment=_jsonable(view))
+    return CreateResult(view, created=True)
+
+
+def _jsonable(view: dict[str, Any]) -> dict[str, Any]:
+    from fastapi.encoders import jsonable_encoder
+
+    return dict(jsonable_encoder(view))
+
+
+async def _attempt_in_order(
+    cashier: Cashier, payment: Any, candidates: Sequence[Candidate], draft: PaymentDraft, expire_at: datetime
+) -> None:
+    """Try each candidate until one channel takes the order; one attempt row and one event per try."""
+    last_code, last_message = "channel_unavailable", "no channel answered"
+    for seq, candidate in enumerate(candidates, start=1):
+        attempt_id = new_id("att")
+        async with cashier.uow.begin() as tx:
+            attempt = await insert_attempt(
+                tx.conn,
+                {
+                    "id": attempt_id,
+                    "payment_id": payment.id,
+                    "merchant_id": payment.merchant_id,
+                    "seq": seq,
+                    "channel": candidate.channel,
+                    "route_id": candidate.route_id,
+                    "fee_minor": candidate.fee_minor,
+                    "fee_rate_bps": candidate.fee_rate_bps,
+                    "out_trade_no": out_trade_no_of(attempt_id),
+                    "status": AttemptStatus.CREATED.value,
+                },
+            )
+            pointed = await set_payment_attempt(
+                tx.conn, payment.id, status=PaymentStatus.CREATED, current_attempt_id=attempt_id,
+                channel=candidate.channel, route_id=candidate.route_id, fee_minor=candidate.fee_minor,
+                fee_rate_bps=candidate.fee_rate_bps,
+            )
+        if pointed is None:
+            return  # closed (by the merchant or expiry) while we were failing over
+        request = PrepayRequest(
+            out_trade_no=attempt.out_trade_no,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            description=payment.description,
+            scene=connector_scene(draft.scene),
+            notify_url=cashier.notify_url(candidate.channel, payment.merchant_id),
+            expire_at=expire_at,
+            payer_openid=draft.payer.get("openid"),
+            payer_client_ip=draft.payer.get("client_ip"),
+            return_url=draft.return_url,
+        )
+        started = time.perf_counter()
+        failure: tuple[str, str, bool] | None = None
+        try:
+            connector = await cashier.connectors.get(payment.merchant_id, candidate.channel)
+            result = await connector.prepay(request)
+        except ChannelUnavailable as exc:
+            failure = ("channel_unavailable", str(exc), True)
+        except InvalidSignature as exc:
+            failure = ("channel_unavailable", f"unverifiable channel answer: {exc}", True)
+        except ChannelError as exc:
+            failure = (exc.code, exc.message, exc.retryable)
+        except Problem as exc:  # the stored channel config cannot build a connector
+            failure = ("invalid_channel_config", exc.detail, True)
+        latency_ms = int((time.perf_counter() - started) * 1000)
+        if failure is None:
+            await _mark_processing(cashier, payment.id, attempt_id, result.payer_action, result.channel_trade_no,
+                                   latency_ms)
+            return
+        code, message, retryable = failure
+        last_code = "channel_unavailable" if retryable else code
+        last_message = f"{candidate.channel}: {code}: {message}"[:FAILURE_MESSAGE_MAX_CHARS]
+        async with cashier.uow.begin() as tx:
+            failed = await cas_attempt(
+                tx.conn, attempt_id, old=AttemptStatus.CREATED, new=AttemptStatus.FAILED,
+                failure_code=code[:64], failure_message=message[:FAILURE_MESSAGE_MAX_CHARS], retryable=retryable,
+                latency_ms=latency_ms, finished_at=cashier.clock(),
+            )
+            current = await get_payment_unscoped(tx.conn, payment.id)
+            if failed is not None and current is not None:
+                tx.publish(
+                    topic=PAYMENTS_TOPIC, type=PAYMENT_ATTEMPT_FAILED, subject=payment.id,
+                    data=payment_event_data(current, failed, outcome="unavailable" if retryable else "refused"),
+                )
+        log.info("attempt failed", payment_id=payment.id, channel=candidate.channel, code=code, retryable=retryable)
+        if not retryable:
+            break  # the channel refused this payment itself: another channel would refuse it too
+    async with cashier.uow.begin() as tx:
+        failed_payment = await cas_payment(
+            tx.conn, payment.id, old=PaymentStatus.CREATED, new=PaymentStatus.FAILED,
+            failed_at=cashier.clock(), failure_code=last_code[:64], failure_message=last_message,
+        )
+        if failed_payment is not None:
+            last_attempt = (
+                await get_attempt(tx.conn, failed_payment.current_attempt_id)
+                if failed_payment.current_attempt_id else None
+            )
+            await publish_payment_final(tx, cashier, failed_payment, last_attempt, source="prepay")
+
+
+async def _mark_processing(
+    cashier: Cashier, payment_id: str, attempt_id: str, payer_action: dict[str, Any], channel_trade_no: str | None,
+    latency_ms: int,
+) -> None:
+    next_poll_at = cashier.clock() + timedelta(seconds=cashier.settings.poll_initial_seconds)
+    async with cashier.uow.begin() as tx:
+        await cas_attempt(
+            tx.conn, attempt_id, old=AttemptStatus.CREATED, new=AttemptStatus.PROCESSING,
+            payer_action=payer_action, channel_trade_no=channel_trade_no, latency_ms=latency_ms,
+            next_poll_at=next_poll_at,
+        )
+        await cas_payment(
+            tx.conn, payment_id, old=PaymentStatus.CREATED, new=PaymentStatus.PROCESSING, payer_action=payer_action,
+        )
+
+
+async def close_payment(cashier: Cashier, *, merchant_id: str, payment_id: str) -> dict[str, Any]:
+    """Merchant close: at the channel first, then locally. A payment the payer already paid is not closed."""
+    async with cashier.uow.read() as conn:
+        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
+    if payment is None:
+        raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+    if payment.status == PaymentStatus.CLOSED:
+        return await read_payment(cashier, merchant_id=merchant_id, payment_id=payment_id)
+    if payment.status not in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
+        raise Problem(PAYMENT_NOT_CLOSABLE, f"the payment is {payment.status}", payment_status=payment.status)
+    outcome = await _close_at_channel(cashier, payment)
+    if outcome == "unavailable":
+        raise Problem(CHANNEL_UNAVAILABLE, "the channel did not confirm the close; nothing changed")
+    if outcome == "open":
+        await close_locally(cashier, payment_id=payment.id, reason="closed_by_merchant")
+    view = await read_payment(cashier, merchant_id=merchant_id, payment_id=payment_id)
+    if view["status"] != PaymentStatus.CLOSED:
+        raise Problem(PAYMENT_NOT_CLOSABLE, f"the payment is {view['status']}", payment_status=view["status"])
+    return view
+
+
+async def _close_at_channel(cashier: Cashier, payment: Any) -> str:
+    """Close the live attempt at its channel. Returns "open" (go on and close locally), "final" (the
+    channel reported a final state, already applied) or "unavailable" (try again later)."""
+    if not payment.current_attempt_id:
+        return "open"
+    async with cashier.uow.read() as conn:
+        attempt = await get_attempt(conn, payment.current_attempt_id)
+    if attempt is None or attempt.status not in (AttemptStatus.CREATED, AttemptStatus.PROCESSING):
+        return "open"
+    try:
+        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+        result = await connector.query(attempt.out_trade_no)
+        if await apply_trade_result(cashier, attempt_id=attempt.id, result=result, source="close"):
+            return "final"
+        if result.status is TradeStatus.SUCCEEDED:
+            return "final"
+        try:
+            await connector.close(attempt.out_trade_no)
+        except ChannelError:
+            # Nothing to close (Alipay precreate not scanned, WeChat already closed) or already paid:
+            # ask once more so a payment that just succeeded is applied instead of closed.
+            result = await connector.query(attempt.out_trade_no)
+            if await apply_trade_result(cashier, attempt_id=attempt.id, result=result, source="close"):
+                return "final"
+            if result.status is TradeStatus.SUCCEEDED:
+                return "final"
+    except (ChannelUnavailable, InvalidSignature, ChannelError, Problem) as exc:
+        log.warning("close at channel failed", payment_id=payment.id, error=repr(exc))
+        return "unavailable"
+    return "open"
+
+
+async def expire_due(cashier: Cashier) -> int:
+    """Close payments past their expiry, at the channel and locally. Returns how many were handled."""
+    async with cashier.uow.read() as conn:
+        due = await list_expired_payments(conn, now=cashier.clock(), limit=cashier.settings.expiry_batch_max)
+    handled = 0
+    for payment in due:
+        outcome = await _close_at_channel(cashier, payment)
+        if outcome == "open":
+            await close_locally(cashier, payment_id=payment.id, reason="expired")
+        handled += outcome != "unavailable"
+    return handled
+
+
+async def poll_due(cashier: Cashier) -> int:
+    """Query the channel for processing attempts whose next poll is due; apply final answers."""
+    s = cashier.settings
+    now = cashier.clock()
+    async with cashier.uow.begin() as tx:
+        due = await claim_attempts_to_poll(
+            tx.conn, now=now, lease_until=now + timedelta(seconds=s.poll_lease_seconds), limit=s.poll_batch_max
+        )
+    for attempt in due:
+        result: TradeQueryResult | None = None
+        try:
+            connector = await cashier.connectors.get(attempt.merchant_id, attempt.channel)
+            result = await connector.query(attempt.out_trade_no)
+        except (ChannelUnavailable, ChannelError, InvalidSignature, Problem) as exc:
+            log.info("status query failed", attempt_id=attempt.id, error=repr(exc))
+        if result is not None and await apply_trade_result(
+            cashier, attempt_id=attempt.id, result=result, source="poll"
+        ):
+            continue
+        count = attempt.poll_count + 1
+        next_at = (
+            cashier.clock()
+            + timedelta(seconds=poll_delay_seconds(count, initial_seconds=s.poll_initial_seconds,
+                                                   max_seconds=s.poll_backoff_max_seconds))
+            if count < s.poll_count_max
+            else None
+        )
+        async with cashier.uow.begin() as tx:
+            await schedule_attempt_poll(tx.conn, attempt.id, poll_count=count, next_poll_at=next_at)
+    return len(due)

@@ -1,0 +1,218 @@
+"""Refunds: reserve the amount atomically, ask the channel, settle by its answer, a notification or a poll."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from libs.common.errors import Problem
+from libs.common.ids import new_id
+from libs.common.logging import get_logger
+from services.cashier.connectors.base import (
+    ChannelError,
+    ChannelUnavailable,
+    InvalidSignature,
+    RefundRequest,
+    RefundResult,
+)
+from services.cashier.connectors.base import (
+    RefundStatus as ChannelRefundStatus,
+)
+from services.cashier.domain.errors import (
+    DUPLICATE_MERCHANT_REFUND,
+    PAYMENT_NOT_FOUND,
+    REFUND_EXCEEDS_REMAINING,
+    REFUND_NOT_FOUND,
+)
+from services.cashier.domain.payments import PaymentStatus, poll_delay_seconds, request_fingerprint
+from services.cashier.domain.refunds import RefundStatus, check_refund
+from services.cashier.flows.context import Cashier
+from services.cashier.flows.outcomes import apply_refund_result, finish_refund
+from services.cashier.flows.views import refund_view
+from services.cashier.store.payments import get_attempt, get_payment, get_payment_unscoped
+from services.cashier.store.refunds import (
+    claim_refunds_to_poll,
+    get_refund,
+    get_refund_by_merchant_no,
+    insert_refund,
+    list_refunds,
+    reserve_refund,
+    schedule_refund_poll,
+)
+
+log = get_logger("juhe.cashier.refunds")
+
+
+@dataclass(frozen=True, slots=True)
+class RefundDraft:
+    amount_minor: int
+    reason: str | None
+    merchant_refund_no: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefundCreateResult:
+    refund: dict[str, Any]
+    created: bool
+
+
+class _NumberTaken(Exception):
+    pass
+
+
+async def read_refund(cashier: Cashier, *, merchant_id: str, refund_id: str) -> dict[str, Any]:
+    async with cashier.uow.read() as conn:
+        refund = await get_refund(conn, merchant_id=merchant_id, refund_id=refund_id)
+    if refund is None:
+        raise Problem(REFUND_NOT_FOUND, f"refund {refund_id} does not exist")
+    return refund_view(refund)
+
+
+async def read_refunds(cashier: Cashier, *, merchant_id: str, payment_id: str) -> list[dict[str, Any]]:
+    async with cashier.uow.read() as conn:
+        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
+        if payment is None:
+            raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+        return [refund_view(r) for r in await list_refunds(conn, merchant_id=merchant_id, payment_id=payment_id)]
+
+
+async def _replay(
+    cashier: Cashier, merchant_id: str, payment_id: str, draft: RefundDraft, fingerprint: str
+) -> RefundCreateResult | None:
+    if not draft.merchant_refund_no:
+        return None
+    async with cashier.uow.read() as conn:
+        existing = await get_refund_by_merchant_no(
+            conn, merchant_id=merchant_id, merchant_refund_no=draft.merchant_refund_no
+        )
+    if existing is None:
+        return None
+    if existing.request_sha256 != fingerprint or existing.payment_id != payment_id:
+        raise Problem(
+            DUPLICATE_MERCHANT_REFUND,
+            f"refund number {draft.merchant_refund_no} was used for another request",
+            refund_id=existing.id,
+        )
+    return RefundCreateResult(refund_view(existing), created=False)
+
+
+async def create_refund(
+    cashier: Cashier, *, merchant_id: str, payment_id: str, draft: RefundDraft
+) -> RefundCreateResult:
+    fingerprint = request_fingerprint({"payment_id": payment_id, "amount_minor": draft.amount_minor,
+                                       "reason": draft.reason, "merchant_refund_no": draft.merchant_refund_no})
+    replay = await _replay(cashier, merchant_id, payment_id, draft, fingerprint)
+    if replay is not None:
+        return replay
+    async with cashier.uow.read() as conn:
+        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
+    if payment is None:
+        raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+    check_refund(
+        payment_status=PaymentStatus(payment.status), amount_minor=payment.amount_minor,
+        refund_reserved_minor=payment.refund_reserved_minor, refund_minor=draft.amount_minor,
+    )
+    try:
+        async with cashier.uow.begin() as tx:
+            reserved = await reserve_refund(tx.conn, payment.id, refund_minor=draft.amount_minor)
+            if reserved is None:
+                current = await get_payment_unscoped(tx.conn, payment.id)
+                assert current is not None
+                check_refund(
+                    payment_status=PaymentStatus(current.status), amount_minor=current.amount_minor,
+                    refund_reserved_minor=current.refund_reserved_minor, refund_minor=draft.amount_minor,
+                )
+                raise Problem(REFUND_EXCEEDS_REMAINING, "a concurrent refund took the remainder")
+            attempt = await get_attempt(tx.conn, reserved.current_attempt_id)
+            assert attempt is not None
+            refund = await insert_refund(
+                tx.conn,
+                {
+                    "id": new_id("re"),
+                    "payment_id": payment.id,
+                    "attempt_id": attempt.id,
+                    "merchant_id": merchant_id,
+                    "merchant_refund_no": draft.merchant_refund_no,
+                    "request_sha256": fingerprint,
+                    "channel": attempt.channel,
+                    "amount_minor": draft.amount_minor,
+                    "currency": payment.currency,
+                    "reason": draft.reason,
+                    "status": RefundStatus.PENDING.value,
+                    "next_poll_at": cashier.clock() + timedelta(seconds=cashier.settings.poll_initial_seconds),
+                },
+            )
+            if refund is None:
+                raise _NumberTaken  # rolls the reservation back
+    except _NumberTaken:
+        replay = await _replay(cashier, merchant_id, payment_id, draft, fingerprint)
+        assert replay is not None
+        return replay
+    await _submit(cashier, refund, attempt, payment)
+    return RefundCreateResult(await read_refund(cashier, merchant_id=merchant_id, refund_id=refund.id), created=True)
+
+
+async def _submit(cashier: Cashier, refund: Any, attempt: Any, payment: Any) -> None:
+    """Ask the channel (idempotent by out_refund_no = refund id) and apply a final answer if any.
+
+    Unavailable or a retryable error leaves the refund pending: the poll loop asks again.
+    """
+    request = RefundRequest(
+        out_trade_no=attempt.out_trade_no,
+        out_refund_no=refund.id,
+        refund_minor=refund.amount_minor,
+        total_minor=payment.amount_minor,
+        currency=refund.currency,
+        reason=refund.reason,
+        notify_url=cashier.notify_url(refund.channel, refund.merchant_id),
+    )
+    try:
+        connector = await cashier.connectors.get(refund.merchant_id, refund.channel)
+        result = await connector.refund(request)
+    except ChannelError as exc:
+        if exc.retryable:
+            log.info("refund retryable error; will ask again", refund_id=refund.id, code=exc.code)
+            return
+        await finish_refund(cashier, refund_id=refund.id, target=RefundStatus.FAILED, source="refund",
+                            failure_code=exc.code[:64], failure_message=exc.message[:500])
+        return
+    except (ChannelUnavailable, InvalidSignature, Problem) as exc:
+        log.info("refund not confirmed; will ask again", refund_id=refund.id, error=repr(exc))
+        return
+    await apply_refund_result(cashier, refund_id=refund.id, result=result, source="refund")
+
+
+async def poll_refunds_due(cashier: Cashier) -> int:
+    s = cashier.settings
+    now = cashier.clock()
+    async with cashier.uow.begin() as tx:
+        due: Sequence[Any] = await claim_refunds_to_poll(
+            tx.conn, now=now, lease_until=now + timedelta(seconds=s.poll_lease_seconds), limit=s.poll_batch_max
+        )
+    for refund in due:
+        async with cashier.uow.read() as conn:
+            attempt = await get_attempt(conn, refund.attempt_id)
+            payment = await get_payment_unscoped(conn, refund.payment_id)
+        assert attempt is not None and payment is not None
+        result: RefundResult | None = None
+        try:
+            connector = await cashier.connectors.get(refund.merchant_id, refund.channel)
+            result = await connector.query_refund(refund.id, attempt.out_trade_no)
+        except (ChannelUnavailable, ChannelError, InvalidSignature, Problem) as exc:
+            log.info("refund query failed", refund_id=refund.id, error=repr(exc))
+        if result is not None and result.status is ChannelRefundStatus.NOT_FOUND:
+            await _submit(cashier, refund, attempt, payment)  # never reached the channel: ask again
+        elif result is not None and await apply_refund_result(cashier, refund_id=refund.id, result=result,
+                                                              source="poll"):
+            continue
+        count = refund.poll_count + 1
+        next_at = (
+            cashier.clock() + timedelta(seconds=poll_delay_seconds(
+                count, initial_seconds=s.poll_initial_seconds, max_seconds=s.poll_backoff_max_seconds))
+            if count < s.poll_count_max else None
+        )
+        async with cashier.uow.begin() as tx:
+            await schedule_refund_poll(tx.conn, refund.id, poll_count=count, next_poll_at=next_at)
+    return len(due)

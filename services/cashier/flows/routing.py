@@ -1,0 +1,133 @@
+"""Which channels to try, in order: the routing service's decision, or the merchant's own order.
+
+Routing decides per payment *method* (`wechat`, `alipay`, …): the cashier walks the merchant's
+eligible channels in its configured order (or the request's `preferred_channels`), and for each
+method asks `POST {JUHE_CASHIER_ROUTING_URL}/v1/route` for that method's ordered candidates (route
+id, connector, fee in force), keeping those whose connector the merchant has credentials for. So
+within a method routing picks the route; across methods the payment still fails over (WeChat dark →
+Alipay).
+
+Fallback: when no routing URL is set, or routing is unreachable / answers 5xx / 404 / a validation
+error, that method's channels are tried in the merchant's own order, so a routing outage never stops
+payments. A 422 `no_route_available` or 503 `channel_unavailable` from routing is a policy answer
+and is respected (that method contributes no candidate).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from libs.common.http import service_client
+from libs.common.logging import get_logger
+
+log = get_logger("juhe.cashier.routing")
+
+# The routing service's payment method for each connector the cashier has.
+METHOD_OF_CHANNEL: dict[str, str] = {"wechatpay": "wechat", "alipay": "alipay"}
+PAYER_CLIENTS = frozenset({"wechat", "alipay", "other"})
+POLICY_ANSWERS = frozenset({"no_route_available", "channel_unavailable"})
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    channel: str  # the connector name
+    route_id: str | None = None
+    fee_minor: int | None = None
+    fee_rate_bps: int | None = None
+    source: str = "fallback"  # "routing" or "fallback"
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_candidates(payload: Any) -> list[Candidate]:
+    """Tolerant reading of routing's answer: `candidates[]` with `connector` (or `channel`), `route_id`, `fee`."""
+    items = payload.get("candidates") if isinstance(payload, dict) else None
+    result: list[Candidate] = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        channel = item.get("connector") or item.get("channel")
+        if not isinstance(channel, str):
+            continue
+        raw_fee = item.get("fee")
+        fee: dict[str, Any] = raw_fee if isinstance(raw_fee, dict) else {}
+        result.append(
+            Candidate(
+                channel=channel,
+                route_id=str(item["route_id"]) if item.get("route_id") is not None else None,
+                fee_minor=_int_or_none(fee.get("fee_minor", item.get("fee_minor"))),
+                fee_rate_bps=_int_or_none(fee.get("rate_bps", item.get("fee_rate_bps"))),
+                source="routing",
+            )
+        )
+    return result
+
+
+class RoutingClient:
+    def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http: httpx.AsyncClient | None = (
+            service_client(self.base_url, timeout_seconds=timeout_seconds) if self.base_url else None
+        )
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def decide(self, context: dict[str, Any]) -> list[Candidate] | None:
+        """Routing's candidates for one method; [] when routing says there is none; None when it
+        cannot answer (the caller falls back)."""
+        if self._http is None:
+            return None
+        try:
+            response = await self._http.post("/v1/route", json=context)
+        except httpx.HTTPError as exc:
+            log.warning("routing unreachable; falling back to merchant channel order", error=repr(exc))
+            return None
+        if response.status_code in (422, 503) and _json(response).get("code") in POLICY_ANSWERS:
+            log.info("routing found no route", method=context.get("method"), code=_json(response).get("code"))
+            return []
+        if response.status_code // 100 != 2:
+            log.warning("routing answered an error; falling back", status=response.status_code)
+            return None
+        return parse_candidates(_json(response))
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+async def route_candidates(
+    client: RoutingClient, *, channels: Sequence[str], context: dict[str, Any]
+) -> list[Candidate]:
+    """Candidates over all eligible channels (already in the merchant's order), routed per method."""
+    result: list[Candidate] = []
+    seen: set[tuple[str, str | None]] = set()
+    done_methods: set[str] = set()
+    for channel in channels:
+        method = METHOD_OF_CHANNEL.get(channel)
+        if method is not None and method in done_methods:
+            continue
+        routed: list[Candidate] | None = None
+        if method is not None:
+            done_methods.add(method)
+            routed = await client.decide({**context, "method": method})
+        if routed is None:
+            same_method = [c for c in channels if METHOD_OF_CHANNEL.get(c) == method] if method else [channel]
+            routed = [Candidate(channel=c) for c in same_method]
+        for candidate in routed:
+            key = (candidate.channel, candidate.route_id)
+            if candidate.channel in channels and key not in seen:
+                seen.add(key)
+                result.append(candidate)
+    return result

@@ -1,0 +1,111 @@
+"""The merchant-facing representation of payments, refunds and deliveries (API answers and webhooks).
+
+One function per noun, used by both the API and the webhook bodies, so a merchant sees the same
+object whether it asks or is told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from services.cashier.domain.refunds import refundable_minor
+
+
+def attempt_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "seq": row.seq,
+        "channel": row.channel,
+        "route_id": row.route_id,
+        "status": row.status,
+        "out_trade_no": row.out_trade_no,
+        "channel_trade_no": row.channel_trade_no,
+        "failure_code": row.failure_code,
+        "failure_message": row.failure_message,
+        "latency_ms": row.latency_ms,
+        "created_at": row.created_at,
+    }
+
+
+def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, Any]:
+    view = {
+        "id": row.id,
+        "merchant_id": row.merchant_id,
+        "merchant_order_no": row.merchant_order_no,
+        "status": row.status,
+        "amount_minor": row.amount_minor,
+        "currency": row.currency,
+        "description": row.description,
+        "scene": row.scene,
+        "channel": row.channel,
+        "route_id": row.route_id,
+        "fee_minor": row.fee_minor,
+        "channel_trade_no": row.channel_trade_no,
+        "payer_action": row.payer_action,
+        "expire_at": row.expire_at,
+        "succeeded_at": row.succeeded_at,
+        "closed_at": row.closed_at,
+        "failed_at": row.failed_at,
+        "failure_code": row.failure_code,
+        "failure_message": row.failure_message,
+        "late_success": row.late_success,
+        "refunded_minor": row.refunded_minor,
+        "refundable_minor": refundable_minor(
+            amount_minor=row.amount_minor, refund_reserved_minor=row.refund_reserved_minor
+        )
+        if row.status == "succeeded"
+        else 0,
+        "metadata": row.metadata,
+        "created_at": row.created_at,
+    }
+    if attempts is not None:
+        view["attempts"] = [attempt_view(a) for a in attempts]
+    return view
+
+
+def refund_view(row: Any) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "payment_id": row.payment_id,
+        "merchant_refund_no": row.merchant_refund_no,
+        "status": row.status,
+        "amount_minor": row.amount_minor,
+        "currency": row.currency,
+        "reason": row.reason,
+        "channel": row.channel,
+        "channel_refund_no": row.channel_refund_no,
+        "failure_code": row.failure_code,
+        "failure_message": row.failure_message,
+        "succeeded_at": row.succeeded_at,
+        "created_at": row.created_at,
+    }
+
+
+def delivery_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "id": row.id,
+        "payment_id": row.payment_id,
+        "event_id": row.event_id,
+        "event_type": row.event_type,
+        "url": row.url,
+        "status": row.status,
+        "attempt_count": row.attempt_count,
+        "next_attempt_at": row.next_attempt_at,
+        "last_status_code": row.last_status_code,
+        "last_error": row.last_error,
+        "delivered_at": row.delivered_at,
+        "created_at": row.created_at,
+    }
+    if attempts is not None:
+        view["attempts"] = [
+            {
+                "attempt_no": a.attempt_no,
+                "status_code": a.status_code,
+                "error": a.error,
+                "duration_ms": a.duration_ms,
+                "attempted_at": a.attempted_at,
+            }
+            for a in attempts
+        ]
+    return view

@@ -1,0 +1,142 @@
+"""Merchant webhooks: queued in the same transaction as the state change, delivered by the worker.
+
+Queueing inside the transition's transaction is what makes "one transition, one webhook": the CAS
+that loses writes nothing, the one that wins writes the event, the outbox row and the delivery
+together. Delivery is at least once (a 2xx is the only acknowledgement), in order per payment (the
+worker only sends the oldest pending delivery of a payment), and survives restarts (it is a table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import timedelta
+from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from sqlalchemy import select
+
+from libs.common.db import Tx
+from libs.common.events import Envelope
+from libs.common.ids import new_id
+from libs.common.logging import get_logger
+from services.cashier.domain.webhooks import SIGNATURE_HEADER, retry_delay_seconds, signature_header
+from services.cashier.flows.context import Cashier
+from services.cashier.store.tables import merchants
+from services.cashier.store.webhooks import claim_due_deliveries, insert_delivery, record_attempt
+
+log = get_logger("juhe.cashier.webhooks")
+
+USER_AGENT = "Juhe-Webhooks/1.0"
+ERROR_TEXT_MAX_CHARS = 500
+
+
+async def enqueue_webhook(
+    tx: Tx, cashier: Cashier, *, payment: Any, envelope: Envelope, data: dict[str, Any]
+) -> None:
+    """Queue the merchant notification of a final state, if the merchant gave a notify_url."""
+    url = payment.notify_url
+    if not url:
+        row = (await tx.conn.execute(select(merchants.c.notify_url).where(
+            merchants.c.merchant_id == payment.merchant_id))).first()
+        url = row.notify_url if row is not None else None
+    if not url:
+        return
+    body = json.dumps(
+        {"id": envelope.id, "type": envelope.type, "created_at": envelope.time, "data": jsonable_encoder(data)},
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
+    await insert_delivery(
+        tx.conn,
+        {
+            "id": new_id("whd"),
+            "merchant_id": payment.merchant_id,
+            "payment_id": payment.id,
+            "event_id": envelope.id,
+            "event_type": envelope.type,
+            "url": url,
+            "body": body,
+            "next_attempt_at": cashier.clock(),
+        },
+    )
+
+
+async def deliver_due(cashier: Cashier) -> int:
+    """Send one batch of due deliveries; returns how many were tried."""
+    s = cashier.settings
+    now = cashier.clock()
+    lease_until = now + timedelta(seconds=s.webhook_timeout_seconds + 5)
+    async with cashier.uow.begin() as tx:
+        due = await claim_due_deliveries(tx.conn, now=now, lease_until=lease_until, limit=s.webhook_batch_max)
+        secrets: dict[str, str] = {}
+        if due:
+            ids = {d.merchant_id for d in due}
+            rows = await tx.conn.execute(select(merchants).where(merchants.c.merchant_id.in_(ids)))
+            secrets = {r.merchant_id: r.webhook_secret for r in rows}
+    if not due:
+        return 0
+    limit = asyncio.Semaphore(s.webhook_concurrency_max)
+
+    async def one(delivery: Any) -> None:
+        async with limit:
+            await _deliver(cashier, delivery, secrets.get(delivery.merchant_id, ""))
+
+    await asyncio.gather(*(one(d) for d in due))
+    return len(due)
+
+
+async def _deliver(cashier: Cashier, delivery: Any, secret: str) -> None:
+    body = delivery.body.encode("utf-8")
+    timestamp = int(cashier.clock().timestamp())
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        SIGNATURE_HEADER: signature_header(secret, timestamp, body),
+        "Juhe-Event-Id": delivery.event_id,
+        "Juhe-Event-Type": delivery.event_type,
+        "Juhe-Delivery-Id": delivery.id,
+    }
+    started = time.perf_counter()
+    status_code: int | None = None
+    error: str | None = None
+    try:
+        response = await cashier.webhook_http.post(delivery.url, content=body, headers=headers)
+        status_code = response.status_code
+        if status_code // 100 != 2:
+            error = f"HTTP {status_code}"
+    except Exception as exc:  # any failure to deliver is retried; the log keeps why
+        error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_MAX_CHARS]
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    delivered = error is None
+    attempt_no = delivery.attempt_count + 1
+    next_at = None
+    if not delivered:
+        delay = retry_delay_seconds(
+            attempt_no,
+            schedule_seconds=tuple(cashier.settings.webhook_retry_schedule_seconds),
+            scale=cashier.settings.webhook_retry_scale,
+        )
+        next_at = cashier.clock() + timedelta(seconds=delay) if delay is not None else None
+    async with cashier.uow.begin() as tx:
+        await record_attempt(
+            tx.conn,
+            delivery.id,
+            attempt_no=attempt_no,
+            status_code=status_code,
+            error=error,
+            duration_ms=duration_ms,
+            delivered=delivered,
+            next_attempt_at=next_at,
+        )
+    if not delivered:
+        log.info("webhook not acknowledged", delivery_id=delivery.id, attempt=attempt_no, error=error)
+
+
+async def run_delivery_loop(cashier: Cashier) -> None:
+    while True:
+        tried = await deliver_due(cashier)
+        if tried < cashier.settings.webhook_batch_max:
+            await asyncio.sleep(cashier.settings.webhook_interval_seconds)

@@ -1,0 +1,73 @@
+"""Merchants (webhook secret, default notify URL) and their channel configs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.cashier.store.tables import merchant_channels, merchants
+
+
+async def get_merchant(conn: AsyncConnection, merchant_id: str) -> Row[Any] | None:
+    return (await conn.execute(select(merchants).where(merchants.c.merchant_id == merchant_id))).first()
+
+
+async def ensure_merchant(conn: AsyncConnection, merchant_id: str, *, generated_secret: str) -> Row[Any]:
+    """The merchant row, created with a generated webhook secret the first time it is named."""
+    await conn.execute(
+        insert(merchants)
+        .values(merchant_id=merchant_id, webhook_secret=generated_secret)
+        .on_conflict_do_nothing(index_elements=[merchants.c.merchant_id])
+    )
+    row = await get_merchant(conn, merchant_id)
+    assert row is not None
+    return row
+
+
+async def update_merchant(
+    conn: AsyncConnection, merchant_id: str, *, webhook_secret: str | None, notify_url: str | None
+) -> Row[Any] | None:
+    values: dict[str, Any] = {"updated_at": func.now(), "notify_url": notify_url}
+    if webhook_secret is not None:
+        values["webhook_secret"] = webhook_secret
+    result = await conn.execute(
+        merchants.update().where(merchants.c.merchant_id == merchant_id).values(**values).returning(merchants)
+    )
+    return result.first()
+
+
+async def upsert_channel(
+    conn: AsyncConnection, *, merchant_id: str, channel: str, priority: int, enabled: bool, config: dict[str, Any]
+) -> Row[Any]:
+    statement = insert(merchant_channels).values(
+        merchant_id=merchant_id, channel=channel, priority=priority, enabled=enabled, config=config
+    )
+    upsert = statement.on_conflict_do_update(
+        index_elements=[merchant_channels.c.merchant_id, merchant_channels.c.channel],
+        set_={
+            "priority": statement.excluded.priority,
+            "enabled": statement.excluded.enabled,
+            "config": statement.excluded.config,
+            "version": merchant_channels.c.version + 1,
+            "updated_at": func.now(),
+        },
+    ).returning(merchant_channels)
+    return (await conn.execute(upsert)).one()
+
+
+async def get_channel(conn: AsyncConnection, merchant_id: str, channel: str) -> Row[Any] | None:
+    query = select(merchant_channels).where(
+        merchant_channels.c.merchant_id == merchant_id, merchant_channels.c.channel == channel
+    )
+    return (await conn.execute(query)).first()
+
+
+async def list_channels(conn: AsyncConnection, merchant_id: str, *, enabled_only: bool) -> Sequence[Row[Any]]:
+    query = select(merchant_channels).where(merchant_channels.c.merchant_id == merchant_id)
+    if enabled_only:
+        query = query.where(merchant_channels.c.enabled.is_(True))
+    return (await conn.execute(query.order_by(merchant_channels.c.priority, merchant_channels.c.channel))).all()

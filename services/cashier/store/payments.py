@@ -1,0 +1,177 @@
+"""Payments and attempts: inserts, reads scoped by merchant, and compare-and-set status changes.
+
+No function here updates a status without naming the status it expects to replace: a concurrent
+change makes the UPDATE match nothing and the caller re-reads and decides again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.cashier.domain.payments import AttemptStatus, PaymentStatus
+from services.cashier.store.tables import attempts, payments
+
+
+async def insert_payment(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any] | None:
+    """Insert; None when (merchant_id, merchant_order_no) already exists."""
+    statement = (
+        insert(payments)
+        .values(**values)
+        .on_conflict_do_nothing(constraint="uq_payments_merchant_order")
+        .returning(payments)
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def get_payment(conn: AsyncConnection, *, merchant_id: str, payment_id: str) -> Row[Any] | None:
+    query = select(payments).where(payments.c.id == payment_id, payments.c.merchant_id == merchant_id)
+    return (await conn.execute(query)).first()
+
+
+async def get_payment_unscoped(conn: AsyncConnection, payment_id: str) -> Row[Any] | None:
+    """For the worker and channel notifications, which act for whichever merchant owns the payment."""
+    return (await conn.execute(select(payments).where(payments.c.id == payment_id))).first()
+
+
+async def get_payment_by_order_no(
+    conn: AsyncConnection, *, merchant_id: str, merchant_order_no: str
+) -> Row[Any] | None:
+    query = select(payments).where(
+        payments.c.merchant_id == merchant_id, payments.c.merchant_order_no == merchant_order_no
+    )
+    return (await conn.execute(query)).first()
+
+
+async def list_payments(
+    conn: AsyncConnection,
+    *,
+    merchant_id: str,
+    limit: int,
+    after_id: str | None = None,
+    status: str | None = None,
+    channel: str | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+) -> Sequence[Row[Any]]:
+    """Newest first; the cursor is the last id of the previous page (ids sort by creation time)."""
+    query = select(payments).where(payments.c.merchant_id == merchant_id)
+    if after_id:
+        query = query.where(payments.c.id < after_id)
+    if status:
+        query = query.where(payments.c.status == status)
+    if channel:
+        query = query.where(payments.c.channel == channel)
+    if created_from:
+        query = query.where(payments.c.created_at >= created_from)
+    if created_to:
+        query = query.where(payments.c.created_at < created_to)
+    return (await conn.execute(query.order_by(payments.c.id.desc()).limit(limit))).all()
+
+
+async def cas_payment(
+    conn: AsyncConnection, payment_id: str, *, old: PaymentStatus, new: PaymentStatus, **fields: Any
+) -> Row[Any] | None:
+    """Move the payment from `old` to `new` (plus the named fields); None if it was not in `old`."""
+    statement = (
+        payments.update()
+        .where(payments.c.id == payment_id, payments.c.status == old.value)
+        .values(status=new.value, updated_at=func.now(), **fields)
+        .returning(payments)
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def set_payment_attempt(
+    conn: AsyncConnection, payment_id: str, *, status: PaymentStatus, **fields: Any
+) -> Row[Any] | None:
+    """Point the payment at its current attempt without changing status (guarded on the status read)."""
+    statement = (
+        payments.update()
+        .where(payments.c.id == payment_id, payments.c.status == status.value)
+        .values(updated_at=func.now(), **fields)
+        .returning(payments)
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
+    return (await conn.execute(insert(attempts).values(**values).returning(attempts))).one()
+
+
+async def list_attempts(conn: AsyncConnection, payment_id: str) -> Sequence[Row[Any]]:
+    query = select(attempts).where(attempts.c.payment_id == payment_id).order_by(attempts.c.seq)
+    return (await conn.execute(query)).all()
+
+
+async def get_attempt(conn: AsyncConnection, attempt_id: str) -> Row[Any] | None:
+    return (await conn.execute(select(attempts).where(attempts.c.id == attempt_id))).first()
+
+
+async def get_attempt_by_out_trade_no(
+    conn: AsyncConnection, *, merchant_id: str, channel: str, out_trade_no: str
+) -> Row[Any] | None:
+    query = select(attempts).where(
+        attempts.c.out_trade_no == out_trade_no,
+        attempts.c.merchant_id == merchant_id,
+        attempts.c.channel == channel,
+    )
+    return (await conn.execute(query)).first()
+
+
+async def cas_attempt(
+    conn: AsyncConnection, attempt_id: str, *, old: AttemptStatus, new: AttemptStatus, **fields: Any
+) -> Row[Any] | None:
+    statement = (
+        attempts.update()
+        .where(attempts.c.id == attempt_id, attempts.c.status == old.value)
+        .values(status=new.value, updated_at=func.now(), **fields)
+        .returning(attempts)
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def claim_attempts_to_poll(
+    conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
+) -> Sequence[Row[Any]]:
+    """Processing attempts whose next query is due, leased so another replica skips them meanwhile."""
+    due = (
+        select(attempts.c.id)
+        .where(attempts.c.status == AttemptStatus.PROCESSING.value, attempts.c.next_poll_at <= now)
+        .order_by(attempts.c.next_poll_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        attempts.update().where(attempts.c.id.in_(due)).values(next_poll_at=lease_until).returning(attempts)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def schedule_attempt_poll(
+    conn: AsyncConnection, attempt_id: str, *, poll_count: int, next_poll_at: datetime | None
+) -> None:
+    await conn.execute(
+        attempts.update()
+        .where(attempts.c.id == attempt_id, attempts.c.status == AttemptStatus.PROCESSING.value)
+        .values(poll_count=poll_count, next_poll_at=next_poll_at, updated_at=func.now())
+    )
+
+
+async def list_expired_payments(conn: AsyncConnection, *, now: datetime, limit: int) -> Sequence[Row[Any]]:
+    query = (
+        select(payments)
+        .where(
+            payments.c.status.in_([PaymentStatus.CREATED.value, PaymentStatus.PROCESSING.value]),
+            payments.c.expire_at <= now,
+        )
+        .order_by(payments.c.expire_at)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).all()

@@ -1,0 +1,161 @@
+"""A payment from creation to merchant webhook, over real sandboxes, HTTP, PostgreSQL and broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from aiokafka import AIOKafkaConsumer
+
+from libs.common.events import Envelope
+from libs.common.kafka import topic_name
+from services.cashier.domain.webhooks import SIGNATURE_HEADER, verify_signature
+from services.cashier.flows.payments import poll_due
+from services.cashier.store.tables import attempts
+
+from .conftest import (
+    WECHAT_MCHID,
+    NotificationTap,
+    RunningCashier,
+    Sandboxes,
+    WebhookReceiver,
+    qr_payment,
+    wait_for,
+)
+
+
+async def approve(sandboxes: Sandboxes, channel: str, out_trade_no: str) -> None:
+    async with httpx.AsyncClient() as client:
+        if channel == "alipay":
+            response = await client.post(
+                f"{sandboxes.alipay.base_url}/control/trades/{out_trade_no}/approve",
+                params={"app_id": sandboxes.alipay_app["app_id"]},
+            )
+        else:
+            response = await client.post(
+                f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": WECHAT_MCHID}
+            )
+    assert response.status_code == 200, response.text
+
+
+async def broker_events(bootstrap: str, namespace: str, topic: str, subject: str) -> list[Envelope]:
+    """Every event about `subject` on the (namespaced) topic, read from the beginning."""
+    consumer = AIOKafkaConsumer(
+        topic_name(namespace, topic), bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        enable_auto_commit=False, group_id=None,
+    )
+    await consumer.start()
+    try:
+        found: list[Envelope] = []
+        batches = await consumer.getmany(timeout_ms=3000)
+        while batches:
+            for records in batches.values():
+                for record in records:
+                    envelope = Envelope.from_bytes(record.value)
+                    if envelope.subject == subject:
+                        found.append(envelope)
+            batches = await consumer.getmany(timeout_ms=500)
+        return found
+    finally:
+        await consumer.stop()
+
+
+def assert_signed_webhook(received: Any, secret: str) -> dict[str, Any]:
+    header = received.headers[SIGNATURE_HEADER]
+    assert verify_signature(secret, header, received.body, now=int(time.time()))
+    assert not verify_signature(secret, header, received.body + b" ", now=int(time.time()))
+    return dict(json.loads(received.body))
+
+
+async def _end_to_end(
+    cashier: RunningCashier, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver, channel: str,
+    juhe_infra: Any,
+) -> None:
+    created = await cashier.post("/v1/payments", qr_payment(amount_minor=8888, preferred_channels=[channel]))
+    assert created.status_code == 201, created.text
+    payment = created.json()
+    assert payment["status"] == "processing" and payment["channel"] == channel
+    assert payment["payer_action"], "the payer needs a QR code"
+    out_trade_no = payment["attempts"][0]["out_trade_no"]
+
+    await approve(sandboxes, channel, out_trade_no)
+    succeeded = await cashier.wait_status(payment["id"], "succeeded")
+    assert succeeded["channel_trade_no"] and succeeded["refundable_minor"] == 8888
+    assert not succeeded["late_success"]
+
+    hooks = await wait_for(webhook_receiver.delivered, "the merchant webhook")
+    body = assert_signed_webhook(hooks[0], cashier.webhook_secret)
+    assert body["type"] == "payment.succeeded"
+    assert body["data"]["id"] == payment["id"] and body["data"]["amount_minor"] == 8888
+
+    assert await cashier.outbox_count("payment.succeeded", payment["id"]) == 1
+    events = await wait_for(
+        lambda: _succeeded_on_broker(juhe_infra.bootstrap, cashier.namespace, payment["id"]),
+        "payment.succeeded on the broker",
+    )
+    assert len(events) == 1
+    data = events[0].data
+    assert data["merchant_id"] == cashier.merchant_id and data["channel"] == channel
+    assert data["amount_minor"] == 8888 and data["currency"] == "CNY" and data["channel_trade_no"]
+    assert data["attempt"]["latency_ms"] is not None
+
+    deliveries = (await cashier.get(f"/v1/payments/{payment['id']}/webhook-deliveries")).json()["data"]
+    assert [d["status"] for d in deliveries] == ["delivered"]
+
+
+async def _succeeded_on_broker(bootstrap: str, namespace: str, payment_id: str) -> list[Envelope] | None:
+    events = await broker_events(bootstrap, namespace, "cashier.payments", payment_id)
+    succeeded = [e for e in events if e.type == "payment.succeeded"]
+    return succeeded or None
+
+
+async def test_alipay_qr_payment_end_to_end(
+    start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver, juhe_infra: Any
+) -> None:
+    cashier = await start_cashier()
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
+    await _end_to_end(cashier, sandboxes, webhook_receiver, "alipay", juhe_infra)
+
+
+async def test_wechat_native_payment_end_to_end(
+    start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver, juhe_infra: Any
+) -> None:
+    cashier = await start_cashier()
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    await _end_to_end(cashier, sandboxes, webhook_receiver, "wechatpay", juhe_infra)
+
+
+async def test_notification_three_times_plus_concurrent_poll_applies_once(
+    start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver, notification_tap: NotificationTap
+) -> None:
+    cashier = await start_cashier(poll_initial_seconds=600)  # the test decides when the poll runs
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    payment = (await cashier.post("/v1/payments", qr_payment())).json()
+    notification_tap.hold = True  # the channel's notification is captured, not yet delivered
+    await approve(sandboxes, "wechatpay", payment["attempts"][0]["out_trade_no"])
+    held = (await wait_for(lambda: notification_tap.for_path("/v1/notify/wechatpay/"), "the notification"))[0]
+    assert (await cashier.payment(payment["id"]))["status"] == "processing"
+
+    async with cashier.engine.begin() as conn:  # the attempt's status poll is due now
+        await conn.execute(attempts.update().where(attempts.c.payment_id == payment["id"]).values(
+            next_poll_at=datetime.now(UTC)))
+    async with httpx.AsyncClient(base_url=cashier.base_url) as client:
+        results = await asyncio.gather(
+            *(client.post(held.path, content=held.body, headers=held.headers) for _ in range(3)),
+            poll_due(cashier.cashier),
+        )
+    replies = results[:3]
+    assert all(isinstance(r, httpx.Response) and r.status_code in (200, 204) for r in replies)
+    notification_tap.hold = False  # the channel's own retries now get through too: still no change
+
+    await cashier.wait_status(payment["id"], "succeeded")
+    await wait_for(webhook_receiver.delivered, "the webhook")
+    await wait_for(lambda: len(notification_tap.for_path("/v1/notify/wechatpay/")) > 1, "a channel retry")
+    assert await cashier.outbox_count("payment.succeeded", payment["id"]) == 1
+    deliveries = (await cashier.get(f"/v1/payments/{payment['id']}/webhook-deliveries")).json()["data"]
+    assert len(deliveries) == 1
+    assert len(webhook_receiver.delivered()) == 1

@@ -1,19 +1,62 @@
-"""Wiring of the gateway service: routers, subscriptions, background loops. No logic here."""
+"""Wiring of the gateway service: routers, the gatekeeper, the API catalogue, loops. No logic here."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from gateway import worker
+from gateway.api.routes import internal, platform, proxy
+from gateway.catalog import ApiCatalog
 from gateway.config import Settings
-from libs.common.web import create_service_app
+from gateway.gatekeeper import Gatekeeper
+from gateway.identities import Identities
+from gateway.proxy import Upstreams
+from libs.common.web import Runtime, create_service_app
+
+TITLE = "Juhe gateway"
 
 
 def create_app(settings: Settings) -> FastAPI:
-    return create_service_app(
+    async def on_startup(runtime: Runtime) -> None:
+        upstreams = Upstreams(settings)
+        identities = Identities(runtime.engine, settings)
+        runtime.extras["gatekeeper"] = Gatekeeper(settings, runtime.engine, identities, upstreams)
+        catalog = ApiCatalog(settings, upstreams.clients, own_document)
+        runtime.extras["catalog"] = catalog
+        with contextlib.suppress(Exception):
+            await catalog.refresh()
+        refresher = asyncio.create_task(catalog.run())
+
+        async def stop() -> None:
+            refresher.cancel()
+            with contextlib.suppress(BaseException):
+                await refresher
+            await upstreams.close()
+
+        runtime.extras.setdefault("closers", []).append(stop)
+
+    app = create_service_app(
         settings,
-        title="Juhe gateway",
-        routers=[],
+        title=TITLE,
+        routers=[platform.router, internal.router, proxy.router],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
+        on_startup=on_startup,
     )
+
+    def own_document() -> dict[str, Any]:
+        return get_openapi(title=TITLE, version=app.version, routes=app.routes)
+
+    def public_document() -> dict[str, Any]:
+        """`/openapi.json` and `/docs` show the merged public API, not only the gateway's own routes."""
+        runtime: Runtime | None = getattr(app.state, "runtime", None)
+        catalog: ApiCatalog | None = runtime.extras.get("catalog") if runtime else None
+        return catalog.document() if catalog is not None else own_document()
+
+    app.openapi = public_document  # type: ignore[method-assign]
+    return app

@@ -2,7 +2,41 @@
 
 from __future__ import annotations
 
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+
 from libs.common.settings import ServiceSettings, service_settings_config
+
+# 32 bytes, base64: the AES-256-GCM key that seals merchants' HMAC and webhook secrets at rest.
+DEMO_CREDENTIALS_KEY = "anVoZS1kZW1vLWNyZWRlbnRpYWxzLWtleS0zMmJ5dGU="
+
+# Public path prefix → the service that serves it (longest prefix wins, on a "/" boundary).
+DEFAULT_ROUTES: dict[str, str] = {
+    "/v1/payments": "cashier",
+    "/v1/refunds": "cashier",
+    "/v1/checkout": "cashier",
+    "/v1/notifications": "cashier",
+    "/v1/accounts": "ledger",
+    "/v1/transfers": "ledger",
+    "/v1/holds": "ledger",
+    "/v1/wallets": "ledger",
+    "/v1/entitlements": "ledger",
+    "/v1/kyc": "ledger",
+    "/v1/migrations": "ledger",
+    "/v1/routing": "routing",
+    "/v1/channels": "routing",
+    "/v1/contracts": "routing",
+    "/v1/splits": "settlement",
+    "/v1/settlements": "settlement",
+    "/v1/payouts": "settlement",
+    "/v1/statements": "settlement",
+    "/v1/reconciliation": "settlement",
+    "/v1/coupons": "marketing",
+    "/v1/coupon-stocks": "marketing",
+    "/v1/points": "marketing",
+    "/v1/campaigns": "marketing",
+}
 
 
 class Settings(ServiceSettings):
@@ -11,3 +45,60 @@ class Settings(ServiceSettings):
     service_name: str = "gateway"
     port: int = 8000
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/juhe_gateway"
+
+    # Upstreams (JUHE_GATEWAY_CASHIER_URL, …).
+    cashier_url: str = "http://127.0.0.1:8001"
+    ledger_url: str = "http://127.0.0.1:8002"
+    routing_url: str = "http://127.0.0.1:8003"
+    settlement_url: str = "http://127.0.0.1:8004"
+    marketing_url: str = "http://127.0.0.1:8005"
+    routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
+    # Service-to-service only (cashier → routing decide): never reachable from outside.
+    internal_prefixes: tuple[str, ...] = ("/v1/route", "/v1/internal")
+    # Only platform operators may call these (besides the gateway's own /v1/platform API).
+    platform_only_prefixes: tuple[str, ...] = ("/v1/platform", "/v1/admin", "/v1/routing", "/v1/migrations")
+    # End-user tokens (My Wallet, checkout frontends) may call only these.
+    user_prefixes: tuple[str, ...] = ("/v1/wallets", "/v1/checkout", "/v1/me")
+
+    upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    upstream_connect_retries_max: int = Field(default=2, ge=0, le=5)
+    upstream_connections_max: int = Field(default=100, ge=1, le=1000)
+    internal_token_ttl_seconds: int = Field(default=60, ge=5, le=600)
+    body_size_max_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
+
+    credentials_encryption_key: SecretStr = SecretStr(DEMO_CREDENTIALS_KEY)
+    signature_window_seconds: int = Field(default=300, ge=30, le=900)
+    # How long a looked-up key stays cached in one replica: the upper bound on revocation delay.
+    key_cache_ttl_seconds: float = Field(default=2.0, ge=0, le=60)
+    user_token_ttl_seconds_max: int = Field(default=3600, ge=60, le=7 * 86400)
+    key_rotation_overlap_seconds_max: int = Field(default=7 * 86400, ge=0, le=90 * 86400)
+
+    idempotency_ttl_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
+    # An in-progress record older than this (its gateway died) may be taken over by a retry.
+    idempotency_lock_seconds: float = Field(default=60.0, gt=0, le=3600)
+    idempotency_response_bytes_max: int = Field(default=1_048_576, ge=1024, le=16_777_216)
+
+    rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)
+    rate_limit_read_max: int = Field(default=6000, ge=1)
+    rate_limit_write_max: int = Field(default=1200, ge=1)
+    rate_limit_admin_max: int = Field(default=300, ge=1)
+
+    openapi_refresh_seconds: float = Field(default=60.0, gt=0, le=3600)
+    openapi_fetch_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    prune_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
+    prune_batch_max: int = Field(default=5000, ge=1, le=100_000)
+
+    def service_urls(self) -> dict[str, str]:
+        return {
+            "cashier": self.cashier_url,
+            "ledger": self.ledger_url,
+            "routing": self.routing_url,
+            "settlement": self.settlement_url,
+            "marketing": self.marketing_url,
+        }
+
+    @model_validator(mode="after")
+    def _refuse_demo_credentials_key_in_production(self) -> Self:
+        if self.env == "prod" and self.credentials_encryption_key.get_secret_value() == DEMO_CREDENTIALS_KEY:
+            raise ValueError("refusing to start in prod with the demo credentials_encryption_key")
+        return self

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from gateway.config import Settings
+from gateway.store import guards
 from libs.common.inbox import Subscription
-from libs.common.web import BackgroundTask
+from libs.common.logging import get_logger
+from libs.common.web import BackgroundTask, Runtime
+
+log = get_logger("juhe.gateway.worker")
 
 
 def subscriptions(settings: Settings) -> list[Subscription]:
@@ -12,4 +19,29 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return []
+    return [prune_guards]
+
+
+async def prune_once(runtime: Runtime, *, batch_max: int) -> int:
+    """Delete expired nonces, idempotency records, rate windows and user tokens; rows deleted."""
+    deleted = 0
+    engine = guards.guard_engine(runtime.engine)
+    for table in guards.GUARDED_TABLES:
+        while True:
+            async with engine.connect() as conn:
+                count = await guards.prune_expired(conn, table=table, batch_max=batch_max)
+            deleted += count
+            if count < batch_max:
+                break
+    return deleted
+
+
+async def prune_guards(runtime: Runtime) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    while True:
+        with contextlib.suppress(Exception):
+            deleted = await prune_once(runtime, batch_max=settings.prune_batch_max)
+            if deleted:
+                log.info("pruned expired guard rows", deleted=deleted)
+        await asyncio.sleep(settings.prune_interval_seconds)

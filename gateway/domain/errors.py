@@ -1,7 +1,66 @@
-"""The gateway service's error catalogue: stable codes, HTTP status, title, retryable."""
+"""The gateway service's error catalogue: stable codes, HTTP status, title, retryable.
+
+Clients (and the SDK) switch on `code`. Authentication failures are deliberately specific (a developer
+integrating signatures needs to know *which* part is wrong); none of them reveals another merchant's data.
+"""
 
 from __future__ import annotations
 
-from libs.common.errors import ErrorSpec
+from libs.common.errors import COMMON_ERRORS, IDEMPOTENCY_KEY_REUSED, ErrorSpec
+from libs.common.internal_auth import INTERNAL_AUTH_ERRORS
 
-ERRORS: tuple[ErrorSpec, ...] = ()
+AUTHENTICATION_REQUIRED = ErrorSpec("authentication_required", 401, "Send an Authorization header")
+AUTHORIZATION_MALFORMED = ErrorSpec("authorization_malformed", 401, "The Authorization header cannot be parsed")
+API_KEY_INVALID = ErrorSpec("api_key_invalid", 401, "Unknown API key")
+API_KEY_REVOKED = ErrorSpec("api_key_revoked", 401, "This API key was revoked")
+API_KEY_EXPIRED = ErrorSpec("api_key_expired", 401, "This API key expired (rotated)")
+SIGNATURE_INVALID = ErrorSpec("signature_invalid", 401, "The request signature does not match")
+TIMESTAMP_OUT_OF_WINDOW = ErrorSpec("timestamp_out_of_window", 401, "The request timestamp is too far from now")
+NONCE_REUSED = ErrorSpec("nonce_reused", 401, "This nonce was already used")
+TOKEN_INVALID = ErrorSpec("token_invalid", 401, "The bearer token is unknown, expired or revoked")
+ROUTE_FORBIDDEN = ErrorSpec("route_forbidden", 403, "This identity may not call this endpoint")
+IDEMPOTENCY_KEY_MISSING = ErrorSpec("idempotency_key_missing", 400, "POST requests need an Idempotency-Key header")
+IDEMPOTENCY_KEY_INVALID = ErrorSpec("idempotency_key_invalid", 400, "The Idempotency-Key header is not valid")
+IDEMPOTENCY_KEY_IN_PROGRESS = ErrorSpec(
+    "idempotency_key_in_progress", 409, "A request with this idempotency key is still in progress", retryable=True
+)
+RATE_LIMITED = ErrorSpec("rate_limited", 429, "Too many requests", retryable=True)
+UPSTREAM_UNAVAILABLE = ErrorSpec("upstream_unavailable", 503, "The service behind this endpoint is unavailable", True)
+UPSTREAM_TIMEOUT = ErrorSpec("upstream_timeout", 504, "The service behind this endpoint did not answer in time", True)
+MERCHANT_NOT_FOUND = ErrorSpec("merchant_not_found", 404, "No such merchant")
+API_KEY_NOT_FOUND = ErrorSpec("api_key_not_found", 404, "No such API key")
+USER_NOT_FOUND = ErrorSpec("user_not_found", 404, "No such user")
+MERCHANT_EXISTS = ErrorSpec("merchant_exists", 409, "A merchant with this id already exists")
+USER_EXISTS = ErrorSpec("user_exists", 409, "A user with this id already exists")
+RSA_PUBLIC_KEY_INVALID = ErrorSpec("rsa_public_key_invalid", 422, "The RSA public key is not a PEM RSA key ≥ 2048 bits")
+
+ERRORS: tuple[ErrorSpec, ...] = (
+    AUTHENTICATION_REQUIRED,
+    AUTHORIZATION_MALFORMED,
+    API_KEY_INVALID,
+    API_KEY_REVOKED,
+    API_KEY_EXPIRED,
+    SIGNATURE_INVALID,
+    TIMESTAMP_OUT_OF_WINDOW,
+    NONCE_REUSED,
+    TOKEN_INVALID,
+    ROUTE_FORBIDDEN,
+    IDEMPOTENCY_KEY_MISSING,
+    IDEMPOTENCY_KEY_INVALID,
+    IDEMPOTENCY_KEY_REUSED,
+    IDEMPOTENCY_KEY_IN_PROGRESS,
+    RATE_LIMITED,
+    UPSTREAM_UNAVAILABLE,
+    UPSTREAM_TIMEOUT,
+    MERCHANT_NOT_FOUND,
+    API_KEY_NOT_FOUND,
+    USER_NOT_FOUND,
+    MERCHANT_EXISTS,
+    USER_EXISTS,
+    RSA_PUBLIC_KEY_INVALID,
+)
+
+# Every code a client of the public API can meet through the gateway (listed in /openapi.json).
+PUBLIC_ERRORS: tuple[ErrorSpec, ...] = tuple(
+    {spec.code: spec for spec in (*COMMON_ERRORS, *INTERNAL_AUTH_ERRORS, *ERRORS)}.values()
+)

@@ -147,7 +147,7 @@ def verify_identity_token(token: str, secret: str, *, now: float | None = None) 
     fields = {name: payload.get(name) for name in ("merchant_id", "platform", "user", "service")}
     if not any(fields.values()) or not all(v is None or isinstance(v, str) for v in fields.values()):
         raise Problem(IDENTITY_INVALID, "identity token names no principal")
-    return Identity(key_id=key_id, expires_at=exp, **fields)  # type: ignore[arg-type]
+    return Identity(key_id=key_id, expires_at=exp, **fields)
 
 
 def internal_identity(request: Request) -> Identity:

@@ -1,0 +1,46 @@
+"""FastAPI dependencies of the gateway's own routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from gateway.domain.access import Principal
+from gateway.domain.errors import ROUTE_FORBIDDEN
+from gateway.gatekeeper import Gatekeeper
+from gateway.identities import Identities
+from libs.common.errors import Problem
+from libs.common.internal_auth import InternalIdentity
+
+
+def get_gatekeeper(request: Request) -> Gatekeeper:
+    gatekeeper: Gatekeeper = request.app.state.runtime.extras["gatekeeper"]
+    return gatekeeper
+
+
+def get_identities(request: Request) -> Identities:
+    return get_gatekeeper(request).identities
+
+
+async def platform_principal(request: Request) -> Principal:
+    """A platform operator, authenticated, nonce-checked and rate-limited as an admin call."""
+    gatekeeper = get_gatekeeper(request)
+    body = await gatekeeper.read_body(request)
+    principal = await gatekeeper.admit(request, body, "admin")
+    if principal.kind != "platform":
+        raise Problem(ROUTE_FORBIDDEN, "only platform operators may call this endpoint")
+    return principal
+
+
+def internal_service(identity: InternalIdentity) -> str:
+    """A Juhe service calling with an internal token that names it (never a merchant or user)."""
+    if identity.kind != "service" or identity.service is None:
+        raise Problem(ROUTE_FORBIDDEN, "internal endpoint: services only")
+    return identity.service
+
+
+PlatformDep = Annotated[Principal, Depends(platform_principal)]
+IdentitiesDep = Annotated[Identities, Depends(get_identities)]
+GatekeeperDep = Annotated[Gatekeeper, Depends(get_gatekeeper)]
+InternalServiceDep = Annotated[str, Depends(internal_service)]

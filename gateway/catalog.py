@@ -1,0 +1,87 @@
+"""The public API catalogue: fetches each service's OpenAPI document and keeps the merged result.
+
+Fetched at start-up and every `openapi_refresh_seconds` (sooner while a service is missing), by every API
+replica on its own: the document is derived data, cheap to rebuild, so it needs no shared state. A
+service that cannot be reached keeps its last good document; one never reached is listed in
+`x-juhe-unavailable-services` until it answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from gateway.config import Settings
+from gateway.domain.errors import PUBLIC_ERRORS
+from gateway.domain.openapi_doc import assemble
+from libs.common.logging import get_logger
+
+log = get_logger("juhe.gateway.catalog")
+MISSING_RETRY_SECONDS = 2.0
+
+
+class ApiCatalog:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: dict[str, httpx.AsyncClient],
+        own_document: Callable[[], dict[str, Any]],
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.own_document = own_document
+        self.documents: dict[str, dict[str, Any]] = {}
+        self._merged: dict[str, Any] | None = None
+
+    def document(self) -> dict[str, Any]:
+        if self._merged is None:
+            self._merged = self._assemble()
+        return self._merged
+
+    def _assemble(self) -> dict[str, Any]:
+        served = set(self.settings.routes.values())
+        return assemble(
+            {**self.documents, "gateway": self.own_document()},
+            routes=self.settings.routes,
+            internal_prefixes=self.settings.internal_prefixes,
+            platform_only_prefixes=self.settings.platform_only_prefixes,
+            user_prefixes=self.settings.user_prefixes,
+            errors=PUBLIC_ERRORS,
+            unavailable=sorted(served - set(self.documents)),
+        )
+
+    async def refresh(self) -> None:
+        services = sorted(set(self.settings.routes.values()) & set(self.clients))
+        results = await asyncio.gather(*(self._fetch(name) for name in services))
+        for name, doc in zip(services, results, strict=True):
+            if doc is not None:
+                self.documents[name] = doc
+        self._merged = self._assemble()
+
+    async def _fetch(self, service: str) -> dict[str, Any] | None:
+        try:
+            response = await self.clients[service].get(
+                "/openapi.json", timeout=self.settings.openapi_fetch_timeout_seconds
+            )
+            response.raise_for_status()
+            doc = response.json()
+            return doc if isinstance(doc, dict) else None
+        except (httpx.HTTPError, ValueError) as exc:
+            log.info("openapi fetch failed", service=service, error=repr(exc)[:200])
+            return None
+
+    async def run(self) -> None:
+        """Refresh forever; a missing service is retried every few seconds."""
+        while True:
+            with contextlib.suppress(Exception):
+                await self.refresh()
+            missing = set(self.settings.routes.values()) - set(self.documents)
+            await asyncio.sleep(
+                min(MISSING_RETRY_SECONDS, self.settings.openapi_refresh_seconds)
+                if missing
+                else self.settings.openapi_refresh_seconds
+            )

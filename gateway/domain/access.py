@@ -1,0 +1,73 @@
+"""Who is calling, where the call goes, and whether that identity may make it. Pure rules, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.domain.errors import ROUTE_FORBIDDEN
+from libs.common.errors import ROUTE_NOT_FOUND, Problem
+
+PrincipalKind = Literal["merchant", "platform", "user"]
+RouteClass = Literal["read", "write", "admin"]
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller. `merchant_id` is the scope services filter by (None: all of a platform)."""
+
+    kind: PrincipalKind
+    key_id: str
+    platform_id: str
+    merchant_id: str | None = None
+    user_id: str | None = None
+
+    @property
+    def scope(self) -> str:
+        """Whose idempotency keys these are: a merchant's keys survive rotation of its API keys."""
+        if self.kind == "user":
+            return f"user:{self.user_id}"
+        if self.kind == "merchant":
+            return f"merchant:{self.merchant_id}"
+        return f"platform:{self.platform_id}:{self.merchant_id or '*'}"
+
+
+def has_prefix(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def match_prefix(path: str, prefixes: Iterable[str]) -> str | None:
+    best: str | None = None
+    for prefix in prefixes:
+        if has_prefix(path, prefix) and (best is None or len(prefix) > len(best)):
+            best = prefix
+    return best
+
+
+def resolve_service(path: str, routes: Mapping[str, str], internal_prefixes: Iterable[str]) -> str:
+    """The service that serves `path`; `route_not_found` for unknown and service-internal paths."""
+    if match_prefix(path, internal_prefixes) is not None:
+        raise Problem(ROUTE_NOT_FOUND, "No such endpoint")
+    prefix = match_prefix(path, routes)
+    if prefix is None:
+        raise Problem(ROUTE_NOT_FOUND, "No such endpoint")
+    return routes[prefix]
+
+
+def route_class(method: str, path: str, platform_only_prefixes: Iterable[str]) -> RouteClass:
+    if match_prefix(path, platform_only_prefixes) is not None:
+        return "admin"
+    return "read" if method.upper() in READ_METHODS else "write"
+
+
+def authorize(
+    principal: Principal, path: str, *, platform_only_prefixes: Iterable[str], user_prefixes: Iterable[str]
+) -> None:
+    if principal.kind == "platform":
+        return
+    if match_prefix(path, platform_only_prefixes) is not None:
+        raise Problem(ROUTE_FORBIDDEN, "only platform operators may call this endpoint")
+    if principal.kind == "user" and match_prefix(path, user_prefixes) is None:
+        raise Problem(ROUTE_FORBIDDEN, "end-user tokens may not call this endpoint")

@@ -1,0 +1,182 @@
+"""The request pipeline of the gateway: admit (authenticate, nonce, rate limit), then proxy with idempotency.
+
+Order matters for safety: the signature is checked before anything is written, so a forger cannot burn
+a merchant's nonces or rate budget; the nonce is claimed and the request counted in one round trip; the
+idempotency key is taken before the upstream is called and released if the upstream gave no final answer.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from fastapi import Request, Response
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.config import Settings
+from gateway.domain import access, idempotency, ratelimit
+from gateway.domain.access import Principal, RouteClass
+from gateway.domain.errors import NONCE_REUSED
+from gateway.identities import Identities
+from gateway.proxy import UpstreamResponse, Upstreams
+from gateway.store import guards
+from libs.common.errors import PAYLOAD_TOO_LARGE, Problem
+from libs.common.internal_auth import mint_identity_token
+
+
+def path_and_query(request: Request) -> str:
+    """Exactly what the client sent on the request line: the string its signature covers."""
+    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    query: bytes = request.scope.get("query_string", b"")
+    return raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+
+
+@dataclass
+class Gatekeeper:
+    settings: Settings
+    engine: AsyncEngine
+    identities: Identities
+    upstreams: Upstreams
+
+    def __post_init__(self) -> None:
+        self.guards = guards.guard_engine(self.engine)
+        self.limits: dict[RouteClass, int] = {
+            "read": self.settings.rate_limit_read_max,
+            "write": self.settings.rate_limit_write_max,
+            "admin": self.settings.rate_limit_admin_max,
+        }
+
+    async def read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.settings.body_size_max_bytes:
+            raise Problem(PAYLOAD_TOO_LARGE, f"at most {self.settings.body_size_max_bytes} bytes")
+        body = await request.body()
+        if len(body) > self.settings.body_size_max_bytes:
+            raise Problem(PAYLOAD_TOO_LARGE, f"at most {self.settings.body_size_max_bytes} bytes")
+        return body
+
+    async def admit(self, request: Request, body: bytes, route_class: RouteClass) -> Principal:
+        authenticated = await self.identities.authenticate(
+            method=request.method, path_and_query=path_and_query(request), headers=request.headers, body=body
+        )
+        principal = authenticated.principal
+        window = self.settings.rate_limit_window_seconds
+        bucket = ratelimit.bucket(principal.key_id, route_class)
+        async with self.guards.connect() as conn:
+            if authenticated.nonce is not None:
+                hit = await guards.claim_nonce_and_count(
+                    conn,
+                    key_id=authenticated.nonce.key_id,
+                    nonce=authenticated.nonce.nonce,
+                    nonce_expires_epoch=authenticated.nonce.expires_epoch,
+                    bucket=bucket,
+                    window_seconds=window,
+                )
+            else:
+                hit = await guards.count_hit(conn, bucket=bucket, window_seconds=window)
+        if not hit.nonce_fresh:
+            raise Problem(NONCE_REUSED, "this nonce was already used with this key; use a fresh nonce per request")
+        ratelimit.check(
+            hit.hits,
+            self.limits[route_class],
+            window_start=hit.window_start,
+            window_seconds=window,
+            now_epoch=hit.now_epoch,
+        )
+        return principal
+
+    def identity_token(self, principal: Principal) -> str:
+        return mint_identity_token(
+            self.settings.internal_token_secret.get_secret_value(),
+            key_id=principal.key_id,
+            merchant_id=principal.merchant_id,
+            platform=principal.platform_id if principal.kind in ("platform", "user") else None,
+            user=principal.user_id,
+            ttl_seconds=self.settings.internal_token_ttl_seconds,
+        )
+
+    async def handle(self, request: Request) -> Response:
+        """The public /v1 API: everything not served by the gateway itself goes through here."""
+        s = self.settings
+        path = request.url.path
+        service = access.resolve_service(path, s.routes, s.internal_prefixes)
+        body = await self.read_body(request)
+        principal = await self.admit(request, body, access.route_class(request.method, path, s.platform_only_prefixes))
+        access.authorize(
+            principal, path, platform_only_prefixes=s.platform_only_prefixes, user_prefixes=s.user_prefixes
+        )
+        method = request.method.upper()
+        key = request.headers.get(idempotency.IDEMPOTENCY_HEADER)
+        if method == "POST" or (key is not None and method not in access.READ_METHODS):
+            return await self._forward_idempotently(request, service, principal, idempotency.validate_key(key), body)
+        upstream = await self._forward(request, service, principal, body)
+        return _response(upstream)
+
+    async def _forward(self, request: Request, service: str, principal: Principal, body: bytes) -> UpstreamResponse:
+        return await self.upstreams.forward(
+            service,
+            method=request.method,
+            path_and_query=path_and_query(request),
+            headers=request.headers,
+            body=body,
+            identity_token=self.identity_token(principal),
+            client_ip=request.client.host if request.client else None,
+        )
+
+    async def _forward_idempotently(
+        self, request: Request, service: str, principal: Principal, key: str, body: bytes
+    ) -> Response:
+        s = self.settings
+        request_hash = idempotency.fingerprint(request.method, path_and_query(request), body)
+        lock_token = secrets.token_hex(16)
+        scope = principal.scope
+        acquired = False
+        record: idempotency.StoredRecord | None = None
+        async with self.guards.connect() as conn:
+            for _ in range(2):  # a record that expires between the two statements is taken on the second try
+                acquired = await guards.acquire_idempotency_key(
+                    conn,
+                    scope=scope,
+                    key=key,
+                    request_hash=request_hash,
+                    lock_token=lock_token,
+                    lock_seconds=s.idempotency_lock_seconds,
+                    ttl_seconds=s.idempotency_ttl_seconds,
+                )
+                if acquired:
+                    break
+                record = await guards.load_idempotency_record(conn, scope=scope, key=key)
+                if record is not None:
+                    break
+        if not acquired:
+            if record is None:
+                raise Problem(idempotency.IDEMPOTENCY_KEY_IN_PROGRESS, retry_after_seconds=1)
+            stored = idempotency.decide(record, request_hash)
+            assert stored.response_status is not None
+            headers = {**(stored.response_headers or {}), idempotency.REPLAYED_HEADER: "true"}
+            return Response(stored.response_body or b"", status_code=stored.response_status, headers=headers)
+        try:
+            upstream = await self._forward(request, service, principal, body)
+        except BaseException:
+            async with self.guards.connect() as conn:
+                await guards.release_idempotency_key(conn, scope=scope, key=key, lock_token=lock_token)
+            raise
+        async with self.guards.connect() as conn:
+            if idempotency.should_store(upstream.status) and len(upstream.body) <= s.idempotency_response_bytes_max:
+                kept = {k: v for k, v in upstream.headers.items() if k.lower() in idempotency.REPLAYED_RESPONSE_HEADERS}
+                await guards.complete_idempotency_key(
+                    conn,
+                    scope=scope,
+                    key=key,
+                    lock_token=lock_token,
+                    status=upstream.status,
+                    headers=kept,
+                    body=upstream.body,
+                )
+            else:
+                await guards.release_idempotency_key(conn, scope=scope, key=key, lock_token=lock_token)
+        return _response(upstream)
+
+
+def _response(upstream: UpstreamResponse) -> Response:
+    return Response(upstream.body, status_code=upstream.status, headers=upstream.headers)

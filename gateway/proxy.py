@@ -1,0 +1,109 @@
+"""Forwarding to the services: one pooled httpx client per service, bounded timeouts, safe retries.
+
+Retries: reads (GET/HEAD/OPTIONS) are retried on transport errors and 502/503/504 by
+`libs.common.http.request_with_retries`. Writes are retried only when the connection could not be
+opened at all (nothing reached the service), so a write is never sent twice by the gateway even when
+the service does not de-duplicate by Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.config import Settings
+from gateway.domain.errors import UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE
+from libs.common.errors import Problem
+from libs.common.http import IDEMPOTENT_METHODS, request_with_retries, service_client
+from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER
+from libs.common.logging import TRACE_HEADER
+
+FORWARDED_REQUEST_HEADERS = frozenset(
+    {"accept", "accept-language", "content-type", "idempotency-key", "user-agent", "traceparent", "tracestate"}
+)
+DROPPED_RESPONSE_HEADERS = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "transfer-encoding",
+        "content-length",
+        "content-encoding",
+        "date",
+        "server",
+        TRACE_HEADER.lower(),
+    }
+)
+CONNECT_RETRY_DELAY_SECONDS = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class Upstreams:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        # Our own transport: a bigger keep-alive pool than the library default (the gateway fans in).
+        limits = httpx.Limits(
+            max_connections=settings.upstream_connections_max,
+            max_keepalive_connections=settings.upstream_connections_max,
+        )
+        self.clients: dict[str, httpx.AsyncClient] = {
+            name: service_client(
+                url,
+                timeout_seconds=settings.upstream_timeout_seconds,
+                transport=httpx.AsyncHTTPTransport(limits=limits),
+            )
+            for name, url in settings.service_urls().items()
+        }
+
+    async def close(self) -> None:
+        await asyncio.gather(*(client.aclose() for client in self.clients.values()), return_exceptions=True)
+
+    async def forward(
+        self,
+        service: str,
+        *,
+        method: str,
+        path_and_query: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        identity_token: str,
+        client_ip: str | None,
+    ) -> UpstreamResponse:
+        out = {name: value for name, value in headers.items() if name.lower() in FORWARDED_REQUEST_HEADERS}
+        out[IDENTITY_HEADER] = identity_token
+        out.pop(DEV_MERCHANT_HEADER, None)
+        if client_ip:
+            out["X-Forwarded-For"] = client_ip
+        client = self.clients[service]
+        try:
+            if method.upper() in IDEMPOTENT_METHODS - {"PUT", "DELETE"}:
+                response = await request_with_retries(client, method, path_and_query, headers=out, content=body)
+            else:
+                response = await self._send_write(client, method, path_and_query, out, body)
+        except httpx.TimeoutException as exc:
+            raise Problem(UPSTREAM_TIMEOUT, f"{service} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise Problem(UPSTREAM_UNAVAILABLE, f"{service} is unavailable") from exc
+        kept = {k: v for k, v in response.headers.items() if k.lower() not in DROPPED_RESPONSE_HEADERS}
+        return UpstreamResponse(response.status_code, kept, response.content)
+
+    async def _send_write(
+        self, client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                return await client.request(method, url, headers=headers, content=body)
+            except httpx.ConnectError:
+                attempt += 1
+                if attempt > self.settings.upstream_connect_retries_max:
+                    raise
+                await asyncio.sleep(CONNECT_RETRY_DELAY_SECONDS * attempt)

@@ -1,0 +1,103 @@
+"""Pure gateway rules: sealing, idempotency decisions, access, rate-limit answers."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from gateway.domain import access, idempotency, ratelimit
+from gateway.domain.access import Principal
+from gateway.domain.credentials import CredentialSealer, CredentialSealError, hash_secret, new_secret, secret_matches
+from libs.common.errors import Problem
+
+KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def test_sealed_secret_opens_only_with_its_key_and_row() -> None:
+    sealer = CredentialSealer(KEY)
+    sealed = sealer.seal("sk_secret", row_id="key_1")
+    assert b"sk_secret" not in sealed
+    assert sealer.open(sealed, row_id="key_1") == "sk_secret"
+    with pytest.raises(CredentialSealError):
+        sealer.open(sealed, row_id="key_2")
+    with pytest.raises(CredentialSealError):
+        CredentialSealer(base64.b64encode(bytes(32)).decode()).open(sealed, row_id="key_1")
+    with pytest.raises(CredentialSealError):
+        sealer.open(sealed[:-1] + bytes([sealed[-1] ^ 1]), row_id="key_1")
+
+
+def test_bearer_secrets_are_compared_by_hash() -> None:
+    secret = new_secret("ak")
+    assert secret.startswith("ak_") and len(secret) > 40
+    assert secret_matches(secret, hash_secret(secret))
+    assert not secret_matches(secret + "x", hash_secret(secret))
+
+
+def _record(state: str, request_hash: bytes = b"h") -> idempotency.StoredRecord:
+    return idempotency.StoredRecord(request_hash, state, 201, {"content-type": "application/json"}, b"{}")  # type: ignore[arg-type]
+
+
+def test_idempotency_decisions() -> None:
+    assert idempotency.decide(_record("done"), b"h").response_status == 201
+    with pytest.raises(Problem) as err:
+        idempotency.decide(_record("done"), b"other")
+    assert err.value.spec.code == "idempotency_key_reused"
+    with pytest.raises(Problem) as err:
+        idempotency.decide(_record("in_progress"), b"h")
+    assert err.value.spec.code == "idempotency_key_in_progress"
+    assert err.value.extensions["retry_after_seconds"] == 1
+    with pytest.raises(Problem) as err:
+        idempotency.decide(_record("in_progress"), b"other")
+    assert err.value.spec.code == "idempotency_key_reused"
+
+
+def test_idempotency_key_validation_and_fingerprint() -> None:
+    with pytest.raises(Problem) as err:
+        idempotency.validate_key(None)
+    assert err.value.spec.code == "idempotency_key_missing"
+    for bad in ("", "x" * 256, "tab\there", "ключ"):
+        with pytest.raises(Problem) as err:
+            idempotency.validate_key(bad)
+        assert err.value.spec.code == "idempotency_key_invalid"
+    f = idempotency.fingerprint
+    assert f("POST", "/v1/a", b"{}") == f("post", "/v1/a", b"{}")
+    assert f("POST", "/v1/a", b"{}") != f("POST", "/v1/a?x=1", b"{}")
+    assert f("POST", "/v1/ab", b"c") != f("POST", "/v1/a", b"bc")  # length-prefixed parts
+
+
+def test_routing_table_and_access() -> None:
+    routes = {"/v1/payments": "cashier", "/v1/accounts": "ledger", "/v1/accounts/special": "routing"}
+    assert access.resolve_service("/v1/payments", routes, ()) == "cashier"
+    assert access.resolve_service("/v1/payments/pay_1/refunds", routes, ()) == "cashier"
+    assert access.resolve_service("/v1/accounts/special/x", routes, ()) == "routing"
+    for path in ("/v1/paymentsx", "/v2/payments", "/v1/route"):
+        with pytest.raises(Problem) as err:
+            access.resolve_service(path, {**routes, "/v1/route": "routing"}, ("/v1/route",))
+        assert err.value.spec.code == "route_not_found"
+    merchant = Principal("merchant", "key_1", "plt_1", merchant_id="mch_1")
+    user = Principal("user", "utk_1", "plt_1", user_id="usr_1")
+    platform = Principal("platform", "key_2", "plt_1")
+    rules = {"platform_only_prefixes": ("/v1/platform",), "user_prefixes": ("/v1/wallets",)}
+    access.authorize(merchant, "/v1/payments", **rules)
+    access.authorize(platform, "/v1/platform/merchants", **rules)
+    access.authorize(user, "/v1/wallets/w_1", **rules)
+    for who, path in ((merchant, "/v1/platform/merchants"), (user, "/v1/payments"), (user, "/v1/platform/x")):
+        with pytest.raises(Problem) as err:
+            access.authorize(who, path, **rules)
+        assert err.value.spec.code == "route_forbidden"
+    assert access.route_class("GET", "/v1/payments", ("/v1/platform",)) == "read"
+    assert access.route_class("POST", "/v1/payments", ("/v1/platform",)) == "write"
+    assert access.route_class("GET", "/v1/platform/x", ("/v1/platform",)) == "admin"
+    assert merchant.scope == "merchant:mch_1" and user.scope == "user:usr_1"
+
+
+def test_rate_limit_answer_says_when_to_retry() -> None:
+    ratelimit.check(5, 5, window_start=60, window_seconds=60, now_epoch=100.0)
+    with pytest.raises(Problem) as err:
+        ratelimit.check(6, 5, window_start=60, window_seconds=60, now_epoch=100.2)
+    assert err.value.spec.code == "rate_limited"
+    assert err.value.extensions["retry_after_seconds"] == 20
+    with pytest.raises(Problem) as err:
+        ratelimit.check(6, 5, window_start=60, window_seconds=60, now_epoch=119.9)
+    assert err.value.extensions["retry_after_seconds"] == 1

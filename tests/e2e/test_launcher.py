@@ -40,7 +40,9 @@ def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line and proc.poll() is not None:
-            raise AssertionError("launcher exited early:\n" + "".join(lines[-40:]))
+            raise AssertionError(
+                f"launcher exited early ({proc.returncode}):\n" + "".join(lines[-40:]) + proc.stdout.read()
+            )
         lines.append(line)
         if "Ctrl-C stops everything" in line:
             return lines

@@ -176,12 +176,12 @@ class Platform:
         """Copy a child's output to its log file and, prefixed, to the console."""
         assert child.process and child.process.stdout
         prefix = f"\x1b[{child.color}m{child.spec.name:<11}\x1b[0m| "
-        with open(log_path, "ab") as log:
+        with open(log_path, "ab") as log:  # noqa: ASYNC230 - a local append-only file, written line by line
             async for line in child.process.stdout:
                 log.write(line)
                 log.flush()
                 if not self.stopping:
-                    self.console.write(prefix + line.decode(errors="replace"))
+                    self.console.write(prefix + _readable(line.decode(errors="replace")))
                     self.console.flush()
 
     async def wait_ready(self) -> None:
@@ -251,6 +251,22 @@ class Platform:
             if proc and proc.process:
                 pids.append(proc.process.pid)
         return sum(_tree_rss_kib(pid) for pid in pids) / 1024
+
+
+def _readable(line: str) -> str:
+    """The console shows `level event key=value`; the log file keeps the full JSON line."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line
+    if not isinstance(record, dict) or "event" not in record:
+        return line
+    skip = {"event", "level", "timestamp", "service", "logger"}
+    extras = " ".join(f"{k}={v}" for k, v in record.items() if k not in skip and k != "exception")
+    text = f"{record.get('level', 'info'):<7} {record['event']} {extras}".rstrip()
+    if "exception" in record:
+        text += "\n" + str(record["exception"])
+    return text + "\n"
 
 
 def _env_prefix(name: str) -> str:

@@ -15,7 +15,5 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
     except ModuleNotFoundError:
         platform.say("gateway seed not available yet; skipping demo data")
         return {}
-    result = gateway_seed.seed_demo(db_urls["gateway"], platform.data_dir / "demo-keys.json")
-    if hasattr(result, "__await__"):
-        result = await result
-    return {str(k): str(v) for k, v in dict(result).items()}
+    result = await gateway_seed.seed_demo_async(db_urls["gateway"], platform.data_dir / "demo-keys.json")
+    return {str(k): str(v) for k, v in dict(result).items() if k != "created"}

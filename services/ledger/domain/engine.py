@@ -118,10 +118,14 @@ class BatchEffects:
 
 
 def transfer_event_data(t: Transfer) -> dict[str, Any]:
-    """Event payload: enough for a consumer to act without calling back (ids, postings, amounts)."""
+    """Event payload: enough for a consumer to act without calling back (ids, postings, amounts).
+
+    Built on the hot path (one per transfer), so plain dicts and the StrEnum members themselves (they
+    are `str`) rather than `.value` lookups.
+    """
     return {
         "transfer_id": t.id,
-        "status": t.status.value,
+        "status": str(t.status),
         "source": t.source,
         "idempotency_key": t.idempotency_key,
         "reference": t.reference,
@@ -130,7 +134,7 @@ def transfer_event_data(t: Transfer) -> dict[str, Any]:
         "postings": [
             {
                 "account_id": p.account_id,
-                "direction": p.direction.value,
+                "direction": str(p.direction),
                 "amount_minor": p.amount_minor,
                 "posted_amount_minor": p.posted_amount_minor,
                 "currency": p.currency,

@@ -115,7 +115,7 @@ class TransferRequest:
     def body_hash(self) -> str:
         """Fingerprint of everything but the key: same key + same hash = replay, other hash = 409."""
         body = {
-            "postings": [[p.account_id, p.direction.value, p.amount_minor, p.currency] for p in self.postings],
+            "postings": [[p.account_id, str(p.direction), p.amount_minor, p.currency] for p in self.postings],
             "pending": self.pending,
             "timeout_seconds": self.timeout_seconds,
             "reference": self.reference,

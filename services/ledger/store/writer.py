@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -34,15 +35,17 @@ from typing import Any
 
 import asyncpg
 
-from libs.common.db import Tx, UnitOfWork
+from libs.common.db import Tx, UnitOfWork, shard_of
 from libs.common.ids import new_id
-from libs.common.logging import get_logger
+from libs.common.logging import current_trace_id, get_logger
 from services.ledger.domain import errors
 from services.ledger.domain.accounts import Account
 from services.ledger.domain.engine import (
+    BatchEffects,
     BatchEngine,
     Command,
     CreateTransfers,
+    Event,
     Outcome,
     PostPending,
     VoidPending,
@@ -56,25 +59,10 @@ from services.ledger.store.codec import (
     account_from_row,
     postings_to_json,
     transfer_from_row,
-    transfer_record,
 )
 
 log = get_logger("juhe.ledger.writer")
 
-_ENTRY_COLUMNS = (
-    "account_id",
-    "transfer_id",
-    "kind",
-    "direction",
-    "posted_delta_minor",
-    "pending_delta_minor",
-    "currency",
-    "debits_posted",
-    "credits_posted",
-    "debits_pending",
-    "credits_pending",
-    "created_at",
-)
 _RETRYABLE = (
     asyncpg.UniqueViolationError,
     asyncpg.DeadlockDetectedError,
@@ -87,10 +75,74 @@ def command_size(command: Command) -> int:
     return len(command.requests) if isinstance(command, CreateTransfers) else 1
 
 
+# The whole batch in one statement (one round trip): data-modifying CTEs, column arrays via unnest.
+_WRITE_SQL = """
+WITH new_transfers AS (
+  INSERT INTO transfers (id, source, idempotency_key, body_hash, status, pending, postings, reference,
+                         corrects_transfer_id, metadata, created_at, timeout_at, finalized_at)
+  SELECT v.id, v.source, v.key, v.hash, v.status, v.pending, v.postings::jsonb, v.reference, v.corrects,
+         v.metadata::jsonb, $1, v.timeout_at, v.finalized_at
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bool[], $8::text[], $9::text[],
+                $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[])
+         AS v(id, source, key, hash, status, pending, postings, reference, corrects, metadata, timeout_at,
+              finalized_at)
+), new_entries AS (
+  INSERT INTO entries (account_id, transfer_id, kind, direction, posted_delta_minor, pending_delta_minor,
+                       currency, debits_posted, credits_posted, debits_pending, credits_pending, created_at)
+  SELECT v.*, $1
+    FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::text[],
+                $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[])
+         AS v(account_id, transfer_id, kind, direction, posted, pending, currency, dp, cp, dq, cq)
+), balances AS (
+  UPDATE accounts AS a
+     SET debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dq, credits_pending = v.cq,
+         updated_at = $1
+    FROM unnest($25::text[], $26::bigint[], $27::bigint[], $28::bigint[], $29::bigint[]) AS v(id, dp, cp, dq, cq)
+   WHERE a.id = v.id
+), finished AS (
+  UPDATE transfers AS t
+     SET status = v.status, finalized_at = v.finalized_at, postings = v.postings::jsonb
+    FROM unnest($30::text[], $31::text[], $32::timestamptz[], $33::text[]) AS v(id, status, finalized_at, postings)
+   WHERE t.id = v.id AND t.status = 'pending'
+  RETURNING 1
+), events AS (
+  INSERT INTO outbox (event_id, topic, key, shard, event_type, payload)
+  SELECT * FROM unnest($34::text[], $35::text[], $36::text[], $37::smallint[], $38::text[], $39::bytea[])
+)
+SELECT count(*) FROM finished
+"""
+
+
+def envelope_bytes(
+    *, event_id: str, type: str, source: str, subject: str, data: dict[str, Any], time: str, trace_id: str | None
+) -> bytes:
+    """Byte-for-byte what `libs.common.events.Envelope.to_bytes()` produces (same keys, same order).
+
+    Why not `tx.publish`: `Envelope.to_bytes` deep-copies `data` through `dataclasses.asdict`, which cost
+    more than everything else per transfer at thousands of transfers per second. The outbox rows are
+    the same table, the same transaction, the same format (a unit test pins the equality).
+    """
+    return json.dumps(
+        {
+            "type": type,
+            "source": source,
+            "subject": subject,
+            "data": data,
+            "id": event_id,
+            "time": time,
+            "data_version": 1,
+            "trace_id": trace_id,
+        },
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+
+
 @dataclass(slots=True)
 class _Item:
     command: Command
     future: asyncio.Future[list[Outcome]]
+    trace_id: str | None
 
 
 class LedgerWriter:
@@ -140,7 +192,7 @@ class LedgerWriter:
         self.start()
         future: asyncio.Future[list[Outcome]] = asyncio.get_running_loop().create_future()
         self._queued_transfers += size
-        self._queue.put_nowait(_Item(command, future))
+        self._queue.put_nowait(_Item(command, future, current_trace_id()))
         return await future
 
     # --- the writer task -----------------------------------------------------------------------------
@@ -154,7 +206,9 @@ class LedgerWriter:
                 size += command_size(item.command)
             self._queued_transfers -= size
             try:
-                results = await self.write_batch([item.command for item in batch])
+                results = await self.write_batch(
+                    [item.command for item in batch], trace_ids=[item.trace_id for item in batch]
+                )
             except asyncio.CancelledError:
                 for item in batch:
                     if not item.future.done():
@@ -170,12 +224,14 @@ class LedgerWriter:
                 if not item.future.done():
                     item.future.set_result(result)
 
-    async def write_batch(self, commands: Sequence[Command]) -> list[list[Outcome]]:
+    async def write_batch(
+        self, commands: Sequence[Command], *, trace_ids: Sequence[str | None] | None = None
+    ) -> list[list[Outcome]]:
         """Writes one batch, retrying the whole transaction on races another writer can cause."""
         for attempt in range(1, self.batch_attempts_max + 1):
             try:
                 async with self.uow.begin() as tx:
-                    results = await self._write(tx, commands)
+                    results = await self._write(tx, commands, trace_ids or [None] * len(commands))
                 self.batches_written += 1
                 return results
             except _RETRYABLE as exc:
@@ -185,9 +241,12 @@ class LedgerWriter:
                 await asyncio.sleep(0.005 * attempt)
         raise AssertionError("unreachable")
 
-    async def _write(self, tx: Tx, commands: Sequence[Command]) -> list[list[Outcome]]:
+    async def _write(self, tx: Tx, commands: Sequence[Command], trace_ids: Sequence[str | None]) -> list[list[Outcome]]:
         # The first statement through SQLAlchemy opens the transaction; then the raw driver (COPY).
-        await tx.conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{int(self.lock_timeout_seconds * 1000)}ms'")
+        # The first statement goes through SQLAlchemy (it opens the transaction); then the raw driver.
+        await tx.conn.exec_driver_sql(
+            f"SELECT set_config('lock_timeout', '{int(self.lock_timeout_seconds * 1000)}ms', true)"
+        )
         raw = await tx.conn.get_raw_connection()
         db: asyncpg.Connection = raw.driver_connection
 
@@ -209,9 +268,8 @@ class LedgerWriter:
         pending = await _lock_transfers(db, sorted(finishing))
         for t in pending.values():
             account_ids.update(p.account_id for p in t.postings)
-        accounts = await _lock_accounts(db, sorted(account_ids))
+        accounts, now = await _lock_accounts(db, sorted(account_ids))
         known_ids = await _existing_transfer_ids(db, sorted(corrects)) if corrects else set()
-        now: datetime = await db.fetchval("SELECT clock_timestamp()")
 
         engine = BatchEngine(
             accounts=accounts,
@@ -221,73 +279,97 @@ class LedgerWriter:
             now=now,
             new_transfer_id=lambda: new_id("tr"),
         )
-        results = [engine.apply(command) for command in commands]
+        results: list[list[Outcome]] = []
+        event_traces: list[str | None] = []  # each event carries the trace id of the request behind it
+        for command, trace_id in zip(commands, trace_ids, strict=True):
+            results.append(engine.apply(command))
+            event_traces.extend([trace_id] * (len(engine.effects.events) - len(event_traces)))
         effects = engine.effects
-
-        if effects.new_transfers:
-            await db.copy_records_to_table(
-                "transfers",
-                records=[transfer_record(t) for t in effects.new_transfers],
-                columns=[c.strip() for c in TRANSFER_COLUMNS.split(",")],
-            )
-        if effects.entries:
-            await db.copy_records_to_table(
-                "entries",
-                records=[
-                    (
-                        e.account_id,
-                        e.transfer_id,
-                        e.kind.value,
-                        e.direction.value,
-                        e.posted_delta_minor,
-                        e.pending_delta_minor,
-                        e.currency,
-                        *e.balances_after,
-                        e.created_at,
-                    )
-                    for e in effects.entries
-                ],
-                columns=_ENTRY_COLUMNS,
-            )
-        touched = effects.touched_account_ids()
-        if touched:
-            balances = [accounts[a].balances for a in touched]
-            await db.execute(
-                """
-                UPDATE accounts AS a
-                   SET debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dq,
-                       credits_pending = v.cq, updated_at = $6
-                  FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
-                       AS v(id, dp, cp, dq, cq)
-                 WHERE a.id = v.id
-                """,
-                touched,
-                [b.debits_posted for b in balances],
-                [b.credits_posted for b in balances],
-                [b.debits_pending for b in balances],
-                [b.credits_pending for b in balances],
-                now,
-            )
-        finished = list({t.id: t for t in effects.finalized_transfers}.values())
-        if finished:
-            status = await db.execute(
-                """
-                UPDATE transfers AS t
-                   SET status = v.status, finalized_at = v.finalized_at, postings = v.postings::jsonb
-                  FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[])
-                       AS v(id, status, finalized_at, postings)
-                 WHERE t.id = v.id AND t.status = 'pending'
-                """,
-                [t.id for t in finished],
-                [t.status.value for t in finished],
-                [t.finalized_at for t in finished],
-                [postings_to_json(t.postings) for t in finished],
-            )
-            if status != f"UPDATE {len(finished)}":  # compare-and-set on status; we hold the row locks
-                raise RuntimeError(f"pending transfer changed under lock: {status}")
-        for event in effects.events:
-            tx.publish(topic=TRANSFERS_TOPIC, type=event.type, subject=event.subject, data=event.data)
+        if effects.entries or effects.new_transfers or effects.finalized_transfers:
+            finished_count = await db.fetchval(_WRITE_SQL, *self._write_arguments(effects, accounts, event_traces, now))
+            expected = len({t.id for t in effects.finalized_transfers})
+            if finished_count != expected:  # compare-and-set on status; we hold the row locks
+                raise RuntimeError(f"pending transfers changed under lock: {finished_count} != {expected}")
         return results
+
+    def _write_arguments(
+        self,
+        effects: BatchEffects,
+        accounts: dict[str, Account],
+        event_traces: list[str | None],
+        now: datetime,
+    ) -> list[Any]:
+        """Column arrays for `_WRITE_SQL`: the whole batch in one statement, one round trip."""
+        new = effects.new_transfers
+        entries = effects.entries
+        finished = list({t.id: t for t in effects.finalized_transfers}.values())
+        touched = effects.touched_account_ids()
+        balances = [accounts[a].balances for a in touched]
+        outbox = self._outbox_records(effects.events, event_traces, now.isoformat())
+        return [
+            now,
+            # transfers
+            [t.id for t in new],
+            [t.source for t in new],
+            [t.idempotency_key for t in new],
+            [t.body_hash for t in new],
+            [str(t.status) for t in new],
+            [t.pending for t in new],
+            [postings_to_json(t.postings) for t in new],
+            [t.reference for t in new],
+            [t.corrects_transfer_id for t in new],
+            [json.dumps(t.metadata, separators=(",", ":")) for t in new],
+            [t.timeout_at for t in new],
+            [t.finalized_at for t in new],
+            # entries
+            [e.account_id for e in entries],
+            [e.transfer_id for e in entries],
+            [str(e.kind) for e in entries],
+            [str(e.direction) for e in entries],
+            [e.posted_delta_minor for e in entries],
+            [e.pending_delta_minor for e in entries],
+            [e.currency for e in entries],
+            [e.balances_after[0] for e in entries],
+            [e.balances_after[1] for e in entries],
+            [e.balances_after[2] for e in entries],
+            [e.balances_after[3] for e in entries],
+            # accounts
+            touched,
+            [b.debits_posted for b in balances],
+            [b.credits_posted for b in balances],
+            [b.debits_pending for b in balances],
+            [b.credits_pending for b in balances],
+            # finished pending transfers
+            [t.id for t in finished],
+            [str(t.status) for t in finished],
+            [t.finalized_at for t in finished],
+            [postings_to_json(t.postings) for t in finished],
+            # outbox
+            [r[0] for r in outbox],
+            [r[1] for r in outbox],
+            [r[2] for r in outbox],
+            [r[3] for r in outbox],
+            [r[4] for r in outbox],
+            [r[5] for r in outbox],
+        ]
+
+    def _outbox_records(
+        self, events: list[Event], trace_ids: list[str | None], time: str
+    ) -> list[tuple[str, str, str, int, str, bytes]]:
+        records = []
+        for event, trace_id in zip(events, trace_ids, strict=True):
+            event_id = new_id("evt")
+            payload = envelope_bytes(
+                event_id=event_id,
+                type=event.type,
+                source=self.uow.source,
+                subject=event.subject,
+                data=event.data,
+                time=time,
+                trace_id=trace_id,
+            )
+            records.append((event_id, TRANSFERS_TOPIC, event.subject, shard_of(event.subject), event.type, payload))
+        return records
 
 
 async def _transfers_by_keys(db: asyncpg.Connection, keys: list[tuple[str, str]]) -> dict[tuple[str, str], Transfer]:
@@ -313,13 +395,25 @@ async def _lock_transfers(db: asyncpg.Connection, ids: list[str]) -> dict[str, T
     return {r["id"]: transfer_from_row(r) for r in rows}
 
 
-async def _lock_accounts(db: asyncpg.Connection, ids: list[str]) -> dict[str, Account]:
+async def _lock_accounts(db: asyncpg.Connection, ids: list[str]) -> tuple[dict[str, Account], datetime]:
+    """Locks the accounts in id order and reads the database clock *after* the last lock.
+
+    Rows leave the locking CTE one by one, each locked before it is emitted, so the largest
+    `clock_timestamp()` of the outer rows is later than every lock: entries of an account therefore get
+    times that never go backwards, even across writers, which balance-as-of relies on.
+    """
     if not ids:
-        return {}
+        return {}, await db.fetchval("SELECT clock_timestamp()")
     rows = await db.fetch(
-        f"SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE", ids
+        f"""
+        WITH locked AS (SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
+        SELECT locked.*, clock_timestamp() AS locked_at FROM locked
+        """,
+        ids,
     )
-    return {r["id"]: account_from_row(r) for r in rows}
+    if not rows:
+        return {}, await db.fetchval("SELECT clock_timestamp()")
+    return {r["id"]: account_from_row(r, metadata=False) for r in rows}, max(r["locked_at"] for r in rows)
 
 
 async def _existing_transfer_ids(db: asyncpg.Connection, ids: list[str]) -> set[str]:

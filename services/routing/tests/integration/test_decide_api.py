@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.routing.tests.integration.conftest import ACTOR, seed, payment
+import httpx
+
+from services.routing.tests.integration.conftest import ACTOR, payment, seed
 
 
 def order(body: dict[str, Any]) -> list[str]:
@@ -21,3 +23,43 @@ async def test_cheapest_route_wins_over_http_with_fee_and_explanation(make_app: 
     assert first["sub_merchant_id"] == "sub_wx_sp" and first["connector"] == "wechatpay"
     assert "ranked by expected cost" in first["explanation"]
     assert {s["route_id"]: s["reason"] for s in body["skipped"]} == {"ali_direct": "method_mismatch"}
+
+
+async def test_force_and_deny_rules_apply_over_http(make_app: Any) -> None:
+    client = await make_app()
+    await seed(client)
+    force = {
+        "name": "big tickets go direct",
+        "scope": "merchant",
+        "merchant_id": "mch_school",
+        "priority": 1,
+        "conditions": {"amount_min_minor": 100_000},
+        "action": {"kind": "force", "route_ids": ["wx_direct"]},
+    }
+    deny = {
+        "name": "no lianlian in the WeChat browser",
+        "scope": "platform",
+        "priority": 2,
+        "conditions": {"payer_clients": ["wechat"]},
+        "action": {"kind": "deny", "route_ids": ["wx_lianlian"]},
+    }
+    for rule in (force, deny):
+        assert (await client.post("/v1/rules", json=rule, headers=ACTOR)).status_code == 201
+    big = (await client.post("/v1/route", json=payment(amount_minor=100_000))).json()
+    assert order(big) == ["wx_direct", "wx_sp"] and big["candidates"][0]["placement"] == "forced"
+    small_other_client = (await client.post("/v1/route", json=payment(payer_client="other"))).json()
+    assert order(small_other_client) == ["wx_sp", "wx_lianlian", "wx_direct"]
+
+
+async def test_the_real_service_process_answers_decide(
+    service_processes: Any, routing_db: str, juhe_infra: Any, make_app: Any
+) -> None:
+    client = await make_app()
+    await seed(client)
+    proc = service_processes(
+        "routing", {"database_url": routing_db, "kafka_bootstrap_servers": juhe_infra.bootstrap, "role": "api"}
+    )
+    async with httpx.AsyncClient(base_url=proc.base_url) as real:
+        r = await real.post("/v1/route", json=payment(exclude_route_ids=["wx_sp"]))
+    assert r.status_code == 200
+    assert order(r.json()) == ["wx_lianlian", "wx_direct"]

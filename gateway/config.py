@@ -15,8 +15,10 @@ DEMO_CREDENTIALS_KEY = "anVoZS1kZW1vLWNyZWRlbnRpYWxzLWtleS0zMmJ5dGU="
 DEFAULT_ROUTES: dict[str, str] = {
     "/v1/payments": "cashier",
     "/v1/refunds": "cashier",
+    "/v1/webhook-deliveries": "cashier",
     "/v1/checkout": "cashier",
-    "/v1/notifications": "cashier",
+    "/v1/notify": "cashier",
+    "/v1/admin/merchants": "cashier",
     "/v1/accounts": "ledger",
     "/v1/transfers": "ledger",
     "/v1/holds": "ledger",
@@ -24,9 +26,12 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/entitlements": "ledger",
     "/v1/kyc": "ledger",
     "/v1/migrations": "ledger",
-    "/v1/routing": "routing",
-    "/v1/channels": "routing",
+    "/v1/channel-routes": "routing",
     "/v1/contracts": "routing",
+    "/v1/fee-rates": "routing",
+    "/v1/rules": "routing",
+    "/v1/routing-settings": "routing",
+    "/v1/audit": "routing",
     "/v1/splits": "settlement",
     "/v1/settlements": "settlement",
     "/v1/payouts": "settlement",
@@ -37,6 +42,25 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/points": "marketing",
     "/v1/campaigns": "marketing",
 }
+
+# Platform operators only. Ledger and routing APIs are here because those services do not filter by the
+# caller's merchant (yet): open a prefix to merchants only once its service scopes every query.
+DEFAULT_PLATFORM_ONLY_PREFIXES: tuple[str, ...] = (
+    "/v1/platform",
+    "/v1/admin",
+    "/v1/accounts",
+    "/v1/transfers",
+    "/v1/holds",
+    "/v1/entitlements",
+    "/v1/kyc",
+    "/v1/migrations",
+    "/v1/channel-routes",
+    "/v1/contracts",
+    "/v1/fee-rates",
+    "/v1/rules",
+    "/v1/routing-settings",
+    "/v1/audit",
+)
 
 
 class Settings(ServiceSettings):
@@ -55,8 +79,10 @@ class Settings(ServiceSettings):
     routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
     # Service-to-service only (cashier → routing decide): never reachable from outside.
     internal_prefixes: tuple[str, ...] = ("/v1/route", "/v1/internal")
-    # Only platform operators may call these (besides the gateway's own /v1/platform API).
-    platform_only_prefixes: tuple[str, ...] = ("/v1/platform", "/v1/admin", "/v1/routing", "/v1/migrations")
+    platform_only_prefixes: tuple[str, ...] = DEFAULT_PLATFORM_ONLY_PREFIXES
+    # Forwarded without gateway authentication: channels' signed notifications, verified by the cashier.
+    # Rate-limited per client address; never carry an identity.
+    passthrough_prefixes: tuple[str, ...] = ("/v1/notify",)
     # End-user tokens (My Wallet, checkout frontends) may call only these.
     user_prefixes: tuple[str, ...] = ("/v1/wallets", "/v1/checkout", "/v1/me")
 

@@ -18,7 +18,7 @@ from gateway.domain import access, idempotency, ratelimit
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.errors import NONCE_REUSED
 from gateway.identities import Identities
-from gateway.proxy import UpstreamResponse, Upstreams
+from gateway.proxy import ForwardedIdentity, UpstreamResponse, Upstreams
 from gateway.store import guards
 from libs.common.errors import PAYLOAD_TOO_LARGE, Problem
 from libs.common.internal_auth import mint_identity_token
@@ -85,8 +85,8 @@ class Gatekeeper:
         )
         return principal
 
-    def identity_token(self, principal: Principal) -> str:
-        return mint_identity_token(
+    def identity(self, principal: Principal) -> ForwardedIdentity:
+        token = mint_identity_token(
             self.settings.internal_token_secret.get_secret_value(),
             key_id=principal.key_id,
             merchant_id=principal.merchant_id,
@@ -94,6 +94,8 @@ class Gatekeeper:
             user=principal.user_id,
             ttl_seconds=self.settings.internal_token_ttl_seconds,
         )
+        subject = principal.user_id if principal.kind == "user" else principal.merchant_id or principal.platform_id
+        return ForwardedIdentity(token, principal.merchant_id, f"{principal.kind}:{subject}/{principal.key_id}")
 
     async def handle(self, request: Request) -> Response:
         """The public /v1 API: everything not served by the gateway itself goes through here."""
@@ -101,6 +103,8 @@ class Gatekeeper:
         path = request.url.path
         service = access.resolve_service(path, s.routes, s.internal_prefixes)
         body = await self.read_body(request)
+        if access.match_prefix(path, s.passthrough_prefixes) is not None:
+            return await self._passthrough(request, service, body)
         principal = await self.admit(request, body, access.route_class(request.method, path, s.platform_only_prefixes))
         access.authorize(
             principal, path, platform_only_prefixes=s.platform_only_prefixes, user_prefixes=s.user_prefixes
@@ -112,14 +116,30 @@ class Gatekeeper:
         upstream = await self._forward(request, service, principal, body)
         return _response(upstream)
 
-    async def _forward(self, request: Request, service: str, principal: Principal, body: bytes) -> UpstreamResponse:
+    async def _passthrough(self, request: Request, service: str, body: bytes) -> Response:
+        client_ip = request.client.host if request.client else "unknown"
+        window = self.settings.rate_limit_window_seconds
+        async with self.guards.connect() as conn:
+            hit = await guards.count_hit(conn, bucket=f"ip:{client_ip}:passthrough", window_seconds=window)
+        ratelimit.check(
+            hit.hits,
+            self.limits["write"],
+            window_start=hit.window_start,
+            window_seconds=window,
+            now_epoch=hit.now_epoch,
+        )
+        return _response(await self._forward(request, service, None, body))
+
+    async def _forward(
+        self, request: Request, service: str, principal: Principal | None, body: bytes
+    ) -> UpstreamResponse:
         return await self.upstreams.forward(
             service,
             method=request.method,
             path_and_query=path_and_query(request),
             headers=request.headers,
             body=body,
-            identity_token=self.identity_token(principal),
+            identity=self.identity(principal) if principal is not None else None,
             client_ip=request.client.host if request.client else None,
         )
 

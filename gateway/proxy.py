@@ -37,6 +37,16 @@ DROPPED_RESPONSE_HEADERS = frozenset(
     }
 )
 CONNECT_RETRY_DELAY_SECONDS = 0.05
+# Set by the gateway from the authenticated principal, never taken from the client. Transitional: services
+# that do not verify X-Juhe-Identity yet read these (the cashier's merchant header, routing's actor).
+ACTOR_HEADER = "X-Juhe-Actor"
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardedIdentity:
+    token: str
+    merchant_id: str | None
+    actor: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +84,16 @@ class Upstreams:
         path_and_query: str,
         headers: Mapping[str, str],
         body: bytes,
-        identity_token: str,
+        identity: ForwardedIdentity | None,
         client_ip: str | None,
     ) -> UpstreamResponse:
+        """`identity` None only for passthrough paths (channel notifications): nothing vouched for."""
         out = {name: value for name, value in headers.items() if name.lower() in FORWARDED_REQUEST_HEADERS}
-        out[IDENTITY_HEADER] = identity_token
-        out.pop(DEV_MERCHANT_HEADER, None)
+        if identity is not None:
+            out[IDENTITY_HEADER] = identity.token
+            out[ACTOR_HEADER] = identity.actor
+            if identity.merchant_id:
+                out[DEV_MERCHANT_HEADER] = identity.merchant_id
         if client_ip:
             out["X-Forwarded-For"] = client_ip
         client = self.clients[service]

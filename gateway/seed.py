@@ -9,7 +9,8 @@ The gateway database must already be migrated. `settings` must carry the same
 
 Idempotent: the first run creates everything and writes the plaintext keys to `keys_path` (mode 0600);
 the database holds only hashes and AES-GCM-sealed secrets. Later runs read the same keys back from the
-file, after checking they still work; if the file is gone or its keys were revoked, the demo keys are
+file, after checking they still work (the short-lived user token is re-issued when under 10 min are left);
+if the file is gone or its keys were revoked, the demo keys are
 re-issued (old ones revoked) and the file rewritten. Returns:
 
     {"platform_id", "admin_key", "merchant_id", "key_id", "secret", "webhook_secret",
@@ -37,7 +38,7 @@ from libs.common.db import create_engine
 DEMO_PLATFORM_ID = "plt_demo"
 DEMO_MERCHANT_ID = "mch_demo"
 DEMO_USER_ID = "usr_demo"
-DEMO_USER_TOKEN_TTL_SECONDS = 7 * 86400
+USER_TOKEN_LEFT_SECONDS_MIN = 600
 DEFAULT_KEYS_PATH = ".juhe/demo-keys.json"
 
 
@@ -57,6 +58,9 @@ async def seed_demo_async(
         identities = Identities(engine, settings)
         saved = _read(path)
         if saved is not None and await _still_valid(engine, identities, saved):
+            if not await _token_fresh(engine, saved):
+                saved = {**saved, **await _issue_user_token(identities)}
+                _write(path, saved)
             return {**saved, "created": False}
         keys = await _issue(identities, engine)
         _write(path, keys)
@@ -90,9 +94,6 @@ async def _issue(identities: Identities, engine: AsyncEngine) -> dict[str, Any]:
         webhook_secret = await identities.webhook_secret(DEMO_MERCHANT_ID)
     if user is None:
         await identities.create_user(platform, name="Demo user", user_id=DEMO_USER_ID)
-    token = await identities.issue_user_token(
-        platform, DEMO_USER_ID, ttl_seconds=DEMO_USER_TOKEN_TTL_SECONDS, merchant_id=None
-    )
     return {
         "platform_id": DEMO_PLATFORM_ID,
         "admin_key": admin["token"],
@@ -101,19 +102,36 @@ async def _issue(identities: Identities, engine: AsyncEngine) -> dict[str, Any]:
         "secret": merchant_key["secret"],
         "webhook_secret": webhook_secret,
         "user_id": DEMO_USER_ID,
-        "user_token": token["token"],
-        "user_token_expires_at": token["expires_at"].isoformat(),
+        **await _issue_user_token(identities),
     }
 
 
-async def _still_valid(engine: AsyncEngine, identities: Identities, saved: dict[str, Any]) -> bool:
-    """Every saved key still opens and is active, and the user token has a day left."""
+async def _issue_user_token(identities: Identities) -> dict[str, Any]:
+    """End-user tokens are short-lived (`user_token_ttl_seconds_max`): the seed re-issues an expiring one."""
+    platform = Principal("platform", "seed", DEMO_PLATFORM_ID)
+    token = await identities.issue_user_token(
+        platform, DEMO_USER_ID, ttl_seconds=identities.settings.user_token_ttl_seconds_max, merchant_id=None
+    )
+    return {"user_token": token["token"], "user_token_expires_at": token["expires_at"].isoformat()}
+
+
+async def _token_fresh(engine: AsyncEngine, saved: dict[str, Any]) -> bool:
     try:
-        admin_id, _, admin_secret = str(saved["admin_key"]).partition(".")
         expires_at = datetime.fromisoformat(saved["user_token_expires_at"])
         async with engine.connect() as conn:
-            admin = await store.get_api_key(conn, admin_id)
             token = await store.get_user_token(conn, str(saved["user_token"]).partition(".")[0])
+    except Exception:
+        return False
+    left_seconds = (expires_at - datetime.now(UTC)).total_seconds()
+    return token is not None and token["revoked_at"] is None and left_seconds > USER_TOKEN_LEFT_SECONDS_MIN
+
+
+async def _still_valid(engine: AsyncEngine, identities: Identities, saved: dict[str, Any]) -> bool:
+    """Every saved key still opens and is active (the user token is checked apart: it expires by design)."""
+    try:
+        admin_id, _, admin_secret = str(saved["admin_key"]).partition(".")
+        async with engine.connect() as conn:
+            admin = await store.get_api_key(conn, admin_id)
         merchant_key = await identities.key(saved["key_id"])
         return (
             admin is not None
@@ -125,9 +143,6 @@ async def _still_valid(engine: AsyncEngine, identities: Identities, saved: dict[
             and merchant_key.expires_at_epoch is None
             and merchant_key.secret == saved["secret"]
             and await identities.webhook_secret(DEMO_MERCHANT_ID) == saved["webhook_secret"]
-            and token is not None
-            and token["revoked_at"] is None
-            and (expires_at - datetime.now(UTC)).total_seconds() > 86400
         )
     except Exception:  # a file we cannot trust is re-issued, never a crash of the launcher
         return False

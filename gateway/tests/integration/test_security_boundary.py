@@ -61,7 +61,9 @@ async def test_signed_request_reaches_the_service_with_a_verified_identity(make_
     assert seen["identity"]["merchant_id"] == "mch_demo"
     assert "platform" not in seen["identity"]
     assert seen["headers"]["x-trace-id"] == "trace-abc-123"
-    assert "x-juhe-merchant-id" not in seen["headers"]
+    # The gateway sets the transitional headers from the verified principal, overwriting the spoof.
+    assert seen["headers"]["x-juhe-merchant-id"] == "mch_demo"
+    assert seen["headers"]["x-juhe-actor"] == f"merchant:mch_demo/{stack.keys['key_id']}"
     assert "authorization" not in seen["headers"]
     identity = verify_identity_token(seen["headers"]["x-juhe-identity"], "gateway-tests-internal-secret-0123456789")
     assert identity.merchant_id == "mch_demo" and identity.key_id == stack.keys["key_id"]
@@ -320,8 +322,8 @@ async def test_service_down_is_503_and_the_idempotency_key_is_released(make_stac
     stack: Stack = await make_stack()
     juhe = stack.merchant()
     with pytest.raises(ServerError) as down:
-        await juhe.request("POST", "/v1/accounts", json={"holder_id": "mch_demo"}, idempotency_key="acc-1")
+        await juhe.request("POST", "/v1/coupons", json={"stock_id": "cps_1"}, idempotency_key="cpn-1")
     assert down.value.code == "upstream_unavailable" and down.value.status == 503
     with pytest.raises(ServerError) as again:
-        await juhe.request("POST", "/v1/accounts", json={"holder_id": "mch_demo"}, idempotency_key="acc-1")
+        await juhe.request("POST", "/v1/coupons", json={"stock_id": "cps_1"}, idempotency_key="cpn-1")
     assert again.value.code == "upstream_unavailable"  # not "in progress": the key was released

@@ -137,7 +137,7 @@ async def _apply_once(
         elif decision.payment_to is PaymentStatus.FAILED:
             pay_fields = {"failed_at": now, "failure_code": "channel_failed", "failure_message": result.detail}
         else:
-            pay_fields = {"closed_at": now}
+            pay_fields = {"closed_at": now, "failure_code": "closed_at_channel"}
         payment = await cas_payment(
             tx.conn, payment.id, old=PaymentStatus(payment.status), new=decision.payment_to, **pay_fields
         )

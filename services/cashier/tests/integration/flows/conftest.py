@@ -346,3 +346,27 @@ def qr_payment(order_no: str | None = None, amount_minor: int = 100, **overrides
     }
     body.update(overrides)
     return body
+
+
+async def approve(sandboxes: Sandboxes, channel: str, out_trade_no: str) -> None:
+    async with httpx.AsyncClient() as client:
+        if channel == "alipay":
+            response = await client.post(
+                f"{sandboxes.alipay.base_url}/control/trades/{out_trade_no}/approve",
+                params={"app_id": sandboxes.alipay_app["app_id"]},
+            )
+        else:
+            response = await client.post(
+                f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": WECHAT_MCHID}
+            )
+    assert response.status_code == 200, response.text
+
+
+async def paid_payment(
+    cashier: RunningCashier, sandboxes: Sandboxes, channel: str, amount_minor: int
+) -> dict[str, Any]:
+    """A payment the payer has paid (created, approved in the sandbox, succeeded in the cashier)."""
+    created = await cashier.post("/v1/payments", qr_payment(amount_minor=amount_minor, preferred_channels=[channel]))
+    assert created.status_code == 201, created.text
+    await approve(sandboxes, channel, created.json()["attempts"][0]["out_trade_no"])
+    return await cashier.wait_status(created.json()["id"], "succeeded")

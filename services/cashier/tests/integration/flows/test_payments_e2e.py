@@ -18,28 +18,14 @@ from services.cashier.flows.payments import poll_due
 from services.cashier.store.tables import attempts
 
 from .conftest import (
-    WECHAT_MCHID,
     NotificationTap,
     RunningCashier,
     Sandboxes,
     WebhookReceiver,
+    approve,
     qr_payment,
     wait_for,
 )
-
-
-async def approve(sandboxes: Sandboxes, channel: str, out_trade_no: str) -> None:
-    async with httpx.AsyncClient() as client:
-        if channel == "alipay":
-            response = await client.post(
-                f"{sandboxes.alipay.base_url}/control/trades/{out_trade_no}/approve",
-                params={"app_id": sandboxes.alipay_app["app_id"]},
-            )
-        else:
-            response = await client.post(
-                f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": WECHAT_MCHID}
-            )
-    assert response.status_code == 200, response.text
 
 
 async def broker_events(bootstrap: str, namespace: str, topic: str, subject: str) -> list[Envelope]:
@@ -103,8 +89,11 @@ async def _end_to_end(
     assert data["amount_minor"] == 8888 and data["currency"] == "CNY" and data["channel_trade_no"]
     assert data["attempt"]["latency_ms"] is not None
 
-    deliveries = (await cashier.get(f"/v1/payments/{payment['id']}/webhook-deliveries")).json()["data"]
-    assert [d["status"] for d in deliveries] == ["delivered"]
+    async def recorded() -> bool:
+        rows = (await cashier.get(f"/v1/payments/{payment['id']}/webhook-deliveries")).json()["data"]
+        return [d["status"] for d in rows] == ["delivered"]
+
+    await wait_for(recorded, "the delivery log to say delivered")
 
 
 async def _succeeded_on_broker(bootstrap: str, namespace: str, payment_id: str) -> list[Envelope] | None:

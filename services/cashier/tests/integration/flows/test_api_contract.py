@@ -1,0 +1,112 @@
+"""Bad input is refused with problem+json and creates nothing; merchants see only their own data;
+lookups, cursor paging, merchant webhooks retried until acknowledged, and manual resend."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlalchemy import func, select
+
+from services.cashier.domain.webhooks import SIGNATURE_HEADER, verify_signature
+from services.cashier.store.tables import attempts, payments
+
+from .conftest import Sandboxes, WebhookReceiver, paid_payment, qr_payment, wait_for
+
+
+async def _counts(cashier: Any) -> tuple[int, int]:
+    async with cashier.engine.connect() as conn:
+        n_payments = (await conn.execute(select(func.count()).select_from(payments))).scalar_one()
+        n_attempts = (await conn.execute(select(func.count()).select_from(attempts))).scalar_one()
+    return int(n_payments), int(n_attempts)
+
+
+def _problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    return body
+
+
+async def test_bad_input_is_refused_and_creates_nothing(start_cashier: Any, sandboxes: Sandboxes) -> None:
+    cashier = await start_cashier()
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+
+    _problem(await cashier.post("/v1/payments", qr_payment(amount_minor=0)), 422, "validation_failed")
+    _problem(await cashier.post("/v1/payments", qr_payment(amount_minor=-5)), 422, "validation_failed")
+    _problem(await cashier.post("/v1/payments", {**qr_payment(), "amount_minor": 1.5}), 422, "validation_failed")
+    _problem(await cashier.post("/v1/payments", qr_payment(currency="XXX")), 422, "validation_failed")
+    _problem(await cashier.post("/v1/payments", qr_payment(currency="USD")), 422, "unsupported_currency")
+    _problem(await cashier.post("/v1/payments", qr_payment(scene="page")), 422, "unsupported_scene")  # WeChat has none
+    _problem(await cashier.post("/v1/payments", qr_payment(scene="wallet")), 422, "unsupported_scene")
+    _problem(await cashier.post("/v1/payments", qr_payment(scene="barcode")), 422, "validation_failed")
+    _problem(await cashier.post("/v1/payments", qr_payment(preferred_channels=["alipay"])), 422, "no_route_available")
+    _problem(await cashier.post("/v1/payments", qr_payment(expire_at="2001-01-01T00:00:00+00:00")), 422,
+             "expiry_out_of_range")
+    _problem(await cashier.client.post("/v1/payments", json=qr_payment()), 401, "merchant_id_missing")
+    assert await _counts(cashier) == (0, 0)
+
+    first = await cashier.post("/v1/payments", qr_payment(order_no="A-1", amount_minor=100))
+    assert first.status_code == 201
+    same = await cashier.post("/v1/payments", qr_payment(order_no="A-1", amount_minor=100))
+    assert same.status_code == 200 and same.json()["id"] == first.json()["id"]
+    other = await cashier.post("/v1/payments", qr_payment(order_no="A-1", amount_minor=200))
+    assert _problem(other, 409, "duplicate_merchant_order")["payment_id"] == first.json()["id"]
+    assert await _counts(cashier) == (1, 1)
+
+
+async def test_merchants_only_see_their_own_payments_and_lookups_page(
+    start_cashier: Any, sandboxes: Sandboxes
+) -> None:
+    cashier = await start_cashier()
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
+    ids = [(await cashier.post("/v1/payments", qr_payment(order_no=f"P-{i}"))).json()["id"] for i in range(3)]
+
+    _problem(await cashier.get(f"/v1/payments/{ids[0]}", merchant_id="mch_other"), 404, "payment_not_found")
+    _problem(await cashier.post(f"/v1/payments/{ids[0]}/close", merchant_id="mch_other"), 404, "payment_not_found")
+    _problem(await cashier.post(f"/v1/payments/{ids[0]}/refunds", {"amount_minor": 1}, merchant_id="mch_other"),
+             404, "payment_not_found")
+    assert (await cashier.get("/v1/payments", merchant_id="mch_other")).json()["data"] == []
+    _problem(await cashier.get("/v1/payments", merchant_id="mch_other", merchant_order_no="P-1"), 404,
+             "payment_not_found")
+
+    found = (await cashier.get("/v1/payments", merchant_order_no="P-1")).json()["data"]
+    assert [p["id"] for p in found] == [ids[1]]
+    page1 = (await cashier.get("/v1/payments", limit=2)).json()
+    page2 = (await cashier.get("/v1/payments", limit=2, cursor=page1["next_cursor"])).json()
+    assert [p["id"] for p in page1["data"] + page2["data"]] == list(reversed(ids))
+    assert page2["next_cursor"] is None
+    assert (await cashier.get("/v1/payments", status="succeeded")).json()["data"] == []
+
+
+async def test_webhook_retried_until_acknowledged_then_resent_on_request(
+    start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver
+) -> None:
+    cashier = await start_cashier()
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
+    webhook_receiver.fail_first = 3
+    payment = await paid_payment(cashier, sandboxes, "alipay", 100)
+
+    hooks = await wait_for(webhook_receiver.delivered, "an acknowledged webhook")
+    assert webhook_receiver.answered[:4] == [500, 500, 500, 200]
+
+    async def recorded() -> list[dict[str, Any]] | None:
+        rows = (await cashier.get(f"/v1/payments/{payment['id']}/webhook-deliveries")).json()["data"]
+        return rows if rows and rows[0]["status"] == "delivered" else None
+
+    deliveries = await wait_for(recorded, "the delivery to be recorded")
+    assert len(deliveries) == 1 and deliveries[0]["attempt_count"] == 4
+    log = (await cashier.get(f"/v1/webhook-deliveries/{deliveries[0]['id']}")).json()
+    assert [a["status_code"] for a in log["attempts"]] == [500, 500, 500, 200]
+
+    resent = await cashier.post(f"/v1/webhook-deliveries/{deliveries[0]['id']}/resend")
+    assert resent.status_code == 202
+    again = await wait_for(lambda: len(webhook_receiver.delivered()) == 2 and webhook_receiver.delivered(), "resend")
+    assert again[1].body == hooks[0].body  # the same event, re-signed with a fresh timestamp
+    assert verify_signature(cashier.webhook_secret, again[1].headers[SIGNATURE_HEADER], again[1].body,
+                            now=int(time.time()))
+    assert json.loads(again[1].body)["data"]["id"] == payment["id"]
+    _problem(await cashier.post(f"/v1/webhook-deliveries/{deliveries[0]['id']}/resend", merchant_id="mch_other"),
+             404, "webhook_delivery_not_found")

@@ -1,7 +1,8 @@
 """The cashier service's error catalogue: stable codes, HTTP status, title, retryable.
 
-Clients switch on `code`; titles are for people. Every code here has at least one test that makes
-the API answer with it (tests/integration, tests/unit/test_errors.py checks the catalogue itself).
+Clients switch on `code`; titles are for people. The integration tests (tests/integration/flows)
+make the API answer with these codes; `invalid_signature` is reserved for merchant-facing
+verification (channel notifications answer in each channel's own failure format instead).
 """
 
 from __future__ import annotations

@@ -110,3 +110,18 @@ async def test_webhook_retried_until_acknowledged_then_resent_on_request(
     assert json.loads(again[1].body)["data"]["id"] == payment["id"]
     _problem(await cashier.post(f"/v1/webhook-deliveries/{deliveries[0]['id']}/resend", merchant_id="mch_other"),
              404, "webhook_delivery_not_found")
+
+
+async def test_admin_and_lookup_errors(start_cashier: Any, sandboxes: Sandboxes) -> None:
+    cashier = await start_cashier()
+    base = f"/v1/admin/merchants/{cashier.merchant_id}/channels"
+    _problem(await cashier.client.put(f"{base}/paypal", json={"config": {}}), 404, "unknown_channel")
+    _problem(await cashier.client.put(f"{base}/alipay", json={"config": {"app_id": "x"}}), 422,
+             "invalid_channel_config")
+    _problem(await cashier.client.get("/v1/admin/merchants/mch_nobody"), 404, "merchant_not_found")
+    _problem(await cashier.get("/v1/refunds/re_nope"), 404, "refund_not_found")
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
+    channels = (await cashier.client.get(base)).json()
+    assert channels[0]["config"]["app_private_key_pem"] == "***"
+    payment = await paid_payment(cashier, sandboxes, "alipay", 100)
+    _problem(await cashier.post(f"/v1/payments/{payment['id']}/close"), 409, "payment_not_closable")

@@ -57,6 +57,18 @@ def _dsn(url: str) -> str:
     return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
+async def _when_ready(make: Callable[[], Awaitable[None]], timeout_seconds: float = 30.0) -> None:
+    """The embedded server may accept TCP before it accepts sessions ("starting up"): retry briefly."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        try:
+            return await make()
+        except asyncpg.CannotConnectNowError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+
+
 # --- runner -------------------------------------------------------------------------------------------
 async def run_for(seconds: float, concurrency: int, one: Callable[[int, int], Awaitable[int]]) -> tuple[int, float]:
     """`concurrency` submitters call `one(worker, seq)` (→ transfers done) until the deadline."""
@@ -264,7 +276,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         suffix = uuid.uuid4().hex[:8]
         base_url = database_url(server_url, f"bench_baseline_{suffix}")
         ledger_url = database_url(server_url, f"bench_ledger_{suffix}")
-        await create_database(server_url, f"bench_baseline_{suffix}")
+        await _when_ready(lambda: create_database(server_url, f"bench_baseline_{suffix}"))
         await create_database(server_url, f"bench_ledger_{suffix}")
         await asyncio.to_thread(upgrade, SERVICES["ledger"].migrations_dir, ledger_url)
 

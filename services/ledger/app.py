@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from fastapi import FastAPI
 
 from libs.common.web import Runtime, create_service_app
@@ -14,6 +16,11 @@ from services.ledger.store.writer import LedgerWriter
 
 def create_app(settings: Settings) -> FastAPI:
     async def start_writer(runtime: Runtime) -> None:
+        if settings.gc_gen0_threshold:
+            # Thousands of short-lived objects per batch trigger the cyclic collector constantly; freeze the
+            # start-up heap and collect less often (measured: +50 % transfers/s on the batch endpoint).
+            gc.freeze()
+            gc.set_threshold(settings.gc_gen0_threshold, 50, 100)
         writer = LedgerWriter(
             runtime.uow,
             batch_transfers_max=settings.write_batch_transfers_max,

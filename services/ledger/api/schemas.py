@@ -111,7 +111,9 @@ class PostingSchema(BaseModel):
     account_id: str = Field(min_length=1, max_length=ID_MAX)
     direction: Literal["debit", "credit"]
     amount_minor: StrictInt
-    currency: Currency
+    # Shape only (checked in Rust, no Python call per posting): the ledger then requires it to equal the
+    # account's currency, which was checked against ISO 4217 when the account was opened.
+    currency: str = Field(pattern=r"^[A-Z]{3}$", examples=["CNY"])
 
 
 class TransferCreateRequest(BaseModel):

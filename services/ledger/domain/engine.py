@@ -43,7 +43,7 @@ class EntryKind(StrEnum):
     PENDING_EXPIRED = "pending_expired"  # pending -= reserved, by timeout
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: frozen dataclasses pay object.__setattr__ per field, per entry
 class Entry:
     """One line of an account's history: which counter moved by how much, and all four counters after.
 
@@ -62,7 +62,7 @@ class Entry:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
     type: str
     subject: str
@@ -365,7 +365,12 @@ class BatchEngine:
                     created_at=self.now,
                 )
             )
-        for account_id in dict.fromkeys(m[0] for m in moves):
+        checked: set[str] = set()
+        for move in moves:
+            account_id = move[0]
+            if account_id in checked:
+                continue
+            checked.add(account_id)
             account = self.accounts[account_id]
             violation = limit_violation(account, account.balances)
             if violation is not None:

@@ -34,6 +34,10 @@ class Direction(StrEnum):
     CREDIT = "credit"
 
 
+DIRECTIONS: dict[str, Direction] = {d.value: d for d in Direction}
+"""`DIRECTIONS[s]` is several times cheaper than `Direction(s)` on the hot path (enum __call__)."""
+
+
 class TransferStatus(StrEnum):
     PENDING = "pending"
     POSTED = "posted"
@@ -113,17 +117,22 @@ class TransferRequest:
                 raise LedgerError(errors.INVALID_TIMEOUT, f"timeout_seconds must be 1..{TIMEOUT_SECONDS_MAX}")
 
     def body_hash(self) -> str:
-        """Fingerprint of everything but the key: same key + same hash = replay, other hash = 409."""
-        body = {
-            "postings": [[p.account_id, str(p.direction), p.amount_minor, p.currency] for p in self.postings],
-            "pending": self.pending,
-            "timeout_seconds": self.timeout_seconds,
-            "reference": self.reference,
-            "corrects_transfer_id": self.corrects_transfer_id,
-            "metadata": self.metadata,
-        }
-        raw = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        return hashlib.sha256(raw.encode()).hexdigest()
+        """Fingerprint of everything but the key: same key + same hash = replay, other hash = 409.
+
+        `repr` of a tuple of str/int/bool/None is unambiguous (strings are quoted and escaped) and much
+        cheaper than JSON on the hot path; only metadata, a free-form dict, goes through sorted JSON.
+        """
+        body = (
+            tuple((p.account_id, str(p.direction), p.amount_minor, p.currency) for p in self.postings),
+            self.pending,
+            self.timeout_seconds,
+            self.reference,
+            self.corrects_transfer_id,
+            json.dumps(self.metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            if self.metadata
+            else "",
+        )
+        return hashlib.sha256(repr(body).encode()).hexdigest()
 
 
 @dataclass(slots=True)

@@ -12,7 +12,7 @@ from services.ledger.domain.accounts import (
     Balances,
     NormalBalance,
 )
-from services.ledger.domain.transfers import Direction, Transfer, TransferPosting, TransferStatus
+from services.ledger.domain.transfers import DIRECTIONS, Transfer, TransferPosting, TransferStatus
 
 ACCOUNT_COLUMNS = (
     "id, holder_id, currency, kind, code, status, metadata, normal_balance, debits_must_not_exceed_credits,"
@@ -76,7 +76,7 @@ def transfer_from_row(row: Any) -> Transfer:
         postings=[
             TransferPosting(
                 p["account_id"],
-                Direction(p["direction"]),
+                DIRECTIONS[p["direction"]],
                 int(p["amount_minor"]),
                 p["currency"],
                 int(p["posted_amount_minor"]),

@@ -318,7 +318,7 @@ class LedgerWriter:
             [postings_to_json(t.postings) for t in new],
             [t.reference for t in new],
             [t.corrects_transfer_id for t in new],
-            [json.dumps(t.metadata, separators=(",", ":")) for t in new],
+            [json.dumps(t.metadata, separators=(",", ":")) if t.metadata else "{}" for t in new],
             [t.timeout_at for t in new],
             [t.finalized_at for t in new],
             # entries

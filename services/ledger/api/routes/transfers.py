@@ -20,7 +20,7 @@ from services.ledger.api.schemas import (
 )
 from services.ledger.domain import errors
 from services.ledger.domain.engine import CreateTransfers, Outcome, PostPending, VoidPending
-from services.ledger.domain.transfers import Direction, Posting, TransferRequest
+from services.ledger.domain.transfers import DIRECTIONS, Posting, TransferRequest
 from services.ledger.store import queries
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
@@ -31,7 +31,7 @@ def to_domain(body: TransferCreateRequest) -> TransferRequest:
         source=body.source,
         idempotency_key=body.idempotency_key,
         postings=tuple(
-            Posting(p.account_id, Direction(p.direction), p.amount_minor, p.currency) for p in body.postings
+            Posting(p.account_id, DIRECTIONS[p.direction], p.amount_minor, p.currency) for p in body.postings
         ),
         pending=body.pending,
         timeout_seconds=body.timeout_seconds,

@@ -230,3 +230,22 @@ async def test_settings_are_validated_and_change_the_scoring(make_app: Any) -> N
     assert r.status_code == 200 and r.json()["candidates_max"] == 1
     decision = (await client.post("/v1/route", json=payment())).json()
     assert [c["route_id"] for c in decision["candidates"]] == ["wx_sp"]
+
+
+async def test_configuration_changes_are_attributed_to_the_gateway_identity(make_app: Any) -> None:
+    from libs.common.internal_auth import mint_identity_token
+    from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
+
+    client = await make_app()
+    await seed(client)
+    operator = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k1", platform="plt_demo")
+    merchant = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k2", merchant_id=MERCHANT)
+    rule = {"name": "deny", "scope": "platform", "priority": 1, "action": {"kind": "deny", "route_ids": ["wx_sp"]}}
+    r = await client.post("/v1/rules", json=rule, headers={"X-Juhe-Identity": operator, "X-Juhe-Actor": "alice"})
+    assert r.status_code == 201
+    history = (await client.get(f"/v1/rules/{r.json()['rule_id']}/history")).json()["items"]
+    assert history[0]["actor"] == "platform:plt_demo (alice)"
+    assert_problem(await client.post("/v1/rules", json=rule, headers={"X-Juhe-Identity": merchant}), 403, "forbidden")
+    assert_problem(
+        await client.post("/v1/rules", json=rule, headers={"X-Juhe-Identity": "v1.bad.token"}), 401, "identity_invalid"
+    )

@@ -6,8 +6,7 @@ integrating signatures needs to know *which* part is wrong); none of them reveal
 
 from __future__ import annotations
 
-from libs.common.errors import COMMON_ERRORS, IDEMPOTENCY_KEY_REUSED, ErrorSpec
-from libs.common.internal_auth import INTERNAL_AUTH_ERRORS
+from libs.common.errors import COMMON_ERRORS, IDEMPOTENCY_KEY_REUSED, INTERNAL_AUTH_ERRORS, ErrorSpec
 
 AUTHENTICATION_REQUIRED = ErrorSpec("authentication_required", 401, "Send an Authorization header")
 AUTHORIZATION_MALFORMED = ErrorSpec("authorization_malformed", 401, "The Authorization header cannot be parsed")

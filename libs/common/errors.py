@@ -69,6 +69,13 @@ PAYLOAD_TOO_LARGE = ErrorSpec("payload_too_large", 413, "The request body is too
 SERVICE_UNAVAILABLE = ErrorSpec("service_unavailable", 503, "A dependency is unavailable", retryable=True)
 INTERNAL_ERROR = ErrorSpec("internal_error", 500, "Internal error", retryable=True)
 
+# The internal identity the gateway mints (libs/common/internal_auth.py); kept here so domain
+# catalogues can list them without importing the FastAPI dependency.
+IDENTITY_MISSING = ErrorSpec("identity_missing", 401, "No gateway identity on this request")
+IDENTITY_INVALID = ErrorSpec("identity_invalid", 401, "The gateway identity token is not valid")
+MERCHANT_SCOPE_REQUIRED = ErrorSpec("merchant_scope_required", 403, "This endpoint needs a merchant identity")
+INTERNAL_AUTH_ERRORS: tuple[ErrorSpec, ...] = (IDENTITY_MISSING, IDENTITY_INVALID, MERCHANT_SCOPE_REQUIRED)
+
 COMMON_ERRORS: tuple[ErrorSpec, ...] = (
     VALIDATION_FAILED,
     MALFORMED_REQUEST,

@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 
-from libs.common.errors import ErrorSpec, Problem
+from libs.common.errors import IDENTITY_INVALID, IDENTITY_MISSING, MERCHANT_SCOPE_REQUIRED, Problem
 
 IDENTITY_HEADER = "X-Juhe-Identity"
 DEV_MERCHANT_HEADER = "X-Juhe-Merchant-Id"
@@ -43,11 +43,6 @@ DEV_KEY_ID = "dev-header"
 
 IdentityKind = Literal["user", "platform", "merchant", "service"]
 
-IDENTITY_MISSING = ErrorSpec("identity_missing", 401, "No gateway identity on this request")
-IDENTITY_INVALID = ErrorSpec("identity_invalid", 401, "The gateway identity token is not valid")
-MERCHANT_SCOPE_REQUIRED = ErrorSpec("merchant_scope_required", 403, "This endpoint needs a merchant identity")
-
-INTERNAL_AUTH_ERRORS: tuple[ErrorSpec, ...] = (IDENTITY_MISSING, IDENTITY_INVALID, MERCHANT_SCOPE_REQUIRED)
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,17 +70,21 @@ async def statement_page(
     conn: AsyncConnection,
     account_id: str,
     *,
-    after_entry_id: int | None,
+    after: tuple[datetime, int] | None,
     since: datetime | None,
     until: datetime | None,
     limit: int,
 ) -> list[RowMapping]:
-    """Entries of one account in order, `limit` per page; the cursor is the last entry id seen."""
+    """Entries of one account in order, `limit` per page; the cursor is the last (created_at, id) seen.
+
+    Per account, entry ids and times grow together (written under the account's row lock), so ordering
+    by `(created_at, id)` is the same as by id and uses the `(account_id, created_at, id)` index.
+    """
     conditions = ["e.account_id = :account_id"]
     params: dict[str, Any] = {"account_id": account_id, "limit": min(limit, STATEMENT_PAGE_MAX)}
-    if after_entry_id is not None:
-        conditions.append("e.id > :after")
-        params["after"] = after_entry_id
+    if after is not None:
+        conditions.append("(e.created_at, e.id) > (:after_at, :after_id)")
+        params["after_at"], params["after_id"] = after
     if since is not None:
         conditions.append("e.created_at >= :since")
         params["since"] = since
@@ -93,6 +97,6 @@ async def statement_page(
                e.created_at, t.reference
           FROM entries e JOIN transfers t ON t.id = e.transfer_id
          WHERE {" AND ".join(conditions)}
-         ORDER BY e.id LIMIT :limit
+         ORDER BY e.created_at, e.id LIMIT :limit
     """
     return list((await conn.execute(text(sql), params)).mappings().all())

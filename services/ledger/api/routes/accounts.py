@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.engine import RowMapping
 
-from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED, Problem
 from libs.common.ids import new_id
 from libs.common.web import UowDep
 from services.ledger.api.schemas import (
@@ -154,6 +154,20 @@ async def read_balance(account_id: str, uow: UowDep, as_of: datetime | None = No
     )
 
 
+def _encode_cursor(row: RowMapping) -> str:
+    return f"{row['created_at'].isoformat()}|{row['id']}"
+
+
+def _decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
+    if not cursor:
+        return None
+    at, _, entry_id = cursor.rpartition("|")
+    try:
+        return datetime.fromisoformat(at), int(entry_id)
+    except ValueError:
+        raise Problem(VALIDATION_FAILED, "cursor is not one this API returned") from None
+
+
 @router.get("/{account_id}/statement")
 async def read_statement(
     account_id: str,
@@ -169,9 +183,8 @@ async def read_statement(
         if row is None:
             raise _not_found(account_id)
         account = account_from_row(row)
-        after = int(cursor) if cursor and cursor.isdigit() else None
         rows = await queries.statement_page(
-            conn, account_id, after_entry_id=after, since=since, until=until, limit=limit
+            conn, account_id, after=_decode_cursor(cursor), since=since, until=until, limit=limit
         )
     entries = [
         EntryResponse(
@@ -192,5 +205,5 @@ async def read_statement(
     ]
     return StatementResponse(
         account_id=account_id, currency=account.currency, entries=entries,
-        next_cursor=str(rows[-1]["id"]) if len(rows) == limit else None,
+        next_cursor=_encode_cursor(rows[-1]) if len(rows) == limit else None,
     )  # fmt: skip

@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.ledger.domain import errors
-from services.ledger.domain.accounts import Account, AccountStatus, limit_violation
+from services.ledger.domain.accounts import Account, AccountStatus, Balances, limit_violation
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import (
     Direction,
@@ -148,6 +148,13 @@ def transfer_event_data(t: Transfer) -> dict[str, Any]:
     }
 
 
+def _restore_balances(account: Account, balances: Balances) -> Callable[[], None]:
+    def undo() -> None:
+        account.balances = balances
+
+    return undo
+
+
 class BatchEngine:
     """Applies commands to the snapshots it was given; the caller must hold locks on all of them.
 
@@ -202,18 +209,14 @@ class BatchEngine:
         while len(self._journal) > mark:
             self._journal.pop()()
 
+    # Outside a linked group a command changes state only once nothing can fail any more, so only
+    # two-phase transfer states (changed before their moves are checked) are always journaled.
+    _linked = False
+
     def _append(self, items: list[Any], item: Any) -> None:
         items.append(item)
-        self._journal.append(items.pop)
-
-    def _save_balances(self, account: Account) -> None:
-        saved = account.balances.copy()
-
-        def undo() -> None:
-            account.balances = saved
-
-        account.balances = account.balances.copy()
-        self._journal.append(undo)
+        if self._linked:
+            self._journal.append(items.pop)
 
     def _save_transfer(self, transfer: Transfer) -> None:
         status, finalized_at = transfer.status, transfer.finalized_at
@@ -229,6 +232,8 @@ class BatchEngine:
     def _remember(self, key: tuple[str, str], transfer: Transfer) -> None:
         self.known_keys[key] = transfer
         self.known_transfer_ids.add(transfer.id)
+        if not self._linked:
+            return
 
         def undo() -> None:
             del self.known_keys[key]
@@ -240,15 +245,20 @@ class BatchEngine:
     def _create_linked(self, requests: Sequence[TransferRequest]) -> list[Outcome]:
         mark = len(self._journal)
         outcomes: list[Outcome] = []
-        for i, request in enumerate(requests):
-            try:
-                outcomes.append(self._create(request))
-            except LedgerError as e:
-                self._undo_to(mark)
-                failed = LedgerError(
-                    errors.LINKED_EVENT_FAILED, f"transfer {i} of the linked batch failed", failed_index=i
-                )
-                return [Outcome(error=e) if j == i else Outcome(error=failed) for j in range(len(requests))]
+        self._linked = True
+        try:
+            for i, request in enumerate(requests):
+                try:
+                    outcomes.append(self._create(request))
+                except LedgerError as e:
+                    self._undo_to(mark)
+                    failed = LedgerError(
+                        errors.LINKED_EVENT_FAILED, f"transfer {i} of the linked batch failed", failed_index=i
+                    )
+                    return [Outcome(error=e) if j == i else Outcome(error=failed) for j in range(len(requests))]
+        finally:
+            self._linked = False
+            del self._journal[mark:]  # committed or undone: either way nothing left to undo
         return outcomes
 
     def _account(self, account_id: str) -> Account:
@@ -336,51 +346,54 @@ class BatchEngine:
         moves: list[tuple[str, Direction, int, int, str]],
         kind: EntryKind,
     ) -> None:
-        """Applies (account, direction, posted delta, pending delta, currency) moves, then checks limits.
+        """Applies (account, direction, posted delta, pending delta, currency) moves if no limit breaks.
 
-        The limits are checked on the counters after the whole transfer (an account may appear in several
-        postings); on a violation the caller's checkpoint undoes the moves.
+        Limits are checked on the counters after the whole transfer (an account may appear in several
+        postings) *before* anything changes, so a refused transfer needs no undo; inside a linked group
+        the changes are journaled so a later member's failure can undo them.
         """
-        entries: list[Entry] = []
-        for account_id, direction, posted_delta, pending_delta, currency in moves:
-            account = self._account(account_id)
-            self._save_balances(account)
-            b = account.balances
+        after: dict[str, Balances] = {}
+        for account_id, direction, posted_delta, pending_delta, _ in moves:
+            b = after.get(account_id)
+            if b is None:
+                b = after[account_id] = self._account(account_id).balances.copy()
             if direction is Direction.DEBIT:
                 b.debits_posted += posted_delta
                 b.debits_pending += pending_delta
             else:
                 b.credits_posted += posted_delta
                 b.credits_pending += pending_delta
-            entries.append(
-                Entry(
-                    account_id=account_id,
-                    transfer_id=transfer.id,
-                    kind=kind,
-                    direction=direction,
-                    posted_delta_minor=posted_delta,
-                    pending_delta_minor=pending_delta,
-                    currency=currency,
-                    balances_after=b.as_tuple(),
-                    created_at=self.now,
-                )
-            )
-        checked: set[str] = set()
-        for move in moves:
-            account_id = move[0]
-            if account_id in checked:
-                continue
-            checked.add(account_id)
-            account = self.accounts[account_id]
-            violation = limit_violation(account, account.balances)
+        for account_id, b in after.items():
+            violation = limit_violation(self.accounts[account_id], b)
             if violation is not None:
-                raise LedgerError(
-                    violation,
-                    f"account {account_id}: {violation.title.lower()}",
-                    account_id=account_id,
-                )
-        for entry in entries:
-            self._append(self.effects.entries, entry)
+                raise LedgerError(violation, f"account {account_id}: {violation.title.lower()}", account_id=account_id)
+        if len(after) == len(moves):  # the usual case: each account once, its entry shows the final counters
+            counters_after = [after[m[0]].as_tuple() for m in moves]
+        else:  # an account twice: running counters posting by posting
+            running = {a: self.accounts[a].balances.copy() for a in after}
+            counters_after = []
+            for account_id, direction, posted_delta, pending_delta, _ in moves:
+                r = running[account_id]
+                if direction is Direction.DEBIT:
+                    r.debits_posted += posted_delta
+                    r.debits_pending += pending_delta
+                else:
+                    r.credits_posted += posted_delta
+                    r.credits_pending += pending_delta
+                counters_after.append(r.as_tuple())
+        for account_id, b in after.items():
+            account = self.accounts[account_id]
+            if self._linked:
+                self._journal.append(_restore_balances(account, account.balances))
+            account.balances = b
+        now, transfer_id = self.now, transfer.id
+        for (account_id, direction, posted_delta, pending_delta, currency), counters in zip(
+            moves, counters_after, strict=True
+        ):
+            self._append(
+                self.effects.entries,
+                Entry(account_id, transfer_id, kind, direction, posted_delta, pending_delta, currency, counters, now),
+            )
 
     # --- two-phase ------------------------------------------------------------------------------------
     def _pending_transfer(self, transfer_id: str) -> Transfer:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -145,8 +145,40 @@ class _Item:
     trace_id: str | None
 
 
+@dataclass(slots=True)
+class _Chain:
+    """What a batch leaves behind in memory, for the next batch to compute on before this one commits."""
+
+    accounts: dict[str, Account]  # post-batch copies of the accounts it touched
+    keys: dict[tuple[str, str], Transfer]  # the transfers it created, by idempotency key
+    now: datetime
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch computed optimistically: its results, its write, and what it assumed."""
+
+    results: list[list[Outcome]]
+    write_arguments: list[Any]
+    finished_expected: int
+    assumed: dict[str, tuple[Any, ...]]  # account id → fingerprint of the row it computed from
+    chain: _Chain
+
+
+def _fingerprint(a: Account) -> tuple[Any, ...]:
+    """Everything about an account that a batch's outcome can depend on."""
+    return (a.status, a.flags, a.credit_limit_minor, a.currency, *a.balances.as_tuple())
+
+
 class LedgerWriter:
-    """One per process. Correct with any number of processes; fast because it batches."""
+    """One per process. Correct with any number of processes; fast because it batches and pipelines.
+
+    Pipelining: while batch k is in the database (write + commit: the lock-holding, fsync-bound part),
+    batch k+1 is read without locks and computed on top of k's in-memory result (`_Chain`). Then it locks
+    its accounts and compares them with what it assumed; equal → its precomputed write goes in as is,
+    different (another replica wrote, k failed or was retried) → it is recomputed under the locks. So the
+    chain only saves time; the locked comparison is what guarantees correctness.
+    """
 
     def __init__(
         self,
@@ -196,42 +228,160 @@ class LedgerWriter:
         return await future
 
     # --- the writer task -----------------------------------------------------------------------------
+    async def _collect(self) -> list[_Item]:
+        batch = [await self._queue.get()]
+        size = command_size(batch[0].command)
+        while not self._queue.empty() and size < self.batch_transfers_max:
+            item = self._queue.get_nowait()
+            batch.append(item)
+            size += command_size(item.command)
+        self._queued_transfers -= size
+        return batch
+
     async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            size = command_size(batch[0].command)
-            while not self._queue.empty() and size < self.batch_transfers_max:
-                item = self._queue.get_nowait()
-                batch.append(item)
-                size += command_size(item.command)
-            self._queued_transfers -= size
-            try:
-                results = await self.write_batch(
-                    [item.command for item in batch], trace_ids=[item.trace_id for item in batch]
+        """Keeps at most two batches going: one in the database, the next one computing."""
+        inflight: asyncio.Task[bool] | None = None
+        chain: _Chain | None = None
+        running: set[asyncio.Task[bool]] = set()
+        try:
+            while True:
+                batch = await self._collect()
+                previous = inflight if inflight is not None and not inflight.done() else None
+                computed: asyncio.Future[_Chain | None] = asyncio.get_running_loop().create_future()
+                inflight = asyncio.create_task(
+                    self._process(batch, chain if previous is not None else None, previous, computed)
                 )
-            except asyncio.CancelledError:
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(LedgerError(errors.LEDGER_BUSY, "the ledger writer stopped"))
-                raise
-            except Exception as exc:  # the whole batch failed (database down, bug): tell every caller
-                log.exception("ledger batch failed", commands=len(batch))
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item, result in zip(batch, results, strict=True):
+                running.add(inflight)
+                inflight.add_done_callback(running.discard)
+                chain = await computed
+                if previous is not None:  # depth 2: the batch before the one just started must be done
+                    await asyncio.wait([previous])
+        except asyncio.CancelledError:
+            for task in list(running):
+                task.cancel()
+            for task in list(running):
+                with contextlib.suppress(BaseException):
+                    await task
+            raise
+
+    async def _process(
+        self,
+        batch: list[_Item],
+        chain: _Chain | None,
+        previous: asyncio.Task[bool] | None,
+        computed: asyncio.Future[_Chain | None],
+    ) -> bool:
+        """Writes one batch and answers its callers. Returns True when it committed exactly as computed
+        first (so a batch chained on it may trust its in-memory result)."""
+        commands = [item.command for item in batch]
+        trace_ids = [item.trace_id for item in batch]
+        exact = False
+        try:
+            prepared = None
+            if chain is not None and all(isinstance(c, CreateTransfers) for c in commands):
+                prepared = await self._prepare(commands, trace_ids, chain)
+            if prepared is not None:
+                computed.set_result(prepared.chain)
+                previous_exact = previous is None or await _exact(previous)
+                results = await self._commit_prepared(prepared) if previous_exact else None
+                exact = results is not None
+            else:
+                results = None
+            if results is None:
+                attempts: list[_Chain] = []
+
+                def on_computed(c: _Chain) -> None:
+                    attempts.append(c)
+                    if not computed.done():
+                        computed.set_result(c)
+
+                if previous is not None:
+                    await asyncio.wait([previous])
+                results = await self.write_batch(commands, trace_ids=trace_ids, on_computed=on_computed)
+                exact = len(attempts) == 1 and not prepared
+        except asyncio.CancelledError:
+            for item in batch:
                 if not item.future.done():
-                    item.future.set_result(result)
+                    item.future.set_exception(LedgerError(errors.LEDGER_BUSY, "the ledger writer stopped"))
+            raise
+        except Exception as exc:  # the whole batch failed (database down, bug): tell every caller
+            log.exception("ledger batch failed", commands=len(batch))
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+            return False
+        finally:
+            if not computed.done():
+                computed.set_result(None)
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
+        return exact
+
+    async def _prepare(
+        self, commands: Sequence[Command], trace_ids: Sequence[str | None], chain: _Chain
+    ) -> _Prepared | None:
+        """Optimistic stage: read without locks, overlay the in-flight batch's result, compute."""
+        keys: dict[tuple[str, str], None] = {}
+        account_ids: set[str] = set()
+        for command in commands:
+            assert isinstance(command, CreateTransfers)
+            for r in command.requests:
+                if r.corrects_transfer_id:
+                    return None  # needs the committed transfer table; rare: take the locked path
+                keys[(r.source, r.idempotency_key)] = None
+                account_ids.update(p.account_id for p in r.postings)
+        async with self.uow.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            db: asyncpg.Connection = raw.driver_connection
+            known_keys = await _transfers_by_keys(db, list(keys))
+            rows = await db.fetch(
+                f"SELECT {ACCOUNT_COLUMNS}, clock_timestamp() AS read_at FROM accounts WHERE id = ANY($1::text[])",
+                sorted(account_ids - chain.accounts.keys()),
+            )
+        accounts = {r["id"]: account_from_row(r, metadata=False) for r in rows}
+        for account_id in account_ids & chain.accounts.keys():
+            accounts[account_id] = chain.accounts[account_id].copy()
+        for key in keys:
+            if key in chain.keys:
+                known_keys[key] = chain.keys[key]
+        now = max([chain.now, *(r["read_at"] for r in rows)])
+        assumed = {a.id: _fingerprint(a) for a in accounts.values()}
+        results, effects, event_traces = self._compute(commands, trace_ids, accounts, {}, known_keys, set(), now)
+        return _Prepared(
+            results=results,
+            write_arguments=self._write_arguments(effects, accounts, event_traces, now),
+            finished_expected=0,
+            assumed=assumed,
+            chain=_chain_of(effects, accounts, now),
+        )
+
+    async def _commit_prepared(self, prepared: _Prepared) -> list[list[Outcome]] | None:
+        """Locked stage of an optimistic batch: None when the locked rows differ from what it assumed."""
+        try:
+            async with self.uow.begin() as tx:
+                db = await self._open(tx)
+                locked, _ = await _lock_accounts(db, sorted(prepared.assumed))
+                if {a.id: _fingerprint(a) for a in locked.values()} != prepared.assumed:
+                    return None  # leaving the block commits an empty transaction: nothing was written
+                await db.fetchval(_WRITE_SQL, *prepared.write_arguments)
+        except _RETRYABLE:
+            return None
+        self.batches_written += 1
+        return prepared.results
 
     async def write_batch(
-        self, commands: Sequence[Command], *, trace_ids: Sequence[str | None] | None = None
+        self,
+        commands: Sequence[Command],
+        *,
+        trace_ids: Sequence[str | None] | None = None,
+        on_computed: Callable[[_Chain], None] | None = None,
     ) -> list[list[Outcome]]:
-        """Writes one batch, retrying the whole transaction on races another writer can cause."""
+        """Locked path: writes one batch, retrying the whole transaction on races another writer causes."""
         for attempt in range(1, self.batch_attempts_max + 1):
             try:
                 async with self.uow.begin() as tx:
-                    results = await self._write(tx, commands, trace_ids or [None] * len(commands))
+                    results = await self._write(tx, commands, trace_ids or [None] * len(commands), on_computed)
                 self.batches_written += 1
                 return results
             except _RETRYABLE as exc:
@@ -241,14 +391,48 @@ class LedgerWriter:
                 await asyncio.sleep(0.005 * attempt)
         raise AssertionError("unreachable")
 
-    async def _write(self, tx: Tx, commands: Sequence[Command], trace_ids: Sequence[str | None]) -> list[list[Outcome]]:
-        # The first statement through SQLAlchemy opens the transaction; then the raw driver (COPY).
-        # The first statement goes through SQLAlchemy (it opens the transaction); then the raw driver.
+    async def _open(self, tx: Tx) -> asyncpg.Connection:
+        """The first statement goes through SQLAlchemy (it opens the transaction); then the raw driver."""
         await tx.conn.exec_driver_sql(
             f"SELECT set_config('lock_timeout', '{int(self.lock_timeout_seconds * 1000)}ms', true)"
         )
         raw = await tx.conn.get_raw_connection()
         db: asyncpg.Connection = raw.driver_connection
+        return db
+
+    def _compute(
+        self,
+        commands: Sequence[Command],
+        trace_ids: Sequence[str | None],
+        accounts: dict[str, Account],
+        pending: dict[str, Transfer],
+        known_keys: dict[tuple[str, str], Transfer],
+        known_ids: set[str],
+        now: datetime,
+    ) -> tuple[list[list[Outcome]], BatchEffects, list[str | None]]:
+        engine = BatchEngine(
+            accounts=accounts,
+            transfers=pending,
+            known_keys=known_keys,
+            known_transfer_ids=known_ids | set(pending),
+            now=now,
+            new_transfer_id=lambda: new_id("tr"),
+        )
+        results: list[list[Outcome]] = []
+        event_traces: list[str | None] = []  # each event carries the trace id of the request behind it
+        for command, trace_id in zip(commands, trace_ids, strict=True):
+            results.append(engine.apply(command))
+            event_traces.extend([trace_id] * (len(engine.effects.events) - len(event_traces)))
+        return results, engine.effects, event_traces
+
+    async def _write(
+        self,
+        tx: Tx,
+        commands: Sequence[Command],
+        trace_ids: Sequence[str | None],
+        on_computed: Callable[[_Chain], None] | None = None,
+    ) -> list[list[Outcome]]:
+        db = await self._open(tx)
 
         keys: dict[tuple[str, str], None] = {}
         corrects: set[str] = set()
@@ -271,20 +455,11 @@ class LedgerWriter:
         accounts, now = await _lock_accounts(db, sorted(account_ids))
         known_ids = await _existing_transfer_ids(db, sorted(corrects)) if corrects else set()
 
-        engine = BatchEngine(
-            accounts=accounts,
-            transfers=pending,
-            known_keys=known_keys,
-            known_transfer_ids=known_ids | set(pending),
-            now=now,
-            new_transfer_id=lambda: new_id("tr"),
+        results, effects, event_traces = self._compute(
+            commands, trace_ids, accounts, pending, known_keys, known_ids, now
         )
-        results: list[list[Outcome]] = []
-        event_traces: list[str | None] = []  # each event carries the trace id of the request behind it
-        for command, trace_id in zip(commands, trace_ids, strict=True):
-            results.append(engine.apply(command))
-            event_traces.extend([trace_id] * (len(engine.effects.events) - len(event_traces)))
-        effects = engine.effects
+        if on_computed is not None:
+            on_computed(_chain_of(effects, accounts, now))
         if effects.entries or effects.new_transfers or effects.finalized_transfers:
             finished_count = await db.fetchval(_WRITE_SQL, *self._write_arguments(effects, accounts, event_traces, now))
             expected = len({t.id for t in effects.finalized_transfers})
@@ -419,6 +594,20 @@ async def _lock_accounts(db: asyncpg.Connection, ids: list[str]) -> tuple[dict[s
 async def _existing_transfer_ids(db: asyncpg.Connection, ids: list[str]) -> set[str]:
     rows = await db.fetch("SELECT id FROM transfers WHERE id = ANY($1::text[])", ids)
     return {r["id"] for r in rows}
+
+
+def _chain_of(effects: BatchEffects, accounts: dict[str, Account], now: datetime) -> _Chain:
+    return _Chain(
+        accounts={a: accounts[a].copy() for a in effects.touched_account_ids()},
+        keys={(t.source, t.idempotency_key): t for t in effects.new_transfers},
+        now=now,
+    )
+
+
+async def _exact(task: asyncio.Task[bool]) -> bool:
+    """Waits for a batch and tells whether it committed exactly what it computed first."""
+    await asyncio.wait([task])
+    return not task.cancelled() and task.exception() is None and task.result()
 
 
 def outcome_summary(outcomes: list[Outcome]) -> dict[str, Any]:

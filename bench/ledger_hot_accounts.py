@@ -387,7 +387,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="3 s per design (whole run under a minute)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per design (default 10, quick 3)")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent submitters (>= 64)")
-    parser.add_argument("--api-batch", type=int, default=50, help="transfers per HTTP batch request")
+    parser.add_argument("--api-batch", type=int, default=200, help="transfers per HTTP batch request")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     print(json.dumps(result))

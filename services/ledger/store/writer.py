@@ -198,6 +198,8 @@ class LedgerWriter:
         self._queued_transfers = 0
         self._task: asyncio.Task[None] | None = None
         self.batches_written = 0
+        self.optimistic_commits = 0  # batches computed before the previous one committed, verified, written
+        self.optimistic_fallbacks = 0  # …whose locked rows differed, recomputed under the locks
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def start(self) -> None:
@@ -363,11 +365,14 @@ class LedgerWriter:
                 db = await self._open(tx)
                 locked, _ = await _lock_accounts(db, sorted(prepared.assumed))
                 if {a.id: _fingerprint(a) for a in locked.values()} != prepared.assumed:
+                    self.optimistic_fallbacks += 1
                     return None  # leaving the block commits an empty transaction: nothing was written
                 await db.fetchval(_WRITE_SQL, *prepared.write_arguments)
         except _RETRYABLE:
+            self.optimistic_fallbacks += 1
             return None
         self.batches_written += 1
+        self.optimistic_commits += 1
         return prepared.results
 
     async def write_batch(

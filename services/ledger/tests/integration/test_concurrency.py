@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 from .conftest import Ledger, body
 
@@ -77,3 +78,57 @@ async def test_two_replicas_share_the_database_safely(ledger_factory) -> None:  
     assert b_wallet["debits_posted"] == successes * 7 + (1 if created_dup else 0)
     assert b_wallet["posted_balance_minor"] >= 0
     await a.assert_verified()
+
+
+async def test_pipelined_batches_keep_limits_exact(ledger: Ledger) -> None:
+    """One command per batch (batch_transfers_max=5), 20 queued at once: every batch after the first is
+    computed on top of the previous, uncommitted one (the optimistic pipeline) and limits stay exact."""
+    from libs.common.db import UnitOfWork, create_engine
+    from services.ledger.api.routes.transfers import to_domain
+    from services.ledger.api.schemas import TransferCreateRequest
+    from services.ledger.domain.engine import CreateTransfers
+    from services.ledger.store.writer import LedgerWriter
+
+    _, wallet, fee = await _setup(ledger)  # funded for exactly 30 spends of 7
+    engine = create_engine(ledger.database_url)
+    writer = LedgerWriter(UnitOfWork(engine, source="ledger"), batch_transfers_max=5)
+    try:
+        commands = [
+            CreateTransfers(tuple(to_domain(TransferCreateRequest(**body(wallet, fee, 7))) for _ in range(5)))
+            for _ in range(20)
+        ]
+        results = await asyncio.gather(*(writer.submit(c) for c in commands))
+    finally:
+        await writer.stop()
+        await engine.dispose()
+    outcomes = [o for result in results for o in result]
+    assert sum(1 for o in outcomes if o.ok) == SPENDS_FUNDED
+    assert {o.error.code for o in outcomes if o.error} == {"insufficient_funds"}
+    assert writer.optimistic_commits > 0
+    assert (await ledger.balances(wallet))["posted_balance_minor"] == 0
+    await ledger.assert_verified()
+
+
+async def test_optimistic_batch_recomputed_when_another_writer_got_there_first(ledger: Ledger) -> None:
+    """A batch computed without locks is thrown away if the locked rows differ from what it read."""
+    from libs.common.db import UnitOfWork, create_engine
+    from services.ledger.api.routes.transfers import to_domain
+    from services.ledger.api.schemas import TransferCreateRequest
+    from services.ledger.domain.engine import CreateTransfers
+    from services.ledger.store.writer import LedgerWriter, _Chain
+
+    _, wallet, fee = await _setup(ledger)
+    engine = create_engine(ledger.database_url)
+    writer = LedgerWriter(UnitOfWork(engine, source="ledger"))
+    try:
+        command = CreateTransfers((to_domain(TransferCreateRequest(**body(wallet, fee, 7 * SPENDS_FUNDED))),))
+        prepared = await writer._prepare([command], [None], _Chain(accounts={}, keys={}, now=datetime.now(UTC)))
+        assert prepared is not None and prepared.results[0][0].ok  # computed on the full balance
+        assert (await ledger.transfer(wallet, fee, 7)).status_code == 201  # another writer spends first
+        assert await writer._commit_prepared(prepared) is None
+        assert writer.optimistic_fallbacks == 1
+        [[outcome]] = await writer.write_batch([command])  # the locked path now refuses it
+        assert outcome.error is not None and outcome.error.code == "insufficient_funds"
+    finally:
+        await engine.dispose()
+    await ledger.assert_verified()

@@ -122,7 +122,7 @@ class TransferCreateRequest(BaseModel):
     postings: list[PostingSchema] = Field(max_length=1000)
     pending: bool = False
     timeout_seconds: StrictInt | None = None
-    reference: str | None = Field(default=None, max_length=128)
+    reference: str | None = Field(default=None, min_length=1, max_length=128)
     corrects_transfer_id: str | None = Field(default=None, max_length=ID_MAX)
     metadata: dict[str, Any] = Field(default_factory=dict)
 

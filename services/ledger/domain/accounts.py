@@ -8,7 +8,7 @@ so there is exactly one source of truth and `verify` can recompute all four from
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -112,7 +112,12 @@ class Account:
             )
 
     def copy(self) -> Account:
-        return replace(self, balances=self.balances.copy())
+        """A copy with its own balances; skips __post_init__ (the original was already checked)."""
+        new = object.__new__(Account)
+        for name in _ACCOUNT_FIELDS:
+            setattr(new, name, getattr(self, name))
+        new.balances = self.balances.copy()
+        return new
 
     # --- named state changes (compare-and-set in the store) ------------------------------------------
     def freeze(self) -> bool:
@@ -139,6 +144,9 @@ class Account:
             raise LedgerError(errors.ACCOUNT_NOT_EMPTY, f"account {self.id} still holds a balance")
         self.status = AccountStatus.CLOSED
         return True
+
+
+_ACCOUNT_FIELDS = tuple(f.name for f in fields(Account) if f.name != "balances")
 
 
 # --- derived figures -----------------------------------------------------------------------------------

@@ -117,12 +117,23 @@ class BatchEffects:
         return sorted({e.account_id for e in self.entries})
 
 
-def transfer_event_data(t: Transfer) -> dict[str, Any]:
+def _iso(value: datetime | None, cache: dict[datetime, str]) -> str | None:
+    """isoformat, memoised: within a batch nearly every timestamp is the batch's `now`."""
+    if value is None:
+        return None
+    text = cache.get(value)
+    if text is None:
+        text = cache[value] = value.isoformat()
+    return text
+
+
+def transfer_event_data(t: Transfer, iso_cache: dict[datetime, str] | None = None) -> dict[str, Any]:
     """Event payload: enough for a consumer to act without calling back (ids, postings, amounts).
 
     Built on the hot path (one per transfer), so plain dicts and the StrEnum members themselves (they
     are `str`) rather than `.value` lookups.
     """
+    cache = iso_cache if iso_cache is not None else {}
     return {
         "transfer_id": t.id,
         "status": str(t.status),
@@ -142,9 +153,9 @@ def transfer_event_data(t: Transfer) -> dict[str, Any]:
             for p in t.postings
         ],
         "metadata": t.metadata,
-        "created_at": t.created_at.isoformat(),
-        "timeout_at": t.timeout_at.isoformat() if t.timeout_at else None,
-        "finalized_at": t.finalized_at.isoformat() if t.finalized_at else None,
+        "created_at": _iso(t.created_at, cache),
+        "timeout_at": _iso(t.timeout_at, cache),
+        "finalized_at": _iso(t.finalized_at, cache),
     }
 
 
@@ -182,6 +193,7 @@ class BatchEngine:
         self.new_transfer_id = new_transfer_id
         self.effects = BatchEffects()
         self._journal = []
+        self._iso_cache: dict[datetime, str] = {}
 
     # --- entry point -----------------------------------------------------------------------------------
     def apply(self, command: Command) -> list[Outcome]:
@@ -337,7 +349,9 @@ class BatchEngine:
         self._append(self.effects.new_transfers, transfer)
         self._remember(key, transfer)
         event_type = "transfer.pending" if request.pending else "transfer.posted"
-        self._append(self.effects.events, Event(event_type, transfer.id, transfer_event_data(transfer)))
+        self._append(
+            self.effects.events, Event(event_type, transfer.id, transfer_event_data(transfer, self._iso_cache))
+        )
         return Outcome(transfer=transfer)
 
     def _move(
@@ -417,7 +431,9 @@ class BatchEngine:
         )
         self._append(self.effects.finalized_transfers, transfer)
         event_type = "transfer.expired" if expired else "transfer.voided"
-        self._append(self.effects.events, Event(event_type, transfer.id, transfer_event_data(transfer)))
+        self._append(
+            self.effects.events, Event(event_type, transfer.id, transfer_event_data(transfer, self._iso_cache))
+        )
 
     def _post(self, command: PostPending) -> Outcome:
         transfer = self._pending_transfer(command.transfer_id)
@@ -446,7 +462,9 @@ class BatchEngine:
             EntryKind.PENDING_POSTED,
         )
         self._append(self.effects.finalized_transfers, transfer)
-        self._append(self.effects.events, Event("transfer.posted", transfer.id, transfer_event_data(transfer)))
+        self._append(
+            self.effects.events, Event("transfer.posted", transfer.id, transfer_event_data(transfer, self._iso_cache))
+        )
         return Outcome(transfer=transfer)
 
     def _void(self, command: VoidPending) -> Outcome:

@@ -109,6 +109,15 @@ class TransferRequest:
             raise LedgerError(errors.VALIDATION_FAILED, "source and idempotency_key are required")
         if len(self.source) > 64 or len(self.idempotency_key) > 255:
             raise LedgerError(errors.VALIDATION_FAILED, "source ≤ 64 and idempotency_key ≤ 255 characters")
+        if not (
+            self.source.isprintable()
+            and self.idempotency_key.isprintable()
+            and (self.reference is None or (self.reference.isprintable() and self.reference != ""))
+        ):
+            raise LedgerError(
+                errors.VALIDATION_FAILED,
+                "source, idempotency_key and reference: no control characters, reference not empty",
+            )
         validate_postings(self.postings)
         if self.timeout_seconds is not None:
             if not self.pending:

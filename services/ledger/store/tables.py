@@ -86,7 +86,6 @@ transfers = Table(
         "timeout_at",
         postgresql_where=text("status = 'pending' AND timeout_at IS NOT NULL"),
     ),
-    Index("transfers_reference", "reference", postgresql_where=text("reference IS NOT NULL")),
 )
 
 entries = Table(

@@ -28,14 +28,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from libs.common.db import Tx, UnitOfWork, shard_of
+from libs.common.db import UnitOfWork, shard_of
 from libs.common.ids import new_id
 from libs.common.logging import current_trace_id, get_logger
 from services.ledger.domain import errors
@@ -76,6 +76,7 @@ def command_size(command: Command) -> int:
 
 
 # The whole batch in one statement (one round trip): data-modifying CTEs, column arrays via unnest.
+# The whole batch in one statement (one round trip): data-modifying CTEs over column arrays (unnest).
 _WRITE_SQL = """
 WITH new_transfers AS (
   INSERT INTO transfers (id, source, idempotency_key, body_hash, status, pending, postings, reference,
@@ -116,6 +117,14 @@ SELECT count(*) FROM finished
 def envelope_bytes(
     *, event_id: str, type: str, source: str, subject: str, data: dict[str, Any], time: str, trace_id: str | None
 ) -> bytes:
+    return envelope_text(
+        event_id=event_id, type=type, source=source, subject=subject, data=data, time=time, trace_id=trace_id
+    ).encode()
+
+
+def envelope_text(
+    *, event_id: str, type: str, source: str, subject: str, data: dict[str, Any], time: str, trace_id: str | None
+) -> str:
     """Byte-for-byte what `libs.common.events.Envelope.to_bytes()` produces (same keys, same order).
 
     Why not `tx.publish`: `Envelope.to_bytes` deep-copies `data` through `dataclasses.asdict`, which cost
@@ -135,7 +144,7 @@ def envelope_bytes(
         },
         separators=(",", ":"),
         ensure_ascii=False,
-    ).encode()
+    )
 
 
 @dataclass(slots=True)
@@ -198,6 +207,9 @@ class LedgerWriter:
         self._queued_transfers = 0
         self._task: asyncio.Task[None] | None = None
         self.batches_written = 0
+        self._dsn = uow.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._connections: dict[str, asyncpg.Connection] = {}
+        self._connection_locks: dict[str, asyncio.Lock] = {}
         self.optimistic_commits = 0  # batches computed before the previous one committed, verified, written
         self.optimistic_fallbacks = 0  # …whose locked rows differed, recomputed under the locks
 
@@ -216,6 +228,10 @@ class LedgerWriter:
             item = self._queue.get_nowait()
             if not item.future.done():
                 item.future.set_exception(LedgerError(errors.LEDGER_BUSY, "the ledger writer stopped"))
+        for db in self._connections.values():
+            with contextlib.suppress(Exception):
+                await db.close(timeout=2)
+        self._connections.clear()
 
     # --- API -----------------------------------------------------------------------------------------
     async def submit(self, command: Command) -> list[Outcome]:
@@ -333,9 +349,7 @@ class LedgerWriter:
                     return None  # needs the committed transfer table; rare: take the locked path
                 keys[(r.source, r.idempotency_key)] = None
                 account_ids.update(p.account_id for p in r.postings)
-        async with self.uow.engine.connect() as conn:
-            raw = await conn.get_raw_connection()
-            db: asyncpg.Connection = raw.driver_connection
+        async with self._connection("read") as db:
             known_keys = await _transfers_by_keys(db, list(keys))
             rows = await db.fetch(
                 f"SELECT {ACCOUNT_COLUMNS}, clock_timestamp() AS read_at FROM accounts WHERE id = ANY($1::text[])",
@@ -361,9 +375,8 @@ class LedgerWriter:
     async def _commit_prepared(self, prepared: _Prepared) -> list[list[Outcome]] | None:
         """Locked stage of an optimistic batch: None when the locked rows differ from what it assumed."""
         try:
-            async with self.uow.begin() as tx:
-                db = await self._open(tx)
-                locked, _ = await _lock_accounts(db, sorted(prepared.assumed))
+            async with self._transaction() as db:
+                locked, _, _ = await _lock_accounts(db, sorted(prepared.assumed), [])
                 if {a.id: _fingerprint(a) for a in locked.values()} != prepared.assumed:
                     self.optimistic_fallbacks += 1
                     return None  # leaving the block commits an empty transaction: nothing was written
@@ -385,8 +398,8 @@ class LedgerWriter:
         """Locked path: writes one batch, retrying the whole transaction on races another writer causes."""
         for attempt in range(1, self.batch_attempts_max + 1):
             try:
-                async with self.uow.begin() as tx:
-                    results = await self._write(tx, commands, trace_ids or [None] * len(commands), on_computed)
+                async with self._transaction() as db:
+                    results = await self._write(db, commands, trace_ids or [None] * len(commands), on_computed)
                 self.batches_written += 1
                 return results
             except _RETRYABLE as exc:
@@ -396,14 +409,42 @@ class LedgerWriter:
                 await asyncio.sleep(0.005 * attempt)
         raise AssertionError("unreachable")
 
-    async def _open(self, tx: Tx) -> asyncpg.Connection:
-        """The first statement goes through SQLAlchemy (it opens the transaction); then the raw driver."""
-        await tx.conn.exec_driver_sql(
-            f"SELECT set_config('lock_timeout', '{int(self.lock_timeout_seconds * 1000)}ms', true)"
-        )
-        raw = await tx.conn.get_raw_connection()
-        db: asyncpg.Connection = raw.driver_connection
-        return db
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """One transaction on the writer's own connection, driven with the raw driver.
+
+        Why not `uow.begin()`: a pool checkout (ping, reset) plus BEGIN plus the lock timeout cost four
+        round trips per batch, and under CPU contention each costs milliseconds during which the hot
+        account's lock is held or awaited. Here `BEGIN` and the lock timeout are one message. The outbox
+        rows are written by the same transaction (`_WRITE_SQL`): still one commit point per batch.
+        """
+        async with self._connection("write") as db:
+            await db.execute(f"BEGIN; SET LOCAL lock_timeout = '{int(self.lock_timeout_seconds * 1000)}ms'")
+            try:
+                yield db
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
+    @contextlib.asynccontextmanager
+    async def _connection(self, name: str) -> AsyncIterator[asyncpg.Connection]:
+        """The writer's own connections ("write": its transactions, "read": optimistic reads), one user
+        at a time. Kept open rather than checked out of the service pool per batch: a checkout costs a
+        ping and a reset, two round trips, on every batch."""
+        async with self._connection_locks.setdefault(name, asyncio.Lock()):
+            db = self._connections.get(name)
+            if db is None or db.is_closed():
+                db = self._connections[name] = await asyncpg.connect(self._dsn, statement_cache_size=256)
+            try:
+                yield db
+            except BaseException:
+                if db.is_in_transaction() or db.is_closed():  # broken: let the next batch reconnect
+                    self._connections.pop(name, None)
+                    with contextlib.suppress(Exception):
+                        await db.close(timeout=1)
+                raise
 
     def _compute(
         self,
@@ -432,13 +473,12 @@ class LedgerWriter:
 
     async def _write(
         self,
-        tx: Tx,
+        db: asyncpg.Connection,
         commands: Sequence[Command],
         trace_ids: Sequence[str | None],
         on_computed: Callable[[_Chain], None] | None = None,
     ) -> list[list[Outcome]]:
-        db = await self._open(tx)
-
+        """Locked path: lock (transfers, then accounts), compute, write, inside the caller's transaction."""
         keys: dict[tuple[str, str], None] = {}
         corrects: set[str] = set()
         finishing: set[str] = set()
@@ -453,11 +493,10 @@ class LedgerWriter:
             else:
                 finishing.add(command.transfer_id)
 
-        known_keys = await _transfers_by_keys(db, list(keys))
         pending = await _lock_transfers(db, sorted(finishing))
         for t in pending.values():
             account_ids.update(p.account_id for p in t.postings)
-        accounts, now = await _lock_accounts(db, sorted(account_ids))
+        accounts, now, known_keys = await _lock_accounts(db, sorted(account_ids), list(keys))
         known_ids = await _existing_transfer_ids(db, sorted(corrects)) if corrects else set()
 
         results, effects, event_traces = self._compute(
@@ -465,11 +504,11 @@ class LedgerWriter:
         )
         if on_computed is not None:
             on_computed(_chain_of(effects, accounts, now))
-        if effects.entries or effects.new_transfers or effects.finalized_transfers:
-            finished_count = await db.fetchval(_WRITE_SQL, *self._write_arguments(effects, accounts, event_traces, now))
+        if effects.entries or effects.finalized_transfers:
+            finished = await db.fetchval(_WRITE_SQL, *self._write_arguments(effects, accounts, event_traces, now))
             expected = len({t.id for t in effects.finalized_transfers})
-            if finished_count != expected:  # compare-and-set on status; we hold the row locks
-                raise RuntimeError(f"pending transfers changed under lock: {finished_count} != {expected}")
+            if finished != expected:  # compare-and-set on status; we hold the row locks
+                raise RuntimeError(f"pending transfers changed under lock: {finished} != {expected}")
         return results
 
     def _write_arguments(
@@ -575,25 +614,50 @@ async def _lock_transfers(db: asyncpg.Connection, ids: list[str]) -> dict[str, T
     return {r["id"]: transfer_from_row(r) for r in rows}
 
 
-async def _lock_accounts(db: asyncpg.Connection, ids: list[str]) -> tuple[dict[str, Account], datetime]:
-    """Locks the accounts in id order and reads the database clock *after* the last lock.
+async def _lock_accounts(
+    db: asyncpg.Connection, ids: list[str], keys: list[tuple[str, str]]
+) -> tuple[dict[str, Account], datetime, dict[tuple[str, str], Transfer]]:
+    """Locks the accounts in id order, reads the clock after the last lock, and finds the transfers
+    already stored under the batch's idempotency keys: one statement, one round trip.
 
     Rows leave the locking CTE one by one, each locked before it is emitted, so the largest
-    `clock_timestamp()` of the outer rows is later than every lock: entries of an account therefore get
-    times that never go backwards, even across writers, which balance-as-of relies on.
+    `clock_timestamp()` of them is later than every lock: entries of an account therefore get times that
+    never go backwards, even across writers, which balance-as-of relies on. The key lookup is an
+    uncorrelated subquery, evaluated once.
     """
     if not ids:
-        return {}, await db.fetchval("SELECT clock_timestamp()")
+        now = await db.fetchval("SELECT clock_timestamp()")
+        return {}, now, await _transfers_by_keys(db, keys)
     rows = await db.fetch(
         f"""
         WITH locked AS (SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
-        SELECT locked.*, clock_timestamp() AS locked_at FROM locked
+        SELECT locked.*, clock_timestamp() AS locked_at,
+               (SELECT json_agg(row_to_json(t))::text FROM transfers t
+                 WHERE (t.source, t.idempotency_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))) AS known
+          FROM locked
         """,
         ids,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
     )
-    if not rows:
-        return {}, await db.fetchval("SELECT clock_timestamp()")
-    return {r["id"]: account_from_row(r, metadata=False) for r in rows}, max(r["locked_at"] for r in rows)
+    if not rows:  # none of the accounts exists
+        now = await db.fetchval("SELECT clock_timestamp()")
+        return {}, now, await _transfers_by_keys(db, keys)
+    accounts = {r["id"]: account_from_row(r, metadata=False) for r in rows}
+    known: dict[tuple[str, str], Transfer] = {}
+    if rows[0]["known"] is not None:  # the same (usually empty) list on every row: decode it once
+        for row in json.loads(rows[0]["known"]):
+            transfer = transfer_from_row(_with_times(row))
+            known[(transfer.source, transfer.idempotency_key)] = transfer
+    return accounts, max(r["locked_at"] for r in rows), known
+
+
+def _with_times(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON rows carry timestamps as ISO strings."""
+    for column in ("created_at", "timeout_at", "finalized_at"):
+        if row[column] is not None:
+            row[column] = datetime.fromisoformat(row[column])
+    return row
 
 
 async def _existing_transfer_ids(db: asyncpg.Connection, ids: list[str]) -> set[str]:

@@ -130,5 +130,6 @@ async def test_optimistic_batch_recomputed_when_another_writer_got_there_first(l
         [[outcome]] = await writer.write_batch([command])  # the locked path now refuses it
         assert outcome.error is not None and outcome.error.code == "insufficient_funds"
     finally:
+        await writer.stop()
         await engine.dispose()
     await ledger.assert_verified()

@@ -78,6 +78,19 @@ def test_multi_currency_transfer_balanced_per_currency_is_valid() -> None:
     ).validate()
 
 
+@pytest.mark.parametrize(
+    ("source", "key", "reference"),
+    [("s\x1f", "k", None), ("s", "k\n", None), ("s", "k", "pay\x1e"), ("s", "k", "")],
+)
+def test_identifiers_without_control_characters(source: str, key: str, reference: str | None) -> None:
+    r = request("a", "b", 1)
+    bad = TransferRequest(source, key, r.postings, reference=reference)
+    with pytest.raises(LedgerError) as info:
+        bad.validate()
+    assert info.value.code == "validation_failed"
+    TransferRequest("cashier", "pay_1:支付成功", r.postings, reference="订单 42").validate()
+
+
 def test_timeout_only_for_pending() -> None:
     with pytest.raises(LedgerError) as info:
         request("a", "b", 1, timeout_seconds=5).validate()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import itertools
 import json
 import os
@@ -287,6 +288,11 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         await ledger_setup(ledger_url, cold, hot, equity)
         print(f"setup: {COLD_ACCOUNTS} cold accounts + 1 hot, funded ({time.perf_counter() - t0:.1f}s)", flush=True)
         rng = random.Random(7)
+        # The same collector settings the ledger service applies at start-up (services/ledger/app.py), for
+        # every design measured in this process, the baseline included.
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
 
         # 1. baseline
         pool = await asyncpg.create_pool(_dsn(base_url), min_size=args.concurrency, max_size=args.concurrency)

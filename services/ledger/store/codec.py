@@ -19,6 +19,11 @@ ACCOUNT_COLUMNS = (
     " credits_must_not_exceed_debits, credit_limit_minor, debits_posted, credits_posted, debits_pending,"
     " credits_pending, created_at"
 )
+# What the write path needs of an account (no holder, kind, code, metadata: less to send and decode).
+WRITE_ACCOUNT_COLUMNS = (
+    "id, currency, status, normal_balance, debits_must_not_exceed_credits, credits_must_not_exceed_debits,"
+    " credit_limit_minor, debits_posted, credits_posted, debits_pending, credits_pending"
+)
 TRANSFER_COLUMNS = (
     "id, source, idempotency_key, body_hash, status, pending, postings, reference, corrects_transfer_id,"
     " metadata, created_at, timeout_at, finalized_at"
@@ -39,14 +44,17 @@ def account_from_row(row: Any, *, metadata: bool = True) -> Account:
 
     Rows were validated when the account was opened, so this skips `Account.__post_init__` and the enum
     constructors (the write path decodes every touched account of every batch). The write path passes
-    `metadata=False`: it never reads metadata.
+    `metadata=False` with a WRITE_ACCOUNT_COLUMNS row (no holder, kind, code or metadata).
     """
     account = object.__new__(Account)
     account.id = row["id"]
-    account.holder_id = row["holder_id"]
     account.currency = row["currency"]
-    account.kind = row["kind"]
-    account.code = row["code"]
+    if metadata:
+        account.holder_id = row["holder_id"]
+        account.kind = row["kind"]
+        account.code = row["code"]
+    else:  # a WRITE_ACCOUNT_COLUMNS row
+        account.holder_id = account.kind = account.code = ""
     account.normal_balance = _NORMALS[row["normal_balance"]]
     account.flags = _FLAGS[(row["debits_must_not_exceed_credits"], row["credits_must_not_exceed_debits"])]
     account.credit_limit_minor = row["credit_limit_minor"]

@@ -54,8 +54,8 @@ from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import Transfer
 from services.ledger.events import TRANSFERS_TOPIC
 from services.ledger.store.codec import (
-    ACCOUNT_COLUMNS,
     TRANSFER_COLUMNS,
+    WRITE_ACCOUNT_COLUMNS,
     account_from_row,
     postings_to_json,
     transfer_from_row,
@@ -158,7 +158,7 @@ class _Item:
 class _Chain:
     """What a batch leaves behind in memory, for the next batch to compute on before this one commits."""
 
-    accounts: dict[str, Account]  # post-batch copies of the accounts it touched
+    accounts: dict[str, Account]  # the accounts it touched, as it left them (never mutated afterwards)
     keys: dict[tuple[str, str], Transfer]  # the transfers it created, by idempotency key
     now: datetime
 
@@ -352,7 +352,8 @@ class LedgerWriter:
         async with self._connection("read") as db:
             known_keys = await _transfers_by_keys(db, list(keys))
             rows = await db.fetch(
-                f"SELECT {ACCOUNT_COLUMNS}, clock_timestamp() AS read_at FROM accounts WHERE id = ANY($1::text[])",
+                f"SELECT {WRITE_ACCOUNT_COLUMNS}, clock_timestamp() AS read_at"
+                " FROM accounts WHERE id = ANY($1::text[])",
                 sorted(account_ids - chain.accounts.keys()),
             )
         accounts = {r["id"]: account_from_row(r, metadata=False) for r in rows}
@@ -630,7 +631,9 @@ async def _lock_accounts(
         return {}, now, await _transfers_by_keys(db, keys)
     rows = await db.fetch(
         f"""
-        WITH locked AS (SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE)
+        WITH locked AS (
+          SELECT {WRITE_ACCOUNT_COLUMNS} FROM accounts WHERE id = ANY($1::text[]) ORDER BY id FOR UPDATE
+        )
         SELECT locked.*, clock_timestamp() AS locked_at,
                (SELECT json_agg(row_to_json(t))::text FROM transfers t
                  WHERE (t.source, t.idempotency_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))) AS known
@@ -666,8 +669,9 @@ async def _existing_transfer_ids(db: asyncpg.Connection, ids: list[str]) -> set[
 
 
 def _chain_of(effects: BatchEffects, accounts: dict[str, Account], now: datetime) -> _Chain:
+    # References, not copies: the engine is done with them; `_prepare` copies the ones it uses.
     return _Chain(
-        accounts={a: accounts[a].copy() for a in effects.touched_account_ids()},
+        accounts={a: accounts[a] for a in effects.touched_account_ids()},
         keys={(t.source, t.idempotency_key): t for t in effects.new_transfers},
         now=now,
     )

@@ -319,12 +319,14 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
 
         juhe_done, juhe_s = await run_for(seconds, args.concurrency, one_writer)
         batches = writer.batches_written
+        pipelined, recomputed = writer.optimistic_commits, writer.optimistic_fallbacks
         await writer.stop()
         await engine.dispose()
         juhe_tps = juhe_done / juhe_s
         print(
             f"juhe write path: {juhe_done} transfers in {juhe_s:.1f}s = {juhe_tps:,.0f}/s"
-            f" ({batches} batches, {juhe_done / max(batches, 1):.0f} transfers per batch)",
+            f" ({batches} batches, {juhe_done / max(batches, 1):.0f} transfers per batch,"
+            f" {pipelined} computed while the previous one committed, {recomputed} recomputed)",
             flush=True,
         )
 

@@ -246,10 +246,19 @@ class LedgerWriter:
         return await future
 
     # --- the writer task -----------------------------------------------------------------------------
-    async def _collect(self) -> list[_Item]:
+    async def _collect(self, *, pipeline_idle: bool) -> list[_Item]:
+        """Takes what is queued, up to `batch_transfers_max` transfers.
+
+        When nothing is in the database (`pipeline_idle`) and enough is queued, it takes only half: the
+        other half then becomes the next batch, computed while this one is being written and committed,
+        so the database and Python work at the same time instead of in turn.
+        """
         batch = [await self._queue.get()]
         size = command_size(batch[0].command)
-        while not self._queue.empty() and size < self.batch_transfers_max:
+        size_max = self.batch_transfers_max
+        if pipeline_idle and self._queued_transfers >= PIPELINE_SPLIT_TRANSFERS_MIN:
+            size_max = min(size_max, (self._queued_transfers + 1) // 2)
+        while not self._queue.empty() and size < size_max:
             item = self._queue.get_nowait()
             batch.append(item)
             size += command_size(item.command)
@@ -263,7 +272,8 @@ class LedgerWriter:
         running: set[asyncio.Task[bool]] = set()
         try:
             while True:
-                batch = await self._collect()
+                idle = inflight is None or inflight.done()
+                batch = await self._collect(pipeline_idle=idle)
                 previous = inflight if inflight is not None and not inflight.done() else None
                 computed: asyncio.Future[_Chain | None] = asyncio.get_running_loop().create_future()
                 inflight = asyncio.create_task(
@@ -647,12 +657,17 @@ async def _lock_accounts(
         now = await db.fetchval("SELECT clock_timestamp()")
         return {}, now, await _transfers_by_keys(db, keys)
     accounts = {r["id"]: account_from_row(r, metadata=False) for r in rows}
-    known: dict[tuple[str, str], Transfer] = {}
-    if rows[0]["known"] is not None:  # the same (usually empty) list on every row: decode it once
-        for row in json.loads(rows[0]["known"]):
-            transfer = transfer_from_row(_with_times(row))
-            known[(transfer.source, transfer.idempotency_key)] = transfer
-    return accounts, max(r["locked_at"] for r in rows), known
+    # The same (usually empty) list on every row: decode it once.
+    return accounts, max(r["locked_at"] for r in rows), _known_from_json(rows[0]["known"])
+
+
+def _known_from_json(known: str | None) -> dict[tuple[str, str], Transfer]:
+    """Transfers already stored under a batch's keys, from the `json_agg` column of a read."""
+    found: dict[tuple[str, str], Transfer] = {}
+    for row in json.loads(known) if known else ():
+        transfer = transfer_from_row(_with_times(row))
+        found[(transfer.source, transfer.idempotency_key)] = transfer
+    return found
 
 
 def _with_times(row: dict[str, Any]) -> dict[str, Any]:
@@ -666,6 +681,9 @@ def _with_times(row: dict[str, Any]) -> dict[str, Any]:
 async def _existing_transfer_ids(db: asyncpg.Connection, ids: list[str]) -> set[str]:
     rows = await db.fetch("SELECT id FROM transfers WHERE id = ANY($1::text[])", ids)
     return {r["id"] for r in rows}
+
+
+PIPELINE_SPLIT_TRANSFERS_MIN = 16  # below this an idle writer takes everything at once (lowest latency)
 
 
 def _chain_of(effects: BatchEffects, accounts: dict[str, Account], now: datetime) -> _Chain:

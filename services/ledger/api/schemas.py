@@ -128,7 +128,7 @@ class TransferCreateRequest(BaseModel):
 
 
 class TransferBatchRequest(BaseModel):
-    transfers: list[TransferCreateRequest] = Field(max_length=BATCH_SIZE_MAX)
+    transfers: list[TransferCreateRequest] = Field(description=f"1..{BATCH_SIZE_MAX} transfers")
     linked: bool = Field(default=False, description="All succeed or none does")
 
 

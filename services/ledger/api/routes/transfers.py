@@ -20,7 +20,7 @@ from services.ledger.api.schemas import (
 )
 from services.ledger.domain import errors
 from services.ledger.domain.engine import CreateTransfers, Outcome, PostPending, VoidPending
-from services.ledger.domain.transfers import DIRECTIONS, Posting, TransferRequest
+from services.ledger.domain.transfers import BATCH_SIZE_MAX, DIRECTIONS, Posting, TransferRequest
 from services.ledger.store import queries
 
 router = APIRouter(prefix="/v1/transfers", tags=["transfers"])
@@ -67,6 +67,8 @@ async def create_transfers(body: TransferBatchRequest, writer: WriterDep) -> Res
     """
     if not body.transfers:
         raise Problem(errors.BATCH_EMPTY, "transfers is empty")
+    if len(body.transfers) > BATCH_SIZE_MAX:
+        raise Problem(errors.BATCH_TOO_LARGE, f"at most {BATCH_SIZE_MAX} transfers per batch")
     outcomes = await writer.submit(CreateTransfers(tuple(to_domain(t) for t in body.transfers), linked=body.linked))
     results = []
     counts = {"created": 0, "replayed": 0, "failed": 0}

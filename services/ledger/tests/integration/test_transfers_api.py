@@ -166,6 +166,8 @@ async def test_batch_independent_and_linked(ledger: Ledger) -> None:
     assert (await ledger.balances(wallet))["posted_balance_minor"] == 0
     r = await ledger.client.post("/v1/transfers/batch", json={"transfers": []})
     assert r.json()["code"] == "batch_empty"
+    r = await ledger.client.post("/v1/transfers/batch", json={"transfers": [body(wallet, merchant, 1)] * 1001})
+    assert r.status_code == 422 and r.json()["code"] == "batch_too_large"
     await ledger.assert_verified()
 
 

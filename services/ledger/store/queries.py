@@ -24,6 +24,20 @@ async def get_transfer(conn: AsyncConnection, transfer_id: str) -> Transfer | No
     return transfer_from_row(row) if row else None
 
 
+async def get_transfer_by_key(conn: AsyncConnection, source: str, idempotency_key: str) -> Transfer | None:
+    row = (
+        (
+            await conn.execute(
+                text(f"SELECT {TRANSFER_COLUMNS} FROM transfers WHERE source = :source AND idempotency_key = :key"),
+                {"source": source, "key": idempotency_key},
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return transfer_from_row(row) if row else None
+
+
 async def get_transfers(conn: AsyncConnection, transfer_ids: list[str]) -> dict[str, Transfer]:
     if not transfer_ids:
         return {}

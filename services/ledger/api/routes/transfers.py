@@ -91,6 +91,16 @@ async def create_transfers(body: TransferBatchRequest, writer: WriterDep) -> Res
     return JSONResponse(content, status_code=status.HTTP_200_OK)
 
 
+@router.get("")
+async def find_transfer(source: str, idempotency_key: str, uow: UowDep) -> TransferResponse:
+    """The transfer stored for a business event's `(source, idempotency_key)`, e.g. after a lost answer."""
+    async with uow.read() as conn:
+        transfer = await queries.get_transfer_by_key(conn, source, idempotency_key)
+    if transfer is None:
+        raise Problem(errors.TRANSFER_NOT_FOUND, f"no transfer for {source!r} / {idempotency_key!r}")
+    return TransferResponse.of(transfer)
+
+
 @router.get("/{transfer_id}")
 async def read_transfer(transfer_id: str, uow: UowDep) -> TransferResponse:
     async with uow.read() as conn:

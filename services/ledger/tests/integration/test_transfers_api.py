@@ -41,6 +41,10 @@ async def test_idempotency_same_body_replays_other_body_conflicts(ledger: Ledger
     assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
     assert other.headers["content-type"].startswith("application/problem+json")
     assert (await ledger.balances(wallet))["debits_posted"] == 100
+    found = await ledger.client.get("/v1/transfers", params={"source": "test", "idempotency_key": "pay_1:succeeded"})
+    assert found.status_code == 200 and found.json()["id"] == first.json()["id"]
+    missing = await ledger.client.get("/v1/transfers", params={"source": "test", "idempotency_key": "nope"})
+    assert missing.status_code == 404 and missing.json()["code"] == "transfer_not_found"
 
 
 @pytest.mark.parametrize(

@@ -4,23 +4,26 @@ Why: a platform fee account or a channel clearing account is touched by every pa
 transfer (the classic design) makes every payment of the platform wait in one queue of commits. Here:
 
 1. `submit(command)` puts the command on a bounded queue and awaits its outcome.
-2. One writer task per process takes everything queued (up to `batch_transfers_max` transfers), and in
-   ONE database transaction:
-   - reads the idempotency keys of the whole batch in one query;
+2. One writer task per process takes what is queued (up to `batch_transfers_max` transfers) and writes
+   it in ONE database transaction (`write_batch`, the locked path):
    - locks the pending transfers being posted/voided, then every touched account, each set sorted by id
      (`SELECT … ORDER BY id FOR UPDATE`): one fixed global lock order, so another replica's writer, the
      expiry task or an account freeze can interleave but never deadlock, and nothing relies on this
-     process being the only writer;
+     process being the only writer; the same statement reads the batch's idempotency keys and the clock;
    - hands the locked rows to the pure `BatchEngine`, which applies the commands in submission order
      (limits exact per transfer, a failing transfer rejected alone, linked groups all-or-nothing);
-   - writes the result with COPY (transfers, entries), one `UPDATE … FROM unnest()` for all touched
-     accounts, one compare-and-set UPDATE for finished holds and one multi-row outbox insert; commits.
-3. A unique violation on `(source, idempotency_key)` (another replica stored the same key first) or a
-   deadlock/serialization failure rolls the batch back and runs it again; on the retry the winner's
-   transfer is found and answered as a replay.
+   - writes everything with one statement (`_WRITE_SQL`: transfers, entries, one counter update per
+     touched account, compare-and-set of finished holds, outbox rows) and commits.
+3. Pipelining (`_prepare` / `_commit_prepared`): while batch k is in the database, batch k+1 is read
+   without locks and computed on top of k's in-memory result; then it takes the same locks and compares
+   every locked row with what it assumed. Equal → its precomputed statement goes in; different (another
+   replica wrote, k failed or was retried) → it is recomputed on the locked path. The comparison under
+   lock, not the in-memory chain, is what makes it correct.
+4. A unique violation on `(source, idempotency_key)` (another replica stored the same key first) or a
+   deadlock / lock timeout rolls the batch back and runs it again; on the retry the winner's transfer is
+   found and answered as a replay.
 
-While one batch is in the database the next one fills, so throughput grows with load instead of
-collapsing on the hot row lock.
+Throughput therefore grows with load instead of collapsing on the hot row lock.
 """
 
 from __future__ import annotations
@@ -47,8 +50,6 @@ from services.ledger.domain.engine import (
     CreateTransfers,
     Event,
     Outcome,
-    PostPending,
-    VoidPending,
 )
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import Transfer
@@ -703,15 +704,3 @@ async def _exact(task: asyncio.Task[bool]) -> bool:
     """Waits for a batch and tells whether it committed exactly what it computed first."""
     await asyncio.wait([task])
     return not task.cancelled() and task.exception() is None and task.result()
-
-
-def outcome_summary(outcomes: list[Outcome]) -> dict[str, Any]:
-    """For logs and metrics: how many were created, replayed, failed."""
-    return {
-        "created": sum(1 for o in outcomes if o.ok and not o.replayed),
-        "replayed": sum(1 for o in outcomes if o.replayed),
-        "failed": sum(1 for o in outcomes if not o.ok),
-    }
-
-
-__all__ = ["LedgerWriter", "PostPending", "VoidPending", "command_size", "outcome_summary"]

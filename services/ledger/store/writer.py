@@ -78,8 +78,8 @@ def command_size(command: Command) -> int:
 
 # The whole batch in one statement (one round trip): data-modifying CTEs, column arrays via unnest.
 # The whole batch in one statement (one round trip): data-modifying CTEs over column arrays (unnest).
-_WRITE_SQL = """
-WITH new_transfers AS (
+_WRITE_CTES = """
+new_transfers AS (
   INSERT INTO transfers (id, source, idempotency_key, body_hash, status, pending, postings, reference,
                          corrects_transfer_id, metadata, created_at, timeout_at, finalized_at)
   SELECT v.id, v.source, v.key, v.hash, v.status, v.pending, v.postings::jsonb, v.reference, v.corrects,
@@ -88,6 +88,7 @@ WITH new_transfers AS (
                 $10::text[], $11::text[], $12::timestamptz[], $13::timestamptz[])
          AS v(id, source, key, hash, status, pending, postings, reference, corrects, metadata, timeout_at,
               finalized_at)
+   WHERE {gate}
 ), new_entries AS (
   INSERT INTO entries (account_id, transfer_id, kind, direction, posted_delta_minor, pending_delta_minor,
                        currency, debits_posted, credits_posted, debits_pending, credits_pending, created_at)
@@ -95,24 +96,51 @@ WITH new_transfers AS (
     FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::bigint[], $19::bigint[], $20::text[],
                 $21::bigint[], $22::bigint[], $23::bigint[], $24::bigint[])
          AS v(account_id, transfer_id, kind, direction, posted, pending, currency, dp, cp, dq, cq)
+   WHERE {gate}
 ), balances AS (
   UPDATE accounts AS a
      SET debits_posted = v.dp, credits_posted = v.cp, debits_pending = v.dq, credits_pending = v.cq,
          updated_at = $1
     FROM unnest($25::text[], $26::bigint[], $27::bigint[], $28::bigint[], $29::bigint[]) AS v(id, dp, cp, dq, cq)
-   WHERE a.id = v.id
+   WHERE a.id = v.id AND {gate}
 ), finished AS (
   UPDATE transfers AS t
      SET status = v.status, finalized_at = v.finalized_at, postings = v.postings::jsonb
     FROM unnest($30::text[], $31::text[], $32::timestamptz[], $33::text[]) AS v(id, status, finalized_at, postings)
-   WHERE t.id = v.id AND t.status = 'pending'
+   WHERE t.id = v.id AND t.status = 'pending' AND {gate}
   RETURNING 1
 ), events AS (
   INSERT INTO outbox (event_id, topic, key, shard, event_type, payload)
   SELECT * FROM unnest($34::text[], $35::text[], $36::text[], $37::smallint[], $38::text[], $39::bytea[])
+   WHERE {gate}
+)"""
+
+# Locked path: the whole batch in one statement (one round trip) inside the batch's transaction, after the
+# locks were taken and the engine ran: data-modifying CTEs over column arrays (unnest).
+_WRITE_SQL = "WITH " + _WRITE_CTES.format(gate="true") + "\nSELECT count(*) FROM finished"
+
+# Pipelined path: lock, verify and write in ONE statement that is its own transaction (autocommit), so a
+# precomputed batch costs one round trip. `locked` takes the row locks in id order; `ok` compares every
+# locked row with what the batch assumed ($40…$49); every write is gated on `ok`, so a mismatch writes
+# nothing and answers false (the batch is then recomputed on the locked path).
+_OPTIMISTIC_SQL = (
+    """WITH locked AS (
+  SELECT id, status, debits_must_not_exceed_credits AS d, credits_must_not_exceed_debits AS c,
+         credit_limit_minor, currency, debits_posted, credits_posted, debits_pending, credits_pending
+    FROM accounts WHERE id = ANY($40::text[]) ORDER BY id FOR UPDATE
+), ok AS (
+  SELECT count(*) = cardinality($40::text[]) AS ok
+    FROM locked l
+    JOIN unnest($40::text[], $41::text[], $42::bool[], $43::bool[], $44::bigint[], $45::text[], $46::bigint[],
+                $47::bigint[], $48::bigint[], $49::bigint[]) AS e(id, status, d, c, lim, currency, dp, cp, dq, cq)
+      ON e.id = l.id
+   WHERE l.status = e.status AND l.d = e.d AND l.c = e.c AND l.credit_limit_minor = e.lim
+     AND l.currency = e.currency AND l.debits_posted = e.dp AND l.credits_posted = e.cp
+     AND l.debits_pending = e.dq AND l.credits_pending = e.cq
+), """
+    + _WRITE_CTES.format(gate="(SELECT ok FROM ok)")
+    + "\nSELECT ok FROM ok"
 )
-SELECT count(*) FROM finished
-"""
 
 
 def envelope_bytes(
@@ -171,13 +199,8 @@ class _Prepared:
     results: list[list[Outcome]]
     write_arguments: list[Any]
     finished_expected: int
-    assumed: dict[str, tuple[Any, ...]]  # account id → fingerprint of the row it computed from
+    assumed: dict[str, Account]  # account id → a copy of the row as the batch read it (before computing)
     chain: _Chain
-
-
-def _fingerprint(a: Account) -> tuple[Any, ...]:
-    """Everything about an account that a batch's outcome can depend on."""
-    return (a.status, a.flags, a.credit_limit_minor, a.currency, *a.balances.as_tuple())
 
 
 class LedgerWriter:
@@ -374,7 +397,7 @@ class LedgerWriter:
             if key in chain.keys:
                 known_keys[key] = chain.keys[key]
         now = max([chain.now, *(r["read_at"] for r in rows)])
-        assumed = {a.id: _fingerprint(a) for a in accounts.values()}
+        assumed = {a.id: a.copy() for a in accounts.values()}
         results, effects, event_traces = self._compute(commands, trace_ids, accounts, {}, known_keys, set(), now)
         return _Prepared(
             results=results,
@@ -385,15 +408,27 @@ class LedgerWriter:
         )
 
     async def _commit_prepared(self, prepared: _Prepared) -> list[list[Outcome]] | None:
-        """Locked stage of an optimistic batch: None when the locked rows differ from what it assumed."""
+        """Locked stage of an optimistic batch, in one self-committing statement: None (nothing written)
+        when a locked row differs from what the batch assumed."""
+        accounts = [prepared.assumed[a] for a in sorted(prepared.assumed)]
+        expected = [
+            [a.id for a in accounts],
+            [str(a.status) for a in accounts],
+            [a.flags.debits_must_not_exceed_credits for a in accounts],
+            [a.flags.credits_must_not_exceed_debits for a in accounts],
+            [a.credit_limit_minor for a in accounts],
+            [a.currency for a in accounts],
+            [a.balances.debits_posted for a in accounts],
+            [a.balances.credits_posted for a in accounts],
+            [a.balances.debits_pending for a in accounts],
+            [a.balances.credits_pending for a in accounts],
+        ]
         try:
-            async with self._transaction() as db:
-                locked, _, _ = await _lock_accounts(db, sorted(prepared.assumed), [])
-                if {a.id: _fingerprint(a) for a in locked.values()} != prepared.assumed:
-                    self.optimistic_fallbacks += 1
-                    return None  # leaving the block commits an empty transaction: nothing was written
-                await db.fetchval(_WRITE_SQL, *prepared.write_arguments)
+            async with self._connection("write") as db:
+                ok = await db.fetchval(_OPTIMISTIC_SQL, *prepared.write_arguments, *expected)
         except _RETRYABLE:
+            ok = False
+        if not ok:
             self.optimistic_fallbacks += 1
             return None
         self.batches_written += 1
@@ -448,7 +483,12 @@ class LedgerWriter:
         async with self._connection_locks.setdefault(name, asyncio.Lock()):
             db = self._connections.get(name)
             if db is None or db.is_closed():
-                db = self._connections[name] = await asyncpg.connect(self._dsn, statement_cache_size=256)
+                db = self._connections[name] = await asyncpg.connect(
+                    self._dsn,
+                    statement_cache_size=256,
+                    # For the self-committing pipelined statement, which has no transaction to SET LOCAL in.
+                    server_settings={"lock_timeout": str(int(self.lock_timeout_seconds * 1000))},
+                )
             try:
                 yield db
             except BaseException:

@@ -9,6 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.ledger.domain.accounts import Account
 from services.ledger.store.tables import accounts
 
 ACCOUNTS_PAGE_MAX = 200
@@ -16,6 +17,29 @@ ACCOUNTS_PAGE_MAX = 200
 
 async def insert_account(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping:
     return (await conn.execute(insert(accounts).values(**values).returning(*accounts.c))).mappings().one()
+
+
+async def open_account(
+    conn: AsyncConnection, account: Account, idempotency_key: str | None, body_hash: str
+) -> tuple[RowMapping | None, bool]:
+    """Inserts the account; `(row, True)` when created, `(original, False)` for a repeat of the same
+    idempotency key and body, `(None, False)` when the key was used for another body."""
+    values: dict[str, Any] = {
+        "id": account.id, "holder_id": account.holder_id, "currency": account.currency, "kind": account.kind,
+        "code": account.code, "normal_balance": account.normal_balance.value, "metadata": account.metadata,
+        "debits_must_not_exceed_credits": account.flags.debits_must_not_exceed_credits,
+        "credits_must_not_exceed_debits": account.flags.credits_must_not_exceed_debits,
+        "credit_limit_minor": account.credit_limit_minor, "idempotency_key": idempotency_key,
+        "body_hash": body_hash,
+    }  # fmt: skip
+    if idempotency_key is None:
+        return await insert_account(conn, values), True
+    row = await insert_account_once(conn, values)
+    if row is not None:
+        return row, True
+    existing = await get_account_by_key(conn, idempotency_key)
+    assert existing is not None  # the conflicting row is committed (ON CONFLICT waited for it)
+    return (existing, False) if existing["body_hash"] == body_hash else (None, False)
 
 
 async def insert_account_once(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping | None:

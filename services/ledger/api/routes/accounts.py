@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.engine import RowMapping
@@ -47,37 +47,34 @@ def _not_found(account_id: str) -> Problem:
     return Problem(ACCOUNT_NOT_FOUND, f"account {account_id} does not exist", account_id=account_id)
 
 
+def _new_account(body: AccountCreateRequest) -> Account:
+    """The domain checks flags and limit before anything is written."""
+    return Account(
+        id=new_id("acc"), holder_id=body.holder_id, currency=body.currency, kind=body.kind, code=body.code,
+        normal_balance=NormalBalance(body.normal_balance) if body.normal_balance else NormalBalance.for_code(body.code),
+        flags=AccountFlags(body.flags.debits_must_not_exceed_credits, body.flags.credits_must_not_exceed_debits),
+        credit_limit_minor=body.credit_limit_minor, metadata=body.metadata,
+    )  # fmt: skip
+
+
+def _body_hash(body: AccountCreateRequest) -> str:
+    canonical = json.dumps(body.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def open_account(body: AccountCreateRequest, uow: UowDep, response: Response) -> AccountResponse:
-    normal = NormalBalance(body.normal_balance) if body.normal_balance else NormalBalance.for_code(body.code)
-    flags = AccountFlags(body.flags.debits_must_not_exceed_credits, body.flags.credits_must_not_exceed_debits)
-    account = Account(  # the domain checks flags and limit before anything is written
-        id=new_id("acc"), holder_id=body.holder_id, currency=body.currency, kind=body.kind, code=body.code,
-        normal_balance=normal, flags=flags, credit_limit_minor=body.credit_limit_minor, metadata=body.metadata,
-    )  # fmt: skip
-    values: dict[str, Any] = {
-        "id": account.id, "holder_id": account.holder_id, "currency": account.currency, "kind": account.kind,
-        "code": account.code, "normal_balance": normal.value, "metadata": account.metadata,
-        "debits_must_not_exceed_credits": flags.debits_must_not_exceed_credits,
-        "credits_must_not_exceed_debits": flags.credits_must_not_exceed_debits,
-        "credit_limit_minor": account.credit_limit_minor, "idempotency_key": body.idempotency_key,
-        "body_hash": hashlib.sha256(
-            json.dumps(body.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True).encode()
-        ).hexdigest(),
-    }  # fmt: skip
+    """201 opened; with an `idempotency_key`, a repeat of the same body is 200 with the original account."""
     async with uow.begin() as tx:
-        row = await store.insert_account_once(tx.conn, values)
-        if row is None:  # the idempotency key exists: same body → the original, other body → 409
-            existing = await store.get_account_by_key(tx.conn, body.idempotency_key or "")
-            assert existing is not None
-            if existing["body_hash"] != values["body_hash"]:
-                raise Problem(
-                    IDEMPOTENCY_KEY_REUSED, "idempotency_key used for another account", account_id=existing["id"]
-                )
-            response.status_code = status.HTTP_200_OK
-            return _response(existing)
+        row, created = await store.open_account(tx.conn, _new_account(body), body.idempotency_key, _body_hash(body))
+        if row is None:
+            raise Problem(IDEMPOTENCY_KEY_REUSED, "idempotency_key used for another account")
         result = _response(row)
-        tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=result.id, data=result.model_dump(mode="json"))
+        if created:
+            tx.publish(
+                topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=result.id, data=result.model_dump(mode="json")
+            )
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return result
 
 

@@ -37,6 +37,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter, Histogram
 
 from libs.common.db import UnitOfWork, shard_of
 from libs.common.ids import new_id
@@ -63,6 +64,18 @@ from services.ledger.store.codec import (
 )
 
 log = get_logger("juhe.ledger.writer")
+
+batches_total = Counter(
+    "juhe_ledger_batches_total", "Ledger write batches committed", ["path"]
+)  # path: locked | pipelined
+pipeline_recomputed_total = Counter(
+    "juhe_ledger_pipeline_recomputed_total", "Pipelined batches whose locked rows differed and were recomputed"
+)
+batch_transfers = Histogram(
+    "juhe_ledger_batch_transfers",
+    "Transfers per write batch",
+    buckets=(1, 4, 16, 32, 64, 128, 256, 512, 1024, 2048),
+)
 
 _RETRYABLE = (
     asyncpg.UniqueViolationError,
@@ -430,9 +443,12 @@ class LedgerWriter:
             ok = False
         if not ok:
             self.optimistic_fallbacks += 1
+            pipeline_recomputed_total.inc()
             return None
         self.batches_written += 1
         self.optimistic_commits += 1
+        batches_total.labels("pipelined").inc()
+        batch_transfers.observe(sum(len(r) for r in prepared.results))
         return prepared.results
 
     async def write_batch(
@@ -448,6 +464,8 @@ class LedgerWriter:
                 async with self._transaction() as db:
                     results = await self._write(db, commands, trace_ids or [None] * len(commands), on_computed)
                 self.batches_written += 1
+                batches_total.labels("locked").inc()
+                batch_transfers.observe(sum(command_size(c) for c in commands))
                 return results
             except _RETRYABLE as exc:
                 if attempt == self.batch_attempts_max:

@@ -29,6 +29,8 @@ async def test_posted_transfer_moves_balances_and_publishes(ledger: Ledger) -> N
     assert (await ledger.balances(clearing))["posted_balance_minor"] == 500  # debit-normal asset
     assert ("transfer.posted", (await ledger.events())[-1][1]) == (await ledger.events())[-1]
     await ledger.assert_verified()
+    metrics = (await ledger.client.get("/metrics")).text
+    assert 'juhe_ledger_batches_total{path="locked"}' in metrics and "juhe_ledger_batch_transfers_bucket" in metrics
 
 
 async def test_idempotency_same_body_replays_other_body_conflicts(ledger: Ledger) -> None:

@@ -43,6 +43,8 @@ SANDBOXES: dict[str, ServiceSpec] = {
     for spec in (
         ServiceSpec("wechatpay", "sandboxes.wechatpay", 8100, None, "JUHE_SANDBOX_WECHATPAY_"),
         ServiceSpec("alipay", "sandboxes.alipay", 8101, None, "JUHE_SANDBOX_ALIPAY_"),
+        ServiceSpec("bank", "sandboxes.bank", 8104, None, "JUHE_SANDBOX_BANK_"),
+        ServiceSpec("identity", "sandboxes.identity", 8105, None, "JUHE_SANDBOX_IDENTITY_"),
     )
 }
 

@@ -16,6 +16,7 @@ from gateway.config import Settings
 from gateway.gatekeeper import Gatekeeper
 from gateway.identities import Identities
 from gateway.proxy import Upstreams
+from gateway.store import guards
 from libs.common.web import Runtime, create_service_app
 
 TITLE = "Juhe gateway"
@@ -25,7 +26,8 @@ def create_app(settings: Settings) -> FastAPI:
     async def on_startup(runtime: Runtime) -> None:
         upstreams = Upstreams(settings)
         identities = Identities(runtime.engine, settings)
-        runtime.extras["gatekeeper"] = Gatekeeper(settings, runtime.engine, identities, upstreams)
+        guard_pool = await guards.open_guard_pool(runtime.engine.url, size_max=settings.guard_connections_max)
+        runtime.extras["gatekeeper"] = Gatekeeper(settings, guard_pool, identities, upstreams)
         catalog = ApiCatalog(settings, upstreams.clients, own_document)
         runtime.extras["catalog"] = catalog
         with contextlib.suppress(Exception):
@@ -37,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
             with contextlib.suppress(BaseException):
                 await refresher
             await upstreams.close()
+            await guard_pool.close()
 
         runtime.extras.setdefault("closers", []).append(stop)
 

@@ -88,6 +88,8 @@ class Settings(ServiceSettings):
 
     upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     upstream_connect_retries_max: int = Field(default=2, ge=0, le=5)
+    # The gateway's own asyncpg pool for the per-request guard statements (nonce, rate, idempotency).
+    guard_connections_max: int = Field(default=20, ge=1, le=200)
     upstream_connections_max: int = Field(default=100, ge=1, le=1000)
     internal_token_ttl_seconds: int = Field(default=60, ge=5, le=600)
     body_size_max_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)

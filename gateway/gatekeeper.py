@@ -10,14 +10,14 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+import asyncpg
 from fastapi import Request, Response
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Settings
 from gateway.domain import access, idempotency, ratelimit
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.errors import NONCE_REUSED
-from gateway.identities import Identities
+from gateway.identities import Authenticated, Identities
 from gateway.proxy import ForwardedIdentity, UpstreamResponse, Upstreams
 from gateway.store import guards
 from libs.common.errors import PAYLOAD_TOO_LARGE, Problem
@@ -34,12 +34,11 @@ def path_and_query(request: Request) -> str:
 @dataclass
 class Gatekeeper:
     settings: Settings
-    engine: AsyncEngine
+    guard_pool: asyncpg.Pool
     identities: Identities
     upstreams: Upstreams
 
     def __post_init__(self) -> None:
-        self.guards = guards.guard_engine(self.engine)
         self.limits: dict[RouteClass, int] = {
             "read": self.settings.rate_limit_read_max,
             "write": self.settings.rate_limit_write_max,
@@ -56,34 +55,41 @@ class Gatekeeper:
         return body
 
     async def admit(self, request: Request, body: bytes, route_class: RouteClass) -> Principal:
-        authenticated = await self.identities.authenticate(
+        """Authenticate, claim the nonce and count the request (the gateway's own platform routes)."""
+        authenticated = await self.authenticate(request, body)
+        await self._guard(authenticated, route_class)
+        return authenticated.principal
+
+    async def authenticate(self, request: Request, body: bytes) -> Authenticated:
+        return await self.identities.authenticate(
             method=request.method, path_and_query=path_and_query(request), headers=request.headers, body=body
         )
-        principal = authenticated.principal
+
+    async def _guard(
+        self, authenticated: Authenticated, route_class: RouteClass, claim: guards.KeyClaim | None = None
+    ) -> guards.Admission:
+        """One round trip: nonce, rate window and (for writes) the idempotency key; refusals in that order."""
+        nonce = authenticated.nonce
         window = self.settings.rate_limit_window_seconds
-        bucket = ratelimit.bucket(principal.key_id, route_class)
-        async with self.guards.connect() as conn:
-            if authenticated.nonce is not None:
-                hit = await guards.claim_nonce_and_count(
-                    conn,
-                    key_id=authenticated.nonce.key_id,
-                    nonce=authenticated.nonce.nonce,
-                    nonce_expires_epoch=authenticated.nonce.expires_epoch,
-                    bucket=bucket,
-                    window_seconds=window,
-                )
-            else:
-                hit = await guards.count_hit(conn, bucket=bucket, window_seconds=window)
-        if not hit.nonce_fresh:
+        limit = self.limits[route_class]
+        admission = await guards.admit(
+            self.guard_pool,
+            bucket=ratelimit.bucket(authenticated.principal.key_id, route_class),
+            window_seconds=window,
+            nonce=guards.NonceClaim(nonce.key_id, nonce.nonce, nonce.expires_epoch) if nonce is not None else None,
+            key=claim,
+            limit=limit,
+        )
+        if not admission.nonce_fresh:
             raise Problem(NONCE_REUSED, "this nonce was already used with this key; use a fresh nonce per request")
         ratelimit.check(
-            hit.hits,
-            self.limits[route_class],
-            window_start=hit.window_start,
+            admission.hits,
+            limit,
+            window_start=admission.window_start,
             window_seconds=window,
-            now_epoch=hit.now_epoch,
+            now_epoch=admission.now_epoch,
         )
-        return principal
+        return admission
 
     def identity(self, principal: Principal) -> ForwardedIdentity:
         token = mint_identity_token(
@@ -98,29 +104,48 @@ class Gatekeeper:
         return ForwardedIdentity(token, principal.merchant_id, f"{principal.kind}:{subject}/{principal.key_id}")
 
     async def handle(self, request: Request) -> Response:
-        """The public /v1 API: everything not served by the gateway itself goes through here."""
+        """The public /v1 API: everything not served by the gateway itself goes through here.
+
+        Refusal order: route → body size → authentication → authorization (no write yet) → one guard
+        statement (nonce, rate limit, idempotency key) → forward. A missing or malformed Idempotency-Key is
+        reported after the nonce and rate checks, as if it had been its own step.
+        """
         s = self.settings
         path = request.url.path
         service = access.resolve_service(path, s.routes, s.internal_prefixes)
         body = await self.read_body(request)
         if access.match_prefix(path, s.passthrough_prefixes) is not None:
             return await self._passthrough(request, service, body)
-        principal = await self.admit(request, body, access.route_class(request.method, path, s.platform_only_prefixes))
+        authenticated = await self.authenticate(request, body)
+        principal = authenticated.principal
         access.authorize(
             principal, path, platform_only_prefixes=s.platform_only_prefixes, user_prefixes=s.user_prefixes
         )
+        route_class = access.route_class(request.method, path, s.platform_only_prefixes)
         method = request.method.upper()
         key = request.headers.get(idempotency.IDEMPOTENCY_HEADER)
-        if method == "POST" or (key is not None and method not in access.READ_METHODS):
-            return await self._forward_idempotently(request, service, principal, idempotency.validate_key(key), body)
-        upstream = await self._forward(request, service, principal, body)
-        return _response(upstream)
+        if not (method == "POST" or (key is not None and method not in access.READ_METHODS)):
+            await self._guard(authenticated, route_class)
+            return _response(await self._forward(request, service, principal, body))
+        try:
+            claim = guards.KeyClaim(
+                scope=principal.scope,
+                key=idempotency.validate_key(key),
+                request_hash=idempotency.fingerprint(request.method, path_and_query(request), body),
+                lock_token=secrets.token_hex(16),
+                lock_seconds=s.idempotency_lock_seconds,
+                ttl_seconds=s.idempotency_ttl_seconds,
+            )
+        except Problem:
+            await self._guard(authenticated, route_class)
+            raise
+        admission = await self._guard(authenticated, route_class, claim)
+        return await self._forward_idempotently(request, service, principal, claim, admission, body)
 
     async def _passthrough(self, request: Request, service: str, body: bytes) -> Response:
         client_ip = request.client.host if request.client else "unknown"
         window = self.settings.rate_limit_window_seconds
-        async with self.guards.connect() as conn:
-            hit = await guards.count_hit(conn, bucket=f"ip:{client_ip}:passthrough", window_seconds=window)
+        hit = await guards.admit(self.guard_pool, bucket=f"ip:{client_ip}:passthrough", window_seconds=window)
         ratelimit.check(
             hit.hits,
             self.limits["write"],
@@ -144,57 +169,48 @@ class Gatekeeper:
         )
 
     async def _forward_idempotently(
-        self, request: Request, service: str, principal: Principal, key: str, body: bytes
+        self,
+        request: Request,
+        service: str,
+        principal: Principal,
+        claim: guards.KeyClaim,
+        admission: guards.Admission,
+        body: bytes,
     ) -> Response:
         s = self.settings
-        request_hash = idempotency.fingerprint(request.method, path_and_query(request), body)
-        lock_token = secrets.token_hex(16)
-        scope = principal.scope
-        acquired = False
-        record: idempotency.StoredRecord | None = None
-        async with self.guards.connect() as conn:
-            for _ in range(2):  # a record that expires between the two statements is taken on the second try
-                acquired = await guards.acquire_idempotency_key(
-                    conn,
-                    scope=scope,
-                    key=key,
-                    request_hash=request_hash,
-                    lock_token=lock_token,
-                    lock_seconds=s.idempotency_lock_seconds,
-                    ttl_seconds=s.idempotency_ttl_seconds,
-                )
-                if acquired:
-                    break
-                record = await guards.load_idempotency_record(conn, scope=scope, key=key)
-                if record is not None:
-                    break
+        acquired, record = admission.acquired, admission.record
+        if not acquired and record is None:
+            # Another replica inserted the key after our statement's snapshot, or its record expired in
+            # between: look again (and take it if it expired), as the two-statement version did.
+            acquired = await guards.acquire_idempotency_key(self.guard_pool, claim)
+            if not acquired:
+                record = await guards.load_idempotency_record(self.guard_pool, scope=claim.scope, key=claim.key)
         if not acquired:
             if record is None:
                 raise Problem(idempotency.IDEMPOTENCY_KEY_IN_PROGRESS, retry_after_seconds=1)
-            stored = idempotency.decide(record, request_hash)
+            stored = idempotency.decide(record, claim.request_hash)
             assert stored.response_status is not None
             headers = {**(stored.response_headers or {}), idempotency.REPLAYED_HEADER: "true"}
             return Response(stored.response_body or b"", status_code=stored.response_status, headers=headers)
+        scope, key, lock_token = claim.scope, claim.key, claim.lock_token
         try:
             upstream = await self._forward(request, service, principal, body)
         except BaseException:
-            async with self.guards.connect() as conn:
-                await guards.release_idempotency_key(conn, scope=scope, key=key, lock_token=lock_token)
+            await guards.release_idempotency_key(self.guard_pool, scope=scope, key=key, lock_token=lock_token)
             raise
-        async with self.guards.connect() as conn:
-            if idempotency.should_store(upstream.status) and len(upstream.body) <= s.idempotency_response_bytes_max:
-                kept = {k: v for k, v in upstream.headers.items() if k.lower() in idempotency.REPLAYED_RESPONSE_HEADERS}
-                await guards.complete_idempotency_key(
-                    conn,
-                    scope=scope,
-                    key=key,
-                    lock_token=lock_token,
-                    status=upstream.status,
-                    headers=kept,
-                    body=upstream.body,
-                )
-            else:
-                await guards.release_idempotency_key(conn, scope=scope, key=key, lock_token=lock_token)
+        if idempotency.should_store(upstream.status) and len(upstream.body) <= s.idempotency_response_bytes_max:
+            kept = {k: v for k, v in upstream.headers.items() if k.lower() in idempotency.REPLAYED_RESPONSE_HEADERS}
+            await guards.complete_idempotency_key(
+                self.guard_pool,
+                scope=scope,
+                key=key,
+                lock_token=lock_token,
+                status=upstream.status,
+                headers=kept,
+                body=upstream.body,
+            )
+        else:
+            await guards.release_idempotency_key(self.guard_pool, scope=scope, key=key, lock_token=lock_token)
         return _response(upstream)
 
 

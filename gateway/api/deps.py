@@ -14,18 +14,19 @@ from libs.common.errors import Problem
 from libs.common.internal_auth import InternalIdentity
 
 
-def get_gatekeeper(request: Request) -> Gatekeeper:
+async def get_gatekeeper(request: Request) -> Gatekeeper:
+    """Async on purpose: FastAPI runs sync dependencies in a thread pool, a hop per request."""
     gatekeeper: Gatekeeper = request.app.state.runtime.extras["gatekeeper"]
     return gatekeeper
 
 
-def get_identities(request: Request) -> Identities:
-    return get_gatekeeper(request).identities
+async def get_identities(request: Request) -> Identities:
+    return (await get_gatekeeper(request)).identities
 
 
 async def platform_principal(request: Request) -> Principal:
     """A platform operator, authenticated, nonce-checked and rate-limited as an admin call."""
-    gatekeeper = get_gatekeeper(request)
+    gatekeeper = await get_gatekeeper(request)
     body = await gatekeeper.read_body(request)
     principal = await gatekeeper.admit(request, body, "admin")
     if principal.kind != "platform":

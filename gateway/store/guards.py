@@ -1,187 +1,263 @@
 """The request guards in PostgreSQL: nonces, rate-limit counters and idempotency records.
 
-Each guard is one atomic statement run in autocommit (`guard_engine`): a unique constraint or an
-`INSERT … ON CONFLICT … RETURNING` decides races between gateway replicas, so no transaction has to
-stay open across the call to the upstream service. Times come from the database clock.
+Each guard is one atomic statement in autocommit: a unique constraint or an `INSERT … ON CONFLICT …
+RETURNING` decides races between gateway replicas, so no transaction stays open across the call to the
+upstream service. Times come from the database clock.
+
+The hot path runs on its own small asyncpg pool (`open_guard_pool`), not through SQLAlchemy: a guard is
+one prepared statement per request, and the ORM engine's pre-ping, isolation-level switching and
+reset-on-return would triple the round trips. Admission is ONE statement (`admit`): claim the nonce,
+count the request in its rate window and, for writes, take the idempotency key, in data-modifying CTEs
+that see each other's results, so a replayed nonce or a request over the limit never takes a key.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
+import asyncpg
 from sqlalchemy import text
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.idempotency import StoredRecord
 
 GUARDED_TABLES = ("request_nonces", "idempotency_records", "rate_limit_counters", "user_tokens")
+GUARD_POOL_MIN_SIZE = 2
+GUARD_COMMAND_TIMEOUT_SECONDS = 10.0
 
 
 def guard_engine(engine: AsyncEngine) -> AsyncEngine:
-    """The same pool, in autocommit: one round trip per guard statement."""
+    """The same SQLAlchemy pool, in autocommit: for the pruning loop (off the hot path)."""
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """Guard connections hold no session state (single autocommit statements): nothing to reset on release."""
+
+
+async def open_guard_pool(database_url: URL, *, size_max: int) -> asyncpg.Pool:
+    dsn = database_url.set(drivername="postgresql").render_as_string(hide_password=False)
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min(GUARD_POOL_MIN_SIZE, size_max),
+        max_size=size_max,
+        reset=_no_reset,
+        command_timeout=GUARD_COMMAND_TIMEOUT_SECONDS,
+    )
+    return pool
+
+
 @dataclass(frozen=True, slots=True)
-class Hit:
+class Admission:
     hits: int
     window_start: int
     now_epoch: float
     nonce_fresh: bool = True
+    # Only for writes carrying an Idempotency-Key: whether this request now owns the key, and if not,
+    # the record that holds it (None when another replica inserted it after this statement's snapshot).
+    acquired: bool = False
+    record: StoredRecord | None = None
 
 
-_COUNT_CTE = """
-clock AS (SELECT extract(epoch FROM clock_timestamp())::float8 AS now_epoch),
-hit AS (
-    INSERT INTO rate_limit_counters (bucket, window_start, hits, expires_at)
-    SELECT :bucket, start, 1, to_timestamp(start + 2 * CAST(:window AS bigint))
-    FROM (SELECT (floor(now_epoch / CAST(:window AS bigint)) * CAST(:window AS bigint))::bigint AS start FROM clock) w
-    ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limit_counters.hits + 1
-    RETURNING hits, window_start
-)
-"""
+@dataclass(frozen=True, slots=True)
+class NonceClaim:
+    key_id: str
+    nonce: str
+    expires_epoch: int
 
-_NONCE_AND_HIT = text(
-    """
-WITH nonce AS (
+
+@dataclass(frozen=True, slots=True)
+class KeyClaim:
+    scope: str
+    key: str
+    request_hash: bytes
+    lock_token: str
+    lock_seconds: float
+    ttl_seconds: int
+
+
+def _numbered(sql: str, names: tuple[str, ...]) -> str:
+    """`:name` placeholders to asyncpg's `$n` (longest names first, so `:key_id` is not read as `:key`)."""
+    for name in sorted(names, key=len, reverse=True):
+        sql = sql.replace(f":{name}", f"${names.index(name) + 1}")
+    return sql
+
+
+_NONCE_PARAMS = ("key_id", "nonce", "nonce_expires_epoch")
+_HIT_PARAMS = ("bucket", "window")
+_KEY_PARAMS = ("scope", "key", "request_hash", "lock_token", "lock_seconds", "ttl_seconds", "limit")
+
+_NONCE_CTE = """
+nonce AS (
     INSERT INTO request_nonces (key_id, nonce, expires_at)
     VALUES (:key_id, :nonce, to_timestamp(CAST(:nonce_expires_epoch AS bigint)))
     ON CONFLICT DO NOTHING
     RETURNING 1
 ),"""
-    + _COUNT_CTE
-    + """
-SELECT (SELECT count(*) FROM nonce) AS nonce_fresh, hit.hits, hit.window_start, clock.now_epoch
-FROM hit, clock
-"""
-)
 
-_HIT = text("WITH " + _COUNT_CTE + " SELECT hit.hits, hit.window_start, clock.now_epoch FROM hit, clock")
+_HIT_CTE = """
+clock AS (SELECT CAST(extract(epoch FROM clock_timestamp()) AS float8) AS now_epoch),
+hit AS (
+    INSERT INTO rate_limit_counters (bucket, window_start, hits, expires_at)
+    SELECT :bucket, start, 1, to_timestamp(start + 2 * CAST(:window AS bigint))
+    FROM (SELECT CAST(floor(now_epoch / CAST(:window AS bigint)) * CAST(:window AS bigint) AS bigint) AS start
+          FROM clock) w
+    ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limit_counters.hits + 1
+    RETURNING hits, window_start
+)"""
 
+# Taken only when the nonce is fresh and the request is within its limit. A key is taken over when its
+# record expired, or when it is still in progress past its lock (its gateway died) for the same request.
+_KEY_CTE = """,
+taken AS (
+    INSERT INTO idempotency_records
+        (scope, key, request_hash, state, lock_token, locked_until, created_at, expires_at)
+    SELECT :scope, :key, :request_hash, 'in_progress', :lock_token,
+           clock_timestamp() + make_interval(secs => CAST(:lock_seconds AS float8)), clock_timestamp(),
+           clock_timestamp() + make_interval(secs => CAST(:ttl_seconds AS float8))
+    FROM hit WHERE hit.hits <= CAST(:limit AS integer) {nonce_condition}
+    ON CONFLICT (scope, key) DO UPDATE SET
+        request_hash = EXCLUDED.request_hash, state = 'in_progress', lock_token = EXCLUDED.lock_token,
+        locked_until = EXCLUDED.locked_until, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
+        response_status = NULL, response_headers = NULL, response_body = NULL
+    WHERE idempotency_records.expires_at < clock_timestamp()
+       OR (idempotency_records.state = 'in_progress'
+           AND idempotency_records.locked_until < clock_timestamp()
+           AND idempotency_records.request_hash = EXCLUDED.request_hash)
+    RETURNING 1
+)"""
 
-async def claim_nonce_and_count(
-    conn: AsyncConnection, *, key_id: str, nonce: str, nonce_expires_epoch: int, bucket: str, window_seconds: int
-) -> Hit:
-    """One round trip: remember the nonce (unless seen) and count the request in its rate window."""
-    row = (
-        await conn.execute(
-            _NONCE_AND_HIT,
-            {
-                "key_id": key_id,
-                "nonce": nonce,
-                "nonce_expires_epoch": nonce_expires_epoch,
-                "bucket": bucket,
-                "window": window_seconds,
-            },
-        )
-    ).one()
-    return Hit(hits=row.hits, window_start=row.window_start, now_epoch=row.now_epoch, nonce_fresh=row.nonce_fresh == 1)
-
-
-async def count_hit(conn: AsyncConnection, *, bucket: str, window_seconds: int) -> Hit:
-    row = (await conn.execute(_HIT, {"bucket": bucket, "window": window_seconds})).one()
-    return Hit(hits=row.hits, window_start=row.window_start, now_epoch=row.now_epoch)
-
-
-_ACQUIRE = text(
-    """
-INSERT INTO idempotency_records (scope, key, request_hash, state, lock_token, locked_until, created_at, expires_at)
-VALUES (:scope, :key, :request_hash, 'in_progress', :lock_token,
-        clock_timestamp() + make_interval(secs => CAST(:lock_seconds AS float8)), clock_timestamp(),
-        clock_timestamp() + make_interval(secs => CAST(:ttl_seconds AS float8)))
-ON CONFLICT (scope, key) DO UPDATE SET
-    request_hash = EXCLUDED.request_hash, state = 'in_progress', lock_token = EXCLUDED.lock_token,
-    locked_until = EXCLUDED.locked_until, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
-    response_status = NULL, response_headers = NULL, response_body = NULL
-WHERE idempotency_records.expires_at < clock_timestamp()
-   OR (idempotency_records.state = 'in_progress'
-       AND idempotency_records.locked_until < clock_timestamp()
-       AND idempotency_records.request_hash = EXCLUDED.request_hash)
-RETURNING 1
-"""
-)
-
-_LOAD = text(
-    """
-SELECT request_hash, state, response_status, response_headers, response_body
-FROM idempotency_records WHERE scope = :scope AND key = :key AND expires_at >= clock_timestamp()
-"""
-)
-
-_COMPLETE = text(
-    """
-UPDATE idempotency_records
-SET state = 'done', lock_token = NULL, locked_until = NULL,
-    response_status = :status, response_headers = CAST(:headers AS jsonb), response_body = :body
-WHERE scope = :scope AND key = :key AND lock_token = :lock_token AND state = 'in_progress'
-"""
-)
-
-_RELEASE = text(
-    "DELETE FROM idempotency_records WHERE scope = :scope AND key = :key AND lock_token = :lock_token "
-    "AND state = 'in_progress'"
-)
+_KEY_SELECT = """,
+    (SELECT count(*) FROM taken) AS acquired,
+    r.request_hash, r.state, r.response_status, r.response_headers, r.response_body
+FROM hit CROSS JOIN clock
+LEFT JOIN idempotency_records r ON r.scope = :scope AND r.key = :key AND r.expires_at >= clock_timestamp()"""
 
 
-async def acquire_idempotency_key(
-    conn: AsyncConnection,
+def _admit_sql(*, with_nonce: bool, with_key: bool) -> tuple[str, tuple[str, ...]]:
+    names = (_NONCE_PARAMS if with_nonce else ()) + _HIT_PARAMS + (_KEY_PARAMS if with_key else ())
+    sql = "WITH " + (_NONCE_CTE if with_nonce else "") + _HIT_CTE
+    if with_key:
+        sql += _KEY_CTE.format(nonce_condition="AND EXISTS (SELECT 1 FROM nonce)" if with_nonce else "")
+    sql += "\nSELECT " + ("(SELECT count(*) FROM nonce) AS nonce_fresh, " if with_nonce else "1 AS nonce_fresh, ")
+    sql += "hit.hits, hit.window_start, clock.now_epoch"
+    sql += _KEY_SELECT if with_key else "\nFROM hit CROSS JOIN clock"
+    return _numbered(sql, names), names
+
+
+_ADMIT = {(n, k): _admit_sql(with_nonce=n, with_key=k) for n in (False, True) for k in (False, True)}
+
+
+async def admit(
+    pool: asyncpg.Pool,
     *,
-    scope: str,
-    key: str,
-    request_hash: bytes,
-    lock_token: str,
-    lock_seconds: float,
-    ttl_seconds: int,
-) -> bool:
-    """True when this request now owns the key: new, expired, or abandoned by a dead gateway."""
-    params = {
-        "scope": scope,
-        "key": key,
-        "request_hash": request_hash,
-        "lock_token": lock_token,
-        "lock_seconds": lock_seconds,
-        "ttl_seconds": ttl_seconds,
-    }
-    return (await conn.execute(_ACQUIRE, params)).first() is not None
+    bucket: str,
+    window_seconds: int,
+    nonce: NonceClaim | None = None,
+    key: KeyClaim | None = None,
+    limit: int = 0,
+) -> Admission:
+    """One round trip: claim the nonce (if signed), count the request, take the idempotency key (if any).
 
-
-async def load_idempotency_record(conn: AsyncConnection, *, scope: str, key: str) -> StoredRecord | None:
-    row = (await conn.execute(_LOAD, {"scope": scope, "key": key})).first()
-    if row is None:
-        return None
-    return StoredRecord(
-        request_hash=bytes(row.request_hash),
-        state=row.state,
-        response_status=row.response_status,
-        response_headers=row.response_headers,
-        response_body=bytes(row.response_body) if row.response_body is not None else None,
+    `limit` is the rate limit of the route class: a key is never taken by a request over it.
+    """
+    sql, names = _ADMIT[(nonce is not None, key is not None)]
+    values: dict[str, Any] = {"bucket": bucket, "window": window_seconds}
+    if nonce is not None:
+        values.update(key_id=nonce.key_id, nonce=nonce.nonce, nonce_expires_epoch=nonce.expires_epoch)
+    if key is not None:
+        values.update(
+            scope=key.scope,
+            key=key.key,
+            request_hash=key.request_hash,
+            lock_token=key.lock_token,
+            lock_seconds=key.lock_seconds,
+            ttl_seconds=key.ttl_seconds,
+            limit=limit,
+        )
+    row = await pool.fetchrow(sql, *(values[name] for name in names))
+    assert row is not None
+    record = None
+    if key is not None and row["request_hash"] is not None:
+        record = _record(row)
+    return Admission(
+        hits=row["hits"],
+        window_start=row["window_start"],
+        now_epoch=row["now_epoch"],
+        nonce_fresh=row["nonce_fresh"] == 1,
+        acquired=key is not None and row["acquired"] == 1,
+        record=record,
     )
 
 
-async def complete_idempotency_key(
-    conn: AsyncConnection,
-    *,
-    scope: str,
-    key: str,
-    lock_token: str,
-    status: int,
-    headers: dict[str, str],
-    body: bytes,
-) -> bool:
-    params = {
-        "scope": scope,
-        "key": key,
-        "lock_token": lock_token,
-        "status": status,
-        "headers": json.dumps(headers),
-        "body": body,
+def _record(row: Any) -> StoredRecord:
+    headers = row["response_headers"]
+    return StoredRecord(
+        request_hash=bytes(row["request_hash"]),
+        state=row["state"],
+        response_status=row["response_status"],
+        response_headers=json.loads(headers) if isinstance(headers, str) else headers,
+        response_body=bytes(row["response_body"]) if row["response_body"] is not None else None,
+    )
+
+
+_ACQUIRE_SQL, _ACQUIRE_NAMES = (
+    _numbered(
+        "WITH hit AS (SELECT 1 AS hits)"
+        + _KEY_CTE.format(nonce_condition="")
+        + " SELECT count(*) AS acquired FROM taken",
+        _KEY_PARAMS,
+    ),
+    _KEY_PARAMS,
+)
+
+
+async def acquire_idempotency_key(pool: asyncpg.Pool, claim: KeyClaim) -> bool:
+    """Take a key again after `admit` lost a race to a record it could not see: new, expired or abandoned."""
+    values = {
+        "scope": claim.scope,
+        "key": claim.key,
+        "request_hash": claim.request_hash,
+        "lock_token": claim.lock_token,
+        "lock_seconds": claim.lock_seconds,
+        "ttl_seconds": claim.ttl_seconds,
+        "limit": 1,
     }
-    return int((await conn.execute(_COMPLETE, params)).rowcount) == 1
+    return bool(await pool.fetchval(_ACQUIRE_SQL, *(values[n] for n in _ACQUIRE_NAMES)))
 
 
-async def release_idempotency_key(conn: AsyncConnection, *, scope: str, key: str, lock_token: str) -> None:
-    await conn.execute(_RELEASE, {"scope": scope, "key": key, "lock_token": lock_token})
+_LOAD = """
+SELECT request_hash, state, response_status, response_headers, response_body
+FROM idempotency_records WHERE scope = $1 AND key = $2 AND expires_at >= clock_timestamp()
+"""
+
+_COMPLETE = """
+UPDATE idempotency_records
+SET state = 'done', lock_token = NULL, locked_until = NULL,
+    response_status = $4, response_headers = CAST($5 AS jsonb), response_body = $6
+WHERE scope = $1 AND key = $2 AND lock_token = $3 AND state = 'in_progress'
+"""
+
+_RELEASE = "DELETE FROM idempotency_records WHERE scope = $1 AND key = $2 AND lock_token = $3 AND state = 'in_progress'"
+
+
+async def load_idempotency_record(pool: asyncpg.Pool, *, scope: str, key: str) -> StoredRecord | None:
+    row = await pool.fetchrow(_LOAD, scope, key)
+    return _record(row) if row is not None else None
+
+
+async def complete_idempotency_key(
+    pool: asyncpg.Pool, *, scope: str, key: str, lock_token: str, status: int, headers: dict[str, str], body: bytes
+) -> bool:
+    result: str = await pool.execute(_COMPLETE, scope, key, lock_token, status, json.dumps(headers), body)
+    return result.endswith(" 1")
+
+
+async def release_idempotency_key(pool: asyncpg.Pool, *, scope: str, key: str, lock_token: str) -> None:
+    await pool.execute(_RELEASE, scope, key, lock_token)
 
 
 async def prune_expired(conn: AsyncConnection, *, table: str, batch_max: int) -> int:

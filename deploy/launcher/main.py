@@ -139,7 +139,7 @@ class Platform:
         specs = [*SERVICES.values(), *(s for s in SANDBOXES.values() if _module_exists(s.module))]
         for i, spec in enumerate(specs):
             port = self._port(spec)
-            values: dict[str, object] = {"port": port}
+            values: dict[str, object] = {"port": port, "public_base_url": f"http://127.0.0.1:{port}"}
             if spec.database:
                 values |= {"database_url": db_urls.get(spec.name), "kafka_bootstrap_servers": bootstrap}
                 values |= {f"{other}_url": url for other, url in urls.items() if other != spec.name}

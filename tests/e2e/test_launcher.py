@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "python"))
+from juhe_sdk import Client
 
 from libs.common.embedded import free_port, port_in_use
 from libs.common.services import REPO_ROOT, SANDBOXES, SERVICES
@@ -97,6 +101,7 @@ def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(
         )
         assert opened.status_code == 201
         account_id = opened.json()["id"]
+        _pay_through_the_gateway_as_the_demo_merchant(data_dir, ports)
     finally:
         _stop(first)
     assert first.returncode == 0
@@ -111,6 +116,26 @@ def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(
     finally:
         _stop(second)
     assert _processes_using(data_dir) == []
+
+
+def _pay_through_the_gateway_as_the_demo_merchant(data_dir: Path, ports: dict[str, int]) -> None:
+    """The README's quickstart right after `make run`: the seeded merchant, key and sandbox channels work."""
+    keys = json.loads((data_dir / "demo-keys.json").read_text())
+    juhe = Client(f"http://127.0.0.1:{ports['gateway']}", key_id=keys["key_id"], secret=keys["secret"])
+    payment = juhe.payments.create(
+        merchant_order_no="demo-1", amount_minor=8888, currency="CNY", description="Parking", scene="native_qr"
+    )
+    assert payment["status"] == "processing", payment
+    attempt = payment["attempts"][-1]
+    channel = attempt["channel"]
+    sandbox = f"http://127.0.0.1:{ports[channel]}"
+    path = "trades" if channel == "alipay" else "orders"
+    approved = httpx.post(f"{sandbox}/control/{path}/{attempt['out_trade_no']}/approve", json={}, timeout=10)
+    assert approved.status_code == 200, approved.text
+    deadline = time.monotonic() + 60
+    while juhe.payments.retrieve(payment["id"])["status"] != "succeeded":
+        assert time.monotonic() < deadline, "the demo payment never succeeded"
+        time.sleep(0.3)
 
 
 def test_launcher_killed_hard_leaves_nothing_running(tmp_path: Path) -> None:

@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from libs.common.web import create_service_app
+from libs.common.web import Runtime, create_service_app
 from services.settlement import worker
+from services.settlement.api.routes import admin, reconciliation
 from services.settlement.config import Settings
+from services.settlement.flows.cashier import CashierClient
+from services.settlement.flows.ledger import LedgerClient
 
 
 def create_app(settings: Settings) -> FastAPI:
+    async def on_startup(runtime: Runtime) -> None:
+        ledger = LedgerClient.build(settings.ledger_url, runtime.uow, timeout_seconds=settings.http_timeout_seconds)
+        cashier = CashierClient.build(settings.cashier_url, timeout_seconds=settings.http_timeout_seconds)
+        runtime.extras["ledger"] = ledger
+        runtime.extras["cashier"] = cashier
+        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose])
+
     return create_service_app(
         settings,
         title="Juhe settlement",
-        routers=[],
+        routers=[admin.router, reconciliation.router],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
+        on_startup=on_startup,
     )

@@ -11,3 +11,16 @@ class Settings(ServiceSettings):
     service_name: str = "settlement"
     port: int = 8004
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/juhe_settlement"
+
+    ledger_url: str = "http://127.0.0.1:8002"
+    cashier_url: str = "http://127.0.0.1:8001"
+    http_timeout_seconds: float = 10.0
+    # Channel bills are cut by China time; a payment belongs to the bill of its China-time day.
+    bill_timezone: str = "Asia/Shanghai"
+    split_interval_seconds: float = 1.0
+    split_batch_max: int = 100
+    split_attempts_max: int = 20
+    split_retry_base_seconds: float = 2.0
+    split_lease_seconds: float = 30.0
+    reconciliation_insert_batch_max: int = 1000
+    page_size_max: int = 500

@@ -5,13 +5,25 @@ from __future__ import annotations
 from libs.common.inbox import Subscription
 from libs.common.web import BackgroundTask
 from services.settlement.config import Settings
-from services.settlement.events import ACCOUNT_OPENED, LEDGER_ACCOUNTS_TOPIC
-from services.settlement.events.consumers import on_account_opened
+from services.settlement.events import (
+    ACCOUNT_OPENED,
+    CASHIER_PAYMENTS_TOPIC,
+    CASHIER_REFUNDS_TOPIC,
+    LEDGER_ACCOUNTS_TOPIC,
+    PAYMENT_EVENTS,
+    REFUND_EVENTS,
+)
+from services.settlement.events.consumers import on_account_opened, on_payment_event, on_refund_event
+from services.settlement.flows.splits import split_loop
 
 
 def subscriptions(settings: Settings) -> list[Subscription]:
-    return [Subscription(LEDGER_ACCOUNTS_TOPIC, on_account_opened, frozenset({ACCOUNT_OPENED}))]
+    return [
+        Subscription(LEDGER_ACCOUNTS_TOPIC, on_account_opened, frozenset({ACCOUNT_OPENED})),
+        Subscription(CASHIER_PAYMENTS_TOPIC, on_payment_event, PAYMENT_EVENTS),
+        Subscription(CASHIER_REFUNDS_TOPIC, on_refund_event, REFUND_EVENTS),
+    ]
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return []
+    return [split_loop]

@@ -1,1 +1,132 @@
 """Request and response schemas of the settlement API (pydantic)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, StrictInt
+
+ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class ReceiverUpsertRequest(BaseModel):
+    kind: Literal["merchant", "platform", "partner"]
+    holder_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(default="", max_length=128)
+
+
+class ReceiverResponse(BaseModel):
+    receiver_id: str
+    kind: str
+    holder_id: str
+    name: str
+
+
+class ShareSchema(BaseModel):
+    receiver_id: str = Field(pattern=ID_PATTERN)
+    percent_bps: StrictInt | None = None
+    fixed_minor: StrictInt | None = None
+
+
+class SplitRuleUpsertRequest(BaseModel):
+    business_line: str = Field(default="", max_length=64)
+    shares: list[ShareSchema] = Field(max_length=50)
+    remainder_receiver_id: str = Field(pattern=ID_PATTERN)
+
+
+class SplitRuleResponse(BaseModel):
+    rule_id: str
+    merchant_id: str
+    business_line: str
+    shares: list[ShareSchema]
+    remainder_receiver_id: str
+    version: int
+
+
+class FeeRateUpsertRequest(BaseModel):
+    platform_fee_rate_bps: StrictInt = Field(ge=0, le=10_000)
+
+
+class FeeRateResponse(BaseModel):
+    merchant_id: str
+    platform_fee_rate_bps: int
+
+
+class SplitResponse(BaseModel):
+    split_id: str
+    kind: str
+    payment_id: str
+    refund_id: str | None
+    base_minor: int
+    currency: str
+    allocations: dict[str, int]
+    status: str
+    ledger_transfer_id: str | None
+    last_error: str | None
+
+
+class PaymentRecordResponse(BaseModel):
+    payment_id: str
+    merchant_id: str
+    merchant_order_no: str | None
+    channel: str | None
+    status: str
+    amount_minor: int
+    currency: str
+    refunded_minor: int
+    channel_fee_minor: int | None
+    channel_fee_rate_bps: int | None
+    platform_fee_rate_bps: int | None
+    platform_fee_minor: int | None
+    margin_minor: int | None
+    splits: list[SplitResponse]
+
+
+class ReconciliationRunRequest(BaseModel):
+    channel: Literal["wechatpay", "alipay"]
+    merchant_id: str = Field(min_length=1, max_length=64)
+    bill_date: date
+
+
+class ReconciliationRunResponse(BaseModel):
+    run_id: str
+    channel: str
+    merchant_id: str
+    bill_date: date
+    status: str
+    bill_lines: int
+    counts: dict[str, int]
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class ReconciliationItemResponse(BaseModel):
+    item_id: int
+    run_id: str
+    outcome: str
+    resolution: str
+    resolution_status: str
+    kind: str
+    key: str
+    payment_id: str | None
+    refund_id: str | None
+    merchant_order_no: str | None
+    channel_trade_no: str | None
+    juhe_amount_minor: int | None
+    channel_amount_minor: int | None
+    juhe_fee_minor: int | None
+    channel_fee_minor: int | None
+    juhe_status: str | None
+    channel_status: str | None
+    detail: str
+
+
+class ReconciliationItemListResponse(BaseModel):
+    items: list[ReconciliationItemResponse]
+    next_cursor: str | None
+
+
+def row_dict(row: Any) -> dict[str, Any]:
+    return dict(row)

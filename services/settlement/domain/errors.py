@@ -4,4 +4,28 @@ from __future__ import annotations
 
 from libs.common.errors import ErrorSpec
 
-ERRORS: tuple[ErrorSpec, ...] = ()
+SHARES_EXCEED_TOTAL = ErrorSpec("shares_exceed_total", 422, "Split shares add up to more than 100 %")
+UNKNOWN_RECEIVER = ErrorSpec("unknown_receiver", 422, "The split names a receiver that is not registered")
+INVALID_SHARE = ErrorSpec("invalid_share", 422, "A share needs exactly one of percent_bps or fixed_minor")
+DUPLICATE_RECEIVER = ErrorSpec("duplicate_receiver", 422, "A receiver appears twice in one split rule")
+RECEIVER_NOT_FOUND = ErrorSpec("receiver_not_found", 404, "No such split receiver")
+SPLIT_RULE_NOT_FOUND = ErrorSpec("split_rule_not_found", 404, "No such split rule")
+SPLIT_NOT_FOUND = ErrorSpec("split_not_found", 404, "No such split execution")
+PAYMENT_RECORD_NOT_FOUND = ErrorSpec("payment_record_not_found", 404, "Settlement has no record of this payment")
+RECONCILIATION_NOT_FOUND = ErrorSpec("reconciliation_not_found", 404, "No such reconciliation run")
+BILL_UNAVAILABLE = ErrorSpec("bill_unavailable", 502, "The channel bill could not be fetched", retryable=True)
+LEDGER_UNAVAILABLE = ErrorSpec("ledger_unavailable", 503, "The ledger did not answer", retryable=True)
+
+ERRORS: tuple[ErrorSpec, ...] = (
+    SHARES_EXCEED_TOTAL,
+    UNKNOWN_RECEIVER,
+    INVALID_SHARE,
+    DUPLICATE_RECEIVER,
+    RECEIVER_NOT_FOUND,
+    SPLIT_RULE_NOT_FOUND,
+    SPLIT_NOT_FOUND,
+    PAYMENT_RECORD_NOT_FOUND,
+    RECONCILIATION_NOT_FOUND,
+    BILL_UNAVAILABLE,
+    LEDGER_UNAVAILABLE,
+)

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects.postgresql import insert
 
 from libs.common.db import Tx
 from libs.common.events import Envelope
+from libs.common.ids import new_id
+from services.settlement.domain import splits as split_math
+from services.settlement.events import PAYMENT_SUCCEEDED, REFUND_SUCCEEDED
+from services.settlement.store import records
 from services.settlement.store.tables import ledger_accounts
+
+BILL_TIMEZONE = ZoneInfo("Asia/Shanghai")  # channel bills are cut by China time
 
 
 async def on_account_opened(tx: Tx, event: Envelope) -> None:
@@ -28,3 +36,106 @@ async def on_account_opened(tx: Tx, event: Envelope) -> None:
             set_={"applied_count": ledger_accounts.c.applied_count + 1},
         )
     )
+
+
+def _when(value: str | None, fallback: datetime) -> datetime:
+    return datetime.fromisoformat(value) if value else fallback
+
+
+def bill_day(moment: datetime) -> date:
+    return moment.astimezone(BILL_TIMEZONE).date()
+
+
+async def on_payment_event(tx: Tx, event: Envelope) -> None:
+    """Keep settlement's record of the payment; on its first success, record fees and create its split."""
+    data: dict[str, Any] = event.data
+    attempt: dict[str, Any] = data.get("attempt") or {}
+    status = {"payment.succeeded": "succeeded", "payment.failed": "failed", "payment.closed": "closed"}[event.type]
+    amount_minor = int(data["amount_minor"])
+    occurred = _when(data.get("succeeded_at"), datetime.fromisoformat(event.time))
+    values: dict[str, Any] = {
+        "payment_id": data["payment_id"],
+        "merchant_id": data["merchant_id"],
+        "merchant_order_no": data.get("merchant_order_no"),
+        "business_line": str((data.get("metadata") or {}).get("business_line", "")),
+        "channel": data.get("channel") or attempt.get("channel"),
+        "out_trade_no": attempt.get("out_trade_no"),
+        "channel_trade_no": data.get("channel_trade_no") or attempt.get("channel_trade_no"),
+        "status": status,
+        "amount_minor": amount_minor,
+        "currency": data["currency"],
+        "bill_date": bill_day(occurred),
+        "succeeded_at": occurred if status == "succeeded" else None,
+    }
+    if event.type == PAYMENT_SUCCEEDED:
+        channel_fee = data.get("fee_minor")
+        rate = await records.platform_rate_bps(tx.conn, data["merchant_id"])
+        platform_fee = split_math.platform_fee_minor(amount_minor, rate) if rate is not None else None
+        values.update(
+            channel_fee_minor=channel_fee,
+            channel_fee_rate_bps=data.get("fee_rate_bps"),
+            platform_fee_rate_bps=rate,
+            platform_fee_minor=platform_fee,
+            margin_minor=(platform_fee - channel_fee) if platform_fee is not None and channel_fee is not None else None,
+        )
+    previous, row = await records.upsert_payment(tx.conn, values)
+    if event.type == PAYMENT_SUCCEEDED and previous != "succeeded":
+        await _create_split(tx, row)
+
+
+async def _create_split(tx: Tx, payment: Any) -> None:
+    """Real-time split of what the merchant keeps (gross − platform fee, the 2201 credit of §3.1)."""
+    rule = await records.split_rule(tx.conn, payment["merchant_id"], payment["business_line"])
+    if rule is None:
+        return
+    base = int(payment["amount_minor"]) - int(payment["platform_fee_minor"] or 0)
+    math_rule = split_math.SplitRule(
+        shares=tuple(split_math.Share(**share) for share in rule["shares"]),
+        remainder_receiver_id=rule["remainder_receiver_id"],
+    )
+    await records.insert_split(tx.conn, {
+        "split_id": new_id("spl"), "source_key": payment["payment_id"], "kind": "split",
+        "payment_id": payment["payment_id"], "merchant_id": payment["merchant_id"], "currency": payment["currency"],
+        "base_minor": base, "allocations": split_math.allocate(base, math_rule),
+        "remainder_receiver_id": rule["remainder_receiver_id"], "status": "pending",
+    })  # fmt: skip
+
+
+def split_base_refunded(payment: Any, refunded_minor: int) -> int:
+    """The part of the merchant's 2201 credit a cumulative refund takes back (§3.3: fee lines rounded
+    down, remainder on the merchant line)."""
+    fee = int(payment["platform_fee_minor"] or 0)
+    return refunded_minor - split_math.refunded_fee_minor(fee, int(payment["amount_minor"]), refunded_minor)
+
+
+async def on_refund_event(tx: Tx, event: Envelope) -> None:
+    """Record the refund; a succeeded refund of a split payment reverses the split proportionally."""
+    data: dict[str, Any] = event.data
+    succeeded = event.type == REFUND_SUCCEEDED
+    occurred = _when(data.get("succeeded_at"), datetime.fromisoformat(event.time))
+    inserted = await records.insert_refund(tx.conn, {
+        "refund_id": data["refund_id"], "payment_id": data["payment_id"], "merchant_id": data["merchant_id"],
+        "channel": data.get("channel"), "channel_refund_no": data.get("channel_refund_no"),
+        "status": "succeeded" if succeeded else "failed", "amount_minor": int(data["amount_minor"]),
+        "currency": data["currency"], "bill_date": bill_day(occurred), "succeeded_at": occurred if succeeded else None,
+    })  # fmt: skip
+    if not (inserted and succeeded):
+        return
+    grown = await records.add_refunded(tx.conn, data["payment_id"], int(data["amount_minor"]))
+    if grown is None:
+        return  # a refund of a payment settlement never saw succeed: recorded, reconciliation will list it
+    before_minor, payment = grown
+    split = await records.split_of_payment(tx.conn, data["payment_id"])
+    if split is None:
+        return
+    refunded_after = min(int(payment["refunded_minor"]), int(payment["amount_minor"]))
+    refunded_before = min(before_minor, int(payment["amount_minor"]))
+    base_before = split_base_refunded(payment, refunded_before)
+    base_after = split_base_refunded(payment, refunded_after)
+    back = split_math.reversal(split["allocations"], split["remainder_receiver_id"], base_before, base_after)
+    await records.insert_split(tx.conn, {
+        "split_id": new_id("spl"), "source_key": data["refund_id"], "kind": "reversal",
+        "payment_id": data["payment_id"], "refund_id": data["refund_id"], "merchant_id": split["merchant_id"],
+        "currency": split["currency"], "base_minor": base_after - base_before, "allocations": back,
+        "remainder_receiver_id": split["remainder_receiver_id"], "status": "pending",
+    })  # fmt: skip

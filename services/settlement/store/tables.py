@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Identity, MetaData, Table, Text, func
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.dialects.postgresql import JSONB
 
 from libs.common.outbox_tables import add_messaging_tables
 
@@ -24,4 +38,150 @@ ledger_accounts = Table(
     Column("applied_count", BigInteger, nullable=False, server_default="1"),
     Column("mirrored_seq", BigInteger, Identity(always=True), nullable=False),
     Column("mirrored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Who can receive a share of a split: a merchant (its merchant_pending account), the platform
+# (platform_fee_income) or a partner (agent, teacher, driver: a merchant_pending account of its own).
+receivers = Table(
+    "receivers",
+    metadata,
+    Column("receiver_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # merchant | platform | partner
+    Column("holder_id", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One rule per (merchant, business line); "" is the merchant's default line.
+split_rules = Table(
+    "split_rules",
+    metadata,
+    Column("rule_id", Text, primary_key=True),
+    Column("merchant_id", Text, nullable=False),
+    Column("business_line", Text, nullable=False, server_default=""),
+    Column("shares", JSONB, nullable=False),
+    Column("remainder_receiver_id", Text, nullable=False),
+    Column("version", BigInteger, nullable=False, server_default="1"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("merchant_id", "business_line", name="split_rules_merchant_line"),
+)
+
+# The platform's rate charged to each merchant (the channel's cost comes with each payment event).
+merchant_fee_rates = Table(
+    "merchant_fee_rates",
+    metadata,
+    Column("merchant_id", Text, primary_key=True),
+    Column("platform_fee_rate_bps", Integer, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Settlement's own record of payments (from `cashier.payments` events): what it splits, settles and
+# reconciles. `out_trade_no` is the attempt the channel knows; `bill_date` is the China-time day.
+payment_records = Table(
+    "payment_records",
+    metadata,
+    Column("payment_id", Text, primary_key=True),
+    Column("merchant_id", Text, nullable=False),
+    Column("merchant_order_no", Text),
+    Column("business_line", Text, nullable=False, server_default=""),
+    Column("channel", Text),
+    Column("out_trade_no", Text),
+    Column("channel_trade_no", Text),
+    Column("status", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("channel_fee_minor", BigInteger),
+    Column("channel_fee_rate_bps", Integer),
+    Column("platform_fee_rate_bps", Integer),
+    Column("platform_fee_minor", BigInteger),
+    Column("margin_minor", BigInteger),
+    Column("refunded_minor", BigInteger, nullable=False, server_default="0"),
+    Column("bill_date", Date),
+    Column("succeeded_at", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("payment_records_out_trade_no", "out_trade_no"),
+    Index("payment_records_bill", "channel", "bill_date"),
+    Index("payment_records_merchant", "merchant_id", "payment_id"),
+)
+
+refund_records = Table(
+    "refund_records",
+    metadata,
+    Column("refund_id", Text, primary_key=True),
+    Column("payment_id", Text, nullable=False, index=True),
+    Column("merchant_id", Text, nullable=False),
+    Column("channel", Text),
+    Column("channel_refund_no", Text),
+    Column("status", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("bill_date", Date),
+    Column("succeeded_at", DateTime(timezone=True)),
+    Index("refund_records_bill", "channel", "bill_date"),
+)
+
+# One split per payment and one reversal per refund (`source_key` = payment or refund id). Created in
+# the inbox transaction of the event, posted to the ledger by the worker (key = split_id), so a crash
+# between the two only delays it.
+split_executions = Table(
+    "split_executions",
+    metadata,
+    Column("split_id", Text, primary_key=True),
+    Column("source_key", Text, nullable=False, unique=True),
+    Column("kind", Text, nullable=False),  # split | reversal
+    Column("payment_id", Text, nullable=False, index=True),
+    Column("refund_id", Text),
+    Column("merchant_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("base_minor", BigInteger, nullable=False),
+    Column("allocations", JSONB, nullable=False),  # receiver_id -> signed fen
+    Column("remainder_receiver_id", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending | posted | failed
+    Column("ledger_transfer_id", Text),
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("posted_at", DateTime(timezone=True)),
+    Index("split_executions_due", "status", "next_attempt_at"),
+)
+
+reconciliation_runs = Table(
+    "reconciliation_runs",
+    metadata,
+    Column("run_id", Text, primary_key=True),
+    Column("channel", Text, nullable=False),
+    Column("merchant_id", Text, nullable=False),
+    Column("bill_date", Date, nullable=False),
+    Column("status", Text, nullable=False),  # running | finished | failed
+    Column("counts", JSONB, nullable=False, server_default="{}"),
+    Column("bill_lines", BigInteger, nullable=False, server_default="0"),
+    Column("error", Text),
+    Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("reconciliation_runs_day", "channel", "bill_date"),
+)
+
+# Every line that is not simply matched (matched lines are only counted: a day has millions).
+reconciliation_items = Table(
+    "reconciliation_items",
+    metadata,
+    Column("item_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("run_id", Text, nullable=False, index=True),
+    Column("outcome", Text, nullable=False),
+    Column("resolution", Text, nullable=False),  # manual | cashier_requery
+    Column("resolution_status", Text, nullable=False),  # open | requested | unavailable | resolved
+    Column("kind", Text, nullable=False),
+    Column("key", Text, nullable=False),
+    Column("payment_id", Text, index=True),
+    Column("refund_id", Text),
+    Column("merchant_order_no", Text, index=True),
+    Column("channel_trade_no", Text),
+    Column("juhe_amount_minor", BigInteger),
+    Column("channel_amount_minor", BigInteger),
+    Column("juhe_fee_minor", BigInteger),
+    Column("channel_fee_minor", BigInteger),
+    Column("juhe_status", Text),
+    Column("channel_status", Text),
+    Column("detail", Text, nullable=False, server_default=""),
 )

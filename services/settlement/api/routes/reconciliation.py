@@ -1,0 +1,82 @@
+"""Reconciliation: start a run, read it, list its items by outcome / payment order / business order, day report."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from libs.common.errors import Problem
+from libs.common.web import UowDep
+from services.settlement.api.deps import CashierDep
+from services.settlement.api.schemas import (
+    ReconciliationItemListResponse,
+    ReconciliationItemResponse,
+    ReconciliationRunRequest,
+    ReconciliationRunResponse,
+)
+from services.settlement.config import Settings
+from services.settlement.domain.errors import RECONCILIATION_NOT_FOUND
+from services.settlement.flows.reconcile import reconcile
+from services.settlement.store import reconciliation as store
+
+router = APIRouter(prefix="/v1/admin", tags=["reconciliation"])
+
+
+def _run(row: Any) -> ReconciliationRunResponse:
+    return ReconciliationRunResponse(**{k: row[k] for k in ReconciliationRunResponse.model_fields})
+
+
+@router.post("/reconciliations", status_code=201)
+async def start_reconciliation(
+    body: ReconciliationRunRequest, uow: UowDep, cashier: CashierDep, request: Request
+) -> ReconciliationRunResponse:
+    settings: Settings = request.app.state.runtime.settings
+    run_id = await reconcile(uow, cashier, settings, channel=body.channel, merchant_id=body.merchant_id,
+                             bill_date=body.bill_date)  # fmt: skip
+    return await get_reconciliation(run_id, uow)
+
+
+@router.get("/reconciliations/{run_id}")
+async def get_reconciliation(run_id: str, uow: UowDep) -> ReconciliationRunResponse:
+    async with uow.read() as conn:
+        row = await store.get_run(conn, run_id)
+    if row is None:
+        raise Problem(RECONCILIATION_NOT_FOUND, f"no reconciliation run {run_id}")
+    return _run(row)
+
+
+@router.get("/reconciliation-items")
+async def list_reconciliation_items(
+    uow: UowDep,
+    run_id: str | None = None,
+    outcome: str | None = None,
+    payment_id: str | None = None,
+    merchant_order_no: str | None = None,
+    cursor: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> ReconciliationItemListResponse:
+    """Items to look at, by run, outcome, payment order (payment_id) or business order (merchant_order_no)."""
+    async with uow.read() as conn:
+        rows = await store.list_items(conn, run_id=run_id, outcome=outcome, payment_id=payment_id,
+                                      merchant_order_no=merchant_order_no, after_id=cursor, limit=limit)  # fmt: skip
+    items = [ReconciliationItemResponse(**{k: r[k] for k in ReconciliationItemResponse.model_fields}) for r in rows]
+    return ReconciliationItemListResponse(
+        items=items, next_cursor=str(items[-1].item_id) if len(items) == limit else None
+    )
+
+
+@router.get("/reconciliation-report")
+async def reconciliation_report(uow: UowDep, bill_date: date) -> dict[str, Any]:
+    """The day by channel: summed outcome counts and bill lines over that day's finished runs."""
+    async with uow.read() as conn:
+        runs = await store.runs_of_day(conn, bill_date)
+    channels: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        entry = channels.setdefault(run["channel"], {"runs": 0, "bill_lines": 0, "counts": {}})
+        entry["runs"] += 1
+        entry["bill_lines"] += int(run["bill_lines"])
+        for outcome, n in dict(run["counts"]).items():
+            entry["counts"][outcome] = entry["counts"].get(outcome, 0) + int(n)
+    return {"bill_date": bill_date.isoformat(), "channels": channels}

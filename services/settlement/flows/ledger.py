@@ -1,0 +1,115 @@
+"""The ledger, as settlement sees it: find (or open) the accounts of docs/ledger.md §2, post transfers.
+
+Settlement never imports the ledger; it speaks its HTTP API (services/ledger/README.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from libs.common.db import UnitOfWork
+from libs.common.errors import Problem
+from libs.common.http import request_with_retries, service_client
+from services.settlement.domain.errors import LEDGER_UNAVAILABLE
+from services.settlement.store.tables import ledger_accounts
+
+SOURCE = "settlement"
+ACCOUNT_PAGE_SIZE = 100
+ACCOUNT_PAGES_MAX = 20
+
+# kind -> chart code (docs/ledger.md §2)
+ACCOUNT_CODES = {
+    "merchant_pending": "2201",
+    "merchant_settled": "2202",
+    "merchant_payable": "2203",
+    "platform_fee_income": "4101",
+    "escrow_bank": "1102",
+}
+
+
+class LedgerRefused(Exception):
+    """The ledger answered 4xx with a problem: retrying the same request cannot help."""
+
+    def __init__(self, status_code: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status_code} {body.get('code')}: {body.get('detail')}")
+        self.status_code = status_code
+        self.code = str(body.get("code", ""))
+        self.body = body
+
+
+@dataclass
+class LedgerClient:
+    http: httpx.AsyncClient
+    uow: UnitOfWork
+
+    @classmethod
+    def build(cls, base_url: str, uow: UnitOfWork, *, timeout_seconds: float) -> LedgerClient:
+        return cls(service_client(base_url, timeout_seconds=timeout_seconds), uow)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
+        try:
+            response = await request_with_retries(self.http, method, url, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Problem(LEDGER_UNAVAILABLE, f"ledger: {exc!r}") from exc
+        if response.status_code >= 500:
+            raise Problem(LEDGER_UNAVAILABLE, f"ledger answered {response.status_code}")
+        body: dict[str, Any] = response.json()
+        if response.status_code >= 400:
+            raise LedgerRefused(response.status_code, body)
+        return body
+
+    async def account_id(self, holder_id: str, kind: str, currency: str) -> str:
+        """The one account of (holder, kind, currency): from settlement's mirror of `account.opened`, else
+        the ledger's list of the holder's accounts, else opened with a key derived from the triple (so
+        two settlement replicas open it once)."""
+        async with self.uow.read() as conn:
+            found = await conn.scalar(
+                select(ledger_accounts.c.account_id)
+                .where(ledger_accounts.c.holder_id == holder_id, ledger_accounts.c.kind == kind,
+                       ledger_accounts.c.currency == currency)
+                .order_by(ledger_accounts.c.mirrored_seq)
+                .limit(1)
+            )  # fmt: skip
+        if found:
+            return str(found)
+        cursor: str | None = None
+        for _ in range(ACCOUNT_PAGES_MAX):
+            params: dict[str, Any] = {"holder_id": holder_id, "limit": ACCOUNT_PAGE_SIZE}
+            if cursor:
+                params["cursor"] = cursor
+            page = await self._call("GET", "/v1/accounts", params=params)
+            for account in page.get("accounts", []):
+                if account["kind"] == kind and account["currency"] == currency:
+                    return str(account["id"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                break
+        flags = {"debits_must_not_exceed_credits": kind in ("merchant_settled", "merchant_payable")}
+        opened = await self._call(
+            "POST", "/v1/accounts",
+            json={"holder_id": holder_id, "currency": currency, "kind": kind, "code": ACCOUNT_CODES[kind],
+                  "flags": flags, "idempotency_key": f"account:{holder_id}:{kind}:{currency}"},
+            headers={"Idempotency-Key": f"account:{holder_id}:{kind}:{currency}"},
+        )  # fmt: skip
+        return str(opened["id"])
+
+    async def post_transfer(
+        self, *, idempotency_key: str, postings: list[dict[str, Any]], reference: str | None = None,
+        metadata: dict[str, Any] | None = None, corrects_transfer_id: str | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Create a posted transfer; a repeat of the same key answers the original (200, replayed)."""
+        body: dict[str, Any] = {"source": SOURCE, "idempotency_key": idempotency_key, "postings": postings,
+                                "reference": reference, "metadata": metadata or {}}  # fmt: skip
+        if corrects_transfer_id:
+            body["corrects_transfer_id"] = corrects_transfer_id
+        return await self._call("POST", "/v1/transfers", json=body, headers={"Idempotency-Key": idempotency_key})
+
+    async def balance(self, account_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/v1/accounts/{account_id}")

@@ -1,0 +1,162 @@
+"""Payment and refund records, fee rates, rules and split executions (SQLAlchemy Core on a given connection)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.settlement.store.tables import (
+    merchant_fee_rates,
+    payment_records,
+    receivers,
+    refund_records,
+    split_executions,
+    split_rules,
+)
+
+
+async def platform_rate_bps(conn: AsyncConnection, merchant_id: str) -> int | None:
+    value = await conn.scalar(
+        select(merchant_fee_rates.c.platform_fee_rate_bps).where(merchant_fee_rates.c.merchant_id == merchant_id)
+    )
+    return int(value) if value is not None else None
+
+
+async def split_rule(conn: AsyncConnection, merchant_id: str, business_line: str = "") -> RowMapping | None:
+    query = select(split_rules).where(
+        split_rules.c.merchant_id == merchant_id, split_rules.c.business_line == business_line
+    )
+    return (await conn.execute(query)).mappings().first()
+
+
+async def receivers_by_id(conn: AsyncConnection, receiver_ids: list[str]) -> dict[str, RowMapping]:
+    rows = (await conn.execute(select(receivers).where(receivers.c.receiver_id.in_(receiver_ids)))).mappings()
+    return {row["receiver_id"]: row for row in rows}
+
+
+async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple[str | None, RowMapping]:
+    """Insert the record, or move it to the event's status when that is a legal step: a final
+    `succeeded` always wins (a late success after a failure is real money), `failed`/`closed` never
+    overwrite `succeeded`. Returns (previous status or None if new, the row now)."""
+    previous = (await conn.execute(
+        select(payment_records.c.status).where(payment_records.c.payment_id == values["payment_id"]).with_for_update()
+    )).scalar()  # fmt: skip
+    if previous is None:
+        row = (await conn.execute(insert(payment_records).values(**values).returning(payment_records))).mappings().one()
+        return None, row
+    if previous == "succeeded" or previous == values["status"]:
+        row = (await conn.execute(
+            select(payment_records).where(payment_records.c.payment_id == values["payment_id"])
+        )).mappings().one()  # fmt: skip
+        return str(previous), row
+    changes = {k: v for k, v in values.items() if k != "payment_id"}
+    row = (await conn.execute(
+        update(payment_records)
+        .where(payment_records.c.payment_id == values["payment_id"], payment_records.c.status == previous)
+        .values(**changes, updated_at=func.now())
+        .returning(payment_records)
+    )).mappings().one()  # fmt: skip
+    return str(previous), row
+
+
+async def insert_refund(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    result = await conn.execute(
+        insert(refund_records).values(**values).on_conflict_do_nothing(index_elements=[refund_records.c.refund_id])
+    )
+    return bool(result.rowcount)
+
+
+async def add_refunded(conn: AsyncConnection, payment_id: str, amount_minor: int) -> tuple[int, RowMapping] | None:
+    """Grow the payment's refunded total; (total before, row after)."""
+    row = (await conn.execute(
+        update(payment_records)
+        .where(payment_records.c.payment_id == payment_id)
+        .values(refunded_minor=payment_records.c.refunded_minor + amount_minor, updated_at=func.now())
+        .returning(payment_records)
+    )).mappings().first()  # fmt: skip
+    if row is None:
+        return None
+    return int(row["refunded_minor"]) - amount_minor, row
+
+
+async def insert_split(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    result = await conn.execute(
+        insert(split_executions).values(**values).on_conflict_do_nothing(index_elements=[split_executions.c.source_key])
+    )
+    return bool(result.rowcount)
+
+
+async def split_of_payment(conn: AsyncConnection, payment_id: str) -> RowMapping | None:
+    return (await conn.execute(
+        select(split_executions).where(split_executions.c.source_key == payment_id)
+    )).mappings().first()  # fmt: skip
+
+
+async def splits_for_payment(conn: AsyncConnection, payment_id: str) -> list[RowMapping]:
+    rows = await conn.execute(
+        select(split_executions)
+        .where(split_executions.c.payment_id == payment_id)
+        .order_by(split_executions.c.split_id)
+    )
+    return list(rows.mappings())
+
+
+async def claim_due_splits(
+    conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
+) -> list[RowMapping]:
+    """Lease due pending splits (SKIP LOCKED: replicas share the work; an expired lease is retaken)."""
+    due = (
+        select(split_executions.c.split_id)
+        .where(split_executions.c.status == "pending", split_executions.c.next_attempt_at <= now)
+        .order_by(split_executions.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = await conn.execute(
+        update(split_executions)
+        .where(split_executions.c.split_id.in_(due))
+        .values(next_attempt_at=lease_until, attempt_count=split_executions.c.attempt_count + 1)
+        .returning(split_executions)
+    )
+    return list(rows.mappings())
+
+
+async def mark_split_posted(conn: AsyncConnection, split_id: str, transfer_id: str | None, now: datetime) -> bool:
+    result = await conn.execute(
+        update(split_executions)
+        .where(split_executions.c.split_id == split_id, split_executions.c.status == "pending")
+        .values(status="posted", ledger_transfer_id=transfer_id, posted_at=now, last_error=None)
+    )
+    return bool(result.rowcount)
+
+
+async def mark_split_retry(
+    conn: AsyncConnection, split_id: str, error: str, next_attempt_at: datetime, *, failed: bool
+) -> None:
+    await conn.execute(
+        update(split_executions)
+        .where(and_(split_executions.c.split_id == split_id, split_executions.c.status == "pending"))
+        .values(status="failed" if failed else "pending", last_error=error[:500], next_attempt_at=next_attempt_at)
+    )
+
+
+async def records_of_day(
+    conn: AsyncConnection, channel: str, merchant_id: str, bill_date: date
+) -> tuple[list[RowMapping], list[RowMapping]]:
+    payments = (await conn.execute(
+        select(payment_records).where(payment_records.c.channel == channel, payment_records.c.bill_date == bill_date,
+                                      payment_records.c.merchant_id == merchant_id)
+    )).mappings().all()  # fmt: skip
+    refunds = (await conn.execute(
+        select(refund_records, payment_records.c.merchant_order_no, payment_records.c.out_trade_no)
+        .join(payment_records, payment_records.c.payment_id == refund_records.c.payment_id)
+        .where(refund_records.c.channel == channel, refund_records.c.bill_date == bill_date,
+               refund_records.c.merchant_id == merchant_id)
+    )).mappings().all()  # fmt: skip
+    return list(payments), list(refunds)

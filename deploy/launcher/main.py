@@ -69,13 +69,15 @@ class Platform:
     pg: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     stopping: bool = False
+    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
     def say(self, message: str) -> None:
-        self.console.write(f"\x1b[1mjuhe\x1b[0m | {message}\n")
+        elapsed = time.monotonic() - self.started_at
+        self.console.write(f"\x1b[1mjuhe\x1b[0m | +{elapsed:4.1f}s {message}\n")
         self.console.flush()
 
     # ---------------------------------------------------------------- infrastructure
@@ -317,7 +319,9 @@ async def run(data_dir: Path, *, exit_when_ready: bool = False) -> int:
         platform.plan(db_urls, bootstrap)
         for child in platform.children:
             await platform.start_child(child)
+        platform.say(f"{len(platform.children)} processes started; waiting for /readyz")
         await platform.wait_ready()
+        platform.say("all ready")
         ready_seconds = time.monotonic() - started
         from deploy.launcher.seed import seed
 

@@ -15,6 +15,7 @@ from gateway.catalog import ApiCatalog
 from gateway.config import Settings
 from gateway.gatekeeper import Gatekeeper
 from gateway.identities import Identities
+from gateway.observability import use_plain_asgi_observability
 from gateway.proxy import Upstreams
 from gateway.store import guards
 from libs.common.web import Runtime, create_service_app
@@ -52,8 +53,14 @@ def create_app(settings: Settings) -> FastAPI:
         on_startup=on_startup,
     )
 
+    use_plain_asgi_observability(app, settings.service_name)
+    own: list[dict[str, Any]] = []
+
     def own_document() -> dict[str, Any]:
-        return get_openapi(title=TITLE, version=app.version, routes=app.routes)
+        """The gateway's own routes never change after start-up: built once."""
+        if not own:
+            own.append(get_openapi(title=TITLE, version=app.version, routes=app.routes))
+        return own[0]
 
     def public_document() -> dict[str, Any]:
         """`/openapi.json` and `/docs` show the merged public API, not only the gateway's own routes."""

@@ -57,10 +57,13 @@ class ApiCatalog:
     async def refresh(self) -> None:
         services = sorted(set(self.settings.routes.values()) & set(self.clients))
         results = await asyncio.gather(*(self._fetch(name) for name in services))
+        changed = self._merged is None
         for name, doc in zip(services, results, strict=True):
-            if doc is not None:
+            if doc is not None and doc != self.documents.get(name):
                 self.documents[name] = doc
-        self._merged = self._assemble()
+                changed = True
+        if changed:  # assembling is CPU work the proxy's requests would wait behind
+            self._merged = self._assemble()
 
     async def _fetch(self, service: str) -> dict[str, Any] | None:
         try:

@@ -46,4 +46,12 @@ class Settings(ServiceSettings):
     webhook_batch_max: int = Field(default=50, ge=1, le=1000)
     webhook_concurrency_max: int = Field(default=10, ge=1, le=200)
 
+    # The ledger (the wallet channel's institution, DESIGN §6): `scene=wallet` payments hold, post and void
+    # transfers there. Empty = no wallet payments.
+    ledger_url: str = ""
+    ledger_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # What the platform charges merchants per payment (docs/ledger.md §3.1 `platform_fee_income`), fixed
+    # on the payment at creation and carried by its events: round_half_up(amount × bps / 10000).
+    platform_fee_rate_bps: int = Field(default=0, ge=0, le=10_000)
+
     page_size_max: int = Field(default=100, ge=1, le=1000)

@@ -1,4 +1,11 @@
-"""The ledger worker: which events it consumes and which loops it runs besides the outbox relay."""
+"""The ledger worker: which events it consumes and which loops it runs besides the outbox relay.
+
+Consumed: `cashier.payments` (`payment.succeeded`) and `cashier.refunds` (`refund.succeeded`), posted per
+docs/ledger.md §3.1/§3.3 by `events.consumers.CashierPostings`. Their handlers need the process's batching
+writer, which exists only once the app has started, so that consumer is run by a background task (which
+receives the runtime) rather than listed in `subscriptions(settings)`; it is the same `InboxConsumer`
+with its own consumer group.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +13,13 @@ import asyncio
 
 from sqlalchemy import text
 
-from libs.common.inbox import Subscription
+from libs.common.inbox import InboxConsumer, Subscription
 from libs.common.logging import get_logger
 from libs.common.web import BackgroundTask, Runtime
 from services.ledger.api.deps import WRITER_EXTRA
 from services.ledger.config import Settings
 from services.ledger.domain.engine import VoidPending
+from services.ledger.events.consumers import CashierPostings
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.worker")
@@ -22,7 +30,30 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return [expire_pending_transfers]
+    return [expire_pending_transfers, consume_cashier_events]
+
+
+def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
+    """`payment.succeeded` and `refund.succeeded` from the cashier, posted through this process's writer."""
+    return CashierPostings(runtime.uow, runtime.extras[WRITER_EXTRA]).subscriptions()
+
+
+async def consume_cashier_events(runtime: Runtime) -> None:
+    s = runtime.settings
+    consumer = InboxConsumer(
+        runtime.uow,
+        service=s.service_name,
+        bootstrap=s.kafka_bootstrap_servers,
+        group_id=f"{s.topic_namespace}juhe-{s.service_name}-cashier",
+        subscriptions=cashier_subscriptions(runtime),
+        epoch_watcher=runtime.extras["epoch_watcher"],
+        topic_namespace=s.topic_namespace,
+        batch_max=s.consumer_batch_max,
+        session_timeout_ms=s.consumer_session_timeout_ms,
+        heartbeat_interval_ms=s.consumer_heartbeat_interval_ms,
+        handler_attempts_max=s.consumer_handler_attempts_max,
+    )
+    await consumer.run()
 
 
 async def expire_due(runtime: Runtime, writer: LedgerWriter, batch_max: int) -> int:

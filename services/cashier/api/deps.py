@@ -1,26 +1,13 @@
-"""Request dependencies: who the merchant is, and the cashier context."""
+"""Request dependencies: who the merchant (or paying user) is, and the cashier context."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
-from libs.common.errors import Problem
-from services.cashier.domain.errors import MERCHANT_ID_MISSING
+from libs.common.internal_auth import InternalIdentity, MerchantScope
 from services.cashier.flows.context import Cashier
-
-MERCHANT_HEADER = "X-Juhe-Merchant-Id"
-
-
-def authenticated_merchant_id(
-    merchant_id: Annotated[str | None, Header(alias=MERCHANT_HEADER, max_length=64)] = None,
-) -> str:
-    """The merchant the request acts for. The ONE place that decides it: today a header the gateway
-    sets; when the gateway's signed internal token lands, verify it here and nothing else changes."""
-    if not merchant_id:
-        raise Problem(MERCHANT_ID_MISSING, f"header {MERCHANT_HEADER} is required")
-    return merchant_id
 
 
 def get_cashier(request: Request) -> Cashier:
@@ -28,5 +15,10 @@ def get_cashier(request: Request) -> Cashier:
     return cashier
 
 
-MerchantId = Annotated[str, Depends(authenticated_merchant_id)]
+# The merchant every query is scoped by: from the gateway's signed `X-Juhe-Identity` token (in dev/test
+# only, without a token, the plain `X-Juhe-Merchant-Id` header). 401 identity_missing / identity_invalid,
+# 403 merchant_scope_required for an identity without a merchant.
+MerchantId = MerchantScope
+# Who calls, for endpoints a user (not a merchant) may call: the wallet payer's confirmation.
+Caller = InternalIdentity
 CashierDep = Annotated[Cashier, Depends(get_cashier)]

@@ -22,6 +22,9 @@ class PayerHints(BaseModel):
     openid: str | None = Field(default=None, max_length=128)
     client_type: str | None = Field(default=None, max_length=32, description="wechat, alipay, ios, android, …")
     client_ip: str | None = Field(default=None, max_length=64)
+    user_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="The paying user (required for scene=wallet)"
+    )
 
 
 class PaymentCreateRequest(BaseModel):
@@ -43,6 +46,13 @@ class PaymentCreateRequest(BaseModel):
         default_factory=list, max_length=10, description="Only these channels, in this order"
     )
     excluded_channels: list[ChannelName] = Field(default_factory=list, max_length=10)
+
+
+class PaymentConfirmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(default=None, min_length=1, max_length=64,
+                                description="dev/test only without a user identity token: the paying user")
 
 
 class AttemptResponse(BaseModel):

@@ -44,6 +44,7 @@ class Scene(enum.StrEnum):
     APP = "app"
     H5 = "h5"
     PAGE = "page"
+    WALLET = "wallet"
 
 
 class TradeStatus(enum.StrEnum):
@@ -77,6 +78,9 @@ class PrepayRequest:
     return_url: str | None = None
     attach: str | None = None
     profit_sharing: bool = False
+    merchant_id: str | None = None  # wallet: whose merchant_pending account is credited
+    payer_user_id: str | None = None  # wallet: whose user_wallet account is debited
+    platform_fee_minor: int = 0  # wallet: the platform fee line of the hold (docs/ledger.md §3.2)
 
 
 @dataclass(frozen=True, slots=True)

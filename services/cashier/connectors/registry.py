@@ -59,6 +59,12 @@ def _build_wechatpay(config: dict[str, Any]) -> Connector:
     return WechatPayConnector(WechatPayConfig(**config))
 
 
+def _build_wallet(config: dict[str, Any]) -> Connector:
+    from services.cashier.connectors.wallet import WalletConfig, WalletConnector
+
+    return WalletConnector(WalletConfig.model_validate(config))
+
+
 def _wechat_refusal(message: str) -> ChannelReply:
     body = json.dumps({"code": "FAIL", "message": message[:200]}, ensure_ascii=False).encode("utf-8")
     return ChannelReply(401, body, "application/json")
@@ -86,6 +92,15 @@ CHANNELS: dict[str, ChannelSpec] = {
         build=_build_alipay,
         refuse_notification=_alipay_refusal,
         secret_fields=frozenset({"app_private_key_pem", "app_auth_token"}),
+    ),
+    # The platform wallet: the ledger is the institution (two-phase transfer); it sends no notifications.
+    "wallet": ChannelSpec(
+        name="wallet",
+        scenes=frozenset({PaymentScene.WALLET}),
+        currencies=frozenset({"CNY"}),
+        build=_build_wallet,
+        refuse_notification=_alipay_refusal,
+        secret_fields=frozenset(),
     ),
 }
 

@@ -13,7 +13,6 @@ PAYMENT_NOT_FOUND = ErrorSpec("payment_not_found", 404, "No such payment")
 REFUND_NOT_FOUND = ErrorSpec("refund_not_found", 404, "No such refund")
 WEBHOOK_DELIVERY_NOT_FOUND = ErrorSpec("webhook_delivery_not_found", 404, "No such webhook delivery")
 MERCHANT_NOT_FOUND = ErrorSpec("merchant_not_found", 404, "No such merchant")
-MERCHANT_ID_MISSING = ErrorSpec("merchant_id_missing", 401, "The request does not name an authenticated merchant")
 DUPLICATE_MERCHANT_ORDER = ErrorSpec(
     "duplicate_merchant_order", 409, "This merchant order number was already used with a different request"
 )
@@ -37,6 +36,12 @@ CHANNEL_REFUSED = ErrorSpec("channel_refused", 402, "The channel refused the req
 INVALID_SIGNATURE = ErrorSpec("invalid_signature", 400, "The message signature could not be verified")
 UNKNOWN_CHANNEL = ErrorSpec("unknown_channel", 404, "No connector exists for this channel")
 INVALID_CHANNEL_CONFIG = ErrorSpec("invalid_channel_config", 422, "The channel configuration is not valid")
+INSUFFICIENT_FUNDS = ErrorSpec("insufficient_funds", 402, "The payer's wallet balance is too low for this payment")
+WALLET_NOT_FOUND = ErrorSpec("wallet_not_found", 422, "The payer has no wallet in this currency")
+PAYMENT_NOT_CONFIRMABLE = ErrorSpec(
+    "payment_not_confirmable", 409, "Only an open wallet payment can be confirmed by its payer"
+)
+PAYER_MISMATCH = ErrorSpec("payer_mismatch", 403, "The payment belongs to another payer")
 EXPIRY_OUT_OF_RANGE = ErrorSpec("expiry_out_of_range", 422, "The expiry is in the past or too far ahead")
 
 ERRORS: tuple[ErrorSpec, ...] = (
@@ -44,7 +49,6 @@ ERRORS: tuple[ErrorSpec, ...] = (
     REFUND_NOT_FOUND,
     WEBHOOK_DELIVERY_NOT_FOUND,
     MERCHANT_NOT_FOUND,
-    MERCHANT_ID_MISSING,
     DUPLICATE_MERCHANT_ORDER,
     DUPLICATE_MERCHANT_REFUND,
     REFUND_EXCEEDS_REMAINING,
@@ -59,4 +63,8 @@ ERRORS: tuple[ErrorSpec, ...] = (
     UNKNOWN_CHANNEL,
     INVALID_CHANNEL_CONFIG,
     EXPIRY_OUT_OF_RANGE,
+    INSUFFICIENT_FUNDS,
+    WALLET_NOT_FOUND,
+    PAYMENT_NOT_CONFIRMABLE,
+    PAYER_MISMATCH,
 )

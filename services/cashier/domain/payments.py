@@ -164,6 +164,17 @@ def poll_delay_seconds(poll_count: int, *, initial_seconds: float, max_seconds: 
     return float(min(max_seconds, initial_seconds * (2 ** min(poll_count, 30))))
 
 
+def platform_fee_of(amount_minor: int, rate_bps: int) -> int:
+    """The platform fee charged to the merchant: round_half_up(amount × bps / 10000), integer fen."""
+    return (amount_minor * rate_bps + 5000) // 10000
+
+
+def wallet_out_trade_no(payment_id: str) -> str:
+    """A wallet attempt's out_trade_no is the payment id itself, so the ledger hold's key is exactly
+    docs/ledger.md §3.2 `pay_…:hold` (the ledger has no length limit; one wallet attempt per payment)."""
+    return payment_id
+
+
 def out_trade_no_of(attempt_id: str) -> str:
     """The merchant order number sent to the channel for one attempt.
 

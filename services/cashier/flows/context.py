@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
@@ -35,6 +36,8 @@ class ConnectorPool:
     """
 
     uow: UnitOfWork
+    # Per channel, config the cashier itself supplies under the merchant's stored one (the wallet's ledger URL).
+    defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     _connectors: dict[tuple[str, str], tuple[int, Connector]] = field(default_factory=dict)
 
     async def get(self, merchant_id: str, channel: str) -> Connector:
@@ -46,7 +49,10 @@ class ConnectorPool:
         cached = self._connectors.get(key)
         if cached is not None and cached[0] == row.version:
             return cached[1]
-        connector = build_connector(channel, dict(row.config))
+        config = dict(row.config)
+        if channel in self.defaults:  # the merchant's own non-empty values win
+            config = {**self.defaults[channel], **{k: v for k, v in config.items() if v not in ("", None)}}
+        connector = build_connector(channel, config)
         self._connectors[key] = (row.version, connector)
         if cached is not None:
             with contextlib.suppress(Exception):
@@ -82,7 +88,9 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
     return Cashier(
         settings=settings,
         uow=uow,
-        connectors=ConnectorPool(uow),
+        connectors=ConnectorPool(uow, defaults={
+            "wallet": {"ledger_url": settings.ledger_url, "timeout_seconds": settings.ledger_timeout_seconds},
+        }),
         routing=RoutingClient(settings.routing_url, timeout_seconds=settings.routing_timeout_seconds),
         webhook_http=httpx.AsyncClient(
             timeout=httpx.Timeout(settings.webhook_timeout_seconds),

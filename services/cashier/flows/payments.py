@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from libs.common.errors import Problem
+from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from services.cashier.connectors.base import (
@@ -24,20 +24,24 @@ from services.cashier.domain.errors import (
     CHANNEL_REFUSED,
     CHANNEL_UNAVAILABLE,
     DUPLICATE_MERCHANT_ORDER,
+    INSUFFICIENT_FUNDS,
     NO_ROUTE_AVAILABLE,
     PAYMENT_NOT_CLOSABLE,
     PAYMENT_NOT_FOUND,
     UNSUPPORTED_CURRENCY,
     UNSUPPORTED_SCENE,
+    WALLET_NOT_FOUND,
 )
 from services.cashier.domain.payments import (
     AttemptStatus,
     PaymentScene,
     PaymentStatus,
     out_trade_no_of,
+    platform_fee_of,
     poll_delay_seconds,
     request_fingerprint,
     resolve_expire_at,
+    wallet_out_trade_no,
 )
 from services.cashier.events import PAYMENT_ATTEMPT_FAILED, PAYMENT_CREATED, PAYMENTS_TOPIC, payment_event_data
 from services.cashier.flows.context import Cashier
@@ -160,8 +164,6 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
     replay = await _replay(cashier, merchant_id, draft, fingerprint)
     if replay is not None:
         return replay
-    if draft.scene is PaymentScene.WALLET:
-        raise Problem(UNSUPPORTED_SCENE, "wallet payments need the ledger's two-phase transfer API (not available yet)")
     now = cashier.clock()
     expire_at = resolve_expire_at(
         now=now,
@@ -171,6 +173,8 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
     )
     payment_id = new_id("pay")
     candidates = await _candidates(cashier, merchant_id, draft, payment_id)
+    if draft.scene is PaymentScene.WALLET and not draft.payer.get("user_id"):
+        raise Problem(VALIDATION_FAILED, "a wallet payment needs payer.user_id (the paying user)")
     async with cashier.uow.begin() as tx:
         payment = await insert_payment(
             tx.conn,
@@ -189,6 +193,7 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
                 "metadata": draft.metadata,
                 "status": PaymentStatus.CREATED.value,
                 "expire_at": expire_at,
+                "platform_fee_minor": platform_fee_of(draft.amount_minor, cashier.settings.platform_fee_rate_bps),
             },
         )
         if payment is not None:
@@ -203,9 +208,16 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
         assert final is not None
         view = payment_view(final, await list_attempts(conn, payment.id))
     if final.status == PaymentStatus.FAILED:
-        spec = CHANNEL_UNAVAILABLE if final.failure_code == "channel_unavailable" else CHANNEL_REFUSED
+        spec = _FAILURE_SPECS.get(final.failure_code or "", CHANNEL_REFUSED)
         raise Problem(spec, final.failure_message or spec.title, payment_id=final.id, payment=_jsonable(view))
     return CreateResult(view, created=True)
+
+
+_FAILURE_SPECS = {
+    "channel_unavailable": CHANNEL_UNAVAILABLE,
+    "insufficient_funds": INSUFFICIENT_FUNDS,  # the wallet hold was refused: nothing is reserved
+    "wallet_not_found": WALLET_NOT_FOUND,
+}
 
 
 def _jsonable(view: dict[str, Any]) -> dict[str, Any]:
@@ -233,7 +245,8 @@ async def _attempt_in_order(
                     "route_id": candidate.route_id,
                     "fee_minor": candidate.fee_minor,
                     "fee_rate_bps": candidate.fee_rate_bps,
-                    "out_trade_no": out_trade_no_of(attempt_id),
+                    "out_trade_no": (wallet_out_trade_no(payment.id) if candidate.channel == "wallet"
+                                     else out_trade_no_of(attempt_id)),
                     "status": AttemptStatus.CREATED.value,
                 },
             )
@@ -255,6 +268,9 @@ async def _attempt_in_order(
             payer_openid=draft.payer.get("openid"),
             payer_client_ip=draft.payer.get("client_ip"),
             return_url=draft.return_url,
+            merchant_id=payment.merchant_id,
+            payer_user_id=draft.payer.get("user_id"),
+            platform_fee_minor=payment.platform_fee_minor,
         )
         started = time.perf_counter()
         failure: tuple[str, str, bool] | None = None

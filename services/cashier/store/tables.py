@@ -74,6 +74,8 @@ payments = Table(
     Column("route_id", String(64)),
     Column("fee_minor", BigInteger),
     Column("fee_rate_bps", Integer),
+    # What the platform charges the merchant for this payment, fixed at creation (migration 0003).
+    Column("platform_fee_minor", BigInteger, nullable=False, server_default="0"),
     Column("channel_trade_no", String(64)),
     Column("payer_action", JSONB),
     Column("expire_at", DateTime(timezone=True), nullable=False),

@@ -1,4 +1,4 @@
-"""Payments: create, read, look up by merchant order number, list, close."""
+"""Payments: create, read, look up by merchant order number, list, close; a wallet payer's confirmation."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response, status
 
 from libs.common.errors import Problem
-from services.cashier.api.deps import CashierDep, MerchantId
-from services.cashier.api.schemas import PaymentCreateRequest, PaymentPage, PaymentResponse
-from services.cashier.domain.errors import PAYMENT_NOT_FOUND
+from libs.common.internal_auth import DEV_KEY_ID
+from services.cashier.api.deps import Caller, CashierDep, MerchantId
+from services.cashier.api.schemas import PaymentConfirmRequest, PaymentCreateRequest, PaymentPage, PaymentResponse
+from services.cashier.domain.errors import PAYER_MISMATCH, PAYMENT_NOT_FOUND
 from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment, read_payment
 from services.cashier.flows.views import payment_view
+from services.cashier.flows.wallet import confirm_wallet_payment
 from services.cashier.store.payments import list_payments
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
@@ -69,3 +71,18 @@ async def read(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) ->
 @router.post("/{payment_id}/close")
 async def close(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentResponse:
     return PaymentResponse.model_validate(await close_payment(cashier, merchant_id=merchant_id, payment_id=payment_id))
+
+
+@router.post("/{payment_id}/confirm")
+async def confirm(payment_id: str, caller: Caller, cashier: CashierDep,
+                  body: PaymentConfirmRequest | None = None) -> PaymentResponse:
+    """The payer confirms a wallet payment. The payer is the gateway-authenticated user; in dev/test (no
+    identity token) the body's `user_id` stands for it. A user token carrying a merchant is scoped to it."""
+    payer = caller.user or (body.user_id if body and caller.key_id == DEV_KEY_ID else None)
+    if not payer:
+        raise Problem(PAYER_MISMATCH, "only the paying user can confirm a wallet payment")
+    if caller.user and body and body.user_id and body.user_id != caller.user:
+        raise Problem(PAYER_MISMATCH, "user_id does not match the authenticated user")
+    scope = caller.merchant_id if caller.user else None
+    view = await confirm_wallet_payment(cashier, payment_id=payment_id, payer_user_id=payer, merchant_id=scope)
+    return PaymentResponse.model_validate(view)

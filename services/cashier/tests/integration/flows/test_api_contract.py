@@ -45,7 +45,7 @@ async def test_bad_input_is_refused_and_creates_nothing(start_cashier: Any, sand
     _problem(await cashier.post("/v1/payments", qr_payment(preferred_channels=["alipay"])), 422, "no_route_available")
     _problem(await cashier.post("/v1/payments", qr_payment(expire_at="2001-01-01T00:00:00+00:00")), 422,
              "expiry_out_of_range")
-    _problem(await cashier.client.post("/v1/payments", json=qr_payment()), 401, "merchant_id_missing")
+    _problem(await cashier.client.post("/v1/payments", json=qr_payment()), 401, "identity_missing")
     assert await _counts(cashier) == (0, 0)
 
     first = await cashier.post("/v1/payments", qr_payment(order_no="A-1", amount_minor=100))

@@ -1,0 +1,247 @@
+"""The wallet connector: the platform wallet as a channel whose institution is the ledger (DESIGN §6).
+
+A wallet payment is the §3.2 two-phase transfer: `prepay` holds the payer's balance (pending transfer
+`pay_…:hold`, Dr user_wallet / Cr merchant_pending + platform_fee_income, timing out with the payment),
+`confirm` posts it when the payer confirms, `close` voids it. `query` reads the hold's state, so the
+cashier's polling, expiry and close paths work unchanged. Every call is idempotent at the ledger by
+`(source, idempotency_key)`, so retries and concurrent confirms post once.
+
+The ledger's own answers decide races: a confirm and an expiry of the same hold are serialised by the
+ledger's row lock, and whichever lost sees `pending_transfer_already_posted|voided|expired`.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+
+from services.cashier.connectors.base import (
+    Bill,
+    ChannelError,
+    ChannelUnavailable,
+    InvalidSignature,
+    Notification,
+    PrepayRequest,
+    PrepayResult,
+    RefundRequest,
+    RefundResult,
+    RefundStatus,
+    TradeQueryResult,
+    TradeStatus,
+)
+from services.cashier.connectors.wallet.models import (
+    SOURCE,
+    USER_WALLET_KIND,
+    WalletConfig,
+    hold_key,
+    merchant_pending,
+    platform_fee_income,
+    refund_fee_share,
+    refund_key,
+)
+
+HOLD_TIMEOUT_SECONDS_MIN = 1
+ACCOUNTS_PAGE_MAX = 200
+_TRADE_STATUS = {
+    "pending": TradeStatus.PENDING,
+    "posted": TradeStatus.SUCCEEDED,
+    "voided": TradeStatus.CLOSED,
+    "expired": TradeStatus.CLOSED,
+}
+# Ledger refusals a payer or merchant can act on; anything else 4xx is a refusal too, never a retry.
+_RELEASED = frozenset({"pending_transfer_already_voided", "pending_transfer_expired"})
+
+
+def _parse_time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+class WalletConnector:
+    channel = "wallet"
+
+    def __init__(self, config: WalletConfig) -> None:
+        self.config = config
+        self._http = httpx.AsyncClient(
+            base_url=config.ledger_url.rstrip("/"), timeout=httpx.Timeout(config.timeout_seconds)
+        ) if config.ledger_url else None
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    # --- HTTP to the ledger -----------------------------------------------------------------------------
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._http is None:
+            raise ChannelUnavailable("no ledger URL configured for wallet payments (JUHE_CASHIER_LEDGER_URL)")
+        try:
+            response = await self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ChannelUnavailable(f"ledger unreachable: {exc!r}") from exc
+        if response.status_code >= 500:
+            raise ChannelUnavailable(f"ledger answered {response.status_code}")
+        return response
+
+    @staticmethod
+    def _refusal(response: httpx.Response) -> ChannelError:
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        code = str(body.get("code") or f"ledger_{response.status_code}")
+        return ChannelError(code, str(body.get("detail") or body.get("title") or code),
+                            retryable=False, http_status=response.status_code)
+
+    async def _account(self, body: dict[str, Any]) -> str:
+        response = await self._call("POST", "/v1/accounts", json=body)
+        if response.status_code not in (200, 201):
+            raise self._refusal(response)
+        return str(response.json()["id"])
+
+    async def _user_wallet(self, user_id: str, currency: str) -> str | None:
+        response = await self._call("GET", "/v1/accounts", params={"holder_id": user_id, "limit": ACCOUNTS_PAGE_MAX})
+        if response.status_code != 200:
+            raise self._refusal(response)
+        for account in response.json().get("accounts", []):
+            usable = account["status"] != "closed"
+            if account["kind"] == USER_WALLET_KIND and account["currency"] == currency and usable:
+                return str(account["id"])
+        return None
+
+    async def _transfer(self, key: str) -> dict[str, Any] | None:
+        response = await self._call("GET", "/v1/transfers", params={"source": SOURCE, "idempotency_key": key})
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._refusal(response)
+        found: dict[str, Any] = response.json()
+        return found
+
+    async def _create(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = await self._call("POST", "/v1/transfers", json=body)
+        if response.status_code not in (200, 201):
+            raise self._refusal(response)
+        created: dict[str, Any] = response.json()
+        return created
+
+    # --- the Connector interface ------------------------------------------------------------------------
+    async def prepay(self, request: PrepayRequest) -> PrepayResult:
+        if not request.payer_user_id or not request.merchant_id:
+            raise ChannelError("payer_user_id_missing", "a wallet payment needs payer.user_id")
+        wallet = await self._user_wallet(request.payer_user_id, request.currency)
+        if wallet is None:
+            raise ChannelError("wallet_not_found", f"user {request.payer_user_id} has no {request.currency} wallet")
+        fee = min(max(request.platform_fee_minor, 0), request.amount_minor)
+        postings: list[dict[str, Any]] = [
+            {"account_id": wallet, "direction": "debit", "amount_minor": request.amount_minor},
+            {"account_id": await self._account(merchant_pending(request.merchant_id, request.currency)),
+             "direction": "credit", "amount_minor": request.amount_minor - fee},
+        ]
+        if fee:
+            postings.append({"account_id": await self._account(platform_fee_income(request.currency)),
+                             "direction": "credit", "amount_minor": fee})
+        timeout_seconds = HOLD_TIMEOUT_SECONDS_MIN
+        if request.expire_at is not None:
+            remaining = (request.expire_at - datetime.now(UTC)).total_seconds()
+            timeout_seconds = max(HOLD_TIMEOUT_SECONDS_MIN, math.ceil(remaining))
+        hold = await self._create({
+            "source": SOURCE, "idempotency_key": hold_key(request.out_trade_no),
+            "postings": [{**p, "currency": request.currency} for p in postings if int(p["amount_minor"]) > 0],
+            "pending": True, "timeout_seconds": timeout_seconds, "reference": request.out_trade_no,
+            "metadata": {"merchant_id": request.merchant_id, "user_id": request.payer_user_id,
+                         "platform_fee_minor": fee},
+        })  # fmt: skip
+        return PrepayResult(
+            payer_action={"type": "wallet_confirm", "hold_transfer_id": hold["id"],
+                          "confirm_path": f"/v1/payments/{request.out_trade_no}/confirm"},
+            channel_trade_no=str(hold["id"]),
+        )
+
+    async def confirm(self, out_trade_no: str) -> TradeQueryResult:
+        """Posts the hold (the payer confirmed). Posting a posted hold again is a harmless replay."""
+        hold = await self._transfer(hold_key(out_trade_no))
+        if hold is None:
+            raise ChannelError("hold_not_found", f"no wallet hold for {out_trade_no}")
+        if hold["status"] == "pending":
+            response = await self._call("POST", f"/v1/transfers/{hold['id']}/post")
+            if response.status_code != 200:
+                error = self._refusal(response)
+                if error.code != "pending_transfer_already_posted":
+                    raise error
+            hold = await self._transfer(hold_key(out_trade_no)) or hold
+        return self._trade(out_trade_no, hold)
+
+    def _trade(self, out_trade_no: str, hold: dict[str, Any] | None) -> TradeQueryResult:
+        if hold is None:
+            return TradeQueryResult(TradeStatus.NOT_FOUND, out_trade_no)
+        status = _TRADE_STATUS.get(hold["status"], TradeStatus.PENDING)
+        debit = next((p for p in hold["postings"] if p["direction"] == "debit"), None)
+        return TradeQueryResult(
+            status=status, out_trade_no=out_trade_no, channel_trade_no=str(hold["id"]),
+            amount_minor=int(debit["amount_minor"]) if debit and status is TradeStatus.SUCCEEDED else None,
+            paid_at=_parse_time(hold.get("finalized_at")) if status is TradeStatus.SUCCEEDED else None,
+            detail=f"ledger hold {hold['status']}",
+        )
+
+    async def query(self, out_trade_no: str) -> TradeQueryResult:
+        return self._trade(out_trade_no, await self._transfer(hold_key(out_trade_no)))
+
+    async def close(self, out_trade_no: str) -> None:
+        """Voids the hold: the payer's balance is whole again. Already released: nothing to do."""
+        hold = await self._transfer(hold_key(out_trade_no))
+        if hold is None or hold["status"] in ("voided", "expired"):
+            return
+        if hold["status"] == "posted":
+            raise ChannelError("already_paid", "the payer confirmed; the hold is posted")
+        response = await self._call("POST", f"/v1/transfers/{hold['id']}/void")
+        if response.status_code != 200:
+            error = self._refusal(response)
+            if error.code not in _RELEASED:
+                raise error
+
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        """§3.3 wallet refund, posted at once: Dr merchant_pending, Dr platform fee (scaled, rounded down),
+        Cr the payer's wallet. The hold's own postings name the accounts and the fee."""
+        hold = await self._transfer(hold_key(request.out_trade_no))
+        if hold is None or hold["status"] != "posted":
+            raise ChannelError("payment_not_posted", "the wallet payment was never posted")
+        debit = next(p for p in hold["postings"] if p["direction"] == "debit")
+        credits = [p for p in hold["postings"] if p["direction"] == "credit"]
+        gross = int(debit["amount_minor"])
+        fee_total = int(hold.get("metadata", {}).get("platform_fee_minor") or 0)
+        fee = refund_fee_share(fee_total, request.refund_minor, gross)
+        merchant, fee_account = credits[0]["account_id"], credits[1]["account_id"] if len(credits) > 1 else None
+        postings = [
+            {"account_id": merchant, "direction": "debit", "amount_minor": request.refund_minor - fee},
+            {"account_id": debit["account_id"], "direction": "credit", "amount_minor": request.refund_minor},
+        ]
+        if fee and fee_account is not None:
+            postings.insert(1, {"account_id": fee_account, "direction": "debit", "amount_minor": fee})
+        transfer = await self._create({
+            "source": SOURCE, "idempotency_key": refund_key(request.out_refund_no),
+            "postings": [{**p, "currency": request.currency} for p in postings if p["amount_minor"] > 0],
+            "reference": request.out_refund_no, "metadata": {"payment_id": request.out_trade_no},
+        })  # fmt: skip
+        return self._refund(request.out_refund_no, request.out_trade_no, transfer)
+
+    def _refund(self, out_refund_no: str, out_trade_no: str, transfer: dict[str, Any] | None) -> RefundResult:
+        if transfer is None:
+            return RefundResult(RefundStatus.NOT_FOUND, out_refund_no, out_trade_no)
+        credit = next(p for p in transfer["postings"] if p["direction"] == "credit")
+        return RefundResult(
+            status=RefundStatus.SUCCEEDED, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
+            channel_refund_no=str(transfer["id"]), refund_minor=int(credit["amount_minor"]),
+            succeeded_at=_parse_time(transfer.get("created_at")),
+        )
+
+    async def query_refund(self, out_refund_no: str, out_trade_no: str) -> RefundResult:
+        return self._refund(out_refund_no, out_trade_no, await self._transfer(refund_key(out_refund_no)))
+
+    def parse_notification(self, headers: dict[str, str], body: bytes) -> Notification:
+        raise InvalidSignature("the wallet sends no notifications: the cashier calls the ledger directly")
+
+    async def download_bill(self, bill_date: date) -> Bill:
+        """No channel bill: the ledger's statements are the record."""
+        return Bill(bill_date=bill_date, lines=[])

@@ -1,0 +1,114 @@
+"""The ledger's consumers of other services' events: the cashier's payments and refunds (docs/ledger.md §3).
+
+Exactly once without a table of our own: the inbox row (written by `InboxConsumer` in the handler's
+transaction) skips a redelivered event, and for the window between the writer's commit and the inbox
+commit (a crash there means redelivery) the transfer's `(source, idempotency_key)` — `pay_…:succeeded`,
+`re_…:succeeded` — makes the second submission a replay of the first transfer, never a second one.
+
+Transfers go through the process's batching writer like every other write; the accounts they need are
+opened first, in their own committed transaction (the writer reads accounts on its own connections,
+so an account opened inside the inbox transaction would not exist for it yet).
+"""
+
+from __future__ import annotations
+
+from libs.common.db import Tx, UnitOfWork
+from libs.common.events import Envelope
+from libs.common.inbox import Subscription
+from libs.common.logging import get_logger
+from services.ledger.api.routes.accounts import _body_hash, _new_account, _response
+from services.ledger.api.schemas import AccountCreateRequest
+from services.ledger.domain import errors
+from services.ledger.domain.engine import CreateTransfers
+from services.ledger.domain.errors import LedgerError
+from services.ledger.domain.transfers import DIRECTIONS, Posting, TransferRequest
+from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
+from services.ledger.events.postings import (
+    SOURCE_CASHIER,
+    AccountSpec,
+    PostingPlan,
+    is_wallet,
+    payment_succeeded_plan,
+    refund_succeeded_plan,
+)
+from services.ledger.store import accounts as account_store
+from services.ledger.store.writer import LedgerWriter
+
+log = get_logger("juhe.ledger.consumers")
+
+CASHIER_PAYMENTS_TOPIC = "cashier.payments"
+CASHIER_REFUNDS_TOPIC = "cashier.refunds"
+PAYMENT_SUCCEEDED = "payment.succeeded"
+REFUND_SUCCEEDED = "refund.succeeded"
+ACCOUNT_CACHE_MAX = 10_000
+
+
+class CashierPostings:
+    """Posts `payment.succeeded` (§3.1) and `refund.succeeded` (§3.3) of channel payments.
+
+    Wallet payments and their refunds are skipped: the cashier moved that money itself with the §3.2
+    two-phase transfer and the wallet refund transfer, through the ledger API.
+    """
+
+    def __init__(self, uow: UnitOfWork, writer: LedgerWriter) -> None:
+        self.uow = uow
+        self.writer = writer
+        self._account_ids: dict[str, str] = {}
+
+    def subscriptions(self) -> list[Subscription]:
+        return [
+            Subscription(CASHIER_PAYMENTS_TOPIC, self.on_payment_succeeded, frozenset({PAYMENT_SUCCEEDED})),
+            Subscription(CASHIER_REFUNDS_TOPIC, self.on_refund_succeeded, frozenset({REFUND_SUCCEEDED})),
+        ]
+
+    async def on_payment_succeeded(self, tx: Tx, event: Envelope) -> None:
+        if is_wallet(event.data):
+            return
+        await self.post(payment_succeeded_plan(event.data))
+
+    async def on_refund_succeeded(self, tx: Tx, event: Envelope) -> None:
+        if is_wallet(event.data):
+            return
+        await self.post(refund_succeeded_plan(event.data))
+
+    async def post(self, plan: PostingPlan) -> str | None:
+        """Submits the plan's transfer; the transfer id (new or replayed)."""
+        postings = []
+        for line in plan.lines:
+            account_id = await self.account_id(line.account)
+            postings.append(Posting(account_id, DIRECTIONS[line.direction], line.amount_minor, plan.currency))
+        request = TransferRequest(
+            source=SOURCE_CASHIER, idempotency_key=plan.idempotency_key, postings=tuple(postings),
+            reference=plan.reference, metadata=plan.metadata,
+        )
+        [outcome] = await self.writer.submit(CreateTransfers((request,)))
+        if outcome.error is not None:
+            if outcome.error.code == errors.IDEMPOTENCY_KEY_REUSED.code:
+                # Posted before from another body (e.g. a corrected fee): the business event is already in
+                # the ledger; posting it again would count it twice. An operator corrects by §3.10.
+                log.error("business event already posted with other postings; not posted again",
+                          idempotency_key=plan.idempotency_key)
+                return None
+            raise outcome.error
+        assert outcome.transfer is not None
+        return outcome.transfer.id
+
+    async def account_id(self, spec: AccountSpec) -> str:
+        """The account of a chart line, opened on first use (idempotent: same key, same body)."""
+        key = spec.idempotency_key
+        cached = self._account_ids.get(key)
+        if cached is not None:
+            return cached
+        body = AccountCreateRequest.model_validate(spec.open_body())
+        async with self.uow.begin() as tx:
+            row, created = await account_store.open_account(tx.conn, _new_account(body), key, _body_hash(body))
+            if row is None:
+                raise LedgerError(errors.VALIDATION_FAILED, f"account key {key} is taken by another account body")
+            if created:
+                opened = _response(row)
+                tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=opened.id,
+                           data=opened.model_dump(mode="json"))
+        if len(self._account_ids) >= ACCOUNT_CACHE_MAX:
+            self._account_ids.clear()
+        self._account_ids[key] = str(row["id"])
+        return str(row["id"])

@@ -1,0 +1,106 @@
+"""The ledger consumes the cashier's `payment.succeeded` / `refund.succeeded` from the real broker and posts
+§3.1 / §3.3 exactly once, whatever is redelivered."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+
+from libs.common.events import Envelope
+from libs.common.kafka import topic_name
+
+WAIT_SECONDS_MAX = 30
+
+
+async def publish(bootstrap: str, namespace: str, topic: str, *events: Envelope) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for event in events:
+            await producer.send_and_wait(topic_name(namespace, topic), event.to_bytes(), key=event.subject.encode())
+    finally:
+        await producer.stop()
+
+
+async def eventually(check: Any, what: str) -> Any:
+    async with asyncio.timeout(WAIT_SECONDS_MAX):
+        while True:
+            value = await check()
+            if value:
+                return value
+            await asyncio.sleep(0.1)
+    raise AssertionError(what)
+
+
+async def accounts_of(ledger: Any, holder_id: str) -> dict[str, dict[str, Any]]:
+    response = await ledger.client.get("/v1/accounts", params={"holder_id": holder_id})
+    assert response.status_code == 200, response.text
+    return {f"{a['kind']}:{a['metadata'].get('channel', '')}": a for a in response.json()["accounts"]}
+
+
+def succeeded(payment_id: str, merchant_id: str, **extra: Any) -> Envelope:
+    data = {"payment_id": payment_id, "merchant_id": merchant_id, "amount_minor": 10000, "currency": "CNY",
+            "scene": "native_qr", "channel": "wechatpay", "fee_minor": 25, "platform_fee_minor": 60,
+            "channel_trade_no": "4200000001", "route_id": "wx_direct", **extra}
+    return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data=data)
+
+
+async def test_payment_and_refund_post_once_under_redelivery(
+    ledger_factory: Any, platform_topics: str, juhe_infra: Any
+) -> None:
+    ledger = await ledger_factory()
+    paid = succeeded("pay_c1", "mch_c1")
+    again = Envelope(type=paid.type, source="cashier", subject=paid.subject, data=paid.data)  # new id, same event
+    wallet = succeeded("pay_w1", "mch_c1", scene="wallet", channel="wallet")
+    await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", paid, paid, again, wallet)
+    refund = Envelope(type="refund.succeeded", source="cashier", subject="re_c1", data={
+        "refund_id": "re_c1", "payment_id": "pay_c1", "merchant_id": "mch_c1", "amount_minor": 4000,
+        "currency": "CNY", "channel": "wechatpay", "payment_amount_minor": 10000, "payment_fee_minor": 25,
+        "payment_platform_fee_minor": 60, "payment_refunded_minor": 4000})
+    await publish(juhe_infra.bootstrap, platform_topics, "cashier.refunds", refund, refund)
+
+    async def all_seen() -> bool:
+        return await ledger.count("inbox") == 4  # paid, again, wallet, refund (duplicates skipped by the inbox)
+
+    await eventually(all_seen, "the consumer to see every event")
+    transfers = await ledger.client.get("/v1/transfers", params={"source": "cashier",
+                                                                 "idempotency_key": "pay_c1:succeeded"})
+    assert transfers.status_code == 200 and transfers.json()["reference"] == "pay_c1"
+    assert await ledger.count("transfers") == 2  # payment + refund; the wallet payment is not posted here
+
+    merchant = await accounts_of(ledger, "mch_c1")
+    platform = await accounts_of(ledger, "platform")
+    balance = {k: a["balances"]["posted_balance_minor"] for k, a in {**merchant, **platform}.items()}
+    # 9940 − (4000 − 24); fee 60 − 24; clearing 9975 − (4000 − 10); channel fee 25 − 10
+    assert balance == {
+        "merchant_pending:": 5964,
+        "platform_fee_income:": 36,
+        "channel_clearing:wechatpay": 5985,
+        "channel_fee_expense:wechatpay": 15,
+    }
+    await ledger.assert_verified()
+
+
+async def test_accounts_opened_by_the_chart_key_are_reused(
+    ledger_factory: Any, platform_topics: str, juhe_infra: Any
+) -> None:
+    """An account opened through the API with the chart key and body (as the cashier's wallet connector does)
+    is the one the consumer posts to: one merchant_pending per merchant and currency."""
+    ledger = await ledger_factory()
+    opened = await ledger.client.post("/v1/accounts", json={
+        "holder_id": "mch_c2", "currency": "CNY", "kind": "merchant_pending", "code": "2201", "metadata": {},
+        "idempotency_key": "chart:merchant_pending:mch_c2:CNY"})
+    assert opened.status_code == 201, opened.text
+    await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", succeeded("pay_c2", "mch_c2"))
+
+    async def posted() -> bool:
+        return await ledger.count("transfers") == 1
+
+    await eventually(posted, "the payment to be posted")
+    merchant = await accounts_of(ledger, "mch_c2")
+    assert list(merchant) == ["merchant_pending:"]
+    assert merchant["merchant_pending:"]["id"] == opened.json()["id"]
+    assert merchant["merchant_pending:"]["balances"]["posted_balance_minor"] == 9940
+    await ledger.assert_verified()

@@ -51,7 +51,7 @@ def _rule_response(row: object) -> SplitRuleResponse:
     return SplitRuleResponse(**{k: data[k] for k in SplitRuleResponse.model_fields})
 
 
-@router.put("/merchants/{merchant_id}/split-rule")
+@router.put("/merchants/{merchant_id}/split-rule", response_model_exclude_none=True)
 async def put_split_rule(merchant_id: str, body: SplitRuleUpsertRequest, uow: UowDep) -> SplitRuleResponse:
     """Validated against the registered receivers and 100 %; a new version applies to later payments only."""
     rule = SplitRule(tuple(Share(**s.model_dump()) for s in body.shares), body.remainder_receiver_id)
@@ -71,7 +71,7 @@ async def put_split_rule(merchant_id: str, body: SplitRuleUpsertRequest, uow: Uo
     return _rule_response(row)
 
 
-@router.get("/merchants/{merchant_id}/split-rule")
+@router.get("/merchants/{merchant_id}/split-rule", response_model_exclude_none=True)
 async def get_split_rule(merchant_id: str, uow: UowDep, business_line: str = "") -> SplitRuleResponse:
     async with uow.read() as conn:
         row = await records.split_rule(conn, merchant_id, business_line)

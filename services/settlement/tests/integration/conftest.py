@@ -135,6 +135,7 @@ async def harness(
     running_apps: Callable[..., Any],
     juhe_infra: Any,
 ) -> Harness:
+    """Settlement in-process (API role: the test drives the split rounds) and a real ledger process."""
     ledger_db = await migrated_database("ledger")
     settlement_db = await migrated_database("settlement")
     ledger = service_processes(
@@ -144,6 +145,18 @@ async def harness(
     app = create_app(settings)
     client = await running_apps(app)
     return Harness(client, app.state.runtime, ledger.base_url, ledger_db, settlement_db)
+
+
+@pytest.fixture
+async def settlement_only(
+    migrated_database: Callable[..., Any], service_settings: Callable[..., Any], running_apps: Callable[..., Any]
+) -> Harness:
+    """Settlement alone, for tests that never reach the ledger (its URL points nowhere)."""
+    settlement_db = await migrated_database("settlement")
+    settings = service_settings("settlement", database_url=settlement_db, ledger_url="http://127.0.0.1:9", role="api")
+    app = create_app(settings)
+    client = await running_apps(app)
+    return Harness(client, app.state.runtime, "http://127.0.0.1:9", "", settlement_db)
 
 
 __all__ = ["CASHIER_PAYMENTS_TOPIC", "Harness", "payment_event", "refund_event"]

@@ -27,8 +27,6 @@ import itertools
 import json
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +40,8 @@ import httpx
 from libs.common.db import UnitOfWork, create_engine
 from libs.common.embedded import EmbeddedPostgres, create_database, database_url, free_port
 from libs.common.migrations import upgrade
-from libs.common.services import REPO_ROOT, SERVICES
+from libs.common.services import SERVICES
+from libs.common.testing.infra import ServiceProcess
 from services.ledger.domain.engine import CreateTransfers
 from services.ledger.domain.transfers import Direction, Posting, TransferRequest
 from services.ledger.store.writer import LedgerWriter
@@ -217,49 +216,10 @@ def transfer_json(debit: str, credit: str, amount: int, key: str) -> dict[str, o
 
 
 # --- the API server -----------------------------------------------------------------------------------
-class LedgerServer:
-    def __init__(self, url: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = url
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "JUHE_LEDGER_DATABASE_URL": self.url,
-                "JUHE_LEDGER_PORT": str(self.port),
-                "JUHE_LEDGER_ROLE": "api",  # the outbox relay runs in the worker replicas
-                "JUHE_LEDGER_LOG_LEVEL": "WARNING",
-                "PYTHONPATH": str(REPO_ROOT),
-            }
-        )
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", SERVICES["ledger"].module], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ledger exited; see {self.log_path}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/livez", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"ledger did not start; see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def ledger_server(url: str, log_dir: Path) -> ServiceProcess:
+    """The real `python -m services.ledger`, API only (no broker in this benchmark)."""
+    settings = {"database_url": url, "role": "api", "log_level": "WARNING"}
+    return ServiceProcess(SERVICES["ledger"], settings, log_dir=log_dir, ready_path="/livez")
 
 
 # --- main ---------------------------------------------------------------------------------------------
@@ -272,7 +232,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         pg = EmbeddedPostgres(tmp / "pgdata", free_port(), tmp / "postgres.log")
         pg.start()
         server_url = pg.server_url
-    server: LedgerServer | None = None
+    server: ServiceProcess | None = None
     try:
         suffix = uuid.uuid4().hex[:8]
         base_url = database_url(server_url, f"bench_baseline_{suffix}")
@@ -331,7 +291,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         )
 
         # 3. Juhe over HTTP (real service process, batch endpoint)
-        server = LedgerServer(ledger_url, tmp / "ledger.log")
+        server = ledger_server(ledger_url, tmp)
         server.start()
         limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", limits=limits, timeout=60) as client:

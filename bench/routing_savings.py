@@ -31,8 +31,6 @@ import json
 import math
 import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,7 +45,8 @@ import httpx
 
 from libs.common.embedded import EmbeddedPostgres, create_database, database_url, free_port
 from libs.common.migrations import upgrade
-from libs.common.services import REPO_ROOT, SERVICES
+from libs.common.services import SERVICES
+from libs.common.testing.infra import ServiceProcess
 from services.routing.domain.codec import route_from_dict
 from services.routing.domain.decide import RouteHealth, RoutingSettings, Snapshot, decide
 from services.routing.domain.fees import FeeRate, compute_fee_minor
@@ -422,49 +421,10 @@ def percentile(values: list[float], q: float) -> float:
 # --- HTTP part -----------------------------------------------------------------------------------------
 
 
-class RoutingServer:
-    def __init__(self, url: str, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = url
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = dict(os.environ)
-        env.update(
-            {
-                "JUHE_ROUTING_DATABASE_URL": self.url,
-                "JUHE_ROUTING_PORT": str(self.port),
-                "JUHE_ROUTING_ROLE": "api",
-                "JUHE_ROUTING_LOG_LEVEL": "WARNING",
-                "PYTHONPATH": str(REPO_ROOT),
-            }
-        )
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", SERVICES["routing"].module], cwd=REPO_ROOT, env=env, stdout=log, stderr=log
-        )
-        log.close()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"routing exited; see {self.log_path}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/livez", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"routing did not start; see {self.log_path}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+def routing_server(url: str, log_dir: Path) -> ServiceProcess:
+    """The real `python -m services.routing`, API only (no broker in this benchmark)."""
+    settings = {"database_url": url, "role": "api", "log_level": "WARNING"}
+    return ServiceProcess(SERVICES["routing"], settings, log_dir=log_dir, ready_path="/livez")
 
 
 async def http_latency(payments: list[SimPayment], decides: int) -> tuple[float, float]:
@@ -475,7 +435,7 @@ async def http_latency(payments: list[SimPayment], decides: int) -> tuple[float,
         pg = EmbeddedPostgres(tmp / "pgdata", free_port(), tmp / "postgres.log")
         pg.start()
         server_url = pg.server_url
-    server: RoutingServer | None = None
+    server: ServiceProcess | None = None
     try:
         name = f"bench_routing_{uuid.uuid4().hex[:8]}"
         for _ in range(100):
@@ -486,7 +446,7 @@ async def http_latency(payments: list[SimPayment], decides: int) -> tuple[float,
                 await asyncio.sleep(0.1)
         url = database_url(server_url, name)
         await asyncio.to_thread(upgrade, SERVICES["routing"].migrations_dir, url)
-        server = RoutingServer(url, tmp / "routing.log")
+        server = routing_server(url, tmp)
         server.start()
         headers = {"X-Juhe-Actor": "bench"}
         _, _, contracts = snapshot_parts()

@@ -53,13 +53,20 @@ class ServiceProcess:
     """One Juhe service as a real process, on a free port, logging to a file."""
 
     def __init__(
-        self, spec: ServiceSpec, settings: dict[str, Any], *, log_dir: Path, extra_env: dict[str, str] | None = None
+        self,
+        spec: ServiceSpec,
+        settings: dict[str, Any],
+        *,
+        log_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        ready_path: str = "/readyz",
     ) -> None:
         self.spec = spec
         self.settings = {"port": free_port(), "env": "test", **settings}
         self.port = int(self.settings["port"])
         self.log_path = log_dir / f"{spec.name}-{self.port}.log"
         self.extra_env = extra_env or {}
+        self.ready_path = ready_path  # "/livez" for an API-only process run without a broker (benchmarks)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -92,7 +99,7 @@ class ServiceProcess:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.spec.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.base_url}/readyz", timeout=1.0).status_code == 200:
+                if httpx.get(f"{self.base_url}{self.ready_path}", timeout=1.0).status_code == 200:
                     return
             time.sleep(0.1)
         raise RuntimeError(f"{self.spec.name} not ready in {timeout_seconds}s:\n{self.log_tail()}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from libs.common.settings import ServiceSettings, service_settings_config
 
@@ -27,3 +27,13 @@ class Settings(ServiceSettings):
     # Expiry of pending transfers (worker): how often to look, how many per round.
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     expiry_batch_max: int = Field(default=500, ge=1, le=10_000)
+
+    # Big wallet (domain/wallet, api/routes/wallet*.py). The identity provider verifies KYC and calls back
+    # signed with HMAC-SHA256 over "<timestamp>.<body>" with the shared secret.
+    wallet_identity_base_url: str = "http://127.0.0.1:8105"
+    wallet_identity_secret: SecretStr = SecretStr("demo-identity-secret")
+    wallet_identity_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    wallet_callback_max_age_seconds: int = Field(default=300, ge=1, le=3600)
+    wallet_public_base_url: str | None = None  # where the provider calls back; default: this request's base
+    wallet_withdrawal_hold_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=30 * 24 * 3600)
+    wallet_points_per_yuan: int = Field(default=100, ge=1, le=10_000)

@@ -1,0 +1,1 @@
+"""Identity-verification provider sandbox (KYC): approves or rejects by rules a test controls."""

@@ -1,0 +1,110 @@
+"""Chart lines of the big wallet and the postings of each wallet flow (docs/ledger.md §3.7, §3.8, §3.11+).
+
+Each function returns the postings of ONE transfer, balanced per currency; the store adds the entitlement
+quota memo postings (code 9101/9102) to the same transfer, so limit and movement are one decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from services.ledger.domain.transfers import Direction, Posting
+from services.ledger.domain.wallet.entitlements import SubaccountType
+
+POINTS_CURRENCY = "XXX"  # ISO 4217 "no currency": one unit = one point
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A chart-of-accounts line: business kind, code and whether the account may go below zero."""
+
+    kind: str
+    code: str
+    no_overdraft: bool
+
+
+SUBACCOUNT_LINES: dict[SubaccountType, Line] = {
+    SubaccountType.BALANCE: Line("user_wallet", "2301", True),
+    SubaccountType.PREPAID: Line("user_prepaid", "2302", True),
+    SubaccountType.CREDIT: Line("user_credit", "2303", True),  # with credit_limit_minor = the BNPL line
+    SubaccountType.BANK_CLASS2: Line("bank_class2_mirror", "2304", True),
+    SubaccountType.PSP: Line("psp_mirror", "2305", True),
+    SubaccountType.POINTS: Line("user_points", "2306", True),
+    SubaccountType.COUPON: Line("user_coupon", "2307", True),
+    SubaccountType.MERCHANT_PENDING: Line("merchant_pending", "2201", False),
+    SubaccountType.MERCHANT_SETTLED: Line("merchant_settled", "2202", True),
+    SubaccountType.MERCHANT_PAYABLE: Line("merchant_payable", "2203", True),
+}
+PERSON_SUBACCOUNTS = (
+    SubaccountType.BALANCE, SubaccountType.POINTS, SubaccountType.COUPON, SubaccountType.CREDIT,
+    SubaccountType.BANK_CLASS2, SubaccountType.PSP,
+)  # fmt: skip
+MERCHANT_SUBACCOUNTS = (
+    SubaccountType.MERCHANT_PENDING, SubaccountType.MERCHANT_SETTLED, SubaccountType.MERCHANT_PAYABLE,
+)  # fmt: skip
+MONEY_SUBACCOUNTS = frozenset(SUBACCOUNT_LINES) - {SubaccountType.POINTS}
+
+# Platform lines the wallet posts against (holder `platform`).
+CHANNEL_CLEARING = Line("channel_clearing", "1101", False)
+ESCROW_BANK = Line("escrow_bank", "1102", False)  # flag credits_must_not_exceed_debits
+PLATFORM_FEE_INCOME = Line("platform_fee_income", "4101", False)
+CHANNEL_FEE_EXPENSE = Line("channel_fee_expense", "5101", False)
+MARKETING_EXPENSE = Line("marketing_expense", "5201", False)
+POINTS_ISSUED = Line("points_issued", "3102", False)  # counterpart of every point in users' hands (XXX)
+QUOTA = Line("entitlement_quota", "9101", True)  # memo, per holder/sub-account/action/window
+QUOTA_USAGE = Line("entitlement_quota_usage", "9102", False)  # memo counterpart, platform
+
+
+def dr(account_id: str, amount_minor: int, currency: str) -> Posting:
+    return Posting(account_id, Direction.DEBIT, amount_minor, currency)
+
+
+def cr(account_id: str, amount_minor: int, currency: str) -> Posting:
+    return Posting(account_id, Direction.CREDIT, amount_minor, currency)
+
+
+def top_up(
+    *, clearing: str, fee_expense: str, target: str, amount_minor: int, fee_minor: int, currency: str
+) -> list[Posting]:
+    """§3.7: Dr channel_clearing (gross − fee), Dr channel_fee_expense fee, Cr sub-account gross."""
+    out = [dr(clearing, amount_minor - fee_minor, currency)] if amount_minor > fee_minor else []
+    if fee_minor:
+        out.append(dr(fee_expense, fee_minor, currency))
+    return [*out, cr(target, amount_minor, currency)]
+
+
+def withdraw(
+    *, wallet: str, escrow: str, fee_income: str, amount_minor: int, fee_minor: int, currency: str
+) -> list[Posting]:
+    """§3.8 (pending): Dr user_wallet N + fee; Cr escrow_bank N; Cr platform_fee_income fee."""
+    out = [dr(wallet, amount_minor + fee_minor, currency), cr(escrow, amount_minor, currency)]
+    return [*out, cr(fee_income, fee_minor, currency)] if fee_minor else out
+
+
+def pay(
+    *, source: str, merchant_pending: str, fee_income: str, amount_minor: int, fee_minor: int, currency: str
+) -> list[Posting]:
+    """§3.2 with any spendable sub-account (balance, prepaid at its merchant, credit line)."""
+    out = [dr(source, amount_minor, currency), cr(merchant_pending, amount_minor - fee_minor, currency)]
+    return [*out, cr(fee_income, fee_minor, currency)] if fee_minor else out
+
+
+def move(*, source: str, target: str, amount_minor: int, currency: str) -> list[Posting]:
+    """Between a holder's own sub-accounts: buy a prepaid card from balance, repay the credit line."""
+    return [dr(source, amount_minor, currency), cr(target, amount_minor, currency)]
+
+
+def points_exchange(
+    *, points: str, points_issued: str, expense: str, wallet: str, points_count: int, value_minor: int, currency: str
+) -> list[Posting]:
+    """Points → cash, one transfer balanced per currency: the points return to the platform (XXX) and the
+    platform-funded value lands in the balance (CNY)."""
+    return [
+        dr(points, points_count, POINTS_CURRENCY), cr(points_issued, points_count, POINTS_CURRENCY),
+        dr(expense, value_minor, currency), cr(wallet, value_minor, currency),
+    ]  # fmt: skip
+
+
+def points_value_minor(points_count: int, points_per_yuan: int) -> int:
+    """Integer exchange: whole fen only, remainder points are not exchanged (the caller sends a multiple)."""
+    return points_count * 100 // points_per_yuan

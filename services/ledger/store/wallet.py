@@ -1,0 +1,528 @@
+"""Big wallet store: holders, sub-accounts (each a ledger account), entitlements, operations, bills.
+
+Money moves only through the ledger's batching writer (`LedgerWriter.submit`), so every wallet movement is an
+ordinary ledger transfer with `source = "wallet"` and a business idempotency key. Daily and monthly limits
+ride in the same transfer as memo postings on quota accounts (domain/wallet/entitlements.py): the engine
+decides limit and balance together under the account locks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.db import Tx, UnitOfWork
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
+from libs.common.ids import new_id
+from services.ledger.domain import errors as ledger_errors
+from services.ledger.domain.accounts import Account, AccountFlags, NormalBalance
+from services.ledger.domain.engine import CreateTransfers, Outcome, PostPending, VoidPending
+from services.ledger.domain.errors import LedgerError
+from services.ledger.domain.transfers import Posting, Transfer, TransferRequest
+from services.ledger.domain.wallet import entitlements as ent
+from services.ledger.domain.wallet import errors
+from services.ledger.domain.wallet.entitlements import Action, Entitlement, HolderType, SubaccountType
+from services.ledger.domain.wallet.errors import WalletError
+from services.ledger.domain.wallet.kyc import KycStatus, kyc_level
+from services.ledger.domain.wallet.postings import (
+    MERCHANT_SUBACCOUNTS,
+    PERSON_SUBACCOUNTS,
+    POINTS_CURRENCY,
+    QUOTA,
+    QUOTA_USAGE,
+    SUBACCOUNT_LINES,
+    Line,
+    cr,
+    dr,
+)
+from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
+from services.ledger.store import accounts as account_store
+from services.ledger.store.codec import account_from_row
+from services.ledger.store.writer import LedgerWriter
+
+WALLET_SOURCE = "wallet"
+HISTORY_PAGE_MAX = 200
+OPERATIONS_PAGE_MAX = 200
+
+
+def body_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# --- holders ---------------------------------------------------------------------------------------------
+async def insert_holder(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping | None:
+    """None when `holder_id` exists (the caller compares bodies); HOLDER_EXISTS when the document is taken."""
+    row = (
+        (
+            await conn.execute(
+                text(
+                    """INSERT INTO wallet_holders (holder_id, holder_type, name, document_number, phone, bank_card,
+                          legal_person, settlement_account, body_hash)
+                   VALUES (:holder_id, :holder_type, :name, :document_number, :phone, :bank_card,
+                           :legal_person, :settlement_account, :body_hash)
+                   ON CONFLICT DO NOTHING RETURNING *"""
+                ),
+                values,
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if row is not None:
+        return row
+    existing = await get_holder(conn, values["holder_id"])
+    if existing is None:
+        raise WalletError(errors.HOLDER_EXISTS, "another holder was opened with this document number")
+    return None
+
+
+async def get_holder(conn: AsyncConnection, holder_id: str, *, for_update: bool = False) -> RowMapping | None:
+    lock = " FOR UPDATE" if for_update else ""
+    sql = f"SELECT * FROM wallet_holders WHERE holder_id = :h{lock}"
+    return (await conn.execute(text(sql), {"h": holder_id})).mappings().first()
+
+
+async def require_holder(conn: AsyncConnection, holder_id: str, *, for_update: bool = False) -> RowMapping:
+    row = await get_holder(conn, holder_id, for_update=for_update)
+    if row is None:
+        raise WalletError(errors.HOLDER_NOT_FOUND, f"no wallet holder {holder_id}", holder_id=holder_id)
+    return row
+
+
+async def set_kyc(
+    conn: AsyncConnection, holder_id: str, *, old: str, new: str, reason: str | None, request_id: str | None
+) -> RowMapping | None:
+    """Compare-and-set on the KYC status: two callbacks (or a callback and a resubmit) never both win."""
+    sql = """UPDATE wallet_holders SET kyc_status = :new, kyc_reason = :reason, kyc_request_id = :rid,
+                    updated_at = now()
+              WHERE holder_id = :h AND kyc_status = :old RETURNING *"""
+    params = {"h": holder_id, "old": old, "new": new, "reason": reason, "rid": request_id}
+    return (await conn.execute(text(sql), params)).mappings().first()
+
+
+async def holder_by_kyc_request(conn: AsyncConnection, request_id: str) -> RowMapping | None:
+    sql = "SELECT * FROM wallet_holders WHERE kyc_request_id = :r FOR UPDATE"
+    return (await conn.execute(text(sql), {"r": request_id})).mappings().first()
+
+
+def level_of(holder: RowMapping) -> int:
+    return kyc_level(KycStatus(holder["kyc_status"]), has_bank_card=bool(holder["bank_card"]))
+
+
+# --- accounts --------------------------------------------------------------------------------------------
+async def _open_ledger_account(
+    tx: Tx, *, key: str, holder_id: str, line: Line, currency: str, credit_limit_minor: int = 0,
+    credits_bounded: bool = False, metadata: dict[str, Any] | None = None,
+) -> str:  # fmt: skip
+    """Idempotent by the account's idempotency key (concurrent openers: one inserts, the others read it)."""
+    account = Account(
+        id=new_id("acc"), holder_id=holder_id, currency=currency, kind=line.kind, code=line.code,
+        normal_balance=NormalBalance.for_code(line.code),
+        flags=AccountFlags(line.no_overdraft, credits_bounded), credit_limit_minor=credit_limit_minor,
+        metadata=metadata or {},
+    )  # fmt: skip
+    row, created = await account_store.open_account(tx.conn, account, key, body_hash([key]))
+    assert row is not None  # the hash depends on the key only
+    if created:
+        from services.ledger.api.schemas import AccountResponse  # the event carries the API shape
+
+        data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
+        tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
+    return str(row["id"])
+
+
+async def open_subaccount(
+    tx: Tx, holder_id: str, subaccount: SubaccountType, currency: str, merchant_id: str = ""
+) -> str:
+    existing = await get_subaccount_id(tx.conn, holder_id, subaccount, currency, merchant_id)
+    if existing is not None:
+        return existing
+    account_currency = POINTS_CURRENCY if subaccount is SubaccountType.POINTS else currency
+    meta = {"wallet_subaccount": subaccount.value, **({"merchant_id": merchant_id} if merchant_id else {})}
+    account_id = await _open_ledger_account(
+        tx, key=f"wallet:{holder_id}:{subaccount.value}:{merchant_id}:{account_currency}", holder_id=holder_id,
+        line=SUBACCOUNT_LINES[subaccount], currency=account_currency, metadata=meta,
+    )  # fmt: skip
+    await tx.conn.execute(
+        text(
+            """INSERT INTO wallet_subaccounts (account_id, holder_id, subaccount_type, merchant_id, currency)
+               VALUES (:a, :h, :t, :m, :c) ON CONFLICT DO NOTHING"""
+        ),
+        {"a": account_id, "h": holder_id, "t": subaccount.value, "m": merchant_id, "c": account_currency},
+    )
+    return account_id
+
+
+async def open_default_subaccounts(tx: Tx, holder_id: str, holder_type: HolderType, currency: str) -> None:
+    types = PERSON_SUBACCOUNTS if holder_type is HolderType.PERSON else MERCHANT_SUBACCOUNTS
+    for subaccount in types:
+        await open_subaccount(tx, holder_id, subaccount, currency)
+
+
+async def get_subaccount_id(
+    conn: AsyncConnection, holder_id: str, subaccount: SubaccountType, currency: str, merchant_id: str = ""
+) -> str | None:
+    account_currency = POINTS_CURRENCY if subaccount is SubaccountType.POINTS else currency
+    sql = """SELECT account_id FROM wallet_subaccounts
+              WHERE holder_id = :h AND subaccount_type = :t AND merchant_id = :m AND currency = :c"""
+    params = {"h": holder_id, "t": subaccount.value, "m": merchant_id, "c": account_currency}
+    value = (await conn.execute(text(sql), params)).scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+async def list_subaccounts(conn: AsyncConnection, holder_id: str) -> list[RowMapping]:
+    sql = """SELECT s.subaccount_type, s.merchant_id, a.*
+               FROM wallet_subaccounts s JOIN accounts a ON a.id = s.account_id
+              WHERE s.holder_id = :h ORDER BY s.created_at, s.account_id"""
+    return list((await conn.execute(text(sql), {"h": holder_id})).mappings().all())
+
+
+async def subaccount_row(conn: AsyncConnection, account_id: str) -> RowMapping | None:
+    sql = """SELECT s.subaccount_type, s.merchant_id, s.holder_id AS wallet_holder_id, a.*
+               FROM wallet_subaccounts s JOIN accounts a ON a.id = s.account_id WHERE s.account_id = :a"""
+    return (await conn.execute(text(sql), {"a": account_id})).mappings().first()
+
+
+async def shared_account(
+    tx: Tx, *, holder_id: str, line: Line, currency: str, channel: str | None = None, credits_bounded: bool = False
+) -> str:
+    """A platform or merchant account the wallet posts against (channel clearing, escrow, fee income,
+    merchant_pending…): the one already open for (holder, kind, currency[, channel]) whoever opened it
+    (the cashier, settlement), else one opened here with a deterministic key."""
+    sql = """SELECT id FROM accounts WHERE holder_id = :h AND kind = :k AND currency = :c AND status <> 'closed'
+                AND (CAST(:ch AS text) IS NULL OR metadata->>'channel' = :ch) ORDER BY id LIMIT 1"""
+    params = {"h": holder_id, "k": line.kind, "c": currency, "ch": channel}
+    found = (await tx.conn.execute(text(sql), params)).scalar_one_or_none()
+    if found is not None:
+        return str(found)
+    return await _open_ledger_account(
+        tx, key=f"wallet:{holder_id}:{line.kind}:{channel or ''}:{currency}", holder_id=holder_id, line=line,
+        currency=currency, credits_bounded=credits_bounded, metadata={"channel": channel} if channel else {},
+    )  # fmt: skip
+
+
+async def set_credit_limit(conn: AsyncConnection, account_id: str, limit_minor: int) -> RowMapping | None:
+    """Under the row lock the writer also takes; refused (None) below what is already used or held."""
+    sql = """UPDATE accounts SET credit_limit_minor = :lim, updated_at = now()
+              WHERE id = :a AND debits_posted + debits_pending - credits_posted <= :lim RETURNING *"""
+    return (await conn.execute(text(sql), {"a": account_id, "lim": limit_minor})).mappings().first()
+
+
+# --- entitlements ----------------------------------------------------------------------------------------
+EntitlementKey = tuple[HolderType, int, SubaccountType, Action]
+
+
+async def entitlement_overrides(conn: AsyncConnection) -> dict[EntitlementKey, Entitlement]:
+    rows = (await conn.execute(text("SELECT * FROM wallet_entitlements"))).mappings().all()
+    return {
+        (HolderType(r["holder_type"]), r["kyc_level"], SubaccountType(r["subaccount_type"]), Action(r["action"])): (
+            Entitlement(r["allowed"], r["single_limit_minor"], r["daily_limit_minor"], r["monthly_limit_minor"])
+        )
+        for r in rows
+    }
+
+
+async def change_entitlement(
+    tx: Tx, key: EntitlementKey, changes: dict[str, Any], *, actor: str, reason: str
+) -> tuple[Entitlement, Entitlement]:
+    """An audited instruction: the override row and its audit row (before/after, who, why) in one commit."""
+    holder_type, level, subaccount, action = key
+    await tx.conn.execute(text("SELECT pg_advisory_xact_lock(hashtext('wallet_entitlements'))"))
+    before = ent.effective(await entitlement_overrides(tx.conn), holder_type, level, subaccount, action)
+    after = ent.changed(before, changes)
+    params = {"ht": holder_type.value, "lv": level, "st": subaccount.value, "ac": action.value, **after.as_dict()}
+    await tx.conn.execute(
+        text(
+            """INSERT INTO wallet_entitlements (holder_type, kyc_level, subaccount_type, action, allowed,
+                          single_limit_minor, daily_limit_minor, monthly_limit_minor)
+               VALUES (:ht, :lv, :st, :ac, :allowed, :single_limit_minor, :daily_limit_minor, :monthly_limit_minor)
+               ON CONFLICT (holder_type, kyc_level, subaccount_type, action) DO UPDATE
+                  SET allowed = EXCLUDED.allowed, single_limit_minor = EXCLUDED.single_limit_minor,
+                      daily_limit_minor = EXCLUDED.daily_limit_minor,
+                      monthly_limit_minor = EXCLUDED.monthly_limit_minor, updated_at = now()"""
+        ),
+        params,
+    )
+    await tx.conn.execute(
+        text(
+            """INSERT INTO wallet_entitlement_changes (id, holder_type, kyc_level, subaccount_type, action,
+                          before, after, actor, reason)
+               VALUES (:id, :ht, :lv, :st, :ac, CAST(:b AS jsonb), CAST(:a AS jsonb), :actor, :reason)"""
+        ),
+        {**params, "id": new_id("ent"), "b": json.dumps(before.as_dict()), "a": json.dumps(after.as_dict()),
+         "actor": actor, "reason": reason},
+    )  # fmt: skip
+    return before, after
+
+
+async def entitlement_changes(conn: AsyncConnection, limit: int) -> list[RowMapping]:
+    sql = "SELECT * FROM wallet_entitlement_changes ORDER BY id DESC LIMIT :n"
+    return list((await conn.execute(text(sql), {"n": limit})).mappings().all())
+
+
+async def quota_account(
+    tx: Tx, *, holder_id: str, subaccount: SubaccountType, action: Action, window: ent.QuotaWindow, currency: str
+) -> str:
+    """The memo account of one limit window, its `credit_limit_minor` set to the limit in force now (a
+    change of entitlements or KYC level applies at once; never below what the window already used, so a
+    lowered limit means "nothing more today" and the account stays within its flag)."""
+    key = f"wallet:quota:{holder_id}:{subaccount.value}:{action.value}:{window.period}:{window.label}:{currency}"
+    account_id = await _open_ledger_account(
+        tx, key=key, holder_id=holder_id, line=QUOTA, currency=currency, credit_limit_minor=window.limit_minor,
+        metadata={"subaccount": subaccount.value, "action": action.value, "window": window.label},
+    )  # fmt: skip
+    await tx.conn.execute(
+        text(
+            """UPDATE accounts SET credit_limit_minor = GREATEST(:lim, debits_posted + debits_pending - credits_posted)
+                WHERE id = :a
+                  AND credit_limit_minor <> GREATEST(:lim, debits_posted + debits_pending - credits_posted)"""
+        ),
+        {"a": account_id, "lim": window.limit_minor},
+    )
+    return account_id
+
+
+async def precheck(
+    conn: AsyncConnection, holder_id: str, checks: Sequence[tuple[SubaccountType, Action]], amount_minor: int,
+    *, source_account_id: str | None = None, source_amount_minor: int | None = None,
+) -> RowMapping:  # fmt: skip
+    """Refusals that need no account opened: entitlement and single limit, then the source's available
+    balance. Only an early answer (so a refused request creates nothing): the engine decides again, exactly,
+    under the locks."""
+    holder = await require_holder(conn, holder_id)
+    holder_type, level = HolderType(holder["holder_type"]), level_of(holder)
+    overrides = await entitlement_overrides(conn) if checks else {}
+    for subaccount, action in checks:
+        rule = ent.effective(overrides, holder_type, level, subaccount, action)
+        ent.check(rule, amount_minor, what=f"{action.value} on {subaccount.value}")
+    if source_account_id is not None:
+        sql = """SELECT credits_posted + credit_limit_minor - debits_posted - debits_pending FROM accounts
+                  WHERE id = :a"""
+        available = (await conn.execute(text(sql), {"a": source_account_id})).scalar_one()
+        needed = source_amount_minor if source_amount_minor is not None else amount_minor
+        if available < needed:
+            raise LedgerError(
+                ledger_errors.INSUFFICIENT_FUNDS, f"account {source_account_id}: available {available} < {needed}",
+                account_id=source_account_id,
+            )  # fmt: skip
+    return holder
+
+
+# --- operations ------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One wallet business event: its entitlement checks and the postings of its one transfer."""
+
+    holder_id: str
+    kind: str  # top_up, withdrawal, payment, prepaid_purchase, points_grant, points_exchange, repayment
+    idempotency_key: str
+    amount_minor: int
+    currency: str
+    postings: Sequence[Posting]
+    checks: Sequence[tuple[SubaccountType, Action]] = ()
+    pending: bool = False
+    timeout_seconds: int | None = None
+    reference: str | None = None
+    details: dict[str, Any] | None = None
+
+
+async def get_operation(conn: AsyncConnection, operation_id: str) -> RowMapping | None:
+    sql = "SELECT * FROM wallet_operations WHERE id = :i"
+    return (await conn.execute(text(sql), {"i": operation_id})).mappings().first()
+
+
+async def operation_by_key(conn: AsyncConnection, kind: str, key: str) -> RowMapping | None:
+    sql = "SELECT * FROM wallet_operations WHERE kind = :k AND idempotency_key = :key"
+    return (await conn.execute(text(sql), {"k": kind, "key": key})).mappings().first()
+
+
+async def set_operation_status(conn: AsyncConnection, operation_id: str, *, old: str, new: str) -> None:
+    sql = "UPDATE wallet_operations SET status = :new, updated_at = now() WHERE id = :i AND status = :old"
+    await conn.execute(text(sql), {"i": operation_id, "old": old, "new": new})
+
+
+def _replay_or_conflict(existing: RowMapping, m: Movement) -> RowMapping:
+    same = (existing["holder_id"], existing["amount_minor"], existing["currency"]) == (
+        m.holder_id, m.amount_minor, m.currency,
+    )  # fmt: skip
+    if not same or existing["details"].get("body_hash") != body_hash(_movement_body(m)):
+        raise Problem(IDEMPOTENCY_KEY_REUSED, f"{m.kind} {m.idempotency_key} was used with another body")
+    return existing
+
+
+def _movement_body(m: Movement) -> dict[str, Any]:
+    return {"details": m.details or {}, "pending": m.pending, "reference": m.reference}
+
+
+async def execute(uow: UnitOfWork, writer: LedgerWriter, m: Movement, *, now: datetime) -> tuple[RowMapping, bool]:
+    """Checks entitlements, writes the one transfer through the writer, records the operation.
+
+    Returns `(operation, replayed)`. The same business key with the same body answers the first operation
+    (nothing moves twice: the transfer's idempotency key is the business key too); another body → 409.
+    """
+    async with uow.begin() as tx:
+        existing = await operation_by_key(tx.conn, m.kind, m.idempotency_key)
+        if existing is not None:
+            return _replay_or_conflict(existing, m), True
+        holder = await require_holder(tx.conn, m.holder_id)
+        holder_type, level = HolderType(holder["holder_type"]), level_of(holder)
+        overrides = await entitlement_overrides(tx.conn) if m.checks else {}
+        memo: list[Posting] = []
+        quota_ids: dict[str, tuple[str, int]] = {}
+        for subaccount, action in m.checks:
+            rule = ent.effective(overrides, holder_type, level, subaccount, action)
+            ent.check(rule, m.amount_minor, what=f"{action.value} on {subaccount.value}")
+            for window in ent.windows(rule, now):
+                qid = await quota_account(
+                    tx, holder_id=m.holder_id, subaccount=subaccount, action=action, window=window,
+                    currency=m.currency,
+                )  # fmt: skip
+                usage = await shared_account(tx, holder_id="platform", line=QUOTA_USAGE, currency=m.currency)
+                memo += [dr(qid, m.amount_minor, m.currency), cr(usage, m.amount_minor, m.currency)]
+                quota_ids[qid] = (window.period, window.limit_minor)
+    request = TransferRequest(
+        source=WALLET_SOURCE, idempotency_key=f"{m.kind}:{m.idempotency_key}", postings=(*m.postings, *memo),
+        pending=m.pending, timeout_seconds=m.timeout_seconds, reference=m.reference,
+        metadata={"wallet_operation": m.kind, "holder_id": m.holder_id},
+    )  # fmt: skip
+    request.validate()
+    [outcome] = await writer.submit(CreateTransfers((request,)))
+    transfer = _transfer_or_raise(outcome, quota_ids)
+    async with uow.begin() as tx:
+        details = {**(m.details or {}), "body_hash": body_hash(_movement_body(m))}
+        row = (
+            (
+                await tx.conn.execute(
+                    text(
+                        """INSERT INTO wallet_operations (id, holder_id, kind, idempotency_key, transfer_id, status,
+                                  amount_minor, currency, details)
+                       VALUES (:id, :h, :k, :key, :t, :s, :amt, :c, CAST(:d AS jsonb))
+                       ON CONFLICT (kind, idempotency_key) DO NOTHING RETURNING *"""
+                    ),
+                    {
+                        "id": new_id("wop"),
+                        "h": m.holder_id,
+                        "k": m.kind,
+                        "key": m.idempotency_key,
+                        "t": transfer.id,
+                        "s": transfer.status.value,
+                        "amt": m.amount_minor,
+                        "c": m.currency,
+                        "d": json.dumps(details),
+                    },
+                )
+            )
+            .mappings()
+            .first()
+        )
+        if row is None:  # a concurrent duplicate recorded it first
+            existing = await operation_by_key(tx.conn, m.kind, m.idempotency_key)
+            assert existing is not None
+            return _replay_or_conflict(existing, m), True
+    return row, False
+
+
+def _transfer_or_raise(outcome: Outcome, quota_ids: dict[str, tuple[str, int]]) -> Transfer:
+    error = outcome.error
+    if error is not None:
+        account_id = error.extensions.get("account_id")
+        if error.spec is ledger_errors.INSUFFICIENT_FUNDS and account_id in quota_ids:
+            period, limit_minor = quota_ids[account_id]
+            raise WalletError(
+                errors.LIMIT_EXCEEDED, f"the {period}ly limit of {limit_minor} would be exceeded",
+                limit="daily" if period == "day" else "monthly", limit_minor=limit_minor,
+            )  # fmt: skip
+        raise error
+    assert outcome.transfer is not None
+    return outcome.transfer
+
+
+async def finish_hold(
+    uow: UnitOfWork, writer: LedgerWriter, operation_id: str, *, post: bool
+) -> tuple[RowMapping, Transfer]:
+    """Post or void a pending operation's hold (a withdrawal after the payout outcome). Repeats are harmless."""
+    async with uow.read() as conn:
+        op = await get_operation(conn, operation_id)
+    if op is None:
+        raise WalletError(errors.OPERATION_NOT_FOUND, f"no wallet operation {operation_id}")
+    command = PostPending(op["transfer_id"]) if post else VoidPending(op["transfer_id"])
+    [outcome] = await writer.submit(command)
+    if outcome.error is not None:
+        if outcome.error.spec is ledger_errors.TRANSFER_NOT_PENDING:
+            raise WalletError(errors.OPERATION_STATE_INVALID, f"{operation_id} holds nothing") from outcome.error
+        raise outcome.error
+    assert outcome.transfer is not None
+    async with uow.begin() as tx:
+        await set_operation_status(tx.conn, operation_id, old="pending", new=outcome.transfer.status.value)
+        row = await get_operation(tx.conn, operation_id)
+    assert row is not None
+    return row, outcome.transfer
+
+
+async def list_operations(
+    conn: AsyncConnection, holder_id: str, *, after_id: str | None, limit: int
+) -> list[RowMapping]:
+    sql = """SELECT o.*, t.status AS transfer_status FROM wallet_operations o JOIN transfers t ON t.id = o.transfer_id
+              WHERE o.holder_id = :h AND (CAST(:after AS text) IS NULL OR o.id < :after)
+              ORDER BY o.id DESC LIMIT :n"""
+    params = {"h": holder_id, "after": after_id, "n": min(limit, OPERATIONS_PAGE_MAX)}
+    return list((await conn.execute(text(sql), params)).mappings().all())
+
+
+# --- history ---------------------------------------------------------------------------------------------
+async def history(
+    conn: AsyncConnection, account_ids: Sequence[str], *, before_id: int | None, limit: int
+) -> list[RowMapping]:
+    """Entries of the given sub-accounts, newest first (entry ids grow with time per account)."""
+    sql = """SELECT e.id, e.account_id, e.transfer_id, e.kind, e.direction, e.posted_delta_minor,
+                    e.pending_delta_minor, e.currency, e.created_at, t.reference,
+                    t.metadata->>'wallet_operation' AS operation
+               FROM entries e JOIN transfers t ON t.id = e.transfer_id
+              WHERE e.account_id = ANY(:ids) AND (CAST(:before AS bigint) IS NULL OR e.id < :before)
+              ORDER BY e.id DESC LIMIT :n"""
+    params = {"ids": list(account_ids), "before": before_id, "n": min(limit, HISTORY_PAGE_MAX)}
+    return list((await conn.execute(text(sql), params)).mappings().all())
+
+
+async def accounts_of_kinds(conn: AsyncConnection, holder_id: str, kinds: Sequence[str]) -> list[RowMapping]:
+    sql = "SELECT * FROM accounts WHERE holder_id = :h AND kind = ANY(:k) ORDER BY id"
+    return list((await conn.execute(text(sql), {"h": holder_id, "k": list(kinds)})).mappings().all())
+
+
+# --- bills (BNPL) ----------------------------------------------------------------------------------------
+async def insert_bill(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping | None:
+    sql = """INSERT INTO wallet_bills (id, holder_id, currency, amount_due_minor, period, due_at)
+             VALUES (:id, :h, :c, :amt, :p, :due) ON CONFLICT (holder_id, currency, period) DO NOTHING RETURNING *"""
+    return (await conn.execute(text(sql), values)).mappings().first()
+
+
+async def get_bill(conn: AsyncConnection, bill_id: str, *, for_update: bool = False) -> RowMapping | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return (
+        (await conn.execute(text(f"SELECT * FROM wallet_bills WHERE id = :i{lock}"), {"i": bill_id})).mappings().first()
+    )
+
+
+async def bill_by_period(conn: AsyncConnection, holder_id: str, currency: str, period: str) -> RowMapping | None:
+    sql = "SELECT * FROM wallet_bills WHERE holder_id = :h AND currency = :c AND period = :p"
+    return (await conn.execute(text(sql), {"h": holder_id, "c": currency, "p": period})).mappings().first()
+
+
+async def open_bills(conn: AsyncConnection, holder_id: str) -> list[RowMapping]:
+    sql = "SELECT * FROM wallet_bills WHERE holder_id = :h ORDER BY id DESC LIMIT 24"
+    return list((await conn.execute(text(sql), {"h": holder_id})).mappings().all())
+
+
+async def repaid_minor(conn: AsyncConnection, bill_id: str) -> int:
+    """Repayments are operations (idempotent with their transfer), so a bill's repaid sum is derived."""
+    sql = """SELECT COALESCE(sum(amount_minor), 0) FROM wallet_operations
+              WHERE kind = 'repayment' AND details->>'bill_id' = :i AND status = 'posted'"""
+    return int((await conn.execute(text(sql), {"i": bill_id})).scalar_one())

@@ -2,14 +2,15 @@
 
 Why streaming: a channel bill can hold millions of lines, so the matcher indexes only Juhe's records
 of the day (compact tuples) and classifies each bill line as it arrives; the bill itself is never held
-in memory. What is left in the index at the end is what the channel does not know about.
+in memory. What is left in the index at the end is what the channel does not know about. Records,
+lines and results are named tuples: at a million lines a day, building them is most of the cost.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
 class Outcome(enum.StrEnum):
@@ -32,8 +33,7 @@ class Resolution(enum.StrEnum):
 REFUND_PENDING_WORDS = frozenset({"PROCESSING", "退款中"})
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     """Juhe's own view of one payment attempt or refund, kept from cashier events."""
 
     kind: str  # payment | refund
@@ -47,8 +47,7 @@ class Record:
     status: str  # succeeded | failed | closed | processing | pending
 
 
-@dataclass(frozen=True, slots=True)
-class Line:
+class Line(NamedTuple):
     kind: str
     key: str
     channel_trade_no: str
@@ -57,8 +56,7 @@ class Line:
     status: str  # the channel's raw word
 
 
-@dataclass(frozen=True, slots=True)
-class Result:
+class Result(NamedTuple):
     outcome: Outcome
     resolution: Resolution
     kind: str

@@ -33,6 +33,7 @@ from services.ledger.domain.wallet.entitlements import Action, Entitlement, Hold
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.domain.wallet.kyc import KycStatus, kyc_level
 from services.ledger.domain.wallet.postings import (
+    CHART_SUBACCOUNTS,
     MERCHANT_SUBACCOUNTS,
     PERSON_SUBACCOUNTS,
     POINTS_CURRENCY,
@@ -118,24 +119,40 @@ def level_of(holder: RowMapping) -> int:
 
 
 # --- accounts --------------------------------------------------------------------------------------------
+def chart_key(kind: str, holder_id: str, currency: str, channel: str | None = None) -> str:
+    """The opening key every service uses for a chart account (docs/ledger.md §3, events/postings.py), so
+    the cashier, the ledger's consumer, settlement and the wallet all find the same account."""
+    key = f"chart:{kind}:{holder_id}:{currency}"
+    return f"{key}:{channel}" if channel else key
+
+
 async def _open_ledger_account(
     tx: Tx, *, key: str, holder_id: str, line: Line, currency: str, credit_limit_minor: int = 0,
     credits_bounded: bool = False, metadata: dict[str, Any] | None = None,
 ) -> str:  # fmt: skip
-    """Idempotent by the account's idempotency key (concurrent openers: one inserts, the others read it)."""
+    """Idempotent by the account's opening key, which is its identity here: whoever opened it first (this
+    wallet, the cashier, settlement) decided its body; concurrent openers all get the one row."""
     account = Account(
         id=new_id("acc"), holder_id=holder_id, currency=currency, kind=line.kind, code=line.code,
         normal_balance=NormalBalance.for_code(line.code),
         flags=AccountFlags(line.no_overdraft, credits_bounded), credit_limit_minor=credit_limit_minor,
         metadata=metadata or {},
     )  # fmt: skip
-    row, created = await account_store.open_account(tx.conn, account, key, body_hash([key]))
-    assert row is not None  # the hash depends on the key only
-    if created:
-        from services.ledger.api.schemas import AccountResponse  # the event carries the API shape
+    values: dict[str, Any] = {
+        "id": account.id, "holder_id": holder_id, "currency": currency, "kind": line.kind, "code": line.code,
+        "normal_balance": account.normal_balance.value, "metadata": account.metadata,
+        "debits_must_not_exceed_credits": line.no_overdraft, "credits_must_not_exceed_debits": credits_bounded,
+        "credit_limit_minor": credit_limit_minor, "idempotency_key": key, "body_hash": body_hash([key]),
+    }  # fmt: skip
+    row = await account_store.insert_account_once(tx.conn, values)
+    if row is None:
+        existing = await account_store.get_account_by_key(tx.conn, key)
+        assert existing is not None  # ON CONFLICT waited for the other opener's commit
+        return str(existing["id"])
+    from services.ledger.api.schemas import AccountResponse  # the event carries the API shape
 
-        data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
-        tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
+    data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
+    tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
     return str(row["id"])
 
 
@@ -147,10 +164,15 @@ async def open_subaccount(
         return existing
     account_currency = POINTS_CURRENCY if subaccount is SubaccountType.POINTS else currency
     meta = {"wallet_subaccount": subaccount.value, **({"merchant_id": merchant_id} if merchant_id else {})}
+    line = SUBACCOUNT_LINES[subaccount]
+    key = (
+        chart_key(line.kind, holder_id, account_currency)
+        if subaccount in CHART_SUBACCOUNTS
+        else f"wallet:{holder_id}:{subaccount.value}:{merchant_id}:{account_currency}"
+    )
     account_id = await _open_ledger_account(
-        tx, key=f"wallet:{holder_id}:{subaccount.value}:{merchant_id}:{account_currency}", holder_id=holder_id,
-        line=SUBACCOUNT_LINES[subaccount], currency=account_currency, metadata=meta,
-    )  # fmt: skip
+        tx, key=key, holder_id=holder_id, line=line, currency=account_currency, metadata=meta
+    )
     await tx.conn.execute(
         text(
             """INSERT INTO wallet_subaccounts (account_id, holder_id, subaccount_type, merchant_id, currency)
@@ -195,8 +217,12 @@ async def shared_account(
     tx: Tx, *, holder_id: str, line: Line, currency: str, channel: str | None = None, credits_bounded: bool = False
 ) -> str:
     """A platform or merchant account the wallet posts against (channel clearing, escrow, fee income,
-    merchant_pending…): the one already open for (holder, kind, currency[, channel]) whoever opened it
-    (the cashier, settlement), else one opened here with a deterministic key."""
+    merchant_pending…): the chart account (`chart:` key, shared with the cashier and the ledger's consumer),
+    else one already open for (holder, kind, currency[, channel]), else opened here with the chart key."""
+    key = chart_key(line.kind, holder_id, currency, channel)
+    by_key = await account_store.get_account_by_key(tx.conn, key)
+    if by_key is not None:
+        return str(by_key["id"])
     sql = """SELECT id FROM accounts WHERE holder_id = :h AND kind = :k AND currency = :c AND status <> 'closed'
                 AND (CAST(:ch AS text) IS NULL OR metadata->>'channel' = :ch) ORDER BY id LIMIT 1"""
     params = {"h": holder_id, "k": line.kind, "c": currency, "ch": channel}
@@ -204,8 +230,8 @@ async def shared_account(
     if found is not None:
         return str(found)
     return await _open_ledger_account(
-        tx, key=f"wallet:{holder_id}:{line.kind}:{channel or ''}:{currency}", holder_id=holder_id, line=line,
-        currency=currency, credits_bounded=credits_bounded, metadata={"channel": channel} if channel else {},
+        tx, key=key, holder_id=holder_id, line=line, currency=currency, credits_bounded=credits_bounded,
+        metadata={"channel": channel} if channel else {},
     )  # fmt: skip
 
 

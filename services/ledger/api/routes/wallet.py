@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.engine import RowMapping
 
-from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
+from libs.common.errors import FORBIDDEN, IDEMPOTENCY_KEY_REUSED, Problem
+from libs.common.internal_auth import IDENTITY_HEADER, internal_identity
 from libs.common.web import RuntimeDep, UowDep
 from services.ledger.api.deps import WriterDep
 from services.ledger.api.routes import wallet_schemas as s
@@ -27,8 +28,23 @@ from services.ledger.store import queries
 from services.ledger.store import wallet as store
 from services.ledger.store import wallet_flows as flows
 
-router = APIRouter(prefix="/v1/wallet", tags=["wallet"])
 RECENT_HISTORY_MAX = 20
+
+
+def holder_scope(request: Request) -> None:
+    """Behind the gateway a user sees only their own wallet and a merchant only its own balances: when the
+    signed identity is present, a user (or merchant) identity must match the holder in the path. Service
+    identities (cashier, settlement) and internal calls without a token act for any holder."""
+    if IDENTITY_HEADER not in request.headers:
+        return
+    identity = internal_identity(request)
+    holder = request.path_params.get("holder_id") or request.path_params.get("merchant_id")
+    own = identity.user if identity.kind == "user" else identity.merchant_id if identity.kind == "merchant" else None
+    if identity.kind in ("user", "merchant") and holder != own:
+        raise Problem(FORBIDDEN, "this identity may only act on its own wallet")
+
+
+router = APIRouter(prefix="/v1/wallet", tags=["wallet"], dependencies=[Depends(holder_scope)])
 
 
 def get_settings(runtime: RuntimeDep) -> Settings:

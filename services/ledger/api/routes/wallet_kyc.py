@@ -13,13 +13,13 @@ import time
 from typing import Any
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.web import UowDep
-from services.ledger.api.routes.wallet import SettingsDep, holder_response
+from services.ledger.api.routes.wallet import SettingsDep, holder_response, holder_scope
 from services.ledger.api.routes.wallet_schemas import HolderResponse, KycCallbackRequest
 from services.ledger.domain.wallet import errors, kyc, signing
 from services.ledger.domain.wallet.errors import WalletError
@@ -27,11 +27,12 @@ from services.ledger.domain.wallet.kyc import KycStatus
 from services.ledger.store import wallet as store
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"])
+scoped = [Depends(holder_scope)]
 CALLBACK_PATH = "/v1/wallet/kyc/callbacks"
 CALLBACK_BODY_MAX_BYTES = 4096
 
 
-@router.post("/holders/{holder_id}/kyc", status_code=202)
+@router.post("/holders/{holder_id}/kyc", status_code=202, dependencies=scoped)
 async def submit_kyc(holder_id: str, uow: UowDep, settings: SettingsDep, request: Request) -> HolderResponse:
     request_id = new_id("kyc")
     async with uow.begin() as tx:

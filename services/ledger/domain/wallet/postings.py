@@ -42,6 +42,9 @@ PERSON_SUBACCOUNTS = (
 MERCHANT_SUBACCOUNTS = (
     SubaccountType.MERCHANT_PENDING, SubaccountType.MERCHANT_SETTLED, SubaccountType.MERCHANT_PAYABLE,
 )  # fmt: skip
+CHART_SUBACCOUNTS = frozenset({SubaccountType.BALANCE, *MERCHANT_SUBACCOUNTS})
+"""Opened with the shared `chart:<kind>:<holder>:<currency>` key: the cashier's wallet connector and
+settlement look these up too (one user_wallet / merchant_pending per holder and currency)."""
 MONEY_SUBACCOUNTS = frozenset(SUBACCOUNT_LINES) - {SubaccountType.POINTS}
 
 # Platform lines the wallet posts against (holder `platform`).

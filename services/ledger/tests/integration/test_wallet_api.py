@@ -713,3 +713,17 @@ async def test_bad_input_on_every_endpoint_is_problem_json_and_changes_nothing(w
     problem(r, 400, "malformed_request")
     after = await wallet.counts()
     assert after == before
+
+
+async def test_a_user_identity_sees_only_its_own_wallet(wallet: Wallet) -> None:
+    from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+    from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
+
+    mine, other = await wallet.open_person(), await wallet.open_person()
+    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k1", user=mine)
+    headers = {IDENTITY_HEADER: token}
+    assert (await wallet.client.get(f"/v1/wallet/holders/{mine}/my-wallet", headers=headers)).status_code == 200
+    problem(await wallet.client.get(f"/v1/wallet/holders/{other}/my-wallet", headers=headers), 403, "forbidden")
+    problem(await wallet.client.post(f"/v1/wallet/holders/{other}/kyc", headers=headers), 403, "forbidden")
+    service = {IDENTITY_HEADER: mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k1", service="cashier")}
+    assert (await wallet.client.get(f"/v1/wallet/holders/{other}/my-wallet", headers=service)).status_code == 200

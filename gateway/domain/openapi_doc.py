@@ -60,10 +60,17 @@ def _problem_schema(errors: Iterable[ErrorSpec]) -> dict[str, Any]:
     }
 
 
+PROBLEM_CONTENT: dict[str, Any] = {"application/problem+json": {"schema": {"$ref": REF_PREFIX + "Problem"}}}
+
+
+def _is_error_status(status: str) -> bool:
+    return status == "default" or status[:1] in ("4", "5")
+
+
 def _problem_response(description: str, *, retry_after: bool = False) -> dict[str, Any]:
     response: dict[str, Any] = {
         "description": description,
-        "content": {"application/problem+json": {"schema": {"$ref": REF_PREFIX + "Problem"}}},
+        "content": PROBLEM_CONTENT,
     }
     if retry_after:
         response["headers"] = {
@@ -72,12 +79,17 @@ def _problem_response(description: str, *, retry_after: bool = False) -> dict[st
     return response
 
 
+SERVICE_ERROR_STATUSES = ("404", "409", "422")
+
 GATEWAY_RESPONSES: dict[str, dict[str, Any]] = {
+    "Problem": _problem_response("A problem: see `code` and the error table"),
+    "BadRequest": _problem_response("Malformed request (Authorization header, Idempotency-Key, JSON body)"),
+    "PayloadTooLarge": _problem_response("payload_too_large: the body is over the gateway's limit"),
     "Unauthorized": _problem_response("Authentication failed (signature, timestamp, nonce, key or token)"),
     "Forbidden": _problem_response("This identity may not call this endpoint"),
     "IdempotencyConflict": _problem_response("idempotency_key_reused or idempotency_key_in_progress", retry_after=True),
     "RateLimited": _problem_response("rate_limited", retry_after=True),
-    "Unavailable": _problem_response("upstream_unavailable / upstream_timeout", retry_after=False),
+    "Unavailable": _problem_response("upstream_unavailable (503) / upstream_timeout (504)", retry_after=False),
 }
 
 
@@ -145,11 +157,28 @@ def _decorate(
         if match_prefix(path, user_prefixes) is not None:
             op["security"].append({"UserBearer": []})
     responses = op.setdefault("responses", {})
-    extra = {"401": "Unauthorized", "403": "Forbidden", "429": "RateLimited", "503": "Unavailable"}
+    for status, response in list(responses.items()):
+        if _is_error_status(status) and isinstance(response, dict) and "$ref" not in response:
+            # Every Juhe service answers errors through libs.common's problem handlers, whatever the
+            # framework documented (FastAPI's 422 says application/json + HTTPValidationError).
+            responses[status] = {**response, "content": PROBLEM_CONTENT}
+    extra = {
+        "400": "BadRequest",
+        "401": "Unauthorized",
+        "403": "Forbidden",
+        "413": "PayloadTooLarge",
+        "429": "RateLimited",
+        "503": "Unavailable",
+        "504": "Unavailable",
+    }
     if method == "post":
         extra["409"] = "IdempotencyConflict"
     for status, name in extra.items():
         responses.setdefault(status, {"$ref": f"#/components/responses/{name}"})
+    # The services document their successes, not their error catalogues: any operation may answer a
+    # not-found, a conflicting state or invalid fields, always as a problem (codes in x-error-codes).
+    for status in SERVICE_ERROR_STATUSES:
+        responses.setdefault(status, {"$ref": "#/components/responses/Problem"})
     op["x-juhe-service"] = service
     return op
 

@@ -443,7 +443,7 @@ class ScoringWeightsModel(_Request):
 
 
 class HealthPolicyModel(_Request):
-    bucket_seconds: int = _DEFAULT_HEALTH.bucket_seconds
+    bucket_seconds: int = Field(default=_DEFAULT_HEALTH.bucket_seconds, ge=1, le=3600)  # 0 divided by zero
     success_window_seconds: int = _DEFAULT_HEALTH.success_window_seconds
     success_prior_weight: float = _DEFAULT_HEALTH.success_prior_weight
     breaker_window_seconds: int = _DEFAULT_HEALTH.breaker_window_seconds

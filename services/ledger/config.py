@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from libs.common.settings import ServiceSettings, service_settings_config
+
+DEMO_IDENTITY_SECRET = "demo-identity-secret"  # the identity sandbox's default; production must set its own
 
 
 class Settings(ServiceSettings):
@@ -31,9 +33,15 @@ class Settings(ServiceSettings):
     # Big wallet (domain/wallet, api/routes/wallet*.py). The identity provider verifies KYC and calls back
     # signed with HMAC-SHA256 over "<timestamp>.<body>" with the shared secret.
     wallet_identity_base_url: str = "http://127.0.0.1:8105"
-    wallet_identity_secret: SecretStr = SecretStr("demo-identity-secret")
+    wallet_identity_secret: SecretStr = SecretStr(DEMO_IDENTITY_SECRET)
     wallet_identity_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     wallet_callback_max_age_seconds: int = Field(default=300, ge=1, le=3600)
     wallet_public_base_url: str | None = None  # where the provider calls back; default: this request's base
     wallet_withdrawal_hold_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=30 * 24 * 3600)
     wallet_points_per_yuan: int = Field(default=100, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _refuse_demo_identity_secret_in_production(self) -> Settings:
+        if self.env == "prod" and self.wallet_identity_secret.get_secret_value() == DEMO_IDENTITY_SECRET:
+            raise ValueError("refusing to start in prod with the demo wallet_identity_secret")
+        return self

@@ -151,6 +151,28 @@ async def _spend_source(
     return found
 
 
+async def transfer(
+    uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, transfer_id: str, to_holder_id: str, amount_minor: int,
+    currency: str, now: datetime,
+) -> tuple[RowMapping, bool]:  # fmt: skip
+    """Balance to another person's balance (转账): Dr user_wallet[from]; Cr user_wallet[to]. The sender's
+    `transfer` entitlement and limits apply."""
+    checks = [(SubaccountType.BALANCE, Action.TRANSFER)]
+    async with uow.begin() as tx:
+        source = await _existing(tx.conn, holder_id, SubaccountType.BALANCE, currency)
+        if to_holder_id == holder_id:
+            raise WalletError(errors.VALIDATION_FAILED, "a transfer needs another holder")
+        target = await _existing(tx.conn, to_holder_id, SubaccountType.BALANCE, currency)
+        await store.precheck(tx.conn, holder_id, checks, amount_minor, source_account_id=source)
+    return await store.execute(
+        uow, writer,
+        Movement(holder_id, "transfer", transfer_id, amount_minor, currency,
+                 p.move(source=source, target=target, amount_minor=amount_minor, currency=currency), checks,
+                 reference=transfer_id, details={"to_holder_id": to_holder_id, "account_id": target}),
+        now=now,
+    )  # fmt: skip
+
+
 async def buy_prepaid(
     uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, order_id: str, merchant_id: str, amount_minor: int,
     currency: str, now: datetime,

@@ -233,6 +233,17 @@ async def pay(
     ), response)  # fmt: skip
 
 
+@router.post("/holders/{holder_id}/transfers", status_code=201)
+async def transfer(
+    holder_id: str, body: s.WalletTransferRequest, uow: UowDep, writer: WriterDep, response: Response
+) -> s.OperationResponse:
+    """Balance to another holder's balance; the sender's `transfer` entitlement and limits apply."""
+    return _answer(await flows.transfer(
+        uow, writer, holder_id=holder_id, transfer_id=body.transfer_id, to_holder_id=body.to_holder_id,
+        amount_minor=body.amount_minor, currency=body.currency, now=_now(),
+    ), response)  # fmt: skip
+
+
 @router.post("/holders/{holder_id}/prepaid-cards", status_code=201)
 async def buy_prepaid(
     holder_id: str, body: s.PrepaidPurchaseRequest, uow: UowDep, writer: WriterDep, response: Response

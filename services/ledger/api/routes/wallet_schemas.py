@@ -110,6 +110,13 @@ class PaymentRequest(Strict):
     timeout_seconds: StrictInt | None = Field(default=None, ge=1, le=7 * 24 * 3600)
 
 
+class WalletTransferRequest(Strict):
+    transfer_id: str = Key
+    to_holder_id: str = HolderId
+    amount_minor: AmountMinor
+    currency: Currency = "CNY"
+
+
 class PrepaidPurchaseRequest(Strict):
     order_id: str = Key
     merchant_id: str = HolderId

@@ -727,3 +727,22 @@ async def test_a_user_identity_sees_only_its_own_wallet(wallet: Wallet) -> None:
     problem(await wallet.client.post(f"/v1/wallet/holders/{other}/kyc", headers=headers), 403, "forbidden")
     service = {IDENTITY_HEADER: mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k1", service="cashier")}
     assert (await wallet.client.get(f"/v1/wallet/holders/{other}/my-wallet", headers=service)).status_code == 200
+
+
+async def test_transfer_between_people_needs_the_entitlement(wallet: Wallet) -> None:
+    sender, receiver, unverified = (
+        await wallet.verified_person(),
+        await wallet.verified_person(),
+        await wallet.open_person(),
+    )
+    assert (await wallet.top_up(sender, 5_000)).status_code == 201
+    assert (await wallet.top_up(unverified, 5_000)).status_code == 201
+    body = {"transfer_id": "t1", "to_holder_id": receiver, "amount_minor": 1_200}
+    r = await wallet.client.post(f"/v1/wallet/holders/{sender}/transfers", json=body)
+    assert r.status_code == 201, r.text
+    assert (await wallet.sub(receiver, "balance"))["balances"]["posted_balance_minor"] == 1_200
+    assert (await wallet.sub(sender, "balance"))["balances"]["posted_balance_minor"] == 3_800
+    r = await wallet.client.post(f"/v1/wallet/holders/{unverified}/transfers", json={**body, "transfer_id": "t2"})
+    problem(r, 403, "entitlement_denied")
+    r = await wallet.client.post(f"/v1/wallet/holders/{sender}/transfers", json={**body, "to_holder_id": "nobody"})
+    problem(r, 404, "holder_not_found")

@@ -22,5 +22,7 @@ class Settings(ServiceSettings):
     split_attempts_max: int = 20
     split_retry_base_seconds: float = 2.0
     split_lease_seconds: float = 30.0
+    settlement_interval_seconds: float = 60.0
+    settlement_holders_per_run_max: int = 1000
     reconciliation_insert_batch_max: int = 1000
     page_size_max: int = 500

@@ -130,3 +130,65 @@ class ReconciliationItemListResponse(BaseModel):
 
 def row_dict(row: Any) -> dict[str, Any]:
     return dict(row)
+
+
+class CycleUpsertRequest(BaseModel):
+    kind: Literal["t_plus", "d_plus", "weekly"]
+    days: StrictInt = Field(default=1, ge=0, le=30)
+    weekday: StrictInt = Field(default=0, ge=0, le=6, description="weekly: 0 = Monday")
+    cutoff: str = Field(default="23:59:59", pattern=r"^([01]\d|2[0-3]):[0-5]\d(:[0-5]\d)?$", description="China time")
+
+
+class CycleResponse(BaseModel):
+    holder_id: str
+    kind: str
+    days: int
+    weekday: int
+    cutoff: str
+
+
+class CalendarDayRequest(BaseModel):
+    business_day: bool
+    name: str = Field(default="", max_length=64)
+
+
+class CalendarDayResponse(BaseModel):
+    day: date
+    business_day: bool
+    name: str
+
+
+class CalendarResponse(BaseModel):
+    days: list[CalendarDayResponse]
+
+
+class SettlementRunRequest(BaseModel):
+    cycle_date: date
+
+
+class SettlementRunResponse(BaseModel):
+    cycle_date: date
+    batches_built: int
+    batches_posted: int
+    batches_failed: int
+
+
+class BatchResponse(BaseModel):
+    batch_id: str
+    holder_id: str
+    currency: str
+    cycle_date: date
+    amount_minor: int
+    entry_count: int
+    status: str
+    ledger_transfer_id: str | None
+
+
+class BatchListResponse(BaseModel):
+    batches: list[BatchResponse]
+
+
+class StatementResponse(BaseModel):
+    merchant_id: str
+    balances: dict[str, dict[str, int]]  # currency -> settled_minor, settling_minor, pending_minor
+    batches: list[BatchResponse]

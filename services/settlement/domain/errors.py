@@ -14,6 +14,8 @@ SPLIT_NOT_FOUND = ErrorSpec("split_not_found", 404, "No such split execution")
 PAYMENT_RECORD_NOT_FOUND = ErrorSpec("payment_record_not_found", 404, "Settlement has no record of this payment")
 RECONCILIATION_NOT_FOUND = ErrorSpec("reconciliation_not_found", 404, "No such reconciliation run")
 BILL_UNAVAILABLE = ErrorSpec("bill_unavailable", 502, "The channel bill could not be fetched", retryable=True)
+INVALID_CYCLE = ErrorSpec("invalid_cycle", 422, "The settlement cycle is not valid")
+BATCH_NOT_FOUND = ErrorSpec("batch_not_found", 404, "No such settlement batch")
 LEDGER_UNAVAILABLE = ErrorSpec("ledger_unavailable", 503, "The ledger did not answer", retryable=True)
 
 ERRORS: tuple[ErrorSpec, ...] = (
@@ -27,5 +29,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     PAYMENT_RECORD_NOT_FOUND,
     RECONCILIATION_NOT_FOUND,
     BILL_UNAVAILABLE,
+    INVALID_CYCLE,
+    BATCH_NOT_FOUND,
     LEDGER_UNAVAILABLE,
 )

@@ -12,8 +12,9 @@ from libs.common.db import Tx
 from libs.common.events import Envelope
 from libs.common.ids import new_id
 from services.settlement.domain import splits as split_math
+from services.settlement.domain.cycles import settle_date
 from services.settlement.events import PAYMENT_SUCCEEDED, REFUND_SUCCEEDED
-from services.settlement.store import records
+from services.settlement.store import cycles, records
 from services.settlement.store.tables import ledger_accounts
 
 BILL_TIMEZONE = ZoneInfo("Asia/Shanghai")  # channel bills are cut by China time
@@ -80,25 +81,57 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
         )
     previous, row = await records.upsert_payment(tx.conn, values)
     if event.type == PAYMENT_SUCCEEDED and previous != "succeeded":
-        await _create_split(tx, row)
+        due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
+        await records.set_settle_date(tx.conn, row["payment_id"], due)
+        base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
+        await cycles.add_entries(tx.conn, [_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due,
+                                                  "payment")])  # fmt: skip
+        await _create_split(tx, row, base, due)
 
 
-async def _create_split(tx: Tx, payment: Any) -> None:
+def _entry(key: str, holder_id: str, payment: Any, amount_minor: int, due: date, kind: str,
+           refund_id: str | None = None) -> dict[str, Any]:  # fmt: skip
+    return {"source_key": key, "holder_id": holder_id, "currency": payment["currency"], "amount_minor": amount_minor,
+            "due_date": due, "kind": kind, "payment_id": payment["payment_id"], "refund_id": refund_id}  # fmt: skip
+
+
+async def _split_entries(tx: Tx, split_id: str, payment: Any, allocations: dict[str, int], sign: int, due: date,
+                         kind: str, refund_id: str | None = None) -> None:  # fmt: skip
+    """What the split moves between merchant_pending accounts, as settlement entries of each holder."""
+    known = await records.receivers_by_id(tx.conn, list(allocations))
+    payee = payment["merchant_id"]
+    entries, moved = [], 0
+    for receiver_id, amount in allocations.items():
+        receiver = known.get(receiver_id)
+        if receiver is None or receiver["kind"] == "platform" or receiver["holder_id"] == payee:
+            if receiver is not None and receiver["kind"] == "platform":
+                moved += amount
+            continue
+        entries.append(_entry(f"{split_id}:{receiver_id}", receiver["holder_id"], payment, sign * amount, due, kind,
+                              refund_id))  # fmt: skip
+        moved += amount
+    entries.append(_entry(f"{split_id}:payee", payee, payment, -sign * moved, due, kind, refund_id))
+    await cycles.add_entries(tx.conn, entries)
+
+
+async def _create_split(tx: Tx, payment: Any, base: int, due: date) -> None:
     """Real-time split of what the merchant keeps (gross − platform fee, the 2201 credit of §3.1)."""
     rule = await records.split_rule(tx.conn, payment["merchant_id"], payment["business_line"])
     if rule is None:
         return
-    base = int(payment["amount_minor"]) - int(payment["platform_fee_minor"] or 0)
     math_rule = split_math.SplitRule(
         shares=tuple(split_math.Share(**share) for share in rule["shares"]),
         remainder_receiver_id=rule["remainder_receiver_id"],
     )
+    split_id = new_id("spl")
+    allocations = split_math.allocate(base, math_rule)
     await records.insert_split(tx.conn, {
-        "split_id": new_id("spl"), "source_key": payment["payment_id"], "kind": "split",
+        "split_id": split_id, "source_key": payment["payment_id"], "kind": "split",
         "payment_id": payment["payment_id"], "merchant_id": payment["merchant_id"], "currency": payment["currency"],
-        "base_minor": base, "allocations": split_math.allocate(base, math_rule),
+        "base_minor": base, "allocations": allocations,
         "remainder_receiver_id": rule["remainder_receiver_id"], "status": "pending",
     })  # fmt: skip
+    await _split_entries(tx, split_id, payment, allocations, 1, due, "split")
 
 
 def split_base_refunded(payment: Any, refunded_minor: int) -> int:
@@ -125,17 +158,25 @@ async def on_refund_event(tx: Tx, event: Envelope) -> None:
     if grown is None:
         return  # a refund of a payment settlement never saw succeed: recorded, reconciliation will list it
     before_minor, payment = grown
-    split = await records.split_of_payment(tx.conn, data["payment_id"])
-    if split is None:
-        return
     refunded_after = min(int(payment["refunded_minor"]), int(payment["amount_minor"]))
     refunded_before = min(before_minor, int(payment["amount_minor"]))
     base_before = split_base_refunded(payment, refunded_before)
     base_after = split_base_refunded(payment, refunded_after)
+    # The refund's merchant line (§3.3) leaves the payee's pending funds: due with the payment if that is
+    # not settled yet, else at once (netted against the next batch).
+    due = max(payment["settle_date"] or bill_day(occurred), bill_day(occurred))
+    refund_entry = _entry(f"{data['refund_id']}:net", payment["merchant_id"], payment, -(base_after - base_before),
+                          due, "refund", data["refund_id"])  # fmt: skip
+    await cycles.add_entries(tx.conn, [refund_entry])
+    split = await records.split_of_payment(tx.conn, data["payment_id"])
+    if split is None:
+        return
     back = split_math.reversal(split["allocations"], split["remainder_receiver_id"], base_before, base_after)
+    split_id = new_id("spl")
     await records.insert_split(tx.conn, {
-        "split_id": new_id("spl"), "source_key": data["refund_id"], "kind": "reversal",
+        "split_id": split_id, "source_key": data["refund_id"], "kind": "reversal",
         "payment_id": data["payment_id"], "refund_id": data["refund_id"], "merchant_id": split["merchant_id"],
         "currency": split["currency"], "base_minor": base_after - base_before, "allocations": back,
         "remainder_receiver_id": split["remainder_receiver_id"], "status": "pending",
     })  # fmt: skip
+    await _split_entries(tx, split_id, payment, back, -1, due, "reversal", data["refund_id"])

@@ -64,6 +64,12 @@ async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple
     return str(previous), row
 
 
+async def set_settle_date(conn: AsyncConnection, payment_id: str, due: date) -> None:
+    await conn.execute(
+        update(payment_records).where(payment_records.c.payment_id == payment_id).values(settle_date=due)
+    )
+
+
 async def insert_refund(conn: AsyncConnection, values: dict[str, Any]) -> bool:
     result = await conn.execute(
         insert(refund_records).values(**values).on_conflict_do_nothing(index_elements=[refund_records.c.refund_id])

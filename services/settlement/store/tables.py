@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     DateTime,
@@ -13,8 +14,10 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    Time,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -99,6 +102,7 @@ payment_records = Table(
     Column("bill_date", Date),
     Column("succeeded_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("settle_date", Date),  # migration 0004: when the merchant's cycle settles it
     Index("payment_records_out_trade_no", "out_trade_no"),
     Index("payment_records_bill", "channel", "bill_date"),
     Index("payment_records_merchant", "merchant_id", "payment_id"),
@@ -184,4 +188,63 @@ reconciliation_items = Table(
     Column("juhe_status", Text),
     Column("channel_status", Text),
     Column("detail", Text, nullable=False, server_default=""),
+)
+
+# --- settlement cycles (migration 0004) ---
+
+# A merchant's cycle; none = T+1 with the end of day as cutoff.
+merchant_cycles = Table(
+    "merchant_cycles",
+    metadata,
+    Column("holder_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # t_plus | d_plus | weekly
+    Column("days", Integer, nullable=False, server_default="1"),
+    Column("weekday", Integer, nullable=False, server_default="0"),
+    Column("cutoff", Time, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Overrides of the weekday/weekend rule: public holidays (false) and make-up workdays (true).
+calendar_days = Table(
+    "calendar_days",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("business_day", Boolean, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+)
+
+# Every change settlement knows of to a holder's merchant_pending (2201), with the day it becomes due.
+# A batch takes the due, unbatched entries of one holder; `source_key` makes each business event count once.
+settlement_entries = Table(
+    "settlement_entries",
+    metadata,
+    Column("entry_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("source_key", Text, nullable=False, unique=True),
+    Column("holder_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),  # signed
+    Column("due_date", Date, nullable=False),
+    Column("kind", Text, nullable=False),  # payment | split | refund | reversal
+    Column("payment_id", Text, nullable=False),
+    Column("refund_id", Text),
+    Column("batch_id", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("settlement_entries_open", "holder_id", "currency", "due_date", postgresql_where=text("batch_id IS NULL")),
+    Index("settlement_entries_batch", "batch_id"),
+)
+
+settlement_batches = Table(
+    "settlement_batches",
+    metadata,
+    Column("batch_id", Text, primary_key=True),
+    Column("holder_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("cycle_date", Date, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("entry_count", Integer, nullable=False),
+    Column("status", Text, nullable=False),  # built | posted
+    Column("ledger_transfer_id", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("posted_at", DateTime(timezone=True)),
+    UniqueConstraint("holder_id", "currency", "cycle_date", name="settlement_batches_one_per_day"),
 )

@@ -1,0 +1,107 @@
+"""Settlement cycles, the business-day calendar, settlement runs and batches (platform, gateway-guarded /v1/admin)."""
+
+from __future__ import annotations
+
+from datetime import date, time
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
+
+from libs.common.web import UowDep
+from services.settlement.api.deps import LedgerDep
+from services.settlement.api.schemas import (
+    BatchListResponse,
+    BatchResponse,
+    CalendarDayRequest,
+    CalendarDayResponse,
+    CalendarResponse,
+    CycleResponse,
+    CycleUpsertRequest,
+    SettlementRunRequest,
+    SettlementRunResponse,
+)
+from services.settlement.config import Settings
+from services.settlement.domain.cycles import Cycle, CycleKind
+from services.settlement.flows.settle import run_cycle
+from services.settlement.store import cycles
+from services.settlement.store.tables import calendar_days, merchant_cycles
+
+router = APIRouter(prefix="/v1/admin", tags=["settlement"])
+CALENDAR_PAGE_MAX = 400
+
+
+@router.put("/merchants/{holder_id}/cycle")
+async def put_cycle(holder_id: str, body: CycleUpsertRequest, uow: UowDep) -> CycleResponse:
+    """The cycle applies to payments that succeed from now on (their settle date is fixed at success)."""
+    cutoff = time.fromisoformat(body.cutoff)
+    Cycle(CycleKind(body.kind), days=body.days, weekday=body.weekday, cutoff=cutoff)  # domain check
+    values = {"kind": body.kind, "days": body.days, "weekday": body.weekday, "cutoff": cutoff}
+    async with uow.begin() as tx:
+        await tx.conn.execute(insert(merchant_cycles).values(holder_id=holder_id, **values).on_conflict_do_update(
+            index_elements=[merchant_cycles.c.holder_id], set_={**values, "updated_at": func.now()}))  # fmt: skip
+    return CycleResponse(
+        holder_id=holder_id, kind=body.kind, days=body.days, weekday=body.weekday, cutoff=cutoff.isoformat()
+    )
+
+
+@router.get("/merchants/{holder_id}/cycle")
+async def get_cycle(holder_id: str, uow: UowDep) -> CycleResponse:
+    async with uow.read() as conn:
+        cycle = await cycles.cycle_of(conn, holder_id)
+    return CycleResponse(holder_id=holder_id, kind=cycle.kind.value, days=cycle.days, weekday=cycle.weekday,
+                         cutoff=cycle.cutoff.isoformat())  # fmt: skip
+
+
+@router.put("/calendar/{day}")
+async def put_calendar_day(day: date, body: CalendarDayRequest, uow: UowDep) -> CalendarDayResponse:
+    """Mark a public holiday (`business_day: false`) or a make-up workday (`true`)."""
+    async with uow.begin() as tx:
+        await tx.conn.execute(insert(calendar_days).values(day=day, **body.model_dump()).on_conflict_do_update(
+            index_elements=[calendar_days.c.day], set_=body.model_dump()))  # fmt: skip
+    return CalendarDayResponse(day=day, **body.model_dump())
+
+
+@router.delete("/calendar/{day}", status_code=204)
+async def delete_calendar_day(day: date, uow: UowDep) -> Response:
+    async with uow.begin() as tx:
+        await tx.conn.execute(delete(calendar_days).where(calendar_days.c.day == day))
+    return Response(status_code=204)
+
+
+@router.get("/calendar")
+async def get_calendar(uow: UowDep, year: Annotated[int, Query(ge=2000, le=2100)]) -> CalendarResponse:
+    async with uow.read() as conn:
+        rows = await conn.execute(
+            select(calendar_days)
+            .where(calendar_days.c.day >= date(year, 1, 1), calendar_days.c.day <= date(year, 12, 31))
+            .order_by(calendar_days.c.day)
+            .limit(CALENDAR_PAGE_MAX)
+        )
+        days = [CalendarDayResponse(day=r.day, business_day=r.business_day, name=r.name) for r in rows]
+    return CalendarResponse(days=days)
+
+
+@router.post("/settlement-runs")
+async def start_settlement_run(
+    body: SettlementRunRequest, uow: UowDep, ledger: LedgerDep, request: Request
+) -> SettlementRunResponse:
+    """Run a cycle day now (the worker does it on its own every `settlement_interval_seconds`). Safe to repeat."""
+    settings: Settings = request.app.state.runtime.settings
+    result = await run_cycle(uow, ledger, settings, body.cycle_date)
+    return SettlementRunResponse(
+        cycle_date=result.cycle_date,
+        batches_built=result.batches_built,
+        batches_posted=result.batches_posted,
+        batches_failed=result.batches_failed,
+    )
+
+
+@router.get("/settlement-batches")
+async def list_batches(
+    uow: UowDep, holder_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100
+) -> BatchListResponse:
+    async with uow.read() as conn:
+        rows = await cycles.batches_of(conn, holder_id, limit)
+    return BatchListResponse(batches=[BatchResponse(**{k: r[k] for k in BatchResponse.model_fields}) for r in rows])

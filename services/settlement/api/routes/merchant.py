@@ -1,0 +1,72 @@
+"""Merchant self-service: its statement (settled, settling, pending) and a CSV of its transactions and fees.
+
+Every query is scoped by the authenticated merchant (MerchantScope): merchant A never sees merchant B.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import date
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import StreamingResponse
+from sqlalchemy import select
+
+from libs.common.internal_auth import MerchantScope
+from libs.common.web import UowDep
+from services.settlement.api.schemas import BatchResponse, StatementResponse
+from services.settlement.store import cycles
+from services.settlement.store.tables import payment_records
+
+router = APIRouter(prefix="/v1/merchant", tags=["merchant"])
+STATEMENT_BATCHES_MAX = 100
+CSV_ROWS_MAX = 100_000
+CSV_COLUMNS = ("payment_id", "merchant_order_no", "channel", "status", "amount_minor", "currency", "refunded_minor",
+               "platform_fee_minor", "succeeded_at", "settle_date")  # fmt: skip
+
+
+@router.get("/statement")
+async def statement(merchant_id: MerchantScope, uow: UowDep) -> StatementResponse:
+    async with uow.read() as conn:
+        balances = await cycles.totals(conn, merchant_id)
+        batches = await cycles.batches_of(conn, merchant_id, STATEMENT_BATCHES_MAX)
+    return StatementResponse(
+        merchant_id=merchant_id, balances=balances,
+        batches=[BatchResponse(**{k: b[k] for k in BatchResponse.model_fields}) for b in batches],
+    )  # fmt: skip
+
+
+@router.get("/transactions.csv")
+async def transactions_csv(
+    merchant_id: MerchantScope, uow: UowDep,
+    date_from: Annotated[date | None, Query(alias="from")] = None,
+    date_to: Annotated[date | None, Query(alias="to")] = None,
+) -> StreamingResponse:  # fmt: skip
+    """The merchant's payments with the platform fee charged and when each settles (the channel's cost to
+    the platform is not the merchant's business and is left out)."""
+    query = select(*(payment_records.c[c] for c in CSV_COLUMNS)).where(payment_records.c.merchant_id == merchant_id)
+    if date_from:
+        query = query.where(payment_records.c.bill_date >= date_from)
+    if date_to:
+        query = query.where(payment_records.c.bill_date <= date_to)
+    query = query.order_by(payment_records.c.payment_id).limit(CSV_ROWS_MAX)
+
+    async def rows() -> AsyncIterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(CSV_COLUMNS)
+        async with uow.read() as conn:
+            result = await conn.stream(query)
+            async for row in result:
+                writer.writerow(["" if v is None else v for v in row])
+                if buffer.tell() > 64_000:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+        yield buffer.getvalue()
+
+    disposition = f'attachment; filename="{merchant_id}-transactions.csv"'
+    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": disposition})

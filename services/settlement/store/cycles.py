@@ -1,0 +1,136 @@
+"""Cycles, calendar, settlement entries and batches (SQLAlchemy Core on a given connection)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.settlement.domain.cycles import DEFAULT_CYCLE, Calendar, Cycle, CycleKind
+from services.settlement.store.tables import calendar_days, merchant_cycles, settlement_batches, settlement_entries
+
+CALENDAR_DAYS_MAX = 5000
+
+
+async def cycle_of(conn: AsyncConnection, holder_id: str) -> Cycle:
+    row = (
+        (await conn.execute(select(merchant_cycles).where(merchant_cycles.c.holder_id == holder_id))).mappings().first()
+    )
+    if row is None:
+        return DEFAULT_CYCLE
+    return Cycle(CycleKind(row["kind"]), days=row["days"], weekday=row["weekday"], cutoff=row["cutoff"])
+
+
+async def calendar(conn: AsyncConnection) -> Calendar:
+    rows = await conn.execute(select(calendar_days.c.day, calendar_days.c.business_day).limit(CALENDAR_DAYS_MAX))
+    return Calendar({row.day: row.business_day for row in rows})
+
+
+async def add_entries(conn: AsyncConnection, entries: list[dict[str, Any]]) -> None:
+    """Entries with a 0 amount are dropped; a repeated `source_key` is a no-op."""
+    rows = [e for e in entries if e["amount_minor"] != 0]
+    if rows:
+        await conn.execute(insert(settlement_entries).on_conflict_do_nothing(index_elements=["source_key"]), rows)
+
+
+async def due_holders(conn: AsyncConnection, cycle_date: date, limit: int) -> list[tuple[str, str]]:
+    rows = await conn.execute(
+        select(settlement_entries.c.holder_id, settlement_entries.c.currency)
+        .where(settlement_entries.c.batch_id.is_(None), settlement_entries.c.due_date <= cycle_date)
+        .group_by(settlement_entries.c.holder_id, settlement_entries.c.currency)
+        .limit(limit)
+    )
+    return [(row.holder_id, row.currency) for row in rows]
+
+
+async def build_batch(conn: AsyncConnection, batch_id: str, holder_id: str, currency: str, cycle_date: date) -> bool:
+    """Take every due, unbatched entry of the holder into a new batch, in this transaction.
+
+    The unique (holder, currency, cycle_date) makes a second runner wait for the first and then find the
+    batch taken; FOR UPDATE on the entries keeps a concurrent builder from taking them twice. Returns
+    False (nothing written) when the batch of that day exists or the entries do not add up to > 0
+    (a refund-heavy holder: they stay open and are netted next time)."""
+    inserted = await conn.execute(
+        insert(settlement_batches)
+        .values(batch_id=batch_id, holder_id=holder_id, currency=currency, cycle_date=cycle_date, amount_minor=0,
+                entry_count=0, status="building")
+        .on_conflict_do_nothing(constraint="settlement_batches_one_per_day")
+    )  # fmt: skip
+    if not inserted.rowcount:
+        return False
+    open_entries = (
+        select(settlement_entries.c.entry_id)
+        .where(settlement_entries.c.holder_id == holder_id, settlement_entries.c.currency == currency,
+               settlement_entries.c.batch_id.is_(None), settlement_entries.c.due_date <= cycle_date)
+        .with_for_update()
+    )  # fmt: skip
+    taken = await conn.execute(
+        update(settlement_entries)
+        .where(settlement_entries.c.entry_id.in_(open_entries.scalar_subquery()))
+        .values(batch_id=batch_id)
+        .returning(settlement_entries.c.amount_minor)
+    )
+    amounts = [int(a) for a in taken.scalars()]
+    total = sum(amounts)
+    if total <= 0:
+        await conn.execute(
+            update(settlement_entries).where(settlement_entries.c.batch_id == batch_id).values(batch_id=None)
+        )
+        await conn.execute(settlement_batches.delete().where(settlement_batches.c.batch_id == batch_id))
+        return False
+    await conn.execute(
+        update(settlement_batches)
+        .where(settlement_batches.c.batch_id == batch_id)
+        .values(amount_minor=total, entry_count=len(amounts), status="built")
+    )
+    return True
+
+
+async def unposted_batches(conn: AsyncConnection, limit: int) -> list[RowMapping]:
+    rows = await conn.execute(
+        select(settlement_batches).where(settlement_batches.c.status == "built").order_by(settlement_batches.c.batch_id)
+        .limit(limit)
+    )  # fmt: skip
+    return list(rows.mappings())
+
+
+async def mark_batch_posted(conn: AsyncConnection, batch_id: str, transfer_id: str, now: datetime) -> bool:
+    result = await conn.execute(
+        update(settlement_batches)
+        .where(settlement_batches.c.batch_id == batch_id, settlement_batches.c.status == "built")
+        .values(status="posted", ledger_transfer_id=transfer_id, posted_at=now)
+    )
+    return bool(result.rowcount)
+
+
+async def batches_of(conn: AsyncConnection, holder_id: str | None, limit: int) -> list[RowMapping]:
+    query = select(settlement_batches).order_by(settlement_batches.c.cycle_date.desc()).limit(limit)
+    if holder_id:
+        query = query.where(settlement_batches.c.holder_id == holder_id)
+    return list((await conn.execute(query)).mappings())
+
+
+async def totals(conn: AsyncConnection, holder_id: str) -> dict[str, dict[str, int]]:
+    """Per currency: settled (posted batches), in settlement (built batches), pending (open entries)."""
+    out: dict[str, dict[str, int]] = {}
+    batch_rows = await conn.execute(
+        select(settlement_batches.c.currency, settlement_batches.c.status, func.sum(settlement_batches.c.amount_minor))
+        .where(settlement_batches.c.holder_id == holder_id)
+        .group_by(settlement_batches.c.currency, settlement_batches.c.status)
+    )
+    for currency, status, amount in batch_rows:
+        bucket = out.setdefault(currency, {"settled_minor": 0, "settling_minor": 0, "pending_minor": 0})
+        bucket["settled_minor" if status == "posted" else "settling_minor"] += int(amount)
+    open_rows = await conn.execute(
+        select(settlement_entries.c.currency, func.sum(settlement_entries.c.amount_minor))
+        .where(settlement_entries.c.holder_id == holder_id, settlement_entries.c.batch_id.is_(None))
+        .group_by(settlement_entries.c.currency)
+    )
+    for currency, amount in open_rows:
+        bucket = out.setdefault(currency, {"settled_minor": 0, "settling_minor": 0, "pending_minor": 0})
+        bucket["pending_minor"] += int(amount)
+    return out

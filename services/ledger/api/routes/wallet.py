@@ -274,6 +274,22 @@ async def exchange_points(
     ), response)  # fmt: skip
 
 
+@router.get("/operations")
+async def find_operation(
+    uow: UowDep,
+    kind: Annotated[str, Query(pattern=r"^[a-z_]{1,32}$")],
+    idempotency_key: Annotated[str, Query(min_length=1, max_length=128)],
+) -> s.OperationResponse:
+    """The operation of a business id, e.g. `kind=withdrawal&idempotency_key=wd_…` for settlement, which sees
+    the hold as `transfer.pending` (reference = the withdrawal id) on `ledger.transfers`."""
+    async with uow.read() as conn:
+        row = await store.operation_by_key(conn, kind, idempotency_key)
+        if row is None:
+            raise WalletError(errors.OPERATION_NOT_FOUND, f"no {kind} operation {idempotency_key}")
+        transfer = await queries.get_transfer(conn, row["transfer_id"])
+    return operation_response(row, status_override=transfer.status.value if transfer else None)
+
+
 @router.get("/operations/{operation_id}")
 async def read_operation(operation_id: str, uow: UowDep) -> s.OperationResponse:
     """The transfer's status is the truth (a hold nobody finished expires by itself)."""

@@ -439,6 +439,9 @@ async def test_prepaid_card_only_at_its_merchant_and_merchant_view(wallet: Walle
     )
     assert r.status_code == 201 and r.json()["status"] == "pending", r.text
     assert (await wallet.client.post(f"/v1/wallet/operations/{r.json()['id']}/post")).status_code == 200
+    r = await wallet.client.post(f"/v1/wallet/holders/{shop_a}/kyc")  # merchants are verified the same way
+    assert r.status_code == 202, r.text
+    assert (await wallet.wait_kyc(shop_a))["kyc_status"] == "verified"
     view_a = (await wallet.client.get(f"/v1/wallet/merchants/{shop_a}/balances")).json()
     view_b = (await wallet.client.get(f"/v1/wallet/merchants/{shop_b}/balances")).json()
     assert (view_a["pending_minor"], view_a["settled_minor"], view_a["available_to_withdraw_minor"]) == (3_976, 0, 0)
@@ -711,6 +714,23 @@ async def test_bad_input_on_every_endpoint_is_problem_json_and_changes_nothing(w
         ("GET", f"{h}/my-wallet?recent_limit=0", None, 422, "validation_failed"),
         ("GET", f"{h}/subaccounts/acc_nope/history", None, 404, "subaccount_not_found"),
         ("GET", f"{h}/subaccounts/acc_nope/history?cursor=abc", None, 422, "validation_failed"),
+        ("GET", "/v1/wallet/entitlements/changes?limit=0", None, 422, "validation_failed"),
+        ("GET", "/v1/wallet/operations?kind=BAD&idempotency_key=x", None, 422, "validation_failed"),
+        ("GET", "/v1/wallet/operations?kind=withdrawal&idempotency_key=nope", None, 404, "operation_not_found"),
+        (
+            "POST",
+            f"{h}/transfers",
+            {"transfer_id": "t", "to_holder_id": holder_id, "amount_minor": 1},
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            f"{h}/transfers",
+            {"transfer_id": "t", "to_holder_id": "x", "amount_minor": 0},
+            422,
+            "validation_failed",
+        ),
         ("GET", "/v1/wallet/merchants/m/balances?currency=yen", None, 422, "validation_failed"),
     ]
     for method, url, body, status, code in cases:

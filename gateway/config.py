@@ -91,6 +91,7 @@ class Settings(ServiceSettings):
     # The gateway's own asyncpg pool for the per-request guard statements (nonce, rate, idempotency).
     guard_connections_max: int = Field(default=20, ge=1, le=200)
     upstream_connections_max: int = Field(default=100, ge=1, le=1000)
+    upstream_response_bytes_max: int = Field(default=16_777_216, ge=65_536, le=268_435_456)
     internal_token_ttl_seconds: int = Field(default=60, ge=5, le=600)
     body_size_max_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
 

@@ -1,6 +1,8 @@
-"""Forwarding to the services: one pooled httpx client per service, bounded timeouts, safe retries.
+"""Forwarding to the services: one keep-alive pool per service (`upstream_http.KeepAlivePool`) for the
+first attempt of every call, a pooled httpx client per service for read retries and OpenAPI fetches;
+bounded timeouts, safe retries.
 
-Retries: reads (GET/HEAD/OPTIONS) are retried on transport errors and 502/503/504 by
+Retries: reads (GET/HEAD/OPTIONS) are retried on transport errors, timeouts and 502/503/504 by
 `libs.common.http.request_with_retries`. Writes are retried only when the connection could not be
 opened at all (nothing reached the service), so a write is never sent twice by the gateway even when
 the service does not de-duplicate by Idempotency-Key.
@@ -17,10 +19,17 @@ import httpx
 
 from gateway.config import Settings
 from gateway.domain.errors import UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE
+from gateway.upstream_http import (
+    KeepAlivePool,
+    UpstreamConnectError,
+    UpstreamReply,
+    UpstreamTimeoutError,
+    UpstreamTransportError,
+)
 from libs.common.errors import Problem
 from libs.common.http import RETRYABLE_STATUS, request_with_retries, service_client
 from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER
-from libs.common.logging import TRACE_HEADER
+from libs.common.logging import TRACE_HEADER, current_trace_id
 
 FORWARDED_REQUEST_HEADERS = frozenset(
     {"accept", "accept-language", "content-type", "idempotency-key", "user-agent", "traceparent", "tracestate"}
@@ -80,9 +89,20 @@ class Upstreams:
             )
             for name, url in settings.service_urls().items()
         }
+        # The hot path: see gateway/upstream_http.py for why not httpx there.
+        self.pools: dict[str, KeepAlivePool] = {
+            name: KeepAlivePool(
+                url,
+                connections_max=settings.upstream_connections_max,
+                timeout_seconds=settings.upstream_timeout_seconds,
+                response_bytes_max=settings.upstream_response_bytes_max,
+            )
+            for name, url in settings.service_urls().items()
+        }
 
     async def close(self) -> None:
         await asyncio.gather(*(client.aclose() for client in self.clients.values()), return_exceptions=True)
+        await asyncio.gather(*(pool.close() for pool in self.pools.values()), return_exceptions=True)
 
     async def forward(
         self,
@@ -95,7 +115,11 @@ class Upstreams:
         identity: ForwardedIdentity | None,
         client_ip: str | None,
     ) -> UpstreamResponse:
-        """`identity` None only for passthrough paths (channel notifications): nothing vouched for."""
+        """`identity` None only for passthrough paths (channel notifications): nothing vouched for.
+
+        `path_and_query` goes on the request line byte for byte as the client sent it (the string its
+        signature covered), without re-encoding.
+        """
         out = {name: value for name, value in headers.items() if name.lower() in FORWARDED_REQUEST_HEADERS}
         if identity is not None:
             out[IDENTITY_HEADER] = identity.token
@@ -104,40 +128,45 @@ class Upstreams:
                 out[DEV_MERCHANT_HEADER] = identity.merchant_id
         if client_ip:
             out["X-Forwarded-For"] = client_ip
-        client = self.clients[service]
+        trace_id = current_trace_id()
+        if trace_id:
+            out[TRACE_HEADER] = trace_id
+        method = method.upper()
         try:
-            if method.upper() in READ_METHODS:
-                response = await self._send_read(client, method, path_and_query, out, body)
+            if method in READ_METHODS:
+                reply = await self._send_read(service, method, path_and_query, out, body)
             else:
-                response = await self._send_write(client, method, path_and_query, out, body)
-        except httpx.TimeoutException as exc:
+                reply = await self._send_write(service, method, path_and_query, out, body)
+        except (httpx.TimeoutException, UpstreamTimeoutError) as exc:
             raise Problem(UPSTREAM_TIMEOUT, f"{service} did not answer in time") from exc
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, UpstreamTransportError) as exc:
             raise Problem(UPSTREAM_UNAVAILABLE, f"{service} is unavailable") from exc
-        kept = {k: v for k, v in response.headers.items() if k.lower() not in DROPPED_RESPONSE_HEADERS}
-        return UpstreamResponse(response.status_code, kept, response.content)
+        kept = {k: v for k, v in reply.headers if k.lower() not in DROPPED_RESPONSE_HEADERS}
+        return UpstreamResponse(reply.status, kept, reply.body)
 
     async def _send_read(
-        self, client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], body: bytes
-    ) -> httpx.Response:
-        """The first attempt plainly (the common case, without the retry machinery's cost), then the
-        library's bounded retries with backoff on transport errors and 502/503/504."""
+        self, service: str, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> UpstreamReply:
+        """The first attempt on the lean pool (the common case), then the library's bounded retries with
+        backoff on transport errors, timeouts and 502/503/504."""
         try:
-            response = await client.request(method, url, headers=headers, content=body)
-            if response.status_code not in RETRYABLE_STATUS:
-                return response
-        except httpx.TransportError:
+            reply = await self.pools[service].request(method, url, headers.items(), body)
+            if reply.status not in RETRYABLE_STATUS:
+                return reply
+        except UpstreamTransportError:
             pass
-        return await request_with_retries(client, method, url, headers=headers, content=body)
+        response = await request_with_retries(self.clients[service], method, url, headers=headers, content=body)
+        return UpstreamReply(response.status_code, list(response.headers.items()), response.content)
 
     async def _send_write(
-        self, client: httpx.AsyncClient, method: str, url: str, headers: dict[str, str], body: bytes
-    ) -> httpx.Response:
+        self, service: str, method: str, url: str, headers: dict[str, str], body: bytes
+    ) -> UpstreamReply:
+        """Sent again only when no connection could be opened (nothing reached the service)."""
         attempt = 0
         while True:
             try:
-                return await client.request(method, url, headers=headers, content=body)
-            except httpx.ConnectError:
+                return await self.pools[service].request(method, url, headers.items(), body)
+            except UpstreamConnectError:
                 attempt += 1
                 if attempt > self.settings.upstream_connect_retries_max:
                     raise

@@ -1,0 +1,98 @@
+"""The gateway's keep-alive upstream pool against a real uvicorn server over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from gateway.tests.integration.servers import ThreadServer
+from gateway.upstream_http import KeepAlivePool, UpstreamConnectError, UpstreamTimeoutError, UpstreamTransportError
+
+DEAD_URL = "http://127.0.0.1:9"
+peers: set[tuple[str, int]] = set()
+
+
+async def echo(request: Request) -> Response:
+    assert request.client is not None
+    peers.add((request.client.host, request.client.port))
+    body = await request.body()
+    return Response(
+        f"{request.method} {request.scope['raw_path'].decode()}?{request.scope['query_string'].decode()} "
+        f"{request.headers.get('x-test', '')} {len(body)}",
+        headers={"X-Echo": "1"},
+    )
+
+
+async def chunked(request: Request) -> StreamingResponse:
+    async def parts() -> AsyncIterator[bytes]:
+        for part in (b"one,", b"two,", b"three"):
+            yield part
+
+    return StreamingResponse(parts(), media_type="text/plain")
+
+
+async def slow(request: Request) -> Response:
+    await asyncio.sleep(2)
+    return Response("late")
+
+
+async def big(request: Request) -> Response:
+    return Response(b"x" * 200_000)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ThreadServer]:
+    routes = [
+        Route("/echo/{rest:path}", echo, methods=["GET", "HEAD", "POST", "DELETE"]),
+        Route("/chunked", chunked),
+        Route("/slow", slow),
+        Route("/big", big),
+    ]
+    running = ThreadServer(Starlette(routes=routes)).start()
+    yield running
+    running.stop()
+
+
+def pool(url: str, *, timeout_seconds: float = 5.0) -> KeepAlivePool:
+    return KeepAlivePool(url, connections_max=4, timeout_seconds=timeout_seconds, response_bytes_max=100_000)
+
+
+async def test_requests_go_out_byte_for_byte_and_connections_are_reused(server: ThreadServer) -> None:
+    upstream = pool(server.base_url)
+    peers.clear()
+    target = "/echo/a%2Fb%20c?x=1&y=%C3%A9"
+    posted = await upstream.request("POST", target, [("X-Test", "hi")], b'{"a": 1}')
+    assert posted.status == 200 and ("x-echo", "1") in posted.headers
+    assert posted.body == b"POST /echo/a%2Fb%20c?x=1&y=%C3%A9 hi 8"
+    for _ in range(3):
+        read = await upstream.request("GET", target, [], b"")
+        assert read.body == b"GET /echo/a%2Fb%20c?x=1&y=%C3%A9  0"
+    assert len(peers) == 1  # four exchanges, one keep-alive connection
+    head = await upstream.request("HEAD", target, [], b"")
+    assert head.status == 200 and head.body == b""
+    await upstream.close()
+
+
+async def test_chunked_bodies_are_read_whole(server: ThreadServer) -> None:
+    upstream = pool(server.base_url)
+    reply = await upstream.request("GET", "/chunked", [], b"")
+    assert reply.body == b"one,two,three"
+    assert ("transfer-encoding", "chunked") in reply.headers
+    await upstream.close()
+
+
+async def test_failures_are_told_apart(server: ThreadServer) -> None:
+    with pytest.raises(UpstreamConnectError):
+        await pool(DEAD_URL).request("POST", "/v1/payments", [], b"{}")
+    with pytest.raises(UpstreamTimeoutError):
+        await pool(server.base_url, timeout_seconds=0.2).request("GET", "/slow", [], b"")
+    with pytest.raises(UpstreamTransportError, match="over 100000 bytes"):
+        await pool(server.base_url).request("GET", "/big", [], b"")
+    with pytest.raises(UpstreamTransportError):  # h11 refuses to write a header that could split the request
+        await pool(server.base_url).request("GET", "/echo/x", [("X-Test", "a\r\nX-Evil: 1")], b"")

@@ -6,24 +6,31 @@ from fastapi import FastAPI
 
 from libs.common.web import Runtime, create_service_app
 from services.settlement import worker
-from services.settlement.api.routes import admin, cycles, merchant, reconciliation
+from services.settlement.api.routes import admin, cycles, merchant, payouts, reconciliation
 from services.settlement.config import Settings
+from services.settlement.flows.bank import BankClient
 from services.settlement.flows.cashier import CashierClient
 from services.settlement.flows.ledger import LedgerClient
+from services.settlement.flows.payouts import Payouts
 
 
 def create_app(settings: Settings) -> FastAPI:
     async def on_startup(runtime: Runtime) -> None:
         ledger = LedgerClient.build(settings.ledger_url, runtime.uow, timeout_seconds=settings.http_timeout_seconds)
         cashier = CashierClient.build(settings.cashier_url, timeout_seconds=settings.http_timeout_seconds)
+        bank = BankClient.build(
+            settings.bank_url, settings.bank_client_id, settings.bank_secret.get_secret_value(),
+            timeout_seconds=settings.http_timeout_seconds, skew_seconds_max=settings.bank_signature_skew_seconds_max,
+        )  # fmt: skip
         runtime.extras["ledger"] = ledger
         runtime.extras["cashier"] = cashier
-        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose])
+        runtime.extras["payouts"] = Payouts(runtime.uow, ledger, bank, settings)
+        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose, bank.aclose])
 
     return create_service_app(
         settings,
         title="Juhe settlement",
-        routers=[admin.router, reconciliation.router, cycles.router, merchant.router],
+        routers=[admin.router, reconciliation.router, cycles.router, merchant.router, payouts.router],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=on_startup,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from libs.common.settings import ServiceSettings, service_settings_config
 
 
@@ -24,5 +26,15 @@ class Settings(ServiceSettings):
     split_lease_seconds: float = 30.0
     settlement_interval_seconds: float = 60.0
     settlement_holders_per_run_max: int = 1000
+    # The bank that executes payouts (sandboxes/bank protocol) and where it sends its callbacks.
+    bank_url: str = "http://127.0.0.1:8104"
+    bank_client_id: str = ""
+    bank_secret: SecretStr = SecretStr("")
+    bank_signature_skew_seconds_max: int = 300
+    public_base_url: str = "http://127.0.0.1:8004"
+    payout_interval_seconds: float = 2.0
+    payout_poll_seconds: float = 30.0
+    payout_batch_max: int = 100
+    payout_attempts_max: int = 50
     reconciliation_insert_batch_max: int = 1000
     page_size_max: int = 500

@@ -192,3 +192,28 @@ class StatementResponse(BaseModel):
     merchant_id: str
     balances: dict[str, dict[str, int]]  # currency -> settled_minor, settling_minor, pending_minor
     batches: list[BatchResponse]
+
+
+class PayoutCreateRequest(BaseModel):
+    amount_minor: StrictInt = Field(gt=0, le=2**63 - 1)
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    account_no: str = Field(min_length=4, max_length=34, pattern=r"^[0-9A-Za-z]+$")
+    account_name: str = Field(min_length=1, max_length=128)
+    idempotency_key: str = Field(min_length=1, max_length=128)
+
+
+class PayoutResponse(BaseModel):
+    payout_id: str
+    holder_id: str
+    amount_minor: int
+    currency: str
+    account_no: str
+    account_name: str
+    status: str
+    failure_code: str | None
+    bank_ref: str | None
+    bank_status: str | None
+    instruction_transfer_id: str | None
+    outcome_transfer_id: str | None
+    created_at: datetime
+    finished_at: datetime | None

@@ -16,6 +16,12 @@ RECONCILIATION_NOT_FOUND = ErrorSpec("reconciliation_not_found", 404, "No such r
 BILL_UNAVAILABLE = ErrorSpec("bill_unavailable", 502, "The channel bill could not be fetched", retryable=True)
 INVALID_CYCLE = ErrorSpec("invalid_cycle", 422, "The settlement cycle is not valid")
 BATCH_NOT_FOUND = ErrorSpec("batch_not_found", 404, "No such settlement batch")
+PAYOUT_EXCEEDS_SETTLED_BALANCE = ErrorSpec(
+    "payout_exceeds_settled_balance", 422, "The payout is larger than the merchant's settled balance"
+)
+PAYOUT_NOT_FOUND = ErrorSpec("payout_not_found", 404, "No such payout")
+INVALID_SIGNATURE = ErrorSpec("invalid_signature", 401, "The message signature could not be verified")
+BANK_UNAVAILABLE = ErrorSpec("bank_unavailable", 503, "The bank did not answer", retryable=True)
 LEDGER_UNAVAILABLE = ErrorSpec("ledger_unavailable", 503, "The ledger did not answer", retryable=True)
 
 ERRORS: tuple[ErrorSpec, ...] = (
@@ -31,5 +37,9 @@ ERRORS: tuple[ErrorSpec, ...] = (
     BILL_UNAVAILABLE,
     INVALID_CYCLE,
     BATCH_NOT_FOUND,
+    PAYOUT_EXCEEDS_SETTLED_BALANCE,
+    PAYOUT_NOT_FOUND,
+    INVALID_SIGNATURE,
+    BANK_UNAVAILABLE,
     LEDGER_UNAVAILABLE,
 )

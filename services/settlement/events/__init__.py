@@ -5,6 +5,7 @@ from __future__ import annotations
 SPLITS_TOPIC = "settlement.splits"
 PAYOUTS_TOPIC = "settlement.payouts"
 SPLIT_POSTED = "split.posted"
+PAYOUT_FINISHED = "payout.finished"
 
 # Consumed
 LEDGER_ACCOUNTS_TOPIC = "ledger.accounts"

@@ -28,7 +28,9 @@ ACCOUNT_CODES = {
     "merchant_payable": "2203",
     "platform_fee_income": "4101",
     "escrow_bank": "1102",
+    "channel_clearing": "1101",
 }
+NO_OVERDRAFT_KINDS = frozenset({"merchant_settled", "merchant_payable"})
 
 
 class LedgerRefused(Exception):
@@ -91,7 +93,8 @@ class LedgerClient:
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        flags = {"debits_must_not_exceed_credits": kind in ("merchant_settled", "merchant_payable")}
+        flags = {"debits_must_not_exceed_credits": kind in NO_OVERDRAFT_KINDS,
+                 "credits_must_not_exceed_debits": kind == "escrow_bank"}  # fmt: skip
         opened = await self._call(
             "POST", "/v1/accounts",
             json={"holder_id": holder_id, "currency": currency, "kind": kind, "code": ACCOUNT_CODES[kind],

@@ -248,3 +248,35 @@ settlement_batches = Table(
     Column("posted_at", DateTime(timezone=True)),
     UniqueConstraint("holder_id", "currency", "cycle_date", name="settlement_batches_one_per_day"),
 )
+
+# --- payouts (migration 0005) ---
+
+# Payouts (划付) of settled funds to a merchant's bank account: `pending → succeeded | failed`.
+# `instruction_transfer_id` is the §3.6 instruction (2202 → 2203); `submitted_at` when the bank accepted
+# it (payout_no = payout_id, idempotent at the bank); `outcome_transfer_id` the paid/failed posting.
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("payout_id", Text, primary_key=True),
+    Column("holder_id", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    Column("request_hash", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("account_no", Text, nullable=False),
+    Column("account_name", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending | succeeded | failed
+    Column("instruction_transfer_id", Text),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("bank_ref", Text),
+    Column("bank_status", Text),
+    Column("failure_code", Text),
+    Column("outcome_transfer_id", Text),
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("holder_id", "idempotency_key", name="payouts_holder_key"),
+    Index("payouts_due", "status", "next_attempt_at"),
+)

@@ -1,0 +1,223 @@
+"""Payouts (划付): merchant request → ledger instruction → bank → outcome posted (docs/ledger.md §3.6).
+
+Every step is safe to repeat: the ledger keys `po_…`, `po_…:paid`, `po_…:failed` make each posting
+happen once, the bank is idempotent by payout_no (= payout id), and the final status is a
+compare-and-set, so a bank callback racing our own status query changes things once. The merchant's
+settled account (2202) refuses to go below zero in the ledger itself, so two concurrent requests can
+never pay out more than was settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from libs.common.db import UnitOfWork
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
+from libs.common.ids import new_id
+from libs.common.logging import get_logger
+from libs.common.web import Runtime
+from services.settlement.config import Settings
+from services.settlement.domain.errors import LEDGER_UNAVAILABLE, PAYOUT_EXCEEDS_SETTLED_BALANCE
+from services.settlement.events import PAYOUT_FINISHED, PAYOUTS_TOPIC
+from services.settlement.flows.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
+from services.settlement.flows.ledger import LedgerClient, LedgerRefused
+from services.settlement.store import payouts as store
+
+log = get_logger("juhe.settlement.payouts")
+OVERDRAFT_CODES = frozenset({"insufficient_funds"})
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutDraft:
+    amount_minor: int
+    currency: str
+    account_no: str
+    account_name: str
+    idempotency_key: str
+
+    def request_hash(self) -> str:
+        body = {"amount_minor": self.amount_minor, "currency": self.currency, "account_no": self.account_no,
+                "account_name": self.account_name}  # fmt: skip
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Payouts:
+    uow: UnitOfWork
+    ledger: LedgerClient
+    bank: BankClient
+    settings: Settings
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def request(self, holder_id: str, draft: PayoutDraft) -> tuple[dict[str, Any], bool]:
+        """Create a payout of settled funds; (payout, created). Refused (422) above the settled balance."""
+        settled = await self.ledger.account_id(holder_id, "merchant_settled", draft.currency)
+        available = int((await self.ledger.balance(settled))["balances"]["available_balance_minor"])
+        async with self.uow.begin() as tx:
+            row, created = await store.insert_payout(tx.conn, {
+                "payout_id": new_id("po"), "holder_id": holder_id, "idempotency_key": draft.idempotency_key,
+                "request_hash": draft.request_hash(), "amount_minor": draft.amount_minor, "currency": draft.currency,
+                "account_no": draft.account_no, "account_name": draft.account_name, "status": "pending",
+            })  # fmt: skip
+            if not created and row["request_hash"] != draft.request_hash():
+                raise Problem(IDEMPOTENCY_KEY_REUSED, "idempotency_key was used for another payout")
+            if created and draft.amount_minor > available:
+                raise Problem(PAYOUT_EXCEEDS_SETTLED_BALANCE,  # rolls the row back: nothing is recorded
+                              f"payout {draft.amount_minor} > settled balance {available}",
+                              available_minor=available)  # fmt: skip
+        if not created:
+            return dict(row), False
+        await self._instruct(dict(row), raise_refusal=True)
+        await self.step(row["payout_id"])
+        return await self.read(row["payout_id"]), True
+
+    async def read(self, payout_id: str, holder_id: str | None = None) -> dict[str, Any]:
+        async with self.uow.read() as conn:
+            row = await store.get_payout(conn, payout_id, holder_id)
+        return dict(row) if row is not None else {}
+
+    async def _instruct(self, payout: dict[str, Any], *, raise_refusal: bool = False) -> bool:
+        """§3.6 instruction: Dr 2202 merchant_settled, Cr 2203 merchant_payable. A refusal for lack of
+        settled funds (a concurrent payout got there first) fails the payout, nothing moved."""
+        holder, currency, amount = payout["holder_id"], payout["currency"], int(payout["amount_minor"])
+        try:
+            settled = await self.ledger.account_id(holder, "merchant_settled", currency)
+            payable = await self.ledger.account_id(holder, "merchant_payable", currency)
+            transfer = await self.ledger.post_transfer(
+                idempotency_key=payout["payout_id"], reference=payout["payout_id"], metadata={"kind": "payout"},
+                postings=[{"account_id": settled, "direction": "debit", "amount_minor": amount, "currency": currency},
+                          {"account_id": payable, "direction": "credit", "amount_minor": amount, "currency": currency}],
+            )  # fmt: skip
+        except LedgerRefused as exc:
+            if exc.code not in OVERDRAFT_CODES:
+                raise
+            async with self.uow.begin() as tx:
+                await store.finish(
+                    tx.conn,
+                    payout["payout_id"],
+                    status="failed",
+                    failure_code="insufficient_settled_balance",
+                    outcome_transfer_id=None,
+                    bank_status=None,
+                    now=self.now(),
+                )
+            if raise_refusal:
+                raise Problem(PAYOUT_EXCEEDS_SETTLED_BALANCE, "the settled balance no longer covers this payout",
+                              payout_id=payout["payout_id"]) from exc  # fmt: skip
+            return False
+        async with self.uow.begin() as tx:
+            await store.mark_instructed(tx.conn, payout["payout_id"], str(transfer["id"]))
+        payout["instruction_transfer_id"] = str(transfer["id"])
+        return True
+
+    async def step(self, payout_id: str) -> None:
+        """Move one pending payout as far as it can go now; errors leave it pending for the next round."""
+        payout = await self.read(payout_id)
+        if payout.get("status") != "pending":
+            return
+        try:
+            if payout["instruction_transfer_id"] is None and not await self._instruct(payout):
+                return
+            if payout["submitted_at"] is None:
+                answer = await self.bank.submit({
+                    "payout_no": payout_id, "amount_minor": int(payout["amount_minor"]), "currency": payout["currency"],
+                    "account_no": payout["account_no"], "account_name": payout["account_name"],
+                    "notify_url": f"{self.settings.public_base_url.rstrip('/')}/v1/bank/notify",
+                })  # fmt: skip
+                async with self.uow.begin() as tx:
+                    await store.mark_submitted(
+                        tx.conn,
+                        payout_id,
+                        answer["bank_ref"],
+                        answer["status"],
+                        self.now(),
+                        self.now() + timedelta(seconds=self.settings.payout_poll_seconds),
+                    )
+            else:
+                answer = await self.bank.query(payout_id)
+            if answer["status"] in FINAL_STATUSES:
+                await self.apply_outcome(payout_id, answer["status"], answer.get("failure_code"))
+        except BankRefused as exc:
+            if exc.code == "PARAM_ERROR":  # the bank will never take this request: undo the instruction
+                await self.apply_outcome(payout_id, "FAILED", "bank_rejected_request")
+            else:
+                await self._later(payout_id, exc)
+        except (BankUnavailable, LedgerRefused, Problem) as exc:
+            await self._later(payout_id, exc)
+
+    async def _later(self, payout_id: str, exc: Exception) -> None:
+        async with self.uow.begin() as tx:
+            await store.retry_later(
+                tx.conn, payout_id, repr(exc), self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
+            )
+        log.warning("payout step deferred", payout_id=payout_id, error=repr(exc))
+
+    async def apply_outcome(self, payout_id: str, bank_status: str, failure_code: str | None) -> bool:
+        """Post the bank's final answer (§3.6) and close the payout; a repeat changes nothing."""
+        payout = await self.read(payout_id)
+        if payout.get("status") != "pending" or payout.get("instruction_transfer_id") is None:
+            return False
+        holder, currency, amount = payout["holder_id"], payout["currency"], int(payout["amount_minor"])
+        payable = await self.ledger.account_id(holder, "merchant_payable", currency)
+        if bank_status == "SUCCEEDED":
+            escrow = await self.ledger.account_id("platform", "escrow_bank", currency)
+            transfer = await self.ledger.post_transfer(
+                idempotency_key=f"{payout_id}:paid", reference=payout_id, metadata={"kind": "payout_paid"},
+                postings=[{"account_id": payable, "direction": "debit", "amount_minor": amount, "currency": currency},
+                          {"account_id": escrow, "direction": "credit", "amount_minor": amount, "currency": currency}],
+            )  # fmt: skip
+        else:
+            settled = await self.ledger.account_id(holder, "merchant_settled", currency)
+            transfer = await self.ledger.post_transfer(
+                idempotency_key=f"{payout_id}:failed", reference=payout_id, metadata={"kind": "payout_failed"},
+                corrects_transfer_id=payout["instruction_transfer_id"],
+                postings=[{"account_id": payable, "direction": "debit", "amount_minor": amount, "currency": currency},
+                          {"account_id": settled, "direction": "credit", "amount_minor": amount, "currency": currency}],
+            )  # fmt: skip
+        status = "succeeded" if bank_status == "SUCCEEDED" else "failed"
+        async with self.uow.begin() as tx:
+            changed = await store.finish(tx.conn, payout_id, status=status, failure_code=failure_code,
+                                         outcome_transfer_id=str(transfer["id"]), bank_status=bank_status,
+                                         now=self.now())  # fmt: skip
+            if changed:
+                tx.publish(topic=PAYOUTS_TOPIC, type=PAYOUT_FINISHED, subject=payout_id, data={
+                    "payout_id": payout_id, "holder_id": holder, "status": status, "amount_minor": amount,
+                    "currency": currency, "failure_code": failure_code, "ledger_transfer_id": str(transfer["id"]),
+                })  # fmt: skip
+        return changed
+
+    async def round(self) -> int:
+        """One worker round over due pending payouts; returns how many were looked at."""
+        now = self.now()
+        async with self.uow.begin() as tx:
+            due = await store.claim_due(
+                tx.conn,
+                now=now,
+                limit=self.settings.payout_batch_max,
+                lease_until=now + timedelta(seconds=self.settings.payout_poll_seconds),
+            )
+        for payout in due:
+            await self.step(payout["payout_id"])
+        return len(due)
+
+
+async def payout_loop(runtime: Runtime) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    payouts: Payouts = runtime.extras["payouts"]
+    while True:
+        try:
+            await payouts.round()
+        except Exception:
+            log.exception("payout round failed")
+        await asyncio.sleep(settings.payout_interval_seconds)
+
+
+__all__ = ["LEDGER_UNAVAILABLE", "PayoutDraft", "Payouts", "payout_loop"]

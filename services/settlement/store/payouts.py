@@ -1,0 +1,88 @@
+"""Payout rows (SQLAlchemy Core on a given connection). Every status change is a compare-and-set."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.settlement.store.tables import payouts
+
+
+async def insert_payout(conn: AsyncConnection, values: dict[str, Any]) -> tuple[RowMapping, bool]:
+    """(row, created): an existing (holder, idempotency_key) returns the stored payout."""
+    inserted = (await conn.execute(
+        insert(payouts).values(**values).on_conflict_do_nothing(constraint="payouts_holder_key").returning(payouts)
+    )).mappings().first()  # fmt: skip
+    if inserted is not None:
+        return inserted, True
+    existing = (await conn.execute(
+        select(payouts).where(payouts.c.holder_id == values["holder_id"],
+                              payouts.c.idempotency_key == values["idempotency_key"])
+    )).mappings().one()  # fmt: skip
+    return existing, False
+
+
+async def get_payout(conn: AsyncConnection, payout_id: str, holder_id: str | None = None) -> RowMapping | None:
+    query = select(payouts).where(payouts.c.payout_id == payout_id)
+    if holder_id is not None:
+        query = query.where(payouts.c.holder_id == holder_id)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def mark_instructed(conn: AsyncConnection, payout_id: str, transfer_id: str) -> None:
+    await conn.execute(
+        update(payouts)
+        .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending",
+               payouts.c.instruction_transfer_id.is_(None))
+        .values(instruction_transfer_id=transfer_id)
+    )  # fmt: skip
+
+
+async def mark_submitted(conn: AsyncConnection, payout_id: str, bank_ref: str, bank_status: str, now: datetime,
+                         next_poll_at: datetime) -> None:  # fmt: skip
+    await conn.execute(
+        update(payouts)
+        .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending", payouts.c.submitted_at.is_(None))
+        .values(submitted_at=now, bank_ref=bank_ref, bank_status=bank_status, next_attempt_at=next_poll_at)
+    )
+
+
+async def finish(conn: AsyncConnection, payout_id: str, *, status: str, failure_code: str | None,
+                 outcome_transfer_id: str | None, bank_status: str | None, now: datetime) -> bool:  # fmt: skip
+    """pending → succeeded | failed, once."""
+    result = await conn.execute(
+        update(payouts)
+        .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending")
+        .values(status=status, failure_code=failure_code, outcome_transfer_id=outcome_transfer_id,
+                bank_status=bank_status, finished_at=now)
+    )  # fmt: skip
+    return bool(result.rowcount)
+
+
+async def retry_later(conn: AsyncConnection, payout_id: str, error: str, next_attempt_at: datetime) -> None:
+    await conn.execute(
+        update(payouts)
+        .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending")
+        .values(last_error=error[:500], next_attempt_at=next_attempt_at, attempt_count=payouts.c.attempt_count + 1)
+    )
+
+
+async def claim_due(conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int) -> list[RowMapping]:
+    """Lease due pending payouts (SKIP LOCKED: replicas share them)."""
+    due = (
+        select(payouts.c.payout_id)
+        .where(payouts.c.status == "pending", or_(payouts.c.next_attempt_at <= now))
+        .order_by(payouts.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = await conn.execute(
+        update(payouts).where(payouts.c.payout_id.in_(due)).values(next_attempt_at=lease_until).returning(payouts)
+    )
+    return list(rows.mappings())

@@ -1,0 +1,210 @@
+"""Payouts end to end: real ledger process, real bank sandbox (signed protocol, callbacks), settlement
+served by uvicorn so the bank can call it back. Every outcome posted per §3.6; the ledger verifies."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from libs.common.embedded import free_port
+from sandboxes.common.testing import SandboxProcess
+from services.settlement.app import create_app
+from services.settlement.flows.ledger import LedgerClient
+from services.settlement.flows.payouts import Payouts
+
+GOOD = {"account_no": "6222000011112222", "account_name": "Shop P"}
+HEADERS = {"X-Juhe-Merchant-Id": "mch_p"}
+WAIT_SECONDS_MAX = 15.0
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    env = {
+        "JUHE_DATA_DIR": str(tmp_path_factory.mktemp("bank")),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_BANK_PROCESS_SECONDS": "0.1",
+    }
+    with SandboxProcess("sandboxes.bank", port_env="JUHE_SANDBOX_BANK_PORT", env=env) as process:
+        for account in (
+            GOOD,
+            {"account_no": "6222000033334444", "account_name": "Shop P", "status": "closed"},
+            {"account_no": "6222000055556666", "account_name": "Shop P", "mode": "timeout"},
+        ):
+            httpx.post(process.base_url + "/control/accounts", json=account).raise_for_status()
+        yield process
+
+
+@dataclass
+class Env:
+    client: httpx.AsyncClient
+    payouts: Payouts
+    ledger: LedgerClient
+    ledger_db: str
+    bank: SandboxProcess
+    client_id: str
+
+    async def balance(self, holder: str, kind: str) -> int:
+        account = await self.ledger.account_id(holder, kind, "CNY")
+        return int((await self.ledger.balance(account))["balances"]["posted_balance_minor"])
+
+    async def wait_status(self, payout_id: str, status: str) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS_MAX
+        while True:
+            row = (await self.client.get(f"/v1/merchant/payouts/{payout_id}", headers=HEADERS)).json()
+            if row["status"] == status:
+                return dict(row)
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"payout {payout_id} is {row['status']}, wanted {status}")
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def env(
+    bank: SandboxProcess, migrated_database: Any, service_processes: Any, service_settings: Any, juhe_infra: Any
+) -> AsyncIterator[Env]:
+    ledger_db = await migrated_database("ledger")
+    ledger = service_processes(
+        "ledger", {"database_url": ledger_db, "kafka_bootstrap_servers": juhe_infra.bootstrap, "role": "api"}
+    )
+    async with httpx.AsyncClient() as plain:
+        creds = (await plain.post(bank.base_url + "/control/clients", json={})).json()
+    port = free_port()
+    settings = service_settings(
+        "settlement",
+        database_url=await migrated_database("settlement"),
+        ledger_url=ledger.base_url,
+        role="api",
+        port=port,
+        bank_url=bank.base_url,
+        bank_client_id=creds["client_id"],
+        bank_secret=creds["secret"],
+        public_base_url=f"http://127.0.0.1:{port}",
+        payout_poll_seconds=0.0,
+    )
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None))
+    task = asyncio.create_task(server.serve())
+    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS_MAX
+    while not server.started and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - uvicorn has no event
+        await asyncio.sleep(0.02)
+    assert server.started, "settlement did not start"
+    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    runtime = app.state.runtime
+    try:
+        env = Env(client, runtime.extras["payouts"], runtime.extras["ledger"], ledger_db, bank, creds["client_id"])
+        await fund(env)
+        yield env
+    finally:
+        await client.aclose()
+        server.should_exit = True
+        await task
+
+
+async def fund(env: Env) -> None:
+    """10,000 settled for mch_p (as a settlement batch would) and 10,000 in escrow (a channel settled)."""
+    ledger = env.ledger
+    pending = await ledger.account_id("mch_p", "merchant_pending", "CNY")
+    settled = await ledger.account_id("mch_p", "merchant_settled", "CNY")
+    escrow = await ledger.account_id("platform", "escrow_bank", "CNY")
+    clearing = await ledger.account_id("platform", "channel_clearing", "CNY")
+    for key, debit, credit in (("test:settle", pending, settled), ("test:channel", escrow, clearing)):
+        await ledger.post_transfer(
+            idempotency_key=key,
+            postings=[
+                {"account_id": debit, "direction": "debit", "amount_minor": 10_000, "currency": "CNY"},
+                {"account_id": credit, "direction": "credit", "amount_minor": 10_000, "currency": "CNY"},
+            ],
+        )
+
+
+def body(amount: int, key: str, account: dict[str, str] = GOOD) -> dict[str, Any]:
+    return {"amount_minor": amount, "currency": "CNY", "idempotency_key": key, **account}
+
+
+async def test_payouts_outcomes_posted_once(env: Env) -> None:
+    # above the settled balance: problem+json, nothing recorded
+    r = await env.client.post("/v1/merchant/payouts", json=body(10_001, "k0"), headers=HEADERS)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "payout_exceeds_settled_balance" and r.json()["available_minor"] == 10_000
+
+    # a good payout: instructed (2202 → 2203), the bank's signed callback settles it (2203 → escrow)
+    r = await env.client.post("/v1/merchant/payouts", json=body(3000, "k1"), headers=HEADERS)
+    assert r.status_code == 201, r.text
+    paid = r.json()
+    again = await env.client.post("/v1/merchant/payouts", json=body(3000, "k1"), headers=HEADERS)
+    assert again.status_code == 200 and again.json()["payout_id"] == paid["payout_id"]
+    other = await env.client.post("/v1/merchant/payouts", json=body(3001, "k1"), headers=HEADERS)
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    done = await env.wait_status(paid["payout_id"], "succeeded")  # by the callback: no worker runs here
+    assert done["bank_status"] == "SUCCEEDED" and done["outcome_transfer_id"]
+    assert await env.payouts.apply_outcome(paid["payout_id"], "SUCCEEDED", None) is False  # a repeat: no-op
+    assert await env.balance("mch_p", "merchant_settled") == 7000
+    assert await env.balance("mch_p", "merchant_payable") == 0
+    assert await env.balance("platform", "escrow_bank") == 7000
+
+    # a closed account: failed, the instruction is reversed (2203 → 2202)
+    r = await env.client.post(
+        "/v1/merchant/payouts", json=body(2000, "k2", {**GOOD, "account_no": "6222000033334444"}), headers=HEADERS
+    )
+    failed = await env.wait_status(r.json()["payout_id"], "failed")
+    assert failed["failure_code"] == "ACCOUNT_CLOSED"
+    assert await env.balance("mch_p", "merchant_settled") == 7000
+
+    # the bank does not decide (timeout): the payout stays pending with the money in 2203 until it does
+    r = await env.client.post(
+        "/v1/merchant/payouts", json=body(1000, "k3", {**GOOD, "account_no": "6222000055556666"}), headers=HEADERS
+    )
+    slow = r.json()["payout_id"]
+    await env.payouts.round()
+    assert (await env.client.get(f"/v1/merchant/payouts/{slow}", headers=HEADERS)).json()["status"] == "pending"
+    assert await env.balance("mch_p", "merchant_payable") == 1000
+    async with httpx.AsyncClient() as plain:  # the bank decides late; its callback brings the outcome
+        await plain.post(
+            f"{env.bank.base_url}/control/payouts/{env.client_id}/{slow}/complete",
+            json={"status": "FAILED", "failure_code": "BANK_REJECTED"},
+        )
+    await env.wait_status(slow, "failed")
+    await env.payouts.round()  # a poll after the callback: nothing more
+    assert await env.balance("mch_p", "merchant_settled") == 7000
+    assert await env.balance("mch_p", "merchant_payable") == 0
+
+    # another merchant cannot see it; a forged callback is refused
+    other_merchant = await env.client.get(f"/v1/merchant/payouts/{slow}", headers={"X-Juhe-Merchant-Id": "mch_x"})
+    assert other_merchant.status_code == 404 and other_merchant.json()["code"] == "payout_not_found"
+    forged = await env.client.post(
+        "/v1/bank/notify", json={"payout_no": slow, "status": "SUCCEEDED"}, headers={"X-Bank-Signature": "t=1,v1=00"}
+    )
+    assert forged.status_code == 401 and forged.json()["code"] == "invalid_signature"
+    verify_ledger(env.ledger_db)
+
+
+async def test_concurrent_payouts_never_exceed_settled(env: Env) -> None:
+    results = await asyncio.gather(
+        *(env.client.post("/v1/merchant/payouts", json=body(4000, f"c{i}"), headers=HEADERS) for i in range(4))
+    )
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(201) == 2 and codes.count(422) == 2, [r.text for r in results]
+    for r in results:
+        if r.status_code == 201:
+            await env.wait_status(r.json()["payout_id"], "succeeded")
+    assert await env.balance("mch_p", "merchant_settled") == 2000
+    assert await env.balance("platform", "escrow_bank") == 2000
+    verify_ledger(env.ledger_db)
+
+
+def verify_ledger(database_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "services.ledger.verify", "--database-url", database_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -44,7 +44,6 @@ DEV_KEY_ID = "dev-header"
 IdentityKind = Literal["user", "platform", "merchant", "service"]
 
 
-
 @dataclass(frozen=True, slots=True)
 class Identity:
     """Who the gateway authenticated. Services scope every query by `merchant_id` when it is set."""

@@ -14,6 +14,7 @@ from services.settlement.events import (
     REFUND_EVENTS,
 )
 from services.settlement.events.consumers import on_account_opened, on_payment_event, on_refund_event
+from services.settlement.flows.escrow import auto_confirm_loop
 from services.settlement.flows.payouts import payout_loop
 from services.settlement.flows.settle import settlement_loop
 from services.settlement.flows.splits import split_loop
@@ -28,4 +29,4 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return [split_loop, settlement_loop, payout_loop]
+    return [split_loop, auto_confirm_loop, settlement_loop, payout_loop]

@@ -33,6 +33,8 @@ class SplitRuleUpsertRequest(BaseModel):
     business_line: str = Field(default="", max_length=64)
     shares: list[ShareSchema] = Field(max_length=50)
     remainder_receiver_id: str = Field(pattern=ID_PATTERN)
+    mode: Literal["realtime", "escrow"] = "realtime"
+    auto_confirm_seconds: StrictInt | None = Field(default=None, ge=0, le=90 * 86_400, description="escrow only")
 
 
 class SplitRuleResponse(BaseModel):
@@ -42,6 +44,8 @@ class SplitRuleResponse(BaseModel):
     shares: list[ShareSchema]
     remainder_receiver_id: str
     version: int
+    mode: str
+    auto_confirm_seconds: int | None
 
 
 class FeeRateUpsertRequest(BaseModel):
@@ -56,6 +60,9 @@ class FeeRateResponse(BaseModel):
 class SplitResponse(BaseModel):
     split_id: str
     kind: str
+    mode: str
+    confirm_deadline: datetime | None
+    confirmed_by: str | None
     payment_id: str
     refund_id: str | None
     base_minor: int

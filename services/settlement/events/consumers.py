@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -114,24 +114,36 @@ async def _split_entries(tx: Tx, split_id: str, payment: Any, allocations: dict[
     await cycles.add_entries(tx.conn, entries)
 
 
-async def _create_split(tx: Tx, payment: Any, base: int, due: date) -> None:
-    """Real-time split of what the merchant keeps (gross − platform fee, the 2201 credit of §3.1)."""
+async def _create_split(tx: Tx, payment: Any, base: int, due: date, *, offset_minor: int = 0,
+                        source_key: str | None = None, deadline: datetime | None = None) -> None:  # fmt: skip
+    """Split what the merchant keeps (gross − platform fee, the 2201 credit of §3.1), by the merchant's rule:
+    at once (realtime), or as a ledger hold confirmed later (escrow: its entries are made at confirmation)."""
     rule = await records.split_rule(tx.conn, payment["merchant_id"], payment["business_line"])
-    if rule is None:
+    if rule is None or base <= 0:
         return
     math_rule = split_math.SplitRule(
         shares=tuple(split_math.Share(**share) for share in rule["shares"]),
         remainder_receiver_id=rule["remainder_receiver_id"],
     )
+    escrow = rule["mode"] == "escrow"
+    if escrow and deadline is None and rule["auto_confirm_seconds"] is not None:
+        deadline = payment["succeeded_at"] + timedelta(seconds=int(rule["auto_confirm_seconds"]))
     split_id = new_id("spl")
     allocations = split_math.allocate(base, math_rule)
     await records.insert_split(tx.conn, {
-        "split_id": split_id, "source_key": payment["payment_id"], "kind": "split",
+        "split_id": split_id, "source_key": source_key or payment["payment_id"], "kind": "split",
         "payment_id": payment["payment_id"], "merchant_id": payment["merchant_id"], "currency": payment["currency"],
-        "base_minor": base, "allocations": allocations,
-        "remainder_receiver_id": rule["remainder_receiver_id"], "status": "pending",
+        "base_minor": base, "allocations": allocations, "remainder_receiver_id": rule["remainder_receiver_id"],
+        "status": "pending", "mode": rule["mode"], "confirm_deadline": deadline if escrow else None,
+        "base_offset_minor": offset_minor,
     })  # fmt: skip
-    await _split_entries(tx, split_id, payment, allocations, 1, due, "split")
+    if not escrow:
+        await _split_entries(tx, split_id, payment, allocations, 1, due, "split")
+
+
+async def split_entries_on_confirm(tx: Tx, split: Any, payment: Any, due: date) -> None:
+    """An escrow split's moves count for settlement once it is confirmed (called in the confirming CAS tx)."""
+    await _split_entries(tx, split["split_id"], payment, dict(split["allocations"]), 1, due, "split")
 
 
 def split_base_refunded(payment: Any, refunded_minor: int) -> int:
@@ -168,10 +180,20 @@ async def on_refund_event(tx: Tx, event: Envelope) -> None:
     refund_entry = _entry(f"{data['refund_id']}:net", payment["merchant_id"], payment, -(base_after - base_before),
                           due, "refund", data["refund_id"])  # fmt: skip
     await cycles.add_entries(tx.conn, [refund_entry])
-    split = await records.split_of_payment(tx.conn, data["payment_id"])
+    split = await records.split_of_payment(tx.conn, data["payment_id"], for_update=True)
     if split is None:
         return
-    back = split_math.reversal(split["allocations"], split["remainder_receiver_id"], base_before, base_after)
+    if split["mode"] == "escrow" and split["status"] in ("pending", "held"):
+        # not confirmed yet: void the hold (§3.4) and hold again what is left of the split base
+        await records.move_split(tx.conn, split["split_id"], ("pending", "held"), "voiding")
+        remaining = int(payment["amount_minor"]) - int(payment["platform_fee_minor"] or 0) - base_after
+        await _create_split(tx, payment, remaining, due, offset_minor=base_after,
+                            source_key=f"{data['payment_id']}:{data['refund_id']}",
+                            deadline=split["confirm_deadline"])  # fmt: skip
+        return
+    offset = int(split["base_offset_minor"])
+    back = split_math.reversal(split["allocations"], split["remainder_receiver_id"], base_before - offset,
+                               base_after - offset)  # fmt: skip
     split_id = new_id("spl")
     await records.insert_split(tx.conn, {
         "split_id": split_id, "source_key": data["refund_id"], "kind": "reversal",

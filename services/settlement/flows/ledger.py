@@ -105,14 +105,34 @@ class LedgerClient:
 
     async def post_transfer(
         self, *, idempotency_key: str, postings: list[dict[str, Any]], reference: str | None = None,
-        metadata: dict[str, Any] | None = None, corrects_transfer_id: str | None = None,
+        metadata: dict[str, Any] | None = None, corrects_transfer_id: str | None = None, pending: bool = False,
     ) -> dict[str, Any]:  # fmt: skip
-        """Create a posted transfer; a repeat of the same key answers the original (200, replayed)."""
+        """Create a transfer (posted, or a hold with `pending`); a repeat of the same key answers the original."""
         body: dict[str, Any] = {"source": SOURCE, "idempotency_key": idempotency_key, "postings": postings,
-                                "reference": reference, "metadata": metadata or {}}  # fmt: skip
+                                "reference": reference, "metadata": metadata or {}, "pending": pending}  # fmt: skip
         if corrects_transfer_id:
             body["corrects_transfer_id"] = corrects_transfer_id
         return await self._call("POST", "/v1/transfers", json=body, headers={"Idempotency-Key": idempotency_key})
+
+    async def find_transfer(self, idempotency_key: str) -> dict[str, Any] | None:
+        """Settlement's transfer for a key, if the ledger has one (e.g. a hold whose answer we never stored)."""
+        try:
+            return await self._call(
+                "GET", "/v1/transfers", params={"source": SOURCE, "idempotency_key": idempotency_key}
+            )
+        except LedgerRefused as exc:
+            if exc.code == "transfer_not_found":
+                return None
+            raise
+
+    async def post_hold(self, transfer_id: str) -> dict[str, Any]:
+        """Post a hold in full; posting it again is a harmless replay in the ledger."""
+        return await self._call("POST", f"/v1/transfers/{transfer_id}/post", json={},
+                                headers={"Idempotency-Key": f"{transfer_id}:post"})  # fmt: skip
+
+    async def void_hold(self, transfer_id: str) -> dict[str, Any]:
+        return await self._call("POST", f"/v1/transfers/{transfer_id}/void", json={},
+                                headers={"Idempotency-Key": f"{transfer_id}:void"})  # fmt: skip
 
     async def balance(self, account_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/accounts/{account_id}")

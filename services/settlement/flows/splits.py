@@ -52,44 +52,73 @@ async def split_postings(uow: UnitOfWork, ledger: LedgerClient, split: Any) -> l
     ]  # fmt: skip
 
 
+async def process_split(uow: UnitOfWork, ledger: LedgerClient, settings: Settings, split: Any) -> bool:
+    """Take one split one step in the ledger; True when it reached a final ledger state this time.
+
+    realtime `pending` → one posted transfer → `posted`; escrow `pending` → a hold → `held`;
+    `confirming` → the hold posted → `posted`; `voiding` → the hold voided → `voided`."""
+    status, split_id = split["status"], split["split_id"]
+    try:
+        transfer_id: str | None = split["ledger_transfer_id"]
+        if status == "pending":
+            postings = await split_postings(uow, ledger, split)
+            if postings:
+                transfer = await ledger.post_transfer(
+                    idempotency_key=split_id,
+                    postings=postings,
+                    reference=split["refund_id"] or split["payment_id"],
+                    metadata={"kind": split["kind"], "payment_id": split["payment_id"]},
+                    pending=split["mode"] == "escrow",
+                )
+                transfer_id = str(transfer["id"])
+            to_status = "held" if split["mode"] == "escrow" and postings else "posted"
+        elif status == "confirming":
+            if transfer_id:
+                await ledger.post_hold(transfer_id)
+            to_status = "posted"
+        elif status == "voiding":
+            if not transfer_id:  # the hold may exist even though its answer was never stored here
+                found = await ledger.find_transfer(split_id)
+                transfer_id = str(found["id"]) if found else None
+            if transfer_id:
+                await ledger.void_hold(transfer_id)
+            to_status = "voided"
+        else:
+            return False
+    except (LedgerRefused, Problem, KeyError) as exc:
+        refused = isinstance(exc, LedgerRefused) and status == "pending"
+        failed = refused or split["attempt_count"] >= settings.split_attempts_max
+        backoff = settings.split_retry_base_seconds * 2 ** min(int(split["attempt_count"]), 10)
+        async with uow.begin() as tx:
+            retry_at = datetime.now(UTC) + timedelta(seconds=backoff)
+            await records.mark_split_retry(tx.conn, split_id, repr(exc), retry_at, failed=failed, status=status)
+        log.warning("split not moved", split_id=split_id, status=status, error=repr(exc), failed=failed)
+        return False
+    async with uow.begin() as tx:
+        moved = await records.mark_split_posted(tx.conn, split_id, transfer_id, datetime.now(UTC),
+                                                from_status=status, to_status=to_status)  # fmt: skip
+        if moved and to_status == "posted":
+            tx.publish(topic=SPLITS_TOPIC, type=SPLIT_POSTED, subject=split_id, data={
+                "split_id": split_id, "kind": split["kind"], "mode": split["mode"], "payment_id": split["payment_id"],
+                "refund_id": split["refund_id"], "merchant_id": split["merchant_id"], "currency": split["currency"],
+                "allocations": dict(split["allocations"]), "ledger_transfer_id": transfer_id,
+            })  # fmt: skip
+    return moved and to_status in ("posted", "voided")
+
+
 async def post_due_splits(uow: UnitOfWork, ledger: LedgerClient, settings: Settings) -> int:
-    """One round: lease due splits, post each, mark it. Returns how many were posted."""
+    """One round: lease due splits, move each one step. Returns how many reached posted/voided."""
     now = datetime.now(UTC)
     async with uow.begin() as tx:
         due = await records.claim_due_splits(
             tx.conn, now=now, lease_until=now + timedelta(seconds=settings.split_lease_seconds),
             limit=settings.split_batch_max,
         )  # fmt: skip
-    posted = 0
+    done = 0
     for split in due:
-        try:
-            postings = await split_postings(uow, ledger, split)
-            transfer_id: str | None = None
-            if postings:
-                transfer = await ledger.post_transfer(
-                    idempotency_key=split["split_id"],
-                    postings=postings,
-                    reference=split["refund_id"] or split["payment_id"],
-                    metadata={"kind": split["kind"], "payment_id": split["payment_id"]},
-                )
-                transfer_id = str(transfer["id"])
-        except (LedgerRefused, Problem, KeyError) as exc:
-            failed = isinstance(exc, LedgerRefused) or split["attempt_count"] >= settings.split_attempts_max
-            backoff = settings.split_retry_base_seconds * 2 ** min(int(split["attempt_count"]), 10)
-            async with uow.begin() as tx:
-                retry_at = datetime.now(UTC) + timedelta(seconds=backoff)
-                await records.mark_split_retry(tx.conn, split["split_id"], repr(exc), retry_at, failed=failed)
-            log.warning("split not posted", split_id=split["split_id"], error=repr(exc), failed=failed)
-            continue
-        async with uow.begin() as tx:
-            if await records.mark_split_posted(tx.conn, split["split_id"], transfer_id, datetime.now(UTC)):
-                posted += 1
-                tx.publish(topic=SPLITS_TOPIC, type=SPLIT_POSTED, subject=split["split_id"], data={
-                    "split_id": split["split_id"], "kind": split["kind"], "payment_id": split["payment_id"],
-                    "refund_id": split["refund_id"], "merchant_id": split["merchant_id"], "currency": split["currency"],
-                    "allocations": dict(split["allocations"]), "ledger_transfer_id": transfer_id,
-                })  # fmt: skip
-    return posted
+        if await process_split(uow, ledger, settings, split):
+            done += 1
+    return done
 
 
 async def split_loop(runtime: Runtime) -> None:

@@ -97,10 +97,45 @@ async def insert_split(conn: AsyncConnection, values: dict[str, Any]) -> bool:
     return bool(result.rowcount)
 
 
-async def split_of_payment(conn: AsyncConnection, payment_id: str) -> RowMapping | None:
-    return (await conn.execute(
-        select(split_executions).where(split_executions.c.source_key == payment_id)
-    )).mappings().first()  # fmt: skip
+async def split_of_payment(conn: AsyncConnection, payment_id: str, *, for_update: bool = False) -> RowMapping | None:
+    """The payment's live split: the realtime one, or the latest escrow one not voided."""
+    query = (
+        select(split_executions)
+        .where(split_executions.c.payment_id == payment_id, split_executions.c.kind == "split",
+               split_executions.c.status.not_in(("voiding", "voided")))
+        .order_by(split_executions.c.created_at.desc(), split_executions.c.split_id.desc())
+        .limit(1)
+    )  # fmt: skip
+    if for_update:
+        query = query.with_for_update()
+    return (await conn.execute(query)).mappings().first()
+
+
+async def get_split(conn: AsyncConnection, split_id: str) -> RowMapping | None:
+    return (
+        (await conn.execute(select(split_executions).where(split_executions.c.split_id == split_id))).mappings().first()
+    )
+
+
+async def move_split(conn: AsyncConnection, split_id: str, from_statuses: tuple[str, ...], to_status: str,
+                     **values: Any) -> bool:  # fmt: skip
+    """Compare-and-set of a split's status (escrow: held → confirming → posted, held → voiding → voided)."""
+    result = await conn.execute(
+        update(split_executions)
+        .where(split_executions.c.split_id == split_id, split_executions.c.status.in_(from_statuses))
+        .values(status=to_status, next_attempt_at=func.now(), **values)
+    )
+    return bool(result.rowcount)
+
+
+async def due_escrow_confirmations(conn: AsyncConnection, now: datetime, limit: int) -> list[str]:
+    rows = await conn.execute(
+        select(split_executions.c.payment_id)
+        .where(split_executions.c.status == "held", split_executions.c.confirm_deadline <= now)
+        .order_by(split_executions.c.confirm_deadline)
+        .limit(limit)
+    )
+    return [str(r) for r in rows.scalars()]
 
 
 async def splits_for_payment(conn: AsyncConnection, payment_id: str) -> list[RowMapping]:
@@ -118,7 +153,10 @@ async def claim_due_splits(
     """Lease due pending splits (SKIP LOCKED: replicas share the work; an expired lease is retaken)."""
     due = (
         select(split_executions.c.split_id)
-        .where(split_executions.c.status == "pending", split_executions.c.next_attempt_at <= now)
+        .where(
+            split_executions.c.status.in_(("pending", "confirming", "voiding")),
+            split_executions.c.next_attempt_at <= now,
+        )
         .order_by(split_executions.c.next_attempt_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -133,22 +171,29 @@ async def claim_due_splits(
     return list(rows.mappings())
 
 
-async def mark_split_posted(conn: AsyncConnection, split_id: str, transfer_id: str | None, now: datetime) -> bool:
+async def mark_split_posted(conn: AsyncConnection, split_id: str, transfer_id: str | None, now: datetime, *,
+                            from_status: str = "pending", to_status: str = "posted") -> bool:  # fmt: skip
     result = await conn.execute(
         update(split_executions)
-        .where(split_executions.c.split_id == split_id, split_executions.c.status == "pending")
-        .values(status="posted", ledger_transfer_id=transfer_id, posted_at=now, last_error=None)
+        .where(split_executions.c.split_id == split_id, split_executions.c.status == from_status)
+        .values(status=to_status, ledger_transfer_id=transfer_id, posted_at=now, last_error=None)
     )
     return bool(result.rowcount)
 
 
 async def mark_split_retry(
-    conn: AsyncConnection, split_id: str, error: str, next_attempt_at: datetime, *, failed: bool
+    conn: AsyncConnection,
+    split_id: str,
+    error: str,
+    next_attempt_at: datetime,
+    *,
+    failed: bool,
+    status: str = "pending",
 ) -> None:
     await conn.execute(
         update(split_executions)
-        .where(and_(split_executions.c.split_id == split_id, split_executions.c.status == "pending"))
-        .values(status="failed" if failed else "pending", last_error=error[:500], next_attempt_at=next_attempt_at)
+        .where(and_(split_executions.c.split_id == split_id, split_executions.c.status == status))
+        .values(status="failed" if failed else status, last_error=error[:500], next_attempt_at=next_attempt_at)
     )
 
 

@@ -65,6 +65,9 @@ split_rules = Table(
     Column("shares", JSONB, nullable=False),
     Column("remainder_receiver_id", Text, nullable=False),
     Column("version", BigInteger, nullable=False, server_default="1"),
+    # migration 0006: escrow (担保交易) holds the split until confirmed or the deadline passes
+    Column("mode", Text, nullable=False, server_default="realtime"),  # realtime | escrow
+    Column("auto_confirm_seconds", Integer),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("merchant_id", "business_line", name="split_rules_merchant_line"),
 )
@@ -147,7 +150,15 @@ split_executions = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("posted_at", DateTime(timezone=True)),
+    # migration 0006: escrow splits are a ledger hold (pending → held → confirming → posted, or → voiding →
+    # voided on a refund before confirmation); base_offset_minor = split base already refunded when created
+    Column("mode", Text, nullable=False, server_default="realtime"),
+    Column("confirm_deadline", DateTime(timezone=True)),
+    Column("confirmed_at", DateTime(timezone=True)),
+    Column("confirmed_by", Text),
+    Column("base_offset_minor", BigInteger, nullable=False, server_default="0"),
     Index("split_executions_due", "status", "next_attempt_at"),
+    Index("split_executions_deadline", "confirm_deadline", postgresql_where=text("status = 'held'")),
 )
 
 reconciliation_runs = Table(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.web import UowDep
+from services.settlement.api.deps import LedgerDep
 from services.settlement.api.schemas import (
     FeeRateResponse,
     FeeRateUpsertRequest,
@@ -20,8 +21,10 @@ from services.settlement.api.schemas import (
     SplitRuleResponse,
     SplitRuleUpsertRequest,
 )
+from services.settlement.config import Settings
 from services.settlement.domain.errors import PAYMENT_RECORD_NOT_FOUND, RECEIVER_NOT_FOUND, SPLIT_RULE_NOT_FOUND
 from services.settlement.domain.splits import Share, SplitRule, validate_rule
+from services.settlement.flows.escrow import confirm
 from services.settlement.store import records
 from services.settlement.store.tables import merchant_fee_rates, payment_records, receivers, split_rules
 
@@ -61,11 +64,13 @@ async def put_split_rule(merchant_id: str, body: SplitRuleUpsertRequest, uow: Uo
         validate_rule(rule, await records.receivers_by_id(tx.conn, ids))
         stmt = insert(split_rules).values(
             rule_id=new_id("spr"), merchant_id=merchant_id, business_line=body.business_line, shares=shares,
-            remainder_receiver_id=body.remainder_receiver_id,
+            remainder_receiver_id=body.remainder_receiver_id, mode=body.mode,
+            auto_confirm_seconds=body.auto_confirm_seconds,
         )  # fmt: skip
         row = (await tx.conn.execute(stmt.on_conflict_do_update(
             constraint="split_rules_merchant_line",
-            set_={"shares": shares, "remainder_receiver_id": body.remainder_receiver_id,
+            set_={"shares": shares, "remainder_receiver_id": body.remainder_receiver_id, "mode": body.mode,
+                  "auto_confirm_seconds": body.auto_confirm_seconds,
                   "version": split_rules.c.version + 1, "updated_at": func.now()},
         ).returning(split_rules))).mappings().one()  # fmt: skip
     return _rule_response(row)
@@ -105,6 +110,14 @@ async def get_payment_record(payment_id: str, uow: UowDep) -> PaymentRecordRespo
     return PaymentRecordResponse(
         **fields, splits=[SplitResponse(**{k: s[k] for k in SplitResponse.model_fields}) for s in splits]
     )
+
+
+@router.post("/payments/{payment_id}/confirm")
+async def confirm_escrow(payment_id: str, uow: UowDep, ledger: LedgerDep, request: Request) -> SplitResponse:
+    """The platform confirms fulfilment of an escrow (担保交易) payment: its held split is posted, once."""
+    settings: Settings = request.app.state.runtime.settings
+    split = await confirm(uow, ledger, settings, payment_id, by="platform")
+    return SplitResponse(**{k: split[k] for k in SplitResponse.model_fields})
 
 
 __all__ = ["ShareSchema", "router"]

@@ -22,7 +22,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/accounts": "ledger",
     "/v1/transfers": "ledger",
     "/v1/holds": "ledger",
-    "/v1/wallets": "ledger",
+    "/v1/wallet": "ledger",
     "/v1/entitlements": "ledger",
     "/v1/kyc": "ledger",
     "/v1/migrations": "ledger",
@@ -84,7 +84,7 @@ class Settings(ServiceSettings):
     # Rate-limited per client address; never carry an identity.
     passthrough_prefixes: tuple[str, ...] = ("/v1/notify",)
     # End-user tokens (My Wallet, checkout frontends) may call only these.
-    user_prefixes: tuple[str, ...] = ("/v1/wallets", "/v1/checkout", "/v1/me")
+    user_prefixes: tuple[str, ...] = ("/v1/wallet", "/v1/checkout", "/v1/me")
 
     upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     upstream_connect_retries_max: int = Field(default=2, ge=0, le=5)

@@ -51,6 +51,7 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
         _save(channels_path, channels)
         await _configure_cashier(urls["cashier"], demo.get("webhook_secret"), channels)
         await _configure_routing(urls["routing"], channels)
+        await _open_demo_wallet(urls["ledger"], demo.get("user_id", "usr_demo"))
         demo["channels"] = ", ".join(sorted(channels)) + " (sandboxes, configured in the cashier)"
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         platform.say(f"demo channels not configured: {exc!r}")
@@ -144,3 +145,15 @@ async def _configure_routing(routing_url: str, channels: dict[str, dict[str, Any
                 response = await call
                 if response.status_code != ALREADY_THERE:
                     response.raise_for_status()
+
+
+async def _open_demo_wallet(ledger_url: str, user_id: str) -> None:
+    """The demo user's big wallet (My Wallet through the gateway with the printed user token)."""
+    holder = {
+        "holder_id": user_id, "holder_type": "person", "name": "Demo User",
+        "resident_id": "11010519491231002X", "phone": "13800138000", "bank_card": "6222021234567890128",
+    }  # fmt: skip
+    async with httpx.AsyncClient(base_url=ledger_url, timeout=SEED_TIMEOUT_SECONDS, headers=_platform_headers()) as c:
+        response = await c.post("/v1/wallet/holders", json=holder)
+        if response.status_code not in (ALREADY_THERE, 200):
+            response.raise_for_status()

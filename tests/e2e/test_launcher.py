@@ -137,6 +137,22 @@ def _pay_through_the_gateway_as_the_demo_merchant(data_dir: Path, ports: dict[st
         assert time.monotonic() < deadline, "the demo payment never succeeded"
         time.sleep(0.3)
 
+    # The demo user reaches only their own wallet through the gateway, and cannot mint money in it.
+    gateway = f"http://127.0.0.1:{ports['gateway']}"
+    user = {"Authorization": f"Bearer {keys['user_token']}"}
+    mine = httpx.get(f"{gateway}/v1/wallet/holders/{keys['user_id']}/my-wallet", headers=user, timeout=10)
+    assert mine.status_code == 200, mine.text
+    other = httpx.get(f"{gateway}/v1/wallet/holders/usr_someone_else/my-wallet", headers=user, timeout=10)
+    assert other.status_code in (403, 404), other.text
+    top_up = {"payment_id": "pay_self", "amount_minor": 1_000, "channel": "wechatpay", "channel_fee_minor": 0}
+    minted = httpx.post(
+        f"{gateway}/v1/wallet/holders/{keys['user_id']}/top-ups",
+        json=top_up,
+        headers={**user, "Idempotency-Key": "demo-self-top-up"},
+        timeout=10,
+    )
+    assert minted.status_code == 403, minted.text
+
 
 def test_launcher_killed_hard_leaves_nothing_running(tmp_path: Path) -> None:
     data_dir = tmp_path / "juhe-kill"

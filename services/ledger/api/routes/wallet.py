@@ -31,13 +31,31 @@ from services.ledger.store import wallet_flows as flows
 RECENT_HISTORY_MAX = 20
 
 
+# Routes that create, grant or settle value, or change the rules: the platform and services (cashier after a
+# paid top-up, settlement after a payout) call them; a user or merchant acting on its own wallet never may.
+OPERATOR_ONLY_ROUTES = frozenset({
+    "/v1/wallet/holders/{holder_id}/top-ups",
+    "/v1/wallet/holders/{holder_id}/points/grants",
+    "/v1/wallet/holders/{holder_id}/prepaid-cards",
+    "/v1/wallet/holders/{holder_id}/credit-line",
+    "/v1/wallet/holders/{holder_id}/bills",
+    "/v1/wallet/entitlements/changes",
+    "/v1/wallet/operations/{operation_id}/post",
+    "/v1/wallet/operations/{operation_id}/void",
+})  # fmt: skip
+
+
 def holder_scope(request: Request) -> None:
     """Behind the gateway a user sees only their own wallet and a merchant only its own balances: when the
-    signed identity is present, a user (or merchant) identity must match the holder in the path. Service
+    signed identity is present, a user (or merchant) identity must match the holder in the path, and may not
+    call the operator-only routes (a user topping up their own wallet would create money). Service
     identities (cashier, settlement) and internal calls without a token act for any holder."""
     if IDENTITY_HEADER not in request.headers:
         return
     identity = internal_identity(request)
+    route_path = getattr(request.scope.get("route"), "path", "")
+    if identity.kind in ("user", "merchant") and route_path in OPERATOR_ONLY_ROUTES and request.method != "GET":
+        raise Problem(FORBIDDEN, "only the platform or a Juhe service may do this")
     holder = request.path_params.get("holder_id") or request.path_params.get("merchant_id")
     own = identity.user if identity.kind == "user" else identity.merchant_id if identity.kind == "merchant" else None
     if identity.kind in ("user", "merchant") and holder != own:

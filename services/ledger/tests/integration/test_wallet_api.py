@@ -759,6 +759,18 @@ async def test_a_user_identity_sees_only_its_own_wallet(wallet: Wallet) -> None:
     service = {IDENTITY_HEADER: mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k1", service="cashier")}
     assert (await wallet.client.get(f"/v1/wallet/holders/{other}/my-wallet", headers=service)).status_code == 200
 
+    # A user may not create value in their own wallet: top-ups and grants come from the platform or a service.
+    top_up = {"payment_id": "pay_self", "amount_minor": 1_000, "channel": "wechatpay", "channel_fee_minor": 0}
+    problem(
+        await wallet.client.post(f"/v1/wallet/holders/{mine}/top-ups", json=top_up, headers=headers), 403, "forbidden"
+    )
+    problem(
+        await wallet.client.post(f"/v1/wallet/holders/{mine}/points/grants", json={}, headers=headers), 403, "forbidden"
+    )
+    assert (await wallet.sub(mine, "balance"))["balances"]["posted_balance_minor"] == 0
+    r = await wallet.client.post(f"/v1/wallet/holders/{mine}/top-ups", json=top_up, headers=service)
+    assert r.status_code == 201, r.text
+
 
 async def test_transfer_between_people_needs_the_entitlement(wallet: Wallet) -> None:
     sender, receiver, unverified = (

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
 from sandboxes.common.store import Document
+from sandboxes.wechatpay.profitsharing import install_routes as install_profitsharing_routes
 from sandboxes.wechatpay.service import ControlError, Sandbox, WxError
 from sandboxes.wechatpay.settings import SandboxSettings
 
@@ -141,6 +142,9 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         if query["sp_mchid" if partner else "mchid"] != merchant["mchid"]:
             raise WxError(400, "INVALID_REQUEST", "mchid does not match the signing mchid")
         return sandbox._scope(merchant, partner=partner, sub_mchid=query.get("sub_mchid"))
+
+    install_profitsharing_routes(app, sandbox, authenticated=authenticated, json_body=json_body,
+                                 wx_response=wx_response)
 
     # ------------------------------------------------------------------ WeChat Pay v3: orders
     @app.post("/v3/pay/transactions/{kind}")

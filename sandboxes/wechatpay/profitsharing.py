@@ -1,0 +1,194 @@
+"""WeChat Pay v3 profit sharing (分账, protocols.md §1.11) in the sandbox: receivers, orders, unsplit amount.
+
+Strict, like the rest of the sandbox: the paid order must have been created with
+`settle_info.profit_sharing=true`; only documented fields; receivers must be added first (otherwise the
+receiver line ends `CLOSED` with `NO_RELATION`, as WeChat reports it); the total of all orders of a
+transaction may not exceed `max_ratio` (30 %, WeChat's default for a merchant) of the order total nor its
+unsplit amount. Orders finish at once (`FINISHED`); `unfreeze_unsplit` releases the rest to the merchant.
+Not modelled: `name` decryption (a `name` is accepted only with a `Wechatpay-Serial` header), return
+orders, profit-sharing bills.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from sandboxes.common.store import Document
+from sandboxes.wechatpay.service import Sandbox, WxError, now_cst, rfc3339
+
+RECEIVER_TYPES = frozenset({"MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID"})
+RELATION_TYPES = frozenset({"SERVICE_PROVIDER", "STORE", "STAFF", "STORE_OWNER", "PARTNER", "HEADQUARTER", "BRAND",
+                            "DISTRIBUTOR", "USER", "SUPPLIER", "CUSTOM"})  # fmt: skip
+MAX_RATIO_BPS = 3000
+RECEIVERS_PER_ORDER_MAX = 50
+ORDER_FIELDS = frozenset({"sub_mchid", "appid", "sub_appid", "transaction_id", "out_order_no", "receivers",
+                          "unfreeze_unsplit"})  # fmt: skip
+RECEIVER_FIELDS = frozenset({"type", "account", "name", "amount", "description"})
+ADD_FIELDS = frozenset({"sub_mchid", "appid", "sub_appid", "type", "account", "name", "relation_type",
+                        "custom_relation"})  # fmt: skip
+
+
+def _fields(body: dict[str, Any], allowed: frozenset[str], where: str) -> None:
+    extra = set(body) - allowed
+    if extra:
+        raise WxError(400, "PARAM_ERROR", f"{where}: unknown fields {sorted(extra)}")
+
+
+def _text(body: dict[str, Any], name: str, max_length: int = 256) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value or len(value) > max_length:
+        raise WxError(400, "PARAM_ERROR", f"{name} is required (string, ≤ {max_length})")
+    return value
+
+
+def _scope(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> str:
+    """Direct merchant: its mchid; service provider: `sp/sub` (the sub-merchant must be bound)."""
+    sub = body.get("sub_mchid")
+    return sandbox._scope(merchant, partner=bool(sub), sub_mchid=sub)
+
+
+def add_receiver(sandbox: Sandbox, merchant: Document, body: dict[str, Any], *, has_serial: bool) -> dict[str, Any]:
+    _fields(body, ADD_FIELDS, "receivers/add")
+    kind, account = _text(body, "type"), _text(body, "account", 64)
+    relation = _text(body, "relation_type")
+    if kind not in RECEIVER_TYPES:
+        raise WxError(400, "PARAM_ERROR", f"type must be one of {sorted(RECEIVER_TYPES)}")
+    if relation not in RELATION_TYPES:
+        raise WxError(400, "PARAM_ERROR", f"relation_type must be one of {sorted(RELATION_TYPES)}")
+    if relation == "CUSTOM" and not body.get("custom_relation"):
+        raise WxError(400, "PARAM_ERROR", "custom_relation is required for relation_type CUSTOM")
+    if body.get("name") is not None and not has_serial:
+        raise WxError(400, "PARAM_ERROR", "a request carrying name needs the Wechatpay-Serial header")
+    scope = _scope(sandbox, merchant, body)
+    receiver = {"type": kind, "account": account, "relation_type": relation,
+                "custom_relation": body.get("custom_relation")}  # fmt: skip
+    sandbox.store.put("ps_receivers", f"{scope}:{kind}:{account}", receiver)
+    view = {k: v for k, v in receiver.items() if v is not None}
+    if body.get("sub_mchid"):
+        view["sub_mchid"] = body["sub_mchid"]
+    return view
+
+
+def _shared_minor(sandbox: Sandbox, order_key: str) -> int:
+    return sum(
+        int(r["amount"]) for o in sandbox.store.list("ps_orders") if o["order_key"] == order_key
+        for r in o["receivers"] if r["result"] == "SUCCESS"
+    )  # fmt: skip
+
+
+def create_order(sandbox: Sandbox, merchant: Document, body: dict[str, Any], *, has_serial: bool) -> dict[str, Any]:
+    _fields(body, ORDER_FIELDS, "profitsharing/orders")
+    scope = _scope(sandbox, merchant, body)
+    transaction_id, out_order_no = _text(body, "transaction_id", 32), _text(body, "out_order_no", 64)
+    if not isinstance(body.get("unfreeze_unsplit"), bool):
+        raise WxError(400, "PARAM_ERROR", "unfreeze_unsplit (bool) is required")
+    receivers = body.get("receivers")
+    if not isinstance(receivers, list) or not 1 <= len(receivers) <= RECEIVERS_PER_ORDER_MAX:
+        raise WxError(400, "PARAM_ERROR", f"receivers: 1..{RECEIVERS_PER_ORDER_MAX} entries")
+    existing = sandbox.store.get("ps_orders", f"{scope}:{out_order_no}")
+    if existing is not None:
+        if existing["request"] != body:
+            raise WxError(400, "INVALID_REQUEST", "out_order_no already used with different parameters")
+        return order_view(existing)
+    order = sandbox.find_order(scope, transaction_id=transaction_id)
+    if not order.get("profit_sharing"):
+        raise WxError(400, "INVALID_REQUEST", "the order was not created with settle_info.profit_sharing=true")
+    if order["trade_state"] not in ("SUCCESS", "REFUND"):
+        raise WxError(400, "INVALID_REQUEST", "the order is not paid")
+    if order.get("ps_unfrozen"):
+        raise WxError(400, "INVALID_REQUEST", "the order's unsplit amount was already released")
+    lines: list[dict[str, Any]] = []
+    for i, receiver in enumerate(receivers):
+        if not isinstance(receiver, dict):
+            raise WxError(400, "PARAM_ERROR", f"receivers[{i}] must be an object")
+        _fields(receiver, RECEIVER_FIELDS, f"receivers[{i}]")
+        kind, account = _text(receiver, "type"), _text(receiver, "account", 64)
+        description = _text(receiver, "description", 80)
+        amount = receiver.get("amount")
+        if kind not in RECEIVER_TYPES or isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise WxError(400, "PARAM_ERROR", f"receivers[{i}]: bad type or amount")
+        if receiver.get("name") is not None and not has_serial:
+            raise WxError(400, "PARAM_ERROR", "a request carrying name needs the Wechatpay-Serial header")
+        related = sandbox.store.get("ps_receivers", f"{scope}:{kind}:{account}") is not None
+        lines.append({"type": kind, "account": account, "amount": amount, "description": description,
+                      "result": "SUCCESS" if related else "CLOSED",
+                      "fail_reason": None if related else "NO_RELATION"})  # fmt: skip
+    shared_before = _shared_minor(sandbox, order["key"])
+    asked = sum(line["amount"] for line in lines if line["result"] == "SUCCESS")
+    if shared_before + asked > order["total"] * MAX_RATIO_BPS // 10_000:
+        raise WxError(400, "INVALID_REQUEST", "分账金额超出最大分账比例 (more than the max ratio of the order)")
+    now = rfc3339(now_cst())
+    document = {
+        "key": f"{scope}:{out_order_no}", "order_key": order["key"], "transaction_id": transaction_id,
+        "out_order_no": out_order_no, "order_id": f"3008450740{secrets.randbelow(10**20):020d}",
+        "state": "FINISHED", "sub_mchid": body.get("sub_mchid"), "request": body,
+        "receivers": [{**line, "detail_id": f"3600{i:04d}{secrets.randbelow(10**20):020d}",
+                       "create_time": now, "finish_time": now} for i, line in enumerate(lines)],
+    }  # fmt: skip
+    if not sandbox.store.insert_if_absent("ps_orders", document["key"], document):
+        document = sandbox.store.get("ps_orders", document["key"]) or document
+    if body["unfreeze_unsplit"]:
+        sandbox.store.update("orders", order["key"], lambda d: {**d, "ps_unfrozen": True})
+    return order_view(document)
+
+
+def order_view(document: Document) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "transaction_id": document["transaction_id"], "out_order_no": document["out_order_no"],
+        "order_id": document["order_id"], "state": document["state"],
+        "receivers": [{k: v for k, v in r.items() if v is not None} for r in document["receivers"]],
+    }  # fmt: skip
+    if document.get("sub_mchid"):
+        view["sub_mchid"] = document["sub_mchid"]
+    return view
+
+
+def get_order(sandbox: Sandbox, merchant: Document, out_order_no: str, query: dict[str, str]) -> dict[str, Any]:
+    if set(query) - {"transaction_id", "sub_mchid"} or "transaction_id" not in query:
+        raise WxError(400, "PARAM_ERROR", "query: transaction_id (required), sub_mchid")
+    document = sandbox.store.get("ps_orders", f"{_scope(sandbox, merchant, query)}:{out_order_no}")
+    if document is None or document["transaction_id"] != query["transaction_id"]:
+        raise WxError(404, "RESOURCE_NOT_EXISTS", "profit sharing order does not exist")
+    return order_view(document)
+
+
+def unsplit_amount(sandbox: Sandbox, merchant: Document, transaction_id: str) -> dict[str, Any]:
+    order = sandbox.find_order(str(merchant["mchid"]), transaction_id=transaction_id)
+    remaining = 0 if order.get("ps_unfrozen") else order["total"] - _shared_minor(sandbox, order["key"])
+    return {"transaction_id": transaction_id, "unsplit_amount": remaining}
+
+
+Authenticated = Callable[[Request], Awaitable[tuple[Document, bytes]]]
+
+
+def install_routes(app: FastAPI, sandbox: Sandbox, *, authenticated: Authenticated,
+                   json_body: Callable[[Request, bytes], dict[str, Any]],
+                   wx_response: Callable[[int, dict[str, Any] | None], Response]) -> None:  # fmt: skip
+    """Add the profit-sharing endpoints to the sandbox app (signed like every /v3 route)."""
+
+    @app.post("/v3/profitsharing/receivers/add")
+    async def ps_add_receiver(request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        has_serial = bool(request.headers.get("wechatpay-serial"))
+        return wx_response(200, add_receiver(sandbox, merchant, json_body(request, body), has_serial=has_serial))
+
+    @app.post("/v3/profitsharing/orders")
+    async def ps_create_order(request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        has_serial = bool(request.headers.get("wechatpay-serial"))
+        return wx_response(200, create_order(sandbox, merchant, json_body(request, body), has_serial=has_serial))
+
+    @app.get("/v3/profitsharing/orders/{out_order_no}")
+    async def ps_get_order(out_order_no: str, request: Request) -> Response:
+        merchant, _ = await authenticated(request)
+        return wx_response(200, get_order(sandbox, merchant, out_order_no, dict(request.query_params)))
+
+    @app.get("/v3/profitsharing/transactions/{transaction_id}/amounts")
+    async def ps_amounts(transaction_id: str, request: Request) -> Response:
+        merchant, _ = await authenticated(request)
+        return wx_response(200, unsplit_amount(sandbox, merchant, transaction_id))

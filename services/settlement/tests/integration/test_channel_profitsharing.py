@@ -1,0 +1,144 @@
+"""WeChat Pay profit sharing (protocols.md §1.11): the connector's profit-sharing calls against the real
+WeChat Pay sandbox over real HTTP with real signatures. Lives with settlement, the service that decides
+splits; the calls themselves are the cashier connector's (it owns the channel keys)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from sandboxes.common.testing import SandboxProcess
+from services.cashier.connectors.base import ChannelError, PrepayRequest, Scene
+from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector
+from services.cashier.connectors.wechatpay import profitsharing as ps
+
+MCHID, APPID = "1900000309", "wxd678efh567hg6787"
+
+
+@pytest.fixture(scope="module")
+def wechat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SandboxProcess, dict[str, Any]]]:
+    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("ps-wechat")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001"}
+    with SandboxProcess("sandboxes.wechatpay", port_env="JUHE_SANDBOX_WECHATPAY_PORT", env=env) as sandbox:
+        merchant = httpx.post(
+            sandbox.base_url + "/control/merchants", json={"mchid": MCHID, "appid": APPID, "generate_key_pair": True}
+        )
+        merchant.raise_for_status()
+        yield sandbox, merchant.json()
+
+
+@pytest.fixture
+async def connector(wechat: tuple[SandboxProcess, dict[str, Any]]) -> AsyncIterator[WechatPayConnector]:
+    sandbox, keys = wechat
+    config = WechatPayConfig(
+        base_url=sandbox.base_url,
+        mchid=MCHID,
+        appid=APPID,
+        merchant_private_key_pem=keys["merchant_private_key_pem"],
+        merchant_cert_serial=keys["merchant_cert_serial"],
+        platform_public_key_pem=keys["platform_public_key_pem"],
+        platform_public_key_id=keys["platform_public_key_id"],
+        apiv3_key=keys["apiv3_key"],
+    )
+    async with WechatPayConnector(config) as c:
+        yield c
+
+
+async def paid_order(connector: WechatPayConnector, sandbox: SandboxProcess, *, profit_sharing: bool) -> str:
+    out_trade_no = uuid.uuid4().hex
+    await connector.prepay(
+        PrepayRequest(
+            out_trade_no=out_trade_no,
+            amount_minor=10_000,
+            currency="CNY",
+            description="Tuition",
+            scene=Scene.NATIVE_QR,
+            notify_url="http://127.0.0.1:9/notify",
+            profit_sharing=profit_sharing,
+        )
+    )
+    async with httpx.AsyncClient() as plain:
+        r = await plain.post(f"{sandbox.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": MCHID})
+        assert r.status_code == 200, r.text
+    paid = await connector.query(out_trade_no)
+    assert paid.channel_trade_no
+    return paid.channel_trade_no
+
+
+async def test_profit_sharing_order(connector: WechatPayConnector, wechat: tuple[SandboxProcess, Any]) -> None:
+    sandbox, _ = wechat
+    transaction_id = await paid_order(connector, sandbox, profit_sharing=True)
+    await ps.add_receiver(connector, type="MERCHANT_ID", account="1900000110", relation_type="PARTNER")
+    teacher = ps.ShareReceiver("MERCHANT_ID", "1900000110", 2000, "teacher share")
+    stranger = ps.ShareReceiver("MERCHANT_ID", "1900000999", 100, "never bound")
+
+    order = await ps.create_order(
+        connector,
+        transaction_id=transaction_id,
+        out_order_no="P1",
+        receivers=[teacher, stranger],
+        unfreeze_unsplit=False,
+    )
+    assert order.state == "FINISHED"
+    assert [(r.account, r.result, r.fail_reason) for r in order.receivers] == [
+        ("1900000110", "SUCCESS", None),
+        ("1900000999", "CLOSED", "NO_RELATION"),
+    ]
+    again = await ps.create_order(
+        connector,
+        transaction_id=transaction_id,
+        out_order_no="P1",
+        receivers=[teacher, stranger],
+        unfreeze_unsplit=False,
+    )
+    assert again.order_id == order.order_id  # idempotent by out_order_no
+    assert await ps.unsplit_amount(connector, transaction_id) == 8000
+
+    with pytest.raises(ChannelError) as over:  # 2000 + 1001 > 30 % of 10000
+        await ps.create_order(
+            connector,
+            transaction_id=transaction_id,
+            out_order_no="P2",
+            receivers=[ps.ShareReceiver("MERCHANT_ID", "1900000110", 1001, "too much")],
+            unfreeze_unsplit=False,
+        )
+    assert over.value.code == "INVALID_REQUEST"
+    with pytest.raises(ChannelError) as reused:
+        await ps.create_order(
+            connector, transaction_id=transaction_id, out_order_no="P1", receivers=[teacher], unfreeze_unsplit=False
+        )
+    assert reused.value.code == "INVALID_REQUEST"
+
+    last = await ps.create_order(
+        connector,
+        transaction_id=transaction_id,
+        out_order_no="P3",
+        receivers=[ps.ShareReceiver("MERCHANT_ID", "1900000110", 1000, "rest")],
+        unfreeze_unsplit=True,
+    )
+    assert last.receivers[0].result == "SUCCESS"
+    assert await ps.unsplit_amount(connector, transaction_id) == 0
+    queried = await ps.query_order(connector, out_order_no="P3", transaction_id=transaction_id)
+    assert queried.order_id == last.order_id and queried.receivers[0].amount_minor == 1000
+
+
+async def test_order_without_profit_sharing_is_refused(
+    connector: WechatPayConnector, wechat: tuple[SandboxProcess, Any]
+) -> None:
+    sandbox, _ = wechat
+    transaction_id = await paid_order(connector, sandbox, profit_sharing=False)
+    with pytest.raises(ChannelError) as refused:
+        await ps.create_order(
+            connector,
+            transaction_id=transaction_id,
+            out_order_no="Q1",
+            receivers=[ps.ShareReceiver("MERCHANT_ID", "1900000110", 100, "x")],
+            unfreeze_unsplit=False,
+        )
+    assert refused.value.code == "INVALID_REQUEST"
+    with pytest.raises(ChannelError) as bad_relation:
+        await ps.add_receiver(connector, type="MERCHANT_ID", account="1900000110", relation_type="FRIEND")
+    assert bad_relation.value.code == "PARAM_ERROR"

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope, Send
 
-from sandboxes.alipay import crypto
+from sandboxes.alipay import crypto, royalty
 from sandboxes.alipay.bills import DISCREPANCY_KINDS, build_bill_zip
 from sandboxes.alipay.pages import cashier_page, error_page, result_page
 from sandboxes.alipay.settings import NOTIFY_SCHEDULE_SECONDS, SandboxSettings
@@ -66,6 +66,7 @@ API_METHODS = (
     "alipay.trade.refund",
     "alipay.trade.fastpay.refund.query",
     "alipay.data.dataservice.bill.downloadurl.query",
+    *royalty.METHODS,
 )
 BROWSER_METHODS = ("alipay.trade.page.pay", "alipay.trade.wap.pay")
 REQUIRED_COMMON = (
@@ -253,6 +254,12 @@ class Sandbox:
             }
         if method == "alipay.trade.fastpay.refund.query":
             return {**ok, **self.refund_query_fields(app_id, biz)}
+        if method == "alipay.trade.royalty.relation.bind":
+            return {**ok, **royalty.bind(self.trades, app_id, biz)}
+        if method == "alipay.trade.order.settle":
+            return {**ok, **royalty.settle(self.trades, app_id, biz, self.clock())}
+        if method == "alipay.trade.order.settle.query":
+            return {**ok, **royalty.settle_query(self.trades, app_id, biz)}
         return {**ok, **self.bill_url(app_id, biz, base_url)}
 
     def query_fields(self, trade: dict[str, Any]) -> dict[str, Any]:

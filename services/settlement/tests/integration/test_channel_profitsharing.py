@@ -1,6 +1,6 @@
-"""WeChat Pay profit sharing (protocols.md §1.11): the connector's profit-sharing calls against the real
-WeChat Pay sandbox over real HTTP with real signatures. Lives with settlement, the service that decides
-splits; the calls themselves are the cashier connector's (it owns the channel keys)."""
+"""Channel profit sharing: WeChat Pay (protocols.md §1.11) and Alipay royalty (§2.9), the connectors' calls
+against the real sandboxes over real HTTP with real signatures. Lives with settlement, the service that
+decides splits; the calls themselves are the cashier connectors' (the cashier owns the channel keys)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from sandboxes.common.testing import SandboxProcess
+from services.cashier.connectors.alipay import AlipayConfig, AlipayConnector, royalty
 from services.cashier.connectors.base import ChannelError, PrepayRequest, Scene
 from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector
 from services.cashier.connectors.wechatpay import profitsharing as ps
@@ -142,3 +143,103 @@ async def test_order_without_profit_sharing_is_refused(
     with pytest.raises(ChannelError) as bad_relation:
         await ps.add_receiver(connector, type="MERCHANT_ID", account="1900000110", relation_type="FRIEND")
     assert bad_relation.value.code == "PARAM_ERROR"
+
+
+# ------------------------------------------------------------------------------------ Alipay royalty
+
+
+@pytest.fixture(scope="module")
+def alipay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SandboxProcess, dict[str, Any]]]:
+    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("ps-alipay")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001"}
+    with SandboxProcess("sandboxes.alipay", port_env="JUHE_SANDBOX_ALIPAY_PORT", env=env) as sandbox:
+        app = httpx.post(sandbox.base_url + "/control/apps", json={})
+        app.raise_for_status()
+        yield sandbox, app.json()
+
+
+@pytest.fixture
+async def alipay_connector(alipay: tuple[SandboxProcess, dict[str, Any]]) -> AsyncIterator[AlipayConnector]:
+    sandbox, app = alipay
+    config = AlipayConfig.model_validate(
+        {
+            "gateway_url": sandbox.base_url + "/gateway.do",
+            "app_id": app["app_id"],
+            "app_private_key_pem": app["app_private_key_pem"],
+            "alipay_public_key_pem": app["alipay_public_key_pem"],
+            "seller_id": app["seller_id"],
+        }
+    )
+    connector = AlipayConnector(config)
+    yield connector
+    await connector.aclose()
+
+
+async def paid_trade(connector: AlipayConnector, sandbox: SandboxProcess, *, profit_sharing: bool) -> str:
+    out_trade_no = uuid.uuid4().hex
+    await connector.prepay(
+        PrepayRequest(
+            out_trade_no=out_trade_no,
+            amount_minor=10_000,
+            currency="CNY",
+            description="Tuition",
+            scene=Scene.NATIVE_QR,
+            notify_url="http://127.0.0.1:9/notify",
+            profit_sharing=profit_sharing,
+        )
+    )
+    async with httpx.AsyncClient() as plain:
+        r = await plain.post(f"{sandbox.base_url}/control/trades/{out_trade_no}/approve")
+        assert r.status_code == 200, r.text
+    paid = await connector.query(out_trade_no)
+    assert paid.channel_trade_no
+    return paid.channel_trade_no
+
+
+async def test_alipay_royalty_settle(alipay_connector: AlipayConnector, alipay: tuple[SandboxProcess, Any]) -> None:
+    sandbox, _ = alipay
+    trade_no = await paid_trade(alipay_connector, sandbox, profit_sharing=True)
+    teacher = royalty.RoyaltyLine("2088101126765726", 3000, "teacher share")
+    with pytest.raises(ChannelError) as unbound:
+        await royalty.settle(alipay_connector, out_request_no="S0", trade_no=trade_no, lines=[teacher], finish=False)
+    assert unbound.value.code == "ACQ.TRANS_IN_NOT_BIND"
+    await royalty.bind_receivers(alipay_connector, out_request_no="B1", receivers=[("userId", "2088101126765726")])
+
+    first = await royalty.settle(
+        alipay_connector, out_request_no="S1", trade_no=trade_no, lines=[teacher], finish=False
+    )
+    again = await royalty.settle(
+        alipay_connector, out_request_no="S1", trade_no=trade_no, lines=[teacher], finish=False
+    )
+    assert first.settle_no and again.settle_no == first.settle_no
+    details = await royalty.settle_query(alipay_connector, out_request_no="S1", trade_no=trade_no)
+    assert [(d.trans_in, d.amount_minor, d.state) for d in details] == [("2088101126765726", 3000, "SUCCESS")]
+    with pytest.raises(ChannelError) as exceeded:  # 3000 settled, 7000 left
+        await royalty.settle(
+            alipay_connector,
+            out_request_no="S2",
+            trade_no=trade_no,
+            lines=[royalty.RoyaltyLine("2088101126765726", 7001, "too much")],
+            finish=False,
+        )
+    assert exceeded.value.code == "ACQ.ROYALTY_AMOUNT_EXCEED"
+    await royalty.settle(
+        alipay_connector,
+        out_request_no="S3",
+        trade_no=trade_no,
+        lines=[royalty.RoyaltyLine("2088101126765726", 100, "last")],
+        finish=True,
+    )
+    with pytest.raises(ChannelError) as finished:
+        await royalty.settle(
+            alipay_connector,
+            out_request_no="S4",
+            trade_no=trade_no,
+            lines=[royalty.RoyaltyLine("2088101126765726", 100, "after finish")],
+            finish=False,
+        )
+    assert finished.value.code == "ACQ.TRADE_SETTLE_ERROR"
+
+    plain_trade = await paid_trade(alipay_connector, sandbox, profit_sharing=False)
+    with pytest.raises(ChannelError) as frozen:
+        await royalty.settle(alipay_connector, out_request_no="S5", trade_no=plain_trade, lines=[teacher], finish=False)
+    assert frozen.value.code == "ACQ.TRADE_SETTLE_ERROR"

@@ -146,6 +146,7 @@ class Platform:
                 values |= {"database_url": db_urls.get(spec.name), "kafka_bootstrap_servers": bootstrap}
                 values |= {f"{other}_url": url for other, url in urls.items() if other != spec.name}
                 values |= {f"sandbox_{other}_url": url for other, url in sandbox_urls.items()}
+                values |= {"bank_url": sandbox_urls["bank"]}  # settlement's payouts go to the bank sandbox
             env = {**common_env, **service_env(spec, values)}
             self.children.append(Child(spec=spec, port=port, env=env, color=COLORS[i % len(COLORS)]))
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -29,7 +28,12 @@ from typing import Any
 
 import httpx
 
-from libs.common.embedded import EmbeddedBroker, EmbeddedPostgres, create_database, database_url, free_port
+from libs.common.embedded import (
+    create_database,
+    database_url,
+    kafka_broker,
+    postgres_server,
+)
 from libs.common.kafka import read_or_create_broker_epoch
 from libs.common.migrations import upgrade
 from libs.common.services import REPO_ROOT, SERVICES
@@ -134,18 +138,8 @@ def start_stack(stack: ExitStack, root: Path) -> tuple[str, str, dict[str, Any]]
     from gateway.seed import seed_demo
     from sandboxes.common.testing import SandboxProcess
 
-    server_url = os.environ.get("DATABASE_URL", "").replace("postgresql://", "postgresql+asyncpg://", 1)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
-    if not server_url:
-        pg = EmbeddedPostgres(root / "pgdata", free_port(), root / "postgres.log")
-        pg.start()
-        stack.callback(pg.stop)
-        server_url = pg.server_url
-    if not bootstrap:
-        broker = EmbeddedBroker(free_port(), root / "tansu.log")
-        broker.start()
-        stack.callback(broker.stop)
-        bootstrap = broker.bootstrap
+    server_url = stack.enter_context(postgres_server(root))
+    bootstrap = stack.enter_context(kafka_broker(root))
     asyncio.run(read_or_create_broker_epoch(bootstrap))
     suffix = uuid.uuid4().hex[:8]
     urls = {}

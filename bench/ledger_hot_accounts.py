@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import itertools
 import json
-import os
 import random
 import sys
 import tempfile
@@ -37,8 +37,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from libs.common.db import UnitOfWork, create_engine
-from libs.common.embedded import EmbeddedPostgres, create_database, database_url, free_port
+from libs.common.db import UnitOfWork, asyncpg_dsn, create_engine
+from libs.common.embedded import create_database, database_url, postgres_server
 from libs.common.migrations import upgrade
 from libs.common.services import SERVICES
 from libs.common.testing.infra import ServiceProcess
@@ -51,10 +51,6 @@ COLD_ACCOUNTS = 10_000
 FUNDING_MINOR = 10**12
 AMOUNT_MINOR = 1
 SETUP_BATCH = 1000
-
-
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 async def _when_ready(make: Callable[[], Awaitable[None]], timeout_seconds: float = 30.0) -> None:
@@ -169,7 +165,7 @@ async def baseline_check(dsn: str) -> bool:
 # --- Juhe setup ---------------------------------------------------------------------------------------
 async def ledger_setup(url: str, cold: list[str], hot: str, equity: str) -> None:
     """Accounts inserted directly (setup, not measured); funding through the real write path."""
-    conn = await asyncpg.connect(_dsn(url))
+    conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         records = [(a, "u_bench", "CNY", "user_wallet", "2301", "credit", True) for a in cold]
         records += [
@@ -226,12 +222,8 @@ def ledger_server(url: str, log_dir: Path) -> ServiceProcess:
 async def run(args: argparse.Namespace) -> dict[str, object]:
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     tmp = Path(tempfile.mkdtemp(prefix="juhe-bench-ledger-"))
-    pg: EmbeddedPostgres | None = None
-    server_url = os.environ.get("DATABASE_URL", "").replace("postgresql://", "postgresql+asyncpg://", 1)
-    if not server_url:
-        pg = EmbeddedPostgres(tmp / "pgdata", free_port(), tmp / "postgres.log")
-        pg.start()
-        server_url = pg.server_url
+    infrastructure = contextlib.ExitStack()
+    server_url = infrastructure.enter_context(postgres_server(tmp))
     server: ServiceProcess | None = None
     try:
         suffix = uuid.uuid4().hex[:8]
@@ -244,7 +236,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         cold = [f"acc_cold_{i:05d}" for i in range(COLD_ACCOUNTS)]
         hot, equity = "acc_hot_platform_fee", "acc_opening_balance"
         t0 = time.perf_counter()
-        await baseline_setup(_dsn(base_url), cold, hot)
+        await baseline_setup(asyncpg_dsn(base_url), cold, hot)
         await ledger_setup(ledger_url, cold, hot, equity)
         print(f"setup: {COLD_ACCOUNTS} cold accounts + 1 hot, funded ({time.perf_counter() - t0:.1f}s)", flush=True)
         rng = random.Random(7)
@@ -255,7 +247,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         gc.set_threshold(50_000, 50, 100)
 
         # 1. baseline
-        pool = await asyncpg.create_pool(_dsn(base_url), min_size=args.concurrency, max_size=args.concurrency)
+        pool = await asyncpg.create_pool(asyncpg_dsn(base_url), min_size=args.concurrency, max_size=args.concurrency)
 
         async def one_baseline(worker: int, seq: int) -> int:
             async with pool.acquire() as conn:
@@ -317,8 +309,8 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
         violations = await verify(ledger_url)
         for name, rows in violations.items():
             print(f"VIOLATION {name}: {rows[:3]}")
-        baseline_ok = await baseline_check(_dsn(base_url))
-        conn = await asyncpg.connect(_dsn(ledger_url))
+        baseline_ok = await baseline_check(asyncpg_dsn(base_url))
+        conn = await asyncpg.connect(asyncpg_dsn(ledger_url))
         hot_credits = await conn.fetchval("SELECT credits_posted FROM accounts WHERE id = $1", hot)
         await conn.close()
         counted_ok = hot_credits == (juhe_done + api_done) * AMOUNT_MINOR
@@ -346,8 +338,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     finally:
         if server is not None:
             server.stop()
-        if pg is not None:
-            pg.stop()
+        infrastructure.close()
 
 
 def main() -> int:

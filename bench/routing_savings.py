@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import math
-import os
 import random
 import sys
 import tempfile
@@ -43,7 +43,7 @@ from typing import Any
 
 import httpx
 
-from libs.common.embedded import EmbeddedPostgres, create_database, database_url, free_port
+from libs.common.embedded import create_database, database_url, postgres_server
 from libs.common.migrations import upgrade
 from libs.common.services import SERVICES
 from libs.common.testing.infra import ServiceProcess
@@ -429,12 +429,8 @@ def routing_server(url: str, log_dir: Path) -> ServiceProcess:
 
 async def http_latency(payments: list[SimPayment], decides: int) -> tuple[float, float]:
     tmp = Path(tempfile.mkdtemp(prefix="juhe-bench-routing-"))
-    pg: EmbeddedPostgres | None = None
-    server_url = os.environ.get("DATABASE_URL", "").replace("postgresql://", "postgresql+asyncpg://", 1)
-    if not server_url:
-        pg = EmbeddedPostgres(tmp / "pgdata", free_port(), tmp / "postgres.log")
-        pg.start()
-        server_url = pg.server_url
+    infrastructure = contextlib.ExitStack()
+    server_url = infrastructure.enter_context(postgres_server(tmp))
     server: ServiceProcess | None = None
     try:
         name = f"bench_routing_{uuid.uuid4().hex[:8]}"
@@ -483,8 +479,7 @@ async def http_latency(payments: list[SimPayment], decides: int) -> tuple[float,
     finally:
         if server is not None:
             server.stop()
-        if pg is not None:
-            pg.stop()
+        infrastructure.close()
 
 
 # --- main ----------------------------------------------------------------------------------------------

@@ -138,7 +138,7 @@ class Platform:
         common_env["PYTHONUNBUFFERED"] = "1"
         urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SERVICES.items()}
         sandbox_urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SANDBOXES.items()}
-        specs = [*SERVICES.values(), *(s for s in SANDBOXES.values() if _module_exists(s.module))]
+        specs = _runnable_specs()
         for i, spec in enumerate(specs):
             port = self._port(spec)
             values: dict[str, object] = {"port": port, "public_base_url": f"http://127.0.0.1:{port}"}
@@ -155,9 +155,12 @@ class Platform:
         return int(os.environ.get(f"{spec.env_prefix}PORT", spec.default_port))
 
     def check_ports(self) -> None:
-        busy = [(c.spec.name, c.port) for c in self.children if port_in_use(c.port)]
+        """Fail before touching anything when a service's port is taken."""
+        busy = [(spec, self._port(spec)) for spec in _runnable_specs() if port_in_use(self._port(spec))]
         if busy:
-            lines = [f"  {name}: port {port} is in use (set {_env_prefix(name)}PORT to move it)" for name, port in busy]
+            lines = [
+                f"  {spec.name}: port {port} is in use (set {spec.env_prefix}PORT to move it)" for spec, port in busy
+            ]
             raise SystemExit("cannot start, ports already in use:\n" + "\n".join(lines))
 
     async def start_child(self, child: Child) -> None:
@@ -272,9 +275,9 @@ def _readable(line: str) -> str:
     return text + "\n"
 
 
-def _env_prefix(name: str) -> str:
-    spec = SERVICES.get(name) or SANDBOXES[name]
-    return spec.env_prefix
+def _runnable_specs() -> list[ServiceSpec]:
+    """Every service, and the sandboxes whose code is present."""
+    return [*SERVICES.values(), *(s for s in SANDBOXES.values() if _module_exists(s.module))]
 
 
 def _module_exists(module: str) -> bool:
@@ -311,9 +314,7 @@ async def run(data_dir: Path, *, exit_when_ready: bool = False) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
     try:
-        platform.plan({}, "")  # ports only, to fail fast before touching anything
         platform.check_ports()
-        platform.children.clear()
         server_url, bootstrap = await asyncio.to_thread(platform.start_infrastructure)
         db_urls = await platform.prepare_databases(server_url)
         await platform.prepare_broker(bootstrap)

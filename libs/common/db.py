@@ -33,6 +33,11 @@ def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Asy
     )
 
 
+def asyncpg_dsn(sqlalchemy_url: str) -> str:
+    """The same database as a plain libpq URL, for code that talks to asyncpg directly (LISTEN, admin)."""
+    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
 def shard_of(key: str) -> int:
     """Stable shard of an aggregate key: the relay serialises publishing per shard."""
     return zlib.crc32(key.encode()) % OUTBOX_SHARD_COUNT

@@ -11,6 +11,7 @@ environment and RUST_LOG=warn, and its readiness is its `ready in` line plus a l
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -19,7 +20,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 PG_SYSTEM_USER = "embedded_postgres"
@@ -110,7 +111,7 @@ class EmbeddedPostgres:
             _make_traversable(postgres_bin_dir())
             self._chown(self.data_dir)
         env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"}
-        subprocess.run(
+        done = subprocess.run(
             [
                 str(postgres_bin_dir() / "initdb"),
                 "-D",
@@ -124,12 +125,14 @@ class EmbeddedPostgres:
                 "--no-locale",
                 "--no-sync",
             ],
-            check=True,
+            check=False,
             env=env,
             user=self.user,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}")
 
     def start(self) -> None:
         self.init()
@@ -293,7 +296,9 @@ async def create_database(server_url: str, name: str, *, template: str | None = 
     """CREATE DATABASE if it does not exist (idempotent: a second `make run` keeps the data)."""
     import asyncpg
 
-    conn = await asyncpg.connect(server_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    from libs.common.db import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(server_url))
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
@@ -310,3 +315,34 @@ def database_url(server_url: str, name: str) -> str:
     if "?" in server_url.rsplit("/", 1)[1]:
         query = "?" + server_url.rsplit("?", 1)[1]
     return f"{base}/{name}{query}"
+
+
+@contextlib.contextmanager
+def postgres_server(root: Path) -> Iterator[str]:
+    """The PostgreSQL server to use (SQLAlchemy URL of its `postgres` database): `DATABASE_URL` when set,
+    else an embedded one with its data under `root`, stopped on exit. Tests and benchmarks share this."""
+    given = os.environ.get("DATABASE_URL")
+    if given:
+        yield given.replace("postgresql://", "postgresql+asyncpg://", 1)
+        return
+    pg = EmbeddedPostgres(root / "pgdata", free_port(), root / "postgres.log")
+    pg.start()
+    try:
+        yield pg.server_url
+    finally:
+        pg.stop()
+
+
+@contextlib.contextmanager
+def kafka_broker(root: Path) -> Iterator[str]:
+    """The broker's bootstrap address: `KAFKA_BOOTSTRAP_SERVERS` when set, else an embedded Tansu."""
+    given = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if given:
+        yield given
+        return
+    broker = EmbeddedBroker(free_port(), root / "tansu.log")
+    broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.stop()

@@ -28,6 +28,7 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.common.db import asyncpg_dsn
 from libs.common.faults import crash_point
 from libs.common.kafka import EpochWatcher, ensure_platform_topics, make_producer, topic_name
 from libs.common.logging import get_logger
@@ -44,10 +45,6 @@ republished_total = Counter(
     "juhe_outbox_republished_total", "Outbox rows reset after a broker epoch change", ["service"]
 )
 unpublished_gauge = Gauge("juhe_outbox_unpublished", "Outbox rows waiting to be published", ["service"])
-
-
-def asyncpg_dsn(sqlalchemy_url: str) -> str:
-    return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 class OutboxRelay:

@@ -22,6 +22,8 @@ import sys
 
 import asyncpg
 
+from libs.common.db import asyncpg_dsn
+
 VIOLATIONS_SHOWN_MAX = 20
 
 CHECKS: dict[str, str] = {
@@ -103,7 +105,7 @@ CHECKS: dict[str, str] = {
 
 async def verify(dsn: str) -> dict[str, list[dict[str, object]]]:
     """Runs every check in one repeatable-read snapshot; returns {check: [violating rows]} (empty = ok)."""
-    conn = await asyncpg.connect(dsn.replace("postgresql+asyncpg://", "postgresql://", 1))
+    conn = await asyncpg.connect(asyncpg_dsn(dsn))
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             found: dict[str, list[dict[str, object]]] = {}

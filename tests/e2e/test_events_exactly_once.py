@@ -17,14 +17,8 @@ from libs.common.embedded import EmbeddedBroker, free_port
 from libs.common.faults import CRASH_EXIT_CODE
 from libs.common.kafka import topic_name
 from libs.common.outbox_tables import outbox
+from libs.common.testing.infra import TEST_TIMINGS
 from tests.e2e.conftest import inbox_count, mirrored, open_account
-
-FAST = {
-    "consumer_session_timeout_ms": 3000,
-    "consumer_heartbeat_interval_ms": 500,
-    "outbox_poll_interval_seconds": 0.2,
-    "broker_epoch_check_interval_seconds": 0.5,
-}
 
 
 async def _two_services(
@@ -32,7 +26,7 @@ async def _two_services(
 ):
     ledger_db = await migrated_database("ledger")
     settlement_db = await migrated_database("settlement")
-    common = {"kafka_bootstrap_servers": bootstrap, "topic_namespace": namespace, **FAST}
+    common = {"kafka_bootstrap_servers": bootstrap, "topic_namespace": namespace, **TEST_TIMINGS}
     ledger = service_processes("ledger", {"database_url": ledger_db, **common}, env=ledger_env)
     settlement = service_processes("settlement", {"database_url": settlement_db, **common}, env=settlement_env)
     return ledger, settlement, ledger_db, settlement_db

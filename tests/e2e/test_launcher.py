@@ -24,24 +24,6 @@ START_TIMEOUT_SECONDS = 120.0
 
 
 def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
-    """Start the launcher; retried once if it dies at once without printing a single byte.
-
-    Twice in ~10 runs on a loaded CI machine the launcher exited 1 with no output at all before
-    its first line (cause not found yet: see the session note); a real start-up error always prints.
-    """
-    proc = _spawn(data_dir, ports)
-    try:
-        proc.wait(timeout=1.0)
-    except subprocess.TimeoutExpired:
-        return proc
-    assert proc.stdout is not None
-    early = proc.stdout.read()
-    if proc.returncode == 1 and not early:
-        return _spawn(data_dir, ports)
-    raise AssertionError(f"launcher exited early ({proc.returncode}):\n{early}")
-
-
-def _spawn(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUHE_")}
     for spec in [*SERVICES.values(), *SANDBOXES.values()]:
         env[f"{spec.env_prefix}PORT"] = str(ports[spec.name])
@@ -82,8 +64,8 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     return output
 
 
-def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(tmp_path: Path) -> None:
-    data_dir = tmp_path / "juhe-data"
+def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(juhe_data_dir: Path) -> None:
+    data_dir = juhe_data_dir
     ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
 
     first = _start(data_dir, ports)
@@ -154,8 +136,8 @@ def _pay_through_the_gateway_as_the_demo_merchant(data_dir: Path, ports: dict[st
     assert minted.status_code == 403, minted.text
 
 
-def test_launcher_killed_hard_leaves_nothing_running(tmp_path: Path) -> None:
-    data_dir = tmp_path / "juhe-kill"
+def test_launcher_killed_hard_leaves_nothing_running(juhe_data_dir: Path) -> None:
+    data_dir = juhe_data_dir
     ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
     proc = _start(data_dir, ports)
     try:
@@ -169,14 +151,14 @@ def test_launcher_killed_hard_leaves_nothing_running(tmp_path: Path) -> None:
     assert _processes_using(data_dir) == [], "parent-death signals must stop every child"
 
 
-def test_launcher_refuses_a_busy_port(tmp_path: Path) -> None:
+def test_launcher_refuses_a_busy_port(juhe_data_dir: Path) -> None:
     ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
     import socket
 
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", ports["gateway"]))
         blocker.listen()
-        proc = _spawn(tmp_path / "busy", ports)
+        proc = _start(juhe_data_dir, ports)
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert f"gateway: port {ports['gateway']} is in use" in output

@@ -15,10 +15,19 @@ from typing import Any
 
 import httpx
 
-from libs.common.embedded import EmbeddedBroker, free_port, parent_death_signal
+from libs.common.db import asyncpg_dsn
+from libs.common.embedded import free_port, parent_death_signal
 from libs.common.services import REPO_ROOT, ServiceSpec, service_env
 
 READY_TIMEOUT_SECONDS = 60.0
+
+# Short group joins and fast relays for tests (embedded-infra.md §2.3: Tansu holds a join for session/2).
+TEST_TIMINGS: dict[str, Any] = {
+    "consumer_session_timeout_ms": 3000,
+    "consumer_heartbeat_interval_ms": 500,
+    "outbox_poll_interval_seconds": 0.2,
+    "broker_epoch_check_interval_seconds": 0.5,
+}
 
 
 @dataclass
@@ -26,13 +35,12 @@ class Infra:
     server_url: str
     bootstrap: str
     root: Path
-    broker: EmbeddedBroker | None = None
     created_databases: list[str] = field(default_factory=list)
 
     async def drop_created_databases(self) -> None:
         import asyncpg
 
-        conn = await asyncpg.connect(self.server_url.replace("postgresql+asyncpg://", "postgresql://", 1))
+        conn = await asyncpg.connect(asyncpg_dsn(self.server_url))
         try:
             for name in reversed(self.created_databases):
                 with contextlib.suppress(Exception):

@@ -9,7 +9,10 @@ own, so tests never see each other's rows or events.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -17,43 +20,51 @@ from typing import Any
 
 import pytest
 
-from libs.common.embedded import EmbeddedBroker, EmbeddedPostgres, create_database, database_url, free_port
+from libs.common.embedded import create_database, database_url, kafka_broker, postgres_server
 from libs.common.kafka import ensure_platform_topics, read_or_create_broker_epoch
 from libs.common.migrations import upgrade
 from libs.common.services import SERVICES
-from libs.common.testing.infra import Infra
+from libs.common.testing.infra import TEST_TIMINGS, Infra
 
 __all__ = ["Infra"]
 
 
-@pytest.fixture(scope="session")
-def juhe_infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    root: Path = tmp_path_factory.mktemp("juhe-infra")
-    pg: EmbeddedPostgres | None = None
-    broker: EmbeddedBroker | None = None
-    server_url = os.environ.get("DATABASE_URL")
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if server_url:
-        server_url = server_url.replace("postgresql://", "postgresql+asyncpg://", 1)
-    else:
-        pg = EmbeddedPostgres(root / "pgdata", free_port(), root / "postgres.log")
-        pg.start()
-        server_url = pg.server_url
-    if not bootstrap:
-        broker = EmbeddedBroker(free_port(), root / "tansu.log")
-        broker.start()
-        bootstrap = broker.bootstrap
-    asyncio.run(read_or_create_broker_epoch(bootstrap))
-    infra = Infra(server_url=server_url, bootstrap=bootstrap, root=root, broker=broker)
+@contextlib.contextmanager
+def data_dir_outside_pytest(prefix: str) -> Iterator[Path]:
+    """A scratch folder for PostgreSQL data, not under pytest's basetemp.
+
+    The embedded PostgreSQL runs as another user, so every parent of its data dir must be traversable;
+    pytest resets its basetemp root to 0700 whenever a pytest session starts, which would make initdb fail
+    under a concurrent run. A folder of our own under the system temp dir has no such neighbour.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix))
     try:
-        yield infra
+        yield path
     finally:
-        if broker:
-            broker.stop()
-        if pg:
-            pg.stop()
-        else:
-            asyncio.run(infra.drop_created_databases())
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def juhe_data_dir() -> Iterator[Path]:
+    """A fresh `.juhe`-like data folder for launcher tests."""
+    with data_dir_outside_pytest("juhe-data-") as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def juhe_infra() -> Iterator[Infra]:
+    with (
+        data_dir_outside_pytest("juhe-infra-") as root,
+        postgres_server(root) as server_url,
+        kafka_broker(root) as bootstrap,
+    ):
+        asyncio.run(read_or_create_broker_epoch(bootstrap))
+        infra = Infra(server_url=server_url, bootstrap=bootstrap, root=root)
+        try:
+            yield infra
+        finally:
+            if os.environ.get("DATABASE_URL"):  # an embedded server is thrown away whole
+                asyncio.run(infra.drop_created_databases())
 
 
 DatabaseFactory = Callable[[str], Awaitable[str]]
@@ -102,10 +113,7 @@ def service_settings(juhe_infra: Infra, topic_namespace: str) -> Callable[..., A
             "env": "test",
             "kafka_bootstrap_servers": juhe_infra.bootstrap,
             "topic_namespace": topic_namespace,
-            "consumer_session_timeout_ms": 3000,
-            "consumer_heartbeat_interval_ms": 500,
-            "outbox_poll_interval_seconds": 0.2,
-            "broker_epoch_check_interval_seconds": 0.5,
+            **TEST_TIMINGS,
             "log_json": True,
         }
         values.update(overrides)

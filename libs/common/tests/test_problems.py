@@ -30,8 +30,7 @@ async def test_validation_unknown_route_and_bad_json_are_problems(migrated_datab
     assert wrong_method.status_code == 405 and wrong_method.json()["code"] == "method_not_allowed"
 
     garbage = await client.post("/v1/accounts", content=b"{not json", headers={"content-type": "application/json"})
-    assert garbage.status_code in (400, 422)
-    assert garbage.json()["code"] in ("malformed_request", "validation_failed")
+    assert garbage.status_code == 400 and garbage.json()["code"] == "malformed_request"
 
     engine = create_async_engine(db)
     try:

@@ -114,6 +114,9 @@ async def test_alipay_refund_reverses_the_posting(
     refund = await cashier.post(f"/v1/payments/{payment['id']}/refunds", {"amount_minor": 4000})
     assert refund.status_code == 201 and refund.json()["status"] == "succeeded", refund.text
 
+    # payment.succeeded and refund.succeeded travel on different topics, so the ledger may apply either first;
+    # the balances below are the same whatever the order, once both are posted.
+    await wait_for(lambda: ledger.transfer(f"{payment['id']}:succeeded"), "the payment posting")
     await wait_for(lambda: ledger.transfer(f"{refund.json()['id']}:succeeded"), "the refund posting")
     # §3.3: fee 60 × 4000/10000 = 24 back to the merchant's side; 9940 − 3976 = 5964.
     assert await ledger.posted(cashier.merchant_id) == {"merchant_pending": 5964}

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from libs.common.web import Runtime, create_service_app
 from services.cashier import worker
-from services.cashier.api.routes import admin, bills, notify, payments, refunds, webhooks
+from services.cashier.api.routes import admin, bills, internal, notify, payments, refunds, webhooks
 from services.cashier.config import Settings
 from services.cashier.flows.context import build_cashier
 
@@ -20,7 +20,15 @@ def create_app(settings: Settings) -> FastAPI:
     return create_service_app(
         settings,
         title="Juhe cashier",
-        routers=[payments.router, refunds.router, webhooks.router, notify.router, admin.router, bills.router],
+        routers=[
+            payments.router,
+            refunds.router,
+            webhooks.router,
+            notify.router,
+            admin.router,
+            bills.router,
+            internal.router,
+        ],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=on_startup,

@@ -403,6 +403,32 @@ async def expire_due(cashier: Cashier) -> int:
     return handled
 
 
+async def requery_payment(cashier: Cashier, *, payment_id: str) -> dict[str, Any]:
+    """Ask the channel again about every attempt of a payment and apply what it says now.
+
+    For reconciliation (settlement, internal): a bill that shows a payment paid which Juhe saw fail or
+    close. The answer goes through the same compare-and-set path as notifications and polls, so a real
+    success becomes `succeeded` with `late_success` and publishes `payment.succeeded` once.
+    """
+    async with cashier.uow.read() as conn:
+        payment = await get_payment_unscoped(conn, payment_id)
+        if payment is None:
+            raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+        tried = await list_attempts(conn, payment_id)
+    for attempt in tried:
+        try:
+            connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+            result = await connector.query(attempt.out_trade_no)
+        except (ChannelUnavailable, ChannelError, InvalidSignature) as exc:
+            log.info("re-query failed", attempt_id=attempt.id, error=repr(exc))
+            continue
+        await apply_trade_result(cashier, attempt_id=attempt.id, result=result, source="requery")
+    async with cashier.uow.read() as conn:
+        current = await get_payment_unscoped(conn, payment_id)
+        assert current is not None
+        return payment_view(current, await list_attempts(conn, payment_id))
+
+
 async def poll_due(cashier: Cashier) -> int:
     """Query the channel for processing attempts whose next poll is due; apply final answers."""
     s = cashier.settings

@@ -154,8 +154,12 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
     }
     [mismatch] = [i for i in items if i["outcome"] == "status_mismatch"]
     assert mismatch["resolution"] == "cashier_requery"
-    # the cashier has no re-query endpoint yet: reported, listed for a person
-    assert mismatch["resolution_status"] == "unavailable"
+    # the cashier re-queried the channel; the channel itself still says declined, so the payment stays
+    # failed and the item stays listed for a person (only the bill line disagrees)
+    assert mismatch["resolution_status"] == "requested"
+    async with httpx.AsyncClient(base_url=cashier.base_url, timeout=30) as c:
+        declined = await c.get(f"/v1/payments/{payments['declined']['id']}", headers=headers)
+    assert declined.json()["status"] == "failed"
     [changed] = [i for i in items if i["outcome"] == "amount_mismatch"]
     assert (changed["juhe_amount_minor"], changed["channel_amount_minor"]) == (4000, 3999)
     by_order = await settlement.get(

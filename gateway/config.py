@@ -32,11 +32,10 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/rules": "routing",
     "/v1/routing-settings": "routing",
     "/v1/audit": "routing",
-    "/v1/splits": "settlement",
-    "/v1/settlements": "settlement",
+    "/v1/settlement": "settlement",
     "/v1/payouts": "settlement",
     "/v1/statements": "settlement",
-    "/v1/reconciliation": "settlement",
+    "/v1/notify/bank": "settlement",
     "/v1/coupons": "marketing",
     "/v1/coupon-stocks": "marketing",
     "/v1/points": "marketing",
@@ -60,6 +59,7 @@ DEFAULT_PLATFORM_ONLY_PREFIXES: tuple[str, ...] = (
     "/v1/rules",
     "/v1/routing-settings",
     "/v1/audit",
+    "/v1/settlement",
 )
 
 

@@ -49,8 +49,10 @@ TOPICS: tuple[str, ...] = (
     "cashier.refunds",
     "ledger.accounts",
     "ledger.transfers",
+    "ledger.wallet",
     "routing.channels",
     "settlement.splits",
+    "settlement.batches",
     "settlement.payouts",
     "marketing.coupons",
 )

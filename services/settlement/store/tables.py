@@ -53,6 +53,9 @@ receivers = Table(
     Column("holder_id", Text, nullable=False),
     Column("name", Text, nullable=False, server_default=""),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # migration 0007: the receiver's own identifiers at the channels, for channel profit sharing
+    # {"wechatpay": {"type", "account", "name"?}, "alipay": {...}}
+    Column("channel_accounts", JSONB),
 )
 
 # One rule per (merchant, business line); "" is the merchant's default line.
@@ -106,6 +109,10 @@ payment_records = Table(
     Column("succeeded_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("settle_date", Date),  # migration 0004: when the merchant's cycle settles it
+    # migration 0007: from the payment request (contract A): purpose, explicit split, channel profit sharing
+    Column("purpose", Text, nullable=False, server_default="payment"),
+    Column("explicit_split", JSONB),  # [{"receiver_id", "amount_minor"}] or null
+    Column("profit_sharing", Boolean, nullable=False, server_default="false"),
     Index("payment_records_out_trade_no", "out_trade_no"),
     Index("payment_records_bill", "channel", "bill_date"),
     Index("payment_records_merchant", "merchant_id", "payment_id"),
@@ -258,6 +265,7 @@ settlement_batches = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("posted_at", DateTime(timezone=True)),
     UniqueConstraint("holder_id", "currency", "cycle_date", name="settlement_batches_one_per_day"),
+    Index("settlement_batches_holder", "holder_id", "batch_id"),  # migration 0007
 )
 
 # --- payouts (migration 0005) ---
@@ -290,4 +298,60 @@ payouts = Table(
     Column("finished_at", DateTime(timezone=True)),
     UniqueConstraint("holder_id", "idempotency_key", name="payouts_holder_key"),
     Index("payouts_due", "status", "next_attempt_at"),
+    Index("payouts_holder", "holder_id", "payout_id"),  # migration 0007
+)
+
+# --- wallet withdrawals and channel profit sharing (migration 0007) ---
+
+# A wallet withdrawal (contract C) paid out by the bank: one row per ledger wallet operation,
+# `pending → succeeded | failed`; `ledger_outcome` = posted | voided once the wallet hold was finished.
+withdrawals = Table(
+    "withdrawals",
+    metadata,
+    Column("operation_id", Text, primary_key=True),
+    Column("holder_id", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("fee_minor", BigInteger, nullable=False, server_default="0"),
+    Column("currency", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending | succeeded | failed
+    Column("account_no", Text),
+    Column("account_name", Text),
+    Column("submitted_at", DateTime(timezone=True)),
+    Column("bank_ref", Text),
+    Column("bank_status", Text),
+    Column("failure_code", Text),
+    Column("ledger_outcome", Text),  # posted | voided
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    Index("withdrawals_due", "status", "next_attempt_at"),
+)
+
+# A channel profit-sharing order (contract B) for the partner shares of one final split:
+# `pending → succeeded | failed`; `ledger_transfer_id` is the §3.12 posting of a success.
+profit_sharing_orders = Table(
+    "profit_sharing_orders",
+    metadata,
+    Column("order_no", Text, primary_key=True),
+    Column("payment_id", Text, nullable=False),
+    Column("split_id", Text, nullable=False),
+    Column("merchant_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("receivers", JSONB, nullable=False),
+    Column("status", Text, nullable=False),  # pending | succeeded | failed
+    Column("channel_status", Text),
+    Column("channel_order_id", Text),
+    Column("result", JSONB),
+    Column("ledger_transfer_id", Text),
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("finished_at", DateTime(timezone=True)),
+    UniqueConstraint("split_id", name="profit_sharing_orders_split"),
+    Index("profit_sharing_orders_due", "status", "next_attempt_at"),
+    Index("profit_sharing_orders_payment", "payment_id"),
 )

@@ -17,12 +17,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
+import asyncpg
 from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -110,6 +112,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = spec.title if exc.status_code in (404, 405) else str(exc.detail)
         return problem_response(spec, detail, request)
 
+    async def on_database_error(request: Request, exc: Exception) -> Response:
+        if not is_unstorable_text_error(exc):
+            raise exc  # ServerErrorMiddleware renders it through on_crash (500) and logs it
+        # PostgreSQL refused the value before changing anything and the unit of work rolled back: the
+        # request is at fault (a NUL character, an unsupported \u escape in JSON), not the service.
+        return problem_response(
+            errors.VALIDATION_FAILED,
+            "A value contains a character that cannot be stored (such as U+0000)",
+            request,
+            errors=[{"loc": [], "msg": "character not supported", "type": "string_unstorable_character"}],
+        )
+
     async def on_crash(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", path=request.url.path)
         return problem_response(errors.INTERNAL_ERROR, "Internal error", request)
@@ -117,7 +131,33 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(DBAPIError, on_database_error)
+    app.add_exception_handler(asyncpg.PostgresError, on_database_error)
     app.add_exception_handler(Exception, on_crash)
+
+
+# SQLSTATEs PostgreSQL raises for text it cannot store: 22021 character_not_in_repertoire ("invalid byte
+# sequence for encoding UTF8: 0x00") and 22P05 untranslatable_character (jsonb "\u0000 cannot be converted").
+UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+
+
+def is_unstorable_text_error(exc: BaseException) -> bool:
+    """Whether `exc` (asyncpg's error, or SQLAlchemy's DBAPIError around it) is PostgreSQL refusing a character.
+
+    SQLAlchemy's asyncpg adapter copies the SQLSTATE onto its own exception (`orig.sqlstate`) and chains the
+    asyncpg error as `__cause__`; both are looked at so either layer of wrapping is recognised.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)):
+            return True
+        if getattr(current, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES:
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else current.__cause__
+    return False
 
 
 def install_observability(app: FastAPI, service: str) -> None:

@@ -25,6 +25,7 @@ from typing import TextIO
 
 import httpx
 
+from deploy.launcher.seed import demo_service_settings
 from libs.common.embedded import (
     EmbeddedBroker,
     EmbeddedPostgres,
@@ -69,6 +70,7 @@ class Platform:
     pg: EmbeddedPostgres | None = None
     broker: EmbeddedBroker | None = None
     stopping: bool = False
+    demo_settings: dict[str, dict[str, object]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
 
     @property
@@ -139,6 +141,7 @@ class Platform:
         urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SERVICES.items()}
         sandbox_urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SANDBOXES.items()}
         specs = _runnable_specs()
+        self.demo_settings = demo_service_settings(self.data_dir)
         for i, spec in enumerate(specs):
             port = self._port(spec)
             values: dict[str, object] = {"port": port, "public_base_url": f"http://127.0.0.1:{port}"}
@@ -147,6 +150,7 @@ class Platform:
                 values |= {f"{other}_url": url for other, url in urls.items() if other != spec.name}
                 values |= {f"sandbox_{other}_url": url for other, url in sandbox_urls.items()}
                 values |= {"bank_url": sandbox_urls["bank"]}  # settlement's payouts go to the bank sandbox
+                values |= self.demo_settings.get(spec.name, {})
             env = {**common_env, **service_env(spec, values)}
             self.children.append(Child(spec=spec, port=port, env=env, color=COLORS[i % len(COLORS)]))
 

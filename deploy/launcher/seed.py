@@ -1,18 +1,24 @@
 """Seed the demo platform idempotently: the same keys are printed on every run.
 
 1. The gateway creates the demo platform, merchant `mch_demo` (API key + webhook secret) and user.
-2. The demo merchant is registered with the WeChat Pay and Alipay sandboxes, as a merchant would on
-   the channels' own platforms; the generated credentials are kept in `.juhe/demo-channels.json`
-   (the sandboxes keep theirs in `.juhe/sandboxes/`), so later runs reuse them.
-3. The cashier is given the merchant's webhook secret and both channel configs, and routing gets one
-   direct route per channel with a fee rate and the merchant's contracts, so a payment can be taken
-   right after `make run`. Every call is idempotent (409 "already there" is fine on later runs).
+2. The demo merchant and the platform's own collecting merchant for wallet top-ups (`mch_wallet`) are
+   registered with the WeChat Pay and Alipay sandboxes, as a merchant would on the channels' own
+   platforms; the generated credentials are kept in `.juhe/demo-channels.json` (the sandboxes keep
+   theirs in `.juhe/sandboxes/`), so later runs reuse them.
+3. The cashier is given the merchant's webhook secret and both merchants' channel configs, and routing
+   gets one direct route per channel with a fee rate and both merchants' contracts, so a payment (and a
+   wallet top-up) can be taken right after `make run`. Every call is idempotent (409 "already there" is
+   fine on later runs).
+4. Settlement's client at the bank sandbox: the launcher provisions the credentials before any process
+   starts (`.juhe/demo-bank.json`, given to settlement as settings) and registers them with the bank once
+   it is up, so payouts and withdrawals are paid out of the box.
 """
 
 from __future__ import annotations
 
 import importlib
 import json
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,13 +31,17 @@ if TYPE_CHECKING:
     from deploy.launcher.main import Platform
 
 DEMO_MERCHANT_ID = "mch_demo"
+# The platform's own merchant at the channels: it collects wallet top-ups (docs/ledger.md §3.7).
+WALLET_TOPUP_MERCHANT_ID = "mch_wallet"
+# (merchant, WeChat Pay mchid): each merchant has its own account at the channel.
+DEMO_WECHAT_MCHIDS = {DEMO_MERCHANT_ID: "1900000109", WALLET_TOPUP_MERCHANT_ID: "1900000110"}
+BANK_CLIENT_ID = "juhe_settlement"
 # (route id, method, connector, scenes, fee in basis points): invented demo rates, not quotes.
 DEMO_ROUTES = (
     ("ali_direct", "alipay", "alipay", ["native_qr", "page", "h5", "app"], 55),
     ("wx_direct", "wechat", "wechatpay", ["native_qr", "jsapi", "mini_program", "app", "h5"], 60),
 )
 ALREADY_THERE = 409
-DEMO_WECHAT_MCHID = "1900000109"
 DEMO_WECHAT_APPID = "wxd678efh567hg6787"
 SEED_TIMEOUT_SECONDS = 10.0
 
@@ -47,39 +57,78 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
     urls = {c.spec.name: c.url for c in platform.children}
     try:
         channels_path = platform.data_dir / "demo-channels.json"
-        channels = await _demo_channels(_load(channels_path), urls)
-        _save(channels_path, channels)
-        await _configure_cashier(urls["cashier"], demo.get("webhook_secret"), channels)
-        await _configure_routing(urls["routing"], channels)
+        saved = _load(channels_path)
+        by_merchant: dict[str, dict[str, dict[str, Any]]] = {}
+        for merchant_id in DEMO_WECHAT_MCHIDS:
+            by_merchant[merchant_id] = await _demo_channels(merchant_id, saved.get(merchant_id, {}), urls)
+        _save(channels_path, by_merchant)
+        for merchant_id, channels in by_merchant.items():
+            secret = demo.get("webhook_secret") if merchant_id == DEMO_MERCHANT_ID else None
+            await _configure_cashier(urls["cashier"], merchant_id, secret, channels)
+        await _configure_routing(urls["routing"], by_merchant)
         await _open_demo_wallet(urls["ledger"], demo.get("user_id", "usr_demo"))
+        if "bank" in urls:
+            await _register_bank_client(urls["bank"], platform.demo_settings.get("settlement", {}))
+        channels = by_merchant[DEMO_MERCHANT_ID]
         demo["channels"] = ", ".join(sorted(channels)) + " (sandboxes, configured in the cashier)"
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         platform.say(f"demo channels not configured: {exc!r}")
     return demo
 
 
-def _load(path: Path) -> dict[str, dict[str, Any]]:
-    return json.loads(path.read_text()) if path.exists() else {}
+def demo_service_settings(data_dir: Path) -> dict[str, dict[str, object]]:
+    """Settings the demo needs before the processes start: settlement's bank credentials (provisioned
+    here, kept in `demo-bank.json`, registered with the bank sandbox by `seed`) and the ledger's top-up
+    merchant."""
+    path = data_dir / "demo-bank.json"
+    bank = json.loads(path.read_text()) if path.exists() else {}
+    if not bank.get("secret"):
+        bank = {"client_id": BANK_CLIENT_ID, "secret": secrets.token_hex(32)}
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(bank))
+        path.chmod(0o600)
+    return {
+        "settlement": {"bank_client_id": bank["client_id"], "bank_secret": bank["secret"]},
+        "ledger": {"wallet_topup_merchant_id": WALLET_TOPUP_MERCHANT_ID},
+    }
 
 
-def _save(path: Path, channels: dict[str, dict[str, Any]]) -> None:
+async def _register_bank_client(bank_url: str, settlement: dict[str, object]) -> None:
+    body = {"client_id": settlement["bank_client_id"], "secret": settlement["bank_secret"]}
+    async with httpx.AsyncClient(timeout=SEED_TIMEOUT_SECONDS) as client:
+        response = await client.post(f"{bank_url}/control/clients", json=body)
+        response.raise_for_status()
+        if response.json().get("secret") != body["secret"]:
+            raise ValueError("the bank sandbox kept another secret for settlement's client: run `make reset`")
+
+
+def _load(path: Path) -> dict[str, dict[str, dict[str, Any]]]:
+    """Channel configs per merchant; a file of an earlier version (channels of mch_demo only) is read as such."""
+    saved = json.loads(path.read_text()) if path.exists() else {}
+    return {DEMO_MERCHANT_ID: saved} if "wechatpay" in saved or "alipay" in saved else saved
+
+
+def _save(path: Path, channels: dict[str, dict[str, dict[str, Any]]]) -> None:
     path.write_text(json.dumps(channels, indent=2))
-    path.chmod(0o600)  # holds the demo merchant's private keys
+    path.chmod(0o600)  # holds the demo merchants' private keys
 
 
-async def _demo_channels(saved: dict[str, dict[str, Any]], urls: dict[str, str]) -> dict[str, dict[str, Any]]:
-    """Register the demo merchant with each running channel sandbox once; reuse the saved configs."""
+async def _demo_channels(
+    merchant_id: str, saved: dict[str, dict[str, Any]], urls: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    """Register one merchant with each running channel sandbox once; reuse the saved configs."""
+    mchid = DEMO_WECHAT_MCHIDS[merchant_id]
     async with httpx.AsyncClient(timeout=SEED_TIMEOUT_SECONDS) as client:
         if "wechatpay" in urls and "wechatpay" not in saved:
             r = await client.post(
                 f"{urls['wechatpay']}/control/merchants",
-                json={"mchid": DEMO_WECHAT_MCHID, "appid": DEMO_WECHAT_APPID, "generate_key_pair": True},
+                json={"mchid": mchid, "appid": DEMO_WECHAT_APPID, "generate_key_pair": True},
             )
             r.raise_for_status()
             reg = r.json()
             saved["wechatpay"] = {
                 "base_url": urls["wechatpay"],
-                "mchid": DEMO_WECHAT_MCHID,
+                "mchid": mchid,
                 "appid": DEMO_WECHAT_APPID,
                 "merchant_private_key_pem": reg["merchant_private_key_pem"],
                 "merchant_cert_serial": reg["merchant_cert_serial"],
@@ -101,14 +150,16 @@ async def _demo_channels(saved: dict[str, dict[str, Any]], urls: dict[str, str])
     return saved
 
 
-async def _configure_cashier(cashier_url: str, webhook_secret: str | None, channels: dict[str, dict[str, Any]]) -> None:
+async def _configure_cashier(
+    cashier_url: str, merchant_id: str, webhook_secret: str | None, channels: dict[str, dict[str, Any]]
+) -> None:
     headers = _platform_headers()
     async with httpx.AsyncClient(base_url=cashier_url, timeout=SEED_TIMEOUT_SECONDS, headers=headers) as c:
         body = {"webhook_secret": webhook_secret} if webhook_secret else {}
-        (await c.put(f"/v1/admin/merchants/{DEMO_MERCHANT_ID}", json=body)).raise_for_status()
+        (await c.put(f"/v1/admin/merchants/{merchant_id}", json=body)).raise_for_status()
         for priority, (channel, config) in enumerate(sorted(channels.items()), start=1):
             r = await c.put(
-                f"/v1/admin/merchants/{DEMO_MERCHANT_ID}/channels/{channel}",
+                f"/v1/admin/merchants/{merchant_id}/channels/{channel}",
                 json={"priority": priority, "enabled": True, "config": config},
             )
             r.raise_for_status()
@@ -119,11 +170,12 @@ def _platform_headers() -> dict[str, str]:
     return {IDENTITY_HEADER: token}
 
 
-async def _configure_routing(routing_url: str, channels: dict[str, dict[str, Any]]) -> None:
+async def _configure_routing(routing_url: str, by_merchant: dict[str, dict[str, dict[str, Any]]]) -> None:
     valid_from = "2026-01-01T00:00:00+08:00"
     async with httpx.AsyncClient(base_url=routing_url, timeout=SEED_TIMEOUT_SECONDS, headers=_platform_headers()) as c:
         for route_id, method, connector, scenes, rate_bps in DEMO_ROUTES:
-            if connector not in channels:
+            merchants = [m for m, channels in by_merchant.items() if connector in channels]
+            if not merchants:
                 continue
             calls = (
                 c.post(
@@ -139,7 +191,10 @@ async def _configure_routing(routing_url: str, channels: dict[str, dict[str, Any
                     },
                 ),
                 c.post("/v1/fee-rates", json={"route_id": route_id, "rate_bps": rate_bps, "valid_from": valid_from}),
-                c.put(f"/v1/contracts/{DEMO_MERCHANT_ID}/{route_id}", json={"sub_merchant_id": f"demo_{route_id}"}),
+                *(
+                    c.put(f"/v1/contracts/{m}/{route_id}", json={"sub_merchant_id": f"{m}_{route_id}"})
+                    for m in merchants
+                ),
             )
             for call in calls:
                 response = await call

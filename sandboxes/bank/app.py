@@ -40,6 +40,9 @@ class PayoutRequest(BaseModel):
 
 class ClientRequest(BaseModel):
     client_id: str | None = Field(default=None, max_length=64)
+    # A deployment may provision the secret itself (as a bank hands one over out of band): the launcher
+    # must give it to settlement before the sandbox is up. Absent: the bank generates one.
+    secret: str | None = Field(default=None, min_length=32, max_length=128)
 
 
 class AccountRequest(BaseModel):
@@ -126,7 +129,7 @@ def create_app(settings: BankSettings) -> FastAPI:
     # ---------------------------------------------------------------- control (unsigned)
     @app.post("/control/clients")
     async def register_client(body: ClientRequest) -> dict[str, Any]:
-        return bank.register_client(body.client_id)
+        return bank.register_client(body.client_id, body.secret)
 
     @app.post("/control/accounts")
     async def put_account(body: AccountRequest) -> dict[str, Any]:

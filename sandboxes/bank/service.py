@@ -50,8 +50,9 @@ class Bank:
         self._timers: set[asyncio.TimerHandle] = set()
 
     # ------------------------------------------------------------------ control
-    def register_client(self, client_id: str | None) -> Document:
-        client = {"client_id": client_id or f"cli_{uuid.uuid4().hex[:12]}", "secret": secrets.token_hex(32)}
+    def register_client(self, client_id: str | None, secret: str | None = None) -> Document:
+        """A client once; registering it again returns the first registration (its secret is kept)."""
+        client = {"client_id": client_id or f"cli_{uuid.uuid4().hex[:12]}", "secret": secret or secrets.token_hex(32)}
         if not self.store.insert_if_absent(CLIENTS, client["client_id"], client):
             existing = self.store.get(CLIENTS, client["client_id"])
             assert existing is not None

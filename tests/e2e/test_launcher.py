@@ -135,6 +135,11 @@ def _pay_through_the_gateway_as_the_demo_merchant(data_dir: Path, ports: dict[st
     )
     assert minted.status_code == 403, minted.text
 
+    # Settlement's client at the bank is the one the launcher gave settlement (payouts work out of the box).
+    bank = json.loads((data_dir / "demo-bank.json").read_text())
+    known = httpx.post(f"http://127.0.0.1:{ports['bank']}/control/clients", json={"client_id": bank["client_id"]})
+    assert known.json()["secret"] == bank["secret"]
+
 
 def test_launcher_killed_hard_leaves_nothing_running(juhe_data_dir: Path) -> None:
     data_dir = juhe_data_dir

@@ -39,6 +39,10 @@ class Settings(ServiceSettings):
     wallet_public_base_url: str | None = None  # where the provider calls back; default: this request's base
     wallet_withdrawal_hold_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=30 * 24 * 3600)
     wallet_points_per_yuan: int = Field(default=100, ge=1, le=10_000)
+    # Worker: pending operations whose hold finished without the operation being told (expired, or a crash
+    # between the writer's commit and the operation's) are brought up to date, with their event.
+    wallet_reconcile_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    wallet_reconcile_batch_max: int = Field(default=200, ge=1, le=10_000)
 
     @model_validator(mode="after")
     def _refuse_demo_identity_secret_in_production(self) -> Settings:

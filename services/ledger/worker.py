@@ -20,6 +20,7 @@ from services.ledger.api.deps import WRITER_EXTRA
 from services.ledger.config import Settings
 from services.ledger.domain.engine import VoidPending
 from services.ledger.events.consumers import CashierPostings
+from services.ledger.store import wallet as wallet_store
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.worker")
@@ -30,7 +31,7 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return [expire_pending_transfers, consume_cashier_events]
+    return [expire_pending_transfers, consume_cashier_events, reconcile_wallet_operations]
 
 
 def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
@@ -96,3 +97,31 @@ async def expire_pending_transfers(runtime: Runtime) -> None:
             due = 0
         if due < settings.expiry_batch_max:
             await asyncio.sleep(settings.expiry_interval_seconds)
+
+
+async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
+    """One round: pending wallet operations whose hold finished (expired, or posted/voided by a call that
+    crashed before recording it) get their status and their `ledger.wallet` event, each exactly once (the
+    status compare-and-set decides). Returns how many were found."""
+    async with runtime.uow.read() as conn:
+        ids = await wallet_store.unsynced_operations(conn, batch_max)
+    for operation_id in ids:
+        await wallet_store.sync_operation(runtime.uow, operation_id)
+    if ids:
+        log.info("wallet operations reconciled", count=len(ids))
+    return len(ids)
+
+
+async def reconcile_wallet_operations(runtime: Runtime) -> None:
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    while True:
+        try:
+            found = await reconcile_wallet_round(runtime, settings.wallet_reconcile_batch_max)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("wallet reconcile round failed")
+            found = 0
+        if found < settings.wallet_reconcile_batch_max:
+            await asyncio.sleep(settings.wallet_reconcile_interval_seconds)

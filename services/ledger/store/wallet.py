@@ -44,8 +44,10 @@ from services.ledger.domain.wallet.postings import (
     cr,
     dr,
 )
-from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
+from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC, WALLET_TOPIC
+from services.ledger.events.wallet import event_for
 from services.ledger.store import accounts as account_store
+from services.ledger.store import queries
 from services.ledger.store.codec import account_from_row
 from services.ledger.store.writer import LedgerWriter
 
@@ -370,9 +372,23 @@ async def operation_by_key(conn: AsyncConnection, kind: str, key: str) -> RowMap
     return (await conn.execute(text(sql), {"k": kind, "key": key})).mappings().first()
 
 
-async def set_operation_status(conn: AsyncConnection, operation_id: str, *, old: str, new: str) -> None:
-    sql = "UPDATE wallet_operations SET status = :new, updated_at = now() WHERE id = :i AND status = :old"
-    await conn.execute(text(sql), {"i": operation_id, "old": old, "new": new})
+def publish_operation_event(tx: Tx, operation: RowMapping, status: str) -> None:
+    """The `ledger.wallet` event of this state, in the caller's transaction (the one that recorded it)."""
+    event = event_for(operation, status)
+    if event is not None:
+        tx.publish(topic=WALLET_TOPIC, type=event[0], subject=str(operation["id"]), data=event[1])
+
+
+async def change_operation_status(tx: Tx, operation_id: str, *, old: str, new: str) -> RowMapping | None:
+    """Compare-and-set of the operation's status and its event, in one transaction: of any number of
+    callers (the route after `post`, a repeated `post`, the reconciler after an expiry) exactly one wins
+    and publishes; the others get None."""
+    sql = """UPDATE wallet_operations SET status = :new, updated_at = now() WHERE id = :i AND status = :old
+             RETURNING *"""
+    row = (await tx.conn.execute(text(sql), {"i": operation_id, "old": old, "new": new})).mappings().first()
+    if row is not None:
+        publish_operation_event(tx, row, new)
+    return row
 
 
 def _replay_or_conflict(existing: RowMapping, m: Movement) -> RowMapping:
@@ -449,10 +465,11 @@ async def execute(uow: UnitOfWork, writer: LedgerWriter, m: Movement, *, now: da
             .mappings()
             .first()
         )
-        if row is None:  # a concurrent duplicate recorded it first
+        if row is None:  # a concurrent duplicate recorded it first (and published)
             existing = await operation_by_key(tx.conn, m.kind, m.idempotency_key)
             assert existing is not None
             return _replay_or_conflict(existing, m), True
+        publish_operation_event(tx, row, row["status"])  # only the one insert that won publishes
     return row, False
 
 
@@ -481,16 +498,40 @@ async def finish_hold(
         raise WalletError(errors.OPERATION_NOT_FOUND, f"no wallet operation {operation_id}")
     command = PostPending(op["transfer_id"]) if post else VoidPending(op["transfer_id"])
     [outcome] = await writer.submit(command)
-    if outcome.error is not None:
-        if outcome.error.spec is ledger_errors.TRANSFER_NOT_PENDING:
-            raise WalletError(errors.OPERATION_STATE_INVALID, f"{operation_id} holds nothing") from outcome.error
-        raise outcome.error
-    assert outcome.transfer is not None
+    error = outcome.error
+    if error is not None and error.spec is ledger_errors.TRANSFER_NOT_PENDING:
+        raise WalletError(errors.OPERATION_STATE_INVALID, f"{operation_id} holds nothing") from error
+    if error is not None and not (error.spec is ledger_errors.PENDING_TRANSFER_EXPIRED and not post):
+        await sync_operation(uow, operation_id)  # e.g. the hold ran out: record it (and tell settlement)
+        raise error
+    # Posted or voided now or before (a repeat replays), or a void of a hold that had expired (released
+    # all the same): record the transfer's status; the caller that wins the compare-and-set publishes.
+    row = await sync_operation(uow, operation_id)
+    async with uow.read() as conn:
+        transfer = await queries.get_transfer(conn, op["transfer_id"])
+    assert row is not None and transfer is not None
+    return row, transfer
+
+
+async def sync_operation(uow: UnitOfWork, operation_id: str) -> RowMapping | None:
+    """Brings a pending operation's status to its transfer's (posted, voided, expired) with its event.
+
+    Called after `post`/`void` and by the worker's reconciler, so a crash between the writer's commit and
+    this one, or a hold that expired, still ends with the status recorded and the event published once."""
     async with uow.begin() as tx:
-        await set_operation_status(tx.conn, operation_id, old="pending", new=outcome.transfer.status.value)
-        row = await get_operation(tx.conn, operation_id)
-    assert row is not None
-    return row, outcome.transfer
+        sql = """SELECT o.status, t.status AS transfer_status FROM wallet_operations o
+                   JOIN transfers t ON t.id = o.transfer_id WHERE o.id = :i"""
+        found = (await tx.conn.execute(text(sql), {"i": operation_id})).mappings().first()
+        if found is not None and found["status"] == "pending" and found["transfer_status"] != "pending":
+            await change_operation_status(tx, operation_id, old="pending", new=found["transfer_status"])
+        return await get_operation(tx.conn, operation_id)
+
+
+async def unsynced_operations(conn: AsyncConnection, limit: int) -> list[str]:
+    """Pending operations whose transfer is no longer pending (expired holds, a crash after `post`)."""
+    sql = """SELECT o.id FROM wallet_operations o JOIN transfers t ON t.id = o.transfer_id
+              WHERE o.status = 'pending' AND t.status <> 'pending' ORDER BY o.id LIMIT :n"""
+    return [str(r) for r in (await conn.execute(text(sql), {"n": limit})).scalars().all()]
 
 
 async def list_operations(

@@ -76,7 +76,9 @@ async def withdraw(
         wallet=wallet, escrow=escrow, fee_income=income, amount_minor=amount_minor, fee_minor=fee_minor,
         currency=currency,
     )  # fmt: skip
-    details = {"fee_minor": fee_minor, "bank_card": card, "bank_card_masked": mask(card) if card else None}
+    # Settlement pays out to this card (contract C): it reads it here, never from the bus.
+    details = {"fee_minor": fee_minor, "bank_card": {"number": card, "holder_name": holder["name"]},
+               "bank_card_masked": mask(card) if card else None}  # fmt: skip
     return await store.execute(
         uow, writer,
         Movement(holder_id, "withdrawal", withdrawal_id, amount_minor, currency, postings, checks, pending=True,

@@ -187,10 +187,24 @@ async def list_entitlement_changes(
 
 
 # --- flows -----------------------------------------------------------------------------------------------
+def reveals_card(request: Request) -> bool:
+    """Settlement (a service) and the platform read a withdrawal's full card; the user (or a merchant)
+    sees it masked, as everywhere else in the wallet."""
+    if IDENTITY_HEADER not in request.headers:
+        return True
+    return internal_identity(request).kind in ("service", "platform")
+
+
+RevealDep = Annotated[bool, Depends(reveals_card)]
+
+
 def operation_response(
-    row: RowMapping, *, replayed: bool = False, status_override: str | None = None
+    row: RowMapping, *, replayed: bool = False, status_override: str | None = None, reveal_card: bool = True
 ) -> s.OperationResponse:
     details = {k: v for k, v in row["details"].items() if k != "body_hash"}
+    card = details.get("bank_card")
+    if isinstance(card, dict) and not reveal_card:
+        details["bank_card"] = {**card, "number": details.get("bank_card_masked")}
     return s.OperationResponse(
         id=row["id"], holder_id=row["holder_id"], kind=row["kind"], idempotency_key=row["idempotency_key"],
         transfer_id=row["transfer_id"], status=status_override or row["status"], amount_minor=row["amount_minor"],
@@ -198,10 +212,10 @@ def operation_response(
     )  # fmt: skip
 
 
-def _answer(result: tuple[RowMapping, bool], response: Response) -> s.OperationResponse:
+def _answer(result: tuple[RowMapping, bool], response: Response, reveal_card: bool = True) -> s.OperationResponse:
     row, replayed = result
     response.status_code = status.HTTP_200_OK if replayed else status.HTTP_201_CREATED
-    return operation_response(row, replayed=replayed)
+    return operation_response(row, replayed=replayed, reveal_card=reveal_card)
 
 
 @router.post("/holders/{holder_id}/top-ups", status_code=201)
@@ -224,14 +238,15 @@ async def top_up(
 @router.post("/holders/{holder_id}/withdrawals", status_code=201)
 async def withdraw(
     holder_id: str, body: s.WithdrawalRequest, uow: UowDep, writer: WriterDep, settings: SettingsDep,
-    response: Response,
+    response: Response, reveal: RevealDep,
 ) -> s.OperationResponse:  # fmt: skip
-    """A pending hold (§3.8) to the verified bank card; settlement pays out, then posts or voids it."""
+    """A pending hold (§3.8) to the verified bank card; `withdrawal.requested` on `ledger.wallet` tells
+    settlement, which pays out, then posts or voids it."""
     return _answer(await flows.withdraw(
         uow, writer, holder_id=holder_id, withdrawal_id=body.withdrawal_id, amount_minor=body.amount_minor,
         fee_minor=body.fee_minor, currency=body.currency, timeout_seconds=settings.wallet_withdrawal_hold_seconds,
         now=_now(),
-    ), response)  # fmt: skip
+    ), response, reveal)  # fmt: skip
 
 
 @router.post("/holders/{holder_id}/payments", status_code=201)
@@ -295,6 +310,7 @@ async def exchange_points(
 @router.get("/operations")
 async def find_operation(
     uow: UowDep,
+    reveal: RevealDep,
     kind: Annotated[str, Query(pattern=r"^[a-z_]{1,32}$")],
     idempotency_key: Annotated[str, Query(min_length=1, max_length=128)],
 ) -> s.OperationResponse:
@@ -305,18 +321,18 @@ async def find_operation(
         if row is None:
             raise WalletError(errors.OPERATION_NOT_FOUND, f"no {kind} operation {idempotency_key}")
         transfer = await queries.get_transfer(conn, row["transfer_id"])
-    return operation_response(row, status_override=transfer.status.value if transfer else None)
+    return operation_response(row, status_override=transfer.status.value if transfer else None, reveal_card=reveal)
 
 
 @router.get("/operations/{operation_id}")
-async def read_operation(operation_id: str, uow: UowDep) -> s.OperationResponse:
+async def read_operation(operation_id: str, uow: UowDep, reveal: RevealDep) -> s.OperationResponse:
     """The transfer's status is the truth (a hold nobody finished expires by itself)."""
     async with uow.read() as conn:
         row = await store.get_operation(conn, operation_id)
         if row is None:
             raise WalletError(errors.OPERATION_NOT_FOUND, f"no wallet operation {operation_id}")
         transfer = await queries.get_transfer(conn, row["transfer_id"])
-    return operation_response(row, status_override=transfer.status.value if transfer else None)
+    return operation_response(row, status_override=transfer.status.value if transfer else None, reveal_card=reveal)
 
 
 @router.post("/operations/{operation_id}/post")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from sandboxes.common.testing import SandboxProcess
 from services.ledger.app import create_app
+from services.ledger.tests.integration.wallet_harness import Wallet, identity_sandbox, running_wallet
 from services.ledger.verify import verify
 
 _keys = itertools.count(1)
@@ -95,3 +97,16 @@ async def ledger_factory(migrated_database, service_settings, running_apps) -> C
 @pytest.fixture
 async def ledger(ledger_factory) -> Ledger:  # type: ignore[no-untyped-def]
     return await ledger_factory()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """The identity sandbox process (KYC verdicts, signed callbacks)."""
+    yield from identity_sandbox(tmp_path_factory)
+
+
+@pytest.fixture
+async def wallet(identity, migrated_database, service_settings) -> AsyncIterator[Wallet]:  # type: ignore[no-untyped-def]
+    """A real ledger HTTP server on a fresh database, wired to the identity sandbox; verified at the end."""
+    async for running in running_wallet(identity, migrated_database, service_settings):
+        yield running

@@ -1,4 +1,4 @@
-"""Request dependencies: the ledger and cashier clients built at start-up."""
+"""Request dependencies: the ledger and cashier clients built at start-up, the platform-only guard."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from libs.common.errors import FORBIDDEN, Problem
+from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
 from services.settlement.flows.cashier import CashierClient
 from services.settlement.flows.ledger import LedgerClient
 
@@ -22,3 +24,17 @@ def get_cashier(request: Request) -> CashierClient:
 
 LedgerDep = Annotated[LedgerClient, Depends(get_ledger)]
 CashierDep = Annotated[CashierClient, Depends(get_cashier)]
+
+
+def platform_only(request: Request) -> None:
+    """Defence in depth behind the gateway's own guard: the `/v1/settlement` routes are the platform's.
+    A merchant or user identity (signed token, or the dev merchant header) is refused with 403; a platform
+    (also one acting for a merchant), a Juhe service, or an internal call without an identity may pass."""
+    if IDENTITY_HEADER not in request.headers and DEV_MERCHANT_HEADER not in request.headers:
+        return
+    identity = internal_identity(request)
+    if identity.kind in ("merchant", "user"):
+        raise Problem(FORBIDDEN, f"a {identity.kind} identity may not call the platform's settlement API")
+
+
+PlatformOnly = Depends(platform_only)

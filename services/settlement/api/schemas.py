@@ -189,10 +189,13 @@ class BatchResponse(BaseModel):
     entry_count: int
     status: str
     ledger_transfer_id: str | None
+    created_at: datetime | None = None
+    posted_at: datetime | None = None
 
 
 class BatchListResponse(BaseModel):
     batches: list[BatchResponse]
+    next_cursor: str | None = None
 
 
 class StatementResponse(BaseModel):
@@ -224,3 +227,27 @@ class PayoutResponse(BaseModel):
     outcome_transfer_id: str | None
     created_at: datetime
     finished_at: datetime | None
+
+
+class PayoutListResponse(BaseModel):
+    payouts: list[PayoutResponse]
+    next_cursor: str | None
+
+
+class SplitCheckEntry(BaseModel):
+    receiver_id: str = Field(pattern=ID_PATTERN)
+    amount_minor: StrictInt = Field(gt=0, le=2**63 - 1)
+
+
+class SplitCheckRequest(BaseModel):
+    """Contract A: the cashier asks before it creates a payment that carries an explicit split."""
+
+    merchant_id: str = Field(min_length=1, max_length=64)
+    amount_minor: StrictInt = Field(gt=0, le=2**63 - 1)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    split: list[SplitCheckEntry] = Field(min_length=1, max_length=20)
+    business_line: str = Field(default="", max_length=64)
+
+
+class SplitCheckResponse(BaseModel):
+    ok: bool

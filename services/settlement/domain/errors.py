@@ -5,6 +5,7 @@ from __future__ import annotations
 from libs.common.errors import ErrorSpec
 
 SHARES_EXCEED_TOTAL = ErrorSpec("shares_exceed_total", 422, "Split shares add up to more than 100 %")
+SHARE_EXCEEDS_RULE = ErrorSpec("share_exceeds_rule", 422, "An explicit split gives a receiver more than its rule share")
 UNKNOWN_RECEIVER = ErrorSpec("unknown_receiver", 422, "The split names a receiver that is not registered")
 INVALID_SHARE = ErrorSpec("invalid_share", 422, "A share needs exactly one of percent_bps or fixed_minor")
 DUPLICATE_RECEIVER = ErrorSpec("duplicate_receiver", 422, "A receiver appears twice in one split rule")
@@ -26,6 +27,7 @@ LEDGER_UNAVAILABLE = ErrorSpec("ledger_unavailable", 503, "The ledger did not an
 
 ERRORS: tuple[ErrorSpec, ...] = (
     SHARES_EXCEED_TOTAL,
+    SHARE_EXCEEDS_RULE,
     UNKNOWN_RECEIVER,
     INVALID_SHARE,
     DUPLICATE_RECEIVER,

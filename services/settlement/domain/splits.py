@@ -7,19 +7,23 @@ platform named, which makes Σ shares == amount an invariant (a hypothesis test 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from libs.common.errors import Problem
 from services.settlement.domain.errors import (
     DUPLICATE_RECEIVER,
     INVALID_SHARE,
+    SHARE_EXCEEDS_RULE,
     SHARES_EXCEED_TOTAL,
     UNKNOWN_RECEIVER,
 )
 
 BPS_WHOLE = 10_000  # 100 % in basis points
 SHARES_PER_RULE_MAX = 50
+EXPLICIT_SPLIT_ENTRIES_MAX = 20
+# Who gets what an explicit split leaves over: the payee merchant's own merchant_pending (no posting).
+PAYEE = "@payee"
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +117,60 @@ def reversal(
     a = proportional(original, remainder_receiver_id, after_minor)
     b = proportional(original, remainder_receiver_id, before_minor)
     return {r: a.get(r, 0) - b.get(r, 0) for r in {*a, *b} if a.get(r, 0) != b.get(r, 0)}
+
+
+def rule_cap_minor(share: Share, keep_minor: int) -> int:
+    """The most a receiver's rule share can give it of `keep_minor` (what the merchant keeps)."""
+    if share.fixed_minor is not None:
+        return min(share.fixed_minor, keep_minor)
+    return keep_minor * (share.percent_bps or 0) // BPS_WHOLE
+
+
+def validate_explicit(split: Sequence[tuple[str, int]], rule: SplitRule, keep_minor: int) -> None:
+    """An explicit split (contract A) must fit the merchant's rule: only the rule's receivers, each at
+    most its rule share (percent of, or fixed part of, what the merchant keeps after the platform fee;
+    the rule's remainder receiver is not capped), all together at most what the merchant keeps.
+    Why caps: the rule is the platform's word on who may take how much; a request can only choose less."""
+    if not 0 < len(split) <= EXPLICIT_SPLIT_ENTRIES_MAX:
+        raise Problem(INVALID_SHARE, f"an explicit split has 1..{EXPLICIT_SPLIT_ENTRIES_MAX} entries")
+    shares = {share.receiver_id: share for share in rule.shares}
+    seen: set[str] = set()
+    for receiver_id, amount in split:
+        if amount <= 0:
+            raise Problem(INVALID_SHARE, f"amount_minor of {receiver_id} must be positive", receiver_id=receiver_id)
+        if receiver_id in seen:
+            raise Problem(DUPLICATE_RECEIVER, f"receiver {receiver_id} appears twice", receiver_id=receiver_id)
+        seen.add(receiver_id)
+        if receiver_id not in shares and receiver_id != rule.remainder_receiver_id:
+            raise Problem(UNKNOWN_RECEIVER, f"receiver {receiver_id} is not in the merchant's split rule",
+                          receiver_id=receiver_id)  # fmt: skip
+    total = sum(amount for _, amount in split)
+    if total > keep_minor:
+        raise Problem(SHARES_EXCEED_TOTAL, f"the split adds up to {total}, more than the {keep_minor} the merchant "
+                      "keeps after the platform fee", total_minor=total, keep_minor=keep_minor)  # fmt: skip
+    for receiver_id, amount in split:
+        share = shares.get(receiver_id)
+        if share is not None and receiver_id != rule.remainder_receiver_id:
+            cap = rule_cap_minor(share, keep_minor)
+            if amount > cap:
+                raise Problem(SHARE_EXCEEDS_RULE, f"{receiver_id} may receive at most {cap} by the split rule",
+                              receiver_id=receiver_id, cap_minor=cap)  # fmt: skip
+
+
+def allocate_explicit(base_minor: int, split: Sequence[tuple[str, int]]) -> dict[str, int]:
+    """The explicit amounts in order, each capped by what is left of `base_minor` (the platform fee rate may
+    have changed since the check), the rest to the payee (`PAYEE`). Σ values == base_minor."""
+    if base_minor < 0:
+        raise ValueError("base_minor must be ≥ 0")
+    result: dict[str, int] = {}
+    left = base_minor
+    for receiver_id, amount in split:
+        part = min(amount, left)
+        if part:
+            result[receiver_id] = result.get(receiver_id, 0) + part
+        left -= part
+    result[PAYEE] = left
+    return result
 
 
 def platform_fee_minor(amount_minor: int, rate_bps: int) -> int:

@@ -129,7 +129,7 @@ class Payouts:
                 answer = await self.bank.submit({
                     "payout_no": payout_id, "amount_minor": int(payout["amount_minor"]), "currency": payout["currency"],
                     "account_no": payout["account_no"], "account_name": payout["account_name"],
-                    "notify_url": f"{self.settings.public_base_url.rstrip('/')}/v1/bank/notify",
+                    "notify_url": f"{self.settings.public_base_url.rstrip('/')}/v1/notify/bank",
                 })  # fmt: skip
                 async with self.uow.begin() as tx:
                     await store.mark_submitted(

@@ -114,6 +114,14 @@ async def batches_of(conn: AsyncConnection, holder_id: str | None, limit: int) -
     return list((await conn.execute(query)).mappings())
 
 
+async def batches_page(conn: AsyncConnection, holder_id: str, before_id: str | None, limit: int) -> list[RowMapping]:
+    """One holder's batches newest first (batch ids are time-ordered), those older than `before_id`."""
+    query = select(settlement_batches).where(settlement_batches.c.holder_id == holder_id)
+    if before_id:
+        query = query.where(settlement_batches.c.batch_id < before_id)
+    return list((await conn.execute(query.order_by(settlement_batches.c.batch_id.desc()).limit(limit))).mappings())
+
+
 async def totals(conn: AsyncConnection, holder_id: str) -> dict[str, dict[str, int]]:
     """Per currency: settled (posted batches), in settlement (built batches), pending (open entries)."""
     out: dict[str, dict[str, int]] = {}

@@ -86,3 +86,16 @@ async def claim_due(conn: AsyncConnection, *, now: datetime, lease_until: dateti
         update(payouts).where(payouts.c.payout_id.in_(due)).values(next_attempt_at=lease_until).returning(payouts)
     )
     return list(rows.mappings())
+
+
+async def list_payouts(conn: AsyncConnection, *, holder_id: str | None, status: str | None, before_id: str | None,
+                       limit: int) -> list[RowMapping]:  # fmt: skip
+    """Payouts newest first (ids are time-ordered), older than `before_id`; by holder and status if given."""
+    query = select(payouts)
+    if holder_id is not None:
+        query = query.where(payouts.c.holder_id == holder_id)
+    if status is not None:
+        query = query.where(payouts.c.status == status)
+    if before_id:
+        query = query.where(payouts.c.payout_id < before_id)
+    return list((await conn.execute(query.order_by(payouts.c.payout_id.desc()).limit(limit))).mappings())

@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.settlement.domain.splits import Share, SplitRule
 from services.settlement.store.tables import (
     merchant_fee_rates,
     payment_records,
@@ -32,6 +33,11 @@ async def split_rule(conn: AsyncConnection, merchant_id: str, business_line: str
         split_rules.c.merchant_id == merchant_id, split_rules.c.business_line == business_line
     )
     return (await conn.execute(query)).mappings().first()
+
+
+def math_rule(rule: RowMapping) -> SplitRule:
+    """The stored rule as the domain's value."""
+    return SplitRule(tuple(Share(**share) for share in rule["shares"]), rule["remainder_receiver_id"])
 
 
 async def receivers_by_id(conn: AsyncConnection, receiver_ids: list[str]) -> dict[str, RowMapping]:

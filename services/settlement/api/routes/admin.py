@@ -1,4 +1,4 @@
-"""Platform administration: split receivers, split rules, merchant platform fee rates (gateway-guarded /v1/admin)."""
+"""Platform administration: split receivers, split rules, merchant platform fee rates (platform-only /v1/settlement)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.web import UowDep
-from services.settlement.api.deps import LedgerDep
+from services.settlement.api.deps import LedgerDep, PlatformOnly
 from services.settlement.api.schemas import (
     FeeRateResponse,
     FeeRateUpsertRequest,
@@ -28,7 +28,7 @@ from services.settlement.flows.escrow import confirm
 from services.settlement.store import records
 from services.settlement.store.tables import merchant_fee_rates, payment_records, receivers, split_rules
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/settlement", tags=["settlement-admin"], dependencies=[PlatformOnly])
 
 
 @router.put("/receivers/{receiver_id}")

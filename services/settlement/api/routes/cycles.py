@@ -1,4 +1,4 @@
-"""Settlement cycles, the business-day calendar, settlement runs and batches (platform, gateway-guarded /v1/admin)."""
+"""Settlement cycles, the business-day calendar, settlement runs and batches (platform-only /v1/settlement)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from libs.common.web import UowDep
-from services.settlement.api.deps import LedgerDep
+from services.settlement.api.deps import LedgerDep, PlatformOnly
 from services.settlement.api.schemas import (
     BatchListResponse,
     BatchResponse,
@@ -28,7 +28,7 @@ from services.settlement.flows.settle import run_cycle
 from services.settlement.store import cycles
 from services.settlement.store.tables import calendar_days, merchant_cycles
 
-router = APIRouter(prefix="/v1/admin", tags=["settlement"])
+router = APIRouter(prefix="/v1/settlement", tags=["settlement"], dependencies=[PlatformOnly])
 CALENDAR_PAGE_MAX = 400
 
 
@@ -83,7 +83,7 @@ async def get_calendar(uow: UowDep, year: Annotated[int, Query(ge=2000, le=2100)
     return CalendarResponse(days=days)
 
 
-@router.post("/settlement-runs")
+@router.post("/runs")
 async def start_settlement_run(
     body: SettlementRunRequest, uow: UowDep, ledger: LedgerDep, request: Request
 ) -> SettlementRunResponse:
@@ -98,7 +98,7 @@ async def start_settlement_run(
     )
 
 
-@router.get("/settlement-batches")
+@router.get("/batches")
 async def list_batches(
     uow: UowDep, holder_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100
 ) -> BatchListResponse:

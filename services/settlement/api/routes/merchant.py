@@ -17,18 +17,18 @@ from sqlalchemy import select
 
 from libs.common.internal_auth import MerchantScope
 from libs.common.web import UowDep
-from services.settlement.api.schemas import BatchResponse, StatementResponse
+from services.settlement.api.schemas import BatchListResponse, BatchResponse, StatementResponse
 from services.settlement.store import cycles
 from services.settlement.store.tables import payment_records
 
-router = APIRouter(prefix="/v1/merchant", tags=["merchant"])
+router = APIRouter(prefix="/v1/statements", tags=["statements"])
 STATEMENT_BATCHES_MAX = 100
 CSV_ROWS_MAX = 100_000
 CSV_COLUMNS = ("payment_id", "merchant_order_no", "channel", "status", "amount_minor", "currency", "refunded_minor",
                "platform_fee_minor", "succeeded_at", "settle_date")  # fmt: skip
 
 
-@router.get("/statement")
+@router.get("/current")
 async def statement(merchant_id: MerchantScope, uow: UowDep) -> StatementResponse:
     async with uow.read() as conn:
         balances = await cycles.totals(conn, merchant_id)
@@ -70,3 +70,15 @@ async def transactions_csv(
 
     disposition = f'attachment; filename="{merchant_id}-transactions.csv"'
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": disposition})
+
+
+@router.get("/batches")
+async def statement_batches(
+    merchant_id: MerchantScope, uow: UowDep, cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> BatchListResponse:  # fmt: skip
+    """The merchant's settlement batches, newest first; `next_cursor` pages on."""
+    async with uow.read() as conn:
+        rows = await cycles.batches_page(conn, merchant_id, cursor, limit)
+    batches = [BatchResponse(**{k: r[k] for k in BatchResponse.model_fields}) for r in rows]
+    return BatchListResponse(batches=batches, next_cursor=batches[-1].batch_id if len(batches) == limit else None)

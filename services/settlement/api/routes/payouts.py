@@ -1,18 +1,22 @@
-"""Payouts: merchants request payouts of settled funds; the bank's signed callbacks land here."""
+"""Payouts: merchants request and list payouts of settled funds (`/v1/payouts`), the platform lists all
+(`/v1/settlement/payouts`); the bank's signed callbacks land on `/v1/notify/bank`."""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import MerchantScope
-from services.settlement.api.schemas import PayoutCreateRequest, PayoutResponse
+from libs.common.web import UowDep
+from services.settlement.api.deps import PlatformOnly
+from services.settlement.api.schemas import PayoutCreateRequest, PayoutListResponse, PayoutResponse
 from services.settlement.domain.errors import INVALID_SIGNATURE, PAYOUT_NOT_FOUND
 from services.settlement.flows.bank import SIGNATURE_HEADER
 from services.settlement.flows.payouts import PayoutDraft, Payouts
+from services.settlement.store import payouts as store
 
 router = APIRouter(tags=["payouts"])
 
@@ -23,13 +27,16 @@ def get_payouts(request: Request) -> Payouts:
 
 
 PayoutsDep = Annotated[Payouts, Depends(get_payouts)]
+Cursor = Annotated[str | None, Query(max_length=64)]
+Limit = Annotated[int, Query(ge=1, le=500)]
+PayoutStatus = Annotated[Literal["pending", "succeeded", "failed"] | None, Query()]
 
 
 def _response(row: dict[str, object]) -> PayoutResponse:
     return PayoutResponse.model_validate({k: row[k] for k in PayoutResponse.model_fields})
 
 
-@router.post("/v1/merchant/payouts", status_code=201)
+@router.post("/v1/payouts", status_code=201)
 async def create_payout(body: PayoutCreateRequest, merchant_id: MerchantScope, payouts: PayoutsDep,
                         response: Response) -> PayoutResponse:  # fmt: skip
     """Pay settled funds out to the merchant's bank account; above the settled balance → 422."""
@@ -40,7 +47,7 @@ async def create_payout(body: PayoutCreateRequest, merchant_id: MerchantScope, p
     return _response(row)
 
 
-@router.get("/v1/merchant/payouts/{payout_id}")
+@router.get("/v1/payouts/{payout_id}")
 async def get_payout(payout_id: str, merchant_id: MerchantScope, payouts: PayoutsDep) -> PayoutResponse:
     row = await payouts.read(payout_id, merchant_id)
     if not row:
@@ -48,7 +55,31 @@ async def get_payout(payout_id: str, merchant_id: MerchantScope, payouts: Payout
     return _response(row)
 
 
-@router.post("/v1/bank/notify", status_code=204)
+def _page(rows: list[Any], limit: int) -> PayoutListResponse:
+    items = [_response(dict(r)) for r in rows]
+    return PayoutListResponse(payouts=items, next_cursor=items[-1].payout_id if len(items) == limit else None)
+
+
+@router.get("/v1/payouts")
+async def list_payouts(merchant_id: MerchantScope, uow: UowDep, status: PayoutStatus = None, cursor: Cursor = None,
+                       limit: Limit = 100) -> PayoutListResponse:  # fmt: skip
+    """The merchant's own payouts, newest first; `next_cursor` pages on."""
+    async with uow.read() as conn:
+        rows = await store.list_payouts(conn, holder_id=merchant_id, status=status, before_id=cursor, limit=limit)
+    return _page(rows, limit)
+
+
+@router.get("/v1/settlement/payouts", dependencies=[PlatformOnly])
+async def list_all_payouts(uow: UowDep, holder_id: Annotated[str | None, Query(max_length=64)] = None,
+                           status: PayoutStatus = None, cursor: Cursor = None,
+                           limit: Limit = 100) -> PayoutListResponse:  # fmt: skip
+    """The platform's view: every merchant's payouts (or one holder's), newest first."""
+    async with uow.read() as conn:
+        rows = await store.list_payouts(conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit)
+    return _page(rows, limit)
+
+
+@router.post("/v1/notify/bank", status_code=204)
 async def bank_notify(request: Request, payouts: PayoutsDep) -> Response:
     """The bank's signed `payout.finished` callback. Verified before anything is read; a repeat is a no-op."""
     body = await request.body()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from libs.common.errors import Problem
 from libs.common.web import UowDep
-from services.settlement.api.deps import CashierDep
+from services.settlement.api.deps import CashierDep, PlatformOnly
 from services.settlement.api.schemas import (
     ReconciliationItemListResponse,
     ReconciliationItemResponse,
@@ -21,7 +21,7 @@ from services.settlement.domain.errors import RECONCILIATION_NOT_FOUND
 from services.settlement.flows.reconcile import reconcile
 from services.settlement.store import reconciliation as store
 
-router = APIRouter(prefix="/v1/admin", tags=["reconciliation"])
+router = APIRouter(prefix="/v1/settlement", tags=["reconciliation"], dependencies=[PlatformOnly])
 
 
 def _run(row: Any) -> ReconciliationRunResponse:

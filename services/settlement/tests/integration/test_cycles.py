@@ -24,19 +24,27 @@ async def setup_merchant(h: Harness) -> None:
         ("teacher", "partner", "tch_1"),
         ("platform", "platform", "platform"),
     ):
-        assert (await h.client.put(f"/v1/admin/receivers/{rid}", json={"kind": kind, "holder_id": holder})).is_success
-    assert (await h.client.put("/v1/admin/merchants/mch_1/fee-rate", json={"platform_fee_rate_bps": 60})).is_success
+        assert (
+            await h.client.put(f"/v1/settlement/receivers/{rid}", json={"kind": kind, "holder_id": holder})
+        ).is_success
+    assert (
+        await h.client.put("/v1/settlement/merchants/mch_1/fee-rate", json={"platform_fee_rate_bps": 60})
+    ).is_success
     rule = {
         "shares": [{"receiver_id": "teacher", "percent_bps": 3000}, {"receiver_id": "platform", "fixed_minor": 100}],
         "remainder_receiver_id": "mch_1",
     }
-    assert (await h.client.put("/v1/admin/merchants/mch_1/split-rule", json=rule)).is_success
-    r = await h.client.put("/v1/admin/merchants/mch_1/cycle", json={"kind": "t_plus", "days": 1, "cutoff": "22:00"})
+    assert (await h.client.put("/v1/settlement/merchants/mch_1/split-rule", json=rule)).is_success
+    r = await h.client.put(
+        "/v1/settlement/merchants/mch_1/cycle", json={"kind": "t_plus", "days": 1, "cutoff": "22:00"}
+    )
     assert r.status_code == 200 and r.json()["cutoff"] == "22:00:00"
     # Wednesday 25 Nov 2026 is made a holiday for this test
-    r = await h.client.put("/v1/admin/calendar/2026-11-25", json={"business_day": False, "name": "test holiday"})
+    r = await h.client.put("/v1/settlement/calendar/2026-11-25", json={"business_day": False, "name": "test holiday"})
     assert r.status_code == 200
-    assert (await h.client.get("/v1/admin/calendar", params={"year": 2026})).json()["days"][0]["day"] == "2026-11-25"
+    assert (await h.client.get("/v1/settlement/calendar", params={"year": 2026})).json()["days"][0][
+        "day"
+    ] == "2026-11-25"
 
 
 async def run(h: Harness, day: date, ledger: LedgerClient | None = None) -> tuple[int, int, int]:
@@ -77,28 +85,37 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
     assert await h.balance("tch_1", "merchant_pending") == 0
     assert await h.balance("mch_1", "merchant_pending") == -2 * 9940  # the cashier's §3.1 credit is not in this test
 
-    batches = (await h.client.get("/v1/admin/settlement-batches", params={"holder_id": "mch_1"})).json()["batches"]
+    batches = (await h.client.get("/v1/settlement/batches", params={"holder_id": "mch_1"})).json()["batches"]
     assert [(b["cycle_date"], b["amount_minor"], b["status"]) for b in batches] == [
         ("2026-11-27", 6858, "posted"),
         ("2026-11-26", 6858, "posted"),
     ]
     assert len({b["ledger_transfer_id"] for b in batches}) == 2
 
-    statement = await h.client.get("/v1/merchant/statement", headers={"X-Juhe-Merchant-Id": "mch_1"})
+    mine = await h.client.get("/v1/statements/batches", params={"limit": 1}, headers={"X-Juhe-Merchant-Id": "mch_1"})
+    more = await h.client.get("/v1/statements/batches", params={"cursor": mine.json()["next_cursor"]},
+                              headers={"X-Juhe-Merchant-Id": "mch_1"})  # fmt: skip
+    assert [b["cycle_date"] for b in mine.json()["batches"] + more.json()["batches"]] == ["2026-11-27", "2026-11-26"]
+    assert more.json()["next_cursor"] is None
+    theirs = await h.client.get("/v1/statements/batches", headers={"X-Juhe-Merchant-Id": "mch_2"})
+    assert theirs.json()["batches"] == []
+    assert (await h.client.get("/v1/settlement/batches", headers={"X-Juhe-Merchant-Id": "mch_1"})).status_code == 403
+
+    statement = await h.client.get("/v1/statements/current", headers={"X-Juhe-Merchant-Id": "mch_1"})
     assert statement.status_code == 200
     assert statement.json()["balances"] == {"CNY": {"settled_minor": 13716, "settling_minor": 0, "pending_minor": 0}}
-    other = await h.client.get("/v1/merchant/statement", headers={"X-Juhe-Merchant-Id": "mch_2"})
+    other = await h.client.get("/v1/statements/current", headers={"X-Juhe-Merchant-Id": "mch_2"})
     assert other.json()["balances"] == {} and other.json()["batches"] == []
-    assert (await h.client.get("/v1/merchant/statement")).status_code in (401, 403)
+    assert (await h.client.get("/v1/statements/current")).status_code in (401, 403)
 
-    exported = await h.client.get("/v1/merchant/transactions.csv", headers={"X-Juhe-Merchant-Id": "mch_1"})
+    exported = await h.client.get("/v1/statements/transactions.csv", headers={"X-Juhe-Merchant-Id": "mch_1"})
     assert exported.status_code == 200 and exported.headers["content-type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(exported.text)))
     assert [(r["payment_id"], r["amount_minor"], r["platform_fee_minor"], r["settle_date"]) for r in rows] == [
         ("pay_c1", "10000", "60", "2026-11-26"),
         ("pay_c2", "10000", "60", "2026-11-27"),
     ]
-    empty = await h.client.get("/v1/merchant/transactions.csv", headers={"X-Juhe-Merchant-Id": "mch_2"})
+    empty = await h.client.get("/v1/statements/transactions.csv", headers={"X-Juhe-Merchant-Id": "mch_2"})
     assert (
         empty.text.strip() == "payment_id,merchant_order_no,channel,status,amount_minor,currency,refunded_minor,"
         "platform_fee_minor,succeeded_at,settle_date"
@@ -107,8 +124,8 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
 
 
 async def test_bad_cycle_is_problem_json(settlement_only: Harness) -> None:
-    r = await settlement_only.client.put("/v1/admin/merchants/m/cycle", json={"kind": "d_plus", "days": 31})
+    r = await settlement_only.client.put("/v1/settlement/merchants/m/cycle", json={"kind": "d_plus", "days": 31})
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "validation_failed"
-    r = await settlement_only.client.put("/v1/admin/merchants/m/cycle", json={"kind": "monthly"})
+    r = await settlement_only.client.put("/v1/settlement/merchants/m/cycle", json={"kind": "monthly"})
     assert r.status_code == 422

@@ -17,15 +17,19 @@ from services.settlement.tests.integration.conftest import Harness, payment_even
 
 async def configure(h: Harness, auto_confirm_seconds: int | None) -> None:
     for rid, kind, holder in (("mch_1", "merchant", "mch_1"), ("teacher", "partner", "tch_1")):
-        assert (await h.client.put(f"/v1/admin/receivers/{rid}", json={"kind": kind, "holder_id": holder})).is_success
-    assert (await h.client.put("/v1/admin/merchants/mch_1/fee-rate", json={"platform_fee_rate_bps": 60})).is_success
+        assert (
+            await h.client.put(f"/v1/settlement/receivers/{rid}", json={"kind": kind, "holder_id": holder})
+        ).is_success
+    assert (
+        await h.client.put("/v1/settlement/merchants/mch_1/fee-rate", json={"platform_fee_rate_bps": 60})
+    ).is_success
     rule = {
         "shares": [{"receiver_id": "teacher", "percent_bps": 3000}],
         "remainder_receiver_id": "mch_1",
         "mode": "escrow",
         "auto_confirm_seconds": auto_confirm_seconds,
     }
-    r = await h.client.put("/v1/admin/merchants/mch_1/split-rule", json=rule)
+    r = await h.client.put("/v1/settlement/merchants/mch_1/split-rule", json=rule)
     assert r.status_code == 200 and r.json()["mode"] == "escrow"
 
 
@@ -46,7 +50,7 @@ async def test_confirm_twice_and_deadline_split_once(harness: Harness) -> None:
     await configure(h, auto_confirm_seconds=3600)
     await h.deliver(payment_event("pay_e1"))
     await rounds(h)
-    [split] = (await h.client.get("/v1/admin/payments/pay_e1")).json()["splits"]
+    [split] = (await h.client.get("/v1/settlement/payments/pay_e1")).json()["splits"]
     assert (split["mode"], split["status"]) == ("escrow", "held")
     assert await h.balance("tch_1", "merchant_pending") == 0 and await pending_credits(h, "tch_1") == 2982
 
@@ -56,16 +60,16 @@ async def test_confirm_twice_and_deadline_split_once(harness: Harness) -> None:
     settings = h.runtime.settings
     assert isinstance(settings, Settings)
     results = await asyncio.gather(
-        h.client.post("/v1/admin/payments/pay_e1/confirm"),
-        h.client.post("/v1/admin/payments/pay_e1/confirm"),
+        h.client.post("/v1/settlement/payments/pay_e1/confirm"),
+        h.client.post("/v1/settlement/payments/pay_e1/confirm"),
         auto_confirm_due(h.runtime.uow, h.runtime.extras["ledger"], settings),
     )
     assert [r.status_code for r in results[:2]] == [200, 200]
     await rounds(h)
-    [split] = (await h.client.get("/v1/admin/payments/pay_e1")).json()["splits"]
+    [split] = (await h.client.get("/v1/settlement/payments/pay_e1")).json()["splits"]
     assert split["status"] == "posted" and split["confirmed_by"] in ("platform", "auto_confirm")
     assert await h.balance("tch_1", "merchant_pending") == 2982 and await pending_credits(h, "tch_1") == 0
-    again = await h.client.post("/v1/admin/payments/pay_e1/confirm")
+    again = await h.client.post("/v1/settlement/payments/pay_e1/confirm")
     assert again.status_code == 200 and again.json()["status"] == "posted"
     async with h.runtime.uow.read() as conn:
         teacher_entries = await conn.scalar(
@@ -82,7 +86,7 @@ async def test_refund_before_confirm_voids_the_hold(harness: Harness) -> None:
     await rounds(h)
     await h.deliver(refund_event("re_e2", "pay_e2", 5000))  # before confirmation
     await rounds(h)  # the first hold voided, the rest held again
-    splits = (await h.client.get("/v1/admin/payments/pay_e2")).json()["splits"]
+    splits = (await h.client.get("/v1/settlement/payments/pay_e2")).json()["splits"]
     assert [(s["kind"], s["status"], s["base_minor"]) for s in splits] == [
         ("split", "voided", 9940),
         ("split", "held", 4970),
@@ -97,6 +101,6 @@ async def test_refund_before_confirm_voids_the_hold(harness: Harness) -> None:
     await rounds(h)
     assert await h.balance("tch_1", "merchant_pending") == 0 and await pending_credits(h, "tch_1") == 0
     assert await h.balance("mch_1", "merchant_pending") == 0
-    r = await h.client.post("/v1/admin/payments/pay_none/confirm")
+    r = await h.client.post("/v1/settlement/payments/pay_none/confirm")
     assert r.status_code == 404 and r.json()["code"] == "split_not_found"
     h.verify_ledger()

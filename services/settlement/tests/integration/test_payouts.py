@@ -58,7 +58,7 @@ class Env:
     async def wait_status(self, payout_id: str, status: str) -> dict[str, Any]:
         deadline = asyncio.get_running_loop().time() + WAIT_SECONDS_MAX
         while True:
-            row = (await self.client.get(f"/v1/merchant/payouts/{payout_id}", headers=HEADERS)).json()
+            row = (await self.client.get(f"/v1/payouts/{payout_id}", headers=HEADERS)).json()
             if row["status"] == status:
                 return dict(row)
             if asyncio.get_running_loop().time() > deadline:
@@ -131,17 +131,17 @@ def body(amount: int, key: str, account: dict[str, str] = GOOD) -> dict[str, Any
 
 async def test_payouts_outcomes_posted_once(env: Env) -> None:
     # above the settled balance: problem+json, nothing recorded
-    r = await env.client.post("/v1/merchant/payouts", json=body(10_001, "k0"), headers=HEADERS)
+    r = await env.client.post("/v1/payouts", json=body(10_001, "k0"), headers=HEADERS)
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
     assert r.json()["code"] == "payout_exceeds_settled_balance" and r.json()["available_minor"] == 10_000
 
     # a good payout: instructed (2202 → 2203), the bank's signed callback settles it (2203 → escrow)
-    r = await env.client.post("/v1/merchant/payouts", json=body(3000, "k1"), headers=HEADERS)
+    r = await env.client.post("/v1/payouts", json=body(3000, "k1"), headers=HEADERS)
     assert r.status_code == 201, r.text
     paid = r.json()
-    again = await env.client.post("/v1/merchant/payouts", json=body(3000, "k1"), headers=HEADERS)
+    again = await env.client.post("/v1/payouts", json=body(3000, "k1"), headers=HEADERS)
     assert again.status_code == 200 and again.json()["payout_id"] == paid["payout_id"]
-    other = await env.client.post("/v1/merchant/payouts", json=body(3001, "k1"), headers=HEADERS)
+    other = await env.client.post("/v1/payouts", json=body(3001, "k1"), headers=HEADERS)
     assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
     done = await env.wait_status(paid["payout_id"], "succeeded")  # by the callback: no worker runs here
     assert done["bank_status"] == "SUCCEEDED" and done["outcome_transfer_id"]
@@ -152,7 +152,7 @@ async def test_payouts_outcomes_posted_once(env: Env) -> None:
 
     # a closed account: failed, the instruction is reversed (2203 → 2202)
     r = await env.client.post(
-        "/v1/merchant/payouts", json=body(2000, "k2", {**GOOD, "account_no": "6222000033334444"}), headers=HEADERS
+        "/v1/payouts", json=body(2000, "k2", {**GOOD, "account_no": "6222000033334444"}), headers=HEADERS
     )
     failed = await env.wait_status(r.json()["payout_id"], "failed")
     assert failed["failure_code"] == "ACCOUNT_CLOSED"
@@ -160,11 +160,11 @@ async def test_payouts_outcomes_posted_once(env: Env) -> None:
 
     # the bank does not decide (timeout): the payout stays pending with the money in 2203 until it does
     r = await env.client.post(
-        "/v1/merchant/payouts", json=body(1000, "k3", {**GOOD, "account_no": "6222000055556666"}), headers=HEADERS
+        "/v1/payouts", json=body(1000, "k3", {**GOOD, "account_no": "6222000055556666"}), headers=HEADERS
     )
     slow = r.json()["payout_id"]
     await env.payouts.round()
-    assert (await env.client.get(f"/v1/merchant/payouts/{slow}", headers=HEADERS)).json()["status"] == "pending"
+    assert (await env.client.get(f"/v1/payouts/{slow}", headers=HEADERS)).json()["status"] == "pending"
     assert await env.balance("mch_p", "merchant_payable") == 1000
     async with httpx.AsyncClient() as plain:  # the bank decides late; its callback brings the outcome
         await plain.post(
@@ -176,11 +176,25 @@ async def test_payouts_outcomes_posted_once(env: Env) -> None:
     assert await env.balance("mch_p", "merchant_settled") == 7000
     assert await env.balance("mch_p", "merchant_payable") == 0
 
+    # the merchant's list, newest first, cursor-paged; the platform's list of all merchants
+    listed = (await env.client.get("/v1/payouts", headers=HEADERS)).json()
+    assert [p["payout_id"] for p in listed["payouts"]] == sorted([paid["payout_id"], failed["payout_id"], slow],
+                                                                   reverse=True)  # fmt: skip
+    first = (await env.client.get("/v1/payouts", params={"limit": 2}, headers=HEADERS)).json()
+    rest = (await env.client.get("/v1/payouts", params={"cursor": first["next_cursor"]}, headers=HEADERS)).json()
+    assert [p["payout_id"] for p in first["payouts"] + rest["payouts"]] == [p["payout_id"] for p in listed["payouts"]]
+    only_failed = (await env.client.get("/v1/payouts", params={"status": "failed"}, headers=HEADERS)).json()
+    assert {p["payout_id"] for p in only_failed["payouts"]} == {failed["payout_id"], slow}
+    assert (await env.client.get("/v1/payouts", headers={"X-Juhe-Merchant-Id": "mch_x"})).json()["payouts"] == []
+    everyone = (await env.client.get("/v1/settlement/payouts")).json()["payouts"]
+    assert len(everyone) == 3
+    assert (await env.client.get("/v1/settlement/payouts", headers=HEADERS)).status_code == 403
+
     # another merchant cannot see it; a forged callback is refused
-    other_merchant = await env.client.get(f"/v1/merchant/payouts/{slow}", headers={"X-Juhe-Merchant-Id": "mch_x"})
+    other_merchant = await env.client.get(f"/v1/payouts/{slow}", headers={"X-Juhe-Merchant-Id": "mch_x"})
     assert other_merchant.status_code == 404 and other_merchant.json()["code"] == "payout_not_found"
     forged = await env.client.post(
-        "/v1/bank/notify", json={"payout_no": slow, "status": "SUCCEEDED"}, headers={"X-Bank-Signature": "t=1,v1=00"}
+        "/v1/notify/bank", json={"payout_no": slow, "status": "SUCCEEDED"}, headers={"X-Bank-Signature": "t=1,v1=00"}
     )
     assert forged.status_code == 401 and forged.json()["code"] == "invalid_signature"
     verify_ledger(env.ledger_db)
@@ -188,7 +202,7 @@ async def test_payouts_outcomes_posted_once(env: Env) -> None:
 
 async def test_concurrent_payouts_never_exceed_settled(env: Env) -> None:
     results = await asyncio.gather(
-        *(env.client.post("/v1/merchant/payouts", json=body(4000, f"c{i}"), headers=HEADERS) for i in range(4))
+        *(env.client.post("/v1/payouts", json=body(4000, f"c{i}"), headers=HEADERS) for i in range(4))
     )
     codes = sorted(r.status_code for r in results)
     assert codes.count(201) == 2 and codes.count(422) == 2, [r.text for r in results]

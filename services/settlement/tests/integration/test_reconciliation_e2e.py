@@ -118,7 +118,7 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
 
         async def all_recorded() -> bool:
             for name, p in payments.items():
-                r = await settlement.get(f"/v1/admin/payments/{p['id']}")
+                r = await settlement.get(f"/v1/settlement/payments/{p['id']}")
                 want = "failed" if name == "declined" else "succeeded"
                 if r.status_code != 200 or r.json()["status"] != want:
                     return False
@@ -139,13 +139,16 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
         assert r.status_code in (200, 201), r.text
 
     r = await settlement.post(
-        "/v1/admin/reconciliations", json={"channel": "wechatpay", "merchant_id": merchant_id, "bill_date": bill_date}
+        "/v1/settlement/reconciliations",
+        json={"channel": "wechatpay", "merchant_id": merchant_id, "bill_date": bill_date},
     )
     assert r.status_code == 201, r.text
     run = r.json()
     assert run["status"] == "finished"
     assert run["counts"] == {"matched": 2, "missing_at_channel": 1, "amount_mismatch": 1, "status_mismatch": 1}
-    items = (await settlement.get("/v1/admin/reconciliation-items", params={"run_id": run["run_id"]})).json()["items"]
+    items = (await settlement.get("/v1/settlement/reconciliation-items", params={"run_id": run["run_id"]})).json()[
+        "items"
+    ]
     found = {(i["outcome"], i["payment_id"]) for i in items}
     assert found == {
         ("missing_at_channel", payments["dropped"]["id"]),
@@ -163,10 +166,10 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
     [changed] = [i for i in items if i["outcome"] == "amount_mismatch"]
     assert (changed["juhe_amount_minor"], changed["channel_amount_minor"]) == (4000, 3999)
     by_order = await settlement.get(
-        "/v1/admin/reconciliation-items", params={"merchant_order_no": payments["changed"]["merchant_order_no"]}
+        "/v1/settlement/reconciliation-items", params={"merchant_order_no": payments["changed"]["merchant_order_no"]}
     )
     assert [i["outcome"] for i in by_order.json()["items"]] == ["amount_mismatch"]
-    report = (await settlement.get("/v1/admin/reconciliation-report", params={"bill_date": bill_date})).json()
+    report = (await settlement.get("/v1/settlement/reconciliation-report", params={"bill_date": bill_date})).json()
     assert report["channels"]["wechatpay"]["bill_lines"] == 4
 
 

@@ -18,15 +18,15 @@ async def configure(h: Harness) -> None:
         ("teacher", "partner", "tch_1"),
         ("platform", "platform", "platform"),
     ):
-        r = await h.client.put(f"/v1/admin/receivers/{rid}", json={"kind": kind, "holder_id": holder})
+        r = await h.client.put(f"/v1/settlement/receivers/{rid}", json={"kind": kind, "holder_id": holder})
         assert r.status_code == 200, r.text
-    r = await h.client.put("/v1/admin/merchants/mch_1/fee-rate", json={"platform_fee_rate_bps": 60})
+    r = await h.client.put("/v1/settlement/merchants/mch_1/fee-rate", json={"platform_fee_rate_bps": 60})
     assert r.status_code == 200
     rule = {
         "shares": [{"receiver_id": "teacher", "percent_bps": 3000}, {"receiver_id": "platform", "fixed_minor": 100}],
         "remainder_receiver_id": "mch_1",
     }
-    r = await h.client.put("/v1/admin/merchants/mch_1/split-rule", json=rule)
+    r = await h.client.put("/v1/settlement/merchants/mch_1/split-rule", json=rule)
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 1
 
@@ -44,24 +44,26 @@ async def test_bad_rules_are_problem_json(settlement_only: Harness) -> None:
         "shares": [{"receiver_id": "teacher", "percent_bps": 6000}, {"receiver_id": "platform", "percent_bps": 4001}],
         "remainder_receiver_id": "mch_1",
     }
-    r = await h.client.put("/v1/admin/merchants/mch_1/split-rule", json=over)
+    r = await h.client.put("/v1/settlement/merchants/mch_1/split-rule", json=over)
     assert r.status_code == 422 and r.headers["content-type"].startswith(PROBLEM)
     assert r.json()["code"] == "shares_exceed_total"
     unknown = {"shares": [{"receiver_id": "ghost", "percent_bps": 100}], "remainder_receiver_id": "mch_1"}
-    r = await h.client.put("/v1/admin/merchants/mch_1/split-rule", json=unknown)
+    r = await h.client.put("/v1/settlement/merchants/mch_1/split-rule", json=unknown)
     assert r.status_code == 422 and r.headers["content-type"].startswith(PROBLEM)
     assert r.json()["code"] == "unknown_receiver" and r.json()["receiver_id"] == "ghost"
     both = {
         "shares": [{"receiver_id": "teacher", "percent_bps": 1, "fixed_minor": 1}],
         "remainder_receiver_id": "mch_1",
     }
-    assert (await h.client.put("/v1/admin/merchants/mch_1/split-rule", json=both)).json()["code"] == "invalid_share"
+    assert (await h.client.put("/v1/settlement/merchants/mch_1/split-rule", json=both)).json()[
+        "code"
+    ] == "invalid_share"
     # the stored rule is still the first one
-    stored = (await h.client.get("/v1/admin/merchants/mch_1/split-rule")).json()
+    stored = (await h.client.get("/v1/settlement/merchants/mch_1/split-rule")).json()
     assert stored["version"] == 1 and stored["shares"][0] == {"receiver_id": "teacher", "percent_bps": 3000}
-    r = await h.client.get("/v1/admin/merchants/mch_404/split-rule")
+    r = await h.client.get("/v1/settlement/merchants/mch_404/split-rule")
     assert r.status_code == 404 and r.json()["code"] == "split_rule_not_found"
-    r = await h.client.get("/v1/admin/payments/pay_nothing")
+    r = await h.client.get("/v1/settlement/payments/pay_nothing")
     assert r.status_code == 404 and r.json()["code"] == "payment_record_not_found"
 
 
@@ -74,7 +76,7 @@ async def test_split_fees_refunds_exactly_once(harness: Harness) -> None:
     await h.deliver(payment_event("pay_a1", amount_minor=10_000, fee_minor=25))
     await h.deliver(payment_event("pay_a1", kind="payment.failed"))
 
-    record = (await h.client.get("/v1/admin/payments/pay_a1")).json()
+    record = (await h.client.get("/v1/settlement/payments/pay_a1")).json()
     assert record["status"] == "succeeded"
     assert (record["channel_fee_minor"], record["platform_fee_minor"], record["margin_minor"]) == (25, 60, 35)
     [split] = record["splits"]
@@ -90,13 +92,13 @@ async def test_split_fees_refunds_exactly_once(harness: Harness) -> None:
     assert await h.balance("mch_1", "merchant_pending") == -3082  # the cashier's §3.1 credit is not in this test
 
     # a crash after the ledger answered but before the row was marked: the retry gets the same transfer
-    first = (await h.client.get("/v1/admin/payments/pay_a1")).json()["splits"][0]["ledger_transfer_id"]
+    first = (await h.client.get("/v1/settlement/payments/pay_a1")).json()["splits"][0]["ledger_transfer_id"]
     async with h.runtime.uow.begin() as tx:
         await tx.conn.execute(
             update(split_executions).values(status="pending", next_attempt_at=split_executions.c.created_at)
         )
     assert await post_all(h) == 2 - 1
-    assert (await h.client.get("/v1/admin/payments/pay_a1")).json()["splits"][0]["ledger_transfer_id"] == first
+    assert (await h.client.get("/v1/settlement/payments/pay_a1")).json()["splits"][0]["ledger_transfer_id"] == first
     assert await h.balance("tch_1", "merchant_pending") == 2982
 
     # partial refund, then the rest: every receiver gives back proportionally, to the fen
@@ -109,7 +111,7 @@ async def test_split_fees_refunds_exactly_once(harness: Harness) -> None:
     assert await h.balance("tch_1", "merchant_pending") == 0
     assert await h.balance("platform", "platform_fee_income") == 0
     assert await h.balance("mch_1", "merchant_pending") == 0
-    splits = (await h.client.get("/v1/admin/payments/pay_a1")).json()["splits"]
+    splits = (await h.client.get("/v1/settlement/payments/pay_a1")).json()["splits"]
     assert [s["kind"] for s in splits] == ["split", "reversal", "reversal"]
     assert all(s["status"] == "posted" for s in splits)
     h.verify_ledger()
@@ -119,7 +121,7 @@ async def test_no_rule_no_split_and_failed_payment_not_split(settlement_only: Ha
     h = settlement_only
     await h.deliver(payment_event("pay_b1", merchant_id="mch_free"))
     await h.deliver(payment_event("pay_b2", kind="payment.failed"))
-    assert (await h.client.get("/v1/admin/payments/pay_b1")).json()["splits"] == []
-    record = (await h.client.get("/v1/admin/payments/pay_b2")).json()
+    assert (await h.client.get("/v1/settlement/payments/pay_b1")).json()["splits"] == []
+    record = (await h.client.get("/v1/settlement/payments/pay_b2")).json()
     assert record["status"] == "failed" and record["splits"] == []
     assert await post_all(h) == 0

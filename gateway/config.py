@@ -97,7 +97,8 @@ class Settings(ServiceSettings):
 
     credentials_encryption_key: SecretStr = SecretStr(DEMO_CREDENTIALS_KEY)
     signature_window_seconds: int = Field(default=300, ge=30, le=900)
-    # How long a looked-up key stays cached in one replica: the upper bound on revocation delay.
+    # How long a looked-up key's material stays cached in one replica. Not a revocation delay: every request's
+    # guard statement checks the key's status and expiry in the database.
     key_cache_ttl_seconds: float = Field(default=2.0, ge=0, le=60)
     user_token_ttl_seconds_max: int = Field(default=3600, ge=60, le=7 * 86400)
     key_rotation_overlap_seconds_max: int = Field(default=7 * 86400, ge=0, le=90 * 86400)

@@ -89,27 +89,26 @@ class Gatekeeper:
     async def _guard(
         self, authenticated: Authenticated, route_class: RouteClass, claim: guards.KeyClaim | None = None
     ) -> guards.Admission:
-        """One round trip: nonce, rate window and (for writes) the idempotency key; refusals in that order."""
+        """One round trip: key still active, nonce, rate window, (for writes) idempotency key; refused in that order."""
         nonce = authenticated.nonce
+        principal = authenticated.principal
         window = self.settings.rate_limit_window_seconds
         limit = self.limits[route_class]
         admission = await guards.admit(
             self.guard_pool,
-            bucket=ratelimit.bucket(authenticated.principal.key_id, route_class),
+            bucket=ratelimit.bucket(principal.key_id, route_class),
             window_seconds=window,
+            auth_key_id=None if principal.kind == "user" else principal.key_id,
             nonce=guards.NonceClaim(nonce.key_id, nonce.nonce, nonce.expires_epoch) if nonce is not None else None,
             key=claim,
             limit=limit,
         )
+        if not admission.key_usable:
+            # Revoked or expired on some replica after this one cached the key: forget it and say which.
+            await self.identities.refuse_stale_key(principal.key_id)
         if not admission.nonce_fresh:
             raise Problem(NONCE_REUSED, "this nonce was already used with this key; use a fresh nonce per request")
-        ratelimit.check(
-            admission.hits,
-            limit,
-            window_start=admission.window_start,
-            window_seconds=window,
-            now_epoch=admission.now_epoch,
-        )
+        _check_rate(admission, limit, window)
         return admission
 
     def identity(self, principal: Principal) -> ForwardedIdentity:
@@ -167,14 +166,11 @@ class Gatekeeper:
     async def _passthrough(self, request: Request, service: str, body: bytes) -> Response:
         client_ip = request.client.host if request.client else "unknown"
         window = self.settings.rate_limit_window_seconds
-        hit = await guards.admit(self.guard_pool, bucket=f"ip:{client_ip}:passthrough", window_seconds=window)
-        ratelimit.check(
-            hit.hits,
-            self.limits["write"],
-            window_start=hit.window_start,
-            window_seconds=window,
-            now_epoch=hit.now_epoch,
+        limit = self.limits["write"]
+        hit = await guards.admit(
+            self.guard_pool, bucket=f"ip:{client_ip}:passthrough", window_seconds=window, limit=limit
         )
+        _check_rate(hit, limit, window)
         return _response(await self._forward(request, service, None, body))
 
     async def _forward(
@@ -234,6 +230,18 @@ class Gatekeeper:
         else:
             await guards.release_idempotency_key(self.guard_pool, scope=scope, key=key, lock_token=lock_token)
         return _response(upstream)
+
+
+def _check_rate(admission: guards.Admission, limit: int, window_seconds: int) -> None:
+    ratelimit.check(
+        admitted=admission.admitted,
+        limit=limit,
+        previous_hits=admission.previous_hits,
+        current_hits=admission.hits,
+        window_start=admission.window_start,
+        window_seconds=window_seconds,
+        now_epoch=admission.now_epoch,
+    )
 
 
 def _response(upstream: UpstreamResponse) -> Response:

@@ -1,8 +1,10 @@
 """Identities: authenticating callers, and the platform's operations on merchants, keys and users.
 
-`Identities` is the one object routes talk to. Lookups of keys are cached per replica for
-`key_cache_ttl_seconds` (the bound on how late a revocation reaches every replica); everything else
-(nonces, rate windows, idempotency) is decided in PostgreSQL so replicas agree.
+`Identities` is the one object routes talk to. Key material (opened HMAC secrets, RSA public keys) is
+cached per replica for `key_cache_ttl_seconds`; whether the key is still active is not trusted from the
+cache: the per-request guard statement (`store/guards.py: admit`) checks status and expiry in the
+database, so a revocation or a rotation's end takes effect at once on every replica. Everything else
+(nonces, rate windows, idempotency) is decided in PostgreSQL too, so replicas agree.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ class _TtlCache:
         if item is None or item[0] < self._clock():
             return None
         return item[1]
+
+    def forget(self, key: str) -> None:
+        self._items.pop(key, None)
 
     def put(self, key: str, value: Any) -> None:
         if self.ttl_seconds <= 0:
@@ -198,6 +203,12 @@ class Identities:
         if key.expires_at_epoch is not None and key.expires_at_epoch <= now:
             raise Problem(API_KEY_EXPIRED, f"key {key_id} expired after rotation")
         return key
+
+    async def refuse_stale_key(self, key_id: str) -> None:
+        """The guard statement found `key_id` revoked or expired: drop the cached copy and raise its 401."""
+        self._keys.forget(key_id)
+        await self._usable_key(key_id, time.time())
+        raise Problem(API_KEY_REVOKED, f"key {key_id} is no longer active")
 
     async def key(self, key_id: str) -> KeyRecord | None:
         cached: KeyRecord | None = self._keys.get(key_id)

@@ -7,7 +7,7 @@ upstream service. Times come from the database clock.
 The hot path runs on its own small asyncpg pool (`open_guard_pool`), not through SQLAlchemy: a guard is
 one prepared statement per request, and the ORM engine's pre-ping, isolation-level switching and
 reset-on-return would triple the round trips. Admission is ONE statement (`admit`): claim the nonce,
-count the request in its rate window and, for writes, take the idempotency key, in data-modifying CTEs
+count the request in its sliding rate window and, for writes, take the idempotency key, in data-modifying CTEs
 that see each other's results, so a replayed nonce or a request over the limit never takes a key.
 """
 
@@ -52,7 +52,12 @@ async def open_guard_pool(database_url: URL, *, size_max: int) -> asyncpg.Pool:
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    hits: int
+    # False when the authenticating API key is revoked or expired in the database (nothing was counted).
+    key_usable: bool
+    # Whether the request was counted within its rate limit (a reused nonce is never counted).
+    admitted: bool
+    hits: int  # this window's admitted requests (including this one when admitted)
+    previous_hits: int  # the previous window's, weighted by the caller for Retry-After
     window_start: int
     now_epoch: float
     nonce_fresh: bool = True
@@ -87,8 +92,8 @@ def _numbered(sql: str, names: tuple[str, ...]) -> str:
 
 
 _NONCE_PARAMS = ("key_id", "nonce", "nonce_expires_epoch")
-_HIT_PARAMS = ("bucket", "window")
-_KEY_PARAMS = ("scope", "key", "request_hash", "lock_token", "lock_seconds", "ttl_seconds", "limit")
+_HIT_PARAMS = ("bucket", "window", "limit", "auth_key")
+_KEY_PARAMS = ("scope", "key", "request_hash", "lock_token", "lock_seconds", "ttl_seconds")
 
 _NONCE_CTE = """
 nonce AS (
@@ -98,19 +103,42 @@ nonce AS (
     RETURNING 1
 ),"""
 
+# The sliding-window estimate (domain/ratelimit.py): the previous window's hits weighted by the share of it
+# still inside the sliding window, plus this window's. A request is counted only if the estimate with it stays
+# within the limit; on a conflict the WHERE is evaluated on the locked, latest row, so concurrent replicas
+# cannot both take the last slot. `hit` has a row only for an admitted request. Counter rows live two
+# windows (the previous window is read until the end of the current one).
 _HIT_CTE = """
-clock AS (SELECT CAST(extract(epoch FROM clock_timestamp()) AS float8) AS now_epoch),
+auth AS (
+    SELECT CAST(:auth_key AS text) IS NULL OR EXISTS (
+        SELECT 1 FROM api_keys k
+        WHERE k.key_id = :auth_key AND k.status = 'active'
+          AND (k.expires_at IS NULL OR k.expires_at > clock_timestamp())
+    ) AS usable
+),
+clock AS (
+    SELECT now_epoch, CAST(floor(now_epoch / CAST(:window AS bigint)) * CAST(:window AS bigint) AS bigint) AS start
+    FROM (SELECT CAST(extract(epoch FROM clock_timestamp()) AS float8) AS now_epoch) c
+),
+prev AS (
+    SELECT coalesce((SELECT p.hits FROM rate_limit_counters p
+                     WHERE p.bucket = :bucket AND p.window_start = clock.start - CAST(:window AS bigint)), 0) AS hits,
+           (clock.start + CAST(:window AS bigint) - clock.now_epoch) / CAST(:window AS bigint) AS weight
+    FROM clock
+),
 hit AS (
     INSERT INTO rate_limit_counters (bucket, window_start, hits, expires_at)
-    SELECT :bucket, start, 1, to_timestamp(start + 2 * CAST(:window AS bigint))
-    FROM (SELECT CAST(floor(now_epoch / CAST(:window AS bigint)) * CAST(:window AS bigint) AS bigint) AS start
-          FROM clock) w
+    SELECT :bucket, clock.start, 1, to_timestamp(clock.start + 2 * CAST(:window AS bigint))
+    FROM clock CROSS JOIN prev CROSS JOIN auth
+    WHERE auth.usable AND prev.hits * prev.weight + 1 <= CAST(:limit AS integer) {nonce_condition}
     ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limit_counters.hits + 1
-    RETURNING hits, window_start
+    WHERE (SELECT prev.hits * prev.weight FROM prev) + rate_limit_counters.hits + 1 <= CAST(:limit AS integer)
+    RETURNING hits
 )"""
 
-# Taken only when the nonce is fresh and the request is within its limit. A key is taken over when its
-# record expired, or when it is still in progress past its lock (its gateway died) for the same request.
+# Taken only when the request was admitted (`hit` has a row, which implies a fresh nonce). A key is taken
+# over when its record expired, or when it is still in progress past its lock (its gateway died) for the
+# same request.
 _KEY_CTE = """,
 taken AS (
     INSERT INTO idempotency_records
@@ -118,7 +146,7 @@ taken AS (
     SELECT :scope, :key, :request_hash, 'in_progress', :lock_token,
            clock_timestamp() + make_interval(secs => CAST(:lock_seconds AS float8)), clock_timestamp(),
            clock_timestamp() + make_interval(secs => CAST(:ttl_seconds AS float8))
-    FROM hit WHERE hit.hits <= CAST(:limit AS integer) {nonce_condition}
+    FROM hit
     ON CONFLICT (scope, key) DO UPDATE SET
         request_hash = EXCLUDED.request_hash, state = 'in_progress', lock_token = EXCLUDED.lock_token,
         locked_until = EXCLUDED.locked_until, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
@@ -130,21 +158,28 @@ taken AS (
     RETURNING 1
 )"""
 
+_HIT_SELECT = """(SELECT usable FROM auth) AS key_usable, (SELECT count(*) FROM hit) AS admitted,
+    coalesce((SELECT hits FROM hit),
+             (SELECT c.hits FROM rate_limit_counters c WHERE c.bucket = :bucket AND c.window_start = clock.start),
+             0) AS hits,
+    prev.hits AS previous_hits, clock.start AS window_start, clock.now_epoch"""
+
 _KEY_SELECT = """,
     (SELECT count(*) FROM taken) AS acquired,
     r.request_hash, r.state, r.response_status, r.response_headers, r.response_body
-FROM hit CROSS JOIN clock
+FROM clock CROSS JOIN prev
 LEFT JOIN idempotency_records r ON r.scope = :scope AND r.key = :key AND r.expires_at >= clock_timestamp()"""
 
 
 def _admit_sql(*, with_nonce: bool, with_key: bool) -> tuple[str, tuple[str, ...]]:
     names = (_NONCE_PARAMS if with_nonce else ()) + _HIT_PARAMS + (_KEY_PARAMS if with_key else ())
-    sql = "WITH " + (_NONCE_CTE if with_nonce else "") + _HIT_CTE
+    sql = "WITH " + (_NONCE_CTE if with_nonce else "")
+    sql += _HIT_CTE.format(nonce_condition="AND EXISTS (SELECT 1 FROM nonce)" if with_nonce else "")
     if with_key:
-        sql += _KEY_CTE.format(nonce_condition="AND EXISTS (SELECT 1 FROM nonce)" if with_nonce else "")
+        sql += _KEY_CTE
     sql += "\nSELECT " + ("(SELECT count(*) FROM nonce) AS nonce_fresh, " if with_nonce else "1 AS nonce_fresh, ")
-    sql += "hit.hits, hit.window_start, clock.now_epoch"
-    sql += _KEY_SELECT if with_key else "\nFROM hit CROSS JOIN clock"
+    sql += _HIT_SELECT
+    sql += _KEY_SELECT if with_key else "\nFROM clock CROSS JOIN prev"
     return _numbered(sql, names), names
 
 
@@ -156,16 +191,20 @@ async def admit(
     *,
     bucket: str,
     window_seconds: int,
+    limit: int,
+    auth_key_id: str | None = None,
     nonce: NonceClaim | None = None,
     key: KeyClaim | None = None,
-    limit: int = 0,
 ) -> Admission:
-    """One round trip: claim the nonce (if signed), count the request, take the idempotency key (if any).
+    """One round trip: claim the nonce (if signed), count the request if within `limit`, take the key (if any).
 
-    `limit` is the rate limit of the route class: a key is never taken by a request over it.
+    A request with a reused nonce or over the limit is not counted and never takes a key. `auth_key_id`
+    (the API key that authenticated it) is checked against the database in the same statement: a key
+    revoked or expired a moment ago on another replica is refused here even while this replica's key
+    cache still holds it, so revocation and rotation take effect at once everywhere.
     """
     sql, names = _ADMIT[(nonce is not None, key is not None)]
-    values: dict[str, Any] = {"bucket": bucket, "window": window_seconds}
+    values: dict[str, Any] = {"bucket": bucket, "window": window_seconds, "limit": limit, "auth_key": auth_key_id}
     if nonce is not None:
         values.update(key_id=nonce.key_id, nonce=nonce.nonce, nonce_expires_epoch=nonce.expires_epoch)
     if key is not None:
@@ -176,7 +215,6 @@ async def admit(
             lock_token=key.lock_token,
             lock_seconds=key.lock_seconds,
             ttl_seconds=key.ttl_seconds,
-            limit=limit,
         )
     row = await pool.fetchrow(sql, *(values[name] for name in names))
     assert row is not None
@@ -184,7 +222,10 @@ async def admit(
     if key is not None and row["request_hash"] is not None:
         record = _record(row)
     return Admission(
+        key_usable=bool(row["key_usable"]),
+        admitted=row["admitted"] == 1,
         hits=row["hits"],
+        previous_hits=row["previous_hits"],
         window_start=row["window_start"],
         now_epoch=row["now_epoch"],
         nonce_fresh=row["nonce_fresh"] == 1,
@@ -206,9 +247,7 @@ def _record(row: Any) -> StoredRecord:
 
 _ACQUIRE_SQL, _ACQUIRE_NAMES = (
     _numbered(
-        "WITH hit AS (SELECT 1 AS hits)"
-        + _KEY_CTE.format(nonce_condition="")
-        + " SELECT count(*) AS acquired FROM taken",
+        "WITH hit AS (SELECT 1 AS hits)" + _KEY_CTE + " SELECT count(*) AS acquired FROM taken",
         _KEY_PARAMS,
     ),
     _KEY_PARAMS,
@@ -224,7 +263,6 @@ async def acquire_idempotency_key(pool: asyncpg.Pool, claim: KeyClaim) -> bool:
         "lock_token": claim.lock_token,
         "lock_seconds": claim.lock_seconds,
         "ttl_seconds": claim.ttl_seconds,
-        "limit": 1,
     }
     return bool(await pool.fetchval(_ACQUIRE_SQL, *(values[n] for n in _ACQUIRE_NAMES)))
 

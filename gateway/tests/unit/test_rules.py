@@ -92,12 +92,73 @@ def test_routing_table_and_access() -> None:
     assert merchant.scope == "merchant:mch_1" and user.scope == "user:usr_1"
 
 
+def _estimate_after(previous: int, current: int, elapsed: float, window: int, later: float) -> float:
+    """The sliding estimate `later` seconds from now if nothing is admitted meanwhile (windows roll over)."""
+    e = elapsed + later
+    if e < window:
+        return ratelimit.estimate(
+            previous_hits=previous, current_hits=current, elapsed_seconds=e, window_seconds=window
+        )
+    if e < 2 * window:
+        return ratelimit.estimate(
+            previous_hits=current, current_hits=0, elapsed_seconds=e - window, window_seconds=window
+        )
+    return 0.0
+
+
 def test_rate_limit_answer_says_when_to_retry() -> None:
-    ratelimit.check(5, 5, window_start=60, window_seconds=60, now_epoch=100.0)
-    with pytest.raises(Problem) as err:
-        ratelimit.check(6, 5, window_start=60, window_seconds=60, now_epoch=100.2)
+    ratelimit.check(
+        admitted=True, limit=5, previous_hits=9, current_hits=5, window_start=60, window_seconds=60, now_epoch=100.0
+    )
+    with pytest.raises(Problem) as err:  # current window full: wait into the next one until 5 × (W − e′)/W + 1 ≤ 5
+        ratelimit.check(
+            admitted=False,
+            limit=5,
+            previous_hits=0,
+            current_hits=5,
+            window_start=60,
+            window_seconds=60,
+            now_epoch=100.2,
+        )
     assert err.value.spec.code == "rate_limited"
-    assert err.value.extensions["retry_after_seconds"] == 20
-    with pytest.raises(Problem) as err:
-        ratelimit.check(6, 5, window_start=60, window_seconds=60, now_epoch=119.9)
-    assert err.value.extensions["retry_after_seconds"] == 1
+    assert err.value.extensions["retry_after_seconds"] == 32  # 19.8 s to the boundary + 12 s into the next
+    with pytest.raises(Problem) as err:  # the previous window's weight still fills the limit: 10 × 30/60 = 5
+        ratelimit.check(
+            admitted=False, limit=5, previous_hits=10, current_hits=0, window_start=60, window_seconds=60, now_epoch=90
+        )
+    assert err.value.extensions["retry_after_seconds"] == 6  # 10 × 24/60 + 1 = 5
+
+
+def test_sliding_window_refuses_the_boundary_burst_a_fixed_window_allowed() -> None:
+    # 100 requests at the very end of one window: a fixed window admits 100 more right after the boundary.
+    burst = ratelimit.estimate(previous_hits=100, current_hits=0, elapsed_seconds=0.5, window_seconds=60)
+    assert burst + 1 > 100
+    assert ratelimit.estimate(previous_hits=100, current_hits=0, elapsed_seconds=60, window_seconds=60) == 0
+
+
+@pytest.mark.parametrize("limit", [1, 2, 5, 100])
+@pytest.mark.parametrize("window", [1, 7, 60])
+def test_retry_after_is_the_first_whole_second_at_which_a_request_fits(limit: int, window: int) -> None:
+    """Whenever a request is refused, waiting Retry-After seconds admits it, and one second less would not."""
+    checked = 0
+    for previous in (0, 1, limit, 3 * limit + 1):
+        for current in range(0, limit + 1):
+            for tenth in range(0, 10 * window, max(1, window)):
+                elapsed = tenth / 10
+                now = ratelimit.estimate(
+                    previous_hits=previous, current_hits=current, elapsed_seconds=elapsed, window_seconds=window
+                )
+                if now + 1 <= limit:
+                    continue  # would be admitted
+                wait = ratelimit.retry_after_seconds(
+                    previous_hits=previous,
+                    current_hits=current,
+                    limit=limit,
+                    elapsed_seconds=elapsed,
+                    window_seconds=window,
+                )
+                assert _estimate_after(previous, current, elapsed, window, wait) + 1 <= limit + 1e-9
+                if wait > 1:
+                    assert _estimate_after(previous, current, elapsed, window, wait - 1) + 1 > limit
+                checked += 1
+    assert checked > 0

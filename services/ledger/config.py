@@ -39,6 +39,11 @@ class Settings(ServiceSettings):
     wallet_public_base_url: str | None = None  # where the provider calls back; default: this request's base
     wallet_withdrawal_hold_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=30 * 24 * 3600)
     wallet_points_per_yuan: int = Field(default=100, ge=1, le=10_000)
+    # Top-up orders (contract D): the ledger places a `wallet_topup` payment with the cashier for the platform's
+    # own collecting merchant, as the service identity `ledger`; unset → top-up orders answer 503.
+    cashier_url: str | None = None
+    wallet_topup_merchant_id: str | None = Field(default=None, min_length=1, max_length=64)
+    cashier_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
     # Worker: pending operations whose hold finished without the operation being told (expired, or a crash
     # between the writer's commit and the operation's) are brought up to date, with their event.
     wallet_reconcile_interval_seconds: float = Field(default=5.0, gt=0, le=3600)

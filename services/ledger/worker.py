@@ -36,7 +36,11 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
 
 def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
     """`payment.succeeded` and `refund.succeeded` from the cashier, posted through this process's writer."""
-    return CashierPostings(runtime.uow, runtime.extras[WRITER_EXTRA]).subscriptions()
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    return CashierPostings(
+        runtime.uow, runtime.extras[WRITER_EXTRA], topup_merchant_id=settings.wallet_topup_merchant_id
+    ).subscriptions()
 
 
 async def consume_cashier_events(runtime: Runtime) -> None:

@@ -12,6 +12,9 @@ so an account opened inside the inbox transaction would not exist for it yet).
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 from libs.common.db import Tx, UnitOfWork
 from libs.common.events import Envelope
 from libs.common.inbox import Subscription
@@ -22,6 +25,9 @@ from services.ledger.domain import errors
 from services.ledger.domain.engine import CreateTransfers
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import DIRECTIONS, Posting, TransferRequest
+from services.ledger.domain.wallet import errors as wallet_errors
+from services.ledger.domain.wallet.entitlements import SubaccountType
+from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
 from services.ledger.events.postings import (
     SOURCE_CASHIER,
@@ -32,6 +38,8 @@ from services.ledger.events.postings import (
     refund_succeeded_plan,
 )
 from services.ledger.store import accounts as account_store
+from services.ledger.store import wallet as wallet_store
+from services.ledger.store import wallet_flows as flows
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.consumers")
@@ -41,6 +49,7 @@ CASHIER_REFUNDS_TOPIC = "cashier.refunds"
 PAYMENT_SUCCEEDED = "payment.succeeded"
 REFUND_SUCCEEDED = "refund.succeeded"
 ACCOUNT_CACHE_MAX = 10_000
+TOP_UP_PURPOSE = "wallet_topup"
 
 
 class CashierPostings:
@@ -50,9 +59,10 @@ class CashierPostings:
     two-phase transfer and the wallet refund transfer, through the ledger API.
     """
 
-    def __init__(self, uow: UnitOfWork, writer: LedgerWriter) -> None:
+    def __init__(self, uow: UnitOfWork, writer: LedgerWriter, *, topup_merchant_id: str | None = None) -> None:
         self.uow = uow
         self.writer = writer
+        self.topup_merchant_id = topup_merchant_id
         self._account_ids: dict[str, str] = {}
 
     def subscriptions(self) -> list[Subscription]:
@@ -62,9 +72,48 @@ class CashierPostings:
         ]
 
     async def on_payment_succeeded(self, tx: Tx, event: Envelope) -> None:
-        if is_wallet(event.data):
+        data = event.data
+        if is_wallet(data):
             return
-        await self.post(payment_succeeded_plan(event.data))
+        if data.get("purpose") == TOP_UP_PURPOSE:
+            if data.get("merchant_id") == self.topup_merchant_id and self.topup_merchant_id:
+                if await self.credit_top_up(data):
+                    return
+            else:
+                # Only the platform's collecting merchant collects for wallets; anything else is that merchant's
+                # own money: a normal payment, never credited to a wallet.
+                log.warning("wallet_topup payment of another merchant posted as a payment (§3.1)",
+                            payment_id=data.get("payment_id"), merchant_id=data.get("merchant_id"))
+        await self.post(payment_succeeded_plan(data))
+
+    async def credit_top_up(self, data: dict[str, Any]) -> bool:
+        """§3.7 instead of §3.1: the holder's wallet is credited (key `top_up:pay_…`) and `top_up.credited`
+        published with the operation. False when there is no wallet to credit (the caller then posts §3.1 to
+        the collecting merchant, so the money is accounted for and can be refunded by an operator)."""
+        payment_id, holder_id = str(data["payment_id"]), str(data.get("wallet_holder_id") or "")
+        gross = int(data["amount_minor"])
+        fee = min(max(int(data.get("fee_minor") or 0), 0), gross)
+        async with self.uow.read() as conn:
+            if await wallet_store.operation_by_key(conn, "top_up", payment_id) is not None:
+                return True  # credited before (a redelivery after the operation committed)
+            if not holder_id or await wallet_store.get_holder(conn, holder_id) is None:
+                log.error("paid wallet top-up for an unknown holder: posted to the collecting merchant (§3.1)",
+                          payment_id=payment_id, holder_id=holder_id)
+                return False
+        args: dict[str, Any] = {
+            "holder_id": holder_id, "payment_id": payment_id, "amount_minor": gross, "currency": str(data["currency"]),
+            "channel": str(data["channel"]), "channel_fee_minor": fee, "subaccount": SubaccountType.BALANCE,
+            "merchant_id": "", "now": datetime.now(UTC),
+        }  # fmt: skip
+        try:
+            await flows.top_up(self.uow, self.writer, **args)
+        except WalletError as e:
+            if e.spec not in (wallet_errors.LIMIT_EXCEEDED, wallet_errors.ENTITLEMENT_DENIED):
+                raise
+            # The money is collected: credit it anyway, outside the limits, and say so.
+            log.warning("paid wallet top-up credited beyond the holder's limits", payment_id=payment_id, code=e.code)
+            await flows.top_up(self.uow, self.writer, enforce_limits=False, **args)
+        return True
 
     async def on_refund_succeeded(self, tx: Tx, event: Envelope) -> None:
         if is_wallet(event.data):

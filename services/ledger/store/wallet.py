@@ -302,7 +302,7 @@ async def quota_account(
     """The memo account of one limit window, its `credit_limit_minor` set to the limit in force now (a
     change of entitlements or KYC level applies at once; never below what the window already used, so a
     lowered limit means "nothing more today" and the account stays within its flag)."""
-    key = f"wallet:quota:{holder_id}:{subaccount.value}:{action.value}:{window.period}:{window.label}:{currency}"
+    key = quota_key(holder_id, subaccount, action, window, currency)
     account_id = await _open_ledger_account(
         tx, key=key, holder_id=holder_id, line=QUOTA, currency=currency, credit_limit_minor=window.limit_minor,
         metadata={"subaccount": subaccount.value, "action": action.value, "window": window.label},
@@ -316,6 +316,23 @@ async def quota_account(
         {"a": account_id, "lim": window.limit_minor},
     )
     return account_id
+
+
+def quota_key(
+    holder_id: str, subaccount: SubaccountType, action: Action, window: ent.QuotaWindow, currency: str
+) -> str:
+    return f"wallet:quota:{holder_id}:{subaccount.value}:{action.value}:{window.period}:{window.label}:{currency}"
+
+
+async def quota_used_minor(
+    conn: AsyncConnection, *, holder_id: str, subaccount: SubaccountType, action: Action, window: ent.QuotaWindow,
+    currency: str,
+) -> int:  # fmt: skip
+    """How much of a window is used (posted and held); 0 when nothing was done in it yet."""
+    row = await account_store.get_account_by_key(conn, quota_key(holder_id, subaccount, action, window, currency))
+    if row is None:
+        return 0
+    return int(row["debits_posted"] + row["debits_pending"] - row["credits_posted"])
 
 
 async def precheck(

@@ -26,10 +26,14 @@ PLATFORM = "platform"
 async def top_up(
     uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, payment_id: str, amount_minor: int, currency: str,
     channel: str, channel_fee_minor: int, subaccount: SubaccountType, merchant_id: str, now: datetime,
+    enforce_limits: bool = True,
 ) -> tuple[RowMapping, bool]:  # fmt: skip
-    """§3.7 after the cashier saw the top-up paid; idempotent by payment id."""
+    """§3.7 after the top-up was paid; idempotent by payment id. `enforce_limits=False` is for money already
+    collected whose credit the rules refuse now (a limit used up by a concurrent order since the order's
+    pre-check): it is credited all the same, outside the quota, and marked `limits_bypassed`."""
+    checks = [(subaccount, Action.TOP_UP)] if enforce_limits else []
     async with uow.begin() as tx:
-        await store.precheck(tx.conn, holder_id, [(subaccount, Action.TOP_UP)], amount_minor)
+        await store.precheck(tx.conn, holder_id, checks, amount_minor)
         target = await store.open_subaccount(tx, holder_id, subaccount, currency, merchant_id)
         clearing = await store.shared_account(
             tx, holder_id=PLATFORM, line=p.CHANNEL_CLEARING, currency=currency, channel=channel
@@ -42,10 +46,11 @@ async def top_up(
         currency=currency,
     )  # fmt: skip
     details = {"channel": channel, "channel_fee_minor": channel_fee_minor, "subaccount": subaccount.value,
-               "account_id": target, "merchant_id": merchant_id}  # fmt: skip
+               "account_id": target, "merchant_id": merchant_id,
+               **({} if enforce_limits else {"limits_bypassed": True})}  # fmt: skip
     return await store.execute(
         uow, writer,
-        Movement(holder_id, "top_up", payment_id, amount_minor, currency, postings, [(subaccount, Action.TOP_UP)],
+        Movement(holder_id, "top_up", payment_id, amount_minor, currency, postings, checks,
                  reference=payment_id, details=details),
         now=now,
     )  # fmt: skip

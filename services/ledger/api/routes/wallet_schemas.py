@@ -230,3 +230,37 @@ class MerchantBalancesResponse(BaseModel):
     settled_minor: int
     available_to_withdraw_minor: int
     payout_in_transit_minor: int
+
+
+class TopUpPayer(Strict):
+    """Hints the cashier passes to the channel (the payer's openid for JSAPI, client type and IP)."""
+
+    openid: str | None = Field(default=None, max_length=128)
+    client_type: str | None = Field(default=None, max_length=32)
+    client_ip: str | None = Field(default=None, max_length=64)
+
+
+class TopUpOrderRequest(Strict):
+    amount_minor: AmountMinor
+    currency: Currency = "CNY"
+    scene: Literal["native_qr", "jsapi", "mini_program", "app", "h5", "page"]
+    payer: TopUpPayer | None = None
+    idempotency_key: str = Key
+
+
+class TopUpOrderResponse(BaseModel):
+    """The order and the cashier's payment (id, status, `payer_action`: QR code, JSAPI/app params, URL).
+    `operation_id` is the wallet's top-up operation once the payment succeeded and the wallet was credited."""
+
+    id: str
+    holder_id: str
+    amount_minor: int
+    currency: str
+    scene: str
+    merchant_id: str
+    merchant_order_no: str
+    payment_id: str | None
+    payment: dict[str, Any] | None
+    credited: bool
+    operation_id: str | None
+    created_at: datetime

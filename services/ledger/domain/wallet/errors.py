@@ -37,3 +37,9 @@ REPAYMENT_TOO_LARGE = ErrorSpec("repayment_too_large", 422, "The repayment is la
 IDENTITY_UNAVAILABLE = ErrorSpec(
     "identity_unavailable", 503, "The identity provider did not take the request", retryable=True
 )
+TOP_UP_ORDER_NOT_FOUND = ErrorSpec("top_up_order_not_found", 404, "No such top-up order")
+TOP_UP_UNAVAILABLE = ErrorSpec("top_up_unavailable", 503, "Top-up through the cashier is not configured")
+CASHIER_UNAVAILABLE = ErrorSpec(
+    "cashier_unavailable", 503, "The cashier did not answer; the same idempotency key is safe to retry",
+    retryable=True,
+)

@@ -1,0 +1,75 @@
+"""The ledger's calls to the cashier (contract D): create and read `wallet_topup` payments.
+
+Authenticated as the service identity `ledger` acting for the platform's collecting merchant, with a
+short-lived token signed by the shared internal secret (the same token the gateway forwards), so the
+cashier scopes the payment to that merchant and allows the `wallet_topup` purpose only from us.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from libs.common.errors import ErrorSpec, Problem
+from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+from services.ledger.config import Settings
+from services.ledger.domain.wallet import errors
+from services.ledger.domain.wallet.errors import WalletError
+
+TOP_UP_DESCRIPTION = "钱包充值 wallet top-up"
+
+
+def _configured(settings: Settings) -> tuple[str, str]:
+    if not settings.cashier_url or not settings.wallet_topup_merchant_id:
+        raise WalletError(errors.TOP_UP_UNAVAILABLE, "cashier_url and wallet_topup_merchant_id are not set")
+    return settings.cashier_url.rstrip("/"), settings.wallet_topup_merchant_id
+
+
+def _headers(settings: Settings, merchant_id: str) -> dict[str, str]:
+    token = mint_identity_token(
+        settings.internal_token_secret.get_secret_value(), key_id="ledger", service="ledger",
+        merchant_id=merchant_id,
+    )  # fmt: skip
+    return {IDENTITY_HEADER: token}
+
+
+def _answer(r: httpx.Response) -> dict[str, Any]:
+    """2xx → the payment; a 4xx problem → the same status and code to our caller (nothing was created);
+    5xx → 503 cashier_unavailable (retry with the same key)."""
+    if r.is_success:
+        return dict(r.json())
+    if 400 <= r.status_code < 500:
+        try:
+            body = r.json()
+        except ValueError:
+            body = {}
+        code = str(body.get("code") or "cashier_refused")
+        spec = ErrorSpec(code, r.status_code, str(body.get("title") or "The cashier refused the top-up payment"))
+        raise Problem(spec, str(body.get("detail") or r.text[:500]))
+    raise WalletError(errors.CASHIER_UNAVAILABLE, f"cashier answered {r.status_code}")
+
+
+async def create_top_up_payment(settings: Settings, body: dict[str, Any]) -> dict[str, Any]:
+    """`POST /v1/payments` for the collecting merchant; the same body again answers the same payment."""
+    base, merchant_id = _configured(settings)
+    try:
+        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds) as client:
+            r = await client.post(f"{base}/v1/payments", json=body, headers=_headers(settings, merchant_id))
+    except httpx.HTTPError as e:
+        raise WalletError(errors.CASHIER_UNAVAILABLE, f"cashier unreachable: {type(e).__name__}") from None
+    return _answer(r)
+
+
+async def read_payment(settings: Settings, merchant_id: str, payment_id: str) -> dict[str, Any] | None:
+    """The cashier's current view of a top-up payment; None when the cashier cannot be asked now."""
+    if not settings.cashier_url:
+        return None
+    try:
+        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds) as client:
+            r = await client.get(
+                f"{settings.cashier_url.rstrip('/')}/v1/payments/{payment_id}", headers=_headers(settings, merchant_id)
+            )
+    except httpx.HTTPError:
+        return None
+    return dict(r.json()) if r.is_success else None

@@ -1,9 +1,15 @@
-"""Matching a channel's bill against Juhe's own records (对账), one bill line at a time.
+"""Matching a channel's bill against Juhe's own records (对账): the rules, free of any database.
 
-Why streaming: a channel bill can hold millions of lines, so the matcher indexes only Juhe's records
-of the day (compact tuples) and classifies each bill line as it arrives; the bill itself is never held
-in memory. What is left in the index at the end is what the channel does not know about. Records,
-lines and results are named tuples: at a million lines a day, building them is most of the cost.
+`classify` is the rule for one (record, bill line) pair and `Matcher` the rule for which record a line
+meets: by (kind, key) first, a payment line by its channel trade number second, each record at most
+once, in bill order. Whatever is left is what the channel does not know about.
+
+The service itself does not run `Matcher` over a day (its index would hold every record of the day in
+Python, ≈ 0.9 KB each): `store/reconciliation_staging.py` runs the same rules as set-based SQL over a
+staged copy of the bill, so memory stays flat at any bill size. `Matcher` stays as the executable
+specification the SQL is tested against (tests/integration/test_reconciliation_staging.py) and for
+small, in-memory uses. Records, lines and results are named tuples: at a million lines a day, building
+them is most of the cost.
 """
 
 from __future__ import annotations
@@ -66,8 +72,45 @@ class Result(NamedTuple):
     detail: str = ""
 
 
+MISSING_IN_JUHE_DETAIL = "the channel has this line, Juhe has no record"
+MISSING_AT_CHANNEL_DETAIL = "Juhe has this as succeeded, the channel bill does not"
+
+
 def channel_says_succeeded(line: Line) -> bool:
     return not (line.kind == "refund" and line.status.upper() in REFUND_PENDING_WORDS)
+
+
+def classify(record: Record, line: Line) -> Result:
+    """The outcome of one bill line that met its record. First disagreement wins: status, amount, fee
+    (the fee only when the payment event carried the routing fee in force)."""
+    channel_ok = channel_says_succeeded(line)
+    if (record.status == "succeeded") != channel_ok:
+        requery = channel_ok and record.kind == "payment"
+        return Result(
+            Outcome.STATUS_MISMATCH,
+            Resolution.CASHIER_REQUERY if requery else Resolution.MANUAL,
+            line.kind, line.key, record, line,
+            f"Juhe {record.status}, channel {line.status}",
+        )  # fmt: skip
+    if record.amount_minor != line.amount_minor:
+        return Result(Outcome.AMOUNT_MISMATCH, Resolution.MANUAL, line.kind, line.key, record, line,
+                      f"Juhe {record.amount_minor}, channel {line.amount_minor}")  # fmt: skip
+    if record.fee_minor is not None and record.kind == "payment" and record.fee_minor != line.fee_minor:
+        return Result(Outcome.FEE_MISMATCH, Resolution.MANUAL, line.kind, line.key, record, line,
+                      f"expected fee {record.fee_minor}, channel charged {line.fee_minor}")  # fmt: skip
+    return Result(Outcome.MATCHED, Resolution.NONE, line.kind, line.key, record, line)
+
+
+def settled_minor(line: Line) -> int:
+    """What this bill line moves between the channel and the escrow account (docs/ledger.md §3.5), signed:
+    a payment brings its amount less the channel's fee, a refund the channel carried out takes back its
+    amount less the fee the channel returns (the mirror of §3.1/§3.3 on channel_clearing), a refund still
+    in flight nothing yet. Fees are taken by size: WeChat Pay prints a refund's returned fee negative,
+    other channels positive."""
+    net = line.amount_minor - abs(line.fee_minor)
+    if line.kind == "refund":
+        return -net if channel_says_succeeded(line) else 0
+    return net
 
 
 class Matcher:
@@ -96,29 +139,14 @@ class Matcher:
         record = self._take(line)
         if record is None:
             return Result(Outcome.MISSING_IN_JUHE, Resolution.MANUAL, line.kind, line.key, None, line,
-                          "the channel has this line, Juhe has no record")  # fmt: skip
-        channel_ok = channel_says_succeeded(line)
-        if (record.status == "succeeded") != channel_ok:
-            requery = channel_ok and record.kind == "payment"
-            return Result(
-                Outcome.STATUS_MISMATCH,
-                Resolution.CASHIER_REQUERY if requery else Resolution.MANUAL,
-                line.kind, line.key, record, line,
-                f"Juhe {record.status}, channel {line.status}",
-            )  # fmt: skip
-        if record.amount_minor != line.amount_minor:
-            return Result(Outcome.AMOUNT_MISMATCH, Resolution.MANUAL, line.kind, line.key, record, line,
-                          f"Juhe {record.amount_minor}, channel {line.amount_minor}")  # fmt: skip
-        if record.fee_minor is not None and record.kind == "payment" and record.fee_minor != line.fee_minor:
-            return Result(Outcome.FEE_MISMATCH, Resolution.MANUAL, line.kind, line.key, record, line,
-                          f"expected fee {record.fee_minor}, channel charged {line.fee_minor}")  # fmt: skip
-        return Result(Outcome.MATCHED, Resolution.NONE, line.kind, line.key, record, line)
+                          MISSING_IN_JUHE_DETAIL)  # fmt: skip
+        return classify(record, line)
 
     def leftovers(self) -> Iterator[Result]:
         """Records Juhe counts as money moved that the bill never mentioned."""
         for record in self._by_key.values():
             if record.status == "succeeded":
                 yield Result(Outcome.MISSING_AT_CHANNEL, Resolution.MANUAL, record.kind, record.key, record, None,
-                             "Juhe has this as succeeded, the channel bill does not")  # fmt: skip
+                             MISSING_AT_CHANNEL_DETAIL)  # fmt: skip
         self._by_key.clear()
         self._by_channel_no.clear()

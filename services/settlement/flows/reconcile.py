@@ -1,8 +1,17 @@
-"""One reconciliation run: stream a channel bill from the cashier, match it against settlement's records."""
+"""One reconciliation run: stream a channel bill from the cashier into PostgreSQL, classify it there.
+
+Memory stays flat whatever the bill size: bill lines go from the cashier's NDJSON stream straight into a
+COPY (one send buffer held at a time), Juhe's records of the day never leave the database, and items
+are written by the database itself (`store/reconciliation_staging.py`). Python keeps a line counter and
+the running net the channel settles. Once classified, the run asks the cashier to re-query payments
+Juhe saw fail that the channel billed as paid, and posts the channel's settlement to the escrow account
+(docs/ledger.md §3.5, key `stl_<channel>_<merchant>_<date>:channel`).
+"""
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -11,97 +20,141 @@ from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from services.settlement.config import Settings
-from services.settlement.domain.reconciliation import Matcher, Outcome, Record, Resolution, Result
+from services.settlement.domain.reconciliation import (
+    Outcome,
+    Resolution,
+    channel_says_succeeded,
+    settled_minor,
+)
 from services.settlement.flows.cashier import CashierClient
+from services.settlement.flows.ledger import LedgerClient, LedgerRefused
 from services.settlement.store import reconciliation as store
-from services.settlement.store import records
+from services.settlement.store import reconciliation_staging as staging
 
 log = get_logger("juhe.settlement.reconciliation")
 
-
-def _records(payments: list[Any], refunds: list[Any]) -> list[Record]:
-    out = [
-        Record("payment", p["out_trade_no"] or p["payment_id"], p["channel_trade_no"], p["payment_id"], None,
-               p["merchant_order_no"], int(p["amount_minor"]), p["channel_fee_minor"], p["status"])
-        for p in payments
-    ]  # fmt: skip
-    out.extend(
-        Record("refund", r["refund_id"], r["channel_refund_no"], r["payment_id"], r["refund_id"],
-               r["merchant_order_no"], int(r["amount_minor"]), None, r["status"])
-        for r in refunds
-    )  # fmt: skip
-    return out
+# Channel bills are in yuan: every line of a day's bill is CNY.
+BILL_CURRENCY = "CNY"
+PLATFORM_HOLDER = "platform"
+# Status mismatches read back for the cashier re-query, a page at a time.
+REQUERY_PAGE_SIZE = 500
 
 
-def _item(run_id: str, result: Result) -> dict[str, Any]:
-    record, line = result.record, result.line
-    return {
-        "run_id": run_id, "outcome": result.outcome.value, "resolution": result.resolution.value,
-        "resolution_status": "open", "kind": result.kind, "key": result.key,
-        "payment_id": record.payment_id if record else None, "refund_id": record.refund_id if record else None,
-        "merchant_order_no": record.merchant_order_no if record else None,
-        "channel_trade_no": line.channel_trade_no if line else (record.channel_trade_no if record else None),
-        "juhe_amount_minor": record.amount_minor if record else None,
-        "channel_amount_minor": line.amount_minor if line else None,
-        "juhe_fee_minor": record.fee_minor if record else None, "channel_fee_minor": line.fee_minor if line else None,
-        "juhe_status": record.status if record else None, "channel_status": line.status if line else None,
-        "detail": result.detail,
-    }  # fmt: skip
+@dataclass
+class BillTally:
+    """What Python keeps of a bill while it streams through: two integers."""
+
+    lines: int = 0
+    settled_minor: int = 0
 
 
 async def reconcile(uow: UnitOfWork, cashier: CashierClient, settings: Settings, *, channel: str, merchant_id: str,
-                    bill_date: date) -> str:  # fmt: skip
-    """Run and store one reconciliation; returns the run id. Only non-matched lines are stored as items."""
+                    bill_date: date, ledger: LedgerClient | None = None) -> str:  # fmt: skip
+    """Run and store one reconciliation; returns the run id. Only non-matched lines are stored as items.
+    With a ledger, the bill's net is then posted as the channel's settlement to escrow (§3.5)."""
     run_id = new_id("rcn")
     async with uow.begin() as tx:
         await store.insert_run(tx.conn, run_id, channel, merchant_id, bill_date)
-    async with uow.read() as conn:
-        payments, refunds = await records.records_of_day(conn, channel, merchant_id, bill_date)
-    matcher = Matcher(_records(payments, refunds))
-    counts: Counter[str] = Counter()
-    pending: list[dict[str, Any]] = []
-    lines = 0
+    tally = BillTally()
 
-    async def flush() -> None:
-        async with uow.begin() as tx:
-            await store.insert_items(tx.conn, pending)
-        pending.clear()
+    async def rows() -> AsyncIterator[tuple[Any, ...]]:
+        async for line in cashier.bill_lines(channel, bill_date, merchant_id):
+            tally.lines += 1
+            tally.settled_minor += settled_minor(line)
+            yield (tally.lines, line.kind, line.key, line.channel_trade_no, line.amount_minor, line.fee_minor,
+                   line.status, channel_says_succeeded(line))  # fmt: skip
 
     try:
-        async for line in cashier.bill_lines(channel, bill_date, merchant_id):
-            lines += 1
-            result = matcher.match(line)
-            counts[result.outcome.value] += 1
-            if result.outcome is not Outcome.MATCHED:
-                pending.append(_item(run_id, result))
-                if len(pending) >= settings.reconciliation_insert_batch_max:
-                    await flush()
-        for result in matcher.leftovers():
-            counts[result.outcome.value] += 1
-            pending.append(_item(run_id, result))
-        await flush()
+        async with uow.begin() as tx:
+            await staging.stage(tx.conn, channel=channel, merchant_id=merchant_id, bill_date=bill_date)
+            await staging.copy_lines(tx.conn, rows())
+            counts = await staging.classify(tx.conn, run_id)
     except Problem as exc:
         async with uow.begin() as tx:
-            await store.finish_run(
-                tx.conn, run_id, status="failed", counts=dict(counts), bill_lines=lines, error=exc.detail
-            )
+            await store.finish_run(tx.conn, run_id, status="failed", counts={}, bill_lines=tally.lines,
+                                   error=exc.detail)  # fmt: skip
         raise
     await _auto_resolve(uow, cashier, run_id)
+    error = None
+    if ledger is not None:
+        error = await post_channel_settlement(ledger, channel=channel, merchant_id=merchant_id, bill_date=bill_date,
+                                              net_minor=tally.settled_minor, bill_lines=tally.lines)  # fmt: skip
     async with uow.begin() as tx:
-        await store.finish_run(tx.conn, run_id, status="finished", counts=dict(counts), bill_lines=lines)
-    log.info("reconciliation finished", run_id=run_id, channel=channel, bill_date=str(bill_date), **counts)
+        await store.finish_run(tx.conn, run_id, status="finished", counts=counts, bill_lines=tally.lines, error=error)
+    log.info("reconciliation finished", run_id=run_id, channel=channel, bill_date=str(bill_date),
+             settled_minor=tally.settled_minor, **counts)  # fmt: skip
     return run_id
 
 
 async def _auto_resolve(uow: UnitOfWork, cashier: CashierClient, run_id: str) -> None:
     """A payment Juhe saw fail that the channel billed as paid: ask the cashier to re-query the channel
-    (its outcome then arrives as a normal `payment.succeeded`, late_success)."""
-    async with uow.read() as conn:
-        items = await store.list_items(conn, run_id=run_id, outcome=Outcome.STATUS_MISMATCH.value, payment_id=None,
-                                       merchant_order_no=None, after_id=0, limit=10_000)  # fmt: skip
-    for item in items:
-        if item["resolution"] != Resolution.CASHIER_REQUERY.value or not item["payment_id"]:
-            continue
-        status = await cashier.requery(item["payment_id"])
-        async with uow.begin() as tx:
-            await store.set_resolution(tx.conn, item["item_id"], status)
+    (its outcome then arrives as a normal `payment.succeeded`, late_success). Read a page at a time."""
+    after_id = 0
+    while True:
+        async with uow.read() as conn:
+            items = await store.list_items(
+                conn, run_id=run_id, outcome=Outcome.STATUS_MISMATCH.value, payment_id=None, merchant_order_no=None,
+                after_id=after_id, limit=REQUERY_PAGE_SIZE,
+            )  # fmt: skip
+        for item in items:
+            if item["resolution"] != Resolution.CASHIER_REQUERY.value or not item["payment_id"]:
+                continue
+            status = await cashier.requery(item["payment_id"])
+            async with uow.begin() as tx:
+                await store.set_resolution(tx.conn, item["item_id"], status)
+        if len(items) < REQUERY_PAGE_SIZE:
+            return
+        after_id = int(items[-1]["item_id"])
+
+
+def channel_settlement_key(channel: str, merchant_id: str, bill_date: date) -> str:
+    """One posting per channel, merchant account and bill day: a re-run of the day replays it."""
+    return f"stl_{channel}_{merchant_id}_{bill_date.isoformat()}:channel"
+
+
+async def channel_clearing_account(ledger: LedgerClient, channel: str, currency: str) -> str:
+    """channel_clearing[channel] (1101): the chart account the ledger's consumer of cashier events posts
+    §3.1/§3.3 to, found or opened with the same shared key and body (docs/ledger.md §3), so both always
+    name the same account."""
+    key = f"chart:channel_clearing:{PLATFORM_HOLDER}:{currency}:{channel}"
+    body = {"holder_id": PLATFORM_HOLDER, "currency": currency, "kind": "channel_clearing", "code": "1101",
+            "metadata": {"channel": channel}, "idempotency_key": key}  # fmt: skip
+    opened = await ledger._call("POST", "/v1/accounts", json=body, headers={"Idempotency-Key": key})
+    return str(opened["id"])
+
+
+async def post_channel_settlement(ledger: LedgerClient, *, channel: str, merchant_id: str, bill_date: date,
+                                  net_minor: int, bill_lines: int) -> str | None:  # fmt: skip
+    """§3.5: the channel settled the bill's net to the escrow account: Dr 1102 escrow_bank; Cr 1101
+    channel_clearing[channel] (the reverse when refunds outweigh payments). The net is the bill's, not
+    Juhe's: it is what reached the bank; any discrepancy then stays visible on channel_clearing. A day
+    with nothing to move posts nothing. Returns None, or why it could not be posted (kept on the run; a
+    re-run retries it with the same key)."""
+    if net_minor == 0:
+        return None
+    key = channel_settlement_key(channel, merchant_id, bill_date)
+    amount = abs(net_minor)
+    try:
+        escrow = await ledger.account_id(PLATFORM_HOLDER, "escrow_bank", BILL_CURRENCY)
+        clearing = await channel_clearing_account(ledger, channel, BILL_CURRENCY)
+        debit, credit = (escrow, clearing) if net_minor > 0 else (clearing, escrow)
+        transfer = await ledger.post_transfer(
+            idempotency_key=key,
+            postings=[
+                {"account_id": debit, "direction": "debit", "amount_minor": amount, "currency": BILL_CURRENCY},
+                {"account_id": credit, "direction": "credit", "amount_minor": amount, "currency": BILL_CURRENCY},
+            ],
+            reference=key.removesuffix(":channel"),
+            metadata={
+                "kind": "channel_settlement",
+                "channel": channel,
+                "merchant_id": merchant_id,
+                "bill_date": bill_date.isoformat(),
+                "bill_lines": bill_lines,
+            },
+        )
+    except (LedgerRefused, Problem) as exc:
+        log.warning("channel settlement not posted", key=key, net_minor=net_minor, error=str(exc))
+        return f"channel settlement {key} not posted: {exc}"
+    log.info("channel settlement posted", key=key, net_minor=net_minor, transfer_id=transfer.get("id"))
+    return None

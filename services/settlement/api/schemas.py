@@ -87,6 +87,9 @@ class PaymentRecordResponse(BaseModel):
     platform_fee_rate_bps: int | None
     platform_fee_minor: int | None
     margin_minor: int | None
+    purpose: str
+    explicit_split: list[dict[str, Any]] | None
+    profit_sharing: bool
     splits: list[SplitResponse]
 
 

@@ -9,14 +9,18 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.dialects.postgresql import insert
 
 from libs.common.db import Tx
+from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.ids import new_id
+from libs.common.logging import get_logger
 from services.settlement.domain import splits as split_math
 from services.settlement.domain.cycles import settle_date
 from services.settlement.events import PAYMENT_SUCCEEDED, REFUND_SUCCEEDED
 from services.settlement.store import cycles, records
 from services.settlement.store.tables import ledger_accounts
 
+log = get_logger("juhe.settlement.consumers")
+WALLET_TOPUP = "wallet_topup"
 BILL_TIMEZONE = ZoneInfo("Asia/Shanghai")  # channel bills are cut by China time
 
 
@@ -37,6 +41,17 @@ async def on_account_opened(tx: Tx, event: Envelope) -> None:
             set_={"applied_count": ledger_accounts.c.applied_count + 1},
         )
     )
+
+
+def _explicit_split(value: Any) -> list[dict[str, Any]] | None:
+    """The request's explicit split as stored; anything malformed counts as none (the rule applies)."""
+    if not isinstance(value, list) or not value:
+        return None
+    try:
+        return [{"receiver_id": str(e["receiver_id"]), "amount_minor": int(e["amount_minor"])} for e in value]
+    except (KeyError, TypeError, ValueError):
+        log.warning("malformed explicit split ignored", split=repr(value)[:200])
+        return None
 
 
 def _when(value: str | None, fallback: datetime) -> datetime:
@@ -67,6 +82,10 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
         "currency": data["currency"],
         "bill_date": bill_day(occurred),
         "succeeded_at": occurred if status == "succeeded" else None,
+        # contract A: carried in every payment.* event (absent from events of older cashiers)
+        "purpose": str(data.get("purpose") or "payment"),
+        "explicit_split": _explicit_split(data.get("split")),
+        "profit_sharing": bool(data.get("profit_sharing")),
     }
     if event.type == PAYMENT_SUCCEEDED:
         channel_fee = data.get("fee_minor")
@@ -80,6 +99,8 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
             margin_minor=(platform_fee - channel_fee) if platform_fee is not None and channel_fee is not None else None,
         )
     previous, row = await records.upsert_payment(tx.conn, values)
+    if row["purpose"] == WALLET_TOPUP:
+        return  # the ledger runs §3.7 for it instead of §3.1: no merchant credit to settle or split
     if event.type == PAYMENT_SUCCEEDED and previous != "succeeded":
         due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
         await records.set_settle_date(tx.conn, row["payment_id"], due)
@@ -121,24 +142,44 @@ async def _create_split(tx: Tx, payment: Any, base: int, due: date, *, offset_mi
     rule = await records.split_rule(tx.conn, payment["merchant_id"], payment["business_line"])
     if rule is None or base <= 0:
         return
-    math_rule = split_math.SplitRule(
-        shares=tuple(split_math.Share(**share) for share in rule["shares"]),
-        remainder_receiver_id=rule["remainder_receiver_id"],
-    )
+    math_rule = records.math_rule(rule)
     escrow = rule["mode"] == "escrow"
     if escrow and deadline is None and rule["auto_confirm_seconds"] is not None:
         deadline = payment["succeeded_at"] + timedelta(seconds=int(rule["auto_confirm_seconds"]))
     split_id = new_id("spl")
-    allocations = split_math.allocate(base, math_rule)
+    allocations, remainder_receiver_id = _allocations(payment, math_rule, base, offset_minor)
     await records.insert_split(tx.conn, {
         "split_id": split_id, "source_key": source_key or payment["payment_id"], "kind": "split",
         "payment_id": payment["payment_id"], "merchant_id": payment["merchant_id"], "currency": payment["currency"],
-        "base_minor": base, "allocations": allocations, "remainder_receiver_id": rule["remainder_receiver_id"],
+        "base_minor": base, "allocations": allocations, "remainder_receiver_id": remainder_receiver_id,
         "status": "pending", "mode": rule["mode"], "confirm_deadline": deadline if escrow else None,
         "base_offset_minor": offset_minor,
     })  # fmt: skip
     if not escrow:
         await _split_entries(tx, split_id, payment, allocations, 1, due, "split")
+
+
+def _allocations(payment: Any, rule: split_math.SplitRule, base: int, offset_minor: int) -> tuple[dict[str, int], str]:
+    """(allocations, remainder receiver) of a split base: the payment's explicit split (contract A) when it
+    carries one that still fits the rule, what it leaves going to the payee (`PAYEE`); else the rule.
+    A split re-held after a refund (`offset_minor` > 0) scales the explicit amounts down proportionally.
+    Why re-validate: the rule may have changed since the cashier's check; an explicit split that no longer
+    fits falls back to the rule (the platform's word) rather than leaving the payment unsplit."""
+    explicit = payment["explicit_split"]
+    if explicit:
+        entries = [(e["receiver_id"], int(e["amount_minor"])) for e in explicit]
+        keep = base + offset_minor  # what the merchant kept of the whole payment after the platform fee
+        try:
+            split_math.validate_explicit(entries, rule, keep)
+        except Problem as exc:
+            log.warning("explicit split no longer fits the rule; the rule applies", payment_id=payment["payment_id"],
+                        code=exc.spec.code)  # fmt: skip
+        else:
+            full = split_math.allocate_explicit(keep, entries)
+            if offset_minor:
+                return split_math.proportional(full, split_math.PAYEE, base), split_math.PAYEE
+            return full, split_math.PAYEE
+    return split_math.allocate(base, rule), rule.remainder_receiver_id
 
 
 async def split_entries_on_confirm(tx: Tx, split: Any, payment: Any, due: date) -> None:

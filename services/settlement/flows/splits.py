@@ -16,6 +16,7 @@ from libs.common.errors import Problem
 from libs.common.logging import get_logger
 from libs.common.web import Runtime
 from services.settlement.config import Settings
+from services.settlement.domain.splits import PAYEE
 from services.settlement.events import SPLIT_POSTED, SPLITS_TOPIC
 from services.settlement.flows.ledger import LedgerClient, LedgerRefused
 from services.settlement.store import records
@@ -40,7 +41,7 @@ async def split_postings(uow: UnitOfWork, ledger: LedgerClient, split: Any) -> l
     payee = await ledger.account_id(split["merchant_id"], "merchant_pending", currency)
     net: dict[str, int] = {}
     for receiver_id, amount in allocations.items():
-        if amount == 0:
+        if amount == 0 or receiver_id == PAYEE:  # what an explicit split leaves stays on the payee's 2201
             continue
         account = await receiver_account(ledger, known[receiver_id], currency)
         net[account] = net.get(account, 0) + sign * amount

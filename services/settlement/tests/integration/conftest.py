@@ -71,6 +71,7 @@ def payment_event(
     out_trade_no: str | None = None,
     merchant_order_no: str | None = None,
     succeeded_at: datetime | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Envelope:
     out_trade_no = out_trade_no or payment_id.removeprefix("pay_")
     status = kind.removeprefix("payment.")
@@ -102,6 +103,7 @@ def payment_event(
                 "out_trade_no": out_trade_no,
                 "status": status,
             },
+            **(extra or {}),
         },
     )
 

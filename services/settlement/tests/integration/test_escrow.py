@@ -104,3 +104,24 @@ async def test_refund_before_confirm_voids_the_hold(harness: Harness) -> None:
     r = await h.client.post("/v1/settlement/payments/pay_none/confirm")
     assert r.status_code == 404 and r.json()["code"] == "split_not_found"
     h.verify_ledger()
+
+
+async def test_explicit_split_under_an_escrow_rule(harness: Harness) -> None:
+    """Contract A with an escrow rule: the explicit amounts are held, re-held scaled after a refund before
+    confirmation, and posted on confirm."""
+    h = harness
+    await configure(h, auto_confirm_seconds=None)
+    await h.deliver(payment_event("pay_e3", extra={"split": [{"receiver_id": "teacher", "amount_minor": 2000}]}))
+    await rounds(h)
+    [split] = (await h.client.get("/v1/settlement/payments/pay_e3")).json()["splits"]
+    assert (split["status"], split["allocations"]) == ("held", {"teacher": 2000, "@payee": 7940})
+    assert await pending_credits(h, "tch_1") == 2000
+    await h.deliver(refund_event("re_e4", "pay_e3", 5000))
+    await rounds(h)
+    held = (await h.client.get("/v1/settlement/payments/pay_e3")).json()["splits"][-1]
+    assert (held["status"], held["allocations"]) == ("held", {"teacher": 1000, "@payee": 3970})
+    assert await pending_credits(h, "tch_1") == 1000
+    confirmed = await h.client.post("/v1/settlement/payments/pay_e3/confirm")
+    assert confirmed.status_code == 200 and confirmed.json()["status"] == "posted"
+    assert await h.balance("tch_1", "merchant_pending") == 1000 and await pending_credits(h, "tch_1") == 0
+    h.verify_ledger()

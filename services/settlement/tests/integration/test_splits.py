@@ -125,3 +125,41 @@ async def test_no_rule_no_split_and_failed_payment_not_split(settlement_only: Ha
     record = (await h.client.get("/v1/settlement/payments/pay_b2")).json()
     assert record["status"] == "failed" and record["splits"] == []
     assert await post_all(h) == 0
+
+
+async def test_explicit_split_realtime_and_refunds(harness: Harness) -> None:
+    """Contract A: the payment's own split (validated again at success), what it leaves stays with the payee;
+    refunds reverse it proportionally; a split that no longer fits the rule falls back to the rule."""
+    h = harness
+    await configure(h)
+    split = [{"receiver_id": "teacher", "amount_minor": 1000}, {"receiver_id": "platform", "amount_minor": 50}]
+    await h.deliver(payment_event("pay_x1", extra={"split": split, "profit_sharing": False, "purpose": "payment"}))
+    record = (await h.client.get("/v1/settlement/payments/pay_x1")).json()
+    assert record["explicit_split"] == split and record["purpose"] == "payment"
+    [spl] = record["splits"]
+    assert spl["allocations"] == {"teacher": 1000, "platform": 50, "@payee": 9940 - 1050}
+    assert await post_all(h) == 1
+    assert await h.balance("tch_1", "merchant_pending") == 1000
+    assert await h.balance("platform", "platform_fee_income") == 50
+    assert await h.balance("mch_1", "merchant_pending") == -1050
+
+    await h.deliver(refund_event("re_x1", "pay_x1", 2500))  # a quarter
+    assert await post_all(h) == 1
+    assert await h.balance("tch_1", "merchant_pending") == 750
+    await h.deliver(refund_event("re_x2", "pay_x1", 7500))
+    assert await post_all(h) == 1
+    assert await h.balance("tch_1", "merchant_pending") == 0
+    assert await h.balance("platform", "platform_fee_income") == 0
+    assert await h.balance("mch_1", "merchant_pending") == 0
+
+    # teacher above its 30 % rule share (the rule changed after the cashier's check): the rule applies
+    too_much = [{"receiver_id": "teacher", "amount_minor": 5000}]
+    await h.deliver(payment_event("pay_x2", extra={"split": too_much}))
+    [spl] = (await h.client.get("/v1/settlement/payments/pay_x2")).json()["splits"]
+    assert spl["allocations"] == {"teacher": 2982, "platform": 100, "mch_1": 6858}
+    # a wallet top-up (contract D) is the ledger's §3.7: recorded, never settled or split
+    await h.deliver(payment_event("pay_x3", extra={"purpose": "wallet_topup", "wallet_holder_id": "usr_1"}))
+    topup = (await h.client.get("/v1/settlement/payments/pay_x3")).json()
+    assert topup["purpose"] == "wallet_topup" and topup["splits"] == []
+    assert await post_all(h) == 1
+    h.verify_ledger()

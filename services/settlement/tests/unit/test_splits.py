@@ -8,12 +8,15 @@ from hypothesis import strategies as st
 
 from libs.common.errors import Problem
 from services.settlement.domain.splits import (
+    PAYEE,
     Share,
     SplitRule,
     allocate,
+    allocate_explicit,
     platform_fee_minor,
     proportional,
     reversal,
+    validate_explicit,
     validate_rule,
 )
 
@@ -99,3 +102,36 @@ def test_bad_rules_are_refused(rule: SplitRule, code: str) -> None:
     with pytest.raises(Problem) as caught:
         validate_rule(rule, RECEIVERS)
     assert caught.value.spec.code == code
+
+
+EXPLICIT_RULE = SplitRule((Share("t", percent_bps=3000), Share("a", fixed_minor=500)), "shop")
+
+
+@pytest.mark.parametrize(
+    ("split", "code"),
+    [
+        ([("x", 1)], "unknown_receiver"),
+        ([("t", 2971)], "share_exceeds_rule"),
+        ([("a", 501)], "share_exceeds_rule"),
+        ([("shop", 9901)], "shares_exceed_total"),
+        ([("t", 1), ("t", 1)], "duplicate_receiver"),
+        ([("t", 0)], "invalid_share"),
+        ([], "invalid_share"),
+    ],
+)
+def test_explicit_split_refusals(split: list[tuple[str, int]], code: str) -> None:
+    with pytest.raises(Problem) as caught:
+        validate_explicit(split, EXPLICIT_RULE, 9900)
+    assert caught.value.spec.code == code
+
+
+def test_explicit_split_within_the_rule() -> None:
+    validate_explicit([("t", 2970), ("a", 500), ("shop", 6430)], EXPLICIT_RULE, 9900)
+    assert allocate_explicit(9900, [("t", 2970), ("a", 500)]) == {"t": 2970, "a": 500, PAYEE: 6430}
+
+
+@given(st.integers(0, 10**9), st.lists(st.integers(1, 10**8), min_size=1, max_size=20))
+def test_explicit_allocation_always_sums_to_the_base(base: int, amounts: list[int]) -> None:
+    result = allocate_explicit(base, [(f"r{i}", a) for i, a in enumerate(amounts)])
+    assert sum(result.values()) == base and all(v >= 0 for v in result.values())
+    assert all(result.get(f"r{i}", 0) <= a for i, a in enumerate(amounts))

@@ -2,7 +2,8 @@
 
 Exactly once, even when two runners race or one crashes mid-run: a batch and the entries it takes are
 written in one transaction (unique per holder, currency and day), and its ledger transfer carries the
-key `stl_…:merchant`, so a retry after a crash is answered with the original transfer.
+key `stl_…:merchant`, so a retry after a crash is answered with the original transfer. `batch.settled`
+goes into the outbox in the transaction that marks the batch posted, so it is published exactly once.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from libs.common.logging import get_logger
 from libs.common.web import Runtime
 from services.settlement.config import Settings
 from services.settlement.domain.cycles import DEFAULT_TIMEZONE
+from services.settlement.events import BATCH_SETTLED, BATCHES_TOPIC
 from services.settlement.flows.ledger import LedgerClient, LedgerRefused
 from services.settlement.store import cycles
 
@@ -62,9 +64,17 @@ async def run_cycle(uow: UnitOfWork, ledger: LedgerClient, settings: Settings, c
             log.warning("settlement batch not posted", batch_id=batch["batch_id"], error=repr(exc))
             continue
         async with uow.begin() as tx:
-            # No event yet: the platform's topic list (libs/common/events.TOPICS) has no settlement.batches.
-            if await cycles.mark_batch_posted(tx.conn, batch["batch_id"], str(transfer["id"]), datetime.now(UTC)):
+            now = datetime.now(UTC)
+            if await cycles.mark_batch_posted(tx.conn, batch["batch_id"], str(transfer["id"]), now):
                 posted += 1
+                # in the same transaction as the status change: published once, however often this runs
+                tx.publish(topic=BATCHES_TOPIC, type=BATCH_SETTLED, subject=batch["batch_id"], data={
+                    "batch_id": batch["batch_id"], "holder_id": batch["holder_id"], "currency": currency,
+                    "cycle_date": batch["cycle_date"].isoformat(), "amount_minor": amount,
+                    "entry_count": int(batch["entry_count"]),
+                    "amounts_by_kind": await cycles.batch_totals_by_kind(tx.conn, batch["batch_id"]),
+                    "ledger_transfer_id": str(transfer["id"]), "settled_at": now.isoformat(),
+                })  # fmt: skip
     return RunResult(cycle_date, built, posted, failed)
 
 

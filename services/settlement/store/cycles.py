@@ -107,6 +107,16 @@ async def mark_batch_posted(conn: AsyncConnection, batch_id: str, transfer_id: s
     return bool(result.rowcount)
 
 
+async def batch_totals_by_kind(conn: AsyncConnection, batch_id: str) -> dict[str, int]:
+    """What a batch is made of: signed sums of its entries per kind (payment, split, refund, reversal)."""
+    rows = await conn.execute(
+        select(settlement_entries.c.kind, func.sum(settlement_entries.c.amount_minor))
+        .where(settlement_entries.c.batch_id == batch_id)
+        .group_by(settlement_entries.c.kind)
+    )
+    return {str(kind): int(amount) for kind, amount in rows}
+
+
 async def batches_of(conn: AsyncConnection, holder_id: str | None, limit: int) -> list[RowMapping]:
     query = select(settlement_batches).order_by(settlement_batches.c.cycle_date.desc()).limit(limit)
     if holder_id:

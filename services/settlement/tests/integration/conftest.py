@@ -6,6 +6,7 @@ Cashier events are applied through the very handlers the inbox consumer calls, i
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,8 +16,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from libs.common.events import Envelope
+from libs.common.outbox_tables import outbox
 from libs.common.web import Runtime
 from services.settlement.app import create_app
 from services.settlement.events import (
@@ -49,6 +52,14 @@ class Harness:
             if account["kind"] == kind and account["currency"] == currency:
                 return int(account["balances"]["posted_balance_minor"])
         return 0
+
+    async def published(self, event_type: str) -> list[dict[str, Any]]:
+        """The events of a type settlement put in its outbox, oldest first (envelopes as dicts)."""
+        async with self.runtime.uow.read() as conn:
+            rows = await conn.execute(
+                select(outbox.c.payload).where(outbox.c.event_type == event_type).order_by(outbox.c.seq)
+            )
+            return [json.loads(payload) for payload in rows.scalars()]
 
     def verify_ledger(self) -> None:
         done = subprocess.run(

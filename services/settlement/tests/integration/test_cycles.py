@@ -91,6 +91,15 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
         ("2026-11-26", 6858, "posted"),
     ]
     assert len({b["ledger_transfer_id"] for b in batches}) == 2
+    # one batch.settled per batch, though runs crashed, raced and repeated
+    settled = [e["data"] for e in await h.published("batch.settled")]
+    assert sorted((e["holder_id"], e["cycle_date"], e["amount_minor"]) for e in settled) == [
+        ("mch_1", "2026-11-26", 6858), ("mch_1", "2026-11-27", 6858),
+        ("tch_1", "2026-11-26", 2982), ("tch_1", "2026-11-27", 2982),
+    ]  # fmt: skip
+    mine = next(e for e in settled if e["holder_id"] == "mch_1" and e["cycle_date"] == "2026-11-26")
+    assert mine["amounts_by_kind"] == {"payment": 9940, "split": -3082}
+    assert mine["ledger_transfer_id"] == batches[1]["ledger_transfer_id"]
 
     mine = await h.client.get("/v1/statements/batches", params={"limit": 1}, headers={"X-Juhe-Merchant-Id": "mch_1"})
     more = await h.client.get("/v1/statements/batches", params={"cursor": mine.json()["next_cursor"]},

@@ -6,7 +6,16 @@ from fastapi import FastAPI
 
 from libs.common.web import Runtime, create_service_app
 from services.cashier import worker
-from services.cashier.api.routes import admin, bills, internal, notify, payments, refunds, webhooks
+from services.cashier.api.routes import (
+    admin,
+    bills,
+    internal,
+    notify,
+    payments,
+    profit_sharing,
+    refunds,
+    webhooks,
+)
 from services.cashier.config import Settings
 from services.cashier.flows.context import build_cashier
 
@@ -28,6 +37,7 @@ def create_app(settings: Settings) -> FastAPI:
             admin.router,
             bills.router,
             internal.router,
+            profit_sharing.router,
         ],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),

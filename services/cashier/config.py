@@ -54,4 +54,9 @@ class Settings(ServiceSettings):
     # on the payment at creation and carried by its events: round_half_up(amount × bps / 10000).
     platform_fee_rate_bps: int = Field(default=0, ge=0, le=10_000)
 
+    # Settlement (`POST /v1/internal/split-checks`): a payment with an explicit `split` is created only
+    # after settlement accepts the split. Empty = such payments are refused (503), never created unchecked.
+    settlement_url: str = ""
+    settlement_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+
     page_size_max: int = Field(default=100, ge=1, le=1000)

@@ -5,10 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from libs.common.money import AmountMinor, Currency
-from services.cashier.domain.payments import PaymentScene
+from services.cashier.domain.payments import (
+    SPLIT_ENTRIES_MAX,
+    PaymentPurpose,
+    PaymentScene,
+    purpose_problem,
+    split_problem,
+)
 
 OrderNo = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-|*.:]+$")]
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
@@ -25,6 +31,13 @@ class PayerHints(BaseModel):
     user_id: str | None = Field(
         default=None, min_length=1, max_length=64, description="The paying user (required for scene=wallet)"
     )
+
+
+class SplitLine(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    receiver_id: str = Field(min_length=1, max_length=64, description="A settlement receiver id")
+    amount_minor: AmountMinor
 
 
 class PaymentCreateRequest(BaseModel):
@@ -46,6 +59,25 @@ class PaymentCreateRequest(BaseModel):
         default_factory=list, max_length=10, description="Only these channels, in this order"
     )
     excluded_channels: list[ChannelName] = Field(default_factory=list, max_length=10)
+    purpose: PaymentPurpose = PaymentPurpose.PAYMENT
+    wallet_holder_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="wallet_topup only: the user whose wallet is credited"
+    )
+    split: list[SplitLine] | None = Field(
+        default=None, min_length=1, max_length=SPLIT_ENTRIES_MAX,
+        description="Explicit split, checked against the merchant's split rule by settlement at creation",
+    )
+    profit_sharing: bool = Field(default=False, description="Ask the channel to freeze the funds for profit sharing")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> PaymentCreateRequest:
+        problem = purpose_problem(self.purpose, wallet_holder_id=self.wallet_holder_id, scene=self.scene,
+                                  has_split=self.split is not None)
+        if problem is None and self.split is not None:
+            problem = split_problem(self.amount_minor, [(line.receiver_id, line.amount_minor) for line in self.split])
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class PaymentConfirmRequest(BaseModel):
@@ -93,6 +125,10 @@ class PaymentResponse(BaseModel):
     refunded_minor: int
     refundable_minor: int
     metadata: dict[str, Any]
+    purpose: str
+    wallet_holder_id: str | None
+    split: list[dict[str, Any]] | None
+    profit_sharing: bool
     created_at: datetime
     attempts: list[AttemptResponse] = Field(default_factory=list)
 
@@ -187,3 +223,50 @@ class MerchantChannelResponse(BaseModel):
     version: int
     config: dict[str, Any] = Field(description="Secrets redacted")
     notify_url: str
+
+
+ShareOrderNo = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+SHARE_RECEIVERS_MAX = 50  # WeChat's limit per order; Alipay's royalty_parameters limit is the same
+
+
+class ProfitSharingReceiver(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=32,
+                      description="The channel's receiver type: WeChat MERCHANT_ID | PERSONAL_OPENID; Alipay userId | "
+                                  "loginName")
+    account: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    amount_minor: AmountMinor
+    description: str = Field(min_length=1, max_length=80)
+
+
+class ProfitSharingCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    order_no: ShareOrderNo
+    receivers: list[ProfitSharingReceiver] = Field(min_length=1, max_length=SHARE_RECEIVERS_MAX)
+    finish: bool = Field(description="Release what is not shared to the merchant (the order's last split)")
+
+    @model_validator(mode="after")
+    def _unique_receivers(self) -> ProfitSharingCreateRequest:
+        keys = [(r.type, r.account) for r in self.receivers]
+        if len(set(keys)) != len(keys):
+            raise ValueError("each receiver (type, account) may appear once per order")
+        return self
+
+
+class ProfitSharingReceiverResponse(BaseModel):
+    account: str
+    amount_minor: int
+    status: str
+    fail_reason: str | None
+
+
+class ProfitSharingResponse(BaseModel):
+    payment_id: str
+    order_no: str
+    channel: str
+    status: str = Field(description="processing | succeeded | failed")
+    channel_order_id: str | None
+    receivers: list[ProfitSharingReceiverResponse]

@@ -41,6 +41,8 @@ class ChannelSpec:
     build: Callable[[dict[str, Any]], Connector]
     refuse_notification: Callable[[str], ChannelReply]
     secret_fields: frozenset[str]
+    # The channel can freeze a payment's funds and split them later (WeChat 分账 §1.11, Alipay royalty §2.9).
+    profit_sharing: bool = False
 
 
 def _build_alipay(config: dict[str, Any]) -> Connector:
@@ -84,6 +86,7 @@ CHANNELS: dict[str, ChannelSpec] = {
         build=_build_wechatpay,
         refuse_notification=_wechat_refusal,
         secret_fields=frozenset({"merchant_private_key_pem", "apiv3_key"}),
+        profit_sharing=True,
     ),
     "alipay": ChannelSpec(
         name="alipay",
@@ -92,6 +95,7 @@ CHANNELS: dict[str, ChannelSpec] = {
         build=_build_alipay,
         refuse_notification=_alipay_refusal,
         secret_fields=frozenset({"app_private_key_pem", "app_auth_token"}),
+        profit_sharing=True,
     ),
     # The platform wallet: the ledger is the institution (two-phase transfer); it sends no notifications.
     "wallet": ChannelSpec(

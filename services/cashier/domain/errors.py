@@ -43,6 +43,25 @@ PAYMENT_NOT_CONFIRMABLE = ErrorSpec(
 )
 PAYER_MISMATCH = ErrorSpec("payer_mismatch", 403, "The payment belongs to another payer")
 EXPIRY_OUT_OF_RANGE = ErrorSpec("expiry_out_of_range", 422, "The expiry is in the past or too far ahead")
+PURPOSE_NOT_ALLOWED = ErrorSpec(
+    "purpose_not_allowed", 403, "Only the ledger service or the platform may create a wallet top-up payment"
+)
+REFUND_NOT_ALLOWED = ErrorSpec(
+    "refund_not_allowed", 409, "A wallet top-up payment cannot be refunded (the money is in the user's wallet)"
+)
+SETTLEMENT_UNAVAILABLE = ErrorSpec(
+    "settlement_unavailable", 503, "The split could not be checked with settlement right now", retryable=True
+)
+PROFIT_SHARING_UNSUPPORTED = ErrorSpec(
+    "profit_sharing_unsupported", 422, "No channel available to this merchant can freeze funds for profit sharing"
+)
+PROFIT_SHARING_NOT_ENABLED = ErrorSpec(
+    "profit_sharing_not_enabled", 409, "The payment was not created with profit_sharing: true"
+)
+PAYMENT_NOT_SUCCEEDED = ErrorSpec("payment_not_succeeded", 409, "Only a succeeded payment can be shared")
+PROFIT_SHARING_ORDER_NOT_FOUND = ErrorSpec(
+    "profit_sharing_order_not_found", 404, "No such profit-sharing order on this payment"
+)
 
 ERRORS: tuple[ErrorSpec, ...] = (
     PAYMENT_NOT_FOUND,
@@ -67,4 +86,11 @@ ERRORS: tuple[ErrorSpec, ...] = (
     WALLET_NOT_FOUND,
     PAYMENT_NOT_CONFIRMABLE,
     PAYER_MISMATCH,
+    PURPOSE_NOT_ALLOWED,
+    REFUND_NOT_ALLOWED,
+    SETTLEMENT_UNAVAILABLE,
+    PROFIT_SHARING_UNSUPPORTED,
+    PROFIT_SHARING_NOT_ENABLED,
+    PAYMENT_NOT_SUCCEEDED,
+    PROFIT_SHARING_ORDER_NOT_FOUND,
 )

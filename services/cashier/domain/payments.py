@@ -36,6 +36,55 @@ class PaymentScene(enum.StrEnum):
     WALLET = "wallet"
 
 
+class PaymentPurpose(enum.StrEnum):
+    """What the money is for. A top-up credits a user's wallet (the ledger runs §3.7 instead of §3.1)."""
+
+    PAYMENT = "payment"
+    WALLET_TOPUP = "wallet_topup"
+
+
+# Who may create a top-up: the ledger (it checked the holder's entitlements) or a platform operator. A
+# merchant could otherwise mint wallet balance for any user by paying itself.
+TOPUP_SERVICES = frozenset({"ledger"})
+SPLIT_ENTRIES_MAX = 20
+
+
+def may_create_purpose(purpose: PaymentPurpose, *, service: str | None, platform: str | None) -> bool:
+    if purpose is PaymentPurpose.PAYMENT:
+        return True
+    return bool(platform) or service in TOPUP_SERVICES
+
+
+def purpose_problem(
+    purpose: PaymentPurpose, *, wallet_holder_id: str | None, scene: PaymentScene, has_split: bool
+) -> str | None:
+    """Why this purpose does not fit the rest of the request (None when it does)."""
+    if purpose is PaymentPurpose.WALLET_TOPUP:
+        if not wallet_holder_id:
+            return "a wallet_topup payment needs wallet_holder_id (whose wallet is credited)"
+        if scene is PaymentScene.WALLET:
+            return "a wallet cannot be topped up from the wallet itself (scene wallet)"
+        if has_split:
+            return "a wallet_topup payment cannot be split: it all goes to the user's wallet"
+    elif wallet_holder_id is not None:
+        return "wallet_holder_id is only for purpose wallet_topup"
+    return None
+
+
+def split_problem(amount_minor: int, split: list[tuple[str, int]]) -> str | None:
+    """Why an explicit split is not acceptable on its own (the merchant's split rule is settlement's)."""
+    if not 1 <= len(split) <= SPLIT_ENTRIES_MAX:
+        return f"split needs 1..{SPLIT_ENTRIES_MAX} entries"
+    receivers = [receiver for receiver, _ in split]
+    if len(set(receivers)) != len(receivers):
+        return "split receivers must be unique"
+    if any(amount <= 0 for _, amount in split):
+        return "every split amount_minor must be > 0"
+    if sum(amount for _, amount in split) > amount_minor:
+        return "the split adds up to more than the payment's amount_minor"
+    return None
+
+
 class PaymentStatus(enum.StrEnum):
     CREATED = "created"
     PROCESSING = "processing"

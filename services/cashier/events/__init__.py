@@ -28,6 +28,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def purpose_fields(payment: Any) -> dict[str, Any]:
+    """Contract A fields, the same in the payment view and in every payment.* event."""
+    return {
+        "purpose": payment.purpose,
+        "wallet_holder_id": payment.wallet_holder_id,
+        "split": [dict(line) for line in payment.split] if payment.split is not None else None,
+        "profit_sharing": payment.profit_sharing,
+    }
+
+
 def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -> dict[str, Any]:
     """Data of every payment.* event: the payment, and the attempt the event is about (if any)."""
     data: dict[str, Any] = {
@@ -47,6 +57,7 @@ def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -
         "succeeded_at": _iso(payment.succeeded_at),
         "late_success": payment.late_success,
         "expire_at": _iso(payment.expire_at),
+        **purpose_fields(payment),
     }
     if attempt is not None:
         data["attempt"] = {

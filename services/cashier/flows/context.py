@@ -18,6 +18,7 @@ from services.cashier.connectors.base import Connector
 from services.cashier.connectors.registry import build_connector, close_connector
 from services.cashier.domain.errors import NO_ROUTE_AVAILABLE
 from services.cashier.flows.routing import RoutingClient
+from services.cashier.flows.split_checks import SettlementClient
 from services.cashier.store.merchants import get_channel
 
 log = get_logger("juhe.cashier")
@@ -73,6 +74,7 @@ class Cashier:
     connectors: ConnectorPool
     routing: RoutingClient
     webhook_http: httpx.AsyncClient
+    settlement: SettlementClient
     clock: Callable[[], datetime] = utc_now
 
     def notify_url(self, channel: str, merchant_id: str) -> str:
@@ -82,6 +84,7 @@ class Cashier:
         await self.connectors.aclose()
         await self.routing.aclose()
         await self.webhook_http.aclose()
+        await self.settlement.aclose()
 
 
 def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
@@ -97,4 +100,5 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
             limits=httpx.Limits(max_connections=settings.webhook_concurrency_max * 2),
             follow_redirects=False,
         ),
+        settlement=SettlementClient(settings.settlement_url, timeout_seconds=settings.settlement_timeout_seconds),
     )

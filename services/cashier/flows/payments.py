@@ -28,12 +28,14 @@ from services.cashier.domain.errors import (
     NO_ROUTE_AVAILABLE,
     PAYMENT_NOT_CLOSABLE,
     PAYMENT_NOT_FOUND,
+    PROFIT_SHARING_UNSUPPORTED,
     UNSUPPORTED_CURRENCY,
     UNSUPPORTED_SCENE,
     WALLET_NOT_FOUND,
 )
 from services.cashier.domain.payments import (
     AttemptStatus,
+    PaymentPurpose,
     PaymentScene,
     PaymentStatus,
     out_trade_no_of,
@@ -86,11 +88,29 @@ class PaymentDraft:
     metadata: dict[str, str]
     preferred_channels: tuple[str, ...]
     excluded_channels: tuple[str, ...]
+    purpose: PaymentPurpose = PaymentPurpose.PAYMENT
+    wallet_holder_id: str | None = None
+    split: tuple[tuple[str, int], ...] | None = None  # (receiver_id, amount_minor)
+    profit_sharing: bool = False
 
     def fingerprint(self) -> str:
         fields = {k: getattr(self, k) for k in self.__slots__}
         fields["expire_at"] = self.expire_at.isoformat() if self.expire_at else None
+        # Contract A fields count only when set, so payments created before them keep their fingerprint.
+        for name, default in _FINGERPRINT_DEFAULTS.items():
+            if fields[name] == default:
+                del fields[name]
         return request_fingerprint(fields)
+
+    def split_json(self) -> list[dict[str, Any]] | None:
+        if self.split is None:
+            return None
+        return [{"receiver_id": receiver, "amount_minor": amount} for receiver, amount in self.split]
+
+
+_FINGERPRINT_DEFAULTS: dict[str, Any] = {
+    "purpose": PaymentPurpose.PAYMENT, "wallet_holder_id": None, "split": None, "profit_sharing": False,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +164,11 @@ async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, p
     usable = [c for c in by_scene if draft.currency in CHANNELS[c].currencies]
     if not usable:
         raise Problem(UNSUPPORTED_CURRENCY, f"no channel of this merchant takes {draft.currency}")
+    if draft.profit_sharing:
+        usable = [c for c in usable if CHANNELS[c].profit_sharing]
+        if not usable:
+            raise Problem(PROFIT_SHARING_UNSUPPORTED, "no channel of this merchant for this scene can freeze "
+                                                      "funds for profit sharing")
     client_type = draft.payer.get("client_type")
     context = {
         "payment_id": payment_id,
@@ -175,6 +200,9 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
     candidates = await _candidates(cashier, merchant_id, draft, payment_id)
     if draft.scene is PaymentScene.WALLET and not draft.payer.get("user_id"):
         raise Problem(VALIDATION_FAILED, "a wallet payment needs payer.user_id (the paying user)")
+    if draft.split is not None:  # settlement accepts the split, or nothing is created
+        await cashier.settlement.check_split(merchant_id=merchant_id, amount_minor=draft.amount_minor,
+                                             currency=draft.currency, split=draft.split)
     async with cashier.uow.begin() as tx:
         payment = await insert_payment(
             tx.conn,
@@ -194,6 +222,10 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
                 "status": PaymentStatus.CREATED.value,
                 "expire_at": expire_at,
                 "platform_fee_minor": platform_fee_of(draft.amount_minor, cashier.settings.platform_fee_rate_bps),
+                "purpose": draft.purpose.value,
+                "wallet_holder_id": draft.wallet_holder_id,
+                "split": draft.split_json(),
+                "profit_sharing": draft.profit_sharing,
             },
         )
         if payment is not None:
@@ -271,6 +303,7 @@ async def _attempt_in_order(
             merchant_id=payment.merchant_id,
             payer_user_id=draft.payer.get("user_id"),
             platform_fee_minor=payment.platform_fee_minor,
+            profit_sharing=payment.profit_sharing,
         )
         started = time.perf_counter()
         failure: tuple[str, str, bool] | None = None

@@ -24,9 +24,10 @@ from services.cashier.domain.errors import (
     DUPLICATE_MERCHANT_REFUND,
     PAYMENT_NOT_FOUND,
     REFUND_EXCEEDS_REMAINING,
+    REFUND_NOT_ALLOWED,
     REFUND_NOT_FOUND,
 )
-from services.cashier.domain.payments import PaymentStatus, poll_delay_seconds, request_fingerprint
+from services.cashier.domain.payments import PaymentPurpose, PaymentStatus, poll_delay_seconds, request_fingerprint
 from services.cashier.domain.refunds import RefundStatus, check_refund
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.outcomes import apply_refund_result, finish_refund
@@ -110,6 +111,9 @@ async def create_refund(
         payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
     if payment is None:
         raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+    if payment.purpose == PaymentPurpose.WALLET_TOPUP:
+        # The money was credited to the user's wallet (ledger §3.7); giving it back is a wallet withdrawal.
+        raise Problem(REFUND_NOT_ALLOWED, "a wallet top-up payment cannot be refunded")
     check_refund(
         payment_status=PaymentStatus(payment.status), amount_minor=payment.amount_minor,
         refund_reserved_minor=payment.refund_reserved_minor, refund_minor=draft.amount_minor,

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.cashier.domain.refunds import refundable_minor
+from services.cashier.events import purpose_fields
 
 
 def attempt_view(row: Any) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, A
         if row.status == "succeeded"
         else 0,
         "metadata": row.metadata,
+        **purpose_fields(row),
         "created_at": row.created_at,
     }
     if attempts is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
@@ -76,6 +77,12 @@ payments = Table(
     Column("fee_rate_bps", Integer),
     # What the platform charges the merchant for this payment, fixed at creation (migration 0003).
     Column("platform_fee_minor", BigInteger, nullable=False, server_default="0"),
+    # Contract A (migration 0004): what the money is for, whose wallet a top-up credits, the merchant's
+    # explicit split (checked by settlement at creation) and whether the channel freezes it for sharing.
+    Column("purpose", String(16), nullable=False, server_default=text("'payment'")),
+    Column("wallet_holder_id", String(64)),
+    Column("split", JSONB),
+    Column("profit_sharing", Boolean, nullable=False, server_default=text("false")),
     Column("channel_trade_no", String(64)),
     Column("payer_action", JSONB),
     Column("expire_at", DateTime(timezone=True), nullable=False),
@@ -90,6 +97,7 @@ payments = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("merchant_id", "merchant_order_no", name="uq_payments_merchant_order"),
+    CheckConstraint("(purpose = 'wallet_topup') = (wallet_holder_id IS NOT NULL)", name="ck_payments_topup_holder"),
     Index("ix_payments_merchant_created", "merchant_id", "id"),
     Index("ix_payments_open_expiry", "expire_at", postgresql_where=text("status IN ('created', 'processing')")),
 )
@@ -183,4 +191,30 @@ webhook_attempts = Table(
     Column("duration_ms", Integer, nullable=False),
     Column("attempted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
+)
+
+# Channel profit-sharing orders (contract B, migration 0005). Idempotent by (payment_id, order_no);
+# `out_order_no` is what the channel sees (WeChat out_order_no, Alipay out_request_no): unique per cashier.
+profit_sharing_orders = Table(
+    "profit_sharing_orders",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False),
+    Column("merchant_id", String(64), nullable=False),
+    Column("order_no", String(64), nullable=False),
+    Column("request_sha256", String(64), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("channel_trade_no", String(64), nullable=False),  # WeChat transaction_id / Alipay trade_no
+    Column("out_order_no", String(64), nullable=False),
+    Column("finish", Boolean, nullable=False),  # release what is not shared to the merchant
+    Column("status", String(16), nullable=False),  # processing | succeeded | failed
+    Column("receivers", JSONB, nullable=False),  # the request's lines plus each line's status, fail_reason
+    Column("channel_order_id", String(64)),
+    Column("submitted_at", DateTime(timezone=True)),  # the channel accepted the order (else: submit again)
+    Column("failure_code", String(64)),
+    Column("failure_message", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("payment_id", "order_no", name="uq_profit_sharing_orders_payment_order"),
+    UniqueConstraint("out_order_no", name="uq_profit_sharing_orders_out_order_no"),
 )

@@ -11,7 +11,8 @@ from libs.common.errors import Problem
 from libs.common.internal_auth import DEV_KEY_ID
 from services.cashier.api.deps import Caller, CashierDep, MerchantId
 from services.cashier.api.schemas import PaymentConfirmRequest, PaymentCreateRequest, PaymentPage, PaymentResponse
-from services.cashier.domain.errors import PAYER_MISMATCH, PAYMENT_NOT_FOUND
+from services.cashier.domain.errors import PAYER_MISMATCH, PAYMENT_NOT_FOUND, PURPOSE_NOT_ALLOWED
+from services.cashier.domain.payments import may_create_purpose
 from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment, read_payment
 from services.cashier.flows.views import payment_view
 from services.cashier.flows.wallet import confirm_wallet_payment
@@ -21,13 +22,17 @@ router = APIRouter(prefix="/v1/payments", tags=["payments"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create(body: PaymentCreateRequest, merchant_id: MerchantId, cashier: CashierDep,
+async def create(body: PaymentCreateRequest, merchant_id: MerchantId, caller: Caller, cashier: CashierDep,
                  response: Response) -> PaymentResponse:
+    if not may_create_purpose(body.purpose, service=caller.service, platform=caller.platform):
+        raise Problem(PURPOSE_NOT_ALLOWED, f"a {caller.kind} identity cannot create a {body.purpose.value} payment")
     draft = PaymentDraft(
         merchant_order_no=body.merchant_order_no, amount_minor=body.amount_minor, currency=body.currency,
         description=body.description, scene=body.scene, payer=body.payer.model_dump(exclude_none=True),
         expire_at=body.expire_at, notify_url=body.notify_url, return_url=body.return_url, metadata=body.metadata,
         preferred_channels=tuple(body.preferred_channels), excluded_channels=tuple(body.excluded_channels),
+        purpose=body.purpose, wallet_holder_id=body.wallet_holder_id, profit_sharing=body.profit_sharing,
+        split=tuple((line.receiver_id, line.amount_minor) for line in body.split) if body.split is not None else None,
     )
     result = await create_payment(cashier, merchant_id=merchant_id, draft=draft)
     if not result.created:

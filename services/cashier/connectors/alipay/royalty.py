@@ -40,10 +40,17 @@ class SettleDetail:
     state: str  # SUCCESS | FAIL | PROCESSING
 
 
-async def bind_receivers(connector: AlipayConnector, *, out_request_no: str, receivers: list[tuple[str, str]]) -> None:
-    """Bind (type, account) pairs to the app; required before a settle names them."""
-    biz = {"out_request_no": out_request_no,
-           "receiver_list": [{"type": kind, "account": account} for kind, account in receivers]}  # fmt: skip
+async def bind_receivers(connector: AlipayConnector, *, out_request_no: str, receivers: list[tuple[str, str]],
+                         names: dict[str, str] | None = None) -> None:  # fmt: skip
+    """Bind (type, account) pairs to the app; required before a settle names them. `names` (by account)
+    adds the receiver's real name, which Alipay checks for a loginName receiver."""
+    receiver_list: list[dict[str, str]] = []
+    for kind, account in receivers:
+        entry = {"type": kind, "account": account}
+        if names and names.get(account):
+            entry["name"] = names[account]
+        receiver_list.append(entry)
+    biz = {"out_request_no": out_request_no, "receiver_list": receiver_list}
     node = await connector._call(METHOD_BIND, biz)
     connector._raise_for_code(METHOD_BIND, node)
 

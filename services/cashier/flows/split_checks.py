@@ -1,0 +1,72 @@
+"""The explicit split of a new payment, checked by settlement against the merchant's split rule (contract A).
+
+Settlement owns split rules (DESIGN §2), so the cashier asks `POST {settlement_url}/v1/internal/split-checks`
+before it creates anything. Its answer decides: 200 → go on; a 4xx problem about the split → the same status
+and `code` for the merchant; anything else (no URL configured, unreachable, timeout, 5xx, an answer that is
+not about the split) → 503 `settlement_unavailable`. A split is never accepted unchecked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from libs.common.errors import ErrorSpec, Problem
+from libs.common.http import service_client
+from libs.common.logging import get_logger
+from services.cashier.domain.errors import SETTLEMENT_UNAVAILABLE
+
+log = get_logger("juhe.cashier.split_checks")
+
+SPLIT_CHECKS_PATH = "/v1/internal/split-checks"
+# 4xx answers that say something about our call, not about the merchant's split: a settlement without the
+# endpoint, or refusing our identity. The merchant can do nothing about these, so they are 503.
+NOT_RELAYED_CODES = frozenset({"route_not_found", "method_not_allowed", "identity_missing", "identity_invalid",
+                               "merchant_scope_required", "forbidden", "unauthorized", "malformed_request"})
+DETAIL_LENGTH_MAX = 500
+
+
+class SettlementClient:
+    def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http: httpx.AsyncClient | None = (
+            service_client(self.base_url, timeout_seconds=timeout_seconds) if self.base_url else None
+        )
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def check_split(
+        self, *, merchant_id: str, amount_minor: int, currency: str, split: Sequence[tuple[str, int]]
+    ) -> None:
+        """Return when settlement accepts the split; raise the merchant-facing Problem otherwise."""
+        if self._http is None:
+            raise Problem(SETTLEMENT_UNAVAILABLE, "no settlement service is configured to check the split")
+        body = {"merchant_id": merchant_id, "amount_minor": amount_minor, "currency": currency,
+                "split": [{"receiver_id": receiver, "amount_minor": amount} for receiver, amount in split]}
+        try:
+            response = await self._http.post(SPLIT_CHECKS_PATH, json=body)
+        except httpx.HTTPError as exc:
+            log.warning("settlement unreachable for a split check", error=repr(exc))
+            raise Problem(SETTLEMENT_UNAVAILABLE, "settlement could not be reached to check the split") from exc
+        if response.status_code == 200:
+            return
+        problem = _json(response)
+        code = problem.get("code")
+        if 400 <= response.status_code < 500 and isinstance(code, str) and code and code not in NOT_RELAYED_CODES:
+            title = str(problem.get("title") or "The split was refused by settlement")
+            detail = str(problem.get("detail") or title)[:DETAIL_LENGTH_MAX]
+            raise Problem(ErrorSpec(code, response.status_code, title), detail)
+        log.warning("settlement answered a split check with an error", status=response.status_code, code=code)
+        raise Problem(SETTLEMENT_UNAVAILABLE, f"settlement answered the split check with HTTP {response.status_code}")
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -1,0 +1,184 @@
+"""Contract A: `purpose` (wallet top-ups only from the ledger or the platform, never refunded), an explicit
+`split` checked by settlement before anything is created, and `profit_sharing` — stored, shown in the
+payment view and carried by every payment.* event and the merchant webhook."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+from sqlalchemy import func, select
+
+from libs.common.embedded import free_port
+from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+from libs.common.outbox_tables import outbox
+from services.cashier.store.tables import attempts, payments
+
+from .conftest import RunningCashier, Sandboxes, WebhookReceiver, approve, qr_payment, wait_for
+
+HOLDER = "usr_topup_1"
+PURPOSE_FIELDS = ("purpose", "wallet_holder_id", "split", "profit_sharing")
+
+
+def _token(cashier: RunningCashier, **principal: str) -> dict[str, str]:
+    secret = cashier.cashier.settings.internal_token_secret.get_secret_value()
+    return {IDENTITY_HEADER: mint_identity_token(secret, key_id="test", **principal)}
+
+
+async def _post_as(cashier: RunningCashier, body: dict[str, Any], **principal: str) -> httpx.Response:
+    return await cashier.client.post("/v1/payments", json=body, headers=_token(cashier, **principal))
+
+
+async def _counts(cashier: RunningCashier) -> tuple[int, int]:
+    async with cashier.engine.connect() as conn:
+        n_payments = (await conn.execute(select(func.count()).select_from(payments))).scalar_one()
+        n_attempts = (await conn.execute(select(func.count()).select_from(attempts))).scalar_one()
+    return int(n_payments), int(n_attempts)
+
+
+async def _event_data(cashier: RunningCashier, payment_id: str) -> dict[str, dict[str, Any]]:
+    """The data of every event published about one payment, by event type."""
+    query = select(outbox.c.event_type, outbox.c.payload).where(outbox.c.key == payment_id)
+    async with cashier.engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+    return {row.event_type: json.loads(row.payload)["data"] for row in rows}
+
+
+def _problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["code"] == code, body
+    return body
+
+
+def _topup(**overrides: Any) -> dict[str, Any]:
+    return qr_payment(**{"purpose": "wallet_topup", "wallet_holder_id": HOLDER, **overrides})
+
+
+async def test_wallet_topup_only_from_ledger_or_platform_and_never_refunded(
+    start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver
+) -> None:
+    cashier = await start_cashier()
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    m = cashier.merchant_id
+
+    # A merchant (dev header or token) or another service cannot mint wallet balance: nothing is created.
+    _problem(await cashier.post("/v1/payments", _topup()), 403, "purpose_not_allowed")
+    _problem(await _post_as(cashier, _topup(), merchant_id=m), 403, "purpose_not_allowed")
+    _problem(await _post_as(cashier, _topup(), service="routing", merchant_id=m), 403, "purpose_not_allowed")
+    _problem(await _post_as(cashier, _topup(), user="usr_1", merchant_id=m), 403, "purpose_not_allowed")
+    assert await _counts(cashier) == (0, 0)
+
+    by_ledger = await _post_as(cashier, _topup(), service="ledger", merchant_id=m)
+    assert by_ledger.status_code == 201, by_ledger.text
+    payment = by_ledger.json()
+    assert {k: payment[k] for k in PURPOSE_FIELDS} == {
+        "purpose": "wallet_topup", "wallet_holder_id": HOLDER, "split": None, "profit_sharing": False}
+    by_platform = await _post_as(cashier, _topup(), platform="plt_1", merchant_id=m)
+    assert by_platform.status_code == 201, by_platform.text
+    assert by_platform.json()["purpose"] == "wallet_topup"
+
+    # Same order number and body again from the ledger: the same payment (idempotent create).
+    again = await _post_as(cashier, _topup(merchant_order_no=payment["merchant_order_no"]), service="ledger",
+                           merchant_id=m)
+    assert again.status_code == 200 and again.json()["id"] == payment["id"]
+
+    await approve(sandboxes, "wechatpay", payment["attempts"][0]["out_trade_no"])
+    await cashier.wait_status(payment["id"], "succeeded")
+    events = await wait_for(lambda: _events_with(cashier, payment["id"], "payment.succeeded"), "payment.succeeded")
+    for event_type in ("payment.created", "payment.succeeded"):
+        data = events[event_type]
+        assert data["purpose"] == "wallet_topup" and data["wallet_holder_id"] == HOLDER, event_type
+        assert data["split"] is None and data["profit_sharing"] is False, event_type
+    hooks = await wait_for(lambda: [json.loads(r.body) for r in webhook_receiver.delivered()
+                                    if json.loads(r.body)["data"]["id"] == payment["id"]], "the webhook")
+    assert hooks[0]["data"]["purpose"] == "wallet_topup" and hooks[0]["data"]["wallet_holder_id"] == HOLDER
+
+    refused = await cashier.post(f"/v1/payments/{payment['id']}/refunds", {"amount_minor": 1})
+    _problem(refused, 409, "refund_not_allowed")
+    listed = await cashier.get(f"/v1/payments/{payment['id']}/refunds")
+    assert listed.json()["data"] == []
+    assert (await cashier.payment(payment["id"]))["refunded_minor"] == 0
+
+
+async def _events_with(cashier: RunningCashier, payment_id: str, event_type: str) -> dict[str, Any] | None:
+    events = await _event_data(cashier, payment_id)
+    return events if event_type in events else None
+
+
+async def test_incoherent_purpose_or_split_is_refused_and_creates_nothing(
+    start_cashier: Any, sandboxes: Sandboxes
+) -> None:
+    cashier = await start_cashier()
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    m = cashier.merchant_id
+    ledger = {"service": "ledger", "merchant_id": m}
+
+    _problem(await _post_as(cashier, qr_payment(purpose="wallet_topup"), **ledger), 422, "validation_failed")
+    _problem(await _post_as(cashier, _topup(wallet_holder_id=""), **ledger), 422, "validation_failed")
+    _problem(await _post_as(cashier, _topup(wallet_holder_id="u" * 65), **ledger), 422, "validation_failed")
+    _problem(await _post_as(cashier, _topup(scene="wallet", payer={"user_id": HOLDER}), **ledger), 422,
+             "validation_failed")
+    _problem(await _post_as(cashier, _topup(split=[{"receiver_id": "rcv_1", "amount_minor": 1}]), **ledger), 422,
+             "validation_failed")
+    _problem(await _post_as(cashier, _topup(purpose="gift"), **ledger), 422, "validation_failed")
+    _problem(await cashier.post("/v1/payments", qr_payment(wallet_holder_id=HOLDER)), 422, "validation_failed")
+
+    def split(*lines: tuple[str, Any]) -> dict[str, Any]:
+        return qr_payment(amount_minor=100, split=[{"receiver_id": r, "amount_minor": a} for r, a in lines])
+
+    for bad in (
+        split(("rcv_1", 60), ("rcv_1", 10)),  # the same receiver twice
+        split(("rcv_1", 60), ("rcv_2", 41)),  # more than the payment
+        split(("rcv_1", 0)),
+        split(("rcv_1", -1)),
+        split(("rcv_1", 1.5)),
+        split(("", 1)),
+        split(*[(f"rcv_{i}", 1) for i in range(21)]),
+        qr_payment(split=[]),
+        qr_payment(split=[{"receiver_id": "rcv_1", "amount_minor": 1, "extra": 1}]),
+        qr_payment(profit_sharing="maybe"),
+    ):
+        _problem(await cashier.post("/v1/payments", bad), 422, "validation_failed")
+    assert await _counts(cashier) == (0, 0)
+
+
+async def test_split_is_never_created_unchecked(start_cashier: Any, sandboxes: Sandboxes) -> None:
+    """No settlement configured, or settlement unreachable → 503 settlement_unavailable, nothing created."""
+    body = qr_payment(amount_minor=100, split=[{"receiver_id": "rcv_1", "amount_minor": 30}])
+    unconfigured = await start_cashier()
+    await unconfigured.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    refused = _problem(await unconfigured.post("/v1/payments", body), 503, "settlement_unavailable")
+    assert refused["retryable"] is True
+    assert await _counts(unconfigured) == (0, 0)
+
+    dead = await start_cashier(settlement_url=f"http://127.0.0.1:{free_port()}", settlement_timeout_seconds=1.0)
+    await dead.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    _problem(await dead.post("/v1/payments", body), 503, "settlement_unavailable")
+    assert await _counts(dead) == (0, 0)
+    # Without a split the same cashier creates payments as before: settlement is only asked about splits.
+    plain = await dead.post("/v1/payments", qr_payment(amount_minor=100))
+    assert plain.status_code == 201, plain.text
+    assert plain.json()["split"] is None
+
+
+async def test_profit_sharing_is_stored_and_needs_a_channel_that_can_freeze(
+    start_cashier: Any, sandboxes: Sandboxes
+) -> None:
+    cashier = await start_cashier()
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
+    created = await cashier.post("/v1/payments", qr_payment(profit_sharing=True))
+    assert created.status_code == 201, created.text
+    assert created.json()["profit_sharing"] is True and created.json()["purpose"] == "payment"
+    events = await _event_data(cashier, created.json()["id"])
+    assert events["payment.created"]["profit_sharing"] is True
+    assert events["payment.created"]["wallet_holder_id"] is None
+
+    wallet_only = await start_cashier()
+    await wallet_only.configure("wallet", {}, priority=1)
+    _problem(await wallet_only.post("/v1/payments", qr_payment(scene="wallet", payer={"user_id": "usr_1"},
+                                                                 profit_sharing=True)),
+             422, "profit_sharing_unsupported")
+    assert await _counts(wallet_only) == (0, 0)

@@ -100,5 +100,6 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
             limits=httpx.Limits(max_connections=settings.webhook_concurrency_max * 2),
             follow_redirects=False,
         ),
-        settlement=SettlementClient(settings.settlement_url, timeout_seconds=settings.settlement_timeout_seconds),
+        settlement=SettlementClient(settings.settlement_url, timeout_seconds=settings.settlement_timeout_seconds,
+                                    identity_secret=settings.internal_token_secret.get_secret_value()),
     )

@@ -15,12 +15,14 @@ import httpx
 
 from libs.common.errors import ErrorSpec, Problem
 from libs.common.http import service_client
+from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.logging import get_logger
 from services.cashier.domain.errors import SETTLEMENT_UNAVAILABLE
 
 log = get_logger("juhe.cashier.split_checks")
 
 SPLIT_CHECKS_PATH = "/v1/internal/split-checks"
+IDENTITY_KEY_ID = "cashier"
 # 4xx answers that say something about our call, not about the merchant's split: a settlement without the
 # endpoint, or refusing our identity. The merchant can do nothing about these, so they are 503.
 NOT_RELAYED_CODES = frozenset({"route_not_found", "method_not_allowed", "identity_missing", "identity_invalid",
@@ -29,8 +31,9 @@ DETAIL_LENGTH_MAX = 500
 
 
 class SettlementClient:
-    def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
+    def __init__(self, base_url: str, *, timeout_seconds: float, identity_secret: str) -> None:
         self.base_url = base_url.rstrip("/")
+        self._identity_secret = identity_secret
         self._http: httpx.AsyncClient | None = (
             service_client(self.base_url, timeout_seconds=timeout_seconds) if self.base_url else None
         )
@@ -48,7 +51,9 @@ class SettlementClient:
         body = {"merchant_id": merchant_id, "amount_minor": amount_minor, "currency": currency,
                 "split": [{"receiver_id": receiver, "amount_minor": amount} for receiver, amount in split]}
         try:
-            response = await self._http.post(SPLIT_CHECKS_PATH, json=body)
+            # A service identity, so settlement can tell the cashier from a merchant even on /v1/internal.
+            token = mint_identity_token(self._identity_secret, key_id=IDENTITY_KEY_ID, service="cashier")
+            response = await self._http.post(SPLIT_CHECKS_PATH, json=body, headers={IDENTITY_HEADER: token})
         except httpx.HTTPError as exc:
             log.warning("settlement unreachable for a split check", error=repr(exc))
             raise Problem(SETTLEMENT_UNAVAILABLE, "settlement could not be reached to check the split") from exc

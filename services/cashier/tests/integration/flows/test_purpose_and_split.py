@@ -4,16 +4,21 @@ payment view and carried by every payment.* event and the merchant webhook."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
+import uvicorn
 from sqlalchemy import func, select
 
 from libs.common.embedded import free_port
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.outbox_tables import outbox
 from services.cashier.store.tables import attempts, payments
+from services.settlement.app import create_app as create_settlement_app
 
 from .conftest import RunningCashier, Sandboxes, WebhookReceiver, approve, qr_payment, wait_for
 
@@ -182,3 +187,71 @@ async def test_profit_sharing_is_stored_and_needs_a_channel_that_can_freeze(
                                                                  profit_sharing=True)),
              422, "profit_sharing_unsupported")
     assert await _counts(wallet_only) == (0, 0)
+
+
+@pytest.fixture
+async def settlement_url(migrated_database: Any, service_settings: Any, platform_topics: str) -> AsyncIterator[str]:
+    """The real settlement service (API role) on a free port: it owns split rules and answers split checks."""
+    port = free_port()
+    settings = service_settings("settlement", database_url=await migrated_database("settlement"), port=port,
+                                ledger_url="http://127.0.0.1:9", role="api")
+    server = uvicorn.Server(uvicorn.Config(create_settlement_app(settings), host="127.0.0.1", port=port,
+                                           lifespan="on", log_config=None, access_log=False))
+    task = asyncio.create_task(server.serve())
+    await wait_for(lambda: server.started, "settlement to start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def _split_rule(settlement_url: str, merchant_id: str) -> None:
+    """Receivers and a rule: a partner may take up to 30 % of what the merchant keeps (no platform fee here)."""
+    async with httpx.AsyncClient(base_url=settlement_url) as client:
+        for receiver_id, kind, holder in (("r_shop", "merchant", merchant_id), ("r_tch", "partner", "tch_1"),
+                                          ("r_other", "partner", "x_1")):
+            put = await client.put(f"/v1/settlement/receivers/{receiver_id}", json={"kind": kind, "holder_id": holder})
+            assert put.is_success, put.text
+        rule = {"shares": [{"receiver_id": "r_tch", "percent_bps": 3000}], "remainder_receiver_id": "r_shop"}
+        put = await client.put(f"/v1/settlement/merchants/{merchant_id}/split-rule", json=rule)
+        assert put.is_success, put.text
+
+
+async def test_split_checked_by_the_real_settlement(
+    start_cashier: Any, sandboxes: Sandboxes, settlement_url: str
+) -> None:
+    cashier = await start_cashier(settlement_url=settlement_url)
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    await _split_rule(settlement_url, cashier.merchant_id)
+
+    def split(*lines: tuple[str, int]) -> dict[str, Any]:
+        return qr_payment(amount_minor=1000, split=[{"receiver_id": r, "amount_minor": a} for r, a in lines])
+
+    # Settlement's refusals reach the merchant with settlement's status and code; nothing is created.
+    for body, status, code in (
+        (split(("r_tch", 301)), 422, "share_exceeds_rule"),
+        (split(("r_other", 1)), 422, "unknown_receiver"),
+        (split(("r_nobody", 1)), 422, "unknown_receiver"),
+    ):
+        _problem(await cashier.post("/v1/payments", body), status, code)
+    assert await _counts(cashier) == (0, 0)
+    other = await start_cashier(settlement_url=settlement_url)  # a merchant without a split rule
+    await other.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    _problem(await other.post("/v1/payments", split(("r_tch", 1))), 404, "split_rule_not_found")
+    assert await _counts(other) == (0, 0)
+
+    accepted = await cashier.post("/v1/payments", split(("r_tch", 300), ("r_shop", 700)))
+    assert accepted.status_code == 201, accepted.text
+    lines = [{"receiver_id": "r_tch", "amount_minor": 300}, {"receiver_id": "r_shop", "amount_minor": 700}]
+    assert accepted.json()["split"] == lines
+    assert (await cashier.payment(accepted.json()["id"]))["split"] == lines
+    events = await _event_data(cashier, accepted.json()["id"])
+    assert events["payment.created"]["split"] == lines and events["payment.created"]["purpose"] == "payment"
+    # The same order again returns the same payment; another split under the same order number is refused.
+    again = await cashier.post("/v1/payments", {**split(("r_tch", 300), ("r_shop", 700)),
+                                                "merchant_order_no": accepted.json()["merchant_order_no"]})
+    assert again.status_code == 200 and again.json()["id"] == accepted.json()["id"]
+    changed = await cashier.post("/v1/payments", {**split(("r_tch", 200)),
+                                                  "merchant_order_no": accepted.json()["merchant_order_no"]})
+    _problem(changed, 409, "duplicate_merchant_order")

@@ -12,6 +12,7 @@ from services.settlement.flows.bank import BankClient
 from services.settlement.flows.cashier import CashierClient
 from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.payouts import Payouts
+from services.settlement.flows.withdrawals import Withdrawals
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -25,6 +26,7 @@ def create_app(settings: Settings) -> FastAPI:
         runtime.extras["ledger"] = ledger
         runtime.extras["cashier"] = cashier
         runtime.extras["payouts"] = Payouts(runtime.uow, ledger, bank, settings)
+        runtime.extras["withdrawals"] = Withdrawals(runtime.uow, ledger, bank, settings)
         runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose, bank.aclose])
 
     return create_service_app(

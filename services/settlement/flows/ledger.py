@@ -136,3 +136,13 @@ class LedgerClient:
 
     async def balance(self, account_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/accounts/{account_id}")
+
+    async def wallet_operation(self, operation_id: str) -> dict[str, Any]:
+        """A wallet operation with its details (a withdrawal's `details.bank_card`, contract C)."""
+        return await self._call("GET", f"/v1/wallet/operations/{operation_id}")
+
+    async def finish_wallet_operation(self, operation_id: str, *, post: bool) -> dict[str, Any]:
+        """Post (paid) or void (not paid) a wallet hold; the same call again answers the same status."""
+        action = "post" if post else "void"
+        return await self._call("POST", f"/v1/wallet/operations/{operation_id}/{action}", json={},
+                                headers={"Idempotency-Key": f"{operation_id}:{action}"})  # fmt: skip

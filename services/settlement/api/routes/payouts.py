@@ -16,6 +16,7 @@ from services.settlement.api.schemas import PayoutCreateRequest, PayoutListRespo
 from services.settlement.domain.errors import INVALID_SIGNATURE, PAYOUT_NOT_FOUND
 from services.settlement.flows.bank import SIGNATURE_HEADER
 from services.settlement.flows.payouts import PayoutDraft, Payouts
+from services.settlement.flows.withdrawals import Withdrawals
 from services.settlement.store import payouts as store
 
 router = APIRouter(tags=["payouts"])
@@ -81,12 +82,17 @@ async def list_all_payouts(uow: UowDep, holder_id: Annotated[str | None, Query(m
 
 @router.post("/v1/notify/bank", status_code=204)
 async def bank_notify(request: Request, payouts: PayoutsDep) -> Response:
-    """The bank's signed `payout.finished` callback. Verified before anything is read; a repeat is a no-op."""
+    """The bank's signed `payout.finished` callback, for a merchant payout or a wallet withdrawal (payout_no =
+    the wallet operation id). Verified before anything is read; a repeat is a no-op."""
     body = await request.body()
     if not payouts.bank.verify_callback(body, request.headers.get(SIGNATURE_HEADER)):
         raise Problem(INVALID_SIGNATURE, "bank callback signature does not verify")
     event = json.loads(body)
     if event.get("status") not in ("SUCCEEDED", "FAILED") or not isinstance(event.get("payout_no"), str):
         raise Problem(VALIDATION_FAILED, "not a final payout callback")
-    await payouts.apply_outcome(event["payout_no"], event["status"], event.get("failure_code"))
+    withdrawals: Withdrawals = request.app.state.runtime.extras["withdrawals"]
+    if (await withdrawals.read(event["payout_no"])).get("operation_id"):  # a wallet withdrawal (contract C)
+        await withdrawals.apply_outcome(event["payout_no"], event["status"], event.get("failure_code"))
+    else:
+        await payouts.apply_outcome(event["payout_no"], event["status"], event.get("failure_code"))
     return Response(status_code=204)

@@ -1,0 +1,83 @@
+"""Withdrawal rows (SQLAlchemy Core on a given connection). Every status change is a compare-and-set."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.settlement.store.tables import withdrawals
+
+
+async def insert_requested(conn: AsyncConnection, values: dict[str, Any]) -> bool:
+    """One row per wallet operation: a repeated `withdrawal.requested` (another event id) is a no-op."""
+    result = await conn.execute(insert(withdrawals).values(**values).on_conflict_do_nothing(
+        index_elements=[withdrawals.c.operation_id]))  # fmt: skip
+    return bool(result.rowcount)
+
+
+async def get(conn: AsyncConnection, operation_id: str) -> RowMapping | None:
+    return (
+        (await conn.execute(select(withdrawals).where(withdrawals.c.operation_id == operation_id))).mappings().first()
+    )
+
+
+async def set_card(conn: AsyncConnection, operation_id: str, account_no: str, account_name: str) -> None:
+    await conn.execute(
+        update(withdrawals)
+        .where(withdrawals.c.operation_id == operation_id, withdrawals.c.status == "pending",
+               withdrawals.c.submitted_at.is_(None))
+        .values(account_no=account_no, account_name=account_name)
+    )  # fmt: skip
+
+
+async def mark_submitted(conn: AsyncConnection, operation_id: str, bank_ref: str, bank_status: str, now: datetime,
+                         next_poll_at: datetime) -> None:  # fmt: skip
+    await conn.execute(
+        update(withdrawals)
+        .where(withdrawals.c.operation_id == operation_id, withdrawals.c.status == "pending",
+               withdrawals.c.submitted_at.is_(None))
+        .values(submitted_at=now, bank_ref=bank_ref, bank_status=bank_status, next_attempt_at=next_poll_at)
+    )  # fmt: skip
+
+
+async def finish(conn: AsyncConnection, operation_id: str, *, status: str, bank_status: str | None,
+                 failure_code: str | None, ledger_outcome: str | None, now: datetime) -> bool:  # fmt: skip
+    """pending → succeeded | failed, once."""
+    result = await conn.execute(
+        update(withdrawals)
+        .where(withdrawals.c.operation_id == operation_id, withdrawals.c.status == "pending")
+        .values(status=status, bank_status=bank_status, failure_code=failure_code, ledger_outcome=ledger_outcome,
+                finished_at=now, last_error=None)
+    )  # fmt: skip
+    return bool(result.rowcount)
+
+
+async def retry_later(conn: AsyncConnection, operation_id: str, error: str, next_attempt_at: datetime) -> None:
+    await conn.execute(
+        update(withdrawals)
+        .where(withdrawals.c.operation_id == operation_id, withdrawals.c.status == "pending")
+        .values(last_error=error[:500], next_attempt_at=next_attempt_at,
+                attempt_count=withdrawals.c.attempt_count + 1)
+    )  # fmt: skip
+
+
+async def claim_due(conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int) -> list[RowMapping]:
+    """Lease due pending withdrawals (SKIP LOCKED: replicas share them)."""
+    due = (
+        select(withdrawals.c.operation_id)
+        .where(withdrawals.c.status == "pending", withdrawals.c.next_attempt_at <= now)
+        .order_by(withdrawals.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = await conn.execute(
+        update(withdrawals).where(withdrawals.c.operation_id.in_(due)).values(next_attempt_at=lease_until)
+        .returning(withdrawals)
+    )  # fmt: skip
+    return list(rows.mappings())

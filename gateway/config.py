@@ -99,7 +99,7 @@ class Settings(ServiceSettings):
     signature_window_seconds: int = Field(default=300, ge=30, le=900)
     # How long a looked-up key's material stays cached in one replica. Not a revocation delay: every request's
     # guard statement checks the key's status and expiry in the database.
-    key_cache_ttl_seconds: float = Field(default=2.0, ge=0, le=60)
+    key_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=300)
     user_token_ttl_seconds_max: int = Field(default=3600, ge=60, le=7 * 86400)
     key_rotation_overlap_seconds_max: int = Field(default=7 * 86400, ge=0, le=90 * 86400)
 

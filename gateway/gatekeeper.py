@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -24,6 +25,8 @@ from gateway.store import guards
 from libs.common.errors import PAYLOAD_TOO_LARGE, VALIDATION_FAILED, Problem
 from libs.common.internal_auth import mint_identity_token
 
+IDENTITY_CACHE_ENTRIES_MAX = 10_000  # principals whose forwarded identity is kept (cleared when full)
+
 # A JSON escape for U+0000 that is not itself escaped (an odd number of backslashes before "u0000").
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -36,7 +39,7 @@ def refuse_nul_characters(request: Request, body: bytes) -> None:
     """
     query: bytes = request.scope.get("query_string", b"")
     if (
-        "\x00" in request.url.path
+        "\x00" in request.scope["path"]
         or b"%00" in query
         or b"\x00" in body
         or (b"\\u0000" in body and _JSON_NUL.search(body) is not None)
@@ -46,7 +49,7 @@ def refuse_nul_characters(request: Request, body: bytes) -> None:
 
 def path_and_query(request: Request) -> str:
     """Exactly what the client sent on the request line: the string its signature covers."""
-    raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+    raw_path: bytes = request.scope.get("raw_path") or request.scope["path"].encode()
     query: bytes = request.scope.get("query_string", b"")
     return raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
 
@@ -59,11 +62,19 @@ class Gatekeeper:
     upstreams: Upstreams
 
     def __post_init__(self) -> None:
+        s = self.settings
         self.limits: dict[RouteClass, int] = {
-            "read": self.settings.rate_limit_read_max,
-            "write": self.settings.rate_limit_write_max,
-            "admin": self.settings.rate_limit_admin_max,
+            "read": s.rate_limit_read_max,
+            "write": s.rate_limit_write_max,
+            "admin": s.rate_limit_admin_max,
         }
+        # Prefix lists never change after start-up: indexed once (see access.PrefixIndex).
+        self.route_index = access.PrefixIndex(s.routes)
+        self.internal_index = access.PrefixIndex(s.internal_prefixes)
+        self.passthrough_index = access.PrefixIndex(s.passthrough_prefixes)
+        self.platform_only_index = access.PrefixIndex(s.platform_only_prefixes)
+        self.user_index = access.PrefixIndex(s.user_prefixes)
+        self._identities: dict[Principal, tuple[float, ForwardedIdentity]] = {}
 
     async def read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -112,16 +123,33 @@ class Gatekeeper:
         return admission
 
     def identity(self, principal: Principal) -> ForwardedIdentity:
+        """The signed identity forwarded for `principal`, reused while more than half its lifetime is left.
+
+        Minting costs an HMAC, a JSON dump and two base64 encodings per request; a principal's token is
+        the same for every request within a second anyway (expiry has one-second resolution), so reusing it
+        for up to half the TTL changes nothing a service can check: it still expires, at most
+        `internal_token_ttl_seconds` after it was minted, and carries the same claims.
+        """
+        now = time.time()
+        cached = self._identities.get(principal)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        ttl = self.settings.internal_token_ttl_seconds
         token = mint_identity_token(
             self.settings.internal_token_secret.get_secret_value(),
             key_id=principal.key_id,
             merchant_id=principal.merchant_id,
             platform=principal.platform_id if principal.kind in ("platform", "user") else None,
             user=principal.user_id,
-            ttl_seconds=self.settings.internal_token_ttl_seconds,
+            ttl_seconds=ttl,
+            now=now,
         )
         subject = principal.user_id if principal.kind == "user" else principal.merchant_id or principal.platform_id
-        return ForwardedIdentity(token, principal.merchant_id, f"{principal.kind}:{subject}/{principal.key_id}")
+        forwarded = ForwardedIdentity(token, principal.merchant_id, f"{principal.kind}:{subject}/{principal.key_id}")
+        if len(self._identities) >= IDENTITY_CACHE_ENTRIES_MAX:
+            self._identities.clear()
+        self._identities[principal] = (now + ttl / 2, forwarded)
+        return forwarded
 
     async def handle(self, request: Request) -> Response:
         """The public /v1 API: everything not served by the gateway itself goes through here.
@@ -131,19 +159,19 @@ class Gatekeeper:
         reported after the nonce and rate checks, as if it had been its own step.
         """
         s = self.settings
-        path = request.url.path
-        service = access.resolve_service(path, s.routes, s.internal_prefixes)
+        path: str = request.scope["path"]
+        service = access.resolve_service(path, s.routes, self.internal_index, self.route_index)
         body = await self.read_body(request)
-        if access.match_prefix(path, s.passthrough_prefixes) is not None:
+        if self.passthrough_index.match(path) is not None:
             return await self._passthrough(request, service, body)
         authenticated = await self.authenticate(request, body)
         principal = authenticated.principal
         access.authorize(
-            principal, path, platform_only_prefixes=s.platform_only_prefixes, user_prefixes=s.user_prefixes
+            principal, path, platform_only_prefixes=self.platform_only_index, user_prefixes=self.user_index
         )
         refuse_nul_characters(request, body)
-        route_class = access.route_class(request.method, path, s.platform_only_prefixes)
         method = request.method.upper()
+        route_class = access.route_class(method, path, self.platform_only_index)
         key = request.headers.get(idempotency.IDEMPOTENCY_HEADER)
         if not (method == "POST" or (key is not None and method not in access.READ_METHODS)):
             await self._guard(authenticated, route_class)

@@ -9,6 +9,8 @@ database, so a revocation or a rotation's end takes effect at once on every repl
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -102,6 +104,16 @@ class _TtlCache:
         self._items[key] = (self._clock() + self.ttl_seconds, value)
 
 
+def _usable(key: KeyRecord | None, key_id: str, now: float) -> KeyRecord:
+    if key is None:
+        raise Problem(API_KEY_INVALID, "unknown API key")
+    if key.status == "revoked":
+        raise Problem(API_KEY_REVOKED, f"key {key_id} was revoked")
+    if key.expires_at_epoch is not None and key.expires_at_epoch <= now:
+        raise Problem(API_KEY_EXPIRED, f"key {key_id} expired after rotation")
+    return key
+
+
 def _epoch(value: datetime | None) -> float | None:
     return value.timestamp() if value is not None else None
 
@@ -113,6 +125,7 @@ class Identities:
         self.sealer = CredentialSealer(settings.credentials_encryption_key.get_secret_value())
         self._keys = _TtlCache(settings.key_cache_ttl_seconds)
         self._merchants = _TtlCache(settings.key_cache_ttl_seconds)
+        self._key_lookups: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
     # ---- authentication -------------------------------------------------------------------------
 
@@ -195,25 +208,30 @@ class Identities:
         return Principal("user", token_id, row["platform_id"], merchant_id=row["merchant_id"], user_id=row["user_id"])
 
     async def _usable_key(self, key_id: str, now: float) -> KeyRecord:
-        key = await self.key(key_id)
-        if key is None:
-            raise Problem(API_KEY_INVALID, "unknown API key")
-        if key.status == "revoked":
-            raise Problem(API_KEY_REVOKED, f"key {key_id} was revoked")
-        if key.expires_at_epoch is not None and key.expires_at_epoch <= now:
-            raise Problem(API_KEY_EXPIRED, f"key {key_id} expired after rotation")
-        return key
+        return _usable(await self.key(key_id), key_id, now)
 
     async def refuse_stale_key(self, key_id: str) -> None:
         """The guard statement found `key_id` revoked or expired: drop the cached copy and raise its 401."""
         self._keys.forget(key_id)
-        await self._usable_key(key_id, time.time())
+        _usable(await self._load_key(key_id), key_id, time.time())
         raise Problem(API_KEY_REVOKED, f"key {key_id} is no longer active")
 
     async def key(self, key_id: str) -> KeyRecord | None:
+        """The key, from this replica's cache or the database; concurrent misses share one lookup."""
         cached: KeyRecord | None = self._keys.get(key_id)
         if cached is not None:
             return cached
+        lookup = self._key_lookups.get(key_id)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._load_key(key_id))
+            self._key_lookups[key_id] = lookup
+            lookup.add_done_callback(functools.partial(self._lookup_done, key_id))
+        return await asyncio.shield(lookup)
+
+    def _lookup_done(self, key_id: str, _done: asyncio.Future[KeyRecord | None]) -> None:
+        self._key_lookups.pop(key_id, None)
+
+    async def _load_key(self, key_id: str) -> KeyRecord | None:
         async with self.uow.read() as conn:
             row = await store.get_api_key(conn, key_id)
             merchant = (

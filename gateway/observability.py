@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from libs.common.logging import TRACE_HEADER, new_trace_id, trace_id_var
 from libs.common.web import http_request_seconds, http_requests_total
 
+SERIES_CACHED_MAX = 4096
+
 
 def _from_traceparent(value: str | None) -> str | None:
     # W3C traceparent: version-traceid-parentid-flags
@@ -33,6 +35,21 @@ class TraceAndMeasure:
     def __init__(self, app: ASGIApp, service: str) -> None:
         self.app = app
         self.service = service
+        # The labelled children, looked up once per (method, route, status): `labels()` takes a lock and
+        # builds a tuple key on every call. Bounded by the routes × methods × statuses the app can answer.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def _children(self, method: str, route_path: str, status: int) -> tuple[Any, Any]:
+        key = (method, route_path, status)
+        children = self._series.get(key)
+        if children is None:
+            children = (
+                http_requests_total.labels(self.service, method, route_path, str(status)),
+                http_request_seconds.labels(self.service, method, route_path),
+            )
+            if len(self._series) < SERIES_CACHED_MAX:
+                self._series[key] = children
+        return children
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,8 +75,9 @@ class TraceAndMeasure:
                 route: Any = scope.get("route")
                 route_path = getattr(route, "path", "unmatched")
                 method = scope["method"]
-                http_requests_total.labels(self.service, method, route_path, str(status[0])).inc()
-                http_request_seconds.labels(self.service, method, route_path).observe(time.perf_counter() - started)
+                requests, seconds = self._children(method, route_path, status[0])
+                requests.inc()
+                seconds.observe(time.perf_counter() - started)
 
 
 def use_plain_asgi_observability(app: FastAPI, service: str) -> None:

@@ -38,7 +38,41 @@ def has_prefix(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix.rstrip("/") + "/")
 
 
-def match_prefix(path: str, prefixes: Iterable[str]) -> str | None:
+class PrefixIndex:
+    """Longest-prefix matching on "/" boundaries by dictionary lookups of the path's ancestors.
+
+    The same answers as `match_prefix` over a list (tested against it), built once at start-up: the gateway
+    asks several of these per request, and a scan of every prefix was a visible share of its CPU.
+    """
+
+    __slots__ = ("_by_normalized",)
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        by_normalized: dict[str, list[str]] = {}
+        for prefix in prefixes:
+            by_normalized.setdefault(prefix.rstrip("/"), []).append(prefix)
+        self._by_normalized = by_normalized
+
+    def match(self, path: str) -> str | None:
+        # Every prefix that matches has its "/"-stripped form among the path's ancestors (cut at each "/").
+        best: str | None = None
+        candidate = path
+        while True:
+            for prefix in self._by_normalized.get(candidate, ()):
+                if has_prefix(path, prefix) and (best is None or len(prefix) > len(best)):
+                    best = prefix
+            cut = candidate.rfind("/")
+            if cut < 0:
+                return best
+            candidate = candidate[:cut]
+
+
+Prefixes = Iterable[str] | PrefixIndex
+
+
+def match_prefix(path: str, prefixes: Prefixes) -> str | None:
+    if isinstance(prefixes, PrefixIndex):
+        return prefixes.match(path)
     best: str | None = None
     for prefix in prefixes:
         if has_prefix(path, prefix) and (best is None or len(prefix) > len(best)):
@@ -46,25 +80,25 @@ def match_prefix(path: str, prefixes: Iterable[str]) -> str | None:
     return best
 
 
-def resolve_service(path: str, routes: Mapping[str, str], internal_prefixes: Iterable[str]) -> str:
+def resolve_service(
+    path: str, routes: Mapping[str, str], internal_prefixes: Prefixes, route_index: PrefixIndex | None = None
+) -> str:
     """The service that serves `path`; `route_not_found` for unknown and service-internal paths."""
     if match_prefix(path, internal_prefixes) is not None:
         raise Problem(ROUTE_NOT_FOUND, "No such endpoint")
-    prefix = match_prefix(path, routes)
+    prefix = match_prefix(path, route_index if route_index is not None else routes)
     if prefix is None:
         raise Problem(ROUTE_NOT_FOUND, "No such endpoint")
     return routes[prefix]
 
 
-def route_class(method: str, path: str, platform_only_prefixes: Iterable[str]) -> RouteClass:
+def route_class(method: str, path: str, platform_only_prefixes: Prefixes) -> RouteClass:
     if match_prefix(path, platform_only_prefixes) is not None:
         return "admin"
     return "read" if method.upper() in READ_METHODS else "write"
 
 
-def authorize(
-    principal: Principal, path: str, *, platform_only_prefixes: Iterable[str], user_prefixes: Iterable[str]
-) -> None:
+def authorize(principal: Principal, path: str, *, platform_only_prefixes: Prefixes, user_prefixes: Prefixes) -> None:
     if principal.kind == "platform":
         return
     if match_prefix(path, platform_only_prefixes) is not None:

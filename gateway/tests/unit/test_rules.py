@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from gateway.config import DEFAULT_ROUTES
 from gateway.domain import access, idempotency, ratelimit
 from gateway.domain.access import Principal
 from gateway.domain.credentials import CredentialSealer, CredentialSealError, hash_secret, new_secret, secret_matches
@@ -162,3 +163,35 @@ def test_retry_after_is_the_first_whole_second_at_which_a_request_fits(limit: in
                     assert _estimate_after(previous, current, elapsed, window, wait - 1) + 1 > limit
                 checked += 1
     assert checked > 0
+
+
+def test_prefix_index_answers_like_the_scan() -> None:
+    prefixes = [*DEFAULT_ROUTES, "/v1/route", "/v1/internal", "/", "/v1/x/", "/v1/x", "/v1/a//b"]
+    index = access.PrefixIndex(prefixes)
+    paths = [
+        "/",
+        "",
+        "/v1",
+        "/v1/",
+        "/v1/payments",
+        "/v1/payments/",
+        "/v1/payments/pay_1/refunds",
+        "/v1/paymentsx",
+        "/v1/notify/bank",
+        "/v1/notify/bank/x",
+        "/v1/notify/wechat",
+        "/v1/x",
+        "/v1/x/",
+        "/v1/x//y",
+        "/v1//payments",
+        "/v1/a//b",
+        "/v1/a//b/c",
+        "/v1/a/b",
+        "v1/payments",
+        "/v1/settlement/runs?x=1",
+    ]
+    for path in paths:
+        assert access.match_prefix(path, index) == access.match_prefix(path, prefixes), path
+    routes_only = access.PrefixIndex(DEFAULT_ROUTES)
+    assert access.match_prefix("/v1/notify/bank/cb", routes_only) == "/v1/notify/bank"
+    assert access.match_prefix("/v2/payments", routes_only) is None

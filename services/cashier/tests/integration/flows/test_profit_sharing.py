@@ -8,8 +8,12 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
+from services.cashier.connectors.alipay import royalty
+from services.cashier.connectors.alipay.client import AlipayConnector
+from services.cashier.connectors.base import ChannelError
 from services.cashier.connectors.wechatpay import profitsharing as wxps
 from services.cashier.connectors.wechatpay.client import WechatPayConnector
 from services.cashier.store.tables import profit_sharing_orders
@@ -190,3 +194,30 @@ async def test_alipay_payment_without_royalty_freeze_is_refused(start_cashier: A
     plain = await paid_payment(cashier, sandboxes, "alipay", 1000)
     _problem(await _share(cashier, plain["id"], "royalty-1", [ALI_RECEIVER]), 409, "profit_sharing_not_enabled")
     assert await _order_rows(cashier) == 0
+
+
+async def test_channels_refuse_sharing_a_trade_not_frozen_for_it(start_cashier: Any, sandboxes: Sandboxes) -> None:
+    """The sandboxes remember `settle_info.profit_sharing` / `royalty_freeze` per trade, as the channels do:
+    asked directly (bypassing the cashier's own 409), they refuse to share a trade created without it."""
+    cashier = await start_cashier()
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=2)
+    wechat_plain = await paid_payment(cashier, sandboxes, "wechatpay", 1000)
+    alipay_plain = await paid_payment(cashier, sandboxes, "alipay", 1000)
+
+    wechat = await cashier.cashier.connectors.get(cashier.merchant_id, "wechatpay")
+    assert isinstance(wechat, WechatPayConnector)
+    await wxps.add_receiver(wechat, type="MERCHANT_ID", account="1900000301", relation_type="PARTNER")
+    with pytest.raises(ChannelError) as refused:
+        await wxps.create_order(wechat, transaction_id=wechat_plain["channel_trade_no"], out_order_no="direct-1",
+                                receivers=[wxps.ShareReceiver("MERCHANT_ID", "1900000301", 100, "x")],
+                                unfreeze_unsplit=False)
+    assert refused.value.code == "INVALID_REQUEST"
+
+    alipay = await cashier.cashier.connectors.get(cashier.merchant_id, "alipay")
+    assert isinstance(alipay, AlipayConnector)
+    await royalty.bind_receivers(alipay, out_request_no="bind-direct-1", receivers=[("userId", "2088000000000301")])
+    with pytest.raises(ChannelError) as refused:
+        await royalty.settle(alipay, out_request_no="direct-1", trade_no=alipay_plain["channel_trade_no"],
+                             lines=[royalty.RoyaltyLine("2088000000000301", 100, "x")], finish=False)
+    assert refused.value.code == "ACQ.TRADE_SETTLE_ERROR"

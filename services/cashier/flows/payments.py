@@ -221,7 +221,9 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
                 "metadata": draft.metadata,
                 "status": PaymentStatus.CREATED.value,
                 "expire_at": expire_at,
-                "platform_fee_minor": platform_fee_of(draft.amount_minor, cashier.settings.platform_fee_rate_bps),
+                # A top-up is the platform collecting for a user's wallet (ledger §3.7): no merchant to charge.
+                "platform_fee_minor": 0 if draft.purpose is PaymentPurpose.WALLET_TOPUP else platform_fee_of(
+                    draft.amount_minor, cashier.settings.platform_fee_rate_bps),
                 "purpose": draft.purpose.value,
                 "wallet_holder_id": draft.wallet_holder_id,
                 "split": draft.split_json(),

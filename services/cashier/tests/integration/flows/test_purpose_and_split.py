@@ -65,7 +65,7 @@ def _topup(**overrides: Any) -> dict[str, Any]:
 async def test_wallet_topup_only_from_ledger_or_platform_and_never_refunded(
     start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver
 ) -> None:
-    cashier = await start_cashier()
+    cashier = await start_cashier(platform_fee_rate_bps=60)
     await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
     m = cashier.merchant_id
 
@@ -97,6 +97,10 @@ async def test_wallet_topup_only_from_ledger_or_platform_and_never_refunded(
         data = events[event_type]
         assert data["purpose"] == "wallet_topup" and data["wallet_holder_id"] == HOLDER, event_type
         assert data["split"] is None and data["profit_sharing"] is False, event_type
+        assert data["platform_fee_minor"] == 0, event_type  # the platform does not charge itself (ledger §3.7)
+    ordinary = await cashier.post("/v1/payments", qr_payment(amount_minor=10_000))
+    assert ordinary.status_code == 201, ordinary.text
+    assert (await _event_data(cashier, ordinary.json()["id"]))["payment.created"]["platform_fee_minor"] == 60
     hooks = await wait_for(lambda: [json.loads(r.body) for r in webhook_receiver.delivered()
                                     if json.loads(r.body)["data"]["id"] == payment["id"]], "the webhook")
     assert hooks[0]["data"]["purpose"] == "wallet_topup" and hooks[0]["data"]["wallet_holder_id"] == HOLDER

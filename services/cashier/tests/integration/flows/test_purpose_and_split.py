@@ -193,11 +193,9 @@ async def test_profit_sharing_is_stored_and_needs_a_channel_that_can_freeze(
     assert await _counts(wallet_only) == (0, 0)
 
 
-@pytest.fixture
-async def settlement_url(migrated_database: Any, service_settings: Any, platform_topics: str) -> AsyncIterator[str]:
-    """The real settlement service (API role) on a free port: it owns split rules and answers split checks."""
+async def _serve_settlement(service_settings: Any, database_url: str) -> AsyncIterator[str]:
     port = free_port()
-    settings = service_settings("settlement", database_url=await migrated_database("settlement"), port=port,
+    settings = service_settings("settlement", database_url=database_url, port=port,
                                 ledger_url="http://127.0.0.1:9", role="api")
     server = uvicorn.Server(uvicorn.Config(create_settlement_app(settings), host="127.0.0.1", port=port,
                                            lifespan="on", log_config=None, access_log=False))
@@ -208,6 +206,22 @@ async def settlement_url(migrated_database: Any, service_settings: Any, platform
     finally:
         server.should_exit = True
         await task
+
+
+@pytest.fixture
+async def settlement_url(migrated_database: Any, service_settings: Any, platform_topics: str) -> AsyncIterator[str]:
+    """The real settlement service (API role) on a free port: it owns split rules and answers split checks."""
+    async for url in _serve_settlement(service_settings, await migrated_database("settlement")):
+        yield url
+
+
+@pytest.fixture
+async def broken_settlement_url(
+    migrated_database: Any, service_settings: Any, platform_topics: str
+) -> AsyncIterator[str]:
+    """The real settlement on a database without its tables (a failed migration): it answers 500."""
+    async for url in _serve_settlement(service_settings, await migrated_database("cashier")):
+        yield url
 
 
 async def _split_rule(settlement_url: str, merchant_id: str) -> None:
@@ -259,3 +273,18 @@ async def test_split_checked_by_the_real_settlement(
     changed = await cashier.post("/v1/payments", {**split(("r_tch", 200)),
                                                   "merchant_order_no": accepted.json()["merchant_order_no"]})
     _problem(changed, 409, "duplicate_merchant_order")
+
+
+async def test_settlement_failing_is_unavailable_not_a_refusal(
+    start_cashier: Any, sandboxes: Sandboxes, broken_settlement_url: str
+) -> None:
+    cashier = await start_cashier(settlement_url=broken_settlement_url)
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    async with httpx.AsyncClient(base_url=broken_settlement_url) as client:  # settlement itself is failing
+        direct = await client.post("/v1/internal/split-checks", json={
+            "merchant_id": cashier.merchant_id, "amount_minor": 100, "currency": "CNY",
+            "split": [{"receiver_id": "rcv_1", "amount_minor": 30}]})
+        assert direct.status_code >= 500, direct.text
+    body = qr_payment(amount_minor=100, split=[{"receiver_id": "rcv_1", "amount_minor": 30}])
+    _problem(await cashier.post("/v1/payments", body), 503, "settlement_unavailable")
+    assert await _counts(cashier) == (0, 0)

@@ -63,3 +63,21 @@ def test_new_fields_change_the_fingerprint_only_when_set() -> None:
     assert _draft(profit_sharing=True).fingerprint() != plain.fingerprint()
     assert _draft(split=(("a", 1),)).fingerprint() != _draft(split=(("a", 2),)).fingerprint()
     assert _draft(purpose=TOPUP, wallet_holder_id="u1").fingerprint() != plain.fingerprint()
+
+
+def test_profit_sharing_status_words() -> None:
+    from services.cashier.domain.profit_sharing import ShareStatus, line_status, order_status
+
+    assert line_status("wechatpay", "SUCCESS") is ShareStatus.SUCCEEDED
+    assert line_status("wechatpay", "CLOSED") is ShareStatus.FAILED
+    assert line_status("wechatpay", "PENDING") is ShareStatus.PROCESSING
+    assert line_status("alipay", "FAIL") is ShareStatus.FAILED
+    assert line_status("alipay", "success") is ShareStatus.SUCCEEDED
+    assert line_status("alipay", "SOMETHING_NEW") is ShareStatus.PROCESSING  # never guess an outcome
+
+    ok, failed, pending = ShareStatus.SUCCEEDED, ShareStatus.FAILED, ShareStatus.PROCESSING
+    assert order_status([ok, ok]) is ok
+    assert order_status([ok, failed]) is failed
+    assert order_status([ok, pending]) is pending
+    assert order_status([ok, ok], channel_final=False) is pending  # WeChat state still PROCESSING
+    assert order_status([]) is pending

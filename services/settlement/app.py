@@ -12,6 +12,7 @@ from services.settlement.flows.bank import BankClient
 from services.settlement.flows.cashier import CashierClient
 from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.payouts import Payouts
+from services.settlement.flows.profit_sharing import ChannelSharing
 from services.settlement.flows.withdrawals import Withdrawals
 
 
@@ -27,7 +28,9 @@ def create_app(settings: Settings) -> FastAPI:
         runtime.extras["cashier"] = cashier
         runtime.extras["payouts"] = Payouts(runtime.uow, ledger, bank, settings)
         runtime.extras["withdrawals"] = Withdrawals(runtime.uow, ledger, bank, settings)
-        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose, bank.aclose])
+        sharing = ChannelSharing.build(runtime.uow, ledger, settings)
+        runtime.extras["profit_sharing"] = sharing
+        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose, bank.aclose, sharing.aclose])
 
     return create_service_app(
         settings,

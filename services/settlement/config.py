@@ -36,5 +36,10 @@ class Settings(ServiceSettings):
     payout_poll_seconds: float = 30.0
     payout_batch_max: int = 100
     payout_attempts_max: int = 50
+    # Channel profit sharing (contract B): the cashier's internal endpoint, polled while the channel works.
+    profit_sharing_interval_seconds: float = 2.0
+    profit_sharing_poll_seconds: float = 5.0
+    profit_sharing_retry_max_seconds: float = 300.0
+    profit_sharing_batch_max: int = 100
     reconciliation_insert_batch_max: int = 1000
     page_size_max: int = 500

@@ -18,6 +18,7 @@ from services.settlement.events import (
 from services.settlement.events.consumers import on_account_opened, on_payment_event, on_refund_event
 from services.settlement.flows.escrow import auto_confirm_loop
 from services.settlement.flows.payouts import payout_loop
+from services.settlement.flows.profit_sharing import profit_sharing_loop
 from services.settlement.flows.settle import settlement_loop
 from services.settlement.flows.splits import split_loop
 from services.settlement.flows.withdrawals import on_wallet_event, withdrawal_loop
@@ -33,4 +34,4 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return [split_loop, auto_confirm_loop, settlement_loop, payout_loop, withdrawal_loop]
+    return [split_loop, auto_confirm_loop, settlement_loop, payout_loop, withdrawal_loop, profit_sharing_loop]

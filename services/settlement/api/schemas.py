@@ -5,15 +5,27 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class ChannelAccountSchema(BaseModel):
+    """The receiver's own identifiers at a channel (contract B), passed to the channel as they are:
+    WeChat Pay `type` MERCHANT_ID | PERSONAL_OPENID; Alipay userId | loginName."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(min_length=1, max_length=32)
+    account: str = Field(min_length=1, max_length=64)
+    name: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 class ReceiverUpsertRequest(BaseModel):
     kind: Literal["merchant", "platform", "partner"]
     holder_id: str = Field(min_length=1, max_length=64)
     name: str = Field(default="", max_length=128)
+    channel_accounts: dict[Literal["wechatpay", "alipay"], ChannelAccountSchema] | None = None
 
 
 class ReceiverResponse(BaseModel):
@@ -21,6 +33,7 @@ class ReceiverResponse(BaseModel):
     kind: str
     holder_id: str
     name: str
+    channel_accounts: dict[str, ChannelAccountSchema] | None = None
 
 
 class ShareSchema(BaseModel):
@@ -254,3 +267,17 @@ class SplitCheckRequest(BaseModel):
 
 class SplitCheckResponse(BaseModel):
     ok: bool
+
+
+class ProfitSharingOrderResponse(BaseModel):
+    order_no: str
+    payment_id: str
+    split_id: str
+    channel: str
+    status: str
+    channel_status: str | None
+    channel_order_id: str | None
+    receivers: list[dict[str, Any]]
+    result: dict[str, Any] | None
+    ledger_transfer_id: str | None
+    last_error: str | None

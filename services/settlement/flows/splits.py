@@ -19,6 +19,7 @@ from services.settlement.config import Settings
 from services.settlement.domain.splits import PAYEE
 from services.settlement.events import SPLIT_POSTED, SPLITS_TOPIC
 from services.settlement.flows.ledger import LedgerClient, LedgerRefused
+from services.settlement.flows.profit_sharing import order_for_split
 from services.settlement.store import records
 
 log = get_logger("juhe.settlement.splits")
@@ -99,6 +100,7 @@ async def process_split(uow: UnitOfWork, ledger: LedgerClient, settings: Setting
         moved = await records.mark_split_posted(tx.conn, split_id, transfer_id, datetime.now(UTC),
                                                 from_status=status, to_status=to_status)  # fmt: skip
         if moved and to_status == "posted":
+            await order_for_split(tx, split)  # channel profit sharing of the now final split (contract B)
             tx.publish(topic=SPLITS_TOPIC, type=SPLIT_POSTED, subject=split_id, data={
                 "split_id": split_id, "kind": split["kind"], "mode": split["mode"], "payment_id": split["payment_id"],
                 "refund_id": split["refund_id"], "merchant_id": split["merchant_id"], "currency": split["currency"],

@@ -33,11 +33,12 @@ router = APIRouter(prefix="/v1/settlement", tags=["settlement-admin"], dependenc
 
 @router.put("/receivers/{receiver_id}")
 async def put_receiver(receiver_id: str, body: ReceiverUpsertRequest, uow: UowDep) -> ReceiverResponse:
-    values = {"receiver_id": receiver_id, **body.model_dump()}
+    fields = body.model_dump()
+    values = {"receiver_id": receiver_id, **fields}
     async with uow.begin() as tx:
         await tx.conn.execute(insert(receivers).values(**values).on_conflict_do_update(
-            index_elements=[receivers.c.receiver_id], set_=body.model_dump()))  # fmt: skip
-    return ReceiverResponse(**values)
+            index_elements=[receivers.c.receiver_id], set_=fields))  # fmt: skip
+    return ReceiverResponse.model_validate(values)
 
 
 @router.get("/receivers/{receiver_id}")
@@ -46,7 +47,7 @@ async def get_receiver(receiver_id: str, uow: UowDep) -> ReceiverResponse:
         row = (await conn.execute(select(receivers).where(receivers.c.receiver_id == receiver_id))).mappings().first()
     if row is None:
         raise Problem(RECEIVER_NOT_FOUND, f"receiver {receiver_id} does not exist")
-    return ReceiverResponse(**{k: row[k] for k in ReceiverResponse.model_fields})
+    return ReceiverResponse.model_validate({k: row[k] for k in ReceiverResponse.model_fields})
 
 
 def _rule_response(row: object) -> SplitRuleResponse:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
@@ -21,12 +21,12 @@ from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from services.settlement.config import Settings
 from services.settlement.domain.reconciliation import (
+    Line,
     Outcome,
     Resolution,
     channel_says_succeeded,
     settled_minor,
 )
-from services.settlement.flows.cashier import CashierClient
 from services.settlement.flows.ledger import LedgerClient, LedgerRefused
 from services.settlement.store import reconciliation as store
 from services.settlement.store import reconciliation_staging as staging
@@ -40,6 +40,15 @@ PLATFORM_HOLDER = "platform"
 REQUERY_PAGE_SIZE = 500
 
 
+class BillSource(Protocol):
+    """What a run needs of the cashier (`flows.cashier.CashierClient`): the bill as a stream of lines,
+    and a re-query of one payment. The benchmark feeds a bill file through the same run."""
+
+    def bill_lines(self, channel: str, bill_date: date, merchant_id: str) -> AsyncIterator[Line]: ...
+
+    async def requery(self, payment_id: str) -> str: ...
+
+
 @dataclass
 class BillTally:
     """What Python keeps of a bill while it streams through: two integers."""
@@ -48,7 +57,7 @@ class BillTally:
     settled_minor: int = 0
 
 
-async def reconcile(uow: UnitOfWork, cashier: CashierClient, settings: Settings, *, channel: str, merchant_id: str,
+async def reconcile(uow: UnitOfWork, cashier: BillSource, settings: Settings, *, channel: str, merchant_id: str,
                     bill_date: date, ledger: LedgerClient | None = None) -> str:  # fmt: skip
     """Run and store one reconciliation; returns the run id. Only non-matched lines are stored as items.
     With a ledger, the bill's net is then posted as the channel's settlement to escrow (§3.5)."""
@@ -67,8 +76,8 @@ async def reconcile(uow: UnitOfWork, cashier: CashierClient, settings: Settings,
     try:
         async with uow.begin() as tx:
             await staging.stage(tx.conn, channel=channel, merchant_id=merchant_id, bill_date=bill_date)
-            await staging.copy_lines(tx.conn, rows())
-            counts = await staging.classify(tx.conn, run_id)
+            copied = await staging.copy_lines(tx.conn, rows())
+            counts = await staging.classify(tx.conn, run_id, line_count=copied)
     except Problem as exc:
         async with uow.begin() as tx:
             await store.finish_run(tx.conn, run_id, status="failed", counts={}, bill_lines=tally.lines,
@@ -86,7 +95,7 @@ async def reconcile(uow: UnitOfWork, cashier: CashierClient, settings: Settings,
     return run_id
 
 
-async def _auto_resolve(uow: UnitOfWork, cashier: CashierClient, run_id: str) -> None:
+async def _auto_resolve(uow: UnitOfWork, cashier: BillSource, run_id: str) -> None:
     """A payment Juhe saw fail that the channel billed as paid: ask the cashier to re-query the channel
     (its outcome then arrives as a normal `payment.succeeded`, late_success). Read a page at a time."""
     after_id = 0
@@ -96,12 +105,15 @@ async def _auto_resolve(uow: UnitOfWork, cashier: CashierClient, run_id: str) ->
                 conn, run_id=run_id, outcome=Outcome.STATUS_MISMATCH.value, payment_id=None, merchant_order_no=None,
                 after_id=after_id, limit=REQUERY_PAGE_SIZE,
             )  # fmt: skip
-        for item in items:
-            if item["resolution"] != Resolution.CASHIER_REQUERY.value or not item["payment_id"]:
-                continue
-            status = await cashier.requery(item["payment_id"])
-            async with uow.begin() as tx:
-                await store.set_resolution(tx.conn, item["item_id"], status)
+        answers = [
+            (int(item["item_id"]), await cashier.requery(item["payment_id"]))
+            for item in items
+            if item["resolution"] == Resolution.CASHIER_REQUERY.value and item["payment_id"]
+        ]
+        if answers:
+            async with uow.begin() as tx:  # one commit per page (a re-query asked twice is harmless)
+                for item_id, status in answers:
+                    await store.set_resolution(tx.conn, item_id, status)
         if len(items) < REQUERY_PAGE_SIZE:
             return
         after_id = int(items[-1]["item_id"])

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from libs.common.errors import Problem
 from libs.common.web import UowDep
-from services.settlement.api.deps import CashierDep, PlatformOnly
+from services.settlement.api.deps import CashierDep, LedgerDep, PlatformOnly
 from services.settlement.api.schemas import (
     ReconciliationItemListResponse,
     ReconciliationItemResponse,
@@ -30,11 +30,13 @@ def _run(row: Any) -> ReconciliationRunResponse:
 
 @router.post("/reconciliations", status_code=201)
 async def start_reconciliation(
-    body: ReconciliationRunRequest, uow: UowDep, cashier: CashierDep, request: Request
+    body: ReconciliationRunRequest, uow: UowDep, cashier: CashierDep, ledger: LedgerDep, request: Request
 ) -> ReconciliationRunResponse:
+    """Classify the day's bill and post the channel's settlement to escrow (§3.5); `error` on a finished
+    run says the posting could not be made (running the day again retries it under the same key)."""
     settings: Settings = request.app.state.runtime.settings
     run_id = await reconcile(uow, cashier, settings, channel=body.channel, merchant_id=body.merchant_id,
-                             bill_date=body.bill_date)  # fmt: skip
+                             bill_date=body.bill_date, ledger=ledger)  # fmt: skip
     return await get_reconciliation(run_id, uow)
 
 

@@ -1,12 +1,17 @@
-"""Reconciliation end to end: real cashier process, real WeChat Pay sandbox, events over the real broker.
+"""Reconciliation end to end: real cashier process, real WeChat Pay sandbox, events over the real broker,
+real ledger process.
 
 A day of payments goes through the cashier; settlement keeps its records from `cashier.payments` (Kafka,
-inbox); the sandbox is told to put three discrepancies in its bill; the run finds exactly those three.
+inbox); the sandbox is told to put three discrepancies in its bill; the run finds exactly those three,
+and posts what the bill says the channel settled to escrow (§3.5) once, however often the day is run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
@@ -78,8 +83,16 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
             "outbox_poll_interval_seconds": 0.1,
         },
     )
+    ledger_db = await migrated_database("ledger")
+    ledger = service_processes(
+        "ledger", {"database_url": ledger_db, "kafka_bootstrap_servers": juhe_infra.bootstrap, "role": "api"}
+    )
     settings = service_settings(
-        "settlement", database_url=await migrated_database("settlement"), cashier_url=cashier.base_url, role="all"
+        "settlement",
+        database_url=await migrated_database("settlement"),
+        cashier_url=cashier.base_url,
+        ledger_url=ledger.base_url,
+        role="all",
     )
     settlement = await running_apps(create_app(settings))
     merchant_id = f"mch_{uuid.uuid4().hex[:10]}"
@@ -171,6 +184,35 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
     assert [i["outcome"] for i in by_order.json()["items"]] == ["amount_mismatch"]
     report = (await settlement.get("/v1/settlement/reconciliation-report", params={"bill_date": bill_date})).json()
     assert report["channels"]["wechatpay"]["bill_lines"] == 4
+
+    # §3.5: the channel settled the bill's net (amount less fee of every billed payment) to escrow
+    assert run["error"] is None
+    async with httpx.AsyncClient(base_url=cashier.base_url, timeout=30) as c:
+        bill = await c.get(f"/v1/internal/bills/wechatpay/{bill_date}", params={"merchant_id": merchant_id})
+    rows = [json.loads(raw) for raw in bill.text.splitlines() if raw]
+    assert sorted(row["amount_minor"] for row in rows) == [1000, 2000, 3999, 5000]
+    net = sum(row["amount_minor"] - row["fee_minor"] for row in rows)
+    assert 0 < net < 11_999
+    assert await platform_balances(ledger.base_url) == {"escrow_bank": net, "channel_clearing": -net}
+    # the day run again: the same posting is replayed, nothing moves twice
+    again = await settlement.post(
+        "/v1/settlement/reconciliations",
+        json={"channel": "wechatpay", "merchant_id": merchant_id, "bill_date": bill_date},
+    )
+    assert (again.json()["status"], again.json()["error"], again.json()["counts"]) == ("finished", None, run["counts"])
+    assert await platform_balances(ledger.base_url) == {"escrow_bank": net, "channel_clearing": -net}
+    verified = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.ledger.verify", "--database-url", ledger_db],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+async def platform_balances(ledger_url: str) -> dict[str, int]:
+    async with httpx.AsyncClient(base_url=ledger_url) as ledger:
+        page = (await ledger.get("/v1/accounts", params={"holder_id": "platform", "limit": 100})).json()
+    return {a["kind"]: int(a["balances"]["posted_balance_minor"]) for a in page["accounts"]}
 
 
 async def sandbox_post(sandbox: SandboxProcess, path: str, json: Any = None) -> httpx.Response:

@@ -132,8 +132,9 @@ async def run_sql(
         await store.insert_run(tx.conn, run_id, CHANNEL, merchant_id, BILL_DATE)
     async with uow.begin() as tx:
         await staging.stage(tx.conn, channel=CHANNEL, merchant_id=merchant_id, bill_date=BILL_DATE)
-        await staging.copy_lines(tx.conn, rows_of(lines))
-        counts = await staging.classify(tx.conn, run_id)
+        copied = await staging.copy_lines(tx.conn, rows_of(lines))
+        assert copied == len(lines)
+        counts = await staging.classify(tx.conn, run_id, line_count=copied)
     async with uow.read() as conn:
         items = await store.list_items(conn, run_id=run_id, outcome=None, payment_id=None, merchant_order_no=None,
                                        after_id=0, limit=100_000)  # fmt: skip
@@ -210,3 +211,22 @@ async def test_a_failed_bill_stream_leaves_nothing_staged(settlement_only: Harne
             assert await tx.conn.scalar(text("SELECT count(*) FROM rcn_line")) == 0
     async with uow.read() as conn:
         assert await conn.scalar(text("SELECT count(*) FROM pg_tables WHERE tablename LIKE 'rcn_%'")) == 0
+
+
+async def test_records_sharing_a_key_or_channel_number_count_once(settlement_only: Harness) -> None:
+    """As the Python index kept one record per key: a duplicate is neither matched twice nor reported."""
+    merchant_id = "mch_dup"
+    base = {"merchant_id": merchant_id, "channel": CHANNEL, "status": "succeeded", "amount_minor": 100,
+            "currency": "CNY", "channel_fee_minor": 1, "bill_date": BILL_DATE}  # fmt: skip
+    async with settlement_only.runtime.uow.begin() as tx:
+        await tx.conn.execute(insert(payment_records), [
+            {**base, "payment_id": "pay_d1", "out_trade_no": "same", "channel_trade_no": "ch_1"},
+            {**base, "payment_id": "pay_d2", "out_trade_no": "same", "channel_trade_no": "ch_2"},
+            {**base, "payment_id": "pay_d3", "out_trade_no": "k3", "channel_trade_no": "ch_shared"},
+            {**base, "payment_id": "pay_d4", "out_trade_no": "k4", "channel_trade_no": "ch_shared"},
+        ])  # fmt: skip
+    lines = [Line("payment", "same", "", 100, 1, "SUCCESS"), Line("payment", "k3", "", 100, 1, "SUCCESS"),
+             Line("payment", "k4", "", 100, 1, "SUCCESS")]  # fmt: skip
+    counts, items = await run_sql(settlement_only, merchant_id, lines, "rcn_dup")
+    assert counts == {"matched": 3}
+    assert items == []

@@ -39,6 +39,8 @@ class Settings(ServiceSettings):
     wallet_public_base_url: str | None = None  # where the provider calls back; default: this request's base
     wallet_withdrawal_hold_seconds: int = Field(default=7 * 24 * 3600, ge=1, le=30 * 24 * 3600)
     wallet_points_per_yuan: int = Field(default=100, ge=1, le=10_000)
+    # The fee of a withdrawal a user asks for itself (operators and services state theirs).
+    wallet_withdrawal_fee_minor: int = Field(default=0, ge=0, le=100_000)
     # Top-up orders (contract D): the ledger places a `wallet_topup` payment with the cashier for the platform's
     # own collecting merchant, as the service identity `ledger`; unset → top-up orders answer 503.
     cashier_url: str | None = None

@@ -144,7 +144,8 @@ async def _open_ledger_account(
         "id": account.id, "holder_id": holder_id, "currency": currency, "kind": line.kind, "code": line.code,
         "normal_balance": account.normal_balance.value, "metadata": account.metadata,
         "debits_must_not_exceed_credits": line.no_overdraft, "credits_must_not_exceed_debits": credits_bounded,
-        "credit_limit_minor": credit_limit_minor, "idempotency_key": key, "body_hash": body_hash([key]),
+        "credit_limit_minor": credit_limit_minor, "idempotency_key": key,
+        "body_hash": _api_body_hash(holder_id, currency, line, credit_limit_minor, credits_bounded, account.metadata),
     }  # fmt: skip
     row = await account_store.insert_account_once(tx.conn, values)
     if row is None:
@@ -156,6 +157,21 @@ async def _open_ledger_account(
     data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
     tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
     return str(row["id"])
+
+
+def _api_body_hash(
+    holder_id: str, currency: str, line: Line, credit_limit_minor: int, credits_bounded: bool,
+    metadata: dict[str, Any],
+) -> str:  # fmt: skip
+    """The hash `POST /v1/accounts` stores for the same body: the cashier's consumer (and any service) opening
+    a chart account by its `chart:` key with the documented body then finds this one instead of a conflict."""
+    canonical = {
+        "holder_id": holder_id, "currency": currency, "kind": line.kind, "code": line.code, "normal_balance": None,
+        "flags": {"debits_must_not_exceed_credits": line.no_overdraft,
+                  "credits_must_not_exceed_debits": credits_bounded},
+        "credit_limit_minor": credit_limit_minor, "metadata": metadata,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
 
 
 async def open_subaccount(

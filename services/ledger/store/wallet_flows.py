@@ -83,7 +83,7 @@ async def withdraw(
     )  # fmt: skip
     # Settlement pays out to this card (contract C): it reads it here, never from the bus.
     details = {"fee_minor": fee_minor, "bank_card": {"number": card, "holder_name": holder["name"]},
-               "bank_card_masked": mask(card) if card else None}  # fmt: skip
+               "bank_card_masked": mask(card, 4, 4) if card else None}  # fmt: skip
     return await store.execute(
         uow, writer,
         Movement(holder_id, "withdrawal", withdrawal_id, amount_minor, currency, postings, checks, pending=True,

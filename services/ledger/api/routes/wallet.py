@@ -13,10 +13,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import FORBIDDEN, IDEMPOTENCY_KEY_REUSED, Problem
-from libs.common.internal_auth import IDENTITY_HEADER, internal_identity
+from libs.common.internal_auth import internal_identity
 from libs.common.web import RuntimeDep, UowDep
 from services.ledger.api.deps import WriterDep
 from services.ledger.api.routes import wallet_schemas as s
+from services.ledger.api.wallet_access import holder_scope, is_scoped, require_own
 from services.ledger.config import Settings
 from services.ledger.domain.accounts import NormalBalance
 from services.ledger.domain.wallet import entitlements as ent
@@ -29,37 +30,6 @@ from services.ledger.store import wallet as store
 from services.ledger.store import wallet_flows as flows
 
 RECENT_HISTORY_MAX = 20
-
-
-# Routes that create, grant or settle value, or change the rules: the platform and services (cashier after a
-# paid top-up, settlement after a payout) call them; a user or merchant acting on its own wallet never may.
-OPERATOR_ONLY_ROUTES = frozenset({
-    "/v1/wallet/holders/{holder_id}/top-ups",
-    "/v1/wallet/holders/{holder_id}/points/grants",
-    "/v1/wallet/holders/{holder_id}/prepaid-cards",
-    "/v1/wallet/holders/{holder_id}/credit-line",
-    "/v1/wallet/holders/{holder_id}/bills",
-    "/v1/wallet/entitlements/changes",
-    "/v1/wallet/operations/{operation_id}/post",
-    "/v1/wallet/operations/{operation_id}/void",
-})  # fmt: skip
-
-
-def holder_scope(request: Request) -> None:
-    """Behind the gateway a user sees only their own wallet and a merchant only its own balances: when the
-    signed identity is present, a user (or merchant) identity must match the holder in the path, and may not
-    call the operator-only routes (a user topping up their own wallet would create money). Service
-    identities (cashier, settlement) and internal calls without a token act for any holder."""
-    if IDENTITY_HEADER not in request.headers:
-        return
-    identity = internal_identity(request)
-    route_path = getattr(request.scope.get("route"), "path", "")
-    if identity.kind in ("user", "merchant") and route_path in OPERATOR_ONLY_ROUTES and request.method != "GET":
-        raise Problem(FORBIDDEN, "only the platform or a Juhe service may do this")
-    holder = request.path_params.get("holder_id") or request.path_params.get("merchant_id")
-    own = identity.user if identity.kind == "user" else identity.merchant_id if identity.kind == "merchant" else None
-    if identity.kind in ("user", "merchant") and holder != own:
-        raise Problem(FORBIDDEN, "this identity may only act on its own wallet")
 
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"], dependencies=[Depends(holder_scope)])
@@ -117,8 +87,15 @@ def _holder_values(body: s.HolderOpenRequest) -> dict[str, Any]:
 
 
 @router.post("/holders", status_code=status.HTTP_201_CREATED)
-async def open_holder(body: s.HolderOpenRequest, uow: UowDep, response: Response) -> s.HolderResponse:
-    """Opens the master account and its default sub-accounts (201); a repeat of the same body is 200."""
+async def open_holder(
+    body: s.HolderOpenRequest, uow: UowDep, response: Response, request: Request
+) -> s.HolderResponse:
+    """Opens the master account and its default sub-accounts (201); a repeat of the same body is 200. A user
+    opens only its own person holder, a merchant only its own merchant holder."""
+    require_own(request, body.holder_id)
+    identity = internal_identity(request) if is_scoped(request) else None
+    if identity is not None and (identity.kind == "user") != (body.holder_type is HolderType.PERSON):
+        raise Problem(FORBIDDEN, f"a {identity.kind} identity cannot open a {body.holder_type.value} holder")
     values = _holder_values(body)
     async with uow.begin() as tx:
         row = await store.insert_holder(tx.conn, values)
@@ -190,9 +167,7 @@ async def list_entitlement_changes(
 def reveals_card(request: Request) -> bool:
     """Settlement (a service) and the platform read a withdrawal's full card; the user (or a merchant)
     sees it masked, as everywhere else in the wallet."""
-    if IDENTITY_HEADER not in request.headers:
-        return True
-    return internal_identity(request).kind in ("service", "platform")
+    return not is_scoped(request)
 
 
 RevealDep = Annotated[bool, Depends(reveals_card)]
@@ -238,10 +213,13 @@ async def top_up(
 @router.post("/holders/{holder_id}/withdrawals", status_code=201)
 async def withdraw(
     holder_id: str, body: s.WithdrawalRequest, uow: UowDep, writer: WriterDep, settings: SettingsDep,
-    response: Response, reveal: RevealDep,
+    response: Response, reveal: RevealDep, request: Request,
 ) -> s.OperationResponse:  # fmt: skip
     """A pending hold (§3.8) to the verified bank card; `withdrawal.requested` on `ledger.wallet` tells
-    settlement, which pays out, then posts or voids it."""
+    settlement, which pays out, then posts or voids it. The fee of a user's own request is the platform's
+    (`wallet_withdrawal_fee_minor`), never the user's choice."""
+    if is_scoped(request) and body.fee_minor != settings.wallet_withdrawal_fee_minor:
+        raise Problem(errors.VALIDATION_FAILED, f"the withdrawal fee is {settings.wallet_withdrawal_fee_minor}")
     return _answer(await flows.withdraw(
         uow, writer, holder_id=holder_id, withdrawal_id=body.withdrawal_id, amount_minor=body.amount_minor,
         fee_minor=body.fee_minor, currency=body.currency, timeout_seconds=settings.wallet_withdrawal_hold_seconds,
@@ -251,9 +229,12 @@ async def withdraw(
 
 @router.post("/holders/{holder_id}/payments", status_code=201)
 async def pay(
-    holder_id: str, body: s.PaymentRequest, uow: UowDep, writer: WriterDep, response: Response
+    holder_id: str, body: s.PaymentRequest, uow: UowDep, writer: WriterDep, response: Response, request: Request
 ) -> s.OperationResponse:
-    """Wallet as a payment method: balance, prepaid card (its merchant only) or credit line (BNPL)."""
+    """Wallet as a payment method: balance, prepaid card (its merchant only) or credit line (BNPL). Holds and
+    platform fees are the cashier's to set: a user pays at once and the merchant receives the amount."""
+    if is_scoped(request) and (body.pending or body.platform_fee_minor):
+        raise Problem(FORBIDDEN, "holds and platform fees are set by the cashier, not by the payer")
     if body.platform_fee_minor >= body.amount_minor:
         raise Problem(errors.VALIDATION_FAILED, "platform_fee_minor must be below amount_minor")
     if body.timeout_seconds is not None and not body.pending:
@@ -311,26 +292,29 @@ async def exchange_points(
 async def find_operation(
     uow: UowDep,
     reveal: RevealDep,
+    request: Request,
     kind: Annotated[str, Query(pattern=r"^[a-z_]{1,32}$")],
     idempotency_key: Annotated[str, Query(min_length=1, max_length=128)],
 ) -> s.OperationResponse:
-    """The operation of a business id, e.g. `kind=withdrawal&idempotency_key=wd_…` for settlement, which sees
-    the hold as `transfer.pending` (reference = the withdrawal id) on `ledger.transfers`."""
+    """The operation of a business id, e.g. `kind=withdrawal&idempotency_key=wd_…`."""
     async with uow.read() as conn:
         row = await store.operation_by_key(conn, kind, idempotency_key)
         if row is None:
             raise WalletError(errors.OPERATION_NOT_FOUND, f"no {kind} operation {idempotency_key}")
+        require_own(request, row["holder_id"])
         transfer = await queries.get_transfer(conn, row["transfer_id"])
     return operation_response(row, status_override=transfer.status.value if transfer else None, reveal_card=reveal)
 
 
 @router.get("/operations/{operation_id}")
-async def read_operation(operation_id: str, uow: UowDep, reveal: RevealDep) -> s.OperationResponse:
-    """The transfer's status is the truth (a hold nobody finished expires by itself)."""
+async def read_operation(operation_id: str, uow: UowDep, reveal: RevealDep, request: Request) -> s.OperationResponse:
+    """The transfer's status is the truth (a hold nobody finished expires by itself). Settlement reads a
+    withdrawal's payout card here (`details.bank_card`)."""
     async with uow.read() as conn:
         row = await store.get_operation(conn, operation_id)
         if row is None:
             raise WalletError(errors.OPERATION_NOT_FOUND, f"no wallet operation {operation_id}")
+        require_own(request, row["holder_id"])
         transfer = await queries.get_transfer(conn, row["transfer_id"])
     return operation_response(row, status_override=transfer.status.value if transfer else None, reveal_card=reveal)
 
@@ -377,18 +361,24 @@ async def issue_bill(holder_id: str, body: s.BillIssueRequest, uow: UowDep, resp
 
 
 @router.get("/bills/{bill_id}")
-async def read_bill(bill_id: str, uow: UowDep) -> s.BillResponse:
+async def read_bill(bill_id: str, uow: UowDep, request: Request) -> s.BillResponse:
     async with uow.read() as conn:
         row = await store.get_bill(conn, bill_id)
         if row is None:
             raise WalletError(errors.BILL_NOT_FOUND, f"no bill {bill_id}")
+        require_own(request, row["holder_id"])
         return await bill_response(conn, row)
 
 
 @router.post("/bills/{bill_id}/repayments", status_code=201)
 async def repay(
-    bill_id: str, body: s.RepaymentRequest, uow: UowDep, writer: WriterDep, response: Response
+    bill_id: str, body: s.RepaymentRequest, uow: UowDep, writer: WriterDep, response: Response, request: Request
 ) -> s.OperationResponse:
+    """From the balance to the credit line; exact under concurrency (never more than the bill owes)."""
+    async with uow.read() as conn:
+        bill = await store.get_bill(conn, bill_id)
+    if bill is not None:
+        require_own(request, bill["holder_id"])
     op, replayed, _ = await flows.repay(
         uow, writer, bill_id=bill_id, repayment_id=body.repayment_id, amount_minor=body.amount_minor, now=_now()
     )

@@ -15,7 +15,8 @@ from libs.common.ids import new_id
 from libs.common.web import UowDep
 from services.ledger import cashier_client
 from services.ledger.api.routes import wallet_schemas as s
-from services.ledger.api.routes.wallet import SettingsDep, holder_scope
+from services.ledger.api.routes.wallet import SettingsDep
+from services.ledger.api.wallet_access import holder_scope
 from services.ledger.domain.wallet import errors
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.store import wallet as store

@@ -56,7 +56,15 @@ async def test_paid_top_up_credits_the_wallet_once_and_other_merchants_post_as_p
     foreign = top_up_paid("pay_tu_2", "mch_other", "usr_tu_1")  # another merchant's "top-up": its own money
     ghost = top_up_paid("pay_tu_3", TOPUP_MERCHANT, "usr_nobody")  # no such wallet: kept by the collecting merchant
     big = top_up_paid("pay_tu_4", TOPUP_MERCHANT, "usr_tu_1", amount_minor=150_000)  # above the level-0 single limit
-    await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", paid, paid, again, foreign, ghost, big)
+    # The top-up first: the wallet then opens the channel's chart accounts, and §3.1 of the next events must
+    # find them (same key, same body as the API's) rather than fail on a key "taken by another body".
+    await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", paid, paid, again)
+
+    async def top_up_seen() -> bool:
+        return await ledger.count("inbox") == 2
+
+    await eventually(top_up_seen, "the top-up to be consumed")
+    await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", foreign, ghost, big)
 
     async def all_seen() -> bool:
         return await ledger.count("inbox") == 5

@@ -86,6 +86,20 @@ class SplitResponse(BaseModel):
     last_error: str | None
 
 
+class ProfitSharingOrderResponse(BaseModel):
+    order_no: str
+    payment_id: str
+    split_id: str
+    channel: str
+    status: str
+    channel_status: str | None
+    channel_order_id: str | None
+    receivers: list[dict[str, Any]]
+    result: dict[str, Any] | None
+    ledger_transfer_id: str | None
+    last_error: str | None
+
+
 class PaymentRecordResponse(BaseModel):
     payment_id: str
     merchant_id: str
@@ -104,6 +118,7 @@ class PaymentRecordResponse(BaseModel):
     explicit_split: list[dict[str, Any]] | None
     profit_sharing: bool
     splits: list[SplitResponse]
+    profit_sharing_orders: list[ProfitSharingOrderResponse] = []
 
 
 class ReconciliationRunRequest(BaseModel):
@@ -269,15 +284,22 @@ class SplitCheckResponse(BaseModel):
     ok: bool
 
 
-class ProfitSharingOrderResponse(BaseModel):
-    order_no: str
-    payment_id: str
-    split_id: str
-    channel: str
+class WithdrawalResponse(BaseModel):
+    operation_id: str
+    holder_id: str
+    amount_minor: int
+    fee_minor: int
+    currency: str
     status: str
-    channel_status: str | None
-    channel_order_id: str | None
-    receivers: list[dict[str, Any]]
-    result: dict[str, Any] | None
-    ledger_transfer_id: str | None
+    bank_ref: str | None
+    bank_status: str | None
+    failure_code: str | None
+    ledger_outcome: str | None
     last_error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+class WithdrawalListResponse(BaseModel):
+    withdrawals: list[WithdrawalResponse]
+    next_cursor: str | None

@@ -81,3 +81,16 @@ async def claim_due(conn: AsyncConnection, *, now: datetime, lease_until: dateti
         .returning(withdrawals)
     )  # fmt: skip
     return list(rows.mappings())
+
+
+async def list_withdrawals(conn: AsyncConnection, *, holder_id: str | None, status: str | None,
+                           before_id: str | None, limit: int) -> list[RowMapping]:  # fmt: skip
+    """Newest first (wallet operation ids are time-ordered), older than `before_id`."""
+    query = select(withdrawals)
+    if holder_id is not None:
+        query = query.where(withdrawals.c.holder_id == holder_id)
+    if status is not None:
+        query = query.where(withdrawals.c.status == status)
+    if before_id:
+        query = query.where(withdrawals.c.operation_id < before_id)
+    return list((await conn.execute(query.order_by(withdrawals.c.operation_id.desc()).limit(limit))).mappings())

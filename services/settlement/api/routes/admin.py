@@ -1,8 +1,11 @@
-"""Platform administration: split receivers, split rules, merchant platform fee rates (platform-only /v1/settlement)."""
+"""Platform administration: split receivers, split rules, merchant platform fee rates, payment records, wallet
+withdrawals (platform-only /v1/settlement)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -14,18 +17,26 @@ from services.settlement.api.schemas import (
     FeeRateResponse,
     FeeRateUpsertRequest,
     PaymentRecordResponse,
+    ProfitSharingOrderResponse,
     ReceiverResponse,
     ReceiverUpsertRequest,
     ShareSchema,
     SplitResponse,
     SplitRuleResponse,
     SplitRuleUpsertRequest,
+    WithdrawalListResponse,
+    WithdrawalResponse,
 )
 from services.settlement.config import Settings
-from services.settlement.domain.errors import PAYMENT_RECORD_NOT_FOUND, RECEIVER_NOT_FOUND, SPLIT_RULE_NOT_FOUND
+from services.settlement.domain.errors import (
+    PAYMENT_RECORD_NOT_FOUND,
+    RECEIVER_NOT_FOUND,
+    SPLIT_RULE_NOT_FOUND,
+    WITHDRAWAL_NOT_FOUND,
+)
 from services.settlement.domain.splits import Share, SplitRule, validate_rule
 from services.settlement.flows.escrow import confirm
-from services.settlement.store import records
+from services.settlement.store import profit_sharing, records, withdrawals
 from services.settlement.store.tables import merchant_fee_rates, payment_records, receivers, split_rules
 
 router = APIRouter(prefix="/v1/settlement", tags=["settlement-admin"], dependencies=[PlatformOnly])
@@ -105,12 +116,39 @@ async def get_payment_record(payment_id: str, uow: UowDep) -> PaymentRecordRespo
             .first()
         )
         splits = await records.splits_for_payment(conn, payment_id)
+        orders = await profit_sharing.of_payment(conn, payment_id)
     if row is None:
         raise Problem(PAYMENT_RECORD_NOT_FOUND, f"no record of payment {payment_id}")
-    fields = {k: row[k] for k in PaymentRecordResponse.model_fields if k != "splits"}
+    fields = {k: row[k] for k in PaymentRecordResponse.model_fields if k not in ("splits", "profit_sharing_orders")}
     return PaymentRecordResponse(
-        **fields, splits=[SplitResponse(**{k: s[k] for k in SplitResponse.model_fields}) for s in splits]
-    )
+        **fields, splits=[SplitResponse(**{k: s[k] for k in SplitResponse.model_fields}) for s in splits],
+        profit_sharing_orders=[ProfitSharingOrderResponse.model_validate(
+            {k: o[k] for k in ProfitSharingOrderResponse.model_fields}) for o in orders],
+    )  # fmt: skip
+
+
+@router.get("/withdrawals")
+async def list_withdrawals(
+    uow: UowDep, holder_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> WithdrawalListResponse:  # fmt: skip
+    """Wallet withdrawals settlement pays out (contract C), newest first."""
+    async with uow.read() as conn:
+        rows = await withdrawals.list_withdrawals(conn, holder_id=holder_id, status=status, before_id=cursor,
+                                                  limit=limit)  # fmt: skip
+    items = [WithdrawalResponse.model_validate({k: r[k] for k in WithdrawalResponse.model_fields}) for r in rows]
+    return WithdrawalListResponse(withdrawals=items,
+                                  next_cursor=items[-1].operation_id if len(items) == limit else None)  # fmt: skip
+
+
+@router.get("/withdrawals/{operation_id}")
+async def get_withdrawal(operation_id: str, uow: UowDep) -> WithdrawalResponse:
+    async with uow.read() as conn:
+        row = await withdrawals.get(conn, operation_id)
+    if row is None:
+        raise Problem(WITHDRAWAL_NOT_FOUND, f"settlement has no withdrawal {operation_id}")
+    return WithdrawalResponse.model_validate({k: row[k] for k in WithdrawalResponse.model_fields})
 
 
 @router.post("/payments/{payment_id}/confirm")

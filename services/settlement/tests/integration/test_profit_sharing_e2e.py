@@ -180,8 +180,10 @@ async def test_channel_pays_the_partner_and_the_ledger_records_it_once(env: Env)
     assert (await env.order_of(payment_id))["ledger_transfer_id"] == done["ledger_transfer_id"]
     assert [e["data"]["status"] for e in await h.published("profit_sharing.finished")] == ["succeeded"]
     # the teacher's share is not settled (and paid out) a second time; the driver's is
-    due = (await h.client.get(f"/v1/settlement/payments/{payment_id}")).json()
-    assert due["profit_sharing"] is True
+    record = (await h.client.get(f"/v1/settlement/payments/{payment_id}")).json()
+    assert record["profit_sharing"] is True
+    [shown] = record["profit_sharing_orders"]
+    assert (shown["order_no"], shown["status"]) == (done["order_no"], "succeeded")
     for _ in range(2):
         await run_cycle(h.runtime.uow, h.runtime.extras["ledger"], env.settings, today())
     batches = (await h.client.get("/v1/settlement/batches")).json()["batches"]

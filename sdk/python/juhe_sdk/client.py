@@ -18,6 +18,20 @@ from typing import Any
 import httpx
 
 from juhe_sdk.errors import APIConnectionError, APIError, error_for
+from juhe_sdk.resources import (
+    Accounts,
+    CashierMerchants,
+    Payments,
+    Platform,
+    Resource,
+    Routing,
+    Settlement,
+    Statements,
+    Transfers,
+    Wallet,
+    WebhookDeliveries,
+    attach_resources,
+)
 from juhe_sdk.signing import Signer
 
 __version__ = "0.1.0"
@@ -40,6 +54,20 @@ class JuheResponse:
 
 
 class _Core:
+    # Set by `attach_resources` (juhe_sdk/resources.py); the same classes serve both clients.
+    payments: Payments
+    refunds: Resource
+    webhook_deliveries: WebhookDeliveries
+    statements: Statements
+    payouts: Resource
+    wallet: Wallet
+    accounts: Accounts
+    transfers: Transfers
+    platform: Platform
+    settlement: Settlement
+    routing: Routing
+    cashier_merchants: CashierMerchants
+
     def __init__(
         self,
         base_url: str,
@@ -142,6 +170,18 @@ class _Core:
         cursor = data.get("next_cursor")
         return str(cursor) if cursor else None
 
+    @staticmethod
+    def _items(page: Any) -> list[Any]:
+        """The items of one page: `data`, or the one list in the body (`payouts`, `accounts`, `items`, …)."""
+        if isinstance(page, list):
+            return page
+        if not isinstance(page, dict):
+            return []
+        if isinstance(page.get("data"), list):
+            return list(page["data"])
+        lists = [value for value in page.values() if isinstance(value, list)]
+        return list(lists[0]) if len(lists) == 1 else []
+
 
 class Client(_Core):
     """Synchronous client. `Client(base_url, key_id=..., secret=...)` for a merchant; `token=` for a bearer."""
@@ -149,10 +189,7 @@ class Client(_Core):
     def __init__(self, base_url: str, *, http_client: httpx.Client | None = None, **options: Any) -> None:
         super().__init__(base_url, **options)
         self._http = http_client or httpx.Client(base_url=self.base_url, timeout=self.timeout_seconds)
-        self.payments = Resource(self, "/v1/payments")
-        self.refunds = Resource(self, "/v1/refunds")
-        self.accounts = Resource(self, "/v1/accounts")
-        self.transfers = Resource(self, "/v1/transfers")
+        attach_resources(self)
 
     def close(self) -> None:
         self._http.close()
@@ -195,17 +232,22 @@ class Client(_Core):
         return self.request_raw(method, path, **kwargs).data
 
     def paginate(
-        self, path: str, params: Mapping[str, Any] | None = None, *, page_size: int = PAGE_SIZE_DEFAULT
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        page_size: int = PAGE_SIZE_DEFAULT,
+        cursor_param: str = "cursor",
     ) -> Iterator[Any]:
-        """Every item of a cursor-paginated list (`{"data": [...], "next_cursor": ...}`), page by page."""
+        """Every item of a cursor-paginated list (`{"data" | "<items>": [...], "next_cursor": ...}`), page by page."""
         query = {**(params or {}), "limit": page_size}
         for _ in range(PAGES_MAX):
             page = self.request("GET", path, params=query)
-            yield from (page.get("data", []) if isinstance(page, dict) else page or [])
+            yield from self._items(page)
             cursor = self._next_cursor(page)
             if cursor is None:
                 return
-            query["cursor"] = cursor
+            query[cursor_param] = cursor
 
 
 class AsyncClient(_Core):
@@ -214,10 +256,7 @@ class AsyncClient(_Core):
     def __init__(self, base_url: str, *, http_client: httpx.AsyncClient | None = None, **options: Any) -> None:
         super().__init__(base_url, **options)
         self._http = http_client or httpx.AsyncClient(base_url=self.base_url, timeout=self.timeout_seconds)
-        self.payments = AsyncResource(self, "/v1/payments")
-        self.refunds = AsyncResource(self, "/v1/refunds")
-        self.accounts = AsyncResource(self, "/v1/accounts")
-        self.transfers = AsyncResource(self, "/v1/transfers")
+        attach_resources(self)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -262,57 +301,22 @@ class AsyncClient(_Core):
         return (await self.request_raw(method, path, **kwargs)).data
 
     async def paginate(
-        self, path: str, params: Mapping[str, Any] | None = None, *, page_size: int = PAGE_SIZE_DEFAULT
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        page_size: int = PAGE_SIZE_DEFAULT,
+        cursor_param: str = "cursor",
     ) -> AsyncIterator[Any]:
         query = {**(params or {}), "limit": page_size}
         for _ in range(PAGES_MAX):
             page = await self.request("GET", path, params=query)
-            for item in page.get("data", []) if isinstance(page, dict) else page or []:
+            for item in self._items(page):
                 yield item
             cursor = self._next_cursor(page)
             if cursor is None:
                 return
-            query["cursor"] = cursor
+            query[cursor_param] = cursor
 
 
-class Resource:
-    """`client.payments.create(...)`, `.retrieve(id)`, `.list(...)` (auto-paginating)."""
-
-    def __init__(self, client: Client, path: str) -> None:
-        self._client = client
-        self.path = path
-
-    def create(self, *, idempotency_key: str | None = None, **fields: Any) -> Any:
-        return self._client.request("POST", self.path, json=fields, idempotency_key=idempotency_key)
-
-    def retrieve(self, resource_id: str) -> Any:
-        return self._client.request("GET", f"{self.path}/{resource_id}")
-
-    def list(self, *, page_size: int = PAGE_SIZE_DEFAULT, **params: Any) -> Iterator[Any]:
-        return self._client.paginate(self.path, params, page_size=page_size)
-
-    def action(self, resource_id: str, action: str, *, idempotency_key: str | None = None, **fields: Any) -> Any:
-        """`client.payments.action(pay_id, "close")` → POST /v1/payments/{id}/close."""
-        return self._client.request(
-            "POST", f"{self.path}/{resource_id}/{action}", json=fields, idempotency_key=idempotency_key
-        )
-
-
-class AsyncResource:
-    def __init__(self, client: AsyncClient, path: str) -> None:
-        self._client = client
-        self.path = path
-
-    async def create(self, *, idempotency_key: str | None = None, **fields: Any) -> Any:
-        return await self._client.request("POST", self.path, json=fields, idempotency_key=idempotency_key)
-
-    async def retrieve(self, resource_id: str) -> Any:
-        return await self._client.request("GET", f"{self.path}/{resource_id}")
-
-    def list(self, *, page_size: int = PAGE_SIZE_DEFAULT, **params: Any) -> AsyncIterator[Any]:
-        return self._client.paginate(self.path, params, page_size=page_size)
-
-    async def action(self, resource_id: str, action: str, *, idempotency_key: str | None = None, **fields: Any) -> Any:
-        return await self._client.request(
-            "POST", f"{self.path}/{resource_id}/{action}", json=fields, idempotency_key=idempotency_key
-        )
+AsyncResource = Resource  # the same class serves both clients (kept for callers of the old name)

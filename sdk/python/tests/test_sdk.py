@@ -77,7 +77,7 @@ def server() -> Iterator[tuple[str, _Script]]:
             self.end_headers()
             self.wfile.write(raw)
 
-        do_GET = do_POST = _answer
+        do_GET = do_POST = do_PUT = do_DELETE = _answer
 
         def log_message(self, *_: Any) -> None:
             pass
@@ -144,3 +144,36 @@ def test_pagination_follows_next_cursor(server: tuple[str, _Script]) -> None:
         assert [p["id"] for p in c.payments.list(page_size=2, status="succeeded")] == [1, 2, 3]
     assert script.received[0]["path"] == "/v1/payments?status=succeeded&limit=2"
     assert script.received[1]["path"] == "/v1/payments?status=succeeded&limit=2&cursor=c2"
+
+
+def test_resources_build_quoted_paths_and_page_every_list_shape(server: tuple[str, _Script]) -> None:
+    url, script = server
+    script.answers = [
+        (200, {}, {"payouts": [{"id": "po_1"}], "next_cursor": "po_1"}),
+        (200, {}, {"payouts": [], "next_cursor": None}),
+        (200, {}, {"items": [{"id": "r1"}], "next_cursor": "r1"}),
+        (200, {}, {"items": [{"id": "r2"}], "next_cursor": None}),
+        (200, {}, {"holder": {}}),
+        (201, {}, {"id": "wd_1"}),
+        (200, {}, {"ok": True}),
+        (200, {}, {"ok": True}),
+    ]
+    with Client(url, token="t.s") as c:
+        assert [p["id"] for p in c.payouts.list(status="pending")] == ["po_1"]
+        assert [r["id"] for r in c.routing.rules.list(page_size=1)] == ["r1", "r2"]
+        c.wallet.my_wallet("usr/1 2")
+        c.wallet.holder("usr_1").withdraw(amount_minor=5, currency="CNY", idempotency_key="w-1")
+        c.settlement.set_split_rule("mch_1", shares=[], remainder_receiver_id="rcv_1")
+        c.platform.rotate_key("key_1", overlap_seconds=60)
+    paths = [r["path"] for r in script.received]
+    assert paths == [
+        "/v1/payouts?status=pending&limit=50",
+        "/v1/payouts?status=pending&limit=50&cursor=po_1",
+        "/v1/rules?limit=1",
+        "/v1/rules?limit=1&after=r1",
+        "/v1/wallet/holders/usr%2F1%202/my-wallet",
+        "/v1/wallet/holders/usr_1/withdrawals",
+        "/v1/settlement/merchants/mch_1/split-rule",
+        "/v1/platform/keys/key_1/rotate",
+    ]
+    assert script.received[5]["headers"]["Idempotency-Key"] == "w-1"

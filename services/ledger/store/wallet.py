@@ -33,6 +33,7 @@ from services.ledger.domain.wallet.entitlements import Action, Entitlement, Hold
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.domain.wallet.kyc import KycStatus, kyc_level
 from services.ledger.domain.wallet.postings import (
+    BILL_REPAYABLE,
     CHART_SUBACCOUNTS,
     MERCHANT_SUBACCOUNTS,
     PERSON_SUBACCOUNTS,
@@ -602,6 +603,14 @@ async def insert_bill(conn: AsyncConnection, values: dict[str, Any]) -> RowMappi
     sql = """INSERT INTO wallet_bills (id, holder_id, currency, amount_due_minor, period, due_at)
              VALUES (:id, :h, :c, :amt, :p, :due) ON CONFLICT (holder_id, currency, period) DO NOTHING RETURNING *"""
     return (await conn.execute(text(sql), values)).mappings().first()
+
+
+async def bill_repayable_account(tx: Tx, bill: RowMapping) -> str:
+    """The bill's memo account (9103): may go down to −(amount due), so repayments never exceed the bill."""
+    return await _open_ledger_account(
+        tx, key=f"wallet:bill:{bill['id']}", holder_id=bill["holder_id"], line=BILL_REPAYABLE,
+        currency=bill["currency"], credit_limit_minor=bill["amount_due_minor"], metadata={"bill_id": bill["id"]},
+    )  # fmt: skip
 
 
 async def get_bill(conn: AsyncConnection, bill_id: str, *, for_update: bool = False) -> RowMapping | None:

@@ -11,6 +11,8 @@ from sqlalchemy.engine import RowMapping
 
 from libs.common.db import UnitOfWork
 from libs.common.ids import new_id
+from services.ledger.domain import errors as ledger_errors
+from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.wallet import errors
 from services.ledger.domain.wallet import postings as p
 from services.ledger.domain.wallet.entitlements import CHINA_TZ, Action, HolderType, SubaccountType
@@ -301,7 +303,12 @@ async def repay(
     uow: UnitOfWork, writer: LedgerWriter, *, bill_id: str, repayment_id: str, amount_minor: int, now: datetime
 ) -> tuple[RowMapping, bool, RowMapping]:
     """From the balance: Dr user_wallet, Cr user_credit: the debt shrinks, so the line's available amount
-    is restored by the same transfer."""
+    is restored by the same transfer.
+
+    Exact under concurrency: the transfer also carries the memo postings Dr 9103 bill_repayable[bill] N;
+    Cr 9102 N, and that memo account may not go below −(amount due). So the engine, under the account
+    locks, refuses the repayment that would exceed the bill, however many arrive at once and on whichever
+    replica (the same mechanism as the daily limits); the sum read before is only an early answer."""
     async with uow.begin() as tx:
         bill = await store.get_bill(tx.conn, bill_id)
         if bill is None:
@@ -310,16 +317,26 @@ async def repay(
         holder_id, currency = bill["holder_id"], bill["currency"]
         wallet = await store.open_subaccount(tx, holder_id, SubaccountType.BALANCE, currency)
         credit = await store.open_subaccount(tx, holder_id, SubaccountType.CREDIT, currency)
+        repayable = await store.bill_repayable_account(tx, bill)
+        usage = await store.shared_account(tx, holder_id=PLATFORM, line=p.QUOTA_USAGE, currency=currency)
     existing = None
     async with uow.read() as conn:
         existing = await store.operation_by_key(conn, "repayment", repayment_id)
     if existing is None and amount_minor > remaining:
         raise WalletError(errors.REPAYMENT_TOO_LARGE, f"bill {bill_id} has {remaining} left to repay")
-    op, replayed = await store.execute(
-        uow, writer,
-        Movement(holder_id, "repayment", repayment_id, amount_minor, currency,
-                 p.move(source=wallet, target=credit, amount_minor=amount_minor, currency=currency),
-                 [(SubaccountType.CREDIT, Action.TOP_UP)], reference=bill_id, details={"bill_id": bill_id}),
-        now=now,
-    )  # fmt: skip
+    postings = [
+        *p.move(source=wallet, target=credit, amount_minor=amount_minor, currency=currency),
+        p.dr(repayable, amount_minor, currency), p.cr(usage, amount_minor, currency),
+    ]  # fmt: skip
+    try:
+        op, replayed = await store.execute(
+            uow, writer,
+            Movement(holder_id, "repayment", repayment_id, amount_minor, currency, postings,
+                     [(SubaccountType.CREDIT, Action.TOP_UP)], reference=bill_id, details={"bill_id": bill_id}),
+            now=now,
+        )  # fmt: skip
+    except LedgerError as e:
+        if e.spec is ledger_errors.INSUFFICIENT_FUNDS and e.extensions.get("account_id") == repayable:
+            raise WalletError(errors.REPAYMENT_TOO_LARGE, f"bill {bill_id}: more than what is left to repay") from e
+        raise
     return op, replayed, bill

@@ -56,6 +56,7 @@ MARKETING_EXPENSE = Line("marketing_expense", "5201", False)
 POINTS_ISSUED = Line("points_issued", "3102", False)  # counterpart of every point in users' hands (XXX)
 QUOTA = Line("entitlement_quota", "9101", True)  # memo, per holder/sub-account/action/window
 QUOTA_USAGE = Line("entitlement_quota_usage", "9102", False)  # memo counterpart, platform
+BILL_REPAYABLE = Line("bill_repayable", "9103", True)  # memo, one per bill: limit = amount due
 
 
 def dr(account_id: str, amount_minor: int, currency: str) -> Posting:

@@ -4,6 +4,7 @@ outbox) applied through the very handler the inbox consumer calls."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -169,6 +170,7 @@ async def test_channel_pays_the_partner_and_the_ledger_records_it_once(env: Env)
     assert order["status"] == "pending" and [(r["account"], r["amount_minor"]) for r in order["receivers"]] == [
         (TEACHER_MCHID, 2500)
     ]
+    await asyncio.gather(*(env.sharing.step(order["order_no"]) for _ in range(3)))  # replicas racing
     done = await env.share_until_final(payment_id)
     assert (done["status"], done["channel_status"]) == ("succeeded", "succeeded"), done
     assert done["channel_order_id"] and done["ledger_transfer_id"]

@@ -5,6 +5,7 @@ handler the inbox consumer calls."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import itertools
 import time
@@ -265,3 +266,20 @@ async def published_types(env: Env, subject: str) -> list[str]:
     async with env.runtime.uow.read() as conn:
         rows = await conn.execute(select(outbox.c.event_type).where(outbox.c.key == subject))
         return [str(t) for t in rows.scalars()]
+
+
+async def test_callback_poll_and_repeats_racing_finish_once(env: Env) -> None:
+    holder = await env.person(SLOW_CARD)
+    op_id = await env.withdraw(holder, 3_000)
+    await env.deliver(await env.requested_event(op_id))
+    await env.withdrawals.round()
+    async with httpx.AsyncClient(base_url=env.bank.base_url) as bank:  # the bank decides: its callback races
+        r = await bank.post(f"/control/payouts/{env.bank_client_id}/{op_id}/complete", json={"status": "SUCCEEDED"})
+        assert r.status_code == 200, r.text
+    won = await asyncio.gather(*(env.withdrawals.apply_outcome(op_id, "SUCCEEDED", None) for _ in range(4)),
+                               env.withdrawals.step(op_id), env.withdrawals.step(op_id))  # fmt: skip
+    row = await env.finished(op_id)
+    assert (row["status"], row["ledger_outcome"]) == ("succeeded", "posted")
+    assert sum(1 for w in won if w is True) <= 1
+    assert await published_types(env, op_id) == ["withdrawal.finished"]
+    assert (await env.operation(op_id))["status"] == "posted"

@@ -16,8 +16,9 @@ billed twice, a channel number pointing at a record another line has by key). Th
 tested against `Matcher` on generated days with every such case
 (tests/integration/test_reconciliation_staging.py).
 
-Juhe's own keys are unique in practice (an out_trade_no per attempt, a refund id per refund); should two
-records ever share one, the first staged is kept, as the Python index kept one.
+Juhe's own keys are unique by construction (an out_trade_no per attempt, a refund id per refund). Should
+two records ever share one, one of them is used, as the Python index kept one (which one depended on row
+order there too); the equivalence above is for unique keys.
 """
 
 from __future__ import annotations
@@ -90,15 +91,15 @@ _OUTCOME = f"""CASE
     WHEN r_fee IS NOT NULL AND r_kind = 'payment' AND r_fee <> l.fee_minor THEN '{Outcome.FEE_MISMATCH}'
     ELSE '{Outcome.MATCHED}' END"""
 
-# Which records each line can reach: its own key (k), and for a payment line with a channel number the
-# record that number points at (c). `rid` is the record it meets when nothing competes for it, and
-# `outcome` the classification against that record; both are redone for lines that compete.
+# Temporary tables are never analysed by autovacuum: without statistics the planner could pick nested loops.
 _ANALYZE = ("ANALYZE rcn_line", "ANALYZE rcn_rec")
 
 
 def _pair(channel_numbers: str) -> str:
-    """`channel_numbers`: the payment records to look channel numbers up in (`rcn_rec` itself, or its
-    deduplicated copy)."""
+    """Which records each line can reach: its own key (k), and for a payment line with a channel number
+    the record that number points at (c, looked up in `channel_numbers`: `rcn_rec` itself or its
+    deduplicated copy). `rid` is the record it meets when nothing competes for it, and `outcome` the
+    classification against that record; both are redone for lines that compete."""
     return f"""CREATE TEMP TABLE rcn_pair ON COMMIT DROP AS
          SELECT l.seq, l.key_rid, l.ch_rid, l.rid, {_OUTCOME} AS outcome
            FROM (SELECT l.*, k.rid AS key_rid, c.rid AS ch_rid, coalesce(k.rid, c.rid) AS rid,

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -25,6 +25,7 @@ import pytest
 from libs.common.embedded import free_port
 from sandboxes.common.testing import SandboxProcess
 from services.settlement.app import create_app
+from services.settlement.store import reconciliation as reconciliation_store
 
 MCHID = "1900000209"
 APPID = "wxd678efh567hg6787"
@@ -94,7 +95,8 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
         ledger_url=ledger.base_url,
         role="all",
     )
-    settlement = await running_apps(create_app(settings))
+    app = create_app(settings)
+    settlement = await running_apps(app)
     merchant_id = f"mch_{uuid.uuid4().hex[:10]}"
     headers = {"X-Juhe-Merchant-Id": merchant_id}
     async with httpx.AsyncClient(base_url=cashier.base_url, timeout=30) as c:
@@ -200,6 +202,23 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
         json={"channel": "wechatpay", "merchant_id": merchant_id, "bill_date": bill_date},
     )
     assert (again.json()["status"], again.json()["error"], again.json()["counts"]) == ("finished", None, run["counts"])
+    assert await platform_balances(ledger.base_url) == {"escrow_bank": net, "channel_clearing": -net}
+    # the channel unreachable: the run fails as a problem, is kept as failed, and nothing moves
+    async with httpx.AsyncClient() as client:
+        assert (await client.put(sandbox.base_url + "/control/faults", json={"error_rate": 1.0})).status_code == 200
+        try:
+            failed = await settlement.post(
+                "/v1/settlement/reconciliations",
+                json={"channel": "wechatpay", "merchant_id": merchant_id, "bill_date": bill_date},
+            )
+        finally:
+            await client.put(sandbox.base_url + "/control/faults", json={"error_rate": 0.0})
+    assert (failed.status_code, failed.json()["code"]) == (502, "bill_unavailable"), failed.text
+    report = (await settlement.get("/v1/settlement/reconciliation-report", params={"bill_date": bill_date})).json()
+    assert report["channels"]["wechatpay"]["runs"] == 3
+    async with app.state.runtime.uow.read() as conn:
+        runs = await reconciliation_store.runs_of_day(conn, date.fromisoformat(bill_date))
+    assert [(r["status"], r["error"] is not None) for r in runs] == [("finished", False)] * 2 + [("failed", True)]
     assert await platform_balances(ledger.base_url) == {"escrow_bank": net, "channel_clearing": -net}
     verified = await asyncio.to_thread(
         subprocess.run,

@@ -76,6 +76,8 @@ async def reconciliation_report(uow: UowDep, bill_date: date) -> dict[str, Any]:
         runs = await store.runs_of_day(conn, bill_date)
     channels: dict[str, dict[str, Any]] = {}
     for run in runs:
+        if run["status"] != "finished":  # a failed or running run's partial figures would count lines twice
+            continue
         entry = channels.setdefault(run["channel"], {"runs": 0, "bill_lines": 0, "counts": {}})
         entry["runs"] += 1
         entry["bill_lines"] += int(run["bill_lines"])

@@ -51,6 +51,22 @@ class Settings(ServiceSettings):
     wallet_reconcile_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     wallet_reconcile_batch_max: int = Field(default=200, ge=1, le=10_000)
 
+    # Where the launcher says the sandboxes are (it gives every service `sandbox_<name>_url`): the identity
+    # sandbox stands for the identity provider unless `wallet_identity_base_url` is set explicitly.
+    sandbox_identity_url: str | None = None
+    # This service's own address as the launcher (or a deployment) publishes it: the KYC callback goes there
+    # unless `wallet_public_base_url` is set (behind the gateway a request's base URL is not reachable for
+    # the provider: the gateway authenticates everything but the channels' notify paths).
+    public_base_url: str | None = None
+
+    @model_validator(mode="after")
+    def _identity_sandbox_when_not_set(self) -> Settings:
+        if self.sandbox_identity_url and "wallet_identity_base_url" not in self.model_fields_set:
+            self.wallet_identity_base_url = self.sandbox_identity_url
+        if self.public_base_url and self.wallet_public_base_url is None:
+            self.wallet_public_base_url = self.public_base_url
+        return self
+
     @model_validator(mode="after")
     def _refuse_demo_identity_secret_in_production(self) -> Settings:
         if self.env == "prod" and self.wallet_identity_secret.get_secret_value() == DEMO_IDENTITY_SECRET:

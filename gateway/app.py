@@ -54,6 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
 
     use_plain_asgi_observability(app, settings.service_name)
+    app.router.routes.insert(0, proxy.FirstMatchProxyRoute(proxy.own_prefixes([platform.router, internal.router])))
     own: list[dict[str, Any]] = []
 
     def own_document() -> dict[str, Any]:

@@ -195,3 +195,22 @@ def test_prefix_index_answers_like_the_scan() -> None:
     routes_only = access.PrefixIndex(DEFAULT_ROUTES)
     assert access.match_prefix("/v1/notify/bank/cb", routes_only) == "/v1/notify/bank"
     assert access.match_prefix("/v2/payments", routes_only) is None
+
+
+def test_the_first_match_proxy_route_leaves_the_gateways_own_routes_to_the_router() -> None:
+    from starlette.routing import Match
+
+    from gateway.api.routes import internal, platform, proxy
+
+    route = proxy.FirstMatchProxyRoute(proxy.own_prefixes([platform.router, internal.router]))
+
+    def match(method: str, path: str) -> Match:
+        return route.matches({"type": "http", "method": method, "path": path})[0]
+
+    assert match("POST", "/v1/payments") == Match.FULL
+    assert route.matches({"type": "http", "method": "GET", "path": "/v1/a/b"})[1]["path_params"] == {"path": "a/b"}
+    assert match("GET", "/v1/platform/merchants/mch_1") == Match.NONE
+    assert match("GET", "/v1/platform") == Match.NONE
+    assert match("GET", "/v1/platformer") == Match.FULL
+    assert match("OPTIONS", "/v1/payments") == Match.NONE  # the router answers (405), as before
+    assert match("GET", "/livez") == Match.NONE and match("GET", "/internal/v1/x") == Match.NONE

@@ -4,7 +4,11 @@ Consumed: `cashier.payments` (`payment.succeeded`) and `cashier.refunds` (`refun
 docs/ledger.md §3.1/§3.3 by `events.consumers.CashierPostings`. Their handlers need the process's batching
 writer, which exists only once the app has started, so that consumer is run by a background task (which
 receives the runtime) rather than listed in `subscriptions(settings)`; it is the same `InboxConsumer`
-with its own consumer group.
+with its own consumer group. A `wallet_topup` payment of the collecting merchant is credited to the wallet
+(§3.7) instead.
+
+Loops: expiry of pending transfers; the wallet reconciler (pending wallet operations whose hold finished
+behind their back get their status and their `ledger.wallet` event, once).
 """
 
 from __future__ import annotations

@@ -124,11 +124,14 @@ async def test_top_up_credited_once_per_payment(wallet: Wallet) -> None:
     assert await wallet.wallet_events(r.json()["id"]) == []
 
 
-async def test_settlement_and_the_platform_read_the_full_card(wallet: Wallet, service_settings) -> None:  # type: ignore[no-untyped-def]
+async def test_the_full_card_for_services_and_the_platform_masked_for_the_user(
+    wallet: Wallet, service_settings  # type: ignore[no-untyped-def]
+) -> None:
     holder_id = await funded_person(wallet)
     op = (await withdraw(wallet, holder_id)).json()
     secret = service_settings("ledger").internal_token_secret.get_secret_value()
     for identity, number in (
+        ({"user": holder_id}, "6222***********2444"),
         ({"service": "settlement"}, CARD),
         ({"platform": "plt_demo"}, CARD),
     ):

@@ -50,6 +50,9 @@ class Settings(ServiceSettings):
     # between the writer's commit and the operation's) are brought up to date, with their event.
     wallet_reconcile_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     wallet_reconcile_batch_max: int = Field(default=200, ge=1, le=10_000)
+    # A withdrawal hold with no operation this long after it was written lost its request (a crash between
+    # the two commits): the reconciler records it, so it is paid out (a live request takes milliseconds).
+    wallet_orphan_after_seconds: float = Field(default=60.0, gt=0, le=86_400)
 
     # Where the launcher says the sandboxes are (it gives every service `sandbox_<name>_url`): the identity
     # sandbox stands for the identity provider unless `wallet_identity_base_url` is set explicitly.

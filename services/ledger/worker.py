@@ -25,6 +25,7 @@ from services.ledger.config import Settings
 from services.ledger.domain.engine import VoidPending
 from services.ledger.events.consumers import CashierPostings
 from services.ledger.store import wallet as wallet_store
+from services.ledger.store import wallet_flows
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.worker")
@@ -110,14 +111,20 @@ async def expire_pending_transfers(runtime: Runtime) -> None:
 async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     """One round: pending wallet operations whose hold finished (expired, or posted/voided by a call that
     crashed before recording it) get their status and their `ledger.wallet` event, each exactly once (the
-    status compare-and-set decides). Returns how many were found."""
+    status compare-and-set decides); withdrawal holds whose operation was never recorded get it (and
+    `withdrawal.requested`), once (the insert on the business key decides). Returns how many were found."""
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
     async with runtime.uow.read() as conn:
         ids = await wallet_store.unsynced_operations(conn, batch_max)
     for operation_id in ids:
         await wallet_store.sync_operation(runtime.uow, operation_id)
-    if ids:
-        log.info("wallet operations reconciled", count=len(ids))
-    return len(ids)
+    adopted = await wallet_flows.adopt_orphan_withdrawals(
+        runtime.uow, older_than_seconds=settings.wallet_orphan_after_seconds, limit=batch_max
+    )
+    if ids or adopted:
+        log.info("wallet operations reconciled", synced=len(ids), adopted=adopted)
+    return max(len(ids), adopted)
 
 
 async def reconcile_wallet_operations(runtime: Runtime) -> None:

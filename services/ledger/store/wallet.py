@@ -394,6 +394,7 @@ class Movement:
     timeout_seconds: int | None = None
     reference: str | None = None
     details: dict[str, Any] | None = None
+    transfer_metadata: dict[str, Any] | None = None  # more than kind and holder, e.g. to adopt an orphan
 
 
 async def get_operation(conn: AsyncConnection, operation_id: str) -> RowMapping | None:
@@ -467,44 +468,58 @@ async def execute(uow: UnitOfWork, writer: LedgerWriter, m: Movement, *, now: da
     request = TransferRequest(
         source=WALLET_SOURCE, idempotency_key=f"{m.kind}:{m.idempotency_key}", postings=(*m.postings, *memo),
         pending=m.pending, timeout_seconds=m.timeout_seconds, reference=m.reference,
-        metadata={"wallet_operation": m.kind, "holder_id": m.holder_id},
+        metadata={"wallet_operation": m.kind, "holder_id": m.holder_id, **(m.transfer_metadata or {})},
     )  # fmt: skip
     request.validate()
     [outcome] = await writer.submit(CreateTransfers((request,)))
     transfer = _transfer_or_raise(outcome, quota_ids)
     async with uow.begin() as tx:
-        details = {**(m.details or {}), "body_hash": body_hash(_movement_body(m))}
-        row = (
-            (
-                await tx.conn.execute(
-                    text(
-                        """INSERT INTO wallet_operations (id, holder_id, kind, idempotency_key, transfer_id, status,
-                                  amount_minor, currency, details)
-                       VALUES (:id, :h, :k, :key, :t, :s, :amt, :c, CAST(:d AS jsonb))
-                       ON CONFLICT (kind, idempotency_key) DO NOTHING RETURNING *"""
-                    ),
-                    {
-                        "id": new_id("wop"),
-                        "h": m.holder_id,
-                        "k": m.kind,
-                        "key": m.idempotency_key,
-                        "t": transfer.id,
-                        "s": transfer.status.value,
-                        "amt": m.amount_minor,
-                        "c": m.currency,
-                        "d": json.dumps(details),
-                    },
-                )
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:  # a concurrent duplicate recorded it first (and published)
+        row = await record_operation(tx, m, transfer_id=transfer.id, status=transfer.status.value)
+        if row is None:  # a concurrent duplicate (or the orphan reconciler) recorded it first, and published
             existing = await operation_by_key(tx.conn, m.kind, m.idempotency_key)
             assert existing is not None
             return _replay_or_conflict(existing, m), True
-        publish_operation_event(tx, row, row["status"])  # only the one insert that won publishes
     return row, False
+
+
+async def record_operation(tx: Tx, m: Movement, *, transfer_id: str, status: str) -> RowMapping | None:
+    """Inserts the operation of a written transfer and publishes its event in the same transaction; None when
+    the operation was already recorded (only the insert that wins publishes)."""
+    details = {**(m.details or {}), "body_hash": body_hash(_movement_body(m))}
+    row = (
+        (
+            await tx.conn.execute(
+                text(
+                    """INSERT INTO wallet_operations (id, holder_id, kind, idempotency_key, transfer_id, status,
+                              amount_minor, currency, details)
+                   VALUES (:id, :h, :k, :key, :t, :s, :amt, :c, CAST(:d AS jsonb))
+                   ON CONFLICT (kind, idempotency_key) DO NOTHING RETURNING *"""
+                ),
+                {"id": new_id("wop"), "h": m.holder_id, "k": m.kind, "key": m.idempotency_key, "t": transfer_id,
+                 "s": status, "amt": m.amount_minor, "c": m.currency, "d": json.dumps(details)},
+            )
+        )
+        .mappings()
+        .first()
+    )  # fmt: skip
+    if row is not None:
+        publish_operation_event(tx, row, row["status"])
+    return row
+
+
+async def orphan_withdrawal_holds(conn: AsyncConnection, *, older_than_seconds: float, limit: int) -> list[RowMapping]:
+    """Withdrawal holds written by the writer whose operation was never recorded (the request died between
+    the two commits): pending, older than a request can take, no operation. Read through the pending-timeout
+    index (withdrawal holds always have a timeout)."""
+    sql = """SELECT t.id, t.idempotency_key, t.status, t.metadata FROM transfers t
+              WHERE t.status = 'pending' AND t.timeout_at IS NOT NULL AND t.source = :src
+                AND t.metadata->>'wallet_operation' = 'withdrawal' AND t.metadata ? 'amount_minor'
+                AND t.created_at < clock_timestamp() - make_interval(secs => :age)
+                AND NOT EXISTS (SELECT 1 FROM wallet_operations o WHERE o.kind = 'withdrawal'
+                                   AND o.idempotency_key = substr(t.idempotency_key, length('withdrawal:') + 1))
+              ORDER BY t.timeout_at LIMIT :n"""
+    params = {"src": WALLET_SOURCE, "age": older_than_seconds, "n": limit}
+    return list((await conn.execute(text(sql), params)).mappings().all())
 
 
 def _transfer_or_raise(outcome: Outcome, quota_ids: dict[str, tuple[str, int]]) -> Transfer:

@@ -13,6 +13,7 @@ from libs.common.db import UnitOfWork
 from libs.common.ids import new_id
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
+from services.ledger.domain.transfers import Posting
 from services.ledger.domain.wallet import errors
 from services.ledger.domain.wallet import postings as p
 from services.ledger.domain.wallet.entitlements import CHINA_TZ, Action, HolderType, SubaccountType
@@ -78,20 +79,52 @@ async def withdraw(
             tx, holder_id=PLATFORM, line=p.ESCROW_BANK, currency=currency, credits_bounded=True
         )
         income = await store.shared_account(tx, holder_id=PLATFORM, line=p.PLATFORM_FEE_INCOME, currency=currency)
-    card = holder["bank_card"] or ""
     postings = p.withdraw(
         wallet=wallet, escrow=escrow, fee_income=income, amount_minor=amount_minor, fee_minor=fee_minor,
         currency=currency,
     )  # fmt: skip
-    # Settlement pays out to this card (contract C): it reads it here, never from the bus.
-    details = {"fee_minor": fee_minor, "bank_card": {"number": card, "holder_name": holder["name"]},
-               "bank_card_masked": mask(card, 4, 4) if card else None}  # fmt: skip
     return await store.execute(
         uow, writer,
-        Movement(holder_id, "withdrawal", withdrawal_id, amount_minor, currency, postings, checks, pending=True,
-                 timeout_seconds=timeout_seconds, reference=withdrawal_id, details=details),
+        _withdrawal(holder, withdrawal_id, amount_minor, fee_minor, currency, postings, checks, timeout_seconds),
         now=now,
     )  # fmt: skip
+
+
+def _withdrawal(
+    holder: RowMapping, withdrawal_id: str, amount_minor: int, fee_minor: int, currency: str,
+    postings: list[Posting], checks: list[tuple[SubaccountType, Action]], timeout_seconds: int | None,
+) -> Movement:  # fmt: skip
+    """The withdrawal's operation, built the same way by the request and by the orphan reconciler (so a
+    retry of the request replays what the reconciler recorded). Settlement pays out to the card in
+    `details.bank_card` (contract C): it reads it here, never from the bus."""
+    card = holder["bank_card"] or ""
+    details = {"fee_minor": fee_minor, "bank_card": {"number": card, "holder_name": holder["name"]},
+               "bank_card_masked": mask(card, 4, 4) if card else None}  # fmt: skip
+    return Movement(
+        holder["holder_id"], "withdrawal", withdrawal_id, amount_minor, currency, postings, checks, pending=True,
+        timeout_seconds=timeout_seconds, reference=withdrawal_id, details=details,
+        transfer_metadata={"amount_minor": amount_minor, "fee_minor": fee_minor, "currency": currency},
+    )  # fmt: skip
+
+
+async def adopt_orphan_withdrawals(uow: UnitOfWork, *, older_than_seconds: float, limit: int) -> int:
+    """Records the operation of each withdrawal hold whose request died after the writer's commit and before
+    the operation's (and so publishes `withdrawal.requested`): the user asked for it and the money is held,
+    so it is paid out like any other. The insert is `ON CONFLICT DO NOTHING` on the business key: if the
+    request (or its retry) records it after all, exactly one of them wins and publishes."""
+    async with uow.read() as conn:
+        orphans = await store.orphan_withdrawal_holds(conn, older_than_seconds=older_than_seconds, limit=limit)
+    for t in orphans:
+        meta = t["metadata"]
+        withdrawal_id = str(t["idempotency_key"]).removeprefix("withdrawal:")
+        async with uow.begin() as tx:
+            holder = await store.get_holder(tx.conn, str(meta["holder_id"]))
+            if holder is None:
+                continue
+            m = _withdrawal(holder, withdrawal_id, int(meta["amount_minor"]), int(meta["fee_minor"]),
+                            str(meta["currency"]), [], [], None)  # fmt: skip
+            await store.record_operation(tx, m, transfer_id=str(t["id"]), status=str(t["status"]))
+    return len(orphans)
 
 
 async def pay(

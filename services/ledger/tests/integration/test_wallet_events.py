@@ -148,3 +148,37 @@ async def wait_events(wallet: Wallet, subject: str, count: int) -> list[dict[str
             return events
         await asyncio.sleep(0.05)
     raise AssertionError(f"{subject}: fewer than {count} wallet events: {await wallet.wallet_events(subject)}")
+
+
+async def test_a_withdrawal_hold_whose_operation_was_never_recorded_is_adopted_once(
+    identity, migrated_database, service_settings  # type: ignore[no-untyped-def]
+) -> None:
+    """The writer committed the hold, then the request died before the operation's commit (simulated by
+    removing the operation and its event): the reconciler records it and publishes `withdrawal.requested`
+    once, and the user's retry with the same key replays exactly that operation."""
+    from services.ledger.tests.integration.wallet_harness import running_wallet
+
+    async for wallet in running_wallet(
+        identity, migrated_database, service_settings, wallet_orphan_after_seconds=0.3
+    ):
+        holder_id = await funded_person(wallet)
+        body = {"withdrawal_id": "wd_orphan", "amount_minor": 2_000, "fee_minor": 10}
+        lost = (await wallet.client.post(f"/v1/wallet/holders/{holder_id}/withdrawals", json=body)).json()
+        await wallet.execute("DELETE FROM outbox WHERE key = :k", k=lost["id"])
+        await wallet.execute("DELETE FROM wallet_operations WHERE id = :k", k=lost["id"])
+
+        adopted = "SELECT * FROM wallet_operations WHERE idempotency_key = 'wd_orphan'"
+        for _ in range(200):
+            if rows := await wallet.sql(adopted):
+                break
+            await asyncio.sleep(0.05)
+        [row] = rows
+        assert (row["transfer_id"], row["status"], row["amount_minor"]) == (lost["transfer_id"], "pending", 2_000)
+        [event] = await wait_events(wallet, row["id"], 1)
+        assert event["type"] == "withdrawal.requested" and event["data"]["fee_minor"] == 10
+        again = await wallet.client.post(f"/v1/wallet/holders/{holder_id}/withdrawals", json=body)
+        assert again.status_code == 200 and again.json()["id"] == row["id"], again.text
+        assert again.json()["details"]["bank_card"] == {"number": CARD, "holder_name": "张三"}
+        await asyncio.sleep(0.7)  # more reconciler rounds: nothing more
+        assert len(await wallet.wallet_events(row["id"])) == 1
+        assert len(await wallet.sql(adopted)) == 1

@@ -152,6 +152,15 @@ class Wallet:
         finally:
             await engine.dispose()
 
+    async def execute(self, statement: str, **params: Any) -> None:
+        """A committed write behind the service's back (to simulate what a crash leaves)."""
+        engine = create_async_engine(self.database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(statement), params)
+        finally:
+            await engine.dispose()
+
     async def wallet_events(self, subject: str | None = None) -> list[dict[str, Any]]:
         """The `ledger.wallet` outbox rows (decoded envelopes), oldest first; of one operation if given."""
         rows = await self.sql(

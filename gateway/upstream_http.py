@@ -4,10 +4,14 @@ Why not httpx here: the profile of the gateway under load showed httpx/httpcore/
 building, URL merging, cookie handling, cancellation shields, a pool lock per request) as about half of
 the gateway's own CPU per proxied call, more than the guard statement and the signature check together.
 This client keeps only what a reverse proxy needs: a bounded pool of keep-alive connections to one
-service, h11 (the HTTP/1.1 state machine httpcore itself uses, a dependency of uvicorn) to write the
-request and parse the response correctly (chunked or sized bodies, HEAD, keep-alive rules, header
-validation), one overall timeout per exchange, and a bound on the response size. httpx stays for
-everything else (OpenAPI fetches, read retries with backoff).
+service, one overall timeout per exchange, and a bound on the response size.
+
+Responses are parsed by httptools (llhttp, the C parser uvicorn already uses for requests): sized,
+chunked and read-until-close bodies, keep-alive rules, 1xx skipped, HEAD without a body. It replaced h11,
+whose pure-Python state machine and header validation were about a seventh of the gateway's CPU. The
+request is written here, and validated as strictly as h11 did: method and header names are tokens, the
+target and header values carry no CR, LF, NUL or other control character, so nothing a client sent can
+split the request. httpx stays for everything else (OpenAPI fetches, read retries with backoff).
 
 Errors: `UpstreamConnectError` means no connection could be opened, so nothing reached the service (the
 only case in which a write may be sent again); every other failure is an `UpstreamTransportError`.
@@ -16,12 +20,13 @@ only case in which a write may be sent again); every other failure is an `Upstre
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import h11
+import httptools
 
 READ_CHUNK_BYTES = 65_536
 # uvicorn closes idle keep-alive connections after 5 s; dropping ours earlier keeps a request from being
@@ -41,11 +46,18 @@ class UpstreamTimeoutError(UpstreamTransportError):
     pass
 
 
+# RFC 9110 tokens (method, header names); a target and header values of visible characters (obs-text
+# allowed, as h11 did), values with inner spaces/tabs but none at either end.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_TARGET = re.compile(r"[\x21-\x7e\x80-\xff]+")
+_FIELD_VALUE = re.compile(r"(?:[\x21-\x7e\x80-\xff](?:[\x20\x09\x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
+BODYLESS_REQUEST_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
 @dataclass(slots=True)
 class _Connection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    protocol: h11.Connection = field(default_factory=lambda: h11.Connection(h11.CLIENT))
     idle_since: float = 0.0
 
     def usable(self, now: float) -> bool:
@@ -115,50 +127,118 @@ class KeepAlivePool:
     async def _exchange(
         self, connection: _Connection, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes
     ) -> UpstreamReply:
-        protocol = connection.protocol
-        wire_headers = [("Host", self.authority), *headers]
-        if body or method not in ("GET", "HEAD", "OPTIONS", "DELETE"):
-            wire_headers.append(("Content-Length", str(len(body))))
+        head = _request_head(method, target, self.authority, headers, body)
         try:
-            out = protocol.send(h11.Request(method=method, target=target, headers=wire_headers))
-            if body:
-                out += protocol.send(h11.Data(data=body))
-            out += protocol.send(h11.EndOfMessage())
-            connection.writer.write(out)
+            connection.writer.write(head + body if body else head)
             await connection.writer.drain()
-            return await self._read_reply(connection)
-        except h11.ProtocolError as exc:
-            raise UpstreamTransportError(f"HTTP protocol error with {self.authority}: {exc}") from exc
+            return await self._read_reply(connection, head_request=method == "HEAD")
         except OSError as exc:
             raise UpstreamTransportError(f"connection to {self.authority} failed: {exc!r}") from exc
 
-    async def _read_reply(self, connection: _Connection) -> UpstreamReply:
-        protocol = connection.protocol
-        status = 0
-        headers: list[tuple[str, str]] = []
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            event = protocol.next_event()
-            if event is h11.NEED_DATA:
-                protocol.receive_data(await connection.reader.read(READ_CHUNK_BYTES))
-            elif isinstance(event, h11.Response):
-                status = event.status_code
-                headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers]
-            elif isinstance(event, h11.Data):
-                size += len(event.data)
-                if size > self.response_bytes_max:
-                    raise UpstreamTransportError(f"response from {self.authority} over {self.response_bytes_max} bytes")
-                chunks.append(bytes(event.data))
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            elif isinstance(event, h11.ConnectionClosed):
+    async def _read_reply(self, connection: _Connection, *, head_request: bool) -> UpstreamReply:
+        reply = _ReplyReader(self.response_bytes_max, head_request=head_request)
+        parser = httptools.HttpResponseParser(reply)
+        reply.parser = parser
+        while not reply.complete:
+            data = await connection.reader.read(READ_CHUNK_BYTES)
+            if not data:
+                if reply.delimited_by_close():
+                    break  # HTTP/1.1 without Content-Length or chunking: the body ends with the connection
                 raise UpstreamTransportError(f"{self.authority} closed the connection before answering")
-            # InformationalResponse (1xx) and anything else: keep reading
-        if protocol.our_state is h11.DONE and protocol.their_state is h11.DONE:
-            protocol.start_next_cycle()
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserUpgrade as exc:
+                raise UpstreamTransportError(f"{self.authority} asked for a protocol upgrade") from exc
+            except httptools.HttpParserError as exc:
+                raise UpstreamTransportError(f"HTTP protocol error with {self.authority}: {exc}") from exc
+            if reply.too_large:
+                raise UpstreamTransportError(f"response from {self.authority} over {self.response_bytes_max} bytes")
+        if reply.complete and reply.keep_alive and not connection.reader.at_eof():
             connection.idle_since = time.monotonic()
             self._idle.append(connection)
         else:
             connection.close()
-        return UpstreamReply(status, headers, b"".join(chunks))
+        return UpstreamReply(reply.status, reply.headers, b"".join(reply.chunks))
+
+
+class _ReplyReader:
+    """httptools callbacks collecting one response (1xx responses skipped; HEAD ends at its headers)."""
+
+    __slots__ = (
+        "bytes_max",
+        "chunks",
+        "complete",
+        "head_request",
+        "headers",
+        "headers_done",
+        "keep_alive",
+        "parser",
+        "size",
+        "sized",
+        "status",
+        "too_large",
+    )  # fmt: skip
+
+    def __init__(self, bytes_max: int, *, head_request: bool) -> None:
+        self.parser: httptools.HttpResponseParser | None = None
+        self.head_request = head_request
+        self.bytes_max = bytes_max
+        self.status = 0
+        self.headers: list[tuple[str, str]] = []
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.headers_done = False
+        self.complete = False
+        self.too_large = False
+        self.keep_alive = False
+        self.sized = False  # Content-Length or chunked: the end of the body is known without the connection's
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lowered = name.lower()
+        if lowered == b"content-length" or (lowered == b"transfer-encoding" and b"chunked" in value.lower()):
+            self.sized = True
+        self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
+
+    def on_headers_complete(self) -> None:
+        assert self.parser is not None
+        self.status = self.parser.get_status_code()
+        self.headers_done = True
+        if self.head_request and self.status >= 200:
+            self.keep_alive = self.parser.should_keep_alive()
+            self.complete = True  # no body follows a HEAD answer, whatever Content-Length says
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.bytes_max:
+            self.too_large = True
+            return
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.status < 200:  # an informational answer: start over for the final one
+            self.headers, self.chunks, self.size, self.headers_done, self.sized = [], [], 0, False, False
+            return
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()  # read now: llhttp resets it for the next message
+        self.complete = True
+
+    def delimited_by_close(self) -> bool:
+        return self.headers_done and self.status >= 200 and not self.sized and not self.too_large
+
+
+def _request_head(method: str, target: str, authority: str, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
+    """The request line and headers, refusing anything that could split or smuggle a request."""
+    if _TOKEN.fullmatch(method) is None or _TARGET.fullmatch(target) is None:
+        raise UpstreamTransportError("refusing to send a malformed request line")
+    lines = [f"{method} {target} HTTP/1.1\r\nHost: {authority}\r\n"]
+    for name, value in headers:
+        if _TOKEN.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
+            raise UpstreamTransportError(f"refusing to send the malformed header {name!r}")
+        lines.append(f"{name}: {value}\r\n")
+    if body or method not in BODYLESS_REQUEST_METHODS:
+        lines.append(f"Content-Length: {len(body)}\r\n")
+    lines.append("\r\n")
+    try:
+        return "".join(lines).encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise UpstreamTransportError("refusing to send a header that is not latin-1") from exc

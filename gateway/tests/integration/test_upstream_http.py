@@ -94,5 +94,67 @@ async def test_failures_are_told_apart(server: ThreadServer) -> None:
         await pool(server.base_url, timeout_seconds=0.2).request("GET", "/slow", [], b"")
     with pytest.raises(UpstreamTransportError, match="over 100000 bytes"):
         await pool(server.base_url).request("GET", "/big", [], b"")
-    with pytest.raises(UpstreamTransportError):  # h11 refuses to write a header that could split the request
+    with pytest.raises(UpstreamTransportError):  # a header that could split the request is never written
         await pool(server.base_url).request("GET", "/echo/x", [("X-Test", "a\r\nX-Evil: 1")], b"")
+
+
+async def _scripted(answer: bytes) -> tuple[asyncio.Server, str]:
+    """A raw TCP server that reads one request head and answers `answer` bytes, then closes."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(answer)
+        await writer.drain()
+        writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    return srv, f"http://127.0.0.1:{port}"
+
+
+async def test_informational_answers_bodies_to_close_and_truncation() -> None:
+    cases = [
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\nX-A: b\r\n\r\nok", 201, b"ok"),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", 200, b"until the end"),
+    ]
+    replies = []
+    for answer, status, body in cases:
+        srv, url = await _scripted(answer)
+        try:
+            reply = await pool(url).request("POST", "/x", [], b"{}")
+        finally:
+            srv.close()
+        assert (reply.status, reply.body) == (status, body)
+        replies.append(reply)
+    assert replies[0].headers == [("Content-Length", "2"), ("X-A", "b")]  # the 100's (none) are not kept
+    for broken in (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc",
+        b"HTTP/1.1 200 OK\r\nContent-Le",
+        b"garbage\r\n\r\n",
+    ):
+        srv, url = await _scripted(broken)
+        try:
+            with pytest.raises(UpstreamTransportError):
+                await pool(url).request("GET", "/x", [], b"")
+        finally:
+            srv.close()
+
+
+def test_request_heads_refuse_anything_that_could_split_a_request() -> None:
+    from gateway.upstream_http import _request_head
+
+    head = _request_head("POST", "/v1/p?q=%C3%A9", "svc:1", [("X-A", "caf\u00e9 au lait")], b"{}")
+    assert head == b"POST /v1/p?q=%C3%A9 HTTP/1.1\r\nHost: svc:1\r\nX-A: caf\xe9 au lait\r\nContent-Length: 2\r\n\r\n"
+    assert b"Content-Length" not in _request_head("GET", "/", "svc:1", [], b"")
+    for method, target, headers in (
+        ("GET /x HTTP/1.1\r\n", "/", []),
+        ("GET", "/a b", []),
+        ("GET", "/a\r\nX: 1", []),
+        ("GET", "/", [("X-A\r\nX-B", "1")]),
+        ("GET", "/", [("X-A", "1\r\nX-B: 2")]),
+        ("GET", "/", [("X-A", " leading")]),
+        ("GET", "/", [("X-A", "nul\x00")]),
+        ("GET", "/", [("X-A", "\u20ac")]),
+    ):
+        with pytest.raises(UpstreamTransportError):
+            _request_head(method, target, "svc:1", headers, b"")

@@ -46,6 +46,10 @@ async def open_guard_pool(database_url: URL, *, size_max: int) -> asyncpg.Pool:
         max_size=size_max,
         reset=_no_reset,
         command_timeout=GUARD_COMMAND_TIMEOUT_SECONDS,
+        # The guard statements are prepared once per connection; PostgreSQL kept re-planning them (custom
+        # plans: planning took longer than executing). Their plans are primary-key lookups whatever the
+        # parameters, so the generic plan is always the right one.
+        server_settings={"plan_cache_mode": "force_generic_plan"},
     )
     return pool
 

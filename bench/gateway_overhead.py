@@ -10,7 +10,7 @@ first) so drift in the machine's load hits both alike. Each worker loops "create
 through the same SDK client. Direct calls carry the dev merchant header the cashier accepts in test mode;
 gateway calls pass signature, nonce, rate-limit and idempotency checks (one PostgreSQL statement per
 request, plus one to store a POST's response). Last line: {"direct_rps", "gateway_rps", "ratio", "direct_p99_ms",
-"gateway_p99_ms"}. Goal: ratio ≥ 0.85.
+"gateway_p99_ms", "load_avg_1m": [start, end]}. Goal: ratio ≥ 0.85.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -202,6 +203,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 3.0, 2
+    load_start = os.getloadavg()[0]  # the machine may be shared: the figures mean little under load
     with tempfile.TemporaryDirectory(prefix="juhe-bench-gw-") as tmp, ExitStack() as stack:
         cashier_url, gateway_url, keys = start_stack(stack, Path(tmp))
         urls = {"direct": cashier_url, "gateway": gateway_url}
@@ -237,7 +239,9 @@ def main() -> None:
         )
     direct_rps, gateway_rps = rows[0][2], rows[1][2]
     ratio = gateway_rps / direct_rps if direct_rps else 0.0
+    load_end = os.getloadavg()[0]
     print(f"throughput through the gateway = {ratio:.0%} of direct (goal ≥ 85%)")
+    print(f"load average (1 min) {load_start:.2f} at start, {load_end:.2f} at end, {os.cpu_count()} CPUs")
     print(
         json.dumps(
             {
@@ -246,6 +250,7 @@ def main() -> None:
                 "ratio": round(ratio, 3),
                 "direct_p99_ms": round(percentile(direct.all_ms(), 0.99), 2),
                 "gateway_p99_ms": round(percentile(through.all_ms(), 0.99), 2),
+                "load_avg_1m": [round(load_start, 2), round(load_end, 2)],
             }
         )
     )

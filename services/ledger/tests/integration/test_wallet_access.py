@@ -30,7 +30,9 @@ def as_merchant(merchant_id: str) -> dict[str, str]:
     return {IDENTITY_HEADER: mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k1", merchant_id=merchant_id)}
 
 
-PLATFORM = {IDENTITY_HEADER: mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k1", platform="plt_demo")}
+def as_platform() -> dict[str, str]:
+    """Minted at the call: a token minted at import would expire before a long suite reaches the test."""
+    return {IDENTITY_HEADER: mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="k1", platform="plt_demo")}
 
 
 async def test_a_user_does_everything_of_its_own_through_its_identity(wallet: Wallet) -> None:
@@ -76,7 +78,7 @@ async def test_a_user_does_everything_of_its_own_through_its_identity(wallet: Wa
     problem(await c.post(f"/v1/wallet/holders/{me}/points/grants", json={"grant_id": "g1", "points": 500},
                          headers=mine), 403, "forbidden")  # fmt: skip
     assert (await c.post(f"/v1/wallet/holders/{me}/points/grants", json={"grant_id": "g1", "points": 500},
-                         headers=PLATFORM)).status_code == 201  # fmt: skip
+                         headers=as_platform())).status_code == 201  # fmt: skip
     r = await c.post(f"/v1/wallet/holders/{me}/points/exchanges", json={"exchange_id": "x1", "points": 300},
                      headers=mine)  # fmt: skip
     assert r.status_code == 201, r.text

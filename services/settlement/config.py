@@ -41,5 +41,4 @@ class Settings(ServiceSettings):
     profit_sharing_poll_seconds: float = 5.0
     profit_sharing_retry_max_seconds: float = 300.0
     profit_sharing_batch_max: int = 100
-    reconciliation_insert_batch_max: int = 1000
     page_size_max: int = 500

@@ -202,7 +202,8 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
         raise Problem(VALIDATION_FAILED, "a wallet payment needs payer.user_id (the paying user)")
     if draft.split is not None:  # settlement accepts the split, or nothing is created
         await cashier.settlement.check_split(merchant_id=merchant_id, amount_minor=draft.amount_minor,
-                                             currency=draft.currency, split=draft.split)
+                                             currency=draft.currency, split=draft.split,
+                                             business_line=draft.metadata.get("business_line", ""))
     async with cashier.uow.begin() as tx:
         payment = await insert_payment(
             tx.conn,

@@ -43,13 +43,19 @@ class SettlementClient:
             await self._http.aclose()
 
     async def check_split(
-        self, *, merchant_id: str, amount_minor: int, currency: str, split: Sequence[tuple[str, int]]
+        self, *, merchant_id: str, amount_minor: int, currency: str, split: Sequence[tuple[str, int]],
+        business_line: str = "",
     ) -> None:
-        """Return when settlement accepts the split; raise the merchant-facing Problem otherwise."""
+        """Return when settlement accepts the split; raise the merchant-facing Problem otherwise.
+
+        `business_line` is the payment's `metadata.business_line`: settlement picks the rule by it at
+        success, so the check must be made against the same rule."""
         if self._http is None:
             raise Problem(SETTLEMENT_UNAVAILABLE, "no settlement service is configured to check the split")
         body = {"merchant_id": merchant_id, "amount_minor": amount_minor, "currency": currency,
                 "split": [{"receiver_id": receiver, "amount_minor": amount} for receiver, amount in split]}
+        if business_line:
+            body["business_line"] = business_line
         try:
             # A service identity, so settlement can tell the cashier from a merchant even on /v1/internal.
             token = mint_identity_token(self._identity_secret, key_id=IDENTITY_KEY_ID, service="cashier")

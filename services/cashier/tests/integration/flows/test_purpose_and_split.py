@@ -258,6 +258,10 @@ async def test_split_checked_by_the_real_settlement(
     await other.configure("wechatpay", sandboxes.wechat_config(), priority=1)
     _problem(await other.post("/v1/payments", split(("r_tch", 1))), 404, "split_rule_not_found")
     assert await _counts(other) == (0, 0)
+    # Checked against the rule settlement will apply at success: the one of `metadata.business_line`.
+    other_line = {**split(("r_tch", 300)), "metadata": {"business_line": "tuition"}}
+    _problem(await cashier.post("/v1/payments", other_line), 404, "split_rule_not_found")
+    assert await _counts(cashier) == (0, 0)
 
     accepted = await cashier.post("/v1/payments", split(("r_tch", 300), ("r_shop", 700)))
     assert accepted.status_code == 201, accepted.text

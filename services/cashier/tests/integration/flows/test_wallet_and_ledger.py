@@ -4,6 +4,7 @@ ledger's consumer (docs/ledger.md §3.1, §3.3), and wallet payments as the ledg
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from services.ledger.app import create_app as create_ledger_app
 from services.ledger.verify import verify
 
 PLATFORM_FEE_RATE_BPS = 60  # docs/ledger.md example: 0.60 % charged to the merchant
+SHUTDOWN_WAIT_SECONDS = 20.0
 
 
 @dataclass
@@ -82,7 +84,14 @@ async def ledger(migrated_database: Any, service_settings: Any, platform_topics:
     finally:
         await client.aclose()
         server.should_exit = True
-        await task
+        # Bounded: a clean-clone run once hung here, in the in-process ledger's shutdown (cause not yet found,
+        # see the session note); the ledger's behaviour under test is over by now.
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_WAIT_SECONDS)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 async def _cashier_with_ledger(start_cashier: Callable[..., Any], ledger: RunningLedger, **extra: Any) -> Any:

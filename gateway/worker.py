@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 from gateway.config import Settings
 from gateway.store import guards
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
-from libs.common.web import BackgroundTask, Runtime
+from libs.common.web import BackgroundTask, Runtime, run_rounds
 
 log = get_logger("juhe.gateway.worker")
 
@@ -39,9 +36,11 @@ async def prune_once(runtime: Runtime, *, batch_max: int) -> int:
 async def prune_guards(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
-    while True:
-        with contextlib.suppress(Exception):
-            deleted = await prune_once(runtime, batch_max=settings.prune_batch_max)
-            if deleted:
-                log.info("pruned expired guard rows", deleted=deleted)
-        await asyncio.sleep(settings.prune_interval_seconds)
+
+    async def prune_round() -> int:
+        deleted = await prune_once(runtime, batch_max=settings.prune_batch_max)
+        if deleted:
+            log.info("pruned expired guard rows", deleted=deleted)
+        return deleted
+
+    await run_rounds("guard prune", prune_round, interval_seconds=settings.prune_interval_seconds)

@@ -64,3 +64,13 @@ async def request_with_retries(client: httpx.AsyncClient, method: str, url: str,
         return exc.response
     assert response is not None
     return response
+
+
+def json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object, or {} when the body is not one (an HTML error page from a proxy, an
+    empty 502): callers then decide on the status alone instead of crashing on a peer's bad answer."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}

@@ -269,6 +269,28 @@ def worker_tasks(
     return loops
 
 
+async def run_rounds(
+    name: str,
+    round_once: Callable[[], Awaitable[object]],
+    *,
+    interval_seconds: float,
+    batch_max: int | None = None,
+) -> None:
+    """A worker's polling loop: one round, then sleep `interval_seconds` — at once again instead when the
+    round returned `batch_max` or more (a full batch means more is waiting). A failed round (a bad row, a
+    dependency down) is logged and retried after the interval, so the loop itself never dies of it;
+    cancellation (shutdown) goes through."""
+    while True:
+        try:
+            done = await round_once()
+        except Exception:
+            log.exception("worker round failed", round=name)
+            done = None
+        full = batch_max is not None and isinstance(done, int) and done >= batch_max
+        # After a full batch only yield to the other tasks (the API shares this event loop), never wait.
+        await asyncio.sleep(0 if full else interval_seconds)
+
+
 async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
     """Keep a worker loop alive: log and restart it if it ever crashes."""
     while True:

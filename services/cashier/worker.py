@@ -9,12 +9,12 @@ state change is a compare-and-set):
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
-from libs.common.web import BackgroundTask, Runtime
+from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.cashier.config import Settings
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.payments import expire_due, poll_due
@@ -37,14 +37,9 @@ def _loop(step: Callable[[Cashier], Awaitable[int]], interval: Callable[[Setting
           batch_max: Callable[[Settings], int]) -> BackgroundTask:
     async def run(runtime: Runtime) -> None:
         cashier = _cashier(runtime)
-        while True:
-            try:
-                done = await step(cashier)
-            except Exception:
-                log.exception("cashier loop step failed", step=step.__name__)
-                done = 0
-            if done < batch_max(cashier.settings):
-                await asyncio.sleep(interval(cashier.settings))
+        settings = cashier.settings
+        await run_rounds(step.__name__, functools.partial(step, cashier),
+                         interval_seconds=interval(settings), batch_max=batch_max(settings))  # fmt: skip
 
     run.__name__ = f"run_{step.__name__}"
     return run

@@ -14,12 +14,13 @@ behind their back get their status and their `ledger.wallet` event, once).
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from sqlalchemy import text
 
 from libs.common.inbox import InboxConsumer, Subscription
 from libs.common.logging import get_logger
-from libs.common.web import BackgroundTask, Runtime
+from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.ledger.api.deps import WRITER_EXTRA
 from services.ledger.config import Settings
 from services.ledger.domain.engine import VoidPending
@@ -96,16 +97,9 @@ async def expire_pending_transfers(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     writer: LedgerWriter = runtime.extras[WRITER_EXTRA]
-    while True:
-        try:
-            due = await expire_due(runtime, writer, settings.expiry_batch_max)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("expiry round failed")
-            due = 0
-        if due < settings.expiry_batch_max:
-            await asyncio.sleep(settings.expiry_interval_seconds)
+    batch_max = settings.expiry_batch_max
+    await run_rounds("pending transfer expiry", functools.partial(expire_due, runtime, writer, batch_max),
+                     interval_seconds=settings.expiry_interval_seconds, batch_max=batch_max)  # fmt: skip
 
 
 async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
@@ -130,13 +124,6 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
 async def reconcile_wallet_operations(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
-    while True:
-        try:
-            found = await reconcile_wallet_round(runtime, settings.wallet_reconcile_batch_max)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("wallet reconcile round failed")
-            found = 0
-        if found < settings.wallet_reconcile_batch_max:
-            await asyncio.sleep(settings.wallet_reconcile_interval_seconds)
+    batch_max = settings.wallet_reconcile_batch_max
+    await run_rounds("wallet reconcile", functools.partial(reconcile_wallet_round, runtime, batch_max),
+                     interval_seconds=settings.wallet_reconcile_interval_seconds, batch_max=batch_max)  # fmt: skip

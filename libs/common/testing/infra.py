@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 from libs.common.db import asyncpg_dsn
 from libs.common.embedded import free_port, parent_death_signal
 from libs.common.services import REPO_ROOT, ServiceSpec, service_env
 
 READY_TIMEOUT_SECONDS = 60.0
+SERVE_START_TIMEOUT_SECONDS = 30.0
+SERVE_SHUTDOWN_TIMEOUT_SECONDS = 20.0
+SERVE_CANCEL_TIMEOUT_SECONDS = 5.0
+
+_log = logging.getLogger(__name__)
 
 # Short group joins and fast relays for tests (embedded-infra.md §2.3: Tansu holds a join for session/2).
 TEST_TIMINGS: dict[str, Any] = {
@@ -55,6 +64,74 @@ async def run_app_in_process(app: Any) -> AsyncIterator[httpx.AsyncClient]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as client:
             yield client
+
+
+@contextlib.asynccontextmanager
+async def serve_app(
+    app: Any,
+    *,
+    port: int | None = None,
+    name: str | None = None,
+    start_timeout_seconds: float = SERVE_START_TIMEOUT_SECONDS,
+    shutdown_timeout_seconds: float = SERVE_SHUTDOWN_TIMEOUT_SECONDS,
+) -> AsyncIterator[str]:
+    """Serve an ASGI app in this event loop under a real uvicorn server on 127.0.0.1; yield its base URL.
+
+    For tests where something outside the process (a sandbox calling back, another service) must reach the
+    app over real HTTP, while the test still reaches into the app's in-process state. Lifespan is on, so the
+    app's worker loops run. Pass `port` when the URL must be known before the app is built (callback URLs).
+
+    Both ends are bounded. Start: a server that stops or hangs while starting fails the test with its name
+    instead of waiting forever. Shutdown: one clean-clone run hung for good in an in-process ledger's shutdown
+    (cause not found); the behaviour under test is over by then, so after `shutdown_timeout_seconds` the
+    server task is cancelled rather than stalling the whole suite, and a warning naming the app (logged, and
+    in pytest's warnings summary) keeps the hang visible instead of hiding it.
+    """
+    port = free_port() if port is None else port
+    label = name or str(getattr(app, "title", "") or type(app).__name__)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="on", log_config=None, log_level="warning", access_log=False
+        )
+    )
+
+    async def serve() -> None:
+        try:
+            await server.serve()
+        except SystemExit as exc:  # uvicorn exits on a failed startup; in a task that would stop the loop
+            raise RuntimeError(f"{label} failed to start on port {port} (exit {exc.code})") from None
+
+    task = asyncio.create_task(serve(), name=f"serve {label}")
+    try:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + start_timeout_seconds
+        while not server.started:  # uvicorn has no "started" event to wait on
+            if task.done():
+                task.result()  # its own error, if it has one
+                raise RuntimeError(f"{label} stopped while starting")
+            if loop.time() > deadline:
+                raise RuntimeError(f"{label} did not start within {start_timeout_seconds}s")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await _stop_bounded(task, label, shutdown_timeout_seconds)
+
+
+async def _stop_bounded(task: asyncio.Task[None], label: str, timeout_seconds: float) -> None:
+    """Wait for a server task that was told to exit; past the bound, warn and cancel it (see `serve_app`)."""
+    done, _ = await asyncio.wait({task}, timeout=timeout_seconds)
+    if done:
+        await task  # re-raises what the server raised, as a plain `await task` would
+        return
+    message = (f"{label}: in-process server did not shut down within {timeout_seconds}s; cancelled; "
+               f"tasks still pending:\n{_pending_tasks()}")  # fmt: skip
+    _log.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=SERVE_CANCEL_TIMEOUT_SECONDS)
+    if done and not task.cancelled() and task.exception() is not None:
+        _log.warning("%s: server task ended with %r after cancel", label, task.exception())
 
 
 class ServiceProcess:
@@ -135,3 +212,23 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+def _pending_tasks() -> str:
+    """Where every other task of the loop is waiting (the `await` chain, outermost first): what a hung
+    shutdown is waiting for."""
+    lines = []
+    for task in asyncio.all_tasks():
+        if task is asyncio.current_task() or task.done():
+            continue
+        chain: list[str] = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and hasattr(awaited, "cr_frame"):
+            frame = awaited.cr_frame
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+            awaited = getattr(awaited, "cr_await", None)
+        if awaited is not None:
+            chain.append(repr(awaited)[:120])
+        lines.append(f"  {task.get_name()}: {' -> '.join(chain)}")
+    return "\n".join(lines)

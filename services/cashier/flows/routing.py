@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from libs.common.http import service_client
+from libs.common.http import json_object, service_client
 from libs.common.logging import get_logger
 
 log = get_logger("juhe.cashier.routing")
@@ -90,21 +90,14 @@ class RoutingClient:
         except httpx.HTTPError as exc:
             log.warning("routing unreachable; falling back to merchant channel order", error=repr(exc))
             return None
-        if response.status_code in (422, 503) and _json(response).get("code") in POLICY_ANSWERS:
-            log.info("routing found no route", method=context.get("method"), code=_json(response).get("code"))
+        code = json_object(response).get("code")
+        if response.status_code in (422, 503) and code in POLICY_ANSWERS:
+            log.info("routing found no route", method=context.get("method"), code=code)
             return []
         if response.status_code // 100 != 2:
             log.warning("routing answered an error; falling back", status=response.status_code)
             return None
-        return parse_candidates(_json(response))
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
+        return parse_candidates(json_object(response))
 
 
 async def route_candidates(

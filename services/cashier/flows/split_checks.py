@@ -9,12 +9,11 @@ not about the split) → 503 `settlement_unavailable`. A split is never accepted
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import httpx
 
 from libs.common.errors import ErrorSpec, Problem
-from libs.common.http import service_client
+from libs.common.http import json_object, service_client
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.logging import get_logger
 from services.cashier.domain.errors import SETTLEMENT_UNAVAILABLE
@@ -65,7 +64,7 @@ class SettlementClient:
             raise Problem(SETTLEMENT_UNAVAILABLE, "settlement could not be reached to check the split") from exc
         if response.status_code == 200:
             return
-        problem = _json(response)
+        problem = json_object(response)
         code = problem.get("code")
         if 400 <= response.status_code < 500 and isinstance(code, str) and code and code not in NOT_RELAYED_CODES:
             title = str(problem.get("title") or "The split was refused by settlement")
@@ -73,11 +72,3 @@ class SettlementClient:
             raise Problem(ErrorSpec(code, response.status_code, title), detail)
         log.warning("settlement answered a split check with an error", status=response.status_code, code=code)
         raise Problem(SETTLEMENT_UNAVAILABLE, f"settlement answered the split check with HTTP {response.status_code}")
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}

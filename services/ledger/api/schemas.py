@@ -7,6 +7,8 @@ for the single and the batch endpoint.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -36,6 +38,13 @@ class AccountCreateRequest(BaseModel):
     credit_limit_minor: AmountMinorOrZero = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+    def body_hash(self) -> str:
+        """What an opening key is bound to: the same key with another body is refused. One definition for
+        every opener (the API, the consumer of cashier events, the wallet), so a chart account opened by one
+        is found, not refused, by the others."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class BalancesSchema(BaseModel):

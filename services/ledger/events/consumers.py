@@ -19,7 +19,7 @@ from libs.common.db import Tx, UnitOfWork
 from libs.common.events import Envelope
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
-from services.ledger.api.routes.accounts import _body_hash, _new_account, _response
+from services.ledger.api.routes.accounts import _new_account, _response
 from services.ledger.api.schemas import AccountCreateRequest
 from services.ledger.domain import errors
 from services.ledger.domain.engine import CreateTransfers
@@ -150,7 +150,7 @@ class CashierPostings:
             return cached
         body = AccountCreateRequest.model_validate(spec.open_body())
         async with self.uow.begin() as tx:
-            row, created = await account_store.open_account(tx.conn, _new_account(body), key, _body_hash(body))
+            row, created = await account_store.open_account(tx.conn, _new_account(body), key, body.body_hash())
             if row is None:
                 raise LedgerError(errors.VALIDATION_FAILED, f"account key {key} is taken by another account body")
             if created:

@@ -46,6 +46,7 @@ from services.ledger.domain.wallet.postings import (
     dr,
 )
 from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC, WALLET_TOPIC
+from services.ledger.events.postings import account_key
 from services.ledger.events.wallet import event_for
 from services.ledger.store import accounts as account_store
 from services.ledger.store import queries
@@ -122,13 +123,6 @@ def level_of(holder: RowMapping) -> int:
 
 
 # --- accounts --------------------------------------------------------------------------------------------
-def chart_key(kind: str, holder_id: str, currency: str, channel: str | None = None) -> str:
-    """The opening key every service uses for a chart account (docs/ledger.md §3, events/postings.py), so
-    the cashier, the ledger's consumer, settlement and the wallet all find the same account."""
-    key = f"chart:{kind}:{holder_id}:{currency}"
-    return f"{key}:{channel}" if channel else key
-
-
 async def _open_ledger_account(
     tx: Tx, *, key: str, holder_id: str, line: Line, currency: str, credit_limit_minor: int = 0,
     credits_bounded: bool = False, metadata: dict[str, Any] | None = None,
@@ -166,13 +160,16 @@ def _api_body_hash(
 ) -> str:  # fmt: skip
     """The hash `POST /v1/accounts` stores for the same body: the cashier's consumer (and any service) opening
     a chart account by its `chart:` key with the documented body then finds this one instead of a conflict."""
-    canonical = {
-        "holder_id": holder_id, "currency": currency, "kind": line.kind, "code": line.code, "normal_balance": None,
-        "flags": {"debits_must_not_exceed_credits": line.no_overdraft,
-                  "credits_must_not_exceed_debits": credits_bounded},
-        "credit_limit_minor": credit_limit_minor, "metadata": metadata,
-    }  # fmt: skip
-    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()
+    from services.ledger.api.schemas import AccountCreateRequest, AccountFlagsSchema  # the API's body is hashed
+
+    flags = AccountFlagsSchema(debits_must_not_exceed_credits=line.no_overdraft,
+                               credits_must_not_exceed_debits=credits_bounded)  # fmt: skip
+    # Constructed, not validated: points accounts are in `XXX`, which the public API does not open.
+    body = AccountCreateRequest.model_construct(
+        holder_id=holder_id, currency=currency, kind=line.kind, code=line.code, credit_limit_minor=credit_limit_minor,
+        flags=flags, metadata=metadata,
+    )  # fmt: skip
+    return body.body_hash()
 
 
 async def open_subaccount(
@@ -185,7 +182,7 @@ async def open_subaccount(
     meta = {"wallet_subaccount": subaccount.value, **({"merchant_id": merchant_id} if merchant_id else {})}
     line = SUBACCOUNT_LINES[subaccount]
     key = (
-        chart_key(line.kind, holder_id, account_currency)
+        account_key(line.kind, holder_id, account_currency)
         if subaccount in CHART_SUBACCOUNTS
         else f"wallet:{holder_id}:{subaccount.value}:{merchant_id}:{account_currency}"
     )
@@ -238,7 +235,7 @@ async def shared_account(
     """A platform or merchant account the wallet posts against (channel clearing, escrow, fee income,
     merchant_pending…): the chart account (`chart:` key, shared with the cashier and the ledger's consumer),
     else one already open for (holder, kind, currency[, channel]), else opened here with the chart key."""
-    key = chart_key(line.kind, holder_id, currency, channel)
+    key = account_key(line.kind, holder_id, currency, channel)
     by_key = await account_store.get_account_by_key(tx.conn, key)
     if by_key is not None:
         return str(by_key["id"])

@@ -9,14 +9,14 @@ together with the auto-confirm deadline, splits once.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from datetime import UTC, datetime
 from typing import Any
 
 from libs.common.db import UnitOfWork
 from libs.common.errors import CONFLICT, Problem
 from libs.common.logging import get_logger
-from libs.common.web import Runtime
+from libs.common.web import Runtime, run_rounds
 from services.settlement.config import Settings
 from services.settlement.domain.errors import SPLIT_NOT_FOUND
 from services.settlement.events.consumers import bill_day, split_entries_on_confirm
@@ -81,9 +81,5 @@ async def auto_confirm_loop(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     ledger: LedgerClient = runtime.extras["ledger"]
-    while True:
-        try:
-            await auto_confirm_due(runtime.uow, ledger, settings)
-        except Exception:
-            log.exception("auto-confirm round failed")
-        await asyncio.sleep(settings.split_interval_seconds)
+    await run_rounds("escrow auto-confirm", functools.partial(auto_confirm_due, runtime.uow, ledger, settings),
+                     interval_seconds=settings.split_interval_seconds)  # fmt: skip

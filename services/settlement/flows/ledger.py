@@ -148,22 +148,10 @@ class LedgerClient:
                                 headers={"Idempotency-Key": f"{operation_id}:{action}"})  # fmt: skip
 
     async def channel_account_id(self, kind: str, code: str, channel: str, currency: str) -> str:
-        """The platform's account of a channel (e.g. channel_clearing[wechatpay]): found by
-        `metadata.channel`, else opened exactly as the ledger's own consumer opens it (docs/ledger.md §3:
-        key `chart:<kind>:platform:<currency>:<channel>`, the same body), so both find one account."""
-        cursor: str | None = None
-        for _ in range(ACCOUNT_PAGES_MAX):
-            params: dict[str, Any] = {"holder_id": "platform", "limit": ACCOUNT_PAGE_SIZE}
-            if cursor:
-                params["cursor"] = cursor
-            page = await self._call("GET", "/v1/accounts", params=params)
-            for account in page.get("accounts", []):
-                if (account["kind"] == kind and account["currency"] == currency
-                        and (account.get("metadata") or {}).get("channel") == channel):  # fmt: skip
-                    return str(account["id"])
-            cursor = page.get("next_cursor")
-            if not cursor:
-                break
+        """The platform's account of a channel (e.g. channel_clearing[wechatpay]), opened — or found, the
+        same key and body answering the same account — exactly as the ledger's own consumer of cashier
+        events opens it (docs/ledger.md §3: key `chart:<kind>:platform:<currency>:<channel>`), so both
+        always name one account."""
         key = f"chart:{kind}:platform:{currency}:{channel}"
         opened = await self._call("POST", "/v1/accounts", json={
             "holder_id": "platform", "currency": currency, "kind": kind, "code": code,

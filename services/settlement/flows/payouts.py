@@ -9,7 +9,6 @@ never pay out more than was settled.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from libs.common.db import UnitOfWork
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
-from libs.common.web import Runtime
+from libs.common.web import Runtime, run_rounds
 from services.settlement.config import Settings
 from services.settlement.domain.errors import LEDGER_UNAVAILABLE, PAYOUT_EXCEEDS_SETTLED_BALANCE
 from services.settlement.events import PAYOUT_FINISHED, PAYOUTS_TOPIC
@@ -154,7 +153,7 @@ class Payouts:
 
     async def _later(self, payout_id: str, exc: Exception) -> None:
         async with self.uow.begin() as tx:
-            await store.retry_later(
+            await store.queue.retry_later(
                 tx.conn, payout_id, repr(exc), self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
             )
         log.warning("payout step deferred", payout_id=payout_id, error=repr(exc))
@@ -197,7 +196,7 @@ class Payouts:
         """One worker round over due pending payouts; returns how many were looked at."""
         now = self.now()
         async with self.uow.begin() as tx:
-            due = await store.claim_due(
+            due = await store.queue.claim_due(
                 tx.conn,
                 now=now,
                 limit=self.settings.payout_batch_max,
@@ -212,12 +211,7 @@ async def payout_loop(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     payouts: Payouts = runtime.extras["payouts"]
-    while True:
-        try:
-            await payouts.round()
-        except Exception:
-            log.exception("payout round failed")
-        await asyncio.sleep(settings.payout_interval_seconds)
+    await run_rounds("payouts", payouts.round, interval_seconds=settings.payout_interval_seconds)
 
 
 __all__ = ["LEDGER_UNAVAILABLE", "PayoutDraft", "Payouts", "payout_loop"]

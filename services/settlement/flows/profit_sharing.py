@@ -13,7 +13,6 @@ Lines the channel did not pay stay with Juhe's own settlement and payouts.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +25,7 @@ from libs.common.errors import Problem
 from libs.common.http import service_client
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
-from libs.common.web import Runtime
+from libs.common.web import Runtime, run_rounds
 from services.settlement.config import Settings
 from services.settlement.domain.cycles import DEFAULT_TIMEZONE
 from services.settlement.events import PROFIT_SHARING_FINISHED, PROFIT_SHARING_TOPIC
@@ -192,7 +191,7 @@ class ChannelSharing:
         backoff = min(self.settings.profit_sharing_poll_seconds * 2 ** min(int(order["attempt_count"]), 10),
                       self.settings.profit_sharing_retry_max_seconds)  # fmt: skip
         async with self.uow.begin() as tx:
-            await store.retry_later(tx.conn, order["order_no"], error, self.now() + timedelta(seconds=backoff))
+            await store.queue.retry_later(tx.conn, order["order_no"], error, self.now() + timedelta(seconds=backoff))
         log.warning("profit sharing deferred", order_no=order["order_no"], error=error)
 
     async def round(self) -> int:
@@ -200,7 +199,7 @@ class ChannelSharing:
         now = self.now()
         lease_until = now + timedelta(seconds=self.settings.profit_sharing_retry_max_seconds)
         async with self.uow.begin() as tx:
-            due = await store.claim_due(tx.conn, now=now, lease_until=lease_until,
+            due = await store.queue.claim_due(tx.conn, now=now, lease_until=lease_until,
                                         limit=self.settings.profit_sharing_batch_max)  # fmt: skip
         for order in due:
             await self.step(order["order_no"])
@@ -224,9 +223,4 @@ async def profit_sharing_loop(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     sharing: ChannelSharing = runtime.extras["profit_sharing"]
-    while True:
-        try:
-            await sharing.round()
-        except Exception:
-            log.exception("profit sharing round failed")
-        await asyncio.sleep(settings.profit_sharing_interval_seconds)
+    await run_rounds("profit sharing", sharing.round, interval_seconds=settings.profit_sharing_interval_seconds)

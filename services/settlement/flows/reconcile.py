@@ -124,17 +124,6 @@ def channel_settlement_key(channel: str, merchant_id: str, bill_date: date) -> s
     return f"stl_{channel}_{merchant_id}_{bill_date.isoformat()}:channel"
 
 
-async def channel_clearing_account(ledger: LedgerClient, channel: str, currency: str) -> str:
-    """channel_clearing[channel] (1101): the chart account the ledger's consumer of cashier events posts
-    §3.1/§3.3 to, found or opened with the same shared key and body (docs/ledger.md §3), so both always
-    name the same account."""
-    key = f"chart:channel_clearing:{PLATFORM_HOLDER}:{currency}:{channel}"
-    body = {"holder_id": PLATFORM_HOLDER, "currency": currency, "kind": "channel_clearing", "code": "1101",
-            "metadata": {"channel": channel}, "idempotency_key": key}  # fmt: skip
-    opened = await ledger._call("POST", "/v1/accounts", json=body, headers={"Idempotency-Key": key})
-    return str(opened["id"])
-
-
 async def post_channel_settlement(ledger: LedgerClient, *, channel: str, merchant_id: str, bill_date: date,
                                   net_minor: int, bill_lines: int) -> str | None:  # fmt: skip
     """§3.5: the channel settled the bill's net to the escrow account: Dr 1102 escrow_bank; Cr 1101
@@ -148,7 +137,7 @@ async def post_channel_settlement(ledger: LedgerClient, *, channel: str, merchan
     amount = abs(net_minor)
     try:
         escrow = await ledger.account_id(PLATFORM_HOLDER, "escrow_bank", BILL_CURRENCY)
-        clearing = await channel_clearing_account(ledger, channel, BILL_CURRENCY)
+        clearing = await ledger.channel_account_id("channel_clearing", "1101", channel, BILL_CURRENCY)
         debit, credit = (escrow, clearing) if net_minor > 0 else (clearing, escrow)
         transfer = await ledger.post_transfer(
             idempotency_key=key,

@@ -8,7 +8,6 @@ goes into the outbox in the transaction that marks the batch posted, so it is pu
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -16,7 +15,7 @@ from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
-from libs.common.web import Runtime
+from libs.common.web import Runtime, run_rounds
 from services.settlement.config import Settings
 from services.settlement.domain.cycles import DEFAULT_TIMEZONE
 from services.settlement.events import BATCH_SETTLED, BATCHES_TOPIC
@@ -87,9 +86,8 @@ async def settlement_loop(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     ledger: LedgerClient = runtime.extras["ledger"]
-    while True:
-        try:
-            await run_cycle(runtime.uow, ledger, settings, today())
-        except Exception:
-            log.exception("settlement run failed")
-        await asyncio.sleep(settings.settlement_interval_seconds)
+
+    async def todays_cycle() -> RunResult:
+        return await run_cycle(runtime.uow, ledger, settings, today())
+
+    await run_rounds("settlement cycle", todays_cycle, interval_seconds=settings.settlement_interval_seconds)

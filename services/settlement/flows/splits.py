@@ -7,14 +7,14 @@ is marked posted only means the next round asks again and gets the original tran
 
 from __future__ import annotations
 
-import asyncio
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.logging import get_logger
-from libs.common.web import Runtime
+from libs.common.web import Runtime, run_rounds
 from services.settlement.config import Settings
 from services.settlement.domain.splits import PAYEE
 from services.settlement.events import SPLIT_POSTED, SPLITS_TOPIC
@@ -129,9 +129,5 @@ async def split_loop(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     ledger: LedgerClient = runtime.extras["ledger"]
-    while True:
-        try:
-            await post_due_splits(runtime.uow, ledger, settings)
-        except Exception:
-            log.exception("split round failed")
-        await asyncio.sleep(settings.split_interval_seconds)
+    await run_rounds("splits", functools.partial(post_due_splits, runtime.uow, ledger, settings),
+                     interval_seconds=settings.split_interval_seconds)  # fmt: skip

@@ -10,7 +10,6 @@ finishes it once. No §3.6 posting: the wallet hold (§3.8) already is the movem
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.logging import get_logger
-from libs.common.web import Runtime
+from libs.common.web import Runtime, run_rounds
 from services.settlement.config import Settings
 from services.settlement.events import WITHDRAWAL_FINISHED, WITHDRAWAL_REQUESTED, WITHDRAWALS_TOPIC
 from services.settlement.flows.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
@@ -132,7 +131,7 @@ class Withdrawals:
 
     async def _later(self, operation_id: str, exc: Exception) -> None:
         async with self.uow.begin() as tx:
-            await store.retry_later(tx.conn, operation_id, repr(exc),
+            await store.queue.retry_later(tx.conn, operation_id, repr(exc),
                                     self.now() + timedelta(seconds=self.settings.payout_poll_seconds))  # fmt: skip
         log.warning("withdrawal step deferred", operation_id=operation_id, error=repr(exc))
 
@@ -141,7 +140,7 @@ class Withdrawals:
         now = self.now()
         async with self.uow.begin() as tx:
             lease_until = now + timedelta(seconds=self.settings.payout_poll_seconds)
-            due = await store.claim_due(tx.conn, now=now, limit=self.settings.payout_batch_max,
+            due = await store.queue.claim_due(tx.conn, now=now, limit=self.settings.payout_batch_max,
                                         lease_until=lease_until)  # fmt: skip
         for row in due:
             await self.step(row["operation_id"])
@@ -152,9 +151,4 @@ async def withdrawal_loop(runtime: Runtime) -> None:
     settings = runtime.settings
     assert isinstance(settings, Settings)
     withdrawals: Withdrawals = runtime.extras["withdrawals"]
-    while True:
-        try:
-            await withdrawals.round()
-        except Exception:
-            log.exception("withdrawal round failed")
-        await asyncio.sleep(settings.payout_interval_seconds)
+    await run_rounds("withdrawals", withdrawals.round, interval_seconds=settings.payout_interval_seconds)

@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.settlement.store.tables import payouts
+from services.settlement.store.work_queue import WorkQueue
+
+queue = WorkQueue(payouts, payouts.c.payout_id)
 
 
 async def insert_payout(conn: AsyncConnection, values: dict[str, Any]) -> tuple[RowMapping, bool]:
@@ -62,30 +65,6 @@ async def finish(conn: AsyncConnection, payout_id: str, *, status: str, failure_
                 bank_status=bank_status, finished_at=now)
     )  # fmt: skip
     return bool(result.rowcount)
-
-
-async def retry_later(conn: AsyncConnection, payout_id: str, error: str, next_attempt_at: datetime) -> None:
-    await conn.execute(
-        update(payouts)
-        .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending")
-        .values(last_error=error[:500], next_attempt_at=next_attempt_at, attempt_count=payouts.c.attempt_count + 1)
-    )
-
-
-async def claim_due(conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int) -> list[RowMapping]:
-    """Lease due pending payouts (SKIP LOCKED: replicas share them)."""
-    due = (
-        select(payouts.c.payout_id)
-        .where(payouts.c.status == "pending", or_(payouts.c.next_attempt_at <= now))
-        .order_by(payouts.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    rows = await conn.execute(
-        update(payouts).where(payouts.c.payout_id.in_(due)).values(next_attempt_at=lease_until).returning(payouts)
-    )
-    return list(rows.mappings())
 
 
 async def list_payouts(conn: AsyncConnection, *, holder_id: str | None, status: str | None, before_id: str | None,

@@ -11,6 +11,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.settlement.store.tables import profit_sharing_orders as orders
+from services.settlement.store.work_queue import WorkQueue
+
+queue = WorkQueue(orders, orders.c.order_no)
 
 
 async def insert_order(conn: AsyncConnection, values: dict[str, Any]) -> bool:
@@ -49,26 +52,3 @@ async def finish(conn: AsyncConnection, order_no: str, *, status: str, channel_s
                 ledger_transfer_id=ledger_transfer_id, last_error=error, finished_at=now)
     )  # fmt: skip
     return bool(done.rowcount)
-
-
-async def retry_later(conn: AsyncConnection, order_no: str, error: str, next_attempt_at: datetime) -> None:
-    await conn.execute(
-        update(orders).where(orders.c.order_no == order_no, orders.c.status == "pending")
-        .values(last_error=error[:500], next_attempt_at=next_attempt_at, attempt_count=orders.c.attempt_count + 1)
-    )  # fmt: skip
-
-
-async def claim_due(conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int) -> list[RowMapping]:
-    """Lease due pending orders (SKIP LOCKED: replicas share them)."""
-    due = (
-        select(orders.c.order_no)
-        .where(orders.c.status == "pending", orders.c.next_attempt_at <= now)
-        .order_by(orders.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    rows = await conn.execute(
-        update(orders).where(orders.c.order_no.in_(due)).values(next_attempt_at=lease_until).returning(orders)
-    )
-    return list(rows.mappings())

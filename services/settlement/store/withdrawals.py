@@ -11,6 +11,9 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.settlement.store.tables import withdrawals
+from services.settlement.store.work_queue import WorkQueue
+
+queue = WorkQueue(withdrawals, withdrawals.c.operation_id)
 
 
 async def insert_requested(conn: AsyncConnection, values: dict[str, Any]) -> bool:
@@ -55,32 +58,6 @@ async def finish(conn: AsyncConnection, operation_id: str, *, status: str, bank_
                 finished_at=now, last_error=None)
     )  # fmt: skip
     return bool(result.rowcount)
-
-
-async def retry_later(conn: AsyncConnection, operation_id: str, error: str, next_attempt_at: datetime) -> None:
-    await conn.execute(
-        update(withdrawals)
-        .where(withdrawals.c.operation_id == operation_id, withdrawals.c.status == "pending")
-        .values(last_error=error[:500], next_attempt_at=next_attempt_at,
-                attempt_count=withdrawals.c.attempt_count + 1)
-    )  # fmt: skip
-
-
-async def claim_due(conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int) -> list[RowMapping]:
-    """Lease due pending withdrawals (SKIP LOCKED: replicas share them)."""
-    due = (
-        select(withdrawals.c.operation_id)
-        .where(withdrawals.c.status == "pending", withdrawals.c.next_attempt_at <= now)
-        .order_by(withdrawals.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
-    rows = await conn.execute(
-        update(withdrawals).where(withdrawals.c.operation_id.in_(due)).values(next_attempt_at=lease_until)
-        .returning(withdrawals)
-    )  # fmt: skip
-    return list(rows.mappings())
 
 
 async def list_withdrawals(conn: AsyncConnection, *, holder_id: str | None, status: str | None,

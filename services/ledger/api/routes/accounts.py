@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
@@ -57,16 +55,11 @@ def _new_account(body: AccountCreateRequest) -> Account:
     )  # fmt: skip
 
 
-def _body_hash(body: AccountCreateRequest) -> str:
-    canonical = json.dumps(body.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def open_account(body: AccountCreateRequest, uow: UowDep, response: Response) -> AccountResponse:
     """201 opened; with an `idempotency_key`, a repeat of the same body is 200 with the original account."""
     async with uow.begin() as tx:
-        row, created = await store.open_account(tx.conn, _new_account(body), body.idempotency_key, _body_hash(body))
+        row, created = await store.open_account(tx.conn, _new_account(body), body.idempotency_key, body.body_hash())
         if row is None:
             raise Problem(IDEMPOTENCY_KEY_REUSED, "idempotency_key used for another account")
         result = _response(row)

@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from libs.common.embedded import free_port
+from libs.common.testing.infra import serve_app
 from sandboxes.common.testing import SandboxProcess
 from services.ledger.app import create_app
 from services.ledger.verify import verify
@@ -200,20 +199,13 @@ async def running_wallet(identity, migrated_database, service_settings, **overri
         wallet_identity_secret=SECRET,
         **{"wallet_reconcile_interval_seconds": 0.2, **overrides},
     )
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        assert not task.done(), "ledger server did not start"
-        await asyncio.sleep(0.02)
     async with (
-        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
+        serve_app(create_app(settings), name="the ledger") as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as client,
         httpx.AsyncClient(base_url=identity.base_url, timeout=10) as identity_client,
     ):
         await identity_client.put("/control/rules", json={})
         yield Wallet(client, url, identity_client)
-    server.should_exit = True
-    await task
     assert await verify(url) == {}
 
 

@@ -4,7 +4,6 @@ instead of a 409 "key taken by another body" (which parked real payments before)
 
 from __future__ import annotations
 
-from services.ledger.api.routes.accounts import _body_hash
 from services.ledger.api.schemas import AccountCreateRequest
 from services.ledger.domain.wallet.postings import (
     CHANNEL_CLEARING,
@@ -22,13 +21,13 @@ def test_chart_accounts_hash_like_the_api() -> None:
         (channel_fee_expense("alipay", "CNY"), CHANNEL_FEE_EXPENSE, {"channel": "alipay"}),
         (platform_fee_income("CNY"), PLATFORM_FEE_INCOME, {}),
     ):
-        api = _body_hash(AccountCreateRequest.model_validate(spec.open_body()))
+        api = AccountCreateRequest.model_validate(spec.open_body()).body_hash()
         assert _api_body_hash(spec.holder_id, "CNY", line, 0, False, metadata) == api
 
 
 def test_flags_and_limits_count() -> None:
     body = {"holder_id": "platform", "currency": "CNY", "kind": "escrow_bank", "code": "1102",
             "flags": {"credits_must_not_exceed_debits": True}, "credit_limit_minor": 5}  # fmt: skip
-    api = _body_hash(AccountCreateRequest.model_validate(body))
+    api = AccountCreateRequest.model_validate(body).body_hash()
     assert _api_body_hash("platform", "CNY", ESCROW_BANK, 5, True, {}) == api
     assert _api_body_hash("platform", "CNY", ESCROW_BANK, 5, False, {}) != api

@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 
+from libs.common.testing.infra import serve_app
 from sandboxes.common.testing import SandboxProcess
 
 WAIT_SECONDS_MAX = 15.0
@@ -29,19 +29,8 @@ def bank_sandbox(data_dir: Path, accounts: list[dict[str, str]]) -> Iterator[San
 @asynccontextmanager
 async def served(app: FastAPI, port: int) -> AsyncIterator[httpx.AsyncClient]:
     """The app on a real port (so sandboxes can call it back); a client to it."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None))
-    task = asyncio.create_task(server.serve())
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS_MAX
-    while not server.started and asyncio.get_running_loop().time() < deadline:
-        assert not task.done(), "server stopped while starting"
-        await asyncio.sleep(0.02)
-    assert server.started, "server did not start"
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield client
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_app(app, port=port) as base_url, httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        yield client
 
 
 async def eventually(check: object, what: str) -> None:

@@ -4,6 +4,7 @@ decides splits; the calls themselves are the cashier connectors' (the cashier ow
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.connectors.alipay import AlipayConfig, AlipayConnector, royalty
-from services.cashier.connectors.base import ChannelError, PrepayRequest, Scene
+from services.cashier.connectors.base import ChannelError, Connector, PrepayRequest, Scene
 from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector
 from services.cashier.connectors.wechatpay import profitsharing as ps
 
@@ -48,7 +49,16 @@ async def connector(wechat: tuple[SandboxProcess, dict[str, Any]]) -> AsyncItera
         yield c
 
 
-async def paid_order(connector: WechatPayConnector, sandbox: SandboxProcess, *, profit_sharing: bool) -> str:
+async def paid(
+    connector: Connector,
+    sandbox: SandboxProcess,
+    approve_path: str,
+    *,
+    profit_sharing: bool,
+    params: dict[str, str] | None = None,
+) -> str:
+    """A 100.00 CNY native-QR trade the sandbox approved (as if the payer paid); its channel trade number.
+    `approve_path` has `{}` for the out_trade_no: each sandbox names its control route its own way."""
     out_trade_no = uuid.uuid4().hex
     await connector.prepay(
         PrepayRequest(
@@ -62,11 +72,17 @@ async def paid_order(connector: WechatPayConnector, sandbox: SandboxProcess, *, 
         )
     )
     async with httpx.AsyncClient() as plain:
-        r = await plain.post(f"{sandbox.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": MCHID})
+        r = await plain.post(sandbox.base_url + approve_path.format(out_trade_no), params=params)
         assert r.status_code == 200, r.text
     paid = await connector.query(out_trade_no)
     assert paid.channel_trade_no
     return paid.channel_trade_no
+
+
+async def paid_order(connector: WechatPayConnector, sandbox: SandboxProcess, *, profit_sharing: bool) -> str:
+    return await paid(
+        connector, sandbox, "/control/orders/{}/approve", profit_sharing=profit_sharing, params={"mchid": MCHID}
+    )
 
 
 async def test_profit_sharing_order(connector: WechatPayConnector, wechat: tuple[SandboxProcess, Any]) -> None:
@@ -76,46 +92,27 @@ async def test_profit_sharing_order(connector: WechatPayConnector, wechat: tuple
     teacher = ps.ShareReceiver("MERCHANT_ID", "1900000110", 2000, "teacher share")
     stranger = ps.ShareReceiver("MERCHANT_ID", "1900000999", 100, "never bound")
 
-    order = await ps.create_order(
-        connector,
-        transaction_id=transaction_id,
-        out_order_no="P1",
-        receivers=[teacher, stranger],
-        unfreeze_unsplit=False,
-    )
+    # Every split below is of this one order, leaving the unsplit rest frozen unless told otherwise.
+    share = functools.partial(ps.create_order, connector, transaction_id=transaction_id, unfreeze_unsplit=False)
+
+    order = await share(out_order_no="P1", receivers=[teacher, stranger])
     assert order.state == "FINISHED"
     assert [(r.account, r.result, r.fail_reason) for r in order.receivers] == [
         ("1900000110", "SUCCESS", None),
         ("1900000999", "CLOSED", "NO_RELATION"),
     ]
-    again = await ps.create_order(
-        connector,
-        transaction_id=transaction_id,
-        out_order_no="P1",
-        receivers=[teacher, stranger],
-        unfreeze_unsplit=False,
-    )
+    again = await share(out_order_no="P1", receivers=[teacher, stranger])
     assert again.order_id == order.order_id  # idempotent by out_order_no
     assert await ps.unsplit_amount(connector, transaction_id) == 8000
 
     with pytest.raises(ChannelError) as over:  # 2000 + 1001 > 30 % of 10000
-        await ps.create_order(
-            connector,
-            transaction_id=transaction_id,
-            out_order_no="P2",
-            receivers=[ps.ShareReceiver("MERCHANT_ID", "1900000110", 1001, "too much")],
-            unfreeze_unsplit=False,
-        )
+        await share(out_order_no="P2", receivers=[ps.ShareReceiver("MERCHANT_ID", "1900000110", 1001, "too much")])
     assert over.value.code == "INVALID_REQUEST"
     with pytest.raises(ChannelError) as reused:
-        await ps.create_order(
-            connector, transaction_id=transaction_id, out_order_no="P1", receivers=[teacher], unfreeze_unsplit=False
-        )
+        await share(out_order_no="P1", receivers=[teacher])
     assert reused.value.code == "INVALID_REQUEST"
 
-    last = await ps.create_order(
-        connector,
-        transaction_id=transaction_id,
+    last = await share(
         out_order_no="P3",
         receivers=[ps.ShareReceiver("MERCHANT_ID", "1900000110", 1000, "rest")],
         unfreeze_unsplit=True,
@@ -175,68 +172,31 @@ async def alipay_connector(alipay: tuple[SandboxProcess, dict[str, Any]]) -> Asy
 
 
 async def paid_trade(connector: AlipayConnector, sandbox: SandboxProcess, *, profit_sharing: bool) -> str:
-    out_trade_no = uuid.uuid4().hex
-    await connector.prepay(
-        PrepayRequest(
-            out_trade_no=out_trade_no,
-            amount_minor=10_000,
-            currency="CNY",
-            description="Tuition",
-            scene=Scene.NATIVE_QR,
-            notify_url="http://127.0.0.1:9/notify",
-            profit_sharing=profit_sharing,
-        )
-    )
-    async with httpx.AsyncClient() as plain:
-        r = await plain.post(f"{sandbox.base_url}/control/trades/{out_trade_no}/approve")
-        assert r.status_code == 200, r.text
-    paid = await connector.query(out_trade_no)
-    assert paid.channel_trade_no
-    return paid.channel_trade_no
+    return await paid(connector, sandbox, "/control/trades/{}/approve", profit_sharing=profit_sharing)
 
 
 async def test_alipay_royalty_settle(alipay_connector: AlipayConnector, alipay: tuple[SandboxProcess, Any]) -> None:
     sandbox, _ = alipay
     trade_no = await paid_trade(alipay_connector, sandbox, profit_sharing=True)
     teacher = royalty.RoyaltyLine("2088101126765726", 3000, "teacher share")
+    # Every settle of this trade below leaves the rest frozen unless told to finish.
+    settle = functools.partial(royalty.settle, alipay_connector, trade_no=trade_no, finish=False)
     with pytest.raises(ChannelError) as unbound:
-        await royalty.settle(alipay_connector, out_request_no="S0", trade_no=trade_no, lines=[teacher], finish=False)
+        await settle(out_request_no="S0", lines=[teacher])
     assert unbound.value.code == "ACQ.TRANS_IN_NOT_BIND"
     await royalty.bind_receivers(alipay_connector, out_request_no="B1", receivers=[("userId", "2088101126765726")])
 
-    first = await royalty.settle(
-        alipay_connector, out_request_no="S1", trade_no=trade_no, lines=[teacher], finish=False
-    )
-    again = await royalty.settle(
-        alipay_connector, out_request_no="S1", trade_no=trade_no, lines=[teacher], finish=False
-    )
+    first = await settle(out_request_no="S1", lines=[teacher])
+    again = await settle(out_request_no="S1", lines=[teacher])
     assert first.settle_no and again.settle_no == first.settle_no
     details = await royalty.settle_query(alipay_connector, out_request_no="S1", trade_no=trade_no)
     assert [(d.trans_in, d.amount_minor, d.state) for d in details] == [("2088101126765726", 3000, "SUCCESS")]
     with pytest.raises(ChannelError) as exceeded:  # 3000 settled, 7000 left
-        await royalty.settle(
-            alipay_connector,
-            out_request_no="S2",
-            trade_no=trade_no,
-            lines=[royalty.RoyaltyLine("2088101126765726", 7001, "too much")],
-            finish=False,
-        )
+        await settle(out_request_no="S2", lines=[royalty.RoyaltyLine("2088101126765726", 7001, "too much")])
     assert exceeded.value.code == "ACQ.ROYALTY_AMOUNT_EXCEED"
-    await royalty.settle(
-        alipay_connector,
-        out_request_no="S3",
-        trade_no=trade_no,
-        lines=[royalty.RoyaltyLine("2088101126765726", 100, "last")],
-        finish=True,
-    )
+    await settle(out_request_no="S3", lines=[royalty.RoyaltyLine("2088101126765726", 100, "last")], finish=True)
     with pytest.raises(ChannelError) as finished:
-        await royalty.settle(
-            alipay_connector,
-            out_request_no="S4",
-            trade_no=trade_no,
-            lines=[royalty.RoyaltyLine("2088101126765726", 100, "after finish")],
-            finish=False,
-        )
+        await settle(out_request_no="S4", lines=[royalty.RoyaltyLine("2088101126765726", 100, "after finish")])
     assert finished.value.code == "ACQ.TRADE_SETTLE_ERROR"
 
     plain_trade = await paid_trade(alipay_connector, sandbox, profit_sharing=False)

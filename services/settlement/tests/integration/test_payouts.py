@@ -12,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from libs.common.embedded import free_port
+from libs.common.testing.infra import serve_app
 from sandboxes.common.testing import SandboxProcess
 from services.settlement.app import create_app
 from services.settlement.flows.ledger import LedgerClient
@@ -90,22 +90,14 @@ async def env(
         payout_poll_seconds=0.0,
     )
     app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None))
-    task = asyncio.create_task(server.serve())
-    deadline = asyncio.get_running_loop().time() + WAIT_SECONDS_MAX
-    while not server.started and asyncio.get_running_loop().time() < deadline:  # noqa: ASYNC110 - uvicorn has no event
-        await asyncio.sleep(0.02)
-    assert server.started, "settlement did not start"
-    client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
-    runtime = app.state.runtime
-    try:
+    async with (
+        serve_app(app, port=port, name="settlement") as base_url,
+        httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+    ):
+        runtime = app.state.runtime
         env = Env(client, runtime.extras["payouts"], runtime.extras["ledger"], ledger_db, bank, creds["client_id"])
         await fund(env)
         yield env
-    finally:
-        await client.aclose()
-        server.should_exit = True
-        await task
 
 
 async def fund(env: Env) -> None:

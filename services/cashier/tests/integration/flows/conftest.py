@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,12 +23,12 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from libs.common.embedded import free_port
 from libs.common.outbox_tables import outbox
+from libs.common.testing.infra import serve_app
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.app import create_app
 from services.cashier.flows.context import Cashier
@@ -291,7 +292,7 @@ async def start_cashier(
     notification_tap: NotificationTap,
 ) -> AsyncIterator[CashierFactory]:
     """`await start_cashier(**settings)` → a RunningCashier with one merchant and its webhook URL set."""
-    stack: list[tuple[uvicorn.Server, asyncio.Task[None], httpx.AsyncClient, AsyncEngine]] = []
+    stack = contextlib.AsyncExitStack()
 
     async def start(**overrides: Any) -> RunningCashier:
         database_url = await migrated_database("cashier")
@@ -312,28 +313,23 @@ async def start_cashier(
         values.update(overrides)
         settings = service_settings("cashier", **values)
         app = create_app(settings)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None,
-                                               access_log=False))
-        task = asyncio.create_task(server.serve())
-        await wait_for(lambda: server.started, "the cashier to start")
-        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30)
+        # Torn down last-in first-out: client closed, then the server stopped, then the engine disposed.
         engine = create_async_engine(database_url)
-        stack.append((server, task, client, engine))
+        stack.push_async_callback(engine.dispose)
+        base_url = await stack.enter_async_context(serve_app(app, port=port, name="the cashier"))
+        client = httpx.AsyncClient(base_url=base_url, timeout=30)
+        stack.push_async_callback(client.aclose)
         merchant_id = f"mch_{uuid.uuid4().hex[:12]}"
         merchant = await client.put(f"/v1/admin/merchants/{merchant_id}", json={"notify_url": webhook_receiver.url})
         assert merchant.status_code == 200, merchant.text
         return RunningCashier(
-            base_url=f"http://127.0.0.1:{port}", client=client, engine=engine,
+            base_url=base_url, client=client, engine=engine,
             cashier=app.state.runtime.extras["cashier"], merchant_id=merchant_id,
             webhook_secret=merchant.json()["webhook_secret"], namespace=platform_topics,
         )
 
-    yield start
-    for server, task, client, engine in reversed(stack):
-        await client.aclose()
-        server.should_exit = True
-        await task
-        await engine.dispose()
+    async with stack:
+        yield start
 
 
 def qr_payment(order_no: str | None = None, amount_minor: int = 100, **overrides: Any) -> dict[str, Any]:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import uvicorn
 
 from libs.common.embedded import free_port
+from libs.common.testing.infra import serve_app
 from services.routing.app import create_app as create_routing_app
 
-from .conftest import Sandboxes, approve, qr_payment, wait_for
+from .conftest import Sandboxes, approve, qr_payment
 
 ACTOR = {"X-Juhe-Actor": "ops@test"}
 
@@ -70,15 +69,10 @@ async def test_routing_decides_route_and_fee(
 ) -> None:
     """The real routing service (in-process, real HTTP): its cheapest route and fee land on the payment."""
     routing_db = await migrated_database("routing")
-    port = free_port()
     routing_app = create_routing_app(service_settings("routing", database_url=routing_db, role="api"))
-    server = uvicorn.Server(uvicorn.Config(routing_app, host="127.0.0.1", port=port, lifespan="on",
-                                           log_config=None, access_log=False))
-    task = asyncio.create_task(server.serve())
-    try:
-        await wait_for(lambda: server.started, "routing to start")
-        cashier = await start_cashier(routing_url=f"http://127.0.0.1:{port}")
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as routing:
+    async with serve_app(routing_app, name="routing") as routing_url:
+        cashier = await start_cashier(routing_url=routing_url)
+        async with httpx.AsyncClient(base_url=routing_url) as routing:
             valid_from = (datetime.now(UTC) - timedelta(days=1)).isoformat()
             for route_id, method, connector, rate_bps in (
                 ("ali_direct", "alipay", "alipay", 60), ("wx_direct", "wechat", "wechatpay", 60),
@@ -102,6 +96,3 @@ async def test_routing_decides_route_and_fee(
         payment = created.json()
         assert payment["channel"] == "wechatpay" and payment["route_id"] == "wx_sp"  # cheapest WeChat route
         assert payment["fee_minor"] == 38  # 0.38 % of 100.00 yuan, as quoted by routing
-    finally:
-        server.should_exit = True
-        await task

@@ -4,19 +4,18 @@ payment view and carried by every payment.* event and the merchant webhook."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import func, select
 
 from libs.common.embedded import free_port
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.outbox_tables import outbox
+from libs.common.testing.infra import serve_app
 from services.cashier.store.tables import attempts, payments
 from services.settlement.app import create_app as create_settlement_app
 
@@ -197,15 +196,8 @@ async def _serve_settlement(service_settings: Any, database_url: str) -> AsyncIt
     port = free_port()
     settings = service_settings("settlement", database_url=database_url, port=port,
                                 ledger_url="http://127.0.0.1:9", role="api")
-    server = uvicorn.Server(uvicorn.Config(create_settlement_app(settings), host="127.0.0.1", port=port,
-                                           lifespan="on", log_config=None, access_log=False))
-    task = asyncio.create_task(server.serve())
-    await wait_for(lambda: server.started, "settlement to start")
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with serve_app(create_settlement_app(settings), port=port, name="settlement") as base_url:
+        yield base_url
 
 
 @pytest.fixture

@@ -16,6 +16,8 @@ $(INSTALLED): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+# two Alipay SDKs ship alipay/__init__.py; python-alipay-sdk's must win (pyproject.toml dev extras)
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --reinstall-package python-alipay-sdk -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	touch $@
 

@@ -76,3 +76,59 @@ class SandboxProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+class CallbackReceiver:
+    """A real HTTP server standing in for a merchant's notify URL: records every POST (path, headers,
+    raw body) and answers `reply_status`/`reply_body`, so a test can hand what a channel sent to a
+    public SDK's own verify function exactly as a merchant's web framework would."""
+
+    def __init__(self, *, reply_status: int = 200, reply_body: bytes = b"") -> None:
+        import queue
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.received: queue.Queue[tuple[str, dict[str, str], bytes]] = queue.Queue()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.received.put((self.path, dict(self.headers.items()), body))
+                self.send_response(reply_status)
+                self.send_header("Content-Length", str(len(reply_body)))
+                self.end_headers()
+                self.wfile.write(reply_body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._pending: list[tuple[str, dict[str, str], bytes]] = []
+
+    def url(self, name: str) -> str:
+        return f"{self.base_url}/{name}"
+
+    def next(self, name: str, *, timeout_seconds: float = 20.0) -> tuple[dict[str, str], bytes]:
+        """The first not yet taken callback sent to `url(name)`, waiting for it up to the timeout."""
+        import queue
+
+        deadline = time.monotonic() + timeout_seconds
+        while True:
+            for index, (path, headers, body) in enumerate(self._pending):
+                if path == "/" + name:
+                    del self._pending[index]
+                    return headers, body
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no callback to /{name} within {timeout_seconds}s")
+            try:
+                self._pending.append(self.received.get(timeout=remaining))
+            except queue.Empty:
+                continue
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -44,6 +44,8 @@ class MerchantRegisterRequest(BaseModel):
     merchant_public_key_pem: str | None = None
     generate_key_pair: bool = False
     apiv3_key: str | None = None
+    # How this merchant verifies WeChat: public-key mode (PUB_KEY_ID_...) or platform certificates.
+    platform_verification: Literal["public_key", "certificate"] | None = None
     sub_merchants: list[SubMerchant] = Field(default_factory=list, max_length=1000)
 
 
@@ -220,6 +222,14 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         content = sandbox.download_bill(merchant, dict(request.query_params))
         return Response(content=content, media_type="application/octet-stream")
 
+    @app.get("/v3/certificates")
+    async def platform_certificates(request: Request) -> Response:
+        merchant, _ = await authenticated(request)
+        if set(request.query_params) - {"algorithm_type"} or request.query_params.get("algorithm_type",
+                                                                                       "RSA") != "RSA":
+            raise WxError(400, "PARAM_ERROR", "only algorithm_type=RSA is supported")
+        return wx_response(200, sandbox.certificates_view(merchant))
+
     # ------------------------------------------------------------------ control API
     @app.post("/control/merchants")
     async def register_merchant(request: MerchantRegisterRequest) -> dict[str, Any]:
@@ -229,6 +239,16 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     async def platform_key() -> dict[str, str]:
         return {"platform_public_key_pem": sandbox.platform_key.public_pem,
                 "platform_public_key_id": sandbox.platform_key_id}
+
+    @app.get("/control/platform-certificates")
+    async def list_platform_certificates() -> dict[str, Any]:
+        return {"certificates": sandbox.certificates_summary()}
+
+    @app.post("/control/platform-certificates/rotate")
+    async def rotate_platform_certificate() -> dict[str, Any]:
+        """Issue a new platform certificate; it signs from now on, the old one stays listed."""
+        issued = sandbox.certificates.rotate()
+        return {"serial_no": issued.serial_no, "certificates": sandbox.certificates_summary()}
 
     @app.get("/control/orders/{out_trade_no}")
     async def get_order(out_trade_no: str, mchid: str | None = None) -> dict[str, Any]:

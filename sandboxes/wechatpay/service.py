@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gzip
 import hashlib
 import json
@@ -26,6 +27,7 @@ from sandboxes.common.notify import NotificationDispatcher, NotificationJob
 from sandboxes.common.paths import sandbox_data_dir
 from sandboxes.common.store import Document, DocumentStore
 from sandboxes.wechatpay import bills, crypto
+from sandboxes.wechatpay.certificates import PlatformCertificates
 from sandboxes.wechatpay.settings import NOTIFY_SCHEDULE_SECONDS, SandboxSettings
 
 CHANNEL = "wechatpay"
@@ -43,6 +45,10 @@ REFUND_FIELDS = {"sub_mchid", "transaction_id", "out_trade_no", "out_refund_no",
                  "funds_account", "amount", "goods_detail"}
 BILL_TOKEN_TTL_SECONDS = 3600
 AMOUNT_FEN_MAX = 10**12
+PUBLIC_KEY_MODE, CERTIFICATE_MODE = "public_key", "certificate"
+# Which platform key signs the reply to the request being served (set by `authenticate`): WeChat
+# signs with the key the request's `Wechatpay-Serial` names, else by the merchant's verification mode.
+_reply_mode: contextvars.ContextVar[str] = contextvars.ContextVar("wechatpay_reply_mode", default=PUBLIC_KEY_MODE)
 
 
 class WxError(Exception):
@@ -122,6 +128,7 @@ class Sandbox:
         if not key_id_path.exists():
             key_id_path.write_text("PUB_KEY_ID_01" + _digits(26), encoding="ascii")
         self.platform_key_id = key_id_path.read_text(encoding="ascii").strip()
+        self.certificates = PlatformCertificates(self.store)
         self.faults = FaultSettings(seed=settings.seed)
         self.dispatcher = NotificationDispatcher(
             schedule_seconds=NOTIFY_SCHEDULE_SECONDS,
@@ -146,14 +153,22 @@ class Sandbox:
         self.store.close()
 
     # ------------------------------------------------------------------ signing
-    def signed_headers(self, body: bytes) -> dict[str, str]:
+    def signed_headers(self, body: bytes, mode: str | None = None) -> dict[str, str]:
+        """Headers of a signed reply or callback; `mode` None: the mode of the request being served."""
         timestamp, nonce = str(int(time.time())), crypto.nonce_str()
+        if (mode or _reply_mode.get()) == CERTIFICATE_MODE:
+            certificate = self.certificates.current()
+            private_key, serial = certificate.key.private_key, certificate.serial_no
+        else:
+            private_key, serial = self.platform_key.private_key, self.platform_key_id
         return {
             "Wechatpay-Timestamp": timestamp,
             "Wechatpay-Nonce": nonce,
-            "Wechatpay-Signature": crypto.sign(self.platform_key.private_key,
-                                               crypto.response_message(timestamp, nonce, body)),
-            "Wechatpay-Serial": self.platform_key_id,
+            "Wechatpay-Signature": crypto.sign(private_key, crypto.response_message(timestamp, nonce, body)),
+            "Wechatpay-Serial": serial,
+            # Real WeChat Pay sends it on every signed reply, not only on callbacks; the public
+            # wechatpayv3 SDK refuses a 2xx reply without it (protocols.md §1.3, §7).
+            "Wechatpay-Signature-Type": crypto.SIGNATURE_TYPE,
             "Request-ID": str(uuid.uuid4()),
         }
 
@@ -176,7 +191,27 @@ class Sandbox:
             raise WxError(401, "SIGN_ERROR", "signature verification failed")
         if not headers.get("user-agent"):
             raise WxError(400, "PARAM_ERROR", "User-Agent header is required")
+        named = (headers.get("wechatpay-serial") or "").upper()
+        if named == self.platform_key_id.upper():
+            _reply_mode.set(PUBLIC_KEY_MODE)
+        elif named and any(c.serial_no == named for c in self.certificates.all()):
+            _reply_mode.set(CERTIFICATE_MODE)
+        else:
+            _reply_mode.set(merchant.get("platform_verification") or PUBLIC_KEY_MODE)
         return merchant
+
+    def certificates_view(self, merchant: Document) -> dict[str, Any]:
+        """`GET /v3/certificates`: every valid platform certificate, encrypted under the APIv3 key."""
+        data = []
+        for certificate in self.certificates.all():
+            data.append({
+                "serial_no": certificate.serial_no,
+                "effective_time": rfc3339(certificate.effective_time),
+                "expire_time": rfc3339(certificate.expire_time),
+                "encrypt_certificate": crypto.encrypt_resource(merchant["apiv3_key"], certificate.pem.encode("ascii"),
+                                                               "certificate"),
+            })
+        return {"data": data}
 
     # ------------------------------------------------------------------ merchants
     def register_merchant(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -210,11 +245,20 @@ class Sandbox:
         if len(apiv3_key.encode("ascii")) != 32:
             raise ControlError(422, "apiv3_key must be 32 ASCII characters")
         existing["apiv3_key"] = apiv3_key
+        existing["platform_verification"] = (request.get("platform_verification")
+                                             or existing.get("platform_verification") or PUBLIC_KEY_MODE)
         self.store.put("merchants", mchid, existing)
         return {**result, "mchid": mchid, "appids": existing["appids"], "apiv3_key": apiv3_key,
                 "merchant_cert_serial": serial, "sub_merchants": existing["sub_merchants"],
                 "platform_public_key_pem": self.platform_key.public_pem,
-                "platform_public_key_id": self.platform_key_id}
+                "platform_public_key_id": self.platform_key_id,
+                "platform_verification": existing["platform_verification"],
+                "platform_certificates": self.certificates_summary()}
+
+    def certificates_summary(self) -> list[dict[str, str]]:
+        """Control view: serial and PEM of each valid platform certificate (the newest signs)."""
+        return [{"serial_no": c.serial_no, "pem": c.pem, "expire_time": rfc3339(c.expire_time)}
+                for c in self.certificates.all()]
 
     # ------------------------------------------------------------------ orders
     def _scope(self, merchant: Document, *, partner: bool, sub_mchid: str | None) -> str:
@@ -448,8 +492,13 @@ class Sandbox:
         refund_fen = _require_int(amount, "refund", "amount")
         total_fen = _require_int(amount, "total", "amount")
         _check_currency(amount, "amount")
-        order = self.find_order(scope, out_trade_no=body.get("out_trade_no"),
-                                transaction_id=body.get("transaction_id"))
+        try:
+            order = self.find_order(scope, out_trade_no=body.get("out_trade_no"),
+                                    transaction_id=body.get("transaction_id"))
+        except WxError as exc:  # the refund API names a missing order RESOURCE_NOT_EXISTS (protocols.md §7)
+            raise WxError(404, "RESOURCE_NOT_EXISTS", "订单不存在") from exc
+        if order["trade_state"] not in ("SUCCESS", "REFUND"):  # unpaid: nothing to refund, as if absent
+            raise WxError(404, "RESOURCE_NOT_EXISTS", f"订单不存在 (order is {order['trade_state']})")
         if total_fen != order["total"]:
             raise WxError(400, "PARAM_ERROR", "amount.total does not match the order amount")
         fingerprint = hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -460,8 +509,6 @@ class Sandbox:
                 if existing["fingerprint"] != fingerprint:
                     raise WxError(400, "INVALID_REQUEST", "out_refund_no already used with different parameters")
                 return self.refund_view(existing)
-            if order["trade_state"] not in ("SUCCESS", "REFUND"):
-                raise WxError(400, "INVALID_REQUEST", f"order is {order['trade_state']}, cannot refund")
             refunded = sum(r["refund"] for r in self.store.list("refunds")
                            if r["order_key"] == order["key"] and r["status"] in ("PROCESSING", "SUCCESS"))
             if refund_fen > order["total"] - refunded:
@@ -573,9 +620,9 @@ class Sandbox:
         body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
         def build() -> tuple[dict[str, str], bytes]:
-            headers = self.signed_headers(body)  # re-signed per attempt: fresh timestamp
+            # re-signed per attempt: fresh timestamp, and the certificate current at that moment
+            headers = self.signed_headers(body, merchant.get("platform_verification") or PUBLIC_KEY_MODE)
             headers.update({"Content-Type": "application/json",
-                            "Wechatpay-Signature-Type": crypto.SIGNATURE_TYPE,
                             "User-Agent": "Mozilla/4.0 (juhe wechatpay sandbox)"})
             return headers, body
 

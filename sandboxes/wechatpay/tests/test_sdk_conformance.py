@@ -1,0 +1,210 @@
+"""The public `wechatpayv3` SDK (PyPI, pinned in the dev extras) against the sandbox, unmodified.
+
+The only change to the SDK is its gateway (`_core._gate_way`, the base URL) and the keys the
+sandbox issued. In platform-certificate mode the SDK downloads `/v3/certificates` while it is being
+constructed, before a base URL can be set; there its own bootstrap (`Core._init_certificates`) is
+deferred until the gateway points at the sandbox, then run as is. Every reply is verified by the
+SDK's own code (it refuses a 2xx without `Wechatpay-Signature-Type`, a bad signature or an unknown
+serial), and every callback goes through the SDK's own `callback()` (signature + AES-GCM). So a
+sandbox change that breaks a merchant using this SDK fails here.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import httpx
+import pytest
+from wechatpayv3 import WeChatPay, WeChatPayType  # type: ignore[import-untyped]
+from wechatpayv3.core import Core  # type: ignore[import-untyped]
+
+from sandboxes.common.testing import CallbackReceiver, SandboxProcess
+
+PORT_ENV = "JUHE_SANDBOX_WECHATPAY_PORT"
+APPID = "wxd678efh567hg6787"
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    data_dir: Path = tmp_path_factory.mktemp("wechatpay-sdk")
+    env = {"JUHE_DATA_DIR": str(data_dir), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+           "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "0.3"}
+    with SandboxProcess("sandboxes.wechatpay", port_env=PORT_ENV, env=env) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[CallbackReceiver]:
+    server = CallbackReceiver(reply_status=204)
+    yield server
+    server.close()
+
+
+def _register(sandbox: SandboxProcess, **extra: Any) -> dict[str, Any]:
+    mchid = "19" + "".join(secrets.choice("0123456789") for _ in range(8))
+    response = httpx.post(f"{sandbox.base_url}/control/merchants",
+                          json={"mchid": mchid, "appid": APPID, "generate_key_pair": True, **extra})
+    response.raise_for_status()
+    registration: dict[str, Any] = response.json()
+    return registration
+
+
+def _sdk(sandbox: SandboxProcess, registration: dict[str, Any], notify_url: str, *, certificate_mode: bool = False,
+         partner: bool = False) -> Any:
+    """The SDK as a merchant constructs it; only the gateway is the sandbox's."""
+    keys: dict[str, Any] = {} if certificate_mode else {
+        "public_key": registration["platform_public_key_pem"],
+        "public_key_id": registration["platform_public_key_id"]}
+    with mock.patch.object(Core, "_init_certificates", lambda self: None):
+        client = WeChatPay(wechatpay_type=WeChatPayType.NATIVE, mchid=registration["mchid"],
+                           private_key=registration["merchant_private_key_pem"],
+                           cert_serial_no=registration["merchant_cert_serial"], appid=APPID,
+                           apiv3_key=registration["apiv3_key"], notify_url=notify_url, partner_mode=partner, **keys)
+    client._core._gate_way = sandbox.base_url
+    if certificate_mode:
+        Core._init_certificates(client._core)  # the SDK's own bootstrap: GET /v3/certificates, decrypt, keep
+    return client
+
+
+def _no(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(8)}"
+
+
+def _approve(sandbox: SandboxProcess, out_trade_no: str, scope: str) -> None:
+    httpx.post(f"{sandbox.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": scope},
+               json={}).raise_for_status()
+
+
+def _ok(result: tuple[int, Any], status: int = 200) -> dict[str, Any]:
+    code, message = result
+    assert code == status, message
+    return json.loads(message) if status != 204 else {}
+
+
+def test_orders_refunds_bills_and_callbacks_in_public_key_mode(sandbox: SandboxProcess,
+                                                                receiver: CallbackReceiver) -> None:
+    registration = _register(sandbox)
+    wx = _sdk(sandbox, registration, receiver.url("pay"))
+    mchid = registration["mchid"]
+
+    paid = _no("sdk")
+    assert _ok(wx.pay(description="停车费", out_trade_no=paid, amount={"total": 888}))["code_url"].startswith(
+        "weixin://wxpay/bizpayurl?pr=")
+    assert "prepay_id" in _ok(wx.pay(description="JSAPI", out_trade_no=_no("js"), amount={"total": 1},
+                                     payer={"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, pay_type=WeChatPayType.JSAPI))
+    assert "prepay_id" in _ok(wx.pay(description="APP", out_trade_no=_no("app"), amount={"total": 1},
+                                     pay_type=WeChatPayType.APP))
+    assert "h5_url" in _ok(wx.pay(description="H5", out_trade_no=_no("h5"), amount={"total": 1},
+                                  scene_info={"payer_client_ip": "14.23.150.211", "h5_info": {"type": "Wap"}},
+                                  pay_type=WeChatPayType.H5))
+    assert _ok(wx.query(out_trade_no=paid))["trade_state"] == "NOTPAY"
+
+    _approve(sandbox, paid, mchid)
+    headers, body = receiver.next("pay")
+    callback = wx.callback(headers, body)  # the SDK's verify + decrypt
+    assert callback is not None and callback["event_type"] == "TRANSACTION.SUCCESS"
+    transaction = callback["resource"]
+    assert (transaction["out_trade_no"], transaction["trade_state"], transaction["amount"]["total"]) == (
+        paid, "SUCCESS", 888)
+    by_id = _ok(wx.query(transaction_id=transaction["transaction_id"]))
+    assert by_id["trade_state"] == "SUCCESS" and by_id["payer"]["openid"] == transaction["payer"]["openid"]
+
+    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 300, "total": 888, "currency": "CNY"},
+                           out_trade_no=paid, notify_url=receiver.url("refund")))
+    assert refund["status"] == "PROCESSING" and refund["amount"]["refund"] == 300
+    headers, body = receiver.next("refund")
+    refunded = wx.callback(headers, body)
+    assert refunded is not None and refunded["event_type"] == "REFUND.SUCCESS"
+    assert refunded["resource"]["refund_status"] == "SUCCESS"
+    assert _ok(wx.query_refund(out_refund_no=refund["out_refund_no"]))["status"] == "SUCCESS"
+
+    closed = _no("cl")
+    _ok(wx.pay(description="to close", out_trade_no=closed, amount={"total": 5}))
+    _ok(wx.close(out_trade_no=closed), 204)  # signed empty 204, verified by the SDK
+    assert _ok(wx.query(out_trade_no=closed))["trade_state"] == "CLOSED"
+
+    from datetime import datetime, timedelta, timezone
+    today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+    bill = _ok(wx.trade_bill(bill_date=today))
+    code, content = wx.download_bill(bill["download_url"])  # unsigned reply: the SDK skips verification
+    assert code == 200
+    text = gzip.decompress(content)
+    assert hashlib.sha1(text).hexdigest() == bill["hash_value"] and paid.encode() in text
+
+
+def test_refund_of_unknown_or_unpaid_order_is_resource_not_exists(sandbox: SandboxProcess,
+                                                                  receiver: CallbackReceiver) -> None:
+    wx = _sdk(sandbox, _register(sandbox), receiver.url("unused"))
+    unpaid = _no("up")
+    _ok(wx.pay(description="unpaid", out_trade_no=unpaid, amount={"total": 100}))
+    for out_trade_no in (unpaid, _no("nx")):
+        code, message = wx.refund(out_refund_no=_no("rf"), amount={"refund": 1, "total": 100, "currency": "CNY"},
+                                  out_trade_no=out_trade_no)
+        assert (code, json.loads(message)["code"]) == (404, "RESOURCE_NOT_EXISTS")
+
+
+def test_partner_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    sub_mchid = "1900000109"
+    registration = _register(sandbox, sub_merchants=[{"sub_mchid": sub_mchid}])
+    wx = _sdk(sandbox, registration, receiver.url("partner"), partner=True)
+    out_trade_no = _no("sp")
+    _ok(wx.pay(description="partner", out_trade_no=out_trade_no, amount={"total": 200}, sub_mchid=sub_mchid))
+    _approve(sandbox, out_trade_no, f"{registration['mchid']}/{sub_mchid}")
+    callback = wx.callback(*receiver.next("partner"))
+    assert callback is not None and callback["resource"]["sub_mchid"] == sub_mchid
+    assert _ok(wx.query(out_trade_no=out_trade_no, sub_mchid=sub_mchid))["trade_state"] == "SUCCESS"
+    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 200, "total": 200, "currency": "CNY"},
+                           out_trade_no=out_trade_no, sub_mchid=sub_mchid))
+    assert _ok(wx.query_refund(out_refund_no=refund["out_refund_no"], sub_mchid=sub_mchid))["refund_id"] == \
+        refund["refund_id"]
+    unpaid = _no("sp")
+    _ok(wx.pay(description="partner close", out_trade_no=unpaid, amount={"total": 200}, sub_mchid=sub_mchid))
+    _ok(wx.close(out_trade_no=unpaid, sub_mchid=sub_mchid), 204)
+
+
+def test_platform_certificate_mode_with_rotation(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    registration = _register(sandbox, platform_verification="certificate")
+    wx = _sdk(sandbox, registration, receiver.url("cert"), certificate_mode=True)
+    serials = {hex(c.serial_number)[2:].upper() for c in wx._core._certificates}
+    assert serials == {c["serial_no"] for c in registration["platform_certificates"]}
+
+    first = _no("ct")
+    _ok(wx.pay(description="cert mode", out_trade_no=first, amount={"total": 10}))
+    _approve(sandbox, first, registration["mchid"])
+    headers, body = receiver.next("cert")
+    assert headers["Wechatpay-Serial"] in serials
+    assert wx.callback(headers, body) is not None
+
+    rotated = httpx.post(f"{sandbox.base_url}/control/platform-certificates/rotate").json()["serial_no"]
+    second = _no("ct")
+    _ok(wx.pay(description="after rotation", out_trade_no=second, amount={"total": 10}))  # unknown serial:
+    assert rotated in {hex(c.serial_number)[2:].upper() for c in wx._core._certificates}  # the SDK re-downloaded
+    _approve(sandbox, second, registration["mchid"])
+    headers, body = receiver.next("cert")
+    assert headers["Wechatpay-Serial"] == rotated and wx.callback(headers, body) is not None
+
+
+def test_profit_sharing(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    registration = _register(sandbox)
+    wx = _sdk(sandbox, registration, receiver.url("ps"))
+    out_trade_no = _no("ps")
+    _ok(wx.pay(description="split", out_trade_no=out_trade_no, amount={"total": 1000},
+               settle_info={"profit_sharing": True}))
+    _approve(sandbox, out_trade_no, registration["mchid"])
+    transaction_id = wx.callback(*receiver.next("ps"))["resource"]["transaction_id"]
+    _ok(wx.profitsharing_add_receiver(account_type="MERCHANT_ID", account="86693852", relation_type="STORE",
+                                      name="示例商户全称"))  # name RSA-OAEP encrypted by the SDK
+    order = _ok(wx.profitsharing_order(transaction_id=transaction_id, out_order_no=_no("P"), unfreeze_unsplit=False,
+                                       receivers=[{"type": "MERCHANT_ID", "account": "86693852", "amount": 100,
+                                                   "description": "分给门店"}]))
+    assert order["receivers"][0]["result"] in ("PENDING", "SUCCESS")
+    queried = _ok(wx.profitsharing_order_query(transaction_id=transaction_id, out_order_no=order["out_order_no"]))
+    assert queried["order_id"] == order["order_id"]
+    assert _ok(wx.profitsharing_amount_query(transaction_id=transaction_id))["unsplit_amount"] == 900

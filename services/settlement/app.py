@@ -6,7 +6,15 @@ from fastapi import FastAPI
 
 from libs.common.web import Runtime, create_service_app
 from services.settlement import worker
-from services.settlement.api.routes import admin, cycles, internal, merchant, payouts, reconciliation
+from services.settlement.api.routes import (
+    admin,
+    consistency,
+    cycles,
+    internal,
+    merchant,
+    payouts,
+    reconciliation,
+)
 from services.settlement.config import Settings
 from services.settlement.flows.bank import BankClient
 from services.settlement.flows.cashier import CashierClient
@@ -35,7 +43,15 @@ def create_app(settings: Settings) -> FastAPI:
     return create_service_app(
         settings,
         title="Juhe settlement",
-        routers=[admin.router, reconciliation.router, cycles.router, merchant.router, payouts.router, internal.router],
+        routers=[
+            admin.router,
+            reconciliation.router,
+            cycles.router,
+            merchant.router,
+            payouts.router,
+            internal.router,
+            consistency.router,
+        ],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=on_startup,

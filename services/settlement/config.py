@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from libs.common.settings import ServiceSettings, service_settings_config
 
@@ -35,10 +35,16 @@ class Settings(ServiceSettings):
     payout_interval_seconds: float = 2.0
     payout_poll_seconds: float = 30.0
     payout_batch_max: int = 100
-    payout_attempts_max: int = 50
+    # A payout still not final after this many steps ends `failed` (attempts_exhausted), its funds released.
+    payout_attempts_max: int = Field(default=50, ge=1, le=1000)
     # Channel profit sharing (contract B): the cashier's internal endpoint, polled while the channel works.
     profit_sharing_interval_seconds: float = 2.0
     profit_sharing_poll_seconds: float = 5.0
     profit_sharing_retry_max_seconds: float = 300.0
     profit_sharing_batch_max: int = 100
-    page_size_max: int = 500
+    # The largest `limit` any list endpoint accepts (a larger one is 422 validation_failed).
+    page_size_max: int = Field(default=500, ge=1, le=1000)
+    # The settlement ↔ ledger check (docs/consistency.md): how often the worker runs it, and how long it
+    # waits before the confirming second reading when the first one shows differences.
+    consistency_interval_seconds: float = Field(default=60.0, ge=1.0, le=3600.0)
+    consistency_confirm_seconds: float = Field(default=2.0, ge=0.0, le=60.0)

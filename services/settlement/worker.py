@@ -16,6 +16,7 @@ from services.settlement.events import (
     WITHDRAWAL_REQUESTED,
 )
 from services.settlement.events.consumers import on_account_opened, on_payment_event, on_refund_event
+from services.settlement.flows.consistency import consistency_loop
 from services.settlement.flows.escrow import auto_confirm_loop
 from services.settlement.flows.payouts import payout_loop
 from services.settlement.flows.profit_sharing import profit_sharing_loop
@@ -34,4 +35,12 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return [split_loop, auto_confirm_loop, settlement_loop, payout_loop, withdrawal_loop, profit_sharing_loop]
+    return [
+        split_loop,
+        auto_confirm_loop,
+        settlement_loop,
+        payout_loop,
+        withdrawal_loop,
+        profit_sharing_loop,
+        consistency_loop,
+    ]

@@ -303,3 +303,24 @@ class WithdrawalResponse(BaseModel):
 class WithdrawalListResponse(BaseModel):
     withdrawals: list[WithdrawalResponse]
     next_cursor: str | None
+
+
+class ConsistencyItem(BaseModel):
+    """One holder/currency where settlement's unsettled net and the ledger's merchant_pending differ."""
+
+    merchant_id: str
+    currency: str
+    settlement_minor: int
+    ledger_minor: int
+    difference_minor: int  # settlement_minor − ledger_minor
+
+
+class ConsistencyResponse(BaseModel):
+    """The latest settlement ↔ ledger check (`ok` null: never run yet). `mismatches` differed by the same
+    amount in two readings (confirmed); `unconfirmed` differed only in the last one (events in flight)."""
+
+    ok: bool | None
+    checked_at: datetime | None
+    holders_checked: int
+    mismatches: list[ConsistencyItem]
+    unconfirmed: list[ConsistencyItem]

@@ -63,8 +63,10 @@ def bill_day(moment: datetime) -> date:
 
 
 async def on_payment_event(tx: Tx, event: Envelope) -> None:
-    """Keep settlement's record of the payment; on its first success, record fees and create its split."""
+    """Keep settlement's record of the payment; on its first success, record fees and create its split;
+    then derive the effect of every refund of it that arrived first (docs/consistency.md)."""
     data: dict[str, Any] = event.data
+    await records.lock_payment(tx.conn, data["payment_id"])
     attempt: dict[str, Any] = data.get("attempt") or {}
     status = {"payment.succeeded": "succeeded", "payment.failed": "failed", "payment.closed": "closed"}[event.type]
     amount_minor = int(data["amount_minor"])
@@ -90,7 +92,7 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
     if event.type == PAYMENT_SUCCEEDED:
         channel_fee = data.get("fee_minor")
         rate = await records.platform_rate_bps(tx.conn, data["merchant_id"])
-        platform_fee = split_math.platform_fee_minor(amount_minor, rate) if rate is not None else None
+        platform_fee = _platform_fee(data, amount_minor, rate)
         values.update(
             channel_fee_minor=channel_fee,
             channel_fee_rate_bps=data.get("fee_rate_bps"),
@@ -102,12 +104,27 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
     if row["purpose"] == WALLET_TOPUP:
         return  # the ledger runs §3.7 for it instead of §3.1: no merchant credit to settle or split
     if event.type == PAYMENT_SUCCEEDED and previous != "succeeded":
-        due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
-        await records.set_settle_date(tx.conn, row["payment_id"], due)
-        base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
-        await cycles.add_entries(tx.conn, [_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due,
-                                                  "payment")])  # fmt: skip
-        await _create_split(tx, row, base, due)
+        await _payment_succeeded(tx, row, occurred)
+    await apply_refunds(tx, row["payment_id"])
+
+
+def _platform_fee(data: dict[str, Any], amount_minor: int, rate_bps: int | None) -> int | None:
+    """The platform fee the event carries (the one the ledger's §3.1 takes off the merchant's 2201, so both
+    sides agree by construction), capped at the gross as the ledger caps it; else the merchant's rate here."""
+    carried = data.get("platform_fee_minor")
+    if carried is not None:
+        return min(max(int(carried), 0), amount_minor)
+    return split_math.platform_fee_minor(amount_minor, rate_bps) if rate_bps is not None else None
+
+
+async def _payment_succeeded(tx: Tx, row: Any, occurred: datetime) -> None:
+    """The first success of a payment: its settle date, the merchant's net entry and its split."""
+    due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
+    await records.set_settle_date(tx.conn, row["payment_id"], due)
+    base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
+    await cycles.add_entries(tx.conn, [_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due,
+                                              "payment")])  # fmt: skip
+    await _create_split(tx, row, base, due)
 
 
 def _entry(key: str, holder_id: str, payment: Any, amount_minor: int, due: date, kind: str,
@@ -195,51 +212,81 @@ def split_base_refunded(payment: Any, refunded_minor: int) -> int:
 
 
 async def on_refund_event(tx: Tx, event: Envelope) -> None:
-    """Record the refund; a succeeded refund of a split payment reverses the split proportionally."""
+    """Store the refund fact, then derive the effect of every refund of its payment not applied yet.
+
+    Order-independent (docs/consistency.md): a refund that arrives before its payment (another topic) is
+    only stored; the payment's own event applies it later, under the same per-payment lock."""
     data: dict[str, Any] = event.data
     succeeded = event.type == REFUND_SUCCEEDED
     occurred = _when(data.get("succeeded_at"), datetime.fromisoformat(event.time))
-    inserted = await records.insert_refund(tx.conn, {
+    await records.lock_payment(tx.conn, data["payment_id"])
+    await records.upsert_refund(tx.conn, {
         "refund_id": data["refund_id"], "payment_id": data["payment_id"], "merchant_id": data["merchant_id"],
         "channel": data.get("channel"), "channel_refund_no": data.get("channel_refund_no"),
         "status": "succeeded" if succeeded else "failed", "amount_minor": int(data["amount_minor"]),
         "currency": data["currency"], "bill_date": bill_day(occurred), "succeeded_at": occurred if succeeded else None,
     })  # fmt: skip
-    if not (inserted and succeeded):
-        return
-    grown = await records.add_refunded(tx.conn, data["payment_id"], int(data["amount_minor"]))
-    if grown is None:
-        return  # a refund of a payment settlement never saw succeed: recorded, reconciliation will list it
-    before_minor, payment = grown
+    await apply_refunds(tx, data["payment_id"])
+
+
+async def apply_refunds(tx: Tx, payment_id: str) -> int:
+    """Derive, once each, the effect of the payment's stored succeeded refunds not applied yet — only once
+    the payment is known as succeeded (a refund of an unknown, failed or top-up payment stays stored, and
+    reconciliation lists it). The caller holds the payment's lock; returns how many were applied."""
+    payment = await records.payment_for_update(tx.conn, payment_id)
+    if payment is None or payment["status"] != "succeeded" or payment["purpose"] == WALLET_TOPUP:
+        return 0
+    pending = await records.unapplied_refunds(tx.conn, payment_id)
+    for refund in pending:
+        payment = await _apply_refund(tx, payment, refund)
+        await records.mark_refund_applied(tx.conn, refund["refund_id"])
+    return len(pending)
+
+
+def refund_net_minor(payment: Any, refund_minor: int) -> int:
+    """What one refund takes off the merchant's 2201 — exactly the ledger's §3.3 merchant line: the refund
+    less its share of the platform fee, that share rounded down per refund. Per refund, not cumulative, so
+    the sum does not depend on the order refunds are applied in."""
+    fee, gross = int(payment["platform_fee_minor"] or 0), int(payment["amount_minor"])
+    return refund_minor - min(fee, split_math.refunded_fee_minor(fee, gross, refund_minor))
+
+
+async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
+    """One refund's effect: its merchant entry and the split reversed proportionally (an escrow split not
+    confirmed yet is voided and held again on what is left). Returns the payment row after it."""
+    refund_id, amount = str(refund["refund_id"]), int(refund["amount_minor"])
+    before_minor, payment = await records.add_refunded(tx.conn, payment["payment_id"], amount)
     refunded_after = min(int(payment["refunded_minor"]), int(payment["amount_minor"]))
     refunded_before = min(before_minor, int(payment["amount_minor"]))
     base_before = split_base_refunded(payment, refunded_before)
     base_after = split_base_refunded(payment, refunded_after)
     # The refund's merchant line (§3.3) leaves the payee's pending funds: due with the payment if that is
     # not settled yet, else at once (netted against the next batch).
+    occurred = refund["succeeded_at"]
     due = max(payment["settle_date"] or bill_day(occurred), bill_day(occurred))
-    refund_entry = _entry(f"{data['refund_id']}:net", payment["merchant_id"], payment, -(base_after - base_before),
-                          due, "refund", data["refund_id"])  # fmt: skip
+    refund_entry = _entry(f"{refund_id}:net", payment["merchant_id"], payment, -refund_net_minor(payment, amount),
+                          due, "refund", refund_id)  # fmt: skip
     await cycles.add_entries(tx.conn, [refund_entry])
-    split = await records.split_of_payment(tx.conn, data["payment_id"], for_update=True)
+    split = await records.split_of_payment(tx.conn, payment["payment_id"], for_update=True)
     if split is None:
-        return
+        return payment
     if split["mode"] == "escrow" and split["status"] in ("pending", "held"):
         # not confirmed yet: void the hold (§3.4) and hold again what is left of the split base
         await records.move_split(tx.conn, split["split_id"], ("pending", "held"), "voiding")
         remaining = int(payment["amount_minor"]) - int(payment["platform_fee_minor"] or 0) - base_after
         await _create_split(tx, payment, remaining, due, offset_minor=base_after,
-                            source_key=f"{data['payment_id']}:{data['refund_id']}",
+                            source_key=f"{payment['payment_id']}:{refund_id}",
                             deadline=split["confirm_deadline"])  # fmt: skip
-        return
+        return payment
     offset = int(split["base_offset_minor"])
     back = split_math.reversal(split["allocations"], split["remainder_receiver_id"], base_before - offset,
                                base_after - offset)  # fmt: skip
     split_id = new_id("spl")
     await records.insert_split(tx.conn, {
-        "split_id": split_id, "source_key": data["refund_id"], "kind": "reversal",
-        "payment_id": data["payment_id"], "refund_id": data["refund_id"], "merchant_id": split["merchant_id"],
+        "split_id": split_id, "source_key": refund_id, "kind": "reversal",
+        "payment_id": payment["payment_id"], "refund_id": refund_id, "merchant_id": split["merchant_id"],
         "currency": split["currency"], "base_minor": base_after - base_before, "allocations": back,
         "remainder_receiver_id": split["remainder_receiver_id"], "status": "pending",
     })  # fmt: skip
-    await _split_entries(tx, split_id, payment, back, -1, due, "reversal", data["refund_id"])
+    await _split_entries(tx, split_id, payment, back, -1, due, "reversal", refund_id)
+    return payment

@@ -5,6 +5,7 @@ Settlement never imports the ledger; it speaks its HTTP API (services/ledger/REA
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,18 +82,9 @@ class LedgerClient:
             )  # fmt: skip
         if found:
             return str(found)
-        cursor: str | None = None
-        for _ in range(ACCOUNT_PAGES_MAX):
-            params: dict[str, Any] = {"holder_id": holder_id, "limit": ACCOUNT_PAGE_SIZE}
-            if cursor:
-                params["cursor"] = cursor
-            page = await self._call("GET", "/v1/accounts", params=params)
-            for account in page.get("accounts", []):
-                if account["kind"] == kind and account["currency"] == currency:
-                    return str(account["id"])
-            cursor = page.get("next_cursor")
-            if not cursor:
-                break
+        async for account in self.accounts_of(holder_id):
+            if account["kind"] == kind and account["currency"] == currency:
+                return str(account["id"])
         flags = {"debits_must_not_exceed_credits": kind in NO_OVERDRAFT_KINDS,
                  "credits_must_not_exceed_debits": kind == "escrow_bank"}  # fmt: skip
         opened = await self._call(
@@ -102,6 +94,29 @@ class LedgerClient:
             headers={"Idempotency-Key": f"account:{holder_id}:{kind}:{currency}"},
         )  # fmt: skip
         return str(opened["id"])
+
+    async def accounts_of(self, holder_id: str) -> AsyncIterator[dict[str, Any]]:
+        """Every account of a holder in the ledger (with its balances), page by page."""
+        cursor: str | None = None
+        for _ in range(ACCOUNT_PAGES_MAX):
+            params: dict[str, Any] = {"holder_id": holder_id, "limit": ACCOUNT_PAGE_SIZE}
+            if cursor:
+                params["cursor"] = cursor
+            page = await self._call("GET", "/v1/accounts", params=params)
+            for account in page.get("accounts", []):
+                yield account
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    async def posted_balances(self, holder_id: str, kind: str) -> dict[str, int]:
+        """currency → posted balance of the holder's accounts of `kind` (holds not counted)."""
+        found: dict[str, int] = {}
+        async for account in self.accounts_of(holder_id):
+            if account["kind"] == kind:
+                currency = str(account["currency"])
+                found[currency] = found.get(currency, 0) + int(account["balances"]["posted_balance_minor"])
+        return found
 
     async def post_transfer(
         self, *, idempotency_key: str, postings: list[dict[str, Any]], reference: str | None = None,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from libs.common.db import UnitOfWork
+from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
@@ -29,6 +29,7 @@ from services.settlement.store import payouts as store
 
 log = get_logger("juhe.settlement.payouts")
 OVERDRAFT_CODES = frozenset({"insufficient_funds"})
+ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,20 +148,71 @@ class Payouts:
             if exc.code == "PARAM_ERROR":  # the bank will never take this request: undo the instruction
                 await self.apply_outcome(payout_id, "FAILED", "bank_rejected_request")
             else:
-                await self._later(payout_id, exc)
+                await self._later(payout, exc)
         except (BankUnavailable, LedgerRefused, Problem) as exc:
-            await self._later(payout_id, exc)
+            await self._later(payout, exc)
 
-    async def _later(self, payout_id: str, exc: Exception) -> None:
+    async def _later(self, payout: dict[str, Any], exc: Exception) -> None:
+        """A step that could not finish: retried after `payout_poll_seconds`, up to `payout_attempts_max`
+        failed steps; the last one ends the payout (`_give_up`)."""
+        payout_id = payout["payout_id"]
+        if int(payout["attempt_count"]) + 1 >= self.settings.payout_attempts_max:
+            await self._give_up(payout, exc)
+            return
         async with self.uow.begin() as tx:
             await store.queue.retry_later(
                 tx.conn, payout_id, repr(exc), self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
             )
         log.warning("payout step deferred", payout_id=payout_id, error=repr(exc))
 
+    async def _give_up(self, payout: dict[str, Any], exc: Exception) -> None:
+        """The last allowed attempt failed: the payout ends `failed` (`attempts_exhausted`) by the bank-failure
+        path, which gives the instructed amount back to 2202. An instruction whose answer was never stored is
+        looked up in the ledger (same key) first. If the ledger cannot say, the payout stays pending and the
+        next round tries again: it never ends failed with its money left in 2203."""
+        payout_id = payout["payout_id"]
+        log.error("payout given up after payout_attempts_max failed attempts", payout_id=payout_id,
+                  attempts=int(payout["attempt_count"]) + 1, error=repr(exc))  # fmt: skip
+        try:
+            if payout["instruction_transfer_id"] is None:
+                found = await self.ledger.find_transfer(payout_id)
+                if found is None:  # nothing moved in the ledger: just close it
+                    async with self.uow.begin() as tx:
+                        await self._close(tx, payout, "failed", ATTEMPTS_EXHAUSTED, None, None)
+                    return
+                async with self.uow.begin() as tx:
+                    await store.mark_instructed(tx.conn, payout_id, str(found["id"]))
+            await self.apply_outcome(payout_id, "FAILED", ATTEMPTS_EXHAUSTED)
+        except (LedgerRefused, Problem) as ledger_exc:
+            async with self.uow.begin() as tx:
+                retry_at = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
+                await store.queue.retry_later(tx.conn, payout_id, repr(ledger_exc), retry_at)
+
+    async def _close(self, tx: Tx, payout: dict[str, Any], status: str, failure_code: str | None,
+                     transfer_id: str | None, bank_status: str | None) -> bool:  # fmt: skip
+        """pending → final, once, with its `payout.finished` event in the same transaction."""
+        payout_id = payout["payout_id"]
+        changed = await store.finish(tx.conn, payout_id, status=status, failure_code=failure_code,
+                                     outcome_transfer_id=transfer_id, bank_status=bank_status,
+                                     now=self.now())  # fmt: skip
+        if changed:
+            tx.publish(topic=PAYOUTS_TOPIC, type=PAYOUT_FINISHED, subject=payout_id, data={
+                "payout_id": payout_id, "holder_id": payout["holder_id"], "status": status,
+                "amount_minor": int(payout["amount_minor"]), "currency": payout["currency"],
+                "failure_code": failure_code, "ledger_transfer_id": transfer_id,
+            })  # fmt: skip
+        return changed
+
     async def apply_outcome(self, payout_id: str, bank_status: str, failure_code: str | None) -> bool:
         """Post the bank's final answer (§3.6) and close the payout; a repeat changes nothing."""
         payout = await self.read(payout_id)
+        if (
+            payout.get("status") == "failed"
+            and payout.get("failure_code") == ATTEMPTS_EXHAUSTED
+            and bank_status == "SUCCEEDED"
+        ):
+            log.error("the bank paid a payout given up after payout_attempts_max: its amount went back to 2202 "
+                      "and must be recovered by a person", payout_id=payout_id)  # fmt: skip
         if payout.get("status") != "pending" or payout.get("instruction_transfer_id") is None:
             return False
         holder, currency, amount = payout["holder_id"], payout["currency"], int(payout["amount_minor"])
@@ -182,15 +234,7 @@ class Payouts:
             )  # fmt: skip
         status = "succeeded" if bank_status == "SUCCEEDED" else "failed"
         async with self.uow.begin() as tx:
-            changed = await store.finish(tx.conn, payout_id, status=status, failure_code=failure_code,
-                                         outcome_transfer_id=str(transfer["id"]), bank_status=bank_status,
-                                         now=self.now())  # fmt: skip
-            if changed:
-                tx.publish(topic=PAYOUTS_TOPIC, type=PAYOUT_FINISHED, subject=payout_id, data={
-                    "payout_id": payout_id, "holder_id": holder, "status": status, "amount_minor": amount,
-                    "currency": currency, "failure_code": failure_code, "ledger_transfer_id": str(transfer["id"]),
-                })  # fmt: skip
-        return changed
+            return await self._close(tx, payout, status, failure_code, str(transfer["id"]), bank_status)
 
     async def round(self) -> int:
         """One worker round over due pending payouts; returns how many were looked at."""

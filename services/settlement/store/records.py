@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -76,23 +76,57 @@ async def set_settle_date(conn: AsyncConnection, payment_id: str, due: date) -> 
     )
 
 
-async def insert_refund(conn: AsyncConnection, values: dict[str, Any]) -> bool:
-    result = await conn.execute(
-        insert(refund_records).values(**values).on_conflict_do_nothing(index_elements=[refund_records.c.refund_id])
+async def lock_payment(conn: AsyncConnection, payment_id: str) -> None:
+    """Serialise every consumer that touches one payment's facts (its payment and refund events travel on
+    two topics and race): a transaction-scoped advisory lock on the payment id, taken before any fact is
+    read or written. It works before the payment row exists (a refund first), which a row lock cannot."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                       {"key": f"settlement:payment:{payment_id}"})  # fmt: skip
+
+
+async def payment_for_update(conn: AsyncConnection, payment_id: str) -> RowMapping | None:
+    query = select(payment_records).where(payment_records.c.payment_id == payment_id).with_for_update()
+    return (await conn.execute(query)).mappings().first()
+
+
+async def upsert_refund(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    """Store the refund fact; a repeat changes nothing, except that `succeeded` wins over `failed` (a late
+    success is real money, a late failure never undoes one)."""
+    stmt = insert(refund_records).values(**values)
+    await conn.execute(stmt.on_conflict_do_update(
+        index_elements=[refund_records.c.refund_id],
+        set_={"status": stmt.excluded.status, "succeeded_at": stmt.excluded.succeeded_at,
+              "bill_date": stmt.excluded.bill_date, "channel_refund_no": stmt.excluded.channel_refund_no},
+        where=and_(refund_records.c.status != "succeeded", stmt.excluded.status == "succeeded"),
+    ))  # fmt: skip
+
+
+async def unapplied_refunds(conn: AsyncConnection, payment_id: str) -> list[RowMapping]:
+    """The payment's succeeded refunds whose effect is not derived yet, oldest first (locked)."""
+    rows = await conn.execute(
+        select(refund_records)
+        .where(refund_records.c.payment_id == payment_id, refund_records.c.status == "succeeded",
+               refund_records.c.applied_at.is_(None))
+        .order_by(refund_records.c.succeeded_at, refund_records.c.refund_id)
+        .with_for_update()
+    )  # fmt: skip
+    return list(rows.mappings())
+
+
+async def mark_refund_applied(conn: AsyncConnection, refund_id: str) -> None:
+    await conn.execute(
+        update(refund_records).where(refund_records.c.refund_id == refund_id).values(applied_at=func.now())
     )
-    return bool(result.rowcount)
 
 
-async def add_refunded(conn: AsyncConnection, payment_id: str, amount_minor: int) -> tuple[int, RowMapping] | None:
-    """Grow the payment's refunded total; (total before, row after)."""
+async def add_refunded(conn: AsyncConnection, payment_id: str, amount_minor: int) -> tuple[int, RowMapping]:
+    """Grow the payment's applied refund total (the caller holds the payment's lock); (total before, row after)."""
     row = (await conn.execute(
         update(payment_records)
         .where(payment_records.c.payment_id == payment_id)
         .values(refunded_minor=payment_records.c.refunded_minor + amount_minor, updated_at=func.now())
         .returning(payment_records)
-    )).mappings().first()  # fmt: skip
-    if row is None:
-        return None
+    )).mappings().one()  # fmt: skip
     return int(row["refunded_minor"]) - amount_minor, row
 
 

@@ -131,7 +131,10 @@ refund_records = Table(
     Column("currency", Text, nullable=False),
     Column("bill_date", Date),
     Column("succeeded_at", DateTime(timezone=True)),
+    # migration 0008: when its effect was derived (NULL while its payment is not known as succeeded)
+    Column("applied_at", DateTime(timezone=True)),
     Index("refund_records_bill", "channel", "bill_date"),
+    Index("refund_records_unapplied", "payment_id", postgresql_where=text("applied_at IS NULL")),
 )
 
 # One split per payment and one reversal per refund (`source_key` = payment or refund id). Created in
@@ -354,4 +357,19 @@ profit_sharing_orders = Table(
     UniqueConstraint("split_id", name="profit_sharing_orders_split"),
     Index("profit_sharing_orders_due", "status", "next_attempt_at"),
     Index("profit_sharing_orders_payment", "payment_id"),
+)
+
+# --- settlement ↔ ledger consistency (migration 0008) ---
+
+# Each run of the cross-service check: `differences` = every (holder, currency) whose two sides differed in
+# the run's last reading; `mismatches` = those that also differed in the reading before (confirmed).
+consistency_checks = Table(
+    "consistency_checks",
+    metadata,
+    Column("check_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("checked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("ok", Boolean, nullable=False),
+    Column("holders_checked", Integer, nullable=False),
+    Column("mismatches", JSONB, nullable=False),
+    Column("differences", JSONB, nullable=False),
 )

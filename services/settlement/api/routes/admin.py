@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import insert
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.web import UowDep
-from services.settlement.api.deps import LedgerDep, PlatformOnly
+from services.settlement.api.deps import LedgerDep, PageLimit, PlatformOnly
 from services.settlement.api.schemas import (
     FeeRateResponse,
     FeeRateUpsertRequest,
@@ -129,9 +129,9 @@ async def get_payment_record(payment_id: str, uow: UowDep) -> PaymentRecordRespo
 
 @router.get("/withdrawals")
 async def list_withdrawals(
-    uow: UowDep, holder_id: Annotated[str | None, Query(max_length=64)] = None,
+    uow: UowDep, limit: PageLimit, holder_id: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None, limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> WithdrawalListResponse:  # fmt: skip
     """Wallet withdrawals settlement pays out (contract C), newest first."""
     async with uow.read() as conn:

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from libs.common.web import UowDep
-from services.settlement.api.deps import LedgerDep, PlatformOnly
+from services.settlement.api.deps import LedgerDep, PageLimit, PlatformOnly
 from services.settlement.api.schemas import (
     BatchListResponse,
     BatchResponse,
@@ -99,9 +99,7 @@ async def start_settlement_run(
 
 
 @router.get("/batches")
-async def list_batches(
-    uow: UowDep, holder_id: str | None = None, limit: Annotated[int, Query(ge=1, le=500)] = 100
-) -> BatchListResponse:
+async def list_batches(uow: UowDep, limit: PageLimit, holder_id: str | None = None) -> BatchListResponse:
     async with uow.read() as conn:
         rows = await cycles.batches_of(conn, holder_id, limit)
     return BatchListResponse(batches=[BatchResponse(**{k: r[k] for k in BatchResponse.model_fields}) for r in rows])

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from libs.common.internal_auth import MerchantScope
 from libs.common.web import UowDep
+from services.settlement.api.deps import PageLimit
 from services.settlement.api.schemas import BatchListResponse, BatchResponse, StatementResponse
 from services.settlement.store import cycles
 from services.settlement.store.tables import payment_records
@@ -74,8 +75,8 @@ async def transactions_csv(
 
 @router.get("/batches")
 async def statement_batches(
-    merchant_id: MerchantScope, uow: UowDep, cursor: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    merchant_id: MerchantScope, uow: UowDep, limit: PageLimit,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> BatchListResponse:  # fmt: skip
     """The merchant's settlement batches, newest first; `next_cursor` pages on."""
     async with uow.read() as conn:

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import MerchantScope
 from libs.common.web import UowDep
-from services.settlement.api.deps import PlatformOnly
+from services.settlement.api.deps import PageLimit, PlatformOnly
 from services.settlement.api.schemas import PayoutCreateRequest, PayoutListResponse, PayoutResponse
 from services.settlement.domain.errors import INVALID_SIGNATURE, PAYOUT_NOT_FOUND
 from services.settlement.flows.bank import SIGNATURE_HEADER
@@ -29,7 +29,6 @@ def get_payouts(request: Request) -> Payouts:
 
 PayoutsDep = Annotated[Payouts, Depends(get_payouts)]
 Cursor = Annotated[str | None, Query(max_length=64)]
-Limit = Annotated[int, Query(ge=1, le=500)]
 PayoutStatus = Annotated[Literal["pending", "succeeded", "failed"] | None, Query()]
 
 
@@ -62,8 +61,8 @@ def _page(rows: list[Any], limit: int) -> PayoutListResponse:
 
 
 @router.get("/v1/payouts")
-async def list_payouts(merchant_id: MerchantScope, uow: UowDep, status: PayoutStatus = None, cursor: Cursor = None,
-                       limit: Limit = 100) -> PayoutListResponse:  # fmt: skip
+async def list_payouts(merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, status: PayoutStatus = None,
+                       cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
     """The merchant's own payouts, newest first; `next_cursor` pages on."""
     async with uow.read() as conn:
         rows = await store.list_payouts(conn, holder_id=merchant_id, status=status, before_id=cursor, limit=limit)
@@ -71,9 +70,9 @@ async def list_payouts(merchant_id: MerchantScope, uow: UowDep, status: PayoutSt
 
 
 @router.get("/v1/settlement/payouts", dependencies=[PlatformOnly])
-async def list_all_payouts(uow: UowDep, holder_id: Annotated[str | None, Query(max_length=64)] = None,
-                           status: PayoutStatus = None, cursor: Cursor = None,
-                           limit: Limit = 100) -> PayoutListResponse:  # fmt: skip
+async def list_all_payouts(uow: UowDep, limit: PageLimit,
+                           holder_id: Annotated[str | None, Query(max_length=64)] = None,
+                           status: PayoutStatus = None, cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
     """The platform's view: every merchant's payouts (or one holder's), newest first."""
     async with uow.read() as conn:
         rows = await store.list_payouts(conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit)

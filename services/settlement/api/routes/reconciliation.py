@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from libs.common.errors import Problem
 from libs.common.web import UowDep
-from services.settlement.api.deps import CashierDep, LedgerDep, PlatformOnly
+from services.settlement.api.deps import CashierDep, LedgerDep, PageLimit, PlatformOnly
 from services.settlement.api.schemas import (
     ReconciliationItemListResponse,
     ReconciliationItemResponse,
@@ -52,12 +52,12 @@ async def get_reconciliation(run_id: str, uow: UowDep) -> ReconciliationRunRespo
 @router.get("/reconciliation-items")
 async def list_reconciliation_items(
     uow: UowDep,
+    limit: PageLimit,
     run_id: str | None = None,
     outcome: str | None = None,
     payment_id: str | None = None,
     merchant_order_no: str | None = None,
     cursor: Annotated[int, Query(ge=0)] = 0,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> ReconciliationItemListResponse:
     """Items to look at, by run, outcome, payment order (payment_id) or business order (merchant_order_no)."""
     async with uow.read() as conn:

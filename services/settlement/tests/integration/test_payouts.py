@@ -17,8 +17,9 @@ from libs.common.embedded import free_port
 from libs.common.testing.infra import serve_app
 from sandboxes.common.testing import SandboxProcess
 from services.settlement.app import create_app
+from services.settlement.flows.bank import BankClient
 from services.settlement.flows.ledger import LedgerClient
-from services.settlement.flows.payouts import Payouts
+from services.settlement.flows.payouts import PayoutDraft, Payouts
 
 GOOD = {"account_no": "6222000011112222", "account_name": "Shop P"}
 HEADERS = {"X-Juhe-Merchant-Id": "mch_p"}
@@ -203,6 +204,34 @@ async def test_concurrent_payouts_never_exceed_settled(env: Env) -> None:
             await env.wait_status(r.json()["payout_id"], "succeeded")
     assert await env.balance("mch_p", "merchant_settled") == 2000
     assert await env.balance("platform", "escrow_bank") == 2000
+    verify_ledger(env.ledger_db)
+
+
+async def test_payout_attempts_max_ends_it_failed_and_releases_the_funds(env: Env) -> None:
+    """`payout_attempts_max` is enforced: a bank that never answers ends the payout `failed`
+    (attempts_exhausted) after that many failed steps, the instructed amount back in 2202 (§3.6 failure)."""
+    settings = env.payouts.settings.model_copy(update={"payout_attempts_max": 3, "payout_poll_seconds": 0.0})
+    dead_bank = BankClient.build("http://127.0.0.1:9", "nobody", "nothing", timeout_seconds=2, skew_seconds_max=300)
+    payouts = Payouts(env.payouts.uow, env.ledger, dead_bank, settings)
+    try:
+        draft = PayoutDraft(2500, "CNY", GOOD["account_no"], GOOD["account_name"], "give-up")
+        payout, created = await payouts.request("mch_p", draft)  # instructed; its first bank step fails
+        assert created and payout["status"] == "pending" and payout["attempt_count"] == 1
+        assert await env.balance("mch_p", "merchant_payable") == 2500
+        for _ in range(10):  # bounded: a payout that retries forever stays pending through all of them
+            if (await payouts.read(payout["payout_id"]))["status"] != "pending":
+                break
+            await payouts.round()
+        final = await payouts.read(payout["payout_id"])
+        assert final["status"] == "failed" and final["failure_code"] == "attempts_exhausted", final
+        assert final["outcome_transfer_id"] and final["attempt_count"] == 2  # the 3rd failed step gave up
+        await payouts.round()  # nothing more happens to a finished payout
+    finally:
+        await dead_bank.aclose()
+    assert await env.balance("mch_p", "merchant_settled") == 10_000
+    assert await env.balance("mch_p", "merchant_payable") == 0
+    listed = (await env.client.get("/v1/payouts", params={"status": "failed"}, headers=HEADERS)).json()["payouts"]
+    assert [p["failure_code"] for p in listed] == ["attempts_exhausted"]
     verify_ledger(env.ledger_db)
 
 

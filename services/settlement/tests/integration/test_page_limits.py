@@ -1,0 +1,35 @@
+"""`page_size_max` bounds every list endpoint of settlement (it used to be a setting nothing read)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from services.settlement.app import create_app
+
+PAGE_SIZE_MAX = 5
+MERCHANT = {"X-Juhe-Merchant-Id": "mch_p"}
+LISTS = (
+    ("/v1/payouts", MERCHANT),
+    ("/v1/statements/batches", MERCHANT),
+    ("/v1/settlement/payouts", {}),
+    ("/v1/settlement/withdrawals", {}),
+    ("/v1/settlement/batches", {}),
+    ("/v1/settlement/reconciliation-items", {}),
+)
+
+
+@pytest.mark.parametrize(("path", "headers"), LISTS)
+async def test_a_limit_above_page_size_max_is_refused(
+    path: str, headers: dict[str, str], migrated_database: Any, service_settings: Any, running_apps: Any
+) -> None:
+    settings = service_settings("settlement", database_url=await migrated_database("settlement"),
+                                ledger_url="http://127.0.0.1:9", role="api", page_size_max=PAGE_SIZE_MAX)  # fmt: skip
+    client = await running_apps(create_app(settings))
+    r = await client.get(path, params={"limit": PAGE_SIZE_MAX + 1}, headers=headers)
+    assert r.status_code == 422, (path, r.status_code, r.text)
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["code"] == "validation_failed" and r.json()["limit_max"] == PAGE_SIZE_MAX
+    assert (await client.get(path, params={"limit": PAGE_SIZE_MAX}, headers=headers)).status_code == 200
+    assert (await client.get(path, headers=headers)).status_code == 200  # the default fits under the maximum

@@ -41,9 +41,37 @@ from libs.common.services import REPO_ROOT, SANDBOXES, SERVICES, ServiceSpec, se
 
 READY_TIMEOUT_SECONDS = 90.0
 RESTART_BACKOFF_MAX_SECONDS = 30.0
+STABLE_RUN_SECONDS = 60.0  # a process up this long starts its backoff from scratch when it next dies
 STOP_TIMEOUT_SECONDS = 15.0
 SUPERVISE_INTERVAL_SECONDS = 1.0
 COLORS = ["36", "32", "33", "35", "34", "31", "96", "92", "93", "95"]
+
+
+@dataclass
+class Backoff:
+    """When to restart something that died: 1 s, 2 s, 4 s … up to RESTART_BACKOFF_MAX_SECONDS while it
+    keeps crashing, from 1 s again once it has run for STABLE_RUN_SECONDS. Non-blocking: the supervisor
+    keeps watching everything else while one process waits for its turn."""
+
+    failures: int = 0
+    up_since: float = field(default_factory=time.monotonic)
+    due_at: float | None = None  # set while a restart is pending
+
+    def failed(self) -> float:
+        now = time.monotonic()
+        if self.due_at is None and now - self.up_since > STABLE_RUN_SECONDS:
+            self.failures = 0
+        delay = min(2.0**self.failures, RESTART_BACKOFF_MAX_SECONDS)
+        self.failures += 1
+        self.due_at = now + delay
+        return delay
+
+    def due(self) -> bool:
+        return self.due_at is not None and time.monotonic() >= self.due_at
+
+    def started(self) -> None:
+        self.due_at = None
+        self.up_since = time.monotonic()
 
 
 @dataclass
@@ -53,9 +81,8 @@ class Child:
     env: dict[str, str]
     color: str
     process: asyncio.subprocess.Process | None = None
-    restarts: int = 0
+    backoff: Backoff = field(default_factory=Backoff)
     pump: asyncio.Task[None] | None = None
-    started_at: float = 0.0
 
     @property
     def url(self) -> str:
@@ -68,7 +95,9 @@ class Platform:
     console: TextIO = sys.stdout
     children: list[Child] = field(default_factory=list)
     pg: EmbeddedPostgres | None = None
+    pg_backoff: Backoff = field(default_factory=Backoff)
     broker: EmbeddedBroker | None = None
+    broker_backoff: Backoff = field(default_factory=Backoff)
     stopping: bool = False
     demo_settings: dict[str, dict[str, object]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
@@ -179,7 +208,7 @@ class Platform:
             stderr=asyncio.subprocess.STDOUT,
             preexec_fn=parent_death_signal(signal.SIGTERM),
         )
-        child.started_at = time.monotonic()
+        child.backoff.started()
         child.pump = asyncio.create_task(self._pump(child, log_path))
 
     async def _pump(self, child: Child, log_path: Path) -> None:
@@ -213,25 +242,65 @@ class Platform:
             raise SystemExit(f"not ready after {READY_TIMEOUT_SECONDS:.0f}s: {', '.join(pending)}")
 
     async def supervise(self) -> None:
-        """Restart what dies: the broker on its port (new epoch → re-publish), services with backoff."""
+        """Restart what dies, each with its own backoff: PostgreSQL on its port and data dir (services
+        reconnect: their pools drop dead connections), the broker on its port (new epoch → re-publish),
+        services as new processes."""
         while not self.stopping:
             await asyncio.sleep(SUPERVISE_INTERVAL_SECONDS)
-            if self.broker and not self.broker.alive() and not self.stopping:
-                self.say("broker died; restarting it (services will re-publish from their outboxes)")
-                with contextlib.suppress(Exception):
-                    await asyncio.to_thread(self.broker.start)
-                    await ensure_platform_topics(self.broker.bootstrap)
+            await self._supervise_postgres()
+            await self._supervise_broker()
             for child in self.children:
-                if self.stopping or not child.process or child.process.returncode is None:
-                    continue
-                backoff = min(2**child.restarts, RESTART_BACKOFF_MAX_SECONDS)
-                if time.monotonic() - child.started_at > 60:
-                    child.restarts = 0
-                self.say(f"{child.spec.name} exited with {child.process.returncode}; restarting in {backoff:.0f}s")
-                await asyncio.sleep(backoff)
-                child.restarts += 1
-                if not self.stopping:
-                    await self.start_child(child)
+                await self._supervise_child(child)
+
+    async def _supervise_postgres(self) -> None:
+        pg, backoff = self.pg, self.pg_backoff
+        if self.stopping or pg is None or pg.alive():  # alive() reaps a dead postmaster (no zombie)
+            return
+        if backoff.due_at is None:
+            code = pg.process.returncode if pg.process else None
+            delay = backoff.failed()
+            self.say(
+                f"PostgreSQL exited with {code}; restarting it on port {pg.port} in {delay:.0f}s "
+                "(same data dir: crash recovery runs; services reconnect by themselves)"
+            )
+        if not backoff.due():
+            return
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(pg.restart)
+        except Exception as exc:
+            delay = backoff.failed()
+            self.say(f"PostgreSQL did not come back ({exc}); retrying in {delay:.0f}s")
+            return
+        backoff.started()
+        self.say(f"PostgreSQL is back on 127.0.0.1:{pg.port} after {time.monotonic() - started:.1f}s of recovery")
+
+    async def _supervise_broker(self) -> None:
+        broker, backoff = self.broker, self.broker_backoff
+        if self.stopping or broker is None or broker.alive():
+            return
+        if backoff.due_at is None:
+            delay = backoff.failed()
+            self.say(f"broker died; restarting it in {delay:.0f}s (services will re-publish from their outboxes)")
+        if not backoff.due():
+            return
+        try:
+            await asyncio.to_thread(broker.start)
+            await ensure_platform_topics(broker.bootstrap)
+        except Exception as exc:
+            delay = backoff.failed()
+            self.say(f"broker did not come back ({exc}); retrying in {delay:.0f}s")
+            return
+        backoff.started()
+
+    async def _supervise_child(self, child: Child) -> None:
+        if self.stopping or not child.process or child.process.returncode is None:
+            return
+        if child.backoff.due_at is None:
+            delay = child.backoff.failed()
+            self.say(f"{child.spec.name} exited with {child.process.returncode}; restarting in {delay:.0f}s")
+        if child.backoff.due():
+            await self.start_child(child)
 
     async def stop(self) -> None:
         self.stopping = True

@@ -78,8 +78,8 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
 
 def demo_service_settings(data_dir: Path) -> dict[str, dict[str, object]]:
     """Settings the demo needs before the processes start: settlement's bank credentials (provisioned
-    here, kept in `demo-bank.json`, registered with the bank sandbox by `seed`) and the ledger's top-up
-    merchant."""
+    here, kept in `demo-bank.json`, registered with the bank sandbox by `seed`), the ledger's top-up
+    merchant and the cashier's dev flags for local webhook receivers."""
     path = data_dir / "demo-bank.json"
     bank = json.loads(path.read_text()) if path.exists() else {}
     if not bank.get("secret"):
@@ -90,6 +90,9 @@ def demo_service_settings(data_dir: Path) -> dict[str, dict[str, object]]:
     return {
         "settlement": {"bank_client_id": bank["client_id"], "bank_secret": bank["secret"]},
         "ledger": {"wallet_topup_merchant_id": WALLET_TOPUP_MERCHANT_ID},
+        # The launcher is the dev/test platform: a merchant's webhook receiver on this machine
+        # (http://127.0.0.1:…) must be reachable. Production leaves both flags off (https, public only).
+        "cashier": {"webhook_allow_http": True, "webhook_allow_loopback": True},
     }
 
 

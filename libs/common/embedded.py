@@ -18,6 +18,7 @@ import pwd
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,10 @@ from pathlib import Path
 
 PG_SYSTEM_USER = "embedded_postgres"
 PG_START_TIMEOUT_SECONDS = 30.0
+PG_RECOVERY_TIMEOUT_SECONDS = 120.0
 BROKER_START_TIMEOUT_SECONDS = 10.0
+STALE_STOP_SECONDS = 10.0
+LEFTOVER_EXIT_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
 
 
@@ -134,12 +138,48 @@ class EmbeddedPostgres:
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed ({done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}")
 
-    def start(self) -> None:
+    @property
+    def lock_files(self) -> list[Path]:
+        """The data dir's lock and the unix socket's lock (the socket lives in the data dir, `-k`)."""
+        return [self.data_dir / "postmaster.pid", self.data_dir / f".s.PGSQL.{self.port}.lock"]
+
+    def alive(self) -> bool:
+        """Whether the postmaster runs. `poll()` also reaps a dead one: an unreaped postmaster is a zombie
+        whose pid still answers kill(pid, 0), which makes its lock files look owned."""
+        return self.process is not None and self.process.poll() is None
+
+    def restart(self) -> None:
+        """Bring a crashed server back on the same port and data dir. Crash recovery replays the WAL
+        written since the last checkpoint before sessions are accepted, hence the longer wait."""
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(5)  # reap it (it is dead or dying: the caller saw `alive()` false)
+        self.start(timeout_seconds=PG_RECOVERY_TIMEOUT_SECONDS)
+
+    def clear_leftovers(self) -> None:
+        """Make the data dir startable: stop a live server of it left by a killed launcher, let the
+        backends of a killed postmaster exit (they still hold its shared memory), then remove lock
+        files that no live process owns. A lock held by a live postgres of this data dir is never
+        removed (two postmasters on one data dir corrupt it); PostgreSQL itself would refuse a lock
+        whose pid was reused by an unrelated process, so we remove that one."""
+        if self.alive():
+            raise RuntimeError("this server is already running")
+        for lock in self.lock_files:
+            pid = _lock_pid(lock)
+            if pid is not None and _is_postgres_of(pid, self.data_dir):
+                _stop_stale_postmaster(pid)
+        _await_exit(_postgres_processes(self.data_dir), LEFTOVER_EXIT_SECONDS)
+        for lock in self.lock_files:
+            pid = _lock_pid(lock)
+            if pid is not None and _is_postgres_of(pid, self.data_dir):
+                raise RuntimeError(f"{lock} is held by postgres pid {pid}, still running; not starting a second one")
+            with contextlib.suppress(FileNotFoundError):
+                lock.unlink()
+
+    def start(self, *, timeout_seconds: float = PG_START_TIMEOUT_SECONDS) -> None:
         self.init()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        stale_pid = self.data_dir / "postmaster.pid"
-        if stale_pid.exists():
-            _stop_stale_postmaster(stale_pid)
+        self.clear_leftovers()
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
         self.process = subprocess.Popen(
             [
@@ -170,7 +210,7 @@ class EmbeddedPostgres:
             preexec_fn=parent_death_signal(signal.SIGINT),
         )
         log.close()
-        deadline = time.monotonic() + PG_START_TIMEOUT_SECONDS
+        deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"postgres exited with {self.process.returncode}; see {self.log_path}")
@@ -190,29 +230,82 @@ class EmbeddedPostgres:
 
 
 def _accepts_connections(port: int) -> bool:
-    """True once the startup packet is answered (not just the port open: recovery may still run)."""
+    """True once a session can start: the startup packet gets AuthenticationOk ('R'; trust auth), not the
+    'E' "the database system is starting up" that crash recovery answers (the port opens before that)."""
+    params = b"user\0postgres\0database\0postgres\0\0"
+    startup = struct.pack("!ii", 8 + len(params), 3 << 16) + params  # protocol 3.0
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            # SSLRequest: a ready postmaster answers 'N' at once (no SSL in this build).
-            s.sendall(b"\x00\x00\x00\x08\x04\xd2\x16\x2f")
-            return s.recv(1) == b"N"
+        with socket.create_connection(("127.0.0.1", port), timeout=2.0) as s:
+            s.sendall(startup)
+            accepted = s.recv(1) == b"R"
+            if accepted:
+                s.sendall(b"X\0\0\0\4")  # Terminate: no "unexpected EOF" line in the server log
+            return accepted
     except OSError:
         return False
 
 
-def _stop_stale_postmaster(pid_file: Path) -> None:
-    """A launcher killed by SIGKILL before PDEATHSIG existed could leave one; stop it."""
-    try:
-        pid = int(pid_file.read_text().splitlines()[0])
+def _stop_stale_postmaster(pid: int) -> None:
+    """A live server of our data dir that we did not start (a killed launcher's): fast shutdown."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGINT)
-    except (ValueError, IndexError, ProcessLookupError, PermissionError, FileNotFoundError):
-        return
-    for _ in range(200):
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+    _await_exit([pid], STALE_STOP_SECONDS)
+
+
+def _lock_pid(lock: Path) -> int | None:
+    """The pid on a PostgreSQL lock file's first line (None: no file, or not a pid)."""
+    try:
+        return int(lock.read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _is_postgres_of(pid: int, data_dir: Path) -> bool:
+    """Whether `pid` is a live (not zombie) postgres process of this data dir: the postmaster and every
+    backend chdir into it. A pid in a lock file may since have been reused by anything."""
+    proc = Path("/proc") / str(pid)
+    try:
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        argv0 = (proc / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+    except (OSError, IndexError):
+        return False
+    if state in ("Z", "X") or Path(argv0.split(":", 1)[0].split(" ", 1)[0]).name != "postgres":
+        return False
+    try:
+        return Path(os.readlink(proc / "cwd")) == data_dir.resolve()
+    except PermissionError:  # another user's process and we are not root: the postmaster names its data dir
+        return str(data_dir.resolve()) in (proc / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _postgres_processes(data_dir: Path) -> list[int]:
+    """Live postgres processes of this data dir (e.g. backends still exiting after their postmaster died)."""
+    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and _is_postgres_of(int(e.name), data_dir)]
+
+
+def _await_exit(pids: list[int], timeout_seconds: float) -> None:
+    """Wait (bounded) for processes to exit; SIGKILL those still there and wait once more. Orphaned
+    backends notice their postmaster's death and exit by themselves within moments; a hung one must not
+    block recovery."""
+    for kill in (False, True):
+        deadline = time.monotonic() + timeout_seconds
+        while (pids := [pid for pid in pids if _pid_alive(pid)]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not pids or kill:
             return
-        time.sleep(0.05)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _pid_alive(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has exited; it only waits to be reaped by its parent)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 _TANSU_ENV_SCRUB = (

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,8 +27,8 @@ pytestmark = pytest.mark.e2e
 START_TIMEOUT_SECONDS = 120.0
 
 
-def _start(data_dir: Path, ports: dict[str, int]) -> subprocess.Popen[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUHE_")}
+def _start(data_dir: Path, ports: dict[str, int], extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUHE_")} | (extra_env or {})
     for spec in [*SERVICES.values(), *SANDBOXES.values()]:
         env[f"{spec.env_prefix}PORT"] = str(ports[spec.name])
     return subprocess.Popen(
@@ -62,6 +66,95 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     return output
+
+
+class Launched:
+    """A running launcher whose console is read in the background: a full stdout pipe would block the
+    launcher's event loop (and with it the supervisor) in the middle of a long test."""
+
+    def __init__(self, data_dir: Path, ports: dict[str, int], env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.ports = ports
+        self.proc = _start(data_dir, ports, env)
+        self.lines = _wait_running(self.proc)
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def said(self, text: str) -> int:
+        """How many console lines contain `text` (the launcher's own lines and its children's)."""
+        return sum(text in line for line in list(self.lines))
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return code
+
+    def child_pids(self) -> dict[str, int]:
+        """{service or sandbox name: pid} of the launcher's running children."""
+        modules = {spec.module: name for name, spec in [*SERVICES.items(), *SANDBOXES.items()]}
+        found: dict[str, int] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) != self.proc.pid or fields[0] == "Z":
+                    continue
+                argv = (entry / "cmdline").read_bytes().decode().split("\0")
+                if "-m" in argv and argv[argv.index("-m") + 1] in modules:
+                    found[modules[argv[argv.index("-m") + 1]]] = int(entry.name)
+        return found
+
+    def postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def not_ready(self) -> list[str]:
+        """The services whose /readyz does not answer 200 (database and broker both reachable)."""
+        down = []
+        for name in SERVICES:
+            try:
+                if httpx.get(f"{self.url(name)}/readyz", timeout=5).status_code == 200:
+                    continue
+            except httpx.HTTPError:
+                pass
+            down.append(name)
+        return down
+
+
+@contextlib.contextmanager
+def launched(
+    data_dir: Path, ports: dict[str, int] | None = None, env: dict[str, str] | None = None
+) -> Iterator[Launched]:
+    """The launcher on free ports (`env`: extra settings for it and its children), stopped on exit."""
+    run = Launched(data_dir, ports or {name: free_port() for name in [*SERVICES, *SANDBOXES]}, env)
+    try:
+        yield run
+    finally:
+        run.stop()
+
+
+def eventually(check: Callable[[], Any], what: str, seconds: float = 120.0) -> Any:
+    """Poll `check` until it returns something truthy (bounded); fail naming `what`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
 
 
 def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(juhe_data_dir: Path) -> None:
@@ -139,6 +232,28 @@ def _pay_through_the_gateway_as_the_demo_merchant(data_dir: Path, ports: dict[st
     bank = json.loads((data_dir / "demo-bank.json").read_text())
     known = httpx.post(f"http://127.0.0.1:{ports['bank']}/control/clients", json={"client_id": bank["client_id"]})
     assert known.json()["secret"] == bank["secret"]
+
+
+def test_a_killed_postgresql_is_restarted_and_services_reconnect_without_a_restart(juhe_data_dir: Path) -> None:
+    """SIGKILL the postmaster: the launcher reaps it, clears its stale lock files, starts it again on the
+    same port and data dir (crash recovery) and says so; every service becomes ready again in the same
+    process, and a payment through the gateway succeeds."""
+    with launched(juhe_data_dir) as run:
+        services_before = run.child_pids()
+        assert set(services_before) == set(SERVICES) | {n for n in SANDBOXES if n in services_before}
+        killed = run.postmaster_pid()
+        assert killed is not None
+        os.kill(killed, signal.SIGKILL)
+
+        eventually(lambda: run.said("PostgreSQL is back"), "the launcher to restart PostgreSQL")
+        assert run.said("PostgreSQL exited with -9") == 1
+        assert run.postmaster_pid() not in (None, killed)
+        eventually(lambda: not run.not_ready(), "every service ready again")
+        _pay_through_the_gateway_as_the_demo_merchant(run.data_dir, run.ports)
+        assert run.child_pids() == services_before, "no service may need a restart of its own"
+        assert run.said("exited with") == 1, "only PostgreSQL died"
+    assert run.proc.returncode == 0
+    assert _processes_using(juhe_data_dir) == []
 
 
 def test_launcher_killed_hard_leaves_nothing_running(juhe_data_dir: Path) -> None:

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,10 +34,9 @@ from juhe_sdk import APIError, Client
 
 from libs.common.embedded import free_port
 from libs.common.services import SANDBOXES, SERVICES
-from tests.e2e.test_launcher import _start, _stop, _wait_running
+from tests.e2e.test_launcher import _start, _stop, _wait_running, eventually
 
 pytestmark = pytest.mark.e2e
-WAIT_SECONDS_MAX = 90.0
 CARD = "6222600260001072444"  # Luhn-valid: the user's own bank card (registered at the bank sandbox)
 NAME = "赵六"
 
@@ -68,16 +66,6 @@ def platform(juhe_data_dir: Path) -> Iterator[Platform]:
         yield Platform(ports, json.loads((juhe_data_dir / "demo-keys.json").read_text()))
     finally:
         _stop(proc)
-
-
-def eventually(check: Callable[[], Any], what: str) -> Any:
-    deadline = time.monotonic() + WAIT_SECONDS_MAX
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
 
 
 class Gateway:

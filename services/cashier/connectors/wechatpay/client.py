@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from services.cashier.connectors.base import (
     Bill,
@@ -59,7 +60,12 @@ class WechatPayConnector:
     def __init__(self, config: WechatPayConfig, *, http_client: httpx.AsyncClient | None = None) -> None:
         self.config = config
         self._private_key = signing.load_private_key(config.merchant_private_key_pem)
-        self._platform_key = signing.load_public_key(config.platform_public_key_pem)
+        self._platform_key = (signing.load_public_key(config.platform_public_key_pem)
+                              if config.platform_public_key_pem else None)
+        self._certificates: dict[str, rsa.RSAPublicKey] = {}
+        for pem in config.platform_certificates_pem:
+            serial, key = signing.load_platform_certificate(pem)
+            self._certificates[serial] = key
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds)
@@ -106,19 +112,53 @@ class WechatPayConnector:
             raise ChannelUnavailable(f"wechatpay {method} {target.path}: HTTP {response.status_code} {code} {message}")
         if response.status_code >= 300:
             if _has_signature(response):  # the SDK skips this; we check when the headers are there
-                self._verify(response)
+                await self._verify(response)
             code, message = _error_fields(response)
             retryable = code in RETRYABLE_CODES or response.status_code == 429
             raise ChannelError(code, message, retryable=retryable, http_status=response.status_code)
         if verify:
-            self._verify(response)
+            await self._verify(response)
         return response
 
-    def _verify(self, response: httpx.Response) -> None:
+    async def _verify(self, response: httpx.Response) -> None:
+        """Verify a reply; a serial we do not hold means a rotated certificate: download them once more."""
+        try:
+            self._verify_with_known_keys(response.headers, response.content)
+        except signing.UnknownPlatformSerial:
+            await self.refresh_platform_certificates()
+            self._verify_with_known_keys(response.headers, response.content)
+
+    def _verify_with_known_keys(self, headers: Any, body: bytes) -> None:
         signing.verify_wechatpay_signature(
-            response.headers, response.content, public_key=self._platform_key,
-            public_key_id=self.config.platform_public_key_id,
-            clock_skew_seconds_max=self.config.clock_skew_seconds_max)
+            headers, body, public_key=self._platform_key, public_key_id=self.config.platform_public_key_id,
+            certificates=self._certificates, clock_skew_seconds_max=self.config.clock_skew_seconds_max)
+
+    async def refresh_platform_certificates(self) -> list[str]:
+        """GET /v3/certificates (platform-certificate mode), decrypt each certificate with the APIv3 key,
+        keep those valid now, then verify the reply itself with them; returns the serials held.
+
+        AES-GCM under the merchant's secret APIv3 key authenticates each certificate (only WeChat
+        and the merchant know that key), which is why the list can be trusted before its signature.
+        """
+        response = await self._request("GET", "/v3/certificates?algorithm_type=RSA", verify=False)
+        fetched: dict[str, rsa.RSAPublicKey] = {}
+        for item in self._json(response).get("data") or []:
+            encrypted = item.get("encrypt_certificate") if isinstance(item, dict) else None
+            if not isinstance(encrypted, dict) or encrypted.get("algorithm") != "AEAD_AES_256_GCM":
+                continue
+            pem = signing.aes_gcm_decrypt(self.config.apiv3_key, nonce=str(encrypted.get("nonce", "")),
+                                          associated_data=str(encrypted.get("associated_data") or ""),
+                                          ciphertext_b64=str(encrypted.get("ciphertext", "")))
+            try:
+                serial, key = signing.load_platform_certificate(pem.decode("ascii"))
+            except ValueError:
+                continue  # expired or not yet valid: listed during a rotation, never used to verify
+            if serial != str(item.get("serial_no", "")).upper():
+                raise InvalidSignature("platform certificate serial does not match its serial_no")
+            fetched[serial] = key
+        self._certificates.update(fetched)
+        self._verify_with_known_keys(response.headers, response.content)
+        return sorted(self._certificates)
 
     @staticmethod
     def _json(response: httpx.Response) -> dict[str, Any]:
@@ -253,9 +293,12 @@ class WechatPayConnector:
 
     # ------------------------------------------------------------------ notifications
     def parse_notification(self, headers: dict[str, str], body: bytes) -> Notification:
+        """Synchronous, so it cannot download certificates: a callback signed by a certificate not yet
+        held is refused (WeChat retries it) until the next API reply or refresh_platform_certificates()."""
         return parse_notification(
             headers, body, public_key=self._platform_key, public_key_id=self.config.platform_public_key_id,
-            apiv3_key=self.config.apiv3_key, clock_skew_seconds_max=self.config.clock_skew_seconds_max)
+            certificates=self._certificates, apiv3_key=self.config.apiv3_key,
+            clock_skew_seconds_max=self.config.clock_skew_seconds_max)
 
     # ------------------------------------------------------------------ bills
     async def download_bill(self, bill_date: date) -> Bill:

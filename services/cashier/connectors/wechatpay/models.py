@@ -10,19 +10,25 @@ CLOCK_SKEW_SECONDS_MAX = 300  # WeChat SDKs reject a response timestamp 5 minute
 NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS", "NOT_FOUND"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WechatPayConfig:
     """Credentials and endpoints. Direct mode: `mchid` + `appid`. Partner (service-provider) mode:
     `sp_mchid` + `sp_appid` + `sub_mchid` (+ optional `sub_appid`); the service provider signs.
 
-    Public-key mode only (`PUB_KEY_ID_...`): the platform key is given, not downloaded.
+    How WeChat is verified: public-key mode (`platform_public_key_pem` + `platform_public_key_id`
+    `PUB_KEY_ID_...`, given, never downloaded) and/or platform-certificate mode: certificates are
+    downloaded from `/v3/certificates` (decrypted with the APIv3 key) whenever a reply names a serial
+    we do not hold, so a rotation needs no configuration; `platform_certificates_pem` may preload
+    them (callbacks are verified synchronously and cannot download). A reply naming the public key id
+    uses the public key, any other serial a certificate, as wechatpay-go's combined verifier does.
     """
 
     merchant_private_key_pem: str = field(repr=False)
     merchant_cert_serial: str
-    platform_public_key_pem: str = field(repr=False)
-    platform_public_key_id: str
     apiv3_key: str = field(repr=False)
+    platform_public_key_pem: str | None = field(default=None, repr=False)
+    platform_public_key_id: str | None = None
+    platform_certificates_pem: tuple[str, ...] | list[str] = ()
     mchid: str | None = None
     appid: str | None = None
     sp_mchid: str | None = None
@@ -42,6 +48,8 @@ class WechatPayConfig:
                 raise ValueError("partner mode needs sp_mchid, sp_appid and sub_mchid")
         elif not (self.mchid and self.appid):
             raise ValueError("direct mode needs mchid and appid (or sp_mchid/sp_appid/sub_mchid)")
+        if bool(self.platform_public_key_pem) != bool(self.platform_public_key_id):
+            raise ValueError("platform_public_key_pem and platform_public_key_id go together")
         if len(self.apiv3_key.encode("utf-8")) != 32:
             raise ValueError("apiv3_key must be 32 bytes")
 
@@ -55,6 +63,11 @@ class WechatPayConfig:
         value = self.sp_mchid if self.partner else self.mchid
         assert value is not None
         return value
+
+    @property
+    def certificate_mode(self) -> bool:
+        """No platform public key: every reply is verified with a downloaded platform certificate."""
+        return not self.platform_public_key_id
 
     @property
     def payer_appid(self) -> str:

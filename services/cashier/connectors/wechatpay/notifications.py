@@ -30,13 +30,14 @@ def parse_notification(
     headers: Mapping[str, str],
     body: bytes,
     *,
-    public_key: rsa.RSAPublicKey,
-    public_key_id: str,
+    public_key: rsa.RSAPublicKey | None,
+    public_key_id: str | None,
     apiv3_key: str,
     clock_skew_seconds_max: int,
+    certificates: Mapping[str, rsa.RSAPublicKey] | None = None,
 ) -> Notification:
     signing.verify_wechatpay_signature(headers, body, public_key=public_key, public_key_id=public_key_id,
-                                       clock_skew_seconds_max=clock_skew_seconds_max)
+                                       certificates=certificates, clock_skew_seconds_max=clock_skew_seconds_max)
     try:
         envelope = json.loads(body)
         resource = envelope["resource"]

@@ -2,8 +2,10 @@
 
 - Requests: `WECHATPAY2-SHA256-RSA2048` over `METHOD\\nURL\\nTIMESTAMP\\nNONCE\\nBODY\\n`,
   SHA256withRSA (PKCS#1 v1.5) with the merchant API private key.
-- Responses and callbacks: `TIMESTAMP\\nNONCE\\nBODY\\n` verified with the platform public key
-  (public-key mode: `Wechatpay-Serial` must equal the configured `PUB_KEY_ID_...`), skew < 5 min.
+- Responses and callbacks: `TIMESTAMP\\nNONCE\\nBODY\\n` verified with the key `Wechatpay-Serial`
+  names: the platform public key when it equals the configured `PUB_KEY_ID_...` (public-key mode),
+  else a platform certificate with that serial (certificate mode); skew < 5 min; and, like the
+  public SDKs, only with `Wechatpay-Signature-Type: WECHATPAY2-SHA256-RSA2048`.
 - Callback resources: AEAD_AES_256_GCM, key = APIv3 key, nonce/AAD as given, ciphertext ‖ tag.
 """
 
@@ -14,7 +16,9 @@ import secrets
 import string
 import time
 from collections.abc import Mapping
+from datetime import UTC, datetime
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from services.cashier.connectors.base import InvalidSignature
 
 AUTH_SCHEME = "WECHATPAY2-SHA256-RSA2048"
+SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"  # the only type real replies carry (protocols.md §1.3)
 NONCE_LENGTH = 32
 _ALNUM = string.ascii_letters + string.digits
 
@@ -96,25 +101,43 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return None
 
 
+class UnknownPlatformSerial(InvalidSignature):
+    """`Wechatpay-Serial` names no key we hold: in certificate mode, download the certificates again."""
+
+
 def verify_wechatpay_signature(
     headers: Mapping[str, str],
     body: bytes,
     *,
-    public_key: rsa.RSAPublicKey,
-    public_key_id: str,
+    public_key: rsa.RSAPublicKey | None = None,
+    public_key_id: str | None = None,
+    certificates: Mapping[str, rsa.RSAPublicKey] | None = None,
     clock_skew_seconds_max: int,
     now_unix: float | None = None,
 ) -> None:
-    """Raise InvalidSignature unless the Wechatpay-* headers sign `body` with the platform key."""
+    """Raise InvalidSignature unless the Wechatpay-* headers sign `body` with a platform key.
+
+    The key is chosen as wechatpay-go's combined verifier does: the public key when the serial equals
+    its id exactly, else the platform certificate with that serial (`certificates`, keyed by upper-case
+    hex serial); an unknown serial raises UnknownPlatformSerial.
+    """
     timestamp = _header(headers, "Wechatpay-Timestamp")
     nonce = _header(headers, "Wechatpay-Nonce")
     signature = _header(headers, "Wechatpay-Signature")
     serial = _header(headers, "Wechatpay-Serial")
     if not (timestamp and nonce and signature and serial):
         raise InvalidSignature("missing Wechatpay-Timestamp/Nonce/Signature/Serial header")
-    if serial != public_key_id:
-        # Public-key mode requires an exact key id match (wechatpay-go pubkey verifier).
-        raise InvalidSignature(f"Wechatpay-Serial {serial!r} is not the configured platform public key id")
+    signature_type = _header(headers, "Wechatpay-Signature-Type")
+    if signature_type != SIGNATURE_TYPE:
+        # Real replies and callbacks always carry it; the public SDKs refuse anything else (§1.3, §7).
+        raise InvalidSignature(f"Wechatpay-Signature-Type {signature_type!r} is not {SIGNATURE_TYPE}")
+    if public_key is not None and serial == public_key_id:
+        key = public_key
+    elif certificates and serial.upper() in certificates:
+        key = certificates[serial.upper()]
+    else:
+        raise UnknownPlatformSerial(f"Wechatpay-Serial {serial!r} names neither the configured platform public "
+                                    "key id nor a known platform certificate")
     try:
         timestamp_unix = int(timestamp)
     except ValueError as exc:
@@ -122,8 +145,20 @@ def verify_wechatpay_signature(
     now_unix = time.time() if now_unix is None else now_unix
     if abs(now_unix - timestamp_unix) >= clock_skew_seconds_max:
         raise InvalidSignature("Wechatpay-Timestamp is too far from the local clock")
-    if not verify_sha256_rsa(public_key, response_message(timestamp, nonce, body), signature):
+    if not verify_sha256_rsa(key, response_message(timestamp, nonce, body), signature):
         raise InvalidSignature("Wechatpay-Signature does not verify")
+
+
+def load_platform_certificate(pem: str, *, now: datetime | None = None) -> tuple[str, rsa.RSAPublicKey]:
+    """(upper-case hex serial, public key) of a platform certificate valid now; ValueError otherwise."""
+    certificate = x509.load_pem_x509_certificate(pem.encode("ascii"))
+    now = now or datetime.now(UTC)
+    if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
+        raise ValueError("platform certificate is not valid now")
+    key = certificate.public_key()
+    if not isinstance(key, rsa.RSAPublicKey):
+        raise ValueError("platform certificate key is not RSA")
+    return f"{certificate.serial_number:X}", key
 
 
 def aes_gcm_decrypt(apiv3_key: str, *, nonce: str, associated_data: str, ciphertext_b64: str) -> bytes:

@@ -594,3 +594,45 @@ async def test_unreachable_channel_is_unavailable(wechatpay_sandbox: SandboxProc
     async with WechatPayConnector(config) as connector:
         with pytest.raises(ChannelUnavailable):
             await connector.query(_no())
+
+
+async def test_platform_certificate_mode_downloads_and_follows_a_rotation(
+    wechatpay_sandbox: SandboxProcess, wechatpay_receiver: NotificationReceiver,
+) -> None:
+    """No platform public key configured: the first reply names a certificate serial the connector does
+    not hold, so it downloads /v3/certificates (decrypted with the APIv3 key) and verifies with it; after
+    the sandbox rotates its certificate the next reply names the new serial and the connector downloads
+    again. A callback signed by a held certificate verifies; the certificates can be preloaded."""
+    merchant = await _register(wechatpay_sandbox, {"mchid": "1900000333", "appid": "wxd678efh567hg6787",
+                                                   "platform_verification": "certificate"})
+    config = wechatpay_config(wechatpay_sandbox, merchant, mchid="1900000333", appid="wxd678efh567hg6787",
+                              platform_public_key_pem=None, platform_public_key_id=None)
+    async with WechatPayConnector(config) as connector:
+        first = _no("C")
+        await connector.prepay(_prepay(wechatpay_receiver, first, notify_path="cert"))
+        held = await connector.refresh_platform_certificates()
+        assert held == sorted(c["serial_no"] for c in merchant["platform_certificates"])
+
+        rotated = (await _control(wechatpay_sandbox, "/platform-certificates/rotate"))["serial_no"]
+        assert (await connector.query(first)).status is TradeStatus.PENDING  # new serial → downloaded again
+        assert rotated in await connector.refresh_platform_certificates()
+        await _control(wechatpay_sandbox, f"/orders/{first}/approve")
+        notification, _ = _next_for(wechatpay_receiver, connector, first, NotificationKind.PAYMENT,
+                                    notify_path="cert")
+        assert notification.payment.status is TradeStatus.SUCCEEDED
+
+    preloaded = wechatpay_config(
+        wechatpay_sandbox, merchant, mchid="1900000333", appid="wxd678efh567hg6787", platform_public_key_pem=None,
+        platform_public_key_id=None, platform_certificates_pem=[c["pem"] for c in (
+            await _http("GET", f"{wechatpay_sandbox.base_url}/control/platform-certificates")).json()["certificates"]])
+    async with WechatPayConnector(preloaded) as connector:
+        assert (await connector.query(first)).status is TradeStatus.SUCCEEDED
+        second = _no("C")
+        await connector.prepay(_prepay(wechatpay_receiver, second, notify_path="cert"))
+        await _control(wechatpay_sandbox, f"/orders/{second}/approve")
+        notification, _ = _next_for(wechatpay_receiver, connector, second, NotificationKind.PAYMENT,
+                                    notify_path="cert")
+        assert notification.payment.out_trade_no == second
+
+    with pytest.raises(ValueError, match="go together"):  # a public key id without its key is a mistake
+        wechatpay_config(wechatpay_sandbox, merchant, mchid="1900000333", appid="wx", platform_public_key_pem=None)

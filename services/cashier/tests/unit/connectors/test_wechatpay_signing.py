@@ -129,7 +129,8 @@ def _signed_headers(body: bytes, *, timestamp: int, serial: str = "PUB_KEY_ID_01
                     nonce: str = "fdasflkja484w") -> dict[str, str]:
     message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
     return {"Wechatpay-Timestamp": str(timestamp), "Wechatpay-Nonce": nonce,
-            "Wechatpay-Signature": _independent_signature(message), "Wechatpay-Serial": serial}
+            "Wechatpay-Signature": _independent_signature(message), "Wechatpay-Serial": serial,
+            "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"}
 
 
 def _verify(headers: dict[str, str], body: bytes, now_unix: float) -> None:
@@ -154,6 +155,8 @@ def test_response_signature_verifies_with_case_insensitive_headers() -> None:
         ({"Wechatpay-Signature": "not base64!"}, 0),
         ({"Wechatpay-Nonce": "other"}, 0),
         ({"Wechatpay-Timestamp": "abc"}, 0),
+        ({"Wechatpay-Signature-Type": "WECHATPAY2-SM2-WITH-SM3"}, 0),  # refused like the public SDKs
+        ({"Wechatpay-Signature-Type": ""}, 0),
     ],
 )
 def test_response_signature_rejections(change: dict[str, str], now_offset: int) -> None:

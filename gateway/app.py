@@ -51,6 +51,7 @@ def create_app(settings: Settings) -> FastAPI:
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=on_startup,
+        refuse_unstorable_text=False,  # the gatekeeper applies the rule after its size and authentication checks
     )
 
     use_plain_asgi_observability(app, settings.service_name)

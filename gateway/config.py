@@ -104,8 +104,10 @@ class Settings(ServiceSettings):
     key_rotation_overlap_seconds_max: int = Field(default=7 * 86400, ge=0, le=90 * 86400)
 
     idempotency_ttl_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
-    # An in-progress record older than this (its gateway died) may be taken over by a retry.
-    idempotency_lock_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # The lease of an in-progress key: renewed every third of it while its request is running, so a long
+    # request keeps its key; a key whose gateway died mid-request (no renewal) may be taken over by a
+    # retry of the same request this many seconds later.
+    idempotency_lock_seconds: float = Field(default=5.0, ge=1, le=60)
     idempotency_response_bytes_max: int = Field(default=1_048_576, ge=1024, le=16_777_216)
 
     rate_limit_window_seconds: int = Field(default=60, ge=1, le=3600)

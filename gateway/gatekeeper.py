@@ -7,7 +7,8 @@ idempotency key is taken before the upstream is called and released if the upstr
 
 from __future__ import annotations
 
-import re
+import asyncio
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -22,29 +23,43 @@ from gateway.domain.errors import NONCE_REUSED
 from gateway.identities import Authenticated, Identities
 from gateway.proxy import ForwardedIdentity, UpstreamResponse, Upstreams
 from gateway.store import guards
+from libs.common import unstorable
 from libs.common.errors import PAYLOAD_TOO_LARGE, VALIDATION_FAILED, Problem
 from libs.common.internal_auth import mint_identity_token
+from libs.common.logging import get_logger
+
+log = get_logger("juhe.gateway")
 
 IDENTITY_CACHE_ENTRIES_MAX = 10_000  # principals whose forwarded identity is kept (cleared when full)
+LEASE_RENEWALS_PER_LEASE = 3  # an idempotency key's lease is renewed every third of it
+RELEASE_RETRY_INTERVAL_SECONDS = 0.25  # a release that failed (guard database down) is tried again this often
 
-# A JSON escape for U+0000 that is not itself escaped (an odd number of backslashes before "u0000").
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
+def refuse_unstorable_text(request: Request, body: bytes) -> None:
+    """The boundary text rule (`libs.common.unstorable`): U+0000, lone surrogates and invalid UTF-8 in the
+    path, query, a header or a JSON body (keys and values, nested, raw or as `\\u` escapes) are refused.
 
-def refuse_nul_characters(request: Request, body: bytes) -> None:
-    """U+0000 anywhere in the path, query or body is refused at the boundary.
-
-    No Juhe API has a use for it, and PostgreSQL cannot store it in text: behind the gateway it turned
-    into 500s in the services (found by the schemathesis run). Checked before anything is written.
+    No Juhe API has a use for them and no store can hold them: behind the gateway they turned into 500s
+    in the services (and, in the ledger's batching writer, into failures of other merchants' transfers).
+    Checked after authentication, before anything is written.
     """
-    query: bytes = request.scope.get("query_string", b"")
-    if (
-        "\x00" in request.scope["path"]
-        or b"%00" in query
-        or b"\x00" in body
-        or (b"\\u0000" in body and _JSON_NUL.search(body) is not None)
-    ):
-        raise Problem(VALIDATION_FAILED, "NUL characters (U+0000) are not accepted in a path, query or body")
+    scope = request.scope
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+    refused = unstorable.request_head_problem(raw_path, scope.get("query_string", b""), scope.get("headers") or [])
+    if refused is None and body:
+        content_type = request.headers.get("content-type")
+        if unstorable.is_json_media_type(content_type.encode("latin-1") if content_type else None):
+            problem = unstorable.json_body_problem(body)
+        else:
+            problem = unstorable.NUL_DETAIL if b"\x00" in body else None
+        refused = ("body", problem) if problem is not None else None
+    if refused is not None:
+        where, detail = refused
+        raise Problem(
+            VALIDATION_FAILED,
+            f"{where}: {detail}",
+            errors=[{"loc": [where], "msg": detail, "type": "string_unstorable_character"}],
+        )
 
 
 def path_and_query(request: Request) -> str:
@@ -75,6 +90,7 @@ class Gatekeeper:
         self.platform_only_index = access.PrefixIndex(s.platform_only_prefixes)
         self.user_index = access.PrefixIndex(s.user_prefixes)
         self._identities: dict[Principal, tuple[float, ForwardedIdentity]] = {}
+        self._releasing: set[asyncio.Task[None]] = set()
 
     async def read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
@@ -88,7 +104,7 @@ class Gatekeeper:
     async def admit(self, request: Request, body: bytes, route_class: RouteClass) -> Principal:
         """Authenticate, claim the nonce and count the request (the gateway's own platform routes)."""
         authenticated = await self.authenticate(request, body)
-        refuse_nul_characters(request, body)
+        refuse_unstorable_text(request, body)
         await self._guard(authenticated, route_class)
         return authenticated.principal
 
@@ -154,7 +170,7 @@ class Gatekeeper:
     async def handle(self, request: Request) -> Response:
         """The public /v1 API: everything not served by the gateway itself goes through here.
 
-        Refusal order: route → body size → authentication → authorization → NUL characters (no write yet) → one guard
+        Refusal order: route → body size → authentication → authorization → unstorable text (no write yet) → one guard
         statement (nonce, rate limit, idempotency key) → forward. A missing or malformed Idempotency-Key is
         reported after the nonce and rate checks, as if it had been its own step.
         """
@@ -169,7 +185,7 @@ class Gatekeeper:
         access.authorize(
             principal, path, platform_only_prefixes=self.platform_only_index, user_prefixes=self.user_index
         )
-        refuse_nul_characters(request, body)
+        refuse_unstorable_text(request, body)
         method = request.method.upper()
         route_class = access.route_class(method, path, self.platform_only_index)
         key = request.headers.get(idempotency.IDEMPOTENCY_HEADER)
@@ -238,26 +254,68 @@ class Gatekeeper:
             assert stored.response_status is not None
             headers = {**(stored.response_headers or {}), idempotency.REPLAYED_HEADER: "true"}
             return Response(stored.response_body or b"", status_code=stored.response_status, headers=headers)
-        scope, key, lock_token = claim.scope, claim.key, claim.lock_token
+        renewer = asyncio.create_task(self._keep_lease(claim))
         try:
             upstream = await self._forward(request, service, principal, body)
         except BaseException:
-            await guards.release_idempotency_key(self.guard_pool, scope=scope, key=key, lock_token=lock_token)
+            await _stopped(renewer)
+            await self._release(claim)
             raise
+        await _stopped(renewer)
         if idempotency.should_store(upstream.status) and len(upstream.body) <= s.idempotency_response_bytes_max:
             kept = {k: v for k, v in upstream.headers.items() if k.lower() in idempotency.REPLAYED_RESPONSE_HEADERS}
-            await guards.complete_idempotency_key(
-                self.guard_pool,
-                scope=scope,
-                key=key,
-                lock_token=lock_token,
-                status=upstream.status,
-                headers=kept,
-                body=upstream.body,
-            )
+            try:
+                await guards.complete_idempotency_key(
+                    self.guard_pool, claim, status=upstream.status, headers=kept, body=upstream.body
+                )
+            except Exception:
+                # The answer exists: give it. The key's lease runs out within idempotency_lock_seconds and a
+                # retry then reaches the service again, which answers it from its own Idempotency-Key record.
+                log.warning("idempotency record not completed", key=claim.key, exc_info=True)
         else:
-            await guards.release_idempotency_key(self.guard_pool, scope=scope, key=key, lock_token=lock_token)
+            await self._release(claim)
         return _response(upstream)
+
+    async def _keep_lease(self, claim: guards.KeyClaim) -> None:
+        """While the upstream call runs, renew the key's short lease, so only a request whose gateway died
+        (no renewal) can be taken over, within `idempotency_lock_seconds`, however long a live call takes."""
+        interval = claim.lock_seconds / LEASE_RENEWALS_PER_LEASE
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await guards.renew_idempotency_key(self.guard_pool, claim)
+            except Exception:  # the guard database is down: the next renewal tries again
+                log.warning("idempotency lease not renewed", key=claim.key, exc_info=True)
+
+    async def _release(self, claim: guards.KeyClaim) -> None:
+        """Free the key of a request that got no final answer (5xx, connection error, crash), so its retry
+        runs at once. Never raises: when the guard database is down too, the release is retried in the
+        background until the lease would have run out anyway."""
+        if await self._try_release(claim):
+            return
+        task = asyncio.create_task(self._release_later(claim, time.monotonic() + claim.lock_seconds))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+
+    async def _try_release(self, claim: guards.KeyClaim) -> bool:
+        try:
+            await guards.release_idempotency_key(self.guard_pool, claim)
+        except Exception:
+            log.warning("idempotency key not released", key=claim.key, exc_info=True)
+            return False
+        return True
+
+    async def _release_later(self, claim: guards.KeyClaim, deadline: float) -> None:
+        while time.monotonic() < deadline:
+            await asyncio.sleep(RELEASE_RETRY_INTERVAL_SECONDS)
+            if await self._try_release(claim):
+                return
+
+
+async def _stopped(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _check_rate(admission: guards.Admission, limit: int, window_seconds: int) -> None:

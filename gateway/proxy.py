@@ -11,9 +11,12 @@ the service does not de-duplicate by Idempotency-Key.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -59,6 +62,40 @@ sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 ACTOR_HEADER = "X-Juhe-Actor"
 
 
+# scheme://authority of an absolute URL inside a header value (Location, Content-Location, Link, Refresh).
+_ABSOLUTE_ORIGIN = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://([^/?#\s<>;,\"']*)")
+
+
+def is_internal_authority(authority: str, upstreams: frozenset[str]) -> bool:
+    """An upstream service's host:port, or any loopback, private, link-local or unnamed-local host."""
+    if authority.lower() in upstreams:
+        return True
+    host = authority.rsplit("@", 1)[-1]
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else host[1:]
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    host = host.lower()
+    if host == "localhost" or host.endswith((".localhost", ".local", ".internal")) or "." not in host:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_private or address.is_loopback or address.is_link_local or address.is_unspecified
+
+
+def without_internal_origins(value: str, upstreams: frozenset[str]) -> str:
+    """A response header value with every internal scheme://host:port removed, so `http://127.0.0.1:8001/v1/x`
+    becomes the relative `/v1/x` (which the client resolves against the gateway's public origin): no answer
+    passed through the gateway names a service's internal address."""
+
+    def strip(match: re.Match[str]) -> str:
+        return "" if is_internal_authority(match.group(1), upstreams) else match.group(0)
+
+    return _ABSOLUTE_ORIGIN.sub(strip, value)
+
+
 @dataclass(frozen=True, slots=True)
 class ForwardedIdentity:
     token: str
@@ -76,6 +113,7 @@ class UpstreamResponse:
 class Upstreams:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.internal_authorities = frozenset(urlsplit(url).netloc.lower() for url in settings.service_urls().values())
         # Our own transport: a bigger keep-alive pool than the library default (the gateway fans in).
         limits = httpx.Limits(
             max_connections=settings.upstream_connections_max,
@@ -141,7 +179,11 @@ class Upstreams:
             raise Problem(UPSTREAM_TIMEOUT, f"{service} did not answer in time") from exc
         except (httpx.TransportError, UpstreamTransportError) as exc:
             raise Problem(UPSTREAM_UNAVAILABLE, f"{service} is unavailable") from exc
-        kept = {k: v for k, v in reply.headers if k.lower() not in DROPPED_RESPONSE_HEADERS}
+        kept = {
+            k: without_internal_origins(v, self.internal_authorities) if "://" in v else v
+            for k, v in reply.headers
+            if k.lower() not in DROPPED_RESPONSE_HEADERS
+        }
         return UpstreamResponse(reply.status, kept, reply.body)
 
     async def _send_read(

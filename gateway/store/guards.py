@@ -283,6 +283,11 @@ SET state = 'done', lock_token = NULL, locked_until = NULL,
 WHERE scope = $1 AND key = $2 AND lock_token = $3 AND state = 'in_progress'
 """
 
+_RENEW = """
+UPDATE idempotency_records SET locked_until = clock_timestamp() + make_interval(secs => CAST($4 AS float8))
+WHERE scope = $1 AND key = $2 AND lock_token = $3 AND state = 'in_progress'
+"""
+
 _RELEASE = "DELETE FROM idempotency_records WHERE scope = $1 AND key = $2 AND lock_token = $3 AND state = 'in_progress'"
 
 
@@ -292,14 +297,22 @@ async def load_idempotency_record(pool: asyncpg.Pool, *, scope: str, key: str) -
 
 
 async def complete_idempotency_key(
-    pool: asyncpg.Pool, *, scope: str, key: str, lock_token: str, status: int, headers: dict[str, str], body: bytes
+    pool: asyncpg.Pool, claim: KeyClaim, *, status: int, headers: dict[str, str], body: bytes
 ) -> bool:
-    result: str = await pool.execute(_COMPLETE, scope, key, lock_token, status, json.dumps(headers), body)
+    result: str = await pool.execute(
+        _COMPLETE, claim.scope, claim.key, claim.lock_token, status, json.dumps(headers), body
+    )
     return result.endswith(" 1")
 
 
-async def release_idempotency_key(pool: asyncpg.Pool, *, scope: str, key: str, lock_token: str) -> None:
-    await pool.execute(_RELEASE, scope, key, lock_token)
+async def renew_idempotency_key(pool: asyncpg.Pool, claim: KeyClaim) -> bool:
+    """Extend the lease of a key whose request is still running; False when it is no longer ours."""
+    result: str = await pool.execute(_RENEW, claim.scope, claim.key, claim.lock_token, claim.lock_seconds)
+    return result.endswith(" 1")
+
+
+async def release_idempotency_key(pool: asyncpg.Pool, claim: KeyClaim) -> None:
+    await pool.execute(_RELEASE, claim.scope, claim.key, claim.lock_token)
 
 
 async def prune_expired(conn: AsyncConnection, *, table: str, batch_max: int) -> int:

@@ -67,6 +67,11 @@ IDEMPOTENCY_KEY_REUSED = ErrorSpec(
 )
 PAYLOAD_TOO_LARGE = ErrorSpec("payload_too_large", 413, "The request body is too large")
 SERVICE_UNAVAILABLE = ErrorSpec("service_unavailable", 503, "A dependency is unavailable", retryable=True)
+# Outages of the service's own infrastructure, recognised once in `libs.common.web` whatever the layer that
+# noticed (SQLAlchemy, asyncpg, a socket, aiokafka): nothing was written, the same request can be sent again.
+DATABASE_UNAVAILABLE = ErrorSpec("database_unavailable", 503, "The database is unavailable", retryable=True)
+BROKER_UNAVAILABLE = ErrorSpec("broker_unavailable", 503, "The event broker is unavailable", retryable=True)
+OUTAGE_RETRY_AFTER_SECONDS = 1
 INTERNAL_ERROR = ErrorSpec("internal_error", 500, "Internal error", retryable=True)
 
 # The internal identity the gateway mints (libs/common/internal_auth.py); kept here so domain
@@ -88,5 +93,7 @@ COMMON_ERRORS: tuple[ErrorSpec, ...] = (
     IDEMPOTENCY_KEY_REUSED,
     PAYLOAD_TOO_LARGE,
     SERVICE_UNAVAILABLE,
+    DATABASE_UNAVAILABLE,
+    BROKER_UNAVAILABLE,
     INTERNAL_ERROR,
 )

@@ -19,17 +19,21 @@ from typing import Annotated, Any
 
 import asyncpg
 from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.common import errors
+from libs.common import errors, unstorable
 from libs.common.db import UnitOfWork, create_engine
+from libs.common.failures import is_unstorable_text_error, outage_spec
 from libs.common.inbox import InboxConsumer, Subscription
 from libs.common.kafka import EpochWatcher
 from libs.common.logging import TRACE_HEADER, configure_logging, get_logger, new_trace_id, trace_id_var
@@ -112,52 +116,115 @@ def install_problem_handlers(app: FastAPI) -> None:
         detail = spec.title if exc.status_code in (404, 405) else str(exc.detail)
         return problem_response(spec, detail, request)
 
-    async def on_database_error(request: Request, exc: Exception) -> Response:
-        if not is_unstorable_text_error(exc):
+    async def on_infrastructure_error(request: Request, exc: Exception) -> Response:
+        """A database or broker error: the request's own bad text (422), an outage (503), else a crash (500)."""
+        if is_unstorable_text_error(exc):
+            # PostgreSQL (or the driver encoding the value) refused the text before changing anything and the
+            # unit of work rolled back: the request is at fault, not the service.
+            return unstorable_text_response(request, "A value contains text that cannot be stored (such as U+0000)")
+        spec = outage_spec(exc)
+        if spec is None:
             raise exc  # ServerErrorMiddleware renders it through on_crash (500) and logs it
-        # PostgreSQL refused the value before changing anything and the unit of work rolled back: the
-        # request is at fault (a NUL character, an unsupported \u escape in JSON), not the service.
-        return problem_response(
-            errors.VALIDATION_FAILED,
-            "A value contains a character that cannot be stored (such as U+0000)",
-            request,
-            errors=[{"loc": [], "msg": "character not supported", "type": "string_unstorable_character"}],
-        )
+        log.warning("dependency unavailable", code=spec.code, error=repr(exc)[:300], path=request.url.path)
+        return problem_response(spec, spec.title, request, retry_after_seconds=errors.OUTAGE_RETRY_AFTER_SECONDS)
 
     async def on_crash(request: Request, exc: Exception) -> Response:
+        spec = outage_spec(exc)  # an outage wrapped in another exception type (a flow's own error, a task's)
+        if spec is not None:
+            return problem_response(spec, spec.title, request, retry_after_seconds=errors.OUTAGE_RETRY_AFTER_SECONDS)
         log.exception("unhandled error", path=request.url.path)
         return problem_response(errors.INTERNAL_ERROR, "Internal error", request)
 
     app.add_exception_handler(errors.Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)
-    app.add_exception_handler(DBAPIError, on_database_error)
-    app.add_exception_handler(asyncpg.PostgresError, on_database_error)
+    for infrastructure_error in INFRASTRUCTURE_ERRORS:
+        app.add_exception_handler(infrastructure_error, on_infrastructure_error)
     app.add_exception_handler(Exception, on_crash)
 
 
-# SQLSTATEs PostgreSQL raises for text it cannot store: 22021 character_not_in_repertoire ("invalid byte
-# sequence for encoding UTF8: 0x00") and 22P05 untranslatable_character (jsonb "\u0000 cannot be converted").
-UNSTORABLE_TEXT_SQLSTATES = frozenset({"22021", "22P05"})
+def unstorable_text_response(request: Request | None, detail: str, where: str | None = None) -> JSONResponse:
+    loc = [where] if where else []
+    return problem_response(
+        errors.VALIDATION_FAILED,
+        detail,
+        request,
+        errors=[{"loc": loc, "msg": detail, "type": "string_unstorable_character"}],
+    )
 
 
-def is_unstorable_text_error(exc: BaseException) -> bool:
-    """Whether `exc` (asyncpg's error, or SQLAlchemy's DBAPIError around it) is PostgreSQL refusing a character.
+# The exception types whose handler looks at the cause: the database's and the broker's, and bare socket
+# errors (asyncpg raises ConnectionRefusedError/OSError unwrapped from connect, also through SQLAlchemy).
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
+    DBAPIError,
+    SQLAlchemyTimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    OSError,
+    KafkaError,
+    UnicodeEncodeError,  # a lone surrogate reaching an .encode() past the boundary: the request's text
+)
 
-    SQLAlchemy's asyncpg adapter copies the SQLSTATE onto its own exception (`orig.sqlstate`) and chains the
-    asyncpg error as `__cause__`; both are looked at so either layer of wrapping is recognised.
-    """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)):
-            return True
-        if getattr(current, "sqlstate", None) in UNSTORABLE_TEXT_SQLSTATES:
-            return True
-        orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else current.__cause__
-    return False
+
+class UnstorableTextGuard:
+    """Pure ASGI: refuses a request whose path, query, headers or JSON body hold unstorable text
+    (`libs.common.unstorable`) with 422 `validation_failed`, before the application sees it, so nothing
+    is written. A JSON body is read whole first (FastAPI reads it whole anyway) and handed on unchanged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
+        headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+        refused = unstorable.request_head_problem(raw_path, scope.get("query_string", b""), headers)
+        if refused is not None:
+            await self._refuse(scope, receive, send, refused[1], refused[0])
+            return
+        content_type = next((v for k, v in headers if k == b"content-type"), None)
+        if scope.get("method") in BODYLESS_METHODS or not unstorable.is_json_media_type(content_type):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client left: let the application see it
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        problem = unstorable.json_body_problem(body)
+        if problem is not None:
+            await self._refuse(scope, receive, send, problem, "body")
+            return
+        await self.app(scope, _replay([body], None, receive), send)
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send, detail: str, where: str) -> None:
+        response = unstorable_text_response(Request(scope), f"{where}: {detail}", where)
+        await response(scope, receive, send)
+
+
+BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+
+
+def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Receive:
+    """A `receive` that hands over the body already read, then defers to the real one (disconnects)."""
+    pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}] if chunks else []
+    if last is not None:
+        pending.append(last)
+
+    async def replay() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
 
 
 def install_observability(app: FastAPI, service: str) -> None:
@@ -313,7 +380,10 @@ def create_service_app(
     background: Sequence[BackgroundTask] = (),
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
     description: str = "",
+    refuse_unstorable_text: bool = True,
 ) -> FastAPI:
+    """Every service's application. `refuse_unstorable_text=False` only for an app that applies the boundary
+    text rule itself at a better place (the gateway: after its body-size and authentication checks)."""
     configure_logging(settings.service_name, level=settings.log_level, json=settings.log_json)
 
     @asynccontextmanager
@@ -346,8 +416,12 @@ def create_service_app(
                     await closer()
             await engine.dispose()
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    # No slash redirects: a 307 to `http://<internal host:port>/…` would leak the service's address through
+    # the gateway; `/v1/x/` is simply not a route (404 problem+json).
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan, redirect_slashes=False)
     install_problem_handlers(app)
+    if refuse_unstorable_text:
+        app.add_middleware(UnstorableTextGuard)  # inside the observability middleware added next
     install_observability(app, settings.service_name)
     app.include_router(health_router())
     for router in routers:

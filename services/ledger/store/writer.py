@@ -40,6 +40,7 @@ import asyncpg
 from prometheus_client import Counter, Histogram
 
 from libs.common.db import UnitOfWork, shard_of
+from libs.common.failures import outage_spec
 from libs.common.ids import new_id
 from libs.common.logging import current_trace_id, get_logger
 from services.ledger.domain import errors
@@ -369,7 +370,17 @@ class LedgerWriter:
                 if not item.future.done():
                     item.future.set_exception(LedgerError(errors.LEDGER_BUSY, "the ledger writer stopped"))
             raise
-        except Exception as exc:  # the whole batch failed (database down, bug): tell every caller
+        except Exception as exc:
+            if len(batch) > 1 and outage_spec(exc) is None:
+                # One command's data failed the batch (text the database refuses, a bug in one item): the
+                # transaction wrote nothing, so write the batch again in halves until the culprit stands
+                # alone; every other caller gets its own outcome, the culprit its own error.
+                log.warning("ledger batch failed; isolating the failing command", commands=len(batch), error=repr(exc))
+                if previous is not None:
+                    await asyncio.wait([previous])
+                await self._write_isolating(batch)
+                return False
+            # The database is down (or a lone command failed): every caller of the batch gets the error.
             log.exception("ledger batch failed", commands=len(batch))
             for item in batch:
                 if not item.future.done():
@@ -382,6 +393,27 @@ class LedgerWriter:
             if not item.future.done():
                 item.future.set_result(result)
         return exact
+
+    async def _write_isolating(self, batch: list[_Item]) -> None:
+        """Writes `batch` on the locked path, splitting it in halves on failure (a failed transaction wrote
+        nothing, so a retry is safe): about 2·log2(n) transactions find one bad command among n, and each
+        caller's future gets its own result or its own error. An outage stops the splitting: everyone left
+        gets it."""
+        try:
+            results = await self.write_batch([i.command for i in batch], trace_ids=[i.trace_id for i in batch])
+        except Exception as exc:
+            if len(batch) == 1 or outage_spec(exc) is not None:
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                return
+            half = len(batch) // 2
+            await self._write_isolating(batch[:half])
+            await self._write_isolating(batch[half:])
+            return
+        for item, result in zip(batch, results, strict=True):
+            if not item.future.done():
+                item.future.set_result(result)
 
     async def _prepare(
         self, commands: Sequence[Command], trace_ids: Sequence[str | None], chain: _Chain

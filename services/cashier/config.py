@@ -35,6 +35,12 @@ class Settings(ServiceSettings):
     poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)  # how often the loop looks for due work
     poll_batch_max: int = Field(default=50, ge=1, le=1000)
     poll_lease_seconds: float = Field(default=30.0, gt=0, le=3600)  # a claimed row is not re-claimed before
+    # Re-drive of attempts left `created` (the process or database died between writing the attempt and
+    # recording the channel's answer). An attempt's driver holds it for this long (it must exceed a prepay
+    # call's connect + read timeouts); past it the worker, or the client retrying the create, prepays again
+    # with the same out_trade_no or fails over. A retried create waits at most grace + `redrive_wait_seconds`.
+    redrive_grace_seconds: float = Field(default=15.0, ge=0.5, le=600)
+    redrive_wait_seconds: float = Field(default=10.0, gt=0, le=120)
     expiry_interval_seconds: float = Field(default=2.0, gt=0, le=300)
     expiry_batch_max: int = Field(default=50, ge=1, le=1000)
 
@@ -45,6 +51,11 @@ class Settings(ServiceSettings):
     webhook_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     webhook_batch_max: int = Field(default=50, ge=1, le=1000)
     webhook_concurrency_max: int = Field(default=10, ge=1, le=200)
+    # Webhook targets (flows/webhook_targets.py): https only and public addresses only, checked on every
+    # address the host resolves to at delivery time. Dev/test flags, both off in production:
+    webhook_allow_http: bool = False  # JUHE_CASHIER_WEBHOOK_ALLOW_HTTP: plain http targets too
+    webhook_allow_loopback: bool = False  # JUHE_CASHIER_WEBHOOK_ALLOW_LOOPBACK: 127.0.0.0/8 and ::1 too
+    webhook_response_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)  # read at most this
 
     # The ledger (the wallet channel's institution, DESIGN §6): `scene=wallet` payments hold, post and void
     # transfers there. Empty = no wallet payments.

@@ -2,7 +2,8 @@
 
 Loops (each safe to run on several replicas: rows are claimed with SKIP LOCKED leases, and every
 state change is a compare-and-set):
-  * status poll of processing attempts and pending refunds, with bounded backoff;
+  * status poll of processing attempts and pending refunds, with bounded backoff, and the re-drive of
+    attempts left `created` past their lease (the process or database died mid-create);
   * expiry: close payments past expire_at at the channel, then locally;
   * merchant webhook delivery from the webhook_deliveries table.
 """
@@ -17,7 +18,7 @@ from libs.common.logging import get_logger
 from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.cashier.config import Settings
 from services.cashier.flows.context import Cashier
-from services.cashier.flows.payments import expire_due, poll_due
+from services.cashier.flows.payments import expire_due, poll_due, redrive_due
 from services.cashier.flows.refunds import poll_refunds_due
 from services.cashier.flows.webhooks import deliver_due
 
@@ -46,7 +47,7 @@ def _loop(step: Callable[[Cashier], Awaitable[int]], interval: Callable[[Setting
 
 
 async def _poll_all(cashier: Cashier) -> int:
-    return max(await poll_due(cashier), await poll_refunds_due(cashier))
+    return max(await poll_due(cashier), await poll_refunds_due(cashier), await redrive_due(cashier))
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:

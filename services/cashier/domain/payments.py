@@ -187,10 +187,23 @@ def decide_outcome(
     return OutcomeDecision(attempt_to=target_attempt, payment_to=payment_to)
 
 
+# Channel answers to a prepay of an out_trade_no they already hold with other parameters, paid or closed
+# (WeChat Pay v3, Alipay): the order exists, so a re-drive asks the channel about it instead of giving up.
+ORDER_EXISTS_CODES = frozenset({
+    "ORDERPAID", "ORDER_CLOSED", "OUT_TRADE_NO_USED",
+    "ACQ.TRADE_HAS_SUCCESS", "ACQ.TRADE_HAS_CLOSE", "ACQ.CONTEXT_INCONSISTENT",
+})
+
+
 def request_fingerprint(fields: dict[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a create request: "same body" means same fingerprint."""
+    """SHA-256 of the canonical JSON of a create request: "same body" means same fingerprint.
+
+    Never raises on any str: a lone UTF-16 surrogate (valid in a Python str, not in UTF-8) is encoded with
+    `surrogatepass`, which leaves every valid string's bytes (and so every stored fingerprint) unchanged and
+    keeps distinct strings distinct. The boundary refuses such bodies anyway; this is the last line.
+    """
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return hashlib.sha256(canonical.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
 def resolve_expire_at(

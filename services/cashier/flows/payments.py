@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from libs.common.db import Tx
 from libs.common.errors import VALIDATION_FAILED, Problem
+from libs.common.faults import crash_point
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from services.cashier.connectors.base import (
@@ -34,6 +36,7 @@ from services.cashier.domain.errors import (
     WALLET_NOT_FOUND,
 )
 from services.cashier.domain.payments import (
+    ORDER_EXISTS_CODES,
     AttemptStatus,
     PaymentPurpose,
     PaymentScene,
@@ -54,7 +57,9 @@ from services.cashier.store.merchants import list_channels
 from services.cashier.store.payments import (
     cas_attempt,
     cas_payment,
+    claim_attempt_to_redrive,
     claim_attempts_to_poll,
+    claim_attempts_to_redrive,
     get_attempt,
     get_payment,
     get_payment_by_order_no,
@@ -70,6 +75,7 @@ from services.cashier.store.payments import (
 log = get_logger("juhe.cashier.payments")
 
 FAILURE_MESSAGE_MAX_CHARS = 500
+REDRIVE_WAIT_POLL_SECONDS = 0.1  # a retried create re-reads its payment this often while another driver holds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +146,19 @@ async def _replay(cashier: Cashier, merchant_id: str, draft: PaymentDraft, finge
                 f"merchant order {draft.merchant_order_no} already exists with another request",
                 payment_id=existing.id,
             )
-        return CreateResult(payment_view(existing, await list_attempts(conn, existing.id)), created=False)
+        if existing.status != PaymentStatus.CREATED:
+            return CreateResult(payment_view(existing, await list_attempts(conn, existing.id)), created=False)
+    # Still `created`: its first driver died before recording the channel's answer, or is still waiting
+    # for it. Drive it now (or wait for whoever does), so the retry gets a payable payment.
+    await _redrive_now(cashier, existing.id)
+    async with cashier.uow.read() as conn:
+        current = await get_payment_unscoped(conn, existing.id)
+        assert current is not None
+        view = payment_view(current, await list_attempts(conn, existing.id))
+    if current.status == PaymentStatus.CREATED:
+        raise Problem(CHANNEL_UNAVAILABLE, "the payment is still being set up at the channel; retry shortly",
+                      payment_id=current.id)
+    return CreateResult(view, created=False)
 
 
 async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str) -> list[Candidate]:
@@ -229,15 +247,22 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
                 "wallet_holder_id": draft.wallet_holder_id,
                 "split": draft.split_json(),
                 "profit_sharing": draft.profit_sharing,
+                "candidates": [candidate_json(c) for c in candidates],
             },
         )
+        attempt = None
         if payment is not None:
-            tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id, data=payment_event_data(payment))
+            tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id,
+                       data=payment_event_data(payment))
+            # The first attempt commits with the payment: a `created` payment always has a live attempt,
+            # which is what the re-drive picks up if we die before recording the channel's answer.
+            attempt = await _point_at_new_attempt(tx, cashier, payment, candidates[0], seq=1)
     if payment is None:  # a concurrent identical order number won the insert
         replay = await _replay(cashier, merchant_id, draft, fingerprint)
         assert replay is not None
         return replay
-    await _attempt_in_order(cashier, payment, candidates, draft, expire_at)
+    if attempt is not None:
+        await _drive(cashier, payment, attempt)
     async with cashier.uow.read() as conn:
         final = await get_payment_unscoped(conn, payment.id)
         assert final is not None
@@ -261,116 +286,249 @@ def _jsonable(view: dict[str, Any]) -> dict[str, Any]:
     return dict(jsonable_encoder(view))
 
 
-async def _attempt_in_order(
-    cashier: Cashier, payment: Any, candidates: Sequence[Candidate], draft: PaymentDraft, expire_at: datetime
-) -> None:
-    """Try each candidate until one channel takes the order; one attempt row and one event per try."""
-    last_code, last_message = "channel_unavailable", "no channel answered"
-    for seq, candidate in enumerate(candidates, start=1):
-        attempt_id = new_id("att")
-        async with cashier.uow.begin() as tx:
-            attempt = await insert_attempt(
-                tx.conn,
-                {
-                    "id": attempt_id,
-                    "payment_id": payment.id,
-                    "merchant_id": payment.merchant_id,
-                    "seq": seq,
-                    "channel": candidate.channel,
-                    "route_id": candidate.route_id,
-                    "fee_minor": candidate.fee_minor,
-                    "fee_rate_bps": candidate.fee_rate_bps,
-                    "out_trade_no": (wallet_out_trade_no(payment.id) if candidate.channel == "wallet"
-                                     else out_trade_no_of(attempt_id)),
-                    "status": AttemptStatus.CREATED.value,
-                },
-            )
-            pointed = await set_payment_attempt(
-                tx.conn, payment.id, status=PaymentStatus.CREATED, current_attempt_id=attempt_id,
-                channel=candidate.channel, route_id=candidate.route_id, fee_minor=candidate.fee_minor,
-                fee_rate_bps=candidate.fee_rate_bps,
-            )
-        if pointed is None:
-            return  # closed (by the merchant or expiry) while we were failing over
-        request = PrepayRequest(
-            out_trade_no=attempt.out_trade_no,
-            amount_minor=payment.amount_minor,
-            currency=payment.currency,
-            description=payment.description,
-            scene=connector_scene(draft.scene),
-            notify_url=cashier.notify_url(candidate.channel, payment.merchant_id),
-            expire_at=expire_at,
-            payer_openid=draft.payer.get("openid"),
-            payer_client_ip=draft.payer.get("client_ip"),
-            return_url=draft.return_url,
-            merchant_id=payment.merchant_id,
-            payer_user_id=draft.payer.get("user_id"),
-            platform_fee_minor=payment.platform_fee_minor,
-            profit_sharing=payment.profit_sharing,
-        )
-        started = time.perf_counter()
-        failure: tuple[str, str, bool] | None = None
-        try:
-            connector = await cashier.connectors.get(payment.merchant_id, candidate.channel)
-            result = await connector.prepay(request)
-        except ChannelUnavailable as exc:
-            failure = ("channel_unavailable", str(exc), True)
-        except InvalidSignature as exc:
-            failure = ("channel_unavailable", f"unverifiable channel answer: {exc}", True)
-        except ChannelError as exc:
-            failure = (exc.code, exc.message, exc.retryable)
-        except Problem as exc:  # the stored channel config cannot build a connector
-            failure = ("invalid_channel_config", exc.detail, True)
-        latency_ms = int((time.perf_counter() - started) * 1000)
-        if failure is None:
-            await _mark_processing(cashier, payment.id, attempt_id, result.payer_action, result.channel_trade_no,
-                                   latency_ms)
-            return
-        code, message, retryable = failure
-        last_code = "channel_unavailable" if retryable else code
-        last_message = f"{candidate.channel}: {code}: {message}"[:FAILURE_MESSAGE_MAX_CHARS]
-        async with cashier.uow.begin() as tx:
-            failed = await cas_attempt(
-                tx.conn, attempt_id, old=AttemptStatus.CREATED, new=AttemptStatus.FAILED,
-                failure_code=code[:64], failure_message=message[:FAILURE_MESSAGE_MAX_CHARS], retryable=retryable,
-                latency_ms=latency_ms, finished_at=cashier.clock(),
-            )
-            current = await get_payment_unscoped(tx.conn, payment.id)
-            if failed is not None and current is not None:
-                tx.publish(
-                    topic=PAYMENTS_TOPIC, type=PAYMENT_ATTEMPT_FAILED, subject=payment.id,
-                    data=payment_event_data(current, failed, outcome="unavailable" if retryable else "refused"),
-                )
-        log.info("attempt failed", payment_id=payment.id, channel=candidate.channel, code=code, retryable=retryable)
-        if not retryable:
-            break  # the channel refused this payment itself: another channel would refuse it too
+def candidate_json(candidate: Candidate) -> dict[str, Any]:
+    return {"channel": candidate.channel, "route_id": candidate.route_id, "fee_minor": candidate.fee_minor,
+            "fee_rate_bps": candidate.fee_rate_bps, "source": candidate.source}
+
+
+def _next_candidate(payment: Any, seq: int) -> Candidate | None:
+    """The candidate after the one attempt `seq` used (attempt n took candidates[n-1])."""
+    stored = payment.candidates or []
+    if seq >= len(stored):
+        return None
+    entry = stored[seq]
+    return Candidate(channel=entry["channel"], route_id=entry.get("route_id"), fee_minor=entry.get("fee_minor"),
+                     fee_rate_bps=entry.get("fee_rate_bps"), source=entry.get("source", "fallback"))
+
+
+async def _point_at_new_attempt(tx: Tx, cashier: Cashier, payment: Any, candidate: Candidate, *, seq: int) -> Any:
+    """Insert attempt `seq` and point the (still `created`) payment at it; None if the payment moved on.
+
+    The attempt's next_poll_at is its driver's lease: until then nobody else prepays it.
+    """
+    attempt_id = new_id("att")
+    pointed = await set_payment_attempt(
+        tx.conn, payment.id, status=PaymentStatus.CREATED, current_attempt_id=attempt_id,
+        channel=candidate.channel, route_id=candidate.route_id, fee_minor=candidate.fee_minor,
+        fee_rate_bps=candidate.fee_rate_bps,
+    )
+    if pointed is None:
+        return None  # closed (by the merchant or expiry) while we were failing over
+    return await insert_attempt(
+        tx.conn,
+        {
+            "id": attempt_id,
+            "payment_id": payment.id,
+            "merchant_id": payment.merchant_id,
+            "seq": seq,
+            "channel": candidate.channel,
+            "route_id": candidate.route_id,
+            "fee_minor": candidate.fee_minor,
+            "fee_rate_bps": candidate.fee_rate_bps,
+            "out_trade_no": (wallet_out_trade_no(payment.id) if candidate.channel == "wallet"
+                             else out_trade_no_of(attempt_id)),
+            "status": AttemptStatus.CREATED.value,
+            "next_poll_at": cashier.clock() + timedelta(seconds=cashier.settings.redrive_grace_seconds),
+        },
+    )
+
+
+def _prepay_request(cashier: Cashier, payment: Any, attempt: Any) -> PrepayRequest:
+    """The prepay of one attempt, built from the stored payment only, so a re-drive after a crash sends the
+    channel exactly the same parameters (channels answer an identical repeat with the same order)."""
+    payer = dict(payment.payer or {})
+    return PrepayRequest(
+        out_trade_no=attempt.out_trade_no,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        description=payment.description,
+        scene=connector_scene(PaymentScene(payment.scene)),
+        notify_url=cashier.notify_url(attempt.channel, payment.merchant_id),
+        expire_at=payment.expire_at,
+        payer_openid=payer.get("openid"),
+        payer_client_ip=payer.get("client_ip"),
+        return_url=payment.return_url,
+        merchant_id=payment.merchant_id,
+        payer_user_id=payer.get("user_id"),
+        platform_fee_minor=payment.platform_fee_minor,
+        profit_sharing=payment.profit_sharing,
+    )
+
+
+async def _drive(cashier: Cashier, payment: Any, attempt: Any) -> None:
+    """Prepay `attempt` (committed, `created`, ours by its lease) and fail over until a channel takes it."""
+    while attempt is not None:
+        attempt = await _prepay_once(cashier, payment, attempt)
+
+
+async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | None:
+    """One prepay call and what follows from it; returns the next attempt to drive (after a fail-over) or None.
+
+    Every state change is a compare-and-set on the attempt still being `created`: when a concurrent driver
+    (the worker and a retrying client after a lease ran out) already recorded an answer, ours changes
+    nothing and we stop, so one attempt never yields two outcomes nor two successors.
+    """
+    request = _prepay_request(cashier, payment, attempt)
+    started = time.perf_counter()
+    failure: tuple[str, str, bool] | None = None
+    try:
+        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+        crash_point("cashier.prepay.before_call")
+        result = await connector.prepay(request)
+        crash_point("cashier.prepay.after_call")
+    except ChannelUnavailable as exc:
+        failure = ("channel_unavailable", str(exc), True)
+    except InvalidSignature as exc:
+        failure = ("channel_unavailable", f"unverifiable channel answer: {exc}", True)
+    except ChannelError as exc:
+        failure = (exc.code, exc.message, exc.retryable)
+        if exc.code in ORDER_EXISTS_CODES:  # an earlier prepay of this out_trade_no got there: ask, then reuse
+            reused = await _reuse_existing_order(cashier, connector, attempt)
+            if reused is None:
+                return None  # applied, or the channel cannot say now: the lease runs out and it is re-driven
+            failure = (exc.code, f"{exc.message} (channel order {reused})", True)
+    except Problem as exc:  # the stored channel config cannot build a connector
+        failure = ("invalid_channel_config", exc.detail, True)
+    latency_ms = int((time.perf_counter() - started) * 1000)
+    if failure is None:
+        await _mark_processing(cashier, payment.id, attempt.id, result.payer_action, result.channel_trade_no,
+                               latency_ms)
+        return None
+    return await _fail_attempt(cashier, payment, attempt, failure, latency_ms)
+
+
+async def _reuse_existing_order(cashier: Cashier, connector: Any, attempt: Any) -> str | None:
+    """The channel already has an order for this out_trade_no and would not hand it out again. Returns None
+    when handled here (paid: applied as a success; or the channel cannot answer now: left for the next
+    re-drive), else the order's state, which cannot be shown to the payer (it is closed at the channel if
+    still open) so the caller fails the attempt over."""
+    try:
+        found = await connector.query(attempt.out_trade_no)
+        if found.status is TradeStatus.SUCCEEDED:
+            await _mark_processing(cashier, attempt.payment_id, attempt.id, None, found.channel_trade_no, None)
+            await apply_trade_result(cashier, attempt_id=attempt.id, result=found, source="poll")
+            return None
+        if found.status is TradeStatus.PENDING:
+            await connector.close(attempt.out_trade_no)
+    except (ChannelUnavailable, ChannelError, InvalidSignature) as exc:
+        log.info("order exists but cannot be queried or closed now", attempt_id=attempt.id, error=repr(exc))
+        return None
+    return found.status.value
+
+
+async def _fail_attempt(
+    cashier: Cashier, payment: Any, attempt: Any, failure: tuple[str, str, bool], latency_ms: int
+) -> Any | None:
+    """Record a failed prepay and, in the same transaction, either point the payment at the next candidate
+    (returned, to drive next) or fail the payment: no crash can leave a `created` payment without a live
+    attempt."""
+    code, message, retryable = failure
+    last_code = "channel_unavailable" if retryable else code
+    last_message = f"{attempt.channel}: {code}: {message}"[:FAILURE_MESSAGE_MAX_CHARS]
+    successor = None
     async with cashier.uow.begin() as tx:
-        failed_payment = await cas_payment(
-            tx.conn, payment.id, old=PaymentStatus.CREATED, new=PaymentStatus.FAILED,
-            failed_at=cashier.clock(), failure_code=last_code[:64], failure_message=last_message,
+        failed = await cas_attempt(
+            tx.conn, attempt.id, old=AttemptStatus.CREATED, new=AttemptStatus.FAILED,
+            failure_code=code[:64], failure_message=message[:FAILURE_MESSAGE_MAX_CHARS], retryable=retryable,
+            latency_ms=latency_ms, finished_at=cashier.clock(), next_poll_at=None,
         )
-        if failed_payment is not None:
-            last_attempt = (
-                await get_attempt(tx.conn, failed_payment.current_attempt_id)
-                if failed_payment.current_attempt_id else None
+        if failed is None:
+            return None  # another driver recorded this attempt's answer first: its outcome stands
+        current = await get_payment_unscoped(tx.conn, payment.id)
+        assert current is not None
+        tx.publish(
+            topic=PAYMENTS_TOPIC, type=PAYMENT_ATTEMPT_FAILED, subject=payment.id,
+            data=payment_event_data(current, failed, outcome="unavailable" if retryable else "refused"),
+        )
+        is_live = current.status == PaymentStatus.CREATED and current.current_attempt_id == attempt.id
+        # A non-retryable refusal is about this payment itself: another channel would refuse it too.
+        candidate = _next_candidate(current, attempt.seq) if retryable and is_live else None
+        if candidate is not None and attempt.seq < cashier.settings.attempts_per_payment_max:
+            successor = await _point_at_new_attempt(tx, cashier, current, candidate, seq=attempt.seq + 1)
+        elif is_live:
+            failed_payment = await cas_payment(
+                tx.conn, payment.id, old=PaymentStatus.CREATED, new=PaymentStatus.FAILED,
+                failed_at=cashier.clock(), failure_code=last_code[:64], failure_message=last_message,
             )
-            await publish_payment_final(tx, cashier, failed_payment, last_attempt, source="prepay")
+            if failed_payment is not None:
+                await publish_payment_final(tx, cashier, failed_payment, failed, source="prepay")
+    log.info("attempt failed", payment_id=payment.id, channel=attempt.channel, code=code, retryable=retryable)
+    return successor
 
 
 async def _mark_processing(
-    cashier: Cashier, payment_id: str, attempt_id: str, payer_action: dict[str, Any], channel_trade_no: str | None,
-    latency_ms: int,
+    cashier: Cashier, payment_id: str, attempt_id: str, payer_action: dict[str, Any] | None,
+    channel_trade_no: str | None, latency_ms: int | None,
 ) -> None:
     next_poll_at = cashier.clock() + timedelta(seconds=cashier.settings.poll_initial_seconds)
     async with cashier.uow.begin() as tx:
-        await cas_attempt(
+        moved = await cas_attempt(
             tx.conn, attempt_id, old=AttemptStatus.CREATED, new=AttemptStatus.PROCESSING,
             payer_action=payer_action, channel_trade_no=channel_trade_no, latency_ms=latency_ms,
             next_poll_at=next_poll_at,
         )
-        await cas_payment(
-            tx.conn, payment_id, old=PaymentStatus.CREATED, new=PaymentStatus.PROCESSING, payer_action=payer_action,
-        )
+        if moved is not None:  # the attempt's first answer; a concurrent driver's second one changes nothing
+            await cas_payment(
+                tx.conn, payment_id, old=PaymentStatus.CREATED, new=PaymentStatus.PROCESSING,
+                payer_action=payer_action,
+            )
+
+
+# ------------------------------------------------------------------------------- re-drive after a crash
+
+
+async def _redrive(cashier: Cashier, attempt: Any) -> None:
+    """Drive an attempt whose lease we just took (its earlier driver died, or stalled past the grace)."""
+    async with cashier.uow.read() as conn:
+        payment = await get_payment_unscoped(conn, attempt.payment_id)
+    if payment is None:
+        return
+    if payment.status != PaymentStatus.CREATED or payment.current_attempt_id != attempt.id:
+        # The payment was closed (merchant, expiry) meanwhile: this attempt will never be shown to a payer.
+        # A payment the channel still takes on it arrives as a late success (closed → succeeded).
+        async with cashier.uow.begin() as tx:
+            await cas_attempt(tx.conn, attempt.id, old=AttemptStatus.CREATED, new=AttemptStatus.CLOSED,
+                              finished_at=cashier.clock(), next_poll_at=None)
+        return
+    log.info("re-driving a created attempt", payment_id=payment.id, attempt_id=attempt.id, channel=attempt.channel)
+    await _drive(cashier, payment, attempt)
+
+
+def _lease_bounds(cashier: Cashier) -> dict[str, datetime]:
+    now = cashier.clock()
+    grace = timedelta(seconds=cashier.settings.redrive_grace_seconds)
+    return {"now": now, "grace_before": now - grace, "lease_until": now + grace}
+
+
+async def redrive_due(cashier: Cashier) -> int:
+    """Worker: re-drive attempts left `created` past their lease. Returns how many were taken."""
+    async with cashier.uow.begin() as tx:
+        due = await claim_attempts_to_redrive(tx.conn, limit=cashier.settings.poll_batch_max,
+                                              **_lease_bounds(cashier))
+    for attempt in due:
+        await _redrive(cashier, attempt)
+    return len(due)
+
+
+async def _redrive_now(cashier: Cashier, payment_id: str) -> None:
+    """A client retries the create of a payment still `created`: drive it here, waiting (bounded) while
+    someone else holds the attempt's lease, so the answer is a payable (or a final) payment."""
+    loop = asyncio.get_running_loop()
+    s = cashier.settings
+    deadline = loop.time() + s.redrive_grace_seconds + s.redrive_wait_seconds
+    while True:
+        async with cashier.uow.begin() as tx:
+            payment = await get_payment_unscoped(tx.conn, payment_id)
+            if payment is None or payment.status != PaymentStatus.CREATED or not payment.current_attempt_id:
+                return
+            claimed = await claim_attempt_to_redrive(tx.conn, payment.current_attempt_id, **_lease_bounds(cashier))
+            live = claimed or await get_attempt(tx.conn, payment.current_attempt_id)
+        if claimed is not None:
+            await _redrive(cashier, claimed)
+            continue
+        if live is None or live.status != AttemptStatus.CREATED or loop.time() >= deadline:
+            return
+        await asyncio.sleep(REDRIVE_WAIT_POLL_SECONDS)
 
 
 async def close_payment(cashier: Cashier, *, merchant_id: str, payment_id: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -152,6 +152,51 @@ async def claim_attempts_to_poll(
         attempts.update().where(attempts.c.id.in_(due)).values(next_poll_at=lease_until).returning(attempts)
     )
     return (await conn.execute(statement)).all()
+
+
+def _redrive_due(now: datetime, grace_before: datetime) -> Any:
+    """A `created` attempt whose driver's lease (next_poll_at) has passed. Attempts written before leases
+    existed (next_poll_at NULL) count from their creation plus the grace."""
+    return and_(
+        attempts.c.status == AttemptStatus.CREATED.value,
+        or_(attempts.c.next_poll_at <= now,
+            and_(attempts.c.next_poll_at.is_(None), attempts.c.created_at <= grace_before)),
+    )
+
+
+async def claim_attempts_to_redrive(
+    conn: AsyncConnection, *, now: datetime, grace_before: datetime, lease_until: datetime, limit: int
+) -> Sequence[Row[Any]]:
+    """`created` attempts nobody is driving any more (the prepay never ran, or its result was never
+    written), leased to this caller until `lease_until` so a retrying client or another replica waits."""
+    due = (
+        select(attempts.c.id)
+        .where(_redrive_due(now, grace_before))
+        .order_by(attempts.c.next_poll_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    statement = (
+        attempts.update()
+        .where(attempts.c.id.in_(due), attempts.c.status == AttemptStatus.CREATED.value)
+        .values(next_poll_at=lease_until, updated_at=func.now())
+        .returning(attempts)
+    )
+    return (await conn.execute(statement)).all()
+
+
+async def claim_attempt_to_redrive(
+    conn: AsyncConnection, attempt_id: str, *, now: datetime, grace_before: datetime, lease_until: datetime
+) -> Row[Any] | None:
+    """The same lease for one attempt (a client retrying its create); None while someone else holds it."""
+    statement = (
+        attempts.update()
+        .where(attempts.c.id == attempt_id, _redrive_due(now, grace_before))
+        .values(next_poll_at=lease_until, updated_at=func.now())
+        .returning(attempts)
+    )
+    return (await conn.execute(statement)).first()
 
 
 async def schedule_attempt_poll(

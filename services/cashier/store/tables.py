@@ -83,6 +83,9 @@ payments = Table(
     Column("wallet_holder_id", String(64)),
     Column("split", JSONB),
     Column("profit_sharing", Boolean, nullable=False, server_default=text("false")),
+    # The ordered candidates chosen at creation ([{channel, route_id, fee_minor, fee_rate_bps}], migration
+    # 0006): a re-drive after a crash fails over through the same list. NULL on older payments.
+    Column("candidates", JSONB),
     Column("channel_trade_no", String(64)),
     Column("payer_action", JSONB),
     Column("expire_at", DateTime(timezone=True), nullable=False),
@@ -129,6 +132,8 @@ attempts = Table(
     Column("finished_at", DateTime(timezone=True)),
     UniqueConstraint("payment_id", "seq", name="uq_attempts_payment_seq"),
     Index("ix_attempts_poll", "next_poll_at", postgresql_where=text("status = 'processing'")),
+    # A `created` attempt's next_poll_at is its driver's lease: past it, the worker re-drives (migration 0006).
+    Index("ix_attempts_redrive", "next_poll_at", postgresql_where=text("status = 'created'")),
 )
 
 refunds = Table(

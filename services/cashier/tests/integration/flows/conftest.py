@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,6 +51,19 @@ async def wait_for(condition: Callable[[], Any], what: str, timeout_seconds: flo
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def wait_payment_status(
+    read: Callable[[str], Awaitable[dict[str, Any]]], payment_id: str, status: str,
+    timeout_seconds: float = WAIT_SECONDS_MAX,
+) -> dict[str, Any]:
+    """Poll `read(payment_id)` (the API's view) until the payment has `status`; bounded."""
+    async def reached() -> dict[str, Any] | None:
+        payment = await read(payment_id)
+        return payment if payment["status"] == status else None
+
+    result: dict[str, Any] = await wait_for(reached, f"payment {payment_id} to be {status}", timeout_seconds)
+    return result
 
 
 # ---------------------------------------------------------------------------------------- sandboxes
@@ -267,12 +280,7 @@ class RunningCashier:
         return dict(response.json())
 
     async def wait_status(self, payment_id: str, status: str) -> dict[str, Any]:
-        async def reached() -> dict[str, Any] | None:
-            payment = await self.payment(payment_id)
-            return payment if payment["status"] == status else None
-
-        result: dict[str, Any] = await wait_for(reached, f"payment {payment_id} to be {status}")
-        return result
+        return await wait_payment_status(self.payment, payment_id, status)
 
     async def configure(self, channel: str, config: dict[str, Any], priority: int,
                         merchant_id: str | None = None) -> None:

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -26,11 +27,13 @@ from starlette.types import Receive, Scope, Send
 
 from sandboxes.alipay import crypto, royalty
 from sandboxes.alipay.bills import DISCREPANCY_KINDS, build_bill_zip
+from sandboxes.alipay.certs import CertificateAuthority
 from sandboxes.alipay.pages import cashier_page, error_page, result_page
 from sandboxes.alipay.settings import NOTIFY_SCHEDULE_SECONDS, SandboxSettings
 from sandboxes.alipay.trades import (
     APPS,
     TRADE_CLOSED,
+    TRADE_FINISHED,
     TRADE_SUCCESS,
     UNSEEN,
     BizError,
@@ -63,6 +66,7 @@ API_METHODS = (
     "alipay.trade.precreate",
     "alipay.trade.query",
     "alipay.trade.close",
+    "alipay.trade.cancel",
     "alipay.trade.refund",
     "alipay.trade.fastpay.refund.query",
     "alipay.data.dataservice.bill.downloadurl.query",
@@ -133,6 +137,7 @@ class Sandbox:
         data_dir = sandbox_data_dir(CHANNEL, settings.data_dir)
         self.store = DocumentStore(data_dir / "store.sqlite3")
         self.platform_key: KeyPair = load_or_create_rsa_key(data_dir, "alipay_platform")
+        self.ca = CertificateAuthority(data_dir, self.platform_key)
         self.faults = FaultSettings()
         self.dispatcher = NotificationDispatcher(
             schedule_seconds=NOTIFY_SCHEDULE_SECONDS,
@@ -147,8 +152,10 @@ class Sandbox:
     def signing_key(self) -> rsa.RSAPrivateKey:
         return self.platform_key.private_key
 
-    def respond(self, method: str | None, node: dict[str, Any], *, signed: bool = True) -> Response:
-        text = crypto.signed_response_text(node_name(method), node, self.signing_key if signed else None)
+    def respond(self, method: str | None, node: dict[str, Any], *, signed: bool = True,
+                cert_mode: bool = False) -> Response:
+        text = crypto.signed_response_text(node_name(method), node, self.signing_key if signed else None,
+                                           self.ca.alipay_sn if cert_mode else None)
         return Response(content=text.encode("utf-8"), media_type=JSON_MEDIA_TYPE)
 
     # ------------------------------------------------------------------ apps
@@ -156,7 +163,8 @@ class Sandbox:
     def app(self, app_id: str) -> dict[str, Any] | None:
         return self.store.get(APPS, app_id)
 
-    def register_app(self, app_id: str | None, public_key_pem: str | None, seller_id: str | None) -> dict[str, Any]:
+    def register_app(self, app_id: str | None, public_key_pem: str | None, seller_id: str | None,
+                     cert_mode: bool = False) -> dict[str, Any]:
         generated: KeyPair | None = None
         if public_key_pem is None:
             generated = generate_rsa_key_pair()
@@ -171,9 +179,15 @@ class Sandbox:
             "app_id": app_id,
             "app_public_key_pem": public_key_pem,
             "seller_id": seller_id or current.get("seller_id") or new_pid(),
+            "app_cert_sn": None,
         }
+        issued: dict[str, str] = {}
+        if cert_mode:  # the app switches to certificate mode: Alipay issues its app certificate
+            issued_set = self.ca.issue_app_certificate(app_id, public_key_pem)
+            issued = {name: getattr(issued_set, name) for name in issued_set.__slots__}
+            document["app_cert_sn"] = issued_set.app_cert_sn
         self.store.put(APPS, app_id, document)
-        answer = {**document, "alipay_public_key_pem": self.platform_key.public_pem}
+        answer = {**document, **issued, "alipay_public_key_pem": self.platform_key.public_pem}
         if generated is not None:
             answer["app_private_key_pem"] = generated.private_pem
         return answer
@@ -201,6 +215,7 @@ class Sandbox:
         app = self.app(params["app_id"])
         if app is None:
             raise invalid_argument("isv.invalid-app-id", "无效的AppID参数")
+        self.check_cert_sn(app, params)
         public_key = load_public_key_pem(app["app_public_key_pem"])
         if not crypto.verify(crypto.request_sign_content(params), params["sign"], public_key):
             raise invalid_argument(
@@ -212,13 +227,29 @@ class Sandbox:
                 raise invalid_argument("isv.invalid-parameter", f"{url_param} must be an http(s) URL")
         return app
 
+    def check_cert_sn(self, app: dict[str, Any], params: dict[str, str]) -> None:
+        """Certificate mode (protocols.md §2.7): the request names the app certificate and the root.
+        The sub_codes are the sandbox's own choice [L]; Alipay's exact ones are undocumented here."""
+        if not app.get("app_cert_sn"):
+            if params.get("app_cert_sn") or params.get("alipay_root_cert_sn"):
+                raise invalid_argument("isv.app-not-in-cert-mode", "应用未启用公钥证书模式")
+            return
+        if not params.get("app_cert_sn"):
+            raise missing("isv.missing-app-cert-sn", "缺少必选参数 app_cert_sn")
+        if not params.get("alipay_root_cert_sn"):
+            raise missing("isv.missing-alipay-root-cert-sn", "缺少必选参数 alipay_root_cert_sn")
+        if params["app_cert_sn"] != app["app_cert_sn"]:
+            raise invalid_argument("isv.app-cert-sn-mismatch", "应用公钥证书序列号不匹配")
+        if self.ca.root_sn not in params["alipay_root_cert_sn"].split("_"):
+            raise invalid_argument("isv.alipay-root-cert-sn-mismatch", "支付宝根证书序列号不匹配")
+
     @staticmethod
     def biz_content(params: dict[str, str]) -> dict[str, Any]:
         raw = params.get("biz_content")
         if not raw:
             raise missing("isv.missing-biz-content", "缺少必选参数 biz_content")
         try:
-            biz = json.loads(raw)
+            biz = json.loads(raw, parse_float=Decimal)  # amounts sent as JSON numbers stay exact (no float)
         except ValueError as exc:
             raise invalid_argument("isv.invalid-parameter", f"biz_content is not JSON: {exc}") from exc
         if not isinstance(biz, dict):
@@ -239,6 +270,10 @@ class Sandbox:
         if method == "alipay.trade.close":
             trade = self.trades.close(self.trades.existing(app_id, biz))
             return {**ok, "trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"]}
+        if method == "alipay.trade.cancel":
+            trade, action = self.trades.cancel(app_id, biz)
+            return {**ok, "trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"], "retry_flag": "N",
+                    "action": action}
         if method == "alipay.trade.refund":
             trade, refund, changed = self.trades.refund(self.trades.existing(app_id, biz), biz)
             return {
@@ -389,7 +424,7 @@ class Sandbox:
         trade = event.trade
         if not trade.get("notify_url"):
             return
-        if trade["status"] not in (TRADE_SUCCESS, TRADE_CLOSED):
+        if trade["status"] not in (TRADE_SUCCESS, TRADE_CLOSED, TRADE_FINISHED):
             return  # WAIT_BUYER_PAY is not notified by default (protocols.md §2.6)
         notify_id = uuid.uuid4().hex
         app = self.app(trade["app_id"]) or {}
@@ -501,6 +536,7 @@ class AppRegisterRequest(BaseModel):
     app_id: str | None = Field(default=None, pattern=r"^[0-9]{8,32}$")
     app_public_key_pem: str | None = None  # omit: the sandbox generates a key pair and returns the private key
     seller_id: str | None = Field(default=None, pattern=r"^2088[0-9]{12}$")
+    cert_mode: bool = False  # certificate mode: the reply carries the app, Alipay and root certificates
 
 
 class AppPayRequest(BaseModel):
@@ -546,8 +582,10 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
         if len(body) > REQUEST_BODY_MAX_BYTES:
             return sandbox.respond(None, invalid_argument("isv.invalid-parameter", "request too large").node)
         method: str | None = None
+        cert_mode = False
         try:
             params = merge_params(request.url.query, body)
+            cert_mode = bool(params.get("app_cert_sn"))
             method = params.get("method")
             if method is not None and method not in API_METHODS and method not in BROWSER_METHODS:
                 raise invalid_argument("isv.invalid-method", f"不存在的方法名 {method}")
@@ -562,17 +600,18 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
                     return_url=params.get("return_url"),
                 )
                 return RedirectResponse(f"/pay/cashier/{trade['trade_no']}", status_code=303)
-            return sandbox.respond(method, sandbox.handle_api(method, caller, params, str(request.base_url)))
+            return sandbox.respond(method, sandbox.handle_api(method, caller, params, str(request.base_url)),
+                                   cert_mode=cert_mode)
         except GatewayError as exc:
             if method in BROWSER_METHODS:
                 node = exc.node
                 return HTMLResponse(error_page(node["code"], node["sub_code"], node["sub_msg"]), status_code=400)
-            return sandbox.respond(method, exc.node, signed=exc.signed)
+            return sandbox.respond(method, exc.node, signed=exc.signed, cert_mode=cert_mode)
         except BizError as exc:
             if method in BROWSER_METHODS:
                 return HTMLResponse(error_page(exc.code, exc.sub_code, exc.sub_msg), status_code=400)
             node = {"code": exc.code, "msg": exc.msg, "sub_code": exc.sub_code, "sub_msg": exc.sub_msg}
-            return sandbox.respond(method, node)
+            return sandbox.respond(method, node, cert_mode=cert_mode)
 
     @app.get(BILL_PATH)
     async def download_bill(token: str) -> Response:
@@ -629,7 +668,8 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
 
     @app.post("/control/apps")
     async def register_app(request: AppRegisterRequest) -> dict[str, Any]:
-        return sandbox.register_app(request.app_id, request.app_public_key_pem, request.seller_id)
+        return sandbox.register_app(request.app_id, request.app_public_key_pem, request.seller_id,
+                                    request.cert_mode)
 
     @app.get("/control/apps/{app_id}")
     async def get_app(app_id: str) -> dict[str, Any]:
@@ -672,6 +712,11 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
         """Pay the trade (an unscanned QR trade is scanned first); includes the return redirect, if any."""
         trade = control_transition(out_trade_no, app_id, sandbox.trades.pay)
         return {**control_view(trade), "return_redirect_url": sandbox.return_redirect(trade)}
+
+    @app.post("/control/trades/{out_trade_no}/finish")
+    async def finish_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:
+        """End the refund window: TRADE_SUCCESS → TRADE_FINISHED (notified; refunds now refused)."""
+        return control_view(control_transition(out_trade_no, app_id, sandbox.trades.finish))
 
     @app.post("/control/trades/{out_trade_no}/decline")
     async def decline_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:

@@ -43,15 +43,19 @@ def verify(content: str, signature_b64: str, key: rsa.RSAPublicKey) -> bool:
     return True
 
 
-def signed_response_text(node_name: str, node: dict[str, Any], key: rsa.RSAPrivateKey | None) -> str:
+def signed_response_text(node_name: str, node: dict[str, Any], key: rsa.RSAPrivateKey | None,
+                         alipay_cert_sn: str | None = None) -> str:
     """`{"<node_name>":<node JSON>,"sign":"..."}` where the signature covers the node's exact text.
 
     The node is serialised once and the same characters are both signed and sent, so the
     connector's brace-matching extraction sees exactly the signed bytes. `key=None` gives an
-    unsigned body (Alipay does not sign e.g. its isv.invalid-signature refusals).
+    unsigned body (Alipay does not sign e.g. its isv.invalid-signature refusals). In certificate
+    mode `alipay_cert_sn` names the certificate whose key signed (a sibling, outside the signed text).
     """
     node_text = json.dumps(node, ensure_ascii=False, separators=(",", ":"))
     body = '{"' + node_name + '":' + node_text
+    if alipay_cert_sn is not None:
+        body += ',"alipay_cert_sn":"' + alipay_cert_sn + '"'
     if key is not None:
         body += ',"sign":"' + sign(node_text, key) + '"'
     return body + "}"

@@ -58,7 +58,7 @@ def settle(trades: TradeBook, app_id: str, biz: dict[str, Any], now: datetime) -
     if not isinstance(trade_no, str) or not trade_no:
         raise invalid("trade_no is required")
     key = f"{app_id}:{out_request_no}"
-    fingerprint = json.dumps(biz, sort_keys=True, ensure_ascii=False)
+    fingerprint = json.dumps(biz, sort_keys=True, ensure_ascii=False, default=str)  # Decimal amounts
     existing = trades.store.get(SETTLES, key)
     if existing is not None:
         if existing["fingerprint"] != fingerprint:

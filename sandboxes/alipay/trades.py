@@ -1,8 +1,8 @@
 """The sandbox's trade book: Alipay's trade state machine, kept in the shared DocumentStore.
 
 States (protocols.md §2.5):
-    UNSEEN ──scan──▶ WAIT_BUYER_PAY ──pay──▶ TRADE_SUCCESS ──full refund──▶ TRADE_CLOSED
-                          └──close / decline / time_expire──▶ TRADE_CLOSED
+    UNSEEN ──scan──▶ WAIT_BUYER_PAY ──pay──▶ TRADE_SUCCESS ──full refund / cancel──▶ TRADE_CLOSED
+       └─cancel─▶ TRADE_CLOSED ◀──close / cancel / decline / time_expire──┘      └──finish──▶ TRADE_FINISHED
 `UNSEEN` is the sandbox's own word for a precreated QR trade nobody scanned yet: to the outside it
 does not exist (query/close/refund answer ACQ.TRADE_NOT_EXIST), exactly like Alipay. Page, wap and
 app trades start at WAIT_BUYER_PAY when the buyer opens the cashier (or the app).
@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 from sandboxes.common.store import DocumentStore
@@ -30,6 +31,7 @@ UNSEEN = "UNSEEN"
 WAIT_BUYER_PAY = "WAIT_BUYER_PAY"
 TRADE_SUCCESS = "TRADE_SUCCESS"
 TRADE_CLOSED = "TRADE_CLOSED"
+TRADE_FINISHED = "TRADE_FINISHED"  # paid and no longer refundable (refund window over); final
 
 AMOUNT_MAX_FEN = 100_000_000 * 100
 OUT_TRADE_NO = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -48,6 +50,9 @@ PRODUCT_CODES = {
     "alipay.trade.wap.pay": "QUICK_WAP_WAY",
     "alipay.trade.app.pay": "QUICK_MSECURITY_PAY",
 }
+# Other product codes Alipay accepts per method: many live integrations and python-alipay-sdk send
+# QUICK_WAP_PAY for wap pay (protocols.md §7).
+PRODUCT_CODE_ALIASES = {"alipay.trade.wap.pay": frozenset({"QUICK_WAP_PAY"})}
 
 
 class BizError(Exception):
@@ -66,7 +71,12 @@ def invalid(sub_msg: str) -> BizError:
 
 
 def parse_yuan(value: Any, field_name: str, *, allow_zero: bool = False) -> int:
-    """Strict Alipay amount: a string, digits, at most 2 decimals, within [0.01, 100000000]."""
+    """Strict Alipay amount within [0.01, 100000000], at most 2 decimals: a string (`"88.88"`) or a JSON
+    number (`88.88`, as Alipay's own examples send it; protocols.md §7). JSON numbers arrive as the
+    Decimal of their exact JSON text (`biz_content` is parsed with parse_float=Decimal), never a float,
+    so `88.88` is 8888 fen exactly and `88.885` is refused, not rounded."""
+    if isinstance(value, Decimal | int) and not isinstance(value, bool):
+        value = str(value)  # the JSON text itself; an exponent (1E+2) or a sign fails the pattern below
     if not isinstance(value, str) or YUAN.fullmatch(value) is None:
         raise invalid(f"{field_name} must be a yuan string with at most 2 decimals, got {value!r}")
     whole, _, decimals = value.partition(".")
@@ -230,7 +240,8 @@ class TradeBook:
         expected_product = PRODUCT_CODES[method]
         if method != "alipay.trade.precreate" and product_code is None:
             raise invalid("product_code is required")
-        if product_code is not None and product_code != expected_product:
+        if product_code is not None and product_code != expected_product and product_code not in \
+                PRODUCT_CODE_ALIASES.get(method, frozenset()):
             raise invalid(f"product_code must be {expected_product} for {method}")
         now = self.clock()
         expire_at = _expire_at(biz, now)
@@ -241,7 +252,7 @@ class TradeBook:
             "out_trade_no": out_trade_no,
             "trade_no": new_trade_no(now),
             "method": method,
-            "product_code": expected_product,
+            "product_code": product_code or expected_product,
             "subject": subject,
             "body": biz.get("body") if isinstance(biz.get("body"), str) else None,
             "total_fen": total_fen,
@@ -315,6 +326,38 @@ class TradeBook:
         self.on_event(TradeEvent(trade=closed))
         return closed
 
+    def cancel(self, app_id: str, biz: dict[str, Any]) -> tuple[dict[str, Any], str]:
+        """alipay.trade.cancel: (trade, action). Unpaid (also a precreated QR nobody scanned) → closed,
+        `close`; paid → fully refunded and closed, `refund`; already closed → `close` again (a retry)."""
+        out_trade_no, trade_no = biz.get("out_trade_no"), biz.get("trade_no")
+        if not out_trade_no and not trade_no:
+            raise invalid("out_trade_no or trade_no is required")
+        doc = self._load(app_id, out_trade_no, trade_no)
+        if doc is None:
+            raise BizError("ACQ.TRADE_NOT_EXIST", "交易不存在")
+        doc = self._expire_if_due(doc)
+        if doc["status"] in (UNSEEN, WAIT_BUYER_PAY):
+            closed = self._put(doc, status=TRADE_CLOSED, closed_at=_iso(self.clock()), expired=True)
+            if doc["status"] == WAIT_BUYER_PAY:
+                self.on_event(TradeEvent(trade=closed))
+            return closed, "close"
+        if doc["status"] == TRADE_SUCCESS:
+            remaining = doc["total_fen"] - doc["refunded_fen"]
+            updated, _refund, _changed = self.refund(doc, {"refund_amount": yuan(remaining),
+                                                           "out_request_no": f"cancel_{doc['trade_no']}"})
+            return updated, "refund"
+        if doc["status"] == TRADE_FINISHED:
+            raise BizError("ACQ.TRADE_HAS_FINISHED", "交易已完结")
+        return doc, "refund" if doc["refunded_fen"] else "close"
+
+    def finish(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """TRADE_SUCCESS → TRADE_FINISHED (the refund window is over); notified like a payment."""
+        if doc["status"] != TRADE_SUCCESS:
+            raise BizError("ACQ.TRADE_STATUS_ERROR", f"trade is {doc['status']}, not TRADE_SUCCESS")
+        finished = self._put(doc, status=TRADE_FINISHED, finished_at=_iso(self.clock()))
+        self.on_event(TradeEvent(trade=finished))
+        return finished
+
     def refund(self, doc: dict[str, Any], biz: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
         """Return (trade, refund, fund_changed). Idempotent by out_request_no."""
         refund_fen = parse_yuan(biz.get("refund_amount"), "refund_amount")
@@ -334,6 +377,8 @@ class TradeBook:
                     return doc, previous, False
             if doc["status"] == TRADE_CLOSED:
                 raise BizError("ACQ.TRADE_HAS_CLOSE", "交易已经关闭")
+            if doc["status"] == TRADE_FINISHED:
+                raise BizError("ACQ.TRADE_HAS_FINISHED", "交易已完结")
             if doc["status"] != TRADE_SUCCESS:
                 raise BizError("ACQ.TRADE_STATUS_ERROR", f"交易状态不合法: {doc['status']}")
             remaining = doc["total_fen"] - doc["refunded_fen"]

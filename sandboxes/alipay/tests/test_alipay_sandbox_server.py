@@ -272,7 +272,7 @@ def test_unknown_method_uses_error_response(client: Client) -> None:
     assert answer["node"]["sub_code"] == "isv.invalid-method"
 
 
-@pytest.mark.parametrize("amount", ["1.001", "0.00", "-1.00", "100000000.01", "1e2", 1.5])
+@pytest.mark.parametrize("amount", ["1.001", "0.00", "-1.00", "100000000.01", "1e2", 1.555, -1.5, 0, True])
 def test_amounts_are_strict(client: Client, amount: Any) -> None:
     answer = client.call(
         "alipay.trade.precreate", {"out_trade_no": _out_trade_no(), "total_amount": amount, "subject": "x"}

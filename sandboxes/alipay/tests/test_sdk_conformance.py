@@ -1,0 +1,303 @@
+"""Public Alipay SDKs (pinned dev deps) against the sandbox, unmodified but for the gateway URL and keys.
+
+- python-alipay-sdk (`alipay.AliPay`, public-key mode; `alipay.DCAliPay`, certificate mode): every
+  call's reply is verified by the SDK itself (`verified_sync_response`), order strings and page URLs
+  are the SDK's own `sign_data`, notifications and the return redirect are checked with its `verify`.
+- The official alipay-sdk-python (`alipay.aop.api`, public-key mode only: it has no certificate mode):
+  `DefaultAlipayClient.execute` verifies each reply; notifications with its `verify_with_rsa`. Its
+  transport cannot reach a gateway on a non-default port (`WebUtils.get_http_connection` always
+  connects to 80/443 and fails on `url += port`), so that one function is replaced by the same code
+  with the port honoured; signing, request building, reply parsing and verification stay the SDK's.
+
+Both SDKs stamp `timestamp` with the local wall clock and Alipay reads it as China time (protocols.md
+§7), so these tests run with TZ=Asia/Shanghai, as a merchant's server in China does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from alipay import AliPay, DCAliPay  # type: ignore[import-untyped]
+from alipay.aop.api.AlipayClientConfig import AlipayClientConfig  # type: ignore[import-untyped]
+from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (  # type: ignore[import-untyped]
+    AlipayDataDataserviceBillDownloadurlQueryRequest,
+)
+from alipay.aop.api.request.AlipayTradeCancelRequest import AlipayTradeCancelRequest  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradeCloseRequest import AlipayTradeCloseRequest  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import (  # type: ignore[import-untyped]
+    AlipayTradeFastpayRefundQueryRequest,
+)
+from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradePrecreateRequest import (  # type: ignore[import-untyped]
+    AlipayTradePrecreateRequest,
+)
+from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest  # type: ignore[import-untyped]
+from alipay.aop.api.util.SignatureUtils import verify_with_rsa  # type: ignore[import-untyped]
+from cryptography.hazmat.primitives import serialization
+
+from sandboxes.common.testing import CallbackReceiver, SandboxProcess
+
+PORT_ENV = "JUHE_SANDBOX_ALIPAY_PORT"
+# python-alipay-sdk reads certificate issuers through pyOpenSSL's deprecated X509 API; not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:X509.get_issuer is deprecated:DeprecationWarning")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def china_time() -> Iterator[None]:
+    previous = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Shanghai"
+    time.tzset()
+    yield
+    if previous is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = previous
+    time.tzset()
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    data_dir: Path = tmp_path_factory.mktemp("alipay-sdk")
+    env = {"JUHE_DATA_DIR": str(data_dir), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001"}
+    with SandboxProcess("sandboxes.alipay", port_env=PORT_ENV, env=env) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[CallbackReceiver]:
+    server = CallbackReceiver(reply_body=b"success")
+    yield server
+    server.close()
+
+
+def _app(sandbox: SandboxProcess, **extra: Any) -> dict[str, Any]:
+    response = httpx.post(f"{sandbox.base_url}/control/apps", json=extra)
+    response.raise_for_status()
+    registered: dict[str, Any] = response.json()
+    return registered
+
+
+def _sdk(sandbox: SandboxProcess, app: dict[str, Any], notify_url: str) -> Any:
+    client = AliPay(appid=app["app_id"], app_notify_url=notify_url, app_private_key_string=app["app_private_key_pem"],
+                    alipay_public_key_string=app["alipay_public_key_pem"], sign_type="RSA2")
+    client._gateway = f"{sandbox.base_url}/gateway.do"
+    return client
+
+
+def _no(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(8)}"
+
+
+def _control(sandbox: SandboxProcess, path: str) -> dict[str, Any]:
+    response = httpx.post(f"{sandbox.base_url}/control{path}")
+    assert response.status_code == 200, response.text
+    data: dict[str, Any] = response.json()
+    return data
+
+
+def _verify_notification(sdk: Any, body: bytes) -> dict[str, str]:
+    """What a merchant's notify handler does with python-alipay-sdk: verify(data without sign, sign)."""
+    data = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    signature = data.pop("sign")
+    assert sdk.verify(dict(data), signature), "python-alipay-sdk refused the notification signature"
+    return data
+
+
+def _trade_status_notification(receiver: CallbackReceiver, name: str, sdk: Any, out_trade_no: str,
+                               status: str) -> dict[str, str]:
+    for _ in range(10):
+        _headers, body = receiver.next(name)
+        data = _verify_notification(sdk, body)
+        if data["out_trade_no"] == out_trade_no and data["trade_status"] == status:
+            return data
+    raise AssertionError(f"no {status} notification for {out_trade_no}")
+
+
+def test_python_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    app = _app(sandbox)
+    sdk = _sdk(sandbox, app, receiver.url("py"))
+
+    paid = _no("py")
+    created = sdk.api_alipay_trade_precreate(subject="停车费", out_trade_no=paid, total_amount=88.88)  # a JSON number
+    assert created["code"] == "10000" and created["qr_code"]
+    assert sdk.api_alipay_trade_query(out_trade_no=paid)["sub_code"] == "ACQ.TRADE_NOT_EXIST"  # not scanned yet
+    _control(sandbox, f"/trades/{paid}/approve")
+    notified = _trade_status_notification(receiver, "py", sdk, paid, "TRADE_SUCCESS")
+    assert notified["total_amount"] == "88.88"
+    queried = sdk.api_alipay_trade_query(out_trade_no=paid)
+    assert (queried["trade_status"], queried["total_amount"]) == ("TRADE_SUCCESS", "88.88")
+
+    refund = sdk.api_alipay_trade_refund(refund_amount=8.88, out_trade_no=paid, out_request_no="r1")
+    assert (refund["code"], refund["fund_change"], refund["refund_fee"]) == ("10000", "Y", "8.88")
+    refund_query = sdk.api_alipay_trade_fastpay_refund_query(out_request_no="r1", out_trade_no=paid)
+    assert refund_query["refund_amount"] == "8.88"
+    assert sdk.api_alipay_trade_refund(refund_amount="1.005", out_trade_no=paid, out_request_no="r2")[
+        "sub_code"] == "ACQ.INVALID_PARAMETER"  # more than two decimals: refused, never rounded
+
+    _control(sandbox, f"/trades/{paid}/finish")
+    assert _trade_status_notification(receiver, "py", sdk, paid, "TRADE_FINISHED")["trade_no"] == queried["trade_no"]
+    assert sdk.api_alipay_trade_query(out_trade_no=paid)["trade_status"] == "TRADE_FINISHED"
+    assert sdk.api_alipay_trade_refund(refund_amount="1.00", out_trade_no=paid, out_request_no="r3")[
+        "sub_code"] == "ACQ.TRADE_HAS_FINISHED"
+
+    # The documented precreate flow: poll, then cancel at the deadline (the QR code is dead afterwards).
+    abandoned = _no("py")
+    sdk.api_alipay_trade_precreate(subject="abandoned", out_trade_no=abandoned, total_amount="5.00")
+    cancelled = sdk.api_alipay_trade_cancel(out_trade_no=abandoned)
+    assert (cancelled["code"], cancelled["action"], cancelled["retry_flag"]) == ("10000", "close", "N")
+    scanned_late = httpx.post(f"{sandbox.base_url}/control/trades/{abandoned}/approve")
+    assert scanned_late.status_code == 409
+    paid_then_cancelled = _no("py")
+    sdk.api_alipay_trade_precreate(subject="cancel after pay", out_trade_no=paid_then_cancelled, total_amount="3.00")
+    _control(sandbox, f"/trades/{paid_then_cancelled}/approve")
+    assert sdk.api_alipay_trade_cancel(out_trade_no=paid_then_cancelled)["action"] == "refund"
+    assert sdk.api_alipay_trade_query(out_trade_no=paid_then_cancelled)["trade_status"] == "TRADE_CLOSED"
+
+    to_close = _no("py")
+    sdk.api_alipay_trade_precreate(subject="close", out_trade_no=to_close, total_amount="1.00")
+    _control(sandbox, f"/trades/{to_close}/scan")
+    assert sdk.api_alipay_trade_close(out_trade_no=to_close)["code"] == "10000"
+
+    bill = sdk.server_api("alipay.data.dataservice.bill.downloadurl.query",
+                          {"bill_type": "trade", "bill_date": time.strftime("%Y-%m-%d")})
+    assert httpx.get(bill["bill_download_url"]).content[:2] == b"PK"  # a zip
+
+
+def test_python_alipay_sdk_browser_and_app_flows(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    app = _app(sandbox)
+    sdk = _sdk(sandbox, app, receiver.url("web"))
+    gateway = f"{sandbox.base_url}/gateway.do?"
+    for build in (sdk.api_alipay_trade_wap_pay, sdk.api_alipay_trade_page_pay):  # wap: QUICK_WAP_PAY
+        out_trade_no = _no("web")
+        order_string = build(subject="网页支付", out_trade_no=out_trade_no, total_amount=12.5,
+                             return_url="https://merchant.example/return")
+        opened = httpx.get(gateway + order_string)
+        assert opened.status_code == 303, opened.text
+        redirect = _control(sandbox, f"/trades/{out_trade_no}/approve")["return_redirect_url"]
+        returned = dict(parse_qsl(urlsplit(redirect).query))
+        signature = returned.pop("sign")
+        assert sdk.verify(returned, signature)  # the return_url check, as the SDK documents it
+        assert _trade_status_notification(receiver, "web", sdk, out_trade_no, "TRADE_SUCCESS")["total_amount"] == \
+            "12.50"
+
+    out_trade_no = _no("app")
+    order_string = sdk.api_alipay_trade_app_pay(subject="App", out_trade_no=out_trade_no, total_amount="2.00")
+    opened = httpx.post(f"{sandbox.base_url}/control/app_pay", json={"order_string": order_string})
+    assert opened.status_code == 200 and opened.json()["status"] == "WAIT_BUYER_PAY"
+
+
+def test_python_alipay_sdk_certificate_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    app = _app(sandbox, cert_mode=True)
+    sdk = DCAliPay(appid=app["app_id"], app_notify_url=receiver.url("cert"),
+                   app_private_key_string=app["app_private_key_pem"],
+                   app_public_key_cert_string=app["app_cert_pem"],
+                   alipay_public_key_cert_string=app["alipay_cert_pem"],
+                   alipay_root_cert_string=app["alipay_root_cert_pem"])
+    sdk._gateway = f"{sandbox.base_url}/gateway.do"
+    assert (sdk.app_cert_sn, sdk.alipay_root_cert_sn) == (app["app_cert_sn"], app["alipay_root_cert_sn"])
+
+    out_trade_no = _no("cert")
+    assert sdk.api_alipay_trade_precreate(subject="cert", out_trade_no=out_trade_no, total_amount="1.00")[
+        "code"] == "10000"
+    raw = httpx.get(f"{sandbox.base_url}/gateway.do?" + sdk.sign_data(sdk.build_body(
+        "alipay.trade.query", {"out_trade_no": out_trade_no}))).json()
+    assert raw["alipay_cert_sn"] == app["alipay_cert_sn"]
+    _control(sandbox, f"/trades/{out_trade_no}/approve")
+    assert sdk.api_alipay_trade_query(out_trade_no=out_trade_no)["trade_status"] == "TRADE_SUCCESS"
+    _trade_status_notification(receiver, "cert", sdk, out_trade_no, "TRADE_SUCCESS")
+
+    public_key_mode = _sdk(sandbox, {**app, "alipay_public_key_pem": app["alipay_public_key_pem"]},
+                           receiver.url("cert"))  # the same app without its certificates is refused
+    refused = public_key_mode.api_alipay_trade_query(out_trade_no=out_trade_no)
+    assert (refused["code"], refused["sub_code"]) == ("40001", "isv.missing-app-cert-sn")
+
+
+def _http_connection_with_port(url: str, query_string: str, timeout: float) -> tuple[str, Any]:
+    """WebUtils.get_http_connection as written, minus its port bug (see the module docstring)."""
+    import http.client
+
+    parsed = urlsplit(url)
+    connection = http.client.HTTPConnection(host=parsed.hostname, port=parsed.port or 80, timeout=timeout)
+    return f"{parsed.scheme}://{parsed.netloc}{parsed.path}?{query_string}", connection
+
+
+@pytest.fixture
+def official_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    from alipay.aop.api.util import WebUtils  # type: ignore[import-untyped]
+
+    monkeypatch.setattr(WebUtils, "get_http_connection", _http_connection_with_port)
+
+
+def _official(sandbox: SandboxProcess, app: dict[str, Any]) -> Any:
+    """The official SDK wants a PKCS#1 private key (Alipay's key tool offers both formats)."""
+    key = serialization.load_pem_private_key(app["app_private_key_pem"].encode(), password=None)
+    pkcs1 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                              serialization.NoEncryption()).decode()
+    config = AlipayClientConfig()
+    config.server_url = f"{sandbox.base_url}/gateway.do"
+    config.app_id = app["app_id"]
+    config.app_private_key = pkcs1
+    config.alipay_public_key = app["alipay_public_key_pem"]
+    return DefaultAlipayClient(alipay_client_config=config)
+
+
+def _execute(client: Any, request_class: Any, biz: dict[str, Any], **common: str) -> dict[str, Any]:
+    request = request_class()
+    request.biz_content = biz
+    for name, value in common.items():
+        setattr(request, name, value)
+    data: dict[str, Any] = json.loads(client.execute(request))  # the SDK verified the reply's signature
+    return data
+
+
+def test_official_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: CallbackReceiver,
+                                             official_transport: None) -> None:
+    app = _app(sandbox)
+    client = _official(sandbox, app)
+    out_trade_no = _no("off")
+    created = _execute(client, AlipayTradePrecreateRequest,
+                       {"out_trade_no": out_trade_no, "total_amount": 66.6, "subject": "官方SDK"},
+                       notify_url=receiver.url("official"))
+    assert created["code"] == "10000"
+    _control(sandbox, f"/trades/{out_trade_no}/approve")
+    _headers, body = receiver.next("official")
+    params = dict(parse_qsl(body.decode("utf-8")))
+    signature = params.pop("sign")
+    params.pop("sign_type")
+    message = "&".join(f"{k}={params[k]}" for k in sorted(params)).encode("utf-8")
+    assert verify_with_rsa(app["alipay_public_key_pem"], message, signature)
+    assert params["total_amount"] == "66.60"
+
+    queried = _execute(client, AlipayTradeQueryRequest, {"out_trade_no": out_trade_no})
+    assert queried["trade_status"] == "TRADE_SUCCESS"
+    refund = _execute(client, AlipayTradeRefundRequest,
+                      {"out_trade_no": out_trade_no, "refund_amount": "6.60", "out_request_no": "o1"})
+    assert refund["fund_change"] == "Y"
+    assert _execute(client, AlipayTradeFastpayRefundQueryRequest,
+                    {"out_trade_no": out_trade_no, "out_request_no": "o1"})["refund_amount"] == "6.60"
+    assert _execute(client, AlipayTradeCancelRequest, {"out_trade_no": out_trade_no})["action"] == "refund"
+
+    unpaid = _no("off")
+    _execute(client, AlipayTradePrecreateRequest, {"out_trade_no": unpaid, "total_amount": "1.00", "subject": "x"})
+    _control(sandbox, f"/trades/{unpaid}/scan")
+    assert _execute(client, AlipayTradeCloseRequest, {"out_trade_no": unpaid})["code"] == "10000"
+    assert _execute(client, AlipayDataDataserviceBillDownloadurlQueryRequest,
+                    {"bill_type": "trade", "bill_date": time.strftime("%Y-%m-%d")})["bill_download_url"]
+
+    page = AlipayTradePagePayRequest()
+    page_no = _no("off")
+    page.biz_content = {"out_trade_no": page_no, "total_amount": "9.90", "subject": "page",
+                        "product_code": "FAST_INSTANT_TRADE_PAY"}
+    assert httpx.get(client.page_execute(page, http_method="GET")).status_code == 303
+    assert _control(sandbox, f"/trades/{page_no}/approve")["status"] == "TRADE_SUCCESS"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request, status
+from fastapi import APIRouter, FastAPI, Request, Response, status
 from pydantic import BaseModel, Field
 
 from libs.common.errors import NOT_FOUND, Problem
@@ -91,6 +91,19 @@ def create_upstream(settings: ServiceSettings, state: Ledger) -> FastAPI:
         payment = own(payment_id, merchant_id)
         payment["status"] = "closed"
         return PaymentResponse.model_validate(payment)
+
+    @router.get("/-/moved", include_in_schema=False)
+    async def moved(request: Request) -> Response:
+        """Answers with this server's own absolute URLs, as a framework's redirect would."""
+        base = str(request.base_url).rstrip("/")
+        return Response(
+            status_code=status.HTTP_303_SEE_OTHER,
+            headers={
+                "Location": f"{base}/v1/payments?from=moved",
+                "Content-Location": f"{base}/v1/payments/-/moved",
+                "Link": f'<{base}/v1/payments?cursor=x>; rel="next", <https://docs.juhe.dev/payments>; rel="help"',
+            },
+        )
 
     @router.get("/-/whoami", include_in_schema=False)
     async def whoami(identity: InternalIdentity, request: Request) -> dict[str, Any]:

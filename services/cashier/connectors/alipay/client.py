@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 
+from services.cashier.connectors.alipay import certificates
 from services.cashier.connectors.alipay.bills import BillFormatError, parse_bill_zip
 from services.cashier.connectors.alipay.models import (
     SUPPORTED_CURRENCY,
@@ -115,6 +116,12 @@ class AlipayConnector:
     ) -> None:
         self._config = config
         self._clock = clock
+        self._cert_sns: dict[str, str] = {}
+        if config.certificate_mode:
+            assert config.app_cert_pem and config.alipay_cert_pem and config.alipay_root_cert_pem
+            self._cert_sns = {"app_cert_sn": certificates.app_cert_sn(config.app_cert_pem),
+                              "alipay_root_cert_sn": certificates.root_cert_sn(config.alipay_root_cert_pem)}
+            self._alipay_cert_sn = certificates.alipay_public_key_pem(config.alipay_cert_pem)[1]
         self._owns_client = http_client is None
         self._http = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds),
@@ -151,6 +158,7 @@ class AlipayConnector:
             "return_url": return_url,
             "app_auth_token": self._config.app_auth_token,
             "biz_content": json.dumps(biz, ensure_ascii=False, separators=(",", ":")),
+            **self._cert_sns,
         }
         return sign_request_params(params, self._private_key_pem())
 
@@ -192,6 +200,11 @@ class AlipayConnector:
         node = json.loads(node_text, parse_float=str)
         sign = document.get("sign")
         code = str(node.get("code", ""))
+        if self._cert_sns and isinstance(sign, str) and sign:
+            named = document.get("alipay_cert_sn")
+            if named != self._alipay_cert_sn:  # Alipay rotated its certificate, or a forgery: trust neither
+                raise InvalidSignature(f"alipay {method}: reply signed under alipay_cert_sn {named!r}, "
+                                       f"configured {self._alipay_cert_sn}")
         if isinstance(sign, str) and sign:
             if not rsa2_verify(node_text, sign, self._config.alipay_public_key_pem):
                 raise InvalidSignature(f"alipay {method}: response signature check failed")

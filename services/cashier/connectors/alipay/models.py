@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from services.cashier.connectors.alipay.certificates import alipay_public_key_pem
 from services.cashier.connectors.base import TradeStatus
 
 PRODUCTION_GATEWAY_URL = "https://openapi.alipay.com/gateway.do"
@@ -33,11 +35,13 @@ _LOOSE_DECIMAL = re.compile(r"^([+-]?)([0-9]*)(?:\.([0-9]*))?$")
 
 
 class AlipayConfig(BaseModel):
-    """One merchant credential set on the Alipay OpenAPI (public-key mode).
+    """One merchant credential set on the Alipay OpenAPI, public-key or certificate mode.
 
     The app private key signs requests; the Alipay public key checks responses, notifications and
-    return redirects. Certificate mode (§2.7) is not implemented: the sandbox and most merchants use
-    public-key mode.
+    return redirects. Certificate mode (§2.7, required for transfers) is on when `app_cert_pem` is
+    given, with `alipay_cert_pem` and `alipay_root_cert_pem`: requests then carry `app_cert_sn` and
+    `alipay_root_cert_sn`, the Alipay public key is taken from `alipay_cert_pem`, and a reply naming
+    another `alipay_cert_sn` is refused (Alipay rotated its certificate: download the new one).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -52,6 +56,29 @@ class AlipayConfig(BaseModel):
     bill_download_timeout_seconds: float = Field(default=60.0, gt=0)
     bill_size_max_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     app_auth_token: str | None = None  # ISV mode: act on behalf of an authorised merchant
+    app_cert_pem: str | None = None
+    alipay_cert_pem: str | None = None
+    alipay_root_cert_pem: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _certificate_mode(cls, data: Any) -> Any:
+        """Certificate mode: all three certificates, and the Alipay key comes from its certificate."""
+        if not isinstance(data, dict):
+            return data
+        certs = [data.get(name) for name in ("app_cert_pem", "alipay_cert_pem", "alipay_root_cert_pem")]
+        if any(certs) and not all(certs):
+            raise ValueError("certificate mode needs app_cert_pem, alipay_cert_pem and alipay_root_cert_pem")
+        if all(certs):
+            derived, _sn = alipay_public_key_pem(str(data["alipay_cert_pem"]))
+            if data.get("alipay_public_key_pem") and data["alipay_public_key_pem"].strip() != derived.strip():
+                raise ValueError("alipay_public_key_pem differs from the key in alipay_cert_pem")
+            data = {**data, "alipay_public_key_pem": derived}
+        return data
+
+    @property
+    def certificate_mode(self) -> bool:
+        return self.app_cert_pem is not None
 
 
 class AmountError(ValueError):

@@ -631,3 +631,53 @@ async def test_connection_refused_is_unavailable(alipay_app: dict[str, Any]) -> 
             await connector.query("T_refused")
     finally:
         await connector.aclose()
+
+
+async def test_certificate_mode_sends_the_certificate_sns_and_checks_alipay_cert_sn(
+    alipay_sandbox: SandboxProcess, alipay_control: httpx.AsyncClient
+) -> None:
+    """The sandbox issues the app, Alipay and root certificates; the connector computes app_cert_sn and
+    alipay_root_cert_sn itself (same SNs the sandbox expects), takes the Alipay key from its certificate
+    and refuses a reply naming another alipay_cert_sn; a half-configured certificate mode is refused."""
+    response = httpx.post(alipay_sandbox.base_url + "/control/apps", json={"cert_mode": True})
+    assert response.status_code == 200, response.text
+    app = response.json()
+    certs = {k: app[k] for k in ("app_cert_pem", "alipay_cert_pem", "alipay_root_cert_pem")}
+    config = _config(alipay_sandbox, app, alipay_public_key_pem=None, **certs)
+    connector = AlipayConnector(config)
+    try:
+        out_trade_no = _order_no("cert")
+        await connector.prepay(_prepay(out_trade_no, Scene.NATIVE_QR, "https://merchant.example/notify"))
+        assert (await alipay_control.post(f"/control/trades/{out_trade_no}/approve")).status_code == 200
+        assert (await connector.query(out_trade_no)).status is TradeStatus.SUCCEEDED
+    finally:
+        await connector.aclose()
+
+    public_key_only = AlipayConnector(_config(alipay_sandbox, app))  # same app, no certificates: refused
+    try:
+        with pytest.raises(ChannelError) as refused:
+            await public_key_only.query(out_trade_no)
+        assert refused.value.code == "isv.missing-app-cert-sn"
+    finally:
+        await public_key_only.aclose()
+
+    # Alipay rotated its certificate (same key here, another serial, so another SN): the connector still
+    # holds the old one, and refuses replies naming the new SN instead of trusting them.
+    from cryptography import x509
+
+    held = x509.load_pem_x509_certificate(app["alipay_cert_pem"].encode())
+    throwaway = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    renewed = (x509.CertificateBuilder().subject_name(held.subject).issuer_name(held.issuer)
+               .public_key(held.public_key()).serial_number(held.serial_number + 1)
+               .not_valid_before(held.not_valid_before_utc).not_valid_after(held.not_valid_after_utc)
+               .sign(throwaway, hashes.SHA256()))
+    stale = AlipayConnector(_config(alipay_sandbox, app, alipay_public_key_pem=None, **{
+        **certs, "alipay_cert_pem": renewed.public_bytes(serialization.Encoding.PEM).decode()}))
+    try:
+        with pytest.raises(InvalidSignature, match="alipay_cert_sn"):
+            await stale.query(out_trade_no)
+    finally:
+        await stale.aclose()
+
+    with pytest.raises(ValueError, match="certificate mode needs"):
+        _config(alipay_sandbox, app, app_cert_pem=app["app_cert_pem"])

@@ -639,7 +639,7 @@ async def test_certificate_mode_sends_the_certificate_sns_and_checks_alipay_cert
     """The sandbox issues the app, Alipay and root certificates; the connector computes app_cert_sn and
     alipay_root_cert_sn itself (same SNs the sandbox expects), takes the Alipay key from its certificate
     and refuses a reply naming another alipay_cert_sn; a half-configured certificate mode is refused."""
-    response = httpx.post(alipay_sandbox.base_url + "/control/apps", json={"cert_mode": True})
+    response = await alipay_control.post("/control/apps", json={"cert_mode": True})
     assert response.status_code == 200, response.text
     app = response.json()
     certs = {k: app[k] for k in ("app_cert_pem", "alipay_cert_pem", "alipay_root_cert_pem")}

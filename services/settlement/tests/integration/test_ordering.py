@@ -205,9 +205,11 @@ async def final_state(env: Env, merchant_id: str, payment_id: str) -> dict[str, 
 
 
 async def run_all_orders(
-    env: Env, mode: str, *, explicit: bool = False, orders: list[tuple[str, ...]] = ORDERS
+    env: Env, mode: str, *, explicit: bool = False, orders: list[tuple[str, ...]] = ORDERS, racing: bool = False
 ) -> list[tuple[str, str]]:
-    """Every order of P P R1 R1 R2, each on its own merchant; returns (merchant, payment) per order."""
+    """Every order of P P R1 R1 R2, each on its own merchant; returns (merchant, payment) per order.
+    `racing`: the five events of a payment are applied at the same moment, each in its own transaction
+    (the consumers of two topics, or two replicas, racing)."""
     tag = uuid.uuid4().hex[:6]
     teacher = f"teacher_{tag}"
     await receivers(env, teacher, channel_account=explicit)
@@ -221,8 +223,11 @@ async def run_all_orders(
         events = {"P": lambda: payment(payment_id, merchant_id, **extra),  # noqa: B023 - used at once
                   "R1": lambda: refund(f"re_{tag}_{n}_1", payment_id, merchant_id),  # noqa: B023
                   "R2": lambda: refund(f"re_{tag}_{n}_2", payment_id, merchant_id)}  # noqa: B023  # fmt: skip
-        for name in order:
-            await env.deliver(events[name]())
+        if racing:
+            await asyncio.gather(*(env.deliver(events[name]()) for name in order))
+        else:
+            for name in order:
+                await env.deliver(events[name]())
         done.append((merchant_id, payment_id))
     return done
 
@@ -279,6 +284,15 @@ async def test_escrow_split_vs_refunds_in_every_order(env: Env) -> None:
     assert state["statuses"] == {"split:voided": 2, "split:posted": 1}
     assert state["reversed"] == {}
     env.verify_ledger()
+
+
+async def test_racing_consumers_apply_each_fact_once(env: Env) -> None:
+    """Consumers racing on one payment serialise on its lock: nothing applied twice, nothing lost."""
+    state = await settle_and_compare(env, await run_all_orders(env, "realtime", orders=ORDERS[:10], racing=True))
+    fee_back = PLATFORM_FEE * REFUND // AMOUNT
+    assert state["entries"]["merchant:payment"] == AMOUNT - PLATFORM_FEE
+    assert state["entries"]["merchant:refund"] == -2 * (REFUND - fee_back)
+    assert state["refunds_applied"] == 2 and state["statuses"] == {"split:posted": 1, "reversal:posted": 2}
 
 
 async def test_the_check_reports_a_real_mismatch(env: Env) -> None:

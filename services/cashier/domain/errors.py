@@ -62,6 +62,9 @@ PAYMENT_NOT_SUCCEEDED = ErrorSpec("payment_not_succeeded", 409, "Only a succeede
 PROFIT_SHARING_ORDER_NOT_FOUND = ErrorSpec(
     "profit_sharing_order_not_found", 404, "No such profit-sharing order on this payment"
 )
+NOTIFY_URL_NOT_ALLOWED = ErrorSpec(
+    "notify_url_not_allowed", 422, "The webhook URL must be https and must not point at an internal address"
+)
 
 ERRORS: tuple[ErrorSpec, ...] = (
     PAYMENT_NOT_FOUND,
@@ -93,4 +96,5 @@ ERRORS: tuple[ErrorSpec, ...] = (
     PROFIT_SHARING_NOT_ENABLED,
     PAYMENT_NOT_SUCCEEDED,
     PROFIT_SHARING_ORDER_NOT_FOUND,
+    NOTIFY_URL_NOT_ALLOWED,
 )

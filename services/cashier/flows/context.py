@@ -19,6 +19,7 @@ from services.cashier.connectors.registry import build_connector, close_connecto
 from services.cashier.domain.errors import NO_ROUTE_AVAILABLE
 from services.cashier.flows.routing import RoutingClient
 from services.cashier.flows.split_checks import SettlementClient
+from services.cashier.flows.webhook_targets import webhook_client
 from services.cashier.store.merchants import get_channel
 
 log = get_logger("juhe.cashier")
@@ -95,11 +96,7 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
             "wallet": {"ledger_url": settings.ledger_url, "timeout_seconds": settings.ledger_timeout_seconds},
         }),
         routing=RoutingClient(settings.routing_url, timeout_seconds=settings.routing_timeout_seconds),
-        webhook_http=httpx.AsyncClient(
-            timeout=httpx.Timeout(settings.webhook_timeout_seconds),
-            limits=httpx.Limits(max_connections=settings.webhook_concurrency_max * 2),
-            follow_redirects=False,
-        ),
+        webhook_http=webhook_client(settings),
         settlement=SettlementClient(settings.settlement_url, timeout_seconds=settings.settlement_timeout_seconds,
                                     identity_secret=settings.internal_token_secret.get_secret_value()),
     )

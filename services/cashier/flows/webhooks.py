@@ -23,6 +23,7 @@ from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, retry_delay_seconds, signature_header
 from services.cashier.flows.context import Cashier
+from services.cashier.flows.webhook_targets import TargetRefused
 from services.cashier.store.tables import merchants
 from services.cashier.store.webhooks import claim_due_deliveries, insert_delivery, record_attempt
 
@@ -102,18 +103,21 @@ async def _deliver(cashier: Cashier, delivery: Any, secret: str) -> None:
     started = time.perf_counter()
     status_code: int | None = None
     error: str | None = None
+    final = False
     try:
-        response = await cashier.webhook_http.post(delivery.url, content=body, headers=headers)
-        status_code = response.status_code
+        status_code = await _post(cashier, delivery.url, body, headers)
         if status_code // 100 != 2:
+            # A redirect is not followed (it could point inside): it is a failed try like any non-2xx.
             error = f"HTTP {status_code}"
-    except Exception as exc:  # any failure to deliver is retried; the log keeps why
+    except TargetRefused as exc:  # an internal or non-https target: refusing it again later changes nothing
+        error, final = f"target_not_allowed: {exc}"[:ERROR_TEXT_MAX_CHARS], True
+    except Exception as exc:  # any other failure to deliver is retried; the log keeps why
         error = f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_MAX_CHARS]
     duration_ms = int((time.perf_counter() - started) * 1000)
     delivered = error is None
     attempt_no = delivery.attempt_count + 1
     next_at = None
-    if not delivered:
+    if not delivered and not final:
         delay = retry_delay_seconds(
             attempt_no,
             schedule_seconds=tuple(cashier.settings.webhook_retry_schedule_seconds),
@@ -133,6 +137,20 @@ async def _deliver(cashier: Cashier, delivery: Any, secret: str) -> None:
         )
     if not delivered:
         log.info("webhook not acknowledged", delivery_id=delivery.id, attempt=attempt_no, error=error)
+
+
+async def _post(cashier: Cashier, url: str, body: bytes, headers: dict[str, str]) -> int:
+    """POST through the pinned client; the whole exchange (resolve, connect, send, read) is time-bounded and
+    at most `webhook_response_max_bytes` of the answer is read (only its status matters)."""
+    s = cashier.settings
+    async with asyncio.timeout(s.webhook_timeout_seconds):
+        async with cashier.webhook_http.stream("POST", url, content=body, headers=headers) as response:
+            read = 0
+            async for chunk in response.aiter_raw():
+                read += len(chunk)
+                if read >= s.webhook_response_max_bytes:
+                    break
+            return response.status_code
 
 
 async def run_delivery_loop(cashier: Cashier) -> None:

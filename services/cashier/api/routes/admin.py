@@ -21,6 +21,7 @@ from services.cashier.api.schemas import (
 from services.cashier.connectors.registry import build_connector, close_connector, redacted
 from services.cashier.domain.errors import MERCHANT_NOT_FOUND
 from services.cashier.flows.context import Cashier
+from services.cashier.flows.webhook_targets import ensure_allowed_notify_url
 from services.cashier.store.merchants import (
     ensure_merchant,
     get_merchant,
@@ -38,6 +39,7 @@ def _secret() -> str:
 
 @router.put("/{merchant_id}")
 async def put_merchant(merchant_id: str, body: MerchantUpdateRequest, cashier: CashierDep) -> MerchantResponse:
+    ensure_allowed_notify_url(cashier.settings, body.notify_url)
     async with cashier.uow.begin() as tx:
         await ensure_merchant(tx.conn, merchant_id, generated_secret=body.webhook_secret or _secret())
         row = await update_merchant(tx.conn, merchant_id, webhook_secret=body.webhook_secret,

@@ -16,6 +16,7 @@ from services.cashier.domain.payments import may_create_purpose
 from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment, read_payment
 from services.cashier.flows.views import payment_view
 from services.cashier.flows.wallet import confirm_wallet_payment
+from services.cashier.flows.webhook_targets import ensure_allowed_notify_url
 from services.cashier.store.payments import list_payments
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
@@ -26,6 +27,7 @@ async def create(body: PaymentCreateRequest, merchant_id: MerchantId, caller: Ca
                  response: Response) -> PaymentResponse:
     if not may_create_purpose(body.purpose, service=caller.service, platform=caller.platform):
         raise Problem(PURPOSE_NOT_ALLOWED, f"a {caller.kind} identity cannot create a {body.purpose.value} payment")
+    ensure_allowed_notify_url(cashier.settings, body.notify_url)
     draft = PaymentDraft(
         merchant_order_no=body.merchant_order_no, amount_minor=body.amount_minor, currency=body.currency,
         description=body.description, scene=body.scene, payer=body.payer.model_dump(exclude_none=True),

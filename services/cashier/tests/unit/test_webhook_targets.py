@@ -1,0 +1,80 @@
+"""Webhook target rules (pure): https only, and never an internal address, literal or embedded."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from services.cashier.domain.payments import request_fingerprint
+from services.cashier.domain.webhook_targets import address_refusal, url_refusal
+
+
+@pytest.mark.parametrize("url", [
+    "http://127.0.0.1:8002/v1/transfers",
+    "https://127.0.0.1/hooks",
+    "https://127.9.9.9/hooks",
+    "https://10.1.2.3/hooks",
+    "https://172.16.0.1/hooks",
+    "https://192.168.1.10/hooks",
+    "https://169.254.169.254/latest/meta-data/",
+    "https://[fd00:ec2::254]/latest/meta-data/",
+    "https://[::1]:8443/hooks",
+    "https://[::]/hooks",
+    "https://0.0.0.0/hooks",
+    "https://100.64.0.1/hooks",
+    "https://224.0.0.1/hooks",
+    "https://[ff02::1]/hooks",
+    "https://[fe80::1]/hooks",
+    "https://[fc00::1]/hooks",
+    "https://[::ffff:127.0.0.1]/hooks",
+    "https://[::ffff:10.0.0.1]/hooks",
+    "https://[64:ff9b::a9fe:a9fe]/hooks",  # NAT64 of 169.254.169.254
+    "https://[2002:7f00:1::]/hooks",  # 6to4 of 127.0.0.1
+    "https://localhost/hooks",
+    "https://api.localhost/hooks",
+    "https://user:secret@shop.example/hooks",
+    "http://shop.example/hooks",
+    "ftp://shop.example/hooks",
+    "https:///hooks",
+])
+def test_refused_targets(url: str) -> None:
+    assert url_refusal(url) is not None
+
+
+@pytest.mark.parametrize("url", ["https://shop.example/hooks", "https://8.8.8.8/hooks",
+                                 "https://[2606:4700::1111]:8443/hooks"])
+def test_public_https_targets_are_accepted(url: str) -> None:
+    assert url_refusal(url) is None
+
+
+def test_dev_flags_open_http_and_loopback_only() -> None:
+    assert url_refusal("http://shop.example/hooks", allow_http=True) is None
+    assert url_refusal("http://127.0.0.1:9000/hooks", allow_http=True) is not None
+    assert url_refusal("http://127.0.0.1:9000/hooks", allow_http=True, allow_loopback=True) is None
+    assert url_refusal("http://[::1]:9000/hooks", allow_http=True, allow_loopback=True) is None
+    assert url_refusal("http://localhost:9000/hooks", allow_http=True, allow_loopback=True) is None
+    for internal in ("http://10.0.0.1/", "http://192.168.0.1/", "http://169.254.169.254/", "http://[fd00::1]/"):
+        assert url_refusal(internal, allow_http=True, allow_loopback=True) is not None, internal
+
+
+def test_metadata_is_named() -> None:
+    assert address_refusal(ipaddress.ip_address("169.254.169.254")) == "metadata"
+    assert address_refusal(ipaddress.ip_address("fd00:ec2::254")) == "metadata"
+    assert address_refusal(ipaddress.ip_address("100.64.1.1")) == "cgnat"
+    assert address_refusal(ipaddress.ip_address("93.184.216.34")) is None
+
+
+def test_request_fingerprint_never_raises_on_a_lone_surrogate() -> None:
+    lone = request_fingerprint({"description": "\udfff"})
+    assert len(lone) == 64
+    assert lone != request_fingerprint({"description": "\udffe"})
+    # Valid text keeps the fingerprint it always had (stored request hashes stay comparable).
+    import hashlib
+    import json
+
+    fields = {"description": "停车费 🚗"}
+    canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    assert request_fingerprint(fields) == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # A surrogate pair written as two code points differs from the character it would combine into.
+    assert request_fingerprint({"d": "\ud83d\ude97"}) != request_fingerprint({"d": "🚗"})

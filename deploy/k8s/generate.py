@@ -642,12 +642,13 @@ def outputs() -> dict[Path, str]:
     return files
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploy.k8s.generate")
+def sync(files: dict[Path, str], argv: list[str], prog: str) -> int:
+    """Write the generated files, or with `--check` only say which differ (exit 1): one CLI for every generator."""
+    parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--check", action="store_true", help="exit 1 if a generated file is out of date")
     args = parser.parse_args(argv)
     stale = []
-    for path, text in outputs().items():
+    for path, text in files.items():
         if path.exists() and path.read_text() == text:
             continue
         stale.append(path)
@@ -660,4 +661,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(sync(outputs(), sys.argv[1:], "python -m deploy.k8s.generate"))

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -47,3 +50,25 @@ def prod() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def dev() -> list[dict[str, Any]]:
     return render("overlays/dev")
+
+
+RunModule = Callable[..., subprocess.CompletedProcess[str]]
+MODULE_TIMEOUT_SECONDS = 180
+
+
+@pytest.fixture
+def run_module() -> RunModule:
+    """`python -m <module> <args>` from the repository root, as a Job, a container or a developer runs it."""
+
+    def run(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=REPO_ROOT,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=MODULE_TIMEOUT_SECONDS,
+            check=False,
+        )
+
+    return run

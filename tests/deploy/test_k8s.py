@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,15 +47,8 @@ def pod_specs(docs: list[Doc]) -> Iterator[tuple[Doc, Doc]]:
 # ---------------------------------------------------------------------------------------------- rendering
 
 
-def test_generated_manifests_are_up_to_date() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "deploy.k8s.generate", "--check"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def test_generated_manifests_are_up_to_date(run_module: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    result = run_module("deploy.k8s.generate", "--check")
     assert result.returncode == 0, f"run `python -m deploy.k8s.generate`:\n{result.stdout}{result.stderr}"
 
 

@@ -5,10 +5,10 @@ Run as the Job and the initContainer run it: a child process with the service's 
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 import pytest
@@ -17,10 +17,8 @@ from alembic.script import ScriptDirectory
 from libs.common.db import asyncpg_dsn
 from libs.common.embedded import create_database, database_url
 from libs.common.migrations import alembic_config
-from libs.common.services import REPO_ROOT, SERVICES
+from libs.common.services import SERVICES
 from libs.common.testing.infra import Infra
-
-RUN_TIMEOUT_SECONDS = 180
 
 
 @pytest.fixture
@@ -31,17 +29,12 @@ async def empty_routing_db(juhe_infra: Infra) -> str:
     return database_url(juhe_infra.server_url, name)
 
 
-def run_migrate(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "JUHE_ROUTING_DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "deploy.migrate", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_SECONDS,
-        check=False,
-    )
+@pytest.fixture
+def run_migrate(run_module: Callable[..., subprocess.CompletedProcess[str]]) -> Callable[..., Any]:
+    def run(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_module("deploy.migrate", *args, env={"JUHE_ROUTING_DATABASE_URL": url})
+
+    return run
 
 
 async def revisions(url: str) -> set[str]:
@@ -54,7 +47,9 @@ async def revisions(url: str) -> set[str]:
         await conn.close()
 
 
-async def test_wait_refuses_a_schema_behind_head_and_accepts_it_once_migrated(empty_routing_db: str) -> None:
+async def test_wait_refuses_a_schema_behind_head_and_accepts_it_once_migrated(
+    empty_routing_db: str, run_migrate: Callable[..., subprocess.CompletedProcess[str]]
+) -> None:
     heads = set(ScriptDirectory.from_config(alembic_config(SERVICES["routing"].migrations_dir, "")).get_heads())
     # Before the Job ran, the initContainer's wait gives up: non-zero exit, the pod does not start.
     waited = run_migrate(empty_routing_db, "--wait", "0", "routing")
@@ -72,7 +67,7 @@ async def test_wait_refuses_a_schema_behind_head_and_accepts_it_once_migrated(em
     assert await revisions(empty_routing_db) == heads
 
 
-def test_unknown_service_is_refused() -> None:
+def test_unknown_service_is_refused(run_migrate: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     result = run_migrate("postgresql+asyncpg://unused/unused", "nosuch")
     assert result.returncode == 2
     assert "unknown service" in result.stderr

@@ -89,7 +89,11 @@ GATEWAY_RESPONSES: dict[str, dict[str, Any]] = {
     "Forbidden": _problem_response("This identity may not call this endpoint"),
     "IdempotencyConflict": _problem_response("idempotency_key_reused or idempotency_key_in_progress", retry_after=True),
     "RateLimited": _problem_response("rate_limited", retry_after=True),
-    "Unavailable": _problem_response("upstream_unavailable (503) / upstream_timeout (504)", retry_after=False),
+    "Unavailable": _problem_response(
+        "upstream_unavailable, database_unavailable or broker_unavailable (503, retryable; the last two with"
+        " Retry-After) / upstream_timeout (504)",
+        retry_after=False,
+    ),
 }
 
 

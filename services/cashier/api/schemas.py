@@ -164,6 +164,7 @@ class RefundResponse(BaseModel):
 
 class RefundList(BaseModel):
     data: list[RefundResponse]
+    next_cursor: str | None = None  # oldest first; pass as `cursor` for the next page
 
 
 class WebhookAttemptResponse(BaseModel):
@@ -192,6 +193,7 @@ class WebhookDeliveryResponse(BaseModel):
 
 class WebhookDeliveryList(BaseModel):
     data: list[WebhookDeliveryResponse]
+    next_cursor: str | None = None  # in delivery order; pass as `cursor` for the next page
 
 
 class MerchantUpdateRequest(BaseModel):

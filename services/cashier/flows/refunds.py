@@ -71,12 +71,18 @@ async def read_refund(cashier: Cashier, *, merchant_id: str, refund_id: str) -> 
     return refund_view(refund)
 
 
-async def read_refunds(cashier: Cashier, *, merchant_id: str, payment_id: str) -> list[dict[str, Any]]:
+async def read_refunds(
+    cashier: Cashier, *, merchant_id: str, payment_id: str, limit: int, cursor: str | None = None
+) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a payment's refunds (oldest first) and the cursor of the next page, if any."""
     async with cashier.uow.read() as conn:
         payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
         if payment is None:
             raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
-        return [refund_view(r) for r in await list_refunds(conn, merchant_id=merchant_id, payment_id=payment_id)]
+        rows = await list_refunds(conn, merchant_id=merchant_id, payment_id=payment_id, limit=limit + 1,
+                                  after_id=cursor)
+    page = [refund_view(r) for r in rows[:limit]]
+    return page, page[-1]["id"] if len(rows) > limit else None
 
 
 async def _replay(

@@ -78,13 +78,14 @@ async def get_refund_by_merchant_no(
     return (await conn.execute(query)).first()
 
 
-async def list_refunds(conn: AsyncConnection, *, merchant_id: str, payment_id: str) -> Sequence[Row[Any]]:
-    query = (
-        select(refunds)
-        .where(refunds.c.payment_id == payment_id, refunds.c.merchant_id == merchant_id)
-        .order_by(refunds.c.id)
-    )
-    return (await conn.execute(query)).all()
+async def list_refunds(
+    conn: AsyncConnection, *, merchant_id: str, payment_id: str, limit: int, after_id: str | None = None
+) -> Sequence[Row[Any]]:
+    """Oldest first (ids sort by creation time); the cursor is the last id of the previous page."""
+    query = select(refunds).where(refunds.c.payment_id == payment_id, refunds.c.merchant_id == merchant_id)
+    if after_id:
+        query = query.where(refunds.c.id > after_id)
+    return (await conn.execute(query.order_by(refunds.c.id).limit(limit))).all()
 
 
 async def cas_refund(

@@ -112,20 +112,25 @@ async def get_delivery(conn: AsyncConnection, *, merchant_id: str, delivery_id: 
     return (await conn.execute(query)).first()
 
 
-async def list_deliveries(conn: AsyncConnection, *, merchant_id: str, payment_id: str) -> Sequence[Row[Any]]:
-    query = (
-        select(webhook_deliveries)
-        .where(webhook_deliveries.c.merchant_id == merchant_id, webhook_deliveries.c.payment_id == payment_id)
-        .order_by(webhook_deliveries.c.seq)
+async def list_deliveries(
+    conn: AsyncConnection, *, merchant_id: str, payment_id: str, limit: int, after_seq: int | None = None
+) -> Sequence[Row[Any]]:
+    """In delivery order; the cursor is the last `seq` of the previous page."""
+    query = select(webhook_deliveries).where(
+        webhook_deliveries.c.merchant_id == merchant_id, webhook_deliveries.c.payment_id == payment_id
     )
-    return (await conn.execute(query)).all()
+    if after_seq is not None:
+        query = query.where(webhook_deliveries.c.seq > after_seq)
+    return (await conn.execute(query.order_by(webhook_deliveries.c.seq).limit(limit))).all()
 
 
-async def list_delivery_attempts(conn: AsyncConnection, delivery_id: str) -> Sequence[Row[Any]]:
+async def list_delivery_attempts(conn: AsyncConnection, delivery_id: str, *, limit: int) -> Sequence[Row[Any]]:
+    """The latest `limit` tries of a delivery, oldest first (resends make the log grow without bound)."""
     query = (
-        select(webhook_attempts).where(webhook_attempts.c.delivery_id == delivery_id).order_by(webhook_attempts.c.id)
+        select(webhook_attempts).where(webhook_attempts.c.delivery_id == delivery_id)
+        .order_by(webhook_attempts.c.id.desc()).limit(limit)
     )
-    return (await conn.execute(query)).all()
+    return list(reversed((await conn.execute(query)).all()))
 
 
 async def resend_delivery(

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from libs.common.errors import Problem
 from libs.common.internal_auth import DEV_KEY_ID
-from services.cashier.api.deps import Caller, CashierDep, MerchantId
+from services.cashier.api.deps import Caller, CashierDep, MerchantId, PageSize
 from services.cashier.api.schemas import PaymentConfirmRequest, PaymentCreateRequest, PaymentPage, PaymentResponse
 from services.cashier.domain.errors import PAYER_MISMATCH, PAYMENT_NOT_FOUND, PURPOSE_NOT_ALLOWED
 from services.cashier.domain.payments import may_create_purpose
@@ -46,13 +46,13 @@ async def create(body: PaymentCreateRequest, merchant_id: MerchantId, caller: Ca
 async def list_(
     merchant_id: MerchantId,
     cashier: CashierDep,
+    limit: PageSize,
     merchant_order_no: str | None = None,
     status_: Annotated[str | None, Query(alias="status")] = None,
     channel: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
     cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> PaymentPage:
     """Newest first. `merchant_order_no` looks one payment up (404 when there is none)."""
     if merchant_order_no is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response, status
 
-from services.cashier.api.deps import CashierDep, MerchantId
+from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax
 from services.cashier.api.schemas import RefundCreateRequest, RefundList, RefundResponse
 from services.cashier.flows.refunds import RefundDraft, create_refund, read_refund, read_refunds
 
@@ -22,9 +22,11 @@ async def create(payment_id: str, body: RefundCreateRequest, merchant_id: Mercha
 
 
 @router.get("/v1/payments/{payment_id}/refunds")
-async def list_for_payment(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> RefundList:
-    rows = await read_refunds(cashier, merchant_id=merchant_id, payment_id=payment_id)
-    return RefundList(data=[RefundResponse.model_validate(r) for r in rows])
+async def list_for_payment(payment_id: str, merchant_id: MerchantId, cashier: CashierDep, limit: PageSizeOrMax,
+                           cursor: str | None = None) -> RefundList:
+    rows, next_cursor = await read_refunds(cashier, merchant_id=merchant_id, payment_id=payment_id, limit=limit,
+                                           cursor=cursor)
+    return RefundList(data=[RefundResponse.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/v1/refunds/{refund_id}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from libs.common.errors import Problem
-from services.cashier.api.deps import CashierDep, MerchantId
+from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax
 from services.cashier.api.schemas import WebhookDeliveryList, WebhookDeliveryResponse
 from services.cashier.domain.errors import PAYMENT_NOT_FOUND, WEBHOOK_DELIVERY_NOT_FOUND
 from services.cashier.flows.views import delivery_view
@@ -16,12 +18,16 @@ router = APIRouter(tags=["webhooks"])
 
 
 @router.get("/v1/payments/{payment_id}/webhook-deliveries")
-async def list_for_payment(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> WebhookDeliveryList:
+async def list_for_payment(payment_id: str, merchant_id: MerchantId, cashier: CashierDep, limit: PageSizeOrMax,
+                           cursor: Annotated[int | None, Query(ge=0)] = None) -> WebhookDeliveryList:
     async with cashier.uow.read() as conn:
         if await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id) is None:
             raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
-        rows = await list_deliveries(conn, merchant_id=merchant_id, payment_id=payment_id)
-    return WebhookDeliveryList(data=[WebhookDeliveryResponse.model_validate(delivery_view(r)) for r in rows])
+        rows = await list_deliveries(conn, merchant_id=merchant_id, payment_id=payment_id, limit=limit + 1,
+                                     after_seq=cursor)
+    page = rows[:limit]
+    return WebhookDeliveryList(data=[WebhookDeliveryResponse.model_validate(delivery_view(r)) for r in page],
+                               next_cursor=str(page[-1].seq) if len(rows) > limit else None)
 
 
 @router.get("/v1/webhook-deliveries/{delivery_id}")
@@ -30,7 +36,7 @@ async def read(delivery_id: str, merchant_id: MerchantId, cashier: CashierDep) -
         row = await get_delivery(conn, merchant_id=merchant_id, delivery_id=delivery_id)
         if row is None:
             raise Problem(WEBHOOK_DELIVERY_NOT_FOUND, f"webhook delivery {delivery_id} does not exist")
-        attempts = await list_delivery_attempts(conn, delivery_id)
+        attempts = await list_delivery_attempts(conn, delivery_id, limit=cashier.settings.page_size_max)
     return WebhookDeliveryResponse.model_validate(delivery_view(row, attempts))
 
 

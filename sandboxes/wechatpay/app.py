@@ -54,6 +54,17 @@ class OrderApproveRequest(BaseModel):
     bank_type: str | None = None
 
 
+class PayerCodeRequest(BaseModel):
+    """A payer opens 付款码 in WeChat; `password_required` makes the charge wait (USERPAYING) until the
+    control API approves (password entered) or declines it; `balance_minor` makes larger charges NOTENOUGH."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password_required: bool = False
+    balance_minor: int | None = Field(default=None, ge=0)
+    openid: str | None = None
+
+
 class RefundFailRequest(BaseModel):
     status: Literal["ABNORMAL", "CLOSED"] = "ABNORMAL"
 
@@ -149,6 +160,28 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
                                  wx_response=wx_response)
 
     # ------------------------------------------------------------------ WeChat Pay v3: orders
+    @app.post("/v3/pay/transactions/codepay")
+    async def codepay_direct(request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        return wx_response(*sandbox.codepay(merchant, json_body(request, body), partner=False))
+
+    @app.post("/v3/pay/partner/transactions/codepay")
+    async def codepay_partner(request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        return wx_response(*sandbox.codepay(merchant, json_body(request, body), partner=True))
+
+    @app.post("/v3/pay/transactions/out-trade-no/{out_trade_no}/reverse")
+    async def reverse_direct(out_trade_no: str, request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        sandbox.reverse_order(merchant, out_trade_no, json_body(request, body), partner=False)
+        return wx_response(204)
+
+    @app.post("/v3/pay/partner/transactions/out-trade-no/{out_trade_no}/reverse")
+    async def reverse_partner(out_trade_no: str, request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        sandbox.reverse_order(merchant, out_trade_no, json_body(request, body), partner=True)
+        return wx_response(204)
+
     @app.post("/v3/pay/transactions/{kind}")
     async def prepay_direct(kind: str, request: Request) -> Response:
         merchant, body = await authenticated(request)
@@ -216,6 +249,12 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         merchant, _ = await authenticated(request)
         return wx_response(200, sandbox.request_bill(merchant, dict(request.query_params), base_url(request)))
 
+    @app.get("/v3/bill/fundflowbill")
+    async def fundflow_bill(request: Request) -> Response:
+        merchant, _ = await authenticated(request)
+        return wx_response(200, sandbox.request_fundflow_bill(merchant, dict(request.query_params),
+                                                              base_url(request)))
+
     @app.get("/v3/billdownload/file")
     async def bill_file(request: Request) -> Response:
         merchant, _ = await authenticated(request)  # the request is signed; the reply is not (§1.3)
@@ -239,6 +278,11 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     async def platform_key() -> dict[str, str]:
         return {"platform_public_key_pem": sandbox.platform_key.public_pem,
                 "platform_public_key_id": sandbox.platform_key_id}
+
+    @app.post("/control/payer-codes")
+    async def payer_code(request: PayerCodeRequest) -> dict[str, Any]:
+        return sandbox.issue_payer_code(password_required=request.password_required,
+                                        balance_minor=request.balance_minor, openid=request.openid)
 
     @app.get("/control/platform-certificates")
     async def list_platform_certificates() -> dict[str, Any]:

@@ -67,3 +67,32 @@ def render(bill_type: str, rows: Sequence[dict[str, str]]) -> str:
                yuan(ordered // 1000), yuan(requested // 1000)]
     lines.append(",".join("`" + value for value in summary))
     return "\r\n".join(lines) + "\r\n"
+
+
+# 资金账单 (fund-flow bill, GET /v3/bill/fundflowbill) [M: official file-format page via WxJava's parser]:
+# one line per movement of the merchant's account, backticked like the trade bill, then a summary.
+FUNDFLOW_HEADER = ["记账时间", "微信支付业务单号", "资金流水单号", "业务名称", "业务类型", "收支类型", "收支金额（元）",
+                   "账户结余（元）", "资金变更提交申请人", "备注", "业务凭证号"]
+FUNDFLOW_SUMMARY_HEADER = ["资金流水总笔数", "收入笔数", "收入金额", "支出笔数", "支出金额"]
+ACCOUNT_TYPES = ("BASIC", "OPERATION", "FEES")
+
+
+def render_fundflow(movements: Sequence[tuple[str, str, str, str, str, int, str]]) -> str:
+    """movements: (time, business no, flow no, business name, business type, signed fen, voucher no),
+    in booking order; the running balance starts at zero for the day [L: a sandbox has no history]."""
+    lines = [",".join(FUNDFLOW_HEADER)]
+    balance = income = expense = income_count = 0
+    for moment, business_no, flow_no, name, kind, fen, voucher in movements:
+        balance += fen
+        if fen >= 0:
+            income, income_count = income + fen, income_count + 1
+        else:
+            expense -= fen
+        cells = [moment, business_no, flow_no, name, kind, "收入" if fen >= 0 else "支出", yuan(abs(fen)),
+                 yuan(balance), "system", "", voucher]
+        lines.append(",".join("`" + cell for cell in cells))
+    lines.append(",".join(FUNDFLOW_SUMMARY_HEADER))
+    summary = [str(len(movements)), str(income_count), yuan(income), str(len(movements) - income_count),
+               yuan(expense)]
+    lines.append(",".join("`" + value for value in summary))
+    return "\r\n".join(lines) + "\r\n"

@@ -4,9 +4,11 @@ Strict, like the rest of the sandbox: the paid order must have been created with
 `settle_info.profit_sharing=true`; only documented fields; receivers must be added first (otherwise the
 receiver line ends `CLOSED` with `NO_RELATION`, as WeChat reports it); the total of all orders of a
 transaction may not exceed `max_ratio` (30 %, WeChat's default for a merchant) of the order total nor its
-unsplit amount. Orders finish at once (`FINISHED`); `unfreeze_unsplit` releases the rest to the merchant.
-Not modelled: `name` decryption (a `name` is accepted only with a `Wechatpay-Serial` header), return
-orders, profit-sharing bills.
+unsplit amount. Orders finish at once (`FINISHED`); `unfreeze_unsplit` or `orders/unfreeze` releases the
+rest to the merchant. Return orders (回退) take money back from a MERCHANT_ID receiver, at most what it
+received from that order, and succeed at once. Receivers can be deleted (idempotent).
+Not modelled: `name` decryption (a `name` is accepted only with a `Wechatpay-Serial` header),
+profit-sharing bills, callbacks to receivers.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ ORDER_FIELDS = frozenset({"sub_mchid", "appid", "sub_appid", "transaction_id", "
 RECEIVER_FIELDS = frozenset({"type", "account", "name", "amount", "description"})
 ADD_FIELDS = frozenset({"sub_mchid", "appid", "sub_appid", "type", "account", "name", "relation_type",
                         "custom_relation"})  # fmt: skip
+DELETE_FIELDS = frozenset({"sub_mchid", "appid", "sub_appid", "type", "account"})
+UNFREEZE_FIELDS = frozenset({"sub_mchid", "transaction_id", "out_order_no", "description"})
+RETURN_FIELDS = frozenset({"sub_mchid", "order_id", "out_order_no", "out_return_no", "return_mchid", "amount",
+                           "description"})  # fmt: skip
 
 
 def _fields(body: dict[str, Any], allowed: frozenset[str], where: str) -> None:
@@ -157,6 +163,113 @@ def get_order(sandbox: Sandbox, merchant: Document, out_order_no: str, query: di
     return order_view(document)
 
 
+def delete_receiver(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
+    """receivers/delete: the relation ends; deleting an absent one answers the same (idempotent) [L]."""
+    _fields(body, DELETE_FIELDS, "receivers/delete")
+    kind, account = _text(body, "type"), _text(body, "account", 64)
+    _text(body, "appid", 32)
+    if kind not in RECEIVER_TYPES:
+        raise WxError(400, "PARAM_ERROR", f"type must be one of {sorted(RECEIVER_TYPES)}")
+    sandbox.store.delete("ps_receivers", f"{_scope(sandbox, merchant, body)}:{kind}:{account}")
+    view = {"type": kind, "account": account}
+    if body.get("sub_mchid"):
+        view["sub_mchid"] = body["sub_mchid"]
+    return view
+
+
+def unfreeze(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
+    """orders/unfreeze: release what is still frozen to the merchant; one line, the merchant itself."""
+    _fields(body, UNFREEZE_FIELDS, "orders/unfreeze")
+    scope = _scope(sandbox, merchant, body)
+    transaction_id, out_order_no = _text(body, "transaction_id", 32), _text(body, "out_order_no", 64)
+    description = _text(body, "description", 80)
+    existing = sandbox.store.get("ps_orders", f"{scope}:{out_order_no}")
+    if existing is not None:
+        if existing["request"] != body:
+            raise WxError(400, "INVALID_REQUEST", "out_order_no already used with different parameters")
+        return order_view(existing)
+    order = sandbox.find_order(scope, transaction_id=transaction_id)
+    if not order.get("profit_sharing") or order["trade_state"] not in ("SUCCESS", "REFUND"):
+        raise WxError(400, "INVALID_REQUEST", "the order is not a paid profit-sharing order")
+    if order.get("ps_unfrozen"):
+        raise WxError(400, "INVALID_REQUEST", "订单已解冻 (the unsplit amount was already released)")
+    now = rfc3339(now_cst())
+    released = order["total"] - _shared_minor(sandbox, order["key"])
+    document = {
+        "key": f"{scope}:{out_order_no}", "order_key": order["key"], "transaction_id": transaction_id,
+        "out_order_no": out_order_no, "order_id": f"3008450740{secrets.randbelow(10**20):020d}",
+        "state": "FINISHED", "sub_mchid": body.get("sub_mchid"), "request": body, "unfreeze": True,
+        "receivers": [{"type": "MERCHANT_ID", "account": order.get("sub_mchid") or order["mchid"],
+                       "amount": released, "description": description, "result": "SUCCESS", "fail_reason": None,
+                       "detail_id": f"3600{secrets.randbelow(10**24):024d}", "create_time": now,
+                       "finish_time": now}],
+    }  # fmt: skip
+    sandbox.store.insert_if_absent("ps_orders", document["key"], document)
+    sandbox.store.update("orders", order["key"], lambda d: {**d, "ps_unfrozen": True})
+    return order_view(document)
+
+
+def _returned_minor(sandbox: Sandbox, scope: str, out_order_no: str, account: str) -> int:
+    return sum(int(r["amount"]) for r in sandbox.store.list("ps_returns")
+               if r["scope"] == scope and r["out_order_no"] == out_order_no and r["return_mchid"] == account)
+
+
+def create_return(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
+    """return-orders: take back from a MERCHANT_ID receiver at most what it got from that order."""
+    _fields(body, RETURN_FIELDS, "return-orders")
+    scope = _scope(sandbox, merchant, body)
+    out_return_no, return_mchid = _text(body, "out_return_no", 64), _text(body, "return_mchid", 32)
+    description = _text(body, "description", 80)
+    amount = body.get("amount")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise WxError(400, "PARAM_ERROR", "amount must be a positive integer number of fen")
+    if bool(body.get("order_id")) == bool(body.get("out_order_no")):
+        raise WxError(400, "PARAM_ERROR", "give exactly one of order_id and out_order_no")
+    key = f"{scope}:{out_return_no}"
+    existing = sandbox.store.get("ps_returns", key)
+    if existing is not None:
+        if existing["request"] != body:
+            raise WxError(400, "INVALID_REQUEST", "out_return_no already used with different parameters")
+        return return_view(existing)
+    orders = [o for o in sandbox.store.list("ps_orders") if o["key"].startswith(scope + ":")
+              and (o["order_id"] == body.get("order_id") or o["out_order_no"] == body.get("out_order_no"))]
+    if not orders:
+        raise WxError(404, "RESOURCE_NOT_EXISTS", "分账单不存在 (profit sharing order does not exist)")
+    order = orders[0]
+    received = sum(int(r["amount"]) for r in order["receivers"] if r["type"] == "MERCHANT_ID"
+                   and r["account"] == return_mchid and r["result"] == "SUCCESS" and not order.get("unfreeze"))
+    if received == 0:
+        raise WxError(400, "INVALID_REQUEST", "return_mchid received nothing from this order")
+    if _returned_minor(sandbox, scope, order["out_order_no"], return_mchid) + amount > received:
+        raise WxError(400, "INVALID_REQUEST", "回退金额超过分账金额 (more than the receiver got)")
+    now = rfc3339(now_cst())
+    document = {"key": key, "scope": scope, "sub_mchid": body.get("sub_mchid"), "order_id": order["order_id"],
+                "out_order_no": order["out_order_no"], "out_return_no": out_return_no,
+                "return_id": f"3008450740{secrets.randbelow(10**20):020d}", "return_mchid": return_mchid,
+                "amount": amount, "description": description, "result": "SUCCESS", "create_time": now,
+                "finish_time": now, "request": body}  # fmt: skip
+    if not sandbox.store.insert_if_absent("ps_returns", key, document):
+        document = sandbox.store.get("ps_returns", key) or document
+    return return_view(document)
+
+
+def return_view(document: Document) -> dict[str, Any]:
+    view = {k: document[k] for k in ("order_id", "out_order_no", "out_return_no", "return_id", "return_mchid",
+                                     "amount", "description", "result", "create_time", "finish_time")}
+    if document.get("sub_mchid"):
+        view["sub_mchid"] = document["sub_mchid"]
+    return view
+
+
+def get_return(sandbox: Sandbox, merchant: Document, out_return_no: str, query: dict[str, str]) -> dict[str, Any]:
+    if set(query) - {"out_order_no", "sub_mchid"} or not query.get("out_order_no"):
+        raise WxError(400, "PARAM_ERROR", "query: out_order_no (required), sub_mchid")
+    document = sandbox.store.get("ps_returns", f"{_scope(sandbox, merchant, query)}:{out_return_no}")
+    if document is None or document["out_order_no"] != query["out_order_no"]:
+        raise WxError(404, "RESOURCE_NOT_EXISTS", "return order does not exist")
+    return return_view(document)
+
+
 def unsplit_amount(sandbox: Sandbox, merchant: Document, transaction_id: str) -> dict[str, Any]:
     order = sandbox.find_order(str(merchant["mchid"]), transaction_id=transaction_id)
     remaining = 0 if order.get("ps_unfrozen") else order["total"] - _shared_minor(sandbox, order["key"])
@@ -187,6 +300,26 @@ def install_routes(app: FastAPI, sandbox: Sandbox, *, authenticated: Authenticat
     async def ps_get_order(out_order_no: str, request: Request) -> Response:
         merchant, _ = await authenticated(request)
         return wx_response(200, get_order(sandbox, merchant, out_order_no, dict(request.query_params)))
+
+    @app.post("/v3/profitsharing/receivers/delete")
+    async def ps_delete_receiver(request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        return wx_response(200, delete_receiver(sandbox, merchant, json_body(request, body)))
+
+    @app.post("/v3/profitsharing/orders/unfreeze")
+    async def ps_unfreeze(request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        return wx_response(200, unfreeze(sandbox, merchant, json_body(request, body)))
+
+    @app.post("/v3/profitsharing/return-orders")
+    async def ps_create_return(request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        return wx_response(200, create_return(sandbox, merchant, json_body(request, body)))
+
+    @app.get("/v3/profitsharing/return-orders/{out_return_no}")
+    async def ps_get_return(out_return_no: str, request: Request) -> Response:
+        merchant, _ = await authenticated(request)
+        return wx_response(200, get_return(sandbox, merchant, out_return_no, dict(request.query_params)))
 
     @app.get("/v3/profitsharing/transactions/{transaction_id}/amounts")
     async def ps_amounts(transaction_id: str, request: Request) -> Response:

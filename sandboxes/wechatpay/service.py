@@ -36,7 +36,13 @@ OUT_TRADE_NO_PATTERN = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
 OUT_REFUND_NO_PATTERN = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
 TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "app": "APP", "h5": "MWEB"}
 TRADE_STATE_DESC = {"SUCCESS": "支付成功", "NOTPAY": "订单未支付", "CLOSED": "订单已关闭",
-                    "PAYERROR": "支付失败，其他原因", "REFUND": "转入退款"}
+                    "PAYERROR": "支付失败，其他原因", "REFUND": "转入退款", "USERPAYING": "需要用户输入支付密码",
+                    "REVOKED": "已撤销"}
+CODEPAY_FIELDS = {"description", "out_trade_no", "attach", "goods_tag", "support_fapiao", "amount", "payer",
+                  "scene_info", "settle_info", "detail"}
+# 付款码: 18 digits starting 10..15 (the payer's WeChat shows it; it changes every minute).
+AUTH_CODE_PATTERN = re.compile(r"1[0-5][0-9]{16}")
+AUTH_CODE_TTL_SECONDS = 60.0
 DIRECT_FIELDS = {"appid", "mchid"}
 PARTNER_FIELDS = {"sp_appid", "sp_mchid", "sub_appid", "sub_mchid"}
 ORDER_FIELDS = {"description", "out_trade_no", "time_expire", "attach", "notify_url", "goods_tag",
@@ -433,6 +439,112 @@ class Sandbox:
 
         self.store.update("orders", key, close)
 
+    # ------------------------------------------------------------------ 付款码 (payer-presented code)
+    def issue_payer_code(self, *, password_required: bool, balance_minor: int | None,
+                         openid: str | None) -> dict[str, Any]:
+        """What the payer's WeChat shows: an 18-digit code (10..15 prefix), single use, valid a minute."""
+        code = f"1{secrets.randbelow(6)}" + _digits(16)
+        expires = time.time() + AUTH_CODE_TTL_SECONDS
+        self.store.put("payer_codes", code, {"code": code, "password_required": password_required,
+                                             "balance_minor": balance_minor, "expires_unix": expires,
+                                             "openid": openid or "o" + crypto.nonce_str(27), "used": False})
+        return {"auth_code": code, "password_required": password_required,
+                "expires_at": rfc3339(datetime.fromtimestamp(expires, CST))}
+
+    def codepay(self, merchant: Document, body: dict[str, Any], *, partner: bool) -> tuple[int, dict[str, Any]]:
+        """`POST /v3/pay/transactions/codepay`: charge the scanned code now. 200 + the transaction when
+        paid; 202 `USERPAYING` when the payer must enter a password (the merchant then polls the order
+        and reverses it at its deadline). No callback: the merchant learns the result synchronously."""
+        unknown = sorted(set(body) - CODEPAY_FIELDS - (PARTNER_FIELDS if partner else DIRECT_FIELDS))
+        if unknown:
+            raise WxError(400, "PARAM_ERROR", f"unknown fields: {', '.join(unknown)}")
+        if partner:
+            if _require_str(body, "sp_mchid") != merchant["mchid"]:
+                raise WxError(400, "INVALID_REQUEST", "sp_mchid does not match the signing mchid")
+            appid = _require_str(body, "sp_appid")
+            scope = self._scope(merchant, partner=True, sub_mchid=_require_str(body, "sub_mchid"))
+        else:
+            if _require_str(body, "mchid") != merchant["mchid"]:
+                raise WxError(400, "INVALID_REQUEST", "mchid does not match the signing mchid")
+            appid = _require_str(body, "appid")
+            scope = merchant["mchid"]
+        if appid not in merchant["appids"]:
+            raise WxError(400, "APPID_MCHID_NOT_MATCH", "appid is not bound to mchid")
+        description = _require_str(body, "description", max_length=127)
+        out_trade_no = _require_str(body, "out_trade_no", max_length=32)
+        if not OUT_TRADE_NO_PATTERN.fullmatch(out_trade_no):
+            raise WxError(400, "PARAM_ERROR", "out_trade_no must be 6-32 chars of [0-9A-Za-z_-|*]")
+        amount = body.get("amount")
+        if not isinstance(amount, dict):
+            raise WxError(400, "PARAM_ERROR", "amount is required")
+        total = _require_int(amount, "total", "amount")
+        _check_currency(amount, "amount")
+        payer = body.get("payer")
+        auth_code = payer.get("auth_code") if isinstance(payer, dict) else None
+        if not isinstance(auth_code, str) or not AUTH_CODE_PATTERN.fullmatch(auth_code):
+            raise WxError(400, "PARAM_ERROR", "payer.auth_code must be the 18-digit code starting 10..15")
+        fingerprint = hashlib.sha256(json.dumps({"kind": "codepay", **body}, sort_keys=True,
+                                                ensure_ascii=False).encode()).hexdigest()
+        key = f"{scope}:{out_trade_no}"
+        with self.store.transaction():
+            existing = self.store.get("orders", key)
+            if existing is not None:  # a retry of the same charge answers its current state
+                if existing["fingerprint"] != fingerprint:
+                    raise WxError(403, "OUT_TRADE_NO_USED", "out_trade_no already used with different parameters")
+                return self._codepay_answer(existing)
+            code = self.store.get("payer_codes", auth_code)
+            if code is None or code["used"] or code["expires_unix"] < time.time():
+                raise WxError(400, "AUTH_CODE_INVALID", "付款码无效或已过期，请刷新后重新扫码 [sandbox: code unknown, "
+                                                        "used or older than a minute]")
+            if code["balance_minor"] is not None and total > code["balance_minor"]:
+                self.store.put("payer_codes", auth_code, {**code, "used": True})
+                raise WxError(403, "NOTENOUGH", "用户余额不足")
+            self.store.put("payer_codes", auth_code, {**code, "used": True})
+            now = rfc3339(now_cst())
+            order = {
+                "key": key, "scope": scope, "partner": partner, "kind": "codepay", "trade_type": "MICROPAY",
+                "mchid": merchant["mchid"], "appid": appid, "sub_mchid": body.get("sub_mchid"),
+                "sub_appid": body.get("sub_appid"), "out_trade_no": out_trade_no, "description": description,
+                "attach": body.get("attach"), "notify_url": None, "total": total, "currency": "CNY",
+                "time_expire": None, "payer_openid": code["openid"], "payer_is_sub": False,
+                "trade_state": "USERPAYING" if code["password_required"] else "SUCCESS",
+                "transaction_id": None, "success_time": None, "bank_type": None, "create_time": now,
+                "prepay_id": None, "code_token": None, "fingerprint": fingerprint,
+                "profit_sharing": bool((body.get("settle_info") or {}).get("profit_sharing")),
+            }
+            if not code["password_required"]:
+                order.update(transaction_id="4200" + _digits(24), success_time=now, bank_type="OTHERS")
+                self.store.put("transactions", order["transaction_id"], {"key": key})
+            self.store.put("orders", key, order)
+        return self._codepay_answer(order)
+
+    def _codepay_answer(self, order: Document) -> tuple[int, dict[str, Any]]:
+        if order["trade_state"] == "USERPAYING":
+            return 202, {"code": "USERPAYING", "message": "需要用户输入支付密码"}
+        if order["trade_state"] in ("SUCCESS", "REFUND"):
+            return 200, self.transaction_view(order)
+        raise WxError(400, "TRADE_ERROR", f"交易失败 (order is {order['trade_state']})")
+
+    def reverse_order(self, merchant: Document, out_trade_no: str, body: dict[str, Any], *, partner: bool) -> None:
+        """`POST .../out-trade-no/{no}/reverse`: a 付款码 order ends REVOKED; if it was paid, the money
+        goes back to the payer (as WeChat warns). Reversing twice is harmless. Answers 204 [L]."""
+        expected = {"sp_appid", "sp_mchid", "sub_mchid", "sub_appid"} if partner else {"appid", "mchid"}
+        if set(body) - expected or (partner and not body.get("sub_mchid")):
+            raise WxError(400, "PARAM_ERROR", f"reverse body: {sorted(expected)}")
+        if body.get("sp_mchid" if partner else "mchid") != merchant["mchid"]:
+            raise WxError(400, "INVALID_REQUEST", "mchid does not match the signing mchid")
+        key = f"{self._scope(merchant, partner=partner, sub_mchid=body.get('sub_mchid'))}:{out_trade_no}"
+        order = self._load_order(key)
+        if order["kind"] != "codepay":
+            raise WxError(400, "INVALID_REQUEST", "only 付款码 (codepay) orders can be reversed; close the others")
+
+        def revoke(current: Document) -> Document:
+            if current["trade_state"] == "REFUND":
+                raise WxError(400, "INVALID_REQUEST", "the order has refunds; it cannot be reversed")
+            return {**current, "trade_state": "REVOKED" if current["trade_state"] != "CLOSED" else "CLOSED"}
+
+        self.store.update("orders", key, revoke)
+
     # ------------------------------------------------------------------ control: pay / decline
     def find_orders_for_control(self, out_trade_no: str, scope: str | None) -> Document:
         matches = [o for o in self.store.list("orders")
@@ -447,8 +559,8 @@ class Sandbox:
                       bank_type: str | None) -> Document:
         order = self.find_orders_for_control(out_trade_no, scope)
 
-        def pay(current: Document) -> Document:
-            if current["trade_state"] != "NOTPAY":
+        def pay(current: Document) -> Document:  # USERPAYING: the payer entered the password (付款码)
+            if current["trade_state"] not in ("NOTPAY", "USERPAYING"):
                 raise ControlError(409, f"order is {current['trade_state']}, not NOTPAY")
             return {**current, "trade_state": "SUCCESS", "transaction_id": "4200" + _digits(24),
                     "success_time": rfc3339(now_cst()), "bank_type": bank_type or "OTHERS",
@@ -457,16 +569,17 @@ class Sandbox:
         paid = self.store.update("orders", order["key"], pay)
         self.store.put("transactions", paid["transaction_id"], {"key": paid["key"]})
         merchant = self.store.get("merchants", paid["mchid"]) or {}
-        self._notify(merchant, url=paid["notify_url"], event_type="TRANSACTION.SUCCESS", summary="支付成功",
-                     original_type="transaction", resource=self.transaction_view(paid),
-                     subject=paid["out_trade_no"])
+        if paid["notify_url"]:  # 付款码 orders have none: their result is synchronous
+            self._notify(merchant, url=paid["notify_url"], event_type="TRANSACTION.SUCCESS", summary="支付成功",
+                         original_type="transaction", resource=self.transaction_view(paid),
+                         subject=paid["out_trade_no"])
         return paid
 
     def decline_order(self, out_trade_no: str, scope: str | None) -> Document:
         order = self.find_orders_for_control(out_trade_no, scope)
 
         def decline(current: Document) -> Document:
-            if current["trade_state"] != "NOTPAY":
+            if current["trade_state"] not in ("NOTPAY", "USERPAYING"):
                 raise ControlError(409, f"order is {current['trade_state']}, not NOTPAY")
             return {**current, "trade_state": "PAYERROR"}
 
@@ -655,11 +768,69 @@ class Sandbox:
         rows = self.bill_rows(merchant["mchid"], sub_mchid, bill_date, bill_type)
         if not rows:
             raise WxError(400, "NO_STATEMENT_EXIST", "no bill for this day")
-        content = bills.render(bill_type, rows).encode("utf-8")
+        return self._issue_bill_file(merchant, bills.render(bill_type, rows).encode("utf-8"), tar_type == "GZIP",
+                                     base_url)
+
+    def request_fundflow_bill(self, merchant: Document, query: dict[str, str], base_url: str) -> dict[str, Any]:
+        """`GET /v3/bill/fundflowbill`: the merchant's account movements of one day. BASIC holds payments
+        (in), refunds (out) and, as WeChat deducts them per payment, fees (out); FEES holds the fees
+        again as the fee account sees them; OPERATION is empty in the sandbox (NO_STATEMENT_EXIST)."""
+        unknown = sorted(set(query) - {"bill_date", "account_type", "tar_type"})
+        if unknown:
+            raise WxError(400, "PARAM_ERROR", f"unknown query parameters: {', '.join(unknown)}")
+        try:
+            bill_date = date.fromisoformat(query.get("bill_date", ""))
+        except ValueError as exc:
+            raise WxError(400, "PARAM_ERROR", "bill_date must be YYYY-MM-DD") from exc
+        account_type = query.get("account_type", "BASIC")
+        if account_type not in bills.ACCOUNT_TYPES:
+            raise WxError(400, "PARAM_ERROR", "account_type must be BASIC, OPERATION or FEES")
+        if query.get("tar_type") not in (None, "GZIP"):
+            raise WxError(400, "PARAM_ERROR", "tar_type must be GZIP")
+        today = now_cst().date()
+        if bill_date > today:
+            raise WxError(400, "INVALID_REQUEST", "bill_date is in the future")
+        if bill_date == today and not self.settings.bill_same_day:
+            raise WxError(400, "STATEMENT_CREATING", "the bill for this day is not ready yet")
+        movements = self.fund_movements(merchant["mchid"], bill_date, account_type)
+        if not movements:
+            raise WxError(400, "NO_STATEMENT_EXIST", "no bill for this day")
+        return self._issue_bill_file(merchant, bills.render_fundflow(movements).encode("utf-8"),
+                                     query.get("tar_type") == "GZIP", base_url)
+
+    def fund_movements(self, mchid: str, bill_date: date,
+                       account_type: str) -> list[tuple[str, str, str, str, str, int, str]]:
+        def day_of(moment: str | None) -> bool:
+            return moment is not None and datetime.fromisoformat(moment).astimezone(CST).date() == bill_date
+
+        def wall(moment: str) -> str:
+            return datetime.fromisoformat(moment).astimezone(CST).strftime("%Y-%m-%d %H:%M:%S")
+
+        found: list[tuple[str, str, str, str, str, int, str]] = []
+        if account_type == "OPERATION":
+            return found
+        for order in self.store.list("orders"):
+            if order["mchid"] != mchid or not order.get("transaction_id") or not day_of(order["success_time"]):
+                continue
+            fee_fen = (bills.fee_e5(order["total"], self.settings.fee_rate_bps) + 500) // 1000
+            moment, transaction_id = wall(order["success_time"]), order["transaction_id"]
+            if account_type == "BASIC":
+                found.append((moment, transaction_id, "1" + transaction_id[4:], "交易", "交易", order["total"],
+                              order["out_trade_no"]))
+            if fee_fen:
+                found.append((moment, transaction_id, "2" + transaction_id[4:], "扣除交易手续费", "扣除交易手续费",
+                              -fee_fen, order["out_trade_no"]))
+        if account_type == "BASIC":
+            for refund in self.store.list("refunds"):
+                if refund["mchid"] == mchid and refund["status"] == "SUCCESS" and day_of(refund["success_time"]):
+                    found.append((wall(refund["success_time"]), refund["refund_id"], "3" + refund["refund_id"][2:],
+                                  "退款", "退款", -refund["refund"], refund["out_refund_no"]))
+        return sorted(found, key=lambda movement: movement[0])
+
+    def _issue_bill_file(self, merchant: Document, content: bytes, gzipped: bool, base_url: str) -> dict[str, Any]:
         token = secrets.token_urlsafe(24)
         self.store.put("bill_files", token, {"mchid": merchant["mchid"], "content": content.decode("utf-8"),
-                                             "gzip": tar_type == "GZIP", "expires_unix": time.time()
-                                             + BILL_TOKEN_TTL_SECONDS})
+                                             "gzip": gzipped, "expires_unix": time.time() + BILL_TOKEN_TTL_SECONDS})
         return {"hash_type": "SHA1", "hash_value": hashlib.sha1(content).hexdigest(),
                 "download_url": f"{base_url}/v3/billdownload/file?token={token}"}
 

@@ -208,3 +208,74 @@ def test_profit_sharing(sandbox: SandboxProcess, receiver: CallbackReceiver) -> 
     queried = _ok(wx.profitsharing_order_query(transaction_id=transaction_id, out_order_no=order["out_order_no"]))
     assert queried["order_id"] == order["order_id"]
     assert _ok(wx.profitsharing_amount_query(transaction_id=transaction_id))["unsplit_amount"] == 900
+
+    returned = _ok(wx.profitsharing_return(out_return_no=_no("R"), return_mchid="86693852", amount=40,
+                                           description="退回", out_order_no=order["out_order_no"]))
+    assert (returned["result"], returned["amount"]) == ("SUCCESS", 40)
+    assert _ok(wx.profitsharing_return_query(out_order_no=order["out_order_no"],
+                                             out_return_no=returned["out_return_no"]))["return_id"] == \
+        returned["return_id"]
+    code, message = wx.profitsharing_return(out_return_no=_no("R"), return_mchid="86693852", amount=61,
+                                            description="too much", out_order_no=order["out_order_no"])
+    assert (code, json.loads(message)["code"]) == (400, "INVALID_REQUEST")  # only 60 of the 100 are left
+
+    unfrozen = _ok(wx.profitsharing_unfreeze(transaction_id=transaction_id, out_order_no=_no("U"),
+                                             description="解冻全部剩余资金"))
+    assert unfrozen["receivers"][0]["amount"] == 900 and unfrozen["state"] == "FINISHED"
+    assert _ok(wx.profitsharing_amount_query(transaction_id=transaction_id))["unsplit_amount"] == 0
+    assert _ok(wx.profitsharing_delete_receiver(account_type="MERCHANT_ID", account="86693852")) == {
+        "type": "MERCHANT_ID", "account": "86693852"}
+
+
+def _payer_code(sandbox: SandboxProcess, **extra: Any) -> str:
+    response = httpx.post(f"{sandbox.base_url}/control/payer-codes", json=extra)
+    response.raise_for_status()
+    code: str = response.json()["auth_code"]
+    assert len(code) == 18 and code.isdigit() and 10 <= int(code[:2]) <= 15
+    return code
+
+
+def test_codepay_password_step_reverse_and_fundflow_bill(sandbox: SandboxProcess,
+                                                         receiver: CallbackReceiver) -> None:
+    """付款码: charged at once (200, MICROPAY); a code demanding the password answers 202 USERPAYING
+    until the payer confirms; one left unconfirmed is reversed (signed 204) and ends REVOKED."""
+    registration = _register(sandbox)
+    wx = _sdk(sandbox, registration, receiver.url("unused"))
+    scene = {"device_id": "POS-1", "store_info": {"out_id": "canteen-1"}}
+
+    instant = _no("cp")
+    paid = _ok(wx.pay(description="食堂", out_trade_no=instant, amount={"total": 1500}, pay_type=WeChatPayType.CODEPAY,
+                      payer={"auth_code": _payer_code(sandbox)}, scene_info=scene))
+    assert (paid["trade_state"], paid["trade_type"], paid["amount"]["total"]) == ("SUCCESS", "MICROPAY", 1500)
+
+    with_password = _no("cp")
+    code, message = wx.pay(description="停车场", out_trade_no=with_password, amount={"total": 800},
+                           pay_type=WeChatPayType.CODEPAY, payer={"auth_code": _payer_code(
+                               sandbox, password_required=True)}, scene_info=scene)
+    assert (code, json.loads(message)["code"]) == (202, "USERPAYING")  # signed 202, verified by the SDK
+    assert _ok(wx.query(out_trade_no=with_password))["trade_state"] == "USERPAYING"
+    _approve(sandbox, with_password, registration["mchid"])  # the payer typed the password
+    assert _ok(wx.query(out_trade_no=with_password))["trade_state"] == "SUCCESS"
+
+    abandoned = _no("cp")
+    code, _ = wx.pay(description="无人确认", out_trade_no=abandoned, amount={"total": 100},
+                     pay_type=WeChatPayType.CODEPAY, payer={"auth_code": _payer_code(sandbox, password_required=True)})
+    assert code == 202
+    _ok(wx.codepay_reverse(out_trade_no=abandoned), 204)
+    assert _ok(wx.query(out_trade_no=abandoned))["trade_state"] == "REVOKED"
+
+    used = _payer_code(sandbox)
+    _ok(wx.pay(description="once", out_trade_no=_no("cp"), amount={"total": 1}, pay_type=WeChatPayType.CODEPAY,
+               payer={"auth_code": used}))
+    code, message = wx.pay(description="twice", out_trade_no=_no("cp"), amount={"total": 1},
+                           pay_type=WeChatPayType.CODEPAY, payer={"auth_code": used})
+    assert (code, json.loads(message)["code"]) == (400, "AUTH_CODE_INVALID")  # a code pays once
+
+    from datetime import datetime, timedelta, timezone
+    today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+    bill = _ok(wx.fundflow_bill(bill_date=today))
+    code, content = wx.download_bill(bill["download_url"])
+    text = gzip.decompress(content)
+    assert code == 200 and hashlib.sha1(text).hexdigest() == bill["hash_value"]
+    lines = text.decode("utf-8").split("\r\n")
+    assert lines[0].startswith("记账时间,微信支付业务单号") and "`交易,`交易,`收入,`15.00" in text.decode("utf-8")

@@ -3,6 +3,7 @@ the service answers again by itself once the database is back."""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from typing import Any
 
@@ -10,12 +11,16 @@ import asyncpg
 import httpx
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NoBrokersAvailable
+from fastapi import APIRouter
+from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from libs.common.failures import is_unstorable_text_error, outage_spec
+from libs.common.services import SERVICES
 from libs.common.testing.plugin import DatabaseFactory, Infra
 from libs.common.tests.database_outage import database_outage
+from libs.common.web import UowDep
 from services.ledger.app import create_app as ledger_app
 
 ACCOUNT = {"holder_id": "mch_outage", "currency": "CNY", "kind": "merchant_pending", "code": "2201"}
@@ -120,3 +125,42 @@ async def test_outages_are_told_apart_from_bugs_and_bad_text() -> None:
     with pytest.raises(UnicodeEncodeError) as encode:
         "\udfff".encode()
     assert is_unstorable_text_error(encode.value) and outage_spec(encode.value) is None
+
+
+def _probe_router() -> APIRouter:
+    """A route that reads the service's database and takes a JSON body: added to each service's real app."""
+    router = APIRouter()
+
+    @router.post("/probe/outage")
+    async def probe(uow: UowDep, body: dict[str, Any]) -> dict[str, Any]:
+        async with uow.read() as conn:
+            return {"one": (await conn.execute(text("SELECT 1"))).scalar_one(), "echo": body}
+
+    return router
+
+
+@pytest.mark.parametrize("service", ["cashier", "ledger", "routing", "settlement", "marketing"])
+async def test_every_service_answers_outages_and_hostile_text_alike(
+    service: str,
+    juhe_infra: Infra,
+    migrated_database: DatabaseFactory,
+    service_settings: Callable[..., Any],
+    running_apps: Callable[..., Any],
+) -> None:
+    db = await migrated_database(service)
+    app = importlib.import_module(f"{SERVICES[service].module}.app").create_app(
+        service_settings(service, database_url=db, role="api")
+    )
+    app.include_router(_probe_router())
+    client = await running_apps(app)
+    assert (await client.post("/probe/outage", json={"a": "支付"})).json() == {"one": 1, "echo": {"a": "支付"}}
+    hostile = await client.post(
+        "/probe/outage", content=b'{"a": "\\udfff"}', headers={"content-type": "application/json"}
+    )
+    assert hostile.status_code == 422 and hostile.json()["code"] == "validation_failed", hostile.text
+    slash = await client.get("/livez/")
+    assert slash.status_code == 404 and "location" not in slash.headers
+    async with database_outage(juhe_infra.server_url, db):
+        down = await client.post("/probe/outage", json={"a": 1})
+        assert _is_outage_problem(down), down.text
+    assert (await client.post("/probe/outage", json={"a": 1})).status_code == 200

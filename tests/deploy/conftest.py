@@ -56,7 +56,7 @@ RunModule = Callable[..., subprocess.CompletedProcess[str]]
 MODULE_TIMEOUT_SECONDS = 180
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_module() -> RunModule:
     """`python -m <module> <args>` from the repository root, as a Job, a container or a developer runs it."""
 

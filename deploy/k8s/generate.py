@@ -360,11 +360,13 @@ def hpa(svc: Service, component: str, role: Role) -> dict[str, Any]:
             }
         )
     if component == "worker":
+        # The outbox backlog is one number per service (every relay reports the same count of its database):
+        # an External metric (max over the pods), so desired replicas = backlog / 500, not a runaway average.
         metrics.append(
             {
-                "type": "Pods",
-                "pods": {
-                    "metric": {"name": "juhe_outbox_unpublished"},
+                "type": "External",
+                "external": {
+                    "metric": {"name": "juhe_outbox_unpublished", "selector": {"matchLabels": {"service": svc.name}}},
                     "target": {"type": "AverageValue", "averageValue": "500"},
                 },
             }
@@ -497,7 +499,9 @@ def service_monitor(svc: Service) -> dict[str, Any]:
         "metadata": meta(f"juhe-{svc.name}", svc, "metrics"),
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": f"juhe-{svc.name}"}},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s"}],
+            # honorLabels: the metrics carry their own `service` label ("cashier"); without it Prometheus would
+            # rename it to exported_service and put the Kubernetes Service name there.
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s", "honorLabels": True}],
         },
     }
 

@@ -202,10 +202,11 @@ def test_workers_scale_on_consumer_lag_no_further_than_the_partitions(prod: list
     for name in SERVICES:
         hpa = named(prod, "HorizontalPodAutoscaler", f"juhe-{name}-worker")
         assert hpa["spec"]["maxReplicas"] <= partitions
-        kinds = {m["type"] for m in hpa["spec"]["metrics"]}
-        assert "Resource" in kinds and "Pods" in kinds  # CPU and outbox backlog
+        external = {m["external"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "External"}
+        assert "Resource" in {m["type"] for m in hpa["spec"]["metrics"]}  # CPU
+        assert "juhe_outbox_unpublished" in external
         if name != "gateway":  # the gateway consumes nothing
-            assert "External" in kinds
+            assert "kafka_consumergroup_lag" in external
 
 
 def test_every_setting_named_in_the_manifests_exists_in_the_service(overlay: tuple[str, list[Doc]]) -> None:

@@ -36,11 +36,13 @@ class Settings(ServiceSettings):
     poll_batch_max: int = Field(default=50, ge=1, le=1000)
     poll_lease_seconds: float = Field(default=30.0, gt=0, le=3600)  # a claimed row is not re-claimed before
     # Re-drive of attempts left `created` (the process or database died between writing the attempt and
-    # recording the channel's answer). An attempt's driver holds it for this long (it must exceed a prepay
-    # call's connect + read timeouts); past it the worker, or the client retrying the create, prepays again
-    # with the same out_trade_no or fails over. A retried create waits at most grace + `redrive_wait_seconds`.
-    redrive_grace_seconds: float = Field(default=15.0, ge=0.5, le=600)
-    redrive_wait_seconds: float = Field(default=10.0, gt=0, le=120)
+    # recording the channel's answer). An attempt's driver holds it for `redrive_grace_seconds` and bounds
+    # its prepay call to 60 % of that (so its answer is written before the lease ends); past it the worker,
+    # or the client retrying the create, prepays again with the same out_trade_no or fails over. A retried
+    # create waits at most `redrive_wait_seconds` for a lease held by someone else, then answers 503
+    # channel_unavailable (retryable).
+    redrive_grace_seconds: float = Field(default=10.0, ge=1, le=600)
+    redrive_wait_seconds: float = Field(default=5.0, gt=0, le=60)
     expiry_interval_seconds: float = Field(default=2.0, gt=0, le=300)
     expiry_batch_max: int = Field(default=50, ge=1, le=1000)
 

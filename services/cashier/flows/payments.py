@@ -75,6 +75,9 @@ from services.cashier.store.payments import (
 log = get_logger("juhe.cashier.payments")
 
 FAILURE_MESSAGE_MAX_CHARS = 500
+# A prepay call may use this share of the attempt's lease (redrive_grace_seconds); the rest is for writing its
+# answer, so a re-drive (which starts only once the lease has passed) never overlaps a live driver.
+PREPAY_SHARE_OF_LEASE = 0.6
 REDRIVE_WAIT_POLL_SECONDS = 0.1  # a retried create re-reads its payment this often while another driver holds it
 
 
@@ -374,8 +377,11 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | No
     try:
         connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
         crash_point("cashier.prepay.before_call")
-        result = await connector.prepay(request)
+        async with asyncio.timeout(cashier.settings.redrive_grace_seconds * PREPAY_SHARE_OF_LEASE):
+            result = await connector.prepay(request)
         crash_point("cashier.prepay.after_call")
+    except TimeoutError:
+        failure = ("channel_unavailable", "no prepay answer within the attempt's lease", True)
     except ChannelUnavailable as exc:
         failure = ("channel_unavailable", str(exc), True)
     except InvalidSignature as exc:
@@ -511,11 +517,12 @@ async def redrive_due(cashier: Cashier) -> int:
 
 
 async def _redrive_now(cashier: Cashier, payment_id: str) -> None:
-    """A client retries the create of a payment still `created`: drive it here, waiting (bounded) while
-    someone else holds the attempt's lease, so the answer is a payable (or a final) payment."""
+    """A client retries the create of a payment still `created`: drive it here once the attempt's lease has
+    passed, waiting at most `redrive_wait_seconds` while someone else holds it (the caller then answers 503
+    channel_unavailable, retryable)."""
     loop = asyncio.get_running_loop()
     s = cashier.settings
-    deadline = loop.time() + s.redrive_grace_seconds + s.redrive_wait_seconds
+    deadline = loop.time() + s.redrive_wait_seconds
     while True:
         async with cashier.uow.begin() as tx:
             payment = await get_payment_unscoped(tx.conn, payment_id)

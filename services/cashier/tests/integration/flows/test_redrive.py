@@ -76,14 +76,15 @@ async def crashed_cashier(
     priority order) that died creating that order."""
     engines: list[AsyncEngine] = []
 
-    async def start(channels: str, crash_at: str, order_no: str) -> CrashedCashier:
+    async def start(channels: str, crash_at: str, order_no: str, **overrides: Any) -> CrashedCashier:
         database_url = await migrated_database("cashier")
         port = free_port()
         settings = {
             "database_url": database_url, "port": port, "public_base_url": f"http://127.0.0.1:{port}",
             "kafka_bootstrap_servers": juhe_infra.bootstrap, "topic_namespace": platform_topics, **TEST_TIMINGS,
             "poll_initial_seconds": 0.3, "poll_backoff_max_seconds": 1.0, "poll_interval_seconds": 0.1,
-            "redrive_grace_seconds": 3.0,  # above the sandbox configs' connect + read timeouts
+            "redrive_grace_seconds": 3.0,  # its 60 % bounds a prepay: above the sandbox configs' timeouts
+            **overrides,
         }
         process = service_processes("cashier", settings, env={"JUHE_CRASH_AT": crash_at})
         engine = create_async_engine(database_url)
@@ -201,3 +202,17 @@ async def test_redrive_fails_over_when_the_first_channel_is_down(
     await approve(sandboxes, "alipay", payment["attempts"][1]["out_trade_no"])
     await cashier.wait_status(payment["id"], "succeeded")
     assert await cashier.outbox_count("payment.succeeded", payment["id"]) == 1
+
+
+async def test_a_retry_while_the_lease_is_held_is_503_retryable_and_changes_nothing(
+    crashed_cashier: Any, sandboxes: Sandboxes
+) -> None:
+    """Within the attempt's lease its driver may still be alive: the retry waits (bounded), then says retry."""
+    cashier = await crashed_cashier("wechatpay", "cashier.prepay.before_call", "rd-held", redrive_grace_seconds=600)
+    await cashier.restart(JUHE_CASHIER_ROLE="api", JUHE_CASHIER_REDRIVE_WAIT_SECONDS="0.5")
+    retried = await _retry_create(cashier, "rd-held")
+    assert retried.status_code == 503, retried.text
+    assert retried.json()["code"] == "channel_unavailable" and retried.json()["retryable"] is True
+    payment_row, tried = await cashier.rows("rd-held")
+    assert retried.json()["payment_id"] == payment_row.id
+    assert payment_row.status == "created" and [a.status for a in tried] == ["created"]

@@ -28,7 +28,7 @@ def create_app(settings: Settings) -> FastAPI:
         upstreams = Upstreams(settings)
         identities = Identities(runtime.engine, settings)
         guard_pool = await guards.open_guard_pool(runtime.engine.url, size_max=settings.guard_connections_max)
-        runtime.extras["gatekeeper"] = Gatekeeper(settings, guard_pool, identities, upstreams)
+        gatekeeper = runtime.extras["gatekeeper"] = Gatekeeper(settings, guard_pool, identities, upstreams)
         catalog = ApiCatalog(settings, upstreams.clients, own_document)
         runtime.extras["catalog"] = catalog
         with contextlib.suppress(Exception):
@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
             refresher.cancel()
             with contextlib.suppress(BaseException):
                 await refresher
+            await gatekeeper.close()
             await upstreams.close()
             await guard_pool.close()
 

@@ -297,6 +297,11 @@ class Gatekeeper:
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
 
+    async def close(self) -> None:
+        """Stop background releases (at shutdown; their keys then lapse with their leases)."""
+        for task in list(self._releasing):
+            await _stopped(task)
+
     async def _try_release(self, claim: guards.KeyClaim) -> bool:
         try:
             await guards.release_idempotency_key(self.guard_pool, claim)

@@ -147,6 +147,37 @@ async def test_a_running_request_keeps_its_key_and_an_abandoned_one_is_taken_ove
     assert (await second).status == 201  # the "dead" one's answer still reaches its own client
 
 
+async def test_a_failed_request_frees_its_key_as_soon_as_the_gateway_database_is_back(
+    make_stack: StackFactory, juhe_infra: Infra
+) -> None:
+    """Both down at once (one PostgreSQL behind everything): the service answers 503 while the gateway cannot
+    release the key; the release is retried in the background, so the key is free as soon as the gateway's
+    database is back, long before its (here one-minute) lease would have run out."""
+    stack: Stack = await make_stack(idempotency_lock_seconds=60)
+    merchant = stack.merchant()
+    failing = {**PAYMENT, "delay_seconds": 2, "fail_after_delay": True}
+    first = asyncio.create_task(merchant.request("POST", "/v1/payments", json=failing, idempotency_key="both"))
+    await _wait_for_row(stack, "both")
+    async with database_outage(juhe_infra.server_url, stack.database_url):
+        with pytest.raises(ServerError) as failed:
+            await first
+        assert failed.value.code == "database_unavailable"  # the service's own answer, passed through
+    deadline = time.monotonic() + DEADLINE_SECONDS / 2  # well within the 60 s lease
+    while True:
+        try:
+            await merchant.request("POST", "/v1/payments", json=failing, idempotency_key="both")
+        except IdempotencyError as exc:
+            assert exc.code == "idempotency_key_in_progress"
+            assert time.monotonic() < deadline, "the failed request's key was not released after recovery"
+            await asyncio.sleep(0.2)
+            continue
+        except ServerError as exc:
+            assert exc.code == "database_unavailable"  # the retry reached the service again
+            break
+        pytest.fail("the failing upstream answered 2xx")
+    assert len([c for c in stack.upstream.calls if c["method"] == "POST"]) == 2
+
+
 HOSTILE_BODIES: list[dict[str, Any]] = [
     {**PAYMENT, "description": "lone \udfff"},
     {**PAYMENT, "description": "nul \x00"},

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request, Response, status
 from pydantic import BaseModel, Field
 
-from libs.common.errors import NOT_FOUND, Problem
+from libs.common.errors import DATABASE_UNAVAILABLE, NOT_FOUND, Problem
 from libs.common.ids import new_id
 from libs.common.internal_auth import InternalIdentity, MerchantScope
 from libs.common.settings import ServiceSettings
@@ -25,6 +25,8 @@ class PaymentCreateRequest(BaseModel):
     amount_minor: int = Field(ge=1, le=2**63 - 1)
     currency: str = Field(min_length=3, max_length=3)
     delay_seconds: float = Field(default=0, ge=0, le=5)
+    # Answer 503 database_unavailable after the delay, as a service whose database went down meanwhile.
+    fail_after_delay: bool = False
 
 
 class PaymentResponse(BaseModel):
@@ -60,6 +62,8 @@ def create_upstream(settings: ServiceSettings, state: Ledger) -> FastAPI:
     @router.post("", status_code=status.HTTP_201_CREATED)
     async def create_payment(body: PaymentCreateRequest, merchant_id: MerchantScope) -> PaymentResponse:
         await asyncio.sleep(body.delay_seconds)
+        if body.fail_after_delay:
+            raise Problem(DATABASE_UNAVAILABLE, retry_after_seconds=1)
         payment = {
             "id": new_id("pay"),
             "merchant_id": merchant_id,

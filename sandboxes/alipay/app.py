@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope, Send
 
-from sandboxes.alipay import crypto, royalty
+from sandboxes.alipay import crypto, payments, royalty, transfers
 from sandboxes.alipay.bills import DISCREPANCY_KINDS, build_bill_zip
 from sandboxes.alipay.certs import CertificateAuthority
 from sandboxes.alipay.pages import cashier_page, error_page, result_page
@@ -71,6 +71,8 @@ API_METHODS = (
     "alipay.trade.fastpay.refund.query",
     "alipay.data.dataservice.bill.downloadurl.query",
     *royalty.METHODS,
+    *payments.METHODS,
+    *transfers.METHODS,
 )
 BROWSER_METHODS = ("alipay.trade.page.pay", "alipay.trade.wap.pay")
 REQUIRED_COMMON = (
@@ -98,10 +100,12 @@ def is_acknowledged(response: httpx.Response) -> bool:
 class GatewayError(Exception):
     """A gateway-level refusal (40001 missing / 40002 invalid common parameter or signature)."""
 
-    def __init__(self, code: str, msg: str, sub_code: str, sub_msg: str, *, signed: bool = True) -> None:
+    def __init__(self, code: str, msg: str, sub_code: str, sub_msg: str, *, signed: bool = True,
+                 error_response: bool = False) -> None:
         super().__init__(f"{code} {sub_code}: {sub_msg}")
         self.node = {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}
         self.signed = signed
+        self.error_response = error_response  # answered in `error_response`, not the method's node
 
 
 def missing(sub_code: str, sub_msg: str) -> GatewayError:
@@ -257,9 +261,28 @@ class Sandbox:
         return biz
 
     def handle_api(self, method: str, app: dict[str, Any], params: dict[str, str], base_url: str) -> dict[str, Any]:
+        app_id = app["app_id"]
+        if method == "alipay.system.oauth.token":  # common parameters only; success carries no code
+            try:
+                return payments.oauth_token(self.store, self.clock(), app_id, params)
+            except payments.OauthCodeInvalid as exc:
+                raise GatewayError("40002", "Invalid Arguments", "isv.code-invalid", str(exc),
+                                   error_response=True) from exc
         biz = self.biz_content(params)
         ok = {"code": "10000", "msg": "Success"}
-        app_id = app["app_id"]
+        if method == "alipay.trade.pay":
+            return payments.barcode_pay(self.trades, app_id, biz, params.get("notify_url"), beijing(self.clock()))
+        if method == "alipay.trade.create":
+            return {**ok, **payments.create_trade(self.trades, app_id, biz, params.get("notify_url"))}
+        if method in transfers.METHODS:
+            if not app.get("app_cert_sn"):  # Alipay opens its fund APIs to certificate-mode apps only
+                raise BizError("isv.insufficient-isv-permissions", "资金类接口需使用公钥证书模式 (certificate mode)",
+                               code="40006", msg="Insufficient Permissions")
+            if method == "alipay.fund.trans.uni.transfer":
+                return {**ok, **transfers.transfer(self.store, app_id, biz, beijing(self.clock()))}
+            if method == "alipay.fund.trans.common.query":
+                return {**ok, **transfers.query(self.store, app_id, biz)}
+            return {**ok, **transfers.account(self.store, app_id, app["seller_id"], biz)}
         if method == "alipay.trade.precreate":
             trade = self.trades.create(
                 app_id=app_id, method=method, biz=biz, notify_url=params.get("notify_url"), return_url=None
@@ -539,6 +562,41 @@ class AppRegisterRequest(BaseModel):
     cert_mode: bool = False  # certificate mode: the reply carries the app, Alipay and root certificates
 
 
+class PayerCodeRequest(BaseModel):
+    """The payer opens 付款码 in Alipay; `password_required` makes alipay.trade.pay answer 10003 until the
+    control API approves (password entered); `balance_minor` makes larger charges BUYER_BALANCE_NOT_ENOUGH."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    password_required: bool = False
+    balance_minor: int | None = Field(default=None, ge=0)
+
+
+class OauthCodeRequest(BaseModel):
+    """A user authorises the merchant's H5 / mini-program (auth_base): the auth_code it hands over."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app_id: str
+    buyer_id: str | None = Field(default=None, pattern=r"^2088[0-9]{12}$")
+
+
+class BalanceRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    available_minor: int = Field(ge=0)
+
+
+class PayeeRequest(BaseModel):
+    """Make a transfer payee unknown (PAYEE_NOT_EXIST) or fix its real name (PAYEE_USER_INFO_ERROR)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    identity: str
+    exists: bool = True
+    name: str | None = None
+
+
 class AppPayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -606,7 +664,8 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
             if method in BROWSER_METHODS:
                 node = exc.node
                 return HTMLResponse(error_page(node["code"], node["sub_code"], node["sub_msg"]), status_code=400)
-            return sandbox.respond(method, exc.node, signed=exc.signed, cert_mode=cert_mode)
+            return sandbox.respond(None if exc.error_response else method, exc.node, signed=exc.signed,
+                                   cert_mode=cert_mode)
         except BizError as exc:
             if method in BROWSER_METHODS:
                 return HTMLResponse(error_page(exc.code, exc.sub_code, exc.sub_msg), status_code=400)
@@ -721,6 +780,27 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
     @app.post("/control/trades/{out_trade_no}/decline")
     async def decline_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:
         return control_view(control_transition(out_trade_no, app_id, sandbox.trades.decline))
+
+    @app.post("/control/payer-codes")
+    async def payer_code(request: PayerCodeRequest) -> dict[str, Any]:
+        return payments.issue_payer_code(sandbox.store, sandbox.clock(), password_required=request.password_required,
+                                         balance_minor=request.balance_minor)
+
+    @app.post("/control/oauth-codes")
+    async def oauth_code(request: OauthCodeRequest) -> dict[str, Any]:
+        if sandbox.app(request.app_id) is None:
+            raise HTTPException(status_code=404, detail="unknown app_id")
+        return payments.issue_oauth_code(sandbox.store, sandbox.clock(), request.app_id, request.buyer_id)
+
+    @app.put("/control/apps/{app_id}/balance")
+    async def put_balance(app_id: str, request: BalanceRequest) -> dict[str, Any]:
+        transfers.set_balance(sandbox.store, app_id, request.available_minor)
+        return {"app_id": app_id, "available_minor": request.available_minor}
+
+    @app.put("/control/payees")
+    async def put_payee(request: PayeeRequest) -> dict[str, Any]:
+        transfers.mark_payee(sandbox.store, request.identity, exists=request.exists, name=request.name)
+        return request.model_dump()
 
     @app.post("/control/app_pay")
     async def app_pay(request: AppPayRequest) -> dict[str, Any]:

@@ -49,10 +49,14 @@ PRODUCT_CODES = {
     "alipay.trade.page.pay": "FAST_INSTANT_TRADE_PAY",
     "alipay.trade.wap.pay": "QUICK_WAP_WAY",
     "alipay.trade.app.pay": "QUICK_MSECURITY_PAY",
+    "alipay.trade.pay": "FACE_TO_FACE_PAYMENT",  # 付款码 (bar_code)
+    "alipay.trade.create": "JSAPI_PAY",  # JSAPI / mini-program
 }
+PRODUCT_CODE_OPTIONAL = frozenset({"alipay.trade.precreate", "alipay.trade.pay", "alipay.trade.create"})
 # Other product codes Alipay accepts per method: many live integrations and python-alipay-sdk send
 # QUICK_WAP_PAY for wap pay (protocols.md §7).
-PRODUCT_CODE_ALIASES = {"alipay.trade.wap.pay": frozenset({"QUICK_WAP_PAY"})}
+PRODUCT_CODE_ALIASES = {"alipay.trade.wap.pay": frozenset({"QUICK_WAP_PAY"}),
+                        "alipay.trade.create": frozenset({"FACE_TO_FACE_PAYMENT"})}
 
 
 class BizError(Exception):
@@ -238,7 +242,7 @@ class TradeBook:
             raise invalid("subject is required (at most 256 characters)")
         product_code = biz.get("product_code")
         expected_product = PRODUCT_CODES[method]
-        if method != "alipay.trade.precreate" and product_code is None:
+        if method not in PRODUCT_CODE_OPTIONAL and product_code is None:
             raise invalid("product_code is required")
         if product_code is not None and product_code != expected_product and product_code not in \
                 PRODUCT_CODE_ALIASES.get(method, frozenset()):
@@ -298,7 +302,8 @@ class TradeBook:
             return self._put(doc, status=WAIT_BUYER_PAY, opened_at=_iso(self.clock()))
         return doc
 
-    def pay(self, doc: dict[str, Any], *, buyer_logon_id: str | None = None) -> dict[str, Any]:
+    def pay(self, doc: dict[str, Any], *, buyer_logon_id: str | None = None,
+            buyer_id: str | None = None) -> dict[str, Any]:
         doc = self.scan(doc)
         if doc["status"] != WAIT_BUYER_PAY:
             raise BizError("ACQ.TRADE_STATUS_ERROR", f"trade is {doc['status']}, not WAIT_BUYER_PAY")
@@ -306,8 +311,8 @@ class TradeBook:
             doc,
             status=TRADE_SUCCESS,
             paid_at=_iso(self.clock()),
-            buyer_id=DEFAULT_BUYER_ID,
-            buyer_logon_id=buyer_logon_id or DEFAULT_BUYER_LOGON_ID,
+            buyer_id=buyer_id or doc.get("buyer_id") or DEFAULT_BUYER_ID,
+            buyer_logon_id=buyer_logon_id or doc.get("buyer_logon_id") or DEFAULT_BUYER_LOGON_ID,
         )
         self.on_event(TradeEvent(trade=paid))
         return paid

@@ -32,12 +32,17 @@ from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient  # type: igno
 from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (  # type: ignore[import-untyped]
     AlipayDataDataserviceBillDownloadurlQueryRequest,
 )
+from alipay.aop.api.request.AlipaySystemOauthTokenRequest import (  # type: ignore[import-untyped]
+    AlipaySystemOauthTokenRequest,
+)
 from alipay.aop.api.request.AlipayTradeCancelRequest import AlipayTradeCancelRequest  # type: ignore[import-untyped]
 from alipay.aop.api.request.AlipayTradeCloseRequest import AlipayTradeCloseRequest  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradeCreateRequest import AlipayTradeCreateRequest  # type: ignore[import-untyped]
 from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import (  # type: ignore[import-untyped]
     AlipayTradeFastpayRefundQueryRequest,
 )
 from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradePayRequest import AlipayTradePayRequest  # type: ignore[import-untyped]
 from alipay.aop.api.request.AlipayTradePrecreateRequest import (  # type: ignore[import-untyped]
     AlipayTradePrecreateRequest,
 )
@@ -301,3 +306,126 @@ def test_official_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: 
                         "product_code": "FAST_INSTANT_TRADE_PAY"}
     assert httpx.get(client.page_execute(page, http_method="GET")).status_code == 303
     assert _control(sandbox, f"/trades/{page_no}/approve")["status"] == "TRADE_SUCCESS"
+
+    waiting = _no("off")
+    answer = _execute(client, AlipayTradePayRequest, {
+        "out_trade_no": waiting, "scene": "bar_code", "auth_code": _payer_code(sandbox, password_required=True),
+        "subject": "付款码", "total_amount": "3.30"})
+    assert answer["code"] == "10003"
+    _control(sandbox, f"/trades/{waiting}/approve")
+    assert _execute(client, AlipayTradeQueryRequest, {"out_trade_no": waiting})["trade_status"] == "TRADE_SUCCESS"
+
+    oauth = httpx.post(f"{sandbox.base_url}/control/oauth-codes", json={"app_id": app["app_id"]}).json()
+    token_request = AlipaySystemOauthTokenRequest()
+    token_request.grant_type = "authorization_code"
+    token_request.code = oauth["auth_code"]
+    token = json.loads(client.execute(token_request))
+    assert token["user_id"] == oauth["user_id"]
+    created = _execute(client, AlipayTradeCreateRequest, {"out_trade_no": _no("off"), "total_amount": "2.00",
+                                                         "subject": "JSAPI", "buyer_id": token["user_id"]})
+    assert created["code"] == "10000" and created["trade_no"]
+
+
+def _payer_code(sandbox: SandboxProcess, **extra: Any) -> str:
+    response = httpx.post(f"{sandbox.base_url}/control/payer-codes", json=extra)
+    response.raise_for_status()
+    code: str = response.json()["auth_code"]
+    assert code.isdigit() and 16 <= len(code) <= 24 and 25 <= int(code[:2]) <= 30
+    return code
+
+
+def test_python_alipay_sdk_barcode_pay_with_password_step_and_cancel(sandbox: SandboxProcess,
+                                                                     receiver: CallbackReceiver) -> None:
+    """付款码: paid at once (10000); with the password demanded 10003 until the payer confirms; one left
+    unconfirmed is cancelled at the merchant's deadline (closed, nothing charged)."""
+    sdk = _sdk(sandbox, _app(sandbox), receiver.url("bar"))
+    instant = _no("bar")
+    paid = sdk.api_alipay_trade_pay(out_trade_no=instant, scene="bar_code", auth_code=_payer_code(sandbox),
+                                    subject="便利店", total_amount=15.5)
+    assert (paid["code"], paid["total_amount"], paid["buyer_pay_amount"]) == ("10000", "15.50", "15.50")
+    assert _trade_status_notification(receiver, "bar", sdk, instant, "TRADE_SUCCESS")["buyer_id"] == \
+        paid["buyer_user_id"]
+
+    waiting = _no("bar")
+    answer = sdk.api_alipay_trade_pay(out_trade_no=waiting, scene="bar_code", subject="停车场", total_amount="8.00",
+                                      auth_code=_payer_code(sandbox, password_required=True))
+    assert answer["code"] == "10003" and answer["trade_no"]
+    assert sdk.api_alipay_trade_query(out_trade_no=waiting)["trade_status"] == "WAIT_BUYER_PAY"
+    _control(sandbox, f"/trades/{waiting}/approve")  # the payer entered the password
+    assert sdk.api_alipay_trade_query(out_trade_no=waiting)["trade_status"] == "TRADE_SUCCESS"
+
+    abandoned = _no("bar")
+    assert sdk.api_alipay_trade_pay(out_trade_no=abandoned, scene="bar_code", subject="x", total_amount="1.00",
+                                    auth_code=_payer_code(sandbox, password_required=True))["code"] == "10003"
+    assert sdk.api_alipay_trade_cancel(out_trade_no=abandoned)["action"] == "close"
+    assert sdk.api_alipay_trade_query(out_trade_no=abandoned)["trade_status"] == "TRADE_CLOSED"
+
+    refused = sdk.api_alipay_trade_pay(out_trade_no=_no("bar"), scene="bar_code", subject="x", total_amount="1.00",
+                                       auth_code="281234567890123456")  # well-formed, never shown by a payer
+    assert (refused["code"], refused["sub_code"]) == ("40004", "ACQ.PAYMENT_AUTH_CODE_INVALID")
+    poor = sdk.api_alipay_trade_pay(out_trade_no=_no("bar"), scene="bar_code", subject="x", total_amount="9.00",
+                                    auth_code=_payer_code(sandbox, balance_minor=100))
+    assert poor["sub_code"] == "ACQ.BUYER_BALANCE_NOT_ENOUGH"
+
+
+def test_python_alipay_sdk_oauth_then_jsapi_trade_create(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    app = _app(sandbox)
+    sdk = _sdk(sandbox, app, receiver.url("jsapi"))
+    code = httpx.post(f"{sandbox.base_url}/control/oauth-codes", json={"app_id": app["app_id"]}).json()
+    token = sdk.server_api("alipay.system.oauth.token", grant_type="authorization_code", code=code["auth_code"])
+    assert token["user_id"] == code["user_id"] and token["access_token"] and token["refresh_token"]
+    with pytest.raises(Exception, match=r"isv\.code-invalid"):  # a code works once; the SDK raises on error_response
+        sdk.server_api("alipay.system.oauth.token", grant_type="authorization_code", code=code["auth_code"])
+    refreshed = sdk.server_api("alipay.system.oauth.token", grant_type="refresh_token",
+                               refresh_token=token["refresh_token"])
+    assert refreshed["user_id"] == token["user_id"]
+
+    out_trade_no = _no("js")
+    created = sdk.api_alipay_trade_create(subject="小程序", out_trade_no=out_trade_no, total_amount="6.66",
+                                          buyer_id=token["user_id"], product_code="JSAPI_PAY")
+    assert created["code"] == "10000" and created["trade_no"]
+    _control(sandbox, f"/trades/{out_trade_no}/approve")  # my.tradePay in the mini-program
+    notified = _trade_status_notification(receiver, "jsapi", sdk, out_trade_no, "TRADE_SUCCESS")
+    assert notified["buyer_id"] == token["user_id"]
+
+
+def test_python_alipay_sdk_transfers_in_certificate_mode(sandbox: SandboxProcess,
+                                                         receiver: CallbackReceiver) -> None:
+    app = _app(sandbox, cert_mode=True)
+    sdk = DCAliPay(appid=app["app_id"], app_notify_url=receiver.url("cert"),
+                   app_private_key_string=app["app_private_key_pem"], app_public_key_cert_string=app["app_cert_pem"],
+                   alipay_public_key_cert_string=app["alipay_cert_pem"],
+                   alipay_root_cert_string=app["alipay_root_cert_pem"])
+    sdk._gateway = f"{sandbox.base_url}/gateway.do"
+    httpx.put(f"{sandbox.base_url}/control/apps/{app['app_id']}/balance",
+              json={"available_minor": 100_000}).raise_for_status()
+
+    out_biz_no = _no("tr")
+    sent = sdk.api_alipay_fund_trans_uni_transfer(out_biz_no=out_biz_no, identity_type="ALIPAY_LOGON_ID",
+                                                  identity="payee@example.com", trans_amount="200.00", name="张三",
+                                                  order_title="提现")
+    assert (sent["code"], sent["status"], sent["out_biz_no"]) == ("10000", "SUCCESS", out_biz_no)
+    again = sdk.api_alipay_fund_trans_uni_transfer(out_biz_no=out_biz_no, identity_type="ALIPAY_LOGON_ID",
+                                                   identity="payee@example.com", trans_amount="200.00", name="张三",
+                                                   order_title="提现")
+    assert again["order_id"] == sent["order_id"]  # out_biz_no is the idempotency key
+    queried = sdk.server_api("alipay.fund.trans.common.query", {
+        "out_biz_no": out_biz_no, "product_code": "TRANS_ACCOUNT_NO_PWD", "biz_scene": "DIRECT_TRANSFER"})
+    assert (queried["status"], queried["trans_amount"]) == ("SUCCESS", "200.00")
+    balance = sdk.server_api("alipay.fund.account.query", {"alipay_user_id": app["seller_id"],
+                                                           "account_type": "ACCTRANS_ACCOUNT"})
+    assert balance["available_amount"] == "800.00"
+
+    too_much = sdk.api_alipay_fund_trans_uni_transfer(out_biz_no=_no("tr"), identity_type="ALIPAY_USER_ID",
+                                                      identity="2088102177846880", trans_amount="800.01")
+    assert too_much["sub_code"] == "PAYER_BALANCE_NOT_ENOUGH"
+    nameless = sdk.api_alipay_fund_trans_uni_transfer(out_biz_no=_no("tr"), identity_type="ALIPAY_LOGON_ID",
+                                                      identity="payee@example.com", trans_amount="1.00")
+    assert nameless["sub_code"] == "PAYEE_USER_INFO_ERROR"
+
+    public_key_app = _app(sandbox)
+    refused = _sdk(sandbox, public_key_app, receiver.url("cert")).server_api("alipay.fund.trans.uni.transfer", {
+        "out_biz_no": _no("tr"), "trans_amount": "1.00", "product_code": "TRANS_ACCOUNT_NO_PWD",
+        "biz_scene": "DIRECT_TRANSFER", "payee_info": {"identity": "2088102177846880",
+                                                       "identity_type": "ALIPAY_USER_ID"}})
+    assert (refused["code"], refused["sub_code"]) == ("40006", "isv.insufficient-isv-permissions")

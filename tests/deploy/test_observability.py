@@ -55,3 +55,16 @@ def test_adapter_serves_every_external_metric_the_hpas_use() -> None:
             if doc and doc["kind"] == "HorizontalPodAutoscaler":
                 wanted |= {m["external"]["metric"]["name"] for m in doc["spec"]["metrics"] if m["type"] == "External"}
     assert wanted and wanted <= served
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    runbook = (REPO_ROOT / "docs" / "operations.md").read_text()
+    sections = {line.removeprefix("### ").strip().lower() for line in runbook.splitlines() if line.startswith("### ")}
+    monitoring = (REPO_ROOT / "deploy" / "k8s" / "base" / "monitoring.yaml").read_text()
+    rules = [doc for doc in yaml.safe_load_all(monitoring) if doc and doc["kind"] == "PrometheusRule"]
+    alerts = [r for rule in rules for group in rule["spec"]["groups"] for r in group["rules"] if "alert" in r]
+    assert alerts
+    for alert in alerts:
+        name = alert["alert"].lower()
+        assert name in sections, f"{alert['alert']}: no '### {alert['alert']}' in docs/operations.md"
+        assert alert["annotations"]["runbook"] == f"docs/operations.md#{name}"

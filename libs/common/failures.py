@@ -8,6 +8,7 @@ HTTP handlers in `libs.common.web`.
 from __future__ import annotations
 
 import asyncpg
+import httpx
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, NoBrokersAvailable
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
@@ -99,10 +100,14 @@ def _is_broker_outage(exc: BaseException) -> bool:
 
 def outage_spec(exc: BaseException) -> errors.ErrorSpec | None:
     """`database_unavailable` / `broker_unavailable` when `exc` (or what it wraps) is that dependency being
-    down or unreachable; None for anything else (a bug stays a 500)."""
-    for current in _chain(exc):
+    down or unreachable, `service_unavailable` for a peer service that could not be reached (an httpx
+    transport error no flow handled); None for anything else (a bug stays a 500)."""
+    chain = _chain(exc)
+    for current in chain:
         if _is_database_outage(current):
             return errors.DATABASE_UNAVAILABLE
         if _is_broker_outage(current):
             return errors.BROKER_UNAVAILABLE
+    if any(isinstance(current, httpx.TransportError) for current in chain):
+        return errors.SERVICE_UNAVAILABLE
     return None

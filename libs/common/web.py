@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaClient
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -162,6 +163,7 @@ INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
     OSError,
     KafkaError,
+    httpx.TransportError,  # a peer service down, where no flow handled it
     UnicodeEncodeError,  # a lone surrogate reaching an .encode() past the boundary: the request's text
 )
 

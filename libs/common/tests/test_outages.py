@@ -112,6 +112,9 @@ async def test_outages_are_told_apart_from_bugs_and_bad_text() -> None:
         spec = outage_spec(exc)
         assert spec is not None and spec.code == "broker_unavailable" and spec.retryable, repr(exc)
 
+    peer = httpx.ConnectError("All connection attempts failed")
+    assert outage_spec(peer) is not None and outage_spec(peer).code == "service_unavailable"  # type: ignore[union-attr]
+
     # A bug, a query's data error or a file's OSError stays what it is (500 / 422), never "retry later".
     for exc in (
         ValueError("x"),

@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
-# One image for every Juhe process; the command picks the service (`python -m services.ledger`, `python -m
-# gateway`, `python -m deploy.migrate`). Build: `docker build -t juhe:<version> .`
+# One image for every Juhe process; the command picks it: `python -m services.ledger`, `python -m gateway`,
+# `python -m deploy.migrate`, `python -m deploy.dead_letters`. Build: `docker build -t juhe:<version> .`
 #
 # Stage 1 resolves and installs the runtime dependencies only (the lock pins the dev tools too, so the
 # runtime set is re-resolved *constrained by* requirements.lock: same versions, no pytest/ruff/mypy) into
@@ -29,7 +29,7 @@ COPY --chown=root:root libs ./libs
 COPY --chown=root:root services ./services
 COPY --chown=root:root gateway ./gateway
 COPY --chown=root:root sandboxes ./sandboxes
-COPY --chown=root:root deploy/__init__.py deploy/migrate.py ./deploy/
+COPY --chown=root:root deploy/__init__.py deploy/migrate.py deploy/dead_letters.py ./deploy/
 USER 10001:10001
 # Liveness of whichever service runs here: its port is the one JUHE_<NAME>_PORT variable it was given.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 CMD ["python", "-c", "import os, urllib.request; port = next((v for k, v in os.environ.items() if k.startswith('JUHE_') and k.endswith('_PORT')), '8000'); urllib.request.urlopen(f'http://127.0.0.1:{port}/livez', timeout=3)"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
 import pytest
 
@@ -78,3 +79,34 @@ def test_request_fingerprint_never_raises_on_a_lone_surrogate() -> None:
     assert request_fingerprint(fields) == hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     # A surrogate pair written as two code points differs from the character it would combine into.
     assert request_fingerprint({"d": "\ud83d\ude97"}) != request_fingerprint({"d": "🚗"})
+
+
+async def test_the_pinned_request_names_the_checked_address_and_keeps_host_and_sni(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """https to a name: the connection target is the address we checked; Host and TLS SNI stay the name
+    (so the certificate is verified for the name)."""
+    import httpx
+
+    from services.cashier.flows import webhook_targets
+
+    async def dns(host: str, port: int) -> list[Any]:
+        return [ipaddress.ip_address("2606:4700::1111")]
+
+    seen: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(204)
+
+    monkeypatch.setattr(webhook_targets, "resolve_host", dns)
+    transport = webhook_targets.PinnedTransport(allow_http=False, allow_loopback=False)
+    # The inner transport only stands for the socket: what matters is the request it is handed.
+    monkeypatch.setattr(transport, "_inner", httpx.MockTransport(answer))
+    async with httpx.AsyncClient(transport=transport) as client:
+        response = await client.post("https://hooks.shop.example:8443/juhe", content=b"{}")
+    assert response.status_code == 204
+    sent = seen[0]
+    assert sent.url.host == "2606:4700::1111" and sent.url.port == 8443
+    assert sent.headers["host"] == "hooks.shop.example:8443"
+    assert sent.extensions["sni_hostname"] == "hooks.shop.example"

@@ -122,6 +122,45 @@ class RefundResult:
     succeeded_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentCodeRequest:
+    """付款码: charge the code the payer shows (scanned at a gate, canteen or counter) right now.
+
+    The answer is synchronous: SUCCEEDED, or PENDING while the payer must confirm (WeChat
+    `USERPAYING`, Alipay 10003: a password step); then poll `query` with backoff and, at the deadline,
+    `reverse` (WeChat) / `cancel` (Alipay), which also returns the money if the payer confirmed late.
+    """
+
+    out_trade_no: str
+    amount_minor: int
+    currency: str
+    description: str
+    auth_code: str
+    notify_url: str | None = None  # Alipay notifies a barcode payment; WeChat codepay has no callback
+    device_id: str | None = None
+    store_id: str | None = None
+    attach: str | None = None
+
+
+# Which channel issued a payer-presented code, from its digits (what the payer's app shows):
+# WeChat 18 digits starting 10..15, Alipay 16..24 digits starting 25..30, UnionPay 19 digits starting 62.
+_CODE_RULES: tuple[tuple[str, frozenset[str], range], ...] = (
+    ("wechatpay", frozenset({"10", "11", "12", "13", "14", "15"}), range(18, 19)),
+    ("alipay", frozenset({"25", "26", "27", "28", "29", "30"}), range(16, 25)),
+    ("unionpay", frozenset({"62"}), range(19, 20)),
+)
+
+
+def payment_code_channel(auth_code: str) -> str | None:
+    """The channel of a 付款码 by prefix and length, or None when no channel issues such a code."""
+    if not auth_code.isascii() or not auth_code.isdigit():
+        return None
+    for channel, prefixes, lengths in _CODE_RULES:
+        if auth_code[:2] in prefixes and len(auth_code) in lengths:
+            return channel
+    return None
+
+
 class NotificationKind(enum.StrEnum):
     PAYMENT = "payment"
     REFUND = "refund"

@@ -53,6 +53,7 @@ from services.cashier.connectors.base import (
     ChannelUnavailable,
     InvalidSignature,
     Notification,
+    PaymentCodeRequest,
     PrepayRequest,
     PrepayResult,
     RefundRequest,
@@ -80,6 +81,9 @@ METHOD_CLOSE = "alipay.trade.close"
 METHOD_REFUND = "alipay.trade.refund"
 METHOD_REFUND_QUERY = "alipay.trade.fastpay.refund.query"
 METHOD_BILL_URL = "alipay.data.dataservice.bill.downloadurl.query"
+METHOD_BARCODE_PAY = "alipay.trade.pay"
+METHOD_CANCEL = "alipay.trade.cancel"
+CODE_PAYING = "10003"  # trade.pay: order created, the payer must confirm (password step)
 
 _PRODUCT_CODES = {
     Scene.NATIVE_QR: "FACE_TO_FACE_PAYMENT",
@@ -296,6 +300,41 @@ class AlipayConnector:
             paid_at=paid_at,
             detail=trade_status or None,
         )
+
+    async def pay_with_code(self, request: PaymentCodeRequest) -> TradeQueryResult:
+        """alipay.trade.pay (scene bar_code): 10000 paid → SUCCEEDED; 10003 → PENDING (password step)."""
+        biz: dict[str, Any] = {
+            "out_trade_no": request.out_trade_no,
+            "scene": "bar_code",
+            "auth_code": request.auth_code,
+            "subject": request.description[:SUBJECT_MAX_CHARS],
+            "total_amount": self._yuan(request.amount_minor, request.currency),
+        }
+        if request.store_id:
+            biz["store_id"] = request.store_id
+        if request.device_id:
+            biz["terminal_id"] = request.device_id
+        if request.attach:
+            biz["body"] = request.attach
+        node = await self._call(METHOD_BARCODE_PAY, biz, notify_url=request.notify_url)
+        code = str(node.get("code", ""))
+        if code == CODE_PAYING:
+            return TradeQueryResult(status=TradeStatus.PENDING, out_trade_no=request.out_trade_no,
+                                    channel_trade_no=str(node["trade_no"]) if node.get("trade_no") else None,
+                                    detail="WAIT_BUYER_PAY (10003)")
+        self._raise_for_code(METHOD_BARCODE_PAY, node)
+        paid_at = parse_beijing(str(node.get("gmt_payment") or ""))
+        return TradeQueryResult(
+            status=TradeStatus.SUCCEEDED, out_trade_no=str(node.get("out_trade_no") or request.out_trade_no),
+            channel_trade_no=str(node["trade_no"]) if node.get("trade_no") else None,
+            amount_minor=response_yuan_to_fen(node.get("total_amount")), paid_at=paid_at, detail="TRADE_SUCCESS")
+
+    async def cancel(self, out_trade_no: str) -> str:
+        """alipay.trade.cancel: closes an unpaid trade, refunds a paid one; returns Alipay's `action`
+        (`close` | `refund`). Used at a 付款码 deadline and by the precreate poll-then-cancel flow."""
+        node = await self._call(METHOD_CANCEL, {"out_trade_no": out_trade_no})
+        self._raise_for_code(METHOD_CANCEL, node)
+        return str(node.get("action") or "")
 
     async def close(self, out_trade_no: str) -> None:
         """Close an unpaid trade.

@@ -23,6 +23,7 @@ from services.cashier.connectors.base import (
     ChannelUnavailable,
     InvalidSignature,
     Notification,
+    PaymentCodeRequest,
     PrepayRequest,
     PrepayResult,
     RefundRequest,
@@ -261,6 +262,44 @@ class WechatPayConnector:
             if self.config.partner else {"mchid": self.config.mchid})
         await self._request("POST", f"{self._transactions_prefix()}/out-trade-no/"
                                     f"{quote(out_trade_no, safe='')}/close", body)
+
+    # ------------------------------------------------------------------ 付款码 (payer-presented code)
+    async def pay_with_code(self, request: PaymentCodeRequest) -> TradeQueryResult:
+        """POST .../codepay: 200 with the transaction, or 202 USERPAYING (password step) → PENDING."""
+        body: dict[str, Any] = {
+            **self._merchant_fields(),
+            "description": request.description[:DESCRIPTION_LENGTH_MAX],
+            "out_trade_no": request.out_trade_no,
+            "amount": {"total": request.amount_minor, "currency": request.currency},
+            "payer": {"auth_code": request.auth_code},
+        }
+        if request.attach:
+            body["attach"] = request.attach
+        scene: dict[str, Any] = {}
+        if request.device_id:
+            scene["device_id"] = request.device_id
+        if request.store_id:
+            scene["store_info"] = {"out_id": request.store_id}
+        if scene:
+            body["scene_info"] = scene
+        response = await self._request("POST", f"{self._transactions_prefix()}/codepay", body)
+        data = self._json(response)
+        if response.status_code == 202 or data.get("code") == "USERPAYING":
+            return TradeQueryResult(status=TradeStatus.PENDING, out_trade_no=request.out_trade_no,
+                                    detail="USERPAYING")
+        return trade_result(data)
+
+    async def reverse(self, out_trade_no: str) -> None:
+        """撤销 a 付款码 order at its deadline: it ends REVOKED, and a late payment goes back to the payer."""
+        if self.config.partner:
+            body: dict[str, Any] = {"sp_appid": self.config.sp_appid, "sp_mchid": self.config.sp_mchid,
+                                    "sub_mchid": self.config.sub_mchid}
+            if self.config.sub_appid:
+                body["sub_appid"] = self.config.sub_appid
+        else:
+            body = {"appid": self.config.appid, "mchid": self.config.mchid}
+        await self._request("POST", f"{self._transactions_prefix()}/out-trade-no/"
+                                    f"{quote(out_trade_no, safe='')}/reverse", body)
 
     # ------------------------------------------------------------------ refunds
     async def refund(self, request: RefundRequest) -> RefundResult:

@@ -32,11 +32,13 @@ from services.cashier.connectors.base import (
     InvalidSignature,
     Notification,
     NotificationKind,
+    PaymentCodeRequest,
     PrepayRequest,
     RefundRequest,
     RefundStatus,
     Scene,
     TradeStatus,
+    payment_code_channel,
 )
 
 BEIJING = timezone(timedelta(hours=8))
@@ -681,3 +683,40 @@ async def test_certificate_mode_sends_the_certificate_sns_and_checks_alipay_cert
 
     with pytest.raises(ValueError, match="certificate mode needs"):
         _config(alipay_sandbox, app, app_cert_pem=app["app_cert_pem"])
+
+
+async def test_payment_code_paid_at_once_password_step_and_cancel(
+    alipay_connector: AlipayConnector, alipay_control: httpx.AsyncClient
+) -> None:
+    """付款码 (alipay.trade.pay): SUCCEEDED at once; PENDING (10003) until the payer confirms; an
+    unconfirmed one cancelled at the deadline ends CLOSED with nothing charged."""
+    async def code(**extra: Any) -> str:
+        response = await alipay_control.post("/control/payer-codes", json=extra)
+        assert response.status_code == 200, response.text
+        value: str = response.json()["auth_code"]
+        return value
+
+    def charge(out_trade_no: str, auth_code: str) -> PaymentCodeRequest:
+        return PaymentCodeRequest(out_trade_no=out_trade_no, amount_minor=880, currency="CNY", description="停车场",
+                                  auth_code=auth_code, store_id="gate-3")
+
+    first = await code()
+    assert payment_code_channel(first) == "alipay"
+    paid = await alipay_connector.pay_with_code(charge(_order_no("bar"), first))
+    assert (paid.status, paid.amount_minor) == (TradeStatus.SUCCEEDED, 880) and paid.channel_trade_no
+
+    waiting_no = _order_no("bar")
+    waiting = await alipay_connector.pay_with_code(charge(waiting_no, await code(password_required=True)))
+    assert waiting.status is TradeStatus.PENDING and waiting.channel_trade_no
+    assert (await alipay_connector.query(waiting_no)).status is TradeStatus.PENDING
+    assert (await alipay_control.post(f"/control/trades/{waiting_no}/approve")).status_code == 200
+    assert (await alipay_connector.query(waiting_no)).status is TradeStatus.SUCCEEDED
+
+    abandoned = _order_no("bar")
+    await alipay_connector.pay_with_code(charge(abandoned, await code(password_required=True)))
+    assert await alipay_connector.cancel(abandoned) == "close"
+    assert (await alipay_connector.query(abandoned)).status is TradeStatus.CLOSED
+
+    with pytest.raises(ChannelError) as refused:
+        await alipay_connector.pay_with_code(charge(_order_no("bar"), first))
+    assert refused.value.code == "ACQ.PAYMENT_AUTH_CODE_INVALID"

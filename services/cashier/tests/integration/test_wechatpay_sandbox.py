@@ -30,11 +30,13 @@ from services.cashier.connectors.base import (
     ChannelUnavailable,
     InvalidSignature,
     NotificationKind,
+    PaymentCodeRequest,
     PrepayRequest,
     RefundRequest,
     RefundStatus,
     Scene,
     TradeStatus,
+    payment_code_channel,
 )
 from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector, signing
 
@@ -636,3 +638,44 @@ async def test_platform_certificate_mode_downloads_and_follows_a_rotation(
 
     with pytest.raises(ValueError, match="go together"):  # a public key id without its key is a mistake
         wechatpay_config(wechatpay_sandbox, merchant, mchid="1900000333", appid="wx", platform_public_key_pem=None)
+
+
+async def _wechat_payer_code(sandbox: SandboxProcess, **extra: Any) -> str:
+    response = await _http("POST", f"{sandbox.base_url}/control/payer-codes", json=extra)
+    assert response.status_code == 200, response.text
+    code: str = response.json()["auth_code"]
+    return code
+
+
+async def test_payment_code_paid_at_once_password_step_and_reverse(
+    wechatpay_sandbox: SandboxProcess, wechatpay_connector: WechatPayConnector,
+) -> None:
+    """付款码 through the connector: SUCCEEDED at once; PENDING (USERPAYING) until the payer confirms;
+    an unconfirmed one reversed at the deadline ends CLOSED (REVOKED), nothing charged."""
+    def charge(out_trade_no: str, code: str) -> PaymentCodeRequest:
+        return PaymentCodeRequest(out_trade_no=out_trade_no, amount_minor=1500, currency="CNY", description="食堂",
+                                  auth_code=code, device_id="POS-7", store_id="canteen-1")
+
+    code = await _wechat_payer_code(wechatpay_sandbox)
+    assert payment_code_channel(code) == "wechatpay"
+    paid = await wechatpay_connector.pay_with_code(charge(_no("P"), code))
+    assert (paid.status, paid.amount_minor) == (TradeStatus.SUCCEEDED, 1500) and paid.channel_trade_no
+
+    waiting_no = _no("P")
+    waiting = await wechatpay_connector.pay_with_code(
+        charge(waiting_no, await _wechat_payer_code(wechatpay_sandbox, password_required=True)))
+    assert (waiting.status, waiting.detail) == (TradeStatus.PENDING, "USERPAYING")
+    assert (await wechatpay_connector.query(waiting_no)).status is TradeStatus.PENDING
+    await _control(wechatpay_sandbox, f"/orders/{waiting_no}/approve")
+    assert (await wechatpay_connector.query(waiting_no)).status is TradeStatus.SUCCEEDED
+
+    abandoned = _no("P")
+    await wechatpay_connector.pay_with_code(
+        charge(abandoned, await _wechat_payer_code(wechatpay_sandbox, password_required=True)))
+    await wechatpay_connector.reverse(abandoned)
+    reversed_trade = await wechatpay_connector.query(abandoned)
+    assert (reversed_trade.status, reversed_trade.channel_trade_no) == (TradeStatus.CLOSED, None)
+
+    with pytest.raises(ChannelError) as refused:  # a code pays once
+        await wechatpay_connector.pay_with_code(charge(_no("P"), code))
+    assert refused.value.code == "AUTH_CODE_INVALID"

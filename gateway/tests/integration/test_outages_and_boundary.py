@@ -107,10 +107,12 @@ async def _wait_for_row(stack: Stack, key: str) -> asyncpg.Record:
 
 
 async def test_a_running_request_keeps_its_key_and_an_abandoned_one_is_taken_over(make_stack: StackFactory) -> None:
-    lease = 3.0  # the upstream answers after 5 s: longer than a lease, so only renewals keep the key
-    stack: Stack = await make_stack(idempotency_lock_seconds=lease)
+    # The upstream answers after two leases and more, so only renewals (every third of a lease) keep the key;
+    # a renewal may come late by two thirds of a lease on a loaded machine before anything changes.
+    lease = 4.0
+    stack: Stack = await make_stack(idempotency_lock_seconds=lease, upstream_timeout_seconds=60)
     merchant = stack.merchant()
-    slow = {**PAYMENT, "delay_seconds": 5}
+    slow = {**PAYMENT, "delay_seconds": 9}
 
     first = asyncio.create_task(merchant.request_raw("POST", "/v1/payments", json=slow, idempotency_key="slow-1"))
     row = await _wait_for_row(stack, "slow-1")

@@ -24,7 +24,7 @@ from libs.common.web import create_service_app
 class PaymentCreateRequest(BaseModel):
     amount_minor: int = Field(ge=1, le=2**63 - 1)
     currency: str = Field(min_length=3, max_length=3)
-    delay_seconds: float = Field(default=0, ge=0, le=5)
+    delay_seconds: float = Field(default=0, ge=0, le=15)
     # Answer 503 database_unavailable after the delay, as a service whose database went down meanwhile.
     fail_after_delay: bool = False
 

@@ -160,26 +160,20 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
                                  wx_response=wx_response)
 
     # ------------------------------------------------------------------ WeChat Pay v3: orders
-    @app.post("/v3/pay/transactions/codepay")
-    async def codepay_direct(request: Request) -> Response:
-        merchant, body = await authenticated(request)
-        return wx_response(*sandbox.codepay(merchant, json_body(request, body), partner=False))
+    def is_partner(request: Request) -> bool:
+        return request.url.path.startswith("/v3/pay/partner/")
 
+    @app.post("/v3/pay/transactions/codepay")
     @app.post("/v3/pay/partner/transactions/codepay")
-    async def codepay_partner(request: Request) -> Response:
+    async def codepay(request: Request) -> Response:
         merchant, body = await authenticated(request)
-        return wx_response(*sandbox.codepay(merchant, json_body(request, body), partner=True))
+        return wx_response(*sandbox.codepay(merchant, json_body(request, body), partner=is_partner(request)))
 
     @app.post("/v3/pay/transactions/out-trade-no/{out_trade_no}/reverse")
-    async def reverse_direct(out_trade_no: str, request: Request) -> Response:
-        merchant, body = await authenticated(request)
-        sandbox.reverse_order(merchant, out_trade_no, json_body(request, body), partner=False)
-        return wx_response(204)
-
     @app.post("/v3/pay/partner/transactions/out-trade-no/{out_trade_no}/reverse")
-    async def reverse_partner(out_trade_no: str, request: Request) -> Response:
+    async def reverse(out_trade_no: str, request: Request) -> Response:
         merchant, body = await authenticated(request)
-        sandbox.reverse_order(merchant, out_trade_no, json_body(request, body), partner=True)
+        sandbox.reverse_order(merchant, out_trade_no, json_body(request, body), partner=is_partner(request))
         return wx_response(204)
 
     @app.post("/v3/pay/transactions/{kind}")

@@ -52,6 +52,15 @@ def _text(body: dict[str, Any], name: str, max_length: int = 256) -> str:
     return value
 
 
+def _same_request(sandbox: Sandbox, collection: str, key: str, body: dict[str, Any], name: str) -> Document | None:
+    """The document an earlier identical request made (a retry answers it again); the same number with
+    another request is INVALID_REQUEST."""
+    existing = sandbox.store.get(collection, key)
+    if existing is not None and existing["request"] != body:
+        raise WxError(400, "INVALID_REQUEST", f"{name} already used with different parameters")
+    return existing
+
+
 def _scope(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> str:
     """Direct merchant: its mchid; service provider: `sp/sub` (the sub-merchant must be bound)."""
     sub = body.get("sub_mchid")
@@ -96,10 +105,8 @@ def create_order(sandbox: Sandbox, merchant: Document, body: dict[str, Any], *, 
     receivers = body.get("receivers")
     if not isinstance(receivers, list) or not 1 <= len(receivers) <= RECEIVERS_PER_ORDER_MAX:
         raise WxError(400, "PARAM_ERROR", f"receivers: 1..{RECEIVERS_PER_ORDER_MAX} entries")
-    existing = sandbox.store.get("ps_orders", f"{scope}:{out_order_no}")
+    existing = _same_request(sandbox, "ps_orders", f"{scope}:{out_order_no}", body, "out_order_no")
     if existing is not None:
-        if existing["request"] != body:
-            raise WxError(400, "INVALID_REQUEST", "out_order_no already used with different parameters")
         return order_view(existing)
     order = sandbox.find_order(scope, transaction_id=transaction_id)
     if not order.get("profit_sharing"):
@@ -183,10 +190,8 @@ def unfreeze(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> dict
     scope = _scope(sandbox, merchant, body)
     transaction_id, out_order_no = _text(body, "transaction_id", 32), _text(body, "out_order_no", 64)
     description = _text(body, "description", 80)
-    existing = sandbox.store.get("ps_orders", f"{scope}:{out_order_no}")
+    existing = _same_request(sandbox, "ps_orders", f"{scope}:{out_order_no}", body, "out_order_no")
     if existing is not None:
-        if existing["request"] != body:
-            raise WxError(400, "INVALID_REQUEST", "out_order_no already used with different parameters")
         return order_view(existing)
     order = sandbox.find_order(scope, transaction_id=transaction_id)
     if not order.get("profit_sharing") or order["trade_state"] not in ("SUCCESS", "REFUND"):
@@ -226,10 +231,8 @@ def create_return(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) ->
     if bool(body.get("order_id")) == bool(body.get("out_order_no")):
         raise WxError(400, "PARAM_ERROR", "give exactly one of order_id and out_order_no")
     key = f"{scope}:{out_return_no}"
-    existing = sandbox.store.get("ps_returns", key)
+    existing = _same_request(sandbox, "ps_returns", key, body, "out_return_no")
     if existing is not None:
-        if existing["request"] != body:
-            raise WxError(400, "INVALID_REQUEST", "out_return_no already used with different parameters")
         return return_view(existing)
     orders = [o for o in sandbox.store.list("ps_orders") if o["key"].startswith(scope + ":")
               and (o["order_id"] == body.get("order_id") or o["out_order_no"] == body.get("out_order_no"))]

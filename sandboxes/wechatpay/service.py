@@ -744,47 +744,27 @@ class Sandbox:
 
     # ------------------------------------------------------------------ bills
     def request_bill(self, merchant: Document, query: dict[str, str], base_url: str) -> dict[str, Any]:
-        unknown = sorted(set(query) - {"bill_date", "bill_type", "tar_type", "sub_mchid"})
-        if unknown:
-            raise WxError(400, "PARAM_ERROR", f"unknown query parameters: {', '.join(unknown)}")
-        try:
-            bill_date = date.fromisoformat(query.get("bill_date", ""))
-        except ValueError as exc:
-            raise WxError(400, "PARAM_ERROR", "bill_date must be YYYY-MM-DD") from exc
+        bill_date, gzipped = self._bill_query(query, {"bill_type", "sub_mchid"})
         bill_type = query.get("bill_type", "ALL")
         if bill_type not in bills.HEADERS:
             raise WxError(400, "PARAM_ERROR", "bill_type must be ALL, SUCCESS or REFUND")
-        tar_type = query.get("tar_type")
-        if tar_type not in (None, "GZIP"):
-            raise WxError(400, "PARAM_ERROR", "tar_type must be GZIP")
-        today = now_cst().date()
-        if bill_date > today:
-            raise WxError(400, "INVALID_REQUEST", "bill_date is in the future")
-        if bill_date == today and not self.settings.bill_same_day:
-            raise WxError(400, "STATEMENT_CREATING", "the bill for this day is not ready yet")
         sub_mchid = query.get("sub_mchid")
         if sub_mchid:
             self._scope(merchant, partner=True, sub_mchid=sub_mchid)
         rows = self.bill_rows(merchant["mchid"], sub_mchid, bill_date, bill_type)
         if not rows:
             raise WxError(400, "NO_STATEMENT_EXIST", "no bill for this day")
-        return self._issue_bill_file(merchant, bills.render(bill_type, rows).encode("utf-8"), tar_type == "GZIP",
-                                     base_url)
+        return self._issue_bill_file(merchant, bills.render(bill_type, rows).encode("utf-8"), gzipped, base_url)
 
-    def request_fundflow_bill(self, merchant: Document, query: dict[str, str], base_url: str) -> dict[str, Any]:
-        """`GET /v3/bill/fundflowbill`: the merchant's account movements of one day. BASIC holds payments
-        (in), refunds (out) and, as WeChat deducts them per payment, fees (out); FEES holds the fees
-        again as the fee account sees them; OPERATION is empty in the sandbox (NO_STATEMENT_EXIST)."""
-        unknown = sorted(set(query) - {"bill_date", "account_type", "tar_type"})
+    def _bill_query(self, query: dict[str, str], extra: set[str]) -> tuple[date, bool]:
+        """What both bill requests check: known parameters, bill_date (not future, ready), tar_type."""
+        unknown = sorted(set(query) - {"bill_date", "tar_type"} - extra)
         if unknown:
             raise WxError(400, "PARAM_ERROR", f"unknown query parameters: {', '.join(unknown)}")
         try:
             bill_date = date.fromisoformat(query.get("bill_date", ""))
         except ValueError as exc:
             raise WxError(400, "PARAM_ERROR", "bill_date must be YYYY-MM-DD") from exc
-        account_type = query.get("account_type", "BASIC")
-        if account_type not in bills.ACCOUNT_TYPES:
-            raise WxError(400, "PARAM_ERROR", "account_type must be BASIC, OPERATION or FEES")
         if query.get("tar_type") not in (None, "GZIP"):
             raise WxError(400, "PARAM_ERROR", "tar_type must be GZIP")
         today = now_cst().date()
@@ -792,11 +772,20 @@ class Sandbox:
             raise WxError(400, "INVALID_REQUEST", "bill_date is in the future")
         if bill_date == today and not self.settings.bill_same_day:
             raise WxError(400, "STATEMENT_CREATING", "the bill for this day is not ready yet")
+        return bill_date, query.get("tar_type") == "GZIP"
+
+    def request_fundflow_bill(self, merchant: Document, query: dict[str, str], base_url: str) -> dict[str, Any]:
+        """`GET /v3/bill/fundflowbill`: the merchant's account movements of one day. BASIC holds payments
+        (in), refunds (out) and, as WeChat deducts them per payment, fees (out); FEES holds the fees
+        again as the fee account sees them; OPERATION is empty in the sandbox (NO_STATEMENT_EXIST)."""
+        bill_date, gzipped = self._bill_query(query, {"account_type"})
+        account_type = query.get("account_type", "BASIC")
+        if account_type not in bills.ACCOUNT_TYPES:
+            raise WxError(400, "PARAM_ERROR", "account_type must be BASIC, OPERATION or FEES")
         movements = self.fund_movements(merchant["mchid"], bill_date, account_type)
         if not movements:
             raise WxError(400, "NO_STATEMENT_EXIST", "no bill for this day")
-        return self._issue_bill_file(merchant, bills.render_fundflow(movements).encode("utf-8"),
-                                     query.get("tar_type") == "GZIP", base_url)
+        return self._issue_bill_file(merchant, bills.render_fundflow(movements).encode("utf-8"), gzipped, base_url)
 
     def fund_movements(self, mchid: str, bill_date: date,
                        account_type: str) -> list[tuple[str, str, str, str, str, int, str]]:

@@ -32,6 +32,10 @@ ACCOUNT_CODES = {
     "channel_clearing": "1101",
 }
 NO_OVERDRAFT_KINDS = frozenset({"merchant_settled", "merchant_payable"})
+# Accounts the ledger's own consumer of cashier events opens by a chart key (services/ledger/events/postings.py,
+# `chart:<kind>:<holder>:<currency>`, no flags, empty metadata): settlement opens them with that same key and
+# body, so whichever service comes first, a holder has one merchant_pending (before: a race gave two).
+CHART_KINDS = frozenset({"merchant_pending", "platform_fee_income"})
 
 
 class LedgerRefused(Exception):
@@ -85,14 +89,16 @@ class LedgerClient:
         async for account in self.accounts_of(holder_id):
             if account["kind"] == kind and account["currency"] == currency:
                 return str(account["id"])
-        flags = {"debits_must_not_exceed_credits": kind in NO_OVERDRAFT_KINDS,
-                 "credits_must_not_exceed_debits": kind == "escrow_bank"}  # fmt: skip
+        body: dict[str, Any] = {"holder_id": holder_id, "currency": currency, "kind": kind, "code": ACCOUNT_CODES[kind]}
+        if kind in CHART_KINDS:  # the very key and body of the ledger's consumer: both open ONE account
+            body.update(metadata={}, idempotency_key=f"chart:{kind}:{holder_id}:{currency}")
+        else:
+            body.update(flags={"debits_must_not_exceed_credits": kind in NO_OVERDRAFT_KINDS,
+                               "credits_must_not_exceed_debits": kind == "escrow_bank"},
+                        idempotency_key=f"account:{holder_id}:{kind}:{currency}")  # fmt: skip
         opened = await self._call(
-            "POST", "/v1/accounts",
-            json={"holder_id": holder_id, "currency": currency, "kind": kind, "code": ACCOUNT_CODES[kind],
-                  "flags": flags, "idempotency_key": f"account:{holder_id}:{kind}:{currency}"},
-            headers={"Idempotency-Key": f"account:{holder_id}:{kind}:{currency}"},
-        )  # fmt: skip
+            "POST", "/v1/accounts", json=body, headers={"Idempotency-Key": body["idempotency_key"]}
+        )
         return str(opened["id"])
 
     async def accounts_of(self, holder_id: str) -> AsyncIterator[dict[str, Any]]:

@@ -11,6 +11,7 @@ splits (contract A) with channel profit sharing (contract B), and escrow splits 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import re
 import subprocess
@@ -32,6 +33,7 @@ from services.settlement.app import create_app
 from services.settlement.config import Settings
 from services.settlement.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC, PAYMENT_EVENTS
 from services.settlement.events.consumers import on_payment_event, on_refund_event
+from services.settlement.flows.consistency import consistency_loop
 from services.settlement.flows.splits import post_due_splits
 from services.settlement.store.tables import (
     payment_records,
@@ -232,6 +234,12 @@ async def run_all_orders(
     return done
 
 
+def ledger_keys(done: list[tuple[str, str]]) -> set[str]:
+    """The ledger's idempotency keys of the cashier events delivered for these payments (§3.1, §3.3)."""
+    keys = {f"{p}:succeeded" for _, p in done}
+    return keys | {f"re_{p.removeprefix('pay_')}_{i}:succeeded" for _, p in done for i in (1, 2)}
+
+
 async def settle_and_compare(env: Env, done: list[tuple[str, str]], *, confirm: bool = False) -> dict[str, Any]:
     """Post every split (confirm escrow ones), wait for the ledger, then: one final state for every order,
     and the cross-service check ok."""
@@ -245,9 +253,7 @@ async def settle_and_compare(env: Env, done: list[tuple[str, str]], *, confirm: 
     first = states[0]
     for (m, _), state, order in zip(done, states, ORDERS[: len(done)], strict=True):
         assert state == first, (order, m, state, first)
-    keys = {f"{p}:succeeded" for _, p in done}
-    keys |= {f"re_{p.removeprefix('pay_')}_{i}:succeeded" for _, p in done for i in (1, 2)}
-    await env.ledger_has(keys)
+    await env.ledger_has(ledger_keys(done))
     result = await env.check()
     assert result["ok"] is True and result["mismatches"] == [] and result["unconfirmed"] == [], result
     assert result["holders_checked"] >= len(done)
@@ -301,10 +307,9 @@ async def test_the_check_reports_a_real_mismatch(env: Env) -> None:
     merchant_id = done[0][0]
     async with httpx.AsyncClient(base_url=env.ledger_url, timeout=30) as ledger:
         accounts = (await ledger.get("/v1/accounts", params={"holder_id": merchant_id})).json()["accounts"]
-        # (settlement's split poster and the ledger's consumer may each have opened one: the check sums them)
-        pendings = [a for a in accounts if a["kind"] == "merchant_pending"]
-        pending = pendings[0]
-        before = sum(int(a["balances"]["posted_balance_minor"]) for a in pendings)
+        # one merchant_pending, whichever of settlement's split poster and the ledger's consumer opened it
+        [pending] = [a for a in accounts if a["kind"] == "merchant_pending"]
+        before = int(pending["balances"]["posted_balance_minor"])
         platform = (await ledger.get("/v1/accounts", params={"holder_id": "platform"})).json()["accounts"]
         income = next(a for a in platform if a["kind"] == "platform_fee_income")
         # behind settlement's back: 7 fen taken off the merchant's pending funds in the ledger
@@ -325,3 +330,22 @@ async def test_the_check_reports_a_real_mismatch(env: Env) -> None:
     assert (await env.check())["mismatches"][0]["difference_minor"] == 7
     forbidden = await env.client.get("/v1/settlement/consistency", headers={"X-Juhe-Merchant-Id": merchant_id})
     assert forbidden.status_code == 403
+
+
+async def test_the_worker_loop_runs_the_check(env: Env) -> None:
+    """The worker's background task runs the check on its own (first round at start) and stores it."""
+    assert (await env.client.get("/v1/settlement/consistency")).json()["ok"] is None  # never run yet
+    done = await run_all_orders(env, "realtime", orders=ORDERS[:2])
+    await env.post_splits()
+    await env.ledger_has(ledger_keys(done))
+    task = asyncio.create_task(consistency_loop(env.runtime))
+    try:
+        deadline = asyncio.get_running_loop().time() + WAIT_SECONDS_MAX
+        while (latest := (await env.client.get("/v1/settlement/consistency")).json())["ok"] is None:
+            assert asyncio.get_running_loop().time() < deadline, "the loop never stored a check"
+            await asyncio.sleep(0.05)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert latest["ok"] is True and latest["holders_checked"] >= 2 and latest["checked_at"]

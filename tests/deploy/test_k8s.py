@@ -11,7 +11,6 @@ import re
 import subprocess
 from collections.abc import Callable, Iterator
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -480,8 +479,8 @@ def test_prod_has_no_sandbox(prod: list[Doc]) -> None:
 
 def test_monitoring_uses_only_metrics_the_code_exports(prod: list[Doc]) -> None:
     exported = set()
-    for path in Path(REPO_ROOT).glob("**/*.py"):
-        if ".venv" in path.parts or "tests" in path.parts:
+    for path in [p for top in ("libs", "services", "gateway") for p in (REPO_ROOT / top).rglob("*.py")]:
+        if "tests" in path.parts:
             continue
         exported |= set(re.findall(r'(?:Counter|Gauge|Histogram|Summary)\(\s*"(juhe_[a-z_]+)"', path.read_text()))
     assert "juhe_outbox_unpublished" in exported

@@ -496,6 +496,8 @@ async def _redrive(cashier: Cashier, attempt: Any) -> None:
             await cas_attempt(tx.conn, attempt.id, old=AttemptStatus.CREATED, new=AttemptStatus.CLOSED,
                               finished_at=cashier.clock(), next_poll_at=None)
         return
+    if payment.expire_at <= cashier.clock():
+        return  # past its expiry nobody can pay it: the expiry loop closes it (and this attempt with it)
     log.info("re-driving a created attempt", payment_id=payment.id, attempt_id=attempt.id, channel=attempt.channel)
     await _drive(cashier, payment, attempt)
 
@@ -526,7 +528,8 @@ async def _redrive_now(cashier: Cashier, payment_id: str) -> None:
     while True:
         async with cashier.uow.begin() as tx:
             payment = await get_payment_unscoped(tx.conn, payment_id)
-            if payment is None or payment.status != PaymentStatus.CREATED or not payment.current_attempt_id:
+            if (payment is None or payment.status != PaymentStatus.CREATED or not payment.current_attempt_id
+                    or payment.expire_at <= cashier.clock()):
                 return
             claimed = await claim_attempt_to_redrive(tx.conn, payment.current_attempt_id, **_lease_bounds(cashier))
             live = claimed or await get_attempt(tx.conn, payment.current_attempt_id)

@@ -25,6 +25,7 @@ from sandboxes.common.store import Document
 from sandboxes.wechatpay.profitsharing import install_routes as install_profitsharing_routes
 from sandboxes.wechatpay.service import ControlError, Sandbox, WxError
 from sandboxes.wechatpay.settings import SandboxSettings
+from sandboxes.wechatpay.transfers import install_routes as install_transfer_routes
 
 
 class SubMerchant(BaseModel):
@@ -158,6 +159,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
 
     install_profitsharing_routes(app, sandbox, authenticated=authenticated, json_body=json_body,
                                  wx_response=wx_response)
+    install_transfer_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
 
     # ------------------------------------------------------------------ WeChat Pay v3: orders
     def is_partner(request: Request) -> bool:

@@ -18,6 +18,7 @@ import re
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
@@ -144,6 +145,7 @@ class Sandbox:
             is_acknowledged=lambda response: response.status_code in (200, 204),
         )
         self._timers: set[asyncio.TimerHandle] = set()
+        self._startup_hooks: list[Callable[[], None]] = []
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -151,6 +153,12 @@ class Sandbox:
         for refund in self.store.list("refunds"):
             if refund["status"] == "PROCESSING" and refund.get("auto_due_unix") is not None:
                 self._schedule_refund_success(refund["key"], refund["auto_due_unix"] - time.time())
+        for hook in self._startup_hooks:
+            hook()
+
+    def on_start(self, hook: Callable[[], None]) -> None:
+        """Run `hook` when the sandbox starts (inside the event loop): re-arm timers kept in the store."""
+        self._startup_hooks.append(hook)
 
     async def stop(self) -> None:
         for timer in self._timers:
@@ -667,12 +675,16 @@ class Sandbox:
         return self.refund_view(refund)
 
     def _schedule_refund_success(self, key: str, delay_seconds: float) -> None:
+        self.schedule(delay_seconds, lambda: self.finish_refund(key, "SUCCESS"))
+
+    def schedule(self, delay_seconds: float, action: Callable[[], object]) -> None:
+        """Run `action` later in the loop; a ControlError (already finished by hand) is ignored."""
         loop = asyncio.get_running_loop()
 
         def fire() -> None:
             self._timers.discard(handle)
-            with contextlib.suppress(ControlError):  # already finished through the control API
-                self.finish_refund(key, "SUCCESS")
+            with contextlib.suppress(ControlError):
+                action()
 
         handle = loop.call_later(max(0.0, delay_seconds), fire)
         self._timers.add(handle)

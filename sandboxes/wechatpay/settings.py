@@ -30,6 +30,9 @@ class SandboxSettings:
     # (then today answers 400 STATEMENT_CREATING).
     bill_same_day: bool = True
     clock_skew_seconds_max: int = 300
+    # 商家转账: a bill waits this long for the user to confirm in WeChat, then ends CANCELLED [L on the
+    # exact end state]. JUHE_SANDBOX_WECHATPAY_TRANSFER_CONFIRM_SECONDS.
+    transfer_confirm_seconds: float = 86400.0
     seed: int = 0
 
     @classmethod
@@ -44,4 +47,5 @@ class SandboxSettings:
             fee_rate_bps=env_int("JUHE_SANDBOX_WECHATPAY_FEE_RATE_BPS", 60),
             bill_same_day=os.environ.get("JUHE_SANDBOX_WECHATPAY_BILL_SAME_DAY", "1") not in ("0", "false"),
             seed=env_int("JUHE_SANDBOX_SEED", 0),
+            transfer_confirm_seconds=env_float("JUHE_SANDBOX_WECHATPAY_TRANSFER_CONFIRM_SECONDS", 86400.0),
         )

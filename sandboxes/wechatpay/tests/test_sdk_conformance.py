@@ -279,3 +279,39 @@ def test_codepay_password_step_reverse_and_fundflow_bill(sandbox: SandboxProcess
     assert code == 200 and hashlib.sha1(text).hexdigest() == bill["hash_value"]
     lines = text.decode("utf-8").split("\r\n")
     assert lines[0].startswith("记账时间,微信支付业务单号") and "`交易,`交易,`收入,`15.00" in text.decode("utf-8")
+
+
+def test_merchant_transfer_bills_user_confirmation_cancel_and_expiry(sandbox: SandboxProcess,
+                                                                     receiver: CallbackReceiver) -> None:
+    """商家转账: WAIT_USER_CONFIRM + package_info; confirmed by the user → SUCCESS + callback; cancelled by
+    the merchant; left unconfirmed until the window ends → CANCELLED (OVERDUE_CLOSE) + callback."""
+    wx = _sdk(sandbox, _register(sandbox), receiver.url("transfer"))
+    openid = "o-MYE42l80oelYMDE34nYD456Xoy"
+
+    report = [{"info_type": "岗位类型", "info_content": "骑手"}, {"info_type": "报酬说明", "info_content": "周结"}]
+
+    def transfer(amount: int, **extra: Any) -> dict[str, Any]:
+        return _ok(wx.mch_transfer_bills(out_bill_no=_no("TB"), transfer_scene_id="1005", openid=openid,
+                                         transfer_amount=amount, transfer_remark="提现到零钱",
+                                         transfer_scene_report_infos=report, **extra))
+
+    confirmed = transfer(5000, user_name="张三")  # the SDK RSA-encrypts user_name and names the key
+    assert confirmed["state"] == "WAIT_USER_CONFIRM" and confirmed["package_info"]
+    httpx.post(f"{sandbox.base_url}/control/transfer-bills/{confirmed['out_bill_no']}/confirm").raise_for_status()
+    callback = wx.callback(*receiver.next("transfer"))
+    assert (callback["event_type"], callback["resource"]["state"]) == ("MCHTRANSFER.BILL.FINISHED", "SUCCESS")
+    queried = _ok(wx.mch_transfer_bills_query(out_bill_no=confirmed["out_bill_no"]))
+    assert (queried["state"], queried["transfer_amount"]) == ("SUCCESS", 5000)
+    assert _ok(wx.mch_transfer_bills_query(transfer_bill_no=confirmed["transfer_bill_no"]))["out_bill_no"] == \
+        confirmed["out_bill_no"]
+    code, message = wx.mch_transfer_bills_cancel(out_bill_no=confirmed["out_bill_no"])
+    assert (code, json.loads(message)["code"]) == (400, "INVALID_REQUEST")  # paid out: too late to cancel
+
+    cancelled = transfer(100)
+    assert _ok(wx.mch_transfer_bills_cancel(out_bill_no=cancelled["out_bill_no"]))["state"] == "CANCELLED"
+    assert wx.callback(*receiver.next("transfer"))["resource"]["state"] == "CANCELLED"
+
+    unconfirmed = transfer(100)
+    httpx.post(f"{sandbox.base_url}/control/transfer-bills/{unconfirmed['out_bill_no']}/expire").raise_for_status()
+    expired = wx.callback(*receiver.next("transfer"))["resource"]
+    assert (expired["state"], expired["fail_reason"]) == ("CANCELLED", "OVERDUE_CLOSE")

@@ -2,10 +2,12 @@
 
 Order: PostgreSQL (data kept in .juhe/pgdata) → one database per service + migrations → Tansu broker
 (memory-only) + topics → every service, the gateway and the sandboxes as separate processes → wait
-until each answers /readyz → seed the demo platform → print URLs and keys. Then supervise: a broker
-that dies is restarted on the same port (the outbox relays notice the new broker epoch and
-re-publish), a service that dies is restarted with backoff. Ctrl-C or SIGTERM stops everything;
-if the launcher itself is killed, every child gets a parent-death signal.
+until each answers /readyz → seed the demo platform → print URLs and keys. Then supervise, each
+process with its own bounded backoff: PostgreSQL that dies is reaped, its stale lock files cleared
+and started again on the same port and data dir (crash recovery; the services' pools reconnect, no
+service is restarted for it); a broker that dies is restarted on the same port (the outbox relays
+notice the new broker epoch and re-publish); a service that dies is restarted. Ctrl-C or SIGTERM
+stops everything; if the launcher itself is killed, every child gets a parent-death signal.
 """
 
 from __future__ import annotations

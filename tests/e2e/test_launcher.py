@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -14,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "python"))
 from juhe_sdk import Client
 
 from libs.common.embedded import free_port, port_in_use
+from libs.common.outbox_tables import NOTIFY_CHANNEL
 from libs.common.services import REPO_ROOT, SANDBOXES, SERVICES
 
 pytestmark = pytest.mark.e2e
@@ -120,6 +123,24 @@ class Launched:
             return int((self.data_dir / "pgdata" / "postmaster.pid").read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
+
+    def query(self, database: str, sql: str) -> list[dict[str, Any]]:
+        """Rows of one query on one of the launcher's databases (a fresh connection each time)."""
+        port = json.loads((self.data_dir / "ports.json").read_text())["postgres"]
+
+        async def rows() -> list[dict[str, Any]]:
+            conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{port}/{database}")
+            try:
+                return [dict(r) for r in await conn.fetch(sql)]
+            finally:
+                await conn.close()
+
+        return asyncio.run(rows())
+
+    def listening(self) -> set[str]:
+        """The databases in which an outbox relay's listener is connected (LISTEN juhe_outbox)."""
+        sql = f"SELECT DISTINCT datname FROM pg_stat_activity WHERE query = 'LISTEN \"{NOTIFY_CHANNEL}\"'"
+        return {r["datname"] for r in self.query("postgres", sql)}
 
     def not_ready(self) -> list[str]:
         """The services whose /readyz does not answer 200 (database and broker both reachable)."""
@@ -241,6 +262,7 @@ def test_a_killed_postgresql_is_restarted_and_services_reconnect_without_a_resta
     with launched(juhe_data_dir) as run:
         services_before = run.child_pids()
         assert set(services_before) == set(SERVICES) | {n for n in SANDBOXES if n in services_before}
+        listeners = eventually(run.listening, "the outbox relays to listen")
         killed = run.postmaster_pid()
         assert killed is not None
         os.kill(killed, signal.SIGKILL)
@@ -249,6 +271,7 @@ def test_a_killed_postgresql_is_restarted_and_services_reconnect_without_a_resta
         assert run.said("PostgreSQL exited with -9") == 1
         assert run.postmaster_pid() not in (None, killed)
         eventually(lambda: not run.not_ready(), "every service ready again")
+        eventually(lambda: run.listening() == listeners, "every outbox relay listening again")
         _pay_through_the_gateway_as_the_demo_merchant(run.data_dir, run.ports)
         assert run.child_pids() == services_before, "no service may need a restart of its own"
         assert run.said("exited with") == 1, "only PostgreSQL died"

@@ -15,7 +15,12 @@ from services.settlement.events import (
     REFUND_EVENTS,
     WITHDRAWAL_REQUESTED,
 )
-from services.settlement.events.consumers import on_account_opened, on_payment_event, on_refund_event
+from services.settlement.events.consumers import (
+    on_account_opened,
+    on_payment_event,
+    on_refund_event,
+    parked_refunds_loop,
+)
 from services.settlement.flows.consistency import consistency_loop
 from services.settlement.flows.escrow import auto_confirm_loop
 from services.settlement.flows.payouts import payout_loop
@@ -43,4 +48,5 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
         withdrawal_loop,
         profit_sharing_loop,
         consistency_loop,
+        parked_refunds_loop,
     ]

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.dialects.postgresql import insert
 
-from libs.common.db import Tx
+from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
+from libs.common.web import Runtime, run_rounds
+from services.settlement.config import Settings
 from services.settlement.domain import splits as split_math
 from services.settlement.domain.cycles import settle_date
 from services.settlement.events import PAYMENT_SUCCEEDED, REFUND_SUCCEEDED
@@ -241,6 +244,31 @@ async def apply_refunds(tx: Tx, payment_id: str) -> int:
         payment = await _apply_refund(tx, payment, refund)
         await records.mark_refund_applied(tx.conn, refund["refund_id"])
     return len(pending)
+
+
+async def apply_parked_refunds(uow: UnitOfWork, limit: int) -> int:
+    """Safety net for refunds left stored but unapplied while their payment is succeeded — in normal operation
+    there are none (the payment's event applies them); after migration 0008 these are the refunds the old
+    consumer dropped because they overtook their payment. Each payment under its lock, as a consumer would.
+    Returns how many refunds were applied."""
+    async with uow.read() as conn:
+        payment_ids = await records.payments_with_parked_refunds(conn, limit)
+    applied = 0
+    for payment_id in payment_ids:
+        async with uow.begin() as tx:
+            await records.lock_payment(tx.conn, payment_id)
+            applied += await apply_refunds(tx, payment_id)
+    if applied:
+        log.warning("parked refunds applied after their payment", refunds=applied, payments=len(payment_ids))
+    return applied
+
+
+async def parked_refunds_loop(runtime: Runtime) -> None:
+    """Background task: `apply_parked_refunds` every `split_interval_seconds` (one indexed query when idle)."""
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    await run_rounds("parked refunds", functools.partial(apply_parked_refunds, runtime.uow, settings.split_batch_max),
+                     interval_seconds=settings.split_interval_seconds, batch_max=settings.split_batch_max)  # fmt: skip
 
 
 def refund_net_minor(payment: Any, refund_minor: int) -> int:

@@ -113,6 +113,20 @@ async def unapplied_refunds(conn: AsyncConnection, payment_id: str) -> list[RowM
     return list(rows.mappings())
 
 
+async def payments_with_parked_refunds(conn: AsyncConnection, limit: int) -> list[str]:
+    """Succeeded payments that still have a succeeded refund not applied (partial index
+    `refund_records_unapplied`): none in normal operation, as the payment's own event applies them."""
+    rows = await conn.execute(
+        select(refund_records.c.payment_id)
+        .join(payment_records, payment_records.c.payment_id == refund_records.c.payment_id)
+        .where(refund_records.c.applied_at.is_(None), refund_records.c.status == "succeeded",
+               payment_records.c.status == "succeeded", payment_records.c.purpose != "wallet_topup")
+        .distinct()
+        .limit(limit)
+    )  # fmt: skip
+    return [str(p) for p in rows.scalars()]
+
+
 async def mark_refund_applied(conn: AsyncConnection, refund_id: str) -> None:
     await conn.execute(
         update(refund_records).where(refund_records.c.refund_id == refund_id).values(applied_at=func.now())

@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 INSTALLED := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= /tmp/juhe-runtime
 
-.PHONY: install run reset test check lint typecheck imports unit lock bench-ledger bench-routing bench-gateway bench-reconciliation clean
+.PHONY: install browser run reset test check lint typecheck imports unit lock bench-ledger bench-routing bench-gateway bench-reconciliation clean
 
 install: $(INSTALLED)
 
@@ -19,7 +19,15 @@ $(INSTALLED): requirements.lock pyproject.toml
 # two Alipay SDKs ship alipay/__init__.py; python-alipay-sdk's must win (pyproject.toml dev extras)
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps --reinstall-package python-alipay-sdk -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(MAKE) --no-print-directory browser
 	touch $@
+
+# Page tests drive Debian's Chromium (`playwright install` cannot download its own build here) with CJK
+# fonts so Chinese renders; installed only when missing, so a second run costs nothing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium and fonts-noto-cjk (page tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk; }
 
 run: install
 	$(BIN)/python -m deploy.launcher run
@@ -36,7 +44,7 @@ lint: install
 	$(BIN)/ruff check .
 
 typecheck: install
-	$(BIN)/mypy libs services gateway sandboxes deploy bench
+	$(BIN)/mypy libs services gateway sandboxes deploy bench web
 
 imports: install
 	$(BIN)/lint-imports

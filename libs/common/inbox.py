@@ -11,7 +11,6 @@ partition forever.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +25,7 @@ from libs.common.faults import crash_point
 from libs.common.kafka import EpochWatcher, ensure_topics, topic_name
 from libs.common.logging import get_logger, trace_id_var
 from libs.common.outbox_tables import inbox, inbox_dead_letter
+from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
 
 log = get_logger("juhe.inbox")
 
@@ -81,20 +81,23 @@ class InboxConsumer:
         self._topics = {topic_name(topic_namespace, s.topic): s.topic for s in self.subscriptions}
 
     async def run(self) -> None:
-        """Consume until cancelled; rebuild the consumer whenever the broker epoch changes."""
+        """Consume until cancelled; rebuild the consumer whenever the broker epoch changes.
+
+        Stopping is bounded (libs.common.tasks): the consume and epoch tasks are stopped with re-cancels,
+        the aiokafka consumer's stop (a group leave, a coordinator lookup) has a bound, and a cancel that a
+        client's close swallowed still ends this loop."""
         while True:
+            raise_if_cancelled()
             await self.epoch_watcher.wait_ready()
             version = self.epoch_watcher.version
-            consume = asyncio.create_task(self._consume_until_error())
-            epoch_change = asyncio.create_task(self.epoch_watcher.wait_changed(version))
+            consume = asyncio.create_task(self._consume_until_error(), name=f"{self.group_id} consume")
+            epoch_change = asyncio.create_task(self.epoch_watcher.wait_changed(version), name=f"{self.group_id} epoch")
             try:
                 done, _ = await asyncio.wait({consume, epoch_change}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for task in (consume, epoch_change):
-                    task.cancel()
-                    with contextlib.suppress(BaseException):
-                        await task
-            if consume in done and consume.exception() is not None:
+                    await stop_task(task, name=task.get_name())
+            if consume in done and not consume.cancelled() and consume.exception() is not None:
                 log.warning("consumer failed; restarting", error=repr(consume.exception()))
                 await asyncio.sleep(1)
 
@@ -110,8 +113,8 @@ class InboxConsumer:
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             max_poll_records=self.batch_max,
         )
-        await consumer.start()
         try:
+            await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch_max)
                 for tp, records in batches.items():
@@ -120,8 +123,9 @@ class InboxConsumer:
                     crash_point("inbox.after_commit")
                     await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
         finally:
-            with contextlib.suppress(Exception):
-                await consumer.stop()
+            # Bounded: a group leave or a coordinator lookup against a slow or gone broker must not hold up a
+            # shutdown; the group forgets an unleft member after its session timeout anyway.
+            await close_bounded(consumer.stop(), name=f"consumer {self.group_id}")
 
     async def apply(self, record: ConsumerRecord) -> None:
         try:

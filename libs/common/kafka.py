@@ -22,6 +22,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from libs.common.events import TOPIC_PARTITIONS, TOPICS
 from libs.common.logging import get_logger
+from libs.common.tasks import close_bounded, raise_if_cancelled
 
 log = get_logger("juhe.kafka")
 
@@ -49,8 +50,8 @@ def make_producer(bootstrap: str) -> AIOKafkaProducer:
 
 async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = TOPIC_PARTITIONS) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
-    await admin.start()
     try:
+        await admin.start()  # inside: a start that fails half-way has connections to close too
         wanted = list(dict.fromkeys(topics))
         response = await admin.create_topics([NewTopic(t, partitions, 1) for t in wanted])
         for topic_error in getattr(response, "topic_errors", []):
@@ -58,7 +59,7 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: in
             if code not in (0, TOPIC_ALREADY_EXISTS):
                 raise RuntimeError(f"could not create topic {name}: error {code}")
     finally:
-        await admin.close()
+        await close_bounded(admin.close(), name="kafka admin")
 
 
 async def ensure_platform_topics(bootstrap: str, namespace: str = "") -> None:
@@ -69,8 +70,8 @@ async def _first_record(bootstrap: str) -> str | None:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, request_timeout_ms=REQUEST_TIMEOUT_MS
     )
-    await consumer.start()
     try:
+        await consumer.start()
         tp = TopicPartition(EPOCH_TOPIC, 0)
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
@@ -81,7 +82,7 @@ async def _first_record(bootstrap: str) -> str | None:
         records = batch.get(tp) or []
         return records[0].value.decode() if records and records[0].value else None
     finally:
-        await consumer.stop()
+        await close_bounded(consumer.stop(), name="epoch reader")
 
 
 async def read_or_create_broker_epoch(bootstrap: str) -> str:
@@ -95,11 +96,11 @@ async def read_or_create_broker_epoch(bootstrap: str) -> str:
     if epoch is not None:
         return epoch
     producer = make_producer(bootstrap)
-    await producer.start()
     try:
+        await producer.start()
         await producer.send_and_wait(EPOCH_TOPIC, uuid.uuid4().hex.encode(), partition=0)
     finally:
-        await producer.stop()
+        await close_bounded(producer.stop(), name="epoch writer")
     epoch = await _first_record(bootstrap)
     if epoch is None:
         raise RuntimeError("broker epoch marker written but not readable")
@@ -134,6 +135,7 @@ class EpochWatcher:
 
     async def wait_ready(self) -> str:
         while self.epoch is None:
+            raise_if_cancelled()  # a cancel lost inside a client's close (libs.common.tasks) ends the wait
             with contextlib.suppress(Exception):
                 await self.refresh()
             if self.epoch is None:
@@ -142,6 +144,7 @@ class EpochWatcher:
 
     async def run(self) -> None:
         while True:
+            raise_if_cancelled()  # a cancel lost inside a client's close (libs.common.tasks) ends the loop
             try:
                 await self.refresh()
             except asyncio.CancelledError:

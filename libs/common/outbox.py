@@ -33,12 +33,15 @@ from libs.common.faults import crash_point
 from libs.common.kafka import EpochWatcher, ensure_platform_topics, make_producer, topic_name
 from libs.common.logging import get_logger
 from libs.common.outbox_tables import NOTIFY_CHANNEL, OUTBOX_SHARD_COUNT, inbox, outbox
+from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
 
 log = get_logger("juhe.outbox")
 
 ADVISORY_LOCK_CLASS = 0x4A4F  # "JO": keeps our lock ids apart from anyone else's
 RETENTION_SWEEP_BATCH = 5_000
 RETENTION_SWEEP_INTERVAL_SECONDS = 30.0
+LISTEN_CONNECT_TIMEOUT_SECONDS = 10.0
+LISTEN_CLOSE_TIMEOUT_SECONDS = 2.0
 
 published_total = Counter("juhe_outbox_published_total", "Outbox rows published", ["service"])
 republished_total = Counter(
@@ -75,9 +78,12 @@ class OutboxRelay:
         self._next_sweep_at = 0.0
 
     async def run(self) -> None:
+        """Publish until cancelled. Stopping is bounded (libs.common.tasks): a cancel that a Kafka client's
+        close swallowed still ends the loop, the listener and the producer are stopped with a bound."""
         listener = asyncio.create_task(self._listen(), name=f"{self.service}-outbox-listen")
         try:
             while True:
+                raise_if_cancelled()
                 try:
                     await self._sync_epoch()
                     busy = await self.publish_once()
@@ -90,21 +96,23 @@ class OutboxRelay:
                     busy = False
                     await asyncio.sleep(self.poll_interval_seconds)
                 if not busy:
+                    # asyncio.timeout, not wait_for: 3.11's wait_for returns normally (and drops the cancel)
+                    # when the event is set at the moment this task is cancelled.
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), self.poll_interval_seconds)
+                        async with asyncio.timeout(self.poll_interval_seconds):
+                            await self._wake.wait()
                     self._wake.clear()
         finally:
-            listener.cancel()
-            with contextlib.suppress(BaseException):
-                await listener
+            await stop_task(listener, name=listener.get_name())
             await self._drop_producer()
 
     async def _listen(self) -> None:
         dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
         while True:
+            raise_if_cancelled()
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(dsn)
+                conn = await asyncpg.connect(dsn, timeout=LISTEN_CONNECT_TIMEOUT_SECONDS)
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, done=closed: done.set())
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
@@ -116,14 +124,15 @@ class OutboxRelay:
                 await asyncio.sleep(1)
             finally:
                 if conn is not None:
-                    with contextlib.suppress(Exception):
-                        await conn.close()
+                    # Bounded: close() waits for the server's goodbye; past the bound asyncpg aborts the socket.
+                    await close_bounded(conn.close(timeout=LISTEN_CLOSE_TIMEOUT_SECONDS), name="outbox listener")
+                    if not conn.is_closed():
+                        conn.terminate()
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            with contextlib.suppress(Exception):
-                await producer.stop()
+            await close_bounded(producer.stop(), name=f"{self.service} outbox producer")
 
     async def _sync_epoch(self) -> None:
         """On a new broker: recreate topics, rebuild the producer, re-publish retained rows."""

@@ -20,6 +20,7 @@ from sqlalchemy import text
 
 from libs.common.inbox import InboxConsumer, Subscription
 from libs.common.logging import get_logger
+from libs.common.tasks import raise_if_cancelled
 from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.ledger.api.deps import WRITER_EXTRA
 from services.ledger.config import Settings
@@ -73,6 +74,7 @@ async def expire_due(runtime: Runtime, writer: LedgerWriter, batch_max: int) -> 
     Goes through the same write path as everything else (locks, batching, events), so an expiry racing a
     post of the same hold is decided by the row lock: exactly one of them wins.
     """
+    raise_if_cancelled()  # a shutdown's cancel that a driver swallowed in the last round ends the loop here
     async with runtime.uow.read() as conn:
         due = (
             (
@@ -107,6 +109,7 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     crashed before recording it) get their status and their `ledger.wallet` event, each exactly once (the
     status compare-and-set decides); withdrawal holds whose operation was never recorded get it (and
     `withdrawal.requested`), once (the insert on the business key decides). Returns how many were found."""
+    raise_if_cancelled()  # a shutdown's cancel that a driver swallowed in the last round ends the loop here
     settings = runtime.settings
     assert isinstance(settings, Settings)
     async with runtime.uow.read() as conn:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import inspect
 import logging
 import os
 import signal
@@ -59,11 +61,21 @@ class Infra:
 
 
 @contextlib.asynccontextmanager
-async def run_app_in_process(app: Any) -> AsyncIterator[httpx.AsyncClient]:
-    async with app.router.lifespan_context(app):
+async def run_app_in_process(
+    app: Any, *, shutdown_timeout_seconds: float = SERVE_SHUTDOWN_TIMEOUT_SECONDS
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (its worker loops included) in this event loop; yield a client calling it
+    in-process. The shutdown is bounded like `serve_app`'s: a hang fails loudly with the pending tasks."""
+    label = str(getattr(app, "title", "") or type(app).__name__)
+    lifespan = app.router.lifespan_context(app)
+    await lifespan.__aenter__()
+    try:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://app.test") as client:
             yield client
+    finally:
+        stop = asyncio.create_task(lifespan.__aexit__(None, None, None), name=f"shutdown {label}")
+        await _stop_bounded(stop, label, shutdown_timeout_seconds)
 
 
 @contextlib.asynccontextmanager
@@ -82,10 +94,11 @@ async def serve_app(
     app's worker loops run. Pass `port` when the URL must be known before the app is built (callback URLs).
 
     Both ends are bounded. Start: a server that stops or hangs while starting fails the test with its name
-    instead of waiting forever. Shutdown: one clean-clone run hung for good in an in-process ledger's shutdown
-    (cause not found); the behaviour under test is over by then, so after `shutdown_timeout_seconds` the
-    server task is cancelled rather than stalling the whole suite, and a warning naming the app (logged, and
-    in pytest's warnings summary) keeps the hang visible instead of hiding it.
+    instead of waiting forever. Shutdown: the components stop themselves within bounds (libs.common.tasks;
+    the hang once seen here was a cancel swallowed inside aiokafka's client close, libs/common/README.md
+    "Shutdown"); should one still hang, after `shutdown_timeout_seconds` the server task is cancelled rather
+    than stalling the whole suite, and a warning naming the app and listing where every task waits (logged,
+    and in pytest's warnings summary) keeps it visible instead of hiding it.
     """
     port = free_port() if port is None else port
     label = name or str(getattr(app, "title", "") or type(app).__name__)
@@ -119,12 +132,13 @@ async def serve_app(
 
 
 async def _stop_bounded(task: asyncio.Task[None], label: str, timeout_seconds: float) -> None:
-    """Wait for a server task that was told to exit; past the bound, warn and cancel it (see `serve_app`)."""
+    """Wait for a server (or lifespan shutdown) task that was told to exit; past the bound, warn with the
+    pending tasks and cancel it (see `serve_app`)."""
     done, _ = await asyncio.wait({task}, timeout=timeout_seconds)
     if done:
         await task  # re-raises what the server raised, as a plain `await task` would
         return
-    message = (f"{label}: in-process server did not shut down within {timeout_seconds}s; cancelled; "
+    message = (f"{label}: in-process app did not shut down within {timeout_seconds}s; cancelled; "
                f"tasks still pending:\n{_pending_tasks()}")  # fmt: skip
     _log.warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -216,19 +230,32 @@ class ServiceProcess:
 
 def _pending_tasks() -> str:
     """Where every other task of the loop is waiting (the `await` chain, outermost first): what a hung
-    shutdown is waiting for."""
+    shutdown is waiting for. Follows coroutines and async generators (an `async with` on an
+    `@asynccontextmanager` awaits the generator's `asend`, which has no frame of its own)."""
     lines = []
     for task in asyncio.all_tasks():
         if task is asyncio.current_task() or task.done():
             continue
-        chain: list[str] = []
-        awaited: Any = task.get_coro()
-        while awaited is not None and hasattr(awaited, "cr_frame"):
-            frame = awaited.cr_frame
-            if frame is not None:
-                chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
-            awaited = getattr(awaited, "cr_await", None)
-        if awaited is not None:
-            chain.append(repr(awaited)[:120])
-        lines.append(f"  {task.get_name()}: {' -> '.join(chain)}")
+        # `cancelling` > 0 on a task still running its normal loop: it was cancelled and something swallowed it.
+        lines.append(
+            f"  {task.get_name()} (cancelling={task.cancelling()}): {' -> '.join(await_chain(task.get_coro()))}"
+        )
     return "\n".join(lines)
+
+
+def await_chain(awaited: Any) -> list[str]:
+    """`file:line function` of each coroutine or async generator in an await chain, outermost first."""
+    chain: list[str] = []
+    for _ in range(200):  # a chain is never this deep; the bound only guards against a cycle
+        if awaited is None:
+            break
+        if type(awaited).__name__ == "async_generator_asend":  # only gc knows the generator behind it
+            generators = [r for r in gc.get_referents(awaited) if inspect.isasyncgen(r)]
+            awaited = generators[0] if generators else awaited
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)
+        if frame is None:
+            chain.append(repr(awaited)[:120])
+            break
+        chain.append(f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {frame.f_code.co_name}")
+        awaited = getattr(awaited, "cr_await", None) if hasattr(awaited, "cr_frame") else awaited.ag_await
+    return chain

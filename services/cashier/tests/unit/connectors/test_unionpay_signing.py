@@ -104,7 +104,8 @@ def openssl_signature(pki: Pki, key: str, content: str) -> str:
     return base64.b64encode(run("dgst", "-sha256", "-sign", key, stdin=hex_digest, cwd=pki.dir)).decode()
 
 
-def verifier(pki: Pki, *, root: str = "root.pem", middle: str = "middle.pem", validate_cn: bool = True) -> ChainVerifier:
+def verifier(pki: Pki, *, root: str = "root.pem", middle: str = "middle.pem",
+             validate_cn: bool = True) -> ChainVerifier:
     return ChainVerifier(pki.text(root), pki.text(middle), validate_cn_name=validate_cn)
 
 

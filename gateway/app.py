@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway import worker
-from gateway.api.routes import internal, platform, proxy
+from gateway.api.routes import internal, platform, proxy, wallet_users
 from gateway.catalog import ApiCatalog
 from gateway.config import Settings
 from gateway.gatekeeper import Gatekeeper
@@ -18,6 +18,8 @@ from gateway.identities import Identities
 from gateway.observability import use_plain_asgi_observability
 from gateway.proxy import Upstreams
 from gateway.store import guards
+from gateway.wallet_users import WalletUsers
+from gateway.web_pages import WebPages, WebPagesRoute
 from libs.common.web import Runtime, create_service_app
 
 TITLE = "Juhe gateway"
@@ -31,6 +33,12 @@ def create_app(settings: Settings) -> FastAPI:
         gatekeeper = runtime.extras["gatekeeper"] = Gatekeeper(settings, guard_pool, identities, upstreams)
         catalog = ApiCatalog(settings, upstreams.clients, own_document)
         runtime.extras["catalog"] = catalog
+        runtime.extras["wallet_users"] = WalletUsers(identities, settings)
+        web_pages = runtime.extras["web_pages"] = WebPages(
+            settings.web_url,
+            timeout_seconds=settings.upstream_timeout_seconds,
+            body_size_max_bytes=settings.body_size_max_bytes,
+        )
         with contextlib.suppress(Exception):
             await catalog.refresh()
         refresher = asyncio.create_task(catalog.run())
@@ -41,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
                 await refresher
             await gatekeeper.close()
             await upstreams.close()
+            await web_pages.close()
             await guard_pool.close()
 
         runtime.extras.setdefault("closers", []).append(stop)
@@ -48,7 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = create_service_app(
         settings,
         title=TITLE,
-        routers=[platform.router, internal.router, proxy.router],
+        routers=[platform.router, wallet_users.router, internal.router, proxy.router],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=on_startup,
@@ -56,7 +65,9 @@ def create_app(settings: Settings) -> FastAPI:
     )
 
     use_plain_asgi_observability(app, settings.service_name)
-    app.router.routes.insert(0, proxy.FirstMatchProxyRoute(proxy.own_prefixes([platform.router, internal.router])))
+    own_routers = [platform.router, wallet_users.router, internal.router]
+    app.router.routes.insert(0, proxy.FirstMatchProxyRoute(proxy.own_prefixes(own_routers)))
+    app.router.routes.insert(0, WebPagesRoute(settings.web_prefixes))
     own: list[dict[str, Any]] = []
 
     def own_document() -> dict[str, Any]:

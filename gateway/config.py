@@ -10,6 +10,10 @@ from libs.common.settings import ServiceSettings, service_settings_config
 
 # 32 bytes, base64: the AES-256-GCM key that seals merchants' HMAC and webhook secrets at rest.
 DEMO_CREDENTIALS_KEY = "anVoZS1kZW1vLWNyZWRlbnRpYWxzLWtleS0zMmJ5dGU="
+# The first-party identity of Juhe's web process (web/): the only caller that may redeem sign-in links.
+DEMO_WEB_CLIENT_TOKEN = "juhe-demo-web-client-token-change-me"
+# Pages served by the web process under the gateway's origin (one public address; docs/web.md).
+DEFAULT_WEB_PREFIXES: tuple[str, ...] = ("/wallet", "/checkout", "/pay", "/static", "/console")
 
 # Public path prefix → the service that serves it (longest prefix wins, on a "/" boundary).
 DEFAULT_ROUTES: dict[str, str] = {
@@ -76,6 +80,12 @@ class Settings(ServiceSettings):
     routing_url: str = "http://127.0.0.1:8003"
     settlement_url: str = "http://127.0.0.1:8004"
     marketing_url: str = "http://127.0.0.1:8005"
+    # The web process (pages) and the prefixes forwarded to it as they are (cookies included, no identity).
+    web_url: str = "http://127.0.0.1:8006"
+    web_prefixes: tuple[str, ...] = DEFAULT_WEB_PREFIXES
+    web_client_token: SecretStr = SecretStr(DEMO_WEB_CLIENT_TOKEN)
+    # This gateway's public origin: sign-in links point at it.
+    public_base_url: str = "http://127.0.0.1:8000"
     routes: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_ROUTES))
     # Service-to-service only (cashier → routing decide): never reachable from outside.
     internal_prefixes: tuple[str, ...] = ("/v1/route", "/v1/internal")
@@ -101,6 +111,13 @@ class Settings(ServiceSettings):
     # guard statement checks the key's status and expiry in the database.
     key_cache_ttl_seconds: float = Field(default=30.0, ge=0, le=300)
     user_token_ttl_seconds_max: int = Field(default=3600, ge=60, le=7 * 86400)
+    # My Wallet: a sign-in link lives minutes and is used once; the session it opens is a user token.
+    wallet_sign_in_link_seconds: int = Field(default=300, ge=30, le=900)
+    wallet_session_seconds: int = Field(default=1800, ge=300, le=86400)
+    # Per browser address per window: redeeming sign-in links; per user per window: payment PIN checks.
+    wallet_sign_in_rate_max: int = Field(default=30, ge=1, le=10_000)
+    payment_pin_rate_max: int = Field(default=30, ge=1, le=10_000)
+    payment_pin_lockout_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
     key_rotation_overlap_seconds_max: int = Field(default=7 * 86400, ge=0, le=90 * 86400)
 
     idempotency_ttl_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
@@ -133,4 +150,6 @@ class Settings(ServiceSettings):
     def _refuse_demo_credentials_key_in_production(self) -> Self:
         if self.env == "prod" and self.credentials_encryption_key.get_secret_value() == DEMO_CREDENTIALS_KEY:
             raise ValueError("refusing to start in prod with the demo credentials_encryption_key")
+        if self.env == "prod" and self.web_client_token.get_secret_value() == DEMO_WEB_CLIENT_TOKEN:
+            raise ValueError("refusing to start in prod with the demo web_client_token")
         return self

@@ -108,6 +108,13 @@ class Gatekeeper:
         await self._guard(authenticated, route_class)
         return authenticated.principal
 
+    async def count(self, bucket: str, limit: int) -> None:
+        """Count one request in a named bucket of the shared sliding windows (every replica agrees), or 429:
+        the narrower limits of sign-in links and payment PINs, on top of the identity's own."""
+        window = self.settings.rate_limit_window_seconds
+        admission = await guards.admit(self.guard_pool, bucket=bucket, window_seconds=window, limit=limit)
+        _check_rate(admission, limit, window)
+
     async def authenticate(self, request: Request, body: bytes) -> Authenticated:
         return await self.identities.authenticate(
             method=request.method, path_and_query=path_and_query(request), headers=request.headers, body=body

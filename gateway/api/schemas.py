@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.domain.pins import PIN_PATTERN
 
 ID_PATTERN = r"^[a-z][a-z0-9]{0,7}_[A-Za-z0-9_\-]{1,64}$"
 
@@ -94,3 +96,40 @@ class UserTokenResponse(BaseModel):
 class WebhookSecretResponse(BaseModel):
     merchant_id: str
     webhook_secret: str
+
+
+class WalletSignInLinkResponse(BaseModel):
+    """A one-time link into My Wallet: give it to the user at once (it lives minutes and works once)."""
+
+    url: str
+    user_id: str
+    expires_at: datetime
+
+
+class WalletSessionCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    token: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
+
+
+class PaymentPinSetRequest(BaseModel):
+    """First set: `pin` only. Change: `pin` (the new one) and `current_pin`."""
+
+    model_config = ConfigDict(extra="forbid")
+    pin: str = Field(pattern=PIN_PATTERN, description="Six digits")
+    current_pin: str | None = Field(default=None, pattern=PIN_PATTERN)
+
+
+class PaymentPinVerifyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pin: str = Field(pattern=PIN_PATTERN)
+
+
+class PaymentPinStatusResponse(BaseModel):
+    set: bool
+    locked: bool
+    tries_left: int
+    locked_until: datetime | None
+
+
+class PaymentPinVerifiedResponse(BaseModel):
+    verified: bool

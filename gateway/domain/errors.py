@@ -32,6 +32,13 @@ USER_NOT_FOUND = ErrorSpec("user_not_found", 404, "No such user")
 MERCHANT_EXISTS = ErrorSpec("merchant_exists", 409, "A merchant with this id already exists")
 USER_EXISTS = ErrorSpec("user_exists", 409, "A user with this id already exists")
 RSA_PUBLIC_KEY_INVALID = ErrorSpec("rsa_public_key_invalid", 422, "The RSA public key is not a PEM RSA key ≥ 2048 bits")
+WEB_CLIENT_INVALID = ErrorSpec("web_client_invalid", 401, "Only Juhe's web process may call this endpoint")
+SIGN_IN_LINK_INVALID = ErrorSpec("sign_in_link_invalid", 401, "The sign-in link is unknown, expired or already used")
+PAYMENT_PIN_NOT_SET = ErrorSpec("payment_pin_not_set", 409, "No payment PIN is set yet")
+PAYMENT_PIN_ALREADY_SET = ErrorSpec("payment_pin_already_set", 409, "A payment PIN is set: change it instead")
+PAYMENT_PIN_INCORRECT = ErrorSpec("payment_pin_incorrect", 403, "The payment PIN is incorrect")
+PAYMENT_PIN_LOCKED = ErrorSpec("payment_pin_locked", 423, "Too many wrong payment PINs: locked for a while")
+PAYMENT_PIN_TOO_SIMPLE = ErrorSpec("payment_pin_too_simple", 422, "A PIN may not be one digit repeated or a run")
 
 ERRORS: tuple[ErrorSpec, ...] = (
     AUTHENTICATION_REQUIRED,
@@ -57,6 +64,13 @@ ERRORS: tuple[ErrorSpec, ...] = (
     MERCHANT_EXISTS,
     USER_EXISTS,
     RSA_PUBLIC_KEY_INVALID,
+    WEB_CLIENT_INVALID,
+    SIGN_IN_LINK_INVALID,
+    PAYMENT_PIN_NOT_SET,
+    PAYMENT_PIN_ALREADY_SET,
+    PAYMENT_PIN_INCORRECT,
+    PAYMENT_PIN_LOCKED,
+    PAYMENT_PIN_TOO_SIMPLE,
 )
 
 # Every code a client of the public API can meet through the gateway (listed in /openapi.json).

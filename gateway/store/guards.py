@@ -24,7 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.domain.idempotency import StoredRecord
 
-GUARDED_TABLES = ("request_nonces", "idempotency_records", "rate_limit_counters", "user_tokens")
+GUARDED_TABLES = (
+    "request_nonces",
+    "idempotency_records",
+    "rate_limit_counters",
+    "user_tokens",
+    "wallet_sign_in_links",
+)
 GUARD_POOL_MIN_SIZE = 2
 GUARD_COMMAND_TIMEOUT_SECONDS = 10.0
 

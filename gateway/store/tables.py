@@ -135,3 +135,31 @@ rate_limit_counters = Table(
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     PrimaryKeyConstraint("bucket", "window_start", name="rate_limit_counters_pk"),
 )
+
+# One-time sign-in links into My Wallet (`POST /v1/platform/users/{id}/wallet-sign-in-links`): only the
+# SHA-256 of the secret is kept; `used_at` is set once, by a compare-and-set, when the web process redeems it.
+wallet_sign_in_links = Table(
+    "wallet_sign_in_links",
+    metadata,
+    Column("link_id", Text, primary_key=True),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("platform_id", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("used_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# A user's payment PIN (argon2id hash, PHC string) and its wrong-try counter: an authentication factor of
+# the user, kept next to the user's other credentials (tokens). Never the PIN itself.
+payment_pins = Table(
+    "payment_pins",
+    metadata,
+    Column("user_id", Text, primary_key=True),
+    Column("platform_id", Text, nullable=False),
+    Column("pin_hash", Text, nullable=False),
+    Column("failed_count", Integer, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("failed_count >= 0", name="payment_pins_failed_count_nonnegative"),
+)

@@ -1,0 +1,110 @@
+"""My Wallet at the gateway: sign-in links (platform), web sessions (the web process), payment PINs (users).
+
+`POST /v1/platform/users/{id}/wallet-sign-in-links` lives in platform.py's router prefix family but here for
+cohesion; it is a platform-operator call like the user token it stands for. None of these POSTs is
+idempotency-recorded: their requests or responses carry secrets.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+
+from gateway.api.deps import GatekeeperDep, PlatformDep
+from gateway.api.schemas import (
+    PaymentPinSetRequest,
+    PaymentPinStatusResponse,
+    PaymentPinVerifiedResponse,
+    PaymentPinVerifyRequest,
+    UserTokenResponse,
+    WalletSessionCreateRequest,
+    WalletSignInLinkResponse,
+)
+from gateway.domain.access import Principal, RouteClass
+from gateway.domain.errors import ROUTE_FORBIDDEN
+from gateway.gatekeeper import Gatekeeper
+from gateway.wallet_users import WalletUsers
+from libs.common.errors import Problem
+
+router = APIRouter(tags=["my wallet"])
+
+
+async def get_wallet_users(request: Request) -> WalletUsers:
+    wallet_users: WalletUsers = request.app.state.runtime.extras["wallet_users"]
+    return wallet_users
+
+
+WalletUsersDep = Annotated[WalletUsers, Depends(get_wallet_users)]
+
+
+async def _user(request: Request, gatekeeper: Gatekeeper, route_class: RouteClass) -> Principal:
+    body = await gatekeeper.read_body(request)
+    principal = await gatekeeper.admit(request, body, route_class)
+    if principal.kind != "user":
+        raise Problem(ROUTE_FORBIDDEN, "only a signed-in user (Bearer utk_…) may call this endpoint")
+    return principal
+
+
+async def reading_user(request: Request, gatekeeper: GatekeeperDep) -> Principal:
+    return await _user(request, gatekeeper, "read")
+
+
+async def pin_user(request: Request, gatekeeper: GatekeeperDep) -> Principal:
+    """A user, counted in its own payment-PIN window too (the lockout caps wrong tries; this caps load)."""
+    user = await _user(request, gatekeeper, "write")
+    await gatekeeper.count(f"pin:{user.user_id}", gatekeeper.settings.payment_pin_rate_max)
+    return user
+
+
+ReadingUserDep = Annotated[Principal, Depends(reading_user)]
+PinUserDep = Annotated[Principal, Depends(pin_user)]
+
+
+@router.post("/v1/platform/users/{user_id}/wallet-sign-in-links", status_code=status.HTTP_201_CREATED)
+async def create_sign_in_link(
+    user_id: str, platform: PlatformDep, wallet_users: WalletUsersDep
+) -> WalletSignInLinkResponse:
+    """A one-time link (256-bit secret, `wallet_sign_in_link_seconds`, 5 min) that signs the user into My Wallet."""
+    return WalletSignInLinkResponse.model_validate(await wallet_users.mint_sign_in_link(platform, user_id))
+
+
+@router.post("/v1/web/wallet-sessions", status_code=status.HTTP_201_CREATED)
+async def redeem_sign_in_link(
+    body: WalletSessionCreateRequest, request: Request, gatekeeper: GatekeeperDep, wallet_users: WalletUsersDep
+) -> UserTokenResponse:
+    """The web process (its own token) redeems a link once for a user token (`wallet_session_seconds`),
+    rate-limited per browser address (`X-Forwarded-For` as the authenticated web process reports it)."""
+    wallet_users.check_web_client(request.headers.get("authorization"))
+    browser = request.headers.get("x-forwarded-for", "").split(",")[0].strip() or "unknown"
+    await gatekeeper.count(f"wallet-sign-in:{browser}", gatekeeper.settings.wallet_sign_in_rate_max)
+    return UserTokenResponse.model_validate(await wallet_users.redeem_sign_in_link(body.token))
+
+
+@router.post("/v1/me/sign-out", status_code=status.HTTP_204_NO_CONTENT)
+async def sign_out(user: ReadingUserDep, wallet_users: WalletUsersDep) -> Response:
+    """Revokes the calling user token at once (every replica checks user tokens in the database)."""
+    await wallet_users.sign_out(user)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/v1/me/payment-pin")
+async def read_pin(user: ReadingUserDep, wallet_users: WalletUsersDep) -> PaymentPinStatusResponse:
+    return PaymentPinStatusResponse.model_validate(await wallet_users.pin_status(user))
+
+
+@router.put("/v1/me/payment-pin")
+async def set_pin(
+    body: PaymentPinSetRequest, user: PinUserDep, wallet_users: WalletUsersDep
+) -> PaymentPinStatusResponse:
+    """Set the first PIN, or change it with the current one (a wrong current PIN counts as a wrong try)."""
+    status_now = await wallet_users.set_pin(user, pin=body.pin, current_pin=body.current_pin)
+    return PaymentPinStatusResponse.model_validate(status_now)
+
+
+@router.post("/v1/me/payment-pin/verifications")
+async def verify_pin(
+    body: PaymentPinVerifyRequest, user: PinUserDep, wallet_users: WalletUsersDep
+) -> PaymentPinVerifiedResponse:
+    """200 when right; 403 `payment_pin_incorrect` (`tries_left`), 423 `payment_pin_locked` after 5 in a row."""
+    return PaymentPinVerifiedResponse.model_validate(await wallet_users.verify_pin(user, body.pin))

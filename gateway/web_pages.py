@@ -1,0 +1,86 @@
+"""The pages' half of the one public origin: `/wallet`, `/checkout`, `/pay`, `/static`, `/console` are
+forwarded to Juhe's web process as they are, so browsers see one address for pages and API.
+
+A plain route tried first with a prefix test (like the API's `FirstMatchProxyRoute`). The web process does
+its own authentication (sealed session cookie), CSRF and rate limits, and reaches the platform only through
+this gateway's public API like any client; nothing here vouches for anyone: no `X-Juhe-*` header passes,
+no identity is attached. The browser's address and the public scheme/host are passed as `X-Forwarded-*`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
+
+from gateway.domain.access import PrefixIndex
+from gateway.domain.errors import UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE
+from libs.common.errors import PAYLOAD_TOO_LARGE, Problem
+
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
+     "upgrade", "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
+)  # fmt: skip
+PAGE_METHODS = ["GET", "HEAD", "POST"]
+
+
+class WebPages:
+    def __init__(self, web_url: str, *, timeout_seconds: float, body_size_max_bytes: int) -> None:
+        self.client = httpx.AsyncClient(base_url=web_url, timeout=timeout_seconds, follow_redirects=False)
+        self.body_size_max_bytes = body_size_max_bytes
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def forward(self, request: Request) -> Response:
+        body = await request.body()
+        if len(body) > self.body_size_max_bytes:
+            raise Problem(PAYLOAD_TOO_LARGE, f"at most {self.body_size_max_bytes} bytes")
+        headers = [
+            (k, v)
+            for k, v in request.headers.items()
+            if k.lower() not in HOP_BY_HOP and not k.lower().startswith("x-juhe-")
+        ]
+        headers += [
+            ("x-forwarded-for", request.client.host if request.client else ""),
+            ("x-forwarded-proto", request.url.scheme),
+            ("x-forwarded-host", request.headers.get("host", "")),
+        ]
+        raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string", b"")
+        url = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        try:
+            reply = await self.client.request(request.method, url, headers=headers, content=body)
+        except httpx.TimeoutException as exc:
+            raise Problem(UPSTREAM_TIMEOUT, "the web process did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise Problem(UPSTREAM_UNAVAILABLE, "the web process is unavailable") from exc
+        response = Response(content=reply.content, status_code=reply.status_code)
+        for key, value in reply.headers.multi_items():
+            if key.lower() not in HOP_BY_HOP and key.lower() not in ("content-encoding", "date", "server"):
+                response.headers.append(key, value)
+        return response
+
+
+async def forward_page(request: Request) -> Response:
+    pages: WebPages = request.app.state.runtime.extras["web_pages"]
+    return await pages.forward(request)
+
+
+class WebPagesRoute(Route):
+    """Matches a path under one of `prefixes` (on a "/" boundary) before any other route is tried."""
+
+    def __init__(self, prefixes: Iterable[str]) -> None:
+        super().__init__("/{path:path}", forward_page, methods=PAGE_METHODS, include_in_schema=False)
+        self.index = PrefixIndex(prefixes)
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] == "http" and self.index.match(scope["path"]) is not None:
+            if scope["method"] not in PAGE_METHODS:
+                return Match.PARTIAL, {"endpoint": self.endpoint, "path_params": {}, "route": self}
+            return Match.FULL, {"endpoint": self.endpoint, "path_params": {"path": scope["path"]}, "route": self}
+        return Match.NONE, {}

@@ -41,7 +41,8 @@ from libs.common.kafka import ensure_platform_topics, read_or_create_broker_epoc
 from libs.common.migrations import upgrade
 from libs.common.services import REPO_ROOT, SANDBOXES, SERVICES, ServiceSpec, service_env
 
-READY_TIMEOUT_SECONDS = 90.0
+# A bound, not a wait: ten Python processes starting on two busy cores (a loaded CI box) can take minutes.
+READY_TIMEOUT_SECONDS = 180.0
 RESTART_BACKOFF_MAX_SECONDS = 30.0
 STABLE_RUN_SECONDS = 60.0  # a process up this long starts its backoff from scratch when it next dies
 STOP_TIMEOUT_SECONDS = 15.0

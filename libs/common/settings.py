@@ -44,8 +44,11 @@ class ServiceSettings(BaseSettings):
     consumer_batch_max: int = Field(default=200, ge=1, le=5000)
     consumer_handler_attempts_max: int = Field(default=5, ge=1, le=100)
 
-    # Outbox relay.
-    outbox_shard_count: int = Field(default=8, ge=1, le=256)
+    # Outbox relay. The shard count is not a setting on purpose: it is `OUTBOX_SHARD_COUNT` (16) in
+    # libs/common/outbox_tables.py. Each row stores its shard (crc32(key) % count) when written and a relay
+    # publishes shard by shard in order; with another count the next event of an aggregate could land in
+    # another shard than its predecessor still waiting, and two relays would publish them in either order.
+    # Changing it needs a drained outbox (no unpublished rows) and every writer and relay restarted at once.
     outbox_batch_max: int = Field(default=500, ge=1, le=10000)
     outbox_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     outbox_retention_hours: float = Field(default=72.0, ge=0, le=24 * 90)

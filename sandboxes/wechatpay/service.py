@@ -214,6 +214,22 @@ class Sandbox:
             _reply_mode.set(merchant.get("platform_verification") or PUBLIC_KEY_MODE)
         return merchant
 
+    def decrypt_sensitive(self, serial: str | None, ciphertext: Any, field: str) -> str:
+        """A sensitive request field (§1.4): RSA-OAEP with the platform key `Wechatpay-Serial` names."""
+        if not serial:
+            raise WxError(400, "PARAM_ERROR", f"an encrypted {field} needs the Wechatpay-Serial header")
+        if serial.upper() == self.platform_key_id.upper():
+            key = self.platform_key.private_key
+        else:
+            matches = [c for c in self.certificates.all() if c.serial_no == serial.upper()]
+            if not matches:
+                raise WxError(400, "PARAM_ERROR", f"Wechatpay-Serial {serial} names no platform key")
+            key = matches[0].key.private_key
+        try:
+            return crypto.rsa_oaep_decrypt(key, str(ciphertext))
+        except ValueError as exc:
+            raise WxError(400, "PARAM_ERROR", f"{field} could not be decrypted with the named key") from exc
+
     def certificates_view(self, merchant: Document) -> dict[str, Any]:
         """`GET /v3/certificates`: every valid platform certificate, encrypted under the APIv3 key."""
         data = []

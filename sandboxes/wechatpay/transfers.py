@@ -68,7 +68,7 @@ class Transfers:
         self.sandbox.schedule(delay, lambda: self.finish(key, "CANCELLED", "OVERDUE_CLOSE",
                                                          allowed=("WAIT_USER_CONFIRM",)))
 
-    def create(self, merchant: Document, body: dict[str, Any], *, has_serial: bool) -> dict[str, Any]:
+    def create(self, merchant: Document, body: dict[str, Any], *, serial: str | None) -> dict[str, Any]:
         unknown = sorted(set(body) - FIELDS)
         if unknown:
             raise WxError(400, "PARAM_ERROR", f"unknown fields: {', '.join(unknown)}")
@@ -84,8 +84,9 @@ class Transfers:
             raise WxError(400, "PARAM_ERROR", f"transfer_amount must be an integer ≥ {AMOUNT_MIN_FEN} fen")
         if amount >= USER_NAME_FROM_FEN and not body.get("user_name"):
             raise WxError(400, "PARAM_ERROR", "user_name is required from 2000 yuan")
-        if body.get("user_name") and not has_serial:
-            raise WxError(400, "PARAM_ERROR", "an encrypted user_name needs the Wechatpay-Serial header")
+        request = dict(body)  # compared on a retry with the name decrypted (RSA-OAEP differs every time)
+        if body.get("user_name"):
+            request["user_name"] = self.sandbox.decrypt_sensitive(serial, body["user_name"], "user_name")
         if len(body["transfer_remark"]) > 32:
             raise WxError(400, "PARAM_ERROR", "transfer_remark is at most 32 characters")
         key = f"{merchant['mchid']}:{body['out_bill_no']}"
@@ -94,12 +95,12 @@ class Transfers:
                 "transfer_bill_no": "1330" + f"{secrets.randbelow(10**28):028d}", "openid": body["openid"],
                 "transfer_amount": amount, "transfer_remark": body["transfer_remark"], "state": "WAIT_USER_CONFIRM",
                 "package_info": base64.b64encode(secrets.token_bytes(96)).decode("ascii"), "create_time": now,
-                "update_time": now, "notify_url": body.get("notify_url"), "request": body,
+                "update_time": now, "notify_url": body.get("notify_url"), "request": request,
                 "confirm_due_unix": time.time() + self.sandbox.settings.transfer_confirm_seconds}
         with self.store.transaction():
             existing = self.store.get(BILLS, key)
             if existing is not None:
-                if existing["request"] != body:
+                if existing["request"] != request:
                     raise WxError(400, "INVALID_REQUEST", "out_bill_no already used with different parameters")
                 return _view(existing, full=False)
             self.store.put(BILLS, key, bill)
@@ -161,8 +162,8 @@ def install_routes(app: FastAPI, sandbox: Sandbox, *,
     @app.post(prefix)
     async def create_transfer(request: Request) -> Response:
         merchant, body = await authenticated(request)
-        has_serial = bool(request.headers.get("wechatpay-serial"))
-        return wx_response(200, transfers.create(merchant, json_body(request, body), has_serial=has_serial))
+        return wx_response(200, transfers.create(merchant, json_body(request, body),
+                                                 serial=request.headers.get("wechatpay-serial")))
 
     @app.get(prefix + "/out-bill-no/{out_bill_no}")
     async def get_transfer(out_bill_no: str, request: Request) -> Response:

@@ -161,6 +161,47 @@ def payment_code_channel(auth_code: str) -> str | None:
     return None
 
 
+class TransferStatus(enum.StrEnum):
+    """A payout to a user's channel account (WeChat change, Alipay balance)."""
+
+    WAITING_USER = "waiting_user"  # WeChat 商家转账: the user must confirm receipt in WeChat
+    PENDING = "pending"  # accepted, money on its way
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # refused or failed; nothing left the merchant's account
+    CANCELLED = "cancelled"  # withdrawn before the user confirmed, or never confirmed in time
+    NOT_FOUND = "not_found"
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequest:
+    """Pay `amount_minor` to a user's channel account. `out_transfer_no` is the idempotency key.
+
+    `payee` is an openid (WeChat) or an Alipay user id (2088…) / logon id; `payee_name` is the real
+    name (WeChat: required from 2,000 yuan, checked; Alipay: required for a logon id).
+    """
+
+    out_transfer_no: str
+    amount_minor: int
+    currency: str
+    payee: str
+    remark: str
+    payee_type: str = "openid"  # wechatpay: openid; alipay: ALIPAY_USER_ID | ALIPAY_LOGON_ID | ALIPAY_OPEN_ID
+    payee_name: str | None = None
+    notify_url: str | None = None
+    scene_id: str | None = None  # WeChat transfer_scene_id (e.g. 1005 佣金报酬)
+    scene_report: tuple[tuple[str, str], ...] = ()  # WeChat transfer_scene_report_infos (type, content)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferResult:
+    status: TransferStatus
+    out_transfer_no: str
+    channel_transfer_no: str | None = None
+    amount_minor: int | None = None
+    user_action: dict[str, Any] | None = None  # WeChat: {"package_info": …} for requestMerchantTransfer
+    fail_reason: str | None = None
+
+
 class NotificationKind(enum.StrEnum):
     PAYMENT = "payment"
     REFUND = "refund"

@@ -132,6 +132,10 @@ class AlipayConnector:
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
         )
 
+    @property
+    def config(self) -> AlipayConfig:
+        return self._config
+
     async def aclose(self) -> None:
         if self._owns_client:
             await self._http.aclose()

@@ -64,9 +64,9 @@ class WechatPayConnector:
         self._platform_key = (signing.load_public_key(config.platform_public_key_pem)
                               if config.platform_public_key_pem else None)
         self._certificates: dict[str, rsa.RSAPublicKey] = {}
+        self._certificate_expiry: dict[str, float] = {}  # serial → not-after (unix): the newest encrypts
         for pem in config.platform_certificates_pem:
-            serial, key = signing.load_platform_certificate(pem)
-            self._certificates[serial] = key
+            self._hold_certificate(pem)
         self._owns_client = http_client is None
         self._client = http_client or httpx.AsyncClient(
             timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds)
@@ -85,7 +85,7 @@ class WechatPayConnector:
 
     # ------------------------------------------------------------------ transport
     async def _request(self, method: str, url: str, payload: dict[str, Any] | None = None, *,
-                       verify: bool = True) -> httpx.Response:
+                       verify: bool = True, wechatpay_serial: str | None = None) -> httpx.Response:
         """Sign, send, map failures onto the three base errors, verify the reply's signature."""
         if not url.startswith(("http://", "https://")):
             url = self._base_url + url
@@ -102,6 +102,8 @@ class WechatPayConnector:
         }
         if payload is not None:
             headers["Content-Type"] = "application/json"
+        if wechatpay_serial:  # the request carries a field encrypted with this platform key (§1.4)
+            headers["Wechatpay-Serial"] = wechatpay_serial
         try:
             response = await self._client.request(method, target, content=body, headers=headers)
         except httpx.TimeoutException as exc:
@@ -121,6 +123,11 @@ class WechatPayConnector:
             await self._verify(response)
         return response
 
+    def _hold_certificate(self, pem: str) -> None:
+        serial, key = signing.load_platform_certificate(pem)
+        self._certificates[serial] = key
+        self._certificate_expiry[serial] = signing.certificate_not_after(pem)
+
     async def _verify(self, response: httpx.Response) -> None:
         """Verify a reply; a serial we do not hold means a rotated certificate: download them once more."""
         try:
@@ -134,6 +141,16 @@ class WechatPayConnector:
             headers, body, public_key=self._platform_key, public_key_id=self.config.platform_public_key_id,
             certificates=self._certificates, clock_skew_seconds_max=self.config.clock_skew_seconds_max)
 
+    async def encrypt_sensitive(self, text: str) -> tuple[str, str]:
+        """(ciphertext, Wechatpay-Serial) for a sensitive request field: the platform public key in
+        public-key mode, else the platform certificate that expires last (downloaded if none is held)."""
+        if self._platform_key is not None and self.config.platform_public_key_id:
+            return signing.rsa_oaep_encrypt(self._platform_key, text), self.config.platform_public_key_id
+        if not self._certificates:
+            await self.refresh_platform_certificates()
+        serial = max(self._certificates, key=lambda s: self._certificate_expiry.get(s, 0.0))
+        return signing.rsa_oaep_encrypt(self._certificates[serial], text), serial
+
     async def refresh_platform_certificates(self) -> list[str]:
         """GET /v3/certificates (platform-certificate mode), decrypt each certificate with the APIv3 key,
         keep those valid now, then verify the reply itself with them; returns the serials held.
@@ -142,7 +159,7 @@ class WechatPayConnector:
         and the merchant know that key), which is why the list can be trusted before its signature.
         """
         response = await self._request("GET", "/v3/certificates?algorithm_type=RSA", verify=False)
-        fetched: dict[str, rsa.RSAPublicKey] = {}
+        fetched: dict[str, str] = {}
         for item in self._json(response).get("data") or []:
             encrypted = item.get("encrypt_certificate") if isinstance(item, dict) else None
             if not isinstance(encrypted, dict) or encrypted.get("algorithm") != "AEAD_AES_256_GCM":
@@ -151,13 +168,14 @@ class WechatPayConnector:
                                           associated_data=str(encrypted.get("associated_data") or ""),
                                           ciphertext_b64=str(encrypted.get("ciphertext", "")))
             try:
-                serial, key = signing.load_platform_certificate(pem.decode("ascii"))
+                serial, _key = signing.load_platform_certificate(pem.decode("ascii"))
             except ValueError:
                 continue  # expired or not yet valid: listed during a rotation, never used to verify
             if serial != str(item.get("serial_no", "")).upper():
                 raise InvalidSignature("platform certificate serial does not match its serial_no")
-            fetched[serial] = key
-        self._certificates.update(fetched)
+            fetched[serial] = pem.decode("ascii")
+        for pem_text in fetched.values():
+            self._hold_certificate(pem_text)
         self._verify_with_known_keys(response.headers, response.content)
         return sorted(self._certificates)
 

@@ -161,6 +161,17 @@ def load_platform_certificate(pem: str, *, now: datetime | None = None) -> tuple
     return f"{certificate.serial_number:X}", key
 
 
+def certificate_not_after(pem: str) -> float:
+    return x509.load_pem_x509_certificate(pem.encode("ascii")).not_valid_after_utc.timestamp()
+
+
+def rsa_oaep_encrypt(public_key: rsa.RSAPublicKey, text: str) -> str:
+    """Sensitive request fields (a receiver's or payee's name): RSA-OAEP (SHA-1, MGF1-SHA1), Base64 (§1.4)."""
+    sealed = public_key.encrypt(text.encode("utf-8"),
+                                padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
+    return base64.b64encode(sealed).decode("ascii")
+
+
 def aes_gcm_decrypt(apiv3_key: str, *, nonce: str, associated_data: str, ciphertext_b64: str) -> bytes:
     """Decrypt a callback resource; a wrong key or tampered data raises InvalidSignature."""
     try:

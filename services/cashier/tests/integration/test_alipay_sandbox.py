@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from sandboxes.common.testing import SandboxProcess
-from services.cashier.connectors.alipay import AlipayConfig, AlipayConnector
+from services.cashier.connectors.alipay import AlipayConfig, AlipayConnector, transfers
 from services.cashier.connectors.base import (
     BillLineKind,
     ChannelError,
@@ -38,6 +38,8 @@ from services.cashier.connectors.base import (
     RefundStatus,
     Scene,
     TradeStatus,
+    TransferRequest,
+    TransferStatus,
     payment_code_channel,
 )
 
@@ -720,3 +722,33 @@ async def test_payment_code_paid_at_once_password_step_and_cancel(
     with pytest.raises(ChannelError) as refused:
         await alipay_connector.pay_with_code(charge(_order_no("bar"), first))
     assert refused.value.code == "ACQ.PAYMENT_AUTH_CODE_INVALID"
+
+
+async def test_transfer_to_an_alipay_account_in_certificate_mode(
+    alipay_sandbox: SandboxProcess, alipay_control: httpx.AsyncClient, alipay_connector: AlipayConnector
+) -> None:
+    app = (await alipay_control.post("/control/apps", json={"cert_mode": True})).json()
+    await alipay_control.put(f"/control/apps/{app['app_id']}/balance", json={"available_minor": 50_000})
+    certs = {k: app[k] for k in ("app_cert_pem", "alipay_cert_pem", "alipay_root_cert_pem")}
+    connector = AlipayConnector(_config(alipay_sandbox, app, alipay_public_key_pem=None, **certs))
+    try:
+        out_no = _order_no("tr")
+        request = TransferRequest(out_transfer_no=out_no, amount_minor=30_000, currency="CNY",
+                                  payee="payee@example.com", payee_type="ALIPAY_LOGON_ID", payee_name="张三",
+                                  remark="商户结算")
+        sent = await transfers.transfer(connector, request)
+        assert (sent.status, sent.amount_minor) == (TransferStatus.SUCCEEDED, 30_000) and sent.channel_transfer_no
+        assert (await transfers.transfer(connector, request)).channel_transfer_no == sent.channel_transfer_no
+        queried = await transfers.query_transfer(connector, out_no)
+        assert (queried.status, queried.amount_minor) == (TransferStatus.SUCCEEDED, 30_000)
+        assert (await transfers.query_transfer(connector, "unknown_no")).status is TransferStatus.NOT_FOUND
+        with pytest.raises(ChannelError) as poor:
+            await transfers.transfer(connector, TransferRequest(
+                out_transfer_no=_order_no("tr"), amount_minor=20_001, currency="CNY", payee="2088102177846880",
+                payee_type="ALIPAY_USER_ID", remark="超额"))
+        assert poor.value.code == "PAYER_BALANCE_NOT_ENOUGH"
+    finally:
+        await connector.aclose()
+    with pytest.raises(ChannelError) as public_key_mode:
+        await transfers.transfer(alipay_connector, request)
+    assert public_key_mode.value.code == "CERTIFICATE_MODE_REQUIRED"

@@ -36,9 +36,11 @@ from services.cashier.connectors.base import (
     RefundStatus,
     Scene,
     TradeStatus,
+    TransferRequest,
+    TransferStatus,
     payment_code_channel,
 )
-from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector, signing
+from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector, signing, transfers
 
 
 @dataclass
@@ -679,3 +681,44 @@ async def test_payment_code_paid_at_once_password_step_and_reverse(
     with pytest.raises(ChannelError) as refused:  # a code pays once
         await wechatpay_connector.pay_with_code(charge(_no("P"), code))
     assert refused.value.code == "AUTH_CODE_INVALID"
+
+
+async def test_transfer_to_change_confirmed_cancelled_and_expired(
+    wechatpay_sandbox: SandboxProcess, wechatpay_receiver: NotificationReceiver,
+    wechatpay_connector: WechatPayConnector,
+) -> None:
+    """商家转账 through the connector: WAITING_USER with package_info; the user confirms → SUCCEEDED by
+    callback and query; cancelled while waiting; left unconfirmed until it expires → CANCELLED."""
+    def request(out_no: str, amount: int, name: str | None = None) -> TransferRequest:
+        return TransferRequest(out_transfer_no=out_no, amount_minor=amount, currency="CNY",
+                               payee="o-MYE42l80oelYMDE34nYD456Xoy", payee_name=name, remark="钱包提现",
+                               notify_url=f"{wechatpay_receiver.url}/transfer",
+                               scene_report=(("岗位类型", "骑手"), ("报酬说明", "周结")))
+
+    confirmed_no = uuid.uuid4().hex[:20]
+    sent = await transfers.transfer(wechatpay_connector, request(confirmed_no, 5000, name="张三"))
+    assert sent.status is TransferStatus.WAITING_USER and sent.user_action and sent.user_action["package_info"]
+    assert (await transfers.transfer(wechatpay_connector, request(confirmed_no, 5000, name="张三"))
+            ).channel_transfer_no == sent.channel_transfer_no  # same out_bill_no + body: the same bill
+    await _control(wechatpay_sandbox, f"/transfer-bills/{confirmed_no}/confirm")
+    for _ in range(50):
+        received = wechatpay_receiver.next()
+        if received.path.endswith("/transfer"):
+            result = transfers.parse_transfer_notification(wechatpay_connector, received.headers, received.body)
+            if result.out_transfer_no == confirmed_no:
+                break
+    assert (result.status, result.amount_minor) == (TransferStatus.SUCCEEDED, 5000)
+    assert (await transfers.query_transfer(wechatpay_connector, confirmed_no)).status is TransferStatus.SUCCEEDED
+
+    cancelled_no = uuid.uuid4().hex[:20]
+    await transfers.transfer(wechatpay_connector, request(cancelled_no, 100))
+    assert (await transfers.cancel_transfer(wechatpay_connector, cancelled_no)).status is TransferStatus.CANCELLED
+
+    expired_no = uuid.uuid4().hex[:20]
+    await transfers.transfer(wechatpay_connector, request(expired_no, 100))
+    await _control(wechatpay_sandbox, f"/transfer-bills/{expired_no}/expire")
+    expired = await transfers.query_transfer(wechatpay_connector, expired_no)
+    assert (expired.status, expired.fail_reason) == (TransferStatus.CANCELLED, "OVERDUE_CLOSE")
+    assert (await transfers.query_transfer(wechatpay_connector, "nosuchbill00")).status is TransferStatus.NOT_FOUND
+    with pytest.raises(ChannelError):  # from 2,000 yuan WeChat needs the payee's real name
+        await transfers.transfer(wechatpay_connector, request(uuid.uuid4().hex[:20], 200_000))

@@ -57,6 +57,8 @@ def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -
         "succeeded_at": _iso(payment.succeeded_at),
         "late_success": payment.late_success,
         "expire_at": _iso(payment.expire_at),
+        # Settlement picks the split rule by metadata.business_line, as the split check did (docs/contracts.md §1).
+        "metadata": dict(payment.metadata or {}),
         **purpose_fields(payment),
     }
     if attempt is not None:

@@ -262,6 +262,8 @@ async def test_split_checked_by_the_real_settlement(
     assert (await cashier.payment(accepted.json()["id"]))["split"] == lines
     events = await _event_data(cashier, accepted.json()["id"])
     assert events["payment.created"]["split"] == lines and events["payment.created"]["purpose"] == "payment"
+    # The metadata travels with the event: settlement picks the split rule by its business_line at success.
+    assert events["payment.created"]["metadata"] == accepted.json()["metadata"]
     # The same order again returns the same payment; another split under the same order number is refused.
     again = await cashier.post("/v1/payments", {**split(("r_tch", 300), ("r_shop", 700)),
                                                 "merchant_order_no": accepted.json()["merchant_order_no"]})

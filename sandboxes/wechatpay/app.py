@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
 from sandboxes.common.store import Document
+from sandboxes.wechatpay.oauth import app_secret
+from sandboxes.wechatpay.oauth import install_routes as install_oauth_routes
 from sandboxes.wechatpay.profitsharing import install_routes as install_profitsharing_routes
 from sandboxes.wechatpay.service import ControlError, Sandbox, WxError
 from sandboxes.wechatpay.settings import SandboxSettings
@@ -160,6 +162,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     install_profitsharing_routes(app, sandbox, authenticated=authenticated, json_body=json_body,
                                  wx_response=wx_response)
     install_transfer_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
+    install_oauth_routes(app, sandbox)
 
     # ------------------------------------------------------------------ WeChat Pay v3: orders
     def is_partner(request: Request) -> bool:
@@ -268,7 +271,9 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     # ------------------------------------------------------------------ control API
     @app.post("/control/merchants")
     async def register_merchant(request: MerchantRegisterRequest) -> dict[str, Any]:
-        return sandbox.register_merchant(request.model_dump())
+        registered = sandbox.register_merchant(request.model_dump())
+        # each appid's AppSecret, for the OAuth that yields a JSAPI / mini-program payer's openid
+        return {**registered, "app_secrets": {appid: app_secret(sandbox, appid) for appid in registered["appids"]}}
 
     @app.get("/control/platform-key")
     async def platform_key() -> dict[str, str]:

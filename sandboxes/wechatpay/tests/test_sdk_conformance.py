@@ -315,3 +315,34 @@ def test_merchant_transfer_bills_user_confirmation_cancel_and_expiry(sandbox: Sa
     httpx.post(f"{sandbox.base_url}/control/transfer-bills/{unconfirmed['out_bill_no']}/expire").raise_for_status()
     expired = wx.callback(*receiver.next("transfer"))["resource"]
     assert (expired["state"], expired["fail_reason"]) == ("CANCELLED", "OVERDUE_CLOSE")
+
+
+def test_jsapi_payment_with_the_openid_from_oauth(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    """The payer's openid comes from WeChat's OAuth (web page: /sns/oauth2/access_token; mini-program:
+    /sns/jscode2session), then a JSAPI order for that openid is paid and called back with it."""
+    registration = _register(sandbox)
+    secret = registration["app_secrets"][APPID]
+    wx = _sdk(sandbox, registration, receiver.url("jsapi"))
+
+    granted = httpx.post(f"{sandbox.base_url}/control/oauth-codes", json={"appid": APPID}).json()
+    query = {"appid": APPID, "secret": secret, "code": granted["code"], "grant_type": "authorization_code"}
+    token = httpx.get(f"{sandbox.base_url}/sns/oauth2/access_token", params=query).json()
+    assert token["openid"] == granted["openid"] and token["access_token"]
+    again = httpx.get(f"{sandbox.base_url}/sns/oauth2/access_token", params=query).json()
+    assert again["errcode"] == 40029  # a code is used once
+    wrong_secret = httpx.get(f"{sandbox.base_url}/sns/oauth2/access_token", params={**query, "secret": "x"}).json()
+    assert wrong_secret["errcode"] == 40125
+
+    login = httpx.post(f"{sandbox.base_url}/control/oauth-codes",
+                       json={"appid": APPID, "openid": token["openid"]}).json()
+    session = httpx.get(f"{sandbox.base_url}/sns/jscode2session", params={
+        "appid": APPID, "secret": secret, "js_code": login["code"], "grant_type": "authorization_code"}).json()
+    assert session["openid"] == token["openid"] and session["session_key"]
+
+    out_trade_no = _no("js")
+    prepay = _ok(wx.pay(description="小程序", out_trade_no=out_trade_no, amount={"total": 66},
+                        payer={"openid": token["openid"]}, pay_type=WeChatPayType.MINIPROG))
+    assert prepay["prepay_id"].startswith("wx")
+    _approve(sandbox, out_trade_no, registration["mchid"])
+    callback = wx.callback(*receiver.next("jsapi"))
+    assert callback["resource"]["payer"]["openid"] == token["openid"]

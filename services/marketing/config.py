@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from libs.common.settings import ServiceSettings, service_settings_config
 
 
@@ -11,3 +13,20 @@ class Settings(ServiceSettings):
     service_name: str = "marketing"
     port: int = 8005
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/juhe_marketing"
+
+    # Per-day limits count claims by this zone's calendar day (users and merchants live on China time).
+    day_timezone: str = "Asia/Shanghai"
+    # A coupon locked for a payment is released by itself after this long unless confirmed or released;
+    # the cashier may ask for less (never more). Longer than a payment's own expiry by default.
+    lock_seconds_default: int = Field(default=900, ge=10, le=86_400)
+    lock_seconds_max: int = Field(default=3600, ge=10, le=86_400)
+    lock_sweep_interval_seconds: float = Field(default=5.0, gt=0, le=300)
+    lock_sweep_batch_max: int = Field(default=200, ge=1, le=5000)
+    # A merchant's staff may undo an in-store redemption for this long after it.
+    in_store_undo_seconds: int = Field(default=600, ge=0, le=7 * 86_400)
+    # Bulk issue: users per request, users per worker round.
+    bulk_issue_users_max: int = Field(default=10_000, ge=1, le=100_000)
+    bulk_issue_batch_max: int = Field(default=200, ge=1, le=5000)
+    bulk_issue_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    # The largest `limit` a list endpoint accepts (a larger one is 422 validation_failed).
+    page_size_max: int = Field(default=200, ge=1, le=1000)

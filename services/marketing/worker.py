@@ -3,13 +3,42 @@
 from __future__ import annotations
 
 from libs.common.inbox import Subscription
-from libs.common.web import BackgroundTask
+from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.marketing.config import Settings
+from services.marketing.flows import claims, redemptions
+from services.marketing.flows.clock import clock_of
+from services.marketing.store import coupons as store
 
 
 def subscriptions(settings: Settings) -> list[Subscription]:
     return []
 
 
+async def expire_locks_round(runtime: Runtime, settings: Settings) -> int:
+    """Release locks past their `locked_until` (a payment that never confirmed nor released), each in its
+    one transaction; SKIP LOCKED lets replicas share the sweep. Returns how many were expired."""
+    now = clock_of(runtime.extras)()
+    async with runtime.uow.begin() as tx:
+        due = await store.expired_locks(tx.conn, now, settings.lock_sweep_batch_max)
+        for redemption_id in due:
+            await redemptions.expire_lock(tx, redemption_id, now)
+    return len(due)
+
+
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return []
+    async def expire_locks(runtime: Runtime) -> None:
+        await run_rounds("expire_locks", lambda: expire_locks_round(runtime, settings),
+                         interval_seconds=settings.lock_sweep_interval_seconds,
+                         batch_max=settings.lock_sweep_batch_max)  # fmt: skip
+
+    async def bulk_issue(runtime: Runtime) -> None:
+        async def round_once() -> int:
+            return await claims.bulk_issue_round(
+                runtime.uow, batch_max=settings.bulk_issue_batch_max, day_timezone=settings.day_timezone,
+                now=clock_of(runtime.extras),
+            )  # fmt: skip
+
+        await run_rounds("bulk_issue", round_once, interval_seconds=settings.bulk_issue_interval_seconds,
+                         batch_max=settings.bulk_issue_batch_max)  # fmt: skip
+
+    return [expire_locks, bulk_issue]

@@ -1,1 +1,247 @@
-"""Request and response schemas of the marketing API (pydantic)."""
+"""Request and response schemas of the marketing API (pydantic). Amounts are integer minor units."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
+
+from libs.common.money import AmountMinor, Currency
+
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$")]
+RefList = Annotated[list[Ref], Field(max_length=100)]
+Bps = Annotated[StrictInt, Field(ge=0, le=10_000)]
+Count = Annotated[StrictInt, Field(ge=1, le=100_000_000)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CampaignCreateRequest(Strict):
+    name: Name
+    description: Annotated[str, Field(max_length=2000)] = ""
+
+
+class CampaignResponse(BaseModel):
+    campaign_id: str
+    owner_merchant_id: str | None
+    name: str
+    description: str
+    created_at: datetime
+
+
+class CampaignListResponse(BaseModel):
+    campaigns: list[CampaignResponse]
+    next_cursor: str | None
+
+
+class StockCreateRequest(Strict):
+    campaign_id: Ref
+    name: Name
+    discount_kind: Literal["fixed", "percent"]
+    currency: Currency = "CNY"
+    amount_off_minor: AmountMinor | None = None
+    percent_off_bps: Bps | None = None
+    discount_cap_minor: AmountMinor | None = None
+    threshold_minor: Annotated[StrictInt, Field(ge=0, le=10**15)] = 0
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    valid_days_after_claim: Annotated[StrictInt, Field(ge=1, le=3650)] | None = None
+    merchant_ids: RefList = []
+    store_ids: RefList = []
+    scenes: RefList = []
+    payment_methods: RefList = []
+    funding_party: Literal["platform", "merchant", "shared"]
+    platform_share_bps: Bps | None = None
+    refund_policy: Literal["return_on_full_refund", "never_return"] = "return_on_full_refund"
+    budget_count: Count
+    budget_minor: AmountMinor | None = None
+    per_user_limit: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    per_user_daily_limit: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
+    daily_count_limit: Count | None = None
+
+
+class StockResponse(BaseModel):
+    stock_id: str
+    campaign_id: str
+    owner_merchant_id: str | None
+    name: str
+    status: str
+    discount_kind: str
+    currency: str
+    amount_off_minor: int | None
+    percent_off_bps: int | None
+    discount_cap_minor: int | None
+    threshold_minor: int
+    face_value_minor: int
+    valid_from: datetime | None
+    valid_until: datetime | None
+    valid_days_after_claim: int | None
+    merchant_ids: list[str]
+    store_ids: list[str]
+    scenes: list[str]
+    payment_methods: list[str]
+    funding_party: str
+    platform_share_bps: int
+    refund_policy: str
+    budget_count: int
+    budget_minor: int
+    remaining_count: int
+    remaining_budget_minor: int
+    per_user_limit: int
+    per_user_daily_limit: int | None
+    daily_count_limit: int | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StockListResponse(BaseModel):
+    stocks: list[StockResponse]
+    next_cursor: str | None
+
+
+class ClaimCreateRequest(Strict):
+    stock_id: Ref
+    request_id: Ref
+
+
+class CouponResponse(BaseModel):
+    coupon_id: str
+    stock_id: str
+    campaign_id: str
+    user_id: str
+    source: str
+    status: str
+    code: str
+    qr_payload: str
+    face_value_minor: int
+    currency: str
+    valid_from: datetime
+    valid_until: datetime
+    claimed_at: datetime
+
+
+class CouponListResponse(BaseModel):
+    coupons: list[CouponResponse]
+    next_cursor: str | None
+
+
+class BulkIssueCreateRequest(Strict):
+    request_id: Ref
+    user_ids: Annotated[list[Ref], Field(min_length=1)]
+
+
+class BulkIssueResponse(BaseModel):
+    bulk_issue_id: str
+    stock_id: str
+    request_id: str
+    total_count: int
+    pending_count: int
+    issued_count: int
+    failed_count: int
+    done: bool
+    created_at: datetime
+
+
+class LockCreateRequest(Strict):
+    payment_id: Ref
+    coupon_id: Ref
+    user_id: Ref
+    merchant_id: Ref
+    store_id: Ref | None = None
+    scene: Ref | None = None
+    payment_method: Ref | None = None
+    order_amount_minor: AmountMinor
+    currency: Currency = "CNY"
+    lock_seconds: Annotated[StrictInt, Field(ge=10, le=86_400)] | None = None
+
+
+class ReleaseRequest(Strict):
+    reason: Literal["payment_failed", "payment_closed", "cancelled"] = "payment_failed"
+
+
+class RefundCreateRequest(Strict):
+    refund_id: Ref
+    refund_amount_minor: AmountMinor
+
+
+class FundingResponse(BaseModel):
+    party: str
+    platform_share_bps: int
+    platform_minor: int
+    merchant_minor: int
+
+
+class RedemptionResponse(BaseModel):
+    redemption_id: str
+    kind: str
+    status: str
+    coupon_id: str
+    stock_id: str
+    campaign_id: str
+    user_id: str
+    merchant_id: str
+    store_id: str | None
+    payment_id: str | None
+    currency: str
+    order_amount_minor: int
+    discount_minor: int
+    payable_minor: int
+    funding: FundingResponse
+    refunded_minor: int
+    reversed_platform_minor: int
+    reversed_merchant_minor: int
+    locked_until: datetime | None
+    used_at: datetime | None
+    release_reason: str | None
+
+
+class RefundResponse(BaseModel):
+    refund_id: str
+    redemption_id: str
+    refund_amount_minor: int
+    reversed_platform_minor: int
+    reversed_merchant_minor: int
+    coupon_returned: bool
+    redemption: RedemptionResponse
+
+
+class InStoreRedeemRequest(Strict):
+    request_id: Ref
+    code: Annotated[str, Field(pattern=r"^[0-9]{16}$")] | None = None
+    qr_payload: Annotated[str, Field(max_length=64)] | None = None
+    store_id: Ref | None = None
+    payment_method: Ref | None = None
+    order_amount_minor: AmountMinor
+    currency: Currency = "CNY"
+
+
+class InStoreVerifyResponse(BaseModel):
+    coupon_id: str
+    stock_id: str
+    discount_minor: int
+    payable_minor: int
+    funding: FundingResponse
+    valid_until: datetime
+
+
+class StatsResponse(BaseModel):
+    campaign_id: str
+    issued_count: int
+    claimed_count: int
+    bulk_issued_count: int
+    redeemed_count: int
+    cost: dict[str, int]
+    paid_volume_minor: int
+
+
+def redemption_response(row: Any) -> RedemptionResponse:
+    body = {k: row[k] for k in RedemptionResponse.model_fields if k != "funding"}
+    body["funding"] = FundingResponse(
+        party=row["funding_party"], platform_share_bps=row["platform_share_bps"],
+        platform_minor=row["platform_minor"], merchant_minor=row["merchant_minor"],
+    )  # fmt: skip
+    return RedemptionResponse.model_validate(body)

@@ -1,1 +1,16 @@
-"""Events the marketing service publishes (types and payloads) and its consumers."""
+"""Events the marketing service publishes (types and payloads) and its consumers.
+
+Every coupon event goes to `marketing.coupons`, keyed by the coupon id (one coupon's events stay in order),
+written to the outbox in the transaction of the change. Payloads: README "Events"."""
+
+from __future__ import annotations
+
+COUPONS_TOPIC = "marketing.coupons"
+
+COUPON_CLAIMED = "coupon.claimed"
+COUPON_LOCKED = "coupon.locked"
+COUPON_USED = "coupon.used"
+COUPON_RELEASED = "coupon.released"
+COUPON_REFUNDED = "coupon.refunded"
+COUPON_RETURNED = "coupon.returned"
+COUPON_REDEMPTION_UNDONE = "coupon.redemption_undone"

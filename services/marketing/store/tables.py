@@ -1,10 +1,187 @@
-"""Tables of the marketing database (SQLAlchemy Core)."""
+"""Tables of the marketing database (SQLAlchemy Core).
+
+Budget exactness lives in the schema: `coupon_stocks.remaining_*` carry CHECK (>= 0) and are only ever
+changed by one conditional UPDATE; per-user and per-day limits are counter rows with a primary key,
+incremented by one conditional upsert. See README "Budget design"."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from sqlalchemy import (
+    ARRAY,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
 
 from libs.common.outbox_tables import add_messaging_tables
 
 metadata = MetaData()
 add_messaging_tables(metadata)
+
+
+def _now() -> Column[object]:
+    return Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("campaign_id", Text, primary_key=True),
+    Column("owner_merchant_id", Text),  # NULL: the platform's own campaign
+    Column("name", Text, nullable=False),
+    Column("description", Text, nullable=False, server_default=""),
+    _now(),
+)
+
+coupon_stocks = Table(
+    "coupon_stocks",
+    metadata,
+    Column("stock_id", Text, primary_key=True),
+    Column("campaign_id", Text, ForeignKey("campaigns.campaign_id"), nullable=False),
+    Column("owner_merchant_id", Text),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("discount_kind", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("amount_off_minor", BigInteger),
+    Column("percent_off_bps", Integer),
+    Column("discount_cap_minor", BigInteger),
+    Column("threshold_minor", BigInteger, nullable=False),
+    Column("face_value_minor", BigInteger, nullable=False),
+    Column("valid_from", DateTime(timezone=True)),
+    Column("valid_until", DateTime(timezone=True)),
+    Column("valid_days_after_claim", Integer),
+    Column("merchant_ids", ARRAY(Text), nullable=False),
+    Column("store_ids", ARRAY(Text), nullable=False),
+    Column("scenes", ARRAY(Text), nullable=False),
+    Column("payment_methods", ARRAY(Text), nullable=False),
+    Column("funding_party", Text, nullable=False),
+    Column("platform_share_bps", Integer, nullable=False),
+    Column("refund_policy", Text, nullable=False),
+    Column("budget_count", BigInteger, nullable=False),
+    Column("budget_minor", BigInteger, nullable=False),
+    Column("remaining_count", BigInteger, nullable=False),
+    Column("remaining_budget_minor", BigInteger, nullable=False),
+    Column("per_user_limit", Integer, nullable=False),
+    Column("per_user_daily_limit", Integer),
+    Column("daily_count_limit", BigInteger),
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("remaining_count >= 0 AND remaining_budget_minor >= 0", name="coupon_stocks_budget_nonnegative"),
+    Index("coupon_stocks_campaign", "campaign_id"),
+    Index("coupon_stocks_owner", "owner_merchant_id", "stock_id"),
+)
+
+# Claims counted per (stock, subject, period): subject is a user id or '*' (the whole stock); period is
+# 'total' or a day 'YYYY-MM-DD' (China time). One conditional upsert per counter keeps limits exact.
+claim_counters = Table(
+    "claim_counters",
+    metadata,
+    Column("stock_id", Text, primary_key=True),
+    Column("subject", Text, primary_key=True),
+    Column("period", Text, primary_key=True),
+    Column("claimed_count", BigInteger, nullable=False),
+)
+
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("coupon_id", Text, primary_key=True),
+    Column("stock_id", Text, ForeignKey("coupon_stocks.stock_id"), nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("source", Text, nullable=False),  # claim | bulk
+    Column("code", Text, nullable=False, unique=True),
+    Column("status", Text, nullable=False),  # available | locked | used
+    Column("face_value_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("valid_from", DateTime(timezone=True), nullable=False),
+    Column("valid_until", DateTime(timezone=True), nullable=False),
+    Column("redemption_id", Text),  # the lock or use holding the coupon
+    Column("claimed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("user_id", "request_id", name="coupons_user_request_key"),
+    Index("coupons_user", "user_id", "coupon_id"),
+    Index("coupons_stock_status", "stock_id", "status"),
+)
+
+redemptions = Table(
+    "redemptions",
+    metadata,
+    Column("redemption_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # online | in_store
+    Column("request_key", Text, nullable=False),  # online: payment id; in store: merchant + request id
+    Column("coupon_id", Text, ForeignKey("coupons.coupon_id"), nullable=False),
+    Column("stock_id", Text, nullable=False),
+    Column("campaign_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("merchant_id", Text, nullable=False),
+    Column("store_id", Text),
+    Column("payment_id", Text),
+    Column("status", Text, nullable=False),  # locked | used | released | expired | refunded | undone
+    Column("currency", Text, nullable=False),
+    Column("order_amount_minor", BigInteger, nullable=False),
+    Column("discount_minor", BigInteger, nullable=False),
+    Column("payable_minor", BigInteger, nullable=False),
+    Column("funding_party", Text, nullable=False),
+    Column("platform_share_bps", Integer, nullable=False),
+    Column("platform_minor", BigInteger, nullable=False),
+    Column("merchant_minor", BigInteger, nullable=False),
+    Column("refunded_minor", BigInteger, nullable=False, server_default="0"),
+    Column("reversed_platform_minor", BigInteger, nullable=False, server_default="0"),
+    Column("reversed_merchant_minor", BigInteger, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("used_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("release_reason", Text),
+    _now(),
+    UniqueConstraint("kind", "request_key", name="redemptions_request_key"),
+    Index("redemptions_locked_until", "locked_until", postgresql_where="status = 'locked'"),
+    Index("redemptions_campaign", "campaign_id", "status"),
+)
+
+redemption_refunds = Table(
+    "redemption_refunds",
+    metadata,
+    Column("refund_id", Text, primary_key=True),
+    Column("redemption_id", Text, ForeignKey("redemptions.redemption_id"), nullable=False),
+    Column("refund_amount_minor", BigInteger, nullable=False),
+    Column("platform_minor", BigInteger, nullable=False),
+    Column("merchant_minor", BigInteger, nullable=False),
+    Column("coupon_returned", Text, nullable=False),  # 'yes' | 'no'
+    _now(),
+)
+
+bulk_issues = Table(
+    "bulk_issues",
+    metadata,
+    Column("bulk_issue_id", Text, primary_key=True),
+    Column("stock_id", Text, ForeignKey("coupon_stocks.stock_id"), nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("total_count", Integer, nullable=False),
+    _now(),
+    UniqueConstraint("stock_id", "request_id", name="bulk_issues_request_key"),
+)
+
+bulk_issue_items = Table(
+    "bulk_issue_items",
+    metadata,
+    Column("bulk_issue_id", Text, ForeignKey("bulk_issues.bulk_issue_id"), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("status", Text, nullable=False),  # pending | issued | failed
+    Column("coupon_id", Text),
+    Column("failure_code", Text),
+    Index("bulk_issue_items_pending", "bulk_issue_id", "seq", postgresql_where="status = 'pending'"),
+)

@@ -1,0 +1,92 @@
+"""Request dependencies: who the caller is (from the gateway's signed identity), page sizes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from libs.common.errors import FORBIDDEN, VALIDATION_FAILED, Problem
+from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
+from services.marketing.domain.actors import Actor
+from services.marketing.flows.clock import clock_of
+
+
+def actor(request: Request) -> Actor:
+    """The caller as marketing sees it; an identity is required (requests come through the gateway)."""
+    identity = internal_identity(request)
+    if identity.kind == "user":
+        return Actor("user", merchant_id=identity.merchant_id, user_id=identity.user)
+    if identity.kind == "platform":
+        return Actor("operator", merchant_id=identity.merchant_id)
+    if identity.kind == "merchant":
+        return Actor("merchant", merchant_id=identity.merchant_id)
+    return Actor("service")
+
+
+def manager(who: Annotated[Actor, Depends(actor)]) -> Actor:
+    """Operators and merchants manage campaigns and stocks (merchants their own); others are refused."""
+    if who.kind not in ("operator", "merchant"):
+        raise Problem(FORBIDDEN, f"a {who.kind} identity may not manage campaigns")
+    return who
+
+
+def operator(who: Annotated[Actor, Depends(actor)]) -> Actor:
+    if who.kind != "operator":
+        raise Problem(FORBIDDEN, "only platform operators may do this")
+    return who
+
+
+def user(who: Annotated[Actor, Depends(actor)]) -> Actor:
+    if who.kind != "user" or not who.user_id:
+        raise Problem(FORBIDDEN, "this endpoint is for end users")
+    return who
+
+
+def merchant(who: Annotated[Actor, Depends(actor)]) -> str:
+    """The merchant whose staff is at the till (an operator acting for a merchant counts as that merchant)."""
+    if who.kind not in ("merchant", "operator") or not who.merchant_id:
+        raise Problem(FORBIDDEN, "in-store redemption needs a merchant identity")
+    return who.merchant_id
+
+
+def services_only(request: Request) -> None:
+    """`/v1/internal` (never routed by the gateway): refused to merchant and user identities, as a second
+    wall behind the gateway's own."""
+    if IDENTITY_HEADER not in request.headers and DEV_MERCHANT_HEADER not in request.headers:
+        return
+    identity = internal_identity(request)
+    if identity.kind in ("merchant", "user"):
+        raise Problem(FORBIDDEN, f"a {identity.kind} identity may not call marketing's internal API")
+
+
+ManagerDep = Annotated[Actor, Depends(manager)]
+OperatorDep = Annotated[Actor, Depends(operator)]
+UserDep = Annotated[Actor, Depends(user)]
+MerchantDep = Annotated[str, Depends(merchant)]
+ServicesOnly = Depends(services_only)
+
+PAGE_SIZE_DEFAULT = 50
+
+
+def page_limit(request: Request, limit: Annotated[int | None, Query(ge=1)] = None) -> int:
+    """At most the `page_size_max` setting (more is 422 validation_failed); 50 when not given."""
+    maximum = int(request.app.state.runtime.settings.page_size_max)
+    if limit is None:
+        return min(PAGE_SIZE_DEFAULT, maximum)
+    if limit > maximum:
+        raise Problem(VALIDATION_FAILED, f"limit must be at most {maximum}", limit_max=maximum)
+    return limit
+
+
+PageLimit = Annotated[int, Depends(page_limit)]
+Cursor = Annotated[str | None, Query(max_length=64)]
+
+
+def clock(request: Request) -> datetime:
+    """Now, by the service's clock (flows/clock.py)."""
+    return clock_of(request.app.state.runtime.extras)()
+
+
+NowDep = Annotated[datetime, Depends(clock)]

@@ -1,0 +1,121 @@
+"""Campaigns and coupon stocks: operators manage any, merchants their own (others' are "not found")."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from libs.common.errors import Problem
+from libs.common.web import UowDep
+from services.marketing.api.deps import Cursor, ManagerDep, PageLimit
+from services.marketing.api.schemas import (
+    CampaignCreateRequest,
+    CampaignListResponse,
+    CampaignResponse,
+    StatsResponse,
+    StockCreateRequest,
+    StockListResponse,
+    StockResponse,
+)
+from services.marketing.domain import rules
+from services.marketing.domain.errors import CAMPAIGN_NOT_FOUND, STOCK_NOT_FOUND
+from services.marketing.flows import stats, stocks
+from services.marketing.store import stocks as store
+
+router = APIRouter(prefix="/v1/marketing", tags=["campaigns"])
+Id = Annotated[str, Path(max_length=64)]
+SHARE_BY_PARTY = {"platform": rules.BPS, "merchant": 0}
+
+
+@router.post("/campaigns", status_code=201)
+async def create_campaign(body: CampaignCreateRequest, who: ManagerDep, uow: UowDep) -> CampaignResponse:
+    async with uow.begin() as tx:
+        row = await stocks.create_campaign(tx, who, name=body.name, description=body.description)
+    return CampaignResponse.model_validate(dict(row))
+
+
+@router.get("/campaigns")
+async def list_campaigns(who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None) -> CampaignListResponse:
+    async with uow.read() as conn:
+        rows = await store.list_campaigns(conn, owner=who.owner_scope, before_id=cursor, limit=limit)
+    items = [CampaignResponse.model_validate(dict(r)) for r in rows]
+    return CampaignListResponse(campaigns=items, next_cursor=items[-1].campaign_id if len(items) == limit else None)
+
+
+@router.get("/campaigns/{campaign_id}")
+async def get_campaign(campaign_id: Id, who: ManagerDep, uow: UowDep) -> CampaignResponse:
+    async with uow.read() as conn:
+        row = await store.get_campaign(conn, campaign_id, who.owner_scope)
+    if row is None:
+        raise Problem(CAMPAIGN_NOT_FOUND, f"no campaign {campaign_id}")
+    return CampaignResponse.model_validate(dict(row))
+
+
+@router.get("/campaigns/{campaign_id}/stats")
+async def campaign_stats(campaign_id: Id, who: ManagerDep, uow: UowDep) -> StatsResponse:
+    """Issued, claimed, redeemed and the cost by funding party, net of refunds and undos."""
+    async with uow.read() as conn:
+        if await store.get_campaign(conn, campaign_id, who.owner_scope) is None:
+            raise Problem(CAMPAIGN_NOT_FOUND, f"no campaign {campaign_id}")
+        return StatsResponse.model_validate(await stats.campaign_stats(conn, campaign_id))
+
+
+@router.post("/stocks", status_code=201)
+async def create_stock(body: StockCreateRequest, who: ManagerDep, uow: UowDep) -> StockResponse:
+    """A stock in `draft`. Invalid rules → 422 `invalid_stock` (naming the field); a merchant funding
+    anything but itself → 403 `funding_not_allowed`."""
+    share = (
+        body.platform_share_bps if body.platform_share_bps is not None else SHARE_BY_PARTY.get(body.funding_party, -1)
+    )
+    draft = stocks.StockDraft(
+        campaign_id=body.campaign_id, name=body.name,
+        terms=rules.StockRules(
+            discount_kind=body.discount_kind, currency=body.currency, amount_off_minor=body.amount_off_minor,
+            percent_off_bps=body.percent_off_bps, discount_cap_minor=body.discount_cap_minor,
+            threshold_minor=body.threshold_minor, funding_party=body.funding_party, platform_share_bps=share,
+            merchant_ids=tuple(body.merchant_ids), store_ids=tuple(body.store_ids), scenes=tuple(body.scenes),
+            payment_methods=tuple(body.payment_methods)),
+        valid_from=body.valid_from, valid_until=body.valid_until, valid_days_after_claim=body.valid_days_after_claim,
+        refund_policy=body.refund_policy, budget_count=body.budget_count, budget_minor=body.budget_minor,
+        per_user_limit=body.per_user_limit, per_user_daily_limit=body.per_user_daily_limit,
+        daily_count_limit=body.daily_count_limit,
+    )  # fmt: skip
+    async with uow.begin() as tx:
+        row = await stocks.create_stock(tx, who, draft)
+    return StockResponse.model_validate(dict(row))
+
+
+@router.get("/stocks")
+async def list_stocks(who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None,
+                      campaign_id: Cursor = None) -> StockListResponse:  # fmt: skip
+    async with uow.read() as conn:
+        rows = await store.list_stocks(conn, owner=who.owner_scope, campaign_id=campaign_id, before_id=cursor,
+                                       limit=limit)  # fmt: skip
+    items = [StockResponse.model_validate(dict(r)) for r in rows]
+    return StockListResponse(stocks=items, next_cursor=items[-1].stock_id if len(items) == limit else None)
+
+
+@router.get("/stocks/{stock_id}")
+async def get_stock(stock_id: Id, who: ManagerDep, uow: UowDep) -> StockResponse:
+    async with uow.read() as conn:
+        row = await store.get_stock(conn, stock_id, who.owner_scope)
+    if row is None:
+        raise Problem(STOCK_NOT_FOUND, f"no stock {stock_id}")
+    return StockResponse.model_validate(dict(row))
+
+
+def _transition_route(name: rules.Transition) -> None:
+    async def transition_stock(stock_id: Id, who: ManagerDep, uow: UowDep) -> StockResponse:
+        async with uow.begin() as tx:
+            row = await stocks.transition(tx, who, stock_id, name)
+        return StockResponse.model_validate(dict(row))
+
+    transition_stock.__name__ = f"{name}_stock"
+    router.post(f"/stocks/{{stock_id}}/{name}", summary=f"{name.capitalize()} a stock",
+                description=TRANSITIONS_DOC)(transition_stock)  # fmt: skip
+
+
+TRANSITIONS_DOC = "draft →start→ running ⇄ (pause/resume) paused; any but ended →end→ ended. Not allowed now → 409."
+for _name in ("start", "pause", "resume", "end"):
+    _transition_route(_name)

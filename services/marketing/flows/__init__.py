@@ -1,0 +1,1 @@
+"""Use cases of the marketing service: one module per business process."""

@@ -44,6 +44,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/coupon-stocks": "marketing",
     "/v1/points": "marketing",
     "/v1/campaigns": "marketing",
+    "/v1/marketing": "marketing",
 }
 
 # Platform operators only. Ledger and routing APIs are here because those services do not filter by the
@@ -94,7 +95,7 @@ class Settings(ServiceSettings):
     # Rate-limited per client address; never carry an identity.
     passthrough_prefixes: tuple[str, ...] = ("/v1/notify",)
     # End-user tokens (My Wallet, checkout frontends) may call only these.
-    user_prefixes: tuple[str, ...] = ("/v1/wallet", "/v1/checkout", "/v1/me")
+    user_prefixes: tuple[str, ...] = ("/v1/wallet", "/v1/checkout", "/v1/me", "/v1/marketing/me")
 
     upstream_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     upstream_connect_retries_max: int = Field(default=2, ge=0, le=5)

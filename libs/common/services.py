@@ -38,6 +38,12 @@ SERVICES: dict[str, ServiceSpec] = {
     )
 }
 
+# Processes without a database of their own that serve people, not services: the web process (checkout, My
+# Wallet, consoles; web/). Kept out of SERVICES, whose every entry the launcher and the test plugin migrate
+# (`prepare_databases` asserts a database). The launcher runs these after the gateway with
+# `gateway_url` = the gateway, and gives the gateway `web_url` = this process (docs/web.md).
+FRONTENDS: dict[str, ServiceSpec] = {spec.name: spec for spec in (ServiceSpec("web", "web", 8006, None, "JUHE_WEB_"),)}
+
 SANDBOXES: dict[str, ServiceSpec] = {
     spec.name: spec
     for spec in (

@@ -1,0 +1,142 @@
+"""The web process's only way to the platform: the gateway's public API, like any client.
+
+Two identities: the web process itself (`gateway_client_token`, first-party, accepted only by
+`POST /v1/web/wallet-sessions`) and the signed-in user (the user token the sign-in link was exchanged for,
+which the gateway scopes to that user's own wallet). Writes carry an `Idempotency-Key` derived from the
+form's one-time request id, so a double-submitted form does the thing once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from web.config import Settings
+
+
+class GatewayProblem(Exception):
+    """A problem+json answer: `code` is the platform's stable error code."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(f"{status} {body.get('code')}")
+        self.status = status
+        self.code = str(body.get("code") or f"http_{status}")
+        self.body = body
+
+
+class GatewayUnavailable(Exception):
+    """The gateway could not be reached or timed out: the page says to try again."""
+
+
+class Gateway:
+    def __init__(self, settings: Settings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self.http = httpx.AsyncClient(
+            base_url=settings.gateway_url, timeout=settings.gateway_timeout_seconds, transport=transport
+        )
+        self._client_auth = f"Bearer {settings.gateway_client_token.get_secret_value()}"
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        auth: str,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        browser_ip: str | None = None,
+        accept_language: str | None = None,
+    ) -> Any:
+        headers = {"Authorization": auth}
+        if idempotency_key:
+            headers["Idempotency-Key"] = idempotency_key
+        if browser_ip:
+            headers["X-Forwarded-For"] = browser_ip
+        if accept_language:
+            headers["Accept-Language"] = accept_language
+        try:
+            response = await self.http.request(method, path, json=json, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise GatewayUnavailable(str(exc)) from exc
+        if response.status_code >= 500:
+            raise GatewayUnavailable(f"{response.status_code} {response.text[:200]}")
+        if response.status_code >= 400:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {}
+            raise GatewayProblem(response.status_code, body if isinstance(body, dict) else {})
+        return response.json() if response.content else None
+
+    @staticmethod
+    def user(token: str) -> str:
+        return f"Bearer {token}"
+
+    # ---- session ------------------------------------------------------------------------------------
+    async def redeem_sign_in_link(self, link_token: str, *, browser_ip: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            "POST", "/v1/web/wallet-sessions", auth=self._client_auth, json={"token": link_token}, browser_ip=browser_ip
+        )
+        return body
+
+    async def sign_out(self, token: str) -> None:
+        await self._call("POST", "/v1/me/sign-out", auth=self.user(token))
+
+    async def gateway_alive(self) -> bool:
+        try:
+            return (await self.http.get("/livez")).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    # ---- wallet (ledger, through the gateway) -------------------------------------------------------
+    async def my_wallet(self, token: str, holder_id: str, *, recent_limit: int = 10) -> dict[str, Any]:
+        path = f"/v1/wallet/holders/{holder_id}/my-wallet"
+        body: dict[str, Any] = await self._call(
+            "GET", path, auth=self.user(token), params={"recent_limit": recent_limit}
+        )
+        return body
+
+    async def history(
+        self, token: str, holder_id: str, account_id: str, *, cursor: str | None, limit: int
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor:
+            params["cursor"] = cursor
+        path = f"/v1/wallet/holders/{holder_id}/subaccounts/{account_id}/history"
+        body: dict[str, Any] = await self._call("GET", path, auth=self.user(token), params=params)
+        return body
+
+    async def withdraw(self, token: str, holder_id: str, *, request_id: str, amount_minor: int, fee_minor: int) -> Any:
+        body = {"withdrawal_id": f"wd_{request_id}", "amount_minor": amount_minor, "fee_minor": fee_minor}
+        return await self._call("POST", f"/v1/wallet/holders/{holder_id}/withdrawals", auth=self.user(token),
+                                json=body, idempotency_key=f"web-wd-{request_id}")  # fmt: skip
+
+    async def repay(self, token: str, bill_id: str, *, request_id: str, amount_minor: int) -> Any:
+        body = {"repayment_id": f"rp_{request_id}", "amount_minor": amount_minor}
+        return await self._call("POST", f"/v1/wallet/bills/{bill_id}/repayments", auth=self.user(token), json=body,
+                                idempotency_key=f"web-rp-{request_id}")  # fmt: skip
+
+    async def exchange_points(self, token: str, holder_id: str, *, request_id: str, points: int) -> Any:
+        body = {"exchange_id": f"px_{request_id}", "points": points}
+        return await self._call("POST", f"/v1/wallet/holders/{holder_id}/points/exchanges", auth=self.user(token),
+                                json=body, idempotency_key=f"web-px-{request_id}")  # fmt: skip
+
+    # ---- payment PIN (gateway) ----------------------------------------------------------------------
+    async def pin_status(self, token: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call("GET", "/v1/me/payment-pin", auth=self.user(token))
+        return body
+
+    async def set_pin(self, token: str, *, pin: str, current_pin: str | None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"pin": pin}
+        if current_pin is not None:
+            payload["current_pin"] = current_pin
+        body: dict[str, Any] = await self._call("PUT", "/v1/me/payment-pin", auth=self.user(token), json=payload)
+        return body
+
+    async def verify_pin(self, token: str, pin: str) -> None:
+        await self._call("POST", "/v1/me/payment-pin/verifications", auth=self.user(token), json={"pin": pin})

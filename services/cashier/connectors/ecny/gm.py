@@ -6,7 +6,8 @@ the implementation most Chinese open-source payment SDKs use. Its known defects 
 * `CryptSM2.__init__` does `public_key.lstrip("04")`, which also eats leading `0`/`4` digits of the
   X coordinate: the key is set on the object after construction instead;
 * the signing nonce defaults to `random.choice` (not a CSPRNG): we pass one from `secrets`;
-* `verify` does not check that r and s lie in [1, n-1]: checked here before verifying.
+* `verify` does not check that r and s lie in [1, n-1]: checked here before verifying;
+* CBC decryption strips PKCS#7 padding without checking it: decrypted block by block and checked here.
 SM2 signatures are SM3withSM2 with the GB/T 35276 default user id `1234567812345678`, encoded as
 128 hex characters r‖s. SM4 is CBC with PKCS#7 padding and a random IV sent in front of the
 ciphertext; it hides fields, the SM2 signature over the whole message protects them.
@@ -22,6 +23,7 @@ from gmssl import func, sm2, sm3, sm4
 
 _N = int(sm2.default_ecc_table["n"], 16)
 _HEX = frozenset("0123456789abcdef")
+_NO_PADDING = -1  # neither sm4.PKCS7 nor sm4.ZERO: crypt_ecb then leaves the blocks as they are
 
 
 class GmError(ValueError):
@@ -95,11 +97,15 @@ def sm4_decrypt(key_hex: str, encoded: str) -> str:
         raise GmError("SM4 field is not Base64") from exc
     if len(raw) < 32 or len(raw) % 16:
         raise GmError("SM4 field has a bad length")
-    cipher = sm4.CryptSM4()
+    cipher = sm4.CryptSM4(padding_mode=_NO_PADDING)
     cipher.set_key(key, sm4.SM4_DECRYPT)
-    plain = cipher.crypt_cbc(raw[:16], raw[16:])
+    blocks = cipher.crypt_ecb(raw[16:])  # CBC by hand: gmssl's CBC unpads without checking the padding
+    plain = bytes(b ^ c for b, c in zip(blocks, raw[:-16], strict=True))
+    pad = plain[-1]
+    if not 1 <= pad <= 16 or plain[-pad:] != bytes([pad]) * pad:
+        raise GmError("SM4 field has bad padding (wrong key or altered ciphertext)")
     try:
-        return bytes(plain).decode("utf-8")
+        return plain[:-pad].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise GmError("SM4 field does not decrypt to UTF-8 (wrong key?)") from exc
 

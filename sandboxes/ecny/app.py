@@ -62,6 +62,16 @@ class MerchantRequest(BaseModel):
     merchant_public_key_hex: str | None = Field(default=None, pattern=r"^(04)?[0-9a-fA-F]{128}$")
 
 
+class DiscrepancyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["drop_line", "change_amount", "report_success"]
+    out_trade_no: str
+    out_refund_no: str | None = None  # aim at that refund line instead of the order line
+    amount_minor: int | None = Field(default=None, ge=1)
+    merchant_id: str | None = None  # None: every merchant's bill of that day
+
+
 class PayBody(BaseModel):
     wallet_level: int = Field(default=4, ge=1, le=4)
 
@@ -223,5 +233,21 @@ def create_app(settings: EcnySettings | None = None) -> FastAPI:
     @app.post("/control/orders/{merchant_id}/{out_trade_no}/decline")
     async def control_decline(merchant_id: str, out_trade_no: str) -> dict[str, Any]:
         return bank.view(bank.decline(control_order(merchant_id, out_trade_no)))
+
+    @app.post("/control/bills/{bill_date}/discrepancies")
+    async def add_discrepancy(bill_date: date, body: DiscrepancyRequest) -> dict[str, Any]:
+        """Inject a difference into that day's bill (for reconciliation tests)."""
+        if body.kind in ("change_amount", "report_success") and body.amount_minor is None:
+            raise BankError(422, "PARAM_ERROR", f"{body.kind} needs amount_minor")
+        return bank.add_discrepancy(bill_date, body.model_dump())
+
+    @app.get("/control/bills/{bill_date}/discrepancies")
+    async def list_discrepancies(bill_date: date) -> dict[str, Any]:
+        return {"items": bank.discrepancies(bill_date)}
+
+    @app.delete("/control/bills/{bill_date}/discrepancies")
+    async def clear_discrepancies(bill_date: date) -> dict[str, Any]:
+        store.delete("bill_discrepancies", bill_date.isoformat())
+        return {"items": []}
 
     return app

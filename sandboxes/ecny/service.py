@@ -23,6 +23,7 @@ from sandboxes.ecny.settings import EcnySettings
 
 CHINA = timezone(timedelta(hours=8))
 MERCHANTS, ORDERS, ORDER_NOS, REFUNDS, KEYS = "merchants", "orders", "order_nos", "refunds", "keys"
+DISCREPANCIES = "bill_discrepancies"
 WALLET_LIMITS_FEN: dict[int, tuple[int | None, int | None, int | None]] = {
     1: (None, None, None), 2: (5_000_000, 10_000_000, 50_000_000), 3: (500_000, 1_000_000, 2_000_000),
     4: (200_000, 500_000, 1_000_000),
@@ -241,6 +242,37 @@ class EcnyBank:
         self.dispatcher.submit(NotificationJob(event_id=f"{event}:{subject}", url=url, build=build, event_type=event,
                                                subject=subject))  # fmt: skip
 
+    def discrepancies(self, day: date) -> list[Document]:
+        return list((self.store.get(DISCREPANCIES, day.isoformat()) or {"items": []})["items"])
+
+    def add_discrepancy(self, day: date, item: Document) -> Document:
+        with self.store.transaction():
+            current = self.store.get(DISCREPANCIES, day.isoformat()) or {"items": []}
+            current["items"].append(item)
+            self.store.put(DISCREPANCIES, day.isoformat(), current)
+        return current
+
+    def _apply_discrepancies(self, rows: list[list[Any]], merchant_id: str, day: date) -> list[list[Any]]:
+        """Make the day's bill disagree with the truth on purpose (drop_line, change_amount, report_success)."""
+
+        def aims(row: list[Any], item: Document) -> bool:
+            if item.get("out_refund_no"):
+                return bool(row[0] == "REFUND" and row[3] == item["out_refund_no"])
+            return bool(row[0] == "ORDER" and row[1] == item["out_trade_no"])
+
+        for item in self.discrepancies(day):
+            if item.get("merchant_id") not in (None, merchant_id):
+                continue
+            if item["kind"] == "drop_line":
+                rows = [row for row in rows if not aims(row, item)]
+            elif item["kind"] == "change_amount":
+                rows = [[*row[:5], int(item["amount_minor"]), *row[6:]] if aims(row, item) else row for row in rows]
+            elif item["kind"] == "report_success":
+                moment = datetime.combine(day, datetime.min.time(), CHINA).replace(hour=12).isoformat()
+                rows.append(["ORDER", item["out_trade_no"], f"EC{day:%Y%m%d}120000{secrets.randbelow(10**8):08d}",
+                             "", "", int(item["amount_minor"]), 0, "SUCCEEDED", 4, moment])  # fmt: skip
+        return rows
+
     def bill_csv(self, merchant_id: str, day: date) -> str:
         def on_day(value: str | None) -> bool:
             return bool(value) and datetime.fromisoformat(str(value)).astimezone(CHINA).date() == day
@@ -255,6 +287,7 @@ class EcnyBank:
             if r["merchant_id"] == merchant_id and r["status"] == "SUCCEEDED" and on_day(r["finished_at"]):
                 rows.append(["REFUND", r["out_trade_no"], r["order_no"], r["out_refund_no"], r["refund_no"],
                              r["amount_minor"], 0, "SUCCEEDED", "", r["finished_at"]])  # fmt: skip
+        rows = self._apply_discrepancies(rows, merchant_id, day)
         rows.sort(key=lambda row: str(row[9]))
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")

@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
@@ -39,6 +39,16 @@ OK = {"respCode": "00", "respMsg": "成功[0000000]"}
 
 class MerchantRequest(BaseModel):
     mer_id: str | None = Field(default=None, pattern=r"^[0-9A-Za-z]{15}$")
+
+
+class DiscrepancyRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["drop_line", "change_amount", "report_success"]
+    out_trade_no: str
+    out_refund_no: str | None = None  # aim at that refund/revoke line instead of the consume line
+    amount_minor: int | None = Field(default=None, ge=1)
+    mer_id: str | None = None  # None: every merchant's file of that day
 
 
 class PayRequest(BaseModel):
@@ -235,6 +245,22 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
     async def resolve(mer_id: str, order_id: str) -> dict[str, Any]:
         """End an unknown outcome now: it becomes a success and is notified."""
         return unionpay.view(unionpay.resolve_unknown(mer_id, order_id, force=True))
+
+    @app.post("/control/bills/{bill_date}/discrepancies")
+    async def add_discrepancy(bill_date: date, body: DiscrepancyRequest) -> dict[str, Any]:
+        """Inject a difference into that day's settlement file (for reconciliation tests)."""
+        if body.kind in ("change_amount", "report_success") and body.amount_minor is None:
+            raise UnionPayRefusal("30", f"{body.kind} needs amount_minor")
+        return unionpay.add_discrepancy(bill_date, body.model_dump())
+
+    @app.get("/control/bills/{bill_date}/discrepancies")
+    async def list_discrepancies(bill_date: date) -> dict[str, Any]:
+        return {"items": unionpay.discrepancies(bill_date)}
+
+    @app.delete("/control/bills/{bill_date}/discrepancies")
+    async def clear_discrepancies(bill_date: date) -> dict[str, Any]:
+        unionpay.store.delete("bill_discrepancies", bill_date.isoformat())
+        return {"items": []}
 
     @app.exception_handler(UnionPayRefusal)
     async def on_refusal(request: Request, exc: UnionPayRefusal) -> Response:

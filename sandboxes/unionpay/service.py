@@ -33,6 +33,8 @@ from sandboxes.unionpay.settings import UnionPaySettings
 
 BEIJING = timezone(timedelta(hours=8))
 MERCHANTS, TXNS, TNS, QUERY_IDS, COUNTERS = "merchants", "txns", "tns", "query_ids", "counters"
+DISCREPANCIES = "bill_discrepancies"
+DISCREPANCY_KINDS = ("drop_line", "change_amount", "report_success")
 CREATED, SUCCESS, FAILED, UNKNOWN = "created", "success", "failed", "unknown"
 SMS_CODE = "111111"  # UnionPay's test environment SMS code
 
@@ -64,6 +66,34 @@ class UnionPayRefusal(Exception):
 
 def beijing_now() -> datetime:
     return datetime.now(UTC).astimezone(BEIJING)
+
+
+def _order_id(number: str) -> str:
+    return number.rpartition("_")[2]
+
+
+def _aims_at(txn: Document, item: Document) -> bool:
+    """A discrepancy names the consume by `out_trade_no`, or one of its refunds/revokes by `out_refund_no`."""
+    if item.get("out_refund_no"):
+        return txn["txn_type"] in ("04", "31") and txn["order_id"] == _order_id(item["out_refund_no"])
+    return txn["txn_type"] == "01" and txn["order_id"] == _order_id(item["out_trade_no"])
+
+
+def apply_discrepancies(rows: list[Document], items: list[Document], mer_id: str, day: date) -> list[Document]:
+    """Make the day's file disagree with the truth on purpose, for reconciliation tests."""
+    for item in items:
+        if item.get("mer_id") not in (None, mer_id):
+            continue
+        if item["kind"] == "drop_line":
+            rows = [t for t in rows if not _aims_at(t, item)]
+        elif item["kind"] == "change_amount":
+            rows = [{**t, "amount": int(item["amount_minor"])} if _aims_at(t, item) else t for t in rows]
+        elif item["kind"] == "report_success":  # a consume UnionPay says succeeded that the merchant never saw
+            rows.append({"mer_id": mer_id, "order_id": _order_id(item["out_trade_no"]), "txn_type": "01",
+                         "amount": int(item["amount_minor"]), "status": SUCCESS, "trace_no": "999999",
+                         "trace_time": f"{day:%m%d}120000", "acc_no": "621626*****0018", "card_type": "01",
+                         "query_id": f"{day:%y%m%d}120000{secrets.randbelow(10**9):09d}"})  # fmt: skip
+    return rows
 
 
 class UnionPay:
@@ -283,9 +313,11 @@ class UnionPay:
         return (amount * self.settings.fee_rate_bps + 5000) // 10000
 
     def zm_lines(self, mer_id: str, day: date) -> list[str]:
-        """The ZM file: successful consumes (S22), revokes (S30) and refunds (S31) settled on `day`."""
+        """The ZM file: successful consumes (S22), revokes (S30) and refunds (S31) settled on `day`,
+        with the discrepancies injected for that day (drop_line, change_amount, report_success)."""
         rows = [t for t in self.store.list(TXNS) if t["mer_id"] == mer_id and t["status"] == SUCCESS
                 and t.get("settle_date") == day.isoformat()]  # fmt: skip
+        rows = apply_discrepancies(rows, self.discrepancies(day), mer_id, day)
         rows.sort(key=lambda t: (t["trace_time"], t["trace_no"]))
         lines = []
         for t in rows:
@@ -313,6 +345,16 @@ class UnionPay:
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr(name, "".join(line + "\r\n" for line in self.zm_lines(mer_id, day)).encode("gbk"))
         return f"{day:%Y%m%d}_{mer_id}.zip", base64.b64encode(zlib.compress(buffer.getvalue())).decode()
+
+    def discrepancies(self, day: date) -> list[Document]:
+        return list((self.store.get(DISCREPANCIES, day.isoformat()) or {"items": []})["items"])
+
+    def add_discrepancy(self, day: date, item: Document) -> Document:
+        with self.store.transaction():
+            current = self.store.get(DISCREPANCIES, day.isoformat()) or {"items": []}
+            current["items"].append(item)
+            self.store.put(DISCREPANCIES, day.isoformat(), current)
+        return current
 
     def view(self, txn: Document) -> dict[str, Any]:
         return {k: v for k, v in txn.items() if k not in ("unknown_left",)}

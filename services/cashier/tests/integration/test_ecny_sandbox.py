@@ -140,7 +140,8 @@ async def wallet(http: httpx.AsyncClient, url: str, action: str, level: int = 4)
     return await http.post(url.split("?")[0], data={"action": action, "wallet_level": str(level)})
 
 
-async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Receiver) -> None:
+async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Receiver,
+                                          sandbox: SandboxProcess) -> None:  # fmt: skip
     out_trade_no, action = await create(connector, receiver, 12_345)
     assert action["type"] == "qr_code"
     assert (await connector.query(out_trade_no)).status is TradeStatus.PENDING
@@ -170,10 +171,25 @@ async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Re
         await connector.refund(RefundRequest(out_trade_no=out_trade_no, out_refund_no=uuid.uuid4().hex,
                                              refund_minor=10_001, total_minor=12_345, currency="CNY"))  # fmt: skip
     assert over.value.code == "REFUND_AMOUNT_EXCEEDED"
-    bill = await connector.download_bill(datetime.now(UTC).astimezone(timezone(timedelta(hours=8))).date())
+    today = datetime.now(UTC).astimezone(timezone(timedelta(hours=8))).date()
+    bill = await connector.download_bill(today)
     payment_lines = [line for line in bill.lines if line.out_trade_no == out_trade_no]
     assert {(line.kind, line.amount_minor) for line in payment_lines} == {
         (BillLineKind.PAYMENT, 12_345), (BillLineKind.REFUND, 2_345)}
+    ghost = uuid.uuid4().hex
+    async with httpx.AsyncClient() as http:
+        url = f"{sandbox.base_url}/control/bills/{today.isoformat()}/discrepancies"
+        for item in ({"kind": "drop_line", "out_trade_no": out_trade_no, "out_refund_no": refund_no},
+                     {"kind": "change_amount", "out_trade_no": out_trade_no, "amount_minor": 12_000},
+                     {"kind": "report_success", "out_trade_no": ghost, "amount_minor": 300}):  # fmt: skip
+            assert (await http.post(url, json=item)).status_code == 200
+        try:
+            changed = await connector.download_bill(today)
+        finally:
+            await http.delete(url)
+    lines = {(line.kind, line.out_refund_no or line.out_trade_no): line.amount_minor for line in changed.lines}
+    assert (BillLineKind.REFUND, refund_no) not in lines
+    assert lines[(BillLineKind.PAYMENT, out_trade_no)] == 12_000 and lines[(BillLineKind.PAYMENT, ghost)] == 300
 
 
 async def test_level_4_wallet_over_its_limit_is_declined(connector: EcnyConnector, receiver: Receiver) -> None:

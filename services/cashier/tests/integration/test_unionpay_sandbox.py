@@ -341,6 +341,22 @@ async def test_settlement_file_lists_the_day(connector: UnionPayConnector, recei
     line = refunds[refund.out_refund_no.partition("_")[2]]
     assert (line.amount_minor, line.out_trade_no, line.fee_minor) == (2000, out_trade_no, 0)
     assert bill.raw_sha1 and len(bill.raw_sha1) == 40
+    # Injected discrepancies show in the next download: exactly those three.
+    ghost = new_no()
+    async with httpx.AsyncClient() as http:
+        url = f"{sandbox.base_url}/control/bills/{today.date().isoformat()}/discrepancies"
+        for item in ({"kind": "drop_line", "out_trade_no": out_trade_no, "out_refund_no": refund.out_refund_no},
+                     {"kind": "change_amount", "out_trade_no": out_trade_no, "amount_minor": 9999},
+                     {"kind": "report_success", "out_trade_no": ghost, "amount_minor": 777}):  # fmt: skip
+            assert (await http.post(url, json=item)).status_code == 200
+        try:
+            changed = await connector.download_bill(today.date())
+        finally:
+            await http.delete(url)
+    lines = {(line.kind, line.out_refund_no or line.out_trade_no): line.amount_minor for line in changed.lines}
+    assert (BillLineKind.REFUND, refund.out_refund_no.partition("_")[2]) not in lines
+    assert lines[(BillLineKind.PAYMENT, out_trade_no)] == 9999 and lines[(BillLineKind.PAYMENT, ghost)] == 777
+    assert len(changed.lines) == len(bill.lines)  # one dropped, one added
 
 
 async def test_faults_fail_and_dark(connector: UnionPayConnector, sandbox: SandboxProcess,

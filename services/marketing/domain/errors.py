@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from libs.common.errors import INTERNAL_AUTH_ERRORS, ErrorSpec
+from libs.common.errors import IDENTITY_INVALID, IDENTITY_MISSING, ErrorSpec
 
 INVALID_STOCK = ErrorSpec("invalid_stock", 422, "The coupon stock definition is not valid")
 FUNDING_NOT_ALLOWED = ErrorSpec("funding_not_allowed", 403, "A merchant may only fund its own coupons for itself")
@@ -48,5 +48,6 @@ ERRORS: tuple[ErrorSpec, ...] = (
     REFUND_EXCEEDS_PAYMENT,
     UNDO_WINDOW_PASSED,
     BULK_ISSUE_NOT_FOUND,
-    *INTERNAL_AUTH_ERRORS,
+    IDENTITY_MISSING,
+    IDENTITY_INVALID,
 )

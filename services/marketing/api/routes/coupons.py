@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 
 from libs.common.errors import VALIDATION_FAILED, Problem
@@ -26,6 +26,7 @@ from services.marketing.store.tables import bulk_issues
 router = APIRouter(prefix="/v1/marketing", tags=["coupons"])
 Id = Annotated[str, Path(max_length=64)]
 QR_PREFIX = "JUHECPN1:"
+CouponStatus = Annotated[Literal["available", "locked", "used"] | None, Query()]
 
 
 def coupon_response(row: Any) -> CouponResponse:
@@ -49,7 +50,7 @@ async def claim_coupon(body: ClaimCreateRequest, who: UserDep, uow: UowDep, requ
 
 @router.get("/me/coupons")
 async def my_coupons(who: UserDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None,
-                     status: Cursor = None) -> CouponListResponse:  # fmt: skip
+                     status: CouponStatus = None) -> CouponListResponse:  # fmt: skip
     assert who.user_id is not None
     async with uow.read() as conn:
         rows = await coupon_store.list_user_coupons(conn, who.user_id, status=status, before_id=cursor, limit=limit)

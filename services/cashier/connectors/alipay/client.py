@@ -83,6 +83,8 @@ METHOD_REFUND_QUERY = "alipay.trade.fastpay.refund.query"
 METHOD_BILL_URL = "alipay.data.dataservice.bill.downloadurl.query"
 METHOD_BARCODE_PAY = "alipay.trade.pay"
 METHOD_CANCEL = "alipay.trade.cancel"
+METHOD_CREATE = "alipay.trade.create"
+METHOD_OAUTH_TOKEN = "alipay.system.oauth.token"
 CODE_PAYING = "10003"  # trade.pay: order created, the payer must confirm (password step)
 
 _PRODUCT_CODES = {
@@ -90,6 +92,8 @@ _PRODUCT_CODES = {
     Scene.PAGE: "FAST_INSTANT_TRADE_PAY",
     Scene.H5: "QUICK_WAP_WAY",
     Scene.APP: "QUICK_MSECURITY_PAY",
+    Scene.JSAPI: "JSAPI_PAY",  # alipay.trade.create for a buyer_id from the OAuth (payer_openid)
+    Scene.MINI_PROGRAM: "JSAPI_PAY",
 }
 
 
@@ -148,12 +152,14 @@ class AlipayConnector:
     def _signed_params(
         self,
         method: str,
-        biz: dict[str, Any],
+        biz: dict[str, Any] | None,
         *,
         notify_url: str | None = None,
         return_url: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> dict[str, str]:
-        """Common parameters + biz_content, signed (protocols.md §2.1, §2.2)."""
+        """Common parameters + biz_content (None: none, e.g. oauth.token's grant_type/code are common
+        parameters, `extra`), signed (protocols.md §2.1, §2.2)."""
         params: dict[str, str | None] = {
             "app_id": self._config.app_id,
             "method": method,
@@ -165,16 +171,18 @@ class AlipayConnector:
             "notify_url": notify_url,
             "return_url": return_url,
             "app_auth_token": self._config.app_auth_token,
-            "biz_content": json.dumps(biz, ensure_ascii=False, separators=(",", ":")),
+            "biz_content": None if biz is None else json.dumps(biz, ensure_ascii=False, separators=(",", ":")),
             **self._cert_sns,
+            **(extra or {}),
         }
         return sign_request_params(params, self._private_key_pem())
 
     async def _call(
-        self, method: str, biz: dict[str, Any], *, notify_url: str | None = None
+        self, method: str, biz: dict[str, Any] | None, *, notify_url: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """POST one signed request; return the verified response node (any code)."""
-        params = self._signed_params(method, biz, notify_url=notify_url)
+        params = self._signed_params(method, biz, notify_url=notify_url, extra=extra)
         try:
             response = await self._http.post(
                 self._config.gateway_url,
@@ -216,7 +224,7 @@ class AlipayConnector:
         if isinstance(sign, str) and sign:
             if not rsa2_verify(node_text, sign, self._config.alipay_public_key_pem):
                 raise InvalidSignature(f"alipay {method}: response signature check failed")
-        elif code in (CODE_SUCCESS, "40004", "10003"):
+        elif code in (CODE_SUCCESS, "40004", "10003", ""):  # "": oauth.token's success carries no code
             raise InvalidSignature(f"alipay {method}: unsigned {code} response")
         return dict(node)
 
@@ -264,6 +272,8 @@ class AlipayConnector:
             if not qr_code:
                 raise ChannelUnavailable("alipay precreate: success without qr_code")
             return PrepayResult(payer_action={"type": "qr_code", "qr_code": str(qr_code)})
+        if request.scene in (Scene.JSAPI, Scene.MINI_PROGRAM):
+            return await self._create_jsapi(request, biz)
         if request.attach:
             # Alipay hands passback_params back URL-encoded; encode on the way out as its docs ask.
             biz["passback_params"] = quote(request.attach, safe="")
@@ -304,6 +314,28 @@ class AlipayConnector:
             paid_at=paid_at,
             detail=trade_status or None,
         )
+
+    async def _create_jsapi(self, request: PrepayRequest, biz: dict[str, Any]) -> PrepayResult:
+        """alipay.trade.create: the trade for a known buyer (`payer_openid` carries the buyer_id 2088… or
+        the buyer_open_id from `oauth_user_id`); the page / mini-program then calls my.tradePay(trade_no)."""
+        if not request.payer_openid:
+            raise ChannelError("INVALID_PARAMETER", "JSAPI / mini-program payments need the buyer (payer_openid)")
+        buyer_key = "buyer_id" if request.payer_openid.startswith("2088") else "buyer_open_id"
+        node = await self._call(METHOD_CREATE, {**biz, buyer_key: request.payer_openid}, notify_url=request.notify_url)
+        self._raise_for_code(METHOD_CREATE, node)
+        trade_no = node.get("trade_no")
+        if not trade_no:
+            raise ChannelUnavailable("alipay trade.create: success without trade_no")
+        return PrepayResult(payer_action={"type": "jsapi", "trade_no": str(trade_no)}, channel_trade_no=str(trade_no))
+
+    async def oauth_user_id(self, auth_code: str) -> str:
+        """alipay.system.oauth.token (grant_type=authorization_code): the buyer's user_id for JSAPI."""
+        params = {"grant_type": "authorization_code", "code": auth_code}
+        node = await self._call(METHOD_OAUTH_TOKEN, None, extra=params)
+        if node.get("user_id"):
+            return str(node["user_id"])
+        self._raise_for_code(METHOD_OAUTH_TOKEN, node)
+        raise ChannelUnavailable("alipay oauth.token: answer without user_id")
 
     async def pay_with_code(self, request: PaymentCodeRequest) -> TradeQueryResult:
         """alipay.trade.pay (scene bar_code): 10000 paid → SUCCEEDED; 10003 → PENDING (password step)."""

@@ -84,7 +84,7 @@ def _occurred_at(trace_time: str, bill_date: date) -> datetime:
         raise BillFormatError(f"bad traceTime {trace_time!r}") from exc
 
 
-def parse_zm(text: str, bill_date: date) -> list[BillLine]:
+def parse_zm(text: str, bill_date: date, refund_prefix: str = "") -> list[BillLine]:
     lines: list[BillLine] = []
     for raw in text.splitlines():
         if not raw.strip():
@@ -102,7 +102,7 @@ def parse_zm(text: str, bill_date: date) -> list[BillLine]:
                                   **common))  # type: ignore[arg-type]  # fmt: skip
         else:
             lines.append(BillLine(kind=BillLineKind.REFUND, out_trade_no="", channel_trade_no=f["origQueryId"],
-                                  out_refund_no=f["orderId"], channel_refund_no=f["queryId"],
+                                  out_refund_no=refund_prefix + f["orderId"], channel_refund_no=f["queryId"],
                                   **common))  # type: ignore[arg-type]  # fmt: skip
     # A refund's original order number is the consume line with its origQueryId, when in this file.
     by_query = {line.channel_trade_no: line.out_trade_no for line in lines if line.kind is BillLineKind.PAYMENT}
@@ -113,7 +113,7 @@ def parse_zm(text: str, bill_date: date) -> list[BillLine]:
     ]
 
 
-def parse_file_zip(data: bytes, bill_date: date, mer_id: str) -> Bill:
+def parse_file_zip(data: bytes, bill_date: date, mer_id: str, refund_prefix: str = "") -> Bill:
     """The zip from the file transfer → the day's Bill (the ZM file of this merchant)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
@@ -127,5 +127,5 @@ def parse_file_zip(data: bytes, bill_date: date, mer_id: str) -> Bill:
     if info.file_size > FILE_UNZIPPED_MAX_BYTES:
         raise BillFormatError("ZM file larger than the limit")
     raw = archive.read(info)
-    return Bill(bill_date=bill_date, lines=parse_zm(raw.decode("gb18030"), bill_date),
+    return Bill(bill_date=bill_date, lines=parse_zm(raw.decode("gb18030"), bill_date, refund_prefix),
                 raw_sha1=hashlib.sha1(raw).hexdigest())  # fmt: skip

@@ -353,7 +353,8 @@ class UnionPayConnector:
         if answer["respCode"] != RESP_SUCCESS:
             raise self._refused("file transfer", answer)
         try:
-            return parse_file_zip(decode_file_content(answer.get("fileContent", "")), bill_date, self._config.mer_id)
+            return parse_file_zip(decode_file_content(answer.get("fileContent", "")), bill_date, self._config.mer_id,
+                                  self._config.refund_number_prefix)
         except BillFormatError as exc:
             raise ChannelUnavailable(f"unionpay file transfer: unreadable settlement file ({exc})") from exc
 

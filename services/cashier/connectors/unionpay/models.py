@@ -73,6 +73,9 @@ class UnionPayConfig(BaseModel):
     middle_cert_pem: str
     validate_cn_name: bool = True
     encrypt_cert_pem: str | None = None  # from the key update transaction (txnType 95)
+    # Juhe's refund numbers are `re_<UUIDv7 hex>`; UnionPay's orderId holds only the hex, so the settlement
+    # file parser puts this prefix back to give settlement the refund's own number.
+    refund_number_prefix: str = Field(default="re_", pattern=r"^[A-Za-z]{0,8}_?$")
     pay_timeout_minutes: int = Field(default=15, ge=1, le=24 * 60)
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=30.0, gt=0)

@@ -752,3 +752,27 @@ async def test_transfer_to_an_alipay_account_in_certificate_mode(
     with pytest.raises(ChannelError) as public_key_mode:
         await transfers.transfer(alipay_connector, request)
     assert public_key_mode.value.code == "CERTIFICATE_MODE_REQUIRED"
+
+
+async def test_jsapi_payment_for_the_buyer_from_oauth(
+    alipay_sandbox: SandboxProcess, alipay_app: dict[str, Any], alipay_connector: AlipayConnector,
+    alipay_control: httpx.AsyncClient,
+) -> None:
+    """The buyer authorises the page / mini-program (auth_code) → oauth_user_id → trade.create for that
+    buyer_id → my.tradePay (the sandbox's approve) → the trade is paid; a used code is refused."""
+    granted = (await alipay_control.post("/control/oauth-codes", json={"app_id": alipay_app["app_id"]})).json()
+    buyer_id = await alipay_connector.oauth_user_id(granted["auth_code"])
+    assert buyer_id == granted["user_id"]
+    with pytest.raises(ChannelError) as reused:
+        await alipay_connector.oauth_user_id(granted["auth_code"])
+    assert reused.value.code == "isv.code-invalid"
+
+    out_trade_no = _order_no("js")
+    prepaid = await alipay_connector.prepay(_prepay(out_trade_no, Scene.MINI_PROGRAM, "https://merchant.example/n",
+                                                    payer_openid=buyer_id))
+    assert prepaid.payer_action["type"] == "jsapi" and prepaid.payer_action["trade_no"] == prepaid.channel_trade_no
+    assert (await alipay_connector.query(out_trade_no)).status is TradeStatus.PENDING
+    assert (await alipay_control.post(f"/control/trades/{out_trade_no}/approve")).status_code == 200
+    assert (await alipay_connector.query(out_trade_no)).status is TradeStatus.SUCCEEDED
+    with pytest.raises(ChannelError):
+        await alipay_connector.prepay(_prepay(_order_no("js"), Scene.JSAPI, "https://merchant.example/n"))

@@ -101,7 +101,7 @@ def txn_amt_to_fen(value: str | None) -> int | None:
 
 
 def order_id_of(number: str) -> str:
-    """The UnionPay `orderId` for a Juhe order number: its part after the last `_` (`ref_<hex>` → `<hex>`)."""
+    """The UnionPay `orderId` for a Juhe order number: its part after the last `_` (`re_<hex>` → `<hex>`)."""
     order_id = number.rpartition("_")[2]
     if not _ORDER_ID.fullmatch(order_id):
         raise ValueError(f"not a UnionPay orderId (8-40 letters and digits): {number!r}")

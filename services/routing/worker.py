@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from datetime import UTC, datetime
 
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
-from libs.common.web import BackgroundTask, Runtime
+from libs.common.tasks import raise_if_cancelled
+from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.routing.config import Settings
 from services.routing.events.consumers import on_payment_outcome
 from services.routing.events.types import CASHIER_PAYMENTS_TOPIC, OUTCOME_EVENT_TYPES
@@ -24,18 +23,21 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 async def health_sweep(runtime: Runtime) -> None:
-    """Record due open → half_open transitions (publishing them) and prune old windows, forever."""
+    """Record due open → half_open transitions (publishing them) and prune old windows, forever. A failed
+    round (database down, a bad row) is logged with its exception by `run_rounds` and retried next interval."""
     settings = runtime.settings
     assert isinstance(settings, Settings)
-    last_prune = 0.0
-    while True:
-        with contextlib.suppress(Exception):
-            await _sweep_once(
-                runtime, prune_now=time.monotonic() - last_prune >= settings.health_prune_interval_seconds
-            )
-        if time.monotonic() - last_prune >= settings.health_prune_interval_seconds:
+    last_prune = -settings.health_prune_interval_seconds  # the first round prunes
+
+    async def sweep_round() -> None:
+        nonlocal last_prune
+        raise_if_cancelled()  # a shutdown's cancel that a driver swallowed in the last round ends the loop here
+        prune_now = time.monotonic() - last_prune >= settings.health_prune_interval_seconds
+        await _sweep_once(runtime, prune_now=prune_now)
+        if prune_now:
             last_prune = time.monotonic()
-        await asyncio.sleep(settings.health_sweep_interval_seconds)
+
+    await run_rounds("routing health sweep", sweep_round, interval_seconds=settings.health_sweep_interval_seconds)
 
 
 async def _sweep_once(runtime: Runtime, *, prune_now: bool) -> None:

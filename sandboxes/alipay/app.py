@@ -314,6 +314,10 @@ class Sandbox:
             return {**ok, **self.refund_query_fields(app_id, biz)}
         if method == "alipay.trade.royalty.relation.bind":
             return {**ok, **royalty.bind(self.trades, app_id, biz)}
+        if method == "alipay.trade.royalty.relation.unbind":
+            return {**ok, **royalty.unbind(self.trades, app_id, biz)}
+        if method == "alipay.trade.royalty.relation.batchquery":
+            return {**ok, **royalty.batch_query(self.trades, app_id, biz)}
         if method == "alipay.trade.order.settle":
             return {**ok, **royalty.settle(self.trades, app_id, biz, self.clock())}
         if method == "alipay.trade.order.settle.query":

@@ -429,3 +429,30 @@ def test_python_alipay_sdk_transfers_in_certificate_mode(sandbox: SandboxProcess
         "biz_scene": "DIRECT_TRANSFER", "payee_info": {"identity": "2088102177846880",
                                                        "identity_type": "ALIPAY_USER_ID"}})
     assert (refused["code"], refused["sub_code"]) == ("40006", "isv.insufficient-isv-permissions")
+
+
+def test_python_alipay_sdk_royalty_relations_and_settlement(sandbox: SandboxProcess,
+                                                            receiver: CallbackReceiver) -> None:
+    sdk = _sdk(sandbox, _app(sandbox), receiver.url("royalty"))
+    receivers = [{"type": "userId", "account": "2088101126708402", "name": "门店A", "memo": "分账给门店"},
+                 {"type": "loginName", "account": "shop-b@example.com", "name": "门店B"}]
+    assert sdk.server_api("alipay.trade.royalty.relation.bind", {"out_request_no": _no("b"),
+                                                                 "receiver_list": receivers})["code"] == "10000"
+    listed = sdk.server_api("alipay.trade.royalty.relation.batchquery", {"out_request_no": _no("q"),
+                                                                         "page_num": 1, "page_size": 1})
+    assert (listed["total_record_num"], listed["total_page_num"], len(listed["receiver_list"])) == (2, 2, 1)
+
+    out_trade_no = _no("rt")
+    sdk.api_alipay_trade_precreate(subject="分账", out_trade_no=out_trade_no, total_amount="100.00",
+                                   extend_params={"royalty_freeze": "true"})
+    trade_no = _control(sandbox, f"/trades/{out_trade_no}/approve")["trade_no"]
+    settled = sdk.api_alipay_trade_order_settle(out_request_no=_no("s"), trade_no=trade_no, royalty_parameters=[
+        {"royalty_type": "transfer", "trans_in_type": "userId", "trans_in": "2088101126708402", "amount": 10.5,
+         "desc": "门店分成"}])  # a JSON-number amount, taken exactly
+    assert settled["code"] == "10000" and settled["settle_no"]
+
+    assert sdk.server_api("alipay.trade.royalty.relation.unbind", {"out_request_no": _no("u"),
+                                                                   "receiver_list": receivers[:1]})["code"] == "10000"
+    refused = sdk.api_alipay_trade_order_settle(out_request_no=_no("s"), trade_no=trade_no, royalty_parameters=[
+        {"trans_in_type": "userId", "trans_in": "2088101126708402", "amount": "1.00"}])
+    assert refused["sub_code"] == "ACQ.TRANS_IN_NOT_BIND"

@@ -35,7 +35,9 @@ class Issued:
 
     @property
     def pem(self) -> str:
-        return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
+        """PEM with CRLF line ends, as UnionPay sends `signPubKeyCert`: a browser re-posting the signed
+        fields to frontUrl normalises line breaks to CRLF, so LF would break the signature there."""
+        return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii").replace("\n", "\r\n")
 
 
 def _name(cn: str) -> x509.Name:

@@ -40,7 +40,7 @@ def test_answers_are_raw_kv_and_signed(tmp_path: Path) -> None:
                    "txnAmt": "100", "currencyCode": "156", "reqReserved": "{a=1&b=2}"}  # fmt: skip
         body = signing.sign(request, key, "merchant requests may carry extra fields; all are signed")
         answer = httpx.post(f"{sandbox.base_url}/gateway/api/appTransReq.do", data=body).text
-        assert "signPubKeyCert=-----BEGIN CERTIFICATE-----\n" in answer  # raw, not URL-encoded
+        assert "signPubKeyCert=-----BEGIN CERTIFICATE-----\r\n" in answer  # raw, not URL-encoded
         assert "respCode=00" in answer and "&tn=" in answer and "&reqReserved={a=1&b=2}&" in answer
         forged = httpx.post(f"{sandbox.base_url}/gateway/api/appTransReq.do", data={**body, "txnAmt": "1"}).text
         assert "respCode=11" in forged and "signature" not in forged

@@ -273,6 +273,50 @@ def get_return(sandbox: Sandbox, merchant: Document, out_return_no: str, query: 
     return return_view(document)
 
 
+def merchant_config(sandbox: Sandbox, merchant: Document, sub_mchid: str) -> dict[str, Any]:
+    """merchant-configs/{sub_mchid}: the most a service provider may split of a sub-merchant's order."""
+    sandbox._scope(merchant, partner=True, sub_mchid=sub_mchid)
+    return {"sub_mchid": sub_mchid, "max_ratio": MAX_RATIO_BPS}
+
+
+# 分账账单 columns [L: the official file-format page was not at hand; same conventions as the trade bill]
+BILL_HEADER = ["分账发起时间", "分账方商户号", "分账方", "分账接收方类型", "分账接收方", "分账金额(元)", "分账结果",
+               "微信订单号", "微信分账/回退单号", "商户分账/回退单号", "业务类型", "分账描述"]
+
+
+def bill(sandbox: Sandbox, merchant: Document, query: dict[str, str], base_url: str) -> dict[str, Any]:
+    """bills?bill_date=&tar_type=&sub_mchid=: the day's profit-sharing lines and returns, as a file."""
+    bill_date, gzipped = sandbox._bill_query(query, {"sub_mchid"})
+    scope = _scope(sandbox, merchant, query)
+
+    def on_day(moment: str) -> bool:
+        return moment[:10] == bill_date.isoformat()
+
+    def yuan(fen: int) -> str:
+        return f"{'-' if fen < 0 else ''}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+    rows: list[list[str]] = []
+    for order in sandbox.store.list("ps_orders"):
+        if not order["key"].startswith(scope + ":"):
+            continue
+        for line in order["receivers"]:
+            if on_day(line["create_time"]):
+                rows.append([line["create_time"][:19].replace("T", " "), merchant["mchid"], scope.split("/")[-1],
+                             line["type"], line["account"], yuan(line["amount"]), line["result"],
+                             order["transaction_id"], order["order_id"], order["out_order_no"],
+                             "解冻给分账方" if order.get("unfreeze") else "分账", line["description"]])
+    for returned in sandbox.store.list("ps_returns"):
+        if returned["scope"] == scope and on_day(returned["create_time"]):
+            rows.append([returned["create_time"][:19].replace("T", " "), merchant["mchid"], scope.split("/")[-1],
+                         "MERCHANT_ID", returned["return_mchid"], yuan(-returned["amount"]), returned["result"], "",
+                         returned["return_id"], returned["out_return_no"], "回退", returned["description"]])
+    if not rows:
+        raise WxError(400, "NO_STATEMENT_EXIST", "no profit-sharing bill for this day")
+    lines = [",".join(BILL_HEADER), *(",".join("`" + cell for cell in row) for row in sorted(rows))]
+    content = ("\r\n".join(lines) + "\r\n").encode("utf-8")
+    return sandbox._issue_bill_file(merchant, content, gzipped, base_url)
+
+
 def unsplit_amount(sandbox: Sandbox, merchant: Document, transaction_id: str) -> dict[str, Any]:
     order = sandbox.find_order(str(merchant["mchid"]), transaction_id=transaction_id)
     remaining = 0 if order.get("ps_unfrozen") else order["total"] - _shared_minor(sandbox, order["key"])
@@ -303,6 +347,16 @@ def install_routes(app: FastAPI, sandbox: Sandbox, *, authenticated: Authenticat
     async def ps_get_order(out_order_no: str, request: Request) -> Response:
         merchant, _ = await authenticated(request)
         return wx_response(200, get_order(sandbox, merchant, out_order_no, dict(request.query_params)))
+
+    @app.get("/v3/profitsharing/merchant-configs/{sub_mchid}")
+    async def ps_merchant_config(sub_mchid: str, request: Request) -> Response:
+        merchant, _ = await authenticated(request)
+        return wx_response(200, merchant_config(sandbox, merchant, sub_mchid))
+
+    @app.get("/v3/profitsharing/bills")
+    async def ps_bill(request: Request) -> Response:
+        merchant, _ = await authenticated(request)
+        return wx_response(200, bill(sandbox, merchant, dict(request.query_params), str(request.base_url).rstrip("/")))
 
     @app.post("/v3/profitsharing/receivers/delete")
     async def ps_delete_receiver(request: Request) -> Response:

@@ -226,6 +226,23 @@ def test_profit_sharing(sandbox: SandboxProcess, receiver: CallbackReceiver) -> 
     assert _ok(wx.profitsharing_delete_receiver(account_type="MERCHANT_ID", account="86693852")) == {
         "type": "MERCHANT_ID", "account": "86693852"}
 
+    from datetime import datetime, timedelta, timezone
+    today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+    bill = _ok(wx.profitsharing_bill(bill_date=today))
+    code, content = wx.download_bill(bill["download_url"])
+    text = gzip.decompress(content)
+    assert code == 200 and hashlib.sha1(text).hexdigest() == bill["hash_value"]
+    assert order["out_order_no"].encode() in text and returned["out_return_no"].encode() in text
+
+
+def test_profit_sharing_merchant_config_in_partner_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    registration = _register(sandbox, sub_merchants=[{"sub_mchid": "1900000222"}])
+    wx = _sdk(sandbox, registration, receiver.url("unused"), partner=True)
+    assert _ok(wx.profitsharing_config_query(sub_mchid="1900000222")) == {"sub_mchid": "1900000222",
+                                                                          "max_ratio": 3000}
+    code, message = wx.profitsharing_config_query(sub_mchid="1900009999")
+    assert (code, json.loads(message)["code"]) == (403, "NO_AUTH")
+
 
 def _payer_code(sandbox: SandboxProcess, **extra: Any) -> str:
     response = httpx.post(f"{sandbox.base_url}/control/payer-codes", json=extra)

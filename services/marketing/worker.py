@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+from libs.common.db import Tx
+from libs.common.events import Envelope
 from libs.common.inbox import Subscription
 from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.marketing.config import Settings
-from services.marketing.flows import claims, redemptions
+from services.marketing.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC
+from services.marketing.flows import claims, points, redemptions
 from services.marketing.flows.clock import clock_of
 from services.marketing.store import coupons as store
 
 
 def subscriptions(settings: Settings) -> list[Subscription]:
-    return []
+    """Points: earn on `payment.succeeded`, take back on `refund.succeeded` (flows/points.py)."""
+
+    async def on_payment(tx: Tx, event: Envelope) -> None:
+        await points.on_payment_event(tx, event, day_timezone=settings.day_timezone)
+
+    return [
+        Subscription(CASHIER_PAYMENTS_TOPIC, on_payment, frozenset({"payment.succeeded"})),
+        Subscription(CASHIER_REFUNDS_TOPIC, points.on_refund_event, frozenset({"refund.succeeded"})),
+    ]
 
 
 async def expire_locks_round(runtime: Runtime, settings: Settings) -> int:

@@ -238,6 +238,51 @@ class StatsResponse(BaseModel):
     paid_volume_minor: int
 
 
+class PointsRuleCreateRequest(Strict):
+    name: Name
+    merchant_id: Ref | None = None
+    currency: Currency = "CNY"
+    unit_minor: Annotated[StrictInt, Field(ge=1, le=10**12)] = 100
+    points_per_unit: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
+    payment_points_max: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
+    user_daily_points_max: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
+
+
+class PointsRuleResponse(BaseModel):
+    rule_id: str
+    owner_merchant_id: str | None
+    merchant_id: str | None
+    name: str
+    status: str
+    currency: str
+    unit_minor: int
+    points_per_unit: int
+    payment_points_max: int | None
+    user_daily_points_max: int | None
+    created_at: datetime
+
+
+class PointsRuleListResponse(BaseModel):
+    rules: list[PointsRuleResponse]
+    next_cursor: str | None
+
+
+class PointsEarningResponse(BaseModel):
+    payment_id: str
+    rule_id: str
+    merchant_id: str
+    currency: str
+    amount_minor: int
+    points: int
+    reversed_points: int
+    created_at: datetime
+
+
+class PointsEarningListResponse(BaseModel):
+    earnings: list[PointsEarningResponse]
+    next_cursor: str | None
+
+
 def redemption_response(row: Any) -> RedemptionResponse:
     body = {k: row[k] for k in RedemptionResponse.model_fields if k != "funding"}
     body["funding"] = FundingResponse(

@@ -25,6 +25,7 @@ REDEMPTION_NOT_USED = ErrorSpec("redemption_not_used", 409, "Only a used redempt
 REFUND_EXCEEDS_PAYMENT = ErrorSpec("refund_exceeds_payment", 422, "Refunds would exceed the amount paid")
 UNDO_WINDOW_PASSED = ErrorSpec("undo_window_passed", 409, "The in-store redemption can no longer be undone")
 BULK_ISSUE_NOT_FOUND = ErrorSpec("bulk_issue_not_found", 404, "No such bulk issue")
+POINTS_RULE_NOT_FOUND = ErrorSpec("points_rule_not_found", 404, "No such points rule")
 
 ERRORS: tuple[ErrorSpec, ...] = (
     INVALID_STOCK,
@@ -48,6 +49,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     REFUND_EXCEEDS_PAYMENT,
     UNDO_WINDOW_PASSED,
     BULK_ISSUE_NOT_FOUND,
+    POINTS_RULE_NOT_FOUND,
     IDENTITY_MISSING,
     IDENTITY_INVALID,
 )

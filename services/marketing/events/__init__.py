@@ -14,3 +14,13 @@ COUPON_RELEASED = "coupon.released"
 COUPON_REFUNDED = "coupon.refunded"
 COUPON_RETURNED = "coupon.returned"
 COUPON_REDEMPTION_UNDONE = "coupon.redemption_undone"
+
+# Points instructions for the ledger (the balance lives in the user's points sub-account there), keyed by
+# the payment id so a payment's grant and its reversals stay in order.
+POINTS_TOPIC = "marketing.points"
+POINTS_EARNED = "points.earned"
+POINTS_REVERSED = "points.reversed"
+
+# What marketing consumes.
+CASHIER_PAYMENTS_TOPIC = "cashier.payments"
+CASHIER_REFUNDS_TOPIC = "cashier.refunds"

@@ -185,3 +185,56 @@ bulk_issue_items = Table(
     Column("failure_code", Text),
     Index("bulk_issue_items_pending", "bulk_issue_id", "seq", postgresql_where="status = 'pending'"),
 )
+
+# Points: rules (who earns how much per payment, with caps), what each payment earned and how much of it
+# refunds took back, the refunds seen (in any order with their payment), and daily caps per rule and user.
+points_rules = Table(
+    "points_rules",
+    metadata,
+    Column("rule_id", Text, primary_key=True),
+    Column("owner_merchant_id", Text),
+    Column("merchant_id", Text),  # the merchant whose payments earn; NULL: every merchant's
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),  # active | ended
+    Column("currency", Text, nullable=False),
+    Column("unit_minor", BigInteger, nullable=False),
+    Column("points_per_unit", BigInteger, nullable=False),
+    Column("payment_points_max", BigInteger),
+    Column("user_daily_points_max", BigInteger),
+    _now(),
+    Index("points_rules_merchant", "merchant_id", "status"),
+)
+
+points_earnings = Table(
+    "points_earnings",
+    metadata,
+    Column("payment_id", Text, primary_key=True),
+    Column("rule_id", Text, nullable=False),
+    Column("user_id", Text, nullable=False),
+    Column("merchant_id", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    Column("reversed_points", BigInteger, nullable=False, server_default="0"),
+    _now(),
+    Index("points_earnings_user", "user_id", "payment_id"),
+)
+
+points_refunds = Table(
+    "points_refunds",
+    metadata,
+    Column("refund_id", Text, primary_key=True),
+    Column("payment_id", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    _now(),
+    Index("points_refunds_payment", "payment_id"),
+)
+
+points_daily = Table(
+    "points_daily",
+    metadata,
+    Column("rule_id", Text, primary_key=True),
+    Column("user_id", Text, primary_key=True),
+    Column("day", Text, primary_key=True),
+    Column("earned_points", BigInteger, nullable=False),
+)

@@ -1,0 +1,139 @@
+"""Points: rules that grant points on `payment.succeeded` (consumed from `cashier.payments`) and take them
+back proportionally on `refund.succeeded` (`cashier.refunds`). Marketing decides; the ledger keeps the
+balance in the user's points sub-account from the instructions published on `marketing.points`.
+
+Order-independent (DESIGN §4): a refund seen before its payment is stored as a fact; whichever event comes
+second computes the reversal from every stored fact, so the final state is the same in any order. Each
+payment earns at most once (primary key), each refund counts once (primary key), and a daily cap is
+taken under the counter row's lock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.db import Tx
+from libs.common.events import Envelope
+from libs.common.ids import new_id
+from services.marketing.domain import points as rules
+from services.marketing.domain.actors import Actor
+from services.marketing.events import POINTS_EARNED, POINTS_REVERSED, POINTS_TOPIC
+from services.marketing.store.tables import points_daily, points_earnings, points_refunds, points_rules
+
+
+async def create_rule(tx: Tx, actor: Actor, values: dict[str, Any]) -> RowMapping:
+    row = {**values, "rule_id": new_id("ptr"), "owner_merchant_id": actor.owner_scope, "status": "active"}
+    return (await tx.conn.execute(insert(points_rules).values(**row).returning(points_rules))).mappings().one()
+
+
+async def end_rule(tx: Tx, actor: Actor, rule_id: str) -> RowMapping | None:
+    """active → ended (a repeat returns the ended rule); None if the actor has no such rule."""
+    query = update(points_rules).where(points_rules.c.rule_id == rule_id, points_rules.c.status == "active")
+    if actor.owner_scope is not None:
+        query = query.where(points_rules.c.owner_merchant_id == actor.owner_scope)
+    ended = (await tx.conn.execute(query.values(status="ended").returning(points_rules))).mappings().first()
+    return ended or await get_rule(tx.conn, actor, rule_id)
+
+
+async def get_rule(conn: AsyncConnection, actor: Actor, rule_id: str) -> RowMapping | None:
+    query = select(points_rules).where(points_rules.c.rule_id == rule_id)
+    if actor.owner_scope is not None:
+        query = query.where(points_rules.c.owner_merchant_id == actor.owner_scope)
+    return (await conn.execute(query)).mappings().first()
+
+
+async def _matching_rule(tx: Tx, merchant_id: str, currency: str) -> RowMapping | None:
+    """The merchant's own active rule first, else the newest platform-wide one."""
+    r = points_rules.c
+    query = (
+        select(points_rules)
+        .where(r.status == "active", r.currency == currency, (r.merchant_id == merchant_id) | r.merchant_id.is_(None))
+        .order_by(r.merchant_id.is_(None), r.rule_id.desc()).limit(1)
+    )  # fmt: skip
+    return (await tx.conn.execute(query)).mappings().first()
+
+
+async def _take_daily(tx: Tx, rule: RowMapping, user_id: str, day: str, points: int) -> int:
+    key = {"rule_id": rule["rule_id"], "user_id": user_id, "day": day}
+    await tx.conn.execute(insert(points_daily).values(**key, earned_points=0).on_conflict_do_nothing())
+    d = points_daily.c
+    where = (d.rule_id == key["rule_id"], d.user_id == user_id, d.day == day)
+    earned = (await tx.conn.execute(select(d.earned_points).where(*where).with_for_update())).scalar_one()
+    granted = rules.within_daily_cap(points, earned_today=earned, user_daily_points_max=rule["user_daily_points_max"])
+    if granted:
+        await tx.conn.execute(update(points_daily).where(*where).values(earned_points=d.earned_points + granted))
+    return granted
+
+
+async def on_payment_event(tx: Tx, event: Envelope, *, day_timezone: str) -> None:
+    """`payment.succeeded` of a known payer (`payer_user_id`) for a purchase: grant points by the rule."""
+    data = event.data
+    user_id = data.get("payer_user_id")
+    if event.type != "payment.succeeded" or not user_id or data.get("purpose", "payment") != "payment":
+        return
+    rule = await _matching_rule(tx, data["merchant_id"], data["currency"])
+    if rule is None:
+        return
+    raw = rules.points_for(
+        data["amount_minor"], unit_minor=rule["unit_minor"], points_per_unit=rule["points_per_unit"],
+        payment_points_max=rule["payment_points_max"],
+    )  # fmt: skip
+    at = datetime.fromisoformat(str(data.get("succeeded_at") or event.time))
+    day = at.astimezone(ZoneInfo(day_timezone)).date().isoformat()
+    earning = {"payment_id": data["payment_id"], "rule_id": rule["rule_id"], "user_id": user_id,
+               "merchant_id": data["merchant_id"], "currency": data["currency"], "amount_minor": data["amount_minor"],
+               "points": 0}  # fmt: skip
+    statement = (
+        insert(points_earnings).values(**earning).on_conflict_do_nothing().returning(points_earnings.c.payment_id)
+    )
+    if (await tx.conn.execute(statement)).first() is None:
+        return  # this payment already earned
+    points = await _take_daily(tx, rule, user_id, day, raw) if raw else 0
+    await tx.conn.execute(update(points_earnings).where(points_earnings.c.payment_id == data["payment_id"])
+                          .values(points=points))  # fmt: skip
+    if points:
+        tx.publish(topic=POINTS_TOPIC, type=POINTS_EARNED, subject=data["payment_id"], data={
+            "payment_id": data["payment_id"], "user_id": user_id, "merchant_id": data["merchant_id"],
+            "rule_id": rule["rule_id"], "points": points, "amount_minor": data["amount_minor"],
+            "currency": data["currency"],
+        })  # fmt: skip
+    await _reverse(tx, data["payment_id"])
+
+
+async def on_refund_event(tx: Tx, event: Envelope) -> None:
+    """`refund.succeeded`: record the refund once, then take back the points it accounts for."""
+    data = event.data
+    if event.type != "refund.succeeded":
+        return
+    fact = {"refund_id": data["refund_id"], "payment_id": data["payment_id"], "amount_minor": data["amount_minor"]}
+    if (await tx.conn.execute(insert(points_refunds).values(**fact).on_conflict_do_nothing()
+                              .returning(points_refunds.c.refund_id))).first() is None:  # fmt: skip
+        return
+    await _reverse(tx, data["payment_id"])
+
+
+async def _reverse(tx: Tx, payment_id: str) -> None:
+    """Bring the payment's reversed points up to what all refunds seen so far account for."""
+    e = points_earnings.c
+    earning = (await tx.conn.execute(select(points_earnings).where(e.payment_id == payment_id)
+                                     .with_for_update())).mappings().first()  # fmt: skip
+    if earning is None or not earning["points"]:
+        return  # no payment yet (its event will apply these refunds) or nothing was earned
+    refunded = (await tx.conn.execute(select(func.coalesce(func.sum(points_refunds.c.amount_minor), 0))
+                                      .where(points_refunds.c.payment_id == payment_id))).scalar_one()  # fmt: skip
+    target = rules.reversed_after(earning["points"], amount_minor=earning["amount_minor"], refunded_minor=int(refunded))
+    delta = target - earning["reversed_points"]
+    if delta <= 0:
+        return
+    await tx.conn.execute(update(points_earnings).where(e.payment_id == payment_id).values(reversed_points=target))
+    tx.publish(topic=POINTS_TOPIC, type=POINTS_REVERSED, subject=payment_id, data={
+        "payment_id": payment_id, "user_id": earning["user_id"], "merchant_id": earning["merchant_id"],
+        "rule_id": earning["rule_id"], "points": delta, "reversed_points_total": target,
+        "refunded_minor_total": int(refunded), "currency": earning["currency"],
+    })  # fmt: skip

@@ -1,0 +1,101 @@
+"""Points: earned on `payment.succeeded`, capped per payment and per user per day, taken back in proportion
+to refunds — the same final state whatever order the cashier's events arrive in, and twice is once.
+Events are applied through the very handlers the inbox consumer calls, inside a unit of work."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from typing import Any
+
+from libs.common.events import Envelope
+from services.marketing.tests.integration.conftest import Marketing, code
+from services.marketing.worker import subscriptions
+
+RULES = "/v1/marketing/points-rules"
+
+
+def payment(payment_id: str, amount_minor: int, *, user: str | None = "usr_1", merchant_id: str = "mch_a",
+            purpose: str = "payment") -> Envelope:  # fmt: skip
+    return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data={
+        "payment_id": payment_id, "merchant_id": merchant_id, "status": "succeeded", "amount_minor": amount_minor,
+        "currency": "CNY", "purpose": purpose, "payer_user_id": user,
+        "succeeded_at": datetime.now(UTC).isoformat(),
+    })  # fmt: skip
+
+
+def refund(refund_id: str, payment_id: str, amount_minor: int) -> Envelope:
+    return Envelope(type="refund.succeeded", source="cashier", subject=refund_id, data={
+        "refund_id": refund_id, "payment_id": payment_id, "merchant_id": "mch_a", "status": "succeeded",
+        "amount_minor": amount_minor, "currency": "CNY",
+    })  # fmt: skip
+
+
+async def deliver(m: Marketing, event: Envelope) -> None:
+    """Apply one event as the inbox consumer would (its handler, one transaction)."""
+    settings: Any = m.runtime.settings
+    for subscription in subscriptions(settings):
+        if subscription.wants(event.type) and subscription.topic == f"cashier.{event.type.split('.')[0]}s":
+            async with m.runtime.uow.begin() as tx:
+                await subscription.handler(tx, event)
+
+
+async def earnings(m: Marketing, user: str = "usr_1") -> dict[str, tuple[int, int]]:
+    page = (await m.get("/v1/marketing/me/points/earnings", m.user(user))).json()
+    return {e["payment_id"]: (e["points"], e["reversed_points"]) for e in page["earnings"]}
+
+
+async def test_points_earned_capped_and_reversed_in_proportion(marketing: Marketing) -> None:
+    created = await marketing.post(RULES, {"name": "1 per yuan", "unit_minor": 100, "points_per_unit": 1,
+                                           "payment_points_max": 500, "user_daily_points_max": 700},
+                                   marketing.merchant("mch_a"))  # fmt: skip
+    assert created.status_code == 201 and created.json()["merchant_id"] == "mch_a"
+    await deliver(marketing, payment("pay_1", 12_345))  # 123 points
+    await deliver(marketing, payment("pay_1", 12_345))  # the same payment again: nothing more
+    await deliver(marketing, payment("pay_2", 90_000))  # 900 → 500 per payment
+    await deliver(marketing, payment("pay_3", 50_000))  # 500 → 77 left of the 700 daily cap
+    await deliver(marketing, payment("pay_4", 50_000, user=None))  # no known payer: nothing
+    await deliver(marketing, payment("pay_5", 50_000, purpose="wallet_topup"))  # a top-up is no purchase
+    await deliver(marketing, payment("pay_6", 50_000, merchant_id="mch_b"))  # another merchant: no rule
+    assert await earnings(marketing) == {"pay_1": (123, 0), "pay_2": (500, 0), "pay_3": (77, 0)}
+    await deliver(marketing, refund("re_1", "pay_1", 4_000))  # 123 × 4000 / 12345 = 39
+    await deliver(marketing, refund("re_1", "pay_1", 4_000))  # twice is once
+    assert (await earnings(marketing))["pay_1"] == (123, 39)
+    await deliver(marketing, refund("re_2", "pay_1", 8_345))
+    assert (await earnings(marketing))["pay_1"] == (123, 123)
+    earned = [e["data"]["points"] for e in await marketing.events("points.earned")]
+    reversed_ = [e["data"]["points"] for e in await marketing.events("points.reversed")]
+    assert (earned, reversed_) == ([123, 500, 77], [39, 84])
+    assert all(e["subject"] == e["data"]["payment_id"] for e in await marketing.events("points.reversed"))
+
+
+async def test_the_final_state_is_the_same_in_every_event_order(marketing: Marketing) -> None:
+    await marketing.post(RULES, {"name": "2 per yuan", "points_per_unit": 2}, marketing.operator())
+    events = [payment("pay_1", 10_000), refund("re_1", "pay_1", 3_333), refund("re_2", "pay_1", 3_333)]
+    outcomes = set()
+    for n, order in enumerate(itertools.permutations(events)):
+        suffix = f"_{n}"
+        for event in order:
+            data = {**event.data, "payment_id": event.data["payment_id"] + suffix}
+            if "refund_id" in data:
+                data["refund_id"] += suffix
+            await deliver(marketing, Envelope(type=event.type, source="cashier", subject=event.subject, data=data))
+        outcomes.add((await earnings(marketing))["pay_1" + suffix])
+    assert outcomes == {(200, 133)}  # floor(200 × 6666 / 10000): from the refunds' total, never per refund
+
+
+async def test_points_rules_are_scoped(marketing: Marketing) -> None:
+    mine = marketing.merchant("mch_a")
+    other = await marketing.post(RULES, {"name": "x", "merchant_id": "mch_b"}, mine)
+    assert (other.status_code, code(other)) == (403, "funding_not_allowed")
+    rule = (await marketing.post(RULES, {"name": "x"}, mine)).json()
+    assert code(await marketing.post(f"{RULES}/{rule['rule_id']}/end", {}, marketing.merchant("mch_b"))) == (
+        "points_rule_not_found"
+    )
+    assert (await marketing.get(RULES, marketing.merchant("mch_b"))).json()["rules"] == []
+    assert (await marketing.post(f"{RULES}/{rule['rule_id']}/end", {}, mine)).json()["status"] == "ended"
+    assert (await marketing.post(f"{RULES}/{rule['rule_id']}/end", {}, mine)).json()["status"] == "ended"
+    await deliver(marketing, payment("pay_1", 10_000))
+    assert await earnings(marketing) == {}
+    bad = await marketing.post(RULES, {"name": "x", "unit_minor": 0}, mine)
+    assert code(bad) == "validation_failed"

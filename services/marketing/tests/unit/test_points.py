@@ -1,0 +1,19 @@
+"""Points arithmetic: rate and caps, and proportional reversal that sums exactly to the grant."""
+
+from __future__ import annotations
+
+from services.marketing.domain import points
+
+
+def test_points_per_whole_unit_with_caps() -> None:
+    assert points.points_for(12_399, unit_minor=100, points_per_unit=1, payment_points_max=None) == 123
+    assert points.points_for(12_399, unit_minor=100, points_per_unit=3, payment_points_max=200) == 200
+    assert points.within_daily_cap(100, earned_today=650, user_daily_points_max=700) == 50
+    assert points.within_daily_cap(100, earned_today=750, user_daily_points_max=700) == 0
+    assert points.within_daily_cap(100, earned_today=10**9, user_daily_points_max=None) == 100
+
+
+def test_reversal_is_proportional_and_complete_at_full_refund() -> None:
+    assert points.reversed_after(123, amount_minor=12_345, refunded_minor=4_000) == 39
+    assert points.reversed_after(123, amount_minor=12_345, refunded_minor=12_345) == 123
+    assert points.reversed_after(123, amount_minor=12_345, refunded_minor=99_999) == 123

@@ -235,6 +235,12 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         merchant, body = await authenticated(request)
         return wx_response(200, sandbox.create_refund(merchant, json_body(request, body)))
 
+    @app.post("/v3/refund/domestic/refunds/{refund_id}/apply-abnormal-refund")
+    async def apply_abnormal_refund(refund_id: str, request: Request) -> Response:
+        merchant, body = await authenticated(request)
+        return wx_response(200, sandbox.apply_abnormal_refund(merchant, refund_id, json_body(request, body),
+                                                              request.headers.get("wechatpay-serial")))
+
     @app.get("/v3/refund/domestic/refunds/{out_refund_no}")
     async def query_refund(out_refund_no: str, request: Request) -> Response:
         merchant, _ = await authenticated(request)

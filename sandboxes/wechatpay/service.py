@@ -666,11 +666,51 @@ class Sandbox:
             self._schedule_refund_success(key, auto)
         return self.refund_view(refund)
 
+    def apply_abnormal_refund(self, merchant: Document, refund_id: str, body: dict[str, Any],
+                              serial: str | None) -> dict[str, Any]:
+        """`POST /v3/refund/domestic/refunds/{refund_id}/apply-abnormal-refund`: an ABNORMAL refund (the
+        payer's card or change could not take it) is sent again, to a bank card the payer names
+        (USER_BANK_CARD: bank_type + RSA-encrypted bank_account and real_name) or to the merchant's own
+        account (MERCHANT_BANK_CARD); it is PROCESSING again and ends like any refund."""
+        unknown = sorted(set(body) - {"sub_mchid", "out_refund_no", "type", "bank_type", "bank_account", "real_name"})
+        if unknown:
+            raise WxError(400, "PARAM_ERROR", f"unknown fields: {', '.join(unknown)}")
+        scope = self._scope(merchant, partner=bool(body.get("sub_mchid")), sub_mchid=body.get("sub_mchid"))
+        key = f"{scope}:{_require_str(body, 'out_refund_no', max_length=64)}"
+        refund = self.store.get("refunds", key)
+        if refund is None or refund["refund_id"] != refund_id:
+            raise WxError(404, "RESOURCE_NOT_EXISTS", "退款单不存在")
+        kind = body.get("type")
+        if kind == "USER_BANK_CARD":
+            if not body.get("bank_type"):
+                raise WxError(400, "PARAM_ERROR", "bank_type is required for USER_BANK_CARD")
+            for name in ("bank_account", "real_name"):
+                if not body.get(name):
+                    raise WxError(400, "PARAM_ERROR", f"{name} (encrypted) is required for USER_BANK_CARD")
+                self.decrypt_sensitive(serial, body[name], name)
+            channel, account = "OTHER_BANKCARD", f"{body['bank_type']} 用户银行卡"
+        elif kind == "MERCHANT_BANK_CARD":
+            channel, account = "OTHER_BANKCARD", "交易商户银行账户"
+        else:
+            raise WxError(400, "PARAM_ERROR", "type must be USER_BANK_CARD or MERCHANT_BANK_CARD")
+
+        def reapply(current: Document) -> Document:
+            if current["status"] != "ABNORMAL":
+                raise WxError(400, "INVALID_REQUEST", f"退款状态不是异常 (refund is {current['status']})")
+            return {**current, "status": "PROCESSING", "channel": channel, "user_received_account": account}
+
+        updated = self.store.update("refunds", key, reapply)
+        if self.settings.refund_auto_success_seconds is not None:
+            self._schedule_refund_success(key, self.settings.refund_auto_success_seconds)
+        return self.refund_view(updated)
+
     def refund_view(self, refund: Document) -> dict[str, Any]:
         view: dict[str, Any] = {
             "refund_id": refund["refund_id"], "out_refund_no": refund["out_refund_no"],
             "transaction_id": refund["transaction_id"], "out_trade_no": refund["out_trade_no"],
-            "channel": "ORIGINAL", "user_received_account": "支付用户零钱", "create_time": refund["create_time"],
+            "channel": refund.get("channel", "ORIGINAL"),
+            "user_received_account": refund.get("user_received_account", "支付用户零钱"),
+            "create_time": refund["create_time"],
             "status": refund["status"], "funds_account": refund["funds_account"], "promotion_detail": [],
             "amount": {"total": refund["total"], "refund": refund["refund"], "payer_total": refund["total"],
                        "payer_refund": refund["refund"], "settlement_refund": refund["refund"],

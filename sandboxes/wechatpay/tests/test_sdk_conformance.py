@@ -363,3 +363,39 @@ def test_jsapi_payment_with_the_openid_from_oauth(sandbox: SandboxProcess, recei
     _approve(sandbox, out_trade_no, registration["mchid"])
     callback = wx.callback(*receiver.next("jsapi"))
     assert callback["resource"]["payer"]["openid"] == token["openid"]
+
+
+@pytest.fixture(scope="module")
+def manual_refunds_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    """A sandbox whose refunds end only through the control API (no timer racing the test)."""
+    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("wechatpay-sdk-manual")),
+           "JUHE_SANDBOX_NOTIFY_SCALE": "0.001", "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "-1"}
+    with SandboxProcess("sandboxes.wechatpay", port_env=PORT_ENV, env=env) as process:
+        yield process
+
+
+def test_abnormal_refund_applied_again_to_a_bank_card(manual_refunds_sandbox: SandboxProcess,
+                                                      receiver: CallbackReceiver) -> None:
+    """A refund ends ABNORMAL (REFUND.ABNORMAL callback); apply-abnormal-refund sends it to the payer's
+    bank card (bank_account and real_name RSA-encrypted by the SDK): PROCESSING, then SUCCESS."""
+    sandbox = manual_refunds_sandbox
+    registration = _register(sandbox)
+    wx = _sdk(sandbox, registration, receiver.url("abnormal"))
+    out_trade_no = _no("ab")
+    _ok(wx.pay(description="abnormal", out_trade_no=out_trade_no, amount={"total": 500}))
+    _approve(sandbox, out_trade_no, registration["mchid"])
+    assert wx.callback(*receiver.next("abnormal"))["event_type"] == "TRANSACTION.SUCCESS"
+    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 500, "total": 500, "currency": "CNY"},
+                           out_trade_no=out_trade_no))
+    httpx.post(f"{sandbox.base_url}/control/refunds/{refund['out_refund_no']}/fail",
+               json={"status": "ABNORMAL"}).raise_for_status()
+    assert wx.callback(*receiver.next("abnormal"))["event_type"] == "REFUND.ABNORMAL"
+    applied = _ok(wx.abnormal_refund(refund_id=refund["refund_id"], out_refund_no=refund["out_refund_no"],
+                                     type="USER_BANK_CARD", bank_type="ICBC_DEBIT", bank_account="6212260000000000000",
+                                     real_name="张三"))
+    assert (applied["status"], applied["channel"]) == ("PROCESSING", "OTHER_BANKCARD")
+    httpx.post(f"{sandbox.base_url}/control/refunds/{refund['out_refund_no']}/approve").raise_for_status()
+    assert wx.callback(*receiver.next("abnormal"))["event_type"] == "REFUND.SUCCESS"
+    code, message = wx.abnormal_refund(refund_id=refund["refund_id"], out_refund_no=refund["out_refund_no"],
+                                       type="MERCHANT_BANK_CARD")
+    assert (code, json.loads(message)["code"]) == (400, "INVALID_REQUEST")  # no longer abnormal

@@ -16,11 +16,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
 
+from libs.common.logging import get_logger
 from web.clients.gateway import GatewayProblem, GatewayUnavailable
 from web.i18n import parse_amount_minor
 from web.pages import PageContext, page_context
 from web.sessions import Session, new_csrf
 
+log = get_logger("juhe.web.wallet")
 router = APIRouter(prefix="/wallet", include_in_schema=False)
 Page = Annotated[PageContext, Depends(page_context)]
 
@@ -45,6 +47,7 @@ def _request_id() -> str:
 
 
 def _error_code(exc: GatewayProblem) -> str:
+    log.info("platform refused a wallet action", code=exc.code, status=exc.status)  # never the form's values
     if exc.code in ERRORS:
         return exc.code
     if exc.code in ("kyc_not_verified", "bank_card_not_verified", "no_bank_card"):

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from libs.common.logging import configure_logging, get_logger
 from libs.common.web import UnstorableTextGuard, install_observability
 from web import i18n
-from web.clients.gateway import Gateway
+from web.clients.gateway import Gateway, GatewayUnavailable
 from web.config import Settings
 from web.pages import WebRuntime, content_security_policy, page_context, wallet
 from web.sessions import Sealer
@@ -111,7 +111,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def on_invalid(request: Request, exc: Exception) -> Response:
         return page_context(request).render("wallet_error.html", status_code=400, code="http_400")
 
+    async def on_unavailable(request: Request, exc: Exception) -> Response:
+        """The gateway is down or slow: a page that says to try again (nothing was done), never a crash."""
+        log.warning("gateway unavailable", path=request.url.path, error=str(exc)[:200])
+        return page_context(request).render("wallet_error.html", status_code=503, code="unavailable")
+
     app.add_exception_handler(StarletteHTTPException, on_http)
+    app.add_exception_handler(GatewayUnavailable, on_unavailable)
     app.add_exception_handler(RequestValidationError, on_invalid)
     app.add_exception_handler(Exception, on_crash)
     app.add_middleware(UnstorableTextGuard)

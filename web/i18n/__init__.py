@@ -85,7 +85,7 @@ def number(value: int, locale: str) -> str:
 
 def when(value: datetime | str, locale: str) -> str:
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return format_datetime(moment, "medium", tzinfo=SHANGHAI, locale=Locale.parse(locale))
+    return format_datetime(moment, "short", tzinfo=SHANGHAI, locale=Locale.parse(locale))
 
 
 def parse_amount_minor(text: str, currency: str = "CNY") -> int | None:

@@ -368,8 +368,8 @@ class Sandbox:
         return {}  # Alipay: 10000 with no refund fields when out_request_no is unknown
 
     def bill_url(self, app_id: str, biz: dict[str, Any], base_url: str) -> dict[str, Any]:
-        if biz.get("bill_type") != "trade":
-            raise BizError("ACQ.INVALID_PARAMETER", "this sandbox serves bill_type=trade only")
+        if biz.get("bill_type") not in ("trade", "signcustomer"):
+            raise BizError("ACQ.INVALID_PARAMETER", "bill_type must be trade or signcustomer")
         bill_date = biz.get("bill_date")
         if not isinstance(bill_date, str):
             raise BizError("ACQ.INVALID_PARAMETER", "bill_date is required")
@@ -381,12 +381,13 @@ class Sandbox:
         token = secrets.token_urlsafe(24)
         expires = now + timedelta(seconds=self.settings.bill_url_ttl_seconds)
         self.store.put(
-            BILL_TOKENS, token, {"app_id": app_id, "bill_date": bill_date, "expires_at": expires.isoformat()}
+            BILL_TOKENS, token, {"app_id": app_id, "bill_date": bill_date, "expires_at": expires.isoformat(),
+                                 "bill_type": biz["bill_type"]}
         )
         app = self.app(app_id) or {}
         query = urlencode(
             {
-                "bizType": "trade",
+                "bizType": biz["bill_type"],
                 "userId": app.get("seller_id", ""),
                 "fileType": "csv.zip",
                 "bizDates": bill_date.replace("-", ""),
@@ -419,6 +420,7 @@ class Sandbox:
             end=end,
             fee_rate_bps=self.settings.fee_rate_bps,
             exported_at=self.clock(),
+            bill_type=grant.get("bill_type", "trade"),
         )
 
     # ------------------------------------------------------------------ browser flows

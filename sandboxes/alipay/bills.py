@@ -212,6 +212,49 @@ def render_summary(pid: str, rows: list[_Row], start: datetime, end: datetime, e
     return "\r\n".join(lines) + "\r\n"
 
 
+ACCOUNT_HEADER = (
+    "账务流水号,业务流水号,商户订单号,商品名称,发生时间,对方账号,收入金额（+元）,支出金额（-元）,账户余额（元）,"
+    "交易渠道,业务类型,备注"
+)
+
+
+def render_account(pid: str, rows: list[_Row], start: datetime, end: datetime, exported_at: datetime) -> str:
+    """账务明细 (`bill_type=signcustomer`): the merchant account's movements, one per money move: a
+    payment in (在线支付) and its fee out (交易服务费), a refund out (交易退款) and the fee given back
+    (收费退款) [M on the columns; the running balance starts at zero for the period, a sandbox has no
+    history]."""
+    movements: list[tuple[_Row, str, int]] = []
+    for row in rows:
+        movements.append((row, "在线支付" if row.kind == "交易" else "交易退款", row.amount_fen))
+        if row.fee_fen:
+            movements.append((row, "交易服务费" if row.kind == "交易" else "收费退款", row.fee_fen))
+    balance = 0
+    lines = [
+        "#支付宝账务明细查询",
+        f"#账号：[{pid}0156]",
+        f"#起始日期：[{start.astimezone(BEIJING):%Y年%m月%d日 %H:%M:%S}]   "
+        f"终止日期：[{end.astimezone(BEIJING):%Y年%m月%d日 %H:%M:%S}]",
+        f"#{RULE}账务明细列表{RULE}",
+        ACCOUNT_HEADER,
+    ]
+    for index, (row, kind, fen) in enumerate(movements, start=1):
+        balance += fen
+        flow_no = f"{row.finished.astimezone(BEIJING):%Y%m%d}{index:08d}"
+        cells = [flow_no + "	", row.trade_no + "	", row.out_trade_no + "	", row.subject.replace(",", "，"),
+                 beijing(row.finished), row.buyer + "	", f"+{yuan(fen)}" if fen >= 0 else "",
+                 yuan(fen) if fen < 0 else "", yuan(balance), "支付宝	", kind, row.request_no + "	"]
+        lines.append(",".join(cells))
+    income = [fen for _, _, fen in movements if fen >= 0]
+    expense = [fen for _, _, fen in movements if fen < 0]
+    lines += [
+        f"#{RULE}账务明细列表结束{RULE[:-4]}",
+        f"#支出合计：{len(expense)}笔，共{yuan(sum(expense))}元",
+        f"#收入合计：{len(income)}笔，共{yuan(sum(income))}元",
+        f"#导出时间：[{exported_at.astimezone(BEIJING):%Y年%m月%d日 %H:%M:%S}]",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
 class _GbkNameZipInfo(zipfile.ZipInfo):
     """Store the member name as raw GBK bytes with no UTF-8 flag, like Alipay's own zips.
 
@@ -233,15 +276,18 @@ def build_bill_zip(
     end: datetime,
     fee_rate_bps: int,
     exported_at: datetime,
+    bill_type: str = "trade",
 ) -> tuple[str, bytes]:
-    """Return (download file name, zip bytes) for one merchant and period."""
+    """Return (download file name, zip bytes) for one merchant and period; `signcustomer`: 账务明细."""
     rows = apply_discrepancies(_rows(trades, start, end, fee_rate_bps), discrepancies, start, fee_rate_bps)
+    members: list[tuple[str, str]] = [
+        (f"{pid}_{compact_date}_业务明细.csv", render_detail(pid, rows, start, end, exported_at)),
+        (f"{pid}_{compact_date}_业务明细(汇总).csv", render_summary(pid, rows, start, end, exported_at))]
+    if bill_type == "signcustomer":
+        members = [(f"{pid}_{compact_date}_账务明细.csv", render_account(pid, rows, start, end, exported_at))]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in (
-            (f"{pid}_{compact_date}_业务明细.csv", render_detail(pid, rows, start, end, exported_at)),
-            (f"{pid}_{compact_date}_业务明细(汇总).csv", render_summary(pid, rows, start, end, exported_at)),
-        ):
+        for name, text in members:
             info = _GbkNameZipInfo(name, date_time=exported_at.astimezone(BEIJING).timetuple()[:6])
             info.compress_type = zipfile.ZIP_DEFLATED
             archive.writestr(info, text.encode("gbk"))

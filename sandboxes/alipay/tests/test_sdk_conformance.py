@@ -177,6 +177,16 @@ def test_python_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: Ca
     bill = sdk.server_api("alipay.data.dataservice.bill.downloadurl.query",
                           {"bill_type": "trade", "bill_date": time.strftime("%Y-%m-%d")})
     assert httpx.get(bill["bill_download_url"]).content[:2] == b"PK"  # a zip
+    account = sdk.server_api("alipay.data.dataservice.bill.downloadurl.query",
+                             {"bill_type": "signcustomer", "bill_date": time.strftime("%Y-%m-%d")})
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(io.BytesIO(httpx.get(account["bill_download_url"]).content)) as archive:
+        (member,) = archive.infolist()
+        text = archive.read(member).decode("gbk")
+    assert text.startswith("#支付宝账务明细查询") and f"{queried['trade_no']}\t" in text
+    assert "在线支付" in text and "+88.88" in text and "交易退款" in text and "-8.88" in text
 
 
 def test_python_alipay_sdk_browser_and_app_flows(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:

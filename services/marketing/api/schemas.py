@@ -64,6 +64,13 @@ class StockCreateRequest(Strict):
     daily_count_limit: Count | None = None
 
 
+class StockBudgetRequest(Strict):
+    """The new totals (not increments), so a repeated request changes nothing more."""
+
+    budget_count: Count
+    budget_minor: AmountMinor
+
+
 class StockResponse(BaseModel):
     stock_id: str
     campaign_id: str

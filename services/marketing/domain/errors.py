@@ -10,6 +10,7 @@ CAMPAIGN_NOT_FOUND = ErrorSpec("campaign_not_found", 404, "No such campaign")
 STOCK_NOT_FOUND = ErrorSpec("stock_not_found", 404, "No such coupon stock")
 INVALID_STOCK_TRANSITION = ErrorSpec("invalid_stock_transition", 409, "The stock cannot make this transition now")
 STOCK_NOT_RUNNING = ErrorSpec("stock_not_running", 409, "The coupon stock is not running")
+BUDGET_BELOW_ISSUED = ErrorSpec("budget_below_issued", 409, "The new budget is below what is already issued")
 STOCK_EXHAUSTED = ErrorSpec("stock_exhausted", 409, "The coupon stock's budget is used up")
 CLAIM_LIMIT_REACHED = ErrorSpec("claim_limit_reached", 409, "This user may not claim more coupons of this stock")
 DAILY_LIMIT_REACHED = ErrorSpec("daily_limit_reached", 409, "Today's quota of this stock is used up")
@@ -34,6 +35,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     STOCK_NOT_FOUND,
     INVALID_STOCK_TRANSITION,
     STOCK_NOT_RUNNING,
+    BUDGET_BELOW_ISSUED,
     STOCK_EXHAUSTED,
     CLAIM_LIMIT_REACHED,
     DAILY_LIMIT_REACHED,

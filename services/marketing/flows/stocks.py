@@ -13,7 +13,7 @@ from libs.common.errors import Problem
 from libs.common.ids import new_id
 from services.marketing.domain import rules
 from services.marketing.domain.actors import Actor
-from services.marketing.domain.errors import CAMPAIGN_NOT_FOUND, INVALID_STOCK, STOCK_NOT_FOUND
+from services.marketing.domain.errors import BUDGET_BELOW_ISSUED, CAMPAIGN_NOT_FOUND, INVALID_STOCK, STOCK_NOT_FOUND
 from services.marketing.store import stocks as store
 
 
@@ -86,3 +86,22 @@ async def transition(tx: Tx, actor: Actor, stock_id: str, name: rules.Transition
         if changed is not None:
             return changed
     raise Problem(rules.INVALID_STOCK_TRANSITION, "the stock kept changing; try again")
+
+
+async def set_budget(tx: Tx, actor: Actor, stock_id: str, *, budget_count: int, budget_minor: int) -> RowMapping:
+    """Raise (or lower, down to what is issued) a stock's budget, by target totals: idempotent by nature."""
+    stock = await store.get_stock(tx.conn, stock_id, actor.owner_scope)
+    if stock is None:
+        raise Problem(STOCK_NOT_FOUND, f"no stock {stock_id}")
+    if budget_minor < stock["face_value_minor"]:
+        raise Problem(INVALID_STOCK, "budget_minor cannot pay for even one coupon", field="budget_minor")
+    changed = await store.set_budget(tx.conn, stock_id, budget_count=budget_count, budget_minor=budget_minor)
+    if changed is not None:
+        return changed
+    latest = await store.get_stock(tx.conn, stock_id)
+    assert latest is not None
+    if latest["status"] == "ended":
+        raise Problem(rules.INVALID_STOCK_TRANSITION, "an ended stock's budget cannot change", status="ended")
+    raise Problem(BUDGET_BELOW_ISSUED, "the budget cannot go below what is already issued",
+                  issued_count=latest["budget_count"] - latest["remaining_count"],
+                  issued_minor=latest["budget_minor"] - latest["remaining_budget_minor"])  # fmt: skip

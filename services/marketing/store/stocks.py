@@ -90,6 +90,26 @@ async def reserve_one(conn: AsyncConnection, stock_id: str) -> RowMapping | None
     )).mappings().first()  # fmt: skip
 
 
+async def set_budget(
+    conn: AsyncConnection, stock_id: str, *, budget_count: int, budget_minor: int
+) -> RowMapping | None:
+    """Set the stock's budget totals to these targets and move the remainders by the same difference, in one
+    conditional UPDATE: never below what claims have already taken (the WHERE is re-checked under the row
+    lock, so a concurrent claim cannot slip between), never on an ended stock. A repeat is a no-op (same
+    target). None: refused (the caller says why)."""
+    c = coupon_stocks.c
+    count_delta = budget_count - c.budget_count
+    minor_delta = budget_minor - c.budget_minor
+    return (await conn.execute(
+        update(coupon_stocks)
+        .where(c.stock_id == stock_id, c.status != "ended", c.remaining_count + count_delta >= 0,
+               c.remaining_budget_minor + minor_delta >= 0)
+        .values(budget_count=budget_count, budget_minor=budget_minor, remaining_count=c.remaining_count + count_delta,
+                remaining_budget_minor=c.remaining_budget_minor + minor_delta, updated_at=func.now())
+        .returning(coupon_stocks)
+    )).mappings().first()  # fmt: skip
+
+
 async def count_claim(conn: AsyncConnection, stock_id: str, subject: str, period: str, limit: int) -> bool:
     """Add one claim to the (stock, subject, period) counter if it stays within `limit`: an upsert whose
     update branch is conditional, so two claims racing for the last slot cannot both succeed (the second

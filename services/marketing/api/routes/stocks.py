@@ -14,6 +14,7 @@ from services.marketing.api.schemas import (
     CampaignListResponse,
     CampaignResponse,
     StatsResponse,
+    StockBudgetRequest,
     StockCreateRequest,
     StockListResponse,
     StockResponse,
@@ -102,6 +103,16 @@ async def get_stock(stock_id: Id, who: ManagerDep, uow: UowDep) -> StockResponse
         row = await store.get_stock(conn, stock_id, who.owner_scope)
     if row is None:
         raise Problem(STOCK_NOT_FOUND, f"no stock {stock_id}")
+    return StockResponse.model_validate(dict(row))
+
+
+@router.post("/stocks/{stock_id}/budget")
+async def set_budget(stock_id: Id, body: StockBudgetRequest, who: ManagerDep, uow: UowDep) -> StockResponse:
+    """Set the budget totals (top up, or lower down to what is issued); the remainders move by the same
+    difference in one conditional UPDATE, exact with concurrent claims."""
+    async with uow.begin() as tx:
+        row = await stocks.set_budget(tx, who, stock_id, budget_count=body.budget_count,
+                                      budget_minor=body.budget_minor)  # fmt: skip
     return StockResponse.model_validate(dict(row))
 
 

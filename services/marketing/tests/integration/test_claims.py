@@ -183,3 +183,35 @@ async def test_percent_stock_reserves_its_cap(marketing: Marketing) -> None:
     assert stock["face_value_minor"] == 2000 and stock["budget_minor"] == 6000
     await marketing.claim(stock["stock_id"])
     assert (await _stock(marketing, stock["stock_id"]))["remaining_budget_minor"] == 4000
+
+
+async def test_a_budget_is_set_by_target_totals_exactly_alongside_concurrent_claims(marketing: Marketing) -> None:
+    stock = await marketing.running_stock(budget_count=10)
+    sid, op = stock["stock_id"], marketing.operator()
+    path = f"/v1/marketing/stocks/{sid}/budget"
+    raised, *claims = await asyncio.gather(
+        marketing.post(path, {"budget_count": 30, "budget_minor": 30_000}, op, replica=1),
+        *(marketing.claim(sid, user_id=f"usr_{i}", request_id="r", replica=i % 2) for i in range(40)),
+    )
+    assert raised.status_code == 200, raised.text
+    issued = [r.status_code for r in claims].count(201)
+    assert 10 <= issued <= 30 and await _coupon_count(marketing, sid) == issued
+    row = await _stock(marketing, sid)
+    assert (row["budget_count"], row["remaining_count"], row["remaining_budget_minor"]) == (
+        30, 30 - issued, 30_000 - issued * 1000
+    )  # fmt: skip
+    again = await marketing.post(path, {"budget_count": 30, "budget_minor": 30_000}, op)
+    assert again.json()["remaining_count"] == 30 - issued  # the same target twice: nothing more
+    below = await marketing.post(path, {"budget_count": issued - 1, "budget_minor": 30_000}, op)
+    assert code(below) == "budget_below_issued" and below.json()["issued_count"] == issued
+    exact = await marketing.post(path, {"budget_count": issued, "budget_minor": issued * 1000}, op)
+    assert (exact.json()["remaining_count"], exact.json()["remaining_budget_minor"]) == (0, 0)
+    assert code(await marketing.claim(sid, user_id="usr_last")) == "stock_exhausted"
+    assert code(await marketing.post(path, {"budget_count": 50, "budget_minor": 999}, op)) == "invalid_stock"
+    assert code(await marketing.post(path, {"budget_count": 50, "budget_minor": 50_000}, marketing.merchant())) == (
+        "stock_not_found"
+    )
+    await marketing.post(f"/v1/marketing/stocks/{sid}/end", {}, op)
+    ended = await marketing.post(path, {"budget_count": 50, "budget_minor": 50_000}, op)
+    assert code(ended) == "invalid_stock_transition"
+    assert (await _stock(marketing, sid))["budget_count"] == issued

@@ -63,6 +63,11 @@ FINAL_PAYMENT = {"succeeded", "failed", "closed"}
 # "consumer failed; restarting" when the handler's retries ran out during the outage; "Unclosed
 # AIOKafkaConsumer" logged at the rebuild). Its group then kept half the partitions (e.g. cashier.payments 1
 # and 3: no committed offset for minutes) away from the live consumer: those events never reached settlement.
+# Found by this test, not fixed yet (gateway/gatekeeper.py + services/cashier/flows/refunds.py; see the issue
+# 13 report): the cashier committed a refund and died before answering; the gateway answered 503 and released
+# the Idempotency-Key; the merchant's retry with the same key made a second refund (the cashier's refund
+# create is idempotent only by merchant_refund_no), and both were paid out.
+KNOWN_DOUBLE_REFUND_BUG = "KNOWN BUG: a refund retried with its Idempotency-Key after a cashier crash was made twice"
 KNOWN_CONSUMER_BUG = "KNOWN BUG: settlement's consumer group left partitions unconsumed after restarts (inbox.py)"
 FINAL_REFUND = {"succeeded", "failed"}
 
@@ -122,6 +127,9 @@ class Load:
     payments: dict[int, dict[str, Any]] = field(default_factory=dict)  # final views
     refunds: dict[int, dict[str, Any]] = field(default_factory=dict)
     transient: Counter[str] = field(default_factory=Counter)  # answers that were retried, by kind
+    # 5xx answers that are not a retryable outage code (an outage must be a 503 with one): reported, since
+    # the test asserts final states only.
+    unexpected: list[str] = field(default_factory=list)
     done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -142,6 +150,9 @@ class Load:
                 if not retryable:
                     raise AssertionError(f"{what}: {exc.status} {exc.code}: {exc}") from exc
                 kind = f"{exc.status} {exc.code}"
+                if exc.status >= 500 and exc.status != 503:
+                    with self.lock:
+                        self.unexpected.append(f"{what}: {exc} (trace {exc.trace_id})"[:400])
             with self.lock:
                 self.transient[kind] += 1
             assert time.monotonic() < deadline, f"{what}: no final answer in {FINAL_ANSWER_SECONDS:.0f}s"
@@ -334,6 +345,10 @@ def never_delivered_to_settlement(run: Launched, subjects: set[str]) -> set[str]
     return {r["event_id"] for r in published if r["key"] in subjects and r["event_id"] not in received}
 
 
+def cashier_refunds(run: Launched) -> list[dict[str, Any]]:
+    return fetch(run, "cashier", "SELECT id, payment_id, amount_minor, status FROM refunds")
+
+
 def settlement_records(run: Launched) -> dict[str, Any]:
     """What settlement recorded (for a failure message): payments and refunds by status, Σ refunded."""
     payments = fetch(
@@ -395,6 +410,16 @@ def test_money_stays_right_while_components_are_killed(juhe_data_dir: Path, rece
         assert refund_statuses == {"succeeded": len(load.refunds)}, refund_statuses
         paid = {p["id"]: p for p in load.payments.values()}
         refunded = {r["id"]: r for r in load.refunds.values()}
+        # Refunds the cashier holds beyond those the merchant got as answers: a retry (same Idempotency-Key)
+        # that made a second refund (KNOWN_DOUBLE_REFUND_BUG). The money checks below count them as the
+        # platform does; the test then reports them.
+        duplicates = eventually(
+            lambda: (rows := cashier_refunds(run)) and all(r["status"] in FINAL_REFUND for r in rows) and rows,
+            "every refund at the cashier final",
+            DRAIN_SECONDS,
+        )
+        doubled = {r["id"]: r for r in duplicates if r["id"] not in refunded and r["status"] == "succeeded"}
+        refunded |= doubled
 
         # ---- the ledger posted each succeeded payment and refund exactly once
         expected = set(paid) | set(refunded)
@@ -444,8 +469,11 @@ def test_money_stays_right_while_components_are_killed(juhe_data_dir: Path, rece
                 pytest.xfail(f"{KNOWN_CONSUMER_BUG} ({len(never)} events never delivered, e.g. {sorted(never)[:3]})")
             raise AssertionError(f"last check {checks[-1:]}; settlement holds {settlement_records(run)}") from None
 
+        if doubled:
+            pytest.xfail(f"{KNOWN_DOUBLE_REFUND_BUG}: {sorted(doubled)}")
         print(
             f"\nfault run: {PAYMENTS} payments, {len(refunded)} refunds, kills (payments done) {faults.killed}; "
             f"settlement checks until agreed {len(checks)} (first {checks[0]}); retried answers "
-            f"{dict(load.transient)}; webhook deliveries {len(receiver.deliveries)} for {len(wanted)} events"
+            f"{dict(load.transient)} (non-503 5xx: {load.unexpected}); "
+            f"webhook deliveries {len(receiver.deliveries)} for {len(wanted)} events"
         )

@@ -93,7 +93,7 @@ async def read_pin(user: ReadingUserDep, wallet_users: WalletUsersDep) -> Paymen
     return PaymentPinStatusResponse.model_validate(await wallet_users.pin_status(user))
 
 
-@router.put("/v1/me/payment-pin")
+@router.put("/v1/me/payment-pin", responses={423: {"description": "payment_pin_locked (5 wrong tries in a row)"}})
 async def set_pin(
     body: PaymentPinSetRequest, user: PinUserDep, wallet_users: WalletUsersDep
 ) -> PaymentPinStatusResponse:
@@ -102,7 +102,9 @@ async def set_pin(
     return PaymentPinStatusResponse.model_validate(status_now)
 
 
-@router.post("/v1/me/payment-pin/verifications")
+@router.post(
+    "/v1/me/payment-pin/verifications", responses={423: {"description": "payment_pin_locked (5 wrong tries in a row)"}}
+)
 async def verify_pin(
     body: PaymentPinVerifyRequest, user: PinUserDep, wallet_users: WalletUsersDep
 ) -> PaymentPinVerifiedResponse:

@@ -166,6 +166,18 @@ class LockCreateRequest(Strict):
     lock_seconds: Annotated[StrictInt, Field(ge=10, le=86_400)] | None = None
 
 
+class ApplicableCouponResponse(BaseModel):
+    coupon_id: str
+    stock_id: str
+    discount_minor: int
+    payable_minor: int
+    valid_until: datetime
+
+
+class ApplicableCouponListResponse(BaseModel):
+    coupons: list[ApplicableCouponResponse]
+
+
 class ReleaseRequest(Strict):
     reason: Literal["payment_failed", "payment_closed", "cancelled"] = "payment_failed"
 

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
@@ -32,6 +33,8 @@ from services.marketing.store import coupons as store
 from services.marketing.store import stocks as stock_store
 
 USED_STATES = frozenset({"used", "refunded"})
+# The most available coupons one applicability check looks at (a user rarely holds more).
+COUPONS_SCANNED_MAX = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +228,22 @@ async def refund(tx: Tx, redemption_id: str, *, refund_id: str, refund_minor: in
                                 expect_redemption=redemption_id)  # fmt: skip
         _publish(tx, events.COUPON_RETURNED, updated, reason="full_refund", refund_id=refund_id)
     return updated, row
+
+
+async def applicable(conn: AsyncConnection, *, user_id: str, ctx: rules.PaymentContext, now: datetime,
+                     limit: int) -> list[tuple[RowMapping, int]]:  # fmt: skip
+    """The user's available coupons that apply to this payment, with their discount, best first (what the
+    checkout offers). Reads only; the choice is made by a lock."""
+    offers: list[tuple[RowMapping, int]] = []
+    for coupon in await store.available_coupons(conn, user_id, now, limit=COUPONS_SCANNED_MAX):
+        stock = await stock_store.get_stock(conn, coupon["stock_id"])
+        assert stock is not None
+        try:
+            offers.append((coupon, rules.discount_for(stock_store.rules_of(stock), ctx)))
+        except Problem:
+            continue
+    offers.sort(key=lambda offer: (-offer[1], offer[0]["valid_until"]))
+    return offers[:limit]
 
 
 # --- in store ---------------------------------------------------------------------------------------------

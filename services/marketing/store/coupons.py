@@ -47,6 +47,17 @@ async def list_user_coupons(conn: AsyncConnection, user_id: str, *, status: str 
     return list((await conn.execute(query)).mappings())
 
 
+async def available_coupons(conn: AsyncConnection, user_id: str, now: datetime, *, limit: int) -> list[RowMapping]:
+    """The user's coupons usable now (available, inside their window), soonest to expire first."""
+    c = coupons.c
+    query = (
+        select(coupons)
+        .where(c.user_id == user_id, c.status == "available", c.valid_from <= now, c.valid_until > now)
+        .order_by(c.valid_until, c.coupon_id).limit(limit)
+    )  # fmt: skip
+    return list((await conn.execute(query)).mappings())
+
+
 async def move_coupon(conn: AsyncConnection, coupon_id: str, old: str, new: str, *, redemption_id: str | None,
                       expect_redemption: str | None = None) -> RowMapping | None:  # fmt: skip
     """CAS of a coupon's status (and, when given, of the redemption holding it). None: someone else won."""

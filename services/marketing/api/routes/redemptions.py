@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from libs.common.errors import VALIDATION_FAILED, Problem
+from libs.common.money import MAX_AMOUNT_MINOR
 from libs.common.web import UowDep
-from services.marketing.api.deps import MerchantDep, NowDep, ServicesOnly
+from services.marketing.api.deps import MerchantDep, NowDep, PageLimit, ServicesOnly
 from services.marketing.api.routes.coupons import QR_PREFIX
 from services.marketing.api.schemas import (
+    ApplicableCouponListResponse,
+    ApplicableCouponResponse,
     FundingResponse,
     InStoreRedeemRequest,
     InStoreVerifyResponse,
@@ -30,6 +33,7 @@ from services.marketing.store import coupons as store
 internal = APIRouter(prefix="/v1/internal/marketing", tags=["internal"], dependencies=[ServicesOnly])
 in_store = APIRouter(prefix="/v1/marketing/in-store", tags=["in-store"])
 Id = Annotated[str, Path(max_length=64)]
+Ref = Annotated[str | None, Query(max_length=64)]
 
 
 @internal.post("/locks", status_code=201)
@@ -49,6 +53,23 @@ async def lock_coupon(body: LockCreateRequest, uow: UowDep, request: Request, no
     if not created:
         response.status_code = 200
     return redemption_response(row)
+
+
+@internal.get("/users/{user_id}/applicable-coupons")
+async def applicable_coupons(user_id: Id, uow: UowDep, now: NowDep, limit: PageLimit,
+                             merchant_id: Annotated[str, Query(min_length=1, max_length=64)],
+                             order_amount_minor: Annotated[int, Query(ge=1, le=MAX_AMOUNT_MINOR)],
+                             currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "CNY",
+                             store_id: Ref = None, scene: Ref = None,
+                             payment_method: Ref = None) -> ApplicableCouponListResponse:  # fmt: skip
+    """The user's coupons this payment could use, best discount first (for the checkout to offer)."""
+    ctx = rules.PaymentContext(merchant_id=merchant_id, order_amount_minor=order_amount_minor, currency=currency,
+                               store_id=store_id, scene=scene, payment_method=payment_method)  # fmt: skip
+    async with uow.read() as conn:
+        offers = await flow.applicable(conn, user_id=user_id, ctx=ctx, now=now, limit=limit)
+    return ApplicableCouponListResponse(coupons=[ApplicableCouponResponse(
+        coupon_id=c["coupon_id"], stock_id=c["stock_id"], discount_minor=d,
+        payable_minor=order_amount_minor - d, valid_until=c["valid_until"]) for c, d in offers])  # fmt: skip
 
 
 @internal.get("/redemptions/{redemption_id}")

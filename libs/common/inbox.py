@@ -1,7 +1,9 @@
 """The inbox consumer: each event's effect applied exactly once, whatever Kafka redelivers.
 
-For every record: one transaction inserts the event id into `inbox` (ON CONFLICT DO NOTHING) and, only
-if that row is new, runs the handlers; then it commits. Offsets are committed to Kafka only after the
+For every record: one transaction inserts (consumer, event id) into `inbox` (ON CONFLICT DO NOTHING) and,
+only if that row is new, runs the handlers; then it commits. The consumer is the group's name without the
+topic namespace (`consumer_name`), so two consumer groups of one service each apply an event once.
+Offsets are committed to Kafka only after the
 database commit, so a crash in between means redelivery, and redelivery means the inbox says "seen".
 A handler that keeps failing is retried with backoff, then the record is parked in
 `inbox_dead_letter` (nothing is lost; an operator replays it) so one poison event cannot stop the
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter
-from sqlalchemy import insert
+from sqlalchemy import exists, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from libs.common.db import Tx, UnitOfWork
@@ -24,7 +26,7 @@ from libs.common.events import Envelope
 from libs.common.faults import crash_point
 from libs.common.kafka import EpochWatcher, ensure_topics, topic_name
 from libs.common.logging import get_logger, trace_id_var
-from libs.common.outbox_tables import inbox, inbox_dead_letter
+from libs.common.outbox_tables import LEGACY_INBOX_CONSUMER, inbox, inbox_dead_letter
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
 
 log = get_logger("juhe.inbox")
@@ -79,6 +81,8 @@ class InboxConsumer:
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.handler_attempts_max = handler_attempts_max
         self._topics = {topic_name(topic_namespace, s.topic): s.topic for s in self.subscriptions}
+        # The inbox key: stable across topic namespaces (tests give each run its own prefix).
+        self.consumer_name = group_id.removeprefix(topic_namespace)
 
     async def run(self) -> None:
         """Consume until cancelled; rebuild the consumer whenever the broker epoch changes.
@@ -160,10 +164,15 @@ class InboxConsumer:
 
     async def _apply_once(self, envelope: Envelope, topic: str, handlers: list[Handler]) -> None:
         async with self.uow.begin() as tx:
+            # New for this consumer, and not applied before consumers were named (a legacy row counts for all).
+            legacy = exists().where(inbox.c.consumer == LEGACY_INBOX_CONSUMER, inbox.c.event_id == envelope.id)
+            row = select(
+                literal(self.consumer_name), literal(envelope.id), literal(topic), literal(envelope.type)
+            ).where(~legacy)
             inserted = (
                 await tx.conn.execute(
                     pg_insert(inbox)
-                    .values(event_id=envelope.id, topic=topic, event_type=envelope.type)
+                    .from_select(["consumer", "event_id", "topic", "event_type"], row)
                     .on_conflict_do_nothing()
                     .returning(inbox.c.event_id)
                 )
@@ -179,6 +188,7 @@ class InboxConsumer:
         async with self.uow.begin() as tx:
             await tx.conn.execute(
                 insert(inbox_dead_letter).values(
+                    consumer=self.consumer_name,
                     event_id=event_id,
                     topic=record.topic,
                     partition=record.partition,

@@ -62,3 +62,24 @@ def create_messaging_tables() -> None:
     metadata.create_all(bind)
     for statement in NOTIFY_TRIGGER_SQL:
         op.execute(statement)
+
+
+INBOX_BY_CONSUMER_SQL = (
+    # Idempotent on purpose: on a fresh database the first migration already creates the current shape
+    # (create_messaging_tables builds from today's metadata), on an old one it turns the old shape into it.
+    # Old rows get the legacy consumer "" (outbox_tables.LEGACY_INBOX_CONSUMER): seen by every consumer.
+    "ALTER TABLE inbox ADD COLUMN IF NOT EXISTS consumer text NOT NULL DEFAULT ''",
+    "ALTER TABLE inbox ALTER COLUMN consumer DROP DEFAULT",
+    "ALTER TABLE inbox DROP CONSTRAINT IF EXISTS inbox_pkey",
+    "ALTER TABLE inbox ADD CONSTRAINT inbox_pkey PRIMARY KEY (consumer, event_id)",
+    "ALTER TABLE inbox_dead_letter ADD COLUMN IF NOT EXISTS consumer text",
+)
+
+
+def key_inbox_by_consumer() -> None:
+    """For each service's "inbox by consumer" migration: the inbox keyed by (consumer, event_id), so two
+    consumer groups of one service each apply an event once instead of the first hiding it from the other."""
+    from alembic import op
+
+    for statement in INBOX_BY_CONSUMER_SQL:
+        op.execute(statement)

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.db import asyncpg_dsn
@@ -223,8 +223,10 @@ class OutboxRelay:
             # Inbox rows must outlive any re-publish of the same event: keep them twice as long.
             inbox_cutoff = datetime.now(UTC) - 2 * self.retention
             old_inbox = (
-                select(inbox.c.event_id).where(inbox.c.received_at < inbox_cutoff).limit(RETENTION_SWEEP_BATCH)
-            ).scalar_subquery()
-            await conn.execute(delete(inbox).where(inbox.c.event_id.in_(old_inbox)))
+                select(inbox.c.consumer, inbox.c.event_id)
+                .where(inbox.c.received_at < inbox_cutoff)
+                .limit(RETENTION_SWEEP_BATCH)
+            )
+            await conn.execute(delete(inbox).where(tuple_(inbox.c.consumer, inbox.c.event_id).in_(old_inbox)))
             pending = (await conn.execute(text("SELECT count(*) FROM outbox WHERE published_at IS NULL"))).scalar_one()
         unpublished_gauge.labels(self.service).set(pending)

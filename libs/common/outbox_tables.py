@@ -49,10 +49,18 @@ def _outbox(metadata: MetaData) -> Table:
     )
 
 
+# The consumer of inbox rows written before rows named their consumer (migration "inbox by consumer"): such
+# a row counts as seen by every consumer of the database (the old rule), until retention deletes it.
+LEGACY_INBOX_CONSUMER = ""
+
+
 def _inbox(metadata: MetaData) -> Table:
+    """One row per (consumer, event) applied: each consumer (its group name, without the topic namespace)
+    applies an event once, and two consumers of one service never skip each other's events."""
     return Table(
         "inbox",
         metadata,
+        Column("consumer", Text, primary_key=True),
         Column("event_id", Text, primary_key=True),
         Column("topic", Text, nullable=False),
         Column("event_type", Text, nullable=False),
@@ -66,6 +74,7 @@ def _dead_letter(metadata: MetaData) -> Table:
         "inbox_dead_letter",
         metadata,
         Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("consumer", Text),  # the consumer that parked it (NULL: parked before consumers were named)
         Column("event_id", Text),
         Column("topic", Text, nullable=False),
         Column("partition", Integer, nullable=False),

@@ -1,0 +1,116 @@
+"""The inbox is keyed by (consumer, event id): two consumer groups of one service each apply an event once.
+
+Keyed by event id alone (before issue 13), the first group to apply an event made every other group of the
+same service skip it. Applied through `InboxConsumer.apply` (what the Kafka loop calls per record) on a real
+service database; the broker's part (delivery) is not what is under test here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+from aiokafka.structs import ConsumerRecord
+
+from libs.common.db import Tx, UnitOfWork, asyncpg_dsn, create_engine
+from libs.common.embedded import create_database, database_url
+from libs.common.events import Envelope
+from libs.common.inbox import InboxConsumer, Subscription
+from libs.common.kafka import EpochWatcher
+from libs.common.migrations import INBOX_BY_CONSUMER_SQL
+from libs.common.testing.infra import Infra
+
+TOPIC = "cashier.payments"
+NAMESPACE = "t0123456789."
+
+
+def record(envelope: Envelope) -> ConsumerRecord[bytes, bytes]:
+    return ConsumerRecord(
+        topic=f"{NAMESPACE}{TOPIC}", partition=0, offset=0, timestamp=0, timestamp_type=0, key=None,
+        value=envelope.to_bytes(), checksum=None, serialized_key_size=0, serialized_value_size=0, headers=[],
+    )  # fmt: skip
+
+
+def consumer(uow: UnitOfWork, group: str, applied: list[str], bootstrap: str) -> InboxConsumer:
+    async def handler(tx: Tx, envelope: Envelope) -> None:
+        applied.append(envelope.id)
+
+    return InboxConsumer(
+        uow, service="routing", bootstrap=bootstrap, group_id=f"{NAMESPACE}{group}",
+        subscriptions=[Subscription(TOPIC, handler)], epoch_watcher=EpochWatcher(bootstrap, interval_seconds=1),
+        topic_namespace=NAMESPACE,
+    )  # fmt: skip
+
+
+async def test_two_consumer_groups_of_one_service_each_apply_an_event_once(
+    migrated_database: Callable[[str], Awaitable[str]], juhe_infra: Infra
+) -> None:
+    url = await migrated_database("routing")
+    engine = create_engine(url)
+    try:
+        uow = UnitOfWork(engine, source="routing")
+        first: list[str] = []
+        second: list[str] = []
+        a = consumer(uow, "juhe-routing", first, juhe_infra.bootstrap)
+        b = consumer(uow, "juhe-routing-stats", second, juhe_infra.bootstrap)
+        event = Envelope(type="payment.succeeded", source="cashier", subject="pay_1", data={})
+        for _ in range(2):  # a redelivery to each group changes nothing
+            await a.apply(record(event))
+            await b.apply(record(event))
+        assert first == [event.id] and second == [event.id]
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            rows = await conn.fetch("SELECT consumer, event_id FROM inbox ORDER BY consumer")
+            # A row written before consumers were named counts as seen by every consumer.
+            legacy = Envelope(type="payment.succeeded", source="cashier", subject="pay_2", data={})
+            await conn.execute(
+                "INSERT INTO inbox (consumer, event_id, topic, event_type) VALUES ('', $1, $2, $3)",
+                legacy.id, TOPIC, legacy.type,
+            )  # fmt: skip
+        finally:
+            await conn.close()
+        assert [(r["consumer"], r["event_id"]) for r in rows] == [
+            ("juhe-routing", event.id),  # the namespace is not part of the name: it is a test's topic prefix
+            ("juhe-routing-stats", event.id),
+        ]
+        await a.apply(record(legacy))
+        await b.apply(record(legacy))
+        assert first == [event.id] and second == [event.id]
+    finally:
+        await engine.dispose()
+
+
+async def test_the_migration_keeps_old_rows_as_seen_by_every_consumer(juhe_infra: Infra) -> None:
+    """The old shape (event_id the key) turned into the new one: old rows get the legacy consumer ""."""
+    name = f"t_inbox_{uuid.uuid4().hex[:12]}"
+    await create_database(juhe_infra.server_url, name)
+    juhe_infra.created_databases.append(name)
+    conn = await asyncpg.connect(asyncpg_dsn(database_url(juhe_infra.server_url, name)))
+    try:
+        await conn.execute(
+            "CREATE TABLE inbox (event_id text PRIMARY KEY, topic text NOT NULL, event_type text NOT NULL,"
+            " received_at timestamptz NOT NULL DEFAULT now());"
+            "CREATE TABLE inbox_dead_letter (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, event_id text,"
+            ' topic text NOT NULL, partition integer NOT NULL, "offset" bigint NOT NULL, payload bytea NOT NULL,'
+            " error text NOT NULL, failed_at timestamptz NOT NULL DEFAULT now());"
+            "INSERT INTO inbox (event_id, topic, event_type) VALUES ('evt_old', 't', 'x')"
+        )
+        for statement in INBOX_BY_CONSUMER_SQL:
+            await conn.execute(statement)
+        assert [tuple(r) for r in await conn.fetch("SELECT consumer, event_id FROM inbox")] == [("", "evt_old")]
+        key = await conn.fetchval(
+            "SELECT array_agg(a.attname ORDER BY k.n) FROM pg_index i"
+            " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, n)"
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+            " WHERE i.indrelid = 'inbox'::regclass AND i.indisprimary"
+        )
+        assert key == ["consumer", "event_id"]
+        await conn.execute(
+            "INSERT INTO inbox (consumer, event_id, topic, event_type) VALUES ('g', 'evt_old', 't', 'x')"
+        )
+        for statement in INBOX_BY_CONSUMER_SQL:  # idempotent: a fresh database already has this shape
+            await conn.execute(statement)
+        assert await conn.fetchval("SELECT count(*) FROM inbox") == 2
+    finally:
+        await conn.close()

@@ -152,3 +152,23 @@ async def test_page_prefixes_reach_the_web_process_with_cookies_and_no_identity(
             assert (await raw.get("/walletx")).status_code == 404  # prefixes end on a "/" boundary
     finally:
         web.stop()
+
+
+async def test_redeeming_links_is_rate_limited_per_browser_address(make_stack: StackFactory) -> None:
+    stack: Stack = await make_stack(wallet_sign_in_rate_max=2)
+    async with httpx.AsyncClient(base_url=stack.url) as raw:
+        tries = [
+            await raw.post(
+                "/v1/web/wallet-sessions",
+                json={"token": "wsl_x.guess"},
+                headers={**WEB, "X-Forwarded-For": "203.0.113.7"},
+            )
+            for _ in range(3)
+        ]
+        assert [r.status_code for r in tries] == [401, 401, 429], [r.text for r in tries]
+        assert tries[2].json()["code"] == "rate_limited" and int(tries[2].headers["Retry-After"]) >= 1
+        # Another browser is not held back by the first one's window.
+        link = await _link(stack, raw, stack.keys["user_id"])
+        other = {**WEB, "X-Forwarded-For": "198.51.100.9"}
+        r = await raw.post("/v1/web/wallet-sessions", json={"token": link["url"].split("token=")[1]}, headers=other)
+        assert r.status_code == 201, r.text

@@ -235,11 +235,14 @@ async def applicable(conn: AsyncConnection, *, user_id: str, ctx: rules.PaymentC
     """The user's available coupons that apply to this payment, with their discount, best first (what the
     checkout offers). Reads only; the choice is made by a lock."""
     offers: list[tuple[RowMapping, int]] = []
+    terms: dict[str, rules.StockRules] = {}  # one read per stock, not per coupon
     for coupon in await store.available_coupons(conn, user_id, now, limit=COUPONS_SCANNED_MAX):
-        stock = await stock_store.get_stock(conn, coupon["stock_id"])
-        assert stock is not None
+        if coupon["stock_id"] not in terms:
+            stock = await stock_store.get_stock(conn, coupon["stock_id"])
+            assert stock is not None
+            terms[coupon["stock_id"]] = stock_store.rules_of(stock)
         try:
-            offers.append((coupon, rules.discount_for(stock_store.rules_of(stock), ctx)))
+            offers.append((coupon, rules.discount_for(terms[coupon["stock_id"]], ctx)))
         except Problem:
             continue
     offers.sort(key=lambda offer: (-offer[1], offer[0]["valid_until"]))

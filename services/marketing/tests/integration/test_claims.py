@@ -215,3 +215,14 @@ async def test_a_budget_is_set_by_target_totals_exactly_alongside_concurrent_cla
     ended = await marketing.post(path, {"budget_count": 50, "budget_minor": 50_000}, op)
     assert code(ended) == "invalid_stock_transition"
     assert (await _stock(marketing, sid))["budget_count"] == issued
+
+
+async def test_an_operator_acting_for_a_merchant_makes_that_merchants_campaign(marketing: Marketing) -> None:
+    for_merchant = marketing.headers(platform="plt_demo", merchant_id="mch_a")
+    campaign = (await marketing.post("/v1/marketing/campaigns", {"name": "c"}, for_merchant)).json()
+    assert campaign["owner_merchant_id"] == "mch_a"
+    mine = (await marketing.get("/v1/marketing/campaigns", marketing.merchant("mch_a"))).json()["campaigns"]
+    assert [c["campaign_id"] for c in mine] == [campaign["campaign_id"]]
+    assert (await marketing.get("/v1/marketing/campaigns", marketing.merchant("mch_b"))).json()["campaigns"] == []
+    stats = await marketing.get(f"/v1/marketing/campaigns/{campaign['campaign_id']}/stats", marketing.merchant("mch_b"))
+    assert code(stats) == "campaign_not_found"

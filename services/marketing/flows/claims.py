@@ -136,7 +136,8 @@ async def bulk_progress(conn: AsyncConnection, bulk_issue_id: str) -> dict[str, 
 
 async def bulk_issue_round(uow: UnitOfWork, *, batch_max: int, day_timezone: str, now: Clock) -> int:
     """Issue up to `batch_max` pending items, each in its own transaction with its claim (so a crash
-    loses nothing and repeats nothing: the item's request id `<job>:<seq>` makes its claim idempotent).
+    loses nothing and repeats nothing: the item's request id `bulk/<job>/<seq>` makes its claim idempotent;
+    "/" is not allowed in a client's request_id, so no user can take that key first).
     Items are taken with SKIP LOCKED, so replicas share the work. Returns how many were handled."""
     done = 0
     for _ in range(batch_max):
@@ -154,7 +155,7 @@ async def bulk_issue_round(uow: UnitOfWork, *, batch_max: int, day_timezone: str
                     return done
                 picked = (item["bulk_issue_id"], item["seq"])
                 coupon, _ = await claim(tx, stock_id=item["stock_id"], user_id=item["user_id"],
-                                        request_id=f"{picked[0]}:{picked[1]}", source="bulk", now=now(),
+                                        request_id=f"bulk/{picked[0]}/{picked[1]}", source="bulk", now=now(),
                                         day_timezone=day_timezone)  # fmt: skip
                 await _finish_item(tx, picked, "issued", coupon_id=coupon["coupon_id"])
         except Problem as refused:

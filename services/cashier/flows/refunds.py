@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from libs.common.errors import Problem
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from services.cashier.connectors.base import (
@@ -37,6 +37,7 @@ from services.cashier.store.refunds import (
     claim_refunds_to_poll,
     get_refund,
     get_refund_by_merchant_no,
+    get_refund_by_request_key,
     insert_refund,
     list_refunds,
     reserve_refund,
@@ -51,6 +52,10 @@ class RefundDraft:
     amount_minor: int
     reason: str | None
     merchant_refund_no: str | None
+    # The request's Idempotency-Key (forwarded by the gateway). Without a merchant refund number it is what
+    # makes a retry find the refund already made: the gateway frees a key whose request got a 5xx, and the
+    # cashier may have committed the refund before it died.
+    request_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,20 +93,23 @@ async def read_refunds(
 async def _replay(
     cashier: Cashier, merchant_id: str, payment_id: str, draft: RefundDraft, fingerprint: str
 ) -> RefundCreateResult | None:
-    if not draft.merchant_refund_no:
-        return None
+    """The refund this request already made: by merchant refund number, else by the request's key."""
     async with cashier.uow.read() as conn:
-        existing = await get_refund_by_merchant_no(
-            conn, merchant_id=merchant_id, merchant_refund_no=draft.merchant_refund_no
-        )
+        if draft.merchant_refund_no:
+            existing = await get_refund_by_merchant_no(
+                conn, merchant_id=merchant_id, merchant_refund_no=draft.merchant_refund_no
+            )
+            spec = DUPLICATE_MERCHANT_REFUND
+            detail = f"refund number {draft.merchant_refund_no} was used for another request"
+        elif draft.request_key:
+            existing = await get_refund_by_request_key(conn, merchant_id=merchant_id, request_key=draft.request_key)
+            spec, detail = IDEMPOTENCY_KEY_REUSED, "this Idempotency-Key was used with a different request"
+        else:
+            return None
     if existing is None:
         return None
     if existing.request_sha256 != fingerprint or existing.payment_id != payment_id:
-        raise Problem(
-            DUPLICATE_MERCHANT_REFUND,
-            f"refund number {draft.merchant_refund_no} was used for another request",
-            refund_id=existing.id,
-        )
+        raise Problem(spec, detail, refund_id=existing.id)
     return RefundCreateResult(refund_view(existing), created=False)
 
 
@@ -145,6 +153,7 @@ async def create_refund(
                     "attempt_id": attempt.id,
                     "merchant_id": merchant_id,
                     "merchant_refund_no": draft.merchant_refund_no,
+                    "request_key": None if draft.merchant_refund_no else draft.request_key,
                     "request_sha256": fingerprint,
                     "channel": attempt.channel,
                     "amount_minor": draft.amount_minor,

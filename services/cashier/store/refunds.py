@@ -53,10 +53,8 @@ async def add_refunded(conn: AsyncConnection, payment_id: str, *, refund_minor: 
 
 
 async def insert_refund(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any] | None:
-    """Insert; None when the merchant refund number is already used."""
-    statement = (
-        insert(refunds).values(**values).on_conflict_do_nothing(constraint="uq_refunds_merchant_refund").returning(refunds)
-    )
+    """Insert; None when the merchant refund number or the request key is already used."""
+    statement = insert(refunds).values(**values).on_conflict_do_nothing().returning(refunds)
     return (await conn.execute(statement)).first()
 
 
@@ -75,6 +73,11 @@ async def get_refund_by_merchant_no(
     query = select(refunds).where(
         refunds.c.merchant_id == merchant_id, refunds.c.merchant_refund_no == merchant_refund_no
     )
+    return (await conn.execute(query)).first()
+
+
+async def get_refund_by_request_key(conn: AsyncConnection, *, merchant_id: str, request_key: str) -> Row[Any] | None:
+    query = select(refunds).where(refunds.c.merchant_id == merchant_id, refunds.c.request_key == request_key)
     return (await conn.execute(query)).first()
 
 

@@ -159,6 +159,10 @@ refunds = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     UniqueConstraint("merchant_id", "merchant_refund_no", name="uq_refunds_merchant_refund"),
+    # The request's Idempotency-Key when it names no merchant refund number (migration 0008): a retry that
+    # reaches the cashier again (the gateway freed the key after a 5xx) finds the refund it already made.
+    Column("request_key", String(255)),
+    UniqueConstraint("merchant_id", "request_key", name="uq_refunds_request_key"),
     Index("ix_refunds_payment", "payment_id", "id"),
     Index("ix_refunds_poll", "next_poll_at", postgresql_where=text("status = 'pending'")),
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response, status
 
 from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax
 from services.cashier.api.schemas import RefundCreateRequest, RefundList, RefundResponse
@@ -13,8 +15,10 @@ router = APIRouter(tags=["refunds"])
 
 @router.post("/v1/payments/{payment_id}/refunds", status_code=status.HTTP_201_CREATED)
 async def create(payment_id: str, body: RefundCreateRequest, merchant_id: MerchantId, cashier: CashierDep,
-                 response: Response) -> RefundResponse:
-    draft = RefundDraft(amount_minor=body.amount_minor, reason=body.reason, merchant_refund_no=body.merchant_refund_no)
+                 response: Response,
+                 idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> RefundResponse:
+    draft = RefundDraft(amount_minor=body.amount_minor, reason=body.reason, merchant_refund_no=body.merchant_refund_no,
+                        request_key=idempotency_key)
     result = await create_refund(cashier, merchant_id=merchant_id, payment_id=payment_id, draft=draft)
     if not result.created:
         response.status_code = status.HTTP_200_OK

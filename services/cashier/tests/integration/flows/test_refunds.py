@@ -75,6 +75,29 @@ async def test_refund_of_unpaid_payment_and_repeated_merchant_refund_number(
     assert (await cashier.payment(payment["id"]))["refunded_minor"] == 10
 
 
+async def test_retried_refund_request_key_makes_one_refund(start_cashier: Any, sandboxes: Sandboxes) -> None:
+    """Without a merchant refund number, the request's Idempotency-Key (forwarded by the gateway) is what a
+    retry is matched by: the gateway frees a key whose request got a 5xx although the cashier may have
+    committed the refund (found by tests/e2e/test_faults.py: a retry after a cashier crash refunded twice)."""
+    cashier = await start_cashier()
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
+    payment = await paid_payment(cashier, sandboxes, "alipay", 100)
+    path = f"/v1/payments/{payment['id']}/refunds"
+
+    async def refund(key: str, amount_minor: int = 10) -> httpx.Response:
+        headers = {**cashier.headers(), "Idempotency-Key": key}
+        return await cashier.client.post(path, json={"amount_minor": amount_minor}, headers=headers)
+
+    answers = await asyncio.gather(*(refund("key-1") for _ in range(5)))  # a retry racing the first try
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 200, 201], [a.text for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    other = await refund("key-1", amount_minor=11)
+    assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    assert (await refund("key-2")).status_code == 201  # another key is another refund
+    assert len((await cashier.get(path)).json()["data"]) == 2
+    assert (await cashier.payment(payment["id"]))["refundable_minor"] == 80
+
+
 async def test_wechat_refund_settles_by_channel_notification(
     start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver
 ) -> None:

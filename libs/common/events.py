@@ -55,4 +55,5 @@ TOPICS: tuple[str, ...] = (
     "settlement.batches",
     "settlement.payouts",
     "marketing.coupons",
+    "marketing.points",
 )

@@ -44,6 +44,11 @@ class Settings(ServiceSettings):
     redrive_grace_seconds: float = Field(default=10.0, ge=1, le=600)
     redrive_wait_seconds: float = Field(default=5.0, gt=0, le=60)
     expiry_interval_seconds: float = Field(default=2.0, gt=0, le=300)
+    # 付款码: how long the payer may take over the password step before the order is reversed (WeChat) /
+    # cancelled (Alipay) — the channels advise about a minute — and the longest pause between two status
+    # queries meanwhile (the backoff above, capped by this, and never past the deadline).
+    payment_code_deadline_seconds: float = Field(default=60.0, ge=5, le=300)
+    payment_code_poll_max_seconds: float = Field(default=5.0, gt=0, le=60)
     expiry_batch_max: int = Field(default=50, ge=1, le=1000)
 
     # Merchant webhooks.

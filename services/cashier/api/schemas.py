@@ -12,12 +12,14 @@ from services.cashier.domain.payments import (
     SPLIT_ENTRIES_MAX,
     PaymentPurpose,
     PaymentScene,
+    payment_code_problem,
     purpose_problem,
     split_problem,
 )
 
 OrderNo = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_\-|*.:]+$")]
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
+AuthCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")]
 Url = Annotated[str, StringConstraints(min_length=8, max_length=1024, pattern=r"^https?://")]
 METADATA_KEYS_MAX = 20
 
@@ -25,7 +27,11 @@ METADATA_KEYS_MAX = 20
 class PayerHints(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    openid: str | None = Field(default=None, max_length=128)
+    openid: str | None = Field(default=None, max_length=128,
+                               description="WeChat JSAPI / mini-program payer (from the WeChat OAuth)")
+    buyer_id: str | None = Field(default=None, min_length=1, max_length=128,
+                                 description="Alipay JSAPI / mini-program buyer (user_id 2088… from "
+                                             "alipay.system.oauth.token, or a buyer_open_id)")
     client_type: str | None = Field(default=None, max_length=32, description="wechat, alipay, ios, android, …")
     client_ip: str | None = Field(default=None, max_length=64)
     user_id: str | None = Field(
@@ -68,10 +74,14 @@ class PaymentCreateRequest(BaseModel):
         description="Explicit split, checked against the merchant's split rule by settlement at creation",
     )
     profit_sharing: bool = Field(default=False, description="Ask the channel to freeze the funds for profit sharing")
+    auth_code: AuthCode | None = Field(
+        default=None, description="scene payment_code only: the code the payer shows, as scanned (its prefix "
+                                  "decides the channel: WeChat 10-15, Alipay 25-30)")
 
     @model_validator(mode="after")
     def _coherent(self) -> PaymentCreateRequest:
-        problem = purpose_problem(self.purpose, wallet_holder_id=self.wallet_holder_id, scene=self.scene,
+        problem = payment_code_problem(self.scene, auth_code=self.auth_code, profit_sharing=self.profit_sharing)
+        problem = problem or purpose_problem(self.purpose, wallet_holder_id=self.wallet_holder_id, scene=self.scene,
                                   has_split=self.split is not None)
         if problem is None and self.split is not None:
             problem = split_problem(self.amount_minor, [(line.receiver_id, line.amount_minor) for line in self.split])
@@ -272,3 +282,31 @@ class ProfitSharingResponse(BaseModel):
     status: str = Field(description="processing | succeeded | failed")
     channel_order_id: str | None
     receivers: list[ProfitSharingReceiverResponse]
+
+
+class TransferCreateRequest(BaseModel):
+    """Settlement → cashier: pay `amount_minor` to a user's WeChat change (openid) or Alipay account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    merchant_id: str = Field(min_length=1, max_length=64, description="Whose channel account pays")
+    channel: Annotated[str, StringConstraints(pattern=r"^(wechatpay|alipay)$")]
+    out_transfer_no: Annotated[str, StringConstraints(min_length=5, max_length=32, pattern=r"^[0-9A-Za-z_]+$")]
+    amount_minor: AmountMinor
+    currency: Currency
+    payee: str = Field(min_length=1, max_length=128, description="openid (WeChat) or Alipay user id / logon id")
+    payee_type: str = Field(default="openid", max_length=32,
+                            description="wechatpay: openid; alipay: ALIPAY_USER_ID | ALIPAY_LOGON_ID | ALIPAY_OPEN_ID")
+    payee_name: str | None = Field(default=None, min_length=1, max_length=64)
+    remark: str = Field(min_length=1, max_length=128)
+    scene_id: str | None = Field(default=None, max_length=16, description="WeChat transfer_scene_id")
+
+
+class TransferResponse(BaseModel):
+    channel: str
+    out_transfer_no: str
+    status: str = Field(description="waiting_user | pending | succeeded | failed | cancelled | not_found")
+    channel_transfer_no: str | None
+    amount_minor: int | None
+    user_action: dict[str, Any] | None = Field(description="WeChat: package_info for requestMerchantTransfer")
+    fail_reason: str | None

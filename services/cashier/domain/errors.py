@@ -25,6 +25,12 @@ REFUND_EXCEEDS_REMAINING = ErrorSpec(
 PAYMENT_NOT_REFUNDABLE = ErrorSpec("payment_not_refundable", 409, "Only a succeeded payment can be refunded")
 PAYMENT_NOT_CLOSABLE = ErrorSpec("payment_not_closable", 409, "The payment is already final and cannot be closed")
 UNSUPPORTED_SCENE = ErrorSpec("unsupported_scene", 422, "No channel available to this merchant supports this scene")
+PAYMENT_CODE_INVALID = ErrorSpec(
+    "payment_code_invalid", 422, "The scanned code is not a payment code any channel issues"
+)
+PAYMENT_CODE_NOT_SUPPORTED = ErrorSpec(
+    "payment_code_not_supported", 422, "Payment codes of this channel cannot be charged here yet"
+)
 UNSUPPORTED_CURRENCY = ErrorSpec(
     "unsupported_currency", 422, "No channel available to this merchant takes this currency"
 )

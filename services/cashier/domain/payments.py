@@ -34,6 +34,8 @@ class PaymentScene(enum.StrEnum):
     H5 = "h5"
     PAGE = "page"
     WALLET = "wallet"
+    # 付款码: the merchant scans the code the payer shows; the code's prefix decides the channel.
+    PAYMENT_CODE = "payment_code"
 
 
 class PaymentPurpose(enum.StrEnum):
@@ -68,6 +70,18 @@ def purpose_problem(
             return "a wallet_topup payment cannot be split: it all goes to the user's wallet"
     elif wallet_holder_id is not None:
         return "wallet_holder_id is only for purpose wallet_topup"
+    return None
+
+
+def payment_code_problem(scene: PaymentScene, *, auth_code: str | None, profit_sharing: bool) -> str | None:
+    """Why a request's auth_code does not fit its scene (None when it does)."""
+    if scene is PaymentScene.PAYMENT_CODE:
+        if not auth_code:
+            return "scene payment_code needs auth_code (the code the payer shows, as scanned)"
+        if profit_sharing:
+            return "a payment_code payment cannot freeze funds for profit sharing (profit_sharing: false)"
+    elif auth_code is not None:
+        return "auth_code is only for scene payment_code"
     return None
 
 

@@ -49,12 +49,14 @@ from services.cashier.domain.payments import (
     wallet_out_trade_no,
 )
 from services.cashier.events import PAYMENT_ATTEMPT_FAILED, PAYMENT_CREATED, PAYMENTS_TOPIC, payment_event_data
+from services.cashier.flows import payment_codes
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.outcomes import apply_trade_result, close_locally, publish_payment_final
 from services.cashier.flows.routing import PAYER_CLIENTS, Candidate, route_candidates
 from services.cashier.flows.views import payment_view
 from services.cashier.store.merchants import list_channels
 from services.cashier.store.payments import (
+    advance_deadline,
     cas_attempt,
     cas_payment,
     claim_attempt_to_redrive,
@@ -110,6 +112,12 @@ class PaymentDraft:
             if fields[name] == default:
                 del fields[name]
         return request_fingerprint(fields)
+
+    @property
+    def auth_code(self) -> str | None:
+        """The scanned 付款码 of a payment_code payment (kept in `payer`)."""
+        code = self.payer.get("auth_code") if self.scene is PaymentScene.PAYMENT_CODE else None
+        return str(code) if code else None
 
     def split_json(self) -> list[dict[str, Any]] | None:
         if self.split is None:
@@ -170,15 +178,20 @@ async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, p
     Scene and currency are checked on the merchant's channels before routing is asked, so an
     impossible payment is refused with a precise code and nothing created.
     """
+    code_channel = payment_codes.code_channel(draft.auth_code) if draft.auth_code else None
     async with cashier.uow.read() as conn:
         rows = await list_channels(conn, merchant_id, enabled_only=True)
     channels = [row.channel for row in rows if row.channel in CHANNELS]
     if draft.preferred_channels:
         channels = [c for c in draft.preferred_channels if c in channels]
     channels = [c for c in channels if c not in draft.excluded_channels]
+    if code_channel is not None:  # the code decides the channel: only its route and fee are asked for
+        channels = [c for c in channels if c == code_channel]
     if not channels:
         raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has no eligible channel configured")
-    by_scene = [c for c in channels if draft.scene in CHANNELS[c].scenes]
+    by_scene = [c for c in channels if draft.scene in CHANNELS[c].scenes or c == code_channel]
+    if draft.scene in (PaymentScene.JSAPI, PaymentScene.MINI_PROGRAM):
+        by_scene = _payer_can_use(draft.payer, by_scene)
     if not by_scene:
         raise Problem(UNSUPPORTED_SCENE, f"no channel of this merchant takes scene {draft.scene.value}",
                       channels=channels)
@@ -196,13 +209,33 @@ async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, p
         "merchant_id": merchant_id,
         "amount_minor": draft.amount_minor,
         "currency": draft.currency,
-        "scene": draft.scene.value,
+        "scene": payment_codes.ROUTING_SCENE if code_channel else draft.scene.value,
         "payer_client": client_type if client_type in PAYER_CLIENTS else "other",
     }
     candidates = await route_candidates(cashier.routing, channels=usable, context=context)
     if not candidates:
         raise Problem(NO_ROUTE_AVAILABLE, "routing found no route for this payment")
-    return candidates[: cashier.settings.attempts_per_payment_max]
+    # A payment code belongs to one channel and one payer: one attempt, never a fail-over.
+    return candidates[: 1 if code_channel else cashier.settings.attempts_per_payment_max]
+
+
+# Which payer identity each channel's in-app (JSAPI / mini-program) payment needs.
+# An Alipay buyer_id is its user_id (2088…) or an Alipay open id; a WeChat openid never fits Alipay.
+_IN_APP_PAYER_KEYS: dict[str, tuple[str, ...]] = {"wechatpay": ("openid",), "alipay": ("buyer_id",)}
+
+
+def _payer_can_use(payer: dict[str, Any], channels: list[str]) -> list[str]:
+    """The channels whose in-app payment this payer identity can pay (WeChat: openid; Alipay: buyer_id)."""
+    usable = [c for c in channels if any(payer.get(key) for key in _IN_APP_PAYER_KEYS.get(c, ()))]
+    if not usable:
+        raise Problem(VALIDATION_FAILED, "an in-app payment needs the payer: payer.openid (WeChat, from its OAuth) "
+                                         "or payer.buyer_id (Alipay, from alipay.system.oauth.token)",
+                      channels=channels)
+    return usable
+
+
+def _in_app_payer(channel: str, payer: dict[str, Any]) -> str | None:
+    return next((str(payer[k]) for k in _IN_APP_PAYER_KEYS.get(channel, ("openid",)) if payer.get(k)), None)
 
 
 async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDraft) -> CreateResult:
@@ -217,6 +250,8 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
         default_seconds=cashier.settings.payment_expiry_default_seconds,
         max_seconds=cashier.settings.payment_expiry_max_seconds,
     )
+    if draft.scene is PaymentScene.PAYMENT_CODE:  # the payer is at the counter: the deadline is short
+        expire_at = min(expire_at, now + timedelta(seconds=cashier.settings.payment_code_deadline_seconds))
     payment_id = new_id("pay")
     candidates = await _candidates(cashier, merchant_id, draft, payment_id)
     if draft.scene is PaymentScene.WALLET and not draft.payer.get("user_id"):
@@ -348,7 +383,7 @@ def _prepay_request(cashier: Cashier, payment: Any, attempt: Any) -> PrepayReque
         scene=connector_scene(PaymentScene(payment.scene)),
         notify_url=cashier.notify_url(attempt.channel, payment.merchant_id),
         expire_at=payment.expire_at,
-        payer_openid=payer.get("openid"),
+        payer_openid=_in_app_payer(attempt.channel, payer),
         payer_client_ip=payer.get("client_ip"),
         return_url=payment.return_url,
         merchant_id=payment.merchant_id,
@@ -371,6 +406,9 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | No
     (the worker and a retrying client after a lease ran out) already recorded an answer, ours changes
     nothing and we stop, so one attempt never yields two outcomes nor two successors.
     """
+    if payment_codes.is_payment_code(payment):
+        await _charge_code_once(cashier, payment, attempt)
+        return None
     request = _prepay_request(cashier, payment, attempt)
     started = time.perf_counter()
     failure: tuple[str, str, bool] | None = None
@@ -401,6 +439,37 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | No
                                latency_ms)
         return None
     return await _fail_attempt(cashier, payment, attempt, failure, latency_ms)
+
+
+async def _charge_code_once(cashier: Cashier, payment: Any, attempt: Any) -> None:
+    """Charge the scanned code (payment_codes). Refused → the payment fails (no fail-over); paid → succeeded;
+    anything else (password step, timeout, outage) → processing, for the poller to settle by the deadline."""
+    started = time.perf_counter()
+    result: TradeQueryResult | None = None
+    try:
+        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+        crash_point("cashier.prepay.before_call")
+        async with asyncio.timeout(cashier.settings.redrive_grace_seconds * PREPAY_SHARE_OF_LEASE):
+            result = await payment_codes.charge(connector, payment_codes.code_request(payment, attempt))
+        crash_point("cashier.prepay.after_call")
+    except ChannelError as exc:
+        if not exc.retryable:  # the channel refused the code (invalid, used, expired, balance): nothing charged
+            await _fail_attempt(cashier, payment, attempt, (exc.code, exc.message, False),
+                                int((time.perf_counter() - started) * 1000))
+            return
+        log.info("payment code charge outcome unknown; polling", attempt_id=attempt.id, error=repr(exc))
+    except (TimeoutError, ChannelUnavailable, InvalidSignature) as exc:
+        log.info("payment code charge outcome unknown; polling", attempt_id=attempt.id, error=repr(exc))
+    except Problem as exc:  # the stored channel config cannot build a connector: nothing was sent
+        await _fail_attempt(cashier, payment, attempt, ("invalid_channel_config", exc.detail, False),
+                            int((time.perf_counter() - started) * 1000))
+        return
+    latency_ms = int((time.perf_counter() - started) * 1000)
+    waiting = result is not None and result.status is TradeStatus.PENDING
+    await _mark_processing(cashier, payment.id, attempt.id, payment_codes.WAITING_ACTION if waiting else None,
+                           result.channel_trade_no if result is not None else None, latency_ms)
+    if result is not None:
+        await payment_codes.apply_charge(cashier, attempt.id, result)
 
 
 async def _reuse_existing_order(cashier: Cashier, connector: Any, attempt: Any) -> str | None:
@@ -496,8 +565,10 @@ async def _redrive(cashier: Cashier, attempt: Any) -> None:
             await cas_attempt(tx.conn, attempt.id, old=AttemptStatus.CREATED, new=AttemptStatus.CLOSED,
                               finished_at=cashier.clock(), next_poll_at=None)
         return
-    if payment.expire_at <= cashier.clock():
+    if payment.expire_at <= cashier.clock() and not payment_codes.is_payment_code(payment):
         return  # past its expiry nobody can pay it: the expiry loop closes it (and this attempt with it)
+    # A payment code's charge may have reached the channel: drive it anyway, so it becomes processing and
+    # the poller reverses it (the expiry loop leaves payment codes to the poller).
     log.info("re-driving a created attempt", payment_id=payment.id, attempt_id=attempt.id, channel=attempt.channel)
     await _drive(cashier, payment, attempt)
 
@@ -529,7 +600,7 @@ async def _redrive_now(cashier: Cashier, payment_id: str) -> None:
         async with cashier.uow.begin() as tx:
             payment = await get_payment_unscoped(tx.conn, payment_id)
             if (payment is None or payment.status != PaymentStatus.CREATED or not payment.current_attempt_id
-                    or payment.expire_at <= cashier.clock()):
+                    or (payment.expire_at <= cashier.clock() and not payment_codes.is_payment_code(payment))):
                 return
             claimed = await claim_attempt_to_redrive(tx.conn, payment.current_attempt_id, **_lease_bounds(cashier))
             live = claimed or await get_attempt(tx.conn, payment.current_attempt_id)
@@ -551,6 +622,12 @@ async def close_payment(cashier: Cashier, *, merchant_id: str, payment_id: str) 
         return await read_payment(cashier, merchant_id=merchant_id, payment_id=payment_id)
     if payment.status not in (PaymentStatus.CREATED, PaymentStatus.PROCESSING):
         raise Problem(PAYMENT_NOT_CLOSABLE, f"the payment is {payment.status}", payment_status=payment.status)
+    if payment_codes.is_payment_code(payment):
+        # Only its poller may end a payment code (it reverses the order, which also returns a payment made
+        # this instant): the close brings the deadline forward and answers the payment as it is now.
+        async with cashier.uow.begin() as tx:
+            await advance_deadline(tx.conn, payment.id, now=cashier.clock())
+        return await read_payment(cashier, merchant_id=merchant_id, payment_id=payment_id)
     outcome = await _close_at_channel(cashier, payment)
     if outcome == "unavailable":
         raise Problem(CHANNEL_UNAVAILABLE, "the channel did not confirm the close; nothing changed")
@@ -652,14 +729,20 @@ async def poll_due(cashier: Cashier) -> int:
             cashier, attempt_id=attempt.id, result=result, source="poll"
         ):
             continue
+        async with cashier.uow.read() as conn:
+            payment = await get_payment_unscoped(conn, attempt.payment_id)
+        code_payment = payment if payment is not None and payment_codes.is_payment_code(payment) else None
+        if code_payment is not None and await payment_codes.after_poll(cashier, code_payment, attempt, result):
+            continue
         count = attempt.poll_count + 1
-        next_at = (
-            cashier.clock()
-            + timedelta(seconds=poll_delay_seconds(count, initial_seconds=s.poll_initial_seconds,
-                                                   max_seconds=s.poll_backoff_max_seconds))
-            if count < s.poll_count_max
-            else None
-        )
+        backoff = poll_delay_seconds(count, initial_seconds=s.poll_initial_seconds,
+                                     max_seconds=s.poll_backoff_max_seconds)
+        next_at: datetime | None
+        if code_payment is not None:  # polled until settled: the deadline's reversal happens in this loop
+            next_at = payment_codes.next_poll_at(cashier, backoff_seconds=backoff,
+                                                 expire_at=code_payment.expire_at)
+        else:
+            next_at = cashier.clock() + timedelta(seconds=backoff) if count < s.poll_count_max else None
         async with cashier.uow.begin() as tx:
             await schedule_attempt_poll(tx.conn, attempt.id, poll_count=count, next_poll_at=next_at)
     return len(due)

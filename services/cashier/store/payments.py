@@ -14,7 +14,7 @@ from sqlalchemy import Row, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.cashier.domain.payments import AttemptStatus, PaymentStatus
+from services.cashier.domain.payments import AttemptStatus, PaymentScene, PaymentStatus
 from services.cashier.store.tables import attempts, payments
 
 
@@ -215,8 +215,23 @@ async def list_expired_payments(conn: AsyncConnection, *, now: datetime, limit: 
         .where(
             payments.c.status.in_([PaymentStatus.CREATED.value, PaymentStatus.PROCESSING.value]),
             payments.c.expire_at <= now,
+            # A payment code is reversed by its attempt's poller at the deadline, never closed from here.
+            payments.c.scene != PaymentScene.PAYMENT_CODE.value,
         )
         .order_by(payments.c.expire_at)
         .limit(limit)
     )
     return (await conn.execute(query)).all()
+
+
+async def advance_deadline(conn: AsyncConnection, payment_id: str, *, now: datetime) -> bool:
+    """Bring an open payment's expiry forward to `now` (a merchant cancelling a payment code at the counter:
+    its poller reverses it at the next scheduled query)."""
+    result = await conn.execute(
+        payments.update()
+        .where(payments.c.id == payment_id,
+               payments.c.status.in_([PaymentStatus.CREATED.value, PaymentStatus.PROCESSING.value]),
+               payments.c.expire_at > now)
+        .values(expire_at=now, updated_at=func.now())
+    )
+    return bool(result.rowcount)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
@@ -30,7 +30,7 @@ async def create(body: PaymentCreateRequest, merchant_id: MerchantId, caller: Ca
     ensure_allowed_notify_url(cashier.settings, body.notify_url)
     draft = PaymentDraft(
         merchant_order_no=body.merchant_order_no, amount_minor=body.amount_minor, currency=body.currency,
-        description=body.description, scene=body.scene, payer=body.payer.model_dump(exclude_none=True),
+        description=body.description, scene=body.scene, payer=payer_of(body),
         expire_at=body.expire_at, notify_url=body.notify_url, return_url=body.return_url, metadata=body.metadata,
         preferred_channels=tuple(body.preferred_channels), excluded_channels=tuple(body.excluded_channels),
         purpose=body.purpose, wallet_holder_id=body.wallet_holder_id, profit_sharing=body.profit_sharing,
@@ -40,6 +40,15 @@ async def create(body: PaymentCreateRequest, merchant_id: MerchantId, caller: Ca
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return PaymentResponse.model_validate(result.payment)
+
+
+def payer_of(body: PaymentCreateRequest) -> dict[str, Any]:
+    """The stored payer: the hints, plus the scanned auth_code of a payment_code payment (a re-drive after a
+    crash must charge the same code; the code is single-use and valid about a minute)."""
+    payer = body.payer.model_dump(exclude_none=True)
+    if body.auth_code is not None:
+        payer["auth_code"] = body.auth_code
+    return payer
 
 
 @router.get("")

@@ -379,3 +379,27 @@ async def paid_payment(
     assert created.status_code == 201, created.text
     await approve(sandboxes, channel, created.json()["attempts"][0]["out_trade_no"])
     return await cashier.wait_status(created.json()["id"], "succeeded")
+
+
+ROUTING_ACTOR = {"X-Juhe-Actor": "ops@test"}
+
+
+async def add_routes(routing_url: str, merchant_id: str, routes: list[tuple[str, str, str, int, list[str]]]) -> None:
+    """Operator set-up at the real routing service: each (route_id, method, connector, rate_bps, scenes) gets the
+    route, a fee rate in force since yesterday and the merchant's contract."""
+    from datetime import UTC, datetime, timedelta
+
+    valid_from = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    async with httpx.AsyncClient(base_url=routing_url, headers=ROUTING_ACTOR) as routing:
+        for route_id, method, connector, rate_bps, scenes in routes:
+            r = await routing.post("/v1/channel-routes", json={
+                "route_id": route_id, "method": method, "kind": "direct" if "direct" in route_id else
+                "service_provider", "provider": connector, "connector": connector,
+                "config_ref": f"cfg/{route_id}", "scenes": scenes})
+            assert r.status_code == 201, r.text
+            r = await routing.post("/v1/fee-rates", json={"route_id": route_id, "rate_bps": rate_bps,
+                                                          "valid_from": valid_from})
+            assert r.status_code == 201, r.text
+            r = await routing.put(f"/v1/contracts/{merchant_id}/{route_id}",
+                                  json={"sub_merchant_id": f"sub_{route_id}"})
+            assert r.status_code == 200, r.text

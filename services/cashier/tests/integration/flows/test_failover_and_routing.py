@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -11,9 +10,7 @@ from libs.common.embedded import free_port
 from libs.common.testing.infra import serve_app
 from services.routing.app import create_app as create_routing_app
 
-from .conftest import Sandboxes, approve, qr_payment
-
-ACTOR = {"X-Juhe-Actor": "ops@test"}
+from .conftest import Sandboxes, add_routes, approve, qr_payment
 
 
 async def test_wechat_dark_fails_over_to_alipay_within_the_same_payment(
@@ -72,23 +69,10 @@ async def test_routing_decides_route_and_fee(
     routing_app = create_routing_app(service_settings("routing", database_url=routing_db, role="api"))
     async with serve_app(routing_app, name="routing") as routing_url:
         cashier = await start_cashier(routing_url=routing_url)
-        async with httpx.AsyncClient(base_url=routing_url) as routing:
-            valid_from = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-            for route_id, method, connector, rate_bps in (
-                ("ali_direct", "alipay", "alipay", 60), ("wx_direct", "wechat", "wechatpay", 60),
-                ("wx_sp", "wechat", "wechatpay", 38),
-            ):
-                r = await routing.post("/v1/channel-routes", headers=ACTOR, json={
-                    "route_id": route_id, "method": method, "kind": "direct" if "direct" in route_id else
-                    "service_provider", "provider": connector, "connector": connector,
-                    "config_ref": f"cfg/{route_id}", "scenes": ["native_qr"]})
-                assert r.status_code == 201, r.text
-                r = await routing.post("/v1/fee-rates", headers=ACTOR, json={
-                    "route_id": route_id, "rate_bps": rate_bps, "valid_from": valid_from})
-                assert r.status_code == 201, r.text
-                r = await routing.put(f"/v1/contracts/{cashier.merchant_id}/{route_id}", headers=ACTOR,
-                                      json={"sub_merchant_id": f"sub_{route_id}"})
-                assert r.status_code == 200, r.text
+        await add_routes(routing_url, cashier.merchant_id, [
+            ("ali_direct", "alipay", "alipay", 60, ["native_qr"]),
+            ("wx_direct", "wechat", "wechatpay", 60, ["native_qr"]),
+            ("wx_sp", "wechat", "wechatpay", 38, ["native_qr"])])
         await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
         await cashier.configure("alipay", sandboxes.alipay_config(), priority=2)
         created = await cashier.post("/v1/payments", qr_payment(amount_minor=10_000))

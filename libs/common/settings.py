@@ -38,6 +38,9 @@ class ServiceSettings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # The largest `limit` a list endpoint accepts (libs.common.paging; more is 422 validation_failed).
+    page_size_max: int = Field(default=200, ge=1, le=1000)
+
     # Consumers (embedded-infra.md §2.3: Tansu holds JoinGroup for session_timeout/2).
     consumer_session_timeout_ms: int = Field(default=6000, ge=1000, le=60000)
     consumer_heartbeat_interval_ms: int = Field(default=1000, ge=100, le=20000)

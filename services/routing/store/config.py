@@ -138,7 +138,7 @@ class AuditEntry:
 async def list_audit(
     conn: AsyncConnection, *, resource_type: str | None, resource_id: str | None, after: str | None, limit: int
 ) -> list[AuditEntry]:
-    query = select(config_audit).order_by(config_audit.c.audit_id).limit(min(limit, PAGE_SIZE_MAX))
+    query = select(config_audit).order_by(config_audit.c.audit_id).limit(limit)
     if resource_type:
         query = query.where(config_audit.c.resource_type == resource_type)
     if resource_id:
@@ -170,7 +170,7 @@ async def get_route(conn: AsyncConnection, route_id: str) -> Route:
 
 
 async def list_routes(conn: AsyncConnection, *, after: str | None = None, limit: int = PAGE_SIZE_MAX) -> list[Route]:
-    query = select(channel_routes).order_by(channel_routes.c.route_id).limit(min(limit, PAGE_SIZE_MAX))
+    query = select(channel_routes).order_by(channel_routes.c.route_id).limit(limit)
     if after:
         query = query.where(channel_routes.c.route_id > after)
     return [route_from_row(r) for r in (await conn.execute(query)).mappings().all()]
@@ -289,7 +289,7 @@ async def list_fee_rates(
     after: str | None = None,
     limit: int = PAGE_SIZE_MAX,
 ) -> list[StoredFeeRate]:
-    query = select(fee_rates).order_by(fee_rates.c.rate_id).limit(min(limit, PAGE_SIZE_MAX))
+    query = select(fee_rates).order_by(fee_rates.c.rate_id).limit(limit)
     if route_id:
         query = query.where(fee_rates.c.route_id == route_id)
     if merchant_id:
@@ -417,7 +417,7 @@ async def list_contracts(
     query = (
         select(merchant_contracts)
         .order_by(merchant_contracts.c.merchant_id, merchant_contracts.c.route_id)
-        .limit(min(limit, PAGE_SIZE_MAX))
+        .limit(limit)
     )
     if merchant_id:
         query = query.where(merchant_contracts.c.merchant_id == merchant_id)
@@ -521,7 +521,7 @@ async def get_rule(conn: AsyncConnection, rule_id: str, *, for_update: bool = Fa
 async def list_rules(
     conn: AsyncConnection, *, scope: str | None, merchant_id: str | None, after: str | None, limit: int
 ) -> list[Rule]:
-    query = select(routing_rules).order_by(routing_rules.c.rule_id).limit(min(limit, PAGE_SIZE_MAX))
+    query = select(routing_rules).order_by(routing_rules.c.rule_id).limit(limit)
     if scope:
         query = query.where(routing_rules.c.scope == scope)
     if merchant_id:

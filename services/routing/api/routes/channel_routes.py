@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
+from libs.common.paging import PageLimit
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep, SnapshotSourceDep
 from services.routing.api.schemas import (
@@ -31,9 +31,7 @@ async def create_channel_route(body: ChannelRouteCreateRequest, uow: UowDep, act
 
 
 @router.get("")
-async def list_channel_routes(
-    uow: UowDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
-) -> ChannelRouteListResponse:
+async def list_channel_routes(uow: UowDep, limit: PageLimit, after: str | None = None) -> ChannelRouteListResponse:
     async with uow.read() as conn:
         routes = await store.list_routes(conn, after=after, limit=limit)
     cursor = routes[-1].route_id if len(routes) == limit else None

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Query
-
+from libs.common.paging import PageLimit
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
 from services.routing.api.schemas import ContractListResponse, ContractPutRequest, ContractResponse
@@ -34,10 +33,10 @@ async def get_contract(merchant_id: str, route_id: str, uow: UowDep) -> Contract
 @router.get("")
 async def list_contracts(
     uow: UowDep,
+    limit: PageLimit,
     merchant_id: str | None = None,
     route_id: str | None = None,
     after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> ContractListResponse:
     async with uow.read() as conn:
         items = await store.list_contracts(conn, merchant_id=merchant_id, route_id=route_id, after=after, limit=limit)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from libs.common.ids import new_id
+from libs.common.paging import PageLimit
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
 from services.routing.api.schemas import (
@@ -31,10 +31,10 @@ async def create_fee_rate(body: FeeRateCreateRequest, uow: UowDep, actor: ActorD
 @router.get("")
 async def list_fee_rates(
     uow: UowDep,
+    limit: PageLimit,
     route_id: str | None = None,
     merchant_id: str | None = None,
     after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> FeeRateListResponse:
     async with uow.read() as conn:
         rates = await store.list_fee_rates(conn, route_id=route_id, merchant_id=merchant_id, after=after, limit=limit)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Response
 
-from fastapi import APIRouter, Query, Response
-
+from libs.common.paging import PageLimit
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
 from services.routing.api.schemas import (
@@ -30,10 +29,10 @@ async def create_rule(body: RuleWriteRequest, uow: UowDep, actor: ActorDep) -> R
 @router.get("")
 async def list_rules(
     uow: UowDep,
+    limit: PageLimit,
     scope: str | None = None,
     merchant_id: str | None = None,
     after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> RuleListResponse:
     async with uow.read() as conn:
         rules = await store.list_rules(conn, scope=scope, merchant_id=merchant_id, after=after, limit=limit)
@@ -64,9 +63,7 @@ async def delete_rule(rule_id: str, uow: UowDep, actor: ActorDep, expected_versi
 
 
 @router.get("/{rule_id}/history")
-async def rule_history(
-    rule_id: str, uow: UowDep, after: str | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
-) -> AuditListResponse:
+async def rule_history(rule_id: str, uow: UowDep, limit: PageLimit, after: str | None = None) -> AuditListResponse:
     """Every version of the rule: who changed it, when, and what it was before and after."""
     async with uow.read() as conn:
         entries = await store.list_audit(conn, resource_type="rule", resource_id=rule_id, after=after, limit=limit)

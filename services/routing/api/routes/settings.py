@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
+from libs.common.paging import PageLimit
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
 from services.routing.api.schemas import (
@@ -48,10 +48,10 @@ async def put_routing_settings(body: RoutingSettingsRequest, uow: UowDep, actor:
 @router.get("/v1/audit")
 async def list_audit(
     uow: UowDep,
+    limit: PageLimit,
     resource_type: str | None = None,
     resource_id: str | None = None,
     after: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> AuditListResponse:
     async with uow.read() as conn:
         entries = await store.list_audit(

@@ -21,6 +21,7 @@ from services.settlement.flows.cashier import CashierClient
 from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.payouts import Payouts
 from services.settlement.flows.profit_sharing import ChannelSharing
+from services.settlement.flows.rails import ChannelRails
 from services.settlement.flows.withdrawals import Withdrawals
 
 
@@ -34,11 +35,14 @@ def create_app(settings: Settings) -> FastAPI:
         )  # fmt: skip
         runtime.extras["ledger"] = ledger
         runtime.extras["cashier"] = cashier
-        runtime.extras["payouts"] = Payouts(runtime.uow, ledger, bank, settings)
-        runtime.extras["withdrawals"] = Withdrawals(runtime.uow, ledger, bank, settings)
+        channels = ChannelRails.build(settings.cashier_url, settings.channel_payout_merchant_id,
+                                      timeout_seconds=settings.http_timeout_seconds)
+        runtime.extras["payouts"] = Payouts(runtime.uow, ledger, bank, settings, channels)
+        runtime.extras["withdrawals"] = Withdrawals(runtime.uow, ledger, bank, settings, channels)
         sharing = ChannelSharing.build(runtime.uow, ledger, settings)
         runtime.extras["profit_sharing"] = sharing
-        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose, bank.aclose, sharing.aclose])
+        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose, bank.aclose, sharing.aclose,
+                                                             channels.aclose])
 
     return create_service_app(
         settings,

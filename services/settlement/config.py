@@ -37,6 +37,11 @@ class Settings(ServiceSettings):
     payout_batch_max: int = 100
     # A payout still not final after this many steps ends `failed` (attempts_exhausted), its funds released.
     payout_attempts_max: int = Field(default=50, ge=1, le=1000)
+    # Channel rails (wechat_change, alipay_account) go through the cashier with the channel accounts of this
+    # platform merchant; a WeChat transfer the user has not confirmed after `transfer_confirm_seconds` is
+    # cancelled (before WeChat's own 24 h expiry and well before the wallet hold's), and the money goes back.
+    channel_payout_merchant_id: str = Field(default="mch_wallet", min_length=1, max_length=64)
+    transfer_confirm_seconds: float = Field(default=23 * 3600, gt=0, le=24 * 3600)
     # Channel profit sharing (contract B): the cashier's internal endpoint, polled while the channel works.
     profit_sharing_interval_seconds: float = 2.0
     profit_sharing_poll_seconds: float = 5.0

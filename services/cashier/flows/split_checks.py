@@ -20,6 +20,7 @@ from services.cashier.domain.errors import SETTLEMENT_UNAVAILABLE
 
 log = get_logger("juhe.cashier.split_checks")
 
+TRANSFER_NUDGE_PATH = "/v1/internal/transfers/{out_transfer_no}/nudge"
 SPLIT_CHECKS_PATH = "/v1/internal/split-checks"
 IDENTITY_KEY_ID = "cashier"
 # 4xx answers that say something about our call, not about the merchant's split: a settlement without the
@@ -72,3 +73,18 @@ class SettlementClient:
             raise Problem(ErrorSpec(code, response.status_code, title), detail)
         log.warning("settlement answered a split check with an error", status=response.status_code, code=code)
         raise Problem(SETTLEMENT_UNAVAILABLE, f"settlement answered the split check with HTTP {response.status_code}")
+
+    async def nudge_transfer(self, out_transfer_no: str) -> None:
+        """A channel called back about a transfer: ask settlement to query it now. Best effort: settlement's own
+        poll finds the same answer if this is lost, so a failure is only logged."""
+        if self._http is None:
+            return
+        try:
+            token = mint_identity_token(self._identity_secret, key_id=IDENTITY_KEY_ID, service="cashier")
+            response = await self._http.post(TRANSFER_NUDGE_PATH.format(out_transfer_no=out_transfer_no),
+                                             headers={IDENTITY_HEADER: token})
+        except httpx.HTTPError as exc:
+            log.warning("settlement unreachable for a transfer nudge", error=repr(exc))
+            return
+        if response.status_code >= 300:
+            log.warning("settlement refused a transfer nudge", status=response.status_code)

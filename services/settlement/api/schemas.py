@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+BANK_ACCOUNT_NO_MAX = 34
 
 
 class ChannelAccountSchema(BaseModel):
@@ -238,9 +239,20 @@ class StatementResponse(BaseModel):
 class PayoutCreateRequest(BaseModel):
     amount_minor: StrictInt = Field(gt=0, le=2**63 - 1)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
-    account_no: str = Field(min_length=4, max_length=34, pattern=r"^[0-9A-Za-z]+$")
-    account_name: str = Field(min_length=1, max_length=128)
+    account_no: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$",
+                            description="bank: the account number; wechat_change: the payee's openid; "
+                                        "alipay_account: the payee's Alipay user id (2088…)")
+    account_name: str = Field(min_length=1, max_length=128, description="The payee's real name")
     idempotency_key: str = Field(min_length=1, max_length=128)
+    rail: Literal["bank", "wechat_change", "alipay_account"] = Field(
+        default="bank", description="Where the money goes: a bank account, WeChat change (the payee confirms "
+                                    "receipt in WeChat) or an Alipay account")
+
+    @model_validator(mode="after")
+    def _bank_account_no(self) -> PayoutCreateRequest:
+        if self.rail == "bank" and (len(self.account_no) > BANK_ACCOUNT_NO_MAX or not self.account_no.isalnum()):
+            raise ValueError(f"a bank account_no is 4-{BANK_ACCOUNT_NO_MAX} letters and digits")
+        return self
 
 
 class PayoutResponse(BaseModel):
@@ -254,6 +266,8 @@ class PayoutResponse(BaseModel):
     failure_code: str | None
     bank_ref: str | None
     bank_status: str | None
+    rail: str
+    user_action: dict[str, Any] | None = Field(description="wechat_change: the package_info the payee confirms")
     instruction_transfer_id: str | None
     outcome_transfer_id: str | None
     created_at: datetime
@@ -293,6 +307,8 @@ class WithdrawalResponse(BaseModel):
     status: str
     bank_ref: str | None
     bank_status: str | None
+    rail: str
+    user_action: dict[str, Any] | None = Field(description="wechat_change: the package_info the user confirms")
     failure_code: str | None
     ledger_outcome: str | None
     last_error: str | None

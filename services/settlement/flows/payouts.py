@@ -25,11 +25,13 @@ from services.settlement.domain.errors import LEDGER_UNAVAILABLE, PAYOUT_EXCEEDS
 from services.settlement.events import PAYOUT_FINISHED, PAYOUTS_TOPIC
 from services.settlement.flows.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
 from services.settlement.flows.ledger import LedgerClient, LedgerRefused
+from services.settlement.flows.rails import FINAL_REFUSALS, ChannelRails, channel_answer
 from services.settlement.store import payouts as store
 
 log = get_logger("juhe.settlement.payouts")
 OVERDRAFT_CODES = frozenset({"insufficient_funds"})
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+CHANNEL_REMARK = "Juhe payout"  # shown to the payee by WeChat / Alipay (≤ 32 characters)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +41,13 @@ class PayoutDraft:
     account_no: str
     account_name: str
     idempotency_key: str
+    rail: str = "bank"  # bank | wechat_change (account_no = openid) | alipay_account (account_no = 2088… user id)
 
     def request_hash(self) -> str:
         body = {"amount_minor": self.amount_minor, "currency": self.currency, "account_no": self.account_no,
                 "account_name": self.account_name}  # fmt: skip
+        if self.rail != "bank":  # bank payouts keep the hash they had before rails existed
+            body["rail"] = self.rail
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -52,6 +57,7 @@ class Payouts:
     ledger: LedgerClient
     bank: BankClient
     settings: Settings
+    channels: ChannelRails | None = None  # the wechat_change / alipay_account rails, through the cashier
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -65,6 +71,7 @@ class Payouts:
                 "payout_id": new_id("po"), "holder_id": holder_id, "idempotency_key": draft.idempotency_key,
                 "request_hash": draft.request_hash(), "amount_minor": draft.amount_minor, "currency": draft.currency,
                 "account_no": draft.account_no, "account_name": draft.account_name, "status": "pending",
+                "rail": draft.rail,
             })  # fmt: skip
             if not created and row["request_hash"] != draft.request_hash():
                 raise Problem(IDEMPOTENCY_KEY_REUSED, "idempotency_key was used for another payout")
@@ -125,6 +132,9 @@ class Payouts:
         try:
             if payout["instruction_transfer_id"] is None and not await self._instruct(payout):
                 return
+            if payout["rail"] != "bank":
+                await self._channel_step(payout)
+                return
             if payout["submitted_at"] is None:
                 answer = await self.bank.submit({
                     "payout_no": payout_id, "amount_minor": int(payout["amount_minor"]), "currency": payout["currency"],
@@ -145,12 +155,32 @@ class Payouts:
             if answer["status"] in FINAL_STATUSES:
                 await self.apply_outcome(payout_id, answer["status"], answer.get("failure_code"))
         except BankRefused as exc:
-            if exc.code == "PARAM_ERROR":  # the bank will never take this request: undo the instruction
+            if exc.code in FINAL_REFUSALS:  # the bank / channel will never take this request: undo the instruction
                 await self.apply_outcome(payout_id, "FAILED", "bank_rejected_request")
             else:
                 await self._later(payout, exc)
         except (BankUnavailable, LedgerRefused, Problem) as exc:
             await self._later(payout, exc)
+
+    async def _channel_step(self, payout: dict[str, Any]) -> None:
+        """The wechat_change / alipay_account rails (rails.py): same states and postings as the bank's."""
+        if self.channels is None:
+            raise BankUnavailable("no channel rails configured")
+        answer = await channel_answer(self.channels, payout, payout_no=payout["payout_id"], remark=CHANNEL_REMARK,
+                                      confirm_seconds=self.settings.transfer_confirm_seconds, now=self.now())
+        next_poll = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
+        async with self.uow.begin() as tx:
+            if payout["submitted_at"] is None:
+                await store.mark_submitted(tx.conn, payout["payout_id"], answer["bank_ref"], answer["status"],
+                                           self.now(), next_poll, answer["user_action"])  # fmt: skip
+            else:
+                await store.queue.note_channel_status(tx.conn, payout["payout_id"], answer["status"])
+        if answer["status"] in FINAL_STATUSES:
+            await self.apply_outcome(payout["payout_id"], answer["status"], answer.get("failure_code"))
+
+    async def pending_by_transfer_no(self, transfer_no: str) -> str | None:
+        async with self.uow.read() as conn:
+            return await store.queue.pending_by_transfer_no(conn, transfer_no)
 
     async def _later(self, payout: dict[str, Any], exc: Exception) -> None:
         """A step that could not finish: retried after `payout_poll_seconds`, up to `payout_attempts_max`

@@ -23,12 +23,22 @@ from services.settlement.config import Settings
 from services.settlement.events import WITHDRAWAL_FINISHED, WITHDRAWAL_REQUESTED, WITHDRAWALS_TOPIC
 from services.settlement.flows.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
 from services.settlement.flows.ledger import LedgerClient, LedgerRefused
+from services.settlement.flows.rails import FINAL_REFUSALS, RAIL_CHANNELS, ChannelRails, channel_answer
 from services.settlement.store import withdrawals as store
 
 log = get_logger("juhe.settlement.withdrawals")
 BANK_MEMO = "withdrawal"
-# Bank answers that will never change for this request: the withdrawal fails and the hold is voided.
-BANK_FINAL_REFUSALS = frozenset({"PARAM_ERROR", "PAYOUT_NO_USED"})
+CHANNEL_REMARK = "Juhe wallet withdrawal"  # shown to the user by WeChat / Alipay (≤ 32 characters)
+
+
+def payout_of(operation: dict[str, Any]) -> dict[str, Any] | None:
+    """The channel rail a withdrawal asked for, from the ledger's operation (`details.payout`:
+    {"rail": "wechat_change" | "alipay_account", "payee": openid | 2088… user id, "payee_name"?}); None for the
+    bank rail (the verified card in `details.bank_card`, contract C)."""
+    payout = (operation.get("details") or {}).get("payout") or {}
+    if payout.get("rail") in RAIL_CHANNELS and payout.get("payee"):
+        return dict(payout)
+    return None
 
 
 async def on_wallet_event(tx: Tx, event: Envelope) -> None:
@@ -49,6 +59,7 @@ class Withdrawals:
     ledger: LedgerClient
     bank: BankClient
     settings: Settings
+    channels: ChannelRails | None = None  # the wechat_change / alipay_account rails, through the cashier
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -69,6 +80,13 @@ class Withdrawals:
                 if operation.get("status") != "pending":  # expired or finished elsewhere: never pay it
                     await self._finish(row, "failed", None, f"hold_{operation.get('status')}", None)
                     return
+                payout = payout_of(operation)
+                if payout is not None:  # a channel rail: the payee the user chose, not the card
+                    async with self.uow.begin() as tx:
+                        await store.set_card(tx.conn, operation_id, payout["payee"], payout.get("payee_name"),
+                                             rail=payout["rail"])  # fmt: skip
+                    await self._channel_step(await self.read(operation_id))
+                    return
                 card = (operation.get("details") or {}).get("bank_card") or {}
                 if not card.get("number") or not card.get("holder_name"):
                     await self.apply_outcome(operation_id, "FAILED", "no_bank_card")
@@ -84,17 +102,37 @@ class Withdrawals:
                 async with self.uow.begin() as tx:
                     await store.mark_submitted(tx.conn, operation_id, answer["bank_ref"], answer["status"], self.now(),
                                                poll_at)  # fmt: skip
+            elif row["rail"] != "bank":
+                await self._channel_step(row)
+                return
             else:
                 answer = await self.bank.query(operation_id)
             if answer["status"] in FINAL_STATUSES:
                 await self.apply_outcome(operation_id, answer["status"], answer.get("failure_code"))
         except BankRefused as exc:
-            if exc.code in BANK_FINAL_REFUSALS:
+            if exc.code in FINAL_REFUSALS:
                 await self.apply_outcome(operation_id, "FAILED", "bank_rejected_request")
             else:
                 await self._later(operation_id, exc)
         except (BankUnavailable, LedgerRefused, Problem) as exc:
             await self._later(operation_id, exc)
+
+    async def _channel_step(self, row: dict[str, Any]) -> None:
+        """The wechat_change / alipay_account rails (rails.py): the hold is posted or voided as for the bank."""
+        if self.channels is None:
+            raise BankUnavailable("no channel rails configured")
+        operation_id = row["operation_id"]
+        answer = await channel_answer(self.channels, row, payout_no=operation_id, remark=CHANNEL_REMARK,
+                                      confirm_seconds=self.settings.transfer_confirm_seconds, now=self.now())
+        next_poll = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
+        async with self.uow.begin() as tx:
+            if row["submitted_at"] is None:
+                await store.mark_submitted(tx.conn, operation_id, answer["bank_ref"], answer["status"], self.now(),
+                                           next_poll, answer["user_action"])  # fmt: skip
+            else:
+                await store.queue.note_channel_status(tx.conn, operation_id, answer["status"])
+        if answer["status"] in FINAL_STATUSES:
+            await self.apply_outcome(operation_id, answer["status"], answer.get("failure_code"))
 
     async def apply_outcome(self, operation_id: str, bank_status: str, failure_code: str | None) -> bool:
         """The bank's final answer: post (paid) or void (not paid) the wallet hold, then close the row once.
@@ -128,6 +166,10 @@ class Withdrawals:
                     "failure_code": failure_code, "ledger_outcome": ledger_outcome,
                 })  # fmt: skip
         return changed
+
+    async def pending_by_transfer_no(self, transfer_no: str) -> str | None:
+        async with self.uow.read() as conn:
+            return await store.queue.pending_by_transfer_no(conn, transfer_no)
 
     async def _later(self, operation_id: str, exc: Exception) -> None:
         async with self.uow.begin() as tx:

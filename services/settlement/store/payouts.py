@@ -46,12 +46,14 @@ async def mark_instructed(conn: AsyncConnection, payout_id: str, transfer_id: st
     )  # fmt: skip
 
 
-async def mark_submitted(conn: AsyncConnection, payout_id: str, bank_ref: str, bank_status: str, now: datetime,
-                         next_poll_at: datetime) -> None:  # fmt: skip
+async def mark_submitted(conn: AsyncConnection, payout_id: str, bank_ref: str | None, bank_status: str,
+                         now: datetime, next_poll_at: datetime,
+                         user_action: dict[str, Any] | None = None) -> None:  # fmt: skip
     await conn.execute(
         update(payouts)
         .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending", payouts.c.submitted_at.is_(None))
-        .values(submitted_at=now, bank_ref=bank_ref, bank_status=bank_status, next_attempt_at=next_poll_at)
+        .values(submitted_at=now, bank_ref=bank_ref, bank_status=bank_status, next_attempt_at=next_poll_at,
+                user_action=user_action)
     )
 
 
@@ -78,3 +80,4 @@ async def list_payouts(conn: AsyncConnection, *, holder_id: str | None, status: 
     if before_id:
         query = query.where(payouts.c.payout_id < before_id)
     return list((await conn.execute(query.order_by(payouts.c.payout_id.desc()).limit(limit))).mappings())
+

@@ -299,6 +299,8 @@ payouts = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    Column("rail", Text, nullable=False, server_default="bank"),  # bank | wechat_change | alipay_account (0010)
+    Column("user_action", JSONB),  # what the payee must do to receive it (WeChat: package_info)
     UniqueConstraint("holder_id", "idempotency_key", name="payouts_holder_key"),
     Index("payouts_due", "status", "next_attempt_at"),
     Index("payouts_holder", "holder_id", "payout_id"),  # migration 0007
@@ -329,6 +331,8 @@ withdrawals = Table(
     Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    Column("rail", Text, nullable=False, server_default="bank"),  # migration 0010
+    Column("user_action", JSONB),
     Index("withdrawals_due", "status", "next_attempt_at"),
 )
 

@@ -29,22 +29,26 @@ async def get(conn: AsyncConnection, operation_id: str) -> RowMapping | None:
     )
 
 
-async def set_card(conn: AsyncConnection, operation_id: str, account_no: str, account_name: str) -> None:
+async def set_card(conn: AsyncConnection, operation_id: str, account_no: str, account_name: str | None,
+                   rail: str = "bank") -> None:  # fmt: skip
+    """Where the withdrawal goes (read from the ledger's operation before the first submit)."""
     await conn.execute(
         update(withdrawals)
         .where(withdrawals.c.operation_id == operation_id, withdrawals.c.status == "pending",
                withdrawals.c.submitted_at.is_(None))
-        .values(account_no=account_no, account_name=account_name)
+        .values(account_no=account_no, account_name=account_name, rail=rail)
     )  # fmt: skip
 
 
-async def mark_submitted(conn: AsyncConnection, operation_id: str, bank_ref: str, bank_status: str, now: datetime,
-                         next_poll_at: datetime) -> None:  # fmt: skip
+async def mark_submitted(conn: AsyncConnection, operation_id: str, bank_ref: str | None, bank_status: str,
+                         now: datetime, next_poll_at: datetime,
+                         user_action: dict[str, Any] | None = None) -> None:  # fmt: skip
     await conn.execute(
         update(withdrawals)
         .where(withdrawals.c.operation_id == operation_id, withdrawals.c.status == "pending",
                withdrawals.c.submitted_at.is_(None))
-        .values(submitted_at=now, bank_ref=bank_ref, bank_status=bank_status, next_attempt_at=next_poll_at)
+        .values(submitted_at=now, bank_ref=bank_ref, bank_status=bank_status, next_attempt_at=next_poll_at,
+                user_action=user_action)
     )  # fmt: skip
 
 
@@ -71,3 +75,4 @@ async def list_withdrawals(conn: AsyncConnection, *, holder_id: str | None, stat
     if before_id:
         query = query.where(withdrawals.c.operation_id < before_id)
     return list((await conn.execute(query.order_by(withdrawals.c.operation_id.desc()).limit(limit))).mappings())
+

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Table, select, update
+from sqlalchemy import Column, Table, func, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,3 +52,19 @@ class WorkQueue:
             .values(last_error=error[:ERROR_CHARS_MAX], next_attempt_at=next_attempt_at,
                     attempt_count=c.attempt_count + 1)
         )  # fmt: skip
+
+    # ---- payout rails (rails.py): rows with a `rail` column (payouts, withdrawals)
+
+    async def note_channel_status(self, conn: AsyncConnection, key: str, bank_status: str) -> None:
+        """A still-pending answer of a channel rail (WAITING_USER, PROCESSING), for the row's readers."""
+        c = self.table.c
+        await conn.execute(update(self.table).where(self.key == key, c.status == "pending")
+                           .values(bank_status=bank_status))
+
+    async def pending_by_transfer_no(self, conn: AsyncConnection, transfer_no: str) -> str | None:
+        """The pending channel-rail row whose channel transfer number (rails.transfer_no of its key) is this."""
+        c = self.table.c
+        number = func.right(func.regexp_replace(self.key, "[^0-9A-Za-z]", "", "g"), 32)
+        query = select(self.key).where(c.status == "pending", c.rail != "bank", number == transfer_no).limit(1)
+        found = (await conn.execute(query)).scalar_one_or_none()
+        return str(found) if found is not None else None

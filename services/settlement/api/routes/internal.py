@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Response
 
 from libs.common.errors import Problem
 from libs.common.web import UowDep
@@ -27,3 +27,16 @@ async def check_split(body: SplitCheckRequest, uow: UowDep) -> SplitCheckRespons
     keep = body.amount_minor - split_math.platform_fee_minor(body.amount_minor, rate or 0)
     split_math.validate_explicit([(e.receiver_id, e.amount_minor) for e in body.split], records.math_rule(rule), keep)
     return SplitCheckResponse(ok=True)
+
+
+@router.post("/transfers/{transfer_no}/nudge", status_code=204)
+async def nudge_transfer(transfer_no: str, request: Request) -> Response:
+    """The cashier verified a channel's callback about a payout-rail transfer: step its payout or withdrawal now
+    (the answer is asked from the channel again, so the callback's content is never trusted on its own)."""
+    runtime = request.app.state.runtime
+    for flow in (runtime.extras["withdrawals"], runtime.extras["payouts"]):
+        key = await flow.pending_by_transfer_no(transfer_no)
+        if key is not None:
+            await flow.step(key)
+            break
+    return Response(status_code=204)

@@ -126,6 +126,18 @@ class Gateway:
         return await self._call("POST", f"/v1/wallet/holders/{holder_id}/points/exchanges", auth=self.user(token),
                                 json=body, idempotency_key=f"web-px-{request_id}")  # fmt: skip
 
+    async def top_up_order(
+        self, token: str, holder_id: str, *, request_id: str, amount_minor: int, client_ip: str
+    ) -> dict[str, Any]:
+        """A top-up order paid on the channel's H5 page (ledger → cashier); the checkout will take this over."""
+        body = {"amount_minor": amount_minor, "scene": "h5", "payer": {"client_ip": client_ip},
+                "idempotency_key": f"web-tu-{request_id}"}  # fmt: skip
+        order: dict[str, Any] = await self._call(
+            "POST", f"/v1/wallet/holders/{holder_id}/top-up-orders", auth=self.user(token), json=body,
+            idempotency_key=f"web-tu-{request_id}",
+        )  # fmt: skip
+        return order
+
     # ---- payment PIN (gateway) ----------------------------------------------------------------------
     async def pin_status(self, token: str) -> dict[str, Any]:
         body: dict[str, Any] = await self._call("GET", "/v1/me/payment-pin", auth=self.user(token))

@@ -272,5 +272,31 @@ async def exchange_points(page: Page) -> Response:
     return page.redirect("/wallet", done="points_exchanged")
 
 
+# ---- top-up (money in: no PIN) -----------------------------------------------------------------------
+@router.post("/top-up")
+async def top_up(page: Page) -> Response:
+    """Until the hosted checkout exists: a top-up order paid on the channel's own H5 page, reached by a link
+    (a redirect after a form post would be blocked by `form-action 'self'`); the balance grows once the
+    channel's payment succeeded and the ledger credited it."""
+    if page.session is None:
+        return page.render("wallet_signed_out.html", status_code=401, reason="no_session")
+    form = await page.form()
+    amount = parse_amount_minor(form.get("amount", ""))
+    if amount is None:
+        return page.redirect("/wallet", error="amount_invalid")
+    try:
+        order = await page.web.gateway.top_up_order(page.session.token, page.session.user_id,
+                                                    request_id=_request_id_of(form), amount_minor=amount,
+                                                    client_ip=page.browser_ip())  # fmt: skip
+    except GatewayProblem as exc:
+        return page.redirect("/wallet", error=_error_code(exc))
+    action = (order.get("payment") or {}).get("payer_action") or {}
+    url = action.get("url") if action.get("type") == "redirect" else None
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        return page.redirect("/wallet", error="failed")
+    return page.render("wallet_top_up.html", amount_minor=amount, pay_url=url,
+                       channel=order["payment"].get("channel"))  # fmt: skip
+
+
 def _epoch(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()

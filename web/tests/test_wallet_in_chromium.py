@@ -16,6 +16,7 @@ import json
 import re
 import shutil
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -145,6 +146,15 @@ def check_accessibility(page: Page, name: str) -> None:
     assert not serious, f"{name}: " + results.generate_report()
 
 
+def reload_until(page: Page, selector: str, text: str, what: str, seconds: float = 120.0) -> None:
+    """Bounded polling of a server-rendered value (the page has no live update for balances)."""
+    deadline = time.monotonic() + seconds
+    while page.locator(selector).inner_text() != text:
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        page.wait_for_timeout(500)
+        page.reload()
+
+
 def test_a_user_runs_their_wallet_from_the_page(platform: Platform, browser: Browser) -> None:
     user_id = a_user_with_a_wallet(platform)
     context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})  # a phone first
@@ -188,7 +198,7 @@ def test_a_user_runs_their_wallet_from_the_page(platform: Platform, browser: Bro
     expect(page.get_by_role("status")).to_contain_text("支付密码已修改")
 
     # --- withdraw 300: the hold shows; repay the bill; exchange points ----------------------------------------
-    page.get_by_label("金额（元）").last.fill("300")
+    page.locator("#wd-amount").fill("300")
     page.locator("#wd-pin").fill("135792")
     page.get_by_role("button", name="提现", exact=True).click()
     expect(page.get_by_role("status")).to_contain_text("提现已提交")
@@ -242,6 +252,16 @@ def test_a_user_runs_their_wallet_from_the_page(platform: Platform, browser: Bro
     check_accessibility(page, "09-locked-en")
     page.get_by_role("link", name="中文").click()
     check_accessibility(page, "10-locked-zh")
+
+    # --- top-up: an H5 order paid on the channel's page (the sandbox's payer approves), then credited ------
+    page.locator("#tu-amount").fill("50")
+    page.get_by_role("button", name="充值", exact=True).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("充值 ¥50.00")
+    check_accessibility(page, "10b-top-up-zh")
+    page.get_by_role("link", name="去付款").click()
+    page.get_by_role("button", name=re.compile("Approve")).click()  # the channel sandbox's payer
+    page.goto(f"{platform.gateway}/wallet")
+    reload_until(page, "#available", "¥671.00", "the top-up to be credited")
 
     # --- a forged form (no CSRF token) is refused and changes nothing ------------------------------------
     forged = page.request.post(f"{platform.gateway}/wallet/withdraw", form={"amount": "1", "pin": "135792"})

@@ -41,6 +41,7 @@ CARD = luhn("622260026000201")
 ALIPAY_PAYEE = "2088102177890001"
 UNKNOWN_PAYEE = "2088000000009999"
 SEQ = itertools.count(100)
+CONFIRM_SECONDS = 3.0  # settlement cancels a WeChat transfer still unconfirmed after this (normally 23 h)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +138,8 @@ async def env(sandboxes: dict[str, SandboxProcess], migrated_database: Any, serv
     settlement_app = create_app(service_settings(
         "settlement", database_url=await migrated_database("settlement"), ledger_url=ledger.base_url, role="api",
         port=settlement_port, public_base_url=f"http://127.0.0.1:{settlement_port}", payout_poll_seconds=0.0,
-        cashier_url=f"http://127.0.0.1:{cashier_port}", channel_payout_merchant_id=PAYING_MERCHANT))
+        cashier_url=f"http://127.0.0.1:{cashier_port}", channel_payout_merchant_id=PAYING_MERCHANT,
+        transfer_confirm_seconds=CONFIRM_SECONDS))
     async with (serve_app(cashier_app, port=cashier_port, name="cashier") as cashier_url,
                 httpx.AsyncClient(base_url=cashier_url, timeout=30) as cashier,
                 served(settlement_app, settlement_port) as settlement,
@@ -209,13 +211,48 @@ async def test_a_withdrawal_left_unconfirmed_expires_and_the_hold_is_voided(env:
     assert operation["status"] == "voided"  # the held 3,000 is the user's again
 
 
+async def settled_funds(env: Env, merchant_id: str, amount_minor: int) -> str:
+    """`amount_minor` settled for the merchant (as a settlement batch would); its settled account id."""
+    ledger = env.runtime.extras["ledger"]
+    pending = await ledger.account_id(merchant_id, "merchant_pending", "CNY")
+    settled: str = await ledger.account_id(merchant_id, "merchant_settled", "CNY")
+    await ledger.post_transfer(idempotency_key=f"test:rails:settle:{merchant_id}", postings=[
+        {"account_id": pending, "direction": "debit", "amount_minor": amount_minor, "currency": "CNY"},
+        {"account_id": settled, "direction": "credit", "amount_minor": amount_minor, "currency": "CNY"}])
+    return settled
+
+
+async def test_a_merchant_payout_to_wechat_change_never_confirmed_is_cancelled_and_given_back(env: Env) -> None:
+    settled = await settled_funds(env, "mch_w", 10_000)
+    ledger = env.runtime.extras["ledger"]
+    created = await env.settlement.post("/v1/payouts", headers={"X-Juhe-Merchant-Id": "mch_w"}, json={
+        "amount_minor": 4_000, "currency": "CNY", "account_no": "o_rails_merchant_owner", "account_name": "Shop W",
+        "idempotency_key": "rails-wechat-1", "rail": "wechat_change"})
+    assert created.status_code == 201, created.text
+    payout = created.json()
+    assert (payout["status"], payout["bank_status"]) == ("pending", "WAITING_USER")
+    assert payout["user_action"]["package_info"]
+    assert int((await ledger.balance(settled))["balances"]["posted_balance_minor"]) == 6_000  # instructed
+
+    payouts = env.runtime.extras["payouts"]
+
+    async def cancelled() -> bool:  # the worker's rounds: past the confirmation deadline settlement cancels it
+        await payouts.step(payout["payout_id"])
+        return bool((await payouts.read(payout["payout_id"]))["status"] != "pending")
+
+    await eventually(cancelled, "the unconfirmed transfer cancelled")
+    failed = (await env.settlement.get(f"/v1/payouts/{payout['payout_id']}",
+                                       headers={"X-Juhe-Merchant-Id": "mch_w"})).json()
+    assert (failed["status"], failed["bank_status"]) == ("failed", "FAILED"), failed
+    assert int((await ledger.balance(settled))["balances"]["posted_balance_minor"]) == 10_000  # given back
+    async with httpx.AsyncClient(base_url=env.wechat.base_url, timeout=10) as wechat:
+        late = await wechat.post(f"/control/transfer-bills/{transfer_no(payout['payout_id'])}/confirm")
+    assert late.status_code != 200  # the cancelled bill can no longer be confirmed: paid nowhere
+
+
 async def test_a_merchant_payout_to_an_alipay_account(env: Env) -> None:
     ledger = env.runtime.extras["ledger"]
-    pending = await ledger.account_id("mch_p", "merchant_pending", "CNY")
-    settled = await ledger.account_id("mch_p", "merchant_settled", "CNY")
-    await ledger.post_transfer(idempotency_key="test:rails:settle", postings=[
-        {"account_id": pending, "direction": "debit", "amount_minor": 10_000, "currency": "CNY"},
-        {"account_id": settled, "direction": "credit", "amount_minor": 10_000, "currency": "CNY"}])
+    settled = await settled_funds(env, "mch_p", 10_000)
     payable = await ledger.account_id("mch_p", "merchant_payable", "CNY")
     escrow = await ledger.account_id("platform", "escrow_bank", "CNY")
     escrow_before = int((await ledger.balance(escrow))["balances"]["posted_balance_minor"])

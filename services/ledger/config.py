@@ -15,6 +15,9 @@ class Settings(ServiceSettings):
     service_name: str = "ledger"
     port: int = 8002
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/juhe_ledger"
+    # The largest `limit` of every list (accounts, statements, history, entitlement changes): a statement
+    # page used to allow 500, kept as the default.
+    page_size_max: int = Field(default=500, ge=1, le=1000)
 
     # Write path (store/writer.py): how many transfers one database transaction may carry, how many may
     # wait (beyond that: 503 ledger_busy), how often a batch is retried after a race with another writer.

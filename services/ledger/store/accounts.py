@@ -12,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.ledger.domain.accounts import Account
 from services.ledger.store.tables import accounts
 
-ACCOUNTS_PAGE_MAX = 200
-
 
 async def insert_account(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping:
     return (await conn.execute(insert(accounts).values(**values).returning(*accounts.c))).mappings().one()
@@ -70,7 +68,7 @@ async def list_accounts(conn: AsyncConnection, *, holder_id: str, after_id: str 
     condition = accounts.c.holder_id == holder_id
     if after_id:
         condition = and_(condition, accounts.c.id > after_id)
-    statement = select(accounts).where(condition).order_by(accounts.c.id).limit(min(limit, ACCOUNTS_PAGE_MAX))
+    statement = select(accounts).where(condition).order_by(accounts.c.id).limit(limit)
     return list((await conn.execute(statement)).mappings().all())
 
 

@@ -12,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.ledger.domain.transfers import Transfer
 from services.ledger.store.codec import TRANSFER_COLUMNS, transfer_from_row
 
-STATEMENT_PAGE_MAX = 500
-
 
 async def get_transfer(conn: AsyncConnection, transfer_id: str) -> Transfer | None:
     row = (
@@ -95,7 +93,7 @@ async def statement_page(
     by `(created_at, id)` is the same as by id and uses the `(account_id, created_at, id)` index.
     """
     conditions = ["e.account_id = :account_id"]
-    params: dict[str, Any] = {"account_id": account_id, "limit": min(limit, STATEMENT_PAGE_MAX)}
+    params: dict[str, Any] = {"account_id": account_id, "limit": limit}
     if after is not None:
         conditions.append("(e.created_at, e.id) > (:after_at, :after_id)")
         params["after_at"], params["after_id"] = after

@@ -54,7 +54,6 @@ from services.ledger.store.codec import account_from_row
 from services.ledger.store.writer import LedgerWriter
 
 WALLET_SOURCE = "wallet"
-HISTORY_PAGE_MAX = 200
 OPERATIONS_PAGE_MAX = 200
 
 
@@ -601,7 +600,7 @@ async def history(
                FROM entries e JOIN transfers t ON t.id = e.transfer_id
               WHERE e.account_id = ANY(:ids) AND (CAST(:before AS bigint) IS NULL OR e.id < :before)
               ORDER BY e.id DESC LIMIT :n"""
-    params = {"ids": list(account_ids), "before": before_id, "n": min(limit, HISTORY_PAGE_MAX)}
+    params = {"ids": list(account_ids), "before": before_id, "n": limit}
     return list((await conn.execute(text(sql), params)).mappings().all())
 
 

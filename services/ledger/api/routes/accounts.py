@@ -6,11 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED, Problem
 from libs.common.ids import new_id
+from libs.common.paging import page_limit
 from libs.common.web import UowDep
 from services.ledger.api.schemas import (
     AccountCreateRequest,
@@ -75,8 +76,8 @@ async def open_account(body: AccountCreateRequest, uow: UowDep, response: Respon
 async def list_accounts(
     uow: UowDep,
     holder_id: str,
+    limit: Annotated[int, Depends(page_limit(50))],
     cursor: str | None = None,
-    limit: Annotated[int, Query(ge=1, le=store.ACCOUNTS_PAGE_MAX)] = 50,
 ) -> AccountListResponse:
     async with uow.read() as conn:
         rows = await store.list_accounts(conn, holder_id=holder_id, after_id=cursor, limit=limit)
@@ -162,10 +163,10 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
 async def read_statement(
     account_id: str,
     uow: UowDep,
+    limit: Annotated[int, Depends(page_limit(100))],
     cursor: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=queries.STATEMENT_PAGE_MAX)] = 100,
 ) -> StatementResponse:
     """Entries with the running balance after each, oldest first; `next_cursor` fetches the next page."""
     async with uow.read() as conn:

@@ -14,6 +14,7 @@ from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import FORBIDDEN, IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.internal_auth import internal_identity
+from libs.common.paging import PageLimit
 from libs.common.web import RuntimeDep, UowDep
 from services.ledger.api.deps import WriterDep
 from services.ledger.api.routes import wallet_schemas as s
@@ -157,7 +158,7 @@ async def change_entitlement(body: s.EntitlementChangeRequest, uow: UowDep) -> s
 
 @router.get("/entitlements/changes")
 async def list_entitlement_changes(
-    uow: UowDep, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    uow: UowDep, limit: PageLimit
 ) -> list[dict[str, Any]]:
     async with uow.read() as conn:
         return [dict(r) for r in await store.entitlement_changes(conn, limit)]
@@ -455,8 +456,8 @@ async def my_wallet(
 
 @router.get("/holders/{holder_id}/subaccounts/{account_id}/history")
 async def subaccount_history(
-    holder_id: str, account_id: str, uow: UowDep, cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$")] = None,
-    limit: Annotated[int, Query(ge=1, le=store.HISTORY_PAGE_MAX)] = 50,
+    holder_id: str, account_id: str, uow: UowDep, limit: PageLimit,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$")] = None,
 ) -> s.HistoryResponse:  # fmt: skip
     """Newest first; `next_cursor` pages back in time."""
     async with uow.read() as conn:

@@ -69,7 +69,9 @@ def test_payment_codes_through_the_gateway(juhe_data_dir: Path) -> None:
         def ledger_transfers(payment_id: str) -> int:
             sql = (f"SELECT count(*) AS n FROM transfers WHERE idempotency_key LIKE '%{payment_id}%' "
                    f"OR reference LIKE '%{payment_id}%' OR metadata::text LIKE '%{payment_id}%'")
-            rows = platform.query(SERVICES["ledger"].database, sql)
+            database = SERVICES["ledger"].database
+            assert database is not None
+            rows = platform.query(database, sql)
             return int(rows[0]["n"])
 
         def reaches(payment_id: str, status: str) -> dict[str, Any]:

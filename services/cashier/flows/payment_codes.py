@@ -91,9 +91,12 @@ async def charge(connector: Any, request: PaymentCodeRequest) -> TradeQueryResul
 
 def next_poll_at(cashier: Cashier, *, backoff_seconds: float, expire_at: datetime) -> datetime:
     """The next status query of a payment_code attempt: the backoff, capped, and never past the deadline
-    (where the reversal happens), so the poll never stops before the order is settled one way or the other."""
-    delay = min(backoff_seconds, cashier.settings.payment_code_poll_max_seconds)
-    return min(cashier.clock() + timedelta(seconds=delay), expire_at)
+    (where the reversal happens), so the poll never stops before the order is settled one way or the other;
+    past the deadline (a reversal the channel refused or did not answer) it keeps the capped pace."""
+    now = cashier.clock()
+    delay = timedelta(seconds=min(backoff_seconds, cashier.settings.payment_code_poll_max_seconds))
+    at = min(now + delay, expire_at)
+    return at if at > now else now + delay  # past the deadline (a reversal to retry): still paced
 
 
 async def after_poll(cashier: Cashier, payment: Any, attempt: Any, result: TradeQueryResult | None) -> bool:

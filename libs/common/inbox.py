@@ -7,7 +7,9 @@ Offsets are committed to Kafka only after the
 database commit, so a crash in between means redelivery, and redelivery means the inbox says "seen".
 A handler that keeps failing is retried with backoff, then the record is parked in
 `inbox_dead_letter` (nothing is lost; an operator replays it) so one poison event cannot stop the
-partition forever.
+partition forever. An outage (the database, the broker or a peer service unreachable, or a retryable 503 of a
+peer) is not the event's fault: the same record is retried until the dependency is back (bounded by
+`outage_wait_seconds_max`), neither parked nor torn down with the consumer (docs/consistency.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from sqlalchemy import exists, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from libs.common.db import Tx, UnitOfWork
+from libs.common.errors import Problem
 from libs.common.events import Envelope
+from libs.common.failures import outage_spec
 from libs.common.faults import crash_point
 from libs.common.kafka import EpochWatcher, ensure_topics, topic_name
 from libs.common.logging import get_logger, trace_id_var
@@ -39,6 +43,17 @@ dead_letter_total = Counter("juhe_inbox_dead_letter_total", "Events parked after
 
 RETRY_BACKOFF_BASE_SECONDS = 0.2
 RETRY_BACKOFF_MAX_SECONDS = 5.0
+# How long one record waits for a dependency that is down before the consumer gives up and is rebuilt; below
+# aiokafka's max_poll_interval_ms (300 s), past which the group would count this member as gone.
+OUTAGE_WAIT_SECONDS_MAX = 240.0
+OUTAGE_RETRY_INTERVAL_SECONDS = 1.0
+
+
+def is_outage(exc: BaseException) -> bool:
+    """A failure of a dependency (database, broker, peer service), not of the event: waiting helps."""
+    if isinstance(exc, Problem):
+        return exc.spec.retryable
+    return outage_spec(exc) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +83,7 @@ class InboxConsumer:
         session_timeout_ms: int = 6000,
         heartbeat_interval_ms: int = 1000,
         handler_attempts_max: int = 5,
+        outage_wait_seconds_max: float = OUTAGE_WAIT_SECONDS_MAX,
     ) -> None:
         self.uow = uow
         self.service = service
@@ -80,6 +96,7 @@ class InboxConsumer:
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.handler_attempts_max = handler_attempts_max
+        self.outage_wait_seconds_max = outage_wait_seconds_max
         self._topics = {topic_name(topic_namespace, s.topic): s.topic for s in self.subscriptions}
         # The inbox key: stable across topic namespaces (tests give each run its own prefix).
         self.consumer_name = group_id.removeprefix(topic_namespace)
@@ -127,9 +144,32 @@ class InboxConsumer:
                     crash_point("inbox.after_commit")
                     await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
         finally:
-            # Bounded: a group leave or a coordinator lookup against a slow or gone broker must not hold up a
-            # shutdown; the group forgets an unleft member after its session timeout anyway.
-            await close_bounded(consumer.stop(), name=f"consumer {self.group_id}")
+            await self._drop(consumer)
+
+    async def _drop(self, consumer: AIOKafkaConsumer) -> None:
+        """Stop the consumer, bounded, and make sure it is gone from the group.
+
+        Bounded: a group leave or a coordinator lookup against a slow or gone broker must not hold up a
+        shutdown. But aiokafka's stop awaits its coordination task *before* stopping the heartbeat task: a stop
+        cut short there leaves heartbeats running for a member that never fetches again, and the group keeps
+        its partitions assigned to it for good (seen in the fault test: settlement stopped receiving two
+        partitions after restarts). So whatever background task of the coordinator survives the stop is
+        cancelled and the client's connections closed: the member then stops heartbeating and the group
+        reassigns its partitions after the session timeout."""
+        name = f"consumer {self.group_id}"
+        await close_bounded(consumer.stop(), name=name)
+        coordinator = getattr(consumer, "_coordinator", None)
+        leftovers = [
+            task
+            for attr in ("_heartbeat_task", "_coordination_task", "_commit_refresh_task")
+            if isinstance(task := getattr(coordinator, attr, None), asyncio.Task) and not task.done()
+        ]
+        if not leftovers:
+            return
+        log.warning("consumer stop cut short; stopping its group tasks", group=self.group_id, tasks=len(leftovers))
+        for task in leftovers:
+            await stop_task(task, name=f"{name} {task.get_name()}")
+        await close_bounded(consumer._client.close(), name=f"{name} client")
 
     async def apply(self, record: ConsumerRecord) -> None:
         try:
@@ -140,14 +180,24 @@ class InboxConsumer:
         base_topic = self._topics.get(record.topic, record.topic)
         handlers = [s.handler for s in self.subscriptions if s.topic == base_topic and s.wants(envelope.type)]
         token = trace_id_var.set(envelope.trace_id)
+        loop = asyncio.get_running_loop()
+        outage_deadline: float | None = None
         try:
-            for attempt in range(1, self.handler_attempts_max + 1):
+            attempt = 0
+            while True:
                 try:
                     await self._apply_once(envelope, base_topic, handlers)
                     return
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:
+                    if is_outage(exc):  # the dependency's fault: wait for it without spending the event's attempts
+                        outage_deadline = outage_deadline or loop.time() + self.outage_wait_seconds_max
+                        if loop.time() < outage_deadline:  # past it, a "retryable" failure counts like any other
+                            log.warning("event handler waits for a dependency", event_id=envelope.id, error=repr(exc))
+                            await asyncio.sleep(OUTAGE_RETRY_INTERVAL_SECONDS)
+                            continue
+                    attempt += 1
                     log.warning(
                         "event handler failed",
                         event_id=envelope.id,
@@ -155,7 +205,7 @@ class InboxConsumer:
                         attempt=attempt,
                         error=repr(exc),
                     )
-                    if attempt == self.handler_attempts_max:
+                    if attempt >= self.handler_attempts_max:
                         await self._dead_letter(record, envelope.id, repr(exc))
                         return
                     await asyncio.sleep(min(RETRY_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), RETRY_BACKOFF_MAX_SECONDS))

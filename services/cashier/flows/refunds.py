@@ -134,17 +134,11 @@ async def create_refund(
     )
     try:
         async with cashier.uow.begin() as tx:
-            reserved = await reserve_refund(tx.conn, payment.id, refund_minor=draft.amount_minor)
-            if reserved is None:
-                current = await get_payment_unscoped(tx.conn, payment.id)
-                assert current is not None
-                check_refund(
-                    payment_status=PaymentStatus(current.status), amount_minor=current.amount_minor,
-                    refund_reserved_minor=current.refund_reserved_minor, refund_minor=draft.amount_minor,
-                )
-                raise Problem(REFUND_EXCEEDS_REMAINING, "a concurrent refund took the remainder")
-            attempt = await get_attempt(tx.conn, reserved.current_attempt_id)
-            assert attempt is not None
+            # The refund row first, then the payment's reservation: the order in which a refund's outcome
+            # (finish_refund: refund row, then payment) takes them. The other order deadlocks when a retry's
+            # insert must wait on a refund row being finished while holding the payment (same request key).
+            attempt = await get_attempt(tx.conn, payment.current_attempt_id)
+            assert attempt is not None  # a succeeded payment's attempt never changes
             refund = await insert_refund(
                 tx.conn,
                 {
@@ -164,7 +158,16 @@ async def create_refund(
                 },
             )
             if refund is None:
-                raise _NumberTaken  # rolls the reservation back
+                raise _NumberTaken
+            reserved = await reserve_refund(tx.conn, payment.id, refund_minor=draft.amount_minor)
+            if reserved is None:  # raising rolls the inserted refund back
+                current = await get_payment_unscoped(tx.conn, payment.id)
+                assert current is not None
+                check_refund(
+                    payment_status=PaymentStatus(current.status), amount_minor=current.amount_minor,
+                    refund_reserved_minor=current.refund_reserved_minor, refund_minor=draft.amount_minor,
+                )
+                raise Problem(REFUND_EXCEEDS_REMAINING, "a concurrent refund took the remainder")
     except _NumberTaken:
         replay = await _replay(cashier, merchant_id, payment_id, draft, fingerprint)
         assert replay is not None

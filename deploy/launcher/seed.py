@@ -38,8 +38,9 @@ DEMO_WECHAT_MCHIDS = {DEMO_MERCHANT_ID: "1900000109", WALLET_TOPUP_MERCHANT_ID: 
 BANK_CLIENT_ID = "juhe_settlement"
 # (route id, method, connector, scenes, fee in basis points): invented demo rates, not quotes.
 DEMO_ROUTES = (
-    ("ali_direct", "alipay", "alipay", ["native_qr", "page", "h5", "app"], 55),
-    ("wx_direct", "wechat", "wechatpay", ["native_qr", "jsapi", "mini_program", "app", "h5"], 60),
+    # `barcode` is routing's name for the 付款码 scene (payment_code): the code picks the channel, routing the fee.
+    ("ali_direct", "alipay", "alipay", ["native_qr", "page", "h5", "app", "jsapi", "mini_program", "barcode"], 55),
+    ("wx_direct", "wechat", "wechatpay", ["native_qr", "jsapi", "mini_program", "app", "h5", "barcode"], 60),
 )
 ALREADY_THERE = 409
 DEMO_WECHAT_APPID = "wxd678efh567hg6787"

@@ -40,6 +40,7 @@ from libs.common.kafka import EpochWatcher
 from libs.common.logging import TRACE_HEADER, configure_logging, get_logger, new_trace_id, trace_id_var
 from libs.common.outbox import OutboxRelay
 from libs.common.settings import ServiceSettings
+from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
 
 log = get_logger("juhe.web")
 
@@ -293,8 +294,7 @@ async def _check_broker(runtime: Runtime) -> str:
         return "ok"
     except Exception as exc:
         if runtime._kafka_client is not None:
-            with contextlib.suppress(Exception):
-                await runtime._kafka_client.close()
+            await close_bounded(runtime._kafka_client.close(), name="readiness broker client")
             runtime._kafka_client = None
         return f"error: {exc!r}"[:200]
 
@@ -350,6 +350,7 @@ async def run_rounds(
     dependency down) is logged and retried after the interval, so the loop itself never dies of it;
     cancellation (shutdown) goes through."""
     while True:
+        raise_if_cancelled()  # a cancel some client's close swallowed still ends the loop (libs.common.tasks)
         try:
             done = await round_once()
         except Exception:
@@ -363,6 +364,7 @@ async def run_rounds(
 async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
     """Keep a worker loop alive: log and restart it if it ever crashes."""
     while True:
+        raise_if_cancelled()
         try:
             await loop()
             return
@@ -400,19 +402,17 @@ def create_service_app(
         tasks: list[asyncio.Task[None]] = []
         if settings.role in ("worker", "all"):
             for i, loop in enumerate(worker_tasks(runtime, subscriptions, background)):
-                tasks.append(asyncio.create_task(_supervise(f"{settings.service_name}-{i}", loop)))
+                name = f"{settings.service_name}-{i}"
+                tasks.append(asyncio.create_task(_supervise(name, loop), name=name))
         log.info("service started", role=settings.role, port=settings.port)
         try:
             yield
         finally:
+            # Bounded and sure (libs.common.tasks): a cancel that a client's close swallowed is sent again.
             for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+                await stop_task(task, name=task.get_name())
             if runtime._kafka_client is not None:
-                with contextlib.suppress(Exception):
-                    await runtime._kafka_client.close()
+                await close_bounded(runtime._kafka_client.close(), name="readiness broker client")
             for closer in runtime.extras.get("closers", []):
                 with contextlib.suppress(Exception):
                     await closer()

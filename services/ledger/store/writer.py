@@ -43,6 +43,7 @@ from libs.common.db import UnitOfWork, shard_of
 from libs.common.failures import outage_spec
 from libs.common.ids import new_id
 from libs.common.logging import current_trace_id, get_logger
+from libs.common.tasks import stop_task
 from services.ledger.domain import errors
 from services.ledger.domain.accounts import Account
 from services.ledger.domain.engine import (
@@ -258,9 +259,7 @@ class LedgerWriter:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
+            await stop_task(self._task, name="ledger writer")  # bounded, re-cancelled (libs.common.tasks)
             self._task = None
         while not self._queue.empty():
             item = self._queue.get_nowait()

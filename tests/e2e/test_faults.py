@@ -457,6 +457,11 @@ def test_money_stays_right_while_components_are_killed(juhe_data_dir: Path, rece
                 f"({len(never)}); settlement holds {settlement_records(run)}"
             ) from None
 
+        if load.unexpected:  # what the services logged for them (the answer itself carries no trace id)
+            for log_file in sorted((juhe_data_dir / "logs").glob("*.log")):
+                for line in log_file.read_text(errors="replace").splitlines():
+                    if "unhandled error" in line:
+                        print(f"{log_file.name}: {line[:3000]}")
         print(
             f"\nfault run: {PAYMENTS} payments, {len(refunded)} refunds, kills (payments done) {faults.killed}; "
             f"settlement checks until agreed {len(checks)} (first {checks[0]}); retried answers "

@@ -39,7 +39,7 @@ from libs.common.embedded import (
 )
 from libs.common.kafka import ensure_platform_topics, read_or_create_broker_epoch
 from libs.common.migrations import upgrade
-from libs.common.services import REPO_ROOT, SANDBOXES, SERVICES, ServiceSpec, service_env
+from libs.common.services import FRONTENDS, REPO_ROOT, SANDBOXES, SERVICES, ServiceSpec, service_env
 
 # A bound, not a wait: ten Python processes starting on two busy cores (a loaded CI box) can take minutes.
 READY_TIMEOUT_SECONDS = 180.0
@@ -170,7 +170,8 @@ class Platform:
         common_env["PYTHONPATH"] = str(REPO_ROOT)
         common_env["JUHE_DATA_DIR"] = str(self.data_dir)
         common_env["PYTHONUNBUFFERED"] = "1"
-        urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SERVICES.items()}
+        # The gateway gets `web_url` from here too (the pages it forwards); other services ignore it.
+        urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in {**SERVICES, **FRONTENDS}.items()}
         sandbox_urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SANDBOXES.items()}
         specs = _runnable_specs()
         self.demo_settings = demo_service_settings(self.data_dir)
@@ -183,6 +184,8 @@ class Platform:
                 values |= {f"sandbox_{other}_url": url for other, url in sandbox_urls.items()}
                 values |= {"bank_url": sandbox_urls["bank"]}  # settlement's payouts go to the bank sandbox
                 values |= self.demo_settings.get(spec.name, {})
+            elif spec.name in FRONTENDS:  # the web process: no database, the platform only through the gateway
+                values |= {"gateway_url": urls["gateway"]}
             env = {**common_env, **service_env(spec, values)}
             self.children.append(Child(spec=spec, port=port, env=env, color=COLORS[i % len(COLORS)]))
 
@@ -352,8 +355,8 @@ def _readable(line: str) -> str:
 
 
 def _runnable_specs() -> list[ServiceSpec]:
-    """Every service, and the sandboxes whose code is present."""
-    return [*SERVICES.values(), *(s for s in SANDBOXES.values() if _module_exists(s.module))]
+    """Every service, the web process, and the sandboxes whose code is present."""
+    return [*SERVICES.values(), *FRONTENDS.values(), *(s for s in SANDBOXES.values() if _module_exists(s.module))]
 
 
 def _module_exists(module: str) -> bool:

@@ -24,7 +24,7 @@ from juhe_sdk import Client
 
 from libs.common.embedded import free_port, port_in_use
 from libs.common.outbox_tables import NOTIFY_CHANNEL
-from libs.common.services import REPO_ROOT, SANDBOXES, SERVICES
+from libs.common.services import FRONTENDS, REPO_ROOT, SANDBOXES, SERVICES
 
 # Bounds, not waits: a start of the whole platform on a 2-core machine loaded by other runs has been seen
 # to take over 90 s, and the first test starts it twice.
@@ -34,8 +34,9 @@ START_TIMEOUT_SECONDS = 240.0  # more than the launcher's own READY_TIMEOUT_SECO
 
 def _start(data_dir: Path, ports: dict[str, int], extra_env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUHE_")} | (extra_env or {})
-    for spec in [*SERVICES.values(), *SANDBOXES.values()]:
-        env[f"{spec.env_prefix}PORT"] = str(ports[spec.name])
+    for spec in [*SERVICES.values(), *FRONTENDS.values(), *SANDBOXES.values()]:
+        # Never a fixed default port in tests: a process the caller did not name gets a free one.
+        env[f"{spec.env_prefix}PORT"] = str(ports[spec.name] if spec.name in ports else free_port())
     return subprocess.Popen(
         [sys.executable, "-m", "deploy.launcher", "run", "--data-dir", str(data_dir)],
         cwd=REPO_ROOT,

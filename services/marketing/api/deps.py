@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 
-from libs.common.errors import FORBIDDEN, VALIDATION_FAILED, Problem
+from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
+from libs.common.paging import page_limit
 from services.marketing.domain.actors import Actor
 from services.marketing.flows.clock import clock_of
 
@@ -67,20 +68,8 @@ UserDep = Annotated[Actor, Depends(user)]
 MerchantDep = Annotated[str, Depends(merchant)]
 ServicesOnly = Depends(services_only)
 
-PAGE_SIZE_DEFAULT = 50
-
-
-def page_limit(request: Request, limit: Annotated[int | None, Query(ge=1)] = None) -> int:
-    """At most the `page_size_max` setting (more is 422 validation_failed); 50 when not given."""
-    maximum = int(request.app.state.runtime.settings.page_size_max)
-    if limit is None:
-        return min(PAGE_SIZE_DEFAULT, maximum)
-    if limit > maximum:
-        raise Problem(VALIDATION_FAILED, f"limit must be at most {maximum}", limit_max=maximum)
-    return limit
-
-
-PageLimit = Annotated[int, Depends(page_limit)]
+# Bounded by the `page_size_max` setting (libs.common.paging: over it is 422 with `limit_max`).
+PageLimit = Annotated[int, Depends(page_limit(50))]
 Cursor = Annotated[str | None, Query(max_length=64)]
 
 

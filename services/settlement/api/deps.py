@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 
-from libs.common.errors import FORBIDDEN, VALIDATION_FAILED, Problem
+from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
+from libs.common.paging import page_limit
 from services.settlement.flows.cashier import CashierClient
 from services.settlement.flows.ledger import LedgerClient
 
@@ -40,18 +41,5 @@ def platform_only(request: Request) -> None:
 PlatformOnly = Depends(platform_only)
 
 
-PAGE_SIZE_DEFAULT = 100
-
-
-def page_limit(request: Request, limit: Annotated[int | None, Query(ge=1)] = None) -> int:
-    """The page size of a list endpoint: at most the `page_size_max` setting (more is 422
-    validation_failed, nothing read), 100 (or that maximum, if smaller) when not given."""
-    maximum = int(request.app.state.runtime.settings.page_size_max)
-    if limit is None:
-        return min(PAGE_SIZE_DEFAULT, maximum)
-    if limit > maximum:
-        raise Problem(VALIDATION_FAILED, f"limit must be at most {maximum}", limit_max=maximum)
-    return limit
-
-
-PageLimit = Annotated[int, Depends(page_limit)]
+# Bounded by the `page_size_max` setting (libs.common.paging: over it is 422 with `limit_max`).
+PageLimit = Annotated[int, Depends(page_limit(100))]

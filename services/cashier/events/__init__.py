@@ -59,6 +59,8 @@ def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -
         "expire_at": _iso(payment.expire_at),
         # Settlement picks the split rule by metadata.business_line, as the split check did (docs/contracts.md §1).
         "metadata": dict(payment.metadata or {}),
+        # The platform user who pays, when the merchant names one (`payer.user_id`): marketing's points.
+        "payer_user_id": (payment.payer or {}).get("user_id"),
         **purpose_fields(payment),
     }
     if attempt is not None:

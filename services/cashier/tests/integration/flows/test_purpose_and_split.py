@@ -167,9 +167,13 @@ async def test_split_is_never_created_unchecked(start_cashier: Any, sandboxes: S
     _problem(await dead.post("/v1/payments", body), 503, "settlement_unavailable")
     assert await _counts(dead) == (0, 0)
     # Without a split the same cashier creates payments as before: settlement is only asked about splits.
-    plain = await dead.post("/v1/payments", qr_payment(amount_minor=100))
+    plain = await dead.post("/v1/payments", qr_payment(amount_minor=100, payer={"user_id": "usr_42"},
+                                                       metadata={"business_line": "parking"}))
     assert plain.status_code == 201, plain.text
     assert plain.json()["split"] is None
+    # Consumers read these from the event: settlement the rule's business line, marketing the payer's points.
+    created = (await _event_data(dead, plain.json()["id"]))["payment.created"]
+    assert created["metadata"] == {"business_line": "parking"} and created["payer_user_id"] == "usr_42"
 
 
 async def test_profit_sharing_is_stored_and_needs_a_channel_that_can_freeze(

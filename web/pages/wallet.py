@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -220,16 +221,10 @@ async def withdraw(page: Page) -> Response:
     amount = parse_amount_minor(form.get("amount", ""))
     if amount is None:
         return page.redirect("/wallet", error="amount_invalid")
-    if (refused := await _with_pin(page, form)) is not None:
-        return page.redirect("/wallet", error=refused)
-    try:
-        await page.web.gateway.withdraw(page.session.token, page.session.user_id, request_id=_request_id_of(form),
-                                        amount_minor=amount, fee_minor=page.settings.withdrawal_fee_minor)  # fmt: skip
-    except GatewayProblem as exc:
-        return page.redirect("/wallet", error=_error_code(exc))
-    except GatewayUnavailable:
-        return page.redirect("/wallet", error="unavailable")
-    return page.redirect("/wallet", done="withdrawal_pending")
+    session = page.session
+    return await _money_out(page, form, "withdrawal_pending", lambda: page.web.gateway.withdraw(
+        session.token, session.user_id, request_id=_request_id_of(form), amount_minor=amount,
+        fee_minor=page.settings.withdrawal_fee_minor))  # fmt: skip
 
 
 @router.post("/repay")
@@ -241,15 +236,9 @@ async def repay(page: Page) -> Response:
     bill_id = form.get("bill_id", "")
     if amount is None or not bill_id.replace("_", "").isalnum():
         return page.redirect("/wallet", error="amount_invalid")
-    if (refused := await _with_pin(page, form)) is not None:
-        return page.redirect("/wallet", error=refused)
-    try:
-        await page.web.gateway.repay(page.session.token, bill_id, request_id=_request_id_of(form), amount_minor=amount)
-    except GatewayProblem as exc:
-        return page.redirect("/wallet", error=_error_code(exc))
-    except GatewayUnavailable:
-        return page.redirect("/wallet", error="unavailable")
-    return page.redirect("/wallet", done="repaid")
+    session = page.session
+    return await _money_out(page, form, "repaid", lambda: page.web.gateway.repay(
+        session.token, bill_id, request_id=_request_id_of(form), amount_minor=amount))  # fmt: skip
 
 
 @router.post("/points/exchange")
@@ -260,16 +249,23 @@ async def exchange_points(page: Page) -> Response:
     text = form.get("points", "").strip()
     if not (text.isascii() and text.isdigit() and 0 < int(text) <= 10**12):
         return page.redirect("/wallet", error="amount_invalid")
+    session = page.session
+    return await _money_out(page, form, "points_exchanged", lambda: page.web.gateway.exchange_points(
+        session.token, session.user_id, request_id=_request_id_of(form), points=int(text)))  # fmt: skip
+
+
+async def _money_out(page: Page, form: Any, done: str, call: Callable[[], Awaitable[object]]) -> Response:
+    """A money-out action once its form is valid: the payment PIN first, then the gateway call; every
+    refusal or outage goes back to the wallet page as a message, success as `done`."""
     if (refused := await _with_pin(page, form)) is not None:
         return page.redirect("/wallet", error=refused)
     try:
-        await page.web.gateway.exchange_points(page.session.token, page.session.user_id,
-                                               request_id=_request_id_of(form), points=int(text))  # fmt: skip
+        await call()
     except GatewayProblem as exc:
         return page.redirect("/wallet", error=_error_code(exc))
     except GatewayUnavailable:
         return page.redirect("/wallet", error="unavailable")
-    return page.redirect("/wallet", done="points_exchanged")
+    return page.redirect("/wallet", done=done)
 
 
 # ---- top-up (money in: no PIN) -----------------------------------------------------------------------

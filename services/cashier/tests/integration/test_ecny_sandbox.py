@@ -7,7 +7,6 @@ receiver that verifies them with the connector before acknowledging.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from libs.common.testing.waiting import eventually
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.connectors.base import (
     BillLineKind,
@@ -35,8 +35,6 @@ from services.cashier.connectors.base import (
     TradeStatus,
 )
 from services.cashier.connectors.ecny import EcnyConfig, EcnyConnector
-
-WAIT_SECONDS_MAX = 20.0
 
 
 class Receiver:
@@ -79,14 +77,6 @@ class Receiver:
         with self._lock:
             return [(h, b) for p, h, b, s in self.received if p == f"/notify/{name}" and s == 200]
 
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS_MAX
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +138,7 @@ async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Re
     async with httpx.AsyncClient() as http:
         paid = await wallet(http, action["qr_code"], "pay", level=4)
     assert paid.status_code == 200 and 'id="status">SUCCEEDED' in paid.text
-    await wait_until(lambda: bool(receiver.accepted(out_trade_no)), "the payment notification")
+    await eventually(lambda: bool(receiver.accepted(out_trade_no)), "the payment notification")
     headers, body = receiver.accepted(out_trade_no)[0]
     note = connector.parse_notification(headers, body)
     assert note.kind is NotificationKind.PAYMENT and note.payment is not None
@@ -162,7 +152,7 @@ async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Re
     done = await connector.refund(refund)
     assert done.status is RefundStatus.SUCCEEDED and done.refund_minor == 2_345
     assert (await connector.refund(refund)).channel_refund_no == done.channel_refund_no  # idempotent
-    await wait_until(lambda: bool(receiver.accepted(refund_no)), "the refund notification")
+    await eventually(lambda: bool(receiver.accepted(refund_no)), "the refund notification")
     refund_note = connector.parse_notification(*receiver.accepted(refund_no)[0])
     assert refund_note.refund is not None and refund_note.refund.status is RefundStatus.SUCCEEDED
     assert (await connector.query_refund(refund_no, out_trade_no)).status is RefundStatus.SUCCEEDED
@@ -200,7 +190,7 @@ async def test_level_4_wallet_over_its_limit_is_declined(connector: EcnyConnecto
     assert 'id="status">FAILED' in declined.text and "WALLET_LIMIT_EXCEEDED" in declined.text
     result = await connector.query(out_trade_no)
     assert result.status is TradeStatus.FAILED and result.detail and "WALLET_LIMIT_EXCEEDED" in result.detail
-    await wait_until(lambda: bool(receiver.accepted(out_trade_no)), "the failure notification")
+    await eventually(lambda: bool(receiver.accepted(out_trade_no)), "the failure notification")
     # The same amount from a level-2 wallet (¥50,000 per payment) goes through.
     other, action2 = await create(connector, receiver, 200_001)
     async with httpx.AsyncClient() as http:
@@ -230,7 +220,7 @@ async def test_forged_notification_and_foreign_signatures_refused(connector: Ecn
     out_trade_no, action = await create(connector, receiver, 500)
     async with httpx.AsyncClient() as http:
         await wallet(http, action["qr_code"], "pay", level=1)
-    await wait_until(lambda: bool(receiver.accepted(out_trade_no)), "the notification")
+    await eventually(lambda: bool(receiver.accepted(out_trade_no)), "the notification")
     headers, body = receiver.accepted(out_trade_no)[0]
     forged = json.loads(body)
     forged["data"]["amount_minor"] = 5

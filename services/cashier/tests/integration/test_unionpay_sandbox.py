@@ -8,7 +8,6 @@ with the connector and answers 200 only if it is genuine. The payer's card page 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,6 +21,7 @@ import httpx
 import pytest
 import uuid_utils
 
+from libs.common.testing.waiting import eventually
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.connectors.base import (
     BillLineKind,
@@ -38,7 +38,6 @@ from services.cashier.connectors.base import (
 )
 from services.cashier.connectors.unionpay import UnionPayConfig, UnionPayConnector
 
-WAIT_SECONDS_MAX = 20.0
 SUCCESS_CARD, DECLINED_CARD, UNKNOWN_CARD = "6216261000000000018", "6216261000000000026", "6216261000000000034"
 
 
@@ -97,14 +96,6 @@ class Receiver:
         with self._lock:
             return [s for p, _, s in self.received if p == f"/notify/{name}"]
 
-
-async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS_MAX
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +179,7 @@ async def test_web_consume_through_the_card_page(connector: UnionPayConnector, r
     assert done.status_code == 200 and 'id="front"' in done.text
     front = connector.parse_return(hidden_inputs(done.text))  # the signed frontUrl POST
     assert front.status is TradeStatus.SUCCEEDED and front.out_trade_no == out_trade_no
-    await wait_until(lambda: bool(receiver.accepted(out_trade_no)), "the back notification")
+    await eventually(lambda: bool(receiver.accepted(out_trade_no)), "the back notification")
     note = connector.parse_notification({}, receiver.accepted(out_trade_no)[0])
     assert note.kind is NotificationKind.PAYMENT and note.payment is not None
     assert note.payment.status is TradeStatus.SUCCEEDED and note.payment.amount_minor == 8888
@@ -203,7 +194,7 @@ async def test_mobile_consume_declined_card(connector: UnionPayConnector, receiv
     async with httpx.AsyncClient() as http:
         await pay_on_page(http, await open_card_page(http, action), DECLINED_CARD)
     assert (await connector.query(out_trade_no)).status is TradeStatus.FAILED
-    await wait_until(lambda: bool(receiver.accepted(out_trade_no)), "the failure notification")
+    await eventually(lambda: bool(receiver.accepted(out_trade_no)), "the failure notification")
     note = connector.parse_notification({}, receiver.accepted(out_trade_no)[0])
     assert note.payment is not None and note.payment.status is TradeStatus.FAILED
 
@@ -217,7 +208,7 @@ async def test_unknown_outcome_03_resolves_by_query(connector: UnionPayConnector
     assert receiver.accepted(out_trade_no) == []  # nothing is notified while the outcome is unknown
     final = await connector.query_until_final(out_trade_no, backoff_seconds=(0.01, 0.01, 0.01))
     assert final.status is TradeStatus.SUCCEEDED and final.amount_minor == 1999
-    await wait_until(lambda: bool(receiver.accepted(out_trade_no)), "the notification after resolution")
+    await eventually(lambda: bool(receiver.accepted(out_trade_no)), "the notification after resolution")
 
 
 async def test_app_consume_returns_tn(connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess,
@@ -257,7 +248,7 @@ async def test_partial_refunds_then_over_refund(connector: UnionPayConnector, re
     assert accepted.status is RefundStatus.PENDING  # 00 = accepted
     again = await connector.refund(first)  # the same refund again: 12 duplicate → its query result
     assert again.status is RefundStatus.SUCCEEDED and again.refund_minor == 300
-    await wait_until(lambda: bool(receiver.accepted(first.out_refund_no)), "the refund notification")
+    await eventually(lambda: bool(receiver.accepted(first.out_refund_no)), "the refund notification")
     note = connector.parse_notification({}, receiver.accepted(first.out_refund_no)[0])
     assert note.kind is NotificationKind.REFUND and note.refund is not None
     assert (note.refund.status, note.refund.out_refund_no, note.refund.out_trade_no, note.refund.refund_minor) == (
@@ -297,7 +288,7 @@ async def test_notifications_retried_and_forgeries_refused(connector: UnionPayCo
     receiver.refusals[f"/notify/{out_trade_no}"] = 3
     async with httpx.AsyncClient() as http:
         await pay_on_page(http, await open_card_page(http, action), SUCCESS_CARD)
-    await wait_until(lambda: bool(receiver.accepted(out_trade_no)), "the retried notification")
+    await eventually(lambda: bool(receiver.accepted(out_trade_no)), "the retried notification")
     assert receiver.statuses(out_trade_no) == [500, 500, 500, 200]
     async with httpx.AsyncClient() as http:
         log = (await http.get(f"{sandbox.base_url}/control/notifications", params={"subject": out_trade_no})).json()

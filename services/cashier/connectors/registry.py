@@ -7,7 +7,7 @@ lazily so a channel whose folder is still being written does not break the other
 Per channel the cashier also needs: which scenes and currencies it can take (to refuse
 `unsupported_scene` before anything is created), and the exact reply the channel expects when we
 refuse a notification (WeChat: 4xx + `{"code":"FAIL"}`; Alipay: anything but `success`, by
-convention `fail`).
+convention `fail`; UnionPay: anything but HTTP 200; the e-CNY bank: anything but 200 + `{"code":"SUCCESS"}`).
 """
 
 from __future__ import annotations
@@ -67,6 +67,18 @@ def _build_wallet(config: dict[str, Any]) -> Connector:
     return WalletConnector(WalletConfig.model_validate(config))
 
 
+def _build_unionpay(config: dict[str, Any]) -> Connector:
+    from services.cashier.connectors.unionpay import UnionPayConfig, UnionPayConnector
+
+    return UnionPayConnector(UnionPayConfig.model_validate(config))
+
+
+def _build_ecny(config: dict[str, Any]) -> Connector:
+    from services.cashier.connectors.ecny import EcnyConfig, EcnyConnector
+
+    return EcnyConnector(EcnyConfig.model_validate(config))
+
+
 def _wechat_refusal(message: str) -> ChannelReply:
     body = json.dumps({"code": "FAIL", "message": message[:200]}, ensure_ascii=False).encode("utf-8")
     return ChannelReply(401, body, "application/json")
@@ -74,6 +86,17 @@ def _wechat_refusal(message: str) -> ChannelReply:
 
 def _alipay_refusal(message: str) -> ChannelReply:
     return ChannelReply(200, b"fail", "text/plain")
+
+
+def _unionpay_refusal(message: str) -> ChannelReply:
+    """UnionPay resends (about 5 times over 12 minutes) until it reads HTTP 200: any other status refuses."""
+    return ChannelReply(400, b"fail", "text/plain")
+
+
+def _ecny_refusal(message: str) -> ChannelReply:
+    """The e-CNY bank resends until 200 + `{"code":"SUCCESS"}` (docs/protocols/ecny.md §5)."""
+    body = json.dumps({"code": "FAIL", "message": message[:200]}, ensure_ascii=False).encode("utf-8")
+    return ChannelReply(400, body, "application/json")
 
 
 CHANNELS: dict[str, ChannelSpec] = {
@@ -97,6 +120,24 @@ CHANNELS: dict[str, ChannelSpec] = {
         refuse_notification=_alipay_refusal,
         secret_fields=frozenset({"app_private_key_pem", "app_auth_token"}),
         profit_sharing=True,
+    ),
+    # UnionPay online payment (全渠道 ACP 5.1.0): web (channelType 07), mobile web (08), app `tn`.
+    "unionpay": ChannelSpec(
+        name="unionpay",
+        scenes=frozenset({PaymentScene.PAGE, PaymentScene.H5, PaymentScene.APP}),
+        currencies=frozenset({"CNY"}),
+        build=_build_unionpay,
+        refuse_notification=_unionpay_refusal,
+        secret_fields=frozenset({"sign_pfx_base64", "sign_pfx_password"}),
+    ),
+    # e-CNY through an acquiring bank (Juhe's model protocol, docs/protocols/ecny.md): wallet-app QR and H5.
+    "ecny": ChannelSpec(
+        name="ecny",
+        scenes=frozenset({PaymentScene.NATIVE_QR, PaymentScene.H5}),
+        currencies=frozenset({"CNY"}),
+        build=_build_ecny,
+        refuse_notification=_ecny_refusal,
+        secret_fields=frozenset({"merchant_private_key_hex", "sm4_key_hex"}),
     ),
     # The platform wallet: the ledger is the institution (two-phase transfer); it sends no notifications.
     "wallet": ChannelSpec(

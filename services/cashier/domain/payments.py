@@ -202,12 +202,14 @@ def decide_outcome(
 
 
 # Channel answers to a prepay of an out_trade_no they already hold with other parameters, paid or closed
-# (WeChat Pay v3, Alipay; the ledger for the wallet, whose hold body carries a timeout computed at call time):
-# the order exists, so a re-drive asks the channel about it instead of giving up.
+# (WeChat Pay v3, Alipay, UnionPay, the e-CNY bank; the ledger for the wallet, whose hold body carries a
+# timeout computed at call time): the order exists, so a re-drive asks the channel about it instead of giving up.
 ORDER_EXISTS_CODES = frozenset({
     "ORDERPAID", "ORDER_CLOSED", "OUT_TRADE_NO_USED",
     "ACQ.TRADE_HAS_SUCCESS", "ACQ.TRADE_HAS_CLOSE", "ACQ.CONTEXT_INCONSISTENT",
     "idempotency_key_reused",
+    "UNIONPAY_12",  # UnionPay 重复交易: this orderId (merId + orderId + txnTime) was used already
+    "ORDER_NO_USED",  # the e-CNY bank: this out_trade_no was used with another request
 })
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
@@ -13,6 +13,7 @@ from libs.common.logging import get_logger
 from services.cashier.connectors.base import (
     ChannelError,
     ChannelUnavailable,
+    Connector,
     InvalidSignature,
     RefundRequest,
     RefundResult,
@@ -66,6 +67,31 @@ class RefundCreateResult:
 
 class _NumberTaken(Exception):
     pass
+
+
+@runtime_checkable
+class Revocable(Protocol):
+    """A channel with a void besides the refund: UnionPay's 消费撤销 (txnType 31) of a same-day consume.
+
+    A revoke cancels the consume before settlement, so the merchant pays no fee on it; a 退货 refund
+    (txnType 04) is a new transaction after settlement, and the consume's fee is kept.
+    """
+
+    def revocable(self, request: RefundRequest) -> bool: ...
+
+    async def revoke(self, request: RefundRequest) -> RefundResult: ...
+
+
+async def return_money(connector: Connector, request: RefundRequest) -> RefundResult:
+    """Revoke when the channel can and this refund qualifies (full amount, same day), else refund.
+
+    Deterministic for a given day: a retry of a refund that never reached the channel asks the same way,
+    and both use the refund's own number, so `query_refund` finds either.
+    """
+    if isinstance(connector, Revocable) and connector.revocable(request):
+        return await connector.revoke(request)
+    result: RefundResult = await connector.refund(request)
+    return result
 
 
 async def read_refund(cashier: Cashier, *, merchant_id: str, refund_id: str) -> dict[str, Any]:
@@ -192,7 +218,7 @@ async def _submit(cashier: Cashier, refund: Any, attempt: Any, payment: Any) -> 
     )
     try:
         connector = await cashier.connectors.get(refund.merchant_id, refund.channel)
-        result = await connector.refund(request)
+        result = await return_money(connector, request)
     except ChannelError as exc:
         if exc.retryable:
             log.info("refund retryable error; will ask again", refund_id=refund.id, code=exc.code)

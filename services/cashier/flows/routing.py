@@ -27,7 +27,9 @@ from libs.common.logging import get_logger
 log = get_logger("juhe.cashier.routing")
 
 # The routing service's payment method for each connector the cashier has.
-METHOD_OF_CHANNEL: dict[str, str] = {"wechatpay": "wechat", "alipay": "alipay", "wallet": "wallet"}
+METHOD_OF_CHANNEL: dict[str, str] = {
+    "wechatpay": "wechat", "alipay": "alipay", "unionpay": "unionpay", "ecny": "ecny", "wallet": "wallet",
+}
 PAYER_CLIENTS = frozenset({"wechat", "alipay", "other"})
 POLICY_ANSWERS = frozenset({"no_route_available", "channel_unavailable"})
 

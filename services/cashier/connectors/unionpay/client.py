@@ -296,12 +296,22 @@ class UnionPayConnector:
         """退货 (partial allowed): 00 = accepted → PENDING; the result comes by notification or query_refund."""
         return await self._return(request, TXN_REFUND)
 
+    def revocable(self, request: RefundRequest) -> bool:
+        """Whether `revoke` applies: the full amount, asked on the consume's own (Beijing) day."""
+        if request.refund_minor != request.total_minor:
+            return False
+        try:
+            _order_id, txn_time = order_id_of(request.out_trade_no), txn_time_of(request.out_trade_no)
+        except ValueError:
+            return False
+        return txn_time[:8] == self._clock().astimezone(BEIJING).strftime("%Y%m%d")
+
     async def revoke(self, request: RefundRequest) -> RefundResult:
         """消费撤销: the full amount, on the consume's own day (Beijing); no fee is charged. Else refund()."""
         if request.refund_minor != request.total_minor:
             raise ChannelError("REVOKE_FULL_ONLY", "a revoke returns the full amount; use refund")
-        _order_id, txn_time = self._ids(request.out_trade_no)
-        if txn_time[:8] != self._clock().astimezone(BEIJING).strftime("%Y%m%d"):
+        if not self.revocable(request):
+            self._ids(request.out_trade_no)  # an unusable order number says so first
             raise ChannelError("REVOKE_SAME_DAY_ONLY", "a revoke is possible on the consume's day only")
         return await self._return(request, TXN_REVOKE)
 

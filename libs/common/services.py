@@ -49,6 +49,8 @@ SANDBOXES: dict[str, ServiceSpec] = {
     for spec in (
         ServiceSpec("wechatpay", "sandboxes.wechatpay", 8100, None, "JUHE_SANDBOX_WECHATPAY_"),
         ServiceSpec("alipay", "sandboxes.alipay", 8101, None, "JUHE_SANDBOX_ALIPAY_"),
+        ServiceSpec("unionpay", "sandboxes.unionpay", 8102, None, "JUHE_SANDBOX_UNIONPAY_"),
+        ServiceSpec("ecny", "sandboxes.ecny", 8103, None, "JUHE_SANDBOX_ECNY_"),
         ServiceSpec("bank", "sandboxes.bank", 8104, None, "JUHE_SANDBOX_BANK_"),
         ServiceSpec("identity", "sandboxes.identity", 8105, None, "JUHE_SANDBOX_IDENTITY_"),
     )

@@ -91,9 +91,10 @@ class Settings(ServiceSettings):
     # Service-to-service only (cashier → routing decide): never reachable from outside.
     internal_prefixes: tuple[str, ...] = ("/v1/route", "/v1/internal")
     platform_only_prefixes: tuple[str, ...] = DEFAULT_PLATFORM_ONLY_PREFIXES
-    # Forwarded without gateway authentication: channels' signed notifications, verified by the cashier.
+    # Forwarded without gateway authentication: channels' signed notifications, verified by the cashier, and the
+    # hosted checkout page's calls, whose 256-bit page token in the path is the credential (docs/checkout.md).
     # Rate-limited per client address; never carry an identity.
-    passthrough_prefixes: tuple[str, ...] = ("/v1/notify",)
+    passthrough_prefixes: tuple[str, ...] = ("/v1/notify", "/v1/checkout/pages")
     # End-user tokens (My Wallet, checkout frontends) may call only these.
     user_prefixes: tuple[str, ...] = ("/v1/wallet", "/v1/checkout", "/v1/me", "/v1/marketing/me")
 

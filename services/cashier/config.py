@@ -78,3 +78,9 @@ class Settings(ServiceSettings):
     settlement_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
 
     page_size_max: int = Field(default=100, ge=1, le=1000)
+    # The gateway (`GET /internal/v1/merchants/{id}/webhook-secret`): the webhook secret it returned at the
+    # merchant's creation is the one the cashier signs with (flows/merchants.py). Empty = the cashier
+    # mints its own (run alone, without a gateway).
+    gateway_url: str = ""
+    gateway_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+

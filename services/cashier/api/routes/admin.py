@@ -5,7 +5,6 @@ Not for merchants: the gateway must only expose `/v1/admin` to platform operator
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,31 +19,21 @@ from services.cashier.api.schemas import (
 )
 from services.cashier.connectors.registry import build_connector, close_connector, redacted
 from services.cashier.domain.errors import MERCHANT_NOT_FOUND
+from services.cashier.flows import merchants as merchant_flow
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.webhook_targets import ensure_allowed_notify_url
-from services.cashier.store.merchants import (
-    ensure_merchant,
-    get_merchant,
-    list_channels,
-    update_merchant,
-    upsert_channel,
-)
+from services.cashier.store.merchants import get_merchant, list_channels, upsert_channel
 
 router = APIRouter(prefix="/v1/admin/merchants", tags=["admin"])
 
 
-def _secret() -> str:
-    return "whsec_" + secrets.token_hex(24)
-
-
 @router.put("/{merchant_id}")
 async def put_merchant(merchant_id: str, body: MerchantUpdateRequest, cashier: CashierDep) -> MerchantResponse:
+    """Without `webhook_secret`, a merchant new to the cashier gets the gateway's (flows/merchants.py)."""
     ensure_allowed_notify_url(cashier.settings, body.notify_url)
-    async with cashier.uow.begin() as tx:
-        await ensure_merchant(tx.conn, merchant_id, generated_secret=body.webhook_secret or _secret())
-        row = await update_merchant(tx.conn, merchant_id, webhook_secret=body.webhook_secret,
-                                    notify_url=body.notify_url)
-    assert row is not None
+    row = await merchant_flow.put_merchant(
+        cashier, merchant_id, webhook_secret=body.webhook_secret, notify_url=body.notify_url
+    )
     return MerchantResponse(merchant_id=row.merchant_id, webhook_secret=row.webhook_secret, notify_url=row.notify_url)
 
 
@@ -62,8 +51,8 @@ async def put_channel(
     merchant_id: str, channel: str, body: MerchantChannelRequest, cashier: CashierDep
 ) -> MerchantChannelResponse:
     await close_connector(build_connector(channel, body.config))  # refuses a config the connector cannot use
+    await merchant_flow.open_merchant(cashier, merchant_id)  # the gateway's webhook secret, never a second one
     async with cashier.uow.begin() as tx:
-        await ensure_merchant(tx.conn, merchant_id, generated_secret=_secret())
         row = await upsert_channel(tx.conn, merchant_id=merchant_id, channel=channel, priority=body.priority,
                                    enabled=body.enabled, config=body.config)
     return _channel_response(cashier, row)

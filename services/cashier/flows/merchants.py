@@ -1,0 +1,93 @@
+"""The cashier's merchant row: its webhook secret comes from the gateway, the one place that issues it.
+
+`POST /v1/platform/merchants` at the gateway returns a `webhook_secret` and keeps it (sealed). The
+cashier signs webhooks with its own copy in `merchants.webhook_secret`. Minting a second secret here
+(as the cashier once did the first time a merchant's channels were set) meant the returned one never
+verified a webhook. So, the first time the cashier hears of a merchant, it asks the gateway
+(`GET /internal/v1/merchants/{id}/webhook-secret`, service identity) and stores that secret:
+
+* the gateway knows the merchant → its secret, stored once (idempotent: a repeated or concurrent first
+  call stores the same value; the copy is in PostgreSQL, so it survives restarts of either process);
+* the gateway answers 404 (a merchant the platform keeps only at the cashier, such as the wallet top-up
+  merchant) or no gateway is configured (the cashier run alone in tests) → the cashier mints one;
+* the gateway is unreachable or answers 5xx → 503 `service_unavailable` (retryable), nothing written, so
+  a retry after recovery still adopts the gateway's secret instead of a minted one.
+
+An explicit `webhook_secret` in the admin `PUT` still sets the copy (the platform's override).
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+from sqlalchemy import Row
+
+from libs.common.errors import SERVICE_UNAVAILABLE, Problem
+from libs.common.http import json_object, request_with_retries, service_client
+from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+from libs.common.logging import get_logger
+from services.cashier.flows.context import Cashier
+from services.cashier.store.merchants import ensure_merchant, get_merchant, update_merchant
+
+log = get_logger("juhe.cashier.merchants")
+
+WEBHOOK_SECRET_PATH = "/internal/v1/merchants/{merchant_id}/webhook-secret"
+IDENTITY_KEY_ID = "cashier"
+MINTED_SECRET_PREFIX = "whsec_"
+
+
+def mint_webhook_secret() -> str:
+    return MINTED_SECRET_PREFIX + secrets.token_hex(24)
+
+
+async def gateway_webhook_secret(cashier: Cashier, merchant_id: str) -> str | None:
+    """The secret the gateway returned at the merchant's creation; None if the gateway does not know the
+    merchant or none is configured. Raises 503 `service_unavailable` when the gateway cannot answer."""
+    settings = cashier.settings
+    if not settings.gateway_url:
+        return None
+    token = mint_identity_token(
+        settings.internal_token_secret.get_secret_value(), key_id=IDENTITY_KEY_ID, service="cashier"
+    )
+    path = WEBHOOK_SECRET_PATH.format(merchant_id=merchant_id)
+    try:
+        async with service_client(settings.gateway_url.rstrip("/"),
+                                  timeout_seconds=settings.gateway_timeout_seconds) as http:
+            response = await request_with_retries(http, "GET", path, headers={IDENTITY_HEADER: token})
+    except httpx.HTTPError as exc:
+        log.warning("gateway unreachable for a webhook secret", merchant_id=merchant_id, error=repr(exc))
+        raise Problem(SERVICE_UNAVAILABLE, "the gateway could not be reached for the webhook secret") from exc
+    if response.status_code == 404:
+        return None
+    secret = json_object(response).get("webhook_secret") if response.status_code == 200 else None
+    if not isinstance(secret, str) or not secret:
+        log.warning("gateway refused a webhook secret read", merchant_id=merchant_id, status=response.status_code)
+        raise Problem(SERVICE_UNAVAILABLE, f"the gateway answered the webhook secret read with HTTP "
+                                           f"{response.status_code}")
+    return secret
+
+
+async def open_merchant(cashier: Cashier, merchant_id: str, *, webhook_secret: str | None = None) -> Row[Any]:
+    """The merchant's row, created on first sight with the gateway's webhook secret (see module doc).
+
+    The gateway is asked outside any transaction (no connection held over a network call); the insert
+    is `ON CONFLICT DO NOTHING`, so two first calls at once keep one row."""
+    async with cashier.uow.read() as conn:
+        row = await get_merchant(conn, merchant_id)
+    if row is not None:
+        return row
+    secret = webhook_secret or await gateway_webhook_secret(cashier, merchant_id) or mint_webhook_secret()
+    async with cashier.uow.begin() as tx:
+        return await ensure_merchant(tx.conn, merchant_id, generated_secret=secret)
+
+
+async def put_merchant(
+    cashier: Cashier, merchant_id: str, *, webhook_secret: str | None, notify_url: str | None
+) -> Row[Any]:
+    await open_merchant(cashier, merchant_id, webhook_secret=webhook_secret)
+    async with cashier.uow.begin() as tx:
+        row = await update_merchant(tx.conn, merchant_id, webhook_secret=webhook_secret, notify_url=notify_url)
+    assert row is not None
+    return row

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,7 @@ from services.ledger.domain.wallet import postings as p
 from services.ledger.domain.wallet.entitlements import CHINA_TZ, Action, HolderType, SubaccountType
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.domain.wallet.kyc import mask
+from services.ledger.domain.wallet.payout import payout_details
 from services.ledger.store import wallet as store
 from services.ledger.store.wallet import Movement
 from services.ledger.store.writer import LedgerWriter
@@ -61,9 +63,11 @@ async def top_up(
 
 async def withdraw(
     uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, withdrawal_id: str, amount_minor: int, fee_minor: int,
-    currency: str, timeout_seconds: int, now: datetime,
+    currency: str, timeout_seconds: int, now: datetime, rail: str = "bank", payee: Mapping[str, Any] | None = None,
 ) -> tuple[RowMapping, bool]:  # fmt: skip
-    """§3.8: a hold to the verified bank card; settlement's payout outcome posts or voids it."""
+    """§3.8: a hold, paid out by settlement to the verified bank card (rail `bank`) or to the holder's WeChat
+    change / Alipay account (domain/wallet/payout.py); settlement's payout outcome posts or voids it. The
+    payee is checked before anything is held: a refused one leaves the wallet untouched."""
     checks = [(SubaccountType.BALANCE, Action.WITHDRAW)]
     async with uow.begin() as tx:
         wallet = await _existing(tx.conn, holder_id, SubaccountType.BALANCE, currency)
@@ -75,6 +79,7 @@ async def withdraw(
             source_account_id=wallet,
             source_amount_minor=amount_minor + fee_minor,
         )
+        payout = payout_details(rail, payee, str(holder["name"]))
         escrow = await store.shared_account(
             tx, holder_id=PLATFORM, line=p.ESCROW_BANK, currency=currency, credits_bounded=True
         )
@@ -85,7 +90,8 @@ async def withdraw(
     )  # fmt: skip
     return await store.execute(
         uow, writer,
-        _withdrawal(holder, withdrawal_id, amount_minor, fee_minor, currency, postings, checks, timeout_seconds),
+        _withdrawal(holder, withdrawal_id, amount_minor, fee_minor, currency, postings, checks, timeout_seconds,
+                    payout),
         now=now,
     )  # fmt: skip
 
@@ -93,17 +99,21 @@ async def withdraw(
 def _withdrawal(
     holder: RowMapping, withdrawal_id: str, amount_minor: int, fee_minor: int, currency: str,
     postings: list[Posting], checks: list[tuple[SubaccountType, Action]], timeout_seconds: int | None,
+    payout: dict[str, Any] | None,
 ) -> Movement:  # fmt: skip
     """The withdrawal's operation, built the same way by the request and by the orphan reconciler (so a
     retry of the request replays what the reconciler recorded). Settlement pays out to the card in
-    `details.bank_card` (contract C): it reads it here, never from the bus."""
+    `details.bank_card` (contract C), or on a channel rail to `details.payout`: it reads them here, never from
+    the bus. The payout rides in the hold's metadata too, so an adopted orphan is paid where the user asked."""
     card = holder["bank_card"] or ""
     details = {"fee_minor": fee_minor, "bank_card": {"number": card, "holder_name": holder["name"]},
-               "bank_card_masked": mask(card, 4, 4) if card else None}  # fmt: skip
+               "bank_card_masked": mask(card, 4, 4) if card else None,
+               **({"payout": payout} if payout is not None else {})}  # fmt: skip
     return Movement(
         holder["holder_id"], "withdrawal", withdrawal_id, amount_minor, currency, postings, checks, pending=True,
         timeout_seconds=timeout_seconds, reference=withdrawal_id, details=details,
-        transfer_metadata={"amount_minor": amount_minor, "fee_minor": fee_minor, "currency": currency},
+        transfer_metadata={"amount_minor": amount_minor, "fee_minor": fee_minor, "currency": currency,
+                           **({"payout": payout} if payout is not None else {})},
     )  # fmt: skip
 
 
@@ -122,7 +132,7 @@ async def adopt_orphan_withdrawals(uow: UnitOfWork, *, older_than_seconds: float
             if holder is None:
                 continue
             m = _withdrawal(holder, withdrawal_id, int(meta["amount_minor"]), int(meta["fee_minor"]),
-                            str(meta["currency"]), [], [], None)  # fmt: skip
+                            str(meta["currency"]), [], [], None, meta.get("payout"))  # fmt: skip
             await store.record_operation(tx, m, transfer_id=str(t["id"]), status=str(t["status"]))
     return len(orphans)
 

@@ -216,15 +216,16 @@ async def withdraw(
     holder_id: str, body: s.WithdrawalRequest, uow: UowDep, writer: WriterDep, settings: SettingsDep,
     response: Response, reveal: RevealDep, request: Request,
 ) -> s.OperationResponse:  # fmt: skip
-    """A pending hold (§3.8) to the verified bank card; `withdrawal.requested` on `ledger.wallet` tells
-    settlement, which pays out, then posts or voids it. The fee of a user's own request is the platform's
+    """A pending hold (§3.8) paid out to the verified bank card (`rail: bank`), or to the holder's WeChat
+    change / Alipay account (`rail` + `payee`); `withdrawal.requested` on `ledger.wallet` tells settlement,
+    which pays out, then posts or voids it. The fee of a user's own request is the platform's
     (`wallet_withdrawal_fee_minor`), never the user's choice."""
     if is_scoped(request) and body.fee_minor != settings.wallet_withdrawal_fee_minor:
         raise Problem(errors.VALIDATION_FAILED, f"the withdrawal fee is {settings.wallet_withdrawal_fee_minor}")
     return _answer(await flows.withdraw(
         uow, writer, holder_id=holder_id, withdrawal_id=body.withdrawal_id, amount_minor=body.amount_minor,
         fee_minor=body.fee_minor, currency=body.currency, timeout_seconds=settings.wallet_withdrawal_hold_seconds,
-        now=_now(),
+        now=_now(), rail=body.rail, payee=body.payee.model_dump(exclude_none=True) if body.payee else None,
     ), response, reveal)  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from libs.common.money import AmountMinor, AmountMinorOrZero, Currency
 from services.ledger.domain.wallet.entitlements import Action, HolderType, SubaccountType
+from services.ledger.domain.wallet.payout import Rail
 
 Key = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
 HolderId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
@@ -91,11 +92,25 @@ class TopUpRequest(Strict):
     merchant_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
 
 
+class WithdrawalPayee(Strict):
+    """Who a channel-rail withdrawal pays (services/ledger/domain/wallet/payout.py checks the fields against the
+    rail, with stable codes): `wechat_change` takes `openid` (+ `user_name`), `alipay_account` takes `identity`
+    (+ `identity_type`, `name`). A name, when given, must be the holder's verified name; it is sent anyway."""
+
+    openid: str | None = Field(default=None, max_length=128, description="wechat_change: the holder's openid")
+    user_name: str | None = Field(default=None, max_length=64, description="wechat_change: the holder's name")
+    identity: str | None = Field(default=None, max_length=64, description="alipay_account: Alipay user id, 2088…")
+    identity_type: str | None = Field(default=None, max_length=32, description="alipay_account: ALIPAY_USER_ID")
+    name: str | None = Field(default=None, max_length=64, description="alipay_account: the holder's name")
+
+
 class WithdrawalRequest(Strict):
     withdrawal_id: str = Key
     amount_minor: AmountMinor
     fee_minor: AmountMinorOrZero = 0
     currency: Currency = "CNY"
+    rail: Rail = Field(default="bank", description="bank (the verified bound card), wechat_change, alipay_account")
+    payee: WithdrawalPayee | None = Field(default=None, description="required on wechat_change / alipay_account")
 
 
 class PaymentRequest(Strict):

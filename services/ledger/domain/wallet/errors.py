@@ -43,3 +43,12 @@ CASHIER_UNAVAILABLE = ErrorSpec(
     "cashier_unavailable", 503, "The cashier did not answer; the same idempotency key is safe to retry",
     retryable=True,
 )
+# --- withdrawal payout rails (the `rail` and `payee` of a withdrawal) ------------------------------------
+PAYEE_REQUIRED = ErrorSpec("payee_required", 422, "A withdrawal to WeChat change or an Alipay account needs a payee")
+PAYEE_INVALID = ErrorSpec("payee_invalid", 422, "The payee does not fit the withdrawal's rail")
+PAYEE_IDENTITY_TYPE_UNSUPPORTED = ErrorSpec(
+    "payee_identity_type_unsupported", 422, "Alipay accounts are paid by their user id (ALIPAY_USER_ID) only"
+)
+PAYEE_NAME_MISMATCH = ErrorSpec(
+    "payee_name_mismatch", 422, "A withdrawal goes to the holder's own account: the payee's name must be theirs"
+)

@@ -6,7 +6,6 @@ settlement served on a port (the cashier nudges it after a verified WeChat trans
 from __future__ import annotations
 
 import itertools
-import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -95,16 +94,15 @@ class Env:
         return holder_id
 
     async def withdraw_to_wechat(self, holder_id: str, openid: str, amount_minor: int) -> str:
-        """A withdrawal the user sends to their WeChat change. The ledger's request does not carry a rail yet
-        (see the settlement README): its operation's `details.payout` is written the way the ledger is asked
-        to write it, then its own `withdrawal.requested` goes through the consumer's handler."""
+        """A withdrawal the user sends to their WeChat change through the ledger's public request (`rail`,
+        `payee`); the ledger's own `withdrawal.requested` then goes through settlement's consumer handler."""
         r = await self.ledger.post(f"/v1/wallet/holders/{holder_id}/withdrawals", json={
-            "withdrawal_id": f"wd_{holder_id}", "amount_minor": amount_minor, "fee_minor": 0})
+            "withdrawal_id": f"wd_{holder_id}", "amount_minor": amount_minor, "fee_minor": 0,
+            "rail": "wechat_change", "payee": {"openid": openid}})
         assert r.status_code == 201, r.text
         operation_id = str(r.json()["id"])
-        payout = {"rail": "wechat_change", "payee": openid, "payee_name": NAME}
-        await self.ledger_sql("UPDATE wallet_operations SET details = details || jsonb_build_object('payout', "
-                              "CAST(:payout AS jsonb)) WHERE id = :id", payout=_json(payout), id=operation_id)
+        assert r.json()["details"]["payout"] == {"rail": "wechat_change", "payee": openid, "payee_type": "openid",
+                                                 "payee_name": NAME}  # the holder's verified name, sent to WeChat
         [payload] = [row[0] for row in await self.ledger_sql(
             "SELECT payload FROM outbox WHERE event_type = 'withdrawal.requested' AND key = :k", k=operation_id)]
         async with self.runtime.uow.begin() as tx:
@@ -117,10 +115,6 @@ class Env:
 
         await eventually(done, f"withdrawal {operation_id} finished")
         return await self.withdrawals.read(operation_id)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from gateway import worker
 from gateway.api.routes import internal, platform, proxy, wallet_users
 from gateway.catalog import ApiCatalog
 from gateway.config import Settings
+from gateway.docs_pages import HeadAsGet, serve_offline_docs
 from gateway.gatekeeper import Gatekeeper
 from gateway.identities import Identities
 from gateway.observability import use_plain_asgi_observability
@@ -65,6 +66,8 @@ def create_app(settings: Settings) -> FastAPI:
     )
 
     use_plain_asgi_observability(app, settings.service_name)
+    serve_offline_docs(app, title=TITLE)
+    app.add_middleware(HeadAsGet, router=app.router)
     own_routers = [platform.router, wallet_users.router, internal.router]
     app.router.routes.insert(0, proxy.FirstMatchProxyRoute(proxy.own_prefixes(own_routers)))
     app.router.routes.insert(0, WebPagesRoute(settings.web_prefixes))

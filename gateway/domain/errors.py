@@ -18,6 +18,9 @@ TIMESTAMP_OUT_OF_WINDOW = ErrorSpec("timestamp_out_of_window", 401, "The request
 NONCE_REUSED = ErrorSpec("nonce_reused", 401, "This nonce was already used")
 TOKEN_INVALID = ErrorSpec("token_invalid", 401, "The bearer token is unknown, expired or revoked")
 ROUTE_FORBIDDEN = ErrorSpec("route_forbidden", 403, "This identity may not call this endpoint")
+# What libs/common/web.py answers for a 400 the framework raised itself (an unreadable form or body),
+# which no catalogue names otherwise: listed so every code a client can meet is in x-error-codes.
+HTTP_400 = ErrorSpec("http_400", 400, "The request could not be read")
 IDEMPOTENCY_KEY_MISSING = ErrorSpec("idempotency_key_missing", 400, "POST requests need an Idempotency-Key header")
 IDEMPOTENCY_KEY_INVALID = ErrorSpec("idempotency_key_invalid", 400, "The Idempotency-Key header is not valid")
 IDEMPOTENCY_KEY_IN_PROGRESS = ErrorSpec(
@@ -51,6 +54,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     NONCE_REUSED,
     TOKEN_INVALID,
     ROUTE_FORBIDDEN,
+    HTTP_400,
     IDEMPOTENCY_KEY_MISSING,
     IDEMPOTENCY_KEY_INVALID,
     IDEMPOTENCY_KEY_REUSED,

@@ -9,6 +9,7 @@ from services.cashier import worker
 from services.cashier.api.routes import (
     admin,
     bills,
+    checkout,
     internal,
     notify,
     payments,
@@ -17,6 +18,7 @@ from services.cashier.api.routes import (
     webhooks,
 )
 from services.cashier.config import Settings
+from services.cashier.flows import checkout as checkout_flows
 from services.cashier.flows.context import build_cashier
 
 
@@ -38,8 +40,9 @@ def create_app(settings: Settings) -> FastAPI:
             bills.router,
             internal.router,
             profit_sharing.router,
+            checkout.router,
         ],
         subscriptions=worker.subscriptions(settings),
-        background=worker.background_tasks(settings),
+        background=[*worker.background_tasks(settings), checkout_flows.run_settle_loop],
         on_startup=on_startup,
     )

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
 from sandboxes.common.store import Document
+from sandboxes.wechatpay.combine import install_routes as install_combine_routes
 from sandboxes.wechatpay.oauth import app_secret
 from sandboxes.wechatpay.oauth import install_routes as install_oauth_routes
 from sandboxes.wechatpay.profitsharing import install_routes as install_profitsharing_routes
@@ -162,6 +163,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     install_profitsharing_routes(app, sandbox, authenticated=authenticated, json_body=json_body,
                                  wx_response=wx_response)
     install_transfer_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
+    install_combine_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_oauth_routes(app, sandbox)
 
     # ------------------------------------------------------------------ WeChat Pay v3: orders

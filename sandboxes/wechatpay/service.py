@@ -123,6 +123,27 @@ def _check_notify_url(url: Any) -> str:
     return url
 
 
+def optional_time(body: dict[str, Any], name: str) -> datetime | None:
+    """An RFC 3339 time field with its UTC offset (`time_expire`, `time_start`), or None when absent."""
+    if body.get(name) is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(_require_str(body, name))
+    except ValueError as exc:
+        raise WxError(400, "PARAM_ERROR", f"{name} must be RFC 3339") from exc
+    if moment.tzinfo is None:
+        raise WxError(400, "PARAM_ERROR", f"{name} must carry a UTC offset")
+    return moment
+
+
+def check_h5_scene(scene: Any) -> None:
+    """H5 (MWEB) orders, single or combined, need the payer's IP and the H5 scene type."""
+    if not (isinstance(scene, dict) and scene.get("payer_client_ip")
+            and isinstance(scene.get("h5_info"), dict)
+            and scene["h5_info"].get("type") in ("iOS", "Android", "Wap")):
+        raise WxError(400, "PARAM_ERROR", "scene_info.payer_client_ip and h5_info.type are required")
+
+
 class Sandbox:
     """State and behaviour of one WeChat Pay sandbox process."""
 
@@ -340,14 +361,7 @@ class Sandbox:
             raise WxError(400, "PARAM_ERROR", "amount is required")
         total = _require_int(amount, "total", "amount")
         _check_currency(amount, "amount")
-        time_expire = None
-        if body.get("time_expire") is not None:
-            try:
-                time_expire = datetime.fromisoformat(_require_str(body, "time_expire"))
-            except ValueError as exc:
-                raise WxError(400, "PARAM_ERROR", "time_expire must be RFC 3339") from exc
-            if time_expire.tzinfo is None:
-                raise WxError(400, "PARAM_ERROR", "time_expire must carry a UTC offset")
+        time_expire = optional_time(body, "time_expire")
         payer = body.get("payer") or {}
         if not isinstance(payer, dict):
             raise WxError(400, "PARAM_ERROR", "payer must be an object")
@@ -362,11 +376,7 @@ class Sandbox:
             if not isinstance(openid, str) or not openid:
                 raise WxError(400, "PARAM_ERROR", "payer openid is required for JSAPI")
         if kind == "h5":
-            scene = body.get("scene_info")
-            if not (isinstance(scene, dict) and scene.get("payer_client_ip")
-                    and isinstance(scene.get("h5_info"), dict)
-                    and scene["h5_info"].get("type") in ("iOS", "Android", "Wap")):
-                raise WxError(400, "PARAM_ERROR", "scene_info.payer_client_ip and h5_info.type are required")
+            check_h5_scene(body.get("scene_info"))
 
         fingerprint = hashlib.sha256(
             json.dumps({"kind": kind, **body}, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
@@ -454,7 +464,9 @@ class Sandbox:
             raise WxError(400, "INVALID_REQUEST", "mchid does not match the signing mchid")
         scope = self._scope(merchant, partner=partner, sub_mchid=body.get("sub_mchid"))
         key = f"{scope}:{out_trade_no}"
-        self._load_order(key)
+        if self._load_order(key).get("combine_key"):
+            raise WxError(400, "INVALID_REQUEST", "a combined (合单) sub-order is closed only by the combined close "
+                                                  "API, /v3/combine-transactions/out-trade-no/{no}/close")
 
         def close(order: Document) -> Document:
             if order["trade_state"] in ("SUCCESS", "REFUND"):
@@ -582,6 +594,9 @@ class Sandbox:
     def approve_order(self, out_trade_no: str, scope: str | None, payer_openid: str | None,
                       bank_type: str | None) -> Document:
         order = self.find_orders_for_control(out_trade_no, scope)
+        if order.get("combine_key"):
+            raise ControlError(409, "a combined (合单) sub-order is paid with its combined order: "
+                                    "/control/combine-orders/{combine_out_trade_no}/approve")
 
         def pay(current: Document) -> Document:  # USERPAYING: the payer entered the password (付款码)
             if current["trade_state"] not in ("NOTPAY", "USERPAYING"):
@@ -601,6 +616,8 @@ class Sandbox:
 
     def decline_order(self, out_trade_no: str, scope: str | None) -> Document:
         order = self.find_orders_for_control(out_trade_no, scope)
+        if order.get("combine_key"):
+            raise ControlError(409, "a combined (合单) sub-order is declined with its combined order")
 
         def decline(current: Document) -> Document:
             if current["trade_state"] not in ("NOTPAY", "USERPAYING"):

@@ -399,3 +399,114 @@ def test_abnormal_refund_applied_again_to_a_bank_card(manual_refunds_sandbox: Sa
     code, message = wx.abnormal_refund(refund_id=refund["refund_id"], out_refund_no=refund["out_refund_no"],
                                        type="MERCHANT_BANK_CARD")
     assert (code, json.loads(message)["code"]) == (400, "INVALID_REQUEST")  # no longer abnormal
+
+
+def _sub_order(mchid: str, out_trade_no: str, total: int, **extra: Any) -> dict[str, Any]:
+    return {"mchid": mchid, "attach": "深圳分店", "amount": {"total_amount": total, "currency": "CNY"},
+            "out_trade_no": out_trade_no, "description": "合单商品", **extra}
+
+
+def _error(result: tuple[int, Any]) -> tuple[int, str]:
+    code, message = result
+    return code, json.loads(message)["code"]
+
+
+def test_combined_payment_one_callback_refund_per_sub_order_bill_and_close(
+        sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    """合单: two merchants' orders paid at once through the SDK's combine_pay / combine_query / combine_close;
+    the one combined callback verified and decrypted by the SDK; each sub-order refunded by its own
+    out_trade_no, listed in its merchant's trade bill; closing, expiry and the errors merchants meet."""
+    initiator, other = _register(sandbox), _register(sandbox)  # both bound to APPID (the combine_appid)
+    wx, wx_other = _sdk(sandbox, initiator, receiver.url("combine")), _sdk(sandbox, other, receiver.url("unused"))
+    a, b, combined = _no("subA"), _no("subB"), _no("cmb")
+    subs = [_sub_order(initiator["mchid"], a, 300, settle_info={"profit_sharing": False, "subsidy_amount": 0}),
+            _sub_order(other["mchid"], b, 700)]
+    scene = {"device_id": "POS1:123", "payer_client_ip": "14.17.22.32"}
+    created = _ok(wx.combine_pay(combine_out_trade_no=combined, sub_orders=subs, scene_info=scene))
+    assert created["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
+    assert _ok(wx.combine_pay(combine_out_trade_no=combined, sub_orders=subs, scene_info=scene)) == created
+    openid = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+    for pay_type, extra, field in (
+        (WeChatPayType.JSAPI, {"combine_payer_info": {"openid": openid}}, "prepay_id"),
+        (WeChatPayType.APP, {}, "prepay_id"),
+        (WeChatPayType.H5, {"scene_info": {"payer_client_ip": "14.23.150.211", "h5_info": {"type": "Wap"}}}, "h5_url"),
+    ):
+        others = [_sub_order(initiator["mchid"], _no("s"), 100), _sub_order(other["mchid"], _no("s"), 100)]
+        assert field in _ok(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=others, pay_type=pay_type,
+                                           **extra))
+    pending = _ok(wx.combine_query(combine_out_trade_no=combined))
+    assert (pending["combine_mchid"], pending["combine_appid"], pending["scene_info"]) == (
+        initiator["mchid"], APPID, {"device_id": "POS1:123"})
+    assert [(s["out_trade_no"], s["trade_state"], s["amount"]["total_amount"]) for s in pending["sub_orders"]] == [
+        (a, "NOTPAY", 300), (b, "NOTPAY", 700)]
+
+    httpx.post(f"{sandbox.base_url}/control/combine-orders/{combined}/approve", params={"mchid": initiator["mchid"]},
+               json={"payer_openid": openid}).raise_for_status()
+    callback = wx.callback(*receiver.next("combine"))  # the SDK's signature check + AES-256-GCM decrypt
+    assert callback is not None and callback["event_type"] == "TRANSACTION.SUCCESS"
+    resource = callback["resource"]
+    assert (resource["combine_out_trade_no"], resource["combine_payer_info"]) == (combined, {"openid": openid})
+    assert [(s["mchid"], s["out_trade_no"], s["trade_state"], s["attach"]) for s in resource["sub_orders"]] == [
+        (initiator["mchid"], a, "SUCCESS", "深圳分店"), (other["mchid"], b, "SUCCESS", "深圳分店")]
+    assert all(s["transaction_id"] and s["amount"]["payer_amount"] == s["amount"]["total_amount"]
+               for s in resource["sub_orders"])
+    assert _ok(wx.combine_query(combine_out_trade_no=combined)) == resource
+    assert _ok(wx_other.query(out_trade_no=b))["trade_state"] == "SUCCESS"  # an ordinary order of its merchant
+
+    # Each sub-order is refunded by its merchant, by its own out_trade_no, like any order.
+    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 300, "total": 300, "currency": "CNY"},
+                           out_trade_no=a, notify_url=receiver.url("combine-refund")))
+    refunded = wx.callback(*receiver.next("combine-refund"))
+    assert refunded is not None and refunded["resource"]["out_trade_no"] == a
+    assert _ok(wx.query_refund(out_refund_no=refund["out_refund_no"]))["status"] == "SUCCESS"
+    other_refund = _ok(wx_other.refund(out_refund_no=_no("rf"), out_trade_no=b,
+                                       amount={"refund": 200, "total": 700, "currency": "CNY"}))
+    assert other_refund["amount"]["refund"] == 200
+    from datetime import datetime, timedelta, timezone
+    cst = timezone(timedelta(hours=8))
+    today = datetime.now(cst).date().isoformat()
+    for client, own, foreign in ((wx, a, b), (wx_other, b, a)):
+        bill = _ok(client.trade_bill(bill_date=today))
+        text = gzip.decompress(client.download_bill(bill["download_url"])[1])
+        assert own.encode() in text and foreign.encode() not in text
+
+    assert _error(wx.combine_pay(combine_out_trade_no=combined, sub_orders=subs, scene_info=scene)) == (
+        400, "ORDERPAID")
+    assert _error(wx.combine_close(combine_out_trade_no=combined, sub_orders=[
+        {"mchid": initiator["mchid"], "out_trade_no": a}, {"mchid": other["mchid"], "out_trade_no": b}])) == (
+        400, "ORDERPAID")
+
+    to_close, c1, c2 = _no("cmb"), _no("s"), _no("s")
+    _ok(wx.combine_pay(combine_out_trade_no=to_close, sub_orders=[_sub_order(initiator["mchid"], c1, 10),
+                                                                  _sub_order(other["mchid"], c2, 20)]))
+    assert _error(wx.close(out_trade_no=c1)) == (400, "INVALID_REQUEST")  # only the combined close closes it
+    assert _error(wx.combine_close(combine_out_trade_no=to_close, sub_orders=[
+        {"mchid": initiator["mchid"], "out_trade_no": c1}])) == (400, "PARAM_ERROR")  # all of them or none
+    _ok(wx.combine_close(combine_out_trade_no=to_close, sub_orders=[
+        {"mchid": initiator["mchid"], "out_trade_no": c1}, {"mchid": other["mchid"], "out_trade_no": c2}]), 204)
+    assert {s["trade_state"] for s in _ok(wx.combine_query(combine_out_trade_no=to_close))["sub_orders"]} == {
+        "CLOSED"}
+
+    now = datetime.now(cst)
+    expired = _no("cmb")
+    _ok(wx.combine_pay(combine_out_trade_no=expired, sub_orders=[_sub_order(initiator["mchid"], _no("s"), 10),
+                                                                 _sub_order(other["mchid"], _no("s"), 10)],
+                       time_start=(now - timedelta(minutes=10)).isoformat(timespec="seconds"),
+                       time_expire=(now - timedelta(seconds=1)).isoformat(timespec="seconds")))
+    assert {s["trade_state"] for s in _ok(wx.combine_query(combine_out_trade_no=expired))["sub_orders"]} == {
+        "CLOSED"}
+
+    stranger = _register(sandbox, appid="wx0000000000000001")  # a merchant the combine_appid is not bound to
+    assert _error(wx.combine_pay(combine_out_trade_no=combined, sub_orders=[subs[1], subs[0]])) == (
+        403, "OUT_TRADE_NO_USED")  # the combined number again, another body
+    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=[subs[0]])) == (400, "PARAM_ERROR")
+    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=[
+        _sub_order(initiator["mchid"], _no("s"), 10), _sub_order(stranger["mchid"], _no("s"), 10)])) == (
+        400, "APPID_MCHID_NOT_MATCH")
+    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=[
+        _sub_order(initiator["mchid"], a, 10), _sub_order(other["mchid"], _no("s"), 10)])) == (
+        403, "OUT_TRADE_NO_USED")  # a sub-order number already used
+    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=subs[:1] * 2,
+                                 pay_type=WeChatPayType.JSAPI, combine_payer_info={"openid": ""})) == (
+        400, "PARAM_ERROR")
+    assert _error(wx.combine_query(combine_out_trade_no=_no("nx"))) == (404, "ORDER_NOT_EXIST")

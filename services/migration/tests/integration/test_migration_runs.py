@@ -1,0 +1,246 @@
+"""The migration tool end to end: the CLI as a real process against a real ledger process and PostgreSQL.
+
+One ledger process and one migration database per module; each test uses its own platform and its own
+document numbers, so the tests share the ledger without seeing each other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from libs.common.services import REPO_ROOT, SERVICES
+from libs.common.testing.infra import ServiceProcess
+from libs.common.testing.plugin import DatabaseFactory
+from libs.common.testing.waiting import eventually
+from services.ledger.verify import verify
+from services.migration.tests import generate as g
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@dataclass
+class Env:
+    ledger: ServiceProcess
+    ledger_db: str
+    migration_db: str
+    ledger_engine: AsyncEngine
+    migration_engine: AsyncEngine
+    root: Path
+
+    def cli(self, platform: str, *args: str, batch_rows: int = 500) -> subprocess.Popen[bytes]:
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JUHE_MIGRATION_DATABASE_URL": self.migration_db,
+               "JUHE_MIGRATION_LEDGER_URL": self.ledger.base_url, "JUHE_MIGRATION_PLATFORM": platform,
+               "JUHE_MIGRATION_BATCH_ROWS": str(batch_rows)}  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.migration.cli", "--quiet", *args],
+            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    def run_cli(self, platform: str, *args: str, batch_rows: int = 500) -> tuple[int, dict[str, Any], str]:
+        proc = self.cli(platform, *args, batch_rows=batch_rows)
+        out, err = proc.communicate(timeout=300)
+        lines = out.decode().strip().splitlines()
+        return proc.returncode, (json.loads(lines[-1]) if lines else {}), err.decode()
+
+    async def ledger_scalar(self, sql: str, **params: Any) -> Any:
+        async with self.ledger_engine.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar_one()
+
+    async def migration_scalar(self, sql: str, **params: Any) -> Any:
+        async with self.migration_engine.connect() as conn:
+            return (await conn.execute(text(sql), params)).scalar_one()
+
+    async def balances_of(self, platform: str, run_id: str) -> dict[tuple[str, str, str], int]:
+        """(person source id, sub-account, currency) → posted balance, read from the ledger for the run's persons."""
+        async with self.migration_engine.connect() as conn:
+            persons = dict((await conn.execute(text(
+                "SELECT juhe_id, source_id FROM migration_run_rows WHERE run_id = :r AND kind = 'persons'"
+                " AND status IN ('written', 'reversed')"), {"r": run_id})).all())  # fmt: skip
+        async with self.ledger_engine.connect() as conn:
+            rows = (await conn.execute(text(
+                """SELECT s.holder_id, s.subaccount_type, s.currency, sum(a.credits_posted - a.debits_posted)
+                     FROM wallet_subaccounts s JOIN accounts a ON a.id = s.account_id
+                    WHERE s.holder_id = ANY(:h) AND s.subaccount_type IN ('balance', 'prepaid', 'points')
+                    GROUP BY 1, 2, 3"""), {"h": list(persons)})).all()  # fmt: skip
+        return {(persons[h], t, c): int(v) for h, t, c, v in rows if int(v) != 0}
+
+    async def suspense(self, run_id: str) -> dict[str, int]:
+        async with httpx.AsyncClient(base_url=self.ledger.base_url) as client:
+            r = await client.get(f"/v1/internal/migration/runs/{run_id}/suspense")
+            assert r.status_code == 200, r.text
+            return {a["currency"]: a["balance_minor"] for a in r.json()["accounts"]}
+
+
+@pytest.fixture(scope="module")
+async def env(juhe_infra: Any, migrated_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
+              ) -> AsyncIterator[Env]:  # fmt: skip
+    ledger_db = await migrated_database("ledger")
+    migration_db = await migrated_database("migration")
+    ledger = ServiceProcess(
+        SERVICES["ledger"], {"database_url": ledger_db, "role": "api", "kafka_bootstrap_servers": juhe_infra.bootstrap},
+        log_dir=juhe_infra.root / "logs", ready_path="/livez",
+    )  # fmt: skip
+    await asyncio.to_thread(ledger.start)
+    ledger_engine, migration_engine = create_async_engine(ledger_db), create_async_engine(migration_db)
+    try:
+        yield Env(ledger, ledger_db, migration_db, ledger_engine, migration_engine, tmp_path_factory.mktemp("mig"))
+    finally:
+        await ledger_engine.dispose()
+        await migration_engine.dispose()
+        await asyncio.to_thread(ledger.stop)
+
+
+def files_args(d: g.Dataset | dict[str, Path]) -> list[str]:
+    paths = d if isinstance(d, dict) else {"merchants": d.merchants, "persons": d.persons, "balances": d.balances,
+                                            "control": d.control}  # fmt: skip
+    return [x for kind, path in paths.items() for x in (f"--{kind}", str(path))]
+
+
+async def test_dry_run_rejects_exactly_the_bad_rows_and_writes_nothing(env: Env) -> None:
+    root = env.root / "dry"
+    root.mkdir()
+    base = 10_000
+    merchants = g.write_csv(root / "merchants.csv", g.MERCHANT_FIELDS, [
+        g.merchant(base), g.merchant(base + 1),
+        g.merchant(base + 2, credit_code="91350100M000100Y44"),  # bad check character
+    ], encoding="gbk")  # fmt: skip
+    persons = g.write_jsonl(root / "persons.jsonl", [
+        g.person(base), g.person(base + 1), g.person(base + 2),
+        g.person(base + 3, resident_id="110105194912310021"),  # bad checksum
+        g.person(base + 4, source_id=f"P{base}"),  # duplicate source id
+        g.person(base + 5, resident_id=g.resident_id(base + 1)),  # duplicate document
+    ])  # fmt: skip
+    balances = g.write_csv(root / "balances.csv", g.BALANCE_FIELDS, [
+        g.balance("B1", f"P{base}", 1000),
+        g.balance("B2", f"P{base + 1}", 2000, "prepaid", "CNY", f"M{base}"),
+        g.balance("B3", f"P{base + 2}", 300, "points", "XXX"),
+        g.balance("B4", f"P{base + 2}", -5),  # negative balance
+        g.balance("B5", f"P{base + 1}", 700, "prepaid", "CNY", "M404"),  # unknown merchant
+        g.balance("B6", f"P{base + 3}", 100),  # its person was rejected
+        g.balance("B1", f"P{base + 2}", 100),  # duplicate source id
+    ])  # fmt: skip
+    control = g.write_csv(root / "control.csv", g.CONTROL_FIELDS, [
+        {"record": "merchants", "currency": "", "count": 3, "amount_minor": 0},
+        {"record": "persons", "currency": "", "count": 6, "amount_minor": 0},
+        {"record": "balances", "currency": "CNY", "count": 6, "amount_minor": 3895},
+        {"record": "balances", "currency": "XXX", "count": 1, "amount_minor": 300},
+    ])  # fmt: skip
+    holders_before = await env.ledger_scalar("SELECT count(*) FROM wallet_holders")
+    transfers_before = await env.ledger_scalar("SELECT count(*) FROM transfers")
+    report_path = root / "report.json"
+    code, summary, err = env.run_cli(
+        "pf-dry", "--report", str(report_path), "dry-run",
+        *files_args({"merchants": merchants, "persons": persons, "balances": balances, "control": control}),
+    )  # fmt: skip
+    assert code == 1, err  # rejections: not reconciled
+    assert summary["mode"] == "dry_run" and summary["rejected"] == 8
+    report = json.loads(report_path.read_text())
+    rejected = {(x["kind"], x["source_id"], x["reason"]) for x in report["rejected_rows"]}
+    assert rejected == {
+        ("merchants", f"M{base + 2}", "bad_credit_code"),
+        ("persons", f"P{base + 3}", "bad_resident_id"),
+        ("persons", f"P{base}", "duplicate_source_id"),
+        ("persons", f"P{base + 5}", "duplicate_document"),
+        ("balances", "B4", "negative_balance"),
+        ("balances", "B5", "unknown_merchant"),
+        ("balances", "B6", "unknown_person"),
+        ("balances", "B1", "duplicate_source_id"),
+    }
+    assert report["rows"]["merchants"] == {"read": 3, "valid": 2, "rejected": 1}
+    assert report["files"]["merchants"]["encoding"] == "gbk" and report["files"]["persons"]["encoding"] == "utf-8"
+    assert report["money"]["CNY"]["written_minor"] == 3000 and report["money"]["XXX"]["written_minor"] == 300
+    # Nothing reached the ledger.
+    assert await env.ledger_scalar("SELECT count(*) FROM wallet_holders") == holders_before
+    assert await env.ledger_scalar("SELECT count(*) FROM transfers") == transfers_before
+    assert await env.migration_scalar("SELECT count(*) FROM migration_run_rows WHERE live") == 0
+
+
+async def test_kill_three_times_then_resume_equals_an_uninterrupted_run(env: Env) -> None:
+    data = g.clean_dataset(env.root / "kill", base=20_000, merchants=6, persons=240)
+    platform, args = "pf-kill", ["run", *files_args(data)]
+    rng = random.Random(7)
+    for _ in range(3):
+        proc = env.cli(platform, *args, batch_rows=20)
+        floor = await _progress(env, platform)
+        target = floor + rng.randint(20, 150)
+
+        async def past_target(target: int = target, proc: subprocess.Popen[bytes] = proc) -> bool:
+            return await _progress(env, platform) >= target or proc.poll() is not None
+
+        await eventually(past_target, "the run passed its kill point", timeout_seconds=120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    code, summary, err = env.run_cli(platform, *args, batch_rows=20)
+    assert code == 0, err
+    assert summary["status"] == "completed" and summary["reconciled"] and summary["rejected"] == 0
+    run_id = summary["run_id"]
+    assert await env.migration_scalar("SELECT count(*) FROM migration_runs WHERE platform = :p", p=platform) == 1
+    assert await env.balances_of(platform, run_id) == {k: v for k, v in data.expected.items() if v}
+    assert set((await env.suspense(run_id)).values()) == {0}
+    # Exactly one transfer per opening with an amount, plus one control per currency: no doubles.
+    openings = sum(1 for v in data.expected.values() if v)  # one row per key in this dataset
+    transfers = await env.ledger_scalar(
+        "SELECT count(*) FROM transfers WHERE source = 'migration' AND metadata->>'migration_run' = :r", r=run_id
+    )
+    assert transfers == openings + 2
+    assert await verify(env.ledger_db) == {}
+
+    # Running the finished files again changes nothing.
+    entries = await env.ledger_scalar("SELECT count(*) FROM entries")
+    code, again, err = env.run_cli(platform, *args)
+    assert code == 0 and again["run_id"] == run_id, err
+    assert await env.ledger_scalar("SELECT count(*) FROM entries") == entries
+
+    # Finalised: no longer reversible.
+    code, final, err = env.run_cli(platform, "finalise", run_id)
+    assert code == 0 and final["status"] == "finalised", err
+    code, _, err = env.run_cli(platform, "reverse", run_id)
+    assert code == 2 and "run_state_invalid" in err
+
+
+async def test_unreconciled_run_is_refused_finalisation_and_reversal_empties_it(env: Env) -> None:
+    data = g.clean_dataset(env.root / "rev", base=30_000, merchants=3, persons=30, control_delta_minor=1)
+    platform = "pf-rev"
+    code, summary, err = env.run_cli(platform, "run", *files_args(data), batch_rows=7)
+    assert code == 1 and summary["status"] == "completed" and not summary["reconciled"], err
+    run_id = summary["run_id"]
+    assert (await env.suspense(run_id))["CNY"] == 1  # the control total is 1 fen more than the balances
+
+    code, _, err = env.run_cli(platform, "finalise", run_id)
+    assert code == 2 and "finalisation_refused" in err and "suspense holds 1" in err
+
+    code, reversed_, err = env.run_cli(platform, "reverse", run_id, batch_rows=7)
+    assert reversed_["status"] == "reversed", err
+    assert await env.balances_of(platform, run_id) == {}
+    assert set((await env.suspense(run_id)).values()) == {0}
+    assert (
+        await env.migration_scalar("SELECT count(*) FROM migration_run_rows WHERE run_id = :r AND live", r=run_id) == 0
+    )
+    assert await verify(env.ledger_db) == {}
+
+    # The source ids are free again: a corrected control file migrates the same rows in a new run.
+    fixed = g.clean_dataset(env.root / "rev2", base=30_000, merchants=3, persons=30)
+    code, second, err = env.run_cli(platform, "run", *files_args(fixed))
+    assert code == 0 and second["run_id"] != run_id and second["reconciled"], err
+    assert await env.balances_of(platform, second["run_id"]) == {k: v for k, v in fixed.expected.items() if v}
+
+
+async def _progress(env: Env, platform: str) -> int:
+    sql = """SELECT coalesce(sum(f.records_done), 0) FROM migration_run_files f JOIN migration_runs r ON r.id = f.run_id
+              WHERE r.platform = :p"""
+    return int(await env.migration_scalar(sql, p=platform))

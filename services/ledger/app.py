@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from libs.common.web import Runtime, create_service_app
 from services.ledger import worker
 from services.ledger.api.deps import WRITER_EXTRA
-from services.ledger.api.routes import accounts, transfers, wallet, wallet_kyc, wallet_topup
+from services.ledger.api.routes import accounts, imports, transfers, wallet, wallet_kyc, wallet_topup
 from services.ledger.config import Settings
 from services.ledger.store.writer import LedgerWriter
 
@@ -35,7 +35,14 @@ def create_app(settings: Settings) -> FastAPI:
     return create_service_app(
         settings,
         title="Juhe ledger",
-        routers=[accounts.router, transfers.router, wallet.router, wallet_kyc.router, wallet_topup.router],
+        routers=[
+            accounts.router,
+            transfers.router,
+            wallet.router,
+            wallet_kyc.router,
+            wallet_topup.router,
+            imports.router,
+        ],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=start_writer,

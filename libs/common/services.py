@@ -34,6 +34,7 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("routing", "services.routing", 8003, "juhe_routing", "JUHE_ROUTING_"),
         ServiceSpec("settlement", "services.settlement", 8004, "juhe_settlement", "JUHE_SETTLEMENT_"),
         ServiceSpec("marketing", "services.marketing", 8005, "juhe_marketing", "JUHE_MARKETING_"),
+        ServiceSpec("migration", "services.migration", 8007, "juhe_migration", "JUHE_MIGRATION_"),
         ServiceSpec("gateway", "gateway", 8000, "juhe_gateway", "JUHE_GATEWAY_"),
     )
 }

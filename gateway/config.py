@@ -29,7 +29,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/wallet": "ledger",
     "/v1/entitlements": "ledger",
     "/v1/kyc": "ledger",
-    "/v1/migrations": "ledger",
+    "/v1/migrations": "migration",
     "/v1/channel-routes": "routing",
     "/v1/contracts": "routing",
     "/v1/fee-rates": "routing",
@@ -81,6 +81,7 @@ class Settings(ServiceSettings):
     routing_url: str = "http://127.0.0.1:8003"
     settlement_url: str = "http://127.0.0.1:8004"
     marketing_url: str = "http://127.0.0.1:8005"
+    migration_url: str = "http://127.0.0.1:8007"
     # The web process (pages) and the prefixes forwarded to it as they are (cookies included, no identity).
     web_url: str = "http://127.0.0.1:8006"
     web_prefixes: tuple[str, ...] = DEFAULT_WEB_PREFIXES
@@ -146,6 +147,7 @@ class Settings(ServiceSettings):
             "routing": self.routing_url,
             "settlement": self.settlement_url,
             "marketing": self.marketing_url,
+            "migration": self.migration_url,
         }
 
     @model_validator(mode="after")

@@ -244,3 +244,47 @@ async def _progress(env: Env, platform: str) -> int:
     sql = """SELECT coalesce(sum(f.records_done), 0) FROM migration_run_files f JOIN migration_runs r ON r.id = f.run_id
               WHERE r.platform = :p"""
     return int(await env.migration_scalar(sql, p=platform))
+
+
+async def test_api_runs_a_migration_for_the_calling_platform_only(
+    env: Env, running_apps: Any, service_settings: Any
+) -> None:
+    from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+    from services.migration.app import create_app
+
+    data = g.clean_dataset(env.root / "api", base=40_000, merchants=2, persons=12)
+    settings = service_settings("migration", database_url=env.migration_db, ledger_url=env.ledger.base_url,
+                                import_dir=str(data.merchants.parent), role="api", batch_rows=5)  # fmt: skip
+    client = await running_apps(create_app(settings))
+    secret = settings.internal_token_secret.get_secret_value()
+
+    def who(**principal: str) -> dict[str, str]:
+        return {IDENTITY_HEADER: mint_identity_token(secret, key_id="k", **principal)}
+
+    operator, other = who(platform="pf-api"), who(platform="pf-other")
+    body = {"dry_run": False, "merchants": "merchants.csv", "persons": "persons.jsonl", "balances": "balances.csv",
+            "control": "control.csv"}  # fmt: skip
+    refused = await client.post("/v1/migrations/runs", json=body, headers=who(merchant_id="m1"))
+    assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
+    escape = await client.post("/v1/migrations/runs", json={**body, "persons": "../x.jsonl"}, headers=operator)
+    assert escape.status_code == 422 and escape.json()["code"] == "source_invalid"
+
+    started = await client.post("/v1/migrations/runs", json=body, headers=operator)
+    assert started.status_code == 202, started.text
+    run_id = started.json()["id"]
+
+    async def completed() -> dict[str, Any] | None:
+        r = await client.get(f"/v1/migrations/runs/{run_id}", headers=operator)
+        return r.json() if r.json()["status"] == "completed" else None
+
+    run = await eventually(completed, "the API's run completed", timeout_seconds=120)
+    assert run["report"]["reconciled"] and run["report"]["sample"]["checked"] == 12, run["report"]
+    assert run["report"]["sample"]["mismatches"] == []
+    hidden = await client.get(f"/v1/migrations/runs/{run_id}", headers=other)
+    assert hidden.status_code == 404 and hidden.json()["code"] == "run_not_found"
+    final = await client.post(f"/v1/migrations/runs/{run_id}/finalise", headers=operator)
+    assert final.status_code == 200 and final.json()["status"] == "finalised"
+    again = await client.post(f"/v1/migrations/runs/{run_id}/finalise", headers=operator)
+    assert again.status_code == 409 and again.json()["code"] == "run_state_invalid"
+    listed = await client.get("/v1/migrations/runs", headers=operator)
+    assert [r["id"] for r in listed.json()["items"]] == [run_id]

@@ -20,3 +20,6 @@ class Settings(ServiceSettings):
     # How often the worker records open → half_open transitions (and publishes them) and prunes windows.
     health_sweep_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     health_prune_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+    # The special-rate programme catalogue (JSON, the shape of services/routing/data/special_rate_programmes.json).
+    # Empty = that shipped file, an EXAMPLE catalogue to be checked against the channels' current policies.
+    special_rate_catalogue_path: str = ""

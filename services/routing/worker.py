@@ -14,6 +14,7 @@ from services.routing.events.consumers import on_payment_outcome
 from services.routing.events.types import CASHIER_PAYMENTS_TOPIC, OUTCOME_EVENT_TYPES
 from services.routing.store.config import get_settings
 from services.routing.store.health import prune, sweep_open_circuits
+from services.routing.store.special_rates import prune_payment_fees
 
 log = get_logger("juhe.routing.worker")
 
@@ -47,6 +48,7 @@ async def _sweep_once(runtime: Runtime, *, prune_now: bool) -> None:
         swept = await sweep_open_circuits(tx, now=now, policy=policy)
         if prune_now:
             await prune(tx.conn, now=now, policy=policy)
+            await prune_payment_fees(tx.conn, now=now)
     if swept:
         log.info("circuits half-opened", count=swept)
 

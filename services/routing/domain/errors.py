@@ -38,6 +38,30 @@ CHANNEL_UNAVAILABLE = ErrorSpec(
     "Every route that could take this payment is unavailable right now",
     retryable=True,
 )
+# Special-rate programmes (domain/special_rates.py).
+MERCHANT_PROFILE_INVALID = ErrorSpec("merchant_profile_invalid", 422, "The merchant profile is not valid")
+MERCHANT_PROFILE_NOT_FOUND = ErrorSpec(
+    "merchant_profile_not_found", 404, "No profile for this merchant: set its entity type and industry code first"
+)
+SPECIAL_RATE_PROGRAMME_NOT_FOUND = ErrorSpec("special_rate_programme_not_found", 404, "No such special-rate programme")
+SPECIAL_RATE_APPLICATION_NOT_FOUND = ErrorSpec(
+    "special_rate_application_not_found", 404, "No such special-rate application"
+)
+SPECIAL_RATE_APPLICATION_INVALID = ErrorSpec(
+    "special_rate_application_invalid", 422, "The special-rate application is not valid"
+)
+SPECIAL_RATE_NOT_ELIGIBLE = ErrorSpec(
+    "special_rate_not_eligible", 422, "The merchant's profile does not meet this programme's criteria"
+)
+SPECIAL_RATE_DOCUMENTS_MISSING = ErrorSpec(
+    "special_rate_documents_missing", 422, "The application lacks documents the programme requires"
+)
+SPECIAL_RATE_APPLICATION_STATE_CONFLICT = ErrorSpec(
+    "special_rate_application_state_conflict", 409, "The application's status does not allow this change"
+)
+SPECIAL_RATE_NO_CONTRACTED_ROUTE = ErrorSpec(
+    "special_rate_no_contracted_route", 422, "The merchant has no enabled contract on a route of this channel"
+)
 
 ROUTING_ERRORS: tuple[ErrorSpec, ...] = (
     RULE_INVALID,
@@ -54,6 +78,15 @@ ROUTING_ERRORS: tuple[ErrorSpec, ...] = (
     RULE_NOT_FOUND,
     NO_ROUTE_AVAILABLE,
     CHANNEL_UNAVAILABLE,
+    MERCHANT_PROFILE_INVALID,
+    MERCHANT_PROFILE_NOT_FOUND,
+    SPECIAL_RATE_PROGRAMME_NOT_FOUND,
+    SPECIAL_RATE_APPLICATION_NOT_FOUND,
+    SPECIAL_RATE_APPLICATION_INVALID,
+    SPECIAL_RATE_NOT_ELIGIBLE,
+    SPECIAL_RATE_DOCUMENTS_MISSING,
+    SPECIAL_RATE_APPLICATION_STATE_CONFLICT,
+    SPECIAL_RATE_NO_CONTRACTED_ROUTE,
 )
 ALL_ERRORS: tuple[ErrorSpec, ...] = COMMON_ERRORS + ROUTING_ERRORS
 

@@ -18,6 +18,7 @@ from services.routing.domain.health import Outcome
 from services.routing.events.types import PAYMENT_SUCCEEDED
 from services.routing.store.config import get_settings
 from services.routing.store.health import AttemptOutcome, record_outcome
+from services.routing.store.special_rates import record_payment_fee
 
 log = get_logger("juhe.routing.consumer")
 
@@ -73,7 +74,28 @@ def parse_outcome(event: Envelope) -> AttemptOutcome | None:
     )
 
 
+def parse_payment_fee(event: Envelope) -> dict[str, Any] | None:
+    """A `payment.succeeded` with what the savings projection needs (domain/special_rates.py): the payment,
+    its merchant, route, amount and the fee the route quoted. None when any is missing (a payment routed
+    without a quote has no fee to compare)."""
+    data = event.data
+    if event.type != PAYMENT_SUCCEEDED:
+        return None
+    fields = {name: data.get(name) for name in ("payment_id", "merchant_id", "route_id", "currency")}
+    if not all(isinstance(v, str) and v for v in fields.values()):
+        return None
+    amount = _int_or_none(data.get("amount_minor"), low=0, high=2**63 - 1)
+    fee = _int_or_none(data.get("fee_minor"), low=0, high=2**63 - 1)
+    if amount is None or fee is None:
+        return None
+    at = _time(data.get("succeeded_at")) or _time(event.time) or datetime.now(UTC)
+    return {**fields, "amount_minor": amount, "fee_minor": fee, "succeeded_at": at}
+
+
 async def on_payment_outcome(tx: Tx, event: Envelope) -> None:
+    fee = parse_payment_fee(event)
+    if fee is not None:
+        await record_payment_fee(tx.conn, **fee)
     outcome = parse_outcome(event)
     if outcome is None:
         log.info("payment event without route_id ignored", event_id=event.id, type=event.type)

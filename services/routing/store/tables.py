@@ -191,3 +191,50 @@ counted_attempts = Table(
     Column("counted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("counted_attempts_at", "counted_at"),
 )
+
+# Special-rate programmes (domain/special_rates.py): the merchant's profile (eligibility), its applications,
+# and one row per succeeded payment (from `payment.succeeded`: the fee the route quoted), kept
+# `PAYMENT_FEES_RETENTION_DAYS` for the savings projection over the last 30 days.
+merchant_profiles = Table(
+    "merchant_profiles",
+    metadata,
+    Column("merchant_id", Text, primary_key=True),
+    Column("entity_type", Text, nullable=False),
+    Column("industry_code", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+special_rate_applications = Table(
+    "special_rate_applications",
+    metadata,
+    Column("application_id", Text, primary_key=True),
+    Column("merchant_id", Text, nullable=False),
+    Column("programme_id", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("documents", JSONB, nullable=False),
+    Column("effective_from", DateTime(timezone=True)),
+    Column("effective_until", DateTime(timezone=True)),
+    Column("rejection_reason", Text),
+    Column("rate_ids", JSONB, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("special_rate_applications_merchant", "merchant_id", "application_id"),
+)
+
+merchant_payment_fees = Table(
+    "merchant_payment_fees",
+    metadata,
+    Column("payment_id", Text, primary_key=True),
+    Column("merchant_id", Text, nullable=False),
+    Column("route_id", Text, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("fee_minor", BigInteger, nullable=False),
+    Column("succeeded_at", DateTime(timezone=True), nullable=False),
+    Index("merchant_payment_fees_time", "succeeded_at"),
+    Index("merchant_payment_fees_merchant", "merchant_id", "succeeded_at"),
+)

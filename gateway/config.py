@@ -36,6 +36,10 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/rules": "routing",
     "/v1/routing-settings": "routing",
     "/v1/audit": "routing",
+    "/v1/merchant-profiles": "routing",
+    "/v1/special-rate-programmes": "routing",
+    "/v1/special-rate-applications": "routing",
+    "/v1/special-rate-savings": "routing",
     "/v1/settlement": "settlement",
     "/v1/payouts": "settlement",
     "/v1/statements": "settlement",
@@ -64,6 +68,10 @@ DEFAULT_PLATFORM_ONLY_PREFIXES: tuple[str, ...] = (
     "/v1/rules",
     "/v1/routing-settings",
     "/v1/audit",
+    "/v1/merchant-profiles",
+    "/v1/special-rate-programmes",
+    "/v1/special-rate-applications",
+    "/v1/special-rate-savings",
     "/v1/settlement",
 )
 

@@ -1,7 +1,9 @@
 """Payout rails through the cashier: a wallet withdrawal to WeChat change (confirmed by the user; left unconfirmed
-until it expires) and a merchant payout to an Alipay account. Everything real: the ledger process (wallet KYC
-through the identity sandbox), the cashier served on a port with the WeChat Pay and Alipay sandboxes behind it,
-settlement served on a port (the cashier nudges it after a verified WeChat transfer callback)."""
+until it expires), a merchant payout to an Alipay account and wallet withdrawals to Alipay accounts (the holder's
+own name paid, another's refused); withdrawals are asked through the ledger's public request (`rail`, `payee`).
+Everything real: the ledger process (wallet KYC through the identity sandbox), the cashier served on a port with the
+WeChat Pay and Alipay sandboxes behind it, settlement served on a port (the cashier nudges it after a verified WeChat
+transfer callback)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,8 @@ WECHAT_APPID = "wx8888888888888888"
 CARD = luhn("622260026000201")
 ALIPAY_PAYEE = "2088102177890001"
 UNKNOWN_PAYEE = "2088000000009999"
+HOLDER_ALIPAY = "2088102177890002"  # the wallet holder's own Alipay account (same real name)
+SOMEONE_ELSES_ALIPAY = "2088102177890003"  # an account under another real name
 SEQ = itertools.count(100)
 CONFIRM_SECONDS = 3.0  # settlement cancels a WeChat transfer still unconfirmed after this (normally 23 h)
 
@@ -94,15 +98,21 @@ class Env:
         return holder_id
 
     async def withdraw_to_wechat(self, holder_id: str, openid: str, amount_minor: int) -> str:
-        """A withdrawal the user sends to their WeChat change through the ledger's public request (`rail`,
-        `payee`); the ledger's own `withdrawal.requested` then goes through settlement's consumer handler."""
+        operation_id = await self.withdraw(holder_id, "wechat_change", {"openid": openid}, amount_minor)
+        operation = (await self.ledger.get(f"/v1/wallet/operations/{operation_id}")).json()
+        assert operation["details"]["payout"] == {"rail": "wechat_change", "payee": openid, "payee_type": "openid",
+                                                  "payee_name": NAME}  # the holder's verified name, sent to WeChat
+        return operation_id
+
+    async def withdraw(self, holder_id: str, rail: str, payee: dict[str, str], amount_minor: int) -> str:
+        """A withdrawal the user sends to their WeChat change or Alipay account through the ledger's public
+        request (`rail`, `payee`); the ledger's own `withdrawal.requested` then goes through settlement's
+        consumer handler."""
         r = await self.ledger.post(f"/v1/wallet/holders/{holder_id}/withdrawals", json={
             "withdrawal_id": f"wd_{holder_id}", "amount_minor": amount_minor, "fee_minor": 0,
-            "rail": "wechat_change", "payee": {"openid": openid}})
+            "rail": rail, "payee": payee})
         assert r.status_code == 201, r.text
         operation_id = str(r.json()["id"])
-        assert r.json()["details"]["payout"] == {"rail": "wechat_change", "payee": openid, "payee_type": "openid",
-                                                 "payee_name": NAME}  # the holder's verified name, sent to WeChat
         [payload] = [row[0] for row in await self.ledger_sql(
             "SELECT payload FROM outbox WHERE event_type = 'withdrawal.requested' AND key = :k", k=operation_id)]
         async with self.runtime.uow.begin() as tx:
@@ -150,9 +160,10 @@ async def _paying_merchant(cashier: httpx.AsyncClient, wechat: SandboxProcess, a
         m = (await plain.post(wechat.base_url + "/control/merchants", json={
             "mchid": WECHAT_MCHID, "appid": WECHAT_APPID, "generate_key_pair": True})).json()
         app = (await plain.post(alipay.base_url + "/control/apps", json={"cert_mode": True})).json()
-        for identity, exists in ((ALIPAY_PAYEE, True), (UNKNOWN_PAYEE, False)):
+        for identity, exists, name in ((ALIPAY_PAYEE, True, "Shop P"), (UNKNOWN_PAYEE, False, "Shop P"),
+                                       (HOLDER_ALIPAY, True, NAME), (SOMEONE_ELSES_ALIPAY, True, "李四")):
             payee = await plain.put(alipay.base_url + "/control/payees",
-                                    json={"identity": identity, "exists": exists, "name": "Shop P"})
+                                    json={"identity": identity, "exists": exists, "name": name})
             assert payee.status_code == 200, payee.text
     assert (await cashier.put(f"/v1/admin/merchants/{PAYING_MERCHANT}", json={})).status_code == 200
     configs = {
@@ -244,7 +255,10 @@ async def test_a_merchant_payout_to_wechat_change_never_confirmed_is_cancelled_a
     assert late.status_code != 200  # the cancelled bill can no longer be confirmed: paid nowhere
 
 
-async def test_a_merchant_payout_to_an_alipay_account(env: Env) -> None:
+async def test_a_merchant_payout_and_wallet_withdrawals_to_alipay_accounts(env: Env) -> None:
+    """A merchant payout paid at once (an unknown payee refused, money back); wallet withdrawals carry the
+    holder's verified name with the Alipay user id: the holder's own account is paid (hold posted), an account
+    under another real name is refused by Alipay (hold voided)."""
     ledger = env.runtime.extras["ledger"]
     settled = await settled_funds(env, "mch_p", 10_000)
     payable = await ledger.account_id("mch_p", "merchant_payable", "CNY")
@@ -271,3 +285,19 @@ async def test_a_merchant_payout_to_an_alipay_account(env: Env) -> None:
     failed = refused.json()  # Alipay refuses an unknown payee: the payout fails and the money goes back
     assert failed["status"] == "failed" and failed["failure_code"] == "bank_rejected_request", failed
     assert int((await ledger.balance(settled))["balances"]["posted_balance_minor"]) == 7_000
+
+    # Wallet withdrawals to Alipay accounts go only to the holder's own name.
+    holder = await env.verified_user()
+    own = await env.withdraw(holder, "alipay_account", {"identity": HOLDER_ALIPAY}, 2_500)
+    await env.withdrawals.step(own)
+    done = await env.finished(own)
+    assert (done["status"], done["rail"], done["ledger_outcome"]) == ("succeeded", "alipay_account", "posted"), done
+    assert (done["account_no"], done["account_name"]) == (HOLDER_ALIPAY, NAME)
+
+    other = await env.verified_user()
+    stranger = await env.withdraw(other, "alipay_account", {"identity": SOMEONE_ELSES_ALIPAY}, 1_500)
+    await env.withdrawals.step(stranger)
+    not_paid = await env.finished(stranger)
+    assert (not_paid["status"], not_paid["ledger_outcome"]) == ("failed", "voided"), not_paid
+    operation = (await env.ledger.get(f"/v1/wallet/operations/{stranger}")).json()
+    assert operation["status"] == "voided"  # the 1,500 is the holder's again

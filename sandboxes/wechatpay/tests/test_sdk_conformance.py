@@ -510,3 +510,28 @@ def test_combined_payment_one_callback_refund_per_sub_order_bill_and_close(
                                  pay_type=WeChatPayType.JSAPI, combine_payer_info={"openid": ""})) == (
         400, "PARAM_ERROR")
     assert _error(wx.combine_query(combine_out_trade_no=_no("nx"))) == (404, "ORDER_NOT_EXIST")
+
+
+def test_combined_payment_of_a_service_providers_sub_merchants(sandbox: SandboxProcess,
+                                                                receiver: CallbackReceiver) -> None:
+    """The provider's variant: sub-orders name the provider's mchid and a bound sub_mchid; each is then an
+    ordinary partner-mode order (queried and refunded with its sub_mchid)."""
+    first, second = "1900000201", "1900000202"
+    registration = _register(sandbox, sub_merchants=[{"sub_mchid": first}, {"sub_mchid": second}])
+    wx = _sdk(sandbox, registration, receiver.url("combine-partner"), partner=True)
+    provider, combined, a, b = registration["mchid"], _no("cmb"), _no("sa"), _no("sb")
+    subs = [_sub_order(provider, a, 120, sub_mchid=first), _sub_order(provider, b, 80, sub_mchid=second)]
+    assert "prepay_id" in _ok(wx.combine_pay(combine_out_trade_no=combined, sub_orders=subs,
+                                             pay_type=WeChatPayType.APP))
+    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=[
+        _sub_order(provider, _no("s"), 1, sub_mchid=first), _sub_order(provider, _no("s"), 1, sub_mchid="1999999999")],
+        pay_type=WeChatPayType.APP)) == (403, "NO_AUTH")
+    httpx.post(f"{sandbox.base_url}/control/combine-orders/{combined}/approve").raise_for_status()
+    callback = wx.callback(*receiver.next("combine-partner"))
+    assert callback is not None
+    assert [(s["sub_mchid"], s["trade_state"]) for s in callback["resource"]["sub_orders"]] == [
+        (first, "SUCCESS"), (second, "SUCCESS")]
+    assert _ok(wx.query(out_trade_no=b, sub_mchid=second))["trade_state"] == "SUCCESS"
+    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 80, "total": 80, "currency": "CNY"},
+                           out_trade_no=b, sub_mchid=second))
+    assert refund["status"] == "PROCESSING"

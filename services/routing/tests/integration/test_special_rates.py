@@ -3,6 +3,7 @@ changes the rate routing quotes from its start, and the savings projection from 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -131,3 +132,47 @@ async def test_the_savings_projection_equals_the_hand_computation(
         ("ali_micro_merchant", 46), ("wx_micro_merchant", 7)]
     unknown = await client.get("/v1/special-rate-savings", params={"merchant_id": "mch_nobody"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "merchant_profile_not_found"
+
+
+async def test_refusals_and_a_concurrent_approval(make_app: Callable[..., Any]) -> None:
+    client = await make_app()
+    await seed(client)
+    apps = "/v1/special-rate-applications"
+    unknown = await client.get("/v1/special-rate-programmes/wx_nothing")
+    assert unknown.status_code == 404 and unknown.json()["code"] == "special_rate_programme_not_found"
+    nothing = await client.get(f"{apps}/spa_nothing")
+    assert nothing.status_code == 404 and nothing.json()["code"] == "special_rate_application_not_found"
+    no_profile = await client.post(apps, json={"merchant_id": "mch_new", "programme_id": "wx_parking"}, headers=ACTOR)
+    assert no_profile.status_code == 404 and no_profile.json()["code"] == "merchant_profile_not_found"
+
+    documents = ["business_licence", "parking_lot_filing", "site_photos"]
+
+    async def submitted(merchant_id: str) -> str:
+        await _ok(await client.put(f"/v1/merchant-profiles/{merchant_id}",
+                                   json={"entity_type": "company", "industry_code": "7523"}, headers=ACTOR))
+        created = await _ok(await client.post(apps, json={"merchant_id": merchant_id, "programme_id": "wx_parking",
+                                                          "documents": documents}, headers=ACTOR), 201)
+        await _ok(await client.post(f"{apps}/{created['application_id']}/submit", headers=ACTOR))
+        return str(created["application_id"])
+
+    # A merchant with no contract on a WeChat route: nothing to put the rate on, nothing changes.
+    lonely = await submitted("mch_lot")
+    refused = await client.post(f"{apps}/{lonely}/approve", json={}, headers=ACTOR)
+    assert refused.status_code == 422 and refused.json()["code"] == "special_rate_no_contracted_route"
+    rejected = await _ok(await client.post(f"{apps}/{lonely}/reject", json={"reason": "no contract"},
+                                           headers=ACTOR))
+    assert (rejected["status"], rejected["rejection_reason"], rejected["rate_ids"]) == ("rejected", "no contract", [])
+
+    # Two operators approve the same application at once: one approval, one set of rates.
+    contested = await submitted(MERCHANT)
+    answers = await asyncio.gather(*(client.post(f"{apps}/{contested}/approve", json={}, headers=ACTOR)
+                                     for _ in range(2)))
+    assert sorted(a.status_code for a in answers) == [200, 409]
+    rates = await _ok(await client.get("/v1/fee-rates", params={"merchant_id": MERCHANT}))
+    assert len(rates["items"]) == 3
+
+    # A second approved application over the same period clashes with those rates: 409, nothing written.
+    overlapping = await submitted(MERCHANT)
+    clash = await client.post(f"{apps}/{overlapping}/approve", json={}, headers=ACTOR)
+    assert clash.status_code == 409 and clash.json()["code"] == "fee_rate_overlap"
+    assert (await _ok(await client.get(f"{apps}/{overlapping}")))["status"] == "submitted"

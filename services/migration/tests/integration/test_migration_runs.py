@@ -7,6 +7,7 @@ document numbers, so the tests share the ledger without seeing each other's rows
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -23,11 +24,15 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from libs.common.db import UnitOfWork
+from libs.common.errors import Problem
 from libs.common.services import REPO_ROOT, SERVICES
 from libs.common.testing.infra import ServiceProcess
 from libs.common.testing.plugin import DatabaseFactory
 from libs.common.testing.waiting import eventually
 from services.ledger.verify import verify
+from services.migration.clients.ledger import LedgerClient
+from services.migration.flows import runs as flow
 from services.migration.tests import generate as g
 
 pytestmark = pytest.mark.timeout(600)
@@ -56,6 +61,15 @@ class Env:
         out, err = proc.communicate(timeout=300)
         lines = out.decode().strip().splitlines()
         return proc.returncode, (json.loads(lines[-1]) if lines else {}), err.decode()
+
+    @contextlib.asynccontextmanager
+    async def migration(self, platform: str, batch_rows: int = 500) -> AsyncIterator[flow.Migration]:
+        """The CLI's flows in this process (each CLI process costs seconds of imports on a loaded machine)."""
+        ledger = LedgerClient(self.ledger.base_url, timeout_seconds=60)
+        try:
+            yield flow.Migration(UnitOfWork(self.migration_engine, source="migration"), ledger, platform, batch_rows)
+        finally:
+            await ledger.close()
 
     async def ledger_scalar(self, sql: str, **params: Any) -> Any:
         async with self.ledger_engine.connect() as conn:
@@ -171,13 +185,13 @@ async def test_dry_run_rejects_exactly_the_bad_rows_and_writes_nothing(env: Env)
 
 
 async def test_kill_three_times_then_resume_equals_an_uninterrupted_run(env: Env) -> None:
-    data = g.clean_dataset(env.root / "kill", base=20_000, merchants=6, persons=240)
+    data = g.clean_dataset(env.root / "kill", base=20_000, merchants=4, persons=120)
     platform, args = "pf-kill", ["run", *files_args(data)]
     rng = random.Random(7)
     for _ in range(3):
-        proc = env.cli(platform, *args, batch_rows=20)
+        proc = env.cli(platform, *args, batch_rows=15)
         floor = await _progress(env, platform)
-        target = floor + rng.randint(20, 150)
+        target = floor + rng.randint(10, 80)
 
         async def past_target(target: int = target, proc: subprocess.Popen[bytes] = proc) -> bool:
             return await _progress(env, platform) >= target or proc.poll() is not None
@@ -185,7 +199,7 @@ async def test_kill_three_times_then_resume_equals_an_uninterrupted_run(env: Env
         await eventually(past_target, "the run passed its kill point", timeout_seconds=120)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    code, summary, err = env.run_cli(platform, *args, batch_rows=20)
+    code, summary, err = env.run_cli(platform, *args, batch_rows=15)
     assert code == 0, err
     assert summary["status"] == "completed" and summary["reconciled"] and summary["rejected"] == 0
     run_id = summary["run_id"]
@@ -200,17 +214,16 @@ async def test_kill_three_times_then_resume_equals_an_uninterrupted_run(env: Env
     assert transfers == openings + 2
     assert await verify(env.ledger_db) == {}
 
-    # Running the finished files again changes nothing.
+    # Running the finished files again changes nothing; finalised, the run is no longer reversible.
     entries = await env.ledger_scalar("SELECT count(*) FROM entries")
-    code, again, err = env.run_cli(platform, *args)
-    assert code == 0 and again["run_id"] == run_id, err
-    assert await env.ledger_scalar("SELECT count(*) FROM entries") == entries
-
-    # Finalised: no longer reversible.
-    code, final, err = env.run_cli(platform, "finalise", run_id)
-    assert code == 0 and final["status"] == "finalised", err
-    code, _, err = env.run_cli(platform, "reverse", run_id)
-    assert code == 2 and "run_state_invalid" in err
+    async with env.migration(platform) as m:
+        files = flow.RunFiles(data.merchants, data.persons, data.balances, data.control)
+        assert await flow.start(m, files, dry_run=False) == run_id
+        assert await env.ledger_scalar("SELECT count(*) FROM entries") == entries
+        assert (await flow.finalise(m, run_id))["reconciled"]
+        with pytest.raises(Problem) as refused:
+            await flow.reverse(m, run_id)
+        assert refused.value.spec.code == "run_state_invalid"
 
 
 async def test_unreconciled_run_is_refused_finalisation_and_reversal_empties_it(env: Env) -> None:
@@ -221,11 +234,16 @@ async def test_unreconciled_run_is_refused_finalisation_and_reversal_empties_it(
     run_id = summary["run_id"]
     assert (await env.suspense(run_id))["CNY"] == 1  # the control total is 1 fen more than the balances
 
-    code, _, err = env.run_cli(platform, "finalise", run_id)
-    assert code == 2 and "finalisation_refused" in err and "suspense holds 1" in err
-
-    code, reversed_, err = env.run_cli(platform, "reverse", run_id, batch_rows=7)
-    assert reversed_["status"] == "reversed", err
+    async with env.migration(platform, batch_rows=7) as m:
+        with pytest.raises(Problem) as refused:
+            await flow.finalise(m, run_id)
+        assert refused.value.spec.code == "finalisation_refused"
+        assert "CNY: suspense holds 1, not 0" in refused.value.extensions["differences"]
+        assert (await flow.reverse(m, run_id))["rows"]["balances"]["reversed"] == data.balance_rows
+    async with env.migration_engine.connect() as conn:
+        assert (
+            await conn.execute(text("SELECT status FROM migration_runs WHERE id = :r"), {"r": run_id})
+        ).scalar_one() == "reversed"
     assert await env.balances_of(platform, run_id) == {}
     assert set((await env.suspense(run_id)).values()) == {0}
     assert (
@@ -235,15 +253,12 @@ async def test_unreconciled_run_is_refused_finalisation_and_reversal_empties_it(
 
     # The source ids are free again: a corrected control file migrates the same rows in a new run.
     fixed = g.clean_dataset(env.root / "rev2", base=30_000, merchants=3, persons=30)
-    code, second, err = env.run_cli(platform, "run", *files_args(fixed))
-    assert code == 0 and second["run_id"] != run_id and second["reconciled"], err
-    assert await env.balances_of(platform, second["run_id"]) == {k: v for k, v in fixed.expected.items() if v}
-
-
-async def _progress(env: Env, platform: str) -> int:
-    sql = """SELECT coalesce(sum(f.records_done), 0) FROM migration_run_files f JOIN migration_runs r ON r.id = f.run_id
-              WHERE r.platform = :p"""
-    return int(await env.migration_scalar(sql, p=platform))
+    async with env.migration(platform) as m:
+        second = await flow.start(
+            m, flow.RunFiles(fixed.merchants, fixed.persons, fixed.balances, fixed.control), dry_run=False
+        )
+        assert second != run_id and (await flow.report_of(m, second))[1]["reconciled"]
+    assert await env.balances_of(platform, second) == {k: v for k, v in fixed.expected.items() if v}
 
 
 async def test_api_runs_a_migration_for_the_calling_platform_only(
@@ -288,3 +303,9 @@ async def test_api_runs_a_migration_for_the_calling_platform_only(
     assert again.status_code == 409 and again.json()["code"] == "run_state_invalid"
     listed = await client.get("/v1/migrations/runs", headers=operator)
     assert [r["id"] for r in listed.json()["items"]] == [run_id]
+
+
+async def _progress(env: Env, platform: str) -> int:
+    sql = """SELECT coalesce(sum(f.records_done), 0) FROM migration_run_files f JOIN migration_runs r ON r.id = f.run_id
+              WHERE r.platform = :p"""
+    return int(await env.migration_scalar(sql, p=platform))

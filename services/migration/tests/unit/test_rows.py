@@ -87,3 +87,14 @@ def test_control_and_reconciliation() -> None:
     assert len(bad.differences) == 4
     with pytest.raises(ControlInvalid):
         parse_control([{"record": "balances", "currency": "EUR", "count": "1", "amount_minor": "1"}])
+
+
+def test_the_documented_examples_are_clean() -> None:
+    docs = Path(__file__).resolve().parents[4] / "docs" / "migration"
+    for kind, name in ((r.Kind.MERCHANTS, "merchants.csv"), (r.Kind.PERSONS, "persons.jsonl"),
+                       (r.Kind.BALANCES, "balances.csv")):  # fmt: skip
+        for _, raw in sources.records(sources.inspect(docs / name)):
+            assert raw is not None
+            r.parse(kind, raw)
+    control = parse_control(sources.control_records(docs / "control.csv"))
+    assert control.balances == {"CNY": (3, 17345), "XXX": (1, 800)}

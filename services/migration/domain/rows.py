@@ -21,7 +21,7 @@ from typing import Any
 from services.migration.domain import errors as e
 
 SOURCE_ID_LENGTH_MAX = 64
-NAME_LENGTH_MAX = 200
+NAME_LENGTH_MAX = 100  # the ledger's holder name limit
 AMOUNT_MINOR_MAX = 2**62  # far above any real balance; keeps every sum inside a bigint
 POINTS_CURRENCY = "XXX"  # ISO 4217 "no currency": one unit is one point (the ledger's convention)
 CURRENCIES = frozenset({"CNY", "HKD", "USD", POINTS_CURRENCY})

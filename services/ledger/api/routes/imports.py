@@ -29,11 +29,11 @@ _Currency = Field(pattern=r"^[A-Z]{3}$")
 class HolderImportItem(BaseModel):
     holder_id: str = _Id
     holder_type: HolderType
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=100)
     document_number: str = Field(min_length=1, max_length=32)
     phone: str | None = Field(default=None, max_length=20)
     bank_card: str | None = Field(default=None, max_length=32)
-    legal_person: str | None = Field(default=None, max_length=200)
+    legal_person: str | None = Field(default=None, max_length=100)
     settlement_account: str | None = Field(default=None, max_length=32)
     verified: bool = False
     currency: str = _Currency

@@ -22,6 +22,12 @@ class Settings(ServiceSettings):
     routing_url: str = ""
     routing_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
 
+    # The gateway (`GET /internal/v1/merchants/{id}/webhook-secret`): the webhook secret it returned at the
+    # merchant's creation is the one the cashier signs with (flows/merchants.py). Empty = the cashier
+    # mints its own (run alone, without a gateway).
+    gateway_url: str = ""
+    gateway_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+
     # Payment expiry when the merchant gives none, and the furthest it may be.
     payment_expiry_default_seconds: int = Field(default=30 * 60, ge=60, le=24 * 3600)
     payment_expiry_max_seconds: int = Field(default=24 * 3600, ge=60, le=15 * 24 * 3600)
@@ -77,10 +83,11 @@ class Settings(ServiceSettings):
     settlement_url: str = ""
     settlement_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
 
-    page_size_max: int = Field(default=100, ge=1, le=1000)
-    # The gateway (`GET /internal/v1/merchants/{id}/webhook-secret`): the webhook secret it returned at the
-    # merchant's creation is the one the cashier signs with (flows/merchants.py). Empty = the cashier
-    # mints its own (run alone, without a gateway).
-    gateway_url: str = ""
-    gateway_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    # Marketing (`POST /v1/internal/marketing/locks`): a payment with a coupon is created only after marketing
+    # locks the coupon and prices the discount. Empty = such payments are refused (503), never discounted
+    # unchecked. The lock lasts the payment's life plus `coupon_lock_margin_seconds` (marketing caps it).
+    marketing_url: str = ""
+    marketing_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    coupon_lock_margin_seconds: int = Field(default=300, ge=0, le=3600)
 
+    page_size_max: int = Field(default=100, ge=1, le=1000)

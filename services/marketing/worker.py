@@ -8,20 +8,28 @@ from libs.common.inbox import Subscription
 from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.marketing.config import Settings
 from services.marketing.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC
-from services.marketing.flows import claims, points, redemptions
+from services.marketing.flows import claims, payment_outcomes, points, redemptions
 from services.marketing.flows.clock import clock_of
 from services.marketing.store import coupons as store
 
 
 def subscriptions(settings: Settings) -> list[Subscription]:
-    """Points: earn on `payment.succeeded`, take back on `refund.succeeded` (flows/points.py)."""
+    """Coupons redeemed online: confirm on `payment.succeeded`, release on `payment.failed|closed`, the refund
+    rule on `refund.succeeded` (flows/payment_outcomes.py). Points: earn on `payment.succeeded`, take back on
+    `refund.succeeded` (flows/points.py). One subscription per topic, both effects in its transaction."""
 
     async def on_payment(tx: Tx, event: Envelope) -> None:
+        await payment_outcomes.on_payment_event(tx, event)
         await points.on_payment_event(tx, event, day_timezone=settings.day_timezone)
 
+    async def on_refund(tx: Tx, event: Envelope) -> None:
+        await payment_outcomes.on_refund_event(tx, event)
+        await points.on_refund_event(tx, event)
+
     return [
-        Subscription(CASHIER_PAYMENTS_TOPIC, on_payment, frozenset({"payment.succeeded"})),
-        Subscription(CASHIER_REFUNDS_TOPIC, points.on_refund_event, frozenset({"refund.succeeded"})),
+        Subscription(CASHIER_PAYMENTS_TOPIC, on_payment,
+                     frozenset({"payment.succeeded", "payment.failed", "payment.closed"})),
+        Subscription(CASHIER_REFUNDS_TOPIC, on_refund, frozenset({"refund.succeeded"})),
     ]
 
 

@@ -77,6 +77,10 @@ class PaymentCreateRequest(BaseModel):
     auth_code: AuthCode | None = Field(
         default=None, description="scene payment_code only: the code the payer shows, as scanned (its prefix "
                                   "decides the channel: WeChat 10-15, Alipay 25-30)")
+    coupon_id: str | None = Field(
+        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+        description="A coupon of the payer (payer.user_id) to redeem: marketing locks it and prices the discount; "
+                    "the channel is asked for the discounted amount (payable_minor)")
 
     @model_validator(mode="after")
     def _coherent(self) -> PaymentCreateRequest:
@@ -139,6 +143,11 @@ class PaymentResponse(BaseModel):
     wallet_holder_id: str | None
     split: list[dict[str, Any]] | None
     profit_sharing: bool
+    payable_minor: int = Field(description="What the payer pays at the channel: amount_minor less discount_minor")
+    discount_minor: int = Field(description="A redeemed coupon's discount (0 without one)")
+    discount: dict[str, Any] | None = Field(
+        description="The coupon redeemed: {coupon_id, redemption_id, stock_id, campaign_id, party, "
+                    "platform_share_bps, platform_minor, merchant_minor, channel_minor}")
     created_at: datetime
     attempts: list[AttemptResponse] = Field(default_factory=list)
 

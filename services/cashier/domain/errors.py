@@ -71,6 +71,12 @@ PROFIT_SHARING_ORDER_NOT_FOUND = ErrorSpec(
 NOTIFY_URL_NOT_ALLOWED = ErrorSpec(
     "notify_url_not_allowed", 422, "The webhook URL must be https and must not point at an internal address"
 )
+MARKETING_UNAVAILABLE = ErrorSpec(
+    "marketing_unavailable", 503, "The coupon could not be checked with marketing right now", retryable=True
+)
+COUPON_NOT_ALLOWED = ErrorSpec(
+    "coupon_not_allowed", 422, "A coupon needs the payer (payer.user_id) and a purchase (purpose payment)"
+)
 
 ERRORS: tuple[ErrorSpec, ...] = (
     PAYMENT_NOT_FOUND,
@@ -103,4 +109,6 @@ ERRORS: tuple[ErrorSpec, ...] = (
     PAYMENT_NOT_SUCCEEDED,
     PROFIT_SHARING_ORDER_NOT_FOUND,
     NOTIFY_URL_NOT_ALLOWED,
+    MARKETING_UNAVAILABLE,
+    COUPON_NOT_ALLOWED,
 )

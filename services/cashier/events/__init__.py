@@ -38,6 +38,17 @@ def purpose_fields(payment: Any) -> dict[str, Any]:
     }
 
 
+def discount_fields(payment: Any) -> dict[str, Any]:
+    """A coupon redeemed on the payment (marketing's lock): the order's own amount, the discount and who funds
+    it. `amount_minor` of a payment stays what the channel collects; these say what the order was worth."""
+    coupon = getattr(payment, "coupon", None)  # rows of older shapes (tests' stand-ins) have no coupon
+    return {
+        "order_amount_minor": payment.order_amount_minor if coupon else payment.amount_minor,
+        "discount_minor": payment.discount_minor if coupon else 0,
+        "discount": dict(coupon) if coupon else None,
+    }
+
+
 def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -> dict[str, Any]:
     """Data of every payment.* event: the payment, and the attempt the event is about (if any)."""
     data: dict[str, Any] = {
@@ -62,6 +73,7 @@ def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -
         # The platform user who pays, when the merchant names one (`payer.user_id`): marketing's points.
         "payer_user_id": (payment.payer or {}).get("user_id"),
         **purpose_fields(payment),
+        **discount_fields(payment),
     }
     if attempt is not None:
         data["attempt"] = {
@@ -101,6 +113,9 @@ def refund_event_data(refund: Any, payment: Any, **extra: Any) -> dict[str, Any]
         "payment_platform_fee_minor": payment.platform_fee_minor,
         "scene": payment.scene,
         "payment_refunded_minor": payment.refunded_minor,
+        # A discounted payment's coupon funding: the ledger and settlement reverse the platform's subsidy in
+        # proportion to the refunded part of `payment_amount_minor` (docs/ledger.md §3.13).
+        "payment_discount": discount_fields(payment)["discount"],
         "failure_code": refund.failure_code,
         "succeeded_at": _iso(refund.succeeded_at),
     }

@@ -13,6 +13,7 @@ import httpx
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.logging import get_logger
+from services.cashier.clients.marketing import MarketingClient
 from services.cashier.config import Settings
 from services.cashier.connectors.base import Connector
 from services.cashier.connectors.registry import build_connector, close_connector
@@ -76,6 +77,7 @@ class Cashier:
     routing: RoutingClient
     webhook_http: httpx.AsyncClient
     settlement: SettlementClient
+    marketing: MarketingClient
     clock: Callable[[], datetime] = utc_now
 
     def notify_url(self, channel: str, merchant_id: str) -> str:
@@ -86,6 +88,7 @@ class Cashier:
         await self.routing.aclose()
         await self.webhook_http.aclose()
         await self.settlement.aclose()
+        await self.marketing.aclose()
 
 
 def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
@@ -99,4 +102,6 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
         webhook_http=webhook_client(settings),
         settlement=SettlementClient(settings.settlement_url, timeout_seconds=settings.settlement_timeout_seconds,
                                     identity_secret=settings.internal_token_secret.get_secret_value()),
+        marketing=MarketingClient(settings.marketing_url, timeout_seconds=settings.marketing_timeout_seconds,
+                                  identity_secret=settings.internal_token_secret.get_secret_value()),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,6 +14,7 @@ from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.faults import crash_point
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
+from services.cashier.clients.marketing import CouponLock
 from services.cashier.connectors.base import (
     ChannelError,
     ChannelUnavailable,
@@ -25,6 +27,7 @@ from services.cashier.connectors.registry import CHANNELS, connector_scene
 from services.cashier.domain.errors import (
     CHANNEL_REFUSED,
     CHANNEL_UNAVAILABLE,
+    COUPON_NOT_ALLOWED,
     DUPLICATE_MERCHANT_ORDER,
     INSUFFICIENT_FUNDS,
     NO_ROUTE_AVAILABLE,
@@ -103,6 +106,7 @@ class PaymentDraft:
     wallet_holder_id: str | None = None
     split: tuple[tuple[str, int], ...] | None = None  # (receiver_id, amount_minor)
     profit_sharing: bool = False
+    coupon_id: str | None = None  # the payer's coupon to redeem (marketing locks it and prices the discount)
 
     def fingerprint(self) -> str:
         fields = {k: getattr(self, k) for k in self.__slots__}
@@ -127,6 +131,7 @@ class PaymentDraft:
 
 _FINGERPRINT_DEFAULTS: dict[str, Any] = {
     "purpose": PaymentPurpose.PAYMENT, "wallet_holder_id": None, "split": None, "profit_sharing": False,
+    "coupon_id": None,
 }
 
 
@@ -253,6 +258,74 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
     if draft.scene is PaymentScene.PAYMENT_CODE:  # the payer is at the counter: the deadline is short
         expire_at = min(expire_at, now + timedelta(seconds=cashier.settings.payment_code_deadline_seconds))
     payment_id = new_id("pay")
+    lock: CouponLock | None = None
+    if draft.coupon_id is not None:
+        try:
+            lock = await _lock_coupon(cashier, merchant_id, draft, payment_id, expire_at)
+        except Problem:
+            # A concurrent identical create may hold the coupon for its own payment: answer with that one.
+            replay = await _replay(cashier, merchant_id, draft, fingerprint)
+            if replay is not None:
+                return replay
+            raise
+    try:
+        payment, attempt = await _create_locked(cashier, merchant_id, draft, fingerprint, payment_id, expire_at,
+                                                lock)
+    except Exception:
+        if lock is not None:  # nothing was created: give the coupon back now rather than when the lock runs out
+            await cashier.marketing.release(lock.redemption_id)
+        raise
+    if payment is None:  # a concurrent identical order number won the insert
+        if lock is not None:
+            await cashier.marketing.release(lock.redemption_id)
+        replay = await _replay(cashier, merchant_id, draft, fingerprint)
+        assert replay is not None
+        return replay
+    if attempt is not None:
+        await _drive(cashier, payment, attempt)
+    async with cashier.uow.read() as conn:
+        final = await get_payment_unscoped(conn, payment.id)
+        assert final is not None
+        view = payment_view(final, await list_attempts(conn, payment.id))
+    if final.status == PaymentStatus.FAILED:
+        spec = _FAILURE_SPECS.get(final.failure_code or "", CHANNEL_REFUSED)
+        raise Problem(spec, final.failure_message or spec.title, payment_id=final.id, payment=_jsonable(view))
+    return CreateResult(view, created=True)
+
+
+async def _lock_coupon(cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str,
+                       expire_at: datetime) -> CouponLock:  # fmt: skip
+    """Ask marketing to lock the payer's coupon for this payment (before anything is created): its refusal
+    (expired, not applicable, threshold not met, used, locked by another payment) is the merchant's answer.
+
+    The payment method is told only when the request pins one channel (a payment code, or a single preferred
+    channel): a coupon limited to some methods is refused otherwise rather than redeemed on the wrong one."""
+    user_id = draft.payer.get("user_id")
+    if not user_id or draft.purpose is not PaymentPurpose.PAYMENT or draft.scene is PaymentScene.WALLET:
+        raise Problem(COUPON_NOT_ALLOWED, "a coupon is redeemed by a named payer (payer.user_id) on a channel "
+                                          "purchase (purpose payment, not scene wallet)")
+    code_channel = payment_codes.code_channel(draft.auth_code) if draft.auth_code else None
+    pinned = code_channel or (draft.preferred_channels[0] if len(draft.preferred_channels) == 1 else None)
+    lock_seconds = int((expire_at - cashier.clock()).total_seconds()) + cashier.settings.coupon_lock_margin_seconds
+    return await cashier.marketing.lock(
+        payment_id=payment_id, coupon_id=str(draft.coupon_id), user_id=str(user_id), merchant_id=merchant_id,
+        scene=draft.scene.value, payment_method=pinned, order_amount_minor=draft.amount_minor,
+        currency=draft.currency, lock_seconds=max(COUPON_LOCK_SECONDS_MIN, lock_seconds),
+    )
+
+
+COUPON_LOCK_SECONDS_MIN = 10  # marketing's own floor for a lock
+
+
+async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft, fingerprint: str,
+                         payment_id: str, expire_at: datetime,
+                         lock: CouponLock | None) -> tuple[Any | None, Any | None]:  # fmt: skip
+    """Route, check the split and insert the payment with its first attempt. With a coupon, everything from
+    here on (routing's fee, the split, the platform fee, the channel's order) is about the discounted amount
+    the channel collects; the order's own amount and the discount are recorded beside it."""
+    order_amount = draft.amount_minor
+    if lock is not None:
+        draft = dataclasses.replace(draft, amount_minor=lock.payable_minor)
     candidates = await _candidates(cashier, merchant_id, draft, payment_id)
     if draft.scene is PaymentScene.WALLET and not draft.payer.get("user_id"):
         raise Problem(VALIDATION_FAILED, "a wallet payment needs payer.user_id (the paying user)")
@@ -286,6 +359,9 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
                 "split": draft.split_json(),
                 "profit_sharing": draft.profit_sharing,
                 "candidates": [candidate_json(c) for c in candidates],
+                # Only with a coupon: a None here would be stored as JSON null, not SQL NULL.
+                **({"order_amount_minor": order_amount, "discount_minor": lock.discount_minor,
+                    "coupon": lock.record()} if lock is not None else {}),
             },
         )
         attempt = None
@@ -295,20 +371,7 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
             # The first attempt commits with the payment: a `created` payment always has a live attempt,
             # which is what the re-drive picks up if we die before recording the channel's answer.
             attempt = await _point_at_new_attempt(tx, cashier, payment, candidates[0], seq=1)
-    if payment is None:  # a concurrent identical order number won the insert
-        replay = await _replay(cashier, merchant_id, draft, fingerprint)
-        assert replay is not None
-        return replay
-    if attempt is not None:
-        await _drive(cashier, payment, attempt)
-    async with cashier.uow.read() as conn:
-        final = await get_payment_unscoped(conn, payment.id)
-        assert final is not None
-        view = payment_view(final, await list_attempts(conn, payment.id))
-    if final.status == PaymentStatus.FAILED:
-        spec = _FAILURE_SPECS.get(final.failure_code or "", CHANNEL_REFUSED)
-        raise Problem(spec, final.failure_message or spec.title, payment_id=final.id, payment=_jsonable(view))
-    return CreateResult(view, created=True)
+    return payment, attempt
 
 
 _FAILURE_SPECS = {

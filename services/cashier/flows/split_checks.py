@@ -12,36 +12,19 @@ from collections.abc import Sequence
 
 import httpx
 
-from libs.common.errors import ErrorSpec, Problem
-from libs.common.http import json_object, service_client
-from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+from libs.common.errors import Problem
+from libs.common.http import json_object
 from libs.common.logging import get_logger
+from services.cashier.clients import InternalClient, relayed_refusal
 from services.cashier.domain.errors import SETTLEMENT_UNAVAILABLE
 
 log = get_logger("juhe.cashier.split_checks")
 
 TRANSFER_NUDGE_PATH = "/v1/internal/transfers/{out_transfer_no}/nudge"
 SPLIT_CHECKS_PATH = "/v1/internal/split-checks"
-IDENTITY_KEY_ID = "cashier"
-# 4xx answers that say something about our call, not about the merchant's split: a settlement without the
-# endpoint, or refusing our identity. The merchant can do nothing about these, so they are 503.
-NOT_RELAYED_CODES = frozenset({"route_not_found", "method_not_allowed", "identity_missing", "identity_invalid",
-                               "merchant_scope_required", "forbidden", "unauthorized", "malformed_request"})
-DETAIL_LENGTH_MAX = 500
 
 
-class SettlementClient:
-    def __init__(self, base_url: str, *, timeout_seconds: float, identity_secret: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._identity_secret = identity_secret
-        self._http: httpx.AsyncClient | None = (
-            service_client(self.base_url, timeout_seconds=timeout_seconds) if self.base_url else None
-        )
-
-    async def aclose(self) -> None:
-        if self._http is not None:
-            await self._http.aclose()
-
+class SettlementClient(InternalClient):
     async def check_split(
         self, *, merchant_id: str, amount_minor: int, currency: str, split: Sequence[tuple[str, int]],
         business_line: str = "",
@@ -57,21 +40,17 @@ class SettlementClient:
         if business_line:
             body["business_line"] = business_line
         try:
-            # A service identity, so settlement can tell the cashier from a merchant even on /v1/internal.
-            token = mint_identity_token(self._identity_secret, key_id=IDENTITY_KEY_ID, service="cashier")
-            response = await self._http.post(SPLIT_CHECKS_PATH, json=body, headers={IDENTITY_HEADER: token})
+            response = await self._http.post(SPLIT_CHECKS_PATH, json=body, headers=self.identity_headers())
         except httpx.HTTPError as exc:
             log.warning("settlement unreachable for a split check", error=repr(exc))
             raise Problem(SETTLEMENT_UNAVAILABLE, "settlement could not be reached to check the split") from exc
         if response.status_code == 200:
             return
-        problem = json_object(response)
-        code = problem.get("code")
-        if 400 <= response.status_code < 500 and isinstance(code, str) and code and code not in NOT_RELAYED_CODES:
-            title = str(problem.get("title") or "The split was refused by settlement")
-            detail = str(problem.get("detail") or title)[:DETAIL_LENGTH_MAX]
-            raise Problem(ErrorSpec(code, response.status_code, title), detail)
-        log.warning("settlement answered a split check with an error", status=response.status_code, code=code)
+        refusal = relayed_refusal(response, "The split was refused by settlement")
+        if refusal is not None:
+            raise refusal
+        log.warning("settlement answered a split check with an error", status=response.status_code,
+                    code=json_object(response).get("code"))
         raise Problem(SETTLEMENT_UNAVAILABLE, f"settlement answered the split check with HTTP {response.status_code}")
 
     async def nudge_transfer(self, out_transfer_no: str) -> None:
@@ -80,9 +59,8 @@ class SettlementClient:
         if self._http is None:
             return
         try:
-            token = mint_identity_token(self._identity_secret, key_id=IDENTITY_KEY_ID, service="cashier")
             response = await self._http.post(TRANSFER_NUDGE_PATH.format(out_transfer_no=out_transfer_no),
-                                             headers={IDENTITY_HEADER: token})
+                                             headers=self.identity_headers())
         except httpx.HTTPError as exc:
             log.warning("settlement unreachable for a transfer nudge", error=repr(exc))
             return

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.cashier.domain.refunds import refundable_minor
-from services.cashier.events import purpose_fields
+from services.cashier.events import discount_fields, purpose_fields
 
 
 def attempt_view(row: Any) -> dict[str, Any]:
@@ -30,12 +30,15 @@ def attempt_view(row: Any) -> dict[str, Any]:
 
 
 def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, Any]:
+    discount = discount_fields(row)
     view = {
         "id": row.id,
         "merchant_id": row.merchant_id,
         "merchant_order_no": row.merchant_order_no,
         "status": row.status,
-        "amount_minor": row.amount_minor,
+        # The order's amount; `payable_minor` is what the payer pays at the channel (less a coupon's discount).
+        "amount_minor": discount["order_amount_minor"],
+        "payable_minor": row.amount_minor,
         "currency": row.currency,
         "description": row.description,
         "scene": row.scene,
@@ -59,6 +62,8 @@ def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, A
         else 0,
         "metadata": row.metadata,
         **purpose_fields(row),
+        "discount_minor": discount["discount_minor"],
+        "discount": discount["discount"],
         "created_at": row.created_at,
     }
     if attempts is not None:

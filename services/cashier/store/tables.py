@@ -86,6 +86,11 @@ payments = Table(
     # The ordered candidates chosen at creation ([{channel, route_id, fee_minor, fee_rate_bps}], migration
     # 0006): a re-drive after a crash fails over through the same list. NULL on older payments.
     Column("candidates", JSONB),
+    # A coupon redeemed on the payment (migration 0010): `amount_minor` is what the channel is asked for (the
+    # discounted amount), `order_amount_minor` the order's own, `coupon` marketing's lock and funding split.
+    Column("order_amount_minor", BigInteger),
+    Column("discount_minor", BigInteger, nullable=False, server_default=text("0")),
+    Column("coupon", JSONB),
     Column("channel_trade_no", String(64)),
     Column("payer_action", JSONB),
     Column("expire_at", DateTime(timezone=True), nullable=False),

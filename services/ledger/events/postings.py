@@ -67,6 +67,11 @@ def platform_fee_income(currency: str) -> AccountSpec:
     return AccountSpec(PLATFORM_HOLDER, "platform_fee_income", "4101", currency)
 
 
+def marketing_expense(currency: str) -> AccountSpec:
+    """5201: what the platform pays for the coupons it funds (§3.13), one per currency."""
+    return AccountSpec(PLATFORM_HOLDER, "marketing_expense", "5201", currency)
+
+
 @dataclass(frozen=True, slots=True)
 class Line:
     account: AccountSpec
@@ -100,28 +105,81 @@ def is_wallet(data: dict[str, Any]) -> bool:
     return data.get("channel") == WALLET_CHANNEL or data.get("scene") == WALLET_CHANNEL
 
 
+@dataclass(frozen=True, slots=True)
+class DiscountFunding:
+    """Who funds a coupon's discount on a payment (the cashier's `discount`, from marketing's lock)."""
+
+    platform_minor: int = 0  # the platform's subsidy: 5201 marketing_expense → the merchant's 2201
+    merchant_minor: int = 0  # contra-revenue: the merchant collects that much less (recorded, no money moves)
+    channel_minor: int = 0  # the channel's contribution (promotion_detail): owed by the channel to the merchant
+
+    @property
+    def total_minor(self) -> int:
+        return self.platform_minor + self.merchant_minor + self.channel_minor
+
+    def memo(self, order_amount_minor: int | None) -> dict[str, Any]:
+        return {"order_amount_minor": order_amount_minor, "discount_minor": self.total_minor,
+                "platform_minor": self.platform_minor, "merchant_minor": self.merchant_minor,
+                "channel_minor": self.channel_minor}
+
+
+def discount_funding(discount: Any) -> DiscountFunding | None:
+    """The funding split an event carries (`discount` of a payment, `payment_discount` of a refund); None
+    when the payment had no coupon."""
+    if not isinstance(discount, dict):
+        return None
+    return DiscountFunding(_int(discount.get("platform_minor")), _int(discount.get("merchant_minor")),
+                           _int(discount.get("channel_minor")))
+
+
+def subsidy_reversed(subsidy_minor: int, payable_minor: int, refunded_before_minor: int, refund_minor: int) -> int:
+    """The part of a subsidy one refund gives back: cumulative floors (`floor(S × after / payable) − floor(S ×
+    before / payable)`), so any sequence of partial refunds gives back exactly the whole subsidy at full refund
+    — marketing's own refund rule (services/marketing domain/rules.py), so the three sides agree."""
+    if payable_minor <= 0 or subsidy_minor <= 0:
+        return 0
+    after = min(refunded_before_minor + refund_minor, payable_minor)
+    before = min(max(refunded_before_minor, 0), after)
+    return subsidy_minor * after // payable_minor - subsidy_minor * before // payable_minor
+
+
 def payment_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
     """§3.1: Dr clearing (gross − channel fee), Dr channel fee; Cr merchant_pending (gross − platform fee),
-    Cr platform fee. Fees are the ones in force carried by the event, capped at the gross."""
+    Cr platform fee. Fees are the ones in force carried by the event, capped at the gross.
+
+    With a coupon (§3.13) the gross is what the channel collected (the discounted amount); the platform's
+    subsidy is one more line, Dr 5201 marketing_expense → Cr 2201 (the merchant line grows by it), and the
+    channel's contribution is owed by the channel (Dr 1101 clearing → Cr 2201); the merchant-funded part moves
+    no money and is recorded in the transfer's `metadata.discount` (contra-revenue: the merchant simply
+    collects less)."""
     gross = int(data["amount_minor"])
     currency = str(data["currency"])
     channel = str(data["channel"])
     channel_fee = min(_int(data.get("fee_minor")), gross)
     platform_fee = min(_int(data.get("platform_fee_minor")), gross)
+    funding = discount_funding(data.get("discount")) or DiscountFunding()
     lines = [
-        Line(channel_clearing(channel, currency), "debit", gross - channel_fee),
+        Line(channel_clearing(channel, currency), "debit", gross - channel_fee + funding.channel_minor),
         Line(channel_fee_expense(channel, currency), "debit", channel_fee),
-        Line(merchant_pending(str(data["merchant_id"]), currency), "credit", gross - platform_fee),
+        Line(marketing_expense(currency), "debit", funding.platform_minor),
+        Line(merchant_pending(str(data["merchant_id"]), currency), "credit",
+             gross - platform_fee + funding.platform_minor + funding.channel_minor),
         Line(platform_fee_income(currency), "credit", platform_fee),
     ]
     payment_id = str(data["payment_id"])
+    metadata: dict[str, Any] = {"event": "payment.succeeded", "channel": channel,
+                                "channel_trade_no": data.get("channel_trade_no"), "route_id": data.get("route_id")}
+    if isinstance(data.get("discount"), dict):
+        metadata["discount"] = {**funding.memo(data.get("order_amount_minor")),
+                                "coupon_id": data["discount"].get("coupon_id"),
+                                "redemption_id": data["discount"].get("redemption_id"),
+                                "campaign_id": data["discount"].get("campaign_id")}
     return PostingPlan(
         idempotency_key=f"{payment_id}:succeeded",
         reference=payment_id,
         currency=currency,
         lines=_positive(lines),
-        metadata={"event": "payment.succeeded", "channel": channel, "channel_trade_no": data.get("channel_trade_no"),
-                  "route_id": data.get("route_id")},
+        metadata=metadata,
     )
 
 
@@ -141,18 +199,29 @@ def refund_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
     channel = str(data["channel"])
     channel_fee = refund_fee_share(min(_int(data.get("payment_fee_minor")), gross), refund, gross)
     platform_fee = refund_fee_share(min(_int(data.get("payment_platform_fee_minor")), gross), refund, gross)
+    # §3.13: the platform's subsidy (and a channel's contribution) go back in proportion to the refunded part of
+    # what the channel collected; `payment_refunded_minor` is the payment's refunded total after this refund.
+    funding = discount_funding(data.get("payment_discount")) or DiscountFunding()
+    before = _int(data.get("payment_refunded_minor")) - refund
+    platform_back = subsidy_reversed(funding.platform_minor, gross, before, refund)
+    channel_back = subsidy_reversed(funding.channel_minor, gross, before, refund)
     lines = [
-        Line(merchant_pending(str(data["merchant_id"]), currency), "debit", refund - platform_fee),
+        Line(merchant_pending(str(data["merchant_id"]), currency), "debit",
+             refund - platform_fee + platform_back + channel_back),
         Line(platform_fee_income(currency), "debit", platform_fee),
-        Line(channel_clearing(channel, currency), "credit", refund - channel_fee),
+        Line(channel_clearing(channel, currency), "credit", refund - channel_fee + channel_back),
         Line(channel_fee_expense(channel, currency), "credit", channel_fee),
+        Line(marketing_expense(currency), "credit", platform_back),
     ]
     refund_id = str(data["refund_id"])
+    metadata: dict[str, Any] = {"event": "refund.succeeded", "channel": channel, "payment_id": data.get("payment_id"),
+                                "channel_refund_no": data.get("channel_refund_no")}
+    if isinstance(data.get("payment_discount"), dict):
+        metadata["discount_reversed"] = {"platform_minor": platform_back, "channel_minor": channel_back}
     return PostingPlan(
         idempotency_key=f"{refund_id}:succeeded",
         reference=refund_id,
         currency=currency,
         lines=_positive(lines),
-        metadata={"event": "refund.succeeded", "channel": channel, "payment_id": data.get("payment_id"),
-                  "channel_refund_no": data.get("channel_refund_no")},
+        metadata=metadata,
     )

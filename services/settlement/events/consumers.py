@@ -7,6 +7,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from libs.common.db import Tx, UnitOfWork
@@ -20,7 +21,7 @@ from services.settlement.domain import splits as split_math
 from services.settlement.domain.cycles import settle_date
 from services.settlement.events import PAYMENT_SUCCEEDED, REFUND_SUCCEEDED
 from services.settlement.store import cycles, records
-from services.settlement.store.tables import ledger_accounts
+from services.settlement.store.tables import ledger_accounts, settlement_entries
 
 log = get_logger("juhe.settlement.consumers")
 WALLET_TOPUP = "wallet_topup"
@@ -107,8 +108,34 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
     if row["purpose"] == WALLET_TOPUP:
         return  # the ledger runs §3.7 for it instead of §3.1: no merchant credit to settle or split
     if event.type == PAYMENT_SUCCEEDED and previous != "succeeded":
-        await _payment_succeeded(tx, row, occurred)
+        await _payment_succeeded(tx, row, occurred, subsidy_minor=_subsidy_minor(data.get("discount")))
     await apply_refunds(tx, row["payment_id"])
+
+
+def _subsidy_minor(discount: Any) -> int:
+    """What a coupon's funders other than the merchant add to its 2201 (the ledger's §3.13): the platform's
+    subsidy and a channel's contribution. The merchant-funded part moves no money (it collects less)."""
+    if not isinstance(discount, dict):
+        return 0
+    parts = (discount.get("platform_minor"), discount.get("channel_minor"))
+    return sum(p for p in parts if isinstance(p, int) and not isinstance(p, bool) and p > 0)
+
+
+async def _subsidy_of(tx: Tx, payment_id: str) -> int:
+    """The subsidy entry of a payment (`<payment>:subsidy`), 0 without one: what its refunds give back from."""
+    amount = (await tx.conn.execute(select(settlement_entries.c.amount_minor)
+                                    .where(settlement_entries.c.source_key == f"{payment_id}:subsidy"))).scalar()
+    return int(amount or 0)
+
+
+def subsidy_reversed(subsidy_minor: int, payable_minor: int, refunded_before_minor: int,
+                     refunded_after_minor: int) -> int:
+    """The part of the subsidy a refund gives back, by cumulative floors (the ledger's §3.13 and marketing's own
+    rule): refunds in any order give back exactly `floor(S × total refunded / gross)` in sum."""
+    if payable_minor <= 0 or subsidy_minor <= 0:
+        return 0
+    return (subsidy_minor * refunded_after_minor // payable_minor
+            - subsidy_minor * refunded_before_minor // payable_minor)
 
 
 def _platform_fee(data: dict[str, Any], amount_minor: int, rate_bps: int | None) -> int | None:
@@ -120,13 +147,16 @@ def _platform_fee(data: dict[str, Any], amount_minor: int, rate_bps: int | None)
     return split_math.platform_fee_minor(amount_minor, rate_bps) if rate_bps is not None else None
 
 
-async def _payment_succeeded(tx: Tx, row: Any, occurred: datetime) -> None:
-    """The first success of a payment: its settle date, the merchant's net entry and its split."""
+async def _payment_succeeded(tx: Tx, row: Any, occurred: datetime, *, subsidy_minor: int = 0) -> None:
+    """The first success of a payment: its settle date, the merchant's net entry and its split, and a coupon's
+    subsidy (`<payment>:subsidy`, kept by the payee: the split divides what the channel collected)."""
     due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
     await records.set_settle_date(tx.conn, row["payment_id"], due)
     base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
-    await cycles.add_entries(tx.conn, [_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due,
-                                              "payment")])  # fmt: skip
+    await cycles.add_entries(tx.conn, [
+        _entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due, "payment"),
+        _entry(f"{row['payment_id']}:subsidy", row["merchant_id"], row, subsidy_minor, due, "payment"),
+    ])  # fmt: skip
     await _create_split(tx, row, base, due)
 
 
@@ -294,7 +324,10 @@ async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
     due = max(payment["settle_date"] or bill_day(occurred), bill_day(occurred))
     refund_entry = _entry(f"{refund_id}:net", payment["merchant_id"], payment, -refund_net_minor(payment, amount),
                           due, "refund", refund_id)  # fmt: skip
-    await cycles.add_entries(tx.conn, [refund_entry])
+    subsidy_back = subsidy_reversed(await _subsidy_of(tx, payment["payment_id"]), int(payment["amount_minor"]),
+                                    refunded_before, refunded_after)  # fmt: skip
+    await cycles.add_entries(tx.conn, [refund_entry, _entry(f"{refund_id}:subsidy", payment["merchant_id"], payment,
+                                                            -subsidy_back, due, "refund", refund_id)])  # fmt: skip
     split = await records.split_of_payment(tx.conn, payment["payment_id"], for_update=True)
     if split is None:
         return payment

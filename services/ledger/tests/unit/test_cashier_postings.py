@@ -78,3 +78,49 @@ def test_partial_refund_rounds_fee_lines_down_and_stays_balanced() -> None:
 def test_wallet_events_are_recognised() -> None:
     assert is_wallet({"channel": "wallet"}) and is_wallet({"scene": "wallet", "channel": None})
     assert not is_wallet(payment())
+
+
+DISCOUNT = {"coupon_id": "cpn_1", "redemption_id": "rdm_1", "stock_id": "cps_1", "campaign_id": "cmp_1",
+            "party": "shared", "platform_share_bps": 3000, "platform_minor": 300, "merchant_minor": 700,
+            "channel_minor": 0}
+
+
+def test_a_discounted_payment_posts_the_platform_subsidy_and_records_the_merchant_part() -> None:
+    """§3.13's example: order 12000, 1000 off (platform 300, merchant 700), the channel collected 11000."""
+    plan = payment_succeeded_plan(payment(amount_minor=11000, order_amount_minor=12000, discount_minor=1000,
+                                          fee_minor=28, platform_fee_minor=66, discount=DISCOUNT))
+    assert lines(plan) == [
+        ("debit", "channel_clearing", "platform", 10972),
+        ("debit", "channel_fee_expense", "platform", 28),
+        ("debit", "marketing_expense", "platform", 300),
+        ("credit", "merchant_pending", "mch_1", 11234),  # 12000 − 700 (the merchant's own part) − 66
+        ("credit", "platform_fee_income", "platform", 66),
+    ]
+    assert balanced(plan) and plan.lines[2].account.code == "5201"
+    assert plan.metadata["discount"] == {"order_amount_minor": 12000, "discount_minor": 1000, "platform_minor": 300,
+                                         "merchant_minor": 700, "channel_minor": 0, "coupon_id": "cpn_1",
+                                         "redemption_id": "rdm_1", "campaign_id": "cmp_1"}
+
+
+def test_a_merchant_funded_discount_moves_no_platform_money() -> None:
+    merchant_only = {**DISCOUNT, "party": "merchant", "platform_minor": 0, "merchant_minor": 1000}
+    plan = payment_succeeded_plan(payment(amount_minor=11000, fee_minor=0, platform_fee_minor=0,
+                                          discount=merchant_only))
+    assert lines(plan) == [("debit", "channel_clearing", "platform", 11000),
+                           ("credit", "merchant_pending", "mch_1", 11000)]
+
+
+def test_refunds_give_the_subsidy_back_in_proportion_and_whole_at_full_refund() -> None:
+    base = {"payment_id": "pay_1", "merchant_id": "mch_1", "currency": "CNY", "channel": "wechatpay",
+            "payment_amount_minor": 11001, "payment_fee_minor": 0, "payment_platform_fee_minor": 0,
+            "payment_discount": DISCOUNT}
+    given_back, refunded = 0, 0
+    for i, amount in enumerate((3333, 3333, 4335)):  # odd parts: each floor alone would lose a fen
+        refunded += amount
+        plan = refund_succeeded_plan({**base, "refund_id": f"re_{i}", "amount_minor": amount,
+                                      "payment_refunded_minor": refunded})
+        assert balanced(plan)
+        back = {(line.account.kind, line.direction): line.amount_minor for line in plan.lines}
+        given_back += back.get(("marketing_expense", "credit"), 0)
+        assert back[("merchant_pending", "debit")] == amount + back.get(("marketing_expense", "credit"), 0)
+    assert given_back == 300

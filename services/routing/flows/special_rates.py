@@ -22,6 +22,7 @@ from libs.common.ids import new_id
 from services.routing.config import Settings
 from services.routing.domain import errors as e
 from services.routing.domain.special_rates import (
+    DOCUMENT_RE,
     PROJECTION_CURRENCY,
     PROJECTION_WINDOW_DAYS,
     Application,
@@ -40,6 +41,7 @@ from services.routing.domain.special_rates import (
 from services.routing.store import config as config_store
 from services.routing.store import special_rates as store
 
+EFFECTIVE_FROM_LEEWAY = timedelta(minutes=5)  # an operator's "now" typed a moment ago is still accepted
 EXAMPLE_CATALOGUE_PATH = Path(__file__).resolve().parent.parent / "data" / "special_rate_programmes.json"
 
 
@@ -83,6 +85,10 @@ async def merchant_eligibility(settings: Settings, uow: UnitOfWork, merchant_id:
 async def create_application(settings: Settings, uow: UnitOfWork, *, merchant_id: str, programme_id: str,
                              documents: list[str], actor: str, at: datetime) -> Application:
     chosen = programme(settings, programme_id)
+    unreadable = [d for d in documents if not DOCUMENT_RE.match(d)]
+    if unreadable:
+        raise Problem(e.SPECIAL_RATE_APPLICATION_INVALID, "document names are lowercase words joined by "
+                      f"underscores (such as {', '.join(chosen.required_documents[:2])})")
     check = eligibility(await profile(uow, merchant_id), chosen, at=at)
     if not check.eligible:
         raise Problem(e.SPECIAL_RATE_NOT_ELIGIBLE, "; ".join(check.reasons), reasons=list(check.reasons))
@@ -104,7 +110,10 @@ async def submit(settings: Settings, uow: UnitOfWork, application_id: str, *, ac
 
 
 async def approve(settings: Settings, uow: UnitOfWork, application_id: str, *, effective_from: datetime,
-                  actor: str) -> Application:
+                  actor: str, now: datetime) -> Application:
+    if effective_from < now - EFFECTIVE_FROM_LEEWAY:
+        raise Problem(e.SPECIAL_RATE_APPLICATION_INVALID, "effective_from is in the past: a rate is never put in "
+                      "force for payments already quoted")
     async with uow.begin() as tx:
         old = await store.get_application(tx.conn, application_id, for_update=True)
         chosen = programme(settings, old.programme_id)

@@ -117,9 +117,9 @@ async def submit_application(application_id: str, request: Request, uow: UowDep,
 @router.post("/v1/special-rate-applications/{application_id}/approve")
 async def approve_application(application_id: str, body: ApplicationApproveRequest, request: Request,
                               uow: UowDep, actor: ActorDep) -> ApplicationResponse:
-    effective_from = body.effective_from or datetime.now(UTC)
+    now = datetime.now(UTC)
     return ApplicationResponse.of(await flow.approve(_settings(request), uow, application_id,
-                                                     effective_from=effective_from, actor=actor))
+                                                     effective_from=body.effective_from or now, actor=actor, now=now))
 
 
 @router.post("/v1/special-rate-applications/{application_id}/reject")

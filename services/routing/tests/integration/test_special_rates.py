@@ -165,6 +165,12 @@ async def test_refusals_and_a_concurrent_approval(make_app: Callable[..., Any]) 
 
     # Two operators approve the same application at once: one approval, one set of rates.
     contested = await submitted(MERCHANT)
+    badly_named = await client.post(apps, json={"merchant_id": MERCHANT, "programme_id": "wx_parking",
+                                                "documents": ["Business Licence.pdf"]}, headers=ACTOR)
+    assert badly_named.status_code == 422 and badly_named.json()["code"] == "special_rate_application_invalid"
+    backdated = await client.post(f"{apps}/{contested}/approve",
+                                  json={"effective_from": "2026-01-01T00:00:00+08:00"}, headers=ACTOR)
+    assert backdated.status_code == 422 and backdated.json()["code"] == "special_rate_application_invalid"
     answers = await asyncio.gather(*(client.post(f"{apps}/{contested}/approve", json={}, headers=ACTOR)
                                      for _ in range(2)))
     assert sorted(a.status_code for a in answers) == [200, 409]

@@ -2,11 +2,14 @@
 
 1. The gateway creates the demo platform, merchant `mch_demo` (API key + webhook secret) and user.
 2. The demo merchant and the platform's own collecting merchant for wallet top-ups (`mch_wallet`) are
-   registered with the WeChat Pay and Alipay sandboxes, as a merchant would on the channels' own
-   platforms; the generated credentials are kept in `.juhe/demo-channels.json` (the sandboxes keep
-   theirs in `.juhe/sandboxes/`), so later runs reuse them.
+   registered with the WeChat Pay, Alipay, UnionPay and e-CNY bank sandboxes, as a merchant would on the
+   channels' own platforms; the generated credentials are kept in `.juhe/demo-channels.json` (the
+   sandboxes keep theirs in `.juhe/sandboxes/`), so later runs reuse them. `mch_wallet`'s Alipay app is in
+   certificate mode (app certificate + Alipay root certificate SN): Alipay opens its fund APIs (transfers
+   to an Alipay account, for wallet withdrawals) to certificate-mode apps only; a saved public-key-mode
+   app of an earlier run is switched over once.
 3. The cashier is given the merchant's webhook secret and both merchants' channel configs, and routing
-   gets one direct route per channel with a fee rate and both merchants' contracts, so a payment (and a
+   gets one route per channel (`DEMO_ROUTES`) with a fee rate and both merchants' contracts, so a payment (and a
    wallet top-up) can be taken right after `make run`. Every call is idempotent (409 "already there" is
    fine on later runs).
 4. Settlement's client at the bank sandbox: the launcher provisions the credentials before any process
@@ -19,10 +22,13 @@ from __future__ import annotations
 import importlib
 import json
 import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from cryptography.hazmat.primitives import serialization
 
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
@@ -35,12 +41,43 @@ DEMO_MERCHANT_ID = "mch_demo"
 WALLET_TOPUP_MERCHANT_ID = "mch_wallet"
 # (merchant, WeChat Pay mchid): each merchant has its own account at the channel.
 DEMO_WECHAT_MCHIDS = {DEMO_MERCHANT_ID: "1900000109", WALLET_TOPUP_MERCHANT_ID: "1900000110"}
+# UnionPay merId (15 characters) and the e-CNY bank's merchant number of each merchant.
+DEMO_UNIONPAY_MER_IDS = {DEMO_MERCHANT_ID: "777290058110048", WALLET_TOPUP_MERCHANT_ID: "777290058110049"}
+DEMO_ECNY_MERCHANT_IDS = {DEMO_MERCHANT_ID: "EC000000000101", WALLET_TOPUP_MERCHANT_ID: "EC000000000102"}
+UNIONPAY_CONFIG_FIELDS = ("mer_id", "sign_pfx_base64", "sign_pfx_password", "root_cert_pem", "middle_cert_pem",
+                          "validate_cn_name")  # fmt: skip
+ECNY_CONFIG_FIELDS = ("merchant_id", "merchant_private_key_hex", "merchant_public_key_hex", "bank_public_key_hex",
+                      "sm4_key_hex")  # fmt: skip
+# Merchants whose Alipay app is in certificate mode (fund APIs: transfers for wallet withdrawals).
+ALIPAY_CERT_MODE_MERCHANTS = frozenset({WALLET_TOPUP_MERCHANT_ID})
+# The cashier's channel priority (1 first) when a payment names none: the card and e-CNY channels after the
+# wallets, so a payment for a scene several channels take keeps its earlier first choice and fail-over.
+DEMO_CHANNEL_ORDER = ("alipay", "wechatpay", "unionpay", "ecny")
 BANK_CLIENT_ID = "juhe_settlement"
-# (route id, method, connector, scenes, fee in basis points): invented demo rates, not quotes.
+
+
+@dataclass(frozen=True, slots=True)
+class DemoRoute:
+    """One routing route of the demo: invented demo fee rates, not quotes."""
+
+    route_id: str
+    method: str
+    connector: str
+    scenes: Sequence[str]
+    rate_bps: int
+    kind: str = "direct"
+    provider: str | None = None  # who acquires; None: the connector's own institution
+
+
 DEMO_ROUTES = (
     # `barcode` is routing's name for the 付款码 scene (payment_code): the code picks the channel, routing the fee.
-    ("ali_direct", "alipay", "alipay", ["native_qr", "page", "h5", "app", "jsapi", "mini_program", "barcode"], 55),
-    ("wx_direct", "wechat", "wechatpay", ["native_qr", "jsapi", "mini_program", "app", "h5", "barcode"], 60),
+    DemoRoute("ali_direct", "alipay", "alipay", ["native_qr", "page", "h5", "app", "jsapi", "mini_program", "barcode"],
+              55),
+    DemoRoute("wx_direct", "wechat", "wechatpay", ["native_qr", "jsapi", "mini_program", "app", "h5", "barcode"], 60),
+    # UnionPay online payment (全渠道): web, mobile web and app consumes on the platform's own merId.
+    DemoRoute("up_direct", "unionpay", "unionpay", ["page", "h5", "app"], 60),
+    # e-CNY through the operating bank the platform signed with (an acquirer route): wallet-app QR and H5.
+    DemoRoute("ecny_bank", "ecny", "ecny", ["native_qr", "h5"], 0, kind="acquirer", provider="ecny_bank"),
 )
 ALREADY_THERE = 409
 DEMO_WECHAT_APPID = "wxd678efh567hg6787"
@@ -151,7 +188,35 @@ async def _demo_channels(
                 "alipay_public_key_pem": reg["alipay_public_key_pem"],
                 "seller_id": reg.get("seller_id"),
             }
+        if "alipay" in saved and merchant_id in ALIPAY_CERT_MODE_MERCHANTS and not saved["alipay"].get("app_cert_pem"):
+            saved["alipay"] = await _alipay_certificate_mode(client, urls["alipay"], saved["alipay"])
+        # The sandboxes' merchant registration answers the connector's config fields (docs/protocols §8).
+        for channel, body, fields in (
+            ("unionpay", {"mer_id": DEMO_UNIONPAY_MER_IDS[merchant_id]}, UNIONPAY_CONFIG_FIELDS),
+            ("ecny", {"merchant_id": DEMO_ECNY_MERCHANT_IDS[merchant_id]}, ECNY_CONFIG_FIELDS),
+        ):
+            if channel in urls and channel not in saved:
+                r = await client.post(f"{urls[channel]}/control/merchants", json=body)
+                r.raise_for_status()
+                saved[channel] = {"base_url": urls[channel], **{k: r.json()[k] for k in fields}}
     return saved
+
+
+async def _alipay_certificate_mode(client: httpx.AsyncClient, alipay_url: str,
+                                   config: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+    """Switch an app to certificate mode, as a merchant does on Alipay's open platform: upload the app's
+    public key, download the app certificate, Alipay's certificate and Alipay's root certificate. The
+    connector then sends `app_cert_sn` + `alipay_root_cert_sn` and takes Alipay's key from its certificate."""
+    private_key = serialization.load_pem_private_key(config["app_private_key_pem"].encode(), password=None)
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    body = {"app_id": config["app_id"], "app_public_key_pem": public_pem, "cert_mode": True,
+            "seller_id": config.get("seller_id")}  # fmt: skip
+    r = await client.post(f"{alipay_url}/control/apps", json=body)
+    r.raise_for_status()
+    reg = r.json()
+    return {**config, "alipay_public_key_pem": reg["alipay_public_key_pem"],
+            **{k: reg[k] for k in ("app_cert_pem", "alipay_cert_pem", "alipay_root_cert_pem")}}  # fmt: skip
 
 
 async def _configure_cashier(
@@ -161,7 +226,9 @@ async def _configure_cashier(
     async with httpx.AsyncClient(base_url=cashier_url, timeout=SEED_TIMEOUT_SECONDS, headers=headers) as c:
         body = {"webhook_secret": webhook_secret} if webhook_secret else {}
         (await c.put(f"/v1/admin/merchants/{merchant_id}", json=body)).raise_for_status()
-        for priority, (channel, config) in enumerate(sorted(channels.items()), start=1):
+        ordered = sorted(channels.items(), key=lambda item: (
+            DEMO_CHANNEL_ORDER.index(item[0]) if item[0] in DEMO_CHANNEL_ORDER else len(DEMO_CHANNEL_ORDER), item[0]))
+        for priority, (channel, config) in enumerate(ordered, start=1):
             r = await c.put(
                 f"/v1/admin/merchants/{merchant_id}/channels/{channel}",
                 json={"priority": priority, "enabled": True, "config": config},
@@ -177,24 +244,26 @@ def _platform_headers() -> dict[str, str]:
 async def _configure_routing(routing_url: str, by_merchant: dict[str, dict[str, dict[str, Any]]]) -> None:
     valid_from = "2026-01-01T00:00:00+08:00"
     async with httpx.AsyncClient(base_url=routing_url, timeout=SEED_TIMEOUT_SECONDS, headers=_platform_headers()) as c:
-        for route_id, method, connector, scenes, rate_bps in DEMO_ROUTES:
-            merchants = [m for m, channels in by_merchant.items() if connector in channels]
+        for route in DEMO_ROUTES:
+            merchants = [m for m, channels in by_merchant.items() if route.connector in channels]
             if not merchants:
                 continue
+            route_id = route.route_id
             calls = (
                 c.post(
                     "/v1/channel-routes",
                     json={
                         "route_id": route_id,
-                        "method": method,
-                        "kind": "direct",
-                        "provider": connector,
-                        "connector": connector,
-                        "config_ref": f"demo/{connector}",
-                        "scenes": scenes,
+                        "method": route.method,
+                        "kind": route.kind,
+                        "provider": route.provider or route.connector,
+                        "connector": route.connector,
+                        "config_ref": f"demo/{route.connector}",
+                        "scenes": list(route.scenes),
                     },
                 ),
-                c.post("/v1/fee-rates", json={"route_id": route_id, "rate_bps": rate_bps, "valid_from": valid_from}),
+                c.post("/v1/fee-rates", json={"route_id": route_id, "rate_bps": route.rate_bps,
+                                              "valid_from": valid_from}),
                 *(
                     c.put(f"/v1/contracts/{m}/{route_id}", json={"sub_merchant_id": f"{m}_{route_id}"})
                     for m in merchants

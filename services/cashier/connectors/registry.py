@@ -96,7 +96,7 @@ def _unionpay_refusal(message: str) -> ChannelReply:
 def _ecny_refusal(message: str) -> ChannelReply:
     """The e-CNY bank resends until 200 + `{"code":"SUCCESS"}` (docs/protocols/ecny.md §5)."""
     body = json.dumps({"code": "FAIL", "message": message[:200]}, ensure_ascii=False).encode("utf-8")
-    return ChannelReply(400, body, "application/json")
+    return ChannelReply(401, body, "application/json")
 
 
 CHANNELS: dict[str, ChannelSpec] = {

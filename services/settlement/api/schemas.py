@@ -123,7 +123,9 @@ class PaymentRecordResponse(BaseModel):
 
 
 class ReconciliationRunRequest(BaseModel):
-    channel: Literal["wechatpay", "alipay"]
+    # Every channel whose bill the cashier parses (its connector's download_bill): WeChat Pay's and Alipay's
+    # daily bills, UnionPay's ZM settlement file, the e-CNY bank's daily CSV.
+    channel: Literal["wechatpay", "alipay", "unionpay", "ecny"]
     merchant_id: str = Field(min_length=1, max_length=64)
     bill_date: date
 

@@ -27,11 +27,27 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx, UnitOfWork
+from libs.common.ids import new_id
+from services.ledger.domain.accounts import NormalBalance
 from services.ledger.domain.engine import CreateTransfers, Outcome
 from services.ledger.domain.transfers import Direction, Posting, TransferRequest
 from services.ledger.domain.wallet.entitlements import HolderType, SubaccountType
-from services.ledger.domain.wallet.postings import ESCROW_BANK, POINTS_CURRENCY, POINTS_ISSUED, Line, cr, dr
+from services.ledger.domain.wallet.postings import (
+    CHART_SUBACCOUNTS,
+    ESCROW_BANK,
+    MERCHANT_SUBACCOUNTS,
+    PERSON_SUBACCOUNTS,
+    POINTS_CURRENCY,
+    POINTS_ISSUED,
+    SUBACCOUNT_LINES,
+    Line,
+    cr,
+    dr,
+)
+from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
+from services.ledger.events.postings import account_key
 from services.ledger.store import wallet as wallet_store
+from services.ledger.store.codec import account_from_row
 from services.ledger.store.writer import LedgerWriter
 
 MIGRATION_SOURCE = "migration"
@@ -95,33 +111,98 @@ def _holder_values(h: HolderImport) -> dict[str, Any]:
 
 
 async def open_holders(uow: UnitOfWork, holders: list[HolderImport]) -> list[HolderResult]:
-    """All holders of a batch and their default sub-accounts in one transaction; one result per holder."""
-    results: list[HolderResult] = []
+    """All holders of a batch and their default sub-accounts in one transaction, set-based (a statement per
+    table for the whole batch, not per holder: opening a person is ~10 rows); one result per holder."""
+    if not holders:
+        return []
+    values = [_holder_values(h) for h in holders]
+    columns = ("holder_id", "holder_type", "name", "document_number", "phone", "bank_card", "legal_person",
+               "settlement_account", "kyc_status", "body_hash")  # fmt: skip
+    sql = f"""INSERT INTO wallet_holders ({", ".join(columns)})
+              SELECT * FROM unnest({", ".join(f"CAST(:{c} AS text[])" for c in columns)})
+              ON CONFLICT DO NOTHING RETURNING holder_id"""
     async with uow.begin() as tx:
-        for holder in holders:
-            results.append(await _open_holder(tx, holder))
+        params = {c: [v[c] for v in values] for c in columns}
+        created = set((await tx.conn.execute(text(sql), params)).scalars())
+        others = [v["holder_id"] for v in values if v["holder_id"] not in created]
+        found: dict[str, str] = {}
+        if others:
+            found = dict((await tx.conn.execute(text(_HASHES_SQL), {"ids": others})).tuples().all())
+        results: list[HolderResult] = []
+        for v in values:
+            holder_id = v["holder_id"]
+            if holder_id in created:
+                results.append(HolderResult(holder_id, "created"))
+            elif holder_id not in found:
+                results.append(HolderResult(holder_id, "document_taken"))
+            else:
+                results.append(
+                    HolderResult(holder_id, "existing" if found[holder_id] == v["body_hash"] else "conflict")
+                )
+        ok = {r.holder_id for r in results if r.status in ("created", "existing")}
+        await _open_default_subaccounts(tx, [h for h in holders if h.holder_id in ok])
     return results
 
 
-async def _open_holder(tx: Tx, holder: HolderImport) -> HolderResult:
-    values = _holder_values(holder)
-    sql = """INSERT INTO wallet_holders (holder_id, holder_type, name, document_number, phone, bank_card,
-                    legal_person, settlement_account, kyc_status, body_hash)
-             VALUES (:holder_id, :holder_type, :name, :document_number, :phone, :bank_card, :legal_person,
-                     :settlement_account, :kyc_status, :body_hash)
-             ON CONFLICT DO NOTHING RETURNING holder_id"""
-    inserted = (await tx.conn.execute(text(sql), values)).scalar_one_or_none()
-    if inserted is None:
-        existing = await wallet_store.get_holder(tx.conn, holder.holder_id)
-        if existing is None:
-            return HolderResult(holder.holder_id, "document_taken")
-        if existing["body_hash"] != values["body_hash"]:
-            return HolderResult(holder.holder_id, "conflict")
-        status = "existing"
-    else:
-        status = "created"
-    await wallet_store.open_default_subaccounts(tx, holder.holder_id, holder.holder_type, holder.currency)
-    return HolderResult(holder.holder_id, status)
+_HASHES_SQL = "SELECT holder_id, body_hash FROM wallet_holders WHERE holder_id = ANY(:ids)"
+_ACCOUNT_COLUMNS = {
+    "id": "text", "holder_id": "text", "currency": "text", "kind": "text", "code": "text", "normal_balance": "text",
+    "metadata": "jsonb", "debits_must_not_exceed_credits": "boolean", "idempotency_key": "text", "body_hash": "text",
+}  # fmt: skip
+
+
+async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None:
+    """What `store.wallet.open_default_subaccounts` does per holder, for the whole batch: the same keys, bodies
+    (the API's body hash) and `account.opened` events, so any later opener finds these accounts."""
+    planned: list[tuple[str, SubaccountType, str, dict[str, Any]]] = []  # holder, type, currency, account values
+    for holder in holders:
+        types = PERSON_SUBACCOUNTS if holder.holder_type is HolderType.PERSON else MERCHANT_SUBACCOUNTS
+        for subaccount in types:
+            currency = POINTS_CURRENCY if subaccount is SubaccountType.POINTS else holder.currency
+            line = SUBACCOUNT_LINES[subaccount]
+            metadata = {"wallet_subaccount": subaccount.value}
+            key = (
+                account_key(line.kind, holder.holder_id, currency)
+                if subaccount in CHART_SUBACCOUNTS
+                else f"wallet:{holder.holder_id}:{subaccount.value}::{currency}"
+            )
+            body_hash = wallet_store._api_body_hash(holder.holder_id, currency, line, 0, False, metadata)
+            values = {
+                "id": new_id("acc"), "holder_id": holder.holder_id, "currency": currency, "kind": line.kind,
+                "code": line.code, "normal_balance": NormalBalance.for_code(line.code).value,
+                "metadata": json.dumps(metadata), "debits_must_not_exceed_credits": line.no_overdraft,
+                "idempotency_key": key, "body_hash": body_hash,
+            }  # fmt: skip
+            planned.append((holder.holder_id, subaccount, currency, values))
+    if not planned:
+        return
+    names = list(_ACCOUNT_COLUMNS)
+    sql = f"""INSERT INTO accounts ({", ".join(names)})
+              SELECT * FROM unnest({", ".join(f"CAST(:{n} AS {t}[])" for n, t in _ACCOUNT_COLUMNS.items())})
+              ON CONFLICT (idempotency_key) DO NOTHING RETURNING *"""
+    params = {n: [v[n] for *_, v in planned] for n in names}
+    from services.ledger.api.schemas import AccountResponse  # the event carries the API shape, as elsewhere
+
+    for row in (await tx.conn.execute(text(sql), params)).mappings():
+        data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
+        tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
+    keys = [v["idempotency_key"] for *_, v in planned]
+    ids: dict[str, str] = dict((await tx.conn.execute(text(_IDS_BY_KEY_SQL), {"k": keys})).tuples().all())
+    await tx.conn.execute(
+        text(
+            """INSERT INTO wallet_subaccounts (account_id, holder_id, subaccount_type, merchant_id, currency)
+               SELECT a, h, t, '', c FROM unnest(CAST(:a AS text[]), CAST(:h AS text[]), CAST(:t AS text[]),
+                                                 CAST(:c AS text[])) AS x(a, h, t, c)
+               ON CONFLICT DO NOTHING"""
+        ),
+        {
+            "a": [ids[v["idempotency_key"]] for *_, v in planned], "h": [h for h, *_ in planned],
+            "t": [t.value for _, t, *_ in planned], "c": [c for _, _, c, _ in planned],
+        },
+    )  # fmt: skip
+
+
+_IDS_BY_KEY_SQL = "SELECT idempotency_key, id FROM accounts WHERE idempotency_key = ANY(:k)"
 
 
 async def suspense_account(tx: Tx, run_id: str, currency: str) -> str:
@@ -164,9 +245,17 @@ async def post_openings(
     """One transfer per opening balance (Dr suspense, Cr sub-account), one writer command for the batch."""
     async with uow.begin() as tx:
         requests = []
+        known = await _subaccounts(tx.conn, sorted({o.holder_id for o in openings}))
+        suspenses: dict[str, str] = {}
         for o in openings:
-            target = await wallet_store.open_subaccount(tx, o.holder_id, o.subaccount, o.currency, o.merchant_holder_id)
-            suspense = await suspense_account(tx, run_id, o.currency)
+            target = known.get((o.holder_id, o.subaccount.value, o.merchant_holder_id, o.currency))
+            if target is None:  # a prepaid card at a merchant for the first time: opened here
+                target = await wallet_store.open_subaccount(
+                    tx, o.holder_id, o.subaccount, o.currency, o.merchant_holder_id
+                )
+            if o.currency not in suspenses:
+                suspenses[o.currency] = await suspense_account(tx, run_id, o.currency)
+            suspense = suspenses[o.currency]
             requests.append(
                 TransferRequest(
                     source=MIGRATION_SOURCE,
@@ -177,6 +266,13 @@ async def post_openings(
                 )
             )
     return await writer.submit(CreateTransfers(tuple(requests))) if requests else []
+
+
+async def _subaccounts(conn: AsyncConnection, holder_ids: list[str]) -> dict[tuple[str, str, str, str], str]:
+    sql = """SELECT holder_id, subaccount_type, merchant_id, currency, account_id FROM wallet_subaccounts
+              WHERE holder_id = ANY(:h)"""
+    rows = (await conn.execute(text(sql), {"h": holder_ids})).tuples().all()
+    return {(str(h), str(t), str(m), str(c)): str(a) for h, t, m, c, a in rows}
 
 
 async def post_reversals(

@@ -9,10 +9,11 @@ already has (deterministic holder ids, transfer keys from run and source id). Me
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -73,7 +74,9 @@ async def start(m: Migration, files: RunFiles, *, dry_run: bool, progress: Progr
 async def prepare(m: Migration, files: RunFiles, *, dry_run: bool) -> tuple[str, dict[r.Kind, Path]]:
     """Reads the files once (encoding, digest, record count) and records the run, or finds the real run of
     the same files and control (resume it, or — finished — nothing to do)."""
-    inspected = {kind: sources.inspect(path, files.encoding) for kind, path in files.by_kind().items()}
+    inspected = {
+        kind: await asyncio.to_thread(sources.inspect, path, files.encoding) for kind, path in files.by_kind().items()
+    }
     if not inspected:
         raise Problem(e.SOURCE_INVALID, "give at least one of merchants, persons, balances")
     control = _read_control(files.control)
@@ -101,14 +104,21 @@ async def prepare(m: Migration, files: RunFiles, *, dry_run: bool) -> tuple[str,
 async def resume(
     m: Migration, run_id: str, *, progress: Progress = _no_progress, paths: dict[r.Kind, Path] | None = None
 ) -> None:
+    async with run_lock(m, run_id):
+        await _run_files(m, run_id, progress, paths or {})
+
+
+@contextlib.asynccontextmanager
+async def run_lock(m: Migration, run_id: str) -> AsyncIterator[None]:
+    """One process per run (a run, its resumption, its reversal): a PostgreSQL session lock, which ends with
+    the process, so a killed run can be resumed at once; a second process gets 409 `run_busy`."""
     async with m.uow.engine.connect() as guard:
-        # One process per run: the session lock ends with the process, so a killed run can be resumed at once.
         got = (await guard.execute(text("SELECT pg_try_advisory_lock(hashtext(:r))"), {"r": run_id})).scalar_one()
         await guard.commit()
         if not got:
             raise Problem(e.RUN_BUSY, f"run {run_id} is being worked on by another process")
         try:
-            await _run_files(m, run_id, progress, paths or {})
+            yield
         finally:
             await guard.execute(text("SELECT pg_advisory_unlock(hashtext(:r))"), {"r": run_id})
             await guard.commit()
@@ -414,6 +424,11 @@ async def finalise(m: Migration, run_id: str) -> dict[str, Any]:
 async def reverse(m: Migration, run_id: str, *, progress: Progress = _no_progress) -> dict[str, Any]:
     """Compensating transfers for every opening of the run, then its control transfers; holders stay (empty)
     and their source ids are free again. Resumable: only rows still live are reversed."""
+    async with run_lock(m, run_id):
+        return await _reverse(m, run_id, progress)
+
+
+async def _reverse(m: Migration, run_id: str, progress: Progress) -> dict[str, Any]:
     run = await _require(m, run_id)
     if run["mode"] != "real" or run["status"] not in ("running", "completed", "reversing"):
         raise Problem(e.RUN_STATE_INVALID, f"run {run_id} is a {run['mode']} run, {run['status']}: cannot reverse")

@@ -32,6 +32,7 @@ from libs.common.testing.plugin import DatabaseFactory
 from libs.common.testing.waiting import eventually
 from services.ledger.verify import verify
 from services.migration.clients.ledger import LedgerClient
+from services.migration.domain.rows import Kind, juhe_holder_id
 from services.migration.flows import runs as flow
 from services.migration.tests import generate as g
 
@@ -224,6 +225,14 @@ async def test_kill_three_times_then_resume_equals_an_uninterrupted_run(env: Env
         with pytest.raises(Problem) as refused:
             await flow.reverse(m, run_id)
         assert refused.value.spec.code == "run_state_invalid"
+
+    # A bulk-opened holder is the holder the public API opens: the same body again is a replay (200).
+    p = g.person(20_000)
+    body = {"holder_id": juhe_holder_id(platform, Kind.PERSONS, "P20000"), "holder_type": "person", "name": p["name"],
+            "resident_id": p["resident_id"], "phone": p["phone"], "bank_card": p["bank_card"]}  # fmt: skip
+    async with httpx.AsyncClient(base_url=env.ledger.base_url) as client:
+        replay = await client.post("/v1/wallet/holders", json=body)
+        assert replay.status_code == 200 and replay.json()["kyc_level"] == 2, replay.text
 
 
 async def test_unreconciled_run_is_refused_finalisation_and_reversal_empties_it(env: Env) -> None:

@@ -175,7 +175,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             ledger_server(ledger_juhe_db, tmp / "logs"),
         )
         servers += [base_ledger, juhe_ledger]
-        await asyncio.gather(asyncio.to_thread(base_ledger.start), asyncio.to_thread(juhe_ledger.start))
+        for server in servers:  # generous: on a shared machine a start can take a minute
+            server.start(wait_ready=False)
+            await asyncio.to_thread(server.wait_ready, 300)
 
         base_rows, base_s = await baseline(base_ledger.base_url, data, baseline_persons)
         baseline_rps = base_rows / base_s

@@ -11,7 +11,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from services.migration.domain.rows import _USCC_CHARS, iso7064_mod11_2
+from services.migration.domain.rows import _USCC_CHARS, iso7064_mod11_2, luhn_ok
 
 CONTROL_FIELDS = ["record", "currency", "count", "amount_minor"]
 MERCHANT_FIELDS = ["source_id", "name", "credit_code", "legal_person", "industry", "settlement_account", "phone",
@@ -34,15 +34,7 @@ def credit_code(n: int) -> str:
 
 def bank_card(n: int) -> str:
     body = f"62220200{n:010d}"
-    for check in "0123456789":
-        digits = body + check
-        total = 0
-        for i, c in enumerate(reversed(digits)):
-            d = int(c) * (2 if i % 2 else 1)
-            total += d - 9 if d > 9 else d
-        if total % 10 == 0:
-            return digits
-    raise AssertionError("unreachable")
+    return next(body + check for check in "0123456789" if luhn_ok(body + check))
 
 
 def merchant(n: int, **over: Any) -> dict[str, Any]:

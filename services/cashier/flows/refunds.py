@@ -86,10 +86,16 @@ async def return_money(connector: Connector, request: RefundRequest) -> RefundRe
     """Revoke when the channel can and this refund qualifies (full amount, same day), else refund.
 
     Deterministic for a given day: a retry of a refund that never reached the channel asks the same way,
-    and both use the refund's own number, so `query_refund` finds either.
+    and both use the refund's own number, so `query_refund` finds either. A revoke the channel refuses
+    (UnionPay past its daily cut-off, say) moved no money: the same refund is then asked as a 退货.
     """
     if isinstance(connector, Revocable) and connector.revocable(request):
-        return await connector.revoke(request)
+        try:
+            return await connector.revoke(request)
+        except ChannelError as exc:
+            if exc.retryable:
+                raise
+            log.info("revoke refused; asking a refund instead", out_refund_no=request.out_refund_no, code=exc.code)
     result: RefundResult = await connector.refund(request)
     return result
 

@@ -18,11 +18,11 @@ import pytest
 
 from libs.common.errors import Problem
 from sandboxes.unionpay.pki import SandboxPki
-from services.cashier.connectors.base import RefundRequest
+from services.cashier.connectors.base import ChannelError, RefundRequest, RefundResult, RefundStatus
 from services.cashier.connectors.registry import CHANNELS, build_connector, redacted
 from services.cashier.connectors.unionpay import UnionPayConfig, UnionPayConnector
 from services.cashier.domain.payments import ORDER_EXISTS_CODES, PaymentScene
-from services.cashier.flows.refunds import Revocable
+from services.cashier.flows.refunds import Revocable, return_money
 from services.cashier.flows.routing import METHOD_OF_CHANNEL
 
 MER_ID = "777290058110048"
@@ -94,3 +94,37 @@ def test_a_full_refund_on_the_consumes_beijing_day_is_a_revoke(unionpay_config: 
     assert not same_day.revocable(refund(8_888, number="not-a-uuid7-order"))
     # Two minutes later it is the next day in Beijing (the same UTC day): a 退货 refund, the fee is kept.
     assert not connector(consumed + timedelta(minutes=2)).revocable(refund(8_888))
+
+
+class _RefusingRevokes:
+    """A channel whose revoke is refused: UnionPay past its cut-off answers so, which no sandbox here can
+    be made to do (the sandbox has no cut-off). Records what the cashier asked."""
+
+    channel = "unionpay"
+
+    def __init__(self, refusal: ChannelError) -> None:
+        self.refusal = refusal
+        self.asked: list[str] = []
+
+    def revocable(self, request: RefundRequest) -> bool:
+        return True
+
+    async def revoke(self, request: RefundRequest) -> RefundResult:
+        self.asked.append("revoke")
+        raise self.refusal
+
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        self.asked.append("refund")
+        return RefundResult(status=RefundStatus.PENDING, out_refund_no=request.out_refund_no)
+
+
+async def test_a_refused_revoke_is_asked_again_as_a_refund_but_an_unknown_one_is_not() -> None:
+    request = RefundRequest(out_trade_no=uuid7_hex(datetime.now(UTC)), out_refund_no="re_1", refund_minor=100,
+                            total_minor=100, currency="CNY")  # fmt: skip
+    refused = _RefusingRevokes(ChannelError("UNIONPAY_01", "past the cut-off"))
+    assert (await return_money(refused, request)).status is RefundStatus.PENDING  # type: ignore[arg-type]
+    assert refused.asked == ["revoke", "refund"]
+    unknown = _RefusingRevokes(ChannelError("UNIONPAY_03", "timeout", retryable=True))
+    with pytest.raises(ChannelError):  # the revoke may have happened: the poller asks UnionPay, nothing else
+        await return_money(unknown, request)  # type: ignore[arg-type]
+    assert unknown.asked == ["revoke"]

@@ -9,11 +9,12 @@ no identity is attached. The browser's address and the public scheme/host are pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 
 import httpx
+from starlette.background import BackgroundTask
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
@@ -53,6 +54,8 @@ class WebPages:
         raw_path: bytes = request.scope.get("raw_path") or request.url.path.encode()
         query = request.scope.get("query_string", b"")
         url = raw_path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return await self._stream(request.method, url, headers, body)
         try:
             reply = await self.client.request(request.method, url, headers=headers, content=body)
         except httpx.TimeoutException as exc:
@@ -64,6 +67,30 @@ class WebPages:
             if key.lower() not in HOP_BY_HOP and key.lower() not in ("content-encoding", "date", "server"):
                 response.headers.append(key, value)
         return response
+
+
+    async def _stream(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> Response:
+        """Server-sent events (the checkout's live status) pass through as they come, not buffered; the web
+        process sends a comment line more often than the read timeout, so a quiet stream stays open."""
+        try:
+            reply = await self.client.send(self.client.build_request(method, url, headers=headers, content=body),
+                                           stream=True)  # fmt: skip
+        except httpx.TimeoutException as exc:
+            raise Problem(UPSTREAM_TIMEOUT, "the web process did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise Problem(UPSTREAM_UNAVAILABLE, "the web process is unavailable") from exc
+        kept = {k: v for k, v in reply.headers.items()
+                if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-encoding", "date", "server")}
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in reply.aiter_raw():
+                    yield chunk
+            except httpx.HTTPError:
+                return  # the web process went away mid-stream: the browser reconnects or polls
+
+        return StreamingResponse(chunks(), status_code=reply.status_code, headers=kept,
+                                 background=BackgroundTask(reply.aclose))
 
 
 async def forward_page(request: Request) -> Response:

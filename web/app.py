@@ -24,7 +24,7 @@ from libs.common.web import UnstorableTextGuard, install_observability
 from web import i18n
 from web.clients.gateway import Gateway, GatewayUnavailable
 from web.config import Settings
-from web.pages import WebRuntime, content_security_policy, page_context, wallet
+from web.pages import WebRuntime, checkout, content_security_policy, page_context, wallet
 from web.sessions import Sealer
 
 HERE = Path(__file__).parent
@@ -140,4 +140,5 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(wallet.router)
+    app.include_router(checkout.router)
     return app

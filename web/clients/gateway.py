@@ -52,7 +52,7 @@ class Gateway:
         browser_ip: str | None = None,
         accept_language: str | None = None,
     ) -> Any:
-        headers = {"Authorization": auth}
+        headers = {"Authorization": auth} if auth else {}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         if browser_ip:
@@ -152,3 +152,25 @@ class Gateway:
 
     async def verify_pin(self, token: str, pin: str) -> None:
         await self._call("POST", "/v1/me/payment-pin/verifications", auth=self.user(token), json={"pin": pin})
+
+    # ---- hosted checkout (cashier, through the gateway) ----------------------------------------------
+    # The page's calls carry no identity: the gateway forwards `/v1/checkout/pages` unauthenticated, and the
+    # 256-bit page token in the path is the credential. Paying from the wallet is the signed-in user's call.
+    async def checkout_page(self, token: str, *, scene: str | None = None) -> dict[str, Any]:
+        params = {"scene": scene} if scene else None
+        body: dict[str, Any] = await self._call("GET", f"/v1/checkout/pages/{token}", auth="", params=params)
+        return body
+
+    async def start_checkout_payment(
+        self, token: str, *, method: str, scene: str, request_id: str, client_ip: str
+    ) -> dict[str, Any]:
+        payload = {"method": method, "scene": scene, "request_id": request_id, "payer": {"client_ip": client_ip}}
+        body: dict[str, Any] = await self._call("POST", f"/v1/checkout/pages/{token}/payments", auth="", json=payload)
+        return body
+
+    async def pay_checkout_with_wallet(self, user_token: str, token: str, *, request_id: str) -> dict[str, Any]:
+        body: dict[str, Any] = await self._call(
+            "POST", f"/v1/checkout/wallet-payments/{token}", auth=self.user(user_token),
+            json={"request_id": request_id}, idempotency_key=f"web-ck-{request_id}",
+        )  # fmt: skip
+        return body

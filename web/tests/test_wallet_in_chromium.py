@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -53,6 +53,8 @@ class Platform:
     gateway: str
     admin: dict[str, str]
     merchant_id: str
+    keys: dict[str, str] = field(default_factory=dict)  # demo-keys.json: the merchant's signing key too
+    sandboxes: dict[str, str] = field(default_factory=dict)  # name → base URL
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,9 @@ def platform() -> Iterator[Platform]:
                 web = ServiceProcess(FRONTENDS["web"], settings, log_dir=data_dir / "logs")
                 web.start()
             keys = json.loads((data_dir / "demo-keys.json").read_text())
-            yield Platform(gateway, {"Authorization": f"Bearer {keys['admin_key']}"}, keys["merchant_id"])
+            sandboxes = {name: f"http://127.0.0.1:{ports[name]}" for name in SANDBOXES}
+            yield Platform(gateway, {"Authorization": f"Bearer {keys['admin_key']}"}, keys["merchant_id"], keys,
+                           sandboxes)
         finally:
             if web is not None:
                 web.stop()

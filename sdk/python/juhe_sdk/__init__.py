@@ -1,5 +1,6 @@
-"""Juhe Python SDK: `Client` / `AsyncClient`, typed errors, webhook verification."""
+"""Juhe Python SDK: `Client` / `AsyncClient`, typed errors, webhook and checkout-return verification."""
 
+from juhe_sdk.checkout import verify_checkout_return
 from juhe_sdk.client import AsyncClient, Client, JuheResponse, __version__
 from juhe_sdk.errors import (
     APIConnectionError,
@@ -36,5 +37,6 @@ __all__ = [
     "__version__",
     "construct_event",
     "sign_webhook",
+    "verify_checkout_return",
     "verify_signature",
 ]

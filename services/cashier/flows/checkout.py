@@ -77,8 +77,15 @@ def _token(cashier: Cashier, session_id: str) -> str:
     return rules.page_token(cashier.settings.internal_token_secret.get_secret_value(), session_id)
 
 
+def pages_origin(cashier: Cashier) -> str:
+    """Where payers open pages: the gateway's origin (it forwards `/checkout` to the web process). The cashier's
+    `gateway_url`, else its `public_base_url` (run alone). A deployment whose gateway is reached internally at
+    another address than the public one needs its own setting for this (docs/checkout.md)."""
+    return (cashier.settings.gateway_url or cashier.settings.public_base_url).rstrip("/")
+
+
 def page_url(cashier: Cashier, session_id: str) -> str:
-    return f"{cashier.settings.public_base_url.rstrip('/')}/checkout/{_token(cashier, session_id)}"
+    return f"{pages_origin(cashier)}/checkout/{_token(cashier, session_id)}"
 
 
 def session_view(cashier: Cashier, row: Any) -> dict[str, Any]:
@@ -405,7 +412,7 @@ async def _begin(cashier: Cashier, row: Any, token: str, *, method: str, scene: 
         merchant_order_no=rules.payment_order_no(row.id, seq), amount_minor=row.amount_minor, currency=row.currency,
         description=row.description[:DESCRIPTION_MAX_CHARS], scene=PaymentScene(scene), payer=payer,
         expire_at=row.expires_at, notify_url=None,
-        return_url=f"{cashier.settings.public_base_url.rstrip('/')}/checkout/{token}/result",
+        return_url=f"{pages_origin(cashier)}/checkout/{token}/result",
         metadata={**row.metadata, "checkout_session_id": row.id, "checkout_order_no": row.merchant_order_no},
         preferred_channels=(method,), excluded_channels=(),
     )  # fmt: skip

@@ -1,0 +1,218 @@
+"""The hosted checkout (`/checkout/{token}`): what the payer sees between the merchant's "pay" and its return page.
+
+The page token (256 bits, from the merchant's session `url`) is the only key: every call goes to the gateway's
+`/v1/checkout/pages/{token}` (forwarded without identity) except the wallet, which is the signed-in user's.
+The device decides the flow: a desktop gets a QR (SVG rendered here with segno) and live status (SSE, 2 s
+polling fallback); a phone browser gets the channel's H5 page and comes back to `/checkout/{token}/result`;
+the wallet asks for the payment PIN, checked by the gateway before the cashier takes the money. Once paid, the
+result page sends the payer to the merchant's `return_url` with parameters the cashier signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import segno
+from fastapi import APIRouter, Depends, Path
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from libs.common.logging import get_logger
+from web.clients.gateway import GatewayProblem, GatewayUnavailable
+from web.pages import PageContext, page_context
+
+log = get_logger("juhe.web.checkout")
+router = APIRouter(prefix="/checkout", include_in_schema=False)
+Page = Annotated[PageContext, Depends(page_context)]
+Token = Annotated[str, Path(min_length=20, max_length=64, pattern=r"^cst_[A-Za-z0-9_-]+$")]
+
+# The in-app browsers' user agents (their JSAPI needs the apps' OAuth, see docs/checkout.md) and phones.
+IN_APP = re.compile(r"MicroMessenger|AlipayClient", re.IGNORECASE)
+MOBILE = re.compile(r"Mobi|Android|iPhone|iPad|HarmonyOS", re.IGNORECASE)
+SSE_STEP_SECONDS = 1.0
+SSE_MAX_SECONDS = 300  # a stream ends after this; EventSource reconnects by itself
+ERRORS = ("method_unavailable", "pin_required", "payment_pin_incorrect", "payment_pin_locked", "payment_pin_not_set",
+          "insufficient_funds", "failed", "in_progress", "sign_in_required", "payer_mismatch")  # fmt: skip
+PIN_CODES = {"payment_pin_incorrect", "payment_pin_locked", "payment_pin_not_set"}
+
+
+def scene_for(user_agent: str) -> str:
+    """Desktop → QR; phone browser (and, until JSAPI, the in-app browsers) → the channel's H5 page."""
+    return "h5" if MOBILE.search(user_agent) or IN_APP.search(user_agent) else "native_qr"
+
+
+def qr_svg(data: str) -> str:
+    """The QR as inline SVG (no script, no external reference), sized by CSS."""
+    return str(segno.make(data, error="m").svg_inline(scale=4, border=4, dark="#000", light="#fff",
+                                                      omitsize=True, title=None))  # fmt: skip
+
+
+def _epoch(value: str | datetime) -> float:
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed.timestamp()
+
+
+def _qr_data(action: dict[str, Any] | None) -> str | None:
+    if not action or action.get("type") != "qr_code":
+        return None
+    return str(action.get("code_url") or action.get("qr_code") or "") or None
+
+
+def _outcome(page: PageContext) -> str | None:
+    error = page.request.query_params.get("error")
+    return error if error in ERRORS else None
+
+
+async def _view(page: PageContext, token: str, *, scene: str | None = None) -> dict[str, Any] | None:
+    try:
+        return await page.web.gateway.checkout_page(token, scene=scene)
+    except GatewayProblem as exc:
+        if exc.code == "checkout_session_not_found" or exc.status in (404, 422):
+            return None
+        raise
+
+
+def _not_found(page: PageContext) -> Response:
+    return page.render("checkout_missing.html", status_code=404)
+
+
+@router.get("/{token}")
+async def checkout(token: Token, page: Page) -> Response:
+    scene = scene_for(page.request.headers.get("user-agent", ""))
+    view = await _view(page, token, scene=scene)
+    if view is None:
+        return _not_found(page)
+    if view["status"] == "completed":
+        return page.redirect(f"/checkout/{token}/result")
+    remaining = max(0, int(_epoch(view["expires_at"]) - _epoch(view["server_time"])))
+    if view["status"] == "expired" or remaining == 0:
+        return page.render("checkout_expired.html", view=view)
+    payment = view.get("payment") or {}
+    live = payment.get("status") in ("created", "processing")
+    qr = _qr_data(payment.get("payer_action")) if live else None
+    redirect_url = None
+    if live and (payment.get("payer_action") or {}).get("type") == "redirect":
+        redirect_url = str(payment["payer_action"]["url"])
+    ended = payment.get("status") in ("failed", "closed")
+    return page.render(
+        "checkout.html", view=view, token=token, scene=scene, remaining=remaining,
+        qr_svg=qr_svg(qr) if qr else None, payment=payment if payment else None, live=live,
+        redirect_url=redirect_url, ended=ended, error=_outcome(page), methods=view.get("methods", []),
+        request_id=secrets.token_hex(12), pre_session_csrf=None if page.session else page.pre_session_csrf(),
+        signed_in=page.session is not None,
+    )  # fmt: skip
+
+
+@router.post("/{token}/pay")
+async def pay(token: Token, page: Page) -> Response:
+    """Start the chosen method (or show the live one again): back to the page, which shows the QR or the link."""
+    form = await page.form()
+    scene = scene_for(page.request.headers.get("user-agent", ""))
+    method = form.get("method", "")
+    request_id = form.get("request_id", "") or secrets.token_hex(12)
+    try:
+        await page.web.gateway.start_checkout_payment(token, method=method, scene=scene, request_id=request_id,
+                                                      client_ip=page.browser_ip())  # fmt: skip
+    except GatewayProblem as exc:
+        log.info("checkout payment refused", code=exc.code, status=exc.status)
+        if exc.code == "checkout_session_not_found":
+            return _not_found(page)
+        return page.redirect(f"/checkout/{token}", error=_error_code(exc.code))
+    return page.redirect(f"/checkout/{token}")
+
+
+@router.post("/{token}/wallet")
+async def pay_with_wallet(token: Token, page: Page) -> Response:
+    """The signed-in payer confirms with the payment PIN (checked by the gateway, never logged or echoed)."""
+    form = await page.form()
+    if page.session is None:
+        return page.redirect(f"/checkout/{token}", error="sign_in_required")
+    pin = form.get("pin", "")
+    if not re.fullmatch(r"[0-9]{6}", pin):
+        return page.redirect(f"/checkout/{token}", error="pin_required")
+    gateway = page.web.gateway
+    try:
+        await gateway.verify_pin(page.session.token, pin)
+        await gateway.pay_checkout_with_wallet(page.session.token, token,
+                                               request_id=form.get("request_id", "") or secrets.token_hex(12))
+    except GatewayProblem as exc:
+        log.info("checkout wallet payment refused", code=exc.code, status=exc.status)
+        return page.redirect(f"/checkout/{token}", error=_error_code(exc.code))
+    return page.redirect(f"/checkout/{token}/result")
+
+
+def _error_code(code: str) -> str:
+    if code in PIN_CODES or code == "insufficient_funds":
+        return code
+    if code in ("checkout_method_not_available", "no_route_available", "unsupported_scene"):
+        return "method_unavailable"
+    if code == "checkout_payment_in_progress":
+        return "in_progress"
+    if code == "payer_mismatch":
+        return "payer_mismatch"
+    return "failed"
+
+
+@router.get("/{token}/result")
+async def result(token: Token, page: Page) -> Response:
+    """Where a channel's H5 page sends the payer back, and where the live page goes once paid."""
+    view = await _view(page, token)
+    if view is None:
+        return _not_found(page)
+    if view["status"] == "open" and _epoch(view["expires_at"]) > _epoch(view["server_time"]):
+        payment = view.get("payment") or {}
+        if payment.get("status") in ("created", "processing"):
+            return page.render("checkout_result.html", view=view, token=token, state="pending")
+        return page.redirect(f"/checkout/{token}")
+    if view["status"] != "completed":
+        return page.render("checkout_expired.html", view=view)
+    return page.render("checkout_result.html", view=view, token=token, state="paid")
+
+
+def _status(view: dict[str, Any]) -> dict[str, Any]:
+    payment = view.get("payment") or {}
+    expired = view["status"] == "expired" or _epoch(view["expires_at"]) <= _epoch(view["server_time"])
+    return {"status": "expired" if expired and view["status"] == "open" else view["status"],
+            "payment": payment.get("status"), "payment_id": payment.get("id")}  # fmt: skip
+
+
+@router.get("/{token}/status")
+async def status(token: Token, page: Page) -> Response:
+    """The 2 s polling fallback of the live page: only states, never the merchant's data."""
+    view = await _view(page, token)
+    if view is None:
+        return JSONResponse({"status": "missing"}, status_code=404)
+    return JSONResponse(_status(view))
+
+
+@router.get("/{token}/events")
+async def events(token: Token, page: Page) -> Response:
+    """Server-sent events: one `status` event on every change, until paid or expired (or SSE_MAX_SECONDS)."""
+    gateway = page.web.gateway
+
+    async def stream() -> AsyncIterator[bytes]:
+        last: dict[str, Any] | None = None
+        deadline = time.monotonic() + SSE_MAX_SECONDS
+        yield b"retry: 2000\n\n"
+        while time.monotonic() < deadline:
+            try:
+                current = _status(await gateway.checkout_page(token))
+            except (GatewayProblem, GatewayUnavailable):
+                return  # the browser falls back to polling
+            if current != last:
+                last = current
+                yield f"event: status\ndata: {json.dumps(current)}\n\n".encode()
+            else:
+                yield b": waiting\n\n"  # a comment line: keeps the stream (and every proxy on the way) open
+            if current["status"] != "open":
+                return
+            await asyncio.sleep(SSE_STEP_SECONDS)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,0 +1,242 @@
+"""The hosted checkout in a real browser: Debian's Chromium on the real platform (the launcher on free ports, the
+web process, the channel sandboxes), reached through the gateway's one public origin, as a payer would.
+
+A merchant creates each session with the Python SDK (signed through the gateway). Desktop: WeChat Pay QR,
+approved on the sandbox's payer page from "another phone", the page turns to success without a reload and
+sends the payer back to the shop with parameters the SDK verifies; the ledger posted the payment. Phone
+(emulated iPhone): Alipay's H5 page and back. Wallet: a signed-in user pays with the payment PIN. Expiry:
+the countdown ends, the page says so, the old QR is refused at the channel. axe-core finds no serious or
+critical violation on any checkout page; screenshots in `.artifacts/web/`. The shop (`https://shop.example`) is
+played by Playwright's request routing, which records where the browser was sent.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Route, expect
+
+from libs.common.services import REPO_ROOT
+from web.tests import test_wallet_in_chromium as wallet_e2e
+from web.tests.test_wallet_in_chromium import (
+    STEP_TIMEOUT_MS,
+    Platform,
+    _write,
+    a_user_with_a_wallet,
+    check_accessibility,
+    sign_in_link,
+)
+
+sys.path.insert(0, str(REPO_ROOT / "sdk" / "python"))
+from juhe_sdk import Client, verify_checkout_return
+
+# The wallet test's module-scoped fixtures, instantiated again here: one launched platform and one browser for
+# this module.
+platform = wallet_e2e.platform
+eventually = wallet_e2e.eventually  # tests/e2e's bounded polling, on the path once that module is imported
+browser = wallet_e2e.browser
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test also starts the platform
+SHOP = "https://shop.example"
+EXPIRY_SECONDS = 60  # the shortest session: the expiry test's session is created first, checked last
+PAGE_BYTES_MAX = 100_000
+IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 15_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+             "Version/15.0 Mobile/15E148 Safari/604.1")
+
+
+def merchant(platform: Platform) -> Client:
+    return Client(platform.gateway, key_id=platform.keys["key_id"], secret=platform.keys["secret"])
+
+
+def new_session(platform: Platform, **overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "merchant_order_no": f"web_{uuid.uuid4().hex[:12]}", "amount_minor": 2_500, "currency": "CNY",
+        "description": "停车费 2 小时", "return_url": f"{SHOP}/return", "cancel_url": f"{SHOP}/cart",
+        "merchant_name": "Demo Shop", "line_items": [{"name": "停车", "quantity": 2, "amount_minor": 2_500}],
+    }  # fmt: skip
+    body.update(overrides)
+    session: dict[str, Any] = merchant(platform).request("POST", "/v1/checkout/sessions", json=body,
+                                                          idempotency_key=f"ck-{uuid.uuid4().hex}")  # fmt: skip
+    assert session["status"] == "open" and session["url"].startswith(platform.gateway + "/checkout/cst_")
+    return session
+
+
+def page_view(platform: Platform, session: dict[str, Any]) -> dict[str, Any]:
+    token = session["url"].rsplit("/", 1)[1]
+    view: dict[str, Any] = httpx.get(f"{platform.gateway}/v1/checkout/pages/{token}", timeout=30).json()
+    return view
+
+
+class Shop:
+    """The merchant's site: every request to it is answered with a small page and remembered."""
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.visits: list[str] = []
+        context.route(f"{SHOP}/**", self._answer)
+
+    def _answer(self, route: Route) -> None:
+        self.visits.append(route.request.url)
+        route.fulfill(status=200, content_type="text/html; charset=utf-8",
+                      body="<!doctype html><html lang='en'><title>Shop</title><h1>Thank you</h1></html>")
+
+    def returned(self, platform: Platform, session: dict[str, Any]) -> dict[str, str]:
+        """The return's query, verified as a merchant would with the SDK."""
+        returns = [url for url in self.visits if url.startswith(f"{SHOP}/return")]
+        assert returns, self.visits
+        params = dict(parse_qsl(urlsplit(returns[-1]).query))
+        assert params["checkout_session_id"] == session["id"] and params["status"] == "completed"
+        assert verify_checkout_return(params, platform.keys["webhook_secret"])
+        assert not verify_checkout_return({**params, "amount_minor": "1"}, platform.keys["webhook_secret"])
+        return params
+
+
+def new_context(browser: Browser, **options: Any) -> BrowserContext:
+    context = browser.new_context(**options)
+    context.set_default_timeout(STEP_TIMEOUT_MS)
+    return context
+
+
+@pytest.fixture(scope="module")
+def expiring(platform: Platform) -> dict[str, Any]:
+    """A session of the shortest life, created when the module starts: its deadline passes while the others run."""
+    return new_session(platform, expires_in_seconds=EXPIRY_SECONDS, merchant_name="Quick Shop")
+
+
+def test_desktop_wechat_qr_turns_to_success_live_and_returns_signed(platform: Platform, browser: Browser,
+                                                                   expiring: dict[str, Any]) -> None:
+    before = merchant(platform).request("GET", f"/v1/wallet/merchants/{platform.merchant_id}/balances")
+    session = new_session(platform)
+    context = new_context(browser, locale="zh-CN", viewport={"width": 1280, "height": 900})
+    shop = Shop(context)
+    page = context.new_page()
+    loaded: list[int] = []
+    page.on("response", lambda r: loaded.append(int(r.headers.get("content-length") or len(r.body()))))
+    page.goto(session["url"])
+    expect(page.get_by_role("heading", level=1)).to_have_text("向Demo Shop付款")
+    expect(page.locator("#amount")).to_have_text("¥25.00")
+    expect(page.locator("#countdown")).to_have_text(re.compile(r"^1[45]:\d\d$"))
+    assert sum(loaded) < PAGE_BYTES_MAX, loaded  # first load, everything the page fetched
+    check_accessibility(page, "20-checkout-desktop-zh")
+
+    page.get_by_role("button", name="微信支付").click()
+    expect(page.get_by_role("heading", name="请使用微信支付扫码支付")).to_be_visible()
+    expect(page.locator(".qr svg")).to_be_visible()
+    check_accessibility(page, "21-checkout-qr-zh")
+    page.evaluate("window.__sameDocument = true")  # gone if the page reloads
+
+    payment = page_view(platform, session)["payment"]
+    phone = context.new_page()  # the payer's phone scanned the QR: the channel sandbox's payer page
+    phone.goto(payment["payer_action"]["sandbox_pay_url"])
+    phone.get_by_role("button", name=re.compile("Approve")).click()
+    phone.close()
+
+    expect(page.get_by_role("status")).to_contain_text("支付成功")
+    assert page.evaluate("window.__sameDocument === true")  # the live status changed it, no reload
+    page.wait_for_url(re.compile(r"/checkout/cst_[^/]+/result$"))
+    expect(page.get_by_role("heading", level=1)).to_have_text("已向Demo Shop付款")
+    check_accessibility(page, "22-checkout-paid-zh")
+    page.wait_for_url(re.compile(r"^https://shop\.example/return\?"))
+    params = shop.returned(platform, session)
+    paid = merchant(platform).request("GET", f"/v1/checkout/sessions/{session['id']}")
+    assert paid["status"] == "completed" and paid["payment_id"] == params["payment_id"] == payment["id"]
+
+    def posted() -> bool:  # the ledger posted the payment (its merchant balances moved)
+        return merchant(platform).request("GET", f"/v1/wallet/merchants/{platform.merchant_id}/balances") != before
+
+    eventually(posted, "the ledger to post the payment")
+    context.close()
+
+
+def test_phone_pays_alipay_on_its_h5_page_and_comes_back(platform: Platform, browser: Browser) -> None:
+    session = new_session(platform, amount_minor=1_800, line_items=[], description="Tuition deposit")
+    context = new_context(browser, **{**_iphone(), "locale": "en-US"})
+    shop = Shop(context)
+    page = context.new_page()
+    page.goto(session["url"])
+    expect(page.get_by_role("heading", level=1)).to_have_text("Pay Demo Shop")
+    check_accessibility(page, "23-checkout-phone-en")
+    page.get_by_role("button", name="Alipay").click()
+    go = page.get_by_role("link", name="Continue to Alipay")
+    expect(go).to_be_visible()
+    check_accessibility(page, "24-checkout-phone-h5-en")
+    go.click()  # the channel's own H5 cashier (the Alipay sandbox)
+    page.get_by_role("button", name=re.compile("Approve")).click()
+    page.wait_for_url(re.compile(r"^https://shop\.example/return\?"), timeout=60_000)
+    shop.returned(platform, session)
+    context.close()
+
+
+def test_a_signed_in_user_pays_from_the_wallet_with_the_payment_pin(platform: Platform, browser: Browser) -> None:
+    gw, admin = platform.gateway, platform.admin
+    _offer_the_wallet(platform)
+    user_id = a_user_with_a_wallet(platform)
+    token = _write(gw, admin, "POST", f"/v1/platform/users/{user_id}/tokens", {"ttl_seconds": 600})["token"]
+    pin = httpx.put(f"{gw}/v1/me/payment-pin", json={"pin": "246813"}, timeout=30,
+                    headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex})
+    assert pin.status_code in (200, 201), pin.text
+    session = new_session(platform, amount_minor=3_000, line_items=[], description="Property fee")
+    context = new_context(browser, locale="zh-CN", viewport={"width": 390, "height": 844})
+    shop = Shop(context)
+    page = context.new_page()
+    page.goto(sign_in_link(platform, user_id))
+    page.get_by_role("button", name="进入我的钱包").click()
+    expect(page.locator("#available")).to_have_text("¥1,000.00")
+    page.goto(session["url"])
+    page.get_by_label("支付密码").fill("111111")
+    page.get_by_role("button", name="钱包支付").click()
+    expect(page.get_by_role("status")).to_contain_text("支付密码错误")  # nothing paid
+    check_accessibility(page, "25-checkout-wallet-zh")
+    page.get_by_label("支付密码").fill("246813")
+    page.get_by_role("button", name="钱包支付").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("已向Demo Shop付款")
+    page.wait_for_url(re.compile(r"^https://shop\.example/return\?"))
+    shop.returned(platform, session)
+    page.goto(f"{gw}/wallet")
+    expect(page.locator("#available")).to_have_text("¥970.00")
+    context.close()
+
+
+def test_expiry_ends_the_countdown_and_the_old_qr_is_refused(platform: Platform, browser: Browser,
+                                                            expiring: dict[str, Any]) -> None:
+    context = new_context(browser, locale="en-US", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(expiring["url"])
+    if page.get_by_role("heading", name="This checkout has expired").count() == 0:
+        page.get_by_role("button", name="WeChat Pay").click()
+        expect(page.locator(".qr svg")).to_be_visible()
+    old = page_view(platform, expiring)["payment"]
+    expect(page.get_by_role("heading", name="This checkout has expired")).to_be_visible(
+        timeout=(EXPIRY_SECONDS + 60) * 1000)  # the countdown reaches zero and the page reloads
+    check_accessibility(page, "26-checkout-expired-en")
+    out_trade_no = urlsplit(old["payer_action"]["sandbox_pay_url"]).path.rsplit("/", 1)[1]
+    mchid = dict(parse_qsl(urlsplit(old["payer_action"]["sandbox_pay_url"]).query)).get("mchid")
+
+    def closed() -> bool:
+        return str(page_view(platform, expiring)["status"]) == "expired"
+
+    eventually(closed, "the session to expire")
+    refused = httpx.post(f"{platform.sandboxes['wechatpay']}/control/orders/{out_trade_no}/approve",
+                         params={"mchid": mchid} if mchid else None, timeout=30)
+    assert refused.status_code >= 400, refused.text  # the old QR cannot be paid
+    ended = merchant(platform).request("GET", f"/v1/checkout/sessions/{expiring['id']}")
+    assert ended["status"] == "expired" and ended["payment_id"] is None
+    context.close()
+
+
+def _iphone() -> dict[str, Any]:
+    """Playwright's "iPhone 13" descriptor (the browser fixture's Playwright instance is not reachable here)."""
+    return {"user_agent": IPHONE_UA, "viewport": {"width": 390, "height": 664}, "device_scale_factor": 3,
+            "is_mobile": True, "has_touch": True}
+
+
+def _offer_the_wallet(platform: Platform) -> None:
+    """Operator set-up: the demo merchant takes the platform wallet (routing has no wallet scene: the cashier
+    uses the merchant's own channel order for it, as for any method routing cannot decide)."""
+    _write(platform.gateway, platform.admin, "PUT", f"/v1/admin/merchants/{platform.merchant_id}/channels/wallet",
+           {"priority": 3, "enabled": True, "config": {}})

@@ -143,6 +143,9 @@ def migrate(
     seconds = time.perf_counter() - started
     rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far: this CLI
     lines = out.decode().strip().splitlines()
+    events = [json.loads(line) for line in (log_dir / "migration-run.log").read_text().splitlines()]
+    if events:  # without the process's start-up (imports take seconds on a loaded machine)
+        print(f"juhe run itself (first batch → end, from its log): {events[-1]['time'] - events[0]['time']:.1f}s")
     if proc.returncode != 0:
         print(err.decode()[-2000:])
     return proc.returncode, seconds, rss_kib, json.loads(lines[-1]) if lines else {}

@@ -26,6 +26,7 @@ from services.ledger.api.deps import WRITER_EXTRA
 from services.ledger.config import Settings
 from services.ledger.domain.engine import VoidPending
 from services.ledger.events.consumers import CashierPostings
+from services.ledger.events.points import PointsPostings
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store import wallet_flows
 from services.ledger.store.writer import LedgerWriter
@@ -42,12 +43,15 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
 
 
 def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
-    """`payment.succeeded` and `refund.succeeded` from the cashier, posted through this process's writer."""
+    """`payment.succeeded` and `refund.succeeded` from the cashier, and marketing's points instructions
+    (`marketing.points`, events/points.py), posted through this process's writer."""
     settings = runtime.settings
     assert isinstance(settings, Settings)
-    return CashierPostings(
-        runtime.uow, runtime.extras[WRITER_EXTRA], topup_merchant_id=settings.wallet_topup_merchant_id
-    ).subscriptions()
+    writer = runtime.extras[WRITER_EXTRA]
+    return [
+        *CashierPostings(runtime.uow, writer, topup_merchant_id=settings.wallet_topup_merchant_id).subscriptions(),
+        *PointsPostings(runtime.uow, writer).subscriptions(),
+    ]
 
 
 async def consume_cashier_events(runtime: Runtime) -> None:

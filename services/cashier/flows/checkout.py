@@ -295,7 +295,6 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
         "expires_at": row.expires_at,
         "server_time": cashier.clock(),
         "cancel_url": row.cancel_url,
-        "wallet_holder_id": row.wallet_holder_id,
         "payment": None if payment is None else {
             "id": payment.id, "method": payment.channel or row.payment_method, "scene": payment.scene,
             "status": payment.status, "payer_action": payment.payer_action if payment.status in LIVE else None,

@@ -75,7 +75,7 @@ async def _view(page: PageContext, token: str, *, scene: str | None = None) -> d
     except GatewayProblem as exc:
         if exc.code == "checkout_session_not_found" or exc.status in (404, 422):
             return None
-        raise
+        raise GatewayUnavailable(f"{exc.status} {exc.code}") from exc  # rate-limited: "busy, try again"
 
 
 def _not_found(page: PageContext) -> Response:

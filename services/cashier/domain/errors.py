@@ -77,6 +77,10 @@ MARKETING_UNAVAILABLE = ErrorSpec(
 COUPON_NOT_ALLOWED = ErrorSpec(
     "coupon_not_allowed", 422, "A coupon needs the payer (payer.user_id) and a purchase (purpose payment)"
 )
+WEBHOOK_ENDPOINT_NOT_FOUND = ErrorSpec("webhook_endpoint_not_found", 404, "No such webhook endpoint")
+WEBHOOK_ENDPOINT_LIMIT_REACHED = ErrorSpec(
+    "webhook_endpoint_limit_reached", 409, "The merchant already has the maximum number of webhook endpoints"
+)
 
 ERRORS: tuple[ErrorSpec, ...] = (
     PAYMENT_NOT_FOUND,
@@ -111,4 +115,6 @@ ERRORS: tuple[ErrorSpec, ...] = (
     NOTIFY_URL_NOT_ALLOWED,
     MARKETING_UNAVAILABLE,
     COUPON_NOT_ALLOWED,
+    WEBHOOK_ENDPOINT_NOT_FOUND,
+    WEBHOOK_ENDPOINT_LIMIT_REACHED,
 )

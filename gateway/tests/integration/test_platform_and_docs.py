@@ -45,7 +45,7 @@ async def test_one_openapi_for_the_public_api(make_stack: StackFactory) -> None:
     codes = {e["code"] for e in doc["x-error-codes"]}
     assert {"signature_invalid", "nonce_reused", "idempotency_key_reused", "rate_limited", "not_found"} <= codes
     assert "PaymentCreateRequest" in doc["components"]["schemas"]
-    assert set(doc["x-juhe-unavailable-services"]) == {"ledger", "routing", "settlement", "marketing"}
+    assert set(doc["x-juhe-unavailable-services"]) == {"ledger", "routing", "settlement", "marketing", "migration"}
     assert "JUHE-HMAC-SHA256" in doc["components"]["securitySchemes"]["JuheHmac"]["description"]
 
 

@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 INSTALLED := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= /tmp/juhe-runtime
 
-.PHONY: install browser run reset test check lint typecheck imports unit lock bench-ledger bench-routing bench-gateway bench-reconciliation clean
+.PHONY: install browser run reset test check lint typecheck imports fmt format docs docs-serve hooks unit lock bench-ledger bench-routing bench-gateway bench-reconciliation clean
 
 install: $(INSTALLED)
 
@@ -48,6 +48,28 @@ typecheck: install
 
 imports: install
 	$(BIN)/lint-imports
+
+# Rewrites files: ruff's formatter, then ruff's safe fixes (import order, upgrades). `make lint` only reports.
+fmt: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+format: fmt
+
+# The docs site (mkdocs.yml): docs/ plus the READMEs next to the code, offline, strict (a broken link fails).
+DOCS_SITE := .artifacts/site
+# Off the platform's ports (8000-8105, README) so the docs can be read while `make run` is up.
+DOCS_PORT ?= 8200
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $(DOCS_SITE)
+	@echo "open $(DOCS_SITE)/index.html (works from disk) or run make docs-serve"
+
+docs-serve: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict --dev-addr 127.0.0.1:$(DOCS_PORT)
+
+# Git hooks from .pre-commit-config.yaml (ruff, mypy, import contracts, whitespace) before each commit.
+hooks: install
+	$(BIN)/pre-commit install
 
 unit: install
 	$(BIN)/pytest -m "not e2e" libs services/*/tests/unit

@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from libs.common import tracing
 from libs.common.logging import TRACE_HEADER, new_trace_id, trace_id_var
 from libs.common.web import http_request_seconds, http_requests_total
 
@@ -56,7 +57,12 @@ class TraceAndMeasure:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        trace_id = headers.get(TRACE_HEADER) or _from_traceparent(headers.get("traceparent")) or new_trace_id()
+        trace_id = (
+            tracing.current_trace_id()  # the server span's, while tracing is on (None at once while off)
+            or headers.get(TRACE_HEADER)
+            or _from_traceparent(headers.get("traceparent"))
+            or new_trace_id()
+        )
         token = trace_id_var.set(trace_id)
         started = time.perf_counter()
         status: list[int] = []

@@ -92,6 +92,10 @@ def service_env(svc: Service, role: str) -> dict[str, str]:
         "PORT": str(svc.port),
         "DATABASE_URL": database_url(svc.name),
         "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
+        # Apache Kafka supports idempotent producers; one broker here, so replication 1 and min ISR 1.
+        "KAFKA_ENABLE_IDEMPOTENCE": "true",
+        "KAFKA_TOPIC_REPLICATION_FACTOR": "1",
+        "KAFKA_TOPIC_MIN_INSYNC_REPLICAS": "1",
         "INTERNAL_TOKEN_SECRET": required("JUHE_INTERNAL_TOKEN_SECRET"),
         **{f"{callee.upper()}_URL": f"http://{callee}:{SPECS[callee].default_port}" for callee in svc.calls},
         **{k: v for k, v in svc.config.items() if not v.startswith("https://")},  # site URLs come from SITE

@@ -44,6 +44,10 @@ BASE = HERE / "base"
 IMAGE = "juhe"  # overlays set the registry and the immutable tag or digest (kustomize `images`)
 UID = 10001  # the image's user (Dockerfile)
 KAFKA_BOOTSTRAP = "juhe-kafka-bootstrap:9092"  # Strimzi: <cluster>-kafka-bootstrap
+# Real Kafka (3 brokers): idempotent producers, and the same replication / min ISR as the KafkaTopics below,
+# for any topic a service creates itself (libs.common.kafka.KafkaOptions). The dev overlay patches 1/1.
+KAFKA_TOPIC_REPLICAS = 3
+KAFKA_TOPIC_MIN_ISR = 2
 PG_HOST = "juhe-pg-rw"  # CloudNativePG: <cluster>-rw always points at the primary
 PUBLIC_ORIGIN = "https://pay.example.com"  # overlays patch the ConfigMaps with the real origin
 MONITORING_NAMESPACE = "monitoring"
@@ -178,6 +182,9 @@ def config_map(svc: Service) -> dict[str, Any]:
         "HOST": "0.0.0.0",
         "PORT": str(svc.port),
         "KAFKA_BOOTSTRAP_SERVERS": KAFKA_BOOTSTRAP,
+        "KAFKA_ENABLE_IDEMPOTENCE": "true",
+        "KAFKA_TOPIC_REPLICATION_FACTOR": str(KAFKA_TOPIC_REPLICAS),
+        "KAFKA_TOPIC_MIN_INSYNC_REPLICAS": str(KAFKA_TOPIC_MIN_ISR),
         "LOG_JSON": "true",
         **{f"{callee.upper()}_URL": url(callee) for callee in svc.calls},  # every service calls it <name>_url
         **svc.config,
@@ -543,8 +550,12 @@ def kafka_topic(name: str, *, partitions: int, retention_ms: int) -> dict[str, A
         "spec": {
             "topicName": name,
             "partitions": partitions,
-            "replicas": 3,
-            "config": {"min.insync.replicas": 2, "retention.ms": retention_ms, "cleanup.policy": "delete"},
+            "replicas": KAFKA_TOPIC_REPLICAS,
+            "config": {
+                "min.insync.replicas": KAFKA_TOPIC_MIN_ISR,
+                "retention.ms": retention_ms,
+                "cleanup.policy": "delete",
+            },
         },
     }
 

@@ -16,6 +16,7 @@ from typing import Any, Literal
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from libs.common import tracing
 from libs.common.events import Envelope
 from libs.common.logging import current_trace_id
 from libs.common.outbox_tables import OUTBOX_SHARD_COUNT, outbox
@@ -59,6 +60,7 @@ class Tx:
             data=data,
             data_version=data_version,
             trace_id=current_trace_id(),
+            traceparent=tracing.current_traceparent(),  # None (no work) while tracing is off
         )
         self._events.append((topic, envelope))
         return envelope

@@ -23,9 +23,15 @@ class Envelope:
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     data_version: int = 1
     trace_id: str | None = None
+    # W3C trace context of the transaction that wrote the event (libs.common.tracing): the consumer's span
+    # continues it, so a request and the events it causes are one trace. Absent while tracing is off.
+    traceparent: str | None = None
 
     def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False).encode()
+        obj = asdict(self)
+        if obj["traceparent"] is None:
+            del obj["traceparent"]  # tracing off: the same bytes as before the field existed
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
@@ -39,6 +45,7 @@ class Envelope:
             data_version=int(obj.get("data_version", 1)),
             data=obj.get("data") or {},
             trace_id=obj.get("trace_id"),
+            traceparent=obj.get("traceparent"),
         )
 
 

@@ -23,12 +23,13 @@ from prometheus_client import Counter
 from sqlalchemy import exists, insert, literal, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
+from libs.common import tracing
 from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.failures import outage_spec
 from libs.common.faults import crash_point
-from libs.common.kafka import EpochWatcher, ensure_topics, topic_name
+from libs.common.kafka import EpochWatcher, KafkaOptions, ensure_topics, topic_name
 from libs.common.logging import get_logger, trace_id_var
 from libs.common.outbox_tables import LEGACY_INBOX_CONSUMER, inbox, inbox_dead_letter
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
@@ -84,8 +85,11 @@ class InboxConsumer:
         heartbeat_interval_ms: int = 1000,
         handler_attempts_max: int = 5,
         outage_wait_seconds_max: float = OUTAGE_WAIT_SECONDS_MAX,
+        kafka_options: KafkaOptions | None = None,
     ) -> None:
         self.uow = uow
+        # Without options: the epoch watcher's (a worker shares one, built from the service's settings).
+        self.kafka_options = kafka_options or epoch_watcher.options
         self.service = service
         self.bootstrap = bootstrap
         self.group_id = group_id
@@ -123,7 +127,7 @@ class InboxConsumer:
                 await asyncio.sleep(1)
 
     async def _consume_until_error(self) -> None:
-        await ensure_topics(self.bootstrap, self._topics)
+        await ensure_topics(self.bootstrap, self._topics, options=self.kafka_options)
         consumer = AIOKafkaConsumer(
             *self._topics,
             bootstrap_servers=self.bootstrap,
@@ -186,7 +190,7 @@ class InboxConsumer:
             attempt = 0
             while True:
                 try:
-                    await self._apply_once(envelope, base_topic, handlers)
+                    await self._apply_traced(envelope, base_topic, handlers)
                     return
                 except asyncio.CancelledError:
                     raise
@@ -211,6 +215,17 @@ class InboxConsumer:
                     await asyncio.sleep(min(RETRY_BACKOFF_BASE_SECONDS * 2 ** (attempt - 1), RETRY_BACKOFF_MAX_SECONDS))
         finally:
             trace_id_var.reset(token)
+
+    async def _apply_traced(self, envelope: Envelope, base_topic: str, handlers: list[Handler]) -> None:
+        """`_apply_once` inside a CONSUMER span continuing the trace of the transaction that wrote the event
+        (libs.common.tracing); with tracing off, straight through: no span, no parsing."""
+        if not tracing.enabled():
+            await self._apply_once(envelope, base_topic, handlers)
+            return
+        parent = envelope.traceparent or tracing.traceparent_of(envelope.trace_id)
+        attributes = {"juhe.event.id": envelope.id, "messaging.consumer.group.name": self.consumer_name}
+        with tracing.consumer_span(envelope.type, base_topic, parent, **attributes):
+            await self._apply_once(envelope, base_topic, handlers)
 
     async def _apply_once(self, envelope: Envelope, topic: str, handlers: list[Handler]) -> None:
         async with self.uow.begin() as tx:

@@ -1,8 +1,12 @@
 """Kafka clients tuned for both the embedded Tansu broker and real Kafka, plus the broker epoch.
 
 Facts from embedded-infra.md that shape this file:
-- aiokafka cannot enable idempotence or transactions against Tansu, so producers use acks=all
-  without them; exactly-once effects come from outbox + inbox.
+- aiokafka cannot enable idempotence or transactions against Tansu (its InitProducerId v0 is refused), so
+  idempotent producers are a setting (`kafka_enable_idempotence`), off by default for the embedded broker
+  and on in the production configs (real Kafka). Exactly-once effects come from outbox + inbox either
+  way; idempotence only stops a retried produce from writing a duplicate record.
+- Topic replication factor and min ISR are settings too: 1/1 on the single embedded broker, 3/2 on a
+  production cluster (`KafkaOptions`).
 - Creating an existing topic is not an exception: error code 36 in the response. We check it.
 - A memory-only broker forgets everything on restart, and a producer with cached metadata gets acks
   for topics that no longer exist. The *broker epoch* detects this: a random marker written as the
@@ -16,6 +20,8 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -36,24 +42,67 @@ def topic_name(namespace: str, topic: str) -> str:
     return f"{namespace}{topic}"
 
 
-def make_producer(bootstrap: str) -> AIOKafkaProducer:
+class KafkaSettings(Protocol):
+    """The part of `ServiceSettings` these options come from (a Protocol: settings import nothing from here)."""
+
+    kafka_enable_idempotence: bool
+    kafka_topic_replication_factor: int
+    kafka_topic_min_insync_replicas: int
+
+
+@dataclass(frozen=True)
+class KafkaOptions:
+    """How producers and topic creation talk to this cluster; the defaults suit the embedded Tansu broker."""
+
+    enable_idempotence: bool = False
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: KafkaSettings) -> KafkaOptions:
+        return cls(
+            enable_idempotence=settings.kafka_enable_idempotence,
+            replication_factor=settings.kafka_topic_replication_factor,
+            min_insync_replicas=settings.kafka_topic_min_insync_replicas,
+        )
+
+
+EMBEDDED = KafkaOptions()
+
+
+def make_producer(bootstrap: str, options: KafkaOptions = EMBEDDED) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
         linger_ms=5,
-        enable_idempotence=False,
+        enable_idempotence=options.enable_idempotence,
         request_timeout_ms=REQUEST_TIMEOUT_MS,
         # Short metadata age: after a broker restart the epoch watcher rebuilds producers anyway.
         metadata_max_age_ms=30_000,
     )
 
 
-async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: int = TOPIC_PARTITIONS) -> None:
+def new_topics(topics: Iterable[str], *, partitions: int, options: KafkaOptions = EMBEDDED) -> list[NewTopic]:
+    """The creation requests for `topics` (each once): replication and min ISR from `options`."""
+    return [
+        NewTopic(
+            name,
+            partitions,
+            options.replication_factor,
+            topic_configs={"min.insync.replicas": str(options.min_insync_replicas)},
+        )
+        for name in dict.fromkeys(topics)
+    ]
+
+
+async def ensure_topics(
+    bootstrap: str, topics: Iterable[str], *, partitions: int = TOPIC_PARTITIONS, options: KafkaOptions = EMBEDDED
+) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are (never re-configured)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=REQUEST_TIMEOUT_MS)
     try:
         await admin.start()  # inside: a start that fails half-way has connections to close too
-        wanted = list(dict.fromkeys(topics))
-        response = await admin.create_topics([NewTopic(t, partitions, 1) for t in wanted])
+        response = await admin.create_topics(new_topics(topics, partitions=partitions, options=options))
         for topic_error in getattr(response, "topic_errors", []):
             name, code = topic_error[0], topic_error[1]
             if code not in (0, TOPIC_ALREADY_EXISTS):
@@ -62,8 +111,8 @@ async def ensure_topics(bootstrap: str, topics: Iterable[str], *, partitions: in
         await close_bounded(admin.close(), name="kafka admin")
 
 
-async def ensure_platform_topics(bootstrap: str, namespace: str = "") -> None:
-    await ensure_topics(bootstrap, [topic_name(namespace, t) for t in TOPICS])
+async def ensure_platform_topics(bootstrap: str, namespace: str = "", options: KafkaOptions = EMBEDDED) -> None:
+    await ensure_topics(bootstrap, [topic_name(namespace, t) for t in TOPICS], options=options)
 
 
 async def _first_record(bootstrap: str) -> str | None:
@@ -85,17 +134,17 @@ async def _first_record(bootstrap: str) -> str | None:
         await close_bounded(consumer.stop(), name="epoch reader")
 
 
-async def read_or_create_broker_epoch(bootstrap: str) -> str:
+async def read_or_create_broker_epoch(bootstrap: str, options: KafkaOptions = EMBEDDED) -> str:
     """The epoch of the broker at `bootstrap`; writes one if this broker has none yet.
 
     Several processes may race to write the first marker; all of them then read record 0, so they
     agree on one epoch.
     """
-    await ensure_topics(bootstrap, [EPOCH_TOPIC], partitions=1)
+    await ensure_topics(bootstrap, [EPOCH_TOPIC], partitions=1, options=options)
     epoch = await _first_record(bootstrap)
     if epoch is not None:
         return epoch
-    producer = make_producer(bootstrap)
+    producer = make_producer(bootstrap, options)
     try:
         await producer.start()
         await producer.send_and_wait(EPOCH_TOPIC, uuid.uuid4().hex.encode(), partition=0)
@@ -110,15 +159,16 @@ async def read_or_create_broker_epoch(bootstrap: str) -> str:
 class EpochWatcher:
     """Polls the broker epoch; relays and consumers wait on `changed` to rebuild themselves."""
 
-    def __init__(self, bootstrap: str, *, interval_seconds: float) -> None:
+    def __init__(self, bootstrap: str, *, interval_seconds: float, options: KafkaOptions = EMBEDDED) -> None:
         self.bootstrap = bootstrap
+        self.options = options
         self.interval_seconds = interval_seconds
         self.epoch: str | None = None
         self._changed = asyncio.Condition()
         self.version = 0
 
     async def refresh(self) -> str:
-        epoch = await read_or_create_broker_epoch(self.bootstrap)
+        epoch = await read_or_create_broker_epoch(self.bootstrap, self.options)
         if epoch != self.epoch:
             if self.epoch is not None:
                 log.warning("broker epoch changed", old=self.epoch, new=epoch)

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.db import asyncpg_dsn
 from libs.common.faults import crash_point
-from libs.common.kafka import EpochWatcher, ensure_platform_topics, make_producer, topic_name
+from libs.common.kafka import EMBEDDED, EpochWatcher, KafkaOptions, ensure_platform_topics, make_producer, topic_name
 from libs.common.logging import get_logger
 from libs.common.outbox_tables import NOTIFY_CHANNEL, OUTBOX_SHARD_COUNT, inbox, outbox
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
@@ -62,8 +62,10 @@ class OutboxRelay:
         batch_max: int = 500,
         poll_interval_seconds: float = 1.0,
         retention_hours: float = 72.0,
+        kafka_options: KafkaOptions = EMBEDDED,
     ) -> None:
         self.engine = engine
+        self.kafka_options = kafka_options
         self.service = service
         self.bootstrap = bootstrap
         self.epoch_watcher = epoch_watcher
@@ -141,7 +143,7 @@ class OutboxRelay:
             return
         self._epoch_version = self.epoch_watcher.version
         await self._drop_producer()
-        await ensure_platform_topics(self.bootstrap, self.topic_namespace)
+        await ensure_platform_topics(self.bootstrap, self.topic_namespace, self.kafka_options)
         async with self.engine.begin() as conn:
             result = await conn.execute(
                 update(outbox)
@@ -152,7 +154,7 @@ class OutboxRelay:
             republished_total.labels(self.service).inc(result.rowcount)
             log.warning("re-publishing retained events for a new broker", rows=result.rowcount, epoch=epoch)
         self._epoch = epoch
-        producer = make_producer(self.bootstrap)
+        producer = make_producer(self.bootstrap, self.kafka_options)
         await producer.start()
         self._producer = producer
 

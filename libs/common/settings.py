@@ -32,6 +32,12 @@ class ServiceSettings(BaseSettings):
     database_pool_size: int = Field(default=5, ge=1, le=50)
     database_pool_overflow: int = Field(default=5, ge=0, le=50)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
+    # Idempotent producers: on for real Kafka (the production configs), off for the embedded Tansu broker,
+    # which refuses aiokafka's InitProducerId (embedded-infra.md §2.2: producer.start() fails).
+    kafka_enable_idempotence: bool = False
+    # Topics created by ensure_platform_topics: 1/1 on the single embedded broker, 3/2 on a production cluster.
+    kafka_topic_replication_factor: int = Field(default=1, ge=1, le=7)
+    kafka_topic_min_insync_replicas: int = Field(default=1, ge=1, le=7)
     # Prefix for every topic and consumer group: lets tests share one broker without crosstalk.
     topic_namespace: str = ""
     internal_token_secret: SecretStr = SecretStr(DEMO_INTERNAL_TOKEN_SECRET)
@@ -56,6 +62,12 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
     outbox_retention_hours: float = Field(default=72.0, ge=0, le=24 * 90)
     broker_epoch_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _min_isr_within_replicas(self) -> Self:
+        if self.kafka_topic_min_insync_replicas > self.kafka_topic_replication_factor:
+            raise ValueError("kafka_topic_min_insync_replicas exceeds kafka_topic_replication_factor")
+        return self
 
     @model_validator(mode="after")
     def _refuse_demo_secrets_in_production(self) -> Self:

@@ -14,6 +14,9 @@ Why it is shaped this way:
   context, not the payment's. The envelope therefore carries the `traceparent` of the transaction that
   wrote it (`current_traceparent()`), and the consumer continues that trace (`consumer_span()`): one trace
   runs gateway → cashier → routing → channel → event → ledger.
+- **Nothing is imported while off.** OpenTelemetry's API and SDK are imported when tracing is set up (or a
+  helper that only runs while it is on is called): every service imports this module (through
+  `libs.common.db`), and on a loaded machine the SDK's import alone took seconds of start-up.
 - Juhe's own `trace_id` (logs, `X-Trace-Id`) is 32 hex digits, the same shape as a W3C trace id, so when
   tracing is on `current_trace_id()` returns the span's id and logs, headers and traces share one key.
 """
@@ -24,15 +27,15 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 TRACEPARENT = "traceparent"
 ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -40,9 +43,15 @@ ENDPOINT_VARIABLES = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_
 EXCLUDED_URLS = "/livez,/readyz,/metrics"
 TRACER_NAME = "juhe"
 
-_propagator = TraceContextTextMapPropagator()
 _lock = threading.Lock()
 _provider: TracerProvider | None = None
+
+
+@cache
+def _propagator() -> TraceContextTextMapPropagator:
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
 
 
 def tracing_requested(environ: dict[str, str] | None = None) -> bool:
@@ -65,6 +74,11 @@ def setup_tracing(service_name: str, *, exporter: SpanExporter | None = None) ->
             return _provider
         if exporter is None and not tracing_requested():
             return None
+        from opentelemetry import trace
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
         provider = TracerProvider(resource=Resource.create({"service.name": service_name, "service.namespace": "juhe"}))
         if exporter is None:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -106,28 +120,46 @@ def shutdown_tracing() -> None:
             _provider = None
 
 
-def tracer() -> trace.Tracer:
+def enabled() -> bool:
+    """Whether this process traces. Hot paths test this first, so with tracing off they create no span
+    object, inject nothing and take no lock: one global read per request or event."""
+    return _provider is not None
+
+
+def tracer() -> Tracer:
+    from opentelemetry import trace
+
     return trace.get_tracer(TRACER_NAME)
 
 
 def current_trace_id() -> str | None:
-    """The active span's trace id as 32 lowercase hex digits (Juhe's trace id shape), or None."""
+    """The active span's trace id as 32 lowercase hex digits (Juhe's trace id shape), or None (always None
+    while tracing is off)."""
+    if _provider is None:
+        return None
+    from opentelemetry import trace
+
     span_context = trace.get_current_span().get_span_context()
     return format(span_context.trace_id, "032x") if span_context.is_valid else None
 
 
 def current_traceparent() -> str | None:
-    """The W3C `traceparent` of the active span, for an event envelope written in this context."""
+    """The W3C `traceparent` of the active span, for an event envelope written in this context (None while
+    tracing is off: nothing is propagated then)."""
+    if _provider is None:
+        return None
     carrier: dict[str, str] = {}
-    _propagator.inject(carrier)
+    _propagator().inject(carrier)
     return carrier.get(TRACEPARENT)
 
 
-def traceparent_context(traceparent: str | None) -> otel_context.Context:
+def traceparent_context(traceparent: str | None) -> Context:
     """The remote parent a `traceparent` names; an empty or malformed one gives a fresh root context."""
+    from opentelemetry.context import Context
+
     if not traceparent:
-        return otel_context.Context()
-    return _propagator.extract({TRACEPARENT: traceparent}, context=otel_context.Context())
+        return Context()
+    return _propagator().extract({TRACEPARENT: traceparent}, context=Context())
 
 
 def traceparent_of(trace_id: str | None) -> str | None:
@@ -141,8 +173,22 @@ def traceparent_of(trace_id: str | None) -> str | None:
 
 
 @contextlib.contextmanager
+def client_span(name: str, headers: dict[str, str], **attributes: Any) -> Iterator[Span]:
+    """A CLIENT span for an outgoing call made without an instrumented library (the gateway's own HTTP pool);
+    its `traceparent` (and `tracestate`) replace whatever `headers` carried. Call only when `enabled()`."""
+    from opentelemetry.trace import SpanKind
+
+    with tracer().start_as_current_span(name, kind=SpanKind.CLIENT, attributes=attributes) as span:
+        headers.pop("tracestate", None)
+        _propagator().inject(headers)
+        yield span
+
+
+@contextlib.contextmanager
 def consumer_span(event_type: str, topic: str, traceparent: str | None, **attributes: Any) -> Iterator[Span]:
     """A CONSUMER span for applying one event, the child of the span that wrote the event."""
+    from opentelemetry.trace import SpanKind
+
     parent = traceparent_context(traceparent)
     with tracer().start_as_current_span(
         f"{topic} process",

@@ -32,11 +32,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from libs.common import errors, unstorable
+from libs.common import errors, tracing, unstorable
 from libs.common.db import UnitOfWork, create_engine
 from libs.common.failures import is_unstorable_text_error, outage_spec
 from libs.common.inbox import InboxConsumer, Subscription
-from libs.common.kafka import EpochWatcher
+from libs.common.kafka import EpochWatcher, KafkaOptions
 from libs.common.logging import TRACE_HEADER, configure_logging, get_logger, new_trace_id, trace_id_var
 from libs.common.outbox import OutboxRelay
 from libs.common.settings import ServiceSettings
@@ -233,7 +233,12 @@ def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Rece
 def install_observability(app: FastAPI, service: str) -> None:
     @app.middleware("http")
     async def trace_and_measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        trace_id = request.headers.get(TRACE_HEADER) or _from_traceparent(request.headers.get("traceparent"))
+        # With tracing on, the server span's trace id (so logs, X-Trace-Id and traces share one key).
+        trace_id = (
+            tracing.current_trace_id()
+            or request.headers.get(TRACE_HEADER)
+            or _from_traceparent(request.headers.get("traceparent"))
+        )
         token = trace_id_var.set(trace_id or new_trace_id())
         started = time.perf_counter()
         try:
@@ -306,7 +311,10 @@ def worker_tasks(
 ) -> list[Callable[[], Awaitable[None]]]:
     """The long-running loops of a service's worker: epoch watcher, relay, consumer, its own loops."""
     s = runtime.settings
-    watcher = EpochWatcher(s.kafka_bootstrap_servers, interval_seconds=s.broker_epoch_check_interval_seconds)
+    kafka_options = KafkaOptions.from_settings(s)
+    watcher = EpochWatcher(
+        s.kafka_bootstrap_servers, interval_seconds=s.broker_epoch_check_interval_seconds, options=kafka_options
+    )
     runtime.extras["epoch_watcher"] = watcher
     relay = OutboxRelay(
         runtime.engine,
@@ -317,6 +325,7 @@ def worker_tasks(
         batch_max=s.outbox_batch_max,
         poll_interval_seconds=s.outbox_poll_interval_seconds,
         retention_hours=s.outbox_retention_hours,
+        kafka_options=kafka_options,
     )
     loops: list[Callable[[], Awaitable[None]]] = [watcher.run, relay.run]
     if subscriptions:
@@ -332,6 +341,7 @@ def worker_tasks(
             session_timeout_ms=s.consumer_session_timeout_ms,
             heartbeat_interval_ms=s.consumer_heartbeat_interval_ms,
             handler_attempts_max=s.consumer_handler_attempts_max,
+            kafka_options=kafka_options,
         )
         loops.append(consumer.run)
     loops.extend(functools.partial(task, runtime) for task in background)
@@ -389,6 +399,7 @@ def create_service_app(
     """Every service's application. `refuse_unstorable_text=False` only for an app that applies the boundary
     text rule itself at a better place (the gateway: after its body-size and authentication checks)."""
     configure_logging(settings.service_name, level=settings.log_level, json=settings.log_json)
+    tracing.setup_tracing(settings.service_name)  # nothing unless OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT is set
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -425,6 +436,7 @@ def create_service_app(
     if refuse_unstorable_text:
         app.add_middleware(UnstorableTextGuard)  # inside the observability middleware added next
     install_observability(app, settings.service_name)
+    tracing.instrument_app(app)  # the server span around everything (a no-op while tracing is off)
     app.include_router(health_router())
     for router in routers:
         app.include_router(router)

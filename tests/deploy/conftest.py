@@ -60,14 +60,16 @@ MODULE_TIMEOUT_SECONDS = 180
 def run_module() -> RunModule:
     """`python -m <module> <args>` from the repository root, as a Job, a container or a developer runs it."""
 
-    def run(module: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        module: str, *args: str, env: dict[str, str] | None = None, timeout: float = MODULE_TIMEOUT_SECONDS
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", module, *args],
             cwd=REPO_ROOT,
             env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
             capture_output=True,
             text=True,
-            timeout=MODULE_TIMEOUT_SECONDS,
+            timeout=timeout,
             check=False,
         )
 

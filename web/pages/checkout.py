@@ -84,6 +84,11 @@ def _not_found(page: PageContext) -> Response:
 
 @router.get("/{token}")
 async def checkout(token: Token, page: Page) -> Response:
+    if page.session is None and page.request.headers.get("sec-fetch-site") == "cross-site":
+        # Arriving from the merchant's site: the browser withholds the SameSite=Strict My Wallet cookie on a
+        # cross-site navigation. An immediate refresh from this page is same-site, so a signed-in payer is seen.
+        query = page.request.url.query
+        return page.render("checkout_hop.html", refresh_to=f"/checkout/{token}" + (f"?{query}" if query else ""))
     scene = scene_for(page.request.headers.get("user-agent", ""))
     view = await _view(page, token, scene=scene)
     if view is None:

@@ -78,12 +78,14 @@ class Shop:
 
     def __init__(self, context: BrowserContext) -> None:
         self.visits: list[str] = []
+        self.pay_url = ""  # the cart page links to the checkout (a cross-site navigation, as in real life)
         context.route(f"{SHOP}/**", self._answer)
 
     def _answer(self, route: Route) -> None:
         self.visits.append(route.request.url)
+        link = f"<a id='pay' href='{self.pay_url}'>Pay</a>" if self.pay_url else ""
         route.fulfill(status=200, content_type="text/html; charset=utf-8",
-                      body="<!doctype html><html lang='en'><title>Shop</title><h1>Thank you</h1></html>")
+                      body=f"<!doctype html><html lang='en'><title>Shop</title><h1>Thank you</h1>{link}</html>")
 
     def returned(self, platform: Platform, session: dict[str, Any]) -> dict[str, str]:
         """The return's query, verified as a merchant would with the SDK."""
@@ -187,7 +189,9 @@ def test_a_signed_in_user_pays_from_the_wallet_with_the_payment_pin(platform: Pl
     page.goto(sign_in_link(platform, user_id))
     page.get_by_role("button", name="进入我的钱包").click()
     expect(page.locator("#available")).to_have_text("¥1,000.00")
-    page.goto(session["url"])
+    shop.pay_url = session["url"]
+    page.goto(f"{SHOP}/cart")
+    page.locator("#pay").click()  # from the shop's site: the Strict session cookie still counts (one same-site hop)
     page.get_by_label("支付密码").fill("111111")
     page.get_by_role("button", name="钱包支付").click()
     expect(page.get_by_role("status")).to_contain_text("支付密码错误")  # nothing paid

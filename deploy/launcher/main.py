@@ -8,6 +8,11 @@ and started again on the same port and data dir (crash recovery; the services' p
 service is restarted for it); a broker that dies is restarted on the same port (the outbox relays
 notice the new broker epoch and re-publish); a service that dies is restarted. Ctrl-C or SIGTERM
 stops everything; if the launcher itself is killed, every child gets a parent-death signal.
+
+`--replicas N` (scale-out on one machine, tests/deploy/test_scale_out.py): every service runs N API and N
+worker processes (`JUHE_<NAME>_ROLE`), each on a port of its own, and the service's usual port is a TCP
+balancer in this process (deploy/launcher/balancer.py, the local stand-in for a Kubernetes Service).
+`children.json` in the data dir names every process and its pid.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import TextIO
 
 import httpx
 
+from deploy.launcher.balancer import Balancer
 from deploy.launcher.seed import demo_service_settings
 from libs.common.embedded import (
     EmbeddedBroker,
@@ -86,6 +92,10 @@ class Child:
     process: asyncio.subprocess.Process | None = None
     backoff: Backoff = field(default_factory=Backoff)
     pump: asyncio.Task[None] | None = None
+    name: str = ""  # the spec's name, or `cashier-api-2` for one of several replicas
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.spec.name
 
     @property
     def url(self) -> str:
@@ -104,6 +114,8 @@ class Platform:
     stopping: bool = False
     demo_settings: dict[str, dict[str, object]] = field(default_factory=dict)
     started_at: float = field(default_factory=time.monotonic)
+    replicas: int = 1
+    balancers: list[Balancer] = field(default_factory=list)
 
     @property
     def log_dir(self) -> Path:
@@ -186,8 +198,32 @@ class Platform:
                 values |= self.demo_settings.get(spec.name, {})
             elif spec.name in FRONTENDS:  # the web process: no database, the platform only through the gateway
                 values |= {"gateway_url": urls["gateway"]}
+            color = COLORS[i % len(COLORS)]
+            if self.replicas > 1 and spec.name in SERVICES:
+                self._plan_replicas(spec, values, common_env, color)
+                continue
             env = {**common_env, **service_env(spec, values)}
-            self.children.append(Child(spec=spec, port=port, env=env, color=COLORS[i % len(COLORS)]))
+            self.children.append(Child(spec=spec, port=port, env=env, color=color))
+
+    def _plan_replicas(
+        self, spec: ServiceSpec, values: dict[str, object], common_env: dict[str, str], color: str
+    ) -> None:
+        """N API and N worker processes on ports of their own; the service's port balances over the APIs."""
+        api_ports = []
+        for role in ("api", "worker"):
+            for replica in range(1, self.replicas + 1):
+                port = free_port()
+                env = {**common_env, **service_env(spec, {**values, "port": port, "role": role})}
+                name = f"{spec.name}-{role}-{replica}"
+                self.children.append(Child(spec=spec, port=port, env=env, color=color, name=name))
+                if role == "api":
+                    api_ports.append(port)
+        self.balancers.append(Balancer(spec.name, self._port(spec), api_ports))
+
+    def _record_pids(self) -> None:
+        """`children.json`: {process name: pid} of the running children (operators, the scale-out test)."""
+        pids = {c.name: c.process.pid for c in self.children if c.process and c.process.returncode is None}
+        (self.data_dir / "children.json").write_text(json.dumps(pids))
 
     @staticmethod
     def _port(spec: ServiceSpec) -> int:
@@ -203,7 +239,7 @@ class Platform:
             raise SystemExit("cannot start, ports already in use:\n" + "\n".join(lines))
 
     async def start_child(self, child: Child) -> None:
-        log_path = self.log_dir / f"{child.spec.name}.log"
+        log_path = self.log_dir / f"{child.name}.log"
         child.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -216,11 +252,12 @@ class Platform:
         )
         child.backoff.started()
         child.pump = asyncio.create_task(self._pump(child, log_path))
+        self._record_pids()
 
     async def _pump(self, child: Child, log_path: Path) -> None:
         """Copy a child's output to its log file and, prefixed, to the console."""
         assert child.process and child.process.stdout
-        prefix = f"\x1b[{child.color}m{child.spec.name:<11}\x1b[0m| "
+        prefix = f"\x1b[{child.color}m{child.name:<11}\x1b[0m| "
         with open(log_path, "ab") as log:  # noqa: ASYNC230 - a local append-only file, written line by line
             async for line in child.process.stdout:
                 log.write(line)
@@ -230,8 +267,10 @@ class Platform:
                     self.console.flush()
 
     async def wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-        pending = {c.spec.name: c for c in self.children}
+        # N replicas: about 2N times the service processes of one, starting on the same cores.
+        bound = READY_TIMEOUT_SECONDS * (1 + self.replicas) if self.replicas > 1 else READY_TIMEOUT_SECONDS
+        deadline = time.monotonic() + bound
+        pending = {c.name: c for c in self.children}
         async with httpx.AsyncClient(timeout=1.0) as client:
             while pending and time.monotonic() < deadline:
                 for name, child in list(pending.items()):
@@ -245,7 +284,7 @@ class Platform:
                 if pending:
                     await asyncio.sleep(0.2)
         if pending:
-            raise SystemExit(f"not ready after {READY_TIMEOUT_SECONDS:.0f}s: {', '.join(pending)}")
+            raise SystemExit(f"not ready after {bound:.0f}s: {', '.join(pending)}")
 
     async def supervise(self) -> None:
         """Restart what dies, each with its own backoff: PostgreSQL on its port and data dir (services
@@ -304,12 +343,14 @@ class Platform:
             return
         if child.backoff.due_at is None:
             delay = child.backoff.failed()
-            self.say(f"{child.spec.name} exited with {child.process.returncode}; restarting in {delay:.0f}s")
+            self.say(f"{child.name} exited with {child.process.returncode}; restarting in {delay:.0f}s")
         if child.backoff.due():
             await self.start_child(child)
 
     async def stop(self) -> None:
         self.stopping = True
+        for balancer in self.balancers:
+            await balancer.stop()
         running = [c for c in self.children if c.process and c.process.returncode is None]
         for child in running:
             with contextlib.suppress(ProcessLookupError):
@@ -384,9 +425,9 @@ def _tree_rss_kib(pid: int) -> int:
     return total
 
 
-async def run(data_dir: Path, *, exit_when_ready: bool = False) -> int:
+async def run(data_dir: Path, *, exit_when_ready: bool = False, replicas: int = 1) -> int:
     started = time.monotonic()
-    platform = Platform(data_dir=data_dir)
+    platform = Platform(data_dir=data_dir, replicas=replicas)
     platform.log_dir.mkdir(parents=True, exist_ok=True)
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
@@ -398,6 +439,8 @@ async def run(data_dir: Path, *, exit_when_ready: bool = False) -> int:
         db_urls = await platform.prepare_databases(server_url)
         await platform.prepare_broker(bootstrap)
         platform.plan(db_urls, bootstrap)
+        for balancer in platform.balancers:
+            await balancer.start()
         for child in platform.children:
             await platform.start_child(child)
         platform.say(f"{len(platform.children)} processes started; waiting for /readyz")
@@ -421,7 +464,8 @@ async def run(data_dir: Path, *, exit_when_ready: bool = False) -> int:
 
 
 def print_summary(platform: Platform, demo: dict[str, str], server_url: str, bootstrap: str, ready_s: float) -> None:
-    rows = [(c.spec.name, c.url) for c in platform.children]
+    rows = [(c.name, c.url) for c in platform.children]
+    rows += [(f"{b.name} (balancer)", f"http://127.0.0.1:{b.port}") for b in platform.balancers]
     width = max(len(name) for name, _ in rows) + 2
     lines = ["", "Juhe is running:", ""]
     lines += [f"  {name:<{width}}{url}" for name, url in rows]
@@ -448,6 +492,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["run", "reset"], nargs="?", default="run")
     parser.add_argument("--data-dir", default=os.environ.get("JUHE_DATA_DIR", str(REPO_ROOT / ".juhe")))
     parser.add_argument("--exit-when-ready", action="store_true", help="start, seed, print, then stop (smoke check)")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("JUHE_LAUNCHER_REPLICAS", "1")),
+        help="API and worker processes per service, behind a balancer on the service's port (default 1: one "
+        "process per service running both roles)",
+    )
     args = parser.parse_args(argv)
     data_dir = Path(args.data_dir).resolve()
     if args.command == "reset":
@@ -455,4 +506,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"removed {data_dir}")
         return 0
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir / "run"))
-    return asyncio.run(run(data_dir, exit_when_ready=args.exit_when_ready))
+    if args.replicas < 1:
+        parser.error("--replicas must be at least 1")
+    return asyncio.run(run(data_dir, exit_when_ready=args.exit_when_ready, replicas=args.replicas))

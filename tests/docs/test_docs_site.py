@@ -126,6 +126,7 @@ def test_strict_build_fails_on_a_broken_link(tmp_path: Path) -> None:
         f"docs_dir: {docs}\n"
         "nav: [index.md]\n"
         f"hooks: [{REPO_ROOT / 'mkdocs_hooks.py'}]\n"
+        "watch: []\n"
         "plugins: [search]\n"
         "theme: {name: material, font: false}\n"
         "extra: {polyfills: []}\n",

@@ -89,5 +89,8 @@ class Settings(ServiceSettings):
     marketing_url: str = ""
     marketing_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
     coupon_lock_margin_seconds: int = Field(default=300, ge=0, le=3600)
+    # A coupon locked for a payment this cashier never created (the create died between lock and insert) is
+    # released by a later create of that coupon once the lock is this old (else it runs out at marketing).
+    coupon_orphan_lock_seconds: int = Field(default=60, ge=0, le=3600)
 
     page_size_max: int = Field(default=100, ge=1, le=1000)

@@ -40,10 +40,11 @@ from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
 from libs.common.testing.plugin import data_dir_outside_pytest
 from tests.e2e.test_launcher import Launched, eventually
 
-pytestmark = pytest.mark.e2e
-# WeChat Pay sandbox refunds succeed 1 s after they are asked for (default 60 s); the cashier polls a payment
-# the payer declined after 1 s (default 5 s).
-RUN_ENV = {"JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "1", "JUHE_CASHIER_POLL_INITIAL_SECONDS": "1"}
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test also waits for the launcher
+# WeChat Pay sandbox refunds succeed 1 s after they are asked for (default 60 s); the cashier polls a processing
+# payment (the one the payer declines) every 1-2 s (default 5 s, backing off to minutes).
+RUN_ENV = {"JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "1", "JUHE_CASHIER_POLL_INITIAL_SECONDS": "1",
+           "JUHE_CASHIER_POLL_BACKOFF_MAX_SECONDS": "2"}
 ORDER = 12_000  # 满100减10 on a 120.00 order: 10.00 off, 3.00 of it funded by the platform
 DISCOUNT, PLATFORM_PART, MERCHANT_PART = 1_000, 300, 700
 
@@ -56,8 +57,9 @@ class Platform:
     stock_id: str
     demo_user_id: str  # a user with a wallet (the launcher's seed): its points sub-account is in the ledger
 
-    def marketing(self, method: str, path: str, *, user: str | None = None, **body: Any) -> httpx.Response:
-        identity = {"user": user} if user else {"platform": "plt_demo"}
+    def marketing(self, method: str, path: str, *, user: str | None = None, service: bool = False,
+                  **body: Any) -> httpx.Response:
+        identity = {"user": user} if user else {"service": "cashier"} if service else {"platform": "plt_demo"}
         token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", **identity)
         return httpx.request(method, self.run.url("marketing") + path, json=body if method != "GET" else None,
                              headers={IDENTITY_HEADER: token}, timeout=30)
@@ -178,6 +180,28 @@ def test_two_payments_race_for_one_coupon_one_wins_and_a_failed_payment_releases
     eventually(lambda: platform.coupon_status(user, coupon) == "available", "the coupon released")
     again = platform.pay(user, coupon)  # the user can redeem it again
     assert again["discount_minor"] == DISCOUNT
+
+
+def test_a_lock_left_by_a_create_that_died_is_released_by_the_merchants_retry(platform: Platform) -> None:
+    user = _user()
+    coupon = platform.coupon(user)
+    # A create that died between marketing's lock and its own insert: a lock for a payment that never existed.
+    ghost = platform.marketing(
+        "POST", "/v1/internal/marketing/locks", service=True, payment_id=f"pay_{uuid.uuid4().hex}",
+        coupon_id=coupon, user_id=user, merchant_id=platform.merchant_id, scene="native_qr",
+        payment_method="wechatpay", order_amount_minor=ORDER)
+    assert ghost.status_code == 201, ghost.text
+    order_no = f"retry-{uuid.uuid4().hex[:10]}"
+    # Young: its creator may still be on its way to the insert, so it is left alone.
+    assert _refused(lambda: platform.pay(user, coupon, order_no=order_no)).code == "coupon_locked"
+    assert _absent(platform.merchant, order_no)
+    platform.run.query("juhe_marketing", "UPDATE redemptions SET created_at = now() - interval '10 minutes' "
+                                         f"WHERE redemption_id = '{ghost.json()['redemption_id']}' RETURNING 1")
+    retried = platform.pay(user, coupon, order_no=order_no)  # the merchant's retry takes the orphan lock over
+    assert retried["discount_minor"] == DISCOUNT and platform.coupon_status(user, coupon) == "locked"
+    released = platform.marketing("GET", f"/v1/internal/marketing/redemptions/{ghost.json()['redemption_id']}",
+                                  service=True)
+    assert released.json()["status"] == "released", released.text
 
 
 def test_a_paid_coupon_is_used_funded_by_the_right_party_and_returned_on_full_refund(platform: Platform) -> None:

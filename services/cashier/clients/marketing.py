@@ -15,6 +15,7 @@ outcome path (notification, poll, expiry, re-drive, late success) can forget to 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -29,6 +30,14 @@ log = get_logger("juhe.cashier.marketing")
 
 LOCKS_PATH = "/v1/internal/marketing/locks"
 RELEASE_PATH = "/v1/internal/marketing/redemptions/{redemption_id}/release"
+
+
+class CouponHeld(Problem):
+    """Marketing's `coupon_locked`, with who holds the lock (never shown to the merchant: `held_by`)."""
+
+    def __init__(self, refusal: Problem, *, redemption_id: str, payment_id: str, locked_at: datetime) -> None:
+        super().__init__(refusal.spec, refusal.detail, **refusal.extensions)
+        self.held_by = (redemption_id, payment_id, locked_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +98,13 @@ class MarketingClient(InternalClient):
                 raise Problem(MARKETING_UNAVAILABLE, "marketing answered the coupon lock unreadably") from exc
         extra = {k: answer[k] for k in ("field",) if k in answer}  # which rule refused (coupon_not_applicable)
         refusal = relayed_refusal(response, "The coupon was refused by marketing", coupon_id=coupon_id, **extra)
+        if refusal is not None and refusal.spec.code == "coupon_locked" and answer.get("lock_redemption_id"):
+            try:
+                raise CouponHeld(refusal, redemption_id=str(answer["lock_redemption_id"]),
+                                 payment_id=str(answer.get("lock_payment_id") or ""),
+                                 locked_at=datetime.fromisoformat(str(answer["locked_at"])))
+            except (KeyError, ValueError):
+                raise refusal from None
         if refusal is not None:
             raise refusal
         log.warning("marketing answered a coupon lock with an error", status=response.status_code,

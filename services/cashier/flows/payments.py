@@ -14,7 +14,7 @@ from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.faults import crash_point
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
-from services.cashier.clients.marketing import CouponLock
+from services.cashier.clients.marketing import CouponHeld, CouponLock
 from services.cashier.connectors.base import (
     ChannelError,
     ChannelUnavailable,
@@ -261,7 +261,7 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
     lock: CouponLock | None = None
     if draft.coupon_id is not None:
         try:
-            lock = await _lock_coupon(cashier, merchant_id, draft, payment_id, expire_at)
+            lock = await _lock_or_take_over(cashier, merchant_id, draft, payment_id, expire_at)
         except Problem:
             # A concurrent identical create may hold the coupon for its own payment: answer with that one.
             replay = await _replay(cashier, merchant_id, draft, fingerprint)
@@ -315,6 +315,27 @@ async def _lock_coupon(cashier: Cashier, merchant_id: str, draft: PaymentDraft, 
 
 
 COUPON_LOCK_SECONDS_MIN = 10  # marketing's own floor for a lock
+
+
+async def _lock_or_take_over(cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str,
+                             expire_at: datetime) -> CouponLock:  # fmt: skip
+    """Lock the coupon; when it is held by a payment this cashier never created (an earlier create died between
+    its lock and its insert: the merchant's retry lands here), release that orphan lock and lock once more.
+
+    A lock younger than `coupon_orphan_lock_seconds` is left alone: its creator may still be on its way to the
+    insert (routing, split check), which takes seconds."""
+    try:
+        return await _lock_coupon(cashier, merchant_id, draft, payment_id, expire_at)
+    except CouponHeld as held:
+        redemption_id, holder_payment_id, locked_at = held.held_by
+        young = locked_at > cashier.clock() - timedelta(seconds=cashier.settings.coupon_orphan_lock_seconds)
+        async with cashier.uow.read() as conn:
+            exists = bool(holder_payment_id) and await get_payment_unscoped(conn, holder_payment_id) is not None
+        if young or exists or not await cashier.marketing.release(redemption_id):
+            raise
+        log.warning("released an orphan coupon lock (its payment was never created)", coupon_id=draft.coupon_id,
+                    redemption_id=redemption_id, payment_id=holder_payment_id)  # fmt: skip
+    return await _lock_coupon(cashier, merchant_id, draft, payment_id, expire_at)
 
 
 async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft, fingerprint: str,

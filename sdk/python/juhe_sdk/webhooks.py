@@ -2,8 +2,10 @@
 
     Juhe-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<raw body>" with the webhook secret>
 
-Several `v1=` entries may appear while a webhook secret is being rotated; one match is enough. Always
-verify the raw body bytes as received, before parsing them.
+Several `v1=` entries appear while a webhook endpoint's secret is being rotated (one per secret in force, the
+new one first: `t=…,v1=<new>,v1=<previous>`); one match is enough, so a receiver holding either secret
+verifies. A receiver may also pass both secrets (a list) while it moves to the new one. Always verify the raw
+body bytes as received, before parsing them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from juhe_sdk.errors import WebhookSignatureError
@@ -33,7 +36,7 @@ def sign_webhook(payload: bytes, secret: str, *, timestamp: int | None = None) -
 def verify_signature(
     payload: bytes | str,
     header: str | None,
-    secret: str,
+    secret: str | Sequence[str],
     *,
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,
@@ -56,15 +59,16 @@ def verify_signature(
     current = time.time() if now is None else now
     if abs(current - timestamp) > tolerance_seconds:
         raise WebhookSignatureError("webhook timestamp outside the tolerance (replayed or clock skew)")
-    expected = compute_signature(body, secret, timestamp)
-    if not any(hmac.compare_digest(expected, candidate) for candidate in candidates):
+    held = [secret] if isinstance(secret, str) else list(secret)
+    expected = [compute_signature(body, s, timestamp) for s in held]
+    if not any(hmac.compare_digest(e, candidate) for e in expected for candidate in candidates):
         raise WebhookSignatureError("webhook signature does not match")
 
 
 def construct_event(
     payload: bytes | str,
     header: str | None,
-    secret: str,
+    secret: str | Sequence[str],
     *,
     tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
     now: float | None = None,

@@ -3,7 +3,9 @@
 Queueing inside the transition's transaction is what makes "one transition, one webhook": the CAS
 that loses writes nothing, the one that wins writes the event, the outbox row and the delivery
 together. Delivery is at least once (a 2xx is the only acknowledgement), in order per payment (the
-worker only sends the oldest pending delivery of a payment), and survives restarts (it is a table).
+worker only sends the oldest pending delivery of a payment to each target), and survives restarts (it is a
+table). Each event also goes to every enabled webhook endpoint subscribed to its type (one delivery per
+endpoint, same retry schedule) and into the merchant event log behind `GET /v1/events`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
@@ -21,10 +24,12 @@ from libs.common.db import Tx
 from libs.common.events import Envelope
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
+from services.cashier.domain.webhook_endpoints import subscribes_to
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, retry_delay_seconds, signature_header
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.webhook_targets import TargetRefused
 from services.cashier.store.tables import merchants
+from services.cashier.store.webhook_endpoints import enabled_endpoints, endpoints_by_id, insert_event
 from services.cashier.store.webhooks import claim_due_deliveries, insert_delivery, record_attempt
 
 log = get_logger("juhe.cashier.webhooks")
@@ -36,33 +41,71 @@ ERROR_TEXT_MAX_CHARS = 500
 async def enqueue_webhook(
     tx: Tx, cashier: Cashier, *, payment: Any, envelope: Envelope, data: dict[str, Any]
 ) -> None:
-    """Queue the merchant notification of a final state, if the merchant gave a notify_url."""
+    """Record the merchant event of a final state and queue its deliveries: one to the payment's notify_url
+    (else the merchant's default URL), signed with the merchant's secret, and one to every enabled webhook
+    endpoint subscribed to its type, signed with that endpoint's secret(s). The event is recorded even when
+    nothing is sent, so `GET /v1/events` can always return it."""
+    payload = {"id": envelope.id, "type": envelope.type, "created_at": envelope.time, "data": jsonable_encoder(data)}
+    body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
+    await insert_event(
+        tx.conn,
+        {
+            "id": envelope.id,
+            "merchant_id": payment.merchant_id,
+            "type": envelope.type,
+            "payment_id": payment.id,
+            "payload": json.loads(body),
+            "created_at": datetime.fromisoformat(envelope.time),
+        },
+    )
+    targets: list[tuple[str, str | None]] = []
     url = payment.notify_url
     if not url:
         row = (await tx.conn.execute(select(merchants.c.notify_url).where(
             merchants.c.merchant_id == payment.merchant_id))).first()
         url = row.notify_url if row is not None else None
-    if not url:
-        return
-    body = json.dumps(
-        {"id": envelope.id, "type": envelope.type, "created_at": envelope.time, "data": jsonable_encoder(data)},
-        ensure_ascii=False,
-        separators=(",", ":"),
-        default=str,
-    )
-    await insert_delivery(
-        tx.conn,
-        {
-            "id": new_id("whd"),
-            "merchant_id": payment.merchant_id,
-            "payment_id": payment.id,
-            "event_id": envelope.id,
-            "event_type": envelope.type,
-            "url": url,
-            "body": body,
-            "next_attempt_at": cashier.clock(),
-        },
-    )
+    if url:
+        targets.append((url, None))
+    for endpoint in await enabled_endpoints(tx.conn, payment.merchant_id):
+        if subscribes_to(endpoint.enabled_events, envelope.type):
+            targets.append((endpoint.url, endpoint.id))
+    for target_url, endpoint_id in targets:
+        await insert_delivery(
+            tx.conn,
+            {
+                "id": new_id("whd"),
+                "merchant_id": payment.merchant_id,
+                "payment_id": payment.id,
+                "event_id": envelope.id,
+                "event_type": envelope.type,
+                "url": target_url,
+                "endpoint_id": endpoint_id,
+                "body": body,
+                "next_attempt_at": cashier.clock(),
+            },
+        )
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a claimed delivery goes and the secrets that sign it (None: its endpoint was deleted)."""
+
+    url: str
+    secrets: tuple[str, ...] | None
+
+
+def _target(delivery: Any, merchant_secrets: dict[str, str], endpoints: dict[str, Any], now: datetime) -> _Target:
+    if delivery.endpoint_id is None:
+        return _Target(delivery.url, (merchant_secrets.get(delivery.merchant_id, ""),))
+    endpoint = endpoints.get(delivery.endpoint_id)
+    if endpoint is None:
+        return _Target(delivery.url, None)
+    in_force = [endpoint.secret]
+    expires = endpoint.previous_secret_expires_at
+    if endpoint.previous_secret and expires is not None and expires > now:
+        in_force.append(endpoint.previous_secret)
+    # The endpoint's URL now: a merchant who corrects a wrong URL gets the retries there.
+    return _Target(endpoint.url, tuple(in_force))
 
 
 async def deliver_due(cashier: Cashier) -> int:
@@ -73,42 +116,48 @@ async def deliver_due(cashier: Cashier) -> int:
     async with cashier.uow.begin() as tx:
         due = await claim_due_deliveries(tx.conn, now=now, lease_until=lease_until, limit=s.webhook_batch_max)
         secrets: dict[str, str] = {}
+        endpoints: dict[str, Any] = {}
         if due:
             ids = {d.merchant_id for d in due}
             rows = await tx.conn.execute(select(merchants).where(merchants.c.merchant_id.in_(ids)))
             secrets = {r.merchant_id: r.webhook_secret for r in rows}
+            endpoints = await endpoints_by_id(tx.conn, {d.endpoint_id for d in due if d.endpoint_id is not None})
     if not due:
         return 0
     limit = asyncio.Semaphore(s.webhook_concurrency_max)
 
     async def one(delivery: Any) -> None:
         async with limit:
-            await _deliver(cashier, delivery, secrets.get(delivery.merchant_id, ""))
+            await _deliver(cashier, delivery, _target(delivery, secrets, endpoints, now))
 
     await asyncio.gather(*(one(d) for d in due))
     return len(due)
 
 
-async def _deliver(cashier: Cashier, delivery: Any, secret: str) -> None:
+async def _deliver(cashier: Cashier, delivery: Any, target: _Target) -> None:
     body = delivery.body.encode("utf-8")
     timestamp = int(cashier.clock().timestamp())
-    headers = {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        SIGNATURE_HEADER: signature_header(secret, timestamp, body),
-        "Juhe-Event-Id": delivery.event_id,
-        "Juhe-Event-Type": delivery.event_type,
-        "Juhe-Delivery-Id": delivery.id,
-    }
     started = time.perf_counter()
     status_code: int | None = None
     error: str | None = None
     final = False
     try:
-        status_code = await _post(cashier, delivery.url, body, headers)
+        if target.secrets is None:  # deleted while this delivery was claimed: nothing to send it to any more
+            raise _EndpointGone(delivery.endpoint_id)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            SIGNATURE_HEADER: signature_header(target.secrets[0], timestamp, body, also=target.secrets[1:]),
+            "Juhe-Event-Id": delivery.event_id,
+            "Juhe-Event-Type": delivery.event_type,
+            "Juhe-Delivery-Id": delivery.id,
+        }
+        status_code = await _post(cashier, target.url, body, headers)
         if status_code // 100 != 2:
             # A redirect is not followed (it could point inside): it is a failed try like any non-2xx.
             error = f"HTTP {status_code}"
+    except _EndpointGone:
+        error, final = "endpoint deleted", True
     except TargetRefused as exc:  # an internal or non-https target: refusing it again later changes nothing
         error, final = f"target_not_allowed: {exc}"[:ERROR_TEXT_MAX_CHARS], True
     except Exception as exc:  # any other failure to deliver is retried; the log keeps why
@@ -137,6 +186,10 @@ async def _deliver(cashier: Cashier, delivery: Any, secret: str) -> None:
         )
     if not delivered:
         log.info("webhook not acknowledged", delivery_id=delivery.id, attempt=attempt_no, error=error)
+
+
+class _EndpointGone(Exception):
+    """The delivery's webhook endpoint no longer exists."""
 
 
 async def _post(cashier: Cashier, url: str, body: bytes, headers: dict[str, str]) -> int:

@@ -182,6 +182,9 @@ webhook_deliveries = Table(
     Column("event_id", String(ID), nullable=False),
     Column("event_type", String(64), nullable=False),
     Column("url", Text, nullable=False),
+    # The merchant's webhook endpoint it goes to (migration 0011); NULL for a notify_url delivery (signed with
+    # the merchant's secret). Order is kept per (payment, endpoint): a failing endpoint never holds up another.
+    Column("endpoint_id", String(ID)),
     Column("body", Text, nullable=False),  # the exact bytes signed and sent (UTF-8 JSON)
     Column("status", String(16), nullable=False),
     Column("attempt_count", Integer, nullable=False, server_default=text("0")),
@@ -192,6 +195,42 @@ webhook_deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
     Index("ix_webhook_deliveries_payment", "payment_id", "seq"),
+)
+
+# Merchant webhook endpoints (migration 0011): several per merchant, each with its event types and its own
+# signing secret; during a rotation's overlap window the previous secret signs too.
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("merchant_id", String(64), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("description", Text),
+    Column("enabled_events", JSONB, nullable=False),  # list of event types, or ["*"]
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text),
+    Column("previous_secret_expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_webhook_endpoints_merchant", "merchant_id", "created_at"),
+)
+
+# Every event a merchant could receive (migration 0011), written with the state change whether or not any
+# URL is set: `GET /v1/events` reads it, so a missed webhook can always be fetched. `payload` is the webhook
+# body ({"id", "type", "created_at", "data"}).
+merchant_events = Table(
+    "merchant_events",
+    metadata,
+    Column("id", String(ID), primary_key=True),  # the event id (Juhe-Event-Id)
+    Column("seq", BigInteger, nullable=False, unique=True),  # from merchant_event_seq: the list order and cursor
+    Column("merchant_id", String(64), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("payment_id", String(ID), nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_merchant_events_merchant", "merchant_id", "seq"),
+    Index("ix_merchant_events_merchant_type", "merchant_id", "type", "seq"),
 )
 
 webhook_attempts = Table(

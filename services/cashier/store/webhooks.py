@@ -1,4 +1,4 @@
-"""Merchant webhook deliveries: a durable queue in the cashier database, ordered per payment."""
+"""Merchant webhook deliveries: a durable queue in the cashier database, ordered per payment and endpoint."""
 
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> Row[
 async def claim_due_deliveries(
     conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
 ) -> Sequence[Row[Any]]:
-    """Due deliveries that are the oldest pending one of their payment (in order per payment)."""
+    """Due deliveries that are the oldest pending one of their payment for their target (in order per payment
+    and endpoint; notify_url deliveries have no endpoint and keep their own order)."""
     earlier = aliased(webhook_deliveries)
     blocked = (
         select(earlier.c.id)
         .where(
             and_(
                 earlier.c.payment_id == webhook_deliveries.c.payment_id,
+                earlier.c.endpoint_id.is_not_distinct_from(webhook_deliveries.c.endpoint_id),
                 earlier.c.status == DeliveryStatus.PENDING.value,
                 earlier.c.seq < webhook_deliveries.c.seq,
             )

@@ -1,0 +1,124 @@
+"""Merchant webhook endpoints and the merchant event log (queries; every one scoped by merchant)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, func, select
+from sqlalchemy import Sequence as DbSequence
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from services.cashier.domain.webhooks import DeliveryStatus
+from services.cashier.store.tables import merchant_events, webhook_deliveries, webhook_endpoints
+
+EVENT_SEQ = DbSequence("merchant_event_seq")
+
+
+async def insert_endpoint(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
+    return (await conn.execute(webhook_endpoints.insert().values(**values).returning(webhook_endpoints))).one()
+
+
+async def count_endpoints(conn: AsyncConnection, merchant_id: str) -> int:
+    query = select(func.count()).select_from(webhook_endpoints).where(webhook_endpoints.c.merchant_id == merchant_id)
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def lock_merchant_endpoints(conn: AsyncConnection, merchant_id: str) -> None:
+    """Serialize endpoint creation per merchant (the per-merchant limit is counted, then inserted)."""
+    await conn.execute(select(func.pg_advisory_xact_lock(func.hashtext("webhook_endpoints:" + merchant_id))))
+
+
+async def get_endpoint(
+    conn: AsyncConnection, *, merchant_id: str, endpoint_id: str, for_update: bool = False
+) -> Row[Any] | None:
+    query = select(webhook_endpoints).where(
+        webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.merchant_id == merchant_id
+    )
+    if for_update:
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def list_endpoints(conn: AsyncConnection, *, merchant_id: str) -> Sequence[Row[Any]]:
+    query = select(webhook_endpoints).where(webhook_endpoints.c.merchant_id == merchant_id)
+    return (await conn.execute(query.order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id))).all()
+
+
+async def enabled_endpoints(conn: AsyncConnection, merchant_id: str) -> Sequence[Row[Any]]:
+    query = select(webhook_endpoints).where(
+        webhook_endpoints.c.merchant_id == merchant_id, webhook_endpoints.c.enabled.is_(True)
+    )
+    return (await conn.execute(query.order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id))).all()
+
+
+async def endpoints_by_id(conn: AsyncConnection, endpoint_ids: set[str]) -> dict[str, Row[Any]]:
+    if not endpoint_ids:
+        return {}
+    rows = await conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.id.in_(endpoint_ids)))
+    return {r.id: r for r in rows}
+
+
+async def update_endpoint(
+    conn: AsyncConnection, *, merchant_id: str, endpoint_id: str, values: dict[str, Any]
+) -> Row[Any] | None:
+    statement = (
+        webhook_endpoints.update()
+        .where(webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.merchant_id == merchant_id)
+        .values(updated_at=func.now(), **values)
+        .returning(webhook_endpoints)
+    )
+    return (await conn.execute(statement)).first()
+
+
+async def delete_endpoint(conn: AsyncConnection, *, merchant_id: str, endpoint_id: str) -> bool:
+    """Remove the endpoint and abandon what was still queued for it (its delivery log is kept)."""
+    deleted = await conn.execute(
+        webhook_endpoints.delete()
+        .where(webhook_endpoints.c.id == endpoint_id, webhook_endpoints.c.merchant_id == merchant_id)
+        .returning(webhook_endpoints.c.id)
+    )
+    if deleted.first() is None:
+        return False
+    await conn.execute(
+        webhook_deliveries.update()
+        .where(webhook_deliveries.c.endpoint_id == endpoint_id,
+               webhook_deliveries.c.status == DeliveryStatus.PENDING.value)
+        .values(status=DeliveryStatus.ABANDONED.value, next_attempt_at=None, last_error="endpoint deleted")
+    )
+    return True
+
+
+async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> None:
+    await conn.execute(merchant_events.insert().values(seq=EVENT_SEQ.next_value(), **values))
+
+
+async def list_events(
+    conn: AsyncConnection,
+    *,
+    merchant_id: str,
+    limit: int,
+    after_seq: int | None,
+    types: Sequence[str] | None,
+    created_gte: datetime | None,
+    created_lt: datetime | None,
+) -> Sequence[Row[Any]]:
+    """Oldest first (the order they happened in); the cursor is the last `seq` of the previous page."""
+    query = select(merchant_events).where(merchant_events.c.merchant_id == merchant_id)
+    if after_seq is not None:
+        query = query.where(merchant_events.c.seq > after_seq)
+    if types:
+        query = query.where(merchant_events.c.type.in_(types))
+    if created_gte is not None:
+        query = query.where(merchant_events.c.created_at >= created_gte)
+    if created_lt is not None:
+        query = query.where(merchant_events.c.created_at < created_lt)
+    return (await conn.execute(query.order_by(merchant_events.c.seq).limit(limit))).all()
+
+
+async def get_event(conn: AsyncConnection, *, merchant_id: str, event_id: str) -> Row[Any] | None:
+    query = select(merchant_events).where(
+        merchant_events.c.id == event_id, merchant_events.c.merchant_id == merchant_id
+    )
+    return (await conn.execute(query)).first()

@@ -10,11 +10,13 @@ from services.cashier.api.routes import (
     admin,
     bills,
     checkout,
+    events,
     internal,
     notify,
     payments,
     profit_sharing,
     refunds,
+    webhook_endpoints,
     webhooks,
 )
 from services.cashier.config import Settings
@@ -35,6 +37,8 @@ def create_app(settings: Settings) -> FastAPI:
             payments.router,
             refunds.router,
             webhooks.router,
+            webhook_endpoints.router,
+            events.router,
             notify.router,
             admin.router,
             bills.router,

@@ -20,6 +20,8 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/payments": "cashier",
     "/v1/refunds": "cashier",
     "/v1/webhook-deliveries": "cashier",
+    "/v1/webhook-endpoints": "cashier",
+    "/v1/events": "cashier",
     "/v1/checkout": "cashier",
     "/v1/notify": "cashier",
     "/v1/admin/merchants": "cashier",

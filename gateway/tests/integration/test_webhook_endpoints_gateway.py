@@ -1,0 +1,125 @@
+"""A missed webhook found again through the gateway: a merchant's webhook endpoint is down when its payment
+succeeds; the merchant finds the event with `GET /v1/events` (signed API key, through the gateway), then
+points the endpoint at a working URL and resends the delivery, which arrives signed with the endpoint's secret.
+
+Real gateway, real cashier (worker loops on), the Alipay sandbox and local receivers over real HTTP; one set
+of processes for the module's single test.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from juhe_sdk import APIError
+
+from gateway.tests.integration.conftest import INTERNAL_SECRET, Stack, StackFactory
+from libs.common.embedded import free_port
+from libs.common.testing.infra import serve_app
+from sandboxes.common.testing import SandboxProcess
+from services.cashier.app import create_app as cashier_app
+from services.cashier.domain.webhooks import SIGNATURE_HEADER, verify_signature
+from services.cashier.tests.integration.flows.conftest import WebhookReceiver, _Server, wait_for
+
+DOWN_FOR_EVER = 10**6  # the endpoint answers 500 to every try
+
+
+@pytest.fixture(scope="module")
+def alipay() -> Iterator[tuple[SandboxProcess, dict[str, Any]]]:
+    sandbox = SandboxProcess("sandboxes.alipay", port_env="JUHE_SANDBOX_ALIPAY_PORT",
+                             env={"JUHE_SANDBOX_NOTIFY_SCALE": "0.001"})
+    sandbox.start()
+    try:
+        app = httpx.post(sandbox.base_url + "/control/apps", json={})
+        app.raise_for_status()
+        yield sandbox, app.json()
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[WebhookReceiver, WebhookReceiver]]:
+    pair = (WebhookReceiver(fail_first=DOWN_FOR_EVER), WebhookReceiver())
+    for hooks in pair:
+        hooks.server = _Server(hooks.handle)
+    yield pair
+    for hooks in pair:
+        assert hooks.server is not None
+        hooks.server.close()
+
+
+@pytest.fixture
+async def stack_with_cashier(
+    make_stack: StackFactory, migrated_database: Any, service_settings: Any, platform_topics: str
+) -> AsyncIterator[Stack]:
+    cashier_port = free_port()
+    cashier_url = f"http://127.0.0.1:{cashier_port}"
+    stack: Stack = await make_stack(cashier_url=cashier_url)
+    settings = service_settings(
+        "cashier", database_url=await migrated_database("cashier"), port=cashier_port,
+        public_base_url=cashier_url, gateway_url=stack.url, internal_token_secret=INTERNAL_SECRET,
+        poll_initial_seconds=0.2, poll_backoff_max_seconds=0.5, poll_interval_seconds=0.1,
+        webhook_interval_seconds=0.1, webhook_retry_scale=0.001, webhook_allow_http=True,
+        webhook_allow_loopback=True,
+    )
+    async with serve_app(cashier_app(settings), port=cashier_port, name="the cashier"):
+        yield stack
+
+
+async def test_a_missed_webhook_is_found_via_events_and_resent(
+    stack_with_cashier: Stack, alipay: tuple[SandboxProcess, dict[str, Any]],
+    receivers: tuple[WebhookReceiver, WebhookReceiver],
+) -> None:
+    down, working = receivers
+    stack = stack_with_cashier
+    created = await stack.new_merchant("Missed Webhook Books")
+    merchant_id = created["merchant_id"]
+    sandbox, app = alipay
+    config = {"gateway_url": sandbox.base_url + "/gateway.do", "app_id": app["app_id"],
+              "app_private_key_pem": app["app_private_key_pem"],
+              "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}
+    await stack.admin().request("PUT", f"/v1/admin/merchants/{merchant_id}/channels/alipay",
+                                json={"priority": 1, "config": config})
+    juhe = stack.merchant(key_id=created["api_key"]["key_id"], secret=created["api_key"]["secret"])
+
+    endpoint = await juhe.request("POST", "/v1/webhook-endpoints",
+                                  json={"url": down.url, "enabled_events": ["payment.succeeded"]})
+    listed = await juhe.request("GET", "/v1/webhook-endpoints")
+    assert [e["id"] for e in listed["data"]] == [endpoint["id"]] and listed["has_more"] is False
+
+    payment = await juhe.request("POST", "/v1/payments", json={
+        "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}", "amount_minor": 1200, "currency": "CNY",
+        "description": "Books", "scene": "native_qr"})
+    async with httpx.AsyncClient() as http:
+        approved = await http.post(f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}"
+                                   "/approve", params={"app_id": app["app_id"]})
+    assert approved.status_code == 200, approved.text
+
+    async def failing_delivery() -> dict[str, Any] | None:
+        log = await juhe.request("GET", f"/v1/payments/{payment['id']}/webhook-deliveries")
+        tried = [d for d in log["data"] if d["url"] == down.url and d["attempt_count"] >= 1]
+        return tried[0] if tried else None
+
+    missed = await wait_for(failing_delivery, "a failed try at the down endpoint")
+    assert missed["status"] in ("pending", "abandoned") and down.delivered() == []
+
+    # The merchant catches up from the event log: the event is there, whole, though never acknowledged.
+    events = await juhe.request("GET", "/v1/events", params={"type": "payment.succeeded"})
+    assert events["has_more"] is False and events["next_cursor"] is None
+    [event] = events["data"]
+    assert (event["id"], event["type"], event["data"]["id"]) == (missed["event_id"], "payment.succeeded",
+                                                                 payment["id"])
+    with pytest.raises(APIError) as bad_cursor:
+        await juhe.request("GET", "/v1/events", params={"cursor": "not-a-cursor"})
+    assert (bad_cursor.value.status, bad_cursor.value.code) == (422, "validation_failed")
+
+    # Fixed endpoint URL, then a resend: the same event arrives, signed with the endpoint's secret.
+    await juhe.request("PATCH", f"/v1/webhook-endpoints/{endpoint['id']}", json={"url": working.url})
+    await juhe.request("POST", f"/v1/webhook-deliveries/{missed['id']}/resend")
+    [hook] = await wait_for(working.delivered, "the resent webhook")
+    assert hook.headers["Juhe-Event-Id"] == event["id"] and hook.headers["Juhe-Delivery-Id"] == missed["id"]
+    assert verify_signature(endpoint["secret"], hook.headers[SIGNATURE_HEADER], hook.body, now=int(time.time()))

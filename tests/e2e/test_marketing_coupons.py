@@ -85,11 +85,14 @@ class Platform:
     def coupon_status(self, user_id: str, coupon_id: str) -> str:
         return str(self.marketing("GET", f"/v1/marketing/me/coupons/{coupon_id}", user=user_id).json()["status"])
 
-    def pay(self, user_id: str, coupon_id: str, amount_minor: int = ORDER, order_no: str | None = None) -> Any:
+    def pay(self, user_id: str, coupon_id: str | None, amount_minor: int = ORDER, order_no: str | None = None,
+            **coupon: Any) -> Any:
+        """A payment of the payer with its coupon (`coupon_id`, or `coupon_code=` its 16 digits)."""
+        named = coupon or {"coupon_id": coupon_id}
         return self.merchant.payments.create(
             merchant_order_no=order_no or f"cpn-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor,
             currency="CNY", description="Spring order", scene="native_qr", preferred_channels=["wechatpay"],
-            payer={"user_id": user_id}, coupon_id=coupon_id)
+            payer={"user_id": user_id}, **named)
 
     def wechat(self, action: str, payment: dict[str, Any]) -> None:
         out_trade_no = payment["attempts"][-1]["out_trade_no"]
@@ -178,8 +181,10 @@ def test_two_payments_race_for_one_coupon_one_wins_and_a_failed_payment_releases
     platform.wechat("decline", payment)  # the payer's payment fails at the channel
     platform.reaches(payment["id"], "failed")
     eventually(lambda: platform.coupon_status(user, coupon) == "available", "the coupon released")
-    again = platform.pay(user, coupon)  # the user can redeem it again
-    assert again["discount_minor"] == DISCOUNT
+    # The user can redeem it again, here naming it by the code it types at checkout.
+    typed = platform.marketing("GET", f"/v1/marketing/me/coupons/{coupon}", user=user).json()["code"]
+    again = platform.pay(user, None, coupon_code=typed)
+    assert again["discount_minor"] == DISCOUNT and again["discount"]["coupon_id"] == coupon
 
 
 def test_a_lock_left_by_a_create_that_died_is_released_by_the_merchants_retry(platform: Platform) -> None:

@@ -81,12 +81,18 @@ class PaymentCreateRequest(BaseModel):
         default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
         description="A coupon of the payer (payer.user_id) to redeem: marketing locks it and prices the discount; "
                     "the channel is asked for the discounted amount (payable_minor)")
+    coupon_code: str | None = Field(
+        default=None, pattern=r"^[0-9]{16}$",
+        description="The same coupon named by its 16-digit code (what the user types at checkout); not with "
+                    "coupon_id")
 
     @model_validator(mode="after")
     def _coherent(self) -> PaymentCreateRequest:
         problem = payment_code_problem(self.scene, auth_code=self.auth_code, profit_sharing=self.profit_sharing)
         problem = problem or purpose_problem(self.purpose, wallet_holder_id=self.wallet_holder_id, scene=self.scene,
                                   has_split=self.split is not None)
+        if problem is None and self.coupon_id is not None and self.coupon_code is not None:
+            problem = "give coupon_id or coupon_code, not both"
         if problem is None and self.split is not None:
             problem = split_problem(self.amount_minor, [(line.receiver_id, line.amount_minor) for line in self.split])
         if problem is not None:

@@ -75,16 +75,17 @@ def _lock_of(body: dict[str, Any]) -> CouponLock:
 
 
 class MarketingClient(InternalClient):
-    async def lock(self, *, payment_id: str, coupon_id: str, user_id: str, merchant_id: str, scene: str,
+    async def lock(self, *, payment_id: str, coupon_id: str | None, coupon_code: str | None, user_id: str,
+                   merchant_id: str, scene: str,
                    payment_method: str | None, order_amount_minor: int, currency: str,
                    lock_seconds: int) -> CouponLock:  # fmt: skip
         """Lock the coupon for this payment (idempotent by payment_id at marketing); raise the merchant-facing
         Problem when marketing refuses the coupon, 503 `marketing_unavailable` when it cannot say."""
         if self._http is None:
             raise Problem(MARKETING_UNAVAILABLE, "no marketing service is configured to check the coupon")
-        body = {"payment_id": payment_id, "coupon_id": coupon_id, "user_id": user_id, "merchant_id": merchant_id,
-                "scene": scene, "payment_method": payment_method, "order_amount_minor": order_amount_minor,
-                "currency": currency, "lock_seconds": lock_seconds}
+        body = {"payment_id": payment_id, "coupon_id": coupon_id, "coupon_code": coupon_code, "user_id": user_id,
+                "merchant_id": merchant_id, "scene": scene, "payment_method": payment_method,
+                "order_amount_minor": order_amount_minor, "currency": currency, "lock_seconds": lock_seconds}
         try:
             response = await self._http.post(LOCKS_PATH, json=body, headers=self.identity_headers())
         except httpx.HTTPError as exc:
@@ -97,7 +98,9 @@ class MarketingClient(InternalClient):
             except (KeyError, TypeError, ValueError) as exc:
                 raise Problem(MARKETING_UNAVAILABLE, "marketing answered the coupon lock unreadably") from exc
         extra = {k: answer[k] for k in ("field",) if k in answer}  # which rule refused (coupon_not_applicable)
-        refusal = relayed_refusal(response, "The coupon was refused by marketing", coupon_id=coupon_id, **extra)
+        if coupon_id is not None:  # a code is the user's secret: it is not echoed back
+            extra["coupon_id"] = coupon_id
+        refusal = relayed_refusal(response, "The coupon was refused by marketing", **extra)
         if refusal is not None and refusal.spec.code == "coupon_locked" and answer.get("lock_redemption_id"):
             try:
                 raise CouponHeld(refusal, redemption_id=str(answer["lock_redemption_id"]),

@@ -107,6 +107,7 @@ class PaymentDraft:
     split: tuple[tuple[str, int], ...] | None = None  # (receiver_id, amount_minor)
     profit_sharing: bool = False
     coupon_id: str | None = None  # the payer's coupon to redeem (marketing locks it and prices the discount)
+    coupon_code: str | None = None  # or the same coupon named by its code (never stored: only in the fingerprint)
 
     def fingerprint(self) -> str:
         fields = {k: getattr(self, k) for k in self.__slots__}
@@ -131,7 +132,7 @@ class PaymentDraft:
 
 _FINGERPRINT_DEFAULTS: dict[str, Any] = {
     "purpose": PaymentPurpose.PAYMENT, "wallet_holder_id": None, "split": None, "profit_sharing": False,
-    "coupon_id": None,
+    "coupon_id": None, "coupon_code": None,
 }
 
 
@@ -259,7 +260,7 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
         expire_at = min(expire_at, now + timedelta(seconds=cashier.settings.payment_code_deadline_seconds))
     payment_id = new_id("pay")
     lock: CouponLock | None = None
-    if draft.coupon_id is not None:
+    if draft.coupon_id is not None or draft.coupon_code is not None:
         try:
             lock = await _lock_or_take_over(cashier, merchant_id, draft, payment_id, expire_at)
         except Problem:
@@ -308,7 +309,8 @@ async def _lock_coupon(cashier: Cashier, merchant_id: str, draft: PaymentDraft, 
     pinned = code_channel or (draft.preferred_channels[0] if len(draft.preferred_channels) == 1 else None)
     lock_seconds = int((expire_at - cashier.clock()).total_seconds()) + cashier.settings.coupon_lock_margin_seconds
     return await cashier.marketing.lock(
-        payment_id=payment_id, coupon_id=str(draft.coupon_id), user_id=str(user_id), merchant_id=merchant_id,
+        payment_id=payment_id, coupon_id=draft.coupon_id, coupon_code=draft.coupon_code, user_id=str(user_id),
+        merchant_id=merchant_id,
         scene=draft.scene.value, payment_method=pinned, order_amount_minor=draft.amount_minor,
         currency=draft.currency, lock_seconds=max(COUPON_LOCK_SECONDS_MIN, lock_seconds),
     )
@@ -333,8 +335,8 @@ async def _lock_or_take_over(cashier: Cashier, merchant_id: str, draft: PaymentD
             exists = bool(holder_payment_id) and await get_payment_unscoped(conn, holder_payment_id) is not None
         if young or exists or not await cashier.marketing.release(redemption_id):
             raise
-        log.warning("released an orphan coupon lock (its payment was never created)", coupon_id=draft.coupon_id,
-                    redemption_id=redemption_id, payment_id=holder_payment_id)  # fmt: skip
+        log.warning("released an orphan coupon lock (its payment was never created)", redemption_id=redemption_id,
+                    payment_id=holder_payment_id)  # fmt: skip
     return await _lock_coupon(cashier, merchant_id, draft, payment_id, expire_at)
 
 

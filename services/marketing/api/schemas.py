@@ -155,7 +155,8 @@ class BulkIssueResponse(BaseModel):
 
 class LockCreateRequest(Strict):
     payment_id: Ref
-    coupon_id: Ref
+    coupon_id: Ref | None = None  # exactly one of coupon_id and coupon_code (the user's 16-digit code)
+    coupon_code: Annotated[str, Field(pattern=r"^[0-9]{16}$")] | None = None
     user_id: Ref
     merchant_id: Ref
     store_id: Ref | None = None

@@ -139,6 +139,14 @@ async def lock(tx: Tx, req: LockRequest, now: datetime) -> tuple[RowMapping, boo
     return r, True
 
 
+async def coupon_id_of_code(tx: Tx, code: str, user_id: str) -> str:
+    """The coupon a user names by its code at checkout; another user's code is as unknown as a wrong one."""
+    coupon = await store.coupon_by_code(tx.conn, code)
+    if coupon is None or coupon["user_id"] != user_id:
+        raise Problem(COUPON_NOT_FOUND, "the user has no coupon with this code")
+    return str(coupon["coupon_id"])
+
+
 async def _online(tx: Tx, redemption_id: str) -> RowMapping:
     r = await store.get_redemption(tx.conn, redemption_id, for_update=True)
     if r is None or r["kind"] != "online":

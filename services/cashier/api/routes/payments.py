@@ -35,7 +35,7 @@ async def create(body: PaymentCreateRequest, merchant_id: MerchantId, caller: Ca
         preferred_channels=tuple(body.preferred_channels), excluded_channels=tuple(body.excluded_channels),
         purpose=body.purpose, wallet_holder_id=body.wallet_holder_id, profit_sharing=body.profit_sharing,
         split=tuple((line.receiver_id, line.amount_minor) for line in body.split) if body.split is not None else None,
-        coupon_id=body.coupon_id,
+        coupon_id=body.coupon_id, coupon_code=body.coupon_code,
     )
     result = await create_payment(cashier, merchant_id=merchant_id, draft=draft)
     if not result.created:

@@ -46,9 +46,12 @@ async def lock_coupon(body: LockCreateRequest, uow: UowDep, request: Request, no
     ctx = rules.PaymentContext(merchant_id=body.merchant_id, order_amount_minor=body.order_amount_minor,
                                currency=body.currency, store_id=body.store_id, scene=body.scene,
                                payment_method=body.payment_method)  # fmt: skip
-    req = flow.LockRequest(payment_id=body.payment_id, coupon_id=body.coupon_id, user_id=body.user_id, context=ctx,
-                           lock_seconds=seconds)  # fmt: skip
+    if (body.coupon_id is None) == (body.coupon_code is None):
+        raise Problem(VALIDATION_FAILED, "give exactly one of coupon_id or coupon_code")
     async with uow.begin() as tx:
+        coupon_id = body.coupon_id or await flow.coupon_id_of_code(tx, str(body.coupon_code), body.user_id)
+        req = flow.LockRequest(payment_id=body.payment_id, coupon_id=coupon_id, user_id=body.user_id, context=ctx,
+                               lock_seconds=seconds)  # fmt: skip
         row, created = await flow.lock(tx, req, now)
     if not created:
         response.status_code = 200

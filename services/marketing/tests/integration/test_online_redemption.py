@@ -207,3 +207,18 @@ async def test_applicable_coupons_for_a_payment_best_first(marketing: Marketing)
     assert [o["coupon_id"] for o in offers] == [big["coupon_id"], other_shop["coupon_id"]]
     assert code(await marketing.get(f"{path}?merchant_id=mch_a", {})) == "validation_failed"
     assert code(await marketing.get(f"{path}?merchant_id=mch_a&order_amount_minor=1", marketing.user())) == "forbidden"
+
+
+async def test_a_coupon_named_by_its_code_is_locked_for_its_own_user_only(marketing: Marketing) -> None:
+    coupon = await _coupon(marketing, funding_party="platform")
+    by_code = {**lock_body(coupon, "pay_code_1"), "coupon_code": coupon["code"]}
+    del by_code["coupon_id"]
+    locked = await marketing.post(LOCKS, by_code, {})
+    assert locked.status_code == 201, locked.text
+    assert (locked.json()["coupon_id"], locked.json()["discount_minor"]) == (coupon["coupon_id"], 1000)
+    someone_else = {**by_code, "payment_id": "pay_code_2", "user_id": "usr_other"}
+    assert code(await marketing.post(LOCKS, someone_else, {})) == "coupon_not_found"
+    both = {**lock_body(coupon, "pay_code_3"), "coupon_code": coupon["code"]}
+    assert code(await marketing.post(LOCKS, both, {})) == "validation_failed"
+    neither = {k: v for k, v in lock_body(coupon, "pay_code_4").items() if k != "coupon_id"}
+    assert code(await marketing.post(LOCKS, neither, {})) == "validation_failed"

@@ -37,7 +37,9 @@ async def test_a_coupon_without_marketing_is_refused_and_nothing_is_created(star
     for bad in (qr_payment(coupon_id="cpn_1"),  # no named payer
                 qr_payment(coupon_id="cpn_1", scene="wallet", payer={"user_id": "usr_1"})):
         assert _code(await unconfigured.post("/v1/payments", bad), 422) == "coupon_not_allowed"
-    assert _code(await unconfigured.post("/v1/payments", qr_payment(coupon_id="cpn 1")), 422) == "validation_failed"
+    for malformed in (qr_payment(coupon_id="cpn 1"), qr_payment(coupon_code="12345"),
+                      qr_payment(coupon_id="cpn_1", coupon_code="1234567890123456", payer={"user_id": "usr_1"})):
+        assert _code(await unconfigured.post("/v1/payments", malformed), 422) == "validation_failed"
     assert await _nothing_created(unconfigured)
 
     dead = await start_cashier(marketing_url=f"http://127.0.0.1:{free_port()}", marketing_timeout_seconds=1.0)

@@ -10,35 +10,22 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from juhe_sdk import APIError
 
-from gateway.tests.integration.conftest import INTERNAL_SECRET, Stack, StackFactory
-from libs.common.embedded import free_port
-from libs.common.testing.infra import serve_app
+from gateway.tests.integration.conftest import Stack
+from gateway.tests.integration.test_merchant_webhook_secret import alipay, stack_with_cashier
 from sandboxes.common.testing import SandboxProcess
-from services.cashier.app import create_app as cashier_app
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, verify_signature
 from services.cashier.tests.integration.flows.conftest import WebhookReceiver, _Server, wait_for
 
 DOWN_FOR_EVER = 10**6  # the endpoint answers 500 to every try
-
-
-@pytest.fixture(scope="module")
-def alipay() -> Iterator[tuple[SandboxProcess, dict[str, Any]]]:
-    sandbox = SandboxProcess("sandboxes.alipay", port_env="JUHE_SANDBOX_ALIPAY_PORT",
-                             env={"JUHE_SANDBOX_NOTIFY_SCALE": "0.001"})
-    sandbox.start()
-    try:
-        app = httpx.post(sandbox.base_url + "/control/apps", json={})
-        app.raise_for_status()
-        yield sandbox, app.json()
-    finally:
-        sandbox.stop()
+# The gateway in front of a real cashier, and the Alipay sandbox: the fixtures of the one-secret test.
+__all__ = ["alipay", "stack_with_cashier"]
 
 
 @pytest.fixture
@@ -50,24 +37,6 @@ def receivers() -> Iterator[tuple[WebhookReceiver, WebhookReceiver]]:
     for hooks in pair:
         assert hooks.server is not None
         hooks.server.close()
-
-
-@pytest.fixture
-async def stack_with_cashier(
-    make_stack: StackFactory, migrated_database: Any, service_settings: Any, platform_topics: str
-) -> AsyncIterator[Stack]:
-    cashier_port = free_port()
-    cashier_url = f"http://127.0.0.1:{cashier_port}"
-    stack: Stack = await make_stack(cashier_url=cashier_url)
-    settings = service_settings(
-        "cashier", database_url=await migrated_database("cashier"), port=cashier_port,
-        public_base_url=cashier_url, gateway_url=stack.url, internal_token_secret=INTERNAL_SECRET,
-        poll_initial_seconds=0.2, poll_backoff_max_seconds=0.5, poll_interval_seconds=0.1,
-        webhook_interval_seconds=0.1, webhook_retry_scale=0.001, webhook_allow_http=True,
-        webhook_allow_loopback=True,
-    )
-    async with serve_app(cashier_app(settings), port=cashier_port, name="the cashier"):
-        yield stack
 
 
 async def test_a_missed_webhook_is_found_via_events_and_resent(

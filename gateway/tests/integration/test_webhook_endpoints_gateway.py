@@ -55,8 +55,7 @@ async def test_a_missed_webhook_is_found_via_events_and_resent(
                                 json={"priority": 1, "config": config})
     juhe = stack.merchant(key_id=created["api_key"]["key_id"], secret=created["api_key"]["secret"])
 
-    endpoint = await juhe.request("POST", "/v1/webhook-endpoints",
-                                  json={"url": down.url, "enabled_events": ["payment.succeeded"]})
+    endpoint = await juhe.webhook_endpoints.create(url=down.url, enabled_events=["payment.succeeded"])
     listed = await juhe.request("GET", "/v1/webhook-endpoints")
     assert [e["id"] for e in listed["data"]] == [endpoint["id"]] and listed["has_more"] is False
 
@@ -82,13 +81,15 @@ async def test_a_missed_webhook_is_found_via_events_and_resent(
     [event] = events["data"]
     assert (event["id"], event["type"], event["data"]["id"]) == (missed["event_id"], "payment.succeeded",
                                                                  payment["id"])
+    assert [e async for e in juhe.events.list(page_size=1)] == [event]  # the SDK pages the same list
     with pytest.raises(APIError) as bad_cursor:
         await juhe.request("GET", "/v1/events", params={"cursor": "not-a-cursor"})
     assert (bad_cursor.value.status, bad_cursor.value.code) == (422, "validation_failed")
 
     # Fixed endpoint URL, then a resend: the same event arrives, signed with the endpoint's secret.
-    await juhe.request("PATCH", f"/v1/webhook-endpoints/{endpoint['id']}", json={"url": working.url})
-    await juhe.request("POST", f"/v1/webhook-deliveries/{missed['id']}/resend")
+    changed = await juhe.webhook_endpoints.update(endpoint["id"], url=working.url)
+    assert changed["url"] == working.url and "secret" not in {k for k, v in changed.items() if v}
+    await juhe.webhook_deliveries.resend(missed["id"])
     [hook] = await wait_for(working.delivered, "the resent webhook")
     assert hook.headers["Juhe-Event-Id"] == event["id"] and hook.headers["Juhe-Delivery-Id"] == missed["id"]
     assert verify_signature(endpoint["secret"], hook.headers[SIGNATURE_HEADER], hook.body, now=int(time.time()))

@@ -30,6 +30,7 @@ from juhe_sdk.resources import (
     Transfers,
     Wallet,
     WebhookDeliveries,
+    WebhookEndpoints,
     attach_resources,
 )
 from juhe_sdk.signing import Signer
@@ -58,6 +59,8 @@ class _Core:
     payments: Payments
     refunds: Resource
     webhook_deliveries: WebhookDeliveries
+    webhook_endpoints: WebhookEndpoints
+    events: Resource
     statements: Statements
     payouts: Resource
     wallet: Wallet

@@ -120,6 +120,21 @@ class WebhookDeliveries(Resource):
         return self.action(delivery_id, "resend", idempotency_key=idempotency_key)
 
 
+class WebhookEndpoints(Resource):
+    """`/v1/webhook-endpoints`: the merchant's webhook endpoints (the `secret` is answered by `create` and
+    `rotate_secret` only; docs/webhooks.md)."""
+
+    def update(self, resource_id: str, *, idempotency_key: str | None = None, **fields: Any) -> Any:
+        """PATCH: only the fields given change (`url`, `enabled_events`, `enabled`, `description`)."""
+        return self._client.request("PATCH", self.url(resource_id), json=fields, idempotency_key=idempotency_key)
+
+    def rotate_secret(self, endpoint_id: str, *, overlap_seconds: int | None = None,
+                      idempotency_key: str | None = None) -> Any:
+        """A new secret; the old one keeps signing too for `overlap_seconds` (the API's default: 24 h)."""
+        fields = {} if overlap_seconds is None else {"overlap_seconds": overlap_seconds}
+        return self.action(endpoint_id, "rotate-secret", idempotency_key=idempotency_key, **fields)
+
+
 class CashierMerchants(Resource):
     """`/v1/admin/merchants` (platform): the cashier's merchant profile and channel configuration."""
 
@@ -376,6 +391,8 @@ def attach_resources(client: Any) -> None:
     client.payments = Payments(client, "/v1/payments")
     client.refunds = Resource(client, "/v1/refunds")
     client.webhook_deliveries = WebhookDeliveries(client, "/v1/webhook-deliveries")
+    client.webhook_endpoints = WebhookEndpoints(client, "/v1/webhook-endpoints")
+    client.events = Resource(client, "/v1/events")
     client.statements = Statements(client, "/v1/statements")
     client.payouts = Resource(client, "/v1/payouts")
     client.wallet = Wallet(client)

@@ -141,11 +141,11 @@ def payment(payment_id: str, merchant_id: str, **extra: Any) -> Envelope:
     return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data=data)
 
 
-def refund(refund_id: str, payment_id: str, merchant_id: str) -> Envelope:
+def refund(refund_id: str, payment_id: str, merchant_id: str, **extra: Any) -> Envelope:
     data = {"refund_id": refund_id, "payment_id": payment_id, "merchant_id": merchant_id, "status": "succeeded",
             "amount_minor": REFUND, "currency": "CNY", "channel": "wechatpay", "channel_refund_no": f"ch{refund_id}",
             "succeeded_at": datetime.now(UTC).isoformat(), "payment_amount_minor": AMOUNT,
-            "payment_fee_minor": CHANNEL_FEE, "payment_platform_fee_minor": PLATFORM_FEE}  # fmt: skip
+            "payment_fee_minor": CHANNEL_FEE, "payment_platform_fee_minor": PLATFORM_FEE, **extra}  # fmt: skip
     return Envelope(type="refund.succeeded", source="cashier", subject=refund_id, data=data)
 
 
@@ -207,7 +207,8 @@ async def final_state(env: Env, merchant_id: str, payment_id: str) -> dict[str, 
 
 
 async def run_all_orders(
-    env: Env, mode: str, *, explicit: bool = False, orders: list[tuple[str, ...]] = ORDERS, racing: bool = False
+    env: Env, mode: str, *, explicit: bool = False, orders: list[tuple[str, ...]] = ORDERS, racing: bool = False,
+    discount: dict[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
     """Every order of P P R1 R1 R2, each on its own merchant; returns (merchant, payment) per order.
     `racing`: the five events of a payment are applied at the same moment, each in its own transaction
@@ -222,9 +223,14 @@ async def run_all_orders(
         extra: dict[str, Any] = {}
         if explicit:  # contract A: the request's own split, and channel profit sharing (contract B)
             extra = {"split": [{"receiver_id": teacher, "amount_minor": 2000}], "profit_sharing": True}
-        events = {"P": lambda: payment(payment_id, merchant_id, **extra),  # noqa: B023 - used at once
-                  "R1": lambda: refund(f"re_{tag}_{n}_1", payment_id, merchant_id),  # noqa: B023
-                  "R2": lambda: refund(f"re_{tag}_{n}_2", payment_id, merchant_id)}  # noqa: B023  # fmt: skip
+        # A coupon (docs/ledger.md §3.13): the payment carries its funding, each refund the payment's funding and
+        # the cashier's refunded total after it (R1 succeeded first at the cashier, then R2).
+        paid, back = ({"discount": discount}, {"payment_discount": discount}) if discount else ({}, {})
+        events = {"P": lambda: payment(payment_id, merchant_id, **extra, **paid),  # noqa: B023 - used at once
+                  "R1": lambda: refund(f"re_{tag}_{n}_1", payment_id, merchant_id, **back,  # noqa: B023
+                                       payment_refunded_minor=REFUND),
+                  "R2": lambda: refund(f"re_{tag}_{n}_2", payment_id, merchant_id, **back,  # noqa: B023
+                                       payment_refunded_minor=2 * REFUND)}  # fmt: skip
         if racing:
             await asyncio.gather(*(env.deliver(events[name]()) for name in order))
         else:
@@ -273,6 +279,20 @@ async def test_refund_and_payment_in_every_order_give_one_state_equal_to_the_led
     assert state["live"][0][teacher] == teacher_share
     assert state["entries"][f"tch_{teacher}:split"] == teacher_share
     assert -state["entries"][f"tch_{teacher}:reversal"] == state["reversed"][teacher] > 0
+    env.verify_ledger()
+
+
+async def test_a_coupon_subsidy_in_every_order_agrees_with_the_ledger(env: Env) -> None:
+    """The platform's share of a coupon (§3.13) is the merchant's too: settlement counts it and takes it back
+    per refund by cumulative floors, in any order of events, and still equals the ledger's 2201."""
+    subsidy = 301  # odd, so the refunds' floors matter
+    discount = {"coupon_id": "cpn_1", "redemption_id": "rdm_1", "party": "shared", "platform_share_bps": 3000,
+                "platform_minor": subsidy, "merchant_minor": 702, "channel_minor": 0}
+    state = await settle_and_compare(env, await run_all_orders(env, "realtime", orders=ORDERS[:10],
+                                                               discount=discount))
+    fee_back = PLATFORM_FEE * REFUND // AMOUNT
+    assert state["entries"]["merchant:payment"] == AMOUNT - PLATFORM_FEE + subsidy
+    assert state["entries"]["merchant:refund"] == -2 * (REFUND - fee_back) - subsidy * 2 * REFUND // AMOUNT
     env.verify_ledger()
 
 

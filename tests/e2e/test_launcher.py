@@ -48,19 +48,37 @@ def _start(data_dir: Path, ports: dict[str, int], extra_env: dict[str, str] | No
 
 
 def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
+    """The launcher's console up to "ready"; a launcher that never gets there is stopped with its children
+    before the error (or pytest-timeout's interruption) propagates, so no platform outlives its test."""
     assert proc.stdout is not None
     lines: list[str] = []
     deadline = time.monotonic() + START_TIMEOUT_SECONDS
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            raise AssertionError(
-                f"launcher exited early ({proc.returncode}):\n" + "".join(lines[-40:]) + proc.stdout.read()
-            )
-        lines.append(line)
-        if "Ctrl-C stops everything" in line:
-            return lines
-    raise AssertionError("launcher not ready:\n" + "".join(lines[-40:]))
+    try:
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line and proc.poll() is not None:
+                raise AssertionError(
+                    f"launcher exited early ({proc.returncode}):\n" + "".join(lines[-40:]) + proc.stdout.read()
+                )
+            lines.append(line)
+            if "Ctrl-C stops everything" in line:
+                return lines
+        raise AssertionError("launcher not ready:\n" + "".join(lines[-40:]))
+    except BaseException:
+        _abandon(proc)
+        raise
+
+
+def _abandon(proc: subprocess.Popen[str]) -> None:
+    """Stop a launcher that failed to start: Ctrl-C (it stops its children), then kill if it does not exit."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.communicate(timeout=60)  # reads the console meanwhile: a full pipe would block its shutdown
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate(timeout=10)
 
 
 def _processes_using(data_dir: Path) -> list[str]:

@@ -29,6 +29,7 @@ COPY --chown=root:root libs ./libs
 COPY --chown=root:root services ./services
 COPY --chown=root:root gateway ./gateway
 COPY --chown=root:root sandboxes ./sandboxes
+COPY --chown=root:root web ./web
 COPY --chown=root:root deploy/__init__.py deploy/migrate.py deploy/dead_letters.py ./deploy/
 USER 10001:10001
 # Liveness of whichever service runs here: its port is the one JUHE_<NAME>_PORT variable it was given.

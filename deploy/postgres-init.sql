@@ -11,3 +11,4 @@ CREATE DATABASE juhe_ledger OWNER juhe;
 CREATE DATABASE juhe_routing OWNER juhe;
 CREATE DATABASE juhe_settlement OWNER juhe;
 CREATE DATABASE juhe_marketing OWNER juhe;
+CREATE DATABASE juhe_migration OWNER juhe;

@@ -1,11 +1,11 @@
 """Writes `docker-compose.yml` (repo root) from the same table as the Kubernetes manifests.
 
 `python -m deploy.compose.generate [--check]`. One production-like host: PostgreSQL, Apache Kafka in KRaft
-mode, the migration one-shot, and every service as an API container and a worker container
-(`JUHE_<NAME>_ROLE`), only the gateway published. Every secret is a required variable
-(`${NAME:?…}`): `docker compose up` refuses to start until the operator sets them (docs/operations.md),
-so nothing here can run on a demo secret. The services run with `JUHE_<NAME>_ENV=prod`, which refuses
-the demo secrets anyway.
+mode, the migration one-shot, every service as an API container and a worker container
+(`JUHE_<NAME>_ROLE`) and the web pages (one container, no database), only the gateway published. Every
+secret is a required variable (`${NAME:?…}`): `docker compose up` refuses to start until the operator
+sets them (docs/operations.md), so nothing here can run on a demo secret. The services run with
+`JUHE_<NAME>_ENV=prod`, which refuses the demo secrets anyway.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 
 import yaml
 
-from deploy.k8s.generate import SERVICES, TERMINATION_GRACE_SECONDS, UID, Service, sync
-from libs.common.services import SERVICES as SPECS
+from deploy.k8s.generate import SERVICES, SPECS, TERMINATION_GRACE_SECONDS, UID, Service, sync
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES_IMAGE = "postgres:18.4-trixie"
@@ -29,7 +28,8 @@ HEADER = """\
 # Set the variables in a `.env` beside this file or the environment first (docs/operations.md, "Compose"):
 #   POSTGRES_PASSWORD, JUHE_DB_PASSWORD, JUHE_INTERNAL_TOKEN_SECRET, JUHE_CREDENTIALS_ENCRYPTION_KEY,
 #   JUHE_WALLET_IDENTITY_SECRET, JUHE_IDENTITY_URL, JUHE_BANK_URL, JUHE_BANK_CLIENT_ID, JUHE_BANK_SECRET,
-#   JUHE_PUBLIC_ORIGIN
+#   JUHE_PUBLIC_ORIGIN, JUHE_WEB_SESSION_KEY, JUHE_WEB_CLIENT_TOKEN
+# Files for the migration service's imports go in the `migration-imports` volume.
 # then `docker compose build && docker compose up -d`.
 """
 
@@ -40,7 +40,10 @@ def required(var: str) -> str:
 
 # Per service: settings that are secrets or belong to the site (required variables).
 SITE: dict[str, dict[str, str]] = {
-    "gateway": {"CREDENTIALS_ENCRYPTION_KEY": required("JUHE_CREDENTIALS_ENCRYPTION_KEY")},
+    "gateway": {
+        "CREDENTIALS_ENCRYPTION_KEY": required("JUHE_CREDENTIALS_ENCRYPTION_KEY"),
+        "WEB_CLIENT_TOKEN": required("JUHE_WEB_CLIENT_TOKEN"),  # the web pages' first-party identity
+    },
     "cashier": {"PUBLIC_BASE_URL": required("JUHE_PUBLIC_ORIGIN")},
     "ledger": {
         "WALLET_PUBLIC_BASE_URL": required("JUHE_PUBLIC_ORIGIN"),
@@ -53,7 +56,13 @@ SITE: dict[str, dict[str, str]] = {
         "BANK_CLIENT_ID": required("JUHE_BANK_CLIENT_ID"),
         "BANK_SECRET": required("JUHE_BANK_SECRET"),
     },
+    "web": {
+        "SESSION_KEY": required("JUHE_WEB_SESSION_KEY"),
+        "GATEWAY_CLIENT_TOKEN": required("JUHE_WEB_CLIENT_TOKEN"),  # the gateway's WEB_CLIENT_TOKEN
+    },
 }
+# Per service: named volumes its API container mounts read-only (the migration service's import files).
+VOLUMES: dict[str, str] = {"migration": "migration-imports"}
 
 
 def database_url(service: str) -> str:
@@ -85,11 +94,8 @@ def _cpus(quantity: str) -> float:
 
 
 def service_env(svc: Service, role: str) -> dict[str, str]:
-    values = {
-        "ENV": "prod",
+    platform = {
         "ROLE": role,
-        "HOST": "0.0.0.0",
-        "PORT": str(svc.port),
         "DATABASE_URL": database_url(svc.name),
         "KAFKA_BOOTSTRAP_SERVERS": "kafka:9092",
         # Apache Kafka supports idempotent producers; one broker here, so replication 1 and min ISR 1.
@@ -97,6 +103,12 @@ def service_env(svc: Service, role: str) -> dict[str, str]:
         "KAFKA_TOPIC_REPLICATION_FACTOR": "1",
         "KAFKA_TOPIC_MIN_INSYNC_REPLICAS": "1",
         "INTERNAL_TOKEN_SECRET": required("JUHE_INTERNAL_TOKEN_SECRET"),
+    }
+    values = {
+        "ENV": "prod",
+        "HOST": "0.0.0.0",
+        "PORT": str(svc.port),
+        **({} if svc.frontend else platform),  # a frontend: no database, no broker, one role
         **{f"{callee.upper()}_URL": f"http://{callee}:{SPECS[callee].default_port}" for callee in svc.calls},
         **{k: v for k, v in svc.config.items() if not v.startswith("https://")},  # site URLs come from SITE
         **SITE.get(svc.name, {}),
@@ -124,14 +136,19 @@ def app_services() -> dict[str, Any]:
     }
     for svc in SERVICES:
         for role, sizing in (("api", svc.api), ("worker", svc.worker)):
+            if sizing is None:
+                continue
             name = svc.name if role == "api" else f"{svc.name}-worker"
             entry: dict[str, Any] = {
                 **hardened(sizing.memory_limit, sizing.cpu_limit),
                 "command": ["python", "-m", svc.module],
                 "environment": service_env(svc, role),
-                "depends_on": depends,
+                # The web pages read and write only through the gateway (its /readyz asks the gateway).
+                "depends_on": {"gateway": {"condition": "service_healthy"}} if svc.frontend else depends,
                 "healthcheck": readiness(svc.port),
             }
+            if role == "api" and svc.name in VOLUMES:
+                entry["volumes"] = [f"{VOLUMES[svc.name]}:{svc.config['IMPORT_DIR']}:ro"]
             if name == "gateway":
                 entry["ports"] = [f"${{JUHE_GATEWAY_PUBLISH:-8000}}:{svc.port}"]  # the only published port
             out[name] = entry
@@ -139,7 +156,7 @@ def app_services() -> dict[str, Any]:
 
 
 def compose() -> dict[str, Any]:
-    migrate_env = {f"{svc.prefix}DATABASE_URL": database_url(svc.name) for svc in SERVICES}
+    migrate_env = {f"{svc.prefix}DATABASE_URL": database_url(svc.name) for svc in SERVICES if not svc.frontend}
     return {
         "name": "juhe",
         "services": {
@@ -211,7 +228,7 @@ def compose() -> dict[str, Any]:
             },
             **app_services(),
         },
-        "volumes": {"pgdata": {}, "kafkadata": {}},
+        "volumes": {"pgdata": {}, "kafkadata": {}, **{volume: {} for volume in VOLUMES.values()}},
     }
 
 

@@ -19,7 +19,7 @@ import yaml
 
 from libs.common.db import asyncpg_dsn
 from libs.common.embedded import postgres_bin_dir
-from libs.common.services import REPO_ROOT, SERVICES
+from libs.common.services import FRONTENDS, REPO_ROOT, SERVICES
 from libs.common.testing.infra import Infra
 
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -70,6 +70,9 @@ def test_every_service_it_names_exists(compose: dict[str, Any]) -> None:
             assert services[entry]["command"] == ["python", "-m", spec.module]
             assert services[entry]["environment"][f"{spec.env_prefix}ROLE"] == role
             assert services[entry]["healthcheck"]["test"][0] == "CMD"
+    for name, spec in FRONTENDS.items():  # one container, no role split, no database
+        assert services[name]["command"] == ["python", "-m", spec.module]
+        assert not any("DATABASE_URL" in var for var in services[name]["environment"])
     assert services["migrate"]["command"] == ["python", "-m", "deploy.migrate"]
     assert {"postgres", "kafka"} <= services.keys()
     assert "KAFKA_PROCESS_ROLES" in services["kafka"]["environment"]  # KRaft, no ZooKeeper
@@ -91,7 +94,7 @@ def test_no_secret_has_a_default_and_only_the_gateway_is_published(compose: dict
 def test_every_setting_it_sets_exists(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         for var in service.get("environment", {}):
-            for spec in SERVICES.values():
+            for spec in [*SERVICES.values(), *FRONTENDS.values()]:
                 if var.startswith(spec.env_prefix):
                     field = var.removeprefix(spec.env_prefix).lower()
                     assert field in spec.settings_class().model_fields, f"{name}: {var}"

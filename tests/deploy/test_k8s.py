@@ -19,7 +19,7 @@ import pytest
 
 from libs.common.events import TOPICS
 from libs.common.kafka import EPOCH_TOPIC
-from libs.common.services import REPO_ROOT, SERVICES
+from libs.common.services import FRONTENDS, REPO_ROOT, SERVICES
 
 K8S = REPO_ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.33.0"  # the oldest release we support (lifecycle.preStop.sleep needs ≥ 1.29)
@@ -204,7 +204,7 @@ def test_workers_scale_on_consumer_lag_no_further_than_the_partitions(prod: list
         external = {m["external"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "External"}
         assert "Resource" in {m["type"] for m in hpa["spec"]["metrics"]}  # CPU
         assert "juhe_outbox_unpublished" in external
-        if name != "gateway":  # the gateway consumes nothing
+        if name not in ("gateway", "migration"):  # these consume nothing (no inbox subscriptions)
             assert "kafka_consumergroup_lag" in external
 
 
@@ -219,7 +219,7 @@ def test_every_setting_named_in_the_manifests_exists_in_the_service(overlay: tup
             names |= {e["name"] for e in c.get("env", [])}
     unknown = []
     for var in sorted(names):
-        for spec in SERVICES.values():
+        for spec in [*SERVICES.values(), *FRONTENDS.values()]:
             if var.startswith(spec.env_prefix):
                 field = var.removeprefix(spec.env_prefix).lower()
                 if field not in spec.settings_class().model_fields:
@@ -367,7 +367,9 @@ def test_only_the_gateway_is_reachable_from_outside(overlay: tuple[str, list[Doc
 SANDBOX_CALLS = {
     ("juhe-cashier", "juhe-sandbox-wechatpay"),
     ("juhe-cashier", "juhe-sandbox-alipay"),
-    *((f"juhe-sandbox-{s}", "juhe-gateway") for s in ("wechatpay", "alipay", "bank", "identity")),
+    ("juhe-cashier", "juhe-sandbox-unionpay"),
+    ("juhe-cashier", "juhe-sandbox-ecny"),
+    *((f"juhe-sandbox-{s}", "juhe-gateway") for s in ("wechatpay", "alipay", "unionpay", "ecny", "bank", "identity")),
 }
 
 
@@ -410,7 +412,8 @@ def test_services_reach_postgres_and_kafka_and_prometheus_reaches_them(prod: lis
     postgres: Pod = ("juhe", {"cnpg.io/cluster": "juhe-pg", "cnpg.io/instanceRole": "primary"})
     prometheus: Pod = ("monitoring", {"app.kubernetes.io/name": "prometheus"})
     for name, pod in pods(prod).items():
-        assert allowed(policies, pod, postgres, 5432), name
+        # The web pages have no database: they reach nothing but the gateway.
+        assert allowed(policies, pod, postgres, 5432) == (name.removeprefix("juhe-") not in FRONTENDS), name
         port = pod_port(prod, name)
         assert allowed(policies, prometheus, pod, port), name
 
@@ -468,6 +471,8 @@ def test_dev_overlay_is_small_and_has_the_sandboxes(dev: list[Doc]) -> None:
     assert {d["metadata"]["name"] for d in of_kind(dev, "Deployment") if "sandbox" in d["metadata"]["name"]} == {
         "juhe-sandbox-wechatpay",
         "juhe-sandbox-alipay",
+        "juhe-sandbox-unionpay",
+        "juhe-sandbox-ecny",
         "juhe-sandbox-bank",
         "juhe-sandbox-identity",
     }
@@ -491,4 +496,4 @@ def test_monitoring_uses_only_metrics_the_code_exports(prod: list[Doc]) -> None:
     unknown = {m for m in used if m not in exported and not any(m.removesuffix(s) in exported for s in suffixes)}
     assert not unknown
     service_monitors = {m["metadata"]["name"] for m in of_kind(prod, "ServiceMonitor")}
-    assert service_monitors == {f"juhe-{name}" for name in SERVICES}
+    assert service_monitors == {f"juhe-{name}" for name in {**SERVICES, **FRONTENDS}}

@@ -35,8 +35,11 @@ run: install
 reset:
 	rm -rf .juhe
 
+# Two workers, a test file each at a time (module-scoped platforms stay on one worker); each worker has its
+# own embedded PostgreSQL and broker. TEST_WORKERS=0 runs in this process, one file after another.
+TEST_WORKERS ?= 2
 test: install check
-	$(BIN)/pytest
+	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 check: lint typecheck imports
 

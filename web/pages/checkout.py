@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import segno
 from fastapi import APIRouter, Depends, Path
@@ -64,6 +65,22 @@ def _qr_data(action: dict[str, Any] | None) -> str | None:
     return str(action.get("code_url") or action.get("qr_code") or "") or None
 
 
+def _channel_form(action: dict[str, Any]) -> dict[str, Any] | None:
+    """A channel paid by a form the browser posts (UnionPay's consume: `{"type": "form", "form": {action,
+    method, fields}}`), shown with a button: the payer submits it, no script does."""
+    form = action.get("form") if action.get("type") == "form" else None
+    if not isinstance(form, dict) or not str(form.get("action", "")).startswith(("https://", "http://")):
+        return None
+    fields = form.get("fields") or {}
+    return {"action": str(form["action"]), "method": str(form.get("method") or "POST").lower(),
+            "fields": {str(k): str(v) for k, v in fields.items()}}  # fmt: skip
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _outcome(page: PageContext) -> str | None:
     error = page.request.query_params.get("error")
     return error if error in ERRORS else None
@@ -101,14 +118,16 @@ async def checkout(token: Token, page: Page) -> Response:
     payment = view.get("payment") or {}
     live = payment.get("status") in ("created", "processing")
     qr = _qr_data(payment.get("payer_action")) if live else None
-    redirect_url = None
-    if live and (payment.get("payer_action") or {}).get("type") == "redirect":
-        redirect_url = str(payment["payer_action"]["url"])
+    action = (payment.get("payer_action") or {}) if live else {}
+    redirect_url = str(action["url"]) if action.get("type") == "redirect" else None
+    channel_form = _channel_form(action)
     ended = payment.get("status") in ("failed", "closed")
     return page.render(
         "checkout.html", view=view, token=token, scene=scene, remaining=remaining,
+        form_targets=(_origin(channel_form["action"]),) if channel_form else (),
         qr_svg=qr_svg(qr) if qr else None, payment=payment if payment else None, live=live,
-        redirect_url=redirect_url, ended=ended, error=_outcome(page), methods=view.get("methods", []),
+        redirect_url=redirect_url, channel_form=channel_form, ended=ended, error=_outcome(page),
+        methods=view.get("methods", []),
         request_id=secrets.token_hex(12), pre_session_csrf=None if page.session else page.pre_session_csrf(),
         signed_in=page.session is not None,
     )  # fmt: skip
@@ -162,6 +181,14 @@ def _error_code(code: str) -> str:
     if code == "payer_mismatch":
         return "payer_mismatch"
     return "failed"
+
+
+@router.post("/{token}/result")
+async def result_posted(token: Token, page: Page) -> Response:
+    """UnionPay sends the payer back by posting its signed result here (frontUrl). It changes nothing — the
+    cashier learns the outcome from the channel's back notification and queries — so it is answered with the
+    result page's address, read by GET like every other return."""
+    return page.redirect(f"/checkout/{token}/result")
 
 
 @router.get("/{token}/result")

@@ -174,6 +174,36 @@ def test_phone_pays_alipay_on_its_h5_page_and_comes_back(platform: Platform, bro
     context.close()
 
 
+UNIONPAY_TEST_CARD = "6216261000000000018"  # the UnionPay sandbox's card that pays (sandboxes/unionpay/README.md)
+
+
+def test_desktop_pays_unionpay_on_its_card_page_and_comes_back(platform: Platform, browser: Browser) -> None:
+    """UnionPay's desktop product is a form the browser posts to UnionPay (its consume page), not a QR: the page
+    shows it with a button, its CSP lets that one form leave, and UnionPay's posted return lands on the result."""
+    session = new_session(platform, amount_minor=3_300, line_items=[], description="Parking, March")
+    context = new_context(browser, locale="en-US", viewport={"width": 1280, "height": 900})
+    shop = Shop(context)
+    page = context.new_page()
+    page.goto(session["url"])
+    page.get_by_role("button", name="UnionPay").click()
+    go = page.get_by_role("button", name="Continue to UnionPay")
+    expect(go).to_be_visible()
+    check_accessibility(page, "27-checkout-unionpay-form-en")
+    go.click()  # the browser posts the signed consume form to the UnionPay sandbox's card page
+    page.wait_for_url("**/pay/consume/**")
+    page.fill("#card_no", UNIONPAY_TEST_CARD)
+    page.fill("#expiry", "1229")
+    page.fill("#cvn2", "123")
+    page.fill("#sms_code", "111111")
+    page.click("#pay")
+    page.wait_for_url(re.compile(r"^https://shop\.example/return\?"), timeout=60_000)
+    params = shop.returned(platform, session)
+    paid = merchant(platform).request("GET", f"/v1/checkout/sessions/{session['id']}")
+    assert paid["status"] == "completed" and paid["payment_id"] == params["payment_id"]
+    assert merchant(platform).request("GET", f"/v1/payments/{params['payment_id']}")["channel"] == "unionpay"
+    context.close()
+
+
 def test_a_signed_in_user_pays_from_the_wallet_with_the_payment_pin(platform: Platform, browser: Browser) -> None:
     gw, admin = platform.gateway, platform.admin
     _offer_the_wallet(platform)

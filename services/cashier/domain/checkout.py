@@ -59,10 +59,23 @@ class SessionStatus(enum.StrEnum):
 PAGE_SCENES: dict[str, frozenset[str]] = {
     "wechatpay": frozenset({"native_qr", "h5", "jsapi"}),
     "alipay": frozenset({"native_qr", "h5", "page", "jsapi"}),
-    "unionpay": frozenset({"native_qr", "h5", "page"}),
+    "unionpay": frozenset({"h5", "page"}),
     "ecny": frozenset({"native_qr", "h5"}),
     "wallet": frozenset({"wallet"}),
 }
+
+# A desktop page shows QR codes, but UnionPay's desktop product is its web consume page (a form the browser
+# posts to UnionPay, docs/protocols/unionpay.md), so on a desktop page UnionPay is paid in scene `page`.
+DESKTOP_SCENE_OF_CHANNEL: dict[str, str] = {"unionpay": "page"}
+
+
+def channel_scene(channel: str, page_scene: str) -> str:
+    """The scene a payment with `channel` is made in, for a checkout page shown in `page_scene`."""
+    if channel == "wallet":
+        return "wallet"
+    if page_scene == "native_qr":
+        return DESKTOP_SCENE_OF_CHANNEL.get(channel, page_scene)
+    return page_scene
 
 
 def resolve_expiry(now: datetime, requested_seconds: int | None, *, channel_max_seconds: int) -> datetime:

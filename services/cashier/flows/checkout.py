@@ -336,7 +336,7 @@ async def available_methods(cashier: Cashier, row: Any, *, scene: str) -> list[s
             continue
         if row.allowed_methods is not None and channel not in row.allowed_methods:
             continue
-        page_scene = "wallet" if channel == "wallet" else scene
+        page_scene = rules.channel_scene(channel, scene)
         if page_scene not in rules.PAGE_SCENES[channel] or PaymentScene(page_scene) not in spec.scenes:
             continue
         if row.currency not in spec.currencies:
@@ -409,7 +409,8 @@ async def _begin(cashier: Cashier, row: Any, token: str, *, method: str, scene: 
         raise Problem(rules.CHECKOUT_PAYMENT_IN_PROGRESS, "another payment of this session started meanwhile")
     draft = PaymentDraft(
         merchant_order_no=rules.payment_order_no(row.id, seq), amount_minor=row.amount_minor, currency=row.currency,
-        description=row.description[:DESCRIPTION_MAX_CHARS], scene=PaymentScene(scene), payer=payer,
+        description=row.description[:DESCRIPTION_MAX_CHARS], scene=PaymentScene(rules.channel_scene(method, scene)),
+        payer=payer,
         expire_at=row.expires_at, notify_url=None,
         return_url=f"{pages_origin(cashier)}/checkout/{token}/result",
         metadata={**row.metadata, "checkout_session_id": row.id, "checkout_order_no": row.merchant_order_no},

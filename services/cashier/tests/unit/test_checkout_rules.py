@@ -45,3 +45,11 @@ def test_the_return_signature_verifies_in_the_sdk_and_refuses_tampering_and_age(
     assert not verify_checkout_return(params, "whsec_y", now=1100)
     assert not verify_checkout_return(params, "whsec_x", now=1000 + 301)
     assert not verify_checkout_return({k: v for k, v in params.items() if k != "payment_id"}, "whsec_x", now=1100)
+
+
+def test_unionpay_is_paid_on_its_consume_page_where_the_page_would_show_a_qr() -> None:
+    assert rules.channel_scene("unionpay", "native_qr") == "page"  # its desktop product is a posted form
+    assert rules.channel_scene("unionpay", "h5") == "h5"
+    assert rules.channel_scene("alipay", "native_qr") == "native_qr"
+    assert rules.channel_scene("wallet", "native_qr") == "wallet"
+    assert "native_qr" not in rules.PAGE_SCENES["unionpay"]

@@ -9,7 +9,6 @@ ledger and no PIN ever reaches a service that does not need it. docs/web.md expl
 from __future__ import annotations
 
 import asyncio
-import hmac
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from gateway.config import Settings
 from gateway.domain import pins
 from gateway.domain.access import Principal
-from gateway.domain.credentials import hash_secret, secret_matches
+from gateway.domain.credentials import bearer_matches, hash_secret, secret_matches
 from gateway.domain.errors import (
     PAYMENT_PIN_ALREADY_SET,
     PAYMENT_PIN_INCORRECT,
@@ -49,8 +48,7 @@ class WalletUsers:
     def check_web_client(self, authorization: str | None) -> None:
         """The web process's first-party token (`Authorization: Bearer <web_client_token>`), compared in
         constant time; anyone else gets 401 and nothing is looked up."""
-        scheme, _, token = (authorization or "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(hash_secret(token.strip()), self._web_client_hash):
+        if not bearer_matches(authorization, self._web_client_hash):
             raise Problem(WEB_CLIENT_INVALID, "only Juhe's web process may redeem sign-in links")
 
     # ---- sign-in links ----------------------------------------------------------------------------

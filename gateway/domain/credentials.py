@@ -43,6 +43,12 @@ def secret_matches(secret: str, stored_hash: bytes) -> bool:
     return hmac.compare_digest(hash_secret(secret), stored_hash)
 
 
+def bearer_matches(authorization: str | None, stored_hash: bytes) -> bool:
+    """`Authorization: Bearer <secret>` whose secret hashes to `stored_hash` (compared in constant time)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return scheme.lower() == "bearer" and secret_matches(token.strip(), stored_hash)
+
+
 class CredentialSealer:
     def __init__(self, key_b64: str) -> None:
         key = base64.b64decode(key_b64)

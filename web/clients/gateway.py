@@ -154,18 +154,24 @@ class Gateway:
         await self._call("POST", "/v1/me/payment-pin/verifications", auth=self.user(token), json={"pin": pin})
 
     # ---- hosted checkout (cashier, through the gateway) ----------------------------------------------
-    # The page's calls carry no identity: the gateway forwards `/v1/checkout/pages` unauthenticated, and the
-    # 256-bit page token in the path is the credential. Paying from the wallet is the signed-in user's call.
-    async def checkout_page(self, token: str, *, scene: str | None = None) -> dict[str, Any]:
+    # The gateway forwards `/v1/checkout/pages` with no identity: the 256-bit page token in the path is the
+    # credential. The web process still presents its first-party token and names the payer's browser, so the
+    # gateway rate-limits each browser on its own rather than every open page together (they all come from
+    # this process's address). Paying from the wallet is the signed-in user's call.
+    async def checkout_page(self, token: str, *, browser_ip: str, scene: str | None = None) -> dict[str, Any]:
         params = {"scene": scene} if scene else None
-        body: dict[str, Any] = await self._call("GET", f"/v1/checkout/pages/{token}", auth="", params=params)
+        body: dict[str, Any] = await self._call(
+            "GET", f"/v1/checkout/pages/{token}", auth=self._client_auth, params=params, browser_ip=browser_ip
+        )
         return body
 
     async def start_checkout_payment(
         self, token: str, *, method: str, scene: str, request_id: str, client_ip: str
     ) -> dict[str, Any]:
         payload = {"method": method, "scene": scene, "request_id": request_id, "payer": {"client_ip": client_ip}}
-        body: dict[str, Any] = await self._call("POST", f"/v1/checkout/pages/{token}/payments", auth="", json=payload)
+        body: dict[str, Any] = await self._call(
+            "POST", f"/v1/checkout/pages/{token}/payments", auth=self._client_auth, json=payload, browser_ip=client_ip
+        )
         return body
 
     async def pay_checkout_with_wallet(self, user_token: str, token: str, *, request_id: str) -> dict[str, Any]:

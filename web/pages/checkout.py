@@ -88,7 +88,7 @@ def _outcome(page: PageContext) -> str | None:
 
 async def _view(page: PageContext, token: str, *, scene: str | None = None) -> dict[str, Any] | None:
     try:
-        return await page.web.gateway.checkout_page(token, scene=scene)
+        return await page.web.gateway.checkout_page(token, scene=scene, browser_ip=page.browser_ip())
     except GatewayProblem as exc:
         if exc.code == "checkout_session_not_found" or exc.status in (404, 422):
             return None
@@ -226,7 +226,7 @@ async def status(token: Token, page: Page) -> Response:
 @router.get("/{token}/events")
 async def events(token: Token, page: Page) -> Response:
     """Server-sent events: one `status` event on every change, until paid or expired (or SSE_MAX_SECONDS)."""
-    gateway = page.web.gateway
+    gateway, browser_ip = page.web.gateway, page.browser_ip()
 
     async def stream() -> AsyncIterator[bytes]:
         last: dict[str, Any] | None = None
@@ -234,7 +234,7 @@ async def events(token: Token, page: Page) -> Response:
         yield b"retry: 2000\n\n"
         while time.monotonic() < deadline:
             try:
-                current = _status(await gateway.checkout_page(token))
+                current = _status(await gateway.checkout_page(token, browser_ip=browser_ip))
             except (GatewayProblem, GatewayUnavailable):
                 return  # the browser falls back to polling
             if current != last:

@@ -328,3 +328,30 @@ async def test_service_down_is_503_and_the_idempotency_key_is_released(make_stac
     with pytest.raises(ServerError) as again:
         await juhe.request("POST", "/v1/coupons", json={"stock_id": "cps_1"}, idempotency_key="cpn-1")
     assert again.value.code == "upstream_unavailable"  # not "in progress": the key was released
+
+
+async def test_checkout_page_calls_are_counted_per_browser_only_when_the_web_process_names_it(
+    make_stack: StackFactory,
+) -> None:
+    """Every open checkout page calls through the web process's one address: vouched for by its first-party
+    token, the browser it names gets its own window; anyone else is counted by its address. (On loopback uvicorn
+    itself takes X-Forwarded-For as the address — its default `forwarded_allow_ips` — so a forged header is not
+    tried here: across hosts, as in Kubernetes, only the token makes the gateway read it.)"""
+    from gateway.config import DEMO_WEB_CLIENT_TOKEN
+
+    stack: Stack = await make_stack(rate_limit_write_max=2, rate_limit_window_seconds=3600)
+    web = {"Authorization": f"Bearer {DEMO_WEB_CLIENT_TOKEN}"}
+    page = "/v1/checkout/pages/cst_" + "a" * 40
+    async with httpx.AsyncClient(base_url=stack.url) as raw:
+
+        async def limited(headers: dict[str, str]) -> bool:
+            response = await raw.get(page, headers=headers)
+            return response.status_code == 429 and problem(response) == "rate_limited"
+
+        first = [await limited({**web, "X-Forwarded-For": "203.0.113.1"}) for _ in range(3)]
+        second = [await limited({**web, "X-Forwarded-For": "203.0.113.2"}) for _ in range(2)]
+        anonymous = [await limited({}) for _ in range(3)]
+        forged = await limited({"Authorization": "Bearer guessed"})
+    assert first == [False, False, True]
+    assert second == [False, False]  # another browser behind the same web process
+    assert anonymous == [False, False, True] and forged  # one window: the caller's own address

@@ -92,9 +92,6 @@ def _stop(proc: subprocess.Popen[str]) -> str:
     return output
 
 
-PORT_RACE_ATTEMPTS = 3
-
-
 class Launched:
     """A running launcher whose console is read in the background: a full stdout pipe would block the
     launcher's event loop (and with it the supervisor) in the middle of a long test."""
@@ -102,17 +99,8 @@ class Launched:
     def __init__(self, data_dir: Path, ports: dict[str, int], env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.ports = ports
-        for attempt in range(PORT_RACE_ATTEMPTS):
-            self.proc = _start(data_dir, ports, env)
-            try:
-                self.lines = _wait_running(self.proc)
-                break
-            except AssertionError as exc:
-                # Another process (a concurrent suite) bound a port between free_port() and the launcher's
-                # check; the launcher refused before starting anything: pick new ports and start again.
-                if "ports already in use" not in str(exc) or attempt == PORT_RACE_ATTEMPTS - 1:
-                    raise
-                ports.update({name: free_port() for name in ports})
+        self.proc = _start(data_dir, ports, env)
+        self.lines = _wait_running(self.proc)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 

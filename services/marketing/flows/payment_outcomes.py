@@ -12,7 +12,10 @@ a refund in `payment_discount.redemption_id`.
 - `payment.failed` / `payment.closed` → release (`payment_failed` / `payment_closed`); a repeat is a no-op and a
   coupon a late success already used stays used.
 - `refund.succeeded` → the redemption's refund rule (proportional reversal; the coupon back on a full refund
-  when the stock says so), idempotent by the refund id.
+  when the stock says so), idempotent by the refund id. Refunds and payments are on different topics, so a
+  refund may arrive first: it proves the payment succeeded, so it confirms the redemption (idempotent) before
+  applying its rule, and the later `payment.succeeded` finds it used. Any order gives one state
+  (docs/consistency.md).
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ async def on_refund_event(tx: Tx, event: Envelope) -> None:
     if redemption_id is None or event.type != "refund.succeeded":
         return
     try:
+        await redemptions.confirm(tx, redemption_id, _when(None, event.time))
         await redemptions.refund(tx, redemption_id, refund_id=str(event.data["refund_id"]),
                                  refund_minor=int(event.data["amount_minor"]))  # fmt: skip
     except Problem as exc:

@@ -222,3 +222,27 @@ async def test_a_coupon_named_by_its_code_is_locked_for_its_own_user_only(market
     assert code(await marketing.post(LOCKS, both, {})) == "validation_failed"
     neither = {k: v for k, v in lock_body(coupon, "pay_code_4").items() if k != "coupon_id"}
     assert code(await marketing.post(LOCKS, neither, {})) == "validation_failed"
+
+
+async def test_payment_outcomes_give_one_state_in_any_order(marketing: Marketing) -> None:
+    """The cashier's events on two topics: a full refund consumed before its payment's success still uses the
+    coupon, reverses its funding and returns it; the success arriving afterwards changes nothing."""
+    from libs.common.events import Envelope
+    from services.marketing.flows.payment_outcomes import on_payment_event, on_refund_event
+
+    coupon = await _coupon(marketing, funding_party="platform")
+    r = (await marketing.post(LOCKS, lock_body(coupon, payment_id="pay_order"), {})).json()
+    discount = {"redemption_id": r["redemption_id"]}
+    refund = Envelope(type="refund.succeeded", source="cashier", subject="re_order",
+                      data={"refund_id": "re_order", "amount_minor": r["payable_minor"], "payment_discount": discount})
+    paid = Envelope(type="payment.succeeded", source="cashier", subject="pay_order",
+                    data={"payment_id": "pay_order", "discount": discount})  # fmt: skip
+    for event, handler in ((refund, on_refund_event), (paid, on_payment_event)):  # each once, as the inbox does
+        async with marketing.runtime.uow.begin() as tx:
+            await handler(tx, event)
+    base = f"/v1/internal/marketing/redemptions/{r['redemption_id']}"
+    state = (await marketing.get(base, {})).json()
+    assert (state["status"], state["refunded_minor"]) == ("refunded", r["payable_minor"])
+    assert await _status(marketing, coupon["coupon_id"]) == "available"  # returned on the full refund
+    assert [e["data"]["refund_id"] for e in await marketing.events("coupon.refunded")] == ["re_order"]
+    assert len(await marketing.events("coupon.used")) == 1

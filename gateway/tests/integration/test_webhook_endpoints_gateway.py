@@ -9,63 +9,49 @@ of processes for the module's single test.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from juhe_sdk import APIError
 
 from gateway.tests.integration.conftest import Stack
-from gateway.tests.integration.test_merchant_webhook_secret import alipay, stack_with_cashier
-from sandboxes.common.testing import SandboxProcess
+from gateway.tests.integration.with_cashier import (
+    AlipaySandbox,
+    alipay,
+    open_alipay_channel,
+    paid_alipay_qr,
+    stack_with_cashier,
+)
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, verify_signature
-from services.cashier.tests.integration.flows.conftest import WebhookReceiver, _Server, wait_for
+from services.cashier.tests.integration.flows.conftest import WebhookReceiver, serving_receivers, wait_for
 
 DOWN_FOR_EVER = 10**6  # the endpoint answers 500 to every try
-# The gateway in front of a real cashier, and the Alipay sandbox: the fixtures of the one-secret test.
-__all__ = ["alipay", "stack_with_cashier"]
+__all__ = ["alipay", "stack_with_cashier"]  # fixtures used here
 
 
 @pytest.fixture
-def receivers() -> Iterator[tuple[WebhookReceiver, WebhookReceiver]]:
-    pair = (WebhookReceiver(fail_first=DOWN_FOR_EVER), WebhookReceiver())
-    for hooks in pair:
-        hooks.server = _Server(hooks.handle)
-    yield pair
-    for hooks in pair:
-        assert hooks.server is not None
-        hooks.server.close()
+def receivers() -> Iterator[tuple[WebhookReceiver, ...]]:
+    with serving_receivers(DOWN_FOR_EVER, 0) as pair:
+        yield pair
 
 
 async def test_a_missed_webhook_is_found_via_events_and_resent(
-    stack_with_cashier: Stack, alipay: tuple[SandboxProcess, dict[str, Any]],
-    receivers: tuple[WebhookReceiver, WebhookReceiver],
+    stack_with_cashier: Stack, alipay: AlipaySandbox,
+    receivers: tuple[WebhookReceiver, ...],
 ) -> None:
     down, working = receivers
     stack = stack_with_cashier
     created = await stack.new_merchant("Missed Webhook Books")
     merchant_id = created["merchant_id"]
-    sandbox, app = alipay
-    config = {"gateway_url": sandbox.base_url + "/gateway.do", "app_id": app["app_id"],
-              "app_private_key_pem": app["app_private_key_pem"],
-              "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}
-    await stack.admin().request("PUT", f"/v1/admin/merchants/{merchant_id}/channels/alipay",
-                                json={"priority": 1, "config": config})
+    await open_alipay_channel(stack, merchant_id, alipay)
     juhe = stack.merchant(key_id=created["api_key"]["key_id"], secret=created["api_key"]["secret"])
 
     endpoint = await juhe.webhook_endpoints.create(url=down.url, enabled_events=["payment.succeeded"])
     listed = await juhe.request("GET", "/v1/webhook-endpoints")
     assert [e["id"] for e in listed["data"]] == [endpoint["id"]] and listed["has_more"] is False
 
-    payment = await juhe.request("POST", "/v1/payments", json={
-        "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}", "amount_minor": 1200, "currency": "CNY",
-        "description": "Books", "scene": "native_qr"})
-    async with httpx.AsyncClient() as http:
-        approved = await http.post(f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}"
-                                   "/approve", params={"app_id": app["app_id"]})
-    assert approved.status_code == 200, approved.text
+    payment = await paid_alipay_qr(juhe, alipay, "Books")
 
     async def failing_delivery() -> dict[str, Any] | None:
         log = await juhe.request("GET", f"/v1/payments/{payment['id']}/webhook-deliveries")

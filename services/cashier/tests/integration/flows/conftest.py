@@ -229,12 +229,25 @@ class NotificationTap:
             return [r for r in self.captured if fragment in r.path]
 
 
+@contextlib.contextmanager
+def serving_receivers(*fail_first: int) -> Iterator[tuple[WebhookReceiver, ...]]:
+    """Webhook receivers listening on their own ports, the i-th answering 500 to its first `fail_first[i]`
+    deliveries; closed on exit."""
+    receivers = tuple(WebhookReceiver(fail_first=n) for n in fail_first)
+    for receiver in receivers:
+        receiver.server = _Server(receiver.handle)
+    try:
+        yield receivers
+    finally:
+        for receiver in receivers:
+            assert receiver.server is not None
+            receiver.server.close()
+
+
 @pytest.fixture
 def webhook_receiver() -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver()
-    receiver.server = _Server(receiver.handle)
-    yield receiver
-    receiver.server.close()
+    with serving_receivers(0) as (receiver,):
+        yield receiver
 
 
 @pytest.fixture

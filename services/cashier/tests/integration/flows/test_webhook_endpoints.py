@@ -20,22 +20,17 @@ from .conftest import (
     RunningCashier,
     Sandboxes,
     WebhookReceiver,
-    _Server,
     paid_payment,
     qr_payment,
+    serving_receivers,
     wait_for,
 )
 
 
 @pytest.fixture
-def receivers() -> Iterator[tuple[WebhookReceiver, WebhookReceiver]]:
-    pair = (WebhookReceiver(), WebhookReceiver())
-    for receiver in pair:
-        receiver.server = _Server(receiver.handle)
-    yield pair
-    for receiver in pair:
-        assert receiver.server is not None
-        receiver.server.close()
+def receivers() -> Iterator[tuple[WebhookReceiver, ...]]:
+    with serving_receivers(0, 0) as pair:
+        yield pair
 
 
 async def _deliveries(cashier: RunningCashier, payment_id: str) -> list[dict[str, Any]]:
@@ -68,7 +63,7 @@ async def _event_of(cashier: RunningCashier, payment_id: str, event_type: str) -
 
 async def test_endpoints_rotation_resend_and_events(
     start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver,
-    receivers: tuple[WebhookReceiver, WebhookReceiver],
+    receivers: tuple[WebhookReceiver, ...],
 ) -> None:
     paid_receiver, closed_receiver = receivers
     cashier: RunningCashier = await start_cashier()

@@ -34,4 +34,8 @@ class RunResponse(BaseModel):
 
 
 class RunListResponse(BaseModel):
-    items: list[RunResponse]
+    """The list shape every Juhe list answers (`data`, `has_more`, `next_cursor`), newest run first."""
+
+    data: list[RunResponse]
+    has_more: bool
+    next_cursor: str | None

@@ -46,9 +46,11 @@ async def find_run(conn: AsyncConnection, *, platform: str, fingerprint: str) ->
     return (await conn.execute(text(sql), {"p": platform, "f": fingerprint})).mappings().first()
 
 
-async def list_runs(conn: AsyncConnection, *, platform: str, limit: int) -> list[RowMapping]:
-    sql = "SELECT * FROM migration_runs WHERE platform = :p ORDER BY created_at DESC, id DESC LIMIT :n"
-    return list((await conn.execute(text(sql), {"p": platform, "n": limit})).mappings().all())
+async def list_runs(conn: AsyncConnection, *, platform: str, limit: int, before: str | None) -> list[RowMapping]:
+    """Newest first by id (ids are time-ordered); `before`: the last id of the previous page."""
+    sql = "SELECT * FROM migration_runs WHERE platform = :p AND (CAST(:b AS text) IS NULL OR id < :b) " \
+          "ORDER BY id DESC LIMIT :n"
+    return list((await conn.execute(text(sql), {"p": platform, "b": before, "n": limit})).mappings().all())
 
 
 async def files(conn: AsyncConnection, run_id: str) -> list[RowMapping]:

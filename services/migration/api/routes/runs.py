@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import InternalIdentity
@@ -60,11 +60,15 @@ async def create_run(
 
 @router.get("")
 async def list_runs(
-    request: Request, platform: PlatformDep, limit: Annotated[int, Depends(page_limit())]
+    request: Request, platform: PlatformDep, limit: Annotated[int, Depends(page_limit())],
+    cursor: Annotated[str | None, Query(pattern=r"^mig_[0-9a-z]+$", max_length=64)] = None,
 ) -> RunListResponse:
     async with get_runtime(request).uow.read() as conn:
-        rows = await store.list_runs(conn, platform=platform, limit=limit)
-    return RunListResponse(items=[run_response(row) for row in rows])
+        rows = await store.list_runs(conn, platform=platform, limit=limit + 1, before=cursor)
+    page = rows[:limit]
+    has_more = len(rows) > limit
+    return RunListResponse(data=[run_response(row) for row in page], has_more=has_more,
+                           next_cursor=str(page[-1]["id"]) if has_more else None)  # fmt: skip
 
 
 @router.get("/{run_id}")

@@ -311,7 +311,9 @@ async def test_api_runs_a_migration_for_the_calling_platform_only(
     again = await client.post(f"/v1/migrations/runs/{run_id}/finalise", headers=operator)
     assert again.status_code == 409 and again.json()["code"] == "run_state_invalid"
     listed = await client.get("/v1/migrations/runs", headers=operator)
-    assert [r["id"] for r in listed.json()["items"]] == [run_id]
+    assert [r["id"] for r in listed.json()["data"]] == [run_id] and listed.json()["has_more"] is False
+    bad_cursor = await client.get("/v1/migrations/runs", params={"cursor": "x"}, headers=operator)
+    assert bad_cursor.status_code == 422 and bad_cursor.json()["code"] == "validation_failed"
 
 
 async def _progress(env: Env, platform: str) -> int:

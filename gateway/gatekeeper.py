@@ -220,7 +220,9 @@ class Gatekeeper:
         window = self.settings.rate_limit_window_seconds
         limit = self.limits["write"]
         hit = await guards.admit(
-            self.guard_pool, bucket=f"{self._passthrough_caller(request)}:passthrough", window_seconds=window,
+            self.guard_pool,
+            bucket=f"{self._passthrough_caller(request)}:passthrough",
+            window_seconds=window,
             limit=limit,
         )
         _check_rate(hit, limit, window)

@@ -68,7 +68,6 @@ class WebPages:
                 response.headers.append(key, value)
         return response
 
-
     async def _stream(self, method: str, url: str, headers: list[tuple[str, str]], body: bytes) -> Response:
         """Server-sent events (the checkout's live status) pass through as they come, not buffered; the web
         process sends a comment line more often than the read timeout, so a quiet stream stays open."""
@@ -79,8 +78,11 @@ class WebPages:
             raise Problem(UPSTREAM_TIMEOUT, "the web process did not answer in time") from exc
         except httpx.TransportError as exc:
             raise Problem(UPSTREAM_UNAVAILABLE, "the web process is unavailable") from exc
-        kept = {k: v for k, v in reply.headers.items()
-                if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-encoding", "date", "server")}
+        kept = {
+            k: v
+            for k, v in reply.headers.items()
+            if k.lower() not in HOP_BY_HOP and k.lower() not in ("content-encoding", "date", "server")
+        }
 
         async def chunks() -> AsyncIterator[bytes]:
             try:
@@ -89,8 +91,9 @@ class WebPages:
             except httpx.HTTPError:
                 return  # the web process went away mid-stream: the browser reconnects or polls
 
-        return StreamingResponse(chunks(), status_code=reply.status_code, headers=kept,
-                                 background=BackgroundTask(reply.aclose))
+        return StreamingResponse(
+            chunks(), status_code=reply.status_code, headers=kept, background=BackgroundTask(reply.aclose)
+        )
 
 
 async def forward_page(request: Request) -> Response:

@@ -71,8 +71,9 @@ class DemoRoute:
 
 DEMO_ROUTES = (
     # `barcode` is routing's name for the 付款码 scene (payment_code): the code picks the channel, routing the fee.
-    DemoRoute("ali_direct", "alipay", "alipay", ["native_qr", "page", "h5", "app", "jsapi", "mini_program", "barcode"],
-              55),
+    DemoRoute(
+        "ali_direct", "alipay", "alipay", ["native_qr", "page", "h5", "app", "jsapi", "mini_program", "barcode"], 55
+    ),
     DemoRoute("wx_direct", "wechat", "wechatpay", ["native_qr", "jsapi", "mini_program", "app", "h5", "barcode"], 60),
     # UnionPay online payment (全渠道): web, mobile web and app consumes on the platform's own merId.
     DemoRoute("up_direct", "unionpay", "unionpay", ["page", "h5", "app"], 60),
@@ -208,8 +209,11 @@ async def _alipay_certificate_mode(client: httpx.AsyncClient, alipay_url: str,
     public key, download the app certificate, Alipay's certificate and Alipay's root certificate. The
     connector then sends `app_cert_sn` + `alipay_root_cert_sn` and takes Alipay's key from its certificate."""
     private_key = serialization.load_pem_private_key(config["app_private_key_pem"].encode(), password=None)
-    public_pem = private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    public_pem = (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
     body = {"app_id": config["app_id"], "app_public_key_pem": public_pem, "cert_mode": True,
             "seller_id": config.get("seller_id")}  # fmt: skip
     r = await client.post(f"{alipay_url}/control/apps", json=body)
@@ -226,8 +230,13 @@ async def _configure_cashier(
     async with httpx.AsyncClient(base_url=cashier_url, timeout=SEED_TIMEOUT_SECONDS, headers=headers) as c:
         body = {"webhook_secret": webhook_secret} if webhook_secret else {}
         (await c.put(f"/v1/admin/merchants/{merchant_id}", json=body)).raise_for_status()
-        ordered = sorted(channels.items(), key=lambda item: (
-            DEMO_CHANNEL_ORDER.index(item[0]) if item[0] in DEMO_CHANNEL_ORDER else len(DEMO_CHANNEL_ORDER), item[0]))
+        ordered = sorted(
+            channels.items(),
+            key=lambda item: (
+                DEMO_CHANNEL_ORDER.index(item[0]) if item[0] in DEMO_CHANNEL_ORDER else len(DEMO_CHANNEL_ORDER),
+                item[0],
+            ),
+        )
         for priority, (channel, config) in enumerate(ordered, start=1):
             r = await c.put(
                 f"/v1/admin/merchants/{merchant_id}/channels/{channel}",
@@ -262,8 +271,9 @@ async def _configure_routing(routing_url: str, by_merchant: dict[str, dict[str, 
                         "scenes": list(route.scenes),
                     },
                 ),
-                c.post("/v1/fee-rates", json={"route_id": route_id, "rate_bps": route.rate_bps,
-                                              "valid_from": valid_from}),
+                c.post(
+                    "/v1/fee-rates", json={"route_id": route_id, "rate_bps": route.rate_bps, "valid_from": valid_from}
+                ),
                 *(
                     c.put(f"/v1/contracts/{m}/{route_id}", json={"sub_merchant_id": f"{m}_{route_id}"})
                     for m in merchants

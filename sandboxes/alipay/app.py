@@ -100,8 +100,9 @@ def is_acknowledged(response: httpx.Response) -> bool:
 class GatewayError(Exception):
     """A gateway-level refusal (40001 missing / 40002 invalid common parameter or signature)."""
 
-    def __init__(self, code: str, msg: str, sub_code: str, sub_msg: str, *, signed: bool = True,
-                 error_response: bool = False) -> None:
+    def __init__(
+        self, code: str, msg: str, sub_code: str, sub_msg: str, *, signed: bool = True, error_response: bool = False
+    ) -> None:
         super().__init__(f"{code} {sub_code}: {sub_msg}")
         self.node = {"code": code, "msg": msg, "sub_code": sub_code, "sub_msg": sub_msg}
         self.signed = signed
@@ -156,10 +157,12 @@ class Sandbox:
     def signing_key(self) -> rsa.RSAPrivateKey:
         return self.platform_key.private_key
 
-    def respond(self, method: str | None, node: dict[str, Any], *, signed: bool = True,
-                cert_mode: bool = False) -> Response:
-        text = crypto.signed_response_text(node_name(method), node, self.signing_key if signed else None,
-                                           self.ca.alipay_sn if cert_mode else None)
+    def respond(
+        self, method: str | None, node: dict[str, Any], *, signed: bool = True, cert_mode: bool = False
+    ) -> Response:
+        text = crypto.signed_response_text(
+            node_name(method), node, self.signing_key if signed else None, self.ca.alipay_sn if cert_mode else None
+        )
         return Response(content=text.encode("utf-8"), media_type=JSON_MEDIA_TYPE)
 
     # ------------------------------------------------------------------ apps
@@ -167,8 +170,9 @@ class Sandbox:
     def app(self, app_id: str) -> dict[str, Any] | None:
         return self.store.get(APPS, app_id)
 
-    def register_app(self, app_id: str | None, public_key_pem: str | None, seller_id: str | None,
-                     cert_mode: bool = False) -> dict[str, Any]:
+    def register_app(
+        self, app_id: str | None, public_key_pem: str | None, seller_id: str | None, cert_mode: bool = False
+    ) -> dict[str, Any]:
         generated: KeyPair | None = None
         if public_key_pem is None:
             generated = generate_rsa_key_pair()
@@ -266,8 +270,9 @@ class Sandbox:
             try:
                 return payments.oauth_token(self.store, self.clock(), app_id, params)
             except payments.OauthCodeInvalid as exc:
-                raise GatewayError("40002", "Invalid Arguments", "isv.code-invalid", str(exc),
-                                   error_response=True) from exc
+                raise GatewayError(
+                    "40002", "Invalid Arguments", "isv.code-invalid", str(exc), error_response=True
+                ) from exc
         biz = self.biz_content(params)
         ok = {"code": "10000", "msg": "Success"}
         if method == "alipay.trade.pay":
@@ -276,8 +281,12 @@ class Sandbox:
             return {**ok, **payments.create_trade(self.trades, app_id, biz, params.get("notify_url"))}
         if method in transfers.METHODS:
             if not app.get("app_cert_sn"):  # Alipay opens its fund APIs to certificate-mode apps only
-                raise BizError("isv.insufficient-isv-permissions", "资金类接口需使用公钥证书模式 (certificate mode)",
-                               code="40006", msg="Insufficient Permissions")
+                raise BizError(
+                    "isv.insufficient-isv-permissions",
+                    "资金类接口需使用公钥证书模式 (certificate mode)",
+                    code="40006",
+                    msg="Insufficient Permissions",
+                )
             if method == "alipay.fund.trans.uni.transfer":
                 return {**ok, **transfers.transfer(self.store, app_id, biz, beijing(self.clock()))}
             if method == "alipay.fund.trans.common.query":
@@ -295,8 +304,13 @@ class Sandbox:
             return {**ok, "trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"]}
         if method == "alipay.trade.cancel":
             trade, action = self.trades.cancel(app_id, biz)
-            return {**ok, "trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"], "retry_flag": "N",
-                    "action": action}
+            return {
+                **ok,
+                "trade_no": trade["trade_no"],
+                "out_trade_no": trade["out_trade_no"],
+                "retry_flag": "N",
+                "action": action,
+            }
         if method == "alipay.trade.refund":
             trade, refund, changed = self.trades.refund(self.trades.existing(app_id, biz), biz)
             return {
@@ -381,8 +395,14 @@ class Sandbox:
         token = secrets.token_urlsafe(24)
         expires = now + timedelta(seconds=self.settings.bill_url_ttl_seconds)
         self.store.put(
-            BILL_TOKENS, token, {"app_id": app_id, "bill_date": bill_date, "expires_at": expires.isoformat(),
-                                 "bill_type": biz["bill_type"]}
+            BILL_TOKENS,
+            token,
+            {
+                "app_id": app_id,
+                "bill_date": bill_date,
+                "expires_at": expires.isoformat(),
+                "bill_type": biz["bill_type"],
+            },
         )
         app = self.app(app_id) or {}
         query = urlencode(
@@ -664,14 +684,16 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
                     return_url=params.get("return_url"),
                 )
                 return RedirectResponse(f"/pay/cashier/{trade['trade_no']}", status_code=303)
-            return sandbox.respond(method, sandbox.handle_api(method, caller, params, str(request.base_url)),
-                                   cert_mode=cert_mode)
+            return sandbox.respond(
+                method, sandbox.handle_api(method, caller, params, str(request.base_url)), cert_mode=cert_mode
+            )
         except GatewayError as exc:
             if method in BROWSER_METHODS:
                 node = exc.node
                 return HTMLResponse(error_page(node["code"], node["sub_code"], node["sub_msg"]), status_code=400)
-            return sandbox.respond(None if exc.error_response else method, exc.node, signed=exc.signed,
-                                   cert_mode=cert_mode)
+            return sandbox.respond(
+                None if exc.error_response else method, exc.node, signed=exc.signed, cert_mode=cert_mode
+            )
         except BizError as exc:
             if method in BROWSER_METHODS:
                 return HTMLResponse(error_page(exc.code, exc.sub_code, exc.sub_msg), status_code=400)
@@ -733,8 +755,7 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
 
     @app.post("/control/apps")
     async def register_app(request: AppRegisterRequest) -> dict[str, Any]:
-        return sandbox.register_app(request.app_id, request.app_public_key_pem, request.seller_id,
-                                    request.cert_mode)
+        return sandbox.register_app(request.app_id, request.app_public_key_pem, request.seller_id, request.cert_mode)
 
     @app.get("/control/apps/{app_id}")
     async def get_app(app_id: str) -> dict[str, Any]:
@@ -789,8 +810,12 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
 
     @app.post("/control/payer-codes")
     async def payer_code(request: PayerCodeRequest) -> dict[str, Any]:
-        return payments.issue_payer_code(sandbox.store, sandbox.clock(), password_required=request.password_required,
-                                         balance_minor=request.balance_minor)
+        return payments.issue_payer_code(
+            sandbox.store,
+            sandbox.clock(),
+            password_required=request.password_required,
+            balance_minor=request.balance_minor,
+        )
 
     @app.post("/control/oauth-codes")
     async def oauth_code(request: OauthCodeRequest) -> dict[str, Any]:

@@ -240,9 +240,20 @@ def render_account(pid: str, rows: list[_Row], start: datetime, end: datetime, e
     for index, (row, kind, fen) in enumerate(movements, start=1):
         balance += fen
         flow_no = f"{row.finished.astimezone(BEIJING):%Y%m%d}{index:08d}"
-        cells = [flow_no + "	", row.trade_no + "	", row.out_trade_no + "	", row.subject.replace(",", "，"),
-                 beijing(row.finished), row.buyer + "	", f"+{yuan(fen)}" if fen >= 0 else "",
-                 yuan(fen) if fen < 0 else "", yuan(balance), "支付宝	", kind, row.request_no + "	"]
+        cells = [
+            flow_no + "	",
+            row.trade_no + "	",
+            row.out_trade_no + "	",
+            row.subject.replace(",", "，"),
+            beijing(row.finished),
+            row.buyer + "	",
+            f"+{yuan(fen)}" if fen >= 0 else "",
+            yuan(fen) if fen < 0 else "",
+            yuan(balance),
+            "支付宝	",
+            kind,
+            row.request_no + "	",
+        ]
         lines.append(",".join(cells))
     income = [fen for _, _, fen in movements if fen >= 0]
     expense = [fen for _, _, fen in movements if fen < 0]
@@ -282,7 +293,8 @@ def build_bill_zip(
     rows = apply_discrepancies(_rows(trades, start, end, fee_rate_bps), discrepancies, start, fee_rate_bps)
     members: list[tuple[str, str]] = [
         (f"{pid}_{compact_date}_业务明细.csv", render_detail(pid, rows, start, end, exported_at)),
-        (f"{pid}_{compact_date}_业务明细(汇总).csv", render_summary(pid, rows, start, end, exported_at))]
+        (f"{pid}_{compact_date}_业务明细(汇总).csv", render_summary(pid, rows, start, end, exported_at)),
+    ]
     if bill_type == "signcustomer":
         members = [(f"{pid}_{compact_date}_账务明细.csv", render_account(pid, rows, start, end, exported_at))]
     buffer = io.BytesIO()

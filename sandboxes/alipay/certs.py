@@ -27,11 +27,19 @@ from cryptography.x509.oid import NameOID
 
 from sandboxes.common.keys import KeyPair, load_or_create_rsa_key
 
-ROOT_DN = (("CN", "Ant Financial Certification Authority R1 (sandbox)"), ("OU", "Certification Authority"),
-           ("O", "Ant Financial"), ("C", "CN"))
+ROOT_DN = (
+    ("CN", "Ant Financial Certification Authority R1 (sandbox)"),
+    ("OU", "Certification Authority"),
+    ("O", "Ant Financial"),
+    ("C", "CN"),
+)
 VALIDITY_DAYS = 10 * 365
-_OIDS = {"CN": NameOID.COMMON_NAME, "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "O": NameOID.ORGANIZATION_NAME,
-         "C": NameOID.COUNTRY_NAME}
+_OIDS = {
+    "CN": NameOID.COMMON_NAME,
+    "OU": NameOID.ORGANIZATIONAL_UNIT_NAME,
+    "O": NameOID.ORGANIZATION_NAME,
+    "C": NameOID.COUNTRY_NAME,
+}
 
 
 def _name(parts: tuple[tuple[str, str], ...]) -> x509.Name:
@@ -74,12 +82,17 @@ class CertificateAuthority:
         self._root_key = load_or_create_rsa_key(data_dir, "alipay_root_ca")
         root_path, alipay_path = data_dir / "alipay_root_cert.pem", data_dir / "alipay_public_cert.pem"
         if not root_path.exists():
-            root_path.write_text(pem(self._issue(_name(ROOT_DN), self._root_key.public_key, ca=True)),
-                                 encoding="ascii")
+            root_path.write_text(pem(self._issue(_name(ROOT_DN), self._root_key.public_key, ca=True)), encoding="ascii")
         self.root = x509.load_pem_x509_certificate(root_path.read_bytes())
         if not alipay_path.exists():
-            subject = _name((("CN", "支付宝(中国)网络技术有限公司 (sandbox)"), ("OU", "Alipay"),
-                             ("O", "支付宝(中国)网络技术有限公司"), ("C", "CN")))
+            subject = _name(
+                (
+                    ("CN", "支付宝(中国)网络技术有限公司 (sandbox)"),
+                    ("OU", "Alipay"),
+                    ("O", "支付宝(中国)网络技术有限公司"),
+                    ("C", "CN"),
+                )
+            )
             alipay_path.write_text(pem(self._issue(subject, alipay_key.public_key)), encoding="ascii")
         self.alipay = x509.load_pem_x509_certificate(alipay_path.read_bytes())
         self.root_sn = cert_sn(self.root)
@@ -87,9 +100,15 @@ class CertificateAuthority:
 
     def _issue(self, subject: x509.Name, public_key: rsa.RSAPublicKey, *, ca: bool = False) -> x509.Certificate:
         now = datetime.now(UTC).replace(microsecond=0)
-        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(_name(ROOT_DN))
-                   .public_key(public_key).serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1 or 1)
-                   .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=VALIDITY_DAYS)))
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(_name(ROOT_DN))
+            .public_key(public_key)
+            .serial_number(int.from_bytes(secrets.token_bytes(16), "big") >> 1 or 1)
+            .not_valid_before(now - timedelta(days=1))
+            .not_valid_after(now + timedelta(days=VALIDITY_DAYS))
+        )
         if ca:
             builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         return builder.sign(self._root_key.private_key, hashes.SHA256())
@@ -97,9 +116,13 @@ class CertificateAuthority:
     def issue_app_certificate(self, app_id: str, app_public_key_pem: str) -> IssuedSet:
         key = serialization.load_pem_public_key(app_public_key_pem.encode("ascii"))
         assert isinstance(key, rsa.RSAPublicKey)
-        subject = _name((("CN", app_id), ("OU", "Alipay Open Platform"), ("O", "Juhe sandbox merchant"),
-                         ("C", "CN")))
+        subject = _name((("CN", app_id), ("OU", "Alipay Open Platform"), ("O", "Juhe sandbox merchant"), ("C", "CN")))
         app_cert = self._issue(subject, key)
-        return IssuedSet(app_cert_pem=pem(app_cert), app_cert_sn=cert_sn(app_cert), alipay_cert_pem=pem(self.alipay),
-                         alipay_cert_sn=self.alipay_sn, alipay_root_cert_pem=pem(self.root),
-                         alipay_root_cert_sn=self.root_sn)
+        return IssuedSet(
+            app_cert_pem=pem(app_cert),
+            app_cert_sn=cert_sn(app_cert),
+            alipay_cert_pem=pem(self.alipay),
+            alipay_cert_sn=self.alipay_sn,
+            alipay_root_cert_pem=pem(self.root),
+            alipay_root_cert_sn=self.root_sn,
+        )

@@ -43,8 +43,9 @@ def verify(content: str, signature_b64: str, key: rsa.RSAPublicKey) -> bool:
     return True
 
 
-def signed_response_text(node_name: str, node: dict[str, Any], key: rsa.RSAPrivateKey | None,
-                         alipay_cert_sn: str | None = None) -> str:
+def signed_response_text(
+    node_name: str, node: dict[str, Any], key: rsa.RSAPrivateKey | None, alipay_cert_sn: str | None = None
+) -> str:
     """`{"<node_name>":<node JSON>,"sign":"..."}` where the signature covers the node's exact text.
 
     The node is serialised once and the same characters are both signed and sent, so the

@@ -22,8 +22,13 @@ RELATIONS, SETTLES = "royalty_relations", "royalty_settles"
 TRANS_IN_TYPES = frozenset({"userId", "loginName", "cardAliasNo", "openId"})
 ROYALTY_PARAMETERS_MAX = 50
 
-METHODS = ("alipay.trade.royalty.relation.bind", "alipay.trade.royalty.relation.unbind",
-           "alipay.trade.royalty.relation.batchquery", "alipay.trade.order.settle", "alipay.trade.order.settle.query")
+METHODS = (
+    "alipay.trade.royalty.relation.bind",
+    "alipay.trade.royalty.relation.unbind",
+    "alipay.trade.royalty.relation.batchquery",
+    "alipay.trade.order.settle",
+    "alipay.trade.order.settle.query",
+)
 PAGE_SIZE_MAX = 100
 
 
@@ -37,8 +42,13 @@ def _request_no(biz: dict[str, Any]) -> str:
 def bind(trades: TradeBook, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
     _request_no(biz)
     for receiver in _receivers(biz):
-        relation = {"app_id": app_id, "type": receiver["type"], "account": receiver["account"],
-                    "name": receiver.get("name"), "memo": receiver.get("memo")}
+        relation = {
+            "app_id": app_id,
+            "type": receiver["type"],
+            "account": receiver["account"],
+            "name": receiver.get("name"),
+            "memo": receiver.get("memo"),
+        }
         trades.store.put(RELATIONS, f"{app_id}:{receiver['type']}:{receiver['account']}", relation)
     return {"result_code": "SUCCESS"}
 
@@ -65,15 +75,22 @@ def batch_query(trades: TradeBook, app_id: str, biz: dict[str, Any]) -> dict[str
     """alipay.trade.royalty.relation.batchquery: this app's bound receivers, a page at a time."""
     _request_no(biz)
     page_num, page_size = biz.get("page_num", 1), biz.get("page_size", 20)
-    if not (isinstance(page_num, int) and page_num >= 1 and isinstance(page_size, int)
-            and 1 <= page_size <= PAGE_SIZE_MAX):
+    if not (
+        isinstance(page_num, int) and page_num >= 1 and isinstance(page_size, int) and 1 <= page_size <= PAGE_SIZE_MAX
+    ):
         raise invalid(f"page_num ≥ 1 and page_size 1..{PAGE_SIZE_MAX} (integers)")
-    bound = sorted((r for r in trades.store.list(RELATIONS) if r.get("app_id") == app_id),
-                   key=lambda r: (r["type"], r["account"]))
-    page = bound[(page_num - 1) * page_size:page_num * page_size]
-    return {"result_code": "SUCCESS", "total_page_num": max(1, -(-len(bound) // page_size)),
-            "total_record_num": len(bound), "current_page_num": page_num, "current_page_size": len(page),
-            "receiver_list": [{k: v for k, v in r.items() if v is not None and k != "app_id"} for r in page]}
+    bound = sorted(
+        (r for r in trades.store.list(RELATIONS) if r.get("app_id") == app_id), key=lambda r: (r["type"], r["account"])
+    )
+    page = bound[(page_num - 1) * page_size : page_num * page_size]
+    return {
+        "result_code": "SUCCESS",
+        "total_page_num": max(1, -(-len(bound) // page_size)),
+        "total_record_num": len(bound),
+        "current_page_num": page_num,
+        "current_page_size": len(page),
+        "receiver_list": [{k: v for k, v in r.items() if v is not None and k != "app_id"} for r in page],
+    }
 
 
 def _settled_fen(trades: TradeBook, app_id: str, trade_no: str) -> int:

@@ -55,8 +55,10 @@ PRODUCT_CODES = {
 PRODUCT_CODE_OPTIONAL = frozenset({"alipay.trade.precreate", "alipay.trade.pay", "alipay.trade.create"})
 # Other product codes Alipay accepts per method: many live integrations and python-alipay-sdk send
 # QUICK_WAP_PAY for wap pay (protocols.md §7).
-PRODUCT_CODE_ALIASES = {"alipay.trade.wap.pay": frozenset({"QUICK_WAP_PAY"}),
-                        "alipay.trade.create": frozenset({"FACE_TO_FACE_PAYMENT"})}
+PRODUCT_CODE_ALIASES = {
+    "alipay.trade.wap.pay": frozenset({"QUICK_WAP_PAY"}),
+    "alipay.trade.create": frozenset({"FACE_TO_FACE_PAYMENT"}),
+}
 
 
 class BizError(Exception):
@@ -244,8 +246,11 @@ class TradeBook:
         expected_product = PRODUCT_CODES[method]
         if method not in PRODUCT_CODE_OPTIONAL and product_code is None:
             raise invalid("product_code is required")
-        if product_code is not None and product_code != expected_product and product_code not in \
-                PRODUCT_CODE_ALIASES.get(method, frozenset()):
+        if (
+            product_code is not None
+            and product_code != expected_product
+            and product_code not in PRODUCT_CODE_ALIASES.get(method, frozenset())
+        ):
             raise invalid(f"product_code must be {expected_product} for {method}")
         now = self.clock()
         expire_at = _expire_at(biz, now)
@@ -302,8 +307,9 @@ class TradeBook:
             return self._put(doc, status=WAIT_BUYER_PAY, opened_at=_iso(self.clock()))
         return doc
 
-    def pay(self, doc: dict[str, Any], *, buyer_logon_id: str | None = None,
-            buyer_id: str | None = None) -> dict[str, Any]:
+    def pay(
+        self, doc: dict[str, Any], *, buyer_logon_id: str | None = None, buyer_id: str | None = None
+    ) -> dict[str, Any]:
         doc = self.scan(doc)
         if doc["status"] != WAIT_BUYER_PAY:
             raise BizError("ACQ.TRADE_STATUS_ERROR", f"trade is {doc['status']}, not WAIT_BUYER_PAY")
@@ -348,8 +354,9 @@ class TradeBook:
             return closed, "close"
         if doc["status"] == TRADE_SUCCESS:
             remaining = doc["total_fen"] - doc["refunded_fen"]
-            updated, _refund, _changed = self.refund(doc, {"refund_amount": yuan(remaining),
-                                                           "out_request_no": f"cancel_{doc['trade_no']}"})
+            updated, _refund, _changed = self.refund(
+                doc, {"refund_amount": yuan(remaining), "out_request_no": f"cancel_{doc['trade_no']}"}
+            )
             return updated, "refund"
         if doc["status"] == TRADE_FINISHED:
             raise BizError("ACQ.TRADE_HAS_FINISHED", "交易已完结")

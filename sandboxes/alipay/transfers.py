@@ -41,17 +41,23 @@ def mark_payee(store: DocumentStore, identity: str, *, exists: bool, name: str |
 
 
 def _view(order: dict[str, Any]) -> dict[str, Any]:
-    return {"out_biz_no": order["out_biz_no"], "order_id": order["order_id"],
-            "pay_fund_order_id": order["pay_fund_order_id"], "status": order["status"],
-            "trans_date": order["trans_date"]}
+    return {
+        "out_biz_no": order["out_biz_no"],
+        "order_id": order["order_id"],
+        "pay_fund_order_id": order["pay_fund_order_id"],
+        "status": order["status"],
+        "trans_date": order["trans_date"],
+    }
 
 
 def transfer(store: DocumentStore, app_id: str, biz: dict[str, Any], beijing_now: str) -> dict[str, Any]:
     out_biz_no = biz.get("out_biz_no")
     if not isinstance(out_biz_no, str) or OUT_BIZ_NO.fullmatch(out_biz_no) is None:
         raise invalid("out_biz_no must be 1-64 letters, digits, _ or -")
-    if biz.get("product_code") != "TRANS_ACCOUNT_NO_PWD" or biz.get("biz_scene", "DIRECT_TRANSFER") != \
-            "DIRECT_TRANSFER":
+    if (
+        biz.get("product_code") != "TRANS_ACCOUNT_NO_PWD"
+        or biz.get("biz_scene", "DIRECT_TRANSFER") != "DIRECT_TRANSFER"
+    ):
         raise BizError("INVALID_PARAMETER", "product_code must be TRANS_ACCOUNT_NO_PWD, biz_scene DIRECT_TRANSFER")
     amount_fen = parse_yuan(biz.get("trans_amount"), "trans_amount")
     payee = biz.get("payee_info")
@@ -78,10 +84,17 @@ def transfer(store: DocumentStore, app_id: str, biz: dict[str, Any], beijing_now
         if amount_fen > available:
             raise BizError("PAYER_BALANCE_NOT_ENOUGH", "付款方余额不足")
         set_balance(store, app_id, available - amount_fen)
-        order = {"app_id": app_id, "out_biz_no": out_biz_no, "fingerprint": fingerprint, "amount_fen": amount_fen,
-                 "order_id": "2026" + f"{secrets.randbelow(10**28):028d}",
-                 "pay_fund_order_id": "2026" + f"{secrets.randbelow(10**28):028d}", "status": "SUCCESS",
-                 "trans_date": beijing_now, "payee": payee}
+        order = {
+            "app_id": app_id,
+            "out_biz_no": out_biz_no,
+            "fingerprint": fingerprint,
+            "amount_fen": amount_fen,
+            "order_id": "2026" + f"{secrets.randbelow(10**28):028d}",
+            "pay_fund_order_id": "2026" + f"{secrets.randbelow(10**28):028d}",
+            "status": "SUCCESS",
+            "trans_date": beijing_now,
+            "payee": payee,
+        }
         store.put(TRANSFERS, key, order)
     return _view(order)
 
@@ -90,12 +103,20 @@ def query(store: DocumentStore, app_id: str, biz: dict[str, Any]) -> dict[str, A
     out_biz_no, order_id = biz.get("out_biz_no"), biz.get("order_id")
     if not out_biz_no and not order_id:
         raise BizError("INVALID_PARAMETER", "out_biz_no or order_id is required")
-    order = store.get(TRANSFERS, f"{app_id}:{out_biz_no}") if out_biz_no else next(
-        (o for o in store.list(TRANSFERS) if o["app_id"] == app_id and o["order_id"] == order_id), None)
+    order = (
+        store.get(TRANSFERS, f"{app_id}:{out_biz_no}")
+        if out_biz_no
+        else next((o for o in store.list(TRANSFERS) if o["app_id"] == app_id and o["order_id"] == order_id), None)
+    )
     if order is None or (order_id and order["order_id"] != order_id):
         raise BizError("ORDER_NOT_EXIST", "转账订单不存在")
-    return {**_view(order), "trans_amount": yuan(order["amount_fen"]), "pay_date": order["trans_date"],
-            "arrival_time_end": order["trans_date"], "order_fee": "0.00"}
+    return {
+        **_view(order),
+        "trans_amount": yuan(order["amount_fen"]),
+        "pay_date": order["trans_date"],
+        "arrival_time_end": order["trans_date"],
+        "order_fee": "0.00",
+    }
 
 
 def account(store: DocumentStore, app_id: str, seller_id: str, biz: dict[str, Any]) -> dict[str, Any]:

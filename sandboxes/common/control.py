@@ -27,9 +27,7 @@ class FaultsUpdateRequest(BaseModel):
     seed: int | None = None
 
 
-def build_common_router(
-    *, channel: str, faults: FaultSettings, dispatcher: NotificationDispatcher
-) -> APIRouter:
+def build_common_router(*, channel: str, faults: FaultSettings, dispatcher: NotificationDispatcher) -> APIRouter:
     router = APIRouter()
 
     @router.get("/livez")
@@ -55,6 +53,6 @@ def build_common_router(
     @router.get("/control/notifications")
     async def list_deliveries(subject: str | None = None, limit: int = 200) -> dict[str, Any]:
         records = [r.as_dict() for r in dispatcher.deliveries if subject is None or r.subject == subject]
-        return {"pending": dispatcher.pending_count, "deliveries": records[-max(1, min(limit, 2000)):]}
+        return {"pending": dispatcher.pending_count, "deliveries": records[-max(1, min(limit, 2000)) :]}
 
     return router

@@ -151,9 +151,7 @@ class NotificationDispatcher:
         finally:
             later.cancel()  # no-op when finished; stops it when the dispatcher is stopping
 
-    async def _deliver(
-        self, job: NotificationJob, *, first_attempt_done: asyncio.Event | None = None
-    ) -> None:
+    async def _deliver(self, job: NotificationJob, *, first_attempt_done: asyncio.Event | None = None) -> None:
         delays = [0.0, *self.schedule_seconds]
         for attempt, delay in enumerate(delays, start=1):
             if delay:

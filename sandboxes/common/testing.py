@@ -35,8 +35,9 @@ def repo_root() -> Path:
 class SandboxProcess:
     """`python -m <module>` on a free port; waits for /readyz; terminates on exit."""
 
-    def __init__(self, module: str, *, port_env: str, env: dict[str, str] | None = None,
-                 port: int | None = None) -> None:
+    def __init__(
+        self, module: str, *, port_env: str, env: dict[str, str] | None = None, port: int | None = None
+    ) -> None:
         self.module = module
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -45,7 +46,9 @@ class SandboxProcess:
 
     def start(self) -> SandboxProcess:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", self.module], cwd=repo_root(), env=self._env,
+            [sys.executable, "-m", self.module],
+            cwd=repo_root(),
+            env=self._env,
         )
         deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
@@ -73,8 +76,9 @@ class SandboxProcess:
     def __enter__(self) -> SandboxProcess:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
 

@@ -57,9 +57,20 @@ def issue(key: rsa.RSAPrivateKey, cn: str, *, issuer: Issued | None, ca: bool, d
         .not_valid_before(now - timedelta(days=1))
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=not ca, content_commitment=False, key_encipherment=not ca,
-                                     data_encipherment=False, key_agreement=False, key_cert_sign=ca, crl_sign=ca,
-                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=not ca,
+                content_commitment=False,
+                key_encipherment=not ca,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     )
     return builder.sign(issuer.key if issuer else key, hashes.SHA256())
 
@@ -100,7 +111,6 @@ class SandboxPki:
         key = generate_rsa_key_pair().private_key
         certificate = issue(key, f"041@Z12@{mer_id}@00000001", issuer=self.middle, ca=False, days=LEAF_DAYS)
         pfx = pkcs12.serialize_key_and_certificates(
-            mer_id.encode(), key, certificate, None, serialization.BestAvailableEncryption(password.encode()))
+            mer_id.encode(), key, certificate, None, serialization.BestAvailableEncryption(password.encode())
+        )
         return pfx, certificate
-
-

@@ -305,8 +305,11 @@ class UnionPay:
             return {"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"}, body
 
         event_id = f"{txn['query_id']}:{txn['status']}"
-        self.dispatcher.submit(NotificationJob(event_id=event_id, url=url, build=build,
-                                               event_type=f"txnType{txn['txn_type']}", subject=txn["order_id"]))
+        self.dispatcher.submit(
+            NotificationJob(
+                event_id=event_id, url=url, build=build, event_type=f"txnType{txn['txn_type']}", subject=txn["order_id"]
+            )
+        )
 
     # ------------------------------------------------------------------ settlement file
     def fee_of(self, amount: int) -> int:

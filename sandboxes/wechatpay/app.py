@@ -99,17 +99,21 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     app.state.sandbox = sandbox
 
     def wx_response(status: int, payload: dict[str, Any] | None = None) -> Response:
-        body = b"" if payload is None else json.dumps(payload, ensure_ascii=False,
-                                                      separators=(",", ":")).encode("utf-8")
-        return Response(content=body, status_code=status, headers=sandbox.signed_headers(body),
-                        media_type="application/json" if payload is not None else None)
+        body = (
+            b"" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        )
+        return Response(
+            content=body,
+            status_code=status,
+            headers=sandbox.signed_headers(body),
+            media_type="application/json" if payload is not None else None,
+        )
 
     def system_error() -> Response:
         return wx_response(500, {"code": "SYSTEM_ERROR", "message": "系统错误 (sandbox fault injection)"})
 
     app.add_middleware(FaultMiddleware, faults=sandbox.faults, error_response=system_error)
-    app.include_router(build_common_router(channel="wechatpay", faults=sandbox.faults,
-                                           dispatcher=sandbox.dispatcher))
+    app.include_router(build_common_router(channel="wechatpay", faults=sandbox.faults, dispatcher=sandbox.dispatcher))
 
     @app.exception_handler(WxError)
     async def on_wx_error(_: Request, exc: WxError) -> Response:
@@ -160,8 +164,9 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
             raise WxError(400, "INVALID_REQUEST", "mchid does not match the signing mchid")
         return sandbox._scope(merchant, partner=partner, sub_mchid=query.get("sub_mchid"))
 
-    install_profitsharing_routes(app, sandbox, authenticated=authenticated, json_body=json_body,
-                                 wx_response=wx_response)
+    install_profitsharing_routes(
+        app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response
+    )
     install_transfer_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_combine_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_oauth_routes(app, sandbox)
@@ -186,14 +191,18 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     @app.post("/v3/pay/transactions/{kind}")
     async def prepay_direct(kind: str, request: Request) -> Response:
         merchant, body = await authenticated(request)
-        return wx_response(200, sandbox.create_order(merchant, kind, json_body(request, body), partner=False,
-                                                     base_url=base_url(request)))
+        return wx_response(
+            200,
+            sandbox.create_order(merchant, kind, json_body(request, body), partner=False, base_url=base_url(request)),
+        )
 
     @app.post("/v3/pay/partner/transactions/{kind}")
     async def prepay_partner(kind: str, request: Request) -> Response:
         merchant, body = await authenticated(request)
-        return wx_response(200, sandbox.create_order(merchant, kind, json_body(request, body), partner=True,
-                                                     base_url=base_url(request)))
+        return wx_response(
+            200,
+            sandbox.create_order(merchant, kind, json_body(request, body), partner=True, base_url=base_url(request)),
+        )
 
     @app.get("/v3/pay/transactions/out-trade-no/{out_trade_no}")
     async def query_direct(out_trade_no: str, request: Request) -> Response:
@@ -240,8 +249,12 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     @app.post("/v3/refund/domestic/refunds/{refund_id}/apply-abnormal-refund")
     async def apply_abnormal_refund(refund_id: str, request: Request) -> Response:
         merchant, body = await authenticated(request)
-        return wx_response(200, sandbox.apply_abnormal_refund(merchant, refund_id, json_body(request, body),
-                                                              request.headers.get("wechatpay-serial")))
+        return wx_response(
+            200,
+            sandbox.apply_abnormal_refund(
+                merchant, refund_id, json_body(request, body), request.headers.get("wechatpay-serial")
+            ),
+        )
 
     @app.get("/v3/refund/domestic/refunds/{out_refund_no}")
     async def query_refund(out_refund_no: str, request: Request) -> Response:
@@ -259,8 +272,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     @app.get("/v3/bill/fundflowbill")
     async def fundflow_bill(request: Request) -> Response:
         merchant, _ = await authenticated(request)
-        return wx_response(200, sandbox.request_fundflow_bill(merchant, dict(request.query_params),
-                                                              base_url(request)))
+        return wx_response(200, sandbox.request_fundflow_bill(merchant, dict(request.query_params), base_url(request)))
 
     @app.get("/v3/billdownload/file")
     async def bill_file(request: Request) -> Response:
@@ -271,8 +283,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     @app.get("/v3/certificates")
     async def platform_certificates(request: Request) -> Response:
         merchant, _ = await authenticated(request)
-        if set(request.query_params) - {"algorithm_type"} or request.query_params.get("algorithm_type",
-                                                                                       "RSA") != "RSA":
+        if set(request.query_params) - {"algorithm_type"} or request.query_params.get("algorithm_type", "RSA") != "RSA":
             raise WxError(400, "PARAM_ERROR", "only algorithm_type=RSA is supported")
         return wx_response(200, sandbox.certificates_view(merchant))
 
@@ -285,13 +296,16 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
 
     @app.get("/control/platform-key")
     async def platform_key() -> dict[str, str]:
-        return {"platform_public_key_pem": sandbox.platform_key.public_pem,
-                "platform_public_key_id": sandbox.platform_key_id}
+        return {
+            "platform_public_key_pem": sandbox.platform_key.public_pem,
+            "platform_public_key_id": sandbox.platform_key_id,
+        }
 
     @app.post("/control/payer-codes")
     async def payer_code(request: PayerCodeRequest) -> dict[str, Any]:
-        return sandbox.issue_payer_code(password_required=request.password_required,
-                                        balance_minor=request.balance_minor, openid=request.openid)
+        return sandbox.issue_payer_code(
+            password_required=request.password_required, balance_minor=request.balance_minor, openid=request.openid
+        )
 
     @app.get("/control/platform-certificates")
     async def list_platform_certificates() -> dict[str, Any]:
@@ -307,8 +321,12 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     async def get_order(out_trade_no: str, mchid: str | None = None) -> dict[str, Any]:
         order = sandbox.find_orders_for_control(out_trade_no, mchid)
         refunds = [sandbox.refund_view(r) for r in sandbox.store.list("refunds") if r["order_key"] == order["key"]]
-        return {"order": sandbox.transaction_view(order), "notify_url": order["notify_url"],
-                "scope": order["scope"], "refunds": refunds}
+        return {
+            "order": sandbox.transaction_view(order),
+            "notify_url": order["notify_url"],
+            "scope": order["scope"],
+            "refunds": refunds,
+        }
 
     async def optional_json(request: Request) -> dict[str, Any]:
         body = await request.body()
@@ -318,8 +336,9 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         return parsed if isinstance(parsed, dict) else {}
 
     @app.post("/control/orders/{out_trade_no}/approve", response_model=None)
-    async def approve(out_trade_no: str, request: Request, mchid: str | None = None,
-                      redirect: bool = False) -> dict[str, Any] | Response:
+    async def approve(
+        out_trade_no: str, request: Request, mchid: str | None = None, redirect: bool = False
+    ) -> dict[str, Any] | Response:
         extra = OrderApproveRequest.model_validate(await optional_json(request))
         order = sandbox.approve_order(out_trade_no, mchid, extra.payer_openid, extra.bank_type)
         if redirect:
@@ -327,8 +346,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         return {"order": sandbox.transaction_view(order)}
 
     @app.post("/control/orders/{out_trade_no}/decline", response_model=None)
-    async def decline(out_trade_no: str, mchid: str | None = None,
-                      redirect: bool = False) -> dict[str, Any] | Response:
+    async def decline(out_trade_no: str, mchid: str | None = None, redirect: bool = False) -> dict[str, Any] | Response:
         order = sandbox.decline_order(out_trade_no, mchid)
         if redirect:
             return RedirectResponse(f"/pay/{out_trade_no}?mchid={order['scope']}", status_code=303)
@@ -356,15 +374,21 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         scope, state = html.escape(order["scope"]), order["trade_state"]
         number = html.escape(out_trade_no)
         yuan = f"{order['total'] // 100}.{order['total'] % 100:02d}"
-        buttons = "" if state != "NOTPAY" else (
-            f'<form method="post" action="/control/orders/{number}/approve?mchid={scope}&redirect=true">'
-            '<button type="submit">Approve (pay)</button></form>'
-            f'<form method="post" action="/control/orders/{number}/decline?mchid={scope}&redirect=true">'
-            '<button type="submit">Decline</button></form>')
+        buttons = (
+            ""
+            if state != "NOTPAY"
+            else (
+                f'<form method="post" action="/control/orders/{number}/approve?mchid={scope}&redirect=true">'
+                '<button type="submit">Approve (pay)</button></form>'
+                f'<form method="post" action="/control/orders/{number}/decline?mchid={scope}&redirect=true">'
+                '<button type="submit">Decline</button></form>'
+            )
+        )
         return HTMLResponse(
             "<!doctype html><html><head><meta charset='utf-8'><title>WeChat Pay sandbox</title></head><body>"
             f"<h1>WeChat Pay sandbox</h1><p>Order <b>{number}</b> of {scope}: "
             f"{html.escape(order['description'])}</p><p>Amount: ¥{yuan} CNY</p>"
-            f"<p>State: <b>{html.escape(state)}</b></p>{buttons}</body></html>")
+            f"<p>State: <b>{html.escape(state)}</b></p>{buttons}</body></html>"
+        )
 
     return app

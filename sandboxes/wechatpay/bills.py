@@ -5,17 +5,47 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 HEADER_ALL = [
-    "交易时间", "公众账号ID", "商户号", "特约商户号", "设备号", "微信订单号", "商户订单号", "用户标识",
-    "交易类型", "交易状态", "付款银行", "货币种类", "应结订单金额", "代金券金额", "微信退款单号",
-    "商户退款单号", "退款金额", "充值券退款金额", "退款类型", "退款状态", "商品名称", "商户数据包",
-    "手续费", "费率", "订单金额", "申请退款金额", "费率备注",
+    "交易时间",
+    "公众账号ID",
+    "商户号",
+    "特约商户号",
+    "设备号",
+    "微信订单号",
+    "商户订单号",
+    "用户标识",
+    "交易类型",
+    "交易状态",
+    "付款银行",
+    "货币种类",
+    "应结订单金额",
+    "代金券金额",
+    "微信退款单号",
+    "商户退款单号",
+    "退款金额",
+    "充值券退款金额",
+    "退款类型",
+    "退款状态",
+    "商品名称",
+    "商户数据包",
+    "手续费",
+    "费率",
+    "订单金额",
+    "申请退款金额",
+    "费率备注",
 ]
 _REFUND_COLUMNS = ("微信退款单号", "商户退款单号", "退款金额", "充值券退款金额", "退款类型", "退款状态")
 HEADER_SUCCESS = [c for c in HEADER_ALL if c not in _REFUND_COLUMNS and c != "申请退款金额"]
 _VOUCHER_INDEX = HEADER_ALL.index("代金券金额") + 1
 HEADER_REFUND = [*HEADER_ALL[:_VOUCHER_INDEX], "退款申请时间", "退款成功时间", *HEADER_ALL[_VOUCHER_INDEX:]]
-SUMMARY_HEADER = ["总交易单数", "应结订单总金额", "退款总金额", "充值券退款总金额", "手续费总金额", "订单总金额",
-                  "申请退款总金额"]
+SUMMARY_HEADER = [
+    "总交易单数",
+    "应结订单总金额",
+    "退款总金额",
+    "充值券退款总金额",
+    "手续费总金额",
+    "订单总金额",
+    "申请退款总金额",
+]
 HEADERS = {"ALL": HEADER_ALL, "SUCCESS": HEADER_SUCCESS, "REFUND": HEADER_REFUND}
 
 assert len(HEADER_ALL) == 27 and len(HEADER_SUCCESS) == 20 and len(HEADER_REFUND) == 29
@@ -63,16 +93,34 @@ def render(bill_type: str, rows: Sequence[dict[str, str]]) -> str:
     ordered = sum(_e5_from_text(r.get("订单金额", "0.00")) for r in rows)
     requested = sum(_e5_from_text(r.get("申请退款金额", "0.00")) for r in rows)
     lines.append(",".join(SUMMARY_HEADER))
-    summary = [str(len(rows)), yuan(settled // 1000), yuan(refunded // 1000), "0.00", yuan_e5(fees),
-               yuan(ordered // 1000), yuan(requested // 1000)]
+    summary = [
+        str(len(rows)),
+        yuan(settled // 1000),
+        yuan(refunded // 1000),
+        "0.00",
+        yuan_e5(fees),
+        yuan(ordered // 1000),
+        yuan(requested // 1000),
+    ]
     lines.append(",".join("`" + value for value in summary))
     return "\r\n".join(lines) + "\r\n"
 
 
 # 资金账单 (fund-flow bill, GET /v3/bill/fundflowbill) [M: official file-format page via WxJava's parser]:
 # one line per movement of the merchant's account, backticked like the trade bill, then a summary.
-FUNDFLOW_HEADER = ["记账时间", "微信支付业务单号", "资金流水单号", "业务名称", "业务类型", "收支类型", "收支金额（元）",
-                   "账户结余（元）", "资金变更提交申请人", "备注", "业务凭证号"]
+FUNDFLOW_HEADER = [
+    "记账时间",
+    "微信支付业务单号",
+    "资金流水单号",
+    "业务名称",
+    "业务类型",
+    "收支类型",
+    "收支金额（元）",
+    "账户结余（元）",
+    "资金变更提交申请人",
+    "备注",
+    "业务凭证号",
+]
 FUNDFLOW_SUMMARY_HEADER = ["资金流水总笔数", "收入笔数", "收入金额", "支出笔数", "支出金额"]
 ACCOUNT_TYPES = ("BASIC", "OPERATION", "FEES")
 
@@ -88,11 +136,21 @@ def render_fundflow(movements: Sequence[tuple[str, str, str, str, str, int, str]
             income, income_count = income + fen, income_count + 1
         else:
             expense -= fen
-        cells = [moment, business_no, flow_no, name, kind, "收入" if fen >= 0 else "支出", yuan(abs(fen)),
-                 yuan(balance), "system", "", voucher]
+        cells = [
+            moment,
+            business_no,
+            flow_no,
+            name,
+            kind,
+            "收入" if fen >= 0 else "支出",
+            yuan(abs(fen)),
+            yuan(balance),
+            "system",
+            "",
+            voucher,
+        ]
         lines.append(",".join("`" + cell for cell in cells))
     lines.append(",".join(FUNDFLOW_SUMMARY_HEADER))
-    summary = [str(len(movements)), str(income_count), yuan(income), str(len(movements) - income_count),
-               yuan(expense)]
+    summary = [str(len(movements)), str(income_count), yuan(income), str(len(movements) - income_count), yuan(expense)]
     lines.append(",".join("`" + value for value in summary))
     return "\r\n".join(lines) + "\r\n"

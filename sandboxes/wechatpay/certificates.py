@@ -40,20 +40,38 @@ class PlatformCertificate:
 def _issue(now: datetime) -> PlatformCertificate:
     pair = generate_rsa_key_pair()
     serial = int.from_bytes(secrets.token_bytes(20), "big") >> 1 or 1  # positive, at most 159 bits
-    name = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Juhe sandbox (Tenpay.com stand-in)"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA (sandbox)")])
-    subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Juhe sandbox"),
-                         x509.NameAttribute(NameOID.COMMON_NAME, "WeChat Pay platform (sandbox)")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Juhe sandbox (Tenpay.com stand-in)"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA (sandbox)"),
+        ]
+    )
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Juhe sandbox"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "WeChat Pay platform (sandbox)"),
+        ]
+    )
     effective, expire = now - BACKDATE, now + timedelta(days=VALIDITY_DAYS)
-    certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(name)
-                   .public_key(pair.public_key).serial_number(serial)
-                   .not_valid_before(effective).not_valid_after(expire)
-                   .sign(pair.private_key, hashes.SHA256()))
-    return PlatformCertificate(serial_no=f"{serial:X}", key=pair,
-                               pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
-                               effective_time=effective, expire_time=expire)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(name)
+        .public_key(pair.public_key)
+        .serial_number(serial)
+        .not_valid_before(effective)
+        .not_valid_after(expire)
+        .sign(pair.private_key, hashes.SHA256())
+    )
+    return PlatformCertificate(
+        serial_no=f"{serial:X}",
+        key=pair,
+        pem=certificate.public_bytes(serialization.Encoding.PEM).decode("ascii"),
+        effective_time=effective,
+        expire_time=expire,
+    )
 
 
 class PlatformCertificates:
@@ -68,11 +86,19 @@ class PlatformCertificates:
     def rotate(self) -> PlatformCertificate:
         """Issue a new certificate that signs from now on; older ones stay listed until they expire."""
         issued = _issue(datetime.now(UTC).replace(microsecond=0))
-        self._store.put(COLLECTION, issued.serial_no, {
-            "serial_no": issued.serial_no, "private_key_pem": issued.key.private_pem, "pem": issued.pem,
-            "effective_time": issued.effective_time.isoformat(), "expire_time": issued.expire_time.isoformat(),
-            "issued_unix": datetime.now(UTC).timestamp(), "sequence": len(self._store.list(COLLECTION)),
-        })
+        self._store.put(
+            COLLECTION,
+            issued.serial_no,
+            {
+                "serial_no": issued.serial_no,
+                "private_key_pem": issued.key.private_pem,
+                "pem": issued.pem,
+                "effective_time": issued.effective_time.isoformat(),
+                "expire_time": issued.expire_time.isoformat(),
+                "issued_unix": datetime.now(UTC).timestamp(),
+                "sequence": len(self._store.list(COLLECTION)),
+            },
+        )
         return issued
 
     def all(self) -> list[PlatformCertificate]:
@@ -88,9 +114,15 @@ class PlatformCertificates:
                 key = serialization.load_pem_private_key(doc["private_key_pem"].encode("ascii"), password=None)
                 assert isinstance(key, rsa.RSAPrivateKey)
                 pair = self._keys[doc["serial_no"]] = KeyPair(key)
-            found.append(PlatformCertificate(serial_no=doc["serial_no"], key=pair, pem=doc["pem"],
-                                             effective_time=datetime.fromisoformat(doc["effective_time"]),
-                                             expire_time=expire))
+            found.append(
+                PlatformCertificate(
+                    serial_no=doc["serial_no"],
+                    key=pair,
+                    pem=doc["pem"],
+                    effective_time=datetime.fromisoformat(doc["effective_time"]),
+                    expire_time=expire,
+                )
+            )
         return found
 
     def current(self) -> PlatformCertificate:

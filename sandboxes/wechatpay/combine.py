@@ -50,10 +50,22 @@ from sandboxes.wechatpay.service import (
 )
 
 COMBINES = "combine_orders"
-FIELDS = frozenset({"combine_appid", "combine_mchid", "combine_out_trade_no", "scene_info", "sub_orders",
-                    "combine_payer_info", "time_start", "time_expire", "notify_url"})
-SUB_FIELDS = frozenset({"mchid", "attach", "amount", "out_trade_no", "description", "settle_info", "goods_tag",
-                        "detail", "sub_mchid"})
+FIELDS = frozenset(
+    {
+        "combine_appid",
+        "combine_mchid",
+        "combine_out_trade_no",
+        "scene_info",
+        "sub_orders",
+        "combine_payer_info",
+        "time_start",
+        "time_expire",
+        "notify_url",
+    }
+)
+SUB_FIELDS = frozenset(
+    {"mchid", "attach", "amount", "out_trade_no", "description", "settle_info", "goods_tag", "detail", "sub_mchid"}
+)
 CLOSE_FIELDS = frozenset({"combine_appid", "sub_orders"})
 SUB_ORDERS_MIN, SUB_ORDERS_MAX = 2, 10  # the merchant docs' 2–10 sub-orders per combined order
 COMBINE_OUT_TRADE_NO = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
@@ -94,41 +106,60 @@ class Combines:
         if kind == "h5":
             check_h5_scene(scene)
         payer = body.get("combine_payer_info")
-        if payer is not None and not (isinstance(payer, dict) and isinstance(payer.get("openid"), str)
-                                      and payer["openid"]):
+        if payer is not None and not (
+            isinstance(payer, dict) and isinstance(payer.get("openid"), str) and payer["openid"]
+        ):
             raise WxError(400, "PARAM_ERROR", "combine_payer_info.openid must be a non-empty string")
         if kind == "jsapi" and payer is None:
             raise WxError(400, "PARAM_ERROR", "combine_payer_info.openid is required for JSAPI")
         subs = self._sub_orders(merchant, combine_appid, body.get("sub_orders"))
 
         fingerprint = hashlib.sha256(
-            json.dumps({"kind": kind, **body}, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+            json.dumps({"kind": kind, **body}, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
         key = f"{merchant['mchid']}:{combine_no}"
         combine: Document = {
-            "key": key, "kind": kind, "combine_appid": combine_appid, "combine_mchid": merchant["mchid"],
-            "combine_out_trade_no": combine_no, "device_id": (scene or {}).get("device_id"),
-            "payer_openid": (payer or {}).get("openid"), "notify_url": notify_url,
+            "key": key,
+            "kind": kind,
+            "combine_appid": combine_appid,
+            "combine_mchid": merchant["mchid"],
+            "combine_out_trade_no": combine_no,
+            "device_id": (scene or {}).get("device_id"),
+            "payer_openid": (payer or {}).get("openid"),
+            "notify_url": notify_url,
             "time_start": rfc3339(time_start) if time_start else None,
             "time_expire": rfc3339(time_expire) if time_expire else None,
             "prepay_id": "wx" + now_cst().strftime("%d%H%M%S") + _digits(26),
-            "code_token": secrets.token_urlsafe(12), "fingerprint": fingerprint,
-            "sub_order_keys": [sub["key"] for sub in subs], "create_time": rfc3339(now_cst()),
+            "code_token": secrets.token_urlsafe(12),
+            "fingerprint": fingerprint,
+            "sub_order_keys": [sub["key"] for sub in subs],
+            "create_time": rfc3339(now_cst()),
         }
         with self.store.transaction():
             if self.store.insert_if_absent(COMBINES, key, combine):
                 for sub in subs:
-                    order = {**sub, "trade_type": TRADE_TYPES[kind], "kind": kind, "notify_url": notify_url,
-                             "time_expire": combine["time_expire"], "payer_openid": combine["payer_openid"],
-                             "prepay_id": combine["prepay_id"], "code_token": combine["code_token"],
-                             "fingerprint": f"combine:{fingerprint}", "combine_key": key}
+                    order = {
+                        **sub,
+                        "trade_type": TRADE_TYPES[kind],
+                        "kind": kind,
+                        "notify_url": notify_url,
+                        "time_expire": combine["time_expire"],
+                        "payer_openid": combine["payer_openid"],
+                        "prepay_id": combine["prepay_id"],
+                        "code_token": combine["code_token"],
+                        "fingerprint": f"combine:{fingerprint}",
+                        "combine_key": key,
+                    }
                     if not self.store.insert_if_absent("orders", sub["key"], order):  # rolls the whole order back
-                        raise WxError(403, "OUT_TRADE_NO_USED", f"sub-order out_trade_no {sub['out_trade_no']} "
-                                                                "is already used")
+                        raise WxError(
+                            403, "OUT_TRADE_NO_USED", f"sub-order out_trade_no {sub['out_trade_no']} is already used"
+                        )
             else:
                 combine = self._load(key)
                 if combine["fingerprint"] != fingerprint:
-                    raise WxError(403, "OUT_TRADE_NO_USED",
-                                  "combine_out_trade_no already used with different parameters")
+                    raise WxError(
+                        403, "OUT_TRADE_NO_USED", "combine_out_trade_no already used with different parameters"
+                    )
                 states = {order["trade_state"] for order in self.sub_orders(combine)}
                 if states & set(PAID):
                     raise WxError(400, "ORDERPAID", "combined order already paid")
@@ -137,8 +168,10 @@ class Combines:
         if kind == "native":
             return {"code_url": f"weixin://wxpay/bizpayurl?pr={combine['code_token']}"}
         if kind == "h5":
-            return {"h5_url": f"{base_url}/control/combine-orders/{combine_no}?mchid={merchant['mchid']}"
-                              f"&prepay_id={combine['prepay_id']}"}
+            return {
+                "h5_url": f"{base_url}/control/combine-orders/{combine_no}?mchid={merchant['mchid']}"
+                f"&prepay_id={combine['prepay_id']}"
+            }
         return {"prepay_id": combine["prepay_id"]}
 
     def _sub_orders(self, merchant: Document, combine_appid: str, raw: Any) -> list[Document]:
@@ -184,14 +217,31 @@ class Combines:
             key = f"{scope}:{out_trade_no}"
             if any(s["key"] == key for s in subs):
                 raise WxError(400, "PARAM_ERROR", f"{where}.out_trade_no repeats another sub-order's")
-            subs.append({
-                "key": key, "scope": scope, "partner": sub_mchid is not None, "mchid": mchid,
-                "appid": combine_appid, "sub_mchid": sub_mchid, "sub_appid": None, "out_trade_no": out_trade_no,
-                "description": description, "attach": attach, "total": total, "currency": "CNY",
-                "payer_is_sub": False, "trade_state": "NOTPAY", "transaction_id": None, "success_time": None,
-                "bank_type": None, "create_time": rfc3339(now_cst()), "goods_tag": sub.get("goods_tag"),
-                "profit_sharing": bool(settle.get("profit_sharing")), "subsidy_amount": subsidy,
-            })
+            subs.append(
+                {
+                    "key": key,
+                    "scope": scope,
+                    "partner": sub_mchid is not None,
+                    "mchid": mchid,
+                    "appid": combine_appid,
+                    "sub_mchid": sub_mchid,
+                    "sub_appid": None,
+                    "out_trade_no": out_trade_no,
+                    "description": description,
+                    "attach": attach,
+                    "total": total,
+                    "currency": "CNY",
+                    "payer_is_sub": False,
+                    "trade_state": "NOTPAY",
+                    "transaction_id": None,
+                    "success_time": None,
+                    "bank_type": None,
+                    "create_time": rfc3339(now_cst()),
+                    "goods_tag": sub.get("goods_tag"),
+                    "profit_sharing": bool(settle.get("profit_sharing")),
+                    "subsidy_amount": subsidy,
+                }
+            )
         return subs
 
     # ------------------------------------------------------------------ read
@@ -209,20 +259,34 @@ class Combines:
         """The combined order as the query and the callback give it."""
         subs = []
         for order in self.sub_orders(combine):
-            sub: dict[str, Any] = {"mchid": order["mchid"], "trade_type": order["trade_type"],
-                                   "trade_state": order["trade_state"], "attach": order["attach"],
-                                   "out_trade_no": order["out_trade_no"]}
+            sub: dict[str, Any] = {
+                "mchid": order["mchid"],
+                "trade_type": order["trade_type"],
+                "trade_state": order["trade_state"],
+                "attach": order["attach"],
+                "out_trade_no": order["out_trade_no"],
+            }
             if order.get("sub_mchid"):
                 sub["sub_mchid"] = order["sub_mchid"]
             paid = bool(order.get("transaction_id"))
             if paid:
-                sub.update(bank_type=order["bank_type"], success_time=order["success_time"],
-                           transaction_id=order["transaction_id"])
-            sub["amount"] = {"total_amount": order["total"], "currency": "CNY",
-                             "payer_amount": order["total"] if paid else 0, "payer_currency": "CNY"}
+                sub.update(
+                    bank_type=order["bank_type"],
+                    success_time=order["success_time"],
+                    transaction_id=order["transaction_id"],
+                )
+            sub["amount"] = {
+                "total_amount": order["total"],
+                "currency": "CNY",
+                "payer_amount": order["total"] if paid else 0,
+                "payer_currency": "CNY",
+            }
             subs.append(sub)
-        view: dict[str, Any] = {"combine_appid": combine["combine_appid"], "combine_mchid": combine["combine_mchid"],
-                                "combine_out_trade_no": combine["combine_out_trade_no"]}
+        view: dict[str, Any] = {
+            "combine_appid": combine["combine_appid"],
+            "combine_mchid": combine["combine_mchid"],
+            "combine_out_trade_no": combine["combine_out_trade_no"],
+        }
         if combine.get("device_id"):
             view["scene_info"] = {"device_id": combine["device_id"]}
         view["sub_orders"] = subs
@@ -265,16 +329,20 @@ class Combines:
 
     # ------------------------------------------------------------------ control: the payer
     def find_for_control(self, combine_no: str, mchid: str | None) -> Document:
-        matches = [c for c in self.store.list(COMBINES)
-                   if c["combine_out_trade_no"] == combine_no and (mchid is None or c["combine_mchid"] == mchid)]
+        matches = [
+            c
+            for c in self.store.list(COMBINES)
+            if c["combine_out_trade_no"] == combine_no and (mchid is None or c["combine_mchid"] == mchid)
+        ]
         if not matches:
             raise ControlError(404, f"no combined order {combine_no}")
         if len(matches) > 1:
             raise ControlError(409, f"{combine_no} exists for several merchants; pass ?mchid=<combine_mchid>")
         return matches[0]
 
-    def approve(self, combine_no: str, mchid: str | None, payer_openid: str | None,
-                bank_type: str | None) -> dict[str, Any]:
+    def approve(
+        self, combine_no: str, mchid: str | None, payer_openid: str | None, bank_type: str | None
+    ) -> dict[str, Any]:
         """The payer pays the combined order with one password: every sub-order succeeds at once, then one
         `TRANSACTION.SUCCESS` callback carries the combined order."""
         combine = self.find_for_control(combine_no, mchid)
@@ -287,17 +355,32 @@ class Combines:
                 raise ControlError(409, f"combined order is {sorted(states)}, not NOTPAY")
             for order in orders:
                 transaction_id = "4200" + _digits(24)
-                self.store.put("orders", order["key"], {
-                    **order, "trade_state": "SUCCESS", "transaction_id": transaction_id, "success_time": moment,
-                    "bank_type": bank_type or "OTHERS", "payer_openid": openid})
+                self.store.put(
+                    "orders",
+                    order["key"],
+                    {
+                        **order,
+                        "trade_state": "SUCCESS",
+                        "transaction_id": transaction_id,
+                        "success_time": moment,
+                        "bank_type": bank_type or "OTHERS",
+                        "payer_openid": openid,
+                    },
+                )
                 self.store.put("transactions", transaction_id, {"key": order["key"]})
             combine = {**combine, "payer_openid": openid}
             self.store.put(COMBINES, combine["key"], combine)
         view = self.view(combine)
         merchant = self.store.get("merchants", combine["combine_mchid"]) or {}
-        self.sandbox._notify(merchant, url=combine["notify_url"], event_type="TRANSACTION.SUCCESS",
-                             summary="支付成功", original_type="transaction", resource=view,
-                             subject=combine["combine_out_trade_no"])
+        self.sandbox._notify(
+            merchant,
+            url=combine["notify_url"],
+            event_type="TRANSACTION.SUCCESS",
+            summary="支付成功",
+            original_type="transaction",
+            resource=view,
+            subject=combine["combine_out_trade_no"],
+        )
         return view
 
     def decline(self, combine_no: str, mchid: str | None) -> dict[str, Any]:

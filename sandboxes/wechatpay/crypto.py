@@ -82,13 +82,18 @@ def encrypt_resource(apiv3_key: str, plaintext: bytes, associated_data: str) -> 
     sealed = AESGCM(apiv3_key.encode("ascii")).encrypt(
         nonce.encode("ascii"), plaintext, associated_data.encode("utf-8")
     )
-    return {"algorithm": "AEAD_AES_256_GCM", "nonce": nonce, "associated_data": associated_data,
-            "ciphertext": base64.b64encode(sealed).decode("ascii")}
+    return {
+        "algorithm": "AEAD_AES_256_GCM",
+        "nonce": nonce,
+        "associated_data": associated_data,
+        "ciphertext": base64.b64encode(sealed).decode("ascii"),
+    }
 
 
 def rsa_oaep_decrypt(private_key: rsa.RSAPrivateKey, ciphertext_b64: str) -> str:
     """Sensitive request fields: RSA-OAEP (SHA-1, MGF1-SHA1) under a platform key, Base64 (§1.4)."""
     sealed = base64.b64decode(ciphertext_b64, validate=True)
-    plain = private_key.decrypt(sealed, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(),
-                                                     label=None))
+    plain = private_key.decrypt(
+        sealed, padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    )
     return plain.decode("utf-8")

@@ -60,17 +60,24 @@ def install_routes(app: FastAPI, sandbox: Sandbox) -> None:
         return {"openid": entry["openid"]}
 
     @app.get("/sns/oauth2/access_token", response_model=None)
-    async def web_access_token(appid: str = "", secret: str = "", code: str = "",
-                               grant_type: str = "") -> dict[str, Any] | JSONResponse:
+    async def web_access_token(
+        appid: str = "", secret: str = "", code: str = "", grant_type: str = ""
+    ) -> dict[str, Any] | JSONResponse:
         found = redeem(appid, secret, code, grant_type)
         if isinstance(found, JSONResponse):
             return found
-        return {"access_token": secrets.token_urlsafe(48), "expires_in": 7200,
-                "refresh_token": secrets.token_urlsafe(48), "openid": found["openid"], "scope": "snsapi_base"}
+        return {
+            "access_token": secrets.token_urlsafe(48),
+            "expires_in": 7200,
+            "refresh_token": secrets.token_urlsafe(48),
+            "openid": found["openid"],
+            "scope": "snsapi_base",
+        }
 
     @app.get("/sns/jscode2session", response_model=None)
-    async def mini_program_session(appid: str = "", secret: str = "", js_code: str = "",
-                                   grant_type: str = "") -> dict[str, Any] | JSONResponse:
+    async def mini_program_session(
+        appid: str = "", secret: str = "", js_code: str = "", grant_type: str = ""
+    ) -> dict[str, Any] | JSONResponse:
         found = redeem(appid, secret, js_code, grant_type)
         if isinstance(found, JSONResponse):
             return found
@@ -83,6 +90,9 @@ def install_routes(app: FastAPI, sandbox: Sandbox) -> None:
             raise ControlError(404, f"appid {request.appid} is not registered")
         code = secrets.token_hex(16)
         openid = request.openid or "o" + crypto.nonce_str(27)
-        sandbox.store.put(CODES, code, {"appid": request.appid, "openid": openid, "used": False,
-                                        "expires_unix": time.time() + CODE_TTL_SECONDS})
+        sandbox.store.put(
+            CODES,
+            code,
+            {"appid": request.appid, "openid": openid, "used": False, "expires_unix": time.time() + CODE_TTL_SECONDS},
+        )
         return {"code": code, "openid": openid}

@@ -215,8 +215,11 @@ def unfreeze(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> dict
 
 
 def _returned_minor(sandbox: Sandbox, scope: str, out_order_no: str, account: str) -> int:
-    return sum(int(r["amount"]) for r in sandbox.store.list("ps_returns")
-               if r["scope"] == scope and r["out_order_no"] == out_order_no and r["return_mchid"] == account)
+    return sum(
+        int(r["amount"])
+        for r in sandbox.store.list("ps_returns")
+        if r["scope"] == scope and r["out_order_no"] == out_order_no and r["return_mchid"] == account
+    )
 
 
 def create_return(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
@@ -234,13 +237,23 @@ def create_return(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) ->
     existing = _same_request(sandbox, "ps_returns", key, body, "out_return_no")
     if existing is not None:
         return return_view(existing)
-    orders = [o for o in sandbox.store.list("ps_orders") if o["key"].startswith(scope + ":")
-              and (o["order_id"] == body.get("order_id") or o["out_order_no"] == body.get("out_order_no"))]
+    orders = [
+        o
+        for o in sandbox.store.list("ps_orders")
+        if o["key"].startswith(scope + ":")
+        and (o["order_id"] == body.get("order_id") or o["out_order_no"] == body.get("out_order_no"))
+    ]
     if not orders:
         raise WxError(404, "RESOURCE_NOT_EXISTS", "分账单不存在 (profit sharing order does not exist)")
     order = orders[0]
-    received = sum(int(r["amount"]) for r in order["receivers"] if r["type"] == "MERCHANT_ID"
-                   and r["account"] == return_mchid and r["result"] == "SUCCESS" and not order.get("unfreeze"))
+    received = sum(
+        int(r["amount"])
+        for r in order["receivers"]
+        if r["type"] == "MERCHANT_ID"
+        and r["account"] == return_mchid
+        and r["result"] == "SUCCESS"
+        and not order.get("unfreeze")
+    )
     if received == 0:
         raise WxError(400, "INVALID_REQUEST", "return_mchid received nothing from this order")
     if _returned_minor(sandbox, scope, order["out_order_no"], return_mchid) + amount > received:
@@ -257,8 +270,21 @@ def create_return(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) ->
 
 
 def return_view(document: Document) -> dict[str, Any]:
-    view = {k: document[k] for k in ("order_id", "out_order_no", "out_return_no", "return_id", "return_mchid",
-                                     "amount", "description", "result", "create_time", "finish_time")}
+    view = {
+        k: document[k]
+        for k in (
+            "order_id",
+            "out_order_no",
+            "out_return_no",
+            "return_id",
+            "return_mchid",
+            "amount",
+            "description",
+            "result",
+            "create_time",
+            "finish_time",
+        )
+    }
     if document.get("sub_mchid"):
         view["sub_mchid"] = document["sub_mchid"]
     return view
@@ -280,8 +306,20 @@ def merchant_config(sandbox: Sandbox, merchant: Document, sub_mchid: str) -> dic
 
 
 # 分账账单 columns [L: the official file-format page was not at hand; same conventions as the trade bill]
-BILL_HEADER = ["分账发起时间", "分账方商户号", "分账方", "分账接收方类型", "分账接收方", "分账金额(元)", "分账结果",
-               "微信订单号", "微信分账/回退单号", "商户分账/回退单号", "业务类型", "分账描述"]
+BILL_HEADER = [
+    "分账发起时间",
+    "分账方商户号",
+    "分账方",
+    "分账接收方类型",
+    "分账接收方",
+    "分账金额(元)",
+    "分账结果",
+    "微信订单号",
+    "微信分账/回退单号",
+    "商户分账/回退单号",
+    "业务类型",
+    "分账描述",
+]
 
 
 def bill(sandbox: Sandbox, merchant: Document, query: dict[str, str], base_url: str) -> dict[str, Any]:
@@ -301,15 +339,40 @@ def bill(sandbox: Sandbox, merchant: Document, query: dict[str, str], base_url: 
             continue
         for line in order["receivers"]:
             if on_day(line["create_time"]):
-                rows.append([line["create_time"][:19].replace("T", " "), merchant["mchid"], scope.split("/")[-1],
-                             line["type"], line["account"], yuan(line["amount"]), line["result"],
-                             order["transaction_id"], order["order_id"], order["out_order_no"],
-                             "解冻给分账方" if order.get("unfreeze") else "分账", line["description"]])
+                rows.append(
+                    [
+                        line["create_time"][:19].replace("T", " "),
+                        merchant["mchid"],
+                        scope.split("/")[-1],
+                        line["type"],
+                        line["account"],
+                        yuan(line["amount"]),
+                        line["result"],
+                        order["transaction_id"],
+                        order["order_id"],
+                        order["out_order_no"],
+                        "解冻给分账方" if order.get("unfreeze") else "分账",
+                        line["description"],
+                    ]
+                )
     for returned in sandbox.store.list("ps_returns"):
         if returned["scope"] == scope and on_day(returned["create_time"]):
-            rows.append([returned["create_time"][:19].replace("T", " "), merchant["mchid"], scope.split("/")[-1],
-                         "MERCHANT_ID", returned["return_mchid"], yuan(-returned["amount"]), returned["result"], "",
-                         returned["return_id"], returned["out_return_no"], "回退", returned["description"]])
+            rows.append(
+                [
+                    returned["create_time"][:19].replace("T", " "),
+                    merchant["mchid"],
+                    scope.split("/")[-1],
+                    "MERCHANT_ID",
+                    returned["return_mchid"],
+                    yuan(-returned["amount"]),
+                    returned["result"],
+                    "",
+                    returned["return_id"],
+                    returned["out_return_no"],
+                    "回退",
+                    returned["description"],
+                ]
+            )
     if not rows:
         raise WxError(400, "NO_STATEMENT_EXIST", "no profit-sharing bill for this day")
     lines = [",".join(BILL_HEADER), *(",".join("`" + cell for cell in row) for row in sorted(rows))]

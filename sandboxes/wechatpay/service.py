@@ -36,20 +36,57 @@ CST = timezone(timedelta(hours=8))
 OUT_TRADE_NO_PATTERN = re.compile(r"[0-9A-Za-z_\-|*]{6,32}")
 OUT_REFUND_NO_PATTERN = re.compile(r"[0-9A-Za-z_\-|*@]{1,64}")
 TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "app": "APP", "h5": "MWEB"}
-TRADE_STATE_DESC = {"SUCCESS": "支付成功", "NOTPAY": "订单未支付", "CLOSED": "订单已关闭",
-                    "PAYERROR": "支付失败，其他原因", "REFUND": "转入退款", "USERPAYING": "需要用户输入支付密码",
-                    "REVOKED": "已撤销"}
-CODEPAY_FIELDS = {"description", "out_trade_no", "attach", "goods_tag", "support_fapiao", "amount", "payer",
-                  "scene_info", "settle_info", "detail"}
+TRADE_STATE_DESC = {
+    "SUCCESS": "支付成功",
+    "NOTPAY": "订单未支付",
+    "CLOSED": "订单已关闭",
+    "PAYERROR": "支付失败，其他原因",
+    "REFUND": "转入退款",
+    "USERPAYING": "需要用户输入支付密码",
+    "REVOKED": "已撤销",
+}
+CODEPAY_FIELDS = {
+    "description",
+    "out_trade_no",
+    "attach",
+    "goods_tag",
+    "support_fapiao",
+    "amount",
+    "payer",
+    "scene_info",
+    "settle_info",
+    "detail",
+}
 # 付款码: 18 digits starting 10..15 (the payer's WeChat shows it; it changes every minute).
 AUTH_CODE_PATTERN = re.compile(r"1[0-5][0-9]{16}")
 AUTH_CODE_TTL_SECONDS = 60.0
 DIRECT_FIELDS = {"appid", "mchid"}
 PARTNER_FIELDS = {"sp_appid", "sp_mchid", "sub_appid", "sub_mchid"}
-ORDER_FIELDS = {"description", "out_trade_no", "time_expire", "attach", "notify_url", "goods_tag",
-                "support_fapiao", "amount", "payer", "detail", "scene_info", "settle_info"}
-REFUND_FIELDS = {"sub_mchid", "transaction_id", "out_trade_no", "out_refund_no", "reason", "notify_url",
-                 "funds_account", "amount", "goods_detail"}
+ORDER_FIELDS = {
+    "description",
+    "out_trade_no",
+    "time_expire",
+    "attach",
+    "notify_url",
+    "goods_tag",
+    "support_fapiao",
+    "amount",
+    "payer",
+    "detail",
+    "scene_info",
+    "settle_info",
+}
+REFUND_FIELDS = {
+    "sub_mchid",
+    "transaction_id",
+    "out_trade_no",
+    "out_refund_no",
+    "reason",
+    "notify_url",
+    "funds_account",
+    "amount",
+    "goods_detail",
+}
 BILL_TOKEN_TTL_SECONDS = 3600
 AMOUNT_FEN_MAX = 10**12
 PUBLIC_KEY_MODE, CERTIFICATE_MODE = "public_key", "certificate"
@@ -138,9 +175,12 @@ def optional_time(body: dict[str, Any], name: str) -> datetime | None:
 
 def check_h5_scene(scene: Any) -> None:
     """H5 (MWEB) orders, single or combined, need the payer's IP and the H5 scene type."""
-    if not (isinstance(scene, dict) and scene.get("payer_client_ip")
-            and isinstance(scene.get("h5_info"), dict)
-            and scene["h5_info"].get("type") in ("iOS", "Android", "Wap")):
+    if not (
+        isinstance(scene, dict)
+        and scene.get("payer_client_ip")
+        and isinstance(scene.get("h5_info"), dict)
+        and scene["h5_info"].get("type") in ("iOS", "Android", "Wap")
+    ):
         raise WxError(400, "PARAM_ERROR", "scene_info.payer_client_ip and h5_info.type are required")
 
 
@@ -255,20 +295,27 @@ class Sandbox:
         """`GET /v3/certificates`: every valid platform certificate, encrypted under the APIv3 key."""
         data = []
         for certificate in self.certificates.all():
-            data.append({
-                "serial_no": certificate.serial_no,
-                "effective_time": rfc3339(certificate.effective_time),
-                "expire_time": rfc3339(certificate.expire_time),
-                "encrypt_certificate": crypto.encrypt_resource(merchant["apiv3_key"], certificate.pem.encode("ascii"),
-                                                               "certificate"),
-            })
+            data.append(
+                {
+                    "serial_no": certificate.serial_no,
+                    "effective_time": rfc3339(certificate.effective_time),
+                    "expire_time": rfc3339(certificate.expire_time),
+                    "encrypt_certificate": crypto.encrypt_resource(
+                        merchant["apiv3_key"], certificate.pem.encode("ascii"), "certificate"
+                    ),
+                }
+            )
         return {"data": data}
 
     # ------------------------------------------------------------------ merchants
     def register_merchant(self, request: dict[str, Any]) -> dict[str, Any]:
         mchid = request["mchid"]
-        existing = self.store.get("merchants", mchid) or {"mchid": mchid, "appids": [], "serials": {},
-                                                           "sub_merchants": {}}
+        existing = self.store.get("merchants", mchid) or {
+            "mchid": mchid,
+            "appids": [],
+            "serials": {},
+            "sub_merchants": {},
+        }
         result: dict[str, Any] = {}
         serial = (request.get("merchant_cert_serial") or "").upper()
         public_pem = request.get("merchant_public_key_pem")
@@ -296,20 +343,29 @@ class Sandbox:
         if len(apiv3_key.encode("ascii")) != 32:
             raise ControlError(422, "apiv3_key must be 32 ASCII characters")
         existing["apiv3_key"] = apiv3_key
-        existing["platform_verification"] = (request.get("platform_verification")
-                                             or existing.get("platform_verification") or PUBLIC_KEY_MODE)
+        existing["platform_verification"] = (
+            request.get("platform_verification") or existing.get("platform_verification") or PUBLIC_KEY_MODE
+        )
         self.store.put("merchants", mchid, existing)
-        return {**result, "mchid": mchid, "appids": existing["appids"], "apiv3_key": apiv3_key,
-                "merchant_cert_serial": serial, "sub_merchants": existing["sub_merchants"],
-                "platform_public_key_pem": self.platform_key.public_pem,
-                "platform_public_key_id": self.platform_key_id,
-                "platform_verification": existing["platform_verification"],
-                "platform_certificates": self.certificates_summary()}
+        return {
+            **result,
+            "mchid": mchid,
+            "appids": existing["appids"],
+            "apiv3_key": apiv3_key,
+            "merchant_cert_serial": serial,
+            "sub_merchants": existing["sub_merchants"],
+            "platform_public_key_pem": self.platform_key.public_pem,
+            "platform_public_key_id": self.platform_key_id,
+            "platform_verification": existing["platform_verification"],
+            "platform_certificates": self.certificates_summary(),
+        }
 
     def certificates_summary(self) -> list[dict[str, str]]:
         """Control view: serial and PEM of each valid platform certificate (the newest signs)."""
-        return [{"serial_no": c.serial_no, "pem": c.pem, "expire_time": rfc3339(c.expire_time)}
-                for c in self.certificates.all()]
+        return [
+            {"serial_no": c.serial_no, "pem": c.pem, "expire_time": rfc3339(c.expire_time)}
+            for c in self.certificates.all()
+        ]
 
     # ------------------------------------------------------------------ orders
     def _scope(self, merchant: Document, *, partner: bool, sub_mchid: str | None) -> str:
@@ -318,12 +374,12 @@ class Sandbox:
         if not sub_mchid:
             raise WxError(400, "PARAM_ERROR", "sub_mchid is required in partner mode")
         if sub_mchid not in merchant["sub_merchants"]:
-            raise WxError(403, "NO_AUTH", f"sub_mchid {sub_mchid} is not bound to service provider "
-                                          f"{merchant['mchid']}")
+            raise WxError(403, "NO_AUTH", f"sub_mchid {sub_mchid} is not bound to service provider {merchant['mchid']}")
         return f"{merchant['mchid']}/{sub_mchid}"
 
-    def create_order(self, merchant: Document, kind: str, body: dict[str, Any], *, partner: bool,
-                     base_url: str) -> dict[str, Any]:
+    def create_order(
+        self, merchant: Document, kind: str, body: dict[str, Any], *, partner: bool, base_url: str
+    ) -> dict[str, Any]:
         if kind not in TRADE_TYPES:
             raise WxError(404, "NOT_FOUND", f"no such trade type {kind}")
         allowed = ORDER_FIELDS | (PARTNER_FIELDS if partner else DIRECT_FIELDS)
@@ -379,19 +435,36 @@ class Sandbox:
             check_h5_scene(body.get("scene_info"))
 
         fingerprint = hashlib.sha256(
-            json.dumps({"kind": kind, **body}, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+            json.dumps({"kind": kind, **body}, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
         key = f"{scope}:{out_trade_no}"
         order = {
-            "key": key, "scope": scope, "partner": partner, "kind": kind, "trade_type": TRADE_TYPES[kind],
-            "mchid": merchant["mchid"], "appid": body.get("sp_appid") if partner else body.get("appid"),
-            "sub_mchid": body.get("sub_mchid"), "sub_appid": body.get("sub_appid"),
-            "out_trade_no": out_trade_no, "description": body["description"], "attach": body.get("attach"),
-            "notify_url": body["notify_url"], "total": total, "currency": "CNY",
-            "time_expire": rfc3339(time_expire) if time_expire else None, "payer_openid": openid,
+            "key": key,
+            "scope": scope,
+            "partner": partner,
+            "kind": kind,
+            "trade_type": TRADE_TYPES[kind],
+            "mchid": merchant["mchid"],
+            "appid": body.get("sp_appid") if partner else body.get("appid"),
+            "sub_mchid": body.get("sub_mchid"),
+            "sub_appid": body.get("sub_appid"),
+            "out_trade_no": out_trade_no,
+            "description": body["description"],
+            "attach": body.get("attach"),
+            "notify_url": body["notify_url"],
+            "total": total,
+            "currency": "CNY",
+            "time_expire": rfc3339(time_expire) if time_expire else None,
+            "payer_openid": openid,
             "payer_is_sub": bool(partner and payer.get("sub_openid")),
-            "trade_state": "NOTPAY", "transaction_id": None, "success_time": None, "bank_type": None,
-            "create_time": rfc3339(now_cst()), "prepay_id": "wx" + now_cst().strftime("%d%H%M%S") + _digits(26),
-            "code_token": secrets.token_urlsafe(12), "fingerprint": fingerprint,
+            "trade_state": "NOTPAY",
+            "transaction_id": None,
+            "success_time": None,
+            "bank_type": None,
+            "create_time": rfc3339(now_cst()),
+            "prepay_id": "wx" + now_cst().strftime("%d%H%M%S") + _digits(26),
+            "code_token": secrets.token_urlsafe(12),
+            "fingerprint": fingerprint,
             "profit_sharing": bool((body.get("settle_info") or {}).get("profit_sharing")),
         }
         with self.store.transaction():
@@ -420,8 +493,7 @@ class Sandbox:
             order = self.store.update("orders", key, lambda d: {**d, "trade_state": "CLOSED"})
         return order
 
-    def find_order(self, scope: str, *, out_trade_no: str | None = None,
-                   transaction_id: str | None = None) -> Document:
+    def find_order(self, scope: str, *, out_trade_no: str | None = None, transaction_id: str | None = None) -> Document:
         if out_trade_no is not None:
             return self._load_order(f"{scope}:{out_trade_no}")
         link = self.store.get("transactions", transaction_id or "")
@@ -439,15 +511,23 @@ class Sandbox:
         else:
             view.update(appid=order["appid"], mchid=order["mchid"])
         state = order["trade_state"]
-        view.update(out_trade_no=order["out_trade_no"], trade_state=state,
-                    trade_state_desc=TRADE_STATE_DESC[state], promotion_detail=[])
+        view.update(
+            out_trade_no=order["out_trade_no"],
+            trade_state=state,
+            trade_state_desc=TRADE_STATE_DESC[state],
+            promotion_detail=[],
+        )
         if order.get("attach") is not None:
             view["attach"] = order["attach"]
         amount: dict[str, Any] = {"total": order["total"], "currency": "CNY", "payer_currency": "CNY"}
         if order.get("transaction_id"):
             amount["payer_total"] = order["total"]
-            view.update(transaction_id=order["transaction_id"], trade_type=order["trade_type"],
-                        bank_type=order["bank_type"], success_time=order["success_time"])
+            view.update(
+                transaction_id=order["transaction_id"],
+                trade_type=order["trade_type"],
+                bank_type=order["bank_type"],
+                success_time=order["success_time"],
+            )
             if order["partner"]:
                 view["payer"] = {("sub_openid" if order["payer_is_sub"] else "sp_openid"): order["payer_openid"]}
             else:
@@ -465,8 +545,12 @@ class Sandbox:
         scope = self._scope(merchant, partner=partner, sub_mchid=body.get("sub_mchid"))
         key = f"{scope}:{out_trade_no}"
         if self._load_order(key).get("combine_key"):
-            raise WxError(400, "INVALID_REQUEST", "a combined (合单) sub-order is closed only by the combined close "
-                                                  "API, /v3/combine-transactions/out-trade-no/{no}/close")
+            raise WxError(
+                400,
+                "INVALID_REQUEST",
+                "a combined (合单) sub-order is closed only by the combined close "
+                "API, /v3/combine-transactions/out-trade-no/{no}/close",
+            )
 
         def close(order: Document) -> Document:
             if order["trade_state"] in ("SUCCESS", "REFUND"):
@@ -476,16 +560,29 @@ class Sandbox:
         self.store.update("orders", key, close)
 
     # ------------------------------------------------------------------ 付款码 (payer-presented code)
-    def issue_payer_code(self, *, password_required: bool, balance_minor: int | None,
-                         openid: str | None) -> dict[str, Any]:
+    def issue_payer_code(
+        self, *, password_required: bool, balance_minor: int | None, openid: str | None
+    ) -> dict[str, Any]:
         """What the payer's WeChat shows: an 18-digit code (10..15 prefix), single use, valid a minute."""
         code = f"1{secrets.randbelow(6)}" + _digits(16)
         expires = time.time() + AUTH_CODE_TTL_SECONDS
-        self.store.put("payer_codes", code, {"code": code, "password_required": password_required,
-                                             "balance_minor": balance_minor, "expires_unix": expires,
-                                             "openid": openid or "o" + crypto.nonce_str(27), "used": False})
-        return {"auth_code": code, "password_required": password_required,
-                "expires_at": rfc3339(datetime.fromtimestamp(expires, CST))}
+        self.store.put(
+            "payer_codes",
+            code,
+            {
+                "code": code,
+                "password_required": password_required,
+                "balance_minor": balance_minor,
+                "expires_unix": expires,
+                "openid": openid or "o" + crypto.nonce_str(27),
+                "used": False,
+            },
+        )
+        return {
+            "auth_code": code,
+            "password_required": password_required,
+            "expires_at": rfc3339(datetime.fromtimestamp(expires, CST)),
+        }
 
     def codepay(self, merchant: Document, body: dict[str, Any], *, partner: bool) -> tuple[int, dict[str, Any]]:
         """`POST /v3/pay/transactions/codepay`: charge the scanned code now. 200 + the transaction when
@@ -519,8 +616,9 @@ class Sandbox:
         auth_code = payer.get("auth_code") if isinstance(payer, dict) else None
         if not isinstance(auth_code, str) or not AUTH_CODE_PATTERN.fullmatch(auth_code):
             raise WxError(400, "PARAM_ERROR", "payer.auth_code must be the 18-digit code starting 10..15")
-        fingerprint = hashlib.sha256(json.dumps({"kind": "codepay", **body}, sort_keys=True,
-                                                ensure_ascii=False).encode()).hexdigest()
+        fingerprint = hashlib.sha256(
+            json.dumps({"kind": "codepay", **body}, sort_keys=True, ensure_ascii=False).encode()
+        ).hexdigest()
         key = f"{scope}:{out_trade_no}"
         with self.store.transaction():
             existing = self.store.get("orders", key)
@@ -530,22 +628,43 @@ class Sandbox:
                 return self._codepay_answer(existing)
             code = self.store.get("payer_codes", auth_code)
             if code is None or code["used"] or code["expires_unix"] < time.time():
-                raise WxError(400, "AUTH_CODE_INVALID", "付款码无效或已过期，请刷新后重新扫码 [sandbox: code unknown, "
-                                                        "used or older than a minute]")
+                raise WxError(
+                    400,
+                    "AUTH_CODE_INVALID",
+                    "付款码无效或已过期，请刷新后重新扫码 [sandbox: code unknown, used or older than a minute]",
+                )
             if code["balance_minor"] is not None and total > code["balance_minor"]:
                 self.store.put("payer_codes", auth_code, {**code, "used": True})
                 raise WxError(403, "NOTENOUGH", "用户余额不足")
             self.store.put("payer_codes", auth_code, {**code, "used": True})
             now = rfc3339(now_cst())
             order = {
-                "key": key, "scope": scope, "partner": partner, "kind": "codepay", "trade_type": "MICROPAY",
-                "mchid": merchant["mchid"], "appid": appid, "sub_mchid": body.get("sub_mchid"),
-                "sub_appid": body.get("sub_appid"), "out_trade_no": out_trade_no, "description": description,
-                "attach": body.get("attach"), "notify_url": None, "total": total, "currency": "CNY",
-                "time_expire": None, "payer_openid": code["openid"], "payer_is_sub": False,
+                "key": key,
+                "scope": scope,
+                "partner": partner,
+                "kind": "codepay",
+                "trade_type": "MICROPAY",
+                "mchid": merchant["mchid"],
+                "appid": appid,
+                "sub_mchid": body.get("sub_mchid"),
+                "sub_appid": body.get("sub_appid"),
+                "out_trade_no": out_trade_no,
+                "description": description,
+                "attach": body.get("attach"),
+                "notify_url": None,
+                "total": total,
+                "currency": "CNY",
+                "time_expire": None,
+                "payer_openid": code["openid"],
+                "payer_is_sub": False,
                 "trade_state": "USERPAYING" if code["password_required"] else "SUCCESS",
-                "transaction_id": None, "success_time": None, "bank_type": None, "create_time": now,
-                "prepay_id": None, "code_token": None, "fingerprint": fingerprint,
+                "transaction_id": None,
+                "success_time": None,
+                "bank_type": None,
+                "create_time": now,
+                "prepay_id": None,
+                "code_token": None,
+                "fingerprint": fingerprint,
                 "profit_sharing": bool((body.get("settle_info") or {}).get("profit_sharing")),
             }
             if not code["password_required"]:
@@ -583,35 +702,53 @@ class Sandbox:
 
     # ------------------------------------------------------------------ control: pay / decline
     def find_orders_for_control(self, out_trade_no: str, scope: str | None) -> Document:
-        matches = [o for o in self.store.list("orders")
-                   if o["out_trade_no"] == out_trade_no and (scope is None or o["scope"] == scope)]
+        matches = [
+            o
+            for o in self.store.list("orders")
+            if o["out_trade_no"] == out_trade_no and (scope is None or o["scope"] == scope)
+        ]
         if not matches:
             raise ControlError(404, f"no order {out_trade_no}")
         if len(matches) > 1:
             raise ControlError(409, f"{out_trade_no} exists for several merchants; pass ?mchid=<scope>")
         return self._load_order(matches[0]["key"])
 
-    def approve_order(self, out_trade_no: str, scope: str | None, payer_openid: str | None,
-                      bank_type: str | None) -> Document:
+    def approve_order(
+        self, out_trade_no: str, scope: str | None, payer_openid: str | None, bank_type: str | None
+    ) -> Document:
         order = self.find_orders_for_control(out_trade_no, scope)
         if order.get("combine_key"):
-            raise ControlError(409, "a combined (合单) sub-order is paid with its combined order: "
-                                    "/control/combine-orders/{combine_out_trade_no}/approve")
+            raise ControlError(
+                409,
+                "a combined (合单) sub-order is paid with its combined order: "
+                "/control/combine-orders/{combine_out_trade_no}/approve",
+            )
 
         def pay(current: Document) -> Document:  # USERPAYING: the payer entered the password (付款码)
             if current["trade_state"] not in ("NOTPAY", "USERPAYING"):
                 raise ControlError(409, f"order is {current['trade_state']}, not NOTPAY")
-            return {**current, "trade_state": "SUCCESS", "transaction_id": "4200" + _digits(24),
-                    "success_time": rfc3339(now_cst()), "bank_type": bank_type or "OTHERS",
-                    "payer_openid": current["payer_openid"] or payer_openid or "o" + crypto.nonce_str(27)}
+            return {
+                **current,
+                "trade_state": "SUCCESS",
+                "transaction_id": "4200" + _digits(24),
+                "success_time": rfc3339(now_cst()),
+                "bank_type": bank_type or "OTHERS",
+                "payer_openid": current["payer_openid"] or payer_openid or "o" + crypto.nonce_str(27),
+            }
 
         paid = self.store.update("orders", order["key"], pay)
         self.store.put("transactions", paid["transaction_id"], {"key": paid["key"]})
         merchant = self.store.get("merchants", paid["mchid"]) or {}
         if paid["notify_url"]:  # 付款码 orders have none: their result is synchronous
-            self._notify(merchant, url=paid["notify_url"], event_type="TRANSACTION.SUCCESS", summary="支付成功",
-                         original_type="transaction", resource=self.transaction_view(paid),
-                         subject=paid["out_trade_no"])
+            self._notify(
+                merchant,
+                url=paid["notify_url"],
+                event_type="TRANSACTION.SUCCESS",
+                summary="支付成功",
+                original_type="transaction",
+                resource=self.transaction_view(paid),
+                subject=paid["out_trade_no"],
+            )
         return paid
 
     def decline_order(self, out_trade_no: str, scope: str | None) -> Document:
@@ -647,8 +784,9 @@ class Sandbox:
         total_fen = _require_int(amount, "total", "amount")
         _check_currency(amount, "amount")
         try:
-            order = self.find_order(scope, out_trade_no=body.get("out_trade_no"),
-                                    transaction_id=body.get("transaction_id"))
+            order = self.find_order(
+                scope, out_trade_no=body.get("out_trade_no"), transaction_id=body.get("transaction_id")
+            )
         except WxError as exc:  # the refund API names a missing order RESOURCE_NOT_EXISTS (protocols.md §7)
             raise WxError(404, "RESOURCE_NOT_EXISTS", "订单不存在") from exc
         if order["trade_state"] not in ("SUCCESS", "REFUND"):  # unpaid: nothing to refund, as if absent
@@ -663,19 +801,33 @@ class Sandbox:
                 if existing["fingerprint"] != fingerprint:
                     raise WxError(400, "INVALID_REQUEST", "out_refund_no already used with different parameters")
                 return self.refund_view(existing)
-            refunded = sum(r["refund"] for r in self.store.list("refunds")
-                           if r["order_key"] == order["key"] and r["status"] in ("PROCESSING", "SUCCESS"))
+            refunded = sum(
+                r["refund"]
+                for r in self.store.list("refunds")
+                if r["order_key"] == order["key"] and r["status"] in ("PROCESSING", "SUCCESS")
+            )
             if refund_fen > order["total"] - refunded:
                 raise WxError(400, "INVALID_REQUEST", "refund amount exceeds the refundable amount of the order")
             auto = self.settings.refund_auto_success_seconds
             refund = {
-                "key": key, "scope": scope, "order_key": order["key"], "mchid": merchant["mchid"],
-                "sub_mchid": body.get("sub_mchid"), "refund_id": "50" + _digits(28),
-                "out_refund_no": out_refund_no, "out_trade_no": order["out_trade_no"],
-                "transaction_id": order["transaction_id"], "refund": refund_fen, "total": order["total"],
-                "status": "PROCESSING", "create_time": rfc3339(now_cst()), "success_time": None,
-                "reason": body.get("reason"), "notify_url": body.get("notify_url") or order["notify_url"],
-                "funds_account": body.get("funds_account") or "AVAILABLE", "fingerprint": fingerprint,
+                "key": key,
+                "scope": scope,
+                "order_key": order["key"],
+                "mchid": merchant["mchid"],
+                "sub_mchid": body.get("sub_mchid"),
+                "refund_id": "50" + _digits(28),
+                "out_refund_no": out_refund_no,
+                "out_trade_no": order["out_trade_no"],
+                "transaction_id": order["transaction_id"],
+                "refund": refund_fen,
+                "total": order["total"],
+                "status": "PROCESSING",
+                "create_time": rfc3339(now_cst()),
+                "success_time": None,
+                "reason": body.get("reason"),
+                "notify_url": body.get("notify_url") or order["notify_url"],
+                "funds_account": body.get("funds_account") or "AVAILABLE",
+                "fingerprint": fingerprint,
                 "auto_due_unix": None if auto is None else time.time() + auto,
             }
             self.store.put("refunds", key, refund)
@@ -683,8 +835,9 @@ class Sandbox:
             self._schedule_refund_success(key, auto)
         return self.refund_view(refund)
 
-    def apply_abnormal_refund(self, merchant: Document, refund_id: str, body: dict[str, Any],
-                              serial: str | None) -> dict[str, Any]:
+    def apply_abnormal_refund(
+        self, merchant: Document, refund_id: str, body: dict[str, Any], serial: str | None
+    ) -> dict[str, Any]:
         """`POST /v3/refund/domestic/refunds/{refund_id}/apply-abnormal-refund`: an ABNORMAL refund (the
         payer's card or change could not take it) is sent again, to a bank card the payer names
         (USER_BANK_CARD: bank_type + RSA-encrypted bank_account and real_name) or to the merchant's own
@@ -723,16 +876,27 @@ class Sandbox:
 
     def refund_view(self, refund: Document) -> dict[str, Any]:
         view: dict[str, Any] = {
-            "refund_id": refund["refund_id"], "out_refund_no": refund["out_refund_no"],
-            "transaction_id": refund["transaction_id"], "out_trade_no": refund["out_trade_no"],
+            "refund_id": refund["refund_id"],
+            "out_refund_no": refund["out_refund_no"],
+            "transaction_id": refund["transaction_id"],
+            "out_trade_no": refund["out_trade_no"],
             "channel": refund.get("channel", "ORIGINAL"),
             "user_received_account": refund.get("user_received_account", "支付用户零钱"),
             "create_time": refund["create_time"],
-            "status": refund["status"], "funds_account": refund["funds_account"], "promotion_detail": [],
-            "amount": {"total": refund["total"], "refund": refund["refund"], "payer_total": refund["total"],
-                       "payer_refund": refund["refund"], "settlement_refund": refund["refund"],
-                       "settlement_total": refund["total"], "discount_refund": 0, "currency": "CNY",
-                       "from": []},
+            "status": refund["status"],
+            "funds_account": refund["funds_account"],
+            "promotion_detail": [],
+            "amount": {
+                "total": refund["total"],
+                "refund": refund["refund"],
+                "payer_total": refund["total"],
+                "payer_refund": refund["refund"],
+                "settlement_refund": refund["refund"],
+                "settlement_total": refund["total"],
+                "discount_refund": 0,
+                "currency": "CNY",
+                "from": [],
+            },
         }
         if refund.get("success_time"):
             view["success_time"] = refund["success_time"]
@@ -763,8 +927,11 @@ class Sandbox:
         self._timers.add(handle)
 
     def find_refund_for_control(self, out_refund_no: str, scope: str | None) -> Document:
-        matches = [r for r in self.store.list("refunds")
-                   if r["out_refund_no"] == out_refund_no and (scope is None or r["scope"] == scope)]
+        matches = [
+            r
+            for r in self.store.list("refunds")
+            if r["out_refund_no"] == out_refund_no and (scope is None or r["scope"] == scope)
+        ]
         if not matches:
             raise ControlError(404, f"no refund {out_refund_no}")
         if len(matches) > 1:
@@ -785,11 +952,18 @@ class Sandbox:
             self.store.update("orders", refund["order_key"], lambda o: {**o, "trade_state": "REFUND"})
         merchant = self.store.get("merchants", refund["mchid"]) or {}
         resource: dict[str, Any] = {
-            "out_trade_no": refund["out_trade_no"], "transaction_id": refund["transaction_id"],
-            "out_refund_no": refund["out_refund_no"], "refund_id": refund["refund_id"],
-            "refund_status": status, "user_received_account": "支付用户零钱",
-            "amount": {"total": refund["total"], "refund": refund["refund"], "payer_total": refund["total"],
-                       "payer_refund": refund["refund"]},
+            "out_trade_no": refund["out_trade_no"],
+            "transaction_id": refund["transaction_id"],
+            "out_refund_no": refund["out_refund_no"],
+            "refund_id": refund["refund_id"],
+            "refund_status": status,
+            "user_received_account": "支付用户零钱",
+            "amount": {
+                "total": refund["total"],
+                "refund": refund["refund"],
+                "payer_total": refund["total"],
+                "payer_refund": refund["refund"],
+            },
         }
         if refund.get("success_time"):
             resource["success_time"] = refund["success_time"]
@@ -798,34 +972,54 @@ class Sandbox:
         else:
             resource["mchid"] = refund["mchid"]
         summaries = {"SUCCESS": "退款成功", "ABNORMAL": "退款异常", "CLOSED": "退款关闭"}
-        self._notify(merchant, url=refund["notify_url"], event_type=f"REFUND.{status}",
-                     summary=summaries[status], original_type="refund", resource=resource,
-                     subject=refund["out_trade_no"])
+        self._notify(
+            merchant,
+            url=refund["notify_url"],
+            event_type=f"REFUND.{status}",
+            summary=summaries[status],
+            original_type="refund",
+            resource=resource,
+            subject=refund["out_trade_no"],
+        )
         return refund
 
     # ------------------------------------------------------------------ notifications
-    def _notify(self, merchant: Document, *, url: str, event_type: str, summary: str, original_type: str,
-                resource: dict[str, Any], subject: str) -> None:
+    def _notify(
+        self,
+        merchant: Document,
+        *,
+        url: str,
+        event_type: str,
+        summary: str,
+        original_type: str,
+        resource: dict[str, Any],
+        subject: str,
+    ) -> None:
         apiv3_key = merchant.get("apiv3_key")
         if not apiv3_key:
             return
         plaintext = json.dumps(resource, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         encrypted = crypto.encrypt_resource(apiv3_key, plaintext, original_type)
         event_id = str(uuid.uuid4())
-        envelope = {"id": event_id, "create_time": rfc3339(now_cst()), "resource_type": "encrypt-resource",
-                    "event_type": event_type, "summary": summary,
-                    "resource": {"original_type": original_type, **encrypted}}
+        envelope = {
+            "id": event_id,
+            "create_time": rfc3339(now_cst()),
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": summary,
+            "resource": {"original_type": original_type, **encrypted},
+        }
         body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
         def build() -> tuple[dict[str, str], bytes]:
             # re-signed per attempt: fresh timestamp, and the certificate current at that moment
             headers = self.signed_headers(body, merchant.get("platform_verification") or PUBLIC_KEY_MODE)
-            headers.update({"Content-Type": "application/json",
-                            "User-Agent": "Mozilla/4.0 (juhe wechatpay sandbox)"})
+            headers.update({"Content-Type": "application/json", "User-Agent": "Mozilla/4.0 (juhe wechatpay sandbox)"})
             return headers, body
 
-        self.dispatcher.submit(NotificationJob(event_id=event_id, url=url, build=build, event_type=event_type,
-                                               subject=subject))
+        self.dispatcher.submit(
+            NotificationJob(event_id=event_id, url=url, build=build, event_type=event_type, subject=subject)
+        )
 
     # ------------------------------------------------------------------ bills
     def request_bill(self, merchant: Document, query: dict[str, str], base_url: str) -> dict[str, Any]:
@@ -872,8 +1066,9 @@ class Sandbox:
             raise WxError(400, "NO_STATEMENT_EXIST", "no bill for this day")
         return self._issue_bill_file(merchant, bills.render_fundflow(movements).encode("utf-8"), gzipped, base_url)
 
-    def fund_movements(self, mchid: str, bill_date: date,
-                       account_type: str) -> list[tuple[str, str, str, str, str, int, str]]:
+    def fund_movements(
+        self, mchid: str, bill_date: date, account_type: str
+    ) -> list[tuple[str, str, str, str, str, int, str]]:
         def day_of(moment: str | None) -> bool:
             return moment is not None and datetime.fromisoformat(moment).astimezone(CST).date() == bill_date
 
@@ -889,24 +1084,62 @@ class Sandbox:
             fee_fen = (bills.fee_e5(order["total"], self.settings.fee_rate_bps) + 500) // 1000
             moment, transaction_id = wall(order["success_time"]), order["transaction_id"]
             if account_type == "BASIC":
-                found.append((moment, transaction_id, "1" + transaction_id[4:], "交易", "交易", order["total"],
-                              order["out_trade_no"]))
+                found.append(
+                    (
+                        moment,
+                        transaction_id,
+                        "1" + transaction_id[4:],
+                        "交易",
+                        "交易",
+                        order["total"],
+                        order["out_trade_no"],
+                    )
+                )
             if fee_fen:
-                found.append((moment, transaction_id, "2" + transaction_id[4:], "扣除交易手续费", "扣除交易手续费",
-                              -fee_fen, order["out_trade_no"]))
+                found.append(
+                    (
+                        moment,
+                        transaction_id,
+                        "2" + transaction_id[4:],
+                        "扣除交易手续费",
+                        "扣除交易手续费",
+                        -fee_fen,
+                        order["out_trade_no"],
+                    )
+                )
         if account_type == "BASIC":
             for refund in self.store.list("refunds"):
                 if refund["mchid"] == mchid and refund["status"] == "SUCCESS" and day_of(refund["success_time"]):
-                    found.append((wall(refund["success_time"]), refund["refund_id"], "3" + refund["refund_id"][2:],
-                                  "退款", "退款", -refund["refund"], refund["out_refund_no"]))
+                    found.append(
+                        (
+                            wall(refund["success_time"]),
+                            refund["refund_id"],
+                            "3" + refund["refund_id"][2:],
+                            "退款",
+                            "退款",
+                            -refund["refund"],
+                            refund["out_refund_no"],
+                        )
+                    )
         return sorted(found, key=lambda movement: movement[0])
 
     def _issue_bill_file(self, merchant: Document, content: bytes, gzipped: bool, base_url: str) -> dict[str, Any]:
         token = secrets.token_urlsafe(24)
-        self.store.put("bill_files", token, {"mchid": merchant["mchid"], "content": content.decode("utf-8"),
-                                             "gzip": gzipped, "expires_unix": time.time() + BILL_TOKEN_TTL_SECONDS})
-        return {"hash_type": "SHA1", "hash_value": hashlib.sha1(content).hexdigest(),
-                "download_url": f"{base_url}/v3/billdownload/file?token={token}"}
+        self.store.put(
+            "bill_files",
+            token,
+            {
+                "mchid": merchant["mchid"],
+                "content": content.decode("utf-8"),
+                "gzip": gzipped,
+                "expires_unix": time.time() + BILL_TOKEN_TTL_SECONDS,
+            },
+        )
+        return {
+            "hash_type": "SHA1",
+            "hash_value": hashlib.sha1(content).hexdigest(),
+            "download_url": f"{base_url}/v3/billdownload/file?token={token}",
+        }
 
     def download_bill(self, merchant: Document, query: dict[str, str]) -> bytes:
         token = query.get("token", "")
@@ -935,17 +1168,29 @@ class Sandbox:
             if item["kind"] == "report_success" and item["order_key"] in orders:
                 order = orders[item["order_key"]]
                 if not order.get("transaction_id"):
-                    fake = {**order, "transaction_id": "4200" + _digits(24), "bank_type": "OTHERS",
-                            "success_time": rfc3339(datetime.combine(bill_date, datetime.min.time(), CST)
-                                                    + timedelta(hours=12)),
-                            "payer_openid": order["payer_openid"] or "o" + crypto.nonce_str(27)}
+                    fake = {
+                        **order,
+                        "transaction_id": "4200" + _digits(24),
+                        "bank_type": "OTHERS",
+                        "success_time": rfc3339(
+                            datetime.combine(bill_date, datetime.min.time(), CST) + timedelta(hours=12)
+                        ),
+                        "payer_openid": order["payer_openid"] or "o" + crypto.nonce_str(27),
+                    }
                     payment_rows.append((order["out_trade_no"], self._payment_row(fake)))
         refund_rows: list[tuple[str, dict[str, str]]] = []
         for refund in self.store.list("refunds"):
-            if (refund["order_key"] in orders and refund["status"] in ("SUCCESS", "PROCESSING")
-                    and on_day(refund["create_time"])):
-                refund_rows.append((refund["out_trade_no"] + "/" + refund["out_refund_no"],
-                                    self._refund_row(orders[refund["order_key"]], refund)))
+            if (
+                refund["order_key"] in orders
+                and refund["status"] in ("SUCCESS", "PROCESSING")
+                and on_day(refund["create_time"])
+            ):
+                refund_rows.append(
+                    (
+                        refund["out_trade_no"] + "/" + refund["out_refund_no"],
+                        self._refund_row(orders[refund["order_key"]], refund),
+                    )
+                )
         for item in discrepancies:
             target = item["out_trade_no"] + ("/" + item["out_refund_no"] if item.get("out_refund_no") else "")
             pool = refund_rows if item.get("out_refund_no") else payment_rows
@@ -966,38 +1211,75 @@ class Sandbox:
 
     def _common_row(self, order: Document) -> dict[str, str]:
         return {
-            "公众账号ID": order["appid"] or "", "商户号": order["mchid"], "特约商户号": order.get("sub_mchid") or "0",
-            "设备号": "", "微信订单号": order["transaction_id"] or "", "商户订单号": order["out_trade_no"],
-            "用户标识": order["payer_openid"] or "", "交易类型": order["trade_type"],
+            "公众账号ID": order["appid"] or "",
+            "商户号": order["mchid"],
+            "特约商户号": order.get("sub_mchid") or "0",
+            "设备号": "",
+            "微信订单号": order["transaction_id"] or "",
+            "商户订单号": order["out_trade_no"],
+            "用户标识": order["payer_openid"] or "",
+            "交易类型": order["trade_type"],
             "付款银行": order["bank_type"] or "",
-            "货币种类": "CNY", "代金券金额": "0.00", "充值券退款金额": "0.00", "商品名称": order["description"],
-            "商户数据包": order.get("attach") or "", "费率": bills.rate_text(self.settings.fee_rate_bps),
+            "货币种类": "CNY",
+            "代金券金额": "0.00",
+            "充值券退款金额": "0.00",
+            "商品名称": order["description"],
+            "商户数据包": order.get("attach") or "",
+            "费率": bills.rate_text(self.settings.fee_rate_bps),
             "费率备注": "",
         }
 
     def _payment_row(self, order: Document) -> dict[str, str]:
         fee = bills.fee_e5(order["total"], self.settings.fee_rate_bps)
-        return {**self._common_row(order),
-                "交易时间": datetime.fromisoformat(order["success_time"]).strftime("%Y-%m-%d %H:%M:%S"),
-                "交易状态": "SUCCESS", "应结订单金额": bills.yuan(order["total"]), "微信退款单号": "0",
-                "商户退款单号": "0", "退款金额": "0.00", "退款类型": "", "退款状态": "", "手续费": bills.yuan_e5(fee),
-                "订单金额": bills.yuan(order["total"]), "申请退款金额": "0.00"}
+        return {
+            **self._common_row(order),
+            "交易时间": datetime.fromisoformat(order["success_time"]).strftime("%Y-%m-%d %H:%M:%S"),
+            "交易状态": "SUCCESS",
+            "应结订单金额": bills.yuan(order["total"]),
+            "微信退款单号": "0",
+            "商户退款单号": "0",
+            "退款金额": "0.00",
+            "退款类型": "",
+            "退款状态": "",
+            "手续费": bills.yuan_e5(fee),
+            "订单金额": bills.yuan(order["total"]),
+            "申请退款金额": "0.00",
+        }
 
     def _refund_row(self, order: Document, refund: Document) -> dict[str, str]:
         fee = -bills.fee_e5(refund["refund"], self.settings.fee_rate_bps)
         created = datetime.fromisoformat(refund["create_time"]).strftime("%Y-%m-%d %H:%M:%S")
-        succeeded = (datetime.fromisoformat(refund["success_time"]).strftime("%Y-%m-%d %H:%M:%S")
-                     if refund.get("success_time") else "")
-        return {**self._common_row(order), "交易时间": created, "退款申请时间": created, "退款成功时间": succeeded,
-                "交易状态": "REFUND", "应结订单金额": "0.00", "微信退款单号": refund["refund_id"],
-                "商户退款单号": refund["out_refund_no"], "退款金额": bills.yuan(refund["refund"]),
-                "退款类型": "ORIGINAL", "退款状态": refund["status"], "手续费": bills.yuan_e5(fee),
-                "订单金额": "0.00", "申请退款金额": bills.yuan(refund["refund"])}
+        succeeded = (
+            datetime.fromisoformat(refund["success_time"]).strftime("%Y-%m-%d %H:%M:%S")
+            if refund.get("success_time")
+            else ""
+        )
+        return {
+            **self._common_row(order),
+            "交易时间": created,
+            "退款申请时间": created,
+            "退款成功时间": succeeded,
+            "交易状态": "REFUND",
+            "应结订单金额": "0.00",
+            "微信退款单号": refund["refund_id"],
+            "商户退款单号": refund["out_refund_no"],
+            "退款金额": bills.yuan(refund["refund"]),
+            "退款类型": "ORIGINAL",
+            "退款状态": refund["status"],
+            "手续费": bills.yuan_e5(fee),
+            "订单金额": "0.00",
+            "申请退款金额": bills.yuan(refund["refund"]),
+        }
 
     def add_discrepancy(self, bill_date: date, item: dict[str, Any]) -> list[dict[str, Any]]:
         order = self.find_orders_for_control(item["out_trade_no"], item.get("mchid"))
-        entry = {"kind": item["kind"], "out_trade_no": item["out_trade_no"], "order_key": order["key"],
-                 "out_refund_no": item.get("out_refund_no"), "amount_minor": item.get("amount_minor")}
+        entry = {
+            "kind": item["kind"],
+            "out_trade_no": item["out_trade_no"],
+            "order_key": order["key"],
+            "out_refund_no": item.get("out_refund_no"),
+            "amount_minor": item.get("amount_minor"),
+        }
         if entry["kind"] == "change_amount" and not isinstance(entry["amount_minor"], int):
             raise ControlError(422, "change_amount needs amount_minor (integer fen)")
         with self.store.transaction():
@@ -1006,4 +1288,3 @@ class Sandbox:
             self.store.put("bill_discrepancies", bill_date.isoformat(), current)
         items: list[dict[str, Any]] = current["items"]
         return items
-

@@ -11,7 +11,21 @@ from sandboxes.common.paths import env_float, env_int
 # WeChat Pay's callback retry schedule, 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h
 # (protocols.md §1.5); scaled by notify_scale.
 NOTIFY_SCHEDULE_SECONDS: tuple[float, ...] = (
-    15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600,
+    15,
+    15,
+    30,
+    180,
+    600,
+    1200,
+    1800,
+    1800,
+    1800,
+    3600,
+    10800,
+    10800,
+    10800,
+    21600,
+    21600,
 )
 
 

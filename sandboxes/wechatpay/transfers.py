@@ -30,26 +30,57 @@ from sandboxes.common.store import Document
 from sandboxes.wechatpay.service import ControlError, Sandbox, WxError, now_cst, rfc3339
 
 BILLS = "transfer_bills"
-FIELDS = frozenset({"appid", "out_bill_no", "transfer_scene_id", "openid", "user_name", "transfer_amount",
-                    "transfer_remark", "notify_url", "user_recv_perception", "transfer_scene_report_infos"})
+FIELDS = frozenset(
+    {
+        "appid",
+        "out_bill_no",
+        "transfer_scene_id",
+        "openid",
+        "user_name",
+        "transfer_amount",
+        "transfer_remark",
+        "notify_url",
+        "user_recv_perception",
+        "transfer_scene_report_infos",
+    }
+)
 OUT_BILL_NO = re.compile(r"[0-9A-Za-z]{5,32}")
 AMOUNT_MIN_FEN = 10  # 0.1 yuan
 USER_NAME_FROM_FEN = 200_000  # a name is required from 2,000 yuan
 FINAL = frozenset({"SUCCESS", "FAIL", "CANCELLED"})
-FAIL_REASONS = frozenset({"ACCOUNT_FROZEN", "REAL_NAME_CHECK_FAIL", "NAME_NOT_CORRECT", "OPENID_INVALID",
-                          "TRANSFER_QUOTA_EXCEED", "DAY_RECEIVED_QUOTA_EXCEED", "OVERDUE_CLOSE"})
+FAIL_REASONS = frozenset(
+    {
+        "ACCOUNT_FROZEN",
+        "REAL_NAME_CHECK_FAIL",
+        "NAME_NOT_CORRECT",
+        "OPENID_INVALID",
+        "TRANSFER_QUOTA_EXCEED",
+        "DAY_RECEIVED_QUOTA_EXCEED",
+        "OVERDUE_CLOSE",
+    }
+)
 
 
 def _view(bill: Document, *, full: bool) -> dict[str, Any]:
-    view: dict[str, Any] = {"out_bill_no": bill["out_bill_no"], "transfer_bill_no": bill["transfer_bill_no"],
-                            "create_time": bill["create_time"], "state": bill["state"]}
+    view: dict[str, Any] = {
+        "out_bill_no": bill["out_bill_no"],
+        "transfer_bill_no": bill["transfer_bill_no"],
+        "create_time": bill["create_time"],
+        "state": bill["state"],
+    }
     if bill["state"] == "WAIT_USER_CONFIRM":
         view["package_info"] = bill["package_info"]
     if bill.get("fail_reason"):
         view["fail_reason"] = bill["fail_reason"]
     if full:
-        view.update(mch_id=bill["mchid"], appid=bill["appid"], transfer_amount=bill["transfer_amount"],
-                    transfer_remark=bill["transfer_remark"], openid=bill["openid"], update_time=bill["update_time"])
+        view.update(
+            mch_id=bill["mchid"],
+            appid=bill["appid"],
+            transfer_amount=bill["transfer_amount"],
+            transfer_remark=bill["transfer_remark"],
+            openid=bill["openid"],
+            update_time=bill["update_time"],
+        )
     return view
 
 
@@ -65,8 +96,9 @@ class Transfers:
                 self._expire_later(bill["key"], bill["confirm_due_unix"] - time.time())
 
     def _expire_later(self, key: str, delay: float) -> None:
-        self.sandbox.schedule(delay, lambda: self.finish(key, "CANCELLED", "OVERDUE_CLOSE",
-                                                         allowed=("WAIT_USER_CONFIRM",)))
+        self.sandbox.schedule(
+            delay, lambda: self.finish(key, "CANCELLED", "OVERDUE_CLOSE", allowed=("WAIT_USER_CONFIRM",))
+        )
 
     def create(self, merchant: Document, body: dict[str, Any], *, serial: str | None) -> dict[str, Any]:
         unknown = sorted(set(body) - FIELDS)
@@ -91,12 +123,23 @@ class Transfers:
             raise WxError(400, "PARAM_ERROR", "transfer_remark is at most 32 characters")
         key = f"{merchant['mchid']}:{body['out_bill_no']}"
         now = rfc3339(now_cst())
-        bill = {"key": key, "mchid": merchant["mchid"], "appid": body["appid"], "out_bill_no": body["out_bill_no"],
-                "transfer_bill_no": "1330" + f"{secrets.randbelow(10**28):028d}", "openid": body["openid"],
-                "transfer_amount": amount, "transfer_remark": body["transfer_remark"], "state": "WAIT_USER_CONFIRM",
-                "package_info": base64.b64encode(secrets.token_bytes(96)).decode("ascii"), "create_time": now,
-                "update_time": now, "notify_url": body.get("notify_url"), "request": request,
-                "confirm_due_unix": time.time() + self.sandbox.settings.transfer_confirm_seconds}
+        bill = {
+            "key": key,
+            "mchid": merchant["mchid"],
+            "appid": body["appid"],
+            "out_bill_no": body["out_bill_no"],
+            "transfer_bill_no": "1330" + f"{secrets.randbelow(10**28):028d}",
+            "openid": body["openid"],
+            "transfer_amount": amount,
+            "transfer_remark": body["transfer_remark"],
+            "state": "WAIT_USER_CONFIRM",
+            "package_info": base64.b64encode(secrets.token_bytes(96)).decode("ascii"),
+            "create_time": now,
+            "update_time": now,
+            "notify_url": body.get("notify_url"),
+            "request": request,
+            "confirm_due_unix": time.time() + self.sandbox.settings.transfer_confirm_seconds,
+        }
         with self.store.transaction():
             existing = self.store.get(BILLS, key)
             if existing is not None:
@@ -107,11 +150,21 @@ class Transfers:
         self._expire_later(key, self.sandbox.settings.transfer_confirm_seconds)
         return _view(bill, full=False)
 
-    def get(self, merchant: Document, *, out_bill_no: str | None = None,
-            transfer_bill_no: str | None = None) -> dict[str, Any]:
-        bill = self.store.get(BILLS, f"{merchant['mchid']}:{out_bill_no}") if out_bill_no else next(
-            (b for b in self.store.list(BILLS)
-             if b["mchid"] == merchant["mchid"] and b["transfer_bill_no"] == transfer_bill_no), None)
+    def get(
+        self, merchant: Document, *, out_bill_no: str | None = None, transfer_bill_no: str | None = None
+    ) -> dict[str, Any]:
+        bill = (
+            self.store.get(BILLS, f"{merchant['mchid']}:{out_bill_no}")
+            if out_bill_no
+            else next(
+                (
+                    b
+                    for b in self.store.list(BILLS)
+                    if b["mchid"] == merchant["mchid"] and b["transfer_bill_no"] == transfer_bill_no
+                ),
+                None,
+            )
+        )
         if bill is None:
             raise WxError(404, "NOT_FOUND", "转账单据不存在")
         return _view(bill, full=True)
@@ -124,11 +177,16 @@ class Transfers:
             bill = self.finish(key, "CANCELLED", None, allowed=("WAIT_USER_CONFIRM", "ACCEPTED", "CANCELLED"))
         except ControlError as exc:
             raise WxError(400, "INVALID_REQUEST", f"转账单据状态不允许撤销: {exc.message}") from exc
-        return {"out_bill_no": bill["out_bill_no"], "transfer_bill_no": bill["transfer_bill_no"],
-                "state": bill["state"], "update_time": bill["update_time"]}
+        return {
+            "out_bill_no": bill["out_bill_no"],
+            "transfer_bill_no": bill["transfer_bill_no"],
+            "state": bill["state"],
+            "update_time": bill["update_time"],
+        }
 
     def finish(self, key: str, state: str, fail_reason: str | None, *, allowed: tuple[str, ...]) -> Document:
         """Move a bill on; a final state is called back (once: a bill already there is returned)."""
+
         def change(current: Document) -> Document:
             if current["state"] not in allowed:
                 raise ControlError(409, f"transfer bill is {current['state']}")
@@ -138,11 +196,18 @@ class Transfers:
         bill = self.store.update(BILLS, key, change)
         if before is not None and before["state"] != state and state in FINAL and bill.get("notify_url"):
             merchant = self.store.get("merchants", bill["mchid"]) or {}
-            resource = {k: v for k, v in _view(bill, full=True).items() if k not in ("appid", "transfer_remark",
-                                                                                     "package_info")}
-            self.sandbox._notify(merchant, url=bill["notify_url"], event_type="MCHTRANSFER.BILL.FINISHED",
-                                 summary="商家转账单据终态通知", original_type="mch_payment", resource=resource,
-                                 subject=bill["out_bill_no"])
+            resource = {
+                k: v for k, v in _view(bill, full=True).items() if k not in ("appid", "transfer_remark", "package_info")
+            }
+            self.sandbox._notify(
+                merchant,
+                url=bill["notify_url"],
+                event_type="MCHTRANSFER.BILL.FINISHED",
+                summary="商家转账单据终态通知",
+                original_type="mch_payment",
+                resource=resource,
+                subject=bill["out_bill_no"],
+            )
         return bill
 
     def find_for_control(self, out_bill_no: str) -> Document:
@@ -162,8 +227,9 @@ def install_routes(app: FastAPI, sandbox: Sandbox, *,
     @app.post(prefix)
     async def create_transfer(request: Request) -> Response:
         merchant, body = await authenticated(request)
-        return wx_response(200, transfers.create(merchant, json_body(request, body),
-                                                 serial=request.headers.get("wechatpay-serial")))
+        return wx_response(
+            200, transfers.create(merchant, json_body(request, body), serial=request.headers.get("wechatpay-serial"))
+        )
 
     @app.get(prefix + "/out-bill-no/{out_bill_no}")
     async def get_transfer(out_bill_no: str, request: Request) -> Response:
@@ -191,8 +257,9 @@ def install_routes(app: FastAPI, sandbox: Sandbox, *,
     async def expire_transfer(out_bill_no: str) -> dict[str, Any]:
         """The confirmation window ends now (instead of after transfer_confirm_seconds)."""
         bill = transfers.find_for_control(out_bill_no)
-        return _view(transfers.finish(bill["key"], "CANCELLED", "OVERDUE_CLOSE", allowed=("WAIT_USER_CONFIRM",)),
-                     full=True)
+        return _view(
+            transfers.finish(bill["key"], "CANCELLED", "OVERDUE_CLOSE", allowed=("WAIT_USER_CONFIRM",)), full=True
+        )
 
     @app.post("/control/transfer-bills/{out_bill_no}/fail")
     async def fail_transfer(out_bill_no: str, request: Request) -> dict[str, Any]:
@@ -201,7 +268,8 @@ def install_routes(app: FastAPI, sandbox: Sandbox, *,
         if reason not in FAIL_REASONS:
             raise ControlError(422, f"fail_reason must be one of {sorted(FAIL_REASONS)}")
         bill = transfers.find_for_control(out_bill_no)
-        return _view(transfers.finish(bill["key"], "FAIL", reason, allowed=("WAIT_USER_CONFIRM", "TRANSFERING")),
-                     full=True)
+        return _view(
+            transfers.finish(bill["key"], "FAIL", reason, allowed=("WAIT_USER_CONFIRM", "TRANSFERING")), full=True
+        )
 
     return transfers

@@ -34,8 +34,11 @@ def _cashier(runtime: Runtime) -> Cashier:
     return cashier
 
 
-def _loop(step: Callable[[Cashier], Awaitable[int]], interval: Callable[[Settings], float],
-          batch_max: Callable[[Settings], int]) -> BackgroundTask:
+def _loop(
+    step: Callable[[Cashier], Awaitable[int]],
+    interval: Callable[[Settings], float],
+    batch_max: Callable[[Settings], int],
+) -> BackgroundTask:
     async def run(runtime: Runtime) -> None:
         cashier = _cashier(runtime)
         settings = cashier.settings

@@ -27,8 +27,9 @@ def subscriptions(settings: Settings) -> list[Subscription]:
         await points.on_refund_event(tx, event)
 
     return [
-        Subscription(CASHIER_PAYMENTS_TOPIC, on_payment,
-                     frozenset({"payment.succeeded", "payment.failed", "payment.closed"})),
+        Subscription(
+            CASHIER_PAYMENTS_TOPIC, on_payment, frozenset({"payment.succeeded", "payment.failed", "payment.closed"})
+        ),
         Subscription(CASHIER_REFUNDS_TOPIC, on_refund, frozenset({"refund.succeeded"})),
     ]
 

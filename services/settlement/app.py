@@ -35,14 +35,16 @@ def create_app(settings: Settings) -> FastAPI:
         )  # fmt: skip
         runtime.extras["ledger"] = ledger
         runtime.extras["cashier"] = cashier
-        channels = ChannelRails.build(settings.cashier_url, settings.channel_payout_merchant_id,
-                                      timeout_seconds=settings.http_timeout_seconds)
+        channels = ChannelRails.build(
+            settings.cashier_url, settings.channel_payout_merchant_id, timeout_seconds=settings.http_timeout_seconds
+        )
         runtime.extras["payouts"] = Payouts(runtime.uow, ledger, bank, settings, channels)
         runtime.extras["withdrawals"] = Withdrawals(runtime.uow, ledger, bank, settings, channels)
         sharing = ChannelSharing.build(runtime.uow, ledger, settings)
         runtime.extras["profit_sharing"] = sharing
-        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose, bank.aclose, sharing.aclose,
-                                                             channels.aclose])
+        runtime.extras.setdefault("closers", []).extend(
+            [ledger.aclose, cashier.aclose, bank.aclose, sharing.aclose, channels.aclose]
+        )
 
     return create_service_app(
         settings,

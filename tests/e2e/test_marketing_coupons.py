@@ -43,8 +43,11 @@ from tests.e2e.test_launcher import Launched, eventually
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test also waits for the launcher
 # WeChat Pay sandbox refunds succeed 1 s after they are asked for (default 60 s); the cashier polls a processing
 # payment (the one the payer declines) every 1-2 s (default 5 s, backing off to minutes).
-RUN_ENV = {"JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "1", "JUHE_CASHIER_POLL_INITIAL_SECONDS": "1",
-           "JUHE_CASHIER_POLL_BACKOFF_MAX_SECONDS": "2"}
+RUN_ENV = {
+    "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "1",
+    "JUHE_CASHIER_POLL_INITIAL_SECONDS": "1",
+    "JUHE_CASHIER_POLL_BACKOFF_MAX_SECONDS": "2",
+}
 ORDER = 12_000  # 满100减10 on a 120.00 order: 10.00 off, 3.00 of it funded by the platform
 DISCOUNT, PLATFORM_PART, MERCHANT_PART = 1_000, 300, 700
 
@@ -57,19 +60,36 @@ class Platform:
     stock_id: str
     demo_user_id: str  # a user with a wallet (the launcher's seed): its points sub-account is in the ledger
 
-    def marketing(self, method: str, path: str, *, user: str | None = None, service: bool = False,
-                  **body: Any) -> httpx.Response:
+    def marketing(
+        self, method: str, path: str, *, user: str | None = None, service: bool = False, **body: Any
+    ) -> httpx.Response:
         identity = {"user": user} if user else {"service": "cashier"} if service else {"platform": "plt_demo"}
         token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", **identity)
-        return httpx.request(method, self.run.url("marketing") + path, json=body if method != "GET" else None,
-                             headers={IDENTITY_HEADER: token}, timeout=30)
+        return httpx.request(
+            method,
+            self.run.url("marketing") + path,
+            json=body if method != "GET" else None,
+            headers={IDENTITY_HEADER: token},
+            timeout=30,
+        )
 
     def stock(self, **overrides: Any) -> str:
         campaign = self.marketing("POST", "/v1/marketing/campaigns", name="Spring").json()
-        body = {"campaign_id": campaign["campaign_id"], "name": "满100减10", "discount_kind": "fixed",
-                "amount_off_minor": DISCOUNT, "threshold_minor": 10_000, "valid_days_after_claim": 30,
-                "merchant_ids": [self.merchant_id], "funding_party": "shared", "platform_share_bps": 3000,
-                "refund_policy": "return_on_full_refund", "budget_count": 50, "per_user_limit": 50, **overrides}
+        body = {
+            "campaign_id": campaign["campaign_id"],
+            "name": "满100减10",
+            "discount_kind": "fixed",
+            "amount_off_minor": DISCOUNT,
+            "threshold_minor": 10_000,
+            "valid_days_after_claim": 30,
+            "merchant_ids": [self.merchant_id],
+            "funding_party": "shared",
+            "platform_share_bps": 3000,
+            "refund_policy": "return_on_full_refund",
+            "budget_count": 50,
+            "per_user_limit": 50,
+            **overrides,
+        }
         created = self.marketing("POST", "/v1/marketing/stocks", **body)
         assert created.status_code == 201, created.text
         started = self.marketing("POST", f"/v1/marketing/stocks/{created.json()['stock_id']}/start")
@@ -77,22 +97,34 @@ class Platform:
         return str(created.json()["stock_id"])
 
     def coupon(self, user_id: str, stock_id: str | None = None) -> str:
-        claimed = self.marketing("POST", "/v1/marketing/me/claims", user=user_id,
-                                 stock_id=stock_id or self.stock_id, request_id=uuid.uuid4().hex)
+        claimed = self.marketing(
+            "POST",
+            "/v1/marketing/me/claims",
+            user=user_id,
+            stock_id=stock_id or self.stock_id,
+            request_id=uuid.uuid4().hex,
+        )
         assert claimed.status_code == 201, claimed.text
         return str(claimed.json()["coupon_id"])
 
     def coupon_status(self, user_id: str, coupon_id: str) -> str:
         return str(self.marketing("GET", f"/v1/marketing/me/coupons/{coupon_id}", user=user_id).json()["status"])
 
-    def pay(self, user_id: str, coupon_id: str | None, amount_minor: int = ORDER, order_no: str | None = None,
-            **coupon: Any) -> Any:
+    def pay(
+        self, user_id: str, coupon_id: str | None, amount_minor: int = ORDER, order_no: str | None = None, **coupon: Any
+    ) -> Any:
         """A payment of the payer with its coupon (`coupon_id`, or `coupon_code=` its 16 digits)."""
         named = coupon or {"coupon_id": coupon_id}
         return self.merchant.payments.create(
-            merchant_order_no=order_no or f"cpn-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor,
-            currency="CNY", description="Spring order", scene="native_qr", preferred_channels=["wechatpay"],
-            payer={"user_id": user_id}, **named)
+            merchant_order_no=order_no or f"cpn-{uuid.uuid4().hex[:12]}",
+            amount_minor=amount_minor,
+            currency="CNY",
+            description="Spring order",
+            scene="native_qr",
+            preferred_channels=["wechatpay"],
+            payer={"user_id": user_id},
+            **named,
+        )
 
     def wechat(self, action: str, payment: dict[str, Any]) -> None:
         out_trade_no = payment["attempts"][-1]["out_trade_no"]
@@ -100,27 +132,39 @@ class Platform:
         assert done.status_code == 200, done.text
 
     def reaches(self, payment_id: str, status: str) -> dict[str, Any]:
-        return dict(eventually(lambda: (p := self.merchant.payments.retrieve(payment_id))["status"] == status and p,
-                               f"payment {payment_id} to be {status}"))
+        return dict(
+            eventually(
+                lambda: (p := self.merchant.payments.retrieve(payment_id))["status"] == status and p,
+                f"payment {payment_id} to be {status}",
+            )
+        )
 
     def ledger_lines(self, idempotency_key: str) -> dict[tuple[str, str], int]:
         """{(account kind, direction): amount} of the cashier-sourced transfer with this key."""
-        rows = self.run.query("juhe_ledger", (
-            "SELECT a.kind, e.direction, sum(e.posted_delta_minor) AS amount FROM entries e "
-            "JOIN accounts a ON a.id = e.account_id JOIN transfers t ON t.id = e.transfer_id "
-            f"WHERE t.source = 'cashier' AND t.idempotency_key = '{idempotency_key}' GROUP BY 1, 2"))
+        rows = self.run.query(
+            "juhe_ledger",
+            (
+                "SELECT a.kind, e.direction, sum(e.posted_delta_minor) AS amount FROM entries e "
+                "JOIN accounts a ON a.id = e.account_id JOIN transfers t ON t.id = e.transfer_id "
+                f"WHERE t.source = 'cashier' AND t.idempotency_key = '{idempotency_key}' GROUP BY 1, 2"
+            ),
+        )
         return {(r["kind"], r["direction"]): int(r["amount"]) for r in rows}
 
     def points_balance(self, user_id: str) -> int:
-        rows = self.run.query("juhe_ledger", "SELECT credits_posted - debits_posted AS n FROM accounts "
-                                             f"WHERE holder_id = '{user_id}' AND kind = 'user_points'")
+        rows = self.run.query(
+            "juhe_ledger",
+            "SELECT credits_posted - debits_posted AS n FROM accounts "
+            f"WHERE holder_id = '{user_id}' AND kind = 'user_points'",
+        )
         return sum(int(r["n"]) for r in rows)
 
     def consistent(self) -> bool:
         """Settlement's own settlement ↔ ledger check, run now."""
         token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo")
-        answer = httpx.post(f"{self.run.url('settlement')}/v1/settlement/consistency/runs",
-                            headers={IDENTITY_HEADER: token}, timeout=60)
+        answer = httpx.post(
+            f"{self.run.url('settlement')}/v1/settlement/consistency/runs", headers={IDENTITY_HEADER: token}, timeout=60
+        )
         return answer.status_code == 200 and bool(answer.json().get("ok"))
 
 
@@ -175,7 +219,10 @@ def test_two_payments_race_for_one_coupon_one_wins_and_a_failed_payment_releases
     assert _absent(platform.merchant, loser_order)
     payment = won[0]
     assert (payment["amount_minor"], payment["payable_minor"], payment["discount_minor"]) == (
-        ORDER, ORDER - DISCOUNT, DISCOUNT)
+        ORDER,
+        ORDER - DISCOUNT,
+        DISCOUNT,
+    )
     assert platform.coupon_status(user, coupon) == "locked"
 
     platform.wechat("decline", payment)  # the payer's payment fails at the channel
@@ -192,20 +239,32 @@ def test_a_lock_left_by_a_create_that_died_is_released_by_the_merchants_retry(pl
     coupon = platform.coupon(user)
     # A create that died between marketing's lock and its own insert: a lock for a payment that never existed.
     ghost = platform.marketing(
-        "POST", "/v1/internal/marketing/locks", service=True, payment_id=f"pay_{uuid.uuid4().hex}",
-        coupon_id=coupon, user_id=user, merchant_id=platform.merchant_id, scene="native_qr",
-        payment_method="wechatpay", order_amount_minor=ORDER)
+        "POST",
+        "/v1/internal/marketing/locks",
+        service=True,
+        payment_id=f"pay_{uuid.uuid4().hex}",
+        coupon_id=coupon,
+        user_id=user,
+        merchant_id=platform.merchant_id,
+        scene="native_qr",
+        payment_method="wechatpay",
+        order_amount_minor=ORDER,
+    )
     assert ghost.status_code == 201, ghost.text
     order_no = f"retry-{uuid.uuid4().hex[:10]}"
     # Young: its creator may still be on its way to the insert, so it is left alone.
     assert _refused(lambda: platform.pay(user, coupon, order_no=order_no)).code == "coupon_locked"
     assert _absent(platform.merchant, order_no)
-    platform.run.query("juhe_marketing", "UPDATE redemptions SET created_at = now() - interval '10 minutes' "
-                                         f"WHERE redemption_id = '{ghost.json()['redemption_id']}' RETURNING 1")
+    platform.run.query(
+        "juhe_marketing",
+        "UPDATE redemptions SET created_at = now() - interval '10 minutes' "
+        f"WHERE redemption_id = '{ghost.json()['redemption_id']}' RETURNING 1",
+    )
     retried = platform.pay(user, coupon, order_no=order_no)  # the merchant's retry takes the orphan lock over
     assert retried["discount_minor"] == DISCOUNT and platform.coupon_status(user, coupon) == "locked"
-    released = platform.marketing("GET", f"/v1/internal/marketing/redemptions/{ghost.json()['redemption_id']}",
-                                  service=True)
+    released = platform.marketing(
+        "GET", f"/v1/internal/marketing/redemptions/{ghost.json()['redemption_id']}", service=True
+    )
     assert released.json()["status"] == "released", released.text
 
 
@@ -213,8 +272,9 @@ def test_a_paid_coupon_is_used_funded_by_the_right_party_and_returned_on_full_re
     user = _user()
     coupon = platform.coupon(user)
     payment = platform.pay(user, coupon)
-    order = httpx.get(f"{platform.run.url('wechatpay')}/control/orders/{payment['attempts'][0]['out_trade_no']}",
-                      timeout=10).json()["order"]
+    order = httpx.get(
+        f"{platform.run.url('wechatpay')}/control/orders/{payment['attempts'][0]['out_trade_no']}", timeout=10
+    ).json()["order"]
     assert order["amount"]["total"] == ORDER - DISCOUNT  # the channel is asked for the discounted amount
     platform.wechat("approve", payment)
     paid = platform.reaches(payment["id"], "succeeded")
@@ -252,9 +312,17 @@ def test_bad_coupons_are_refused_with_marketing_codes_and_nothing_is_created(pla
     user = _user()
     later = datetime.now(UTC) + timedelta(days=2)  # not valid yet: outside its validity period
     cases = {
-        "coupon_expired": (platform.coupon(user, platform.stock(valid_from=later.isoformat(),
-                                                                valid_until=(later + timedelta(days=5)).isoformat(),
-                                                                valid_days_after_claim=None)), ORDER),
+        "coupon_expired": (
+            platform.coupon(
+                user,
+                platform.stock(
+                    valid_from=later.isoformat(),
+                    valid_until=(later + timedelta(days=5)).isoformat(),
+                    valid_days_after_claim=None,
+                ),
+            ),
+            ORDER,
+        ),
         "coupon_not_applicable": (platform.coupon(user, platform.stock(merchant_ids=["mch_someone_else"])), ORDER),
         "threshold_not_met": (platform.coupon(user), 9_999),
     }
@@ -270,17 +338,26 @@ def test_bad_coupons_are_refused_with_marketing_codes_and_nothing_is_created(pla
 
 def test_points_earned_and_partly_reversed_land_in_the_wallet_points_subaccount(platform: Platform) -> None:
     user = platform.demo_user_id
-    rule = platform.marketing("POST", "/v1/marketing/points-rules", name="1 point per yuan",
-                              merchant_id=platform.merchant_id, currency="CNY")
+    rule = platform.marketing(
+        "POST", "/v1/marketing/points-rules", name="1 point per yuan", merchant_id=platform.merchant_id, currency="CNY"
+    )
     assert rule.status_code == 201, rule.text
     before = platform.points_balance(user)
     payment = platform.merchant.payments.create(
-        merchant_order_no=f"pts-{uuid.uuid4().hex[:12]}", amount_minor=ORDER, currency="CNY",
-        description="Spring order", scene="native_qr", preferred_channels=["wechatpay"], payer={"user_id": user})
+        merchant_order_no=f"pts-{uuid.uuid4().hex[:12]}",
+        amount_minor=ORDER,
+        currency="CNY",
+        description="Spring order",
+        scene="native_qr",
+        preferred_channels=["wechatpay"],
+        payer={"user_id": user},
+    )
     platform.wechat("approve", payment)
     platform.reaches(payment["id"], "succeeded")
     eventually(lambda: platform.points_balance(user) == before + ORDER // 100, "120 points in the ledger")
     refund = platform.merchant.payments.refund(payment["id"], amount_minor=ORDER // 4)
     eventually(lambda: platform.merchant.refunds.retrieve(refund["id"])["status"] == "succeeded", "the refund")
-    eventually(lambda: platform.points_balance(user) == before + ORDER // 100 - ORDER // 400,
-               "a quarter of the points taken back")
+    eventually(
+        lambda: platform.points_balance(user) == before + ORDER // 100 - ORDER // 400,
+        "a quarter of the points taken back",
+    )

@@ -56,17 +56,35 @@ class Demo:
         self.shop = CallbackReceiver(reply_status=200, reply_body=b"<h1>Thank you</h1>")
 
     def pay(self, scene: str, channels: list[str], amount_minor: int, **extra: Any) -> dict[str, Any]:
-        return dict(self.merchant.payments.create(
-            merchant_order_no=f"up-{uuid.uuid4().hex[:16]}", amount_minor=amount_minor, currency="CNY",
-            description="银联与数字人民币测试", scene=scene, preferred_channels=channels, **extra))
+        return dict(
+            self.merchant.payments.create(
+                merchant_order_no=f"up-{uuid.uuid4().hex[:16]}",
+                amount_minor=amount_minor,
+                currency="CNY",
+                description="银联与数字人民币测试",
+                scene=scene,
+                preferred_channels=channels,
+                **extra,
+            )
+        )
 
     def reaches(self, payment_id: str, status: str) -> dict[str, Any]:
-        return dict(eventually(lambda: (p := self.merchant.payments.retrieve(payment_id))["status"] == status and p,
-                               f"payment {payment_id} to be {status}", WAIT_SECONDS))
+        return dict(
+            eventually(
+                lambda: (p := self.merchant.payments.retrieve(payment_id))["status"] == status and p,
+                f"payment {payment_id} to be {status}",
+                WAIT_SECONDS,
+            )
+        )
 
     def refund_reaches(self, refund_id: str, status: str) -> dict[str, Any]:
-        return dict(eventually(lambda: (r := self.merchant.refunds.retrieve(refund_id))["status"] == status and r,
-                               f"refund {refund_id} to be {status}", WAIT_SECONDS))
+        return dict(
+            eventually(
+                lambda: (r := self.merchant.refunds.retrieve(refund_id))["status"] == status and r,
+                f"refund {refund_id} to be {status}",
+                WAIT_SECONDS,
+            )
+        )
 
     def sandbox(self, name: str, method: str, path: str, **kwargs: Any) -> Any:
         response = httpx.request(method, self.platform.url(name) + path, timeout=10, **kwargs)
@@ -171,12 +189,14 @@ def test_unionpay_unknown_outcome_resolved_by_query(demo: Demo) -> None:
 def test_ecny_qr_payment_and_refund(demo: Demo) -> None:
     payment = demo.pay("native_qr", ["ecny"], 1_888)
     assert (payment["channel"], payment["route_id"], payment["payer_action"]["type"]) == (
-        "ecny", "ecny_bank", "qr_code")
+        "ecny",
+        "ecny_bank",
+        "qr_code",
+    )
     out_trade_no = payment["attempts"][-1]["out_trade_no"]
     wallet = httpx.get(payment["payer_action"]["qr_code"], timeout=10)  # what the wallet app opens on a scan
     assert wallet.status_code == 200 and "18.88" in wallet.text
-    paid_page = httpx.post(payment["payer_action"]["qr_code"], data={"action": "pay", "wallet_level": "2"},
-                           timeout=10)
+    paid_page = httpx.post(payment["payer_action"]["qr_code"], data={"action": "pay", "wallet_level": "2"}, timeout=10)
     assert paid_page.status_code == 200 and '<span id="status">SUCCEEDED</span>' in paid_page.text
     paid = demo.reaches(payment["id"], "succeeded")
     assert paid["attempts"][-1]["out_trade_no"] == out_trade_no
@@ -189,8 +209,9 @@ def test_ecny_level_4_wallet_over_its_limit_is_declined(demo: Demo) -> None:
     payment = demo.pay("h5", ["ecny"], 2_000_01)  # one fen over a level-4 wallet's 2,000 yuan per payment
     assert payment["payer_action"]["type"] == "redirect"
     out_trade_no = payment["attempts"][-1]["out_trade_no"]
-    page = httpx.post(payment["payer_action"]["url"].split("?")[0], data={"action": "pay", "wallet_level": "4"},
-                      timeout=10)
+    page = httpx.post(
+        payment["payer_action"]["url"].split("?")[0], data={"action": "pay", "wallet_level": "4"}, timeout=10
+    )
     assert page.status_code == 200, page.text
     assert '<span id="status">FAILED</span> WALLET_LIMIT_EXCEEDED' in page.text  # what the payer's app shows
     failed = demo.reaches(payment["id"], "failed")
@@ -206,7 +227,9 @@ def test_dark_unionpay_fails_over_to_another_channel(demo: Demo) -> None:
     finally:
         demo.sandbox("unionpay", "PUT", "/control/faults", json={"dark": False})
     assert [(a["channel"], a["status"]) for a in payment["attempts"]] == [
-        ("unionpay", "failed"), ("alipay", "processing")], payment["attempts"]
+        ("unionpay", "failed"),
+        ("alipay", "processing"),
+    ], payment["attempts"]
     assert payment["attempts"][0]["failure_code"] == "channel_unavailable"
     assert (payment["channel"], payment["route_id"]) == ("alipay", "ali_direct")
     tn = demo.pay("app", ["unionpay"], 3_300)  # UnionPay answers again: the app gets its tn
@@ -221,29 +244,39 @@ def test_a_day_of_both_channels_reconciles_to_exactly_the_injected_discrepancies
         demo.card_paid(payment)
         paid["unionpay"].append(demo.reaches(payment["id"], "succeeded"))
         payment = demo.pay("native_qr", ["ecny"], amount)
-        demo.sandbox("ecny", "POST", f"/control/orders/{demo.ecny_merchant_id}/"
-                     f"{payment['attempts'][-1]['out_trade_no']}/pay", json={"wallet_level": 1})
+        demo.sandbox(
+            "ecny",
+            "POST",
+            f"/control/orders/{demo.ecny_merchant_id}/{payment['attempts'][-1]['out_trade_no']}/pay",
+            json={"wallet_level": 1},
+        )
         paid["ecny"].append(demo.reaches(payment["id"], "succeeded"))
     injected: dict[str, set[tuple[str, str]]] = {}
     for channel, payments in paid.items():
         dropped, changed = (p["attempts"][-1]["out_trade_no"] for p in payments)
-        for body in ({"kind": "drop_line", "out_trade_no": dropped},
-                     {"kind": "change_amount", "out_trade_no": changed, "amount_minor": 999}):
+        for body in (
+            {"kind": "drop_line", "out_trade_no": dropped},
+            {"kind": "change_amount", "out_trade_no": changed, "amount_minor": 999},
+        ):
             demo.sandbox(channel, "POST", f"/control/bills/{today.isoformat()}/discrepancies", json=body)
         injected[channel] = {("missing_at_channel", dropped), ("amount_mismatch", changed)}
 
     token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-operator", platform="plt_demo")
-    with httpx.Client(base_url=demo.platform.url("settlement"), headers={IDENTITY_HEADER: token},
-                      timeout=60) as settlement:
+    with httpx.Client(
+        base_url=demo.platform.url("settlement"), headers={IDENTITY_HEADER: token}, timeout=60
+    ) as settlement:
 
         def found(channel: str) -> set[tuple[str, str]] | None:
             """One run of the day; its non-matched items, once they are exactly the injected ones."""
-            run = settlement.post("/v1/settlement/reconciliations", json={
-                "channel": channel, "merchant_id": demo.merchant_id, "bill_date": today.isoformat()})
+            run = settlement.post(
+                "/v1/settlement/reconciliations",
+                json={"channel": channel, "merchant_id": demo.merchant_id, "bill_date": today.isoformat()},
+            )
             assert run.status_code == 201, run.text
             assert run.json()["status"] == "finished", run.json()
-            items = settlement.get("/v1/settlement/reconciliation-items",
-                                   params={"run_id": run.json()["run_id"], "limit": 100}).json()["items"]
+            items = settlement.get(
+                "/v1/settlement/reconciliation-items", params={"run_id": run.json()["run_id"], "limit": 100}
+            ).json()["items"]
             seen = {(i["outcome"], i["key"]) for i in items if i["outcome"] != "matched"}
             return seen if seen == injected[channel] else None
 
@@ -266,4 +299,7 @@ def test_the_wallet_merchants_alipay_app_is_in_certificate_mode(demo: Demo) -> N
     assert created.status_code == 201, created.text
     payment = created.json()
     assert (payment["status"], payment["channel"], payment["payer_action"]["type"]) == (
-        "processing", "alipay", "qr_code"), payment
+        "processing",
+        "alipay",
+        "qr_code",
+    ), payment

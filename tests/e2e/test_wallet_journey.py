@@ -127,8 +127,7 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
                       json={"payer_openid": "o_e2e_payer"}, timeout=10)  # fmt: skip
     assert paid.status_code == 200, paid.text
     credited = eventually(
-        lambda: (o := user.ok(user.get(f"/v1/wallet/holders/{user_id}/top-up-orders/{order['id']}")))["credited"]
-        and o,
+        lambda: (o := user.ok(user.get(f"/v1/wallet/holders/{user_id}/top-up-orders/{order['id']}")))["credited"] and o,
         "the top-up to be credited",
     )
     assert credited["payment"]["status"] == "succeeded"
@@ -139,8 +138,14 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
     # --- 3. pay the merchant from the balance; buy a prepaid card there and use it --------------------------
     pay = {"payment_id": f"pay_e2e_{uuid.uuid4().hex[:8]}", "merchant_id": merchant_id, "amount_minor": 12_000}
     user.ok(user.write("POST", f"/v1/wallet/holders/{user_id}/payments", pay), 201)
-    card = user.ok(user.write("POST", f"/v1/wallet/holders/{user_id}/prepaid-cards",
-                              {"order_id": "ord_e2e_card", "merchant_id": merchant_id, "amount_minor": 20_000}), 201)
+    card = user.ok(
+        user.write(
+            "POST",
+            f"/v1/wallet/holders/{user_id}/prepaid-cards",
+            {"order_id": "ord_e2e_card", "merchant_id": merchant_id, "amount_minor": 20_000},
+        ),
+        201,
+    )
     used = {"payment_id": f"pay_e2e_{uuid.uuid4().hex[:8]}", "merchant_id": merchant_id, "amount_minor": 5_000,
             "subaccount_type": "prepaid", "subaccount_id": card["details"]["account_id"]}  # fmt: skip
     user.ok(user.write("POST", f"/v1/wallet/holders/{user_id}/payments", used), 201)

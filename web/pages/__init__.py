@@ -71,8 +71,13 @@ class PageContext:
         ]  # fmt: skip
 
     def render(
-        self, template: str, status_code: int = 200, *, frame_ancestors: str = "'none'",
-        form_targets: tuple[str, ...] = (), **values: Any,
+        self,
+        template: str,
+        status_code: int = 200,
+        *,
+        frame_ancestors: str = "'none'",
+        form_targets: tuple[str, ...] = (),
+        **values: Any,
     ) -> HTMLResponse:
         translations = self.web.catalogues[self.locale]
         env = self.web.templates

@@ -163,8 +163,9 @@ async def pay_with_wallet(token: Token, page: Page) -> Response:
     gateway = page.web.gateway
     try:
         await gateway.verify_pin(page.session.token, pin)
-        await gateway.pay_checkout_with_wallet(page.session.token, token,
-                                               request_id=form.get("request_id", "") or secrets.token_hex(12))
+        await gateway.pay_checkout_with_wallet(
+            page.session.token, token, request_id=form.get("request_id", "") or secrets.token_hex(12)
+        )
     except GatewayProblem as exc:
         log.info("checkout wallet payment refused", code=exc.code, status=exc.status)
         return page.redirect(f"/checkout/{token}", error=_error_code(exc.code))
@@ -246,5 +247,6 @@ async def events(token: Token, page: Page) -> Response:
                 return
             await asyncio.sleep(SSE_STEP_SECONDS)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )

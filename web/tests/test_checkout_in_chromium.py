@@ -46,8 +46,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test also 
 SHOP = "https://shop.example"
 EXPIRY_SECONDS = 60  # the shortest session: the expiry test's session is created first, checked last
 PAGE_BYTES_MAX = 100_000
-IPHONE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 15_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-             "Version/15.0 Mobile/15E148 Safari/604.1")
+IPHONE_UA = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 15_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/15.0 Mobile/15E148 Safari/604.1"
+)
 
 
 def merchant(platform: Platform) -> Client:
@@ -84,8 +86,11 @@ class Shop:
     def _answer(self, route: Route) -> None:
         self.visits.append(route.request.url)
         link = f"<a id='pay' href='{self.pay_url}'>Pay</a>" if self.pay_url else ""
-        route.fulfill(status=200, content_type="text/html; charset=utf-8",
-                      body=f"<!doctype html><html lang='en'><title>Shop</title><h1>Thank you</h1>{link}</html>")
+        route.fulfill(
+            status=200,
+            content_type="text/html; charset=utf-8",
+            body=f"<!doctype html><html lang='en'><title>Shop</title><h1>Thank you</h1>{link}</html>",
+        )
 
     def returned(self, platform: Platform, session: dict[str, Any]) -> dict[str, str]:
         """The return's query, verified as a merchant would with the SDK."""
@@ -122,8 +127,9 @@ def expiring(platform: Platform) -> dict[str, Any]:
     return {**session, "qr_payment": payment}
 
 
-def test_desktop_wechat_qr_turns_to_success_live_and_returns_signed(platform: Platform, browser: Browser,
-                                                                   expiring: dict[str, Any]) -> None:
+def test_desktop_wechat_qr_turns_to_success_live_and_returns_signed(
+    platform: Platform, browser: Browser, expiring: dict[str, Any]
+) -> None:
     before = merchant(platform).request("GET", f"/v1/wallet/merchants/{platform.merchant_id}/balances")
     session = new_session(platform)
     context = new_context(browser, locale="zh-CN", viewport={"width": 1280, "height": 900})
@@ -221,8 +227,12 @@ def test_a_signed_in_user_pays_from_the_wallet_with_the_payment_pin(platform: Pl
     _offer_the_wallet(platform)
     user_id = a_user_with_a_wallet(platform)
     token = _write(gw, admin, "POST", f"/v1/platform/users/{user_id}/tokens", {"ttl_seconds": 600})["token"]
-    pin = httpx.put(f"{gw}/v1/me/payment-pin", json={"pin": "246813"}, timeout=30,
-                    headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex})
+    pin = httpx.put(
+        f"{gw}/v1/me/payment-pin",
+        json={"pin": "246813"},
+        timeout=30,
+        headers={"Authorization": f"Bearer {token}", "Idempotency-Key": uuid.uuid4().hex},
+    )
     assert pin.status_code in (200, 201), pin.text
     session = new_session(platform, amount_minor=3_000, line_items=[], description="Property fee")
     context = new_context(browser, locale="zh-CN", viewport={"width": 390, "height": 844})
@@ -248,14 +258,16 @@ def test_a_signed_in_user_pays_from_the_wallet_with_the_payment_pin(platform: Pl
     context.close()
 
 
-def test_expiry_ends_the_countdown_and_the_old_qr_is_refused(platform: Platform, browser: Browser,
-                                                            expiring: dict[str, Any]) -> None:
+def test_expiry_ends_the_countdown_and_the_old_qr_is_refused(
+    platform: Platform, browser: Browser, expiring: dict[str, Any]
+) -> None:
     context = new_context(browser, locale="en-US", viewport={"width": 1280, "height": 900})
     page = context.new_page()
     page.goto(expiring["url"])  # the live QR, or already the expired page on a busy machine
     old = expiring["qr_payment"]
     expect(page.get_by_role("heading", name="This checkout has expired")).to_be_visible(
-        timeout=(EXPIRY_SECONDS + 60) * 1000)  # the countdown reaches zero and the page reloads
+        timeout=(EXPIRY_SECONDS + 60) * 1000
+    )  # the countdown reaches zero and the page reloads
     check_accessibility(page, "26-checkout-expired-en")
     out_trade_no = urlsplit(old["payer_action"]["sandbox_pay_url"]).path.rsplit("/", 1)[1]
     mchid = dict(parse_qsl(urlsplit(old["payer_action"]["sandbox_pay_url"]).query)).get("mchid")
@@ -264,8 +276,11 @@ def test_expiry_ends_the_countdown_and_the_old_qr_is_refused(platform: Platform,
         return str(page_view(platform, expiring)["status"]) == "expired"
 
     eventually(closed, "the session to expire")
-    refused = httpx.post(f"{platform.sandboxes['wechatpay']}/control/orders/{out_trade_no}/approve",
-                         params={"mchid": mchid} if mchid else None, timeout=30)
+    refused = httpx.post(
+        f"{platform.sandboxes['wechatpay']}/control/orders/{out_trade_no}/approve",
+        params={"mchid": mchid} if mchid else None,
+        timeout=30,
+    )
     assert refused.status_code >= 400, refused.text  # the old QR cannot be paid
     ended = merchant(platform).request("GET", f"/v1/checkout/sessions/{expiring['id']}")
     assert ended["status"] == "expired" and ended["payment_id"] is None
@@ -274,12 +289,22 @@ def test_expiry_ends_the_countdown_and_the_old_qr_is_refused(platform: Platform,
 
 def _iphone() -> dict[str, Any]:
     """Playwright's "iPhone 13" descriptor (the browser fixture's Playwright instance is not reachable here)."""
-    return {"user_agent": IPHONE_UA, "viewport": {"width": 390, "height": 664}, "device_scale_factor": 3,
-            "is_mobile": True, "has_touch": True}
+    return {
+        "user_agent": IPHONE_UA,
+        "viewport": {"width": 390, "height": 664},
+        "device_scale_factor": 3,
+        "is_mobile": True,
+        "has_touch": True,
+    }
 
 
 def _offer_the_wallet(platform: Platform) -> None:
     """Operator set-up: the demo merchant takes the platform wallet (routing has no wallet scene: the cashier
     uses the merchant's own channel order for it, as for any method routing cannot decide)."""
-    _write(platform.gateway, platform.admin, "PUT", f"/v1/admin/merchants/{platform.merchant_id}/channels/wallet",
-           {"priority": 3, "enabled": True, "config": {}})
+    _write(
+        platform.gateway,
+        platform.admin,
+        "PUT",
+        f"/v1/admin/merchants/{platform.merchant_id}/channels/wallet",
+        {"priority": 3, "enabled": True, "config": {}},
+    )

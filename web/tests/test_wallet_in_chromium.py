@@ -75,8 +75,9 @@ def platform() -> Iterator[Platform]:
                 web.start()
             keys = json.loads((data_dir / "demo-keys.json").read_text())
             sandboxes = {name: f"http://127.0.0.1:{ports[name]}" for name in SANDBOXES}
-            yield Platform(gateway, {"Authorization": f"Bearer {keys['admin_key']}"}, keys["merchant_id"], keys,
-                           sandboxes)
+            yield Platform(
+                gateway, {"Authorization": f"Bearer {keys['admin_key']}"}, keys["merchant_id"], keys, sandboxes
+            )
         finally:
             if web is not None:
                 web.stop()

@@ -38,8 +38,9 @@ async def test_docs_pages_load_every_asset_from_the_gateway(make_stack: StackFac
             assert head.status_code == 200 and head.content == b"", path
             assert head.headers["content-type"] == got.headers["content-type"]
         assert (await raw.head("/v1/platform/merchants/mch_demo")).status_code == 401  # authenticated like GET
-        admin_head = await raw.head("/v1/platform/merchants/mch_demo",
-                                    headers={"Authorization": f"Bearer {stack.keys['admin_key']}"})
+        admin_head = await raw.head(
+            "/v1/platform/merchants/mch_demo", headers={"Authorization": f"Bearer {stack.keys['admin_key']}"}
+        )
         assert admin_head.status_code == 200 and admin_head.content == b""
 
     # A signed HEAD on a proxied resource reaches the service as a GET and answers without a body.

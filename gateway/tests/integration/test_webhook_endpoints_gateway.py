@@ -37,7 +37,8 @@ def receivers() -> Iterator[tuple[WebhookReceiver, ...]]:
 
 
 async def test_a_missed_webhook_is_found_via_events_and_resent(
-    stack_with_cashier: Stack, alipay: AlipaySandbox,
+    stack_with_cashier: Stack,
+    alipay: AlipaySandbox,
     receivers: tuple[WebhookReceiver, ...],
 ) -> None:
     down, working = receivers
@@ -65,8 +66,7 @@ async def test_a_missed_webhook_is_found_via_events_and_resent(
     events = await juhe.request("GET", "/v1/events", params={"type": "payment.succeeded"})
     assert events["has_more"] is False and events["next_cursor"] is None
     [event] = events["data"]
-    assert (event["id"], event["type"], event["data"]["id"]) == (missed["event_id"], "payment.succeeded",
-                                                                 payment["id"])
+    assert (event["id"], event["type"], event["data"]["id"]) == (missed["event_id"], "payment.succeeded", payment["id"])
     assert [e async for e in juhe.events.list(page_size=1)] == [event]  # the SDK pages the same list
     with pytest.raises(APIError) as bad_cursor:
         await juhe.request("GET", "/v1/events", params={"cursor": "not-a-cursor"})

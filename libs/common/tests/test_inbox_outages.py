@@ -112,13 +112,22 @@ async def test_a_consumer_whose_stop_hangs_leaves_the_group_for_good(juhe_infra:
     namespace = f"t{asyncio.get_running_loop().time():.0f}x."
     topic = topic_name(namespace, TOPIC)
     await ensure_topics(juhe_infra.bootstrap, [topic])
-    inbox = consumer(UnitOfWork(create_engine("postgresql+asyncpg://unused@127.0.0.1:1/x"), source="routing"),
-                     lambda tx, envelope: asyncio.sleep(0), juhe_infra.bootstrap)
+    inbox = consumer(
+        UnitOfWork(create_engine("postgresql+asyncpg://unused@127.0.0.1:1/x"), source="routing"),
+        lambda tx, envelope: asyncio.sleep(0),
+        juhe_infra.bootstrap,
+    )
     group = f"{namespace}juhe-routing"
 
     def member() -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(topic, bootstrap_servers=juhe_infra.bootstrap, group_id=group,
-                                enable_auto_commit=False, session_timeout_ms=3000, heartbeat_interval_ms=500)
+        return AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=juhe_infra.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            session_timeout_ms=3000,
+            heartbeat_interval_ms=500,
+        )
 
     async def assigned(c: AIOKafkaConsumer, partitions: int) -> None:
         while len(c.assignment()) < partitions:

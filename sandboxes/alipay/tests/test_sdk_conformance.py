@@ -94,8 +94,13 @@ def _app(sandbox: SandboxProcess, **extra: Any) -> dict[str, Any]:
 
 
 def _sdk(sandbox: SandboxProcess, app: dict[str, Any], notify_url: str) -> Any:
-    client = AliPay(appid=app["app_id"], app_notify_url=notify_url, app_private_key_string=app["app_private_key_pem"],
-                    alipay_public_key_string=app["alipay_public_key_pem"], sign_type="RSA2")
+    client = AliPay(
+        appid=app["app_id"],
+        app_notify_url=notify_url,
+        app_private_key_string=app["app_private_key_pem"],
+        alipay_public_key_string=app["alipay_public_key_pem"],
+        sign_type="RSA2",
+    )
     client._gateway = f"{sandbox.base_url}/gateway.do"
     return client
 
@@ -119,8 +124,9 @@ def _verify_notification(sdk: Any, body: bytes) -> dict[str, str]:
     return data
 
 
-def _trade_status_notification(receiver: CallbackReceiver, name: str, sdk: Any, out_trade_no: str,
-                               status: str) -> dict[str, str]:
+def _trade_status_notification(
+    receiver: CallbackReceiver, name: str, sdk: Any, out_trade_no: str, status: str
+) -> dict[str, str]:
     for _ in range(10):
         _headers, body = receiver.next(name)
         data = _verify_notification(sdk, body)
@@ -147,14 +153,18 @@ def test_python_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: Ca
     assert (refund["code"], refund["fund_change"], refund["refund_fee"]) == ("10000", "Y", "8.88")
     refund_query = sdk.api_alipay_trade_fastpay_refund_query(out_request_no="r1", out_trade_no=paid)
     assert refund_query["refund_amount"] == "8.88"
-    assert sdk.api_alipay_trade_refund(refund_amount="1.005", out_trade_no=paid, out_request_no="r2")[
-        "sub_code"] == "ACQ.INVALID_PARAMETER"  # more than two decimals: refused, never rounded
+    assert (
+        sdk.api_alipay_trade_refund(refund_amount="1.005", out_trade_no=paid, out_request_no="r2")["sub_code"]
+        == "ACQ.INVALID_PARAMETER"
+    )  # more than two decimals: refused, never rounded
 
     _control(sandbox, f"/trades/{paid}/finish")
     assert _trade_status_notification(receiver, "py", sdk, paid, "TRADE_FINISHED")["trade_no"] == queried["trade_no"]
     assert sdk.api_alipay_trade_query(out_trade_no=paid)["trade_status"] == "TRADE_FINISHED"
-    assert sdk.api_alipay_trade_refund(refund_amount="1.00", out_trade_no=paid, out_request_no="r3")[
-        "sub_code"] == "ACQ.TRADE_HAS_FINISHED"
+    assert (
+        sdk.api_alipay_trade_refund(refund_amount="1.00", out_trade_no=paid, out_request_no="r3")["sub_code"]
+        == "ACQ.TRADE_HAS_FINISHED"
+    )
 
     # The documented precreate flow: poll, then cancel at the deadline (the QR code is dead afterwards).
     abandoned = _no("py")
@@ -174,11 +184,14 @@ def test_python_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: Ca
     _control(sandbox, f"/trades/{to_close}/scan")
     assert sdk.api_alipay_trade_close(out_trade_no=to_close)["code"] == "10000"
 
-    bill = sdk.server_api("alipay.data.dataservice.bill.downloadurl.query",
-                          {"bill_type": "trade", "bill_date": time.strftime("%Y-%m-%d")})
+    bill = sdk.server_api(
+        "alipay.data.dataservice.bill.downloadurl.query", {"bill_type": "trade", "bill_date": time.strftime("%Y-%m-%d")}
+    )
     assert httpx.get(bill["bill_download_url"]).content[:2] == b"PK"  # a zip
-    account = sdk.server_api("alipay.data.dataservice.bill.downloadurl.query",
-                             {"bill_type": "signcustomer", "bill_date": time.strftime("%Y-%m-%d")})
+    account = sdk.server_api(
+        "alipay.data.dataservice.bill.downloadurl.query",
+        {"bill_type": "signcustomer", "bill_date": time.strftime("%Y-%m-%d")},
+    )
     import io
     import zipfile
 
@@ -195,16 +208,21 @@ def test_python_alipay_sdk_browser_and_app_flows(sandbox: SandboxProcess, receiv
     gateway = f"{sandbox.base_url}/gateway.do?"
     for build in (sdk.api_alipay_trade_wap_pay, sdk.api_alipay_trade_page_pay):  # wap: QUICK_WAP_PAY
         out_trade_no = _no("web")
-        order_string = build(subject="网页支付", out_trade_no=out_trade_no, total_amount=12.5,
-                             return_url="https://merchant.example/return")
+        order_string = build(
+            subject="网页支付",
+            out_trade_no=out_trade_no,
+            total_amount=12.5,
+            return_url="https://merchant.example/return",
+        )
         opened = httpx.get(gateway + order_string)
         assert opened.status_code == 303, opened.text
         redirect = _control(sandbox, f"/trades/{out_trade_no}/approve")["return_redirect_url"]
         returned = dict(parse_qsl(urlsplit(redirect).query))
         signature = returned.pop("sign")
         assert sdk.verify(returned, signature)  # the return_url check, as the SDK documents it
-        assert _trade_status_notification(receiver, "web", sdk, out_trade_no, "TRADE_SUCCESS")["total_amount"] == \
-            "12.50"
+        assert (
+            _trade_status_notification(receiver, "web", sdk, out_trade_no, "TRADE_SUCCESS")["total_amount"] == "12.50"
+        )
 
     out_trade_no = _no("app")
     order_string = sdk.api_alipay_trade_app_pay(subject="App", out_trade_no=out_trade_no, total_amount="2.00")
@@ -214,26 +232,34 @@ def test_python_alipay_sdk_browser_and_app_flows(sandbox: SandboxProcess, receiv
 
 def test_python_alipay_sdk_certificate_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
     app = _app(sandbox, cert_mode=True)
-    sdk = DCAliPay(appid=app["app_id"], app_notify_url=receiver.url("cert"),
-                   app_private_key_string=app["app_private_key_pem"],
-                   app_public_key_cert_string=app["app_cert_pem"],
-                   alipay_public_key_cert_string=app["alipay_cert_pem"],
-                   alipay_root_cert_string=app["alipay_root_cert_pem"])
+    sdk = DCAliPay(
+        appid=app["app_id"],
+        app_notify_url=receiver.url("cert"),
+        app_private_key_string=app["app_private_key_pem"],
+        app_public_key_cert_string=app["app_cert_pem"],
+        alipay_public_key_cert_string=app["alipay_cert_pem"],
+        alipay_root_cert_string=app["alipay_root_cert_pem"],
+    )
     sdk._gateway = f"{sandbox.base_url}/gateway.do"
     assert (sdk.app_cert_sn, sdk.alipay_root_cert_sn) == (app["app_cert_sn"], app["alipay_root_cert_sn"])
 
     out_trade_no = _no("cert")
-    assert sdk.api_alipay_trade_precreate(subject="cert", out_trade_no=out_trade_no, total_amount="1.00")[
-        "code"] == "10000"
-    raw = httpx.get(f"{sandbox.base_url}/gateway.do?" + sdk.sign_data(sdk.build_body(
-        "alipay.trade.query", {"out_trade_no": out_trade_no}))).json()
+    assert (
+        sdk.api_alipay_trade_precreate(subject="cert", out_trade_no=out_trade_no, total_amount="1.00")["code"]
+        == "10000"
+    )
+    raw = httpx.get(
+        f"{sandbox.base_url}/gateway.do?"
+        + sdk.sign_data(sdk.build_body("alipay.trade.query", {"out_trade_no": out_trade_no}))
+    ).json()
     assert raw["alipay_cert_sn"] == app["alipay_cert_sn"]
     _control(sandbox, f"/trades/{out_trade_no}/approve")
     assert sdk.api_alipay_trade_query(out_trade_no=out_trade_no)["trade_status"] == "TRADE_SUCCESS"
     _trade_status_notification(receiver, "cert", sdk, out_trade_no, "TRADE_SUCCESS")
 
-    public_key_mode = _sdk(sandbox, {**app, "alipay_public_key_pem": app["alipay_public_key_pem"]},
-                           receiver.url("cert"))  # the same app without its certificates is refused
+    public_key_mode = _sdk(
+        sandbox, {**app, "alipay_public_key_pem": app["alipay_public_key_pem"]}, receiver.url("cert")
+    )  # the same app without its certificates is refused
     refused = public_key_mode.api_alipay_trade_query(out_trade_no=out_trade_no)
     assert (refused["code"], refused["sub_code"]) == ("40001", "isv.missing-app-cert-sn")
 
@@ -257,8 +283,9 @@ def official_transport(monkeypatch: pytest.MonkeyPatch) -> None:
 def _official(sandbox: SandboxProcess, app: dict[str, Any]) -> Any:
     """The official SDK wants a PKCS#1 private key (Alipay's key tool offers both formats)."""
     key = serialization.load_pem_private_key(app["app_private_key_pem"].encode(), password=None)
-    pkcs1 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                              serialization.NoEncryption()).decode()
+    pkcs1 = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
     config = AlipayClientConfig()
     config.server_url = f"{sandbox.base_url}/gateway.do"
     config.app_id = app["app_id"]
@@ -276,14 +303,18 @@ def _execute(client: Any, request_class: Any, biz: dict[str, Any], **common: str
     return data
 
 
-def test_official_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: CallbackReceiver,
-                                             official_transport: None) -> None:
+def test_official_alipay_sdk_public_key_mode(
+    sandbox: SandboxProcess, receiver: CallbackReceiver, official_transport: None
+) -> None:
     app = _app(sandbox)
     client = _official(sandbox, app)
     out_trade_no = _no("off")
-    created = _execute(client, AlipayTradePrecreateRequest,
-                       {"out_trade_no": out_trade_no, "total_amount": 66.6, "subject": "官方SDK"},
-                       notify_url=receiver.url("official"))
+    created = _execute(
+        client,
+        AlipayTradePrecreateRequest,
+        {"out_trade_no": out_trade_no, "total_amount": 66.6, "subject": "官方SDK"},
+        notify_url=receiver.url("official"),
+    )
     assert created["code"] == "10000"
     _control(sandbox, f"/trades/{out_trade_no}/approve")
     _headers, body = receiver.next("official")
@@ -296,31 +327,53 @@ def test_official_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: 
 
     queried = _execute(client, AlipayTradeQueryRequest, {"out_trade_no": out_trade_no})
     assert queried["trade_status"] == "TRADE_SUCCESS"
-    refund = _execute(client, AlipayTradeRefundRequest,
-                      {"out_trade_no": out_trade_no, "refund_amount": "6.60", "out_request_no": "o1"})
+    refund = _execute(
+        client,
+        AlipayTradeRefundRequest,
+        {"out_trade_no": out_trade_no, "refund_amount": "6.60", "out_request_no": "o1"},
+    )
     assert refund["fund_change"] == "Y"
-    assert _execute(client, AlipayTradeFastpayRefundQueryRequest,
-                    {"out_trade_no": out_trade_no, "out_request_no": "o1"})["refund_amount"] == "6.60"
+    assert (
+        _execute(client, AlipayTradeFastpayRefundQueryRequest, {"out_trade_no": out_trade_no, "out_request_no": "o1"})[
+            "refund_amount"
+        ]
+        == "6.60"
+    )
     assert _execute(client, AlipayTradeCancelRequest, {"out_trade_no": out_trade_no})["action"] == "refund"
 
     unpaid = _no("off")
     _execute(client, AlipayTradePrecreateRequest, {"out_trade_no": unpaid, "total_amount": "1.00", "subject": "x"})
     _control(sandbox, f"/trades/{unpaid}/scan")
     assert _execute(client, AlipayTradeCloseRequest, {"out_trade_no": unpaid})["code"] == "10000"
-    assert _execute(client, AlipayDataDataserviceBillDownloadurlQueryRequest,
-                    {"bill_type": "trade", "bill_date": time.strftime("%Y-%m-%d")})["bill_download_url"]
+    assert _execute(
+        client,
+        AlipayDataDataserviceBillDownloadurlQueryRequest,
+        {"bill_type": "trade", "bill_date": time.strftime("%Y-%m-%d")},
+    )["bill_download_url"]
 
     page = AlipayTradePagePayRequest()
     page_no = _no("off")
-    page.biz_content = {"out_trade_no": page_no, "total_amount": "9.90", "subject": "page",
-                        "product_code": "FAST_INSTANT_TRADE_PAY"}
+    page.biz_content = {
+        "out_trade_no": page_no,
+        "total_amount": "9.90",
+        "subject": "page",
+        "product_code": "FAST_INSTANT_TRADE_PAY",
+    }
     assert httpx.get(client.page_execute(page, http_method="GET")).status_code == 303
     assert _control(sandbox, f"/trades/{page_no}/approve")["status"] == "TRADE_SUCCESS"
 
     waiting = _no("off")
-    answer = _execute(client, AlipayTradePayRequest, {
-        "out_trade_no": waiting, "scene": "bar_code", "auth_code": _payer_code(sandbox, password_required=True),
-        "subject": "付款码", "total_amount": "3.30"})
+    answer = _execute(
+        client,
+        AlipayTradePayRequest,
+        {
+            "out_trade_no": waiting,
+            "scene": "bar_code",
+            "auth_code": _payer_code(sandbox, password_required=True),
+            "subject": "付款码",
+            "total_amount": "3.30",
+        },
+    )
     assert answer["code"] == "10003"
     _control(sandbox, f"/trades/{waiting}/approve")
     assert _execute(client, AlipayTradeQueryRequest, {"out_trade_no": waiting})["trade_status"] == "TRADE_SUCCESS"
@@ -331,8 +384,11 @@ def test_official_alipay_sdk_public_key_mode(sandbox: SandboxProcess, receiver: 
     token_request.code = oauth["auth_code"]
     token = json.loads(client.execute(token_request))
     assert token["user_id"] == oauth["user_id"]
-    created = _execute(client, AlipayTradeCreateRequest, {"out_trade_no": _no("off"), "total_amount": "2.00",
-                                                         "subject": "JSAPI", "buyer_id": token["user_id"]})
+    created = _execute(
+        client,
+        AlipayTradeCreateRequest,
+        {"out_trade_no": _no("off"), "total_amount": "2.00", "subject": "JSAPI", "buyer_id": token["user_id"]},
+    )
     assert created["code"] == "10000" and created["trade_no"]
 
 
@@ -344,37 +400,59 @@ def _payer_code(sandbox: SandboxProcess, **extra: Any) -> str:
     return code
 
 
-def test_python_alipay_sdk_barcode_pay_with_password_step_and_cancel(sandbox: SandboxProcess,
-                                                                     receiver: CallbackReceiver) -> None:
+def test_python_alipay_sdk_barcode_pay_with_password_step_and_cancel(
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
     """付款码: paid at once (10000); with the password demanded 10003 until the payer confirms; one left
     unconfirmed is cancelled at the merchant's deadline (closed, nothing charged)."""
     sdk = _sdk(sandbox, _app(sandbox), receiver.url("bar"))
     instant = _no("bar")
-    paid = sdk.api_alipay_trade_pay(out_trade_no=instant, scene="bar_code", auth_code=_payer_code(sandbox),
-                                    subject="便利店", total_amount=15.5)
+    paid = sdk.api_alipay_trade_pay(
+        out_trade_no=instant, scene="bar_code", auth_code=_payer_code(sandbox), subject="便利店", total_amount=15.5
+    )
     assert (paid["code"], paid["total_amount"], paid["buyer_pay_amount"]) == ("10000", "15.50", "15.50")
-    assert _trade_status_notification(receiver, "bar", sdk, instant, "TRADE_SUCCESS")["buyer_id"] == \
-        paid["buyer_user_id"]
+    assert (
+        _trade_status_notification(receiver, "bar", sdk, instant, "TRADE_SUCCESS")["buyer_id"] == paid["buyer_user_id"]
+    )
 
     waiting = _no("bar")
-    answer = sdk.api_alipay_trade_pay(out_trade_no=waiting, scene="bar_code", subject="停车场", total_amount="8.00",
-                                      auth_code=_payer_code(sandbox, password_required=True))
+    answer = sdk.api_alipay_trade_pay(
+        out_trade_no=waiting,
+        scene="bar_code",
+        subject="停车场",
+        total_amount="8.00",
+        auth_code=_payer_code(sandbox, password_required=True),
+    )
     assert answer["code"] == "10003" and answer["trade_no"]
     assert sdk.api_alipay_trade_query(out_trade_no=waiting)["trade_status"] == "WAIT_BUYER_PAY"
     _control(sandbox, f"/trades/{waiting}/approve")  # the payer entered the password
     assert sdk.api_alipay_trade_query(out_trade_no=waiting)["trade_status"] == "TRADE_SUCCESS"
 
     abandoned = _no("bar")
-    assert sdk.api_alipay_trade_pay(out_trade_no=abandoned, scene="bar_code", subject="x", total_amount="1.00",
-                                    auth_code=_payer_code(sandbox, password_required=True))["code"] == "10003"
+    assert (
+        sdk.api_alipay_trade_pay(
+            out_trade_no=abandoned,
+            scene="bar_code",
+            subject="x",
+            total_amount="1.00",
+            auth_code=_payer_code(sandbox, password_required=True),
+        )["code"]
+        == "10003"
+    )
     assert sdk.api_alipay_trade_cancel(out_trade_no=abandoned)["action"] == "close"
     assert sdk.api_alipay_trade_query(out_trade_no=abandoned)["trade_status"] == "TRADE_CLOSED"
 
-    refused = sdk.api_alipay_trade_pay(out_trade_no=_no("bar"), scene="bar_code", subject="x", total_amount="1.00",
-                                       auth_code="281234567890123456")  # well-formed, never shown by a payer
+    refused = sdk.api_alipay_trade_pay(
+        out_trade_no=_no("bar"), scene="bar_code", subject="x", total_amount="1.00", auth_code="281234567890123456"
+    )  # well-formed, never shown by a payer
     assert (refused["code"], refused["sub_code"]) == ("40004", "ACQ.PAYMENT_AUTH_CODE_INVALID")
-    poor = sdk.api_alipay_trade_pay(out_trade_no=_no("bar"), scene="bar_code", subject="x", total_amount="9.00",
-                                    auth_code=_payer_code(sandbox, balance_minor=100))
+    poor = sdk.api_alipay_trade_pay(
+        out_trade_no=_no("bar"),
+        scene="bar_code",
+        subject="x",
+        total_amount="9.00",
+        auth_code=_payer_code(sandbox, balance_minor=100),
+    )
     assert poor["sub_code"] == "ACQ.BUYER_BALANCE_NOT_ENOUGH"
 
 
@@ -386,83 +464,140 @@ def test_python_alipay_sdk_oauth_then_jsapi_trade_create(sandbox: SandboxProcess
     assert token["user_id"] == code["user_id"] and token["access_token"] and token["refresh_token"]
     with pytest.raises(Exception, match=r"isv\.code-invalid"):  # a code works once; the SDK raises on error_response
         sdk.server_api("alipay.system.oauth.token", grant_type="authorization_code", code=code["auth_code"])
-    refreshed = sdk.server_api("alipay.system.oauth.token", grant_type="refresh_token",
-                               refresh_token=token["refresh_token"])
+    refreshed = sdk.server_api(
+        "alipay.system.oauth.token", grant_type="refresh_token", refresh_token=token["refresh_token"]
+    )
     assert refreshed["user_id"] == token["user_id"]
 
     out_trade_no = _no("js")
-    created = sdk.api_alipay_trade_create(subject="小程序", out_trade_no=out_trade_no, total_amount="6.66",
-                                          buyer_id=token["user_id"], product_code="JSAPI_PAY")
+    created = sdk.api_alipay_trade_create(
+        subject="小程序",
+        out_trade_no=out_trade_no,
+        total_amount="6.66",
+        buyer_id=token["user_id"],
+        product_code="JSAPI_PAY",
+    )
     assert created["code"] == "10000" and created["trade_no"]
     _control(sandbox, f"/trades/{out_trade_no}/approve")  # my.tradePay in the mini-program
     notified = _trade_status_notification(receiver, "jsapi", sdk, out_trade_no, "TRADE_SUCCESS")
     assert notified["buyer_id"] == token["user_id"]
 
 
-def test_python_alipay_sdk_transfers_in_certificate_mode(sandbox: SandboxProcess,
-                                                         receiver: CallbackReceiver) -> None:
+def test_python_alipay_sdk_transfers_in_certificate_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
     app = _app(sandbox, cert_mode=True)
-    sdk = DCAliPay(appid=app["app_id"], app_notify_url=receiver.url("cert"),
-                   app_private_key_string=app["app_private_key_pem"], app_public_key_cert_string=app["app_cert_pem"],
-                   alipay_public_key_cert_string=app["alipay_cert_pem"],
-                   alipay_root_cert_string=app["alipay_root_cert_pem"])
+    sdk = DCAliPay(
+        appid=app["app_id"],
+        app_notify_url=receiver.url("cert"),
+        app_private_key_string=app["app_private_key_pem"],
+        app_public_key_cert_string=app["app_cert_pem"],
+        alipay_public_key_cert_string=app["alipay_cert_pem"],
+        alipay_root_cert_string=app["alipay_root_cert_pem"],
+    )
     sdk._gateway = f"{sandbox.base_url}/gateway.do"
-    httpx.put(f"{sandbox.base_url}/control/apps/{app['app_id']}/balance",
-              json={"available_minor": 100_000}).raise_for_status()
+    httpx.put(
+        f"{sandbox.base_url}/control/apps/{app['app_id']}/balance", json={"available_minor": 100_000}
+    ).raise_for_status()
 
     out_biz_no = _no("tr")
-    sent = sdk.api_alipay_fund_trans_uni_transfer(out_biz_no=out_biz_no, identity_type="ALIPAY_LOGON_ID",
-                                                  identity="payee@example.com", trans_amount="200.00", name="张三",
-                                                  order_title="提现")
+    sent = sdk.api_alipay_fund_trans_uni_transfer(
+        out_biz_no=out_biz_no,
+        identity_type="ALIPAY_LOGON_ID",
+        identity="payee@example.com",
+        trans_amount="200.00",
+        name="张三",
+        order_title="提现",
+    )
     assert (sent["code"], sent["status"], sent["out_biz_no"]) == ("10000", "SUCCESS", out_biz_no)
-    again = sdk.api_alipay_fund_trans_uni_transfer(out_biz_no=out_biz_no, identity_type="ALIPAY_LOGON_ID",
-                                                   identity="payee@example.com", trans_amount="200.00", name="张三",
-                                                   order_title="提现")
+    again = sdk.api_alipay_fund_trans_uni_transfer(
+        out_biz_no=out_biz_no,
+        identity_type="ALIPAY_LOGON_ID",
+        identity="payee@example.com",
+        trans_amount="200.00",
+        name="张三",
+        order_title="提现",
+    )
     assert again["order_id"] == sent["order_id"]  # out_biz_no is the idempotency key
-    queried = sdk.server_api("alipay.fund.trans.common.query", {
-        "out_biz_no": out_biz_no, "product_code": "TRANS_ACCOUNT_NO_PWD", "biz_scene": "DIRECT_TRANSFER"})
+    queried = sdk.server_api(
+        "alipay.fund.trans.common.query",
+        {"out_biz_no": out_biz_no, "product_code": "TRANS_ACCOUNT_NO_PWD", "biz_scene": "DIRECT_TRANSFER"},
+    )
     assert (queried["status"], queried["trans_amount"]) == ("SUCCESS", "200.00")
-    balance = sdk.server_api("alipay.fund.account.query", {"alipay_user_id": app["seller_id"],
-                                                           "account_type": "ACCTRANS_ACCOUNT"})
+    balance = sdk.server_api(
+        "alipay.fund.account.query", {"alipay_user_id": app["seller_id"], "account_type": "ACCTRANS_ACCOUNT"}
+    )
     assert balance["available_amount"] == "800.00"
 
-    too_much = sdk.api_alipay_fund_trans_uni_transfer(out_biz_no=_no("tr"), identity_type="ALIPAY_USER_ID",
-                                                      identity="2088102177846880", trans_amount="800.01")
+    too_much = sdk.api_alipay_fund_trans_uni_transfer(
+        out_biz_no=_no("tr"), identity_type="ALIPAY_USER_ID", identity="2088102177846880", trans_amount="800.01"
+    )
     assert too_much["sub_code"] == "PAYER_BALANCE_NOT_ENOUGH"
-    nameless = sdk.api_alipay_fund_trans_uni_transfer(out_biz_no=_no("tr"), identity_type="ALIPAY_LOGON_ID",
-                                                      identity="payee@example.com", trans_amount="1.00")
+    nameless = sdk.api_alipay_fund_trans_uni_transfer(
+        out_biz_no=_no("tr"), identity_type="ALIPAY_LOGON_ID", identity="payee@example.com", trans_amount="1.00"
+    )
     assert nameless["sub_code"] == "PAYEE_USER_INFO_ERROR"
 
     public_key_app = _app(sandbox)
-    refused = _sdk(sandbox, public_key_app, receiver.url("cert")).server_api("alipay.fund.trans.uni.transfer", {
-        "out_biz_no": _no("tr"), "trans_amount": "1.00", "product_code": "TRANS_ACCOUNT_NO_PWD",
-        "biz_scene": "DIRECT_TRANSFER", "payee_info": {"identity": "2088102177846880",
-                                                       "identity_type": "ALIPAY_USER_ID"}})
+    refused = _sdk(sandbox, public_key_app, receiver.url("cert")).server_api(
+        "alipay.fund.trans.uni.transfer",
+        {
+            "out_biz_no": _no("tr"),
+            "trans_amount": "1.00",
+            "product_code": "TRANS_ACCOUNT_NO_PWD",
+            "biz_scene": "DIRECT_TRANSFER",
+            "payee_info": {"identity": "2088102177846880", "identity_type": "ALIPAY_USER_ID"},
+        },
+    )
     assert (refused["code"], refused["sub_code"]) == ("40006", "isv.insufficient-isv-permissions")
 
 
-def test_python_alipay_sdk_royalty_relations_and_settlement(sandbox: SandboxProcess,
-                                                            receiver: CallbackReceiver) -> None:
+def test_python_alipay_sdk_royalty_relations_and_settlement(
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
     sdk = _sdk(sandbox, _app(sandbox), receiver.url("royalty"))
-    receivers = [{"type": "userId", "account": "2088101126708402", "name": "门店A", "memo": "分账给门店"},
-                 {"type": "loginName", "account": "shop-b@example.com", "name": "门店B"}]
-    assert sdk.server_api("alipay.trade.royalty.relation.bind", {"out_request_no": _no("b"),
-                                                                 "receiver_list": receivers})["code"] == "10000"
-    listed = sdk.server_api("alipay.trade.royalty.relation.batchquery", {"out_request_no": _no("q"),
-                                                                         "page_num": 1, "page_size": 1})
+    receivers = [
+        {"type": "userId", "account": "2088101126708402", "name": "门店A", "memo": "分账给门店"},
+        {"type": "loginName", "account": "shop-b@example.com", "name": "门店B"},
+    ]
+    assert (
+        sdk.server_api("alipay.trade.royalty.relation.bind", {"out_request_no": _no("b"), "receiver_list": receivers})[
+            "code"
+        ]
+        == "10000"
+    )
+    listed = sdk.server_api(
+        "alipay.trade.royalty.relation.batchquery", {"out_request_no": _no("q"), "page_num": 1, "page_size": 1}
+    )
     assert (listed["total_record_num"], listed["total_page_num"], len(listed["receiver_list"])) == (2, 2, 1)
 
     out_trade_no = _no("rt")
-    sdk.api_alipay_trade_precreate(subject="分账", out_trade_no=out_trade_no, total_amount="100.00",
-                                   extend_params={"royalty_freeze": "true"})
+    sdk.api_alipay_trade_precreate(
+        subject="分账", out_trade_no=out_trade_no, total_amount="100.00", extend_params={"royalty_freeze": "true"}
+    )
     trade_no = _control(sandbox, f"/trades/{out_trade_no}/approve")["trade_no"]
-    settled = sdk.api_alipay_trade_order_settle(out_request_no=_no("s"), trade_no=trade_no, royalty_parameters=[
-        {"royalty_type": "transfer", "trans_in_type": "userId", "trans_in": "2088101126708402", "amount": 10.5,
-         "desc": "门店分成"}])  # a JSON-number amount, taken exactly
+    settled = sdk.api_alipay_trade_order_settle(
+        out_request_no=_no("s"),
+        trade_no=trade_no,
+        royalty_parameters=[
+            {
+                "royalty_type": "transfer",
+                "trans_in_type": "userId",
+                "trans_in": "2088101126708402",
+                "amount": 10.5,
+                "desc": "门店分成",
+            }
+        ],
+    )  # a JSON-number amount, taken exactly
     assert settled["code"] == "10000" and settled["settle_no"]
 
-    assert sdk.server_api("alipay.trade.royalty.relation.unbind", {"out_request_no": _no("u"),
-                                                                   "receiver_list": receivers[:1]})["code"] == "10000"
-    refused = sdk.api_alipay_trade_order_settle(out_request_no=_no("s"), trade_no=trade_no, royalty_parameters=[
-        {"trans_in_type": "userId", "trans_in": "2088101126708402", "amount": "1.00"}])
+    assert (
+        sdk.server_api(
+            "alipay.trade.royalty.relation.unbind", {"out_request_no": _no("u"), "receiver_list": receivers[:1]}
+        )["code"]
+        == "10000"
+    )
+    refused = sdk.api_alipay_trade_order_settle(
+        out_request_no=_no("s"),
+        trade_no=trade_no,
+        royalty_parameters=[{"trans_in_type": "userId", "trans_in": "2088101126708402", "amount": "1.00"}],
+    )
     assert refused["sub_code"] == "ACQ.TRANS_IN_NOT_BIND"

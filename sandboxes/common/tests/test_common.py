@@ -56,9 +56,7 @@ def receiver_factory() -> Iterator[list[_Receiver]]:
 
 
 def _job(event_id: str, url: str) -> NotificationJob:
-    return NotificationJob(
-        event_id=event_id, url=url, build=lambda: ({}, event_id.encode()), subject=event_id
-    )
+    return NotificationJob(event_id=event_id, url=url, build=lambda: ({}, event_id.encode()), subject=event_id)
 
 
 async def _wait_for(predicate: object, limit_seconds: float = 10.0) -> None:
@@ -106,8 +104,14 @@ def test_faults_are_seeded_and_validated() -> None:
     assert any(draws_a) and not all(draws_a)
     with pytest.raises(ValueError):
         a.update({"error_rate": 1.5})
-    assert a.as_dict() == {"error_rate": 0.5, "latency_ms": 0, "dark": False, "duplicate_notifications": False,
-                           "out_of_order_notifications": False, "seed": 42}
+    assert a.as_dict() == {
+        "error_rate": 0.5,
+        "latency_ms": 0,
+        "dark": False,
+        "duplicate_notifications": False,
+        "out_of_order_notifications": False,
+        "seed": 42,
+    }
     never = FaultSettings()
     assert not any(never.should_fail() for _ in range(100))
 
@@ -115,8 +119,12 @@ def test_faults_are_seeded_and_validated() -> None:
 async def test_dispatcher_retries_until_acknowledged(receiver_factory: list[_Receiver]) -> None:
     receiver = _Receiver([500, 503, 200])
     receiver_factory.append(receiver)
-    dispatcher = NotificationDispatcher(schedule_seconds=[15, 15, 30], scale=0.001, faults=FaultSettings(),
-                                        is_acknowledged=lambda r: r.status_code in (200, 204))
+    dispatcher = NotificationDispatcher(
+        schedule_seconds=[15, 15, 30],
+        scale=0.001,
+        faults=FaultSettings(),
+        is_acknowledged=lambda r: r.status_code in (200, 204),
+    )
     await dispatcher.start()
     try:
         dispatcher.submit(_job("EV-1", receiver.url))
@@ -125,14 +133,18 @@ async def test_dispatcher_retries_until_acknowledged(receiver_factory: list[_Rec
         await dispatcher.stop()
     assert receiver.bodies == [b"EV-1"] * 3
     assert [(d.attempt, d.status_code, d.acknowledged) for d in dispatcher.deliveries] == [
-        (1, 500, False), (2, 503, False), (3, 200, True)]
+        (1, 500, False),
+        (2, 503, False),
+        (3, 200, True),
+    ]
 
 
 async def test_dispatcher_gives_up_after_schedule(receiver_factory: list[_Receiver]) -> None:
     receiver = _Receiver([500])
     receiver_factory.append(receiver)
-    dispatcher = NotificationDispatcher(schedule_seconds=[1, 1], scale=0.001, faults=FaultSettings(),
-                                        is_acknowledged=lambda r: r.status_code == 200)
+    dispatcher = NotificationDispatcher(
+        schedule_seconds=[1, 1], scale=0.001, faults=FaultSettings(), is_acknowledged=lambda r: r.status_code == 200
+    )
     await dispatcher.start()
     try:
         dispatcher.submit(_job("EV-2", receiver.url))
@@ -147,8 +159,13 @@ async def test_duplicate_and_out_of_order_modes(receiver_factory: list[_Receiver
     receiver_factory.append(receiver)
     faults = FaultSettings()
     faults.update({"duplicate_notifications": True, "out_of_order_notifications": True})
-    dispatcher = NotificationDispatcher(schedule_seconds=[1], scale=0.001, faults=faults,
-                                        is_acknowledged=lambda r: r.status_code == 200, hold_seconds=30)
+    dispatcher = NotificationDispatcher(
+        schedule_seconds=[1],
+        scale=0.001,
+        faults=faults,
+        is_acknowledged=lambda r: r.status_code == 200,
+        hold_seconds=30,
+    )
     await dispatcher.start()
     try:
         dispatcher.submit(_job("first", receiver.url))
@@ -161,8 +178,9 @@ async def test_duplicate_and_out_of_order_modes(receiver_factory: list[_Receiver
 
 
 async def test_dispatcher_records_connection_errors() -> None:
-    dispatcher = NotificationDispatcher(schedule_seconds=[], scale=0.001, faults=FaultSettings(),
-                                        is_acknowledged=lambda r: True)
+    dispatcher = NotificationDispatcher(
+        schedule_seconds=[], scale=0.001, faults=FaultSettings(), is_acknowledged=lambda r: True
+    )
     await dispatcher.start()
     try:
         dispatcher.submit(_job("EV-3", "http://127.0.0.1:9/unreachable"))

@@ -32,8 +32,11 @@ PORT_ENV = "JUHE_SANDBOX_WECHATPAY_PORT"
 
 
 def _sandbox_env(data_dir: Path) -> dict[str, str]:
-    return {"JUHE_DATA_DIR": str(data_dir), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
-            "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "0.2"}
+    return {
+        "JUHE_DATA_DIR": str(data_dir),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "0.2",
+    }
 
 
 @dataclass
@@ -109,14 +112,26 @@ class Merchant:
         nonce = secrets.token_hex(16)
         message = f"{method}\n{uri}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
         signature = base64.b64encode(self.key.sign(message, padding.PKCS1v15(), hashes.SHA256())).decode()
-        return (f'WECHATPAY2-SHA256-RSA2048 mchid="{self.mchid}",nonce_str="{nonce}",timestamp="{timestamp}",'
-                f'serial_no="{self.serial}",signature="{signature}"')
+        return (
+            f'WECHATPAY2-SHA256-RSA2048 mchid="{self.mchid}",nonce_str="{nonce}",timestamp="{timestamp}",'
+            f'serial_no="{self.serial}",signature="{signature}"'
+        )
 
-    def call(self, method: str, uri: str, payload: Any = None, *, verify: bool = True,
-             headers: dict[str, str] | None = None, timestamp: int | None = None) -> httpx.Response:
+    def call(
+        self,
+        method: str,
+        uri: str,
+        payload: Any = None,
+        *,
+        verify: bool = True,
+        headers: dict[str, str] | None = None,
+        timestamp: int | None = None,
+    ) -> httpx.Response:
         body = b"" if payload is None else (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
-        sent = {"Authorization": self.authorization(method, uri, body, timestamp=timestamp),
-                "Accept": "application/json"}
+        sent = {
+            "Authorization": self.authorization(method, uri, body, timestamp=timestamp),
+            "Accept": "application/json",
+        }
         if payload is not None:
             sent["Content-Type"] = "application/json"
         sent.update(headers or {})
@@ -129,22 +144,32 @@ class Merchant:
         assert headers["Wechatpay-Serial"] == self.platform_key_id
         assert abs(int(headers["Wechatpay-Timestamp"]) - time.time()) < 300
         message = f"{headers['Wechatpay-Timestamp']}\n{headers['Wechatpay-Nonce']}\n".encode() + body + b"\n"
-        self.platform.verify(base64.b64decode(headers["Wechatpay-Signature"]), message, padding.PKCS1v15(),
-                             hashes.SHA256())
+        self.platform.verify(
+            base64.b64decode(headers["Wechatpay-Signature"]), message, padding.PKCS1v15(), hashes.SHA256()
+        )
 
     def decrypt(self, callback_body: bytes) -> dict[str, Any]:
         resource = json.loads(callback_body)["resource"]
         plaintext = AESGCM(self.apiv3_key.encode()).decrypt(
-            resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]),
-            resource["associated_data"].encode())
+            resource["nonce"].encode(), base64.b64decode(resource["ciphertext"]), resource["associated_data"].encode()
+        )
         data: dict[str, Any] = json.loads(plaintext)
         return data
 
     def native(self, out_trade_no: str, notify_url: str, total: int = 100, **extra: Any) -> httpx.Response:
-        return self.call("POST", "/v3/pay/transactions/native", {
-            "appid": "wxd678efh567hg6787", "mchid": self.mchid, "description": "sandbox test",
-            "out_trade_no": out_trade_no, "notify_url": notify_url, "amount": {"total": total, "currency": "CNY"},
-            **extra})
+        return self.call(
+            "POST",
+            "/v3/pay/transactions/native",
+            {
+                "appid": "wxd678efh567hg6787",
+                "mchid": self.mchid,
+                "description": "sandbox test",
+                "out_trade_no": out_trade_no,
+                "notify_url": notify_url,
+                "amount": {"total": total, "currency": "CNY"},
+                **extra,
+            },
+        )
 
 
 def _no() -> str:
@@ -171,8 +196,10 @@ def receiver() -> Iterator[Receiver]:
 
 
 def _register(sandbox: SandboxProcess, mchid: str, **extra: Any) -> Merchant:
-    response = httpx.post(f"{sandbox.base_url}/control/merchants",
-                          json={"mchid": mchid, "appid": "wxd678efh567hg6787", "generate_key_pair": True, **extra})
+    response = httpx.post(
+        f"{sandbox.base_url}/control/merchants",
+        json={"mchid": mchid, "appid": "wxd678efh567hg6787", "generate_key_pair": True, **extra},
+    )
     assert response.status_code == 200, response.text
     return Merchant(sandbox, response.json())
 
@@ -186,8 +213,16 @@ def merchant(sandbox: SandboxProcess) -> Merchant:
 def faults(sandbox: SandboxProcess) -> Iterator[str]:
     url = f"{sandbox.base_url}/control/faults"
     yield url
-    httpx.put(url, json={"error_rate": 0, "latency_ms": 0, "dark": False, "duplicate_notifications": False,
-                         "out_of_order_notifications": False}).raise_for_status()
+    httpx.put(
+        url,
+        json={
+            "error_rate": 0,
+            "latency_ms": 0,
+            "dark": False,
+            "duplicate_notifications": False,
+            "out_of_order_notifications": False,
+        },
+    ).raise_for_status()
 
 
 def _approve(sandbox: SandboxProcess, out_trade_no: str) -> None:
@@ -203,8 +238,9 @@ def test_health_and_platform_key(sandbox: SandboxProcess, merchant: Merchant) ->
 
 
 # ------------------------------------------------------------------------------------ request signatures
-def test_request_signature_is_checked_over_raw_uri_and_body(sandbox: SandboxProcess, merchant: Merchant,
-                                                            receiver: Receiver) -> None:
+def test_request_signature_is_checked_over_raw_uri_and_body(
+    sandbox: SandboxProcess, merchant: Merchant, receiver: Receiver
+) -> None:
     out_trade_no = _no()
     assert merchant.native(out_trade_no, receiver.url("sig")).status_code == 200
     uri = f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=1900000109"
@@ -238,21 +274,37 @@ def test_request_signature_is_checked_over_raw_uri_and_body(sandbox: SandboxProc
         ({"mchid": "1900000999"}, "INVALID_REQUEST"),
     ],
 )
-def test_order_body_is_validated_strictly(merchant: Merchant, receiver: Receiver, change: dict[str, Any],
-                                          code: str) -> None:
-    body = {"appid": "wxd678efh567hg6787", "mchid": "1900000109", "description": "x", "out_trade_no": _no(),
-            "notify_url": receiver.url("strict"), "amount": {"total": 100, "currency": "CNY"}, **change}
+def test_order_body_is_validated_strictly(
+    merchant: Merchant, receiver: Receiver, change: dict[str, Any], code: str
+) -> None:
+    body = {
+        "appid": "wxd678efh567hg6787",
+        "mchid": "1900000109",
+        "description": "x",
+        "out_trade_no": _no(),
+        "notify_url": receiver.url("strict"),
+        "amount": {"total": 100, "currency": "CNY"},
+        **change,
+    }
     response = merchant.call("POST", "/v3/pay/transactions/native", body)
     assert response.status_code == 400 and response.json()["code"] == code, response.text
 
 
 def test_jsapi_needs_openid_and_h5_needs_scene(merchant: Merchant, receiver: Receiver) -> None:
-    base = {"appid": "wxd678efh567hg6787", "mchid": "1900000109", "description": "x",
-            "notify_url": receiver.url("strict"), "amount": {"total": 100}}
+    base = {
+        "appid": "wxd678efh567hg6787",
+        "mchid": "1900000109",
+        "description": "x",
+        "notify_url": receiver.url("strict"),
+        "amount": {"total": 100},
+    }
     assert merchant.call("POST", "/v3/pay/transactions/jsapi", {**base, "out_trade_no": _no()}).status_code == 400
     assert merchant.call("POST", "/v3/pay/transactions/h5", {**base, "out_trade_no": _no()}).status_code == 400
-    ok = merchant.call("POST", "/v3/pay/transactions/h5", {**base, "out_trade_no": _no(), "scene_info": {
-        "payer_client_ip": "203.0.113.9", "h5_info": {"type": "Wap"}}})
+    ok = merchant.call(
+        "POST",
+        "/v3/pay/transactions/h5",
+        {**base, "out_trade_no": _no(), "scene_info": {"payer_client_ip": "203.0.113.9", "h5_info": {"type": "Wap"}}},
+    )
     assert ok.status_code == 200 and "h5_url" in ok.json()
 
 
@@ -286,8 +338,9 @@ def test_expired_order_reads_closed(merchant: Merchant, receiver: Receiver) -> N
 
 
 # ------------------------------------------------------------------------------------ callbacks
-def test_transaction_callback_is_encrypted_signed_and_retried(sandbox: SandboxProcess, merchant: Merchant,
-                                                              receiver: Receiver) -> None:
+def test_transaction_callback_is_encrypted_signed_and_retried(
+    sandbox: SandboxProcess, merchant: Merchant, receiver: Receiver
+) -> None:
     out_trade_no = _no()
     merchant.native(out_trade_no, receiver.url("retry", script=[500, 503, 204]))
     _approve(sandbox, out_trade_no)
@@ -303,11 +356,15 @@ def test_transaction_callback_is_encrypted_signed_and_retried(sandbox: SandboxPr
     assert resource["out_trade_no"] == out_trade_no and resource["trade_state"] == "SUCCESS"
     log = httpx.get(f"{sandbox.base_url}/control/notifications", params={"subject": out_trade_no}).json()
     assert [(d["attempt"], d["status_code"], d["acknowledged"]) for d in log["deliveries"]] == [
-        (1, 500, False), (2, 503, False), (3, 204, True)]
+        (1, 500, False),
+        (2, 503, False),
+        (3, 204, True),
+    ]
 
 
-def test_duplicate_and_out_of_order_callbacks(sandbox: SandboxProcess, merchant: Merchant, receiver: Receiver,
-                                              faults: str) -> None:
+def test_duplicate_and_out_of_order_callbacks(
+    sandbox: SandboxProcess, merchant: Merchant, receiver: Receiver, faults: str
+) -> None:
     httpx.put(faults, json={"duplicate_notifications": True}).raise_for_status()
     once = _no()
     merchant.native(once, receiver.url("dup"))
@@ -329,22 +386,33 @@ def test_refund_auto_success_with_callback(sandbox: SandboxProcess, merchant: Me
     out_trade_no, out_refund_no = _no(), _no()
     merchant.native(out_trade_no, receiver.url("refund-order"), total=1000)
     _approve(sandbox, out_trade_no)
-    body = {"out_trade_no": out_trade_no, "out_refund_no": out_refund_no, "notify_url": receiver.url("refund"),
-            "amount": {"refund": 400, "total": 1000, "currency": "CNY"}}
+    body = {
+        "out_trade_no": out_trade_no,
+        "out_refund_no": out_refund_no,
+        "notify_url": receiver.url("refund"),
+        "amount": {"refund": 400, "total": 1000, "currency": "CNY"},
+    }
     created = merchant.call("POST", "/v3/refund/domestic/refunds", body)
     assert created.status_code == 200 and created.json()["status"] == "PROCESSING"
     assert merchant.call("POST", "/v3/refund/domestic/refunds", body).json()["refund_id"] == created.json()["refund_id"]
-    over = merchant.call("POST", "/v3/refund/domestic/refunds", {**body, "out_refund_no": _no(),
-                                                                 "amount": {"refund": 601, "total": 1000}})
+    over = merchant.call(
+        "POST",
+        "/v3/refund/domestic/refunds",
+        {**body, "out_refund_no": _no(), "amount": {"refund": 601, "total": 1000}},
+    )
     assert over.status_code == 400
-    wrong_total = merchant.call("POST", "/v3/refund/domestic/refunds", {**body, "out_refund_no": _no(),
-                                                                        "amount": {"refund": 1, "total": 999}})
+    wrong_total = merchant.call(
+        "POST", "/v3/refund/domestic/refunds", {**body, "out_refund_no": _no(), "amount": {"refund": 1, "total": 999}}
+    )
     assert wrong_total.status_code == 400
     (callback,) = receiver.collect("refund", 1)  # the auto-success timer fired
     resource = merchant.decrypt(callback.body)
     assert json.loads(callback.body)["event_type"] == "REFUND.SUCCESS"
-    assert (resource["refund_status"], resource["amount"]["refund"], resource["mchid"]) == ("SUCCESS", 400,
-                                                                                             "1900000109")
+    assert (resource["refund_status"], resource["amount"]["refund"], resource["mchid"]) == (
+        "SUCCESS",
+        400,
+        "1900000109",
+    )
     final = merchant.call("GET", f"/v3/refund/domestic/refunds/{out_refund_no}").json()
     assert final["status"] == "SUCCESS" and final["success_time"]
     order = merchant.call("GET", f"/v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=1900000109").json()
@@ -353,10 +421,15 @@ def test_refund_auto_success_with_callback(sandbox: SandboxProcess, merchant: Me
 
 # ------------------------------------------------------------------------------------ partner mode
 def test_partner_mode_requires_bound_sub_merchant(sandbox: SandboxProcess, receiver: Receiver) -> None:
-    provider = _register(sandbox, "1900000100", appid="wx8888888888888888",
-                         sub_merchants=[{"sub_mchid": "1900000111"}])
-    body = {"sp_appid": "wx8888888888888888", "sp_mchid": "1900000100", "description": "x",
-            "out_trade_no": _no(), "notify_url": receiver.url("partner"), "amount": {"total": 1}}
+    provider = _register(sandbox, "1900000100", appid="wx8888888888888888", sub_merchants=[{"sub_mchid": "1900000111"}])
+    body = {
+        "sp_appid": "wx8888888888888888",
+        "sp_mchid": "1900000100",
+        "description": "x",
+        "out_trade_no": _no(),
+        "notify_url": receiver.url("partner"),
+        "amount": {"total": 1},
+    }
     refused = provider.call("POST", "/v3/pay/partner/transactions/native", {**body, "sub_mchid": "1900000999"})
     assert (refused.status_code, refused.json()["code"]) == (403, "NO_AUTH")
     created = provider.call("POST", "/v3/pay/partner/transactions/native", {**body, "sub_mchid": "1900000111"})
@@ -364,8 +437,11 @@ def test_partner_mode_requires_bound_sub_merchant(sandbox: SandboxProcess, recei
     uri = f"/v3/pay/partner/transactions/out-trade-no/{body['out_trade_no']}?sp_mchid=1900000100&sub_mchid=1900000111"
     view = provider.call("GET", uri).json()
     assert (view["sp_mchid"], view["sub_mchid"], view["trade_state"]) == ("1900000100", "1900000111", "NOTPAY")
-    close = provider.call("POST", f"/v3/pay/partner/transactions/out-trade-no/{body['out_trade_no']}/close",
-                          {"sp_mchid": "1900000100", "sub_mchid": "1900000111"})
+    close = provider.call(
+        "POST",
+        f"/v3/pay/partner/transactions/out-trade-no/{body['out_trade_no']}/close",
+        {"sp_mchid": "1900000100", "sub_mchid": "1900000111"},
+    )
     assert close.status_code == 204 and close.content == b""
 
 
@@ -376,8 +452,11 @@ def test_bill_files_formats_hash_and_download_rules(sandbox: SandboxProcess, rec
     for number in (paid, refunded):
         biller.native(number, receiver.url("bill"), total=8888)
         _approve(sandbox, number)
-    refund = biller.call("POST", "/v3/refund/domestic/refunds", {
-        "out_trade_no": refunded, "out_refund_no": _no(), "amount": {"refund": 888, "total": 8888}})
+    refund = biller.call(
+        "POST",
+        "/v3/refund/domestic/refunds",
+        {"out_trade_no": refunded, "out_refund_no": _no(), "amount": {"refund": 888, "total": 8888}},
+    )
     assert refund.status_code == 200
     day = biller.call("GET", f"/v3/pay/transactions/out-trade-no/{paid}?mchid=1900000444").json()["success_time"][:10]
 

@@ -34,8 +34,11 @@ APPID = "wxd678efh567hg6787"
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     data_dir: Path = tmp_path_factory.mktemp("wechatpay-sdk")
-    env = {"JUHE_DATA_DIR": str(data_dir), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
-           "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "0.3"}
+    env = {
+        "JUHE_DATA_DIR": str(data_dir),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "0.3",
+    }
     with SandboxProcess("sandboxes.wechatpay", port_env=PORT_ENV, env=env) as process:
         yield process
 
@@ -49,24 +52,44 @@ def receiver() -> Iterator[CallbackReceiver]:
 
 def _register(sandbox: SandboxProcess, **extra: Any) -> dict[str, Any]:
     mchid = "19" + "".join(secrets.choice("0123456789") for _ in range(8))
-    response = httpx.post(f"{sandbox.base_url}/control/merchants",
-                          json={"mchid": mchid, "appid": APPID, "generate_key_pair": True, **extra})
+    response = httpx.post(
+        f"{sandbox.base_url}/control/merchants",
+        json={"mchid": mchid, "appid": APPID, "generate_key_pair": True, **extra},
+    )
     response.raise_for_status()
     registration: dict[str, Any] = response.json()
     return registration
 
 
-def _sdk(sandbox: SandboxProcess, registration: dict[str, Any], notify_url: str, *, certificate_mode: bool = False,
-         partner: bool = False) -> Any:
+def _sdk(
+    sandbox: SandboxProcess,
+    registration: dict[str, Any],
+    notify_url: str,
+    *,
+    certificate_mode: bool = False,
+    partner: bool = False,
+) -> Any:
     """The SDK as a merchant constructs it; only the gateway is the sandbox's."""
-    keys: dict[str, Any] = {} if certificate_mode else {
-        "public_key": registration["platform_public_key_pem"],
-        "public_key_id": registration["platform_public_key_id"]}
+    keys: dict[str, Any] = (
+        {}
+        if certificate_mode
+        else {
+            "public_key": registration["platform_public_key_pem"],
+            "public_key_id": registration["platform_public_key_id"],
+        }
+    )
     with mock.patch.object(Core, "_init_certificates", lambda self: None):
-        client = WeChatPay(wechatpay_type=WeChatPayType.NATIVE, mchid=registration["mchid"],
-                           private_key=registration["merchant_private_key_pem"],
-                           cert_serial_no=registration["merchant_cert_serial"], appid=APPID,
-                           apiv3_key=registration["apiv3_key"], notify_url=notify_url, partner_mode=partner, **keys)
+        client = WeChatPay(
+            wechatpay_type=WeChatPayType.NATIVE,
+            mchid=registration["mchid"],
+            private_key=registration["merchant_private_key_pem"],
+            cert_serial_no=registration["merchant_cert_serial"],
+            appid=APPID,
+            apiv3_key=registration["apiv3_key"],
+            notify_url=notify_url,
+            partner_mode=partner,
+            **keys,
+        )
     client._core._gate_way = sandbox.base_url
     if certificate_mode:
         Core._init_certificates(client._core)  # the SDK's own bootstrap: GET /v3/certificates, decrypt, keep
@@ -78,8 +101,9 @@ def _no(prefix: str) -> str:
 
 
 def _approve(sandbox: SandboxProcess, out_trade_no: str, scope: str) -> None:
-    httpx.post(f"{sandbox.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": scope},
-               json={}).raise_for_status()
+    httpx.post(
+        f"{sandbox.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": scope}, json={}
+    ).raise_for_status()
 
 
 def _ok(result: tuple[int, Any], status: int = 200) -> dict[str, Any]:
@@ -88,22 +112,38 @@ def _ok(result: tuple[int, Any], status: int = 200) -> dict[str, Any]:
     return json.loads(message) if status != 204 else {}
 
 
-def test_orders_refunds_bills_and_callbacks_in_public_key_mode(sandbox: SandboxProcess,
-                                                                receiver: CallbackReceiver) -> None:
+def test_orders_refunds_bills_and_callbacks_in_public_key_mode(
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
     registration = _register(sandbox)
     wx = _sdk(sandbox, registration, receiver.url("pay"))
     mchid = registration["mchid"]
 
     paid = _no("sdk")
     assert _ok(wx.pay(description="停车费", out_trade_no=paid, amount={"total": 888}))["code_url"].startswith(
-        "weixin://wxpay/bizpayurl?pr=")
-    assert "prepay_id" in _ok(wx.pay(description="JSAPI", out_trade_no=_no("js"), amount={"total": 1},
-                                     payer={"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, pay_type=WeChatPayType.JSAPI))
-    assert "prepay_id" in _ok(wx.pay(description="APP", out_trade_no=_no("app"), amount={"total": 1},
-                                     pay_type=WeChatPayType.APP))
-    assert "h5_url" in _ok(wx.pay(description="H5", out_trade_no=_no("h5"), amount={"total": 1},
-                                  scene_info={"payer_client_ip": "14.23.150.211", "h5_info": {"type": "Wap"}},
-                                  pay_type=WeChatPayType.H5))
+        "weixin://wxpay/bizpayurl?pr="
+    )
+    assert "prepay_id" in _ok(
+        wx.pay(
+            description="JSAPI",
+            out_trade_no=_no("js"),
+            amount={"total": 1},
+            payer={"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+            pay_type=WeChatPayType.JSAPI,
+        )
+    )
+    assert "prepay_id" in _ok(
+        wx.pay(description="APP", out_trade_no=_no("app"), amount={"total": 1}, pay_type=WeChatPayType.APP)
+    )
+    assert "h5_url" in _ok(
+        wx.pay(
+            description="H5",
+            out_trade_no=_no("h5"),
+            amount={"total": 1},
+            scene_info={"payer_client_ip": "14.23.150.211", "h5_info": {"type": "Wap"}},
+            pay_type=WeChatPayType.H5,
+        )
+    )
     assert _ok(wx.query(out_trade_no=paid))["trade_state"] == "NOTPAY"
 
     _approve(sandbox, paid, mchid)
@@ -112,12 +152,21 @@ def test_orders_refunds_bills_and_callbacks_in_public_key_mode(sandbox: SandboxP
     assert callback is not None and callback["event_type"] == "TRANSACTION.SUCCESS"
     transaction = callback["resource"]
     assert (transaction["out_trade_no"], transaction["trade_state"], transaction["amount"]["total"]) == (
-        paid, "SUCCESS", 888)
+        paid,
+        "SUCCESS",
+        888,
+    )
     by_id = _ok(wx.query(transaction_id=transaction["transaction_id"]))
     assert by_id["trade_state"] == "SUCCESS" and by_id["payer"]["openid"] == transaction["payer"]["openid"]
 
-    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 300, "total": 888, "currency": "CNY"},
-                           out_trade_no=paid, notify_url=receiver.url("refund")))
+    refund = _ok(
+        wx.refund(
+            out_refund_no=_no("rf"),
+            amount={"refund": 300, "total": 888, "currency": "CNY"},
+            out_trade_no=paid,
+            notify_url=receiver.url("refund"),
+        )
+    )
     assert refund["status"] == "PROCESSING" and refund["amount"]["refund"] == 300
     headers, body = receiver.next("refund")
     refunded = wx.callback(headers, body)
@@ -131,6 +180,7 @@ def test_orders_refunds_bills_and_callbacks_in_public_key_mode(sandbox: SandboxP
     assert _ok(wx.query(out_trade_no=closed))["trade_state"] == "CLOSED"
 
     from datetime import datetime, timedelta, timezone
+
     today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
     bill = _ok(wx.trade_bill(bill_date=today))
     code, content = wx.download_bill(bill["download_url"])  # unsigned reply: the SDK skips verification
@@ -139,14 +189,16 @@ def test_orders_refunds_bills_and_callbacks_in_public_key_mode(sandbox: SandboxP
     assert hashlib.sha1(text).hexdigest() == bill["hash_value"] and paid.encode() in text
 
 
-def test_refund_of_unknown_or_unpaid_order_is_resource_not_exists(sandbox: SandboxProcess,
-                                                                  receiver: CallbackReceiver) -> None:
+def test_refund_of_unknown_or_unpaid_order_is_resource_not_exists(
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
     wx = _sdk(sandbox, _register(sandbox), receiver.url("unused"))
     unpaid = _no("up")
     _ok(wx.pay(description="unpaid", out_trade_no=unpaid, amount={"total": 100}))
     for out_trade_no in (unpaid, _no("nx")):
-        code, message = wx.refund(out_refund_no=_no("rf"), amount={"refund": 1, "total": 100, "currency": "CNY"},
-                                  out_trade_no=out_trade_no)
+        code, message = wx.refund(
+            out_refund_no=_no("rf"), amount={"refund": 1, "total": 100, "currency": "CNY"}, out_trade_no=out_trade_no
+        )
         assert (code, json.loads(message)["code"]) == (404, "RESOURCE_NOT_EXISTS")
 
 
@@ -160,10 +212,18 @@ def test_partner_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> No
     callback = wx.callback(*receiver.next("partner"))
     assert callback is not None and callback["resource"]["sub_mchid"] == sub_mchid
     assert _ok(wx.query(out_trade_no=out_trade_no, sub_mchid=sub_mchid))["trade_state"] == "SUCCESS"
-    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 200, "total": 200, "currency": "CNY"},
-                           out_trade_no=out_trade_no, sub_mchid=sub_mchid))
-    assert _ok(wx.query_refund(out_refund_no=refund["out_refund_no"], sub_mchid=sub_mchid))["refund_id"] == \
-        refund["refund_id"]
+    refund = _ok(
+        wx.refund(
+            out_refund_no=_no("rf"),
+            amount={"refund": 200, "total": 200, "currency": "CNY"},
+            out_trade_no=out_trade_no,
+            sub_mchid=sub_mchid,
+        )
+    )
+    assert (
+        _ok(wx.query_refund(out_refund_no=refund["out_refund_no"], sub_mchid=sub_mchid))["refund_id"]
+        == refund["refund_id"]
+    )
     unpaid = _no("sp")
     _ok(wx.pay(description="partner close", out_trade_no=unpaid, amount={"total": 200}, sub_mchid=sub_mchid))
     _ok(wx.close(out_trade_no=unpaid, sub_mchid=sub_mchid), 204)
@@ -195,38 +255,68 @@ def test_profit_sharing(sandbox: SandboxProcess, receiver: CallbackReceiver) -> 
     registration = _register(sandbox)
     wx = _sdk(sandbox, registration, receiver.url("ps"))
     out_trade_no = _no("ps")
-    _ok(wx.pay(description="split", out_trade_no=out_trade_no, amount={"total": 1000},
-               settle_info={"profit_sharing": True}))
+    _ok(
+        wx.pay(
+            description="split", out_trade_no=out_trade_no, amount={"total": 1000}, settle_info={"profit_sharing": True}
+        )
+    )
     _approve(sandbox, out_trade_no, registration["mchid"])
     transaction_id = wx.callback(*receiver.next("ps"))["resource"]["transaction_id"]
-    _ok(wx.profitsharing_add_receiver(account_type="MERCHANT_ID", account="86693852", relation_type="STORE",
-                                      name="示例商户全称"))  # name RSA-OAEP encrypted by the SDK
-    order = _ok(wx.profitsharing_order(transaction_id=transaction_id, out_order_no=_no("P"), unfreeze_unsplit=False,
-                                       receivers=[{"type": "MERCHANT_ID", "account": "86693852", "amount": 100,
-                                                   "description": "分给门店"}]))
+    _ok(
+        wx.profitsharing_add_receiver(
+            account_type="MERCHANT_ID", account="86693852", relation_type="STORE", name="示例商户全称"
+        )
+    )  # name RSA-OAEP encrypted by the SDK
+    order = _ok(
+        wx.profitsharing_order(
+            transaction_id=transaction_id,
+            out_order_no=_no("P"),
+            unfreeze_unsplit=False,
+            receivers=[{"type": "MERCHANT_ID", "account": "86693852", "amount": 100, "description": "分给门店"}],
+        )
+    )
     assert order["receivers"][0]["result"] in ("PENDING", "SUCCESS")
     queried = _ok(wx.profitsharing_order_query(transaction_id=transaction_id, out_order_no=order["out_order_no"]))
     assert queried["order_id"] == order["order_id"]
     assert _ok(wx.profitsharing_amount_query(transaction_id=transaction_id))["unsplit_amount"] == 900
 
-    returned = _ok(wx.profitsharing_return(out_return_no=_no("R"), return_mchid="86693852", amount=40,
-                                           description="退回", out_order_no=order["out_order_no"]))
+    returned = _ok(
+        wx.profitsharing_return(
+            out_return_no=_no("R"),
+            return_mchid="86693852",
+            amount=40,
+            description="退回",
+            out_order_no=order["out_order_no"],
+        )
+    )
     assert (returned["result"], returned["amount"]) == ("SUCCESS", 40)
-    assert _ok(wx.profitsharing_return_query(out_order_no=order["out_order_no"],
-                                             out_return_no=returned["out_return_no"]))["return_id"] == \
-        returned["return_id"]
-    code, message = wx.profitsharing_return(out_return_no=_no("R"), return_mchid="86693852", amount=61,
-                                            description="too much", out_order_no=order["out_order_no"])
+    assert (
+        _ok(wx.profitsharing_return_query(out_order_no=order["out_order_no"], out_return_no=returned["out_return_no"]))[
+            "return_id"
+        ]
+        == returned["return_id"]
+    )
+    code, message = wx.profitsharing_return(
+        out_return_no=_no("R"),
+        return_mchid="86693852",
+        amount=61,
+        description="too much",
+        out_order_no=order["out_order_no"],
+    )
     assert (code, json.loads(message)["code"]) == (400, "INVALID_REQUEST")  # only 60 of the 100 are left
 
-    unfrozen = _ok(wx.profitsharing_unfreeze(transaction_id=transaction_id, out_order_no=_no("U"),
-                                             description="解冻全部剩余资金"))
+    unfrozen = _ok(
+        wx.profitsharing_unfreeze(transaction_id=transaction_id, out_order_no=_no("U"), description="解冻全部剩余资金")
+    )
     assert unfrozen["receivers"][0]["amount"] == 900 and unfrozen["state"] == "FINISHED"
     assert _ok(wx.profitsharing_amount_query(transaction_id=transaction_id))["unsplit_amount"] == 0
     assert _ok(wx.profitsharing_delete_receiver(account_type="MERCHANT_ID", account="86693852")) == {
-        "type": "MERCHANT_ID", "account": "86693852"}
+        "type": "MERCHANT_ID",
+        "account": "86693852",
+    }
 
     from datetime import datetime, timedelta, timezone
+
     today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
     bill = _ok(wx.profitsharing_bill(bill_date=today))
     code, content = wx.download_bill(bill["download_url"])
@@ -238,8 +328,7 @@ def test_profit_sharing(sandbox: SandboxProcess, receiver: CallbackReceiver) -> 
 def test_profit_sharing_merchant_config_in_partner_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
     registration = _register(sandbox, sub_merchants=[{"sub_mchid": "1900000222"}])
     wx = _sdk(sandbox, registration, receiver.url("unused"), partner=True)
-    assert _ok(wx.profitsharing_config_query(sub_mchid="1900000222")) == {"sub_mchid": "1900000222",
-                                                                          "max_ratio": 3000}
+    assert _ok(wx.profitsharing_config_query(sub_mchid="1900000222")) == {"sub_mchid": "1900000222", "max_ratio": 3000}
     code, message = wx.profitsharing_config_query(sub_mchid="1900009999")
     assert (code, json.loads(message)["code"]) == (403, "NO_AUTH")
 
@@ -252,8 +341,7 @@ def _payer_code(sandbox: SandboxProcess, **extra: Any) -> str:
     return code
 
 
-def test_codepay_password_step_reverse_and_fundflow_bill(sandbox: SandboxProcess,
-                                                         receiver: CallbackReceiver) -> None:
+def test_codepay_password_step_reverse_and_fundflow_bill(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
     """付款码: charged at once (200, MICROPAY); a code demanding the password answers 202 USERPAYING
     until the payer confirms; one left unconfirmed is reversed (signed 204) and ends REVOKED."""
     registration = _register(sandbox)
@@ -261,34 +349,65 @@ def test_codepay_password_step_reverse_and_fundflow_bill(sandbox: SandboxProcess
     scene = {"device_id": "POS-1", "store_info": {"out_id": "canteen-1"}}
 
     instant = _no("cp")
-    paid = _ok(wx.pay(description="食堂", out_trade_no=instant, amount={"total": 1500}, pay_type=WeChatPayType.CODEPAY,
-                      payer={"auth_code": _payer_code(sandbox)}, scene_info=scene))
+    paid = _ok(
+        wx.pay(
+            description="食堂",
+            out_trade_no=instant,
+            amount={"total": 1500},
+            pay_type=WeChatPayType.CODEPAY,
+            payer={"auth_code": _payer_code(sandbox)},
+            scene_info=scene,
+        )
+    )
     assert (paid["trade_state"], paid["trade_type"], paid["amount"]["total"]) == ("SUCCESS", "MICROPAY", 1500)
 
     with_password = _no("cp")
-    code, message = wx.pay(description="停车场", out_trade_no=with_password, amount={"total": 800},
-                           pay_type=WeChatPayType.CODEPAY, payer={"auth_code": _payer_code(
-                               sandbox, password_required=True)}, scene_info=scene)
+    code, message = wx.pay(
+        description="停车场",
+        out_trade_no=with_password,
+        amount={"total": 800},
+        pay_type=WeChatPayType.CODEPAY,
+        payer={"auth_code": _payer_code(sandbox, password_required=True)},
+        scene_info=scene,
+    )
     assert (code, json.loads(message)["code"]) == (202, "USERPAYING")  # signed 202, verified by the SDK
     assert _ok(wx.query(out_trade_no=with_password))["trade_state"] == "USERPAYING"
     _approve(sandbox, with_password, registration["mchid"])  # the payer typed the password
     assert _ok(wx.query(out_trade_no=with_password))["trade_state"] == "SUCCESS"
 
     abandoned = _no("cp")
-    code, _ = wx.pay(description="无人确认", out_trade_no=abandoned, amount={"total": 100},
-                     pay_type=WeChatPayType.CODEPAY, payer={"auth_code": _payer_code(sandbox, password_required=True)})
+    code, _ = wx.pay(
+        description="无人确认",
+        out_trade_no=abandoned,
+        amount={"total": 100},
+        pay_type=WeChatPayType.CODEPAY,
+        payer={"auth_code": _payer_code(sandbox, password_required=True)},
+    )
     assert code == 202
     _ok(wx.codepay_reverse(out_trade_no=abandoned), 204)
     assert _ok(wx.query(out_trade_no=abandoned))["trade_state"] == "REVOKED"
 
     used = _payer_code(sandbox)
-    _ok(wx.pay(description="once", out_trade_no=_no("cp"), amount={"total": 1}, pay_type=WeChatPayType.CODEPAY,
-               payer={"auth_code": used}))
-    code, message = wx.pay(description="twice", out_trade_no=_no("cp"), amount={"total": 1},
-                           pay_type=WeChatPayType.CODEPAY, payer={"auth_code": used})
+    _ok(
+        wx.pay(
+            description="once",
+            out_trade_no=_no("cp"),
+            amount={"total": 1},
+            pay_type=WeChatPayType.CODEPAY,
+            payer={"auth_code": used},
+        )
+    )
+    code, message = wx.pay(
+        description="twice",
+        out_trade_no=_no("cp"),
+        amount={"total": 1},
+        pay_type=WeChatPayType.CODEPAY,
+        payer={"auth_code": used},
+    )
     assert (code, json.loads(message)["code"]) == (400, "AUTH_CODE_INVALID")  # a code pays once
 
     from datetime import datetime, timedelta, timezone
+
     today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
     bill = _ok(wx.fundflow_bill(bill_date=today))
     code, content = wx.download_bill(bill["download_url"])
@@ -298,8 +417,9 @@ def test_codepay_password_step_reverse_and_fundflow_bill(sandbox: SandboxProcess
     assert lines[0].startswith("记账时间,微信支付业务单号") and "`交易,`交易,`收入,`15.00" in text.decode("utf-8")
 
 
-def test_merchant_transfer_bills_user_confirmation_cancel_and_expiry(sandbox: SandboxProcess,
-                                                                     receiver: CallbackReceiver) -> None:
+def test_merchant_transfer_bills_user_confirmation_cancel_and_expiry(
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
     """商家转账: WAIT_USER_CONFIRM + package_info; confirmed by the user → SUCCESS + callback; cancelled by
     the merchant; left unconfirmed until the window ends → CANCELLED (OVERDUE_CLOSE) + callback."""
     wx = _sdk(sandbox, _register(sandbox), receiver.url("transfer"))
@@ -308,9 +428,17 @@ def test_merchant_transfer_bills_user_confirmation_cancel_and_expiry(sandbox: Sa
     report = [{"info_type": "岗位类型", "info_content": "骑手"}, {"info_type": "报酬说明", "info_content": "周结"}]
 
     def transfer(amount: int, **extra: Any) -> dict[str, Any]:
-        return _ok(wx.mch_transfer_bills(out_bill_no=_no("TB"), transfer_scene_id="1005", openid=openid,
-                                         transfer_amount=amount, transfer_remark="提现到零钱",
-                                         transfer_scene_report_infos=report, **extra))
+        return _ok(
+            wx.mch_transfer_bills(
+                out_bill_no=_no("TB"),
+                transfer_scene_id="1005",
+                openid=openid,
+                transfer_amount=amount,
+                transfer_remark="提现到零钱",
+                transfer_scene_report_infos=report,
+                **extra,
+            )
+        )
 
     confirmed = transfer(5000, user_name="张三")  # the SDK RSA-encrypts user_name and names the key
     assert confirmed["state"] == "WAIT_USER_CONFIRM" and confirmed["package_info"]
@@ -319,8 +447,10 @@ def test_merchant_transfer_bills_user_confirmation_cancel_and_expiry(sandbox: Sa
     assert (callback["event_type"], callback["resource"]["state"]) == ("MCHTRANSFER.BILL.FINISHED", "SUCCESS")
     queried = _ok(wx.mch_transfer_bills_query(out_bill_no=confirmed["out_bill_no"]))
     assert (queried["state"], queried["transfer_amount"]) == ("SUCCESS", 5000)
-    assert _ok(wx.mch_transfer_bills_query(transfer_bill_no=confirmed["transfer_bill_no"]))["out_bill_no"] == \
-        confirmed["out_bill_no"]
+    assert (
+        _ok(wx.mch_transfer_bills_query(transfer_bill_no=confirmed["transfer_bill_no"]))["out_bill_no"]
+        == confirmed["out_bill_no"]
+    )
     code, message = wx.mch_transfer_bills_cancel(out_bill_no=confirmed["out_bill_no"])
     assert (code, json.loads(message)["code"]) == (400, "INVALID_REQUEST")  # paid out: too late to cancel
 
@@ -350,15 +480,25 @@ def test_jsapi_payment_with_the_openid_from_oauth(sandbox: SandboxProcess, recei
     wrong_secret = httpx.get(f"{sandbox.base_url}/sns/oauth2/access_token", params={**query, "secret": "x"}).json()
     assert wrong_secret["errcode"] == 40125
 
-    login = httpx.post(f"{sandbox.base_url}/control/oauth-codes",
-                       json={"appid": APPID, "openid": token["openid"]}).json()
-    session = httpx.get(f"{sandbox.base_url}/sns/jscode2session", params={
-        "appid": APPID, "secret": secret, "js_code": login["code"], "grant_type": "authorization_code"}).json()
+    login = httpx.post(
+        f"{sandbox.base_url}/control/oauth-codes", json={"appid": APPID, "openid": token["openid"]}
+    ).json()
+    session = httpx.get(
+        f"{sandbox.base_url}/sns/jscode2session",
+        params={"appid": APPID, "secret": secret, "js_code": login["code"], "grant_type": "authorization_code"},
+    ).json()
     assert session["openid"] == token["openid"] and session["session_key"]
 
     out_trade_no = _no("js")
-    prepay = _ok(wx.pay(description="小程序", out_trade_no=out_trade_no, amount={"total": 66},
-                        payer={"openid": token["openid"]}, pay_type=WeChatPayType.MINIPROG))
+    prepay = _ok(
+        wx.pay(
+            description="小程序",
+            out_trade_no=out_trade_no,
+            amount={"total": 66},
+            payer={"openid": token["openid"]},
+            pay_type=WeChatPayType.MINIPROG,
+        )
+    )
     assert prepay["prepay_id"].startswith("wx")
     _approve(sandbox, out_trade_no, registration["mchid"])
     callback = wx.callback(*receiver.next("jsapi"))
@@ -368,14 +508,18 @@ def test_jsapi_payment_with_the_openid_from_oauth(sandbox: SandboxProcess, recei
 @pytest.fixture(scope="module")
 def manual_refunds_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     """A sandbox whose refunds end only through the control API (no timer racing the test)."""
-    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("wechatpay-sdk-manual")),
-           "JUHE_SANDBOX_NOTIFY_SCALE": "0.001", "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "-1"}
+    env = {
+        "JUHE_DATA_DIR": str(tmp_path_factory.mktemp("wechatpay-sdk-manual")),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "-1",
+    }
     with SandboxProcess("sandboxes.wechatpay", port_env=PORT_ENV, env=env) as process:
         yield process
 
 
-def test_abnormal_refund_applied_again_to_a_bank_card(manual_refunds_sandbox: SandboxProcess,
-                                                      receiver: CallbackReceiver) -> None:
+def test_abnormal_refund_applied_again_to_a_bank_card(
+    manual_refunds_sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
     """A refund ends ABNORMAL (REFUND.ABNORMAL callback); apply-abnormal-refund sends it to the payer's
     bank card (bank_account and real_name RSA-encrypted by the SDK): PROCESSING, then SUCCESS."""
     sandbox = manual_refunds_sandbox
@@ -385,25 +529,43 @@ def test_abnormal_refund_applied_again_to_a_bank_card(manual_refunds_sandbox: Sa
     _ok(wx.pay(description="abnormal", out_trade_no=out_trade_no, amount={"total": 500}))
     _approve(sandbox, out_trade_no, registration["mchid"])
     assert wx.callback(*receiver.next("abnormal"))["event_type"] == "TRANSACTION.SUCCESS"
-    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 500, "total": 500, "currency": "CNY"},
-                           out_trade_no=out_trade_no))
-    httpx.post(f"{sandbox.base_url}/control/refunds/{refund['out_refund_no']}/fail",
-               json={"status": "ABNORMAL"}).raise_for_status()
+    refund = _ok(
+        wx.refund(
+            out_refund_no=_no("rf"), amount={"refund": 500, "total": 500, "currency": "CNY"}, out_trade_no=out_trade_no
+        )
+    )
+    httpx.post(
+        f"{sandbox.base_url}/control/refunds/{refund['out_refund_no']}/fail", json={"status": "ABNORMAL"}
+    ).raise_for_status()
     assert wx.callback(*receiver.next("abnormal"))["event_type"] == "REFUND.ABNORMAL"
-    applied = _ok(wx.abnormal_refund(refund_id=refund["refund_id"], out_refund_no=refund["out_refund_no"],
-                                     type="USER_BANK_CARD", bank_type="ICBC_DEBIT", bank_account="6212260000000000000",
-                                     real_name="张三"))
+    applied = _ok(
+        wx.abnormal_refund(
+            refund_id=refund["refund_id"],
+            out_refund_no=refund["out_refund_no"],
+            type="USER_BANK_CARD",
+            bank_type="ICBC_DEBIT",
+            bank_account="6212260000000000000",
+            real_name="张三",
+        )
+    )
     assert (applied["status"], applied["channel"]) == ("PROCESSING", "OTHER_BANKCARD")
     httpx.post(f"{sandbox.base_url}/control/refunds/{refund['out_refund_no']}/approve").raise_for_status()
     assert wx.callback(*receiver.next("abnormal"))["event_type"] == "REFUND.SUCCESS"
-    code, message = wx.abnormal_refund(refund_id=refund["refund_id"], out_refund_no=refund["out_refund_no"],
-                                       type="MERCHANT_BANK_CARD")
+    code, message = wx.abnormal_refund(
+        refund_id=refund["refund_id"], out_refund_no=refund["out_refund_no"], type="MERCHANT_BANK_CARD"
+    )
     assert (code, json.loads(message)["code"]) == (400, "INVALID_REQUEST")  # no longer abnormal
 
 
 def _sub_order(mchid: str, out_trade_no: str, total: int, **extra: Any) -> dict[str, Any]:
-    return {"mchid": mchid, "attach": "深圳分店", "amount": {"total_amount": total, "currency": "CNY"},
-            "out_trade_no": out_trade_no, "description": "合单商品", **extra}
+    return {
+        "mchid": mchid,
+        "attach": "深圳分店",
+        "amount": {"total_amount": total, "currency": "CNY"},
+        "out_trade_no": out_trade_no,
+        "description": "合单商品",
+        **extra,
+    }
 
 
 def _error(result: tuple[int, Any]) -> tuple[int, str]:
@@ -412,15 +574,18 @@ def _error(result: tuple[int, Any]) -> tuple[int, str]:
 
 
 def test_combined_payment_one_callback_refund_per_sub_order_bill_and_close(
-        sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
     """合单: two merchants' orders paid at once through the SDK's combine_pay / combine_query / combine_close;
     the one combined callback verified and decrypted by the SDK; each sub-order refunded by its own
     out_trade_no, listed in its merchant's trade bill; closing, expiry and the errors merchants meet."""
     initiator, other = _register(sandbox), _register(sandbox)  # both bound to APPID (the combine_appid)
     wx, wx_other = _sdk(sandbox, initiator, receiver.url("combine")), _sdk(sandbox, other, receiver.url("unused"))
     a, b, combined = _no("subA"), _no("subB"), _no("cmb")
-    subs = [_sub_order(initiator["mchid"], a, 300, settle_info={"profit_sharing": False, "subsidy_amount": 0}),
-            _sub_order(other["mchid"], b, 700)]
+    subs = [
+        _sub_order(initiator["mchid"], a, 300, settle_info={"profit_sharing": False, "subsidy_amount": 0}),
+        _sub_order(other["mchid"], b, 700),
+    ]
     scene = {"device_id": "POS1:123", "payer_client_ip": "14.17.22.32"}
     created = _ok(wx.combine_pay(combine_out_trade_no=combined, sub_orders=subs, scene_info=scene))
     assert created["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
@@ -432,37 +597,60 @@ def test_combined_payment_one_callback_refund_per_sub_order_bill_and_close(
         (WeChatPayType.H5, {"scene_info": {"payer_client_ip": "14.23.150.211", "h5_info": {"type": "Wap"}}}, "h5_url"),
     ):
         others = [_sub_order(initiator["mchid"], _no("s"), 100), _sub_order(other["mchid"], _no("s"), 100)]
-        assert field in _ok(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=others, pay_type=pay_type,
-                                           **extra))
+        assert field in _ok(
+            wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=others, pay_type=pay_type, **extra)
+        )
     pending = _ok(wx.combine_query(combine_out_trade_no=combined))
     assert (pending["combine_mchid"], pending["combine_appid"], pending["scene_info"]) == (
-        initiator["mchid"], APPID, {"device_id": "POS1:123"})
+        initiator["mchid"],
+        APPID,
+        {"device_id": "POS1:123"},
+    )
     assert [(s["out_trade_no"], s["trade_state"], s["amount"]["total_amount"]) for s in pending["sub_orders"]] == [
-        (a, "NOTPAY", 300), (b, "NOTPAY", 700)]
+        (a, "NOTPAY", 300),
+        (b, "NOTPAY", 700),
+    ]
 
-    httpx.post(f"{sandbox.base_url}/control/combine-orders/{combined}/approve", params={"mchid": initiator["mchid"]},
-               json={"payer_openid": openid}).raise_for_status()
+    httpx.post(
+        f"{sandbox.base_url}/control/combine-orders/{combined}/approve",
+        params={"mchid": initiator["mchid"]},
+        json={"payer_openid": openid},
+    ).raise_for_status()
     callback = wx.callback(*receiver.next("combine"))  # the SDK's signature check + AES-256-GCM decrypt
     assert callback is not None and callback["event_type"] == "TRANSACTION.SUCCESS"
     resource = callback["resource"]
     assert (resource["combine_out_trade_no"], resource["combine_payer_info"]) == (combined, {"openid": openid})
     assert [(s["mchid"], s["out_trade_no"], s["trade_state"], s["attach"]) for s in resource["sub_orders"]] == [
-        (initiator["mchid"], a, "SUCCESS", "深圳分店"), (other["mchid"], b, "SUCCESS", "深圳分店")]
-    assert all(s["transaction_id"] and s["amount"]["payer_amount"] == s["amount"]["total_amount"]
-               for s in resource["sub_orders"])
+        (initiator["mchid"], a, "SUCCESS", "深圳分店"),
+        (other["mchid"], b, "SUCCESS", "深圳分店"),
+    ]
+    assert all(
+        s["transaction_id"] and s["amount"]["payer_amount"] == s["amount"]["total_amount"]
+        for s in resource["sub_orders"]
+    )
     assert _ok(wx.combine_query(combine_out_trade_no=combined)) == resource
     assert _ok(wx_other.query(out_trade_no=b))["trade_state"] == "SUCCESS"  # an ordinary order of its merchant
 
     # Each sub-order is refunded by its merchant, by its own out_trade_no, like any order.
-    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 300, "total": 300, "currency": "CNY"},
-                           out_trade_no=a, notify_url=receiver.url("combine-refund")))
+    refund = _ok(
+        wx.refund(
+            out_refund_no=_no("rf"),
+            amount={"refund": 300, "total": 300, "currency": "CNY"},
+            out_trade_no=a,
+            notify_url=receiver.url("combine-refund"),
+        )
+    )
     refunded = wx.callback(*receiver.next("combine-refund"))
     assert refunded is not None and refunded["resource"]["out_trade_no"] == a
     assert _ok(wx.query_refund(out_refund_no=refund["out_refund_no"]))["status"] == "SUCCESS"
-    other_refund = _ok(wx_other.refund(out_refund_no=_no("rf"), out_trade_no=b,
-                                       amount={"refund": 200, "total": 700, "currency": "CNY"}))
+    other_refund = _ok(
+        wx_other.refund(
+            out_refund_no=_no("rf"), out_trade_no=b, amount={"refund": 200, "total": 700, "currency": "CNY"}
+        )
+    )
     assert other_refund["amount"]["refund"] == 200
     from datetime import datetime, timedelta, timezone
+
     cst = timezone(timedelta(hours=8))
     today = datetime.now(cst).date().isoformat()
     for client, own, foreign in ((wx, a, b), (wx_other, b, a)):
@@ -471,49 +659,83 @@ def test_combined_payment_one_callback_refund_per_sub_order_bill_and_close(
         assert own.encode() in text and foreign.encode() not in text
 
     assert _error(wx.combine_pay(combine_out_trade_no=combined, sub_orders=subs, scene_info=scene)) == (
-        400, "ORDERPAID")
-    assert _error(wx.combine_close(combine_out_trade_no=combined, sub_orders=[
-        {"mchid": initiator["mchid"], "out_trade_no": a}, {"mchid": other["mchid"], "out_trade_no": b}])) == (
-        400, "ORDERPAID")
+        400,
+        "ORDERPAID",
+    )
+    assert _error(
+        wx.combine_close(
+            combine_out_trade_no=combined,
+            sub_orders=[{"mchid": initiator["mchid"], "out_trade_no": a}, {"mchid": other["mchid"], "out_trade_no": b}],
+        )
+    ) == (400, "ORDERPAID")
 
     to_close, c1, c2 = _no("cmb"), _no("s"), _no("s")
-    _ok(wx.combine_pay(combine_out_trade_no=to_close, sub_orders=[_sub_order(initiator["mchid"], c1, 10),
-                                                                  _sub_order(other["mchid"], c2, 20)]))
+    _ok(
+        wx.combine_pay(
+            combine_out_trade_no=to_close,
+            sub_orders=[_sub_order(initiator["mchid"], c1, 10), _sub_order(other["mchid"], c2, 20)],
+        )
+    )
     assert _error(wx.close(out_trade_no=c1)) == (400, "INVALID_REQUEST")  # only the combined close closes it
-    assert _error(wx.combine_close(combine_out_trade_no=to_close, sub_orders=[
-        {"mchid": initiator["mchid"], "out_trade_no": c1}])) == (400, "PARAM_ERROR")  # all of them or none
-    _ok(wx.combine_close(combine_out_trade_no=to_close, sub_orders=[
-        {"mchid": initiator["mchid"], "out_trade_no": c1}, {"mchid": other["mchid"], "out_trade_no": c2}]), 204)
-    assert {s["trade_state"] for s in _ok(wx.combine_query(combine_out_trade_no=to_close))["sub_orders"]} == {
-        "CLOSED"}
+    assert _error(
+        wx.combine_close(combine_out_trade_no=to_close, sub_orders=[{"mchid": initiator["mchid"], "out_trade_no": c1}])
+    ) == (400, "PARAM_ERROR")  # all of them or none
+    _ok(
+        wx.combine_close(
+            combine_out_trade_no=to_close,
+            sub_orders=[
+                {"mchid": initiator["mchid"], "out_trade_no": c1},
+                {"mchid": other["mchid"], "out_trade_no": c2},
+            ],
+        ),
+        204,
+    )
+    assert {s["trade_state"] for s in _ok(wx.combine_query(combine_out_trade_no=to_close))["sub_orders"]} == {"CLOSED"}
 
     now = datetime.now(cst)
     expired = _no("cmb")
-    _ok(wx.combine_pay(combine_out_trade_no=expired, sub_orders=[_sub_order(initiator["mchid"], _no("s"), 10),
-                                                                 _sub_order(other["mchid"], _no("s"), 10)],
-                       time_start=(now - timedelta(minutes=10)).isoformat(timespec="seconds"),
-                       time_expire=(now - timedelta(seconds=1)).isoformat(timespec="seconds")))
-    assert {s["trade_state"] for s in _ok(wx.combine_query(combine_out_trade_no=expired))["sub_orders"]} == {
-        "CLOSED"}
+    _ok(
+        wx.combine_pay(
+            combine_out_trade_no=expired,
+            sub_orders=[_sub_order(initiator["mchid"], _no("s"), 10), _sub_order(other["mchid"], _no("s"), 10)],
+            time_start=(now - timedelta(minutes=10)).isoformat(timespec="seconds"),
+            time_expire=(now - timedelta(seconds=1)).isoformat(timespec="seconds"),
+        )
+    )
+    assert {s["trade_state"] for s in _ok(wx.combine_query(combine_out_trade_no=expired))["sub_orders"]} == {"CLOSED"}
 
     stranger = _register(sandbox, appid="wx0000000000000001")  # a merchant the combine_appid is not bound to
     assert _error(wx.combine_pay(combine_out_trade_no=combined, sub_orders=[subs[1], subs[0]])) == (
-        403, "OUT_TRADE_NO_USED")  # the combined number again, another body
+        403,
+        "OUT_TRADE_NO_USED",
+    )  # the combined number again, another body
     assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=[subs[0]])) == (400, "PARAM_ERROR")
-    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=[
-        _sub_order(initiator["mchid"], _no("s"), 10), _sub_order(stranger["mchid"], _no("s"), 10)])) == (
-        400, "APPID_MCHID_NOT_MATCH")
-    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=[
-        _sub_order(initiator["mchid"], a, 10), _sub_order(other["mchid"], _no("s"), 10)])) == (
-        403, "OUT_TRADE_NO_USED")  # a sub-order number already used
-    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=subs[:1] * 2,
-                                 pay_type=WeChatPayType.JSAPI, combine_payer_info={"openid": ""})) == (
-        400, "PARAM_ERROR")
+    assert _error(
+        wx.combine_pay(
+            combine_out_trade_no=_no("cmb"),
+            sub_orders=[_sub_order(initiator["mchid"], _no("s"), 10), _sub_order(stranger["mchid"], _no("s"), 10)],
+        )
+    ) == (400, "APPID_MCHID_NOT_MATCH")
+    assert _error(
+        wx.combine_pay(
+            combine_out_trade_no=_no("cmb"),
+            sub_orders=[_sub_order(initiator["mchid"], a, 10), _sub_order(other["mchid"], _no("s"), 10)],
+        )
+    ) == (403, "OUT_TRADE_NO_USED")  # a sub-order number already used
+    assert _error(
+        wx.combine_pay(
+            combine_out_trade_no=_no("cmb"),
+            sub_orders=subs[:1] * 2,
+            pay_type=WeChatPayType.JSAPI,
+            combine_payer_info={"openid": ""},
+        )
+    ) == (400, "PARAM_ERROR")
     assert _error(wx.combine_query(combine_out_trade_no=_no("nx"))) == (404, "ORDER_NOT_EXIST")
 
 
-def test_combined_payment_of_a_service_providers_sub_merchants(sandbox: SandboxProcess,
-                                                                receiver: CallbackReceiver) -> None:
+def test_combined_payment_of_a_service_providers_sub_merchants(
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
     """The provider's variant: sub-orders name the provider's mchid and a bound sub_mchid; each is then an
     ordinary partner-mode order (queried and refunded with its sub_mchid)."""
     first, second = "1900000201", "1900000202"
@@ -521,17 +743,33 @@ def test_combined_payment_of_a_service_providers_sub_merchants(sandbox: SandboxP
     wx = _sdk(sandbox, registration, receiver.url("combine-partner"), partner=True)
     provider, combined, a, b = registration["mchid"], _no("cmb"), _no("sa"), _no("sb")
     subs = [_sub_order(provider, a, 120, sub_mchid=first), _sub_order(provider, b, 80, sub_mchid=second)]
-    assert "prepay_id" in _ok(wx.combine_pay(combine_out_trade_no=combined, sub_orders=subs,
-                                             pay_type=WeChatPayType.APP))
-    assert _error(wx.combine_pay(combine_out_trade_no=_no("cmb"), sub_orders=[
-        _sub_order(provider, _no("s"), 1, sub_mchid=first), _sub_order(provider, _no("s"), 1, sub_mchid="1999999999")],
-        pay_type=WeChatPayType.APP)) == (403, "NO_AUTH")
+    assert "prepay_id" in _ok(
+        wx.combine_pay(combine_out_trade_no=combined, sub_orders=subs, pay_type=WeChatPayType.APP)
+    )
+    assert _error(
+        wx.combine_pay(
+            combine_out_trade_no=_no("cmb"),
+            sub_orders=[
+                _sub_order(provider, _no("s"), 1, sub_mchid=first),
+                _sub_order(provider, _no("s"), 1, sub_mchid="1999999999"),
+            ],
+            pay_type=WeChatPayType.APP,
+        )
+    ) == (403, "NO_AUTH")
     httpx.post(f"{sandbox.base_url}/control/combine-orders/{combined}/approve").raise_for_status()
     callback = wx.callback(*receiver.next("combine-partner"))
     assert callback is not None
     assert [(s["sub_mchid"], s["trade_state"]) for s in callback["resource"]["sub_orders"]] == [
-        (first, "SUCCESS"), (second, "SUCCESS")]
+        (first, "SUCCESS"),
+        (second, "SUCCESS"),
+    ]
     assert _ok(wx.query(out_trade_no=b, sub_mchid=second))["trade_state"] == "SUCCESS"
-    refund = _ok(wx.refund(out_refund_no=_no("rf"), amount={"refund": 80, "total": 80, "currency": "CNY"},
-                           out_trade_no=b, sub_mchid=second))
+    refund = _ok(
+        wx.refund(
+            out_refund_no=_no("rf"),
+            amount={"refund": 80, "total": 80, "currency": "CNY"},
+            out_trade_no=b,
+            sub_mchid=second,
+        )
+    )
     assert refund["status"] == "PROCESSING"

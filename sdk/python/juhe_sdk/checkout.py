@@ -18,8 +18,13 @@ SIGNED_PARAMETERS = ("amount_minor", "checkout_session_id", "currency", "merchan
 DEFAULT_TOLERANCE_SECONDS = 300
 
 
-def verify_checkout_return(params: Mapping[str, str], secret: str, *, now: int | None = None,
-                           tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS) -> bool:
+def verify_checkout_return(
+    params: Mapping[str, str],
+    secret: str,
+    *,
+    now: int | None = None,
+    tolerance_seconds: int = DEFAULT_TOLERANCE_SECONDS,
+) -> bool:
     """True when the return parameters are Juhe's, unchanged and recent. Still confirm the order's state by
     the webhook or `GET /v1/checkout/sessions/{id}` before shipping: a payer can open an old return link."""
     if any(name not in params for name in (*SIGNED_PARAMETERS, "sig")):

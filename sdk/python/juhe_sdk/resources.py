@@ -128,8 +128,9 @@ class WebhookEndpoints(Resource):
         """PATCH: only the fields given change (`url`, `enabled_events`, `enabled`, `description`)."""
         return self._client.request("PATCH", self.url(resource_id), json=fields, idempotency_key=idempotency_key)
 
-    def rotate_secret(self, endpoint_id: str, *, overlap_seconds: int | None = None,
-                      idempotency_key: str | None = None) -> Any:
+    def rotate_secret(
+        self, endpoint_id: str, *, overlap_seconds: int | None = None, idempotency_key: str | None = None
+    ) -> Any:
         """A new secret; the old one keeps signing too for `overlap_seconds` (the API's default: 24 h)."""
         fields = {} if overlap_seconds is None else {"overlap_seconds": overlap_seconds}
         return self.action(endpoint_id, "rotate-secret", idempotency_key=idempotency_key, **fields)

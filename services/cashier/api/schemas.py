@@ -27,11 +27,16 @@ METADATA_KEYS_MAX = 20
 class PayerHints(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    openid: str | None = Field(default=None, max_length=128,
-                               description="WeChat JSAPI / mini-program payer (from the WeChat OAuth)")
-    buyer_id: str | None = Field(default=None, min_length=1, max_length=128,
-                                 description="Alipay JSAPI / mini-program buyer (user_id 2088… from "
-                                             "alipay.system.oauth.token, or a buyer_open_id)")
+    openid: str | None = Field(
+        default=None, max_length=128, description="WeChat JSAPI / mini-program payer (from the WeChat OAuth)"
+    )
+    buyer_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Alipay JSAPI / mini-program buyer (user_id 2088… from "
+        "alipay.system.oauth.token, or a buyer_open_id)",
+    )
     client_type: str | None = Field(default=None, max_length=32, description="wechat, alipay, ios, android, …")
     client_ip: str | None = Field(default=None, max_length=64)
     user_id: str | None = Field(
@@ -70,27 +75,37 @@ class PaymentCreateRequest(BaseModel):
         default=None, min_length=1, max_length=64, description="wallet_topup only: the user whose wallet is credited"
     )
     split: list[SplitLine] | None = Field(
-        default=None, min_length=1, max_length=SPLIT_ENTRIES_MAX,
+        default=None,
+        min_length=1,
+        max_length=SPLIT_ENTRIES_MAX,
         description="Explicit split, checked against the merchant's split rule by settlement at creation",
     )
     profit_sharing: bool = Field(default=False, description="Ask the channel to freeze the funds for profit sharing")
     auth_code: AuthCode | None = Field(
-        default=None, description="scene payment_code only: the code the payer shows, as scanned (its prefix "
-                                  "decides the channel: WeChat 10-15, Alipay 25-30)")
+        default=None,
+        description="scene payment_code only: the code the payer shows, as scanned (its prefix "
+        "decides the channel: WeChat 10-15, Alipay 25-30)",
+    )
     coupon_id: str | None = Field(
-        default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+        default=None,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
         description="A coupon of the payer (payer.user_id) to redeem: marketing locks it and prices the discount; "
-                    "the channel is asked for the discounted amount (payable_minor)")
+        "the channel is asked for the discounted amount (payable_minor)",
+    )
     coupon_code: str | None = Field(
-        default=None, pattern=r"^[0-9]{16}$",
-        description="The same coupon named by its 16-digit code (what the user types at checkout); not with "
-                    "coupon_id")
+        default=None,
+        pattern=r"^[0-9]{16}$",
+        description="The same coupon named by its 16-digit code (what the user types at checkout); not with coupon_id",
+    )
 
     @model_validator(mode="after")
     def _coherent(self) -> PaymentCreateRequest:
         problem = payment_code_problem(self.scene, auth_code=self.auth_code, profit_sharing=self.profit_sharing)
-        problem = problem or purpose_problem(self.purpose, wallet_holder_id=self.wallet_holder_id, scene=self.scene,
-                                  has_split=self.split is not None)
+        problem = problem or purpose_problem(
+            self.purpose, wallet_holder_id=self.wallet_holder_id, scene=self.scene, has_split=self.split is not None
+        )
         if problem is None and self.coupon_id is not None and self.coupon_code is not None:
             problem = "give coupon_id or coupon_code, not both"
         if problem is None and self.split is not None:
@@ -103,8 +118,12 @@ class PaymentCreateRequest(BaseModel):
 class PaymentConfirmRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = Field(default=None, min_length=1, max_length=64,
-                                description="dev/test only without a user identity token: the paying user")
+    user_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="dev/test only without a user identity token: the paying user",
+    )
 
 
 class AttemptResponse(BaseModel):
@@ -153,7 +172,8 @@ class PaymentResponse(BaseModel):
     discount_minor: int = Field(description="A redeemed coupon's discount (0 without one)")
     discount: dict[str, Any] | None = Field(
         description="The coupon redeemed: {coupon_id, redemption_id, stock_id, campaign_id, party, "
-                    "platform_share_bps, platform_minor, merchant_minor, channel_minor}")
+        "platform_share_bps, platform_minor, merchant_minor, channel_minor}"
+    )
     created_at: datetime
     attempts: list[AttemptResponse] = Field(default_factory=list)
 
@@ -259,9 +279,11 @@ SHARE_RECEIVERS_MAX = 50  # WeChat's limit per order; Alipay's royalty_parameter
 class ProfitSharingReceiver(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=32,
-                      description="The channel's receiver type: WeChat MERCHANT_ID | PERSONAL_OPENID; Alipay userId | "
-                                  "loginName")
+    type: str = Field(
+        min_length=1,
+        max_length=32,
+        description="The channel's receiver type: WeChat MERCHANT_ID | PERSONAL_OPENID; Alipay userId | loginName",
+    )
     account: str = Field(min_length=1, max_length=64)
     name: str | None = Field(default=None, min_length=1, max_length=128)
     amount_minor: AmountMinor
@@ -310,8 +332,11 @@ class TransferCreateRequest(BaseModel):
     amount_minor: AmountMinor
     currency: Currency
     payee: str = Field(min_length=1, max_length=128, description="openid (WeChat) or Alipay user id / logon id")
-    payee_type: str = Field(default="openid", max_length=32,
-                            description="wechatpay: openid; alipay: ALIPAY_USER_ID | ALIPAY_LOGON_ID | ALIPAY_OPEN_ID")
+    payee_type: str = Field(
+        default="openid",
+        max_length=32,
+        description="wechatpay: openid; alipay: ALIPAY_USER_ID | ALIPAY_LOGON_ID | ALIPAY_OPEN_ID",
+    )
     payee_name: str | None = Field(default=None, min_length=1, max_length=64)
     remark: str = Field(min_length=1, max_length=128)
     scene_id: str | None = Field(default=None, max_length=16, description="WeChat transfer_scene_id")

@@ -12,8 +12,18 @@ from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 IDENTITY_KEY_ID = "cashier"
 # 4xx answers that say something about our call, not about the merchant's request: a service without the
 # endpoint, or refusing our identity. The merchant can do nothing about these, so they are 503.
-NOT_RELAYED_CODES = frozenset({"route_not_found", "method_not_allowed", "identity_missing", "identity_invalid",
-                               "merchant_scope_required", "forbidden", "unauthorized", "malformed_request"})
+NOT_RELAYED_CODES = frozenset(
+    {
+        "route_not_found",
+        "method_not_allowed",
+        "identity_missing",
+        "identity_invalid",
+        "merchant_scope_required",
+        "forbidden",
+        "unauthorized",
+        "malformed_request",
+    }
+)
 DETAIL_LENGTH_MAX = 500
 
 

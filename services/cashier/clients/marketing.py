@@ -58,19 +58,33 @@ class CouponLock:
 
     def record(self) -> dict[str, Any]:
         """What the payment stores (`payments.coupon`) and its events carry as `discount`."""
-        return {"coupon_id": self.coupon_id, "redemption_id": self.redemption_id, "stock_id": self.stock_id,
-                "campaign_id": self.campaign_id, "party": self.party, "platform_share_bps": self.platform_share_bps,
-                "platform_minor": self.platform_minor, "merchant_minor": self.merchant_minor, "channel_minor": 0}
+        return {
+            "coupon_id": self.coupon_id,
+            "redemption_id": self.redemption_id,
+            "stock_id": self.stock_id,
+            "campaign_id": self.campaign_id,
+            "party": self.party,
+            "platform_share_bps": self.platform_share_bps,
+            "platform_minor": self.platform_minor,
+            "merchant_minor": self.merchant_minor,
+            "channel_minor": 0,
+        }
 
 
 def _lock_of(body: dict[str, Any]) -> CouponLock:
     funding = body["funding"]
     return CouponLock(
-        redemption_id=str(body["redemption_id"]), coupon_id=str(body["coupon_id"]), stock_id=str(body["stock_id"]),
-        campaign_id=str(body["campaign_id"]), order_amount_minor=int(body["order_amount_minor"]),
-        discount_minor=int(body["discount_minor"]), payable_minor=int(body["payable_minor"]),
-        party=str(funding["party"]), platform_share_bps=int(funding["platform_share_bps"]),
-        platform_minor=int(funding["platform_minor"]), merchant_minor=int(funding["merchant_minor"]),
+        redemption_id=str(body["redemption_id"]),
+        coupon_id=str(body["coupon_id"]),
+        stock_id=str(body["stock_id"]),
+        campaign_id=str(body["campaign_id"]),
+        order_amount_minor=int(body["order_amount_minor"]),
+        discount_minor=int(body["discount_minor"]),
+        payable_minor=int(body["payable_minor"]),
+        party=str(funding["party"]),
+        platform_share_bps=int(funding["platform_share_bps"]),
+        platform_minor=int(funding["platform_minor"]),
+        merchant_minor=int(funding["merchant_minor"]),
     )
 
 
@@ -83,9 +97,18 @@ class MarketingClient(InternalClient):
         Problem when marketing refuses the coupon, 503 `marketing_unavailable` when it cannot say."""
         if self._http is None:
             raise Problem(MARKETING_UNAVAILABLE, "no marketing service is configured to check the coupon")
-        body = {"payment_id": payment_id, "coupon_id": coupon_id, "coupon_code": coupon_code, "user_id": user_id,
-                "merchant_id": merchant_id, "scene": scene, "payment_method": payment_method,
-                "order_amount_minor": order_amount_minor, "currency": currency, "lock_seconds": lock_seconds}
+        body = {
+            "payment_id": payment_id,
+            "coupon_id": coupon_id,
+            "coupon_code": coupon_code,
+            "user_id": user_id,
+            "merchant_id": merchant_id,
+            "scene": scene,
+            "payment_method": payment_method,
+            "order_amount_minor": order_amount_minor,
+            "currency": currency,
+            "lock_seconds": lock_seconds,
+        }
         try:
             response = await self._http.post(LOCKS_PATH, json=body, headers=self.identity_headers())
         except httpx.HTTPError as exc:
@@ -103,15 +126,19 @@ class MarketingClient(InternalClient):
         refusal = relayed_refusal(response, "The coupon was refused by marketing", **extra)
         if refusal is not None and refusal.spec.code == "coupon_locked" and answer.get("lock_redemption_id"):
             try:
-                raise CouponHeld(refusal, redemption_id=str(answer["lock_redemption_id"]),
-                                 payment_id=str(answer.get("lock_payment_id") or ""),
-                                 locked_at=datetime.fromisoformat(str(answer["locked_at"])))
+                raise CouponHeld(
+                    refusal,
+                    redemption_id=str(answer["lock_redemption_id"]),
+                    payment_id=str(answer.get("lock_payment_id") or ""),
+                    locked_at=datetime.fromisoformat(str(answer["locked_at"])),
+                )
             except (KeyError, ValueError):
                 raise refusal from None
         if refusal is not None:
             raise refusal
-        log.warning("marketing answered a coupon lock with an error", status=response.status_code,
-                    code=answer.get("code"))
+        log.warning(
+            "marketing answered a coupon lock with an error", status=response.status_code, code=answer.get("code")
+        )
         raise Problem(MARKETING_UNAVAILABLE, f"marketing answered the coupon lock with HTTP {response.status_code}")
 
     async def release(self, redemption_id: str, reason: str = "cancelled") -> bool:
@@ -120,13 +147,18 @@ class MarketingClient(InternalClient):
         if self._http is None:
             return False
         try:
-            response = await self._http.post(RELEASE_PATH.format(redemption_id=redemption_id),
-                                             json={"reason": reason}, headers=self.identity_headers())
+            response = await self._http.post(
+                RELEASE_PATH.format(redemption_id=redemption_id),
+                json={"reason": reason},
+                headers=self.identity_headers(),
+            )
         except httpx.HTTPError as exc:
-            log.warning("marketing unreachable for a lock release; the lock will run out", error=repr(exc),
-                        redemption_id=redemption_id)
+            log.warning(
+                "marketing unreachable for a lock release; the lock will run out",
+                error=repr(exc),
+                redemption_id=redemption_id,
+            )
             return False
         if response.status_code != 200:
-            log.warning("marketing refused a lock release", status=response.status_code,
-                        redemption_id=redemption_id)
+            log.warning("marketing refused a lock release", status=response.status_code, redemption_id=redemption_id)
         return response.status_code == 200

@@ -113,8 +113,16 @@ CHANNELS: dict[str, ChannelSpec] = {
     ),
     "alipay": ChannelSpec(
         name="alipay",
-        scenes=frozenset({PaymentScene.NATIVE_QR, PaymentScene.PAGE, PaymentScene.H5, PaymentScene.APP,
-                          PaymentScene.JSAPI, PaymentScene.MINI_PROGRAM}),
+        scenes=frozenset(
+            {
+                PaymentScene.NATIVE_QR,
+                PaymentScene.PAGE,
+                PaymentScene.H5,
+                PaymentScene.APP,
+                PaymentScene.JSAPI,
+                PaymentScene.MINI_PROGRAM,
+            }
+        ),
         currencies=frozenset({"CNY"}),
         build=_build_alipay,
         refuse_notification=_alipay_refusal,

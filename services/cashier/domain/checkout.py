@@ -22,7 +22,9 @@ CHECKOUT_SESSION_NOT_OPEN = ErrorSpec(
     "checkout_session_not_open", 409, "The checkout session is completed or expired; nothing can be paid on it"
 )
 CHECKOUT_PAYMENT_IN_PROGRESS = ErrorSpec(
-    "checkout_payment_in_progress", 409, "Another payment of this session is being set up; retry shortly",
+    "checkout_payment_in_progress",
+    409,
+    "Another payment of this session is being set up; retry shortly",
     retryable=True,
 )
 CHECKOUT_METHOD_NOT_AVAILABLE = ErrorSpec(
@@ -83,8 +85,12 @@ def resolve_expiry(now: datetime, requested_seconds: int | None, *, channel_max_
     seconds = EXPIRY_DEFAULT_SECONDS if requested_seconds is None else requested_seconds
     upper = min(EXPIRY_MAX_SECONDS, channel_max_seconds)
     if not EXPIRY_MIN_SECONDS <= seconds <= upper:
-        raise Problem(CHECKOUT_EXPIRY_OUT_OF_RANGE, f"expires_in_seconds must be {EXPIRY_MIN_SECONDS}..{upper}",
-                      min=EXPIRY_MIN_SECONDS, max=upper)
+        raise Problem(
+            CHECKOUT_EXPIRY_OUT_OF_RANGE,
+            f"expires_in_seconds must be {EXPIRY_MIN_SECONDS}..{upper}",
+            min=EXPIRY_MIN_SECONDS,
+            max=upper,
+        )
     return now + timedelta(seconds=seconds)
 
 
@@ -118,8 +124,9 @@ def sign_return(secret: str, params: Mapping[str, str]) -> str:
     return hmac.new(secret.encode("utf-8"), return_canonical(params).encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def verify_return(secret: str, params: Mapping[str, str], *, now: int,
-                  tolerance_seconds: int = RETURN_SIGNATURE_TOLERANCE_SECONDS) -> bool:
+def verify_return(
+    secret: str, params: Mapping[str, str], *, now: int, tolerance_seconds: int = RETURN_SIGNATURE_TOLERANCE_SECONDS
+) -> bool:
     """What a merchant runs on its return page (the SDK has the same): signature right and `t` recent."""
     try:
         issued = int(params.get("t", ""))

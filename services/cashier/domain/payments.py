@@ -193,24 +193,26 @@ def decide_outcome(
     target_payment = PaymentStatus.FAILED if outcome is Outcome.FAILED else PaymentStatus.CLOSED
     if attempt_status is not AttemptStatus.PROCESSING:
         return OutcomeDecision()  # only a live attempt can fail or close; anything else is stale news
-    payment_to = (
-        target_payment
-        if is_current_attempt and payment_status is PaymentStatus.PROCESSING
-        else None
-    )
+    payment_to = target_payment if is_current_attempt and payment_status is PaymentStatus.PROCESSING else None
     return OutcomeDecision(attempt_to=target_attempt, payment_to=payment_to)
 
 
 # Channel answers to a prepay of an out_trade_no they already hold with other parameters, paid or closed
 # (WeChat Pay v3, Alipay, UnionPay, the e-CNY bank; the ledger for the wallet, whose hold body carries a
 # timeout computed at call time): the order exists, so a re-drive asks the channel about it instead of giving up.
-ORDER_EXISTS_CODES = frozenset({
-    "ORDERPAID", "ORDER_CLOSED", "OUT_TRADE_NO_USED",
-    "ACQ.TRADE_HAS_SUCCESS", "ACQ.TRADE_HAS_CLOSE", "ACQ.CONTEXT_INCONSISTENT",
-    "idempotency_key_reused",
-    "UNIONPAY_12",  # UnionPay 重复交易: this orderId (merId + orderId + txnTime) was used already
-    "ORDER_NO_USED",  # the e-CNY bank: this out_trade_no was used with another request
-})
+ORDER_EXISTS_CODES = frozenset(
+    {
+        "ORDERPAID",
+        "ORDER_CLOSED",
+        "OUT_TRADE_NO_USED",
+        "ACQ.TRADE_HAS_SUCCESS",
+        "ACQ.TRADE_HAS_CLOSE",
+        "ACQ.CONTEXT_INCONSISTENT",
+        "idempotency_key_reused",
+        "UNIONPAY_12",  # UnionPay 重复交易: this orderId (merId + orderId + txnTime) was used already
+        "ORDER_NO_USED",  # the e-CNY bank: this out_trade_no was used with another request
+    }
+)
 
 
 def request_fingerprint(fields: dict[str, Any]) -> str:
@@ -224,9 +226,7 @@ def request_fingerprint(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
-def resolve_expire_at(
-    *, now: datetime, requested: datetime | None, default_seconds: int, max_seconds: int
-) -> datetime:
+def resolve_expire_at(*, now: datetime, requested: datetime | None, default_seconds: int, max_seconds: int) -> datetime:
     """The payment's deadline: the merchant's, if it is in the future and within the limit."""
     if requested is None:
         return now + timedelta(seconds=default_seconds)

@@ -23,7 +23,17 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 # 11 retries over about 24 h (Σ = 85 875 s ≈ 23.9 h), like the channels' own notification schedules.
 DEFAULT_RETRY_SCHEDULE_SECONDS: tuple[int, ...] = (
-    15, 60, 300, 900, 1800, 3600, 7200, 10800, 21600, 21600, 18000,
+    15,
+    60,
+    300,
+    900,
+    1800,
+    3600,
+    7200,
+    10800,
+    21600,
+    21600,
+    18000,
 )
 
 
@@ -45,7 +55,11 @@ def signature_header(secret: str, timestamp: int, body: bytes, *, also: Sequence
 
 
 def verify_signature(
-    secret: str | Sequence[str], header: str, body: bytes, *, now: int,
+    secret: str | Sequence[str],
+    header: str,
+    body: bytes,
+    *,
+    now: int,
     tolerance_seconds: int = SIGNATURE_TOLERANCE_SECONDS,
 ) -> bool:
     """What a merchant runs on receipt; used by our tests as a real receiver would. True when any `v1=` entry

@@ -132,12 +132,15 @@ async def create_session(cashier: Cashier, *, merchant_id: str, draft: SessionDr
     with that order number is 409 `duplicate_merchant_order`."""
     fingerprint = draft.fingerprint()
     now = cashier.clock()
-    expires_at = rules.resolve_expiry(now, draft.expires_in_seconds,
-                                      channel_max_seconds=cashier.settings.payment_expiry_max_seconds)
+    expires_at = rules.resolve_expiry(
+        now, draft.expires_in_seconds, channel_max_seconds=cashier.settings.payment_expiry_max_seconds
+    )
     async with cashier.uow.begin() as tx:
         if await get_merchant(tx.conn, merchant_id) is None:
-            raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} is not set up in the cashier (no webhook "
-                                              "secret to sign the return with)")
+            raise Problem(
+                MERCHANT_NOT_FOUND,
+                f"merchant {merchant_id} is not set up in the cashier (no webhook secret to sign the return with)",
+            )
         session_id = new_id("cs")
         row = await store.insert_session(tx.conn, {
             "id": session_id, "merchant_id": merchant_id, "merchant_order_no": draft.merchant_order_no,
@@ -150,13 +153,16 @@ async def create_session(cashier: Cashier, *, merchant_id: str, draft: SessionDr
             "status": rules.SessionStatus.OPEN.value, "expires_at": expires_at,
         })  # fmt: skip
         if row is None:
-            row = await store.get_session_by_order_no(tx.conn, merchant_id=merchant_id,
-                                                      merchant_order_no=draft.merchant_order_no)
+            row = await store.get_session_by_order_no(
+                tx.conn, merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no
+            )
             assert row is not None
             if row.request_sha256 != fingerprint:
-                raise Problem(DUPLICATE_MERCHANT_ORDER, f"merchant order {draft.merchant_order_no} already has a "
-                                                        "checkout session with another request",
-                              checkout_session_id=row.id)
+                raise Problem(
+                    DUPLICATE_MERCHANT_ORDER,
+                    f"merchant order {draft.merchant_order_no} already has a checkout session with another request",
+                    checkout_session_id=row.id,
+                )
             return session_view(cashier, row), False
     return session_view(cashier, row), True
 
@@ -178,8 +184,9 @@ async def expire_now(cashier: Cashier, *, merchant_id: str, session_id: str) -> 
         raise Problem(rules.CHECKOUT_SESSION_NOT_FOUND, f"checkout session {session_id} does not exist")
     row = await _expire(cashier, await settle(cashier, row))
     if row.status == rules.SessionStatus.COMPLETED:
-        raise Problem(rules.CHECKOUT_SESSION_NOT_OPEN, "the session was paid", status=row.status,
-                      payment_id=row.paid_payment_id)
+        raise Problem(
+            rules.CHECKOUT_SESSION_NOT_OPEN, "the session was paid", status=row.status, payment_id=row.paid_payment_id
+        )
     return session_view(cashier, row)
 
 
@@ -199,12 +206,17 @@ async def settle(cashier: Cashier, row: Any) -> Any:
 
 
 async def _complete(cashier: Cashier, row: Any, payment_id: str) -> Any:
-    return await _finish(cashier, row.id, rules.CHECKOUT_SESSION_COMPLETED, functools.partial(
-        store.complete_session, session_id=row.id, payment_id=payment_id, now=cashier.clock()))
+    return await _finish(
+        cashier,
+        row.id,
+        rules.CHECKOUT_SESSION_COMPLETED,
+        functools.partial(store.complete_session, session_id=row.id, payment_id=payment_id, now=cashier.clock()),
+    )
 
 
-async def _finish(cashier: Cashier, session_id: str, event_type: str,
-                  change: Callable[[AsyncConnection], Awaitable[Any]]) -> Any:
+async def _finish(
+    cashier: Cashier, session_id: str, event_type: str, change: Callable[[AsyncConnection], Awaitable[Any]]
+) -> Any:
     """Apply one open → final compare-and-set with its event in the same transaction; the loser of a race
     (already final) publishes nothing and gets the session as it now is."""
     async with cashier.uow.begin() as tx:
@@ -228,8 +240,9 @@ async def _expire(cashier: Cashier, row: Any) -> Any:
                 await close_payment(cashier, merchant_id=row.merchant_id, payment_id=payment.id)
             except Problem as exc:
                 if exc.spec is not PAYMENT_NOT_CLOSABLE:
-                    log.info("checkout expiry: the payment could not be closed yet", session_id=row.id,
-                             code=exc.spec.code)
+                    log.info(
+                        "checkout expiry: the payment could not be closed yet", session_id=row.id, code=exc.spec.code
+                    )
                     return row
         async with cashier.uow.read() as conn:
             payment = await get_payment_unscoped(conn, row.payment_id)
@@ -237,8 +250,12 @@ async def _expire(cashier: Cashier, row: Any) -> Any:
             return await _complete(cashier, row, payment.id)
     elif row.payment_seq > 0 and not _claim_stale(cashier, row):
         return row  # a payment is being set up this instant: it gets the session's deadline, decide next round
-    return await _finish(cashier, row.id, rules.CHECKOUT_SESSION_EXPIRED,
-                         functools.partial(store.expire_session, session_id=row.id, now=cashier.clock()))
+    return await _finish(
+        cashier,
+        row.id,
+        rules.CHECKOUT_SESSION_EXPIRED,
+        functools.partial(store.expire_session, session_id=row.id, now=cashier.clock()),
+    )
 
 
 async def settle_due(cashier: Cashier) -> int:
@@ -253,9 +270,12 @@ async def settle_due(cashier: Cashier) -> int:
 async def run_settle_loop(runtime: Runtime) -> None:
     """The worker loop of `settle_due` (every `expiry_interval_seconds`, as the payments' expiry loop)."""
     cashier: Cashier = runtime.extras["cashier"]
-    await run_rounds("settle_checkout_sessions", functools.partial(settle_due, cashier),
-                     interval_seconds=cashier.settings.expiry_interval_seconds,
-                     batch_max=cashier.settings.expiry_batch_max)
+    await run_rounds(
+        "settle_checkout_sessions",
+        functools.partial(settle_due, cashier),
+        interval_seconds=cashier.settings.expiry_interval_seconds,
+        batch_max=cashier.settings.expiry_batch_max,
+    )
 
 
 def _claim_stale(cashier: Cashier, row: Any) -> bool:
@@ -351,8 +371,9 @@ async def available_methods(cashier: Cashier, row: Any, *, scene: str) -> list[s
     return offered
 
 
-async def start_payment(cashier: Cashier, token: str, *, method: str, scene: str, payer: dict[str, Any],
-                        request_id: str) -> dict[str, Any]:
+async def start_payment(
+    cashier: Cashier, token: str, *, method: str, scene: str, payer: dict[str, Any], request_id: str
+) -> dict[str, Any]:
     """Start (or return) the page's payment with `method` in `scene`. The same request id, or the same method
     and scene while that payment is live, answers the live payment (a double click, a reload); another
     method closes the live one first."""
@@ -369,14 +390,16 @@ async def pay_with_wallet(cashier: Cashier, token: str, *, user_id: str, request
     row = await _by_token(cashier, token)
     if row.wallet_holder_id is not None and row.wallet_holder_id != user_id:
         raise Problem(PAYER_MISMATCH, "this checkout is for another wallet holder")
-    payment_id = await _begin(cashier, row, token, method="wallet", scene="wallet", payer={"user_id": user_id},
-                              request_id=request_id)
+    payment_id = await _begin(
+        cashier, row, token, method="wallet", scene="wallet", payer={"user_id": user_id}, request_id=request_id
+    )
     await confirm_wallet_payment(cashier, payment_id=payment_id, payer_user_id=user_id, merchant_id=None)
     return await page_view(cashier, token)
 
 
-async def _begin(cashier: Cashier, row: Any, token: str, *, method: str, scene: str, payer: dict[str, Any],
-                 request_id: str) -> str:
+async def _begin(
+    cashier: Cashier, row: Any, token: str, *, method: str, scene: str, payer: dict[str, Any], request_id: str
+) -> str:
     if row.status != rules.SessionStatus.OPEN or cashier.clock() >= row.expires_at:
         raise Problem(rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}", status=row.status)
     if method not in await available_methods(cashier, row, scene=scene):
@@ -394,8 +417,9 @@ async def _begin(cashier: Cashier, row: Any, token: str, *, method: str, scene: 
             except Problem as exc:
                 if exc.spec is PAYMENT_NOT_CLOSABLE:  # it has just been paid: the session completes
                     row = await settle(cashier, row)
-                    raise Problem(rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}",
-                                  status=row.status) from exc
+                    raise Problem(
+                        rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}", status=row.status
+                    ) from exc
                 raise
     elif row.payment_seq > 0 and not _claim_stale(cashier, row):
         if row.payment_request_id == request_id:
@@ -435,8 +459,9 @@ async def _recover_unrecorded(cashier: Cashier, row: Any) -> Any:
     if row.payment_id is not None or row.payment_seq == 0:
         return row
     async with cashier.uow.read() as conn:
-        payment = await get_payment_by_order_no(conn, merchant_id=row.merchant_id,
-                                                merchant_order_no=rules.payment_order_no(row.id, row.payment_seq))
+        payment = await get_payment_by_order_no(
+            conn, merchant_id=row.merchant_id, merchant_order_no=rules.payment_order_no(row.id, row.payment_seq)
+        )
     if payment is None:
         return row
     async with cashier.uow.begin() as tx:

@@ -95,13 +95,22 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
     return Cashier(
         settings=settings,
         uow=uow,
-        connectors=ConnectorPool(uow, defaults={
-            "wallet": {"ledger_url": settings.ledger_url, "timeout_seconds": settings.ledger_timeout_seconds},
-        }),
+        connectors=ConnectorPool(
+            uow,
+            defaults={
+                "wallet": {"ledger_url": settings.ledger_url, "timeout_seconds": settings.ledger_timeout_seconds},
+            },
+        ),
         routing=RoutingClient(settings.routing_url, timeout_seconds=settings.routing_timeout_seconds),
         webhook_http=webhook_client(settings),
-        settlement=SettlementClient(settings.settlement_url, timeout_seconds=settings.settlement_timeout_seconds,
-                                    identity_secret=settings.internal_token_secret.get_secret_value()),
-        marketing=MarketingClient(settings.marketing_url, timeout_seconds=settings.marketing_timeout_seconds,
-                                  identity_secret=settings.internal_token_secret.get_secret_value()),
+        settlement=SettlementClient(
+            settings.settlement_url,
+            timeout_seconds=settings.settlement_timeout_seconds,
+            identity_secret=settings.internal_token_secret.get_secret_value(),
+        ),
+        marketing=MarketingClient(
+            settings.marketing_url,
+            timeout_seconds=settings.marketing_timeout_seconds,
+            identity_secret=settings.internal_token_secret.get_secret_value(),
+        ),
     )

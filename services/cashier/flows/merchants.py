@@ -53,8 +53,9 @@ async def gateway_webhook_secret(cashier: Cashier, merchant_id: str) -> str | No
     )
     path = WEBHOOK_SECRET_PATH.format(merchant_id=merchant_id)
     try:
-        async with service_client(settings.gateway_url.rstrip("/"),
-                                  timeout_seconds=settings.gateway_timeout_seconds) as http:
+        async with service_client(
+            settings.gateway_url.rstrip("/"), timeout_seconds=settings.gateway_timeout_seconds
+        ) as http:
             response = await request_with_retries(http, "GET", path, headers={IDENTITY_HEADER: token})
     except httpx.HTTPError as exc:
         log.warning("gateway unreachable for a webhook secret", merchant_id=merchant_id, error=repr(exc))
@@ -64,8 +65,9 @@ async def gateway_webhook_secret(cashier: Cashier, merchant_id: str) -> str | No
     secret = json_object(response).get("webhook_secret") if response.status_code == 200 else None
     if not isinstance(secret, str) or not secret:
         log.warning("gateway refused a webhook secret read", merchant_id=merchant_id, status=response.status_code)
-        raise Problem(SERVICE_UNAVAILABLE, f"the gateway answered the webhook secret read with HTTP "
-                                           f"{response.status_code}")
+        raise Problem(
+            SERVICE_UNAVAILABLE, f"the gateway answered the webhook secret read with HTTP {response.status_code}"
+        )
     return secret
 
 

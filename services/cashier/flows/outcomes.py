@@ -95,7 +95,9 @@ async def _apply_once(
         # A success for another amount is a forgery or a channel bug: never mark it paid; keep polling.
         log.error(
             "channel reports success with a different amount; not applied",
-            attempt_id=attempt_id, expected=payment.amount_minor, reported=result.amount_minor,
+            attempt_id=attempt_id,
+            expected=payment.amount_minor,
+            reported=result.amount_minor,
         )
         return False
     decision: OutcomeDecision = decide_outcome(
@@ -119,8 +121,11 @@ async def _apply_once(
         if attempt is None:
             raise _LostRace
         if decision.duplicate_success:
-            log.error("payer paid twice: attempt succeeded after the payment succeeded elsewhere",
-                      attempt_id=attempt.id, payment_id=payment.id)
+            log.error(
+                "payer paid twice: attempt succeeded after the payment succeeded elsewhere",
+                attempt_id=attempt.id,
+                payment_id=payment.id,
+            )
     if decision.payment_to is not None:
         pay_fields: dict[str, Any] = {}
         if decision.payment_to is PaymentStatus.SUCCEEDED:
@@ -160,14 +165,22 @@ async def close_locally(cashier: Cashier, *, payment_id: str, reason: str) -> bo
                 attempt = await get_attempt(tx.conn, payment.current_attempt_id) if payment.current_attempt_id else None
                 if attempt is not None and attempt.status in (AttemptStatus.CREATED, AttemptStatus.PROCESSING):
                     attempt = await cas_attempt(
-                        tx.conn, attempt.id, old=AttemptStatus(attempt.status), new=AttemptStatus.CLOSED,
-                        finished_at=now, next_poll_at=None,
+                        tx.conn,
+                        attempt.id,
+                        old=AttemptStatus(attempt.status),
+                        new=AttemptStatus.CLOSED,
+                        finished_at=now,
+                        next_poll_at=None,
                     )
                     if attempt is None:
                         raise _LostRace
                 payment = await cas_payment(
-                    tx.conn, payment.id, old=PaymentStatus(payment.status), new=PaymentStatus.CLOSED,
-                    closed_at=now, failure_code=reason,
+                    tx.conn,
+                    payment.id,
+                    old=PaymentStatus(payment.status),
+                    new=PaymentStatus.CLOSED,
+                    closed_at=now,
+                    failure_code=reason,
                 )
                 if payment is None:
                     raise _LostRace
@@ -187,8 +200,12 @@ async def apply_refund_result(cashier: Cashier, *, refund_id: str, result: Refun
     else:
         return False
     return await finish_refund(
-        cashier, refund_id=refund_id, target=target, source=source,
-        channel_refund_no=result.channel_refund_no, succeeded_at=result.succeeded_at,
+        cashier,
+        refund_id=refund_id,
+        target=target,
+        source=source,
+        channel_refund_no=result.channel_refund_no,
+        succeeded_at=result.succeeded_at,
     )
 
 
@@ -226,7 +243,9 @@ async def finish_refund(
             payment = await get_payment_unscoped(tx.conn, refund.payment_id)
             event_type = REFUND_FAILED
         envelope = tx.publish(
-            topic=REFUNDS_TOPIC, type=event_type, subject=refund.id,
+            topic=REFUNDS_TOPIC,
+            type=event_type,
+            subject=refund.id,
             data=refund_event_data(refund, payment, outcome=refund.status, source=source),
         )
         await enqueue_webhook(tx, cashier, payment=payment, envelope=envelope, data=refund_view(refund))

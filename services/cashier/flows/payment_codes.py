@@ -63,8 +63,11 @@ def code_channel(auth_code: str) -> str:
     """The connector that must charge this code, or a 422 saying why none can."""
     channel = payment_code_channel(auth_code)
     if channel is None:
-        raise Problem(PAYMENT_CODE_INVALID, "the scanned code matches no channel's payment code "
-                                            "(WeChat: 18 digits from 10-15, Alipay: 16-24 digits from 25-30)")
+        raise Problem(
+            PAYMENT_CODE_INVALID,
+            "the scanned code matches no channel's payment code "
+            "(WeChat: 18 digits from 10-15, Alipay: 16-24 digits from 25-30)",
+        )
     if channel not in CANCEL_METHODS:
         raise Problem(PAYMENT_CODE_NOT_SUPPORTED, f"{channel} payment codes cannot be charged yet", channel=channel)
     return channel
@@ -117,8 +120,7 @@ async def after_poll(cashier: Cashier, payment: Any, attempt: Any, result: Trade
         log.info("payment code cancel failed; retrying", attempt_id=attempt.id, error=repr(exc))
         return False
     closed = await close_locally(cashier, payment_id=payment.id, reason=TIMEOUT_REASON)
-    log.info("payment code reversed at its deadline", payment_id=payment.id, channel=attempt.channel,
-             closed=closed)
+    log.info("payment code reversed at its deadline", payment_id=payment.id, channel=attempt.channel, closed=closed)
     return True
 
 

@@ -131,8 +131,12 @@ class PaymentDraft:
 
 
 _FINGERPRINT_DEFAULTS: dict[str, Any] = {
-    "purpose": PaymentPurpose.PAYMENT, "wallet_holder_id": None, "split": None, "profit_sharing": False,
-    "coupon_id": None, "coupon_code": None,
+    "purpose": PaymentPurpose.PAYMENT,
+    "wallet_holder_id": None,
+    "split": None,
+    "profit_sharing": False,
+    "coupon_id": None,
+    "coupon_code": None,
 }
 
 
@@ -173,8 +177,11 @@ async def _replay(cashier: Cashier, merchant_id: str, draft: PaymentDraft, finge
         assert current is not None
         view = payment_view(current, await list_attempts(conn, existing.id))
     if current.status == PaymentStatus.CREATED:
-        raise Problem(CHANNEL_UNAVAILABLE, "the payment is still being set up at the channel; retry shortly",
-                      payment_id=current.id)
+        raise Problem(
+            CHANNEL_UNAVAILABLE,
+            "the payment is still being set up at the channel; retry shortly",
+            payment_id=current.id,
+        )
     return CreateResult(view, created=False)
 
 
@@ -199,16 +206,19 @@ async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, p
     if draft.scene in (PaymentScene.JSAPI, PaymentScene.MINI_PROGRAM):
         by_scene = _payer_can_use(draft.payer, by_scene)
     if not by_scene:
-        raise Problem(UNSUPPORTED_SCENE, f"no channel of this merchant takes scene {draft.scene.value}",
-                      channels=channels)
+        raise Problem(
+            UNSUPPORTED_SCENE, f"no channel of this merchant takes scene {draft.scene.value}", channels=channels
+        )
     usable = [c for c in by_scene if draft.currency in CHANNELS[c].currencies]
     if not usable:
         raise Problem(UNSUPPORTED_CURRENCY, f"no channel of this merchant takes {draft.currency}")
     if draft.profit_sharing:
         usable = [c for c in usable if CHANNELS[c].profit_sharing]
         if not usable:
-            raise Problem(PROFIT_SHARING_UNSUPPORTED, "no channel of this merchant for this scene can freeze "
-                                                      "funds for profit sharing")
+            raise Problem(
+                PROFIT_SHARING_UNSUPPORTED,
+                "no channel of this merchant for this scene can freeze funds for profit sharing",
+            )
     client_type = draft.payer.get("client_type")
     context = {
         "payment_id": payment_id,
@@ -234,9 +244,12 @@ def _payer_can_use(payer: dict[str, Any], channels: list[str]) -> list[str]:
     """The channels whose in-app payment this payer identity can pay (WeChat: openid; Alipay: buyer_id)."""
     usable = [c for c in channels if any(payer.get(key) for key in _IN_APP_PAYER_KEYS.get(c, ()))]
     if not usable:
-        raise Problem(VALIDATION_FAILED, "an in-app payment needs the payer: payer.openid (WeChat, from its OAuth) "
-                                         "or payer.buyer_id (Alipay, from alipay.system.oauth.token)",
-                      channels=channels)
+        raise Problem(
+            VALIDATION_FAILED,
+            "an in-app payment needs the payer: payer.openid (WeChat, from its OAuth) "
+            "or payer.buyer_id (Alipay, from alipay.system.oauth.token)",
+            channels=channels,
+        )
     return usable
 
 
@@ -270,8 +283,7 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
                 return replay
             raise
     try:
-        payment, attempt = await _create_locked(cashier, merchant_id, draft, fingerprint, payment_id, expire_at,
-                                                lock)
+        payment, attempt = await _create_locked(cashier, merchant_id, draft, fingerprint, payment_id, expire_at, lock)
     except Exception:
         if lock is not None:  # nothing was created: give the coupon back now rather than when the lock runs out
             await cashier.marketing.release(lock.redemption_id)
@@ -303,16 +315,25 @@ async def _lock_coupon(cashier: Cashier, merchant_id: str, draft: PaymentDraft, 
     channel): a coupon limited to some methods is refused otherwise rather than redeemed on the wrong one."""
     user_id = draft.payer.get("user_id")
     if not user_id or draft.purpose is not PaymentPurpose.PAYMENT or draft.scene is PaymentScene.WALLET:
-        raise Problem(COUPON_NOT_ALLOWED, "a coupon is redeemed by a named payer (payer.user_id) on a channel "
-                                          "purchase (purpose payment, not scene wallet)")
+        raise Problem(
+            COUPON_NOT_ALLOWED,
+            "a coupon is redeemed by a named payer (payer.user_id) on a channel "
+            "purchase (purpose payment, not scene wallet)",
+        )
     code_channel = payment_codes.code_channel(draft.auth_code) if draft.auth_code else None
     pinned = code_channel or (draft.preferred_channels[0] if len(draft.preferred_channels) == 1 else None)
     lock_seconds = int((expire_at - cashier.clock()).total_seconds()) + cashier.settings.coupon_lock_margin_seconds
     return await cashier.marketing.lock(
-        payment_id=payment_id, coupon_id=draft.coupon_id, coupon_code=draft.coupon_code, user_id=str(user_id),
+        payment_id=payment_id,
+        coupon_id=draft.coupon_id,
+        coupon_code=draft.coupon_code,
+        user_id=str(user_id),
         merchant_id=merchant_id,
-        scene=draft.scene.value, payment_method=pinned, order_amount_minor=draft.amount_minor,
-        currency=draft.currency, lock_seconds=max(COUPON_LOCK_SECONDS_MIN, lock_seconds),
+        scene=draft.scene.value,
+        payment_method=pinned,
+        order_amount_minor=draft.amount_minor,
+        currency=draft.currency,
+        lock_seconds=max(COUPON_LOCK_SECONDS_MIN, lock_seconds),
     )
 
 
@@ -353,9 +374,13 @@ async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft
     if draft.scene is PaymentScene.WALLET and not draft.payer.get("user_id"):
         raise Problem(VALIDATION_FAILED, "a wallet payment needs payer.user_id (the paying user)")
     if draft.split is not None:  # settlement accepts the split, or nothing is created
-        await cashier.settlement.check_split(merchant_id=merchant_id, amount_minor=draft.amount_minor,
-                                             currency=draft.currency, split=draft.split,
-                                             business_line=draft.metadata.get("business_line", ""))
+        await cashier.settlement.check_split(
+            merchant_id=merchant_id,
+            amount_minor=draft.amount_minor,
+            currency=draft.currency,
+            split=draft.split,
+            business_line=draft.metadata.get("business_line", ""),
+        )
     async with cashier.uow.begin() as tx:
         payment = await insert_payment(
             tx.conn,
@@ -375,22 +400,25 @@ async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft
                 "status": PaymentStatus.CREATED.value,
                 "expire_at": expire_at,
                 # A top-up is the platform collecting for a user's wallet (ledger §3.7): no merchant to charge.
-                "platform_fee_minor": 0 if draft.purpose is PaymentPurpose.WALLET_TOPUP else platform_fee_of(
-                    draft.amount_minor, cashier.settings.platform_fee_rate_bps),
+                "platform_fee_minor": 0
+                if draft.purpose is PaymentPurpose.WALLET_TOPUP
+                else platform_fee_of(draft.amount_minor, cashier.settings.platform_fee_rate_bps),
                 "purpose": draft.purpose.value,
                 "wallet_holder_id": draft.wallet_holder_id,
                 "split": draft.split_json(),
                 "profit_sharing": draft.profit_sharing,
                 "candidates": [candidate_json(c) for c in candidates],
                 # Only with a coupon: a None here would be stored as JSON null, not SQL NULL.
-                **({"order_amount_minor": order_amount, "discount_minor": lock.discount_minor,
-                    "coupon": lock.record()} if lock is not None else {}),
+                **(
+                    {"order_amount_minor": order_amount, "discount_minor": lock.discount_minor, "coupon": lock.record()}
+                    if lock is not None
+                    else {}
+                ),
             },
         )
         attempt = None
         if payment is not None:
-            tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id,
-                       data=payment_event_data(payment))
+            tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id, data=payment_event_data(payment))
             # The first attempt commits with the payment: a `created` payment always has a live attempt,
             # which is what the re-drive picks up if we die before recording the channel's answer.
             attempt = await _point_at_new_attempt(tx, cashier, payment, candidates[0], seq=1)
@@ -411,8 +439,13 @@ def _jsonable(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def candidate_json(candidate: Candidate) -> dict[str, Any]:
-    return {"channel": candidate.channel, "route_id": candidate.route_id, "fee_minor": candidate.fee_minor,
-            "fee_rate_bps": candidate.fee_rate_bps, "source": candidate.source}
+    return {
+        "channel": candidate.channel,
+        "route_id": candidate.route_id,
+        "fee_minor": candidate.fee_minor,
+        "fee_rate_bps": candidate.fee_rate_bps,
+        "source": candidate.source,
+    }
 
 
 def _next_candidate(payment: Any, seq: int) -> Candidate | None:
@@ -421,8 +454,13 @@ def _next_candidate(payment: Any, seq: int) -> Candidate | None:
     if seq >= len(stored):
         return None
     entry = stored[seq]
-    return Candidate(channel=entry["channel"], route_id=entry.get("route_id"), fee_minor=entry.get("fee_minor"),
-                     fee_rate_bps=entry.get("fee_rate_bps"), source=entry.get("source", "fallback"))
+    return Candidate(
+        channel=entry["channel"],
+        route_id=entry.get("route_id"),
+        fee_minor=entry.get("fee_minor"),
+        fee_rate_bps=entry.get("fee_rate_bps"),
+        source=entry.get("source", "fallback"),
+    )
 
 
 async def _point_at_new_attempt(tx: Tx, cashier: Cashier, payment: Any, candidate: Candidate, *, seq: int) -> Any:
@@ -432,8 +470,13 @@ async def _point_at_new_attempt(tx: Tx, cashier: Cashier, payment: Any, candidat
     """
     attempt_id = new_id("att")
     pointed = await set_payment_attempt(
-        tx.conn, payment.id, status=PaymentStatus.CREATED, current_attempt_id=attempt_id,
-        channel=candidate.channel, route_id=candidate.route_id, fee_minor=candidate.fee_minor,
+        tx.conn,
+        payment.id,
+        status=PaymentStatus.CREATED,
+        current_attempt_id=attempt_id,
+        channel=candidate.channel,
+        route_id=candidate.route_id,
+        fee_minor=candidate.fee_minor,
         fee_rate_bps=candidate.fee_rate_bps,
     )
     if pointed is None:
@@ -449,8 +492,9 @@ async def _point_at_new_attempt(tx: Tx, cashier: Cashier, payment: Any, candidat
             "route_id": candidate.route_id,
             "fee_minor": candidate.fee_minor,
             "fee_rate_bps": candidate.fee_rate_bps,
-            "out_trade_no": (wallet_out_trade_no(payment.id) if candidate.channel == "wallet"
-                             else out_trade_no_of(attempt_id)),
+            "out_trade_no": (
+                wallet_out_trade_no(payment.id) if candidate.channel == "wallet" else out_trade_no_of(attempt_id)
+            ),
             "status": AttemptStatus.CREATED.value,
             "next_poll_at": cashier.clock() + timedelta(seconds=cashier.settings.redrive_grace_seconds),
         },
@@ -521,8 +565,9 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | No
         failure = ("invalid_channel_config", exc.detail, True)
     latency_ms = int((time.perf_counter() - started) * 1000)
     if failure is None:
-        await _mark_processing(cashier, payment.id, attempt.id, result.payer_action, result.channel_trade_no,
-                               latency_ms)
+        await _mark_processing(
+            cashier, payment.id, attempt.id, result.payer_action, result.channel_trade_no, latency_ms
+        )
         return None
     return await _fail_attempt(cashier, payment, attempt, failure, latency_ms)
 
@@ -540,20 +585,32 @@ async def _charge_code_once(cashier: Cashier, payment: Any, attempt: Any) -> Non
         crash_point("cashier.prepay.after_call")
     except ChannelError as exc:
         if not exc.retryable:  # the channel refused the code (invalid, used, expired, balance): nothing charged
-            await _fail_attempt(cashier, payment, attempt, (exc.code, exc.message, False),
-                                int((time.perf_counter() - started) * 1000))
+            await _fail_attempt(
+                cashier, payment, attempt, (exc.code, exc.message, False), int((time.perf_counter() - started) * 1000)
+            )
             return
         log.info("payment code charge outcome unknown; polling", attempt_id=attempt.id, error=repr(exc))
     except (TimeoutError, ChannelUnavailable, InvalidSignature) as exc:
         log.info("payment code charge outcome unknown; polling", attempt_id=attempt.id, error=repr(exc))
     except Problem as exc:  # the stored channel config cannot build a connector: nothing was sent
-        await _fail_attempt(cashier, payment, attempt, ("invalid_channel_config", exc.detail, False),
-                            int((time.perf_counter() - started) * 1000))
+        await _fail_attempt(
+            cashier,
+            payment,
+            attempt,
+            ("invalid_channel_config", exc.detail, False),
+            int((time.perf_counter() - started) * 1000),
+        )
         return
     latency_ms = int((time.perf_counter() - started) * 1000)
     waiting = result is not None and result.status is TradeStatus.PENDING
-    await _mark_processing(cashier, payment.id, attempt.id, payment_codes.WAITING_ACTION if waiting else None,
-                           result.channel_trade_no if result is not None else None, latency_ms)
+    await _mark_processing(
+        cashier,
+        payment.id,
+        attempt.id,
+        payment_codes.WAITING_ACTION if waiting else None,
+        result.channel_trade_no if result is not None else None,
+        latency_ms,
+    )
     if result is not None:
         await payment_codes.apply_charge(cashier, attempt.id, result)
 
@@ -589,16 +646,25 @@ async def _fail_attempt(
     successor = None
     async with cashier.uow.begin() as tx:
         failed = await cas_attempt(
-            tx.conn, attempt.id, old=AttemptStatus.CREATED, new=AttemptStatus.FAILED,
-            failure_code=code[:64], failure_message=message[:FAILURE_MESSAGE_MAX_CHARS], retryable=retryable,
-            latency_ms=latency_ms, finished_at=cashier.clock(), next_poll_at=None,
+            tx.conn,
+            attempt.id,
+            old=AttemptStatus.CREATED,
+            new=AttemptStatus.FAILED,
+            failure_code=code[:64],
+            failure_message=message[:FAILURE_MESSAGE_MAX_CHARS],
+            retryable=retryable,
+            latency_ms=latency_ms,
+            finished_at=cashier.clock(),
+            next_poll_at=None,
         )
         if failed is None:
             return None  # another driver recorded this attempt's answer first: its outcome stands
         current = await get_payment_unscoped(tx.conn, payment.id)
         assert current is not None
         tx.publish(
-            topic=PAYMENTS_TOPIC, type=PAYMENT_ATTEMPT_FAILED, subject=payment.id,
+            topic=PAYMENTS_TOPIC,
+            type=PAYMENT_ATTEMPT_FAILED,
+            subject=payment.id,
             data=payment_event_data(current, failed, outcome="unavailable" if retryable else "refused"),
         )
         is_live = current.status == PaymentStatus.CREATED and current.current_attempt_id == attempt.id
@@ -608,8 +674,13 @@ async def _fail_attempt(
             successor = await _point_at_new_attempt(tx, cashier, current, candidate, seq=attempt.seq + 1)
         elif is_live:
             failed_payment = await cas_payment(
-                tx.conn, payment.id, old=PaymentStatus.CREATED, new=PaymentStatus.FAILED,
-                failed_at=cashier.clock(), failure_code=last_code[:64], failure_message=last_message,
+                tx.conn,
+                payment.id,
+                old=PaymentStatus.CREATED,
+                new=PaymentStatus.FAILED,
+                failed_at=cashier.clock(),
+                failure_code=last_code[:64],
+                failure_message=last_message,
             )
             if failed_payment is not None:
                 await publish_payment_final(tx, cashier, failed_payment, failed, source="prepay")
@@ -618,19 +689,31 @@ async def _fail_attempt(
 
 
 async def _mark_processing(
-    cashier: Cashier, payment_id: str, attempt_id: str, payer_action: dict[str, Any] | None,
-    channel_trade_no: str | None, latency_ms: int | None,
+    cashier: Cashier,
+    payment_id: str,
+    attempt_id: str,
+    payer_action: dict[str, Any] | None,
+    channel_trade_no: str | None,
+    latency_ms: int | None,
 ) -> None:
     next_poll_at = cashier.clock() + timedelta(seconds=cashier.settings.poll_initial_seconds)
     async with cashier.uow.begin() as tx:
         moved = await cas_attempt(
-            tx.conn, attempt_id, old=AttemptStatus.CREATED, new=AttemptStatus.PROCESSING,
-            payer_action=payer_action, channel_trade_no=channel_trade_no, latency_ms=latency_ms,
+            tx.conn,
+            attempt_id,
+            old=AttemptStatus.CREATED,
+            new=AttemptStatus.PROCESSING,
+            payer_action=payer_action,
+            channel_trade_no=channel_trade_no,
+            latency_ms=latency_ms,
             next_poll_at=next_poll_at,
         )
         if moved is not None:  # the attempt's first answer; a concurrent driver's second one changes nothing
             await cas_payment(
-                tx.conn, payment_id, old=PaymentStatus.CREATED, new=PaymentStatus.PROCESSING,
+                tx.conn,
+                payment_id,
+                old=PaymentStatus.CREATED,
+                new=PaymentStatus.PROCESSING,
                 payer_action=payer_action,
             )
 
@@ -648,8 +731,14 @@ async def _redrive(cashier: Cashier, attempt: Any) -> None:
         # The payment was closed (merchant, expiry) meanwhile: this attempt will never be shown to a payer.
         # A payment the channel still takes on it arrives as a late success (closed → succeeded).
         async with cashier.uow.begin() as tx:
-            await cas_attempt(tx.conn, attempt.id, old=AttemptStatus.CREATED, new=AttemptStatus.CLOSED,
-                              finished_at=cashier.clock(), next_poll_at=None)
+            await cas_attempt(
+                tx.conn,
+                attempt.id,
+                old=AttemptStatus.CREATED,
+                new=AttemptStatus.CLOSED,
+                finished_at=cashier.clock(),
+                next_poll_at=None,
+            )
         return
     if payment.expire_at <= cashier.clock() and not payment_codes.is_payment_code(payment):
         return  # past its expiry nobody can pay it: the expiry loop closes it (and this attempt with it)
@@ -668,8 +757,7 @@ def _lease_bounds(cashier: Cashier) -> dict[str, datetime]:
 async def redrive_due(cashier: Cashier) -> int:
     """Worker: re-drive attempts left `created` past their lease. Returns how many were taken."""
     async with cashier.uow.begin() as tx:
-        due = await claim_attempts_to_redrive(tx.conn, limit=cashier.settings.poll_batch_max,
-                                              **_lease_bounds(cashier))
+        due = await claim_attempts_to_redrive(tx.conn, limit=cashier.settings.poll_batch_max, **_lease_bounds(cashier))
     for attempt in due:
         await _redrive(cashier, attempt)
     return len(due)
@@ -685,8 +773,12 @@ async def _redrive_now(cashier: Cashier, payment_id: str) -> None:
     while True:
         async with cashier.uow.begin() as tx:
             payment = await get_payment_unscoped(tx.conn, payment_id)
-            if (payment is None or payment.status != PaymentStatus.CREATED or not payment.current_attempt_id
-                    or (payment.expire_at <= cashier.clock() and not payment_codes.is_payment_code(payment))):
+            if (
+                payment is None
+                or payment.status != PaymentStatus.CREATED
+                or not payment.current_attempt_id
+                or (payment.expire_at <= cashier.clock() and not payment_codes.is_payment_code(payment))
+            ):
                 return
             claimed = await claim_attempt_to_redrive(tx.conn, payment.current_attempt_id, **_lease_bounds(cashier))
             live = claimed or await get_attempt(tx.conn, payment.current_attempt_id)
@@ -821,12 +913,12 @@ async def poll_due(cashier: Cashier) -> int:
         if code_payment is not None and await payment_codes.after_poll(cashier, code_payment, attempt, result):
             continue
         count = attempt.poll_count + 1
-        backoff = poll_delay_seconds(count, initial_seconds=s.poll_initial_seconds,
-                                     max_seconds=s.poll_backoff_max_seconds)
+        backoff = poll_delay_seconds(
+            count, initial_seconds=s.poll_initial_seconds, max_seconds=s.poll_backoff_max_seconds
+        )
         next_at: datetime | None
         if code_payment is not None:  # polled until settled: the deadline's reversal happens in this loop
-            next_at = payment_codes.next_poll_at(cashier, backoff_seconds=backoff,
-                                                 expire_at=code_payment.expire_at)
+            next_at = payment_codes.next_poll_at(cashier, backoff_seconds=backoff, expire_at=code_payment.expire_at)
         else:
             next_at = cashier.clock() + timedelta(seconds=backoff) if count < s.poll_count_max else None
         async with cashier.uow.begin() as tx:

@@ -86,8 +86,15 @@ def order_view(row: Any) -> dict[str, Any]:
         "channel": row.channel,
         "status": row.status,
         "channel_order_id": row.channel_order_id,
-        "receivers": [{"account": r["account"], "amount_minor": r["amount_minor"], "status": r["status"],
-                       "fail_reason": r["fail_reason"]} for r in row.receivers],
+        "receivers": [
+            {
+                "account": r["account"],
+                "amount_minor": r["amount_minor"],
+                "status": r["status"],
+                "fail_reason": r["fail_reason"],
+            }
+            for r in row.receivers
+        ],
     }
 
 
@@ -117,8 +124,9 @@ async def share_payment(cashier: Cashier, *, payment_id: str, draft: ShareDraft)
                 existing = await get_order(conn, payment_id=payment_id, order_no=draft.order_no)
             assert existing is not None
     if existing.request_sha256 != fingerprint:
-        raise Problem(IDEMPOTENCY_KEY_REUSED, f"order_no {draft.order_no} was used with another request",
-                      order_no=draft.order_no)
+        raise Problem(
+            IDEMPOTENCY_KEY_REUSED, f"order_no {draft.order_no} was used with another request", order_no=draft.order_no
+        )
     return order_view(await _drive(cashier, existing, submit=True))
 
 
@@ -138,8 +146,7 @@ def _check_shareable(payment: Any) -> None:
     if not payment.profit_sharing or payment.channel not in ("wechatpay", "alipay"):
         raise Problem(PROFIT_SHARING_NOT_ENABLED, f"payment {payment.id} was not created with profit_sharing: true")
     if payment.status != PaymentStatus.SUCCEEDED or not payment.channel_trade_no:
-        raise Problem(PAYMENT_NOT_SUCCEEDED, f"payment {payment.id} is {payment.status}",
-                      payment_status=payment.status)
+        raise Problem(PAYMENT_NOT_SUCCEEDED, f"payment {payment.id} is {payment.status}", payment_status=payment.status)
 
 
 async def _drive(cashier: Cashier, row: Any, *, submit: bool) -> Any:
@@ -169,8 +176,11 @@ async def _drive(cashier: Cashier, row: Any, *, submit: bool) -> Any:
 def _unavailable(row: Any, submit: bool, reason: str) -> Any:
     log.info("profit sharing channel unavailable", order_id=row.id, reason=reason[:200])
     if submit and row.submitted_at is None:
-        raise Problem(CHANNEL_UNAVAILABLE, "the channel did not take the profit-sharing order; retry with the "
-                                           "same order_no", order_no=row.order_no)
+        raise Problem(
+            CHANNEL_UNAVAILABLE,
+            "the channel did not take the profit-sharing order; retry with the same order_no",
+            order_no=row.order_no,
+        )
     return row  # accepted earlier (or a read): the stored state stands until the channel answers
 
 
@@ -196,8 +206,13 @@ async def _record_refusal(cashier: Cashier, row: Any, exc: ChannelError) -> Any:
     receivers = [{**line, "status": ShareStatus.FAILED.value, "fail_reason": reason} for line in row.receivers]
     async with cashier.uow.begin() as tx:
         updated = await update_processing_order(
-            tx.conn, row.id, status=ShareStatus.FAILED.value, receivers=receivers, failure_code=reason,
-            failure_message=exc.message[:FAILURE_MESSAGE_MAX_CHARS])
+            tx.conn,
+            row.id,
+            status=ShareStatus.FAILED.value,
+            receivers=receivers,
+            failure_code=reason,
+            failure_message=exc.message[:FAILURE_MESSAGE_MAX_CHARS],
+        )
         if updated is None:
             updated = await get_order(tx.conn, payment_id=row.payment_id, order_no=row.order_no)
     log.info("profit sharing refused by the channel", order_id=row.id, code=exc.code)
@@ -211,8 +226,12 @@ async def _submit(connector: Connector, row: Any) -> ChannelAnswer | None:
     if isinstance(connector, WechatPayConnector):
         pairs = dict.fromkeys((r["type"], r["account"]) for r in row.receivers)
         for kind, account in pairs:
-            await wxps.add_receiver(connector, type=kind, account=account,
-                                    relation_type=WECHAT_RELATION_OF_TYPE.get(kind, WECHAT_RELATION_DEFAULT))
+            await wxps.add_receiver(
+                connector,
+                type=kind,
+                account=account,
+                relation_type=WECHAT_RELATION_OF_TYPE.get(kind, WECHAT_RELATION_DEFAULT),
+            )
         lines = [wxps.ShareReceiver(type=r["type"], account=r["account"], amount_minor=r["amount_minor"],
                                     description=r["description"]) for r in row.receivers]  # fmt: skip
         order = await wxps.create_order(connector, transaction_id=row.channel_trade_no, out_order_no=row.out_order_no,
@@ -228,8 +247,9 @@ async def _submit(connector: Connector, row: Any) -> ChannelAnswer | None:
             lines=[royalty.RoyaltyLine(trans_in=r["account"], amount_minor=r["amount_minor"], desc=r["description"],
                                        trans_in_type=r["type"]) for r in row.receivers])  # fmt: skip
         try:
-            details = await royalty.settle_query(connector, out_request_no=row.out_order_no,
-                                                 trade_no=row.channel_trade_no)
+            details = await royalty.settle_query(
+                connector, out_request_no=row.out_order_no, trade_no=row.channel_trade_no
+            )
         except (ChannelUnavailable, ChannelError, InvalidSignature) as exc:
             # Accepted (sync settle answered 10000); the lines' states come with the next query.
             log.info("settle accepted, query failed", order_id=row.id, error=repr(exc))
@@ -244,8 +264,7 @@ async def _query(connector: Connector, row: Any) -> ChannelAnswer | None:
         order = await wxps.query_order(connector, out_order_no=row.out_order_no, transaction_id=row.channel_trade_no)
         return _wechat_answer(row, order)
     if isinstance(connector, AlipayConnector):
-        details = await royalty.settle_query(connector, out_request_no=row.out_order_no,
-                                             trade_no=row.channel_trade_no)
+        details = await royalty.settle_query(connector, out_request_no=row.out_order_no, trade_no=row.channel_trade_no)
         return _alipay_answer(row, details, row.channel_order_id)
     return None
 

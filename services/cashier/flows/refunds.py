@@ -116,8 +116,9 @@ async def read_refunds(
         payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
         if payment is None:
             raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
-        rows = await list_refunds(conn, merchant_id=merchant_id, payment_id=payment_id, limit=limit + 1,
-                                  after_id=cursor)
+        rows = await list_refunds(
+            conn, merchant_id=merchant_id, payment_id=payment_id, limit=limit + 1, after_id=cursor
+        )
     page = [refund_view(r) for r in rows[:limit]]
     return page, page[-1]["id"] if len(rows) > limit else None
 
@@ -148,8 +149,14 @@ async def _replay(
 async def create_refund(
     cashier: Cashier, *, merchant_id: str, payment_id: str, draft: RefundDraft
 ) -> RefundCreateResult:
-    fingerprint = request_fingerprint({"payment_id": payment_id, "amount_minor": draft.amount_minor,
-                                       "reason": draft.reason, "merchant_refund_no": draft.merchant_refund_no})
+    fingerprint = request_fingerprint(
+        {
+            "payment_id": payment_id,
+            "amount_minor": draft.amount_minor,
+            "reason": draft.reason,
+            "merchant_refund_no": draft.merchant_refund_no,
+        }
+    )
     replay = await _replay(cashier, merchant_id, payment_id, draft, fingerprint)
     if replay is not None:
         return replay
@@ -161,8 +168,10 @@ async def create_refund(
         # The money was credited to the user's wallet (ledger §3.7); giving it back is a wallet withdrawal.
         raise Problem(REFUND_NOT_ALLOWED, "a wallet top-up payment cannot be refunded")
     check_refund(
-        payment_status=PaymentStatus(payment.status), amount_minor=payment.amount_minor,
-        refund_reserved_minor=payment.refund_reserved_minor, refund_minor=draft.amount_minor,
+        payment_status=PaymentStatus(payment.status),
+        amount_minor=payment.amount_minor,
+        refund_reserved_minor=payment.refund_reserved_minor,
+        refund_minor=draft.amount_minor,
     )
     try:
         async with cashier.uow.begin() as tx:
@@ -196,8 +205,10 @@ async def create_refund(
                 current = await get_payment_unscoped(tx.conn, payment.id)
                 assert current is not None
                 check_refund(
-                    payment_status=PaymentStatus(current.status), amount_minor=current.amount_minor,
-                    refund_reserved_minor=current.refund_reserved_minor, refund_minor=draft.amount_minor,
+                    payment_status=PaymentStatus(current.status),
+                    amount_minor=current.amount_minor,
+                    refund_reserved_minor=current.refund_reserved_minor,
+                    refund_minor=draft.amount_minor,
                 )
                 raise Problem(REFUND_EXCEEDS_REMAINING, "a concurrent refund took the remainder")
     except _NumberTaken:
@@ -229,8 +240,14 @@ async def _submit(cashier: Cashier, refund: Any, attempt: Any, payment: Any) -> 
         if exc.retryable:
             log.info("refund retryable error; will ask again", refund_id=refund.id, code=exc.code)
             return
-        await finish_refund(cashier, refund_id=refund.id, target=RefundStatus.FAILED, source="refund",
-                            failure_code=exc.code[:64], failure_message=exc.message[:500])
+        await finish_refund(
+            cashier,
+            refund_id=refund.id,
+            target=RefundStatus.FAILED,
+            source="refund",
+            failure_code=exc.code[:64],
+            failure_message=exc.message[:500],
+        )
         return
     except (ChannelUnavailable, InvalidSignature, Problem) as exc:
         log.info("refund not confirmed; will ask again", refund_id=refund.id, error=repr(exc))
@@ -258,14 +275,20 @@ async def poll_refunds_due(cashier: Cashier) -> int:
             log.info("refund query failed", refund_id=refund.id, error=repr(exc))
         if result is not None and result.status is ChannelRefundStatus.NOT_FOUND:
             await _submit(cashier, refund, attempt, payment)  # never reached the channel: ask again
-        elif result is not None and await apply_refund_result(cashier, refund_id=refund.id, result=result,
-                                                              source="poll"):
+        elif result is not None and await apply_refund_result(
+            cashier, refund_id=refund.id, result=result, source="poll"
+        ):
             continue
         count = refund.poll_count + 1
         next_at = (
-            cashier.clock() + timedelta(seconds=poll_delay_seconds(
-                count, initial_seconds=s.poll_initial_seconds, max_seconds=s.poll_backoff_max_seconds))
-            if count < s.poll_count_max else None
+            cashier.clock()
+            + timedelta(
+                seconds=poll_delay_seconds(
+                    count, initial_seconds=s.poll_initial_seconds, max_seconds=s.poll_backoff_max_seconds
+                )
+            )
+            if count < s.poll_count_max
+            else None
         )
         async with cashier.uow.begin() as tx:
             await schedule_refund_poll(tx.conn, refund.id, poll_count=count, next_poll_at=next_at)

@@ -28,7 +28,11 @@ log = get_logger("juhe.cashier.routing")
 
 # The routing service's payment method for each connector the cashier has.
 METHOD_OF_CHANNEL: dict[str, str] = {
-    "wechatpay": "wechat", "alipay": "alipay", "unionpay": "unionpay", "ecny": "ecny", "wallet": "wallet",
+    "wechatpay": "wechat",
+    "alipay": "alipay",
+    "unionpay": "unionpay",
+    "ecny": "ecny",
+    "wallet": "wallet",
 }
 PAYER_CLIENTS = frozenset({"wechat", "alipay", "other"})
 POLICY_ANSWERS = frozenset({"no_route_available", "channel_unavailable"})

@@ -26,7 +26,12 @@ SPLIT_CHECKS_PATH = "/v1/internal/split-checks"
 
 class SettlementClient(InternalClient):
     async def check_split(
-        self, *, merchant_id: str, amount_minor: int, currency: str, split: Sequence[tuple[str, int]],
+        self,
+        *,
+        merchant_id: str,
+        amount_minor: int,
+        currency: str,
+        split: Sequence[tuple[str, int]],
         business_line: str = "",
     ) -> None:
         """Return when settlement accepts the split; raise the merchant-facing Problem otherwise.
@@ -35,8 +40,12 @@ class SettlementClient(InternalClient):
         success, so the check must be made against the same rule."""
         if self._http is None:
             raise Problem(SETTLEMENT_UNAVAILABLE, "no settlement service is configured to check the split")
-        body = {"merchant_id": merchant_id, "amount_minor": amount_minor, "currency": currency,
-                "split": [{"receiver_id": receiver, "amount_minor": amount} for receiver, amount in split]}
+        body = {
+            "merchant_id": merchant_id,
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "split": [{"receiver_id": receiver, "amount_minor": amount} for receiver, amount in split],
+        }
         if business_line:
             body["business_line"] = business_line
         try:
@@ -49,8 +58,11 @@ class SettlementClient(InternalClient):
         refusal = relayed_refusal(response, "The split was refused by settlement")
         if refusal is not None:
             raise refusal
-        log.warning("settlement answered a split check with an error", status=response.status_code,
-                    code=json_object(response).get("code"))
+        log.warning(
+            "settlement answered a split check with an error",
+            status=response.status_code,
+            code=json_object(response).get("code"),
+        )
         raise Problem(SETTLEMENT_UNAVAILABLE, f"settlement answered the split check with HTTP {response.status_code}")
 
     async def nudge_transfer(self, out_transfer_no: str) -> None:
@@ -59,8 +71,9 @@ class SettlementClient(InternalClient):
         if self._http is None:
             return
         try:
-            response = await self._http.post(TRANSFER_NUDGE_PATH.format(out_transfer_no=out_transfer_no),
-                                             headers=self.identity_headers())
+            response = await self._http.post(
+                TRANSFER_NUDGE_PATH.format(out_transfer_no=out_transfer_no), headers=self.identity_headers()
+            )
         except httpx.HTTPError as exc:
             log.warning("settlement unreachable for a transfer nudge", error=repr(exc))
             return

@@ -46,15 +46,22 @@ class TransferDraft:
 
 
 def transfer_view(channel: str, result: TransferResult) -> dict[str, Any]:
-    return {"channel": channel, "out_transfer_no": result.out_transfer_no, "status": result.status.value,
-            "channel_transfer_no": result.channel_transfer_no, "amount_minor": result.amount_minor,
-            "user_action": result.user_action, "fail_reason": result.fail_reason}
+    return {
+        "channel": channel,
+        "out_transfer_no": result.out_transfer_no,
+        "status": result.status.value,
+        "channel_transfer_no": result.channel_transfer_no,
+        "amount_minor": result.amount_minor,
+        "user_action": result.user_action,
+        "fail_reason": result.fail_reason,
+    }
 
 
 def _check_channel(channel: str) -> None:
     if channel not in TRANSFER_CHANNELS:
-        raise Problem(UNKNOWN_CHANNEL, f"{channel} cannot transfer to a user's account",
-                      known=sorted(TRANSFER_CHANNELS))
+        raise Problem(
+            UNKNOWN_CHANNEL, f"{channel} cannot transfer to a user's account", known=sorted(TRANSFER_CHANNELS)
+        )
 
 
 async def _call(cashier: Cashier, merchant_id: str, channel: str, operation: str, *args: Any) -> TransferResult:
@@ -63,10 +70,15 @@ async def _call(cashier: Cashier, merchant_id: str, channel: str, operation: str
     connector = await cashier.connectors.get(merchant_id, channel)
     if channel == "wechatpay":
         from services.cashier.connectors.wechatpay import transfers as wechat
-        functions: dict[str, Any] = {"submit": wechat.transfer, "query": wechat.query_transfer,
-                                     "cancel": wechat.cancel_transfer}
+
+        functions: dict[str, Any] = {
+            "submit": wechat.transfer,
+            "query": wechat.query_transfer,
+            "cancel": wechat.cancel_transfer,
+        }
     else:
         from services.cashier.connectors.alipay import transfers as alipay
+
         functions = {"submit": alipay.transfer, "query": alipay.query_transfer}
     function = functions.get(operation)
     if function is None:
@@ -88,8 +100,9 @@ async def submit_transfer(cashier: Cashier, draft: TransferDraft) -> dict[str, A
         notify_url = cashier.settings.public_base_url.rstrip("/") + NOTIFY_PATH.format(merchant_id=draft.merchant_id)
         request = TransferRequest(**{**{f: getattr(request, f) for f in request.__slots__}, "notify_url": notify_url})
     result = await _call(cashier, draft.merchant_id, draft.channel, "submit", request)
-    log.info("transfer submitted", channel=draft.channel, out_transfer_no=result.out_transfer_no,
-             status=result.status.value)
+    log.info(
+        "transfer submitted", channel=draft.channel, out_transfer_no=result.out_transfer_no, status=result.status.value
+    )
     return transfer_view(draft.channel, result)
 
 
@@ -102,8 +115,9 @@ async def cancel_transfer(cashier: Cashier, *, merchant_id: str, channel: str, o
     return transfer_view(channel, await _call(cashier, merchant_id, channel, "cancel", out_transfer_no))
 
 
-async def handle_transfer_notification(cashier: Cashier, *, merchant_id: str, headers: dict[str, str],
-                                       body: bytes) -> ChannelReply:
+async def handle_transfer_notification(
+    cashier: Cashier, *, merchant_id: str, headers: dict[str, str], body: bytes
+) -> ChannelReply:
     """A WeChat transfer-bill callback: verified (signature, then AES-GCM) or refused; a verified one nudges
     settlement to ask about that bill now."""
     from services.cashier.connectors.wechatpay import WechatPayConnector

@@ -32,8 +32,11 @@ async def confirm_wallet_payment(
 ) -> dict[str, Any]:
     """Post the payer's hold and apply the success. Repeating a confirmation answers the succeeded payment."""
     async with cashier.uow.read() as conn:
-        payment = (await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id) if merchant_id
-                   else await get_payment_unscoped(conn, payment_id))
+        payment = (
+            await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
+            if merchant_id
+            else await get_payment_unscoped(conn, payment_id)
+        )
         current = payment.current_attempt_id if payment is not None else None
         attempt = await get_attempt(conn, current) if current else None
     if payment is None or payment.scene != PaymentScene.WALLET:

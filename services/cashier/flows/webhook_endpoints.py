@@ -59,7 +59,12 @@ def _not_found(endpoint_id: str) -> Problem:
 
 
 async def create_endpoint(
-    cashier: Cashier, merchant_id: str, *, url: str, enabled_events: list[str], enabled: bool,
+    cashier: Cashier,
+    merchant_id: str,
+    *,
+    url: str,
+    enabled_events: list[str],
+    enabled: bool,
     description: str | None,
 ) -> dict[str, Any]:
     ensure_allowed_notify_url(cashier.settings, url, field="url")
@@ -67,13 +72,23 @@ async def create_endpoint(
     async with cashier.uow.begin() as tx:
         await lock_merchant_endpoints(tx.conn, merchant_id)
         if await count_endpoints(tx.conn, merchant_id) >= ENDPOINTS_PER_MERCHANT_MAX:
-            raise Problem(WEBHOOK_ENDPOINT_LIMIT_REACHED,
-                          f"at most {ENDPOINTS_PER_MERCHANT_MAX} webhook endpoints per merchant",
-                          limit_max=ENDPOINTS_PER_MERCHANT_MAX)
-        row = await insert_endpoint(tx.conn, {
-            "id": new_id("whe"), "merchant_id": merchant_id, "url": url, "description": description,
-            "enabled_events": events, "enabled": enabled, "secret": mint_webhook_secret(),
-        })
+            raise Problem(
+                WEBHOOK_ENDPOINT_LIMIT_REACHED,
+                f"at most {ENDPOINTS_PER_MERCHANT_MAX} webhook endpoints per merchant",
+                limit_max=ENDPOINTS_PER_MERCHANT_MAX,
+            )
+        row = await insert_endpoint(
+            tx.conn,
+            {
+                "id": new_id("whe"),
+                "merchant_id": merchant_id,
+                "url": url,
+                "description": description,
+                "enabled_events": events,
+                "enabled": enabled,
+                "secret": mint_webhook_secret(),
+            },
+        )
     return endpoint_view(row, secret=True)
 
 
@@ -123,10 +138,15 @@ async def rotate_secret(
         current = await get_endpoint(tx.conn, merchant_id=merchant_id, endpoint_id=endpoint_id, for_update=True)
         if current is None:
             raise _not_found(endpoint_id)
-        row = await update_endpoint(tx.conn, merchant_id=merchant_id, endpoint_id=endpoint_id, values={
-            "secret": mint_webhook_secret(),
-            "previous_secret": current.secret if overlap_seconds > 0 else None,
-            "previous_secret_expires_at": now + timedelta(seconds=overlap_seconds) if overlap_seconds > 0 else None,
-        })
+        row = await update_endpoint(
+            tx.conn,
+            merchant_id=merchant_id,
+            endpoint_id=endpoint_id,
+            values={
+                "secret": mint_webhook_secret(),
+                "previous_secret": current.secret if overlap_seconds > 0 else None,
+                "previous_secret_expires_at": now + timedelta(seconds=overlap_seconds) if overlap_seconds > 0 else None,
+            },
+        )
     assert row is not None  # locked above, in the same transaction
     return endpoint_view(row, secret=True)

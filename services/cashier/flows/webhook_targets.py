@@ -94,8 +94,9 @@ def webhook_client(settings: Settings) -> httpx.AsyncClient:
     """The client merchant webhooks go out through: pinned, checked, no redirects, no proxies from the env
     (a proxy would resolve the name itself, after our check)."""
     return httpx.AsyncClient(
-        transport=PinnedTransport(allow_http=settings.webhook_allow_http,
-                                  allow_loopback=settings.webhook_allow_loopback),
+        transport=PinnedTransport(
+            allow_http=settings.webhook_allow_http, allow_loopback=settings.webhook_allow_loopback
+        ),
         timeout=httpx.Timeout(settings.webhook_timeout_seconds),
         follow_redirects=False,
         trust_env=False,

@@ -38,9 +38,7 @@ USER_AGENT = "Juhe-Webhooks/1.0"
 ERROR_TEXT_MAX_CHARS = 500
 
 
-async def enqueue_webhook(
-    tx: Tx, cashier: Cashier, *, payment: Any, envelope: Envelope, data: dict[str, Any]
-) -> None:
+async def enqueue_webhook(tx: Tx, cashier: Cashier, *, payment: Any, envelope: Envelope, data: dict[str, Any]) -> None:
     """Record the merchant event of a final state and queue its deliveries: one to the payment's notify_url
     (else the merchant's default URL), signed with the merchant's secret, and one to every enabled webhook
     endpoint subscribed to its type, signed with that endpoint's secret(s). The event is recorded even when
@@ -61,8 +59,9 @@ async def enqueue_webhook(
     targets: list[tuple[str, str | None]] = []
     url = payment.notify_url
     if not url:
-        row = (await tx.conn.execute(select(merchants.c.notify_url).where(
-            merchants.c.merchant_id == payment.merchant_id))).first()
+        row = (
+            await tx.conn.execute(select(merchants.c.notify_url).where(merchants.c.merchant_id == payment.merchant_id))
+        ).first()
         url = row.notify_url if row is not None else None
     if url:
         targets.append((url, None))

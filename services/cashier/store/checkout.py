@@ -105,8 +105,9 @@ async def get_session_by_order_no(
     return (await conn.execute(query)).first()
 
 
-async def claim_payment_slot(conn: AsyncConnection, *, session_id: str, seq: int, method: str, scene: str,
-                             request_id: str, now: datetime) -> bool:
+async def claim_payment_slot(
+    conn: AsyncConnection, *, session_id: str, seq: int, method: str, scene: str, request_id: str, now: datetime
+) -> bool:
     """Take slot `seq` (= the current + 1) for a new payment, only while the session is open and slot seq-1 is
     still the current one: of two concurrent starts one wins, the other changes nothing."""
     statement = (
@@ -125,8 +126,9 @@ async def record_payment(conn: AsyncConnection, *, session_id: str, seq: int, pa
                        .values(payment_id=payment_id))  # fmt: skip
 
 
-async def complete_session(conn: AsyncConnection, *, session_id: str, payment_id: str,
-                           now: datetime) -> Row[Any] | None:
+async def complete_session(
+    conn: AsyncConnection, *, session_id: str, payment_id: str, now: datetime
+) -> Row[Any] | None:
     statement = (update(checkout_sessions)
                  .where(checkout_sessions.c.id == session_id, checkout_sessions.c.status == OPEN)
                  .values(status="completed", paid_payment_id=payment_id, completed_at=now)
@@ -150,4 +152,3 @@ async def list_due(conn: AsyncConnection, *, now: datetime, limit: int) -> list[
              .where(checkout_sessions.c.status == OPEN, (checkout_sessions.c.expires_at <= now) | paid)
              .order_by(checkout_sessions.c.expires_at).limit(limit))  # fmt: skip
     return list((await conn.execute(query)).all())
-

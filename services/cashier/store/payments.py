@@ -148,9 +148,7 @@ async def claim_attempts_to_poll(
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    statement = (
-        attempts.update().where(attempts.c.id.in_(due)).values(next_poll_at=lease_until).returning(attempts)
-    )
+    statement = attempts.update().where(attempts.c.id.in_(due)).values(next_poll_at=lease_until).returning(attempts)
     return (await conn.execute(statement)).all()
 
 
@@ -159,8 +157,10 @@ def _redrive_due(now: datetime, grace_before: datetime) -> Any:
     existed (next_poll_at NULL) count from their creation plus the grace."""
     return and_(
         attempts.c.status == AttemptStatus.CREATED.value,
-        or_(attempts.c.next_poll_at <= now,
-            and_(attempts.c.next_poll_at.is_(None), attempts.c.created_at <= grace_before)),
+        or_(
+            attempts.c.next_poll_at <= now,
+            and_(attempts.c.next_poll_at.is_(None), attempts.c.created_at <= grace_before),
+        ),
     )
 
 
@@ -229,9 +229,11 @@ async def advance_deadline(conn: AsyncConnection, payment_id: str, *, now: datet
     its poller reverses it at the next scheduled query)."""
     result = await conn.execute(
         payments.update()
-        .where(payments.c.id == payment_id,
-               payments.c.status.in_([PaymentStatus.CREATED.value, PaymentStatus.PROCESSING.value]),
-               payments.c.expire_at > now)
+        .where(
+            payments.c.id == payment_id,
+            payments.c.status.in_([PaymentStatus.CREATED.value, PaymentStatus.PROCESSING.value]),
+            payments.c.expire_at > now,
+        )
         .values(expire_at=now, updated_at=func.now())
     )
     return bool(result.rowcount)

@@ -83,8 +83,9 @@ async def delete_endpoint(conn: AsyncConnection, *, merchant_id: str, endpoint_i
         return False
     await conn.execute(
         webhook_deliveries.update()
-        .where(webhook_deliveries.c.endpoint_id == endpoint_id,
-               webhook_deliveries.c.status == DeliveryStatus.PENDING.value)
+        .where(
+            webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.status == DeliveryStatus.PENDING.value
+        )
         .values(status=DeliveryStatus.ABANDONED.value, next_attempt_at=None, last_error="endpoint deleted")
     )
     return True

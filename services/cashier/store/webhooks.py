@@ -79,7 +79,10 @@ async def record_attempt(
     """Log one try and move the delivery on: delivered, retried later, or abandoned."""
     await conn.execute(
         webhook_attempts.insert().values(
-            delivery_id=delivery_id, attempt_no=attempt_no, status_code=status_code, error=error,
+            delivery_id=delivery_id,
+            attempt_no=attempt_no,
+            status_code=status_code,
+            error=error,
             duration_ms=duration_ms,
         )
     )
@@ -129,8 +132,10 @@ async def list_deliveries(
 async def list_delivery_attempts(conn: AsyncConnection, delivery_id: str, *, limit: int) -> Sequence[Row[Any]]:
     """The latest `limit` tries of a delivery, oldest first (resends make the log grow without bound)."""
     query = (
-        select(webhook_attempts).where(webhook_attempts.c.delivery_id == delivery_id)
-        .order_by(webhook_attempts.c.id.desc()).limit(limit)
+        select(webhook_attempts)
+        .where(webhook_attempts.c.delivery_id == delivery_id)
+        .order_by(webhook_attempts.c.id.desc())
+        .limit(limit)
     )
     return list(reversed((await conn.execute(query)).all()))
 

@@ -82,8 +82,11 @@ class CashierPostings:
             else:
                 # Only the platform's collecting merchant collects for wallets; anything else is that merchant's
                 # own money: a normal payment, never credited to a wallet.
-                log.warning("wallet_topup payment of another merchant posted as a payment (§3.1)",
-                            payment_id=data.get("payment_id"), merchant_id=data.get("merchant_id"))
+                log.warning(
+                    "wallet_topup payment of another merchant posted as a payment (§3.1)",
+                    payment_id=data.get("payment_id"),
+                    merchant_id=data.get("merchant_id"),
+                )
         await self.post(payment_succeeded_plan(data))
 
     async def credit_top_up(self, data: dict[str, Any]) -> bool:
@@ -97,8 +100,11 @@ class CashierPostings:
             if await wallet_store.operation_by_key(conn, "top_up", payment_id) is not None:
                 return True  # credited before (a redelivery after the operation committed)
             if not holder_id or await wallet_store.get_holder(conn, holder_id) is None:
-                log.error("paid wallet top-up for an unknown holder: posted to the collecting merchant (§3.1)",
-                          payment_id=payment_id, holder_id=holder_id)
+                log.error(
+                    "paid wallet top-up for an unknown holder: posted to the collecting merchant (§3.1)",
+                    payment_id=payment_id,
+                    holder_id=holder_id,
+                )
                 return False
         args: dict[str, Any] = {
             "holder_id": holder_id, "payment_id": payment_id, "amount_minor": gross, "currency": str(data["currency"]),
@@ -127,16 +133,21 @@ class CashierPostings:
             account_id = await self.account_id(line.account)
             postings.append(Posting(account_id, DIRECTIONS[line.direction], line.amount_minor, plan.currency))
         request = TransferRequest(
-            source=SOURCE_CASHIER, idempotency_key=plan.idempotency_key, postings=tuple(postings),
-            reference=plan.reference, metadata=plan.metadata,
+            source=SOURCE_CASHIER,
+            idempotency_key=plan.idempotency_key,
+            postings=tuple(postings),
+            reference=plan.reference,
+            metadata=plan.metadata,
         )
         [outcome] = await self.writer.submit(CreateTransfers((request,)))
         if outcome.error is not None:
             if outcome.error.code == errors.IDEMPOTENCY_KEY_REUSED.code:
                 # Posted before from another body (e.g. a corrected fee): the business event is already in
                 # the ledger; posting it again would count it twice. An operator corrects by §3.10.
-                log.error("business event already posted with other postings; not posted again",
-                          idempotency_key=plan.idempotency_key)
+                log.error(
+                    "business event already posted with other postings; not posted again",
+                    idempotency_key=plan.idempotency_key,
+                )
                 return None
             raise outcome.error
         assert outcome.transfer is not None
@@ -155,8 +166,9 @@ class CashierPostings:
                 raise LedgerError(errors.VALIDATION_FAILED, f"account key {key} is taken by another account body")
             if created:
                 opened = _response(row)
-                tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=opened.id,
-                           data=opened.model_dump(mode="json"))
+                tx.publish(
+                    topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=opened.id, data=opened.model_dump(mode="json")
+                )
         if len(self._account_ids) >= ACCOUNT_CACHE_MAX:
             self._account_ids.clear()
         self._account_ids[key] = str(row["id"])

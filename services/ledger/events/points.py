@@ -41,9 +41,15 @@ POINTS_EARNED = "points.earned"
 POINTS_REVERSED = "points.reversed"
 PLATFORM = "platform"
 # Refusals that a redelivery would meet again: logged and skipped (see the module docstring).
-SKIPPED = frozenset({wallet_errors.HOLDER_NOT_FOUND.code, wallet_errors.SUBACCOUNT_NOT_FOUND.code,
-                     wallet_errors.ENTITLEMENT_DENIED.code, wallet_errors.LIMIT_EXCEEDED.code,
-                     ledger_errors.INSUFFICIENT_FUNDS.code})
+SKIPPED = frozenset(
+    {
+        wallet_errors.HOLDER_NOT_FOUND.code,
+        wallet_errors.SUBACCOUNT_NOT_FOUND.code,
+        wallet_errors.ENTITLEMENT_DENIED.code,
+        wallet_errors.LIMIT_EXCEEDED.code,
+        ledger_errors.INSUFFICIENT_FUNDS.code,
+    }
+)
 
 
 class PointsPostings:

@@ -118,9 +118,13 @@ class DiscountFunding:
         return self.platform_minor + self.merchant_minor + self.channel_minor
 
     def memo(self, order_amount_minor: int | None) -> dict[str, Any]:
-        return {"order_amount_minor": order_amount_minor, "discount_minor": self.total_minor,
-                "platform_minor": self.platform_minor, "merchant_minor": self.merchant_minor,
-                "channel_minor": self.channel_minor}
+        return {
+            "order_amount_minor": order_amount_minor,
+            "discount_minor": self.total_minor,
+            "platform_minor": self.platform_minor,
+            "merchant_minor": self.merchant_minor,
+            "channel_minor": self.channel_minor,
+        }
 
 
 def discount_funding(discount: Any) -> DiscountFunding | None:
@@ -128,8 +132,9 @@ def discount_funding(discount: Any) -> DiscountFunding | None:
     when the payment had no coupon."""
     if not isinstance(discount, dict):
         return None
-    return DiscountFunding(_int(discount.get("platform_minor")), _int(discount.get("merchant_minor")),
-                           _int(discount.get("channel_minor")))
+    return DiscountFunding(
+        _int(discount.get("platform_minor")), _int(discount.get("merchant_minor")), _int(discount.get("channel_minor"))
+    )
 
 
 def subsidy_reversed(subsidy_minor: int, payable_minor: int, refunded_before_minor: int, refund_minor: int) -> int:
@@ -162,18 +167,27 @@ def payment_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
         Line(channel_clearing(channel, currency), "debit", gross - channel_fee + funding.channel_minor),
         Line(channel_fee_expense(channel, currency), "debit", channel_fee),
         Line(marketing_expense(currency), "debit", funding.platform_minor),
-        Line(merchant_pending(str(data["merchant_id"]), currency), "credit",
-             gross - platform_fee + funding.platform_minor + funding.channel_minor),
+        Line(
+            merchant_pending(str(data["merchant_id"]), currency),
+            "credit",
+            gross - platform_fee + funding.platform_minor + funding.channel_minor,
+        ),
         Line(platform_fee_income(currency), "credit", platform_fee),
     ]
     payment_id = str(data["payment_id"])
-    metadata: dict[str, Any] = {"event": "payment.succeeded", "channel": channel,
-                                "channel_trade_no": data.get("channel_trade_no"), "route_id": data.get("route_id")}
+    metadata: dict[str, Any] = {
+        "event": "payment.succeeded",
+        "channel": channel,
+        "channel_trade_no": data.get("channel_trade_no"),
+        "route_id": data.get("route_id"),
+    }
     if isinstance(data.get("discount"), dict):
-        metadata["discount"] = {**funding.memo(data.get("order_amount_minor")),
-                                "coupon_id": data["discount"].get("coupon_id"),
-                                "redemption_id": data["discount"].get("redemption_id"),
-                                "campaign_id": data["discount"].get("campaign_id")}
+        metadata["discount"] = {
+            **funding.memo(data.get("order_amount_minor")),
+            "coupon_id": data["discount"].get("coupon_id"),
+            "redemption_id": data["discount"].get("redemption_id"),
+            "campaign_id": data["discount"].get("campaign_id"),
+        }
     return PostingPlan(
         idempotency_key=f"{payment_id}:succeeded",
         reference=payment_id,
@@ -206,16 +220,23 @@ def refund_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
     platform_back = subsidy_reversed(funding.platform_minor, gross, before, refund)
     channel_back = subsidy_reversed(funding.channel_minor, gross, before, refund)
     lines = [
-        Line(merchant_pending(str(data["merchant_id"]), currency), "debit",
-             refund - platform_fee + platform_back + channel_back),
+        Line(
+            merchant_pending(str(data["merchant_id"]), currency),
+            "debit",
+            refund - platform_fee + platform_back + channel_back,
+        ),
         Line(platform_fee_income(currency), "debit", platform_fee),
         Line(channel_clearing(channel, currency), "credit", refund - channel_fee + channel_back),
         Line(channel_fee_expense(channel, currency), "credit", channel_fee),
         Line(marketing_expense(currency), "credit", platform_back),
     ]
     refund_id = str(data["refund_id"])
-    metadata: dict[str, Any] = {"event": "refund.succeeded", "channel": channel, "payment_id": data.get("payment_id"),
-                                "channel_refund_no": data.get("channel_refund_no")}
+    metadata: dict[str, Any] = {
+        "event": "refund.succeeded",
+        "channel": channel,
+        "payment_id": data.get("payment_id"),
+        "channel_refund_no": data.get("channel_refund_no"),
+    }
     if isinstance(data.get("payment_discount"), dict):
         metadata["discount_reversed"] = {"platform_minor": platform_back, "channel_minor": channel_back}
     return PostingPlan(

@@ -34,8 +34,7 @@ log = get_logger("juhe.marketing.payment_outcomes")
 
 RELEASE_REASONS = {"payment.failed": "payment_failed", "payment.closed": "payment_closed"}
 # Refusals that describe a state the event cannot change (logged, never retried: a retry would say the same).
-SETTLED_REFUSALS = frozenset({COUPON_USED.code, LOCK_EXPIRED.code, REDEMPTION_NOT_FOUND.code,
-                              REDEMPTION_NOT_USED.code})
+SETTLED_REFUSALS = frozenset({COUPON_USED.code, LOCK_EXPIRED.code, REDEMPTION_NOT_FOUND.code, REDEMPTION_NOT_USED.code})
 
 
 def _redemption_of(discount: Any) -> str | None:

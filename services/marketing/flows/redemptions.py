@@ -78,8 +78,15 @@ async def _refusal_for(tx: Tx, coupon: RowMapping, now: datetime) -> RowMapping:
         holder = await store.get_redemption(tx.conn, coupon["redemption_id"]) if coupon["redemption_id"] else None
         # Who holds it, for the cashier only (it never relays these): a lock whose payment the cashier never
         # created (it died between the lock and its insert) is released by the cashier's retry.
-        held = ({"lock_redemption_id": holder["redemption_id"], "lock_payment_id": holder["payment_id"],
-                 "locked_at": holder["created_at"].isoformat()} if holder is not None else {})
+        held = (
+            {
+                "lock_redemption_id": holder["redemption_id"],
+                "lock_payment_id": holder["payment_id"],
+                "locked_at": holder["created_at"].isoformat(),
+            }
+            if holder is not None
+            else {}
+        )
         raise Problem(COUPON_LOCKED, "the coupon is locked by another payment", **held)
     return coupon
 

@@ -48,8 +48,10 @@ async def find_run(conn: AsyncConnection, *, platform: str, fingerprint: str) ->
 
 async def list_runs(conn: AsyncConnection, *, platform: str, limit: int, before: str | None) -> list[RowMapping]:
     """Newest first by id (ids are time-ordered); `before`: the last id of the previous page."""
-    sql = "SELECT * FROM migration_runs WHERE platform = :p AND (CAST(:b AS text) IS NULL OR id < :b) " \
-          "ORDER BY id DESC LIMIT :n"
+    sql = (
+        "SELECT * FROM migration_runs WHERE platform = :p AND (CAST(:b AS text) IS NULL OR id < :b) "
+        "ORDER BY id DESC LIMIT :n"
+    )
     return list((await conn.execute(text(sql), {"p": platform, "b": before, "n": limit})).mappings().all())
 
 

@@ -79,11 +79,19 @@ class Programme:
     renewal: Mapping[str, Any]
     example: bool
 
-    def fee_rate(self, *, route_id: str, merchant_id: str, valid_from: datetime,
-                 valid_until: datetime | None, rate_id: str = "") -> FeeRate:
+    def fee_rate(
+        self, *, route_id: str, merchant_id: str, valid_from: datetime, valid_until: datetime | None, rate_id: str = ""
+    ) -> FeeRate:
         """The programme as a merchant fee rate on one route (what an approval writes)."""
-        return FeeRate(rate_id=rate_id, route_id=route_id, rate_bps=self.rate_bps, valid_from=valid_from,
-                       valid_until=valid_until, max_fee_minor=self.cap_minor, merchant_id=merchant_id)
+        return FeeRate(
+            rate_id=rate_id,
+            route_id=route_id,
+            rate_bps=self.rate_bps,
+            valid_from=valid_from,
+            valid_until=valid_until,
+            max_fee_minor=self.cap_minor,
+            merchant_id=merchant_id,
+        )
 
     def fee_minor(self, amount_minor: int) -> int:
         rate = self.fee_rate(route_id="", merchant_id="", valid_from=self.available_from, valid_until=None)
@@ -128,8 +136,9 @@ def parse_catalogue(text: str) -> Catalogue:
             rate_bps=int(p["rate_bps"]),
             cap_minor=None if p.get("cap_minor") is None else int(p["cap_minor"]),
             available_from=_time(p["available_from"], f"{where}.available_from"),
-            available_until=None if p.get("available_until") is None else _time(p["available_until"],
-                                                                                 f"{where}.available_until"),
+            available_until=None
+            if p.get("available_until") is None
+            else _time(p["available_until"], f"{where}.available_until"),
             term_days=int(p["term_days"]),
             required_documents=tuple(p["required_documents"]),
             renewal=dict(p.get("renewal") or {}),
@@ -150,8 +159,12 @@ def parse_catalogue(text: str) -> Catalogue:
     ids = [p.programme_id for p in programmes]
     if len(set(ids)) != len(ids):
         raise ValueError("programme ids must be unique")
-    return Catalogue(str(raw.get("catalogue_version", "")), bool(raw.get("example", False)),
-                     str(raw.get("notice", "")), tuple(programmes))
+    return Catalogue(
+        str(raw.get("catalogue_version", "")),
+        bool(raw.get("example", False)),
+        str(raw.get("notice", "")),
+        tuple(programmes),
+    )
 
 
 # ------------------------------------------------------------------------------------------- eligibility
@@ -169,8 +182,9 @@ def eligibility(profile: MerchantProfile, programme: Programme, *, at: datetime)
     if profile.entity_type not in programme.eligible_entity_types:
         reasons.append(f"entity type {profile.entity_type} is not one of {', '.join(programme.eligible_entity_types)}")
     if programme.eligible_industry_codes and profile.industry_code not in programme.eligible_industry_codes:
-        reasons.append(f"industry code {profile.industry_code} is not one of "
-                       f"{', '.join(programme.eligible_industry_codes)}")
+        reasons.append(
+            f"industry code {profile.industry_code} is not one of {', '.join(programme.eligible_industry_codes)}"
+        )
     if not programme.open_at(at):
         reasons.append("the programme does not take applications at this time")
     return Eligibility(programme, not reasons, tuple(reasons))
@@ -202,8 +216,9 @@ class Application:
 
     def _from(self, *allowed: ApplicationStatus, to: ApplicationStatus) -> None:
         if self.status not in allowed:
-            raise TransitionRefused(f"application {self.application_id} is {self.status.value}, cannot become "
-                                    f"{to.value}")
+            raise TransitionRefused(
+                f"application {self.application_id} is {self.status.value}, cannot become {to.value}"
+            )
 
     def missing_documents(self, programme: Programme) -> list[str]:
         return [d for d in programme.required_documents if d not in self.documents]
@@ -218,8 +233,14 @@ class Application:
         until = effective_from + timedelta(days=programme.term_days)
         if programme.available_until is not None:
             until = min(until, programme.available_until)
-        return replace(self, status=ApplicationStatus.APPROVED, effective_from=effective_from,
-                       effective_until=until, rate_ids=tuple(rate_ids), version=self.version + 1)
+        return replace(
+            self,
+            status=ApplicationStatus.APPROVED,
+            effective_from=effective_from,
+            effective_until=until,
+            rate_ids=tuple(rate_ids),
+            version=self.version + 1,
+        )
 
     def reject(self, reason: str) -> Application:
         self._from(ApplicationStatus.SUBMITTED, to=ApplicationStatus.REJECTED)
@@ -261,18 +282,34 @@ class MerchantProjection:
     best_savings_minor: int  # the best eligible programme per method, added over methods (never < 0)
 
 
-def project_merchant(merchant_id: str, payments: Iterable[PaymentFee],
-                     programmes: Sequence[Programme]) -> MerchantProjection:
+def project_merchant(
+    merchant_id: str, payments: Iterable[PaymentFee], programmes: Sequence[Programme]
+) -> MerchantProjection:
     mine = [p for p in payments if p.merchant_id == merchant_id]
     rows = []
     for programme in programmes:
         covered = [p for p in mine if p.method == programme.method]
         fees = sum(p.fee_minor for p in covered)
         projected = sum(programme.fee_minor(p.amount_minor) for p in covered)
-        rows.append(ProgrammeProjection(programme.programme_id, programme.method, len(covered),
-                                        sum(p.amount_minor for p in covered), fees, projected, fees - projected))
+        rows.append(
+            ProgrammeProjection(
+                programme.programme_id,
+                programme.method,
+                len(covered),
+                sum(p.amount_minor for p in covered),
+                fees,
+                projected,
+                fees - projected,
+            )
+        )
     best: dict[str, int] = {}
     for row in rows:
         best[row.method] = max(best.get(row.method, 0), row.savings_minor)
-    return MerchantProjection(merchant_id, len(mine), sum(p.amount_minor for p in mine),
-                              sum(p.fee_minor for p in mine), tuple(rows), sum(best.values()))
+    return MerchantProjection(
+        merchant_id,
+        len(mine),
+        sum(p.amount_minor for p in mine),
+        sum(p.fee_minor for p in mine),
+        tuple(rows),
+        sum(best.values()),
+    )

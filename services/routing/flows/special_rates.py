@@ -76,24 +76,41 @@ async def put_profile(uow: UnitOfWork, new: MerchantProfile, *, actor: str) -> i
         return await store.put_profile(tx, new, actor=actor)
 
 
-async def merchant_eligibility(settings: Settings, uow: UnitOfWork, merchant_id: str,
-                               *, at: datetime) -> list[Eligibility]:
+async def merchant_eligibility(
+    settings: Settings, uow: UnitOfWork, merchant_id: str, *, at: datetime
+) -> list[Eligibility]:
     found = await profile(uow, merchant_id)
     return [eligibility(found, p, at=at) for p in catalogue(settings).programmes]
 
 
-async def create_application(settings: Settings, uow: UnitOfWork, *, merchant_id: str, programme_id: str,
-                             documents: list[str], actor: str, at: datetime) -> Application:
+async def create_application(
+    settings: Settings,
+    uow: UnitOfWork,
+    *,
+    merchant_id: str,
+    programme_id: str,
+    documents: list[str],
+    actor: str,
+    at: datetime,
+) -> Application:
     chosen = programme(settings, programme_id)
     unreadable = [d for d in documents if not DOCUMENT_RE.match(d)]
     if unreadable:
-        raise Problem(e.SPECIAL_RATE_APPLICATION_INVALID, "document names are lowercase words joined by "
-                      f"underscores (such as {', '.join(chosen.required_documents[:2])})")
+        raise Problem(
+            e.SPECIAL_RATE_APPLICATION_INVALID,
+            "document names are lowercase words joined by "
+            f"underscores (such as {', '.join(chosen.required_documents[:2])})",
+        )
     check = eligibility(await profile(uow, merchant_id), chosen, at=at)
     if not check.eligible:
         raise Problem(e.SPECIAL_RATE_NOT_ELIGIBLE, "; ".join(check.reasons), reasons=list(check.reasons))
-    draft = Application(application_id=new_id("spa"), merchant_id=merchant_id, programme_id=programme_id,
-                        status=ApplicationStatus.DRAFT, documents=tuple(dict.fromkeys(documents)))
+    draft = Application(
+        application_id=new_id("spa"),
+        merchant_id=merchant_id,
+        programme_id=programme_id,
+        status=ApplicationStatus.DRAFT,
+        documents=tuple(dict.fromkeys(documents)),
+    )
     async with uow.begin() as tx:
         return await store.insert_application(tx, draft, actor=actor)
 
@@ -104,35 +121,48 @@ async def submit(settings: Settings, uow: UnitOfWork, application_id: str, *, ac
         chosen = programme(settings, old.programme_id)
         missing = old.missing_documents(chosen)
         if missing and old.status is ApplicationStatus.DRAFT:
-            raise Problem(e.SPECIAL_RATE_DOCUMENTS_MISSING, f"missing documents: {', '.join(missing)}",
-                          missing_documents=missing)
+            raise Problem(
+                e.SPECIAL_RATE_DOCUMENTS_MISSING, f"missing documents: {', '.join(missing)}", missing_documents=missing
+            )
         return await _transition(tx, old, lambda a: a.submit(chosen), actor=actor)
 
 
-async def approve(settings: Settings, uow: UnitOfWork, application_id: str, *, effective_from: datetime,
-                  actor: str, now: datetime) -> Application:
+async def approve(
+    settings: Settings, uow: UnitOfWork, application_id: str, *, effective_from: datetime, actor: str, now: datetime
+) -> Application:
     if effective_from < now - EFFECTIVE_FROM_LEEWAY:
-        raise Problem(e.SPECIAL_RATE_APPLICATION_INVALID, "effective_from is in the past: a rate is never put in "
-                      "force for payments already quoted")
+        raise Problem(
+            e.SPECIAL_RATE_APPLICATION_INVALID,
+            "effective_from is in the past: a rate is never put in force for payments already quoted",
+        )
     async with uow.begin() as tx:
         old = await store.get_application(tx.conn, application_id, for_update=True)
         chosen = programme(settings, old.programme_id)
         if old.status is not ApplicationStatus.SUBMITTED:  # before any rate is written
-            return await _transition(tx, old, lambda a: a.approve(chosen, effective_from=effective_from,
-                                                                   rate_ids=()), actor=actor)
+            return await _transition(
+                tx, old, lambda a: a.approve(chosen, effective_from=effective_from, rate_ids=()), actor=actor
+            )
         route_ids = await store.contracted_route_ids(tx.conn, old.merchant_id, chosen.method)
         if not route_ids:
-            raise Problem(e.SPECIAL_RATE_NO_CONTRACTED_ROUTE,
-                          f"merchant {old.merchant_id} has no enabled contract on a {chosen.method} route")
+            raise Problem(
+                e.SPECIAL_RATE_NO_CONTRACTED_ROUTE,
+                f"merchant {old.merchant_id} has no enabled contract on a {chosen.method} route",
+            )
         approved = old.approve(chosen, effective_from=effective_from, rate_ids=())
         rate_ids = []
         for route_id in route_ids:
-            rate = chosen.fee_rate(route_id=route_id, merchant_id=old.merchant_id, rate_id=new_id("fr"),
-                                   valid_from=effective_from, valid_until=approved.effective_until)
+            rate = chosen.fee_rate(
+                route_id=route_id,
+                merchant_id=old.merchant_id,
+                rate_id=new_id("fr"),
+                valid_from=effective_from,
+                valid_until=approved.effective_until,
+            )
             stored = await config_store.create_fee_rate(tx, rate, actor=f"{actor} (application {application_id})")
             rate_ids.append(stored.rate.rate_id)
-        return await _transition(tx, old, lambda a: a.approve(chosen, effective_from=effective_from,
-                                                               rate_ids=rate_ids), actor=actor)
+        return await _transition(
+            tx, old, lambda a: a.approve(chosen, effective_from=effective_from, rate_ids=rate_ids), actor=actor
+        )
 
 
 async def reject(uow: UnitOfWork, application_id: str, *, reason: str, actor: str) -> Application:
@@ -148,8 +178,7 @@ async def _transition(
     try:
         new = change(old)
     except TransitionRefused as exc:
-        raise Problem(e.SPECIAL_RATE_APPLICATION_STATE_CONFLICT, str(exc),
-                      application_status=old.status.value) from exc
+        raise Problem(e.SPECIAL_RATE_APPLICATION_STATE_CONFLICT, str(exc), application_status=old.status.value) from exc
     return await store.transition_application(tx, old, new, actor=actor)
 
 
@@ -169,13 +198,13 @@ async def savings(settings: Settings, uow: UnitOfWork, *, merchant_id: str | Non
     async with uow.read() as conn:
         if merchant_id is not None and await store.get_profile(conn, merchant_id) is None:
             raise Problem(e.MERCHANT_PROFILE_NOT_FOUND, f"merchant {merchant_id!r} has no profile")
-        payments = await store.payment_fees(conn, since=since, until=now, currency=PROJECTION_CURRENCY,
-                                            merchant_id=merchant_id)
+        payments = await store.payment_fees(
+            conn, since=since, until=now, currency=PROJECTION_CURRENCY, merchant_id=merchant_id
+        )
         merchant_ids = {p.merchant_id for p in payments} | ({merchant_id} if merchant_id else set())
         profiles = await store.profiles_of(conn, merchant_ids)
     known = catalogue(settings)
     projections = [
-        project_merchant(m, payments, eligible_programmes(profiles[m], known, at=now))
-        for m in sorted(profiles)
+        project_merchant(m, payments, eligible_programmes(profiles[m], known, at=now)) for m in sorted(profiles)
     ]
     return SavingsReport(since, now, PROJECTION_CURRENCY, projections, sorted(merchant_ids - set(profiles)))

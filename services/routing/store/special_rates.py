@@ -47,19 +47,32 @@ async def profile_version(conn: AsyncConnection, merchant_id: str) -> int:
 async def put_profile(tx: Tx, profile: MerchantProfile, *, actor: str) -> int:
     """Create or replace the profile; returns its new version."""
     statement = insert(merchant_profiles).values(
-        merchant_id=profile.merchant_id, entity_type=profile.entity_type, industry_code=profile.industry_code,
+        merchant_id=profile.merchant_id,
+        entity_type=profile.entity_type,
+        industry_code=profile.industry_code,
         version=1,
     )
     upsert = statement.on_conflict_do_update(
         index_elements=[merchant_profiles.c.merchant_id],
-        set_={"entity_type": statement.excluded.entity_type, "industry_code": statement.excluded.industry_code,
-              "version": merchant_profiles.c.version + 1, "updated_at": func.now()},
+        set_={
+            "entity_type": statement.excluded.entity_type,
+            "industry_code": statement.excluded.industry_code,
+            "version": merchant_profiles.c.version + 1,
+            "updated_at": func.now(),
+        },
     ).returning(merchant_profiles.c.version)
     version = int((await tx.conn.execute(upsert)).scalar_one())
-    await write_audit(tx.conn, resource_type="merchant_profile", resource_id=profile.merchant_id,
-                      action="created" if version == 1 else "updated", actor=actor, version=version,
-                      config_version=await current_config_version(tx.conn), before=None,
-                      after={"entity_type": profile.entity_type, "industry_code": profile.industry_code})
+    await write_audit(
+        tx.conn,
+        resource_type="merchant_profile",
+        resource_id=profile.merchant_id,
+        action="created" if version == 1 else "updated",
+        actor=actor,
+        version=version,
+        config_version=await current_config_version(tx.conn),
+        before=None,
+        after={"entity_type": profile.entity_type, "industry_code": profile.industry_code},
+    )
     return version
 
 
@@ -68,25 +81,38 @@ async def put_profile(tx: Tx, profile: MerchantProfile, *, actor: str) -> int:
 
 def _application(row: Any) -> Application:
     return Application(
-        application_id=row.application_id, merchant_id=row.merchant_id, programme_id=row.programme_id,
-        status=ApplicationStatus(row.status), documents=tuple(row.documents), effective_from=row.effective_from,
-        effective_until=row.effective_until, rejection_reason=row.rejection_reason, rate_ids=tuple(row.rate_ids),
+        application_id=row.application_id,
+        merchant_id=row.merchant_id,
+        programme_id=row.programme_id,
+        status=ApplicationStatus(row.status),
+        documents=tuple(row.documents),
+        effective_from=row.effective_from,
+        effective_until=row.effective_until,
+        rejection_reason=row.rejection_reason,
+        rate_ids=tuple(row.rate_ids),
         version=row.version,
     )
 
 
 def _values(application: Application) -> dict[str, Any]:
     return {
-        "status": application.status.value, "documents": list(application.documents),
-        "effective_from": application.effective_from, "effective_until": application.effective_until,
-        "rejection_reason": application.rejection_reason, "rate_ids": list(application.rate_ids),
+        "status": application.status.value,
+        "documents": list(application.documents),
+        "effective_from": application.effective_from,
+        "effective_until": application.effective_until,
+        "rejection_reason": application.rejection_reason,
+        "rate_ids": list(application.rate_ids),
         "version": application.version,
     }
 
 
 def application_view(application: Application) -> dict[str, Any]:
-    return {"application_id": application.application_id, "merchant_id": application.merchant_id,
-            "programme_id": application.programme_id, **_values(application)}
+    return {
+        "application_id": application.application_id,
+        "merchant_id": application.merchant_id,
+        "programme_id": application.programme_id,
+        **_values(application),
+    }
 
 
 async def get_application(conn: AsyncConnection, application_id: str, *, for_update: bool = False) -> Application:
@@ -111,9 +137,14 @@ async def list_applications(
 
 
 async def insert_application(tx: Tx, application: Application, *, actor: str) -> Application:
-    await tx.conn.execute(insert(special_rate_applications).values(
-        application_id=application.application_id, merchant_id=application.merchant_id,
-        programme_id=application.programme_id, **_values(application)))
+    await tx.conn.execute(
+        insert(special_rate_applications).values(
+            application_id=application.application_id,
+            merchant_id=application.merchant_id,
+            programme_id=application.programme_id,
+            **_values(application),
+        )
+    )
     await _audit(tx, application, action="created", actor=actor, before=None)
     return application
 
@@ -122,14 +153,20 @@ async def transition_application(tx: Tx, old: Application, new: Application, *, 
     """Compare-and-set on the old status and version: a concurrent change makes this one a 409."""
     result = await tx.conn.execute(
         update(special_rate_applications)
-        .where(and_(special_rate_applications.c.application_id == old.application_id,
-                    special_rate_applications.c.status == old.status.value,
-                    special_rate_applications.c.version == old.version))
+        .where(
+            and_(
+                special_rate_applications.c.application_id == old.application_id,
+                special_rate_applications.c.status == old.status.value,
+                special_rate_applications.c.version == old.version,
+            )
+        )
         .values(**_values(new), updated_at=func.now())
     )
     if result.rowcount != 1:
-        raise Problem(e.SPECIAL_RATE_APPLICATION_STATE_CONFLICT,
-                      f"application {old.application_id} was changed meanwhile; reload it")
+        raise Problem(
+            e.SPECIAL_RATE_APPLICATION_STATE_CONFLICT,
+            f"application {old.application_id} was changed meanwhile; reload it",
+        )
     await _audit(tx, new, action=new.status.value, actor=actor, before=application_view(old))
     return new
 
@@ -140,9 +177,17 @@ async def _audit(tx: Tx, application: Application, *, action: str, actor: str, b
         after[key] = after[key].isoformat() if after[key] else None
         if before is not None:
             before[key] = before[key].isoformat() if before[key] else None
-    await write_audit(tx.conn, resource_type="special_rate_application", resource_id=application.application_id,
-                      action=action, actor=actor, version=application.version,
-                      config_version=await current_config_version(tx.conn), before=before, after=after)
+    await write_audit(
+        tx.conn,
+        resource_type="special_rate_application",
+        resource_id=application.application_id,
+        action=action,
+        actor=actor,
+        version=application.version,
+        config_version=await current_config_version(tx.conn),
+        before=before,
+        after=after,
+    )
 
 
 async def contracted_route_ids(conn: AsyncConnection, merchant_id: str, method: str) -> list[str]:
@@ -150,8 +195,12 @@ async def contracted_route_ids(conn: AsyncConnection, merchant_id: str, method: 
     query = (
         select(channel_routes.c.route_id)
         .join(merchant_contracts, merchant_contracts.c.route_id == channel_routes.c.route_id)
-        .where(merchant_contracts.c.merchant_id == merchant_id, merchant_contracts.c.enabled.is_(True),
-               channel_routes.c.method == method, channel_routes.c.enabled.is_(True))
+        .where(
+            merchant_contracts.c.merchant_id == merchant_id,
+            merchant_contracts.c.enabled.is_(True),
+            channel_routes.c.method == method,
+            channel_routes.c.enabled.is_(True),
+        )
         .order_by(channel_routes.c.route_id)
     )
     return list((await conn.execute(query)).scalars())
@@ -161,18 +210,33 @@ async def contracted_route_ids(conn: AsyncConnection, merchant_id: str, method: 
 
 
 async def record_payment_fee(
-    conn: AsyncConnection, *, payment_id: str, merchant_id: str, route_id: str, currency: str, amount_minor: int,
-    fee_minor: int, succeeded_at: datetime,
+    conn: AsyncConnection,
+    *,
+    payment_id: str,
+    merchant_id: str,
+    route_id: str,
+    currency: str,
+    amount_minor: int,
+    fee_minor: int,
+    succeeded_at: datetime,
 ) -> bool:
     """One row per payment, whatever the redeliveries; the route's method is fixed at the time."""
     method = await conn.scalar(select(channel_routes.c.method).where(channel_routes.c.route_id == route_id))
     if method is None:
         return False
     result = await conn.execute(
-        insert(merchant_payment_fees).values(
-            payment_id=payment_id, merchant_id=merchant_id, route_id=route_id, method=method, currency=currency,
-            amount_minor=amount_minor, fee_minor=fee_minor, succeeded_at=succeeded_at,
-        ).on_conflict_do_nothing(index_elements=[merchant_payment_fees.c.payment_id])
+        insert(merchant_payment_fees)
+        .values(
+            payment_id=payment_id,
+            merchant_id=merchant_id,
+            route_id=route_id,
+            method=method,
+            currency=currency,
+            amount_minor=amount_minor,
+            fee_minor=fee_minor,
+            succeeded_at=succeeded_at,
+        )
+        .on_conflict_do_nothing(index_elements=[merchant_payment_fees.c.payment_id])
     )
     return bool(result.rowcount)
 
@@ -194,7 +258,7 @@ async def payment_fees(
 
 
 async def profiles_of(conn: AsyncConnection, merchant_ids: set[str]) -> dict[str, MerchantProfile]:
-    rows = (await conn.execute(select(merchant_profiles).where(merchant_profiles.c.merchant_id.in_(merchant_ids))))
+    rows = await conn.execute(select(merchant_profiles).where(merchant_profiles.c.merchant_id.in_(merchant_ids)))
     return {r.merchant_id: MerchantProfile(r.merchant_id, r.entity_type, r.industry_code) for r in rows}
 
 

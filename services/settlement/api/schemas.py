@@ -241,14 +241,20 @@ class StatementResponse(BaseModel):
 class PayoutCreateRequest(BaseModel):
     amount_minor: StrictInt = Field(gt=0, le=2**63 - 1)
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
-    account_no: str = Field(min_length=4, max_length=64, pattern=r"^[0-9A-Za-z_\-]+$",
-                            description="bank: the account number; wechat_change: the payee's openid; "
-                                        "alipay_account: the payee's Alipay user id (2088…)")
+    account_no: str = Field(
+        min_length=4,
+        max_length=64,
+        pattern=r"^[0-9A-Za-z_\-]+$",
+        description="bank: the account number; wechat_change: the payee's openid; "
+        "alipay_account: the payee's Alipay user id (2088…)",
+    )
     account_name: str = Field(min_length=1, max_length=128, description="The payee's real name")
     idempotency_key: str = Field(min_length=1, max_length=128)
     rail: Literal["bank", "wechat_change", "alipay_account"] = Field(
-        default="bank", description="Where the money goes: a bank account, WeChat change (the payee confirms "
-                                    "receipt in WeChat) or an Alipay account")
+        default="bank",
+        description="Where the money goes: a bank account, WeChat change (the payee confirms "
+        "receipt in WeChat) or an Alipay account",
+    )
 
     @model_validator(mode="after")
     def _bank_account_no(self) -> PayoutCreateRequest:

@@ -123,19 +123,24 @@ def _subsidy_minor(discount: Any) -> int:
 
 async def _subsidy_of(tx: Tx, payment_id: str) -> int:
     """The subsidy entry of a payment (`<payment>:subsidy`), 0 without one: what its refunds give back from."""
-    amount = (await tx.conn.execute(select(settlement_entries.c.amount_minor)
-                                    .where(settlement_entries.c.source_key == f"{payment_id}:subsidy"))).scalar()
+    amount = (
+        await tx.conn.execute(
+            select(settlement_entries.c.amount_minor).where(settlement_entries.c.source_key == f"{payment_id}:subsidy")
+        )
+    ).scalar()
     return int(amount or 0)
 
 
-def subsidy_reversed(subsidy_minor: int, payable_minor: int, refunded_before_minor: int,
-                     refunded_after_minor: int) -> int:
+def subsidy_reversed(
+    subsidy_minor: int, payable_minor: int, refunded_before_minor: int, refunded_after_minor: int
+) -> int:
     """The part of the subsidy a refund gives back, by cumulative floors (the ledger's §3.13 and marketing's own
     rule): refunds in any order give back exactly `floor(S × total refunded / gross)` in sum."""
     if payable_minor <= 0 or subsidy_minor <= 0:
         return 0
-    return (subsidy_minor * refunded_after_minor // payable_minor
-            - subsidy_minor * refunded_before_minor // payable_minor)
+    return (
+        subsidy_minor * refunded_after_minor // payable_minor - subsidy_minor * refunded_before_minor // payable_minor
+    )
 
 
 def _platform_fee(data: dict[str, Any], amount_minor: int, rate_bps: int | None) -> int | None:

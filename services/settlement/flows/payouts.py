@@ -166,8 +166,14 @@ class Payouts:
         """The wechat_change / alipay_account rails (rails.py): same states and postings as the bank's."""
         if self.channels is None:
             raise BankUnavailable("no channel rails configured")
-        answer = await channel_answer(self.channels, payout, payout_no=payout["payout_id"], remark=CHANNEL_REMARK,
-                                      confirm_seconds=self.settings.transfer_confirm_seconds, now=self.now())
+        answer = await channel_answer(
+            self.channels,
+            payout,
+            payout_no=payout["payout_id"],
+            remark=CHANNEL_REMARK,
+            confirm_seconds=self.settings.transfer_confirm_seconds,
+            now=self.now(),
+        )
         next_poll = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
         async with self.uow.begin() as tx:
             if payout["submitted_at"] is None:

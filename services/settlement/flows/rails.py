@@ -34,8 +34,14 @@ RAIL_CHANNELS = {"wechat_change": "wechatpay", "alipay_account": "alipay"}
 PAYEE_TYPES = {"wechat_change": "openid", "alipay_account": "ALIPAY_USER_ID"}
 TRANSFERS_PATH = "/v1/internal/transfers"
 WAITING_USER = "WAITING_USER"
-_STATUSES = {"succeeded": "SUCCEEDED", "failed": "FAILED", "cancelled": "FAILED", "waiting_user": WAITING_USER,
-             "pending": "PROCESSING", "not_found": "NOT_FOUND"}
+_STATUSES = {
+    "succeeded": "SUCCEEDED",
+    "failed": "FAILED",
+    "cancelled": "FAILED",
+    "waiting_user": WAITING_USER,
+    "pending": "PROCESSING",
+    "not_found": "NOT_FOUND",
+}
 # Answers that will never change for this request (bank: PARAM_ERROR, PAYOUT_NO_USED; the cashier's
 # channel_refused): the payout fails, its money goes back.
 CHANNEL_REFUSED = "CHANNEL_REFUSED"
@@ -64,8 +70,12 @@ class ChannelRails:
             raise BankRefused(response.status_code, code, str(body.get("detail") or ""))
         status = str(body.get("status") or "")
         failure = body.get("fail_reason") or ("transfer_cancelled" if status == "cancelled" else None)
-        return {"status": _STATUSES.get(status, "PROCESSING"), "bank_ref": body.get("channel_transfer_no"),
-                "failure_code": failure, "user_action": body.get("user_action")}
+        return {
+            "status": _STATUSES.get(status, "PROCESSING"),
+            "bank_ref": body.get("channel_transfer_no"),
+            "failure_code": failure,
+            "user_action": body.get("user_action"),
+        }
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -74,21 +84,42 @@ class ChannelRails:
             raise BankUnavailable(f"cashier unreachable: {exc!r}") from exc
         return self._answer(response)
 
-    async def submit(self, rail: str, *, payout_no: str, amount_minor: int, currency: str, payee: str,
-                     payee_name: str | None, remark: str) -> dict[str, Any]:
+    async def submit(
+        self,
+        rail: str,
+        *,
+        payout_no: str,
+        amount_minor: int,
+        currency: str,
+        payee: str,
+        payee_name: str | None,
+        remark: str,
+    ) -> dict[str, Any]:
         """Idempotent by payout_no (the channel's out_bill_no / out_biz_no): safe to repeat."""
-        body = {"merchant_id": self.merchant_id, "channel": RAIL_CHANNELS[rail], "out_transfer_no": payout_no,
-                "amount_minor": amount_minor, "currency": currency, "payee": payee,
-                "payee_type": PAYEE_TYPES[rail], "payee_name": payee_name, "remark": remark}
+        body = {
+            "merchant_id": self.merchant_id,
+            "channel": RAIL_CHANNELS[rail],
+            "out_transfer_no": payout_no,
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "payee": payee,
+            "payee_type": PAYEE_TYPES[rail],
+            "payee_name": payee_name,
+            "remark": remark,
+        }
         return await self._send("POST", TRANSFERS_PATH, json=body)
 
     async def query(self, rail: str, payout_no: str) -> dict[str, Any]:
-        return await self._send("GET", f"{TRANSFERS_PATH}/{RAIL_CHANNELS[rail]}/{payout_no}",
-                                params={"merchant_id": self.merchant_id})
+        return await self._send(
+            "GET", f"{TRANSFERS_PATH}/{RAIL_CHANNELS[rail]}/{payout_no}", params={"merchant_id": self.merchant_id}
+        )
 
     async def cancel(self, rail: str, payout_no: str) -> dict[str, Any]:
-        return await self._send("POST", f"{TRANSFERS_PATH}/{RAIL_CHANNELS[rail]}/{payout_no}/cancel",
-                                params={"merchant_id": self.merchant_id})
+        return await self._send(
+            "POST",
+            f"{TRANSFERS_PATH}/{RAIL_CHANNELS[rail]}/{payout_no}/cancel",
+            params={"merchant_id": self.merchant_id},
+        )
 
 
 def transfer_no(payout_no: str) -> str:
@@ -98,17 +129,24 @@ def transfer_no(payout_no: str) -> str:
     return "".join(c for c in payout_no if c.isascii() and c.isalnum())[-32:]
 
 
-async def channel_answer(channels: ChannelRails, row: dict[str, Any], *, payout_no: str, remark: str,
-                         confirm_seconds: float, now: datetime) -> dict[str, Any]:
+async def channel_answer(
+    channels: ChannelRails, row: dict[str, Any], *, payout_no: str, remark: str, confirm_seconds: float, now: datetime
+) -> dict[str, Any]:
     """One step of a channel-rail payout or withdrawal (`row`: its rail, payee in account_no / account_name,
     amount, submitted_at): submit it (first time, or the answer was lost: the channel is idempotent), else ask
     again; a transfer still waiting for the user past `confirm_seconds` is cancelled at the channel (WeChat then
     answers CANCELLED, a final failure: the money goes back)."""
     rail, number = str(row["rail"]), transfer_no(payout_no)
     if row["submitted_at"] is None:
-        return await channels.submit(rail, payout_no=number, amount_minor=int(row["amount_minor"]),
-                                     currency=str(row["currency"]), payee=str(row["account_no"]),
-                                     payee_name=row.get("account_name") or None, remark=remark)
+        return await channels.submit(
+            rail,
+            payout_no=number,
+            amount_minor=int(row["amount_minor"]),
+            currency=str(row["currency"]),
+            payee=str(row["account_no"]),
+            payee_name=row.get("account_name") or None,
+            remark=remark,
+        )
     answer = await channels.query(rail, number)
     if answer["status"] == WAITING_USER and now - row["submitted_at"] >= timedelta(seconds=confirm_seconds):
         answer = await channels.cancel(rail, number)

@@ -122,8 +122,14 @@ class Withdrawals:
         if self.channels is None:
             raise BankUnavailable("no channel rails configured")
         operation_id = row["operation_id"]
-        answer = await channel_answer(self.channels, row, payout_no=operation_id, remark=CHANNEL_REMARK,
-                                      confirm_seconds=self.settings.transfer_confirm_seconds, now=self.now())
+        answer = await channel_answer(
+            self.channels,
+            row,
+            payout_no=operation_id,
+            remark=CHANNEL_REMARK,
+            confirm_seconds=self.settings.transfer_confirm_seconds,
+            now=self.now(),
+        )
         next_poll = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
         async with self.uow.begin() as tx:
             if row["submitted_at"] is None:

@@ -52,8 +52,13 @@ async def mark_submitted(conn: AsyncConnection, payout_id: str, bank_ref: str | 
     await conn.execute(
         update(payouts)
         .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending", payouts.c.submitted_at.is_(None))
-        .values(submitted_at=now, bank_ref=bank_ref, bank_status=bank_status, next_attempt_at=next_poll_at,
-                user_action=user_action)
+        .values(
+            submitted_at=now,
+            bank_ref=bank_ref,
+            bank_status=bank_status,
+            next_attempt_at=next_poll_at,
+            user_action=user_action,
+        )
     )
 
 
@@ -80,4 +85,3 @@ async def list_payouts(conn: AsyncConnection, *, holder_id: str | None, status: 
     if before_id:
         query = query.where(payouts.c.payout_id < before_id)
     return list((await conn.execute(query.order_by(payouts.c.payout_id.desc()).limit(limit))).mappings())
-

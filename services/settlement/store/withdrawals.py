@@ -75,4 +75,3 @@ async def list_withdrawals(conn: AsyncConnection, *, holder_id: str | None, stat
     if before_id:
         query = query.where(withdrawals.c.operation_id < before_id)
     return list((await conn.execute(query.order_by(withdrawals.c.operation_id.desc()).limit(limit))).mappings())
-

@@ -58,8 +58,9 @@ class WorkQueue:
     async def note_channel_status(self, conn: AsyncConnection, key: str, bank_status: str) -> None:
         """A still-pending answer of a channel rail (WAITING_USER, PROCESSING), for the row's readers."""
         c = self.table.c
-        await conn.execute(update(self.table).where(self.key == key, c.status == "pending")
-                           .values(bank_status=bank_status))
+        await conn.execute(
+            update(self.table).where(self.key == key, c.status == "pending").values(bank_status=bank_status)
+        )
 
     async def pending_by_transfer_no(self, conn: AsyncConnection, transfer_no: str) -> str | None:
         """The pending channel-rail row whose channel transfer number (rails.transfer_no of its key) is this."""

@@ -53,8 +53,14 @@ async def put_channel(
     await close_connector(build_connector(channel, body.config))  # refuses a config the connector cannot use
     await merchant_flow.open_merchant(cashier, merchant_id)  # the gateway's webhook secret, never a second one
     async with cashier.uow.begin() as tx:
-        row = await upsert_channel(tx.conn, merchant_id=merchant_id, channel=channel, priority=body.priority,
-                                   enabled=body.enabled, config=body.config)
+        row = await upsert_channel(
+            tx.conn,
+            merchant_id=merchant_id,
+            channel=channel,
+            priority=body.priority,
+            enabled=body.enabled,
+            config=body.config,
+        )
     return _channel_response(cashier, row)
 
 

@@ -48,16 +48,19 @@ class SessionCreateRequest(BaseModel):
     description: str = Field(min_length=1, max_length=256)
     line_items: list[LineItem] = Field(default_factory=list, max_length=rules.LINE_ITEMS_MAX)
     allowed_methods: list[ChannelName] | None = Field(
-        default=None, min_length=1, max_length=10, description="Only these channels (wechatpay, alipay, wallet, …)")
+        default=None, min_length=1, max_length=10, description="Only these channels (wechatpay, alipay, wallet, …)"
+    )
     return_url: Url
     cancel_url: Url | None = None
     expires_in_seconds: int | None = Field(default=None, description="Default 900; 60 .. the channels' limit")
     locale: Annotated[str, StringConstraints(pattern=r"^(zh_CN|en)$")] | None = None
-    wallet_holder_id: str | None = Field(default=None, min_length=1, max_length=64,
-                                         description="Only this user may pay by wallet")
+    wallet_holder_id: str | None = Field(
+        default=None, min_length=1, max_length=64, description="Only this user may pay by wallet"
+    )
     merchant_name: str | None = Field(default=None, min_length=1, max_length=64, description="Shown on the page")
     metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(
-        default_factory=dict, max_length=METADATA_KEYS_MAX - 2)
+        default_factory=dict, max_length=METADATA_KEYS_MAX - 2
+    )
 
 
 class SessionResponse(BaseModel):
@@ -101,8 +104,9 @@ class WalletPaymentRequest(BaseModel):
 
 
 @router.post("/v1/checkout/sessions", status_code=status.HTTP_201_CREATED)
-async def create(body: SessionCreateRequest, merchant_id: MerchantId, cashier: CashierDep,
-                 response: Response) -> SessionResponse:
+async def create(
+    body: SessionCreateRequest, merchant_id: MerchantId, cashier: CashierDep, response: Response
+) -> SessionResponse:
     if body.line_items and sum(item.amount_minor for item in body.line_items) != body.amount_minor:
         raise Problem(VALIDATION_FAILED, "line_items must add up to amount_minor")
     draft = flows.SessionDraft(
@@ -122,18 +126,23 @@ async def create(body: SessionCreateRequest, merchant_id: MerchantId, cashier: C
 @router.get("/v1/checkout/sessions/{session_id}")
 async def read(session_id: str, merchant_id: MerchantId, cashier: CashierDep) -> SessionResponse:
     return SessionResponse.model_validate(
-        await flows.read_session(cashier, merchant_id=merchant_id, session_id=session_id))
+        await flows.read_session(cashier, merchant_id=merchant_id, session_id=session_id)
+    )
 
 
 @router.post("/v1/checkout/sessions/{session_id}/expire")
 async def expire(session_id: str, merchant_id: MerchantId, cashier: CashierDep) -> SessionResponse:
     return SessionResponse.model_validate(
-        await flows.expire_now(cashier, merchant_id=merchant_id, session_id=session_id))
+        await flows.expire_now(cashier, merchant_id=merchant_id, session_id=session_id)
+    )
 
 
 @router.get("/v1/checkout/pages/{token}")
-async def page(token: Token, cashier: CashierDep,
-               scene: Annotated[str | None, Query(pattern=r"^(native_qr|h5|page|jsapi)$")] = None) -> dict[str, Any]:
+async def page(
+    token: Token,
+    cashier: CashierDep,
+    scene: Annotated[str | None, Query(pattern=r"^(native_qr|h5|page|jsapi)$")] = None,
+) -> dict[str, Any]:
     """The page's view (no merchant secrets, no ids beyond the payment's); `scene` adds the methods offered."""
     return await flows.page_view(cashier, token, scene=scene)
 
@@ -142,13 +151,15 @@ async def page(token: Token, cashier: CashierDep,
 async def start_payment(token: Token, body: PagePaymentRequest, cashier: CashierDep) -> dict[str, Any]:
     payer = body.payer.model_dump(exclude_none=True)
     payer.pop("user_id", None)  # a wallet payer is named by the gateway, never by a body
-    return await flows.start_payment(cashier, token, method=body.method, scene=body.scene, payer=payer,
-                                     request_id=body.request_id)
+    return await flows.start_payment(
+        cashier, token, method=body.method, scene=body.scene, payer=payer, request_id=body.request_id
+    )
 
 
 @router.post("/v1/checkout/wallet-payments/{token}")
-async def pay_with_wallet(token: Token, body: WalletPaymentRequest, caller: Caller,
-                          cashier: CashierDep) -> dict[str, Any]:
+async def pay_with_wallet(
+    token: Token, body: WalletPaymentRequest, caller: Caller, cashier: CashierDep
+) -> dict[str, Any]:
     if not caller.user:
         raise Problem(PAYER_MISMATCH, "only a signed-in user pays from a wallet")
     return await flows.pay_with_wallet(cashier, token, user_id=caller.user, request_id=body.request_id)

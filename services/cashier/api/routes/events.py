@@ -55,8 +55,9 @@ async def list_all(
     cashier: CashierDep,
     limit: PageSize,
     cursor: str | None = None,
-    type: Annotated[list[str] | None, Query(description=f"One or more of {list(EVENT_TYPES)} (repeat the "
-                                            "parameter for several)")] = None,
+    type: Annotated[
+        list[str] | None, Query(description=f"One or more of {list(EVENT_TYPES)} (repeat the parameter for several)")
+    ] = None,
     created_gte: datetime | None = None,
     created_lt: datetime | None = None,
 ) -> EventList:
@@ -65,12 +66,22 @@ async def list_all(
     if created_gte is not None and created_lt is not None and created_gte >= created_lt:
         raise Problem(VALIDATION_FAILED, "created_gte must be before created_lt", field="created_gte")
     async with cashier.uow.read() as conn:
-        rows = await list_events(conn, merchant_id=merchant_id, limit=limit + 1, after_seq=after, types=types,
-                                 created_gte=created_gte, created_lt=created_lt)
+        rows = await list_events(
+            conn,
+            merchant_id=merchant_id,
+            limit=limit + 1,
+            after_seq=after,
+            types=types,
+            created_gte=created_gte,
+            created_lt=created_lt,
+        )
     page = rows[:limit]
     has_more = len(rows) > limit
-    return EventList(data=[EventResponse.model_validate(r.payload) for r in page], has_more=has_more,
-                     next_cursor=str(page[-1].seq) if has_more else None)
+    return EventList(
+        data=[EventResponse.model_validate(r.payload) for r in page],
+        has_more=has_more,
+        next_cursor=str(page[-1].seq) if has_more else None,
+    )
 
 
 @router.get("/{event_id}")

@@ -27,24 +27,36 @@ PayingMerchant = Annotated[str, Query(min_length=1, max_length=64, description="
 @router.post("/v1/internal/transfers")
 async def create_transfer(body: TransferCreateRequest, cashier: CashierDep) -> TransferResponse:
     """Settlement pays a payout / withdrawal to a user's channel account; a repeat answers the same bill."""
-    request = TransferRequest(out_transfer_no=body.out_transfer_no, amount_minor=body.amount_minor,
-                              currency=body.currency, payee=body.payee, payee_type=body.payee_type,
-                              payee_name=body.payee_name, remark=body.remark, scene_id=body.scene_id)
+    request = TransferRequest(
+        out_transfer_no=body.out_transfer_no,
+        amount_minor=body.amount_minor,
+        currency=body.currency,
+        payee=body.payee,
+        payee_type=body.payee_type,
+        payee_name=body.payee_name,
+        remark=body.remark,
+        scene_id=body.scene_id,
+    )
     view: dict[str, Any] = await submit_transfer(
-        cashier, TransferDraft(merchant_id=body.merchant_id, channel=body.channel, request=request))
+        cashier, TransferDraft(merchant_id=body.merchant_id, channel=body.channel, request=request)
+    )
     return TransferResponse.model_validate(view)
 
 
 @router.get("/v1/internal/transfers/{channel}/{out_transfer_no}")
-async def get_transfer(channel: str, out_transfer_no: str, merchant_id: PayingMerchant,
-                       cashier: CashierDep) -> TransferResponse:
-    return TransferResponse.model_validate(await query_transfer(cashier, merchant_id=merchant_id, channel=channel,
-                                                                out_transfer_no=out_transfer_no))
+async def get_transfer(
+    channel: str, out_transfer_no: str, merchant_id: PayingMerchant, cashier: CashierDep
+) -> TransferResponse:
+    return TransferResponse.model_validate(
+        await query_transfer(cashier, merchant_id=merchant_id, channel=channel, out_transfer_no=out_transfer_no)
+    )
 
 
 @router.post("/v1/internal/transfers/{channel}/{out_transfer_no}/cancel")
-async def cancel(channel: str, out_transfer_no: str, merchant_id: PayingMerchant,
-                 cashier: CashierDep) -> TransferResponse:
+async def cancel(
+    channel: str, out_transfer_no: str, merchant_id: PayingMerchant, cashier: CashierDep
+) -> TransferResponse:
     """Withdraw a WeChat transfer the user has not confirmed (its confirmation deadline passed at Juhe)."""
-    return TransferResponse.model_validate(await cancel_transfer(cashier, merchant_id=merchant_id, channel=channel,
-                                                                 out_transfer_no=out_transfer_no))
+    return TransferResponse.model_validate(
+        await cancel_transfer(cashier, merchant_id=merchant_id, channel=channel, out_transfer_no=out_transfer_no)
+    )

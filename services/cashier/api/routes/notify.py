@@ -17,8 +17,9 @@ NOTIFICATION_BODY_MAX_BYTES = 256 * 1024
 async def notify_transfer(merchant_id: str, request: Request, cashier: CashierDep) -> Response:
     """WeChat 商家转账 callbacks (MCHTRANSFER.BILL.FINISHED) for the transfers settlement asked for."""
     body = await request.body()
-    reply = await handle_transfer_notification(cashier, merchant_id=merchant_id, headers=dict(request.headers),
-                                               body=body[: NOTIFICATION_BODY_MAX_BYTES + 1])
+    reply = await handle_transfer_notification(
+        cashier, merchant_id=merchant_id, headers=dict(request.headers), body=body[: NOTIFICATION_BODY_MAX_BYTES + 1]
+    )
     return Response(content=reply.body, status_code=reply.status_code, media_type=reply.content_type)
 
 
@@ -26,7 +27,10 @@ async def notify_transfer(merchant_id: str, request: Request, cashier: CashierDe
 async def notify(channel: str, merchant_id: str, request: Request, cashier: CashierDep) -> Response:
     body = await request.body()
     reply = await handle_notification(
-        cashier, channel=channel, merchant_id=merchant_id, headers=dict(request.headers),
+        cashier,
+        channel=channel,
+        merchant_id=merchant_id,
+        headers=dict(request.headers),
         body=body[: NOTIFICATION_BODY_MAX_BYTES + 1],
     )
     return Response(content=reply.body, status_code=reply.status_code, media_type=reply.content_type)

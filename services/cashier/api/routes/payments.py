@@ -23,19 +23,31 @@ router = APIRouter(prefix="/v1/payments", tags=["payments"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create(body: PaymentCreateRequest, merchant_id: MerchantId, caller: Caller, cashier: CashierDep,
-                 response: Response) -> PaymentResponse:
+async def create(
+    body: PaymentCreateRequest, merchant_id: MerchantId, caller: Caller, cashier: CashierDep, response: Response
+) -> PaymentResponse:
     if not may_create_purpose(body.purpose, service=caller.service, platform=caller.platform):
         raise Problem(PURPOSE_NOT_ALLOWED, f"a {caller.kind} identity cannot create a {body.purpose.value} payment")
     ensure_allowed_notify_url(cashier.settings, body.notify_url)
     draft = PaymentDraft(
-        merchant_order_no=body.merchant_order_no, amount_minor=body.amount_minor, currency=body.currency,
-        description=body.description, scene=body.scene, payer=payer_of(body),
-        expire_at=body.expire_at, notify_url=body.notify_url, return_url=body.return_url, metadata=body.metadata,
-        preferred_channels=tuple(body.preferred_channels), excluded_channels=tuple(body.excluded_channels),
-        purpose=body.purpose, wallet_holder_id=body.wallet_holder_id, profit_sharing=body.profit_sharing,
+        merchant_order_no=body.merchant_order_no,
+        amount_minor=body.amount_minor,
+        currency=body.currency,
+        description=body.description,
+        scene=body.scene,
+        payer=payer_of(body),
+        expire_at=body.expire_at,
+        notify_url=body.notify_url,
+        return_url=body.return_url,
+        metadata=body.metadata,
+        preferred_channels=tuple(body.preferred_channels),
+        excluded_channels=tuple(body.excluded_channels),
+        purpose=body.purpose,
+        wallet_holder_id=body.wallet_holder_id,
+        profit_sharing=body.profit_sharing,
         split=tuple((line.receiver_id, line.amount_minor) for line in body.split) if body.split is not None else None,
-        coupon_id=body.coupon_id, coupon_code=body.coupon_code,
+        coupon_id=body.coupon_id,
+        coupon_code=body.coupon_code,
     )
     result = await create_payment(cashier, merchant_id=merchant_id, draft=draft)
     if not result.created:
@@ -74,8 +86,16 @@ async def list_(
             raise Problem(PAYMENT_NOT_FOUND, f"no payment with merchant order number {merchant_order_no}")
         return PaymentPage(data=[PaymentResponse.model_validate(payment_view(row, []))], next_cursor=None)
     async with cashier.uow.read() as conn:
-        rows = await list_payments(conn, merchant_id=merchant_id, limit=limit + 1, after_id=cursor, status=status_,
-                                   channel=channel, created_from=created_from, created_to=created_to)
+        rows = await list_payments(
+            conn,
+            merchant_id=merchant_id,
+            limit=limit + 1,
+            after_id=cursor,
+            status=status_,
+            channel=channel,
+            created_from=created_from,
+            created_to=created_to,
+        )
     page = [PaymentResponse.model_validate(payment_view(r, [])) for r in rows[:limit]]
     return PaymentPage(data=page, next_cursor=page[-1].id if len(rows) > limit else None)
 
@@ -91,8 +111,9 @@ async def close(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -
 
 
 @router.post("/{payment_id}/confirm")
-async def confirm(payment_id: str, caller: Caller, cashier: CashierDep,
-                  body: PaymentConfirmRequest | None = None) -> PaymentResponse:
+async def confirm(
+    payment_id: str, caller: Caller, cashier: CashierDep, body: PaymentConfirmRequest | None = None
+) -> PaymentResponse:
     """The payer confirms a wallet payment. The payer is the gateway-authenticated user; in dev/test (no
     identity token) the body's `user_id` stands for it. A user token carrying a merchant is scoped to it."""
     payer = caller.user or (body.user_id if body and caller.key_id == DEV_KEY_ID else None)

@@ -23,4 +23,5 @@ async def create(payment_id: str, body: ProfitSharingCreateRequest, cashier: Cas
 @router.get("/{order_no}")
 async def read(payment_id: str, order_no: str, cashier: CashierDep) -> ProfitSharingResponse:
     return ProfitSharingResponse.model_validate(
-        await read_share_order(cashier, payment_id=payment_id, order_no=order_no))
+        await read_share_order(cashier, payment_id=payment_id, order_no=order_no)
+    )

@@ -14,11 +14,20 @@ router = APIRouter(tags=["refunds"])
 
 
 @router.post("/v1/payments/{payment_id}/refunds", status_code=status.HTTP_201_CREATED)
-async def create(payment_id: str, body: RefundCreateRequest, merchant_id: MerchantId, cashier: CashierDep,
-                 response: Response,
-                 idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> RefundResponse:
-    draft = RefundDraft(amount_minor=body.amount_minor, reason=body.reason, merchant_refund_no=body.merchant_refund_no,
-                        request_key=idempotency_key)
+async def create(
+    payment_id: str,
+    body: RefundCreateRequest,
+    merchant_id: MerchantId,
+    cashier: CashierDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> RefundResponse:
+    draft = RefundDraft(
+        amount_minor=body.amount_minor,
+        reason=body.reason,
+        merchant_refund_no=body.merchant_refund_no,
+        request_key=idempotency_key,
+    )
     result = await create_refund(cashier, merchant_id=merchant_id, payment_id=payment_id, draft=draft)
     if not result.created:
         response.status_code = status.HTTP_200_OK
@@ -26,10 +35,12 @@ async def create(payment_id: str, body: RefundCreateRequest, merchant_id: Mercha
 
 
 @router.get("/v1/payments/{payment_id}/refunds")
-async def list_for_payment(payment_id: str, merchant_id: MerchantId, cashier: CashierDep, limit: PageSizeOrMax,
-                           cursor: str | None = None) -> RefundList:
-    rows, next_cursor = await read_refunds(cashier, merchant_id=merchant_id, payment_id=payment_id, limit=limit,
-                                           cursor=cursor)
+async def list_for_payment(
+    payment_id: str, merchant_id: MerchantId, cashier: CashierDep, limit: PageSizeOrMax, cursor: str | None = None
+) -> RefundList:
+    rows, next_cursor = await read_refunds(
+        cashier, merchant_id=merchant_id, payment_id=payment_id, limit=limit, cursor=cursor
+    )
     return RefundList(data=[RefundResponse.model_validate(r) for r in rows], next_cursor=next_cursor)
 
 

@@ -38,8 +38,9 @@ class WebhookEndpointUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: Url | None = None
-    enabled_events: EventTypes | None = Field(default=None, min_length=1, max_length=len(EVENT_TYPES) + 1,
-                                              description=_EVENTS_HELP)
+    enabled_events: EventTypes | None = Field(
+        default=None, min_length=1, max_length=len(EVENT_TYPES) + 1, description=_EVENTS_HELP
+    )
     enabled: bool | None = None
     description: str | None = Field(default=None, max_length=DESCRIPTION_MAX_CHARS)
 
@@ -48,7 +49,9 @@ class RotateSecretRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     overlap_seconds: int = Field(
-        default=ROTATION_OVERLAP_DEFAULT_SECONDS, ge=0, le=ROTATION_OVERLAP_MAX_SECONDS,
+        default=ROTATION_OVERLAP_DEFAULT_SECONDS,
+        ge=0,
+        le=ROTATION_OVERLAP_MAX_SECONDS,
         description="How long the previous secret keeps signing too (both `v1=` entries are sent); 0 = not at all.",
     )
 
@@ -77,9 +80,16 @@ def _response(view: dict[str, Any]) -> WebhookEndpointResponse:
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create(body: WebhookEndpointCreate, merchant_id: MerchantId, cashier: CashierDep) -> WebhookEndpointResponse:
-    return _response(await flows.create_endpoint(
-        cashier, merchant_id, url=body.url, enabled_events=body.enabled_events, enabled=body.enabled,
-        description=body.description))
+    return _response(
+        await flows.create_endpoint(
+            cashier,
+            merchant_id,
+            url=body.url,
+            enabled_events=body.enabled_events,
+            enabled=body.enabled,
+            description=body.description,
+        )
+    )
 
 
 @router.get("")
@@ -95,8 +105,9 @@ async def read(endpoint_id: str, merchant_id: MerchantId, cashier: CashierDep) -
 
 
 @router.patch("/{endpoint_id}")
-async def change(endpoint_id: str, body: WebhookEndpointUpdate, merchant_id: MerchantId,
-                 cashier: CashierDep) -> WebhookEndpointResponse:
+async def change(
+    endpoint_id: str, body: WebhookEndpointUpdate, merchant_id: MerchantId, cashier: CashierDep
+) -> WebhookEndpointResponse:
     changes = body.model_dump(exclude_unset=True)
     return _response(await flows.change_endpoint(cashier, merchant_id, endpoint_id, changes))
 
@@ -108,7 +119,8 @@ async def delete(endpoint_id: str, merchant_id: MerchantId, cashier: CashierDep)
 
 
 @router.post("/{endpoint_id}/rotate-secret")
-async def rotate_secret(endpoint_id: str, merchant_id: MerchantId, cashier: CashierDep,
-                        body: RotateSecretRequest | None = None) -> WebhookEndpointResponse:
+async def rotate_secret(
+    endpoint_id: str, merchant_id: MerchantId, cashier: CashierDep, body: RotateSecretRequest | None = None
+) -> WebhookEndpointResponse:
     overlap = (body or RotateSecretRequest()).overlap_seconds
     return _response(await flows.rotate_secret(cashier, merchant_id, endpoint_id, overlap_seconds=overlap))

@@ -18,16 +18,24 @@ router = APIRouter(tags=["webhooks"])
 
 
 @router.get("/v1/payments/{payment_id}/webhook-deliveries")
-async def list_for_payment(payment_id: str, merchant_id: MerchantId, cashier: CashierDep, limit: PageSizeOrMax,
-                           cursor: Annotated[int | None, Query(ge=0)] = None) -> WebhookDeliveryList:
+async def list_for_payment(
+    payment_id: str,
+    merchant_id: MerchantId,
+    cashier: CashierDep,
+    limit: PageSizeOrMax,
+    cursor: Annotated[int | None, Query(ge=0)] = None,
+) -> WebhookDeliveryList:
     async with cashier.uow.read() as conn:
         if await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id) is None:
             raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
-        rows = await list_deliveries(conn, merchant_id=merchant_id, payment_id=payment_id, limit=limit + 1,
-                                     after_seq=cursor)
+        rows = await list_deliveries(
+            conn, merchant_id=merchant_id, payment_id=payment_id, limit=limit + 1, after_seq=cursor
+        )
     page = rows[:limit]
-    return WebhookDeliveryList(data=[WebhookDeliveryResponse.model_validate(delivery_view(r)) for r in page],
-                               next_cursor=str(page[-1].seq) if len(rows) > limit else None)
+    return WebhookDeliveryList(
+        data=[WebhookDeliveryResponse.model_validate(delivery_view(r)) for r in page],
+        next_cursor=str(page[-1].seq) if len(rows) > limit else None,
+    )
 
 
 @router.get("/v1/webhook-deliveries/{delivery_id}")

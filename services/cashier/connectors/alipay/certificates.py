@@ -21,13 +21,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID, SignatureAlgorithmOID
 
-_ISSUER_PARTS = (("CN", NameOID.COMMON_NAME), ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME),
-                 ("O", NameOID.ORGANIZATION_NAME), ("C", NameOID.COUNTRY_NAME))
+_ISSUER_PARTS = (
+    ("CN", NameOID.COMMON_NAME),
+    ("OU", NameOID.ORGANIZATIONAL_UNIT_NAME),
+    ("O", NameOID.ORGANIZATION_NAME),
+    ("C", NameOID.COUNTRY_NAME),
+)
 _PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
 # Alipay's root file also holds non-RSA roots (e.g. SM2); the SDKs list only RSA-signed ones.
-_RSA_SIGNATURES = frozenset({SignatureAlgorithmOID.RSA_WITH_SHA1, SignatureAlgorithmOID.RSA_WITH_SHA256,
-                             SignatureAlgorithmOID.RSA_WITH_SHA384, SignatureAlgorithmOID.RSA_WITH_SHA512,
-                             SignatureAlgorithmOID.RSA_WITH_MD5})
+_RSA_SIGNATURES = frozenset(
+    {
+        SignatureAlgorithmOID.RSA_WITH_SHA1,
+        SignatureAlgorithmOID.RSA_WITH_SHA256,
+        SignatureAlgorithmOID.RSA_WITH_SHA384,
+        SignatureAlgorithmOID.RSA_WITH_SHA512,
+        SignatureAlgorithmOID.RSA_WITH_MD5,
+    }
+)
 
 
 def _load(pem: str) -> x509.Certificate:
@@ -50,8 +60,11 @@ def app_cert_sn(app_cert_pem: str) -> str:
 
 def root_cert_sn(root_cert_pem: str) -> str:
     """`alipay_root_cert_sn`: the SNs of the RSA-signed certificates in alipayRootCert.crt, `_`-joined."""
-    sns = [cert_sn(c) for c in (_load(block) for block in _PEM_BLOCK.findall(root_cert_pem))
-           if c.signature_algorithm_oid in _RSA_SIGNATURES]
+    sns = [
+        cert_sn(c)
+        for c in (_load(block) for block in _PEM_BLOCK.findall(root_cert_pem))
+        if c.signature_algorithm_oid in _RSA_SIGNATURES
+    ]
     if not sns:
         raise ValueError("alipay_root_cert_pem holds no RSA root certificate")
     return "_".join(sns)

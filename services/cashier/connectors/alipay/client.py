@@ -127,8 +127,10 @@ class AlipayConnector:
         self._cert_sns: dict[str, str] = {}
         if config.certificate_mode:
             assert config.app_cert_pem and config.alipay_cert_pem and config.alipay_root_cert_pem
-            self._cert_sns = {"app_cert_sn": certificates.app_cert_sn(config.app_cert_pem),
-                              "alipay_root_cert_sn": certificates.root_cert_sn(config.alipay_root_cert_pem)}
+            self._cert_sns = {
+                "app_cert_sn": certificates.app_cert_sn(config.app_cert_pem),
+                "alipay_root_cert_sn": certificates.root_cert_sn(config.alipay_root_cert_pem),
+            }
             self._alipay_cert_sn = certificates.alipay_public_key_pem(config.alipay_cert_pem)[1]
         self._owns_client = http_client is None
         self._http = http_client or httpx.AsyncClient(
@@ -178,7 +180,11 @@ class AlipayConnector:
         return sign_request_params(params, self._private_key_pem())
 
     async def _call(
-        self, method: str, biz: dict[str, Any] | None, *, notify_url: str | None = None,
+        self,
+        method: str,
+        biz: dict[str, Any] | None,
+        *,
+        notify_url: str | None = None,
         extra: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """POST one signed request; return the verified response node (any code)."""
@@ -219,8 +225,9 @@ class AlipayConnector:
         if self._cert_sns and isinstance(sign, str) and sign:
             named = document.get("alipay_cert_sn")
             if named != self._alipay_cert_sn:  # Alipay rotated its certificate, or a forgery: trust neither
-                raise InvalidSignature(f"alipay {method}: reply signed under alipay_cert_sn {named!r}, "
-                                       f"configured {self._alipay_cert_sn}")
+                raise InvalidSignature(
+                    f"alipay {method}: reply signed under alipay_cert_sn {named!r}, configured {self._alipay_cert_sn}"
+                )
         if isinstance(sign, str) and sign:
             if not rsa2_verify(node_text, sign, self._config.alipay_public_key_pem):
                 raise InvalidSignature(f"alipay {method}: response signature check failed")
@@ -244,9 +251,7 @@ class AlipayConnector:
 
     @staticmethod
     def _not_exist(node: dict[str, Any]) -> bool:
-        return str(node.get("code")) == "40004" and str(node.get("sub_code", "")).endswith(
-            SUB_TRADE_NOT_EXIST
-        )
+        return str(node.get("code")) == "40004" and str(node.get("sub_code", "")).endswith(SUB_TRADE_NOT_EXIST)
 
     # ------------------------------------------------------------------ operations
 
@@ -281,9 +286,7 @@ class AlipayConnector:
             params = self._signed_params(METHOD_APP_PAY, biz, notify_url=request.notify_url)
             return PrepayResult(payer_action={"type": "app", "order_string": urlencode(params)})
         method = METHOD_PAGE_PAY if request.scene is Scene.PAGE else METHOD_WAP_PAY
-        params = self._signed_params(
-            method, biz, notify_url=request.notify_url, return_url=request.return_url
-        )
+        params = self._signed_params(method, biz, notify_url=request.notify_url, return_url=request.return_url)
         separator = "&" if "?" in self._config.gateway_url else "?"
         return PrepayResult(
             payer_action={
@@ -355,15 +358,22 @@ class AlipayConnector:
         node = await self._call(METHOD_BARCODE_PAY, biz, notify_url=request.notify_url)
         code = str(node.get("code", ""))
         if code == CODE_PAYING:
-            return TradeQueryResult(status=TradeStatus.PENDING, out_trade_no=request.out_trade_no,
-                                    channel_trade_no=str(node["trade_no"]) if node.get("trade_no") else None,
-                                    detail="WAIT_BUYER_PAY (10003)")
+            return TradeQueryResult(
+                status=TradeStatus.PENDING,
+                out_trade_no=request.out_trade_no,
+                channel_trade_no=str(node["trade_no"]) if node.get("trade_no") else None,
+                detail="WAIT_BUYER_PAY (10003)",
+            )
         self._raise_for_code(METHOD_BARCODE_PAY, node)
         paid_at = parse_beijing(str(node.get("gmt_payment") or ""))
         return TradeQueryResult(
-            status=TradeStatus.SUCCEEDED, out_trade_no=str(node.get("out_trade_no") or request.out_trade_no),
+            status=TradeStatus.SUCCEEDED,
+            out_trade_no=str(node.get("out_trade_no") or request.out_trade_no),
             channel_trade_no=str(node["trade_no"]) if node.get("trade_no") else None,
-            amount_minor=response_yuan_to_fen(node.get("total_amount")), paid_at=paid_at, detail="TRADE_SUCCESS")
+            amount_minor=response_yuan_to_fen(node.get("total_amount")),
+            paid_at=paid_at,
+            detail="TRADE_SUCCESS",
+        )
 
     async def cancel(self, out_trade_no: str) -> str:
         """alipay.trade.cancel: closes an unpaid trade, refunds a paid one; returns Alipay's `action`
@@ -422,9 +432,7 @@ class AlipayConnector:
         }
         node = await self._call(METHOD_REFUND_QUERY, biz)
         if self._not_exist(node):
-            return RefundResult(
-                status=RefundStatus.NOT_FOUND, out_refund_no=out_refund_no, out_trade_no=out_trade_no
-            )
+            return RefundResult(status=RefundStatus.NOT_FOUND, out_refund_no=out_refund_no, out_trade_no=out_trade_no)
         self._raise_for_code(METHOD_REFUND_QUERY, node)
         refund_minor = response_yuan_to_fen(node.get("refund_amount"))
         refund_status = str(node.get("refund_status") or "")

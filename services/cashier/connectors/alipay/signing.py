@@ -38,9 +38,7 @@ def _pem_text(pem_or_base64: str, kind: str) -> bytes:
         return text.encode("ascii")
     body = "".join(text.split())
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
-    return ("-----BEGIN " + kind + "-----\n" + "\n".join(lines) + "\n-----END " + kind + "-----\n").encode(
-        "ascii"
-    )
+    return ("-----BEGIN " + kind + "-----\n" + "\n".join(lines) + "\n-----END " + kind + "-----\n").encode("ascii")
 
 
 @lru_cache(maxsize=64)
@@ -73,9 +71,7 @@ def notification_sign_content(params: Mapping[str, str]) -> str:
     Unknown parameters stay in: Alipay adds fields over time and they are covered by the signature.
     """
     items = sorted(
-        (k, v)
-        for k, v in params.items()
-        if k and k not in ("sign", "sign_type") and v is not None and v != ""
+        (k, v) for k, v in params.items() if k and k not in ("sign", "sign_type") and v is not None and v != ""
     )
     return "&".join(f"{k}={v}" for k, v in items)
 

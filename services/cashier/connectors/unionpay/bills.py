@@ -64,7 +64,7 @@ def split_line(line: str) -> dict[str, str]:
     for name, width in ZM_FIELDS:
         if position + width > len(line):
             raise BillFormatError(f"ZM line too short at {name}: {line[:40]!r}")
-        fields[name] = line[position:position + width].strip()
+        fields[name] = line[position : position + width].strip()
         position += width + 1
     return fields
 
@@ -108,7 +108,8 @@ def parse_zm(text: str, bill_date: date, refund_prefix: str = "") -> list[BillLi
     by_query = {line.channel_trade_no: line.out_trade_no for line in lines if line.kind is BillLineKind.PAYMENT}
     return [
         dataclasses.replace(line, out_trade_no=by_query[line.channel_trade_no])
-        if line.kind is BillLineKind.REFUND and line.channel_trade_no in by_query else line
+        if line.kind is BillLineKind.REFUND and line.channel_trade_no in by_query
+        else line
         for line in lines
     ]
 

@@ -252,8 +252,9 @@ class UnionPayConnector:
                                 channel_trade_no=result.channel_trade_no, amount_minor=result.amount_minor,
                                 paid_at=result.paid_at, detail=result.detail)  # fmt: skip
 
-    async def query_until_final(self, out_trade_no: str, *,
-                                backoff_seconds: tuple[float, ...] = QUERY_BACKOFF_SECONDS) -> TradeQueryResult:
+    async def query_until_final(
+        self, out_trade_no: str, *, backoff_seconds: tuple[float, ...] = QUERY_BACKOFF_SECONDS
+    ) -> TradeQueryResult:
         """Query again with backoff while the outcome is unknown (03/04/05); the last answer otherwise."""
         result = await self.query(out_trade_no)
         for delay in backoff_seconds:
@@ -363,9 +364,11 @@ class UnionPayConnector:
         if answer["respCode"] != RESP_SUCCESS:
             raise self._refused("file transfer", answer)
         try:
-            return parse_file_zip(decode_file_content(answer.get("fileContent", "")), bill_date, self._config.mer_id,
-                                  self._config.refund_number_prefix)
+            return parse_file_zip(
+                decode_file_content(answer.get("fileContent", "")),
+                bill_date,
+                self._config.mer_id,
+                self._config.refund_number_prefix,
+            )
         except BillFormatError as exc:
             raise ChannelUnavailable(f"unionpay file transfer: unreadable settlement file ({exc})") from exc
-
-

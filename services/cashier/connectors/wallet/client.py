@@ -64,9 +64,11 @@ class WalletConnector:
 
     def __init__(self, config: WalletConfig) -> None:
         self.config = config
-        self._http = httpx.AsyncClient(
-            base_url=config.ledger_url.rstrip("/"), timeout=httpx.Timeout(config.timeout_seconds)
-        ) if config.ledger_url else None
+        self._http = (
+            httpx.AsyncClient(base_url=config.ledger_url.rstrip("/"), timeout=httpx.Timeout(config.timeout_seconds))
+            if config.ledger_url
+            else None
+        )
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -91,8 +93,12 @@ class WalletConnector:
         except ValueError:
             body = {}
         code = str(body.get("code") or f"ledger_{response.status_code}")
-        return ChannelError(code, str(body.get("detail") or body.get("title") or code),
-                            retryable=False, http_status=response.status_code)
+        return ChannelError(
+            code,
+            str(body.get("detail") or body.get("title") or code),
+            retryable=False,
+            http_status=response.status_code,
+        )
 
     async def _account(self, body: dict[str, Any]) -> str:
         response = await self._call("POST", "/v1/accounts", json=body)
@@ -136,12 +142,20 @@ class WalletConnector:
         fee = min(max(request.platform_fee_minor, 0), request.amount_minor)
         postings: list[dict[str, Any]] = [
             {"account_id": wallet, "direction": "debit", "amount_minor": request.amount_minor},
-            {"account_id": await self._account(merchant_pending(request.merchant_id, request.currency)),
-             "direction": "credit", "amount_minor": request.amount_minor - fee},
+            {
+                "account_id": await self._account(merchant_pending(request.merchant_id, request.currency)),
+                "direction": "credit",
+                "amount_minor": request.amount_minor - fee,
+            },
         ]
         if fee:
-            postings.append({"account_id": await self._account(platform_fee_income(request.currency)),
-                             "direction": "credit", "amount_minor": fee})
+            postings.append(
+                {
+                    "account_id": await self._account(platform_fee_income(request.currency)),
+                    "direction": "credit",
+                    "amount_minor": fee,
+                }
+            )
         timeout_seconds = HOLD_TIMEOUT_SECONDS_MIN
         if request.expire_at is not None:
             remaining = (request.expire_at - datetime.now(UTC)).total_seconds()
@@ -154,8 +168,11 @@ class WalletConnector:
                          "platform_fee_minor": fee},
         })  # fmt: skip
         return PrepayResult(
-            payer_action={"type": "wallet_confirm", "hold_transfer_id": hold["id"],
-                          "confirm_path": f"/v1/payments/{request.out_trade_no}/confirm"},
+            payer_action={
+                "type": "wallet_confirm",
+                "hold_transfer_id": hold["id"],
+                "confirm_path": f"/v1/payments/{request.out_trade_no}/confirm",
+            },
             channel_trade_no=str(hold["id"]),
         )
 
@@ -179,7 +196,9 @@ class WalletConnector:
         status = _TRADE_STATUS.get(hold["status"], TradeStatus.PENDING)
         debit = next((p for p in hold["postings"] if p["direction"] == "debit"), None)
         return TradeQueryResult(
-            status=status, out_trade_no=out_trade_no, channel_trade_no=str(hold["id"]),
+            status=status,
+            out_trade_no=out_trade_no,
+            channel_trade_no=str(hold["id"]),
             amount_minor=int(debit["amount_minor"]) if debit and status is TradeStatus.SUCCEEDED else None,
             paid_at=_parse_time(hold.get("finalized_at")) if status is TradeStatus.SUCCEEDED else None,
             detail=f"ledger hold {hold['status']}",
@@ -231,8 +250,11 @@ class WalletConnector:
             return RefundResult(RefundStatus.NOT_FOUND, out_refund_no, out_trade_no)
         credit = next(p for p in transfer["postings"] if p["direction"] == "credit")
         return RefundResult(
-            status=RefundStatus.SUCCEEDED, out_refund_no=out_refund_no, out_trade_no=out_trade_no,
-            channel_refund_no=str(transfer["id"]), refund_minor=int(credit["amount_minor"]),
+            status=RefundStatus.SUCCEEDED,
+            out_refund_no=out_refund_no,
+            out_trade_no=out_trade_no,
+            channel_refund_no=str(transfer["id"]),
+            refund_minor=int(credit["amount_minor"]),
             succeeded_at=_parse_time(transfer.get("created_at")),
         )
 

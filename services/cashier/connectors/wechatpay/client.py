@@ -61,8 +61,9 @@ class WechatPayConnector:
     def __init__(self, config: WechatPayConfig, *, http_client: httpx.AsyncClient | None = None) -> None:
         self.config = config
         self._private_key = signing.load_private_key(config.merchant_private_key_pem)
-        self._platform_key = (signing.load_public_key(config.platform_public_key_pem)
-                              if config.platform_public_key_pem else None)
+        self._platform_key = (
+            signing.load_public_key(config.platform_public_key_pem) if config.platform_public_key_pem else None
+        )
         self._certificates: dict[str, rsa.RSAPublicKey] = {}
         self._certificate_expiry: dict[str, float] = {}  # serial → not-after (unix): the newest encrypts
         for pem in config.platform_certificates_pem:
@@ -84,19 +85,32 @@ class WechatPayConnector:
         await self.aclose()
 
     # ------------------------------------------------------------------ transport
-    async def _request(self, method: str, url: str, payload: dict[str, Any] | None = None, *,
-                       verify: bool = True, wechatpay_serial: str | None = None) -> httpx.Response:
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        verify: bool = True,
+        wechatpay_serial: str | None = None,
+    ) -> httpx.Response:
         """Sign, send, map failures onto the three base errors, verify the reply's signature."""
         if not url.startswith(("http://", "https://")):
             url = self._base_url + url
-        body = b"" if payload is None else json.dumps(payload, ensure_ascii=False,
-                                                      separators=(",", ":")).encode("utf-8")
+        body = (
+            b"" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        )
         target = httpx.URL(url)
         canonical_url = target.raw_path.decode("ascii")  # path + "?" + query, exactly as sent
         headers = {
             "Authorization": signing.build_authorization(
-                mchid=self.config.signing_mchid, serial_no=self.config.merchant_cert_serial,
-                private_key=self._private_key, method=method, canonical_url=canonical_url, body=body),
+                mchid=self.config.signing_mchid,
+                serial_no=self.config.merchant_cert_serial,
+                private_key=self._private_key,
+                method=method,
+                canonical_url=canonical_url,
+                body=body,
+            ),
             "Accept": "application/json",
             "User-Agent": self.config.user_agent,
         }
@@ -138,8 +152,13 @@ class WechatPayConnector:
 
     def _verify_with_known_keys(self, headers: Any, body: bytes) -> None:
         signing.verify_wechatpay_signature(
-            headers, body, public_key=self._platform_key, public_key_id=self.config.platform_public_key_id,
-            certificates=self._certificates, clock_skew_seconds_max=self.config.clock_skew_seconds_max)
+            headers,
+            body,
+            public_key=self._platform_key,
+            public_key_id=self.config.platform_public_key_id,
+            certificates=self._certificates,
+            clock_skew_seconds_max=self.config.clock_skew_seconds_max,
+        )
 
     async def encrypt_sensitive(self, text: str) -> tuple[str, str]:
         """(ciphertext, Wechatpay-Serial) for a sensitive request field: the platform public key in
@@ -164,9 +183,12 @@ class WechatPayConnector:
             encrypted = item.get("encrypt_certificate") if isinstance(item, dict) else None
             if not isinstance(encrypted, dict) or encrypted.get("algorithm") != "AEAD_AES_256_GCM":
                 continue
-            pem = signing.aes_gcm_decrypt(self.config.apiv3_key, nonce=str(encrypted.get("nonce", "")),
-                                          associated_data=str(encrypted.get("associated_data") or ""),
-                                          ciphertext_b64=str(encrypted.get("ciphertext", "")))
+            pem = signing.aes_gcm_decrypt(
+                self.config.apiv3_key,
+                nonce=str(encrypted.get("nonce", "")),
+                associated_data=str(encrypted.get("associated_data") or ""),
+                ciphertext_b64=str(encrypted.get("ciphertext", "")),
+            )
             try:
                 serial, _key = signing.load_platform_certificate(pem.decode("ascii"))
             except ValueError:
@@ -192,8 +214,11 @@ class WechatPayConnector:
     def _merchant_fields(self) -> dict[str, Any]:
         config = self.config
         if config.partner:
-            fields: dict[str, Any] = {"sp_appid": config.sp_appid, "sp_mchid": config.sp_mchid,
-                                      "sub_mchid": config.sub_mchid}
+            fields: dict[str, Any] = {
+                "sp_appid": config.sp_appid,
+                "sp_mchid": config.sp_mchid,
+                "sub_mchid": config.sub_mchid,
+            }
             if config.sub_appid:
                 fields["sub_appid"] = config.sub_appid
             return fields
@@ -252,24 +277,24 @@ class WechatPayConnector:
             return {"type": "redirect", "url": h5_url, **extras}
         prepay_id = _required(data, "prepay_id")
         if path == "jsapi":
-            params = signing.jsapi_pay_params(appid=self.config.payer_appid, prepay_id=prepay_id,
-                                              private_key=self._private_key)
+            params = signing.jsapi_pay_params(
+                appid=self.config.payer_appid, prepay_id=prepay_id, private_key=self._private_key
+            )
             return {"type": "jsapi", "prepay_id": prepay_id, **params}
         partnerid = self.config.sub_mchid if self.config.partner else self.config.mchid
         assert partnerid is not None
-        params = signing.app_pay_params(appid=self.config.payer_appid, partnerid=partnerid,
-                                        prepay_id=prepay_id, private_key=self._private_key)
+        params = signing.app_pay_params(
+            appid=self.config.payer_appid, partnerid=partnerid, prepay_id=prepay_id, private_key=self._private_key
+        )
         return {"type": "app", **params}
 
     async def query(self, out_trade_no: str) -> TradeQueryResult:
-        url = (f"{self._transactions_prefix()}/out-trade-no/{quote(out_trade_no, safe='')}"
-               f"?{self._order_query()}")
+        url = f"{self._transactions_prefix()}/out-trade-no/{quote(out_trade_no, safe='')}?{self._order_query()}"
         try:
             response = await self._request("GET", url)
         except ChannelError as exc:
             if exc.code in NOT_FOUND_CODES:
-                return TradeQueryResult(status=TradeStatus.NOT_FOUND, out_trade_no=out_trade_no,
-                                        detail=exc.message)
+                return TradeQueryResult(status=TradeStatus.NOT_FOUND, out_trade_no=out_trade_no, detail=exc.message)
             raise
         return trade_result(self._json(response))
 
@@ -277,9 +302,12 @@ class WechatPayConnector:
         """Close an unpaid order. WeChat answers 204 with an empty (signed) body."""
         body: dict[str, Any] = (
             {"sp_mchid": self.config.sp_mchid, "sub_mchid": self.config.sub_mchid}
-            if self.config.partner else {"mchid": self.config.mchid})
-        await self._request("POST", f"{self._transactions_prefix()}/out-trade-no/"
-                                    f"{quote(out_trade_no, safe='')}/close", body)
+            if self.config.partner
+            else {"mchid": self.config.mchid}
+        )
+        await self._request(
+            "POST", f"{self._transactions_prefix()}/out-trade-no/{quote(out_trade_no, safe='')}/close", body
+        )
 
     # ------------------------------------------------------------------ 付款码 (payer-presented code)
     async def pay_with_code(self, request: PaymentCodeRequest) -> TradeQueryResult:
@@ -303,29 +331,31 @@ class WechatPayConnector:
         response = await self._request("POST", f"{self._transactions_prefix()}/codepay", body)
         data = self._json(response)
         if response.status_code == 202 or data.get("code") == "USERPAYING":
-            return TradeQueryResult(status=TradeStatus.PENDING, out_trade_no=request.out_trade_no,
-                                    detail="USERPAYING")
+            return TradeQueryResult(status=TradeStatus.PENDING, out_trade_no=request.out_trade_no, detail="USERPAYING")
         return trade_result(data)
 
     async def reverse(self, out_trade_no: str) -> None:
         """撤销 a 付款码 order at its deadline: it ends REVOKED, and a late payment goes back to the payer."""
         if self.config.partner:
-            body: dict[str, Any] = {"sp_appid": self.config.sp_appid, "sp_mchid": self.config.sp_mchid,
-                                    "sub_mchid": self.config.sub_mchid}
+            body: dict[str, Any] = {
+                "sp_appid": self.config.sp_appid,
+                "sp_mchid": self.config.sp_mchid,
+                "sub_mchid": self.config.sub_mchid,
+            }
             if self.config.sub_appid:
                 body["sub_appid"] = self.config.sub_appid
         else:
             body = {"appid": self.config.appid, "mchid": self.config.mchid}
-        await self._request("POST", f"{self._transactions_prefix()}/out-trade-no/"
-                                    f"{quote(out_trade_no, safe='')}/reverse", body)
+        await self._request(
+            "POST", f"{self._transactions_prefix()}/out-trade-no/{quote(out_trade_no, safe='')}/reverse", body
+        )
 
     # ------------------------------------------------------------------ refunds
     async def refund(self, request: RefundRequest) -> RefundResult:
         body: dict[str, Any] = {
             "out_trade_no": request.out_trade_no,
             "out_refund_no": request.out_refund_no,
-            "amount": {"refund": request.refund_minor, "total": request.total_minor,
-                       "currency": request.currency},
+            "amount": {"refund": request.refund_minor, "total": request.total_minor, "currency": request.currency},
         }
         if self.config.partner:
             body = {"sub_mchid": self.config.sub_mchid, **body}
@@ -343,8 +373,9 @@ class WechatPayConnector:
             response = await self._request("GET", url)
         except ChannelError as exc:
             if exc.code in NOT_FOUND_CODES:
-                return RefundResult(status=RefundStatus.NOT_FOUND, out_refund_no=out_refund_no,
-                                    out_trade_no=out_trade_no)
+                return RefundResult(
+                    status=RefundStatus.NOT_FOUND, out_refund_no=out_refund_no, out_trade_no=out_trade_no
+                )
             raise
         return refund_result(self._json(response))
 
@@ -353,9 +384,14 @@ class WechatPayConnector:
         """Synchronous, so it cannot download certificates: a callback signed by a certificate not yet
         held is refused (WeChat retries it) until the next API reply or refresh_platform_certificates()."""
         return parse_notification(
-            headers, body, public_key=self._platform_key, public_key_id=self.config.platform_public_key_id,
-            certificates=self._certificates, apiv3_key=self.config.apiv3_key,
-            clock_skew_seconds_max=self.config.clock_skew_seconds_max)
+            headers,
+            body,
+            public_key=self._platform_key,
+            public_key_id=self.config.platform_public_key_id,
+            certificates=self._certificates,
+            apiv3_key=self.config.apiv3_key,
+            clock_skew_seconds_max=self.config.clock_skew_seconds_max,
+        )
 
     # ------------------------------------------------------------------ bills
     async def download_bill(self, bill_date: date) -> Bill:

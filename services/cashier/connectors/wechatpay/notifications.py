@@ -36,8 +36,14 @@ def parse_notification(
     clock_skew_seconds_max: int,
     certificates: Mapping[str, rsa.RSAPublicKey] | None = None,
 ) -> Notification:
-    signing.verify_wechatpay_signature(headers, body, public_key=public_key, public_key_id=public_key_id,
-                                       certificates=certificates, clock_skew_seconds_max=clock_skew_seconds_max)
+    signing.verify_wechatpay_signature(
+        headers,
+        body,
+        public_key=public_key,
+        public_key_id=public_key_id,
+        certificates=certificates,
+        clock_skew_seconds_max=clock_skew_seconds_max,
+    )
     try:
         envelope = json.loads(body)
         resource = envelope["resource"]
@@ -55,10 +61,20 @@ def parse_notification(
         # Signed but malformed: nothing may change; report it like a forgery.
         raise InvalidSignature(f"notification body is malformed: {exc}") from exc
     if event_type.startswith("TRANSACTION."):
-        return Notification(kind=NotificationKind.PAYMENT, payment=trade_result(data),
-                            ack_status_code=200, ack_body=ACK_BODY, ack_content_type="application/json")
+        return Notification(
+            kind=NotificationKind.PAYMENT,
+            payment=trade_result(data),
+            ack_status_code=200,
+            ack_body=ACK_BODY,
+            ack_content_type="application/json",
+        )
     if event_type.startswith("REFUND."):
         refund: RefundResult = refund_result(data, status_field="refund_status")
-        return Notification(kind=NotificationKind.REFUND, refund=refund,
-                            ack_status_code=200, ack_body=ACK_BODY, ack_content_type="application/json")
+        return Notification(
+            kind=NotificationKind.REFUND,
+            refund=refund,
+            ack_status_code=200,
+            ack_body=ACK_BODY,
+            ack_content_type="application/json",
+        )
     raise ChannelError("UNSUPPORTED_EVENT_TYPE", f"notification event {event_type} is not handled")

@@ -89,8 +89,10 @@ def build_authorization(
     timestamp = int(time.time()) if timestamp is None else timestamp
     nonce = nonce_str() if nonce is None else nonce
     signature = sign_sha256_rsa(private_key, request_message(method, canonical_url, timestamp, nonce, body))
-    return (f'{AUTH_SCHEME} mchid="{mchid}",nonce_str="{nonce}",timestamp="{timestamp}",'
-            f'serial_no="{serial_no}",signature="{signature}"')
+    return (
+        f'{AUTH_SCHEME} mchid="{mchid}",nonce_str="{nonce}",timestamp="{timestamp}",'
+        f'serial_no="{serial_no}",signature="{signature}"'
+    )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
@@ -136,8 +138,10 @@ def verify_wechatpay_signature(
     elif certificates and serial.upper() in certificates:
         key = certificates[serial.upper()]
     else:
-        raise UnknownPlatformSerial(f"Wechatpay-Serial {serial!r} names neither the configured platform public "
-                                    "key id nor a known platform certificate")
+        raise UnknownPlatformSerial(
+            f"Wechatpay-Serial {serial!r} names neither the configured platform public "
+            "key id nor a known platform certificate"
+        )
     try:
         timestamp_unix = int(timestamp)
     except ValueError as exc:
@@ -167,8 +171,9 @@ def certificate_not_after(pem: str) -> float:
 
 def rsa_oaep_encrypt(public_key: rsa.RSAPublicKey, text: str) -> str:
     """Sensitive request fields (a receiver's or payee's name): RSA-OAEP (SHA-1, MGF1-SHA1), Base64 (§1.4)."""
-    sealed = public_key.encrypt(text.encode("utf-8"),
-                                padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None))
+    sealed = public_key.encrypt(
+        text.encode("utf-8"), padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
+    )
     return base64.b64encode(sealed).decode("ascii")
 
 
@@ -191,22 +196,48 @@ def aes_gcm_encrypt(apiv3_key: str, *, nonce: str, associated_data: str, plainte
     return base64.b64encode(sealed).decode("ascii")
 
 
-def jsapi_pay_params(*, appid: str, prepay_id: str, private_key: rsa.RSAPrivateKey,
-                     timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
+def jsapi_pay_params(
+    *,
+    appid: str,
+    prepay_id: str,
+    private_key: rsa.RSAPrivateKey,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
     """Parameters for `WeixinJSBridge.invoke('getBrandWCPayRequest', ...)` / `wx.requestPayment`."""
     timestamp = int(time.time()) if timestamp is None else timestamp
     nonce = nonce_str() if nonce is None else nonce
     package = f"prepay_id={prepay_id}"
     message = f"{appid}\n{timestamp}\n{nonce}\n{package}\n".encode()
-    return {"appId": appid, "timeStamp": str(timestamp), "nonceStr": nonce, "package": package,
-            "signType": "RSA", "paySign": sign_sha256_rsa(private_key, message)}
+    return {
+        "appId": appid,
+        "timeStamp": str(timestamp),
+        "nonceStr": nonce,
+        "package": package,
+        "signType": "RSA",
+        "paySign": sign_sha256_rsa(private_key, message),
+    }
 
 
-def app_pay_params(*, appid: str, partnerid: str, prepay_id: str, private_key: rsa.RSAPrivateKey,
-                   timestamp: int | None = None, nonce: str | None = None) -> dict[str, str]:
+def app_pay_params(
+    *,
+    appid: str,
+    partnerid: str,
+    prepay_id: str,
+    private_key: rsa.RSAPrivateKey,
+    timestamp: int | None = None,
+    nonce: str | None = None,
+) -> dict[str, str]:
     """Parameters for the WeChat app SDK `PayReq`; `sign` over `appid\\ntimestamp\\nnoncestr\\nprepayid\\n`."""
     timestamp = int(time.time()) if timestamp is None else timestamp
     nonce = nonce_str() if nonce is None else nonce
     message = f"{appid}\n{timestamp}\n{nonce}\n{prepay_id}\n".encode()
-    return {"appid": appid, "partnerid": partnerid, "prepayid": prepay_id, "package": "Sign=WXPay",
-            "noncestr": nonce, "timestamp": str(timestamp), "sign": sign_sha256_rsa(private_key, message)}
+    return {
+        "appid": appid,
+        "partnerid": partnerid,
+        "prepayid": prepay_id,
+        "package": "Sign=WXPay",
+        "noncestr": nonce,
+        "timestamp": str(timestamp),
+        "sign": sign_sha256_rsa(private_key, message),
+    }

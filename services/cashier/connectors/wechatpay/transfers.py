@@ -88,8 +88,9 @@ async def cancel_transfer(connector: WechatPayConnector, out_transfer_no: str) -
     return _result(connector._json(response), out_transfer_no)
 
 
-def parse_transfer_notification(connector: WechatPayConnector, headers: Mapping[str, str],
-                                body: bytes) -> TransferResult:
+def parse_transfer_notification(
+    connector: WechatPayConnector, headers: Mapping[str, str], body: bytes
+) -> TransferResult:
     """Verify and decrypt a MCHTRANSFER.BILL.FINISHED callback (signature first, then AES-GCM)."""
     connector._verify_with_known_keys(headers, body)
     try:
@@ -97,9 +98,12 @@ def parse_transfer_notification(connector: WechatPayConnector, headers: Mapping[
         if not str(envelope["event_type"]).startswith("MCHTRANSFER."):
             raise ChannelError("UNSUPPORTED_EVENT_TYPE", f"{envelope['event_type']} is not a transfer event")
         resource = envelope["resource"]
-        plaintext = signing.aes_gcm_decrypt(connector.config.apiv3_key, nonce=str(resource["nonce"]),
-                                            associated_data=str(resource.get("associated_data") or ""),
-                                            ciphertext_b64=str(resource["ciphertext"]))
+        plaintext = signing.aes_gcm_decrypt(
+            connector.config.apiv3_key,
+            nonce=str(resource["nonce"]),
+            associated_data=str(resource.get("associated_data") or ""),
+            ciphertext_b64=str(resource["ciphertext"]),
+        )
         data: dict[str, Any] = json.loads(plaintext)
     except (InvalidSignature, ChannelError):
         raise

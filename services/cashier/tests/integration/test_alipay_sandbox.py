@@ -671,12 +671,24 @@ async def test_certificate_mode_sends_the_certificate_sns_and_checks_alipay_cert
 
     held = x509.load_pem_x509_certificate(app["alipay_cert_pem"].encode())
     throwaway = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    renewed = (x509.CertificateBuilder().subject_name(held.subject).issuer_name(held.issuer)
-               .public_key(held.public_key()).serial_number(held.serial_number + 1)
-               .not_valid_before(held.not_valid_before_utc).not_valid_after(held.not_valid_after_utc)
-               .sign(throwaway, hashes.SHA256()))
-    stale = AlipayConnector(_config(alipay_sandbox, app, alipay_public_key_pem=None, **{
-        **certs, "alipay_cert_pem": renewed.public_bytes(serialization.Encoding.PEM).decode()}))
+    renewed = (
+        x509.CertificateBuilder()
+        .subject_name(held.subject)
+        .issuer_name(held.issuer)
+        .public_key(held.public_key())
+        .serial_number(held.serial_number + 1)
+        .not_valid_before(held.not_valid_before_utc)
+        .not_valid_after(held.not_valid_after_utc)
+        .sign(throwaway, hashes.SHA256())
+    )
+    stale = AlipayConnector(
+        _config(
+            alipay_sandbox,
+            app,
+            alipay_public_key_pem=None,
+            **{**certs, "alipay_cert_pem": renewed.public_bytes(serialization.Encoding.PEM).decode()},
+        )
+    )
     try:
         with pytest.raises(InvalidSignature, match="alipay_cert_sn"):
             await stale.query(out_trade_no)
@@ -692,6 +704,7 @@ async def test_payment_code_paid_at_once_password_step_and_cancel(
 ) -> None:
     """付款码 (alipay.trade.pay): SUCCEEDED at once; PENDING (10003) until the payer confirms; an
     unconfirmed one cancelled at the deadline ends CLOSED with nothing charged."""
+
     async def code(**extra: Any) -> str:
         response = await alipay_control.post("/control/payer-codes", json=extra)
         assert response.status_code == 200, response.text
@@ -699,8 +712,14 @@ async def test_payment_code_paid_at_once_password_step_and_cancel(
         return value
 
     def charge(out_trade_no: str, auth_code: str) -> PaymentCodeRequest:
-        return PaymentCodeRequest(out_trade_no=out_trade_no, amount_minor=880, currency="CNY", description="停车场",
-                                  auth_code=auth_code, store_id="gate-3")
+        return PaymentCodeRequest(
+            out_trade_no=out_trade_no,
+            amount_minor=880,
+            currency="CNY",
+            description="停车场",
+            auth_code=auth_code,
+            store_id="gate-3",
+        )
 
     first = await code()
     assert payment_code_channel(first) == "alipay"
@@ -733,9 +752,15 @@ async def test_transfer_to_an_alipay_account_in_certificate_mode(
     connector = AlipayConnector(_config(alipay_sandbox, app, alipay_public_key_pem=None, **certs))
     try:
         out_no = _order_no("tr")
-        request = TransferRequest(out_transfer_no=out_no, amount_minor=30_000, currency="CNY",
-                                  payee="payee@example.com", payee_type="ALIPAY_LOGON_ID", payee_name="张三",
-                                  remark="商户结算")
+        request = TransferRequest(
+            out_transfer_no=out_no,
+            amount_minor=30_000,
+            currency="CNY",
+            payee="payee@example.com",
+            payee_type="ALIPAY_LOGON_ID",
+            payee_name="张三",
+            remark="商户结算",
+        )
         sent = await transfers.transfer(connector, request)
         assert (sent.status, sent.amount_minor) == (TransferStatus.SUCCEEDED, 30_000) and sent.channel_transfer_no
         assert (await transfers.transfer(connector, request)).channel_transfer_no == sent.channel_transfer_no
@@ -743,9 +768,17 @@ async def test_transfer_to_an_alipay_account_in_certificate_mode(
         assert (queried.status, queried.amount_minor) == (TransferStatus.SUCCEEDED, 30_000)
         assert (await transfers.query_transfer(connector, "unknown_no")).status is TransferStatus.NOT_FOUND
         with pytest.raises(ChannelError) as poor:
-            await transfers.transfer(connector, TransferRequest(
-                out_transfer_no=_order_no("tr"), amount_minor=20_001, currency="CNY", payee="2088102177846880",
-                payee_type="ALIPAY_USER_ID", remark="超额"))
+            await transfers.transfer(
+                connector,
+                TransferRequest(
+                    out_transfer_no=_order_no("tr"),
+                    amount_minor=20_001,
+                    currency="CNY",
+                    payee="2088102177846880",
+                    payee_type="ALIPAY_USER_ID",
+                    remark="超额",
+                ),
+            )
         assert poor.value.code == "PAYER_BALANCE_NOT_ENOUGH"
     finally:
         await connector.aclose()
@@ -755,7 +788,9 @@ async def test_transfer_to_an_alipay_account_in_certificate_mode(
 
 
 async def test_jsapi_payment_for_the_buyer_from_oauth(
-    alipay_sandbox: SandboxProcess, alipay_app: dict[str, Any], alipay_connector: AlipayConnector,
+    alipay_sandbox: SandboxProcess,
+    alipay_app: dict[str, Any],
+    alipay_connector: AlipayConnector,
     alipay_control: httpx.AsyncClient,
 ) -> None:
     """The buyer authorises the page / mini-program (auth_code) → oauth_user_id → trade.create for that
@@ -768,8 +803,9 @@ async def test_jsapi_payment_for_the_buyer_from_oauth(
     assert reused.value.code == "isv.code-invalid"
 
     out_trade_no = _order_no("js")
-    prepaid = await alipay_connector.prepay(_prepay(out_trade_no, Scene.MINI_PROGRAM, "https://merchant.example/n",
-                                                    payer_openid=buyer_id))
+    prepaid = await alipay_connector.prepay(
+        _prepay(out_trade_no, Scene.MINI_PROGRAM, "https://merchant.example/n", payer_openid=buyer_id)
+    )
     assert prepaid.payer_action["type"] == "jsapi" and prepaid.payer_action["trade_no"] == prepaid.channel_trade_no
     assert (await alipay_connector.query(out_trade_no)).status is TradeStatus.PENDING
     assert (await alipay_control.post(f"/control/trades/{out_trade_no}/approve")).status_code == 200

@@ -78,7 +78,6 @@ class Receiver:
             return [(h, b) for p, h, b, s in self.received if p == f"/notify/{name}" and s == 200]
 
 
-
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("ecny")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001"}
@@ -165,7 +164,9 @@ async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Re
     bill = await connector.download_bill(today)
     payment_lines = [line for line in bill.lines if line.out_trade_no == out_trade_no]
     assert {(line.kind, line.amount_minor) for line in payment_lines} == {
-        (BillLineKind.PAYMENT, 12_345), (BillLineKind.REFUND, 2_345)}
+        (BillLineKind.PAYMENT, 12_345),
+        (BillLineKind.REFUND, 2_345),
+    }
     ghost = uuid.uuid4().hex
     async with httpx.AsyncClient() as http:
         url = f"{sandbox.base_url}/control/bills/{today.isoformat()}/discrepancies"
@@ -207,7 +208,8 @@ async def test_daily_limit_and_decline(connector: EcnyConnector, receiver: Recei
             out_trade_no, _action = await create(connector, receiver, 400_000)
             response = await http.post(
                 f"{sandbox.base_url}/control/orders/{merchant['merchant_id']}/{out_trade_no}/pay",
-                json={"wallet_level": 3})
+                json={"wallet_level": 3},
+            )
             results.append((response.json()["status"], response.json().get("failure_code")))
         assert results == [("SUCCEEDED", None), ("SUCCEEDED", None), ("FAILED", "WALLET_LIMIT_EXCEEDED")]
         out_trade_no, action = await create(connector, receiver, 100)

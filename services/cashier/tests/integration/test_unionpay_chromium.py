@@ -44,9 +44,17 @@ def test_web_consume_in_chromium(sandbox: SandboxProcess, tmp_path: Path) -> Non
     async def prepay() -> dict[str, Any]:
         connector = UnionPayConnector(config)
         try:
-            result = await connector.prepay(PrepayRequest(
-                out_trade_no=out_trade_no, amount_minor=8888, currency="CNY", description="浏览器测试",
-                scene=Scene.PAGE, notify_url=merchant_site.url("notify"), return_url=merchant_site.url("return")))
+            result = await connector.prepay(
+                PrepayRequest(
+                    out_trade_no=out_trade_no,
+                    amount_minor=8888,
+                    currency="CNY",
+                    description="浏览器测试",
+                    scene=Scene.PAGE,
+                    notify_url=merchant_site.url("notify"),
+                    return_url=merchant_site.url("return"),
+                )
+            )
             return result.payer_action
         finally:
             await connector.aclose()

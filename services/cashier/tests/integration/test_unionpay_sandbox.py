@@ -97,7 +97,6 @@ class Receiver:
             return [s for p, _, s in self.received if p == f"/notify/{name}"]
 
 
-
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("unionpay")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
@@ -252,7 +251,11 @@ async def test_partial_refunds_then_over_refund(connector: UnionPayConnector, re
     note = connector.parse_notification({}, receiver.accepted(first.out_refund_no)[0])
     assert note.kind is NotificationKind.REFUND and note.refund is not None
     assert (note.refund.status, note.refund.out_refund_no, note.refund.out_trade_no, note.refund.refund_minor) == (
-        RefundStatus.SUCCEEDED, first.out_refund_no, out_trade_no, 300)
+        RefundStatus.SUCCEEDED,
+        first.out_refund_no,
+        out_trade_no,
+        300,
+    )
     second = refund_request(out_trade_no, 700, 1000, receiver)
     await connector.refund(second)
     done = await connector.query_refund(second.out_refund_no, out_trade_no)

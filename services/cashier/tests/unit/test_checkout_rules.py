@@ -36,8 +36,15 @@ def test_expiry_defaults_to_15_minutes_and_stays_within_the_channels_limit() -> 
 
 
 def test_the_return_signature_verifies_in_the_sdk_and_refuses_tampering_and_age() -> None:
-    params = {"checkout_session_id": "cs_1", "merchant_order_no": "A&B=1", "status": "completed",
-              "amount_minor": "2500", "currency": "CNY", "payment_id": "pay_1", "t": "1000"}
+    params = {
+        "checkout_session_id": "cs_1",
+        "merchant_order_no": "A&B=1",
+        "status": "completed",
+        "amount_minor": "2500",
+        "currency": "CNY",
+        "payment_id": "pay_1",
+        "t": "1000",
+    }
     params["sig"] = rules.sign_return("whsec_x", params)
     assert rules.verify_return("whsec_x", params, now=1100)
     assert verify_checkout_return(params, "whsec_x", now=1100)

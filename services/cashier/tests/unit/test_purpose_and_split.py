@@ -45,17 +45,39 @@ def test_split_lines_are_unique_positive_and_within_the_amount() -> None:
 
 def _draft(**overrides: object) -> PaymentDraft:
     values: dict[str, object] = dict(
-        merchant_order_no="o1", amount_minor=100, currency="CNY", description="d", scene=PaymentScene.NATIVE_QR,
-        payer={}, expire_at=None, notify_url=None, return_url=None, metadata={}, preferred_channels=(),
-        excluded_channels=())
+        merchant_order_no="o1",
+        amount_minor=100,
+        currency="CNY",
+        description="d",
+        scene=PaymentScene.NATIVE_QR,
+        payer={},
+        expire_at=None,
+        notify_url=None,
+        return_url=None,
+        metadata={},
+        preferred_channels=(),
+        excluded_channels=(),
+    )
     values.update(overrides)
     return PaymentDraft(**values)  # type: ignore[arg-type]
 
 
 def test_new_fields_change_the_fingerprint_only_when_set() -> None:
     # Payments stored before contract A keep their fingerprint (a replay of the same body still matches).
-    legacy_fields = ("merchant_order_no", "amount_minor", "currency", "description", "scene", "payer",
-                     "expire_at", "notify_url", "return_url", "metadata", "preferred_channels", "excluded_channels")
+    legacy_fields = (
+        "merchant_order_no",
+        "amount_minor",
+        "currency",
+        "description",
+        "scene",
+        "payer",
+        "expire_at",
+        "notify_url",
+        "return_url",
+        "metadata",
+        "preferred_channels",
+        "excluded_channels",
+    )
     from services.cashier.domain.payments import request_fingerprint
 
     plain = _draft()

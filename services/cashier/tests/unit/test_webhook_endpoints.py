@@ -23,8 +23,9 @@ def test_event_type_subscriptions() -> None:
     assert normalized_events(["refund.failed", "payment.succeeded"]) == ["payment.succeeded", "refund.failed"]
     assert normalized_events(["payment.closed", "*"]) == ["*"]
     assert all(subscribes_to(["*"], t) for t in EVENT_TYPES)
-    assert subscribes_to(["payment.closed"], "payment.closed") and not subscribes_to(["payment.closed"],
-                                                                                      "payment.succeeded")
+    assert subscribes_to(["payment.closed"], "payment.closed") and not subscribes_to(
+        ["payment.closed"], "payment.succeeded"
+    )
 
 
 def test_rotation_header_verifies_with_either_secret() -> None:

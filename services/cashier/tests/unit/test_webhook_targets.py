@@ -11,40 +11,44 @@ from services.cashier.domain.payments import request_fingerprint
 from services.cashier.domain.webhook_targets import address_refusal, url_refusal
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:8002/v1/transfers",
-    "https://127.0.0.1/hooks",
-    "https://127.9.9.9/hooks",
-    "https://10.1.2.3/hooks",
-    "https://172.16.0.1/hooks",
-    "https://192.168.1.10/hooks",
-    "https://169.254.169.254/latest/meta-data/",
-    "https://[fd00:ec2::254]/latest/meta-data/",
-    "https://[::1]:8443/hooks",
-    "https://[::]/hooks",
-    "https://0.0.0.0/hooks",
-    "https://100.64.0.1/hooks",
-    "https://224.0.0.1/hooks",
-    "https://[ff02::1]/hooks",
-    "https://[fe80::1]/hooks",
-    "https://[fc00::1]/hooks",
-    "https://[::ffff:127.0.0.1]/hooks",
-    "https://[::ffff:10.0.0.1]/hooks",
-    "https://[64:ff9b::a9fe:a9fe]/hooks",  # NAT64 of 169.254.169.254
-    "https://[2002:7f00:1::]/hooks",  # 6to4 of 127.0.0.1
-    "https://localhost/hooks",
-    "https://api.localhost/hooks",
-    "https://user:secret@shop.example/hooks",
-    "http://shop.example/hooks",
-    "ftp://shop.example/hooks",
-    "https:///hooks",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8002/v1/transfers",
+        "https://127.0.0.1/hooks",
+        "https://127.9.9.9/hooks",
+        "https://10.1.2.3/hooks",
+        "https://172.16.0.1/hooks",
+        "https://192.168.1.10/hooks",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[fd00:ec2::254]/latest/meta-data/",
+        "https://[::1]:8443/hooks",
+        "https://[::]/hooks",
+        "https://0.0.0.0/hooks",
+        "https://100.64.0.1/hooks",
+        "https://224.0.0.1/hooks",
+        "https://[ff02::1]/hooks",
+        "https://[fe80::1]/hooks",
+        "https://[fc00::1]/hooks",
+        "https://[::ffff:127.0.0.1]/hooks",
+        "https://[::ffff:10.0.0.1]/hooks",
+        "https://[64:ff9b::a9fe:a9fe]/hooks",  # NAT64 of 169.254.169.254
+        "https://[2002:7f00:1::]/hooks",  # 6to4 of 127.0.0.1
+        "https://localhost/hooks",
+        "https://api.localhost/hooks",
+        "https://user:secret@shop.example/hooks",
+        "http://shop.example/hooks",
+        "ftp://shop.example/hooks",
+        "https:///hooks",
+    ],
+)
 def test_refused_targets(url: str) -> None:
     assert url_refusal(url) is not None
 
 
-@pytest.mark.parametrize("url", ["https://shop.example/hooks", "https://8.8.8.8/hooks",
-                                 "https://[2606:4700::1111]:8443/hooks"])
+@pytest.mark.parametrize(
+    "url", ["https://shop.example/hooks", "https://8.8.8.8/hooks", "https://[2606:4700::1111]:8443/hooks"]
+)
 def test_public_https_targets_are_accepted(url: str) -> None:
     assert url_refusal(url) is None
 

@@ -88,9 +88,7 @@ def _holder_values(body: s.HolderOpenRequest) -> dict[str, Any]:
 
 
 @router.post("/holders", status_code=status.HTTP_201_CREATED)
-async def open_holder(
-    body: s.HolderOpenRequest, uow: UowDep, response: Response, request: Request
-) -> s.HolderResponse:
+async def open_holder(body: s.HolderOpenRequest, uow: UowDep, response: Response, request: Request) -> s.HolderResponse:
     """Opens the master account and its default sub-accounts (201); a repeat of the same body is 200. A user
     opens only its own person holder, a merchant only its own merchant holder."""
     require_own(request, body.holder_id)
@@ -157,9 +155,7 @@ async def change_entitlement(body: s.EntitlementChangeRequest, uow: UowDep) -> s
 
 
 @router.get("/entitlements/changes")
-async def list_entitlement_changes(
-    uow: UowDep, limit: PageLimit
-) -> list[dict[str, Any]]:
+async def list_entitlement_changes(uow: UowDep, limit: PageLimit) -> list[dict[str, Any]]:
     async with uow.read() as conn:
         return [dict(r) for r in await store.entitlement_changes(conn, limit)]
 

@@ -40,7 +40,9 @@ IDENTITY_UNAVAILABLE = ErrorSpec(
 TOP_UP_ORDER_NOT_FOUND = ErrorSpec("top_up_order_not_found", 404, "No such top-up order")
 TOP_UP_UNAVAILABLE = ErrorSpec("top_up_unavailable", 503, "Top-up through the cashier is not configured")
 CASHIER_UNAVAILABLE = ErrorSpec(
-    "cashier_unavailable", 503, "The cashier did not answer; the same idempotency key is safe to retry",
+    "cashier_unavailable",
+    503,
+    "The cashier did not answer; the same idempotency key is safe to retry",
     retryable=True,
 )
 # --- withdrawal payout rails (the `rail` and `payee` of a withdrawal) ------------------------------------

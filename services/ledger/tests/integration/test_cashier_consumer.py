@@ -41,9 +41,19 @@ async def accounts_of(ledger: Any, holder_id: str) -> dict[str, dict[str, Any]]:
 
 
 def succeeded(payment_id: str, merchant_id: str, **extra: Any) -> Envelope:
-    data = {"payment_id": payment_id, "merchant_id": merchant_id, "amount_minor": 10000, "currency": "CNY",
-            "scene": "native_qr", "channel": "wechatpay", "fee_minor": 25, "platform_fee_minor": 60,
-            "channel_trade_no": "4200000001", "route_id": "wx_direct", **extra}
+    data = {
+        "payment_id": payment_id,
+        "merchant_id": merchant_id,
+        "amount_minor": 10000,
+        "currency": "CNY",
+        "scene": "native_qr",
+        "channel": "wechatpay",
+        "fee_minor": 25,
+        "platform_fee_minor": 60,
+        "channel_trade_no": "4200000001",
+        "route_id": "wx_direct",
+        **extra,
+    }
     return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data=data)
 
 
@@ -55,18 +65,32 @@ async def test_payment_and_refund_post_once_under_redelivery(
     again = Envelope(type=paid.type, source="cashier", subject=paid.subject, data=paid.data)  # new id, same event
     wallet = succeeded("pay_w1", "mch_c1", scene="wallet", channel="wallet")
     await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", paid, paid, again, wallet)
-    refund = Envelope(type="refund.succeeded", source="cashier", subject="re_c1", data={
-        "refund_id": "re_c1", "payment_id": "pay_c1", "merchant_id": "mch_c1", "amount_minor": 4000,
-        "currency": "CNY", "channel": "wechatpay", "payment_amount_minor": 10000, "payment_fee_minor": 25,
-        "payment_platform_fee_minor": 60, "payment_refunded_minor": 4000})
+    refund = Envelope(
+        type="refund.succeeded",
+        source="cashier",
+        subject="re_c1",
+        data={
+            "refund_id": "re_c1",
+            "payment_id": "pay_c1",
+            "merchant_id": "mch_c1",
+            "amount_minor": 4000,
+            "currency": "CNY",
+            "channel": "wechatpay",
+            "payment_amount_minor": 10000,
+            "payment_fee_minor": 25,
+            "payment_platform_fee_minor": 60,
+            "payment_refunded_minor": 4000,
+        },
+    )
     await publish(juhe_infra.bootstrap, platform_topics, "cashier.refunds", refund, refund)
 
     async def all_seen() -> bool:
         return await ledger.count("inbox") == 4  # paid, again, wallet, refund (duplicates skipped by the inbox)
 
     await eventually(all_seen, "the consumer to see every event")
-    transfers = await ledger.client.get("/v1/transfers", params={"source": "cashier",
-                                                                 "idempotency_key": "pay_c1:succeeded"})
+    transfers = await ledger.client.get(
+        "/v1/transfers", params={"source": "cashier", "idempotency_key": "pay_c1:succeeded"}
+    )
     assert transfers.status_code == 200 and transfers.json()["reference"] == "pay_c1"
     assert await ledger.count("transfers") == 2  # payment + refund; the wallet payment is not posted here
 
@@ -89,9 +113,17 @@ async def test_accounts_opened_by_the_chart_key_are_reused(
     """An account opened through the API with the chart key and body (as the cashier's wallet connector does)
     is the one the consumer posts to: one merchant_pending per merchant and currency."""
     ledger = await ledger_factory()
-    opened = await ledger.client.post("/v1/accounts", json={
-        "holder_id": "mch_c2", "currency": "CNY", "kind": "merchant_pending", "code": "2201", "metadata": {},
-        "idempotency_key": "chart:merchant_pending:mch_c2:CNY"})
+    opened = await ledger.client.post(
+        "/v1/accounts",
+        json={
+            "holder_id": "mch_c2",
+            "currency": "CNY",
+            "kind": "merchant_pending",
+            "code": "2201",
+            "metadata": {},
+            "idempotency_key": "chart:merchant_pending:mch_c2:CNY",
+        },
+    )
     assert opened.status_code == 201, opened.text
     await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", succeeded("pay_c2", "mch_c2"))
 

@@ -83,13 +83,13 @@ async def test_a_hold_finished_behind_the_operations_back_is_reconciled_once(wal
 
 
 async def test_an_expired_withdrawal_hold_is_announced_as_voided(
-    identity, migrated_database, service_settings  # type: ignore[no-untyped-def]
+    identity,
+    migrated_database,
+    service_settings,  # type: ignore[no-untyped-def]
 ) -> None:
     from services.ledger.tests.integration.wallet_harness import running_wallet
 
-    async for wallet in running_wallet(
-        identity, migrated_database, service_settings, wallet_withdrawal_hold_seconds=1
-    ):
+    async for wallet in running_wallet(identity, migrated_database, service_settings, wallet_withdrawal_hold_seconds=1):
         holder_id = await funded_person(wallet)
         op = (await withdraw(wallet, holder_id)).json()
         events = await wait_events(wallet, op["id"], 2)
@@ -125,7 +125,8 @@ async def test_top_up_credited_once_per_payment(wallet: Wallet) -> None:
 
 
 async def test_the_full_card_for_services_and_the_platform_masked_for_the_user(
-    wallet: Wallet, service_settings  # type: ignore[no-untyped-def]
+    wallet: Wallet,
+    service_settings,  # type: ignore[no-untyped-def]
 ) -> None:
     holder_id = await funded_person(wallet)
     op = (await withdraw(wallet, holder_id)).json()
@@ -151,16 +152,16 @@ async def wait_events(wallet: Wallet, subject: str, count: int) -> list[dict[str
 
 
 async def test_a_withdrawal_hold_whose_operation_was_never_recorded_is_adopted_once(
-    identity, migrated_database, service_settings  # type: ignore[no-untyped-def]
+    identity,
+    migrated_database,
+    service_settings,  # type: ignore[no-untyped-def]
 ) -> None:
     """The writer committed the hold, then the request died before the operation's commit (simulated by
     removing the operation and its event): the reconciler records it and publishes `withdrawal.requested`
     once, and the user's retry with the same key replays exactly that operation."""
     from services.ledger.tests.integration.wallet_harness import running_wallet
 
-    async for wallet in running_wallet(
-        identity, migrated_database, service_settings, wallet_orphan_after_seconds=0.3
-    ):
+    async for wallet in running_wallet(identity, migrated_database, service_settings, wallet_orphan_after_seconds=0.3):
         holder_id = await funded_person(wallet)
         body = {"withdrawal_id": "wd_orphan", "amount_minor": 2_000, "fee_minor": 10}
         lost = (await wallet.client.post(f"/v1/wallet/holders/{holder_id}/withdrawals", json=body)).json()

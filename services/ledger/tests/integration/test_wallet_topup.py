@@ -34,7 +34,7 @@ async def wallet_events(ledger: Any) -> list[dict[str, Any]]:
     engine = create_async_engine(ledger.database_url)
     try:
         async with engine.connect() as conn:
-            rows = (await conn.execute(text("SELECT payload FROM outbox WHERE topic = 'ledger.wallet' ORDER BY seq")))
+            rows = await conn.execute(text("SELECT payload FROM outbox WHERE topic = 'ledger.wallet' ORDER BY seq"))
             return [json.loads(bytes(r[0])) for r in rows.all()]
     finally:
         await engine.dispose()

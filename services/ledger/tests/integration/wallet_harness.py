@@ -217,7 +217,6 @@ def problem(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
     return dict(body)
 
 
-
 async def open_merchant(wallet: Wallet, index: int) -> str:
     merchant_id = f"mch_{index}_{next(PERSON_IDS)}"
     body = {

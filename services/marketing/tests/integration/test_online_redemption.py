@@ -233,8 +233,12 @@ async def test_payment_outcomes_give_one_state_in_any_order(marketing: Marketing
     coupon = await _coupon(marketing, funding_party="platform")
     r = (await marketing.post(LOCKS, lock_body(coupon, payment_id="pay_order"), {})).json()
     discount = {"redemption_id": r["redemption_id"]}
-    refund = Envelope(type="refund.succeeded", source="cashier", subject="re_order",
-                      data={"refund_id": "re_order", "amount_minor": r["payable_minor"], "payment_discount": discount})
+    refund = Envelope(
+        type="refund.succeeded",
+        source="cashier",
+        subject="re_order",
+        data={"refund_id": "re_order", "amount_minor": r["payable_minor"], "payment_discount": discount},
+    )
     paid = Envelope(type="payment.succeeded", source="cashier", subject="pay_order",
                     data={"payment_id": "pay_order", "discount": discount})  # fmt: skip
     for event, handler in ((refund, on_refund_event), (paid, on_payment_event)):  # each once, as the inbox does

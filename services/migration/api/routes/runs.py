@@ -60,7 +60,9 @@ async def create_run(
 
 @router.get("")
 async def list_runs(
-    request: Request, platform: PlatformDep, limit: Annotated[int, Depends(page_limit())],
+    request: Request,
+    platform: PlatformDep,
+    limit: Annotated[int, Depends(page_limit())],
     cursor: Annotated[str | None, Query(pattern=r"^mig_[0-9a-z]+$", max_length=64)] = None,
 ) -> RunListResponse:
     async with get_runtime(request).uow.read() as conn:

@@ -44,12 +44,14 @@ def _settings(request: Request) -> Settings:
 
 
 @router.put("/v1/merchant-profiles/{merchant_id}")
-async def put_profile(merchant_id: str, body: MerchantProfilePutRequest, uow: UowDep,
-                      actor: ActorDep) -> MerchantProfileResponse:
+async def put_profile(
+    merchant_id: str, body: MerchantProfilePutRequest, uow: UowDep, actor: ActorDep
+) -> MerchantProfileResponse:
     profile = MerchantProfile(merchant_id, body.entity_type, body.industry_code)
     version = await flow.put_profile(uow, profile, actor=actor)
-    return MerchantProfileResponse(merchant_id=merchant_id, entity_type=profile.entity_type,
-                                   industry_code=profile.industry_code, version=version)
+    return MerchantProfileResponse(
+        merchant_id=merchant_id, entity_type=profile.entity_type, industry_code=profile.industry_code, version=version
+    )
 
 
 @router.get("/v1/merchant-profiles/{merchant_id}")
@@ -57,8 +59,9 @@ async def get_profile(merchant_id: str, uow: UowDep) -> MerchantProfileResponse:
     profile = await flow.profile(uow, merchant_id)
     async with uow.read() as conn:
         version = await store.profile_version(conn, merchant_id)
-    return MerchantProfileResponse(merchant_id=merchant_id, entity_type=profile.entity_type,
-                                   industry_code=profile.industry_code, version=version)
+    return MerchantProfileResponse(
+        merchant_id=merchant_id, entity_type=profile.entity_type, industry_code=profile.industry_code, version=version
+    )
 
 
 @router.get("/v1/merchant-profiles/{merchant_id}/special-rate-eligibility")
@@ -70,8 +73,12 @@ async def get_eligibility(merchant_id: str, request: Request, uow: UowDep) -> El
 @router.get("/v1/special-rate-programmes")
 async def list_programmes(request: Request) -> CatalogueResponse:
     catalogue = flow.catalogue(_settings(request))
-    return CatalogueResponse(catalogue_version=catalogue.version, example=catalogue.example, notice=catalogue.notice,
-                             data=[ProgrammeResponse.of(p) for p in catalogue.programmes])
+    return CatalogueResponse(
+        catalogue_version=catalogue.version,
+        example=catalogue.example,
+        notice=catalogue.notice,
+        data=[ProgrammeResponse.of(p) for p in catalogue.programmes],
+    )
 
 
 @router.get("/v1/special-rate-programmes/{programme_id}")
@@ -80,26 +87,40 @@ async def get_programme(programme_id: str, request: Request) -> ProgrammeRespons
 
 
 @router.post("/v1/special-rate-applications", status_code=201)
-async def create_application(body: ApplicationCreateRequest, request: Request, uow: UowDep,
-                             actor: ActorDep) -> ApplicationResponse:
+async def create_application(
+    body: ApplicationCreateRequest, request: Request, uow: UowDep, actor: ActorDep
+) -> ApplicationResponse:
     application = await flow.create_application(
-        _settings(request), uow, merchant_id=body.merchant_id, programme_id=body.programme_id,
-        documents=body.documents, actor=actor, at=datetime.now(UTC))
+        _settings(request),
+        uow,
+        merchant_id=body.merchant_id,
+        programme_id=body.programme_id,
+        documents=body.documents,
+        actor=actor,
+        at=datetime.now(UTC),
+    )
     return ApplicationResponse.of(application)
 
 
 @router.get("/v1/special-rate-applications")
 async def list_applications(
-    uow: UowDep, limit: PageLimit, merchant_id: str | None = None,
-    status: Annotated[ApplicationStatusName | None, Query()] = None, after: str | None = None,
+    uow: UowDep,
+    limit: PageLimit,
+    merchant_id: str | None = None,
+    status: Annotated[ApplicationStatusName | None, Query()] = None,
+    after: str | None = None,
 ) -> ApplicationListResponse:
     async with uow.read() as conn:
-        items = await store.list_applications(conn, merchant_id=merchant_id, status=status, after=after,
-                                              limit=limit + 1)
+        items = await store.list_applications(
+            conn, merchant_id=merchant_id, status=status, after=after, limit=limit + 1
+        )
     page = items[:limit]
     more = len(items) > limit
-    return ApplicationListResponse(data=[ApplicationResponse.of(a) for a in page], has_more=more,
-                                   next_cursor=page[-1].application_id if more else None)
+    return ApplicationListResponse(
+        data=[ApplicationResponse.of(a) for a in page],
+        has_more=more,
+        next_cursor=page[-1].application_id if more else None,
+    )
 
 
 @router.get("/v1/special-rate-applications/{application_id}")
@@ -109,22 +130,28 @@ async def get_application(application_id: str, uow: UowDep) -> ApplicationRespon
 
 
 @router.post("/v1/special-rate-applications/{application_id}/submit")
-async def submit_application(application_id: str, request: Request, uow: UowDep,
-                             actor: ActorDep) -> ApplicationResponse:
+async def submit_application(
+    application_id: str, request: Request, uow: UowDep, actor: ActorDep
+) -> ApplicationResponse:
     return ApplicationResponse.of(await flow.submit(_settings(request), uow, application_id, actor=actor))
 
 
 @router.post("/v1/special-rate-applications/{application_id}/approve")
-async def approve_application(application_id: str, body: ApplicationApproveRequest, request: Request,
-                              uow: UowDep, actor: ActorDep) -> ApplicationResponse:
+async def approve_application(
+    application_id: str, body: ApplicationApproveRequest, request: Request, uow: UowDep, actor: ActorDep
+) -> ApplicationResponse:
     now = datetime.now(UTC)
-    return ApplicationResponse.of(await flow.approve(_settings(request), uow, application_id,
-                                                     effective_from=body.effective_from or now, actor=actor, now=now))
+    return ApplicationResponse.of(
+        await flow.approve(
+            _settings(request), uow, application_id, effective_from=body.effective_from or now, actor=actor, now=now
+        )
+    )
 
 
 @router.post("/v1/special-rate-applications/{application_id}/reject")
-async def reject_application(application_id: str, body: ApplicationRejectRequest, uow: UowDep,
-                             actor: ActorDep) -> ApplicationResponse:
+async def reject_application(
+    application_id: str, body: ApplicationRejectRequest, uow: UowDep, actor: ActorDep
+) -> ApplicationResponse:
     return ApplicationResponse.of(await flow.reject(uow, application_id, reason=body.reason, actor=actor))
 
 
@@ -134,7 +161,9 @@ async def get_savings(request: Request, uow: UowDep, merchant_id: str | None = N
     settings = _settings(request)
     report = await flow.savings(settings, uow, merchant_id=merchant_id, now=datetime.now(UTC))
     return SavingsResponse(
-        since=report.since, until=report.until, currency=report.currency,
+        since=report.since,
+        until=report.until,
+        currency=report.currency,
         example_catalogue=flow.catalogue(settings).example,
         payment_count=sum(m.payment_count for m in report.merchants),
         volume_minor=sum(m.volume_minor for m in report.merchants),

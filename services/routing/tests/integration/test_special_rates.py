@@ -33,11 +33,15 @@ async def test_an_approved_application_is_the_rate_in_force_from_its_start(make_
     # No profile yet: eligibility cannot be known.
     missing = await client.get(f"/v1/merchant-profiles/{MERCHANT}/special-rate-eligibility")
     assert missing.status_code == 404 and missing.json()["code"] == "merchant_profile_not_found"
-    bad = await client.put(f"/v1/merchant-profiles/{MERCHANT}", json={"entity_type": "company",
-                                                                      "industry_code": "82"}, headers=ACTOR)
+    bad = await client.put(
+        f"/v1/merchant-profiles/{MERCHANT}", json={"entity_type": "company", "industry_code": "82"}, headers=ACTOR
+    )
     assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
-    await _ok(await client.put(f"/v1/merchant-profiles/{MERCHANT}",
-                               json={"entity_type": "company", "industry_code": "8211"}, headers=ACTOR))
+    await _ok(
+        await client.put(
+            f"/v1/merchant-profiles/{MERCHANT}", json={"entity_type": "company", "industry_code": "8211"}, headers=ACTOR
+        )
+    )
     checks = (await _ok(await client.get(f"/v1/merchant-profiles/{MERCHANT}/special-rate-eligibility")))["data"]
     assert [c["programme_id"] for c in checks if c["eligible"]] == ["wx_education"]
     catalogue = await _ok(await client.get("/v1/special-rate-programmes"))
@@ -46,23 +50,41 @@ async def test_an_approved_application_is_the_rate_in_force_from_its_start(make_
     refused = await client.post(apps, json={"merchant_id": MERCHANT, "programme_id": "ali_canteen"}, headers=ACTOR)
     assert refused.status_code == 422 and refused.json()["code"] == "special_rate_not_eligible"
 
-    draft = await _ok(await client.post(apps, json={"merchant_id": MERCHANT, "programme_id": "wx_education",
-                                                    "documents": ["business_licence"]}, headers=ACTOR), 201)
+    draft = await _ok(
+        await client.post(
+            apps,
+            json={"merchant_id": MERCHANT, "programme_id": "wx_education", "documents": ["business_licence"]},
+            headers=ACTOR,
+        ),
+        201,
+    )
     assert draft["status"] == "draft"
     lacking = await client.post(f"{apps}/{draft['application_id']}/submit", headers=ACTOR)
     assert lacking.status_code == 422 and lacking.json()["missing_documents"] == [
-        "school_operating_permit", "fee_schedule_approval"]
+        "school_operating_permit",
+        "fee_schedule_approval",
+    ]
     too_early = await client.post(f"{apps}/{draft['application_id']}/approve", json={}, headers=ACTOR)
     assert too_early.status_code == 409 and too_early.json()["code"] == "special_rate_application_state_conflict"
 
-    full = await _ok(await client.post(apps, json={
-        "merchant_id": MERCHANT, "programme_id": "wx_education",
-        "documents": ["business_licence", "school_operating_permit", "fee_schedule_approval"]}, headers=ACTOR), 201)
+    full = await _ok(
+        await client.post(
+            apps,
+            json={
+                "merchant_id": MERCHANT,
+                "programme_id": "wx_education",
+                "documents": ["business_licence", "school_operating_permit", "fee_schedule_approval"],
+            },
+            headers=ACTOR,
+        ),
+        201,
+    )
     app_id = full["application_id"]
     assert (await _ok(await client.post(f"{apps}/{app_id}/submit", headers=ACTOR)))["status"] == "submitted"
     start = datetime.now(UTC) + timedelta(days=2)
-    approved = await _ok(await client.post(f"{apps}/{app_id}/approve",
-                                           json={"effective_from": start.isoformat()}, headers=ACTOR))
+    approved = await _ok(
+        await client.post(f"{apps}/{app_id}/approve", json={"effective_from": start.isoformat()}, headers=ACTOR)
+    )
     assert approved["status"] == "approved" and len(approved["rate_ids"]) == 3  # the three WeChat routes
     again = await client.post(f"{apps}/{app_id}/reject", json={"reason": "late"}, headers=ACTOR)
     assert again.status_code == 409
@@ -91,8 +113,13 @@ async def test_the_savings_projection_equals_the_hand_computation(
     client = await make_app()
     await seed(client)
     for merchant, entity, industry in ((MERCHANT, "company", "8211"), (KIOSK, "individual_business", "5499")):
-        await _ok(await client.put(f"/v1/merchant-profiles/{merchant}",
-                                   json={"entity_type": entity, "industry_code": industry}, headers=ACTOR))
+        await _ok(
+            await client.put(
+                f"/v1/merchant-profiles/{merchant}",
+                json={"entity_type": entity, "industry_code": industry},
+                headers=ACTOR,
+            )
+        )
     now = datetime.now(UTC)
     events = [  # (payment, merchant, route, amount, fee, age)
         ("pay_s1", MERCHANT, "wx_sp", 10_000, 38, timedelta(days=1)),
@@ -110,11 +137,19 @@ async def test_the_savings_projection_equals_the_hand_computation(
     try:
         uow = UnitOfWork(engine, source="routing")
         for payment_id, merchant, route, amount, fee, age in events:
-            data = {"payment_id": payment_id, "merchant_id": merchant, "route_id": route, "currency": "CNY",
-                    "amount_minor": amount, "fee_minor": fee, "succeeded_at": (now - age).isoformat()}
+            data = {
+                "payment_id": payment_id,
+                "merchant_id": merchant,
+                "route_id": route,
+                "currency": "CNY",
+                "amount_minor": amount,
+                "fee_minor": fee,
+                "succeeded_at": (now - age).isoformat(),
+            }
             async with uow.begin() as tx:
-                await on_payment_outcome(tx, Envelope(type=PAYMENT_SUCCEEDED, source="cashier", subject=payment_id,
-                                                      data=data))
+                await on_payment_outcome(
+                    tx, Envelope(type=PAYMENT_SUCCEEDED, source="cashier", subject=payment_id, data=data)
+                )
     finally:
         await engine.dispose()
 
@@ -126,10 +161,13 @@ async def test_the_savings_projection_equals_the_hand_computation(
     school = by_merchant[MERCHANT]
     assert (school["fees_minor"], school["best_savings_minor"]) == (385, 40)
     assert [(p["programme_id"], p["fees_minor"], p["projected_fees_minor"]) for p in school["programmes"]] == [
-        ("wx_education", 85, 45)]
+        ("wx_education", 85, 45)
+    ]
     kiosk = (await _ok(await client.get("/v1/special-rate-savings", params={"merchant_id": KIOSK})))["merchants"]
     assert [(p["programme_id"], p["savings_minor"]) for p in kiosk[0]["programmes"]] == [
-        ("ali_micro_merchant", 46), ("wx_micro_merchant", 7)]
+        ("ali_micro_merchant", 46),
+        ("wx_micro_merchant", 7),
+    ]
     unknown = await client.get("/v1/special-rate-savings", params={"merchant_id": "mch_nobody"})
     assert unknown.status_code == 404 and unknown.json()["code"] == "merchant_profile_not_found"
 
@@ -148,10 +186,21 @@ async def test_refusals_and_a_concurrent_approval(make_app: Callable[..., Any]) 
     documents = ["business_licence", "parking_lot_filing", "site_photos"]
 
     async def submitted(merchant_id: str) -> str:
-        await _ok(await client.put(f"/v1/merchant-profiles/{merchant_id}",
-                                   json={"entity_type": "company", "industry_code": "7523"}, headers=ACTOR))
-        created = await _ok(await client.post(apps, json={"merchant_id": merchant_id, "programme_id": "wx_parking",
-                                                          "documents": documents}, headers=ACTOR), 201)
+        await _ok(
+            await client.put(
+                f"/v1/merchant-profiles/{merchant_id}",
+                json={"entity_type": "company", "industry_code": "7523"},
+                headers=ACTOR,
+            )
+        )
+        created = await _ok(
+            await client.post(
+                apps,
+                json={"merchant_id": merchant_id, "programme_id": "wx_parking", "documents": documents},
+                headers=ACTOR,
+            ),
+            201,
+        )
         await _ok(await client.post(f"{apps}/{created['application_id']}/submit", headers=ACTOR))
         return str(created["application_id"])
 
@@ -159,20 +208,24 @@ async def test_refusals_and_a_concurrent_approval(make_app: Callable[..., Any]) 
     lonely = await submitted("mch_lot")
     refused = await client.post(f"{apps}/{lonely}/approve", json={}, headers=ACTOR)
     assert refused.status_code == 422 and refused.json()["code"] == "special_rate_no_contracted_route"
-    rejected = await _ok(await client.post(f"{apps}/{lonely}/reject", json={"reason": "no contract"},
-                                           headers=ACTOR))
+    rejected = await _ok(await client.post(f"{apps}/{lonely}/reject", json={"reason": "no contract"}, headers=ACTOR))
     assert (rejected["status"], rejected["rejection_reason"], rejected["rate_ids"]) == ("rejected", "no contract", [])
 
     # Two operators approve the same application at once: one approval, one set of rates.
     contested = await submitted(MERCHANT)
-    badly_named = await client.post(apps, json={"merchant_id": MERCHANT, "programme_id": "wx_parking",
-                                                "documents": ["Business Licence.pdf"]}, headers=ACTOR)
+    badly_named = await client.post(
+        apps,
+        json={"merchant_id": MERCHANT, "programme_id": "wx_parking", "documents": ["Business Licence.pdf"]},
+        headers=ACTOR,
+    )
     assert badly_named.status_code == 422 and badly_named.json()["code"] == "special_rate_application_invalid"
-    backdated = await client.post(f"{apps}/{contested}/approve",
-                                  json={"effective_from": "2026-01-01T00:00:00+08:00"}, headers=ACTOR)
+    backdated = await client.post(
+        f"{apps}/{contested}/approve", json={"effective_from": "2026-01-01T00:00:00+08:00"}, headers=ACTOR
+    )
     assert backdated.status_code == 422 and backdated.json()["code"] == "special_rate_application_invalid"
-    answers = await asyncio.gather(*(client.post(f"{apps}/{contested}/approve", json={}, headers=ACTOR)
-                                     for _ in range(2)))
+    answers = await asyncio.gather(
+        *(client.post(f"{apps}/{contested}/approve", json={}, headers=ACTOR) for _ in range(2))
+    )
     assert sorted(a.status_code for a in answers) == [200, 409]
     rates = await _ok(await client.get("/v1/fee-rates", params={"merchant_id": MERCHANT}))
     assert len(rates["items"]) == 3

@@ -45,7 +45,9 @@ def test_the_shipped_catalogue_is_labelled_an_example() -> None:
 def test_eligibility_by_entity_type_industry_code_and_programme_window() -> None:
     assert [p.programme_id for p in eligible_programmes(SCHOOL, CATALOGUE, at=NOW)] == ["wx_education"]
     assert [p.programme_id for p in eligible_programmes(KIOSK, CATALOGUE, at=NOW)] == [
-        "ali_micro_merchant", "wx_micro_merchant"]
+        "ali_micro_merchant",
+        "wx_micro_merchant",
+    ]
     canteen = CATALOGUE.get("ali_canteen")
     assert canteen is not None
     wrong_industry = eligibility(MerchantProfile("m", "company", "5411"), canteen, at=NOW)
@@ -53,15 +55,15 @@ def test_eligibility_by_entity_type_industry_code_and_programme_window() -> None
     wrong_entity = eligibility(MerchantProfile("m", "individual", "5812"), canteen, at=NOW)
     assert not wrong_entity.eligible and "entity type individual" in wrong_entity.reasons[0]
     assert eligibility(MerchantProfile("m", "company", "5812"), canteen, at=NOW).eligible
-    after_the_programme = eligibility(MerchantProfile("m", "company", "5812"), canteen, at=datetime(2028, 1, 1,
-                                                                                                     tzinfo=UTC))
+    after_the_programme = eligibility(
+        MerchantProfile("m", "company", "5812"), canteen, at=datetime(2028, 1, 1, tzinfo=UTC)
+    )
     assert not after_the_programme.eligible
 
 
 def test_profile_validation() -> None:
     assert MerchantProfile("m", "company", "8211").validate() == []
-    assert {e.field for e in MerchantProfile("m", "sole_trader", "82a1").validate()} == {"entity_type",
-                                                                                         "industry_code"}
+    assert {e.field for e in MerchantProfile("m", "sole_trader", "82a1").validate()} == {"entity_type", "industry_code"}
 
 
 def test_application_transitions_are_named_and_refuse_the_wrong_status() -> None:

@@ -41,8 +41,9 @@ async def create_payout(body: PayoutCreateRequest, merchant_id: MerchantScope, p
                         response: Response) -> PayoutResponse:  # fmt: skip
     """Pay settled funds out to the merchant's bank account (or, by `rail`, WeChat change / an Alipay account);
     above the settled balance → 422."""
-    draft = PayoutDraft(body.amount_minor, body.currency, body.account_no, body.account_name, body.idempotency_key,
-                        rail=body.rail)
+    draft = PayoutDraft(
+        body.amount_minor, body.currency, body.account_no, body.account_name, body.idempotency_key, rail=body.rail
+    )
     row, created = await payouts.request(merchant_id, draft)
     if not created:
         response.status_code = 200

@@ -207,7 +207,12 @@ async def final_state(env: Env, merchant_id: str, payment_id: str) -> dict[str, 
 
 
 async def run_all_orders(
-    env: Env, mode: str, *, explicit: bool = False, orders: list[tuple[str, ...]] = ORDERS, racing: bool = False,
+    env: Env,
+    mode: str,
+    *,
+    explicit: bool = False,
+    orders: list[tuple[str, ...]] = ORDERS,
+    racing: bool = False,
     discount: dict[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
     """Every order of P P R1 R1 R2, each on its own merchant; returns (merchant, payment) per order.
@@ -286,10 +291,16 @@ async def test_a_coupon_subsidy_in_every_order_agrees_with_the_ledger(env: Env) 
     """The platform's share of a coupon (§3.13) is the merchant's too: settlement counts it and takes it back
     per refund by cumulative floors, in any order of events, and still equals the ledger's 2201."""
     subsidy = 301  # odd, so the refunds' floors matter
-    discount = {"coupon_id": "cpn_1", "redemption_id": "rdm_1", "party": "shared", "platform_share_bps": 3000,
-                "platform_minor": subsidy, "merchant_minor": 702, "channel_minor": 0}
-    state = await settle_and_compare(env, await run_all_orders(env, "realtime", orders=ORDERS[:10],
-                                                               discount=discount))
+    discount = {
+        "coupon_id": "cpn_1",
+        "redemption_id": "rdm_1",
+        "party": "shared",
+        "platform_share_bps": 3000,
+        "platform_minor": subsidy,
+        "merchant_minor": 702,
+        "channel_minor": 0,
+    }
+    state = await settle_and_compare(env, await run_all_orders(env, "realtime", orders=ORDERS[:10], discount=discount))
     fee_back = PLATFORM_FEE * REFUND // AMOUNT
     assert state["entries"]["merchant:payment"] == AMOUNT - PLATFORM_FEE + subsidy
     assert state["entries"]["merchant:refund"] == -2 * (REFUND - fee_back) - subsidy * 2 * REFUND // AMOUNT

@@ -22,19 +22,24 @@ def _answer(status_code: int, body: dict[str, object]) -> dict[str, object]:
     return ChannelRails._answer(httpx.Response(status_code, json=body))
 
 
-@pytest.mark.parametrize(("channel_status", "fail_reason", "status", "failure"), [
-    ("succeeded", None, "SUCCEEDED", None),
-    ("failed", "PAYEE_ACCOUNT_ABNORMAL", "FAILED", "PAYEE_ACCOUNT_ABNORMAL"),
-    ("cancelled", "OVERDUE_CLOSE", "FAILED", "OVERDUE_CLOSE"),
-    ("cancelled", None, "FAILED", "transfer_cancelled"),
-    ("waiting_user", None, "WAITING_USER", None),
-    ("pending", None, "PROCESSING", None),
-    ("something_new", None, "PROCESSING", None),  # tolerant: ask again, never guess
-])
-def test_channel_answers_in_the_banks_words(channel_status: str, fail_reason: str | None, status: str,
-                                            failure: str | None) -> None:
-    answer = _answer(200, {"status": channel_status, "fail_reason": fail_reason, "channel_transfer_no": "T1",
-                           "user_action": None})
+@pytest.mark.parametrize(
+    ("channel_status", "fail_reason", "status", "failure"),
+    [
+        ("succeeded", None, "SUCCEEDED", None),
+        ("failed", "PAYEE_ACCOUNT_ABNORMAL", "FAILED", "PAYEE_ACCOUNT_ABNORMAL"),
+        ("cancelled", "OVERDUE_CLOSE", "FAILED", "OVERDUE_CLOSE"),
+        ("cancelled", None, "FAILED", "transfer_cancelled"),
+        ("waiting_user", None, "WAITING_USER", None),
+        ("pending", None, "PROCESSING", None),
+        ("something_new", None, "PROCESSING", None),  # tolerant: ask again, never guess
+    ],
+)
+def test_channel_answers_in_the_banks_words(
+    channel_status: str, fail_reason: str | None, status: str, failure: str | None
+) -> None:
+    answer = _answer(
+        200, {"status": channel_status, "fail_reason": fail_reason, "channel_transfer_no": "T1", "user_action": None}
+    )
     assert (answer["status"], answer["failure_code"], answer["bank_ref"]) == (status, failure, "T1")
 
 

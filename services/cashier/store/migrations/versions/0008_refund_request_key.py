@@ -17,9 +17,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.execute("ALTER TABLE refunds ADD COLUMN request_key VARCHAR(255)")
-    op.execute(
-        "ALTER TABLE refunds ADD CONSTRAINT uq_refunds_request_key UNIQUE (merchant_id, request_key)"
-    )
+    op.execute("ALTER TABLE refunds ADD CONSTRAINT uq_refunds_request_key UNIQUE (merchant_id, request_key)")
 
 
 def downgrade() -> None:

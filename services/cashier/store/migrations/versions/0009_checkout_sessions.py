@@ -49,8 +49,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("token_sha256", name="uq_checkout_sessions_token"),
         sa.CheckConstraint("amount_minor > 0", name="ck_checkout_sessions_amount_positive"),
     )
-    op.create_index("ix_checkout_sessions_open_expiry", "checkout_sessions", ["expires_at"],
-                    postgresql_where=sa.text("status = 'open'"))
+    op.create_index(
+        "ix_checkout_sessions_open_expiry",
+        "checkout_sessions",
+        ["expires_at"],
+        postgresql_where=sa.text("status = 'open'"),
+    )
 
 
 def downgrade() -> None:

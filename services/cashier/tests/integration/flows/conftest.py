@@ -54,10 +54,13 @@ async def wait_for(condition: Callable[[], Any], what: str, timeout_seconds: flo
 
 
 async def wait_payment_status(
-    read: Callable[[str], Awaitable[dict[str, Any]]], payment_id: str, status: str,
+    read: Callable[[str], Awaitable[dict[str, Any]]],
+    payment_id: str,
+    status: str,
     timeout_seconds: float = WAIT_SECONDS_MAX,
 ) -> dict[str, Any]:
     """Poll `read(payment_id)` (the API's view) until the payment has `status`; bounded."""
+
     async def reached() -> dict[str, Any] | None:
         payment = await read(payment_id)
         return payment if payment["status"] == status else None
@@ -110,16 +113,21 @@ class Sandboxes:
 @pytest.fixture(scope="session")
 def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
     data_dir = tmp_path_factory.mktemp("cashier-sandboxes")
-    env = {"JUHE_DATA_DIR": str(data_dir), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
-           "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "-1"}
+    env = {
+        "JUHE_DATA_DIR": str(data_dir),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "-1",
+    }
     wechat = SandboxProcess("sandboxes.wechatpay", port_env="JUHE_SANDBOX_WECHATPAY_PORT", env=env)
     alipay = SandboxProcess("sandboxes.alipay", port_env="JUHE_SANDBOX_ALIPAY_PORT", env=env)
     wechat.start()
     try:
         alipay.start()
         try:
-            merchant = httpx.post(wechat.base_url + "/control/merchants",
-                                  json={"mchid": WECHAT_MCHID, "appid": WECHAT_APPID, "generate_key_pair": True})
+            merchant = httpx.post(
+                wechat.base_url + "/control/merchants",
+                json={"mchid": WECHAT_MCHID, "appid": WECHAT_APPID, "generate_key_pair": True},
+            )
             merchant.raise_for_status()
             app = httpx.post(alipay.base_url + "/control/apps", json={})
             app.raise_for_status()
@@ -133,8 +141,13 @@ def sandboxes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandboxes]:
 @pytest.fixture
 async def clean_faults(sandboxes: Sandboxes) -> AsyncIterator[None]:
     """Faults are per sandbox process (shared by the session): always reset them after a test."""
-    calm = {"error_rate": 0.0, "dark": False, "latency_ms": 0, "duplicate_notifications": False,
-            "out_of_order_notifications": False}
+    calm = {
+        "error_rate": 0.0,
+        "dark": False,
+        "latency_ms": 0,
+        "duplicate_notifications": False,
+        "out_of_order_notifications": False,
+    }
     yield
     async with httpx.AsyncClient() as client:
         for sandbox in (sandboxes.wechat, sandboxes.alipay):
@@ -220,8 +233,12 @@ class NotificationTap:
             if self.hold:
                 return 500, b'{"code":"FAIL","message":"held by the test"}', "application/json"
         skip = {"host", "content-length", "connection", "transfer-encoding"}
-        forwarded = httpx.post(self.target + path, content=body,
-                               headers={k: v for k, v in headers.items() if k.lower() not in skip}, timeout=10)
+        forwarded = httpx.post(
+            self.target + path,
+            content=body,
+            headers={k: v for k, v in headers.items() if k.lower() not in skip},
+            timeout=10,
+        )
         return forwarded.status_code, forwarded.content, forwarded.headers.get("content-type", "text/plain")
 
     def for_path(self, fragment: str) -> list[Received]:
@@ -295,8 +312,9 @@ class RunningCashier:
     async def wait_status(self, payment_id: str, status: str) -> dict[str, Any]:
         return await wait_payment_status(self.payment, payment_id, status)
 
-    async def configure(self, channel: str, config: dict[str, Any], priority: int,
-                        merchant_id: str | None = None) -> None:
+    async def configure(
+        self, channel: str, config: dict[str, Any], priority: int, merchant_id: str | None = None
+    ) -> None:
         response = await self.client.put(
             f"/v1/admin/merchants/{merchant_id or self.merchant_id}/channels/{channel}",
             json={"priority": priority, "config": config},
@@ -309,7 +327,10 @@ CashierFactory = Callable[..., Any]
 
 @pytest.fixture
 async def start_cashier(
-    migrated_database: Any, service_settings: Any, platform_topics: str, webhook_receiver: WebhookReceiver,
+    migrated_database: Any,
+    service_settings: Any,
+    platform_topics: str,
+    webhook_receiver: WebhookReceiver,
     notification_tap: NotificationTap,
 ) -> AsyncIterator[CashierFactory]:
     """`await start_cashier(**settings)` → a RunningCashier with one merchant and its webhook URL set."""
@@ -345,13 +366,19 @@ async def start_cashier(
         stack.push_async_callback(client.aclose)
         merchant_id = f"mch_{uuid.uuid4().hex[:12]}"
         local_receiver_allowed = settings.webhook_allow_http and settings.webhook_allow_loopback
-        merchant = await client.put(f"/v1/admin/merchants/{merchant_id}",
-                                    json={"notify_url": webhook_receiver.url} if local_receiver_allowed else {})
+        merchant = await client.put(
+            f"/v1/admin/merchants/{merchant_id}",
+            json={"notify_url": webhook_receiver.url} if local_receiver_allowed else {},
+        )
         assert merchant.status_code == 200, merchant.text
         return RunningCashier(
-            base_url=base_url, client=client, engine=engine,
-            cashier=app.state.runtime.extras["cashier"], merchant_id=merchant_id,
-            webhook_secret=merchant.json()["webhook_secret"], namespace=platform_topics,
+            base_url=base_url,
+            client=client,
+            engine=engine,
+            cashier=app.state.runtime.extras["cashier"],
+            merchant_id=merchant_id,
+            webhook_secret=merchant.json()["webhook_secret"],
+            namespace=platform_topics,
         )
 
     async with stack:
@@ -405,14 +432,24 @@ async def add_routes(routing_url: str, merchant_id: str, routes: list[tuple[str,
     valid_from = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     async with httpx.AsyncClient(base_url=routing_url, headers=ROUTING_ACTOR) as routing:
         for route_id, method, connector, rate_bps, scenes in routes:
-            r = await routing.post("/v1/channel-routes", json={
-                "route_id": route_id, "method": method, "kind": "direct" if "direct" in route_id else
-                "service_provider", "provider": connector, "connector": connector,
-                "config_ref": f"cfg/{route_id}", "scenes": scenes})
+            r = await routing.post(
+                "/v1/channel-routes",
+                json={
+                    "route_id": route_id,
+                    "method": method,
+                    "kind": "direct" if "direct" in route_id else "service_provider",
+                    "provider": connector,
+                    "connector": connector,
+                    "config_ref": f"cfg/{route_id}",
+                    "scenes": scenes,
+                },
+            )
             assert r.status_code == 201, r.text
-            r = await routing.post("/v1/fee-rates", json={"route_id": route_id, "rate_bps": rate_bps,
-                                                          "valid_from": valid_from})
+            r = await routing.post(
+                "/v1/fee-rates", json={"route_id": route_id, "rate_bps": rate_bps, "valid_from": valid_from}
+            )
             assert r.status_code == 201, r.text
-            r = await routing.put(f"/v1/contracts/{merchant_id}/{route_id}",
-                                  json={"sub_merchant_id": f"sub_{route_id}"})
+            r = await routing.put(
+                f"/v1/contracts/{merchant_id}/{route_id}", json={"sub_merchant_id": f"sub_{route_id}"}
+            )
             assert r.status_code == 200, r.text

@@ -43,8 +43,11 @@ async def test_bad_input_is_refused_and_creates_nothing(start_cashier: Any, sand
     _problem(await cashier.post("/v1/payments", qr_payment(scene="wallet")), 422, "unsupported_scene")
     _problem(await cashier.post("/v1/payments", qr_payment(scene="barcode")), 422, "validation_failed")
     _problem(await cashier.post("/v1/payments", qr_payment(preferred_channels=["alipay"])), 422, "no_route_available")
-    _problem(await cashier.post("/v1/payments", qr_payment(expire_at="2001-01-01T00:00:00+00:00")), 422,
-             "expiry_out_of_range")
+    _problem(
+        await cashier.post("/v1/payments", qr_payment(expire_at="2001-01-01T00:00:00+00:00")),
+        422,
+        "expiry_out_of_range",
+    )
     _problem(await cashier.client.post("/v1/payments", json=qr_payment()), 401, "identity_missing")
     assert await _counts(cashier) == (0, 0)
 
@@ -57,20 +60,22 @@ async def test_bad_input_is_refused_and_creates_nothing(start_cashier: Any, sand
     assert await _counts(cashier) == (1, 1)
 
 
-async def test_merchants_only_see_their_own_payments_and_lookups_page(
-    start_cashier: Any, sandboxes: Sandboxes
-) -> None:
+async def test_merchants_only_see_their_own_payments_and_lookups_page(start_cashier: Any, sandboxes: Sandboxes) -> None:
     cashier = await start_cashier()
     await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
     ids = [(await cashier.post("/v1/payments", qr_payment(order_no=f"P-{i}"))).json()["id"] for i in range(3)]
 
     _problem(await cashier.get(f"/v1/payments/{ids[0]}", merchant_id="mch_other"), 404, "payment_not_found")
     _problem(await cashier.post(f"/v1/payments/{ids[0]}/close", merchant_id="mch_other"), 404, "payment_not_found")
-    _problem(await cashier.post(f"/v1/payments/{ids[0]}/refunds", {"amount_minor": 1}, merchant_id="mch_other"),
-             404, "payment_not_found")
+    _problem(
+        await cashier.post(f"/v1/payments/{ids[0]}/refunds", {"amount_minor": 1}, merchant_id="mch_other"),
+        404,
+        "payment_not_found",
+    )
     assert (await cashier.get("/v1/payments", merchant_id="mch_other")).json()["data"] == []
-    _problem(await cashier.get("/v1/payments", merchant_id="mch_other", merchant_order_no="P-1"), 404,
-             "payment_not_found")
+    _problem(
+        await cashier.get("/v1/payments", merchant_id="mch_other", merchant_order_no="P-1"), 404, "payment_not_found"
+    )
 
     found = (await cashier.get("/v1/payments", merchant_order_no="P-1")).json()["data"]
     assert [p["id"] for p in found] == [ids[1]]
@@ -105,19 +110,24 @@ async def test_webhook_retried_until_acknowledged_then_resent_on_request(
     assert resent.status_code == 202
     again = await wait_for(lambda: len(webhook_receiver.delivered()) == 2 and webhook_receiver.delivered(), "resend")
     assert again[1].body == hooks[0].body  # the same event, re-signed with a fresh timestamp
-    assert verify_signature(cashier.webhook_secret, again[1].headers[SIGNATURE_HEADER], again[1].body,
-                            now=int(time.time()))
+    assert verify_signature(
+        cashier.webhook_secret, again[1].headers[SIGNATURE_HEADER], again[1].body, now=int(time.time())
+    )
     assert json.loads(again[1].body)["data"]["id"] == payment["id"]
-    _problem(await cashier.post(f"/v1/webhook-deliveries/{deliveries[0]['id']}/resend", merchant_id="mch_other"),
-             404, "webhook_delivery_not_found")
+    _problem(
+        await cashier.post(f"/v1/webhook-deliveries/{deliveries[0]['id']}/resend", merchant_id="mch_other"),
+        404,
+        "webhook_delivery_not_found",
+    )
 
 
 async def test_admin_and_lookup_errors(start_cashier: Any, sandboxes: Sandboxes) -> None:
     cashier = await start_cashier()
     base = f"/v1/admin/merchants/{cashier.merchant_id}/channels"
     _problem(await cashier.client.put(f"{base}/paypal", json={"config": {}}), 404, "unknown_channel")
-    _problem(await cashier.client.put(f"{base}/alipay", json={"config": {"app_id": "x"}}), 422,
-             "invalid_channel_config")
+    _problem(
+        await cashier.client.put(f"{base}/alipay", json={"config": {"app_id": "x"}}), 422, "invalid_channel_config"
+    )
     _problem(await cashier.client.get("/v1/admin/merchants/mch_nobody"), 404, "merchant_not_found")
     _problem(await cashier.get("/v1/refunds/re_nope"), 404, "refund_not_found")
     await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)

@@ -40,12 +40,14 @@ def _token(session: dict[str, Any]) -> str:
 
 
 async def _pay(cashier: RunningCashier, token: str, method: str, request_id: str) -> httpx.Response:
-    return await cashier.client.post(f"/v1/checkout/pages/{token}/payments",
-                                     json={"method": method, "scene": "native_qr", "request_id": request_id})
+    return await cashier.client.post(
+        f"/v1/checkout/pages/{token}/payments", json={"method": method, "scene": "native_qr", "request_id": request_id}
+    )
 
 
-async def test_a_session_is_paid_once_after_a_change_of_method(start_cashier: Any, sandboxes: Sandboxes,
-                                                               clean_faults: None) -> None:
+async def test_a_session_is_paid_once_after_a_change_of_method(
+    start_cashier: Any, sandboxes: Sandboxes, clean_faults: None
+) -> None:
     cashier = await _ready(start_cashier, sandboxes)
     body = _session()
     created = await cashier.post("/v1/checkout/sessions", body)
@@ -57,8 +59,9 @@ async def test_a_session_is_paid_once_after_a_change_of_method(start_cashier: An
     assert again.status_code == 200 and again.json()["url"] == session["url"]
     other = await cashier.post("/v1/checkout/sessions", {**body, "amount_minor": 9, "line_items": []})
     assert other.status_code == 409 and other.json()["code"] == "duplicate_merchant_order"
-    assert (await cashier.post("/v1/checkout/sessions", _session(expires_in_seconds=10))).json()["code"] == \
-        "checkout_expiry_out_of_range"
+    assert (await cashier.post("/v1/checkout/sessions", _session(expires_in_seconds=10))).json()[
+        "code"
+    ] == "checkout_expiry_out_of_range"
     bad_sum = await cashier.post("/v1/checkout/sessions", _session(amount_minor=100))
     assert bad_sum.status_code == 422
 
@@ -80,8 +83,9 @@ async def test_a_session_is_paid_once_after_a_change_of_method(start_cashier: An
     assert (await cashier.payment(wechat["id"]))["status"] == "closed"  # never two live payments
     old = (await cashier.payment(wechat["id"]))["attempts"][0]["out_trade_no"]
     async with httpx.AsyncClient() as client:  # the closed WeChat QR cannot be paid any more
-        refused = await client.post(f"{sandboxes.wechat.base_url}/control/orders/{old}/approve",
-                                    params={"mchid": WECHAT_MCHID})
+        refused = await client.post(
+            f"{sandboxes.wechat.base_url}/control/orders/{old}/approve", params={"mchid": WECHAT_MCHID}
+        )
     assert refused.status_code >= 400
 
     await approve(sandboxes, "alipay", (await cashier.payment(alipay["id"]))["attempts"][0]["out_trade_no"])
@@ -132,6 +136,7 @@ async def test_expiry_closes_the_live_qr(start_cashier: Any, sandboxes: Sandboxe
     real_clock = cashier.cashier.clock
     cashier.cashier.clock = lambda: real_clock() + timedelta(minutes=16)
     try:
+
         async def is_expired() -> bool:
             async with cashier.engine.connect():
                 return await cashier.outbox_count("checkout.session.expired", later["id"]) == 1

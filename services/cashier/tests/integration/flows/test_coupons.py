@@ -27,18 +27,24 @@ def _code(response: Any, status: int) -> str:
     return str(response.json()["code"])
 
 
-async def test_a_coupon_without_marketing_is_refused_and_nothing_is_created(start_cashier: Any,
-                                                                             sandboxes: Sandboxes) -> None:
+async def test_a_coupon_without_marketing_is_refused_and_nothing_is_created(
+    start_cashier: Any, sandboxes: Sandboxes
+) -> None:
     body = qr_payment(amount_minor=12_000, coupon_id="cpn_1", payer={"user_id": "usr_1"})
     unconfigured = await start_cashier()
     await unconfigured.configure("wechatpay", sandboxes.wechat_config(), priority=1)
     refused = await unconfigured.post("/v1/payments", body)
     assert _code(refused, 503) == "marketing_unavailable" and refused.json()["retryable"] is True
-    for bad in (qr_payment(coupon_id="cpn_1"),  # no named payer
-                qr_payment(coupon_id="cpn_1", scene="wallet", payer={"user_id": "usr_1"})):
+    for bad in (
+        qr_payment(coupon_id="cpn_1"),  # no named payer
+        qr_payment(coupon_id="cpn_1", scene="wallet", payer={"user_id": "usr_1"}),
+    ):
         assert _code(await unconfigured.post("/v1/payments", bad), 422) == "coupon_not_allowed"
-    for malformed in (qr_payment(coupon_id="cpn 1"), qr_payment(coupon_code="12345"),
-                      qr_payment(coupon_id="cpn_1", coupon_code="1234567890123456", payer={"user_id": "usr_1"})):
+    for malformed in (
+        qr_payment(coupon_id="cpn 1"),
+        qr_payment(coupon_code="12345"),
+        qr_payment(coupon_id="cpn_1", coupon_code="1234567890123456", payer={"user_id": "usr_1"}),
+    ):
         assert _code(await unconfigured.post("/v1/payments", malformed), 422) == "validation_failed"
     assert await _nothing_created(unconfigured)
 
@@ -49,5 +55,8 @@ async def test_a_coupon_without_marketing_is_refused_and_nothing_is_created(star
     # Without a coupon nothing asks marketing: the same cashier takes an ordinary payment.
     plain = await dead.post("/v1/payments", qr_payment(amount_minor=12_000))
     assert plain.status_code == 201, plain.text
-    assert (plain.json()["amount_minor"], plain.json()["payable_minor"], plain.json()["discount"]) == (12_000, 12_000,
-                                                                                                      None)
+    assert (plain.json()["amount_minor"], plain.json()["payable_minor"], plain.json()["discount"]) == (
+        12_000,
+        12_000,
+        None,
+    )

@@ -28,7 +28,9 @@ async def test_wechat_dark_fails_over_to_alipay_within_the_same_payment(
     payment = created.json()
     assert payment["status"] == "processing" and payment["channel"] == "alipay"
     assert [(a["channel"], a["status"]) for a in payment["attempts"]] == [
-        ("wechatpay", "failed"), ("alipay", "processing")]
+        ("wechatpay", "failed"),
+        ("alipay", "processing"),
+    ]
     assert payment["attempts"][0]["failure_code"] == "channel_unavailable"
     assert await cashier.outbox_count("payment.attempt_failed", payment["id"]) == 1
 
@@ -69,10 +71,15 @@ async def test_routing_decides_route_and_fee(
     routing_app = create_routing_app(service_settings("routing", database_url=routing_db, role="api"))
     async with serve_app(routing_app, name="routing") as routing_url:
         cashier = await start_cashier(routing_url=routing_url)
-        await add_routes(routing_url, cashier.merchant_id, [
-            ("ali_direct", "alipay", "alipay", 60, ["native_qr"]),
-            ("wx_direct", "wechat", "wechatpay", 60, ["native_qr"]),
-            ("wx_sp", "wechat", "wechatpay", 38, ["native_qr"])])
+        await add_routes(
+            routing_url,
+            cashier.merchant_id,
+            [
+                ("ali_direct", "alipay", "alipay", 60, ["native_qr"]),
+                ("wx_direct", "wechat", "wechatpay", 60, ["native_qr"]),
+                ("wx_sp", "wechat", "wechatpay", 38, ["native_qr"]),
+            ],
+        )
         await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
         await cashier.configure("alipay", sandboxes.alipay_config(), priority=2)
         created = await cashier.post("/v1/payments", qr_payment(amount_minor=10_000))

@@ -23,8 +23,9 @@ async def test_unstorable_text_is_422_and_nothing_is_created(
     values = {"merchant_order_no": ORDER, "description": "Parking fee", field: "HOSTILE"}
     body = json.dumps({**values, "amount_minor": 100, "currency": "CNY", "scene": "native_qr"})
     body = body.replace('"HOSTILE"', f'"{raw_text}"')  # the escape as raw JSON text, as a client sends it
-    response = await cashier.client.post("/v1/payments", content=body.encode(),
-                                         headers={**cashier.headers(), "Content-Type": "application/json"})
+    response = await cashier.client.post(
+        "/v1/payments", content=body.encode(), headers={**cashier.headers(), "Content-Type": "application/json"}
+    )
     assert response.status_code == 422 and response.json()["code"] == "validation_failed", response.text
     listed = await cashier.get("/v1/payments")
     assert listed.status_code == 200 and listed.json()["data"] == []

@@ -17,8 +17,14 @@ from .conftest import WECHAT_APPID, WECHAT_MCHID, Sandboxes, approve
 
 
 def in_app_payment(scene: str, payer: dict[str, str]) -> dict[str, Any]:
-    return {"merchant_order_no": f"mp_{uuid.uuid4().hex[:16]}", "amount_minor": 1_990, "currency": "CNY",
-            "description": "Canteen lunch", "scene": scene, "payer": payer}
+    return {
+        "merchant_order_no": f"mp_{uuid.uuid4().hex[:16]}",
+        "amount_minor": 1_990,
+        "currency": "CNY",
+        "description": "Canteen lunch",
+        "scene": scene,
+        "payer": payer,
+    }
 
 
 async def wechat_openid(sandboxes: Sandboxes) -> str:
@@ -27,9 +33,15 @@ async def wechat_openid(sandboxes: Sandboxes) -> str:
     async with httpx.AsyncClient(base_url=sandboxes.wechat.base_url, timeout=10) as client:
         authorised = await client.post("/control/oauth-codes", json={"appid": WECHAT_APPID})
         assert authorised.status_code == 200, authorised.text
-        token = await client.get("/sns/oauth2/access_token", params={
-            "appid": WECHAT_APPID, "secret": sandboxes.wechat_merchant["app_secrets"][WECHAT_APPID],
-            "code": authorised.json()["code"], "grant_type": "authorization_code"})
+        token = await client.get(
+            "/sns/oauth2/access_token",
+            params={
+                "appid": WECHAT_APPID,
+                "secret": sandboxes.wechat_merchant["app_secrets"][WECHAT_APPID],
+                "code": authorised.json()["code"],
+                "grant_type": "authorization_code",
+            },
+        )
     assert token.status_code == 200 and "openid" in token.json(), token.text
     assert token.json()["openid"] == authorised.json()["openid"]
     return str(token.json()["openid"])
@@ -70,14 +82,14 @@ async def test_a_wechat_jsapi_payment_with_an_oauth_openid(start_cashier: Any, s
     succeeded = await cashier.wait_status(payment["id"], "succeeded")
     assert succeeded["channel_trade_no"]
     async with httpx.AsyncClient(timeout=10) as client:
-        order = await client.get(f"{sandboxes.wechat.base_url}/control/orders/"
-                                 f"{payment['attempts'][0]['out_trade_no']}", params={"mchid": WECHAT_MCHID})
+        order = await client.get(
+            f"{sandboxes.wechat.base_url}/control/orders/{payment['attempts'][0]['out_trade_no']}",
+            params={"mchid": WECHAT_MCHID},
+        )
     assert order.json()["order"]["payer"]["openid"] == openid
 
 
-async def test_an_alipay_mini_program_payment_with_an_oauth_buyer_id(
-    start_cashier: Any, sandboxes: Sandboxes
-) -> None:
+async def test_an_alipay_mini_program_payment_with_an_oauth_buyer_id(start_cashier: Any, sandboxes: Sandboxes) -> None:
     cashier = await start_cashier()
     await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
     await cashier.configure("alipay", sandboxes.alipay_config(), priority=2)
@@ -94,9 +106,10 @@ async def test_an_alipay_mini_program_payment_with_an_oauth_buyer_id(
     succeeded = await cashier.wait_status(payment["id"], "succeeded")
     assert succeeded["channel_trade_no"] == action["trade_no"]
     async with httpx.AsyncClient(timeout=10) as client:
-        trade = await client.get(f"{sandboxes.alipay.base_url}/control/trades/"
-                                 f"{payment['attempts'][0]['out_trade_no']}",
-                                 params={"app_id": sandboxes.alipay_app["app_id"]})
+        trade = await client.get(
+            f"{sandboxes.alipay.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}",
+            params={"app_id": sandboxes.alipay_app["app_id"]},
+        )
     assert trade.json()["buyer_id"] == buyer_id
 
 

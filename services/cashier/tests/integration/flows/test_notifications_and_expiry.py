@@ -26,24 +26,42 @@ def _wechat_notification(
     sandboxes: Sandboxes, out_trade_no: str, *, key: rsa.RSAPrivateKey, tamper_ciphertext: bool = False
 ) -> tuple[dict[str, str], bytes]:
     """A TRANSACTION.SUCCESS callback built like the channel builds it, signed with `key`."""
-    resource = json.dumps({
-        "mchid": WECHAT_MCHID, "appid": WECHAT_APPID, "out_trade_no": out_trade_no,
-        "transaction_id": "4200000000000000000000000001", "trade_type": "NATIVE", "trade_state": "SUCCESS",
-        "trade_state_desc": "ok", "bank_type": "OTHERS", "attach": "",
-        "success_time": datetime.now(UTC).isoformat(), "payer": {"openid": "o_forged"},
-        "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"},
-    }).encode()
+    resource = json.dumps(
+        {
+            "mchid": WECHAT_MCHID,
+            "appid": WECHAT_APPID,
+            "out_trade_no": out_trade_no,
+            "transaction_id": "4200000000000000000000000001",
+            "trade_type": "NATIVE",
+            "trade_state": "SUCCESS",
+            "trade_state_desc": "ok",
+            "bank_type": "OTHERS",
+            "attach": "",
+            "success_time": datetime.now(UTC).isoformat(),
+            "payer": {"openid": "o_forged"},
+            "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"},
+        }
+    ).encode()
     nonce = "abcdefghijkl"
     sealed = AESGCM(sandboxes.wechat_merchant["apiv3_key"].encode()).encrypt(nonce.encode(), resource, b"transaction")
     if tamper_ciphertext:
         sealed = bytes([sealed[0] ^ 1]) + sealed[1:]
-    body = json.dumps({
-        "id": "EV-forged", "create_time": datetime.now(UTC).isoformat(), "resource_type": "encrypt-resource",
-        "event_type": "TRANSACTION.SUCCESS", "summary": "ok",
-        "resource": {"original_type": "transaction", "algorithm": "AEAD_AES_256_GCM",
-                     "ciphertext": base64.b64encode(sealed).decode(), "associated_data": "transaction",
-                     "nonce": nonce},
-    }).encode()
+    body = json.dumps(
+        {
+            "id": "EV-forged",
+            "create_time": datetime.now(UTC).isoformat(),
+            "resource_type": "encrypt-resource",
+            "event_type": "TRANSACTION.SUCCESS",
+            "summary": "ok",
+            "resource": {
+                "original_type": "transaction",
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": base64.b64encode(sealed).decode(),
+                "associated_data": "transaction",
+                "nonce": nonce,
+            },
+        }
+    ).encode()
     timestamp, sig_nonce = str(int(time.time())), "n" + os.urandom(8).hex()
     headers = {
         "Content-Type": "application/json",
@@ -88,16 +106,24 @@ async def test_forged_notifications_are_refused_and_change_nothing(
         swapped = await client.post(wx_url, content=body.replace(b"EV-forged", b"EV-forgee"), headers=headers)
         # Alipay: a TRADE_SUCCESS signed with a key that is not Alipay's.
         params = {
-            "notify_type": "trade_status_sync", "notify_id": "n1", "notify_time": "2024-01-01 00:00:00",
-            "app_id": sandboxes.alipay_app["app_id"], "charset": "utf-8", "version": "1.0",
-            "trade_no": "2024010122001", "out_trade_no": ali_trade, "trade_status": "TRADE_SUCCESS",
-            "total_amount": "1.00", "gmt_payment": "2024-01-01 00:00:00",
+            "notify_type": "trade_status_sync",
+            "notify_id": "n1",
+            "notify_time": "2024-01-01 00:00:00",
+            "app_id": sandboxes.alipay_app["app_id"],
+            "charset": "utf-8",
+            "version": "1.0",
+            "trade_no": "2024010122001",
+            "out_trade_no": ali_trade,
+            "trade_status": "TRADE_SUCCESS",
+            "total_amount": "1.00",
+            "gmt_payment": "2024-01-01 00:00:00",
             "seller_id": sandboxes.alipay_app["seller_id"],
         }
         content = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
         params.update(sign_type="RSA2", sign=_rsa_sign(stranger, content.encode()))
-        forged_ali = await client.post(ali_url, content=urlencode(params),
-                                       headers={"Content-Type": "application/x-www-form-urlencoded"})
+        forged_ali = await client.post(
+            ali_url, content=urlencode(params), headers={"Content-Type": "application/x-www-form-urlencoded"}
+        )
 
     for reply in (wrong_key, tampered, swapped):
         assert reply.status_code >= 400 and reply.json()["code"] == "FAIL", reply.text
@@ -122,8 +148,9 @@ async def test_expiry_closes_at_channel_and_locally(
     assert closed["failure_code"] in ("expired", "closed_at_channel")
     assert closed["attempts"][0]["status"] == "closed"
     async with httpx.AsyncClient() as client:
-        at_channel = await client.get(f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}",
-                                      params={"mchid": WECHAT_MCHID})
+        at_channel = await client.get(
+            f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}", params={"mchid": WECHAT_MCHID}
+        )
     assert at_channel.json()["order"]["trade_state"] == "CLOSED", at_channel.text
     assert await cashier.outbox_count("payment.closed", payment["id"]) == 1
     hooks = await wait_for(webhook_receiver.delivered, "the webhook")

@@ -45,12 +45,15 @@ async def channel_state(sandboxes: Sandboxes, channel: str, out_trade_no: str) -
     """The order's state at the channel itself (not the cashier's view)."""
     async with httpx.AsyncClient(timeout=10) as client:
         if channel == "wechatpay":
-            response = await client.get(f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}",
-                                        params={"mchid": WECHAT_MCHID})
+            response = await client.get(
+                f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}", params={"mchid": WECHAT_MCHID}
+            )
             assert response.status_code == 200, response.text
             return str(response.json()["order"]["trade_state"])
-        response = await client.get(f"{sandboxes.alipay.base_url}/control/trades/{out_trade_no}",
-                                    params={"app_id": sandboxes.alipay_app["app_id"]})
+        response = await client.get(
+            f"{sandboxes.alipay.base_url}/control/trades/{out_trade_no}",
+            params={"app_id": sandboxes.alipay_app["app_id"]},
+        )
         assert response.status_code == 200, response.text
         return str(response.json()["status"])
 
@@ -81,8 +84,9 @@ async def test_a_password_step_is_polled_by_the_worker_until_paid(
     start_cashier: Any, sandboxes: Sandboxes, channel: str
 ) -> None:
     cashier = await both_channels(start_cashier, sandboxes, payment_code_deadline_seconds=120)
-    created = await cashier.post("/v1/payments", code_payment(await payer_code(sandboxes, channel,
-                                                                                 password_required=True)))
+    created = await cashier.post(
+        "/v1/payments", code_payment(await payer_code(sandboxes, channel, password_required=True))
+    )
     assert created.status_code == 201, created.text
     payment = created.json()
     assert payment["status"] == "processing" and payment["channel"] == channel
@@ -102,8 +106,9 @@ async def test_an_unconfirmed_code_is_reversed_at_the_deadline_and_nothing_is_ch
     start_cashier: Any, sandboxes: Sandboxes, channel: str
 ) -> None:
     cashier = await both_channels(start_cashier, sandboxes, payment_code_deadline_seconds=5)
-    created = await cashier.post("/v1/payments", code_payment(await payer_code(sandboxes, channel,
-                                                                                 password_required=True)))
+    created = await cashier.post(
+        "/v1/payments", code_payment(await payer_code(sandboxes, channel, password_required=True))
+    )
     assert created.status_code == 201, created.text
     payment = created.json()
     assert payment["status"] == "processing"
@@ -115,10 +120,16 @@ async def test_an_unconfirmed_code_is_reversed_at_the_deadline_and_nothing_is_ch
     # At the channel the order is reversed / cancelled, so a password entered now charges nothing.
     assert await channel_state(sandboxes, channel, out_trade_no) in ("REVOKED", "TRADE_CLOSED")
     async with httpx.AsyncClient(timeout=10) as client:
-        late = (await client.post(f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}/approve",
-                                  params={"mchid": WECHAT_MCHID}) if channel == "wechatpay" else
-                await client.post(f"{sandboxes.alipay.base_url}/control/trades/{out_trade_no}/approve",
-                                  params={"app_id": sandboxes.alipay_app["app_id"]}))
+        late = (
+            await client.post(
+                f"{sandboxes.wechat.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": WECHAT_MCHID}
+            )
+            if channel == "wechatpay"
+            else await client.post(
+                f"{sandboxes.alipay.base_url}/control/trades/{out_trade_no}/approve",
+                params={"app_id": sandboxes.alipay_app["app_id"]},
+            )
+        )
     assert late.status_code != 200
     # No success event, so the ledger posts nothing; one close event.
     assert await cashier.outbox_count(PAYMENT_SUCCEEDED, payment["id"]) == 0
@@ -127,8 +138,9 @@ async def test_an_unconfirmed_code_is_reversed_at_the_deadline_and_nothing_is_ch
 
 async def test_a_merchant_cancel_reverses_the_code_at_once(start_cashier: Any, sandboxes: Sandboxes) -> None:
     cashier = await both_channels(start_cashier, sandboxes, payment_code_deadline_seconds=300)
-    created = await cashier.post("/v1/payments", code_payment(await payer_code(sandboxes, "wechatpay",
-                                                                                 password_required=True)))
+    created = await cashier.post(
+        "/v1/payments", code_payment(await payer_code(sandboxes, "wechatpay", password_required=True))
+    )
     payment = created.json()
     answer = await cashier.post(f"/v1/payments/{payment['id']}/close")
     assert answer.status_code == 200, answer.text
@@ -170,12 +182,16 @@ async def test_routing_prices_the_codes_channel_for_the_barcode_scene(
     routing_app = create_routing_app(service_settings("routing", database_url=routing_db, role="api"))
     async with serve_app(routing_app, name="routing") as routing_url:
         cashier = await start_cashier(routing_url=routing_url)
-        await add_routes(routing_url, cashier.merchant_id, [
-            ("ali_f2f", "alipay", "alipay", 38, ["barcode"]), ("wx_pos", "wechat", "wechatpay", 20, ["barcode"])])
+        await add_routes(
+            routing_url,
+            cashier.merchant_id,
+            [("ali_f2f", "alipay", "alipay", 38, ["barcode"]), ("wx_pos", "wechat", "wechatpay", 20, ["barcode"])],
+        )
         await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
         await cashier.configure("alipay", sandboxes.alipay_config(), priority=2)
-        created = await cashier.post("/v1/payments", code_payment(await payer_code(sandboxes, "alipay"),
-                                                                  amount_minor=10_000))
+        created = await cashier.post(
+            "/v1/payments", code_payment(await payer_code(sandboxes, "alipay"), amount_minor=10_000)
+        )
         assert created.status_code == 201, created.text
         payment = created.json()
         assert (payment["status"], payment["channel"], payment["route_id"]) == ("succeeded", "alipay", "ali_f2f")

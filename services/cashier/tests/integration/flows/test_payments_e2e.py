@@ -31,8 +31,11 @@ from .conftest import (
 async def broker_events(bootstrap: str, namespace: str, topic: str, subject: str) -> list[Envelope]:
     """Every event about `subject` on the (namespaced) topic, read from the beginning."""
     consumer = AIOKafkaConsumer(
-        topic_name(namespace, topic), bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-        enable_auto_commit=False, group_id=None,
+        topic_name(namespace, topic),
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
     )
     await consumer.start()
     try:
@@ -58,7 +61,10 @@ def assert_signed_webhook(received: Any, secret: str) -> dict[str, Any]:
 
 
 async def _end_to_end(
-    cashier: RunningCashier, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver, channel: str,
+    cashier: RunningCashier,
+    sandboxes: Sandboxes,
+    webhook_receiver: WebhookReceiver,
+    channel: str,
     juhe_infra: Any,
 ) -> None:
     created = await cashier.post("/v1/payments", qr_payment(amount_minor=8888, preferred_channels=[channel]))
@@ -130,8 +136,9 @@ async def test_notification_three_times_plus_concurrent_poll_applies_once(
     assert (await cashier.payment(payment["id"]))["status"] == "processing"
 
     async with cashier.engine.begin() as conn:  # the attempt's status poll is due now
-        await conn.execute(attempts.update().where(attempts.c.payment_id == payment["id"]).values(
-            next_poll_at=datetime.now(UTC)))
+        await conn.execute(
+            attempts.update().where(attempts.c.payment_id == payment["id"]).values(next_poll_at=datetime.now(UTC))
+        )
     async with httpx.AsyncClient(base_url=cashier.base_url) as client:
         results = await asyncio.gather(
             *(client.post(held.path, content=held.body, headers=held.headers) for _ in range(3)),

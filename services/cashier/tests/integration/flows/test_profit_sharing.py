@@ -20,25 +20,40 @@ from services.cashier.store.tables import profit_sharing_orders
 
 from .conftest import RunningCashier, Sandboxes, approve, paid_payment, qr_payment
 
-WX_RECEIVER = {"type": "MERCHANT_ID", "account": "1900000301", "name": None, "amount_minor": 200,
-               "description": "platform commission"}
-ALI_RECEIVER = {"type": "userId", "account": "2088000000000301", "name": "Juhe Platform", "amount_minor": 250,
-                "description": "platform commission"}
+WX_RECEIVER = {
+    "type": "MERCHANT_ID",
+    "account": "1900000301",
+    "name": None,
+    "amount_minor": 200,
+    "description": "platform commission",
+}
+ALI_RECEIVER = {
+    "type": "userId",
+    "account": "2088000000000301",
+    "name": "Juhe Platform",
+    "amount_minor": 250,
+    "description": "platform commission",
+}
 
 
-async def _sharing_payment(cashier: RunningCashier, sandboxes: Sandboxes, channel: str,
-                           amount_minor: int = 1000) -> dict[str, Any]:
-    created = await cashier.post("/v1/payments", qr_payment(amount_minor=amount_minor, preferred_channels=[channel],
-                                                            profit_sharing=True))
+async def _sharing_payment(
+    cashier: RunningCashier, sandboxes: Sandboxes, channel: str, amount_minor: int = 1000
+) -> dict[str, Any]:
+    created = await cashier.post(
+        "/v1/payments", qr_payment(amount_minor=amount_minor, preferred_channels=[channel], profit_sharing=True)
+    )
     assert created.status_code == 201, created.text
     await approve(sandboxes, channel, created.json()["attempts"][0]["out_trade_no"])
     return await cashier.wait_status(created.json()["id"], "succeeded")
 
 
-async def _share(cashier: RunningCashier, payment_id: str, order_no: str, receivers: list[dict[str, Any]],
-                 finish: bool = False) -> httpx.Response:
-    return await cashier.client.post(f"/v1/internal/payments/{payment_id}/profit-sharing",
-                                     json={"order_no": order_no, "receivers": receivers, "finish": finish})
+async def _share(
+    cashier: RunningCashier, payment_id: str, order_no: str, receivers: list[dict[str, Any]], finish: bool = False
+) -> httpx.Response:
+    return await cashier.client.post(
+        f"/v1/internal/payments/{payment_id}/profit-sharing",
+        json={"order_no": order_no, "receivers": receivers, "finish": finish},
+    )
 
 
 def _ok(response: httpx.Response) -> dict[str, Any]:
@@ -79,8 +94,9 @@ async def test_wechatpay_profit_sharing_idempotent_by_order_no(
 
     first = _ok(await _share(cashier, payment["id"], "split-1", [WX_RECEIVER]))
     assert first["status"] == "succeeded" and first["channel"] == "wechatpay" and first["channel_order_id"]
-    assert first["receivers"] == [{"account": "1900000301", "amount_minor": 200, "status": "succeeded",
-                                   "fail_reason": None}]
+    assert first["receivers"] == [
+        {"account": "1900000301", "amount_minor": 200, "status": "succeeded", "fail_reason": None}
+    ]
     assert await _unsplit_minor(cashier, payment["channel_trade_no"]) == 800
 
     # The same order number and body: the stored order, and the channel shares nothing more.
@@ -88,10 +104,12 @@ async def test_wechatpay_profit_sharing_idempotent_by_order_no(
     assert _ok(await cashier.client.get(f"{path}/split-1")) == first
     assert await _unsplit_minor(cashier, payment["channel_trade_no"]) == 800
     # The same order number with another body is a conflict, whatever changed.
-    _problem(await _share(cashier, payment["id"], "split-1", [{**WX_RECEIVER, "amount_minor": 100}]), 409,
-             "idempotency_key_reused")
-    _problem(await _share(cashier, payment["id"], "split-1", [WX_RECEIVER], finish=True), 409,
-             "idempotency_key_reused")
+    _problem(
+        await _share(cashier, payment["id"], "split-1", [{**WX_RECEIVER, "amount_minor": 100}]),
+        409,
+        "idempotency_key_reused",
+    )
+    _problem(await _share(cashier, payment["id"], "split-1", [WX_RECEIVER], finish=True), 409, "idempotency_key_reused")
     assert await _order_rows(cashier) == 1
 
     # Above WeChat's 30 % ratio: the channel refuses the order itself → final `failed`, nothing shared.
@@ -142,10 +160,16 @@ async def test_payments_that_cannot_be_shared(start_cashier: Any, sandboxes: San
     unpaid = await cashier.post("/v1/payments", qr_payment(amount_minor=1000, profit_sharing=True))
     assert unpaid.status_code == 201, unpaid.text
     _problem(await _share(cashier, unpaid.json()["id"], "split-1", [WX_RECEIVER]), 409, "payment_not_succeeded")
-    _problem(await _share(cashier, "pay_0123456789abcdef0123456789abcdef", "split-1", [WX_RECEIVER]), 404,
-             "payment_not_found")
-    _problem(await cashier.client.get("/v1/internal/payments/pay_0123456789abcdef0123456789abcdef/profit-sharing/x"),
-             404, "payment_not_found")
+    _problem(
+        await _share(cashier, "pay_0123456789abcdef0123456789abcdef", "split-1", [WX_RECEIVER]),
+        404,
+        "payment_not_found",
+    )
+    _problem(
+        await cashier.client.get("/v1/internal/payments/pay_0123456789abcdef0123456789abcdef/profit-sharing/x"),
+        404,
+        "payment_not_found",
+    )
     for bad in (
         {"order_no": "bad order", "receivers": [WX_RECEIVER], "finish": False},
         {"order_no": "o" * 65, "receivers": [WX_RECEIVER], "finish": False},
@@ -173,12 +197,16 @@ async def test_alipay_royalty_idempotent_finish_and_channel_down(
 
     first = _ok(await _share(cashier, payment["id"], "royalty-1", [ALI_RECEIVER]))
     assert first["status"] == "succeeded" and first["channel"] == "alipay" and first["channel_order_id"]
-    assert first["receivers"] == [{"account": ALI_RECEIVER["account"], "amount_minor": 250, "status": "succeeded",
-                                   "fail_reason": None}]
+    assert first["receivers"] == [
+        {"account": ALI_RECEIVER["account"], "amount_minor": 250, "status": "succeeded", "fail_reason": None}
+    ]
     assert _ok(await _share(cashier, payment["id"], "royalty-1", [ALI_RECEIVER])) == first
     assert _ok(await cashier.client.get(f"{path}/royalty-1")) == first
-    _problem(await _share(cashier, payment["id"], "royalty-1", [{**ALI_RECEIVER, "amount_minor": 1}]), 409,
-             "idempotency_key_reused")
+    _problem(
+        await _share(cashier, payment["id"], "royalty-1", [{**ALI_RECEIVER, "amount_minor": 1}]),
+        409,
+        "idempotency_key_reused",
+    )
 
     # The last split releases the rest to the merchant; Alipay refuses any split after it.
     last = _ok(await _share(cashier, payment["id"], "royalty-2", [{**ALI_RECEIVER, "amount_minor": 100}], finish=True))
@@ -209,15 +237,24 @@ async def test_channels_refuse_sharing_a_trade_not_frozen_for_it(start_cashier: 
     assert isinstance(wechat, WechatPayConnector)
     await wxps.add_receiver(wechat, type="MERCHANT_ID", account="1900000301", relation_type="PARTNER")
     with pytest.raises(ChannelError) as refused:
-        await wxps.create_order(wechat, transaction_id=wechat_plain["channel_trade_no"], out_order_no="direct-1",
-                                receivers=[wxps.ShareReceiver("MERCHANT_ID", "1900000301", 100, "x")],
-                                unfreeze_unsplit=False)
+        await wxps.create_order(
+            wechat,
+            transaction_id=wechat_plain["channel_trade_no"],
+            out_order_no="direct-1",
+            receivers=[wxps.ShareReceiver("MERCHANT_ID", "1900000301", 100, "x")],
+            unfreeze_unsplit=False,
+        )
     assert refused.value.code == "INVALID_REQUEST"
 
     alipay = await cashier.cashier.connectors.get(cashier.merchant_id, "alipay")
     assert isinstance(alipay, AlipayConnector)
     await royalty.bind_receivers(alipay, out_request_no="bind-direct-1", receivers=[("userId", "2088000000000301")])
     with pytest.raises(ChannelError) as refused:
-        await royalty.settle(alipay, out_request_no="direct-1", trade_no=alipay_plain["channel_trade_no"],
-                             lines=[royalty.RoyaltyLine("2088000000000301", 100, "x")], finish=False)
+        await royalty.settle(
+            alipay,
+            out_request_no="direct-1",
+            trade_no=alipay_plain["channel_trade_no"],
+            lines=[royalty.RoyaltyLine("2088000000000301", 100, "x")],
+            finish=False,
+        )
     assert refused.value.code == "ACQ.TRADE_SETTLE_ERROR"

@@ -79,14 +79,19 @@ async def test_wallet_topup_only_from_ledger_or_platform_and_never_refunded(
     assert by_ledger.status_code == 201, by_ledger.text
     payment = by_ledger.json()
     assert {k: payment[k] for k in PURPOSE_FIELDS} == {
-        "purpose": "wallet_topup", "wallet_holder_id": HOLDER, "split": None, "profit_sharing": False}
+        "purpose": "wallet_topup",
+        "wallet_holder_id": HOLDER,
+        "split": None,
+        "profit_sharing": False,
+    }
     by_platform = await _post_as(cashier, _topup(), platform="plt_1", merchant_id=m)
     assert by_platform.status_code == 201, by_platform.text
     assert by_platform.json()["purpose"] == "wallet_topup"
 
     # Same order number and body again from the ledger: the same payment (idempotent create).
-    again = await _post_as(cashier, _topup(merchant_order_no=payment["merchant_order_no"]), service="ledger",
-                           merchant_id=m)
+    again = await _post_as(
+        cashier, _topup(merchant_order_no=payment["merchant_order_no"]), service="ledger", merchant_id=m
+    )
     assert again.status_code == 200 and again.json()["id"] == payment["id"]
 
     await approve(sandboxes, "wechatpay", payment["attempts"][0]["out_trade_no"])
@@ -100,8 +105,14 @@ async def test_wallet_topup_only_from_ledger_or_platform_and_never_refunded(
     ordinary = await cashier.post("/v1/payments", qr_payment(amount_minor=10_000))
     assert ordinary.status_code == 201, ordinary.text
     assert (await _event_data(cashier, ordinary.json()["id"]))["payment.created"]["platform_fee_minor"] == 60
-    hooks = await wait_for(lambda: [json.loads(r.body) for r in webhook_receiver.delivered()
-                                    if json.loads(r.body)["data"]["id"] == payment["id"]], "the webhook")
+    hooks = await wait_for(
+        lambda: [
+            json.loads(r.body)
+            for r in webhook_receiver.delivered()
+            if json.loads(r.body)["data"]["id"] == payment["id"]
+        ],
+        "the webhook",
+    )
     assert hooks[0]["data"]["purpose"] == "wallet_topup" and hooks[0]["data"]["wallet_holder_id"] == HOLDER
 
     refused = await cashier.post(f"/v1/payments/{payment['id']}/refunds", {"amount_minor": 1})
@@ -127,10 +138,14 @@ async def test_incoherent_purpose_or_split_is_refused_and_creates_nothing(
     _problem(await _post_as(cashier, qr_payment(purpose="wallet_topup"), **ledger), 422, "validation_failed")
     _problem(await _post_as(cashier, _topup(wallet_holder_id=""), **ledger), 422, "validation_failed")
     _problem(await _post_as(cashier, _topup(wallet_holder_id="u" * 65), **ledger), 422, "validation_failed")
-    _problem(await _post_as(cashier, _topup(scene="wallet", payer={"user_id": HOLDER}), **ledger), 422,
-             "validation_failed")
-    _problem(await _post_as(cashier, _topup(split=[{"receiver_id": "rcv_1", "amount_minor": 1}]), **ledger), 422,
-             "validation_failed")
+    _problem(
+        await _post_as(cashier, _topup(scene="wallet", payer={"user_id": HOLDER}), **ledger), 422, "validation_failed"
+    )
+    _problem(
+        await _post_as(cashier, _topup(split=[{"receiver_id": "rcv_1", "amount_minor": 1}]), **ledger),
+        422,
+        "validation_failed",
+    )
     _problem(await _post_as(cashier, _topup(purpose="gift"), **ledger), 422, "validation_failed")
     _problem(await cashier.post("/v1/payments", qr_payment(wallet_holder_id=HOLDER)), 422, "validation_failed")
 
@@ -167,8 +182,9 @@ async def test_split_is_never_created_unchecked(start_cashier: Any, sandboxes: S
     _problem(await dead.post("/v1/payments", body), 503, "settlement_unavailable")
     assert await _counts(dead) == (0, 0)
     # Without a split the same cashier creates payments as before: settlement is only asked about splits.
-    plain = await dead.post("/v1/payments", qr_payment(amount_minor=100, payer={"user_id": "usr_42"},
-                                                       metadata={"business_line": "parking"}))
+    plain = await dead.post(
+        "/v1/payments", qr_payment(amount_minor=100, payer={"user_id": "usr_42"}, metadata={"business_line": "parking"})
+    )
     assert plain.status_code == 201, plain.text
     assert plain.json()["split"] is None
     # Consumers read these from the event: settlement the rule's business line, marketing the payer's points.
@@ -190,16 +206,21 @@ async def test_profit_sharing_is_stored_and_needs_a_channel_that_can_freeze(
 
     wallet_only = await start_cashier()
     await wallet_only.configure("wallet", {}, priority=1)
-    _problem(await wallet_only.post("/v1/payments", qr_payment(scene="wallet", payer={"user_id": "usr_1"},
-                                                                 profit_sharing=True)),
-             422, "profit_sharing_unsupported")
+    _problem(
+        await wallet_only.post(
+            "/v1/payments", qr_payment(scene="wallet", payer={"user_id": "usr_1"}, profit_sharing=True)
+        ),
+        422,
+        "profit_sharing_unsupported",
+    )
     assert await _counts(wallet_only) == (0, 0)
 
 
 async def _serve_settlement(service_settings: Any, database_url: str) -> AsyncIterator[str]:
     port = free_port()
-    settings = service_settings("settlement", database_url=database_url, port=port,
-                                ledger_url="http://127.0.0.1:9", role="api")
+    settings = service_settings(
+        "settlement", database_url=database_url, port=port, ledger_url="http://127.0.0.1:9", role="api"
+    )
     async with serve_app(create_settlement_app(settings), port=port, name="settlement") as base_url:
         yield base_url
 
@@ -223,8 +244,11 @@ async def broken_settlement_url(
 async def _split_rule(settlement_url: str, merchant_id: str) -> None:
     """Receivers and a rule: a partner may take up to 30 % of what the merchant keeps (no platform fee here)."""
     async with httpx.AsyncClient(base_url=settlement_url) as client:
-        for receiver_id, kind, holder in (("r_shop", "merchant", merchant_id), ("r_tch", "partner", "tch_1"),
-                                          ("r_other", "partner", "x_1")):
+        for receiver_id, kind, holder in (
+            ("r_shop", "merchant", merchant_id),
+            ("r_tch", "partner", "tch_1"),
+            ("r_other", "partner", "x_1"),
+        ):
             put = await client.put(f"/v1/settlement/receivers/{receiver_id}", json={"kind": kind, "holder_id": holder})
             assert put.is_success, put.text
         rule = {"shares": [{"receiver_id": "r_tch", "percent_bps": 3000}], "remainder_receiver_id": "r_shop"}
@@ -269,11 +293,14 @@ async def test_split_checked_by_the_real_settlement(
     # The metadata travels with the event: settlement picks the split rule by its business_line at success.
     assert events["payment.created"]["metadata"] == accepted.json()["metadata"]
     # The same order again returns the same payment; another split under the same order number is refused.
-    again = await cashier.post("/v1/payments", {**split(("r_tch", 300), ("r_shop", 700)),
-                                                "merchant_order_no": accepted.json()["merchant_order_no"]})
+    again = await cashier.post(
+        "/v1/payments",
+        {**split(("r_tch", 300), ("r_shop", 700)), "merchant_order_no": accepted.json()["merchant_order_no"]},
+    )
     assert again.status_code == 200 and again.json()["id"] == accepted.json()["id"]
-    changed = await cashier.post("/v1/payments", {**split(("r_tch", 200)),
-                                                  "merchant_order_no": accepted.json()["merchant_order_no"]})
+    changed = await cashier.post(
+        "/v1/payments", {**split(("r_tch", 200)), "merchant_order_no": accepted.json()["merchant_order_no"]}
+    )
     _problem(changed, 409, "duplicate_merchant_order")
 
 
@@ -283,9 +310,15 @@ async def test_settlement_failing_is_unavailable_not_a_refusal(
     cashier = await start_cashier(settlement_url=broken_settlement_url)
     await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
     async with httpx.AsyncClient(base_url=broken_settlement_url) as client:  # settlement itself is failing
-        direct = await client.post("/v1/internal/split-checks", json={
-            "merchant_id": cashier.merchant_id, "amount_minor": 100, "currency": "CNY",
-            "split": [{"receiver_id": "rcv_1", "amount_minor": 30}]})
+        direct = await client.post(
+            "/v1/internal/split-checks",
+            json={
+                "merchant_id": cashier.merchant_id,
+                "amount_minor": 100,
+                "currency": "CNY",
+                "split": [{"receiver_id": "rcv_1", "amount_minor": 30}],
+            },
+        )
         assert direct.status_code >= 500, direct.text
     body = qr_payment(amount_minor=100, split=[{"receiver_id": "rcv_1", "amount_minor": 30}])
     _problem(await cashier.post("/v1/payments", body), 503, "settlement_unavailable")

@@ -45,15 +45,22 @@ class CrashedCashier:
 
     async def rows(self, merchant_order_no: str) -> tuple[Any, list[Any]]:
         async with self.engine.connect() as conn:
-            payment = (await conn.execute(select(payments).where(
-                payments.c.merchant_id == MERCHANT, payments.c.merchant_order_no == merchant_order_no))).one()
-            tried = (await conn.execute(
-                select(attempts).where(attempts.c.payment_id == payment.id).order_by(attempts.c.seq))).all()
+            payment = (
+                await conn.execute(
+                    select(payments).where(
+                        payments.c.merchant_id == MERCHANT, payments.c.merchant_order_no == merchant_order_no
+                    )
+                )
+            ).one()
+            tried = (
+                await conn.execute(select(attempts).where(attempts.c.payment_id == payment.id).order_by(attempts.c.seq))
+            ).all()
         return payment, list(tried)
 
     async def outbox_count(self, event_type: str, subject: str) -> int:
-        query = select(func.count()).select_from(outbox).where(outbox.c.event_type == event_type,
-                                                                  outbox.c.key == subject)
+        query = (
+            select(func.count()).select_from(outbox).where(outbox.c.event_type == event_type, outbox.c.key == subject)
+        )
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
@@ -69,7 +76,11 @@ class CrashedCashier:
 
 @pytest.fixture
 async def crashed_cashier(
-    migrated_database: Any, service_processes: Any, juhe_infra: Any, platform_topics: str, sandboxes: Sandboxes,
+    migrated_database: Any,
+    service_processes: Any,
+    juhe_infra: Any,
+    platform_topics: str,
+    sandboxes: Sandboxes,
     request: pytest.FixtureRequest,
 ) -> AsyncIterator[Any]:
     """`await crashed_cashier(channels, crash_at, order_no)`: a cashier process (the channels configured in that
@@ -80,9 +91,15 @@ async def crashed_cashier(
         database_url = await migrated_database("cashier")
         port = free_port()
         settings = {
-            "database_url": database_url, "port": port, "public_base_url": f"http://127.0.0.1:{port}",
-            "kafka_bootstrap_servers": juhe_infra.bootstrap, "topic_namespace": platform_topics, **TEST_TIMINGS,
-            "poll_initial_seconds": 0.3, "poll_backoff_max_seconds": 1.0, "poll_interval_seconds": 0.1,
+            "database_url": database_url,
+            "port": port,
+            "public_base_url": f"http://127.0.0.1:{port}",
+            "kafka_bootstrap_servers": juhe_infra.bootstrap,
+            "topic_namespace": platform_topics,
+            **TEST_TIMINGS,
+            "poll_initial_seconds": 0.3,
+            "poll_backoff_max_seconds": 1.0,
+            "poll_interval_seconds": 0.1,
             "redrive_grace_seconds": 3.0,  # its 60 % bounds a prepay: above the sandbox configs' timeouts
             **overrides,
         }
@@ -94,8 +111,9 @@ async def crashed_cashier(
             assert merchant.status_code == 200, merchant.text
             for priority, channel in enumerate(channels.split(","), start=1):
                 config = sandboxes.wechat_config() if channel == "wechatpay" else sandboxes.alipay_config()
-                configured = await client.put(f"/v1/admin/merchants/{MERCHANT}/channels/{channel}",
-                                              json={"priority": priority, "config": config})
+                configured = await client.put(
+                    f"/v1/admin/merchants/{MERCHANT}/channels/{channel}", json={"priority": priority, "config": config}
+                )
                 assert configured.status_code == 200, configured.text
             with pytest.raises(httpx.TransportError):  # the process dies mid-request
                 await client.post("/v1/payments", json=qr_payment(order_no))
@@ -196,8 +214,10 @@ async def test_redrive_fails_over_when_the_first_channel_is_down(
     assert retried.status_code == 200, retried.text
     payment = retried.json()
     assert payment["status"] == "processing" and payment["channel"] == "alipay", payment
-    assert [(a["channel"], a["status"]) for a in payment["attempts"]] == [("wechatpay", "failed"),
-                                                                          ("alipay", "processing")]
+    assert [(a["channel"], a["status"]) for a in payment["attempts"]] == [
+        ("wechatpay", "failed"),
+        ("alipay", "processing"),
+    ]
     assert await cashier.outbox_count("payment.attempt_failed", payment["id"]) == 1
     await approve(sandboxes, "alipay", payment["attempts"][1]["out_trade_no"])
     await cashier.wait_status(payment["id"], "succeeded")

@@ -59,9 +59,18 @@ async def test_refund_of_unpaid_payment_and_repeated_merchant_refund_number(
 ) -> None:
     cashier = await start_cashier()
     await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
-    unpaid = (await cashier.post("/v1/payments", {
-        "merchant_order_no": "unpaid-1", "amount_minor": 100, "currency": "CNY", "description": "x",
-        "scene": "native_qr"})).json()
+    unpaid = (
+        await cashier.post(
+            "/v1/payments",
+            {
+                "merchant_order_no": "unpaid-1",
+                "amount_minor": 100,
+                "currency": "CNY",
+                "description": "x",
+                "scene": "native_qr",
+            },
+        )
+    ).json()
     refused = await cashier.post(f"/v1/payments/{unpaid['id']}/refunds", {"amount_minor": 10})
     assert refused.status_code == 409 and refused.json()["code"] == "payment_not_refundable"
 
@@ -109,8 +118,9 @@ async def test_wechat_refund_settles_by_channel_notification(
     refund_id = created.json()["id"]
 
     async with httpx.AsyncClient() as client:
-        approved = await client.post(f"{sandboxes.wechat.base_url}/control/refunds/{refund_id}/approve",
-                                     params={"mchid": WECHAT_MCHID})
+        approved = await client.post(
+            f"{sandboxes.wechat.base_url}/control/refunds/{refund_id}/approve", params={"mchid": WECHAT_MCHID}
+        )
     assert approved.status_code == 200, approved.text
 
     async def settled() -> bool:

@@ -50,19 +50,43 @@ class RunningLedger:
         return dict(response.json()) if response.status_code == 200 else None
 
     async def funded_wallet(self, user_id: str, amount_minor: int) -> str:
-        wallet = await self.client.post("/v1/accounts", json={
-            "holder_id": user_id, "currency": "CNY", "kind": "user_wallet", "code": "2301",
-            "flags": {"debits_must_not_exceed_credits": True}})
+        wallet = await self.client.post(
+            "/v1/accounts",
+            json={
+                "holder_id": user_id,
+                "currency": "CNY",
+                "kind": "user_wallet",
+                "code": "2301",
+                "flags": {"debits_must_not_exceed_credits": True},
+            },
+        )
         assert wallet.status_code == 201, wallet.text
-        source = await self.client.post("/v1/accounts", json={
-            "holder_id": f"legacy_{user_id}", "currency": "CNY", "kind": "opening_balance", "code": "3101"})
+        source = await self.client.post(
+            "/v1/accounts",
+            json={"holder_id": f"legacy_{user_id}", "currency": "CNY", "kind": "opening_balance", "code": "3101"},
+        )
         assert source.status_code == 201, source.text
-        funded = await self.client.post("/v1/transfers", json={
-            "source": "test", "idempotency_key": f"fund-{user_id}", "postings": [
-                {"account_id": source.json()["id"], "direction": "debit", "amount_minor": amount_minor,
-                 "currency": "CNY"},
-                {"account_id": wallet.json()["id"], "direction": "credit", "amount_minor": amount_minor,
-                 "currency": "CNY"}]})
+        funded = await self.client.post(
+            "/v1/transfers",
+            json={
+                "source": "test",
+                "idempotency_key": f"fund-{user_id}",
+                "postings": [
+                    {
+                        "account_id": source.json()["id"],
+                        "direction": "debit",
+                        "amount_minor": amount_minor,
+                        "currency": "CNY",
+                    },
+                    {
+                        "account_id": wallet.json()["id"],
+                        "direction": "credit",
+                        "amount_minor": amount_minor,
+                        "currency": "CNY",
+                    },
+                ],
+            },
+        )
         assert funded.status_code == 201, funded.text
         return str(wallet.json()["id"])
 
@@ -147,12 +171,18 @@ async def test_wallet_payment_moves_the_balance_only_on_confirm_and_refunds_back
     wallet = (await ledger.balances(user))["user_wallet"]
     assert wallet["posted_balance_minor"] == 15000 and wallet["available_balance_minor"] == 5000  # held only
 
-    other = await cashier.client.post(f"/v1/payments/{payment['id']}/confirm", json={"user_id": "usr_other"},
-                                      headers=cashier.headers())
+    other = await cashier.client.post(
+        f"/v1/payments/{payment['id']}/confirm", json={"user_id": "usr_other"}, headers=cashier.headers()
+    )
     assert other.status_code == 403 and other.json()["code"] == "payer_mismatch"
-    confirms = await asyncio.gather(*(
-        cashier.client.post(f"/v1/payments/{payment['id']}/confirm", json={"user_id": user},
-                            headers=cashier.headers()) for _ in range(5)))
+    confirms = await asyncio.gather(
+        *(
+            cashier.client.post(
+                f"/v1/payments/{payment['id']}/confirm", json={"user_id": user}, headers=cashier.headers()
+            )
+            for _ in range(5)
+        )
+    )
     assert all(c.status_code == 200 and c.json()["status"] == "succeeded" for c in confirms), confirms
     assert await cashier.outbox_count("payment.succeeded", payment["id"]) == 1
     assert (await ledger.transfer(f"{payment['id']}:hold"))["status"] == "posted"  # type: ignore[index]
@@ -195,17 +225,20 @@ async def test_wallet_hold_is_voided_on_expiry_and_cannot_be_confirmed_after(
 
     # Expire it now (as the clock would): the expiry loop voids the hold at the ledger, then closes locally.
     from sqlalchemy import text
+
     async with cashier.engine.begin() as conn:
-        await conn.execute(text("UPDATE payments SET expire_at = now() - interval '1 second' WHERE id = :i"),
-                           {"i": payment_id})
+        await conn.execute(
+            text("UPDATE payments SET expire_at = now() - interval '1 second' WHERE id = :i"), {"i": payment_id}
+        )
     closed = await cashier.wait_status(payment_id, "closed")
     assert closed["status"] == "closed"
     assert (await ledger.transfer(f"{payment_id}:hold"))["status"] == "voided"  # type: ignore[index]
     wallet = (await ledger.balances(user))["user_wallet"]
     assert wallet["available_balance_minor"] == 1000 and wallet["posted_balance_minor"] == 1000
 
-    late = await cashier.client.post(f"/v1/payments/{payment_id}/confirm", json={"user_id": user},
-                                     headers=cashier.headers())
+    late = await cashier.client.post(
+        f"/v1/payments/{payment_id}/confirm", json={"user_id": user}, headers=cashier.headers()
+    )
     assert late.status_code == 409 and late.json()["code"] == "payment_not_confirmable"
     assert await cashier.outbox_count("payment.succeeded", payment_id) == 0
 
@@ -219,11 +252,13 @@ async def test_user_identity_token_confirms(start_cashier: Any, ledger: RunningL
     assert created.status_code == 201, created.text
     secret = cashier.cashier.settings.internal_token_secret.get_secret_value()
     stranger = mint_identity_token(secret, key_id="k1", user="usr_stranger")
-    refused = await cashier.client.post(f"/v1/payments/{created.json()['id']}/confirm",
-                                        headers={"X-Juhe-Identity": stranger})
+    refused = await cashier.client.post(
+        f"/v1/payments/{created.json()['id']}/confirm", headers={"X-Juhe-Identity": stranger}
+    )
     assert refused.status_code == 403 and refused.json()["code"] == "payer_mismatch"
     token = mint_identity_token(secret, key_id="k1", user=user)
-    confirmed = await cashier.client.post(f"/v1/payments/{created.json()['id']}/confirm",
-                                          headers={"X-Juhe-Identity": token})
+    confirmed = await cashier.client.post(
+        f"/v1/payments/{created.json()['id']}/confirm", headers={"X-Juhe-Identity": token}
+    )
     assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
     assert (await ledger.balances(user))["user_wallet"]["posted_balance_minor"] == 0

@@ -55,14 +55,19 @@ def _verifies(secret: str, received: Any) -> bool:
 async def _event_of(cashier: RunningCashier, payment_id: str, event_type: str) -> dict[str, Any]:
     events = await cashier.get("/v1/events", type=event_type, limit=100)
     assert events.status_code == 200, events.text
-    found = [e for e in events.json()["data"] if e["data"].get("id") == payment_id
-             or e["data"].get("payment_id") == payment_id]
+    found = [
+        e
+        for e in events.json()["data"]
+        if e["data"].get("id") == payment_id or e["data"].get("payment_id") == payment_id
+    ]
     assert len(found) == 1, events.json()
     return dict(found[0])
 
 
 async def test_endpoints_rotation_resend_and_events(
-    start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver,
+    start_cashier: Any,
+    sandboxes: Sandboxes,
+    webhook_receiver: WebhookReceiver,
     receivers: tuple[WebhookReceiver, ...],
 ) -> None:
     paid_receiver, closed_receiver = receivers
@@ -70,20 +75,22 @@ async def test_endpoints_rotation_resend_and_events(
     await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
 
     # The API's refusals: an internal URL, an unknown event type; nothing is created.
-    refused = await cashier.post("/v1/webhook-endpoints", {"url": "https://10.0.0.5/hooks",
-                                                           "enabled_events": ["*"]})
+    refused = await cashier.post("/v1/webhook-endpoints", {"url": "https://10.0.0.5/hooks", "enabled_events": ["*"]})
     assert refused.status_code == 422 and refused.json()["code"] == "notify_url_not_allowed", refused.text
-    refused = await cashier.post("/v1/webhook-endpoints", {"url": paid_receiver.url,
-                                                           "enabled_events": ["payment.paid"]})
+    refused = await cashier.post(
+        "/v1/webhook-endpoints", {"url": paid_receiver.url, "enabled_events": ["payment.paid"]}
+    )
     assert refused.status_code == 422 and refused.json()["code"] == "validation_failed", refused.text
     assert (await cashier.get("/v1/webhook-endpoints")).json()["data"] == []
 
-    created = await cashier.post("/v1/webhook-endpoints", {"url": paid_receiver.url,
-                                                           "enabled_events": ["payment.succeeded"]})
+    created = await cashier.post(
+        "/v1/webhook-endpoints", {"url": paid_receiver.url, "enabled_events": ["payment.succeeded"]}
+    )
     assert created.status_code == 201, created.text
     paid_endpoint = created.json()
-    created = await cashier.post("/v1/webhook-endpoints", {"url": closed_receiver.url,
-                                                           "enabled_events": ["payment.closed", "refund.failed"]})
+    created = await cashier.post(
+        "/v1/webhook-endpoints", {"url": closed_receiver.url, "enabled_events": ["payment.closed", "refund.failed"]}
+    )
     assert created.status_code == 201, created.text
     closed_endpoint = created.json()
     assert paid_endpoint["secret"] != closed_endpoint["secret"]
@@ -122,8 +129,9 @@ async def test_endpoints_rotation_resend_and_events(
 
     # Rotation with an overlap: both secrets sign (two v1= entries), either verifies.
     old_secret = paid_endpoint["secret"]
-    rotated = await cashier.post(f"/v1/webhook-endpoints/{paid_endpoint['id']}/rotate-secret",
-                                 {"overlap_seconds": 3600})
+    rotated = await cashier.post(
+        f"/v1/webhook-endpoints/{paid_endpoint['id']}/rotate-secret", {"overlap_seconds": 3600}
+    )
     assert rotated.status_code == 200, rotated.text
     new_secret = rotated.json()["secret"]
     assert new_secret != old_secret and rotated.json()["previous_secret_expires_at"] is not None
@@ -134,21 +142,24 @@ async def test_endpoints_rotation_resend_and_events(
 
     # After the window (moved into the past here rather than waited for): the new secret only.
     async with cashier.engine.begin() as conn:
-        await conn.execute(update(webhook_endpoints).where(webhook_endpoints.c.id == paid_endpoint["id"])
-                           .values(previous_secret_expires_at=webhook_endpoints.c.created_at))
+        await conn.execute(
+            update(webhook_endpoints)
+            .where(webhook_endpoints.c.id == paid_endpoint["id"])
+            .values(previous_secret_expires_at=webhook_endpoints.c.created_at)
+        )
     after = await paid_payment(cashier, sandboxes, "alipay", 102)
     [got] = await _received(paid_receiver, (await _event_of(cashier, after["id"], "payment.succeeded"))["id"])
     assert got.headers["Juhe-Signature"].count("v1=") == 1
     assert _verifies(new_secret, got) and not _verifies(old_secret, got)
 
     # A disabled endpoint gets nothing new; a deleted one is gone.
-    disabled = await cashier.client.patch(f"/v1/webhook-endpoints/{paid_endpoint['id']}", json={"enabled": False},
-                                          headers=cashier.headers())
+    disabled = await cashier.client.patch(
+        f"/v1/webhook-endpoints/{paid_endpoint['id']}", json={"enabled": False}, headers=cashier.headers()
+    )
     assert disabled.status_code == 200 and disabled.json()["enabled"] is False, disabled.text
     quiet = await paid_payment(cashier, sandboxes, "alipay", 103)
     assert [d["url"] for d in await _deliveries(cashier, quiet["id"])] == [webhook_receiver.url]
-    deleted = await cashier.client.delete(f"/v1/webhook-endpoints/{closed_endpoint['id']}",
-                                          headers=cashier.headers())
+    deleted = await cashier.client.delete(f"/v1/webhook-endpoints/{closed_endpoint['id']}", headers=cashier.headers())
     assert deleted.status_code == 204, deleted.text
     gone = await cashier.get(f"/v1/webhook-endpoints/{closed_endpoint['id']}")
     assert gone.status_code == 404 and gone.json()["code"] == "webhook_endpoint_not_found", gone.text
@@ -162,7 +173,8 @@ async def test_endpoints_rotation_resend_and_events(
     assert rest["has_more"] is False and rest["next_cursor"] is None
     assert len(page["data"]) + len(rest["data"]) == 5  # four payments succeeded, one closed
     assert [e["id"] for e in (await cashier.get("/v1/events", type="payment.closed")).json()["data"]] == [
-        closed_event["id"]]
+        closed_event["id"]
+    ]
     window = await cashier.get("/v1/events", created_lt=paid_event["created_at"])
     assert window.json()["data"] == []
     one = await cashier.get(f"/v1/events/{closed_event['id']}")

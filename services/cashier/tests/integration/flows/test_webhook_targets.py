@@ -87,8 +87,9 @@ async def _deliveries(cashier: RunningCashier, payment_id: str) -> list[dict[str
 async def _set_merchant_url(cashier: RunningCashier, url: str) -> None:
     """A merchant default URL stored before targets were checked (or by a platform operator's script)."""
     async with cashier.engine.begin() as conn:
-        await conn.execute(update(merchants).where(merchants.c.merchant_id == cashier.merchant_id)
-                           .values(notify_url=url))
+        await conn.execute(
+            update(merchants).where(merchants.c.merchant_id == cashier.merchant_id).values(notify_url=url)
+        )
 
 
 async def _abandoned_delivery(cashier: RunningCashier, payment_id: str) -> dict[str, Any]:
@@ -100,16 +101,19 @@ async def _abandoned_delivery(cashier: RunningCashier, payment_id: str) -> dict[
     return delivery
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1:8002/v1/transfers",
-    "https://127.0.0.1:8002/v1/transfers",
-    "https://10.0.0.5/hooks",
-    "https://192.168.1.20/hooks",
-    "https://169.254.169.254/latest/meta-data/",
-    "https://[::1]:8443/hooks",
-    "https://localhost/hooks",
-    "http://shop.example/hooks",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8002/v1/transfers",
+        "https://127.0.0.1:8002/v1/transfers",
+        "https://10.0.0.5/hooks",
+        "https://192.168.1.20/hooks",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]:8443/hooks",
+        "https://localhost/hooks",
+        "http://shop.example/hooks",
+    ],
+)
 async def test_create_with_an_internal_or_plain_http_notify_url_is_422(
     start_cashier: Any, sandboxes: Sandboxes, url: str
 ) -> None:

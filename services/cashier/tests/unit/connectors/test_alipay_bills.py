@@ -67,9 +67,7 @@ class _GbkNameZipInfo(zipfile.ZipInfo):
         return self.filename.encode("gbk"), self.flag_bits
 
 
-def _bill_zip(
-    *, gbk_names: bool = True, detail_name: str = "20880211096256330156_20190916_业务明细.csv"
-) -> bytes:
+def _bill_zip(*, gbk_names: bool = True, detail_name: str = "20880211096256330156_20190916_业务明细.csv") -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for name, text in (

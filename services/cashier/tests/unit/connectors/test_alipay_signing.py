@@ -302,10 +302,7 @@ NESTED_NODE = (
 
 
 def test_response_node_name() -> None:
-    assert (
-        response_node_name("alipay.trade.fastpay.refund.query")
-        == "alipay_trade_fastpay_refund_query_response"
-    )
+    assert response_node_name("alipay.trade.fastpay.refund.query") == "alipay_trade_fastpay_refund_query_response"
 
 
 def test_extract_node_text_with_nested_objects_and_braces_in_strings() -> None:
@@ -322,10 +319,7 @@ def test_extract_node_text_sign_first_whitespace_and_decoy_key_in_a_string() -> 
 
 
 def test_extract_node_text_ignores_a_nested_key_of_the_same_name() -> None:
-    body = (
-        '{"other":{"alipay_trade_query_response":{"code":"99999"}},'
-        '"alipay_trade_query_response":{"code":"10000"}}'
-    )
+    body = '{"other":{"alipay_trade_query_response":{"code":"99999"}},"alipay_trade_query_response":{"code":"10000"}}'
     assert extract_node_text(body, "alipay_trade_query_response") == '{"code":"10000"}'
 
 
@@ -414,9 +408,7 @@ def _notification_params(**overrides: str) -> dict[str, str]:
     return params
 
 
-def _signed_form(
-    params: dict[str, str], private_pem: str = ALIPAY_PRIVATE_KEY_PEM, encoding: str = "utf-8"
-) -> bytes:
+def _signed_form(params: dict[str, str], private_pem: str = ALIPAY_PRIVATE_KEY_PEM, encoding: str = "utf-8") -> bytes:
     content = "&".join(f"{k}={params[k]}" for k in sorted(params) if params[k] != "")
     body = dict(params, sign=_crypto_sign(content, private_pem), sign_type="RSA2")
     return urlencode(body, encoding=encoding).encode("ascii")
@@ -446,9 +438,7 @@ def test_notification_tampered_field_wrong_key_other_app_and_missing_sign_are_re
     with pytest.raises(InvalidSignature):
         connector.parse_notification({}, body.replace(b"total_amount=88.88", b"total_amount=0.01"))
     with pytest.raises(InvalidSignature):
-        connector.parse_notification(
-            {}, _signed_form(_notification_params(), private_pem=APP_PRIVATE_KEY_PEM)
-        )
+        connector.parse_notification({}, _signed_form(_notification_params(), private_pem=APP_PRIVATE_KEY_PEM))
     with pytest.raises(InvalidSignature):
         connector.parse_notification({}, _signed_form(_notification_params(app_id="2021009999999999")))
     with pytest.raises(InvalidSignature):

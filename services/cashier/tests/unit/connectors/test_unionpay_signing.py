@@ -62,20 +62,67 @@ def _ca(d: Path, name: str, cn: str, *, issuer: str | None, days: int) -> None:
     run("genrsa", "-out", f"{name}.key", "2048", cwd=d)
     (d / "ca.ext").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
     if issuer is None:
-        run("req", "-x509", "-new", "-key", f"{name}.key", "-out", f"{name}.pem", "-days", str(days), "-utf8",
-            "-subj", f"/CN={cn}", "-addext", "basicConstraints=critical,CA:TRUE", cwd=d)
+        run(
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            f"{name}.key",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            str(days),
+            "-utf8",
+            "-subj",
+            f"/CN={cn}",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            cwd=d,
+        )
         return
     run("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-utf8", "-subj", f"/CN={cn}", cwd=d)
-    run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key", "-CAcreateserial",
-        "-out", f"{name}.pem", "-days", str(days), "-extfile", "ca.ext", cwd=d)
+    run(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{issuer}.pem",
+        "-CAkey",
+        f"{issuer}.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        str(days),
+        "-extfile",
+        "ca.ext",
+        cwd=d,
+    )
 
 
 def _leaf(d: Path, name: str, cn: str, *, issuer: str) -> None:
     run("genrsa", "-out", f"{name}.key", "2048", cwd=d)
     run("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-utf8", "-subj", f"/CN={cn}", cwd=d)
     (d / "leaf.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n")
-    run("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key", "-CAcreateserial",
-        "-out", f"{name}.pem", "-days", "365", "-extfile", "leaf.ext", cwd=d)
+    run(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{issuer}.pem",
+        "-CAkey",
+        f"{issuer}.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.pem",
+        "-days",
+        "365",
+        "-extfile",
+        "leaf.ext",
+        cwd=d,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +139,19 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     _leaf(d, "short_sign", UNIONPAY_CN, issuer="short_middle")
     _leaf(d, "forger", UNIONPAY_CN, issuer="other_middle")
     _leaf(d, "merchant", f"041@Z12@{MER_ID}@00000001", issuer="middle")
-    run("pkcs12", "-export", "-inkey", "merchant.key", "-in", "merchant.pem", "-out", "merchant.pfx",
-        "-passout", f"pass:{PFX_PASSWORD}", cwd=d)
+    run(
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "merchant.key",
+        "-in",
+        "merchant.pem",
+        "-out",
+        "merchant.pfx",
+        "-passout",
+        f"pass:{PFX_PASSWORD}",
+        cwd=d,
+    )
     return Pki(d)
 
 
@@ -104,8 +162,9 @@ def openssl_signature(pki: Pki, key: str, content: str) -> str:
     return base64.b64encode(run("dgst", "-sha256", "-sign", key, stdin=hex_digest, cwd=pki.dir)).decode()
 
 
-def verifier(pki: Pki, *, root: str = "root.pem", middle: str = "middle.pem",
-             validate_cn: bool = True) -> ChainVerifier:
+def verifier(
+    pki: Pki, *, root: str = "root.pem", middle: str = "middle.pem", validate_cn: bool = True
+) -> ChainVerifier:
     return ChainVerifier(pki.text(root), pki.text(middle), validate_cn_name=validate_cn)
 
 
@@ -208,8 +267,14 @@ def test_forged_notification_is_refused(pki: Pki) -> None:
 
 
 def test_refund_notification_carries_our_numbers(pki: Pki) -> None:
-    fields = response(pki, "sign.pem", "sign.key", txnType="04", txnAmt="100",
-                      reqReserved="ref_0193a1b2c3d4e5f6a7b8c9d0e1f2a3b4|0193a1b2c3d4e5f6a7b8c9d0e1f2a3b5")
+    fields = response(
+        pki,
+        "sign.pem",
+        "sign.key",
+        txnType="04",
+        txnAmt="100",
+        reqReserved="ref_0193a1b2c3d4e5f6a7b8c9d0e1f2a3b4|0193a1b2c3d4e5f6a7b8c9d0e1f2a3b5",
+    )
     notification = notification_from_fields(fields)
     assert notification.kind is NotificationKind.REFUND and notification.refund is not None
     assert notification.refund.status is RefundStatus.SUCCEEDED

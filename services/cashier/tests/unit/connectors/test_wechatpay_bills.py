@@ -58,7 +58,10 @@ def test_all_bill_with_bom_crlf_and_commas_in_values() -> None:
     assert payment.extra["商品名称"] == "商品, 大号" and payment.extra["费率"] == "0.60%"
     assert refund.kind == BillLineKind.REFUND
     assert (refund.out_trade_no, refund.out_refund_no, refund.channel_refund_no) == (
-        "ORDER1", "REF1", "50300000362019072510956871234")
+        "ORDER1",
+        "REF1",
+        "50300000362019072510956871234",
+    )
     assert (refund.amount_minor, refund.fee_minor, refund.status) == (150, -1, "SUCCESS")
 
 
@@ -71,7 +74,11 @@ def test_success_bill_with_lf_and_partner_columns() -> None:
 def test_refund_bill_uses_refund_success_time() -> None:
     (line,) = parse_trade_bill(REFUND_BILL, date(2019, 7, 25)).lines
     assert (line.kind, line.amount_minor, line.status, line.out_refund_no) == (
-        BillLineKind.REFUND, 5, "PROCESSING", "REF3")
+        BillLineKind.REFUND,
+        5,
+        "PROCESSING",
+        "REF3",
+    )
     assert line.occurred_at == datetime(2019, 7, 25, 10, 0, 5, tzinfo=CST)
 
 
@@ -86,8 +93,20 @@ def test_empty_and_malformed_bills() -> None:
 
 @pytest.mark.parametrize(
     ("text", "fen"),
-    [("0.00", 0), ("0.01", 1), ("0.1", 10), ("0.10", 10), ("1", 100), ("6.00", 600), ("88.88", 8888),
-     ("-0.01", -1), ("-1.50", -150), ("1234567.89", 123456789), (" 3.20 ", 320), ("99999999999.99", 9999999999999)],
+    [
+        ("0.00", 0),
+        ("0.01", 1),
+        ("0.1", 10),
+        ("0.10", 10),
+        ("1", 100),
+        ("6.00", 600),
+        ("88.88", 8888),
+        ("-0.01", -1),
+        ("-1.50", -150),
+        ("1234567.89", 123456789),
+        (" 3.20 ", 320),
+        ("99999999999.99", 9999999999999),
+    ],
 )
 def test_yuan_to_fen(text: str, fen: int) -> None:
     assert yuan_to_fen(text) == fen
@@ -101,9 +120,22 @@ def test_yuan_to_fen_rejects_what_is_not_a_2_decimal_amount(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "fen"),
-    [("0.00000", 0), ("0.04000", 4), ("0.00499", 0), ("0.00500", 1), ("0.00501", 1), ("0.01499", 1),
-     ("0.01500", 2), ("0.53328", 53), ("-0.05328", -5), ("-0.00500", -1), ("-0.00499", 0), ("1", 100),
-     ("0.6", 60), ("7407.40734", 740741)],
+    [
+        ("0.00000", 0),
+        ("0.04000", 4),
+        ("0.00499", 0),
+        ("0.00500", 1),
+        ("0.00501", 1),
+        ("0.01499", 1),
+        ("0.01500", 2),
+        ("0.53328", 53),
+        ("-0.05328", -5),
+        ("-0.00500", -1),
+        ("-0.00499", 0),
+        ("1", 100),
+        ("0.6", 60),
+        ("7407.40734", 740741),
+    ],
 )
 def test_fee_to_fen_rounds_half_up(text: str, fen: int) -> None:
     assert fee_to_fen(text) == fen

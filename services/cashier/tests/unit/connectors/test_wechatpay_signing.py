@@ -87,8 +87,12 @@ def _key() -> rsa.RSAPrivateKey:
 
 
 def _public_pem() -> str:
-    return _key().public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return (
+        _key()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
 def _independent_signature(message: bytes) -> str:
@@ -110,13 +114,20 @@ def test_signature_matches_the_openssl_vector() -> None:
 def test_authorization_header_is_exact() -> None:
     body = b'{"appid":"wxd678efh567hg6787","mchid":"1230000109"}'
     header = signing.build_authorization(
-        mchid="1230000109", serial_no="1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C", private_key=_key(),
-        method="POST", canonical_url="/v3/pay/transactions/native", body=body, timestamp=1554208460,
-        nonce="593BEC0C930BF1AFEB40B4A08C8FB242")
+        mchid="1230000109",
+        serial_no="1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C",
+        private_key=_key(),
+        method="POST",
+        canonical_url="/v3/pay/transactions/native",
+        body=body,
+        timestamp=1554208460,
+        nonce="593BEC0C930BF1AFEB40B4A08C8FB242",
+    )
     assert header == (
         'WECHATPAY2-SHA256-RSA2048 mchid="1230000109",nonce_str="593BEC0C930BF1AFEB40B4A08C8FB242",'
         'timestamp="1554208460",serial_no="1DDE55AD98ED71D6EDD4A4A16996DE7B47773A8C",'
-        f'signature="{KNOWN_SIGNATURE_B64}"')
+        f'signature="{KNOWN_SIGNATURE_B64}"'
+    )
 
 
 def test_nonce_is_32_alphanumerics() -> None:
@@ -125,18 +136,32 @@ def test_nonce_is_32_alphanumerics() -> None:
 
 
 # ------------------------------------------------------------------------------------ response verification
-def _signed_headers(body: bytes, *, timestamp: int, serial: str = "PUB_KEY_ID_0114232134912410000000000000",
-                    nonce: str = "fdasflkja484w") -> dict[str, str]:
+def _signed_headers(
+    body: bytes,
+    *,
+    timestamp: int,
+    serial: str = "PUB_KEY_ID_0114232134912410000000000000",
+    nonce: str = "fdasflkja484w",
+) -> dict[str, str]:
     message = f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
-    return {"Wechatpay-Timestamp": str(timestamp), "Wechatpay-Nonce": nonce,
-            "Wechatpay-Signature": _independent_signature(message), "Wechatpay-Serial": serial,
-            "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048"}
+    return {
+        "Wechatpay-Timestamp": str(timestamp),
+        "Wechatpay-Nonce": nonce,
+        "Wechatpay-Signature": _independent_signature(message),
+        "Wechatpay-Serial": serial,
+        "Wechatpay-Signature-Type": "WECHATPAY2-SHA256-RSA2048",
+    }
 
 
 def _verify(headers: dict[str, str], body: bytes, now_unix: float) -> None:
     signing.verify_wechatpay_signature(
-        headers, body, public_key=signing.load_public_key(_public_pem()),
-        public_key_id="PUB_KEY_ID_0114232134912410000000000000", clock_skew_seconds_max=300, now_unix=now_unix)
+        headers,
+        body,
+        public_key=signing.load_public_key(_public_pem()),
+        public_key_id="PUB_KEY_ID_0114232134912410000000000000",
+        clock_skew_seconds_max=300,
+        now_unix=now_unix,
+    )
 
 
 def test_response_signature_verifies_with_case_insensitive_headers() -> None:
@@ -177,11 +202,13 @@ def test_missing_signature_headers_and_changed_body_are_rejected() -> None:
 
 # ------------------------------------------------------------------------------------ AES-256-GCM
 def test_aes_gcm_known_vector_and_round_trip() -> None:
-    plaintext = signing.aes_gcm_decrypt(APIV3_KEY, nonce=GCM_NONCE, associated_data=GCM_ASSOCIATED_DATA,
-                                        ciphertext_b64=GCM_CIPHERTEXT_B64)
+    plaintext = signing.aes_gcm_decrypt(
+        APIV3_KEY, nonce=GCM_NONCE, associated_data=GCM_ASSOCIATED_DATA, ciphertext_b64=GCM_CIPHERTEXT_B64
+    )
     assert plaintext == GCM_PLAINTEXT
-    sealed = signing.aes_gcm_encrypt(APIV3_KEY, nonce=GCM_NONCE, associated_data=GCM_ASSOCIATED_DATA,
-                                     plaintext=GCM_PLAINTEXT)
+    sealed = signing.aes_gcm_encrypt(
+        APIV3_KEY, nonce=GCM_NONCE, associated_data=GCM_ASSOCIATED_DATA, plaintext=GCM_PLAINTEXT
+    )
     assert sealed == GCM_CIPHERTEXT_B64
     independent = AESGCM(APIV3_KEY.encode()).encrypt(GCM_NONCE.encode(), GCM_PLAINTEXT, b"transaction")
     assert base64.b64decode(sealed) == independent
@@ -199,8 +226,13 @@ def test_aes_gcm_known_vector_and_round_trip() -> None:
     ],
 )
 def test_aes_gcm_rejects_wrong_key_aad_nonce_or_tampering(change: dict[str, str]) -> None:
-    arguments = {"apiv3_key": APIV3_KEY, "nonce": GCM_NONCE, "associated_data": GCM_ASSOCIATED_DATA,
-                 "ciphertext_b64": GCM_CIPHERTEXT_B64, **change}
+    arguments = {
+        "apiv3_key": APIV3_KEY,
+        "nonce": GCM_NONCE,
+        "associated_data": GCM_ASSOCIATED_DATA,
+        "ciphertext_b64": GCM_CIPHERTEXT_B64,
+        **change,
+    }
     key = arguments.pop("apiv3_key")
     with pytest.raises(InvalidSignature):
         signing.aes_gcm_decrypt(key, **arguments)
@@ -209,83 +241,154 @@ def test_aes_gcm_rejects_wrong_key_aad_nonce_or_tampering(change: dict[str, str]
 # ------------------------------------------------------------------------------------ client-side pay params
 def test_jsapi_pay_sign_matches_independent_signature() -> None:
     params = signing.jsapi_pay_params(
-        appid="wx8888888888888888", prepay_id="wx201410272009395522657a690389285100", private_key=_key(),
-        timestamp=1414561699, nonce="5K8264ILTKCH16CQ2502SI8ZNMTM67VS")
+        appid="wx8888888888888888",
+        prepay_id="wx201410272009395522657a690389285100",
+        private_key=_key(),
+        timestamp=1414561699,
+        nonce="5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+    )
     expected = _independent_signature(
         b"wx8888888888888888\n1414561699\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\n"
-        b"prepay_id=wx201410272009395522657a690389285100\n")
-    assert params == {"appId": "wx8888888888888888", "timeStamp": "1414561699",
-                      "nonceStr": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
-                      "package": "prepay_id=wx201410272009395522657a690389285100", "signType": "RSA",
-                      "paySign": expected}
+        b"prepay_id=wx201410272009395522657a690389285100\n"
+    )
+    assert params == {
+        "appId": "wx8888888888888888",
+        "timeStamp": "1414561699",
+        "nonceStr": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        "package": "prepay_id=wx201410272009395522657a690389285100",
+        "signType": "RSA",
+        "paySign": expected,
+    }
 
 
 def test_app_pay_sign_matches_independent_signature() -> None:
-    params = signing.app_pay_params(appid="wxd678efh567hg6787", partnerid="1900000109", prepay_id="WX1217752501201407",
-                                    private_key=_key(), timestamp=1412000000, nonce="5K8264ILTKCH16CQ2502SI8ZNMTM67VS")
-    expected = _independent_signature(b"wxd678efh567hg6787\n1412000000\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\n"
-                                      b"WX1217752501201407\n")
+    params = signing.app_pay_params(
+        appid="wxd678efh567hg6787",
+        partnerid="1900000109",
+        prepay_id="WX1217752501201407",
+        private_key=_key(),
+        timestamp=1412000000,
+        nonce="5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+    )
+    expected = _independent_signature(
+        b"wxd678efh567hg6787\n1412000000\n5K8264ILTKCH16CQ2502SI8ZNMTM67VS\nWX1217752501201407\n"
+    )
     assert params["sign"] == expected and params["package"] == "Sign=WXPay" and params["partnerid"] == "1900000109"
 
 
 # ------------------------------------------------------------------------------------ callbacks
-def _callback(event_type: str, resource: dict[str, Any], *, associated_data: str, apiv3_key: str = APIV3_KEY,
-              timestamp: int | None = None) -> tuple[dict[str, str], bytes]:
+def _callback(
+    event_type: str,
+    resource: dict[str, Any],
+    *,
+    associated_data: str,
+    apiv3_key: str = APIV3_KEY,
+    timestamp: int | None = None,
+) -> tuple[dict[str, str], bytes]:
     plaintext = json.dumps(resource).encode()
-    ciphertext = base64.b64encode(AESGCM(apiv3_key.encode()).encrypt(
-        b"fdasfjihihih", plaintext, associated_data.encode())).decode()
-    body = json.dumps({
-        "id": "EV-2018022511223320873", "create_time": "2015-05-20T13:29:35+08:00",
-        "resource_type": "encrypt-resource", "event_type": event_type, "summary": "支付成功",
-        "resource": {"original_type": associated_data, "algorithm": "AEAD_AES_256_GCM", "ciphertext": ciphertext,
-                     "associated_data": associated_data, "nonce": "fdasfjihihih"}}, ensure_ascii=False).encode()
+    ciphertext = base64.b64encode(
+        AESGCM(apiv3_key.encode()).encrypt(b"fdasfjihihih", plaintext, associated_data.encode())
+    ).decode()
+    body = json.dumps(
+        {
+            "id": "EV-2018022511223320873",
+            "create_time": "2015-05-20T13:29:35+08:00",
+            "resource_type": "encrypt-resource",
+            "event_type": event_type,
+            "summary": "支付成功",
+            "resource": {
+                "original_type": associated_data,
+                "algorithm": "AEAD_AES_256_GCM",
+                "ciphertext": ciphertext,
+                "associated_data": associated_data,
+                "nonce": "fdasfjihihih",
+            },
+        },
+        ensure_ascii=False,
+    ).encode()
     headers = _signed_headers(body, timestamp=int(time.time()) if timestamp is None else timestamp)
     headers["Wechatpay-Signature-Type"] = "WECHATPAY2-SHA256-RSA2048"
     return headers, body
 
 
 def _parse(headers: dict[str, str], body: bytes) -> Any:
-    return parse_notification(headers, body, public_key=signing.load_public_key(_public_pem()),
-                              public_key_id="PUB_KEY_ID_0114232134912410000000000000", apiv3_key=APIV3_KEY,
-                              clock_skew_seconds_max=300)
+    return parse_notification(
+        headers,
+        body,
+        public_key=signing.load_public_key(_public_pem()),
+        public_key_id="PUB_KEY_ID_0114232134912410000000000000",
+        apiv3_key=APIV3_KEY,
+        clock_skew_seconds_max=300,
+    )
 
 
 def test_transaction_callback_is_verified_decrypted_and_mapped() -> None:
-    headers, body = _callback("TRANSACTION.SUCCESS", {
-        "appid": "wxd678efh567hg6787", "mchid": "1230000109", "out_trade_no": "1217752501201407033233368018",
-        "transaction_id": "1217752501201407033233368018", "trade_type": "NATIVE", "trade_state": "SUCCESS",
-        "trade_state_desc": "支付成功", "bank_type": "CMC", "success_time": "2018-06-08T10:34:56+08:00",
-        "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
-        "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"},
-        "unknown_future_field": {"x": 1}}, associated_data="transaction")
+    headers, body = _callback(
+        "TRANSACTION.SUCCESS",
+        {
+            "appid": "wxd678efh567hg6787",
+            "mchid": "1230000109",
+            "out_trade_no": "1217752501201407033233368018",
+            "transaction_id": "1217752501201407033233368018",
+            "trade_type": "NATIVE",
+            "trade_state": "SUCCESS",
+            "trade_state_desc": "支付成功",
+            "bank_type": "CMC",
+            "success_time": "2018-06-08T10:34:56+08:00",
+            "payer": {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"},
+            "amount": {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"},
+            "unknown_future_field": {"x": 1},
+        },
+        associated_data="transaction",
+    )
     notification = _parse(headers, body)
     assert notification.kind == NotificationKind.PAYMENT
     payment = notification.payment
     assert (payment.status, payment.out_trade_no, payment.amount_minor) == (
-        TradeStatus.SUCCEEDED, "1217752501201407033233368018", 100)
+        TradeStatus.SUCCEEDED,
+        "1217752501201407033233368018",
+        100,
+    )
     assert payment.paid_at.isoformat() == "2018-06-08T10:34:56+08:00"
     assert notification.ack_status_code == 200
 
 
 def test_refund_callback_is_mapped() -> None:
-    headers, body = _callback("REFUND.SUCCESS", {
-        "mchid": "1900000100", "out_trade_no": "1217752501201407033233368018", "transaction_id": "42000",
-        "out_refund_no": "1217752501201407033233368018", "refund_id": "50000000382019052709732678859",
-        "refund_status": "SUCCESS", "success_time": "2018-06-08T10:34:56+08:00",
-        "user_received_account": "招商银行信用卡0403",
-        "amount": {"total": 999, "refund": 999, "payer_total": 999, "payer_refund": 999}}, associated_data="refund")
+    headers, body = _callback(
+        "REFUND.SUCCESS",
+        {
+            "mchid": "1900000100",
+            "out_trade_no": "1217752501201407033233368018",
+            "transaction_id": "42000",
+            "out_refund_no": "1217752501201407033233368018",
+            "refund_id": "50000000382019052709732678859",
+            "refund_status": "SUCCESS",
+            "success_time": "2018-06-08T10:34:56+08:00",
+            "user_received_account": "招商银行信用卡0403",
+            "amount": {"total": 999, "refund": 999, "payer_total": 999, "payer_refund": 999},
+        },
+        associated_data="refund",
+    )
     refund = _parse(headers, body).refund
     assert (refund.status, refund.refund_minor, refund.channel_refund_no) == (
-        RefundStatus.SUCCEEDED, 999, "50000000382019052709732678859")
+        RefundStatus.SUCCEEDED,
+        999,
+        "50000000382019052709732678859",
+    )
 
 
 def test_callback_with_wrong_apiv3_key_or_stale_timestamp_is_rejected() -> None:
-    headers, body = _callback("TRANSACTION.SUCCESS", {"out_trade_no": "X"}, associated_data="transaction",
-                              apiv3_key="ffffffffffffffffffffffffffffffff")
+    headers, body = _callback(
+        "TRANSACTION.SUCCESS",
+        {"out_trade_no": "X"},
+        associated_data="transaction",
+        apiv3_key="ffffffffffffffffffffffffffffffff",
+    )
     with pytest.raises(InvalidSignature):
         _parse(headers, body)
-    headers, body = _callback("TRANSACTION.SUCCESS", {"out_trade_no": "X"}, associated_data="transaction",
-                              timestamp=int(time.time()) - 600)
+    headers, body = _callback(
+        "TRANSACTION.SUCCESS", {"out_trade_no": "X"}, associated_data="transaction", timestamp=int(time.time()) - 600
+    )
     with pytest.raises(InvalidSignature):
         _parse(headers, body)
 
@@ -299,18 +402,29 @@ def test_unhandled_event_type_is_a_channel_error() -> None:
 
 @pytest.mark.parametrize(
     ("state", "status"),
-    [("SUCCESS", TradeStatus.SUCCEEDED), ("REFUND", TradeStatus.SUCCEEDED), ("NOTPAY", TradeStatus.PENDING),
-     ("USERPAYING", TradeStatus.PENDING), ("PAYERROR", TradeStatus.FAILED), ("CLOSED", TradeStatus.CLOSED),
-     ("REVOKED", TradeStatus.CLOSED), ("SOMETHING_NEW", TradeStatus.PENDING)],
+    [
+        ("SUCCESS", TradeStatus.SUCCEEDED),
+        ("REFUND", TradeStatus.SUCCEEDED),
+        ("NOTPAY", TradeStatus.PENDING),
+        ("USERPAYING", TradeStatus.PENDING),
+        ("PAYERROR", TradeStatus.FAILED),
+        ("CLOSED", TradeStatus.CLOSED),
+        ("REVOKED", TradeStatus.CLOSED),
+        ("SOMETHING_NEW", TradeStatus.PENDING),
+    ],
 )
 def test_trade_state_mapping(state: str, status: TradeStatus) -> None:
     assert trade_result({"out_trade_no": "X", "trade_state": state}).status == status
 
 
 def test_config_requires_a_complete_mode() -> None:
-    common: dict[str, Any] = {"merchant_private_key_pem": FIXED_PRIVATE_KEY_PEM, "merchant_cert_serial": "AB",
-                              "platform_public_key_pem": _public_pem(), "platform_public_key_id": "PUB_KEY_ID_01",
-                              "apiv3_key": APIV3_KEY}
+    common: dict[str, Any] = {
+        "merchant_private_key_pem": FIXED_PRIVATE_KEY_PEM,
+        "merchant_cert_serial": "AB",
+        "platform_public_key_pem": _public_pem(),
+        "platform_public_key_id": "PUB_KEY_ID_01",
+        "apiv3_key": APIV3_KEY,
+    }
     direct = WechatPayConfig(**common, mchid="1230000109", appid="wxd678efh567hg6787")
     assert (direct.partner, direct.signing_mchid, direct.payer_appid) == (False, "1230000109", "wxd678efh567hg6787")
     partner = WechatPayConfig(**common, sp_mchid="1900000100", sp_appid="wx8888888888888888", sub_mchid="1900000109")

@@ -131,6 +131,17 @@ class Settings(ServiceSettings):
     wallet_sign_in_rate_max: int = Field(default=30, ge=1, le=10_000)
     payment_pin_rate_max: int = Field(default=30, ge=1, le=10_000)
     payment_pin_lockout_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
+    # Console staff (gateway/staff.py, docs/consoles.md): a session ends after `idle` seconds without a request and
+    # `absolute` seconds after sign-in; 5 failed sign-ins in a row lock the account for `lockout`; sign-ins are also
+    # counted per browser address and per e-mail; invitations and operator-issued reset links are used once.
+    staff_session_idle_seconds: int = Field(default=900, ge=60, le=86400)
+    staff_session_absolute_seconds: int = Field(default=43200, ge=300, le=7 * 86400)
+    staff_lockout_seconds: int = Field(default=900, ge=60, le=86400)
+    staff_sign_in_rate_max: int = Field(default=30, ge=1, le=10_000)
+    staff_invitation_seconds: int = Field(default=7 * 86400, ge=300, le=30 * 86400)
+    staff_password_reset_seconds: int = Field(default=3600, ge=300, le=86400)
+    # Refunds of at least this much wait for a second member's approval until the merchant sets its own threshold.
+    staff_refund_approval_threshold_minor: int = Field(default=100_000, ge=0)
     key_rotation_overlap_seconds_max: int = Field(default=7 * 86400, ge=0, le=90 * 86400)
 
     idempotency_ttl_seconds: int = Field(default=86400, ge=60, le=7 * 86400)

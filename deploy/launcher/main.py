@@ -26,6 +26,7 @@ import shutil
 import signal
 import sys
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -122,7 +123,10 @@ class Platform:
         return self.data_dir / "logs"
 
     def say(self, message: str) -> None:
+        """A line on the console, and in logs/launcher.log: the record that stays when the console is gone."""
         elapsed = time.monotonic() - self.started_at
+        with contextlib.suppress(OSError), open(self.log_dir / "launcher.log", "a") as log:
+            log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} +{elapsed:.1f}s {message}\n")
         self.console.write(f"\x1b[1mjuhe\x1b[0m | +{elapsed:4.1f}s {message}\n")
         self.console.flush()
 
@@ -508,4 +512,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("XDG_RUNTIME_DIR", str(data_dir / "run"))
     if args.replicas < 1:
         parser.error("--replicas must be at least 1")
-    return asyncio.run(run(data_dir, exit_when_ready=args.exit_when_ready, replicas=args.replicas))
+    try:
+        return asyncio.run(run(data_dir, exit_when_ready=args.exit_when_ready, replicas=args.replicas))
+    except BaseException:  # kept in logs/launcher.log too: the console may be a pipe nobody reads any more
+        with contextlib.suppress(OSError), open(data_dir / "logs" / "launcher.log", "a") as log:
+            log.write(traceback.format_exc())
+        raise

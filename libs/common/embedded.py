@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -31,12 +32,40 @@ BROKER_START_TIMEOUT_SECONDS = 10.0
 STALE_STOP_SECONDS = 10.0
 LEFTOVER_EXIT_SECONDS = 10.0
 _PR_SET_PDEATHSIG = 1
+# Free ports are drawn above the platform's fixed ports (8000-8105, the docs site's) and below the ephemeral range.
+FREE_PORT_FLOOR = 20000
 
 
 def free_port() -> int:
+    """A port nothing listens on now, for a server started in a moment (tests, replicas, the launcher).
+
+    Drawn at random from below the kernel's ephemeral range rather than asked of the kernel (bind to 0):
+    a port from the ephemeral range is handed out again as the local port of outgoing connections (every
+    database or HTTP client on the machine), so it could be taken between being picked and being bound;
+    below the range only another server picking the same number can take it, and random draws make
+    that unlikely even with several test runs on one machine. Falls back to the kernel's choice.
+    """
+    low = _ephemeral_port_range()[0]
+    for _ in range(100 if low - FREE_PORT_FLOOR >= 1000 else 0):  # a machine whose ephemeral range starts low
+        port = random.randrange(FREE_PORT_FLOOR, low)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if not port_in_use(port):
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _ephemeral_port_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:

@@ -57,9 +57,8 @@ def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             if not line and proc.poll() is not None:
-                raise AssertionError(
-                    f"launcher exited early ({proc.returncode}):\n" + "".join(lines[-40:]) + proc.stdout.read()
-                )
+                console = "".join(lines[-40:]) + proc.stdout.read()
+                raise AssertionError(f"launcher exited early ({proc.returncode}):\n{console}{_logs_of(proc)}")
             lines.append(line)
             if "Ctrl-C stops everything" in line:
                 return lines
@@ -67,6 +66,18 @@ def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
     except BaseException:
         _abandon(proc)
         raise
+
+
+def _logs_of(proc: subprocess.Popen[str], tail_chars: int = 2000) -> str:
+    """The end of every log file in the launcher's data dir: what its children said when its console did not."""
+    args = list(proc.args) if isinstance(proc.args, list) else []
+    if "--data-dir" not in args:
+        return ""
+    logs = Path(str(args[args.index("--data-dir") + 1])) / "logs"
+    parts = [
+        f"\n--- {path.name}\n{path.read_text(errors='replace')[-tail_chars:]}" for path in sorted(logs.glob("*.log"))
+    ]
+    return "".join(parts) or f"\n(no logs in {logs})"
 
 
 def _abandon(proc: subprocess.Popen[str]) -> None:

@@ -25,6 +25,16 @@ WITHDRAWAL_NOT_FOUND = ErrorSpec("withdrawal_not_found", 404, "Settlement has no
 INVALID_SIGNATURE = ErrorSpec("invalid_signature", 401, "The message signature could not be verified")
 BANK_UNAVAILABLE = ErrorSpec("bank_unavailable", 503, "The bank did not answer", retryable=True)
 LEDGER_UNAVAILABLE = ErrorSpec("ledger_unavailable", 503, "The ledger did not answer", retryable=True)
+CASHIER_UNAVAILABLE = ErrorSpec("cashier_unavailable", 503, "The cashier did not answer", retryable=True)
+RECONCILIATION_EXCEPTION_NOT_FOUND = ErrorSpec(
+    "reconciliation_exception_not_found", 404, "No such reconciliation exception"
+)
+RECONCILIATION_EXCEPTION_RESOLVED = ErrorSpec(
+    "reconciliation_exception_resolved", 409, "The reconciliation exception is already resolved"
+)
+RECONCILIATION_EXCEPTION_NOT_REQUERYABLE = ErrorSpec(
+    "reconciliation_exception_not_requeryable", 422, "The exception names no Juhe payment to re-query"
+)
 
 ERRORS: tuple[ErrorSpec, ...] = (
     SHARES_EXCEED_TOTAL,
@@ -46,4 +56,8 @@ ERRORS: tuple[ErrorSpec, ...] = (
     INVALID_SIGNATURE,
     BANK_UNAVAILABLE,
     LEDGER_UNAVAILABLE,
+    CASHIER_UNAVAILABLE,
+    RECONCILIATION_EXCEPTION_NOT_FOUND,
+    RECONCILIATION_EXCEPTION_RESOLVED,
+    RECONCILIATION_EXCEPTION_NOT_REQUERYABLE,
 )

@@ -10,18 +10,21 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import httpx
 
 from libs.common.errors import Problem
 from libs.common.http import service_client
-from services.settlement.domain.errors import BILL_UNAVAILABLE
+from services.settlement.domain.errors import BILL_UNAVAILABLE, CASHIER_UNAVAILABLE
 from services.settlement.domain.reconciliation import Line
 
 # Asked for a payment Juhe marked failed that the channel billed as paid. The cashier has no such
 # endpoint yet (its own poller only polls `processing` payments): a 404 `route_not_found` is reported as
 # `unavailable` on the item, so the day's report shows it for a person until the endpoint lands.
 REQUERY_PATH = "/v1/internal/payments/{payment_id}/requery"
+# What a person's re-query keeps of the cashier's payment answer.
+REQUERY_RESULT_FIELDS = ("status", "late_success", "channel", "channel_trade_no", "amount_minor", "failure_code")
 
 
 @dataclass
@@ -56,6 +59,25 @@ class CashierClient:
         except httpx.HTTPError:
             return "unavailable"
         return "requested" if response.status_code < 300 else "unavailable"
+
+    async def requery_payment(self, payment_id: str) -> dict[str, Any]:
+        """The cashier's answer to a re-query a person asked for (reconciliation exceptions pool): the
+        payment as it stands after the channel was asked again, or the cashier's refusal (`code`, e.g.
+        `payment_not_found`). No answer or a 5xx is 503 `cashier_unavailable`: nothing is recorded then."""
+        try:
+            response = await self.http.post(REQUERY_PATH.format(payment_id=payment_id))
+        except httpx.HTTPError as exc:
+            raise Problem(CASHIER_UNAVAILABLE, f"cashier: {exc!r}") from exc
+        if response.status_code >= 500:
+            raise Problem(CASHIER_UNAVAILABLE, f"cashier answered {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        if response.status_code >= 300:
+            return {"http_status": response.status_code, "code": str(body.get("code") or "cashier_refused")}
+        return {"http_status": response.status_code, **{k: body.get(k) for k in REQUERY_RESULT_FIELDS}}
 
 
 def line_from_json(raw: str | bytes) -> Line:

@@ -377,3 +377,34 @@ consistency_checks = Table(
     Column("mismatches", JSONB, nullable=False),
     Column("differences", JSONB, nullable=False),
 )
+
+# --- reconciliation exceptions pool (migration 0011) ---
+
+# The work state of a reconciliation item a person handles; no row = `open` (nothing done yet).
+reconciliation_exceptions = Table(
+    "reconciliation_exceptions",
+    metadata,
+    Column("item_id", BigInteger, primary_key=True),
+    Column("state", Text, nullable=False),  # open | assigned | resolved
+    Column("assignee", Text),
+    Column("resolution_reason", Text),
+    Column("resolved_by", Text),
+    Column("resolved_at", DateTime(timezone=True)),
+    Column("requery_count", Integer, nullable=False, server_default="0"),
+    Column("last_requery", JSONB),
+    Column("last_requery_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="1"),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# Each item's trail: who assigned, re-queried (with the cashier's answer) or resolved it, and when.
+reconciliation_exception_actions = Table(
+    "reconciliation_exception_actions",
+    metadata,
+    Column("action_id", BigInteger, Identity(always=True), primary_key=True),
+    Column("item_id", BigInteger, nullable=False),
+    Column("action", Text, nullable=False),  # assigned | requeried | resolved
+    Column("actor", Text, nullable=False),
+    Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

@@ -10,6 +10,7 @@ from services.settlement.api.routes import (
     admin,
     consistency,
     cycles,
+    exceptions,
     internal,
     merchant,
     payouts,
@@ -52,6 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
         routers=[
             admin.router,
             reconciliation.router,
+            exceptions.router,
             cycles.router,
             merchant.router,
             payouts.router,

@@ -83,3 +83,26 @@ def key_inbox_by_consumer() -> None:
 
     for statement in INBOX_BY_CONSUMER_SQL:
         op.execute(statement)
+
+
+def new_revision(service: str, message: str) -> Path:
+    """`make revision SVC=… MSG=…`: an empty revision numbered after the service's head ("0013" after
+    "0012"), so ids stay sequential and readable (docs/contributing: one head per service)."""
+    from libs.common.services import SERVICES
+
+    if service not in SERVICES:
+        raise SystemExit(f"unknown service {service!r}; one of: {', '.join(SERVICES)}")
+    migrations_dir = SERVICES[service].migrations_dir
+    numbers = [int(p.name[:4]) for p in (migrations_dir / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")]
+    rev_id = f"{max(numbers, default=0) + 1:04d}"
+    script = command.revision(alembic_config(migrations_dir, "postgresql://unused"), message=message, rev_id=rev_id)
+    assert script is not None and not isinstance(script, list)
+    return Path(script.path)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "revision":
+        raise SystemExit('usage: python -m libs.common.migrations revision <service> "<message>"')
+    print(new_revision(sys.argv[2], sys.argv[3]))

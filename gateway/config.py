@@ -42,6 +42,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/special-rate-programmes": "routing",
     "/v1/special-rate-applications": "routing",
     "/v1/special-rate-savings": "routing",
+    "/v1/routing-simulations": "routing",
     "/v1/settlement": "settlement",
     "/v1/payouts": "settlement",
     "/v1/statements": "settlement",
@@ -74,6 +75,7 @@ DEFAULT_PLATFORM_ONLY_PREFIXES: tuple[str, ...] = (
     "/v1/special-rate-programmes",
     "/v1/special-rate-applications",
     "/v1/special-rate-savings",
+    "/v1/routing-simulations",
     "/v1/settlement",
 )
 

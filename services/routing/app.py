@@ -7,7 +7,16 @@ from fastapi import FastAPI
 from libs.common.web import Runtime, create_service_app
 from services.routing import worker
 from services.routing.api.deps import SNAPSHOT_SOURCE_KEY
-from services.routing.api.routes import channel_routes, contracts, decide, fee_rates, rules, settings, special_rates
+from services.routing.api.routes import (
+    channel_routes,
+    contracts,
+    decide,
+    fee_rates,
+    rules,
+    settings,
+    simulations,
+    special_rates,
+)
 from services.routing.config import Settings
 from services.routing.store.snapshot import SnapshotSource
 
@@ -29,6 +38,7 @@ def create_app(settings_: Settings) -> FastAPI:
             rules.router,
             settings.router,
             special_rates.router,
+            simulations.router,
         ],
         subscriptions=worker.subscriptions(settings_),
         background=worker.background_tasks(settings_),

@@ -27,6 +27,10 @@ class Settings(ServiceSettings):
     # mints its own (run alone, without a gateway).
     gateway_url: str = ""
     gateway_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    # The origin payers open the hosted checkout at (`<checkout_base_url>/checkout/<token>` in a session's
+    # `url`): the gateway's public address. Empty = `gateway_url` (right when that is the public address too),
+    # else `public_base_url`. Set it when the cashier reaches the gateway at an internal address.
+    checkout_base_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+/?)?$")
 
     # Payment expiry when the merchant gives none, and the furthest it may be.
     payment_expiry_default_seconds: int = Field(default=30 * 60, ge=60, le=24 * 3600)

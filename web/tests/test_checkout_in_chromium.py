@@ -60,7 +60,7 @@ def new_session(platform: Platform, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "merchant_order_no": f"web_{uuid.uuid4().hex[:12]}", "amount_minor": 2_500, "currency": "CNY",
         "description": "停车费 2 小时", "return_url": f"{SHOP}/return", "cancel_url": f"{SHOP}/cart",
-        "merchant_name": "Demo Shop", "line_items": [{"name": "停车", "quantity": 2, "amount_minor": 2_500}],
+        "line_items": [{"name": "停车", "quantity": 2, "amount_minor": 2_500}],
     }  # fmt: skip
     body.update(overrides)
     session: dict[str, Any] = merchant(platform).request("POST", "/v1/checkout/sessions", json=body,
@@ -114,7 +114,7 @@ def expiring(platform: Platform) -> dict[str, Any]:
     """A session of the shortest life, created when the module starts — its deadline passes while the others
     run — with a WeChat Pay QR started at once, as the page's button does, so the expiry test finds the old QR
     however long the tests before it took (on a busy machine the session may be over before that test opens it)."""
-    session = new_session(platform, expires_in_seconds=EXPIRY_SECONDS, merchant_name="Quick Shop")
+    session = new_session(platform, expires_in_seconds=EXPIRY_SECONDS)
     token = session["url"].rsplit("/", 1)[1]
     started = httpx.post(
         f"{platform.gateway}/v1/checkout/pages/{token}/payments", timeout=30,
@@ -138,7 +138,7 @@ def test_desktop_wechat_qr_turns_to_success_live_and_returns_signed(
     loaded: list[int] = []
     page.on("response", lambda r: loaded.append(int(r.headers.get("content-length") or len(r.body()))))
     page.goto(session["url"])
-    expect(page.get_by_role("heading", level=1)).to_have_text("向Demo Shop付款")
+    expect(page.get_by_role("heading", level=1)).to_have_text("向Demo merchant付款")
     expect(page.locator("#amount")).to_have_text("¥25.00")
     expect(page.locator("#countdown")).to_have_text(re.compile(r"^1[45]:\d\d$"))
     assert sum(loaded) < PAGE_BYTES_MAX, loaded  # first load, everything the page fetched
@@ -159,7 +159,7 @@ def test_desktop_wechat_qr_turns_to_success_live_and_returns_signed(
     expect(page.get_by_role("status")).to_contain_text("支付成功")
     assert page.evaluate("window.__sameDocument === true")  # the live status changed it, no reload
     page.wait_for_url(re.compile(r"/checkout/cst_[^/]+/result$"))
-    expect(page.get_by_role("heading", level=1)).to_have_text("已向Demo Shop付款")
+    expect(page.get_by_role("heading", level=1)).to_have_text("已向Demo merchant付款")
     check_accessibility(page, "22-checkout-paid-zh")
     page.wait_for_url(re.compile(r"^https://shop\.example/return\?"))
     params = shop.returned(platform, session)
@@ -179,7 +179,7 @@ def test_phone_pays_alipay_on_its_h5_page_and_comes_back(platform: Platform, bro
     shop = Shop(context)
     page = context.new_page()
     page.goto(session["url"])
-    expect(page.get_by_role("heading", level=1)).to_have_text("Pay Demo Shop")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Pay Demo merchant")
     check_accessibility(page, "23-checkout-phone-en")
     page.get_by_role("button", name="Alipay").click()
     go = page.get_by_role("link", name="Continue to Alipay")
@@ -250,7 +250,7 @@ def test_a_signed_in_user_pays_from_the_wallet_with_the_payment_pin(platform: Pl
     check_accessibility(page, "25-checkout-wallet-zh")
     page.get_by_label("支付密码").fill("246813")
     page.get_by_role("button", name="钱包支付").click()
-    expect(page.get_by_role("heading", level=1)).to_have_text("已向Demo Shop付款")
+    expect(page.get_by_role("heading", level=1)).to_have_text("已向Demo merchant付款")
     page.wait_for_url(re.compile(r"^https://shop\.example/return\?"))
     shop.returned(platform, session)
     page.goto(f"{gw}/wallet")

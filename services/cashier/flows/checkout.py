@@ -7,8 +7,10 @@ so routing, fail-over, re-drive, notifications and the ledger posting are the sa
 Choosing another method while one is live closes the live one at its channel first; a payment that
 already succeeded completes the session instead. The session completes with the first succeeded payment
 (`UPDATE … WHERE status = 'open'`, with its event in the same transaction), so it is paid at most once.
-A success that a channel reports for a payment Juhe had already closed (a late success) stays a
-`payment.succeeded` with `late_success: true` for the merchant to refund; the session does not change.
+A success that a channel reports for a payment Juhe had already closed (a late success) is a
+`payment.succeeded` with `late_success: true`: on a session still open it completes the session (the live
+payment is closed first); on a session already completed by another payment or expired it is refunded in
+full, automatically and once (`refund_late_successes`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ from services.cashier.domain.errors import (
 from services.cashier.domain.payments import PaymentScene, PaymentStatus, request_fingerprint
 from services.cashier.events import PAYMENTS_TOPIC
 from services.cashier.flows.context import Cashier
+from services.cashier.flows.merchants import gateway_merchant_name
 from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment
+from services.cashier.flows.refunds import RefundDraft, create_refund
 from services.cashier.flows.routing import METHOD_OF_CHANNEL
 from services.cashier.flows.wallet import confirm_wallet_payment
 from services.cashier.store import checkout as store
@@ -49,6 +53,8 @@ log = get_logger("juhe.cashier.checkout")
 
 LIVE = (PaymentStatus.CREATED, PaymentStatus.PROCESSING)
 DESCRIPTION_MAX_CHARS = 128  # what a payment (and the channels) take
+MERCHANT_NAME_MAX_CHARS = 128  # what the page shows of the registry's name
+LATE_REFUND_REASON = "checkout_late_success"  # the payer paid a session twice, or after it ended
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,6 @@ class SessionDraft:
     locale: str | None
     wallet_holder_id: str | None
     metadata: dict[str, str]
-    merchant_name: str | None
 
     def fingerprint(self) -> str:
         return request_fingerprint({k: getattr(self, k) for k in self.__slots__})
@@ -78,10 +83,11 @@ def _token(cashier: Cashier, session_id: str) -> str:
 
 
 def pages_origin(cashier: Cashier) -> str:
-    """Where payers open pages: the gateway's origin (it forwards `/checkout` to the web process). The cashier's
-    `gateway_url`, else its `public_base_url` (run alone). A deployment whose gateway is reached internally at
-    another address than the public one needs its own setting for this (docs/checkout.md)."""
-    return (cashier.settings.gateway_url or cashier.settings.public_base_url).rstrip("/")
+    """Where payers open pages: the gateway's public origin (it forwards `/checkout` to the web process). The
+    cashier's `checkout_base_url`; else its `gateway_url` (the same address when services and payers reach the
+    gateway alike, as in `make run`), else its `public_base_url` (run alone)."""
+    settings = cashier.settings
+    return (settings.checkout_base_url or settings.gateway_url or settings.public_base_url).rstrip("/")
 
 
 def page_url(cashier: Cashier, session_id: str) -> str:
@@ -135,6 +141,9 @@ async def create_session(cashier: Cashier, *, merchant_id: str, draft: SessionDr
     expires_at = rules.resolve_expiry(
         now, draft.expires_in_seconds, channel_max_seconds=cashier.settings.payment_expiry_max_seconds
     )
+    # The name the payer sees is the registry's (the gateway's), asked outside the transaction; a merchant
+    # cannot put another shop's name on its page. Run without a gateway: the merchant id.
+    merchant_name = await gateway_merchant_name(cashier, merchant_id) or merchant_id
     async with cashier.uow.begin() as tx:
         if await get_merchant(tx.conn, merchant_id) is None:
             raise Problem(
@@ -145,7 +154,7 @@ async def create_session(cashier: Cashier, *, merchant_id: str, draft: SessionDr
         row = await store.insert_session(tx.conn, {
             "id": session_id, "merchant_id": merchant_id, "merchant_order_no": draft.merchant_order_no,
             "request_sha256": fingerprint, "token_sha256": rules.token_digest(_token(cashier, session_id)),
-            "merchant_name": draft.merchant_name or merchant_id, "amount_minor": draft.amount_minor,
+            "merchant_name": merchant_name[:MERCHANT_NAME_MAX_CHARS], "amount_minor": draft.amount_minor,
             "currency": draft.currency, "description": draft.description, "line_items": draft.line_items,
             "allowed_methods": list(draft.allowed_methods) if draft.allowed_methods is not None else None,
             "return_url": draft.return_url, "cancel_url": draft.cancel_url, "locale": draft.locale,
@@ -192,7 +201,9 @@ async def expire_now(cashier: Cashier, *, merchant_id: str, session_id: str) -> 
 
 # ---- settling: complete on success, expire at the deadline ----------------------------------------------
 async def settle(cashier: Cashier, row: Any) -> Any:
-    """Bring an open session up to date: its payment succeeded → completed; past the deadline → expired."""
+    """Bring an open session up to date: its payment succeeded → completed; an earlier payment that a channel
+    reported paid after Juhe had closed it (a late success) → completed by that one, once the live payment is
+    closed; past the deadline → expired."""
     if row.status != rules.SessionStatus.OPEN:
         return row
     if row.payment_id is not None:
@@ -200,9 +211,26 @@ async def settle(cashier: Cashier, row: Any) -> Any:
             payment = await get_payment_unscoped(conn, row.payment_id)
         if payment is not None and payment.status == PaymentStatus.SUCCEEDED:
             return await _complete(cashier, row, payment.id)
+    async with cashier.uow.read() as conn:
+        late = await store.first_late_success(conn, row.id)
+    if late is not None:
+        return await _complete_by_late(cashier, row, late.id)
     if cashier.clock() >= row.expires_at:
         return await _expire(cashier, row)
     return row
+
+
+async def _complete_by_late(cashier: Cashier, row: Any, late_payment_id: str) -> Any:
+    """The payer paid an earlier (closed) QR of this open session: that money completes it. The live payment is
+    closed first, so it cannot be paid as well; if it turns out paid, it completes the session and the late one
+    is refunded (`refund_late_successes`). If its channel cannot confirm the close, the next round decides."""
+    try:
+        current = await _close_live(cashier, row)
+    except _StillLive:
+        return row
+    if current is not None and current.status == PaymentStatus.SUCCEEDED:
+        return await _complete(cashier, row, current.id)
+    return await _complete(cashier, row, late_payment_id)
 
 
 async def _complete(cashier: Cashier, row: Any, payment_id: str) -> Any:
@@ -227,25 +255,39 @@ async def _finish(
         return await store.get_session_unscoped(tx.conn, session_id)
 
 
+class _StillLive(Exception):
+    """The channel could not confirm the close of the session's live payment (yet)."""
+
+
+async def _close_live(cashier: Cashier, row: Any) -> Any:
+    """Close the session's live payment at its channel; the payment as it is afterwards (None: the session has
+    no recorded payment). Raises `_StillLive` when the channel cannot confirm the close."""
+    if row.payment_id is None:
+        return None
+    async with cashier.uow.read() as conn:
+        payment = await get_payment_unscoped(conn, row.payment_id)
+    if payment is not None and payment.status in LIVE:
+        try:
+            await close_payment(cashier, merchant_id=row.merchant_id, payment_id=payment.id)
+        except Problem as exc:
+            if exc.spec is not PAYMENT_NOT_CLOSABLE:
+                log.info("checkout: the live payment could not be closed yet", session_id=row.id, code=exc.spec.code)
+                raise _StillLive from exc
+        async with cashier.uow.read() as conn:
+            payment = await get_payment_unscoped(conn, row.payment_id)
+    return payment
+
+
 async def _expire(cashier: Cashier, row: Any) -> Any:
     """Close the live payment at its channel, then expire. If that payment turns out paid, complete instead;
     if the channel cannot confirm the close, the session stays open for the next round."""
     if row.status != rules.SessionStatus.OPEN:
         return row
     if row.payment_id is not None:
-        async with cashier.uow.read() as conn:
-            payment = await get_payment_unscoped(conn, row.payment_id)
-        if payment is not None and payment.status in LIVE:
-            try:
-                await close_payment(cashier, merchant_id=row.merchant_id, payment_id=payment.id)
-            except Problem as exc:
-                if exc.spec is not PAYMENT_NOT_CLOSABLE:
-                    log.info(
-                        "checkout expiry: the payment could not be closed yet", session_id=row.id, code=exc.spec.code
-                    )
-                    return row
-        async with cashier.uow.read() as conn:
-            payment = await get_payment_unscoped(conn, row.payment_id)
+        try:
+            payment = await _close_live(cashier, row)
+        except _StillLive:
+            return row
         if payment is not None and payment.status == PaymentStatus.SUCCEEDED:
             return await _complete(cashier, row, payment.id)
     elif row.payment_seq > 0 and not _claim_stale(cashier, row):
@@ -259,11 +301,39 @@ async def _expire(cashier: Cashier, row: Any) -> Any:
 
 
 async def settle_due(cashier: Cashier) -> int:
-    """The worker's round: every open session past its deadline or whose payment succeeded."""
+    """The worker's round: every open session past its deadline or whose payment succeeded; then the late
+    successes of final sessions are refunded."""
     async with cashier.uow.read() as conn:
         due = await store.list_due(conn, now=cashier.clock(), limit=cashier.settings.expiry_batch_max)
     for row in due:
         await settle(cashier, row)
+    return max(len(due), await refund_late_successes(cashier))
+
+
+async def refund_late_successes(cashier: Cashier) -> int:
+    """Give back, in full, every payment a channel reported paid for a session that had already ended or was
+    paid by another payment (the payer paid twice, or after the deadline).
+
+    Derived from stored facts on every round, so the order in which the channel's success and the session's
+    completion or expiry happened does not matter; exactly once because the refund's merchant refund number is
+    `late.<payment id>` (unique per merchant: a concurrent round or another replica gets the same refund back)
+    and a payment that has any refund is not listed again. A wallet top-up is not refunded: its money is in the
+    payer's own wallet (the ledger credited it), from where the payer can withdraw it."""
+    async with cashier.uow.read() as conn:
+        due = await store.list_late_to_refund(conn, limit=cashier.settings.expiry_batch_max)
+    for payment in due:
+        draft = RefundDraft(
+            amount_minor=payment.amount_minor - payment.refund_reserved_minor,
+            reason=LATE_REFUND_REASON,
+            merchant_refund_no=store.late_refund_no(payment.id),
+        )
+        try:
+            result = await create_refund(cashier, merchant_id=payment.merchant_id, payment_id=payment.id, draft=draft)
+        except Problem as exc:  # an outage: the next round asks again (nothing was written)
+            log.warning("checkout late success: refund not made yet", payment_id=payment.id, code=exc.spec.code)
+            continue
+        log.info("checkout late success refunded", payment_id=payment.id, refund_id=result.refund["id"],
+                 checkout_session_id=payment.metadata.get("checkout_session_id"))  # fmt: skip
     return len(due)
 
 

@@ -34,6 +34,7 @@ from services.cashier.store.merchants import ensure_merchant, get_merchant, upda
 log = get_logger("juhe.cashier.merchants")
 
 WEBHOOK_SECRET_PATH = "/internal/v1/merchants/{merchant_id}/webhook-secret"
+MERCHANT_PROFILE_PATH = "/internal/v1/merchants/{merchant_id}"
 IDENTITY_KEY_ID = "cashier"
 MINTED_SECRET_PREFIX = "whsec_"
 
@@ -42,33 +43,54 @@ def mint_webhook_secret() -> str:
     return MINTED_SECRET_PREFIX + secrets.token_hex(24)
 
 
-async def gateway_webhook_secret(cashier: Cashier, merchant_id: str) -> str | None:
-    """The secret the gateway returned at the merchant's creation; None if the gateway does not know the
-    merchant or none is configured. Raises 503 `service_unavailable` when the gateway cannot answer."""
+async def _gateway_read(cashier: Cashier, path: str, *, what: str, merchant_id: str) -> dict[str, Any] | None:
+    """GET an internal gateway endpoint with the cashier's service identity: its JSON object; None when no
+    gateway is configured or it answers 404. Raises 503 `service_unavailable` when the gateway cannot answer."""
     settings = cashier.settings
     if not settings.gateway_url:
         return None
     token = mint_identity_token(
         settings.internal_token_secret.get_secret_value(), key_id=IDENTITY_KEY_ID, service="cashier"
     )
-    path = WEBHOOK_SECRET_PATH.format(merchant_id=merchant_id)
     try:
         async with service_client(
             settings.gateway_url.rstrip("/"), timeout_seconds=settings.gateway_timeout_seconds
         ) as http:
             response = await request_with_retries(http, "GET", path, headers={IDENTITY_HEADER: token})
     except httpx.HTTPError as exc:
-        log.warning("gateway unreachable for a webhook secret", merchant_id=merchant_id, error=repr(exc))
-        raise Problem(SERVICE_UNAVAILABLE, "the gateway could not be reached for the webhook secret") from exc
+        log.warning("gateway unreachable", what=what, merchant_id=merchant_id, error=repr(exc))
+        raise Problem(SERVICE_UNAVAILABLE, f"the gateway could not be reached for the {what}") from exc
     if response.status_code == 404:
         return None
-    secret = json_object(response).get("webhook_secret") if response.status_code == 200 else None
+    body = json_object(response) if response.status_code == 200 else {}
+    if not body:
+        log.warning("gateway refused a read", what=what, merchant_id=merchant_id, status=response.status_code)
+        raise Problem(SERVICE_UNAVAILABLE, f"the gateway answered the {what} read with HTTP {response.status_code}")
+    return body
+
+
+async def gateway_webhook_secret(cashier: Cashier, merchant_id: str) -> str | None:
+    """The secret the gateway returned at the merchant's creation; None if the gateway does not know the
+    merchant or none is configured. Raises 503 `service_unavailable` when the gateway cannot answer."""
+    body = await _gateway_read(
+        cashier, WEBHOOK_SECRET_PATH.format(merchant_id=merchant_id), what="webhook secret", merchant_id=merchant_id
+    )
+    if body is None:
+        return None
+    secret = body.get("webhook_secret")
     if not isinstance(secret, str) or not secret:
-        log.warning("gateway refused a webhook secret read", merchant_id=merchant_id, status=response.status_code)
-        raise Problem(
-            SERVICE_UNAVAILABLE, f"the gateway answered the webhook secret read with HTTP {response.status_code}"
-        )
+        raise Problem(SERVICE_UNAVAILABLE, "the gateway answered the webhook secret read without a secret")
     return secret
+
+
+async def gateway_merchant_name(cashier: Cashier, merchant_id: str) -> str | None:
+    """The merchant's name in the gateway's registry (what the hosted checkout shows the payer); None if the
+    gateway does not know the merchant or none is configured. 503 `service_unavailable` when it cannot answer."""
+    body = await _gateway_read(
+        cashier, MERCHANT_PROFILE_PATH.format(merchant_id=merchant_id), what="merchant name", merchant_id=merchant_id
+    )
+    name = body.get("name") if body is not None else None
+    return name if isinstance(name, str) and name else None
 
 
 async def open_merchant(cashier: Cashier, merchant_id: str, *, webhook_secret: str | None = None) -> Row[Any]:

@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.cashier.store.tables import ID, metadata, payments
+from services.cashier.store.tables import ID, metadata, payments, refunds
 
 checkout_sessions = Table(
     "checkout_sessions",
@@ -144,11 +144,47 @@ async def expire_session(conn: AsyncConnection, *, session_id: str, now: datetim
     return (await conn.execute(statement)).first()
 
 
+# A payment of a checkout session that a channel reported paid after Juhe had closed it (migration 0012's
+# partial index covers exactly these rows). Every payment of a session other than the live one was closed
+# before the next started, and a session is final only once its live one is closed or paid, so any second
+# success of a session is such a late success.
+_session_of_payment = payments.c.metadata["checkout_session_id"].astext
+_LATE = (payments.c.late_success.is_(True), payments.c.status == "succeeded",
+         payments.c.metadata.has_key("checkout_session_id"))  # fmt: skip
+LATE_REFUND_PREFIX = "late."  # the refund's merchant refund number: `late.<payment id>`, unique per merchant
+
+
+def late_refund_no(payment_id: str) -> str:
+    return f"{LATE_REFUND_PREFIX}{payment_id}"
+
+
 async def list_due(conn: AsyncConnection, *, now: datetime, limit: int) -> list[Row[Any]]:
-    """Open sessions to settle: past their deadline, or whose current payment has succeeded."""
+    """Open sessions to settle: past their deadline, or whose current payment (or a late one) has succeeded."""
     paid = select(payments.c.id).where(payments.c.id == checkout_sessions.c.payment_id,
                                        payments.c.status == "succeeded").exists()  # fmt: skip
+    late = select(payments.c.id).where(*_LATE, _session_of_payment == checkout_sessions.c.id).exists()
     query = (select(checkout_sessions)
-             .where(checkout_sessions.c.status == OPEN, (checkout_sessions.c.expires_at <= now) | paid)
+             .where(checkout_sessions.c.status == OPEN, (checkout_sessions.c.expires_at <= now) | paid | late)
              .order_by(checkout_sessions.c.expires_at).limit(limit))  # fmt: skip
+    return list((await conn.execute(query)).all())
+
+
+async def first_late_success(conn: AsyncConnection, session_id: str) -> Row[Any] | None:
+    """The session's earliest late-succeeded payment, if any."""
+    query = (select(payments).where(*_LATE, _session_of_payment == session_id)
+             .order_by(payments.c.succeeded_at, payments.c.id).limit(1))  # fmt: skip
+    return (await conn.execute(query)).first()
+
+
+async def list_late_to_refund(conn: AsyncConnection, *, limit: int) -> list[Row[Any]]:
+    """Late successes of final sessions that did not pay the session and have no refund yet: the payer paid
+    twice, or after the session ended. A payment with any refund (ours, or the merchant's own) is left be."""
+    refunded = select(refunds.c.id).where(refunds.c.payment_id == payments.c.id).exists()
+    query = (
+        select(payments)
+        .join(checkout_sessions, checkout_sessions.c.id == _session_of_payment)
+        .where(*_LATE, payments.c.purpose == "payment", checkout_sessions.c.status != OPEN,
+               checkout_sessions.c.paid_payment_id.is_distinct_from(payments.c.id), ~refunded)
+        .order_by(payments.c.id).limit(limit)
+    )  # fmt: skip
     return list((await conn.execute(query)).all())

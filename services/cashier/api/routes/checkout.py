@@ -57,7 +57,6 @@ class SessionCreateRequest(BaseModel):
     wallet_holder_id: str | None = Field(
         default=None, min_length=1, max_length=64, description="Only this user may pay by wallet"
     )
-    merchant_name: str | None = Field(default=None, min_length=1, max_length=64, description="Shown on the page")
     metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(
         default_factory=dict, max_length=METADATA_KEYS_MAX - 2
     )
@@ -115,7 +114,6 @@ async def create(
         allowed_methods=tuple(body.allowed_methods) if body.allowed_methods is not None else None,
         return_url=body.return_url, cancel_url=body.cancel_url, expires_in_seconds=body.expires_in_seconds,
         locale=body.locale, wallet_holder_id=body.wallet_holder_id, metadata=dict(body.metadata),
-        merchant_name=body.merchant_name,
     )  # fmt: skip
     view, created = await flows.create_session(cashier, merchant_id=merchant_id, draft=draft)
     if not created:

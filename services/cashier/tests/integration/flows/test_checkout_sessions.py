@@ -21,7 +21,7 @@ def _session(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}", "amount_minor": 2_500, "currency": "CNY",
         "description": "Parking, 2 h", "return_url": "https://shop.example/return?x=1",
-        "cancel_url": "https://shop.example/cart", "merchant_name": "Demo Parking",
+        "cancel_url": "https://shop.example/cart",
         "line_items": [{"name": "Parking", "quantity": 2, "amount_minor": 2_500}], "metadata": {"plate": "沪A12345"},
     }  # fmt: skip
     body.update(overrides)
@@ -64,9 +64,12 @@ async def test_a_session_is_paid_once_after_a_change_of_method(
     ] == "checkout_expiry_out_of_range"
     bad_sum = await cashier.post("/v1/checkout/sessions", _session(amount_minor=100))
     assert bad_sum.status_code == 422
+    named = await cashier.post("/v1/checkout/sessions", _session(merchant_name="Another Shop"))
+    assert named.status_code == 422 and named.json()["code"] == "validation_failed"  # the name is the registry's
 
     page = (await cashier.client.get(f"/v1/checkout/pages/{token}", params={"scene": "native_qr"})).json()
-    assert page["methods"] == ["wechatpay", "alipay"] and page["merchant_name"] == "Demo Parking"
+    # Run without a gateway, the registry's name is the merchant id (through the gateway: test_checkout_names).
+    assert page["methods"] == ["wechatpay", "alipay"] and page["merchant_name"] == cashier.merchant_id
     assert page["payment"] is None and page["amount_minor"] == 2_500
     assert (await cashier.client.get("/v1/checkout/pages/cst_" + "x" * 43)).status_code == 404
 

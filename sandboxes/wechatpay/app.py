@@ -23,6 +23,7 @@ from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
 from sandboxes.common.store import Document
 from sandboxes.wechatpay.combine import install_routes as install_combine_routes
+from sandboxes.wechatpay.favor import install_routes as install_favor_routes
 from sandboxes.wechatpay.oauth import app_secret
 from sandboxes.wechatpay.oauth import install_routes as install_oauth_routes
 from sandboxes.wechatpay.profitsharing import install_routes as install_profitsharing_routes
@@ -56,6 +57,7 @@ class MerchantRegisterRequest(BaseModel):
 class OrderApproveRequest(BaseModel):
     payer_openid: str | None = None
     bank_type: str | None = None
+    coupon_id: str | None = None  # the payer pays with one of its 代金券 (favor.py)
 
 
 class PayerCodeRequest(BaseModel):
@@ -67,6 +69,7 @@ class PayerCodeRequest(BaseModel):
     password_required: bool = False
     balance_minor: int | None = Field(default=None, ge=0)
     openid: str | None = None
+    coupon_id: str | None = None  # the payer's 代金券 the charge uses, if it applies (favor.py)
 
 
 class RefundFailRequest(BaseModel):
@@ -170,6 +173,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     install_transfer_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_combine_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_oauth_routes(app, sandbox)
+    install_favor_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
 
     # ------------------------------------------------------------------ WeChat Pay v3: orders
     def is_partner(request: Request) -> bool:
@@ -304,7 +308,10 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     @app.post("/control/payer-codes")
     async def payer_code(request: PayerCodeRequest) -> dict[str, Any]:
         return sandbox.issue_payer_code(
-            password_required=request.password_required, balance_minor=request.balance_minor, openid=request.openid
+            password_required=request.password_required,
+            balance_minor=request.balance_minor,
+            openid=request.openid,
+            coupon_id=request.coupon_id,
         )
 
     @app.get("/control/platform-certificates")
@@ -340,7 +347,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         out_trade_no: str, request: Request, mchid: str | None = None, redirect: bool = False
     ) -> dict[str, Any] | Response:
         extra = OrderApproveRequest.model_validate(await optional_json(request))
-        order = sandbox.approve_order(out_trade_no, mchid, extra.payer_openid, extra.bank_type)
+        order = sandbox.approve_order(out_trade_no, mchid, extra.payer_openid, extra.bank_type, extra.coupon_id)
         if redirect:
             return RedirectResponse(f"/pay/{out_trade_no}?mchid={order['scope']}", status_code=303)
         return {"order": sandbox.transaction_view(order)}

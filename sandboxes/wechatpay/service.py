@@ -207,6 +207,10 @@ class Sandbox:
         )
         self._timers: set[asyncio.TimerHandle] = set()
         self._startup_hooks: list[Callable[[], None]] = []
+        # 代金券 (favor.py): the promotion_detail a payer's chosen coupon gives an order (raises if it
+        # cannot be used), and marking an order's coupons used once it is paid.
+        self.coupon_promotion: Callable[[Document, str, str | None], list[dict[str, Any]]] | None = None
+        self.coupon_used: Callable[[Document], None] | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
@@ -515,13 +519,13 @@ class Sandbox:
             out_trade_no=order["out_trade_no"],
             trade_state=state,
             trade_state_desc=TRADE_STATE_DESC[state],
-            promotion_detail=[],
+            promotion_detail=order.get("promotion_detail") or [],
         )
         if order.get("attach") is not None:
             view["attach"] = order["attach"]
         amount: dict[str, Any] = {"total": order["total"], "currency": "CNY", "payer_currency": "CNY"}
-        if order.get("transaction_id"):
-            amount["payer_total"] = order["total"]
+        if order.get("transaction_id"):  # the payer pays the total less the channel coupons used
+            amount["payer_total"] = order["total"] - sum(p["amount"] for p in order.get("promotion_detail") or [])
             view.update(
                 transaction_id=order["transaction_id"],
                 trade_type=order["trade_type"],
@@ -561,7 +565,7 @@ class Sandbox:
 
     # ------------------------------------------------------------------ 付款码 (payer-presented code)
     def issue_payer_code(
-        self, *, password_required: bool, balance_minor: int | None, openid: str | None
+        self, *, password_required: bool, balance_minor: int | None, openid: str | None, coupon_id: str | None = None
     ) -> dict[str, Any]:
         """What the payer's WeChat shows: an 18-digit code (10..15 prefix), single use, valid a minute."""
         code = f"1{secrets.randbelow(6)}" + _digits(16)
@@ -576,6 +580,7 @@ class Sandbox:
                 "expires_unix": expires,
                 "openid": openid or "o" + crypto.nonce_str(27),
                 "used": False,
+                "coupon_id": coupon_id,
             },
         )
         return {
@@ -666,11 +671,19 @@ class Sandbox:
                 "code_token": None,
                 "fingerprint": fingerprint,
                 "profit_sharing": bool((body.get("settle_info") or {}).get("profit_sharing")),
+                "payer_coupon_id": code.get("coupon_id"),
             }
             if not code["password_required"]:
                 order.update(transaction_id="4200" + _digits(24), success_time=now, bank_type="OTHERS")
+                if code.get("coupon_id") and self.coupon_promotion is not None:
+                    try:
+                        order["promotion_detail"] = self.coupon_promotion(order, code["coupon_id"], code["openid"])
+                    except ControlError:  # WeChat then charges without the coupon
+                        order["promotion_detail"] = []
                 self.store.put("transactions", order["transaction_id"], {"key": key})
             self.store.put("orders", key, order)
+            if order.get("promotion_detail") and self.coupon_used is not None:
+                self.coupon_used(order)
         return self._codepay_answer(order)
 
     def _codepay_answer(self, order: Document) -> tuple[int, dict[str, Any]]:
@@ -714,8 +727,15 @@ class Sandbox:
         return self._load_order(matches[0]["key"])
 
     def approve_order(
-        self, out_trade_no: str, scope: str | None, payer_openid: str | None, bank_type: str | None
+        self,
+        out_trade_no: str,
+        scope: str | None,
+        payer_openid: str | None,
+        bank_type: str | None,
+        coupon_id: str | None = None,
     ) -> Document:
+        """The payer pays (optionally with one of its 代金券, `coupon_id`, which the payment's
+        promotion_detail then shows and which is used once the order is paid)."""
         order = self.find_orders_for_control(out_trade_no, scope)
         if order.get("combine_key"):
             raise ControlError(
@@ -727,16 +747,27 @@ class Sandbox:
         def pay(current: Document) -> Document:  # USERPAYING: the payer entered the password (付款码)
             if current["trade_state"] not in ("NOTPAY", "USERPAYING"):
                 raise ControlError(409, f"order is {current['trade_state']}, not NOTPAY")
+            openid = current["payer_openid"] or payer_openid
+            chosen = coupon_id or current.get("payer_coupon_id")
+            promotion = current.get("promotion_detail") or []
+            if chosen and not promotion:
+                if self.coupon_promotion is None:
+                    raise ControlError(409, "coupons are not enabled in this sandbox")
+                promotion = self.coupon_promotion(current, chosen, openid)
             return {
                 **current,
                 "trade_state": "SUCCESS",
                 "transaction_id": "4200" + _digits(24),
                 "success_time": rfc3339(now_cst()),
                 "bank_type": bank_type or "OTHERS",
-                "payer_openid": current["payer_openid"] or payer_openid or "o" + crypto.nonce_str(27),
+                "payer_openid": openid or "o" + crypto.nonce_str(27),
+                "promotion_detail": promotion,
             }
 
-        paid = self.store.update("orders", order["key"], pay)
+        with self.store.transaction():  # the coupon is used with the payment, or neither happens
+            paid = self.store.update("orders", order["key"], pay)
+            if paid["promotion_detail"] and self.coupon_used is not None:
+                self.coupon_used(paid)
         self.store.put("transactions", paid["transaction_id"], {"key": paid["key"]})
         merchant = self.store.get("merchants", paid["mchid"]) or {}
         if paid["notify_url"]:  # 付款码 orders have none: their result is synchronous
@@ -885,24 +916,49 @@ class Sandbox:
             "create_time": refund["create_time"],
             "status": refund["status"],
             "funds_account": refund["funds_account"],
-            "promotion_detail": [],
-            "amount": {
-                "total": refund["total"],
-                "refund": refund["refund"],
-                "payer_total": refund["total"],
-                "payer_refund": refund["refund"],
-                "settlement_refund": refund["refund"],
-                "settlement_total": refund["total"],
-                "discount_refund": 0,
-                "currency": "CNY",
-                "from": [],
-            },
+            **self._refund_split(refund),
         }
         if refund.get("success_time"):
             view["success_time"] = refund["success_time"]
         if refund.get("sub_mchid"):
             view["sub_mchid"] = refund["sub_mchid"]
         return view
+
+    def _refund_split(self, refund: Document) -> dict[str, Any]:
+        """A refund's `amount` and `promotion_detail`: of a payment that used 代金券 (favor.py), each coupon
+        gives back its share `⌊refund × coupon / total⌋` (`discount_refund`), the payer gets the rest, and
+        the merchant's settlement loses only what it collected (a 免充值 NOCASH coupon was never settled
+        to it) [L: WeChat's exact rounding]."""
+        order = self.store.get("orders", refund["order_key"]) or {}
+        total, amount = refund["total"], refund["refund"]
+        promotions = order.get("promotion_detail") or []
+        shares = [(p, amount * p["amount"] // total) for p in promotions]
+        discount_refund = sum(share for _, share in shares)
+        nocash = sum(p["amount"] for p in promotions if p["type"] == "NOCASH")
+        nocash_refund = sum(share for p, share in shares if p["type"] == "NOCASH")
+        return {
+            "promotion_detail": [
+                {
+                    "promotion_id": p["coupon_id"],
+                    "scope": p["scope"],
+                    "type": "COUPON" if p["type"] == "CASH" else "DISCOUNT",
+                    "amount": p["amount"],
+                    "refund_amount": share,
+                }
+                for p, share in shares
+            ],
+            "amount": {
+                "total": total,
+                "refund": amount,
+                "payer_total": total - sum(p["amount"] for p in promotions),
+                "payer_refund": amount - discount_refund,
+                "settlement_refund": amount - nocash_refund,
+                "settlement_total": total - nocash,
+                "discount_refund": discount_refund,
+                "currency": "CNY",
+                "from": [],
+            },
+        }
 
     def get_refund(self, merchant: Document, out_refund_no: str, sub_mchid: str | None) -> dict[str, Any]:
         scope = self._scope(merchant, partner=bool(sub_mchid), sub_mchid=sub_mchid)
@@ -959,10 +1015,9 @@ class Sandbox:
             "refund_status": status,
             "user_received_account": "支付用户零钱",
             "amount": {
-                "total": refund["total"],
-                "refund": refund["refund"],
-                "payer_total": refund["total"],
-                "payer_refund": refund["refund"],
+                name: value
+                for name, value in self._refund_split(refund)["amount"].items()
+                if name in ("total", "refund", "payer_total", "payer_refund")
             },
         }
         if refund.get("success_time"):

@@ -773,3 +773,168 @@ def test_combined_payment_of_a_service_providers_sub_merchants(
         )
     )
     assert refund["status"] == "PROCESSING"
+
+
+def _cst(delta_seconds: float = 0) -> str:
+    from datetime import datetime, timedelta, timezone
+
+    moment = datetime.now(timezone(timedelta(hours=8))) + timedelta(seconds=delta_seconds)
+    return moment.isoformat(timespec="milliseconds")
+
+
+def _approve_with_coupon(
+    sandbox: SandboxProcess, out_trade_no: str, mchid: str, openid: str, coupon_id: str
+) -> httpx.Response:
+    """The payer pays the order in WeChat with one of its 代金券."""
+    return httpx.post(
+        f"{sandbox.base_url}/control/orders/{out_trade_no}/approve",
+        params={"mchid": mchid},
+        json={"payer_openid": openid, "coupon_id": coupon_id},
+    )
+
+
+def _favor_stock(wx: Any, mchid: str, **rule: Any) -> str:
+    """A 满100减10 代金券 stock for 3 coupons, at most 2 per user, created and started with the SDK."""
+    stock = _ok(
+        wx.marketing_favor_stock_create(
+            stock_name="满100减10",
+            belong_merchant=mchid,
+            available_begin_time=_cst(),
+            available_end_time=_cst(7 * 86400),
+            stock_use_rule={"max_coupons": 3, "max_amount": 3000, "max_coupons_per_user": 2, **rule},
+            coupon_use_rule={
+                "available_merchants": [mchid],
+                "fixed_normal_coupon": {"coupon_amount": 1000, "transaction_minimum": 10000},
+            },
+            out_request_no=_no("stk"),
+        )
+    )
+    stock_id: str = stock["stock_id"]
+    return stock_id
+
+
+def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
+    """代金券 through the SDK's marketing_favor_* calls: a stock created (budget rule checked), started,
+    paused and restarted; coupons sent (idempotent by out_request_no, per-user cap RULE_LIMIT, budget
+    NOT_ENOUGH); one used in a payment: the transaction's promotion_detail shows the merchant's
+    contribution and payer_total, the coupon is USED, and COUPON.USE reaches the creator's callback URL
+    (verified and decrypted by the SDK). A WeChat-run stock's coupon shows as wechatpay_contribute."""
+    registration = _register(sandbox)
+    mchid = registration["mchid"]
+    wx = _sdk(sandbox, registration, receiver.url("favor-pay"))
+    openid = "oFavorUser" + secrets.token_hex(6)
+
+    bad = wx.marketing_favor_stock_create(
+        stock_name="bad",
+        belong_merchant=mchid,
+        available_begin_time=_cst(),
+        available_end_time=_cst(86400),
+        stock_use_rule={"max_coupons": 3, "max_amount": 2000, "max_coupons_per_user": 1},
+        coupon_use_rule={
+            "available_merchants": [mchid],
+            "fixed_normal_coupon": {"coupon_amount": 1000, "transaction_minimum": 10000},
+        },
+        out_request_no=_no("stk"),
+    )
+    assert bad[0] == 400 and json.loads(bad[1])["code"] == "PARAM_ERROR"  # max_amount ≠ amount × count
+
+    stock_id = _favor_stock(wx, mchid)
+    assert _ok(wx.marketing_favor_stock_detail(mchid, stock_id))["status"] == "unactivated"
+    not_running = wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid)
+    assert not_running[0] == 400 and json.loads(not_running[1])["code"] == "INVALID_REQUEST"
+    assert _ok(wx.marketing_favor_stock_start(mchid, stock_id))["stock_id"] == stock_id
+    assert "pause_time" in _ok(wx.marketing_favor_stock_pause(mchid, stock_id))
+    assert "restart_time" in _ok(wx.marketing_favor_stock_restart(mchid, stock_id))
+    _ok(wx.marketing_favor_callback_update(notify_url=receiver.url("favor-use")))
+
+    request_no = _no("snd")
+    coupon_id = _ok(wx.marketing_favor_stock_send(stock_id, openid, request_no, mchid))["coupon_id"]
+    assert _ok(wx.marketing_favor_stock_send(stock_id, openid, request_no, mchid))["coupon_id"] == coupon_id
+    _ok(wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid))
+    capped = wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid)
+    assert capped[0] == 403 and json.loads(capped[1])["code"] == "RULE_LIMIT"
+    _ok(wx.marketing_favor_stock_send(stock_id, openid + "x", _no("snd"), mchid))
+    exhausted = wx.marketing_favor_stock_send(stock_id, openid + "y", _no("snd"), mchid)
+    assert exhausted[0] == 403 and json.loads(exhausted[1])["code"] == "NOT_ENOUGH"
+    detail = _ok(wx.marketing_favor_stock_detail(mchid, stock_id))
+    assert (detail["status"], detail["distributed_coupons"]) == ("running", 3)
+    coupon = _ok(wx.marketing_favor_coupon_detail(coupon_id, openid))
+    assert coupon["status"] == "SENDED" and coupon["normal_coupon_information"]["coupon_amount"] == 1000
+    assert _ok(wx.marketing_favor_user_coupon(openid, stock_id=stock_id))["total_count"] == 2
+
+    below = _no("fv")
+    _ok(wx.pay(description="below the threshold", out_trade_no=below, amount={"total": 9999}))
+    refused = _approve_with_coupon(sandbox, below, mchid, openid, coupon_id)
+    assert refused.status_code == 409 and _ok(wx.query(out_trade_no=below))["trade_state"] == "NOTPAY"
+
+    paid = _no("fv")
+    _ok(wx.pay(description="with a coupon", out_trade_no=paid, amount={"total": 12000}))
+    _approve_with_coupon(sandbox, paid, mchid, openid, coupon_id).raise_for_status()
+    transaction = _ok(wx.query(out_trade_no=paid))
+    assert transaction["amount"] == {"total": 12000, "payer_total": 11000, "currency": "CNY", "payer_currency": "CNY"}
+    [promotion] = transaction["promotion_detail"]
+    assert (promotion["coupon_id"], promotion["stock_id"], promotion["type"], promotion["amount"]) == (
+        coupon_id,
+        stock_id,
+        "CASH",
+        1000,
+    )
+    assert (promotion["merchant_contribute"], promotion["wechatpay_contribute"], promotion["other_contribute"]) == (
+        1000,
+        0,
+        0,
+    )
+    headers, body = receiver.next("favor-pay")
+    notified = wx.callback(headers, body)
+    assert notified is not None and notified["resource"]["promotion_detail"] == transaction["promotion_detail"]
+    headers, body = receiver.next("favor-use")
+    used = wx.callback(headers, body)  # the SDK's verify + decrypt
+    assert used is not None and used["event_type"] == "COUPON.USE"
+    assert used["resource"]["coupon_id"] == coupon_id and used["resource"]["status"] == "USED"
+    assert used["resource"]["consume_information"]["transaction_id"] == transaction["transaction_id"]
+    assert _ok(wx.marketing_favor_coupon_detail(coupon_id, openid))["status"] == "USED"
+    refund = _ok(
+        wx.refund(
+            out_refund_no=_no("fr"), amount={"refund": 6000, "total": 12000, "currency": "CNY"}, out_trade_no=paid
+        )
+    )
+    assert refund["amount"]["discount_refund"] == 500 and refund["amount"]["payer_refund"] == 5500
+    assert refund["promotion_detail"][0]["refund_amount"] == 500
+
+    again = _no("fv")
+    _ok(wx.pay(description="the same coupon again", out_trade_no=again, amount={"total": 12000}))
+    twice = _approve_with_coupon(sandbox, again, mchid, openid, coupon_id)
+    assert twice.status_code == 409 and _ok(wx.query(out_trade_no=again))["trade_state"] == "NOTPAY"
+
+    wechat_stock = httpx.post(
+        f"{sandbox.base_url}/control/favor/stocks",
+        json={
+            "stock_name": "微信立减",
+            "coupon_amount": 500,
+            "transaction_minimum": 1000,
+            "max_coupons": 10,
+            "available_merchants": [mchid],
+        },
+    ).json()
+    gift = httpx.post(
+        f"{sandbox.base_url}/control/favor/stocks/{wechat_stock['stock_id']}/send",
+        json={"openid": openid, "appid": APPID},
+    ).json()["coupon_id"]
+    code = _payer_code(sandbox, openid=openid, coupon_id=gift)
+    charged = _ok(
+        wx.pay(
+            description="付款码 with WeChat's coupon",
+            out_trade_no=_no("fc"),
+            amount={"total": 1500},
+            payer={"auth_code": code},
+            pay_type=WeChatPayType.CODEPAY,
+        )
+    )
+    [channel] = charged["promotion_detail"]
+    assert (channel["wechatpay_contribute"], channel["merchant_contribute"], charged["amount"]["payer_total"]) == (
+        500,
+        0,
+        1000,
+    )

@@ -23,6 +23,7 @@ DEFAULT_ROUTES: dict[str, str] = {
     "/v1/webhook-endpoints": "cashier",
     "/v1/events": "cashier",
     "/v1/checkout": "cashier",
+    "/v1/payment-links": "cashier",
     "/v1/notify": "cashier",
     "/v1/admin/merchants": "cashier",
     "/v1/accounts": "ledger",

@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope, Send
 
-from sandboxes.alipay import crypto, payments, royalty, transfers
+from sandboxes.alipay import crypto, payments, royalty, transfers, vouchers
 from sandboxes.alipay.bills import DISCREPANCY_KINDS, build_bill_zip
 from sandboxes.alipay.certs import CertificateAuthority
 from sandboxes.alipay.pages import cashier_page, error_page, result_page
@@ -73,6 +73,7 @@ API_METHODS = (
     *royalty.METHODS,
     *payments.METHODS,
     *transfers.METHODS,
+    *vouchers.METHODS,
 )
 BROWSER_METHODS = ("alipay.trade.page.pay", "alipay.trade.wap.pay")
 REQUIRED_COMMON = (
@@ -152,6 +153,7 @@ class Sandbox:
             timeout_seconds=settings.notify_timeout_seconds,
         )
         self.trades = TradeBook(self.store, on_event=self.notify, clock=clock)
+        self.vouchers = vouchers.Vouchers(self.store, clock, self.send_message)
 
     @property
     def signing_key(self) -> rsa.RSAPrivateKey:
@@ -292,13 +294,17 @@ class Sandbox:
             if method == "alipay.fund.trans.common.query":
                 return {**ok, **transfers.query(self.store, app_id, biz)}
             return {**ok, **transfers.account(self.store, app_id, app["seller_id"], biz)}
+        if method in vouchers.METHODS:
+            return {**ok, **self.vouchers.handle(app_id, method, biz)}
         if method == "alipay.trade.precreate":
             trade = self.trades.create(
                 app_id=app_id, method=method, biz=biz, notify_url=params.get("notify_url"), return_url=None
             )
             return {**ok, "out_trade_no": trade["out_trade_no"], "qr_code": f"{base_url}pay/qr/{trade['qr_token']}"}
         if method == "alipay.trade.query":
-            return {**ok, **self.query_fields(self.trades.existing(app_id, biz))}
+            options = biz.get("query_options")
+            shown = options if isinstance(options, list) else []
+            return {**ok, **self.query_fields(self.trades.existing(app_id, biz), shown)}
         if method == "alipay.trade.close":
             trade = self.trades.close(self.trades.existing(app_id, biz))
             return {**ok, "trade_no": trade["trade_no"], "out_trade_no": trade["out_trade_no"]}
@@ -338,24 +344,32 @@ class Sandbox:
             return {**ok, **royalty.settle_query(self.trades, app_id, biz)}
         return {**ok, **self.bill_url(app_id, biz, base_url)}
 
-    def query_fields(self, trade: dict[str, Any]) -> dict[str, Any]:
+    def query_fields(self, trade: dict[str, Any], query_options: list[Any] | None = None) -> dict[str, Any]:
+        """The trade as alipay.trade.query shows it; a voucher's part is not paid by the buyer
+        (`buyer_pay_amount`) and its merchant-funded part is not received (`receipt_amount`)."""
         paid = trade["paid_at"] is not None
         amount = yuan(trade["total_fen"])
+        off, merchant_off = vouchers.discount_fen(trade)
+        buyer_pays, received = yuan(trade["total_fen"] - off), yuan(trade["total_fen"] - merchant_off)
         fields: dict[str, Any] = {
             "trade_no": trade["trade_no"],
             "out_trade_no": trade["out_trade_no"],
             "buyer_logon_id": trade["buyer_logon_id"] or "",
             "trade_status": trade["status"],
             "total_amount": amount,
-            "buyer_pay_amount": amount if paid else "0.00",
-            "receipt_amount": amount if paid else "0.00",
-            "invoice_amount": amount if paid else "0.00",
+            "buyer_pay_amount": buyer_pays if paid else "0.00",
+            "receipt_amount": received if paid else "0.00",
+            "invoice_amount": buyer_pays if paid else "0.00",
             "point_amount": "0.00",
         }
         if paid:
             fields["buyer_user_id"] = trade["buyer_id"]
             fields["send_pay_date"] = beijing(from_iso(trade["paid_at"]) or self.clock())
-            fields["fund_bill_list"] = [{"fund_channel": "ALIPAYACCOUNT", "amount": amount}]
+            fields["fund_bill_list"] = [{"fund_channel": "ALIPAYACCOUNT", "amount": buyer_pays}]
+            if off:
+                fields["fund_bill_list"].append({"fund_channel": "COUPON", "amount": yuan(off)})
+            if "voucher_detail_list" in (query_options or []):
+                fields["voucher_detail_list"] = vouchers.detail_list(trade)
         return fields
 
     def refund_query_fields(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:
@@ -469,6 +483,42 @@ class Sandbox:
 
     # ------------------------------------------------------------------ notifications
 
+    def send_message(self, app_id: str, msg_method: str, biz_content: dict[str, Any]) -> None:
+        """An open-platform message (e.g. `alipay.marketing.activity.message.used`) to the app's message
+        gateway, signed like a notification and retried until `success`; none without a gateway."""
+        gateway = self.store.get(vouchers.GATEWAYS, app_id)
+        if gateway is None:
+            return
+        notify_id = uuid.uuid4().hex
+        params = {
+            "msg_method": msg_method,
+            "app_id": app_id,
+            "biz_content": json.dumps(biz_content, ensure_ascii=False, separators=(",", ":")),
+            "utc_timestamp": str(int(self.clock().timestamp() * 1000)),
+            "version": "1.1",
+            "charset": "utf-8",
+            "notify_id": notify_id,
+            "sign_type": "RSA2",
+        }
+
+        def build() -> tuple[dict[str, str], bytes]:
+            signed = {**params, "sign": crypto.sign(crypto.notify_sign_content(params), self.signing_key)}
+            return {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}, urlencode(signed).encode()
+
+        self.dispatcher.submit(
+            NotificationJob(event_id=notify_id, url=gateway["url"], build=build, event_type=msg_method, subject=app_id)
+        )
+
+    def pay_with_voucher(self, trade: dict[str, Any], voucher_code: str | None) -> dict[str, Any]:
+        """The buyer pays (with one voucher, if named): the voucher is used with the payment, or neither."""
+        if not voucher_code:
+            return self.trades.pay(trade)
+        with self.store.transaction():
+            detail = self.vouchers.detail_for(trade, voucher_code)
+            paid = self.trades.pay({**trade, "vouchers": [detail]}, buyer_id=detail["buyer_id"])
+            self.vouchers.redeem(paid)
+        return paid
+
     def notify(self, event: TradeEvent) -> None:
         trade = event.trade
         if not trade.get("notify_url"):
@@ -522,13 +572,21 @@ class Sandbox:
             params["buyer_id"] = trade["buyer_id"]
             params["buyer_logon_id"] = trade["buyer_logon_id"]
         if paid_at is not None:
+            off, merchant_off = vouchers.discount_fen(trade)
+            buyer_pays = yuan(trade["total_fen"] - off)
+            funds = [{"amount": buyer_pays, "fundChannel": "ALIPAYACCOUNT"}]
+            if off:
+                funds.append({"amount": yuan(off), "fundChannel": "COUPON"})
+                params["voucher_detail_list"] = json.dumps(
+                    vouchers.detail_list(trade), ensure_ascii=False, separators=(",", ":")
+                )
             params.update(
-                receipt_amount=amount,
-                invoice_amount=amount,
-                buyer_pay_amount=amount,
+                receipt_amount=yuan(trade["total_fen"] - merchant_off),
+                invoice_amount=buyer_pays,
+                buyer_pay_amount=buyer_pays,
                 point_amount="0.00",
                 gmt_payment=beijing(paid_at),
-                fund_bill_list=json.dumps([{"amount": amount, "fundChannel": "ALIPAYACCOUNT"}], separators=(",", ":")),
+                fund_bill_list=json.dumps(funds, separators=(",", ":")),
             )
         if trade["status"] == TRADE_CLOSED and trade.get("closed_at"):
             params["gmt_close"] = beijing(from_iso(trade["closed_at"]) or self.clock())
@@ -621,6 +679,12 @@ class PayeeRequest(BaseModel):
     identity: str
     exists: bool = True
     name: str | None = None
+
+
+class MessageGatewayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
 
 
 class AppPayRequest(BaseModel):
@@ -794,9 +858,12 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
         return control_view(control_transition(out_trade_no, app_id, sandbox.trades.scan))
 
     @app.post("/control/trades/{out_trade_no}/approve")
-    async def approve_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:
-        """Pay the trade (an unscanned QR trade is scanned first); includes the return redirect, if any."""
-        trade = control_transition(out_trade_no, app_id, sandbox.trades.pay)
+    async def approve_trade(
+        out_trade_no: str, app_id: str | None = None, voucher_code: str | None = None
+    ) -> dict[str, Any]:
+        """Pay the trade (an unscanned QR trade is scanned first), with the buyer's voucher if named
+        (vouchers.py); includes the return redirect, if any."""
+        trade = control_transition(out_trade_no, app_id, lambda doc: sandbox.pay_with_voucher(doc, voucher_code))
         return {**control_view(trade), "return_redirect_url": sandbox.return_redirect(trade)}
 
     @app.post("/control/trades/{out_trade_no}/finish")
@@ -807,6 +874,24 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
     @app.post("/control/trades/{out_trade_no}/decline")
     async def decline_trade(out_trade_no: str, app_id: str | None = None) -> dict[str, Any]:
         return control_view(control_transition(out_trade_no, app_id, sandbox.trades.decline))
+
+    @app.post("/control/apps/{app_id}/message-gateway")
+    async def set_message_gateway(app_id: str, request: MessageGatewayRequest) -> dict[str, Any]:
+        """Where the app's open-platform messages (商家券 `alipay.marketing.activity.message.*`) go."""
+        if sandbox.app(app_id) is None:
+            raise HTTPException(status_code=404, detail=f"no app {app_id}")
+        sandbox.store.put(vouchers.GATEWAYS, app_id, {"url": request.url})
+        return {"app_id": app_id, "url": request.url}
+
+    @app.post("/control/vouchers/alipay")
+    async def alipay_voucher(request: vouchers.AlipayVoucherRequest) -> dict[str, Any]:
+        """Alipay gives the buyer a voucher it funds itself (`ALIPAY_FIX_VOUCHER`, `other_contribute`)."""
+        if sandbox.app(request.app_id) is None:
+            raise HTTPException(status_code=404, detail=f"no app {request.app_id}")
+        try:
+            return sandbox.vouchers.issue_alipay_voucher(request)
+        except BizError as exc:
+            raise HTTPException(status_code=422, detail=exc.sub_msg) from exc
 
     @app.post("/control/payer-codes")
     async def payer_code(request: PayerCodeRequest) -> dict[str, Any]:

@@ -32,6 +32,21 @@ from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient  # type: igno
 from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (  # type: ignore[import-untyped]
     AlipayDataDataserviceBillDownloadurlQueryRequest,
 )
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherAppendRequest import (  # type: ignore[import-untyped]
+    AlipayMarketingActivityOrdervoucherAppendRequest,
+)
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherCreateRequest import (  # type: ignore[import-untyped]
+    AlipayMarketingActivityOrdervoucherCreateRequest,
+)
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherQueryRequest import (  # type: ignore[import-untyped]
+    AlipayMarketingActivityOrdervoucherQueryRequest,
+)
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherSendRequest import (  # type: ignore[import-untyped]
+    AlipayMarketingActivityOrdervoucherSendRequest,
+)
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherStopRequest import (  # type: ignore[import-untyped]
+    AlipayMarketingActivityOrdervoucherStopRequest,
+)
 from alipay.aop.api.request.AlipaySystemOauthTokenRequest import (  # type: ignore[import-untyped]
     AlipaySystemOauthTokenRequest,
 )
@@ -601,3 +616,142 @@ def test_python_alipay_sdk_royalty_relations_and_settlement(
         royalty_parameters=[{"trans_in_type": "userId", "trans_in": "2088101126708402", "amount": "1.00"}],
     )
     assert refused["sub_code"] == "ACQ.TRANS_IN_NOT_BIND"
+
+
+def _message(receiver: CallbackReceiver, name: str, sdk: Any, msg_method: str) -> dict[str, Any]:
+    """The next open-platform message of that method, its signature checked by python-alipay-sdk."""
+    for _ in range(10):
+        _headers, body = receiver.next(name)
+        data = _verify_notification(sdk, body)
+        if data["msg_method"] == msg_method:
+            content: dict[str, Any] = json.loads(data["biz_content"])
+            return content
+    raise AssertionError(f"no {msg_method} message")
+
+
+def test_merchant_vouchers_created_sent_used_in_a_trade_and_alipay_funded_voucher(
+    sandbox: SandboxProcess, receiver: CallbackReceiver, official_transport: None
+) -> None:
+    """商家券 2.0 through the official SDK's ordervoucher requests: create (the `created` message follows),
+    send (idempotent by out_biz_no; per-user limit; quantity; append), a voucher used in a paid trade:
+    voucher_detail_list in the query (with query_options) and the notification, merchant-funded,
+    buyer_pay_amount and receipt_amount less the voucher, `used` message, inventory counts; stop. An
+    Alipay-funded voucher shows as other_contribute and the merchant receives the whole amount."""
+    app = _app(sandbox)
+    client, sdk = _official(sandbox, app), _sdk(sandbox, app, receiver.url("vouchers-trade"))
+    httpx.post(
+        f"{sandbox.base_url}/control/apps/{app['app_id']}/message-gateway", json={"url": receiver.url("vouchers")}
+    ).raise_for_status()
+    from datetime import datetime, timedelta, timezone
+
+    now = datetime.now(timezone(timedelta(hours=8)))
+    created = _execute(
+        client,
+        AlipayMarketingActivityOrdervoucherCreateRequest,
+        {
+            "out_biz_no": _no("act"),
+            "activity_name": "满100减10",
+            "code_mode": "MERCHANT_API",
+            "voucher_send_mode_info": {
+                "voucher_send_mode": "REQUEST",
+                "voucher_send_rule_info": {"quantity": 2, "quantity_limit_per_user": 1},
+            },
+            "voucher_deduct_info": {
+                "voucher_type": "FIX_VOUCHER",
+                "fix_voucher_info": {"amount": "10.00", "floor_amount": "100.00"},
+            },
+            "voucher_use_rule_info": {
+                "voucher_use_time_info": {
+                    "period_type": "ABSOLUTE",
+                    "absolute_period_info": {
+                        "valid_begin_time": (now - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S"),
+                        "valid_end_time": (now + timedelta(days=7)).strftime("%Y-%m-%d %H:%M:%S"),
+                    },
+                }
+            },
+        },
+    )
+    activity_id = created["activity_id"]
+    assert (
+        _message(receiver, "vouchers", sdk, "alipay.marketing.activity.message.created")["activity_id"] == activity_id
+    )
+
+    def send(buyer: str, out_biz_no: str | None = None) -> dict[str, Any]:
+        biz = {"activity_id": activity_id, "out_biz_no": out_biz_no or _no("snd"), "user_id": buyer}
+        return _execute(client, AlipayMarketingActivityOrdervoucherSendRequest, biz)
+
+    buyer, other, third = "2088102146225135", "2088102146225136", "2088102146225137"
+    request_no = _no("snd")
+    code = send(buyer, request_no)["voucher_code"]
+    assert send(buyer, request_no)["voucher_code"] == code
+    assert send(buyer)["sub_code"] == "USER_RECEIVE_LIMIT"
+    send(other)
+    assert send(third)["sub_code"] == "INVENTORY_NOT_ENOUGH"
+    _execute(
+        client,
+        AlipayMarketingActivityOrdervoucherAppendRequest,
+        {"activity_id": activity_id, "out_biz_no": _no("app"), "voucher_quantity": 3},
+    )
+    send(third)
+
+    out_trade_no = _no("vch")
+    assert (
+        sdk.api_alipay_trade_precreate(out_trade_no=out_trade_no, total_amount="120.00", subject="券")["code"]
+        == "10000"
+    )
+    below = _no("vch")
+    sdk.api_alipay_trade_precreate(out_trade_no=below, total_amount="99.00", subject="below the floor")
+    refused = httpx.post(f"{sandbox.base_url}/control/trades/{below}/approve", params={"voucher_code": code})
+    assert refused.status_code == 409 and refused.json()["detail"]["sub_code"] == "VOUCHER_NOT_APPLICABLE"
+    _control(sandbox, f"/trades/{out_trade_no}/approve?voucher_code={code}")
+    queried = _execute(
+        client, AlipayTradeQueryRequest, {"out_trade_no": out_trade_no, "query_options": ["voucher_detail_list"]}
+    )
+    assert (queried["total_amount"], queried["buyer_pay_amount"], queried["receipt_amount"]) == (
+        "120.00",
+        "110.00",
+        "110.00",
+    )
+    [detail] = queried["voucher_detail_list"]
+    assert (detail["amount"], detail["merchant_contribute"], detail["other_contribute"], detail["template_id"]) == (
+        "10.00",
+        "10.00",
+        "0.00",
+        activity_id,
+    )
+    assert "voucher_detail_list" not in _execute(client, AlipayTradeQueryRequest, {"out_trade_no": out_trade_no})
+    notified = _trade_status_notification(receiver, "vouchers-trade", sdk, out_trade_no, "TRADE_SUCCESS")
+    assert json.loads(notified["voucher_detail_list"]) == [detail] and notified["buyer_pay_amount"] == "110.00"
+    used = _message(receiver, "vouchers", sdk, "alipay.marketing.activity.message.used")
+    assert used["voucher_code"] == code and used["trade_no"] == queried["trade_no"]
+    inventory = _execute(client, AlipayMarketingActivityOrdervoucherQueryRequest, {"activity_id": activity_id})
+    assert inventory["voucher_inventory_info"] == {"send_count": 3, "use_count": 1}
+
+    again = _no("vch")
+    sdk.api_alipay_trade_precreate(out_trade_no=again, total_amount="120.00", subject="the same voucher")
+    twice = httpx.post(f"{sandbox.base_url}/control/trades/{again}/approve", params={"voucher_code": code})
+    assert twice.status_code == 409 and twice.json()["detail"]["sub_code"] == "VOUCHER_STATUS_ERROR"
+
+    _execute(
+        client, AlipayMarketingActivityOrdervoucherStopRequest, {"activity_id": activity_id, "out_biz_no": _no("stp")}
+    )
+    assert (
+        _message(receiver, "vouchers", sdk, "alipay.marketing.activity.message.stopped")["activity_status"] == "STOPPED"
+    )
+    assert send("2088102146225138")["sub_code"] == "ACTIVITY_STATUS_ERROR"
+
+    gift = httpx.post(
+        f"{sandbox.base_url}/control/vouchers/alipay",
+        json={"app_id": app["app_id"], "buyer_id": buyer, "amount_minor": 500},
+    ).json()["voucher_code"]
+    funded = _no("vch")
+    sdk.api_alipay_trade_precreate(out_trade_no=funded, total_amount="50.00", subject="Alipay's red packet")
+    _control(sandbox, f"/trades/{funded}/approve?voucher_code={gift}")
+    paid = _execute(client, AlipayTradeQueryRequest, {"out_trade_no": funded, "query_options": ["voucher_detail_list"]})
+    [channel] = paid["voucher_detail_list"]
+    assert (channel["type"], channel["other_contribute"], channel["merchant_contribute"]) == (
+        "ALIPAY_FIX_VOUCHER",
+        "5.00",
+        "0.00",
+    )
+    assert (paid["buyer_pay_amount"], paid["receipt_amount"]) == ("45.00", "50.00")

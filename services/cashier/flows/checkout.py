@@ -116,6 +116,7 @@ def session_view(cashier: Cashier, row: Any) -> dict[str, Any]:
         "expires_at": row.expires_at,
         "payment_id": row.paid_payment_id,
         "payments_started": row.payment_seq,
+        "payment_link_id": row.payment_link_id,
         "completed_at": row.completed_at,
         "expired_at": row.expired_at,
         "created_at": row.created_at,
@@ -133,9 +134,17 @@ def _event_data(row: Any) -> dict[str, Any]:
 
 
 # ---- merchant API -------------------------------------------------------------------------------------
-async def create_session(cashier: Cashier, *, merchant_id: str, draft: SessionDraft) -> tuple[dict[str, Any], bool]:
+async def create_session(
+    cashier: Cashier,
+    *,
+    merchant_id: str,
+    draft: SessionDraft,
+    payment_link_id: str | None = None,
+    guard: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+) -> tuple[dict[str, Any], bool]:
     """Create, or answer the earlier session of the same order number and body (idempotent); another body
-    with that order number is 409 `duplicate_merchant_order`."""
+    with that order number is 409 `duplicate_merchant_order`. `guard` runs in the insert's transaction first
+    (a payment link locks itself and counts its uses there)."""
     fingerprint = draft.fingerprint()
     now = cashier.clock()
     expires_at = rules.resolve_expiry(
@@ -150,6 +159,8 @@ async def create_session(cashier: Cashier, *, merchant_id: str, draft: SessionDr
                 MERCHANT_NOT_FOUND,
                 f"merchant {merchant_id} is not set up in the cashier (no webhook secret to sign the return with)",
             )
+        if guard is not None:
+            await guard(tx.conn)
         session_id = new_id("cs")
         row = await store.insert_session(tx.conn, {
             "id": session_id, "merchant_id": merchant_id, "merchant_order_no": draft.merchant_order_no,
@@ -159,7 +170,7 @@ async def create_session(cashier: Cashier, *, merchant_id: str, draft: SessionDr
             "allowed_methods": list(draft.allowed_methods) if draft.allowed_methods is not None else None,
             "return_url": draft.return_url, "cancel_url": draft.cancel_url, "locale": draft.locale,
             "wallet_holder_id": draft.wallet_holder_id, "metadata": draft.metadata,
-            "status": rules.SessionStatus.OPEN.value, "expires_at": expires_at,
+            "status": rules.SessionStatus.OPEN.value, "expires_at": expires_at, "payment_link_id": payment_link_id,
         })  # fmt: skip
         if row is None:
             row = await store.get_session_by_order_no(

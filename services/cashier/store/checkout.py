@@ -65,6 +65,7 @@ checkout_sessions = Table(
     Column("completed_at", DateTime(timezone=True)),
     Column("expired_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("payment_link_id", String(ID)),  # opened from this payment link (migration 0013)
     UniqueConstraint("merchant_id", "merchant_order_no", name="uq_checkout_sessions_merchant_order"),
     UniqueConstraint("token_sha256", name="uq_checkout_sessions_token"),
     CheckConstraint("amount_minor > 0", name="ck_checkout_sessions_amount_positive"),

@@ -19,12 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.money import AmountMinor, Currency
 from services.cashier.api.deps import Caller, CashierDep, MerchantId
+from services.cashier.api.routes import payment_links
 from services.cashier.api.schemas import METADATA_KEYS_MAX, ChannelName, OrderNo, PayerHints, Url
 from services.cashier.domain import checkout as rules
 from services.cashier.domain.errors import PAYER_MISMATCH
 from services.cashier.flows import checkout as flows
 
 router = APIRouter(tags=["checkout"])
+# Payment links open checkout sessions and share the page prefix; served with this router (no second wiring).
+router.include_router(payment_links.router)
 
 Token = Annotated[str, Path(min_length=20, max_length=64, pattern=r"^cst_[A-Za-z0-9_-]+$")]
 RequestId = Annotated[str, StringConstraints(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
@@ -82,6 +85,7 @@ class SessionResponse(BaseModel):
     expires_at: datetime
     payment_id: str | None = Field(description="The payment that paid the session (completed only)")
     payments_started: int
+    payment_link_id: str | None = Field(default=None, description="The payment link it was opened from")
     completed_at: datetime | None
     expired_at: datetime | None
     created_at: datetime

@@ -1,0 +1,133 @@
+"""Payment links (收款链接 / 码牌): the merchant's API and the payer page's calls (docs/checkout.md).
+
+Merchant (signed through the gateway, `Idempotency-Key` on writes there): `POST /v1/payment-links`,
+`GET /v1/payment-links`, `GET /v1/payment-links/{id}`, `POST /v1/payment-links/{id}/deactivate`.
+Page (under the gateway's passthrough prefix `/v1/checkout/pages`, no authentication, rate-limited per payer
+browser: the link is public by design, printed on a poster): `GET /v1/checkout/pages/links/{slug}`,
+`POST /v1/checkout/pages/links/{slug}/sessions`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, status
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from libs.common.money import AmountMinor, Currency
+from services.cashier.api.deps import CashierDep, MerchantId, PageSize
+from services.cashier.api.schemas import METADATA_KEYS_MAX, ChannelName, Url
+from services.cashier.domain import payment_links as rules
+from services.cashier.flows import payment_links as flows
+
+router = APIRouter(tags=["payment links"])
+
+Slug = Annotated[str, Path(min_length=20, max_length=64, pattern=r"^pl_[A-Za-z0-9_-]+$")]
+LinkRequestId = Annotated[str, StringConstraints(min_length=8, max_length=28, pattern=r"^[A-Za-z0-9_-]+$")]
+PayerFieldName = Annotated[str, StringConstraints(pattern=r"^(plate_number|student_id|unit_number|reference)$")]
+
+
+class PaymentLinkCreateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    amount_minor: AmountMinor | None = Field(default=None, description="Fixed amount; omit to let the payer enter it")
+    amount_min_minor: AmountMinor | None = Field(default=None, description="Payer-entered: lower bound (default 1)")
+    amount_max_minor: AmountMinor | None = Field(default=None, description="Payer-entered: upper bound")
+    currency: Currency
+    description: str = Field(min_length=1, max_length=256)
+    payer_fields: list[PayerFieldName] = Field(default_factory=list, max_length=rules.PAYER_FIELDS_MAX)
+    allowed_methods: list[ChannelName] | None = Field(default=None, min_length=1, max_length=10)
+    return_url: Url | None = Field(default=None, description="Default: Juhe's own thank-you page")
+    max_uses: int | None = Field(default=None, ge=1, le=rules.USES_MAX, description="1 = single-use; omit: no limit")
+    expires_at: datetime | None = None
+    metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(
+        default_factory=dict, max_length=METADATA_KEYS_MAX - 2 - rules.PAYER_FIELDS_MAX - 1
+    )
+
+
+class PaymentLinkResponse(BaseModel):
+    id: str
+    object: str
+    merchant_id: str
+    status: str = Field(description="active | deactivated")
+    url: str = Field(description="The payer's page: print it as a QR (poster_url) or send it")
+    poster_url: str = Field(description="A printable SVG poster with the link's QR: ?size=a6|a4&lang=zh_CN|en")
+    amount_minor: int | None
+    amount_min_minor: int
+    amount_max_minor: int
+    currency: str
+    description: str
+    payer_fields: list[str]
+    allowed_methods: list[str] | None
+    return_url: str | None
+    max_uses: int | None
+    uses_completed: int
+    uses_open: int
+    expires_at: datetime | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    deactivated_at: datetime | None
+
+
+class PaymentLinkList(BaseModel):
+    data: list[PaymentLinkResponse]
+    has_more: bool
+    next_cursor: str | None = None
+
+
+class LinkSessionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: LinkRequestId
+    amount_minor: AmountMinor | None = None
+    payer_fields: dict[PayerFieldName, Annotated[str, StringConstraints(max_length=64)]] = Field(
+        default_factory=dict, max_length=rules.PAYER_FIELDS_MAX
+    )
+
+
+@router.post("/v1/payment-links", status_code=status.HTTP_201_CREATED)
+async def create(body: PaymentLinkCreateRequest, merchant_id: MerchantId, cashier: CashierDep) -> PaymentLinkResponse:
+    draft = flows.LinkDraft(
+        amount_minor=body.amount_minor, amount_min_minor=body.amount_min_minor,
+        amount_max_minor=body.amount_max_minor, currency=body.currency, description=body.description,
+        payer_fields=tuple(dict.fromkeys(body.payer_fields)),
+        allowed_methods=tuple(body.allowed_methods) if body.allowed_methods is not None else None,
+        return_url=body.return_url, max_uses=body.max_uses, expires_at=body.expires_at, metadata=dict(body.metadata),
+    )  # fmt: skip
+    return PaymentLinkResponse.model_validate(await flows.create_link(cashier, merchant_id=merchant_id, draft=draft))
+
+
+@router.get("/v1/payment-links")
+async def list_links(
+    merchant_id: MerchantId, cashier: CashierDep, limit: PageSize, cursor: Annotated[str | None, Query()] = None
+) -> PaymentLinkList:
+    """Newest first; `next_cursor` (the last id) asks for the next page."""
+    links, more = await flows.list_links(cashier, merchant_id=merchant_id, after=cursor, limit=limit)
+    return PaymentLinkList(data=[PaymentLinkResponse.model_validate(link) for link in links], has_more=more,
+                           next_cursor=links[-1]["id"] if more else None)  # fmt: skip
+
+
+@router.get("/v1/payment-links/{link_id}")
+async def read(link_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentLinkResponse:
+    return PaymentLinkResponse.model_validate(await flows.read_link(cashier, merchant_id=merchant_id, link_id=link_id))
+
+
+@router.post("/v1/payment-links/{link_id}/deactivate")
+async def deactivate(link_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentLinkResponse:
+    return PaymentLinkResponse.model_validate(
+        await flows.deactivate_link(cashier, merchant_id=merchant_id, link_id=link_id)
+    )
+
+
+@router.get("/v1/checkout/pages/links/{slug}")
+async def link_page(slug: Slug, cashier: CashierDep) -> dict[str, Any]:
+    """The payer's view of the link: state, merchant name, amount or bounds, description, fields to fill."""
+    return await flows.link_page(cashier, slug)
+
+
+@router.post("/v1/checkout/pages/links/{slug}/sessions", status_code=status.HTTP_201_CREATED)
+async def open_session(slug: Slug, body: LinkSessionRequest, cashier: CashierDep) -> dict[str, Any]:
+    """A fresh checkout session for this payer: `{url, token, expires_at}` of its hosted page."""
+    return await flows.open_session(cashier, slug, amount_minor=body.amount_minor,
+                                    payer_values=dict(body.payer_fields), request_id=body.request_id)  # fmt: skip

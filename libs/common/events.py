@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,10 +28,13 @@ class Envelope:
     traceparent: str | None = None
 
     def to_bytes(self) -> bytes:
-        obj = asdict(self)
+        # Field by field, not `dataclasses.asdict`: asdict deep-copies `data` leaf by leaf, which was most of
+        # the CPU of a bulk write (six `account.opened` per migrated person); the bytes are the same, and a
+        # dataclass nested in `data` is still encoded as asdict would (`_encoded`).
+        obj = {name: getattr(self, name) for name in _ENVELOPE_FIELDS}
         if obj["traceparent"] is None:
             del obj["traceparent"]  # tracing off: the same bytes as before the field existed
-        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, default=_encoded).encode()
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Envelope:
@@ -47,6 +50,15 @@ class Envelope:
             trace_id=obj.get("trace_id"),
             traceparent=obj.get("traceparent"),
         )
+
+
+_ENVELOPE_FIELDS = tuple(f.name for f in fields(Envelope))
+
+
+def _encoded(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 # Topics, one per aggregate family (DESIGN.md §3). Created explicitly at platform start.

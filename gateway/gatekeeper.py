@@ -18,6 +18,7 @@ from fastapi import Request, Response
 
 from gateway.config import Settings
 from gateway.domain import access, idempotency, ratelimit
+from gateway.domain import staff as staff_rules
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.credentials import bearer_matches, hash_secret
 from gateway.domain.errors import NONCE_REUSED
@@ -134,7 +135,7 @@ class Gatekeeper:
             self.guard_pool,
             bucket=ratelimit.bucket(principal.key_id, route_class),
             window_seconds=window,
-            auth_key_id=None if principal.kind == "user" else principal.key_id,
+            auth_key_id=None if principal.kind == "user" or principal.staff_id is not None else principal.key_id,
             nonce=guards.NonceClaim(nonce.key_id, nonce.nonce, nonce.expires_epoch) if nonce is not None else None,
             key=claim,
             limit=limit,
@@ -194,6 +195,7 @@ class Gatekeeper:
         access.authorize(
             principal, path, platform_only_prefixes=self.platform_only_index, user_prefixes=self.user_index
         )
+        staff_rules.authorize_staff(principal, request.method, path)
         refuse_unstorable_text(request, body)
         method = request.method.upper()
         route_class = access.route_class(method, path, self.platform_only_index)

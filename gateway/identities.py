@@ -15,13 +15,14 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.config import Settings
 from gateway.domain import signing
+from gateway.domain import staff as staff_rules
 from gateway.domain.access import Principal
 from gateway.domain.credentials import CredentialSealer, hash_secret, new_secret, secret_matches
 from gateway.domain.errors import (
@@ -39,6 +40,7 @@ from gateway.domain.errors import (
     USER_NOT_FOUND,
 )
 from gateway.store import credentials as store
+from gateway.store import staff as staff_store
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.ids import new_id
@@ -49,6 +51,7 @@ MERCHANT_SECRET_PREFIX = "sk"
 ADMIN_SECRET_PREFIX = "ak"
 WEBHOOK_SECRET_PREFIX = "whsec"
 USER_TOKEN_PREFIX = "utk"
+STAFF_SESSION_PREFIX = "cst"  # console sessions of staff members (gateway/staff.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,8 @@ class Identities:
             raise Problem(TOKEN_INVALID, "expected Bearer <id>.<secret>")
         if token_id.startswith(f"{USER_TOKEN_PREFIX}_"):
             return await self._user_principal(token_id, secret)
+        if token_id.startswith(f"{STAFF_SESSION_PREFIX}_"):
+            return await self._staff_principal(token_id, secret)
         if not signing.KEY_ID_RE.match(token_id):
             raise Problem(TOKEN_INVALID, "unknown token")
         try:
@@ -206,6 +211,23 @@ class Identities:
         ):
             raise Problem(TOKEN_INVALID, "unknown, expired or revoked user token")
         return Principal("user", token_id, row["platform_id"], merchant_id=row["merchant_id"], user_id=row["user_id"])
+
+    async def _staff_principal(self, session_id: str, secret: str) -> Principal:
+        """A live console session, its idle deadline moved on, with its member's role as of now (one statement).
+        Merchant staff act as their merchant, operators as the platform; both only within their permissions."""
+        async with self.uow.begin() as tx:
+            row = await staff_store.touch_session(
+                tx.conn,
+                session_id,
+                secret_hash=hash_secret(secret),
+                idle_seconds=self.settings.staff_session_idle_seconds,
+            )
+        if row is None:
+            raise Problem(TOKEN_INVALID, "unknown, expired or revoked console session")
+        permissions = staff_rules.permissions_of(row["kind"], row["role"])
+        kind: Literal["merchant", "platform"] = "merchant" if row["kind"] == "merchant" else "platform"
+        return Principal(kind, session_id, row["platform_id"], merchant_id=row["merchant_id"], staff_id=row["staff_id"],
+                         permissions=permissions)  # fmt: skip
 
     async def _usable_key(self, key_id: str, now: float) -> KeyRecord:
         return _usable(await self.key(key_id), key_id, now)

@@ -29,8 +29,8 @@ async def platform_principal(request: Request) -> Principal:
     gatekeeper = await get_gatekeeper(request)
     body = await gatekeeper.read_body(request)
     principal = await gatekeeper.admit(request, body, "admin")
-    if principal.kind != "platform":
-        raise Problem(ROUTE_FORBIDDEN, "only platform operators may call this endpoint")
+    if principal.kind != "platform" or principal.staff_id is not None:
+        raise Problem(ROUTE_FORBIDDEN, "only platform operators' admin keys may call this endpoint")
     return principal
 
 

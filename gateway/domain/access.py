@@ -23,6 +23,10 @@ class Principal:
     platform_id: str
     merchant_id: str | None = None
     user_id: str | None = None
+    # A console session (Bearer cst_…): the member and their role's permissions, checked on every call
+    # (`gateway.domain.staff.authorize_staff`). None for API keys and user tokens.
+    staff_id: str | None = None
+    permissions: frozenset[str] | None = None
 
     @property
     def scope(self) -> str:

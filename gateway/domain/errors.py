@@ -43,6 +43,22 @@ PAYMENT_PIN_INCORRECT = ErrorSpec("payment_pin_incorrect", 403, "The payment PIN
 PAYMENT_PIN_LOCKED = ErrorSpec("payment_pin_locked", 423, "Too many wrong payment PINs: locked for a while")
 PAYMENT_PIN_TOO_SIMPLE = ErrorSpec("payment_pin_too_simple", 422, "A PIN may not be one digit repeated or a run")
 
+# Console staff (gateway/staff.py, docs/consoles.md).
+CONSOLE_SIGN_IN_FAILED = ErrorSpec("console_sign_in_failed", 401, "Wrong e-mail, password or code")
+CONSOLE_ACCOUNT_LOCKED = ErrorSpec("console_account_locked", 423, "Too many failed sign-ins: locked for a while")
+CONSOLE_TOTP_REQUIRED = ErrorSpec("console_totp_required", 401, "Enter the code of your authenticator app")
+CONSOLE_LINK_INVALID = ErrorSpec("console_link_invalid", 401, "The link is unknown, expired or already used")
+CONSOLE_PERMISSION_DENIED = ErrorSpec("console_permission_denied", 403, "Your role does not allow this")
+CONSOLE_PASSWORD_REJECTED = ErrorSpec("console_password_rejected", 422, "Choose a longer, less guessable password")
+CONSOLE_TOTP_INVALID = ErrorSpec("console_totp_invalid", 422, "The code does not match: try the next one")
+STAFF_NOT_FOUND = ErrorSpec("staff_not_found", 404, "No such staff member")
+STAFF_EXISTS = ErrorSpec("staff_exists", 409, "Someone with this e-mail is already a staff member")
+STAFF_ROLE_INVALID = ErrorSpec("staff_role_invalid", 422, "No such role, or not one you may give")
+STAFF_LAST_OWNER = ErrorSpec("staff_last_owner", 409, "The last owner cannot be removed or demoted")
+REFUND_REQUEST_NOT_FOUND = ErrorSpec("refund_request_not_found", 404, "No such refund request")
+REFUND_REQUEST_STATE = ErrorSpec("refund_request_state", 409, "The refund request is not in a state for this")
+REFUND_SELF_APPROVAL = ErrorSpec("refund_self_approval", 403, "The requester of a refund cannot approve it")
+
 ERRORS: tuple[ErrorSpec, ...] = (
     AUTHENTICATION_REQUIRED,
     AUTHORIZATION_MALFORMED,
@@ -75,6 +91,20 @@ ERRORS: tuple[ErrorSpec, ...] = (
     PAYMENT_PIN_INCORRECT,
     PAYMENT_PIN_LOCKED,
     PAYMENT_PIN_TOO_SIMPLE,
+    CONSOLE_SIGN_IN_FAILED,
+    CONSOLE_ACCOUNT_LOCKED,
+    CONSOLE_TOTP_REQUIRED,
+    CONSOLE_LINK_INVALID,
+    CONSOLE_PERMISSION_DENIED,
+    CONSOLE_PASSWORD_REJECTED,
+    CONSOLE_TOTP_INVALID,
+    STAFF_NOT_FOUND,
+    STAFF_EXISTS,
+    STAFF_ROLE_INVALID,
+    STAFF_LAST_OWNER,
+    REFUND_REQUEST_NOT_FOUND,
+    REFUND_REQUEST_STATE,
+    REFUND_SELF_APPROVAL,
 )
 
 # Every code a client of the public API can meet through the gateway (listed in /openapi.json).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -162,4 +163,126 @@ payment_pins = Table(
     Column("locked_until", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint("failed_count >= 0", name="payment_pins_failed_count_nonnegative"),
+)
+
+# ---- console staff (issue 16, gateway/staff.py, docs/consoles.md) ---------------------------------------------
+# Merchant staff (merchant_id set) and platform operators (merchant_id NULL). argon2id password hashes; the TOTP
+# secret sealed like the merchants' HMAC secrets (it must be read back to check a code). `totp_last_step` refuses
+# a code seen before. Staff are never deleted: removal sets status 'removed' and revokes their sessions.
+staff_members = Table(
+    "staff_members",
+    metadata,
+    Column("staff_id", Text, primary_key=True),
+    Column("platform_id", Text, nullable=False),
+    Column("merchant_id", Text),
+    Column("kind", Text, nullable=False),
+    Column("email", Text, nullable=False),
+    Column("name", Text, nullable=False, server_default=""),
+    Column("role", Text, nullable=False),
+    Column("status", Text, nullable=False, server_default="invited"),
+    Column("password_hash", Text),
+    Column("totp_secret_sealed", LargeBinary),
+    Column("totp_enabled", Boolean, nullable=False, server_default="false"),
+    Column("totp_last_step", BigInteger),
+    Column("failed_count", Integer, nullable=False, server_default="0"),
+    Column("locked_until", DateTime(timezone=True)),
+    Column("invited_by", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("kind IN ('merchant', 'operator')", name="staff_members_kind_known"),
+    CheckConstraint("(kind = 'merchant') = (merchant_id IS NOT NULL)", name="staff_members_merchant_of_kind"),
+    CheckConstraint("status IN ('invited', 'active', 'removed')", name="staff_members_status_known"),
+    CheckConstraint("failed_count >= 0", name="staff_members_failed_count_nonnegative"),
+    Index("staff_members_email", "email", unique=True),  # stored lower-cased
+    Index("staff_members_merchant", "merchant_id", "staff_id"),
+)
+
+staff_recovery_codes = Table(
+    "staff_recovery_codes",
+    metadata,
+    Column("staff_id", Text, nullable=False),
+    Column("code_hash", LargeBinary, nullable=False),
+    Column("used_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("staff_id", "code_hash", name="staff_recovery_codes_pk"),
+)
+
+# A console session: Bearer cst_<id>.<secret> (SHA-256 of the secret kept). Ends at `idle_expires_at` (pushed on
+# by every authenticated call, never past `expires_at`), at `expires_at`, or when revoked.
+staff_sessions = Table(
+    "staff_sessions",
+    metadata,
+    Column("session_id", Text, primary_key=True),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("staff_id", Text, nullable=False, index=True),
+    Column("ip", Text, nullable=False, server_default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("idle_expires_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+# One-time links and tickets of the console: invitations, operator-issued password resets, and the short ticket
+# between a right password and its TOTP code. Only SHA-256 of the secret; used once by a compare-and-set.
+staff_links = Table(
+    "staff_links",
+    metadata,
+    Column("link_id", Text, primary_key=True),
+    Column("purpose", Text, nullable=False),
+    Column("secret_hash", LargeBinary, nullable=False),
+    Column("staff_id", Text, nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("used_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("purpose IN ('invitation', 'password_reset', 'totp_ticket')", name="staff_links_purpose_known"),
+)
+
+# Who did what in a console, when, from where, with the record before and after. Append-only.
+console_audit_log = Table(
+    "console_audit_log",
+    metadata,
+    Column("audit_id", Text, primary_key=True),  # aud_<uuid7>: sortable, the cursor of the audit pages
+    Column("at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("platform_id", Text, nullable=False),
+    Column("merchant_id", Text),
+    Column("actor_staff_id", Text),
+    Column("actor_email", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False, server_default=""),
+    Column("before", JSONB),
+    Column("after", JSONB),
+    Column("ip", Text, nullable=False, server_default=""),
+    Index("console_audit_log_merchant", "merchant_id", "audit_id"),
+)
+
+# Maker-checker refunds: above the merchant's threshold a refund waits for a second member's approval.
+console_refund_requests = Table(
+    "console_refund_requests",
+    metadata,
+    Column("request_id", Text, primary_key=True),
+    Column("merchant_id", Text, nullable=False),
+    Column("payment_id", Text, nullable=False),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("status", Text, nullable=False),
+    Column("requested_by", Text, nullable=False),
+    Column("requested_by_email", Text, nullable=False),
+    Column("decided_by", Text),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("refund_id", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("amount_minor > 0", name="console_refund_requests_amount_positive"),
+    CheckConstraint(
+        "status IN ('pending', 'approved', 'rejected', 'executed')", name="console_refund_requests_status_known"
+    ),
+    Index("console_refund_requests_merchant", "merchant_id", "status", "request_id"),
+)
+
+console_merchant_settings = Table(
+    "console_merchant_settings",
+    metadata,
+    Column("merchant_id", Text, primary_key=True),
+    Column("refund_approval_threshold_minor", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    CheckConstraint("refund_approval_threshold_minor >= 0", name="console_merchant_settings_threshold_nonnegative"),
 )

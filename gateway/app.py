@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway import worker
-from gateway.api.routes import internal, platform, proxy, wallet_users
+from gateway.api.routes import internal, platform, proxy, staff, wallet_users
 from gateway.catalog import ApiCatalog
 from gateway.config import Settings
 from gateway.docs_pages import HeadAsGet, serve_offline_docs
@@ -18,6 +18,7 @@ from gateway.gatekeeper import Gatekeeper
 from gateway.identities import Identities
 from gateway.observability import use_plain_asgi_observability
 from gateway.proxy import Upstreams
+from gateway.staff import StaffConsole
 from gateway.store import guards
 from gateway.wallet_users import WalletUsers
 from gateway.web_pages import WebPages, WebPagesRoute
@@ -34,7 +35,8 @@ def create_app(settings: Settings) -> FastAPI:
         gatekeeper = runtime.extras["gatekeeper"] = Gatekeeper(settings, guard_pool, identities, upstreams)
         catalog = ApiCatalog(settings, upstreams.clients, own_document)
         runtime.extras["catalog"] = catalog
-        runtime.extras["wallet_users"] = WalletUsers(identities, settings)
+        wallet = runtime.extras["wallet_users"] = WalletUsers(identities, settings)
+        runtime.extras["staff"] = StaffConsole(identities, settings, check_web_client=wallet.check_web_client)
         web_pages = runtime.extras["web_pages"] = WebPages(
             settings.web_url,
             timeout_seconds=settings.upstream_timeout_seconds,
@@ -58,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app = create_service_app(
         settings,
         title=TITLE,
-        routers=[platform.router, wallet_users.router, internal.router, proxy.router],
+        routers=[platform.router, wallet_users.router, staff.router, internal.router, proxy.router],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=on_startup,
@@ -68,7 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     use_plain_asgi_observability(app, settings.service_name)
     serve_offline_docs(app, title=TITLE)
     app.add_middleware(HeadAsGet, router=app.router)
-    own_routers = [platform.router, wallet_users.router, internal.router]
+    own_routers = [platform.router, wallet_users.router, staff.router, internal.router]
     app.router.routes.insert(0, proxy.FirstMatchProxyRoute(proxy.own_prefixes(own_routers)))
     app.router.routes.insert(0, WebPagesRoute(settings.web_prefixes))
     own: list[dict[str, Any]] = []

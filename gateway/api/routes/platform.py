@@ -6,9 +6,11 @@ on purpose: their responses carry secrets, and a stored response would put a sec
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Any
 
-from gateway.api.deps import IdentitiesDep, PlatformDep
+from fastapi import APIRouter, Request, status
+
+from gateway.api.deps import GatekeeperDep, IdentitiesDep, PlatformDep
 from gateway.api.schemas import (
     ApiKeyCreateRequest,
     ApiKeyResponse,
@@ -23,6 +25,9 @@ from gateway.api.schemas import (
     UserTokenCreateRequest,
     UserTokenResponse,
 )
+from gateway.domain.errors import ROUTE_FORBIDDEN
+from gateway.platform_health import platform_health
+from libs.common.errors import Problem
 
 router = APIRouter(prefix="/v1/platform", tags=["platform"])
 
@@ -78,3 +83,20 @@ async def issue_user_token(
         platform, user_id, ttl_seconds=body.ttl_seconds, merchant_id=body.merchant_id
     )
     return UserTokenResponse.model_validate(token)
+
+
+# Readiness, outbox backlog, dead letters and consumer lag of the whole platform (gateway/platform_health.py),
+# for the operator console's health page: an operator's console session with `platform.health.read`, or the admin
+# key. Out of the public API document: it serves Juhe's own console.
+HEALTH_PERMISSION = "platform.health.read"
+
+
+@router.get("/health", include_in_schema=False)
+async def health(request: Request, gatekeeper: GatekeeperDep) -> dict[str, Any]:
+    principal = await gatekeeper.admit(request, await gatekeeper.read_body(request), "read")
+    permissions = getattr(principal, "permissions", None)  # a console session's role; None for the admin key
+    if principal.kind != "platform" or (permissions is not None and HEALTH_PERMISSION not in permissions):
+        raise Problem(ROUTE_FORBIDDEN, "platform health is for operators with the health permission")
+    s = gatekeeper.settings
+    return await platform_health(gatekeeper.upstreams.clients, bootstrap=s.kafka_bootstrap_servers,
+                                 namespace=s.topic_namespace)  # fmt: skip

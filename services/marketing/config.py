@@ -28,5 +28,8 @@ class Settings(ServiceSettings):
     bulk_issue_users_max: int = Field(default=10_000, ge=1, le=100_000)
     bulk_issue_batch_max: int = Field(default=200, ge=1, le=5000)
     bulk_issue_interval_seconds: float = Field(default=1.0, gt=0, le=300)
+    # Points lots past their expiry are swept this often (at most this many lots a round).
+    points_expiry_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+    points_expiry_batch_max: int = Field(default=500, ge=1, le=5000)
     # The largest `limit` a list endpoint accepts (a larger one is 422 validation_failed).
     page_size_max: int = Field(default=200, ge=1, le=1000)

@@ -45,6 +45,12 @@ async def expire_locks_round(runtime: Runtime, settings: Settings) -> int:
     return len(due)
 
 
+async def expire_points_round(runtime: Runtime, settings: Settings) -> int:
+    """Expire the points left in lots past their expiry (flows/points.py); replicas share it (SKIP LOCKED)."""
+    async with runtime.uow.begin() as tx:
+        return await points.expire_round(tx, now=clock_of(runtime.extras)(), batch_max=settings.points_expiry_batch_max)
+
+
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
     async def expire_locks(runtime: Runtime) -> None:
         await run_rounds("expire_locks", lambda: expire_locks_round(runtime, settings),
@@ -61,4 +67,9 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
         await run_rounds("bulk_issue", round_once, interval_seconds=settings.bulk_issue_interval_seconds,
                          batch_max=settings.bulk_issue_batch_max)  # fmt: skip
 
-    return [expire_locks, bulk_issue]
+    async def expire_points(runtime: Runtime) -> None:
+        await run_rounds("expire_points", lambda: expire_points_round(runtime, settings),
+                         interval_seconds=settings.points_expiry_interval_seconds,
+                         batch_max=settings.points_expiry_batch_max)  # fmt: skip
+
+    return [expire_locks, bulk_issue, expire_points]

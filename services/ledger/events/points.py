@@ -7,7 +7,11 @@ Marketing decides how many points a payment earns and how many a refund takes ba
   `<payment>:earned`;
 - `points.reversed` → a `points_reversal` operation (Dr 2306 user_points, Cr 3102 points_issued) of that
   reversal's points, business key `<payment>:reversed:<reversed_points_total>` (each reversal instruction
-  carries the payment's running total, so a redelivery is the same key and posts nothing twice).
+  carries the payment's running total, so a redelivery is the same key and posts nothing twice);
+- `points.exchanged` (points spent on a coupon) → a `points_redemption` operation with the same lines, key
+  `<exchange id>` (the coupon is marketing's; the points simply leave the user);
+- `points.expired` (what was left of a lot at its expiry) → a `points_expiry` operation with the same lines,
+  key `<payment>:expired` (a lot expires once).
 
 Both are wallet operations through the batching writer (idempotent by kind + key). What cannot be posted is
 logged and skipped, never retried forever: a payer without a wallet holder (nothing to credit: marketing keeps
@@ -39,6 +43,8 @@ log = get_logger("juhe.ledger.points")
 POINTS_TOPIC = "marketing.points"
 POINTS_EARNED = "points.earned"
 POINTS_REVERSED = "points.reversed"
+POINTS_EXCHANGED = "points.exchanged"
+POINTS_EXPIRED = "points.expired"
 PLATFORM = "platform"
 # Refusals that a redelivery would meet again: logged and skipped (see the module docstring).
 SKIPPED = frozenset(
@@ -58,7 +64,8 @@ class PointsPostings:
         self.writer = writer
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription(POINTS_TOPIC, self.on_points_event, frozenset({POINTS_EARNED, POINTS_REVERSED}))]
+        kinds = frozenset({POINTS_EARNED, POINTS_REVERSED, POINTS_EXCHANGED, POINTS_EXPIRED})
+        return [Subscription(POINTS_TOPIC, self.on_points_event, kinds)]
 
     async def on_points_event(self, tx: Tx, event: Envelope) -> None:
         data: dict[str, Any] = event.data
@@ -70,16 +77,24 @@ class PointsPostings:
                 await wallet_flows.grant_points(self.uow, self.writer, holder_id=str(data["user_id"]),
                                                 grant_id=f"{data['payment_id']}:earned", points_count=points,
                                                 now=datetime.now(UTC))  # fmt: skip
+            elif event.type == POINTS_REVERSED:
+                key = f"{data['payment_id']}:reversed:{int(data.get('reversed_points_total') or points)}"
+                await self.take_back(data, points, kind="points_reversal", key=key, reference=str(data["payment_id"]))
+            elif event.type == POINTS_EXCHANGED:
+                exchange_id = str(data["exchange_id"])
+                await self.take_back(data, points, kind="points_redemption", key=exchange_id, reference=exchange_id)
             else:
-                await self.reverse(data, points)
+                key = f"{data['payment_id']}:expired"
+                await self.take_back(data, points, kind="points_expiry", key=key, reference=str(data["payment_id"]))
         except (WalletError, LedgerError) as exc:
             if exc.spec.code not in SKIPPED:
                 raise
             log.warning("points instruction not posted", event_type=event.type, payment_id=data.get("payment_id"),
                         user_id=data.get("user_id"), points=points, code=exc.spec.code)  # fmt: skip
 
-    async def reverse(self, data: dict[str, Any], points: int) -> None:
-        """Take back one reversal's points from the user's points sub-account."""
+    async def take_back(self, data: dict[str, Any], points: int, *, kind: str, key: str, reference: str) -> None:
+        """Take points out of the user's points sub-account (a reversal, an exchange or an expiry), once per
+        `(kind, key)`: Dr 2306 user_points, Cr 3102 points_issued."""
         holder_id = str(data["user_id"])
         async with self.uow.begin() as tx:
             await store.require_holder(tx.conn, holder_id)
@@ -88,11 +103,10 @@ class PointsPostings:
                 raise WalletError(wallet_errors.SUBACCOUNT_NOT_FOUND, f"{holder_id} has no points sub-account")
             issued = await store.shared_account(tx, holder_id=PLATFORM, line=p.POINTS_ISSUED,
                                                 currency=p.POINTS_CURRENCY)  # fmt: skip
-        key = f"{data['payment_id']}:reversed:{int(data.get('reversed_points_total') or points)}"
         await store.execute(
             self.uow, self.writer,
-            store.Movement(holder_id, "points_reversal", key, points, p.POINTS_CURRENCY,
+            store.Movement(holder_id, kind, key, points, p.POINTS_CURRENCY,
                            [p.dr(account, points, p.POINTS_CURRENCY), p.cr(issued, points, p.POINTS_CURRENCY)],
-                           [(SubaccountType.POINTS, Action.SPEND)], reference=str(data["payment_id"])),
+                           [(SubaccountType.POINTS, Action.SPEND)], reference=reference),
             now=datetime.now(UTC),
         )  # fmt: skip

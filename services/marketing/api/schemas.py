@@ -62,6 +62,7 @@ class StockCreateRequest(Strict):
     per_user_limit: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
     per_user_daily_limit: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
     daily_count_limit: Count | None = None
+    points_price: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None  # users may exchange this many points
 
 
 class StockBudgetRequest(Strict):
@@ -101,6 +102,7 @@ class StockResponse(BaseModel):
     per_user_limit: int
     per_user_daily_limit: int | None
     daily_count_limit: int | None
+    points_price: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -266,6 +268,7 @@ class PointsRuleCreateRequest(Strict):
     points_per_unit: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 1
     payment_points_max: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
     user_daily_points_max: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None
+    expiry_days: Annotated[StrictInt, Field(ge=1, le=3650)] | None = None  # earnings expire; None: never
 
 
 class PointsRuleResponse(BaseModel):
@@ -279,6 +282,7 @@ class PointsRuleResponse(BaseModel):
     points_per_unit: int
     payment_points_max: int | None
     user_daily_points_max: int | None
+    expiry_days: int | None
     created_at: datetime
 
 
@@ -295,12 +299,29 @@ class PointsEarningResponse(BaseModel):
     amount_minor: int
     points: int
     reversed_points: int
+    consumed_points: int
+    expired_points: int
+    remaining_points: int
+    expires_at: datetime | None
     created_at: datetime
 
 
 class PointsEarningListResponse(BaseModel):
     earnings: list[PointsEarningResponse]
     next_cursor: str | None
+
+
+class PointsExchangeRequest(Strict):
+    stock_id: Ref
+    request_id: Ref
+
+
+class PointsExchangeResponse(BaseModel):
+    exchange_id: str
+    stock_id: str
+    points: int
+    coupon: CouponResponse
+    created_at: datetime
 
 
 def redemption_response(row: Any) -> RedemptionResponse:

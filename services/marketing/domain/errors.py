@@ -27,6 +27,8 @@ REFUND_EXCEEDS_PAYMENT = ErrorSpec("refund_exceeds_payment", 422, "Refunds would
 UNDO_WINDOW_PASSED = ErrorSpec("undo_window_passed", 409, "The in-store redemption can no longer be undone")
 BULK_ISSUE_NOT_FOUND = ErrorSpec("bulk_issue_not_found", 404, "No such bulk issue")
 POINTS_RULE_NOT_FOUND = ErrorSpec("points_rule_not_found", 404, "No such points rule")
+POINTS_NOT_EXCHANGEABLE = ErrorSpec("points_not_exchangeable", 422, "This stock's coupons are not offered for points")
+POINTS_INSUFFICIENT = ErrorSpec("points_insufficient", 409, "Not enough unexpired points for this exchange")
 
 ERRORS: tuple[ErrorSpec, ...] = (
     INVALID_STOCK,
@@ -52,6 +54,8 @@ ERRORS: tuple[ErrorSpec, ...] = (
     UNDO_WINDOW_PASSED,
     BULK_ISSUE_NOT_FOUND,
     POINTS_RULE_NOT_FOUND,
+    POINTS_NOT_EXCHANGEABLE,
+    POINTS_INSUFFICIENT,
     IDENTITY_MISSING,
     IDENTITY_INVALID,
 )

@@ -20,3 +20,26 @@ def reversed_after(points: int, *, amount_minor: int, refunded_minor: int) -> in
     """Points a payment's refunds take back in total: proportional to the amount refunded so far (floor),
     so partial refunds in any order and number sum to the whole grant once the payment is fully refunded."""
     return points * min(refunded_minor, amount_minor) // amount_minor
+
+
+def remaining(points: int, *, reversed_points: int, consumed_points: int, expired_points: int) -> int:
+    """What is left of one earning (a lot): what refunds, exchanges and expiry have not taken. Never below 0
+    (a refund after the points were exchanged takes back more than is left: the ledger logs that shortfall)."""
+    return max(0, points - reversed_points - consumed_points - expired_points)
+
+
+def consume_fifo(lots: list[tuple[str, int]], needed: int) -> list[tuple[str, int]]:
+    """Take `needed` points from lots given oldest-to-expire first: [(lot, taken)], the earliest lots emptied
+    first, so the points a user spends are the ones that would expire soonest. Raises ValueError when the lots
+    hold fewer than `needed` (the caller checks first; nothing is taken then)."""
+    taken: list[tuple[str, int]] = []
+    for lot, left in lots:
+        if needed == 0:
+            break
+        take = min(left, needed)
+        if take > 0:
+            taken.append((lot, take))
+            needed -= take
+    if needed:
+        raise ValueError("the lots hold fewer points than needed")
+    return taken

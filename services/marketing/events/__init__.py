@@ -20,6 +20,8 @@ COUPON_REDEMPTION_UNDONE = "coupon.redemption_undone"
 POINTS_TOPIC = "marketing.points"
 POINTS_EARNED = "points.earned"
 POINTS_REVERSED = "points.reversed"
+POINTS_EXCHANGED = "points.exchanged"  # keyed by the exchange id
+POINTS_EXPIRED = "points.expired"  # keyed by the payment id (the lot), after its grant and reversals
 
 # What marketing consumes.
 CASHIER_PAYMENTS_TOPIC = "cashier.payments"

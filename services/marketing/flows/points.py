@@ -5,11 +5,15 @@ balance in the user's points sub-account from the instructions published on `mar
 Order-independent (DESIGN §4): a refund seen before its payment is stored as a fact; whichever event comes
 second computes the reversal from every stored fact, so the final state is the same in any order. Each
 payment earns at most once (primary key), each refund counts once (primary key), and a daily cap is
-taken under the counter row's lock."""
+taken under the counter row's lock.
+
+Each earning is a lot with an expiry (`expiry_days` of its rule after the payment): exchanges for coupons
+consume lots first-to-expire first (FIFO), and the expiry sweep expires what is left of a lot past its time;
+both publish instructions (`points.exchanged`, `points.expired`) the ledger posts to the points sub-account."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,12 +23,29 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.events import Envelope
 from libs.common.ids import new_id
 from services.marketing.domain import points as rules
 from services.marketing.domain.actors import Actor
-from services.marketing.events import POINTS_EARNED, POINTS_REVERSED, POINTS_TOPIC
-from services.marketing.store.tables import points_daily, points_earnings, points_refunds, points_rules
+from services.marketing.domain.errors import POINTS_INSUFFICIENT, POINTS_NOT_EXCHANGEABLE, STOCK_NOT_FOUND
+from services.marketing.events import (
+    POINTS_EARNED,
+    POINTS_EXCHANGED,
+    POINTS_EXPIRED,
+    POINTS_REVERSED,
+    POINTS_TOPIC,
+)
+from services.marketing.flows import claims
+from services.marketing.store import coupons as coupon_store
+from services.marketing.store import stocks as stock_store
+from services.marketing.store.tables import (
+    points_daily,
+    points_earnings,
+    points_exchanges,
+    points_refunds,
+    points_rules,
+)
 
 
 async def create_rule(tx: Tx, actor: Actor, values: dict[str, Any]) -> RowMapping:
@@ -86,9 +107,10 @@ async def on_payment_event(tx: Tx, event: Envelope, *, day_timezone: str) -> Non
     )  # fmt: skip
     at = datetime.fromisoformat(str(data.get("succeeded_at") or event.time))
     day = at.astimezone(ZoneInfo(day_timezone)).date().isoformat()
+    expires_at = at + timedelta(days=rule["expiry_days"]) if rule["expiry_days"] else None
     earning = {"payment_id": data["payment_id"], "rule_id": rule["rule_id"], "user_id": user_id,
                "merchant_id": data["merchant_id"], "currency": data["currency"], "amount_minor": data["amount_minor"],
-               "points": 0}  # fmt: skip
+               "points": 0, "expires_at": expires_at}  # fmt: skip
     statement = (
         insert(points_earnings).values(**earning).on_conflict_do_nothing().returning(points_earnings.c.payment_id)
     )
@@ -137,3 +159,92 @@ async def _reverse(tx: Tx, payment_id: str) -> None:
         "rule_id": earning["rule_id"], "points": delta, "reversed_points_total": target,
         "refunded_minor_total": int(refunded), "currency": earning["currency"],
     })  # fmt: skip
+
+
+def _left() -> Any:
+    """SQL: what is left of a lot (domain `remaining`)."""
+    e = points_earnings.c
+    return func.greatest(0, e.points - e.reversed_points - e.consumed_points - e.expired_points)
+
+
+async def exchange(tx: Tx, *, user_id: str, stock_id: str, request_id: str, now: datetime,
+                   day_timezone: str) -> tuple[RowMapping, RowMapping, bool]:  # fmt: skip
+    """Points for one coupon of a stock that offers them (`points_price`): (exchange, coupon, created).
+
+    One transaction: the user's unexpired lots are locked (FOR UPDATE, oldest-to-expire first), checked to
+    hold the price, the coupon is claimed by the ordinary claim (budget and per-user limits exact), and the
+    lots are consumed FIFO. Any refusal rolls it all back. The same (user, request_id) replays the first
+    exchange; with another stock → `idempotency_key_reused`."""
+    x = points_exchanges.c
+    earlier = (await tx.conn.execute(select(points_exchanges).where(x.user_id == user_id, x.request_id == request_id)
+                                     )).mappings().first()  # fmt: skip
+    if earlier is not None:
+        return await _replay_exchange(tx, earlier, stock_id)
+    stock = await stock_store.get_stock(tx.conn, stock_id)
+    if stock is None:
+        raise Problem(STOCK_NOT_FOUND, f"no stock {stock_id}")
+    price = stock["points_price"]
+    if price is None:
+        raise Problem(POINTS_NOT_EXCHANGEABLE, "this stock's coupons are not offered for points")
+    e = points_earnings.c
+    lots = (await tx.conn.execute(
+        select(e.payment_id, _left().label("left")).where(
+            e.user_id == user_id, _left() > 0, e.expires_at.is_(None) | (e.expires_at > now))
+        .order_by(e.expires_at.asc().nulls_last(), e.created_at, e.payment_id).with_for_update()
+    )).all()  # fmt: skip
+    available = sum(int(lot.left) for lot in lots)
+    if available < price:
+        raise Problem(POINTS_INSUFFICIENT, f"{available} unexpired points, {price} needed", available=available,
+                      needed=price)  # fmt: skip
+    coupon, created = await claims.claim(tx, stock_id=stock_id, user_id=user_id, request_id=f"points/{request_id}",
+                                         source="points", now=now, day_timezone=day_timezone)  # fmt: skip
+    if not created:  # a concurrent twin of this request claimed it first: replay its exchange
+        twin = (await tx.conn.execute(select(points_exchanges).where(x.coupon_id == coupon["coupon_id"])
+                                      )).mappings().one()  # fmt: skip
+        return await _replay_exchange(tx, twin, stock_id)
+    taken = rules.consume_fifo([(lot.payment_id, int(lot.left)) for lot in lots], price)
+    for payment_id, points in taken:
+        await tx.conn.execute(update(points_earnings).where(e.payment_id == payment_id)
+                              .values(consumed_points=e.consumed_points + points))  # fmt: skip
+    row = (await tx.conn.execute(insert(points_exchanges).values(
+        exchange_id=new_id("pxc"), user_id=user_id, request_id=request_id, stock_id=stock_id,
+        coupon_id=coupon["coupon_id"], points=price, created_at=now,
+    ).returning(points_exchanges))).mappings().one()  # fmt: skip
+    tx.publish(topic=POINTS_TOPIC, type=POINTS_EXCHANGED, subject=row["exchange_id"], data={
+        "exchange_id": row["exchange_id"], "user_id": user_id, "points": price, "stock_id": stock_id,
+        "coupon_id": coupon["coupon_id"], "lots": [{"payment_id": lot, "points": n} for lot, n in taken],
+    })  # fmt: skip
+    return row, coupon, True
+
+
+async def _replay_exchange(tx: Tx, earlier: RowMapping, stock_id: str) -> tuple[RowMapping, RowMapping, bool]:
+    if earlier["stock_id"] != stock_id:
+        raise Problem(IDEMPOTENCY_KEY_REUSED, "this request_id already exchanged points for another stock")
+    coupon = await coupon_store.get_coupon(tx.conn, earlier["coupon_id"])
+    assert coupon is not None
+    return earlier, coupon, False
+
+
+async def expire_round(tx: Tx, *, now: datetime, batch_max: int) -> int:
+    """Expire what is left of lots past `expires_at` (SKIP LOCKED: replicas share the sweep; an exchange
+    holding a lot's lock is waited for next round). Each expiry is one `points.expired` instruction keyed
+    by the payment, so it follows the lot's grant and reversals. Returns how many lots expired."""
+    e = points_earnings.c
+    due = (await tx.conn.execute(
+        select(points_earnings).where(e.expires_at <= now, e.expired_points == 0, _left() > 0)
+        .order_by(e.expires_at).limit(batch_max).with_for_update(skip_locked=True)
+    )).mappings().all()  # fmt: skip
+    for lot in due:
+        left = rules.remaining(
+            lot["points"],
+            reversed_points=lot["reversed_points"],
+            consumed_points=lot["consumed_points"],
+            expired_points=lot["expired_points"],
+        )
+        await tx.conn.execute(update(points_earnings).where(e.payment_id == lot["payment_id"])
+                              .values(expired_points=left))  # fmt: skip
+        tx.publish(topic=POINTS_TOPIC, type=POINTS_EXPIRED, subject=lot["payment_id"], data={
+            "payment_id": lot["payment_id"], "user_id": lot["user_id"], "merchant_id": lot["merchant_id"],
+            "rule_id": lot["rule_id"], "points": left, "expires_at": lot["expires_at"].isoformat(),
+        })  # fmt: skip
+    return len(due)

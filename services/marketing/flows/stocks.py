@@ -39,6 +39,7 @@ class StockDraft:
     per_user_limit: int
     per_user_daily_limit: int | None
     daily_count_limit: int | None
+    points_price: int | None = None
 
 
 async def create_stock(tx: Tx, actor: Actor, draft: StockDraft) -> RowMapping:
@@ -67,6 +68,7 @@ async def create_stock(tx: Tx, actor: Actor, draft: StockDraft) -> RowMapping:
         "budget_count": draft.budget_count, "budget_minor": budget_minor, "remaining_count": draft.budget_count,
         "remaining_budget_minor": budget_minor, "per_user_limit": draft.per_user_limit,
         "per_user_daily_limit": draft.per_user_daily_limit, "daily_count_limit": draft.daily_count_limit,
+        "points_price": draft.points_price,
     })  # fmt: skip
 
 

@@ -76,6 +76,7 @@ coupon_stocks = Table(
     Column("daily_count_limit", BigInteger),
     _now(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("points_price", BigInteger),  # points for one coupon by exchange (flows/points.py); NULL: not offered
     CheckConstraint("remaining_count >= 0 AND remaining_budget_minor >= 0", name="coupon_stocks_budget_nonnegative"),
     Index("coupon_stocks_campaign", "campaign_id"),
     Index("coupon_stocks_owner", "owner_merchant_id", "stock_id"),
@@ -202,6 +203,7 @@ points_rules = Table(
     Column("payment_points_max", BigInteger),
     Column("user_daily_points_max", BigInteger),
     _now(),
+    Column("expiry_days", Integer),  # an earning expires this many days after the payment; NULL: never
     Index("points_rules_merchant", "merchant_id", "status"),
 )
 
@@ -217,7 +219,27 @@ points_earnings = Table(
     Column("points", BigInteger, nullable=False),
     Column("reversed_points", BigInteger, nullable=False, server_default="0"),
     _now(),
+    # Each earning is a lot: what is left of it = points − reversed − consumed − expired (never below 0).
+    Column("expires_at", DateTime(timezone=True)),
+    Column("consumed_points", BigInteger, nullable=False, server_default="0"),  # exchanged for coupons (FIFO)
+    Column("expired_points", BigInteger, nullable=False, server_default="0"),
     Index("points_earnings_user", "user_id", "payment_id"),
+    Index("points_earnings_expiry", "expires_at", postgresql_where="expired_points = 0"),
+)
+
+# Points exchanged for a coupon: one per (user, request_id), the coupon claimed from the stock in the same
+# transaction as the lots consumed.
+points_exchanges = Table(
+    "points_exchanges",
+    metadata,
+    Column("exchange_id", Text, primary_key=True),
+    Column("user_id", Text, nullable=False),
+    Column("request_id", Text, nullable=False),
+    Column("stock_id", Text, nullable=False),
+    Column("coupon_id", Text, nullable=False),
+    Column("points", BigInteger, nullable=False),
+    _now(),
+    UniqueConstraint("user_id", "request_id", name="points_exchanges_request"),
 )
 
 points_refunds = Table(

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import select
 
 from libs.common.errors import Problem
 from libs.common.web import UowDep
-from services.marketing.api.deps import Cursor, ManagerDep, PageLimit, UserDep
+from services.marketing.api.deps import Cursor, ManagerDep, NowDep, PageLimit, UserDep
+from services.marketing.api.routes.coupons import coupon_response
 from services.marketing.api.schemas import (
     PointsEarningListResponse,
     PointsEarningResponse,
+    PointsExchangeRequest,
+    PointsExchangeResponse,
     PointsRuleCreateRequest,
     PointsRuleListResponse,
     PointsRuleResponse,
 )
 from services.marketing.domain.errors import FUNDING_NOT_ALLOWED, POINTS_RULE_NOT_FOUND
+from services.marketing.domain.points import remaining
 from services.marketing.flows import points
 from services.marketing.store.tables import points_earnings, points_rules
 
@@ -67,5 +71,26 @@ async def my_earnings(who: UserDep, uow: UowDep, limit: PageLimit, cursor: Curso
     if cursor:
         query = query.where(e.payment_id < cursor)
     async with uow.read() as conn:
-        items = [PointsEarningResponse.model_validate(dict(r)) for r in (await conn.execute(query)).mappings()]
+        items = [
+            PointsEarningResponse.model_validate({**r, "remaining_points": remaining(
+                r["points"], reversed_points=r["reversed_points"], consumed_points=r["consumed_points"],
+                expired_points=r["expired_points"])})
+            for r in (await conn.execute(query)).mappings()
+        ]  # fmt: skip
     return PointsEarningListResponse(earnings=items, next_cursor=items[-1].payment_id if len(items) == limit else None)
+
+
+@router.post("/me/points/exchanges", status_code=201)
+async def exchange_points(body: PointsExchangeRequest, who: UserDep, uow: UowDep, request: Request, now: NowDep,
+                          response: Response) -> PointsExchangeResponse:  # fmt: skip
+    """Points for one coupon of a stock that offers them: the lots that expire first are spent first. The same
+    request_id again returns the first exchange (200)."""
+    assert who.user_id is not None
+    tz = request.app.state.runtime.settings.day_timezone
+    async with uow.begin() as tx:
+        row, coupon, created = await points.exchange(tx, user_id=who.user_id, stock_id=body.stock_id,
+                                                     request_id=body.request_id, now=now, day_timezone=tz)  # fmt: skip
+    if not created:
+        response.status_code = 200
+    return PointsExchangeResponse(exchange_id=row["exchange_id"], stock_id=row["stock_id"], points=row["points"],
+                                  coupon=coupon_response(coupon), created_at=row["created_at"])  # fmt: skip

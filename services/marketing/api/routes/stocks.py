@@ -80,7 +80,7 @@ async def create_stock(body: StockCreateRequest, who: ManagerDep, uow: UowDep) -
         valid_from=body.valid_from, valid_until=body.valid_until, valid_days_after_claim=body.valid_days_after_claim,
         refund_policy=body.refund_policy, budget_count=body.budget_count, budget_minor=body.budget_minor,
         per_user_limit=body.per_user_limit, per_user_daily_limit=body.per_user_daily_limit,
-        daily_count_limit=body.daily_count_limit,
+        daily_count_limit=body.daily_count_limit, points_price=body.points_price,
     )  # fmt: skip
     async with uow.begin() as tx:
         row = await stocks.create_stock(tx, who, draft)

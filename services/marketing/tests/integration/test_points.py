@@ -5,22 +5,22 @@ Events are applied through the very handlers the inbox consumer calls, inside a 
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common.events import Envelope
 from services.marketing.tests.integration.conftest import Marketing, code
-from services.marketing.worker import subscriptions
+from services.marketing.worker import expire_points_round, subscriptions
 
 RULES = "/v1/marketing/points-rules"
 
 
 def payment(payment_id: str, amount_minor: int, *, user: str | None = "usr_1", merchant_id: str = "mch_a",
-            purpose: str = "payment") -> Envelope:  # fmt: skip
+            purpose: str = "payment", at: datetime | None = None) -> Envelope:  # fmt: skip
     return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data={
         "payment_id": payment_id, "merchant_id": merchant_id, "status": "succeeded", "amount_minor": amount_minor,
         "currency": "CNY", "purpose": purpose, "payer_user_id": user,
-        "succeeded_at": datetime.now(UTC).isoformat(),
+        "succeeded_at": (at or datetime.now(UTC)).isoformat(),
     })  # fmt: skip
 
 
@@ -99,3 +99,66 @@ async def test_points_rules_are_scoped(marketing: Marketing) -> None:
     assert await earnings(marketing) == {}
     bad = await marketing.post(RULES, {"name": "x", "unit_minor": 0}, mine)
     assert code(bad) == "validation_failed"
+
+
+EXCHANGES = "/v1/marketing/me/points/exchanges"
+
+
+async def lots(m: Marketing) -> dict[str, tuple[int, int, int]]:
+    """{payment: (consumed, expired, remaining)} of the user's earnings."""
+    page = (await m.get("/v1/marketing/me/points/earnings", m.user())).json()
+    return {
+        e["payment_id"]: (e["consumed_points"], e["expired_points"], e["remaining_points"]) for e in page["earnings"]
+    }
+
+
+async def test_points_exchanged_first_to_expire_first_and_the_rest_expires(marketing: Marketing) -> None:
+    """Lots expire `expiry_days` after their payment; an exchange spends the lot that expires first, claims the
+    coupon like any claim and publishes `points.exchanged`; too few points or a stock not offered for points is
+    refused with nothing changed; a replay is the first exchange; past the expiry the sweep expires what is left
+    (`points.expired`, once), and expired points buy nothing."""
+    rule = await marketing.post(RULES, {"name": "1 per yuan, 30 days", "expiry_days": 30}, marketing.operator())
+    assert rule.status_code == 201 and rule.json()["expiry_days"] == 30
+    await deliver(marketing, payment("pay_new", 50_000))  # 500 points, expire in 30 days
+    await deliver(marketing, payment("pay_old", 30_000, at=datetime.now(UTC) - timedelta(days=20)))  # 300, in 10
+    offered = await marketing.running_stock(points_price=500)
+    plain = await marketing.running_stock()
+    user = marketing.user()
+
+    refused = await marketing.post(EXCHANGES, {"stock_id": plain["stock_id"], "request_id": "x0"}, user)
+    assert (refused.status_code, code(refused)) == (422, "points_not_exchangeable")
+    exchanged = await marketing.post(EXCHANGES, {"stock_id": offered["stock_id"], "request_id": "x1"}, user)
+    assert exchanged.status_code == 201, exchanged.text
+    body = exchanged.json()
+    assert (body["points"], body["coupon"]["status"], body["coupon"]["stock_id"]) == (
+        500,
+        "available",
+        offered["stock_id"],
+    )
+    replay = await marketing.post(EXCHANGES, {"stock_id": offered["stock_id"], "request_id": "x1"}, user)
+    assert replay.status_code == 200 and replay.json()["exchange_id"] == body["exchange_id"]
+    other = await marketing.post(EXCHANGES, {"stock_id": plain["stock_id"], "request_id": "x1"}, user)
+    assert code(other) == "idempotency_key_reused"
+    assert await lots(marketing) == {"pay_old": (300, 0, 0), "pay_new": (200, 0, 300)}
+
+    short = await marketing.post(EXCHANGES, {"stock_id": offered["stock_id"], "request_id": "x2"}, user)
+    assert (short.status_code, code(short), short.json()["available"]) == (409, "points_insufficient", 300)
+    assert await lots(marketing) == {"pay_old": (300, 0, 0), "pay_new": (200, 0, 300)}
+    coupons = (await marketing.get("/v1/marketing/me/coupons", user)).json()["coupons"]
+    assert [c["coupon_id"] for c in coupons] == [body["coupon"]["coupon_id"]]
+
+    settings: Any = marketing.runtime.settings
+    assert await expire_points_round(marketing.runtime, settings) == 0  # nothing is due yet
+    marketing.move_clock(timedelta(days=31))
+    cheap = await marketing.running_stock(points_price=1)
+    expired_first = await marketing.post(EXCHANGES, {"stock_id": cheap["stock_id"], "request_id": "x3"}, user)
+    assert code(expired_first) == "points_insufficient"  # past its expiry a lot buys nothing, swept or not
+    assert await expire_points_round(marketing.runtime, settings) == 1
+    assert await expire_points_round(marketing.runtime, settings) == 0  # a lot expires once
+    assert await lots(marketing) == {"pay_old": (300, 0, 0), "pay_new": (200, 300, 0)}
+
+    [spent] = await marketing.events("points.exchanged")
+    assert spent["subject"] == body["exchange_id"] and spent["data"]["points"] == 500
+    assert spent["data"]["lots"] == [{"payment_id": "pay_old", "points": 300}, {"payment_id": "pay_new", "points": 200}]
+    [expired] = await marketing.events("points.expired")
+    assert (expired["subject"], expired["data"]["points"], expired["data"]["user_id"]) == ("pay_new", 300, "usr_1")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from services.marketing.domain import points
 
 
@@ -17,3 +19,16 @@ def test_reversal_is_proportional_and_complete_at_full_refund() -> None:
     assert points.reversed_after(123, amount_minor=12_345, refunded_minor=4_000) == 39
     assert points.reversed_after(123, amount_minor=12_345, refunded_minor=12_345) == 123
     assert points.reversed_after(123, amount_minor=12_345, refunded_minor=99_999) == 123
+
+
+def test_a_lot_keeps_what_refunds_exchanges_and_expiry_left_never_below_zero() -> None:
+    assert points.remaining(500, reversed_points=100, consumed_points=150, expired_points=0) == 250
+    assert points.remaining(500, reversed_points=400, consumed_points=300, expired_points=0) == 0
+
+
+def test_exchanges_take_the_first_to_expire_lots_first() -> None:
+    lots = [("pay_old", 300), ("pay_mid", 0), ("pay_new", 500)]
+    assert points.consume_fifo(lots, 450) == [("pay_old", 300), ("pay_new", 150)]
+    assert points.consume_fifo(lots, 300) == [("pay_old", 300)]
+    with pytest.raises(ValueError):
+        points.consume_fifo(lots, 801)

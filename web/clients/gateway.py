@@ -174,6 +174,25 @@ class Gateway:
         )
         return body
 
+    async def link_page(self, slug: str, *, browser_ip: str) -> dict[str, Any]:
+        """A payment link's public view (`/pay/{slug}`), under the same passthrough prefix as the checkout page."""
+        body: dict[str, Any] = await self._call(
+            "GET", f"/v1/checkout/pages/links/{slug}", auth=self._client_auth, browser_ip=browser_ip
+        )
+        return body
+
+    async def open_link_session(
+        self, slug: str, *, amount_minor: int | None, payer_fields: dict[str, str], request_id: str, browser_ip: str
+    ) -> dict[str, Any]:
+        payload: dict[str, Any] = {"request_id": request_id, "payer_fields": payer_fields}
+        if amount_minor is not None:
+            payload["amount_minor"] = amount_minor
+        body: dict[str, Any] = await self._call(
+            "POST", f"/v1/checkout/pages/links/{slug}/sessions", auth=self._client_auth, json=payload,
+            browser_ip=browser_ip,
+        )  # fmt: skip
+        return body
+
     async def pay_checkout_with_wallet(self, user_token: str, token: str, *, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = await self._call(
             "POST", f"/v1/checkout/wallet-payments/{token}", auth=self.user(user_token),

@@ -308,3 +308,58 @@ def _offer_the_wallet(platform: Platform) -> None:
         f"/v1/admin/merchants/{platform.merchant_id}/channels/wallet",
         {"priority": 3, "enabled": True, "config": {}},
     )
+
+
+def test_a_reusable_payment_link_with_an_entered_amount_and_a_plate_is_paid_twice(
+    platform: Platform, browser: Browser
+) -> None:
+    """A parking gate's link: the payer enters the amount and the plate number, pays on a fresh checkout session,
+    and lands on Juhe's thank-you page; the same link paid again by another car; the plate is on each payment. A
+    bad plate is refused on the page (zh and en), and the link's A4/A6 posters are vector SVG with the QR."""
+    link = merchant(platform).request("POST", "/v1/payment-links", json={
+        "currency": "CNY", "description": "停车缴费 北门", "amount_min_minor": 100, "amount_max_minor": 50_000,
+        "payer_fields": ["plate_number"], "allowed_methods": ["wechatpay"],
+    }, idempotency_key=f"pl-{uuid.uuid4().hex}")  # fmt: skip
+    assert link["url"].startswith(platform.gateway + "/pay/pl_") and link["amount_minor"] is None
+    context = new_context(browser, locale="zh-CN", viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    for n, (typed, plate, minor) in enumerate((("12.34", "沪A12345", 1_234), ("56", "粤B 12345", 5_600))):
+        page.goto(link["url"])
+        expect(page.get_by_role("heading", level=1)).to_have_text("向Demo merchant付款")
+        if n == 0:
+            check_accessibility(page, "30-pay-link-zh")
+        page.get_by_label("金额（元）").fill(typed)
+        page.get_by_label("车牌号").fill(plate)
+        page.get_by_role("button", name="去付款").click()
+        page.wait_for_url(re.compile(r"/checkout/cst_[^/?]+$"))
+        expect(page.locator("#amount")).to_have_text(f"¥{minor / 100:.2f}")
+        page.get_by_role("button", name="微信支付").click()
+        expect(page.locator(".qr svg")).to_be_visible()
+        view = httpx.get(f"{platform.gateway}/v1/checkout/pages/{page.url.rsplit('/', 1)[1]}", timeout=30).json()
+        phone = context.new_page()  # the payer's phone scans the QR: the sandbox's payer page
+        phone.goto(view["payment"]["payer_action"]["sandbox_pay_url"])
+        phone.get_by_role("button", name=re.compile("Approve")).click()
+        phone.close()
+        page.wait_for_url(re.compile(r"/pay/pl_[^/]+/paid\?"), timeout=60_000)  # the result page, then ours
+        expect(page.get_by_role("heading", level=1)).to_have_text("已向Demo merchant付款")
+        if n == 0:
+            check_accessibility(page, "31-pay-link-paid-zh")
+        payment = merchant(platform).request("GET", f"/v1/payments/{view['payment']['id']}")
+        assert payment["amount_minor"] == minor and payment["metadata"]["plate_number"] == plate.replace(" ", "")
+        assert payment["metadata"]["payment_link_id"] == link["id"]
+    assert merchant(platform).request("GET", f"/v1/payment-links/{link['id']}")["uses_completed"] == 2
+
+    page.goto(link["url"] + "?lang=en")
+    page.get_by_label("Amount (yuan)").fill("1")
+    page.get_by_label("Plate number").fill("NOT A PLATE")
+    page.get_by_role("button", name="Continue to payment").click()
+    expect(page.locator("#error")).to_have_text("Check the details you entered.")
+    check_accessibility(page, "32-pay-link-refused-en")
+
+    for size, width in (("a6", "105mm"), ("a4", "210mm")):
+        poster = httpx.get(f"{link['poster_url']}?size={size}", timeout=30)
+        assert poster.status_code == 200 and poster.headers["content-type"].startswith("image/svg+xml")
+        assert f'width="{width}"' in poster.text and "<script" not in poster.text and "扫码付款" in poster.text
+    page.goto(f"{link['poster_url']}?size=a6")
+    page.screenshot(path=str(REPO_ROOT / ".artifacts" / "web" / "33-pay-link-poster-a6.png"))
+    context.close()

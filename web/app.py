@@ -21,10 +21,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common.logging import configure_logging, get_logger
 from libs.common.web import UnstorableTextGuard, install_observability
-from web import i18n
+from web import console, i18n
 from web.clients.gateway import Gateway, GatewayUnavailable
 from web.config import Settings
-from web.pages import WebRuntime, checkout, content_security_policy, page_context, wallet
+from web.pages import (
+    WebRuntime,
+    checkout,
+    console_merchant,
+    content_security_policy,
+    page_context,
+    payment_links,
+    wallet,
+)
 from web.sessions import Sealer
 
 HERE = Path(__file__).parent
@@ -141,4 +149,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(wallet.router)
     app.include_router(checkout.router)
+    console.install(app, console_merchant.shared, console_merchant.routes)
+    app.include_router(payment_links.router)
     return app

@@ -56,6 +56,8 @@ def problem_body(spec: ErrorSpec, detail: str, instance: str | None = None, **ex
 
 VALIDATION_FAILED = ErrorSpec("validation_failed", 422, "The request is not valid")
 MALFORMED_REQUEST = ErrorSpec("malformed_request", 400, "The request body could not be read")
+METADATA_INVALID = ErrorSpec("metadata_invalid", 422, "The metadata is over its limits (50 keys, 40, 500 characters)")
+UNKNOWN_PARAMETER = ErrorSpec("unknown_parameter", 422, "The request has a query parameter this endpoint does not take")
 NOT_FOUND = ErrorSpec("not_found", 404, "No such resource")
 ROUTE_NOT_FOUND = ErrorSpec("route_not_found", 404, "No such endpoint")
 METHOD_NOT_ALLOWED = ErrorSpec("method_not_allowed", 405, "Method not allowed on this endpoint")
@@ -83,6 +85,8 @@ INTERNAL_AUTH_ERRORS: tuple[ErrorSpec, ...] = (IDENTITY_MISSING, IDENTITY_INVALI
 
 COMMON_ERRORS: tuple[ErrorSpec, ...] = (
     VALIDATION_FAILED,
+    UNKNOWN_PARAMETER,
+    METADATA_INVALID,
     MALFORMED_REQUEST,
     NOT_FOUND,
     ROUTE_NOT_FOUND,

@@ -38,6 +38,7 @@ from libs.common.failures import is_unstorable_text_error, outage_spec
 from libs.common.inbox import InboxConsumer, Subscription
 from libs.common.kafka import EpochWatcher, KafkaOptions
 from libs.common.logging import TRACE_HEADER, configure_logging, get_logger, new_trace_id, trace_id_var
+from libs.common.metadata import METADATA_ERROR_TYPE
 from libs.common.outbox import OutboxRelay
 from libs.common.settings import ServiceSettings
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
@@ -102,6 +103,8 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         if any(d["type"] == "json_invalid" for d in details):
             return problem_response(errors.MALFORMED_REQUEST, "The body is not valid JSON", request, errors=details)
+        if any(d["type"] == METADATA_ERROR_TYPE for d in details):  # libs.common.metadata's limits
+            return problem_response(errors.METADATA_INVALID, "The metadata is over its limits", request, errors=details)
         return problem_response(errors.VALIDATION_FAILED, "Some fields are invalid", request, errors=details)
 
     async def on_http(request: Request, exc: Exception) -> Response:

@@ -44,7 +44,7 @@ async def test_platform_operators_reach_the_special_rate_api_merchants_do_not(
         audit = await admin.request(
             "GET", "/v1/audit", params={"resource_type": "merchant_profile", "resource_id": "mch_demo"}
         )
-        assert audit["items"][0]["actor"].startswith("platform:")
+        assert audit["data"][0]["actor"].startswith("platform:")
         for path in ("/v1/special-rate-programmes", "/v1/special-rate-savings"):
             with pytest.raises(PermissionDeniedError):
                 await merchant.request("GET", path)

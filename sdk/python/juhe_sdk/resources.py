@@ -188,7 +188,7 @@ class WalletHolder:
         return self._at.post("kyc", idempotency_key=idempotency_key, **fields)
 
     def create_top_up_order(self, *, idempotency_key: str | None = None, **fields: Any) -> Any:
-        """Top up through the cashier: answers the cashier payment to pay (code_url / pay params)."""
+        """Top up through the cashier: answers the cashier payment to pay (its `payer_action`: `qr_code`, `url`, …)."""
         return self._at.post("top-up-orders", idempotency_key=idempotency_key, **fields)
 
     def retrieve_top_up_order(self, order_id: str) -> Any:
@@ -346,16 +346,12 @@ class Settlement:
 # ---- routing administration (platform) --------------------------------------------------------------------
 
 
-class _AfterCursor(Resource):
-    cursor_param = "after"  # routing's lists page with `after=<next_cursor>`
-
-
-class FeeRates(_AfterCursor):
+class FeeRates(Resource):
     def expire(self, rate_id: str, **fields: Any) -> Any:
         return self.action(rate_id, "expire", **fields)
 
 
-class Rules(_AfterCursor):
+class Rules(Resource):
     def history(self, rule_id: str, *, page_size: int = PAGE_SIZE_DEFAULT, **params: Any) -> Any:
         return self.paginate(rule_id, "history", page_size=page_size, **params)
 
@@ -364,11 +360,11 @@ class Routing:
     """`/v1/channel-routes`, `/v1/fee-rates`, `/v1/contracts`, `/v1/rules`, `/v1/routing-settings`, `/v1/audit`."""
 
     def __init__(self, client: Requester) -> None:
-        self.channel_routes = _AfterCursor(client, "/v1/channel-routes")
+        self.channel_routes = Resource(client, "/v1/channel-routes")
         self.fee_rates = FeeRates(client, "/v1/fee-rates")
-        self.contracts = _AfterCursor(client, "/v1/contracts")
+        self.contracts = Resource(client, "/v1/contracts")
         self.rules = Rules(client, "/v1/rules")
-        self.audit = _AfterCursor(client, "/v1/audit")
+        self.audit = Resource(client, "/v1/audit")
         self._settings = Resource(client, "/v1/routing-settings")
 
     def route_health(self, route_id: str) -> Any:

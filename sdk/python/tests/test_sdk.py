@@ -149,10 +149,10 @@ def test_pagination_follows_next_cursor(server: tuple[str, _Script]) -> None:
 def test_resources_build_quoted_paths_and_page_every_list_shape(server: tuple[str, _Script]) -> None:
     url, script = server
     script.answers = [
-        (200, {}, {"payouts": [{"id": "po_1"}], "next_cursor": "po_1"}),
-        (200, {}, {"payouts": [], "next_cursor": None}),
-        (200, {}, {"items": [{"id": "r1"}], "next_cursor": "r1"}),
-        (200, {}, {"items": [{"id": "r2"}], "next_cursor": None}),
+        (200, {}, {"data": [{"id": "po_1"}], "has_more": True, "next_cursor": "po_1"}),
+        (200, {}, {"data": [], "has_more": False, "next_cursor": None}),
+        (200, {}, {"data": [{"id": "r1"}], "has_more": True, "next_cursor": "r1"}),
+        (200, {}, {"data": [{"id": "r2"}], "has_more": False, "next_cursor": None}),
         (200, {}, {"holder": {}}),
         (201, {}, {"id": "wd_1"}),
         (200, {}, {"ok": True}),
@@ -170,7 +170,7 @@ def test_resources_build_quoted_paths_and_page_every_list_shape(server: tuple[st
         "/v1/payouts?status=pending&limit=50",
         "/v1/payouts?status=pending&limit=50&cursor=po_1",
         "/v1/rules?limit=1",
-        "/v1/rules?limit=1&after=r1",
+        "/v1/rules?limit=1&cursor=r1",
         "/v1/wallet/holders/usr%2F1%202/my-wallet",
         "/v1/wallet/holders/usr_1/withdrawals",
         "/v1/settlement/merchants/mch_1/split-rule",

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from libs.common.money import AmountMinor, Currency
+from libs.common.paging import ListPage
 from services.routing.domain.decide import Candidate, Decision, RoutingSettings, Skipped
 from services.routing.domain.fees import FeeRate
 from services.routing.domain.health import Breaker, HealthPolicy, OutcomeCounts
@@ -163,9 +164,8 @@ class ChannelRouteResponse(BaseModel):
         )
 
 
-class ChannelRouteListResponse(BaseModel):
-    items: list[ChannelRouteResponse]
-    next_cursor: str | None
+class ChannelRouteListResponse(ListPage[ChannelRouteResponse]):
+    pass
 
 
 class BreakerResponse(BaseModel):
@@ -285,9 +285,8 @@ class FeeRateResponse(BaseModel):
         )
 
 
-class FeeRateListResponse(BaseModel):
-    items: list[FeeRateResponse]
-    next_cursor: str | None
+class FeeRateListResponse(ListPage[FeeRateResponse]):
+    pass
 
 
 # --- contracts ------------------------------------------------------------------------------------
@@ -323,9 +322,8 @@ class ContractResponse(BaseModel):
         )
 
 
-class ContractListResponse(BaseModel):
-    items: list[ContractResponse]
-    next_cursor: str | None
+class ContractListResponse(ListPage[ContractResponse]):
+    pass
 
 
 # --- rules ----------------------------------------------------------------------------------------
@@ -409,9 +407,8 @@ class RuleResponse(BaseModel):
         return cls.model_validate(rule_to_dict(rule))
 
 
-class RuleListResponse(BaseModel):
-    items: list[RuleResponse]
-    next_cursor: str | None
+class RuleListResponse(ListPage[RuleResponse]):
+    pass
 
 
 class AuditEntryResponse(BaseModel):
@@ -427,9 +424,8 @@ class AuditEntryResponse(BaseModel):
     after: dict[str, Any] | None
 
 
-class AuditListResponse(BaseModel):
-    items: list[AuditEntryResponse]
-    next_cursor: str | None
+class AuditListResponse(ListPage[AuditEntryResponse]):
+    pass
 
 
 # --- settings -------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from libs.common.paging import ListPage
 from services.routing.domain.special_rates import (
     DOCUMENT_RE,
     DOCUMENTS_MAX,
@@ -152,10 +153,8 @@ class ApplicationResponse(BaseModel):
         )
 
 
-class ApplicationListResponse(BaseModel):
-    data: list[ApplicationResponse]
-    has_more: bool
-    next_cursor: str | None
+class ApplicationListResponse(ListPage[ApplicationResponse]):
+    pass
 
 
 class ProgrammeSavingsResponse(BaseModel):

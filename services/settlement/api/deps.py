@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
-from libs.common.paging import page_limit
+from libs.common.paging import cursor_query, page_limit
 from services.settlement.flows.cashier import CashierClient
 from services.settlement.flows.ledger import LedgerClient
 
@@ -43,3 +43,5 @@ PlatformOnly = Depends(platform_only)
 
 # Bounded by the `page_size_max` setting (libs.common.paging: over it is 422 with `limit_max`).
 PageLimit = Annotated[int, Depends(page_limit(100))]
+# A page of settlement batches starts after this batch id (newest first); anything else is 422.
+BatchCursor = Annotated[str | None, cursor_query(r"^stl_[0-9a-z]+$")]

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 
+from libs.common.paging import ListPage
+
 ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
 BANK_ACCOUNT_NO_MAX = 34
 
@@ -164,9 +166,8 @@ class ReconciliationItemResponse(BaseModel):
     detail: str
 
 
-class ReconciliationItemListResponse(BaseModel):
-    items: list[ReconciliationItemResponse]
-    next_cursor: str | None
+class ReconciliationItemListResponse(ListPage[ReconciliationItemResponse]):
+    pass
 
 
 def row_dict(row: Any) -> dict[str, Any]:
@@ -199,8 +200,8 @@ class CalendarDayResponse(BaseModel):
     name: str
 
 
-class CalendarResponse(BaseModel):
-    days: list[CalendarDayResponse]
+class CalendarResponse(ListPage[CalendarDayResponse]):
+    """One year's marked days: at most a year of days, so always one page."""
 
 
 class SettlementRunRequest(BaseModel):
@@ -227,9 +228,16 @@ class BatchResponse(BaseModel):
     posted_at: datetime | None = None
 
 
-class BatchListResponse(BaseModel):
-    batches: list[BatchResponse]
-    next_cursor: str | None = None
+class BatchListResponse(ListPage[BatchResponse]):
+    pass
+
+
+def batch_page(rows: Any, limit: int) -> BatchListResponse:
+    """A page of batches from rows read with `limit + 1`, newest first (batch ids are time-ordered)."""
+    return BatchListResponse.of(
+        rows, limit, item=lambda r: BatchResponse(**{k: r[k] for k in BatchResponse.model_fields}),
+        cursor_of=lambda b: b.batch_id,
+    )  # fmt: skip
 
 
 class StatementResponse(BaseModel):
@@ -282,9 +290,8 @@ class PayoutResponse(BaseModel):
     finished_at: datetime | None
 
 
-class PayoutListResponse(BaseModel):
-    payouts: list[PayoutResponse]
-    next_cursor: str | None
+class PayoutListResponse(ListPage[PayoutResponse]):
+    pass
 
 
 class SplitCheckEntry(BaseModel):
@@ -324,9 +331,8 @@ class WithdrawalResponse(BaseModel):
     finished_at: datetime | None
 
 
-class WithdrawalListResponse(BaseModel):
-    withdrawals: list[WithdrawalResponse]
-    next_cursor: str | None
+class WithdrawalListResponse(ListPage[WithdrawalResponse]):
+    pass
 
 
 class ConsistencyItem(BaseModel):

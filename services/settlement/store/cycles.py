@@ -124,9 +124,13 @@ async def batches_of(conn: AsyncConnection, holder_id: str | None, limit: int) -
     return list((await conn.execute(query)).mappings())
 
 
-async def batches_page(conn: AsyncConnection, holder_id: str, before_id: str | None, limit: int) -> list[RowMapping]:
-    """One holder's batches newest first (batch ids are time-ordered), those older than `before_id`."""
-    query = select(settlement_batches).where(settlement_batches.c.holder_id == holder_id)
+async def batches_page(
+    conn: AsyncConnection, holder_id: str | None, before_id: str | None, limit: int
+) -> list[RowMapping]:
+    """Batches newest first (batch ids are time-ordered), those older than `before_id`; one holder's if given."""
+    query = select(settlement_batches)
+    if holder_id:
+        query = query.where(settlement_batches.c.holder_id == holder_id)
     if before_id:
         query = query.where(settlement_batches.c.batch_id < before_id)
     return list((await conn.execute(query.order_by(settlement_batches.c.batch_id.desc()).limit(limit))).mappings())

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter
 
-from libs.common.paging import PageLimit
+from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep, SnapshotSourceDep
 from services.routing.api.schemas import (
@@ -30,12 +31,17 @@ async def create_channel_route(body: ChannelRouteCreateRequest, uow: UowDep, act
     return ChannelRouteResponse.of(route)
 
 
-@router.get("")
-async def list_channel_routes(uow: UowDep, limit: PageLimit, after: str | None = None) -> ChannelRouteListResponse:
+ROUTE_CURSOR = r"^[a-z0-9][a-z0-9_\-]{0,63}$"
+
+
+@router.get("", dependencies=[KnownQueryOnly])
+async def list_channel_routes(
+    uow: UowDep, limit: PageLimit, cursor: Annotated[str | None, cursor_query(ROUTE_CURSOR)] = None
+) -> ChannelRouteListResponse:
+    """Every channel route, by route id."""
     async with uow.read() as conn:
-        routes = await store.list_routes(conn, after=after, limit=limit)
-    cursor = routes[-1].route_id if len(routes) == limit else None
-    return ChannelRouteListResponse(items=[ChannelRouteResponse.of(r) for r in routes], next_cursor=cursor)
+        routes = await store.list_routes(conn, after=cursor, limit=limit + 1)
+    return ChannelRouteListResponse.of(routes, limit, item=ChannelRouteResponse.of, cursor_of=lambda r: r.route_id)
 
 
 @router.get("/{route_id}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from libs.common.paging import PageLimit
+from fastapi import APIRouter, Query
+
+from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
 from services.routing.api.schemas import ContractListResponse, ContractPutRequest, ContractResponse
@@ -30,15 +32,22 @@ async def get_contract(merchant_id: str, route_id: str, uow: UowDep) -> Contract
         return ContractResponse.of(await store.get_contract(conn, merchant_id, route_id))
 
 
-@router.get("")
+CONTRACT_CURSOR = r"^[^/]{1,64}/[a-z0-9][a-z0-9_\-]{0,63}$"  # "<merchant_id>/<route_id>"
+
+
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_contracts(
     uow: UowDep,
     limit: PageLimit,
-    merchant_id: str | None = None,
-    route_id: str | None = None,
-    after: str | None = None,
+    merchant_id: Annotated[str | None, Query(max_length=64)] = None,
+    route_id: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, cursor_query(CONTRACT_CURSOR)] = None,
 ) -> ContractListResponse:
+    """Contracts by merchant, then route."""
     async with uow.read() as conn:
-        items = await store.list_contracts(conn, merchant_id=merchant_id, route_id=route_id, after=after, limit=limit)
-    cursor = f"{items[-1].merchant_id}/{items[-1].route_id}" if len(items) == limit else None
-    return ContractListResponse(items=[ContractResponse.of(c) for c in items], next_cursor=cursor)
+        rows = await store.list_contracts(
+            conn, merchant_id=merchant_id, route_id=route_id, after=cursor, limit=limit + 1
+        )
+    return ContractListResponse.of(
+        rows, limit, item=ContractResponse.of, cursor_of=lambda c: f"{c.merchant_id}/{c.route_id}"
+    )

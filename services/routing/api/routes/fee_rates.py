@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from libs.common.ids import new_id
-from libs.common.paging import PageLimit
+from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
 from services.routing.api.schemas import (
@@ -28,18 +29,22 @@ async def create_fee_rate(body: FeeRateCreateRequest, uow: UowDep, actor: ActorD
     return FeeRateResponse.of(stored.rate, stored.version)
 
 
-@router.get("")
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_fee_rates(
     uow: UowDep,
     limit: PageLimit,
-    route_id: str | None = None,
-    merchant_id: str | None = None,
-    after: str | None = None,
+    route_id: Annotated[str | None, Query(max_length=64)] = None,
+    merchant_id: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, cursor_query(r"^fr_[0-9a-z]+$")] = None,
 ) -> FeeRateListResponse:
+    """Fee rates by rate id, optionally of one route or one merchant."""
     async with uow.read() as conn:
-        rates = await store.list_fee_rates(conn, route_id=route_id, merchant_id=merchant_id, after=after, limit=limit)
-    cursor = rates[-1].rate.rate_id if len(rates) == limit else None
-    return FeeRateListResponse(items=[FeeRateResponse.of(r.rate, r.version) for r in rates], next_cursor=cursor)
+        rates = await store.list_fee_rates(
+            conn, route_id=route_id, merchant_id=merchant_id, after=cursor, limit=limit + 1
+        )
+    return FeeRateListResponse.of(
+        rates, limit, item=lambda r: FeeRateResponse.of(r.rate, r.version), cursor_of=lambda r: r.rate_id
+    )
 
 
 @router.get("/{rate_id}")

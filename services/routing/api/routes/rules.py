@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
 
-from libs.common.paging import PageLimit
+from fastapi import APIRouter, Query, Response
+
+from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
 from services.routing.api.schemas import (
@@ -14,6 +16,7 @@ from services.routing.api.schemas import (
     RuleResponse,
     RuleWriteRequest,
 )
+from services.routing.domain.rules import RuleScope
 from services.routing.store import config as store
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
@@ -26,18 +29,24 @@ async def create_rule(body: RuleWriteRequest, uow: UowDep, actor: ActorDep) -> R
     return RuleResponse.of(rule)
 
 
-@router.get("")
+RULE_CURSOR = r"^rul_[0-9a-z]+$"
+AUDIT_CURSOR = r"^aud_[0-9a-z]+$"
+
+
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_rules(
     uow: UowDep,
     limit: PageLimit,
-    scope: str | None = None,
-    merchant_id: str | None = None,
-    after: str | None = None,
+    scope: RuleScope | None = None,
+    merchant_id: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, cursor_query(RULE_CURSOR)] = None,
 ) -> RuleListResponse:
+    """Rules by rule id; `scope` is `platform` or `merchant` (anything else is 422)."""
     async with uow.read() as conn:
-        rules = await store.list_rules(conn, scope=scope, merchant_id=merchant_id, after=after, limit=limit)
-    cursor = rules[-1].rule_id if len(rules) == limit else None
-    return RuleListResponse(items=[RuleResponse.of(r) for r in rules], next_cursor=cursor)
+        rules = await store.list_rules(
+            conn, scope=scope.value if scope else None, merchant_id=merchant_id, after=cursor, limit=limit + 1
+        )
+    return RuleListResponse.of(rules, limit, item=RuleResponse.of, cursor_of=lambda r: r.rule_id)
 
 
 @router.get("/{rule_id}")
@@ -62,12 +71,15 @@ async def delete_rule(rule_id: str, uow: UowDep, actor: ActorDep, expected_versi
     return Response(status_code=204)
 
 
-@router.get("/{rule_id}/history")
-async def rule_history(rule_id: str, uow: UowDep, limit: PageLimit, after: str | None = None) -> AuditListResponse:
+@router.get("/{rule_id}/history", dependencies=[KnownQueryOnly])
+async def rule_history(
+    rule_id: str, uow: UowDep, limit: PageLimit, cursor: Annotated[str | None, cursor_query(AUDIT_CURSOR)] = None
+) -> AuditListResponse:
     """Every version of the rule: who changed it, when, and what it was before and after."""
     async with uow.read() as conn:
-        entries = await store.list_audit(conn, resource_type="rule", resource_id=rule_id, after=after, limit=limit)
-    cursor = entries[-1].audit_id if len(entries) == limit else None
-    return AuditListResponse(
-        items=[AuditEntryResponse.model_validate(e, from_attributes=True) for e in entries], next_cursor=cursor
-    )
+        entries = await store.list_audit(conn, resource_type="rule", resource_id=rule_id, after=cursor, limit=limit + 1)
+    return AuditListResponse.of(entries, limit, item=audit_entry, cursor_of=lambda e: e.audit_id)
+
+
+def audit_entry(entry: object) -> AuditEntryResponse:
+    return AuditEntryResponse.model_validate(entry, from_attributes=True)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Annotated, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from libs.common.paging import PageLimit
+from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
+from services.routing.api.routes.rules import AUDIT_CURSOR, audit_entry
 from services.routing.api.schemas import (
-    AuditEntryResponse,
     AuditListResponse,
     RoutingSettingsRequest,
     RoutingSettingsResponse,
@@ -45,19 +46,22 @@ async def put_routing_settings(body: RoutingSettingsRequest, uow: UowDep, actor:
     return _response(stored)
 
 
-@router.get("/v1/audit")
+AuditResourceType = Literal[
+    "channel_route", "contract", "fee_rate", "merchant_profile", "rule", "settings", "special_rate_application"
+]
+
+
+@router.get("/v1/audit", dependencies=[KnownQueryOnly])
 async def list_audit(
     uow: UowDep,
     limit: PageLimit,
-    resource_type: str | None = None,
-    resource_id: str | None = None,
-    after: str | None = None,
+    resource_type: AuditResourceType | None = None,
+    resource_id: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, cursor_query(AUDIT_CURSOR)] = None,
 ) -> AuditListResponse:
+    """Every configuration change, oldest first; an unknown `resource_type` is 422."""
     async with uow.read() as conn:
         entries = await store.list_audit(
-            conn, resource_type=resource_type, resource_id=resource_id, after=after, limit=limit
+            conn, resource_type=resource_type, resource_id=resource_id, after=cursor, limit=limit + 1
         )
-    cursor = entries[-1].audit_id if len(entries) == limit else None
-    return AuditListResponse(
-        items=[AuditEntryResponse.model_validate(e, from_attributes=True) for e in entries], next_cursor=cursor
-    )
+    return AuditListResponse.of(entries, limit, item=audit_entry, cursor_of=lambda e: e.audit_id)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from libs.common.paging import PageLimit
+from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import UowDep, get_runtime
 from services.routing.api.deps import ActorDep
 from services.routing.api.special_rate_schemas import (
@@ -64,13 +64,13 @@ async def get_profile(merchant_id: str, uow: UowDep) -> MerchantProfileResponse:
     )
 
 
-@router.get("/v1/merchant-profiles/{merchant_id}/special-rate-eligibility")
+@router.get("/v1/merchant-profiles/{merchant_id}/special-rate-eligibility", dependencies=[KnownQueryOnly])
 async def get_eligibility(merchant_id: str, request: Request, uow: UowDep) -> EligibilityListResponse:
     checks = await flow.merchant_eligibility(_settings(request), uow, merchant_id, at=datetime.now(UTC))
     return EligibilityListResponse(merchant_id=merchant_id, data=[EligibilityResponse.of(c) for c in checks])
 
 
-@router.get("/v1/special-rate-programmes")
+@router.get("/v1/special-rate-programmes", dependencies=[KnownQueryOnly])
 async def list_programmes(request: Request) -> CatalogueResponse:
     catalogue = flow.catalogue(_settings(request))
     return CatalogueResponse(
@@ -102,25 +102,19 @@ async def create_application(
     return ApplicationResponse.of(application)
 
 
-@router.get("/v1/special-rate-applications")
+@router.get("/v1/special-rate-applications", dependencies=[KnownQueryOnly])
 async def list_applications(
     uow: UowDep,
     limit: PageLimit,
-    merchant_id: str | None = None,
+    merchant_id: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[ApplicationStatusName | None, Query()] = None,
-    after: str | None = None,
+    cursor: Annotated[str | None, cursor_query(r"^spa_[0-9a-z]+$")] = None,
 ) -> ApplicationListResponse:
     async with uow.read() as conn:
-        items = await store.list_applications(
-            conn, merchant_id=merchant_id, status=status, after=after, limit=limit + 1
+        rows = await store.list_applications(
+            conn, merchant_id=merchant_id, status=status, after=cursor, limit=limit + 1
         )
-    page = items[:limit]
-    more = len(items) > limit
-    return ApplicationListResponse(
-        data=[ApplicationResponse.of(a) for a in page],
-        has_more=more,
-        next_cursor=page[-1].application_id if more else None,
-    )
+    return ApplicationListResponse.of(rows, limit, item=ApplicationResponse.of, cursor_of=lambda a: a.application_id)
 
 
 @router.get("/v1/special-rate-applications/{application_id}")

@@ -60,7 +60,7 @@ async def test_bad_rules_are_rejected_with_every_field_error(make_app: Any) -> N
     bad_kind = {"name": "x", "scope": "platform", "priority": 1, "action": {"kind": "maybe", "route_ids": ["wx_sp"]}}
     assert_problem(await client.post("/v1/rules", json=bad_kind, headers=ACTOR), 422, "validation_failed")
     listed = (await client.get("/v1/rules")).json()
-    assert listed["items"] == []
+    assert listed["data"] == []
 
 
 async def test_bad_requests_get_problem_json(make_app: Any) -> None:
@@ -119,7 +119,7 @@ async def test_fee_rates_cannot_overlap_even_when_written_concurrently(make_app:
     results = await asyncio.gather(*(client.post("/v1/fee-rates", json=new_key, headers=ACTOR) for _ in range(4)))
     assert sorted(r.status_code for r in results) == [201, 409, 409, 409]
 
-    rates = (await client.get("/v1/fee-rates", params={"route_id": "wx_sp"})).json()["items"]
+    rates = (await client.get("/v1/fee-rates", params={"route_id": "wx_sp"})).json()["data"]
     base = next(r for r in rates if r["industry"] is None)
     past = {"valid_until": "2026-01-02T00:00:00+08:00"}
     assert_problem(
@@ -160,7 +160,7 @@ async def test_rules_are_versioned_and_every_change_is_audited(make_app: Any) ->
     assert (
         await client.delete(f"/v1/rules/{rule_id}", params={"expected_version": 2}, headers={"X-Juhe-Actor": "bob"})
     ).status_code == 204
-    history = (await client.get(f"/v1/rules/{rule_id}/history")).json()["items"]
+    history = (await client.get(f"/v1/rules/{rule_id}/history")).json()["data"]
     assert [(h["action"], h["actor"], h["version"]) for h in history] == [
         ("created", "ops@test", 1),
         ("updated", "alice", 2),
@@ -170,7 +170,7 @@ async def test_rules_are_versioned_and_every_change_is_audited(make_app: Any) ->
     assert history[1]["after"]["action"]["route_ids"] == ["wx_direct"]
     assert history[2]["after"] is None
     assert history[0]["config_version"] < history[1]["config_version"] < history[2]["config_version"]
-    all_audit = (await client.get("/v1/audit", params={"resource_type": "channel_route"})).json()["items"]
+    all_audit = (await client.get("/v1/audit", params={"resource_type": "channel_route"})).json()["data"]
     assert {a["resource_id"] for a in all_audit} == {r["route_id"] for r in ROUTES}
 
 
@@ -243,7 +243,7 @@ async def test_configuration_changes_are_attributed_to_the_gateway_identity(make
     rule = {"name": "deny", "scope": "platform", "priority": 1, "action": {"kind": "deny", "route_ids": ["wx_sp"]}}
     r = await client.post("/v1/rules", json=rule, headers={"X-Juhe-Identity": operator, "X-Juhe-Actor": "alice"})
     assert r.status_code == 201
-    history = (await client.get(f"/v1/rules/{r.json()['rule_id']}/history")).json()["items"]
+    history = (await client.get(f"/v1/rules/{r.json()['rule_id']}/history")).json()["data"]
     assert history[0]["actor"] == "platform:plt_demo (alice)"
     assert_problem(await client.post("/v1/rules", json=rule, headers={"X-Juhe-Identity": merchant}), 403, "forbidden")
     assert_problem(

@@ -1,4 +1,5 @@
-"""`page_size_max` bounds every routing list (before, each list had its own fixed `le=200`)."""
+"""`page_size_max` bounds every routing list (before, each list had its own fixed `le=200`); every list answers
+the one list shape (`data`, `has_more`, `next_cursor`) and refuses what it would otherwise silently ignore."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from services.routing.tests.integration.conftest import ACTOR, ROUTES, seed
 
 PAGE_SIZE_MAX = 3
 LISTS = ("/v1/channel-routes", "/v1/contracts", "/v1/fee-rates", "/v1/rules", "/v1/rules/rule_x/history", "/v1/audit")
+ALL_LISTS = (*LISTS, "/v1/special-rate-applications")
 
 
 @pytest.mark.parametrize("path", LISTS)
@@ -28,7 +30,36 @@ async def test_pages_of_the_maximum_walk_the_whole_list(make_app: Any) -> None:
     client = await make_app(page_size_max=PAGE_SIZE_MAX)
     await seed(client)
     first = (await client.get("/v1/channel-routes", headers=ACTOR)).json()
-    assert len(first["items"]) == PAGE_SIZE_MAX and first["next_cursor"]
-    rest = (await client.get("/v1/channel-routes", params={"after": first["next_cursor"]}, headers=ACTOR)).json()
-    seen = [r["route_id"] for r in first["items"] + rest["items"]]
+    assert len(first["data"]) == PAGE_SIZE_MAX and first["next_cursor"] and first["has_more"] is True
+    rest = (await client.get("/v1/channel-routes", params={"cursor": first["next_cursor"]}, headers=ACTOR)).json()
+    seen = [r["route_id"] for r in first["data"] + rest["data"]]
     assert sorted(seen) == sorted(r["route_id"] for r in ROUTES) and rest["next_cursor"] is None
+    assert rest["has_more"] is False
+
+
+@pytest.mark.parametrize("path", ALL_LISTS)
+async def test_every_list_has_the_one_shape_and_refuses_garbage(path: str, make_app: Any) -> None:
+    """A cursor no list gave out and a query parameter the list does not take are 422, never an empty 200."""
+    client = await make_app()
+    page = (await client.get(path, headers=ACTOR)).json()
+    assert set(page) >= {"data", "has_more", "next_cursor"} and page["has_more"] is False, page
+    bad_cursor = await client.get(path, params={"cursor": "'; drop table x; --"}, headers=ACTOR)
+    assert bad_cursor.status_code == 422 and bad_cursor.json()["code"] == "validation_failed", bad_cursor.text
+    assert bad_cursor.headers["content-type"].startswith("application/problem+json")
+    unknown = await client.get(path, params={"stauts": "x", "after": "a"}, headers=ACTOR)
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["code"] == "unknown_parameter" and unknown.json()["parameters"] == ["after", "stauts"]
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/v1/rules", {"scope": "planet"}),
+        ("/v1/audit", {"resource_type": "payment"}),
+        ("/v1/special-rate-applications", {"status": "maybe"}),
+    ],
+)
+async def test_an_enum_filter_outside_its_values_is_422(path: str, params: dict[str, str], make_app: Any) -> None:
+    client = await make_app()
+    r = await client.get(path, params=params, headers=ACTOR)
+    assert r.status_code == 422 and r.json()["code"] == "validation_failed", r.text

@@ -228,7 +228,7 @@ async def test_refusals_and_a_concurrent_approval(make_app: Callable[..., Any]) 
     )
     assert sorted(a.status_code for a in answers) == [200, 409]
     rates = await _ok(await client.get("/v1/fee-rates", params={"merchant_id": MERCHANT}))
-    assert len(rates["items"]) == 3
+    assert len(rates["data"]) == 3
 
     # A second approved application over the same period clashes with those rates: 409, nothing written.
     overlapping = await submitted(MERCHANT)

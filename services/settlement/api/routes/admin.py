@@ -3,7 +3,7 @@ withdrawals (platform-only /v1/settlement)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import func, select
@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from libs.common.errors import Problem
 from libs.common.ids import new_id
+from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
 from services.settlement.api.deps import LedgerDep, PageLimit, PlatformOnly
 from services.settlement.api.schemas import (
@@ -127,19 +128,21 @@ async def get_payment_record(payment_id: str, uow: UowDep) -> PaymentRecordRespo
     )  # fmt: skip
 
 
-@router.get("/withdrawals")
+@router.get("/withdrawals", dependencies=[KnownQueryOnly])
 async def list_withdrawals(
     uow: UowDep, limit: PageLimit, holder_id: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, cursor_query(r"^[A-Za-z0-9_\-]{1,64}$")] = None,
 ) -> WithdrawalListResponse:  # fmt: skip
     """Wallet withdrawals settlement pays out (contract C), newest first."""
     async with uow.read() as conn:
         rows = await withdrawals.list_withdrawals(conn, holder_id=holder_id, status=status, before_id=cursor,
-                                                  limit=limit)  # fmt: skip
-    items = [WithdrawalResponse.model_validate({k: r[k] for k in WithdrawalResponse.model_fields}) for r in rows]
-    return WithdrawalListResponse(withdrawals=items,
-                                  next_cursor=items[-1].operation_id if len(items) == limit else None)  # fmt: skip
+                                                  limit=limit + 1)  # fmt: skip
+    return WithdrawalListResponse.of(rows, limit, cursor_of=lambda w: w.operation_id, item=_withdrawal)
+
+
+def _withdrawal(row: Any) -> WithdrawalResponse:
+    return WithdrawalResponse.model_validate({k: row[k] for k in WithdrawalResponse.model_fields})
 
 
 @router.get("/withdrawals/{operation_id}")

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.settlement.api.deps import LedgerDep, PageLimit, PlatformOnly
+from services.settlement.api.deps import BatchCursor, LedgerDep, PageLimit, PlatformOnly
 from services.settlement.api.schemas import (
     BatchListResponse,
-    BatchResponse,
     CalendarDayRequest,
     CalendarDayResponse,
     CalendarResponse,
@@ -21,6 +21,7 @@ from services.settlement.api.schemas import (
     CycleUpsertRequest,
     SettlementRunRequest,
     SettlementRunResponse,
+    batch_page,
 )
 from services.settlement.config import Settings
 from services.settlement.domain.cycles import Cycle, CycleKind
@@ -70,7 +71,7 @@ async def delete_calendar_day(day: date, uow: UowDep) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/calendar")
+@router.get("/calendar", dependencies=[KnownQueryOnly])
 async def get_calendar(uow: UowDep, year: Annotated[int, Query(ge=2000, le=2100)]) -> CalendarResponse:
     async with uow.read() as conn:
         rows = await conn.execute(
@@ -80,7 +81,7 @@ async def get_calendar(uow: UowDep, year: Annotated[int, Query(ge=2000, le=2100)
             .limit(CALENDAR_PAGE_MAX)
         )
         days = [CalendarDayResponse(day=r.day, business_day=r.business_day, name=r.name) for r in rows]
-    return CalendarResponse(days=days)
+    return CalendarResponse(data=days, has_more=False)
 
 
 @router.post("/runs")
@@ -98,8 +99,12 @@ async def start_settlement_run(
     )
 
 
-@router.get("/batches")
-async def list_batches(uow: UowDep, limit: PageLimit, holder_id: str | None = None) -> BatchListResponse:
+@router.get("/batches", dependencies=[KnownQueryOnly])
+async def list_batches(
+    uow: UowDep, limit: PageLimit, holder_id: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: BatchCursor = None,
+) -> BatchListResponse:  # fmt: skip
+    """Every holder's settlement batches (or one holder's), newest first."""
     async with uow.read() as conn:
-        rows = await cycles.batches_of(conn, holder_id, limit)
-    return BatchListResponse(batches=[BatchResponse(**{k: r[k] for k in BatchResponse.model_fields}) for r in rows])
+        rows = await cycles.batches_page(conn, holder_id, cursor, limit + 1)
+    return batch_page(rows, limit)

@@ -16,9 +16,10 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from libs.common.internal_auth import MerchantScope
+from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.settlement.api.deps import PageLimit
-from services.settlement.api.schemas import BatchListResponse, BatchResponse, StatementResponse
+from services.settlement.api.deps import BatchCursor, PageLimit
+from services.settlement.api.schemas import BatchListResponse, BatchResponse, StatementResponse, batch_page
 from services.settlement.store import cycles
 from services.settlement.store.tables import payment_records
 
@@ -73,13 +74,11 @@ async def transactions_csv(
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8", headers={"Content-Disposition": disposition})
 
 
-@router.get("/batches")
+@router.get("/batches", dependencies=[KnownQueryOnly])
 async def statement_batches(
-    merchant_id: MerchantScope, uow: UowDep, limit: PageLimit,
-    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, cursor: BatchCursor = None
 ) -> BatchListResponse:  # fmt: skip
     """The merchant's settlement batches, newest first; `next_cursor` pages on."""
     async with uow.read() as conn:
-        rows = await cycles.batches_page(conn, merchant_id, cursor, limit)
-    batches = [BatchResponse(**{k: r[k] for k in BatchResponse.model_fields}) for r in rows]
-    return BatchListResponse(batches=batches, next_cursor=batches[-1].batch_id if len(batches) == limit else None)
+        rows = await cycles.batches_page(conn, merchant_id, cursor, limit + 1)
+    return batch_page(rows, limit)

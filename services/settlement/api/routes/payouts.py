@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import MerchantScope
+from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
 from services.settlement.api.deps import PageLimit, PlatformOnly
 from services.settlement.api.schemas import PayoutCreateRequest, PayoutListResponse, PayoutResponse
@@ -28,7 +29,7 @@ def get_payouts(request: Request) -> Payouts:
 
 
 PayoutsDep = Annotated[Payouts, Depends(get_payouts)]
-Cursor = Annotated[str | None, Query(max_length=64)]
+Cursor = Annotated[str | None, cursor_query(r"^po_[0-9a-z]+$")]
 PayoutStatus = Annotated[Literal["pending", "succeeded", "failed"] | None, Query()]
 
 
@@ -59,26 +60,25 @@ async def get_payout(payout_id: str, merchant_id: MerchantScope, payouts: Payout
 
 
 def _page(rows: list[Any], limit: int) -> PayoutListResponse:
-    items = [_response(dict(r)) for r in rows]
-    return PayoutListResponse(payouts=items, next_cursor=items[-1].payout_id if len(items) == limit else None)
+    return PayoutListResponse.of(rows, limit, item=lambda r: _response(dict(r)), cursor_of=lambda p: p.payout_id)
 
 
-@router.get("/v1/payouts")
+@router.get("/v1/payouts", dependencies=[KnownQueryOnly])
 async def list_payouts(merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, status: PayoutStatus = None,
                        cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
     """The merchant's own payouts, newest first; `next_cursor` pages on."""
     async with uow.read() as conn:
-        rows = await store.list_payouts(conn, holder_id=merchant_id, status=status, before_id=cursor, limit=limit)
+        rows = await store.list_payouts(conn, holder_id=merchant_id, status=status, before_id=cursor, limit=limit + 1)
     return _page(rows, limit)
 
 
-@router.get("/v1/settlement/payouts", dependencies=[PlatformOnly])
+@router.get("/v1/settlement/payouts", dependencies=[PlatformOnly, KnownQueryOnly])
 async def list_all_payouts(uow: UowDep, limit: PageLimit,
                            holder_id: Annotated[str | None, Query(max_length=64)] = None,
                            status: PayoutStatus = None, cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
     """The platform's view: every merchant's payouts (or one holder's), newest first."""
     async with uow.read() as conn:
-        rows = await store.list_payouts(conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit)
+        rows = await store.list_payouts(conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit + 1)
     return _page(rows, limit)
 
 

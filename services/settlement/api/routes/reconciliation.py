@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from libs.common.errors import Problem
+from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
 from services.settlement.api.deps import CashierDep, LedgerDep, PageLimit, PlatformOnly
 from services.settlement.api.schemas import (
@@ -18,6 +19,7 @@ from services.settlement.api.schemas import (
 )
 from services.settlement.config import Settings
 from services.settlement.domain.errors import RECONCILIATION_NOT_FOUND
+from services.settlement.domain.reconciliation import Outcome
 from services.settlement.flows.reconcile import reconcile
 from services.settlement.store import reconciliation as store
 
@@ -49,23 +51,26 @@ async def get_reconciliation(run_id: str, uow: UowDep) -> ReconciliationRunRespo
     return _run(row)
 
 
-@router.get("/reconciliation-items")
+@router.get("/reconciliation-items", dependencies=[KnownQueryOnly])
 async def list_reconciliation_items(
     uow: UowDep,
     limit: PageLimit,
-    run_id: str | None = None,
-    outcome: str | None = None,
-    payment_id: str | None = None,
-    merchant_order_no: str | None = None,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    run_id: Annotated[str | None, Query(max_length=64)] = None,
+    outcome: Outcome | None = None,
+    payment_id: Annotated[str | None, Query(max_length=64)] = None,
+    merchant_order_no: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[str | None, cursor_query(r"^[0-9]{1,18}$")] = None,
 ) -> ReconciliationItemListResponse:
     """Items to look at, by run, outcome, payment order (payment_id) or business order (merchant_order_no)."""
     async with uow.read() as conn:
         rows = await store.list_items(conn, run_id=run_id, outcome=outcome, payment_id=payment_id,
-                                      merchant_order_no=merchant_order_no, after_id=cursor, limit=limit)  # fmt: skip
-    items = [ReconciliationItemResponse(**{k: r[k] for k in ReconciliationItemResponse.model_fields}) for r in rows]
-    return ReconciliationItemListResponse(
-        items=items, next_cursor=str(items[-1].item_id) if len(items) == limit else None
+                                      merchant_order_no=merchant_order_no, after_id=int(cursor or 0),
+                                      limit=limit + 1)  # fmt: skip
+    return ReconciliationItemListResponse.of(
+        rows,
+        limit,
+        item=lambda r: ReconciliationItemResponse(**{k: r[k] for k in ReconciliationItemResponse.model_fields}),
+        cursor_of=lambda i: str(i.item_id),
     )
 
 

@@ -42,7 +42,7 @@ async def setup_merchant(h: Harness) -> None:
     # Wednesday 25 Nov 2026 is made a holiday for this test
     r = await h.client.put("/v1/settlement/calendar/2026-11-25", json={"business_day": False, "name": "test holiday"})
     assert r.status_code == 200
-    assert (await h.client.get("/v1/settlement/calendar", params={"year": 2026})).json()["days"][0][
+    assert (await h.client.get("/v1/settlement/calendar", params={"year": 2026})).json()["data"][0][
         "day"
     ] == "2026-11-25"
 
@@ -85,7 +85,7 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
     assert await h.balance("tch_1", "merchant_pending") == 0
     assert await h.balance("mch_1", "merchant_pending") == -2 * 9940  # the cashier's §3.1 credit is not in this test
 
-    batches = (await h.client.get("/v1/settlement/batches", params={"holder_id": "mch_1"})).json()["batches"]
+    batches = (await h.client.get("/v1/settlement/batches", params={"holder_id": "mch_1"})).json()["data"]
     assert [(b["cycle_date"], b["amount_minor"], b["status"]) for b in batches] == [
         ("2026-11-27", 6858, "posted"),
         ("2026-11-26", 6858, "posted"),
@@ -104,10 +104,10 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
     mine = await h.client.get("/v1/statements/batches", params={"limit": 1}, headers={"X-Juhe-Merchant-Id": "mch_1"})
     more = await h.client.get("/v1/statements/batches", params={"cursor": mine.json()["next_cursor"]},
                               headers={"X-Juhe-Merchant-Id": "mch_1"})  # fmt: skip
-    assert [b["cycle_date"] for b in mine.json()["batches"] + more.json()["batches"]] == ["2026-11-27", "2026-11-26"]
+    assert [b["cycle_date"] for b in mine.json()["data"] + more.json()["data"]] == ["2026-11-27", "2026-11-26"]
     assert more.json()["next_cursor"] is None
     theirs = await h.client.get("/v1/statements/batches", headers={"X-Juhe-Merchant-Id": "mch_2"})
-    assert theirs.json()["batches"] == []
+    assert theirs.json()["data"] == []
     assert (await h.client.get("/v1/settlement/batches", headers={"X-Juhe-Merchant-Id": "mch_1"})).status_code == 403
 
     statement = await h.client.get("/v1/statements/current", headers={"X-Juhe-Merchant-Id": "mch_1"})

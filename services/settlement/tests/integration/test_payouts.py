@@ -171,15 +171,15 @@ async def test_payouts_outcomes_posted_once(env: Env) -> None:
 
     # the merchant's list, newest first, cursor-paged; the platform's list of all merchants
     listed = (await env.client.get("/v1/payouts", headers=HEADERS)).json()
-    assert [p["payout_id"] for p in listed["payouts"]] == sorted([paid["payout_id"], failed["payout_id"], slow],
+    assert [p["payout_id"] for p in listed["data"]] == sorted([paid["payout_id"], failed["payout_id"], slow],
                                                                    reverse=True)  # fmt: skip
     first = (await env.client.get("/v1/payouts", params={"limit": 2}, headers=HEADERS)).json()
     rest = (await env.client.get("/v1/payouts", params={"cursor": first["next_cursor"]}, headers=HEADERS)).json()
-    assert [p["payout_id"] for p in first["payouts"] + rest["payouts"]] == [p["payout_id"] for p in listed["payouts"]]
+    assert [p["payout_id"] for p in first["data"] + rest["data"]] == [p["payout_id"] for p in listed["data"]]
     only_failed = (await env.client.get("/v1/payouts", params={"status": "failed"}, headers=HEADERS)).json()
-    assert {p["payout_id"] for p in only_failed["payouts"]} == {failed["payout_id"], slow}
-    assert (await env.client.get("/v1/payouts", headers={"X-Juhe-Merchant-Id": "mch_x"})).json()["payouts"] == []
-    everyone = (await env.client.get("/v1/settlement/payouts")).json()["payouts"]
+    assert {p["payout_id"] for p in only_failed["data"]} == {failed["payout_id"], slow}
+    assert (await env.client.get("/v1/payouts", headers={"X-Juhe-Merchant-Id": "mch_x"})).json()["data"] == []
+    everyone = (await env.client.get("/v1/settlement/payouts")).json()["data"]
     assert len(everyone) == 3
     assert (await env.client.get("/v1/settlement/payouts", headers=HEADERS)).status_code == 403
 
@@ -230,7 +230,7 @@ async def test_payout_attempts_max_ends_it_failed_and_releases_the_funds(env: En
         await dead_bank.aclose()
     assert await env.balance("mch_p", "merchant_settled") == 10_000
     assert await env.balance("mch_p", "merchant_payable") == 0
-    listed = (await env.client.get("/v1/payouts", params={"status": "failed"}, headers=HEADERS)).json()["payouts"]
+    listed = (await env.client.get("/v1/payouts", params={"status": "failed"}, headers=HEADERS)).json()["data"]
     assert [p["failure_code"] for p in listed] == ["attempts_exhausted"]
     verify_ledger(env.ledger_db)
 

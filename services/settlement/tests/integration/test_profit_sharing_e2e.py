@@ -188,7 +188,7 @@ async def test_channel_pays_the_partner_and_the_ledger_records_it_once(env: Env)
     assert (shown["order_no"], shown["status"]) == (done["order_no"], "succeeded")
     for _ in range(2):
         await run_cycle(h.runtime.uow, h.runtime.extras["ledger"], env.settings, today())
-    batches = (await h.client.get("/v1/settlement/batches")).json()["batches"]
+    batches = (await h.client.get("/v1/settlement/batches")).json()["data"]
     assert "tch_1" not in {b["holder_id"] for b in batches}
     h.verify_ledger()
 

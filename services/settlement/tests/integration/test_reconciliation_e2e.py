@@ -162,7 +162,7 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
     assert run["status"] == "finished"
     assert run["counts"] == {"matched": 2, "missing_at_channel": 1, "amount_mismatch": 1, "status_mismatch": 1}
     items = (await settlement.get("/v1/settlement/reconciliation-items", params={"run_id": run["run_id"]})).json()[
-        "items"
+        "data"
     ]
     found = {(i["outcome"], i["payment_id"]) for i in items}
     assert found == {
@@ -183,7 +183,7 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
     by_order = await settlement.get(
         "/v1/settlement/reconciliation-items", params={"merchant_order_no": payments["changed"]["merchant_order_no"]}
     )
-    assert [i["outcome"] for i in by_order.json()["items"]] == ["amount_mismatch"]
+    assert [i["outcome"] for i in by_order.json()["data"]] == ["amount_mismatch"]
     report = (await settlement.get("/v1/settlement/reconciliation-report", params={"bill_date": bill_date})).json()
     assert report["channels"]["wechatpay"]["bill_lines"] == 4
 

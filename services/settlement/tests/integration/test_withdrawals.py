@@ -200,7 +200,7 @@ async def test_withdrawal_paid_posts_the_hold_once(env: Env) -> None:
     one = (await env.client.get(f"/v1/settlement/withdrawals/{op_id}")).json()
     assert (one["status"], one["holder_id"], one["fee_minor"]) == ("succeeded", holder, 10)
     listed = (await env.client.get("/v1/settlement/withdrawals", params={"holder_id": holder})).json()
-    assert [w["operation_id"] for w in listed["withdrawals"]] == [op_id] and listed["next_cursor"] is None
+    assert [w["operation_id"] for w in listed["data"]] == [op_id] and listed["next_cursor"] is None
     missing = await env.client.get("/v1/settlement/withdrawals/wop_none")
     assert missing.status_code == 404 and missing.json()["code"] == "withdrawal_not_found"
     mine = await env.client.get(f"/v1/settlement/withdrawals/{op_id}", headers={"X-Juhe-Merchant-Id": "mch_1"})

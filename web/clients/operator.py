@@ -1,0 +1,139 @@
+"""What the operator console asks the platform, always through the gateway's public API as the signed-in operator.
+
+The operator's console session is the only credential used (`ConsoleApi`): the gateway checks the operator's role
+on every call (`gateway/domain/staff.py: api_permission`), on top of the page's own check, so a page cannot do more
+than its viewer may. Writes carry an `Idempotency-Key` derived from the rendered form's one-time request id (a double
+submit does the thing once). Lists are read one page at a time (`limit`, `cursor`); no call counts rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from web.clients.console import ConsoleApi
+
+EXCEPTIONS = "/v1/settlement/reconciliation-exceptions"
+PAGE_LIMIT = 50
+ROUTES_READ_MAX = 100
+
+
+def _seg(value: str) -> str:
+    """One path segment from operator input: percent-encoded, so `../` or `?` never changes the path."""
+    return quote(value, safe="")
+
+
+def items_of(body: Any) -> list[dict[str, Any]]:
+    """A list answer's rows, whichever list shape the service answers (`data`, older `items` / `accounts`)."""
+    if isinstance(body, list):
+        return body
+    if not isinstance(body, dict):
+        return []
+    for key in ("data", "items", "accounts", "entries", "batches", "payouts"):
+        if isinstance(body.get(key), list):
+            rows: list[dict[str, Any]] = body[key]
+            return rows
+    return []
+
+
+@dataclass(frozen=True)
+class OperatorApi:
+    """The operator console's calls, on top of the member's `ConsoleApi` (web/clients/console.py)."""
+
+    api: ConsoleApi
+
+    async def _get(self, path: str, **params: Any) -> Any:
+        return await self.api.get(path, **params)
+
+    async def _write(self, method: str, path: str, body: dict[str, Any], key: str) -> Any:
+        return await self.api.call(method, path, json=body, idempotency_key=key)
+
+    # ---- merchants ------------------------------------------------------------------------------------------
+    async def merchant(self, merchant_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._get(f"/v1/admin/merchants/{_seg(merchant_id)}")
+        return found
+
+    async def merchant_channels(self, merchant_id: str) -> list[dict[str, Any]]:
+        return items_of(await self._get(f"/v1/admin/merchants/{_seg(merchant_id)}/channels"))
+
+    async def contracts(self, merchant_id: str) -> list[dict[str, Any]]:
+        return items_of(await self._get("/v1/contracts", merchant_id=merchant_id, limit=PAGE_LIMIT))
+
+    async def fee_rates(self, *, merchant_id: str | None = None, route_id: str | None = None) -> list[dict[str, Any]]:
+        return items_of(await self._get("/v1/fee-rates", merchant_id=merchant_id, route_id=route_id, limit=PAGE_LIMIT))
+
+    async def fee_rate(self, rate_id: str) -> dict[str, Any]:
+        rate: dict[str, Any] = await self._get(f"/v1/fee-rates/{_seg(rate_id)}")
+        return rate
+
+    async def expire_fee_rate(self, rate_id: str, *, valid_until: datetime, version: int, key: str) -> dict[str, Any]:
+        body = {"valid_until": valid_until.isoformat(), "expected_version": version}
+        expired: dict[str, Any] = await self._write("POST", f"/v1/fee-rates/{_seg(rate_id)}/expire", body, key)
+        return expired
+
+    async def create_fee_rate(self, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        created: dict[str, Any] = await self._write("POST", "/v1/fee-rates", body, key)
+        return created
+
+    # ---- routing --------------------------------------------------------------------------------------------
+    async def routes(self) -> list[dict[str, Any]]:
+        return items_of(await self._get("/v1/channel-routes", limit=ROUTES_READ_MAX))
+
+    async def route_health(self, route_id: str) -> dict[str, Any]:
+        health: dict[str, Any] = await self._get(f"/v1/channel-routes/{_seg(route_id)}/health")
+        return health
+
+    async def simulate(self, question: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = await self._get("/v1/routing-simulations", **question)
+        return answer
+
+    # ---- settlement -----------------------------------------------------------------------------------------
+    async def batches(self, holder_id: str | None) -> list[dict[str, Any]]:
+        return items_of(await self._get("/v1/settlement/batches", holder_id=holder_id, limit=PAGE_LIMIT))
+
+    async def payouts(self, *, holder_id: str | None, status: str | None, cursor: str | None) -> Any:
+        return await self._get("/v1/settlement/payouts", holder_id=holder_id, status=status, cursor=cursor,
+                               limit=PAGE_LIMIT)  # fmt: skip
+
+    async def cycle(self, holder_id: str) -> dict[str, Any]:
+        cycle: dict[str, Any] = await self._get(f"/v1/settlement/merchants/{_seg(holder_id)}/cycle")
+        return cycle
+
+    async def consistency(self) -> dict[str, Any]:
+        check: dict[str, Any] = await self._get("/v1/settlement/consistency")
+        return check
+
+    # ---- reconciliation exceptions pool ---------------------------------------------------------------------
+    async def exceptions(self, *, state: str, assignee: str | None, merchant_id: str | None, cursor: str | None) -> Any:
+        return await self._get(EXCEPTIONS, state=state, assignee=assignee, merchant_id=merchant_id, cursor=cursor,
+                               limit=PAGE_LIMIT)  # fmt: skip
+
+    async def exception(self, item_id: int) -> dict[str, Any]:
+        item: dict[str, Any] = await self._get(f"{EXCEPTIONS}/{item_id}")
+        return item
+
+    async def act_on_exception(self, item_id: int, action: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        """`action`: assign | requery | resolve (settlement's routes of the same names)."""
+        item: dict[str, Any] = await self._write("POST", f"{EXCEPTIONS}/{item_id}/{action}", body, key)
+        return item
+
+    # ---- ledger ---------------------------------------------------------------------------------------------
+    async def accounts(self, holder_id: str) -> list[dict[str, Any]]:
+        return items_of(await self._get("/v1/accounts", holder_id=holder_id, limit=PAGE_LIMIT))
+
+    async def balance(self, account_id: str, as_of: datetime | None) -> dict[str, Any]:
+        at = as_of.isoformat() if as_of else None
+        balance: dict[str, Any] = await self._get(f"/v1/accounts/{_seg(account_id)}/balance", as_of=at)
+        return balance
+
+    async def statement(self, account_id: str, cursor: str | None) -> dict[str, Any]:
+        page: dict[str, Any] = await self._get(f"/v1/accounts/{_seg(account_id)}/statement", cursor=cursor,
+                                               limit=PAGE_LIMIT)  # fmt: skip
+        return page
+
+    # ---- platform health -------------------------------------------------------------------------------------
+    async def platform_health(self) -> dict[str, Any]:
+        health: dict[str, Any] = await self._get("/v1/platform/health")
+        return health

@@ -28,6 +28,7 @@ from web.pages import (
     WebRuntime,
     checkout,
     console_merchant,
+    console_operator,
     content_security_policy,
     page_context,
     payment_links,
@@ -149,6 +150,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(wallet.router)
     app.include_router(checkout.router)
-    console.install(app, console_merchant.shared, console_merchant.routes)
+    console.install(app, console_merchant.shared, console_merchant.routes, console_operator.routes)
     app.include_router(payment_links.router)
     return app

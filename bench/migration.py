@@ -27,6 +27,7 @@ import itertools
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -128,20 +129,30 @@ async def baseline(base_url: str, data: g.Dataset, persons_max: int) -> tuple[in
 
 
 # --- juhe: the migration CLI as a process --------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a live process (Linux /proc): where the run's time goes, CLI vs ledger."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def migrate(
-    ledger_url: str, migration_db: str, data: g.Dataset, log_dir: Path
+    ledger_url: str, migration_db: str, data: g.Dataset, log_dir: Path, profile: Path | None = None
 ) -> tuple[int, float, int, dict[str, Any]]:
-    """Returns (exit code, seconds, peak RSS in KiB of the CLI process, its summary line)."""
+    """Returns (exit code, seconds, peak RSS in KiB of the CLI process, its summary line); `profile`: run the
+    CLI under cProfile and write its statistics there (to find the hot path)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JUHE_MIGRATION_DATABASE_URL": migration_db,
            "JUHE_MIGRATION_LEDGER_URL": ledger_url, "JUHE_MIGRATION_PLATFORM": "bench"}  # fmt: skip
-    args = [sys.executable, "-m", "services.migration.cli", "--quiet", "--log", str(log_dir / "migration-run.log"),
-            "run", "--persons", str(data.persons), "--balances", str(data.balances),
-            "--control", str(data.control)]  # fmt: skip
+    profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    args = [sys.executable, *profiler, "-m", "services.migration.cli", "--quiet",
+            "--log", str(log_dir / "migration-run.log"), "run", "--persons", str(data.persons),
+            "--balances", str(data.balances), "--control", str(data.control)]  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = proc.communicate()
     seconds = time.perf_counter() - started
-    rss_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest child so far: this CLI
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # the only child waited for: this CLI
+    rss_kib = usage.ru_maxrss
+    print(f"CPU of the migration CLI: {usage.ru_utime + usage.ru_stime:.1f}s")
     lines = out.decode().strip().splitlines()
     events = [json.loads(line) for line in (log_dir / "migration-run.log").read_text().splitlines()]
     if events:  # without the process's start-up (imports take seconds on a loaded machine)
@@ -182,12 +193,21 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             server.start(wait_ready=False)
             await asyncio.to_thread(server.wait_ready, 300)
 
-        base_rows, base_s = await baseline(base_ledger.base_url, data, baseline_persons)
-        baseline_rps = base_rows / base_s
-        print(f"baseline: {base_rows:,} rows one by one through the API in {base_s:.1f}s = {baseline_rps:,.0f} rows/s")
+        baseline_rps = 0.0
+        if not args.no_baseline:
+            base_rows, base_s = await baseline(base_ledger.base_url, data, baseline_persons)
+            baseline_rps = base_rows / base_s
+            print(
+                f"baseline: {base_rows:,} rows one by one through the API in {base_s:.1f}s = {baseline_rps:,.0f} rows/s"
+            )
 
         run_started = time.perf_counter()
-        code, juhe_s, rss_kib, summary = await asyncio.to_thread(migrate, juhe_ledger.base_url, migration_db, data, tmp)
+        assert juhe_ledger.process is not None
+        ledger_cpu = cpu_seconds(juhe_ledger.process.pid)
+        code, juhe_s, rss_kib, summary = await asyncio.to_thread(
+            migrate, juhe_ledger.base_url, migration_db, data, tmp, args.profile
+        )
+        print(f"CPU of the ledger during the run: {cpu_seconds(juhe_ledger.process.pid) - ledger_cpu:.1f}s")
         last = juhe_holder_id("bench", Kind.PERSONS, f"P{1_000_000 + persons - 1}")
         ok_readable = await readable(juhe_ledger.base_url, last)  # writes are synchronous: readable at the end
         time_to_readable = time.perf_counter() - run_started
@@ -220,6 +240,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         for server in servers:
             server.stop()
         infrastructure.close()
+        shutil.rmtree(tmp, ignore_errors=True)  # the databases of a 1M run are gigabytes
 
 
 def main() -> int:
@@ -227,6 +248,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="2,000 persons (under a minute on an idle machine)")
     parser.add_argument("--persons", type=int, default=None, help="persons to migrate (default 20,000)")
     parser.add_argument("--baseline-persons", type=int, default=None, help="persons through the API one by one")
+    parser.add_argument("--no-baseline", action="store_true", help="only the migration tool (the 1M run)")
+    parser.add_argument("--profile", type=Path, default=None, help="cProfile statistics of the CLI to this file")
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result))
     return 0 if result["invariants_ok"] else 1

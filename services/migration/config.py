@@ -16,7 +16,7 @@ class Settings(ServiceSettings):
     ledger_url: str = "http://127.0.0.1:8002"
     ledger_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     # Rows per batch: one ledger request and one commit of the run's records (and its checkpoint).
-    batch_rows: int = Field(default=500, ge=1, le=1000)
+    batch_rows: int = Field(default=1000, ge=1, le=1000)
     # Reconciliation report: how many migrated holders are read back through the ledger's API.
     sample_size: int = Field(default=20, ge=0, le=1000)
     # The platform a CLI run belongs to (the API takes it from the caller's identity).

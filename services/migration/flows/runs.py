@@ -33,6 +33,8 @@ from services.migration.store import runs as store
 
 Progress = Callable[[str, int, int], None]  # (kind, records total, records done so far)
 CONTROL_RECORDS_MAX = 100
+# Batches of a file at the ledger at once (sent, not yet committed); the ledger's writer pipelines them.
+PIPELINE_DEPTH = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,18 +149,14 @@ async def _run_files(m: Migration, run_id: str, progress: Progress, paths: dict[
         )
         done = int(f["records_done"])
         progress(kind.value, source.records, done)
-        records = sources.records(source, skip=done)
-        while batch := list(islice(records, m.batch_rows)):
-            await _batch(m, run, kind, batch, real=real)
-            done = batch[-1][0]
-            progress(kind.value, source.records, done)
+        await _run_file(m, run, kind, sources.records(source, skip=done), source.records, progress, real=real)
     report = await build_report(m, run_id)
     async with m.uow.begin() as tx:
         await store.set_status(tx.conn, run_id, old=["running"], new="completed", report=report)
 
 
 # --- one batch ---------------------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)  # compared by identity: a batch is looked through often
 class _Record:
     record_no: int
     values: dict[str, Any]
@@ -204,28 +202,79 @@ def _reject(record: _Record, reason: str, detail: str) -> _Record:
     return record
 
 
-async def _batch(
-    m: Migration, run: Any, kind: r.Kind, batch: list[tuple[int, dict[str, Any] | None]], *, real: bool
+async def _run_file(
+    m: Migration,
+    run: Any,
+    kind: r.Kind,
+    records: Iterable[tuple[int, dict[str, Any] | None]],
+    total: int,
+    progress: Progress,
+    *,
+    real: bool,
 ) -> None:
+    """The batches of one file, pipelined: while batch k is at the ledger (and then committed), batch k+1 is
+    parsed and checked and sent too — at most `PIPELINE_DEPTH` batches in flight, committed strictly in file
+    order (each waits for its predecessor's commit). Why it stays exactly-once: the checkpoint only moves
+    with a committed batch, so a kill re-sends every uncommitted batch and the ledger replays them (holder
+    ids and transfer keys are deterministic); duplicates against batches not committed yet are caught by
+    `recent` (the accepted ids and documents of the batches in flight)."""
     run_id = str(run["id"])
-    records = [_record(run, kind, number, raw) for number, raw in batch]
+    inflight: list[asyncio.Task[int]] = []
+    recent: list[tuple[set[str], set[str]]] = []
+    source = iter(records)
+    try:
+        while batch := list(islice(source, m.batch_rows)):
+            prepared = [_record(run, kind, number, raw) for number, raw in batch]
+            async with m.uow.read() as conn:
+                accepted = await _check_duplicates(conn, run, kind, prepared, recent)
+                if kind is r.Kind.BALANCES:
+                    await _check_references(conn, run, prepared)
+            recent = [*recent[-(PIPELINE_DEPTH - 1) :], accepted]
+            previous = inflight[-1] if inflight else None
+            inflight.append(asyncio.create_task(_send_and_commit(m, run_id, kind, prepared, previous, real=real)))
+            while len(inflight) >= PIPELINE_DEPTH or (inflight and inflight[0].done()):
+                progress(kind.value, total, await inflight.pop(0))
+        while inflight:
+            progress(kind.value, total, await inflight.pop(0))
+    finally:
+        for task in inflight:
+            task.cancel()
+        for task in inflight:
+            with contextlib.suppress(BaseException):
+                await task
+
+
+async def _send_and_commit(
+    m: Migration, run_id: str, kind: r.Kind, records: list[_Record], previous: asyncio.Task[int] | None, *, real: bool
+) -> int:
+    """The ledger request of a batch, then — after the batch before it committed — ONE commit of its row
+    records and the file's checkpoint. Returns the checkpoint."""
+    if real:
+        await _write(m, run_id, kind, records)
+    if previous is not None:
+        await asyncio.shield(previous)  # in order; its failure stops this batch before its commit
+    first, last = records[0].record_no, records[-1].record_no
     async with m.uow.begin() as tx:
-        if await store.records_done(tx.conn, run_id, kind.value) >= batch[0][0]:
+        if await store.records_done(tx.conn, run_id, kind.value) >= first:
             raise Problem(e.RUN_BUSY, f"run {run_id}: this batch was written by another process")
-        await _check_duplicates(tx.conn, run, kind, records)
-        if kind is r.Kind.BALANCES:
-            await _check_references(tx.conn, run, records)
-        if real:
-            await _write(m, run_id, kind, records)
         await store.insert_rows(tx.conn, [rec.values for rec in records])
-        await store.set_checkpoint(tx.conn, run_id, kind.value, batch[-1][0])
+        await store.set_checkpoint(tx.conn, run_id, kind.value, last)
+    return last
 
 
-async def _check_duplicates(conn: Any, run: Any, kind: r.Kind, records: list[_Record]) -> None:
+async def _check_duplicates(
+    conn: Any, run: Any, kind: r.Kind, records: list[_Record], recent: list[tuple[set[str], set[str]]]
+) -> tuple[set[str], set[str]]:
+    """Rejects repeats of a source id or document within the run (committed, in flight, or earlier in this
+    batch); returns the ids and documents this batch accepted."""
     valid = [rec for rec in records if rec.row is not None]
     ids = [rec.row.source_id for rec in valid if rec.row is not None]
     digests = [str(rec.values["document_digest"]) for rec in valid if rec.values["document_digest"]]
     taken_ids, taken_docs = await store.taken_in_run(conn, str(run["id"]), kind.value, source_ids=ids, digests=digests)
+    for flight_ids, flight_docs in recent:
+        taken_ids |= flight_ids.intersection(ids)
+        taken_docs |= flight_docs.intersection(digests)
+    accepted: tuple[set[str], set[str]] = (set(), set())
     elsewhere = await store.live_elsewhere(
         conn, platform=run["platform"], kind=kind.value, source_ids=ids, run_id=run["id"]
     )
@@ -239,12 +288,15 @@ async def _check_duplicates(conn: Any, run: Any, kind: r.Kind, records: list[_Re
             _reject(rec, e.DUPLICATE_DOCUMENT, "the same identity document appears earlier in the file")
             continue
         taken_ids.add(source_id)
+        accepted[0].add(source_id)
         if digest is not None:
             taken_docs.add(digest)
+            accepted[1].add(digest)
         if source_id in elsewhere:  # migrated by an earlier run: the id map answers, nothing is written
             rec.values.update(status="skipped", juhe_id=elsewhere[source_id]["juhe_id"],
                               holder_id=elsewhere[source_id]["holder_id"],
                               detail=f"migrated by run {elsewhere[source_id]['run_id']}")  # fmt: skip
+    return accepted
 
 
 async def _check_references(conn: Any, run: Any, records: list[_Record]) -> None:
@@ -283,7 +335,7 @@ async def _write(m: Migration, run_id: str, kind: r.Kind, records: list[_Record]
     if kind is r.Kind.BALANCES:
         money = [rec for rec in todo if isinstance(rec.row, r.BalanceRow) and rec.row.amount_minor > 0]
         for rec in todo:
-            if rec not in money:  # a zero balance: the sub-account exists already, nothing to post
+            if isinstance(rec.row, r.BalanceRow) and rec.row.amount_minor == 0:  # the sub-account exists already
                 rec.values.update(status="written", live=True)
         if money:
             results = await m.ledger.post_openings(key, run_id, [_opening(rec) for rec in money])

@@ -68,6 +68,11 @@ class Settings(ServiceSettings):
     webhook_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     webhook_batch_max: int = Field(default=50, ge=1, le=1000)
     webhook_concurrency_max: int = Field(default=10, ge=1, le=200)
+    # The merchant event log behind GET /v1/events keeps events this many days; the worker deletes older ones
+    # in batches (flows/webhook_endpoints.py purge_expired_events). Longer than the ~24 h of webhook retries.
+    events_retention_days: int = Field(default=90, ge=2, le=3650)
+    events_purge_interval_seconds: float = Field(default=600.0, gt=0, le=86_400)
+    events_purge_batch_max: int = Field(default=1000, ge=1, le=100_000)
     # Webhook targets (flows/webhook_targets.py): https only and public addresses only, checked on every
     # address the host resolves to at delivery time. Dev/test flags, both off in production:
     webhook_allow_http: bool = False  # JUHE_CASHIER_WEBHOOK_ALLOW_HTTP: plain http targets too

@@ -5,7 +5,9 @@ state change is a compare-and-set):
   * status poll of processing attempts and pending refunds, with bounded backoff, and the re-drive of
     attempts left `created` past their lease (the process or database died mid-create);
   * expiry: close payments past expire_at at the channel, then locally;
-  * merchant webhook delivery from the webhook_deliveries table.
+  * merchant webhook delivery from the webhook_deliveries table;
+  * retention of the merchant event log (`GET /v1/events`): events older than `events_retention_days` are
+    deleted in batches of `events_purge_batch_max`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from services.cashier.config import Settings
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.payments import expire_due, poll_due, redrive_due
 from services.cashier.flows.refunds import poll_refunds_due
+from services.cashier.flows.webhook_endpoints import purge_expired_events
 from services.cashier.flows.webhooks import deliver_due
 
 log = get_logger("juhe.cashier.worker")
@@ -58,4 +61,5 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
         _loop(_poll_all, lambda s: s.poll_interval_seconds, lambda s: s.poll_batch_max),
         _loop(expire_due, lambda s: s.expiry_interval_seconds, lambda s: s.expiry_batch_max),
         _loop(deliver_due, lambda s: s.webhook_interval_seconds, lambda s: s.webhook_batch_max),
+        _loop(purge_expired_events, lambda s: s.events_purge_interval_seconds, lambda s: s.events_purge_batch_max),
     ]

@@ -233,7 +233,7 @@ def test_dark_unionpay_fails_over_to_another_channel(demo: Demo) -> None:
     assert payment["attempts"][0]["failure_code"] == "channel_unavailable"
     assert (payment["channel"], payment["route_id"]) == ("alipay", "ali_direct")
     tn = demo.pay("app", ["unionpay"], 3_300)  # UnionPay answers again: the app gets its tn
-    assert (tn["channel"], tn["payer_action"]["type"]) == ("unionpay", "app") and tn["payer_action"]["tn"]
+    assert (tn["channel"], tn["payer_action"]["type"]) == ("unionpay", "app") and tn["payer_action"]["app_params"]["tn"]
 
 
 def test_a_day_of_both_channels_reconciles_to_exactly_the_injected_discrepancies(demo: Demo) -> None:
@@ -276,7 +276,7 @@ def test_a_day_of_both_channels_reconciles_to_exactly_the_injected_discrepancies
             assert run.json()["status"] == "finished", run.json()
             items = settlement.get(
                 "/v1/settlement/reconciliation-items", params={"run_id": run.json()["run_id"], "limit": 100}
-            ).json()["items"]
+            ).json()["data"]
             seen = {(i["outcome"], i["key"]) for i in items if i["outcome"] != "matched"}
             return seen if seen == injected[channel] else None
 

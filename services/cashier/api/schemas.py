@@ -7,7 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from libs.common.metadata import METADATA_KEYS_MAX as COMMON_METADATA_KEYS_MAX
+from libs.common.metadata import Metadata
 from libs.common.money import AmountMinor, Currency
+from libs.common.paging import ListPage
 from services.cashier.domain.payments import (
     SPLIT_ENTRIES_MAX,
     PaymentPurpose,
@@ -21,7 +24,7 @@ OrderNo = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
 AuthCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")]
 Url = Annotated[str, StringConstraints(min_length=8, max_length=1024, pattern=r"^https?://")]
-METADATA_KEYS_MAX = 20
+METADATA_KEYS_MAX = COMMON_METADATA_KEYS_MAX  # libs.common.metadata: 50 keys of ≤ 40, values ≤ 500 characters
 
 
 class PayerHints(BaseModel):
@@ -63,9 +66,7 @@ class PaymentCreateRequest(BaseModel):
     expire_at: datetime | None = None
     notify_url: Url | None = None
     return_url: Url | None = None
-    metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(
-        default_factory=dict, max_length=METADATA_KEYS_MAX
-    )
+    metadata: Metadata = Field(default_factory=dict)
     preferred_channels: list[ChannelName] = Field(
         default_factory=list, max_length=10, description="Only these channels, in this order"
     )
@@ -178,9 +179,8 @@ class PaymentResponse(BaseModel):
     attempts: list[AttemptResponse] = Field(default_factory=list)
 
 
-class PaymentPage(BaseModel):
-    data: list[PaymentResponse]
-    next_cursor: str | None
+class PaymentPage(ListPage[PaymentResponse]):
+    pass
 
 
 class RefundCreateRequest(BaseModel):
@@ -207,9 +207,8 @@ class RefundResponse(BaseModel):
     created_at: datetime
 
 
-class RefundList(BaseModel):
-    data: list[RefundResponse]
-    next_cursor: str | None = None  # oldest first; pass as `cursor` for the next page
+class RefundList(ListPage[RefundResponse]):
+    """Oldest first."""
 
 
 class WebhookAttemptResponse(BaseModel):
@@ -225,6 +224,7 @@ class WebhookDeliveryResponse(BaseModel):
     payment_id: str
     event_id: str
     event_type: str
+    endpoint_id: str | None = Field(description="The webhook endpoint it goes to; null for a notify_url delivery")
     url: str
     status: str
     attempt_count: int
@@ -236,9 +236,8 @@ class WebhookDeliveryResponse(BaseModel):
     attempts: list[WebhookAttemptResponse] = Field(default_factory=list)
 
 
-class WebhookDeliveryList(BaseModel):
-    data: list[WebhookDeliveryResponse]
-    next_cursor: str | None = None  # in delivery order; pass as `cursor` for the next page
+class WebhookDeliveryList(ListPage[WebhookDeliveryResponse]):
+    """In delivery order."""
 
 
 class MerchantUpdateRequest(BaseModel):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from services.cashier.domain.payer_actions import normalised_payer_action
 from services.cashier.domain.refunds import refundable_minor
 from services.cashier.events import discount_fields, purpose_fields
 
@@ -46,7 +47,7 @@ def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, A
         "route_id": row.route_id,
         "fee_minor": row.fee_minor,
         "channel_trade_no": row.channel_trade_no,
-        "payer_action": row.payer_action,
+        "payer_action": normalised_payer_action(row.payer_action),
         "expire_at": row.expire_at,
         "succeeded_at": row.succeeded_at,
         "closed_at": row.closed_at,
@@ -95,6 +96,7 @@ def delivery_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, 
         "payment_id": row.payment_id,
         "event_id": row.event_id,
         "event_type": row.event_type,
+        "endpoint_id": row.endpoint_id,  # the webhook endpoint it goes to; null for a payment's notify_url
         "url": row.url,
         "status": row.status,
         "attempt_count": row.attempt_count,

@@ -23,6 +23,7 @@ from services.cashier.flows.webhook_targets import ensure_allowed_notify_url
 from services.cashier.store.webhook_endpoints import (
     count_endpoints,
     delete_endpoint,
+    delete_events_before,
     get_endpoint,
     insert_endpoint,
     lock_merchant_endpoints,
@@ -150,3 +151,13 @@ async def rotate_secret(
         )
     assert row is not None  # locked above, in the same transaction
     return endpoint_view(row, secret=True)
+
+
+async def purge_expired_events(cashier: Cashier) -> int:
+    """One batch of the merchant event log's retention: events older than `events_retention_days` go (a
+    webhook's retries end after about a day, so nothing still being delivered is removed). How many went; the
+    worker runs the next batch at once while batches come back full."""
+    settings = cashier.settings
+    before = cashier.clock() - timedelta(days=settings.events_retention_days)
+    async with cashier.uow.begin() as tx:
+        return await delete_events_before(tx.conn, before=before, limit=settings.events_purge_batch_max)

@@ -109,6 +109,16 @@ async def list_attempts(conn: AsyncConnection, payment_id: str) -> Sequence[Row[
     return (await conn.execute(query)).all()
 
 
+async def list_attempts_of(conn: AsyncConnection, payment_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+    """The attempts of a page of payments in one query (a list shows each payment's attempts, as a read does)."""
+    found: dict[str, list[Row[Any]]] = {payment_id: [] for payment_id in payment_ids}
+    if payment_ids:
+        query = select(attempts).where(attempts.c.payment_id.in_(payment_ids)).order_by(attempts.c.seq)
+        for row in (await conn.execute(query)).all():
+            found[row.payment_id].append(row)
+    return found
+
+
 async def get_attempt(conn: AsyncConnection, attempt_id: str) -> Row[Any] | None:
     return (await conn.execute(select(attempts).where(attempts.c.id == attempt_id))).first()
 

@@ -91,6 +91,20 @@ async def delete_endpoint(conn: AsyncConnection, *, merchant_id: str, endpoint_i
     return True
 
 
+async def delete_events_before(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
+    """Delete up to `limit` merchant events created before `before`, oldest first; how many went. Rows are
+    claimed with SKIP LOCKED so two workers purging at once share the work instead of waiting on each other."""
+    doomed = (
+        select(merchant_events.c.id)
+        .where(merchant_events.c.created_at < before)
+        .order_by(merchant_events.c.seq)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    result = await conn.execute(merchant_events.delete().where(merchant_events.c.id.in_(doomed.scalar_subquery())))
+    return int(result.rowcount or 0)
+
+
 async def insert_event(conn: AsyncConnection, values: dict[str, Any]) -> None:
     await conn.execute(merchant_events.insert().values(seq=EVENT_SEQ.next_value(), **values))
 

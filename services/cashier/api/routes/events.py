@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from libs.common.errors import NOT_FOUND, VALIDATION_FAILED, Problem
+from libs.common.paging import KnownQueryOnly
 from services.cashier.api.deps import CashierDep, MerchantId, PageSize
 from services.cashier.domain.webhook_endpoints import EVENT_TYPES
 from services.cashier.store.webhook_endpoints import get_event, list_events
@@ -49,7 +50,7 @@ def _types(types: list[str] | None) -> list[str] | None:
     return types or None
 
 
-@router.get("")
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_all(
     merchant_id: MerchantId,
     cashier: CashierDep,

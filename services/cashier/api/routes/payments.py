@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
 
-from libs.common.errors import Problem
+from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import DEV_KEY_ID
+from libs.common.paging import KnownQueryOnly, cursor_query
 from services.cashier.api.deps import Caller, CashierDep, MerchantId, PageSize
 from services.cashier.api.schemas import PaymentConfirmRequest, PaymentCreateRequest, PaymentPage, PaymentResponse
-from services.cashier.domain.errors import PAYER_MISMATCH, PAYMENT_NOT_FOUND, PURPOSE_NOT_ALLOWED
-from services.cashier.domain.payments import may_create_purpose
+from services.cashier.connectors.registry import CHANNELS
+from services.cashier.domain.errors import PAYER_MISMATCH, PURPOSE_NOT_ALLOWED
+from services.cashier.domain.payments import PaymentStatus, may_create_purpose
 from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment, read_payment
 from services.cashier.flows.views import payment_view
 from services.cashier.flows.wallet import confirm_wallet_payment
 from services.cashier.flows.webhook_targets import ensure_allowed_notify_url
-from services.cashier.store.payments import list_payments
+from services.cashier.store.payments import get_payment_by_order_no, list_attempts_of, list_payments
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
 
@@ -64,40 +67,45 @@ def payer_of(body: PaymentCreateRequest) -> dict[str, Any]:
     return payer
 
 
-@router.get("")
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_(
     merchant_id: MerchantId,
     cashier: CashierDep,
     limit: PageSize,
-    merchant_order_no: str | None = None,
-    status_: Annotated[str | None, Query(alias="status")] = None,
-    channel: str | None = None,
+    merchant_order_no: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    status_: Annotated[PaymentStatus | None, Query(alias="status")] = None,
+    channel: Annotated[str | None, Query(description=f"One of {sorted(CHANNELS)}")] = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, cursor_query(r"^pay_[0-9a-z]+$")] = None,
 ) -> PaymentPage:
-    """Newest first. `merchant_order_no` looks one payment up (404 when there is none)."""
-    if merchant_order_no is not None:
-        from services.cashier.store.payments import get_payment_by_order_no
-
-        async with cashier.uow.read() as conn:
-            row = await get_payment_by_order_no(conn, merchant_id=merchant_id, merchant_order_no=merchant_order_no)
-        if row is None:
-            raise Problem(PAYMENT_NOT_FOUND, f"no payment with merchant order number {merchant_order_no}")
-        return PaymentPage(data=[PaymentResponse.model_validate(payment_view(row, []))], next_cursor=None)
+    """Newest first, each payment with its attempts. `merchant_order_no` looks one payment up: a list of one, or
+    an empty list when there is none (a list never 404s)."""
+    if channel is not None and channel not in CHANNELS:
+        raise Problem(VALIDATION_FAILED, f"unknown channel {channel!r}; known: {sorted(CHANNELS)}", field="channel")
     async with cashier.uow.read() as conn:
-        rows = await list_payments(
-            conn,
-            merchant_id=merchant_id,
-            limit=limit + 1,
-            after_id=cursor,
-            status=status_,
-            channel=channel,
-            created_from=created_from,
-            created_to=created_to,
-        )
-    page = [PaymentResponse.model_validate(payment_view(r, [])) for r in rows[:limit]]
-    return PaymentPage(data=page, next_cursor=page[-1].id if len(rows) > limit else None)
+        if merchant_order_no is not None:
+            one = await get_payment_by_order_no(conn, merchant_id=merchant_id, merchant_order_no=merchant_order_no)
+            rows: Sequence[Any] = [one] if one is not None else []
+            limit = max(limit, 1)
+        else:
+            rows = await list_payments(
+                conn,
+                merchant_id=merchant_id,
+                limit=limit + 1,
+                after_id=cursor,
+                status=status_,
+                channel=channel,
+                created_from=created_from,
+                created_to=created_to,
+            )
+        attempts = await list_attempts_of(conn, [r.id for r in rows[:limit]])
+    return PaymentPage.of(
+        rows,
+        limit,
+        item=lambda r: PaymentResponse.model_validate(payment_view(r, attempts[r.id])),
+        cursor_of=lambda p: p.id,
+    )
 
 
 @router.get("/{payment_id}")

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
+from libs.common.paging import KnownQueryOnly, cursor_query
 from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax
 from services.cashier.api.schemas import RefundCreateRequest, RefundList, RefundResponse
 from services.cashier.flows.refunds import RefundDraft, create_refund, read_refund, read_refunds
@@ -34,14 +35,20 @@ async def create(
     return RefundResponse.model_validate(result.refund)
 
 
-@router.get("/v1/payments/{payment_id}/refunds")
+@router.get("/v1/payments/{payment_id}/refunds", dependencies=[KnownQueryOnly])
 async def list_for_payment(
-    payment_id: str, merchant_id: MerchantId, cashier: CashierDep, limit: PageSizeOrMax, cursor: str | None = None
+    payment_id: str,
+    merchant_id: MerchantId,
+    cashier: CashierDep,
+    limit: PageSizeOrMax,
+    cursor: Annotated[str | None, cursor_query(r"^re_[0-9a-z]+$")] = None,
 ) -> RefundList:
     rows, next_cursor = await read_refunds(
         cashier, merchant_id=merchant_id, payment_id=payment_id, limit=limit, cursor=cursor
     )
-    return RefundList(data=[RefundResponse.model_validate(r) for r in rows], next_cursor=next_cursor)
+    return RefundList(
+        data=[RefundResponse.model_validate(r) for r in rows], has_more=next_cursor is not None, next_cursor=next_cursor
+    )
 
 
 @router.get("/v1/refunds/{refund_id}")

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.common.paging import KnownQueryOnly
 from services.cashier.api.deps import CashierDep, MerchantId
 from services.cashier.api.schemas import Url
 from services.cashier.domain.webhook_endpoints import (
@@ -92,7 +93,7 @@ async def create(body: WebhookEndpointCreate, merchant_id: MerchantId, cashier: 
     )
 
 
-@router.get("")
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_all(merchant_id: MerchantId, cashier: CashierDep) -> WebhookEndpointList:
     async with cashier.uow.read() as conn:
         rows = await list_endpoints(conn, merchant_id=merchant_id)

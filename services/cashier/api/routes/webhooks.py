@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 
 from libs.common.errors import Problem
+from libs.common.paging import KnownQueryOnly, cursor_query
 from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax
 from services.cashier.api.schemas import WebhookDeliveryList, WebhookDeliveryResponse
 from services.cashier.domain.errors import PAYMENT_NOT_FOUND, WEBHOOK_DELIVERY_NOT_FOUND
@@ -17,24 +18,30 @@ from services.cashier.store.webhooks import get_delivery, list_deliveries, list_
 router = APIRouter(tags=["webhooks"])
 
 
-@router.get("/v1/payments/{payment_id}/webhook-deliveries")
+@router.get("/v1/payments/{payment_id}/webhook-deliveries", dependencies=[KnownQueryOnly])
 async def list_for_payment(
     payment_id: str,
     merchant_id: MerchantId,
     cashier: CashierDep,
     limit: PageSizeOrMax,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Annotated[str | None, cursor_query(r"^[0-9]{1,18}$")] = None,
 ) -> WebhookDeliveryList:
     async with cashier.uow.read() as conn:
         if await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id) is None:
             raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
         rows = await list_deliveries(
-            conn, merchant_id=merchant_id, payment_id=payment_id, limit=limit + 1, after_seq=cursor
+            conn,
+            merchant_id=merchant_id,
+            payment_id=payment_id,
+            limit=limit + 1,
+            after_seq=int(cursor) if cursor else None,
         )
-    page = rows[:limit]
-    return WebhookDeliveryList(
-        data=[WebhookDeliveryResponse.model_validate(delivery_view(r)) for r in page],
-        next_cursor=str(page[-1].seq) if len(rows) > limit else None,
+    seq = {r.id: r.seq for r in rows}
+    return WebhookDeliveryList.of(
+        rows,
+        limit,
+        item=lambda r: WebhookDeliveryResponse.model_validate(delivery_view(r)),
+        cursor_of=lambda d: str(seq[d.id]),
     )
 
 

@@ -49,6 +49,15 @@ async def test_bad_input_is_refused_and_creates_nothing(start_cashier: Any, sand
         "expiry_out_of_range",
     )
     _problem(await cashier.client.post("/v1/payments", json=qr_payment()), 401, "identity_missing")
+    # Metadata limits (libs/common/metadata.py): 50 keys, keys 1..40 characters, string values ≤ 500.
+    for metadata in (
+        {f"k{i}": "v" for i in range(51)},
+        {"k" * 41: "v"},
+        {"": "v"},
+        {"note": "x" * 501},
+        {"count": 3},
+    ):
+        _problem(await cashier.post("/v1/payments", qr_payment(metadata=metadata)), 422, "metadata_invalid")
     assert await _counts(cashier) == (0, 0)
 
     first = await cashier.post("/v1/payments", qr_payment(order_no="A-1", amount_minor=100))
@@ -73,17 +82,27 @@ async def test_merchants_only_see_their_own_payments_and_lookups_page(start_cash
         "payment_not_found",
     )
     assert (await cashier.get("/v1/payments", merchant_id="mch_other")).json()["data"] == []
-    _problem(
-        await cashier.get("/v1/payments", merchant_id="mch_other", merchant_order_no="P-1"), 404, "payment_not_found"
-    )
+    # A lookup on a list is a list: none found is an empty page, never a 404.
+    other = (await cashier.get("/v1/payments", merchant_id="mch_other", merchant_order_no="P-1")).json()
+    assert other == {"data": [], "has_more": False, "next_cursor": None}
 
-    found = (await cashier.get("/v1/payments", merchant_order_no="P-1")).json()["data"]
-    assert [p["id"] for p in found] == [ids[1]]
+    found = (await cashier.get("/v1/payments", merchant_order_no="P-1")).json()
+    assert [p["id"] for p in found["data"]] == [ids[1]] and found["has_more"] is False
+    assert len(found["data"][0]["attempts"]) == 1  # a list shows the attempts, as a read does
     page1 = (await cashier.get("/v1/payments", limit=2)).json()
     page2 = (await cashier.get("/v1/payments", limit=2, cursor=page1["next_cursor"])).json()
     assert [p["id"] for p in page1["data"] + page2["data"]] == list(reversed(ids))
-    assert page2["next_cursor"] is None
+    assert page1["has_more"] is True and all(p["attempts"] for p in page1["data"])
+    assert page2["next_cursor"] is None and page2["has_more"] is False
     assert (await cashier.get("/v1/payments", status="succeeded")).json()["data"] == []
+    # What a list would otherwise ignore or answer with an empty 200 is a 422 problem, nothing read.
+    _problem(await cashier.get("/v1/payments", cursor="1; drop"), 422, "validation_failed")
+    _problem(await cashier.get("/v1/payments", status="paid"), 422, "validation_failed")
+    _problem(await cashier.get("/v1/payments", channel="paypal"), 422, "validation_failed")
+    _problem(await cashier.get("/v1/payments", stauts="failed"), 422, "unknown_parameter")
+    _problem(await cashier.get(f"/v1/payments/{ids[0]}/refunds", cursor="x"), 422, "validation_failed")
+    _problem(await cashier.get(f"/v1/payments/{ids[0]}/webhook-deliveries", cursor="-1"), 422, "validation_failed")
+    _problem(await cashier.get("/v1/events", after="1"), 422, "unknown_parameter")
 
 
 async def test_webhook_retried_until_acknowledged_then_resent_on_request(

@@ -69,9 +69,10 @@ async def test_a_wechat_jsapi_payment_with_an_oauth_openid(start_cashier: Any, s
     payment = created.json()
     # Only WeChat can take an openid-only in-app payer, whatever the merchant's channel order.
     assert (payment["status"], payment["channel"]) == ("processing", "wechatpay")
-    action = payment["payer_action"]
-    assert action["type"] == "jsapi" and action["appId"] == WECHAT_APPID
-    assert action["package"] == f"prepay_id={action['prepay_id']}" and action["signType"] == "RSA"
+    assert payment["payer_action"]["type"] == "jsapi"
+    action = payment["payer_action"]["jsapi_params"]  # handed to WeixinJSBridge as they are
+    assert action["appId"] == WECHAT_APPID and action["signType"] == "RSA"
+    assert action["package"] == f"prepay_id={payment['payer_action']['channel_data']['prepay_id']}"
     # paySign is the merchant's RSA signature the WeChat client checks before it opens the cashier.
     key = load_pem_private_key(sandboxes.wechat_merchant["merchant_private_key_pem"].encode(), password=None)
     assert isinstance(key, rsa.RSAPrivateKey)
@@ -100,11 +101,11 @@ async def test_an_alipay_mini_program_payment_with_an_oauth_buyer_id(start_cashi
     payment = created.json()
     assert (payment["status"], payment["channel"]) == ("processing", "alipay")
     action = payment["payer_action"]
-    assert action["type"] == "jsapi" and action["trade_no"]  # my.tradePay({tradeNO})
+    assert action["type"] == "jsapi" and action["jsapi_params"]["tradeNO"]  # my.tradePay({tradeNO})
 
     await approve(sandboxes, "alipay", payment["attempts"][0]["out_trade_no"])
     succeeded = await cashier.wait_status(payment["id"], "succeeded")
-    assert succeeded["channel_trade_no"] == action["trade_no"]
+    assert succeeded["channel_trade_no"] == action["jsapi_params"]["tradeNO"]
     async with httpx.AsyncClient(timeout=10) as client:
         trade = await client.get(
             f"{sandboxes.alipay.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}",

@@ -90,7 +90,7 @@ async def test_a_password_step_is_polled_by_the_worker_until_paid(
     assert created.status_code == 201, created.text
     payment = created.json()
     assert payment["status"] == "processing" and payment["channel"] == channel
-    assert payment["payer_action"] == {"type": "payment_code", "state": "user_paying"}
+    assert payment["payer_action"] == {"type": "payment_code", "state": "user_paying", "channel_data": {}}
     # The deadline is the (bounded) password window, not the 30-minute default of other scenes.
     expire_at = datetime.fromisoformat(payment["expire_at"])
     assert expire_at <= datetime.now(UTC) + timedelta(seconds=121)

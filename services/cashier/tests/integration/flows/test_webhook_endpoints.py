@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
 from services.cashier.domain.webhooks import verify_signature
+from services.cashier.flows.webhook_endpoints import purge_expired_events
 from services.cashier.store.tables import webhook_endpoints
+from services.cashier.store.webhook_endpoints import insert_event
 
 from .conftest import (
     RunningCashier,
@@ -115,6 +118,9 @@ async def test_endpoints_rotation_resend_and_events(
     assert json.loads(got_paid.body) == paid_event  # the event log holds exactly what the webhook carried
     to_paid = await _deliveries(cashier, paid["id"])
     assert sorted(d["url"] for d in to_paid) == sorted([webhook_receiver.url, paid_receiver.url])
+    # Each delivery names the endpoint it goes to (null for the merchant's notify_url).
+    assert {d["url"]: d["endpoint_id"] for d in to_paid} == {webhook_receiver.url: None,
+                                                            paid_receiver.url: paid_endpoint["id"]}  # fmt: skip
     assert [d["url"] for d in await _deliveries(cashier, opened.json()["id"])].count(paid_receiver.url) == 0
     assert {r.headers["Juhe-Event-Id"] for r in paid_receiver.delivered()} == {paid_event["id"]}
     assert {r.headers["Juhe-Event-Id"] for r in closed_receiver.delivered()} == {closed_event["id"]}
@@ -185,3 +191,24 @@ async def test_endpoints_rotation_resend_and_events(
         assert bad.json()["code"] == "validation_failed", bad.text
     other = await cashier.get("/v1/events", merchant_id="mch_someone_else")
     assert other.status_code == 200 and other.json()["data"] == []
+
+
+async def test_the_event_log_keeps_its_retention_days_and_is_purged_in_batches(start_cashier: Any) -> None:
+    """Events older than `events_retention_days` go, a batch of `events_purge_batch_max` at a time (the worker
+    runs batches back to back while they come back full); younger ones stay listed."""
+    cashier = await start_cashier(events_retention_days=2, events_purge_batch_max=2)
+    now = cashier.cashier.clock()
+    async with cashier.engine.begin() as conn:
+        for i, age_days in enumerate((30, 10, 3, 3, 2.5, 1, 0)):
+            await insert_event(conn, {
+                "id": f"evt_retention_{i}", "merchant_id": cashier.merchant_id, "type": "payment.succeeded",
+                "payment_id": f"pay_retention_{i}", "created_at": now - timedelta(days=age_days),
+                "payload": {"id": f"evt_retention_{i}", "type": "payment.succeeded", "data": {},
+                            "created_at": (now - timedelta(days=age_days)).isoformat()},
+            })  # fmt: skip
+    batches = []
+    while (gone := await purge_expired_events(cashier.cashier)) > 0:
+        batches.append(gone)
+    assert all(n <= 2 for n in batches) and sum(batches) <= 5  # the worker's own rounds may have taken some
+    listed = (await cashier.get("/v1/events", limit=100)).json()
+    assert [e["id"] for e in listed["data"]] == ["evt_retention_5", "evt_retention_6"]

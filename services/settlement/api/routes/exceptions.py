@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy.engine import RowMapping
 
+from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
 from services.settlement.api.deps import CashierDep, PageLimit, PlatformOnly
 from services.settlement.api.exception_schemas import (
@@ -37,7 +38,7 @@ def _response(row: RowMapping, actions: list[RowMapping] | None = None) -> Excep
     return ExceptionResponse(**fields | {"age_seconds": age, "ageing": ageing_bucket(age), "actions": trail})
 
 
-@router.get("")
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_exceptions(
     uow: UowDep,
     limit: PageLimit,

@@ -149,6 +149,8 @@ async def test_exception_lifecycle_with_a_real_cashier(
     missing = await client.post(f"{BASE}/999999999/resolve", json={"reason": "x", "actor": OPERATOR})
     assert missing.status_code == 404 and missing.json()["code"] == "reconciliation_exception_not_found"
     assert (await client.get(BASE, params={"state": "closed"})).status_code == 422
+    typo = await client.get(BASE, params={"stat": "open"})
+    assert typo.status_code == 422 and typo.json()["code"] == "unknown_parameter"
     merchant = await client.get(BASE, headers={"X-Juhe-Merchant-Id": merchant_id})
     assert merchant.status_code == 403 and merchant.json()["code"] == "forbidden"
 

@@ -17,7 +17,7 @@ import asyncpg
 from fastapi import Request, Response
 
 from gateway.config import Settings
-from gateway.domain import access, idempotency, ratelimit
+from gateway.domain import access, idempotency, ratelimit, versions
 from gateway.domain import staff as staff_rules
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.credentials import bearer_matches, hash_secret
@@ -180,8 +180,9 @@ class Gatekeeper:
     async def handle(self, request: Request) -> Response:
         """The public /v1 API: everything not served by the gateway itself goes through here.
 
-        Refusal order: route → body size → authentication → authorization → unstorable text (no write yet) → one guard
-        statement (nonce, rate limit, idempotency key) → forward. A missing or malformed Idempotency-Key is
+        Refusal order: route → body size → authentication → authorization → unstorable text (no write yet) → API
+        version (`Juhe-Version`) → one guard statement (nonce, rate limit, idempotency key) → forward; the answer
+        carries the version it used. A missing or malformed Idempotency-Key is
         reported after the nonce and rate checks, as if it had been its own step.
         """
         s = self.settings
@@ -197,6 +198,23 @@ class Gatekeeper:
         )
         staff_rules.authorize_staff(principal, request.method, path)
         refuse_unstorable_text(request, body)
+        version = await self.api_version(request, principal)
+        response = await self._admit_and_forward(request, service, authenticated, body)
+        response.headers[versions.API_VERSION_HEADER] = version
+        return response
+
+    async def api_version(self, request: Request, principal: Principal) -> str:
+        """The `Juhe-Version` of this request (gateway/domain/versions.py); 400 for an unknown one."""
+        requested = request.headers.get(versions.API_VERSION_HEADER)
+        pinned = await self.identities.pinned_version(principal.merchant_id) if principal.merchant_id else None
+        return versions.resolve(requested, pinned)
+
+    async def _admit_and_forward(
+        self, request: Request, service: str, authenticated: Authenticated, body: bytes
+    ) -> Response:
+        s = self.settings
+        principal = authenticated.principal
+        path: str = request.scope["path"]
         method = request.method.upper()
         route_class = access.route_class(method, path, self.platform_only_index)
         key = request.headers.get(idempotency.IDEMPOTENCY_HEADER)

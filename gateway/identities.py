@@ -39,6 +39,7 @@ from gateway.domain.errors import (
     USER_EXISTS,
     USER_NOT_FOUND,
 )
+from gateway.store import api_versions as version_store
 from gateway.store import credentials as store
 from gateway.store import staff as staff_store
 from libs.common.db import UnitOfWork
@@ -128,6 +129,7 @@ class Identities:
         self.sealer = CredentialSealer(settings.credentials_encryption_key.get_secret_value())
         self._keys = _TtlCache(settings.key_cache_ttl_seconds)
         self._merchants = _TtlCache(settings.key_cache_ttl_seconds)
+        self._versions = _TtlCache(settings.key_cache_ttl_seconds)
         self._key_lookups: dict[str, asyncio.Future[KeyRecord | None]] = {}
 
     # ---- authentication -------------------------------------------------------------------------
@@ -349,6 +351,25 @@ class Identities:
             rsa_public_key_pem=rsa_public_key_pem,
         )
         return {"key_id": key_id, "secret": secret, "rsa": rsa_public_key_pem is not None}
+
+    async def pinned_version(self, merchant_id: str) -> str | None:
+        """The merchant's pinned API version (None: the latest), cached per replica like key material: a new
+        pin is seen by every replica within `key_cache_ttl_seconds`."""
+        cached = self._versions.get(merchant_id)
+        if cached is not None:
+            return str(cached) or None
+        async with self.uow.read() as conn:
+            pinned = await version_store.pinned_version(conn, merchant_id)
+        self._versions.put(merchant_id, pinned or "")
+        return pinned
+
+    async def pin_version(self, platform: Principal, merchant_id: str, api_version: str) -> None:
+        async with self.uow.begin() as tx:
+            if not await version_store.pin_version(
+                tx.conn, merchant_id, platform_id=platform.platform_id, api_version=api_version
+            ):
+                raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} does not exist")
+        self._versions.forget(merchant_id)
 
     async def merchant(self, platform: Principal, merchant_id: str) -> dict[str, Any]:
         async with self.uow.read() as conn:

@@ -21,6 +21,7 @@ ROUTE_FORBIDDEN = ErrorSpec("route_forbidden", 403, "This identity may not call 
 # What libs/common/web.py answers for a 400 the framework raised itself (an unreadable form or body),
 # which no catalogue names otherwise: listed so every code a client can meet is in x-error-codes.
 HTTP_400 = ErrorSpec("http_400", 400, "The request could not be read")
+API_VERSION_UNKNOWN = ErrorSpec("api_version_unknown", 400, "Unknown Juhe-Version: use one of the dated versions")
 IDEMPOTENCY_KEY_MISSING = ErrorSpec("idempotency_key_missing", 400, "POST requests need an Idempotency-Key header")
 IDEMPOTENCY_KEY_INVALID = ErrorSpec("idempotency_key_invalid", 400, "The Idempotency-Key header is not valid")
 IDEMPOTENCY_KEY_IN_PROGRESS = ErrorSpec(
@@ -71,6 +72,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     TOKEN_INVALID,
     ROUTE_FORBIDDEN,
     HTTP_400,
+    API_VERSION_UNKNOWN,
     IDEMPOTENCY_KEY_MISSING,
     IDEMPOTENCY_KEY_INVALID,
     IDEMPOTENCY_KEY_REUSED,

@@ -26,7 +26,9 @@ Sign every merchant request:
 
 The signature covers seven lines, each ending in `\\n`: `{alg}`, the key id, the method in capitals, the path
 and query exactly as sent, the timestamp, the nonce and the lowercase hex SHA-256 of the body. {how}
-The timestamp must be within ±5 minutes of the server clock and a nonce is accepted once."""
+The timestamp must be within ±5 minutes of the server clock and a nonce is accepted once. A signature that
+does not match is `401 signature_invalid` with `string_to_sign`: the string the gateway checked, to diff with
+yours (it holds only what the request sent, never a secret)."""
 
 API_DESCRIPTION = """\
 One API for the whole Juhe platform. **Authentication**: merchants sign requests (HMAC-SHA256 with the key's

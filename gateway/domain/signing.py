@@ -103,9 +103,20 @@ def check_timestamp(timestamp: int, *, now: float, window_seconds: int) -> None:
         raise Problem(TIMESTAMP_OUT_OF_WINDOW, f"timestamp must be within ±{window_seconds} s of the server clock")
 
 
+def signature_mismatch(algorithm: str, message: bytes) -> Problem:
+    """401 `signature_invalid` carrying the string the gateway signed-checked (`string_to_sign`), so a developer
+    can diff it with the one their code signed. It holds only what the request itself sent (algorithm, key id,
+    method, path and query, timestamp, nonce, the body's SHA-256): never a secret, nothing an attacker lacks."""
+    return Problem(
+        SIGNATURE_INVALID,
+        f"{algorithm} signature does not match the string to sign; compare yours with string_to_sign",
+        string_to_sign=message.decode("utf-8", errors="replace"),
+    )
+
+
 def verify_hmac(secret: str, message: bytes, signature: bytes) -> None:
     if not hmac.compare_digest(hmac_signature(secret, message), signature):
-        raise Problem(SIGNATURE_INVALID, "HMAC-SHA256 signature does not match the string to sign")
+        raise signature_mismatch("HMAC-SHA256", message)
 
 
 def load_rsa_public_key(pem: str) -> rsa.RSAPublicKey:
@@ -122,4 +133,4 @@ def verify_rsa(public_key: rsa.RSAPublicKey, message: bytes, signature: bytes) -
     try:
         public_key.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature as exc:
-        raise Problem(SIGNATURE_INVALID, "RSA-SHA256 signature does not match the string to sign") from exc
+        raise signature_mismatch("RSA-SHA256", message) from exc

@@ -47,6 +47,8 @@ merchants = Table(
     Column("status", Text, nullable=False, server_default="active"),
     Column("webhook_secret_sealed", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The API version the merchant's requests use without a Juhe-Version header (null: the latest).
+    Column("api_version", Text),
     CheckConstraint("status IN ('active', 'disabled')", name="merchants_status_known"),
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from typing import Any
 
@@ -92,6 +93,12 @@ async def test_forged_signature_is_refused_and_nothing_reaches_the_service(make_
         unsigned = await raw.get("/v1/payments")
     assert [r.status_code for r in (wrong_secret, tampered, other_path, unknown_key, unsigned)] == [401] * 5
     assert [problem(r) for r in (wrong_secret, tampered, other_path)] == ["signature_invalid"] * 3
+    # Each says which string the gateway checked: what was sent (the path with its query, the tampered body's
+    # hash), to diff with the string the client signed; never a secret.
+    expected = other_path.json()["string_to_sign"].split("\n")
+    assert expected[2:4] == ["POST", "/v1/payments?x=1"] and expected[-1] == ""
+    assert tampered.json()["string_to_sign"].split("\n")[6] == hashlib.sha256(body.replace(b"8888", b"1")).hexdigest()
+    assert "sk_guess" not in wrong_secret.text
     assert problem(unknown_key) == "api_key_invalid"
     assert problem(unsigned) == "authentication_required"
     assert stack.upstream.calls == [] and stack.upstream.payments == {}

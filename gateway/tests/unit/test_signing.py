@@ -56,6 +56,10 @@ def test_any_change_to_a_signed_part_breaks_the_signature(change: dict) -> None:
     with pytest.raises(Problem) as err:
         signing.verify_hmac("sk_test_secret", _message(**change), base64.b64decode(KNOWN_SIGNATURE))
     assert err.value.spec.code == "signature_invalid"
+    # The 401 says which string the gateway checked, so a developer can diff it with theirs; never the secret.
+    hint = err.value.extensions["string_to_sign"]
+    assert hint == _message(**change).decode() and "sk_test_secret" not in hint
+    assert hint.split("\n")[:2] == ["JUHE-HMAC-SHA256", change.get("key_id", KEY_ID)]
 
 
 def test_sdk_signer_produces_the_header_the_gateway_verifies() -> None:

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway import worker
-from gateway.api.routes import internal, platform, proxy, staff, wallet_users
+from gateway.api.routes import api_versions, internal, platform, proxy, staff, wallet_users
 from gateway.catalog import ApiCatalog
 from gateway.config import Settings
 from gateway.docs_pages import HeadAsGet, serve_offline_docs
@@ -60,7 +60,14 @@ def create_app(settings: Settings) -> FastAPI:
     app = create_service_app(
         settings,
         title=TITLE,
-        routers=[platform.router, wallet_users.router, staff.router, internal.router, proxy.router],
+        routers=[
+            platform.router,
+            api_versions.router,
+            wallet_users.router,
+            staff.router,
+            internal.router,
+            proxy.router,
+        ],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=on_startup,
@@ -70,7 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
     use_plain_asgi_observability(app, settings.service_name)
     serve_offline_docs(app, title=TITLE)
     app.add_middleware(HeadAsGet, router=app.router)
-    own_routers = [platform.router, wallet_users.router, staff.router, internal.router]
+    own_routers = [platform.router, api_versions.router, wallet_users.router, staff.router, internal.router]
     app.router.routes.insert(0, proxy.FirstMatchProxyRoute(proxy.own_prefixes(own_routers)))
     app.router.routes.insert(0, WebPagesRoute(settings.web_prefixes))
     own: list[dict[str, Any]] = []

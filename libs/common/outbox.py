@@ -43,6 +43,12 @@ RETENTION_SWEEP_INTERVAL_SECONDS = 30.0
 LISTEN_CONNECT_TIMEOUT_SECONDS = 10.0
 LISTEN_CLOSE_TIMEOUT_SECONDS = 2.0
 
+# The shards with at least one unpublished row: one index probe per shard, however long the backlog.
+_PENDING_SHARDS = text(
+    "SELECT s FROM generate_series(0, CAST(:shards AS integer) - 1) AS s"
+    " WHERE EXISTS (SELECT 1 FROM outbox WHERE shard = s AND published_at IS NULL)"
+)
+
 published_total = Counter("juhe_outbox_published_total", "Outbox rows published", ["service"])
 republished_total = Counter(
     "juhe_outbox_republished_total", "Outbox rows reset after a broker epoch change", ["service"]
@@ -159,12 +165,24 @@ class OutboxRelay:
         self._producer = producer
 
     async def publish_once(self) -> bool:
-        """One pass over every shard. True when some shard had a full batch (more may be waiting)."""
+        """One pass over the shards that have unpublished rows. True when some shard had a full batch (more
+        may be waiting).
+
+        The shards are found first by one statement (16 probes of the `outbox_unpublished` partial index),
+        so an idle pass, or a pass woken for one event, is one round trip instead of a transaction per shard
+        (measured: 19.7 ms of CPU per idle pass before, docs/performance.md). A row committed after the probe
+        is not missed: its NOTIFY sets the wake event, and the loop passes again.
+        """
         busy = False
-        for shard in range(OUTBOX_SHARD_COUNT):
+        for shard in await self._pending_shards():
             sent = await self._publish_shard(shard)
             busy = busy or sent >= self.batch_max
         return busy
+
+    async def _pending_shards(self) -> list[int]:
+        async with self.engine.connect() as conn:
+            rows = await conn.execute(_PENDING_SHARDS, {"shards": OUTBOX_SHARD_COUNT})
+            return [int(row[0]) for row in rows]
 
     async def _publish_shard(self, shard: int) -> int:
         producer = self._producer

@@ -51,7 +51,8 @@ def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, Any]]:
         ("/routing", "platform.routing.read", "Routing"), ("/routing/simulate", "platform.routing.read", "Simulator"),
         ("/settlement", "platform.settlement.read", "Settlement"),
         ("/reconciliation", "platform.reconciliation.read", "Reconciliation"),
-        ("/ledger", "platform.ledger.read", "Ledger"), ("/health", "platform.health.read", "Platform health"),
+        ("/ledger", "platform.ledger.read", "Ledger"), ("/audit", "platform.audit.read", "Audit log"),
+        ("/health", "platform.health.read", "Platform health"),
     )  # fmt: skip
     say = ctx.page.gettext
     return [{"href": BASE + path, "permission": permission, "label": say(label), "current": path == current}
@@ -319,6 +320,32 @@ async def ledger(
         return data
 
     return await _guarded(ctx, "ledger", "/ledger", load, holder_id=holder_id, account_id=account_id, as_of=as_of)
+
+
+# ---- audit log --------------------------------------------------------------------------------------------
+AUDIT_VALUE_KEYS_SHOWN = ("rate_id", "route_id", "merchant_id", "rate_bps", "valid_from", "valid_until", "role",
+                          "email", "status")  # fmt: skip
+
+
+def audit_summary(value: Any) -> str:
+    """A record before or after, as a short line of the fields people compare (the API has the whole record)."""
+    if not isinstance(value, dict):
+        return "" if value is None else str(value)[:200]
+    shown = [f"{k}={value[k]}" for k in AUDIT_VALUE_KEYS_SHOWN if value.get(k) is not None]
+    return ", ".join(shown)[:300]
+
+
+@routes.get("/audit", "platform.audit.read")
+async def audit(ctx: Console, merchant_id: str = Text, cursor: str = Query(default="", max_length=64)) -> Response:
+    """Every console write (who, when, from where, the record before and after), newest first; by merchant."""
+
+    async def load() -> dict[str, Any]:
+        page = await ctx.api.get("/v1/console/audit", merchant_id=merchant_id or None, cursor=cursor or None)
+        entries = [e | {"before_text": audit_summary(e.get("before")), "after_text": audit_summary(e.get("after"))}
+                   for e in items_of(page)]  # fmt: skip
+        return {"entries": entries, "next_cursor": (page or {}).get("next_cursor")}
+
+    return await _guarded(ctx, "audit", "/audit", load, merchant_id=merchant_id)
 
 
 # ---- platform health --------------------------------------------------------------------------------------

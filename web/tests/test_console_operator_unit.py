@@ -10,7 +10,7 @@ import pytest
 
 from web import i18n
 from web.app import templates
-from web.pages.console_operator import BASE, CHART_WIDTH, success_bars
+from web.pages.console_operator import BASE, CHART_WIDTH, audit_summary, success_bars
 
 CSRF = "csrf-token-of-the-session"
 NOW = "2026-12-06T08:00:00+00:00"
@@ -126,6 +126,20 @@ PAGES: dict[str, dict[str, Any]] = {
             "next_cursor": None,
         },
     },
+    "audit": {
+        "merchant_id": "",
+        "next_cursor": None,
+        "entries": [
+            {
+                "at": NOW,
+                "actor_email": "ops@juhe.test",
+                "action": "fee_rate.changed",
+                "target": "fr_1",
+                "before_text": "rate_bps=30",
+                "after_text": "rate_bps=25",
+            }
+        ],
+    },
     "health": {
         "health": {
             "all_ready": False,
@@ -200,3 +214,9 @@ def test_success_bars_scale_to_the_chart_and_carry_the_circuit() -> None:
         ("c", 0.0, "unknown"),
     ]
     assert [b.y for b in bars] == [0, 30, 60]
+
+
+def test_audit_summary_names_the_compared_fields() -> None:
+    before = {"rate_id": "fr_1", "rate_bps": 30, "version": 2, "min_fee_minor": 0}
+    assert audit_summary(before) == "rate_id=fr_1, rate_bps=30"
+    assert audit_summary(None) == ""

@@ -42,6 +42,7 @@ LINE_ITEMS_MAX = 50
 # process that died: the next request may claim the next slot.
 CLAIM_STALE_SECONDS = 30
 RETURN_SIGNATURE_TOLERANCE_SECONDS = 300
+FRAME_ORIGINS_MAX = 20  # origins a merchant may embed the checkout on (juhe.js)
 
 # Events on the cashier's `cashier.payments` topic (every consumer there filters by type).
 CHECKOUT_SESSION_COMPLETED = "checkout.session.completed"

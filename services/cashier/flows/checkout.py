@@ -46,6 +46,7 @@ from services.cashier.flows.refunds import RefundDraft, create_refund
 from services.cashier.flows.routing import METHOD_OF_CHANNEL
 from services.cashier.flows.wallet import confirm_wallet_payment
 from services.cashier.store import checkout as store
+from services.cashier.store import merchants as store_merchants
 from services.cashier.store.merchants import get_merchant, list_channels
 from services.cashier.store.payments import get_payment_by_order_no, get_payment_unscoped
 
@@ -403,16 +404,18 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
         },
         "return_url": None,
     }  # fmt: skip
+    async with cashier.uow.read() as conn:
+        merchant = await get_merchant(conn, row.merchant_id)
+    # The origins that may frame this page (juhe.js): the web process puts them in its CSP frame-ancestors.
+    view["frame_origins"] = list(merchant.checkout_origins) if merchant is not None else []
     if row.status == rules.SessionStatus.COMPLETED:
-        view["return_url"] = await _signed_return(cashier, row)
+        view["return_url"] = _signed_return(row, merchant)
     if scene is not None and row.status == rules.SessionStatus.OPEN:
         view["methods"] = await available_methods(cashier, row, scene=scene)
     return view
 
 
-async def _signed_return(cashier: Cashier, row: Any) -> str | None:
-    async with cashier.uow.read() as conn:
-        merchant = await get_merchant(conn, row.merchant_id)
+def _signed_return(row: Any, merchant: Any) -> str | None:
     if merchant is None:
         return None
     params = {"checkout_session_id": row.id, "merchant_order_no": row.merchant_order_no, "status": row.status,
@@ -549,3 +552,22 @@ async def _recover_unrecorded(cashier: Cashier, row: Any) -> Any:
         await store.record_payment(tx.conn, session_id=row.id, seq=row.payment_seq, payment_id=payment.id)
         current = await store.get_session_unscoped(tx.conn, row.id)
     return current
+
+
+# ---- embedding (juhe.js) --------------------------------------------------------------------------------
+async def set_checkout_origins(cashier: Cashier, *, merchant_id: str, origins: list[str]) -> dict[str, Any]:
+    """The platform registers the origins a merchant embeds the checkout on (deduplicated, order kept)."""
+    unique = list(dict.fromkeys(origin.rstrip("/").lower() for origin in origins))
+    async with cashier.uow.begin() as tx:
+        row = await store_merchants.set_checkout_origins(tx.conn, merchant_id, unique)
+    if row is None:
+        raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} is not set up in the cashier")
+    return {"merchant_id": merchant_id, "origins": list(row.checkout_origins)}
+
+
+async def read_checkout_origins(cashier: Cashier, *, merchant_id: str) -> dict[str, Any]:
+    async with cashier.uow.read() as conn:
+        row = await get_merchant(conn, merchant_id)
+    if row is None:
+        raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} is not set up in the cashier")
+    return {"merchant_id": merchant_id, "origins": list(row.checkout_origins)}

@@ -71,3 +71,14 @@ async def list_channels(conn: AsyncConnection, merchant_id: str, *, enabled_only
     if enabled_only:
         query = query.where(merchant_channels.c.enabled.is_(True))
     return (await conn.execute(query.order_by(merchant_channels.c.priority, merchant_channels.c.channel))).all()
+
+
+async def set_checkout_origins(conn: AsyncConnection, merchant_id: str, origins: list[str]) -> Row[Any] | None:
+    """Replace the origins allowed to frame the merchant's hosted checkout (juhe.js)."""
+    result = await conn.execute(
+        merchants.update()
+        .where(merchants.c.merchant_id == merchant_id)
+        .values(checkout_origins=origins, updated_at=func.now())
+        .returning(merchants)
+    )
+    return result.first()

@@ -38,6 +38,8 @@ merchants = Table(
     Column("merchant_id", String(64), primary_key=True),
     Column("webhook_secret", Text, nullable=False),
     Column("notify_url", Text),  # default merchant webhook URL when a payment names none
+    # Origins allowed to frame the hosted checkout (juhe.js; migration 0014): its CSP frame-ancestors.
+    Column("checkout_origins", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )

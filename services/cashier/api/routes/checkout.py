@@ -100,6 +100,21 @@ class PagePaymentRequest(BaseModel):
     payer: PayerHints = Field(default_factory=PayerHints)
 
 
+# An origin a browser sends: https, a host name (or IPv4), an optional port; no path. Lower-cased when stored.
+Origin = Annotated[str, StringConstraints(max_length=300, pattern=r"^https://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?$")]
+
+
+class CheckoutOriginsRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    origins: list[Origin] = Field(max_length=rules.FRAME_ORIGINS_MAX, description="Pages that may embed the checkout")
+
+
+class CheckoutOriginsResponse(BaseModel):
+    merchant_id: str
+    origins: list[str]
+
+
 class WalletPaymentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -165,3 +180,18 @@ async def pay_with_wallet(
     if not caller.user:
         raise Problem(PAYER_MISMATCH, "only a signed-in user pays from a wallet")
     return await flows.pay_with_wallet(cashier, token, user_id=caller.user, request_id=body.request_id)
+
+
+@router.put("/v1/admin/merchants/{merchant_id}/checkout-origins")
+async def put_checkout_origins(
+    merchant_id: str, body: CheckoutOriginsRequest, cashier: CashierDep
+) -> CheckoutOriginsResponse:
+    """The platform registers where a merchant embeds the checkout (juhe.js): the page's frame-ancestors."""
+    return CheckoutOriginsResponse.model_validate(
+        await flows.set_checkout_origins(cashier, merchant_id=merchant_id, origins=list(body.origins))
+    )
+
+
+@router.get("/v1/admin/merchants/{merchant_id}/checkout-origins")
+async def get_checkout_origins(merchant_id: str, cashier: CashierDep) -> CheckoutOriginsResponse:
+    return CheckoutOriginsResponse.model_validate(await flows.read_checkout_origins(cashier, merchant_id=merchant_id))

@@ -71,6 +71,16 @@ async def test_a_session_is_paid_once_after_a_change_of_method(
     # Run without a gateway, the registry's name is the merchant id (through the gateway: test_checkout_names).
     assert page["methods"] == ["wechatpay", "alipay"] and page["merchant_name"] == cashier.merchant_id
     assert page["payment"] is None and page["amount_minor"] == 2_500
+    assert page["frame_origins"] == []  # no merchant page may frame the checkout until the platform says so
+    origins_path = f"/v1/admin/merchants/{cashier.merchant_id}/checkout-origins"
+    bad_origin = await cashier.client.put(origins_path, json={"origins": ["http://shop.example"]})
+    assert bad_origin.status_code == 422 and bad_origin.json()["code"] == "validation_failed"  # https only
+    registered = await cashier.client.put(
+        origins_path, json={"origins": ["https://Shop.example/", "https://shop.example"]}
+    )
+    assert registered.status_code == 200 and registered.json()["origins"] == ["https://shop.example"]
+    page = (await cashier.client.get(f"/v1/checkout/pages/{token}")).json()
+    assert page["frame_origins"] == ["https://shop.example"]
     assert (await cashier.client.get("/v1/checkout/pages/cst_" + "x" * 43)).status_code == 404
 
     first = await _pay(cashier, token, "wechatpay", "req-aaaaaaaa")

@@ -92,6 +92,47 @@ class PrepayResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelDiscount:
+    """A coupon the channel applied on its side (WeChat `promotion_detail[]`, Alipay `voucher_detail_list`): the
+    payer paid `amount_minor` less than the amount Juhe asked for. Who funded it decides the money: the
+    channel or a third party (`channel_minor`) or the merchant itself (`merchant_minor`); `unsettled_minor` is
+    the part the channel does not settle to the merchant (a WeChat 免充值 NOCASH coupon, an Alipay 商家券's
+    merchant contribution): what the merchant collects less (docs/marketing.md)."""
+
+    coupon_id: str
+    amount_minor: int
+    channel_minor: int
+    merchant_minor: int
+    unsettled_minor: int
+    stock_id: str | None = None
+    kind: str | None = None  # WeChat CASH | NOCASH, Alipay ALIPAY_BIZ_VOUCHER | ALIPAY_FIX_VOUCHER | …
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "coupon_id": self.coupon_id,
+            "stock_id": self.stock_id,
+            "kind": self.kind,
+            "amount_minor": self.amount_minor,
+            "channel_minor": self.channel_minor,
+            "merchant_minor": self.merchant_minor,
+            "unsettled_minor": self.unsettled_minor,
+        }
+
+
+def channel_discount_summary(discounts: tuple[ChannelDiscount, ...]) -> dict[str, Any] | None:
+    """The `channel_discount` a payment's success event carries (None without channel coupons)."""
+    if not discounts:
+        return None
+    return {
+        "discount_minor": sum(d.amount_minor for d in discounts),
+        "channel_minor": sum(d.channel_minor for d in discounts),
+        "merchant_minor": sum(d.merchant_minor for d in discounts),
+        "unsettled_minor": sum(d.unsettled_minor for d in discounts),
+        "coupons": [d.record() for d in discounts],
+    }
+
+
+@dataclass(frozen=True, slots=True)
 class TradeQueryResult:
     status: TradeStatus
     out_trade_no: str
@@ -99,6 +140,7 @@ class TradeQueryResult:
     amount_minor: int | None = None
     paid_at: datetime | None = None
     detail: str | None = None
+    channel_discounts: tuple[ChannelDiscount, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 from libs.common.db import Tx
 from libs.common.logging import get_logger
-from services.cashier.connectors.base import RefundResult, TradeQueryResult, TradeStatus
+from services.cashier.connectors.base import RefundResult, TradeQueryResult, TradeStatus, channel_discount_summary
 from services.cashier.connectors.base import RefundStatus as ChannelRefundStatus
 from services.cashier.domain.payments import AttemptStatus, Outcome, OutcomeDecision, PaymentStatus, decide_outcome
 from services.cashier.domain.refunds import RefundStatus
@@ -148,7 +148,11 @@ async def _apply_once(
         )
         if payment is None:
             raise _LostRace
-        await publish_payment_final(tx, cashier, payment, attempt, source=source)
+        extra: dict[str, Any] = {}
+        if decision.payment_to is PaymentStatus.SUCCEEDED:
+            # The channel's own coupons (promotion_detail / voucher_detail_list), apart from Juhe's `discount`
+            extra["channel_discount"] = channel_discount_summary(result.channel_discounts)
+        await publish_payment_final(tx, cashier, payment, attempt, source=source, **extra)
     return True
 
 

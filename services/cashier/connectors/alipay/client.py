@@ -33,6 +33,7 @@ from services.cashier.connectors.alipay.models import (
     map_trade_status,
     parse_beijing,
     response_yuan_to_fen,
+    voucher_discounts,
 )
 from services.cashier.connectors.alipay.notifications import (
     parse_notification_body,
@@ -302,7 +303,8 @@ class AlipayConnector:
         )
 
     async def query(self, out_trade_no: str) -> TradeQueryResult:
-        node = await self._call(METHOD_QUERY, {"out_trade_no": out_trade_no})
+        # voucher_detail_list only when asked for (protocols.md §6.3): the channel-funded discounts
+        node = await self._call(METHOD_QUERY, {"out_trade_no": out_trade_no, "query_options": ["voucher_detail_list"]})
         if self._not_exist(node):
             # Precreated trades do not exist at Alipay until the buyer scans the QR code.
             return TradeQueryResult(status=TradeStatus.NOT_FOUND, out_trade_no=out_trade_no)
@@ -316,6 +318,7 @@ class AlipayConnector:
             amount_minor=response_yuan_to_fen(node.get("total_amount")),
             paid_at=paid_at,
             detail=trade_status or None,
+            channel_discounts=voucher_discounts(node.get("voucher_detail_list")),
         )
 
     async def _create_jsapi(self, request: PrepayRequest, biz: dict[str, Any]) -> PrepayResult:

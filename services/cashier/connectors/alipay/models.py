@@ -7,6 +7,7 @@ goes through the helpers here so the conversion is written (and tested) once.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from services.cashier.connectors.alipay.certificates import alipay_public_key_pem
-from services.cashier.connectors.base import TradeStatus
+from services.cashier.connectors.base import ChannelDiscount, TradeStatus
 
 PRODUCTION_GATEWAY_URL = "https://openapi.alipay.com/gateway.do"
 SANDBOX_GATEWAY_URL = "https://openapi-sandbox.dl.alipaydev.com/gateway.do"
@@ -183,3 +184,34 @@ def response_yuan_to_fen(value: object) -> int | None:
         return signed_decimal_to_fen(str(value))
     except AmountError:
         return None
+
+
+def voucher_discounts(vouchers: object) -> tuple[ChannelDiscount, ...]:
+    """`voucher_detail_list` (a list in a query, a JSON string in a notification; protocols.md §6.3): the
+    merchant's contribution is not received by the merchant (`receipt_amount` leaves it out), the rest
+    (Alipay's, a third party's) is the channel's. Tolerant: unreadable entries are ignored."""
+    if isinstance(vouchers, str):
+        try:
+            vouchers = json.loads(vouchers)
+        except ValueError:
+            return ()
+    found = []
+    for entry in vouchers if isinstance(vouchers, list) else []:
+        if not isinstance(entry, dict) or not entry.get("id"):
+            continue
+        amount = response_yuan_to_fen(entry.get("amount")) or 0
+        if amount <= 0:
+            continue
+        merchant = min(max(response_yuan_to_fen(entry.get("merchant_contribute")) or 0, 0), amount)
+        found.append(
+            ChannelDiscount(
+                coupon_id=str(entry["id"]),
+                amount_minor=amount,
+                channel_minor=amount - merchant,
+                merchant_minor=merchant,
+                unsettled_minor=merchant,
+                stock_id=str(entry["template_id"]) if entry.get("template_id") else None,
+                kind=str(entry["type"]) if entry.get("type") else None,
+            )
+        )
+    return tuple(found)

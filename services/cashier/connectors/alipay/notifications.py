@@ -16,6 +16,7 @@ from services.cashier.connectors.alipay.models import (
     map_trade_status,
     parse_beijing,
     response_yuan_to_fen,
+    voucher_discounts,
 )
 from services.cashier.connectors.alipay.signing import notification_sign_content, rsa2_verify
 from services.cashier.connectors.base import (
@@ -92,6 +93,7 @@ def payment_from_params(params: Mapping[str, str]) -> TradeQueryResult:
         amount_minor=response_yuan_to_fen(params.get("total_amount")),
         paid_at=paid_at,
         detail=trade_status,
+        channel_discounts=voucher_discounts(params.get("voucher_detail_list")),
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from services.cashier.connectors.base import RefundResult, RefundStatus, TradeQueryResult, TradeStatus
+from services.cashier.connectors.base import ChannelDiscount, RefundResult, RefundStatus, TradeQueryResult, TradeStatus
 
 TRADE_STATES = {
     "SUCCESS": TradeStatus.SUCCEEDED,
@@ -35,6 +35,28 @@ def parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
+def _fen(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def channel_discounts(promotions: Any) -> tuple[ChannelDiscount, ...]:
+    """`promotion_detail[]` (protocols.md §6.1): WeChat's and third parties' contributions are the channel's,
+    the merchant's own is the merchant's; a 免充值 (NOCASH) coupon is not settled to the merchant. Tolerant:
+    entries without an id or a positive amount are ignored."""
+    found = []
+    for entry in promotions if isinstance(promotions, list) else []:
+        if not isinstance(entry, dict) or not entry.get("coupon_id") or not _fen(entry.get("amount")):
+            continue
+        amount = _fen(entry["amount"])
+        merchant = min(_fen(entry.get("merchant_contribute")), amount)
+        found.append(ChannelDiscount(
+            coupon_id=str(entry["coupon_id"]), amount_minor=amount, channel_minor=amount - merchant,
+            merchant_minor=merchant, unsettled_minor=amount if entry.get("type") == "NOCASH" else 0,
+            stock_id=str(entry["stock_id"]) if entry.get("stock_id") else None, kind=entry.get("type") or None,
+        ))  # fmt: skip
+    return tuple(found)
+
+
 def trade_result(data: dict[str, Any]) -> TradeQueryResult:
     """Unknown trade states map to PENDING (tolerant): the cashier keeps polling, never guesses."""
     state = str(data.get("trade_state", ""))
@@ -47,6 +69,7 @@ def trade_result(data: dict[str, Any]) -> TradeQueryResult:
         amount_minor=total if isinstance(total, int) and not isinstance(total, bool) else None,
         paid_at=parse_time(data.get("success_time")),
         detail=data.get("trade_state_desc") or state or None,
+        channel_discounts=channel_discounts(data.get("promotion_detail")),
     )
 
 

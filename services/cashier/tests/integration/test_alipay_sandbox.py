@@ -248,6 +248,37 @@ async def test_precreate_scan_approve_query_and_notification(
     assert notification.payment.channel_trade_no == paid.channel_trade_no
 
 
+async def test_an_alipay_funded_voucher_is_read_from_voucher_detail_list(
+    alipay_connector: AlipayConnector,
+    alipay_control: httpx.AsyncClient,
+    alipay_receiver: AlipayReceiver,
+    alipay_app: dict[str, Any],
+) -> None:
+    """The buyer pays with a voucher Alipay funds: query (with query_options) and notification report it as
+    the channel's discount; the amount asked for is unchanged."""
+    voucher = await alipay_control.post(
+        "/control/vouchers/alipay", json={"app_id": alipay_app["app_id"], "buyer_id": "2088102146225135",
+                                          "amount_minor": 500}
+    )  # fmt: skip
+    assert voucher.status_code == 200, voucher.text
+    out_trade_no = _order_no("vch")
+    await alipay_connector.prepay(_prepay(out_trade_no, Scene.NATIVE_QR, alipay_receiver.url(out_trade_no), 3000))
+    approved = await alipay_control.post(
+        f"/control/trades/{out_trade_no}/approve", params={"voucher_code": voucher.json()["voucher_code"]}
+    )
+    assert approved.status_code == 200, approved.text
+    paid = await alipay_connector.query(out_trade_no)
+    assert paid.status is TradeStatus.SUCCEEDED and paid.amount_minor == 3000
+    [discount] = paid.channel_discounts
+    assert (discount.amount_minor, discount.channel_minor, discount.merchant_minor, discount.unsettled_minor) == (
+        500, 500, 0, 0,
+    )  # fmt: skip
+    assert discount.kind == "ALIPAY_FIX_VOUCHER" and discount.stock_id == voucher.json()["activity_id"]
+    await wait_until(lambda: "success" in alipay_receiver.answers(out_trade_no), "the payment notification")
+    notification = alipay_connector.parse_notification({}, alipay_receiver.bodies(out_trade_no)[0])
+    assert notification.payment is not None and notification.payment.channel_discounts == paid.channel_discounts
+
+
 async def test_page_pay_browser_flow_with_signed_return(
     alipay_connector: AlipayConnector, alipay_control: httpx.AsyncClient, alipay_receiver: AlipayReceiver
 ) -> None:

@@ -286,6 +286,35 @@ async def test_native_prepay_approve_query_and_notification(
     assert notification.ack_status_code in (200, 204)
 
 
+async def test_a_wechat_funded_coupon_used_in_the_payment_is_read_from_promotion_detail(
+    wechatpay_connector: WechatPayConnector,
+    wechatpay_sandbox: SandboxProcess,
+    wechatpay_receiver: NotificationReceiver,
+) -> None:
+    """The payer pays with a 代金券 WeChat funds: the query and the notification both report the channel's
+    discount (funded by the channel, settled to the merchant), the amount asked for unchanged."""
+    openid = "oCoupon" + uuid.uuid4().hex[:16]
+    stock = await _control(wechatpay_sandbox, "/favor/stocks", json={
+        "stock_name": "微信立减", "coupon_amount": 500, "transaction_minimum": 1000, "max_coupons": 5,
+        "available_merchants": ["1900000109"],
+    })  # fmt: skip
+    coupon = await _control(wechatpay_sandbox, f"/favor/stocks/{stock['stock_id']}/send",
+                            json={"openid": openid, "appid": "wxd678efh567hg6787"})  # fmt: skip
+    out_trade_no = _no()
+    await wechatpay_connector.prepay(_prepay(wechatpay_receiver, out_trade_no, amount_minor=3000))
+    await _control(wechatpay_sandbox, f"/orders/{out_trade_no}/approve",
+                   json={"payer_openid": openid, "coupon_id": coupon["coupon_id"]})  # fmt: skip
+    paid = await wechatpay_connector.query(out_trade_no)
+    assert paid.status == TradeStatus.SUCCEEDED and paid.amount_minor == 3000
+    [discount] = paid.channel_discounts
+    assert (discount.coupon_id, discount.stock_id, discount.kind) == (coupon["coupon_id"], stock["stock_id"], "CASH")
+    assert (discount.amount_minor, discount.channel_minor, discount.merchant_minor, discount.unsettled_minor) == (
+        500, 500, 0, 0,
+    )  # fmt: skip
+    notification, _ = _next_for(wechatpay_receiver, wechatpay_connector, out_trade_no, NotificationKind.PAYMENT)
+    assert notification.payment.channel_discounts == paid.channel_discounts
+
+
 async def test_declined_order_is_failed(
     wechatpay_connector: WechatPayConnector, wechatpay_sandbox: SandboxProcess, wechatpay_receiver: NotificationReceiver
 ) -> None:

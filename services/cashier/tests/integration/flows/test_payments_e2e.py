@@ -18,6 +18,8 @@ from services.cashier.flows.payments import poll_due
 from services.cashier.store.tables import attempts
 
 from .conftest import (
+    WECHAT_APPID,
+    WECHAT_MCHID,
     NotificationTap,
     RunningCashier,
     Sandboxes,
@@ -94,6 +96,7 @@ async def _end_to_end(
     assert data["merchant_id"] == cashier.merchant_id and data["channel"] == channel
     assert data["amount_minor"] == 8888 and data["currency"] == "CNY" and data["channel_trade_no"]
     assert data["attempt"]["latency_ms"] is not None
+    assert data["channel_discount"] is None  # no coupon of the channel's own
 
     async def recorded() -> bool:
         rows = (await cashier.get(f"/v1/payments/{payment['id']}/webhook-deliveries")).json()["data"]
@@ -122,6 +125,45 @@ async def test_wechat_native_payment_end_to_end(
     cashier = await start_cashier()
     await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
     await _end_to_end(cashier, sandboxes, webhook_receiver, "wechatpay", juhe_infra)
+
+
+async def test_a_channel_coupon_the_payer_used_is_carried_as_channel_discount(
+    start_cashier: Any, sandboxes: Sandboxes, juhe_infra: Any
+) -> None:
+    """The payer pays with a 代金券 WeChat funds: the channel was asked for the whole amount, and the
+    payment.succeeded event carries the channel's discount apart from Juhe's own `discount`."""
+    cashier = await start_cashier()
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    control = f"{sandboxes.wechat.base_url}/control"
+    openid = f"oCoupon{time.time_ns()}"
+    async with httpx.AsyncClient(timeout=30) as http:
+        stock = (await http.post(f"{control}/favor/stocks", json={
+            "stock_name": "微信立减", "coupon_amount": 500, "transaction_minimum": 1000, "max_coupons": 5,
+            "available_merchants": [WECHAT_MCHID],
+        })).json()  # fmt: skip
+        sent = await http.post(f"{control}/favor/stocks/{stock['stock_id']}/send",
+                               json={"openid": openid, "appid": WECHAT_APPID})  # fmt: skip
+        created = await cashier.post("/v1/payments", qr_payment(amount_minor=3000, preferred_channels=["wechatpay"]))
+        assert created.status_code == 201, created.text
+        payment = created.json()
+        approved = await http.post(
+            f"{control}/orders/{payment['attempts'][0]['out_trade_no']}/approve",
+            params={"mchid": WECHAT_MCHID},
+            json={"payer_openid": openid, "coupon_id": sent.json()["coupon_id"]},
+        )
+        assert approved.status_code == 200, approved.text
+    await cashier.wait_status(payment["id"], "succeeded")
+    events = await wait_for(
+        lambda: _succeeded_on_broker(juhe_infra.bootstrap, cashier.namespace, payment["id"]),
+        "payment.succeeded on the broker",
+    )
+    data = events[0].data
+    assert data["amount_minor"] == 3000 and data["discount"] is None
+    assert data["channel_discount"] == {
+        "discount_minor": 500, "channel_minor": 500, "merchant_minor": 0, "unsettled_minor": 0,
+        "coupons": [{"coupon_id": sent.json()["coupon_id"], "stock_id": stock["stock_id"], "kind": "CASH",
+                     "amount_minor": 500, "channel_minor": 500, "merchant_minor": 0, "unsettled_minor": 0}],
+    }  # fmt: skip
 
 
 async def test_notification_three_times_plus_concurrent_poll_applies_once(

@@ -136,7 +136,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def migrate(
-    ledger_url: str, migration_db: str, data: g.Dataset, log_dir: Path, profile: Path | None = None
+    ledger_url: str, migration_db: str, data: g.Dataset, run_log: Path, profile: Path | None = None
 ) -> tuple[int, float, int, dict[str, Any]]:
     """Returns (exit code, seconds, peak RSS in KiB of the CLI process, its summary line); `profile`: run the
     CLI under cProfile and write its statistics there (to find the hot path)."""
@@ -144,7 +144,7 @@ def migrate(
            "JUHE_MIGRATION_LEDGER_URL": ledger_url, "JUHE_MIGRATION_PLATFORM": "bench"}  # fmt: skip
     profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
     args = [sys.executable, *profiler, "-m", "services.migration.cli", "--quiet",
-            "--log", str(log_dir / "migration-run.log"), "run", "--persons", str(data.persons),
+            "--log", str(run_log), "run", "--persons", str(data.persons),
             "--balances", str(data.balances), "--control", str(data.control)]  # fmt: skip
     started = time.perf_counter()
     proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -154,7 +154,7 @@ def migrate(
     rss_kib = usage.ru_maxrss
     print(f"CPU of the migration CLI: {usage.ru_utime + usage.ru_stime:.1f}s")
     lines = out.decode().strip().splitlines()
-    events = [json.loads(line) for line in (log_dir / "migration-run.log").read_text().splitlines()]
+    events = [json.loads(line) for line in run_log.read_text().splitlines()]
     if events:  # without the process's start-up (imports take seconds on a loaded machine)
         print(f"juhe run itself (first batch → end, from its log): {events[-1]['time'] - events[0]['time']:.1f}s")
     if proc.returncode != 0:
@@ -205,7 +205,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         assert juhe_ledger.process is not None
         ledger_cpu = cpu_seconds(juhe_ledger.process.pid)
         code, juhe_s, rss_kib, summary = await asyncio.to_thread(
-            migrate, juhe_ledger.base_url, migration_db, data, tmp, args.profile
+            migrate, juhe_ledger.base_url, migration_db, data, args.run_log or tmp / "migration-run.log", args.profile
         )
         print(f"CPU of the ledger during the run: {cpu_seconds(juhe_ledger.process.pid) - ledger_cpu:.1f}s")
         last = juhe_holder_id("bench", Kind.PERSONS, f"P{1_000_000 + persons - 1}")
@@ -249,6 +249,7 @@ def main() -> int:
     parser.add_argument("--persons", type=int, default=None, help="persons to migrate (default 20,000)")
     parser.add_argument("--baseline-persons", type=int, default=None, help="persons through the API one by one")
     parser.add_argument("--no-baseline", action="store_true", help="only the migration tool (the 1M run)")
+    parser.add_argument("--run-log", type=Path, default=None, help="keep the run's JSON-lines log (progress) here")
     parser.add_argument("--profile", type=Path, default=None, help="cProfile statistics of the CLI to this file")
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result))

@@ -5,6 +5,7 @@
     python -m services.migration.cli status   mig_…
     python -m services.migration.cli finalise mig_…
     python -m services.migration.cli reverse  mig_…
+    python -m services.migration.cli provision mig_… --credentials keys.jsonl --route alipay=ali_sp
 
 Settings come from the service's environment (JUHE_MIGRATION_DATABASE_URL, JUHE_MIGRATION_LEDGER_URL,
 JUHE_MIGRATION_PLATFORM, JUHE_MIGRATION_BATCH_ROWS) or the options below. `run` is also the resume command:
@@ -41,7 +42,10 @@ from rich.text import Text
 from libs.common.db import UnitOfWork, create_engine
 from libs.common.errors import Problem
 from services.migration.clients.ledger import LedgerClient
+from services.migration.clients.platform import PlatformClient
 from services.migration.config import Settings
+from services.migration.domain.errors import PROVISION_REFUSED
+from services.migration.flows import provision
 from services.migration.flows import runs as flow
 
 EXIT_OK, EXIT_DIFFERENCES, EXIT_REFUSED, EXIT_UNAVAILABLE = 0, 1, 2, 3
@@ -64,6 +68,11 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--encoding", choices=("auto", "utf-8", "gbk"), default="auto")
     for name in ("status", "finalise", "reverse"):
         commands.add_parser(name).add_argument("run_id")
+    c = commands.add_parser("provision", help="gateway keys and routing contracts of a finalised run's merchants")
+    c.add_argument("run_id")
+    c.add_argument("--credentials", type=Path, required=True, help="append the new API keys here (JSON lines, 0600)")
+    c.add_argument("--route", action="append", default=[], metavar="CHANNEL=ROUTE_ID",
+                   help="a contract on this route for each merchant with that channel's sub-merchant id")  # fmt: skip
     return p
 
 
@@ -130,6 +139,8 @@ async def _command(m: flow.Migration, args: argparse.Namespace, console: Console
         run_id = args.run_id
         await flow.reverse(m, run_id)
         log.write(event="reversed", run_id=run_id)
+    elif args.command == "provision":
+        return await _provision(m, args, console, log)
     else:
         run_id = args.run_id
     run, report = await flow.report_of(m, run_id)
@@ -140,6 +151,33 @@ async def _command(m: flow.Migration, args: argparse.Namespace, console: Console
                "rejected": sum(report["rejections"].values())}  # fmt: skip
     print(json.dumps(summary))
     return EXIT_OK if report["reconciled"] else EXIT_DIFFERENCES
+
+
+async def _provision(m: flow.Migration, args: argparse.Namespace, console: Console, log: RunLog) -> int:
+    settings = Settings()
+    if settings.platform_key is None:
+        raise Problem(PROVISION_REFUSED, "set JUHE_MIGRATION_PLATFORM_KEY (the platform's admin key)")
+    routes: dict[str, str] = {}
+    for spec in args.route:
+        channel, _, route_id = str(spec).partition("=")
+        if not route_id:
+            raise Problem(PROVISION_REFUSED, f"--route {spec}: expected CHANNEL=ROUTE_ID")
+        routes[channel] = route_id
+    platform = PlatformClient(
+        settings.gateway_url, settings.platform_key.get_secret_value(), timeout_seconds=settings.ledger_timeout_seconds
+    )
+    try:
+        result = await provision.provision(m, platform, args.run_id, routes=routes, credentials=args.credentials)
+    finally:
+        await platform.close()
+    log.write(event="provisioned", **result)
+    created, existing = result["contracts_created"], result["contracts_existing"]
+    console.print(f"{result['merchants']} merchants: {result['keys_issued']} keys issued ({args.credentials}), "
+                  f"contracts: {created} created, {existing} existing")  # fmt: skip
+    for conflict in result["conflicts"]:
+        console.print(f"  [yellow]conflict[/yellow]: {conflict}")
+    print(json.dumps(result))
+    return EXIT_DIFFERENCES if result["conflicts"] else EXIT_OK
 
 
 class RateColumn(ProgressColumn):

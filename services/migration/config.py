@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from libs.common.settings import ServiceSettings, service_settings_config
 
@@ -23,3 +23,7 @@ class Settings(ServiceSettings):
     platform: str = Field(default="default", min_length=1, max_length=64)
     # Where the API reads the files it is told to run (a shared volume); None: only the CLI runs files.
     import_dir: str | None = None
+    # Merchant access after finalisation (`provision`): the gateway, and the platform's admin key (a secret:
+    # from the environment only; the CLI refuses to provision without it).
+    gateway_url: str = "http://127.0.0.1:8000"
+    platform_key: SecretStr | None = None

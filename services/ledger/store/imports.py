@@ -129,7 +129,7 @@ async def open_holders(uow: UnitOfWork, holders: list[HolderImport]) -> list[Hol
         others = [v["holder_id"] for v in values if v["holder_id"] not in created]
         found: dict[str, str] = {}
         if others:
-            found = dict((await tx.conn.execute(text(_HASHES_SQL), {"ids": others})).tuples().all())
+            found = dict((await tx.conn.execute(text(_HASHES_SQL), {"ids": others})).all())
         results: list[HolderResult] = []
         for v in values:
             holder_id = v["holder_id"]
@@ -189,7 +189,7 @@ async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None
         data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
         tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
     keys = [v["idempotency_key"] for *_, v in planned]
-    ids: dict[str, str] = dict((await tx.conn.execute(text(_IDS_BY_KEY_SQL), {"k": keys})).tuples().all())
+    ids: dict[str, str] = dict((await tx.conn.execute(text(_IDS_BY_KEY_SQL), {"k": keys})).all())
     await tx.conn.execute(
         text(
             """INSERT INTO wallet_subaccounts (account_id, holder_id, subaccount_type, merchant_id, currency)
@@ -294,7 +294,7 @@ async def post_openings(
 async def _subaccounts(conn: AsyncConnection, holder_ids: list[str]) -> dict[tuple[str, str, str, str], str]:
     sql = """SELECT holder_id, subaccount_type, merchant_id, currency, account_id FROM wallet_subaccounts
               WHERE holder_id = ANY(:h)"""
-    rows = (await conn.execute(text(sql), {"h": holder_ids})).tuples().all()
+    rows = (await conn.execute(text(sql), {"h": holder_ids})).all()
     return {(str(h), str(t), str(m), str(c)): str(a) for h, t, m, c, a in rows}
 
 

@@ -14,6 +14,8 @@ CONTROL_INVALID = ErrorSpec("control_invalid", 422, "The control file is not val
 SOURCE_INVALID = ErrorSpec("source_invalid", 422, "A source file cannot be read")
 LEDGER_UNAVAILABLE = ErrorSpec("ledger_unavailable", 503, "The ledger did not answer; run again to resume", True)
 RUN_BUSY = ErrorSpec("run_busy", 409, "Another process is working on this run", True)
+GATEWAY_UNAVAILABLE = ErrorSpec("gateway_unavailable", 503, "The gateway did not answer; provision again", True)
+PROVISION_REFUSED = ErrorSpec("provision_refused", 422, "Merchant access cannot be provisioned as asked")
 
 ERRORS: tuple[ErrorSpec, ...] = (
     RUN_NOT_FOUND,
@@ -24,6 +26,8 @@ ERRORS: tuple[ErrorSpec, ...] = (
     SOURCE_INVALID,
     LEDGER_UNAVAILABLE,
     RUN_BUSY,
+    GATEWAY_UNAVAILABLE,
+    PROVISION_REFUSED,
     VALIDATION_FAILED,
     FORBIDDEN,
     IDENTITY_MISSING,

@@ -190,7 +190,7 @@ def _record(run: Any, kind: r.Kind, number: int, raw: dict[str, Any] | None) -> 
     if isinstance(record.row, r.PersonRow):
         values["kyc_level"] = record.row.kyc_level
     if isinstance(record.row, r.MerchantRow):
-        values["details"] = {"industry": record.row.industry, **record.row.channel_ids}
+        values["details"] = {"industry": record.row.industry, "name": record.row.name, **record.row.channel_ids}
     if isinstance(record.row, r.BalanceRow):
         values["details"] = {"subaccount": record.row.subaccount.value}
     return record

@@ -145,6 +145,23 @@ async def insert_rows(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None
     await driver.copy_records_to_table(run_rows.name, records=records, columns=_ROW_COLUMNS)
 
 
+# --- merchant access (gateway identity, routing contracts) ---------------------------------------------
+async def merchants_to_provision(conn: AsyncConnection, run_id: str, *, after: int, limit: int) -> list[RowMapping]:
+    """The run's live migrated merchants after record `after`, in file order, with what provisioning recorded."""
+    sql = """SELECT record_no, source_id, juhe_id, details FROM migration_run_rows
+              WHERE run_id = :r AND kind = 'merchants' AND status = 'written' AND live AND record_no > :a
+              ORDER BY record_no LIMIT :n"""
+    return list((await conn.execute(text(sql), {"r": run_id, "a": after, "n": limit})).mappings().all())
+
+
+async def record_access(conn: AsyncConnection, run_id: str, record_no: int, access: dict[str, Any]) -> None:
+    """What provisioning did for one merchant (key id, never its secret; contracts), under details.access."""
+    sql = """UPDATE migration_run_rows SET details = coalesce(details, '{}'::jsonb) || jsonb_build_object('access',
+                    coalesce(details->'access', '{}'::jsonb) || CAST(:a AS jsonb))
+              WHERE run_id = :r AND kind = 'merchants' AND record_no = :n"""
+    await conn.execute(text(sql), {"r": run_id, "n": record_no, "a": json.dumps(access)})
+
+
 # --- reversal ------------------------------------------------------------------------------------------
 async def live_openings(conn: AsyncConnection, run_id: str, limit: int) -> list[RowMapping]:
     sql = """SELECT record_no, source_id FROM migration_run_rows

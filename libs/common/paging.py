@@ -87,8 +87,9 @@ def _declared_query(route: APIRoute) -> frozenset[str]:
     return known
 
 
-def reject_unknown_query(request: Request) -> None:
-    """422 `unknown_parameter` for a query parameter the route does not declare (see the module doc)."""
+async def reject_unknown_query(request: Request) -> None:
+    """422 `unknown_parameter` for a query parameter the route does not declare (see the module doc). Async only
+    so FastAPI calls it on the event loop instead of a worker thread (it does no I/O)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from gateway.config import Settings
 from gateway.domain import staff as rules
@@ -702,3 +702,24 @@ class StaffConsole:
             "has_more": len(rows) > limit,
             "next_cursor": items[-1]["request_id"] if len(rows) > limit else None,
         }
+
+
+async def seed_demo_owner(database_url: str, *, merchant_id: str, email: str, password: str) -> dict[str, str]:
+    """The demo merchant's owner, signed in with a printed password (the launcher's demo only; idempotent: an
+    existing member keeps their password). Returns what the launcher prints, or {} when the merchant is missing."""
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            merchant = await identity_store.get_merchant(conn, merchant_id)
+            if merchant is None:
+                return {}
+            if await store.get_member_by_email(conn, _normalize_email(email)) is None:
+                password_hash = await asyncio.to_thread(rules.hash_password, password)
+                await store.insert_member(
+                    conn, staff_id=new_id("stf"), platform_id=merchant["platform_id"], merchant_id=merchant_id,
+                    kind="merchant", email=_normalize_email(email), name="Demo owner", role="owner", status="active",
+                    password_hash=password_hash,
+                )  # fmt: skip
+    finally:
+        await engine.dispose()
+    return {"console_email": email, "console_password": password}

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from deploy.launcher.main import Platform
 
 DEMO_MERCHANT_ID = "mch_demo"
+# The demo owner of the merchant console (the launcher is for development only; printed in its summary).
+DEMO_CONSOLE_EMAIL = "owner@demo.juhe.dev"
+DEMO_CONSOLE_PASSWORD = "juhe-demo-console-owner"
 # The platform's own merchant at the channels: it collects wallet top-ups (docs/ledger.md §3.7).
 WALLET_TOPUP_MERCHANT_ID = "mch_wallet"
 # (merchant, WeChat Pay mchid): each merchant has its own account at the channel.
@@ -94,6 +97,13 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
     result = await gateway_seed.seed_demo_async(db_urls["gateway"], platform.data_dir / "demo-keys.json")
     demo = {str(k): str(v) for k, v in dict(result).items() if k != "created"}
     urls = {c.spec.name: c.url for c in platform.children}
+    # The demo merchant's console owner (docs/consoles.md): signs in at the gateway's /console/sign-in.
+    owner = await importlib.import_module("gateway.staff").seed_demo_owner(
+        db_urls["gateway"], merchant_id=DEMO_MERCHANT_ID, email=DEMO_CONSOLE_EMAIL, password=DEMO_CONSOLE_PASSWORD
+    )
+    if owner and "gateway" in urls:
+        sign_in = f"{urls['gateway']}/console/sign-in"
+        demo["console_sign_in"] = f"{sign_in}  {owner['console_email']} / {owner['console_password']}"
     try:
         channels_path = platform.data_dir / "demo-channels.json"
         saved = _load(channels_path)

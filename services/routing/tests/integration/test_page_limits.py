@@ -37,29 +37,23 @@ async def test_pages_of_the_maximum_walk_the_whole_list(make_app: Any) -> None:
     assert rest["has_more"] is False
 
 
-@pytest.mark.parametrize("path", ALL_LISTS)
-async def test_every_list_has_the_one_shape_and_refuses_garbage(path: str, make_app: Any) -> None:
-    """A cursor no list gave out and a query parameter the list does not take are 422, never an empty 200."""
+async def test_every_list_has_the_one_shape_and_refuses_garbage(make_app: Any) -> None:
+    """A cursor no list gave out, a query parameter the list does not take and a filter value outside its enum
+    are 422 problems, never an empty or unfiltered 200 (one app for every list: the checks read nothing)."""
     client = await make_app()
-    page = (await client.get(path, headers=ACTOR)).json()
-    assert set(page) >= {"data", "has_more", "next_cursor"} and page["has_more"] is False, page
-    bad_cursor = await client.get(path, params={"cursor": "'; drop table x; --"}, headers=ACTOR)
-    assert bad_cursor.status_code == 422 and bad_cursor.json()["code"] == "validation_failed", bad_cursor.text
-    assert bad_cursor.headers["content-type"].startswith("application/problem+json")
-    unknown = await client.get(path, params={"stauts": "x", "after": "a"}, headers=ACTOR)
-    assert unknown.status_code == 422, unknown.text
-    assert unknown.json()["code"] == "unknown_parameter" and unknown.json()["parameters"] == ["after", "stauts"]
-
-
-@pytest.mark.parametrize(
-    ("path", "params"),
-    [
+    for path in ALL_LISTS:
+        page = (await client.get(path, headers=ACTOR)).json()
+        assert set(page) >= {"data", "has_more", "next_cursor"} and page["has_more"] is False, (path, page)
+        bad_cursor = await client.get(path, params={"cursor": "'; drop table x; --"}, headers=ACTOR)
+        assert bad_cursor.status_code == 422 and bad_cursor.json()["code"] == "validation_failed", bad_cursor.text
+        assert bad_cursor.headers["content-type"].startswith("application/problem+json")
+        unknown = await client.get(path, params={"stauts": "x", "after": "a"}, headers=ACTOR)
+        assert unknown.status_code == 422, (path, unknown.text)
+        assert unknown.json()["code"] == "unknown_parameter" and unknown.json()["parameters"] == ["after", "stauts"]
+    for path, params in (
         ("/v1/rules", {"scope": "planet"}),
         ("/v1/audit", {"resource_type": "payment"}),
         ("/v1/special-rate-applications", {"status": "maybe"}),
-    ],
-)
-async def test_an_enum_filter_outside_its_values_is_422(path: str, params: dict[str, str], make_app: Any) -> None:
-    client = await make_app()
-    r = await client.get(path, params=params, headers=ACTOR)
-    assert r.status_code == 422 and r.json()["code"] == "validation_failed", r.text
+    ):
+        r = await client.get(path, params=params, headers=ACTOR)
+        assert r.status_code == 422 and r.json()["code"] == "validation_failed", (path, r.text)

@@ -1,0 +1,126 @@
+"""`python -m sandboxes [name ...]`: every channel sandbox (or the named ones) in one process, each on its own port.
+
+Why one process: each sandbox alone is a Python process that imports FastAPI, pydantic and its crypto at start
+(~1 s of CPU) and then holds ~70 MiB at rest; `make run`'s launcher starts all six, so sharing one process
+saves ~5 × that in start-up CPU and idle memory (docs/performance.md). Each sandbox keeps its own app, its
+own settings (`JUHE_SANDBOX_<NAME>_…`), its own data under `JUHE_DATA_DIR` and its own port, so to a client
+nothing changes; `python -m sandboxes.<name>` still runs one alone.
+
+One SIGINT/SIGTERM stops every server (uvicorn's per-server signal capture is replaced by one handler here:
+with several servers in one loop only the last one installed would hear it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from sandboxes.common.runner import GRACEFUL_SHUTDOWN_SECONDS
+
+
+def _wechatpay() -> FastAPI:
+    from sandboxes.wechatpay.app import create_app
+    from sandboxes.wechatpay.settings import SandboxSettings
+
+    return create_app(SandboxSettings.from_env())
+
+
+def _alipay() -> FastAPI:
+    from sandboxes.alipay.app import create_app
+    from sandboxes.alipay.settings import SandboxSettings
+
+    return create_app(SandboxSettings.from_env())
+
+
+def _unionpay() -> FastAPI:
+    from sandboxes.unionpay.app import create_app
+    from sandboxes.unionpay.settings import UnionPaySettings
+
+    return create_app(UnionPaySettings.from_env())
+
+
+def _ecny() -> FastAPI:
+    from sandboxes.ecny.app import create_app
+    from sandboxes.ecny.settings import EcnySettings
+
+    return create_app(EcnySettings.from_env())
+
+
+def _bank() -> FastAPI:
+    from sandboxes.bank.app import create_app
+    from sandboxes.bank.settings import BankSettings
+
+    return create_app(BankSettings.from_env())
+
+
+def _identity() -> FastAPI:
+    from sandboxes.identity.app import IdentitySettings, create_app
+
+    return create_app(IdentitySettings.from_env())
+
+
+# name → (port variable, default port, app builder): the same as each sandbox's own __main__.
+SANDBOXES: dict[str, tuple[str, int, Callable[[], FastAPI]]] = {
+    "wechatpay": ("JUHE_SANDBOX_WECHATPAY_PORT", 8100, _wechatpay),
+    "alipay": ("JUHE_SANDBOX_ALIPAY_PORT", 8101, _alipay),
+    "unionpay": ("JUHE_SANDBOX_UNIONPAY_PORT", 8102, _unionpay),
+    "ecny": ("JUHE_SANDBOX_ECNY_PORT", 8103, _ecny),
+    "bank": ("JUHE_SANDBOX_BANK_PORT", 8104, _bank),
+    "identity": ("JUHE_SANDBOX_IDENTITY_PORT", 8105, _identity),
+}
+
+
+class _SharedProcessServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to `serve_all` (one handler stops them all)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_all(names: list[str]) -> None:
+    servers = []
+    for name in names:
+        port_env, default_port, build = SANDBOXES[name]
+        config = uvicorn.Config(
+            build(),
+            host="127.0.0.1",
+            port=int(os.environ.get(port_env, str(default_port))),
+            log_level=os.environ.get("JUHE_SANDBOX_LOG_LEVEL", "warning"),
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        )
+        servers.append(_SharedProcessServer(config))
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    # A server that cannot start (its port taken) exits the process: the launcher reports and restarts it.
+    await asyncio.gather(*(server.serve() for server in servers))
+
+
+def main(argv: list[str]) -> None:
+    names = argv or list(SANDBOXES)
+    unknown = [name for name in names if name not in SANDBOXES]
+    if unknown:
+        raise SystemExit(f"unknown sandboxes: {', '.join(unknown)} (known: {', '.join(SANDBOXES)})")
+    try:
+        import uvloop
+    except ImportError:  # uvicorn's own default loop choice: uvloop when installed
+        asyncio.run(serve_all(names))
+    else:
+        uvloop.run(serve_all(names))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

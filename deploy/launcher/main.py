@@ -94,6 +94,8 @@ class Child:
     backoff: Backoff = field(default_factory=Backoff)
     pump: asyncio.Task[None] | None = None
     name: str = ""  # the spec's name, or `cashier-api-2` for one of several replicas
+    # The sandboxes' one process (`python -m sandboxes <names>`): {sandbox name: its port}, each served apart.
+    hosts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.spec.name
@@ -101,6 +103,13 @@ class Child:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def urls(self) -> dict[str, str]:
+        """{name: URL} of what this process serves: itself, or each sandbox it hosts."""
+        if self.hosts:
+            return {name: f"http://127.0.0.1:{port}" for name, port in self.hosts.items()}
+        return {self.spec.name: self.url}
 
 
 @dataclass
@@ -191,7 +200,7 @@ class Platform:
         sandbox_urls = {name: f"http://127.0.0.1:{self._port(spec)}" for name, spec in SANDBOXES.items()}
         specs = _runnable_specs()
         self.demo_settings = demo_service_settings(self.data_dir)
-        for i, spec in enumerate(specs):
+        for i, spec in enumerate(s for s in specs if s.name not in SANDBOXES):
             port = self._port(spec)
             values: dict[str, object] = {"port": port, "public_base_url": f"http://127.0.0.1:{port}"}
             if spec.database:
@@ -208,6 +217,25 @@ class Platform:
                 continue
             env = {**common_env, **service_env(spec, values)}
             self.children.append(Child(spec=spec, port=port, env=env, color=color))
+        sandboxes = [spec for spec in specs if spec.name in SANDBOXES]
+        if sandboxes:
+            self._plan_sandboxes(sandboxes, common_env)
+
+    def _plan_sandboxes(self, specs: list[ServiceSpec], common_env: dict[str, str]) -> None:
+        """Every sandbox in one process (`python -m sandboxes`), each on its own usual port: six Python
+        processes cost ~5 × 70 MiB at rest and ~5 s of import CPU at start more (docs/performance.md)."""
+        env = dict(common_env)
+        hosts = {}
+        for spec in specs:
+            port = self._port(spec)
+            env |= service_env(spec, {"port": port, "public_base_url": f"http://127.0.0.1:{port}"})
+            hosts[spec.name] = port
+        combined = ServiceSpec("sandboxes", "sandboxes", specs[0].default_port, None, "JUHE_SANDBOX_")
+        self.children.append(Child(spec=combined, port=hosts[specs[0].name], env=env, color="90", hosts=hosts))
+
+    def urls(self) -> dict[str, str]:
+        """{service, frontend or sandbox name: URL} of everything the launcher runs."""
+        return {name: url for child in self.children for name, url in child.urls.items()}
 
     def _plan_replicas(
         self, spec: ServiceSpec, values: dict[str, object], common_env: dict[str, str], color: str
@@ -248,6 +276,7 @@ class Platform:
             sys.executable,
             "-m",
             child.spec.module,
+            *child.hosts,
             cwd=REPO_ROOT,
             env=child.env,
             stdout=asyncio.subprocess.PIPE,
@@ -283,7 +312,8 @@ class Platform:
                             f"{name} exited with {child.process.returncode}; see {self.log_dir / name}.log"
                         )
                     with contextlib.suppress(httpx.HTTPError):
-                        if (await client.get(f"{child.url}/readyz")).status_code == 200:
+                        answers = [await client.get(f"{url}/readyz") for url in child.urls.values()]
+                        if all(answer.status_code == 200 for answer in answers):
                             del pending[name]
                 if pending:
                     await asyncio.sleep(0.2)
@@ -468,7 +498,7 @@ async def run(data_dir: Path, *, exit_when_ready: bool = False, replicas: int = 
 
 
 def print_summary(platform: Platform, demo: dict[str, str], server_url: str, bootstrap: str, ready_s: float) -> None:
-    rows = [(c.name, c.url) for c in platform.children]
+    rows = [(name if c.hosts else c.name, url) for c in platform.children for name, url in c.urls.items()]
     rows += [(f"{b.name} (balancer)", f"http://127.0.0.1:{b.port}") for b in platform.balancers]
     width = max(len(name) for name, _ in rows) + 2
     lines = ["", "Juhe is running:", ""]

@@ -96,7 +96,7 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
         return {}
     result = await gateway_seed.seed_demo_async(db_urls["gateway"], platform.data_dir / "demo-keys.json")
     demo = {str(k): str(v) for k, v in dict(result).items() if k != "created"}
-    urls = {c.spec.name: c.url for c in platform.children}
+    urls = platform.urls()
     # The demo merchant's console owner (docs/consoles.md): signs in at the gateway's /console/sign-in.
     owner = await importlib.import_module("gateway.staff").seed_demo_owner(
         db_urls["gateway"], merchant_id=DEMO_MERCHANT_ID, email=DEMO_CONSOLE_EMAIL, password=DEMO_CONSOLE_PASSWORD

@@ -1,8 +1,9 @@
 """Start the whole platform on the embedded default, supervise it, stop it cleanly.
 
 Order: PostgreSQL (data kept in .juhe/pgdata) → one database per service + migrations → Tansu broker
-(memory-only) + topics → every service, the gateway and the sandboxes as separate processes → wait
-until each answers /readyz → seed the demo platform → print URLs and keys. Then supervise, each
+(memory-only) + topics → every service, the gateway and the web pages as separate processes, the
+sandboxes together in one (`python -m sandboxes`, each on its own port) → wait until each answers
+/readyz → seed the demo platform → print URLs and keys. Then supervise, each
 process with its own bounded backoff: PostgreSQL that dies is reaped, its stale lock files cleared
 and started again on the same port and data dir (crash recovery; the services' pools reconnect, no
 service is restarted for it); a broker that dies is restarted on the same port (the outbox relays

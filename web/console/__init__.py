@@ -137,6 +137,10 @@ class ConsoleContext:
         assert self.page.session is not None
         return ConsoleApi(self.page.web.gateway, self.page.session.token, self.page.browser_ip())
 
+    def api_as_web(self) -> ConsoleApi:
+        """The web process itself (sign-in, one-time links): no member yet."""
+        return ConsoleApi(self.page.web.gateway, None, self.page.browser_ip())
+
     @property
     def permissions(self) -> frozenset[str]:
         return frozenset(self.member.get("permissions", ()))
@@ -258,6 +262,24 @@ def install(app: FastAPI, *routers: ConsoleRouter) -> None:
     app.add_exception_handler(ConsoleRefusal, on_refusal)
     for routes in routers:
         app.include_router(routes.router)
+
+
+def declared_routes(app: FastAPI, prefix: str = CONSOLE_PATH) -> set[tuple[str, str]]:
+    """Every (method, path) the app serves under `prefix`, included routers walked: what the registry must cover."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(routes: list[Any]) -> None:
+        for route in routes:
+            inner = getattr(route, "original_router", None)
+            if inner is not None:
+                walk(list(inner.routes))
+                continue
+            path = str(getattr(route, "path", ""))
+            if path == prefix or path.startswith(prefix + "/"):
+                found.update((method, path) for method in getattr(route, "methods", None) or ())
+
+    walk(list(app.routes))
+    return found
 
 
 def epoch(value: str) -> float:

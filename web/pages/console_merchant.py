@@ -1,0 +1,639 @@
+"""The merchant console (`/console/merchant`) and the sign-in pages both consoles share (`/console/...`).
+
+Every route is declared with the permission it needs (web/console: the guard and the registry); the merchant is
+always the signed-in member's, never a value from the URL or a form; every read and write goes to the gateway
+as the member, whose role the gateway checks again. Forms carry the session's CSRF token and a one-time request id
+(the idempotency key of what the form does). docs/consoles.md describes the pages and the role matrix.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+import time
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+import segno
+from fastapi import Query
+from fastapi.responses import Response
+
+from libs.common.logging import get_logger
+from web.clients.gateway import GatewayProblem, GatewayUnavailable
+from web.console import PUBLIC, SIGNED_IN, Console, ConsoleContext, ConsoleRouter, epoch
+from web.i18n import parse_amount_minor
+from web.sessions import Session, new_csrf
+
+log = get_logger("juhe.web.console.merchant")
+
+shared = ConsoleRouter("/console", console="any")
+routes = ConsoleRouter("/console/merchant", console="merchant")
+
+PAGE_SIZE = 20
+DASHBOARD_PAYMENTS_MAX = 2000  # payments read for the 30-day figures; more → the page says the figures are partial
+DASHBOARD_DAYS = 30
+MERCHANT_ROLES = ("owner", "admin", "finance", "support", "developer", "read_only")
+OVERLAPS = (0, 3600, 86400, 7 * 86400)
+STATUSES = ("pending", "processing", "succeeded", "failed", "closed")
+CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny", "wallet")
+Cursor = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+Id = Annotated[str, Query(max_length=64, pattern=r"^[a-z]{2,4}_[0-9a-f]{32}$")]
+
+# Outcomes named by code in ?done= / ?error=: only these are ever shown (nothing from the query is reflected).
+DONE = (
+    "signed_in", "signed_out", "refund_requested", "refund_made", "approved", "rejected", "payout_requested",
+    "key_revoked", "invited", "role_changed", "removed", "settings_saved", "password_set", "welcome",
+)  # fmt: skip
+ERRORS = ("amount_invalid", "failed", "unavailable", "insufficient", "not_allowed", "self_approval", "state",
+          "role_invalid", "last_owner", "exists", "invalid")  # fmt: skip
+PROBLEM_ERRORS = {
+    "refund_self_approval": "self_approval", "refund_request_state": "state", "staff_role_invalid": "role_invalid",
+    "staff_last_owner": "last_owner", "staff_exists": "exists", "console_permission_denied": "not_allowed",
+    "route_forbidden": "not_allowed", "payout_exceeds_settled_balance": "insufficient",
+    "insufficient_funds": "insufficient",
+    "refund_exceeds_remaining": "amount_invalid", "validation_failed": "invalid",
+}  # fmt: skip
+
+
+def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, str | bool]]:
+    t = ctx.page.gettext
+    items = [
+        ("", t("Dashboard"), "dashboard.read"), ("/payments", t("Payments"), "payments.read"),
+        ("/refunds", t("Refunds"), "payments.read"), ("/statements", t("Statements"), "statements.read"),
+        ("/payouts", t("Payouts"), "payouts.read"), ("/api-keys", t("API keys"), "api_keys.read"),
+        ("/staff", t("Staff"), "staff.read"), ("/audit", t("Audit log"), "audit.read"),
+        ("/settings", t("Settings"), "settings.manage"),
+    ]  # fmt: skip
+    return [{"href": f"/console/merchant{p}", "label": label, "permission": perm, "current": p == current}
+            for p, label, perm in items]  # fmt: skip
+
+
+def _outcome(ctx: ConsoleContext) -> dict[str, Any]:
+    q = ctx.page.request.query_params
+    done, error = q.get("done"), q.get("error")
+    return {"done": done if done in DONE else None, "error": error if error in ERRORS else None}
+
+
+def _show(
+    ctx: ConsoleContext, template: str, current: str, title: str, status_code: int = 200, **values: Any
+) -> Response:
+    return ctx.render(f"console/{template}", status_code, nav=_nav(ctx, current), title=title,
+                      request_id=secrets.token_hex(12), **{**_outcome(ctx), **values})  # fmt: skip
+
+
+def _error(exc: GatewayProblem) -> str:
+    log.info("platform refused a console action", code=exc.code, status=exc.status)
+    return PROBLEM_ERRORS.get(exc.code, "failed")
+
+
+def _request_id(form: dict[str, str]) -> str:
+    rid = form.get("request_id", "")
+    return rid if len(rid) == 24 and all(c in "0123456789abcdef" for c in rid) else secrets.token_hex(12)
+
+
+def _qr_data_uri(text: str) -> str:
+    svg = segno.make(text, error="m").svg_inline(scale=4, dark="#000", light="#fff")
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
+
+
+# ---- sign in, links, sign out, my account (both consoles) ----------------------------------------------------
+def _home(member: dict[str, Any]) -> str:
+    return "/console/operator" if member.get("kind") == "operator" else "/console/merchant"
+
+
+def _start(ctx: ConsoleContext, session: dict[str, Any]) -> None:
+    expires = epoch(session["expires_at"]) if isinstance(session["expires_at"], str) else time.time() + 3600
+    now = time.time()
+    ctx.page.start_session(Session(
+        user_id=session["member"]["staff_id"], token=session["token"], expires_epoch=expires,
+        idle_until_epoch=min(now + ctx.page.settings.session_idle_seconds, expires), csrf=new_csrf(),
+    ))  # fmt: skip
+
+
+@shared.get("/sign-in", PUBLIC)
+async def sign_in_form(ctx: Console) -> Response:
+    reason = ctx.page.request.query_params.get("reason")
+    csrf = ctx.page.pre_session_csrf()
+    return ctx.render("console/sign_in.html", title=ctx.page.gettext("Sign in"), pre_session_csrf=csrf,
+                      reason=reason if reason in ("expired", "no_session") else None, **_outcome(ctx))  # fmt: skip
+
+
+@shared.post("/sign-in", PUBLIC)
+async def sign_in(ctx: Console) -> Response:
+    api = ctx.api_as_web()
+    try:
+        session = await api.sign_in(ctx.form.get("email", "")[:254], ctx.form.get("password", "")[:256])
+    except GatewayProblem as exc:
+        if exc.code == "console_totp_required":
+            return ctx.render("console/sign_in_code.html", title=ctx.page.gettext("Sign in"),
+                              pre_session_csrf=ctx.page.pre_session_csrf(),
+                              ticket=exc.body.get("ticket", ""))  # fmt: skip
+        return _sign_in_failed(ctx, exc)
+    _start(ctx, session)
+    return ctx.redirect(_home(session["member"]), done="signed_in")
+
+
+@shared.post("/sign-in/code", PUBLIC)
+async def sign_in_code(ctx: Console) -> Response:
+    try:
+        session = await ctx.api_as_web().second_factor(ctx.form.get("ticket", "")[:300], ctx.form.get("code", "")[:20])
+    except GatewayProblem as exc:
+        return _sign_in_failed(ctx, exc)
+    _start(ctx, session)
+    return ctx.redirect(_home(session["member"]), done="signed_in")
+
+
+def _sign_in_failed(ctx: ConsoleContext, exc: GatewayProblem) -> Response:
+    failure = {"console_account_locked": "locked", "rate_limited": "rate_limited"}.get(exc.code, "failed")
+    status = {"locked": 423, "rate_limited": 429}.get(failure, 401)
+    return ctx.render("console/sign_in.html", status, title=ctx.page.gettext("Sign in"),
+                      pre_session_csrf=ctx.page.pre_session_csrf(), failure=failure)  # fmt: skip
+
+
+async def _link_page(ctx: ConsoleContext, purpose: str, token: str, failure: str | None = None) -> Response:
+    try:
+        details = await ctx.api_as_web().inspect_link(token, purpose)
+    except GatewayProblem:
+        return ctx.render("console/link.html", 401, title=ctx.page.gettext("Set your password"), invalid=True,
+                          purpose=purpose)  # fmt: skip
+    qr = _qr_data_uri(details["otpauth_uri"]) if details.get("otpauth_uri") else None
+    return ctx.render("console/link.html", 422 if failure else 200, title=ctx.page.gettext("Set your password"),
+                      details=details, qr=qr, token=token, purpose=purpose, failure=failure,
+                      pre_session_csrf=ctx.page.pre_session_csrf())  # fmt: skip
+
+
+async def _use_link(ctx: ConsoleContext, purpose: str) -> Response:
+    token = ctx.form.get("token", "")[:300]
+    if ctx.form.get("password", "") != ctx.form.get("password_again", ""):
+        return await _link_page(ctx, purpose, token, "mismatch")
+    try:
+        result = await ctx.api_as_web().redeem_link(
+            token, purpose, password=ctx.form.get("password", "")[:256], name=ctx.form.get("name") or None,
+            totp_code=ctx.form.get("totp_code") or None,
+        )  # fmt: skip
+    except GatewayProblem as exc:
+        reason = {"console_password_rejected": "weak", "console_totp_invalid": "code"}.get(exc.code, "invalid")
+        return await _link_page(ctx, purpose, token, reason)
+    if result.get("session") is None:
+        return ctx.redirect("/console/sign-in", done="password_set")
+    _start(ctx, result["session"])
+    if result.get("recovery_codes"):
+        return ctx.render("console/recovery_codes.html", title=ctx.page.gettext("Recovery codes"),
+                          codes=result["recovery_codes"], next=_home(result["session"]["member"]))  # fmt: skip
+    return ctx.redirect(_home(result["session"]["member"]), done="welcome")
+
+
+@shared.get("/invitation", PUBLIC)
+async def invitation(ctx: Console, token: Annotated[str, Query(max_length=300)] = "") -> Response:
+    return await _link_page(ctx, "invitation", token)
+
+
+@shared.post("/invitation", PUBLIC)
+async def accept_invitation(ctx: Console) -> Response:
+    return await _use_link(ctx, "invitation")
+
+
+@shared.get("/password-reset", PUBLIC)
+async def password_reset(ctx: Console, token: Annotated[str, Query(max_length=300)] = "") -> Response:
+    return await _link_page(ctx, "password_reset", token)
+
+
+@shared.post("/password-reset", PUBLIC)
+async def use_password_reset(ctx: Console) -> Response:
+    return await _use_link(ctx, "password_reset")
+
+
+@shared.post("/sign-out", SIGNED_IN)
+async def sign_out(ctx: Console) -> Response:
+    try:
+        await ctx.api.post("/v1/console/me/sign-out", {"everywhere": ctx.form.get("everywhere") == "1"})
+    except (GatewayProblem, GatewayUnavailable):
+        log.warning("console sign-out not confirmed by the gateway; the cookie goes anyway")
+    ctx.page.end_session()
+    return ctx.redirect("/console/sign-in", done="signed_out")
+
+
+@shared.get("/account", SIGNED_IN)
+async def account(ctx: Console) -> Response:
+    return ctx.render("console/account.html", title=ctx.page.gettext("My account"), nav=_nav_of(ctx),
+                      **_outcome(ctx))  # fmt: skip
+
+
+def _nav_of(ctx: ConsoleContext) -> list[dict[str, str | bool]]:
+    return _nav(ctx, "/account") if ctx.member.get("kind") == "merchant" else []
+
+
+@shared.post("/account/totp", SIGNED_IN)
+async def begin_totp(ctx: Console) -> Response:
+    enrolment = await ctx.api.post("/v1/console/me/totp")
+    return ctx.render("console/account.html", title=ctx.page.gettext("My account"), nav=_nav_of(ctx),
+                      enrolment=enrolment, qr=_qr_data_uri(enrolment["otpauth_uri"]))  # fmt: skip
+
+
+@shared.post("/account/totp/confirm", SIGNED_IN)
+async def confirm_totp(ctx: Console) -> Response:
+    try:
+        result = await ctx.api.post("/v1/console/me/totp/confirmation", {"code": ctx.form.get("code", "")[:20]})
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/account", error=_error(exc))
+    return ctx.render("console/recovery_codes.html", title=ctx.page.gettext("Recovery codes"),
+                      codes=result["recovery_codes"], next="/console/account")  # fmt: skip
+
+
+# ---- dashboard ---------------------------------------------------------------------------------------------
+@routes.get("", "dashboard.read")
+async def dashboard(ctx: Console) -> Response:
+    now = datetime.now(UTC)
+    since = (now - timedelta(days=DASHBOARD_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    payments, partial = await _payments_since(ctx, since)
+    figures = dashboard_figures(payments, now=now)
+    return _show(ctx, "merchant_dashboard.html", "", ctx.page.gettext("Dashboard"), figures=figures,
+                 partial=partial, chart=daily_chart(figures["daily"]),
+                 channel_chart=channel_chart(figures["windows"][2]))  # fmt: skip
+
+
+async def _payments_since(ctx: ConsoleContext, since: datetime) -> tuple[list[dict[str, Any]], bool]:
+    """The cashier's payments created since `since`, newest first, by cursor pages; bounded."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while len(items) < DASHBOARD_PAYMENTS_MAX:
+        page = await ctx.api.get("/v1/payments", created_from=since.isoformat(), limit=100, cursor=cursor)
+        items.extend(page.get("data", []))
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return items, False
+    return items[:DASHBOARD_PAYMENTS_MAX], True
+
+
+def dashboard_figures(payments: list[dict[str, Any]], *, now: datetime) -> dict[str, Any]:
+    """Today / 7 / 30 days: volume (succeeded, minor units), count, success rate (of payments that ended),
+    refunded, fees; by channel; and the daily succeeded volume for the chart. Integer arithmetic only."""
+    start_today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    windows = []
+    for days, key in ((1, "today"), (7, "7d"), (30, "30d")):
+        since = start_today - timedelta(days=days - 1)
+        chosen = [p for p in payments if datetime.fromisoformat(p["created_at"]) >= since]
+        by_channel: dict[str, dict[str, int]] = defaultdict(lambda: {"volume_minor": 0, "count": 0, "succeeded": 0,
+                                                                     "refunded_minor": 0})  # fmt: skip
+        for p in chosen:
+            row = by_channel[p.get("channel") or "-"]
+            row["count"] += 1
+            if p["status"] == "succeeded":
+                row["volume_minor"] += p["amount_minor"]
+                row["succeeded"] += 1
+            row["refunded_minor"] += p.get("refunded_minor") or 0
+        ended = [p for p in chosen if p["status"] in ("succeeded", "failed", "closed")]
+        succeeded = [p for p in chosen if p["status"] == "succeeded"]
+        windows.append({
+            "key": key, "count": len(chosen), "volume_minor": sum(p["amount_minor"] for p in succeeded),
+            "refunded_minor": sum(p.get("refunded_minor") or 0 for p in chosen),
+            "fee_minor": sum(p.get("fee_minor") or 0 for p in succeeded),
+            "success_permille": (1000 * len(succeeded) // len(ended)) if ended else None,
+            "by_channel": dict(sorted(by_channel.items())),
+        })  # fmt: skip
+    daily: dict[date, int] = {(start_today - timedelta(days=i)).date(): 0 for i in range(DASHBOARD_DAYS)}
+    for p in payments:
+        day = datetime.fromisoformat(p["created_at"]).astimezone(UTC).date()
+        if p["status"] == "succeeded" and day in daily:
+            daily[day] += p["amount_minor"]
+    return {"windows": windows, "daily": sorted(daily.items())}
+
+
+def daily_chart(daily: list[tuple[date, int]]) -> dict[str, Any]:
+    """Bars of an SVG drawn on the server: the coordinates only (the template draws them, the table has the numbers)."""
+    width, height, gap = 600, 160, 2
+    top = max((v for _, v in daily), default=0) or 1
+    bar = (width - gap * len(daily)) // max(len(daily), 1)
+    bars = [{"x": i * (bar + gap), "y": height - (v * height // top), "w": bar, "h": v * height // top,
+             "day": d.isoformat(), "value": v} for i, (d, v) in enumerate(daily)]  # fmt: skip
+    return {"width": width, "height": height, "bars": bars, "top_minor": top}
+
+
+def channel_chart(window: dict[str, Any]) -> dict[str, Any]:
+    width, row = 600, 28
+    rows = list(window["by_channel"].items())
+    top = max((r["volume_minor"] for _, r in rows), default=0) or 1
+    bars = [{"y": i * row, "w": max(r["volume_minor"] * (width - 160) // top, 1), "channel": ch,
+             "value": r["volume_minor"]} for i, (ch, r) in enumerate(rows)]  # fmt: skip
+    return {"width": width, "height": max(len(rows), 1) * row, "bars": bars}
+
+
+# ---- payments ---------------------------------------------------------------------------------------------
+@routes.get("/payments", "payments.read")
+async def payments(
+    ctx: Console,
+    order_no: Annotated[str, Query(max_length=64)] = "",
+    status: Annotated[str, Query(max_length=16)] = "",
+    channel: Annotated[str, Query(max_length=16)] = "",
+    from_text: Annotated[str, Query(alias="from", max_length=10)] = "",
+    to_text: Annotated[str, Query(alias="to", max_length=10)] = "",
+    cursor: Cursor = None,
+) -> Response:
+    """By order no. (one exact lookup), or filtered by status, channel and dates, newest first, a page at a time."""
+    date_from, date_to = _day(from_text), _day(to_text)
+    filters = {"order_no": order_no.strip(), "status": status if status in STATUSES else "",
+               "channel": channel if channel in CHANNELS else "", "from": date_from, "to": date_to}  # fmt: skip
+    try:
+        if filters["order_no"]:
+            page = await ctx.api.get("/v1/payments", merchant_order_no=filters["order_no"])
+        else:
+            page = await ctx.api.get(
+                "/v1/payments", limit=PAGE_SIZE, cursor=cursor, status=filters["status"], channel=filters["channel"],
+                created_from=_day_start(date_from),
+                created_to=_day_start(date_to + timedelta(days=1)) if date_to else None,
+            )  # fmt: skip
+    except GatewayProblem as exc:
+        if exc.status not in (404, 422):
+            raise
+        page = {"data": [], "next_cursor": None}
+    return _show(ctx, "merchant_payments.html", "/payments", ctx.page.gettext("Payments"), items=page.get("data", []),
+                 next_cursor=page.get("next_cursor"), filters=filters, statuses=STATUSES,
+                 channels=CHANNELS)  # fmt: skip
+
+
+def _day(text: str) -> date | None:
+    """A date field as a form sends it: empty (no filter) or YYYY-MM-DD; anything else is no filter either."""
+    try:
+        return date.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+
+
+def _day_start(day: date | None) -> str | None:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC).isoformat() if day else None
+
+
+@routes.get("/payments/{payment_id}", "payments.read")
+async def payment(ctx: Console, payment_id: str) -> Response:
+    if not _looks_like_id(payment_id):
+        return _show(ctx, "merchant_payment.html", "/payments", ctx.page.gettext("Payment"), 404, payment=None)
+    try:
+        detail = await ctx.api.get(f"/v1/payments/{payment_id}")
+    except GatewayProblem as exc:
+        if exc.status != 404:
+            raise
+        return _show(ctx, "merchant_payment.html", "/payments", ctx.page.gettext("Payment"), 404, payment=None)
+    refunds = (await ctx.api.get(f"/v1/payments/{payment_id}/refunds", limit=100)).get("data", [])
+    deliveries = (await ctx.api.get(f"/v1/payments/{payment_id}/webhook-deliveries", limit=100)).get("data", [])
+    threshold = (await ctx.api.get("/v1/console/settings"))["refund_approval_threshold_minor"]
+    return _show(ctx, "merchant_payment.html", "/payments", ctx.page.gettext("Payment"), payment=detail,
+                 timeline=payment_timeline(detail, refunds), refunds=refunds, deliveries=deliveries,
+                 threshold_minor=threshold)  # fmt: skip
+
+
+def _looks_like_id(value: str) -> bool:
+    return 3 < len(value) <= 64 and value.replace("_", "").isalnum() and value.isascii()
+
+
+def payment_timeline(payment: dict[str, Any], refunds: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The payment's life in time order: created, each channel attempt, the outcome, each refund."""
+    events: list[dict[str, Any]] = [
+        {"at": payment["created_at"], "kind": "created", "detail": payment["merchant_order_no"]}
+    ]
+    for a in payment.get("attempts", []):
+        detail = " ".join(x for x in (a["channel"], a.get("channel_trade_no") or "", a.get("failure_code") or "") if x)
+        events.append({"at": a["created_at"], "kind": f"attempt_{a['status']}", "detail": detail})
+    for key in ("succeeded_at", "failed_at", "closed_at"):
+        if payment.get(key):
+            events.append(
+                {"at": payment[key], "kind": key.removesuffix("_at"), "detail": payment.get("channel_trade_no") or ""}
+            )
+    for r in refunds:
+        events.append(
+            {
+                "at": r["created_at"],
+                "kind": f"refund_{r['status']}",
+                "detail": r["id"],
+                "amount_minor": r["amount_minor"],
+            }
+        )
+    return sorted(events, key=lambda e: str(e["at"]))
+
+
+@routes.post("/payments/{payment_id}/refunds", "refunds.create")
+async def request_refund(ctx: Console, payment_id: str) -> Response:
+    """A refund request at the gateway (maker-checker above the threshold); approved at once below it, then made."""
+    back = f"/console/merchant/payments/{payment_id}" if _looks_like_id(payment_id) else "/console/merchant/payments"
+    amount = parse_amount_minor(ctx.form.get("amount", ""))
+    if amount is None or not _looks_like_id(payment_id):
+        return ctx.redirect(back, error="amount_invalid")
+    try:
+        detail = await ctx.api.get(f"/v1/payments/{payment_id}")  # the member's own merchant's payment, or 404
+        if amount > detail["refundable_minor"]:
+            return ctx.redirect(back, error="amount_invalid")
+        request = await ctx.api.post("/v1/console/refund-requests", {
+            "payment_id": payment_id, "amount_minor": amount, "currency": detail["currency"],
+            "reason": ctx.form.get("reason", "")[:200],
+        })  # fmt: skip
+        if request["status"] == "approved":
+            await _execute(ctx, request)
+            return ctx.redirect(back, done="refund_made")
+    except GatewayProblem as exc:
+        return ctx.redirect(back, error=_error(exc))
+    return ctx.redirect(back, done="refund_requested")
+
+
+async def _execute(ctx: ConsoleContext, request: dict[str, Any]) -> None:
+    """The approved request's refund at the cashier, idempotent by the request id; then marked executed (audited)."""
+    refund = await ctx.api.post(
+        f"/v1/payments/{request['payment_id']}/refunds",
+        {"amount_minor": request["amount_minor"], "reason": request["reason"] or None},
+        idempotency_key=f"console-{request['request_id']}",
+    )
+    await ctx.api.post(f"/v1/console/refund-requests/{request['request_id']}/execution", {"refund_id": refund["id"]})
+
+
+@routes.get("/refunds", "payments.read")
+async def refunds(ctx: Console, cursor: Cursor = None) -> Response:
+    page = await ctx.api.get("/v1/console/refund-requests", limit=PAGE_SIZE, cursor=cursor)
+    return _show(ctx, "merchant_refunds.html", "/refunds", ctx.page.gettext("Refunds"), items=page["data"],
+                 next_cursor=page.get("next_cursor"))  # fmt: skip
+
+
+@routes.post("/refunds/{request_id}/approve", "refunds.approve")
+async def approve_refund(ctx: Console, request_id: str) -> Response:
+    if not _looks_like_id(request_id):
+        return ctx.redirect("/console/merchant/refunds", error="state")
+    try:
+        request = await ctx.api.post(f"/v1/console/refund-requests/{request_id}/approval")
+        await _execute(ctx, request)
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/refunds", error=_error(exc))
+    return ctx.redirect("/console/merchant/refunds", done="approved")
+
+
+@routes.post("/refunds/{request_id}/reject", "refunds.approve")
+async def reject_refund(ctx: Console, request_id: str) -> Response:
+    if not _looks_like_id(request_id):
+        return ctx.redirect("/console/merchant/refunds", error="state")
+    try:
+        await ctx.api.post(f"/v1/console/refund-requests/{request_id}/rejection")
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/refunds", error=_error(exc))
+    return ctx.redirect("/console/merchant/refunds", done="rejected")
+
+
+# ---- statements and payouts ---------------------------------------------------------------------------------
+@routes.get("/statements", "statements.read")
+async def statements(ctx: Console) -> Response:
+    statement = await ctx.api.get("/v1/statements/current")
+    return _show(ctx, "merchant_statements.html", "/statements", ctx.page.gettext("Statements"), statement=statement)
+
+
+@routes.get("/statements.csv", "statements.read")
+async def statements_csv(
+    ctx: Console,
+    from_text: Annotated[str, Query(alias="from", max_length=10)] = "",
+    to_text: Annotated[str, Query(alias="to", max_length=10)] = "",
+) -> Response:
+    """The API's CSV byte for byte (`GET /v1/statements/transactions.csv`), as the member's merchant."""
+    date_from, date_to = _day(from_text), _day(to_text)
+    params = {k: v.isoformat() for k, v in (("from", date_from), ("to", date_to)) if v is not None}
+    body = await ctx.api.csv("/v1/statements/transactions.csv", params)
+    name = f"{ctx.merchant_id}-transactions.csv"
+    response = Response(body, media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+    ctx.page.finish(response)
+    return response
+
+
+@routes.get("/payouts", "payouts.read")
+async def payouts(ctx: Console, cursor: Cursor = None) -> Response:
+    page = await ctx.api.get("/v1/payouts", limit=PAGE_SIZE, cursor=cursor)
+    statement = await ctx.api.get("/v1/statements/current")
+    settled = (statement.get("balances") or {}).get("CNY", {}).get("settled_minor", 0)
+    items = page.get("data", page.get("payouts", []))  # the list envelope ({data, has_more, next_cursor})
+    return _show(ctx, "merchant_payouts.html", "/payouts", ctx.page.gettext("Payouts"), items=items,
+                 next_cursor=page.get("next_cursor"), settled_minor=settled)  # fmt: skip
+
+
+@routes.post("/payouts", "payouts.create")
+async def request_payout(ctx: Console) -> Response:
+    """Within the settled balance: the settlement service refuses more (422), whatever this page showed."""
+    amount = parse_amount_minor(ctx.form.get("amount", ""))
+    account_no, account_name = ctx.form.get("account_no", "").strip(), ctx.form.get("account_name", "").strip()
+    if amount is None or not (4 <= len(account_no) <= 64 and account_no.replace("-", "").isalnum()) or not account_name:
+        return ctx.redirect("/console/merchant/payouts", error="amount_invalid" if amount is None else "invalid")
+    rid = _request_id(ctx.form)
+    body = {"amount_minor": amount, "currency": "CNY", "account_no": account_no, "account_name": account_name[:128],
+            "idempotency_key": f"console-{rid}", "rail": "bank"}  # fmt: skip
+    try:
+        payout = await ctx.api.post("/v1/payouts", body, idempotency_key=f"console-po-{rid}")
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/payouts", error=_error(exc))
+    after = {k: payout.get(k) for k in ("payout_id", "amount_minor", "currency", "status", "rail")}
+    await ctx.api.audit("payout.requested", str(payout.get("payout_id")), None, after)
+    return ctx.redirect("/console/merchant/payouts", done="payout_requested")
+
+
+# ---- API keys ------------------------------------------------------------------------------------------------
+@routes.get("/api-keys", "api_keys.read")
+async def api_keys(ctx: Console) -> Response:
+    keys = (await ctx.api.get("/v1/console/api-keys"))["data"]
+    return _show(ctx, "merchant_api_keys.html", "/api-keys", ctx.page.gettext("API keys"), keys=keys, overlaps=OVERLAPS)
+
+
+async def _keys_with_secret(ctx: ConsoleContext, secret: dict[str, Any]) -> Response:
+    """The secret is shown on this answer only (no redirect, no-store): it is never stored or shown again."""
+    keys = (await ctx.api.get("/v1/console/api-keys"))["data"]
+    return _show(ctx, "merchant_api_keys.html", "/api-keys", ctx.page.gettext("API keys"), keys=keys, overlaps=OVERLAPS,
+                 secret=secret)  # fmt: skip
+
+
+@routes.post("/api-keys", "api_keys.manage")
+async def create_api_key(ctx: Console) -> Response:
+    return await _keys_with_secret(ctx, await ctx.api.post("/v1/console/api-keys"))
+
+
+@routes.post("/api-keys/{key_id}/rotate", "api_keys.manage")
+async def rotate_api_key(ctx: Console, key_id: str) -> Response:
+    overlap = ctx.form.get("overlap_seconds", "86400")
+    seconds = int(overlap) if overlap.isdigit() and int(overlap) in OVERLAPS else 86400
+    if not _looks_like_id(key_id):
+        return ctx.redirect("/console/merchant/api-keys", error="invalid")
+    try:
+        rotated = await ctx.api.post(f"/v1/console/api-keys/{key_id}/rotate", {"overlap_seconds": seconds})
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/api-keys", error=_error(exc))
+    return await _keys_with_secret(ctx, rotated["new_key"])
+
+
+@routes.post("/api-keys/{key_id}/revoke", "api_keys.manage")
+async def revoke_api_key(ctx: Console, key_id: str) -> Response:
+    if not _looks_like_id(key_id):
+        return ctx.redirect("/console/merchant/api-keys", error="invalid")
+    try:
+        await ctx.api.post(f"/v1/console/api-keys/{key_id}/revoke")
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/api-keys", error=_error(exc))
+    return ctx.redirect("/console/merchant/api-keys", done="key_revoked")
+
+
+# ---- staff and roles -------------------------------------------------------------------------------------------
+@routes.get("/staff", "staff.read")
+async def staff(ctx: Console) -> Response:
+    members = (await ctx.api.get("/v1/console/staff"))["data"]
+    return _show(ctx, "merchant_staff.html", "/staff", ctx.page.gettext("Staff"), members=members, roles=MERCHANT_ROLES)
+
+
+@routes.post("/staff/invitations", "staff.manage")
+async def invite(ctx: Console) -> Response:
+    role = ctx.form.get("role", "")
+    body = {"email": ctx.form.get("email", "").strip()[:254], "role": role, "name": ctx.form.get("name", "")[:200]}
+    try:
+        invited = await ctx.api.post("/v1/console/staff/invitations", body)
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/staff", error=_error(exc))
+    members = (await ctx.api.get("/v1/console/staff"))["data"]
+    # The one-time link is shown on this answer only, to be handed to the person invited.
+    return _show(ctx, "merchant_staff.html", "/staff", ctx.page.gettext("Staff"), members=members, roles=MERCHANT_ROLES,
+                 invited=invited, done="invited")  # fmt: skip
+
+
+@routes.post("/staff/{staff_id}/role", "staff.manage")
+async def change_role(ctx: Console, staff_id: str) -> Response:
+    if not _looks_like_id(staff_id):
+        return ctx.redirect("/console/merchant/staff", error="invalid")
+    try:
+        await ctx.api.post(f"/v1/console/staff/{staff_id}/role", {"role": ctx.form.get("role", "")})
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/staff", error=_error(exc))
+    return ctx.redirect("/console/merchant/staff", done="role_changed")
+
+
+@routes.post("/staff/{staff_id}/remove", "staff.manage")
+async def remove(ctx: Console, staff_id: str) -> Response:
+    if not _looks_like_id(staff_id):
+        return ctx.redirect("/console/merchant/staff", error="invalid")
+    try:
+        await ctx.api.post(f"/v1/console/staff/{staff_id}/removal")
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/staff", error=_error(exc))
+    return ctx.redirect("/console/merchant/staff", done="removed")
+
+
+# ---- audit log and settings ------------------------------------------------------------------------------------
+@routes.get("/audit", "audit.read")
+async def audit(ctx: Console, cursor: Cursor = None) -> Response:
+    page = await ctx.api.get("/v1/console/audit", limit=50, cursor=cursor)
+    return _show(ctx, "merchant_audit.html", "/audit", ctx.page.gettext("Audit log"), items=page["data"],
+                 next_cursor=page.get("next_cursor"))  # fmt: skip
+
+
+@routes.get("/settings", "settings.manage")
+async def settings(ctx: Console) -> Response:
+    values = await ctx.api.get("/v1/console/settings")
+    return _show(ctx, "merchant_settings.html", "/settings", ctx.page.gettext("Settings"), values=values)
+
+
+@routes.post("/settings", "settings.manage")
+async def save_settings(ctx: Console) -> Response:
+    amount = parse_amount_minor(ctx.form.get("threshold", ""))
+    if amount is None:
+        return ctx.redirect("/console/merchant/settings", error="amount_invalid")
+    try:
+        await ctx.api.call("PUT", "/v1/console/settings", json={"refund_approval_threshold_minor": amount})
+    except GatewayProblem as exc:
+        return ctx.redirect("/console/merchant/settings", error=_error(exc))
+    return ctx.redirect("/console/merchant/settings", done="settings_saved")

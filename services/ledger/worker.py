@@ -26,6 +26,7 @@ from services.ledger.api.deps import WRITER_EXTRA
 from services.ledger.config import Settings
 from services.ledger.domain.engine import VoidPending
 from services.ledger.events.consumers import CashierPostings
+from services.ledger.events.coupons import InStoreCouponPostings
 from services.ledger.events.points import PointsPostings
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store import wallet_flows
@@ -43,14 +44,17 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
 
 
 def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
-    """`payment.succeeded` and `refund.succeeded` from the cashier, and marketing's points instructions
-    (`marketing.points`, events/points.py), posted through this process's writer."""
+    """`payment.succeeded` and `refund.succeeded` from the cashier, marketing's points instructions
+    (`marketing.points`, events/points.py) and its in-store coupon redemptions (`marketing.coupons`,
+    events/coupons.py), posted through this process's writer."""
     settings = runtime.settings
     assert isinstance(settings, Settings)
     writer = runtime.extras[WRITER_EXTRA]
+    cashier = CashierPostings(runtime.uow, writer, topup_merchant_id=settings.wallet_topup_merchant_id)
     return [
-        *CashierPostings(runtime.uow, writer, topup_merchant_id=settings.wallet_topup_merchant_id).subscriptions(),
+        *cashier.subscriptions(),
         *PointsPostings(runtime.uow, writer).subscriptions(),
+        *InStoreCouponPostings(cashier).subscriptions(),
     ]
 
 

@@ -21,6 +21,7 @@ from services.settlement.events.consumers import (
     on_refund_event,
     parked_refunds_loop,
 )
+from services.settlement.events.coupons import COUPON_EVENTS, COUPONS_TOPIC, on_coupon_event
 from services.settlement.flows.consistency import consistency_loop
 from services.settlement.flows.escrow import auto_confirm_loop
 from services.settlement.flows.payouts import payout_loop
@@ -36,6 +37,7 @@ def subscriptions(settings: Settings) -> list[Subscription]:
         Subscription(CASHIER_PAYMENTS_TOPIC, on_payment_event, PAYMENT_EVENTS),
         Subscription(CASHIER_REFUNDS_TOPIC, on_refund_event, REFUND_EVENTS),
         Subscription(LEDGER_WALLET_TOPIC, on_wallet_event, frozenset({WITHDRAWAL_REQUESTED})),
+        Subscription(COUPONS_TOPIC, on_coupon_event, COUPON_EVENTS),  # in-store redemptions' subsidy
     ]
 
 

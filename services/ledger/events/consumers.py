@@ -30,7 +30,6 @@ from services.ledger.domain.wallet.entitlements import SubaccountType
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
 from services.ledger.events.postings import (
-    SOURCE_CASHIER,
     AccountSpec,
     PostingPlan,
     is_wallet,
@@ -133,7 +132,7 @@ class CashierPostings:
             account_id = await self.account_id(line.account)
             postings.append(Posting(account_id, DIRECTIONS[line.direction], line.amount_minor, plan.currency))
         request = TransferRequest(
-            source=SOURCE_CASHIER,
+            source=plan.source,
             idempotency_key=plan.idempotency_key,
             postings=tuple(postings),
             reference=plan.reference,

@@ -16,6 +16,7 @@ from typing import Any
 
 PLATFORM_HOLDER = "platform"
 SOURCE_CASHIER = "cashier"
+SOURCE_MARKETING = "marketing"
 WALLET_CHANNEL = "wallet"
 
 
@@ -88,6 +89,7 @@ class PostingPlan:
     currency: str
     lines: tuple[Line, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = SOURCE_CASHIER
 
 
 def _int(value: Any) -> int:
@@ -245,4 +247,46 @@ def refund_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
         currency=currency,
         lines=_positive(lines),
         metadata=metadata,
+    )
+
+
+IN_STORE_USED = "coupon.used"
+IN_STORE_UNDONE = "coupon.redemption_undone"
+
+
+def in_store_coupon_plan(event_type: str, data: dict[str, Any]) -> PostingPlan | None:
+    """§3.14: a coupon redeemed in store (核销) — the merchant was paid outside Juhe, so only the platform's
+    subsidy moves: `coupon.used` (kind `in_store`) Dr 5201 marketing_expense P → Cr 2201 merchant_pending P,
+    key `<rdm>:in_store_used`; `coupon.redemption_undone` the reverse, key `<rdm>:in_store_undone`. The
+    merchant-funded part moves nothing (the merchant took less at the till). None: nothing to post (an online
+    redemption, whose funding is in the payment's own transfer §3.13, or no platform part)."""
+    if data.get("kind") != "in_store":
+        return None
+    if event_type == IN_STORE_USED:
+        platform = _int((data.get("funding") or {}).get("platform_minor"))
+        key, debit, credit = "in_store_used", "debit", "credit"
+    elif event_type == IN_STORE_UNDONE:
+        platform = _int((data.get("reversed") or {}).get("platform_minor"))
+        key, debit, credit = "in_store_undone", "credit", "debit"
+    else:
+        return None
+    if platform <= 0:
+        return None
+    currency, redemption_id = str(data["currency"]), str(data["redemption_id"])
+    return PostingPlan(
+        idempotency_key=f"{redemption_id}:{key}",
+        reference=redemption_id,
+        currency=currency,
+        lines=(
+            Line(marketing_expense(currency), debit, platform),
+            Line(merchant_pending(str(data["merchant_id"]), currency), credit, platform),
+        ),
+        metadata={
+            "event": event_type,
+            "coupon_id": data.get("coupon_id"),
+            "campaign_id": data.get("campaign_id"),
+            "store_id": data.get("store_id"),
+            "platform_minor": platform,
+        },
+        source=SOURCE_MARKETING,
     )

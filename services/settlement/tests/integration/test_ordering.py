@@ -33,6 +33,7 @@ from services.settlement.app import create_app
 from services.settlement.config import Settings
 from services.settlement.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC, PAYMENT_EVENTS
 from services.settlement.events.consumers import on_payment_event, on_refund_event
+from services.settlement.events.coupons import COUPONS_TOPIC, on_coupon_event
 from services.settlement.flows.consistency import consistency_loop
 from services.settlement.flows.splits import post_due_splits
 from services.settlement.store.tables import (
@@ -80,14 +81,14 @@ class Env:
                 return
         raise AssertionError("splits never reached the ledger")
 
-    async def ledger_has(self, keys: set[str]) -> None:
-        """Wait (bounded) until the ledger's consumer posted every cashier event of `keys`."""
+    async def ledger_has(self, keys: set[str], source: str = "cashier") -> None:
+        """Wait (bounded) until the ledger's consumer posted every event of `keys` (transfers of `source`)."""
         left = set(keys)
         deadline = asyncio.get_running_loop().time() + WAIT_SECONDS_MAX
         async with httpx.AsyncClient(base_url=self.ledger_url, timeout=30) as ledger:
             while left:
                 for key in sorted(left):
-                    r = await ledger.get("/v1/transfers", params={"source": "cashier", "idempotency_key": key})
+                    r = await ledger.get("/v1/transfers", params={"source": source, "idempotency_key": key})
                     if r.status_code == 200:
                         left.discard(key)
                 if left and asyncio.get_running_loop().time() > deadline:
@@ -304,6 +305,47 @@ async def test_a_coupon_subsidy_in_every_order_agrees_with_the_ledger(env: Env) 
     fee_back = PLATFORM_FEE * REFUND // AMOUNT
     assert state["entries"]["merchant:payment"] == AMOUNT - PLATFORM_FEE + subsidy
     assert state["entries"]["merchant:refund"] == -2 * (REFUND - fee_back) - subsidy * 2 * REFUND // AMOUNT
+    env.verify_ledger()
+
+
+def in_store(event_type: str, redemption_id: str, merchant_id: str, platform_minor: int) -> Envelope:
+    """Marketing's `coupon.used` / `coupon.redemption_undone` of a coupon redeemed at the merchant's till."""
+    data: dict[str, Any] = {"coupon_id": f"cpn_{redemption_id}", "redemption_id": redemption_id, "kind": "in_store",
+                            "payment_id": None, "stock_id": "cps_1", "campaign_id": "cmp_1", "user_id": "usr_1",
+                            "merchant_id": merchant_id, "store_id": "st_1", "currency": "CNY"}  # fmt: skip
+    split = {"platform_minor": platform_minor, "merchant_minor": 1000 - platform_minor}
+    if event_type == "coupon.used":
+        data.update(order_amount_minor=12_000, discount_minor=1000, payable_minor=11_000, used_at=datetime.now(UTC)
+                    .isoformat(), funding={"party": "shared", "platform_share_bps": 3000, **split})  # fmt: skip
+    else:
+        data["reversed"] = {**split, "total_minor": 1000}
+    return Envelope(type=event_type, source="marketing", subject=f"cpn_{redemption_id}", data=data)
+
+
+async def test_in_store_redemptions_subsidy_agrees_with_the_ledger(env: Env) -> None:
+    """A coupon used at the till moves only the platform's subsidy (§3.14): the ledger posts it from the
+    `marketing.coupons` events it consumes, settlement counts the same (used, undone, repeated, the undo of
+    one arriving before its use) and the cross-service check is ok."""
+    merchant_id = f"mch_{uuid.uuid4().hex[:8]}"
+    events = [
+        in_store("coupon.redemption_undone", "rdm_b", merchant_id, 200),  # the undo of b arrives first
+        in_store("coupon.used", "rdm_a", merchant_id, 300),
+        in_store("coupon.used", "rdm_b", merchant_id, 200),
+        in_store("coupon.used", "rdm_a", merchant_id, 300),  # redelivered
+        in_store("coupon.used", "rdm_c", merchant_id, 0),  # merchant-funded: nothing moves
+    ]
+    for event in events:
+        async with env.runtime.uow.begin() as tx:
+            await on_coupon_event(tx, event)
+        await env.producer.send_and_wait(topic_name(env.namespace, COUPONS_TOPIC), event.to_bytes(),
+                                         key=event.subject.encode())  # fmt: skip
+    async with env.runtime.uow.read() as conn:
+        e = settlement_entries.c
+        net = await conn.scalar(select(func.sum(e.amount_minor)).where(e.holder_id == merchant_id, e.kind == "coupon"))
+    assert net == 300
+    await env.ledger_has({"rdm_a:in_store_used", "rdm_b:in_store_used", "rdm_b:in_store_undone"}, "marketing")
+    result = await env.check()
+    assert result["ok"] is True and result["mismatches"] == [], result
     env.verify_ledger()
 
 

@@ -1,0 +1,46 @@
+"""Coupons redeemed in store (核销), from marketing's `marketing.coupons`: the platform's subsidy owed to the
+merchant, counted as the ledger posts it (docs/ledger.md §3.14), so settlement's check against 2201 stays exact.
+
+`coupon.used` of kind `in_store` adds an entry `<rdm>:in_store_subsidy` (+P, the platform's part of the
+discount) for the merchant, due on its cycle's settle date; `coupon.redemption_undone` adds
+`<rdm>:in_store_undone` (−P). The keys are unique, so a redelivery adds nothing; an undo that arrives first
+simply nets with the use when it comes (entries are signed and summed). Online redemptions are counted from
+the payment's own `discount` (events/consumers.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from libs.common.db import Tx
+from libs.common.events import Envelope
+from services.settlement.domain.cycles import settle_date
+from services.settlement.store import cycles
+
+COUPONS_TOPIC = "marketing.coupons"
+COUPON_USED = "coupon.used"
+COUPON_REDEMPTION_UNDONE = "coupon.redemption_undone"
+COUPON_EVENTS = frozenset({COUPON_USED, COUPON_REDEMPTION_UNDONE})
+
+
+def _positive(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+async def on_coupon_event(tx: Tx, event: Envelope) -> None:
+    data: dict[str, Any] = event.data
+    if data.get("kind") != "in_store" or event.type not in COUPON_EVENTS:
+        return
+    if event.type == COUPON_USED:
+        amount, suffix = _positive((data.get("funding") or {}).get("platform_minor")), "in_store_subsidy"
+    else:
+        amount, suffix = -_positive((data.get("reversed") or {}).get("platform_minor")), "in_store_undone"
+    if amount == 0:
+        return
+    merchant_id, redemption_id = str(data["merchant_id"]), str(data["redemption_id"])
+    occurred = datetime.fromisoformat(str((data.get("used_at") if amount > 0 else None) or event.time))
+    due = settle_date(occurred, await cycles.cycle_of(tx.conn, merchant_id), await cycles.calendar(tx.conn))
+    await cycles.add_entries(tx.conn, [{
+        "source_key": f"{redemption_id}:{suffix}", "holder_id": merchant_id, "currency": str(data["currency"]),
+        "amount_minor": amount, "due_date": due, "kind": "coupon", "payment_id": redemption_id, "refund_id": None,
+    }])  # fmt: skip

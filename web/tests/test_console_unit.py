@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,7 +16,22 @@ from web.config import Settings
 from web.console import PUBLIC, REGISTRY, SIGNED_IN, console_sealer, declared_routes
 from web.pages.console_merchant import dashboard_figures
 from web.sessions import Sealer, Session
-from web.tests.test_console_merchant_in_chromium import documented_matrix
+
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "consoles.md"
+
+
+def documented_matrix(console: str) -> dict[str, set[str]]:
+    """role → permissions, from the table in docs/consoles.md between `<!-- matrix:<console> -->` and the end."""
+    text = DOCS.read_text()
+    block = text.split(f"<!-- matrix:{console} -->", 1)[1].split("<!-- /matrix -->", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in block.strip().splitlines()]
+    roles = rows[0][1:]
+    matrix: dict[str, set[str]] = {role: set() for role in roles}
+    for row in rows[2:]:
+        for role, cell in zip(roles, row[1:], strict=True):
+            if cell == "✓":
+                matrix[role].add(row[0])
+    return matrix
 
 
 def test_the_documented_matrix_is_the_gateways() -> None:

@@ -118,9 +118,11 @@ async def merchants(ctx: Console, merchant_id: str = Text) -> Response:
     op = _op(ctx)
 
     async def load() -> dict[str, Any]:
-        return {"merchant": await op.merchant(merchant_id), "channels": await op.merchant_channels(merchant_id),
-                "contracts": await op.contracts(merchant_id),
-                "rates": await op.fee_rates(merchant_id=merchant_id)}  # fmt: skip
+        data = {"merchant": await op.merchant(merchant_id), "channels": await op.merchant_channels(merchant_id)}
+        # Contracts and rates are routing's: a role that reads merchants but not routing sees the rest.
+        if ctx.can("platform.routing.read"):
+            data |= {"contracts": await op.contracts(merchant_id), "rates": await op.fee_rates(merchant_id=merchant_id)}
+        return data
 
     return await _guarded(ctx, "merchants", "/merchants", load, merchant_id=merchant_id, request_id=_request_id())
 
@@ -131,10 +133,14 @@ async def change_fee_rate(ctx: Console, rate_id: str) -> Response:
     the same instant, same scope, new basis points. Both writes carry keys from the form's request id; the audit
     log gets the rate before and after."""
     form = ctx.form
-    back = f"{BASE}/merchants" if not form.get("merchant_id") else f"{BASE}/merchants?merchant_id={form['merchant_id']}"
+    back_to = {"merchant_id": form["merchant_id"][:64]} if form.get("merchant_id") else {}
+
+    def back(**outcome: str) -> Response:
+        return ctx.redirect(f"{BASE}/merchants", **back_to, **outcome)
+
     text = form.get("rate_bps", "").strip()
     if not text.isascii() or not text.isdigit() or not 0 <= int(text) <= RATE_BPS_MAX:
-        return ctx.redirect(back, error="rate_invalid")
+        return back(error="rate_invalid")
     rate_bps, request_id = int(text), form.get("request_id") or _request_id()
     op = _op(ctx)
     try:
@@ -147,10 +153,10 @@ async def change_fee_rate(ctx: Console, rate_id: str) -> Response:
         after = await op.create_fee_rate({k: v for k, v in body.items() if v is not None}, key=f"{request_id}.new")
         await ctx.api.audit("fee_rate.changed", rate_id, before, after)
     except GatewayProblem as exc:
-        return ctx.redirect(back, error=_error_code(exc))
+        return back(error=_error_code(exc))
     except GatewayUnavailable:
-        return ctx.redirect(back, error="unavailable")
-    return ctx.redirect(back, done="rate_changed")
+        return back(error="unavailable")
+    return back(done="rate_changed")
 
 
 # ---- routing ----------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@
   refund (the stock's rule); settlement still agrees;
 - bad coupons (not yet valid, another merchant's, threshold not met, used) → marketing's stable codes,
   relayed by the cashier, nothing created;
-- points: marketing's rule earns on the paid amount and reverses on a refund (`marketing.points`); the
-  ledger posts both to the payer's points sub-account.
+- points: marketing's rule earns on the paid amount, reverses on a refund and spends them on a coupon
+  exchanged for points (`marketing.points`); the ledger posts all three to the payer's points sub-account.
 """
 
 from __future__ import annotations
@@ -188,8 +188,8 @@ def _user() -> str:
 
 
 def _absent(merchant: Client, order_no: str) -> bool:
-    """No payment exists for this merchant order number (the lookup answers 404)."""
-    return _refused(lambda: list(merchant.payments.list(merchant_order_no=order_no))).status == 404
+    """No payment exists for this merchant order number (the lookup answers an empty list)."""
+    return list(merchant.payments.list(merchant_order_no=order_no)) == []
 
 
 def _refused(call: Any) -> APIError:
@@ -336,7 +336,7 @@ def test_bad_coupons_are_refused_with_marketing_codes_and_nothing_is_created(pla
     assert someone_else.code == "coupon_not_found"
 
 
-def test_points_earned_and_partly_reversed_land_in_the_wallet_points_subaccount(platform: Platform) -> None:
+def test_points_earned_partly_reversed_and_exchanged_match_the_wallet_points_subaccount(platform: Platform) -> None:
     user = platform.demo_user_id
     rule = platform.marketing(
         "POST", "/v1/marketing/points-rules", name="1 point per yuan", merchant_id=platform.merchant_id, currency="CNY"
@@ -360,4 +360,14 @@ def test_points_earned_and_partly_reversed_land_in_the_wallet_points_subaccount(
     eventually(
         lambda: platform.points_balance(user) == before + ORDER // 100 - ORDER // 400,
         "a quarter of the points taken back",
+    )
+    offered = platform.stock(points_price=50)  # exchanged: the points leave the sub-account (points.exchanged)
+    exchanged = platform.marketing(
+        "POST", "/v1/marketing/me/points/exchanges", user=user, stock_id=offered, request_id=uuid.uuid4().hex
+    )
+    assert exchanged.status_code == 201, exchanged.text
+    assert platform.coupon_status(user, exchanged.json()["coupon"]["coupon_id"]) == "available"
+    eventually(
+        lambda: platform.points_balance(user) == before + ORDER // 100 - ORDER // 400 - 50,
+        "50 points spent on the coupon",
     )

@@ -69,12 +69,12 @@ class ListPage(BaseModel, Generic[T]):
         return cls(data=page, has_more=has_more, next_cursor=cursor_of(page[-1]) if has_more else None)
 
 
-_known_query: dict[int, frozenset[str]] = {}
+KNOWN_QUERY_ATTRIBUTE = "_juhe_known_query"  # kept on the route itself: it lives and dies with its app
 
 
 def _declared_query(route: APIRoute) -> frozenset[str]:
     """The query parameter names (aliases) a route declares, its dependencies included; computed once."""
-    known = _known_query.get(id(route))
+    known: frozenset[str] | None = getattr(route, KNOWN_QUERY_ATTRIBUTE, None)
     if known is None:
         names: set[str] = set()
         pending: list[Dependant] = [route.dependant]
@@ -83,7 +83,7 @@ def _declared_query(route: APIRoute) -> frozenset[str]:
             names.update(field.alias for field in dependant.query_params)
             pending.extend(dependant.dependencies)
         known = frozenset(names)
-        _known_query[id(route)] = known
+        setattr(route, KNOWN_QUERY_ATTRIBUTE, known)
     return known
 
 

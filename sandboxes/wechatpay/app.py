@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
 from sandboxes.common.store import Document
+from sandboxes.wechatpay.busifavor import install_routes as install_busifavor_routes
 from sandboxes.wechatpay.combine import install_routes as install_combine_routes
 from sandboxes.wechatpay.favor import install_routes as install_favor_routes
 from sandboxes.wechatpay.oauth import app_secret
@@ -174,6 +175,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     install_combine_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_oauth_routes(app, sandbox)
     install_favor_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
+    install_busifavor_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
 
     # ------------------------------------------------------------------ WeChat Pay v3: orders
     def is_partner(request: Request) -> bool:

@@ -938,3 +938,56 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
         0,
         1000,
     )
+
+
+def test_busifavor_merchant_coupons_claimed_used_returned_and_deactivated(
+    sandbox: SandboxProcess, receiver: CallbackReceiver
+) -> None:
+    """商家券 through the SDK's marketing_busifavor_* calls: a stock created (replayed by out_request_no) and
+    queried; a user's claim in WeChat reaches the merchant as COUPON.SEND (verified and decrypted by the SDK);
+    the merchant redeems it (idempotent by use_request_no, a second use refused), gives it back, deactivates it."""
+    registration = _register(sandbox)
+    mchid = registration["mchid"]
+    wx = _sdk(sandbox, registration, receiver.url("unused"))
+    openid = "oBusi" + secrets.token_hex(6)
+    _ok(wx.marketing_busifavor_callback_update(notify_url=receiver.url("busifavor")))
+    assert _ok(wx.marketing_busifavor_callback_query())["notify_url"] == receiver.url("busifavor")
+    rule = {
+        "coupon_available_time": {"available_begin_time": _cst(), "available_end_time": _cst(30 * 86400)},
+        "fixed_normal_coupon": {"discount_amount": 500, "transaction_minimum": 3000},
+        "use_method": "OFF_LINE",
+    }
+    request_no = _no("bst")
+    arguments = dict(stock_name="满30减5", belong_merchant=mchid, goods_name="全场", stock_type="NORMAL",
+                     coupon_use_rule=rule, stock_send_rule={"max_coupons": 10, "max_coupons_per_user": 1},
+                     out_request_no=request_no, coupon_code_mode="WECHATPAY_MODE")  # fmt: skip
+    stock_id = _ok(wx.marketing_busifavor_stock_create(**arguments))["stock_id"]
+    assert _ok(wx.marketing_busifavor_stock_create(**arguments))["stock_id"] == stock_id
+
+    claimed = httpx.post(
+        f"{sandbox.base_url}/control/busifavor/stocks/{stock_id}/claims", json={"openid": openid, "appid": APPID}
+    )
+    assert claimed.status_code == 200, claimed.text
+    code = claimed.json()["coupon_code"]
+    again = httpx.post(
+        f"{sandbox.base_url}/control/busifavor/stocks/{stock_id}/claims", json={"openid": openid, "appid": APPID}
+    )
+    assert again.status_code == 409  # one per user
+    headers, body = receiver.next("busifavor")
+    sent = wx.callback(headers, body)
+    assert sent is not None and sent["event_type"] == "COUPON.SEND"
+    assert (sent["resource"]["coupon_code"], sent["resource"]["openid"]) == (code, openid)
+    stock = _ok(wx.marketing_busifavor_stock_query(stock_id))
+    assert stock["send_count_information"] == {"total_send_num": 1, "total_send_amount": 500}
+
+    use_no, use_time = _no("use"), _cst()
+    used = _ok(wx.marketing_busifavor_coupon_use(code, use_time, use_no, stock_id=stock_id, openid=openid))
+    assert used["openid"] == openid and "wechatpay_use_time" in used
+    assert _ok(wx.marketing_busifavor_coupon_use(code, use_time, use_no, stock_id=stock_id, openid=openid)) == used
+    twice = wx.marketing_busifavor_coupon_use(code, _cst(), _no("use"), stock_id=stock_id, openid=openid)
+    assert twice[0] == 400 and json.loads(twice[1])["code"] == "INVALID_REQUEST"
+    assert _ok(wx.marketing_busifavor_coupon_detail(code, openid))["coupon_state"] == "USED"
+    assert "wechatpay_return_time" in _ok(wx.marketing_busifavor_coupon_return(code, stock_id, _no("ret")))
+    assert "wechatpay_deactivate_time" in _ok(wx.marketing_busifavor_coupon_deactivate(code, stock_id, _no("dea")))
+    listed = _ok(wx.marketing_busifavor_user_coupon(openid, stock_id=stock_id))
+    assert [c["coupon_state"] for c in listed["data"]] == ["DEACTIVATED"]

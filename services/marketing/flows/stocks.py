@@ -13,7 +13,13 @@ from libs.common.errors import Problem
 from libs.common.ids import new_id
 from services.marketing.domain import rules
 from services.marketing.domain.actors import Actor
-from services.marketing.domain.errors import BUDGET_BELOW_ISSUED, CAMPAIGN_NOT_FOUND, INVALID_STOCK, STOCK_NOT_FOUND
+from services.marketing.domain.errors import (
+    BUDGET_BELOW_ISSUED,
+    CAMPAIGN_NOT_FOUND,
+    INVALID_STOCK,
+    INVALID_STOCK_TRANSITION,
+    STOCK_NOT_FOUND,
+)
 from services.marketing.store import stocks as store
 
 
@@ -87,7 +93,7 @@ async def transition(tx: Tx, actor: Actor, stock_id: str, name: rules.Transition
         changed = await store.change_status(tx.conn, stock_id, stock["status"], target)
         if changed is not None:
             return changed
-    raise Problem(rules.INVALID_STOCK_TRANSITION, "the stock kept changing; try again")
+    raise Problem(INVALID_STOCK_TRANSITION, "the stock kept changing; try again")
 
 
 async def set_budget(tx: Tx, actor: Actor, stock_id: str, *, budget_count: int, budget_minor: int) -> RowMapping:
@@ -103,7 +109,7 @@ async def set_budget(tx: Tx, actor: Actor, stock_id: str, *, budget_count: int, 
     latest = await store.get_stock(tx.conn, stock_id)
     assert latest is not None
     if latest["status"] == "ended":
-        raise Problem(rules.INVALID_STOCK_TRANSITION, "an ended stock's budget cannot change", status="ended")
+        raise Problem(INVALID_STOCK_TRANSITION, "an ended stock's budget cannot change", status="ended")
     raise Problem(BUDGET_BELOW_ISSUED, "the budget cannot go below what is already issued",
                   issued_count=latest["budget_count"] - latest["remaining_count"],
                   issued_minor=latest["budget_minor"] - latest["remaining_budget_minor"])  # fmt: skip

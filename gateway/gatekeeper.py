@@ -21,7 +21,7 @@ from gateway.domain import access, idempotency, ratelimit, versions
 from gateway.domain import staff as staff_rules
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.credentials import bearer_matches, hash_secret
-from gateway.domain.errors import NONCE_REUSED
+from gateway.domain.errors import IDEMPOTENCY_KEY_IN_PROGRESS, NONCE_REUSED
 from gateway.identities import Authenticated, Identities
 from gateway.proxy import ForwardedIdentity, UpstreamResponse, Upstreams
 from gateway.store import guards
@@ -292,7 +292,7 @@ class Gatekeeper:
                 record = await guards.load_idempotency_record(self.guard_pool, scope=claim.scope, key=claim.key)
         if not acquired:
             if record is None:
-                raise Problem(idempotency.IDEMPOTENCY_KEY_IN_PROGRESS, retry_after_seconds=1)
+                raise Problem(IDEMPOTENCY_KEY_IN_PROGRESS, retry_after_seconds=1)
             stored = idempotency.decide(record, claim.request_hash)
             assert stored.response_status is not None
             headers = {**(stored.response_headers or {}), idempotency.REPLAYED_HEADER: "true"}

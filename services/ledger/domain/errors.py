@@ -8,8 +8,12 @@ The vocabulary follows TigerBeetle's result codes where one exists.
 
 from __future__ import annotations
 
-# The ledger answers with these two common codes too; re-exported so the catalogue is complete here.
-from libs.common.errors import IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED, ErrorSpec, Problem  # noqa: F401
+# The ledger answers with these two common codes too; re-exported (the `as` form is an explicit
+# re-export under mypy strict) so the catalogue is complete here.
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED as IDEMPOTENCY_KEY_REUSED
+from libs.common.errors import VALIDATION_FAILED as VALIDATION_FAILED
+from libs.common.errors import ErrorSpec as ErrorSpec
+from libs.common.errors import Problem
 
 
 class LedgerError(Problem):

@@ -21,12 +21,12 @@ def hash64(key: str) -> int:
 
 def unit_interval(key: str) -> float:
     """A float in [0, 1) derived from the key: for display and for ratio tests."""
-    return hash64(key) / 2**HASH_BITS
+    return hash64(key) / (1 << HASH_BITS)
 
 
 def below_ratio(key: str, ratio: float) -> bool:
     """True for a `ratio` share of keys: used to pick half-open probe payments."""
-    return hash64(key) < int(ratio * 2**HASH_BITS)
+    return hash64(key) < int(ratio * (1 << HASH_BITS))
 
 
 def pick_weighted(weights: Sequence[tuple[str, int]], key: str) -> str | None:

@@ -1,0 +1,320 @@
+"""The merchant console in a real browser (Debian's Chromium) on the real platform (the launcher on free ports) and
+the real web process, through the gateway's one public origin; one platform for the module.
+
+The platform's admin key creates the demo merchant's first owner (as onboarding would); then, on pages: the owner
+accepts the invitation, invites a finance and a support member and sets the refund threshold; finance finds a
+payment by order no., sees its timeline, downloads the statement CSV (byte for byte the API's), requests a payout
+(the settlement service holds it to the settled balance), requests a refund above the threshold that only another
+member may approve (maker-checker); support sees the payment but is refused payouts and API keys, and the same
+requests sent directly (a forged form, a missing or another session's CSRF token, another merchant's payment in the
+URL) are refused too. The permission-matrix test calls every console route as every merchant role and compares
+allowed / 403 with docs/consoles.md. axe-core scans every page; screenshots in `.artifacts/web/console-*`.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from libs.common.services import REPO_ROOT
+from web.console import PUBLIC, REGISTRY, SIGNED_IN, declared_routes
+from web.pages import console_merchant  # noqa: F401  (declares the merchant routes into REGISTRY)
+from web.tests.test_console_unit import documented_matrix
+from web.tests.test_wallet_in_chromium import (  # noqa: F401  (module-scoped fixtures: one platform here)
+    Platform,
+    _write,
+    browser,
+    check_accessibility,
+    platform,
+)
+
+if str(REPO_ROOT / "sdk" / "python") not in sys.path:  # the SDK is its own package, used from its source folder
+    sys.path.insert(0, str(REPO_ROOT / "sdk" / "python"))
+from juhe_sdk import Client
+
+pytestmark = pytest.mark.e2e
+PASSWORD = "console test password 1"
+THRESHOLD_YUAN = "5.00"
+IDS = {"payment": "pay", "request": "crq", "key": "key", "staff": "stf"}  # path parameter → id prefix
+
+
+@dataclass
+class Shop:
+    platform: Platform
+    merchant: Client
+    payments: list[dict[str, Any]] = field(default_factory=list)
+    invitations: dict[str, str] = field(default_factory=dict)  # e-mail → one-time link path
+    pages: dict[str, Page] = field(default_factory=dict)  # who → signed-in page
+
+
+ROUTE_ID = "con_ali_pos"
+
+
+def _route_barcode(p: Platform, merchant_id: str) -> None:
+    """An Alipay 付款码 route and a contract for the merchant (the operator's set-up), so a payment succeeds at once."""
+    route = {"route_id": ROUTE_ID, "method": "alipay", "kind": "direct", "provider": "alipay", "connector": "alipay",
+             "config_ref": "demo/alipay", "scenes": ["barcode"]}  # fmt: skip
+    rate = {"route_id": ROUTE_ID, "rate_bps": 38, "valid_from": "2026-01-01T00:00:00+08:00"}
+    for method, path, body in (
+        ("POST", "/v1/channel-routes", route),
+        ("POST", "/v1/fee-rates", rate),
+        ("PUT", f"/v1/contracts/{merchant_id}/{ROUTE_ID}", {"sub_merchant_id": f"sub_{ROUTE_ID}"}),
+    ):
+        r = httpx.request(method, p.gateway + path, json=body, timeout=30,
+                          headers={**p.admin, "Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+        assert r.status_code in (200, 201, 409), r.text
+
+
+def _paid(shop: Shop, client: Client, amount_minor: int) -> dict[str, Any]:
+    code = httpx.post(shop.platform.sandboxes["alipay"] + "/control/payer-codes", json={}, timeout=10).json()
+    payment = client.payments.create(merchant_order_no=f"con-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor,
+                                     currency="CNY", description="Console test", scene="payment_code",
+                                     auth_code=code["auth_code"])  # fmt: skip
+    assert payment["status"] == "succeeded", payment
+    return dict(payment)
+
+
+@pytest.fixture(scope="module")
+def shop(platform: Platform) -> Iterator[Shop]:  # noqa: F811
+    keys = platform.keys
+    merchant = Client(platform.gateway, key_id=keys["key_id"], secret=keys["secret"])
+    _route_barcode(platform, platform.merchant_id)
+    s = Shop(platform, merchant)
+    s.payments = [_paid(s, merchant, 1_200), _paid(s, merchant, 880)]
+    owner = _write(platform.gateway, platform.admin, "POST", "/v1/platform/staff",
+                   {"kind": "merchant", "merchant_id": platform.merchant_id, "email": "owner@console.example",
+                    "role": "owner", "name": "Owner"})  # fmt: skip
+    s.invitations["owner@console.example"] = _path(owner["url"])
+    yield s
+    merchant.close()
+
+
+def _path(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def _accept(ctx: BrowserContext, shop: Shop, email: str, name: str) -> Page:
+    page = ctx.new_page()
+    page.goto(shop.platform.gateway + shop.invitations[email])
+    page.get_by_label("Your name").fill(name)
+    page.get_by_label("New password", exact=True).fill(PASSWORD)
+    page.get_by_label("New password again").fill(PASSWORD)
+    page.get_by_role("button", name="Save password").click()
+    expect(page.locator("#status")).to_contain_text("Signed in")
+    return page
+
+
+def _en(ctx: BrowserContext, shop: Shop) -> None:
+    ctx.add_cookies([{"name": "juhe_lang", "value": "en", "url": shop.platform.gateway}])
+
+
+def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop) -> None:  # noqa: F811
+    gw = shop.platform.gateway
+    owner_ctx = browser.new_context()
+    _en(owner_ctx, shop)
+    owner = _accept(owner_ctx, shop, "owner@console.example", "Owner")
+    check_accessibility(owner, "console-dashboard")
+    expect(owner.get_by_role("heading", name="Dashboard")).to_be_visible()
+    expect(owner.locator("svg.chart").first).to_be_visible()
+
+    # The owner invites finance and support, and sets the maker-checker threshold.
+    owner.get_by_role("link", name="Staff").click()
+    for email, role in (("finance@console.example", "finance"), ("support@console.example", "support")):
+        owner.get_by_label("E-mail", exact=True).fill(email)
+        owner.locator("#invite-role").select_option(role)
+        owner.get_by_role("button", name="Invite", exact=True).click()
+        shop.invitations[email] = _path(owner.locator("#invitation-url").inner_text())
+    check_accessibility(owner, "console-staff")
+    owner.get_by_role("link", name="Settings").click()
+    owner.get_by_label("Threshold (yuan)").fill(THRESHOLD_YUAN)
+    owner.get_by_role("button", name="Save").click()
+    expect(owner.locator("#status")).to_contain_text("Done")
+    check_accessibility(owner, "console-settings")
+
+    # Finance: finds a payment by its order no. and sees its timeline.
+    finance_ctx = browser.new_context(accept_downloads=True)
+    _en(finance_ctx, shop)
+    finance = _accept(finance_ctx, shop, "finance@console.example", "Finance")
+    paid = shop.payments[0]
+    finance.goto(gw + "/console/merchant/payments")
+    finance.get_by_label("Order no.").fill(paid["merchant_order_no"])
+    finance.get_by_role("button", name="Search").click()
+    finance.get_by_role("link", name=paid["merchant_order_no"]).click()
+    expect(finance.locator("#payment-status")).to_have_text("succeeded")
+    expect(finance.locator("#timeline")).to_contain_text("attempt_succeeded")
+    check_accessibility(finance, "console-payment")
+
+    # The statement CSV is the API's, byte for byte.
+    finance.get_by_role("link", name="Statements").click()
+    check_accessibility(finance, "console-statements")
+    with finance.expect_download() as download:
+        finance.get_by_role("button", name="Download CSV").click()
+    from_page = open(download.value.path(), "rb").read()  # noqa: SIM115
+    from_api = shop.merchant.request_raw("GET", "/v1/statements/transactions.csv").data
+    assert from_page.decode() == from_api and from_page.startswith(b"payment_id,")
+
+    # A payout: within the settled balance only (the settlement service decides, whatever the page shows).
+    finance.get_by_role("link", name="Payouts").click()
+    settled = shop.merchant.request("GET", "/v1/statements/current")["balances"].get("CNY", {}).get("settled_minor", 0)
+    finance.get_by_label("Amount (yuan)").fill("1.00")
+    finance.get_by_label("Bank account no.").fill("6222000011112222")
+    finance.get_by_label("Account name").fill("Console Shop Ltd")
+    finance.get_by_role("button", name="Request payout").click()
+    if settled >= 100:
+        expect(finance.locator("#status")).to_contain_text("Payout requested")
+    else:
+        expect(finance.locator("#status")).to_contain_text("More than the settled balance")
+    check_accessibility(finance, "console-payouts")
+
+    # Maker-checker: finance asks for a refund above the threshold; it waits, finance cannot approve it, the owner can.
+    finance.goto(gw + f"/console/merchant/payments/{paid['id']}")
+    finance.get_by_label("Refund amount (yuan)").fill("6.00")
+    finance.get_by_role("button", name="Refund", exact=True).click()
+    expect(finance.locator("#status")).to_contain_text("waits for a second person")
+    finance.get_by_role("link", name="Refunds").click()
+    expect(finance.locator(".request-status").first).to_have_text("pending")
+    finance.get_by_role("button", name="Approve").first.click()
+    expect(finance.locator("#status")).to_contain_text("Another person must approve")
+    check_accessibility(finance, "console-refunds")
+    owner.goto(gw + "/console/merchant/refunds")
+    owner.get_by_role("button", name="Approve").first.click()
+    expect(owner.locator("#status")).to_contain_text("Done")
+    expect(owner.locator(".request-status").first).to_have_text("executed")
+    refunds = shop.merchant.request("GET", f"/v1/payments/{paid['id']}/refunds")["data"]
+    assert [r["amount_minor"] for r in refunds] == [600]
+
+    # Support sees the payment, but payouts and API keys are "not allowed".
+    support_ctx = browser.new_context()
+    _en(support_ctx, shop)
+    support = _accept(support_ctx, shop, "support@console.example", "Support")
+    support.goto(gw + f"/console/merchant/payments/{paid['id']}")
+    expect(support.locator("#payment-status")).to_have_text("succeeded")
+    for path in ("/console/merchant/payouts", "/console/merchant/api-keys"):
+        response = support.goto(gw + path)
+        assert response is not None and response.status == 403
+        expect(support.get_by_role("heading", name="Not allowed")).to_be_visible()
+    check_accessibility(support, "console-refused")
+    expect(support.get_by_role("link", name="Payouts")).to_have_count(0)  # not offered either
+
+    # The same requests sent directly: a forged payout form with support's own token is still 403; finance's form
+    # without a token, or with support's (another session's) token, is 403; nothing is paid out.
+    support_csrf = _csrf(support, gw + "/console/account")
+    finance_csrf = _csrf(finance, gw + "/console/account")
+    form = {"amount": "1.00", "account_no": "6222000011112222", "account_name": "Evil", "merchant_id": "mch_other"}
+    assert support_ctx.request.post(gw + "/console/merchant/payouts", form={**form, "csrf": support_csrf},
+                                    max_redirects=0).status == 403  # fmt: skip
+    assert support_ctx.request.post(gw + "/console/merchant/api-keys", form={"csrf": support_csrf},
+                                    max_redirects=0).status == 403  # fmt: skip
+    for token in ("", support_csrf):
+        r = finance_ctx.request.post(gw + "/console/merchant/payouts", form={**form, "csrf": token}, max_redirects=0)
+        assert r.status == 403, token
+    listed = shop.merchant.request("GET", "/v1/payouts")
+    payouts = listed.get("data", listed.get("payouts", []))
+    assert not any(p["account_name"] == "Evil" for p in payouts)
+    assert finance_csrf != support_csrf
+
+    # Another merchant's owner with this merchant's payment id in the URL: not found (the merchant is the session's).
+    other = _write(gw, shop.platform.admin, "POST", "/v1/platform/merchants", {"name": "Other shop"})
+    boss = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": "owner",
+                  "merchant_id": other["merchant_id"], "email": "boss@other.example"})  # fmt: skip
+    _redeem(gw, boss["url"])
+    stranger = _sign_in(gw, "boss@other.example")
+    assert stranger.request("GET", f"/console/merchant/payments/{paid['id']}").status_code == 404
+    assert paid["merchant_order_no"] not in stranger.request("GET", "/console/merchant/payments").text
+    stranger.close()
+
+    # The audit log (owner): the invitations, the threshold, the refund decision and execution, with before/after.
+    owner.goto(gw + "/console/merchant/audit")
+    audit = owner.locator("#audit").inner_text()
+    for action in ("staff.invited", "settings.refund_threshold_changed", "refund.approved", "refund.executed"):
+        assert action in audit, action
+    check_accessibility(owner, "console-audit")
+    for context in (owner_ctx, finance_ctx, support_ctx):
+        context.close()
+
+
+def _csrf(page: Page, url: str) -> str:
+    page.goto(url)
+    return str(page.locator("input[name=csrf]").first.get_attribute("value"))
+
+
+# ---- the permission matrix ------------------------------------------------------------------------------------
+class Browserless:
+    """A signed-in console user without a browser: cookies kept by hand, since the console's are `Secure` and
+    httpx (unlike Chromium) does not send those to http://127.0.0.1."""
+
+    def __init__(self, gw: str) -> None:
+        self.http = httpx.Client(base_url=gw, timeout=30)
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = self.http.request(method, path, headers={"Cookie": cookie} if cookie else {}, **kwargs)
+        for name, value in response.cookies.items():
+            self.cookies[name] = value
+        return response
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _redeem(gw: str, url: str) -> None:
+    """An invitation used as the web process would (its first-party token), without a browser."""
+    web_client = {"Authorization": "Bearer juhe-demo-web-client-token-change-me"}
+    body = {"token": url.split("token=", 1)[1], "purpose": "invitation", "password": PASSWORD}
+    r = httpx.post(gw + "/v1/web/console-links/redemption", headers=web_client, json=body, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def _sign_in(gw: str, email: str) -> Browserless:
+    client = Browserless(gw)
+    page = client.request("GET", "/console/sign-in")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token, page.text
+    r = client.request("POST", "/console/sign-in", data={"csrf": token.group(1), "email": email, "password": PASSWORD})
+    assert r.status_code == 303, r.text
+    return client
+
+
+def test_every_console_route_for_every_role_matches_the_documented_matrix(shop: Shop) -> None:
+    gw, p = shop.platform.gateway, shop.platform
+    from web.app import create_app
+    from web.config import Settings
+
+    missing = sorted(declared_routes(create_app(Settings())) - set(REGISTRY))
+    assert not missing, f"console routes without a permission in web/console REGISTRY: {missing}"
+    matrix = documented_matrix("merchant")
+    rules = [
+        r
+        for r in REGISTRY.values()
+        if r.console == "merchant" or (r.permission == SIGNED_IN and "sign-out" not in r.path)
+    ]
+    assert all(r.permission in {SIGNED_IN, PUBLIC} or any(r.permission in s for s in matrix.values()) for r in rules)
+    dummy = "0" * 32
+    for role in matrix:
+        email = f"{role}.matrix@console.example"
+        made = _write(gw, p.admin, "POST", "/v1/platform/staff",
+                      {"kind": "merchant", "merchant_id": p.merchant_id, "email": email, "role": role})  # fmt: skip
+        _redeem(gw, made["url"])
+        client = _sign_in(gw, email)
+        try:
+            csrf = re.search(r'name="csrf" value="([^"]+)"', client.request("GET", "/console/account").text)
+            assert csrf
+            for rule in rules:
+                path = re.sub(r"\{([a-z]+)_id\}", lambda m: f"{IDS[m.group(1)]}_{dummy}", rule.path)
+                data = {"csrf": csrf.group(1)} if rule.method == "POST" else None
+                status = client.request(rule.method, path, data=data).status_code
+                allowed = rule.permission == SIGNED_IN or rule.permission in matrix[role]
+                assert (status != 403) == allowed and status not in (401, 500), (role, rule, status)
+        finally:
+            client.close()

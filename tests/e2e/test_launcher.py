@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,8 @@ def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
             line = proc.stdout.readline()
             if not line and proc.poll() is not None:
                 console = "".join(lines[-40:]) + proc.stdout.read()
-                raise AssertionError(f"launcher exited early ({proc.returncode}):\n{console}{_logs_of(proc)}")
+                failure = SilentExit if not console.strip() else AssertionError
+                raise failure(f"launcher exited early ({proc.returncode}):\n{console}{_logs_of(proc)}")
             lines.append(line)
             if "Ctrl-C stops everything" in line:
                 return lines
@@ -66,6 +68,26 @@ def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
     except BaseException:
         _abandon(proc)
         raise
+
+
+class SilentExit(AssertionError):
+    """The launcher exited before printing a single line. Every failure path of the launcher prints (its own
+    message, a traceback, a child's output), so this is the machine, not the launcher: seen twice in clean-clone
+    CI runs on a loaded machine (exit status 1, no output, no log), not reproduced in 7 starts of a stress loop at load 30-50."""
+
+
+def _start_running(
+    data_dir: Path, ports: dict[str, int], extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], list[str]]:
+    """`_start` + `_wait_running`, starting once more after a `SilentExit` (reported as a warning with what
+    the data dir's logs held, so the cause stays visible in the run's summary)."""
+    proc = _start(data_dir, ports, extra_env)
+    try:
+        return proc, _wait_running(proc)
+    except SilentExit as first:
+        warnings.warn(f"launcher started again after a silent exit: {first}", stacklevel=2)
+    proc = _start(data_dir, ports, extra_env)
+    return proc, _wait_running(proc)
 
 
 def _logs_of(proc: subprocess.Popen[str], tail_chars: int = 2000) -> str:
@@ -110,8 +132,7 @@ class Launched:
     def __init__(self, data_dir: Path, ports: dict[str, int], env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.ports = ports
-        self.proc = _start(data_dir, ports, env)
-        self.lines = _wait_running(self.proc)
+        self.proc, self.lines = _start_running(data_dir, ports, env)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -214,9 +235,8 @@ def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(
     data_dir = juhe_data_dir
     ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
 
-    first = _start(data_dir, ports)
+    first, lines = _start_running(data_dir, ports)
     try:
-        lines = _wait_running(first)
         for name in SERVICES:
             ready = httpx.get(f"http://127.0.0.1:{ports[name]}/readyz", timeout=5)
             assert ready.status_code == 200, (name, ready.text)
@@ -236,9 +256,8 @@ def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(
     assert _processes_using(data_dir) == [], "a child survived Ctrl-C"
     assert not any(port_in_use(port) for port in ports.values())
 
-    second = _start(data_dir, ports)
+    second, _ = _start_running(data_dir, ports)
     try:
-        _wait_running(second)
         kept = httpx.get(f"http://127.0.0.1:{ports['ledger']}/v1/accounts/{account_id}", timeout=5)
         assert kept.status_code == 200, "the second start must keep the first start's data"
     finally:
@@ -314,12 +333,9 @@ def test_a_killed_postgresql_is_restarted_and_services_reconnect_without_a_resta
 def test_launcher_killed_hard_leaves_nothing_running(juhe_data_dir: Path) -> None:
     data_dir = juhe_data_dir
     ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
-    proc = _start(data_dir, ports)
-    try:
-        _wait_running(proc)
-    finally:
-        proc.kill()  # SIGKILL: no cleanup code runs in the launcher
-        proc.wait()
+    proc, _ = _start_running(data_dir, ports)
+    proc.kill()  # SIGKILL: no cleanup code runs in the launcher
+    proc.wait()
     deadline = time.monotonic() + 30
     while _processes_using(data_dir) and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -34,7 +34,7 @@ from juhe_sdk import APIError, Client
 
 from libs.common.embedded import free_port
 from libs.common.services import SANDBOXES, SERVICES
-from tests.e2e.test_launcher import _start, _stop, _wait_running, eventually
+from tests.e2e.test_launcher import _start_running, _stop, eventually
 
 pytestmark = pytest.mark.e2e
 CARD = "6222600260001072444"  # Luhn-valid: the user's own bank card (registered at the bank sandbox)
@@ -60,9 +60,8 @@ class Platform:
 @pytest.fixture
 def platform(juhe_data_dir: Path) -> Iterator[Platform]:
     ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
-    proc = _start(juhe_data_dir, ports)
+    proc, _ = _start_running(juhe_data_dir, ports)
     try:
-        _wait_running(proc)
         yield Platform(ports, json.loads((juhe_data_dir / "demo-keys.json").read_text()))
     finally:
         _stop(proc)

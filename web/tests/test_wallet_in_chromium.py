@@ -34,7 +34,7 @@ from libs.common.testing.plugin import data_dir_outside_pytest
 
 if str(REPO_ROOT) not in sys.path:  # the launcher helpers of tests/e2e (not an installed package)
     sys.path.insert(0, str(REPO_ROOT))
-from tests.e2e.test_launcher import _start, _stop, _wait_running, eventually
+from tests.e2e.test_launcher import _start_running, _stop, eventually
 from tests.e2e.test_wallet_journey import Gateway, fund_escrow, resident_id
 
 pytestmark = pytest.mark.e2e
@@ -64,10 +64,9 @@ def platform() -> Iterator[Platform]:
         web_url = f"http://127.0.0.1:{ports['web']}"
         # The bank decides payouts only after an hour: a withdrawal's hold stays pending while the test looks.
         env = {"JUHE_GATEWAY_WEB_URL": web_url, "JUHE_SANDBOX_BANK_PROCESS_SECONDS": "3600"}
-        proc = _start(data_dir, ports, env)
+        proc, _ = _start_running(data_dir, ports, env)
         web: ServiceProcess | None = None
         try:
-            _wait_running(proc)
             gateway = f"http://127.0.0.1:{ports['gateway']}"
             if not _answers(web_url):  # a launcher that does not run the web process yet: start it here
                 settings = {"port": ports["web"], "gateway_url": gateway}

@@ -75,4 +75,5 @@ TOPICS: tuple[str, ...] = (
     "settlement.payouts",
     "marketing.coupons",
     "marketing.points",
+    "marketing.topups",
 )

@@ -55,7 +55,7 @@ from services.ledger.store.writer import LedgerWriter
 MIGRATION_SOURCE = "migration"
 PLATFORM = "platform"
 MIGRATION_SUSPENSE = Line("migration_suspense", "2901", False)
-IMPORTABLE_SUBACCOUNTS = (SubaccountType.BALANCE, SubaccountType.PREPAID, SubaccountType.POINTS)
+IMPORTABLE_SUBACCOUNTS = (SubaccountType.BALANCE, SubaccountType.PREPAID, SubaccountType.POINTS, SubaccountType.CREDIT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,7 @@ class OpeningImport:
     amount_minor: int
     currency: str  # XXX for points
     merchant_holder_id: str = ""  # prepaid cards: the merchant that issued the card
+    credit_limit_minor: int | None = None  # credit lines: the line; amount_minor is what is owed on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +97,8 @@ def reversal_key(run_id: str, source_id: str) -> str:
     return f"{run_id}:reverse:{source_id}"
 
 
-def control_key(run_id: str, currency: str, *, reverse: bool = False) -> str:
-    return f"{run_id}:{'reverse-control' if reverse else 'control'}:{currency}"
+def control_key(run_id: str, currency: str, *, reverse: bool = False, credit: bool = False) -> str:
+    return f"{run_id}:{'reverse-control' if reverse else 'control'}:{currency}{':credit' if credit else ''}"
 
 
 def _holder_values(h: HolderImport) -> dict[str, Any]:
@@ -235,12 +236,17 @@ async def suspense_account(tx: Tx, run_id: str, currency: str) -> str:
 
 
 async def post_control(
-    uow: UnitOfWork, writer: LedgerWriter, *, run_id: str, currency: str, amount_minor: int, reverse: bool
-) -> Outcome:
-    """The institution's confirmed total enters the run's suspense (or leaves it again on reversal)."""
+    uow: UnitOfWork, writer: LedgerWriter, *, run_id: str, currency: str, amount_minor: int, reverse: bool,
+    credit: bool = False,
+) -> Outcome:  # fmt: skip
+    """The institution's confirmed total enters the run's suspense (or leaves it again on reversal).
+
+    `credit`: what users owe on their credit lines, Dr suspense, Cr escrow_bank. In Juhe a credit line is lent
+    from the escrow (a BNPL spend is Dr user_credit, Cr merchant_pending, settled from the escrow), so the
+    institution holds the money balances minus what was lent: the escrow ends at Σ balances − Σ owed."""
     async with uow.begin() as tx:
         suspense = await suspense_account(tx, run_id, currency)
-        if currency == POINTS_CURRENCY:
+        if currency == POINTS_CURRENCY and not credit:
             counterpart = await wallet_store.shared_account(
                 tx, holder_id=PLATFORM, line=POINTS_ISSUED, currency=currency
             )
@@ -249,14 +255,16 @@ async def post_control(
                 tx, holder_id=PLATFORM, line=ESCROW_BANK, currency=currency, credits_bounded=True
             )
     postings = [dr(counterpart, amount_minor, currency), cr(suspense, amount_minor, currency)]
+    if credit:  # owed, not held: out of the escrow into the suspense the credit openings fill
+        postings = [_mirror(p) for p in postings]
     if reverse:
         postings = [_mirror(p) for p in postings]
     request = TransferRequest(
         source=MIGRATION_SOURCE,
-        idempotency_key=control_key(run_id, currency, reverse=reverse),
+        idempotency_key=control_key(run_id, currency, reverse=reverse, credit=credit),
         postings=tuple(postings),
         reference=run_id,
-        metadata={"migration_run": run_id, "kind": "control"},
+        metadata={"migration_run": run_id, "kind": "credit_control" if credit else "control"},
     )
     (outcome,) = await writer.submit(CreateTransfers((request,)))
     return outcome
@@ -279,11 +287,16 @@ async def post_openings(
             if o.currency not in suspenses:
                 suspenses[o.currency] = await suspense_account(tx, run_id, o.currency)
             suspense = suspenses[o.currency]
+            postings = (dr(suspense, o.amount_minor, o.currency), cr(target, o.amount_minor, o.currency))
+            if o.subaccount is SubaccountType.CREDIT:  # the line first, then what is owed on it (a debit)
+                limit = max(o.credit_limit_minor or 0, o.amount_minor)
+                await wallet_store.set_credit_limit(tx.conn, target, limit)  # same value again on a replay
+                postings = (dr(target, o.amount_minor, o.currency), cr(suspense, o.amount_minor, o.currency))
             requests.append(
                 TransferRequest(
                     source=MIGRATION_SOURCE,
                     idempotency_key=opening_key(run_id, o.source_id),
-                    postings=(dr(suspense, o.amount_minor, o.currency), cr(target, o.amount_minor, o.currency)),
+                    postings=postings,
                     reference=o.source_id,
                     metadata={"migration_run": run_id, "kind": "opening"},
                 )
@@ -324,10 +337,22 @@ async def post_reversals(
         )
         positions.append(i)
     outcomes = await writer.submit(CreateTransfers(tuple(requests))) if requests else []
+    debited = [p.account_id for r in requests for p in r.postings if p.direction is Direction.CREDIT]
+    if debited:  # a credit line the run opened closes with its debt: no line is left to spend on
+        async with uow.begin() as tx:
+            await tx.conn.execute(
+                text(_CLOSE_LINES_SQL), {"ids": debited, "k": SUBACCOUNT_LINES[SubaccountType.CREDIT].kind}
+            )
     answer: list[Outcome | None] = [None] * len(source_ids)
     for position, outcome in zip(positions, outcomes, strict=True):
         answer[position] = outcome
     return answer
+
+
+# Only where nothing is owed or held any more (a reversal that failed leaves its line as it was).
+_CLOSE_LINES_SQL = """UPDATE accounts SET credit_limit_minor = 0, updated_at = now()
+                       WHERE id = ANY(:ids) AND kind = :k AND credit_limit_minor <> 0
+                         AND debits_posted + debits_pending - credits_posted <= 0"""
 
 
 def _mirror(p: Posting) -> Posting:

@@ -45,9 +45,13 @@ class LedgerClient:
         answer = await self._call("POST", f"{BASE}/openings", key, {"run_id": run_id, "openings": openings})
         return list(answer["results"])
 
-    async def post_control(self, run_id: str, currency: str, amount_minor: int, *, reverse: bool) -> dict[str, Any]:
-        body = {"run_id": run_id, "currency": currency, "amount_minor": amount_minor, "reverse": reverse}
-        return await self._call("POST", f"{BASE}/controls", f"{run_id}:control:{currency}:{reverse}", body)
+    async def post_control(
+        self, run_id: str, currency: str, amount_minor: int, *, reverse: bool, credit: bool = False
+    ) -> dict[str, Any]:
+        body = {"run_id": run_id, "currency": currency, "amount_minor": amount_minor, "reverse": reverse,
+                "credit": credit}  # fmt: skip
+        key = f"{run_id}:control:{currency}{':credit' if credit else ''}:{reverse}"
+        return await self._call("POST", f"{BASE}/controls", key, body)
 
     async def post_reversals(self, key: str, run_id: str, source_ids: list[str]) -> list[dict[str, Any]]:
         answer = await self._call("POST", f"{BASE}/reversals", key, {"run_id": run_id, "source_ids": source_ids})

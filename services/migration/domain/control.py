@@ -1,8 +1,10 @@
 """Control totals (as banks send them with a file) and the reconciliation that gates finalisation.
 
 Control file (CSV, header `record,currency,count,amount_minor`): one `merchants` and one `persons` line with
-the row counts, one `balances` line per currency with the row count and Σ amount_minor. The source system
+the row counts, one `balances` line per currency with the row count and Σ amount_minor of the money, points
+and prepaid rows, and one `credit` line per currency with the credit rows (Σ owed). The source system
 produces it independently of the data files, so a truncated or doubled export shows as a difference.
+Credit totals are kept under the key `<currency>:credit` (`money_key`): owed money is not money held.
 """
 
 from __future__ import annotations
@@ -13,6 +15,12 @@ from typing import Any
 from services.migration.domain.rows import CURRENCIES, Kind
 
 CONTROL_HEADER = ("record", "currency", "count", "amount_minor")
+CREDIT_RECORD = "credit"
+
+
+def money_key(currency: str, credit: bool) -> str:
+    """Where a total is kept in the control, the report and the reconciliation."""
+    return f"{currency}:{CREDIT_RECORD}" if credit else currency
 
 
 class ControlInvalid(ValueError):
@@ -37,7 +45,8 @@ def parse_control(records: list[dict[str, str]]) -> Control:
     balances: dict[str, tuple[int, int]] = {}
     for record in records:
         try:
-            kind = Kind(record["record"].strip())
+            name = record["record"].strip()
+            kind = Kind.BALANCES if name == CREDIT_RECORD else Kind(name)
             count = int(record["count"])
             amount = int(record.get("amount_minor") or 0)
             currency = (record.get("currency") or "").strip().upper()
@@ -46,9 +55,10 @@ def parse_control(records: list[dict[str, str]]) -> Control:
         if count < 0 or amount < 0:
             raise ControlInvalid("control counts and totals are never negative")
         if kind is Kind.BALANCES:
-            if currency not in CURRENCIES or currency in balances:
-                raise ControlInvalid(f"balances control: unknown or repeated currency {currency!r}")
-            balances[currency] = (count, amount)
+            key = money_key(currency, name == CREDIT_RECORD)
+            if currency not in CURRENCIES or key in balances or (name == CREDIT_RECORD and currency == "XXX"):
+                raise ControlInvalid(f"{name} control: unknown or repeated currency {currency!r}")
+            balances[key] = (count, amount)
         elif kind.value in counts:
             raise ControlInvalid(f"{kind.value} control given twice")
         else:

@@ -51,6 +51,7 @@ class Subaccount(StrEnum):
     BALANCE = "balance"
     PREPAID = "prepaid"  # a prepaid card issued by a merchant: needs merchant_source_id
     POINTS = "points"  # currency XXX
+    CREDIT = "credit"  # a credit line (BNPL): amount_minor = what is owed, credit_limit_minor = the line
 
 
 class RowRejected(Exception):
@@ -98,6 +99,7 @@ class BalanceRow:
     amount_minor: int
     currency: str
     merchant_source_id: str | None
+    credit_limit_minor: int | None = None  # credit rows only: the line, at least what is owed
 
     @property
     def document_key(self) -> None:
@@ -234,17 +236,23 @@ def parse_balance(raw: dict[str, Any]) -> BalanceRow:
     try:
         subaccount = Subaccount(_required(raw, "subaccount", 16))
     except ValueError:
-        raise RowRejected(e.BAD_FIELD, "subaccount is balance, prepaid or points") from None
+        raise RowRejected(e.BAD_FIELD, "subaccount is balance, prepaid, points or credit") from None
     currency = _required(raw, "currency", 3).upper()
     if currency not in CURRENCIES or (currency == POINTS_CURRENCY) != (subaccount is Subaccount.POINTS):
         raise RowRejected(e.BAD_FIELD, "currency: CNY, HKD or USD for money, XXX exactly for points")
     merchant = source_id_of(raw, "merchant_source_id") if subaccount is Subaccount.PREPAID else None
     amount = amount_of(raw)
     if amount < 0:
-        raise RowRejected(e.NEGATIVE_BALANCE, "an opening balance is never negative (credit used is not migrated)")
+        raise RowRejected(e.NEGATIVE_BALANCE, "an opening balance is never negative (credit used: a credit row)")
     if amount > AMOUNT_MINOR_MAX:
         raise RowRejected(e.BAD_AMOUNT, "amount_minor is out of range")
-    return BalanceRow(source_id, person, subaccount, amount, currency, merchant)
+    limit = None
+    if subaccount is Subaccount.CREDIT:
+        text = str(raw.get("credit_limit_minor") or "").strip()
+        if not _AMOUNT_RE.match(text) or not amount <= int(text) <= AMOUNT_MINOR_MAX:
+            raise RowRejected(e.BAD_AMOUNT, "a credit row needs credit_limit_minor, at least the amount owed")
+        limit = int(text)
+    return BalanceRow(source_id, person, subaccount, amount, currency, merchant, limit)
 
 
 def parse(kind: Kind, raw: dict[str, Any]) -> Row:

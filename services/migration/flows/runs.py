@@ -177,6 +177,7 @@ def _record(run: Any, kind: r.Kind, number: int, raw: dict[str, Any] | None) -> 
     values["source_id"] = str(source_id)[: r.SOURCE_ID_LENGTH_MAX] if source_id not in (None, "") else None
     if kind is r.Kind.BALANCES:  # the file's totals count every row with an amount, accepted or not
         values["currency"] = str(raw.get("currency") or "").strip().upper()[:3] or None
+        values["details"] = {"subaccount": str(raw.get("subaccount") or "").strip()[:16]}  # credit counts apart
         with contextlib.suppress(r.RowRejected):
             values["amount_minor"] = r.amount_of(raw)
     try:
@@ -372,7 +373,8 @@ def _opening(rec: _Record) -> dict[str, Any]:
     assert isinstance(row, r.BalanceRow)
     return {"source_id": row.source_id, "holder_id": rec.values["holder_id"], "subaccount": row.subaccount.value,
             "amount_minor": row.amount_minor, "currency": row.currency,
-            "merchant_holder_id": rec.values["details"].get("merchant_holder_id", "")}  # fmt: skip
+            "merchant_holder_id": rec.values["details"].get("merchant_holder_id", ""),
+            "credit_limit_minor": row.credit_limit_minor}  # fmt: skip
 
 
 # --- report, finalise, reverse -----------------------------------------------------------------------
@@ -439,8 +441,9 @@ async def _sample(m: Migration, sample: list[Any]) -> dict[str, Any]:
     expected: dict[str, dict[tuple[str, str], int]] = {}
     for row in sample:
         per_holder = expected.setdefault(str(row["holder_id"]), {})
-        if row["subaccount"] is not None:
-            per_holder[(str(row["subaccount"]), str(row["currency"]))] = int(row["amount_minor"])
+        if row["subaccount"] is not None:  # what is owed on a credit line is a debit balance there
+            sign = -1 if row["subaccount"] == r.Subaccount.CREDIT.value else 1
+            per_holder[(str(row["subaccount"]), str(row["currency"]))] = sign * int(row["amount_minor"])
     mismatches: list[str] = []
     for holder_id, want in expected.items():
         wallet = await m.ledger.my_wallet(holder_id)
@@ -516,9 +519,11 @@ async def _reverse(m: Migration, run_id: str, progress: Progress) -> dict[str, A
 
 async def _post_controls(m: Migration, run_id: str, control: Control, *, reverse: bool) -> None:
     """The control totals into the run's suspense (before any opening), or out of it (after every reversal)."""
-    for currency, (_, total) in sorted(control.balances.items()):
+    # Money first, then credit (which takes from the escrow the money control put there); reversed in reverse.
+    for key, (_, total) in sorted(control.balances.items(), reverse=reverse):
+        currency, _, tag = key.partition(":")
         if total > 0:
-            answer = await m.ledger.post_control(run_id, currency, total, reverse=reverse)
+            answer = await m.ledger.post_control(run_id, currency, total, reverse=reverse, credit=bool(tag))
             if answer["status"] not in ("created", "replayed"):
                 raise Problem(e.RUN_STATE_INVALID, f"control transfer refused by the ledger: {answer.get('code')}")
 

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.migration.domain.control import money_key
 from services.migration.store.tables import run_rows
 
 REJECTED_LISTED_MAX = 200  # rejected rows listed in the report; all are in the table (and the API's pages)
@@ -190,13 +191,16 @@ async def counts(conn: AsyncConnection, run_id: str) -> list[RowMapping]:
 
 
 async def balance_totals(conn: AsyncConnection, run_id: str) -> list[RowMapping]:
-    """Per currency: every balance row of the file with an amount, and those written (or valid in a dry run)."""
-    sql = """SELECT currency, count(*) AS file_rows, coalesce(sum(amount_minor), 0) AS file_minor,
+    """Per currency (credit rows apart, as `<currency>:credit`): every balance row of the file with an amount,
+    and those written (or valid in a dry run)."""
+    sql = """SELECT currency || CASE WHEN details->>'subaccount' = 'credit' THEN :tag ELSE '' END AS currency,
+                    count(*) AS file_rows, coalesce(sum(amount_minor), 0) AS file_minor,
                     count(*) FILTER (WHERE status IN ('written', 'valid')) AS written_rows,
                     coalesce(sum(amount_minor) FILTER (WHERE status IN ('written', 'valid')), 0) AS written_minor
                FROM migration_run_rows WHERE run_id = :r AND kind = 'balances' AND currency IS NOT NULL
-              GROUP BY currency ORDER BY currency"""
-    return list((await conn.execute(text(sql), {"r": run_id})).mappings().all())
+              GROUP BY 1 ORDER BY 1"""
+    params = {"r": run_id, "tag": money_key("", credit=True)}
+    return list((await conn.execute(text(sql), params)).mappings().all())
 
 
 async def rejected_rows(

@@ -56,10 +56,11 @@ class ImportResultsResponse(BaseModel):
 class OpeningImportItem(BaseModel):
     source_id: str = _Id
     holder_id: str = _Id
-    subaccount: Literal["balance", "prepaid", "points"]
-    amount_minor: int = Field(gt=0, le=2**62)
+    subaccount: Literal["balance", "prepaid", "points", "credit"]
+    amount_minor: int = Field(gt=0, le=2**62)  # credit: what is owed
     currency: str = _Currency
     merchant_holder_id: str = Field(default="", max_length=128)
+    credit_limit_minor: int | None = Field(default=None, ge=0, le=2**62)  # credit: the line (≥ what is owed)
 
 
 class OpeningImportRequest(BaseModel):
@@ -84,6 +85,7 @@ class ControlImportRequest(BaseModel):
     currency: str = _Currency
     amount_minor: int = Field(gt=0, le=2**62)
     reverse: bool = False
+    credit: bool = False  # the control of what users owe on credit lines (Dr suspense, Cr escrow_bank)
 
 
 class ReversalImportRequest(BaseModel):
@@ -169,6 +171,7 @@ async def import_openings(body: OpeningImportRequest, uow: UowDep, writer: Write
             amount_minor=o.amount_minor,
             currency=o.currency,
             merchant_holder_id=o.merchant_holder_id,
+            credit_limit_minor=o.credit_limit_minor,
         )
         for o in body.openings
     ]
@@ -181,7 +184,13 @@ async def import_openings(body: OpeningImportRequest, uow: UowDep, writer: Write
 @router.post("/controls")
 async def import_control(body: ControlImportRequest, uow: UowDep, writer: WriterDep) -> TransferImportResult:
     outcome = await store.post_control(
-        uow, writer, run_id=body.run_id, currency=body.currency, amount_minor=body.amount_minor, reverse=body.reverse
+        uow,
+        writer,
+        run_id=body.run_id,
+        currency=body.currency,
+        amount_minor=body.amount_minor,
+        reverse=body.reverse,
+        credit=body.credit,
     )
     return _transfer_result(f"control:{body.currency}", outcome)
 

@@ -270,6 +270,53 @@ async def test_unreconciled_run_is_refused_finalisation_and_reversal_empties_it(
     assert await env.balances_of(platform, second) == {k: v for k, v in fixed.expected.items() if v}
 
 
+async def test_credit_lines_migrate_with_their_limit_reconcile_and_reverse(env: Env) -> None:
+    root, base, platform = env.root / "credit", 50_000, "pf-credit"
+    root.mkdir()
+    persons = g.write_jsonl(root / "persons.jsonl", [g.person(base + i) for i in range(3)])
+    balances = g.write_csv(root / "balances.csv", [*g.BALANCE_FIELDS, "credit_limit_minor"], [
+        {**g.balance(f"B{base}", f"P{base}", 5000), "credit_limit_minor": ""},
+        {**g.balance(f"B{base + 1}", f"P{base + 1}", 7000), "credit_limit_minor": ""},
+        {**g.balance(f"L{base}", f"P{base}", 3000, "credit"), "credit_limit_minor": "10000"},
+        {**g.balance(f"L{base + 2}", f"P{base + 2}", 2500, "credit"), "credit_limit_minor": "2500"},
+    ])  # fmt: skip
+    control = g.write_csv(root / "control.csv", g.CONTROL_FIELDS, [
+        {"record": "persons", "currency": "", "count": 3, "amount_minor": 0},
+        {"record": "balances", "currency": "CNY", "count": 2, "amount_minor": 12_000},
+        {"record": "credit", "currency": "CNY", "count": 2, "amount_minor": 5500},
+    ])  # fmt: skip
+
+    async def lines() -> dict[str, tuple[int, int]]:
+        """Person source id → (credit limit, owed) of the run's persons' credit lines, from the ledger."""
+        async with env.migration_engine.connect() as conn:
+            holders = dict((await conn.execute(text(
+                "SELECT juhe_id, source_id FROM migration_run_rows WHERE run_id = :r AND kind = 'persons'"
+            ), {"r": run_id})).all())  # fmt: skip
+        async with env.ledger_engine.connect() as conn:
+            sql = """SELECT s.holder_id, a.credit_limit_minor, a.debits_posted - a.credits_posted
+                       FROM wallet_subaccounts s JOIN accounts a ON a.id = s.account_id
+                      WHERE s.holder_id = ANY(:h) AND s.subaccount_type = 'credit'"""
+            rows = (await conn.execute(text(sql), {"h": list(holders)})).all()
+        return {holders[h]: (int(limit), int(owed)) for h, limit, owed in rows if limit or owed}
+
+    async with env.migration(platform) as m:
+        run_id = await flow.start(m, flow.RunFiles(persons=persons, balances=balances, control=control), dry_run=False)
+        _, report = await flow.report_of(m, run_id)
+        assert report["reconciled"], report["differences"]
+        assert report["money"]["CNY"]["written_minor"] == 12_000
+        assert report["money"]["CNY:credit"]["written_minor"] == 5500
+        assert report["sample"] == {"checked": 3, "mismatches": []}  # read back: owed is a debit on the line
+        assert await lines() == {f"P{base}": (10_000, 3000), f"P{base + 2}": (2500, 2500)}
+        assert await env.suspense(run_id) == {"CNY": 0}
+        assert await verify(env.ledger_db) == {}
+
+        await flow.reverse(m, run_id)
+    assert await lines() == {}  # nothing owed, and the lines closed (limit 0): nothing left to spend on
+    assert await env.balances_of(platform, run_id) == {}
+    assert await env.suspense(run_id) == {"CNY": 0}
+    assert await verify(env.ledger_db) == {}
+
+
 async def test_api_runs_a_migration_for_the_calling_platform_only(
     env: Env, running_apps: Any, service_settings: Any
 ) -> None:

@@ -98,3 +98,27 @@ def test_the_documented_examples_are_clean() -> None:
             r.parse(kind, raw)
     control = parse_control(sources.control_records(docs / "control.csv"))
     assert control.balances == {"CNY": (3, 17345), "XXX": (1, 800)}
+
+
+def test_credit_rows_and_their_control() -> None:
+    row = r.parse_balance({**g.balance("L1", "P1", 3000, "credit"), "credit_limit_minor": "10000"})
+    assert (row.subaccount, row.amount_minor, row.credit_limit_minor) == (r.Subaccount.CREDIT, 3000, 10000)
+    for limit in ("", "2999", "-1"):  # a line below what is owed, or none
+        with pytest.raises(r.RowRejected) as refused:
+            r.parse_balance({**g.balance("L1", "P1", 3000, "credit"), "credit_limit_minor": limit})
+        assert refused.value.reason == "bad_amount"
+    with pytest.raises(r.RowRejected):  # owed money is money, never points
+        r.parse_balance({**g.balance("L1", "P1", 3000, "credit", "XXX"), "credit_limit_minor": "9000"})
+    control = parse_control([
+        {"record": "balances", "currency": "CNY", "count": "2", "amount_minor": "300"},
+        {"record": "credit", "currency": "CNY", "count": "1", "amount_minor": "3000"},
+    ])  # fmt: skip
+    assert control.balances == {"CNY": (2, 300), "CNY:credit": (1, 3000)}
+    ok = reconcile(control, file_counts={}, file_totals={"CNY": (2, 300), "CNY:credit": (1, 3000)},
+                   written_totals={"CNY": 300, "CNY:credit": 3000}, suspense_minor={"CNY": 0}, rejected=0)  # fmt: skip
+    assert ok.ok
+    mixed = reconcile(control, file_counts={}, file_totals={"CNY": (3, 3300)}, written_totals={"CNY": 3300},
+                      suspense_minor={"CNY": 0}, rejected=0)  # fmt: skip
+    assert not mixed.ok  # credit counted as money would not reconcile
+    with pytest.raises(ControlInvalid):
+        parse_control([{"record": "credit", "currency": "XXX", "count": "1", "amount_minor": "1"}])

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import uvicorn
 
 from libs.common.embedded import free_port
+from libs.common.testing.waiting import eventually_sync
 
 START_TIMEOUT_SECONDS = 20.0
 
@@ -26,11 +26,14 @@ class ThreadServer:
 
     def start(self) -> ThreadServer:
         self.thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_SECONDS
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("test server did not start")
-            time.sleep(0.02)
+        eventually_sync(
+            lambda: self.server.started or not self.thread.is_alive(),
+            "the test server started or its thread ended",
+            timeout_seconds=START_TIMEOUT_SECONDS,
+            poll_seconds=0.02,
+        )
+        if not self.server.started:
+            raise RuntimeError("test server did not start")
         return self
 
     def stop(self) -> None:

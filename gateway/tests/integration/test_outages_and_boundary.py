@@ -7,19 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import pytest
-from juhe_sdk import IdempotencyError, ServerError
+from juhe_sdk import IdempotencyError, JuheResponse, ServerError
 from juhe_sdk.errors import InvalidRequestError, NotFoundError
 
 from gateway.tests.integration.conftest import INTERNAL_SECRET, Stack, StackFactory
 from gateway.tests.integration.servers import ThreadServer
 from libs.common.db import asyncpg_dsn
 from libs.common.testing.plugin import DatabaseFactory, Infra
+from libs.common.testing.waiting import eventually
 from libs.common.tests.database_outage import database_outage
 from services.ledger.app import create_app as ledger_app
 
@@ -99,11 +99,7 @@ async def _abandon(stack: Stack, key: str) -> None:
 
 
 async def _wait_for_row(stack: Stack, key: str) -> asyncpg.Record:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while (row := await _key_row(stack, key)) is None:
-        assert time.monotonic() < deadline, "the key was never reserved"
-        await asyncio.sleep(0.05)
-    return row
+    return await eventually(lambda: _key_row(stack, key), f"key {key} reserved", timeout_seconds=DEADLINE_SECONDS)
 
 
 async def test_a_running_request_keeps_its_key_and_an_abandoned_one_is_taken_over(make_stack: StackFactory) -> None:
@@ -136,15 +132,17 @@ async def test_a_running_request_keeps_its_key_and_an_abandoned_one_is_taken_ove
     second = asyncio.create_task(merchant.request_raw("POST", "/v1/payments", json=slow, idempotency_key="slow-2"))
     await _wait_for_row(stack, "slow-2")
     await _abandon(stack, "slow-2")
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while True:
+
+    async def take_over() -> JuheResponse | None:
         try:
-            taken = await merchant.request_raw("POST", "/v1/payments", json=slow, idempotency_key="slow-2")
-            break
+            return await merchant.request_raw("POST", "/v1/payments", json=slow, idempotency_key="slow-2")
         except IdempotencyError as exc:
             assert exc.code == "idempotency_key_in_progress"
-            assert time.monotonic() < deadline, "an abandoned key was never released"
-            await asyncio.sleep(0.2)
+            return None
+
+    taken = await eventually(
+        take_over, "the abandoned key released", timeout_seconds=DEADLINE_SECONDS, poll_seconds=0.2
+    )
     assert taken.status == 201 and not taken.replayed
     assert (await second).status == 201  # the "dead" one's answer still reaches its own client
 
@@ -164,19 +162,24 @@ async def test_a_failed_request_frees_its_key_as_soon_as_the_gateway_database_is
         with pytest.raises(ServerError) as failed:
             await first
         assert failed.value.code == "database_unavailable"  # the service's own answer, passed through
-    deadline = time.monotonic() + DEADLINE_SECONDS / 2  # well within the 60 s lease
-    while True:
+
+    async def retry_reaches_the_service() -> bool:
         try:
             await merchant.request("POST", "/v1/payments", json=failing, idempotency_key="both")
         except IdempotencyError as exc:
             assert exc.code == "idempotency_key_in_progress"
-            assert time.monotonic() < deadline, "the failed request's key was not released after recovery"
-            await asyncio.sleep(0.2)
-            continue
+            return False
         except ServerError as exc:
             assert exc.code == "database_unavailable"  # the retry reached the service again
-            break
+            return True
         pytest.fail("the failing upstream answered 2xx")
+
+    await eventually(  # well within the 60 s lease
+        retry_reaches_the_service,
+        "the failed request's key released after recovery",
+        timeout_seconds=DEADLINE_SECONDS / 2,
+        poll_seconds=0.2,
+    )
     assert len([c for c in stack.upstream.calls if c["method"] == "POST"]) == 2
 
 

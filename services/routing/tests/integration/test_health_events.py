@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -12,19 +10,8 @@ from aiokafka import AIOKafkaConsumer
 
 from libs.common.events import Envelope
 from libs.common.kafka import make_producer, topic_name
+from libs.common.testing.waiting import eventually
 from services.routing.tests.integration.conftest import ACTOR, payment, seed
-
-WAIT_SECONDS = 30.0
-
-
-async def eventually(check: Callable[[], Any], timeout_seconds: float = WAIT_SECONDS) -> Any:
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        result = await check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.1)
 
 
 class Cashier:
@@ -75,7 +62,7 @@ async def test_circuit_opens_traffic_fails_over_then_half_open_probes_close_it(
             h = await health(client, "wx_sp")
             return h if h["circuit"]["state"] in ("open", "half_open") and h["timeouts"] == 5 else None
 
-        h = await eventually(opened)
+        h = await eventually(opened, "the circuit opened")
         opened_at = datetime.fromisoformat(h["circuit"]["changed_at"])
         during = (
             await client.post(
@@ -88,7 +75,7 @@ async def test_circuit_opens_traffic_fails_over_then_half_open_probes_close_it(
         async def half_open() -> Any:
             return (await health(client, "wx_sp"))["circuit"]["state"] == "half_open"  # recorded by the sweep
 
-        await eventually(half_open)
+        await eventually(half_open, "the circuit half-opened")
         probes: list[str] = []
         for i in range(40):
             d = (await client.post("/v1/route", json=payment(f"pay_probe_{i}"))).json()
@@ -108,7 +95,7 @@ async def test_circuit_opens_traffic_fails_over_then_half_open_probes_close_it(
         async def closed() -> Any:
             return (await health(client, "wx_sp"))["circuit"]["state"] == "closed"
 
-        await eventually(closed)
+        await eventually(closed, "the circuit closed again")
         recovered = (await client.post("/v1/route", json=payment("pay_after"))).json()
         sp = next(c for c in recovered["candidates"] if c["route_id"] == "wx_sp")
         # Back in normal ranking; its success-rate window still remembers the 5 timeouts, so traffic
@@ -127,7 +114,7 @@ async def test_circuit_opens_traffic_fails_over_then_half_open_probes_close_it(
                         seen.append((env.subject, env.type))
             return len(seen) >= 3
 
-        await eventually(all_circuit_events)
+        await eventually(all_circuit_events, "every circuit event published")
         assert seen == [
             ("wx_sp", "route.circuit_opened"),
             ("wx_sp", "route.circuit_half_opened"),
@@ -163,7 +150,7 @@ async def test_succeeded_volume_fills_the_daily_cap_and_attempts_count_once(
             sp, ll = await health(client, "wx_sp"), await health(client, "wx_lianlian")
             return (sp, ll) if sp["volume_today_minor"] == 15_000 and ll["attempts"] >= 2 else None
 
-        sp, ll = await eventually(counted)
+        sp, ll = await eventually(counted, "the succeeded volume and attempts counted")
         await asyncio.sleep(0.5)  # let any (wrong) duplicate land before checking the counts
         ll = await health(client, "wx_lianlian")
         assert (ll["attempts"], ll["declined"], ll["errors"], ll["mean_latency_ms"]) == (2, 1, 1, 210.0)

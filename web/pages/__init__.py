@@ -135,16 +135,20 @@ class PageContext:
         self.cookies_to_set.append((CSRF_COOKIE, token, 3600))
         return token
 
-    async def form(self) -> dict[str, str]:
+    async def form(self, *, page_bound: str | None = None) -> dict[str, str]:
         """The posted form, after its CSRF token is checked: the session's, or before sign-in the double-submit
-        cookie's. A form that fails the check is refused with 403 and nothing is done."""
+        cookie's. A form that fails the check is refused with 403 and nothing is done.
+
+        `page_bound`: a token derived from the page's own secret URL, accepted too — for a page framed on another
+        site (the checkout in juhe.js's iframe), where the browser sends no cookie of this site at all."""
         declared = self.request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > FORM_BYTES_MAX:
             raise HTTPException(413, "form too large")
         raw = await self.request.form(max_fields=FORM_FIELDS_MAX, max_files=0)
         values = {k: v for k, v in raw.items() if isinstance(v, str)}
         expected = self.session.csrf if self.session else self.request.cookies.get(CSRF_COOKIE)
-        if not csrf_matches(values.get("csrf"), expected):
+        posted = values.get("csrf")
+        if not csrf_matches(posted, expected) and not (page_bound and csrf_matches(posted, page_bound)):
             raise HTTPException(403, "csrf")
         return values
 

@@ -11,6 +11,8 @@ result page sends the payer to the merchant's `return_url` with parameters the c
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -18,7 +20,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import segno
 from fastapi import APIRouter, Depends, Path
@@ -26,7 +28,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from libs.common.logging import get_logger
 from web.clients.gateway import GatewayProblem, GatewayUnavailable
-from web.pages import PageContext, page_context
+from web.pages import PageContext, content_security_policy, page_context
 
 log = get_logger("juhe.web.checkout")
 router = APIRouter(prefix="/checkout", include_in_schema=False)
@@ -41,6 +43,26 @@ SSE_MAX_SECONDS = 300  # a stream ends after this; EventSource reconnects by its
 ERRORS = ("method_unavailable", "pin_required", "payment_pin_incorrect", "payment_pin_locked", "payment_pin_not_set",
           "insufficient_funds", "failed", "in_progress", "sign_in_required", "payer_mismatch")  # fmt: skip
 PIN_CODES = {"payment_pin_incorrect", "payment_pin_locked", "payment_pin_not_set"}
+ORIGIN = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?")  # as the cashier stores a merchant's embedding origins
+
+
+# Inside an app's own browser only that app can pay (WeChat cannot open an Alipay page and the other way round):
+# the page offers that wallet alone. Its in-app JSAPI flow is still to come (docs/checkout.md): the H5 page for now.
+APP_WALLETS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"MicroMessenger", re.IGNORECASE), "wechatpay"),
+    (re.compile(r"AlipayClient", re.IGNORECASE), "alipay"),
+)
+
+
+def app_wallet(user_agent: str) -> str | None:
+    """The wallet whose in-app browser this is (WeChat's `MicroMessenger/…`, Alipay's `AlipayClient/…`), if any."""
+    return next((wallet for pattern, wallet in APP_WALLETS if pattern.search(user_agent)), None)
+
+
+def offered(methods: list[str], user_agent: str) -> list[str]:
+    """The methods this browser can use: inside an app's browser, that app's wallet only."""
+    wallet = app_wallet(user_agent)
+    return [m for m in methods if m == wallet] if wallet else methods
 
 
 def scene_for(user_agent: str) -> str:
@@ -95,13 +117,62 @@ async def _view(page: PageContext, token: str, *, scene: str | None = None) -> d
         raise GatewayUnavailable(f"{exc.status} {exc.code}") from exc  # rate-limited: "busy, try again"
 
 
+def _framing(page: PageContext, view: dict[str, Any]) -> dict[str, Any]:
+    """Who may frame this page, and where its results go when it is framed (juhe.js, docs/checkout.md).
+
+    `frame_ancestors` is the merchant's registered origins (else `'none'`): a page of any other origin cannot
+    show the checkout in a frame. `embed_origin` is the embedding page's origin that juhe.js put in `?embed=`,
+    kept only when it is one of those origins: checkout.js posts its `paid` / `expired` messages to exactly
+    that origin, never to `*`."""
+    origins = [str(origin) for origin in view.get("frame_origins") or [] if ORIGIN.fullmatch(str(origin))]
+    embed = page.request.query_params.get("embed")
+    return {"frame_ancestors": " ".join(origins) or "'none'",
+            "embed_origin": embed if embed in origins else None,
+            "embed_query": ("?" + urlencode({"embed": embed})) if embed in origins else ""}  # fmt: skip
+
+
+def framed_form_token(page: PageContext, token: str) -> str:
+    """The CSRF token of the checkout's forms inside juhe.js's iframe: a browser sends a framed page no cookie of
+    this site (third-party context), so it is bound to the page's own 256-bit URL token instead (HMAC under the
+    web process's session key). It guards only what the page token already allows: starting a QR or H5 payment
+    of this session; the wallet form keeps the signed-in session's token."""
+    key = page.settings.session_key.get_secret_value().encode()
+    return hmac.new(key, b"juhe checkout frame form:" + token.encode(), hashlib.sha256).hexdigest()
+
+
+def _form_token(page: PageContext, token: str) -> str | None:
+    if page.session is not None:
+        return None  # the session's own CSRF token
+    if page.request.query_params.get("embed"):
+        return framed_form_token(page, token)
+    return page.pre_session_csrf()
+
+
+def _redirect(page: PageContext, path: str, **query: str) -> Response:
+    """303 to another of this session's pages, keeping `?embed=`. Framed, the redirect answer itself must allow the
+    embedding origin (a browser refuses a frame's redirect whose CSP says `frame-ancestors 'none'`); the page it
+    leads to checks that origin against the merchant's list again."""
+    embed = _embed_query(page)
+    response = page.redirect(path, **query, **embed)
+    if embed:
+        response.headers["Content-Security-Policy"] = content_security_policy(embed["embed"])
+    return response
+
+
+def _embed_query(page: PageContext) -> dict[str, str]:
+    """Keeps `?embed=` across the page's own redirects (checked against the merchant's origins on every GET)."""
+    embed = page.request.query_params.get("embed")
+    return {"embed": embed} if embed and ORIGIN.fullmatch(embed) else {}
+
+
 def _not_found(page: PageContext) -> Response:
     return page.render("checkout_missing.html", status_code=404)
 
 
 @router.get("/{token}")
 async def checkout(token: Token, page: Page) -> Response:
-    if page.session is None and page.request.headers.get("sec-fetch-site") == "cross-site":
+    embed = page.request.query_params.get("embed")
+    if page.session is None and page.request.headers.get("sec-fetch-site") == "cross-site" and embed is None:
         # Arriving from the merchant's site: the browser withholds the SameSite=Strict My Wallet cookie on a
         # cross-site navigation. An immediate refresh from this page is same-site, so a signed-in payer is seen.
         query = page.request.url.query
@@ -111,10 +182,10 @@ async def checkout(token: Token, page: Page) -> Response:
     if view is None:
         return _not_found(page)
     if view["status"] == "completed":
-        return page.redirect(f"/checkout/{token}/result")
+        return _redirect(page, f"/checkout/{token}/result")
     remaining = max(0, int(_epoch(view["expires_at"]) - _epoch(view["server_time"])))
     if view["status"] == "expired" or remaining == 0:
-        return page.render("checkout_expired.html", view=view)
+        return page.render("checkout_expired.html", view=view, **_framing(page, view))
     payment = view.get("payment") or {}
     live = payment.get("status") in ("created", "processing")
     qr = _qr_data(payment.get("payer_action")) if live else None
@@ -123,12 +194,13 @@ async def checkout(token: Token, page: Page) -> Response:
     channel_form = _channel_form(action)
     ended = payment.get("status") in ("failed", "closed")
     return page.render(
-        "checkout.html", view=view, token=token, scene=scene, remaining=remaining,
+        "checkout.html", view=view, token=token, scene=scene, remaining=remaining, **_framing(page, view),
         form_targets=(_origin(channel_form["action"]),) if channel_form else (),
         qr_svg=qr_svg(qr) if qr else None, payment=payment if payment else None, live=live,
         redirect_url=redirect_url, channel_form=channel_form, ended=ended, error=_outcome(page),
-        methods=view.get("methods", []),
-        request_id=secrets.token_hex(12), pre_session_csrf=None if page.session else page.pre_session_csrf(),
+        methods=offered(view.get("methods", []), page.request.headers.get("user-agent", "")),
+        in_app=app_wallet(page.request.headers.get("user-agent", "")),
+        request_id=secrets.token_hex(12), pre_session_csrf=_form_token(page, token),
         signed_in=page.session is not None,
     )  # fmt: skip
 
@@ -136,9 +208,12 @@ async def checkout(token: Token, page: Page) -> Response:
 @router.post("/{token}/pay")
 async def pay(token: Token, page: Page) -> Response:
     """Start the chosen method (or show the live one again): back to the page, which shows the QR or the link."""
-    form = await page.form()
-    scene = scene_for(page.request.headers.get("user-agent", ""))
+    form = await page.form(page_bound=framed_form_token(page, token))
+    user_agent = page.request.headers.get("user-agent", "")
+    scene = scene_for(user_agent)
     method = form.get("method", "")
+    if not offered([method], user_agent):  # another wallet than this app's own: not payable here
+        return _redirect(page, f"/checkout/{token}", error="method_unavailable")
     request_id = form.get("request_id", "") or secrets.token_hex(12)
     try:
         await page.web.gateway.start_checkout_payment(token, method=method, scene=scene, request_id=request_id,
@@ -147,8 +222,8 @@ async def pay(token: Token, page: Page) -> Response:
         log.info("checkout payment refused", code=exc.code, status=exc.status)
         if exc.code == "checkout_session_not_found":
             return _not_found(page)
-        return page.redirect(f"/checkout/{token}", error=_error_code(exc.code))
-    return page.redirect(f"/checkout/{token}")
+        return _redirect(page, f"/checkout/{token}", error=_error_code(exc.code))
+    return _redirect(page, f"/checkout/{token}")
 
 
 @router.post("/{token}/wallet")
@@ -201,11 +276,11 @@ async def result(token: Token, page: Page) -> Response:
     if view["status"] == "open" and _epoch(view["expires_at"]) > _epoch(view["server_time"]):
         payment = view.get("payment") or {}
         if payment.get("status") in ("created", "processing"):
-            return page.render("checkout_result.html", view=view, token=token, state="pending")
-        return page.redirect(f"/checkout/{token}")
+            return page.render("checkout_result.html", view=view, token=token, state="pending", **_framing(page, view))
+        return _redirect(page, f"/checkout/{token}")
     if view["status"] != "completed":
-        return page.render("checkout_expired.html", view=view)
-    return page.render("checkout_result.html", view=view, token=token, state="paid")
+        return page.render("checkout_expired.html", view=view, **_framing(page, view))
+    return page.render("checkout_result.html", view=view, token=token, state="paid", **_framing(page, view))
 
 
 def _status(view: dict[str, Any]) -> dict[str, Any]:

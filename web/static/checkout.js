@@ -4,12 +4,20 @@
 //    polling when EventSource is missing or fails; paid → the page says so in the live region without a
 //    reload, then goes to the result page; the payment ended or the session expired → reload (new QR / expired).
 // 3. The result page takes the payer back to the shop after a few seconds (the link is there to click).
+// 4. Framed by juhe.js on a merchant's page (`#juhe-embed`, rendered only for an origin the merchant registered):
+//    the result and expired pages tell that one origin (never "*") by postMessage, and nothing leaves the frame.
 (function () {
   "use strict";
   var en = document.documentElement.lang === "en";
   var texts = en
     ? { paid: "Payment successful. Taking you back…" }
     : { paid: "支付成功，正在返回商户…" };
+  var embed = document.getElementById("juhe-embed");
+  if (embed && window.parent !== window) {
+    var message = { source: "juhe", type: embed.getAttribute("data-event") };
+    if (embed.getAttribute("data-return-url")) { message.return_url = embed.getAttribute("data-return-url"); }
+    window.parent.postMessage(message, embed.getAttribute("data-parent-origin"));
+  }
   var status = document.getElementById("status");
   function say(text) { if (status) { status.innerHTML = ""; var p = document.createElement("p"); p.className = "ok"; p.textContent = text; status.appendChild(p); } }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
@@ -37,12 +45,12 @@
         done = true;
         if (live.querySelector(".qr")) { live.querySelector(".qr").hidden = true; }
         say(texts.paid);
-        window.setTimeout(function () { window.location.assign(base + "/result"); }, 1500);
+        window.setTimeout(function () { window.location.assign(base + "/result" + window.location.search); }, 1500);
         return true;
       }
       if (s.status !== "open" || (s.payment === "failed" || s.payment === "closed")) {
         done = true;
-        window.location.assign(base);
+        window.location.assign(base + window.location.search);
         return true;
       }
       return false;

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -363,3 +364,114 @@ def test_a_reusable_payment_link_with_an_entered_amount_and_a_plate_is_paid_twic
     page.goto(f"{link['poster_url']}?size=a6")
     page.screenshot(path=str(REPO_ROOT / ".artifacts" / "web" / "33-pay-link-poster-a6.png"))
     context.close()
+
+
+EMBEDDING_SHOP = "https://embedding-shop.example"  # registered for the demo merchant below
+OTHER_SITE = "https://other-site.example"  # never registered
+# Juhe's public https origin, as a merchant's page sees it: the browser's requests to it are passed to the
+# gateway. (Chromium refuses a public page's requests to a loopback address, so the test cannot embed
+# http://127.0.0.1 directly, and a real deployment is not on loopback either.)
+JUHE_PUBLIC = "https://pay.juhe.example"
+
+
+def _public_juhe(context: BrowserContext, platform: Platform) -> None:
+    def forward(route: Route) -> None:
+        url = platform.gateway + route.request.url[len(JUHE_PUBLIC) :]
+        if urlsplit(url).path.endswith("/events"):
+            route.abort()  # a stream cannot pass through a buffered route: the page falls back to 2 s polling
+            return
+        # Redirects are followed here: Chromium shows an error page for a frame's navigation fulfilled with a 3xx
+        # by an interception (measured; a real 303 is followed as usual, as the page's other tests show).
+        route.fulfill(response=route.fetch(url=url))
+
+    context.route(f"{JUHE_PUBLIC}/**", forward)
+
+
+def _merchant_page(session_url: str) -> str:
+    """A merchant's page with juhe.js and a "Pay" button; what juhe.js reports lands in `window.juheEvents`."""
+    return f"""<!doctype html><html lang="en"><head><title>Shop</title>
+<script src="{JUHE_PUBLIC}/static/juhe.js"></script></head><body><h1>Cart</h1>
+<button id="pay" type="button">Pay</button>
+<script>
+window.juheEvents = [];
+document.getElementById("pay").addEventListener("click", function () {{
+  Juhe.checkout({{ url: "{session_url}",
+    onPaid: function (e) {{ window.juheEvents.push("paid:" + (e.returnUrl ? "signed" : "none")); }},
+    onClosed: function () {{ window.juheEvents.push("closed"); }},
+    onExpired: function () {{ window.juheEvents.push("expired"); }} }});
+}});
+window.addEventListener("message", function (e) {{ if (e.data && e.data.source === "juhe") {{
+  window.juheEvents.push("seen-from:" + e.origin); }} }});
+</script></body></html>"""
+
+
+def test_juhe_js_opens_the_checkout_in_a_modal_only_on_a_registered_origin(
+    platform: Platform, browser: Browser
+) -> None:
+    """juhe.js on a registered merchant origin: the modal opens, the payer pays by WeChat Pay QR inside it, the
+    page gets `paid` (from Juhe's origin only) and the modal closes; the same script on another origin gets a
+    frame the browser refuses (the checkout's CSP frame-ancestors names only the registered origin)."""
+    _write(platform.gateway, platform.admin, "PUT", f"/v1/admin/merchants/{platform.merchant_id}/checkout-origins",
+           {"origins": [EMBEDDING_SHOP]})  # fmt: skip
+    session = new_session(platform, allowed_methods=["wechatpay"])
+    context = new_context(browser, locale="zh-CN", viewport={"width": 1280, "height": 900})
+    _public_juhe(context, platform)
+    public_url = JUHE_PUBLIC + session["url"][len(platform.gateway) :]
+    body = _merchant_page(public_url)
+    for site in (EMBEDDING_SHOP, OTHER_SITE):
+        context.route(f"{site}/**", lambda route: route.fulfill(status=200, content_type="text/html", body=body))
+    page = context.new_page()
+    page.goto(f"{EMBEDDING_SHOP}/cart")
+    page.get_by_role("button", name="Pay").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    frame = page.frame_locator("iframe")
+    expect(frame.get_by_role("heading", level=1)).to_have_text("向Demo merchant付款")
+    # A form post inside the frame: no cookie of Juhe's site there, so its CSRF token is bound to the page.
+    frame.get_by_role("button", name="微信支付").click()
+    expect(frame.locator(".qr svg")).to_be_visible()
+    check_accessibility(page, "34-juhe-js-modal")
+    payment = page_view(platform, session)["payment"]
+    phone = context.new_page()
+    phone.goto(payment["payer_action"]["sandbox_pay_url"])
+    phone.get_by_role("button", name=re.compile("Approve")).click()
+    phone.close()
+    page.wait_for_function("window.juheEvents.indexOf('paid:signed') >= 0", timeout=60_000)
+    events = page.evaluate("window.juheEvents")
+    assert events == [f"seen-from:{JUHE_PUBLIC}", "paid:signed"], events
+    expect(page.get_by_role("dialog")).to_have_count(0)  # closed on paid
+    assert merchant(platform).request("GET", f"/v1/checkout/sessions/{session['id']}")["status"] == "completed"
+
+    other = context.new_page()
+    other.goto(f"{OTHER_SITE}/cart")
+    with other.expect_response(lambda r: r.url.startswith(public_url)) as answer:
+        other.get_by_role("button", name="Pay").click()
+    policy = answer.value.headers["content-security-policy"]
+    assert f"frame-ancestors {EMBEDDING_SHOP}" in policy and OTHER_SITE not in policy
+    deadline = time.monotonic() + 60
+    while not any(f.url.startswith("chrome-error://") for f in other.frames if f is not other.main_frame):
+        assert time.monotonic() < deadline, [f.url for f in other.frames]
+        other.wait_for_timeout(250)  # bounded polling that lets Playwright deliver the frame's navigation
+    assert other.evaluate("window.juheEvents") == []
+    context.close()
+
+
+WECHAT_IN_APP_UA = IPHONE_UA + " MicroMessenger/8.0.47(0x18002f2f) NetType/WIFI Language/zh_CN"
+ALIPAY_IN_APP_UA = IPHONE_UA + " AlipayClient/10.5.96.8000 Language/zh-Hans"
+
+
+def test_an_in_app_browser_is_offered_only_its_own_wallet(platform: Platform, browser: Browser) -> None:
+    """Inside WeChat only WeChat Pay is offered, inside Alipay only Alipay (each app can pay only itself)."""
+    session = new_session(platform)
+    for user_agent, shown, hidden in (
+        (WECHAT_IN_APP_UA, "微信支付", "支付宝"),
+        (ALIPAY_IN_APP_UA, "支付宝", "微信支付"),
+    ):
+        context = new_context(browser, **{**_iphone(), "user_agent": user_agent, "locale": "zh-CN"})
+        page = context.new_page()
+        page.goto(session["url"])
+        expect(page.get_by_role("button", name=shown)).to_be_visible()
+        expect(page.get_by_role("button", name=hidden)).to_have_count(0)
+        if shown == "微信支付":
+            check_accessibility(page, "35-checkout-in-wechat-zh")
+        context.close()

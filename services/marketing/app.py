@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from libs.common.web import create_service_app
 from services.marketing import worker
-from services.marketing.api.routes import coupons, points, redemptions, stocks
+from services.marketing.api.routes import coupons, points, redemptions, stocks, topups
 from services.marketing.config import Settings
 
 
@@ -14,7 +14,14 @@ def create_app(settings: Settings) -> FastAPI:
     return create_service_app(
         settings,
         title="Juhe marketing",
-        routers=[stocks.router, coupons.router, redemptions.internal, redemptions.in_store, points.router],
+        routers=[
+            stocks.router,
+            coupons.router,
+            redemptions.internal,
+            redemptions.in_store,
+            points.router,
+            topups.router,
+        ],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),
     )

@@ -31,5 +31,9 @@ class Settings(ServiceSettings):
     # Points lots past their expiry are swept this often (at most this many lots a round).
     points_expiry_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
     points_expiry_batch_max: int = Field(default=500, ge=1, le=5000)
+    # Top-up promotions apply only to `wallet_topup` payments of the platform's collecting merchant (the ledger's
+    # JUHE_LEDGER_WALLET_TOPUP_MERCHANT_ID): another merchant's "top-up" credits no wallet, so it earns no bonus.
+    # Unset: no top-up earns a bonus.
+    wallet_topup_merchant_id: str | None = Field(default=None, min_length=1, max_length=64)
     # The largest `limit` a list endpoint accepts (a larger one is 422 validation_failed).
     page_size_max: int = Field(default=200, ge=1, le=1000)

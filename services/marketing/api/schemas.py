@@ -331,3 +331,60 @@ def redemption_response(row: Any) -> RedemptionResponse:
         platform_minor=row["platform_minor"], merchant_minor=row["merchant_minor"],
     )  # fmt: skip
     return RedemptionResponse.model_validate(body)
+
+
+class TopupTier(Strict):
+    min_topup_minor: Annotated[StrictInt, Field(ge=1, le=10**12)]
+    bonus_minor: Annotated[StrictInt, Field(ge=1, le=10**12)]
+
+
+class TopupPromotionCreateRequest(Strict):
+    """ "Top up 100, get 10": tiers ascending (the highest tier reached gives its bonus), platform-funded."""
+
+    name: Name
+    currency: Currency = "CNY"
+    tiers: Annotated[list[TopupTier], Field(min_length=1, max_length=10)]
+    budget_minor: Annotated[StrictInt, Field(ge=1, le=10**13)]
+    per_holder_limit: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    bonus_valid_days: Annotated[StrictInt, Field(ge=1, le=3650)] | None = None  # None: the bonus never expires
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+
+
+class TopupPromotionResponse(BaseModel):
+    promotion_id: str
+    name: str
+    status: str
+    currency: str
+    tiers: list[TopupTier]
+    budget_minor: int
+    remaining_budget_minor: int
+    granted_count: int
+    per_holder_limit: int
+    bonus_valid_days: int | None
+    valid_from: datetime | None
+    valid_until: datetime | None
+    created_at: datetime
+
+
+class TopupPromotionListResponse(BaseModel):
+    promotions: list[TopupPromotionResponse]
+    next_cursor: str | None
+
+
+class TopupBonusGrantResponse(BaseModel):
+    payment_id: str
+    holder_id: str
+    promotion_id: str | None
+    status: str  # granted | not_granted | revoked
+    currency: str
+    topup_minor: int
+    bonus_minor: int
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    created_at: datetime
+
+
+class TopupBonusGrantListResponse(BaseModel):
+    grants: list[TopupBonusGrantResponse]
+    next_cursor: str | None

@@ -29,6 +29,8 @@ BULK_ISSUE_NOT_FOUND = ErrorSpec("bulk_issue_not_found", 404, "No such bulk issu
 POINTS_RULE_NOT_FOUND = ErrorSpec("points_rule_not_found", 404, "No such points rule")
 POINTS_NOT_EXCHANGEABLE = ErrorSpec("points_not_exchangeable", 422, "This stock's coupons are not offered for points")
 POINTS_INSUFFICIENT = ErrorSpec("points_insufficient", 409, "Not enough unexpired points for this exchange")
+TOPUP_PROMOTION_NOT_FOUND = ErrorSpec("topup_promotion_not_found", 404, "No such top-up promotion")
+INVALID_TOPUP_PROMOTION = ErrorSpec("invalid_topup_promotion", 422, "The top-up promotion's rules are inconsistent")
 
 ERRORS: tuple[ErrorSpec, ...] = (
     INVALID_STOCK,
@@ -56,6 +58,8 @@ ERRORS: tuple[ErrorSpec, ...] = (
     POINTS_RULE_NOT_FOUND,
     POINTS_NOT_EXCHANGEABLE,
     POINTS_INSUFFICIENT,
+    TOPUP_PROMOTION_NOT_FOUND,
+    INVALID_TOPUP_PROMOTION,
     IDENTITY_MISSING,
     IDENTITY_INVALID,
 )

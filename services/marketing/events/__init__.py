@@ -26,3 +26,9 @@ POINTS_EXPIRED = "points.expired"  # keyed by the payment id (the lot), after it
 # What marketing consumes.
 CASHIER_PAYMENTS_TOPIC = "cashier.payments"
 CASHIER_REFUNDS_TOPIC = "cashier.refunds"
+
+# Top-up promotion instructions for the ledger (the bonus lives in the holder's bonus sub-account there), keyed
+# by the top-up's payment id so a grant precedes its revocation.
+TOPUPS_TOPIC = "marketing.topups"
+TOPUP_BONUS_GRANTED = "topup.bonus_granted"
+TOPUP_BONUS_REVOKED = "topup.bonus_revoked"

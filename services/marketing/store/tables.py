@@ -21,6 +21,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from libs.common.outbox_tables import add_messaging_tables
 
@@ -259,4 +260,52 @@ points_daily = Table(
     Column("user_id", Text, primary_key=True),
     Column("day", Text, primary_key=True),
     Column("earned_points", BigInteger, nullable=False),
+)
+
+# Top-up promotions (充值送, flows/topups.py): a rule gives a bonus (by tier) on a paid wallet top-up, funded by
+# the platform; `remaining_budget_minor` only changes by one conditional UPDATE (CHECK >= 0 backs it).
+topup_promotions = Table(
+    "topup_promotions",
+    metadata,
+    Column("promotion_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("status", Text, nullable=False),  # running | ended
+    Column("currency", Text, nullable=False),
+    Column("tiers", JSONB, nullable=False),  # [{min_topup_minor, bonus_minor}], ascending
+    Column("budget_minor", BigInteger, nullable=False),
+    Column("remaining_budget_minor", BigInteger, nullable=False),
+    Column("granted_count", BigInteger, nullable=False, server_default="0"),
+    Column("per_holder_limit", Integer, nullable=False),
+    Column("bonus_valid_days", Integer),  # the bonus expires this many days after the top-up; NULL: never
+    Column("valid_from", DateTime(timezone=True)),
+    Column("valid_until", DateTime(timezone=True)),
+    _now(),
+    CheckConstraint("remaining_budget_minor >= 0", name="topup_promotions_budget_not_negative"),
+    Index("topup_promotions_running", "currency", postgresql_where="status = 'running'"),
+)
+
+# One row per paid top-up seen (primary key = the exactly-once key): granted | not_granted | revoked.
+topup_bonus_grants = Table(
+    "topup_bonus_grants",
+    metadata,
+    Column("payment_id", Text, primary_key=True),
+    Column("holder_id", Text, nullable=False),
+    Column("promotion_id", Text),  # NULL: no promotion gave a bonus
+    Column("status", Text, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("topup_minor", BigInteger, nullable=False),
+    Column("bonus_minor", BigInteger, nullable=False),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("revoked_at", DateTime(timezone=True)),
+    _now(),
+    Index("topup_bonus_grants_holder", "holder_id", "payment_id"),
+    Index("topup_bonus_grants_promotion", "promotion_id"),
+)
+
+topup_promotion_holders = Table(
+    "topup_promotion_holders",
+    metadata,
+    Column("promotion_id", Text, primary_key=True),
+    Column("holder_id", Text, primary_key=True),
+    Column("granted_count", Integer, nullable=False),
 )

@@ -139,6 +139,8 @@ def demo_service_settings(data_dir: Path) -> dict[str, dict[str, object]]:
     return {
         "settlement": {"bank_client_id": bank["client_id"], "bank_secret": bank["secret"]},
         "ledger": {"wallet_topup_merchant_id": WALLET_TOPUP_MERCHANT_ID},
+        # Marketing's top-up promotions give a bonus on this merchant's wallet top-ups only.
+        "marketing": {"wallet_topup_merchant_id": WALLET_TOPUP_MERCHANT_ID},
         # The launcher is the dev/test platform: a merchant's webhook receiver on this machine
         # (http://127.0.0.1:…) must be reachable. Production leaves both flags off (https, public only).
         "cashier": {"webhook_allow_http": True, "webhook_allow_loopback": True},

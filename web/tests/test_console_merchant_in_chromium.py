@@ -40,6 +40,7 @@ from web.tests.test_wallet_in_chromium import (  # noqa: F401  (module-scoped fi
 if str(REPO_ROOT / "sdk" / "python") not in sys.path:  # the SDK is its own package, used from its source folder
     sys.path.insert(0, str(REPO_ROOT / "sdk" / "python"))
 from juhe_sdk import Client
+from juhe_sdk.errors import AuthenticationError
 
 pytestmark = pytest.mark.e2e
 PASSWORD = "console test password 1"
@@ -233,10 +234,35 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     assert paid["merchant_order_no"] not in stranger.request("GET", "/console/merchant/payments").text
     stranger.close()
 
+    # API keys (owner): a new key's secret is shown once and signs requests; a rotation gives a new secret and the old
+    # key keeps working for the overlap chosen; a revoked key is refused at once.
+    owner.goto(gw + "/console/merchant/api-keys")
+    owner.get_by_role("button", name="Create a key").click()
+    key_id, secret = owner.locator("#new-key-id").inner_text(), owner.locator("#new-key-secret").inner_text()
+    check_accessibility(owner, "console-api-keys")
+    created = Client(gw, key_id=key_id, secret=secret, max_retries=0)
+    assert created.request("GET", "/v1/payments", params={"limit": 1})["data"]
+    owner.reload()
+    assert secret not in owner.content()  # shown once
+    row = owner.locator("#keys tr", has_text=key_id)
+    row.get_by_role("button", name="Rotate").click()
+    new_id, new_secret = owner.locator("#new-key-id").inner_text(), owner.locator("#new-key-secret").inner_text()
+    rotated = Client(gw, key_id=new_id, secret=new_secret, max_retries=0)
+    assert rotated.request("GET", "/v1/payments", params={"limit": 1})["data"]
+    assert created.request("GET", "/v1/payments", params={"limit": 1})["data"]  # the overlap (24 h by default)
+    owner.locator("#keys tr", has_text=new_id).get_by_role("button", name="Revoke").click()
+    expect(owner.locator("#status")).to_contain_text("Done")
+    with pytest.raises(AuthenticationError) as refused:
+        rotated.request("GET", "/v1/payments", params={"limit": 1})
+    assert refused.value.code == "api_key_revoked"
+    for client in (created, rotated):
+        client.close()
+
     # The audit log (owner): the invitations, the threshold, the refund decision and execution, with before/after.
     owner.goto(gw + "/console/merchant/audit")
     audit = owner.locator("#audit").inner_text()
-    for action in ("staff.invited", "settings.refund_threshold_changed", "refund.approved", "refund.executed"):
+    for action in ("staff.invited", "settings.refund_threshold_changed", "refund.approved", "refund.executed",
+                   "api_key.created", "api_key.rotated", "api_key.revoked"):  # fmt: skip
         assert action in audit, action
     check_accessibility(owner, "console-audit")
     for context in (owner_ctx, finance_ctx, support_ctx):

@@ -100,6 +100,7 @@ class OutboxRelay:
                     raise
                 except Exception as exc:
                     log.warning("outbox relay pass failed", error=repr(exc))
+                    self.epoch_watcher.nudge()  # a restarted broker is found at once, not at the next check
                     await self._drop_producer()
                     busy = False
                     await asyncio.sleep(self.poll_interval_seconds)

@@ -28,6 +28,7 @@ from services.ledger.domain.engine import VoidPending
 from services.ledger.events.consumers import CashierPostings
 from services.ledger.events.coupons import InStoreCouponPostings
 from services.ledger.events.points import PointsPostings
+from services.ledger.events.topups import TopupBonusPostings
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store import wallet_flows
 from services.ledger.store.writer import LedgerWriter
@@ -45,8 +46,8 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
 
 def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
     """`payment.succeeded` and `refund.succeeded` from the cashier, marketing's points instructions
-    (`marketing.points`, events/points.py) and its in-store coupon redemptions (`marketing.coupons`,
-    events/coupons.py), posted through this process's writer."""
+    (`marketing.points`, events/points.py), its top-up bonuses (`marketing.topups`, events/topups.py) and its
+    in-store coupon redemptions (`marketing.coupons`, events/coupons.py), posted through this process's writer."""
     settings = runtime.settings
     assert isinstance(settings, Settings)
     writer = runtime.extras[WRITER_EXTRA]
@@ -54,6 +55,7 @@ def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
     return [
         *cashier.subscriptions(),
         *PointsPostings(runtime.uow, writer).subscriptions(),
+        *TopupBonusPostings(runtime.uow, writer).subscriptions(),
         *InStoreCouponPostings(cashier).subscriptions(),
     ]
 

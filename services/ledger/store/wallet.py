@@ -362,9 +362,7 @@ async def precheck(
         rule = ent.effective(overrides, holder_type, level, subaccount, action)
         ent.check(rule, amount_minor, what=f"{action.value} on {subaccount.value}")
     if source_account_id is not None:
-        sql = """SELECT credits_posted + credit_limit_minor - debits_posted - debits_pending FROM accounts
-                  WHERE id = :a"""
-        available = (await conn.execute(text(sql), {"a": source_account_id})).scalar_one()
+        available = await available_minor(conn, source_account_id)
         needed = source_amount_minor if source_amount_minor is not None else amount_minor
         if available < needed:
             raise LedgerError(
@@ -372,6 +370,14 @@ async def precheck(
                 account_id=source_account_id,
             )  # fmt: skip
     return holder
+
+
+async def available_minor(conn: AsyncConnection, account_id: str) -> int:
+    """What a credit-normal sub-account can still pay out: posted credits (+ its credit line) − posted and held
+    debits. A read, not a decision: the engine decides again under the account lock."""
+    sql = """SELECT credits_posted + credit_limit_minor - debits_posted - debits_pending FROM accounts
+              WHERE id = :a"""
+    return int((await conn.execute(text(sql), {"a": account_id})).scalar_one())
 
 
 # --- operations ------------------------------------------------------------------------------------------

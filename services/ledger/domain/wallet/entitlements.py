@@ -31,6 +31,7 @@ class SubaccountType(StrEnum):
     BALANCE = "balance"
     PREPAID = "prepaid"
     POINTS = "points"
+    BONUS = "bonus"  # a top-up promotion's bonus (充值送): spend only; never withdrawn, transferred, cashed
     COUPON = "coupon"
     CREDIT = "credit"
     BANK_CLASS2 = "bank_class2"
@@ -75,6 +76,8 @@ _PERSON_UNVERIFIED = {
     (SubaccountType.PREPAID, Action.SPEND): Entitlement(True),
     (SubaccountType.POINTS, Action.TOP_UP): Entitlement(True),
     (SubaccountType.POINTS, Action.SPEND): Entitlement(True),
+    (SubaccountType.BONUS, Action.TOP_UP): Entitlement(True),  # granted by marketing's instruction only
+    (SubaccountType.BONUS, Action.SPEND): Entitlement(True),
 }
 _PERSON_VERIFIED = {
     **_PERSON_UNVERIFIED,

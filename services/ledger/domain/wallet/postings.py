@@ -31,6 +31,7 @@ SUBACCOUNT_LINES: dict[SubaccountType, Line] = {
     SubaccountType.PSP: Line("psp_mirror", "2305", True),
     SubaccountType.POINTS: Line("user_points", "2306", True),
     SubaccountType.COUPON: Line("user_coupon", "2307", True),
+    SubaccountType.BONUS: Line("user_bonus", "2308", True),  # opened on the first bonus (events/topups.py)
     SubaccountType.MERCHANT_PENDING: Line("merchant_pending", "2201", False),
     SubaccountType.MERCHANT_SETTLED: Line("merchant_settled", "2202", True),
     SubaccountType.MERCHANT_PAYABLE: Line("merchant_payable", "2203", True),

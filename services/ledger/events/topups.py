@@ -1,0 +1,128 @@
+"""Marketing's top-up promotion instructions (`marketing.topups`) posted to the holder's bonus sub-account.
+
+Marketing decides which paid top-up earns a bonus and when a refund revokes it (services/marketing,
+flows/topups.py); the money is posted here, platform-funded (docs/ledger.md §3.11):
+
+- `topup.bonus_granted` → a `bonus_grant` operation, key `<payment>`: Dr 5201 marketing_expense, Cr 2308
+  user_bonus (the sub-account is opened on the first bonus);
+- `topup.bonus_revoked` → a `bonus_revocation` operation, key `<payment>`: Dr 2308, Cr 5201 for what is left
+  of the bonus: the smaller of the bonus and the sub-account's available balance (what the holder already
+  spent of it stays spent; the platform bore it).
+
+Both events of one top-up share its key on the topic (the payment id), so a grant is handled before its
+revocation. Each operation is idempotent by kind + key (a redelivery replays it). What cannot be posted is
+logged and skipped, never retried forever: a holder without a wallet, an entitlement refused by an override.
+The bonus sub-account allows spending only: no withdrawal and no transfer entitlement exists for it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from libs.common.db import Tx, UnitOfWork
+from libs.common.events import Envelope
+from libs.common.inbox import Subscription
+from libs.common.logging import get_logger
+from services.ledger.domain import errors as ledger_errors
+from services.ledger.domain.errors import LedgerError
+from services.ledger.domain.wallet import errors as wallet_errors
+from services.ledger.domain.wallet import postings as p
+from services.ledger.domain.wallet.entitlements import Action, SubaccountType
+from services.ledger.domain.wallet.errors import WalletError
+from services.ledger.store import wallet as store
+from services.ledger.store.writer import LedgerWriter
+
+log = get_logger("juhe.ledger.topups")
+
+TOPUPS_TOPIC = "marketing.topups"
+BONUS_GRANTED = "topup.bonus_granted"
+BONUS_REVOKED = "topup.bonus_revoked"
+PLATFORM = "platform"
+REVOKE_ATTEMPTS = 3  # a spend between reading what is left and taking it back: read again
+SKIPPED = frozenset(
+    {
+        wallet_errors.HOLDER_NOT_FOUND.code,
+        wallet_errors.SUBACCOUNT_NOT_FOUND.code,
+        wallet_errors.ENTITLEMENT_DENIED.code,
+        wallet_errors.LIMIT_EXCEEDED.code,
+    }
+)
+
+
+class TopupBonusPostings:
+    def __init__(self, uow: UnitOfWork, writer: LedgerWriter) -> None:
+        self.uow = uow
+        self.writer = writer
+
+    def subscriptions(self) -> list[Subscription]:
+        return [Subscription(TOPUPS_TOPIC, self.on_topup_event, frozenset({BONUS_GRANTED, BONUS_REVOKED}))]
+
+    async def on_topup_event(self, tx: Tx, event: Envelope) -> None:
+        data: dict[str, Any] = event.data
+        if int(data.get("bonus_minor") or 0) <= 0:
+            return
+        try:
+            if event.type == BONUS_GRANTED:
+                await self.grant(data)
+            else:
+                await self.revoke(data)
+        except (WalletError, LedgerError) as exc:
+            if exc.spec.code not in SKIPPED:
+                raise
+            log.warning("top-up bonus instruction not posted", event_type=event.type, code=exc.spec.code,
+                        payment_id=data.get("payment_id"), holder_id=data.get("holder_id"))  # fmt: skip
+
+    async def _accounts(self, holder_id: str, currency: str) -> tuple[str, str]:
+        """(the holder's bonus sub-account, the platform's marketing expense), opened on first use."""
+        async with self.uow.begin() as tx:
+            await store.require_holder(tx.conn, holder_id)
+            bonus = await store.open_subaccount(tx, holder_id, SubaccountType.BONUS, currency)
+            expense = await store.shared_account(tx, holder_id=PLATFORM, line=p.MARKETING_EXPENSE, currency=currency)
+        return bonus, expense
+
+    async def grant(self, data: dict[str, Any]) -> None:
+        holder_id, currency, amount = str(data["holder_id"]), str(data["currency"]), int(data["bonus_minor"])
+        payment_id = str(data["payment_id"])
+        bonus, expense = await self._accounts(holder_id, currency)
+        details = {"account_id": bonus, "promotion_id": data.get("promotion_id"), "expires_at": data.get("expires_at"),
+                   "topup_minor": data.get("topup_minor")}  # fmt: skip
+        await store.execute(
+            self.uow, self.writer,
+            store.Movement(holder_id, "bonus_grant", payment_id, amount, currency,
+                           [p.dr(expense, amount, currency), p.cr(bonus, amount, currency)],
+                           [(SubaccountType.BONUS, Action.TOP_UP)], reference=payment_id, details=details),
+            now=datetime.now(UTC),
+        )  # fmt: skip
+
+    async def revoke(self, data: dict[str, Any]) -> None:
+        holder_id, currency, payment_id = str(data["holder_id"]), str(data["currency"]), str(data["payment_id"])
+        async with self.uow.read() as conn:
+            if await store.operation_by_key(conn, "bonus_revocation", payment_id) is not None:
+                return  # taken back before (a redelivery)
+            if await store.operation_by_key(conn, "bonus_grant", payment_id) is None:
+                log.warning("bonus revoked that was never posted: nothing to take back", payment_id=payment_id)
+                return
+        bonus, expense = await self._accounts(holder_id, currency)
+        for attempt in range(REVOKE_ATTEMPTS):
+            take = min(int(data["bonus_minor"]), await self._available(bonus))
+            if take <= 0:
+                log.info("revoked bonus already spent: nothing left to take back", payment_id=payment_id)
+                return
+            try:
+                await store.execute(
+                    self.uow, self.writer,
+                    store.Movement(holder_id, "bonus_revocation", payment_id, take, currency,
+                                   [p.dr(bonus, take, currency), p.cr(expense, take, currency)], [],
+                                   reference=payment_id,
+                                   details={"account_id": bonus, "bonus_minor": int(data["bonus_minor"]),
+                                            "refund_id": data.get("refund_id")}),
+                    now=datetime.now(UTC),
+                )  # fmt: skip
+                return
+            except LedgerError as exc:
+                if exc.spec.code != ledger_errors.INSUFFICIENT_FUNDS.code or attempt == REVOKE_ATTEMPTS - 1:
+                    raise
+
+    async def _available(self, account_id: str) -> int:
+        async with self.uow.read() as conn:
+            return await store.available_minor(conn, account_id)

@@ -1,0 +1,71 @@
+"""The bonus sub-balance of a top-up promotion (充值送): marketing's `topup.bonus_granted` / `topup.bonus_revoked`
+from the real broker are posted once each (Dr 5201 → Cr 2308, and back for what is left), the bonus is kept
+apart from the cash balance, may be spent but never withdrawn or transferred, and the ledger stays balanced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from libs.common.events import Envelope
+from services.ledger.tests.integration.test_cashier_consumer import accounts_of, eventually, publish
+from services.ledger.tests.integration.test_wallet_topup import TOPUP_MERCHANT, open_person, top_up_paid
+
+HOLDER = "usr_bonus_1"
+
+
+def bonus_event(kind: str, payment_id: str, bonus_minor: int, **extra: Any) -> Envelope:
+    data = {"payment_id": payment_id, "holder_id": HOLDER, "promotion_id": "tpp_1", "bonus_minor": bonus_minor,
+            "currency": "CNY", **extra}  # fmt: skip
+    return Envelope(type=f"topup.bonus_{kind}", source="marketing", subject=payment_id, data=data)
+
+
+async def subaccounts(ledger: Any) -> dict[str, dict[str, Any]]:
+    r = await ledger.client.get(f"/v1/wallet/holders/{HOLDER}/my-wallet")
+    assert r.status_code == 200, r.text
+    return {v["subaccount_type"]: v for v in r.json()["subaccounts"]}
+
+
+async def posted(ledger: Any, kind: str) -> int | None:
+    found = await subaccounts(ledger)
+    return int(found[kind]["balances"]["posted_balance_minor"]) if kind in found else None
+
+
+async def test_bonus_granted_once_kept_apart_spend_only_and_what_is_left_revoked(
+    ledger_factory: Any, platform_topics: str, juhe_infra: Any
+) -> None:
+    ledger = await ledger_factory(wallet_topup_merchant_id=TOPUP_MERCHANT)
+    await open_person(ledger, HOLDER)
+    paid = top_up_paid("pay_bn_1", TOPUP_MERCHANT, HOLDER)  # 10000 in the cash balance
+    await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", paid)
+    granted = bonus_event("granted", "pay_bn_1", 1_000, topup_minor=10_000, expires_at=None)
+    again = Envelope(type=granted.type, source="marketing", subject=granted.subject, data=granted.data)  # new id
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", granted, granted, again)
+    await eventually(lambda: _equals(posted(ledger, "bonus"), 1_000), "the bonus in its own sub-account")
+    await eventually(lambda: _equals(posted(ledger, "balance"), 10_000), "the top-up in the cash balance")
+    bonus = (await subaccounts(ledger))["bonus"]
+    rights = {action: rule["allowed"] for action, rule in bonus["entitlements"].items()}
+    assert rights == {"top_up": True, "spend": True, "withdraw": False, "transfer": False}
+    expense = (await accounts_of(ledger, "platform"))["marketing_expense:"]
+    assert expense["code"] == "5201" and expense["balances"]["posted_balance_minor"] == 1_000  # the platform funds it
+    # The holder spends 300 of the bonus (any debit of the sub-account), then the top-up is refunded: marketing
+    # revokes the bonus; the ledger takes back what is left (700), once however often the instruction comes.
+    merchant = await ledger.open("merchant_pending", "2201", holder_id="mch_bn")
+    spent = await ledger.transfer(bonus["account_id"], merchant, 300, key="spend-bonus-1")
+    assert spent.status_code == 201, spent.text
+    revoked = bonus_event("revoked", "pay_bn_1", 1_000, refund_id="re_bn_1")
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", revoked, revoked)
+    await eventually(lambda: _equals(posted(ledger, "bonus"), 0), "what was left of the bonus taken back")
+    for kind, amount in (("bonus_grant", 1_000), ("bonus_revocation", 700)):
+        op = await ledger.client.get("/v1/wallet/operations", params={"kind": kind, "idempotency_key": "pay_bn_1"})
+        assert (op.status_code, op.json()["amount_minor"]) == (200, amount), op.text
+    expense = (await accounts_of(ledger, "platform"))["marketing_expense:"]
+    assert expense["balances"]["posted_balance_minor"] == 300  # the platform bore what was spent, no more
+    assert await posted(ledger, "balance") == 10_000  # the cash balance never moved
+    # A revocation of a bonus that was never posted (unknown payment) changes nothing.
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", bonus_event("revoked", "pay_bn_x", 500))
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", bonus_event("granted", "pay_bn_2", 200))
+    await eventually(lambda: _equals(posted(ledger, "bonus"), 200), "a later bonus, after the unknown revocation")
+
+
+async def _equals(value: Any, expected: int) -> bool:
+    return bool(await value == expected)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from datetime import date, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -20,12 +19,12 @@ from services.settlement.config import Settings
 from services.settlement.domain import splits as split_math
 from services.settlement.domain.cycles import settle_date
 from services.settlement.events import PAYMENT_SUCCEEDED, REFUND_SUCCEEDED
+from services.settlement.flows.entries import bill_day, settlement_entry, split_entries
 from services.settlement.store import cycles, records
 from services.settlement.store.tables import ledger_accounts, settlement_entries
 
 log = get_logger("juhe.settlement.consumers")
 WALLET_TOPUP = "wallet_topup"
-BILL_TIMEZONE = ZoneInfo("Asia/Shanghai")  # channel bills are cut by China time
 
 
 async def on_account_opened(tx: Tx, event: Envelope) -> None:
@@ -60,10 +59,6 @@ def _explicit_split(value: Any) -> list[dict[str, Any]] | None:
 
 def _when(value: str | None, fallback: datetime) -> datetime:
     return datetime.fromisoformat(value) if value else fallback
-
-
-def bill_day(moment: datetime) -> date:
-    return moment.astimezone(BILL_TIMEZONE).date()
 
 
 async def on_payment_event(tx: Tx, event: Envelope) -> None:
@@ -159,35 +154,10 @@ async def _payment_succeeded(tx: Tx, row: Any, occurred: datetime, *, subsidy_mi
     await records.set_settle_date(tx.conn, row["payment_id"], due)
     base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
     await cycles.add_entries(tx.conn, [
-        _entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due, "payment"),
-        _entry(f"{row['payment_id']}:subsidy", row["merchant_id"], row, subsidy_minor, due, "payment"),
+        settlement_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due, "payment"),
+        settlement_entry(f"{row['payment_id']}:subsidy", row["merchant_id"], row, subsidy_minor, due, "payment"),
     ])  # fmt: skip
     await _create_split(tx, row, base, due)
-
-
-def _entry(key: str, holder_id: str, payment: Any, amount_minor: int, due: date, kind: str,
-           refund_id: str | None = None) -> dict[str, Any]:  # fmt: skip
-    return {"source_key": key, "holder_id": holder_id, "currency": payment["currency"], "amount_minor": amount_minor,
-            "due_date": due, "kind": kind, "payment_id": payment["payment_id"], "refund_id": refund_id}  # fmt: skip
-
-
-async def _split_entries(tx: Tx, split_id: str, payment: Any, allocations: dict[str, int], sign: int, due: date,
-                         kind: str, refund_id: str | None = None) -> None:  # fmt: skip
-    """What the split moves between merchant_pending accounts, as settlement entries of each holder."""
-    known = await records.receivers_by_id(tx.conn, list(allocations))
-    payee = payment["merchant_id"]
-    entries, moved = [], 0
-    for receiver_id, amount in allocations.items():
-        receiver = known.get(receiver_id)
-        if receiver is None or receiver["kind"] == "platform" or receiver["holder_id"] == payee:
-            if receiver is not None and receiver["kind"] == "platform":
-                moved += amount
-            continue
-        entries.append(_entry(f"{split_id}:{receiver_id}", receiver["holder_id"], payment, sign * amount, due, kind,
-                              refund_id))  # fmt: skip
-        moved += amount
-    entries.append(_entry(f"{split_id}:payee", payee, payment, -sign * moved, due, kind, refund_id))
-    await cycles.add_entries(tx.conn, entries)
 
 
 async def _create_split(tx: Tx, payment: Any, base: int, due: date, *, offset_minor: int = 0,
@@ -211,7 +181,7 @@ async def _create_split(tx: Tx, payment: Any, base: int, due: date, *, offset_mi
         "base_offset_minor": offset_minor,
     })  # fmt: skip
     if not escrow:
-        await _split_entries(tx, split_id, payment, allocations, 1, due, "split")
+        await split_entries(tx, split_id, payment, allocations, 1, due, "split")
 
 
 def _allocations(payment: Any, rule: split_math.SplitRule, base: int, offset_minor: int) -> tuple[dict[str, int], str]:
@@ -235,11 +205,6 @@ def _allocations(payment: Any, rule: split_math.SplitRule, base: int, offset_min
                 return split_math.proportional(full, split_math.PAYEE, base), split_math.PAYEE
             return full, split_math.PAYEE
     return split_math.allocate(base, rule), rule.remainder_receiver_id
-
-
-async def split_entries_on_confirm(tx: Tx, split: Any, payment: Any, due: date) -> None:
-    """An escrow split's moves count for settlement once it is confirmed (called in the confirming CAS tx)."""
-    await _split_entries(tx, split["split_id"], payment, dict(split["allocations"]), 1, due, "split")
 
 
 def split_base_refunded(payment: Any, refunded_minor: int) -> int:
@@ -327,12 +292,13 @@ async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
     # not settled yet, else at once (netted against the next batch).
     occurred = refund["succeeded_at"]
     due = max(payment["settle_date"] or bill_day(occurred), bill_day(occurred))
-    refund_entry = _entry(f"{refund_id}:net", payment["merchant_id"], payment, -refund_net_minor(payment, amount),
-                          due, "refund", refund_id)  # fmt: skip
+    refund_entry = settlement_entry(f"{refund_id}:net", payment["merchant_id"], payment,
+                                    -refund_net_minor(payment, amount), due, "refund", refund_id)  # fmt: skip
     subsidy_back = subsidy_reversed(await _subsidy_of(tx, payment["payment_id"]), int(payment["amount_minor"]),
                                     refunded_before, refunded_after)  # fmt: skip
-    await cycles.add_entries(tx.conn, [refund_entry, _entry(f"{refund_id}:subsidy", payment["merchant_id"], payment,
-                                                            -subsidy_back, due, "refund", refund_id)])  # fmt: skip
+    subsidy_entry = settlement_entry(f"{refund_id}:subsidy", payment["merchant_id"], payment, -subsidy_back, due,
+                                     "refund", refund_id)  # fmt: skip
+    await cycles.add_entries(tx.conn, [refund_entry, subsidy_entry])
     split = await records.split_of_payment(tx.conn, payment["payment_id"], for_update=True)
     if split is None:
         return payment
@@ -354,5 +320,5 @@ async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
         "currency": split["currency"], "base_minor": base_after - base_before, "allocations": back,
         "remainder_receiver_id": split["remainder_receiver_id"], "status": "pending",
     })  # fmt: skip
-    await _split_entries(tx, split_id, payment, back, -1, due, "reversal", refund_id)
+    await split_entries(tx, split_id, payment, back, -1, due, "reversal", refund_id)
     return payment

@@ -19,7 +19,7 @@ from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
 from services.settlement.config import Settings
 from services.settlement.domain.errors import SPLIT_NOT_FOUND
-from services.settlement.events.consumers import bill_day, split_entries_on_confirm
+from services.settlement.flows.entries import bill_day, split_entries_on_confirm
 from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.splits import process_split
 from services.settlement.store import records

@@ -36,21 +36,23 @@
       position: "fixed", inset: "0", background: "rgba(0,0,0,0.55)", zIndex: "2147483000",
       display: "flex", alignItems: "center", justifyContent: "center"
     });
-    var dialog = style(document.createElement("div"), {
-      position: "relative", background: "#fff", borderRadius: "12px", width: "min(440px, 96vw)",
-      height: "min(720px, 92vh)", boxShadow: "0 10px 40px rgba(0,0,0,0.35)", overflow: "hidden"
+    var dialog = style(document.createElement("div"), {  // the close button sits above it, clear of the page
+      position: "relative", width: "min(440px, 96vw)", height: "min(680px, calc(92vh - 48px))", marginTop: "48px"
     });
     dialog.setAttribute("role", "dialog");
     dialog.setAttribute("aria-modal", "true");
     dialog.setAttribute("aria-label", options.title || "Checkout · 收银台");
     var close = style(document.createElement("button"), {
-      position: "absolute", top: "6px", right: "6px", width: "36px", height: "36px", border: "0",
-      borderRadius: "18px", background: "#f1f1f1", fontSize: "20px", cursor: "pointer", zIndex: "1"
+      position: "absolute", top: "-46px", right: "0", width: "40px", height: "40px", border: "0",
+      borderRadius: "20px", background: "#fff", color: "#111", fontSize: "22px", cursor: "pointer"
     });
     close.type = "button";
     close.textContent = "\u00d7";
     close.setAttribute("aria-label", options.closeLabel || "Close · 关闭");
-    var frame = style(document.createElement("iframe"), { border: "0", width: "100%", height: "100%" });
+    var frame = style(document.createElement("iframe"), {
+      border: "0", width: "100%", height: "100%", background: "#fff", borderRadius: "12px",
+      boxShadow: "0 10px 40px rgba(0,0,0,0.35)"
+    });
     frame.title = options.title || "Checkout · 收银台";
     frame.src = url.href;
     frame.setAttribute("allow", "payment");

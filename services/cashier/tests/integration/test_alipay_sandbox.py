@@ -7,7 +7,6 @@ receiver that, like a merchant, verifies each one with the connector before answ
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import re
 import threading
@@ -23,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from libs.common.testing.waiting import eventually
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.connectors.alipay import AlipayConfig, AlipayConnector, transfers
 from services.cashier.connectors.base import (
@@ -112,13 +112,8 @@ class AlipayReceiver:
 
 
 async def wait_until(condition: Callable[[], bool], what: str) -> None:
-    """Poll a condition with a hard upper bound (behaviour, not timing, is what is asserted)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + WAIT_SECONDS_MAX
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    """`eventually()` with this module's bound (behaviour, not timing, is what is asserted)."""
+    await eventually(condition, what, timeout_seconds=WAIT_SECONDS_MAX, poll_seconds=0.02)
 
 
 @pytest.fixture(scope="module")
@@ -544,14 +539,16 @@ async def test_notification_is_retried_until_the_literal_success(
     await alipay_control.post(f"/control/trades/{out_trade_no}/approve")
     await wait_until(lambda: "success" in alipay_receiver.answers(out_trade_no), "the third delivery")
     assert alipay_receiver.answers(out_trade_no) == ["fail", "fail", "success"]
+
     # The receiver answers before the sandbox records the answer: poll the log (bounded).
-    log: list[dict[str, Any]] = []
-    for _ in range(int(WAIT_SECONDS_MAX / 0.02)):
+    async def acknowledged_log() -> list[dict[str, Any]] | None:
         response = await alipay_control.get("/control/notifications", params={"subject": out_trade_no})
-        log = response.json()["deliveries"]
-        if any(entry["acknowledged"] for entry in log):
-            break
-        await asyncio.sleep(0.02)
+        deliveries: list[dict[str, Any]] = response.json()["deliveries"]
+        return deliveries if any(entry["acknowledged"] for entry in deliveries) else None
+
+    log = await eventually(
+        acknowledged_log, "the acknowledged delivery logged", timeout_seconds=WAIT_SECONDS_MAX, poll_seconds=0.02
+    )
     assert [(entry["attempt"], entry["acknowledged"]) for entry in log] == [(1, False), (2, False), (3, True)]
     bodies = alipay_receiver.bodies(out_trade_no)
     assert len({dict(parse_qsl(b.decode()))["notify_id"] for b in bodies}) == 1  # one notification, retried

@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 import uuid
@@ -29,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from libs.common.embedded import free_port
 from libs.common.outbox_tables import outbox
 from libs.common.testing.infra import serve_app
+from libs.common.testing.waiting import eventually
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.app import create_app
 from services.cashier.flows.context import Cashier
@@ -39,18 +39,9 @@ WECHAT_APPID = "wxd678efh567hg6787"
 
 
 async def wait_for(condition: Callable[[], Any], what: str, timeout_seconds: float = WAIT_SECONDS_MAX) -> Any:
-    """Poll an (async or sync) condition until truthy, with a hard upper bound."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_seconds
-    while True:
-        value = condition()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+    """`eventually()` (libs/common/testing/waiting.py) with these flows' bound: an (async or sync) condition
+    polled until truthy, its value returned."""
+    return await eventually(condition, what, timeout_seconds=timeout_seconds)
 
 
 async def wait_payment_status(

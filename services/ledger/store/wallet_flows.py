@@ -149,22 +149,43 @@ async def pay(
         source = await _spend_source(tx.conn, holder_id, subaccount, subaccount_id, merchant_id, currency)
         if subaccount is SubaccountType.CREDIT:
             await _refuse_if_overdue(tx.conn, holder_id, now)
-        await store.precheck(tx.conn, holder_id, [(subaccount, Action.SPEND)], amount_minor, source_account_id=source)
+        sources = [(source, amount_minor)]
+        if subaccount is SubaccountType.BALANCE:
+            sources = await _balance_then_bonus(tx.conn, holder_id, source, amount_minor, currency)
+        await store.precheck(tx.conn, holder_id, [(subaccount, Action.SPEND)], amount_minor,
+                             source_account_id=sources[-1][0], source_amount_minor=sources[-1][1])  # fmt: skip
         merchant = await store.shared_account(tx, holder_id=merchant_id, line=p.SUBACCOUNT_LINES[
             SubaccountType.MERCHANT_PENDING], currency=currency)  # fmt: skip
         income = await store.shared_account(tx, holder_id=PLATFORM, line=p.PLATFORM_FEE_INCOME, currency=currency)
     postings = p.pay(
-        source=source, merchant_pending=merchant, fee_income=income, amount_minor=amount_minor,
-        fee_minor=platform_fee_minor, currency=currency,
-    )  # fmt: skip
-    details = {"merchant_id": merchant_id, "subaccount": subaccount.value, "account_id": source,
-               "platform_fee_minor": platform_fee_minor}  # fmt: skip
+        sources=sources, merchant_pending=merchant, fee_income=income, fee_minor=platform_fee_minor, currency=currency
+    )
+    details: dict[str, Any] = {"merchant_id": merchant_id, "subaccount": subaccount.value, "account_id": source,
+                               "platform_fee_minor": platform_fee_minor}  # fmt: skip
+    if len(sources) > 1:
+        details |= {"bonus_minor": sources[1][1], "bonus_account_id": sources[1][0]}
     return await store.execute(
         uow, writer,
         Movement(holder_id, "payment", payment_id, amount_minor, currency, postings, [(subaccount, Action.SPEND)],
                  pending=pending, timeout_seconds=timeout_seconds, reference=payment_id, details=details),
         now=now,
     )  # fmt: skip
+
+
+async def _balance_then_bonus(
+    conn: Any, holder_id: str, balance: str, amount_minor: int, currency: str
+) -> list[tuple[str, int]]:
+    """The spending order of a balance payment (§3.11): the cash balance first, then the top-up bonus for the
+    rest. Why this order: the bonus is the platform's money and is taken back if its top-up is refunded, so it
+    is kept unspent as long as the cash lasts. One transfer debits both; the engine refuses it whole (no
+    overdraft) if either part is not there any more when it posts."""
+    bonus = await store.get_subaccount_id(conn, holder_id, SubaccountType.BONUS, currency)
+    if bonus is None:
+        return [(balance, amount_minor)]
+    from_balance = min(amount_minor, max(await store.available_minor(conn, balance), 0))
+    if from_balance == amount_minor:
+        return [(balance, amount_minor)]
+    return [(balance, from_balance), (bonus, amount_minor - from_balance)]
 
 
 async def _existing(conn: Any, holder_id: str, subaccount: SubaccountType, currency: str) -> str:

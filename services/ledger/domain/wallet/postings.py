@@ -87,10 +87,13 @@ def withdraw(
 
 
 def pay(
-    *, source: str, merchant_pending: str, fee_income: str, amount_minor: int, fee_minor: int, currency: str
+    *, sources: list[tuple[str, int]], merchant_pending: str, fee_income: str, fee_minor: int, currency: str
 ) -> list[Posting]:
-    """§3.2 with any spendable sub-account (balance, prepaid at its merchant, credit line)."""
-    out = [dr(source, amount_minor, currency), cr(merchant_pending, amount_minor - fee_minor, currency)]
+    """§3.2 with any spendable sub-account (balance, prepaid at its merchant, credit line), or with the balance
+    and then the bonus (`sources` in the spending order, §3.11): one debit per source, one transfer."""
+    amount_minor = sum(part for _, part in sources)
+    out = [*(dr(source, part, currency) for source, part in sources if part),
+           cr(merchant_pending, amount_minor - fee_minor, currency)]  # fmt: skip
     return [*out, cr(fee_income, fee_minor, currency)] if fee_minor else out
 
 

@@ -47,11 +47,21 @@ async def test_bonus_granted_once_kept_apart_spend_only_and_what_is_left_revoked
     assert rights == {"top_up": True, "spend": True, "withdraw": False, "transfer": False}
     expense = (await accounts_of(ledger, "platform"))["marketing_expense:"]
     assert expense["code"] == "5201" and expense["balances"]["posted_balance_minor"] == 1_000  # the platform funds it
-    # The holder spends 300 of the bonus (any debit of the sub-account), then the top-up is refunded: marketing
-    # revokes the bonus; the ledger takes back what is left (700), once however often the instruction comes.
-    merchant = await ledger.open("merchant_pending", "2201", holder_id="mch_bn")
-    spent = await ledger.transfer(bonus["account_id"], merchant, 300, key="spend-bonus-1")
+    # Spending order (§3.11): the cash balance first, then the bonus. 10300 takes the 10000 and 300 of the bonus,
+    # in one transfer; 800 more is refused whole (700 left), nothing moved.
+    pay = f"/v1/wallet/holders/{HOLDER}/payments"
+    spent = await ledger.client.post(pay, json={"payment_id": "pay_bn_spend_1", "merchant_id": "mch_bn",
+                                                "amount_minor": 10_300})  # fmt: skip
     assert spent.status_code == 201, spent.text
+    assert (await posted(ledger, "balance"), await posted(ledger, "bonus")) == (0, 700)
+    refused = await ledger.client.post(pay, json={"payment_id": "pay_bn_spend_2", "merchant_id": "mch_bn",
+                                                  "amount_minor": 800})  # fmt: skip
+    assert (refused.status_code, refused.json()["code"]) == (409, "insufficient_funds"), refused.text
+    assert (await posted(ledger, "balance"), await posted(ledger, "bonus")) == (0, 700)
+    merchant = (await accounts_of(ledger, "mch_bn"))["merchant_pending:"]
+    assert merchant["balances"]["posted_balance_minor"] == 10_300
+    # The top-up is refunded: marketing revokes the bonus; the ledger takes back what is left (700), once
+    # however often the instruction comes.
     revoked = bonus_event("revoked", "pay_bn_1", 1_000, refund_id="re_bn_1")
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", revoked, revoked)
     await eventually(lambda: _equals(posted(ledger, "bonus"), 0), "what was left of the bonus taken back")
@@ -60,7 +70,6 @@ async def test_bonus_granted_once_kept_apart_spend_only_and_what_is_left_revoked
         assert (op.status_code, op.json()["amount_minor"]) == (200, amount), op.text
     expense = (await accounts_of(ledger, "platform"))["marketing_expense:"]
     assert expense["balances"]["posted_balance_minor"] == 300  # the platform bore what was spent, no more
-    assert await posted(ledger, "balance") == 10_000  # the cash balance never moved
     # A revocation of a bonus that was never posted (unknown payment) changes nothing.
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", bonus_event("revoked", "pay_bn_x", 500))
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", bonus_event("granted", "pay_bn_2", 200))

@@ -35,5 +35,8 @@ class Settings(ServiceSettings):
     # JUHE_LEDGER_WALLET_TOPUP_MERCHANT_ID): another merchant's "top-up" credits no wallet, so it earns no bonus.
     # Unset: no top-up earns a bonus.
     wallet_topup_merchant_id: str | None = Field(default=None, min_length=1, max_length=64)
+    # Top-up bonuses past their expiry are swept this often (at most this many a round).
+    topup_expiry_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
+    topup_expiry_batch_max: int = Field(default=500, ge=1, le=5000)
     # The largest `limit` a list endpoint accepts (a larger one is 422 validation_failed).
     page_size_max: int = Field(default=200, ge=1, le=1000)

@@ -56,6 +56,12 @@ async def expire_points_round(runtime: Runtime, settings: Settings) -> int:
         return await points.expire_round(tx, now=clock_of(runtime.extras)(), batch_max=settings.points_expiry_batch_max)
 
 
+async def expire_topup_bonuses_round(runtime: Runtime, settings: Settings) -> int:
+    """Expire granted top-up bonuses past their time (flows/topups.py); replicas share it (SKIP LOCKED)."""
+    async with runtime.uow.begin() as tx:
+        return await topups.expire_round(tx, now=clock_of(runtime.extras)(), batch_max=settings.topup_expiry_batch_max)
+
+
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
     async def expire_locks(runtime: Runtime) -> None:
         await run_rounds("expire_locks", lambda: expire_locks_round(runtime, settings),
@@ -77,4 +83,9 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
                          interval_seconds=settings.points_expiry_interval_seconds,
                          batch_max=settings.points_expiry_batch_max)  # fmt: skip
 
-    return [expire_locks, bulk_issue, expire_points]
+    async def expire_topup_bonuses(runtime: Runtime) -> None:
+        await run_rounds("expire_topup_bonuses", lambda: expire_topup_bonuses_round(runtime, settings),
+                         interval_seconds=settings.topup_expiry_interval_seconds,
+                         batch_max=settings.topup_expiry_batch_max)  # fmt: skip
+
+    return [expire_locks, bulk_issue, expire_points, expire_topup_bonuses]

@@ -7,7 +7,9 @@ flows/topups.py); the money is posted here, platform-funded (docs/ledger.md §3.
   user_bonus (the sub-account is opened on the first bonus);
 - `topup.bonus_revoked` → a `bonus_revocation` operation, key `<payment>`: Dr 2308, Cr 5201 for what is left
   of the bonus: the smaller of the bonus and the sub-account's available balance (what the holder already
-  spent of it stays spent; the platform bore it).
+  spent of it stays spent; the platform bore it);
+- `topup.bonus_expired` → a `bonus_expiry` operation, key `<payment>`, the same lines (marketing sends either a
+  revocation or an expiry for a bonus, never both).
 
 Both events of one top-up share its key on the topic (the payment id), so a grant is handled before its
 revocation. Each operation is idempotent by kind + key (a redelivery replays it). What cannot be posted is
@@ -37,6 +39,7 @@ log = get_logger("juhe.ledger.topups")
 TOPUPS_TOPIC = "marketing.topups"
 BONUS_GRANTED = "topup.bonus_granted"
 BONUS_REVOKED = "topup.bonus_revoked"
+BONUS_EXPIRED = "topup.bonus_expired"
 PLATFORM = "platform"
 REVOKE_ATTEMPTS = 3  # a spend between reading what is left and taking it back: read again
 SKIPPED = frozenset(
@@ -55,7 +58,8 @@ class TopupBonusPostings:
         self.writer = writer
 
     def subscriptions(self) -> list[Subscription]:
-        return [Subscription(TOPUPS_TOPIC, self.on_topup_event, frozenset({BONUS_GRANTED, BONUS_REVOKED}))]
+        kinds = frozenset({BONUS_GRANTED, BONUS_REVOKED, BONUS_EXPIRED})
+        return [Subscription(TOPUPS_TOPIC, self.on_topup_event, kinds)]
 
     async def on_topup_event(self, tx: Tx, event: Envelope) -> None:
         data: dict[str, Any] = event.data
@@ -65,7 +69,7 @@ class TopupBonusPostings:
             if event.type == BONUS_GRANTED:
                 await self.grant(data)
             else:
-                await self.revoke(data)
+                await self.take_back(data, kind="bonus_revocation" if event.type == BONUS_REVOKED else "bonus_expiry")
         except (WalletError, LedgerError) as exc:
             if exc.spec.code not in SKIPPED:
                 raise
@@ -94,10 +98,11 @@ class TopupBonusPostings:
             now=datetime.now(UTC),
         )  # fmt: skip
 
-    async def revoke(self, data: dict[str, Any]) -> None:
+    async def take_back(self, data: dict[str, Any], *, kind: str) -> None:
+        """A revocation or an expiry: what is left of the bonus returns to 5201, once per (kind, payment)."""
         holder_id, currency, payment_id = str(data["holder_id"]), str(data["currency"]), str(data["payment_id"])
         async with self.uow.read() as conn:
-            if await store.operation_by_key(conn, "bonus_revocation", payment_id) is not None:
+            if await store.operation_by_key(conn, kind, payment_id) is not None:
                 return  # taken back before (a redelivery)
             if await store.operation_by_key(conn, "bonus_grant", payment_id) is None:
                 log.warning("bonus revoked that was never posted: nothing to take back", payment_id=payment_id)
@@ -111,7 +116,7 @@ class TopupBonusPostings:
             try:
                 await store.execute(
                     self.uow, self.writer,
-                    store.Movement(holder_id, "bonus_revocation", payment_id, take, currency,
+                    store.Movement(holder_id, kind, payment_id, take, currency,
                                    [p.dr(bonus, take, currency), p.cr(expense, take, currency)], [],
                                    reference=payment_id,
                                    details={"account_id": bonus, "bonus_minor": int(data["bonus_minor"]),

@@ -376,7 +376,7 @@ class TopupBonusGrantResponse(BaseModel):
     payment_id: str
     holder_id: str
     promotion_id: str | None
-    status: str  # granted | not_granted | revoked
+    status: str  # granted | not_granted | revoked | expired
     currency: str
     topup_minor: int
     bonus_minor: int

@@ -30,7 +30,7 @@ from libs.common.db import Tx
 from libs.common.events import Envelope
 from libs.common.ids import new_id
 from services.marketing.domain.topups import Tier, bonus_for, in_window
-from services.marketing.events import TOPUP_BONUS_GRANTED, TOPUP_BONUS_REVOKED, TOPUPS_TOPIC
+from services.marketing.events import TOPUP_BONUS_EXPIRED, TOPUP_BONUS_GRANTED, TOPUP_BONUS_REVOKED, TOPUPS_TOPIC
 from services.marketing.store.tables import (
     points_refunds,
     topup_bonus_grants,
@@ -178,3 +178,23 @@ async def on_refund_event(tx: Tx, event: Envelope, *, now: datetime) -> None:
         "promotion_id": revoked["promotion_id"], "bonus_minor": revoked["bonus_minor"],
         "currency": revoked["currency"], "refund_id": event.data.get("refund_id"),
     })  # fmt: skip
+
+
+async def expire_round(tx: Tx, *, now: datetime, batch_max: int) -> int:
+    """Granted bonuses past `expires_at` become `expired` (a compare-and-set from `granted`, so a refund's
+    revocation and the expiry never both happen) and `topup.bonus_expired` tells the ledger to take back what
+    is left of it. SKIP LOCKED: replicas share the sweep. Returns how many expired."""
+    g = topup_bonus_grants.c
+    due = (await tx.conn.execute(
+        select(topup_bonus_grants).where(g.status == "granted", g.expires_at <= now)
+        .order_by(g.expires_at).limit(batch_max).with_for_update(skip_locked=True)
+    )).mappings().all()  # fmt: skip
+    for grant in due:
+        await tx.conn.execute(update(topup_bonus_grants).where(g.payment_id == grant["payment_id"])
+                              .values(status="expired"))  # fmt: skip
+        tx.publish(topic=TOPUPS_TOPIC, type=TOPUP_BONUS_EXPIRED, subject=grant["payment_id"], data={
+            "payment_id": grant["payment_id"], "holder_id": grant["holder_id"], "promotion_id": grant["promotion_id"],
+            "bonus_minor": grant["bonus_minor"], "currency": grant["currency"],
+            "expires_at": grant["expires_at"].isoformat(),
+        })  # fmt: skip
+    return len(due)

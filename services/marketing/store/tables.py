@@ -284,7 +284,7 @@ topup_promotions = Table(
     Index("topup_promotions_running", "currency", postgresql_where="status = 'running'"),
 )
 
-# One row per paid top-up seen (primary key = the exactly-once key): granted | not_granted | revoked.
+# One row per paid top-up seen (primary key = the exactly-once key): granted | not_granted | revoked | expired.
 topup_bonus_grants = Table(
     "topup_bonus_grants",
     metadata,
@@ -300,6 +300,7 @@ topup_bonus_grants = Table(
     _now(),
     Index("topup_bonus_grants_holder", "holder_id", "payment_id"),
     Index("topup_bonus_grants_promotion", "promotion_id"),
+    Index("topup_bonus_grants_expiry", "expires_at", postgresql_where="status = 'granted'"),
 )
 
 topup_promotion_holders = Table(

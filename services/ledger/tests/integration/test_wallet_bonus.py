@@ -74,6 +74,13 @@ async def test_bonus_granted_once_kept_apart_spend_only_and_what_is_left_revoked
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", bonus_event("revoked", "pay_bn_x", 500))
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", bonus_event("granted", "pay_bn_2", 200))
     await eventually(lambda: _equals(posted(ledger, "bonus"), 200), "a later bonus, after the unknown revocation")
+    expired = bonus_event("expired", "pay_bn_2", 200, expires_at="2026-12-01T00:00:00+00:00")
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", expired, expired)
+    await eventually(lambda: _equals(posted(ledger, "bonus"), 0), "an expired bonus taken back")
+    op = await ledger.client.get(
+        "/v1/wallet/operations", params={"kind": "bonus_expiry", "idempotency_key": "pay_bn_2"}
+    )
+    assert (op.status_code, op.json()["amount_minor"]) == (200, 200), op.text
 
 
 async def _equals(value: Any, expected: int) -> bool:

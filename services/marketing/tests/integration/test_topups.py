@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from libs.common.web import Runtime
 from services.marketing.app import create_app
 from services.marketing.store.tables import topup_bonus_grants
 from services.marketing.tests.integration.conftest import Marketing, code
-from services.marketing.worker import subscriptions
+from services.marketing.worker import expire_topup_bonuses_round, subscriptions
 
 PROMOTIONS = "/v1/marketing/topup-promotions"
 COLLECTOR = "mch_platform_topup"
@@ -163,3 +163,19 @@ async def test_one_holder_racing_top_ups_gets_exactly_its_limit(marketing: Marke
     same = [top_up(f"pay_r{i}", 20_000, holder_id="usr_racer") for i in range(12)]
     await asyncio.gather(*(deliver(marketing.runtimes[i % 2], e) for i, e in enumerate(same)))
     assert sorted(s for s, _ in (await grants(marketing)).values()).count("granted") == 2
+
+
+async def test_a_bonus_past_its_validity_expires_once_and_is_then_not_revoked(marketing: Marketing) -> None:
+    await promotion(marketing, per_holder_limit=5, bonus_valid_days=30)
+    await deliver(marketing.runtime, top_up("pay_e1", 10_000))
+    await deliver(marketing.runtime, top_up("pay_e2", 10_000))
+    settings: Any = marketing.runtime.settings
+    assert await expire_topup_bonuses_round(marketing.runtime, settings) == 0  # not yet
+    marketing.move_clock(timedelta(days=31))
+    await deliver(marketing.runtime, refund("re_e2", "pay_e2", 10_000))  # revoked before the sweep: not expired
+    assert await expire_topup_bonuses_round(marketing.runtime, settings) == 1
+    assert await expire_topup_bonuses_round(marketing.runtime, settings) == 0  # once
+    await deliver(marketing.runtime, refund("re_e1", "pay_e1", 10_000))  # expired: nothing left to revoke
+    assert await grants(marketing) == {"pay_e1": ("expired", 1_000), "pay_e2": ("revoked", 1_000)}
+    assert [(t, s) for t, s, _ in await bonus_events(marketing) if t != "topup.bonus_granted"] == [
+        ("topup.bonus_revoked", "pay_e2"), ("topup.bonus_expired", "pay_e1")]  # fmt: skip

@@ -16,7 +16,6 @@ import json
 import re
 import shutil
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from libs.common.embedded import free_port
 from libs.common.services import FRONTENDS, REPO_ROOT, SANDBOXES, SERVICES
 from libs.common.testing.infra import ServiceProcess
 from libs.common.testing.plugin import data_dir_outside_pytest
+from libs.common.testing.waiting import eventually_sync
 
 if str(REPO_ROOT) not in sys.path:  # the launcher helpers of tests/e2e (not an installed package)
     sys.path.insert(0, str(REPO_ROOT))
@@ -152,11 +152,14 @@ def check_accessibility(page: Page, name: str) -> None:
 
 def reload_until(page: Page, selector: str, text: str, what: str, seconds: float = 120.0) -> None:
     """Bounded polling of a server-rendered value (the page has no live update for balances)."""
-    deadline = time.monotonic() + seconds
-    while page.locator(selector).inner_text() != text:
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        page.wait_for_timeout(500)
+
+    def shown() -> bool:
+        if page.locator(selector).inner_text() == text:
+            return True
         page.reload()
+        return False
+
+    eventually_sync(shown, what, timeout_seconds=seconds, poll_seconds=0.5)
 
 
 def test_a_user_runs_their_wallet_from_the_page(platform: Platform, browser: Browser) -> None:

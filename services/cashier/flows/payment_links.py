@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from libs.common.errors import Problem
+from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.ids import new_id
 from services.cashier.domain import payment_links as rules
 from services.cashier.domain.checkout import EXPIRY_MIN_SECONDS
@@ -62,7 +62,7 @@ def link_view(cashier: Cashier, row: Any, *, uses: tuple[int, int] = (0, 0)) -> 
 async def create_link(cashier: Cashier, *, merchant_id: str, draft: LinkDraft) -> dict[str, Any]:
     amounts = rules.amount_rule(draft.amount_minor, draft.amount_min_minor, draft.amount_max_minor)
     if draft.expires_at is not None and draft.expires_at <= cashier.clock():
-        raise Problem(rules.PAYMENT_LINK_INACTIVE, "expires_at is in the past")
+        raise Problem(VALIDATION_FAILED, "expires_at is in the past")
     async with cashier.uow.begin() as tx:
         row = await store.insert_link(tx.conn, {
             "id": new_id("pl"), "merchant_id": merchant_id, "slug": rules.LINK_SLUG_PREFIX + secrets.token_urlsafe(16),

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, status
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common.money import AmountMinor, Currency
 from services.cashier.api.deps import CashierDep, MerchantId, PageSize
@@ -40,7 +40,7 @@ class PaymentLinkCreateRequest(BaseModel):
     allowed_methods: list[ChannelName] | None = Field(default=None, min_length=1, max_length=10)
     return_url: Url | None = Field(default=None, description="Default: Juhe's own thank-you page")
     max_uses: int | None = Field(default=None, ge=1, le=rules.USES_MAX, description="1 = single-use; omit: no limit")
-    expires_at: datetime | None = None
+    expires_at: AwareDatetime | None = Field(default=None, description="With a time zone; none: no expiry")
     metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(
         default_factory=dict, max_length=METADATA_KEYS_MAX - 2 - rules.PAYER_FIELDS_MAX - 1
     )

@@ -56,6 +56,12 @@ async def test_payer_entered_amount_and_plate_on_a_reusable_link(
     unknown_field = await cashier.post("/v1/payment-links", {"currency": "CNY", "description": "x",
                                                               "payer_fields": ["shoe_size"]})  # fmt: skip
     assert unknown_field.status_code == 422 and unknown_field.json()["code"] == "validation_failed"
+    naive = await cashier.post("/v1/payment-links", {"currency": "CNY", "description": "x",
+                                                      "expires_at": "2030-01-01T00:00:00"})  # fmt: skip
+    assert naive.status_code == 422 and naive.json()["code"] == "validation_failed"  # a deadline needs its zone
+    past = await cashier.post("/v1/payment-links", {"currency": "CNY", "description": "x",
+                                                     "expires_at": "2020-01-01T00:00:00Z"})  # fmt: skip
+    assert past.status_code == 422 and past.json()["code"] == "validation_failed"
     created = await cashier.post("/v1/payment-links", {
         "currency": "CNY", "description": "停车缴费 Parking", "amount_min_minor": 100, "amount_max_minor": 50_000,
         "payer_fields": ["plate_number"], "metadata": {"gate": "north"},

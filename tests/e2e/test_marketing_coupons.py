@@ -371,3 +371,38 @@ def test_points_earned_partly_reversed_and_exchanged_match_the_wallet_points_sub
         lambda: platform.points_balance(user) == before + ORDER // 100 - ORDER // 400 - 50,
         "50 points spent on the coupon",
     )
+
+
+def test_a_promoted_top_up_lands_a_bonus_apart_spent_after_the_cash_and_never_withdrawn(platform: Platform) -> None:
+    """充值送 through the running platform: a promotion at marketing, a top-up paid at the WeChat Pay sandbox,
+    marketing's worker grants the bonus (`marketing.topups`), the ledger's consumer credits the bonus
+    sub-account, and a balance payment spends the cash first, then the bonus."""
+    created = platform.marketing("POST", "/v1/marketing/topup-promotions", name="top up 100, get 10",
+                                 tiers=[{"min_topup_minor": 10_000, "bonus_minor": 1_000}], budget_minor=100_000,
+                                 per_holder_limit=10)  # fmt: skip
+    assert created.status_code == 201, created.text
+    user, ledger = platform.demo_user_id, platform.run.url("ledger")
+    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo")
+    headers = {IDENTITY_HEADER: token}
+
+    def wallet(kind: str) -> int:
+        rows = platform.run.query("juhe_ledger", "SELECT credits_posted - debits_posted AS n FROM accounts "
+                                  f"WHERE holder_id = '{user}' AND kind = '{kind}'")  # fmt: skip
+        return sum(int(r["n"]) for r in rows)
+
+    bonus_before = wallet("user_bonus")
+    order = httpx.post(f"{ledger}/v1/wallet/holders/{user}/top-up-orders", headers=headers, timeout=30, json={
+        "amount_minor": 10_000, "scene": "jsapi", "payer": {"openid": "o_e2e_bonus"},
+        "idempotency_key": uuid.uuid4().hex})  # fmt: skip
+    assert order.status_code == 201, order.text
+    platform.wechat("approve", order.json()["payment"])
+    eventually(lambda: wallet("user_bonus") == bonus_before + 1_000, "the bonus in the wallet's bonus sub-account")
+    cash = wallet("user_wallet")
+    spend = {"payment_id": f"pay_bonus_{uuid.uuid4().hex[:8]}", "merchant_id": platform.merchant_id,
+             "amount_minor": cash + 300}  # fmt: skip
+    paid = httpx.post(f"{ledger}/v1/wallet/holders/{user}/payments", headers=headers, json=spend, timeout=30)
+    assert paid.status_code == 201, paid.text
+    assert paid.json()["details"]["bonus_minor"] == 300
+    assert (wallet("user_wallet"), wallet("user_bonus")) == (0, bonus_before + 700)  # the cash first
+    grants = platform.marketing("GET", "/v1/marketing/me/topup-bonuses", user=user).json()["grants"]
+    assert [g["status"] for g in grants if g["payment_id"] == order.json()["payment_id"]] == ["granted"]

@@ -27,6 +27,9 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from libs.common.services import REPO_ROOT
+from web.console import REGISTRY
+from web.pages import console_operator  # noqa: F401  (declares the operator routes into REGISTRY)
+from web.tests.test_console_unit import documented_matrix
 from web.tests.test_wallet_in_chromium import (  # one platform per module: these fixtures are module-scoped
     STEP_TIMEOUT_MS,
     Platform,
@@ -70,7 +73,13 @@ def _invite(platform: Platform, role: str) -> dict[str, Any]:
 def _merchant_rate(platform: Platform) -> dict[str, Any]:
     """A merchant-specific rate on the route the demo merchant's WeChat payments take (created if missing)."""
     asked = {"merchant_id": platform.merchant_id, "amount_minor": 10_000, "scene": "native_qr", "methods": "wechat"}
-    route_id = _read(platform, "/v1/routing-simulations", **asked)["chosen"]["route_id"]
+    last: dict[str, Any] = {}
+
+    def chosen() -> Any:  # the seed's routes, contracts and rates are in place (bounded poll, not a fixed wait)
+        last.update(_read(platform, "/v1/routing-simulations", **asked))
+        return last["chosen"]
+
+    route_id = eventually(chosen, f"a route for the demo merchant: {last}", seconds=90)["route_id"]
     found = _read(platform, "/v1/fee-rates", merchant_id=platform.merchant_id, route_id=route_id)["data"]
     open_ended = [r for r in found if r["valid_until"] is None]
     if open_ended:
@@ -267,3 +276,61 @@ def test_a_support_operator_cannot_change_a_rate_even_by_posting_directly(
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     assert _read(platform, "/v1/fee-rates", merchant_id=platform.merchant_id)["data"] == before
     context.close()
+
+
+# ---- the permission matrix of the operator console ------------------------------------------------------------
+class Browserless:
+    """A signed-in operator without a browser: cookies kept by hand (the console's are `Secure`, which httpx does
+    not send to http://127.0.0.1)."""
+
+    def __init__(self, gw: str) -> None:
+        self.http = httpx.Client(base_url=gw, timeout=30)
+        self.cookies: dict[str, str] = {}
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        response = self.http.request(method, path, headers={"Cookie": cookie} if cookie else {}, **kwargs)
+        self.cookies.update(response.cookies.items())
+        return response
+
+
+def _csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def _operator_signed_in(platform: Platform, role: str) -> Browserless:
+    """An operator of `role` who accepted their invitation on the page (password and TOTP): signed in."""
+    client = Browserless(platform.gateway)
+    link = urlsplit(_invite(platform, role)["url"])
+    page = client.request("GET", f"{link.path}?{link.query}")
+    secret = re.search(r"<code>([A-Z2-7]+)</code>", page.text)
+    assert secret, page.text[:500]
+    token = dict(parse_qsl(link.query))["token"]
+    form = {"csrf": _csrf_of(page.text), "token": token, "password": PASSWORD, "password_again": PASSWORD,
+            "totp_code": pyotp.TOTP(secret.group(1)).now()}  # fmt: skip
+    accepted = client.request("POST", "/console/invitation", data=form)
+    assert accepted.status_code in (200, 303), accepted.text[:500]
+    return client
+
+
+def test_every_operator_route_for_every_platform_role_matches_the_documented_matrix(platform: Platform) -> None:
+    """Each operator console route × each platform role: allowed (not 403) exactly when docs/consoles.md's matrix
+    gives the role the route's permission; never 401 or 500. Ids in paths are ones that do not exist."""
+    matrix = documented_matrix("operator")
+    rules = [r for r in REGISTRY.values() if r.console == "operator"]
+    assert {r.path for r in rules} >= {"/console/operator/reconciliation/{item_id}/resolve", "/console/operator/health"}
+    assert all(any(r.permission in s for s in matrix.values()) for r in rules), "a permission no role has"
+    for role, permissions in matrix.items():
+        client = _operator_signed_in(platform, role)
+        try:
+            csrf = _csrf_of(client.request("GET", "/console/account").text)
+            for rule in rules:
+                path = rule.path.replace("{rate_id}", "fr_" + "0" * 32).replace("{item_id}", "999999999")
+                data = {"csrf": csrf} if rule.method == "POST" else None
+                status = client.request(rule.method, path, data=data).status_code
+                allowed = rule.permission in permissions
+                assert (status != 403) == allowed and status not in (401, 500), (role, rule.method, rule.path, status)
+        finally:
+            client.http.close()

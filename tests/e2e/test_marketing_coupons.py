@@ -13,6 +13,8 @@
   relayed by the cashier, nothing created;
 - points: marketing's rule earns on the paid amount, reverses on a refund and spends them on a coupon
   exchanged for points (`marketing.points`); the ledger posts all three to the payer's points sub-account.
+- top-up promotions (充值送): a promoted top-up's bonus lands in the wallet's bonus sub-account
+  (`marketing.topups`) and a balance payment spends the cash first, then the bonus.
 """
 
 from __future__ import annotations

@@ -7,101 +7,22 @@ for the single and the batch endpoint.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictInt
 
-from libs.common.money import AmountMinorOrZero, Currency
-from services.ledger.domain.accounts import Account, Balances, available_balance, posted_balance
 from services.ledger.domain.transfers import BATCH_SIZE_MAX, Transfer
 
+# The account shapes are defined with the account.* event payload (the event carries the API shape) and
+# re-exported here, so the API, the consumers and the wallet store share one definition.
+from services.ledger.events.accounts import AccountCreateRequest as AccountCreateRequest
+from services.ledger.events.accounts import AccountFlagsSchema as AccountFlagsSchema
+from services.ledger.events.accounts import AccountResponse as AccountResponse
+from services.ledger.events.accounts import BalancesSchema as BalancesSchema
+from services.ledger.events.accounts import balances_schema as balances_schema
+
 ID_MAX = 64
-
-
-class AccountFlagsSchema(BaseModel):
-    debits_must_not_exceed_credits: bool = False
-    credits_must_not_exceed_debits: bool = False
-
-
-class AccountCreateRequest(BaseModel):
-    holder_id: str = Field(min_length=1, max_length=64, examples=["mch_demo"])
-    currency: Currency
-    kind: str = Field(min_length=1, max_length=32, examples=["merchant_pending"])
-    code: str = Field(min_length=1, max_length=32, examples=["2201"])
-    normal_balance: Literal["debit", "credit"] | None = Field(
-        default=None, description="Defaults from the code: 1xxx/5xxx debit, else credit"
-    )
-    flags: AccountFlagsSchema = Field(default_factory=AccountFlagsSchema)
-    credit_limit_minor: AmountMinorOrZero = 0
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
-
-    def body_hash(self) -> str:
-        """What an opening key is bound to: the same key with another body is refused. One definition for
-        every opener (the API, the consumer of cashier events, the wallet), so a chart account opened by one
-        is found, not refused, by the others."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
-        return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-class BalancesSchema(BaseModel):
-    debits_posted: int
-    credits_posted: int
-    debits_pending: int
-    credits_pending: int
-    posted_balance_minor: int
-    available_balance_minor: int
-
-
-class AccountResponse(BaseModel):
-    id: str
-    holder_id: str
-    currency: str
-    kind: str
-    code: str
-    normal_balance: str
-    flags: AccountFlagsSchema
-    credit_limit_minor: int
-    status: str
-    metadata: dict[str, Any]
-    balances: BalancesSchema
-    created_at: datetime
-
-    @classmethod
-    def of(cls, account: Account, created_at: datetime) -> AccountResponse:
-        b = account.balances
-        return cls(
-            id=account.id,
-            holder_id=account.holder_id,
-            currency=account.currency,
-            kind=account.kind,
-            code=account.code,
-            normal_balance=account.normal_balance.value,
-            flags=AccountFlagsSchema(
-                debits_must_not_exceed_credits=account.flags.debits_must_not_exceed_credits,
-                credits_must_not_exceed_debits=account.flags.credits_must_not_exceed_debits,
-            ),
-            credit_limit_minor=account.credit_limit_minor,
-            status=account.status.value,
-            metadata=account.metadata,
-            balances=balances_schema(account, b.as_tuple()),
-            created_at=created_at,
-        )
-
-
-def balances_schema(account: Account, counters: tuple[int, int, int, int]) -> BalancesSchema:
-    b = Balances(*counters)
-    return BalancesSchema(
-        debits_posted=b.debits_posted,
-        credits_posted=b.credits_posted,
-        debits_pending=b.debits_pending,
-        credits_pending=b.credits_pending,
-        posted_balance_minor=posted_balance(account.normal_balance, b),
-        available_balance_minor=available_balance(account.normal_balance, b),
-    )
 
 
 class AccountListResponse(BaseModel):

@@ -19,8 +19,6 @@ from libs.common.db import Tx, UnitOfWork
 from libs.common.events import Envelope
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
-from services.ledger.api.routes.accounts import _new_account, _response
-from services.ledger.api.schemas import AccountCreateRequest
 from services.ledger.domain import errors
 from services.ledger.domain.engine import CreateTransfers
 from services.ledger.domain.errors import LedgerError
@@ -28,7 +26,7 @@ from services.ledger.domain.transfers import DIRECTIONS, Posting, TransferReques
 from services.ledger.domain.wallet import errors as wallet_errors
 from services.ledger.domain.wallet.entitlements import SubaccountType
 from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
+from services.ledger.events.accounts import AccountCreateRequest
 from services.ledger.events.postings import (
     AccountSpec,
     PostingPlan,
@@ -36,7 +34,7 @@ from services.ledger.events.postings import (
     payment_succeeded_plan,
     refund_succeeded_plan,
 )
-from services.ledger.store import accounts as account_store
+from services.ledger.flows.accounts import open_account
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store import wallet_flows as flows
 from services.ledger.store.writer import LedgerWriter
@@ -160,15 +158,10 @@ class CashierPostings:
             return cached
         body = AccountCreateRequest.model_validate(spec.open_body())
         async with self.uow.begin() as tx:
-            row, created = await account_store.open_account(tx.conn, _new_account(body), key, body.body_hash())
-            if row is None:
+            opened, _ = await open_account(tx, body, key)
+            if opened is None:
                 raise LedgerError(errors.VALIDATION_FAILED, f"account key {key} is taken by another account body")
-            if created:
-                opened = _response(row)
-                tx.publish(
-                    topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=opened.id, data=opened.model_dump(mode="json")
-                )
         if len(self._account_ids) >= ACCOUNT_CACHE_MAX:
             self._account_ids.clear()
-        self._account_ids[key] = str(row["id"])
-        return str(row["id"])
+        self._account_ids[key] = opened.id
+        return opened.id

@@ -46,6 +46,7 @@ from services.ledger.domain.wallet.postings import (
     dr,
 )
 from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC, WALLET_TOPIC
+from services.ledger.events.accounts import AccountCreateRequest, AccountFlagsSchema, AccountResponse
 from services.ledger.events.postings import account_key
 from services.ledger.events.wallet import event_for
 from services.ledger.store import accounts as account_store
@@ -146,8 +147,6 @@ async def _open_ledger_account(
         existing = await account_store.get_account_by_key(tx.conn, key)
         assert existing is not None  # ON CONFLICT waited for the other opener's commit
         return str(existing["id"])
-    from services.ledger.api.schemas import AccountResponse  # the event carries the API shape
-
     data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
     tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
     return str(row["id"])
@@ -159,8 +158,6 @@ def _api_body_hash(
 ) -> str:  # fmt: skip
     """The hash `POST /v1/accounts` stores for the same body: the cashier's consumer (and any service) opening
     a chart account by its `chart:` key with the documented body then finds this one instead of a conflict."""
-    from services.ledger.api.schemas import AccountCreateRequest, AccountFlagsSchema  # the API's body is hashed
-
     flags = AccountFlagsSchema(debits_must_not_exceed_credits=line.no_overdraft,
                                credits_must_not_exceed_debits=credits_bounded)  # fmt: skip
     # Constructed, not validated: points accounts are in `XXX`, which the public API does not open.

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Depends, Response, status
 from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED, Problem
-from libs.common.ids import new_id
 from libs.common.paging import page_limit
 from libs.common.web import UowDep
 from services.ledger.api.schemas import (
@@ -22,15 +21,16 @@ from services.ledger.api.schemas import (
     StatementResponse,
     balances_schema,
 )
-from services.ledger.domain.accounts import Account, AccountFlags, NormalBalance
+from services.ledger.domain.accounts import Account
 from services.ledger.domain.errors import ACCOUNT_NOT_FOUND
 from services.ledger.events import (
     ACCOUNT_CLOSED,
     ACCOUNT_FROZEN,
-    ACCOUNT_OPENED,
     ACCOUNT_UNFROZEN,
     ACCOUNTS_TOPIC,
 )
+from services.ledger.flows import accounts
+from services.ledger.flows.accounts import account_response
 from services.ledger.store import accounts as store
 from services.ledger.store import queries
 from services.ledger.store.codec import account_from_row
@@ -38,36 +38,17 @@ from services.ledger.store.codec import account_from_row
 router = APIRouter(prefix="/v1/accounts", tags=["accounts"])
 
 
-def _response(row: RowMapping) -> AccountResponse:
-    return AccountResponse.of(account_from_row(row), row["created_at"])
-
-
 def _not_found(account_id: str) -> Problem:
     return Problem(ACCOUNT_NOT_FOUND, f"account {account_id} does not exist", account_id=account_id)
-
-
-def _new_account(body: AccountCreateRequest) -> Account:
-    """The domain checks flags and limit before anything is written."""
-    return Account(
-        id=new_id("acc"), holder_id=body.holder_id, currency=body.currency, kind=body.kind, code=body.code,
-        normal_balance=NormalBalance(body.normal_balance) if body.normal_balance else NormalBalance.for_code(body.code),
-        flags=AccountFlags(body.flags.debits_must_not_exceed_credits, body.flags.credits_must_not_exceed_debits),
-        credit_limit_minor=body.credit_limit_minor, metadata=body.metadata,
-    )  # fmt: skip
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def open_account(body: AccountCreateRequest, uow: UowDep, response: Response) -> AccountResponse:
     """201 opened; with an `idempotency_key`, a repeat of the same body is 200 with the original account."""
     async with uow.begin() as tx:
-        row, created = await store.open_account(tx.conn, _new_account(body), body.idempotency_key, body.body_hash())
-        if row is None:
+        result, created = await accounts.open_account(tx, body, body.idempotency_key)
+        if result is None:
             raise Problem(IDEMPOTENCY_KEY_REUSED, "idempotency_key used for another account")
-        result = _response(row)
-        if created:
-            tx.publish(
-                topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=result.id, data=result.model_dump(mode="json")
-            )
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     return result
 
@@ -82,7 +63,7 @@ async def list_accounts(
     async with uow.read() as conn:
         rows = await store.list_accounts(conn, holder_id=holder_id, after_id=cursor, limit=limit)
     return AccountListResponse(
-        accounts=[_response(r) for r in rows], next_cursor=rows[-1]["id"] if len(rows) == limit else None
+        accounts=[account_response(r) for r in rows], next_cursor=rows[-1]["id"] if len(rows) == limit else None
     )
 
 
@@ -92,7 +73,7 @@ async def read_account(account_id: str, uow: UowDep) -> AccountResponse:
         row = await store.get_account(conn, account_id)
     if row is None:
         raise _not_found(account_id)
-    return _response(row)
+    return account_response(row)
 
 
 async def _change_status(
@@ -106,10 +87,10 @@ async def _change_status(
         account = account_from_row(row)
         old = account.status.value
         if not change(account):  # already in that state: harmless repeat
-            return _response(row)
+            return account_response(row)
         updated = await store.set_account_status(tx.conn, account_id, old=old, new=account.status.value)
         assert updated is not None  # we hold the row lock
-        result = _response(updated)
+        result = account_response(updated)
         tx.publish(topic=ACCOUNTS_TOPIC, type=event, subject=account_id, data=result.model_dump(mode="json"))
     return result
 

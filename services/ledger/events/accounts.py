@@ -1,0 +1,102 @@
+"""The account shapes: the payload of every account.* event (`AccountResponse`, the API's own answer) and the
+opening body whose hash binds an opening key (`AccountCreateRequest.body_hash`).
+
+Why here and not in api/schemas.py: the API, the consumer of cashier events and the wallet store all open
+accounts and publish account.opened; an events payload module is shared by every layer (CONTRIBUTING §2),
+so none of them imports the API to do it. `api/schemas.py` re-exports these names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from libs.common.money import AmountMinorOrZero, Currency
+from services.ledger.domain.accounts import Account, Balances, available_balance, posted_balance
+
+
+class AccountFlagsSchema(BaseModel):
+    debits_must_not_exceed_credits: bool = False
+    credits_must_not_exceed_debits: bool = False
+
+
+class AccountCreateRequest(BaseModel):
+    holder_id: str = Field(min_length=1, max_length=64, examples=["mch_demo"])
+    currency: Currency
+    kind: str = Field(min_length=1, max_length=32, examples=["merchant_pending"])
+    code: str = Field(min_length=1, max_length=32, examples=["2201"])
+    normal_balance: Literal["debit", "credit"] | None = Field(
+        default=None, description="Defaults from the code: 1xxx/5xxx debit, else credit"
+    )
+    flags: AccountFlagsSchema = Field(default_factory=AccountFlagsSchema)
+    credit_limit_minor: AmountMinorOrZero = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+
+    def body_hash(self) -> str:
+        """What an opening key is bound to: the same key with another body is refused. One definition for
+        every opener (the API, the consumer of cashier events, the wallet), so a chart account opened by one
+        is found, not refused, by the others."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class BalancesSchema(BaseModel):
+    debits_posted: int
+    credits_posted: int
+    debits_pending: int
+    credits_pending: int
+    posted_balance_minor: int
+    available_balance_minor: int
+
+
+class AccountResponse(BaseModel):
+    id: str
+    holder_id: str
+    currency: str
+    kind: str
+    code: str
+    normal_balance: str
+    flags: AccountFlagsSchema
+    credit_limit_minor: int
+    status: str
+    metadata: dict[str, Any]
+    balances: BalancesSchema
+    created_at: datetime
+
+    @classmethod
+    def of(cls, account: Account, created_at: datetime) -> AccountResponse:
+        b = account.balances
+        return cls(
+            id=account.id,
+            holder_id=account.holder_id,
+            currency=account.currency,
+            kind=account.kind,
+            code=account.code,
+            normal_balance=account.normal_balance.value,
+            flags=AccountFlagsSchema(
+                debits_must_not_exceed_credits=account.flags.debits_must_not_exceed_credits,
+                credits_must_not_exceed_debits=account.flags.credits_must_not_exceed_debits,
+            ),
+            credit_limit_minor=account.credit_limit_minor,
+            status=account.status.value,
+            metadata=account.metadata,
+            balances=balances_schema(account, b.as_tuple()),
+            created_at=created_at,
+        )
+
+
+def balances_schema(account: Account, counters: tuple[int, int, int, int]) -> BalancesSchema:
+    b = Balances(*counters)
+    return BalancesSchema(
+        debits_posted=b.debits_posted,
+        credits_posted=b.credits_posted,
+        debits_pending=b.debits_pending,
+        credits_pending=b.credits_pending,
+        posted_balance_minor=posted_balance(account.normal_balance, b),
+        available_balance_minor=available_balance(account.normal_balance, b),
+    )

@@ -1,0 +1,1 @@
+"""The ledger's use cases (CONTRIBUTING §2): called by the API routes and the event consumers."""

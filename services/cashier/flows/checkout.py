@@ -37,6 +37,7 @@ from services.cashier.domain.errors import (
     PAYER_MISMATCH,
     PAYMENT_NOT_CLOSABLE,
 )
+from services.cashier.domain.payer_actions import normalised_payer_action
 from services.cashier.domain.payments import PaymentScene, PaymentStatus, request_fingerprint
 from services.cashier.events import PAYMENTS_TOPIC
 from services.cashier.flows.context import Cashier
@@ -399,7 +400,8 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
         "cancel_url": row.cancel_url,
         "payment": None if payment is None else {
             "id": payment.id, "method": payment.channel or row.payment_method, "scene": payment.scene,
-            "status": payment.status, "payer_action": payment.payer_action if payment.status in LIVE else None,
+            "status": payment.status,
+            "payer_action": normalised_payer_action(payment.payer_action) if payment.status in LIVE else None,
             "failure_code": payment.failure_code, "expire_at": payment.expire_at,
         },
         "return_url": None,

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common.money import AmountMinor, Currency
+from libs.common.paging import KnownQueryOnly
 from services.cashier.api.deps import CashierDep, MerchantId, PageSize
 from services.cashier.api.schemas import METADATA_KEYS_MAX, ChannelName, Url
 from services.cashier.domain import payment_links as rules
@@ -98,7 +99,7 @@ async def create(body: PaymentLinkCreateRequest, merchant_id: MerchantId, cashie
     return PaymentLinkResponse.model_validate(await flows.create_link(cashier, merchant_id=merchant_id, draft=draft))
 
 
-@router.get("/v1/payment-links")
+@router.get("/v1/payment-links", dependencies=[KnownQueryOnly])
 async def list_links(
     merchant_id: MerchantId, cashier: CashierDep, limit: PageSize, cursor: Annotated[str | None, Query()] = None
 ) -> PaymentLinkList:

@@ -86,7 +86,7 @@ async def test_a_session_is_paid_once_after_a_change_of_method(
     first = await _pay(cashier, token, "wechatpay", "req-aaaaaaaa")
     assert first.status_code == 200, first.text
     wechat = first.json()["payment"]
-    assert wechat["payer_action"]["code_url"].startswith("weixin://")
+    assert wechat["payer_action"]["qr_code"].startswith("weixin://")
     same = (await _pay(cashier, token, "wechatpay", "req-bbbbbbbb")).json()["payment"]
     assert same["id"] == wechat["id"]  # a reload shows the same QR, no second order
     switched = await _pay(cashier, token, "alipay", "req-cccccccc")

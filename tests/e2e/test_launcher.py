@@ -26,6 +26,7 @@ from juhe_sdk import Client
 from libs.common.embedded import free_port, port_in_use
 from libs.common.outbox_tables import NOTIFY_CHANNEL
 from libs.common.services import FRONTENDS, REPO_ROOT, SANDBOXES, SERVICES
+from libs.common.testing.waiting import eventually_sync
 
 # Bounds, not waits: a start of the whole platform on a 2-core machine loaded by other runs has been seen
 # to take over 90 s, and the first test starts it twice.
@@ -221,14 +222,9 @@ def launched(
 
 
 def eventually(check: Callable[[], Any], what: str, seconds: float = 120.0) -> Any:
-    """Poll `check` until it returns something truthy (bounded); fail naming `what`."""
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
+    """Poll `check` until it returns something truthy (bounded); fail naming `what`. The e2e tests' spelling
+    of `libs.common.testing.waiting.eventually_sync` (positional bound, in seconds)."""
+    return eventually_sync(check, what, timeout_seconds=seconds, poll_seconds=0.3)
 
 
 def test_launcher_starts_everything_stops_cleanly_and_restarts_on_the_same_data(juhe_data_dir: Path) -> None:

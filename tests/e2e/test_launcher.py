@@ -73,8 +73,9 @@ def _wait_running(proc: subprocess.Popen[str]) -> list[str]:
 
 class SilentExit(AssertionError):
     """The launcher exited before printing a single line. Every failure path of the launcher prints (its own
-    message, a traceback, a child's output), so this is the machine, not the launcher: seen twice in clean-clone
-    CI runs on a loaded machine (exit status 1, no output, no log), not reproduced in 7 starts of a stress loop at load 30-50."""
+    message, a traceback, a child's output), so this is the machine, not the launcher: seen twice in
+    clean-clone CI runs (exit status 1, no output; the logs were not kept then), not reproduced in 7 starts
+    of a stress loop at load 30-50."""
 
 
 def _start_running(

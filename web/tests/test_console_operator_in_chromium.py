@@ -231,6 +231,10 @@ def test_an_operator_changes_a_rate_simulates_and_resolves_an_exception(
     ):
         page.goto(path)
         check_accessibility(page, name)
+    # Health through the operator's own session: every service's row and the consumer groups' lag, from the gateway.
+    expect(page.get_by_role("row", name=re.compile(r"^settlement Yes "))).to_be_visible()
+    expect(page.get_by_role("heading", name="Consumer lag")).to_be_visible()
+    expect(page.get_by_text("juhe-settlement", exact=True)).to_be_visible()
     page.goto("/console/operator/routing")
     expect(page.locator("svg.chart")).to_be_visible()
     check_accessibility(page, "46-operator-routing-en")

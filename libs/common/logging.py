@@ -61,7 +61,10 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool = True) -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "kafka", "uvicorn.access"):
+    # httpx logs every request at INFO ("HTTP Request: POST …"): several lines per payment on the hot path, each
+    # rendered as JSON here and parsed again by the launcher's console (6 % of the cashier's CPU under load,
+    # docs/performance.md). Failures still log at WARNING; the trace id and metrics cover the rest.
+    for noisy in ("aiokafka", "kafka", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

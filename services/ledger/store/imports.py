@@ -47,6 +47,7 @@ from services.ledger.domain.wallet.postings import (
     dr,
 )
 from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
+from services.ledger.events.accounts import AccountCreateRequest, AccountFlagsSchema, AccountResponse
 from services.ledger.events.postings import account_key
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store.codec import account_from_row
@@ -184,8 +185,6 @@ async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None
               SELECT * FROM unnest({", ".join(f"CAST(:{n} AS {t}[])" for n, t in _ACCOUNT_COLUMNS.items())})
               ON CONFLICT (idempotency_key) DO NOTHING RETURNING *"""
     params = {n: [v[n] for *_, v in planned] for n in names}
-    from services.ledger.api.schemas import AccountResponse  # the event carries the API shape, as elsewhere
-
     for row in (await tx.conn.execute(text(sql), params)).mappings():
         data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
         tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
@@ -218,8 +217,6 @@ def subaccount_body_hash(holder_id: str, currency: str, subaccount: SubaccountTy
 
 @functools.cache
 def _subaccount_body(currency: str, subaccount: SubaccountType) -> dict[str, Any]:
-    from services.ledger.api.schemas import AccountCreateRequest, AccountFlagsSchema
-
     line = SUBACCOUNT_LINES[subaccount]
     flags = AccountFlagsSchema(debits_must_not_exceed_credits=line.no_overdraft, credits_must_not_exceed_debits=False)
     body = AccountCreateRequest.model_construct(

@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from libs.common.paging import reject_unknown_query
 
 ENVELOPE_SERVICES = ("cashier", "routing", "settlement", "migration")
-STRICT_SERVICES = ("cashier", "routing", "settlement")
+STRICT_SERVICES = ("cashier", "routing", "settlement", "migration")
 # Lists that have the shape but still ignore unknown parameters: their owners add `KnownQueryOnly` (one line).
 NOT_YET_STRICT: frozenset[tuple[str, str]] = frozenset()
 

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import InternalIdentity
-from libs.common.paging import page_limit
+from libs.common.paging import KnownQueryOnly, page_limit
 from libs.common.web import get_runtime
 from services.migration.api.schemas import RunCreateRequest, RunListResponse, RunResponse
 from services.migration.flows import runs as flow
@@ -58,7 +58,7 @@ async def create_run(
     return run_response(run, report)
 
 
-@router.get("")
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_runs(
     request: Request,
     platform: PlatformDep,

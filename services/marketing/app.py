@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from libs.common.web import create_service_app
 from services.marketing import worker
-from services.marketing.api.routes import coupons, points, redemptions, stocks, topups
+from services.marketing.api.routes import coupons, imports, points, redemptions, stocks, topups
 from services.marketing.config import Settings
 
 
@@ -21,6 +21,7 @@ def create_app(settings: Settings) -> FastAPI:
             redemptions.in_store,
             points.router,
             topups.router,
+            imports.router,
         ],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),

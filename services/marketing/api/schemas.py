@@ -14,6 +14,8 @@ Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-
 RefList = Annotated[list[Ref], Field(max_length=100)]
 Bps = Annotated[StrictInt, Field(ge=0, le=10_000)]
 Count = Annotated[StrictInt, Field(ge=1, le=100_000_000)]
+# A coupon's code: 16 digits when Juhe issued it; a migrated coupon keeps its platform's code (4–64 characters).
+CouponCode = Annotated[str, Field(min_length=4, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 
 
 class Strict(BaseModel):
@@ -158,7 +160,7 @@ class BulkIssueResponse(BaseModel):
 class LockCreateRequest(Strict):
     payment_id: Ref
     coupon_id: Ref | None = None  # exactly one of coupon_id and coupon_code (the user's 16-digit code)
-    coupon_code: Annotated[str, Field(pattern=r"^[0-9]{16}$")] | None = None
+    coupon_code: CouponCode | None = None
     user_id: Ref
     merchant_id: Ref
     store_id: Ref | None = None
@@ -233,7 +235,7 @@ class RefundResponse(BaseModel):
 
 class InStoreRedeemRequest(Strict):
     request_id: Ref
-    code: Annotated[str, Field(pattern=r"^[0-9]{16}$")] | None = None
+    code: CouponCode | None = None
     qr_payload: Annotated[str, Field(max_length=64)] | None = None
     store_id: Ref | None = None
     payment_method: Ref | None = None
@@ -388,3 +390,51 @@ class TopupBonusGrantResponse(BaseModel):
 class TopupBonusGrantListResponse(BaseModel):
     grants: list[TopupBonusGrantResponse]
     next_cursor: str | None
+
+
+# --- imports of a platform's existing coupons (services/migration) --------------------------------------
+class ImportedCoupon(Strict):
+    source_id: Ref
+    user_id: Ref
+    code: CouponCode
+    face_value_minor: AmountMinor
+    currency: Currency = "CNY"
+    threshold_minor: Annotated[StrictInt, Field(ge=0, le=10**15)] = 0
+    valid_from: datetime
+    valid_until: datetime
+    merchant_ids: RefList = []
+    store_ids: RefList = []
+    scenes: RefList = []
+    payment_methods: RefList = []
+
+
+class CouponImportRequest(Strict):
+    run_id: Ref
+    coupons: Annotated[list[ImportedCoupon], Field(min_length=1, max_length=1000)]
+
+
+class CouponImportResult(BaseModel):
+    source_id: str
+    status: Literal["created", "duplicate", "rejected"]
+    coupon_id: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+
+
+class CouponImportResponse(BaseModel):
+    run_id: str
+    results: list[CouponImportResult]
+
+
+class CouponVoidRequest(Strict):
+    run_id: Ref
+    limit: Annotated[StrictInt, Field(ge=1, le=100_000)] = 10_000
+
+
+class CouponVoidResponse(BaseModel):
+    run_id: str
+    voided_count: int  # by this call
+    voided_total: int  # of the run, so far
+    used_count: int  # used or locked: cannot be voided
+    used_face_value_minor: dict[str, int]
+    remaining_count: int  # still available (more calls needed when over `limit`)

@@ -20,6 +20,7 @@ COUPON_NOT_APPLICABLE = ErrorSpec("coupon_not_applicable", 422, "The coupon does
 THRESHOLD_NOT_MET = ErrorSpec("threshold_not_met", 422, "The order amount is below the coupon's threshold")
 COUPON_LOCKED = ErrorSpec("coupon_locked", 409, "The coupon is locked by another payment")
 COUPON_USED = ErrorSpec("coupon_used", 409, "The coupon has already been used")
+COUPON_VOIDED = ErrorSpec("coupon_voided", 409, "The coupon was voided (its migration run was reversed)")
 REDEMPTION_NOT_FOUND = ErrorSpec("redemption_not_found", 404, "No such redemption")
 LOCK_EXPIRED = ErrorSpec("lock_expired", 409, "The coupon lock expired and the coupon was taken since")
 REDEMPTION_NOT_USED = ErrorSpec("redemption_not_used", 409, "Only a used redemption can be refunded")
@@ -49,6 +50,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     THRESHOLD_NOT_MET,
     COUPON_LOCKED,
     COUPON_USED,
+    COUPON_VOIDED,
     REDEMPTION_NOT_FOUND,
     LOCK_EXPIRED,
     REDEMPTION_NOT_USED,

@@ -23,6 +23,7 @@ from services.marketing.domain.errors import (
     COUPON_LOCKED,
     COUPON_NOT_FOUND,
     COUPON_USED,
+    COUPON_VOIDED,
     LOCK_EXPIRED,
     REDEMPTION_NOT_FOUND,
     REDEMPTION_NOT_USED,
@@ -74,6 +75,8 @@ async def _refusal_for(tx: Tx, coupon: RowMapping, now: datetime) -> RowMapping:
         coupon = refreshed
     if coupon["status"] == "used":
         raise Problem(COUPON_USED, "the coupon has already been used")
+    if coupon["status"] == "voided":
+        raise Problem(COUPON_VOIDED, "the coupon was voided by the reversal of its migration run")
     if coupon["status"] == "locked":
         holder = await store.get_redemption(tx.conn, coupon["redemption_id"]) if coupon["redemption_id"] else None
         # Who holds it, for the cashier only (it never relays these): a lock whose payment the cashier never

@@ -119,7 +119,8 @@ def _code(body: InStoreRedeemRequest) -> str:
         return body.code
     assert body.qr_payload is not None
     code = body.qr_payload.removeprefix(QR_PREFIX)
-    if code == body.qr_payload or len(code) != 16 or not code.isdigit():
+    # 16 digits when Juhe issued the coupon; a migrated coupon's own code otherwise (schemas.CouponCode).
+    if code == body.qr_payload or not 4 <= len(code) <= 64 or not code.replace("-", "").replace("_", "").isalnum():
         raise Problem(VALIDATION_FAILED, "qr_payload is not a Juhe coupon QR payload")
     return code
 

@@ -42,6 +42,7 @@ from rich.text import Text
 from libs.common.db import UnitOfWork, create_engine
 from libs.common.errors import Problem
 from services.migration.clients.ledger import LedgerClient
+from services.migration.clients.marketing import MarketingClient
 from services.migration.clients.platform import PlatformClient
 from services.migration.config import Settings
 from services.migration.domain.errors import PROVISION_REFUSED
@@ -55,6 +56,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m services.migration.cli", description=__doc__.split("\n")[0])
     p.add_argument("--database-url", help="the migration database (default: JUHE_MIGRATION_DATABASE_URL)")
     p.add_argument("--ledger-url", help="the ledger (default: JUHE_MIGRATION_LEDGER_URL)")
+    p.add_argument("--marketing-url", help="marketing, for coupons (default: JUHE_MIGRATION_MARKETING_URL)")
     p.add_argument("--platform", help="the platform the run belongs to (default: JUHE_MIGRATION_PLATFORM)")
     p.add_argument("--batch-rows", type=int, help="rows per batch (1-1000)")
     p.add_argument("--report", type=Path, help="write the report as JSON to this file")
@@ -63,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
     commands = p.add_subparsers(dest="command", required=True)
     for name in ("dry-run", "run"):
         c = commands.add_parser(name, help="validate only" if name == "dry-run" else "migrate (or resume)")
-        for kind in ("merchants", "persons", "balances", "control"):
+        for kind in ("merchants", "persons", "balances", "coupons", "control"):
             c.add_argument(f"--{kind}", type=Path, help=f"the {kind} file (.csv or .jsonl; control: .csv)")
         c.add_argument("--encoding", choices=("auto", "utf-8", "gbk"), default="auto")
     for name in ("status", "finalise", "reverse"):
@@ -95,14 +97,17 @@ class RunLog:
 async def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     overrides = {k: v for k, v in {"database_url": args.database_url, "ledger_url": args.ledger_url,
+                                   "marketing_url": args.marketing_url,
                                    "platform": args.platform, "batch_rows": args.batch_rows}.items() if v}  # fmt: skip
     settings = Settings(**overrides)
     console = Console(stderr=True)
     engine = create_engine(settings.database_url, pool_size=2, max_overflow=2)
     ledger = LedgerClient(settings.ledger_url, timeout_seconds=settings.ledger_timeout_seconds)
+    marketing = MarketingClient(settings.marketing_url, timeout_seconds=settings.marketing_timeout_seconds,
+                                identity_secret=settings.internal_token_secret.get_secret_value())  # fmt: skip
     m = flow.Migration(
         uow=UnitOfWork(engine, source="migration"), ledger=ledger, platform=settings.platform,
-        batch_rows=settings.batch_rows, sample_size=settings.sample_size,
+        batch_rows=settings.batch_rows, sample_size=settings.sample_size, marketing=marketing,
     )  # fmt: skip
     log = RunLog(args.log)
     try:
@@ -114,12 +119,14 @@ async def main(argv: list[str]) -> int:
     finally:
         log.close()
         await ledger.close()
+        await marketing.close()
         await engine.dispose()
 
 
 async def _command(m: flow.Migration, args: argparse.Namespace, console: Console, log: RunLog) -> int:
     if args.command in ("dry-run", "run"):
-        files = flow.RunFiles(args.merchants, args.persons, args.balances, args.control, args.encoding)
+        files = flow.RunFiles(args.merchants, args.persons, args.balances, args.control, args.encoding,
+                              coupons=args.coupons)  # fmt: skip
         with _progress(console, args.quiet) as bar:
             tasks: dict[str, TaskID] = {}
 

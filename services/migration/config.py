@@ -15,6 +15,9 @@ class Settings(ServiceSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/juhe_migration"
     ledger_url: str = "http://127.0.0.1:8002"
     ledger_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # Coupons go to marketing's internal import (signed with this service's identity); only runs with coupons.
+    marketing_url: str = "http://127.0.0.1:8005"
+    marketing_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
     # Rows per batch: one ledger request and one commit of the run's records (and its checkpoint).
     batch_rows: int = Field(default=1000, ge=1, le=1000)
     # Reconciliation report: how many migrated holders are read back through the ledger's API.

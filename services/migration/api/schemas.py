@@ -18,6 +18,7 @@ class RunCreateRequest(BaseModel):
     merchants: str | None = _Path
     persons: str | None = _Path
     balances: str | None = _Path
+    coupons: str | None = _Path
     control: str | None = _Path
     encoding: Literal["auto", "utf-8", "gbk"] = "auto"
 

@@ -5,6 +5,8 @@ the row counts, one `balances` line per currency with the row count and Σ amoun
 and prepaid rows, and one `credit` line per currency with the credit rows (Σ owed). The source system
 produces it independently of the data files, so a truncated or doubled export shows as a difference.
 Credit totals are kept under the key `<currency>:credit` (`money_key`): owed money is not money held.
+Coupons: one `coupons` line per currency with the coupon rows and Σ face_value_minor (kept apart in
+`Control.coupons`: a coupon is a promise of a discount, not money in the ledger).
 """
 
 from __future__ import annotations
@@ -12,10 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.migration.domain.rows import CURRENCIES, Kind
+from services.migration.domain.rows import COUPON_CURRENCIES, CURRENCIES, Kind
 
 CONTROL_HEADER = ("record", "currency", "count", "amount_minor")
 CREDIT_RECORD = "credit"
+COUPONS_RECORD = "coupons"
 
 
 def money_key(currency: str, credit: bool) -> str:
@@ -31,21 +34,37 @@ class ControlInvalid(ValueError):
 class Control:
     counts: dict[str, int]  # kind → rows in the file
     balances: dict[str, tuple[int, int]]  # currency → (rows, Σ amount_minor)
+    coupons: dict[str, tuple[int, int]] = field(default_factory=dict)  # currency → (rows, Σ face_value_minor)
 
     def as_json(self) -> dict[str, Any]:
-        return {"counts": self.counts, "balances": {c: list(v) for c, v in self.balances.items()}}
+        body: dict[str, Any] = {"counts": self.counts, "balances": {c: list(v) for c, v in self.balances.items()}}
+        if self.coupons:  # absent otherwise, so a run recorded before coupons keeps its fingerprint
+            body["coupons"] = {c: list(v) for c, v in self.coupons.items()}
+        return body
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Control:
-        return cls(dict(value["counts"]), {c: (int(v[0]), int(v[1])) for c, v in value["balances"].items()})
+        return cls(
+            dict(value["counts"]),
+            {c: (int(v[0]), int(v[1])) for c, v in value["balances"].items()},
+            {c: (int(v[0]), int(v[1])) for c, v in (value.get("coupons") or {}).items()},
+        )
 
 
 def parse_control(records: list[dict[str, str]]) -> Control:
     counts: dict[str, int] = {}
     balances: dict[str, tuple[int, int]] = {}
+    coupons: dict[str, tuple[int, int]] = {}
     for record in records:
         try:
             name = record["record"].strip()
+            if name == COUPONS_RECORD:
+                currency = (record.get("currency") or "").strip().upper()
+                count, amount = int(record["count"]), int(record.get("amount_minor") or 0)
+                if count < 0 or amount < 0 or currency not in COUPON_CURRENCIES or currency in coupons:
+                    raise ControlInvalid(f"coupons control {record!r}: negative, or unknown or repeated currency")
+                coupons[currency] = (count, amount)
+                continue
             kind = Kind.BALANCES if name == CREDIT_RECORD else Kind(name)
             count = int(record["count"])
             amount = int(record.get("amount_minor") or 0)
@@ -63,7 +82,7 @@ def parse_control(records: list[dict[str, str]]) -> Control:
             raise ControlInvalid(f"{kind.value} control given twice")
         else:
             counts[kind.value] = count
-    return Control(counts, balances)
+    return Control(counts, balances, coupons)
 
 
 @dataclass(slots=True)
@@ -86,6 +105,8 @@ def reconcile(
     written_totals: dict[str, int],
     suspense_minor: dict[str, int],
     rejected: int,
+    coupon_file_totals: dict[str, tuple[int, int]] | None = None,
+    coupon_written_totals: dict[str, tuple[int, int]] | None = None,
 ) -> Reconciliation:
     """Finalisation is allowed only when every figure agrees: nothing rejected, file = control per kind and
     currency, written = control total, and every suspense account at zero."""
@@ -107,4 +128,15 @@ def reconcile(
             result.differences.append(f"{currency}: written Σ {written_totals.get(currency, 0)} ≠ control Σ {total}")
         if suspense_minor.get(currency, 0) != 0:
             result.differences.append(f"{currency}: suspense holds {suspense_minor[currency]}, not 0")
+    coupon_files, coupons_written = coupon_file_totals or {}, coupon_written_totals or {}
+    for currency in sorted(set(control.coupons) | set(coupon_files) | set(coupons_written)):
+        promised = control.coupons.get(currency, (0, 0))
+        for what, have in (
+            ("file has", coupon_files.get(currency, (0, 0))),
+            ("marketing holds", coupons_written.get(currency, (0, 0))),
+        ):
+            if have != promised:
+                result.differences.append(
+                    f"coupons {currency}: {what} {have[0]} Σ {have[1]}, control {promised[0]} Σ {promised[1]}"
+                )
     return result

@@ -13,6 +13,9 @@ CONTROL_MISSING = ErrorSpec("control_missing", 422, "A run with opening balances
 CONTROL_INVALID = ErrorSpec("control_invalid", 422, "The control file is not valid")
 SOURCE_INVALID = ErrorSpec("source_invalid", 422, "A source file cannot be read")
 LEDGER_UNAVAILABLE = ErrorSpec("ledger_unavailable", 503, "The ledger did not answer; run again to resume", True)
+MARKETING_UNAVAILABLE = ErrorSpec(
+    "marketing_unavailable", 503, "Marketing did not answer; run (or reverse) again to resume", True
+)
 RUN_BUSY = ErrorSpec("run_busy", 409, "Another process is working on this run", True)
 GATEWAY_UNAVAILABLE = ErrorSpec("gateway_unavailable", 503, "The gateway did not answer; provision again", True)
 PROVISION_REFUSED = ErrorSpec("provision_refused", 422, "Merchant access cannot be provisioned as asked")
@@ -25,6 +28,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     CONTROL_INVALID,
     SOURCE_INVALID,
     LEDGER_UNAVAILABLE,
+    MARKETING_UNAVAILABLE,
     RUN_BUSY,
     GATEWAY_UNAVAILABLE,
     PROVISION_REFUSED,
@@ -49,8 +53,10 @@ UNKNOWN_PERSON = "unknown_person"
 UNKNOWN_MERCHANT = "unknown_merchant"
 HOLDER_CONFLICT = "holder_conflict"  # the ledger holds this id (or this document) with other data
 LEDGER_REFUSED = "ledger_refused"  # the ledger refused the transfer (its code in the detail)
+COUPON_EXPIRED = "coupon_expired"  # a coupon whose validity ended: nothing to migrate
+MARKETING_REFUSED = "marketing_refused"  # marketing refused the coupon (its reason in the detail)
 REJECTION_REASONS = (
     MISSING_FIELD, BAD_FIELD, BAD_RESIDENT_ID, BAD_CREDIT_CODE, BAD_PHONE, BAD_BANK_CARD, BAD_AMOUNT,
     NEGATIVE_BALANCE, DUPLICATE_SOURCE_ID, DUPLICATE_DOCUMENT, UNKNOWN_PERSON, UNKNOWN_MERCHANT, HOLDER_CONFLICT,
-    LEDGER_REFUSED,
+    LEDGER_REFUSED, COUPON_EXPIRED, MARKETING_REFUSED,
 )  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -42,9 +42,12 @@ class Kind(StrEnum):
     MERCHANTS = "merchants"
     PERSONS = "persons"
     BALANCES = "balances"
+    COUPONS = "coupons"  # unused coupons of the platform's users (into marketing)
 
 
-KIND_ORDER = (Kind.MERCHANTS, Kind.PERSONS, Kind.BALANCES)
+KIND_ORDER = (Kind.MERCHANTS, Kind.PERSONS, Kind.BALANCES, Kind.COUPONS)
+COUPON_CURRENCIES = frozenset({"CNY", "HKD", "USD"})
+_COUPON_CODE_RE = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
 
 
 class Subaccount(StrEnum):
@@ -106,7 +109,27 @@ class BalanceRow:
         return None
 
 
-Row = MerchantRow | PersonRow | BalanceRow
+@dataclass(frozen=True, slots=True)
+class CouponRow:
+    """An unused coupon the person holds at the source: a fixed amount off (face value) from a threshold,
+    valid in a window, for one merchant (`merchant_source_id`) or anywhere; the user's code is kept."""
+
+    source_id: str
+    person_source_id: str
+    code: str
+    face_value_minor: int
+    currency: str
+    threshold_minor: int
+    valid_from: datetime
+    valid_until: datetime
+    merchant_source_id: str | None
+
+    @property
+    def document_key(self) -> None:
+        return None
+
+
+Row = MerchantRow | PersonRow | BalanceRow | CouponRow
 
 
 # --- check characters --------------------------------------------------------------------------------
@@ -255,7 +278,47 @@ def parse_balance(raw: dict[str, Any]) -> BalanceRow:
     return BalanceRow(source_id, person, subaccount, amount, currency, merchant, limit)
 
 
+def face_value_of(raw: dict[str, Any]) -> int:
+    """The coupon's face value (what the file's control totals count, accepted or not)."""
+    text = _required(raw, "face_value_minor", 20)
+    if not _AMOUNT_RE.match(text) or not 0 < int(text) <= AMOUNT_MINOR_MAX:
+        raise RowRejected(e.BAD_AMOUNT, "face_value_minor is a positive integer in minor units (fen)")
+    return int(text)
+
+
+def _instant(raw: dict[str, Any], name: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(_required(raw, name, 40))
+    except ValueError:
+        raise RowRejected(e.BAD_FIELD, f"{name} is an ISO 8601 date and time") from None
+    if value.tzinfo is None:
+        raise RowRejected(e.BAD_FIELD, f"{name} needs its UTC offset (e.g. +08:00)")
+    return value
+
+
+def parse_coupon(raw: dict[str, Any]) -> CouponRow:
+    source_id = source_id_of(raw)
+    person = source_id_of(raw, "person_source_id")
+    code = _required(raw, "code", 64)
+    if not _COUPON_CODE_RE.match(code):
+        raise RowRejected(e.BAD_FIELD, "code has 4-64 letters, digits, _ or -")
+    currency = _required(raw, "currency", 3).upper()
+    if currency not in COUPON_CURRENCIES:
+        raise RowRejected(e.BAD_FIELD, "currency: CNY, HKD or USD")
+    face = face_value_of(raw)
+    threshold_text = _text(raw, "threshold_minor", required=False, length_max=20) or "0"
+    if not _AMOUNT_RE.match(threshold_text) or not 0 <= int(threshold_text) <= AMOUNT_MINOR_MAX:
+        raise RowRejected(e.BAD_AMOUNT, "threshold_minor is an integer ≥ 0 in minor units")
+    valid_from, valid_until = _instant(raw, "valid_from"), _instant(raw, "valid_until")
+    if valid_until <= valid_from:
+        raise RowRejected(e.BAD_FIELD, "valid_until is not after valid_from")
+    merchant = source_id_of(raw, "merchant_source_id") if _text(raw, "merchant_source_id", required=False) else None
+    return CouponRow(source_id, person, code, face, currency, int(threshold_text), valid_from, valid_until, merchant)
+
+
 def parse(kind: Kind, raw: dict[str, Any]) -> Row:
+    if kind is Kind.COUPONS:
+        return parse_coupon(raw)
     if kind is Kind.MERCHANTS:
         return parse_merchant(raw)
     if kind is Kind.PERSONS:

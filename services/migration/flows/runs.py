@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from services.migration.clients.ledger import LedgerClient
+from services.migration.clients.marketing import MarketingClient
 from services.migration.domain import errors as e
 from services.migration.domain import rows as r
 from services.migration.domain.control import Control, ControlInvalid, parse_control, reconcile
@@ -35,6 +37,7 @@ Progress = Callable[[str, int, int], None]  # (kind, records total, records done
 CONTROL_RECORDS_MAX = 100
 # Batches of a file at the ledger at once (sent, not yet committed); the ledger's writer pipelines them.
 PIPELINE_DEPTH = 2
+VOID_BATCH = 10_000  # coupons marketing voids per call at a reversal
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +47,11 @@ class RunFiles:
     balances: Path | None = None
     control: Path | None = None
     encoding: str = "auto"
+    coupons: Path | None = None
 
     def by_kind(self) -> dict[r.Kind, Path]:
-        given = {r.Kind.MERCHANTS: self.merchants, r.Kind.PERSONS: self.persons, r.Kind.BALANCES: self.balances}
+        given = {r.Kind.MERCHANTS: self.merchants, r.Kind.PERSONS: self.persons, r.Kind.BALANCES: self.balances,
+                 r.Kind.COUPONS: self.coupons}  # fmt: skip
         return {k: p for k, p in given.items() if p is not None}
 
 
@@ -59,6 +64,7 @@ class Migration:
     platform: str
     batch_rows: int = 500
     sample_size: int = 20
+    marketing: MarketingClient | None = None  # runs with coupons only
 
 
 def _no_progress(kind: str, total: int, done: int) -> None:
@@ -80,10 +86,12 @@ async def prepare(m: Migration, files: RunFiles, *, dry_run: bool) -> tuple[str,
         kind: await asyncio.to_thread(sources.inspect, path, files.encoding) for kind, path in files.by_kind().items()
     }
     if not inspected:
-        raise Problem(e.SOURCE_INVALID, "give at least one of merchants, persons, balances")
+        raise Problem(e.SOURCE_INVALID, "give at least one of merchants, persons, balances, coupons")
     control = _read_control(files.control)
-    if r.Kind.BALANCES in inspected and control is None and not dry_run:
-        raise Problem(e.CONTROL_MISSING, "a real run with opening balances needs --control")
+    if {r.Kind.BALANCES, r.Kind.COUPONS} & set(inspected) and control is None and not dry_run:
+        raise Problem(e.CONTROL_MISSING, "a real run with opening balances or coupons needs --control")
+    if r.Kind.COUPONS in inspected and m.marketing is None and not dry_run:
+        raise Problem(e.SOURCE_INVALID, "coupons go to marketing: this process has no marketing client")
     mode = "dry_run" if dry_run else "real"
     fingerprint = _fingerprint(mode, inspected, control)
     async with m.uow.begin() as tx:
@@ -180,6 +188,10 @@ def _record(run: Any, kind: r.Kind, number: int, raw: dict[str, Any] | None) -> 
         values["details"] = {"subaccount": str(raw.get("subaccount") or "").strip()[:16]}  # credit counts apart
         with contextlib.suppress(r.RowRejected):
             values["amount_minor"] = r.amount_of(raw)
+    if kind is r.Kind.COUPONS:  # the control counts every coupon row with its face value, accepted or not
+        values["currency"] = str(raw.get("currency") or "").strip().upper()[:3] or None
+        with contextlib.suppress(r.RowRejected):
+            values["amount_minor"] = r.face_value_of(raw)
     try:
         record.row = r.parse(kind, raw)
     except r.RowRejected as exc:
@@ -194,6 +206,8 @@ def _record(run: Any, kind: r.Kind, number: int, raw: dict[str, Any] | None) -> 
         values["details"] = {"industry": record.row.industry, "name": record.row.name, **record.row.channel_ids}
     if isinstance(record.row, r.BalanceRow):
         values["details"] = {"subaccount": record.row.subaccount.value}
+    if isinstance(record.row, r.CouponRow) and record.row.valid_until <= datetime.now(UTC):
+        return _reject(record, e.COUPON_EXPIRED, "the coupon's validity ended: nothing to migrate")
     return record
 
 
@@ -228,7 +242,7 @@ async def _run_file(
             prepared = [_record(run, kind, number, raw) for number, raw in batch]
             async with m.uow.read() as conn:
                 accepted = await _check_duplicates(conn, run, kind, prepared, recent)
-                if kind is r.Kind.BALANCES:
+                if kind in (r.Kind.BALANCES, r.Kind.COUPONS):
                     await _check_references(conn, run, prepared)
             recent = [*recent[-(PIPELINE_DEPTH - 1) :], accepted]
             previous = inflight[-1] if inflight else None
@@ -301,7 +315,8 @@ async def _check_duplicates(
 
 
 async def _check_references(conn: Any, run: Any, records: list[_Record]) -> None:
-    rows = [(rec, rec.row) for rec in records if isinstance(rec.row, r.BalanceRow) and rec.values["status"] == "valid"]
+    rows = [(rec, rec.row) for rec in records
+            if isinstance(rec.row, r.BalanceRow | r.CouponRow) and rec.values["status"] == "valid"]  # fmt: skip
     persons = await store.holders_of(
         conn,
         platform=run["platform"],
@@ -324,7 +339,7 @@ async def _check_references(conn: Any, run: Any, records: list[_Record]) -> None
             rec.values["holder_id"] = persons[balance.person_source_id]
             if balance.merchant_source_id is not None:
                 rec.values["details"] = {
-                    **rec.values["details"],
+                    **(rec.values["details"] or {}),
                     "merchant_holder_id": merchants[balance.merchant_source_id],
                 }
 
@@ -333,6 +348,9 @@ async def _write(m: Migration, run_id: str, kind: r.Kind, records: list[_Record]
     """The ledger request of the batch; rows the ledger refuses become rejections with its reason."""
     todo = [rec for rec in records if rec.values["status"] == "valid"]
     key = f"{run_id}:{kind.value}:{records[0].record_no}"
+    if kind is r.Kind.COUPONS:
+        await _write_coupons(m, run_id, key, todo)
+        return
     if kind is r.Kind.BALANCES:
         money = [rec for rec in todo if isinstance(rec.row, r.BalanceRow) and rec.row.amount_minor > 0]
         for rec in todo:
@@ -353,6 +371,29 @@ async def _write(m: Migration, run_id: str, kind: r.Kind, records: list[_Record]
                 rec.values.update(status="written", live=True)
             else:
                 _reject(rec, e.HOLDER_CONFLICT, f"ledger: {result['status']} {result.get('detail') or ''}".strip())
+
+
+async def _write_coupons(m: Migration, run_id: str, key: str, todo: list[_Record]) -> None:
+    """One marketing import per batch; a duplicate is a coupon this run wrote before a kill (written)."""
+    if not todo:
+        return
+    assert m.marketing is not None
+    results = await m.marketing.import_coupons(key, run_id, [_coupon(rec) for rec in todo])
+    for rec, result in zip(todo, results, strict=True):
+        if result["status"] in ("created", "duplicate"):
+            rec.values.update(status="written", live=True, juhe_id=result["coupon_id"])
+        else:
+            _reject(rec, e.MARKETING_REFUSED, f"{result.get('reason')}: {result.get('detail')}")
+
+
+def _coupon(rec: _Record) -> dict[str, Any]:
+    row = rec.row
+    assert isinstance(row, r.CouponRow)
+    merchant = rec.values["details"].get("merchant_holder_id") if rec.values["details"] else None
+    return {"source_id": row.source_id, "user_id": rec.values["holder_id"], "code": row.code,
+            "face_value_minor": row.face_value_minor, "currency": row.currency,
+            "threshold_minor": row.threshold_minor, "valid_from": row.valid_from.isoformat(),
+            "valid_until": row.valid_until.isoformat(), "merchant_ids": [merchant] if merchant else []}  # fmt: skip
 
 
 def _holder(rec: _Record) -> dict[str, Any]:
@@ -388,6 +429,7 @@ async def build_report(m: Migration, run_id: str) -> dict[str, Any]:
         file_rows = await store.files(conn, run_id)
         counts = await store.counts(conn, run_id)
         totals = await store.balance_totals(conn, run_id)
+        coupon_totals = await store.coupon_totals(conn, run_id)
         rejected = await store.rejected_rows(conn, run_id, after=None, limit=store.REJECTED_LISTED_MAX)
         sample = await store.sample_holders(conn, run_id, m.sample_size) if run["mode"] == "real" else []
     rows: dict[str, dict[str, int]] = {}
@@ -410,6 +452,11 @@ async def build_report(m: Migration, run_id: str) -> dict[str, Any]:
         money.setdefault(currency, {}).update(control_rows=count, control_minor=total)
     for currency, balance in suspense.items():
         money.setdefault(currency, {})["suspense_minor"] = balance
+    coupons: dict[str, dict[str, int]] = {}
+    for t in coupon_totals:
+        coupons[t["currency"]] = {k: int(t[k]) for k in ("file_rows", "file_minor", "written_rows", "written_minor")}
+    for currency, (count, total) in (control.coupons if control else {}).items():
+        coupons.setdefault(currency, {}).update(control_rows=count, control_minor=total)
     differences: list[str] = []
     if control is not None:
         verdict = reconcile(
@@ -419,6 +466,10 @@ async def build_report(m: Migration, run_id: str) -> dict[str, Any]:
             written_totals={c: int(v.get("written_minor") or 0) for c, v in money.items()},
             suspense_minor=suspense if run["mode"] == "real" else {},
             rejected=sum(reasons.values()),
+            coupon_file_totals={c: (v.get("file_rows", 0), v.get("file_minor", 0)) for c, v in coupons.items()},
+            coupon_written_totals={
+                c: (v.get("written_rows", 0), v.get("written_minor", 0)) for c, v in coupons.items()
+            },
         )
         differences = verdict.differences
     else:
@@ -430,7 +481,7 @@ async def build_report(m: Migration, run_id: str) -> dict[str, Any]:
                               "records_done": int(f["records_done"])} for f in file_rows},
         "rows": rows, "rejections": reasons,
         "rejected_rows": [dict(x) for x in rejected],
-        "money": money, "reconciled": not differences, "differences": differences,
+        "money": money, "coupons": coupons, "reconciled": not differences, "differences": differences,
         "sample": await _sample(m, sample),
     }  # fmt: skip
 
@@ -509,12 +560,34 @@ async def _reverse(m: Migration, run_id: str, progress: Progress) -> dict[str, A
     control = Control.from_json(run["control"]) if run["control"] else None
     if control is not None and run["controls_posted"]:
         await _post_controls(m, run_id, control, reverse=True)
+    voided = await _void_coupons(m, run_id, progress)
     async with m.uow.begin() as tx:
         await store.release_holders(tx.conn, run_id)
     report = await build_report(m, run_id)
+    if voided is not None:
+        report["coupons_voided"] = voided
     async with m.uow.begin() as tx:
         await store.set_status(tx.conn, run_id, old=["reversing"], new="reversed", report=report)
     return report
+
+
+async def _void_coupons(m: Migration, run_id: str, progress: Progress) -> dict[str, Any] | None:
+    """Marketing voids the run's coupons still unused, in bounded calls; used (or locked) ones stay the user's
+    and are counted. Resumable: voiding again touches only what is still available. None: no coupons."""
+    async with m.uow.read() as conn:
+        if not await store.has_live_coupons(conn, run_id):
+            return None
+    if m.marketing is None:
+        raise Problem(e.MARKETING_UNAVAILABLE, "this run's coupons are in marketing: no marketing client here")
+    while True:
+        answer = await m.marketing.void_coupons(run_id, VOID_BATCH)
+        progress("coupon voids", 0, int(answer["voided_total"]))
+        if int(answer["remaining_count"]) == 0 or int(answer["voided_count"]) == 0:
+            break
+    async with m.uow.begin() as tx:
+        await store.release_coupons(tx.conn, run_id)
+    keys = ("voided_total", "used_count", "used_face_value_minor", "remaining_count")
+    return {k: answer[k] for k in keys}
 
 
 async def _post_controls(m: Migration, run_id: str, control: Control, *, reverse: bool) -> None:

@@ -9,12 +9,14 @@ from pathlib import Path
 from libs.common.errors import Problem
 from libs.common.web import Runtime
 from services.migration.clients.ledger import LedgerClient
+from services.migration.clients.marketing import MarketingClient
 from services.migration.config import Settings
 from services.migration.domain import errors as e
 from services.migration.domain.rows import Kind
 from services.migration.flows import runs as flow
 
 LEDGER_EXTRA = "migration_ledger"
+MARKETING_EXTRA = "migration_marketing"
 TASKS_EXTRA = "migration_tasks"
 log = logging.getLogger("juhe.migration")
 
@@ -24,12 +26,16 @@ async def on_startup(runtime: Runtime) -> None:
     assert isinstance(settings, Settings)
     client = LedgerClient(settings.ledger_url, timeout_seconds=settings.ledger_timeout_seconds)
     runtime.extras[LEDGER_EXTRA] = client
+    marketing = MarketingClient(settings.marketing_url, timeout_seconds=settings.marketing_timeout_seconds,
+                                identity_secret=settings.internal_token_secret.get_secret_value())  # fmt: skip
+    runtime.extras[MARKETING_EXTRA] = marketing
     runtime.extras[TASKS_EXTRA] = set()
 
     async def close() -> None:
         for task in list(runtime.extras[TASKS_EXTRA]):
             task.cancel()
         await client.close()
+        await marketing.close()
 
     runtime.extras.setdefault("closers", []).append(close)
 
@@ -39,7 +45,7 @@ def migration_of(runtime: Runtime, platform: str) -> flow.Migration:
     assert isinstance(settings, Settings)
     return flow.Migration(
         uow=runtime.uow, ledger=runtime.extras[LEDGER_EXTRA], platform=platform, batch_rows=settings.batch_rows,
-        sample_size=settings.sample_size,
+        sample_size=settings.sample_size, marketing=runtime.extras[MARKETING_EXTRA],
     )  # fmt: skip
 
 

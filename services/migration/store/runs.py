@@ -183,6 +183,19 @@ async def release_holders(conn: AsyncConnection, run_id: str) -> None:
     await conn.execute(text(sql), {"r": run_id})
 
 
+async def has_live_coupons(conn: AsyncConnection, run_id: str) -> bool:
+    sql = "SELECT EXISTS (SELECT 1 FROM migration_run_rows WHERE run_id = :r AND kind = 'coupons' AND live)"
+    return bool((await conn.execute(text(sql), {"r": run_id})).scalar_one())
+
+
+async def release_coupons(conn: AsyncConnection, run_id: str) -> None:
+    """After marketing voided the run's unused coupons: their source ids are free for a new run (a coupon
+    already used stays the user's in marketing; the reversal report counts those)."""
+    sql = """UPDATE migration_run_rows SET status = 'reversed', live = false
+              WHERE run_id = :r AND kind = 'coupons' AND live"""
+    await conn.execute(text(sql), {"r": run_id})
+
+
 # --- report --------------------------------------------------------------------------------------------
 async def counts(conn: AsyncConnection, run_id: str) -> list[RowMapping]:
     sql = """SELECT kind, status, reason, count(*) AS n FROM migration_run_rows WHERE run_id = :r
@@ -201,6 +214,16 @@ async def balance_totals(conn: AsyncConnection, run_id: str) -> list[RowMapping]
               GROUP BY 1 ORDER BY 1"""
     params = {"r": run_id, "tag": money_key("", credit=True)}
     return list((await conn.execute(text(sql), params)).mappings().all())
+
+
+async def coupon_totals(conn: AsyncConnection, run_id: str) -> list[RowMapping]:
+    """Per currency: every coupon row of the file with a face value, and those written (or valid in a dry run)."""
+    sql = """SELECT currency, count(*) AS file_rows, coalesce(sum(amount_minor), 0) AS file_minor,
+                    count(*) FILTER (WHERE status IN ('written', 'valid')) AS written_rows,
+                    coalesce(sum(amount_minor) FILTER (WHERE status IN ('written', 'valid')), 0) AS written_minor
+               FROM migration_run_rows WHERE run_id = :r AND kind = 'coupons' AND currency IS NOT NULL
+              GROUP BY 1 ORDER BY 1"""
+    return list((await conn.execute(text(sql), {"r": run_id})).mappings().all())
 
 
 async def rejected_rows(

@@ -49,7 +49,7 @@ async def create_run(
     files = flow.RunFiles(
         merchants=source_path(runtime, body.merchants), persons=source_path(runtime, body.persons),
         balances=source_path(runtime, body.balances), control=source_path(runtime, body.control),
-        encoding=body.encoding,
+        encoding=body.encoding, coupons=source_path(runtime, body.coupons),
     )  # fmt: skip
     run_id, paths = await flow.prepare(m, files, dry_run=body.dry_run)
     run_in_background(runtime, m, run_id, paths)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -32,6 +33,7 @@ from libs.common.services import REPO_ROOT, SERVICES
 from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
 from libs.common.testing.infra import ServiceProcess
 from libs.common.testing.plugin import DatabaseFactory
+from libs.common.testing.waiting import eventually
 from services.migration.clients.ledger import LedgerClient
 from services.migration.clients.marketing import MarketingClient
 from services.migration.domain.rows import Kind, juhe_holder_id
@@ -52,6 +54,17 @@ class Env:
     marketing_engine: AsyncEngine
     migration_engine: AsyncEngine
     root: Path
+
+    def cli_env(self, platform: str, batch_rows: int = 500) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JUHE_MIGRATION_DATABASE_URL": self.migration_db,
+                "JUHE_MIGRATION_LEDGER_URL": self.ledger.base_url,
+                "JUHE_MIGRATION_MARKETING_URL": self.marketing.base_url, "JUHE_MIGRATION_PLATFORM": platform,
+                "JUHE_MIGRATION_BATCH_ROWS": str(batch_rows)}  # fmt: skip
+
+    def cli(self, platform: str, args: list[str], batch_rows: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "services.migration.cli", *args], cwd=REPO_ROOT,
+                                env=self.cli_env(platform, batch_rows), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)  # fmt: skip
 
     def migration(self, marketing_url: str | None = None) -> flow.Migration:
         ledger = LedgerClient(self.ledger.base_url, timeout_seconds=60)
@@ -95,7 +108,8 @@ def coupon(n: int, person: int, face: int, **over: Any) -> dict[str, Any]:
             "valid_until": (now + timedelta(days=60)).isoformat(), "merchant_source_id": "", **over}  # fmt: skip
 
 
-def files(root: Path, coupons: list[dict[str, Any]], control: dict[str, tuple[int, int]]) -> dict[str, Path]:
+def files(root: Path, coupons: list[dict[str, Any]], control: dict[str, tuple[int, int]], base: int = 70_000
+          ) -> dict[str, Path]:  # fmt: skip
     root.mkdir()
     control_rows = [{"record": "merchants", "currency": "", "count": 1, "amount_minor": 0},
                     {"record": "persons", "currency": "", "count": 3, "amount_minor": 0}]  # fmt: skip
@@ -103,8 +117,8 @@ def files(root: Path, coupons: list[dict[str, Any]], control: dict[str, tuple[in
         {"record": "coupons", "currency": c, "count": n, "amount_minor": t} for c, (n, t) in control.items()
     ]
     return {
-        "merchants": g.write_csv(root / "merchants.csv", g.MERCHANT_FIELDS, [g.merchant(70_000)]),
-        "persons": g.write_jsonl(root / "persons.jsonl", [g.person(70_000 + i) for i in range(3)]),
+        "merchants": g.write_csv(root / "merchants.csv", g.MERCHANT_FIELDS, [g.merchant(base)]),
+        "persons": g.write_jsonl(root / "persons.jsonl", [g.person(base + i) for i in range(3)]),
         "coupons": g.write_csv(root / "coupons.csv", COUPON_FIELDS, coupons, encoding="gbk"),
         "control": g.write_csv(root / "control.csv", g.CONTROL_FIELDS, control_rows),
     }
@@ -121,8 +135,7 @@ async def test_dry_run_rejects_exactly_the_bad_coupons_and_writes_nothing(env: E
            coupon(12, 70_000, 0), coupon(13, 70_000, 100, code="no good"),
            coupon(14, 70_000, 100, merchant_source_id="M79999")]  # fmt: skip
     paths = files(env.root / "dry", [*GOOD, *bad], CONTROL)
-    proc_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JUHE_MIGRATION_DATABASE_URL": env.migration_db,
-                "JUHE_MIGRATION_LEDGER_URL": env.ledger.base_url, "JUHE_MIGRATION_PLATFORM": "plt_dry"}  # fmt: skip
+    proc_env = env.cli_env("plt_dry")
     report_path = env.root / "dry-report.json"
     args = ["--quiet", "--report", str(report_path), "dry-run"]
     args += [x for kind, path in paths.items() for x in (f"--{kind}", str(path))]
@@ -182,3 +195,31 @@ async def test_run_resumes_after_marketing_was_down_then_reverses(env: Env) -> N
     assert m.marketing is not None
     await m.marketing.close()
     await down.ledger.close()
+
+
+async def test_killed_in_the_coupons_phase_then_resumed_imports_each_coupon_once(env: Env) -> None:
+    base, count = 71_000, 120
+    rows = [coupon(1000 + n, base + n % 3, 100 + n, code=f"KIL-{n:06d}") for n in range(count)]
+    paths = files(env.root / "kill", rows, {"CNY": (count, sum(100 + n for n in range(count)))}, base=base)
+    args = ["--quiet", "run", *[x for kind, path in paths.items() for x in (f"--{kind}", str(path))]]
+    cli = [sys.executable, "-m", "services.migration.cli"]
+    proc = env.cli("plt_kill", args, batch_rows=7)
+    sql = """SELECT coalesce(max(f.records_done), 0) FROM migration_run_files f JOIN migration_runs r ON r.id = f.run_id
+              WHERE r.platform = 'plt_kill' AND f.kind = 'coupons'"""
+
+    async def in_coupons() -> bool:
+        async with env.migration_engine.connect() as conn:
+            return int((await conn.execute(text(sql))).scalar_one()) >= 14 or proc.poll() is not None
+
+    await eventually(in_coupons, "the run is in its coupons phase", timeout_seconds=120)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = await asyncio.to_thread(subprocess.run, [*cli, *args], cwd=REPO_ROOT, capture_output=True, timeout=300,
+                                   env=env.cli_env("plt_kill", batch_rows=7))  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    assert summary["status"] == "completed" and summary["reconciled"] and summary["rejected"] == 0, summary
+    async with env.marketing_engine.connect() as conn:
+        imported = (await conn.execute(text(
+            "SELECT code, face_value_minor FROM coupons WHERE code LIKE 'KIL-%' ORDER BY code"))).all()  # fmt: skip
+    assert [tuple(r) for r in imported] == [(f"KIL-{n:06d}", 100 + n) for n in range(count)]

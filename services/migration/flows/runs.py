@@ -575,7 +575,7 @@ async def _void_coupons(m: Migration, run_id: str, progress: Progress) -> dict[s
     """Marketing voids the run's coupons still unused, in bounded calls; used (or locked) ones stay the user's
     and are counted. Resumable: voiding again touches only what is still available. None: no coupons."""
     async with m.uow.read() as conn:
-        if not await store.has_live_coupons(conn, run_id):
+        if not await store.has_coupons(conn, run_id):
             return None
     if m.marketing is None:
         raise Problem(e.MARKETING_UNAVAILABLE, "this run's coupons are in marketing: no marketing client here")

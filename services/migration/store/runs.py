@@ -183,8 +183,10 @@ async def release_holders(conn: AsyncConnection, run_id: str) -> None:
     await conn.execute(text(sql), {"r": run_id})
 
 
-async def has_live_coupons(conn: AsyncConnection, run_id: str) -> bool:
-    sql = "SELECT EXISTS (SELECT 1 FROM migration_run_rows WHERE run_id = :r AND kind = 'coupons' AND live)"
+async def has_coupons(conn: AsyncConnection, run_id: str) -> bool:
+    """Whether the run has a coupons file: marketing may hold coupons of a batch the run never committed
+    (killed in flight), so a reversal asks marketing to void even when no coupon row is live here."""
+    sql = "SELECT EXISTS (SELECT 1 FROM migration_run_files WHERE run_id = :r AND kind = 'coupons')"
     return bool((await conn.execute(text(sql), {"r": run_id})).scalar_one())
 
 

@@ -180,7 +180,7 @@ SERVICES: tuple[Service, ...] = (
         # batch request at a time; the worker only relays an (empty) outbox and consumes nothing.
         api=Role("200m", "192Mi", "512Mi", min_replicas=2, max_replicas=4),
         worker=Role("50m", "128Mi", "256Mi", cpu_limit="500m", min_replicas=1, max_replicas=2),
-        calls=("ledger",),
+        calls=("ledger", "marketing", "gateway"),  # imports; coupons; `provision` (merchant keys, contracts)
         config={"IMPORT_DIR": MIGRATION_IMPORTS},
         api_volume=("imports", "juhe-migration-imports", MIGRATION_IMPORTS),
     ),

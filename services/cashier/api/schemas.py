@@ -97,8 +97,11 @@ class PaymentCreateRequest(BaseModel):
     )
     coupon_code: str | None = Field(
         default=None,
-        pattern=r"^[0-9]{16}$",
-        description="The same coupon named by its 16-digit code (what the user types at checkout); not with coupon_id",
+        min_length=4,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="The same coupon named by its code (what the user types at checkout: 16 digits when Juhe issued "
+        "it, the platform's own code when it was migrated); not with coupon_id",
     )
 
     @model_validator(mode="after")

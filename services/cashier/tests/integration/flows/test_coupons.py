@@ -42,7 +42,8 @@ async def test_a_coupon_without_marketing_is_refused_and_nothing_is_created(
         assert _code(await unconfigured.post("/v1/payments", bad), 422) == "coupon_not_allowed"
     for malformed in (
         qr_payment(coupon_id="cpn 1"),
-        qr_payment(coupon_code="12345"),
+        qr_payment(coupon_code="123"),  # shorter than any code
+        qr_payment(coupon_code="1234 5678"),
         qr_payment(coupon_id="cpn_1", coupon_code="1234567890123456", payer={"user_id": "usr_1"}),
     ):
         assert _code(await unconfigured.post("/v1/payments", malformed), 422) == "validation_failed"

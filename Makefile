@@ -44,7 +44,7 @@ reset: ## forget the local platform's data (.juhe)
 # own embedded PostgreSQL and broker. TEST_WORKERS=0 runs in this process, one file after another.
 TEST_WORKERS ?= 2
 test: install check ## lint, types, import layers, then the whole suite (TEST_WORKERS=0: one process)
-	$(BIN)/pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(BIN)/pytest --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 check: lint typecheck imports ## ruff (lint + format check), mypy, import-linter contracts
 

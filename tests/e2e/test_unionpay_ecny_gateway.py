@@ -138,7 +138,9 @@ def test_unionpay_web_payment_in_chromium_then_refund(demo: Demo, tmp_path: Path
         browser = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_page()
-            page.set_content(payment["payer_action"]["html"])  # the shop's page submits itself to UnionPay
+            page.set_content(
+                payment["payer_action"]["channel_data"]["html"]
+            )  # the shop's page submits itself to UnionPay
             page.wait_for_url("**/pay/consume/**")
             expect(page.locator(".amount")).to_have_text("¥123.45")
             page.fill("#card_no", SUCCESS_CARD)

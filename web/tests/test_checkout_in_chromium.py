@@ -124,7 +124,7 @@ def expiring(platform: Platform) -> dict[str, Any]:
     )  # fmt: skip
     assert started.status_code == 200, started.text
     payment = started.json()["payment"]
-    assert payment["payer_action"]["sandbox_pay_url"], payment
+    assert payment["payer_action"]["channel_data"]["sandbox_pay_url"], payment
     return {**session, "qr_payment": payment}
 
 
@@ -153,7 +153,7 @@ def test_desktop_wechat_qr_turns_to_success_live_and_returns_signed(
 
     payment = page_view(platform, session)["payment"]
     phone = context.new_page()  # the payer's phone scanned the QR: the channel sandbox's payer page
-    phone.goto(payment["payer_action"]["sandbox_pay_url"])
+    phone.goto(payment["payer_action"]["channel_data"]["sandbox_pay_url"])
     phone.get_by_role("button", name=re.compile("Approve")).click()
     phone.close()
 
@@ -270,8 +270,8 @@ def test_expiry_ends_the_countdown_and_the_old_qr_is_refused(
         timeout=(EXPIRY_SECONDS + 60) * 1000
     )  # the countdown reaches zero and the page reloads
     check_accessibility(page, "26-checkout-expired-en")
-    out_trade_no = urlsplit(old["payer_action"]["sandbox_pay_url"]).path.rsplit("/", 1)[1]
-    mchid = dict(parse_qsl(urlsplit(old["payer_action"]["sandbox_pay_url"]).query)).get("mchid")
+    out_trade_no = urlsplit(old["payer_action"]["channel_data"]["sandbox_pay_url"]).path.rsplit("/", 1)[1]
+    mchid = dict(parse_qsl(urlsplit(old["payer_action"]["channel_data"]["sandbox_pay_url"]).query)).get("mchid")
 
     def closed() -> bool:
         return str(page_view(platform, expiring)["status"]) == "expired"
@@ -338,7 +338,7 @@ def test_a_reusable_payment_link_with_an_entered_amount_and_a_plate_is_paid_twic
         expect(page.locator(".qr svg")).to_be_visible()
         view = httpx.get(f"{platform.gateway}/v1/checkout/pages/{page.url.rsplit('/', 1)[1]}", timeout=30).json()
         phone = context.new_page()  # the payer's phone scans the QR: the sandbox's payer page
-        phone.goto(view["payment"]["payer_action"]["sandbox_pay_url"])
+        phone.goto(view["payment"]["payer_action"]["channel_data"]["sandbox_pay_url"])
         phone.get_by_role("button", name=re.compile("Approve")).click()
         phone.close()
         page.wait_for_url(re.compile(r"/pay/pl_[^/]+/paid\?"), timeout=60_000)  # the result page, then ours
@@ -433,7 +433,7 @@ def test_juhe_js_opens_the_checkout_in_a_modal_only_on_a_registered_origin(
     check_accessibility(page, "34-juhe-js-modal")
     payment = page_view(platform, session)["payment"]
     phone = context.new_page()
-    phone.goto(payment["payer_action"]["sandbox_pay_url"])
+    phone.goto(payment["payer_action"]["channel_data"]["sandbox_pay_url"])
     phone.get_by_role("button", name=re.compile("Approve")).click()
     phone.close()
     page.wait_for_function("window.juheEvents.indexOf('paid:signed') >= 0", timeout=60_000)

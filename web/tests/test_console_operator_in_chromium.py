@@ -101,7 +101,7 @@ def _an_exception(platform: Platform) -> dict[str, Any]:
         preferred_channels=["wechatpay"],
     )
     out_trade_no = payment["attempts"][-1]["out_trade_no"]
-    pay_url = (payment.get("payer_action") or {}).get("sandbox_pay_url") or ""
+    pay_url = ((payment.get("payer_action") or {}).get("channel_data") or {}).get("sandbox_pay_url") or ""
     mchid = dict(parse_qsl(urlsplit(pay_url).query)).get("mchid", MCHID)
     paid = httpx.post(
         f"{platform.sandboxes['wechatpay']}/control/orders/{out_trade_no}/approve", params={"mchid": mchid}, timeout=30

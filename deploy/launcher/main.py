@@ -44,6 +44,7 @@ from libs.common.embedded import (
     free_port,
     parent_death_signal,
     port_in_use,
+    reserve_ports,
 )
 from libs.common.kafka import ensure_platform_topics, read_or_create_broker_epoch
 from libs.common.migrations import upgrade
@@ -262,6 +263,9 @@ class Platform:
     def _port(spec: ServiceSpec) -> int:
         return int(os.environ.get(f"{spec.env_prefix}PORT", spec.default_port))
 
+    def service_ports(self) -> list[int]:
+        return [self._port(spec) for spec in _runnable_specs()]
+
     def check_ports(self) -> None:
         """Fail before touching anything when a service's port is taken."""
         busy = [(spec, self._port(spec)) for spec in _runnable_specs() if port_in_use(self._port(spec))]
@@ -470,6 +474,7 @@ async def run(data_dir: Path, *, exit_when_ready: bool = False, replicas: int = 
         loop.add_signal_handler(sig, stop_requested.set)
     try:
         platform.check_ports()
+        reserve_ports(platform.service_ports())  # its own free ports (PostgreSQL, broker, replicas) avoid them
         server_url, bootstrap = await asyncio.to_thread(platform.start_infrastructure)
         db_urls = await platform.prepare_databases(server_url)
         await platform.prepare_broker(bootstrap)

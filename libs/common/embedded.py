@@ -22,7 +22,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 PG_SYSTEM_USER = "embedded_postgres"
@@ -41,23 +41,48 @@ def free_port() -> int:
 
     Drawn at random from below the kernel's ephemeral range rather than asked of the kernel (bind to 0):
     a port from the ephemeral range is handed out again as the local port of outgoing connections (every
-    database or HTTP client on the machine), so it could be taken between being picked and being bound;
-    below the range only another server picking the same number can take it, and random draws make
-    that unlikely even with several test runs on one machine. Falls back to the kernel's choice.
+    database or HTTP client on the machine), so it could be taken between being picked and being bound.
+    Below the range only another server picking the same number can take it, so: never the same port twice
+    from this process, and under pytest-xdist each worker draws from its own slice of the range (a worker's
+    pending ports cannot be drawn by the other). Falls back to the kernel's choice.
     """
-    low = _ephemeral_port_range()[0]
-    for _ in range(100 if low - FREE_PORT_FLOOR >= 1000 else 0):  # a machine whose ephemeral range starts low
-        port = random.randrange(FREE_PORT_FLOOR, low)
+    low, high = _port_slice()
+    for _ in range(200 if high - low >= 500 else 0):  # none when the ephemeral range starts low
+        port = random.randrange(low, high)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
         if not port_in_use(port):
+            _HANDED_OUT.add(port)
             return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+_HANDED_OUT: set[int] = set()
+
+
+def reserve_ports(ports: Iterable[int]) -> None:
+    """Ports this process will bind or hand to its children (e.g. the launcher's service ports, set by the
+    environment): `free_port` never draws them."""
+    _HANDED_OUT.update(ports)
+
+
+def _port_slice() -> tuple[int, int]:
+    """[low, high) of the ports this process draws from: the span below the ephemeral range, split into
+    equal slices by pytest-xdist worker number (`gw0`, `gw1`, …; the whole span outside xdist)."""
+    low, high = FREE_PORT_FLOOR, _ephemeral_port_range()[0]
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER", ""), os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if worker.startswith("gw") and worker[2:].isdigit() and count.isdigit() and int(count) > 1:
+        width = (high - low) // int(count)
+        low += width * (int(worker[2:]) % int(count))
+        high = low + width
+    return low, high
 
 
 def _ephemeral_port_range() -> tuple[int, int]:

@@ -61,10 +61,14 @@ class Platform:
 def platform() -> Iterator[Platform]:
     with data_dir_outside_pytest("juhe-web-") as data_dir:
         ports = {name: free_port() for name in [*SERVICES, *FRONTENDS, *SANDBOXES]}
-        web_url = f"http://127.0.0.1:{ports['web']}"
-        # The bank decides payouts only after an hour: a withdrawal's hold stays pending while the test looks.
-        env = {"JUHE_GATEWAY_WEB_URL": web_url, "JUHE_SANDBOX_BANK_PROCESS_SECONDS": "3600"}
+
+        def env(ports: dict[str, int]) -> dict[str, str]:
+            # The bank decides payouts only after an hour: a withdrawal's hold stays pending while the test looks.
+            web = f"http://127.0.0.1:{ports['web']}"
+            return {"JUHE_GATEWAY_WEB_URL": web, "JUHE_SANDBOX_BANK_PROCESS_SECONDS": "3600"}
+
         proc, _ = _start_running(data_dir, ports, env)
+        web_url = f"http://127.0.0.1:{ports['web']}"
         web: ServiceProcess | None = None
         try:
             gateway = f"http://127.0.0.1:{ports['gateway']}"

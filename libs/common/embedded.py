@@ -48,7 +48,7 @@ def free_port() -> int:
     """
     low, high = _port_slice()
     for _ in range(200 if high - low >= 500 else 0):  # none when the ephemeral range starts low
-        port = random.randrange(low, high)
+        port = _RANDOM.randrange(low, high)
         if port in _HANDED_OUT:
             continue
         with socket.socket() as s:
@@ -65,6 +65,7 @@ def free_port() -> int:
 
 
 _HANDED_OUT: set[int] = set()
+_RANDOM = random.SystemRandom()  # not the global generator, which property tests (hypothesis) seed and replay
 
 
 def reserve_ports(ports: Iterable[int]) -> None:

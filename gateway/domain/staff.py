@@ -59,7 +59,6 @@ PLATFORM_PERMISSIONS: tuple[str, ...] = (
     "platform.health.read",
     "platform.staff.manage",
 )
-_READS = frozenset(p for p in MERCHANT_PERMISSIONS if p.endswith(".read"))
 _PLATFORM_READS = frozenset(p for p in PLATFORM_PERMISSIONS if p.endswith(".read"))
 
 MERCHANT_ROLES: dict[str, frozenset[str]] = {

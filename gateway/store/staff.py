@@ -90,13 +90,6 @@ async def use_recovery_code(conn: AsyncConnection, staff_id: str, code_hash: byt
     return (await conn.execute(stmt)).first() is not None
 
 
-async def recovery_codes_left(conn: AsyncConnection, staff_id: str) -> int:
-    stmt = select(func.count()).where(
-        staff_recovery_codes.c.staff_id == staff_id, staff_recovery_codes.c.used_at.is_(None)
-    )
-    return int((await conn.execute(stmt)).scalar_one())
-
-
 # ---- sessions ---------------------------------------------------------------------------------------------
 async def insert_session(
     conn: AsyncConnection,

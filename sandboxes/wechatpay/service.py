@@ -675,16 +675,22 @@ class Sandbox:
             }
             if not code["password_required"]:
                 order.update(transaction_id="4200" + _digits(24), success_time=now, bank_type="OTHERS")
-                if code.get("coupon_id") and self.coupon_promotion is not None:
-                    try:
-                        order["promotion_detail"] = self.coupon_promotion(order, code["coupon_id"], code["openid"])
-                    except ControlError:  # WeChat then charges without the coupon
-                        order["promotion_detail"] = []
+                order["promotion_detail"] = self._payer_code_promotion(order, code.get("coupon_id"), code["openid"])
                 self.store.put("transactions", order["transaction_id"], {"key": key})
             self.store.put("orders", key, order)
             if order.get("promotion_detail") and self.coupon_used is not None:
                 self.coupon_used(order)
         return self._codepay_answer(order)
+
+    def _payer_code_promotion(self, order: Document, coupon_id: str | None, openid: str | None) -> list[dict[str, Any]]:
+        """The promotion_detail of the 代金券 a payer code carries, when it applies to the order; WeChat
+        charges the code without it otherwise (at once, or when the payer confirms with the password)."""
+        if not coupon_id or self.coupon_promotion is None:
+            return []
+        try:
+            return self.coupon_promotion(order, coupon_id, openid)
+        except ControlError:
+            return []
 
     def _codepay_answer(self, order: Document) -> tuple[int, dict[str, Any]]:
         if order["trade_state"] == "USERPAYING":
@@ -748,12 +754,12 @@ class Sandbox:
             if current["trade_state"] not in ("NOTPAY", "USERPAYING"):
                 raise ControlError(409, f"order is {current['trade_state']}, not NOTPAY")
             openid = current["payer_openid"] or payer_openid
-            chosen = coupon_id or current.get("payer_coupon_id")
-            promotion = current.get("promotion_detail") or []
-            if chosen and not promotion:
+            if coupon_id:  # the payer picks the coupon now: it must apply (else 409, nothing changes)
                 if self.coupon_promotion is None:
                     raise ControlError(409, "coupons are not enabled in this sandbox")
-                promotion = self.coupon_promotion(current, chosen, openid)
+                promotion = self.coupon_promotion(current, coupon_id, openid)
+            else:  # a 付款码 confirmed by password: its coupon, as at once, only if it still applies
+                promotion = self._payer_code_promotion(current, current.get("payer_coupon_id"), openid)
             return {
                 **current,
                 "trade_state": "SUCCESS",

@@ -939,6 +939,31 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
         1000,
     )
 
+    # 付款码 with the password step: the code's coupon is used when the payer confirms; a code whose
+    # coupon no longer applies by then (used meanwhile) is charged without it, as a code charged at once.
+    other_payer = openid + "z"
+    second_gift = httpx.post(
+        f"{sandbox.base_url}/control/favor/stocks/{wechat_stock['stock_id']}/send",
+        json={"openid": other_payer, "appid": APPID},
+    ).json()["coupon_id"]
+    confirmed = []
+    for _ in range(2):
+        out_trade_no = _no("fp")
+        code = _payer_code(sandbox, openid=other_payer, coupon_id=second_gift, password_required=True)
+        status, _message = wx.pay(
+            description="付款码 with a password and a coupon",
+            out_trade_no=out_trade_no,
+            amount={"total": 1500},
+            payer={"auth_code": code},
+            pay_type=WeChatPayType.CODEPAY,
+        )
+        assert status == 202
+        _approve(sandbox, out_trade_no, mchid)  # the payer typed the password
+        confirmed.append(_ok(wx.query(out_trade_no=out_trade_no)))
+    assert [(t["trade_state"], t["amount"]["payer_total"]) for t in confirmed] == [("SUCCESS", 1000), ("SUCCESS", 1500)]
+    assert [p["coupon_id"] for p in confirmed[0]["promotion_detail"]] == [second_gift]
+    assert confirmed[1]["promotion_detail"] == []
+
 
 def test_busifavor_merchant_coupons_claimed_used_returned_and_deactivated(
     sandbox: SandboxProcess, receiver: CallbackReceiver

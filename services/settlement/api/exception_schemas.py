@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.common.paging import ListPage
 from services.settlement.api.schemas import ReconciliationItemResponse
 from services.settlement.domain.exceptions import ACTOR_LENGTH_MAX, REASON_LENGTH_MAX
 
@@ -56,7 +57,5 @@ class ExceptionResponse(ReconciliationItemResponse):
     actions: list[ExceptionActionResponse] | None = Field(default=None, description="The trail (detail only)")
 
 
-class ExceptionListResponse(BaseModel):
-    data: list[ExceptionResponse]
-    has_more: bool
-    next_cursor: str | None
+class ExceptionListResponse(ListPage[ExceptionResponse]):
+    pass

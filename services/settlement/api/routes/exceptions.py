@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy.engine import RowMapping
 
-from libs.common.paging import KnownQueryOnly
+from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
 from services.settlement.api.deps import CashierDep, PageLimit, PlatformOnly
 from services.settlement.api.exception_schemas import (
@@ -18,14 +18,15 @@ from services.settlement.api.exception_schemas import (
     ExceptionResolveRequest,
     ExceptionResponse,
 )
-from services.settlement.domain.exceptions import ageing_bucket
+from services.settlement.domain.exceptions import STATE_FILTERS, ageing_bucket
+from services.settlement.domain.reconciliation import Outcome
 from services.settlement.flows import exceptions as flow
 from services.settlement.store import exceptions as store
 
 router = APIRouter(prefix="/v1/settlement/reconciliation-exceptions", tags=["reconciliation"],
                    dependencies=[PlatformOnly])  # fmt: skip
 
-StateFilter = Query(pattern=r"^(unresolved|open|assigned|resolved)$")
+StateFilter = Query(pattern=f"^({'|'.join(STATE_FILTERS)})$")
 FilterText = Query(min_length=1, max_length=64)
 
 
@@ -46,16 +47,14 @@ async def list_exceptions(
     assignee: Annotated[str | None, FilterText] = None,
     channel: Annotated[str | None, FilterText] = None,
     merchant_id: Annotated[str | None, FilterText] = None,
-    outcome: Annotated[str | None, FilterText] = None,
-    cursor: Annotated[int, Query(ge=0)] = 0,
+    outcome: Outcome | None = None,
+    cursor: Annotated[str | None, cursor_query(r"^[0-9]{1,18}$")] = None,
 ) -> ExceptionListResponse:
     """Oldest first (the longest-waiting mismatch on top); each day's latest finished run only."""
     async with uow.read() as conn:
         rows = await store.list_pool(conn, state=state, assignee=assignee, channel=channel, merchant_id=merchant_id,
-                                     outcome=outcome, after_id=cursor, limit=limit + 1)  # fmt: skip
-    page, has_more = rows[:limit], len(rows) > limit
-    return ExceptionListResponse(data=[_response(r) for r in page], has_more=has_more,
-                                 next_cursor=str(page[-1]["item_id"]) if has_more else None)  # fmt: skip
+                                     outcome=outcome, after_id=int(cursor or 0), limit=limit + 1)  # fmt: skip
+    return ExceptionListResponse.of(rows, limit, item=_response, cursor_of=lambda e: str(e.item_id))
 
 
 @router.get("/{item_id}")

@@ -88,6 +88,12 @@ async def test_exception_lifecycle_with_a_real_cashier(
     ).json()
     assert [e["key"] for e in rest["data"]] == ["c"] and rest == rest | {"has_more": False, "next_cursor": None}
     a, b, c = (*first["data"], *rest["data"])
+    by_outcome = (await client.get(BASE, params={"merchant_id": merchant_id, "outcome": "missing_in_juhe"})).json()
+    assert [e["key"] for e in by_outcome["data"]] == ["b"]
+    # A filter value outside its enum or a cursor the list never gave out is 422, nothing read.
+    for bad in ({"outcome": "missing"}, {"cursor": "abc"}, {"state": "closed"}):
+        r = await client.get(BASE, params={"merchant_id": merchant_id, **bad})
+        assert r.status_code == 422 and r.json()["code"] == "validation_failed", (bad, r.text)
     assert (
         a["state"] == "open" and a["ageing"] == "under_1d" and a["age_seconds"] >= 0 and a["bill_date"] == "2026-03-02"
     )

@@ -28,6 +28,21 @@ def remaining(points: int, *, reversed_points: int, consumed_points: int, expire
     return max(0, points - reversed_points - consumed_points - expired_points)
 
 
+def reversal_taken(points: int, *, reversed_before: int, reversed_after: int, consumed_points: int,
+                   expired_points: int) -> int:  # fmt: skip
+    """The points a rise in a lot's reversed points takes out of the user (what `points.reversed` carries).
+
+    Before the lot's expiry it is the whole rise (after an exchange, more than is left: the ledger logs that
+    shortfall). Once the expiry took the rest, the points the expiry and the refunds take out together are the
+    same in either order: a refund first takes its points and the expiry what is left, so together they take
+    max(reversed, points - consumed); a refund after the expiry takes only what goes beyond that. Without this,
+    a refund seen after the expiry took back the expired points a second time, from the user's other lots."""
+    if not expired_points:
+        return reversed_after - reversed_before
+    gone = points - consumed_points  # what the expiry and the reversals before it took out together
+    return max(0, reversed_after - max(reversed_before, gone))
+
+
 def consume_fifo(lots: list[tuple[str, int]], needed: int) -> list[tuple[str, int]]:
     """Take `needed` points from lots given oldest-to-expire first: [(lot, taken)], the earliest lots emptied
     first, so the points a user spends are the ones that would expire soonest. Raises ValueError when the lots

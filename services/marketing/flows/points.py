@@ -9,7 +9,9 @@ taken under the counter row's lock.
 
 Each earning is a lot with an expiry (`expiry_days` of its rule after the payment): exchanges for coupons
 consume lots first-to-expire first (FIFO), and the expiry sweep expires what is left of a lot past its time;
-both publish instructions (`points.exchanged`, `points.expired`) the ledger posts to the points sub-account."""
+both publish instructions (`points.exchanged`, `points.expired`) the ledger posts to the points sub-account.
+A refund and its lot's expiry take the same points out of the user in either order (domain
+`reversal_taken`): a refund after the expiry does not take the expired points a second time."""
 
 from __future__ import annotations
 
@@ -150,10 +152,18 @@ async def _reverse(tx: Tx, payment_id: str) -> None:
     refunded = (await tx.conn.execute(select(func.coalesce(func.sum(points_refunds.c.amount_minor), 0))
                                       .where(points_refunds.c.payment_id == payment_id))).scalar_one()  # fmt: skip
     target = rules.reversed_after(earning["points"], amount_minor=earning["amount_minor"], refunded_minor=int(refunded))
-    delta = target - earning["reversed_points"]
-    if delta <= 0:
+    if target <= earning["reversed_points"]:
         return
     await tx.conn.execute(update(points_earnings).where(e.payment_id == payment_id).values(reversed_points=target))
+    delta = rules.reversal_taken(
+        earning["points"],
+        reversed_before=earning["reversed_points"],
+        reversed_after=target,
+        consumed_points=earning["consumed_points"],
+        expired_points=earning["expired_points"],
+    )
+    if delta <= 0:
+        return  # the expiry took these points out already
     tx.publish(topic=POINTS_TOPIC, type=POINTS_REVERSED, subject=payment_id, data={
         "payment_id": payment_id, "user_id": earning["user_id"], "merchant_id": earning["merchant_id"],
         "rule_id": earning["rule_id"], "points": delta, "reversed_points_total": target,

@@ -162,3 +162,23 @@ async def test_points_exchanged_first_to_expire_first_and_the_rest_expires(marke
     assert spent["data"]["lots"] == [{"payment_id": "pay_old", "points": 300}, {"payment_id": "pay_new", "points": 200}]
     [expired] = await marketing.events("points.expired")
     assert (expired["subject"], expired["data"]["points"], expired["data"]["user_id"]) == ("pay_new", 300, "usr_1")
+
+
+async def test_a_refund_takes_a_lots_points_once_before_or_after_its_expiry(marketing: Marketing) -> None:
+    """Two lots past their expiry, each refunded in full: one before the sweep (the refund takes its points, the
+    sweep finds nothing left), one after it (the expiry took them, the refund takes nothing more). Either way
+    the user loses the lot's points once, not the expired points again out of its other lots."""
+    await marketing.post(RULES, {"name": "1 per yuan, 30 days", "expiry_days": 30}, marketing.operator())
+    long_ago = datetime.now(UTC) - timedelta(days=40)
+    for payment_id in ("pay_before", "pay_after"):
+        await deliver(marketing, payment(payment_id, 30_000, at=long_ago))  # 300 points, expired 10 days ago
+    await deliver(marketing, refund("re_before", "pay_before", 30_000))
+    settings: Any = marketing.runtime.settings
+    assert await expire_points_round(marketing.runtime, settings) == 1  # pay_after: pay_before has nothing left
+    await deliver(marketing, refund("re_after", "pay_after", 30_000))
+    taken: dict[str, int] = {}
+    for event in [*await marketing.events("points.reversed"), *await marketing.events("points.expired")]:
+        taken[event["subject"]] = taken.get(event["subject"], 0) + event["data"]["points"]
+    assert taken == {"pay_before": 300, "pay_after": 300}
+    assert await lots(marketing) == {"pay_before": (0, 0, 0), "pay_after": (0, 300, 0)}
+    assert await earnings(marketing) == {"pay_before": (300, 300), "pay_after": (300, 300)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
 from services.marketing.domain import points
@@ -32,3 +34,19 @@ def test_exchanges_take_the_first_to_expire_lots_first() -> None:
     assert points.consume_fifo(lots, 300) == [("pay_old", 300)]
     with pytest.raises(ValueError):
         points.consume_fifo(lots, 801)
+
+
+def test_a_refund_and_the_expiry_of_its_lot_take_the_same_points_in_either_order() -> None:
+    """Lot of 300, 100 exchanged. Refund first: it takes 300 (the exchange's 100 is a shortfall), the expiry
+    nothing (nothing left). Expiry first: it takes the 200 left, the refund what goes beyond: 100. A partial
+    refund after the expiry takes nothing (the expiry took its points already)."""
+    before = points.reversal_taken(300, reversed_before=0, reversed_after=300, consumed_points=100, expired_points=0)
+    expiry_after = points.remaining(300, reversed_points=300, consumed_points=100, expired_points=0)
+    assert (before, expiry_after) == (300, 0)
+    expiry_first = points.remaining(300, reversed_points=0, consumed_points=100, expired_points=0)
+    after = points.reversal_taken(300, reversed_before=0, reversed_after=300, consumed_points=100,
+                                  expired_points=expiry_first)  # fmt: skip
+    assert (expiry_first, after) == (200, 100) and before + expiry_after == expiry_first + after
+    taken = functools.partial(points.reversal_taken, 300, consumed_points=0)
+    assert taken(reversed_before=0, reversed_after=150, expired_points=300) == 0
+    assert taken(reversed_before=50, reversed_after=150, expired_points=0) == 100

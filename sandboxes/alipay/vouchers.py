@@ -79,16 +79,13 @@ class Vouchers:
             raise invalid("out_biz_no must be 1-64 letters, digits, _ or -")
         key = f"{app_id}:{method}:{out_biz_no}"
         fingerprint = json.dumps(biz, sort_keys=True, ensure_ascii=False, default=str)
-        with self.store.transaction():
-            earlier = self.store.get(REQUESTS, key)
-            if earlier is not None:
-                if earlier["fingerprint"] != fingerprint:
-                    raise BizError("INVALID_PARAMETER", "out_biz_no was used with another request")
-                result: dict[str, Any] = earlier["result"]
-                return result
-            result = act()
-            self.store.put(REQUESTS, key, {"fingerprint": fingerprint, "result": result})
-        return result
+        return self.store.once(
+            REQUESTS,
+            key,
+            fingerprint,
+            act,
+            lambda: BizError("INVALID_PARAMETER", "out_biz_no was used with another request"),
+        )
 
     def _activity(self, app_id: str, biz: dict[str, Any]) -> Document:
         activity = self.store.get(ACTIVITIES, str(biz.get("activity_id") or ""))

@@ -89,6 +89,28 @@ class DocumentStore:
             self.put(collection, key, updated)
             return updated
 
+    def once(
+        self,
+        collection: str,
+        key: str,
+        fingerprint: str,
+        act: Callable[[], Document],
+        conflict: Callable[[], Exception],
+    ) -> Document:
+        """Idempotency by a request number (`key`): the first request's answer is kept with its
+        fingerprint; the same request again gets that answer, another one under the key raises
+        `conflict()`. `act` runs in the store transaction, so an `act` that raises leaves nothing."""
+        with self.transaction():
+            earlier = self.get(collection, key)
+            if earlier is not None:
+                if earlier["fingerprint"] != fingerprint:
+                    raise conflict()
+                answer: Document = earlier["answer"]
+                return answer
+            answer = act()
+            self.put(collection, key, {"fingerprint": fingerprint, "answer": answer})
+        return answer
+
     def delete(self, collection: str, key: str) -> None:
         with self._lock:
             self._conn.execute("DELETE FROM documents WHERE collection = ? AND key = ?", (collection, key))

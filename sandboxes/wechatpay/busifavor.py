@@ -36,7 +36,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.common.store import Document
-from sandboxes.wechatpay.favor import REQUEST_NO, _fen, _fingerprint, _time
+from sandboxes.wechatpay.favor import REQUEST_NO, _fen, _fingerprint, _time, request_number_reused
 from sandboxes.wechatpay.service import ControlError, Sandbox, WxError, _digits, now_cst, rfc3339
 
 STOCKS, COUPONS, REQUESTS, CALLBACKS = "busifavor_stocks", "busifavor_coupons", "busifavor_requests", "busifavor_cb"
@@ -76,17 +76,7 @@ class Busifavor:
 
     def _once(self, key: str, body: dict[str, Any], act: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Idempotency by a request number: the same body replays the first answer; another is refused."""
-        fingerprint = _fingerprint(body)
-        with self.store.transaction():
-            earlier = self.store.get(REQUESTS, key)
-            if earlier is not None:
-                if earlier["fingerprint"] != fingerprint:
-                    raise WxError(400, "INVALID_REQUEST", "request number already used with different parameters")
-                answer: dict[str, Any] = earlier["answer"]
-                return answer
-            answer = act()
-            self.store.put(REQUESTS, key, {"fingerprint": fingerprint, "answer": answer})
-        return answer
+        return self.store.once(REQUESTS, key, _fingerprint(body), act, request_number_reused)
 
     def create_stock(self, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(body) - STOCK_FIELDS)

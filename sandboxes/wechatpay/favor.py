@@ -133,6 +133,11 @@ def _time(body: dict[str, Any], name: str) -> datetime:
     return moment
 
 
+def request_number_reused() -> WxError:
+    """A request number (out_request_no, use_request_no, …) sent again with other parameters."""
+    return WxError(400, "INVALID_REQUEST", "request number already used with different parameters")
+
+
 def _fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -249,18 +254,13 @@ class Favor:
             "start_time": None,
             "stop_time": None,
         }
+
+        def create() -> dict[str, Any]:
+            self.store.put(STOCKS, stock["stock_id"], stock)
+            return {"stock_id": stock["stock_id"], "create_time": stock["create_time"]}
+
         request_key = f"{merchant['mchid']}:{out_request_no}"
-        fingerprint = _fingerprint(body)
-        with self.store.transaction():
-            earlier = self.store.get(STOCK_REQUESTS, request_key)
-            if earlier is not None:
-                if earlier["fingerprint"] != fingerprint:
-                    raise WxError(400, "INVALID_REQUEST", "out_request_no already used with different parameters")
-                stock = self.store.get(STOCKS, earlier["stock_id"]) or stock
-            else:
-                self.store.put(STOCKS, stock["stock_id"], stock)
-                self.store.put(STOCK_REQUESTS, request_key, {"stock_id": stock["stock_id"], "fingerprint": fingerprint})
-        return {"stock_id": stock["stock_id"], "create_time": stock["create_time"]}
+        return self.store.once(STOCK_REQUESTS, request_key, _fingerprint(body), create, request_number_reused)
 
     def create_wechat_stock(self, request: WechatStockRequest) -> dict[str, Any]:
         """A stock WeChat funds itself, running at once (control API: the channel's own campaign)."""
@@ -419,14 +419,8 @@ class Favor:
     ) -> dict[str, Any]:
         """Idempotent by (sender, out_request_no); the budget, the day's amount and the user's cap are
         checked and taken in one store transaction, so they hold under concurrent sends."""
-        fingerprint = _fingerprint({**body, "openid": openid})
-        send_key = f"{sender}:{request_no}"
-        with self.store.transaction():
-            earlier = self.store.get(SENDS, send_key)
-            if earlier is not None:
-                if earlier["fingerprint"] != fingerprint:
-                    raise WxError(400, "INVALID_REQUEST", "out_request_no already used with different parameters")
-                return {"coupon_id": earlier["coupon_id"]}
+
+        def send() -> dict[str, Any]:
             stock = self.store.get(STOCKS, stock_id)
             assert stock is not None
             now = now_cst()
@@ -459,11 +453,13 @@ class Favor:
                 "consume_information": None,
             }
             self.store.put(COUPONS, coupon["coupon_id"], coupon)
-            self.store.put(SENDS, send_key, {"coupon_id": coupon["coupon_id"], "fingerprint": fingerprint})
             self.store.put(USER_COUNTS, user_key, {"count": user["count"] + 1})
             self.store.put(DAY_AMOUNTS, day_key, {"amount": day["amount"] + stock["coupon_amount"]})
             self.store.put(STOCKS, stock_id, {**stock, "distributed_coupons": stock["distributed_coupons"] + 1})
-        return {"coupon_id": coupon["coupon_id"]}
+            return {"coupon_id": coupon["coupon_id"]}
+
+        fingerprint = _fingerprint({**body, "openid": openid})
+        return self.store.once(SENDS, f"{sender}:{request_no}", fingerprint, send, request_number_reused)
 
     def _status(self, coupon: Document, stock: Document) -> str:
         if coupon["status"] == "SENDED" and now_cst() >= datetime.fromisoformat(stock["available_end_time"]):

@@ -87,6 +87,33 @@ def test_store_transaction_rolls_back(tmp_path: Path) -> None:
     assert store.get("c", "k") is None
 
 
+def test_store_once_replays_the_first_answer_and_refuses_a_changed_request(tmp_path: Path) -> None:
+    store = DocumentStore(tmp_path / "s.sqlite3")
+    calls: list[int] = []
+
+    def act() -> dict[str, int]:
+        calls.append(1)
+        store.put("things", f"t{len(calls)}", {"n": len(calls)})
+        return {"n": len(calls)}
+
+    def refused() -> Exception:
+        return LookupError("request number reused")
+
+    def failing() -> dict[str, int]:
+        store.put("things", "half-done", {"n": 0})
+        raise RuntimeError("refused by the rules")
+
+    assert store.once("requests", "r1", "fp-a", act, refused) == {"n": 1}
+    assert store.once("requests", "r1", "fp-a", act, refused) == {"n": 1}  # replayed, not done again
+    with pytest.raises(LookupError):
+        store.once("requests", "r1", "fp-b", act, refused)
+    assert len(calls) == 1
+    with pytest.raises(RuntimeError):
+        store.once("requests", "r2", "fp-a", failing, refused)
+    assert store.get("things", "half-done") is None and store.get("requests", "r2") is None  # nothing kept
+    assert store.once("requests", "r2", "fp-a", act, refused) == {"n": 2}  # so a retry is a first request
+
+
 def test_key_is_created_once_and_reloaded(tmp_path: Path) -> None:
     directory = sandbox_data_dir("demo", tmp_path)
     first = load_or_create_rsa_key(directory, "platform")

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from libs.common.paging import ListPage
+
 _Path = Field(default=None, min_length=1, max_length=255)
 
 
@@ -34,9 +36,5 @@ class RunResponse(BaseModel):
     report: dict[str, Any] | None
 
 
-class RunListResponse(BaseModel):
-    """The list shape every Juhe list answers (`data`, `has_more`, `next_cursor`), newest run first."""
-
-    data: list[RunResponse]
-    has_more: bool
-    next_cursor: str | None
+class RunListResponse(ListPage[RunResponse]):
+    """Newest run first."""

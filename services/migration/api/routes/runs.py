@@ -67,10 +67,7 @@ async def list_runs(
 ) -> RunListResponse:
     async with get_runtime(request).uow.read() as conn:
         rows = await store.list_runs(conn, platform=platform, limit=limit + 1, before=cursor)
-    page = rows[:limit]
-    has_more = len(rows) > limit
-    return RunListResponse(data=[run_response(row) for row in page], has_more=has_more,
-                           next_cursor=str(page[-1]["id"]) if has_more else None)  # fmt: skip
+    return RunListResponse.of(rows, limit, item=run_response, cursor_of=lambda run: run.id)
 
 
 @router.get("/{run_id}")

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from libs.common.metadata import METADATA_KEYS_MAX as COMMON_METADATA_KEYS_MAX
 from libs.common.metadata import Metadata
 from libs.common.money import AmountMinor, Currency
 from libs.common.paging import ListPage
@@ -24,7 +23,6 @@ OrderNo = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=
 ChannelName = Annotated[str, StringConstraints(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")]
 AuthCode = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z]+$")]
 Url = Annotated[str, StringConstraints(min_length=8, max_length=1024, pattern=r"^https?://")]
-METADATA_KEYS_MAX = COMMON_METADATA_KEYS_MAX  # libs.common.metadata: 50 keys of ≤ 40, values ≤ 500 characters
 
 
 class PayerHints(BaseModel):

@@ -17,10 +17,11 @@ from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common.errors import VALIDATION_FAILED, Problem
+from libs.common.metadata import METADATA_KEYS_MAX, Metadata, keys_at_most, metadata_description
 from libs.common.money import AmountMinor, Currency
 from services.cashier.api.deps import Caller, CashierDep, MerchantId
 from services.cashier.api.routes import payment_links
-from services.cashier.api.schemas import METADATA_KEYS_MAX, ChannelName, OrderNo, PayerHints, Url
+from services.cashier.api.schemas import ChannelName, OrderNo, PayerHints, Url
 from services.cashier.domain import checkout as rules
 from services.cashier.domain.errors import PAYER_MISMATCH
 from services.cashier.flows import checkout as flows
@@ -60,8 +61,9 @@ class SessionCreateRequest(BaseModel):
     wallet_holder_id: str | None = Field(
         default=None, min_length=1, max_length=64, description="Only this user may pay by wallet"
     )
-    metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(
-        default_factory=dict, max_length=METADATA_KEYS_MAX - 2
+    # 2 keys fewer than a payment's: the session adds checkout_session_id and checkout_order_no to its payment's.
+    metadata: Annotated[Metadata, keys_at_most(METADATA_KEYS_MAX - 2)] = Field(
+        default_factory=dict, description=metadata_description(METADATA_KEYS_MAX - 2)
     )
 
 

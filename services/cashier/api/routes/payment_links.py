@@ -15,10 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
+from libs.common.metadata import METADATA_KEYS_MAX, Metadata, keys_at_most, metadata_description
 from libs.common.money import AmountMinor, Currency
 from libs.common.paging import KnownQueryOnly
 from services.cashier.api.deps import CashierDep, MerchantId, PageSize
-from services.cashier.api.schemas import METADATA_KEYS_MAX, ChannelName, Url
+from services.cashier.api.schemas import ChannelName, Url
 from services.cashier.domain import payment_links as rules
 from services.cashier.flows import payment_links as flows
 
@@ -27,6 +28,8 @@ router = APIRouter(tags=["payment links"])
 Slug = Annotated[str, Path(min_length=20, max_length=64, pattern=r"^pl_[A-Za-z0-9_-]+$")]
 LinkRequestId = Annotated[str, StringConstraints(min_length=8, max_length=28, pattern=r"^[A-Za-z0-9_-]+$")]
 PayerFieldName = Annotated[str, StringConstraints(pattern=r"^(plate_number|student_id|unit_number|reference)$")]
+# A payer's payment adds the payer fields, payment_link_id and the checkout session's 2 keys to the link's metadata.
+LINK_METADATA_KEYS_MAX = METADATA_KEYS_MAX - 2 - rules.PAYER_FIELDS_MAX - 1
 
 
 class PaymentLinkCreateRequest(BaseModel):
@@ -42,8 +45,8 @@ class PaymentLinkCreateRequest(BaseModel):
     return_url: Url | None = Field(default=None, description="Default: Juhe's own thank-you page")
     max_uses: int | None = Field(default=None, ge=1, le=rules.USES_MAX, description="1 = single-use; omit: no limit")
     expires_at: AwareDatetime | None = Field(default=None, description="With a time zone; none: no expiry")
-    metadata: dict[str, Annotated[str, StringConstraints(max_length=500)]] = Field(
-        default_factory=dict, max_length=METADATA_KEYS_MAX - 2 - rules.PAYER_FIELDS_MAX - 1
+    metadata: Annotated[Metadata, keys_at_most(LINK_METADATA_KEYS_MAX)] = Field(
+        default_factory=dict, description=metadata_description(LINK_METADATA_KEYS_MAX)
     )
 
 

@@ -69,6 +69,23 @@ async def test_bad_input_is_refused_and_creates_nothing(start_cashier: Any, sand
     assert await _counts(cashier) == (1, 1)
 
 
+async def test_sessions_and_links_apply_the_same_metadata_limits_with_room_for_their_own_keys(
+    start_cashier: Any, sandboxes: Sandboxes
+) -> None:
+    """A checkout session's and a payment link's metadata becomes their payments' with keys of their own added,
+    so they take fewer keys (48, 44); every other limit and the 422 `metadata_invalid` are the payment's."""
+    cashier = await start_cashier()
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    session = {"merchant_order_no": "S-1", "amount_minor": 100, "currency": "CNY", "description": "Parking",
+               "return_url": "https://shop.example/return"}  # fmt: skip
+    link = {"currency": "CNY", "description": "Parking", "amount_minor": 100}
+    for path, body, keys_max in (("/v1/checkout/sessions", session, 48), ("/v1/payment-links", link, 44)):
+        for metadata in ({f"k{i}": "v" for i in range(keys_max + 1)}, {"k" * 41: "v"}, {"note": "x" * 501}):
+            _problem(await cashier.post(path, {**body, "metadata": metadata}), 422, "metadata_invalid")
+        full = await cashier.post(path, {**body, "metadata": {f"k{i}": "v" * 500 for i in range(keys_max)}})
+        assert full.status_code == 201, full.text
+
+
 async def test_merchants_only_see_their_own_payments_and_lookups_page(start_cashier: Any, sandboxes: Sandboxes) -> None:
     cashier = await start_cashier()
     await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)

@@ -15,6 +15,7 @@ from typing import Any
 from libs.common.db import Tx
 from libs.common.events import Envelope
 from services.settlement.domain.cycles import settle_date
+from services.settlement.flows.entries import settlement_entry
 from services.settlement.store import cycles
 
 COUPONS_TOPIC = "marketing.coupons"
@@ -40,7 +41,6 @@ async def on_coupon_event(tx: Tx, event: Envelope) -> None:
     merchant_id, redemption_id = str(data["merchant_id"]), str(data["redemption_id"])
     occurred = datetime.fromisoformat(str((data.get("used_at") if amount > 0 else None) or event.time))
     due = settle_date(occurred, await cycles.cycle_of(tx.conn, merchant_id), await cycles.calendar(tx.conn))
-    await cycles.add_entries(tx.conn, [{
-        "source_key": f"{redemption_id}:{suffix}", "holder_id": merchant_id, "currency": str(data["currency"]),
-        "amount_minor": amount, "due_date": due, "kind": "coupon", "payment_id": redemption_id, "refund_id": None,
-    }])  # fmt: skip
+    redemption = {"currency": str(data["currency"]), "payment_id": redemption_id}  # the entry's order is the redemption
+    entry = settlement_entry(f"{redemption_id}:{suffix}", merchant_id, redemption, amount, due, "coupon")
+    await cycles.add_entries(tx.conn, [entry])

@@ -13,10 +13,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from libs.common.events import Envelope
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.outbox_tables import outbox
 from libs.common.web import Runtime
 from services.marketing.app import create_app
+from services.marketing.worker import subscriptions
 
 
 @dataclass
@@ -48,6 +50,15 @@ class Marketing:
         self.offset += delta
         for runtime in self.runtimes:
             runtime.extras["clock"] = lambda: datetime.now(UTC) + self.offset
+
+    async def deliver(self, event: Envelope, replica: int = 0) -> None:
+        """Apply one cashier event as the inbox consumer would: its subscription's handler, one transaction."""
+        runtime = self.runtimes[replica]
+        settings: Any = runtime.settings
+        for subscription in subscriptions(settings):
+            if subscription.wants(event.type) and subscription.topic == f"cashier.{event.type.split('.')[0]}s":
+                async with runtime.uow.begin() as tx:
+                    await subscription.handler(tx, event)
 
     async def events(self, event_type: str | None = None) -> list[dict[str, Any]]:
         """The events marketing put in its outbox, oldest first (envelopes as dicts)."""
@@ -93,17 +104,26 @@ def code(response: httpx.Response) -> str:
     return str(response.json()["code"])
 
 
-@pytest.fixture
-async def marketing(
-    migrated_database: Callable[..., Any], service_settings: Callable[..., Any], running_apps: Callable[..., Any]
+async def start_marketing(
+    migrated_database: Callable[..., Any],
+    service_settings: Callable[..., Any],
+    running_apps: Callable[..., Any],
+    **settings: Any,
 ) -> Marketing:
-    """Two marketing app instances (API role: tests drive the worker rounds) on one fresh database."""
+    """Two marketing app instances (API role: tests drive the worker rounds) on one fresh database, with
+    `settings` over the defaults."""
     database_url = await migrated_database("marketing")
     clients, runtimes = [], []
     for _ in range(2):
-        settings = service_settings("marketing", database_url=database_url, role="api")
-        app = create_app(settings)
+        app = create_app(service_settings("marketing", database_url=database_url, role="api", **settings))
         clients.append(await running_apps(app))
         runtimes.append(app.state.runtime)
     secret = runtimes[0].settings.internal_token_secret.get_secret_value()
     return Marketing(clients, runtimes, secret)
+
+
+@pytest.fixture
+async def marketing(
+    migrated_database: Callable[..., Any], service_settings: Callable[..., Any], running_apps: Callable[..., Any]
+) -> Marketing:
+    return await start_marketing(migrated_database, service_settings, running_apps)

@@ -10,7 +10,7 @@ from typing import Any
 
 from libs.common.events import Envelope
 from services.marketing.tests.integration.conftest import Marketing, code
-from services.marketing.worker import expire_points_round, subscriptions
+from services.marketing.worker import expire_points_round
 
 RULES = "/v1/marketing/points-rules"
 
@@ -31,15 +31,6 @@ def refund(refund_id: str, payment_id: str, amount_minor: int) -> Envelope:
     })  # fmt: skip
 
 
-async def deliver(m: Marketing, event: Envelope) -> None:
-    """Apply one event as the inbox consumer would (its handler, one transaction)."""
-    settings: Any = m.runtime.settings
-    for subscription in subscriptions(settings):
-        if subscription.wants(event.type) and subscription.topic == f"cashier.{event.type.split('.')[0]}s":
-            async with m.runtime.uow.begin() as tx:
-                await subscription.handler(tx, event)
-
-
 async def earnings(m: Marketing, user: str = "usr_1") -> dict[str, tuple[int, int]]:
     page = (await m.get("/v1/marketing/me/points/earnings", m.user(user))).json()
     return {e["payment_id"]: (e["points"], e["reversed_points"]) for e in page["earnings"]}
@@ -50,18 +41,18 @@ async def test_points_earned_capped_and_reversed_in_proportion(marketing: Market
                                            "payment_points_max": 500, "user_daily_points_max": 700},
                                    marketing.merchant("mch_a"))  # fmt: skip
     assert created.status_code == 201 and created.json()["merchant_id"] == "mch_a"
-    await deliver(marketing, payment("pay_1", 12_345))  # 123 points
-    await deliver(marketing, payment("pay_1", 12_345))  # the same payment again: nothing more
-    await deliver(marketing, payment("pay_2", 90_000))  # 900 → 500 per payment
-    await deliver(marketing, payment("pay_3", 50_000))  # 500 → 77 left of the 700 daily cap
-    await deliver(marketing, payment("pay_4", 50_000, user=None))  # no known payer: nothing
-    await deliver(marketing, payment("pay_5", 50_000, purpose="wallet_topup"))  # a top-up is no purchase
-    await deliver(marketing, payment("pay_6", 50_000, merchant_id="mch_b"))  # another merchant: no rule
+    await marketing.deliver(payment("pay_1", 12_345))  # 123 points
+    await marketing.deliver(payment("pay_1", 12_345))  # the same payment again: nothing more
+    await marketing.deliver(payment("pay_2", 90_000))  # 900 → 500 per payment
+    await marketing.deliver(payment("pay_3", 50_000))  # 500 → 77 left of the 700 daily cap
+    await marketing.deliver(payment("pay_4", 50_000, user=None))  # no known payer: nothing
+    await marketing.deliver(payment("pay_5", 50_000, purpose="wallet_topup"))  # a top-up is no purchase
+    await marketing.deliver(payment("pay_6", 50_000, merchant_id="mch_b"))  # another merchant: no rule
     assert await earnings(marketing) == {"pay_1": (123, 0), "pay_2": (500, 0), "pay_3": (77, 0)}
-    await deliver(marketing, refund("re_1", "pay_1", 4_000))  # 123 × 4000 / 12345 = 39
-    await deliver(marketing, refund("re_1", "pay_1", 4_000))  # twice is once
+    await marketing.deliver(refund("re_1", "pay_1", 4_000))  # 123 × 4000 / 12345 = 39
+    await marketing.deliver(refund("re_1", "pay_1", 4_000))  # twice is once
     assert (await earnings(marketing))["pay_1"] == (123, 39)
-    await deliver(marketing, refund("re_2", "pay_1", 8_345))
+    await marketing.deliver(refund("re_2", "pay_1", 8_345))
     assert (await earnings(marketing))["pay_1"] == (123, 123)
     earned = [e["data"]["points"] for e in await marketing.events("points.earned")]
     reversed_ = [e["data"]["points"] for e in await marketing.events("points.reversed")]
@@ -79,7 +70,7 @@ async def test_the_final_state_is_the_same_in_every_event_order(marketing: Marke
             data = {**event.data, "payment_id": event.data["payment_id"] + suffix}
             if "refund_id" in data:
                 data["refund_id"] += suffix
-            await deliver(marketing, Envelope(type=event.type, source="cashier", subject=event.subject, data=data))
+            await marketing.deliver(Envelope(type=event.type, source="cashier", subject=event.subject, data=data))
         outcomes.add((await earnings(marketing))["pay_1" + suffix])
     assert outcomes == {(200, 133)}  # floor(200 × 6666 / 10000): from the refunds' total, never per refund
 
@@ -95,7 +86,7 @@ async def test_points_rules_are_scoped(marketing: Marketing) -> None:
     assert (await marketing.get(RULES, marketing.merchant("mch_b"))).json()["rules"] == []
     assert (await marketing.post(f"{RULES}/{rule['rule_id']}/end", {}, mine)).json()["status"] == "ended"
     assert (await marketing.post(f"{RULES}/{rule['rule_id']}/end", {}, mine)).json()["status"] == "ended"
-    await deliver(marketing, payment("pay_1", 10_000))
+    await marketing.deliver(payment("pay_1", 10_000))
     assert await earnings(marketing) == {}
     bad = await marketing.post(RULES, {"name": "x", "unit_minor": 0}, mine)
     assert code(bad) == "validation_failed"
@@ -119,8 +110,8 @@ async def test_points_exchanged_first_to_expire_first_and_the_rest_expires(marke
     (`points.expired`, once), and expired points buy nothing."""
     rule = await marketing.post(RULES, {"name": "1 per yuan, 30 days", "expiry_days": 30}, marketing.operator())
     assert rule.status_code == 201 and rule.json()["expiry_days"] == 30
-    await deliver(marketing, payment("pay_new", 50_000))  # 500 points, expire in 30 days
-    await deliver(marketing, payment("pay_old", 30_000, at=datetime.now(UTC) - timedelta(days=20)))  # 300, in 10
+    await marketing.deliver(payment("pay_new", 50_000))  # 500 points, expire in 30 days
+    await marketing.deliver(payment("pay_old", 30_000, at=datetime.now(UTC) - timedelta(days=20)))  # 300, in 10
     offered = await marketing.running_stock(points_price=500)
     plain = await marketing.running_stock()
     user = marketing.user()
@@ -171,11 +162,11 @@ async def test_a_refund_takes_a_lots_points_once_before_or_after_its_expiry(mark
     await marketing.post(RULES, {"name": "1 per yuan, 30 days", "expiry_days": 30}, marketing.operator())
     long_ago = datetime.now(UTC) - timedelta(days=40)
     for payment_id in ("pay_before", "pay_after"):
-        await deliver(marketing, payment(payment_id, 30_000, at=long_ago))  # 300 points, expired 10 days ago
-    await deliver(marketing, refund("re_before", "pay_before", 30_000))
+        await marketing.deliver(payment(payment_id, 30_000, at=long_ago))  # 300 points, expired 10 days ago
+    await marketing.deliver(refund("re_before", "pay_before", 30_000))
     settings: Any = marketing.runtime.settings
     assert await expire_points_round(marketing.runtime, settings) == 1  # pay_after: pay_before has nothing left
-    await deliver(marketing, refund("re_after", "pay_after", 30_000))
+    await marketing.deliver(refund("re_after", "pay_after", 30_000))
     taken: dict[str, int] = {}
     for event in [*await marketing.events("points.reversed"), *await marketing.events("points.expired")]:
         taken[event["subject"]] = taken.get(event["subject"], 0) + event["data"]["points"]

@@ -15,11 +15,9 @@ import pytest
 from sqlalchemy import select
 
 from libs.common.events import Envelope
-from libs.common.web import Runtime
-from services.marketing.app import create_app
 from services.marketing.store.tables import topup_bonus_grants
-from services.marketing.tests.integration.conftest import Marketing, code
-from services.marketing.worker import expire_topup_bonuses_round, subscriptions
+from services.marketing.tests.integration.conftest import Marketing, code, start_marketing
+from services.marketing.worker import expire_topup_bonuses_round
 
 PROMOTIONS = "/v1/marketing/topup-promotions"
 COLLECTOR = "mch_platform_topup"
@@ -30,15 +28,7 @@ async def marketing(
     migrated_database: Callable[..., Any], service_settings: Callable[..., Any], running_apps: Callable[..., Any]
 ) -> Marketing:
     """Two replicas on one fresh database, knowing the platform's collecting merchant for top-ups."""
-    database_url = await migrated_database("marketing")
-    clients, runtimes = [], []
-    for _ in range(2):
-        settings = service_settings("marketing", database_url=database_url, role="api",
-                                    wallet_topup_merchant_id=COLLECTOR)  # fmt: skip
-        app = create_app(settings)
-        clients.append(await running_apps(app))
-        runtimes.append(app.state.runtime)
-    return Marketing(clients, runtimes, runtimes[0].settings.internal_token_secret.get_secret_value())
+    return await start_marketing(migrated_database, service_settings, running_apps, wallet_topup_merchant_id=COLLECTOR)
 
 
 def top_up(payment_id: str, amount_minor: int, holder_id: str = "usr_1", merchant_id: str = COLLECTOR) -> Envelope:
@@ -54,14 +44,6 @@ def refund(refund_id: str, payment_id: str, amount_minor: int) -> Envelope:
         "refund_id": refund_id, "payment_id": payment_id, "merchant_id": COLLECTOR, "status": "succeeded",
         "amount_minor": amount_minor, "currency": "CNY",
     })  # fmt: skip
-
-
-async def deliver(runtime: Runtime, event: Envelope) -> None:
-    """Apply one event as the inbox consumer would (its subscription's handler, one transaction)."""
-    for subscription in subscriptions(runtime.settings):  # type: ignore[arg-type]
-        if subscription.wants(event.type) and subscription.topic == f"cashier.{event.type.split('.')[0]}s":
-            async with runtime.uow.begin() as tx:
-                await subscription.handler(tx, event)
 
 
 async def promotion(m: Marketing, **overrides: Any) -> dict[str, Any]:
@@ -105,7 +87,7 @@ async def test_promotions_are_the_platforms_and_bad_rules_change_nothing(marketi
     assert [p["promotion_id"] for p in listed] == [created["promotion_id"]]
     ended = await marketing.post(f"{PROMOTIONS}/{created['promotion_id']}/end", {}, marketing.operator())
     assert ended.json()["status"] == "ended"
-    await deliver(marketing.runtime, top_up("pay_after_end", 10_000))
+    await marketing.deliver(top_up("pay_after_end", 10_000))
     assert await grants(marketing) == {"pay_after_end": ("not_granted", 0)}
     missing = await marketing.post(f"{PROMOTIONS}/tpp_nope/end", {}, marketing.operator())
     assert (missing.status_code, code(missing)) == (404, "topup_promotion_not_found")
@@ -113,10 +95,10 @@ async def test_promotions_are_the_platforms_and_bad_rules_change_nothing(marketi
 
 async def test_bonus_once_by_tier_and_revoked_by_a_refund_in_every_order_and_twice(marketing: Marketing) -> None:
     created = await promotion(marketing, per_holder_limit=100)
-    await deliver(marketing.runtime, top_up("pay_small", 9_999))  # below the first tier: nothing
-    await deliver(marketing.runtime, top_up("pay_big", 60_000))  # the highest tier reached: 8000
-    await deliver(marketing.runtime, top_up("pay_big", 60_000))  # twice is once
-    await deliver(marketing.runtime, top_up("pay_other", 60_000, merchant_id="mch_a"))  # not the collector's
+    await marketing.deliver(top_up("pay_small", 9_999))  # below the first tier: nothing
+    await marketing.deliver(top_up("pay_big", 60_000))  # the highest tier reached: 8000
+    await marketing.deliver(top_up("pay_big", 60_000))  # twice is once
+    await marketing.deliver(top_up("pay_other", 60_000, merchant_id="mch_a"))  # not the collector's
     assert await grants(marketing) == {"pay_small": ("not_granted", 0), "pay_big": ("granted", 8_000)}
     outcomes = set()
     events = [top_up("pay_x", 10_000), refund("re_x", "pay_x", 3_000)]
@@ -125,8 +107,8 @@ async def test_bonus_once_by_tier_and_revoked_by_a_refund_in_every_order_and_twi
             data = {**event.data, "payment_id": f"{event.data['payment_id']}_{n}"}
             if "refund_id" in data:
                 data["refund_id"] = f"{data['refund_id']}_{n}"
-            await deliver(marketing.runtimes[n % 2], Envelope(type=event.type, source="cashier", subject=event.subject,
-                                                              data=data))  # fmt: skip
+            envelope = Envelope(type=event.type, source="cashier", subject=event.subject, data=data)
+            await marketing.deliver(envelope, n % 2)
         published = [(t, b) for t, s, b in await bonus_events(marketing) if s == f"pay_x_{n}"]
         granted = sum(b for t, b in published if t == "topup.bonus_granted")
         revoked = sum(b for t, b in published if t == "topup.bonus_revoked")
@@ -148,7 +130,7 @@ async def test_budget_and_per_holder_limit_hold_under_concurrent_top_ups_on_two_
                                budget_minor=5_500, per_holder_limit=1)  # fmt: skip
     many = [top_up(f"pay_h{i}", 10_000, holder_id=f"usr_h{i}") for i in range(30)]  # 30 holders, budget for 5
     same = [top_up(f"pay_s{i}", 10_000, holder_id="usr_same") for i in range(10)]  # one holder, 10 top-ups
-    await asyncio.gather(*(deliver(marketing.runtimes[i % 2], e) for i, e in enumerate([*many, *same])))
+    await asyncio.gather(*(marketing.deliver(e, i % 2) for i, e in enumerate([*many, *same])))
     states = await grants(marketing)
     granted = {p: b for p, (s, b) in states.items() if s == "granted"}
     assert len(states) == 40 and sum(granted.values()) == 5_000 and len(granted) == 5
@@ -161,21 +143,21 @@ async def test_budget_and_per_holder_limit_hold_under_concurrent_top_ups_on_two_
 async def test_one_holder_racing_top_ups_gets_exactly_its_limit(marketing: Marketing) -> None:
     await promotion(marketing, per_holder_limit=2)
     same = [top_up(f"pay_r{i}", 20_000, holder_id="usr_racer") for i in range(12)]
-    await asyncio.gather(*(deliver(marketing.runtimes[i % 2], e) for i, e in enumerate(same)))
+    await asyncio.gather(*(marketing.deliver(e, i % 2) for i, e in enumerate(same)))
     assert sorted(s for s, _ in (await grants(marketing)).values()).count("granted") == 2
 
 
 async def test_a_bonus_past_its_validity_expires_once_and_is_then_not_revoked(marketing: Marketing) -> None:
     await promotion(marketing, per_holder_limit=5, bonus_valid_days=30)
-    await deliver(marketing.runtime, top_up("pay_e1", 10_000))
-    await deliver(marketing.runtime, top_up("pay_e2", 10_000))
+    await marketing.deliver(top_up("pay_e1", 10_000))
+    await marketing.deliver(top_up("pay_e2", 10_000))
     settings: Any = marketing.runtime.settings
     assert await expire_topup_bonuses_round(marketing.runtime, settings) == 0  # not yet
     marketing.move_clock(timedelta(days=31))
-    await deliver(marketing.runtime, refund("re_e2", "pay_e2", 10_000))  # revoked before the sweep: not expired
+    await marketing.deliver(refund("re_e2", "pay_e2", 10_000))  # revoked before the sweep: not expired
     assert await expire_topup_bonuses_round(marketing.runtime, settings) == 1
     assert await expire_topup_bonuses_round(marketing.runtime, settings) == 0  # once
-    await deliver(marketing.runtime, refund("re_e1", "pay_e1", 10_000))  # expired: nothing left to revoke
+    await marketing.deliver(refund("re_e1", "pay_e1", 10_000))  # expired: nothing left to revoke
     assert await grants(marketing) == {"pay_e1": ("expired", 1_000), "pay_e2": ("revoked", 1_000)}
     assert [(t, s) for t, s, _ in await bonus_events(marketing) if t != "topup.bonus_granted"] == [
         ("topup.bonus_revoked", "pay_e2"), ("topup.bonus_expired", "pay_e1")]  # fmt: skip

@@ -23,8 +23,6 @@ from gateway.store.tables import (
     staff_sessions,
 )
 
-PAGE_SIZE_MAX = 100
-
 
 # ---- members ----------------------------------------------------------------------------------------------
 async def insert_member(conn: AsyncConnection, **values: Any) -> bool:
@@ -204,8 +202,9 @@ async def insert_audit(conn: AsyncConnection, **values: Any) -> None:
 async def list_audit(
     conn: AsyncConnection, *, merchant_id: str | None, all_merchants: bool, before_id: str | None, limit: int
 ) -> list[RowMapping]:
-    """Newest first by id (uuid7: time order), `limit` rows; a merchant's own entries, or every entry."""
-    stmt = select(console_audit_log).order_by(console_audit_log.c.audit_id.desc()).limit(min(limit, PAGE_SIZE_MAX))
+    """Newest first by id (uuid7: time order), `limit` rows (the route bounds it; the caller asks one more than it
+    shows, to know whether there is a next page); a merchant's own entries, or every entry."""
+    stmt = select(console_audit_log).order_by(console_audit_log.c.audit_id.desc()).limit(limit)
     if not all_merchants:
         stmt = stmt.where(console_audit_log.c.merchant_id == merchant_id)
     if before_id is not None:
@@ -269,7 +268,7 @@ async def list_refund_requests(
         select(console_refund_requests)
         .where(console_refund_requests.c.merchant_id == merchant_id)
         .order_by(console_refund_requests.c.request_id.desc())
-        .limit(min(limit, PAGE_SIZE_MAX))
+        .limit(limit)  # bounded by the route; one more than the page shows (has_more)
     )
     if status is not None:
         stmt = stmt.where(console_refund_requests.c.status == status)

@@ -142,6 +142,17 @@ async def test_staff_invite_sign_in_roles_and_sessions(make_stack: StackFactory)
         assert changed["before"] == {"role": "support"} and changed["after"] == {"role": "finance"}
         assert changed["ip"] == "198.51.100.7"
 
+        # A full page of the largest size still says there is more (the page asks one row beyond its limit).
+        note = {"action": "payout.requested", "target": "po_test"}
+        for _ in range(101 - len(entries)):
+            assert (await raw.post("/v1/console/audit", json=note, headers=owner)).status_code == 201
+        first = (await raw.get("/v1/console/audit", params={"limit": 100}, headers=owner)).json()
+        assert len(first["data"]) == 100 and first["has_more"] is True
+        rest = (await raw.get("/v1/console/audit", params={"limit": 100, "cursor": first["next_cursor"]},
+                              headers=owner)).json()  # fmt: skip
+        assert len(rest["data"]) >= 1 and rest["has_more"] is False
+        assert {e["audit_id"] for e in rest["data"]}.isdisjoint(e["audit_id"] for e in first["data"])
+
 
 async def test_lockout_totp_recovery_codes_and_maker_checker(make_stack: StackFactory) -> None:
     stack: Stack = await make_stack(staff_refund_approval_threshold_minor=10_000)

@@ -90,7 +90,8 @@ async def list_links(
 ) -> tuple[list[dict[str, Any]], bool]:
     async with cashier.uow.read() as conn:
         rows = await store.list_links(conn, merchant_id=merchant_id, after=after, limit=limit + 1)
-    return [link_view(cashier, row) for row in rows[:limit]], len(rows) > limit
+        uses = await store.count_uses_of(conn, [row.id for row in rows[:limit]], now=cashier.clock())
+    return [link_view(cashier, row, uses=uses.get(row.id, (0, 0))) for row in rows[:limit]], len(rows) > limit
 
 
 async def deactivate_link(cashier: Cashier, *, merchant_id: str, link_id: str) -> dict[str, Any]:

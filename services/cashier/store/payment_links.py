@@ -7,6 +7,7 @@ payers cannot both take a link's last use.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -89,12 +90,23 @@ async def count_uses(
 ) -> tuple[int, int]:
     """(completed, open and not past the deadline) sessions of the link; `except_order_no` leaves one out (the
     session a repeated request is about to find again)."""
+    counts = await count_uses_of(conn, [link_id], now=now, except_order_no=except_order_no)
+    return counts.get(link_id, (0, 0))
+
+
+async def count_uses_of(
+    conn: AsyncConnection, link_ids: Sequence[str], *, now: datetime, except_order_no: str | None = None
+) -> dict[str, tuple[int, int]]:
+    """`count_uses` of several links in one query (a page of the merchant's list); a link without uses is absent."""
+    if not link_ids:
+        return {}
     s = checkout_sessions.c
     live = (s.status == "open") & (s.expires_at > now)
-    query = select(func.count().filter(s.status == "completed"), func.count().filter(live)).where(
-        s.payment_link_id == link_id, (s.status == "completed") | live
+    query = (
+        select(s.payment_link_id, func.count().filter(s.status == "completed"), func.count().filter(live))
+        .where(s.payment_link_id.in_(link_ids), (s.status == "completed") | live)
+        .group_by(s.payment_link_id)
     )
     if except_order_no is not None:
         query = query.where(s.merchant_order_no != except_order_no)
-    completed, open_ = (await conn.execute(query)).one()
-    return int(completed), int(open_)
+    return {link_id: (int(completed), int(open_)) for link_id, completed, open_ in (await conn.execute(query)).all()}

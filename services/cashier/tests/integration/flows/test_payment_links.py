@@ -105,6 +105,7 @@ async def test_payer_entered_amount_and_plate_on_a_reusable_link(
     assert refused.status_code == 409 and refused.json()["code"] == "payment_link_inactive"
     listed = (await cashier.get("/v1/payment-links", limit=1)).json()
     assert [item["id"] for item in listed["data"]] == [link["id"]] and listed["has_more"] is False
+    assert listed["data"][0]["uses_completed"] == 2  # the list counts uses as the single read does
     other = await cashier.get(f"/v1/payment-links/{link['id']}", merchant_id="mch_someone_else")
     assert other.status_code == 404 and other.json()["code"] == "payment_link_not_found"
 

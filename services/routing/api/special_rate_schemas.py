@@ -60,23 +60,7 @@ class ProgrammeResponse(BaseModel):
 
     @classmethod
     def of(cls, p: Programme) -> ProgrammeResponse:
-        return cls(
-            programme_id=p.programme_id,
-            channel=p.channel,
-            method=p.method,
-            name=p.name,
-            name_zh=p.name_zh,
-            eligible_entity_types=list(p.eligible_entity_types),
-            eligible_industry_codes=list(p.eligible_industry_codes),
-            rate_bps=p.rate_bps,
-            cap_minor=p.cap_minor,
-            available_from=p.available_from,
-            available_until=p.available_until,
-            term_days=p.term_days,
-            required_documents=list(p.required_documents),
-            renewal=dict(p.renewal),
-            example=p.example,
-        )
+        return cls.model_validate(p, from_attributes=True)
 
 
 class CatalogueResponse(BaseModel):
@@ -139,18 +123,7 @@ class ApplicationResponse(BaseModel):
 
     @classmethod
     def of(cls, a: Application) -> ApplicationResponse:
-        return cls(
-            application_id=a.application_id,
-            merchant_id=a.merchant_id,
-            programme_id=a.programme_id,
-            status=a.status.value,
-            documents=list(a.documents),
-            effective_from=a.effective_from,
-            effective_until=a.effective_until,
-            rejection_reason=a.rejection_reason,
-            rate_ids=list(a.rate_ids),
-            version=a.version,
-        )
+        return cls.model_validate(a, from_attributes=True)
 
 
 class ApplicationListResponse(ListPage[ApplicationResponse]):
@@ -177,25 +150,7 @@ class MerchantSavingsResponse(BaseModel):
 
     @classmethod
     def of(cls, m: MerchantProjection) -> MerchantSavingsResponse:
-        return cls(
-            merchant_id=m.merchant_id,
-            payment_count=m.payment_count,
-            volume_minor=m.volume_minor,
-            fees_minor=m.fees_minor,
-            best_savings_minor=m.best_savings_minor,
-            programmes=[
-                ProgrammeSavingsResponse(
-                    programme_id=p.programme_id,
-                    method=p.method,
-                    payment_count=p.payment_count,
-                    volume_minor=p.volume_minor,
-                    fees_minor=p.fees_minor,
-                    projected_fees_minor=p.projected_fees_minor,
-                    savings_minor=p.savings_minor,
-                )
-                for p in m.programmes
-            ],
-        )
+        return cls.model_validate(m, from_attributes=True)
 
 
 class SavingsResponse(BaseModel):

@@ -12,6 +12,7 @@ import base64
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -38,7 +39,7 @@ OVERLAPS = (0, 3600, 86400, 7 * 86400)
 STATUSES = ("pending", "processing", "succeeded", "failed", "closed")
 CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny", "wallet")
 Cursor = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
-Id = Annotated[str, Query(max_length=64, pattern=r"^[a-z]{2,4}_[0-9a-f]{32}$")]
+REFUNDS, API_KEYS, STAFF = "/console/merchant/refunds", "/console/merchant/api-keys", "/console/merchant/staff"
 
 # Outcomes named by code in ?done= / ?error=: only these are ever shown (nothing from the query is reflected).
 DONE = (
@@ -90,6 +91,24 @@ def _error(exc: GatewayProblem) -> str:
 def _request_id(form: dict[str, str]) -> str:
     rid = form.get("request_id", "")
     return rid if len(rid) == 24 and all(c in "0123456789abcdef" for c in rid) else secrets.token_hex(12)
+
+
+async def _act(
+    ctx: ConsoleContext, back: str, record_id: str, path: str, body: dict[str, Any] | None = None, *, done: str,
+    bad_id: str = "invalid", then: Callable[[Any], Awaitable[None]] | None = None,
+) -> Response:  # fmt: skip
+    """A button on one of the member's records: `record_id` (from the URL) checked for shape, the gateway's `path`
+    called as the member (it finds the record within the member's merchant, or answers 404), `then` given its answer;
+    back to `back` with the outcome by code."""
+    if not _looks_like_id(record_id):
+        return ctx.redirect(back, error=bad_id)
+    try:
+        answer = await ctx.api.post(path, body)
+        if then is not None:
+            await then(answer)
+    except GatewayProblem as exc:
+        return ctx.redirect(back, error=_error(exc))
+    return ctx.redirect(back, done=done)
 
 
 def _qr_data_uri(text: str) -> str:
@@ -453,25 +472,17 @@ async def refunds(ctx: Console, cursor: Cursor = None) -> Response:
 
 @routes.post("/refunds/{request_id}/approve", "refunds.approve")
 async def approve_refund(ctx: Console, request_id: str) -> Response:
-    if not _looks_like_id(request_id):
-        return ctx.redirect("/console/merchant/refunds", error="state")
-    try:
-        request = await ctx.api.post(f"/v1/console/refund-requests/{request_id}/approval")
+    async def make(request: dict[str, Any]) -> None:
         await _execute(ctx, request)
-    except GatewayProblem as exc:
-        return ctx.redirect("/console/merchant/refunds", error=_error(exc))
-    return ctx.redirect("/console/merchant/refunds", done="approved")
+
+    path = f"/v1/console/refund-requests/{request_id}/approval"
+    return await _act(ctx, REFUNDS, request_id, path, done="approved", bad_id="state", then=make)
 
 
 @routes.post("/refunds/{request_id}/reject", "refunds.approve")
 async def reject_refund(ctx: Console, request_id: str) -> Response:
-    if not _looks_like_id(request_id):
-        return ctx.redirect("/console/merchant/refunds", error="state")
-    try:
-        await ctx.api.post(f"/v1/console/refund-requests/{request_id}/rejection")
-    except GatewayProblem as exc:
-        return ctx.redirect("/console/merchant/refunds", error=_error(exc))
-    return ctx.redirect("/console/merchant/refunds", done="rejected")
+    path = f"/v1/console/refund-requests/{request_id}/rejection"
+    return await _act(ctx, REFUNDS, request_id, path, done="rejected", bad_id="state")
 
 
 # ---- statements and payouts ---------------------------------------------------------------------------------
@@ -561,13 +572,7 @@ async def rotate_api_key(ctx: Console, key_id: str) -> Response:
 
 @routes.post("/api-keys/{key_id}/revoke", "api_keys.manage")
 async def revoke_api_key(ctx: Console, key_id: str) -> Response:
-    if not _looks_like_id(key_id):
-        return ctx.redirect("/console/merchant/api-keys", error="invalid")
-    try:
-        await ctx.api.post(f"/v1/console/api-keys/{key_id}/revoke")
-    except GatewayProblem as exc:
-        return ctx.redirect("/console/merchant/api-keys", error=_error(exc))
-    return ctx.redirect("/console/merchant/api-keys", done="key_revoked")
+    return await _act(ctx, API_KEYS, key_id, f"/v1/console/api-keys/{key_id}/revoke", done="key_revoked")
 
 
 # ---- staff and roles -------------------------------------------------------------------------------------------
@@ -593,24 +598,13 @@ async def invite(ctx: Console) -> Response:
 
 @routes.post("/staff/{staff_id}/role", "staff.manage")
 async def change_role(ctx: Console, staff_id: str) -> Response:
-    if not _looks_like_id(staff_id):
-        return ctx.redirect("/console/merchant/staff", error="invalid")
-    try:
-        await ctx.api.post(f"/v1/console/staff/{staff_id}/role", {"role": ctx.form.get("role", "")})
-    except GatewayProblem as exc:
-        return ctx.redirect("/console/merchant/staff", error=_error(exc))
-    return ctx.redirect("/console/merchant/staff", done="role_changed")
+    role = {"role": ctx.form.get("role", "")}
+    return await _act(ctx, STAFF, staff_id, f"/v1/console/staff/{staff_id}/role", role, done="role_changed")
 
 
 @routes.post("/staff/{staff_id}/remove", "staff.manage")
 async def remove(ctx: Console, staff_id: str) -> Response:
-    if not _looks_like_id(staff_id):
-        return ctx.redirect("/console/merchant/staff", error="invalid")
-    try:
-        await ctx.api.post(f"/v1/console/staff/{staff_id}/removal")
-    except GatewayProblem as exc:
-        return ctx.redirect("/console/merchant/staff", error=_error(exc))
-    return ctx.redirect("/console/merchant/staff", done="removed")
+    return await _act(ctx, STAFF, staff_id, f"/v1/console/staff/{staff_id}/removal", done="removed")
 
 
 # ---- audit log and settings ------------------------------------------------------------------------------------

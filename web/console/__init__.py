@@ -208,19 +208,6 @@ async def _checked_form(page: ConsolePage) -> dict[str, str]:
         raise
 
 
-def require(permission: str) -> Callable[..., Any]:
-    """A dependency for a route outside a `ConsoleRouter`: the same checks, with `permission` named here. Prefer
-    the router (it registers the route for the matrix test)."""
-
-    async def dependency(request: Request) -> ConsoleContext:
-        ctx = await console_guard(request)
-        if permission not in (PUBLIC, SIGNED_IN) and not ctx.can(permission):
-            raise ConsoleRefusal(403, "not_allowed")
-        return ctx
-
-    return dependency
-
-
 Console = Annotated[ConsoleContext, Depends(console_guard)]
 
 

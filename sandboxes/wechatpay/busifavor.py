@@ -36,7 +36,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.common.store import Document
-from sandboxes.wechatpay.favor import REQUEST_NO, _fen, _fingerprint, _time, request_number_reused
+from sandboxes.wechatpay.favor import REQUEST_NO, _fen, _fingerprint, _time, page_of, request_number_reused
 from sandboxes.wechatpay.service import ControlError, Sandbox, WxError, _digits, now_cst, rfc3339
 
 STOCKS, COUPONS, REQUESTS, CALLBACKS = "busifavor_stocks", "busifavor_coupons", "busifavor_requests", "busifavor_cb"
@@ -290,8 +290,7 @@ class Busifavor:
             and query.get("stock_id") in (None, c["stock_id"])
             and query.get("coupon_state") in (None, c["state"])
         ]
-        offset, limit = int(query.get("offset", "0")), int(query.get("limit", "20"))
-        return {"data": found[offset : offset + limit], "total_count": len(found), "offset": offset, "limit": limit}
+        return page_of(found, query, limit_default=20)
 
     def user_coupon(self, merchant: Document, openid: str, code: str) -> dict[str, Any]:
         coupon = self.store.get(COUPONS, code)

@@ -138,6 +138,19 @@ def request_number_reused() -> WxError:
     return WxError(400, "INVALID_REQUEST", "request number already used with different parameters")
 
 
+def page_of(
+    items: list[dict[str, Any]], query: dict[str, str], *, limit_default: int, limit_max: int | None = None
+) -> dict[str, Any]:
+    """The query's `offset` / `limit` page of `items`, as WeChat's lists answer it (bad numbers → 400)."""
+    try:
+        offset, limit = int(query.get("offset", "0")), int(query.get("limit", str(limit_default)))
+    except ValueError as exc:
+        raise WxError(400, "PARAM_ERROR", "offset and limit are integers") from exc
+    if offset < 0 or limit < 1 or (limit_max is not None and limit > limit_max):
+        raise WxError(400, "PARAM_ERROR", f"offset ≥ 0, limit 1..{limit_max or 'any'}")
+    return {"data": items[offset : offset + limit], "total_count": len(items), "offset": offset, "limit": limit}
+
+
 def _fingerprint(body: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
@@ -366,25 +379,22 @@ class Favor:
             raise WxError(400, "PARAM_ERROR", "stock_creator_mchid must be the signing mchid")
         if set(query) - {"offset", "limit", "stock_creator_mchid", "create_start_time", "create_end_time", "status"}:
             raise WxError(400, "PARAM_ERROR", "unknown query parameters")
-        try:
-            offset, limit = int(query.get("offset", "0")), int(query.get("limit", "10"))
-        except ValueError as exc:
-            raise WxError(400, "PARAM_ERROR", "offset and limit are integers") from exc
-        if offset < 0 or not 1 <= limit <= 10:
-            raise WxError(400, "PARAM_ERROR", "offset ≥ 0, limit 1..10")
+        # The SDK puts the times into the URL unencoded: the offset's "+" arrives as a space.
+        times = {
+            name: query[name].replace(" ", "+") for name in ("create_start_time", "create_end_time") if name in query
+        }
+        created_from = _time(times, "create_start_time") if "create_start_time" in times else None
+        created_to = _time(times, "create_end_time") if "create_end_time" in times else None
         stocks = [
             s
             for s in self.store.list(STOCKS)
-            if s["stock_creator_mchid"] == merchant["mchid"] and query.get("status") in (None, s["status"])
+            if s["stock_creator_mchid"] == merchant["mchid"]
+            and query.get("status") in (None, s["status"])
+            and (created_from is None or datetime.fromisoformat(s["create_time"]) >= created_from)
+            and (created_to is None or datetime.fromisoformat(s["create_time"]) <= created_to)
         ]
         stocks.sort(key=lambda s: s["create_time"], reverse=True)
-        page = stocks[offset : offset + limit]
-        return {
-            "data": [self.stock_view(s) for s in page],
-            "total_count": len(stocks),
-            "offset": offset,
-            "limit": limit,
-        }
+        return page_of([self.stock_view(s) for s in stocks], query, limit_default=10, limit_max=10)
 
     # ------------------------------------------------------------------ coupons
     def send(self, merchant: Document, openid: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -507,28 +517,32 @@ class Favor:
         allowed = {"appid", "stock_id", "status", "creator_mchid", "sender_mchid", "available_mchid", "offset", "limit"}
         if "appid" not in query or set(query) - allowed:
             raise WxError(400, "PARAM_ERROR", f"query: appid plus any of {sorted(allowed - {'appid'})}")
-        try:
-            offset, limit = int(query.get("offset", "0")), int(query.get("limit", "20"))
-        except ValueError as exc:
-            raise WxError(400, "PARAM_ERROR", "offset and limit are integers") from exc
+        # With available_mchid WeChat ignores status, offset and limit (the SDK's documentation) [L: the answer].
+        by_merchant = "available_mchid" in query
         mchid = merchant["mchid"]
         found = []
         for coupon in self.store.list(COUPONS):
             if coupon["openid"] != openid or mchid not in (coupon["stock_creator_mchid"], coupon["sender_mchid"]):
                 continue
-            view = self.coupon_view(coupon)
-            if query.get("stock_id") not in (None, coupon["stock_id"]) or query.get("status") not in (
-                None,
-                view["status"],
-            ):
+            stock = self.store.get(STOCKS, coupon["stock_id"])
+            assert stock is not None
+            wanted = {
+                "stock_id": coupon["stock_id"],
+                "creator_mchid": coupon["stock_creator_mchid"],
+                "sender_mchid": coupon["sender_mchid"],
+                "status": self._status(coupon, stock),
+            }
+            if by_merchant:
+                wanted.pop("status")
+                if query["available_mchid"] not in stock["available_merchants"]:
+                    continue
+            if any(query.get(name) not in (None, value) for name, value in wanted.items()):
                 continue
-            if query.get("creator_mchid") not in (None, coupon["stock_creator_mchid"]):
-                continue
-            if query.get("sender_mchid") not in (None, coupon["sender_mchid"]):
-                continue
-            found.append(view)
+            found.append(self.coupon_view(coupon))
         found.sort(key=lambda v: v["create_time"])
-        return {"data": found[offset : offset + limit], "total_count": len(found), "offset": offset, "limit": limit}
+        if by_merchant:  # every coupon usable there, in one answer
+            return {"data": found, "total_count": len(found), "offset": 0, "limit": len(found)}
+        return page_of(found, query, limit_default=20)
 
     # ------------------------------------------------------------------ use in a payment
     def promotion(self, order: Document, coupon_id: str, openid: str | None) -> list[dict[str, Any]]:

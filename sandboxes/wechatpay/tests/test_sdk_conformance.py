@@ -863,6 +863,13 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
     coupon = _ok(wx.marketing_favor_coupon_detail(coupon_id, openid))
     assert coupon["status"] == "SENDED" and coupon["normal_coupon_information"]["coupon_amount"] == 1000
     assert _ok(wx.marketing_favor_user_coupon(openid, stock_id=stock_id))["total_count"] == 2
+    assert _ok(wx.marketing_favor_user_coupon(openid, available_mchid=mchid))["total_count"] == 2
+    assert _ok(wx.marketing_favor_user_coupon(openid, available_mchid="1900000999"))["total_count"] == 0
+    assert _error(wx.marketing_favor_user_coupon(openid, limit="many")) == (400, "PARAM_ERROR")
+    listed = _ok(wx.marketing_favor_stock_list(mchid, status="running", create_start_time=_cst(-3600)))
+    assert [s["stock_id"] for s in listed["data"]] == [stock_id]
+    assert _ok(wx.marketing_favor_stock_list(mchid, create_start_time=_cst(3600)))["total_count"] == 0
+    assert _ok(wx.marketing_favor_stock_list(mchid, create_end_time=_cst(-3600)))["total_count"] == 0
 
     below = _no("fv")
     _ok(wx.pay(description="below the threshold", out_trade_no=below, amount={"total": 9999}))
@@ -1014,5 +1021,6 @@ def test_busifavor_merchant_coupons_claimed_used_returned_and_deactivated(
     assert _ok(wx.marketing_busifavor_coupon_detail(code, openid))["coupon_state"] == "USED"
     assert "wechatpay_return_time" in _ok(wx.marketing_busifavor_coupon_return(code, stock_id, _no("ret")))
     assert "wechatpay_deactivate_time" in _ok(wx.marketing_busifavor_coupon_deactivate(code, stock_id, _no("dea")))
+    assert _error(wx.marketing_busifavor_user_coupon(openid, offset="first")) == (400, "PARAM_ERROR")
     listed = _ok(wx.marketing_busifavor_user_coupon(openid, stock_id=stock_id))
     assert [c["coupon_state"] for c in listed["data"]] == ["DEACTIVATED"]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from libs.common.errors import NOT_FOUND, VALIDATION_FAILED, Problem
-from libs.common.paging import KnownQueryOnly
+from libs.common.paging import KnownQueryOnly, ListPage, cursor_query
 from services.cashier.api.deps import CashierDep, MerchantId, PageSize
 from services.cashier.domain.webhook_endpoints import EVENT_TYPES
 from services.cashier.store.webhook_endpoints import get_event, list_events
@@ -29,18 +29,8 @@ class EventResponse(BaseModel):
     data: dict[str, Any]
 
 
-class EventList(BaseModel):
-    data: list[EventResponse]
-    has_more: bool
-    next_cursor: str | None = None  # oldest first; pass as `cursor` for the next page
-
-
-def _cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not cursor.isdigit() or len(cursor) > CURSOR_DIGITS_MAX:
-        raise Problem(VALIDATION_FAILED, "cursor is not a cursor returned by this list", field="cursor")
-    return int(cursor)
+class EventList(ListPage[EventResponse]):
+    """Oldest first; the cursor is the last event's sequence number (not part of the event's body)."""
 
 
 def _types(types: list[str] | None) -> list[str] | None:
@@ -55,14 +45,13 @@ async def list_all(
     merchant_id: MerchantId,
     cashier: CashierDep,
     limit: PageSize,
-    cursor: str | None = None,
+    cursor: Annotated[str | None, cursor_query(rf"^[0-9]{{1,{CURSOR_DIGITS_MAX}}}$")] = None,
     type: Annotated[
         list[str] | None, Query(description=f"One or more of {list(EVENT_TYPES)} (repeat the parameter for several)")
     ] = None,
     created_gte: datetime | None = None,
     created_lt: datetime | None = None,
 ) -> EventList:
-    after = _cursor(cursor)
     types = _types(type)
     if created_gte is not None and created_lt is not None and created_gte >= created_lt:
         raise Problem(VALIDATION_FAILED, "created_gte must be before created_lt", field="created_gte")
@@ -71,7 +60,7 @@ async def list_all(
             conn,
             merchant_id=merchant_id,
             limit=limit + 1,
-            after_seq=after,
+            after_seq=int(cursor) if cursor is not None else None,
             types=types,
             created_gte=created_gte,
             created_lt=created_lt,

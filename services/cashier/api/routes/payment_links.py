@@ -12,12 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common.metadata import METADATA_KEYS_MAX, Metadata, keys_at_most, metadata_description
 from libs.common.money import AmountMinor, Currency
-from libs.common.paging import KnownQueryOnly
+from libs.common.paging import KnownQueryOnly, ListPage, cursor_query
 from services.cashier.api.deps import CashierDep, MerchantId, PageSize
 from services.cashier.api.schemas import ChannelName, Url
 from services.cashier.domain import payment_links as rules
@@ -74,10 +74,8 @@ class PaymentLinkResponse(BaseModel):
     deactivated_at: datetime | None
 
 
-class PaymentLinkList(BaseModel):
-    data: list[PaymentLinkResponse]
-    has_more: bool
-    next_cursor: str | None = None
+class PaymentLinkList(ListPage[PaymentLinkResponse]):
+    """Newest first; the cursor is the last link's id."""
 
 
 class LinkSessionRequest(BaseModel):
@@ -104,7 +102,10 @@ async def create(body: PaymentLinkCreateRequest, merchant_id: MerchantId, cashie
 
 @router.get("/v1/payment-links", dependencies=[KnownQueryOnly])
 async def list_links(
-    merchant_id: MerchantId, cashier: CashierDep, limit: PageSize, cursor: Annotated[str | None, Query()] = None
+    merchant_id: MerchantId,
+    cashier: CashierDep,
+    limit: PageSize,
+    cursor: Annotated[str | None, cursor_query(r"^pl_[0-9a-f]{32}$")] = None,
 ) -> PaymentLinkList:
     """Newest first; `next_cursor` (the last id) asks for the next page."""
     links, more = await flows.list_links(cashier, merchant_id=merchant_id, after=cursor, limit=limit)

@@ -838,12 +838,11 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
         },
         out_request_no=_no("stk"),
     )
-    assert bad[0] == 400 and json.loads(bad[1])["code"] == "PARAM_ERROR"  # max_amount ≠ amount × count
+    assert _error(bad) == (400, "PARAM_ERROR")  # max_amount ≠ amount × count
 
     stock_id = _favor_stock(wx, mchid)
     assert _ok(wx.marketing_favor_stock_detail(mchid, stock_id))["status"] == "unactivated"
-    not_running = wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid)
-    assert not_running[0] == 400 and json.loads(not_running[1])["code"] == "INVALID_REQUEST"
+    assert _error(wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid)) == (400, "INVALID_REQUEST")
     assert _ok(wx.marketing_favor_stock_start(mchid, stock_id))["stock_id"] == stock_id
     assert "pause_time" in _ok(wx.marketing_favor_stock_pause(mchid, stock_id))
     assert "restart_time" in _ok(wx.marketing_favor_stock_restart(mchid, stock_id))
@@ -853,11 +852,9 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
     coupon_id = _ok(wx.marketing_favor_stock_send(stock_id, openid, request_no, mchid))["coupon_id"]
     assert _ok(wx.marketing_favor_stock_send(stock_id, openid, request_no, mchid))["coupon_id"] == coupon_id
     _ok(wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid))
-    capped = wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid)
-    assert capped[0] == 403 and json.loads(capped[1])["code"] == "RULE_LIMIT"
+    assert _error(wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid)) == (403, "RULE_LIMIT")
     _ok(wx.marketing_favor_stock_send(stock_id, openid + "x", _no("snd"), mchid))
-    exhausted = wx.marketing_favor_stock_send(stock_id, openid + "y", _no("snd"), mchid)
-    assert exhausted[0] == 403 and json.loads(exhausted[1])["code"] == "NOT_ENOUGH"
+    assert _error(wx.marketing_favor_stock_send(stock_id, openid + "y", _no("snd"), mchid)) == (403, "NOT_ENOUGH")
     detail = _ok(wx.marketing_favor_stock_detail(mchid, stock_id))
     assert (detail["status"], detail["distributed_coupons"]) == ("running", 3)
     coupon = _ok(wx.marketing_favor_coupon_detail(coupon_id, openid))
@@ -1017,7 +1014,7 @@ def test_busifavor_merchant_coupons_claimed_used_returned_and_deactivated(
     assert used["openid"] == openid and "wechatpay_use_time" in used
     assert _ok(wx.marketing_busifavor_coupon_use(code, use_time, use_no, stock_id=stock_id, openid=openid)) == used
     twice = wx.marketing_busifavor_coupon_use(code, _cst(), _no("use"), stock_id=stock_id, openid=openid)
-    assert twice[0] == 400 and json.loads(twice[1])["code"] == "INVALID_REQUEST"
+    assert _error(twice) == (400, "INVALID_REQUEST")
     assert _ok(wx.marketing_busifavor_coupon_detail(code, openid))["coupon_state"] == "USED"
     assert "wechatpay_return_time" in _ok(wx.marketing_busifavor_coupon_return(code, stock_id, _no("ret")))
     assert "wechatpay_deactivate_time" in _ok(wx.marketing_busifavor_coupon_deactivate(code, stock_id, _no("dea")))

@@ -101,7 +101,8 @@ async def taken_in_run(
               WHERE run_id = :r AND kind = :k AND status <> 'rejected'
                 AND (source_id = ANY(:s) OR document_digest = ANY(:d))"""
     rows = (await conn.execute(text(sql), {"r": run_id, "k": kind, "s": source_ids, "d": digests})).all()
-    return {r[0] for r in rows if r[0] in set(source_ids)}, {r[1] for r in rows if r[1] is not None}
+    asked = set(source_ids)
+    return {r[0] for r in rows if r[0] in asked}, {r[1] for r in rows if r[1] is not None}
 
 
 async def live_elsewhere(

@@ -17,8 +17,8 @@ from services.marketing.store import coupons as store
 
 def subscriptions(settings: Settings) -> list[Subscription]:
     """Coupons redeemed online: confirm on `payment.succeeded`, release on `payment.failed|closed`, the refund
-        rule on `refund.succeeded` (flows/payment_outcomes.py). Points: earn on `payment.succeeded`, take back on
-        `refund.succeeded` (flows/points.py). Top-up promotions: a bonus on a paid `wallet_topup`, revoked on its
+    rule on `refund.succeeded` (flows/payment_outcomes.py). Points: earn on `payment.succeeded`, take back on
+    `refund.succeeded` (flows/points.py). Top-up promotions: a bonus on a paid `wallet_topup`, revoked on its
     refund (flows/topups.py). One subscription per topic, every effect in its transaction."""
 
     async def on_payment(tx: Tx, event: Envelope) -> None:

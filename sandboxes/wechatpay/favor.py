@@ -380,7 +380,7 @@ class Favor:
         if set(query) - {"offset", "limit", "stock_creator_mchid", "create_start_time", "create_end_time", "status"}:
             raise WxError(400, "PARAM_ERROR", "unknown query parameters")
         # The SDK puts the times into the URL unencoded: the offset's "+" arrives as a space.
-        times = {
+        times: dict[str, Any] = {
             name: query[name].replace(" ", "+") for name in ("create_start_time", "create_end_time") if name in query
         }
         created_from = _time(times, "create_start_time") if "create_start_time" in times else None

@@ -12,7 +12,8 @@ Facts relied on [H: pay.weixin.qq.com 代金券 pages, wechatpayv3 `marketing.py
   past (the sandbox allows `clock_skew_seconds_max` of skew [L]), at most 365 days ahead; the window at
   most 90 days. `out_request_no` makes a retry answer the same stock.
 - `…/stocks/{id}/start|pause|restart|stop` (body `{stock_creator_mchid}`) answer `{stock_id, start_time |
-  pause_time | restart_time | stop_time}`; repeating the current state's own call answers again [L].
+  pause_time | restart_time | stop_time}`; repeating the call that led to the current state answers
+  again (any other call from there: 400 `INVALID_REQUEST`) [L].
   States: `unactivated → running ⇄ paused → stoped` (WeChat's spelling).
 - `POST /v3/marketing/favor/users/{openid}/coupons` sends one coupon of a running stock, idempotent by
   the sender's `out_request_no`; the budget (`max_coupons`, `max_amount_by_day`) → 403 `NOT_ENOUGH`
@@ -321,20 +322,14 @@ class Favor:
         sources, target, field = TRANSITIONS[action]
 
         def move(current: Document) -> Document:
-            if current["status"] == target:
-                return current  # the same call again: answered again
+            if current["status"] == target and current.get(field):
+                return current  # the call that led here, again: answered again
             if current["status"] not in sources:
                 raise WxError(400, "INVALID_REQUEST", f"批次状态不允许此操作 (stock is {current['status']})")
-            moment = rfc3339(now_cst())
-            changes: dict[str, Any] = {"status": target, field: moment}
-            if action == "start":
-                changes["start_time"] = moment
-            if action == "stop":
-                changes["stop_time"] = moment
-            return {**current, **changes}
+            return {**current, "status": target, field: rfc3339(now_cst())}
 
         stock = self.store.update(STOCKS, stock_id, move)
-        return {"stock_id": stock_id, field: stock.get(field) or stock["create_time"]}
+        return {"stock_id": stock_id, field: stock[field]}
 
     def stock_view(self, stock: Document) -> dict[str, Any]:
         view: dict[str, Any] = {

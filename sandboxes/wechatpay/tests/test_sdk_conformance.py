@@ -843,7 +843,9 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
     stock_id = _favor_stock(wx, mchid)
     assert _ok(wx.marketing_favor_stock_detail(mchid, stock_id))["status"] == "unactivated"
     assert _error(wx.marketing_favor_stock_send(stock_id, openid, _no("snd"), mchid)) == (400, "INVALID_REQUEST")
-    assert _ok(wx.marketing_favor_stock_start(mchid, stock_id))["stock_id"] == stock_id
+    started = _ok(wx.marketing_favor_stock_start(mchid, stock_id))
+    assert started["stock_id"] == stock_id and _ok(wx.marketing_favor_stock_start(mchid, stock_id)) == started
+    assert _error(wx.marketing_favor_stock_restart(mchid, stock_id)) == (400, "INVALID_REQUEST")  # never paused
     assert "pause_time" in _ok(wx.marketing_favor_stock_pause(mchid, stock_id))
     assert "restart_time" in _ok(wx.marketing_favor_stock_restart(mchid, stock_id))
     _ok(wx.marketing_favor_callback_update(notify_url=receiver.url("favor-use")))

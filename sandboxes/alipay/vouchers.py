@@ -35,7 +35,7 @@ import json
 import re
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -306,7 +306,7 @@ class Vouchers:
             "quantity": 1,
             "quantity_limit_per_user": 1,
             "valid_begin_time": beijing(now),
-            "valid_end_time": beijing(now.replace(year=now.year + 1)),
+            "valid_end_time": beijing(now + timedelta(days=365)),  # (a year on from 29 February is no date)
             "send_count": 1,
             "use_count": 0,
             "voucher_type": "ALIPAY_FIX_VOUCHER",

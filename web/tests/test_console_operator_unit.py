@@ -198,6 +198,9 @@ def test_every_operator_page_renders_strictly(name: str, locale: str) -> None:
 def test_a_failure_and_an_outcome_are_said_by_code() -> None:
     assert "平台未响应" in render("health", "zh_CN", failure="unavailable", health=None)
     assert "已处理" in render("exception", "zh_CN", done="resolved")
+    # In the status line styled like every other page's outcome (the merchant console's and the wallet's).
+    assert '<p class="ok">已处理。</p>' in render("exception", "zh_CN", done="resolved")
+    assert '<p class="err">Say why it is resolved' in render("exception", "en", error="reason_required")
 
 
 def test_success_bars_scale_to_the_chart_and_carry_the_circuit() -> None:

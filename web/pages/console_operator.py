@@ -87,18 +87,20 @@ def _error_code(exc: GatewayProblem) -> str:
     return "failed"
 
 
-def _page(ctx: ConsoleContext, template: str, current: str, **values: Any) -> Response:
-    return ctx.render(f"console/operator_{template}.html", nav=_nav(ctx, current), **_outcome(ctx), **values)
+def _page(ctx: ConsoleContext, template: str, current: str, status_code: int = 200, **values: Any) -> Response:
+    return ctx.render(f"console/operator_{template}.html", status_code, nav=_nav(ctx, current), **_outcome(ctx),
+                      **values)  # fmt: skip
 
 
 async def _guarded(ctx: ConsoleContext, template: str, current: str, load: Any, **values: Any) -> Response:
-    """Render a page whose data comes from the gateway: a refusal or an outage is a page saying so."""
+    """Render a page whose data comes from the gateway: a refusal or an outage is a page saying so, with the status
+    it was (the gateway's 403 for a call the operator's role may not make is this page's 403, not a 200)."""
     try:
         data = await load()
     except GatewayProblem as exc:
-        return _page(ctx, template, current, failure=_error_code(exc), **values)
+        return _page(ctx, template, current, exc.status, failure=_error_code(exc), **values)
     except GatewayUnavailable:
-        return _page(ctx, template, current, failure="unavailable", **values)
+        return _page(ctx, template, current, 503, failure="unavailable", **values)
     return _page(ctx, template, current, **data, **values)
 
 
@@ -212,7 +214,8 @@ async def simulate(
                 "scene": scene if scene in SCENES else "native_qr",
                 "payer_client": payer_client if payer_client in PAYER_CLIENTS else "other",
                 "methods": [m for m in methods if m in METHODS] or ["wechat", "alipay"]}  # fmt: skip
-    values = {"question": question, "methods_all": METHODS, "scenes": SCENES, "payer_clients": PAYER_CLIENTS}
+    values: dict[str, Any] = {"question": question, "methods_all": METHODS, "scenes": SCENES,
+                              "payer_clients": PAYER_CLIENTS}  # fmt: skip
     if not question["merchant_id"]:
         return _page(ctx, "simulate", "/routing/simulate", **values)
     amount_minor = parse_amount_minor(amount)

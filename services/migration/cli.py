@@ -78,15 +78,29 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def peak_rss_kib() -> int | None:
+    """This process's own peak resident memory (Linux `VmHWM`), None where there is no /proc. Not getrusage:
+    the kernel starts a process's `ru_maxrss` from the resident size of the process it was spawned from (the
+    mm it had before exec), so a large parent — the benchmark holding a million persons' expected balances —
+    made the CLI look like it had grown."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
+
+
 class RunLog:
-    """The per-run log: one JSON line per progress step, so an operator can see what happened when."""
+    """The per-run log: one JSON line per progress step, so an operator can see what happened when (and how
+    much memory the process has needed so far: `peak_rss_kib`)."""
 
     def __init__(self, path: Path | None) -> None:
         self._file = path.open("a", encoding="utf-8") if path else None
 
     def write(self, **fields: Any) -> None:
         if self._file is not None:
-            self._file.write(json.dumps({"time": time.time(), **fields}, ensure_ascii=False) + "\n")
+            line = {"time": time.time(), **fields, "peak_rss_kib": peak_rss_kib()}
+            self._file.write(json.dumps(line, ensure_ascii=False) + "\n")
             self._file.flush()
 
     def close(self) -> None:

@@ -269,5 +269,27 @@ def declared_routes(app: FastAPI, prefix: str = CONSOLE_PATH) -> set[tuple[str, 
     return found
 
 
+# The fields people compare in an audit entry's record before and after, in this order (the API has the whole record).
+AUDIT_VALUE_KEYS_SHOWN = (
+    "rate_id", "route_id", "merchant_id", "payment_id", "payout_id", "refund_id", "key_id", "new_key_id", "rate_bps",
+    "amount_minor", "currency", "refund_approval_threshold_minor", "valid_from", "valid_until", "role", "email",
+    "status",
+)  # fmt: skip
+
+
+def audit_summary(value: Any) -> str:
+    """A record before or after, as a short line of the fields people compare."""
+    if not isinstance(value, dict):
+        return "" if value is None else str(value)[:200]
+    shown = [f"{k}={value[k]}" for k in AUDIT_VALUE_KEYS_SHOWN if value.get(k) is not None]
+    return ", ".join(shown)[:300]
+
+
+def audit_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Audit log entries with `before_text` / `after_text` (their summaries) for the consoles' audit pages."""
+    return [e | {"before_text": audit_summary(e.get("before")), "after_text": audit_summary(e.get("after"))}
+            for e in entries]  # fmt: skip
+
+
 def epoch(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()

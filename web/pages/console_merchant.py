@@ -22,7 +22,7 @@ from fastapi.responses import Response
 
 from libs.common.logging import get_logger
 from web.clients.gateway import GatewayProblem, GatewayUnavailable
-from web.console import PUBLIC, SIGNED_IN, Console, ConsoleContext, ConsoleRouter, epoch
+from web.console import PUBLIC, SIGNED_IN, Console, ConsoleContext, ConsoleRouter, audit_entries, epoch
 from web.i18n import parse_amount_minor
 from web.sessions import Session, new_csrf
 
@@ -611,7 +611,7 @@ async def remove(ctx: Console, staff_id: str) -> Response:
 @routes.get("/audit", "audit.read")
 async def audit(ctx: Console, cursor: Cursor = None) -> Response:
     page = await ctx.api.get("/v1/console/audit", limit=50, cursor=cursor)
-    return _show(ctx, "merchant_audit.html", "/audit", ctx.page.gettext("Audit log"), items=page["data"],
+    return _show(ctx, "merchant_audit.html", "/audit", ctx.page.gettext("Audit log"), items=audit_entries(page["data"]),
                  next_cursor=page.get("next_cursor"))  # fmt: skip
 
 

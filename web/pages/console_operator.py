@@ -21,7 +21,7 @@ from fastapi.responses import Response
 from libs.common.logging import get_logger
 from web.clients.gateway import GatewayProblem, GatewayUnavailable
 from web.clients.operator import OperatorApi, items_of
-from web.console import Console, ConsoleContext, ConsoleRouter
+from web.console import Console, ConsoleContext, ConsoleRouter, audit_entries
 from web.i18n import parse_amount_minor
 
 log = get_logger("juhe.web.console.operator")
@@ -332,27 +332,13 @@ async def ledger(
 
 
 # ---- audit log --------------------------------------------------------------------------------------------
-AUDIT_VALUE_KEYS_SHOWN = ("rate_id", "route_id", "merchant_id", "rate_bps", "valid_from", "valid_until", "role",
-                          "email", "status")  # fmt: skip
-
-
-def audit_summary(value: Any) -> str:
-    """A record before or after, as a short line of the fields people compare (the API has the whole record)."""
-    if not isinstance(value, dict):
-        return "" if value is None else str(value)[:200]
-    shown = [f"{k}={value[k]}" for k in AUDIT_VALUE_KEYS_SHOWN if value.get(k) is not None]
-    return ", ".join(shown)[:300]
-
-
 @routes.get("/audit", "platform.audit.read")
 async def audit(ctx: Console, merchant_id: str = Text, cursor: str = Query(default="", max_length=64)) -> Response:
     """Every console write (who, when, from where, the record before and after), newest first; by merchant."""
 
     async def load() -> dict[str, Any]:
         page = await ctx.api.get("/v1/console/audit", merchant_id=merchant_id or None, cursor=cursor or None)
-        entries = [e | {"before_text": audit_summary(e.get("before")), "after_text": audit_summary(e.get("after"))}
-                   for e in items_of(page)]  # fmt: skip
-        return {"entries": entries, "next_cursor": (page or {}).get("next_cursor")}
+        return {"entries": audit_entries(items_of(page)), "next_cursor": (page or {}).get("next_cursor")}
 
     return await _guarded(ctx, "audit", "/audit", load, merchant_id=merchant_id)
 

@@ -264,6 +264,7 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     for action in ("staff.invited", "settings.refund_threshold_changed", "refund.approved", "refund.executed",
                    "api_key.created", "api_key.rotated", "api_key.revoked"):  # fmt: skip
         assert action in audit, action
+    assert "amount_minor=600" in audit  # the refund request's record, summarised by the fields people compare
     check_accessibility(owner, "console-audit")
     for context in (owner_ctx, finance_ctx, support_ctx):
         context.close()

@@ -10,7 +10,8 @@ import pytest
 
 from web import i18n
 from web.app import templates
-from web.pages.console_operator import BASE, CHART_WIDTH, audit_summary, success_bars
+from web.console import audit_summary
+from web.pages.console_operator import BASE, CHART_WIDTH, success_bars
 
 CSRF = "csrf-token-of-the-session"
 NOW = "2026-12-06T08:00:00+00:00"
@@ -223,3 +224,6 @@ def test_audit_summary_names_the_compared_fields() -> None:
     before = {"rate_id": "fr_1", "rate_bps": 30, "version": 2, "min_fee_minor": 0}
     assert audit_summary(before) == "rate_id=fr_1, rate_bps=30"
     assert audit_summary(None) == ""
+    request = {"request_id": "crq_1", "payment_id": "pay_1", "amount_minor": 600, "currency": "CNY",
+               "status": "pending", "requested_by": "stf_1", "reason": ""}  # fmt: skip
+    assert audit_summary(request) == "payment_id=pay_1, amount_minor=600, currency=CNY, status=pending"

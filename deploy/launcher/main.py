@@ -236,8 +236,9 @@ class Platform:
         self.children.append(Child(spec=combined, port=hosts[specs[0].name], env=env, color="90", hosts=hosts))
 
     def urls(self) -> dict[str, str]:
-        """{service, frontend or sandbox name: URL} of everything the launcher runs."""
-        return {name: url for child in self.children for name, url in child.urls.items()}
+        """{service, frontend or sandbox name: URL} at its usual port: under `--replicas` the balancer's, not one
+        replica's (a worker's port would be printed as the console's address and change at every start)."""
+        return {spec.name: f"http://127.0.0.1:{self._port(spec)}" for spec in _runnable_specs()}
 
     def _plan_replicas(
         self, spec: ServiceSpec, values: dict[str, object], common_env: dict[str, str], color: str

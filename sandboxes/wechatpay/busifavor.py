@@ -15,6 +15,7 @@ Facts relied on [H: pay.weixin.qq.com 商家券 pages, wechatpayv3 `marketing.py
 - `GET …/stocks/{stock_id}` the stock with `send_count_information{total_send_num, total_send_amount}`.
 - `POST …/coupons/use` {coupon_code, stock_id, appid, use_time, use_request_no, openid?} → {stock_id, openid,
   wechatpay_use_time}; idempotent by `use_request_no`; a coupon not SENDED → 400 `INVALID_REQUEST` [L: code].
+  A coupon still SENDED at its stock's `available_end_time` is `EXPIRED` (the SDK's coupon_state values).
 - `POST …/coupons/return` {coupon_code, stock_id, return_request_no} (退券: USED → SENDED) and
   `…/coupons/deactivate` {coupon_code, stock_id, deactivate_request_no, deactivate_reason?} (→ DEACTIVATED).
 - `GET …/users/{openid}/coupons?appid=&stock_id=&coupon_state=`, `GET …/users/{openid}/coupons/{code}/appids/{appid}`.
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -168,12 +169,25 @@ class Busifavor:
             },
         }
 
+    def _state(self, coupon: Document) -> str:
+        """The coupon's state as WeChat shows it: a SENDED coupon past its stock's window is EXPIRED."""
+        stock = self.store.get(STOCKS, coupon["stock_id"]) or {}
+        end = stock.get("available_end_time")
+        if coupon["state"] == "SENDED" and end is not None and now_cst() >= datetime.fromisoformat(end):
+            return "EXPIRED"
+        return str(coupon["state"])
+
     def claim(self, stock_id: str, request: ClaimRequest) -> dict[str, Any]:
-        """A user claims a coupon in WeChat: within the stock's and the user's limits; `COUPON.SEND` follows."""
+        """A user claims a coupon in WeChat: inside the stock's window and limits; `COUPON.SEND` follows."""
         with self.store.transaction():
             stock = self.store.get(STOCKS, stock_id)
             if stock is None:
                 raise ControlError(404, f"no 商家券 stock {stock_id}")
+            begin, end = (
+                datetime.fromisoformat(stock[name]) for name in ("available_begin_time", "available_end_time")
+            )
+            if not begin <= now_cst() < end:
+                raise ControlError(409, "the stock is not in its available window")
             if stock["send_count"] >= stock["max_coupons"]:
                 raise ControlError(409, "the stock is used up")
             held = [c for c in self.store.list(COUPONS) if c["stock_id"] == stock_id and c["openid"] == request.openid]
@@ -231,8 +245,9 @@ class Busifavor:
 
         def change() -> dict[str, Any]:
             current = self.store.get(COUPONS, coupon["coupon_code"]) or coupon
-            if current["state"] != source:
-                raise WxError(400, "INVALID_REQUEST", f"券状态不允许此操作 (coupon is {current['state']})")
+            state = self._state(current)
+            if state != source:
+                raise WxError(400, "INVALID_REQUEST", f"券状态不允许此操作 (coupon is {state})")
             moment = rfc3339(now_cst())
             used_at = moment if target == "USED" else None
             self.store.put(COUPONS, coupon["coupon_code"], {**current, "state": target, "use_time": used_at})
@@ -262,7 +277,7 @@ class Busifavor:
             "stock_name": stock.get("stock_name"),
             "stock_id": coupon["stock_id"],
             "coupon_code": coupon["coupon_code"],
-            "coupon_state": coupon["state"],
+            "coupon_state": self._state(coupon),
             "stock_type": "NORMAL",
             "receive_time": coupon["send_time"],
             "available_start_time": stock.get("available_begin_time"),
@@ -288,7 +303,7 @@ class Busifavor:
             if c["openid"] == openid
             and c["belong_merchant"] == merchant["mchid"]
             and query.get("stock_id") in (None, c["stock_id"])
-            and query.get("coupon_state") in (None, c["state"])
+            and query.get("coupon_state") in (None, self._state(c))
         ]
         return page_of(found, query, limit_default=20)
 

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -1023,3 +1024,31 @@ def test_busifavor_merchant_coupons_claimed_used_returned_and_deactivated(
     assert _error(wx.marketing_busifavor_user_coupon(openid, offset="first")) == (400, "PARAM_ERROR")
     listed = _ok(wx.marketing_busifavor_user_coupon(openid, stock_id=stock_id))
     assert [c["coupon_state"] for c in listed["data"]] == ["DEACTIVATED"]
+
+    # A stock's window bounds its coupons: none is claimed outside it, and one not used by its end is
+    # EXPIRED (shown so, and no longer usable).
+    def stock_open_for(begin: float, end: float) -> str:
+        window = {"available_begin_time": _cst(begin), "available_end_time": _cst(end)}
+        created = wx.marketing_busifavor_stock_create(**{
+            **arguments, "out_request_no": _no("bst"), "coupon_use_rule": {**rule, "coupon_available_time": window},
+        })  # fmt: skip
+        return str(_ok(created)["stock_id"])
+
+    ended = stock_open_for(-7200, -3600)
+    refused = httpx.post(
+        f"{sandbox.base_url}/control/busifavor/stocks/{ended}/claims", json={"openid": openid, "appid": APPID}
+    )
+    assert refused.status_code == 409
+    ending = stock_open_for(-60, 4)
+    claimed = httpx.post(
+        f"{sandbox.base_url}/control/busifavor/stocks/{ending}/claims", json={"openid": openid, "appid": APPID}
+    )
+    assert claimed.status_code == 200, claimed.text
+    late_code = claimed.json()["coupon_code"]
+    deadline = time.monotonic() + 30  # bounded: the window ends a few seconds from its creation
+    while _ok(wx.marketing_busifavor_coupon_detail(late_code, openid))["coupon_state"] != "EXPIRED":
+        assert time.monotonic() < deadline, "the coupon never expired"
+        time.sleep(0.1)
+    assert _ok(wx.marketing_busifavor_user_coupon(openid, stock_id=ending, coupon_state="EXPIRED"))["total_count"] == 1
+    late_use = wx.marketing_busifavor_coupon_use(late_code, _cst(), _no("use"), stock_id=ending, openid=openid)
+    assert _error(late_use) == (400, "INVALID_REQUEST")

@@ -94,7 +94,7 @@ HEALTH_PERMISSION = "platform.health.read"
 @router.get("/health", include_in_schema=False)
 async def health(request: Request, gatekeeper: GatekeeperDep) -> dict[str, Any]:
     principal = await gatekeeper.admit(request, await gatekeeper.read_body(request), "read")
-    permissions = getattr(principal, "permissions", None)  # a console session's role; None for the admin key
+    permissions = principal.permissions  # a console session's role; None for the admin key
     if principal.kind != "platform" or (permissions is not None and HEALTH_PERMISSION not in permissions):
         raise Problem(ROUTE_FORBIDDEN, "platform health is for operators with the health permission")
     s = gatekeeper.settings

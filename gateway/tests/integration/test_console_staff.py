@@ -206,3 +206,31 @@ async def test_lockout_totp_recovery_codes_and_maker_checker(make_stack: StackFa
         assert (r.status_code, r.json()["code"]) == (423, "console_account_locked")
         r = await raw.post("/v1/web/console-sessions", json=creds, headers=WEB)
         assert (r.status_code, r.json()["code"]) == (423, "console_account_locked")
+
+
+async def _operator(stack: Stack, raw: httpx.AsyncClient, role: str) -> dict[str, str]:
+    """An operator of `role` who accepted their invitation with a TOTP code (operators must have one)."""
+    admin = {"Authorization": f"Bearer {stack.keys['admin_key']}"}
+    body = {"kind": "operator", "email": f"{role}@ops.example", "role": role}
+    made = await raw.post("/v1/platform/staff", json=body, headers=admin)
+    assert made.status_code == 201, made.text
+    link = {"token": _token(made.json()["url"]), "purpose": "invitation"}
+    details = (await raw.post("/v1/web/console-links/inspection", json=link, headers=WEB)).json()
+    code = pyotp.TOTP(details["totp_secret"]).now()
+    return _bearer((await _accept(raw, made.json()["url"], totp_code=code))["session"])
+
+
+async def test_operator_sessions_hold_to_their_role_on_the_gateways_own_routes(make_stack: StackFactory) -> None:
+    """The platform health route checks the session's permission itself (it is not a proxied path); an operator
+    session is never the admin key on the platform routes."""
+    stack: Stack = await make_stack()
+    async with httpx.AsyncClient(base_url=stack.url) as raw:
+        support, risk = await _operator(stack, raw, "support"), await _operator(stack, raw, "risk")
+        owner = await _owner(stack, raw)
+        r = await raw.get("/v1/platform/health", headers=support)  # support has platform.health.read
+        assert r.status_code == 200 and "services" in r.json(), r.text
+        for refused in (risk, owner):  # risk lacks the permission; a merchant's member is no operator
+            r = await raw.get("/v1/platform/health", headers=refused)
+            assert (r.status_code, r.json()["code"]) == (403, "route_forbidden")
+        r = await raw.get("/v1/platform/api-versions", headers=support)
+        assert (r.status_code, r.json()["code"]) == (403, "route_forbidden")

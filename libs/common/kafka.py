@@ -163,6 +163,12 @@ async def read_or_create_broker_epoch(bootstrap: str, options: KafkaOptions = EM
 EPOCH_CHECK_BACKOFF_MAX_FACTOR = 4
 
 
+def next_check_delay(delay: float, *, base: float, steady: bool) -> float:
+    """The wait before the next epoch check: doubled after a check that found the same epoch (up to
+    `EPOCH_CHECK_BACKOFF_MAX_FACTOR` × `base`), `base` after a failed check or a new epoch."""
+    return min(delay * 2, base * EPOCH_CHECK_BACKOFF_MAX_FACTOR) if steady else base
+
+
 class EpochWatcher:
     """Polls the broker epoch; relays and consumers wait on `changed` to rebuild themselves."""
 
@@ -176,7 +182,7 @@ class EpochWatcher:
         self._nudged = asyncio.Event()
 
     def nudge(self) -> None:
-        """Check again now, and at the base interval after (something failed against the broker)."""
+        """Check again now (something failed against the broker); the spacing starts again from the base."""
         self._nudged.set()
 
     async def refresh(self) -> str:
@@ -217,11 +223,10 @@ class EpochWatcher:
             except Exception as exc:  # broker down: keep the last epoch, try again
                 log.warning("broker epoch check failed", error=str(exc))
                 steady = False
-            cap = self.interval_seconds * EPOCH_CHECK_BACKOFF_MAX_FACTOR
-            delay = min(delay * 2, cap) if steady else self.interval_seconds
+            delay = next_check_delay(delay, base=self.interval_seconds, steady=steady)
             # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel that races the event.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._nudged.wait()
-                    delay = self.interval_seconds  # nudged: check now, then at the base interval
+                    delay = self.interval_seconds  # nudged: check now, spacing out again from the base
             self._nudged.clear()

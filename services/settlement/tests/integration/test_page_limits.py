@@ -17,6 +17,7 @@ LISTS = (
     ("/v1/settlement/withdrawals", {}),
     ("/v1/settlement/batches", {}),
     ("/v1/settlement/reconciliation-items", {}),
+    ("/v1/settlement/reconciliation-exceptions", {}),
 )
 
 
@@ -57,6 +58,8 @@ async def test_every_list_has_the_one_shape_and_refuses_garbage(
         ("/v1/payouts", {"status": "lost"}, MERCHANT),
         ("/v1/settlement/withdrawals", {"status": "lost"}, {}),
         ("/v1/settlement/reconciliation-items", {"outcome": "lost"}, {}),
+        ("/v1/settlement/reconciliation-exceptions", {"outcome": "lost"}, {}),
+        ("/v1/settlement/reconciliation-exceptions", {"state": "lost"}, {}),
     ):
         r = await client.get(path, params=params, headers=headers)
         assert r.status_code == 422 and r.json()["code"] == "validation_failed", (path, r.text)

@@ -431,7 +431,10 @@ class Favor:
             now = now_cst()
             if stock["status"] != "running":
                 raise WxError(400, "INVALID_REQUEST", f"批次状态不允许发券 (stock is {stock['status']})")
-            if now >= datetime.fromisoformat(stock["available_end_time"]):
+            begin, end = (
+                datetime.fromisoformat(stock[name]) for name in ("available_begin_time", "available_end_time")
+            )
+            if not begin <= now < end:
                 raise WxError(400, "INVALID_REQUEST", "活动未开始或已结束")
             if stock["distributed_coupons"] >= stock["max_coupons"]:
                 raise WxError(403, "NOT_ENOUGH", "批次预算不足")

@@ -794,14 +794,15 @@ def _approve_with_coupon(
     )
 
 
-def _favor_stock(wx: Any, mchid: str, **rule: Any) -> str:
-    """A 满100减10 代金券 stock for 3 coupons, at most 2 per user, created and started with the SDK."""
+def _favor_stock(wx: Any, mchid: str, *, begin_seconds: float = 0, **rule: Any) -> str:
+    """A 满100减10 代金券 stock for 3 coupons, at most 2 per user, created with the SDK (usable a week from
+    `begin_seconds` on)."""
     stock = _ok(
         wx.marketing_favor_stock_create(
             stock_name="满100减10",
             belong_merchant=mchid,
-            available_begin_time=_cst(),
-            available_end_time=_cst(7 * 86400),
+            available_begin_time=_cst(begin_seconds),
+            available_end_time=_cst(begin_seconds + 7 * 86400),
             stock_use_rule={"max_coupons": 3, "max_amount": 3000, "max_coupons_per_user": 2, **rule},
             coupon_use_rule={
                 "available_merchants": [mchid],
@@ -870,6 +871,9 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
     assert [s["stock_id"] for s in listed["data"]] == [stock_id]
     assert _ok(wx.marketing_favor_stock_list(mchid, create_start_time=_cst(3600)))["total_count"] == 0
     assert _ok(wx.marketing_favor_stock_list(mchid, create_end_time=_cst(-3600)))["total_count"] == 0
+    later = _favor_stock(wx, mchid, begin_seconds=3600)
+    _ok(wx.marketing_favor_stock_start(mchid, later))
+    assert _error(wx.marketing_favor_stock_send(later, openid, _no("snd"), mchid)) == (400, "INVALID_REQUEST")  # 未开始
 
     below = _no("fv")
     _ok(wx.pay(description="below the threshold", out_trade_no=below, amount={"total": 9999}))

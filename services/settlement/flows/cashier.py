@@ -19,9 +19,9 @@ from libs.common.http import service_client
 from services.settlement.domain.errors import BILL_UNAVAILABLE, CASHIER_UNAVAILABLE
 from services.settlement.domain.reconciliation import Line
 
-# Asked for a payment Juhe marked failed that the channel billed as paid. The cashier has no such
-# endpoint yet (its own poller only polls `processing` payments): a 404 `route_not_found` is reported as
-# `unavailable` on the item, so the day's report shows it for a person until the endpoint lands.
+# The cashier asks the channel again about a payment and answers the payment as it then stands: the
+# reconciliation run asks it for a payment Juhe marked failed that the channel billed as paid (no answer or
+# a refusal: `unavailable` on the item, for a person), and a person asks it from the exceptions pool.
 REQUERY_PATH = "/v1/internal/payments/{payment_id}/requery"
 # What a person's re-query keeps of the cashier's payment answer.
 REQUERY_RESULT_FIELDS = ("status", "late_success", "channel", "channel_trade_no", "amount_minor", "failure_code")

@@ -120,6 +120,20 @@ def _sdk(sandbox: SandboxProcess, app: dict[str, Any], notify_url: str) -> Any:
     return client
 
 
+def _cert_sdk(sandbox: SandboxProcess, app: dict[str, Any], notify_url: str) -> Any:
+    """python-alipay-sdk in certificate mode (an app registered with `cert_mode`)."""
+    client = DCAliPay(
+        appid=app["app_id"],
+        app_notify_url=notify_url,
+        app_private_key_string=app["app_private_key_pem"],
+        app_public_key_cert_string=app["app_cert_pem"],
+        alipay_public_key_cert_string=app["alipay_cert_pem"],
+        alipay_root_cert_string=app["alipay_root_cert_pem"],
+    )
+    client._gateway = f"{sandbox.base_url}/gateway.do"
+    return client
+
+
 def _no(prefix: str) -> str:
     return f"{prefix}{secrets.token_hex(8)}"
 
@@ -247,15 +261,7 @@ def test_python_alipay_sdk_browser_and_app_flows(sandbox: SandboxProcess, receiv
 
 def test_python_alipay_sdk_certificate_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
     app = _app(sandbox, cert_mode=True)
-    sdk = DCAliPay(
-        appid=app["app_id"],
-        app_notify_url=receiver.url("cert"),
-        app_private_key_string=app["app_private_key_pem"],
-        app_public_key_cert_string=app["app_cert_pem"],
-        alipay_public_key_cert_string=app["alipay_cert_pem"],
-        alipay_root_cert_string=app["alipay_root_cert_pem"],
-    )
-    sdk._gateway = f"{sandbox.base_url}/gateway.do"
+    sdk = _cert_sdk(sandbox, app, receiver.url("cert"))
     assert (sdk.app_cert_sn, sdk.alipay_root_cert_sn) == (app["app_cert_sn"], app["alipay_root_cert_sn"])
 
     out_trade_no = _no("cert")
@@ -500,15 +506,7 @@ def test_python_alipay_sdk_oauth_then_jsapi_trade_create(sandbox: SandboxProcess
 
 def test_python_alipay_sdk_transfers_in_certificate_mode(sandbox: SandboxProcess, receiver: CallbackReceiver) -> None:
     app = _app(sandbox, cert_mode=True)
-    sdk = DCAliPay(
-        appid=app["app_id"],
-        app_notify_url=receiver.url("cert"),
-        app_private_key_string=app["app_private_key_pem"],
-        app_public_key_cert_string=app["app_cert_pem"],
-        alipay_public_key_cert_string=app["alipay_cert_pem"],
-        alipay_root_cert_string=app["alipay_root_cert_pem"],
-    )
-    sdk._gateway = f"{sandbox.base_url}/gateway.do"
+    sdk = _cert_sdk(sandbox, app, receiver.url("cert"))
     httpx.put(
         f"{sandbox.base_url}/control/apps/{app['app_id']}/balance", json={"available_minor": 100_000}
     ).raise_for_status()

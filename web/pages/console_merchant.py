@@ -485,6 +485,22 @@ async def reject_refund(ctx: Console, request_id: str) -> Response:
     return await _act(ctx, REFUNDS, request_id, path, done="rejected", bad_id="state")
 
 
+@routes.post("/refunds/{request_id}/execute", "refunds.create")
+async def execute_refund(ctx: Console, request_id: str) -> Response:
+    """An approved request whose refund did not go through (the cashier refused or did not answer when it was
+    approved): made now, with the same idempotency key (the request id), so the payer is refunded at most once."""
+    if not _looks_like_id(request_id):
+        return ctx.redirect(REFUNDS, error="state")
+    try:
+        request = await ctx.api.get(f"/v1/console/refund-requests/{request_id}")
+        if request["status"] != "approved":
+            return ctx.redirect(REFUNDS, error="state")
+        await _execute(ctx, request)
+    except GatewayProblem as exc:
+        return ctx.redirect(REFUNDS, error=_error(exc))
+    return ctx.redirect(REFUNDS, done="refund_made")
+
+
 # ---- statements and payouts ---------------------------------------------------------------------------------
 @routes.get("/statements", "statements.read")
 async def statements(ctx: Console) -> Response:

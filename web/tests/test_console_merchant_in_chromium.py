@@ -194,6 +194,25 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     refunds = shop.merchant.request("GET", f"/v1/payments/{paid['id']}/refunds")["data"]
     assert [r["amount_minor"] for r in refunds] == [600]
 
+    # A request approved whose refund was never made (the cashier refused or did not answer then; here a member's
+    # session asked the gateway directly, below the threshold) is made from the queue, once.
+    second = shop.payments[1]
+    maker = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": "finance",
+                   "merchant_id": shop.platform.merchant_id, "email": "maker@console.example"})  # fmt: skip
+    session = {"Authorization": f"Bearer {_redeem(gw, maker['url'])['session']['token']}"}
+    asked = httpx.post(gw + "/v1/console/refund-requests", json={"payment_id": second["id"], "amount_minor": 100},
+                       headers=session, timeout=30)  # fmt: skip
+    assert asked.status_code == 201 and asked.json()["status"] == "approved", asked.text
+    owner.goto(gw + "/console/merchant/refunds")
+    row = owner.locator("#refund-requests tr", has_text=second["id"])
+    row.get_by_role("button", name="Make the refund").click()
+    expect(owner.locator("#status")).to_contain_text("Refund made")
+    expect(owner.locator("#refund-requests tr", has_text=second["id"]).locator(".request-status")).to_have_text(
+        "executed"
+    )
+    refunds = shop.merchant.request("GET", f"/v1/payments/{second['id']}/refunds")["data"]
+    assert [r["amount_minor"] for r in refunds] == [100]
+
     # Support sees the payment, but payouts and API keys are "not allowed".
     support_ctx = browser.new_context()
     _en(support_ctx, shop)
@@ -295,12 +314,13 @@ class Browserless:
         self.http.close()
 
 
-def _redeem(gw: str, url: str) -> None:
-    """An invitation used as the web process would (its first-party token), without a browser."""
+def _redeem(gw: str, url: str) -> dict[str, Any]:
+    """An invitation used as the web process would (its first-party token), without a browser: its session."""
     web_client = {"Authorization": "Bearer juhe-demo-web-client-token-change-me"}
     body = {"token": url.split("token=", 1)[1], "purpose": "invitation", "password": PASSWORD}
     r = httpx.post(gw + "/v1/web/console-links/redemption", headers=web_client, json=body, timeout=30)
     assert r.status_code == 200, r.text
+    return dict(r.json())
 
 
 def _sign_in(gw: str, email: str) -> Browserless:

@@ -15,8 +15,9 @@ Marketing decides how many points a payment earns and how many a refund takes ba
 
 Both are wallet operations through the batching writer (idempotent by kind + key). What cannot be posted is
 logged and skipped, never retried forever: a payer without a wallet holder (nothing to credit: marketing keeps
-the earning), and a reversal of points the user already spent or exchanged (the sub-account does not go
-negative; the shortfall is logged for operators).
+the earning), and a reversal or expiry of points the user already cashed here (`/points/exchanges`, which
+marketing's lots do not know; the sub-account does not go negative; the shortfall is logged for operators).
+Marketing never sends a lot more than it granted: a reversal takes at most what exchanges and expiry left.
 """
 
 from __future__ import annotations

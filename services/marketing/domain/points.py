@@ -23,24 +23,24 @@ def reversed_after(points: int, *, amount_minor: int, refunded_minor: int) -> in
 
 
 def remaining(points: int, *, reversed_points: int, consumed_points: int, expired_points: int) -> int:
-    """What is left of one earning (a lot): what refunds, exchanges and expiry have not taken. Never below 0
-    (a refund after the points were exchanged takes back more than is left: the ledger logs that shortfall)."""
+    """What is left of one earning (a lot): what refunds, exchanges and expiry have not taken. Never below 0:
+    a refund after the points were exchanged accounts for more than is left, and takes only what is left
+    (`reversal_taken`)."""
     return max(0, points - reversed_points - consumed_points - expired_points)
 
 
 def reversal_taken(points: int, *, reversed_before: int, reversed_after: int, consumed_points: int,
                    expired_points: int) -> int:  # fmt: skip
-    """The points a rise in a lot's reversed points takes out of the user (what `points.reversed` carries).
-
-    Before the lot's expiry it is the whole rise (after an exchange, more than is left: the ledger logs that
-    shortfall). Once the expiry took the rest, the points the expiry and the refunds take out together are the
-    same in either order: a refund first takes its points and the expiry what is left, so together they take
-    max(reversed, points - consumed); a refund after the expiry takes only what goes beyond that. Without this,
-    a refund seen after the expiry took back the expired points a second time, from the user's other lots."""
-    if not expired_points:
-        return reversed_after - reversed_before
-    gone = points - consumed_points  # what the expiry and the reversals before it took out together
-    return max(0, reversed_after - max(reversed_before, gone))
+    """The points a rise in a lot's reversed points takes out of the user (what `points.reversed` carries): the
+    rise, but never more than is left of the lot. Why: every instruction of a lot then fits in what the lot
+    granted, so the ledger's points sub-account ends where marketing's lots say in any order of the
+    instructions. Points already exchanged or expired stay so: a refund after the expiry takes nothing (the
+    expiry took the rest), one after an exchange takes what the exchange left — the same total as when the
+    refund comes first and the expiry or exchange then finds less left. (Taking more, out of the user's other
+    lots, was refused whole by the ledger or not depending on which instruction it posted first.)"""
+    left = remaining(points, reversed_points=reversed_before, consumed_points=consumed_points,
+                     expired_points=expired_points)  # fmt: skip
+    return min(reversed_after - reversed_before, left)
 
 
 def consume_fifo(lots: list[tuple[str, int]], needed: int) -> list[tuple[str, int]]:

@@ -10,8 +10,8 @@ taken under the counter row's lock.
 Each earning is a lot with an expiry (`expiry_days` of its rule after the payment): exchanges for coupons
 consume lots first-to-expire first (FIFO), and the expiry sweep expires what is left of a lot past its time;
 both publish instructions (`points.exchanged`, `points.expired`) the ledger posts to the points sub-account.
-A refund and its lot's expiry take the same points out of the user in either order (domain
-`reversal_taken`): a refund after the expiry does not take the expired points a second time."""
+A reversal takes at most what is left of its lot (domain `reversal_taken`), so a refund, an exchange and the
+expiry of one lot take the same points out of the user in any order, and never more than the lot granted."""
 
 from __future__ import annotations
 
@@ -163,7 +163,7 @@ async def _reverse(tx: Tx, payment_id: str) -> None:
         expired_points=earning["expired_points"],
     )
     if delta <= 0:
-        return  # the expiry took these points out already
+        return  # the lot's points were exchanged or expired already
     tx.publish(topic=POINTS_TOPIC, type=POINTS_REVERSED, subject=payment_id, data={
         "payment_id": payment_id, "user_id": earning["user_id"], "merchant_id": earning["merchant_id"],
         "rule_id": earning["rule_id"], "points": delta, "reversed_points_total": target,

@@ -173,3 +173,18 @@ async def test_a_refund_takes_a_lots_points_once_before_or_after_its_expiry(mark
     assert taken == {"pay_before": 300, "pay_after": 300}
     assert await lots(marketing) == {"pay_before": (0, 0, 0), "pay_after": (0, 300, 0)}
     assert await earnings(marketing) == {"pay_before": (300, 300), "pay_after": (300, 300)}
+
+
+async def test_a_refund_after_an_exchange_takes_only_what_the_exchange_left(marketing: Marketing) -> None:
+    """300 points, 100 of them exchanged for a coupon, then the payment refunded in full: `points.reversed`
+    carries the 200 left, not 300 — every instruction of the lot fits in what it granted, so the ledger's
+    sub-account ends at marketing's lots whichever instruction it posts first."""
+    await marketing.post(RULES, {"name": "1 per yuan"}, marketing.operator())
+    await marketing.deliver(payment("pay_x", 30_000))
+    offered = await marketing.running_stock(points_price=100)
+    exchanged = await marketing.post(EXCHANGES, {"stock_id": offered["stock_id"], "request_id": "x1"}, marketing.user())
+    assert exchanged.status_code == 201, exchanged.text
+    await marketing.deliver(refund("re_x", "pay_x", 30_000))
+    [reversal] = await marketing.events("points.reversed")
+    assert (reversal["data"]["points"], reversal["data"]["reversed_points_total"]) == (200, 300)
+    assert await lots(marketing) == {"pay_x": (100, 0, 0)}

@@ -37,16 +37,25 @@ def test_exchanges_take_the_first_to_expire_lots_first() -> None:
 
 
 def test_a_refund_and_the_expiry_of_its_lot_take_the_same_points_in_either_order() -> None:
-    """Lot of 300, 100 exchanged. Refund first: it takes 300 (the exchange's 100 is a shortfall), the expiry
-    nothing (nothing left). Expiry first: it takes the 200 left, the refund what goes beyond: 100. A partial
-    refund after the expiry takes nothing (the expiry took its points already)."""
+    """Lot of 300, 100 exchanged. Refund first: it takes the 200 left, the expiry nothing. Expiry first: it
+    takes the 200 left, the refund nothing. A partial refund after the expiry takes nothing either."""
     before = points.reversal_taken(300, reversed_before=0, reversed_after=300, consumed_points=100, expired_points=0)
     expiry_after = points.remaining(300, reversed_points=300, consumed_points=100, expired_points=0)
-    assert (before, expiry_after) == (300, 0)
+    assert (before, expiry_after) == (200, 0)
     expiry_first = points.remaining(300, reversed_points=0, consumed_points=100, expired_points=0)
     after = points.reversal_taken(300, reversed_before=0, reversed_after=300, consumed_points=100,
                                   expired_points=expiry_first)  # fmt: skip
-    assert (expiry_first, after) == (200, 100) and before + expiry_after == expiry_first + after
+    assert (expiry_first, after) == (200, 0) and before + expiry_after == expiry_first + after
     taken = functools.partial(points.reversal_taken, 300, consumed_points=0)
     assert taken(reversed_before=0, reversed_after=150, expired_points=300) == 0
     assert taken(reversed_before=50, reversed_after=150, expired_points=0) == 100
+
+
+def test_refunds_around_an_exchange_take_no_more_than_the_lot_granted() -> None:
+    """Half refunded (150), then 100 exchanged, then the rest refunded: the second reversal takes the 50 left,
+    so 150 + 100 + 50 = the lot's 300. Exchanged first, the whole refund takes the 200 left: 100 + 200."""
+    first = points.reversal_taken(300, reversed_before=0, reversed_after=150, consumed_points=0, expired_points=0)
+    rest = points.reversal_taken(300, reversed_before=150, reversed_after=300, consumed_points=100, expired_points=0)
+    assert (first, rest) == (150, 50) and first + 100 + rest == 300
+    whole = points.reversal_taken(300, reversed_before=0, reversed_after=300, consumed_points=100, expired_points=0)
+    assert 100 + whole == 300

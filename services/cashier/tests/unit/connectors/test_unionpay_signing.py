@@ -58,71 +58,30 @@ class Pki:
         return key
 
 
-def _ca(d: Path, name: str, cn: str, *, issuer: str | None, days: int) -> None:
+CA_EXTENSIONS = "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n"
+LEAF_EXTENSIONS = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+
+
+def _issued(d: Path, name: str, cn: str, *, issuer: str, days: int, extensions: str) -> None:
+    """A new key `name` and its certificate for `cn`, signed by `issuer`, with these extensions."""
     run("genrsa", "-out", f"{name}.key", "2048", cwd=d)
-    (d / "ca.ext").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
-    if issuer is None:
-        run(
-            "req",
-            "-x509",
-            "-new",
-            "-key",
-            f"{name}.key",
-            "-out",
-            f"{name}.pem",
-            "-days",
-            str(days),
-            "-utf8",
-            "-subj",
-            f"/CN={cn}",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            cwd=d,
-        )
-        return
     run("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-utf8", "-subj", f"/CN={cn}", cwd=d)
-    run(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        f"{issuer}.pem",
-        "-CAkey",
-        f"{issuer}.key",
-        "-CAcreateserial",
-        "-out",
-        f"{name}.pem",
-        "-days",
-        str(days),
-        "-extfile",
-        "ca.ext",
-        cwd=d,
-    )
+    (d / f"{name}.ext").write_text(extensions)
+    signing = ["-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key", "-CAcreateserial", "-extfile", f"{name}.ext"]
+    run("x509", "-req", "-in", f"{name}.csr", *signing, "-out", f"{name}.pem", "-days", str(days), cwd=d)
+
+
+def _ca(d: Path, name: str, cn: str, *, issuer: str | None, days: int) -> None:
+    if issuer is not None:
+        _issued(d, name, cn, issuer=issuer, days=days, extensions=CA_EXTENSIONS)
+        return
+    run("genrsa", "-out", f"{name}.key", "2048", cwd=d)
+    self_signed = ["-x509", "-new", "-key", f"{name}.key", "-addext", "basicConstraints=critical,CA:TRUE"]
+    run("req", *self_signed, "-out", f"{name}.pem", "-days", str(days), "-utf8", "-subj", f"/CN={cn}", cwd=d)
 
 
 def _leaf(d: Path, name: str, cn: str, *, issuer: str) -> None:
-    run("genrsa", "-out", f"{name}.key", "2048", cwd=d)
-    run("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-utf8", "-subj", f"/CN={cn}", cwd=d)
-    (d / "leaf.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n")
-    run(
-        "x509",
-        "-req",
-        "-in",
-        f"{name}.csr",
-        "-CA",
-        f"{issuer}.pem",
-        "-CAkey",
-        f"{issuer}.key",
-        "-CAcreateserial",
-        "-out",
-        f"{name}.pem",
-        "-days",
-        "365",
-        "-extfile",
-        "leaf.ext",
-        cwd=d,
-    )
+    _issued(d, name, cn, issuer=issuer, days=365, extensions=LEAF_EXTENSIONS)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Marketing's points instructions (`marketing.points`) from the real broker posted to the user's points
 sub-account: earned, reversed, exchanged for a coupon and expired, each once however often it comes; a debit the
-sub-account cannot cover (a reversal of points already spent) is skipped without holding up the next ones."""
+sub-account cannot cover (a reversal of points already cashed here) is skipped without holding up the next ones."""
 
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ async def test_points_instructions_posted_once_each_and_a_shortfall_skipped(
                           ("points_redemption", "pxc_1"), ("points_expiry", "pay_p2:expired"))
     ] == [300, 100, 150, 200]  # fmt: skip
 
-    # The rest of pay_p1 refunded after 150 of it were exchanged: 200 more than the 50 left is not posted (the
-    # sub-account never goes negative) and the next instruction is posted all the same.
+    # A reversal of 200 with 50 left (points cashed at the ledger's own /points/exchanges, which marketing's lots
+    # do not know) is not posted (the sub-account never goes negative); the next instruction is posted all the same.
     shortfall = points_event("reversed", "pay_p1", 200, payment_id="pay_p1", reversed_points_total=300)
     later = points_event("earned", "pay_p3", 70, payment_id="pay_p3")
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.points", shortfall, later)

@@ -35,6 +35,10 @@ FIELDS = ("plate_number", "student_id", "unit_number", "reference")
 # Poster sizes in millimetres (ISO 216): A6 for a counter stand, A4 for a wall or a parking gate.
 POSTER_SIZES_MM: dict[str, tuple[int, int]] = {"a6": (105, 148), "a4": (210, 297)}
 POSTER_TEXT_MAX_CHARS = 28  # one line of the poster (SVG text does not wrap)
+# The poster names the methods the link's sessions can offer (the cashier's `methods`), as the checkout page does
+# (templates/_checkout_names.html): a printed poster must not promise a method the payer cannot use.
+METHOD_NAMES = {"wechatpay": "WeChat Pay", "alipay": "Alipay", "unionpay": "UnionPay", "ecny": "e-CNY",
+                "wallet": "Juhe wallet"}  # fmt: skip
 
 
 async def _link(page: PageContext, slug: str) -> dict[str, Any] | None:
@@ -134,6 +138,10 @@ def _line(text: str) -> str:
     return html.escape(text if len(text) <= POSTER_TEXT_MAX_CHARS else text[: POSTER_TEXT_MAX_CHARS - 1] + "…")
 
 
+def _methods(view: dict[str, Any], gettext: Any) -> str:
+    return " · ".join(gettext(METHOD_NAMES[m]) for m in view.get("methods") or [] if m in METHOD_NAMES)
+
+
 def poster_svg(view: dict[str, Any], *, size: str, gettext: Any, money: Any) -> str:
     """A standalone SVG poster (no script, no external reference), laid out in millimetres on a `size` page."""
     width, height = POSTER_SIZES_MM[size]
@@ -152,7 +160,7 @@ def poster_svg(view: dict[str, Any], *, size: str, gettext: Any, money: Any) -> 
         (28 * unit, 6.5 * unit, "bold", "#111", _line(view["merchant_name"])),
         (36 * unit, 4.5 * unit, "normal", "#333", _line(view["description"])),
         (qr_y + qr_mm + 10 * unit, 6 * unit, "bold", "#111", html.escape(amount)),
-        (qr_y + qr_mm + 18 * unit, 3.6 * unit, "normal", "#555", gettext("WeChat Pay · Alipay · UnionPay · Wallet")),
+        (qr_y + qr_mm + 18 * unit, 3.6 * unit, "normal", "#555", html.escape(_methods(view, gettext))),
     ]
     lines = "".join(
         f'<text x="{width / 2:.1f}" y="{y:.1f}" font-size="{font:.1f}" font-weight="{weight}" fill="{fill}" '

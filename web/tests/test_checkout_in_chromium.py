@@ -361,6 +361,7 @@ def test_a_reusable_payment_link_with_an_entered_amount_and_a_plate_is_paid_twic
         poster = httpx.get(f"{link['poster_url']}?size={size}", timeout=30)
         assert poster.status_code == 200 and poster.headers["content-type"].startswith("image/svg+xml")
         assert f'width="{width}"' in poster.text and "<script" not in poster.text and "扫码付款" in poster.text
+        assert "微信支付" in poster.text and "支付宝" not in poster.text  # the link's one method, no other
     page.goto(f"{link['poster_url']}?size=a6")
     page.screenshot(path=str(REPO_ROOT / ".artifacts" / "web" / "33-pay-link-poster-a6.png"))
     context.close()

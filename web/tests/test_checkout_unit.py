@@ -59,3 +59,11 @@ def test_the_poster_is_a_standalone_svg_sized_for_print_with_hostile_text_escape
         assert (root.getAttribute("width"), root.getAttribute("height")) == (width, height)
         assert "<script" not in svg and "¥15.00" in svg and "href" not in svg
         assert len(root.getElementsByTagName("svg")) == 1  # the QR, nested
+
+
+def test_the_poster_names_only_the_methods_the_link_offers() -> None:
+    view = {"url": "https://pay.example/pay/pl_x", "merchant_name": "停车场", "description": "停车缴费",
+            "amount_minor": None, "currency": "CNY", "methods": ["alipay", "wechatpay", "someday_pay"]}  # fmt: skip
+    svg = poster_svg(view, size="a6", gettext=lambda m: m, money=lambda minor, currency: "")
+    assert "Alipay · WeChat Pay" in svg
+    assert "UnionPay" not in svg and "wallet" not in svg.lower() and "someday_pay" not in svg

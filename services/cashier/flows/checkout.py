@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -428,24 +428,34 @@ def _signed_return(row: Any, merchant: Any) -> str | None:
     return f"{row.return_url}{separator}{urlencode(params)}"
 
 
+async def page_methods(
+    cashier: Cashier, merchant_id: str, *, allowed_methods: Sequence[str] | None, currency: str
+) -> list[str]:
+    """The merchant's enabled channels a hosted page can offer for `currency`, within `allowed_methods` (None:
+    all), in the merchant's priority order. A page load narrows them further by scene and routing
+    (`available_methods`); a payment link's poster names these."""
+    async with cashier.uow.read() as conn:
+        rows = await list_channels(conn, merchant_id, enabled_only=True)
+    return [
+        row.channel
+        for row in rows
+        if row.channel in CHANNELS
+        and row.channel in rules.PAGE_SCENES
+        and (allowed_methods is None or row.channel in allowed_methods)
+        and currency in CHANNELS[row.channel].currencies
+    ]
+
+
 async def available_methods(cashier: Cashier, row: Any, *, scene: str) -> list[str]:
     """The merchant's enabled channels the session allows, that take its currency and this page scene (the
     wallet always with its own), and for which routing has a route for this merchant and amount (routing
     unreachable: the merchant's own channels, as for every payment)."""
-    async with cashier.uow.read() as conn:
-        rows = await list_channels(conn, row.merchant_id, enabled_only=True)
     offered: list[str] = []
-    for channel_row in rows:
-        channel = channel_row.channel
-        spec = CHANNELS.get(channel)
-        if spec is None or channel not in rules.PAGE_SCENES:
-            continue
-        if row.allowed_methods is not None and channel not in row.allowed_methods:
-            continue
+    for channel in await page_methods(
+        cashier, row.merchant_id, allowed_methods=row.allowed_methods, currency=row.currency
+    ):
         page_scene = rules.channel_scene(channel, scene)
-        if page_scene not in rules.PAGE_SCENES[channel] or PaymentScene(page_scene) not in spec.scenes:
-            continue
-        if row.currency not in spec.currencies:
+        if page_scene not in rules.PAGE_SCENES[channel] or PaymentScene(page_scene) not in CHANNELS[channel].scenes:
             continue
         decided = await cashier.routing.decide({
             "payment_id": f"{row.id}.probe", "merchant_id": row.merchant_id, "amount_minor": row.amount_minor,

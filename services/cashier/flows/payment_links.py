@@ -21,7 +21,7 @@ from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.ids import new_id
 from services.cashier.domain import payment_links as rules
 from services.cashier.domain.checkout import EXPIRY_MIN_SECONDS
-from services.cashier.flows.checkout import SessionDraft, create_session, pages_origin
+from services.cashier.flows.checkout import SessionDraft, create_session, page_methods, pages_origin
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.merchants import gateway_merchant_name
 from services.cashier.store import payment_links as store
@@ -124,6 +124,9 @@ async def link_page(cashier: Cashier, slug: str) -> dict[str, Any]:
         "amount_minor": row.amount_minor, "amount_min_minor": row.amount_min_minor,
         "amount_max_minor": row.amount_max_minor, "currency": row.currency, "description": row.description,
         "payer_fields": row.payer_fields, "url": link_url(cashier, row.slug),
+        # What its poster may promise: the methods the link's sessions can offer (each page load may offer fewer)
+        "methods": await page_methods(cashier, row.merchant_id, allowed_methods=row.allowed_methods,
+                                      currency=row.currency),
     }  # fmt: skip
 
 

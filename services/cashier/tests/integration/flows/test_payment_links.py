@@ -74,6 +74,7 @@ async def test_payer_entered_amount_and_plate_on_a_reusable_link(
 
     page = (await cashier.client.get(f"/v1/checkout/pages/links/{slug}")).json()
     assert page["state"] == "active" and page["payer_fields"] == ["plate_number"]
+    assert page["methods"] == ["wechatpay"]  # what its poster names: the merchant's one channel
     assert page["amount_min_minor"] == 100 and page["merchant_name"] == cashier.merchant_id
     assert (await cashier.client.get("/v1/checkout/pages/links/pl_" + "x" * 22)).json()["code"] == (
         "payment_link_not_found"

@@ -28,6 +28,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from libs.common.services import REPO_ROOT
 from web.console import PUBLIC, REGISTRY, SIGNED_IN, declared_routes
 from web.pages import console_merchant  # noqa: F401  (declares the merchant routes into REGISTRY)
+from web.tests.console_browserless import Browserless, csrf_of
 from web.tests.test_console_unit import documented_matrix
 from web.tests.test_wallet_in_chromium import (  # noqa: F401  (module-scoped fixtures: one platform here)
     Platform,
@@ -295,25 +296,6 @@ def _csrf(page: Page, url: str) -> str:
 
 
 # ---- the permission matrix ------------------------------------------------------------------------------------
-class Browserless:
-    """A signed-in console user without a browser: cookies kept by hand, since the console's are `Secure` and
-    httpx (unlike Chromium) does not send those to http://127.0.0.1."""
-
-    def __init__(self, gw: str) -> None:
-        self.http = httpx.Client(base_url=gw, timeout=30)
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        response = self.http.request(method, path, headers={"Cookie": cookie} if cookie else {}, **kwargs)
-        for name, value in response.cookies.items():
-            self.cookies[name] = value
-        return response
-
-    def close(self) -> None:
-        self.http.close()
-
-
 def _redeem(gw: str, url: str) -> dict[str, Any]:
     """An invitation used as the web process would (its first-party token), without a browser: its session."""
     web_client = {"Authorization": "Bearer juhe-demo-web-client-token-change-me"}
@@ -325,10 +307,8 @@ def _redeem(gw: str, url: str) -> dict[str, Any]:
 
 def _sign_in(gw: str, email: str) -> Browserless:
     client = Browserless(gw)
-    page = client.request("GET", "/console/sign-in")
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
-    assert token, page.text
-    r = client.request("POST", "/console/sign-in", data={"csrf": token.group(1), "email": email, "password": PASSWORD})
+    token = csrf_of(client.request("GET", "/console/sign-in").text)
+    r = client.request("POST", "/console/sign-in", data={"csrf": token, "email": email, "password": PASSWORD})
     assert r.status_code == 303, r.text
     return client
 
@@ -355,11 +335,10 @@ def test_every_console_route_for_every_role_matches_the_documented_matrix(shop: 
         _redeem(gw, made["url"])
         client = _sign_in(gw, email)
         try:
-            csrf = re.search(r'name="csrf" value="([^"]+)"', client.request("GET", "/console/account").text)
-            assert csrf
+            csrf = csrf_of(client.request("GET", "/console/account").text)
             for rule in rules:
                 path = re.sub(r"\{([a-z]+)_id\}", lambda m: f"{IDS[m.group(1)]}_{dummy}", rule.path)
-                data = {"csrf": csrf.group(1)} if rule.method == "POST" else None
+                data = {"csrf": csrf} if rule.method == "POST" else None
                 status = client.request(rule.method, path, data=data).status_code
                 allowed = rule.permission == SIGNED_IN or rule.permission in matrix[role]
                 assert (status != 403) == allowed and status not in (401, 500), (role, rule, status)

@@ -29,6 +29,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from libs.common.services import REPO_ROOT
 from web.console import REGISTRY
 from web.pages import console_operator  # noqa: F401  (declares the operator routes into REGISTRY)
+from web.tests.console_browserless import Browserless, csrf_of
 from web.tests.test_console_unit import documented_matrix
 from web.tests.test_wallet_in_chromium import (  # one platform per module: these fixtures are module-scoped
     STEP_TIMEOUT_MS,
@@ -279,27 +280,6 @@ def test_a_support_operator_cannot_change_a_rate_even_by_posting_directly(
 
 
 # ---- the permission matrix of the operator console ------------------------------------------------------------
-class Browserless:
-    """A signed-in operator without a browser: cookies kept by hand (the console's are `Secure`, which httpx does
-    not send to http://127.0.0.1)."""
-
-    def __init__(self, gw: str) -> None:
-        self.http = httpx.Client(base_url=gw, timeout=30)
-        self.cookies: dict[str, str] = {}
-
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
-        response = self.http.request(method, path, headers={"Cookie": cookie} if cookie else {}, **kwargs)
-        self.cookies.update(response.cookies.items())
-        return response
-
-
-def _csrf_of(html: str) -> str:
-    found = re.search(r'name="csrf" value="([^"]+)"', html)
-    assert found, html[:500]
-    return found.group(1)
-
-
 def _operator_signed_in(platform: Platform, role: str) -> Browserless:
     """An operator of `role` who accepted their invitation on the page (password and TOTP): signed in."""
     client = Browserless(platform.gateway)
@@ -308,7 +288,7 @@ def _operator_signed_in(platform: Platform, role: str) -> Browserless:
     secret = re.search(r"<code>([A-Z2-7]+)</code>", page.text)
     assert secret, page.text[:500]
     token = dict(parse_qsl(link.query))["token"]
-    form = {"csrf": _csrf_of(page.text), "token": token, "password": PASSWORD, "password_again": PASSWORD,
+    form = {"csrf": csrf_of(page.text), "token": token, "password": PASSWORD, "password_again": PASSWORD,
             "totp_code": pyotp.TOTP(secret.group(1)).now()}  # fmt: skip
     accepted = client.request("POST", "/console/invitation", data=form)
     assert accepted.status_code in (200, 303), accepted.text[:500]
@@ -328,7 +308,7 @@ def test_every_operator_route_for_every_platform_role_matches_the_documented_mat
     for role, permissions in matrix.items():
         client = _operator_signed_in(platform, role)
         try:
-            csrf = _csrf_of(client.request("GET", "/console/account").text)
+            csrf = csrf_of(client.request("GET", "/console/account").text)
             for rule in rules:
                 path = rule.path.replace("{rate_id}", "fr_" + "0" * 32).replace("{item_id}", "999999999")
                 data = {"csrf": csrf} if rule.method == "POST" else None
@@ -337,4 +317,4 @@ def test_every_operator_route_for_every_platform_role_matches_the_documented_mat
                 allowed = rule.permission in permissions
                 assert (status != 403) == allowed and status not in (401, 500), (role, rule.method, rule.path, status)
         finally:
-            client.http.close()
+            client.close()

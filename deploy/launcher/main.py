@@ -108,10 +108,11 @@ class Child:
 
     @property
     def urls(self) -> dict[str, str]:
-        """{name: URL} of what this process serves: itself, or each sandbox it hosts."""
+        """{name: URL} of what this process serves: itself (`cashier-api-2` for a replica), or each sandbox it
+        hosts."""
         if self.hosts:
             return {name: f"http://127.0.0.1:{port}" for name, port in self.hosts.items()}
-        return {self.spec.name: self.url}
+        return {self.name: self.url}
 
 
 @dataclass
@@ -505,7 +506,7 @@ async def run(data_dir: Path, *, exit_when_ready: bool = False, replicas: int = 
 
 
 def print_summary(platform: Platform, demo: dict[str, str], server_url: str, bootstrap: str, ready_s: float) -> None:
-    rows = [(name if c.hosts else c.name, url) for c in platform.children for name, url in c.urls.items()]
+    rows = [row for c in platform.children for row in c.urls.items()]
     rows += [(f"{b.name} (balancer)", f"http://127.0.0.1:{b.port}") for b in platform.balancers]
     width = max(len(name) for name, _ in rows) + 2
     lines = ["", "Juhe is running:", ""]

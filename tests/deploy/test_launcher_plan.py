@@ -32,3 +32,5 @@ def test_under_replicas_the_urls_are_the_balancers_not_a_replicas(tmp_path: Path
     balanced = {b.name: f"http://127.0.0.1:{b.port}" for b in platform.balancers}
     assert set(balanced) == set(SERVICES)
     assert {name: platform.urls()[name] for name in SERVICES} == balanced
+    served = [name for child in platform.children for name in child.urls]  # the summary's rows: one per replica
+    assert len(served) == len(set(served)) and "cashier-worker-2" in served and "wechatpay" in served

@@ -455,7 +455,7 @@ class StaffConsole:
             if (
                 staff_id == member.staff_id
                 or not rules.may_assign(member.kind, member.role, role)
-                or (row["role"] == top and member.role != top)
+                or not rules.permissions_of(member.kind, row["role"]) <= member.permissions
             ):
                 raise Problem(STAFF_ROLE_INVALID, "you may not give this role to this member")
             if row["role"] == top and role != top:
@@ -472,7 +472,7 @@ class StaffConsole:
         top = "owner" if member.kind == "merchant" else "super_admin"
         async with self.uow.begin() as tx:
             row = await self._target(tx.conn, member, staff_id)
-            if staff_id == member.staff_id or (row["role"] == top and member.role != top):
+            if staff_id == member.staff_id or not rules.permissions_of(member.kind, row["role"]) <= member.permissions:
                 raise Problem(STAFF_ROLE_INVALID, "you may not remove this member")
             if row["role"] == top:
                 await self._keep_an_owner(tx.conn, row)

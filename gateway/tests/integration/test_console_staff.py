@@ -199,6 +199,21 @@ async def test_lockout_totp_recovery_codes_and_maker_checker(make_stack: StackFa
         r = await raw.post(f"/v1/console/refund-requests/{big['request_id']}/rejection", headers=owner)
         assert (r.status_code, r.json()["code"]) == (409, "refund_request_state")
 
+        # Nobody hands out more than their own role: an admin, who may not pay out, makes no finance member or owner
+        # (not by invitation, not by a role change) and does not touch an owner.
+        for role in ("finance", "owner"):
+            body = {"email": f"new-{role}@shop.example", "role": role}
+            r = await raw.post("/v1/console/staff/invitations", json=body, headers=admin)
+            assert (r.status_code, r.json()["code"]) == (422, "staff_role_invalid")
+        helper = await _invite(raw, admin, "helper@shop.example", "support")
+        r = await raw.post(f"/v1/console/staff/{helper['staff_id']}/role", json={"role": "finance"}, headers=admin)
+        assert (r.status_code, r.json()["code"]) == (422, "staff_role_invalid")
+        owner_id = (await raw.get("/v1/console/me", headers=owner)).json()["staff_id"]
+        r = await raw.post(f"/v1/console/staff/{owner_id}/removal", headers=admin)
+        assert (r.status_code, r.json()["code"]) == (422, "staff_role_invalid")
+        r = await raw.post(f"/v1/console/staff/{helper['staff_id']}/role", json={"role": "finance"}, headers=owner)
+        assert r.status_code == 200 and r.json()["role"] == "finance"  # the owner may
+
         # Five wrong passwords in a row lock the account, even with the right password afterwards.
         for attempt in range(5):
             r = await raw.post("/v1/web/console-sessions", json={**creds, "password": f"wrong-{attempt}-password"},

@@ -185,9 +185,7 @@ async def exchange(tx: Tx, *, user_id: str, stock_id: str, request_id: str, now:
     hold the price, the coupon is claimed by the ordinary claim (budget and per-user limits exact), and the
     lots are consumed FIFO. Any refusal rolls it all back. The same (user, request_id) replays the first
     exchange; with another stock → `idempotency_key_reused`."""
-    x = points_exchanges.c
-    earlier = (await tx.conn.execute(select(points_exchanges).where(x.user_id == user_id, x.request_id == request_id)
-                                     )).mappings().first()  # fmt: skip
+    earlier = await _exchange_of(tx, user_id, request_id)
     if earlier is not None:
         return await _replay_exchange(tx, earlier, stock_id)
     stock = await stock_store.get_stock(tx.conn, stock_id)
@@ -202,6 +200,11 @@ async def exchange(tx: Tx, *, user_id: str, stock_id: str, request_id: str, now:
             e.user_id == user_id, _left() > 0, e.expires_at.is_(None) | (e.expires_at > now))
         .order_by(e.expires_at.asc().nulls_last(), e.created_at, e.payment_id).with_for_update()
     )).all()  # fmt: skip
+    # A twin of this request in flight held these locks until it committed: its exchange is visible now (each
+    # statement reads what was committed before it), and is the answer, not `points_insufficient`.
+    twin = await _exchange_of(tx, user_id, request_id)
+    if twin is not None:
+        return await _replay_exchange(tx, twin, stock_id)
     available = sum(int(lot.left) for lot in lots)
     if available < price:
         raise Problem(POINTS_INSUFFICIENT, f"{available} unexpired points, {price} needed", available=available,
@@ -209,9 +212,10 @@ async def exchange(tx: Tx, *, user_id: str, stock_id: str, request_id: str, now:
     coupon, created = await claims.claim(tx, stock_id=stock_id, user_id=user_id, request_id=f"points/{request_id}",
                                          source="points", now=now, day_timezone=day_timezone)  # fmt: skip
     if not created:  # a concurrent twin of this request claimed it first: replay its exchange
-        twin = (await tx.conn.execute(select(points_exchanges).where(x.coupon_id == coupon["coupon_id"])
-                                      )).mappings().one()  # fmt: skip
-        return await _replay_exchange(tx, twin, stock_id)
+        x = points_exchanges.c
+        claimed = (await tx.conn.execute(select(points_exchanges).where(x.coupon_id == coupon["coupon_id"])
+                                         )).mappings().one()  # fmt: skip
+        return await _replay_exchange(tx, claimed, stock_id)
     taken = rules.consume_fifo([(lot.payment_id, int(lot.left)) for lot in lots], price)
     for payment_id, points in taken:
         await tx.conn.execute(update(points_earnings).where(e.payment_id == payment_id)
@@ -225,6 +229,12 @@ async def exchange(tx: Tx, *, user_id: str, stock_id: str, request_id: str, now:
         "coupon_id": coupon["coupon_id"], "lots": [{"payment_id": lot, "points": n} for lot, n in taken],
     })  # fmt: skip
     return row, coupon, True
+
+
+async def _exchange_of(tx: Tx, user_id: str, request_id: str) -> RowMapping | None:
+    x = points_exchanges.c
+    query = select(points_exchanges).where(x.user_id == user_id, x.request_id == request_id)
+    return (await tx.conn.execute(query)).mappings().first()
 
 
 async def _replay_exchange(tx: Tx, earlier: RowMapping, stock_id: str) -> tuple[RowMapping, RowMapping, bool]:

@@ -4,6 +4,7 @@ Events are applied through the very handlers the inbox consumer calls, inside a 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -188,3 +189,19 @@ async def test_a_refund_after_an_exchange_takes_only_what_the_exchange_left(mark
     [reversal] = await marketing.events("points.reversed")
     assert (reversal["data"]["points"], reversal["data"]["reversed_points_total"]) == (200, 300)
     assert await lots(marketing) == {"pay_x": (100, 0, 0)}
+
+
+async def test_twin_exchange_requests_in_flight_together_are_one_exchange(marketing: Marketing) -> None:
+    """A client retrying while its first request is still in flight (two replicas): one exchange, the other
+    answer its replay (200), never `points_insufficient` because the twin spent the points meanwhile."""
+    await marketing.post(RULES, {"name": "1 per yuan"}, marketing.operator())
+    offered = await marketing.running_stock(points_price=100)
+    for i in range(6):
+        user = f"usr_twin_{i}"
+        await marketing.deliver(payment(f"pay_twin_{i}", 10_000, user=user))  # exactly the price
+        body = {"stock_id": offered["stock_id"], "request_id": f"twin{i}"}
+        answers = await asyncio.gather(
+            *(marketing.post(EXCHANGES, body, marketing.user(user), replica) for replica in (0, 1))
+        )
+        assert sorted(a.status_code for a in answers) == [200, 201], [a.text for a in answers]
+        assert answers[0].json()["exchange_id"] == answers[1].json()["exchange_id"]

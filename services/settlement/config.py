@@ -17,8 +17,6 @@ class Settings(ServiceSettings):
     ledger_url: str = "http://127.0.0.1:8002"
     cashier_url: str = "http://127.0.0.1:8001"
     http_timeout_seconds: float = 10.0
-    # Channel bills are cut by China time; a payment belongs to the bill of its China-time day.
-    bill_timezone: str = "Asia/Shanghai"
     split_interval_seconds: float = 1.0
     split_batch_max: int = 100
     split_attempts_max: int = 20

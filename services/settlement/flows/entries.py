@@ -7,16 +7,15 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from libs.common.db import Tx
+from services.settlement.domain.cycles import DEFAULT_TIMEZONE
 from services.settlement.store import cycles, records
-
-BILL_TIMEZONE = ZoneInfo("Asia/Shanghai")  # channel bills are cut by China time
 
 
 def bill_day(moment: datetime) -> date:
-    return moment.astimezone(BILL_TIMEZONE).date()
+    """The channel bill a moment belongs to: bills are cut by China time, like trade and settle days."""
+    return moment.astimezone(DEFAULT_TIMEZONE).date()
 
 
 def settlement_entry(

@@ -170,8 +170,8 @@ class Launched:
         return code
 
     def child_pids(self) -> dict[str, int]:
-        """{service or sandbox name: pid} of the launcher's running children."""
-        modules = {spec.module: name for name, spec in [*SERVICES.items(), *SANDBOXES.items()]}
+        """{service name, or `sandboxes` for the sandboxes' one process: pid} of the launcher's running children."""
+        modules = {spec.module: name for name, spec in SERVICES.items()} | {"sandboxes": "sandboxes"}
         found: dict[str, int] = {}
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
@@ -288,10 +288,7 @@ def _pay_through_the_gateway_as_the_demo_merchant(data_dir: Path, ports: dict[st
     path = "trades" if channel == "alipay" else "orders"
     approved = httpx.post(f"{sandbox}/control/{path}/{attempt['out_trade_no']}/approve", json={}, timeout=10)
     assert approved.status_code == 200, approved.text
-    deadline = time.monotonic() + 60
-    while juhe.payments.retrieve(payment["id"])["status"] != "succeeded":
-        assert time.monotonic() < deadline, "the demo payment never succeeded"
-        time.sleep(0.3)
+    eventually(lambda: juhe.payments.retrieve(payment["id"])["status"] == "succeeded", "the demo payment", 60)
 
     # The demo user reaches only their own wallet through the gateway, and cannot mint money in it.
     gateway = f"http://127.0.0.1:{ports['gateway']}"
@@ -321,7 +318,7 @@ def test_a_killed_postgresql_is_restarted_and_services_reconnect_without_a_resta
     process, and a payment through the gateway succeeds."""
     with launched(juhe_data_dir) as run:
         services_before = run.child_pids()
-        assert set(services_before) == set(SERVICES) | {n for n in SANDBOXES if n in services_before}
+        assert set(services_before) == set(SERVICES) | {"sandboxes"}
         listeners = eventually(run.listening, "the outbox relays to listen")
         killed = run.postmaster_pid()
         assert killed is not None
@@ -345,10 +342,7 @@ def test_launcher_killed_hard_leaves_nothing_running(juhe_data_dir: Path) -> Non
     proc, _ = _start_running(data_dir, ports)
     proc.kill()  # SIGKILL: no cleanup code runs in the launcher
     proc.wait()
-    deadline = time.monotonic() + 30
-    while _processes_using(data_dir) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert _processes_using(data_dir) == [], "parent-death signals must stop every child"
+    eventually(lambda: _processes_using(data_dir) == [], "parent-death signals to stop every child", 30)
 
 
 def test_launcher_refuses_a_busy_port(juhe_data_dir: Path) -> None:

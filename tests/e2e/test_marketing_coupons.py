@@ -115,8 +115,8 @@ class Platform:
     def pay(
         self, user_id: str, coupon_id: str | None, amount_minor: int = ORDER, order_no: str | None = None, **coupon: Any
     ) -> Any:
-        """A payment of the payer with its coupon (`coupon_id`, or `coupon_code=` its 16 digits)."""
-        named = coupon or {"coupon_id": coupon_id}
+        """A payment of the payer with its coupon (`coupon_id`, or `coupon_code=` its 16 digits), or without one."""
+        named = coupon or ({"coupon_id": coupon_id} if coupon_id else {})
         return self.merchant.payments.create(
             merchant_order_no=order_no or f"cpn-{uuid.uuid4().hex[:12]}",
             amount_minor=amount_minor,
@@ -345,15 +345,7 @@ def test_points_earned_partly_reversed_and_exchanged_match_the_wallet_points_sub
     )
     assert rule.status_code == 201, rule.text
     before = platform.points_balance(user)
-    payment = platform.merchant.payments.create(
-        merchant_order_no=f"pts-{uuid.uuid4().hex[:12]}",
-        amount_minor=ORDER,
-        currency="CNY",
-        description="Spring order",
-        scene="native_qr",
-        preferred_channels=["wechatpay"],
-        payer={"user_id": user},
-    )
+    payment = platform.pay(user, None)  # no coupon: the points rule earns on the whole amount
     platform.wechat("approve", payment)
     platform.reaches(payment["id"], "succeeded")
     eventually(lambda: platform.points_balance(user) == before + ORDER // 100, "120 points in the ledger")

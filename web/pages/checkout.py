@@ -82,9 +82,10 @@ def _epoch(value: str | datetime) -> float:
 
 
 def _qr_data(action: dict[str, Any] | None) -> str | None:
+    """The text of a `qr_code` action (the cashier shows every channel's QR as `qr_code`, WeChat's `code_url` too)."""
     if not action or action.get("type") != "qr_code":
         return None
-    return str(action.get("code_url") or action.get("qr_code") or "") or None
+    return str(action.get("qr_code") or "") or None
 
 
 def _channel_form(action: dict[str, Any]) -> dict[str, Any] | None:

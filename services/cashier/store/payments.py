@@ -58,8 +58,11 @@ async def list_payments(
     channel: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
+    amount_from: int | None = None,
+    amount_to: int | None = None,
 ) -> Sequence[Row[Any]]:
-    """Newest first; the cursor is the last id of the previous page (ids sort by creation time)."""
+    """Newest first; the cursor is the last id of the previous page (ids sort by creation time). Amount bounds are
+    inclusive (minor units)."""
     query = select(payments).where(payments.c.merchant_id == merchant_id)
     if after_id:
         query = query.where(payments.c.id < after_id)
@@ -71,6 +74,10 @@ async def list_payments(
         query = query.where(payments.c.created_at >= created_from)
     if created_to:
         query = query.where(payments.c.created_at < created_to)
+    if amount_from is not None:
+        query = query.where(payments.c.amount_minor >= amount_from)
+    if amount_to is not None:
+        query = query.where(payments.c.amount_minor <= amount_to)
     return (await conn.execute(query.order_by(payments.c.id.desc()).limit(limit))).all()
 
 

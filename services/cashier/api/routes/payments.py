@@ -77,12 +77,23 @@ async def list_(
     channel: Annotated[str | None, Query(description=f"One of {sorted(CHANNELS)}")] = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
+    amount_minor: Annotated[int | None, Query(ge=1, description="Exactly this amount (minor units)")] = None,
+    amount_minor_gte: Annotated[int | None, Query(ge=1, description="At least this amount (minor units)")] = None,
+    amount_minor_lte: Annotated[int | None, Query(ge=1, description="At most this amount (minor units)")] = None,
     cursor: Annotated[str | None, cursor_query(r"^pay_[0-9a-z]+$")] = None,
 ) -> PaymentPage:
     """Newest first, each payment with its attempts. `merchant_order_no` looks one payment up: a list of one, or
-    an empty list when there is none (a list never 404s)."""
+    an empty list when there is none (a list never 404s). Amounts filter in minor units: an exact amount does not
+    combine with a range, and a range whose lower end is above its upper end is refused rather than answered with
+    an empty page that would look like "no such payments"."""
     if channel is not None and channel not in CHANNELS:
         raise Problem(VALIDATION_FAILED, f"unknown channel {channel!r}; known: {sorted(CHANNELS)}", field="channel")
+    if amount_minor is not None and (amount_minor_gte is not None or amount_minor_lte is not None):
+        raise Problem(
+            VALIDATION_FAILED, "amount_minor does not combine with amount_minor_gte/lte", field="amount_minor"
+        )
+    if amount_minor_gte is not None and amount_minor_lte is not None and amount_minor_gte > amount_minor_lte:
+        raise Problem(VALIDATION_FAILED, "amount_minor_gte is above amount_minor_lte", field="amount_minor_gte")
     async with cashier.uow.read() as conn:
         if merchant_order_no is not None:
             one = await get_payment_by_order_no(conn, merchant_id=merchant_id, merchant_order_no=merchant_order_no)
@@ -98,6 +109,8 @@ async def list_(
                 channel=channel,
                 created_from=created_from,
                 created_to=created_to,
+                amount_from=amount_minor if amount_minor is not None else amount_minor_gte,
+                amount_to=amount_minor if amount_minor is not None else amount_minor_lte,
             )
         attempts = await list_attempts_of(conn, [r.id for r in rows[:limit]])
     return PaymentPage.of(

@@ -92,7 +92,10 @@ async def test_sessions_and_links_apply_the_same_metadata_limits_with_room_for_t
 async def test_merchants_only_see_their_own_payments_and_lookups_page(start_cashier: Any, sandboxes: Sandboxes) -> None:
     cashier = await start_cashier()
     await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
-    ids = [(await cashier.post("/v1/payments", qr_payment(order_no=f"P-{i}"))).json()["id"] for i in range(3)]
+    ids = [
+        (await cashier.post("/v1/payments", qr_payment(order_no=f"P-{i}", amount_minor=100 * (i + 1)))).json()["id"]
+        for i in range(3)
+    ]
 
     _problem(await cashier.get(f"/v1/payments/{ids[0]}", merchant_id="mch_other"), 404, "payment_not_found")
     _problem(await cashier.post(f"/v1/payments/{ids[0]}/close", merchant_id="mch_other"), 404, "payment_not_found")
@@ -115,11 +118,25 @@ async def test_merchants_only_see_their_own_payments_and_lookups_page(start_cash
     assert page1["has_more"] is True and all(p["attempts"] for p in page1["data"])
     assert page2["next_cursor"] is None and page2["has_more"] is False
     assert (await cashier.get("/v1/payments", status="succeeded")).json()["data"] == []
+    # By amount (minor units, bounds inclusive): exact, or a range open at either end.
+    for query, expected in (
+        ({"amount_minor": 200}, [ids[1]]),
+        ({"amount_minor_gte": 200}, [ids[2], ids[1]]),
+        ({"amount_minor_lte": 200}, [ids[1], ids[0]]),
+        ({"amount_minor_gte": 150, "amount_minor_lte": 250}, [ids[1]]),
+        ({"amount_minor": 250}, []),
+    ):
+        assert [p["id"] for p in (await cashier.get("/v1/payments", **query)).json()["data"]] == expected, query
+    assert (await cashier.get("/v1/payments", merchant_id="mch_other", amount_minor=200)).json()["data"] == []
     # What a list would otherwise ignore or answer with an empty 200 is a 422 problem, nothing read.
     _problem(await cashier.get("/v1/payments", cursor="1; drop"), 422, "validation_failed")
     _problem(await cashier.get("/v1/payments", status="paid"), 422, "validation_failed")
     _problem(await cashier.get("/v1/payments", channel="paypal"), 422, "validation_failed")
     _problem(await cashier.get("/v1/payments", stauts="failed"), 422, "unknown_parameter")
+    _problem(await cashier.get("/v1/payments", amount_minor=0), 422, "validation_failed")
+    _problem(await cashier.get("/v1/payments", amount_minor="1.5"), 422, "validation_failed")
+    _problem(await cashier.get("/v1/payments", amount_minor=100, amount_minor_lte=200), 422, "validation_failed")
+    _problem(await cashier.get("/v1/payments", amount_minor_gte=300, amount_minor_lte=200), 422, "validation_failed")
     _problem(await cashier.get(f"/v1/payments/{ids[0]}/refunds", cursor="x"), 422, "validation_failed")
     _problem(await cashier.get(f"/v1/payments/{ids[0]}/webhook-deliveries", cursor="-1"), 422, "validation_failed")
     _problem(await cashier.get("/v1/events", after="1"), 422, "unknown_parameter")

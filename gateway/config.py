@@ -14,6 +14,8 @@ DEMO_CREDENTIALS_KEY = "anVoZS1kZW1vLWNyZWRlbnRpYWxzLWtleS0zMmJ5dGU="
 DEMO_WEB_CLIENT_TOKEN = "juhe-demo-web-client-token-change-me"
 # Pages served by the web process under the gateway's origin (one public address; docs/web.md).
 DEFAULT_WEB_PREFIXES: tuple[str, ...] = ("/wallet", "/checkout", "/pay", "/static", "/console")
+# The identity sandbox's default secret (merchant KYC at onboarding); production must set its own.
+DEMO_IDENTITY_SECRET = "demo-identity-secret"
 
 # Public path prefix → the service that serves it (longest prefix wins, on a "/" boundary).
 DEFAULT_ROUTES: dict[str, str] = {
@@ -164,6 +166,18 @@ class Settings(ServiceSettings):
     prune_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     prune_batch_max: int = Field(default=5000, ge=1, le=100_000)
 
+    # Merchant onboarding (gateway/flows/onboarding.py, docs/onboarding.md): the identity provider that checks a
+    # merchant's KYC (the identity sandbox unless `identity_base_url` is set), how long the creating request
+    # drives the steps itself before answering `processing`, and the worker that finishes (or retries) the rest.
+    identity_base_url: str = "http://127.0.0.1:8105"
+    identity_secret: SecretStr = SecretStr(DEMO_IDENTITY_SECRET)
+    identity_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    sandbox_identity_url: str | None = None  # given by the launcher to every service
+    onboarding_inline_seconds: float = Field(default=20.0, ge=0, le=60)
+    onboarding_lease_seconds: float = Field(default=60.0, ge=5, le=600)
+    onboarding_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    onboarding_batch_max: int = Field(default=20, ge=1, le=1000)
+
     def service_urls(self) -> dict[str, str]:
         return {
             "cashier": self.cashier_url,
@@ -173,6 +187,12 @@ class Settings(ServiceSettings):
             "marketing": self.marketing_url,
             "migration": self.migration_url,
         }
+
+    @model_validator(mode="after")
+    def _identity_sandbox_when_not_set(self) -> Self:
+        if self.sandbox_identity_url and "identity_base_url" not in self.model_fields_set:
+            self.identity_base_url = self.sandbox_identity_url
+        return self
 
     @model_validator(mode="after")
     def _refuse_demo_credentials_key_in_production(self) -> Self:

@@ -167,6 +167,7 @@ class Gatekeeper:
             merchant_id=principal.merchant_id,
             platform=principal.platform_id if principal.kind in ("platform", "user") else None,
             user=principal.user_id,
+            mode=principal.mode,
             ttl_seconds=ttl,
             now=now,
         )

@@ -24,7 +24,7 @@ from gateway.config import Settings
 from gateway.domain import signing
 from gateway.domain import staff as staff_rules
 from gateway.domain.access import Principal
-from gateway.domain.credentials import CredentialSealer, hash_secret, new_secret, secret_matches
+from gateway.domain.credentials import CredentialSealer, hash_secret, new_key_id, new_secret, secret_matches
 from gateway.domain.errors import (
     API_KEY_EXPIRED,
     API_KEY_INVALID,
@@ -45,6 +45,7 @@ from gateway.store import staff as staff_store
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.ids import new_id
+from libs.common.modes import Mode
 
 ON_BEHALF_HEADER = "Juhe-On-Behalf-Of"
 CACHE_ENTRIES_MAX = 10_000
@@ -66,6 +67,7 @@ class KeyRecord:
     secret: str | None  # merchant HMAC secret, opened from its seal
     secret_hash: bytes | None  # platform bearer keys
     rsa_public_key: rsa.RSAPublicKey | None
+    mode: Mode = "test"
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +150,9 @@ class Identities:
             on_behalf = headers.get(ON_BEHALF_HEADER.lower())
             if on_behalf and principal.kind == "platform":
                 await self._merchant_of_platform(on_behalf, principal.platform_id)
-                principal = Principal("platform", principal.key_id, principal.platform_id, merchant_id=on_behalf)
+                principal = Principal(
+                    "platform", principal.key_id, principal.platform_id, merchant_id=on_behalf, mode=principal.mode
+                )
             return Authenticated(principal, None)
         raise Problem(AUTHORIZATION_MALFORMED, "unknown Authorization scheme")
 
@@ -177,7 +181,7 @@ class Identities:
             signing.verify_rsa(key.rsa_public_key, message, auth.signature)
         # The nonce must be remembered as long as its timestamp could still be accepted.
         expires = auth.timestamp + self.settings.signature_window_seconds + 1
-        principal = Principal("merchant", key.key_id, key.platform_id, merchant_id=key.owner_id)
+        principal = Principal("merchant", key.key_id, key.platform_id, merchant_id=key.owner_id, mode=key.mode)
         return Authenticated(principal, SignedNonce(key.key_id, auth.nonce, expires))
 
     async def _authenticate_bearer(self, token: str) -> Principal:
@@ -200,7 +204,7 @@ class Identities:
             raise Problem(AUTHORIZATION_MALFORMED, "merchant keys must sign requests (JUHE-HMAC-SHA256 …)")
         if key.secret_hash is None or not secret_matches(secret, key.secret_hash):
             raise Problem(TOKEN_INVALID, "unknown token")
-        return Principal("platform", key.key_id, key.platform_id)
+        return Principal("platform", key.key_id, key.platform_id, mode=key.mode)
 
     async def _user_principal(self, token_id: str, secret: str) -> Principal:
         async with self.uow.read() as conn:
@@ -280,6 +284,7 @@ class Identities:
             rsa_public_key=signing.load_rsa_public_key(row["rsa_public_key_pem"])
             if row["rsa_public_key_pem"]
             else None,
+            mode=row["mode"],
         )
         self._keys.put(key_id, record)
         return record
@@ -302,23 +307,38 @@ class Identities:
             await store.ensure_platform(tx.conn, platform_id=platform_id, name=name)
         return await self.create_admin_key(platform_id=platform_id)
 
-    async def create_admin_key(self, *, platform_id: str) -> dict[str, Any]:
-        key_id = new_id("key")
-        secret = new_secret(ADMIN_SECRET_PREFIX)
+    async def create_admin_key(self, *, platform_id: str, mode: Mode = "test") -> dict[str, Any]:
+        """A platform admin key; its mode is the mode of what it does on a merchant's behalf (a wallet top-up
+        made with a test admin key is a test payment)."""
         async with self.uow.begin() as tx:
-            await store.insert_api_key(
-                tx.conn,
-                key_id=key_id,
-                owner_kind="platform",
-                owner_id=platform_id,
-                platform_id=platform_id,
-                secret_hash=hash_secret(secret),
-            )
-        return {"key_id": key_id, "token": f"{key_id}.{secret}", "platform_id": platform_id}
+            key = await self._insert_admin_key(tx.conn, platform_id, mode)
+        return {**key, "platform_id": platform_id}
+
+    async def _insert_admin_key(self, conn: Any, platform_id: str, mode: Mode) -> dict[str, Any]:
+        key_id = new_key_id(mode)
+        secret = new_secret(f"{ADMIN_SECRET_PREFIX}_{mode}")
+        await store.insert_api_key(
+            conn,
+            key_id=key_id,
+            owner_kind="platform",
+            owner_id=platform_id,
+            platform_id=platform_id,
+            secret_hash=hash_secret(secret),
+            mode=mode,
+        )
+        return {"key_id": key_id, "token": f"{key_id}.{secret}", "mode": mode}
 
     async def create_merchant(
-        self, platform: Principal, *, name: str, merchant_id: str | None, rsa_public_key_pem: str | None
+        self,
+        platform: Principal,
+        *,
+        name: str,
+        merchant_id: str | None,
+        rsa_public_key_pem: str | None,
+        key_mode: Mode = "test",
     ) -> dict[str, Any]:
+        """The merchant, its webhook secret and its first API key (test by default: a new merchant integrates
+        against the sandboxes first and is given a live key when it goes live)."""
         merchant_id = merchant_id or new_id("mch")
         webhook_secret = new_secret(WEBHOOK_SECRET_PREFIX)
         async with self.uow.begin() as tx:
@@ -331,16 +351,18 @@ class Identities:
             )
             if not created:
                 raise Problem(MERCHANT_EXISTS, f"merchant {merchant_id} already exists")
-            key = await self._insert_merchant_key(tx.conn, merchant_id, platform.platform_id, rsa_public_key_pem)
+            key = await self._insert_merchant_key(
+                tx.conn, merchant_id, platform.platform_id, rsa_public_key_pem, key_mode
+            )
         return {"merchant_id": merchant_id, "name": name, "api_key": key, "webhook_secret": webhook_secret}
 
     async def _insert_merchant_key(
-        self, conn: Any, merchant_id: str, platform_id: str, rsa_public_key_pem: str | None
+        self, conn: Any, merchant_id: str, platform_id: str, rsa_public_key_pem: str | None, mode: Mode
     ) -> dict[str, Any]:
         if rsa_public_key_pem is not None:
             signing.load_rsa_public_key(rsa_public_key_pem)
-        key_id = new_id("key")
-        secret = new_secret(MERCHANT_SECRET_PREFIX)
+        key_id = new_key_id(mode)
+        secret = new_secret(f"{MERCHANT_SECRET_PREFIX}_{mode}")
         await store.insert_api_key(
             conn,
             key_id=key_id,
@@ -349,8 +371,9 @@ class Identities:
             platform_id=platform_id,
             secret_sealed=self.sealer.seal(secret, row_id=key_id),
             rsa_public_key_pem=rsa_public_key_pem,
+            mode=mode,
         )
-        return {"key_id": key_id, "secret": secret, "rsa": rsa_public_key_pem is not None}
+        return {"key_id": key_id, "secret": secret, "rsa": rsa_public_key_pem is not None, "mode": mode}
 
     async def pinned_version(self, merchant_id: str) -> str | None:
         """The merchant's pinned API version (None: the latest), cached per replica like key material: a new
@@ -386,38 +409,37 @@ class Identities:
         }
 
     async def create_merchant_key(
-        self, platform: Principal, merchant_id: str, *, rsa_public_key_pem: str | None
+        self, platform: Principal, merchant_id: str, *, rsa_public_key_pem: str | None, mode: Mode = "test"
     ) -> dict[str, Any]:
+        """Another key of the merchant; test and live keys may be active at once (docs/test-mode.md)."""
         async with self.uow.begin() as tx:
             if await store.get_merchant(tx.conn, merchant_id, platform_id=platform.platform_id) is None:
                 raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} does not exist")
-            return await self._insert_merchant_key(tx.conn, merchant_id, platform.platform_id, rsa_public_key_pem)
+            return await self._insert_merchant_key(tx.conn, merchant_id, platform.platform_id, rsa_public_key_pem, mode)
 
     async def rotate_key(
-        self, platform: Principal, key_id: str, *, overlap_seconds: int, rsa_public_key_pem: str | None
+        self,
+        platform: Principal,
+        key_id: str,
+        *,
+        overlap_seconds: int,
+        rsa_public_key_pem: str | None,
+        mode: Mode | None = None,
     ) -> dict[str, Any]:
-        """A new key for the same owner; the old one keeps working for `overlap_seconds`, then expires."""
+        """A new key for the same owner; the old one keeps working for `overlap_seconds`, then expires. The new
+        key has the old one's mode unless `mode` says otherwise (a key pre-dating modes is live)."""
         async with self.uow.begin() as tx:
             old = await store.get_api_key(tx.conn, key_id)
             if old is None or old["platform_id"] != platform.platform_id:
                 raise Problem(API_KEY_NOT_FOUND, f"key {key_id} does not exist")
             if old["status"] != "active":
                 raise Problem(API_KEY_REVOKED, f"key {key_id} was revoked; create a new key instead")
+            new_mode: Mode = mode or old["mode"]
             if old["owner_kind"] == "merchant":
                 pem = rsa_public_key_pem if rsa_public_key_pem is not None else old["rsa_public_key_pem"]
-                new = await self._insert_merchant_key(tx.conn, old["owner_id"], platform.platform_id, pem)
+                new = await self._insert_merchant_key(tx.conn, old["owner_id"], platform.platform_id, pem, new_mode)
             else:
-                key_id_new = new_id("key")
-                secret = new_secret(ADMIN_SECRET_PREFIX)
-                await store.insert_api_key(
-                    tx.conn,
-                    key_id=key_id_new,
-                    owner_kind="platform",
-                    owner_id=old["owner_id"],
-                    platform_id=platform.platform_id,
-                    secret_hash=hash_secret(secret),
-                )
-                new = {"key_id": key_id_new, "token": f"{key_id_new}.{secret}"}
+                new = await self._insert_admin_key(tx.conn, old["owner_id"], new_mode)
             retired = await store.retire_api_key(
                 tx.conn,
                 key_id=key_id,
@@ -480,6 +502,7 @@ def _key_view(row: Any) -> dict[str, Any]:
         "owner_kind": row["owner_kind"],
         "owner_id": row["owner_id"],
         "status": row["status"],
+        "mode": row["mode"],
         "rsa": row["rsa_public_key_pem"] is not None,
         "expires_at": row["expires_at"],
         "revoked_at": row["revoked_at"],

@@ -11,7 +11,9 @@ Idempotent: the first run creates everything and writes the plaintext keys to `k
 the database holds only hashes and AES-GCM-sealed secrets. Later runs read the same keys back from the
 file, after checking they still work (the short-lived user token is re-issued when under 10 min are left);
 if the file is gone or its keys were revoked, the demo keys are
-re-issued (old ones revoked) and the file rewritten. Returns:
+re-issued (old ones revoked) and the file rewritten. The demo keys are test keys (docs/test-mode.md): the demo
+reaches only the sandboxes; keys of an earlier run made before modes existed (live since the migration) are
+re-issued as test keys. Returns:
 
     {"platform_id", "admin_key", "merchant_id", "key_id", "secret", "webhook_secret",
      "user_id", "user_token", "user_token_expires_at", "created": bool}
@@ -137,10 +139,12 @@ async def _still_valid(engine: AsyncEngine, identities: Identities, saved: dict[
             admin is not None
             and admin["status"] == "active"
             and admin["expires_at"] is None
+            and admin["mode"] == "test"
             and secret_matches(admin_secret, admin["secret_hash"])
             and merchant_key is not None
             and merchant_key.status == "active"
             and merchant_key.expires_at_epoch is None
+            and merchant_key.mode == "test"
             and merchant_key.secret == saved["secret"]
             and await identities.webhook_secret(DEMO_MERCHANT_ID) == saved["webhook_secret"]
         )

@@ -7,6 +7,12 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.domain.pins import PIN_PATTERN
+from libs.common.modes import Mode
+
+KEY_MODE_DESCRIPTION = (
+    "test: reaches only sandbox channel configurations and sees only test objects; live: real channels and live "
+    "objects only (docs/test-mode.md)"
+)
 
 ID_PATTERN = r"^[a-z][a-z0-9]{0,7}_[A-Za-z0-9_\-]{1,64}$"
 
@@ -15,15 +21,18 @@ class MerchantCreateRequest(BaseModel):
     name: str = Field(min_length=1, max_length=200, examples=["Demo coffee shop"])
     merchant_id: str | None = Field(default=None, pattern=ID_PATTERN, examples=["mch_demo"])
     rsa_public_key_pem: str | None = Field(default=None, max_length=8192, description="Enables JUHE-RSA-SHA256")
+    key_mode: Mode = Field(default="test", description="The mode of the first API key. " + KEY_MODE_DESCRIPTION)
 
 
 class ApiKeyCreateRequest(BaseModel):
     rsa_public_key_pem: str | None = Field(default=None, max_length=8192)
+    mode: Mode = Field(default="test", description=KEY_MODE_DESCRIPTION)
 
 
 class ApiKeyRotateRequest(BaseModel):
     overlap_seconds: int = Field(default=86400, ge=0, le=90 * 86400, description="How long the old key keeps working")
     rsa_public_key_pem: str | None = Field(default=None, max_length=8192)
+    mode: Mode | None = Field(default=None, description="The new key's mode; default: the old key's")
 
 
 class UserCreateRequest(BaseModel):
@@ -42,11 +51,13 @@ class ApiKeySecretResponse(BaseModel):
     key_id: str
     secret: str
     rsa: bool
+    mode: Mode
 
 
 class AdminKeyResponse(BaseModel):
     key_id: str
     token: str
+    mode: Mode
 
 
 class ApiKeyResponse(BaseModel):
@@ -54,6 +65,7 @@ class ApiKeyResponse(BaseModel):
     owner_kind: str
     owner_id: str
     status: str
+    mode: Mode
     rsa: bool
     expires_at: datetime | None
     revoked_at: datetime | None

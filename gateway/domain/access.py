@@ -8,6 +8,7 @@ from typing import Literal
 
 from gateway.domain.errors import ROUTE_FORBIDDEN
 from libs.common.errors import ROUTE_NOT_FOUND, Problem
+from libs.common.modes import Mode
 
 PrincipalKind = Literal["merchant", "platform", "user"]
 RouteClass = Literal["read", "write", "admin"]
@@ -27,6 +28,9 @@ class Principal:
     # (`gateway.domain.staff.authorize_staff`). None for API keys and user tokens.
     staff_id: str | None = None
     permissions: frozenset[str] | None = None
+    # The authenticating API key's mode (test | live), forwarded inside the signed identity so services keep
+    # test and live apart (docs/test-mode.md). None for user tokens and console sessions.
+    mode: Mode | None = None
 
     @property
     def scope(self) -> str:

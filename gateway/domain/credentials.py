@@ -21,6 +21,9 @@ import secrets
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from libs.common.ids import new_id
+from libs.common.modes import Mode
+
 GCM_NONCE_BYTES = 12
 SECRET_BYTES = 32
 SEAL_VERSION = b"\x01"
@@ -33,6 +36,13 @@ class CredentialSealError(Exception):
 def new_secret(prefix: str) -> str:
     """`sk_…`, `whsec_…`: url-safe, 256 random bits."""
     return f"{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
+
+
+def new_key_id(mode: Mode) -> str:
+    """`key_test_<32 hex>` / `key_live_<32 hex>`: the mode is readable in the id, as in the secret
+    (`sk_test_…`), so a developer sees at a glance which key is in a config (docs/test-mode.md)."""
+    head, _, tail = new_id("key").partition("_")
+    return f"{head}_{mode}_{tail}"
 
 
 def hash_secret(secret: str) -> bytes:

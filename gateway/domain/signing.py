@@ -40,7 +40,9 @@ RSA_ALGORITHM = "JUHE-RSA-SHA256"
 Algorithm = Literal["JUHE-HMAC-SHA256", "JUHE-RSA-SHA256"]
 ALGORITHMS: frozenset[str] = frozenset({HMAC_ALGORITHM, RSA_ALGORITHM})
 NONCE_RE = re.compile(r"^[A-Za-z0-9_\-]{8,64}$")
-KEY_ID_RE = re.compile(r"^[a-z]{1,8}_[0-9a-f]{32}$")
+# `key_test_<32 hex>` / `key_live_<32 hex>` (the mode shows in the id, docs/test-mode.md); `key_<32 hex>` for keys
+# made before modes existed (their mode is in the database: live, migration 0007).
+KEY_ID_RE = re.compile(r"^[a-z]{1,8}(?:_(?:test|live))?_[0-9a-f]{32}$")
 HEADER_LENGTH_MAX = 2048
 RSA_KEY_BITS_MIN = 2048
 

@@ -78,7 +78,11 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True)),
     Column("replaced_by", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # test | live (docs/test-mode.md): test keys reach only sandboxes and see only test objects. Keys made before
+    # modes existed are live (migration 0007); a key inserted without one is test, the side that moves no money.
+    Column("mode", Text, nullable=False, server_default="test"),
     CheckConstraint("owner_kind IN ('merchant', 'platform')", name="api_keys_owner_kind_known"),
+    CheckConstraint("mode IN ('test', 'live')", name="api_keys_mode_known"),
     CheckConstraint("status IN ('active', 'revoked')", name="api_keys_status_known"),
     CheckConstraint(
         "(owner_kind = 'merchant' AND secret_sealed IS NOT NULL) "

@@ -8,9 +8,12 @@ through the gateway. The secret is shared by the gateway and the services only.
 
 Token: `v1.<base64url(payload)>.<base64url(HMAC-SHA256(secret, "v1." + base64url(payload)))>` where the
 payload is compact JSON (sorted keys, no spaces) of
-`{"merchant_id" | "platform" | "user" | "service": ..., "key_id": ..., "exp": <unix seconds>}`.
+`{"merchant_id" | "platform" | "user" | "service": ..., "key_id": ..., "exp": <unix seconds>}`, plus
+`"mode": "test" | "live"` when the gateway authenticated an API key (its mode, docs/test-mode.md).
 A platform operator acting for one merchant carries both `platform` and `merchant_id`; a user token
 may carry the user's `platform` and `merchant_id` (checkout). `service` is for service-to-service calls.
+The mode is inside the signed token, never a header of its own: a client cannot set it (the gateway
+forwards no client `X-Juhe-*` header) and a service believes it only with a valid signature.
 
 Not a JWT on purpose: one algorithm, one key, no header to negotiate, so no `alg` confusion.
 
@@ -32,6 +35,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, Request
 
 from libs.common.errors import IDENTITY_INVALID, IDENTITY_MISSING, MERCHANT_SCOPE_REQUIRED, Problem
+from libs.common.modes import MODES, Mode
 
 IDENTITY_HEADER = "X-Juhe-Identity"
 DEV_MERCHANT_HEADER = "X-Juhe-Merchant-Id"
@@ -54,6 +58,9 @@ class Identity:
     platform: str | None = None
     user: str | None = None
     service: str | None = None
+    # The mode of the API key the gateway authenticated (libs/common/modes.py); None for callers without one
+    # (end users, services, the dev header).
+    mode: Mode | None = None
 
     @property
     def kind(self) -> IdentityKind:
@@ -67,7 +74,7 @@ class Identity:
 
     def payload(self) -> dict[str, Any]:
         body: dict[str, Any] = {"key_id": self.key_id, "exp": self.expires_at}
-        for name in ("merchant_id", "platform", "user", "service"):
+        for name in ("merchant_id", "platform", "user", "service", "mode"):
             value = getattr(self, name)
             if value:
                 body[name] = value
@@ -94,6 +101,7 @@ def mint_identity_token(
     platform: str | None = None,
     user: str | None = None,
     service: str | None = None,
+    mode: Mode | None = None,
     ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS,
     now: float | None = None,
 ) -> str:
@@ -106,6 +114,7 @@ def mint_identity_token(
         platform=platform,
         user=user,
         service=service,
+        mode=mode,
     )
     return encode_identity(identity, secret)
 
@@ -141,7 +150,10 @@ def verify_identity_token(token: str, secret: str, *, now: float | None = None) 
     fields = {name: payload.get(name) for name in ("merchant_id", "platform", "user", "service")}
     if not any(fields.values()) or not all(v is None or isinstance(v, str) for v in fields.values()):
         raise Problem(IDENTITY_INVALID, "identity token names no principal")
-    return Identity(key_id=key_id, expires_at=exp, **fields)
+    mode = payload.get("mode")
+    if mode is not None and mode not in MODES:
+        raise Problem(IDENTITY_INVALID, "identity token names an unknown mode")
+    return Identity(key_id=key_id, expires_at=exp, mode=mode, **fields)
 
 
 def internal_identity(request: Request) -> Identity:

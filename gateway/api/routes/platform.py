@@ -37,7 +37,11 @@ async def create_merchant(
     body: MerchantCreateRequest, platform: PlatformDep, identities: IdentitiesDep
 ) -> MerchantCreatedResponse:
     created = await identities.create_merchant(
-        platform, name=body.name, merchant_id=body.merchant_id, rsa_public_key_pem=body.rsa_public_key_pem
+        platform,
+        name=body.name,
+        merchant_id=body.merchant_id,
+        rsa_public_key_pem=body.rsa_public_key_pem,
+        key_mode=body.key_mode,
     )
     return MerchantCreatedResponse.model_validate(created)
 
@@ -51,7 +55,9 @@ async def read_merchant(merchant_id: str, platform: PlatformDep, identities: Ide
 async def create_merchant_key(
     merchant_id: str, body: ApiKeyCreateRequest, platform: PlatformDep, identities: IdentitiesDep
 ) -> ApiKeySecretResponse:
-    key = await identities.create_merchant_key(platform, merchant_id, rsa_public_key_pem=body.rsa_public_key_pem)
+    key = await identities.create_merchant_key(
+        platform, merchant_id, rsa_public_key_pem=body.rsa_public_key_pem, mode=body.mode
+    )
     return ApiKeySecretResponse.model_validate(key)
 
 
@@ -60,7 +66,11 @@ async def rotate_key(
     key_id: str, body: ApiKeyRotateRequest, platform: PlatformDep, identities: IdentitiesDep
 ) -> ApiKeyRotatedResponse:
     rotated = await identities.rotate_key(
-        platform, key_id, overlap_seconds=body.overlap_seconds, rsa_public_key_pem=body.rsa_public_key_pem
+        platform,
+        key_id,
+        overlap_seconds=body.overlap_seconds,
+        rsa_public_key_pem=body.rsa_public_key_pem,
+        mode=body.mode,
     )
     return ApiKeyRotatedResponse.model_validate(rotated)
 

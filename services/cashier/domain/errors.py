@@ -53,7 +53,13 @@ PURPOSE_NOT_ALLOWED = ErrorSpec(
     "purpose_not_allowed", 403, "Only the ledger service or the platform may create a wallet top-up payment"
 )
 REFUND_NOT_ALLOWED = ErrorSpec(
-    "refund_not_allowed", 409, "A wallet top-up payment cannot be refunded (the money is in the user's wallet)"
+    "refund_not_allowed", 409, "This wallet top-up cannot be refunded (not credited to a wallet, or no ledger)"
+)
+REFUND_EXCEEDS_BALANCE = ErrorSpec(
+    "refund_exceeds_balance", 409, "The top-up refund is larger than what is left of the holder's cash balance"
+)
+LEDGER_UNAVAILABLE = ErrorSpec(
+    "ledger_unavailable", 503, "The ledger could not hold the wallet balance right now", retryable=True
 )
 SETTLEMENT_UNAVAILABLE = ErrorSpec(
     "settlement_unavailable", 503, "The split could not be checked with settlement right now", retryable=True
@@ -107,6 +113,8 @@ ERRORS: tuple[ErrorSpec, ...] = (
     PAYER_MISMATCH,
     PURPOSE_NOT_ALLOWED,
     REFUND_NOT_ALLOWED,
+    REFUND_EXCEEDS_BALANCE,
+    LEDGER_UNAVAILABLE,
     SETTLEMENT_UNAVAILABLE,
     PROFIT_SHARING_UNSUPPORTED,
     PROFIT_SHARING_NOT_ENABLED,

@@ -13,6 +13,7 @@ import httpx
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.logging import get_logger
+from services.cashier.clients.ledger import LedgerClient
 from services.cashier.clients.marketing import MarketingClient
 from services.cashier.config import Settings
 from services.cashier.connectors.base import Connector
@@ -79,6 +80,8 @@ class Cashier:
     settlement: SettlementClient
     marketing: MarketingClient
     clock: Callable[[], datetime] = utc_now
+    # Top-up refunds' balance hold (clients/ledger.py); None in tests that build a Cashier without it.
+    ledger: LedgerClient | None = None
 
     def notify_url(self, channel: str, merchant_id: str) -> str:
         return f"{self.settings.public_base_url.rstrip('/')}/v1/notify/{channel}/{merchant_id}"
@@ -89,6 +92,8 @@ class Cashier:
         await self.webhook_http.aclose()
         await self.settlement.aclose()
         await self.marketing.aclose()
+        if self.ledger is not None:
+            await self.ledger.aclose()
 
 
 def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
@@ -111,6 +116,11 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
         marketing=MarketingClient(
             settings.marketing_url,
             timeout_seconds=settings.marketing_timeout_seconds,
+            identity_secret=settings.internal_token_secret.get_secret_value(),
+        ),
+        ledger=LedgerClient(
+            settings.ledger_url,
+            timeout_seconds=settings.ledger_timeout_seconds,
             identity_secret=settings.internal_token_secret.get_secret_value(),
         ),
     )

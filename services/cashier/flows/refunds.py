@@ -164,9 +164,10 @@ async def create_refund(
         payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
     if payment is None:
         raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
-    if payment.purpose == PaymentPurpose.WALLET_TOPUP:
-        # The money was credited to the user's wallet (ledger §3.7); giving it back is a wallet withdrawal.
-        raise Problem(REFUND_NOT_ALLOWED, "a wallet top-up payment cannot be refunded")
+    top_up = payment.purpose == PaymentPurpose.WALLET_TOPUP
+    if top_up and (cashier.ledger is None or not cashier.ledger.configured):
+        # The money was credited to the user's wallet (ledger §3.7): only the ledger can hold it for a refund.
+        raise Problem(REFUND_NOT_ALLOWED, "a wallet top-up is refunded only with the ledger (ledger_url)")
     check_refund(
         payment_status=PaymentStatus(payment.status),
         amount_minor=payment.amount_minor,
@@ -211,12 +212,26 @@ async def create_refund(
                     refund_minor=draft.amount_minor,
                 )
                 raise Problem(REFUND_EXCEEDS_REMAINING, "a concurrent refund took the remainder")
+            if top_up:
+                # Before the channel is asked and inside this transaction: a refusal (the holder spent the money,
+                # or the ledger is down) rolls the refund and the reservation back, so nothing changed.
+                await _hold_top_up_refund(cashier, refund, payment)
     except _NumberTaken:
         replay = await _replay(cashier, merchant_id, payment_id, draft, fingerprint)
         assert replay is not None
         return replay
     await _submit(cashier, refund, attempt, payment)
     return RefundCreateResult(await read_refund(cashier, merchant_id=merchant_id, refund_id=refund.id), created=True)
+
+
+async def _hold_top_up_refund(cashier: Cashier, refund: Any, payment: Any) -> None:
+    """The ledger holds the refund on the holder's cash balance (docs/marketing.md "Top-up refunds"); its
+    consumer posts the hold on `refund.succeeded` and voids it on `refund.failed`. A hold whose refund row is
+    then not committed (the cashier dies here) runs out at the ledger: the money is the holder's again."""
+    assert cashier.ledger is not None
+    await cashier.ledger.hold_top_up_refund(
+        refund_id=refund.id, payment_id=payment.id, amount_minor=refund.amount_minor, currency=refund.currency
+    )
 
 
 async def _submit(cashier: Cashier, refund: Any, attempt: Any, payment: Any) -> None:

@@ -37,6 +37,7 @@ from services.ledger.events.postings import (
 from services.ledger.flows.accounts import open_account
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store import wallet_flows as flows
+from services.ledger.store import wallet_topup as topups
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.consumers")
@@ -45,6 +46,7 @@ CASHIER_PAYMENTS_TOPIC = "cashier.payments"
 CASHIER_REFUNDS_TOPIC = "cashier.refunds"
 PAYMENT_SUCCEEDED = "payment.succeeded"
 REFUND_SUCCEEDED = "refund.succeeded"
+REFUND_FAILED = "refund.failed"
 ACCOUNT_CACHE_MAX = 10_000
 TOP_UP_PURPOSE = "wallet_topup"
 
@@ -66,6 +68,7 @@ class CashierPostings:
         return [
             Subscription(CASHIER_PAYMENTS_TOPIC, self.on_payment_succeeded, frozenset({PAYMENT_SUCCEEDED})),
             Subscription(CASHIER_REFUNDS_TOPIC, self.on_refund_succeeded, frozenset({REFUND_SUCCEEDED})),
+            Subscription(CASHIER_REFUNDS_TOPIC, self.on_refund_failed, frozenset({REFUND_FAILED})),
         ]
 
     async def on_payment_succeeded(self, tx: Tx, event: Envelope) -> None:
@@ -121,7 +124,16 @@ class CashierPostings:
     async def on_refund_succeeded(self, tx: Tx, event: Envelope) -> None:
         if is_wallet(event.data):
             return
+        # A top-up's refund posts the hold the cashier placed on the holder's balance, not §3.3.
+        if await topups.finish_refund(self.uow, self.writer, refund_id=str(event.data["refund_id"]), succeeded=True,
+                                      now=datetime.now(UTC)):  # fmt: skip
+            return
         await self.post(refund_succeeded_plan(event.data))
+
+    async def on_refund_failed(self, tx: Tx, event: Envelope) -> None:
+        """A top-up's refund the channel refused: its hold is voided, the holder's balance is whole again."""
+        await topups.finish_refund(self.uow, self.writer, refund_id=str(event.data["refund_id"]), succeeded=False,
+                                   now=datetime.now(UTC))  # fmt: skip
 
     async def post(self, plan: PostingPlan) -> str | None:
         """Submits the plan's transfer; the transfer id (new or replayed)."""

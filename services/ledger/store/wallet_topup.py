@@ -4,6 +4,11 @@ The order is recorded before the cashier is called, keyed by (holder, idempotenc
 `merchant_order_no` is derived from that key, so a retry after any failure sends the cashier the same
 request and gets the same payment back (the cashier replays an identical merchant order). Nothing is
 credited here: the wallet is credited by the ledger's consumer of `payment.succeeded` (§3.7).
+
+A refund of a credited top-up (docs/marketing.md "Top-up refunds") is a hold on the holder's balance that the
+cashier places before it asks the channel (`hold_refund`), posted on `refund.succeeded` and voided on
+`refund.failed` (`finish_refund`): the holder cannot spend the money while the channel returns it, and a refund
+can never take more than the balance still holds (the engine's no-overdraft decides, under the account lock).
 """
 
 from __future__ import annotations
@@ -16,12 +21,27 @@ from sqlalchemy import text
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.db import UnitOfWork
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
+from libs.common.logging import get_logger
+from services.ledger.domain import errors as ledger_errors
+from services.ledger.domain.errors import LedgerError
+from services.ledger.domain.transfers import Posting
 from services.ledger.domain.wallet import entitlements as ent
 from services.ledger.domain.wallet import errors
+from services.ledger.domain.wallet import postings as p
 from services.ledger.domain.wallet.entitlements import Action, HolderType, SubaccountType
 from services.ledger.domain.wallet.errors import WalletError
+from services.ledger.store import queries
 from services.ledger.store import wallet as store
+from services.ledger.store.writer import LedgerWriter
+
+log = get_logger("juhe.ledger.topup_refunds")
+
+PLATFORM = "platform"
+TOP_UP = "top_up"
+TOP_UP_REFUND = "top_up_refund"
+TOP_UP_REFUND_LATE = "top_up_refund_late"
 
 
 def merchant_order_no(holder_id: str, idempotency_key: str) -> str:
@@ -95,3 +115,89 @@ async def set_payment(conn: AsyncConnection, order_id: str, payment_id: str) -> 
     sql = """UPDATE wallet_topup_orders SET payment_id = :p, updated_at = now()
               WHERE id = :i AND payment_id IS NULL"""
     await conn.execute(text(sql), {"i": order_id, "p": payment_id})
+
+
+async def hold_refund(
+    uow: UnitOfWork, writer: LedgerWriter, *, refund_id: str, payment_id: str, amount_minor: int, currency: str,
+    timeout_seconds: int, now: datetime,
+) -> tuple[RowMapping, bool]:  # fmt: skip
+    """The pending `top_up_refund` operation (key = the refund id): §3.7 reversed for R, held until the refund's
+    outcome. Refused, nothing held: a top-up the ledger has not credited (409 `top_up_not_credited`: not yet, or
+    posted §3.1 to the collecting merchant), more than the top-up, or more than the sub-account's available cash
+    (409 `top_up_refund_exceeds_balance`, with `available_minor`: the holder spent the rest). The bonus the top-up
+    earned is not touched here: marketing revokes it on `refund.succeeded` (events/topups.py)."""
+    async with uow.begin() as tx:
+        credited = await store.operation_by_key(tx.conn, TOP_UP, payment_id)
+        if credited is None or credited["status"] != "posted":
+            raise WalletError(errors.TOP_UP_NOT_CREDITED, f"top-up {payment_id} is not credited to a wallet")
+        if credited["currency"] != currency or amount_minor > int(credited["amount_minor"]):
+            raise WalletError(errors.VALIDATION_FAILED, f"a refund of top-up {payment_id} is at most its amount")
+        details = credited["details"] or {}
+        channel, source = str(details["channel"]), str(details["account_id"])
+        clearing = await store.shared_account(
+            tx, holder_id=PLATFORM, line=p.CHANNEL_CLEARING, currency=currency, channel=channel
+        )
+        fee = await store.shared_account(
+            tx, holder_id=PLATFORM, line=p.CHANNEL_FEE_EXPENSE, currency=currency, channel=channel
+        )
+    postings = p.top_up_refund(
+        clearing=clearing, fee_expense=fee, source=source, amount_minor=amount_minor,
+        top_up_minor=int(credited["amount_minor"]), top_up_fee_minor=int(details.get("channel_fee_minor") or 0),
+        currency=currency,
+    )  # fmt: skip
+    movement = store.Movement(
+        str(credited["holder_id"]), TOP_UP_REFUND, refund_id, amount_minor, currency, postings, pending=True,
+        timeout_seconds=timeout_seconds, reference=refund_id,
+        details={"payment_id": payment_id, "channel": channel, "account_id": source},
+    )  # fmt: skip
+    try:
+        return await store.execute(uow, writer, movement, now=now)
+    except LedgerError as exc:
+        if exc.spec is not ledger_errors.INSUFFICIENT_FUNDS:
+            raise
+        async with uow.read() as conn:
+            available = max(await store.available_minor(conn, source), 0)
+        raise WalletError(
+            errors.TOP_UP_REFUND_EXCEEDS_BALANCE,
+            f"the holder's balance has {available} left of what top-up {payment_id} credited",
+            available_minor=available,
+        ) from exc
+
+
+async def finish_refund(uow: UnitOfWork, writer: LedgerWriter, *, refund_id: str, succeeded: bool,
+                        now: datetime) -> bool:  # fmt: skip
+    """Post (`refund.succeeded`) or void (`refund.failed`) the refund's hold; False when `refund_id` has none (not
+    a top-up's refund). Repeats are harmless (posting a posted hold replays). A hold that ran out before the
+    channel paid the refund is posted as a new transfer (`top_up_refund_late`, same lines) if the balance still
+    covers it; if not, the holder spent money the channel also returned: logged for an operator, not retried."""
+    async with uow.read() as conn:
+        operation = await store.operation_by_key(conn, TOP_UP_REFUND, refund_id)
+    if operation is None:
+        return False
+    try:
+        await store.finish_hold(uow, writer, str(operation["id"]), post=succeeded)
+    except (WalletError, LedgerError) as exc:
+        if not (succeeded and exc.spec is ledger_errors.PENDING_TRANSFER_EXPIRED):
+            log.warning("top-up refund hold already finished", refund_id=refund_id, code=exc.spec.code)
+            return True
+        await _post_late(uow, writer, operation, now)
+    return True
+
+
+async def _post_late(uow: UnitOfWork, writer: LedgerWriter, operation: RowMapping, now: datetime) -> None:
+    async with uow.read() as conn:
+        hold = await queries.get_transfer(conn, str(operation["transfer_id"]))
+    assert hold is not None
+    movement = store.Movement(
+        str(operation["holder_id"]), TOP_UP_REFUND_LATE, str(operation["idempotency_key"]),
+        int(operation["amount_minor"]), str(operation["currency"]),
+        [Posting(x.account_id, x.direction, x.amount_minor, x.currency) for x in hold.postings],
+        reference=str(operation["idempotency_key"]), details=dict(operation["details"] or {}),
+    )  # fmt: skip
+    try:
+        await store.execute(uow, writer, movement, now=now)
+    except LedgerError as exc:
+        if exc.spec is not ledger_errors.INSUFFICIENT_FUNDS:
+            raise
+        log.error("top-up refunded by the channel after its hold ran out and the holder spent the money",
+                  refund_id=operation["idempotency_key"], holder_id=operation["holder_id"])  # fmt: skip

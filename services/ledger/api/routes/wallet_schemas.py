@@ -263,6 +263,18 @@ class TopUpOrderRequest(Strict):
     idempotency_key: str = Key
 
 
+class TopUpRefundHoldRequest(Strict):
+    """The cashier, before it asks the channel to refund a top-up: hold that much of the holder's balance."""
+
+    refund_id: str = Key
+    payment_id: str = Key
+    amount_minor: AmountMinor
+    currency: Currency = "CNY"
+    # How long the hold waits for the refund's outcome; past it the money is the holder's again (an orphan of a
+    # cashier that died before recording its refund). A refund paid out later is posted without the hold.
+    timeout_seconds: StrictInt = Field(default=14 * 24 * 3600, ge=1, le=90 * 24 * 3600)
+
+
 class TopUpOrderResponse(BaseModel):
     """The order and the cashier's payment (id, status, `payer_action`: QR code, JSAPI/app params, URL).
     `operation_id` is the wallet's top-up operation once the payment succeeded and the wallet was credited."""

@@ -14,8 +14,9 @@ from sqlalchemy.engine import RowMapping
 from libs.common.ids import new_id
 from libs.common.web import UowDep
 from services.ledger import cashier_client
+from services.ledger.api.deps import WriterDep
 from services.ledger.api.routes import wallet_schemas as s
-from services.ledger.api.routes.wallet import SettingsDep
+from services.ledger.api.routes.wallet import SettingsDep, _answer
 from services.ledger.api.wallet_access import holder_scope
 from services.ledger.domain.wallet import errors
 from services.ledger.domain.wallet.errors import WalletError
@@ -84,3 +85,16 @@ async def read_top_up_order(holder_id: str, order_id: str, uow: UowDep, settings
     payment_id = row["payment_id"]
     payment = await cashier_client.read_payment(settings, row["merchant_id"], payment_id) if payment_id else None
     return order_response(row, payment, operation)
+
+
+@router.post("/top-up-refunds", status_code=status.HTTP_201_CREATED)
+async def hold_top_up_refund(
+    body: s.TopUpRefundHoldRequest, uow: UowDep, writer: WriterDep, response: Response
+) -> s.OperationResponse:
+    """The cashier, before it asks the channel to refund a top-up: 201 the pending `top_up_refund` hold on the
+    holder's balance (the same refund id again → 200, the same hold); 409 `top_up_refund_exceeds_balance` or
+    `top_up_not_credited`, nothing held. A platform or Juhe service only (no holder in the path)."""
+    return _answer(await orders.hold_refund(
+        uow, writer, refund_id=body.refund_id, payment_id=body.payment_id, amount_minor=body.amount_minor,
+        currency=body.currency, timeout_seconds=body.timeout_seconds, now=datetime.now(UTC),
+    ), response)  # fmt: skip

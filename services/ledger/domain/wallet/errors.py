@@ -45,6 +45,12 @@ CASHIER_UNAVAILABLE = ErrorSpec(
     "The cashier did not answer; the same idempotency key is safe to retry",
     retryable=True,
 )
+TOP_UP_NOT_CREDITED = ErrorSpec(
+    "top_up_not_credited", 409, "The top-up is not credited to a wallet (not yet, or it had no wallet to credit)"
+)
+TOP_UP_REFUND_EXCEEDS_BALANCE = ErrorSpec(
+    "top_up_refund_exceeds_balance", 409, "The refund is larger than what is left of the cash balance"
+)
 # --- withdrawal payout rails (the `rail` and `payee` of a withdrawal) ------------------------------------
 PAYEE_REQUIRED = ErrorSpec("payee_required", 422, "A withdrawal to WeChat change or an Alipay account needs a payee")
 PAYEE_INVALID = ErrorSpec("payee_invalid", 422, "The payee does not fit the withdrawal's rail")

@@ -78,6 +78,20 @@ def top_up(
     return [*out, cr(target, amount_minor, currency)]
 
 
+def top_up_refund(
+    *, clearing: str, fee_expense: str, source: str, amount_minor: int, top_up_minor: int, top_up_fee_minor: int,
+    currency: str,
+) -> list[Posting]:  # fmt: skip
+    """§3.7 reversed for a (partial) refund of a top-up at its channel: Dr the sub-account R, Cr channel_clearing
+    (R − fee share), Cr channel_fee_expense fee share, the top-up's channel fee scaled by R / top-up and rounded
+    down, as a payment's refund (§3.3): the channel returns that share of its fee."""
+    fee = min(top_up_fee_minor, top_up_fee_minor * amount_minor // top_up_minor) if top_up_minor > 0 else 0
+    out = [dr(source, amount_minor, currency)]
+    if amount_minor > fee:
+        out.append(cr(clearing, amount_minor - fee, currency))
+    return [*out, cr(fee_expense, fee, currency)] if fee else out
+
+
 def withdraw(
     *, wallet: str, escrow: str, fee_income: str, amount_minor: int, fee_minor: int, currency: str
 ) -> list[Posting]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 
 from libs.common.settings import ServiceSettings, service_settings_config
@@ -31,6 +33,13 @@ class Settings(ServiceSettings):
     # `url`): the gateway's public address. Empty = `gateway_url` (right when that is the public address too),
     # else `public_base_url`. Set it when the cashier reaches the gateway at an internal address.
     checkout_base_url: str = Field(default="", pattern=r"^(https?://[^/?#\s]+/?)?$")
+
+    # Test mode (docs/test-mode.md, domain/modes.py): the hosts (`host` or `host:port`) whose channel endpoints are
+    # sandboxes. Empty: the channels' public sandboxes, plus loopback in dev/test (where the local sandboxes run).
+    sandbox_hosts: list[str] = Field(default_factory=list)
+    # The mode of a payment whose caller's identity carries none (a service, such as the ledger asking for a
+    # wallet top-up; the dev header). Empty: live in prod, test in dev/test.
+    default_mode: Literal["test", "live", ""] = ""
 
     # Payment expiry when the merchant gives none, and the furthest it may be.
     payment_expiry_default_seconds: int = Field(default=30 * 60, ge=60, le=24 * 3600)

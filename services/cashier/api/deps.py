@@ -9,7 +9,9 @@ from fastapi import Depends, Query, Request
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import InternalIdentity, MerchantScope
+from services.cashier.domain.errors import PAYMENT_NOT_FOUND
 from services.cashier.flows.context import Cashier
+from services.cashier.store.payments import get_payment
 
 
 def get_cashier(request: Request) -> Cashier:
@@ -26,6 +28,28 @@ Caller = InternalIdentity
 CashierDep = Annotated[Cashier, Depends(get_cashier)]
 
 PAGE_SIZE_DEFAULT = 20
+
+
+async def ensure_payment_in_mode(cashier: Cashier, caller: InternalIdentity, merchant_id: str, payment_id: str) -> None:
+    """404 `payment_not_found` when the caller's key is of the other mode than the payment (docs/test-mode.md):
+    a test key never refunds, lists or reads anything of a live payment, nor the other way round. A payment that
+    does not exist at all is left to the endpoint itself (its own 404)."""
+    livemode = cashier.livemode_filter(caller)
+    if livemode is None:
+        return
+    async with cashier.uow.read() as conn:
+        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
+    if payment is not None and payment.livemode is not livemode:
+        raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+
+
+async def _payment_in_mode(payment_id: str, merchant_id: MerchantScope, caller: InternalIdentity,
+                           cashier: Annotated[Cashier, Depends(get_cashier)]) -> None:  # fmt: skip
+    await ensure_payment_in_mode(cashier, caller, merchant_id, payment_id)
+
+
+# For routes under /v1/payments/{payment_id}/…: the payment must be of the caller's mode.
+PaymentOfCallersMode = Depends(_payment_in_mode)
 
 
 def _page_size(default: int | None) -> Callable[..., int]:

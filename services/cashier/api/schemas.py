@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from libs.common.metadata import Metadata
+from libs.common.modes import Mode
 from libs.common.money import AmountMinor, Currency
 from libs.common.paging import ListPage
 from services.cashier.domain.payments import (
@@ -176,6 +177,7 @@ class PaymentResponse(BaseModel):
         description="The coupon redeemed: {coupon_id, redemption_id, stock_id, campaign_id, party, "
         "platform_share_bps, platform_minor, merchant_minor, channel_minor}"
     )
+    livemode: bool = Field(description="Made with a live key (real money); false: a test payment at a sandbox")
     created_at: datetime
     attempts: list[AttemptResponse] = Field(default_factory=list)
 
@@ -260,6 +262,12 @@ class MerchantChannelRequest(BaseModel):
     priority: int = Field(default=100, ge=0, le=10_000, description="Fallback order when routing is down; lower first")
     enabled: bool = True
     config: dict[str, Any] = Field(description="The connector's config: keys, base URL, timeouts")
+    mode: Mode | None = Field(
+        default=None,
+        description="test (only sandboxes; serves test keys) or live (only real channels; serves live keys). "
+        "Default: test when every endpoint of the config is a sandbox, else live; a contradiction is 422 "
+        "channel_mode_mismatch (docs/test-mode.md)",
+    )
 
 
 class MerchantChannelResponse(BaseModel):
@@ -267,6 +275,7 @@ class MerchantChannelResponse(BaseModel):
     channel: str
     priority: int
     enabled: bool
+    mode: Mode
     version: int
     config: dict[str, Any] = Field(description="Secrets redacted")
     notify_url: str

@@ -13,6 +13,7 @@ convention `fail`; UnionPay: anything but HTTP 200; the e-CNY bank: anything but
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,6 +174,34 @@ def build_connector(channel: str, config: dict[str, Any]) -> Connector:
         return spec.build(config)
     except (ValidationError, ValueError, TypeError) as exc:
         raise Problem(INVALID_CHANNEL_CONFIG, f"{channel}: {exc}"[:500]) from exc
+
+
+# What each channel's connector calls (the config fields holding its hosts) and the default a left-out field takes
+# (`module:CONSTANT`, the connector's production host; None: no default). Test mode decides from these whether a
+# configuration points at a sandbox (domain/modes.py).
+_ENDPOINT_FIELDS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "wechatpay": (("base_url", "services.cashier.connectors.wechatpay.models:PRODUCTION_BASE_URL"),),
+    "alipay": (("gateway_url", "services.cashier.connectors.alipay.models:PRODUCTION_GATEWAY_URL"),),
+    "unionpay": (
+        ("base_url", "services.cashier.connectors.unionpay.models:PRODUCTION_BASE_URL"),
+        ("file_base_url", None),
+    ),
+    "ecny": (("base_url", None),),
+    "wallet": (("ledger_url", None),),
+}
+
+
+def channel_endpoints(channel: str, config: dict[str, Any]) -> list[str]:
+    """The URLs a connector built from `config` would call (left-out fields at their production defaults)."""
+    urls: list[str] = []
+    for name, default in _ENDPOINT_FIELDS.get(channel, ()):
+        value = config.get(name)
+        if not value and default is not None:
+            module, _, constant = default.partition(":")
+            value = getattr(importlib.import_module(module), constant)
+        if isinstance(value, str) and value:
+            urls.append(value)
+    return urls
 
 
 def connector_scene(scene: PaymentScene) -> Scene:

@@ -42,6 +42,10 @@ CHANNEL_REFUSED = ErrorSpec("channel_refused", 402, "The channel refused the req
 INVALID_SIGNATURE = ErrorSpec("invalid_signature", 400, "The message signature could not be verified")
 UNKNOWN_CHANNEL = ErrorSpec("unknown_channel", 404, "No connector exists for this channel")
 INVALID_CHANNEL_CONFIG = ErrorSpec("invalid_channel_config", 422, "The channel configuration is not valid")
+# A test configuration pointing at a real channel host, or a live one at a sandboxes (domain/modes.py).
+CHANNEL_MODE_MISMATCH = ErrorSpec(
+    "channel_mode_mismatch", 422, "Test configurations point only at sandboxes, live ones only at real channels"
+)
 INSUFFICIENT_FUNDS = ErrorSpec("insufficient_funds", 402, "The payer's wallet balance is too low for this payment")
 WALLET_NOT_FOUND = ErrorSpec("wallet_not_found", 422, "The payer has no wallet in this currency")
 PAYMENT_NOT_CONFIRMABLE = ErrorSpec(
@@ -106,6 +110,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     INVALID_SIGNATURE,
     UNKNOWN_CHANNEL,
     INVALID_CHANNEL_CONFIG,
+    CHANNEL_MODE_MISMATCH,
     EXPIRY_OUT_OF_RANGE,
     INSUFFICIENT_FUNDS,
     WALLET_NOT_FOUND,

@@ -12,13 +12,15 @@ import httpx
 
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
+from libs.common.internal_auth import Identity
 from libs.common.logging import get_logger
-from services.cashier.clients.ledger import LedgerClient
+from libs.common.modes import Mode, livemode_of, mode_of
 from services.cashier.clients.marketing import MarketingClient
 from services.cashier.config import Settings
 from services.cashier.connectors.base import Connector
 from services.cashier.connectors.registry import build_connector, close_connector
 from services.cashier.domain.errors import NO_ROUTE_AVAILABLE
+from services.cashier.domain.modes import default_sandbox_hosts
 from services.cashier.flows.routing import RoutingClient
 from services.cashier.flows.split_checks import SettlementClient
 from services.cashier.flows.webhook_targets import webhook_client
@@ -44,24 +46,35 @@ class ConnectorPool:
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     _connectors: dict[tuple[str, str], tuple[int, Connector]] = field(default_factory=dict)
 
-    async def get(self, merchant_id: str, channel: str) -> Connector:
+    async def get(self, merchant_id: str, channel: str, *, livemode: bool | None = None) -> Connector:
+        """The connector of the merchant's `channel` config; with `livemode` (the payment's), only a config of
+        that mode: a test payment never reaches a live channel, even if the config was switched meanwhile."""
         async with self.uow.read() as conn:
             row = await get_channel(conn, merchant_id, channel)
         if row is None:
             raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has no {channel} channel configured")
+        if livemode is not None and row.mode != mode_of(livemode):
+            raise Problem(
+                NO_ROUTE_AVAILABLE,
+                f"merchant {merchant_id}'s {channel} configuration is {row.mode}; a {mode_of(livemode)} payment "
+                "cannot use it",
+            )
         key = (merchant_id, channel)
         cached = self._connectors.get(key)
         if cached is not None and cached[0] == row.version:
             return cached[1]
-        config = dict(row.config)
-        if channel in self.defaults:  # the merchant's own non-empty values win
-            config = {**self.defaults[channel], **{k: v for k, v in config.items() if v not in ("", None)}}
-        connector = build_connector(channel, config)
+        connector = build_connector(channel, self.effective_config(channel, dict(row.config)))
         self._connectors[key] = (row.version, connector)
         if cached is not None:
             with contextlib.suppress(Exception):
                 await close_connector(cached[1])
         return connector
+
+    def effective_config(self, channel: str, config: dict[str, Any]) -> dict[str, Any]:
+        """The stored config over what the cashier supplies itself (the merchant's own non-empty values win)."""
+        if channel not in self.defaults:
+            return config
+        return {**self.defaults[channel], **{k: v for k, v in config.items() if v not in ("", None)}}
 
     async def aclose(self) -> None:
         for _, connector in self._connectors.values():
@@ -80,8 +93,24 @@ class Cashier:
     settlement: SettlementClient
     marketing: MarketingClient
     clock: Callable[[], datetime] = utc_now
-    # Top-up refunds' balance hold (clients/ledger.py); None in tests that build a Cashier without it.
-    ledger: LedgerClient | None = None
+
+    def sandbox_hosts(self) -> frozenset[str]:
+        """The hosts whose channel endpoints are sandboxes (domain/modes.py)."""
+        configured = self.settings.sandbox_hosts
+        return frozenset(configured) if configured else default_sandbox_hosts(self.settings.env)
+
+    def mode_of(self, identity: Identity) -> Mode:
+        """The mode of what `identity` creates: its API key's, else the default (live in prod)."""
+        if identity.mode is not None:
+            return identity.mode
+        if self.settings.default_mode:
+            return self.settings.default_mode
+        return "live" if self.settings.env == "prod" else "test"
+
+    @staticmethod
+    def livemode_filter(identity: Identity) -> bool | None:
+        """Which objects `identity` may see: only its key's mode; None (both, each marked) without a key mode."""
+        return livemode_of(identity.mode) if identity.mode is not None else None
 
     def notify_url(self, channel: str, merchant_id: str) -> str:
         return f"{self.settings.public_base_url.rstrip('/')}/v1/notify/{channel}/{merchant_id}"
@@ -92,8 +121,6 @@ class Cashier:
         await self.webhook_http.aclose()
         await self.settlement.aclose()
         await self.marketing.aclose()
-        if self.ledger is not None:
-            await self.ledger.aclose()
 
 
 def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
@@ -116,11 +143,6 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
         marketing=MarketingClient(
             settings.marketing_url,
             timeout_seconds=settings.marketing_timeout_seconds,
-            identity_secret=settings.internal_token_secret.get_secret_value(),
-        ),
-        ledger=LedgerClient(
-            settings.ledger_url,
-            timeout_seconds=settings.ledger_timeout_seconds,
             identity_secret=settings.internal_token_secret.get_secret_value(),
         ),
     )

@@ -9,6 +9,7 @@ from sqlalchemy import Row, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.modes import Mode
 from services.cashier.store.tables import merchant_channels, merchants
 
 
@@ -41,10 +42,18 @@ async def update_merchant(
 
 
 async def upsert_channel(
-    conn: AsyncConnection, *, merchant_id: str, channel: str, priority: int, enabled: bool, config: dict[str, Any]
+    conn: AsyncConnection,
+    *,
+    merchant_id: str,
+    channel: str,
+    priority: int,
+    enabled: bool,
+    config: dict[str, Any],
+    mode: Mode,
 ) -> Row[Any]:
+    """The merchant's one config of `channel`, in `mode` (checked against its endpoints by domain/modes.py)."""
     statement = insert(merchant_channels).values(
-        merchant_id=merchant_id, channel=channel, priority=priority, enabled=enabled, config=config
+        merchant_id=merchant_id, channel=channel, priority=priority, enabled=enabled, config=config, mode=mode
     )
     upsert = statement.on_conflict_do_update(
         index_elements=[merchant_channels.c.merchant_id, merchant_channels.c.channel],
@@ -52,6 +61,7 @@ async def upsert_channel(
             "priority": statement.excluded.priority,
             "enabled": statement.excluded.enabled,
             "config": statement.excluded.config,
+            "mode": statement.excluded.mode,
             "version": merchant_channels.c.version + 1,
             "updated_at": func.now(),
         },
@@ -66,8 +76,13 @@ async def get_channel(conn: AsyncConnection, merchant_id: str, channel: str) -> 
     return (await conn.execute(query)).first()
 
 
-async def list_channels(conn: AsyncConnection, merchant_id: str, *, enabled_only: bool) -> Sequence[Row[Any]]:
+async def list_channels(
+    conn: AsyncConnection, merchant_id: str, *, enabled_only: bool, mode: Mode | None = None
+) -> Sequence[Row[Any]]:
+    """The merchant's configs in priority order; with `mode`, only those a payment of that mode may use."""
     query = select(merchant_channels).where(merchant_channels.c.merchant_id == merchant_id)
+    if mode is not None:
+        query = query.where(merchant_channels.c.mode == mode)
     if enabled_only:
         query = query.where(merchant_channels.c.enabled.is_(True))
     return (await conn.execute(query.order_by(merchant_channels.c.priority, merchant_channels.c.channel))).all()

@@ -29,8 +29,13 @@ async def insert_payment(conn: AsyncConnection, values: dict[str, Any]) -> Row[A
     return (await conn.execute(statement)).first()
 
 
-async def get_payment(conn: AsyncConnection, *, merchant_id: str, payment_id: str) -> Row[Any] | None:
+async def get_payment(
+    conn: AsyncConnection, *, merchant_id: str, payment_id: str, livemode: bool | None = None
+) -> Row[Any] | None:
+    """The merchant's payment; with `livemode`, only if it is of that mode (a test key never sees a live one)."""
     query = select(payments).where(payments.c.id == payment_id, payments.c.merchant_id == merchant_id)
+    if livemode is not None:
+        query = query.where(payments.c.livemode.is_(livemode))
     return (await conn.execute(query)).first()
 
 
@@ -60,10 +65,13 @@ async def list_payments(
     created_to: datetime | None = None,
     amount_from: int | None = None,
     amount_to: int | None = None,
+    livemode: bool | None = None,
 ) -> Sequence[Row[Any]]:
     """Newest first; the cursor is the last id of the previous page (ids sort by creation time). Amount bounds are
-    inclusive (minor units)."""
+    inclusive (minor units); `livemode` keeps one mode's payments (None: both)."""
     query = select(payments).where(payments.c.merchant_id == merchant_id)
+    if livemode is not None:
+        query = query.where(payments.c.livemode.is_(livemode))
     if after_id:
         query = query.where(payments.c.id < after_id)
     if status:

@@ -52,6 +52,9 @@ merchant_channels = Table(
     Column("priority", Integer, nullable=False, server_default=text("100")),  # fallback order, lower first
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("config", JSONB, nullable=False),  # the connector's config (keys, base URL); never returned by the API
+    # test | live (docs/test-mode.md, domain/modes.py): a test config points only at sandboxes and serves only test
+    # payments, a live one only real channels and live payments.
+    Column("mode", Text, nullable=False),
     Column("version", Integer, nullable=False, server_default=text("1")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -68,6 +71,7 @@ payments = Table(
     Column("description", Text, nullable=False),
     Column("scene", String(16), nullable=False),
     Column("payer", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("livemode", Boolean, nullable=False),  # made with a live key (or a live caller); test otherwise
     Column("notify_url", Text),
     Column("return_url", Text),
     Column("metadata", JSONB, nullable=False, server_default=text("'{}'::jsonb")),

@@ -17,8 +17,9 @@ from services.cashier.api.schemas import (
     MerchantResponse,
     MerchantUpdateRequest,
 )
-from services.cashier.connectors.registry import build_connector, close_connector, redacted
+from services.cashier.connectors.registry import build_connector, channel_endpoints, close_connector, redacted
 from services.cashier.domain.errors import MERCHANT_NOT_FOUND
+from services.cashier.domain.modes import config_mode
 from services.cashier.flows import merchants as merchant_flow
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.webhook_targets import ensure_allowed_notify_url
@@ -51,6 +52,8 @@ async def put_channel(
     merchant_id: str, channel: str, body: MerchantChannelRequest, cashier: CashierDep
 ) -> MerchantChannelResponse:
     await close_connector(build_connector(channel, body.config))  # refuses a config the connector cannot use
+    endpoints = channel_endpoints(channel, cashier.connectors.effective_config(channel, body.config))
+    mode = config_mode(channel, endpoints, body.mode, cashier.sandbox_hosts())  # test only at sandboxes
     await merchant_flow.open_merchant(cashier, merchant_id)  # the gateway's webhook secret, never a second one
     async with cashier.uow.begin() as tx:
         row = await upsert_channel(
@@ -60,6 +63,7 @@ async def put_channel(
             priority=body.priority,
             enabled=body.enabled,
             config=body.config,
+            mode=mode,
         )
     return _channel_response(cashier, row)
 
@@ -77,6 +81,7 @@ def _channel_response(cashier: Cashier, row: Any) -> MerchantChannelResponse:
         channel=row.channel,
         priority=row.priority,
         enabled=row.enabled,
+        mode=row.mode,
         version=row.version,
         config=redacted(row.channel, dict(row.config)),
         notify_url=cashier.notify_url(row.channel, row.merchant_id),

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response, status
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import DEV_KEY_ID
+from libs.common.modes import livemode_of
 from libs.common.paging import KnownQueryOnly, cursor_query
 from services.cashier.api.deps import Caller, CashierDep, MerchantId, PageSize
 from services.cashier.api.schemas import PaymentConfirmRequest, PaymentCreateRequest, PaymentPage, PaymentResponse
@@ -51,6 +52,7 @@ async def create(
         split=tuple((line.receiver_id, line.amount_minor) for line in body.split) if body.split is not None else None,
         coupon_id=body.coupon_id,
         coupon_code=body.coupon_code,
+        livemode=livemode_of(cashier.mode_of(caller)),
     )
     result = await create_payment(cashier, merchant_id=merchant_id, draft=draft)
     if not result.created:
@@ -70,6 +72,7 @@ def payer_of(body: PaymentCreateRequest) -> dict[str, Any]:
 @router.get("", dependencies=[KnownQueryOnly])
 async def list_(
     merchant_id: MerchantId,
+    caller: Caller,
     cashier: CashierDep,
     limit: PageSize,
     merchant_order_no: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
@@ -85,7 +88,9 @@ async def list_(
     """Newest first, each payment with its attempts. `merchant_order_no` looks one payment up: a list of one, or
     an empty list when there is none (a list never 404s). Amounts filter in minor units: an exact amount does not
     combine with a range, and a range whose lower end is above its upper end is refused rather than answered with
-    an empty page that would look like "no such payments"."""
+    an empty page that would look like "no such payments". A test key lists only test payments, a live key only
+    live ones (docs/test-mode.md)."""
+    livemode = cashier.livemode_filter(caller)
     if channel is not None and channel not in CHANNELS:
         raise Problem(VALIDATION_FAILED, f"unknown channel {channel!r}; known: {sorted(CHANNELS)}", field="channel")
     if amount_minor is not None and (amount_minor_gte is not None or amount_minor_lte is not None):
@@ -97,7 +102,7 @@ async def list_(
     async with cashier.uow.read() as conn:
         if merchant_order_no is not None:
             one = await get_payment_by_order_no(conn, merchant_id=merchant_id, merchant_order_no=merchant_order_no)
-            rows: Sequence[Any] = [one] if one is not None else []
+            rows: Sequence[Any] = [one] if one is not None and livemode in (None, one.livemode) else []
             limit = max(limit, 1)
         else:
             rows = await list_payments(
@@ -111,6 +116,7 @@ async def list_(
                 created_to=created_to,
                 amount_from=amount_minor if amount_minor is not None else amount_minor_gte,
                 amount_to=amount_minor if amount_minor is not None else amount_minor_lte,
+                livemode=livemode,
             )
         attempts = await list_attempts_of(conn, [r.id for r in rows[:limit]])
     return PaymentPage.of(
@@ -122,13 +128,20 @@ async def list_(
 
 
 @router.get("/{payment_id}")
-async def read(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentResponse:
-    return PaymentResponse.model_validate(await read_payment(cashier, merchant_id=merchant_id, payment_id=payment_id))
+async def read(payment_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> PaymentResponse:
+    """404 for a payment of the other mode than the caller's key (docs/test-mode.md)."""
+    view = await read_payment(
+        cashier, merchant_id=merchant_id, payment_id=payment_id, livemode=cashier.livemode_filter(caller)
+    )
+    return PaymentResponse.model_validate(view)
 
 
 @router.post("/{payment_id}/close")
-async def close(payment_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentResponse:
-    return PaymentResponse.model_validate(await close_payment(cashier, merchant_id=merchant_id, payment_id=payment_id))
+async def close(payment_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> PaymentResponse:
+    view = await close_payment(
+        cashier, merchant_id=merchant_id, payment_id=payment_id, livemode=cashier.livemode_filter(caller)
+    )
+    return PaymentResponse.model_validate(view)
 
 
 @router.post("/{payment_id}/confirm")

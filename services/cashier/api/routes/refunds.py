@@ -6,15 +6,26 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
+from libs.common.errors import Problem
 from libs.common.paging import KnownQueryOnly, cursor_query
-from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax
+from services.cashier.api.deps import (
+    Caller,
+    CashierDep,
+    MerchantId,
+    PageSizeOrMax,
+    PaymentOfCallersMode,
+    ensure_payment_in_mode,
+)
 from services.cashier.api.schemas import RefundCreateRequest, RefundList, RefundResponse
+from services.cashier.domain.errors import REFUND_NOT_FOUND
 from services.cashier.flows.refunds import RefundDraft, create_refund, read_refund, read_refunds
 
 router = APIRouter(tags=["refunds"])
 
 
-@router.post("/v1/payments/{payment_id}/refunds", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/v1/payments/{payment_id}/refunds", status_code=status.HTTP_201_CREATED, dependencies=[PaymentOfCallersMode]
+)
 async def create(
     payment_id: str,
     body: RefundCreateRequest,
@@ -35,7 +46,7 @@ async def create(
     return RefundResponse.model_validate(result.refund)
 
 
-@router.get("/v1/payments/{payment_id}/refunds", dependencies=[KnownQueryOnly])
+@router.get("/v1/payments/{payment_id}/refunds", dependencies=[KnownQueryOnly, PaymentOfCallersMode])
 async def list_for_payment(
     payment_id: str,
     merchant_id: MerchantId,
@@ -52,5 +63,11 @@ async def list_for_payment(
 
 
 @router.get("/v1/refunds/{refund_id}")
-async def read(refund_id: str, merchant_id: MerchantId, cashier: CashierDep) -> RefundResponse:
-    return RefundResponse.model_validate(await read_refund(cashier, merchant_id=merchant_id, refund_id=refund_id))
+async def read(refund_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> RefundResponse:
+    """404 for a refund of a payment of the other mode than the caller's key (docs/test-mode.md)."""
+    refund = await read_refund(cashier, merchant_id=merchant_id, refund_id=refund_id)
+    try:
+        await ensure_payment_in_mode(cashier, caller, merchant_id, refund["payment_id"])
+    except Problem:
+        raise Problem(REFUND_NOT_FOUND, f"refund {refund_id} does not exist") from None
+    return RefundResponse.model_validate(refund)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from libs.common.errors import Problem
 from libs.common.paging import KnownQueryOnly, cursor_query
-from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax
+from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax, PaymentOfCallersMode
 from services.cashier.api.schemas import WebhookDeliveryList, WebhookDeliveryResponse
 from services.cashier.domain.errors import PAYMENT_NOT_FOUND, WEBHOOK_DELIVERY_NOT_FOUND
 from services.cashier.flows.views import delivery_view
@@ -18,7 +18,7 @@ from services.cashier.store.webhooks import get_delivery, list_deliveries, list_
 router = APIRouter(tags=["webhooks"])
 
 
-@router.get("/v1/payments/{payment_id}/webhook-deliveries", dependencies=[KnownQueryOnly])
+@router.get("/v1/payments/{payment_id}/webhook-deliveries", dependencies=[KnownQueryOnly, PaymentOfCallersMode])
 async def list_for_payment(
     payment_id: str,
     merchant_id: MerchantId,

@@ -14,6 +14,7 @@ from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.faults import crash_point
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
+from libs.common.modes import mode_of
 from services.cashier.clients.marketing import CouponHeld, CouponLock
 from services.cashier.connectors.base import (
     ChannelError,
@@ -108,9 +109,12 @@ class PaymentDraft:
     profit_sharing: bool = False
     coupon_id: str | None = None  # the payer's coupon to redeem (marketing locks it and prices the discount)
     coupon_code: str | None = None  # or the same coupon named by its code (never stored: only in the fingerprint)
+    # Test or live (docs/test-mode.md): the caller's key mode. Only configs of the same mode are candidates. Not in
+    # the fingerprint: an order number reused in the other mode is refused by `_replay` without naming the payment.
+    livemode: bool = False
 
     def fingerprint(self) -> str:
-        fields = {k: getattr(self, k) for k in self.__slots__}
+        fields = {k: getattr(self, k) for k in self.__slots__ if k != "livemode"}
         fields["expire_at"] = self.expire_at.isoformat() if self.expire_at else None
         # Contract A fields count only when set, so payments created before them keep their fingerprint.
         for name, default in _FINGERPRINT_DEFAULTS.items():
@@ -146,9 +150,12 @@ class CreateResult:
     created: bool  # False: an identical earlier request; its payment is returned unchanged
 
 
-async def read_payment(cashier: Cashier, *, merchant_id: str, payment_id: str) -> dict[str, Any]:
+async def read_payment(
+    cashier: Cashier, *, merchant_id: str, payment_id: str, livemode: bool | None = None
+) -> dict[str, Any]:
+    """The payment with its attempts; with `livemode`, 404 for a payment of the other mode."""
     async with cashier.uow.read() as conn:
-        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
+        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id, livemode=livemode)
         if payment is None:
             raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
         return payment_view(payment, await list_attempts(conn, payment.id))
@@ -161,6 +168,11 @@ async def _replay(cashier: Cashier, merchant_id: str, draft: PaymentDraft, finge
         )
         if existing is None:
             return None
+        if existing.livemode != draft.livemode:  # never show a payment of the other mode, not even its id
+            raise Problem(
+                DUPLICATE_MERCHANT_ORDER,
+                f"merchant order {draft.merchant_order_no} was already used in {mode_of(existing.livemode)} mode",
+            )
         if existing.request_sha256 != fingerprint:
             raise Problem(
                 DUPLICATE_MERCHANT_ORDER,
@@ -192,8 +204,9 @@ async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, p
     impossible payment is refused with a precise code and nothing created.
     """
     code_channel = payment_codes.code_channel(draft.auth_code) if draft.auth_code else None
-    async with cashier.uow.read() as conn:
-        rows = await list_channels(conn, merchant_id, enabled_only=True)
+    mode = mode_of(draft.livemode)
+    async with cashier.uow.read() as conn:  # test payments only at test (sandbox) configs, live only at live ones
+        rows = await list_channels(conn, merchant_id, enabled_only=True, mode=mode)
     channels = [row.channel for row in rows if row.channel in CHANNELS]
     if draft.preferred_channels:
         channels = [c for c in draft.preferred_channels if c in channels]
@@ -201,7 +214,12 @@ async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, p
     if code_channel is not None:  # the code decides the channel: only its route and fee are asked for
         channels = [c for c in channels if c == code_channel]
     if not channels:
-        raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has no eligible channel configured")
+        raise Problem(
+            NO_ROUTE_AVAILABLE,
+            f"merchant {merchant_id} has no eligible {mode} channel configuration ({mode} keys use only {mode} "
+            "configurations: docs/test-mode.md)",
+            livemode=draft.livemode,
+        )
     by_scene = [c for c in channels if draft.scene in CHANNELS[c].scenes or c == code_channel]
     if draft.scene in (PaymentScene.JSAPI, PaymentScene.MINI_PROGRAM):
         by_scene = _payer_can_use(draft.payer, by_scene)
@@ -397,6 +415,7 @@ async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft
                 "notify_url": draft.notify_url,
                 "return_url": draft.return_url,
                 "metadata": draft.metadata,
+                "livemode": draft.livemode,
                 "status": PaymentStatus.CREATED.value,
                 "expire_at": expire_at,
                 # A top-up is the platform collecting for a user's wallet (ledger §3.7): no merchant to charge.
@@ -543,7 +562,7 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | No
     started = time.perf_counter()
     failure: tuple[str, str, bool] | None = None
     try:
-        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
         crash_point("cashier.prepay.before_call")
         async with asyncio.timeout(cashier.settings.redrive_grace_seconds * PREPAY_SHARE_OF_LEASE):
             result = await connector.prepay(request)
@@ -578,7 +597,7 @@ async def _charge_code_once(cashier: Cashier, payment: Any, attempt: Any) -> Non
     started = time.perf_counter()
     result: TradeQueryResult | None = None
     try:
-        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
         crash_point("cashier.prepay.before_call")
         async with asyncio.timeout(cashier.settings.redrive_grace_seconds * PREPAY_SHARE_OF_LEASE):
             result = await payment_codes.charge(connector, payment_codes.code_request(payment, attempt))
@@ -790,10 +809,13 @@ async def _redrive_now(cashier: Cashier, payment_id: str) -> None:
         await asyncio.sleep(REDRIVE_WAIT_POLL_SECONDS)
 
 
-async def close_payment(cashier: Cashier, *, merchant_id: str, payment_id: str) -> dict[str, Any]:
-    """Merchant close: at the channel first, then locally. A payment the payer already paid is not closed."""
+async def close_payment(
+    cashier: Cashier, *, merchant_id: str, payment_id: str, livemode: bool | None = None
+) -> dict[str, Any]:
+    """Merchant close: at the channel first, then locally. A payment the payer already paid is not closed.
+    With `livemode`, a payment of the other mode is 404 (docs/test-mode.md)."""
     async with cashier.uow.read() as conn:
-        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
+        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id, livemode=livemode)
     if payment is None:
         raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
     if payment.status == PaymentStatus.CLOSED:
@@ -827,7 +849,7 @@ async def _close_at_channel(cashier: Cashier, payment: Any) -> str:
     if attempt is None or attempt.status not in (AttemptStatus.CREATED, AttemptStatus.PROCESSING):
         return "open"
     try:
-        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
         result = await connector.query(attempt.out_trade_no)
         if await apply_trade_result(cashier, attempt_id=attempt.id, result=result, source="close"):
             return "final"

@@ -15,6 +15,7 @@ from libs.common.errors import Problem
 from libs.common.internal_auth import Identity
 from libs.common.logging import get_logger
 from libs.common.modes import Mode, livemode_of, mode_of
+from services.cashier.clients.ledger import LedgerClient
 from services.cashier.clients.marketing import MarketingClient
 from services.cashier.config import Settings
 from services.cashier.connectors.base import Connector
@@ -93,6 +94,8 @@ class Cashier:
     settlement: SettlementClient
     marketing: MarketingClient
     clock: Callable[[], datetime] = utc_now
+    # Top-up refunds' balance hold (clients/ledger.py); None in tests that build a Cashier without it.
+    ledger: LedgerClient | None = None
 
     def sandbox_hosts(self) -> frozenset[str]:
         """The hosts whose channel endpoints are sandboxes (domain/modes.py)."""
@@ -121,6 +124,8 @@ class Cashier:
         await self.webhook_http.aclose()
         await self.settlement.aclose()
         await self.marketing.aclose()
+        if self.ledger is not None:
+            await self.ledger.aclose()
 
 
 def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
@@ -143,6 +148,11 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
         marketing=MarketingClient(
             settings.marketing_url,
             timeout_seconds=settings.marketing_timeout_seconds,
+            identity_secret=settings.internal_token_secret.get_secret_value(),
+        ),
+        ledger=LedgerClient(
+            settings.ledger_url,
+            timeout_seconds=settings.ledger_timeout_seconds,
             identity_secret=settings.internal_token_secret.get_secret_value(),
         ),
     )

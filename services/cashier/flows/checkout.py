@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
+from libs.common.modes import mode_of
 from libs.common.web import Runtime, run_rounds
 from services.cashier.connectors.registry import CHANNELS
 from services.cashier.domain import checkout as rules
@@ -75,9 +76,12 @@ class SessionDraft:
     locale: str | None
     wallet_holder_id: str | None
     metadata: dict[str, str]
+    # Test or live (docs/test-mode.md): the mode of the session's payments. Not in the fingerprint: an order number
+    # reused in the other mode is refused without naming the session.
+    livemode: bool = False
 
     def fingerprint(self) -> str:
-        return request_fingerprint({k: getattr(self, k) for k in self.__slots__})
+        return request_fingerprint({k: getattr(self, k) for k in self.__slots__ if k != "livemode"})
 
 
 def _token(cashier: Cashier, session_id: str) -> str:
@@ -119,6 +123,7 @@ def session_view(cashier: Cashier, row: Any) -> dict[str, Any]:
         "payment_id": row.paid_payment_id,
         "payments_started": row.payment_seq,
         "payment_link_id": row.payment_link_id,
+        "livemode": row.livemode,
         "completed_at": row.completed_at,
         "expired_at": row.expired_at,
         "created_at": row.created_at,
@@ -173,12 +178,18 @@ async def create_session(
             "return_url": draft.return_url, "cancel_url": draft.cancel_url, "locale": draft.locale,
             "wallet_holder_id": draft.wallet_holder_id, "metadata": draft.metadata,
             "status": rules.SessionStatus.OPEN.value, "expires_at": expires_at, "payment_link_id": payment_link_id,
+            "livemode": draft.livemode,
         })  # fmt: skip
         if row is None:
             row = await store.get_session_by_order_no(
                 tx.conn, merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no
             )
             assert row is not None
+            if row.livemode != draft.livemode:  # never show a session of the other mode, not even its id
+                raise Problem(
+                    DUPLICATE_MERCHANT_ORDER,
+                    f"merchant order {draft.merchant_order_no} already has a checkout session in the other mode",
+                )
             if row.request_sha256 != fingerprint:
                 raise Problem(
                     DUPLICATE_MERCHANT_ORDER,
@@ -189,19 +200,28 @@ async def create_session(
     return session_view(cashier, row), True
 
 
-async def read_session(cashier: Cashier, *, merchant_id: str, session_id: str) -> dict[str, Any]:
+async def _merchant_session(cashier: Cashier, merchant_id: str, session_id: str, livemode: bool | None) -> Any:
+    """The merchant's session; None when there is none or it is of the other mode than `livemode`."""
     async with cashier.uow.read() as conn:
         row = await store.get_session(conn, merchant_id=merchant_id, session_id=session_id)
+    return row if row is not None and livemode in (None, row.livemode) else None
+
+
+async def read_session(
+    cashier: Cashier, *, merchant_id: str, session_id: str, livemode: bool | None = None
+) -> dict[str, Any]:
+    row = await _merchant_session(cashier, merchant_id, session_id, livemode)
     if row is None:
         raise Problem(rules.CHECKOUT_SESSION_NOT_FOUND, f"checkout session {session_id} does not exist")
     return session_view(cashier, await settle(cashier, row))
 
 
-async def expire_now(cashier: Cashier, *, merchant_id: str, session_id: str) -> dict[str, Any]:
+async def expire_now(
+    cashier: Cashier, *, merchant_id: str, session_id: str, livemode: bool | None = None
+) -> dict[str, Any]:
     """The merchant ends an open session now (its live payment is closed at the channel first). A session
     already completed is answered 409 `checkout_session_not_open`; an expired one as it is."""
-    async with cashier.uow.read() as conn:
-        row = await store.get_session(conn, merchant_id=merchant_id, session_id=session_id)
+    row = await _merchant_session(cashier, merchant_id, session_id, livemode)
     if row is None:
         raise Problem(rules.CHECKOUT_SESSION_NOT_FOUND, f"checkout session {session_id} does not exist")
     row = await _expire(cashier, await settle(cashier, row))
@@ -429,13 +449,13 @@ def _signed_return(row: Any, merchant: Any) -> str | None:
 
 
 async def page_methods(
-    cashier: Cashier, merchant_id: str, *, allowed_methods: Sequence[str] | None, currency: str
+    cashier: Cashier, merchant_id: str, *, allowed_methods: Sequence[str] | None, currency: str, livemode: bool
 ) -> list[str]:
     """The merchant's enabled channels a hosted page can offer for `currency`, within `allowed_methods` (None:
-    all), in the merchant's priority order. A page load narrows them further by scene and routing
-    (`available_methods`); a payment link's poster names these."""
+    all), in the merchant's priority order, of the page's mode only (a test session offers only test configs). A
+    page load narrows them further by scene and routing (`available_methods`); a payment link's poster names these."""
     async with cashier.uow.read() as conn:
-        rows = await list_channels(conn, merchant_id, enabled_only=True)
+        rows = await list_channels(conn, merchant_id, enabled_only=True, mode=mode_of(livemode))
     return [
         row.channel
         for row in rows
@@ -452,7 +472,7 @@ async def available_methods(cashier: Cashier, row: Any, *, scene: str) -> list[s
     unreachable: the merchant's own channels, as for every payment)."""
     offered: list[str] = []
     for channel in await page_methods(
-        cashier, row.merchant_id, allowed_methods=row.allowed_methods, currency=row.currency
+        cashier, row.merchant_id, allowed_methods=row.allowed_methods, currency=row.currency, livemode=row.livemode
     ):
         page_scene = rules.channel_scene(channel, scene)
         if page_scene not in rules.PAGE_SCENES[channel] or PaymentScene(page_scene) not in CHANNELS[channel].scenes:
@@ -534,7 +554,7 @@ async def _begin(
         expire_at=row.expires_at, notify_url=None,
         return_url=f"{pages_origin(cashier)}/checkout/{token}/result",
         metadata={**row.metadata, "checkout_session_id": row.id, "checkout_order_no": row.merchant_order_no},
-        preferred_channels=(method,), excluded_channels=(),
+        preferred_channels=(method,), excluded_channels=(), livemode=row.livemode,
     )  # fmt: skip
     try:
         result = await create_payment(cashier, merchant_id=row.merchant_id, draft=draft)

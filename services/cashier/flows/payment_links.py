@@ -40,6 +40,7 @@ class LinkDraft:
     max_uses: int | None
     expires_at: datetime | None
     metadata: dict[str, str]
+    livemode: bool = False  # the mode of its sessions and their payments (docs/test-mode.md)
 
 
 def link_url(cashier: Cashier, slug: str) -> str:
@@ -56,6 +57,7 @@ def link_view(cashier: Cashier, row: Any, *, uses: tuple[int, int] = (0, 0)) -> 
         "payer_fields": row.payer_fields, "allowed_methods": row.allowed_methods, "return_url": row.return_url,
         "max_uses": row.max_uses, "uses_completed": uses[0], "uses_open": uses[1], "expires_at": row.expires_at,
         "metadata": row.metadata, "created_at": row.created_at, "deactivated_at": row.deactivated_at,
+        "livemode": row.livemode,
     }  # fmt: skip
 
 
@@ -71,31 +73,37 @@ async def create_link(cashier: Cashier, *, merchant_id: str, draft: LinkDraft) -
             "description": draft.description, "payer_fields": list(draft.payer_fields),
             "allowed_methods": list(draft.allowed_methods) if draft.allowed_methods is not None else None,
             "return_url": draft.return_url, "max_uses": draft.max_uses, "expires_at": draft.expires_at,
-            "metadata": draft.metadata,
+            "metadata": draft.metadata, "livemode": draft.livemode,
         })  # fmt: skip
     return link_view(cashier, row)
 
 
-async def read_link(cashier: Cashier, *, merchant_id: str, link_id: str) -> dict[str, Any]:
+async def read_link(
+    cashier: Cashier, *, merchant_id: str, link_id: str, livemode: bool | None = None
+) -> dict[str, Any]:
+    """The merchant's link; 404 for a link of the other mode than `livemode` (docs/test-mode.md)."""
     async with cashier.uow.read() as conn:
         row = await store.get_link(conn, merchant_id=merchant_id, link_id=link_id)
-        if row is None:
+        if row is None or livemode not in (None, row.livemode):
             raise Problem(rules.PAYMENT_LINK_NOT_FOUND, f"payment link {link_id} does not exist")
         uses = await store.count_uses(conn, link_id=row.id, now=cashier.clock())
     return link_view(cashier, row, uses=uses)
 
 
 async def list_links(
-    cashier: Cashier, *, merchant_id: str, after: str | None, limit: int
+    cashier: Cashier, *, merchant_id: str, after: str | None, limit: int, livemode: bool | None = None
 ) -> tuple[list[dict[str, Any]], bool]:
     async with cashier.uow.read() as conn:
-        rows = await store.list_links(conn, merchant_id=merchant_id, after=after, limit=limit + 1)
+        rows = await store.list_links(conn, merchant_id=merchant_id, after=after, limit=limit + 1, livemode=livemode)
         uses = await store.count_uses_of(conn, [row.id for row in rows[:limit]], now=cashier.clock())
     return [link_view(cashier, row, uses=uses.get(row.id, (0, 0))) for row in rows[:limit]], len(rows) > limit
 
 
-async def deactivate_link(cashier: Cashier, *, merchant_id: str, link_id: str) -> dict[str, Any]:
+async def deactivate_link(
+    cashier: Cashier, *, merchant_id: str, link_id: str, livemode: bool | None = None
+) -> dict[str, Any]:
     """No new sessions from it; sessions already open stay payable until their own deadline."""
+    await read_link(cashier, merchant_id=merchant_id, link_id=link_id, livemode=livemode)  # 404 if not the caller's
     async with cashier.uow.begin() as tx:
         await store.deactivate_link(tx.conn, merchant_id=merchant_id, link_id=link_id, now=cashier.clock())
     return await read_link(cashier, merchant_id=merchant_id, link_id=link_id)
@@ -126,7 +134,7 @@ async def link_page(cashier: Cashier, slug: str) -> dict[str, Any]:
         "payer_fields": row.payer_fields, "url": link_url(cashier, row.slug),
         # What its poster may promise: the methods the link's sessions can offer (each page load may offer fewer)
         "methods": await page_methods(cashier, row.merchant_id, allowed_methods=row.allowed_methods,
-                                      currency=row.currency),
+                                      currency=row.currency, livemode=row.livemode),
     }  # fmt: skip
 
 
@@ -150,7 +158,7 @@ async def open_session(
         line_items=[], allowed_methods=tuple(link.allowed_methods) if link.allowed_methods is not None else None,
         return_url=link.return_url or f"{link_url(cashier, slug)}/paid", cancel_url=link_url(cashier, slug),
         expires_in_seconds=seconds, locale=None, wallet_holder_id=None,
-        metadata={**link.metadata, **values, "payment_link_id": link.id},
+        metadata={**link.metadata, **values, "payment_link_id": link.id}, livemode=link.livemode,
     )  # fmt: skip
     guard = functools.partial(_take_use, cashier, slug=slug, order_no=order_no)
     view, _ = await create_session(cashier, merchant_id=link.merchant_id, draft=draft, payment_link_id=link.id,

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -66,6 +67,7 @@ checkout_sessions = Table(
     Column("expired_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("payment_link_id", String(ID)),  # opened from this payment link (migration 0013)
+    Column("livemode", Boolean, nullable=False),  # its payments' mode (docs/test-mode.md, migration 0016)
     UniqueConstraint("merchant_id", "merchant_order_no", name="uq_checkout_sessions_merchant_order"),
     UniqueConstraint("token_sha256", name="uq_checkout_sessions_token"),
     CheckConstraint("amount_minor > 0", name="ck_checkout_sessions_amount_positive"),

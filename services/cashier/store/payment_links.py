@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -51,6 +52,7 @@ payment_links = Table(
     Column("metadata", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("deactivated_at", DateTime(timezone=True)),
+    Column("livemode", Boolean, nullable=False),  # its sessions' mode (docs/test-mode.md, migration 0016)
 )
 
 
@@ -70,9 +72,14 @@ async def get_link_by_slug(conn: AsyncConnection, slug: str, *, for_update: bool
     return (await conn.execute(query.with_for_update() if for_update else query)).first()
 
 
-async def list_links(conn: AsyncConnection, *, merchant_id: str, after: str | None, limit: int) -> list[Row[Any]]:
-    """The merchant's links, newest first (ids are time-ordered); `after` is the last id of the previous page."""
+async def list_links(
+    conn: AsyncConnection, *, merchant_id: str, after: str | None, limit: int, livemode: bool | None = None
+) -> list[Row[Any]]:
+    """The merchant's links, newest first (ids are time-ordered); `after` is the last id of the previous page;
+    `livemode` keeps one mode's links (None: both)."""
     query = select(payment_links).where(payment_links.c.merchant_id == merchant_id)
+    if livemode is not None:
+        query = query.where(payment_links.c.livemode.is_(livemode))
     if after is not None:
         query = query.where(payment_links.c.id < after)
     return list((await conn.execute(query.order_by(payment_links.c.id.desc()).limit(limit))).all())

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.metadata import METADATA_KEYS_MAX, Metadata, keys_at_most, metadata_description
+from libs.common.modes import livemode_of
 from libs.common.money import AmountMinor, Currency
 from services.cashier.api.deps import Caller, CashierDep, MerchantId
 from services.cashier.api.routes import payment_links
@@ -88,6 +89,7 @@ class SessionResponse(BaseModel):
     payment_id: str | None = Field(description="The payment that paid the session (completed only)")
     payments_started: int
     payment_link_id: str | None = Field(default=None, description="The payment link it was opened from")
+    livemode: bool = Field(description="Its payments are live (made with a live key); false: test, at sandboxes")
     completed_at: datetime | None
     expired_at: datetime | None
     created_at: datetime
@@ -125,7 +127,7 @@ class WalletPaymentRequest(BaseModel):
 
 @router.post("/v1/checkout/sessions", status_code=status.HTTP_201_CREATED)
 async def create(
-    body: SessionCreateRequest, merchant_id: MerchantId, cashier: CashierDep, response: Response
+    body: SessionCreateRequest, merchant_id: MerchantId, caller: Caller, cashier: CashierDep, response: Response
 ) -> SessionResponse:
     if body.line_items and sum(item.amount_minor for item in body.line_items) != body.amount_minor:
         raise Problem(VALIDATION_FAILED, "line_items must add up to amount_minor")
@@ -135,6 +137,7 @@ async def create(
         allowed_methods=tuple(body.allowed_methods) if body.allowed_methods is not None else None,
         return_url=body.return_url, cancel_url=body.cancel_url, expires_in_seconds=body.expires_in_seconds,
         locale=body.locale, wallet_holder_id=body.wallet_holder_id, metadata=dict(body.metadata),
+        livemode=livemode_of(cashier.mode_of(caller)),
     )  # fmt: skip
     view, created = await flows.create_session(cashier, merchant_id=merchant_id, draft=draft)
     if not created:
@@ -143,16 +146,19 @@ async def create(
 
 
 @router.get("/v1/checkout/sessions/{session_id}")
-async def read(session_id: str, merchant_id: MerchantId, cashier: CashierDep) -> SessionResponse:
+async def read(session_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> SessionResponse:
+    """404 for a session of the other mode than the caller's key (docs/test-mode.md)."""
+    livemode = cashier.livemode_filter(caller)
     return SessionResponse.model_validate(
-        await flows.read_session(cashier, merchant_id=merchant_id, session_id=session_id)
+        await flows.read_session(cashier, merchant_id=merchant_id, session_id=session_id, livemode=livemode)
     )
 
 
 @router.post("/v1/checkout/sessions/{session_id}/expire")
-async def expire(session_id: str, merchant_id: MerchantId, cashier: CashierDep) -> SessionResponse:
+async def expire(session_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> SessionResponse:
+    livemode = cashier.livemode_filter(caller)
     return SessionResponse.model_validate(
-        await flows.expire_now(cashier, merchant_id=merchant_id, session_id=session_id)
+        await flows.expire_now(cashier, merchant_id=merchant_id, session_id=session_id, livemode=livemode)
     )
 
 

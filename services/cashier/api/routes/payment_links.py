@@ -16,9 +16,10 @@ from fastapi import APIRouter, Path, status
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from libs.common.metadata import METADATA_KEYS_MAX, Metadata, keys_at_most, metadata_description
+from libs.common.modes import livemode_of
 from libs.common.money import AmountMinor, Currency
 from libs.common.paging import KnownQueryOnly, ListPage, cursor_query
-from services.cashier.api.deps import CashierDep, MerchantId, PageSize
+from services.cashier.api.deps import Caller, CashierDep, MerchantId, PageSize
 from services.cashier.api.schemas import ChannelName, Url
 from services.cashier.domain import payment_links as rules
 from services.cashier.flows import payment_links as flows
@@ -72,6 +73,7 @@ class PaymentLinkResponse(BaseModel):
     metadata: dict[str, Any]
     created_at: datetime
     deactivated_at: datetime | None
+    livemode: bool = Field(description="Its sessions' payments are live (made with a live key); false: test")
 
 
 class PaymentLinkList(ListPage[PaymentLinkResponse]):
@@ -89,13 +91,16 @@ class LinkSessionRequest(BaseModel):
 
 
 @router.post("/v1/payment-links", status_code=status.HTTP_201_CREATED)
-async def create(body: PaymentLinkCreateRequest, merchant_id: MerchantId, cashier: CashierDep) -> PaymentLinkResponse:
+async def create(
+    body: PaymentLinkCreateRequest, merchant_id: MerchantId, caller: Caller, cashier: CashierDep
+) -> PaymentLinkResponse:
     draft = flows.LinkDraft(
         amount_minor=body.amount_minor, amount_min_minor=body.amount_min_minor,
         amount_max_minor=body.amount_max_minor, currency=body.currency, description=body.description,
         payer_fields=tuple(dict.fromkeys(body.payer_fields)),
         allowed_methods=tuple(body.allowed_methods) if body.allowed_methods is not None else None,
         return_url=body.return_url, max_uses=body.max_uses, expires_at=body.expires_at, metadata=dict(body.metadata),
+        livemode=livemode_of(cashier.mode_of(caller)),
     )  # fmt: skip
     return PaymentLinkResponse.model_validate(await flows.create_link(cashier, merchant_id=merchant_id, draft=draft))
 
@@ -103,25 +108,33 @@ async def create(body: PaymentLinkCreateRequest, merchant_id: MerchantId, cashie
 @router.get("/v1/payment-links", dependencies=[KnownQueryOnly])
 async def list_links(
     merchant_id: MerchantId,
+    caller: Caller,
     cashier: CashierDep,
     limit: PageSize,
     cursor: Annotated[str | None, cursor_query(r"^pl_[0-9a-f]{32}$")] = None,
 ) -> PaymentLinkList:
     """Newest first; `next_cursor` (the last id) asks for the next page."""
-    links, more = await flows.list_links(cashier, merchant_id=merchant_id, after=cursor, limit=limit)
+    links, more = await flows.list_links(
+        cashier, merchant_id=merchant_id, after=cursor, limit=limit, livemode=cashier.livemode_filter(caller)
+    )
     return PaymentLinkList(data=[PaymentLinkResponse.model_validate(link) for link in links], has_more=more,
                            next_cursor=links[-1]["id"] if more else None)  # fmt: skip
 
 
 @router.get("/v1/payment-links/{link_id}")
-async def read(link_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentLinkResponse:
-    return PaymentLinkResponse.model_validate(await flows.read_link(cashier, merchant_id=merchant_id, link_id=link_id))
+async def read(link_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> PaymentLinkResponse:
+    """404 for a link of the other mode than the caller's key (docs/test-mode.md)."""
+    livemode = cashier.livemode_filter(caller)
+    return PaymentLinkResponse.model_validate(
+        await flows.read_link(cashier, merchant_id=merchant_id, link_id=link_id, livemode=livemode)
+    )
 
 
 @router.post("/v1/payment-links/{link_id}/deactivate")
-async def deactivate(link_id: str, merchant_id: MerchantId, cashier: CashierDep) -> PaymentLinkResponse:
+async def deactivate(link_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> PaymentLinkResponse:
+    livemode = cashier.livemode_filter(caller)
     return PaymentLinkResponse.model_validate(
-        await flows.deactivate_link(cashier, merchant_id=merchant_id, link_id=link_id)
+        await flows.deactivate_link(cashier, merchant_id=merchant_id, link_id=link_id, livemode=livemode)
     )
 
 

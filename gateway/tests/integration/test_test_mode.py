@@ -1,0 +1,199 @@
+"""Test mode: test and live keys, channel configurations and objects never mix (docs/test-mode.md).
+
+The real gateway in front of the real cashier, with the Alipay sandbox as the channel, over real HTTP with real
+signatures on fresh migrated databases; one set of processes for the module. The cashier is told that only
+`127.0.0.1` is a sandbox host, so the same sandbox reached as `localhost` stands for a real channel: a live
+configuration pointing there is accepted and really called, which lets the tests prove both directions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from juhe_sdk import APIError, AsyncClient, NotFoundError
+
+from gateway.app import create_app as gateway_app
+from gateway.seed import seed_demo_async
+from gateway.tests.integration.with_cashier import AlipaySandbox, alipay
+from libs.common.embedded import free_port
+from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+from libs.common.services import SERVICES
+from libs.common.testing.infra import serve_app
+from services.cashier.app import create_app as cashier_app
+
+__all__ = ["alipay"]  # the module's Alipay sandbox fixture
+
+INTERNAL_SECRET = "test-mode-tests-internal-secret-0123456789"
+PAYMENT = {"amount_minor": 1200, "currency": "CNY", "scene": "native_qr", "description": "Tea"}
+
+
+@dataclass
+class Env:
+    url: str
+    admin_key: str
+    alipay: AlipaySandbox
+    clients: list[AsyncClient] = field(default_factory=list)
+
+    def client(self, **auth: Any) -> AsyncClient:
+        client = AsyncClient(self.url, max_retries=0, **auth)
+        self.clients.append(client)
+        return client
+
+    def admin(self) -> AsyncClient:
+        return self.client(token=self.admin_key)
+
+    def merchant(self, key: dict[str, Any]) -> AsyncClient:
+        return self.client(key_id=key["key_id"], secret=key["secret"])
+
+    def alipay_config(self, host: str) -> dict[str, Any]:
+        """The module's Alipay app, reached at `host` (127.0.0.1: a sandbox; localhost: a "real" channel)."""
+        sandbox, app = self.alipay
+        return {"gateway_url": sandbox.base_url.replace("127.0.0.1", host) + "/gateway.do", "app_id": app["app_id"],
+                "app_private_key_pem": app["app_private_key_pem"],
+                "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}  # fmt: skip
+
+    async def put_alipay(self, merchant_id: str, host: str, **body: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.admin().request(
+            "PUT", f"/v1/admin/merchants/{merchant_id}/channels/alipay",
+            json={"priority": 1, "config": self.alipay_config(host), **body},
+        )  # fmt: skip
+        return answer
+
+    async def merchant_with_both_keys(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
+        """A new merchant, its first (test) key, and a live key made beside it."""
+        created = await self.admin().request("POST", "/v1/platform/merchants", json={"name": "Mode Tea House"})
+        merchant_id = created["merchant_id"]
+        live = await self.admin().request("POST", f"/v1/platform/merchants/{merchant_id}/keys", json={"mode": "live"})
+        return merchant_id, created["api_key"], live
+
+
+@pytest.fixture(scope="module")
+async def env(
+    juhe_infra: Any, migrated_database: Any, tmp_path_factory: pytest.TempPathFactory, alipay: AlipaySandbox
+) -> AsyncIterator[Env]:
+    ports = {"gateway": free_port(), "cashier": free_port()}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    common = {"env": "test", "kafka_bootstrap_servers": juhe_infra.bootstrap, "internal_token_secret": INTERNAL_SECRET}
+    gateway = SERVICES["gateway"].settings_class()(
+        **common, database_url=await migrated_database("gateway"), role="api", port=ports["gateway"],
+        cashier_url=urls["cashier"], key_cache_ttl_seconds=0,
+        **{f"{name}_url": "http://127.0.0.1:9" for name in ("ledger", "routing", "settlement", "marketing")},
+    )  # fmt: skip
+    keys = await seed_demo_async(
+        gateway.database_url, Path(tmp_path_factory.mktemp("keys")) / "keys.json", settings=gateway
+    )
+    cashier = SERVICES["cashier"].settings_class()(
+        **common, database_url=await migrated_database("cashier"), role="api", port=ports["cashier"],
+        public_base_url=urls["cashier"], gateway_url=urls["gateway"], sandbox_hosts=["127.0.0.1"],
+    )  # fmt: skip
+    async with contextlib.AsyncExitStack() as stack:
+        await stack.enter_async_context(serve_app(cashier_app(cashier), port=ports["cashier"], name="the cashier"))
+        await stack.enter_async_context(serve_app(gateway_app(gateway), port=ports["gateway"], name="the gateway"))
+        built = Env(urls["gateway"], keys["admin_key"], alipay)
+        try:
+            yield built
+        finally:
+            for client in built.clients:
+                await client.aclose()
+
+
+async def test_keys_say_their_mode_and_creation_and_rotation_take_it(env: Env) -> None:
+    merchant_id, test_key, live_key = await env.merchant_with_both_keys()
+    assert test_key["mode"] == "test" and test_key["key_id"].startswith("key_test_")
+    assert test_key["secret"].startswith("sk_test_")
+    assert live_key["mode"] == "live" and live_key["key_id"].startswith("key_live_")
+    assert live_key["secret"].startswith("sk_live_")
+
+    # Both work at once; the merchant's record lists each with its mode.
+    shown = await env.admin().request("GET", f"/v1/platform/merchants/{merchant_id}")
+    assert {k["key_id"]: k["mode"] for k in shown["keys"]} == {test_key["key_id"]: "test", live_key["key_id"]: "live"}
+
+    # A rotation keeps the mode unless told otherwise.
+    rotated = await env.admin().request("POST", f"/v1/platform/keys/{live_key['key_id']}/rotate", json={})
+    assert rotated["new_key"]["mode"] == "live" and rotated["new_key"]["key_id"].startswith("key_live_")
+    with pytest.raises(APIError) as bad:
+        await env.admin().request("POST", f"/v1/platform/merchants/{merchant_id}/keys", json={"mode": "staging"})
+    assert bad.value.status == 422
+
+
+async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones(env: Env) -> None:
+    merchant_id, test_key, live_key = await env.merchant_with_both_keys()
+    test, live = env.merchant(test_key), env.merchant(live_key)
+
+    # A configuration at the sandbox is a test one (by default, from its endpoint).
+    assert (await env.put_alipay(merchant_id, "127.0.0.1"))["mode"] == "test"
+    paid_in_test = await test.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert paid_in_test["livemode"] is False and paid_in_test["attempts"][0]["channel"] == "alipay"
+    with pytest.raises(APIError) as refused:  # the live key finds no live configuration: the sandbox is not offered
+        await live.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert (refused.value.status, refused.value.code) == (422, "no_route_available")
+    assert "live" in str(refused.value.problem.get("detail"))
+
+    # The platform switches the channel to a real host: now only the live key reaches it.
+    assert (await env.put_alipay(merchant_id, "localhost"))["mode"] == "live"
+    with pytest.raises(APIError) as refused:
+        await test.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert (refused.value.status, refused.value.code) == (422, "no_route_available")
+    assert "test" in str(refused.value.problem.get("detail"))
+    paid_live = await live.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert paid_live["livemode"] is True and paid_live["attempts"][0]["status"] == "processing"
+
+    # Each key sees only its own mode's objects: the other mode's id is a 404, lists hold one mode.
+    assert (await test.request("GET", f"/v1/payments/{paid_in_test['id']}"))["livemode"] is False
+    for client, other in ((test, paid_live["id"]), (live, paid_in_test["id"])):
+        with pytest.raises(NotFoundError):
+            await client.request("GET", f"/v1/payments/{other}")
+        with pytest.raises(NotFoundError):
+            await client.request("GET", f"/v1/payments/{other}/refunds")
+        with pytest.raises(NotFoundError):
+            await client.request("POST", f"/v1/payments/{other}/close")
+    assert [p["id"] for p in (await test.request("GET", "/v1/payments"))["data"]] == [paid_in_test["id"]]
+    assert [p["id"] for p in (await live.request("GET", "/v1/payments"))["data"]] == [paid_live["id"]]
+    looked_up = await live.request("GET", "/v1/payments", params={"merchant_order_no": paid_in_test["merchant_order_no"]})
+    assert looked_up["data"] == []
+    with pytest.raises(APIError) as reused:  # an order number of the other mode is not reused, nor its payment shown
+        await live.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": paid_in_test["merchant_order_no"]})
+    assert reused.value.code == "duplicate_merchant_order" and paid_in_test["id"] not in str(reused.value.problem)
+
+    # Checkout sessions carry the mode of the key that made them too.
+    session = await test.request("POST", "/v1/checkout/sessions", json={
+        "merchant_order_no": uuid.uuid4().hex, "amount_minor": 500, "currency": "CNY", "description": "Cake",
+        "return_url": "https://shop.example/done"})  # fmt: skip
+    assert session["livemode"] is False
+    with pytest.raises(NotFoundError):
+        await live.request("GET", f"/v1/checkout/sessions/{session['id']}")
+
+
+async def test_a_config_whose_endpoints_contradict_its_mode_is_refused_and_nothing_changes(env: Env) -> None:
+    merchant_id, _, _ = await env.merchant_with_both_keys()
+    await env.put_alipay(merchant_id, "127.0.0.1")
+    for host, mode in (("localhost", "test"), ("127.0.0.1", "live")):
+        with pytest.raises(APIError) as refused:
+            await env.put_alipay(merchant_id, host, mode=mode)
+        assert (refused.value.status, refused.value.code) == (422, "channel_mode_mismatch")
+    kept = await env.admin().request("GET", f"/v1/admin/merchants/{merchant_id}/channels")
+    assert [(c["channel"], c["mode"], c["version"]) for c in kept] == [("alipay", "test", 1)]
+
+
+async def test_a_public_client_cannot_set_the_mode(env: Env) -> None:
+    """Client-sent internal headers never pass the gateway: a test key stays a test key whatever it sends, even a
+    well-formed identity token claiming live mode (it lacks the internal secret's signature)."""
+    merchant_id, test_key, _ = await env.merchant_with_both_keys()
+    await env.put_alipay(merchant_id, "localhost")  # a live configuration only
+    forged = mint_identity_token(
+        "not-the-internal-secret-0123456789abcdef", key_id="forged", merchant_id=merchant_id, mode="live"
+    )
+    headers = {"X-Juhe-Mode": "live", "Juhe-Mode": "live", IDENTITY_HEADER: forged, "X-Juhe-Merchant-Id": merchant_id}
+    with pytest.raises(APIError) as refused:
+        await env.merchant(test_key).request(
+            "POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex}, headers=headers
+        )
+    assert (refused.value.status, refused.value.code) == (422, "no_route_available")
+    listed = await env.merchant(test_key).request("GET", "/v1/payments", headers=headers)
+    assert listed["data"] == []

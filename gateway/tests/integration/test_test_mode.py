@@ -155,10 +155,10 @@ async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones
             await client.request("POST", f"/v1/payments/{other}/close")
     assert [p["id"] for p in (await test.request("GET", "/v1/payments"))["data"]] == [paid_in_test["id"]]
     assert [p["id"] for p in (await live.request("GET", "/v1/payments"))["data"]] == [paid_live["id"]]
-    looked_up = await live.request("GET", "/v1/payments", params={"merchant_order_no": paid_in_test["merchant_order_no"]})
-    assert looked_up["data"] == []
+    order_no = paid_in_test["merchant_order_no"]
+    assert (await live.request("GET", "/v1/payments", params={"merchant_order_no": order_no}))["data"] == []
     with pytest.raises(APIError) as reused:  # an order number of the other mode is not reused, nor its payment shown
-        await live.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": paid_in_test["merchant_order_no"]})
+        await live.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": order_no})
     assert reused.value.code == "duplicate_merchant_order" and paid_in_test["id"] not in str(reused.value.problem)
 
     # Checkout sessions carry the mode of the key that made them too.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -186,6 +186,27 @@ class PaymentPage(ListPage[PaymentResponse]):
     pass
 
 
+class PaymentAggregateRow(BaseModel):
+    day: date = Field(description="The local day (in `timezone`) the payments were created")
+    channel: str | None
+    status: str
+    currency: str
+    count: int
+    amount_minor: int
+    refunded_minor: int = Field(description="Succeeded refunds of these payments")
+    fee_minor: int = Field(description="What their routes quoted (the channel's cost)")
+    platform_fee_minor: int = Field(description="What the platform charges the merchant for them")
+
+
+class PaymentAggregates(BaseModel):
+    """Counts and sums of a period's payments by day, channel, status and currency (not a list: one answer)."""
+
+    timezone: str
+    created_from: datetime
+    created_to: datetime
+    data: list[PaymentAggregateRow]
+
+
 class RefundCreateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -197,6 +218,7 @@ class RefundCreateRequest(BaseModel):
 class RefundResponse(BaseModel):
     id: str
     payment_id: str
+    livemode: bool = Field(description="Its payment's mode: true for a live payment's refund")
     merchant_refund_no: str | None
     status: str
     amount_minor: int

@@ -89,6 +89,35 @@ async def list_payments(
     return (await conn.execute(query.order_by(payments.c.id.desc()).limit(limit))).all()
 
 
+async def payment_aggregates(
+    conn: AsyncConnection, *, merchant_id: str, created_from: datetime, created_to: datetime, timezone: str
+) -> Sequence[Row[Any]]:
+    """The merchant's payments created in [from, to) counted and summed in SQL by local day (in `timezone`),
+    channel, status and currency: exact figures for any number of payments, without reading them."""
+    day = func.date(func.timezone(timezone, payments.c.created_at)).label("day")
+    query = (
+        select(
+            day,
+            payments.c.channel,
+            payments.c.status,
+            payments.c.currency,
+            func.count().label("count"),
+            func.coalesce(func.sum(payments.c.amount_minor), 0).label("amount_minor"),
+            func.coalesce(func.sum(payments.c.refunded_minor), 0).label("refunded_minor"),
+            func.coalesce(func.sum(payments.c.fee_minor), 0).label("fee_minor"),
+            func.coalesce(func.sum(payments.c.platform_fee_minor), 0).label("platform_fee_minor"),
+        )
+        .where(
+            payments.c.merchant_id == merchant_id,
+            payments.c.created_at >= created_from,
+            payments.c.created_at < created_to,
+        )
+        .group_by(day, payments.c.channel, payments.c.status, payments.c.currency)
+        .order_by(day, payments.c.channel, payments.c.status, payments.c.currency)
+    )
+    return (await conn.execute(query)).all()
+
+
 async def cas_payment(
     conn: AsyncConnection, payment_id: str, *, old: PaymentStatus, new: PaymentStatus, **fields: Any
 ) -> Row[Any] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
@@ -13,7 +13,14 @@ from libs.common.internal_auth import DEV_KEY_ID
 from libs.common.modes import livemode_of
 from libs.common.paging import KnownQueryOnly, cursor_query
 from services.cashier.api.deps import Caller, CashierDep, MerchantId, PageSize
-from services.cashier.api.schemas import PaymentConfirmRequest, PaymentCreateRequest, PaymentPage, PaymentResponse
+from services.cashier.api.schemas import (
+    PaymentAggregateRow,
+    PaymentAggregates,
+    PaymentConfirmRequest,
+    PaymentCreateRequest,
+    PaymentPage,
+    PaymentResponse,
+)
 from services.cashier.connectors.registry import CHANNELS
 from services.cashier.domain.errors import PAYER_MISMATCH, PURPOSE_NOT_ALLOWED
 from services.cashier.domain.payments import PaymentStatus, may_create_purpose
@@ -21,7 +28,12 @@ from services.cashier.flows.payments import PaymentDraft, close_payment, create_
 from services.cashier.flows.views import payment_view
 from services.cashier.flows.wallet import confirm_wallet_payment
 from services.cashier.flows.webhook_targets import ensure_allowed_notify_url
-from services.cashier.store.payments import get_payment_by_order_no, list_attempts_of, list_payments
+from services.cashier.store.payments import (
+    get_payment_by_order_no,
+    list_attempts_of,
+    list_payments,
+    payment_aggregates,
+)
 
 router = APIRouter(prefix="/v1/payments", tags=["payments"])
 
@@ -125,6 +137,35 @@ async def list_(
         item=lambda r: PaymentResponse.model_validate(payment_view(r, attempts[r.id])),
         cursor_of=lambda p: p.id,
     )
+
+
+AGGREGATE_DAYS_MAX = 92  # a quarter: the span one aggregate query may cover (the scan is bounded by it)
+AGGREGATE_TIMEZONE = "Asia/Shanghai"  # the days of a CNY merchant's dashboard, bills and statements
+
+
+@router.get("/aggregates", dependencies=[KnownQueryOnly])
+async def aggregates(
+    merchant_id: MerchantId,
+    cashier: CashierDep,
+    created_from: datetime,
+    created_to: datetime | None = None,
+) -> PaymentAggregates:
+    """Counts and sums of the merchant's payments created in [`created_from`, `created_to`) (default: now) by China
+    day, channel, status and currency, computed in SQL: a dashboard's exact figures for 100,000 payments without
+    reading them. At most 92 days at once; times need an offset (a naive time would be read in the server's zone)."""
+    until = created_to or cashier.clock()
+    if created_from.tzinfo is None or until.tzinfo is None:
+        raise Problem(VALIDATION_FAILED, "created_from and created_to need a UTC offset", field="created_from")
+    if not created_from < until <= created_from + timedelta(days=AGGREGATE_DAYS_MAX):
+        raise Problem(VALIDATION_FAILED, f"the period must be 1 second to {AGGREGATE_DAYS_MAX} days",
+                      field="created_to")  # fmt: skip
+    async with cashier.uow.read() as conn:
+        rows = await payment_aggregates(conn, merchant_id=merchant_id, created_from=created_from, created_to=until,
+                                        timezone=AGGREGATE_TIMEZONE)  # fmt: skip
+    return PaymentAggregates(
+        timezone=AGGREGATE_TIMEZONE, created_from=created_from, created_to=until,
+        data=[PaymentAggregateRow.model_validate(r, from_attributes=True) for r in rows],
+    )  # fmt: skip
 
 
 @router.get("/{payment_id}")

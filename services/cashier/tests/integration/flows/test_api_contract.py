@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
@@ -128,6 +130,26 @@ async def test_merchants_only_see_their_own_payments_and_lookups_page(start_cash
     ):
         assert [p["id"] for p in (await cashier.get("/v1/payments", **query)).json()["data"]] == expected, query
     assert (await cashier.get("/v1/payments", merchant_id="mch_other", amount_minor=200)).json()["data"] == []
+    # Aggregates: counted and summed in SQL by China day, channel, status and currency; the merchant's own only.
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    totals = (await cashier.get("/v1/payments/aggregates", created_from=since)).json()
+    assert totals["timezone"] == "Asia/Shanghai"
+    assert sum(r["count"] for r in totals["data"]) == 3 and sum(r["amount_minor"] for r in totals["data"]) == 600
+    china_today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    days = {(china_today - timedelta(days=1)).isoformat(), china_today.isoformat()}  # within the hour: today, or
+    assert {r["channel"] for r in totals["data"]} == {"alipay"} and {r["day"] for r in totals["data"]} <= days
+    assert (await cashier.get("/v1/payments/aggregates", merchant_id="mch_other", created_from=since)).json()[
+        "data"
+    ] == []
+    for bad in (
+        {},
+        {"created_from": "2026-01-01T00:00:00"},  # no offset
+        {"created_from": "2026-01-01T00:00:00+00:00", "created_to": "2026-06-01T00:00:00+00:00"},  # > 92 days
+        {"created_from": "2026-01-02T00:00:00+00:00", "created_to": "2026-01-01T00:00:00+00:00"},
+        {"created_from": since, "status": "succeeded"},
+    ):
+        r = await cashier.get("/v1/payments/aggregates", **bad)
+        assert r.status_code == 422, (bad, r.text)
     # What a list would otherwise ignore or answer with an empty 200 is a 422 problem, nothing read.
     _problem(await cashier.get("/v1/payments", cursor="1; drop"), 422, "validation_failed")
     _problem(await cashier.get("/v1/payments", status="paid"), 422, "validation_failed")

@@ -204,6 +204,22 @@ class CalendarResponse(ListPage[CalendarDayResponse]):
     """One year's marked days: at most a year of days, so always one page."""
 
 
+class CalendarScheduleDay(BaseModel):
+    day: date
+    business_day: bool
+    name: str = Field(description="The holiday's or make-up workday's name, when the calendar marks the day")
+    settle_date: date = Field(description="When a payment traded this day (before the cutoff) is settled")
+
+
+class CalendarScheduleResponse(BaseModel):
+    """A month of the business-day calendar with each day's settle date under one cycle (not a list: one month)."""
+
+    month: str
+    holder_id: str | None
+    cycle: CycleResponse
+    days: list[CalendarScheduleDay]
+
+
 class SettlementRunRequest(BaseModel):
     cycle_date: date
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, datetime, time, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
@@ -17,6 +17,8 @@ from services.settlement.api.schemas import (
     CalendarDayRequest,
     CalendarDayResponse,
     CalendarResponse,
+    CalendarScheduleDay,
+    CalendarScheduleResponse,
     CycleResponse,
     CycleUpsertRequest,
     SettlementRunRequest,
@@ -24,7 +26,7 @@ from services.settlement.api.schemas import (
     batch_page,
 )
 from services.settlement.config import Settings
-from services.settlement.domain.cycles import Cycle, CycleKind
+from services.settlement.domain.cycles import DEFAULT_CYCLE, DEFAULT_TIMEZONE, Cycle, CycleKind, settle_date
 from services.settlement.flows.settle import run_cycle
 from services.settlement.store import cycles
 from services.settlement.store.tables import calendar_days, merchant_cycles
@@ -82,6 +84,36 @@ async def get_calendar(uow: UowDep, year: Annotated[int, Query(ge=2000, le=2100)
         )
         days = [CalendarDayResponse(day=r.day, business_day=r.business_day, name=r.name) for r in rows]
     return CalendarResponse(data=days, has_more=False)
+
+
+@router.get("/calendar/schedule", dependencies=[KnownQueryOnly])
+async def get_calendar_schedule(
+    uow: UowDep,
+    month: Annotated[str, Query(pattern=r"^20[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM")],
+    holder_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+) -> CalendarScheduleResponse:
+    """Each day of a month: whether it is a business day (and the holiday or make-up workday's name), and the day
+    on which a payment traded that day (before the cutoff) is settled under the holder's cycle (the default cycle
+    without a holder). Computed by the same `settle_date` the consumers fix at success, so the page and the money
+    agree."""
+    first = date.fromisoformat(f"{month}-01")
+    following = (first + timedelta(days=32)).replace(day=1)
+    async with uow.read() as conn:
+        cycle = await cycles.cycle_of(conn, holder_id) if holder_id else DEFAULT_CYCLE
+        calendar = await cycles.calendar(conn)
+        names = {r.day: r.name for r in await conn.execute(
+            select(calendar_days.c.day, calendar_days.c.name).where(
+                calendar_days.c.day >= first, calendar_days.c.day < following))}  # fmt: skip
+    days = []
+    for offset in range((following - first).days):
+        day = first + timedelta(days=offset)
+        midnight = datetime.combine(day, time.min, tzinfo=DEFAULT_TIMEZONE)
+        days.append(CalendarScheduleDay(day=day, business_day=calendar.is_business_day(day), name=names.get(day, ""),
+                                        settle_date=settle_date(midnight, cycle, calendar)))  # fmt: skip
+    return CalendarScheduleResponse(
+        month=month, holder_id=holder_id, cycle=CycleResponse(
+            holder_id=holder_id or "", kind=cycle.kind.value, days=cycle.days, weekday=cycle.weekday,
+            cutoff=cycle.cutoff.isoformat()), days=days)  # fmt: skip
 
 
 @router.post("/runs")

@@ -47,6 +47,27 @@ async def setup_merchant(h: Harness) -> None:
     ] == "2026-11-25"
 
 
+async def test_the_calendar_schedule_settles_each_day_as_payments_are(harness: Harness) -> None:
+    """The operator console's calendar: a month's business days and each day's settle date under a holder's cycle,
+    the same `settle_date` the consumers fix (T+1 skips the holiday and the weekend)."""
+    h = harness
+    await setup_merchant(h)
+    r = await h.client.get("/v1/settlement/calendar/schedule", params={"month": "2026-11", "holder_id": "mch_1"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["cycle"] == {"holder_id": "mch_1", "kind": "t_plus", "days": 1, "weekday": 0, "cutoff": "22:00:00"}
+    days = {d["day"]: d for d in body["days"]}
+    assert len(days) == 30
+    assert days["2026-11-25"] == {"day": "2026-11-25", "business_day": False, "name": "test holiday",
+                                  "settle_date": "2026-11-27"}  # fmt: skip
+    assert days["2026-11-24"]["settle_date"] == "2026-11-26"  # Tue → the holiday is skipped
+    assert (days["2026-11-28"]["business_day"], days["2026-11-28"]["settle_date"]) == (False, "2026-12-01")  # Sat
+    default = (await h.client.get("/v1/settlement/calendar/schedule", params={"month": "2026-12"})).json()
+    assert default["holder_id"] is None and default["cycle"]["kind"] == "t_plus" and len(default["days"]) == 31
+    for bad in ({"month": "2026-13"}, {"month": "2026-1"}, {}, {"month": "2026-11", "year": "2026"}):
+        assert (await h.client.get("/v1/settlement/calendar/schedule", params=bad)).status_code == 422, bad
+
+
 async def run(h: Harness, day: date, ledger: LedgerClient | None = None) -> tuple[int, int, int]:
     settings = h.runtime.settings
     assert isinstance(settings, Settings)

@@ -8,6 +8,10 @@ cashier's polling, expiry and close paths work unchanged. Every call is idempote
 
 The ledger's own answers decide races: a confirm and an expiry of the same hold are serialised by the
 ledger's row lock, and whichever lost sees `pending_transfer_already_posted|voided|expired`.
+
+A payer with a top-up bonus (2308 `user_bonus`, docs/marketing.md) pays with the cash balance first and the bonus
+for the rest, in the same hold; the bonus part also credits a per-payment memo (9104) that caps what refunds give
+back to the bonus, and refunds give back to the bonus first, then to the cash.
 """
 
 from __future__ import annotations
@@ -34,17 +38,23 @@ from services.cashier.connectors.base import (
 )
 from services.cashier.connectors.wallet.models import (
     SOURCE,
+    USER_BONUS_KIND,
     USER_WALLET_KIND,
     WalletConfig,
+    bonus_refund_share,
+    bonus_refundable,
+    bonus_refundable_usage,
     hold_key,
     merchant_pending,
     platform_fee_income,
     refund_fee_share,
     refund_key,
+    spend_split,
 )
 
 HOLD_TIMEOUT_SECONDS_MIN = 1
 ACCOUNTS_PAGE_MAX = 200
+REFUND_ATTEMPTS = 3  # a concurrent refund of the same payment took the bonus memo between our read and post
 _TRADE_STATUS = {
     "pending": TradeStatus.PENDING,
     "posted": TradeStatus.SUCCEEDED,
@@ -106,15 +116,24 @@ class WalletConnector:
             raise self._refusal(response)
         return str(response.json()["id"])
 
-    async def _user_wallet(self, user_id: str, currency: str) -> str | None:
+    async def _payer_accounts(self, user_id: str, currency: str) -> dict[str, dict[str, Any]]:
+        """The payer's open accounts in `currency` by kind (the cash balance `user_wallet`, the bonus)."""
         response = await self._call("GET", "/v1/accounts", params={"holder_id": user_id, "limit": ACCOUNTS_PAGE_MAX})
         if response.status_code != 200:
             raise self._refusal(response)
-        for account in response.json().get("accounts", []):
-            usable = account["status"] != "closed"
-            if account["kind"] == USER_WALLET_KIND and account["currency"] == currency and usable:
-                return str(account["id"])
-        return None
+        return {
+            str(a["kind"]): a
+            for a in response.json().get("accounts", [])
+            if a["currency"] == currency
+            and a["status"] != "closed"
+            and a["kind"] in (USER_WALLET_KIND, USER_BONUS_KIND)
+        }
+
+    async def _available(self, account_id: str) -> int:
+        response = await self._call("GET", f"/v1/accounts/{account_id}")
+        if response.status_code != 200:
+            raise self._refusal(response)
+        return int(response.json()["balances"]["available_balance_minor"])
 
     async def _transfer(self, key: str) -> dict[str, Any] | None:
         response = await self._call("GET", "/v1/transfers", params={"source": SOURCE, "idempotency_key": key})
@@ -136,26 +155,35 @@ class WalletConnector:
     async def prepay(self, request: PrepayRequest) -> PrepayResult:
         if not request.payer_user_id or not request.merchant_id:
             raise ChannelError("payer_user_id_missing", "a wallet payment needs payer.user_id")
-        wallet = await self._user_wallet(request.payer_user_id, request.currency)
-        if wallet is None:
+        accounts = await self._payer_accounts(request.payer_user_id, request.currency)
+        if USER_WALLET_KIND not in accounts:
             raise ChannelError("wallet_not_found", f"user {request.payer_user_id} has no {request.currency} wallet")
+        wallet, bonus = accounts[USER_WALLET_KIND], accounts.get(USER_BONUS_KIND)
+        from_cash, from_bonus = spend_split(
+            request.amount_minor,
+            int(wallet["balances"]["available_balance_minor"]),
+            int(bonus["balances"]["available_balance_minor"]) if bonus is not None else None,
+        )
         fee = min(max(request.platform_fee_minor, 0), request.amount_minor)
+        merchant = await self._account(merchant_pending(request.merchant_id, request.currency))
+        fee_account = await self._account(platform_fee_income(request.currency)) if fee else None
         postings: list[dict[str, Any]] = [
-            {"account_id": wallet, "direction": "debit", "amount_minor": request.amount_minor},
-            {
-                "account_id": await self._account(merchant_pending(request.merchant_id, request.currency)),
-                "direction": "credit",
-                "amount_minor": request.amount_minor - fee,
-            },
+            {"account_id": wallet["id"], "direction": "debit", "amount_minor": from_cash},
+            {"account_id": merchant, "direction": "credit", "amount_minor": request.amount_minor - fee},
         ]
-        if fee:
-            postings.append(
-                {
-                    "account_id": await self._account(platform_fee_income(request.currency)),
-                    "direction": "credit",
-                    "amount_minor": fee,
-                }
-            )
+        if fee_account is not None:
+            postings.append({"account_id": fee_account, "direction": "credit", "amount_minor": fee})
+        used: dict[str, Any] = {"cash": wallet["id"], "merchant": merchant, "fee": fee_account}
+        if from_bonus:
+            assert bonus is not None
+            memo = await self._account(bonus_refundable(request.out_trade_no, request.currency))
+            usage = await self._account(bonus_refundable_usage(request.currency))
+            postings[1:1] = [{"account_id": bonus["id"], "direction": "debit", "amount_minor": from_bonus}]
+            postings += [
+                {"account_id": usage, "direction": "debit", "amount_minor": from_bonus},
+                {"account_id": memo, "direction": "credit", "amount_minor": from_bonus},
+            ]
+            used |= {"bonus": bonus["id"], "bonus_refundable": memo, "bonus_refundable_usage": usage}
         timeout_seconds = HOLD_TIMEOUT_SECONDS_MIN
         if request.expire_at is not None:
             remaining = (request.expire_at - datetime.now(UTC)).total_seconds()
@@ -165,7 +193,8 @@ class WalletConnector:
             "postings": [{**p, "currency": request.currency} for p in postings if int(p["amount_minor"]) > 0],
             "pending": True, "timeout_seconds": timeout_seconds, "reference": request.out_trade_no,
             "metadata": {"merchant_id": request.merchant_id, "user_id": request.payer_user_id,
-                         "platform_fee_minor": fee},
+                         "platform_fee_minor": fee, "amount_minor": request.amount_minor, "bonus_minor": from_bonus,
+                         "accounts": used},
         })  # fmt: skip
         return PrepayResult(
             payer_action={
@@ -194,12 +223,12 @@ class WalletConnector:
         if hold is None:
             return TradeQueryResult(TradeStatus.NOT_FOUND, out_trade_no)
         status = _TRADE_STATUS.get(hold["status"], TradeStatus.PENDING)
-        debit = next((p for p in hold["postings"] if p["direction"] == "debit"), None)
+        amount = _hold_amount(hold)
         return TradeQueryResult(
             status=status,
             out_trade_no=out_trade_no,
             channel_trade_no=str(hold["id"]),
-            amount_minor=int(debit["amount_minor"]) if debit and status is TradeStatus.SUCCEEDED else None,
+            amount_minor=amount if amount is not None and status is TradeStatus.SUCCEEDED else None,
             paid_at=_parse_time(hold.get("finalized_at")) if status is TradeStatus.SUCCEEDED else None,
             detail=f"ledger hold {hold['status']}",
         )
@@ -222,39 +251,67 @@ class WalletConnector:
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         """§3.3 wallet refund, posted at once: Dr merchant_pending, Dr platform fee (scaled, rounded down),
-        Cr the payer's wallet. The hold's own postings name the accounts and the fee."""
+        Cr the payer: the bonus first, up to what the payment took from it and earlier refunds did not give back
+        (the 9104 memo, debited in the same transfer: the engine refuses a concurrent refund that would give back
+        more, and this one then reads the memo again), then the cash balance. The hold names the accounts."""
+        existing = await self._transfer(refund_key(request.out_refund_no))
+        if existing is not None:  # asked before (a retry, or the poll re-submitting): the same refund
+            return self._refund(request.out_refund_no, request.out_trade_no, existing)
         hold = await self._transfer(hold_key(request.out_trade_no))
         if hold is None or hold["status"] != "posted":
             raise ChannelError("payment_not_posted", "the wallet payment was never posted")
-        debit = next(p for p in hold["postings"] if p["direction"] == "debit")
-        credits = [p for p in hold["postings"] if p["direction"] == "credit"]
-        gross = int(debit["amount_minor"])
-        fee_total = int(hold.get("metadata", {}).get("platform_fee_minor") or 0)
-        fee = refund_fee_share(fee_total, request.refund_minor, gross)
-        merchant, fee_account = credits[0]["account_id"], credits[1]["account_id"] if len(credits) > 1 else None
-        postings = [
-            {"account_id": merchant, "direction": "debit", "amount_minor": request.refund_minor - fee},
-            {"account_id": debit["account_id"], "direction": "credit", "amount_minor": request.refund_minor},
-        ]
-        if fee and fee_account is not None:
-            postings.insert(1, {"account_id": fee_account, "direction": "debit", "amount_minor": fee})
-        transfer = await self._create({
-            "source": SOURCE, "idempotency_key": refund_key(request.out_refund_no),
-            "postings": [{**p, "currency": request.currency} for p in postings if p["amount_minor"] > 0],
-            "reference": request.out_refund_no, "metadata": {"payment_id": request.out_trade_no},
-        })  # fmt: skip
-        return self._refund(request.out_refund_no, request.out_trade_no, transfer)
+        meta = hold.get("metadata") or {}
+        accounts = _hold_accounts(hold)
+        gross = _hold_amount(hold) or 0
+        fee = refund_fee_share(int(meta.get("platform_fee_minor") or 0), request.refund_minor, gross)
+        for attempt in range(REFUND_ATTEMPTS):
+            to_bonus = 0
+            memo = accounts.get("bonus_refundable")
+            if memo:
+                to_bonus = bonus_refund_share(request.refund_minor, await self._available(memo))
+            postings: list[dict[str, Any]] = [
+                {"account_id": accounts["merchant"], "direction": "debit", "amount_minor": request.refund_minor - fee},
+                {"account_id": accounts.get("fee"), "direction": "debit", "amount_minor": fee},
+                {"account_id": accounts.get("bonus"), "direction": "credit", "amount_minor": to_bonus},
+                {
+                    "account_id": accounts["cash"],
+                    "direction": "credit",
+                    "amount_minor": request.refund_minor - to_bonus,
+                },
+                {"account_id": accounts.get("bonus_refundable"), "direction": "debit", "amount_minor": to_bonus},
+                {"account_id": accounts.get("bonus_refundable_usage"), "direction": "credit", "amount_minor": to_bonus},
+            ]
+            try:
+                transfer = await self._create({
+                    "source": SOURCE, "idempotency_key": refund_key(request.out_refund_no),
+                    "postings": [{**p, "currency": request.currency} for p in postings
+                                 if p["amount_minor"] > 0 and p["account_id"]],
+                    "reference": request.out_refund_no,
+                    "metadata": {"payment_id": request.out_trade_no, "refund_minor": request.refund_minor,
+                                 "bonus_minor": to_bonus},
+                })  # fmt: skip
+            except ChannelError as exc:
+                retry = exc.code == "insufficient_funds" and attempt < REFUND_ATTEMPTS - 1
+                if exc.code == "idempotency_key_reused":  # a concurrent submit of this refund posted it first
+                    return self._refund(request.out_refund_no, request.out_trade_no,
+                                        await self._transfer(refund_key(request.out_refund_no)))  # fmt: skip
+                if not retry:
+                    raise
+                continue
+            return self._refund(request.out_refund_no, request.out_trade_no, transfer)
+        raise AssertionError("unreachable")  # the last attempt returns or raises
 
     def _refund(self, out_refund_no: str, out_trade_no: str, transfer: dict[str, Any] | None) -> RefundResult:
         if transfer is None:
             return RefundResult(RefundStatus.NOT_FOUND, out_refund_no, out_trade_no)
         credit = next(p for p in transfer["postings"] if p["direction"] == "credit")
+        refund_minor = (transfer.get("metadata") or {}).get("refund_minor")
         return RefundResult(
             status=RefundStatus.SUCCEEDED,
             out_refund_no=out_refund_no,
             out_trade_no=out_trade_no,
             channel_refund_no=str(transfer["id"]),
-            refund_minor=int(credit["amount_minor"]),
+            refund_minor=int(refund_minor) if refund_minor is not None else int(credit["amount_minor"]),
             succeeded_at=_parse_time(transfer.get("created_at")),
         )
 
@@ -267,3 +324,24 @@ class WalletConnector:
     async def download_bill(self, bill_date: date) -> Bill:
         """No channel bill: the ledger's statements are the record."""
         return Bill(bill_date=bill_date, lines=[])
+
+
+def _hold_amount(hold: dict[str, Any]) -> int | None:
+    """The payment's amount: recorded in the hold's metadata; a hold from before bonuses has one debit, the payer."""
+    recorded = (hold.get("metadata") or {}).get("amount_minor")
+    if recorded is not None:
+        return int(recorded)
+    debit = next((p for p in hold["postings"] if p["direction"] == "debit"), None)
+    return int(debit["amount_minor"]) if debit is not None else None
+
+
+def _hold_accounts(hold: dict[str, Any]) -> dict[str, str | None]:
+    """The accounts a refund gives back to and takes from: recorded in the hold's metadata; a hold from before
+    bonuses is read from its postings (the payer's one debit, then the merchant's and the fee's credits)."""
+    recorded = (hold.get("metadata") or {}).get("accounts")
+    if isinstance(recorded, dict):
+        return {str(k): (str(v) if v else None) for k, v in recorded.items()}
+    debit = next(p for p in hold["postings"] if p["direction"] == "debit")
+    credits = [p for p in hold["postings"] if p["direction"] == "credit"]
+    fee = credits[1]["account_id"] if len(credits) > 1 else None
+    return {"cash": debit["account_id"], "merchant": credits[0]["account_id"], "fee": fee}

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 SOURCE = "cashier"
 PLATFORM_HOLDER = "platform"
 USER_WALLET_KIND = "user_wallet"
+USER_BONUS_KIND = "user_bonus"  # 2308: a top-up promotion's bonus, spent after the cash (docs/marketing.md)
 
 
 class WalletConfig(BaseModel):
@@ -43,6 +44,36 @@ def merchant_pending(merchant_id: str, currency: str) -> dict[str, Any]:
 
 def platform_fee_income(currency: str) -> dict[str, Any]:
     return account_body(holder_id=PLATFORM_HOLDER, kind="platform_fee_income", code="4101", currency=currency)
+
+
+def bonus_refundable(payment_id: str, currency: str) -> dict[str, Any]:
+    """9104 memo, one per payment that spent bonus: credited with the bonus part when the hold posts, debited by
+    what refunds give back to the bonus. No overdraft: refunds can never give back more bonus than was spent."""
+    body = account_body(holder_id=payment_id, kind="wallet_bonus_refundable", code="9104", currency=currency)
+    return {**body, "flags": {"debits_must_not_exceed_credits": True}}
+
+
+def bonus_refundable_usage(currency: str) -> dict[str, Any]:
+    """9105 memo counterpart of every 9104 (memo lines balance among themselves, like the quota memos)."""
+    return account_body(holder_id=PLATFORM_HOLDER, kind="wallet_bonus_refundable_usage", code="9105", currency=currency)
+
+
+def spend_split(amount_minor: int, cash_available_minor: int, bonus_available_minor: int | None) -> tuple[int, int]:
+    """(from cash, from bonus): the cash balance first, then the bonus for the rest (docs/marketing.md "Top-up
+    promotions": the bonus is the platform's money, clawed back if its top-up is refunded, so it is spent last).
+    All from cash when there is no bonus or cash and bonus together fall short: the ledger then refuses it
+    (insufficient_funds) exactly as before bonuses existed."""
+    from_cash = min(amount_minor, max(cash_available_minor, 0))
+    rest = amount_minor - from_cash
+    if rest == 0 or bonus_available_minor is None or rest > bonus_available_minor:
+        return amount_minor, 0
+    return from_cash, rest
+
+
+def bonus_refund_share(refund_minor: int, bonus_refundable_minor: int) -> int:
+    """What a refund gives back to the bonus: the bonus first (the last money spent is the first returned), up to
+    what the payment took from it and earlier refunds have not given back yet (the 9104 memo's balance)."""
+    return max(0, min(refund_minor, bonus_refundable_minor))
 
 
 def hold_key(out_trade_no: str) -> str:

@@ -1,7 +1,11 @@
-"""A wallet top-up refunded through the cashier, with a real ledger and the Alipay sandbox (docs/marketing.md
-"Top-up refunds"): the ledger holds the refund on the holder's cash balance before the channel is asked, so a
-refund never takes money the holder spent (409 `refund_exceeds_balance`, nothing changed, also when two refunds
-race for the last of it), and the ledger posts the hold when the refund succeeds (§3.7 reversed, not §3.3)."""
+"""The wallet and a top-up promotion's bonus through the cashier, with a real ledger (docs/marketing.md "Top-up
+refunds", "Top-up promotions"):
+
+- a top-up refunded at the Alipay sandbox: the ledger holds the refund on the holder's cash balance before the
+  channel is asked, so a refund never takes money the holder spent (409 `refund_exceeds_balance`, nothing
+  changed, also when two refunds race for the last of it), and posts the hold when the refund succeeds;
+- a wallet payment spends the cash first, then the bonus, in one hold; its refunds give back to the bonus first,
+  never more than the payment took from it, also when two refunds race."""
 
 from __future__ import annotations
 
@@ -14,6 +18,14 @@ from libs.common.embedded import free_port
 from libs.common.testing.infra import serve_app
 from services.cashier.tests.integration.flows.conftest import Sandboxes, approve, qr_payment, wait_for
 from services.cashier.tests.integration.flows.test_purpose_and_split import _post_as, _problem
+from services.cashier.tests.integration.flows.test_wallet_and_ledger import (
+    RunningLedger,
+    _wallet_cashier,
+    wallet_payment,
+)
+from services.cashier.tests.integration.flows.test_wallet_and_ledger import (
+    ledger as wallet_ledger,  # noqa: F401 (a fixture: the ledger with a cashier's wallet channel)
+)
 from services.ledger.app import create_app as create_ledger_app
 from services.ledger.tests.integration.wallet_harness import PERSON_IDS, resident_id
 from services.ledger.verify import verify
@@ -82,3 +94,66 @@ async def _operation(ledger: httpx.AsyncClient, kind: str, key: str) -> dict[str
 async def _posted(ledger: httpx.AsyncClient, refund_id: str) -> bool:
     found = await _operation(ledger, "top_up_refund", refund_id)
     return found is not None and found["status"] == "posted"
+
+
+async def _fund_bonus(ledger: RunningLedger, user_id: str, amount_minor: int) -> None:
+    """The user's 2308 bonus sub-account holding `amount_minor` (as a top-up promotion's grant leaves it)."""
+    bonus = await ledger.client.post("/v1/accounts", json={
+        "holder_id": user_id, "currency": "CNY", "kind": "user_bonus", "code": "2308",
+        "flags": {"debits_must_not_exceed_credits": True},
+    })  # fmt: skip
+    assert bonus.status_code == 201, bonus.text
+    expense = await ledger.client.post("/v1/accounts", json={
+        "holder_id": "platform", "currency": "CNY", "kind": "marketing_expense", "code": "5201",
+        "idempotency_key": "chart:marketing_expense:platform:CNY",
+    })  # fmt: skip
+    assert expense.status_code in (200, 201), expense.text
+    granted = await ledger.client.post("/v1/transfers", json={
+        "source": "test", "idempotency_key": f"bonus-{user_id}", "postings": [
+            {"account_id": expense.json()["id"], "direction": "debit", "amount_minor": amount_minor, "currency": "CNY"},
+            {"account_id": bonus.json()["id"], "direction": "credit", "amount_minor": amount_minor, "currency": "CNY"},
+        ],
+    })  # fmt: skip
+    assert granted.status_code == 201, granted.text
+
+
+async def test_wallet_payment_spends_cash_then_bonus_and_refunds_give_the_bonus_back_first(
+    start_cashier: Any,
+    wallet_ledger: RunningLedger,  # noqa: F811 (the fixture imported above)
+) -> None:
+    ledger = wallet_ledger
+    cashier, user = await _wallet_cashier(start_cashier, ledger, 10_000)
+    await _fund_bonus(ledger, user, 1_000)
+
+    async def wallet() -> tuple[int, int]:
+        balances = await ledger.posted(user)
+        return balances["user_wallet"], balances["user_bonus"]
+
+    created = await cashier.post("/v1/payments", wallet_payment(user, 10_300))
+    assert created.status_code == 201, created.text
+    payment = created.json()
+    confirmed = await cashier.client.post(
+        f"/v1/payments/{payment['id']}/confirm", json={"user_id": user}, headers=cashier.headers()
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
+    assert confirmed.json()["amount_minor"] == 10_300
+    hold = await ledger.transfer(f"{payment['id']}:hold")
+    assert hold is not None and hold["metadata"]["bonus_minor"] == 300  # the cash first, the bonus for the rest
+    assert await wallet() == (0, 700)
+    fee = (await ledger.posted("platform"))["platform_fee_income"]
+    assert await ledger.posted(cashier.merchant_id) == {"merchant_pending": 10_300 - fee}  # paid in full
+
+    # Two refunds race: the bonus first, 300 in all (what the payment took from it), the rest to the cash.
+    refunds = f"/v1/payments/{payment['id']}/refunds"
+    raced = await asyncio.gather(*(cashier.post(refunds, {"amount_minor": 200}) for _ in range(2)))
+    assert all(r.status_code == 201 and r.json()["status"] == "succeeded" for r in raced), [r.text for r in raced]
+    assert await wallet() == (100, 1_000)
+    last = await cashier.post(refunds, {"amount_minor": 500})
+    assert last.status_code == 201 and last.json()["status"] == "succeeded", last.text
+    assert await wallet() == (600, 1_000)
+
+    # Cash and bonus together short: refused whole, nothing held.
+    short = await cashier.post("/v1/payments", wallet_payment(user, 2_000))
+    _problem(short, 402, "insufficient_funds")
+    balances = await ledger.balances(user)
+    assert balances["user_wallet"]["debits_pending"] == 0 and balances["user_bonus"]["debits_pending"] == 0

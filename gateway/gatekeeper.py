@@ -17,11 +17,11 @@ import asyncpg
 from fastapi import Request, Response
 
 from gateway.config import Settings
-from gateway.domain import access, idempotency, ratelimit, versions
+from gateway.domain import access, idempotency, ratelimit, suspension, versions
 from gateway.domain import staff as staff_rules
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.credentials import bearer_matches, hash_secret
-from gateway.domain.errors import IDEMPOTENCY_KEY_IN_PROGRESS, NONCE_REUSED
+from gateway.domain.errors import IDEMPOTENCY_KEY_IN_PROGRESS, MERCHANT_SUSPENDED, NONCE_REUSED
 from gateway.identities import Authenticated, Identities
 from gateway.proxy import ForwardedIdentity, UpstreamResponse, Upstreams
 from gateway.store import guards
@@ -124,9 +124,15 @@ class Gatekeeper:
         )
 
     async def _guard(
-        self, authenticated: Authenticated, route_class: RouteClass, claim: guards.KeyClaim | None = None
+        self,
+        authenticated: Authenticated,
+        route_class: RouteClass,
+        claim: guards.KeyClaim | None = None,
+        *,
+        suspendable: str | None = None,
     ) -> guards.Admission:
-        """One round trip: key still active, nonce, rate window, (for writes) idempotency key; refused in that order."""
+        """One round trip: key still active, merchant not suspended (when `suspendable` names it), nonce, rate
+        window, (for writes) idempotency key; refused in that order."""
         nonce = authenticated.nonce
         principal = authenticated.principal
         window = self.settings.rate_limit_window_seconds
@@ -139,10 +145,13 @@ class Gatekeeper:
             nonce=guards.NonceClaim(nonce.key_id, nonce.nonce, nonce.expires_epoch) if nonce is not None else None,
             key=claim,
             limit=limit,
+            suspendable_merchant_id=suspendable,
         )
         if not admission.key_usable:
             # Revoked or expired on some replica after this one cached the key: forget it and say which.
             await self.identities.refuse_stale_key(principal.key_id)
+        if not admission.merchant_open:
+            raise Problem(MERCHANT_SUSPENDED, f"merchant {suspendable} is suspended: reads and refunds only")
         if not admission.nonce_fresh:
             raise Problem(NONCE_REUSED, "this nonce was already used with this key; use a fresh nonce per request")
         _check_rate(admission, limit, window)
@@ -218,9 +227,10 @@ class Gatekeeper:
         path: str = request.scope["path"]
         method = request.method.upper()
         route_class = access.route_class(method, path, self.platform_only_index)
+        suspendable = suspension.suspendable_merchant(principal, method, path)
         key = request.headers.get(idempotency.IDEMPOTENCY_HEADER)
         if not (method == "POST" or (key is not None and method not in access.READ_METHODS)):
-            await self._guard(authenticated, route_class)
+            await self._guard(authenticated, route_class, suspendable=suspendable)
             return _response(await self._forward(request, service, principal, body))
         try:
             claim = guards.KeyClaim(
@@ -232,9 +242,9 @@ class Gatekeeper:
                 ttl_seconds=s.idempotency_ttl_seconds,
             )
         except Problem:
-            await self._guard(authenticated, route_class)
+            await self._guard(authenticated, route_class, suspendable=suspendable)
             raise
-        admission = await self._guard(authenticated, route_class, claim)
+        admission = await self._guard(authenticated, route_class, claim, suspendable=suspendable)
         return await self._forward_idempotently(request, service, principal, claim, admission, body)
 
     async def _passthrough(self, request: Request, service: str, body: bytes) -> Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import Settings
+from gateway.flows.onboarding import OnboardingFlow
 from gateway.store import guards
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
@@ -16,7 +17,7 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return [prune_guards]
+    return [prune_guards, drive_onboardings]
 
 
 async def prune_once(runtime: Runtime, *, batch_max: int) -> int:
@@ -44,3 +45,13 @@ async def prune_guards(runtime: Runtime) -> None:
         return deleted
 
     await run_rounds("guard prune", prune_round, interval_seconds=settings.prune_interval_seconds)
+
+
+async def drive_onboardings(runtime: Runtime) -> None:
+    """Finish what the creating requests left: steps whose service was down, KYC checks held for review,
+    onboardings whose gateway died mid-way (their lease ran out). gateway/flows/onboarding.py."""
+    settings = runtime.settings
+    assert isinstance(settings, Settings)
+    flow: OnboardingFlow = runtime.extras["onboarding"]
+    await run_rounds("onboarding", flow.drive_due, interval_seconds=settings.onboarding_interval_seconds,
+                     batch_max=settings.onboarding_batch_max)  # fmt: skip

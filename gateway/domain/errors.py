@@ -60,6 +60,12 @@ REFUND_REQUEST_NOT_FOUND = ErrorSpec("refund_request_not_found", 404, "No such r
 REFUND_REQUEST_STATE = ErrorSpec("refund_request_state", 409, "The refund request is not in a state for this")
 REFUND_SELF_APPROVAL = ErrorSpec("refund_self_approval", 403, "The requester of a refund cannot approve it")
 
+# Merchant onboarding and suspension (gateway/flows/onboarding.py, docs/onboarding.md).
+MERCHANT_SUSPENDED = ErrorSpec("merchant_suspended", 403, "This merchant is suspended: reads and refunds only")
+MERCHANT_STATUS_CONFLICT = ErrorSpec("merchant_status_conflict", 409, "The merchant is already in that state")
+ONBOARDING_NOT_FOUND = ErrorSpec("onboarding_not_found", 404, "No such merchant onboarding")
+ONBOARDING_STATE = ErrorSpec("onboarding_state", 409, "Only a rejected onboarding can be retried")
+
 ERRORS: tuple[ErrorSpec, ...] = (
     AUTHENTICATION_REQUIRED,
     AUTHORIZATION_MALFORMED,
@@ -107,6 +113,10 @@ ERRORS: tuple[ErrorSpec, ...] = (
     REFUND_REQUEST_NOT_FOUND,
     REFUND_REQUEST_STATE,
     REFUND_SELF_APPROVAL,
+    MERCHANT_SUSPENDED,
+    MERCHANT_STATUS_CONFLICT,
+    ONBOARDING_NOT_FOUND,
+    ONBOARDING_STATE,
 )
 
 # Every code a client of the public API can meet through the gateway (listed in /openapi.json).

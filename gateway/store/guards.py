@@ -77,6 +77,8 @@ class Admission:
     # the record that holds it (None when another replica inserted it after this statement's snapshot).
     acquired: bool = False
     record: StoredRecord | None = None
+    # False when the request named a merchant (`suspendable_merchant_id`) that is suspended (nothing counted).
+    merchant_open: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +106,7 @@ def _numbered(sql: str, names: tuple[str, ...]) -> str:
 
 
 _NONCE_PARAMS = ("key_id", "nonce", "nonce_expires_epoch")
-_HIT_PARAMS = ("bucket", "window", "limit", "auth_key")
+_HIT_PARAMS = ("bucket", "window", "limit", "auth_key", "suspendable")
 _KEY_PARAMS = ("scope", "key", "request_hash", "lock_token", "lock_seconds", "ttl_seconds")
 
 _NONCE_CTE = """
@@ -126,7 +128,10 @@ auth AS (
         SELECT 1 FROM api_keys k
         WHERE k.key_id = :auth_key AND k.status = 'active'
           AND (k.expires_at IS NULL OR k.expires_at > clock_timestamp())
-    ) AS usable
+    ) AS key_usable,
+    NOT EXISTS (
+        SELECT 1 FROM merchants m WHERE m.id = CAST(:suspendable AS text) AND m.suspended_at IS NOT NULL
+    ) AS merchant_open
 ),
 clock AS (
     SELECT now_epoch, CAST(floor(now_epoch / CAST(:window AS bigint)) * CAST(:window AS bigint) AS bigint) AS start
@@ -142,7 +147,8 @@ hit AS (
     INSERT INTO rate_limit_counters (bucket, window_start, hits, expires_at)
     SELECT :bucket, clock.start, 1, to_timestamp(clock.start + 2 * CAST(:window AS bigint))
     FROM clock CROSS JOIN prev CROSS JOIN auth
-    WHERE auth.usable AND prev.hits * prev.weight + 1 <= CAST(:limit AS integer) {nonce_condition}
+    WHERE auth.key_usable AND auth.merchant_open
+      AND prev.hits * prev.weight + 1 <= CAST(:limit AS integer) {nonce_condition}
     ON CONFLICT (bucket, window_start) DO UPDATE SET hits = rate_limit_counters.hits + 1
     WHERE (SELECT prev.hits * prev.weight FROM prev) + rate_limit_counters.hits + 1 <= CAST(:limit AS integer)
     RETURNING hits
@@ -170,7 +176,8 @@ taken AS (
     RETURNING 1
 )"""
 
-_HIT_SELECT = """(SELECT usable FROM auth) AS key_usable, (SELECT count(*) FROM hit) AS admitted,
+_HIT_SELECT = """(SELECT key_usable FROM auth) AS key_usable, (SELECT merchant_open FROM auth) AS merchant_open,
+    (SELECT count(*) FROM hit) AS admitted,
     coalesce((SELECT hits FROM hit),
              (SELECT c.hits FROM rate_limit_counters c WHERE c.bucket = :bucket AND c.window_start = clock.start),
              0) AS hits,
@@ -207,16 +214,21 @@ async def admit(
     auth_key_id: str | None = None,
     nonce: NonceClaim | None = None,
     key: KeyClaim | None = None,
+    suspendable_merchant_id: str | None = None,
 ) -> Admission:
     """One round trip: claim the nonce (if signed), count the request if within `limit`, take the key (if any).
 
     A request with a reused nonce or over the limit is not counted and never takes a key. `auth_key_id`
     (the API key that authenticated it) is checked against the database in the same statement: a key
     revoked or expired a moment ago on another replica is refused here even while this replica's key
-    cache still holds it, so revocation and rotation take effect at once everywhere.
+    cache still holds it, so revocation and rotation take effect at once everywhere. Likewise
+    `suspendable_merchant_id` (the merchant a request refused during a suspension acts for): a primary-key
+    lookup of `merchants.suspended_at` in the same statement, so a suspension is seen by every replica on
+    its very next request, at no extra round trip.
     """
     sql, names = _ADMIT[(nonce is not None, key is not None)]
-    values: dict[str, Any] = {"bucket": bucket, "window": window_seconds, "limit": limit, "auth_key": auth_key_id}
+    values: dict[str, Any] = {"bucket": bucket, "window": window_seconds, "limit": limit, "auth_key": auth_key_id,
+                              "suspendable": suspendable_merchant_id}  # fmt: skip
     if nonce is not None:
         values.update(key_id=nonce.key_id, nonce=nonce.nonce, nonce_expires_epoch=nonce.expires_epoch)
     if key is not None:
@@ -243,6 +255,7 @@ async def admit(
         nonce_fresh=row["nonce_fresh"] == 1,
         acquired=key is not None and row["acquired"] == 1,
         record=record,
+        merchant_open=bool(row["merchant_open"]),
     )
 
 

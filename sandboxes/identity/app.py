@@ -11,6 +11,14 @@ Decision rules (`PUT /control/rules`, default: approve everything):
 - `default`: `approve` | `reject` | `hold`.
 Besides the rules, a document that fails its own check character is always rejected (`document_invalid`).
 
+Merchant checks (`POST /v1/merchant-checks`, same signature; onboarding's KYC step, docs/onboarding.md) answer
+at once: the business-licence number's check character (unified social credit code, GB 32100), the legal
+representative's ID number (GB 11643), and the settlement account's holder name against the bank's record
+(`bank_account_names` rule: account number → the name the bank holds it under). Every finding is listed;
+`reject_documents` / `reject_names` apply to the licence, the ID number and both names; `hold_documents` (or
+`default: hold`) keeps a check `held` until `POST /control/merchant-checks/{id}/approve|reject`, read again with
+`GET /v1/merchant-checks/{id}` (signed over the empty body).
+
 The verdict goes to `callback_url` asynchronously, re-signed for every attempt, retried on the schedule
 until the receiver answers 2xx. Must not import anything from libs/ or services/.
 """
@@ -25,7 +33,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
@@ -86,6 +94,36 @@ class Rules(BaseModel):
     reject_documents: dict[str, str] = Field(default_factory=dict)
     reject_names: dict[str, str] = Field(default_factory=dict)
     hold_documents: list[str] = Field(default_factory=list)
+    # The bank's record of who holds an account: {account number: holder name}. A merchant check whose
+    # settlement account is listed with another name is rejected (`bank_account_name_mismatch`).
+    bank_account_names: dict[str, str] = Field(default_factory=dict)
+
+
+class Representative(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    id_number: str = Field(min_length=18, max_length=18)
+
+
+class BankAccount(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    account_name: str = Field(min_length=1, max_length=100)
+    account_number: str = Field(pattern=r"^[0-9]{8,32}$")
+
+
+class MerchantCheckRequest(BaseModel):
+    """A merchant's KYC in one request: licence, legal representative, settlement account (Juhe's protocol)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    check_id: str = Field(min_length=1, max_length=64)
+    entity_type: Literal["individual", "individual_business", "company"]
+    legal_name: str = Field(min_length=1, max_length=100)
+    business_licence_number: str | None = Field(default=None, min_length=18, max_length=18)
+    legal_representative: Representative
+    bank_account: BankAccount
 
 
 class ManualDecision(BaseModel):
@@ -94,6 +132,7 @@ class ManualDecision(BaseModel):
     reason: str | None = Field(default=None, max_length=200)
 
 
+_Model = TypeVar("_Model", bound=BaseModel)
 _ID_CHECK = "10X98765432"
 _USCC = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 
@@ -161,17 +200,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
 
     @app.post("/v1/verifications", status_code=202)
     async def create_verification(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        if len(raw) > REQUEST_BODY_MAX_BYTES:
-            raise HTTPException(413, "body too large")
-        timestamp, signature = request.headers.get(TIMESTAMP_HEADER, ""), request.headers.get(SIGNATURE_HEADER, "")
-        fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= settings.max_age_seconds
-        if not fresh or not hmac.compare_digest(sign(settings.secret, int(timestamp or 0), raw), signature):
-            raise HTTPException(401, "bad signature")
-        try:
-            req = VerificationRequest.model_validate_json(raw)
-        except ValidationError as e:
-            raise HTTPException(422, str(e.errors(include_url=False)[:3])) from None
+        req = await signed_request(request, VerificationRequest)
         result, reason = decide(req)
         doc = {**req.model_dump(), "result": result, "reason": reason, "created_at_unix": time.time()}
         if not store.insert_if_absent("verifications", req.request_id, doc):
@@ -180,6 +209,96 @@ def create_app(settings: IdentitySettings) -> FastAPI:
         if result != "held":
             send_verdict(doc)
         return {"request_id": req.request_id, "status": result}
+
+    def check_merchant(req: MerchantCheckRequest) -> tuple[str, list[dict[str, str | None]]]:
+        """Every finding at once (a merchant fixes them in one go), then the same rules as person checks."""
+        rules = state["rules"]
+        reasons: list[dict[str, str | None]] = []
+
+        def reject(code: str, field: str | None, detail: str) -> None:
+            reasons.append({"code": code, "field": field, "detail": detail})
+
+        licence = req.business_licence_number
+        if req.entity_type != "individual" and licence is None:
+            reject("business_licence_missing", "business_licence_number", "a business needs its licence number")
+        if licence is not None and not document_ok("merchant", licence):
+            reject("business_licence_invalid", "business_licence_number", "the check character does not match")
+        rep = req.legal_representative
+        if not document_ok("person", rep.id_number):
+            reject("id_number_invalid", "legal_representative.id_number", "the check character does not match")
+        account = req.bank_account
+        held_by = rules.bank_account_names.get(account.account_number)
+        if held_by is not None and held_by != account.account_name:
+            reject("bank_account_name_mismatch", "bank_account.account_name",
+                   "the bank holds this account under another name")  # fmt: skip
+        for number, field in ((licence, "business_licence_number"), (rep.id_number, "legal_representative.id_number")):
+            if number is not None and number in rules.reject_documents:
+                reject("document_rejected", field, rules.reject_documents[number])
+        for name, field in ((req.legal_name, "legal_name"), (rep.name, "legal_representative.name")):
+            if name in rules.reject_names:
+                reject("name_rejected", field, rules.reject_names[name])
+        if reasons:
+            return "rejected", reasons
+        if rules.default == "reject":
+            return "rejected", [{"code": "rejected_by_rule", "field": None, "detail": "the default rule rejects"}]
+        if rules.default == "hold" or {licence, rep.id_number} & set(rules.hold_documents):
+            return "held", []
+        return "approved", []
+
+    def signed_body(request: Request, raw: bytes) -> None:
+        timestamp, signature = request.headers.get(TIMESTAMP_HEADER, ""), request.headers.get(SIGNATURE_HEADER, "")
+        fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= settings.max_age_seconds
+        if not fresh or not hmac.compare_digest(sign(settings.secret, int(timestamp or 0), raw), signature):
+            raise HTTPException(401, "bad signature")
+
+    async def signed_request(request: Request, model: type[_Model]) -> _Model:
+        """The body, bounded, signed, and valid as `model` (413 / 401 / 422 otherwise)."""
+        raw = await request.body()
+        if len(raw) > REQUEST_BODY_MAX_BYTES:
+            raise HTTPException(413, "body too large")
+        signed_body(request, raw)
+        try:
+            return model.model_validate_json(raw)
+        except ValidationError as e:
+            raise HTTPException(422, str(e.errors(include_url=False)[:3])) from None
+
+    @app.post("/v1/merchant-checks")
+    async def create_merchant_check(request: Request) -> dict[str, Any]:
+        """Synchronous: the verdict is in the answer (`held` ones are read again later). The same check_id
+        again answers the first verdict, whatever the body: the provider decides once per check."""
+        req = await signed_request(request, MerchantCheckRequest)
+        result, reasons = check_merchant(req)
+        doc = {"check_id": req.check_id, "result": result, "reasons": reasons, "created_at_unix": time.time()}
+        if not store.insert_if_absent("merchant_checks", req.check_id, doc):
+            doc = store.get("merchant_checks", req.check_id) or doc
+        return {k: doc[k] for k in ("check_id", "result", "reasons")}
+
+    @app.get("/v1/merchant-checks/{check_id}")
+    async def read_merchant_check(check_id: str, request: Request) -> dict[str, Any]:
+        signed_body(request, b"")
+        doc = store.get("merchant_checks", check_id)
+        if doc is None:
+            raise HTTPException(404, "no such check")
+        return {k: doc[k] for k in ("check_id", "result", "reasons")}
+
+    @app.post("/control/merchant-checks/{check_id}/{verdict}")
+    async def decide_held_check(
+        check_id: str, verdict: Literal["approve", "reject"], body: ManualDecision
+    ) -> dict[str, Any]:
+        """A reviewer's decision on a held merchant check."""
+
+        def change(doc: dict[str, Any]) -> dict[str, Any]:
+            if doc["result"] != "held":
+                raise HTTPException(409, f"already {doc['result']}")
+            if verdict == "approve":
+                return {**doc, "result": "approved"}
+            reason = {"code": "rejected_manually", "field": None, "detail": body.reason or "rejected by a reviewer"}
+            return {**doc, "result": "rejected", "reasons": [reason]}
+
+        try:
+            return store.update("merchant_checks", check_id, change)
+        except KeyError:
+            raise HTTPException(404, "no such check") from None
 
     @app.get("/control/verifications/{request_id}")
     async def read_verification(request_id: str) -> dict[str, Any]:

@@ -1,0 +1,92 @@
+"""Merchant onboarding in one call, and merchant suspension (platform admin keys; docs/onboarding.md).
+
+`POST /merchant-onboardings` needs an `Idempotency-Key`: the same key and body answer the same onboarding
+(with the same credentials), another body is 409 `idempotency_key_reused`. It is recorded by the flow
+itself, not by the gateway's idempotency records, which would store the secrets in a response body.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, Response, status
+
+from gateway.api.deps import IdentitiesDep, PlatformDep
+from gateway.api.onboarding_schemas import (
+    MerchantStatusResponse,
+    OnboardingCreateRequest,
+    OnboardingResponse,
+    SuspensionRequest,
+)
+from gateway.domain import idempotency
+from gateway.flows import merchant_status
+from gateway.flows.onboarding import OnboardingFlow
+
+router = APIRouter(prefix="/v1/platform", tags=["platform"])
+
+
+async def get_onboarding(request: Request) -> OnboardingFlow:
+    flow: OnboardingFlow = request.app.state.runtime.extras["onboarding"]
+    return flow
+
+
+OnboardingDep = Annotated[OnboardingFlow, Depends(get_onboarding)]
+
+
+class MerchantStatusWithChanges(MerchantStatusResponse):
+    changes: list[dict[str, Any]]
+
+
+@router.post("/merchant-onboardings", status_code=status.HTTP_201_CREATED)
+async def create_onboarding(
+    body: OnboardingCreateRequest,
+    platform: PlatformDep,
+    flow: OnboardingDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> OnboardingResponse:
+    """201 with the merchant's API key and webhook secret (the one webhooks are signed with) and every step's
+    status; `status: processing` when a step is still running (the worker finishes it: `GET` to follow)."""
+    key = idempotency.validate_key(idempotency_key)
+    view, created = await flow.create(platform, key, body.model_dump(mode="json", exclude_none=True))
+    if not created:
+        response.status_code = status.HTTP_200_OK
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
+    return OnboardingResponse.model_validate(view)
+
+
+@router.get("/merchant-onboardings/{onboarding_id}")
+async def read_onboarding(onboarding_id: str, platform: PlatformDep, flow: OnboardingDep) -> OnboardingResponse:
+    return OnboardingResponse.model_validate(await flow.read(platform, onboarding_id))
+
+
+@router.post("/merchant-onboardings/{onboarding_id}/retry")
+async def retry_onboarding(onboarding_id: str, platform: PlatformDep, flow: OnboardingDep) -> OnboardingResponse:
+    """Rejected steps run again (after the finding was cleared at the provider or the service)."""
+    return OnboardingResponse.model_validate(await flow.retry(platform, onboarding_id))
+
+
+@router.post("/merchants/{merchant_id}/suspension")
+async def suspend_merchant(
+    merchant_id: str, body: SuspensionRequest, platform: PlatformDep, identities: IdentitiesDep
+) -> MerchantStatusResponse:
+    """From the next request on, on every replica: the merchant's writes other than refunds and closing are
+    403 `merchant_suspended`; reads keep working. Audited with the reason."""
+    changed = await merchant_status.change(identities, platform, merchant_id, suspend=True, reason=body.reason)
+    return MerchantStatusResponse.model_validate(changed)
+
+
+@router.post("/merchants/{merchant_id}/resumption")
+async def resume_merchant(
+    merchant_id: str, body: SuspensionRequest, platform: PlatformDep, identities: IdentitiesDep
+) -> MerchantStatusResponse:
+    changed = await merchant_status.change(identities, platform, merchant_id, suspend=False, reason=body.reason)
+    return MerchantStatusResponse.model_validate(changed)
+
+
+@router.get("/merchants/{merchant_id}/suspension")
+async def read_suspension(
+    merchant_id: str, platform: PlatformDep, identities: IdentitiesDep
+) -> MerchantStatusWithChanges:
+    """Whether the merchant is suspended, and its suspensions and resumptions (newest first, at most 50)."""
+    return MerchantStatusWithChanges.model_validate(await merchant_status.read(identities, platform, merchant_id))

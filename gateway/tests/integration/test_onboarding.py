@@ -1,0 +1,303 @@
+"""One-call merchant onboarding and suspension, through two real gateway replicas in front of the real cashier,
+routing, settlement and ledger, with the identity sandbox doing KYC and the Alipay sandbox as the channel.
+
+Everything over real HTTP with real signatures on fresh migrated databases; one set of processes for the
+module. Replica A runs the gateway's worker (it finishes onboardings the request left), replica B only serves.
+Both cache key material for 60 s, so nothing here passes thanks to a cold cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from juhe_sdk import AsyncClient, AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError
+from juhe_sdk.webhooks import SIGNATURE_HEADER, construct_event
+
+from gateway.seed import seed_demo_async
+from gateway.tests.integration.with_cashier import AlipaySandbox, alipay
+from libs.common.embedded import free_port
+from libs.common.kafka import ensure_platform_topics
+from libs.common.services import SERVICES
+from libs.common.testing.infra import serve_app
+from libs.common.testing.waiting import eventually
+from sandboxes.common.testing import SandboxProcess
+from services.cashier.tests.integration.flows.conftest import WebhookReceiver, serving_receivers
+
+__all__ = ["alipay"]  # the module's Alipay sandbox fixture
+
+INTERNAL_SECRET = "onboarding-tests-internal-secret-0123456789"
+IDENTITY_SECRET = "onboarding-tests-identity-secret"
+ROUTE_ID = "ali_onb"
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+RESIDENT_ID = "11010519491231002X"
+PAYMENT = {"amount_minor": 1200, "currency": "CNY", "scene": "native_qr", "description": "Tea"}
+
+
+def new_uscc() -> str:
+    """A unified social credit code with a right check character (GB 32100), different on every call: the ledger
+    keeps one merchant holder per licence."""
+    body = "91350100" + "".join(secrets.choice("0123456789") for _ in range(9))
+    total = sum(USCC_ALPHABET.index(c) * pow(3, i, 31) for i, c in enumerate(body))
+    return body + USCC_ALPHABET[(31 - total % 31) % 31]
+
+
+@dataclass
+class Env:
+    a: str  # replica A (with the worker)
+    b: str  # replica B
+    admin_key: str
+    identity: SandboxProcess
+    alipay: AlipaySandbox
+    receiver: WebhookReceiver
+    clients: list[AsyncClient] = field(default_factory=list)
+
+    def admin(self, base_url: str | None = None) -> AsyncClient:
+        client = AsyncClient(base_url or self.a, token=self.admin_key, max_retries=0)
+        self.clients.append(client)
+        return client
+
+    def merchant(self, base_url: str, key: dict[str, str]) -> AsyncClient:
+        client = AsyncClient(base_url, key_id=key["key_id"], secret=key["secret"], max_retries=0)
+        self.clients.append(client)
+        return client
+
+    def body(self, **changes: Any) -> dict[str, Any]:
+        """A complete onboarding request for a company taking Alipay on the module's route."""
+        sandbox, app = self.alipay
+        config = {"gateway_url": sandbox.base_url + "/gateway.do", "app_id": app["app_id"],
+                  "app_private_key_pem": app["app_private_key_pem"],
+                  "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}  # fmt: skip
+        body: dict[str, Any] = {
+            "merchant_id": f"mch_onb{uuid.uuid4().hex[:10]}",
+            "legal_name": "杭州茶馆有限公司", "display_name": "West Lake Tea House", "entity_type": "company",
+            "industry_code": "5812", "business_licence_number": new_uscc(),
+            "legal_representative": {"name": "张三", "id_number": RESIDENT_ID},
+            "contact": {"name": "李四", "email": "ops@tea.example", "phone": "+8613800138000"},
+            "settlement_account": {"account_name": "杭州茶馆有限公司", "account_number": "6222021234567890",
+                                   "bank_name": "ICBC Hangzhou"},
+            "channels": [{"channel": "alipay", "route_id": ROUTE_ID, "sub_merchant_id": app["seller_id"],
+                          "config": config}],
+            "settlement": {"cycle": {"kind": "t_plus", "days": 1}, "platform_fee_rate_bps": 30},
+            "webhook_url": self.receiver.url,
+        }  # fmt: skip
+        body.update(changes)
+        return body
+
+    async def identity_rules(self, **rules: Any) -> None:
+        async with httpx.AsyncClient() as http:
+            (await http.put(self.identity.base_url + "/control/rules", json=rules)).raise_for_status()
+
+
+def create_app(service: str, settings: Any) -> Any:
+    return importlib.import_module(f"{SERVICES[service].module}.app").create_app(settings)
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[WebhookReceiver]:
+    with serving_receivers(0) as (hooks,):
+        yield hooks
+
+
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
+    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("identity")), "JUHE_SANDBOX_IDENTITY_SECRET": IDENTITY_SECRET}
+    with SandboxProcess("sandboxes.identity", port_env="JUHE_SANDBOX_IDENTITY_PORT", env=env) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+async def env(
+    juhe_infra: Any, migrated_database: Any, tmp_path_factory: pytest.TempPathFactory, alipay: AlipaySandbox,
+    identity: SandboxProcess, receiver: WebhookReceiver,
+) -> AsyncIterator[Env]:  # fmt: skip
+    namespace = f"t{uuid.uuid4().hex[:10]}."
+    await ensure_platform_topics(juhe_infra.bootstrap, namespace)
+    ports = {name: free_port() for name in ("a", "b", "cashier", "routing", "settlement", "ledger")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+
+    def settings(service: str, **values: Any) -> Any:
+        return SERVICES[service].settings_class()(
+            env="test", kafka_bootstrap_servers=juhe_infra.bootstrap, topic_namespace=namespace, log_json=True,
+            internal_token_secret=INTERNAL_SECRET, **values,
+        )  # fmt: skip
+
+    gateway_db = await migrated_database("gateway")
+    gateway = settings(
+        "gateway", database_url=gateway_db, role="all", port=ports["a"], key_cache_ttl_seconds=60,
+        cashier_url=urls["cashier"], routing_url=urls["routing"], settlement_url=urls["settlement"],
+        ledger_url=urls["ledger"], marketing_url="http://127.0.0.1:9", migration_url="http://127.0.0.1:9",
+        identity_base_url=identity.base_url, identity_secret=IDENTITY_SECRET, onboarding_interval_seconds=0.2,
+    )  # fmt: skip
+    keys = await seed_demo_async(gateway_db, Path(tmp_path_factory.mktemp("keys")) / "keys.json", settings=gateway)
+    apps = {
+        "ledger": settings("ledger", database_url=await migrated_database("ledger"), role="api", port=ports["ledger"]),
+        "settlement": settings("settlement", database_url=await migrated_database("settlement"), role="api",
+                               port=ports["settlement"]),
+        "routing": settings("routing", database_url=await migrated_database("routing"), role="api",
+                            port=ports["routing"]),
+        "cashier": settings(
+            "cashier", database_url=await migrated_database("cashier"), role="all", port=ports["cashier"],
+            public_base_url=urls["cashier"], gateway_url=urls["a"], routing_url=urls["routing"],
+            poll_initial_seconds=0.2, poll_backoff_max_seconds=0.5, poll_interval_seconds=0.1,
+            webhook_interval_seconds=0.1, webhook_allow_http=True, webhook_allow_loopback=True,
+        ),
+    }  # fmt: skip
+    async with contextlib.AsyncExitStack() as stack:
+        for name, app_settings in apps.items():
+            await stack.enter_async_context(serve_app(create_app(name, app_settings), port=ports[name], name=name))
+        await stack.enter_async_context(serve_app(create_app("gateway", gateway), port=ports["a"], name="gateway A"))
+        replica_b = gateway.model_copy(update={"role": "api", "port": ports["b"]})
+        await stack.enter_async_context(serve_app(create_app("gateway", replica_b), port=ports["b"], name="gateway B"))
+        built = Env(urls["a"], urls["b"], keys["admin_key"], identity, alipay, receiver)
+        admin = built.admin()
+        await admin.request("POST", "/v1/channel-routes", json={
+            "route_id": ROUTE_ID, "method": "alipay", "kind": "direct", "provider": "alipay", "connector": "alipay",
+            "config_ref": "test/alipay", "scenes": ["native_qr"]})  # fmt: skip
+        rate = {"route_id": ROUTE_ID, "rate_bps": 55, "valid_from": "2026-01-01T00:00:00+08:00"}
+        await admin.request("POST", "/v1/fee-rates", json=rate)
+        try:
+            yield built
+        finally:
+            for client in built.clients:
+                await client.aclose()
+
+
+async def onboard(env: Env, body: dict[str, Any], key: str | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = await env.admin().request(
+        "POST", "/v1/platform/merchant-onboardings", json=body, idempotency_key=key or str(uuid.uuid4())
+    )
+    return answer
+
+
+async def test_one_call_onboards_a_merchant_that_takes_a_payment_at_once_and_whose_webhooks_verify(env: Env) -> None:
+    body, key = env.body(), str(uuid.uuid4())
+    done = await onboard(env, body, key)
+    assert done["status"] == "active", done["steps"]
+    assert {name: step["status"] for name, step in done["steps"].items()} == dict.fromkeys(
+        ("identity", "kyc", "ledger", "cashier", "routing", "settlement"), "active"
+    )
+    merchant_id, api_key, secret = done["merchant_id"], done["api_key"], done["webhook_secret"]
+
+    # The same call again is the same merchant with the same credentials; another body with that key is a 409.
+    again = await onboard(env, body, key)
+    assert (again["onboarding_id"], again["merchant_id"], again["api_key"], again["webhook_secret"]) == (
+        done["onboarding_id"], merchant_id, api_key, secret)  # fmt: skip
+    with pytest.raises(ConflictError) as reused:
+        await onboard(env, {**body, "display_name": "Another"}, key)
+    assert reused.value.code == "idempotency_key_reused"
+
+    # It takes a payment at once, through the other replica: routing finds its contract, the cashier its channel.
+    juhe = env.merchant(env.b, api_key)
+    payment = await juhe.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert payment["attempts"][0]["channel"] == "alipay"
+    sandbox, app = env.alipay
+    async with httpx.AsyncClient() as http:
+        approved = await http.post(f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}"
+                                   "/approve", params={"app_id": app["app_id"]})  # fmt: skip
+    assert approved.status_code == 200, approved.text
+
+    # Its webhook verifies with the secret the onboarding returned (nothing copied it anywhere by hand).
+    async def delivered() -> Any:
+        return [h for h in env.receiver.delivered() if payment["id"].encode() in h.body]
+
+    hooks = await eventually(delivered, "the payment.succeeded webhook")
+    event = construct_event(hooks[0].body, hooks[0].headers[SIGNATURE_HEADER], secret)
+    assert event["type"] == "payment.succeeded"
+    read = await env.admin(env.b).request("GET", f"/v1/platform/merchant-onboardings/{done['onboarding_id']}")
+    assert read["status"] == "active" and read.get("api_key") is None  # secrets only answer the creating call
+
+
+async def test_a_rejected_kyc_leaves_nothing_active_and_a_retry_after_the_fix_completes(env: Env) -> None:
+    body = env.body()
+    account = body["settlement_account"]["account_number"]
+    await env.identity_rules(bank_account_names={account: "某某贸易有限公司"})
+    try:
+        rejected = await onboard(env, body)
+    finally:
+        await env.identity_rules()
+    assert rejected["status"] == "rejected"
+    kyc = rejected["steps"]["kyc"]
+    assert kyc["status"] == "rejected" and [r["code"] for r in kyc["reasons"]] == ["bank_account_name_mismatch"]
+    assert all(rejected["steps"][s]["status"] == "pending" for s in ("ledger", "cashier", "routing", "settlement"))
+
+    # Nothing half-active: the key is refused, and no service has heard of the merchant.
+    merchant_id = rejected["merchant_id"]
+    with pytest.raises(AuthenticationError):
+        await env.merchant(env.a, rejected["api_key"]).request("POST", "/v1/payments", json=PAYMENT)
+    admin = env.admin()
+    for path in (f"/v1/admin/merchants/{merchant_id}", f"/v1/contracts/{merchant_id}/{ROUTE_ID}",
+                 f"/v1/wallet/holders/{merchant_id}"):  # fmt: skip
+        with pytest.raises(NotFoundError):
+            await admin.request("GET", path)
+
+    # The bank record is corrected: a retry runs the check again and the rest of the steps.
+    retried = await admin.request("POST", f"/v1/platform/merchant-onboardings/{rejected['onboarding_id']}/retry")
+    assert retried["status"] == "active", retried["steps"]
+    assert retried["steps"]["kyc"]["previous_reasons"][0]["code"] == "bank_account_name_mismatch"
+
+
+async def test_a_check_held_for_review_is_finished_by_the_worker_once_approved(env: Env) -> None:
+    body = env.body()
+    await env.identity_rules(hold_documents=[body["business_licence_number"]])
+    try:
+        waiting = await onboard(env, body)
+    finally:
+        await env.identity_rules()
+    assert waiting["status"] == "processing"
+    assert waiting["steps"]["kyc"]["status"] == "pending"
+    assert waiting["steps"]["kyc"]["last_error"]["code"] == "kyc_in_review"
+    check_id = f"{waiting['onboarding_id']}.0"
+    async with httpx.AsyncClient() as http:
+        decided = await http.post(f"{env.identity.base_url}/control/merchant-checks/{check_id}/approve", json={})
+    assert decided.status_code == 200, decided.text
+
+    admin = env.admin(env.b)
+
+    async def active() -> Any:
+        read = await admin.request("GET", f"/v1/platform/merchant-onboardings/{waiting['onboarding_id']}")
+        return read if read["status"] == "active" else None
+
+    await eventually(active, "the worker to finish the onboarding")
+
+
+async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restores(env: Env) -> None:
+    done = await onboard(env, env.body())
+    merchant_id = done["merchant_id"]
+    on_a, on_b = env.merchant(env.a, done["api_key"]), env.merchant(env.b, done["api_key"])
+    paid = await on_a.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    await on_b.request("GET", f"/v1/payments/{paid['id']}")  # both replicas have the key cached now
+
+    suspended = await env.admin(env.a).request(
+        "POST", f"/v1/platform/merchants/{merchant_id}/suspension", json={"reason": "chargeback ratio above 1%"}
+    )
+    assert suspended["suspended"] is True
+    for client in (on_a, on_b):
+        with pytest.raises(PermissionDeniedError) as refused:
+            await client.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+        assert refused.value.code == "merchant_suspended" and refused.value.status == 403
+        assert (await client.request("GET", f"/v1/payments/{paid['id']}"))["id"] == paid["id"]  # reads go on
+        closed = await client.request("POST", f"/v1/payments/{paid['id']}/close") if client is on_a else None
+        assert closed is None or closed["status"] in ("closed", "processing")
+    with pytest.raises(ConflictError) as twice:
+        await env.admin(env.b).request("POST", f"/v1/platform/merchants/{merchant_id}/suspension",
+                                       json={"reason": "again"})  # fmt: skip
+    assert twice.value.code == "merchant_status_conflict"
+
+    await env.admin(env.b).request(
+        "POST", f"/v1/platform/merchants/{merchant_id}/resumption", json={"reason": "ratio back under 0.5%"}
+    )
+    for client in (on_a, on_b):
+        taken = await client.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+        assert taken["status"] in ("processing", "created")
+    audit = await env.admin().request("GET", f"/v1/platform/merchants/{merchant_id}/suspension")
+    assert [(c["action"], c["reason"]) for c in audit["changes"]] == [
+        ("resumed", "ratio back under 0.5%"), ("suspended", "chargeback ratio above 1%")]  # fmt: skip

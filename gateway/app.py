@@ -10,10 +10,13 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway import worker
-from gateway.api.routes import api_versions, internal, platform, proxy, staff, wallet_users
+from gateway.api.routes import api_versions, internal, onboarding, platform, proxy, staff, wallet_users
 from gateway.catalog import ApiCatalog
+from gateway.clients.identity import IdentityProvider
+from gateway.clients.services import PlatformCalls
 from gateway.config import Settings
 from gateway.docs_pages import HeadAsGet, serve_offline_docs
+from gateway.flows.onboarding import OnboardingFlow
 from gateway.gatekeeper import Gatekeeper
 from gateway.identities import Identities
 from gateway.observability import use_plain_asgi_observability
@@ -37,6 +40,14 @@ def create_app(settings: Settings) -> FastAPI:
         runtime.extras["catalog"] = catalog
         wallet = runtime.extras["wallet_users"] = WalletUsers(identities, settings)
         runtime.extras["staff"] = StaffConsole(identities, settings, check_web_client=wallet.check_web_client)
+        identity_provider = IdentityProvider(
+            settings.identity_base_url,
+            secret=settings.identity_secret.get_secret_value(),
+            timeout_seconds=settings.identity_timeout_seconds,
+        )
+        internal_secret = settings.internal_token_secret.get_secret_value()
+        calls = PlatformCalls(upstreams.clients, internal_token_secret=internal_secret)
+        runtime.extras["onboarding"] = OnboardingFlow(identities, calls, identity_provider, settings)
         web_pages = runtime.extras["web_pages"] = WebPages(
             settings.web_url,
             timeout_seconds=settings.upstream_timeout_seconds,
@@ -53,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
             await gatekeeper.close()
             await upstreams.close()
             await web_pages.close()
+            await identity_provider.close()
             await guard_pool.close()
 
         runtime.extras.setdefault("closers", []).append(stop)
@@ -62,6 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
         title=TITLE,
         routers=[
             platform.router,
+            onboarding.router,
             api_versions.router,
             wallet_users.router,
             staff.router,
@@ -77,7 +90,8 @@ def create_app(settings: Settings) -> FastAPI:
     use_plain_asgi_observability(app, settings.service_name)
     serve_offline_docs(app, title=TITLE)
     app.add_middleware(HeadAsGet, router=app.router)
-    own_routers = [platform.router, api_versions.router, wallet_users.router, staff.router, internal.router]
+    own_routers = [platform.router, onboarding.router, api_versions.router, wallet_users.router, staff.router,
+                   internal.router]  # fmt: skip
     app.router.routes.insert(0, proxy.FirstMatchProxyRoute(proxy.own_prefixes(own_routers)))
     app.router.routes.insert(0, WebPagesRoute(settings.web_prefixes))
     own: list[dict[str, Any]] = []

@@ -7,6 +7,9 @@ id, connector, fee in force), keeping those whose connector the merchant has cre
 within a method routing picks the route; across methods the payment still fails over (WeChat dark →
 Alipay).
 
+All of a payment's methods are asked in one call (`POST /v1/route/methods`, one decision per method on one
+snapshot of routing's state), each answered as `POST /v1/route` would answer it alone.
+
 Fallback: when no routing URL is set, or routing is unreachable / answers 5xx / 404 / a validation
 error, that method's channels are tried in the merchant's own order, so a routing outage never stops
 payments. A 422 `no_route_available` or 503 `channel_unavailable` from routing is a policy answer
@@ -105,11 +108,45 @@ class RoutingClient:
             return None
         return parse_candidates(json_object(response))
 
+    async def decide_methods(
+        self, context: dict[str, Any], methods: Sequence[str]
+    ) -> dict[str, list[Candidate] | None]:
+        """Routing's candidates for every method in one call (`POST /v1/route/methods`: one request and one
+        read of routing's shared state instead of one per method); per method as `decide` answers it, a method
+        missing from the answer is None (falls back). A routing without that endpoint (404, during an upgrade)
+        is asked once per method."""
+        if self._http is None or not methods:
+            return {}
+        try:
+            response = await self._http.post("/v1/route/methods", json={**context, "methods": list(methods)})
+        except httpx.HTTPError as exc:
+            log.warning("routing unreachable; falling back to merchant channel order", error=repr(exc))
+            return {}
+        if response.status_code == 404:
+            return {method: await self.decide({**context, "method": method}) for method in methods}
+        if response.status_code // 100 != 2:
+            log.warning("routing answered an error; falling back", status=response.status_code)
+            return {}
+        decisions = json_object(response).get("decisions")
+        answers: dict[str, list[Candidate] | None] = {}
+        for decision in decisions if isinstance(decisions, list) else []:
+            if not isinstance(decision, dict) or decision.get("method") not in methods:
+                continue
+            outcome = decision.get("outcome")
+            if outcome in POLICY_ANSWERS:
+                log.info("routing found no route", method=decision["method"], code=outcome)
+                answers[decision["method"]] = []
+            elif outcome == "routed":
+                answers[decision["method"]] = parse_candidates(decision)
+        return answers
+
 
 async def route_candidates(
     client: RoutingClient, *, channels: Sequence[str], context: dict[str, Any]
 ) -> list[Candidate]:
     """Candidates over all eligible channels (already in the merchant's order), routed per method."""
+    methods = list(dict.fromkeys(m for c in channels if (m := METHOD_OF_CHANNEL.get(c)) is not None))
+    answers = await client.decide_methods(context, methods)
     result: list[Candidate] = []
     seen: set[tuple[str, str | None]] = set()
     done_methods: set[str] = set()
@@ -120,7 +157,7 @@ async def route_candidates(
         routed: list[Candidate] | None = None
         if method is not None:
             done_methods.add(method)
-            routed = await client.decide({**context, "method": method})
+            routed = answers.get(method)
         if routed is None:
             same_method = [c for c in channels if METHOD_OF_CHANNEL.get(c) == method] if method else [channel]
             routed = [Candidate(channel=c) for c in same_method]

@@ -8,7 +8,7 @@ from the domain with their own codes (`rule_invalid`, `fee_rate_invalid`, `fee_r
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
@@ -479,29 +479,57 @@ class RoutingSettingsResponse(BaseModel):
 # --- decide ---------------------------------------------------------------------------------------
 
 
-class RouteDecideRequest(_Request):
+class _PaymentFacts(_Request):
+    """What routing is told about a payment, whatever the method(s) asked about."""
+
     payment_id: Id
     merchant_id: Id
     amount_minor: AmountMinor
     currency: Currency
-    method: Method
     scene: Scene
     payer_client: PayerClient = PayerClient.OTHER
     industry: IndustryCode | None = None
     exclude_route_ids: list[Id] = Field(default_factory=list, max_length=50, description="routes already tried")
 
-    def to_context(self) -> PaymentContext:
+    def context_for(self, method: Method) -> PaymentContext:
         return PaymentContext(
             payment_id=self.payment_id,
             merchant_id=self.merchant_id,
             amount_minor=self.amount_minor,
             currency=self.currency,
-            method=self.method,
+            method=method,
             scene=self.scene,
             payer_client=self.payer_client,
             industry=self.industry,
             exclude_route_ids=frozenset(self.exclude_route_ids),
         )
+
+
+class RouteDecideRequest(_PaymentFacts):
+    method: Method
+
+    def to_context(self) -> PaymentContext:
+        return self.context_for(self.method)
+
+
+class RouteDecideMethodsRequest(_PaymentFacts):
+    """`POST /v1/route/methods`: the decision of `POST /v1/route` for each of several methods, on one snapshot.
+
+    The cashier asks for every method a payment could be paid with (the merchant's channels, in its order);
+    one call reads the shared state once instead of once per method, and costs one request instead of one
+    per method (docs/performance.md)."""
+
+    methods: list[Method] = Field(min_length=1, max_length=len(Method))
+
+    @field_validator("methods")
+    @classmethod
+    def _distinct(cls, methods: list[Method]) -> list[Method]:
+        if len(set(methods)) != len(methods):
+            raise ValueError("methods must be distinct")
+        return methods
+
+    def contexts(self) -> list[PaymentContext]:
+        return [self.context_for(method) for method in self.methods]
 
 
 class RouteSimulateRequest(RouteDecideRequest):
@@ -608,8 +636,9 @@ class RouteDecisionResponse(BaseModel):
     outcome: str = Field(description="routed | no_route_available | channel_unavailable")
 
     @classmethod
-    def of(cls, d: Decision, currency: str, outcome: str = "routed") -> RouteDecisionResponse:
+    def of(cls, d: Decision, currency: str, outcome: str = "routed", **extra: Any) -> Self:
         return cls(
+            **extra,
             payment_id=d.payment_id,
             decided_at=d.decided_at,
             config_version=d.config_version,
@@ -618,3 +647,13 @@ class RouteDecisionResponse(BaseModel):
             skipped=[SkippedResponse.of(s) for s in d.skipped],
             outcome=outcome,
         )
+
+
+class MethodDecisionResponse(RouteDecisionResponse):
+    method: Method
+
+
+class RouteMethodsDecisionResponse(BaseModel):
+    """One decision per method asked, in the order asked; each `outcome` as `/v1/route/simulate` gives it."""
+
+    decisions: list[MethodDecisionResponse]

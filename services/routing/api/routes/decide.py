@@ -1,4 +1,5 @@
-"""POST /v1/route: the ordered candidate routes for one payment attempt; /simulate: the same, dry."""
+"""POST /v1/route: the ordered candidate routes for one payment attempt; /methods: the same for several methods
+on one snapshot; /simulate: the same, dry."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ from fastapi import APIRouter
 
 from libs.common.errors import Problem
 from services.routing.api.deps import SnapshotSourceDep
-from services.routing.api.schemas import RouteDecideRequest, RouteDecisionResponse, RouteSimulateRequest
+from services.routing.api.schemas import (
+    MethodDecisionResponse,
+    RouteDecideMethodsRequest,
+    RouteDecideRequest,
+    RouteDecisionResponse,
+    RouteMethodsDecisionResponse,
+    RouteSimulateRequest,
+)
 from services.routing.domain.decide import decide
 
 router = APIRouter(prefix="/v1/route", tags=["decide"])
@@ -21,6 +29,24 @@ async def decide_route(body: RouteDecideRequest, source: SnapshotSourceDep) -> R
     decision = decide(body.to_context(), await source.snapshot(body.merchant_id, now), now)
     decision.require_candidates()
     return RouteDecisionResponse.of(decision, body.currency)
+
+
+@router.post("/methods", response_model_exclude_none=False)
+async def decide_methods(body: RouteDecideMethodsRequest, source: SnapshotSourceDep) -> RouteMethodsDecisionResponse:
+    """`POST /v1/route` for each method asked, on one snapshot: 200 with every method's candidates and `outcome`
+    (routed | no_route_available | channel_unavailable: the code `/v1/route` would answer for that method)."""
+    now = datetime.now(UTC)
+    snapshot = await source.snapshot(body.merchant_id, now)
+    decisions = []
+    for method, context in zip(body.methods, body.contexts(), strict=True):
+        decision = decide(context, snapshot, now)
+        outcome = "routed"
+        try:
+            decision.require_candidates()
+        except Problem as problem:
+            outcome = problem.spec.code
+        decisions.append(MethodDecisionResponse.of(decision, body.currency, outcome, method=method))
+    return RouteMethodsDecisionResponse(decisions=decisions)
 
 
 @router.post("/simulate")

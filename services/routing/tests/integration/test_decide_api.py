@@ -63,3 +63,28 @@ async def test_the_real_service_process_answers_decide(
         r = await real.post("/v1/route", json=payment(exclude_route_ids=["wx_sp"]))
     assert r.status_code == 200
     assert order(r.json()) == ["wx_lianlian", "wx_direct"]
+
+
+async def test_methods_in_one_call_answer_as_each_method_alone(make_app: Any) -> None:
+    """`/v1/route/methods` (the cashier's one call per payment) gives each method the decision `/v1/route`
+    gives it alone, in the order asked; a method without a route says so in its outcome instead of failing
+    the whole answer."""
+    client = await make_app()
+    await seed(client)
+    body = {k: v for k, v in payment(exclude_route_ids=["wx_sp"]).items() if k != "method"}
+    r = await client.post("/v1/route/methods", json={**body, "methods": ["alipay", "wechat", "unionpay"]})
+    assert r.status_code == 200, r.text
+    decisions = r.json()["decisions"]
+    assert [d["method"] for d in decisions] == ["alipay", "wechat", "unionpay"]
+    for decision in decisions[:2]:
+        alone = (await client.post("/v1/route", json={**body, "method": decision["method"]})).json()
+        assert decision["outcome"] == "routed" and order(decision) == order(alone)
+        assert [c["fee"] for c in decision["candidates"]] == [c["fee"] for c in alone["candidates"]]
+    assert order(decisions[1]) == ["wx_lianlian", "wx_direct"]
+    alone = await client.post("/v1/route", json={**body, "method": "unionpay"})
+    assert alone.status_code in (422, 503) and decisions[2]["outcome"] == alone.json()["code"]
+    assert decisions[2]["candidates"] == []
+
+    for bad in ([], ["wechat", "wechat"], ["cash"]):
+        r = await client.post("/v1/route/methods", json={**body, "methods": bad})
+        assert r.status_code == 422 and r.json()["code"] == "validation_failed", r.text

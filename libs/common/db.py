@@ -7,12 +7,14 @@ Services use SQLAlchemy Core on an `AsyncConnection`. Events produced by a chang
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from prometheus_client import Histogram
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -22,6 +24,17 @@ from libs.common.logging import current_trace_id
 from libs.common.outbox_tables import OUTBOX_SHARD_COUNT, outbox
 
 IsolationLevel = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
+
+# How long a unit of work waited for its connection: the pool's queue when every connection is checked out
+# (`database_pool_size` + `database_pool_overflow`), a new connection when the pool opens one, and the
+# pre-ping. What a request waits here is waiting, not work: the first place to look when latency grows
+# while the CPU does not (docs/performance.md).
+connection_wait_seconds = Histogram(
+    "juhe_db_connection_wait_seconds",
+    "Time to get a database connection for a unit of work",
+    ["service"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 
 
 def create_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> AsyncEngine:
@@ -87,10 +100,18 @@ class UnitOfWork:
     def __init__(self, engine: AsyncEngine, *, source: str) -> None:
         self.engine = engine
         self.source = source
+        self._connection_wait = connection_wait_seconds.labels(source)
+
+    @asynccontextmanager
+    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+        started = time.perf_counter()
+        async with self.engine.connect() as conn:
+            self._connection_wait.observe(time.perf_counter() - started)
+            yield conn
 
     @asynccontextmanager
     async def begin(self, *, isolation_level: IsolationLevel | None = None) -> AsyncIterator[Tx]:
-        async with self.engine.connect() as conn:
+        async with self._connect() as conn:
             if isolation_level:
                 await conn.execution_options(isolation_level=isolation_level)
             async with conn.begin():
@@ -101,5 +122,5 @@ class UnitOfWork:
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
         """A connection for queries that change nothing (still inside a transaction for a consistent view)."""
-        async with self.engine.connect() as conn, conn.begin():
+        async with self._connect() as conn, conn.begin():
             yield conn

@@ -170,12 +170,18 @@ def internal_identity(request: Request) -> Identity:
     raise Problem(IDENTITY_MISSING, f"send {IDENTITY_HEADER} (requests reach services through the gateway)")
 
 
-def merchant_scope(identity: Annotated[Identity, Depends(internal_identity)]) -> str:
+async def _identity_dependency(request: Request) -> Identity:
+    """`internal_identity` as a dependency. Async on purpose: FastAPI runs a plain `def` dependency in its
+    thread pool, a thread hand-off on every request of every service (docs/performance.md)."""
+    return internal_identity(request)
+
+
+async def merchant_scope(identity: Annotated[Identity, Depends(_identity_dependency)]) -> str:
     """FastAPI dependency: the merchant every query must be filtered by; 403 when there is none."""
     if identity.merchant_id is None:
         raise Problem(MERCHANT_SCOPE_REQUIRED, f"a {identity.kind} identity has no merchant scope here")
     return identity.merchant_id
 
 
-InternalIdentity = Annotated[Identity, Depends(internal_identity)]
+InternalIdentity = Annotated[Identity, Depends(_identity_dependency)]
 MerchantScope = Annotated[str, Depends(merchant_scope)]

@@ -72,11 +72,17 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_uow(request: Request) -> UnitOfWork:
+async def _runtime_dependency(request: Request) -> Runtime:
+    """`get_runtime` as a dependency. Async on purpose, as every dependency on a request's path: FastAPI runs
+    a plain `def` dependency in its thread pool, a thread hand-off per request (docs/performance.md)."""
+    return get_runtime(request)
+
+
+async def get_uow(request: Request) -> UnitOfWork:
     return get_runtime(request).uow
 
 
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+RuntimeDep = Annotated[Runtime, Depends(_runtime_dependency)]
 UowDep = Annotated[UnitOfWork, Depends(get_uow)]
 
 

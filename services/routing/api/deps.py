@@ -15,7 +15,8 @@ ACTOR_HEADER = "X-Juhe-Actor"
 SNAPSHOT_SOURCE_KEY = "routing_snapshot_source"
 
 
-def get_snapshot_source(request: Request) -> SnapshotSource:
+async def get_snapshot_source(request: Request) -> SnapshotSource:
+    """Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop per decision."""
     source: SnapshotSource = get_runtime(request).extras[SNAPSHOT_SOURCE_KEY]
     return source
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from juhe_sdk import APIError, AsyncClient, NotFoundError
 
@@ -25,6 +26,7 @@ from libs.common.embedded import free_port
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.services import SERVICES
 from libs.common.testing.infra import serve_app
+from libs.common.testing.waiting import eventually
 from services.cashier.app import create_app as cashier_app
 
 __all__ = ["alipay"]  # the module's Alipay sandbox fixture
@@ -197,3 +199,46 @@ async def test_a_public_client_cannot_set_the_mode(env: Env) -> None:
     assert (refused.value.status, refused.value.code) == (422, "no_route_available")
     listed = await env.merchant(test_key).request("GET", "/v1/payments", headers=headers)
     assert listed["data"] == []
+
+
+async def test_webhook_endpoints_events_and_refunds_stay_in_their_mode(env: Env) -> None:
+    """A test payment's event goes to the merchant's test endpoint only and is listed to the test key only; its
+    refund is a test refund."""
+    merchant_id, test_key, live_key = await env.merchant_with_both_keys()
+    test, live = env.merchant(test_key), env.merchant(live_key)
+    await env.put_alipay(merchant_id, "127.0.0.1")
+    hook = {"url": "https://hooks.example/juhe", "enabled_events": ["*"]}
+    test_endpoint = await test.request("POST", "/v1/webhook-endpoints", json=hook)
+    live_endpoint = await live.request("POST", "/v1/webhook-endpoints", json=hook)
+    assert (test_endpoint["livemode"], live_endpoint["livemode"]) == (False, True)
+    assert [e["id"] for e in (await test.request("GET", "/v1/webhook-endpoints"))["data"]] == [test_endpoint["id"]]
+    with pytest.raises(NotFoundError):
+        await test.request("GET", f"/v1/webhook-endpoints/{live_endpoint['id']}")
+
+    payment = await test.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    sandbox, app = env.alipay
+    async with httpx.AsyncClient() as http:
+        approved = await http.post(f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}"
+                                   "/approve", params={"app_id": app["app_id"]})  # fmt: skip
+    assert approved.status_code == 200, approved.text
+
+    async def queued() -> list[dict[str, Any]] | None:
+        found = (await test.request("GET", f"/v1/payments/{payment['id']}/webhook-deliveries"))["data"]
+        return found or None
+
+    deliveries = await eventually(queued, "the payment.succeeded webhook is queued")
+    assert {d["endpoint_id"] for d in deliveries} == {test_endpoint["id"]}  # never the live endpoint
+    events = (await test.request("GET", "/v1/events"))["data"]
+    assert [(e["type"], e["livemode"], e["data"]["id"]) for e in events] == [
+        ("payment.succeeded", False, payment["id"])
+    ]
+    assert (await live.request("GET", "/v1/events"))["data"] == []
+    with pytest.raises(NotFoundError):
+        await live.request("GET", f"/v1/events/{events[0]['id']}")
+    with pytest.raises(NotFoundError):
+        await live.request("GET", f"/v1/webhook-deliveries/{deliveries[0]['id']}")
+
+    refund = await test.request("POST", f"/v1/payments/{payment['id']}/refunds", json={"amount_minor": 200})
+    assert refund["livemode"] is False
+    with pytest.raises(NotFoundError):
+        await live.request("GET", f"/v1/refunds/{refund['id']}")

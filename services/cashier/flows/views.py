@@ -77,6 +77,7 @@ def refund_view(row: Any) -> dict[str, Any]:
     return {
         "id": row.id,
         "payment_id": row.payment_id,
+        "livemode": row.livemode,
         "merchant_refund_no": row.merchant_refund_no,
         "status": row.status,
         "amount_minor": row.amount_minor,

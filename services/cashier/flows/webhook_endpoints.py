@@ -39,6 +39,7 @@ def endpoint_view(row: Any, *, secret: bool = False) -> dict[str, Any]:
         "description": row.description,
         "enabled_events": list(row.enabled_events),
         "enabled": row.enabled,
+        "livemode": row.livemode,
         "previous_secret_expires_at": row.previous_secret_expires_at,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
@@ -67,7 +68,9 @@ async def create_endpoint(
     enabled_events: list[str],
     enabled: bool,
     description: str | None,
+    livemode: bool = False,
 ) -> dict[str, Any]:
+    """An endpoint of the caller's mode: it receives that mode's events only (docs/test-mode.md)."""
     ensure_allowed_notify_url(cashier.settings, url, field="url")
     events = _checked_events(enabled_events)
     async with cashier.uow.begin() as tx:
@@ -87,6 +90,7 @@ async def create_endpoint(
                 "description": description,
                 "enabled_events": events,
                 "enabled": enabled,
+                "livemode": livemode,
                 "secret": mint_webhook_secret(),
             },
         )

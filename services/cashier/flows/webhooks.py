@@ -41,9 +41,10 @@ ERROR_TEXT_MAX_CHARS = 500
 async def enqueue_webhook(tx: Tx, cashier: Cashier, *, payment: Any, envelope: Envelope, data: dict[str, Any]) -> None:
     """Record the merchant event of a final state and queue its deliveries: one to the payment's notify_url
     (else the merchant's default URL), signed with the merchant's secret, and one to every enabled webhook
-    endpoint subscribed to its type, signed with that endpoint's secret(s). The event is recorded even when
-    nothing is sent, so `GET /v1/events` can always return it."""
-    payload = {"id": envelope.id, "type": envelope.type, "created_at": envelope.time, "data": jsonable_encoder(data)}
+    endpoint of the payment's mode subscribed to its type, signed with that endpoint's secret(s). The event is
+    recorded even when nothing is sent, so `GET /v1/events` can always return it."""
+    payload = {"id": envelope.id, "type": envelope.type, "created_at": envelope.time, "livemode": payment.livemode,
+               "data": jsonable_encoder(data)}  # fmt: skip
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
     await insert_event(
         tx.conn,
@@ -52,6 +53,7 @@ async def enqueue_webhook(tx: Tx, cashier: Cashier, *, payment: Any, envelope: E
             "merchant_id": payment.merchant_id,
             "type": envelope.type,
             "payment_id": payment.id,
+            "livemode": payment.livemode,
             "payload": json.loads(body),
             "created_at": datetime.fromisoformat(envelope.time),
         },
@@ -65,7 +67,7 @@ async def enqueue_webhook(tx: Tx, cashier: Cashier, *, payment: Any, envelope: E
         url = row.notify_url if row is not None else None
     if url:
         targets.append((url, None))
-    for endpoint in await enabled_endpoints(tx.conn, payment.merchant_id):
+    for endpoint in await enabled_endpoints(tx.conn, payment.merchant_id, livemode=payment.livemode):
         if subscribes_to(endpoint.enabled_events, envelope.type):
             targets.append((endpoint.url, endpoint.id))
     for target_url, endpoint_id in targets:

@@ -152,6 +152,9 @@ refunds = Table(
     metadata,
     Column("id", String(ID), primary_key=True),
     Column("payment_id", String(ID), ForeignKey("payments.id"), nullable=False),
+    # Always its payment's mode: set by the database on insert (trigger refunds_livemode, migration 0017), so no
+    # code path that makes a refund can give it another (docs/test-mode.md).
+    Column("livemode", Boolean, nullable=False),
     Column("attempt_id", String(ID), nullable=False),
     Column("merchant_id", String(64), nullable=False),
     Column("merchant_refund_no", String(64)),
@@ -215,6 +218,8 @@ webhook_endpoints = Table(
     Column("enabled_events", JSONB, nullable=False),  # list of event types, or ["*"]
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("secret", Text, nullable=False),
+    # Made with a test or a live key: it receives only that mode's events (docs/test-mode.md, migration 0017).
+    Column("livemode", Boolean, nullable=False),
     Column("previous_secret", Text),
     Column("previous_secret_expires_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -233,6 +238,7 @@ merchant_events = Table(
     Column("merchant_id", String(64), nullable=False),
     Column("type", String(64), nullable=False),
     Column("payment_id", String(ID), nullable=False),
+    Column("livemode", Boolean, nullable=False),  # its payment's mode (docs/test-mode.md, migration 0017)
     Column("payload", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Index("ix_merchant_events_merchant", "merchant_id", "seq"),

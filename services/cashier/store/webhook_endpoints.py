@@ -41,14 +41,22 @@ async def get_endpoint(
     return (await conn.execute(query)).first()
 
 
-async def list_endpoints(conn: AsyncConnection, *, merchant_id: str) -> Sequence[Row[Any]]:
+async def list_endpoints(
+    conn: AsyncConnection, *, merchant_id: str, livemode: bool | None = None
+) -> Sequence[Row[Any]]:
+    """The merchant's endpoints, oldest first; `livemode` keeps one mode's (None: both)."""
     query = select(webhook_endpoints).where(webhook_endpoints.c.merchant_id == merchant_id)
+    if livemode is not None:
+        query = query.where(webhook_endpoints.c.livemode.is_(livemode))
     return (await conn.execute(query.order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id))).all()
 
 
-async def enabled_endpoints(conn: AsyncConnection, merchant_id: str) -> Sequence[Row[Any]]:
+async def enabled_endpoints(conn: AsyncConnection, merchant_id: str, *, livemode: bool) -> Sequence[Row[Any]]:
+    """The endpoints an event of `livemode` goes to: test events only to test endpoints, live to live ones."""
     query = select(webhook_endpoints).where(
-        webhook_endpoints.c.merchant_id == merchant_id, webhook_endpoints.c.enabled.is_(True)
+        webhook_endpoints.c.merchant_id == merchant_id,
+        webhook_endpoints.c.enabled.is_(True),
+        webhook_endpoints.c.livemode.is_(livemode),
     )
     return (await conn.execute(query.order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id))).all()
 
@@ -118,9 +126,13 @@ async def list_events(
     types: Sequence[str] | None,
     created_gte: datetime | None,
     created_lt: datetime | None,
+    livemode: bool | None = None,
 ) -> Sequence[Row[Any]]:
-    """Oldest first (the order they happened in); the cursor is the last `seq` of the previous page."""
+    """Oldest first (the order they happened in); the cursor is the last `seq` of the previous page; `livemode`
+    keeps one mode's events (None: both)."""
     query = select(merchant_events).where(merchant_events.c.merchant_id == merchant_id)
+    if livemode is not None:
+        query = query.where(merchant_events.c.livemode.is_(livemode))
     if after_seq is not None:
         query = query.where(merchant_events.c.seq > after_seq)
     if types:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from libs.common.errors import NOT_FOUND, VALIDATION_FAILED, Problem
 from libs.common.paging import KnownQueryOnly, ListPage, cursor_query
-from services.cashier.api.deps import CashierDep, MerchantId, PageSize
+from services.cashier.api.deps import Caller, CashierDep, MerchantId, PageSize
 from services.cashier.domain.webhook_endpoints import EVENT_TYPES
 from services.cashier.store.webhook_endpoints import get_event, list_events
 
@@ -26,6 +26,7 @@ class EventResponse(BaseModel):
     type: str
     # As the webhook carried it (ISO 8601 with offset), not re-formatted: the two bodies compare equal.
     created_at: str = Field(json_schema_extra={"format": "date-time"})
+    livemode: bool = Field(description="The event's payment is live; false: test (docs/test-mode.md)")
     data: dict[str, Any]
 
 
@@ -43,6 +44,7 @@ def _types(types: list[str] | None) -> list[str] | None:
 @router.get("", dependencies=[KnownQueryOnly])
 async def list_all(
     merchant_id: MerchantId,
+    caller: Caller,
     cashier: CashierDep,
     limit: PageSize,
     cursor: Annotated[str | None, cursor_query(rf"^[0-9]{{1,{CURSOR_DIGITS_MAX}}}$")] = None,
@@ -64,6 +66,7 @@ async def list_all(
             types=types,
             created_gte=created_gte,
             created_lt=created_lt,
+            livemode=cashier.livemode_filter(caller),  # a test key lists test events only, a live key live ones
         )
     page = rows[:limit]
     has_more = len(rows) > limit
@@ -75,9 +78,9 @@ async def list_all(
 
 
 @router.get("/{event_id}")
-async def read(event_id: str, merchant_id: MerchantId, cashier: CashierDep) -> EventResponse:
+async def read(event_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> EventResponse:
     async with cashier.uow.read() as conn:
         row = await get_event(conn, merchant_id=merchant_id, event_id=event_id)
-    if row is None:
+    if row is None or cashier.livemode_filter(caller) not in (None, row.livemode):
         raise Problem(NOT_FOUND, f"event {event_id} does not exist")
     return EventResponse.model_validate(row.payload)

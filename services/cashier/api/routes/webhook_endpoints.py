@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Depends, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
+from libs.common.errors import Problem
+from libs.common.modes import livemode_of
 from libs.common.paging import KnownQueryOnly
-from services.cashier.api.deps import CashierDep, MerchantId
+from services.cashier.api.deps import Caller, CashierDep, MerchantId, get_cashier
 from services.cashier.api.schemas import Url
+from services.cashier.domain.errors import WEBHOOK_ENDPOINT_NOT_FOUND
 from services.cashier.domain.webhook_endpoints import (
     DESCRIPTION_MAX_CHARS,
     EVENT_TYPES,
@@ -18,9 +21,25 @@ from services.cashier.domain.webhook_endpoints import (
     ROTATION_OVERLAP_MAX_SECONDS,
 )
 from services.cashier.flows import webhook_endpoints as flows
-from services.cashier.store.webhook_endpoints import list_endpoints
+from services.cashier.flows.context import Cashier
+from services.cashier.store.webhook_endpoints import get_endpoint, list_endpoints
+
+
+async def _endpoint_in_mode(
+    endpoint_id: str, merchant_id: MerchantId, caller: Caller, cashier: Annotated[Cashier, Depends(get_cashier)]
+) -> None:
+    """404 for an endpoint of the other mode than the caller's key (docs/test-mode.md)."""
+    livemode = cashier.livemode_filter(caller)
+    if livemode is None:
+        return
+    async with cashier.uow.read() as conn:
+        row = await get_endpoint(conn, merchant_id=merchant_id, endpoint_id=endpoint_id)
+    if row is not None and row.livemode is not livemode:
+        raise Problem(WEBHOOK_ENDPOINT_NOT_FOUND, f"webhook endpoint {endpoint_id} does not exist")
+
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])
+EndpointOfCallersMode = Depends(_endpoint_in_mode)
 
 EventTypes = list[str]
 _EVENTS_HELP = f"Event types to receive: any of {list(EVENT_TYPES)}, or ['*'] for every type (also future ones)."
@@ -63,6 +82,7 @@ class WebhookEndpointResponse(BaseModel):
     description: str | None
     enabled_events: list[str]
     enabled: bool
+    livemode: bool = Field(description="Receives only live events (made with a live key); false: only test events")
     previous_secret_expires_at: datetime | None  # set during a rotation's overlap window
     created_at: datetime
     updated_at: datetime
@@ -80,7 +100,10 @@ def _response(view: dict[str, Any]) -> WebhookEndpointResponse:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def create(body: WebhookEndpointCreate, merchant_id: MerchantId, cashier: CashierDep) -> WebhookEndpointResponse:
+async def create(
+    body: WebhookEndpointCreate, merchant_id: MerchantId, caller: Caller, cashier: CashierDep
+) -> WebhookEndpointResponse:
+    """The endpoint has the caller's mode: a test key's endpoint receives test events only."""
     return _response(
         await flows.create_endpoint(
             cashier,
@@ -89,23 +112,24 @@ async def create(body: WebhookEndpointCreate, merchant_id: MerchantId, cashier: 
             enabled_events=body.enabled_events,
             enabled=body.enabled,
             description=body.description,
+            livemode=livemode_of(cashier.mode_of(caller)),
         )
     )
 
 
 @router.get("", dependencies=[KnownQueryOnly])
-async def list_all(merchant_id: MerchantId, cashier: CashierDep) -> WebhookEndpointList:
+async def list_all(merchant_id: MerchantId, caller: Caller, cashier: CashierDep) -> WebhookEndpointList:
     async with cashier.uow.read() as conn:
-        rows = await list_endpoints(conn, merchant_id=merchant_id)
+        rows = await list_endpoints(conn, merchant_id=merchant_id, livemode=cashier.livemode_filter(caller))
     return WebhookEndpointList(data=[_response(flows.endpoint_view(r)) for r in rows])
 
 
-@router.get("/{endpoint_id}")
+@router.get("/{endpoint_id}", dependencies=[EndpointOfCallersMode])
 async def read(endpoint_id: str, merchant_id: MerchantId, cashier: CashierDep) -> WebhookEndpointResponse:
     return _response(await flows.read_endpoint(cashier, merchant_id, endpoint_id))
 
 
-@router.patch("/{endpoint_id}")
+@router.patch("/{endpoint_id}", dependencies=[EndpointOfCallersMode])
 async def change(
     endpoint_id: str, body: WebhookEndpointUpdate, merchant_id: MerchantId, cashier: CashierDep
 ) -> WebhookEndpointResponse:
@@ -113,13 +137,13 @@ async def change(
     return _response(await flows.change_endpoint(cashier, merchant_id, endpoint_id, changes))
 
 
-@router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{endpoint_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[EndpointOfCallersMode])
 async def delete(endpoint_id: str, merchant_id: MerchantId, cashier: CashierDep) -> Response:
     await flows.remove_endpoint(cashier, merchant_id, endpoint_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/{endpoint_id}/rotate-secret")
+@router.post("/{endpoint_id}/rotate-secret", dependencies=[EndpointOfCallersMode])
 async def rotate_secret(
     endpoint_id: str, merchant_id: MerchantId, cashier: CashierDep, body: RotateSecretRequest | None = None
 ) -> WebhookEndpointResponse:

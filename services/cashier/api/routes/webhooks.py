@@ -7,10 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter
 
 from libs.common.errors import Problem
+from libs.common.internal_auth import Identity
 from libs.common.paging import KnownQueryOnly, cursor_query
-from services.cashier.api.deps import CashierDep, MerchantId, PageSizeOrMax, PaymentOfCallersMode
+from services.cashier.api.deps import (
+    Caller,
+    CashierDep,
+    MerchantId,
+    PageSizeOrMax,
+    PaymentOfCallersMode,
+    ensure_payment_in_mode,
+)
 from services.cashier.api.schemas import WebhookDeliveryList, WebhookDeliveryResponse
 from services.cashier.domain.errors import PAYMENT_NOT_FOUND, WEBHOOK_DELIVERY_NOT_FOUND
+from services.cashier.flows.context import Cashier
 from services.cashier.flows.views import delivery_view
 from services.cashier.store.payments import get_payment
 from services.cashier.store.webhooks import get_delivery, list_deliveries, list_delivery_attempts, resend_delivery
@@ -46,7 +55,10 @@ async def list_for_payment(
 
 
 @router.get("/v1/webhook-deliveries/{delivery_id}")
-async def read(delivery_id: str, merchant_id: MerchantId, cashier: CashierDep) -> WebhookDeliveryResponse:
+async def read(
+    delivery_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep
+) -> WebhookDeliveryResponse:
+    await _delivery_in_mode(cashier, caller, merchant_id, delivery_id)
     async with cashier.uow.read() as conn:
         row = await get_delivery(conn, merchant_id=merchant_id, delivery_id=delivery_id)
         if row is None:
@@ -55,8 +67,22 @@ async def read(delivery_id: str, merchant_id: MerchantId, cashier: CashierDep) -
     return WebhookDeliveryResponse.model_validate(delivery_view(row, attempts))
 
 
+async def _delivery_in_mode(cashier: Cashier, caller: Identity, merchant_id: str, delivery_id: str) -> None:
+    """404 for a delivery of a payment of the other mode than the caller's key (docs/test-mode.md)."""
+    async with cashier.uow.read() as conn:
+        row = await get_delivery(conn, merchant_id=merchant_id, delivery_id=delivery_id)
+    if row is not None:
+        try:
+            await ensure_payment_in_mode(cashier, caller, merchant_id, row.payment_id)
+        except Problem:
+            raise Problem(WEBHOOK_DELIVERY_NOT_FOUND, f"webhook delivery {delivery_id} does not exist") from None
+
+
 @router.post("/v1/webhook-deliveries/{delivery_id}/resend", status_code=202)
-async def resend(delivery_id: str, merchant_id: MerchantId, cashier: CashierDep) -> WebhookDeliveryResponse:
+async def resend(
+    delivery_id: str, merchant_id: MerchantId, caller: Caller, cashier: CashierDep
+) -> WebhookDeliveryResponse:
+    await _delivery_in_mode(cashier, caller, merchant_id, delivery_id)
     async with cashier.uow.begin() as tx:
         row = await resend_delivery(tx.conn, merchant_id=merchant_id, delivery_id=delivery_id, now=cashier.clock())
     if row is None:

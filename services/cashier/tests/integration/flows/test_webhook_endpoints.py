@@ -202,8 +202,8 @@ async def test_the_event_log_keeps_its_retention_days_and_is_purged_in_batches(s
         for i, age_days in enumerate((30, 10, 3, 3, 2.5, 1, 0)):
             await insert_event(conn, {
                 "id": f"evt_retention_{i}", "merchant_id": cashier.merchant_id, "type": "payment.succeeded",
-                "payment_id": f"pay_retention_{i}", "created_at": now - timedelta(days=age_days),
-                "payload": {"id": f"evt_retention_{i}", "type": "payment.succeeded", "data": {},
+                "payment_id": f"pay_retention_{i}", "created_at": now - timedelta(days=age_days), "livemode": False,
+                "payload": {"id": f"evt_retention_{i}", "type": "payment.succeeded", "data": {}, "livemode": False,
                             "created_at": (now - timedelta(days=age_days)).isoformat()},
             })  # fmt: skip
     batches = []

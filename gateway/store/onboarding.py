@@ -145,11 +145,13 @@ async def set_merchant_status(conn: AsyncConnection, merchant_id: str, *, status
 
 
 async def merchant_state(
-    conn: AsyncConnection, merchant_id: str, *, platform_id: str, lock: bool = False
+    conn: AsyncConnection, merchant_id: str, *, platform_id: str | None = None, lock: bool = False
 ) -> RowMapping | None:
+    """Name, status and suspension of a merchant (of `platform_id` when given)."""
     stmt = text(
         "SELECT id AS merchant_id, name, status, suspended_at, suspension_reason FROM merchants "
-        "WHERE id = :id AND platform_id = :platform" + (" FOR UPDATE" if lock else "")
+        "WHERE id = :id AND (CAST(:platform AS text) IS NULL OR platform_id = :platform)"
+        + (" FOR UPDATE" if lock else "")
     )
     return (await conn.execute(stmt, {"id": merchant_id, "platform": platform_id})).mappings().first()
 

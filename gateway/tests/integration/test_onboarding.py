@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -275,6 +276,15 @@ async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restor
     on_a, on_b = env.merchant(env.a, done["api_key"]), env.merchant(env.b, done["api_key"])
     paid = await on_a.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
     await on_b.request("GET", f"/v1/payments/{paid['id']}")  # both replicas have the key cached now
+    session = await on_b.request("POST", "/v1/checkout/sessions", json={
+        "merchant_order_no": uuid.uuid4().hex, "amount_minor": 800, "currency": "CNY", "description": "Tea for two",
+        "return_url": "https://tea.example/done", "cancel_url": "https://tea.example/cart"})  # fmt: skip
+    token = urlsplit(session["url"]).path.rsplit("/", 1)[1]
+
+    async def pay_on_page() -> httpx.Response:  # the hosted checkout page: no merchant key, the page token
+        async with httpx.AsyncClient(base_url=env.a) as http:
+            return await http.post(f"/v1/checkout/pages/{token}/payments", json={
+                "method": "alipay", "scene": "native_qr", "request_id": uuid.uuid4().hex})  # fmt: skip
 
     suspended = await env.admin(env.a).request(
         "POST", f"/v1/platform/merchants/{merchant_id}/suspension", json={"reason": "chargeback ratio above 1%"}
@@ -287,6 +297,8 @@ async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restor
         assert (await client.request("GET", f"/v1/payments/{paid['id']}"))["id"] == paid["id"]  # reads go on
         closed = await client.request("POST", f"/v1/payments/{paid['id']}/close") if client is on_a else None
         assert closed is None or closed["status"] in ("closed", "processing")
+    refused_page = await pay_on_page()
+    assert refused_page.status_code == 403 and refused_page.json()["code"] == "merchant_suspended", refused_page.text
     with pytest.raises(ConflictError) as twice:
         await env.admin(env.b).request("POST", f"/v1/platform/merchants/{merchant_id}/suspension",
                                        json={"reason": "again"})  # fmt: skip
@@ -298,6 +310,8 @@ async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restor
     for client in (on_a, on_b):
         taken = await client.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
         assert taken["status"] in ("processing", "created")
+    resumed_page = await pay_on_page()
+    assert resumed_page.status_code == 200, resumed_page.text
     audit = await env.admin().request("GET", f"/v1/platform/merchants/{merchant_id}/suspension")
     assert [(c["action"], c["reason"]) for c in audit["changes"]] == [
         ("resumed", "ratio back under 0.5%"), ("suspended", "chargeback ratio above 1%")]  # fmt: skip

@@ -13,6 +13,8 @@ PAYMENT_NOT_FOUND = ErrorSpec("payment_not_found", 404, "No such payment")
 REFUND_NOT_FOUND = ErrorSpec("refund_not_found", 404, "No such refund")
 WEBHOOK_DELIVERY_NOT_FOUND = ErrorSpec("webhook_delivery_not_found", 404, "No such webhook delivery")
 MERCHANT_NOT_FOUND = ErrorSpec("merchant_not_found", 404, "No such merchant")
+# The platform suspended the merchant (gateway, docs/onboarding.md): its checkout pages and links take no payment.
+MERCHANT_SUSPENDED = ErrorSpec("merchant_suspended", 403, "This merchant is suspended and takes no new payments")
 DUPLICATE_MERCHANT_ORDER = ErrorSpec(
     "duplicate_merchant_order", 409, "This merchant order number was already used with a different request"
 )
@@ -97,6 +99,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     REFUND_NOT_FOUND,
     WEBHOOK_DELIVERY_NOT_FOUND,
     MERCHANT_NOT_FOUND,
+    MERCHANT_SUSPENDED,
     DUPLICATE_MERCHANT_ORDER,
     DUPLICATE_MERCHANT_REFUND,
     REFUND_EXCEEDS_REMAINING,

@@ -42,7 +42,7 @@ from services.cashier.domain.payer_actions import normalised_payer_action
 from services.cashier.domain.payments import PaymentScene, PaymentStatus, request_fingerprint
 from services.cashier.events import PAYMENTS_TOPIC
 from services.cashier.flows.context import Cashier
-from services.cashier.flows.merchants import gateway_merchant_name
+from services.cashier.flows.merchants import gateway_merchant_name, refuse_if_suspended
 from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment
 from services.cashier.flows.refunds import RefundDraft, create_refund
 from services.cashier.flows.routing import METHOD_OF_CHANNEL
@@ -518,6 +518,7 @@ async def _begin(
 ) -> str:
     if row.status != rules.SessionStatus.OPEN or cashier.clock() >= row.expires_at:
         raise Problem(rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}", status=row.status)
+    await refuse_if_suspended(cashier, row.merchant_id)  # pages and links of a suspended merchant take no payment
     if method not in await available_methods(cashier, row, scene=scene):
         raise Problem(rules.CHECKOUT_METHOD_NOT_AVAILABLE, f"{method} is not offered here for scene {scene}")
     row = await _recover_unrecorded(cashier, row)

@@ -28,6 +28,7 @@ from libs.common.errors import SERVICE_UNAVAILABLE, Problem
 from libs.common.http import json_object, request_with_retries, service_client
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.logging import get_logger
+from services.cashier.domain.errors import MERCHANT_SUSPENDED
 from services.cashier.flows.context import Cashier
 from services.cashier.store.merchants import ensure_merchant, get_merchant, update_merchant
 
@@ -91,6 +92,17 @@ async def gateway_merchant_name(cashier: Cashier, merchant_id: str) -> str | Non
     )
     name = body.get("name") if body is not None else None
     return name if isinstance(name, str) and name else None
+
+
+async def refuse_if_suspended(cashier: Cashier, merchant_id: str) -> None:
+    """403 `merchant_suspended` when the platform suspended the merchant (the gateway's registry, asked on every
+    page payment: no cache, so a suspension stops checkout pages and payment links at once). A gateway that does
+    not know the merchant, or none configured, suspends nothing; one that cannot answer is 503 (retryable)."""
+    body = await _gateway_read(
+        cashier, MERCHANT_PROFILE_PATH.format(merchant_id=merchant_id), what="merchant status", merchant_id=merchant_id
+    )
+    if body is not None and body.get("suspended") is True:
+        raise Problem(MERCHANT_SUSPENDED, f"merchant {merchant_id} is suspended: it takes no new payments")
 
 
 async def open_merchant(cashier: Cashier, merchant_id: str, *, webhook_secret: str | None = None) -> Row[Any]:

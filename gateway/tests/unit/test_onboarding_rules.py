@@ -1,0 +1,90 @@
+"""Onboarding's step machine, the settlement account name rule, and what a suspension refuses (no I/O)."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.domain import onboarding as rules
+from gateway.domain.access import Principal
+from gateway.domain.onboarding import Outcome, Reason
+from gateway.domain.suspension import suspendable_merchant
+
+
+def test_steps_run_in_order_and_activate_only_when_all_are_verified() -> None:
+    steps = rules.initial_steps()
+    assert rules.next_step(steps) == "kyc" and rules.overall_status(steps) == "processing"
+    for name in rules.STEPS[1:]:
+        assert not rules.ready_to_activate(steps)
+        steps = rules.apply_outcome(steps, rules.next_step(steps) or name, Outcome("verified"))
+    assert rules.next_step(steps) is None and rules.ready_to_activate(steps)
+    live = rules.activated(steps)
+    assert rules.overall_status(live) == "active" and {s["status"] for s in live.values()} == {"active"}
+
+
+def test_a_rejection_stops_the_run_and_a_retry_reopens_only_the_rejected_step() -> None:
+    reason = Reason("bank_account_name_mismatch", "not the merchant's account", field="settlement_account")
+    steps = rules.apply_outcome(rules.initial_steps(), "kyc", Outcome("rejected", (reason,)))
+    assert rules.next_step(steps) is None and rules.overall_status(steps) == "rejected"
+    with pytest.raises(ValueError):
+        rules.activated(steps)
+    reopened = rules.reopened(steps)
+    assert reopened["kyc"]["status"] == "pending" and reopened["kyc"]["round"] == 1
+    assert reopened["kyc"]["previous_reasons"][0]["code"] == "bank_account_name_mismatch"
+    assert reopened["identity"]["status"] == "verified" and rules.next_step(reopened) == "kyc"
+
+
+def test_a_transient_failure_keeps_the_step_pending_with_its_error_and_backs_off_boundedly() -> None:
+    steps = rules.apply_outcome(rules.initial_steps(), "kyc", Outcome("retry", (Reason("service_unavailable", "x"),)))
+    assert steps["kyc"]["status"] == "pending" and steps["kyc"]["last_error"]["code"] == "service_unavailable"
+    assert steps["kyc"]["attempts"] == 1
+    assert [rules.retry_delay_seconds(n) for n in (1, 2, 3)] == [1.0, 2.0, 4.0]
+    assert rules.retry_delay_seconds(1000) == rules.RETRY_DELAY_SECONDS_MAX
+    with pytest.raises(ValueError):
+        rules.apply_outcome(steps, "identity", Outcome("verified"))  # not pending
+
+
+@pytest.mark.parametrize(
+    ("entity_type", "account_name", "ok"),
+    [
+        ("company", "茶馆有限公司", True),
+        ("company", "张三", False),  # a company settles to its own (对公) account
+        ("individual", "张三", True),
+        ("individual", "茶馆有限公司", False),
+        ("individual_business", "茶馆有限公司", True),  # 个体工商户: the business's or the owner's
+        ("individual_business", "张三", True),
+        ("individual_business", "李四", False),
+    ],
+)
+def test_money_settles_only_to_the_merchants_own_account(entity_type: str, account_name: str, ok: bool) -> None:
+    reasons = rules.account_name_reasons(
+        entity_type, legal_name="茶馆有限公司", representative_name="张三", account_name=account_name
+    )
+    assert (reasons == ()) is ok
+    assert all(r.code == "bank_account_name_mismatch" for r in reasons)
+
+
+MERCHANT = Principal("merchant", "key_1", "plt_1", merchant_id="mch_1")
+PLATFORM_FOR_MERCHANT = Principal("platform", "key_2", "plt_1", merchant_id="mch_1")
+USER_OF_MERCHANT = Principal("user", "utk_1", "plt_1", merchant_id="mch_1", user_id="usr_1")
+
+
+@pytest.mark.parametrize(
+    ("principal", "method", "path", "refused"),
+    [
+        (MERCHANT, "POST", "/v1/payments", True),
+        (MERCHANT, "POST", "/v1/checkout/sessions", True),
+        (MERCHANT, "POST", "/v1/payment-links", True),
+        (MERCHANT, "PATCH", "/v1/webhook-endpoints/we_1", True),
+        (MERCHANT, "GET", "/v1/payments", False),
+        (MERCHANT, "HEAD", "/v1/payments/pay_1", False),
+        (MERCHANT, "POST", "/v1/payments/pay_1/refunds", False),
+        (MERCHANT, "POST", "/v1/payments/pay_1/close", False),
+        (MERCHANT, "POST", "/v1/checkout/sessions/cs_1/expire", False),
+        (MERCHANT, "POST", "/v1/payment-links/pl_1/deactivate", False),
+        (MERCHANT, "POST", "/v1/payments/pay_1/refunds/extra", True),
+        (USER_OF_MERCHANT, "POST", "/v1/checkout/wallet-payments/tok", True),
+        (PLATFORM_FOR_MERCHANT, "POST", "/v1/payments", False),  # the platform that suspended it may act
+    ],
+)
+def test_what_a_suspension_refuses(principal: Principal, method: str, path: str, refused: bool) -> None:
+    assert (suspendable_merchant(principal, method, path) == "mch_1") is refused

@@ -12,6 +12,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,13 @@ async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones
             await client.request("POST", f"/v1/payments/{other}/close")
     assert [p["id"] for p in (await test.request("GET", "/v1/payments"))["data"]] == [paid_in_test["id"]]
     assert [p["id"] for p in (await live.request("GET", "/v1/payments"))["data"]] == [paid_live["id"]]
+    with pytest.raises(APIError) as other_mode:  # a key cannot ask for the other mode's list
+        await test.request("GET", "/v1/payments", params={"livemode": "true"})
+    assert (other_mode.value.status, other_mode.value.code) == (422, "validation_failed")
+    since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
+    for client, expected in ((test, paid_in_test), (live, paid_live)):  # dashboard figures count one mode
+        rows = (await client.request("GET", "/v1/payments/aggregates", params={"created_from": since}))["data"]
+        assert sum(r["count"] for r in rows) == 1 and sum(r["amount_minor"] for r in rows) == expected["amount_minor"]
     order_no = paid_in_test["merchant_order_no"]
     assert (await live.request("GET", "/v1/payments", params={"merchant_order_no": order_no}))["data"] == []
     with pytest.raises(APIError) as reused:  # an order number of the other mode is not reused, nor its payment shown

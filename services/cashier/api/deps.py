@@ -43,6 +43,21 @@ async def ensure_payment_in_mode(cashier: Cashier, caller: InternalIdentity, mer
         raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
 
 
+def livemode_query(cashier: Cashier, caller: InternalIdentity, requested: bool | None) -> bool | None:
+    """The mode a list is filtered by: the caller's key's (a `livemode` query naming the other is 422); a caller
+    without a key mode (a console session, a service) may pick one with `livemode`, else sees both."""
+    own = cashier.livemode_filter(caller)
+    if own is not None and requested is not None and requested is not own:
+        raise Problem(VALIDATION_FAILED, "livemode must be the mode of the key making the request", field="livemode")
+    return own if own is not None else requested
+
+
+# `?livemode=true|false` on lists: see `livemode_query`.
+LivemodeQuery = Annotated[
+    bool | None, Query(description="Only live (true) or test (false) objects; a key always sees only its own mode")
+]
+
+
 async def _payment_in_mode(payment_id: str, merchant_id: MerchantScope, caller: InternalIdentity,
                            cashier: Annotated[Cashier, Depends(get_cashier)]) -> None:  # fmt: skip
     await ensure_payment_in_mode(cashier, caller, merchant_id, payment_id)

@@ -90,10 +90,17 @@ async def list_payments(
 
 
 async def payment_aggregates(
-    conn: AsyncConnection, *, merchant_id: str, created_from: datetime, created_to: datetime, timezone: str
+    conn: AsyncConnection,
+    *,
+    merchant_id: str,
+    created_from: datetime,
+    created_to: datetime,
+    timezone: str,
+    livemode: bool | None = None,
 ) -> Sequence[Row[Any]]:
     """The merchant's payments created in [from, to) counted and summed in SQL by local day (in `timezone`),
-    channel, status and currency: exact figures for any number of payments, without reading them."""
+    channel, status and currency: exact figures for any number of payments, without reading them. `livemode`
+    keeps one mode's payments (None: both)."""
     day = func.date(func.timezone(timezone, payments.c.created_at)).label("day")
     query = (
         select(
@@ -111,6 +118,7 @@ async def payment_aggregates(
             payments.c.merchant_id == merchant_id,
             payments.c.created_at >= created_from,
             payments.c.created_at < created_to,
+            *([payments.c.livemode.is_(livemode)] if livemode is not None else []),
         )
         .group_by(day, payments.c.channel, payments.c.status, payments.c.currency)
         .order_by(day, payments.c.channel, payments.c.status, payments.c.currency)

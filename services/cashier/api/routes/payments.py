@@ -12,7 +12,7 @@ from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import DEV_KEY_ID
 from libs.common.modes import livemode_of
 from libs.common.paging import KnownQueryOnly, cursor_query
-from services.cashier.api.deps import Caller, CashierDep, MerchantId, PageSize
+from services.cashier.api.deps import Caller, CashierDep, LivemodeQuery, MerchantId, PageSize, livemode_query
 from services.cashier.api.schemas import (
     PaymentAggregateRow,
     PaymentAggregates,
@@ -96,13 +96,14 @@ async def list_(
     amount_minor_gte: Annotated[int | None, Query(ge=1, description="At least this amount (minor units)")] = None,
     amount_minor_lte: Annotated[int | None, Query(ge=1, description="At most this amount (minor units)")] = None,
     cursor: Annotated[str | None, cursor_query(r"^pay_[0-9a-z]+$")] = None,
+    livemode: LivemodeQuery = None,
 ) -> PaymentPage:
     """Newest first, each payment with its attempts. `merchant_order_no` looks one payment up: a list of one, or
     an empty list when there is none (a list never 404s). Amounts filter in minor units: an exact amount does not
     combine with a range, and a range whose lower end is above its upper end is refused rather than answered with
     an empty page that would look like "no such payments". A test key lists only test payments, a live key only
     live ones (docs/test-mode.md)."""
-    livemode = cashier.livemode_filter(caller)
+    livemode = livemode_query(cashier, caller, livemode)
     if channel is not None and channel not in CHANNELS:
         raise Problem(VALIDATION_FAILED, f"unknown channel {channel!r}; known: {sorted(CHANNELS)}", field="channel")
     if amount_minor is not None and (amount_minor_gte is not None or amount_minor_lte is not None):
@@ -146,13 +147,16 @@ AGGREGATE_TIMEZONE = "Asia/Shanghai"  # the days of a CNY merchant's dashboard, 
 @router.get("/aggregates", dependencies=[KnownQueryOnly])
 async def aggregates(
     merchant_id: MerchantId,
+    caller: Caller,
     cashier: CashierDep,
     created_from: datetime,
     created_to: datetime | None = None,
+    livemode: LivemodeQuery = None,
 ) -> PaymentAggregates:
     """Counts and sums of the merchant's payments created in [`created_from`, `created_to`) (default: now) by China
     day, channel, status and currency, computed in SQL: a dashboard's exact figures for 100,000 payments without
-    reading them. At most 92 days at once; times need an offset (a naive time would be read in the server's zone)."""
+    reading them. At most 92 days at once; times need an offset (a naive time would be read in the server's zone).
+    A key counts only its own mode's payments; a console session should pass `livemode` (test money is not money)."""
     until = created_to or cashier.clock()
     if created_from.tzinfo is None or until.tzinfo is None:
         raise Problem(VALIDATION_FAILED, "created_from and created_to need a UTC offset", field="created_from")
@@ -161,7 +165,8 @@ async def aggregates(
                       field="created_to")  # fmt: skip
     async with cashier.uow.read() as conn:
         rows = await payment_aggregates(conn, merchant_id=merchant_id, created_from=created_from, created_to=until,
-                                        timezone=AGGREGATE_TIMEZONE)  # fmt: skip
+                                        timezone=AGGREGATE_TIMEZONE,
+                                        livemode=livemode_query(cashier, caller, livemode))  # fmt: skip
     return PaymentAggregates(
         timezone=AGGREGATE_TIMEZONE, created_from=created_from, created_to=until,
         data=[PaymentAggregateRow.model_validate(r, from_attributes=True) for r in rows],

@@ -136,7 +136,10 @@ class CashierPostings:
                                    now=datetime.now(UTC))  # fmt: skip
 
     async def post(self, plan: PostingPlan) -> str | None:
-        """Submits the plan's transfer; the transfer id (new or replayed)."""
+        """Submits the plan's transfer; the transfer id (new or replayed). None for a plan with no line (a 1-fen
+        refund that is all a channel coupon's unsettled share moves no money, §3.15)."""
+        if not plan.lines:
+            return None
         postings = []
         for line in plan.lines:
             account_id = await self.account_id(line.account)

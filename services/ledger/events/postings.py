@@ -139,6 +139,16 @@ def discount_funding(discount: Any) -> DiscountFunding | None:
     )
 
 
+def channel_unsettled(channel_discount: Any, cap_minor: int) -> int:
+    """What the channel does not settle of a payment because of its own coupons (`channel_discount.unsettled_minor`
+    of `payment.succeeded`, `payment_channel_discount` of a refund): a WeChat 免充值 (NOCASH) coupon, an Alipay
+    商家券's merchant contribution — funded by the merchant at the channel, so the merchant collects that much
+    less (docs/marketing.md "Channel coupons"). Capped at `cap_minor` so no line goes negative."""
+    if not isinstance(channel_discount, dict):
+        return 0
+    return min(_int(channel_discount.get("unsettled_minor")), max(cap_minor, 0))
+
+
 def subsidy_reversed(subsidy_minor: int, payable_minor: int, refunded_before_minor: int, refund_minor: int) -> int:
     """The part of a subsidy one refund gives back: cumulative floors (`floor(S × after / payable) − floor(S ×
     before / payable)`), so any sequence of partial refunds gives back exactly the whole subsidy at full refund
@@ -165,14 +175,17 @@ def payment_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
     channel_fee = min(_int(data.get("fee_minor")), gross)
     platform_fee = min(_int(data.get("platform_fee_minor")), gross)
     funding = discount_funding(data.get("discount")) or DiscountFunding()
+    # §3.15: the merchant-funded part of the channel's own coupons is never settled by the channel: clearing and
+    # the merchant's 2201 both take that much less.
+    unsettled = channel_unsettled(data.get("channel_discount"), gross - max(channel_fee, platform_fee))
     lines = [
-        Line(channel_clearing(channel, currency), "debit", gross - channel_fee + funding.channel_minor),
+        Line(channel_clearing(channel, currency), "debit", gross - channel_fee + funding.channel_minor - unsettled),
         Line(channel_fee_expense(channel, currency), "debit", channel_fee),
         Line(marketing_expense(currency), "debit", funding.platform_minor),
         Line(
             merchant_pending(str(data["merchant_id"]), currency),
             "credit",
-            gross - platform_fee + funding.platform_minor + funding.channel_minor,
+            gross - platform_fee + funding.platform_minor + funding.channel_minor - unsettled,
         ),
         Line(platform_fee_income(currency), "credit", platform_fee),
     ]
@@ -190,6 +203,8 @@ def payment_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
             "redemption_id": data["discount"].get("redemption_id"),
             "campaign_id": data["discount"].get("campaign_id"),
         }
+    if isinstance(data.get("channel_discount"), dict):
+        metadata["channel_discount"] = _channel_memo(data["channel_discount"], unsettled)
     return PostingPlan(
         idempotency_key=f"{payment_id}:succeeded",
         reference=payment_id,
@@ -221,14 +236,22 @@ def refund_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
     before = _int(data.get("payment_refunded_minor")) - refund
     platform_back = subsidy_reversed(funding.platform_minor, gross, before, refund)
     channel_back = subsidy_reversed(funding.channel_minor, gross, before, refund)
+    # §3.15: the channel gives back its merchant-funded coupon's share, not cash: both lines take that much less.
+    payment_unsettled = channel_unsettled(
+        data.get("payment_channel_discount"),
+        gross - max(_int(data.get("payment_fee_minor")), _int(data.get("payment_platform_fee_minor"))),
+    )
+    unsettled_back = min(
+        subsidy_reversed(payment_unsettled, gross, before, refund), refund - max(channel_fee, platform_fee)
+    )
     lines = [
         Line(
             merchant_pending(str(data["merchant_id"]), currency),
             "debit",
-            refund - platform_fee + platform_back + channel_back,
+            refund - platform_fee + platform_back + channel_back - unsettled_back,
         ),
         Line(platform_fee_income(currency), "debit", platform_fee),
-        Line(channel_clearing(channel, currency), "credit", refund - channel_fee + channel_back),
+        Line(channel_clearing(channel, currency), "credit", refund - channel_fee + channel_back - unsettled_back),
         Line(channel_fee_expense(channel, currency), "credit", channel_fee),
         Line(marketing_expense(currency), "credit", platform_back),
     ]
@@ -241,6 +264,8 @@ def refund_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
     }
     if isinstance(data.get("payment_discount"), dict):
         metadata["discount_reversed"] = {"platform_minor": platform_back, "channel_minor": channel_back}
+    if unsettled_back:
+        metadata["channel_unsettled_reversed_minor"] = unsettled_back
     return PostingPlan(
         idempotency_key=f"{refund_id}:succeeded",
         reference=refund_id,
@@ -248,6 +273,17 @@ def refund_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
         lines=_positive(lines),
         metadata=metadata,
     )
+
+
+def _channel_memo(channel_discount: dict[str, Any], unsettled_minor: int) -> dict[str, Any]:
+    """What the payment's transfer records of the channel's coupons (who funded what; the coupons' ids)."""
+    return {
+        "discount_minor": _int(channel_discount.get("discount_minor")),
+        "channel_minor": _int(channel_discount.get("channel_minor")),
+        "merchant_minor": _int(channel_discount.get("merchant_minor")),
+        "unsettled_minor": unsettled_minor,
+        "coupon_ids": [str(c.get("coupon_id")) for c in channel_discount.get("coupons") or [] if isinstance(c, dict)],
+    }
 
 
 IN_STORE_USED = "coupon.used"

@@ -103,7 +103,8 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
     if row["purpose"] == WALLET_TOPUP:
         return  # the ledger runs §3.7 for it instead of §3.1: no merchant credit to settle or split
     if event.type == PAYMENT_SUCCEEDED and previous != "succeeded":
-        await _payment_succeeded(tx, row, occurred, subsidy_minor=_subsidy_minor(data.get("discount")))
+        await _payment_succeeded(tx, row, occurred, subsidy_minor=_subsidy_minor(data.get("discount")),
+                                 unsettled_minor=_unsettled_minor(data.get("channel_discount"), row))  # fmt: skip
     await apply_refunds(tx, row["payment_id"])
 
 
@@ -116,14 +117,28 @@ def _subsidy_minor(discount: Any) -> int:
     return sum(p for p in parts if isinstance(p, int) and not isinstance(p, bool) and p > 0)
 
 
-async def _subsidy_of(tx: Tx, payment_id: str) -> int:
-    """The subsidy entry of a payment (`<payment>:subsidy`), 0 without one: what its refunds give back from."""
+def _unsettled_minor(channel_discount: Any, row: Any) -> int:
+    """The channel's own coupons funded by the merchant, which the channel does not settle (`unsettled_minor` of
+    `channel_discount`): the merchant collects that much less — the ledger's §3.15, with its cap (no line of the
+    ledger's transfer goes negative), so both sides agree."""
+    if not isinstance(channel_discount, dict):
+        return 0
+    value = channel_discount.get("unsettled_minor")
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return 0
+    fees = max(int(row["channel_fee_minor"] or 0), int(row["platform_fee_minor"] or 0))
+    return min(value, max(int(row["amount_minor"]) - fees, 0))
+
+
+async def _subsidy_of(tx: Tx, payment_id: str, part: str = "subsidy") -> int:
+    """The subsidy entry of a payment (`<payment>:subsidy`), 0 without one: what its refunds give back from;
+    `part="unsettled"`: what its channel coupons left unsettled (`<payment>:unsettled`, stored negative)."""
     amount = (
         await tx.conn.execute(
-            select(settlement_entries.c.amount_minor).where(settlement_entries.c.source_key == f"{payment_id}:subsidy")
+            select(settlement_entries.c.amount_minor).where(settlement_entries.c.source_key == f"{payment_id}:{part}")
         )
     ).scalar()
-    return int(amount or 0)
+    return abs(int(amount or 0))
 
 
 def subsidy_reversed(
@@ -147,15 +162,19 @@ def _platform_fee(data: dict[str, Any], amount_minor: int, rate_bps: int | None)
     return split_math.platform_fee_minor(amount_minor, rate_bps) if rate_bps is not None else None
 
 
-async def _payment_succeeded(tx: Tx, row: Any, occurred: datetime, *, subsidy_minor: int = 0) -> None:
-    """The first success of a payment: its settle date, the merchant's net entry and its split, and a coupon's
-    subsidy (`<payment>:subsidy`, kept by the payee: the split divides what the channel collected)."""
+async def _payment_succeeded(
+    tx: Tx, row: Any, occurred: datetime, *, subsidy_minor: int = 0, unsettled_minor: int = 0
+) -> None:
+    """The first success of a payment: its settle date, the merchant's net entry and its split, a coupon's
+    subsidy (`<payment>:subsidy`, kept by the payee: the split divides what the channel collected), and what the
+    channel did not settle of its merchant-funded coupons (`<payment>:unsettled`, negative, borne by the payee)."""
     due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
     await records.set_settle_date(tx.conn, row["payment_id"], due)
     base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
     await cycles.add_entries(tx.conn, [
         settlement_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due, "payment"),
         settlement_entry(f"{row['payment_id']}:subsidy", row["merchant_id"], row, subsidy_minor, due, "payment"),
+        settlement_entry(f"{row['payment_id']}:unsettled", row["merchant_id"], row, -unsettled_minor, due, "payment"),
     ])  # fmt: skip
     await _create_split(tx, row, base, due)
 
@@ -298,7 +317,16 @@ async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
                                     refunded_before, refunded_after)  # fmt: skip
     subsidy_entry = settlement_entry(f"{refund_id}:subsidy", payment["merchant_id"], payment, -subsidy_back, due,
                                      "refund", refund_id)  # fmt: skip
-    await cycles.add_entries(tx.conn, [refund_entry, subsidy_entry])
+    # The channel gives back its merchant-funded coupon's share of the refund as the coupon, not as cash (§3.15).
+    unsettled_back = min(
+        subsidy_reversed(await _subsidy_of(tx, payment["payment_id"], "unsettled"), int(payment["amount_minor"]),
+                         refunded_before, refunded_after),
+        amount - max(int(payment["channel_fee_minor"] or 0) * amount // max(int(payment["amount_minor"]), 1),
+                     int(payment["platform_fee_minor"] or 0) * amount // max(int(payment["amount_minor"]), 1)),
+    )  # fmt: skip
+    unsettled_entry = settlement_entry(f"{refund_id}:unsettled", payment["merchant_id"], payment, unsettled_back,
+                                       due, "refund", refund_id)  # fmt: skip
+    await cycles.add_entries(tx.conn, [refund_entry, subsidy_entry, unsettled_entry])
     split = await records.split_of_payment(tx.conn, payment["payment_id"], for_update=True)
     if split is None:
         return payment

@@ -215,6 +215,7 @@ async def run_all_orders(
     orders: list[tuple[str, ...]] = ORDERS,
     racing: bool = False,
     discount: dict[str, Any] | None = None,
+    channel_discount: dict[str, Any] | None = None,
 ) -> list[tuple[str, str]]:
     """Every order of P P R1 R1 R2, each on its own merchant; returns (merchant, payment) per order.
     `racing`: the five events of a payment are applied at the same moment, each in its own transaction
@@ -232,6 +233,11 @@ async def run_all_orders(
         # A coupon (docs/ledger.md §3.13): the payment carries its funding, each refund the payment's funding and
         # the cashier's refunded total after it (R1 succeeded first at the cashier, then R2).
         paid, back = ({"discount": discount}, {"payment_discount": discount}) if discount else ({}, {})
+        if channel_discount:  # the channel's own coupons (§3.15): the payment's, and each refund's copy of it
+            paid, back = (
+                {**paid, "channel_discount": channel_discount},
+                {**back, "payment_channel_discount": channel_discount},
+            )
         events = {"P": lambda: payment(payment_id, merchant_id, **extra, **paid),  # noqa: B023 - used at once
                   "R1": lambda: refund(f"re_{tag}_{n}_1", payment_id, merchant_id, **back,  # noqa: B023
                                        payment_refunded_minor=REFUND),
@@ -290,8 +296,12 @@ async def test_refund_and_payment_in_every_order_give_one_state_equal_to_the_led
 
 async def test_a_coupon_subsidy_in_every_order_agrees_with_the_ledger(env: Env) -> None:
     """The platform's share of a coupon (§3.13) is the merchant's too: settlement counts it and takes it back
-    per refund by cumulative floors, in any order of events, and still equals the ledger's 2201."""
+    per refund by cumulative floors, in any order of events, and still equals the ledger's 2201. The same payments
+    also carry a channel coupon the merchant funds (a WeChat 免充值 coupon, an Alipay 商家券: `unsettled_minor`,
+    §3.15): money the channel never settles, taken off the merchant's entries and given back per refund the
+    same way."""
     subsidy = 301  # odd, so the refunds' floors matter
+    unsettled = 1001
     discount = {
         "coupon_id": "cpn_1",
         "redemption_id": "rdm_1",
@@ -301,10 +311,18 @@ async def test_a_coupon_subsidy_in_every_order_agrees_with_the_ledger(env: Env) 
         "merchant_minor": 702,
         "channel_minor": 0,
     }
-    state = await settle_and_compare(env, await run_all_orders(env, "realtime", orders=ORDERS[:10], discount=discount))
+    coupons = [{"coupon_id": "wx_cpn_1", "kind": "NOCASH"}]
+    channel_discount = {"discount_minor": unsettled, "channel_minor": 0, "merchant_minor": unsettled,
+                        "unsettled_minor": unsettled, "coupons": coupons}  # fmt: skip
+    done = await run_all_orders(
+        env, "realtime", orders=ORDERS[:10], discount=discount, channel_discount=channel_discount
+    )
+    state = await settle_and_compare(env, done)
     fee_back = PLATFORM_FEE * REFUND // AMOUNT
-    assert state["entries"]["merchant:payment"] == AMOUNT - PLATFORM_FEE + subsidy
-    assert state["entries"]["merchant:refund"] == -2 * (REFUND - fee_back) - subsidy * 2 * REFUND // AMOUNT
+    assert state["entries"]["merchant:payment"] == AMOUNT - PLATFORM_FEE + subsidy - unsettled
+    assert state["entries"]["merchant:refund"] == (
+        -2 * (REFUND - fee_back) - subsidy * 2 * REFUND // AMOUNT + unsettled * 2 * REFUND // AMOUNT
+    )
     env.verify_ledger()
 
 

@@ -143,11 +143,22 @@ def _make_traversable(path: Path) -> None:
             parent.chmod(mode | 0o055)
 
 
+PG_SYNC_ENV = "JUHE_PG_SYNC"
+
+
 class EmbeddedPostgres:
-    def __init__(self, data_dir: Path, port: int, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, port: int, log_path: Path, *, durable: bool = True) -> None:
         self.data_dir = data_dir
         self.port = port
         self.log_path = log_path
+        # `durable=False`: a test session's server, whose data is thrown away: commits do not wait for the
+        # disk, no full-page images, stopped without a shutdown checkpoint (which took up to a minute after a
+        # session's hundreds of databases on a loaded machine). `make run` and the benchmarks stay durable.
+        self.durable = durable
+        # JUHE_PG_SYNC=off (tests that start the launcher): commits do not wait for the disk either, but the
+        # server stays crash-safe against killed *processes*, which those tests do to it (the kernel holds
+        # what was written; only an OS crash loses it); full-page writes stay on for the crash recovery.
+        self.sync = durable and os.environ.get(PG_SYNC_ENV, "on") != "off"
         self.process: subprocess.Popen[bytes] | None = None
         self.user = _ensure_pg_user()
 
@@ -252,9 +263,11 @@ class EmbeddedPostgres:
                 "-c",
                 "shared_buffers=128MB",
                 "-c",
-                "fsync=on",
+                f"fsync={'on' if self.sync else 'off'}",
                 "-c",
-                "synchronous_commit=on",
+                f"synchronous_commit={'on' if self.sync else 'off'}",
+                "-c",
+                f"full_page_writes={'on' if self.durable else 'off'}",
                 "-c",
                 "log_min_messages=warning",
             ],
@@ -276,7 +289,9 @@ class EmbeddedPostgres:
 
     def stop(self, timeout_seconds: float = 20.0) -> None:
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # fast shutdown
+            # Fast shutdown writes a checkpoint first (seconds after a test session's hundreds of databases);
+            # a throwaway server skips it: immediate shutdown, its data dir is deleted next.
+            self.process.send_signal(signal.SIGINT if self.durable else signal.SIGQUIT)
             try:
                 self.process.wait(timeout_seconds)
             except subprocess.TimeoutExpired:
@@ -466,14 +481,15 @@ def database_url(server_url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def postgres_server(root: Path) -> Iterator[str]:
+def postgres_server(root: Path, *, durable: bool = True) -> Iterator[str]:
     """The PostgreSQL server to use (SQLAlchemy URL of its `postgres` database): `DATABASE_URL` when set,
-    else an embedded one with its data under `root`, stopped on exit. Tests and benchmarks share this."""
+    else an embedded one with its data under `root`, stopped on exit. Tests and benchmarks share this;
+    `durable=False` (the test session) for data thrown away with `root` (`EmbeddedPostgres`)."""
     given = os.environ.get("DATABASE_URL")
     if given:
         yield given.replace("postgresql://", "postgresql+asyncpg://", 1)
         return
-    pg = EmbeddedPostgres(root / "pgdata", free_port(), root / "postgres.log")
+    pg = EmbeddedPostgres(root / "pgdata", free_port(), root / "postgres.log", durable=durable)
     pg.start()
     try:
         yield pg.server_url

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -35,21 +34,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "python"))
 from juhe_sdk import APIError, Client
 
-from libs.common.embedded import free_port
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
-from libs.common.services import SANDBOXES, SERVICES
 from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
-from libs.common.testing.plugin import data_dir_outside_pytest
 from tests.e2e.test_launcher import Launched, eventually
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test also waits for the launcher
-# WeChat Pay sandbox refunds succeed 1 s after they are asked for (default 60 s); the cashier polls a processing
-# payment (the one the payer declines) every 1-2 s (default 5 s, backing off to minutes).
-RUN_ENV = {
-    "JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS": "1",
-    "JUHE_CASHIER_POLL_INITIAL_SECONDS": "1",
-    "JUHE_CASHIER_POLL_BACKOFF_MAX_SECONDS": "2",
-}
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]  # the first test may also wait for the launcher
 ORDER = 12_000  # 满100减10 on a 120.00 order: 10.00 off, 3.00 of it funded by the platform
 DISCOUNT, PLATFORM_PART, MERCHANT_PART = 1_000, 300, 700
 
@@ -171,18 +160,14 @@ class Platform:
 
 
 @pytest.fixture(scope="module")
-def platform() -> Iterator[Platform]:
-    with data_dir_outside_pytest("juhe-coupons-") as data_dir:
-        ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
-        run = Launched(data_dir, ports, RUN_ENV)
-        try:
-            keys = json.loads((data_dir / "demo-keys.json").read_text())
-            merchant = Client(run.url("gateway"), key_id=keys["key_id"], secret=keys["secret"])
-            shell = Platform(run, merchant, keys["merchant_id"], "", keys["user_id"])
-            shell.stock_id = shell.stock()
-            yield shell
-        finally:
-            run.stop()
+def platform(demo_platform: Launched) -> Platform:
+    """The shared demo platform (its WeChat Pay refunds succeed after 1 s, its cashier polls every 1-2 s)
+    with a stock of this module's own."""
+    keys = json.loads((demo_platform.data_dir / "demo-keys.json").read_text())
+    merchant = Client(demo_platform.url("gateway"), key_id=keys["key_id"], secret=keys["secret"])
+    shell = Platform(demo_platform, merchant, keys["merchant_id"], "", keys["user_id"])
+    shell.stock_id = shell.stock()
+    return shell
 
 
 def _user() -> str:
@@ -375,6 +360,14 @@ def test_a_promoted_top_up_lands_a_bonus_apart_spent_after_the_cash_and_never_wi
                                  tiers=[{"min_topup_minor": 10_000, "bonus_minor": 1_000}], budget_minor=100_000,
                                  per_holder_limit=10)  # fmt: skip
     assert created.status_code == 201, created.text
+    try:
+        _spend_a_promoted_top_up(platform)
+    finally:  # the platform is shared: later top-ups (the wallet journey's) get no bonus
+        ended = platform.marketing("POST", f"/v1/marketing/topup-promotions/{created.json()['promotion_id']}/end")
+        assert ended.status_code == 200, ended.text
+
+
+def _spend_a_promoted_top_up(platform: Platform) -> None:
     user, ledger = platform.demo_user_id, platform.run.url("ledger")
     token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo")
     headers = {IDENTITY_HEADER: token}

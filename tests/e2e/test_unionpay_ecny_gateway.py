@@ -1,6 +1,6 @@
 """UnionPay (全渠道 ACP 5.1.0) and e-CNY through the gateway, every part a real process (the launcher).
 
-One platform for the module (`make run`'s seed: both merchants registered with the UnionPay and e-CNY
+The shared demo platform (`make run`'s seed: both merchants registered with the UnionPay and e-CNY
 bank sandboxes, routes `up_direct` and `ecny_bank` with fee rates and contracts). The demo merchant's
 signed key (the Python SDK) creates payments; payers act where they would: the UnionPay card page in a
 real Chromium, the e-CNY wallet app page. Then: a 退货 refund and a same-day 消费撤销 revoke, an
@@ -16,7 +16,6 @@ import json
 import shutil
 import sys
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "python"))
 from juhe_sdk import Client
 
-from libs.common.embedded import free_port
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
-from libs.common.services import SANDBOXES, SERVICES
 from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
-from libs.common.testing.plugin import data_dir_outside_pytest
 from sandboxes.common.testing import CallbackReceiver
 from tests.e2e.test_launcher import Launched, eventually
 
@@ -106,16 +102,9 @@ class Demo:
 
 
 @pytest.fixture(scope="module")
-def demo() -> Iterator[Demo]:
-    with data_dir_outside_pytest("juhe-up-ecny-") as data_dir:
-        ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
-        env = {"JUHE_CASHIER_POLL_INITIAL_SECONDS": "1", "JUHE_CASHIER_POLL_BACKOFF_MAX_SECONDS": "2",
-               "JUHE_SANDBOX_NOTIFY_SCALE": "0.01"}  # fmt: skip
-        platform = Launched(data_dir, ports, env)
-        try:
-            yield Demo(platform)
-        finally:
-            platform.stop()
+def demo(demo_platform: Launched) -> Demo:
+    """The shared demo platform (its cashier polls every 1-2 s, its sandboxes notify at once)."""
+    return Demo(demo_platform)
 
 
 def _web_form(payer_action: dict[str, Any]) -> None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +31,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "python"))
 from juhe_sdk import APIError, Client
 
-from libs.common.embedded import free_port
-from libs.common.services import SANDBOXES, SERVICES
-from tests.e2e.test_launcher import _start_running, _stop, eventually
+from tests.e2e.test_launcher import Launched, eventually
 
 pytestmark = pytest.mark.e2e
 CARD = "6222600260001072444"  # Luhn-valid: the user's own bank card (registered at the bank sandbox)
@@ -58,13 +55,9 @@ class Platform:
 
 
 @pytest.fixture
-def platform(juhe_data_dir: Path) -> Iterator[Platform]:
-    ports = {name: free_port() for name in [*SERVICES, *SANDBOXES]}
-    proc, _ = _start_running(juhe_data_dir, ports)
-    try:
-        yield Platform(ports, json.loads((juhe_data_dir / "demo-keys.json").read_text()))
-    finally:
-        _stop(proc)
+def platform(demo_platform: Launched) -> Platform:
+    """The shared demo platform (tests/e2e/conftest.py): this test's user is its own."""
+    return Platform(demo_platform.ports, json.loads((demo_platform.data_dir / "demo-keys.json").read_text()))
 
 
 class Gateway:

@@ -1,7 +1,8 @@
 """Pytest plugin (loaded from pyproject): the embedded infrastructure and service fixtures.
 
-One embedded PostgreSQL and one Tansu broker per test session, started exactly as `make run` starts
-them, unless DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS point at real servers. Every test that asks for a
+One embedded PostgreSQL and one Tansu broker per test session, started as `make run` starts them but
+without durability (the data is thrown away: no fsync, no shutdown checkpoint), unless DATABASE_URL /
+KAFKA_BOOTSTRAP_SERVERS point at real servers. Every test that asks for a
 database gets a fresh one cloned from a migrated template (milliseconds), and a topic namespace of its
 own, so tests never see each other's rows or events.
 """
@@ -55,7 +56,7 @@ def juhe_data_dir() -> Iterator[Path]:
 def juhe_infra() -> Iterator[Infra]:
     with (
         data_dir_outside_pytest("juhe-infra-") as root,
-        postgres_server(root) as server_url,
+        postgres_server(root, durable=False) as server_url,  # thrown away with root: no fsync, no checkpoint
         kafka_broker(root) as bootstrap,
     ):
         asyncio.run(read_or_create_broker_epoch(bootstrap))
@@ -156,3 +157,13 @@ def service_processes(juhe_infra: Infra) -> Iterator[Callable[..., Any]]:
     yield start
     for proc in started:
         proc.stop()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile` (make test): heaviest files first, shared-platform files in one unit (scheduling.py)."""
+    if config.getoption("dist", None) != "loadfile":
+        return None
+    from libs.common.testing.scheduling import HeaviestFirstScheduling
+
+    return HeaviestFirstScheduling(config, log)

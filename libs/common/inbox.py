@@ -83,6 +83,7 @@ class InboxConsumer:
         batch_max: int = 200,
         session_timeout_ms: int = 6000,
         heartbeat_interval_ms: int = 1000,
+        fetch_max_wait_ms: int = 500,
         handler_attempts_max: int = 5,
         outage_wait_seconds_max: float = OUTAGE_WAIT_SECONDS_MAX,
         kafka_options: KafkaOptions | None = None,
@@ -99,6 +100,7 @@ class InboxConsumer:
         self.batch_max = batch_max
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.fetch_max_wait_ms = fetch_max_wait_ms
         self.handler_attempts_max = handler_attempts_max
         self.outage_wait_seconds_max = outage_wait_seconds_max
         self._topics = {topic_name(topic_namespace, s.topic): s.topic for s in self.subscriptions}
@@ -136,6 +138,7 @@ class InboxConsumer:
             auto_offset_reset="earliest",
             session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=self.heartbeat_interval_ms,
+            fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_poll_records=self.batch_max,
         )
         try:

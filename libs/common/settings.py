@@ -52,6 +52,10 @@ class ServiceSettings(BaseSettings):
     consumer_heartbeat_interval_ms: int = Field(default=1000, ge=100, le=20000)
     consumer_batch_max: int = Field(default=200, ge=1, le=5000)
     consumer_handler_attempts_max: int = Field(default=5, ge=1, le=100)
+    # How long the broker may hold a fetch with nothing to return. Kafka answers as soon as a record arrives;
+    # the embedded Tansu answers only when this runs out, so here it is also the wait of every event hop
+    # (cashier → ledger, settlement, marketing). Lower: shorter hops, more idle fetches (docs/performance.md).
+    consumer_fetch_max_wait_ms: int = Field(default=500, ge=10, le=10_000)
 
     # Outbox relay. The shard count is not a setting on purpose: it is `OUTBOX_SHARD_COUNT` (16) in
     # libs/common/outbox_tables.py. Each row stores its shard (crc32(key) % count) when written and a relay

@@ -349,6 +349,7 @@ def worker_tasks(
             batch_max=s.consumer_batch_max,
             session_timeout_ms=s.consumer_session_timeout_ms,
             heartbeat_interval_ms=s.consumer_heartbeat_interval_ms,
+            fetch_max_wait_ms=s.consumer_fetch_max_wait_ms,
             handler_attempts_max=s.consumer_handler_attempts_max,
             kafka_options=kafka_options,
         )

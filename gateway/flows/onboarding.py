@@ -113,6 +113,14 @@ class OnboardingFlow:
     async def read(self, platform: Principal, onboarding_id: str) -> dict[str, Any]:
         return await self._view(onboarding_id, platform.platform_id, with_secrets=False)
 
+    async def list_page(
+        self, platform: Principal, *, status: str | None, after: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """`limit` onboardings after `after` (their views without secrets), oldest first."""
+        async with self.uow.read() as conn:
+            rows = await store.list_onboardings(conn, platform.platform_id, status=status, after=after, limit=limit)
+        return [_public_view(row) for row in rows]
+
     async def retry(self, platform: Principal, onboarding_id: str) -> dict[str, Any]:
         """Rejected steps back to pending, then driven again (inline, then by the worker)."""
         async with self.uow.begin() as tx:
@@ -145,8 +153,7 @@ class OnboardingFlow:
             key = await credential_store.get_api_key(conn, row["key_id"]) if row is not None and with_secrets else None
         if row is None:
             raise Problem(ONBOARDING_NOT_FOUND, f"onboarding {onboarding_id} does not exist")
-        view: dict[str, Any] = {k: row[k] for k in ("onboarding_id", "merchant_id", "status", "steps", "created_at",
-                                                   "updated_at")}  # fmt: skip
+        view = _public_view(row)
         if with_secrets and key is not None:
             # The same secrets on every repeat of the creating request (the platform's own key and Idempotency-Key):
             # a platform whose first answer was lost must not end up with a merchant nobody can use.
@@ -326,6 +333,10 @@ class OnboardingFlow:
             if status != 200:
                 return _answered(status, answer, "settlement")
         return Outcome("verified", detail={"cycle": cycle})
+
+
+def _public_view(row: Any) -> dict[str, Any]:
+    return {k: row[k] for k in ("onboarding_id", "merchant_id", "status", "steps", "created_at", "updated_at")}
 
 
 def _answered(status: int, answer: dict[str, Any], where: str) -> Outcome:

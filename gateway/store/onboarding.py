@@ -84,6 +84,19 @@ async def get_onboarding(
     return (await conn.execute(stmt)).mappings().first()
 
 
+async def list_onboardings(
+    conn: AsyncConnection, platform_id: str, *, status: str | None, after: str | None, limit: int
+) -> list[RowMapping]:
+    """A page of the platform's onboardings, oldest first (a review queue is worked in arrival order)."""
+    stmt = select(merchant_onboardings).where(merchant_onboardings.c.platform_id == platform_id)
+    if status is not None:
+        stmt = stmt.where(merchant_onboardings.c.status == status)
+    if after is not None:
+        stmt = stmt.where(merchant_onboardings.c.onboarding_id > after)
+    stmt = stmt.order_by(merchant_onboardings.c.onboarding_id).limit(limit)
+    return list((await conn.execute(stmt)).mappings().all())
+
+
 async def take_lease(conn: AsyncConnection, onboarding_id: str, *, lease_seconds: float) -> RowMapping | None:
     """The row, leased to the caller for `lease_seconds`, if it is processing and nobody else holds it."""
     stmt = text(

@@ -7,9 +7,9 @@ itself, not by the gateway's idempotency records, which would store the secrets 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
 from gateway.api.deps import IdentitiesDep, PlatformDep
 from gateway.api.onboarding_schemas import (
@@ -21,8 +21,10 @@ from gateway.api.onboarding_schemas import (
 from gateway.domain import idempotency
 from gateway.flows import merchant_status
 from gateway.flows.onboarding import OnboardingFlow
+from libs.common.paging import KnownQueryOnly, ListPage, PageLimit, cursor_query
 
 router = APIRouter(prefix="/v1/platform", tags=["platform"])
+ONBOARDING_CURSOR = r"^onb_[0-9a-f]{32}$"
 
 
 async def get_onboarding(request: Request) -> OnboardingFlow:
@@ -31,6 +33,10 @@ async def get_onboarding(request: Request) -> OnboardingFlow:
 
 
 OnboardingDep = Annotated[OnboardingFlow, Depends(get_onboarding)]
+
+
+class OnboardingListResponse(ListPage[OnboardingResponse]):
+    pass
 
 
 class MerchantStatusWithChanges(MerchantStatusResponse):
@@ -53,6 +59,21 @@ async def create_onboarding(
         response.status_code = status.HTTP_200_OK
         response.headers[idempotency.REPLAYED_HEADER] = "true"
     return OnboardingResponse.model_validate(view)
+
+
+@router.get("/merchant-onboardings", dependencies=[KnownQueryOnly])
+async def list_onboardings(
+    platform: PlatformDep,
+    flow: OnboardingDep,
+    limit: PageLimit,
+    status: Annotated[Literal["processing", "active", "rejected"] | None, Query()] = None,
+    cursor: Annotated[str | None, cursor_query(ONBOARDING_CURSOR)] = None,
+) -> OnboardingListResponse:
+    """The platform's onboardings, oldest first; `status=rejected` is the KYC review queue, `processing` the ones
+    still running or waiting (a held check, a service down)."""
+    rows = await flow.list_page(platform, status=status, after=cursor, limit=limit + 1)
+    return OnboardingListResponse.of(rows, limit, item=OnboardingResponse.model_validate,
+                                     cursor_of=lambda o: o.onboarding_id)  # fmt: skip
 
 
 @router.get("/merchant-onboardings/{onboarding_id}")

@@ -20,7 +20,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from juhe_sdk import AsyncClient, AuthenticationError, ConflictError, NotFoundError, PermissionDeniedError
+from juhe_sdk import (
+    AsyncClient,
+    AuthenticationError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from juhe_sdk.webhooks import SIGNATURE_HEADER, construct_event
 
 from gateway.seed import seed_demo_async
@@ -239,6 +246,15 @@ async def test_a_rejected_kyc_leaves_nothing_active_and_a_retry_after_the_fix_co
                  f"/v1/wallet/holders/{merchant_id}"):  # fmt: skip
         with pytest.raises(NotFoundError):
             await admin.request("GET", path)
+
+    # The review queue lists it (the one list shape: data, has_more, next_cursor; strict query).
+    queue = await admin.request("GET", "/v1/platform/merchant-onboardings", params={"status": "rejected"})
+    assert rejected["onboarding_id"] in [o["onboarding_id"] for o in queue["data"]] and "has_more" in queue
+    assert all(o["status"] == "rejected" and o.get("api_key") is None for o in queue["data"])
+    for params in ({"cursor": "garbage"}, {"stauts": "rejected"}, {"status": "done"}):
+        with pytest.raises(InvalidRequestError) as refused:
+            await admin.request("GET", "/v1/platform/merchant-onboardings", params=params)
+        assert refused.value.status == 422
 
     # The bank record is corrected: a retry runs the check again and the rest of the steps.
     retried = await admin.request("POST", f"/v1/platform/merchant-onboardings/{rejected['onboarding_id']}/retry")

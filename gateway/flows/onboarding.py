@@ -173,7 +173,10 @@ class OnboardingFlow:
         return len(due)
 
     async def drive(self, onboarding_id: str, *, budget_seconds: float) -> None:
-        """Run pending steps in order under a lease until done, rejected, waiting, or out of time."""
+        """Run pending steps in order under a lease until done, rejected, waiting, or out of time. A budget of 0
+        leaves it all to the worker (`onboarding_inline_seconds = 0`: answer at once)."""
+        if budget_seconds <= 0:
+            return
         lease = self.settings.onboarding_lease_seconds
         async with self.uow.begin() as tx:
             row = await store.take_lease(tx.conn, onboarding_id, lease_seconds=lease)

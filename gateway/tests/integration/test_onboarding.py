@@ -163,7 +163,8 @@ async def env(
         for name, app_settings in apps.items():
             await stack.enter_async_context(serve_app(create_app(name, app_settings), port=ports[name], name=name))
         await stack.enter_async_context(serve_app(create_app("gateway", gateway), port=ports["a"], name="gateway A"))
-        replica_b = gateway.model_copy(update={"role": "api", "port": ports["b"]})
+        # B answers onboardings at once and leaves the steps to A's worker (onboarding_inline_seconds = 0).
+        replica_b = gateway.model_copy(update={"role": "api", "port": ports["b"], "onboarding_inline_seconds": 0})
         await stack.enter_async_context(serve_app(create_app("gateway", replica_b), port=ports["b"], name="gateway B"))
         built = Env(urls["a"], urls["b"], keys["admin_key"], identity, alipay, receiver)
         admin = built.admin()
@@ -284,6 +285,23 @@ async def test_a_check_held_for_review_is_finished_by_the_worker_once_approved(e
         return read if read["status"] == "active" else None
 
     await eventually(active, "the worker to finish the onboarding")
+
+
+async def test_the_worker_finishes_an_onboarding_its_request_did_not_drive(env: Env) -> None:
+    """Replica B answers before any step ran (as a request cut short would); A's worker, not a request, ends it."""
+    answered = await env.admin(env.b).request("POST", "/v1/platform/merchant-onboardings", json=env.body(),
+                                              idempotency_key=str(uuid.uuid4()))  # fmt: skip
+    assert answered["status"] == "processing" and answered["steps"]["kyc"]["attempts"] == 0
+    admin = env.admin(env.b)
+
+    async def active() -> Any:
+        read = await admin.request("GET", f"/v1/platform/merchant-onboardings/{answered['onboarding_id']}")
+        return read if read["status"] == "active" else None
+
+    await eventually(active, "the worker to drive the onboarding to the end")
+    juhe = env.merchant(env.b, answered["api_key"])
+    taken = await juhe.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert taken["attempts"][0]["channel"] == "alipay"
 
 
 async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restores(env: Env) -> None:

@@ -110,3 +110,55 @@ async def test_strict_signature_and_signed_verdicts(sandbox: SandboxProcess, rec
         await wait_for(received, 4)
         assert json.loads(received[3][1])["reason"] == "photo_unclear"
         assert (await post(client, request_body("r4", url))).json()["replayed"] is True
+
+
+def merchant_check(check_id: str, **changes: Any) -> bytes:
+    body: dict[str, Any] = {
+        "check_id": check_id, "entity_type": "company", "legal_name": "杭州茶馆有限公司",
+        "business_licence_number": "91350100M000100Y43",
+        "legal_representative": {"name": "张三", "id_number": "11010519491231002X"},
+        "bank_account": {"account_name": "杭州茶馆有限公司", "account_number": "6222021234567890"},
+    }  # fmt: skip
+    body.update(changes)
+    return json.dumps(body).encode()
+
+
+async def check(client: httpx.AsyncClient, body: bytes, *, secret: str = SECRET) -> httpx.Response:
+    ts = int(time.time())
+    headers = {"content-type": "application/json", "X-Identity-Timestamp": str(ts),
+               "X-Identity-Signature": sign(ts, body, secret)}  # fmt: skip
+    return await client.post("/v1/merchant-checks", content=body, headers=headers)
+
+
+async def test_merchant_checks_list_every_finding_decide_once_and_hold_for_review(sandbox: SandboxProcess) -> None:
+    async with httpx.AsyncClient(base_url=sandbox.base_url) as client:
+        await client.put("/control/rules", json={"bank_account_names": {"6222021234567890": "某某贸易有限公司"}})
+        assert (await check(client, merchant_check("m0"), secret="wrong")).status_code == 401
+        assert (await check(client, merchant_check("m0", entity_type="trust"))).status_code == 422
+        other_account = {"account_name": "杭州茶馆有限公司", "account_number": "6222020000000001"}
+        approved = await check(client, merchant_check("m1", bank_account=other_account))
+        assert approved.json() == {"check_id": "m1", "result": "approved", "reasons": []}
+        # A wrong licence check character, a wrong ID check character and another holder at the bank: all listed.
+        bad = merchant_check("m2", business_licence_number="91350100M000100Y44",
+                             legal_representative={"name": "张三", "id_number": "110105194912310021"})  # fmt: skip
+        rejected = (await check(client, bad)).json()
+        assert rejected["result"] == "rejected"
+        assert [r["code"] for r in rejected["reasons"]] == [
+            "business_licence_invalid", "id_number_invalid", "bank_account_name_mismatch"]  # fmt: skip
+        # One verdict per check: the same id with a good body still answers the first verdict.
+        again = (await check(client, merchant_check("m2"))).json()
+        assert again["result"] == "rejected"
+        unlicensed = merchant_check("m3", business_licence_number=None, bank_account=other_account)
+        no_licence = (await check(client, unlicensed)).json()
+        assert [r["code"] for r in no_licence["reasons"]] == ["business_licence_missing"]
+
+        await client.put("/control/rules", json={"hold_documents": ["91350100M000100Y43"]})
+        assert (await check(client, merchant_check("m4"))).json()["result"] == "held"
+        decided = await client.post("/control/merchant-checks/m4/approve", json={})
+        assert decided.status_code == 200 and decided.json()["result"] == "approved"
+        ts = int(time.time())
+        read = await client.get("/v1/merchant-checks/m4", headers={"X-Identity-Timestamp": str(ts),
+                                                                   "X-Identity-Signature": sign(ts, b"")})  # fmt: skip
+        assert read.json()["result"] == "approved"
+        assert (await client.post("/control/merchant-checks/m4/reject", json={})).status_code == 409
+        await client.put("/control/rules", json={})

@@ -116,6 +116,9 @@ def refund_event_data(refund: Any, payment: Any, **extra: Any) -> dict[str, Any]
         # A discounted payment's coupon funding: the ledger and settlement reverse the platform's subsidy in
         # proportion to the refunded part of `payment_amount_minor` (docs/ledger.md §3.13).
         "payment_discount": discount_fields(payment)["discount"],
+        # The channel's own coupons (migration 0018): the ledger and settlement give back the merchant-funded part
+        # the channel did not settle in proportion too (docs/ledger.md §3.15).
+        "payment_channel_discount": getattr(payment, "channel_discount", None),
         "failure_code": refund.failure_code,
         "succeeded_at": _iso(refund.succeeded_at),
     }

@@ -139,6 +139,8 @@ async def _apply_once(
                 "succeeded_at": result.paid_at or now,
                 "late_success": decision.late_success,
             }
+            if result.channel_discounts:
+                pay_fields["channel_discount"] = channel_discount_summary(result.channel_discounts)
         elif decision.payment_to is PaymentStatus.FAILED:
             pay_fields = {"failed_at": now, "failure_code": "channel_failed", "failure_message": result.detail}
         else:
@@ -151,7 +153,7 @@ async def _apply_once(
         extra: dict[str, Any] = {}
         if decision.payment_to is PaymentStatus.SUCCEEDED:
             # The channel's own coupons (promotion_detail / voucher_detail_list), apart from Juhe's `discount`
-            extra["channel_discount"] = channel_discount_summary(result.channel_discounts)
+            extra["channel_discount"] = payment.channel_discount
         await publish_payment_final(tx, cashier, payment, attempt, source=source, **extra)
     return True
 

@@ -97,6 +97,8 @@ payments = Table(
     Column("order_amount_minor", BigInteger),
     Column("discount_minor", BigInteger, nullable=False, server_default=text("0")),
     Column("coupon", JSONB),
+    # The channel's own coupons on the success (migration 0018; connectors/base.py channel_discount_summary).
+    Column("channel_discount", JSONB),
     Column("channel_trade_no", String(64)),
     Column("payer_action", JSONB),
     Column("expire_at", DateTime(timezone=True), nullable=False),

@@ -10,12 +10,14 @@ from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
+from sqlalchemy import select
 
 from libs.common.events import Envelope
 from libs.common.kafka import topic_name
+from libs.common.outbox_tables import outbox
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, verify_signature
 from services.cashier.flows.payments import poll_due
-from services.cashier.store.tables import attempts
+from services.cashier.store.tables import attempts, payments
 
 from .conftest import (
     WECHAT_APPID,
@@ -131,7 +133,8 @@ async def test_a_channel_coupon_the_payer_used_is_carried_as_channel_discount(
     start_cashier: Any, sandboxes: Sandboxes, juhe_infra: Any
 ) -> None:
     """The payer pays with a 代金券 WeChat funds: the channel was asked for the whole amount, and the
-    payment.succeeded event carries the channel's discount apart from Juhe's own `discount`."""
+    payment.succeeded event carries the channel's discount apart from Juhe's own `discount`; the payment record
+    keeps it and a refund's events carry it (`payment_channel_discount`, docs/ledger.md §3.15)."""
     cashier = await start_cashier()
     await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
     control = f"{sandboxes.wechat.base_url}/control"
@@ -164,6 +167,26 @@ async def test_a_channel_coupon_the_payer_used_is_carried_as_channel_discount(
         "coupons": [{"coupon_id": sent.json()["coupon_id"], "stock_id": stock["stock_id"], "kind": "CASH",
                      "amount_minor": 500, "channel_minor": 500, "merchant_minor": 0, "unsettled_minor": 0}],
     }  # fmt: skip
+    async with cashier.engine.connect() as conn:
+        stored = await conn.scalar(select(payments.c.channel_discount).where(payments.c.id == payment["id"]))
+    assert stored == data["channel_discount"]
+    refund = await cashier.post(f"/v1/payments/{payment['id']}/refunds", {"amount_minor": 1000})
+    assert refund.status_code == 201, refund.text
+    async with httpx.AsyncClient(timeout=30) as http:  # the sandbox pays WeChat refunds when told to
+        approved = await http.post(f"{control}/refunds/{refund.json()['id']}/approve", params={"mchid": WECHAT_MCHID})
+        assert approved.status_code == 200, approved.text
+    refunded = await wait_for(lambda: _refund_succeeded(cashier, refund.json()["id"]), "refund.succeeded")
+    assert refunded["payment_channel_discount"] == data["channel_discount"]
+
+
+async def _refund_succeeded(cashier: RunningCashier, refund_id: str) -> dict[str, Any] | None:
+    query = select(outbox.c.payload).where(outbox.c.event_type == "refund.succeeded")
+    async with cashier.engine.connect() as conn:
+        for (payload,) in (await conn.execute(query)).all():
+            data: dict[str, Any] = json.loads(payload)["data"]
+            if data["refund_id"] == refund_id:
+                return data
+    return None
 
 
 async def test_notification_three_times_plus_concurrent_poll_applies_once(

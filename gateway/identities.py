@@ -315,18 +315,39 @@ class Identities:
         return {**key, "platform_id": platform_id}
 
     async def _insert_admin_key(self, conn: Any, platform_id: str, mode: Mode) -> dict[str, Any]:
+        key_id, secret = await self._insert_key(conn, "platform", platform_id, platform_id, mode)
+        return {"key_id": key_id, "token": f"{key_id}.{secret}", "mode": mode}
+
+    async def _insert_key(
+        self,
+        conn: Any,
+        owner_kind: str,
+        owner_id: str,
+        platform_id: str,
+        mode: Mode,
+        rsa_public_key_pem: str | None = None,
+    ) -> tuple[str, str]:
+        """A new key's id and secret, both naming its mode (`key_test_…`, `sk_test_…` / `ak_test_…`). A merchant's
+        secret is sealed (verifying an HMAC needs it), a platform bearer secret only hashed."""
         key_id = new_key_id(mode)
-        secret = new_secret(f"{ADMIN_SECRET_PREFIX}_{mode}")
+        prefix = MERCHANT_SECRET_PREFIX if owner_kind == "merchant" else ADMIN_SECRET_PREFIX
+        secret = new_secret(f"{prefix}_{mode}")
+        kept = (
+            {"secret_sealed": self.sealer.seal(secret, row_id=key_id)}
+            if owner_kind == "merchant"
+            else {"secret_hash": hash_secret(secret)}
+        )
         await store.insert_api_key(
             conn,
             key_id=key_id,
-            owner_kind="platform",
-            owner_id=platform_id,
+            owner_kind=owner_kind,
+            owner_id=owner_id,
             platform_id=platform_id,
-            secret_hash=hash_secret(secret),
+            rsa_public_key_pem=rsa_public_key_pem,
             mode=mode,
+            **kept,
         )
-        return {"key_id": key_id, "token": f"{key_id}.{secret}", "mode": mode}
+        return key_id, secret
 
     async def create_merchant(
         self,
@@ -361,18 +382,7 @@ class Identities:
     ) -> dict[str, Any]:
         if rsa_public_key_pem is not None:
             signing.load_rsa_public_key(rsa_public_key_pem)
-        key_id = new_key_id(mode)
-        secret = new_secret(f"{MERCHANT_SECRET_PREFIX}_{mode}")
-        await store.insert_api_key(
-            conn,
-            key_id=key_id,
-            owner_kind="merchant",
-            owner_id=merchant_id,
-            platform_id=platform_id,
-            secret_sealed=self.sealer.seal(secret, row_id=key_id),
-            rsa_public_key_pem=rsa_public_key_pem,
-            mode=mode,
-        )
+        key_id, secret = await self._insert_key(conn, "merchant", merchant_id, platform_id, mode, rsa_public_key_pem)
         return {"key_id": key_id, "secret": secret, "rsa": rsa_public_key_pem is not None, "mode": mode}
 
     async def pinned_version(self, merchant_id: str) -> str | None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import InternalIdentity, MerchantScope
@@ -30,17 +31,30 @@ CashierDep = Annotated[Cashier, Depends(get_cashier)]
 PAGE_SIZE_DEFAULT = 20
 
 
-async def ensure_payment_in_mode(cashier: Cashier, caller: InternalIdentity, merchant_id: str, payment_id: str) -> None:
-    """404 `payment_not_found` when the caller's key is of the other mode than the payment (docs/test-mode.md):
-    a test key never refunds, lists or reads anything of a live payment, nor the other way round. A payment that
-    does not exist at all is left to the endpoint itself (its own 404)."""
+async def refuse_other_mode(
+    cashier: Cashier, caller: InternalIdentity, load: Callable[[AsyncConnection], Awaitable[Any]], not_found: Problem
+) -> None:
+    """Raise `not_found` when the caller's key is of the other mode than the object `load` reads (docs/test-mode.md):
+    to a test key a live object does not exist, nor the other way round. An object that does not exist at all is
+    left to the endpoint itself (its own 404); a caller without a key mode sees both."""
     livemode = cashier.livemode_filter(caller)
     if livemode is None:
         return
     async with cashier.uow.read() as conn:
-        payment = await get_payment(conn, merchant_id=merchant_id, payment_id=payment_id)
-    if payment is not None and payment.livemode is not livemode:
-        raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
+        row = await load(conn)
+    if row is not None and row.livemode is not livemode:
+        raise not_found
+
+
+async def ensure_payment_in_mode(cashier: Cashier, caller: InternalIdentity, merchant_id: str, payment_id: str) -> None:
+    """404 `payment_not_found` for a payment of the other mode: a test key never refunds, lists or reads anything of
+    a live payment, nor the other way round."""
+    await refuse_other_mode(
+        cashier,
+        caller,
+        lambda conn: get_payment(conn, merchant_id=merchant_id, payment_id=payment_id),
+        Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist"),
+    )
 
 
 def livemode_query(cashier: Cashier, caller: InternalIdentity, requested: bool | None) -> bool | None:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from libs.common.errors import Problem
 from libs.common.modes import livemode_of
 from libs.common.paging import KnownQueryOnly
-from services.cashier.api.deps import Caller, CashierDep, MerchantId, get_cashier
+from services.cashier.api.deps import Caller, CashierDep, MerchantId, get_cashier, refuse_other_mode
 from services.cashier.api.schemas import Url
 from services.cashier.domain.errors import WEBHOOK_ENDPOINT_NOT_FOUND
 from services.cashier.domain.webhook_endpoints import (
@@ -29,13 +29,12 @@ async def _endpoint_in_mode(
     endpoint_id: str, merchant_id: MerchantId, caller: Caller, cashier: Annotated[Cashier, Depends(get_cashier)]
 ) -> None:
     """404 for an endpoint of the other mode than the caller's key (docs/test-mode.md)."""
-    livemode = cashier.livemode_filter(caller)
-    if livemode is None:
-        return
-    async with cashier.uow.read() as conn:
-        row = await get_endpoint(conn, merchant_id=merchant_id, endpoint_id=endpoint_id)
-    if row is not None and row.livemode is not livemode:
-        raise Problem(WEBHOOK_ENDPOINT_NOT_FOUND, f"webhook endpoint {endpoint_id} does not exist")
+    await refuse_other_mode(
+        cashier,
+        caller,
+        lambda conn: get_endpoint(conn, merchant_id=merchant_id, endpoint_id=endpoint_id),
+        Problem(WEBHOOK_ENDPOINT_NOT_FOUND, f"webhook endpoint {endpoint_id} does not exist"),
+    )
 
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"])

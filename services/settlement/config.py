@@ -35,6 +35,9 @@ class Settings(ServiceSettings):
     payout_batch_max: int = 100
     # A payout still not final after this many steps ends `failed` (attempts_exhausted), its funds released.
     payout_attempts_max: int = Field(default=50, ge=1, le=1000)
+    # Maker-checker: a payout of at least this much (minor units) waits for a platform operator's approval
+    # (`pending_approval`); 0 = no payout waits.
+    payout_approval_threshold_minor: int = Field(default=0, ge=0)
     # Channel rails (wechat_change, alipay_account) go through the cashier with the channel accounts of this
     # platform merchant; a WeChat transfer the user has not confirmed after `transfer_confirm_seconds` is
     # cancelled (before WeChat's own 24 h expiry and well before the wallet hold's), and the money goes back.

@@ -304,6 +304,17 @@ class PayoutResponse(BaseModel):
     outcome_transfer_id: str | None
     created_at: datetime
     finished_at: datetime | None
+    decided_by: str | None = Field(description="The operator who approved or rejected a held payout")
+    decided_at: datetime | None
+    decision_reason: str | None
+
+
+class PayoutDecisionRequest(BaseModel):
+    """An operator's decision on a held payout: who (recorded on the payout) and why (required to reject)."""
+
+    model_config = ConfigDict(extra="forbid")
+    actor: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    reason: str | None = Field(default=None, min_length=1, max_length=1000, pattern=r"\S")
 
 
 class PayoutListResponse(ListPage[PayoutResponse]):

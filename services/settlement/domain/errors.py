@@ -21,6 +21,9 @@ PAYOUT_EXCEEDS_SETTLED_BALANCE = ErrorSpec(
     "payout_exceeds_settled_balance", 422, "The payout is larger than the merchant's settled balance"
 )
 PAYOUT_NOT_FOUND = ErrorSpec("payout_not_found", 404, "No such payout")
+PAYOUT_NOT_AWAITING_APPROVAL = ErrorSpec(
+    "payout_not_awaiting_approval", 409, "The payout is not waiting for approval (already decided, or never held)"
+)
 WITHDRAWAL_NOT_FOUND = ErrorSpec("withdrawal_not_found", 404, "Settlement has no such wallet withdrawal")
 INVALID_SIGNATURE = ErrorSpec("invalid_signature", 401, "The message signature could not be verified")
 BANK_UNAVAILABLE = ErrorSpec("bank_unavailable", 503, "The bank did not answer", retryable=True)
@@ -52,6 +55,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     BATCH_NOT_FOUND,
     PAYOUT_EXCEEDS_SETTLED_BALANCE,
     PAYOUT_NOT_FOUND,
+    PAYOUT_NOT_AWAITING_APPROVAL,
     WITHDRAWAL_NOT_FOUND,
     INVALID_SIGNATURE,
     BANK_UNAVAILABLE,

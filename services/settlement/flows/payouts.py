@@ -21,7 +21,12 @@ from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
 from services.settlement.config import Settings
-from services.settlement.domain.errors import LEDGER_UNAVAILABLE, PAYOUT_EXCEEDS_SETTLED_BALANCE
+from services.settlement.domain.errors import (
+    LEDGER_UNAVAILABLE,
+    PAYOUT_EXCEEDS_SETTLED_BALANCE,
+    PAYOUT_NOT_AWAITING_APPROVAL,
+    PAYOUT_NOT_FOUND,
+)
 from services.settlement.events import PAYOUT_FINISHED, PAYOUTS_TOPIC
 from services.settlement.flows.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
 from services.settlement.flows.ledger import LedgerClient, LedgerRefused
@@ -63,15 +68,18 @@ class Payouts:
         return datetime.now(UTC)
 
     async def request(self, holder_id: str, draft: PayoutDraft) -> tuple[dict[str, Any], bool]:
-        """Create a payout of settled funds; (payout, created). Refused (422) above the settled balance."""
+        """Create a payout of settled funds; (payout, created). Refused (422) above the settled balance. At or above
+        `payout_approval_threshold_minor` it waits in `pending_approval` (nothing moved) until an operator decides."""
+        threshold = self.settings.payout_approval_threshold_minor
+        held = 0 < threshold <= draft.amount_minor
         settled = await self.ledger.account_id(holder_id, "merchant_settled", draft.currency)
         available = int((await self.ledger.balance(settled))["balances"]["available_balance_minor"])
         async with self.uow.begin() as tx:
             row, created = await store.insert_payout(tx.conn, {
                 "payout_id": new_id("po"), "holder_id": holder_id, "idempotency_key": draft.idempotency_key,
                 "request_hash": draft.request_hash(), "amount_minor": draft.amount_minor, "currency": draft.currency,
-                "account_no": draft.account_no, "account_name": draft.account_name, "status": "pending",
-                "rail": draft.rail,
+                "account_no": draft.account_no, "account_name": draft.account_name,
+                "status": "pending_approval" if held else "pending", "rail": draft.rail,
             })  # fmt: skip
             if not created and row["request_hash"] != draft.request_hash():
                 raise Problem(IDEMPOTENCY_KEY_REUSED, "idempotency_key was used for another payout")
@@ -81,9 +89,34 @@ class Payouts:
                               available_minor=available)  # fmt: skip
         if not created:
             return dict(row), False
+        if held:
+            log.info("payout waits for approval", payout_id=row["payout_id"], amount_minor=draft.amount_minor)
+            return dict(row), True
         await self._instruct(dict(row), raise_refusal=True)
         await self.step(row["payout_id"])
         return await self.read(row["payout_id"]), True
+
+    async def decide(self, payout_id: str, *, approve: bool, actor: str, reason: str | None) -> dict[str, Any]:
+        """A platform operator's decision on a held payout (a compare-and-set: two operators cannot both decide).
+        Approved: it becomes an ordinary pending payout and is stepped now (instruction, bank), the settled balance
+        checked again by the ledger (a balance spent meanwhile fails it, nothing moved). Rejected: final, with its
+        `payout.finished` event; nothing was ever moved."""
+        async with self.uow.begin() as tx:
+            row = await store.decide(tx.conn, payout_id, approve=approve, actor=actor, reason=reason, now=self.now())
+            if row is None:
+                if await store.get_payout(tx.conn, payout_id) is None:
+                    raise Problem(PAYOUT_NOT_FOUND, f"no payout {payout_id}")
+                raise Problem(PAYOUT_NOT_AWAITING_APPROVAL, f"payout {payout_id} is not waiting for approval")
+            if not approve:
+                tx.publish(topic=PAYOUTS_TOPIC, type=PAYOUT_FINISHED, subject=payout_id, data={
+                    "payout_id": payout_id, "holder_id": row["holder_id"], "status": "rejected",
+                    "amount_minor": int(row["amount_minor"]), "currency": row["currency"],
+                    "failure_code": None, "ledger_transfer_id": None,
+                })  # fmt: skip
+        log.info("payout decided", payout_id=payout_id, approved=approve, actor=actor)
+        if approve:
+            await self.step(payout_id)  # errors leave it pending for the worker's next round
+        return await self.read(payout_id)
 
     async def read(self, payout_id: str, holder_id: str | None = None) -> dict[str, Any]:
         async with self.uow.read() as conn:

@@ -85,3 +85,22 @@ async def list_payouts(conn: AsyncConnection, *, holder_id: str | None, status: 
     if before_id:
         query = query.where(payouts.c.payout_id < before_id)
     return list((await conn.execute(query.order_by(payouts.c.payout_id.desc()).limit(limit))).mappings())
+
+
+async def decide(
+    conn: AsyncConnection, payout_id: str, *, approve: bool, actor: str, reason: str | None, now: datetime
+) -> RowMapping | None:
+    """`pending_approval` → `pending` (approved: due now) or `rejected` (final, nothing moved), once: None when the
+    payout was not waiting for approval (decided already, by someone else at the same moment, or never held)."""
+    values: dict[str, Any] = {"decided_by": actor, "decided_at": now, "decision_reason": reason}
+    if approve:
+        values |= {"status": "pending", "next_attempt_at": now}
+    else:
+        values |= {"status": "rejected", "finished_at": now}
+    statement = (
+        payouts.update()
+        .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending_approval")
+        .values(**values)
+        .returning(payouts)
+    )
+    return (await conn.execute(statement)).mappings().first()

@@ -287,7 +287,7 @@ payouts = Table(
     Column("currency", Text, nullable=False),
     Column("account_no", Text, nullable=False),
     Column("account_name", Text, nullable=False),
-    Column("status", Text, nullable=False),  # pending | succeeded | failed
+    Column("status", Text, nullable=False),  # pending_approval | pending | succeeded | failed | rejected
     Column("instruction_transfer_id", Text),
     Column("submitted_at", DateTime(timezone=True)),
     Column("bank_ref", Text),
@@ -301,9 +301,14 @@ payouts = Table(
     Column("finished_at", DateTime(timezone=True)),
     Column("rail", Text, nullable=False, server_default="bank"),  # bank | wechat_change | alipay_account (0010)
     Column("user_action", JSONB),  # what the payee must do to receive it (WeChat: package_info)
+    # Maker-checker above the platform's threshold (migration 0012): the operator who approved or rejected it.
+    Column("decided_by", Text),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decision_reason", Text),
     UniqueConstraint("holder_id", "idempotency_key", name="payouts_holder_key"),
     Index("payouts_due", "status", "next_attempt_at"),
     Index("payouts_holder", "holder_id", "payout_id"),  # migration 0007
+    Index("payouts_awaiting_approval", "created_at", postgresql_where=text("status = 'pending_approval'")),
 )
 
 # --- wallet withdrawals and channel profit sharing (migration 0007) ---

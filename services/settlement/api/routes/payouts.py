@@ -13,7 +13,12 @@ from libs.common.internal_auth import MerchantScope
 from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
 from services.settlement.api.deps import PageLimit, PlatformOnly
-from services.settlement.api.schemas import PayoutCreateRequest, PayoutListResponse, PayoutResponse
+from services.settlement.api.schemas import (
+    PayoutCreateRequest,
+    PayoutDecisionRequest,
+    PayoutListResponse,
+    PayoutResponse,
+)
 from services.settlement.domain.errors import INVALID_SIGNATURE, PAYOUT_NOT_FOUND
 from services.settlement.flows.bank import SIGNATURE_HEADER
 from services.settlement.flows.payouts import PayoutDraft, Payouts
@@ -30,7 +35,7 @@ def get_payouts(request: Request) -> Payouts:
 
 PayoutsDep = Annotated[Payouts, Depends(get_payouts)]
 Cursor = Annotated[str | None, cursor_query(r"^po_[0-9a-z]+$")]
-PayoutStatus = Annotated[Literal["pending", "succeeded", "failed"] | None, Query()]
+PayoutStatus = Annotated[Literal["pending_approval", "pending", "succeeded", "failed", "rejected"] | None, Query()]
 
 
 def _response(row: dict[str, object]) -> PayoutResponse:
@@ -80,6 +85,21 @@ async def list_all_payouts(uow: UowDep, limit: PageLimit,
     async with uow.read() as conn:
         rows = await store.list_payouts(conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit + 1)
     return _page(rows, limit)
+
+
+@router.post("/v1/settlement/payouts/{payout_id}/approve", dependencies=[PlatformOnly])
+async def approve_payout(payout_id: str, body: PayoutDecisionRequest, payouts: PayoutsDep) -> PayoutResponse:
+    """A held payout (`pending_approval`) approved: it is paid as any payout (the settled balance checked again
+    by the ledger). 409 `payout_not_awaiting_approval` once decided."""
+    return _response(await payouts.decide(payout_id, approve=True, actor=body.actor, reason=body.reason))
+
+
+@router.post("/v1/settlement/payouts/{payout_id}/reject", dependencies=[PlatformOnly])
+async def reject_payout(payout_id: str, body: PayoutDecisionRequest, payouts: PayoutsDep) -> PayoutResponse:
+    """A held payout rejected (a reason is required): final `rejected`, nothing was moved."""
+    if not body.reason:
+        raise Problem(VALIDATION_FAILED, "a rejection needs a reason", field="reason")
+    return _response(await payouts.decide(payout_id, approve=False, actor=body.actor, reason=body.reason))
 
 
 @router.post("/v1/notify/bank", status_code=204)

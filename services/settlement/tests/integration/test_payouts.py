@@ -243,3 +243,57 @@ def verify_ledger(database_url: str) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+async def test_a_payout_above_the_threshold_waits_for_an_operator(env: Env) -> None:
+    """Maker-checker: at or above `payout_approval_threshold_minor` a payout is held (`pending_approval`, nothing
+    moved, the worker leaves it) until an operator approves it (then paid as any payout) or rejects it (final,
+    nothing moved); each decision once, by whom recorded; merchants cannot decide."""
+    env.payouts.settings = env.payouts.settings.model_copy(update={"payout_approval_threshold_minor": 5000})
+    below = (await env.client.post("/v1/payouts", json=body(4000, "t1"), headers=HEADERS)).json()
+    await env.wait_status(below["payout_id"], "succeeded")  # under the threshold: paid at once
+
+    r = await env.client.post("/v1/payouts", json=body(5000, "t2"), headers=HEADERS)
+    assert r.status_code == 201 and r.json()["status"] == "pending_approval", r.text
+    held = r.json()
+    assert held["instruction_transfer_id"] is None and held["decided_by"] is None
+    again = await env.client.post("/v1/payouts", json=body(5000, "t2"), headers=HEADERS)
+    assert again.status_code == 200 and again.json()["payout_id"] == held["payout_id"]
+    await env.payouts.round()  # the worker leaves a held payout alone
+    assert (await env.client.get(f"/v1/payouts/{held['payout_id']}", headers=HEADERS)).json()["status"] == (
+        "pending_approval"
+    )
+    assert await env.balance("mch_p", "merchant_settled") == 6000
+    queue = (await env.client.get("/v1/settlement/payouts", params={"status": "pending_approval"})).json()["data"]
+    assert [p["payout_id"] for p in queue] == [held["payout_id"]]
+
+    approve = f"/v1/settlement/payouts/{held['payout_id']}/approve"
+    assert (await env.client.post(approve, json={"actor": "ops@juhe.test"}, headers=HEADERS)).status_code == 403
+    assert (await env.client.post(approve, json={})).status_code == 422
+    r = await env.client.post(approve, json={"actor": "ops@juhe.test"})
+    assert r.status_code == 200 and r.json()["decided_by"] == "ops@juhe.test", r.text
+    await env.wait_status(held["payout_id"], "succeeded")
+    assert await env.balance("mch_p", "merchant_settled") == 1000
+    twice = await env.client.post(approve, json={"actor": "other@juhe.test"})
+    assert twice.status_code == 409 and twice.json()["code"] == "payout_not_awaiting_approval"
+    unknown = await env.client.post("/v1/settlement/payouts/po_nosuchpayout/approve", json={"actor": "ops@juhe.test"})
+    assert unknown.status_code == 404 and unknown.json()["code"] == "payout_not_found"
+
+    env.payouts.settings = env.payouts.settings.model_copy(update={"payout_approval_threshold_minor": 500})
+    rejected = (await env.client.post("/v1/payouts", json=body(800, "t3"), headers=HEADERS)).json()
+    reject = f"/v1/settlement/payouts/{rejected['payout_id']}/reject"
+    no_reason = await env.client.post(reject, json={"actor": "ops@juhe.test"})
+    assert no_reason.status_code == 422 and no_reason.json()["code"] == "validation_failed"
+    r = await env.client.post(reject, json={"actor": "ops@juhe.test", "reason": "Account not verified"})
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["decision_reason"], r.json()["instruction_transfer_id"]) == (
+        "rejected",
+        "Account not verified",
+        None,
+    )
+    late = await env.client.post(f"/v1/settlement/payouts/{rejected['payout_id']}/approve", json={"actor": "x"})
+    assert late.status_code == 409
+    assert (
+        await env.balance("mch_p", "merchant_settled") == 1000 and await env.balance("mch_p", "merchant_payable") == 0
+    )
+    verify_ledger(env.ledger_db)

@@ -231,7 +231,7 @@ webhook_endpoints = Table(
 
 # Every event a merchant could receive (migration 0011), written with the state change whether or not any
 # URL is set: `GET /v1/events` reads it, so a missed webhook can always be fetched. `payload` is the webhook
-# body ({"id", "type", "created_at", "data"}).
+# body ({"id", "type", "created_at", "livemode", "data"}).
 merchant_events = Table(
     "merchant_events",
     metadata,

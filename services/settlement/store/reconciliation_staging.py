@@ -54,18 +54,25 @@ _CREATE = (
 )
 
 # Juhe's records of the day, as `flows.reconcile` used to load them (payment key: out_trade_no, else the
-# payment id; refund key: the refund id). `rid` numbers them for the joins.
+# payment id; refund key: the refund id). `rid` numbers them for the joins. The amount is what the channel
+# settles, the figure its bill prints (WeChat 应结订单金额 / 退款金额, Alipay 商家实收): a payment's amount less
+# what its merchant-funded channel coupons left unsettled (entry `<pay>:unsettled`, docs/ledger.md §3.15), a
+# refund's less the share of it the channel gave back as the coupon (`<re>:unsettled`).
 _STAGE_RECORDS = """
 CREATE TEMP TABLE rcn_rec ON COMMIT DROP AS
 SELECT row_number() OVER () AS rid, s.* FROM (
   SELECT 'payment' AS kind, coalesce(nullif(p.out_trade_no, ''), p.payment_id) AS key, p.channel_trade_no AS ch_no,
-         p.payment_id, NULL::text AS refund_id, p.merchant_order_no, p.amount_minor, p.channel_fee_minor AS fee_minor,
-         p.status
+         p.payment_id, NULL::text AS refund_id, p.merchant_order_no,
+         p.amount_minor + coalesce((SELECT e.amount_minor FROM settlement_entries e
+                                     WHERE e.source_key = p.payment_id || '\\:unsettled'), 0) AS amount_minor,
+         p.channel_fee_minor AS fee_minor, p.status
     FROM payment_records p
    WHERE p.channel = :channel AND p.bill_date = :bill_date AND p.merchant_id = :merchant_id
   UNION ALL
   SELECT 'refund', r.refund_id, r.channel_refund_no, r.payment_id, r.refund_id, p.merchant_order_no,
-         r.amount_minor, NULL, r.status
+         r.amount_minor - coalesce((SELECT e.amount_minor FROM settlement_entries e
+                                     WHERE e.source_key = r.refund_id || '\\:unsettled'), 0),
+         NULL, r.status
     FROM refund_records r JOIN payment_records p ON p.payment_id = r.payment_id
    WHERE r.channel = :channel AND r.bill_date = :bill_date AND r.merchant_id = :merchant_id
 ) AS s

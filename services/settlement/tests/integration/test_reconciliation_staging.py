@@ -21,7 +21,7 @@ from services.settlement.domain.errors import BILL_UNAVAILABLE
 from services.settlement.domain.reconciliation import Line, Matcher, Outcome, Record, Result, channel_says_succeeded
 from services.settlement.store import reconciliation as store
 from services.settlement.store import reconciliation_staging as staging
-from services.settlement.store.tables import payment_records, refund_records
+from services.settlement.store.tables import payment_records, refund_records, settlement_entries
 from services.settlement.tests.integration.conftest import Harness
 
 BILL_DATE = date(2026, 11, 24)
@@ -230,3 +230,38 @@ async def test_records_sharing_a_key_or_channel_number_count_once(settlement_onl
     counts, items = await run_sql(settlement_only, merchant_id, lines, "rcn_dup")
     assert counts == {"matched": 3}
     assert items == []
+
+
+async def test_a_merchant_funded_channel_coupon_is_reconciled_on_what_the_channel_settles(
+    settlement_only: Harness,
+) -> None:
+    """The bill prints what the channel settles (WeChat 应结订单金额, Alipay 商家实收): a payment with a merchant-
+    funded channel coupon U matches at G − U, its refund at R − the coupon's share (docs/ledger.md §3.15); the
+    gross would be an amount mismatch."""
+    from services.settlement.flows.entries import settlement_entry
+
+    merchant_id = "mch_unsettled"
+    payment = {"payment_id": "pay_u", "merchant_id": merchant_id, "channel": CHANNEL, "out_trade_no": "u",
+               "channel_trade_no": "ch_u", "status": "succeeded", "amount_minor": 10_000, "currency": "CNY",
+               "channel_fee_minor": 54, "bill_date": BILL_DATE}  # fmt: skip
+    gross = {**payment, "payment_id": "pay_g", "out_trade_no": "g", "channel_trade_no": "ch_g"}
+    async with settlement_only.runtime.uow.begin() as tx:
+        await tx.conn.execute(insert(payment_records), [payment, gross])
+        await tx.conn.execute(insert(refund_records), [{
+            "refund_id": "re_u", "payment_id": "pay_u", "merchant_id": merchant_id, "channel": CHANNEL,
+            "channel_refund_no": "chr_u", "status": "succeeded", "amount_minor": 4_000, "currency": "CNY",
+            "bill_date": BILL_DATE,
+        }])  # fmt: skip
+        await tx.conn.execute(insert(settlement_entries), [
+            settlement_entry("pay_u:unsettled", merchant_id, payment, -1_000, BILL_DATE, "payment"),
+            settlement_entry("re_u:unsettled", merchant_id, payment, 400, BILL_DATE, "refund", "re_u"),
+            settlement_entry("pay_g:unsettled", merchant_id, gross, -1_000, BILL_DATE, "payment"),
+        ])  # fmt: skip
+    lines = [
+        Line("payment", "u", "ch_u", 9_000, 54, "SUCCESS"),
+        Line("refund", "re_u", "chr_u", 3_600, -22, "SUCCESS"),
+        Line("payment", "g", "ch_g", 10_000, 54, "SUCCESS"),  # the channel printed the gross: not what it settles
+    ]
+    counts, items = await run_sql(settlement_only, merchant_id, lines, "rcn_unsettled")
+    assert counts == {"matched": 2, "amount_mismatch": 1}
+    assert [(i[0], i[3], i[8], i[9]) for i in items] == [("amount_mismatch", "g", 9_000, 10_000)]

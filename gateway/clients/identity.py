@@ -40,12 +40,12 @@ class IdentityProvider:
         return {"content-type": "application/json", TIMESTAMP_HEADER: str(now),
                 SIGNATURE_HEADER: sign(self._secret, now, body)}  # fmt: skip
 
-    async def _send(self, method: str, path: str, body: bytes) -> dict[str, Any]:
+    async def _send(self, method: str, path: str, body: bytes, *, check_id: str) -> dict[str, Any]:
+        # The provider decides once per check_id, so sending a check again is safe: the check id is the
+        # Idempotency-Key that lets `request_with_retries` retry the POST too.
+        headers = {**self._headers(body), "Idempotency-Key": check_id}
         try:
-            # The check is keyed by its check_id at the provider: sending it twice gives the first verdict.
-            response = await request_with_retries(
-                self._client, method, path, content=body, headers={**self._headers(body), "Idempotency-Key": "-"}
-            )
+            response = await request_with_retries(self._client, method, path, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise ServiceUnavailable(f"identity provider {path}: {type(exc).__name__}") from exc
         answer = json_object(response)
@@ -55,7 +55,7 @@ class IdentityProvider:
 
     async def check_merchant(self, check: dict[str, Any]) -> dict[str, Any]:
         """`{check_id, result: approved|rejected|held, reasons: [{code, field, detail}]}`."""
-        return await self._send("POST", "/v1/merchant-checks", json.dumps(check).encode())
+        return await self._send("POST", "/v1/merchant-checks", json.dumps(check).encode(), check_id=check["check_id"])
 
     async def read_check(self, check_id: str) -> dict[str, Any]:
-        return await self._send("GET", f"/v1/merchant-checks/{check_id}", b"")
+        return await self._send("GET", f"/v1/merchant-checks/{check_id}", b"", check_id=check_id)

@@ -224,12 +224,18 @@ class OnboardingFlow:
         """Every step verified: the merchant goes live and every step becomes active, in one transaction."""
         if not rules.ready_to_activate(steps):
             return
-        async with self.uow.begin() as tx:
-            await store.set_merchant_status(tx.conn, row["merchant_id"], status="active", expected=DISABLED)
-            await store.save_steps(
-                tx.conn, row["onboarding_id"], expected_updated_at=updated_at, steps=rules.activated(steps),
-                status="active", attempts=attempts, retry_after_seconds=None, release=True,
-            )  # fmt: skip
+        try:
+            async with self.uow.begin() as tx:
+                await store.set_merchant_status(tx.conn, row["merchant_id"], status="active", expected=DISABLED)
+                saved = await store.save_steps(
+                    tx.conn, row["onboarding_id"], expected_updated_at=updated_at, steps=rules.activated(steps),
+                    status="active", attempts=attempts, retry_after_seconds=None, release=True,
+                )  # fmt: skip
+                if saved is None:
+                    raise _ChangedMeanwhile  # rolls the activation back with it
+        except _ChangedMeanwhile:
+            log.warning("onboarding changed before activation", onboarding_id=row["onboarding_id"])
+            return
         log.info("merchant onboarded", onboarding_id=row["onboarding_id"], merchant_id=row["merchant_id"])
 
     async def _run(self, name: str, row: Any, body: dict[str, Any], step: dict[str, Any]) -> Outcome:
@@ -336,6 +342,10 @@ class OnboardingFlow:
             if status != 200:
                 return _answered(status, answer, "settlement")
         return Outcome("verified", detail={"cycle": cycle})
+
+
+class _ChangedMeanwhile(Exception):
+    """The onboarding's row changed under this driver's lease (compare-and-set lost)."""
 
 
 def _public_view(row: Any) -> dict[str, Any]:

@@ -114,3 +114,36 @@ async def test_the_migration_keeps_old_rows_as_seen_by_every_consumer(juhe_infra
         assert await conn.fetchval("SELECT count(*) FROM inbox") == 2
     finally:
         await conn.close()
+
+
+async def test_an_event_no_subscription_wants_leaves_no_trace(
+    migrated_database: Callable[[str], Awaitable[str]], juhe_infra: Infra
+) -> None:
+    """A type none of the consumer's subscriptions names is skipped without a transaction or an inbox row (it
+    has no effect to make exactly-once); a wanted one is applied and recorded as before."""
+    url = await migrated_database("routing")
+    engine = create_engine(url)
+    try:
+        applied: list[str] = []
+
+        async def handler(tx: Tx, envelope: Envelope) -> None:
+            applied.append(envelope.type)
+
+        picky = InboxConsumer(
+            UnitOfWork(engine, source="routing"), service="routing", bootstrap=juhe_infra.bootstrap,
+            group_id=f"{NAMESPACE}juhe-routing", topic_namespace=NAMESPACE,
+            subscriptions=[Subscription(TOPIC, handler, frozenset({"payment.succeeded"}))],
+            epoch_watcher=EpochWatcher(juhe_infra.bootstrap, interval_seconds=1),
+        )  # fmt: skip
+        unwanted = Envelope(type="payment.created", source="cashier", subject="pay_3", data={})
+        wanted = Envelope(type="payment.succeeded", source="cashier", subject="pay_3", data={})
+        for event in (unwanted, wanted, unwanted):
+            await picky.apply(record(event))
+        assert applied == ["payment.succeeded"]
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            assert [r["event_id"] for r in await conn.fetch("SELECT event_id FROM inbox")] == [wanted.id]
+        finally:
+            await conn.close()
+    finally:
+        await engine.dispose()

@@ -37,7 +37,8 @@ from libs.common.kafka import ensure_platform_topics
 from libs.common.services import SERVICES
 from libs.common.testing.infra import serve_app
 from libs.common.testing.waiting import eventually
-from sandboxes.common.testing import SandboxProcess
+from sandboxes.identity.app import IdentitySettings
+from sandboxes.identity.app import create_app as identity_app
 from services.cashier.tests.integration.flows.conftest import WebhookReceiver, serving_receivers
 
 __all__ = ["alipay"]  # the module's Alipay sandbox fixture
@@ -63,7 +64,7 @@ class Env:
     a: str  # replica A (with the worker)
     b: str  # replica B
     admin_key: str
-    identity: SandboxProcess
+    identity: IdentitySandbox
     alipay: AlipaySandbox
     receiver: WebhookReceiver
     clients: list[AsyncClient] = field(default_factory=list)
@@ -115,17 +116,23 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield hooks
 
 
+@dataclass(frozen=True)
+class IdentitySandbox:
+    base_url: str
+
+
 @pytest.fixture(scope="module")
-def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("identity")), "JUHE_SANDBOX_IDENTITY_SECRET": IDENTITY_SECRET}
-    with SandboxProcess("sandboxes.identity", port_env="JUHE_SANDBOX_IDENTITY_PORT", env=env) as process:
-        yield process
+async def identity(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[IdentitySandbox]:
+    """The identity sandbox served in this process (no interpreter to start: it is a plain ASGI app)."""
+    settings = IdentitySettings(secret=IDENTITY_SECRET, data_dir=str(tmp_path_factory.mktemp("identity")))
+    async with serve_app(identity_app(settings), name="identity sandbox") as base_url:
+        yield IdentitySandbox(base_url)
 
 
 @pytest.fixture(scope="module")
 async def env(
     juhe_infra: Any, migrated_database: Any, tmp_path_factory: pytest.TempPathFactory, alipay: AlipaySandbox,
-    identity: SandboxProcess, receiver: WebhookReceiver,
+    identity: IdentitySandbox, receiver: WebhookReceiver,
 ) -> AsyncIterator[Env]:  # fmt: skip
     namespace = f"t{uuid.uuid4().hex[:10]}."
     await ensure_platform_topics(juhe_infra.bootstrap, namespace)

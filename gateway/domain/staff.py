@@ -32,6 +32,7 @@ MERCHANT_PERMISSIONS: tuple[str, ...] = (
     "payments.read",
     "refunds.create",
     "refunds.approve",
+    "webhooks.resend",
     "statements.read",
     "payouts.read",
     "payouts.create",
@@ -76,8 +77,8 @@ MERCHANT_ROLES: dict[str, frozenset[str]] = {
             "payouts.create",
         }
     ),
-    "support": frozenset({"dashboard.read", "payments.read", "refunds.create"}),
-    "developer": frozenset({"dashboard.read", "payments.read", "api_keys.read", "api_keys.manage"}),
+    "support": frozenset({"dashboard.read", "payments.read", "refunds.create", "webhooks.resend"}),
+    "developer": frozenset({"dashboard.read", "payments.read", "webhooks.resend", "api_keys.read", "api_keys.manage"}),
     "read_only": frozenset({"dashboard.read", "payments.read", "statements.read", "payouts.read"}),
 }
 PLATFORM_ROLES: dict[str, frozenset[str]] = {
@@ -145,6 +146,7 @@ _API_RULES: tuple[tuple[str, str, str], ...] = (
     ("read", "/v1/payments", "payments.read"),
     ("read", "/v1/refunds", "payments.read"),
     ("read", "/v1/webhook-deliveries", "payments.read"),
+    ("write", "/v1/webhook-deliveries", "webhooks.resend"),  # the one write there: POST …/{id}/resend
     ("write", "/v1/payments", "refunds.create"),  # only .../refunds is checked below
     ("read", "/v1/statements", "statements.read"),
     ("read", "/v1/payouts", "payouts.read"),

@@ -23,7 +23,7 @@ router = APIRouter(include_in_schema=False, tags=["console staff"])
 Text200 = Annotated[str, Field(min_length=1, max_length=200)]
 Secret = Annotated[str, Field(min_length=1, max_length=300)]
 Role = Annotated[str, Field(pattern=r"^[a-z_]{2,32}$")]
-Id = Annotated[str, Field(pattern=r"^[a-z]{2,4}_[0-9a-f]{32}$")]
+Id = Annotated[str, Field(pattern=r"^[a-z]{2,4}_(?:(?:test|live)_)?[0-9a-f]{32}$")]  # API key ids name their mode
 
 
 class ConsoleSignInRequest(BaseModel):
@@ -242,6 +242,34 @@ async def rotate_api_key(key_id: Id, body: ApiKeyRotateRequest, member: Writer, 
 @router.post("/v1/console/api-keys/{key_id}/revoke")
 async def revoke_api_key(key_id: Id, member: Writer, staff: StaffDep) -> dict[str, Any]:
     return await staff.revoke_api_key(member, key_id)
+
+
+class MerchantSuspensionRequest(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+MerchantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
+
+
+@router.get("/v1/console/merchants/{merchant_id}/status")
+async def merchant_status(merchant_id: MerchantId, member: Reader, staff: StaffDep) -> dict[str, Any]:
+    """An operator's view of a merchant's suspension (`platform.merchants.read`)."""
+    return await staff.merchant_status(member, merchant_id)
+
+
+@router.post("/v1/console/merchants/{merchant_id}/suspension")
+async def suspend_merchant(
+    merchant_id: MerchantId, body: MerchantSuspensionRequest, member: Writer, staff: StaffDep
+) -> dict[str, Any]:
+    """An operator suspends a merchant (`platform.merchants.manage`), audited; 409 if it already is."""
+    return await staff.set_suspension(member, merchant_id, suspend=True, reason=body.reason)
+
+
+@router.post("/v1/console/merchants/{merchant_id}/resumption")
+async def resume_merchant(
+    merchant_id: MerchantId, body: MerchantSuspensionRequest, member: Writer, staff: StaffDep
+) -> dict[str, Any]:
+    return await staff.set_suspension(member, merchant_id, suspend=False, reason=body.reason)
 
 
 @router.get("/v1/console/settings")

@@ -9,12 +9,16 @@ as the member, whose role the gateway checks again. Forms carry the session's CS
 from __future__ import annotations
 
 import base64
+import csv
+import io
 import secrets
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import segno
 from fastapi import Query
@@ -32,7 +36,6 @@ shared = ConsoleRouter("/console", console="any")
 routes = ConsoleRouter("/console/merchant", console="merchant")
 
 PAGE_SIZE = 20
-DASHBOARD_PAYMENTS_MAX = 2000  # payments read for the 30-day figures; more → the page says the figures are partial
 DASHBOARD_DAYS = 30
 MERCHANT_ROLES = ("owner", "admin", "finance", "support", "developer", "read_only")
 OVERLAPS = (0, 3600, 86400, 7 * 86400)
@@ -40,11 +43,15 @@ STATUSES = ("pending", "processing", "succeeded", "failed", "closed")
 CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny", "wallet")
 Cursor = Annotated[str | None, Query(max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
 REFUNDS, API_KEYS, STAFF = "/console/merchant/refunds", "/console/merchant/api-keys", "/console/merchant/staff"
+Amount = Annotated[str, Query(max_length=20)]
+CHINA = ZoneInfo("Asia/Shanghai")  # the business day of bills and statements (settlement's bill_day)
+RECONCILE_PAYMENTS_MAX = 5000  # the cashier's payments read for one day; more → the page says it is partial
+RECONCILE_LOOKUPS_MAX = 50  # statement rows the day's read did not find, looked up one by one at the cashier
 
 # Outcomes named by code in ?done= / ?error=: only these are ever shown (nothing from the query is reflected).
 DONE = (
     "signed_in", "signed_out", "refund_requested", "refund_made", "approved", "rejected", "payout_requested",
-    "key_revoked", "invited", "role_changed", "removed", "settings_saved", "password_set", "welcome",
+    "key_revoked", "invited", "role_changed", "removed", "settings_saved", "password_set", "welcome", "resent",
 )  # fmt: skip
 ERRORS = ("amount_invalid", "failed", "unavailable", "insufficient", "not_allowed", "self_approval", "state",
           "role_invalid", "last_owner", "exists", "invalid")  # fmt: skip
@@ -62,6 +69,7 @@ def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, str | bool]]:
     items = [
         ("", t("Dashboard"), "dashboard.read"), ("/payments", t("Payments"), "payments.read"),
         ("/refunds", t("Refunds"), "payments.read"), ("/statements", t("Statements"), "statements.read"),
+        ("/reconciliation", t("Reconciliation"), "statements.read"),
         ("/payouts", t("Payouts"), "payouts.read"), ("/api-keys", t("API keys"), "api_keys.read"),
         ("/staff", t("Staff"), "staff.read"), ("/audit", t("Audit log"), "audit.read"),
         ("/settings", t("Settings"), "settings.manage"),
@@ -263,59 +271,48 @@ async def confirm_totp(ctx: Console) -> Response:
 # ---- dashboard ---------------------------------------------------------------------------------------------
 @routes.get("", "dashboard.read")
 async def dashboard(ctx: Console) -> Response:
-    now = datetime.now(UTC)
-    since = (now - timedelta(days=DASHBOARD_DAYS - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    payments, partial = await _payments_since(ctx, since)
-    figures = dashboard_figures(payments, now=now)
+    """Today / 7 / 30 China days from the cashier's aggregates (counted and summed in SQL, one call): exact for
+    any number of payments, nothing read one by one."""
+    today = datetime.now(CHINA).date()
+    since = datetime(today.year, today.month, today.day, tzinfo=CHINA) - timedelta(days=DASHBOARD_DAYS - 1)
+    answer = await ctx.api.get("/v1/payments/aggregates", created_from=since.isoformat())
+    figures = dashboard_figures(answer.get("data", []), today=today)
     return _show(ctx, "merchant_dashboard.html", "", ctx.page.gettext("Dashboard"), figures=figures,
-                 partial=partial, chart=daily_chart(figures["daily"]),
-                 channel_chart=channel_chart(figures["windows"][2]))  # fmt: skip
+                 chart=daily_chart(figures["daily"]), channel_chart=channel_chart(figures["windows"][2]))  # fmt: skip
 
 
-async def _payments_since(ctx: ConsoleContext, since: datetime) -> tuple[list[dict[str, Any]], bool]:
-    """The cashier's payments created since `since`, newest first, by cursor pages; bounded."""
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while len(items) < DASHBOARD_PAYMENTS_MAX:
-        page = await ctx.api.get("/v1/payments", created_from=since.isoformat(), limit=100, cursor=cursor)
-        items.extend(page.get("data", []))
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return items, False
-    return items[:DASHBOARD_PAYMENTS_MAX], True
-
-
-def dashboard_figures(payments: list[dict[str, Any]], *, now: datetime) -> dict[str, Any]:
-    """Today / 7 / 30 days: volume (succeeded, minor units), count, success rate (of payments that ended),
-    refunded, fees; by channel; and the daily succeeded volume for the chart. Integer arithmetic only."""
-    start_today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+def dashboard_figures(rows: list[dict[str, Any]], *, today: date) -> dict[str, Any]:
+    """Today / 7 / 30 days from aggregate rows ({day, channel, status, count, amount_minor, refunded_minor,
+    platform_fee_minor}): volume (succeeded, minor units), count, success rate (of payments that ended, per mille),
+    refunded, fees charged; by channel; and the daily succeeded volume for the chart. Integer arithmetic only."""
     windows = []
     for days, key in ((1, "today"), (7, "7d"), (30, "30d")):
-        since = start_today - timedelta(days=days - 1)
-        chosen = [p for p in payments if datetime.fromisoformat(p["created_at"]) >= since]
+        since = today - timedelta(days=days - 1)
+        chosen = [r for r in rows if date.fromisoformat(str(r["day"])) >= since]
         by_channel: dict[str, dict[str, int]] = defaultdict(lambda: {"volume_minor": 0, "count": 0, "succeeded": 0,
                                                                      "refunded_minor": 0})  # fmt: skip
-        for p in chosen:
-            row = by_channel[p.get("channel") or "-"]
-            row["count"] += 1
-            if p["status"] == "succeeded":
-                row["volume_minor"] += p["amount_minor"]
-                row["succeeded"] += 1
-            row["refunded_minor"] += p.get("refunded_minor") or 0
-        ended = [p for p in chosen if p["status"] in ("succeeded", "failed", "closed")]
-        succeeded = [p for p in chosen if p["status"] == "succeeded"]
+        for r in chosen:
+            row = by_channel[r.get("channel") or "-"]
+            row["count"] += r["count"]
+            if r["status"] == "succeeded":
+                row["volume_minor"] += r["amount_minor"]
+                row["succeeded"] += r["count"]
+            row["refunded_minor"] += r["refunded_minor"]
+        ended = sum(r["count"] for r in chosen if r["status"] in ("succeeded", "failed", "closed"))
+        succeeded = [r for r in chosen if r["status"] == "succeeded"]
         windows.append({
-            "key": key, "count": len(chosen), "volume_minor": sum(p["amount_minor"] for p in succeeded),
-            "refunded_minor": sum(p.get("refunded_minor") or 0 for p in chosen),
-            "fee_minor": sum(p.get("fee_minor") or 0 for p in succeeded),
-            "success_permille": (1000 * len(succeeded) // len(ended)) if ended else None,
+            "key": key, "count": sum(r["count"] for r in chosen),
+            "volume_minor": sum(r["amount_minor"] for r in succeeded),
+            "refunded_minor": sum(r["refunded_minor"] for r in chosen),
+            "fee_minor": sum(r["platform_fee_minor"] for r in succeeded),
+            "success_permille": (1000 * sum(r["count"] for r in succeeded) // ended) if ended else None,
             "by_channel": dict(sorted(by_channel.items())),
         })  # fmt: skip
-    daily: dict[date, int] = {(start_today - timedelta(days=i)).date(): 0 for i in range(DASHBOARD_DAYS)}
-    for p in payments:
-        day = datetime.fromisoformat(p["created_at"]).astimezone(UTC).date()
-        if p["status"] == "succeeded" and day in daily:
-            daily[day] += p["amount_minor"]
+    daily: dict[date, int] = {today - timedelta(days=i): 0 for i in range(DASHBOARD_DAYS)}
+    for r in rows:
+        day = date.fromisoformat(str(r["day"]))
+        if r["status"] == "succeeded" and day in daily:
+            daily[day] += r["amount_minor"]
     return {"windows": windows, "daily": sorted(daily.items())}
 
 
@@ -347,12 +344,24 @@ async def payments(
     channel: Annotated[str, Query(max_length=16)] = "",
     from_text: Annotated[str, Query(alias="from", max_length=10)] = "",
     to_text: Annotated[str, Query(alias="to", max_length=10)] = "",
+    amount: Amount = "",
+    amount_min: Amount = "",
+    amount_max: Amount = "",
     cursor: Cursor = None,
 ) -> Response:
-    """By order no. (one exact lookup), or filtered by status, channel and dates, newest first, a page at a time."""
+    """By order no. (one exact lookup), or filtered by status, channel, dates and amount (exact, or a range; typed
+    in yuan, asked in minor units), newest first, a page at a time. An amount that is not one is said so, and
+    nothing is searched (an unfiltered page would look like an answer)."""
     date_from, date_to = _day(from_text), _day(to_text)
-    filters = {"order_no": order_no.strip(), "status": status if status in STATUSES else "",
-               "channel": channel if channel in CHANNELS else "", "from": date_from, "to": date_to}  # fmt: skip
+    filters: dict[str, Any] = {"order_no": order_no.strip(), "status": status if status in STATUSES else "",
+               "channel": channel if channel in CHANNELS else "", "from": date_from, "to": date_to,
+               "amount": amount.strip(), "amount_min": amount_min.strip(),
+               "amount_max": amount_max.strip()}  # fmt: skip
+    show: dict[str, Any] = {"filters": filters, "statuses": STATUSES, "channels": CHANNELS}
+    by_amount = amount_query(filters["amount"], filters["amount_min"], filters["amount_max"])
+    if by_amount is None:
+        return _show(ctx, "merchant_payments.html", "/payments", ctx.page.gettext("Payments"), 422, items=[],
+                     next_query=None, error="amount_invalid", **show)  # fmt: skip
     try:
         if filters["order_no"]:
             page = await ctx.api.get("/v1/payments", merchant_order_no=filters["order_no"])
@@ -360,15 +369,32 @@ async def payments(
             page = await ctx.api.get(
                 "/v1/payments", limit=PAGE_SIZE, cursor=cursor, status=filters["status"], channel=filters["channel"],
                 created_from=_day_start(date_from),
-                created_to=_day_start(date_to + timedelta(days=1)) if date_to else None,
+                created_to=_day_start(date_to + timedelta(days=1)) if date_to else None, **by_amount,
             )  # fmt: skip
     except GatewayProblem as exc:
         if exc.status not in (404, 422):
             raise
         page = {"data": [], "next_cursor": None}
+    next_cursor = page.get("next_cursor")
+    kept = {k: str(v) for k, v in filters.items() if v and k != "order_no"}
+    next_query = urlencode({**kept, "cursor": next_cursor}) if next_cursor else None
     return _show(ctx, "merchant_payments.html", "/payments", ctx.page.gettext("Payments"), items=page.get("data", []),
-                 next_cursor=page.get("next_cursor"), filters=filters, statuses=STATUSES,
-                 channels=CHANNELS)  # fmt: skip
+                 next_query=next_query, **show)  # fmt: skip
+
+
+def amount_query(exact: str, low: str, high: str) -> dict[str, int] | None:
+    """The cashier's amount filter from the form's yuan fields (each empty = not asked): an exact amount, or a range
+    open at either end; None when a field is not an amount, or the range is empty (low above high)."""
+    parsed = {key: parse_amount_minor(text) for key, text in
+              (("amount_minor", exact), ("amount_minor_gte", low), ("amount_minor_lte", high)) if text}  # fmt: skip
+    if any(v is None for v in parsed.values()):
+        return None
+    query = {k: v for k, v in parsed.items() if v is not None}
+    if "amount_minor" in query:
+        return {"amount_minor": query["amount_minor"]}  # an exact amount: a range beside it says nothing more
+    if query.get("amount_minor_gte", 0) > query.get("amount_minor_lte", 10**15):
+        return None
+    return query
 
 
 def _day(text: str) -> date | None:
@@ -428,6 +454,28 @@ def payment_timeline(payment: dict[str, Any], refunds: list[dict[str, Any]]) -> 
             }
         )
     return sorted(events, key=lambda e: str(e["at"]))
+
+
+@routes.post("/payments/{payment_id}/webhook-deliveries/{delivery_id}/resend", "webhooks.resend")
+async def resend_delivery(ctx: Console, payment_id: str, delivery_id: str) -> Response:
+    """Queue one of the payment's webhook deliveries again from the start of its schedule (the cashier's
+    `POST /v1/webhook-deliveries/{id}/resend`, scoped to the member's merchant); audited with the delivery's state
+    before and after. A delivery of another payment is refused here, so the page's button does what it shows."""
+    back = f"/console/merchant/payments/{payment_id}" if _looks_like_id(payment_id) else "/console/merchant/payments"
+    if not (_looks_like_id(payment_id) and _looks_like_id(delivery_id)):
+        return ctx.redirect(back, error="invalid")
+    fields = ("status", "attempt_count", "last_status_code", "next_attempt_at")
+    try:
+        before = await ctx.api.get(f"/v1/webhook-deliveries/{delivery_id}")
+        if before.get("payment_id") != payment_id:
+            return ctx.redirect(back, error="invalid")
+        key = f"console-resend-{_request_id(ctx.form)}-{delivery_id}"  # a double submit queues it once
+        after = await ctx.api.post(f"/v1/webhook-deliveries/{delivery_id}/resend", idempotency_key=key)
+    except GatewayProblem as exc:
+        return ctx.redirect(back, error=_error(exc))
+    await ctx.api.audit("webhook.resent", delivery_id, {k: before.get(k) for k in fields},
+                        {k: after.get(k) for k in fields})  # fmt: skip
+    return ctx.redirect(back, done="resent")
 
 
 @routes.post("/payments/{payment_id}/refunds", "refunds.create")
@@ -552,6 +600,101 @@ async def request_payout(ctx: Console) -> Response:
     after = {k: payout.get(k) for k in ("payout_id", "amount_minor", "currency", "status", "rail")}
     await ctx.api.audit("payout.requested", str(payout.get("payout_id")), None, after)
     return ctx.redirect("/console/merchant/payouts", done="payout_requested")
+
+
+# ---- self-service reconciliation (对账) ----------------------------------------------------------------------
+@routes.get("/reconciliation", "statements.read")
+async def reconciliation(ctx: Console, day_text: Annotated[str, Query(alias="day", max_length=10)] = "") -> Response:
+    """One China business day: the merchant's succeeded payments at Juhe (the cashier) against its statement (the
+    settlement service's record, the rows of the statement CSV for that bill day), counts and totals by channel and
+    every payment that differs. Yesterday unless a day is asked (a day's statement is complete the day after)."""
+    day = _day(day_text) or datetime.now(CHINA).date() - timedelta(days=1)
+    title = ctx.page.gettext("Reconciliation")
+    rows = list(csv.DictReader(io.StringIO((await ctx.api.csv(
+        "/v1/statements/transactions.csv", {"from": day.isoformat(), "to": day.isoformat()})).decode())))  # fmt: skip
+    payments, partial = await _succeeded_on(ctx, day)
+    found = {p["id"] for p in payments}
+    for row in [r for r in rows if r["status"] == "succeeded" and r["payment_id"] not in found][:RECONCILE_LOOKUPS_MAX]:
+        try:  # a payment created before the day read (a late success): asked for by its id
+            payments.append(await ctx.api.get(f"/v1/payments/{row['payment_id']}"))
+        except GatewayProblem as exc:
+            if exc.status != 404:
+                raise
+    return _show(ctx, "merchant_reconciliation.html", "/reconciliation", title, day=day.isoformat(),
+                 result=reconcile_day(day, payments, rows), partial=partial)  # fmt: skip
+
+
+async def _succeeded_on(ctx: ConsoleContext, day: date) -> tuple[list[dict[str, Any]], bool]:
+    """The cashier's payments that succeeded on the China `day`: those created from the day before to its end,
+    by cursor pages, bounded (True: more than the bound, the page says the figures are partial)."""
+    start = datetime(day.year, day.month, day.day, tzinfo=CHINA)
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = await ctx.api.get("/v1/payments", status="succeeded", limit=100, cursor=cursor,
+                                 created_from=(start - timedelta(days=1)).isoformat(),
+                                 created_to=(start + timedelta(days=1)).isoformat())  # fmt: skip
+        items.extend(page.get("data", []))
+        cursor = page.get("next_cursor")
+        if not cursor or len(items) >= RECONCILE_PAYMENTS_MAX:
+            return items, bool(cursor)
+
+
+def _china_day(moment: str | None) -> date | None:
+    return datetime.fromisoformat(moment).astimezone(CHINA).date() if moment else None
+
+
+def reconcile_day(day: date, payments: list[dict[str, Any]], rows: list[dict[str, str]]) -> dict[str, Any]:
+    """Juhe's succeeded payments of `day` (cashier views) against the statement's rows of that bill day (CSV dicts):
+    per channel and currency the count and total on each side, and each payment that is on one side only or whose
+    amount or channel differs. Integer minor units throughout."""
+    ours = {p["id"]: p for p in payments if p.get("status") == "succeeded" and _china_day(p.get("succeeded_at")) == day}
+    listed = {r["payment_id"]: r for r in rows}
+    stated = {pid: r for pid, r in listed.items() if r.get("status") == "succeeded"}
+    zero = {"count": 0, "total_minor": 0, "stated_count": 0, "stated_total_minor": 0, "fee_minor": 0}
+    channels: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict(zero))
+    for p in ours.values():
+        row = channels[(p.get("channel") or "-", p["currency"])]
+        row["count"] += 1
+        row["total_minor"] += int(p["amount_minor"])
+    for r in stated.values():
+        row = channels[(r["channel"] or "-", r["currency"])]
+        row["stated_count"] += 1
+        row["stated_total_minor"] += int(r["amount_minor"])
+        row["fee_minor"] += int(r["platform_fee_minor"] or 0)
+    differences: list[dict[str, Any]] = []
+    disagree = 0  # on both sides, but not the same
+    for pid in sorted(ours.keys() | stated.keys()):
+        mine, theirs = ours.get(pid), stated.get(pid)
+        kind = _difference(mine, theirs)
+        disagree += kind is not None and mine is not None and theirs is not None
+        if kind is None:
+            continue
+        known = listed.get(pid) or {}
+        differences.append({
+            "payment_id": pid, "kind": kind,
+            "merchant_order_no": (mine or {}).get("merchant_order_no") or known.get("merchant_order_no"),
+            "currency": (mine or {}).get("currency") or known.get("currency") or "CNY",
+            "amount_minor": int(mine["amount_minor"]) if mine else None,
+            "stated_amount_minor": int(theirs["amount_minor"]) if theirs else None,
+            "stated_status": known.get("status") or None,
+        })  # fmt: skip
+    matched = len(ours.keys() & stated.keys()) - disagree
+    rows_out = [{"channel": ch, "currency": cur, **v} for (ch, cur), v in sorted(channels.items())]
+    return {"channels": rows_out, "differences": differences, "matched": matched}
+
+
+def _difference(payment: dict[str, Any] | None, row: dict[str, str] | None) -> str | None:
+    """How one payment differs between Juhe and the statement, as a code the page names; None: it agrees."""
+    if row is None:
+        return "not_in_statement"
+    if payment is None:
+        return "not_at_juhe"
+    if int(row["amount_minor"]) != int(payment["amount_minor"]):
+        return "amount_differs"
+    if (row["channel"] or None) != payment.get("channel"):
+        return "channel_differs"
+    return None
 
 
 # ---- API keys ------------------------------------------------------------------------------------------------

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import re
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -46,7 +49,13 @@ from juhe_sdk.errors import AuthenticationError
 pytestmark = pytest.mark.e2e
 PASSWORD = "console test password 1"
 THRESHOLD_YUAN = "5.00"
-IDS = {"payment": "pay", "request": "crq", "key": "key", "staff": "stf"}  # path parameter → id prefix
+IDS = {
+    "payment": "pay",
+    "request": "crq",
+    "key": "key",
+    "staff": "stf",
+    "delivery": "whd",
+}  # path parameter → id prefix
 
 
 @dataclass
@@ -76,11 +85,11 @@ def _route_barcode(p: Platform, merchant_id: str) -> None:
         assert r.status_code in (200, 201, 409), r.text
 
 
-def _paid(shop: Shop, client: Client, amount_minor: int) -> dict[str, Any]:
+def _paid(shop: Shop, client: Client, amount_minor: int, **extra: Any) -> dict[str, Any]:
     code = httpx.post(shop.platform.sandboxes["alipay"] + "/control/payer-codes", json={}, timeout=10).json()
     payment = client.payments.create(merchant_order_no=f"con-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor,
                                      currency="CNY", description="Console test", scene="payment_code",
-                                     auth_code=code["auth_code"])  # fmt: skip
+                                     auth_code=code["auth_code"], **extra)  # fmt: skip
     assert payment["status"] == "succeeded", payment
     return dict(payment)
 
@@ -91,7 +100,9 @@ def shop(platform: Platform) -> Iterator[Shop]:  # noqa: F811
     merchant = Client(platform.gateway, key_id=keys["key_id"], secret=keys["secret"])
     _route_barcode(platform, platform.merchant_id)
     s = Shop(platform, merchant)
-    s.payments = [_paid(s, merchant, 1_200), _paid(s, merchant, 880)]
+    # The third one's webhook goes to a port where nobody answers (the discard port): a delivery to resend.
+    s.payments = [_paid(s, merchant, 1_200), _paid(s, merchant, 880),
+                  _paid(s, merchant, 1_234, notify_url="http://127.0.0.1:9/juhe-webhook")]  # fmt: skip
     owner = _write(platform.gateway, platform.admin, "POST", "/v1/platform/staff",
                    {"kind": "merchant", "merchant_id": platform.merchant_id, "email": "owner@console.example",
                     "role": "owner", "name": "Owner"})  # fmt: skip
@@ -155,6 +166,34 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     expect(finance.locator("#payment-status")).to_have_text("succeeded")
     expect(finance.locator("#timeline")).to_contain_text("attempt_succeeded")
     check_accessibility(finance, "console-payment")
+
+    # By amount, typed in yuan: exact, a range, and what is not an amount (said so, nothing searched).
+    finance.goto(gw + "/console/merchant/payments")
+    finance.get_by_label("Amount (yuan)", exact=True).fill("12.34")
+    finance.get_by_role("button", name="Search").click()
+    expect(finance.locator("#payments tbody tr")).to_have_count(1)
+    expect(finance.locator("#payments")).to_contain_text(shop.payments[2]["merchant_order_no"])
+    finance.get_by_label("Amount (yuan)", exact=True).fill("")
+    finance.get_by_label("Amount from (yuan)").fill("8")
+    finance.get_by_label("Amount to (yuan)").fill("9.00")
+    finance.get_by_role("button", name="Search").click()
+    expect(finance.locator("#payments tbody tr")).to_have_count(1)
+    expect(finance.locator("#payments")).to_contain_text(shop.payments[1]["merchant_order_no"])
+    check_accessibility(finance, "console-payments-by-amount")
+    finance.get_by_label("Amount to (yuan)").fill("1.2.3")
+    finance.get_by_role("button", name="Search").click()
+    expect(finance.locator("#status")).to_contain_text("Enter a valid amount")
+    expect(finance.locator("#payments")).to_contain_text("No payments found")
+
+    # Self-service reconciliation of today (China time): every payment of the day agrees with the statement once
+    # settlement has recorded the payments' events (polled, bounded).
+    finance.get_by_role("link", name="Reconciliation").click()
+    finance.get_by_label("Business day").fill(_china_today())
+    finance.get_by_role("button", name="Reconcile").click()
+    _eventually_visible(finance, "#no-differences")
+    assert int(finance.locator("#matched").inner_text()) >= len(shop.payments)
+    expect(finance.locator("#reconciliation-channels")).to_contain_text("alipay")
+    check_accessibility(finance, "console-reconciliation")
 
     # The statement CSV is the API's, byte for byte.
     finance.get_by_role("link", name="Statements").click()
@@ -227,6 +266,15 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     check_accessibility(support, "console-refused")
     expect(support.get_by_role("link", name="Payouts")).to_have_count(0)  # not offered either
 
+    # Support resends the webhook delivery nobody acknowledged: queued again from the start (audited below).
+    hooked = shop.payments[2]
+    support.goto(gw + f"/console/merchant/payments/{hooked['id']}")
+    _eventually_visible(support, "#deliveries button")
+    support.locator("#deliveries button").first.click()
+    expect(support.locator("#status")).to_contain_text("Delivery queued again")
+    delivery = shop.merchant.request("GET", f"/v1/payments/{hooked['id']}/webhook-deliveries")["data"][0]
+    assert delivery["status"] in ("pending", "failed"), delivery
+
     # The same requests sent directly: a forged payout form with support's own token is still 403; finance's form
     # without a token, or with support's (another session's) token, is 403; nothing is paid out.
     support_csrf = _csrf(support, gw + "/console/account")
@@ -282,12 +330,26 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     owner.goto(gw + "/console/merchant/audit")
     audit = owner.locator("#audit").inner_text()
     for action in ("staff.invited", "settings.refund_threshold_changed", "refund.approved", "refund.executed",
-                   "api_key.created", "api_key.rotated", "api_key.revoked"):  # fmt: skip
+                   "api_key.created", "api_key.rotated", "api_key.revoked", "webhook.resent"):  # fmt: skip
         assert action in audit, action
     assert "amount_minor=600" in audit  # the refund request's record, summarised by the fields people compare
     check_accessibility(owner, "console-audit")
     for context in (owner_ctx, finance_ctx, support_ctx):
         context.close()
+
+
+def _china_today() -> str:
+    return datetime.now(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
+def _eventually_visible(page: Page, selector: str, seconds: float = 90) -> None:
+    """Reload until `selector` is on the page (what another service records from events comes a moment later);
+    bounded by a deadline, never a fixed wait."""
+    deadline = time.monotonic() + seconds
+    while page.locator(selector).count() == 0:
+        assert time.monotonic() < deadline, f"{selector} not shown on {page.url} within {seconds} s"
+        page.wait_for_timeout(500)
+        page.reload()
 
 
 def _csrf(page: Page, url: str) -> str:

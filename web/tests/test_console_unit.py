@@ -4,7 +4,7 @@ a known permission, the dashboard's figures are exact integer arithmetic, the gu
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import date
 from pathlib import Path
 
 import httpx
@@ -14,7 +14,7 @@ from gateway.domain import staff as roles
 from web.app import create_app
 from web.config import Settings
 from web.console import PUBLIC, REGISTRY, SIGNED_IN, console_sealer, declared_routes
-from web.pages.console_merchant import dashboard_figures
+from web.pages.console_merchant import amount_query, dashboard_figures, reconcile_day
 from web.sessions import Sealer, Session
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "consoles.md"
@@ -59,19 +59,77 @@ def test_the_api_map_refuses_what_staff_never_do() -> None:
 
 
 def test_dashboard_figures_are_exact() -> None:
-    now = datetime(2026, 12, 6, 12, tzinfo=UTC)
-    payments = [
-        {"created_at": "2026-12-06T01:00:00+00:00", "status": "succeeded", "amount_minor": 1_001, "channel": "alipay",
-         "refunded_minor": 1, "fee_minor": 4},
-        {"created_at": "2026-12-03T01:00:00+00:00", "status": "failed", "amount_minor": 500, "channel": "alipay"},
-        {"created_at": "2026-11-10T01:00:00+00:00", "status": "succeeded", "amount_minor": 7, "channel": "wechatpay"},
-        {"created_at": "2026-12-06T02:00:00+00:00", "status": "pending", "amount_minor": 9, "channel": None},
+    today = date(2026, 12, 6)
+    rows = [
+        {"day": "2026-12-06", "channel": "alipay", "status": "succeeded", "count": 1, "amount_minor": 1_001,
+         "refunded_minor": 1, "platform_fee_minor": 4},
+        {"day": "2026-12-03", "channel": "alipay", "status": "failed", "count": 1, "amount_minor": 500,
+         "refunded_minor": 0, "platform_fee_minor": 0},
+        {"day": "2026-11-10", "channel": "wechatpay", "status": "succeeded", "count": 1, "amount_minor": 7,
+         "refunded_minor": 0, "platform_fee_minor": 0},
+        {"day": "2026-12-06", "channel": None, "status": "pending", "count": 1, "amount_minor": 9,
+         "refunded_minor": 0, "platform_fee_minor": 0},
     ]  # fmt: skip
-    today, week, month = dashboard_figures(payments, now=now)["windows"]
-    assert (today["count"], today["volume_minor"], today["success_permille"]) == (2, 1_001, 1000)
+    figures = dashboard_figures(rows, today=today)
+    today_w, week, month = figures["windows"]
+    assert (today_w["count"], today_w["volume_minor"], today_w["success_permille"]) == (2, 1_001, 1000)
     assert (week["count"], week["volume_minor"], week["success_permille"]) == (3, 1_001, 500)
     assert (month["count"], month["volume_minor"], month["success_permille"], month["fee_minor"]) == (4, 1_008, 666, 4)
     assert month["by_channel"]["alipay"] == {"volume_minor": 1_001, "count": 2, "succeeded": 1, "refunded_minor": 1}
+    assert dict(figures["daily"])[date(2026, 11, 10)] == 7 and len(figures["daily"]) == 30
+    # 100,000 payments of one day in one row: the same arithmetic, exact.
+    big = [{"day": "2026-12-06", "channel": "wechatpay", "status": "succeeded", "count": 100_000,
+            "amount_minor": 123_456_789_00, "refunded_minor": 0, "platform_fee_minor": 74_074_07}]  # fmt: skip
+    assert dashboard_figures(big, today=today)["windows"][0]["volume_minor"] == 123_456_789_00
+
+
+def test_amount_search_is_exact_or_a_range_in_minor_units() -> None:
+    assert amount_query("", "", "") == {}
+    assert amount_query("12.34", "", "") == {"amount_minor": 1_234}
+    assert amount_query("12.34", "1", "2") == {"amount_minor": 1_234}  # exact wins over a range beside it
+    assert amount_query("", "10", "") == {"amount_minor_gte": 1_000}
+    assert amount_query("", "10", "20.5") == {"amount_minor_gte": 1_000, "amount_minor_lte": 2_050}
+    assert amount_query("", "", "0.01") == {"amount_minor_lte": 1}
+    for bad in (("12.345", "", ""), ("abc", "", ""), ("", "-1", ""), ("", "0", ""), ("", "20", "10")):
+        assert amount_query(*bad) is None, bad
+
+
+def test_reconciliation_of_a_day_lists_what_differs() -> None:
+    day = date(2026, 12, 5)
+    at = "2026-12-05T02:00:00+00:00"  # 10:00 in China on the 5th
+    late = "2026-12-05T17:00:00+00:00"  # 01:00 in China on the 6th: another day
+    payments = [
+        {"id": "pay_a", "status": "succeeded", "succeeded_at": at, "amount_minor": 1_000, "channel": "alipay",
+         "currency": "CNY", "merchant_order_no": "A"},
+        {"id": "pay_b", "status": "succeeded", "succeeded_at": at, "amount_minor": 250, "channel": "alipay",
+         "currency": "CNY", "merchant_order_no": "B"},
+        {"id": "pay_c", "status": "succeeded", "succeeded_at": at, "amount_minor": 700, "channel": "wechatpay",
+         "currency": "CNY", "merchant_order_no": "C"},
+        {"id": "pay_d", "status": "succeeded", "succeeded_at": late, "amount_minor": 5, "channel": "alipay",
+         "currency": "CNY", "merchant_order_no": "D"},
+    ]  # fmt: skip
+    row = {"currency": "CNY", "refunded_minor": "0", "succeeded_at": at, "settle_date": "2026-12-06"}
+    rows = [
+        {**row, "payment_id": "pay_a", "merchant_order_no": "A", "channel": "alipay", "status": "succeeded",
+         "amount_minor": "1000", "platform_fee_minor": "6"},
+        {**row, "payment_id": "pay_b", "merchant_order_no": "B", "channel": "alipay", "status": "succeeded",
+         "amount_minor": "205", "platform_fee_minor": "1"},
+        {**row, "payment_id": "pay_e", "merchant_order_no": "E", "channel": "wechatpay", "status": "succeeded",
+         "amount_minor": "90", "platform_fee_minor": ""},
+        {**row, "payment_id": "pay_f", "merchant_order_no": "F", "channel": "alipay", "status": "closed",
+         "amount_minor": "90", "platform_fee_minor": ""},
+    ]  # fmt: skip
+    result = reconcile_day(day, payments, rows)
+    assert result["channels"] == [
+        {"channel": "alipay", "currency": "CNY", "count": 2, "total_minor": 1_250, "stated_count": 2,
+         "stated_total_minor": 1_205, "fee_minor": 7},
+        {"channel": "wechatpay", "currency": "CNY", "count": 1, "total_minor": 700, "stated_count": 1,
+         "stated_total_minor": 90, "fee_minor": 0},
+    ]  # fmt: skip
+    assert [(d["payment_id"], d["kind"]) for d in result["differences"]] == [
+        ("pay_b", "amount_differs"), ("pay_c", "not_in_statement"), ("pay_e", "not_at_juhe"),
+    ]  # fmt: skip
+    assert result["matched"] == 1
 
 
 @pytest.fixture

@@ -24,6 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gateway.domain.access import Principal
+from gateway.domain.errors import CONSOLE_PERMISSION_DENIED, ROUTE_FORBIDDEN
+from libs.common.errors import Problem
+
 StepName = Literal["identity", "kyc", "ledger", "cashier", "routing", "settlement"]
 StepStatus = Literal["pending", "verified", "active", "rejected"]
 OnboardingStatus = Literal["processing", "active", "rejected"]
@@ -157,3 +161,22 @@ def account_name_reasons(
 
 
 SUSPENSION_ACTIONS = ("suspended", "resumed")
+
+# What an operator's console session needs for each operation (gateway/domain/staff.py's platform permissions); the
+# platform's admin key may do all of them. Creating an onboarding stays with the admin key: its answer holds secrets.
+READ_PERMISSION = "platform.merchants.read"
+RETRY_PERMISSION = "platform.kyc.review"
+SUSPEND_PERMISSION = "platform.merchants.manage"
+
+
+def require_operator(principal: Principal, permission: str) -> None:
+    """The platform's admin key, or an operator's console session whose role has `permission`; else 403."""
+    if principal.kind != "platform" or (principal.staff_id is None and principal.permissions is not None):
+        raise Problem(ROUTE_FORBIDDEN, "platform operators only")
+    if principal.staff_id is not None and (principal.permissions is None or permission not in principal.permissions):
+        raise Problem(CONSOLE_PERMISSION_DENIED, f"your role does not have {permission}")
+
+
+def actor_of(principal: Principal) -> str:
+    """Who did it, for the audit: the console member, else the platform key."""
+    return f"staff:{principal.staff_id}" if principal.staff_id is not None else f"platform:{principal.key_id}"

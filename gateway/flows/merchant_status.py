@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.domain.access import Principal
 from gateway.domain.errors import MERCHANT_NOT_FOUND, MERCHANT_STATUS_CONFLICT
+from gateway.domain.onboarding import actor_of
 from gateway.identities import Identities
 from gateway.store import onboarding as store
 from libs.common.errors import Problem
@@ -42,7 +43,7 @@ async def change(identities: Identities, platform: Principal, merchant_id: str, 
         )
         await store.record_status_change(
             tx.conn, change_id=new_id("msc"), merchant_id=merchant_id, platform_id=platform.platform_id,
-            action="suspended" if suspend else "resumed", reason=reason, actor=f"platform:{platform.key_id}",
+            action="suspended" if suspend else "resumed", reason=reason, actor=actor_of(platform),
         )  # fmt: skip
     return _view(updated)
 

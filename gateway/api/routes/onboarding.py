@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from gateway.api.deps import IdentitiesDep, PlatformDep
+from gateway.api.deps import IdentitiesDep, PlatformDep, get_gatekeeper
 from gateway.api.onboarding_schemas import (
     MerchantStatusResponse,
     OnboardingCreateRequest,
@@ -19,12 +19,32 @@ from gateway.api.onboarding_schemas import (
     SuspensionRequest,
 )
 from gateway.domain import idempotency
+from gateway.domain import onboarding as rules
+from gateway.domain.access import Principal
 from gateway.flows import merchant_status
 from gateway.flows.onboarding import OnboardingFlow
 from libs.common.paging import KnownQueryOnly, ListPage, PageLimit, cursor_query
 
 router = APIRouter(prefix="/v1/platform", tags=["platform"])
 ONBOARDING_CURSOR = r"^onb_[0-9a-f]{32}$"
+
+
+def operator(permission: str) -> Any:
+    """The admin key, or an operator's console session with `permission` (the operator console's KYC queue and
+    suspend/resume buttons call these routes directly); authenticated, nonce-checked, counted as an admin call."""
+
+    async def principal_of(request: Request) -> Principal:
+        gatekeeper = await get_gatekeeper(request)
+        principal = await gatekeeper.admit(request, await gatekeeper.read_body(request), "admin")
+        rules.require_operator(principal, permission)
+        return principal
+
+    return Depends(principal_of)
+
+
+Reader = Annotated[Principal, operator(rules.READ_PERMISSION)]
+Reviewer = Annotated[Principal, operator(rules.RETRY_PERMISSION)]
+Manager = Annotated[Principal, operator(rules.SUSPEND_PERMISSION)]
 
 
 async def get_onboarding(request: Request) -> OnboardingFlow:
@@ -63,7 +83,7 @@ async def create_onboarding(
 
 @router.get("/merchant-onboardings", dependencies=[KnownQueryOnly])
 async def list_onboardings(
-    platform: PlatformDep,
+    platform: Reader,
     flow: OnboardingDep,
     limit: PageLimit,
     status: Annotated[Literal["processing", "active", "rejected"] | None, Query()] = None,
@@ -77,19 +97,19 @@ async def list_onboardings(
 
 
 @router.get("/merchant-onboardings/{onboarding_id}")
-async def read_onboarding(onboarding_id: str, platform: PlatformDep, flow: OnboardingDep) -> OnboardingResponse:
+async def read_onboarding(onboarding_id: str, platform: Reader, flow: OnboardingDep) -> OnboardingResponse:
     return OnboardingResponse.model_validate(await flow.read(platform, onboarding_id))
 
 
 @router.post("/merchant-onboardings/{onboarding_id}/retry")
-async def retry_onboarding(onboarding_id: str, platform: PlatformDep, flow: OnboardingDep) -> OnboardingResponse:
+async def retry_onboarding(onboarding_id: str, platform: Reviewer, flow: OnboardingDep) -> OnboardingResponse:
     """Rejected steps run again (after the finding was cleared at the provider or the service)."""
     return OnboardingResponse.model_validate(await flow.retry(platform, onboarding_id))
 
 
 @router.post("/merchants/{merchant_id}/suspension")
 async def suspend_merchant(
-    merchant_id: str, body: SuspensionRequest, platform: PlatformDep, identities: IdentitiesDep
+    merchant_id: str, body: SuspensionRequest, platform: Manager, identities: IdentitiesDep
 ) -> MerchantStatusResponse:
     """From the next request on, on every replica: the merchant's writes other than refunds and closing are
     403 `merchant_suspended`; reads keep working. Audited with the reason."""
@@ -99,15 +119,13 @@ async def suspend_merchant(
 
 @router.post("/merchants/{merchant_id}/resumption")
 async def resume_merchant(
-    merchant_id: str, body: SuspensionRequest, platform: PlatformDep, identities: IdentitiesDep
+    merchant_id: str, body: SuspensionRequest, platform: Manager, identities: IdentitiesDep
 ) -> MerchantStatusResponse:
     changed = await merchant_status.change(identities, platform, merchant_id, suspend=False, reason=body.reason)
     return MerchantStatusResponse.model_validate(changed)
 
 
 @router.get("/merchants/{merchant_id}/suspension")
-async def read_suspension(
-    merchant_id: str, platform: PlatformDep, identities: IdentitiesDep
-) -> MerchantStatusWithChanges:
+async def read_suspension(merchant_id: str, platform: Reader, identities: IdentitiesDep) -> MerchantStatusWithChanges:
     """Whether the merchant is suspended, and its suspensions and resumptions (newest first, at most 50)."""
     return MerchantStatusWithChanges.model_validate(await merchant_status.read(identities, platform, merchant_id))

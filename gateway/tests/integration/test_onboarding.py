@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,6 +32,7 @@ from juhe_sdk import (
 from juhe_sdk.webhooks import SIGNATURE_HEADER, construct_event
 
 from gateway.seed import seed_demo_async
+from gateway.tests.integration.test_console_staff import _operator
 from gateway.tests.integration.with_cashier import AlipaySandbox, alipay
 from libs.common.embedded import free_port
 from libs.common.kafka import ensure_platform_topics
@@ -356,3 +358,25 @@ async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restor
     audit = await env.admin().request("GET", f"/v1/platform/merchants/{merchant_id}/suspension")
     assert [(c["action"], c["reason"]) for c in audit["changes"]] == [
         ("resumed", "ratio back under 0.5%"), ("suspended", "chargeback ratio above 1%")]  # fmt: skip
+
+
+async def test_operator_console_sessions_act_within_their_role(env: Env) -> None:
+    """The operator console calls these routes with a member's session: risk reviews (reads, retries) but may not
+    suspend; operations may, and the audit names the member."""
+    done = await onboard(env, env.body())
+    async with httpx.AsyncClient(base_url=env.a) as raw:
+        platform = SimpleNamespace(keys={"admin_key": env.admin_key})
+        risk, operations = await _operator(platform, raw, "risk"), await _operator(platform, raw, "operations")
+        listed = await raw.get("/v1/platform/merchant-onboardings", params={"status": "active"}, headers=risk)
+        assert listed.status_code == 200 and done["onboarding_id"] in [
+            o["onboarding_id"] for o in listed.json()["data"]
+        ]
+        path = f"/v1/platform/merchants/{done['merchant_id']}/suspension"
+        refused = await raw.post(path, json={"reason": "review"}, headers=risk)
+        assert (refused.status_code, refused.json()["code"]) == (403, "console_permission_denied")
+        created = await raw.post("/v1/platform/merchant-onboardings", json=env.body(), headers=operations)
+        assert (created.status_code, created.json()["code"]) == (403, "route_forbidden")  # the admin key's only
+        suspended = await raw.post(path, json={"reason": "KYC document expired"}, headers=operations)
+        assert suspended.status_code == 200 and suspended.json()["suspended"] is True
+        audit = (await raw.get(path, headers=risk)).json()
+        assert audit["changes"][0]["actor"].startswith("staff:")

@@ -8,6 +8,7 @@ from gateway.domain import onboarding as rules
 from gateway.domain.access import Principal
 from gateway.domain.onboarding import Outcome, Reason
 from gateway.domain.suspension import suspendable_merchant
+from libs.common.errors import Problem
 
 
 def test_steps_run_in_order_and_activate_only_when_all_are_verified() -> None:
@@ -88,3 +89,33 @@ USER_OF_MERCHANT = Principal("user", "utk_1", "plt_1", merchant_id="mch_1", user
 )
 def test_what_a_suspension_refuses(principal: Principal, method: str, path: str, refused: bool) -> None:
     assert (suspendable_merchant(principal, method, path) == "mch_1") is refused
+
+
+ADMIN = Principal("platform", "key_admin", "plt_1")
+OPERATOR_RISK = Principal("platform", "cst_1", "plt_1", staff_id="stf_1",
+                          permissions=frozenset({"platform.merchants.read", "platform.kyc.review"}))  # fmt: skip
+MERCHANT_STAFF = Principal("merchant", "cst_2", "plt_1", merchant_id="mch_1", staff_id="stf_2",
+                           permissions=frozenset({"payments.read"}))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("principal", "permission", "refusal"),
+    [
+        (ADMIN, rules.SUSPEND_PERMISSION, None),
+        (OPERATOR_RISK, rules.READ_PERMISSION, None),
+        (OPERATOR_RISK, rules.RETRY_PERMISSION, None),
+        (OPERATOR_RISK, rules.SUSPEND_PERMISSION, "console_permission_denied"),
+        (MERCHANT_STAFF, rules.READ_PERMISSION, "route_forbidden"),
+        (MERCHANT, rules.READ_PERMISSION, "route_forbidden"),
+    ],
+)
+def test_operators_need_the_permission_the_admin_key_needs_none(
+    principal: Principal, permission: str, refusal: str | None
+) -> None:
+    if refusal is None:
+        rules.require_operator(principal, permission)
+    else:
+        with pytest.raises(Problem) as refused:
+            rules.require_operator(principal, permission)
+        assert refused.value.spec.code == refusal
+    assert rules.actor_of(principal).startswith("staff:" if principal.staff_id else "platform:")

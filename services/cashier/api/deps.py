@@ -15,7 +15,8 @@ from services.cashier.flows.context import Cashier
 from services.cashier.store.payments import get_payment
 
 
-def get_cashier(request: Request) -> Cashier:
+async def get_cashier(request: Request) -> Cashier:
+    """Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop on every request."""
     cashier: Cashier = request.app.state.runtime.extras["cashier"]
     return cashier
 
@@ -81,8 +82,8 @@ async def _payment_in_mode(payment_id: str, merchant_id: MerchantScope, caller: 
 PaymentOfCallersMode = Depends(_payment_in_mode)
 
 
-def _page_size(default: int | None) -> Callable[..., int]:
-    def page_size(cashier: CashierDep, limit: Annotated[int | None, Query(ge=1)] = None) -> int:
+def _page_size(default: int | None) -> Callable[..., Awaitable[int]]:
+    async def page_size(cashier: CashierDep, limit: Annotated[int | None, Query(ge=1)] = None) -> int:
         """Rows per page: at most the `page_size_max` setting (a larger `limit` is 422 validation_failed,
         nothing read); without `limit`, `default` (capped by that maximum) or the maximum itself."""
         maximum = cashier.settings.page_size_max

@@ -41,7 +41,6 @@ from gateway.domain.errors import (
     STAFF_NOT_FOUND,
     STAFF_ROLE_INVALID,
 )
-from gateway.flows import merchant_status
 from gateway.identities import STAFF_SESSION_PREFIX, Identities
 from gateway.store import credentials as identity_store
 from gateway.store import staff as store
@@ -537,27 +536,6 @@ class StaffConsole:
             "has_more": len(rows) > limit,
             "next_cursor": items[-1]["audit_id"] if len(rows) > limit else None,
         }
-
-    # ---- merchant suspension from the operator console ----------------------------------------------------------
-    SUSPENSION_FIELDS = ("status", "suspended", "suspended_at", "suspension_reason")
-
-    async def merchant_status(self, member: Member, merchant_id: str) -> dict[str, Any]:
-        """Whether the merchant is suspended, with its suspensions and resumptions (gateway/flows/merchant_status)."""
-        member.require("platform.merchants.read")
-        return await merchant_status.read(self.identities, self._platform(member), merchant_id)
-
-    async def set_suspension(self, member: Member, merchant_id: str, *, suspend: bool, reason: str) -> dict[str, Any]:
-        """Suspend or resume a merchant as the platform's admin key would (every replica refuses its writes from the
-        next request on); the status change is recorded by the flow with this member as the actor, and the console
-        audit log gets the merchant's state before and after."""
-        member.require("platform.merchants.manage")
-        platform = self._platform(member)
-        before = await merchant_status.read(self.identities, platform, merchant_id)
-        after = await merchant_status.change(self.identities, platform, merchant_id, suspend=suspend, reason=reason)
-        await self.record(member, action="merchant.suspended" if suspend else "merchant.resumed", target=merchant_id,
-                          before={k: before.get(k) for k in self.SUSPENSION_FIELDS},
-                          after={k: after.get(k) for k in self.SUSPENSION_FIELDS} | {"reason": reason})  # fmt: skip
-        return after
 
     # ---- API keys from the console ------------------------------------------------------------------------------
     def _platform(self, member: Member) -> Principal:

@@ -244,34 +244,6 @@ async def revoke_api_key(key_id: Id, member: Writer, staff: StaffDep) -> dict[st
     return await staff.revoke_api_key(member, key_id)
 
 
-class MerchantSuspensionRequest(BaseModel):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
-
-
-MerchantId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")]
-
-
-@router.get("/v1/console/merchants/{merchant_id}/status")
-async def merchant_status(merchant_id: MerchantId, member: Reader, staff: StaffDep) -> dict[str, Any]:
-    """An operator's view of a merchant's suspension (`platform.merchants.read`)."""
-    return await staff.merchant_status(member, merchant_id)
-
-
-@router.post("/v1/console/merchants/{merchant_id}/suspension")
-async def suspend_merchant(
-    merchant_id: MerchantId, body: MerchantSuspensionRequest, member: Writer, staff: StaffDep
-) -> dict[str, Any]:
-    """An operator suspends a merchant (`platform.merchants.manage`), audited; 409 if it already is."""
-    return await staff.set_suspension(member, merchant_id, suspend=True, reason=body.reason)
-
-
-@router.post("/v1/console/merchants/{merchant_id}/resumption")
-async def resume_merchant(
-    merchant_id: MerchantId, body: MerchantSuspensionRequest, member: Writer, staff: StaffDep
-) -> dict[str, Any]:
-    return await staff.set_suspension(member, merchant_id, suspend=False, reason=body.reason)
-
-
 @router.get("/v1/console/settings")
 async def read_settings(member: Reader, staff: StaffDep) -> dict[str, Any]:
     return await staff.settings_of(member)

@@ -249,31 +249,3 @@ async def test_operator_sessions_hold_to_their_role_on_the_gateways_own_routes(m
             assert (r.status_code, r.json()["code"]) == (403, "route_forbidden")
         r = await raw.get("/v1/platform/api-versions", headers=support)
         assert (r.status_code, r.json()["code"]) == (403, "route_forbidden")
-        # Suspension from the operator console: operations suspends and resumes (audited, before/after), support
-        # and a merchant's owner may not, a second suspension is a conflict; the merchant's writes stop meanwhile.
-        operations = await _operator(stack, raw, "operations")
-        merchant_id = stack.keys["merchant_id"]
-        status_path = f"/v1/console/merchants/{merchant_id}/status"
-        assert (await raw.get(status_path, headers=support)).json()["suspended"] is False
-        assert (await raw.get(status_path, headers=owner)).status_code == 403
-        suspend = f"/v1/console/merchants/{merchant_id}/suspension"
-        for refused in (support, owner):
-            r = await raw.post(suspend, json={"reason": "KYC expired"}, headers=refused)
-            assert (r.status_code, r.json()["code"]) == (403, "console_permission_denied"), r.text
-        assert (await raw.post(suspend, json={"reason": ""}, headers=operations)).status_code == 422
-        r = await raw.post(suspend, json={"reason": "KYC expired"}, headers=operations)
-        assert r.status_code == 200 and r.json()["suspended"] is True, r.text
-        again = await raw.post(suspend, json={"reason": "KYC expired"}, headers=operations)
-        assert (again.status_code, again.json()["code"]) == (409, "merchant_status_conflict")
-        changes = (await raw.get(status_path, headers=support)).json()["changes"]
-        assert changes[0]["action"] == "suspended" and changes[0]["reason"] == "KYC expired"
-        r = await raw.post(f"/v1/console/merchants/{merchant_id}/resumption", json={"reason": "KYC renewed"},
-                           headers=operations)  # fmt: skip
-        assert r.status_code == 200 and r.json()["suspended"] is False, r.text
-        audit = (await raw.get("/v1/console/audit", headers=operations)).json()["data"]
-        actions = {(a["action"], a["target"]) for a in audit}
-        assert {("merchant.suspended", merchant_id), ("merchant.resumed", merchant_id)} <= actions
-        suspended = next(a for a in audit if a["action"] == "merchant.suspended")
-        assert suspended["before"]["suspended"] is False and suspended["after"]["suspended"] is True
-        unknown = await raw.get("/v1/console/merchants/mch_nobody/status", headers=support)
-        assert unknown.status_code == 404

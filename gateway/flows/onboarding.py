@@ -289,7 +289,8 @@ class OnboardingFlow:
 
     async def _cashier(self, platform_id: str, merchant_id: str, body: dict[str, Any]) -> Outcome:
         """Notify URL first (the cashier adopts the gateway's webhook secret on hearing of the merchant), then
-        each channel's configuration."""
+        each channel's configuration in the key's mode: a live key's channels must be real channel hosts and a
+        test key's sandboxes (the cashier refuses a contradiction: 422 `channel_mode_mismatch`, docs/test-mode.md)."""
         status, answer = await self.calls.call(
             "cashier", "PUT", f"/v1/admin/merchants/{merchant_id}", platform_id=platform_id,
             body={"notify_url": body["webhook_url"]},
@@ -300,7 +301,7 @@ class OnboardingFlow:
             status, answer = await self.calls.call(
                 "cashier", "PUT", f"/v1/admin/merchants/{merchant_id}/channels/{opening['channel']}",
                 platform_id=platform_id, body={"priority": opening["priority"], "enabled": True,
-                                               "config": opening["config"]},
+                                               "config": opening["config"], "mode": body.get("key_mode", "test")},
             )  # fmt: skip
             if status != 200:
                 return _answered(status, answer, f"cashier {opening['channel']}")

@@ -272,6 +272,18 @@ async def test_a_rejected_kyc_leaves_nothing_active_and_a_retry_after_the_fix_co
     assert retried["steps"]["kyc"]["previous_reasons"][0]["code"] == "bank_account_name_mismatch"
 
 
+async def test_a_live_key_cannot_be_onboarded_onto_a_sandbox_channel(env: Env) -> None:
+    """Test and live never mix: the cashier refuses a live configuration pointing at a sandbox, the step is rejected
+    with its reason and the merchant stays off (its earlier steps done, nothing active)."""
+    rejected = await onboard(env, env.body(key_mode="live"))
+    assert rejected["status"] == "rejected"
+    cashier = rejected["steps"]["cashier"]
+    assert cashier["status"] == "rejected" and cashier["reasons"][0]["code"] == "channel_mode_mismatch"
+    assert rejected["steps"]["ledger"]["status"] == "verified" and rejected["steps"]["routing"]["status"] == "pending"
+    with pytest.raises(AuthenticationError):
+        await env.merchant(env.b, rejected["api_key"]).request("POST", "/v1/payments", json=PAYMENT)
+
+
 async def test_a_check_held_for_review_is_finished_by_the_worker_once_approved(env: Env) -> None:
     body = env.body()
     await env.identity_rules(hold_documents=[body["business_licence_number"]])

@@ -34,6 +34,7 @@ REPO_PAGES = (
     "gateway/README.md",
     "services/*/README.md",
     "libs/common/README.md",
+    "sandboxes/README.md",
     "sandboxes/*/README.md",
     "sdk/python/README.md",
     "web/README.md",

@@ -16,9 +16,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
-from sandboxes.bank.service import FAILURE_CODES, Bank, BankError
+from sandboxes.bank import bills
+from sandboxes.bank.crypto import CLIENT_HEADER, HEADER, sign, verify
+from sandboxes.bank.sandbox import FAILURE_CODES, Bank, BankError
 from sandboxes.bank.settings import NOTIFY_SCHEDULE_SECONDS, BankSettings
-from sandboxes.bank.signing import CLIENT_HEADER, HEADER, sign, verify
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
@@ -122,7 +123,7 @@ def create_app(settings: BankSettings) -> FastAPI:
     async def statement(day: date, request: Request) -> Response:
         """The day's payout statement file (CSV, CRLF), signed like every answer."""
         client_id = await authenticate(request, request.url.path.encode())
-        raw = bank.statement_csv(client_id, day).encode()
+        raw = bills.statement_csv(bank, client_id, day).encode()
         secret = bank.secret_of(client_id) or ""
         return PlainTextResponse(raw, media_type="text/csv", headers={HEADER: sign(secret, raw)})
 

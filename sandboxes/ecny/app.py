@@ -20,12 +20,14 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
+from sandboxes.common import bills as injected
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
 from sandboxes.common.store import DocumentStore
-from sandboxes.ecny.service import WALLET_LIMITS_FEN, BankError, EcnyBank
+from sandboxes.ecny import bills
+from sandboxes.ecny.sandbox import WALLET_LIMITS_FEN, BankError, EcnyBank
 from sandboxes.ecny.settings import NOTIFY_SCHEDULE_SECONDS, EcnySettings
 
 BODY_MAX_BYTES = 64 * 1024
@@ -183,7 +185,7 @@ def create_app(settings: EcnySettings | None = None) -> FastAPI:
     @app.get("/v1/bills/{day}")
     async def bill(day: date, request: Request) -> Response:
         merchant_id = await merchant_of(request, b"")
-        return signed(200, bank.bill_csv(merchant_id, day).encode(), media_type="text/csv")
+        return signed(200, bills.bill_csv(bank, merchant_id, day).encode(), media_type="text/csv")
 
     # ---------------------------------------------------------------- the wallet app
     @app.get("/pay/wallet/{order_no}", response_class=HTMLResponse)
@@ -239,15 +241,15 @@ def create_app(settings: EcnySettings | None = None) -> FastAPI:
         """Inject a difference into that day's bill (for reconciliation tests)."""
         if body.kind in ("change_amount", "report_success") and body.amount_minor is None:
             raise BankError(422, "PARAM_ERROR", f"{body.kind} needs amount_minor")
-        return bank.add_discrepancy(bill_date, body.model_dump())
+        return injected.add_discrepancy(store, bill_date, body.model_dump())
 
     @app.get("/control/bills/{bill_date}/discrepancies")
     async def list_discrepancies(bill_date: date) -> dict[str, Any]:
-        return {"items": bank.discrepancies(bill_date)}
+        return {"items": injected.discrepancies(store, bill_date)}
 
     @app.delete("/control/bills/{bill_date}/discrepancies")
     async def clear_discrepancies(bill_date: date) -> dict[str, Any]:
-        store.delete("bill_discrepancies", bill_date.isoformat())
+        injected.clear_discrepancies(store, bill_date)
         return {"items": []}
 
     return app

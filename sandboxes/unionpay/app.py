@@ -21,14 +21,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandboxes.common import bills as injected
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
 from sandboxes.common.store import DocumentStore
-from sandboxes.unionpay import pages, signing
-from sandboxes.unionpay.pki import SandboxPki
-from sandboxes.unionpay.service import CREATED, SMS_CODE, TEST_CARDS, UnionPay, UnionPayRefusal, beijing_now
+from sandboxes.unionpay import bills, crypto, pages
+from sandboxes.unionpay.certificates import SandboxPki
+from sandboxes.unionpay.sandbox import CREATED, SMS_CODE, TEST_CARDS, UnionPay, UnionPayRefusal, beijing_now
 from sandboxes.unionpay.settings import NOTIFY_SCHEDULE_SECONDS, UnionPaySettings
 
 BODY_MAX_BYTES = 64 * 1024
@@ -56,7 +57,7 @@ class PayRequest(BaseModel):
 
 
 def _kv(fields: dict[str, str]) -> Response:
-    return PlainTextResponse(signing.kv(fields), media_type="text/plain;charset=UTF-8")
+    return PlainTextResponse(crypto.kv(fields), media_type="text/plain;charset=UTF-8")
 
 
 def _system_error() -> Response:
@@ -174,7 +175,7 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
             if fields.get("txnType") != "76" or fields.get("fileType") != "00":
                 raise UnionPayRefusal("30", "txnType/fileType 错误")
             day = _settle_day(fields.get("settleDate", ""))
-            name, content = unionpay.settlement_file(mer_id, day)
+            name, content = bills.settlement_file(unionpay, mer_id, day)
             return _kv(unionpay.signed({"version": "5.1.0", "encoding": "UTF-8", "signMethod": "01", "merId": mer_id,
                                         "txnType": "76", "txnSubType": "01", "bizType": "000000", "respCode": "00",
                                         "respMsg": "成功[0000000]", "settleDate": fields["settleDate"],
@@ -251,15 +252,15 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
         """Inject a difference into that day's settlement file (for reconciliation tests)."""
         if body.kind in ("change_amount", "report_success") and body.amount_minor is None:
             raise UnionPayRefusal("30", f"{body.kind} needs amount_minor")
-        return unionpay.add_discrepancy(bill_date, body.model_dump())
+        return injected.add_discrepancy(unionpay.store, bill_date, body.model_dump())
 
     @app.get("/control/bills/{bill_date}/discrepancies")
     async def list_discrepancies(bill_date: date) -> dict[str, Any]:
-        return {"items": unionpay.discrepancies(bill_date)}
+        return {"items": injected.discrepancies(unionpay.store, bill_date)}
 
     @app.delete("/control/bills/{bill_date}/discrepancies")
     async def clear_discrepancies(bill_date: date) -> dict[str, Any]:
-        unionpay.store.delete("bill_discrepancies", bill_date.isoformat())
+        injected.clear_discrepancies(unionpay.store, bill_date)
         return {"items": []}
 
     @app.exception_handler(UnionPayRefusal)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from sandboxes.unionpay.service import SMS_CODE, TEST_CARDS
+from sandboxes.unionpay.sandbox import SMS_CODE, TEST_CARDS
 
 _STYLE = ("body{font-family:sans-serif;max-width:30rem;margin:3rem auto;color:#222}.amount{font-size:2rem;"
           "color:#d7000f}label{display:block;margin:.6rem 0}input{font-size:1rem;padding:.3rem;width:100%}"

@@ -28,7 +28,7 @@ from sandboxes.wechatpay.favor import install_routes as install_favor_routes
 from sandboxes.wechatpay.oauth import app_secret
 from sandboxes.wechatpay.oauth import install_routes as install_oauth_routes
 from sandboxes.wechatpay.profitsharing import install_routes as install_profitsharing_routes
-from sandboxes.wechatpay.service import ControlError, Sandbox, WxError
+from sandboxes.wechatpay.sandbox import ControlError, Sandbox, WxError
 from sandboxes.wechatpay.settings import SandboxSettings
 from sandboxes.wechatpay.transfers import install_routes as install_transfer_routes
 

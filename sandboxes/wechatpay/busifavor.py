@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.common.store import Document
 from sandboxes.wechatpay.favor import REQUEST_NO, _fen, _fingerprint, _time, page_of, request_number_reused
-from sandboxes.wechatpay.service import ControlError, Sandbox, WxError, _digits, now_cst, rfc3339
+from sandboxes.wechatpay.sandbox import ControlError, Sandbox, WxError, _digits, now_cst, rfc3339
 
 STOCKS, COUPONS, REQUESTS, CALLBACKS = "busifavor_stocks", "busifavor_coupons", "busifavor_requests", "busifavor_cb"
 STOCK_FIELDS = frozenset(

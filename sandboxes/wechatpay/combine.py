@@ -31,7 +31,7 @@ from fastapi.responses import Response
 
 from sandboxes.common.store import Document
 from sandboxes.wechatpay import crypto
-from sandboxes.wechatpay.service import (
+from sandboxes.wechatpay.sandbox import (
     OUT_TRADE_NO_PATTERN,
     TRADE_TYPES,
     ControlError,

@@ -47,7 +47,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.common.store import Document
-from sandboxes.wechatpay.service import ControlError, Sandbox, WxError, _digits, now_cst, rfc3339
+from sandboxes.wechatpay.sandbox import ControlError, Sandbox, WxError, _digits, now_cst, rfc3339
 
 STOCKS = "favor_stocks"
 STOCK_REQUESTS = "favor_stock_requests"

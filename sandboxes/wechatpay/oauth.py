@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from sandboxes.wechatpay import crypto
-from sandboxes.wechatpay.service import ControlError, Sandbox
+from sandboxes.wechatpay.sandbox import ControlError, Sandbox
 
 CODES, SECRETS = "oauth_codes", "app_secrets"
 CODE_TTL_SECONDS = 300

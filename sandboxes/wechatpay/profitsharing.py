@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from sandboxes.common.store import Document
-from sandboxes.wechatpay.service import Sandbox, WxError, now_cst, rfc3339
+from sandboxes.wechatpay.sandbox import Sandbox, WxError, now_cst, rfc3339
 
 RECEIVER_TYPES = frozenset({"MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID"})
 RELATION_TYPES = frozenset({"SERVICE_PROVIDER", "STORE", "STAFF", "STORE_OWNER", "PARTNER", "HEADQUARTER", "BRAND",

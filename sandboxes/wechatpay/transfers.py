@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from sandboxes.common.store import Document
-from sandboxes.wechatpay.service import ControlError, Sandbox, WxError, now_cst, rfc3339
+from sandboxes.wechatpay.sandbox import ControlError, Sandbox, WxError, now_cst, rfc3339
 
 BILLS = "transfer_bills"
 FIELDS = frozenset(

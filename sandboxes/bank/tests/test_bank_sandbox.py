@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandboxes.bank.signing import CLIENT_HEADER, HEADER, sign, verify
+from sandboxes.bank.crypto import CLIENT_HEADER, HEADER, sign, verify
 from sandboxes.common.testing import SandboxProcess
 
 WAIT_SECONDS_MAX = 15.0

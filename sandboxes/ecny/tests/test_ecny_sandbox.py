@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 
 from sandboxes.common.testing import SandboxProcess
-from sandboxes.ecny import gm
+from sandboxes.ecny import crypto
 
 PORT_ENV = "JUHE_SANDBOX_ECNY_PORT"
 
@@ -22,8 +22,8 @@ def test_tiers_refusals_and_restart(tmp_path: Path) -> None:
         unsigned = httpx.get(f"{sandbox.base_url}/v1/orders/abcdef1", headers={"Ecny-Merchant-Id": "EC1"})
         assert unsigned.status_code == 401 and unsigned.json()["code"] == "SIGN_ERROR"
         stamp, nonce = unsigned.headers["Ecny-Timestamp"], unsigned.headers["Ecny-Nonce"]
-        body = f"{stamp}\n{nonce}\n{gm.sm3_hex(unsigned.content)}\n"
-        assert gm.verify(merchant["bank_public_key_hex"], unsigned.headers["Ecny-Signature"], body.encode())
+        body = f"{stamp}\n{nonce}\n{crypto.sm3_hex(unsigned.content)}\n"
+        assert crypto.verify(merchant["bank_public_key_hex"], unsigned.headers["Ecny-Signature"], body.encode())
         key = httpx.get(f"{sandbox.base_url}/control/bank-public-key").json()
     with SandboxProcess("sandboxes.ecny", port_env=PORT_ENV, env=env) as sandbox:
         assert httpx.get(f"{sandbox.base_url}/control/bank-public-key").json() == key

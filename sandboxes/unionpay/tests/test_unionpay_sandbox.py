@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from sandboxes.common.testing import SandboxProcess
-from sandboxes.unionpay import signing
-from sandboxes.unionpay.pki import SandboxPki
+from sandboxes.unionpay import crypto
+from sandboxes.unionpay.certificates import SandboxPki
 
 PORT_ENV = "JUHE_SANDBOX_UNIONPAY_PORT"
 
@@ -38,7 +38,7 @@ def test_answers_are_raw_kv_and_signed(tmp_path: Path) -> None:
                    "txnType": "01", "txnSubType": "01", "bizType": "000201", "channelType": "08", "accessType": "0",
                    "merId": "777290058110048", "orderId": "ORDER20261206A", "txnTime": "20261206101500",
                    "txnAmt": "100", "currencyCode": "156", "reqReserved": "{a=1&b=2}"}  # fmt: skip
-        body = signing.sign(request, key, "merchant requests may carry extra fields; all are signed")
+        body = crypto.sign(request, key, "merchant requests may carry extra fields; all are signed")
         answer = httpx.post(f"{sandbox.base_url}/gateway/api/appTransReq.do", data=body).text
         assert "signPubKeyCert=-----BEGIN CERTIFICATE-----\r\n" in answer  # raw, not URL-encoded
         assert "respCode=00" in answer and "&tn=" in answer and "&reqReserved={a=1&b=2}&" in answer

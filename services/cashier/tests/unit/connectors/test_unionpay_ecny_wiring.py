@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from libs.common.errors import Problem
-from sandboxes.unionpay.pki import SandboxPki
+from sandboxes.unionpay.certificates import SandboxPki
 from services.cashier.connectors.base import ChannelError, RefundRequest, RefundResult, RefundStatus
 from services.cashier.connectors.registry import CHANNELS, build_connector, redacted
 from services.cashier.connectors.unionpay import UnionPayConfig, UnionPayConnector

@@ -12,12 +12,9 @@ accepted (00) and succeed at once, then notified to their `backUrl`.
 from __future__ import annotations
 
 import base64
-import io
 import secrets
-import zipfile
-import zlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,14 +24,12 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from sandboxes.common.notify import NotificationDispatcher, NotificationJob
 from sandboxes.common.store import Document, DocumentStore
-from sandboxes.unionpay import signing
-from sandboxes.unionpay.pki import SandboxPki
+from sandboxes.unionpay import crypto
+from sandboxes.unionpay.certificates import SandboxPki
 from sandboxes.unionpay.settings import UnionPaySettings
 
 BEIJING = timezone(timedelta(hours=8))
 MERCHANTS, TXNS, TNS, QUERY_IDS, COUNTERS = "merchants", "txns", "tns", "query_ids", "counters"
-DISCREPANCIES = "bill_discrepancies"
-DISCREPANCY_KINDS = ("drop_line", "change_amount", "report_success")
 CREATED, SUCCESS, FAILED, UNKNOWN = "created", "success", "failed", "unknown"
 SMS_CODE = "111111"  # UnionPay's test environment SMS code
 
@@ -68,34 +63,6 @@ def beijing_now() -> datetime:
     return datetime.now(UTC).astimezone(BEIJING)
 
 
-def _order_id(number: str) -> str:
-    return number.rpartition("_")[2]
-
-
-def _aims_at(txn: Document, item: Document) -> bool:
-    """A discrepancy names the consume by `out_trade_no`, or one of its refunds/revokes by `out_refund_no`."""
-    if item.get("out_refund_no"):
-        return txn["txn_type"] in ("04", "31") and txn["order_id"] == _order_id(item["out_refund_no"])
-    return txn["txn_type"] == "01" and txn["order_id"] == _order_id(item["out_trade_no"])
-
-
-def apply_discrepancies(rows: list[Document], items: list[Document], mer_id: str, day: date) -> list[Document]:
-    """Make the day's file disagree with the truth on purpose, for reconciliation tests."""
-    for item in items:
-        if item.get("mer_id") not in (None, mer_id):
-            continue
-        if item["kind"] == "drop_line":
-            rows = [t for t in rows if not _aims_at(t, item)]
-        elif item["kind"] == "change_amount":
-            rows = [{**t, "amount": int(item["amount_minor"])} if _aims_at(t, item) else t for t in rows]
-        elif item["kind"] == "report_success":  # a consume UnionPay says succeeded that the merchant never saw
-            rows.append({"mer_id": mer_id, "order_id": _order_id(item["out_trade_no"]), "txn_type": "01",
-                         "amount": int(item["amount_minor"]), "status": SUCCESS, "trace_no": "999999",
-                         "trace_time": f"{day:%m%d}120000", "acc_no": "621626*****0018", "card_type": "01",
-                         "query_id": f"{day:%y%m%d}120000{secrets.randbelow(10**9):09d}"})  # fmt: skip
-    return rows
-
-
 class UnionPay:
     def __init__(self, settings: UnionPaySettings, store: DocumentStore, pki: SandboxPki,
                  dispatcher: NotificationDispatcher) -> None:  # fmt: skip
@@ -126,12 +93,12 @@ class UnionPay:
         if pem is None:
             raise UnionPayRefusal("11", "商户或证书不存在 (unknown merId or certId)")
         key = x509.load_pem_x509_certificate(pem.encode()).public_key()
-        if not isinstance(key, rsa.RSAPublicKey) or not signing.verify(fields, key):
+        if not isinstance(key, rsa.RSAPublicKey) or not crypto.verify(fields, key):
             raise UnionPayRefusal("11", "验证签名失败")
         return str(merchant["mer_id"]) if merchant else ""
 
     def signed(self, fields: dict[str, str]) -> dict[str, str]:
-        return signing.sign(fields, self.pki.sign.key, self.pki.sign.pem)
+        return crypto.sign(fields, self.pki.sign.key, self.pki.sign.pem)
 
     # ------------------------------------------------------------------ transactions
     def _next_trace(self) -> str:
@@ -314,50 +281,6 @@ class UnionPay:
     # ------------------------------------------------------------------ settlement file
     def fee_of(self, amount: int) -> int:
         return (amount * self.settings.fee_rate_bps + 5000) // 10000
-
-    def zm_lines(self, mer_id: str, day: date) -> list[str]:
-        """The ZM file: successful consumes (S22), revokes (S30) and refunds (S31) settled on `day`,
-        with the discrepancies injected for that day (drop_line, change_amount, report_success)."""
-        rows = [t for t in self.store.list(TXNS) if t["mer_id"] == mer_id and t["status"] == SUCCESS
-                and t.get("settle_date") == day.isoformat()]  # fmt: skip
-        rows = apply_discrepancies(rows, self.discrepancies(day), mer_id, day)
-        rows.sort(key=lambda t: (t["trace_time"], t["trace_no"]))
-        lines = []
-        for t in rows:
-            code = {"01": "S22", "31": "S30", "04": "S31"}[t["txn_type"]]
-            if t["txn_type"] == "01":
-                fee, settle = f"D{self.fee_of(t['amount']):012d}", f"C{t['amount'] - self.fee_of(t['amount']):012d}"
-            elif t["txn_type"] == "31":  # a revoke returns the whole fee
-                fee, settle = f"C{t['orig_fee']:012d}", f"D{t['amount'] - t['orig_fee']:012d}"
-            else:  # a refund (退货) does not return the fee
-                fee, settle = f"C{0:012d}", f"D{t['amount']:012d}"
-            cells = [(code, 3), ("48020000", 11), ("48020000", 11), (t["trace_no"], 6), (t["trace_time"], 10),
-                     (t.get("acc_no") or "", 19), (f"{t['amount']:012d}", 12), ("5411", 4), ("07", 2),
-                     (t["query_id"], 21), ("00", 2), (t["order_id"], 32), (t.get("card_type") or "", 2),
-                     (t.get("orig_trace_no") or "", 6), (t.get("orig_trace_time") or "", 10), (fee, 13), (settle, 13),
-                     ("0001", 6), ("", 15), (t["txn_type"], 2), ("01" if t["txn_type"] == "01" else "00", 2),
-                     ("000201", 6), ("01", 2), ("", 2), ("", 20), ("0", 1), (t.get("orig_query_id") or "", 21),
-                     (mer_id, 15)]  # fmt: skip
-            lines.append(" ".join(value.ljust(width)[:width] for value, width in cells))
-        return lines
-
-    def settlement_file(self, mer_id: str, day: date) -> tuple[str, str]:
-        """(fileName, fileContent): Base64(zlib(zip)) holding INN<yyMMdd>01ZM_<merId> (GBK, CRLF)."""
-        name = f"INN{day:%y%m%d}01ZM_{mer_id}"
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            archive.writestr(name, "".join(line + "\r\n" for line in self.zm_lines(mer_id, day)).encode("gbk"))
-        return f"{day:%Y%m%d}_{mer_id}.zip", base64.b64encode(zlib.compress(buffer.getvalue())).decode()
-
-    def discrepancies(self, day: date) -> list[Document]:
-        return list((self.store.get(DISCREPANCIES, day.isoformat()) or {"items": []})["items"])
-
-    def add_discrepancy(self, day: date, item: Document) -> Document:
-        with self.store.transaction():
-            current = self.store.get(DISCREPANCIES, day.isoformat()) or {"items": []}
-            current["items"].append(item)
-            self.store.put(DISCREPANCIES, day.isoformat(), current)
-        return current
 
     def view(self, txn: Document) -> dict[str, Any]:
         return {k: v for k, v in txn.items() if k not in ("unknown_left",)}

@@ -9,27 +9,21 @@ wallet's payments of the (China) day over the daily limit, is declined: the orde
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import secrets
-from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timedelta, timezone
 
 from sandboxes.common.notify import NotificationDispatcher, NotificationJob
 from sandboxes.common.store import Document, DocumentStore
-from sandboxes.ecny import gm
+from sandboxes.ecny import crypto
 from sandboxes.ecny.settings import EcnySettings
 
 CHINA = timezone(timedelta(hours=8))
 MERCHANTS, ORDERS, ORDER_NOS, REFUNDS, KEYS = "merchants", "orders", "order_nos", "refunds", "keys"
-DISCREPANCIES = "bill_discrepancies"
 WALLET_LIMITS_FEN: dict[int, tuple[int | None, int | None, int | None]] = {
     1: (None, None, None), 2: (5_000_000, 10_000_000, 50_000_000), 3: (500_000, 1_000_000, 2_000_000),
     4: (200_000, 500_000, 1_000_000),
 }  # fmt: skip
-BILL_COLUMNS = ("type", "out_trade_no", "order_no", "out_refund_no", "refund_no", "amount_minor", "fee_minor",
-                "status", "wallet_level", "finished_at")  # fmt: skip
 
 
 class BankError(Exception):
@@ -52,7 +46,7 @@ class EcnyBank:
         self.store = store
         self.dispatcher = dispatcher
         if self.store.get(KEYS, "bank") is None:
-            private, public = gm.keypair()
+            private, public = crypto.keypair()
             self.store.insert_if_absent(KEYS, "bank", {"private": private, "public": public})
         keys = self.store.get(KEYS, "bank")
         assert keys is not None
@@ -63,7 +57,7 @@ class EcnyBank:
         mid = merchant_id or f"EC{secrets.randbelow(10**12):012d}"
         private = None
         if public_key_hex is None:
-            private, public_key_hex = gm.keypair()
+            private, public_key_hex = crypto.keypair()
         merchant = {"merchant_id": mid, "public_key_hex": public_key_hex, "sm4_key_hex": secrets.token_hex(16)}
         self.store.put(MERCHANTS, mid, merchant)
         answer = {"merchant_id": mid, "merchant_public_key_hex": public_key_hex, "bank_public_key_hex": self.public_hex,
@@ -80,14 +74,15 @@ class EcnyBank:
             raise BankError(401, "SIGN_ERROR", "unknown merchant or missing signature headers")
         if abs(int(datetime.now(UTC).timestamp()) - int(timestamp)) > self.settings.clock_skew_seconds_max:
             raise BankError(401, "SIGN_ERROR", "timestamp outside the allowed window")
-        content = f"{method}\n{path}\n{timestamp}\n{nonce}\n{gm.sm3_hex(body)}\n".encode()
-        if not gm.verify(merchant["public_key_hex"], signature, content):
+        content = f"{method}\n{path}\n{timestamp}\n{nonce}\n{crypto.sm3_hex(body)}\n".encode()
+        if not crypto.verify(merchant["public_key_hex"], signature, content):
             raise BankError(401, "SIGN_ERROR", "SM2 signature check failed")
         return merchant
 
     def sign_headers(self, body: bytes) -> dict[str, str]:
         timestamp, nonce = str(int(datetime.now(UTC).timestamp())), secrets.token_hex(16)
-        signature = gm.sign(self.private_hex, self.public_hex, f"{timestamp}\n{nonce}\n{gm.sm3_hex(body)}\n".encode())
+        content = f"{timestamp}\n{nonce}\n{crypto.sm3_hex(body)}\n".encode()
+        signature = crypto.sign(self.private_hex, self.public_hex, content)
         return {"Ecny-Timestamp": timestamp, "Ecny-Nonce": nonce, "Ecny-Signature": signature}
 
     # ------------------------------------------------------------------ orders
@@ -186,7 +181,7 @@ class EcnyBank:
                                          "attach", "refunded")}  # fmt: skip
         merchant = self.store.get(MERCHANTS, order["merchant_id"])
         if order.get("wallet_id") and merchant:
-            out["payer_wallet_enc"] = gm.sm4_encrypt(merchant["sm4_key_hex"], order["wallet_id"])
+            out["payer_wallet_enc"] = crypto.sm4_encrypt(merchant["sm4_key_hex"], order["wallet_id"])
         out["refunded_minor"] = out.pop("refunded")
         return {k: v for k, v in out.items() if v is not None}
 
@@ -228,7 +223,7 @@ class EcnyBank:
         return {k: refund[k] for k in ("merchant_id", "out_trade_no", "out_refund_no", "refund_no", "order_no",
                                        "amount_minor", "currency", "status", "finished_at")}  # fmt: skip
 
-    # ------------------------------------------------------------------ notifications and bill
+    # ------------------------------------------------------------------ notifications
     def _notify(self, event: str, doc: Document, url: str | None) -> None:
         if not url:
             return
@@ -241,59 +236,3 @@ class EcnyBank:
         subject = str(doc.get("out_refund_no") or doc["out_trade_no"])
         self.dispatcher.submit(NotificationJob(event_id=f"{event}:{subject}", url=url, build=build, event_type=event,
                                                subject=subject))  # fmt: skip
-
-    def discrepancies(self, day: date) -> list[Document]:
-        return list((self.store.get(DISCREPANCIES, day.isoformat()) or {"items": []})["items"])
-
-    def add_discrepancy(self, day: date, item: Document) -> Document:
-        with self.store.transaction():
-            current = self.store.get(DISCREPANCIES, day.isoformat()) or {"items": []}
-            current["items"].append(item)
-            self.store.put(DISCREPANCIES, day.isoformat(), current)
-        return current
-
-    def _apply_discrepancies(self, rows: list[list[Any]], merchant_id: str, day: date) -> list[list[Any]]:
-        """Make the day's bill disagree with the truth on purpose (drop_line, change_amount, report_success)."""
-
-        def aims(row: list[Any], item: Document) -> bool:
-            if item.get("out_refund_no"):
-                return bool(row[0] == "REFUND" and row[3] == item["out_refund_no"])
-            return bool(row[0] == "ORDER" and row[1] == item["out_trade_no"])
-
-        for item in self.discrepancies(day):
-            if item.get("merchant_id") not in (None, merchant_id):
-                continue
-            if item["kind"] == "drop_line":
-                rows = [row for row in rows if not aims(row, item)]
-            elif item["kind"] == "change_amount":
-                rows = [[*row[:5], int(item["amount_minor"]), *row[6:]] if aims(row, item) else row for row in rows]
-            elif item["kind"] == "report_success":
-                moment = datetime.combine(day, datetime.min.time(), CHINA).replace(hour=12).isoformat()
-                rows.append(["ORDER", item["out_trade_no"], f"EC{day:%Y%m%d}120000{secrets.randbelow(10**8):08d}",
-                             "", "", int(item["amount_minor"]), 0, "SUCCEEDED", 4, moment])  # fmt: skip
-        return rows
-
-    def bill_csv(self, merchant_id: str, day: date) -> str:
-        def on_day(value: str | None) -> bool:
-            return bool(value) and datetime.fromisoformat(str(value)).astimezone(CHINA).date() == day
-
-        rows: list[list[Any]] = []
-        for o in self.store.list(ORDERS):
-            if o["merchant_id"] == merchant_id and o["status"] == "SUCCEEDED" and on_day(o["paid_at"]):
-                fee = (int(o["amount_minor"]) * self.settings.fee_rate_bps + 5000) // 10000
-                rows.append(["ORDER", o["out_trade_no"], o["order_no"], "", "", o["amount_minor"], fee, "SUCCEEDED",
-                             o["wallet_level"], o["paid_at"]])  # fmt: skip
-        for r in self.store.list(REFUNDS):
-            if r["merchant_id"] == merchant_id and r["status"] == "SUCCEEDED" and on_day(r["finished_at"]):
-                rows.append(["REFUND", r["out_trade_no"], r["order_no"], r["out_refund_no"], r["refund_no"],
-                             r["amount_minor"], 0, "SUCCEEDED", "", r["finished_at"]])  # fmt: skip
-        rows = self._apply_discrepancies(rows, merchant_id, day)
-        rows.sort(key=lambda row: str(row[9]))
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(BILL_COLUMNS)
-        writer.writerows(rows)
-        paid = sum(int(r[5]) for r in rows if r[0] == "ORDER")
-        refunded = sum(int(r[5]) for r in rows if r[0] == "REFUND")
-        out.write(f"# total={len(rows)} paid_minor={paid} refunded_minor={refunded}\r\n")
-        return out.getvalue()

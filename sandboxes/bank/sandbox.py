@@ -10,24 +10,19 @@ statement of the day it finished (China time).
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import json
 import secrets
 import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from datetime import UTC, datetime, timedelta, timezone
 
+from sandboxes.bank.crypto import sign
 from sandboxes.bank.settings import BankSettings
-from sandboxes.bank.signing import sign
 from sandboxes.common.notify import NotificationDispatcher, NotificationJob
 from sandboxes.common.store import Document, DocumentStore
 
 CHINA = timezone(timedelta(hours=8))
 CLIENTS, ACCOUNTS, PAYOUTS = "clients", "accounts", "payouts"
 FAILURE_CODES = frozenset({"ACCOUNT_NOT_FOUND", "ACCOUNT_NAME_MISMATCH", "ACCOUNT_CLOSED", "BANK_REJECTED"})
-STATEMENT_COLUMNS = ("payout_no", "bank_ref", "account_no", "amount_minor", "currency", "status", "failure_code",
-                     "finished_at")  # fmt: skip
 
 
 class BankError(Exception):
@@ -143,24 +138,6 @@ class Bank:
     def view(payout: Document) -> Document:
         return {k: payout[k] for k in ("payout_no", "bank_ref", "amount_minor", "currency", "account_no", "status",
                                        "failure_code", "created_at", "finished_at")}  # fmt: skip
-
-    def statement_csv(self, client_id: str, day: date) -> str:
-        """Payouts of this client finished on `day` (China time), oldest first, plus a summary line."""
-        rows: list[dict[str, Any]] = []
-        for payout in self.store.list(PAYOUTS):
-            if payout["client_id"] != client_id or not payout["finished_at"]:
-                continue
-            if datetime.fromisoformat(payout["finished_at"]).astimezone(CHINA).date() == day:
-                rows.append(payout)
-        rows.sort(key=lambda p: p["finished_at"])
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(STATEMENT_COLUMNS)
-        for p in rows:
-            writer.writerow(["" if p.get(c) is None else p[c] for c in STATEMENT_COLUMNS])
-        paid = sum(int(p["amount_minor"]) for p in rows if p["status"] == "SUCCEEDED")
-        writer.writerow([f"# total={len(rows)}", f"succeeded_minor={paid}"])
-        return out.getvalue()
 
     def stop(self) -> None:
         for handle in self._timers:

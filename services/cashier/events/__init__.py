@@ -55,6 +55,8 @@ def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -
         "payment_id": payment.id,
         "merchant_id": payment.merchant_id,
         "merchant_order_no": payment.merchant_order_no,
+        # Test or live (docs/test-mode.md): a test payment moved no money; consumers must not book it as if it had.
+        "livemode": payment.livemode,
         "status": payment.status,
         "amount_minor": payment.amount_minor,
         "currency": payment.currency,
@@ -100,6 +102,7 @@ def refund_event_data(refund: Any, payment: Any, **extra: Any) -> dict[str, Any]
         "payment_id": refund.payment_id,
         "merchant_id": refund.merchant_id,
         "merchant_refund_no": refund.merchant_refund_no,
+        "livemode": payment.livemode,  # the payment's mode (docs/test-mode.md)
         "status": refund.status,
         "amount_minor": refund.amount_minor,
         "currency": refund.currency,

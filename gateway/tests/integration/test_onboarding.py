@@ -272,6 +272,16 @@ async def test_a_rejected_kyc_leaves_nothing_active_and_a_retry_after_the_fix_co
     assert retried["steps"]["kyc"]["previous_reasons"][0]["code"] == "bank_account_name_mismatch"
 
 
+async def test_an_individual_without_a_licence_settling_to_their_own_account_is_onboarded(env: Env) -> None:
+    body = env.body(entity_type="individual", legal_name="张三", business_licence_number=None,
+                    settlement_account={"account_name": "张三", "account_number": "6222021234567891",
+                                        "bank_name": "ICBC Hangzhou"})  # fmt: skip
+    del body["business_licence_number"]
+    done = await onboard(env, body)
+    assert done["status"] == "active", done["steps"]
+    assert "note" in done["steps"]["ledger"]["detail"]  # no licence: accounts open on first use
+
+
 async def test_a_live_key_cannot_be_onboarded_onto_a_sandbox_channel(env: Env) -> None:
     """Test and live never mix: the cashier refuses a live configuration pointing at a sandbox, the step is rejected
     with its reason and the merchant stays off (its earlier steps done, nothing active)."""

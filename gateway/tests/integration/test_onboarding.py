@@ -30,6 +30,8 @@ from juhe_sdk import (
     PermissionDeniedError,
 )
 from juhe_sdk.webhooks import SIGNATURE_HEADER, construct_event
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from gateway.seed import seed_demo_async
 from gateway.tests.integration.test_console_staff import _operator
@@ -69,6 +71,7 @@ class Env:
     identity: IdentitySandbox
     alipay: AlipaySandbox
     receiver: WebhookReceiver
+    gateway_db: str
     clients: list[AsyncClient] = field(default_factory=list)
 
     def admin(self, base_url: str | None = None) -> AsyncClient:
@@ -175,7 +178,7 @@ async def env(
         # B answers onboardings at once and leaves the steps to A's worker (onboarding_inline_seconds = 0).
         replica_b = gateway.model_copy(update={"role": "api", "port": ports["b"], "onboarding_inline_seconds": 0})
         await stack.enter_async_context(serve_app(create_app("gateway", replica_b), port=ports["b"], name="gateway B"))
-        built = Env(urls["a"], urls["b"], keys["admin_key"], identity, alipay, receiver)
+        built = Env(urls["a"], urls["b"], keys["admin_key"], identity, alipay, receiver, gateway_db)
         admin = built.admin()
         await admin.request("POST", "/v1/channel-routes", json={
             "route_id": ROUTE_ID, "method": "alipay", "kind": "direct", "provider": "alipay", "connector": "alipay",
@@ -333,6 +336,35 @@ async def test_the_worker_finishes_an_onboarding_its_request_did_not_drive(env: 
     juhe = env.merchant(env.b, answered["api_key"])
     taken = await juhe.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
     assert taken["attempts"][0]["channel"] == "alipay"
+
+
+async def test_an_onboarding_whose_driver_died_is_taken_over_when_its_lease_runs_out(env: Env) -> None:
+    """A replica took the lease and died mid-way (here: while the KYC check waited for review): nobody else touches
+    the onboarding until the lease runs out, then the worker finishes it."""
+    body = env.body()
+    await env.identity_rules(hold_documents=[body["business_licence_number"]])
+    try:
+        waiting = await onboard(env, body)
+    finally:
+        await env.identity_rules()
+    onboarding_id = waiting["onboarding_id"]
+    engine = create_async_engine(env.gateway_db)
+    try:
+        async with engine.begin() as conn:  # the dead replica's lease, a second from now
+            await conn.execute(text("UPDATE merchant_onboardings SET lease_until = clock_timestamp() + interval '1 s' "
+                                    "WHERE onboarding_id = :id"), {"id": onboarding_id})  # fmt: skip
+    finally:
+        await engine.dispose()
+    async with httpx.AsyncClient() as http:
+        decided = await http.post(f"{env.identity.base_url}/control/merchant-checks/{onboarding_id}.0/approve", json={})
+    assert decided.status_code == 200, decided.text
+    admin = env.admin(env.b)
+
+    async def active() -> Any:
+        read = await admin.request("GET", f"/v1/platform/merchant-onboardings/{onboarding_id}")
+        return read if read["status"] == "active" else None
+
+    await eventually(active, "the worker to take the onboarding over after the lease")
 
 
 async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restores(env: Env) -> None:

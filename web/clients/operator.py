@@ -55,6 +55,29 @@ class OperatorApi:
         found: dict[str, Any] = await self._get(f"/v1/admin/merchants/{_seg(merchant_id)}")
         return found
 
+    async def merchant_status(self, merchant_id: str) -> dict[str, Any]:
+        """Suspended or not, why, and the changes (the gateway's own route; `platform.merchants.read`)."""
+        standing: dict[str, Any] = await self._get(f"/v1/platform/merchants/{_seg(merchant_id)}/suspension")
+        return standing
+
+    async def set_standing(self, merchant_id: str, *, suspend: bool, reason: str) -> dict[str, Any]:
+        """Suspend or resume (`platform.merchants.manage`); 409 `merchant_status_conflict` if it already is."""
+        action = "suspension" if suspend else "resumption"
+        changed: dict[str, Any] = await self.api.call(
+            "POST", f"/v1/platform/merchants/{_seg(merchant_id)}/{action}", json={"reason": reason}
+        )
+        return changed
+
+    # ---- the KYC review queue (the gateway's onboardings, docs/onboarding.md) --------------------------------
+    async def onboardings(self, *, status: str, cursor: str | None) -> Any:
+        return await self._get("/v1/platform/merchant-onboardings", status=status, cursor=cursor, limit=PAGE_LIMIT)
+
+    async def retry_onboarding(self, onboarding_id: str) -> dict[str, Any]:
+        retried: dict[str, Any] = await self.api.call(
+            "POST", f"/v1/platform/merchant-onboardings/{_seg(onboarding_id)}/retry", json={}
+        )
+        return retried
+
     async def merchant_channels(self, merchant_id: str) -> list[dict[str, Any]]:
         return items_of(await self._get(f"/v1/admin/merchants/{_seg(merchant_id)}/channels"))
 
@@ -97,9 +120,25 @@ class OperatorApi:
         return await self._get("/v1/settlement/payouts", holder_id=holder_id, status=status, cursor=cursor,
                                limit=PAGE_LIMIT)  # fmt: skip
 
+    async def decide_payout(self, payout_id: str, action: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        """`action`: approve | reject (settlement's routes of the same names)."""
+        decided: dict[str, Any] = await self._write(
+            "POST", f"/v1/settlement/payouts/{_seg(payout_id)}/{action}", body, key
+        )
+        return decided
+
     async def cycle(self, holder_id: str) -> dict[str, Any]:
         cycle: dict[str, Any] = await self._get(f"/v1/settlement/merchants/{_seg(holder_id)}/cycle")
         return cycle
+
+    async def calendar_schedule(self, month: str, holder_id: str | None) -> dict[str, Any]:
+        schedule: dict[str, Any] = await self._get("/v1/settlement/calendar/schedule", month=month,
+                                                   holder_id=holder_id)  # fmt: skip
+        return schedule
+
+    async def savings(self, merchant_id: str | None) -> dict[str, Any]:
+        report: dict[str, Any] = await self._get("/v1/special-rate-savings", merchant_id=merchant_id)
+        return report
 
     async def consistency(self) -> dict[str, Any]:
         check: dict[str, Any] = await self._get("/v1/settlement/consistency")

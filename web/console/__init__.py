@@ -273,7 +273,7 @@ def declared_routes(app: FastAPI, prefix: str = CONSOLE_PATH) -> set[tuple[str, 
 AUDIT_VALUE_KEYS_SHOWN = (
     "rate_id", "route_id", "merchant_id", "payment_id", "payout_id", "refund_id", "key_id", "new_key_id", "rate_bps",
     "amount_minor", "currency", "refund_approval_threshold_minor", "valid_from", "valid_until", "role", "email",
-    "status",
+    "status", "suspended", "suspension_reason", "decided_by", "decision_reason", "attempt_count",
 )  # fmt: skip
 
 

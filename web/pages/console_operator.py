@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Query
 from fastapi.responses import Response
@@ -28,9 +29,10 @@ log = get_logger("juhe.web.console.operator")
 routes = ConsoleRouter("/console/operator", console="operator")
 BASE = "/console/operator"
 
-DONE = ("rate_changed", "assigned", "requeried", "resolved")
+DONE = ("rate_changed", "assigned", "requeried", "resolved", "payout_approved", "payout_rejected", "suspended",
+        "resumed", "retried")  # fmt: skip
 ERRORS = (
-    "rate_invalid", "reason_required", "amount_invalid", "not_found", "forbidden", "state_conflict",
+    "rate_invalid", "reason_required", "reason_missing", "amount_invalid", "not_found", "forbidden", "state_conflict",
     "not_requeryable", "unavailable", "failed",
 )  # fmt: skip
 # How far ahead a changed rate starts: the old one must end in the future (routing refuses an end in the past),
@@ -38,18 +40,32 @@ ERRORS = (
 RATE_CHANGE_LEAD_SECONDS = 60
 RATE_BPS_MAX = 10_000
 REASON_LENGTH_MAX = 1000
+SUSPENSION_REASON_MAX = 500  # the gateway's limit
+STANDING_FIELDS = ("merchant_id", "status", "suspended", "suspension_reason")
 METHODS = ("wechat", "alipay", "unionpay", "ecny", "wallet")
 SCENES = ("native_qr", "jsapi", "mini_program", "app", "h5", "page", "barcode", "quick", "b2b")
 PAYER_CLIENTS = ("other", "wechat", "alipay")
 EXCEPTION_STATES = ("unresolved", "open", "assigned", "resolved")
-Text = Query(default="", max_length=64)
+
+
+def _text() -> Any:
+    """A short optional text query parameter. A fresh `Query` each time: one shared `Query` object takes the name of
+    the first parameter it is used for, so every later parameter given it (a second one on a page, or another
+    page's) would read that name instead of its own (the ledger's account_id read `merchant_id`)."""
+    return Query(default="", max_length=64)
+
+
+CHINA = ZoneInfo("Asia/Shanghai")  # settlement's business days are China days
 
 
 def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, Any]]:
     items = (
         ("", "platform.dashboard.read", "Overview"), ("/merchants", "platform.merchants.read", "Merchants"),
+        ("/kyc", "platform.kyc.review", "KYC review"),
         ("/routing", "platform.routing.read", "Routing"), ("/routing/simulate", "platform.routing.read", "Simulator"),
         ("/settlement", "platform.settlement.read", "Settlement"),
+        ("/settlement/calendar", "platform.settlement.read", "Settlement calendar"),
+        ("/savings", "platform.routing.read", "Savings report"),
         ("/reconciliation", "platform.reconciliation.read", "Reconciliation"),
         ("/ledger", "platform.ledger.read", "Ledger"), ("/audit", "platform.audit.read", "Audit log"),
         ("/health", "platform.health.read", "Platform health"),
@@ -80,7 +96,8 @@ def _error_code(exc: GatewayProblem) -> str:
         return "not_found"
     if exc.status == 403:
         return "forbidden"
-    if exc.code in ("reconciliation_exception_resolved", "conflict", "version_conflict", "fee_rate_overlap"):
+    if exc.code in ("reconciliation_exception_resolved", "conflict", "version_conflict", "fee_rate_overlap",
+                    "payout_not_awaiting_approval", "merchant_status_conflict", "onboarding_state"):  # fmt: skip
         return "state_conflict"
     if exc.code == "reconciliation_exception_not_requeryable":
         return "not_requeryable"
@@ -112,7 +129,7 @@ async def overview(ctx: Console) -> Response:
 
 # ---- merchants --------------------------------------------------------------------------------------------
 @routes.get("/merchants", "platform.merchants.read")
-async def merchants(ctx: Console, merchant_id: str = Text) -> Response:
+async def merchants(ctx: Console, merchant_id: str = _text()) -> Response:
     """Look a merchant up by id: its channels, routing contracts and fee rates (with the change form)."""
     merchant_id = merchant_id.strip()
     if not merchant_id:
@@ -120,7 +137,8 @@ async def merchants(ctx: Console, merchant_id: str = Text) -> Response:
     op = _op(ctx)
 
     async def load() -> dict[str, Any]:
-        data = {"merchant": await op.merchant(merchant_id), "channels": await op.merchant_channels(merchant_id)}
+        data = {"merchant": await op.merchant(merchant_id), "channels": await op.merchant_channels(merchant_id),
+                "standing": await op.merchant_status(merchant_id)}  # fmt: skip
         # Contracts and rates are routing's: a role that reads merchants but not routing sees the rest.
         if ctx.can("platform.routing.read"):
             data |= {"contracts": await op.contracts(merchant_id), "rates": await op.fee_rates(merchant_id=merchant_id)}
@@ -159,6 +177,84 @@ async def change_fee_rate(ctx: Console, rate_id: str) -> Response:
     except GatewayUnavailable:
         return back(error="unavailable")
     return back(done="rate_changed")
+
+
+@routes.post("/merchants/{merchant_id}/suspend", "platform.merchants.manage")
+async def suspend_merchant(ctx: Console, merchant_id: str) -> Response:
+    """From the next request on, every gateway replica refuses the merchant's writes (reads, refunds and closing
+    stay allowed); the gateway records the change and the console audit log before and after."""
+    return await _set_standing(ctx, merchant_id, suspend=True)
+
+
+@routes.post("/merchants/{merchant_id}/resume", "platform.merchants.manage")
+async def resume_merchant(ctx: Console, merchant_id: str) -> Response:
+    return await _set_standing(ctx, merchant_id, suspend=False)
+
+
+async def _set_standing(ctx: ConsoleContext, merchant_id: str, *, suspend: bool) -> Response:
+    merchant_id = merchant_id[:64]
+
+    def back(**outcome: str) -> Response:
+        return ctx.redirect(f"{BASE}/merchants", merchant_id=merchant_id, **outcome)
+
+    reason = (ctx.form.get("reason") or "").strip()
+    if not reason or len(reason) > SUSPENSION_REASON_MAX:
+        return back(error="reason_missing")
+    op = _op(ctx)
+    try:
+        before = await op.merchant_status(merchant_id)
+        after = await op.set_standing(merchant_id, suspend=suspend, reason=reason)
+        await ctx.api.audit("merchant.suspended" if suspend else "merchant.resumed", merchant_id,
+                            {k: before.get(k) for k in STANDING_FIELDS},
+                            {k: after.get(k) for k in STANDING_FIELDS})  # fmt: skip
+    except GatewayProblem as exc:
+        return back(error=_error_code(exc))
+    except GatewayUnavailable:
+        return back(error="unavailable")
+    return back(done="suspended" if suspend else "resumed")
+
+
+# ---- the KYC review queue ------------------------------------------------------------------------------------
+ONBOARDING_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+@routes.get("/kyc", "platform.kyc.review")
+async def kyc_queue(ctx: Console, cursor: str = Query(default="", max_length=64)) -> Response:
+    """The onboardings a step refused (the gateway's `GET /v1/platform/merchant-onboardings?status=rejected`),
+    oldest first: each refused step with the provider's or the service's reasons; after the finding is cleared
+    there, the reviewer runs the refused steps again."""
+    after = cursor if cursor and set(cursor) <= ONBOARDING_ID_CHARS else None
+
+    async def load() -> dict[str, Any]:
+        page = await _op(ctx).onboardings(status="rejected", cursor=after)
+        return {"items": items_of(page), "next_cursor": (page or {}).get("next_cursor")}
+
+    return await _guarded(ctx, "kyc", "/kyc", load, request_id=_request_id())
+
+
+@routes.post("/kyc/{onboarding_id}/retry", "platform.kyc.review")
+async def retry_onboarding(ctx: Console, onboarding_id: str) -> Response:
+    """The refused steps back to pending and run again (the gateway's retry: 409 `onboarding_state` when it is not
+    rejected any more, shown as "it changed meanwhile"); audited with the steps' states before and after."""
+    back = f"{BASE}/kyc"
+    if not (len(onboarding_id) <= 64 and set(onboarding_id) <= ONBOARDING_ID_CHARS):
+        return ctx.redirect(back, error="not_found")
+    op = _op(ctx)
+    try:
+        after = await op.retry_onboarding(onboarding_id)
+        before = {"status": "rejected", "merchant_id": after.get("merchant_id")}  # retry runs from rejected only
+        await ctx.api.audit("onboarding.retried", onboarding_id, before, _onboarding_summary(after))
+    except GatewayProblem as exc:
+        return ctx.redirect(back, error=_error_code(exc))
+    except GatewayUnavailable:
+        return ctx.redirect(back, error="unavailable")
+    return ctx.redirect(back, done="retried")
+
+
+def _onboarding_summary(onboarding: dict[str, Any]) -> dict[str, Any]:
+    steps = onboarding.get("steps") or {}
+    return {"status": onboarding.get("status"), "merchant_id": onboarding.get("merchant_id"),
+            "steps": {name: step.get("status") for name, step in steps.items()}}  # fmt: skip
 
 
 # ---- routing ----------------------------------------------------------------------------------------------
@@ -205,7 +301,7 @@ async def routing(ctx: Console) -> Response:
 
 @routes.get("/routing/simulate", "platform.routing.read")
 async def simulate(
-    ctx: Console, merchant_id: str = Text, amount: str = Query(default="", max_length=20),
+    ctx: Console, merchant_id: str = _text(), amount: str = Query(default="", max_length=20),
     scene: str = Query(default="native_qr", max_length=20), payer_client: str = Query(default="other", max_length=10),
     methods: list[str] = Query(default=[], max_length=len(METHODS)),
 ) -> Response:  # fmt: skip
@@ -234,7 +330,7 @@ async def simulate(
 # ---- settlement -------------------------------------------------------------------------------------------
 @routes.get("/settlement", "platform.settlement.read")
 async def settlement(
-    ctx: Console, holder_id: str = Text, status: str = Query(default="", max_length=20),
+    ctx: Console, holder_id: str = _text(), status: str = Query(default="", max_length=20),
     cursor: str = Query(default="", max_length=64),
 ) -> Response:  # fmt: skip
     """Settlement batches and payouts (every merchant's, or one holder's), and the settlement ↔ ledger check."""
@@ -245,14 +341,121 @@ async def settlement(
         return {"batches": await op.batches(holder_id or None), "payouts": items_of(payouts),
                 "payouts_next": (payouts or {}).get("next_cursor"), "consistency": await op.consistency()}  # fmt: skip
 
-    return await _guarded(ctx, "settlement", "/settlement", load, holder_id=holder_id, status=status)
+    return await _guarded(ctx, "settlement", "/settlement", load, holder_id=holder_id, status=status,
+                          request_id=_request_id())  # fmt: skip
+
+
+PAYOUT_FIELDS = ("payout_id", "holder_id", "amount_minor", "currency", "status", "decided_by", "decision_reason")
+
+
+async def _decide_payout(ctx: ConsoleContext, payout_id: str, action: str, reason: str | None) -> Response:
+    """Approve or reject a held payout (settlement's compare-and-set: a payout decided meanwhile is 409, shown as
+    "it changed meanwhile"); the acting operator's e-mail is what settlement records; audited before/after."""
+    back = f"{BASE}/settlement"
+    if not (payout_id.startswith("po_") and payout_id[3:].isalnum() and len(payout_id) <= 64):
+        return ctx.redirect(back, error="not_found")
+    key = f"{ctx.form.get('request_id') or _request_id()}.{action}.{payout_id}"
+    try:
+        after = await _op(ctx).decide_payout(payout_id, action, {"actor": str(ctx.member.get("email")),
+                                                                 "reason": reason}, key=key)  # fmt: skip
+        # Settlement decides only from pending_approval (a compare-and-set), so that is what it was before.
+        before = {k: after.get(k) for k in PAYOUT_FIELDS} | {"status": "pending_approval", "decided_by": None,
+                                                             "decision_reason": None}  # fmt: skip
+        await ctx.api.audit("payout.approved" if action == "approve" else "payout.rejected", payout_id, before,
+                            {k: after.get(k) for k in PAYOUT_FIELDS})  # fmt: skip
+    except GatewayProblem as exc:
+        return ctx.redirect(back, error=_error_code(exc))
+    except GatewayUnavailable:
+        return ctx.redirect(back, error="unavailable")
+    return ctx.redirect(back, done="payout_approved" if action == "approve" else "payout_rejected")
+
+
+@routes.post("/payouts/{payout_id}/approve", "platform.settlement.manage")
+async def approve_payout(ctx: Console, payout_id: str) -> Response:
+    """The checker of a merchant's payout at or above the platform's threshold: it is then paid as any payout."""
+    return await _decide_payout(ctx, payout_id, "approve", None)
+
+
+@routes.post("/payouts/{payout_id}/reject", "platform.settlement.manage")
+async def reject_payout(ctx: Console, payout_id: str) -> Response:
+    """A held payout refused, with the reason the merchant will see; nothing was moved."""
+    reason = (ctx.form.get("reason") or "").strip()
+    if not reason or len(reason) > REASON_LENGTH_MAX:
+        return ctx.redirect(f"{BASE}/settlement", error="reason_missing")
+    return await _decide_payout(ctx, payout_id, "reject", reason)
+
+
+@routes.get("/settlement/calendar", "platform.settlement.read")
+async def settlement_calendar(
+    ctx: Console, month: str = Query(default="", max_length=7), holder_id: str = _text()
+) -> Response:  # fmt: skip
+    """A month of settlement's business-day calendar (holidays, make-up workdays) and, per day, when a payment traded
+    that day is settled under the merchant's cycle (the default cycle without a merchant): settlement's own
+    computation (`GET /v1/settlement/calendar/schedule`), shown as weeks."""
+    today = datetime.now(CHINA).date()
+    shown = month if _is_month(month) else today.strftime("%Y-%m")
+    first = date.fromisoformat(f"{shown}-01")
+    around = {"previous": (first - timedelta(days=1)).strftime("%Y-%m"),
+              "next": (first + timedelta(days=32)).strftime("%Y-%m")}  # fmt: skip
+
+    async def load() -> dict[str, Any]:
+        schedule = await _op(ctx).calendar_schedule(shown, holder_id.strip() or None)
+        return {"schedule": schedule, "weeks": calendar_weeks(schedule["days"])}
+
+    return await _guarded(ctx, "calendar", "/settlement/calendar", load, month=shown, holder_id=holder_id.strip(),
+                          around=around, today=today.isoformat())  # fmt: skip
+
+
+def _is_month(text: str) -> bool:
+    try:
+        date.fromisoformat(f"{text}-01")
+    except ValueError:
+        return False
+    return len(text) == 7
+
+
+def calendar_weeks(days: list[dict[str, Any]]) -> list[list[dict[str, Any] | None]]:
+    """The month's days as weeks Monday → Sunday (None: a cell before the first or after the last day)."""
+    if not days:
+        return []
+    lead = date.fromisoformat(str(days[0]["day"])).weekday()
+    cells: list[dict[str, Any] | None] = [None] * lead + list(days)
+    cells += [None] * (-len(cells) % 7)
+    return [cells[i : i + 7] for i in range(0, len(cells), 7)]
+
+
+# ---- the fee savings report ---------------------------------------------------------------------------------
+SAVINGS_CHART_WIDTH = 300
+
+
+def savings_bars(merchants: list[dict[str, Any]]) -> list[Bar]:
+    """Each merchant's best projected saving as a horizontal bar, the largest the chart's width."""
+    top = max((int(m["best_savings_minor"]) for m in merchants), default=0) or 1
+    return [Bar(str(m["merchant_id"]), int(m["best_savings_minor"]), i * (BAR_HEIGHT + BAR_GAP),
+                round(int(m["best_savings_minor"]) * SAVINGS_CHART_WIDTH / top, 1), "savings")
+            for i, m in enumerate(merchants)]  # fmt: skip
+
+
+@routes.get("/savings", "platform.routing.read")
+async def savings(ctx: Console, merchant_id: str = _text()) -> Response:
+    """The special-rate savings projection (routing's `GET /v1/special-rate-savings`, docs/special-rates.md): the
+    last 30 days' fees platform-wide or for one merchant, and what each eligible programme would have saved; a
+    chart of the best saving per merchant with the same numbers as a table."""
+
+    async def load() -> dict[str, Any]:
+        report = await _op(ctx).savings(merchant_id.strip() or None)
+        ranked = sorted(report.get("merchants", []), key=lambda m: -int(m["best_savings_minor"]))
+        return {"report": report, "merchants": ranked, "bars": savings_bars(ranked)}
+
+    return await _guarded(ctx, "savings", "/savings", load, merchant_id=merchant_id.strip(),
+                          chart_width=SAVINGS_CHART_WIDTH, bar_height=BAR_HEIGHT)  # fmt: skip
 
 
 # ---- reconciliation exceptions pool -----------------------------------------------------------------------
 @routes.get("/reconciliation", "platform.reconciliation.read")
 async def reconciliation(
     ctx: Console, state: str = Query(default="unresolved", max_length=12), mine: str = Query(default="", max_length=1),
-    merchant_id: str = Text, cursor: str = Query(default="", max_length=24),
+    merchant_id: str = _text(), cursor: str = Query(default="", max_length=24),
 ) -> Response:  # fmt: skip
     """The pool, oldest first: every unresolved mismatch with its age, assignee and state; cursor pages."""
     state = state if state in EXCEPTION_STATES else "unresolved"
@@ -309,7 +512,7 @@ async def resolve(ctx: Console, item_id: int) -> Response:
 # ---- ledger -----------------------------------------------------------------------------------------------
 @routes.get("/ledger", "platform.ledger.read")
 async def ledger(
-    ctx: Console, holder_id: str = Text, account_id: str = Text, as_of: str = Query(default="", max_length=32),
+    ctx: Console, holder_id: str = _text(), account_id: str = _text(), as_of: str = Query(default="", max_length=32),
     cursor: str = Query(default="", max_length=80),
 ) -> Response:  # fmt: skip
     """An account holder's accounts; one account's balance (now or as of a time) and statement."""
@@ -333,7 +536,7 @@ async def ledger(
 
 # ---- audit log --------------------------------------------------------------------------------------------
 @routes.get("/audit", "platform.audit.read")
-async def audit(ctx: Console, merchant_id: str = Text, cursor: str = Query(default="", max_length=64)) -> Response:
+async def audit(ctx: Console, merchant_id: str = _text(), cursor: str = Query(default="", max_length=64)) -> Response:
     """Every console write (who, when, from where, the record before and after), newest first; by merchant."""
 
     async def load() -> dict[str, Any]:

@@ -201,7 +201,17 @@ def test_an_operator_changes_a_rate_simulates_and_resolves_an_exception(
     expect(page.locator("#status")).to_contain_text("The new rate is saved")
     ended = _read(platform, f"/v1/fee-rates/{rate['rate_id']}")
     assert ended["valid_until"] is not None
+    # Suspension: the merchant's standing changes on the gateway, then back; both are in the audit log below.
+    page.get_by_label("Reason").fill("Console test: KYC document expired")
+    page.get_by_role("button", name="Suspend the merchant").click()
+    expect(page.locator("#status")).to_contain_text("The merchant is suspended")
+    expect(page.locator("#merchant-standing")).to_contain_text("Suspended: Console test: KYC document expired")
+    check_accessibility(page, "55-operator-merchant-suspended-en")
+    page.get_by_label("Reason").fill("Console test: document renewed")
+    page.get_by_role("button", name="Resume the merchant").click()
+    expect(page.locator("#status")).to_contain_text("The merchant is active again")
     page.goto("/console/operator/audit")  # an operator's write is recorded under the operator, not a merchant
+    expect(page.locator("tr[data-action='merchant.suspended']").first).to_contain_text("suspended=True")
     entry = page.locator("tr[data-action='fee_rate.changed']").first
     expect(entry.locator(".before")).to_contain_text(f"rate_bps={rate['rate_bps']}")
     expect(entry.locator(".after")).to_contain_text(f"rate_bps={rate['rate_bps'] - 5}")
@@ -232,6 +242,20 @@ def test_an_operator_changes_a_rate_simulates_and_resolves_an_exception(
     ):
         page.goto(path)
         check_accessibility(page, name)
+    # The settlement calendar: the demo merchant's cycle and, per day of this month, when its payments settle.
+    today = datetime.now(ZoneInfo("Asia/Shanghai")).date()
+    page.goto(f"/console/operator/settlement/calendar?holder_id={platform.merchant_id}")
+    expect(page.locator("#cycle")).to_contain_text(platform.merchant_id)
+    expect(page.locator(f"#day-{today.isoformat()}")).to_contain_text("Settles")
+    check_accessibility(page, "53-operator-settlement-calendar-en")
+    # The savings report: platform-wide figures of routing's special-rate projection (a chart when a merchant has any).
+    page.goto("/console/operator/savings")
+    expect(page.locator("#savings-totals")).to_be_visible()
+    check_accessibility(page, "54-operator-savings-en")
+    page.goto("/console/operator/kyc")  # the KYC review queue: the onboardings a check refused (none here)
+    expect(page.locator("#kyc-queue")).to_be_visible()
+    check_accessibility(page, "56-operator-kyc-en")
+    page.goto("/console/operator/health")
     # Health through the operator's own session: every service's row and the consumer groups' lag, from the gateway.
     expect(page.get_by_role("row", name=re.compile(r"^settlement Yes "))).to_be_visible()
     expect(page.get_by_role("heading", name="Consumer lag")).to_be_visible()
@@ -311,6 +335,7 @@ def test_every_operator_route_for_every_platform_role_matches_the_documented_mat
             csrf = csrf_of(client.request("GET", "/console/account").text)
             for rule in rules:
                 path = rule.path.replace("{rate_id}", "fr_" + "0" * 32).replace("{item_id}", "999999999")
+                path = path.replace("{payout_id}", "po_" + "0" * 26).replace("{merchant_id}", "mch_nobody")
                 data = {"csrf": csrf} if rule.method == "POST" else None
                 params = about if rule.method == "GET" else None
                 status = client.request(rule.method, path, data=data, params=params).status_code

@@ -11,7 +11,14 @@ import pytest
 from web import i18n
 from web.app import templates
 from web.console import audit_summary
-from web.pages.console_operator import BASE, CHART_WIDTH, success_bars
+from web.pages.console_operator import (
+    BASE,
+    CHART_WIDTH,
+    SAVINGS_CHART_WIDTH,
+    calendar_weeks,
+    savings_bars,
+    success_bars,
+)
 
 CSRF = "csrf-token-of-the-session"
 NOW = "2026-12-06T08:00:00+00:00"
@@ -48,6 +55,7 @@ PAGES: dict[str, dict[str, Any]] = {
     "merchants": {
         "merchant_id": "mch_demo",
         "merchant": {"merchant_id": "mch_demo", "notify_url": None},
+        "standing": {"status": "active", "suspended": True, "suspension_reason": "KYC expired"},
         "channels": [{"channel": "wechatpay", "priority": 1, "enabled": True}],
         "contracts": [{"route_id": "wx_sp", "sub_merchant_id": "s1", "enabled": True}],
         "rates": [{"rate_id": "fr_1", "route_id": "wx_sp", "rate_bps": 38, "valid_from": NOW, "valid_until": None}],
@@ -103,9 +111,100 @@ PAGES: dict[str, dict[str, Any]] = {
         "holder_id": "",
         "status": "",
         "batches": [],
-        "payouts": [],
+        "payouts": [
+            {
+                "payout_id": "po_1",
+                "holder_id": "mch_demo",
+                "amount_minor": 500_000,
+                "currency": "CNY",
+                "status": "pending_approval",
+                "decided_by": None,
+                "decision_reason": None,
+            },
+            {
+                "payout_id": "po_2",
+                "holder_id": "mch_demo",
+                "amount_minor": 600_000,
+                "currency": "CNY",
+                "status": "rejected",
+                "decided_by": "ops@juhe.test",
+                "decision_reason": "Account not verified",
+            },
+        ],
+        "request_id": "r1",
         "payouts_next": None,
         "consistency": {"ok": True, "checked_at": NOW, "mismatches": []},
+    },
+    "kyc": {
+        "request_id": "r1",
+        "next_cursor": None,
+        "items": [
+            {
+                "onboarding_id": "onb_01",
+                "merchant_id": "mch_new",
+                "status": "rejected",
+                "created_at": NOW,
+                "steps": {
+                    "identity": {"status": "active", "reasons": []},
+                    "kyc": {
+                        "status": "rejected",
+                        "reasons": [{"code": "licence_invalid", "detail": "check character", "field": "licence"}],
+                    },
+                },
+            }
+        ],
+    },
+    "calendar": {
+        "month": "2026-11",
+        "holder_id": "mch_demo",
+        "today": "2026-11-24",
+        "around": {"previous": "2026-10", "next": "2026-12"},
+        "schedule": {
+            "month": "2026-11",
+            "holder_id": "mch_demo",
+            "cycle": {"holder_id": "mch_demo", "kind": "t_plus", "days": 1, "weekday": 0, "cutoff": "22:00:00"},
+        },
+        "weeks": calendar_weeks(
+            [
+                {"day": "2026-11-24", "business_day": True, "name": "", "settle_date": "2026-11-26"},
+                {"day": "2026-11-25", "business_day": False, "name": "holiday", "settle_date": "2026-11-27"},
+            ]
+        ),
+    },
+    "savings": {
+        "merchant_id": "",
+        "chart_width": SAVINGS_CHART_WIDTH,
+        "bar_height": 22,
+        "report": {
+            "currency": "CNY",
+            "example_catalogue": True,
+            "payment_count": 7,
+            "volume_minor": 96_703,
+            "fees_minor": 531,
+            "best_savings_minor": 93,
+            "merchants_without_profile": ["mch_demo"],
+        },
+        "merchants": [
+            {
+                "merchant_id": "mch_kiosk",
+                "payment_count": 3,
+                "volume_minor": 24_333,
+                "fees_minor": 146,
+                "best_savings_minor": 53,
+                "programmes": [
+                    {
+                        "programme_id": "ali_micro_merchant",
+                        "method": "alipay",
+                        "payment_count": 2,
+                        "volume_minor": 21_000,
+                        "fees_minor": 126,
+                        "projected_fees_minor": 80,
+                        "savings_minor": 46,
+                    }
+                ],
+            }
+        ],
+        "bars": savings_bars([{"merchant_id": "mch_kiosk", "best_savings_minor": 53}]),
     },
     "reconciliation": {
         "items": [ITEM],
@@ -202,6 +301,28 @@ def test_a_failure_and_an_outcome_are_said_by_code() -> None:
     # In the status line styled like every other page's outcome (the merchant console's and the wallet's).
     assert '<p class="ok">已处理。</p>' in render("exception", "zh_CN", done="resolved")
     assert '<p class="err">Say why it is resolved' in render("exception", "en", error="reason_required")
+    assert "划付已批准" in render("settlement", "zh_CN", done="payout_approved")
+
+
+def test_a_suspended_merchant_offers_resumption_and_an_active_one_suspension() -> None:
+    html = render("merchants", "en")
+    assert "Suspended: KYC expired" in html and 'action="/console/operator/merchants/mch_demo/resume"' in html
+    active = render("merchants", "zh_CN", standing={"status": "active", "suspended": False})
+    assert 'action="/console/operator/merchants/mch_demo/suspend"' in active and "暂停商户" in active
+
+
+def test_the_kyc_queue_shows_each_refused_step_with_its_reasons_and_a_retry() -> None:
+    html = render("kyc", "en")
+    assert "licence_invalid (licence) — check character" in html
+    assert 'action="/console/operator/kyc/onb_01/retry"' in html and "<strong>identity</strong>" not in html
+
+
+def test_a_held_payout_offers_approve_and_reject_with_a_reason() -> None:
+    html = render("settlement", "en")
+    assert 'action="/console/operator/payouts/po_1/approve"' in html
+    assert 'action="/console/operator/payouts/po_1/reject"' in html and 'id="reason-po_1"' in html
+    assert "/console/operator/payouts/po_2/" not in html  # decided: nothing to do
+    assert "ops@juhe.test: Account not verified" in html
 
 
 def test_success_bars_scale_to_the_chart_and_carry_the_circuit() -> None:
@@ -220,6 +341,20 @@ def test_success_bars_scale_to_the_chart_and_carry_the_circuit() -> None:
     assert [b.y for b in bars] == [0, 30, 60]
 
 
+def test_calendar_weeks_start_on_monday_and_savings_bars_scale_to_the_largest() -> None:
+    days = [{"day": f"2026-11-{d:02d}"} for d in range(1, 31)]  # 1 November 2026 is a Sunday
+    weeks = calendar_weeks(days)
+    assert len(weeks) == 6 and all(len(w) == 7 for w in weeks)
+    assert weeks[0][:6] == [None] * 6 and weeks[0][6] == {"day": "2026-11-01"}
+    assert weeks[5][0] == {"day": "2026-11-30"} and weeks[5][1:] == [None] * 6
+    assert calendar_weeks([]) == []
+    bars = savings_bars(
+        [{"merchant_id": "a", "best_savings_minor": 40}, {"merchant_id": "b", "best_savings_minor": 10}]
+    )
+    assert [(b.label, b.value, b.width) for b in bars] == [("a", 40, SAVINGS_CHART_WIDTH), ("b", 10, 75.0)]
+    assert savings_bars([{"merchant_id": "a", "best_savings_minor": 0}])[0].width == 0
+
+
 def test_audit_summary_names_the_compared_fields() -> None:
     before = {"rate_id": "fr_1", "rate_bps": 30, "version": 2, "min_fee_minor": 0}
     assert audit_summary(before) == "rate_id=fr_1, rate_bps=30"
@@ -227,3 +362,22 @@ def test_audit_summary_names_the_compared_fields() -> None:
     request = {"request_id": "crq_1", "payment_id": "pay_1", "amount_minor": 600, "currency": "CNY",
                "status": "pending", "requested_by": "stf_1", "reason": ""}  # fmt: skip
     assert audit_summary(request) == "payment_id=pay_1, amount_minor=600, currency=CNY, status=pending"
+
+
+def test_every_console_query_parameter_is_read_by_its_own_name() -> None:
+    """A `Query` object shared between parameters makes them all read the first one's name (the ledger page's
+    `account_id` read `merchant_id`, the calendar's `holder_id` too): every console route's query parameters are
+    read by their own names, except the `…_text` ones aliased on purpose (`from`, `to`, `day`)."""
+    from fastapi.routing import APIRoute
+
+    from web.app import create_app
+    from web.config import Settings
+
+    wrong = [
+        (route.path, param.name, param.alias)
+        for route in create_app(Settings()).routes
+        if isinstance(route, APIRoute) and route.path.startswith("/console")
+        for param in route.dependant.query_params
+        if param.alias != param.name and not param.name.endswith("_text")
+    ]
+    assert not wrong, wrong

@@ -14,7 +14,8 @@
 - points: marketing's rule earns on the paid amount, reverses on a refund and spends them on a coupon
   exchanged for points (`marketing.points`); the ledger posts all three to the payer's points sub-account.
 - top-up promotions (充值送): a promoted top-up's bonus lands in the wallet's bonus sub-account
-  (`marketing.topups`) and a balance payment spends the cash first, then the bonus.
+  (`marketing.topups`) and a balance payment spends the cash first, then the bonus; a top-up refunded through
+  the cashier takes only the unspent cash (the ledger holds it first) and its bonus is revoked.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import sys
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -355,35 +357,52 @@ def test_points_earned_partly_reversed_and_exchanged_match_the_wallet_points_sub
 def test_a_promoted_top_up_lands_a_bonus_apart_spent_after_the_cash_and_never_withdrawn(platform: Platform) -> None:
     """充值送 through the running platform: a promotion at marketing, a top-up paid at the WeChat Pay sandbox,
     marketing's worker grants the bonus (`marketing.topups`), the ledger's consumer credits the bonus
-    sub-account, and a balance payment spends the cash first, then the bonus."""
+    sub-account, and a balance payment spends the cash first, then the bonus. Then a second promoted top-up is
+    refunded through the cashier: more than the unspent cash is refused, the rest is refunded at the WeChat Pay
+    sandbox, the ledger posts its hold, and marketing's revocation takes the bonus back (docs/marketing.md
+    "Top-up refunds")."""
     created = platform.marketing("POST", "/v1/marketing/topup-promotions", name="top up 100, get 10",
                                  tiers=[{"min_topup_minor": 10_000, "bonus_minor": 1_000}], budget_minor=100_000,
                                  per_holder_limit=10)  # fmt: skip
     assert created.status_code == 201, created.text
     try:
         _spend_a_promoted_top_up(platform)
+        _refund_a_promoted_top_up(platform)
     finally:  # the platform is shared: later top-ups (the wallet journey's) get no bonus
         ended = platform.marketing("POST", f"/v1/marketing/topup-promotions/{created.json()['promotion_id']}/end")
         assert ended.status_code == 200, ended.text
+
+
+def _wallet_of(platform: Platform, user: str) -> Callable[[str], int]:
+    def wallet(kind: str) -> int:
+        rows = platform.run.query("juhe_ledger", "SELECT credits_posted - debits_posted AS n FROM accounts "
+                                  f"WHERE holder_id = '{user}' AND kind = '{kind}'")  # fmt: skip
+        return sum(int(r["n"]) for r in rows)
+
+    return wallet
+
+
+def _promoted_top_up(platform: Platform, user: str) -> dict[str, Any]:
+    """A 100.00 top-up order paid at the WeChat Pay sandbox, once its 10.00 bonus is in the bonus sub-account."""
+    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo")
+    wallet, ledger = _wallet_of(platform, user), platform.run.url("ledger")
+    bonus_before = wallet("user_bonus")
+    order = httpx.post(f"{ledger}/v1/wallet/holders/{user}/top-up-orders", headers={IDENTITY_HEADER: token},
+                       timeout=30, json={"amount_minor": 10_000, "scene": "jsapi", "payer": {"openid": "o_e2e_bonus"},
+                                         "idempotency_key": uuid.uuid4().hex})  # fmt: skip
+    assert order.status_code == 201, order.text
+    platform.wechat("approve", order.json()["payment"])
+    eventually(lambda: wallet("user_bonus") == bonus_before + 1_000, "the bonus in the wallet's bonus sub-account")
+    return dict(order.json())
 
 
 def _spend_a_promoted_top_up(platform: Platform) -> None:
     user, ledger = platform.demo_user_id, platform.run.url("ledger")
     token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo")
     headers = {IDENTITY_HEADER: token}
-
-    def wallet(kind: str) -> int:
-        rows = platform.run.query("juhe_ledger", "SELECT credits_posted - debits_posted AS n FROM accounts "
-                                  f"WHERE holder_id = '{user}' AND kind = '{kind}'")  # fmt: skip
-        return sum(int(r["n"]) for r in rows)
-
+    wallet = _wallet_of(platform, user)
     bonus_before = wallet("user_bonus")
-    order = httpx.post(f"{ledger}/v1/wallet/holders/{user}/top-up-orders", headers=headers, timeout=30, json={
-        "amount_minor": 10_000, "scene": "jsapi", "payer": {"openid": "o_e2e_bonus"},
-        "idempotency_key": uuid.uuid4().hex})  # fmt: skip
-    assert order.status_code == 201, order.text
-    platform.wechat("approve", order.json()["payment"])
-    eventually(lambda: wallet("user_bonus") == bonus_before + 1_000, "the bonus in the wallet's bonus sub-account")
+    order = _promoted_top_up(platform, user)
     cash = wallet("user_wallet")
     spend = {"payment_id": f"pay_bonus_{uuid.uuid4().hex[:8]}", "merchant_id": platform.merchant_id,
              "amount_minor": cash + 300}  # fmt: skip
@@ -392,4 +411,35 @@ def _spend_a_promoted_top_up(platform: Platform) -> None:
     assert paid.json()["details"]["bonus_minor"] == 300
     assert (wallet("user_wallet"), wallet("user_bonus")) == (0, bonus_before + 700)  # the cash first
     grants = platform.marketing("GET", "/v1/marketing/me/topup-bonuses", user=user).json()["grants"]
-    assert [g["status"] for g in grants if g["payment_id"] == order.json()["payment_id"]] == ["granted"]
+    assert [g["status"] for g in grants if g["payment_id"] == order["payment_id"]] == ["granted"]
+
+
+def _refund_a_promoted_top_up(platform: Platform) -> None:
+    user = platform.demo_user_id
+    wallet = _wallet_of(platform, user)
+    cash_before, bonus_before = wallet("user_wallet"), wallet("user_bonus")
+    order = _promoted_top_up(platform, user)
+    ledger, cashier = platform.run.url("ledger"), platform.run.url("cashier")
+    spend = {"payment_id": f"pay_tr_{uuid.uuid4().hex[:8]}", "merchant_id": platform.merchant_id, "amount_minor": 3_000}
+    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo")
+    paid = httpx.post(f"{ledger}/v1/wallet/holders/{user}/payments", headers={IDENTITY_HEADER: token}, json=spend,
+                      timeout=30)  # fmt: skip
+    assert paid.status_code == 201, paid.text
+    # The collecting merchant refunds the top-up (as an operator acting for it would, through the gateway).
+    collector = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo",
+                                    merchant_id=order["merchant_id"])  # fmt: skip
+    refunds = f"{cashier}/v1/payments/{order['payment_id']}/refunds"
+    unspent = cash_before + 7_000
+    over = httpx.post(refunds, json={"amount_minor": 10_000}, headers={IDENTITY_HEADER: collector}, timeout=30)
+    assert (over.status_code, over.json()["code"]) == (409, "refund_exceeds_balance"), over.text
+    assert over.json()["available_minor"] == unspent
+    take = min(unspent, 10_000)
+    refund = httpx.post(refunds, json={"amount_minor": take}, headers={IDENTITY_HEADER: collector}, timeout=30)
+    assert refund.status_code == 201, refund.text
+    eventually(lambda: wallet("user_wallet") == unspent - take, "the refund's hold posted by the ledger")
+    eventually(lambda: wallet("user_bonus") == bonus_before, "the bonus revoked by marketing, taken back by the ledger")
+    grants = platform.marketing("GET", "/v1/marketing/me/topup-bonuses", user=user).json()["grants"]
+    assert [g["status"] for g in grants if g["payment_id"] == order["payment_id"]] == ["revoked"]
+    hold = platform.run.query("juhe_ledger", "SELECT status FROM wallet_operations WHERE kind = 'top_up_refund' "
+                              f"AND idempotency_key = '{refund.json()['id']}'")  # fmt: skip
+    assert [r["status"] for r in hold] == ["posted"]

@@ -122,6 +122,18 @@ def demo_platform() -> Launched:
     return _DEMO.get()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that use the shared platform run one after another (from where the first of them was
+    collected), so that a run in one process (`TEST_WORKERS=0`, a list of files) starts it once too; the
+    order is the same in every xdist worker, as xdist requires."""
+    shared = [item for item in items if DEMO_PLATFORM_FIXTURE in getattr(item, "fixturenames", ())]
+    if not shared:
+        return
+    first = items.index(shared[0])
+    rest = [item for item in items if DEMO_PLATFORM_FIXTURE not in getattr(item, "fixturenames", ())]
+    items[:] = rest[:first] + shared + rest[first:]
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """Stop the shared platform after the last test in a row that uses it (the next test, known to xdist's

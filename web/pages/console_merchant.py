@@ -52,6 +52,7 @@ RECONCILE_LOOKUPS_MAX = 50  # statement rows the day's read did not find, looked
 DONE = (
     "signed_in", "signed_out", "refund_requested", "refund_made", "approved", "rejected", "payout_requested",
     "key_revoked", "invited", "role_changed", "removed", "settings_saved", "password_set", "welcome", "resent",
+    "payout_held",
 )  # fmt: skip
 ERRORS = ("amount_invalid", "failed", "unavailable", "insufficient", "not_allowed", "self_approval", "state",
           "role_invalid", "last_owner", "exists", "invalid")  # fmt: skip
@@ -599,7 +600,9 @@ async def request_payout(ctx: Console) -> Response:
         return ctx.redirect("/console/merchant/payouts", error=_error(exc))
     after = {k: payout.get(k) for k in ("payout_id", "amount_minor", "currency", "status", "rail")}
     await ctx.api.audit("payout.requested", str(payout.get("payout_id")), None, after)
-    return ctx.redirect("/console/merchant/payouts", done="payout_requested")
+    # At or above the platform's threshold settlement holds it for an operator's approval (maker-checker).
+    held = payout.get("status") == "pending_approval"
+    return ctx.redirect("/console/merchant/payouts", done="payout_held" if held else "payout_requested")
 
 
 # ---- self-service reconciliation (对账) ----------------------------------------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,7 +61,7 @@ def test_the_api_map_refuses_what_staff_never_do() -> None:
 
 def test_dashboard_figures_are_exact() -> None:
     today = date(2026, 12, 6)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"day": "2026-12-06", "channel": "alipay", "status": "succeeded", "count": 1, "amount_minor": 1_001,
          "refunded_minor": 1, "platform_fee_minor": 4},
         {"day": "2026-12-03", "channel": "alipay", "status": "failed", "count": 1, "amount_minor": 500,
@@ -78,7 +79,7 @@ def test_dashboard_figures_are_exact() -> None:
     assert month["by_channel"]["alipay"] == {"volume_minor": 1_001, "count": 2, "succeeded": 1, "refunded_minor": 1}
     assert dict(figures["daily"])[date(2026, 11, 10)] == 7 and len(figures["daily"]) == 30
     # 100,000 payments of one day in one row: the same arithmetic, exact.
-    big = [{"day": "2026-12-06", "channel": "wechatpay", "status": "succeeded", "count": 100_000,
+    big: list[dict[str, Any]] = [{"day": "2026-12-06", "channel": "wechatpay", "status": "succeeded", "count": 100_000,
             "amount_minor": 123_456_789_00, "refunded_minor": 0, "platform_fee_minor": 74_074_07}]  # fmt: skip
     assert dashboard_figures(big, today=today)["windows"][0]["volume_minor"] == 123_456_789_00
 
@@ -153,3 +154,19 @@ async def test_the_guard_refuses_before_calling_anyone(pages: httpx.AsyncClient)
     r = await pages.get("/console/merchant")
     assert r.status_code == 303
     assert console_sealer(key).open(wallet) is None
+
+
+def test_a_payout_held_for_approval_is_said_so() -> None:
+    from web import i18n
+    from web.app import templates
+
+    env = templates()
+    env.install_gettext_translations(i18n.load_catalogues()["zh_CN"], newstyle=True)  # type: ignore[attr-defined]
+    html = env.get_template("console/merchant_payouts.html").render(
+        page=type("P", (), {"lang_links": lambda self: []})(), html_lang="zh-CN", csrf="c", nav=[], done="payout_held",
+        ctx=type("C", (), {"can": lambda self, p: False})(),
+        member={"kind": "merchant", "email": "f@x", "role": "finance"},
+        money=lambda minor, currency="CNY": i18n.money(minor, currency, "zh_CN"), items=[], settled_minor=0,
+        number=lambda v: i18n.number(v, "zh_CN"), when=lambda v: i18n.when(v, "zh_CN"),
+    )  # fmt: skip
+    assert "需平台审批" in html

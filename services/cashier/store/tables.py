@@ -115,6 +115,7 @@ payments = Table(
     UniqueConstraint("merchant_id", "merchant_order_no", name="uq_payments_merchant_order"),
     CheckConstraint("(purpose = 'wallet_topup') = (wallet_holder_id IS NOT NULL)", name="ck_payments_topup_holder"),
     Index("ix_payments_merchant_created", "merchant_id", "id"),
+    Index("ix_payments_merchant_amount", "merchant_id", "amount_minor", "id"),  # search by amount (migration 0019)
     Index("ix_payments_open_expiry", "expire_at", postgresql_where=text("status IN ('created', 'processing')")),
 )
 

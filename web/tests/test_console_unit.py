@@ -55,6 +55,12 @@ def test_the_api_map_refuses_what_staff_never_do() -> None:
     assert roles.api_permission("POST", "/v1/payments") is None  # staff never create payments
     assert roles.api_permission("POST", "/v1/payments/pay_1/close") is None
     assert roles.api_permission("POST", "/v1/payouts") == "payouts.create"
+    assert roles.api_permission("POST", "/v1/webhook-deliveries/whd_1/resend") == "webhooks.resend"
+    assert roles.api_permission("GET", "/v1/webhook-deliveries/whd_1") == "payments.read"
+    assert roles.api_permission("GET", "/v1/payments/aggregates") == "payments.read"
+    assert roles.api_permission("POST", "/v1/settlement/payouts/po_1/approve") == "platform.settlement.manage"
+    assert roles.api_permission("GET", "/v1/settlement/calendar/schedule") == "platform.settlement.read"
+    assert roles.api_permission("GET", "/v1/special-rate-savings") == "platform.routing.read"
     assert roles.api_permission("GET", "/v1/platform/merchants/x") is None
     assert roles.api_permission("GET", "/v1/settlement/reconciliation-items") == "platform.reconciliation.read"
 

@@ -177,6 +177,11 @@ class PaymentResponse(BaseModel):
         description="The coupon redeemed: {coupon_id, redemption_id, stock_id, campaign_id, party, "
         "platform_share_bps, platform_minor, merchant_minor, channel_minor}"
     )
+    channel_discount: dict[str, Any] | None = Field(
+        default=None,
+        description="The channel's own coupons the payer used (WeChat promotion_detail, Alipay voucher_detail_list): "
+        "{discount_minor, channel_minor, merchant_minor, unsettled_minor, coupons}; null without (docs/events.md)",
+    )
     livemode: bool = Field(description="Made with a live key (real money); false: a test payment at a sandbox")
     created_at: datetime
     attempts: list[AttemptResponse] = Field(default_factory=list)

@@ -65,6 +65,7 @@ def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, A
         **purpose_fields(row),
         "discount_minor": discount["discount_minor"],
         "discount": discount["discount"],
+        "channel_discount": row.channel_discount,
         "livemode": row.livemode,
         "created_at": row.created_at,
     }

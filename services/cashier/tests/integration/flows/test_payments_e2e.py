@@ -170,6 +170,8 @@ async def test_a_channel_coupon_the_payer_used_is_carried_as_channel_discount(
     async with cashier.engine.connect() as conn:
         stored = await conn.scalar(select(payments.c.channel_discount).where(payments.c.id == payment["id"]))
     assert stored == data["channel_discount"]
+    shown = await cashier.get(f"/v1/payments/{payment['id']}")
+    assert shown.json()["channel_discount"] == data["channel_discount"]  # and the payment view shows it
     refund = await cashier.post(f"/v1/payments/{payment['id']}/refunds", {"amount_minor": 1000})
     assert refund.status_code == 201, refund.text
     async with httpx.AsyncClient(timeout=30) as http:  # the sandbox pays WeChat refunds when told to

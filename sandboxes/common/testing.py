@@ -18,7 +18,7 @@ from types import TracebackType
 
 import httpx
 
-STARTUP_TIMEOUT_SECONDS = 30.0
+STARTUP_TIMEOUT_SECONDS = 120.0  # a loaded 2-core machine starts a sandbox in seconds, not always in 30
 STOP_TIMEOUT_SECONDS = 10.0
 
 

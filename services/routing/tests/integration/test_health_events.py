@@ -44,7 +44,8 @@ async def test_circuit_opens_traffic_fails_over_then_half_open_probes_close_it(
 ) -> None:
     client = await make_app(role="all")
     await seed(client)
-    settings = {"health": {"open_seconds": 1, "half_open_probe_ratio": 0.5, "half_open_successes_to_close": 2}}
+    # Open for an hour first, so the look while it is open does not race the sweep on a loaded machine; then 1 s.
+    settings = {"health": {"open_seconds": 3600, "half_open_probe_ratio": 0.5, "half_open_successes_to_close": 2}}
     assert (await client.put("/v1/routing-settings", json=settings, headers=ACTOR)).status_code == 200
     channels = AIOKafkaConsumer(
         topic_name(platform_topics, "routing.channels"),
@@ -71,6 +72,9 @@ async def test_circuit_opens_traffic_fails_over_then_half_open_probes_close_it(
         ).json()
         assert [c["route_id"] for c in during["candidates"]] == ["wx_lianlian", "wx_direct"]
         assert {s["route_id"]: s["reason"] for s in during["skipped"]}["wx_sp"] == "circuit_open"
+        assert (await health(client, "wx_sp"))["circuit"]["state"] == "open"  # not half-opened within the hour
+        settings["health"]["open_seconds"] = 1
+        assert (await client.put("/v1/routing-settings", json=settings, headers=ACTOR)).status_code == 200
 
         async def half_open() -> Any:
             return (await health(client, "wx_sp"))["circuit"]["state"] == "half_open"  # recorded by the sweep

@@ -2,9 +2,11 @@
 
 Static: the services' apps are built but not started (no database, no broker), so this walks every GET that
 pages (takes `cursor` or `limit`) in the OpenAPI documents the gateway merges into the public one, and in the
-routes behind them. A new list that answers another envelope, pages with `after=`, or ignores unknown query
-parameters fails here, not in a merchant's integration. The ledger's and marketing's lists do not follow the
-shape yet (docs/api-conventions.md says which), so they are not walked.
+routes behind them, and in the ledger's internal lists (wallet history, accounts, statements, the entitlement
+audit) that the gateway does not publish. A new list that answers another envelope, pages with `after=`, or
+ignores unknown query parameters fails here, not in a merchant's integration. What the lists answer at run time
+(has_more at a page's edge, a foreign cursor 422) is proven per service: services/ledger/tests/integration/
+test_page_limits.py and services/marketing/tests/integration/test_list_shape.py.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from fastapi.routing import APIRoute
 
 from libs.common.paging import reject_unknown_query
 
-SERVICES = ("cashier", "routing", "settlement", "migration")
+SERVICES = ("cashier", "routing", "settlement", "migration", "ledger", "marketing")
 
 
 def _app(service: str) -> FastAPI:

@@ -168,9 +168,11 @@ class OperatorApi:
         return balance
 
     async def statement(self, account_id: str, cursor: str | None) -> dict[str, Any]:
+        """One page of the account's statement as the console shows it: its `entries` (the list's `data`) and
+        the cursor of the next page."""
         page: dict[str, Any] = await self._get(f"/v1/accounts/{_seg(account_id)}/statement", cursor=cursor,
                                                limit=PAGE_LIMIT)  # fmt: skip
-        return page
+        return {**page, "entries": items_of(page)}
 
     # ---- platform health -------------------------------------------------------------------------------------
     async def platform_health(self) -> dict[str, Any]:

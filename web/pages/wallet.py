@@ -148,7 +148,7 @@ async def history(
         if chosen is not None:
             got = await gateway.history(s.token, s.user_id, chosen["account_id"], cursor=cursor,
                                         limit=page.settings.history_page_size)  # fmt: skip
-            items, next_cursor = got["items"], got.get("next_cursor")
+            items, next_cursor = got["data"], got.get("next_cursor")
     except GatewayProblem as exc:
         return page.render("wallet_error.html", status_code=exc.status, code=exc.code)
     except GatewayUnavailable:

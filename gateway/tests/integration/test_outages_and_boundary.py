@@ -63,7 +63,7 @@ async def test_database_outage_is_503_and_the_same_key_succeeds_at_once_after_re
     again = await admin.request_raw("POST", "/v1/accounts", json=ACCOUNT, idempotency_key="acc-outage")
     assert again.replayed and again.data["id"] == created.data["id"]
     listed = await admin.request("GET", "/v1/accounts", params={"holder_id": "mch_demo"})
-    assert [a["id"] for a in listed["accounts"]] == [created.data["id"]]  # written once, nothing during the outage
+    assert [a["id"] for a in listed["data"]] == [created.data["id"]]  # written once, nothing during the outage
 
     # The gateway's own database down: its guards answer 503 database_unavailable too, then recover.
     merchant = stack.merchant()

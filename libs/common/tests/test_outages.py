@@ -76,7 +76,7 @@ async def test_database_outage_is_503_and_the_service_recovers_by_itself(
     assert moved.status_code == 201, moved.text
     balances = (await client.get(f"/v1/accounts/{target['id']}")).json()["balances"]
     assert balances["credits_posted"] == 5
-    listed = (await client.get("/v1/accounts", params={"holder_id": "mch_during"})).json()["accounts"]
+    listed = (await client.get("/v1/accounts", params={"holder_id": "mch_during"})).json()["data"]
     assert len(listed) == 1
 
 

@@ -118,7 +118,7 @@ async def test_ledger_list_filter_with_nul_is_422(
     assert refused.status_code == 422, refused.text
     assert refused.json()["code"] == "validation_failed"
     fine = await client.get("/v1/accounts", params={"holder_id": "mch_x"})
-    assert fine.status_code == 200 and fine.json()["accounts"] == []
+    assert fine.status_code == 200 and fine.json()["data"] == []
 
 
 def test_recognises_wrapped_and_bare_errors() -> None:

@@ -175,15 +175,10 @@ class _Core:
 
     @staticmethod
     def _items(page: Any) -> list[Any]:
-        """The items of one page: `data`, or the one list in the body (`payouts`, `accounts`, `items`, …)."""
-        if isinstance(page, list):
-            return page
-        if not isinstance(page, dict):
-            return []
-        if isinstance(page.get("data"), list):
+        """The items of one page: its `data` (every Juhe list answers `{"data", "has_more", "next_cursor"}`)."""
+        if isinstance(page, dict) and isinstance(page.get("data"), list):
             return list(page["data"])
-        lists = [value for value in page.values() if isinstance(value, list)]
-        return list(lists[0]) if len(lists) == 1 else []
+        return []
 
 
 class Client(_Core):
@@ -242,7 +237,7 @@ class Client(_Core):
         page_size: int = PAGE_SIZE_DEFAULT,
         cursor_param: str = "cursor",
     ) -> Iterator[Any]:
-        """Every item of a cursor-paginated list (`{"data" | "<items>": [...], "next_cursor": ...}`), page by page."""
+        """Every item of a cursor-paginated list (`{"data", "has_more", "next_cursor"}`), page by page."""
         query = {**(params or {}), "limit": page_size}
         for _ in range(PAGES_MAX):
             page = self.request("GET", path, params=query)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, StrictInt
 
+from libs.common.paging import ListPage
 from services.ledger.domain.transfers import BATCH_SIZE_MAX, Transfer
 
 # The account shapes are defined with the account.* event payload (the event carries the API shape) and
@@ -25,9 +26,8 @@ from services.ledger.events.accounts import balances_schema as balances_schema
 ID_MAX = 64
 
 
-class AccountListResponse(BaseModel):
-    accounts: list[AccountResponse]
-    next_cursor: str | None
+class AccountListResponse(ListPage[AccountResponse]):
+    """A holder's accounts by id (libs.common.paging: the one list shape)."""
 
 
 class BalanceResponse(BaseModel):
@@ -147,8 +147,8 @@ class EntryResponse(BaseModel):
     created_at: datetime
 
 
-class StatementResponse(BaseModel):
+class StatementResponse(ListPage[EntryResponse]):
+    """One page of an account's entries oldest first, in the one list shape plus the account it is of."""
+
     account_id: str
     currency: str
-    entries: list[EntryResponse]
-    next_cursor: str | None

@@ -301,9 +301,14 @@ async def change_entitlement(
     return before, after
 
 
-async def entitlement_changes(conn: AsyncConnection, limit: int) -> list[RowMapping]:
-    sql = "SELECT * FROM wallet_entitlement_changes ORDER BY id DESC LIMIT :n"
-    return list((await conn.execute(text(sql), {"n": limit})).mappings().all())
+async def entitlement_changes(conn: AsyncConnection, limit: int, *, before_id: str | None = None) -> list[RowMapping]:
+    """Newest first (the ids are UUIDv7, time-ordered); `before_id`, the last id of the previous page, pages
+    back in time."""
+    sql = (
+        "SELECT * FROM wallet_entitlement_changes"
+        " WHERE (CAST(:before AS text) IS NULL OR id < :before) ORDER BY id DESC LIMIT :n"
+    )
+    return list((await conn.execute(text(sql), {"n": limit, "before": before_id})).mappings().all())
 
 
 async def quota_account(

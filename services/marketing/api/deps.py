@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Request
 
 from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
-from libs.common.paging import page_limit
+from libs.common.paging import cursor_query, page_limit
 from services.marketing.domain.actors import Actor
 from services.marketing.flows.clock import clock_of
 
@@ -70,7 +70,21 @@ ServicesOnly = Depends(services_only)
 
 # Bounded by the `page_size_max` setting (libs.common.paging: over it is 422 with `limit_max`).
 PageLimit = Annotated[int, Depends(page_limit(50))]
-Cursor = Annotated[str | None, Query(max_length=64)]
+
+
+def id_cursor(*prefixes: str) -> Any:
+    """The `cursor` of a list paged by ids made with one of `prefixes` (libs.common.ids; a migrated row's id
+    keeps the prefix with `_mig_`): anything else is 422, nothing read."""
+    return cursor_query(rf"^({'|'.join(prefixes)})_[0-9a-z_]+$")
+
+
+# The ids each list pages by: what `next_cursor` gives out (a payment id for what a payment earned).
+CampaignCursor = Annotated[str | None, id_cursor("cmp")]
+StockCursor = Annotated[str | None, id_cursor("cps", "stk")]
+CouponCursor = Annotated[str | None, id_cursor("cpn")]
+RuleCursor = Annotated[str | None, id_cursor("ptr")]
+PromotionCursor = Annotated[str | None, id_cursor("tpp")]
+PaymentCursor = Annotated[str | None, cursor_query(r"^[A-Za-z0-9_\-:.]{1,64}$")]
 
 
 def clock(request: Request) -> datetime:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from libs.common.money import AmountMinor, Currency
+from libs.common.paging import ListPage
 
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 Ref = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-:.]+$")]
@@ -35,9 +36,8 @@ class CampaignResponse(BaseModel):
     created_at: datetime
 
 
-class CampaignListResponse(BaseModel):
-    campaigns: list[CampaignResponse]
-    next_cursor: str | None
+class CampaignListResponse(ListPage[CampaignResponse]):
+    """Campaigns newest first (libs.common.paging: the one list shape)."""
 
 
 class StockCreateRequest(Strict):
@@ -109,9 +109,8 @@ class StockResponse(BaseModel):
     updated_at: datetime
 
 
-class StockListResponse(BaseModel):
-    stocks: list[StockResponse]
-    next_cursor: str | None
+class StockListResponse(ListPage[StockResponse]):
+    """Stocks newest first (libs.common.paging: the one list shape)."""
 
 
 class ClaimCreateRequest(Strict):
@@ -135,9 +134,8 @@ class CouponResponse(BaseModel):
     claimed_at: datetime
 
 
-class CouponListResponse(BaseModel):
-    coupons: list[CouponResponse]
-    next_cursor: str | None
+class CouponListResponse(ListPage[CouponResponse]):
+    """A user's coupons newest first (libs.common.paging: the one list shape)."""
 
 
 class BulkIssueCreateRequest(Strict):
@@ -179,8 +177,8 @@ class ApplicableCouponResponse(BaseModel):
     valid_until: datetime
 
 
-class ApplicableCouponListResponse(BaseModel):
-    coupons: list[ApplicableCouponResponse]
+class ApplicableCouponListResponse(ListPage[ApplicableCouponResponse]):
+    """The best `limit` offers, best first: one page only (no cursor: `has_more` says some were left out)."""
 
 
 class ReleaseRequest(Strict):
@@ -288,9 +286,8 @@ class PointsRuleResponse(BaseModel):
     created_at: datetime
 
 
-class PointsRuleListResponse(BaseModel):
-    rules: list[PointsRuleResponse]
-    next_cursor: str | None
+class PointsRuleListResponse(ListPage[PointsRuleResponse]):
+    """Points rules newest first (libs.common.paging: the one list shape)."""
 
 
 class PointsEarningResponse(BaseModel):
@@ -308,9 +305,8 @@ class PointsEarningResponse(BaseModel):
     created_at: datetime
 
 
-class PointsEarningListResponse(BaseModel):
-    earnings: list[PointsEarningResponse]
-    next_cursor: str | None
+class PointsEarningListResponse(ListPage[PointsEarningResponse]):
+    """A user's points earnings by payment, newest first (libs.common.paging: the one list shape)."""
 
 
 class PointsExchangeRequest(Strict):
@@ -369,9 +365,8 @@ class TopupPromotionResponse(BaseModel):
     created_at: datetime
 
 
-class TopupPromotionListResponse(BaseModel):
-    promotions: list[TopupPromotionResponse]
-    next_cursor: str | None
+class TopupPromotionListResponse(ListPage[TopupPromotionResponse]):
+    """Top-up promotions newest first (libs.common.paging: the one list shape)."""
 
 
 class TopupBonusGrantResponse(BaseModel):
@@ -387,9 +382,8 @@ class TopupBonusGrantResponse(BaseModel):
     created_at: datetime
 
 
-class TopupBonusGrantListResponse(BaseModel):
-    grants: list[TopupBonusGrantResponse]
-    next_cursor: str | None
+class TopupBonusGrantListResponse(ListPage[TopupBonusGrantResponse]):
+    """A user's top-up bonuses by payment, newest first (libs.common.paging: the one list shape)."""
 
 
 # --- imports of a platform's existing coupons (services/migration) --------------------------------------

@@ -109,7 +109,7 @@ class LedgerClient:
             if cursor:
                 params["cursor"] = cursor
             page = await self._call("GET", "/v1/accounts", params=params)
-            for account in page.get("accounts", []):
+            for account in page.get("data", []):
                 yield account
             cursor = page.get("next_cursor")
             if not cursor:

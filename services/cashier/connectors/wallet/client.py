@@ -123,7 +123,7 @@ class WalletConnector:
             raise self._refusal(response)
         return {
             str(a["kind"]): a
-            for a in response.json().get("accounts", [])
+            for a in response.json().get("data", [])
             if a["currency"] == currency
             and a["status"] != "closed"
             and a["kind"] in (USER_WALLET_KIND, USER_BONUS_KIND)

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Response, status
 from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED, Problem
-from libs.common.paging import page_limit
+from libs.common.paging import KnownQueryOnly, cursor_query, page_limit
 from libs.common.web import UowDep
 from services.ledger.api.schemas import (
     AccountCreateRequest,
@@ -53,18 +53,17 @@ async def open_account(body: AccountCreateRequest, uow: UowDep, response: Respon
     return result
 
 
-@router.get("")
+@router.get("", dependencies=[KnownQueryOnly])
 async def list_accounts(
     uow: UowDep,
-    holder_id: str,
+    holder_id: Annotated[str, Query(max_length=128)],
     limit: Annotated[int, Depends(page_limit(50))],
-    cursor: str | None = None,
+    cursor: Annotated[str | None, cursor_query(r"^acc_[0-9a-z]+$")] = None,
 ) -> AccountListResponse:
+    """A holder's accounts by id, in the one list shape (libs.common.paging)."""
     async with uow.read() as conn:
-        rows = await store.list_accounts(conn, holder_id=holder_id, after_id=cursor, limit=limit)
-    return AccountListResponse(
-        accounts=[account_response(r) for r in rows], next_cursor=rows[-1]["id"] if len(rows) == limit else None
-    )
+        rows = await store.list_accounts(conn, holder_id=holder_id, after_id=cursor, limit=limit + 1)
+    return AccountListResponse.of(rows, limit, item=account_response, cursor_of=lambda a: a.id)
 
 
 @router.get("/{account_id}")
@@ -126,6 +125,9 @@ async def read_balance(account_id: str, uow: UowDep, as_of: datetime | None = No
     )
 
 
+STATEMENT_CURSOR = r"^\d{4}-\d{2}-\d{2}T[0-9:.]+(\+\d{2}:\d{2})?\|\d{1,19}$"  # what _encode_cursor writes
+
+
 def _encode_cursor(row: RowMapping) -> str:
     return f"{row['created_at'].isoformat()}|{row['id']}"
 
@@ -140,12 +142,12 @@ def _decode_cursor(cursor: str | None) -> tuple[datetime, int] | None:
         raise Problem(VALIDATION_FAILED, "cursor is not one this API returned") from None
 
 
-@router.get("/{account_id}/statement")
+@router.get("/{account_id}/statement", dependencies=[KnownQueryOnly])
 async def read_statement(
     account_id: str,
     uow: UowDep,
     limit: Annotated[int, Depends(page_limit(100))],
-    cursor: str | None = None,
+    cursor: Annotated[str | None, cursor_query(STATEMENT_CURSOR)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> StatementResponse:
@@ -156,8 +158,10 @@ async def read_statement(
             raise _not_found(account_id)
         account = account_from_row(row)
         rows = await queries.statement_page(
-            conn, account_id, after=_decode_cursor(cursor), since=since, until=until, limit=limit
+            conn, account_id, after=_decode_cursor(cursor), since=since, until=until, limit=limit + 1
         )
+    has_more = len(rows) > limit
+    rows = rows[:limit]
     entries = [
         EntryResponse(
             id=r["id"],
@@ -176,6 +180,6 @@ async def read_statement(
         for r in rows
     ]
     return StatementResponse(
-        account_id=account_id, currency=account.currency, entries=entries,
-        next_cursor=_encode_cursor(rows[-1]) if len(rows) == limit else None,
+        account_id=account_id, currency=account.currency, data=entries, has_more=has_more,
+        next_cursor=_encode_cursor(rows[-1]) if has_more else None,
     )  # fmt: skip

@@ -14,7 +14,7 @@ from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import FORBIDDEN, IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.internal_auth import internal_identity
-from libs.common.paging import PageLimit
+from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import RuntimeDep, UowDep
 from services.ledger.api.deps import WriterDep
 from services.ledger.api.routes import wallet_schemas as s
@@ -31,6 +31,7 @@ from services.ledger.store import wallet as store
 from services.ledger.store import wallet_flows as flows
 
 RECENT_HISTORY_MAX = 20
+ENTRY_CURSOR = r"^\d{1,19}$"  # an entry's bigint id: what the history list gives out as `next_cursor`
 
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"], dependencies=[Depends(holder_scope)])
@@ -154,10 +155,14 @@ async def change_entitlement(body: s.EntitlementChangeRequest, uow: UowDep) -> s
     return s.EntitlementChangeResponse(before=entitlement_schema(before), after=entitlement_schema(after))
 
 
-@router.get("/entitlements/changes")
-async def list_entitlement_changes(uow: UowDep, limit: PageLimit) -> list[dict[str, Any]]:
+@router.get("/entitlements/changes", dependencies=[KnownQueryOnly])
+async def list_entitlement_changes(
+    uow: UowDep, limit: PageLimit, cursor: Annotated[str | None, cursor_query(r"^ent_[0-9a-z]+$")] = None
+) -> s.EntitlementChangeList:
+    """The audit of entitlement changes, newest first, in the one list shape (libs.common.paging)."""
     async with uow.read() as conn:
-        return [dict(r) for r in await store.entitlement_changes(conn, limit)]
+        rows = await store.entitlement_changes(conn, limit + 1, before_id=cursor)
+    return s.EntitlementChangeList.of(rows, limit, item=dict, cursor_of=lambda c: str(c["id"]))
 
 
 # --- flows -----------------------------------------------------------------------------------------------
@@ -451,20 +456,18 @@ async def my_wallet(
     )  # fmt: skip
 
 
-@router.get("/holders/{holder_id}/subaccounts/{account_id}/history")
+@router.get("/holders/{holder_id}/subaccounts/{account_id}/history", dependencies=[KnownQueryOnly])
 async def subaccount_history(
     holder_id: str, account_id: str, uow: UowDep, limit: PageLimit,
-    cursor: Annotated[str | None, Query(pattern=r"^\d{1,19}$")] = None,
+    cursor: Annotated[str | None, cursor_query(ENTRY_CURSOR)] = None,
 ) -> s.HistoryResponse:  # fmt: skip
-    """Newest first; `next_cursor` pages back in time."""
+    """Newest first; `next_cursor` pages back in time (the one list shape, libs.common.paging)."""
     async with uow.read() as conn:
         row = await store.subaccount_row(conn, account_id)
         if row is None or row["wallet_holder_id"] != holder_id:
             raise WalletError(errors.SUBACCOUNT_NOT_FOUND, f"no sub-account {account_id} of {holder_id}")
-        items = await store.history(conn, [account_id], before_id=int(cursor) if cursor else None, limit=limit)
-    return s.HistoryResponse(
-        items=[history_item(e) for e in items], next_cursor=str(items[-1]["id"]) if len(items) == limit else None
-    )
+        rows = await store.history(conn, [account_id], before_id=int(cursor) if cursor else None, limit=limit + 1)
+    return s.HistoryResponse.of(rows, limit, item=history_item, cursor_of=lambda e: str(e.entry_id))
 
 
 @router.get("/merchants/{merchant_id}/balances")

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from libs.common.money import AmountMinor, AmountMinorOrZero, Currency
+from libs.common.paging import ListPage
 from services.ledger.domain.wallet.entitlements import Action, HolderType, SubaccountType
 from services.ledger.domain.wallet.payout import Rail
 
@@ -233,9 +234,12 @@ class MyWalletResponse(BaseModel):
     recent: list[HistoryItem]
 
 
-class HistoryResponse(BaseModel):
-    items: list[HistoryItem]
-    next_cursor: str | None
+class HistoryResponse(ListPage[HistoryItem]):
+    """A sub-account's history newest first (libs.common.paging: the one list shape)."""
+
+
+class EntitlementChangeList(ListPage[dict[str, Any]]):
+    """The audit of entitlement changes, newest first (the one list shape)."""
 
 
 class MerchantBalancesResponse(BaseModel):

@@ -79,7 +79,7 @@ async def test_list_by_holder_with_cursor(ledger: Ledger) -> None:
     while True:
         params = {"holder_id": "mch_7", "limit": 2} | ({"cursor": cursor} if cursor else {})
         page = (await ledger.client.get("/v1/accounts", params=params)).json()
-        seen += [a["id"] for a in page["accounts"]]
+        seen += [a["id"] for a in page["data"]]
         cursor = page["next_cursor"]
         if not cursor:
             break

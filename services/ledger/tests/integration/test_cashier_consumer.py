@@ -37,7 +37,7 @@ async def eventually(check: Any, what: str) -> Any:
 async def accounts_of(ledger: Any, holder_id: str) -> dict[str, dict[str, Any]]:
     response = await ledger.client.get("/v1/accounts", params={"holder_id": holder_id})
     assert response.status_code == 200, response.text
-    return {f"{a['kind']}:{a['metadata'].get('channel', '')}": a for a in response.json()["accounts"]}
+    return {f"{a['kind']}:{a['metadata'].get('channel', '')}": a for a in response.json()["data"]}
 
 
 def succeeded(payment_id: str, merchant_id: str, **extra: Any) -> Envelope:

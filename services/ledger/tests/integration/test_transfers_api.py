@@ -202,12 +202,12 @@ async def test_balance_as_of_and_statement_pages(ledger: Ledger) -> None:
     while True:
         params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
         page = (await ledger.client.get(f"/v1/accounts/{wallet}/statement", params=params)).json()
-        seen += page["entries"]
+        seen += page["data"]
         cursor = page["next_cursor"]
         if not cursor:
             break
     assert [e["balances_after"]["posted_balance_minor"] for e in seen] == [100, 90, 80, 70, 60]
     later = (await ledger.client.get(f"/v1/accounts/{wallet}/statement", params={"since": mid.isoformat()})).json()
-    assert len(later["entries"]) == 4
+    assert len(later["data"]) == 4
     r = await ledger.client.get("/v1/accounts/acc_nope/statement")
     assert r.status_code == 404 and r.json()["code"] == "account_not_found"

@@ -139,7 +139,7 @@ async def test_entitlement_change_is_audited_and_applies_at_once(wallet: Wallet)
     assert r.json()["before"]["daily_limit_minor"] == 5_000_000 and r.json()["after"]["daily_limit_minor"] == 12_000
     problem(await wallet.top_up(holder_id, 3_000), 409, "limit_exceeded")  # 10,000 already today
     assert (await wallet.top_up(holder_id, 2_000)).status_code == 201
-    audit = (await wallet.client.get("/v1/wallet/entitlements/changes")).json()
+    audit = (await wallet.client.get("/v1/wallet/entitlements/changes")).json()["data"]
     assert audit[0]["actor"] == "ops_1" and audit[0]["reason"] == "risk review"
     view = await wallet.my_wallet(holder_id)
     balance = next(s for s in view["subaccounts"] if s["subaccount_type"] == "balance")
@@ -372,9 +372,11 @@ async def test_my_wallet_totals_equal_ledger_balances_and_history_pages(wallet: 
     url = f"/v1/wallet/holders/{holder_id}/subaccounts/{balance}/history"
     page1 = (await wallet.client.get(url, params={"limit": 3})).json()
     page2 = (await wallet.client.get(url, params={"limit": 3, "cursor": page1["next_cursor"]})).json()
-    amounts = [i["amount_minor"] for i in page1["items"] + page2["items"]]
+    amounts = [i["amount_minor"] for i in page1["data"] + page2["data"]]
     assert amounts == [500, 1_500, 3_000, 2_000, 1_000]
-    assert page2["next_cursor"] is None
+    assert page1["has_more"] is True and page2["has_more"] is False and page2["next_cursor"] is None
+    for bad, code in (({"cursor": "pay_1"}, "validation_failed"), ({"before": "1"}, "unknown_parameter")):
+        problem(await wallet.client.get(url, params=bad), 422, code)
     problem(
         await wallet.client.get(f"/v1/wallet/holders/other/subaccounts/{balance}/history"), 404, "subaccount_not_found"
     )

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from sqlalchemy import select
 
 from libs.common.errors import VALIDATION_FAILED, Problem
+from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import Cursor, ManagerDep, NowDep, PageLimit, UserDep
+from services.marketing.api.deps import CouponCursor, ManagerDep, NowDep, PageLimit, UserDep
 from services.marketing.api.schemas import (
     BulkIssueCreateRequest,
     BulkIssueResponse,
@@ -48,14 +49,15 @@ async def claim_coupon(body: ClaimCreateRequest, who: UserDep, uow: UowDep, requ
     return coupon_response(row)
 
 
-@router.get("/me/coupons")
-async def my_coupons(who: UserDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None,
+@router.get("/me/coupons", dependencies=[KnownQueryOnly])
+async def my_coupons(who: UserDep, uow: UowDep, limit: PageLimit, cursor: CouponCursor = None,
                      status: CouponStatus = None) -> CouponListResponse:  # fmt: skip
+    """The user's coupons newest first, in the one list shape (libs.common.paging)."""
     assert who.user_id is not None
     async with uow.read() as conn:
-        rows = await coupon_store.list_user_coupons(conn, who.user_id, status=status, before_id=cursor, limit=limit)
-    items = [coupon_response(r) for r in rows]
-    return CouponListResponse(coupons=items, next_cursor=items[-1].coupon_id if len(items) == limit else None)
+        rows = await coupon_store.list_user_coupons(conn, who.user_id, status=status, before_id=cursor,
+                                                    limit=limit + 1)  # fmt: skip
+    return CouponListResponse.of(rows, limit, item=coupon_response, cursor_of=lambda c: c.coupon_id)
 
 
 @router.get("/me/coupons/{coupon_id}")

@@ -7,10 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 from sqlalchemy import select
+from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import Problem
+from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import Cursor, ManagerDep, NowDep, PageLimit, UserDep
+from services.marketing.api.deps import ManagerDep, NowDep, PageLimit, PaymentCursor, RuleCursor, UserDep
 from services.marketing.api.routes.coupons import coupon_response
 from services.marketing.api.schemas import (
     PointsEarningListResponse,
@@ -43,16 +45,20 @@ async def create_rule(body: PointsRuleCreateRequest, who: ManagerDep, uow: UowDe
     return PointsRuleResponse.model_validate(dict(row))
 
 
-@router.get("/points-rules")
-async def list_rules(who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None) -> PointsRuleListResponse:
-    query = select(points_rules).order_by(points_rules.c.rule_id.desc()).limit(limit)
+@router.get("/points-rules", dependencies=[KnownQueryOnly])
+async def list_rules(
+    who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: RuleCursor = None
+) -> PointsRuleListResponse:
+    """Rules newest first (a merchant sees its own), in the one list shape (libs.common.paging)."""
+    query = select(points_rules).order_by(points_rules.c.rule_id.desc()).limit(limit + 1)
     if who.owner_scope is not None:
         query = query.where(points_rules.c.owner_merchant_id == who.owner_scope)
     if cursor:
         query = query.where(points_rules.c.rule_id < cursor)
     async with uow.read() as conn:
-        items = [PointsRuleResponse.model_validate(dict(r)) for r in (await conn.execute(query)).mappings()]
-    return PointsRuleListResponse(rules=items, next_cursor=items[-1].rule_id if len(items) == limit else None)
+        rows = list((await conn.execute(query)).mappings())
+    return PointsRuleListResponse.of(rows, limit, item=lambda r: PointsRuleResponse.model_validate(dict(r)),
+                                     cursor_of=lambda r: r.rule_id)  # fmt: skip
 
 
 @router.post("/points-rules/{rule_id}/end")
@@ -64,20 +70,23 @@ async def end_rule(rule_id: Id, who: ManagerDep, uow: UowDep) -> PointsRuleRespo
     return PointsRuleResponse.model_validate(dict(row))
 
 
-@router.get("/me/points/earnings")
-async def my_earnings(who: UserDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None) -> PointsEarningListResponse:
+@router.get("/me/points/earnings", dependencies=[KnownQueryOnly])
+async def my_earnings(who: UserDep, uow: UowDep, limit: PageLimit,
+                      cursor: PaymentCursor = None) -> PointsEarningListResponse:  # fmt: skip
+    """What each of the user's payments earned, by payment id descending, in the one list shape."""
     e = points_earnings.c
-    query = select(points_earnings).where(e.user_id == who.user_id).order_by(e.payment_id.desc()).limit(limit)
+    query = select(points_earnings).where(e.user_id == who.user_id).order_by(e.payment_id.desc()).limit(limit + 1)
     if cursor:
         query = query.where(e.payment_id < cursor)
     async with uow.read() as conn:
-        items = [
-            PointsEarningResponse.model_validate({**r, "remaining_points": remaining(
-                r["points"], reversed_points=r["reversed_points"], consumed_points=r["consumed_points"],
-                expired_points=r["expired_points"])})
-            for r in (await conn.execute(query)).mappings()
-        ]  # fmt: skip
-    return PointsEarningListResponse(earnings=items, next_cursor=items[-1].payment_id if len(items) == limit else None)
+        rows = list((await conn.execute(query)).mappings())
+    return PointsEarningListResponse.of(rows, limit, item=_earning, cursor_of=lambda r: r.payment_id)
+
+
+def _earning(r: RowMapping) -> PointsEarningResponse:
+    return PointsEarningResponse.model_validate({**r, "remaining_points": remaining(
+        r["points"], reversed_points=r["reversed_points"], consumed_points=r["consumed_points"],
+        expired_points=r["expired_points"])})  # fmt: skip
 
 
 @router.post("/me/points/exchanges", status_code=201)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.money import MAX_AMOUNT_MINOR
+from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
 from services.marketing.api.deps import MerchantDep, NowDep, PageLimit, ServicesOnly
 from services.marketing.api.routes.coupons import QR_PREFIX
@@ -58,21 +59,23 @@ async def lock_coupon(body: LockCreateRequest, uow: UowDep, request: Request, no
     return redemption_response(row)
 
 
-@internal.get("/users/{user_id}/applicable-coupons")
+@internal.get("/users/{user_id}/applicable-coupons", dependencies=[KnownQueryOnly])
 async def applicable_coupons(user_id: Id, uow: UowDep, now: NowDep, limit: PageLimit,
                              merchant_id: Annotated[str, Query(min_length=1, max_length=64)],
                              order_amount_minor: Annotated[int, Query(ge=1, le=MAX_AMOUNT_MINOR)],
                              currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "CNY",
                              store_id: Ref = None, scene: Ref = None,
                              payment_method: Ref = None) -> ApplicableCouponListResponse:  # fmt: skip
-    """The user's coupons this payment could use, best discount first (for the checkout to offer)."""
+    """The user's coupons this payment could use, best discount first (for the checkout to offer): the best
+    `limit` in the one list shape, without a cursor (ranked by discount, not by id); `has_more` says more fit."""
     ctx = rules.PaymentContext(merchant_id=merchant_id, order_amount_minor=order_amount_minor, currency=currency,
                                store_id=store_id, scene=scene, payment_method=payment_method)  # fmt: skip
     async with uow.read() as conn:
-        offers = await flow.applicable(conn, user_id=user_id, ctx=ctx, now=now, limit=limit)
-    return ApplicableCouponListResponse(coupons=[ApplicableCouponResponse(
+        offers = await flow.applicable(conn, user_id=user_id, ctx=ctx, now=now, limit=limit + 1)
+    return ApplicableCouponListResponse(data=[ApplicableCouponResponse(
         coupon_id=c["coupon_id"], stock_id=c["stock_id"], discount_minor=d,
-        payable_minor=order_amount_minor - d, valid_until=c["valid_until"]) for c, d in offers])  # fmt: skip
+        payable_minor=order_amount_minor - d, valid_until=c["valid_until"]) for c, d in offers[:limit]],
+        has_more=len(offers) > limit)  # fmt: skip
 
 
 @internal.get("/redemptions/{redemption_id}")

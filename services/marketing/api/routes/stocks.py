@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
 from libs.common.errors import Problem
+from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import Cursor, ManagerDep, PageLimit
+from services.marketing.api.deps import CampaignCursor, ManagerDep, PageLimit, StockCursor
 from services.marketing.api.schemas import (
     CampaignCreateRequest,
     CampaignListResponse,
@@ -27,6 +28,7 @@ from services.marketing.store import stocks as store
 router = APIRouter(prefix="/v1/marketing", tags=["campaigns"])
 Id = Annotated[str, Path(max_length=64)]
 SHARE_BY_PARTY = {"platform": rules.BPS, "merchant": 0}
+CampaignFilter = Annotated[str | None, Query(max_length=64)]
 
 
 @router.post("/campaigns", status_code=201)
@@ -36,12 +38,14 @@ async def create_campaign(body: CampaignCreateRequest, who: ManagerDep, uow: Uow
     return CampaignResponse.model_validate(dict(row))
 
 
-@router.get("/campaigns")
-async def list_campaigns(who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None) -> CampaignListResponse:
+@router.get("/campaigns", dependencies=[KnownQueryOnly])
+async def list_campaigns(who: ManagerDep, uow: UowDep, limit: PageLimit,
+                         cursor: CampaignCursor = None) -> CampaignListResponse:  # fmt: skip
+    """Campaigns newest first (a merchant sees its own), in the one list shape (libs.common.paging)."""
     async with uow.read() as conn:
-        rows = await store.list_campaigns(conn, owner=who.owner_scope, before_id=cursor, limit=limit)
-    items = [CampaignResponse.model_validate(dict(r)) for r in rows]
-    return CampaignListResponse(campaigns=items, next_cursor=items[-1].campaign_id if len(items) == limit else None)
+        rows = await store.list_campaigns(conn, owner=who.owner_scope, before_id=cursor, limit=limit + 1)
+    return CampaignListResponse.of(rows, limit, item=lambda r: CampaignResponse.model_validate(dict(r)),
+                                   cursor_of=lambda c: c.campaign_id)  # fmt: skip
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -87,14 +91,15 @@ async def create_stock(body: StockCreateRequest, who: ManagerDep, uow: UowDep) -
     return StockResponse.model_validate(dict(row))
 
 
-@router.get("/stocks")
-async def list_stocks(who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None,
-                      campaign_id: Cursor = None) -> StockListResponse:  # fmt: skip
+@router.get("/stocks", dependencies=[KnownQueryOnly])
+async def list_stocks(who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: StockCursor = None,
+                      campaign_id: CampaignFilter = None) -> StockListResponse:  # fmt: skip
+    """Stocks newest first (a merchant sees its own; optionally one campaign's), in the one list shape."""
     async with uow.read() as conn:
         rows = await store.list_stocks(conn, owner=who.owner_scope, campaign_id=campaign_id, before_id=cursor,
-                                       limit=limit)  # fmt: skip
-    items = [StockResponse.model_validate(dict(r)) for r in rows]
-    return StockListResponse(stocks=items, next_cursor=items[-1].stock_id if len(items) == limit else None)
+                                       limit=limit + 1)  # fmt: skip
+    return StockListResponse.of(rows, limit, item=lambda r: StockResponse.model_validate(dict(r)),
+                                cursor_of=lambda s: s.stock_id)  # fmt: skip
 
 
 @router.get("/stocks/{stock_id}")

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import Problem
+from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import Cursor, OperatorDep, PageLimit, UserDep
+from services.marketing.api.deps import OperatorDep, PageLimit, PaymentCursor, PromotionCursor, UserDep
 from services.marketing.api.schemas import (
     TopupBonusGrantListResponse,
     TopupBonusGrantResponse,
@@ -38,17 +39,18 @@ async def create_promotion(body: TopupPromotionCreateRequest, who: OperatorDep, 
     return TopupPromotionResponse.model_validate(dict(row))
 
 
-@router.get("/topup-promotions")
+@router.get("/topup-promotions", dependencies=[KnownQueryOnly])
 async def list_promotions(who: OperatorDep, uow: UowDep, limit: PageLimit,
-                          cursor: Cursor = None) -> TopupPromotionListResponse:  # fmt: skip
+                          cursor: PromotionCursor = None) -> TopupPromotionListResponse:  # fmt: skip
+    """Promotions newest first, in the one list shape (libs.common.paging)."""
     p = topup_promotions.c
-    query = select(topup_promotions).order_by(p.promotion_id.desc()).limit(limit)
+    query = select(topup_promotions).order_by(p.promotion_id.desc()).limit(limit + 1)
     if cursor:
         query = query.where(p.promotion_id < cursor)
     async with uow.read() as conn:
-        items = [TopupPromotionResponse.model_validate(dict(r)) for r in (await conn.execute(query)).mappings()]
-    return TopupPromotionListResponse(promotions=items,
-                                      next_cursor=items[-1].promotion_id if len(items) == limit else None)  # fmt: skip
+        rows = list((await conn.execute(query)).mappings())
+    return TopupPromotionListResponse.of(rows, limit, item=lambda r: TopupPromotionResponse.model_validate(dict(r)),
+                                         cursor_of=lambda p: p.promotion_id)  # fmt: skip
 
 
 @router.get("/topup-promotions/{promotion_id}")
@@ -72,13 +74,17 @@ def _found(row: RowMapping | None, promotion_id: str) -> TopupPromotionResponse:
     return TopupPromotionResponse.model_validate(dict(row))
 
 
-@router.get("/me/topup-bonuses")
-async def my_bonuses(who: UserDep, uow: UowDep, limit: PageLimit, cursor: Cursor = None) -> TopupBonusGrantListResponse:
-    """What each of the user's top-ups earned (the wallet holder id is the user id)."""
+@router.get("/me/topup-bonuses", dependencies=[KnownQueryOnly])
+async def my_bonuses(who: UserDep, uow: UowDep, limit: PageLimit,
+                     cursor: PaymentCursor = None) -> TopupBonusGrantListResponse:  # fmt: skip
+    """What each of the user's top-ups earned (the wallet holder id is the user id), by payment id descending,
+    in the one list shape (libs.common.paging)."""
     g = topup_bonus_grants.c
-    query = select(topup_bonus_grants).where(g.holder_id == who.user_id).order_by(g.payment_id.desc()).limit(limit)
+    query = select(topup_bonus_grants).where(g.holder_id == who.user_id).order_by(g.payment_id.desc())
+    query = query.limit(limit + 1)
     if cursor:
         query = query.where(g.payment_id < cursor)
     async with uow.read() as conn:
-        items = [TopupBonusGrantResponse.model_validate(dict(r)) for r in (await conn.execute(query)).mappings()]
-    return TopupBonusGrantListResponse(grants=items, next_cursor=items[-1].payment_id if len(items) == limit else None)
+        rows = list((await conn.execute(query)).mappings())
+    return TopupBonusGrantListResponse.of(rows, limit, item=lambda r: TopupBonusGrantResponse.model_validate(dict(r)),
+                                          cursor_of=lambda b: b.payment_id)  # fmt: skip

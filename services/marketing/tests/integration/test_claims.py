@@ -84,8 +84,8 @@ async def test_coupon_shape_and_listing(marketing: Marketing) -> None:
     assert coupon["status"] == "available" and coupon["face_value_minor"] == 1000
     assert len(coupon["code"]) == 16 and coupon["qr_payload"] == "JUHECPN1:" + coupon["code"]
     mine = (await marketing.get("/v1/marketing/me/coupons", marketing.user())).json()
-    assert [c["coupon_id"] for c in mine["coupons"]] == [coupon["coupon_id"]]
-    assert (await marketing.get("/v1/marketing/me/coupons", marketing.user("usr_2"))).json()["coupons"] == []
+    assert [c["coupon_id"] for c in mine["data"]] == [coupon["coupon_id"]]
+    assert (await marketing.get("/v1/marketing/me/coupons", marketing.user("usr_2"))).json()["data"] == []
     theirs = await marketing.get(f"/v1/marketing/me/coupons/{coupon['coupon_id']}", marketing.user("usr_2"))
     assert code(theirs) == "coupon_not_found"
     event = (await marketing.events("coupon.claimed"))[0]
@@ -121,8 +121,8 @@ async def test_merchants_manage_their_own_stocks_only(marketing: Marketing) -> N
     other = marketing.merchant("mch_b")
     assert code(await marketing.get(f"/v1/marketing/stocks/{sid}", other)) == "stock_not_found"
     assert code(await marketing.post(f"/v1/marketing/stocks/{sid}/pause", {}, other)) == "stock_not_found"
-    assert (await marketing.get("/v1/marketing/stocks", other)).json()["stocks"] == []
-    assert [s["stock_id"] for s in (await marketing.get("/v1/marketing/stocks", mine)).json()["stocks"]] == [sid]
+    assert (await marketing.get("/v1/marketing/stocks", other)).json()["data"] == []
+    assert [s["stock_id"] for s in (await marketing.get("/v1/marketing/stocks", mine)).json()["data"]] == [sid]
     assert (await marketing.get(f"/v1/marketing/stocks/{sid}", marketing.operator())).status_code == 200
     assert (await marketing.post(f"/v1/marketing/stocks/{sid}/pause", {}, marketing.operator())).status_code == 200
     campaign = await marketing.campaign(mine)
@@ -221,8 +221,8 @@ async def test_an_operator_acting_for_a_merchant_makes_that_merchants_campaign(m
     for_merchant = marketing.headers(platform="plt_demo", merchant_id="mch_a")
     campaign = (await marketing.post("/v1/marketing/campaigns", {"name": "c"}, for_merchant)).json()
     assert campaign["owner_merchant_id"] == "mch_a"
-    mine = (await marketing.get("/v1/marketing/campaigns", marketing.merchant("mch_a"))).json()["campaigns"]
+    mine = (await marketing.get("/v1/marketing/campaigns", marketing.merchant("mch_a"))).json()["data"]
     assert [c["campaign_id"] for c in mine] == [campaign["campaign_id"]]
-    assert (await marketing.get("/v1/marketing/campaigns", marketing.merchant("mch_b"))).json()["campaigns"] == []
+    assert (await marketing.get("/v1/marketing/campaigns", marketing.merchant("mch_b"))).json()["data"] == []
     stats = await marketing.get(f"/v1/marketing/campaigns/{campaign['campaign_id']}/stats", marketing.merchant("mch_b"))
     assert code(stats) == "campaign_not_found"

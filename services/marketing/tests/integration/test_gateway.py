@@ -65,7 +65,7 @@ async def test_a_coupon_issued_claimed_and_redeemed_through_the_gateway(stack: t
                                     json={"stock_id": stock["stock_id"], "request_id": "claim-1"})  # fmt: skip
         assert coupon["user_id"] == DEMO_USER_ID
         mine = await user.request("GET", "/v1/marketing/me/coupons")
-        assert [c["coupon_id"] for c in mine["coupons"]] == [coupon["coupon_id"]]
+        assert [c["coupon_id"] for c in mine["data"]] == [coupon["coupon_id"]]
         # Users reach only /v1/marketing/me; the cashier's redemption API is never routed from outside.
         assert await _refused(user.request("GET", "/v1/marketing/stocks")) == "route_forbidden"
         lock = {"payment_id": "pay_x", "coupon_id": coupon["coupon_id"], "user_id": DEMO_USER_ID,

@@ -30,7 +30,7 @@ async def test_only_the_migration_service_may_import(marketing: Marketing) -> No
     answer = await marketing.post(IMPORTS, too_many, marketing.headers(service="migration"))
     assert answer.status_code == 422 and code(answer) == "validation_failed"
     mine = await marketing.get("/v1/marketing/me/coupons", marketing.user())
-    assert mine.json()["coupons"] == []
+    assert mine.json()["data"] == []
 
 
 async def test_import_redeem_replay_and_void(marketing: Marketing) -> None:
@@ -61,7 +61,7 @@ async def test_import_redeem_replay_and_void(marketing: Marketing) -> None:
     other_user = await marketing.post(IMPORTS, {"run_id": "mig_1", "coupons": [_coupon("c1", "usr_7", "OLD-0001")]}, me)
     assert other_user.json()["results"][0]["reason"] == "source_id_conflict"
 
-    mine = (await marketing.get("/v1/marketing/me/coupons", marketing.user("usr_1"))).json()["coupons"]
+    mine = (await marketing.get("/v1/marketing/me/coupons", marketing.user("usr_1"))).json()["data"]
     assert sorted((c["code"], c["face_value_minor"], c["source"], c["status"]) for c in mine) == [
         ("OLD-0001", 500, "migration", "available"), ("OLD-0002", 800, "migration", "available"),
     ]  # fmt: skip

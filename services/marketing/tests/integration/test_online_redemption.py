@@ -195,14 +195,14 @@ async def test_applicable_coupons_for_a_payment_best_first(marketing: Marketing)
     big = await _coupon(marketing, amount_off_minor=3000, threshold_minor=20_000)  # 30.00 off from 200.00
     other_shop = await _coupon(marketing, merchant_ids=["mch_b"])
     path = f"/v1/internal/marketing/users/{small['user_id']}/applicable-coupons"
-    offers = (await marketing.get(f"{path}?merchant_id=mch_a&order_amount_minor=25000", {})).json()["coupons"]
+    offers = (await marketing.get(f"{path}?merchant_id=mch_a&order_amount_minor=25000", {})).json()["data"]
     assert [(o["coupon_id"], o["discount_minor"], o["payable_minor"]) for o in offers] == [
         (big["coupon_id"], 3000, 22_000), (small["coupon_id"], 1000, 24_000)
     ]  # fmt: skip
-    offers = (await marketing.get(f"{path}?merchant_id=mch_a&order_amount_minor=12000", {})).json()["coupons"]
+    offers = (await marketing.get(f"{path}?merchant_id=mch_a&order_amount_minor=12000", {})).json()["data"]
     assert [o["coupon_id"] for o in offers] == [small["coupon_id"]]
     await marketing.post(LOCKS, lock_body(small), {})
-    offers = (await marketing.get(f"{path}?merchant_id=mch_b&order_amount_minor=25000", {})).json()["coupons"]
+    offers = (await marketing.get(f"{path}?merchant_id=mch_b&order_amount_minor=25000", {})).json()["data"]
     # The locked one is not offered; the any-merchant coupon applies at mch_b too.
     assert [o["coupon_id"] for o in offers] == [big["coupon_id"], other_shop["coupon_id"]]
     assert code(await marketing.get(f"{path}?merchant_id=mch_a", {})) == "validation_failed"

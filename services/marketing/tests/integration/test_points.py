@@ -34,7 +34,7 @@ def refund(refund_id: str, payment_id: str, amount_minor: int) -> Envelope:
 
 async def earnings(m: Marketing, user: str = "usr_1") -> dict[str, tuple[int, int]]:
     page = (await m.get("/v1/marketing/me/points/earnings", m.user(user))).json()
-    return {e["payment_id"]: (e["points"], e["reversed_points"]) for e in page["earnings"]}
+    return {e["payment_id"]: (e["points"], e["reversed_points"]) for e in page["data"]}
 
 
 async def test_points_earned_capped_and_reversed_in_proportion(marketing: Marketing) -> None:
@@ -84,7 +84,7 @@ async def test_points_rules_are_scoped(marketing: Marketing) -> None:
     assert code(await marketing.post(f"{RULES}/{rule['rule_id']}/end", {}, marketing.merchant("mch_b"))) == (
         "points_rule_not_found"
     )
-    assert (await marketing.get(RULES, marketing.merchant("mch_b"))).json()["rules"] == []
+    assert (await marketing.get(RULES, marketing.merchant("mch_b"))).json()["data"] == []
     assert (await marketing.post(f"{RULES}/{rule['rule_id']}/end", {}, mine)).json()["status"] == "ended"
     assert (await marketing.post(f"{RULES}/{rule['rule_id']}/end", {}, mine)).json()["status"] == "ended"
     await marketing.deliver(payment("pay_1", 10_000))
@@ -100,7 +100,7 @@ async def lots(m: Marketing) -> dict[str, tuple[int, int, int]]:
     """{payment: (consumed, expired, remaining)} of the user's earnings."""
     page = (await m.get("/v1/marketing/me/points/earnings", m.user())).json()
     return {
-        e["payment_id"]: (e["consumed_points"], e["expired_points"], e["remaining_points"]) for e in page["earnings"]
+        e["payment_id"]: (e["consumed_points"], e["expired_points"], e["remaining_points"]) for e in page["data"]
     }
 
 
@@ -136,7 +136,7 @@ async def test_points_exchanged_first_to_expire_first_and_the_rest_expires(marke
     short = await marketing.post(EXCHANGES, {"stock_id": offered["stock_id"], "request_id": "x2"}, user)
     assert (short.status_code, code(short), short.json()["available"]) == (409, "points_insufficient", 300)
     assert await lots(marketing) == {"pay_old": (300, 0, 0), "pay_new": (200, 0, 300)}
-    coupons = (await marketing.get("/v1/marketing/me/coupons", user)).json()["coupons"]
+    coupons = (await marketing.get("/v1/marketing/me/coupons", user)).json()["data"]
     assert [c["coupon_id"] for c in coupons] == [body["coupon"]["coupon_id"]]
 
     settings: Any = marketing.runtime.settings

@@ -83,7 +83,7 @@ async def test_promotions_are_the_platforms_and_bad_rules_change_nothing(marketi
                 **overrides}  # fmt: skip
         refused = await marketing.post(PROMOTIONS, body, marketing.operator())
         assert (refused.status_code, code(refused)) == (422, "invalid_topup_promotion"), overrides
-    listed = (await marketing.get(PROMOTIONS, marketing.operator())).json()["promotions"]
+    listed = (await marketing.get(PROMOTIONS, marketing.operator())).json()["data"]
     assert [p["promotion_id"] for p in listed] == [created["promotion_id"]]
     ended = await marketing.post(f"{PROMOTIONS}/{created['promotion_id']}/end", {}, marketing.operator())
     assert ended.json()["status"] == "ended"
@@ -119,7 +119,7 @@ async def test_bonus_once_by_tier_and_revoked_by_a_refund_in_every_order_and_twi
     assert {states["pay_x_0"], states["pay_x_1"]} == {("revoked", 1_000), ("not_granted", 0)}
     kept = (await marketing.get(f"{PROMOTIONS}/{created['promotion_id']}", marketing.operator())).json()
     assert kept["remaining_budget_minor"] == 1_000_000 - 8_000 - 1_000  # a revoked bonus is not given back
-    mine = (await marketing.get("/v1/marketing/me/topup-bonuses", marketing.user("usr_1"))).json()["grants"]
+    mine = (await marketing.get("/v1/marketing/me/topup-bonuses", marketing.user("usr_1"))).json()["data"]
     assert {g["payment_id"]: g["status"] for g in mine}["pay_big"] == "granted"
 
 

@@ -48,7 +48,7 @@ class Harness:
     async def balance(self, holder_id: str, kind: str, currency: str = "CNY") -> int:
         async with httpx.AsyncClient(base_url=self.ledger_url) as ledger:
             page = (await ledger.get("/v1/accounts", params={"holder_id": holder_id})).json()
-        for account in page["accounts"]:
+        for account in page["data"]:
             if account["kind"] == kind and account["currency"] == currency:
                 return int(account["balances"]["posted_balance_minor"])
         return 0

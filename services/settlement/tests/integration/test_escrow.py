@@ -41,7 +41,7 @@ async def rounds(h: Harness) -> int:
 
 async def pending_credits(h: Harness, holder: str) -> int:
     async with httpx.AsyncClient(base_url=h.ledger_url) as ledger:
-        accounts = (await ledger.get("/v1/accounts", params={"holder_id": holder})).json()["accounts"]
+        accounts = (await ledger.get("/v1/accounts", params={"holder_id": holder})).json()["data"]
     return sum(int(a["balances"]["credits_pending"]) for a in accounts if a["kind"] == "merchant_pending")
 
 

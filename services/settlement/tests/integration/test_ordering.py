@@ -397,11 +397,11 @@ async def test_the_check_reports_a_real_mismatch(env: Env) -> None:
     await settle_and_compare(env, done)
     merchant_id = done[0][0]
     async with httpx.AsyncClient(base_url=env.ledger_url, timeout=30) as ledger:
-        accounts = (await ledger.get("/v1/accounts", params={"holder_id": merchant_id})).json()["accounts"]
+        accounts = (await ledger.get("/v1/accounts", params={"holder_id": merchant_id})).json()["data"]
         # one merchant_pending, whichever of settlement's split poster and the ledger's consumer opened it
         [pending] = [a for a in accounts if a["kind"] == "merchant_pending"]
         before = int(pending["balances"]["posted_balance_minor"])
-        platform = (await ledger.get("/v1/accounts", params={"holder_id": "platform"})).json()["accounts"]
+        platform = (await ledger.get("/v1/accounts", params={"holder_id": "platform"})).json()["data"]
         income = next(a for a in platform if a["kind"] == "platform_fee_income")
         # behind settlement's back: 7 fen taken off the merchant's pending funds in the ledger
         r = await ledger.post("/v1/transfers", json={"source": "ops", "idempotency_key": f"behind:{merchant_id}",

@@ -19,7 +19,7 @@ DAY = date(2026, 11, 24)
 async def accounts(harness: Harness) -> list[dict[str, Any]]:
     async with httpx.AsyncClient(base_url=harness.ledger_url) as ledger:
         page = (await ledger.get("/v1/accounts", params={"holder_id": "platform", "limit": 100})).json()
-    return list(page["accounts"])
+    return list(page["data"])
 
 
 async def balance_of(harness: Harness, kind: str, channel: str | None = None) -> int:

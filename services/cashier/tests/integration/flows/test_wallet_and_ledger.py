@@ -39,7 +39,7 @@ class RunningLedger:
         assert response.status_code == 200, response.text
         return {
             a["kind"] + (f":{a['metadata']['channel']}" if a["metadata"].get("channel") else ""): a["balances"]
-            for a in response.json()["accounts"]
+            for a in response.json()["data"]
         }
 
     async def posted(self, holder_id: str) -> dict[str, int]:

@@ -40,11 +40,25 @@ class _Row:
     subject: str
     created: datetime
     finished: datetime
-    amount_fen: int  # signed as shown: refunds negative
+    amount_fen: int  # 订单金额, signed as shown: refunds negative
     fee_fen: int  # signed as shown: a charge on payments (negative), given back on refunds
     request_no: str
     buyer: str
     remark: str
+    merchant_off_fen: int = 0  # 商家优惠: the vouchers' merchant-funded part (商家券), signed like the amount
+    alipay_off_fen: int = 0  # 支付宝优惠: the vouchers' part Alipay (or another) funded, signed like the amount
+    voucher_names: str = ""  # 券名称 of the vouchers used
+
+    @property
+    def received_fen(self) -> int:
+        """商家实收: what Alipay settles to the merchant, the order amount less the merchant-funded discount
+        (the trade's `receipt_amount`); a refund's, less the merchant-funded share it gives back as the voucher."""
+        return self.amount_fen - self.merchant_off_fen
+
+    @property
+    def voucher_fen(self) -> int:
+        """券核销金额: the vouchers' whole face value (or, on a refund, the share of it given back)."""
+        return self.merchant_off_fen + self.alipay_off_fen
 
 
 def fee_fen(amount_fen: int, fee_rate_bps: int) -> int:
@@ -52,9 +66,26 @@ def fee_fen(amount_fen: int, fee_rate_bps: int) -> int:
     return (abs(amount_fen) * fee_rate_bps + 5000) // 10000
 
 
+def _shares(trade: dict[str, Any], part_fen: int) -> list[int]:
+    """Each refund's share of a discount `part_fen`, in refund order, by cumulative floors
+    (⌊refunded so far × part / total⌋ less the shares before): a full refund gives back exactly the part, and
+    Juhe's ledger and settlement compute the same shares (docs/ledger.md §3.15) [L: Alipay's own rounding]."""
+    shares, refunded, given = [], 0, 0
+    for refund in trade.get("refunds", []):
+        refunded += refund["amount_fen"]
+        cumulative = refunded * part_fen // trade["total_fen"]
+        shares.append(cumulative - given)
+        given = cumulative
+    return shares
+
+
 def _rows(trades: list[dict[str, Any]], start: datetime, end: datetime, fee_rate_bps: int) -> list[_Row]:
     rows: list[_Row] = []
     for trade in trades:
+        vouchers = trade.get("vouchers") or []
+        merchant_off = sum(d["merchant_fen"] for d in vouchers)
+        alipay_off = sum(d["amount_fen"] - d["merchant_fen"] for d in vouchers)
+        names = "|".join(d["name"].replace(",", "，") for d in vouchers)
         created = from_iso(trade.get("opened_at")) or from_iso(trade["created_at"])
         assert created is not None
         paid_at = from_iso(trade.get("paid_at"))
@@ -74,9 +105,13 @@ def _rows(trades: list[dict[str, Any]], start: datetime, end: datetime, fee_rate
                     "",
                     buyer,
                     remark,
+                    merchant_off,
+                    alipay_off,
+                    names,
                 )
             )
-        for refund in trade.get("refunds", []):
+        merchant_shares, alipay_shares = _shares(trade, merchant_off), _shares(trade, alipay_off)
+        for index, refund in enumerate(trade.get("refunds", [])):
             refunded_at = from_iso(refund["refunded_at"])
             assert refunded_at is not None
             if start <= refunded_at < end:
@@ -93,6 +128,9 @@ def _rows(trades: list[dict[str, Any]], start: datetime, end: datetime, fee_rate
                         refund["out_request_no"],
                         buyer,
                         remark,
+                        -merchant_shares[index],
+                        -alipay_shares[index],
+                        names,
                     )
                 )
     rows.sort(key=lambda row: (row.finished, row.trade_no, row.kind))
@@ -116,7 +154,7 @@ def apply_discrepancies(
             for row in rows:
                 if _matches(row, item):
                     sign = -1 if row.kind == "退款" else 1
-                    row.amount_fen = sign * abs(int(item["amount_minor"]))
+                    row.amount_fen = sign * abs(int(item["amount_minor"])) + row.merchant_off_fen  # 商家实收 = it
         elif item["kind"] == "report_success":
             moment = start + timedelta(hours=12)
             amount = abs(int(item["amount_minor"]))
@@ -152,15 +190,15 @@ def _detail_line(row: _Row) -> str:
         "\t",  # 终端号
         row.buyer + "\t",
         yuan(row.amount_fen),
-        yuan(row.amount_fen),
-        "0.00",
-        "0.00",
-        "0.00",
-        "0.00",
-        "0.00",
-        "",  # 券名称
-        "0.00\t",
-        "0.00",
+        yuan(row.received_fen),
+        "0.00",  # 支付宝红包: a payer's red packet, a way of paying the sandbox has not
+        "0.00",  # 集分宝: points, likewise
+        yuan(row.alipay_off_fen),
+        yuan(row.merchant_off_fen),
+        yuan(row.voucher_fen),
+        row.voucher_names,
+        "0.00\t",  # 商家红包消费金额
+        "0.00",  # 卡消费金额
         row.request_no + "\t",
         yuan(row.fee_fen),
         "0.00",
@@ -181,9 +219,10 @@ def render_detail(pid: str, rows: list[_Row], start: datetime, end: datetime, ex
         DETAIL_HEADER,
         *(_detail_line(row) for row in rows),
         f"#{RULE}业务明细列表结束{RULE[:-4]}",
-        f"#交易合计：{len(payments)}笔，商家实收共{yuan(sum(r.amount_fen for r in payments))}元，商家优惠共0.00元",
-        f"#退款合计：{len(refunds)}笔，商家实收退款共{yuan(sum(r.amount_fen for r in refunds))}元，"
-        "商家优惠退款共0.00元",
+        f"#交易合计：{len(payments)}笔，商家实收共{yuan(sum(r.received_fen for r in payments))}元，"
+        f"商家优惠共{yuan(sum(r.merchant_off_fen for r in payments))}元",
+        f"#退款合计：{len(refunds)}笔，商家实收退款共{yuan(sum(r.received_fen for r in refunds))}元，"
+        f"商家优惠退款共{yuan(sum(r.merchant_off_fen for r in refunds))}元",
         f"#导出时间：[{exported_at.astimezone(BEIJING):%Y年%m月%d日 %H:%M:%S}]",
     ]
     return "\r\n".join(lines) + "\r\n"
@@ -193,10 +232,13 @@ def render_summary(pid: str, rows: list[_Row], start: datetime, end: datetime, e
     payments = sum(1 for row in rows if row.kind == "交易")
     refunds = sum(1 for row in rows if row.kind == "退款")
     amount = sum(row.amount_fen for row in rows)
+    received = sum(row.received_fen for row in rows)
+    alipay_off = sum(row.alipay_off_fen for row in rows)
+    merchant_off = sum(row.merchant_off_fen for row in rows)
     fees = sum(row.fee_fen for row in rows)
     total = (
-        f"合计,,{payments},{refunds},{yuan(amount)},{yuan(amount)},0.00,0.00,0.00,{yuan(fees)},0.00,"
-        f"{yuan(amount + fees)}"
+        f"合计,,{payments},{refunds},{yuan(amount)},{yuan(received)},{yuan(alipay_off)},{yuan(merchant_off)},0.00,"
+        f"{yuan(fees)},0.00,{yuan(received + fees)}"
     )
     lines = [
         "#支付宝业务汇总查询",
@@ -225,7 +267,7 @@ def render_account(pid: str, rows: list[_Row], start: datetime, end: datetime, e
     history]."""
     movements: list[tuple[_Row, str, int]] = []
     for row in rows:
-        movements.append((row, "在线支付" if row.kind == "交易" else "交易退款", row.amount_fen))
+        movements.append((row, "在线支付" if row.kind == "交易" else "交易退款", row.received_fen))
         if row.fee_fen:
             movements.append((row, "交易服务费" if row.kind == "交易" else "收费退款", row.fee_fen))
     balance = 0

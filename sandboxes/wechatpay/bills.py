@@ -89,6 +89,7 @@ def render(bill_type: str, rows: Sequence[dict[str, str]]) -> str:
         lines.append(",".join("`" + row.get(column, "") for column in header))
     settled = sum(_e5_from_text(r.get("应结订单金额", "0.00")) for r in rows)
     refunded = sum(_e5_from_text(r.get("退款金额", "0.00")) for r in rows)
+    coupons_refunded = sum(_e5_from_text(r.get("充值券退款金额", "0.00")) for r in rows)
     fees = sum(_e5_from_text(r.get("手续费", "0.00000")) for r in rows)
     ordered = sum(_e5_from_text(r.get("订单金额", "0.00")) for r in rows)
     requested = sum(_e5_from_text(r.get("申请退款金额", "0.00")) for r in rows)
@@ -97,7 +98,7 @@ def render(bill_type: str, rows: Sequence[dict[str, str]]) -> str:
         str(len(rows)),
         yuan(settled // 1000),
         yuan(refunded // 1000),
-        "0.00",
+        yuan(coupons_refunded // 1000),
         yuan_e5(fees),
         yuan(ordered // 1000),
         yuan(requested // 1000),

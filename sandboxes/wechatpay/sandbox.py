@@ -1291,12 +1291,18 @@ class Sandbox:
         }
 
     def _payment_row(self, order: Document) -> dict[str, str]:
+        """A payment line: 订单金额 the order's total, 代金券金额 every coupon the payer used, 应结订单金额 what
+        WeChat settles to the merchant — the total less its 免充值 (NOCASH) coupons, never settled (the
+        transaction's `settlement_total`) [M: 应结订单金额 = 订单金额 − 非充值代金券金额, WxJava / the v2 API]."""
         fee = bills.fee_e5(order["total"], self.settings.fee_rate_bps)
+        promotions = order.get("promotion_detail") or []
+        nocash = sum(p["amount"] for p in promotions if p["type"] == "NOCASH")
         return {
             **self._common_row(order),
             "交易时间": datetime.fromisoformat(order["success_time"]).strftime("%Y-%m-%d %H:%M:%S"),
             "交易状态": "SUCCESS",
-            "应结订单金额": bills.yuan(order["total"]),
+            "应结订单金额": bills.yuan(order["total"] - nocash),
+            "代金券金额": bills.yuan(sum(p["amount"] for p in promotions)),
             "微信退款单号": "0",
             "商户退款单号": "0",
             "退款金额": "0.00",
@@ -1308,7 +1314,15 @@ class Sandbox:
         }
 
     def _refund_row(self, order: Document, refund: Document) -> dict[str, str]:
+        """A refund line: 申请退款金额 what the merchant asked, 退款金额 what comes off its settlement — the
+        asked amount less the 免充值 (NOCASH) coupons' share, which WeChat gives back to the payer as the coupon
+        (`settlement_refund`) — and 充值券退款金额 the 预充值 (CASH) coupons' share inside it [M: 退款金额 =
+        应结退款金额 = 申请退款金额 − 非充值券退款金额, WxJava's settlementRefundFee / couponRefundFee]."""
         fee = -bills.fee_e5(refund["refund"], self.settings.fee_rate_bps)
+        split = self._refund_split(refund)
+        settled = split["amount"]["settlement_refund"]
+        nocash_share = refund["refund"] - settled
+        cash_share = split["amount"]["discount_refund"] - nocash_share
         created = datetime.fromisoformat(refund["create_time"]).strftime("%Y-%m-%d %H:%M:%S")
         succeeded = (
             datetime.fromisoformat(refund["success_time"]).strftime("%Y-%m-%d %H:%M:%S")
@@ -1324,7 +1338,8 @@ class Sandbox:
             "应结订单金额": "0.00",
             "微信退款单号": refund["refund_id"],
             "商户退款单号": refund["out_refund_no"],
-            "退款金额": bills.yuan(refund["refund"]),
+            "退款金额": bills.yuan(settled),
+            "充值券退款金额": bills.yuan(cash_share),
             "退款类型": "ORIGINAL",
             "退款状态": refund["status"],
             "手续费": bills.yuan_e5(fee),

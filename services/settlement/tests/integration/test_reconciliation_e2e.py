@@ -241,9 +241,7 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
         runs = await reconciliation_store.runs_of_day(conn, date.fromisoformat(bill_date))
     assert [(r["status"], r["error"] is not None) for r in runs] == [("finished", False)] * 2 + [("failed", True)]
     assert await platform_balances(ledger.base_url) == {"escrow_bank": net, "channel_clearing": -net}
-    import time as _t; print("T coupons-start", _t.monotonic())
     await merchant_funded_channel_coupons_match_the_bills(wechat, alipay, cashier.base_url, settlement, app, bill_date)
-    print("T coupons-end", _t.monotonic())
     verified = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "services.ledger.verify", "--database-url", ledger_db],
@@ -342,9 +340,7 @@ async def merchant_funded_channel_coupons_match_the_bills(
             views = [(await c.get(f"/v1/payments/{p['id']}")).json() for p in paid.values()]
             return all(v["status"] == "succeeded" for v in views)
 
-        import time as _t; print("T paid-start", _t.monotonic())
-        await wait_for(succeeded, "both coupon payments to succeed"); print("T paid", _t.monotonic())
-        import time as _t2; print("T refund-start", _t2.monotonic())
+        await wait_for(succeeded, "both coupon payments to succeed")
         view = (await c.get(f"/v1/payments/{paid['wechatpay']['id']}")).json()
         assert view["channel_discount"]["unsettled_minor"] == 1_000  # 免充值: WeChat settles 110.00
         refund = await c.post(f"/v1/payments/{paid['wechatpay']['id']}/refunds", json={"amount_minor": 6_000})
@@ -362,9 +358,7 @@ async def merchant_funded_channel_coupons_match_the_bills(
         wanted = {f"{p['id']}:unsettled" for p in paid.values()} | {f"{refund_id}:unsettled"}
         return wanted <= keys and status == "succeeded"
 
-    import time as _t; print("T rec-start", _t.monotonic())
     await wait_for(recorded, "settlement to record both payments, the refund and their unsettled coupon parts")
-    print("T recorded", _t.monotonic())
     for channel, lines in (("wechatpay", 2), ("alipay", 1)):
         r = await settlement.post(
             "/v1/settlement/reconciliations",

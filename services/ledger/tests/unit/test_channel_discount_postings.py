@@ -47,7 +47,11 @@ def test_refunds_give_back_exactly_the_unsettled_part_in_any_split() -> None:
                 given = plan.metadata.get("channel_unsettled_reversed_minor", 0)
                 lines = amounts(plan)
                 # Both the merchant's line and clearing's take the unsettled share off the refund.
-                assert lines.get("debit:merchant_pending", 0) + lines.get("debit:platform_fee_income", 0) == part - given
-                assert lines.get("credit:channel_clearing", 0) + lines.get("credit:channel_fee_expense", 0) == part - given
+                assert (
+                    lines.get("debit:merchant_pending", 0) + lines.get("debit:platform_fee_income", 0) == part - given
+                )
+                assert (
+                    lines.get("credit:channel_clearing", 0) + lines.get("credit:channel_fee_expense", 0) == part - given
+                )
                 back += given
             assert back == 1000, order  # exactly what the payment took off, whatever the split and order

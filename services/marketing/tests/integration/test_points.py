@@ -99,9 +99,7 @@ EXCHANGES = "/v1/marketing/me/points/exchanges"
 async def lots(m: Marketing) -> dict[str, tuple[int, int, int]]:
     """{payment: (consumed, expired, remaining)} of the user's earnings."""
     page = (await m.get("/v1/marketing/me/points/earnings", m.user())).json()
-    return {
-        e["payment_id"]: (e["consumed_points"], e["expired_points"], e["remaining_points"]) for e in page["data"]
-    }
+    return {e["payment_id"]: (e["consumed_points"], e["expired_points"], e["remaining_points"]) for e in page["data"]}
 
 
 async def test_points_exchanged_first_to_expire_first_and_the_rest_expires(marketing: Marketing) -> None:

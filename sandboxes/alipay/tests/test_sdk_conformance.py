@@ -753,3 +753,36 @@ def test_merchant_vouchers_created_sent_used_in_a_trade_and_alipay_funded_vouche
         "0.00",
     )
     assert (paid["buyer_pay_amount"], paid["receipt_amount"]) == ("45.00", "50.00")
+
+    # the trade bill prints what Alipay settles: 商家实收 = 订单金额 − 商家优惠 (the 商家券), Alipay's own voucher
+    # under 支付宝优惠 with 商家实收 the whole amount; a partial refund gives back its share of the 商家券
+    assert (
+        sdk.api_alipay_trade_refund(refund_amount="60.00", out_trade_no=out_trade_no, out_request_no="vr1")["code"]
+        == "10000"
+    )
+    rows = _detail_rows(sdk)
+    columns = ("订单金额(元)", "商家实收(元)", "支付宝优惠(元)", "商家优惠(元)", "券核销金额(元)", "券名称")
+    shown = {(row["商户订单号"], row["业务类型"]): tuple(row[c] for c in columns) for row in rows}
+    assert shown[(out_trade_no, "交易")] == ("120.00", "110.00", "0.00", "10.00", "10.00", "满100减10")
+    assert shown[(out_trade_no, "退款")] == ("-60.00", "-55.00", "0.00", "-5.00", "-5.00", "满100减10")
+    assert shown[(funded, "交易")][:5] == ("50.00", "50.00", "5.00", "0.00", "5.00")
+
+
+def _detail_rows(sdk: Any) -> list[dict[str, str]]:
+    """Today's 业务明细 rows by header (half-width brackets, TABs stripped), downloaded as a merchant does."""
+    import csv
+    import io
+    import zipfile
+
+    node = sdk.server_api(
+        "alipay.data.dataservice.bill.downloadurl.query", {"bill_type": "trade", "bill_date": time.strftime("%Y-%m-%d")}
+    )
+    with zipfile.ZipFile(io.BytesIO(httpx.get(node["bill_download_url"]).content)) as archive:
+        member = next(
+            i for i in archive.infolist() if i.filename.encode("cp437").decode("gbk").endswith("_业务明细.csv")
+        )
+        text = archive.read(member).decode("gbk")
+    data = [line for line in text.split("\r\n") if line and not line.startswith("#")]
+    header, *cells = list(csv.reader(data))
+    names = [name.replace("（", "(").replace("）", ")") for name in header]
+    return [dict(zip(names, (cell.strip() for cell in row), strict=True)) for row in cells]

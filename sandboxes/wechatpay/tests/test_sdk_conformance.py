@@ -913,6 +913,13 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
     )
     assert refund["amount"]["discount_refund"] == 500 and refund["amount"]["payer_refund"] == 5500
     assert refund["promotion_detail"][0]["refund_amount"] == 500
+    # the trade bill: a 预充值 (CASH) coupon is settled, so 应结订单金额 is the whole 120.00 with 代金券金额 10.00;
+    # the refund's 退款金额 is all 60.00 asked (nothing NOCASH to leave out), 5.00 of it 充值券退款金额
+    rows = {(row["商户订单号"], row["交易状态"]): row for row in _bill_rows(wx)}
+    columns = ("订单金额", "代金券金额", "应结订单金额")
+    assert tuple(rows[(paid, "SUCCESS")][c] for c in columns) == ("120.00", "10.00", "120.00")
+    columns = ("申请退款金额", "退款金额", "充值券退款金额")
+    assert tuple(rows[(paid, "REFUND")][c] for c in columns) == ("60.00", "60.00", "5.00")
 
     again = _no("fv")
     _ok(wx.pay(description="the same coupon again", out_trade_no=again, amount={"total": 12000}))
@@ -974,6 +981,18 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
     assert [(t["trade_state"], t["amount"]["payer_total"]) for t in confirmed] == [("SUCCESS", 1000), ("SUCCESS", 1500)]
     assert [p["coupon_id"] for p in confirmed[0]["promotion_detail"]] == [second_gift]
     assert confirmed[1]["promotion_detail"] == []
+
+
+def _bill_rows(wx: Any) -> list[dict[str, str]]:
+    """Today's ALL trade bill rows by header, downloaded through the SDK as a merchant does."""
+    from datetime import datetime, timedelta, timezone
+
+    today = datetime.now(timezone(timedelta(hours=8))).date().isoformat()
+    code, content = wx.download_bill(_ok(wx.trade_bill(bill_date=today))["download_url"])
+    assert code == 200
+    header, *lines = gzip.decompress(content).decode("utf-8").split("\r\n")  # the SDK asks for GZIP
+    rows = lines[: lines.index(next(line for line in lines if line.startswith("总交易单数")))]
+    return [dict(zip(header.split(","), row[1:].split(",`"), strict=True)) for row in rows]
 
 
 def test_busifavor_merchant_coupons_claimed_used_returned_and_deactivated(

@@ -60,8 +60,9 @@ async def transactions_csv(
         buffer = io.StringIO()
         writer = csv.writer(buffer)
         writer.writerow(CSV_COLUMNS)
-        async with uow.read() as conn:
-            result = await conn.stream(query)
+        # A server-side cursor lives in a transaction: read() is autocommit (libs/common/db.py), begin() is not.
+        async with uow.begin() as tx:
+            result = await tx.conn.stream(query)
             async for row in result:
                 writer.writerow(["" if v is None else v for v in row])
                 if buffer.tell() > 64_000:

@@ -47,6 +47,8 @@ SUMMARY_HEADER = [
     "申请退款总金额",
 ]
 HEADERS = {"ALL": HEADER_ALL, "SUCCESS": HEADER_SUCCESS, "REFUND": HEADER_REFUND}
+# The SUCCESS bill has no refunds, so its summary has no refund totals [H: the official 交易账单 format page]
+_SUCCESS_SUMMARY = ("总交易单数", "应结订单总金额", "手续费总金额", "订单总金额")
 
 assert len(HEADER_ALL) == 27 and len(HEADER_SUCCESS) == 20 and len(HEADER_REFUND) == 29
 
@@ -93,17 +95,18 @@ def render(bill_type: str, rows: Sequence[dict[str, str]]) -> str:
     fees = sum(_e5_from_text(r.get("手续费", "0.00000")) for r in rows)
     ordered = sum(_e5_from_text(r.get("订单金额", "0.00")) for r in rows)
     requested = sum(_e5_from_text(r.get("申请退款金额", "0.00")) for r in rows)
-    lines.append(",".join(SUMMARY_HEADER))
-    summary = [
-        str(len(rows)),
-        yuan(settled // 1000),
-        yuan(refunded // 1000),
-        yuan(coupons_refunded // 1000),
-        yuan_e5(fees),
-        yuan(ordered // 1000),
-        yuan(requested // 1000),
-    ]
-    lines.append(",".join("`" + value for value in summary))
+    totals = {
+        "总交易单数": str(len(rows)),
+        "应结订单总金额": yuan(settled // 1000),
+        "退款总金额": yuan(refunded // 1000),
+        "充值券退款总金额": yuan(coupons_refunded // 1000),
+        "手续费总金额": yuan_e5(fees),
+        "订单总金额": yuan(ordered // 1000),
+        "申请退款总金额": yuan(requested // 1000),
+    }
+    summary_header = _SUCCESS_SUMMARY if bill_type == "SUCCESS" else SUMMARY_HEADER
+    lines.append(",".join(summary_header))
+    lines.append(",".join("`" + totals[name] for name in summary_header))
     return "\r\n".join(lines) + "\r\n"
 
 

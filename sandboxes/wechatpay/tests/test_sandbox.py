@@ -476,6 +476,8 @@ def test_bill_files_formats_hash_and_download_rules(sandbox: SandboxProcess, rec
         if bill_type == "ALL":
             assert len(rows) == 3 and lines[-2].split(",")[:3] == ["`3", "`177.76", "`8.88"]
             assert any(",`0.53328," in row for row in rows)  # 0.60% of 88.88 to 5 decimals
+        if bill_type == "SUCCESS":  # no refunds, no refund totals
+            assert lines[-3] == "总交易单数,应结订单总金额,手续费总金额,订单总金额" and lines[-2].count(",`") == 3
 
     gz = biller.call("GET", f"/v3/bill/tradebill?bill_date={day}&tar_type=GZIP").json()
     packed = biller.call("GET", gz["download_url"].removeprefix(sandbox.base_url), verify=False)

@@ -139,6 +139,9 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     check_accessibility(owner, "console-dashboard")
     expect(owner.get_by_role("heading", name="Dashboard")).to_be_visible()
     expect(owner.locator("svg.chart").first).to_be_visible()
+    owner.get_by_role("link", name="Test payments").click()  # live and test money are never added up
+    expect(owner.get_by_role("link", name="Test payments")).to_have_attribute("aria-current", "page")
+    expect(owner.locator("svg.chart").first).to_be_visible()
 
     # The owner invites finance and support, and sets the maker-checker threshold.
     owner.get_by_role("link", name="Staff").click()
@@ -347,7 +350,9 @@ def _eventually_visible(page: Page, selector: str, seconds: float = 90) -> None:
     bounded by a deadline, never a fixed wait."""
     deadline = time.monotonic() + seconds
     while page.locator(selector).count() == 0:
-        assert time.monotonic() < deadline, f"{selector} not shown on {page.url} within {seconds} s"
+        assert time.monotonic() < deadline, (
+            f"{selector} not shown on {page.url} within {seconds} s: " + (page.locator("main").inner_text()[:2000])
+        )
         page.wait_for_timeout(500)
         page.reload()
 

@@ -857,6 +857,7 @@ class Sandbox:
                 "out_trade_no": order["out_trade_no"],
                 "transaction_id": order["transaction_id"],
                 "refund": refund_fen,
+                "refunded_before": refunded,  # the coupons' shares are cumulative floors (_refund_split)
                 "total": order["total"],
                 "status": "PROCESSING",
                 "create_time": rfc3339(now_cst()),
@@ -932,13 +933,14 @@ class Sandbox:
 
     def _refund_split(self, refund: Document) -> dict[str, Any]:
         """A refund's `amount` and `promotion_detail`: of a payment that used 代金券 (favor.py), each coupon
-        gives back its share `⌊refund × coupon / total⌋` (`discount_refund`), the payer gets the rest, and
-        the merchant's settlement loses only what it collected (a 免充值 NOCASH coupon was never settled
-        to it) [L: WeChat's exact rounding]."""
+        gives back its share by cumulative floors, `⌊(before + refund) × coupon / total⌋ − ⌊before × coupon /
+        total⌋` with `before` what the order's earlier refunds took (`discount_refund`), so refunding the whole
+        order gives back the whole coupon; the payer gets the rest, and the merchant's settlement loses only
+        what it collected (a 免充值 NOCASH coupon was never settled to it) [L: WeChat's exact rounding]."""
         order = self.store.get("orders", refund["order_key"]) or {}
-        total, amount = refund["total"], refund["refund"]
+        total, amount, before = refund["total"], refund["refund"], refund.get("refunded_before", 0)
         promotions = order.get("promotion_detail") or []
-        shares = [(p, amount * p["amount"] // total) for p in promotions]
+        shares = [(p, (before + amount) * p["amount"] // total - before * p["amount"] // total) for p in promotions]
         discount_refund = sum(share for _, share in shares)
         nocash = sum(p["amount"] for p in promotions if p["type"] == "NOCASH")
         nocash_refund = sum(share for p, share in shares if p["type"] == "NOCASH")

@@ -920,6 +920,17 @@ def test_favor_coupons_stock_send_use_in_payment_and_coupon_use_callback(
     assert tuple(rows[(paid, "SUCCESS")][c] for c in columns) == ("120.00", "10.00", "120.00")
     columns = ("申请退款金额", "退款金额", "充值券退款金额")
     assert tuple(rows[(paid, "REFUND")][c] for c in columns) == ("60.00", "60.00", "5.00")
+    # the rest in two refunds: each coupon share by cumulative floors, so the whole coupon comes back (5.00 +
+    # 2.77 + 2.23 = 10.00; ⌊refund × coupon / total⌋ each time would give back 9.99)
+    shares = [
+        _ok(
+            wx.refund(
+                out_refund_no=_no("fr"), amount={"refund": part, "total": 12000, "currency": "CNY"}, out_trade_no=paid
+            )
+        )["amount"]["discount_refund"]
+        for part in (3333, 2667)
+    ]
+    assert shares == [277, 223]
 
     again = _no("fv")
     _ok(wx.pay(description="the same coupon again", out_trade_no=again, amount={"total": 12000}))

@@ -26,15 +26,13 @@ def _seg(value: str) -> str:
 
 
 def items_of(body: Any) -> list[dict[str, Any]]:
-    """A list answer's rows, whichever list shape the service answers (`data`, older `items` / `accounts`)."""
+    """A list answer's rows: the `data` of the one list shape (docs/api-conventions.md), or a bare array (the
+    cashier's admin channel list, not paged)."""
     if isinstance(body, list):
         return body
-    if not isinstance(body, dict):
-        return []
-    for key in ("data", "items", "accounts", "entries", "batches", "payouts"):
-        if isinstance(body.get(key), list):
-            rows: list[dict[str, Any]] = body[key]
-            return rows
+    if isinstance(body, dict) and isinstance(body.get("data"), list):
+        rows: list[dict[str, Any]] = body["data"]
+        return rows
     return []
 
 

@@ -151,13 +151,15 @@ class EmbeddedPostgres:
         self.data_dir = data_dir
         self.port = port
         self.log_path = log_path
-        # `durable=False`: a test session's server, whose data is thrown away: commits do not wait for the
-        # disk, no full-page images, stopped without a shutdown checkpoint (which took up to a minute after a
-        # session's hundreds of databases on a loaded machine). `make run` and the benchmarks stay durable.
+        # `durable=False`: a test session's server, whose data is thrown away and which nothing kills: commits
+        # neither wait for the disk nor for their WAL to be written (synchronous_commit off), no full-page
+        # images, stopped without a shutdown checkpoint (which took up to a minute after a session's hundreds of
+        # databases on a loaded machine). `make run` and the benchmarks stay durable.
         self.durable = durable
-        # JUHE_PG_SYNC=off (tests that start the launcher): commits do not wait for the disk either, but the
-        # server stays crash-safe against killed *processes*, which those tests do to it (the kernel holds
-        # what was written; only an OS crash loses it); full-page writes stay on for the crash recovery.
+        # JUHE_PG_SYNC=off (tests that start the launcher): no fsync, but each commit's WAL is still written
+        # (synchronous_commit stays on) and full-page writes stay on, so the server stays crash-safe against
+        # killed *processes*, which those tests do to it (the kernel holds what was written; only an OS crash
+        # loses it). synchronous_commit=off would lose acknowledged commits when the postmaster is SIGKILLed.
         self.sync = durable and os.environ.get(PG_SYNC_ENV, "on") != "off"
         self.process: subprocess.Popen[bytes] | None = None
         self.user = _ensure_pg_user()
@@ -265,7 +267,7 @@ class EmbeddedPostgres:
                 "-c",
                 f"fsync={'on' if self.sync else 'off'}",
                 "-c",
-                f"synchronous_commit={'on' if self.sync else 'off'}",
+                f"synchronous_commit={'on' if self.durable else 'off'}",
                 "-c",
                 f"full_page_writes={'on' if self.durable else 'off'}",
                 "-c",

@@ -410,7 +410,7 @@ def _spend_a_promoted_top_up(platform: Platform) -> None:
     assert paid.status_code == 201, paid.text
     assert paid.json()["details"]["bonus_minor"] == 300
     assert (wallet("user_wallet"), wallet("user_bonus")) == (0, bonus_before + 700)  # the cash first
-    grants = platform.marketing("GET", "/v1/marketing/me/topup-bonuses", user=user).json()["grants"]
+    grants = platform.marketing("GET", "/v1/marketing/me/topup-bonuses", user=user).json()["data"]
     assert [g["status"] for g in grants if g["payment_id"] == order["payment_id"]] == ["granted"]
 
 
@@ -438,7 +438,7 @@ def _refund_a_promoted_top_up(platform: Platform) -> None:
     assert refund.status_code == 201, refund.text
     eventually(lambda: wallet("user_wallet") == unspent - take, "the refund's hold posted by the ledger")
     eventually(lambda: wallet("user_bonus") == bonus_before, "the bonus revoked by marketing, taken back by the ledger")
-    grants = platform.marketing("GET", "/v1/marketing/me/topup-bonuses", user=user).json()["grants"]
+    grants = platform.marketing("GET", "/v1/marketing/me/topup-bonuses", user=user).json()["data"]
     assert [g["status"] for g in grants if g["payment_id"] == order["payment_id"]] == ["revoked"]
     hold = platform.run.query("juhe_ledger", "SELECT status FROM wallet_operations WHERE kind = 'top_up_refund' "
                               f"AND idempotency_key = '{refund.json()['id']}'")  # fmt: skip

@@ -286,7 +286,10 @@ class Identities:
             else None,
             mode=row["mode"],
         )
-        self._keys.put(key_id, record)
+        if merchant is None or merchant["status"] == "active":
+            # A key refused only because its merchant is not active yet (an onboarding midway) is not cached: it
+            # works on every replica the moment the onboarding activates the merchant (docs/onboarding.md).
+            self._keys.put(key_id, record)
         return record
 
     async def _merchant_of_platform(self, merchant_id: str, platform_id: str) -> None:

@@ -273,6 +273,10 @@ async def test_a_rejected_kyc_leaves_nothing_active_and_a_retry_after_the_fix_co
     retried = await admin.request("POST", f"/v1/platform/merchant-onboardings/{rejected['onboarding_id']}/retry")
     assert retried["status"] == "active", retried["steps"]
     assert retried["steps"]["kyc"]["previous_reasons"][0]["code"] == "bank_account_name_mismatch"
+    # The key the replica refused while the merchant was inactive works there at once (no cached refusal).
+    juhe = env.merchant(env.a, rejected["api_key"])
+    payment = await juhe.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert payment["merchant_id"] == merchant_id
 
 
 async def test_an_individual_without_a_licence_settling_to_their_own_account_is_onboarded(env: Env) -> None:

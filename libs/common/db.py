@@ -153,8 +153,8 @@ class UnitOfWork:
         At READ COMMITTED, the isolation every unit of work has unless it asks for another, each statement of a
         transaction sees its own snapshot anyway, so an explicit BEGIN … COMMIT around reads gave no more
         consistent a view; it cost two round trips per read, four of a payment create's six units of work
-        (docs/performance.md). Writing, locking (`FOR UPDATE`, advisory locks) or `SET LOCAL` belong in
-        `begin()`, where they last until the commit."""
+        (docs/performance.md). Writing, locking (`FOR UPDATE`, advisory locks), `SET LOCAL` and server-side
+        cursors (`conn.stream(...)`, which PostgreSQL opens only inside a transaction) belong in `begin()`."""
         async with self._connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
             yield conn

@@ -199,6 +199,35 @@ async def onboard(env: Env, body: dict[str, Any], key: str | None = None) -> dic
     return answer
 
 
+async def held_for_review(env: Env) -> dict[str, Any]:
+    """An onboarding whose KYC check the identity provider holds for review (its licence number is on hold)."""
+    body = env.body()
+    await env.identity_rules(hold_documents=[body["business_licence_number"]])
+    try:
+        return await onboard(env, body)
+    finally:
+        await env.identity_rules()
+
+
+async def approve_check(env: Env, check_id: str) -> None:
+    """The identity provider's reviewer approves a held check."""
+    async with httpx.AsyncClient() as http:
+        decided = await http.post(f"{env.identity.base_url}/control/merchant-checks/{check_id}/approve", json={})
+    assert decided.status_code == 200, decided.text
+
+
+async def until_active(env: Env, onboarding_id: str, what: str) -> dict[str, Any]:
+    """The onboarding as replica B reads it, once something (the worker) has made it active."""
+    admin = env.admin(env.b)
+
+    async def active() -> Any:
+        read = await admin.request("GET", f"/v1/platform/merchant-onboardings/{onboarding_id}")
+        return read if read["status"] == "active" else None
+
+    found: dict[str, Any] = await eventually(active, what)
+    return found
+
+
 async def test_one_call_onboards_a_merchant_that_takes_a_payment_at_once_and_whose_webhooks_verify(env: Env) -> None:
     body, key = env.body(), str(uuid.uuid4())
     done = await onboard(env, body, key)
@@ -302,27 +331,12 @@ async def test_a_live_key_cannot_be_onboarded_onto_a_sandbox_channel(env: Env) -
 
 
 async def test_a_check_held_for_review_is_finished_by_the_worker_once_approved(env: Env) -> None:
-    body = env.body()
-    await env.identity_rules(hold_documents=[body["business_licence_number"]])
-    try:
-        waiting = await onboard(env, body)
-    finally:
-        await env.identity_rules()
+    waiting = await held_for_review(env)
     assert waiting["status"] == "processing"
     assert waiting["steps"]["kyc"]["status"] == "pending"
     assert waiting["steps"]["kyc"]["last_error"]["code"] == "kyc_in_review"
-    check_id = f"{waiting['onboarding_id']}.0"
-    async with httpx.AsyncClient() as http:
-        decided = await http.post(f"{env.identity.base_url}/control/merchant-checks/{check_id}/approve", json={})
-    assert decided.status_code == 200, decided.text
-
-    admin = env.admin(env.b)
-
-    async def active() -> Any:
-        read = await admin.request("GET", f"/v1/platform/merchant-onboardings/{waiting['onboarding_id']}")
-        return read if read["status"] == "active" else None
-
-    await eventually(active, "the worker to finish the onboarding")
+    await approve_check(env, f"{waiting['onboarding_id']}.0")
+    await until_active(env, waiting["onboarding_id"], "the worker to finish the onboarding")
 
 
 async def test_the_worker_finishes_an_onboarding_its_request_did_not_drive(env: Env) -> None:
@@ -330,13 +344,7 @@ async def test_the_worker_finishes_an_onboarding_its_request_did_not_drive(env: 
     answered = await env.admin(env.b).request("POST", "/v1/platform/merchant-onboardings", json=env.body(),
                                               idempotency_key=str(uuid.uuid4()))  # fmt: skip
     assert answered["status"] == "processing" and answered["steps"]["kyc"]["attempts"] == 0
-    admin = env.admin(env.b)
-
-    async def active() -> Any:
-        read = await admin.request("GET", f"/v1/platform/merchant-onboardings/{answered['onboarding_id']}")
-        return read if read["status"] == "active" else None
-
-    await eventually(active, "the worker to drive the onboarding to the end")
+    await until_active(env, answered["onboarding_id"], "the worker to drive the onboarding to the end")
     juhe = env.merchant(env.b, answered["api_key"])
     taken = await juhe.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
     assert taken["attempts"][0]["channel"] == "alipay"
@@ -345,13 +353,7 @@ async def test_the_worker_finishes_an_onboarding_its_request_did_not_drive(env: 
 async def test_an_onboarding_whose_driver_died_is_taken_over_when_its_lease_runs_out(env: Env) -> None:
     """A replica took the lease and died mid-way (here: while the KYC check waited for review): nobody else touches
     the onboarding until the lease runs out, then the worker finishes it."""
-    body = env.body()
-    await env.identity_rules(hold_documents=[body["business_licence_number"]])
-    try:
-        waiting = await onboard(env, body)
-    finally:
-        await env.identity_rules()
-    onboarding_id = waiting["onboarding_id"]
+    onboarding_id = (await held_for_review(env))["onboarding_id"]
     engine = create_async_engine(env.gateway_db)
     try:
         async with engine.begin() as conn:  # the dead replica's lease, a second from now
@@ -359,16 +361,8 @@ async def test_an_onboarding_whose_driver_died_is_taken_over_when_its_lease_runs
                                     "WHERE onboarding_id = :id"), {"id": onboarding_id})  # fmt: skip
     finally:
         await engine.dispose()
-    async with httpx.AsyncClient() as http:
-        decided = await http.post(f"{env.identity.base_url}/control/merchant-checks/{onboarding_id}.0/approve", json={})
-    assert decided.status_code == 200, decided.text
-    admin = env.admin(env.b)
-
-    async def active() -> Any:
-        read = await admin.request("GET", f"/v1/platform/merchant-onboardings/{onboarding_id}")
-        return read if read["status"] == "active" else None
-
-    await eventually(active, "the worker to take the onboarding over after the lease")
+    await approve_check(env, f"{onboarding_id}.0")
+    await until_active(env, onboarding_id, "the worker to take the onboarding over after the lease")
 
 
 async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restores(env: Env) -> None:

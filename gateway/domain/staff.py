@@ -42,6 +42,11 @@ MERCHANT_PERMISSIONS: tuple[str, ...] = (
     "staff.manage",
     "audit.read",
     "settings.manage",
+    "webhooks.manage",
+    "payment_links.manage",
+    "coupons.read",
+    "coupons.manage",
+    "coupons.redeem",
 )
 PLATFORM_PERMISSIONS: tuple[str, ...] = (
     "platform.dashboard.read",
@@ -75,11 +80,25 @@ MERCHANT_ROLES: dict[str, frozenset[str]] = {
             "statements.read",
             "payouts.read",
             "payouts.create",
+            "payment_links.manage",
+            "coupons.read",
         }
     ),
-    "support": frozenset({"dashboard.read", "payments.read", "refunds.create", "webhooks.resend"}),
-    "developer": frozenset({"dashboard.read", "payments.read", "webhooks.resend", "api_keys.read", "api_keys.manage"}),
-    "read_only": frozenset({"dashboard.read", "payments.read", "statements.read", "payouts.read"}),
+    # Support serves payers at the counter: payment links for them, coupons redeemed (核销) at the till.
+    "support": frozenset(
+        {
+            "dashboard.read",
+            "payments.read",
+            "refunds.create",
+            "webhooks.resend",
+            "payment_links.manage",
+            "coupons.redeem",
+        }
+    ),
+    "developer": frozenset(
+        {"dashboard.read", "payments.read", "webhooks.resend", "webhooks.manage", "api_keys.read", "api_keys.manage"}
+    ),
+    "read_only": frozenset({"dashboard.read", "payments.read", "statements.read", "payouts.read", "coupons.read"}),
 }
 PLATFORM_ROLES: dict[str, frozenset[str]] = {
     "super_admin": frozenset(PLATFORM_PERMISSIONS),
@@ -151,8 +170,16 @@ _API_RULES: tuple[tuple[str, str, str], ...] = (
     ("read", "/v1/statements", "statements.read"),
     ("read", "/v1/payouts", "payouts.read"),
     ("write", "/v1/payouts", "payouts.create"),
-    ("read", "/v1/webhook-endpoints", "api_keys.read"),
-    ("write", "/v1/webhook-endpoints", "api_keys.manage"),
+    ("read", "/v1/webhook-endpoints", "webhooks.manage"),  # the endpoints' secrets are a developer's matter
+    ("write", "/v1/webhook-endpoints", "webhooks.manage"),
+    ("read", "/v1/payment-links", "payments.read"),
+    ("write", "/v1/payment-links", "payment_links.manage"),
+    ("read", "/v1/wallet/merchants", "statements.read"),  # the ledger's balances of the member's own merchant
+    ("read", "/v1/marketing/campaigns", "coupons.read"),
+    ("write", "/v1/marketing/campaigns", "coupons.manage"),
+    ("read", "/v1/marketing/stocks", "coupons.read"),
+    ("write", "/v1/marketing/stocks", "coupons.manage"),
+    ("write", "/v1/marketing/in-store", "coupons.redeem"),
     ("read", "/v1/admin/merchants", "platform.merchants.read"),
     ("write", "/v1/admin/merchants", "platform.merchants.manage"),
     ("read", "/v1/kyc", "platform.wallets.read"),

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from pydantic import BaseModel, Field
 
 from gateway.api.deps import GatekeeperDep, PlatformDep
+from gateway.clients.services import PlatformCalls
+from gateway.console_postings import REFUNDS_MAX, merchant_postings
+from gateway.domain.errors import CONSOLE_PERMISSION_DENIED
 from gateway.gatekeeper import Gatekeeper
 from gateway.staff import Member, StaffConsole
+from libs.common.errors import Problem
 
 router = APIRouter(include_in_schema=False, tags=["console staff"])
 
@@ -289,6 +293,31 @@ async def refund_executed(
     request_id: Id, body: RefundExecutedRequest, member: Writer, staff: StaffDep
 ) -> dict[str, Any]:
     return await staff.refund_executed(member, request_id, body.refund_id)
+
+
+PaymentRef = Annotated[str, Path(pattern=r"^[a-z]{2,4}_[A-Za-z0-9_]{8,60}$")]
+RefundRefs = Annotated[
+    list[Annotated[str, Field(pattern=r"^[a-z]{2,4}_[A-Za-z0-9_]{8,60}$")]], Query(max_length=REFUNDS_MAX)
+]
+
+
+@router.get("/v1/console/payments/{payment_id}/postings")
+async def payment_postings(
+    payment_id: PaymentRef,
+    member: Reader,
+    gatekeeper: GatekeeperDep,
+    refund_id: RefundRefs = [],  # noqa: B006
+) -> dict[str, Any]:
+    """The ledger's lines for the payment's success and the given refunds, on the member's merchant's accounts only
+    (gateway/console_postings.py): the merchant console's payment page."""
+    member.require("payments.read")
+    if member.merchant_id is None:
+        raise Problem(CONSOLE_PERMISSION_DENIED, "only a merchant's staff see a payment's postings")
+    secret = gatekeeper.settings.internal_token_secret.get_secret_value()
+    calls = PlatformCalls(gatekeeper.upstreams.clients, internal_token_secret=secret)
+    lines = await merchant_postings(calls, platform_id=member.platform_id, merchant_id=member.merchant_id,
+                                    payment_id=payment_id, refund_ids=list(refund_id))  # fmt: skip
+    return {"data": lines, "has_more": False, "next_cursor": None}
 
 
 # ---- the platform's admin key -------------------------------------------------------------------------------

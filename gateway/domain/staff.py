@@ -195,6 +195,7 @@ _API_RULES: tuple[tuple[str, str, str], ...] = (
     ("read", "/v1/rules", "platform.routing.read"),
     ("write", "/v1/rules", "platform.routing.manage"),
     ("read", "/v1/routing-settings", "platform.routing.read"),
+    ("read", "/v1/special-rate-programmes", "platform.merchants.read"),  # the catalogue, beside eligibility
     ("read", "/v1/special-rate-applications", "platform.merchants.read"),
     ("write", "/v1/special-rate-applications", "platform.merchants.manage"),
     ("read", "/v1/special-rate-savings", "platform.routing.read"),

@@ -30,6 +30,7 @@ log = get_logger("juhe.cashier.marketing")
 
 LOCKS_PATH = "/v1/internal/marketing/locks"
 RELEASE_PATH = "/v1/internal/marketing/redemptions/{redemption_id}/release"
+CHANNEL_EVENTS_PATH = "/v1/internal/marketing/channel-coupon-events"
 
 
 class CouponHeld(Problem):
@@ -161,4 +162,18 @@ class MarketingClient(InternalClient):
             return False
         if response.status_code != 200:
             log.warning("marketing refused a lock release", status=response.status_code, redemption_id=redemption_id)
+        return response.status_code == 200
+
+    async def channel_coupon_event(self, event: dict[str, Any]) -> bool:
+        """Hand a verified channel coupon callback to marketing (`flows/channel_coupons.py`); True once marketing
+        has stored it (200), so the channel's callback is acknowledged only then and otherwise sent again."""
+        if self._http is None:
+            return False
+        try:
+            response = await self._http.post(CHANNEL_EVENTS_PATH, json=event, headers=self.identity_headers())
+        except httpx.HTTPError as exc:
+            log.warning("marketing unreachable for a channel coupon event", error=repr(exc))
+            return False
+        if response.status_code != 200:
+            log.warning("marketing refused a channel coupon event", status=response.status_code)
         return response.status_code == 200

@@ -9,6 +9,7 @@ from services.cashier import worker
 from services.cashier.api.routes import (
     admin,
     bills,
+    channel_coupons,
     checkout,
     events,
     internal,
@@ -39,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
             webhooks.router,
             webhook_endpoints.router,
             events.router,
+            channel_coupons.router,
             notify.router,
             admin.router,
             bills.router,

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from web.clients.console import ConsoleApi
+from web.clients.gateway import GatewayProblem
 
 EXCEPTIONS = "/v1/settlement/reconciliation-exceptions"
 PAGE_LIMIT = 50
@@ -98,6 +99,48 @@ class OperatorApi:
         created: dict[str, Any] = await self._write("POST", "/v1/fee-rates", body, key)
         return created
 
+    # ---- special-rate programmes (routing's, docs/special-rates.md) -------------------------------------------
+    async def merchant_profile(self, merchant_id: str) -> dict[str, Any] | None:
+        """Routing's profile of the merchant (entity type, MCC: what the onboarding told it), or None without one."""
+        try:
+            found: dict[str, Any] = await self._get(f"/v1/merchant-profiles/{_seg(merchant_id)}")
+        except GatewayProblem as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return found
+
+    async def put_merchant_profile(self, merchant_id: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        saved: dict[str, Any] = await self._write("PUT", f"/v1/merchant-profiles/{_seg(merchant_id)}", body, key)
+        return saved
+
+    async def eligibility(self, merchant_id: str) -> list[dict[str, Any]]:
+        return items_of(await self._get(f"/v1/merchant-profiles/{_seg(merchant_id)}/special-rate-eligibility"))
+
+    async def programmes(self) -> list[dict[str, Any]]:
+        return items_of(await self._get("/v1/special-rate-programmes"))
+
+    async def special_rate_applications(self, merchant_id: str, cursor: str | None) -> Any:
+        return await self._get("/v1/special-rate-applications", merchant_id=merchant_id, cursor=cursor,
+                               limit=PAGE_LIMIT)  # fmt: skip
+
+    async def special_rate_application(self, application_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._get(f"/v1/special-rate-applications/{_seg(application_id)}")
+        return found
+
+    async def create_special_rate_application(self, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        created: dict[str, Any] = await self._write("POST", "/v1/special-rate-applications", body, key)
+        return created
+
+    async def move_special_rate_application(
+        self, application_id: str, action: str, body: dict[str, Any], *, key: str
+    ) -> dict[str, Any]:
+        """`action`: submit | approve | reject (routing's named transitions, each a compare-and-set)."""
+        moved: dict[str, Any] = await self._write(
+            "POST", f"/v1/special-rate-applications/{_seg(application_id)}/{action}", body, key
+        )
+        return moved
+
     # ---- routing --------------------------------------------------------------------------------------------
     async def routes(self) -> list[dict[str, Any]]:
         return items_of(await self._get("/v1/channel-routes", limit=ROUTES_READ_MAX))
@@ -171,6 +214,12 @@ class OperatorApi:
         page: dict[str, Any] = await self._get(f"/v1/accounts/{_seg(account_id)}/statement", cursor=cursor,
                                                limit=PAGE_LIMIT)  # fmt: skip
         return {**page, "entries": items_of(page)}
+
+    async def wallet(self, holder_id: str) -> dict[str, Any]:
+        """A wallet holder in one read (the ledger's, one snapshot): the holder with its KYC status and level and its
+        documents masked, every sub-account with its status and balances, totals, open bills, recent entries."""
+        wallet: dict[str, Any] = await self._get(f"/v1/wallet/holders/{_seg(holder_id)}/my-wallet", recent_limit=20)
+        return wallet
 
     # ---- platform health -------------------------------------------------------------------------------------
     async def platform_health(self) -> dict[str, Any]:

@@ -30,10 +30,12 @@ routes = ConsoleRouter("/console/operator", console="operator")
 BASE = "/console/operator"
 
 DONE = ("rate_changed", "assigned", "requeried", "resolved", "payout_approved", "payout_rejected", "suspended",
-        "resumed", "retried")  # fmt: skip
+        "resumed", "retried", "profile_saved", "application_created", "application_submitted", "application_approved",
+        "application_rejected")  # fmt: skip
 ERRORS = (
     "rate_invalid", "reason_required", "reason_missing", "amount_invalid", "not_found", "forbidden", "state_conflict",
-    "not_requeryable", "unavailable", "failed",
+    "not_requeryable", "unavailable", "failed", "profile_invalid", "programme_missing", "not_eligible",
+    "documents_missing", "time_invalid", "no_contracted_route", "invalid",
 )  # fmt: skip
 # How far ahead a changed rate starts: the old one must end in the future (routing refuses an end in the past),
 # and one minute lets the operator see the change before it quotes.
@@ -56,17 +58,38 @@ def _text() -> Any:
 
 
 CHINA = ZoneInfo("Asia/Shanghai")  # settlement's business days are China days
+# Routing's codes for a special-rate request it refused, as this page says them (services/routing/domain/errors.py).
+SPECIAL_RATE_ERRORS = {
+    "special_rate_not_eligible": "not_eligible", "special_rate_documents_missing": "documents_missing",
+    "special_rate_no_contracted_route": "no_contracted_route", "merchant_profile_invalid": "profile_invalid",
+    "special_rate_application_invalid": "invalid", "special_rate_programme_not_found": "programme_missing",
+}  # fmt: skip
+ENTITY_TYPES = ("individual", "individual_business", "company", "public_institution", "nonprofit")
+DOCUMENT_FIELD = "doc."  # one checkbox per document the programme asks for: doc.<name>
+DOCUMENTS_MAX = 20  # routing's limit
+
+
+def parse_instant(text: str) -> datetime | None:
+    """A time the operator typed: `datetime-local` (no offset: a China time, as every time on these pages is shown)
+    or ISO 8601 with its offset; None when it is not one (the page says so rather than guess)."""
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    return at.replace(tzinfo=CHINA) if at.tzinfo is None else at
 
 
 def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, Any]]:
     items = (
         ("", "platform.dashboard.read", "Overview"), ("/merchants", "platform.merchants.read", "Merchants"),
         ("/kyc", "platform.kyc.review", "KYC review"),
+        ("/special-rates", "platform.merchants.read", "Special rates"),
         ("/routing", "platform.routing.read", "Routing"), ("/routing/simulate", "platform.routing.read", "Simulator"),
         ("/settlement", "platform.settlement.read", "Settlement"),
         ("/settlement/calendar", "platform.settlement.read", "Settlement calendar"),
         ("/savings", "platform.routing.read", "Savings report"),
         ("/reconciliation", "platform.reconciliation.read", "Reconciliation"),
+        ("/wallets", "platform.wallets.read", "Wallet holders"),
         ("/ledger", "platform.ledger.read", "Ledger"), ("/audit", "platform.audit.read", "Audit log"),
         ("/health", "platform.health.read", "Platform health"),
     )  # fmt: skip
@@ -97,11 +120,12 @@ def _error_code(exc: GatewayProblem) -> str:
     if exc.status == 403:
         return "forbidden"
     if exc.code in ("reconciliation_exception_resolved", "conflict", "version_conflict", "fee_rate_overlap",
-                    "payout_not_awaiting_approval", "merchant_status_conflict", "onboarding_state"):  # fmt: skip
+                    "payout_not_awaiting_approval", "merchant_status_conflict", "onboarding_state",
+                    "special_rate_application_state_conflict"):  # fmt: skip
         return "state_conflict"
     if exc.code == "reconciliation_exception_not_requeryable":
         return "not_requeryable"
-    return "failed"
+    return SPECIAL_RATE_ERRORS.get(exc.code, "invalid" if exc.status == 422 else "failed")
 
 
 def _page(ctx: ConsoleContext, template: str, current: str, status_code: int = 200, **values: Any) -> Response:
@@ -255,6 +279,128 @@ def _onboarding_summary(onboarding: dict[str, Any]) -> dict[str, Any]:
     steps = onboarding.get("steps") or {}
     return {"status": onboarding.get("status"), "merchant_id": onboarding.get("merchant_id"),
             "steps": {name: step.get("status") for name, step in steps.items()}}  # fmt: skip
+
+
+# ---- special-rate programmes ----------------------------------------------------------------------------------
+@routes.get("/special-rates", "platform.merchants.read")
+async def special_rates(
+    ctx: Console, merchant_id: str = _text(), cursor: str = Query(default="", max_length=64)
+) -> Response:
+    """A merchant's special-rate standing (docs/special-rates.md): routing's profile of it (entity type and MCC, as
+    the onboarding set them), every programme with whether it qualifies and why not, and its applications with the
+    next step each allows (submit, approve from a date, reject with a reason)."""
+    merchant_id = merchant_id.strip()
+    if not merchant_id:
+        return _page(ctx, "special_rates", "/special-rates", merchant_id="")
+    op = _op(ctx)
+
+    async def load() -> dict[str, Any]:
+        profile = await op.merchant_profile(merchant_id)
+        programmes = {p["programme_id"]: p for p in await op.programmes()}
+        eligibility = await op.eligibility(merchant_id) if profile else []
+        page = await op.special_rate_applications(merchant_id, cursor or None)
+        return {"profile": profile, "programmes": programmes, "eligibility": eligibility,
+                "applications": items_of(page), "next_cursor": (page or {}).get("next_cursor")}  # fmt: skip
+
+    return await _guarded(ctx, "special_rates", "/special-rates", load, merchant_id=merchant_id,
+                          entity_types=ENTITY_TYPES, request_id=_request_id())  # fmt: skip
+
+
+def _special_rates_back(ctx: ConsoleContext, merchant_id: str, **outcome: str) -> Response:
+    return ctx.redirect(f"{BASE}/special-rates", merchant_id=merchant_id[:64], **outcome)
+
+
+async def _special_rate_write(ctx: ConsoleContext, merchant_id: str, done: str, write: Any) -> Response:
+    """Run one write of this section (it audits itself), then back to the merchant's page with the outcome."""
+    try:
+        await write()
+    except GatewayProblem as exc:
+        return _special_rates_back(ctx, merchant_id, error=_error_code(exc))
+    except GatewayUnavailable:
+        return _special_rates_back(ctx, merchant_id, error="unavailable")
+    return _special_rates_back(ctx, merchant_id, done=done)
+
+
+@routes.post("/special-rates/profile", "platform.merchants.manage")
+async def save_merchant_profile(ctx: Console) -> Response:
+    """Correct routing's profile (what eligibility is computed from) when the onboarding's data was wrong."""
+    form = ctx.form
+    merchant_id = (form.get("merchant_id") or "").strip()[:64]
+    entity_type, industry_code = form.get("entity_type", ""), (form.get("industry_code") or "").strip()
+    if entity_type not in ENTITY_TYPES or not (len(industry_code) == 4 and industry_code.isascii()
+                                               and industry_code.isdigit()):  # fmt: skip
+        return _special_rates_back(ctx, merchant_id, error="profile_invalid")
+    op = _op(ctx)
+
+    async def write() -> None:
+        before = await op.merchant_profile(merchant_id)
+        after = await op.put_merchant_profile(merchant_id, {"entity_type": entity_type, "industry_code": industry_code},
+                                              key=f"{form.get('request_id') or _request_id()}.profile")  # fmt: skip
+        await ctx.api.audit("merchant_profile.changed", merchant_id, before, after)
+
+    return await _special_rate_write(ctx, merchant_id, "profile_saved", write)
+
+
+@routes.post("/special-rates/applications", "platform.merchants.manage")
+async def create_special_rate_application(ctx: Console) -> Response:
+    """A draft application for a programme the merchant qualifies for (routing checks it again: 422 when not), with
+    the documents the operator ticked as received."""
+    form = ctx.form
+    merchant_id = (form.get("merchant_id") or "").strip()[:64]
+    programme_id = (form.get("programme_id") or "").strip()[:48]
+    if not merchant_id or not programme_id:
+        return _special_rates_back(ctx, merchant_id, error="programme_missing")
+    documents = sorted(k.removeprefix(DOCUMENT_FIELD) for k, v in form.items() if k.startswith(DOCUMENT_FIELD) and v)
+    body = {"merchant_id": merchant_id, "programme_id": programme_id, "documents": documents[:DOCUMENTS_MAX]}
+    op = _op(ctx)
+
+    async def write() -> None:
+        created = await op.create_special_rate_application(body, key=f"{form.get('request_id') or _request_id()}.new")
+        await ctx.api.audit("special_rate.created", str(created["application_id"]), None, _application(created))
+
+    return await _special_rate_write(ctx, merchant_id, "application_created", write)
+
+
+APPLICATION_FIELDS = ("application_id", "merchant_id", "programme_id", "status", "documents", "effective_from",
+                      "effective_until", "rejection_reason", "rate_ids")  # fmt: skip
+APPLICATION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
+MOVED = {"submit": "submitted", "approve": "approved", "reject": "rejected"}  # routing's transitions → outcome
+SPECIAL_RATE_REASON_MAX = 500  # routing's limit
+
+
+def _application(a: dict[str, Any]) -> dict[str, Any]:
+    return {k: a.get(k) for k in APPLICATION_FIELDS}
+
+
+@routes.post("/special-rates/applications/{application_id}/{action}", "platform.merchants.manage")
+async def move_special_rate_application(ctx: Console, application_id: str, action: str) -> Response:
+    """submit (every required document named), approve (from a time, default now: routing writes the merchant's
+    rates, quoted from then on) or reject (with a reason); each a compare-and-set at routing, audited before/after."""
+    form = ctx.form
+    merchant_id = (form.get("merchant_id") or "").strip()[:64]
+    if action not in MOVED or not (len(application_id) <= 64 and set(application_id) <= APPLICATION_ID_CHARS):
+        return _special_rates_back(ctx, merchant_id, error="not_found")
+    body: dict[str, Any] = {}
+    if action == "approve" and (form.get("effective_from") or "").strip():
+        at = parse_instant(form["effective_from"])
+        if at is None:
+            return _special_rates_back(ctx, merchant_id, error="time_invalid")
+        body["effective_from"] = at.isoformat()
+    if action == "reject":
+        reason = (form.get("reason") or "").strip()
+        if not reason or len(reason) > SPECIAL_RATE_REASON_MAX:
+            return _special_rates_back(ctx, merchant_id, error="reason_missing")
+        body["reason"] = reason
+    op = _op(ctx)
+
+    async def write() -> None:
+        before = await op.special_rate_application(application_id)
+        key = f"{form.get('request_id') or _request_id()}.{action}.{application_id}"
+        after = await op.move_special_rate_application(application_id, action, body, key=key)
+        await ctx.api.audit(f"special_rate.{MOVED[action]}", application_id, _application(before),
+                            _application(after))  # fmt: skip
+
+    return await _special_rate_write(ctx, merchant_id, f"application_{MOVED[action]}", write)
 
 
 # ---- routing ----------------------------------------------------------------------------------------------
@@ -515,13 +661,13 @@ async def ledger(
     ctx: Console, holder_id: str = _text(), account_id: str = _text(), as_of: str = Query(default="", max_length=32),
     cursor: str = Query(default="", max_length=80),
 ) -> Response:  # fmt: skip
-    """An account holder's accounts; one account's balance (now or as of a time) and statement."""
-    try:
-        at = datetime.fromisoformat(as_of) if as_of else None
-    except ValueError:
-        at = None
-    if at is not None and at.tzinfo is None:
-        at = at.replace(tzinfo=UTC)
+    """An account holder's accounts; one account's balance (now, or as of a time: the ledger's counters right after
+    the last posting at or before that instant) and statement. A time that is not one is said so, and nothing is
+    shown as if it were the balance then."""
+    at = parse_instant(as_of) if as_of.strip() else None
+    if as_of.strip() and at is None:
+        return _page(ctx, "ledger", "/ledger", 422, failure="time_invalid", holder_id=holder_id, account_id=account_id,
+                     as_of=as_of, accounts=[])  # fmt: skip
     op = _op(ctx)
 
     async def load() -> dict[str, Any]:
@@ -531,7 +677,23 @@ async def ledger(
             data["statement"] = await op.statement(account_id, cursor or None)
         return data
 
-    return await _guarded(ctx, "ledger", "/ledger", load, holder_id=holder_id, account_id=account_id, as_of=as_of)
+    return await _guarded(ctx, "ledger", "/ledger", load, holder_id=holder_id, account_id=account_id, as_of=as_of,
+                          as_of_at=at)  # fmt: skip
+
+
+# ---- wallet holders -------------------------------------------------------------------------------------------
+@routes.get("/wallets", "platform.wallets.read")
+async def wallets(ctx: Console, holder_id: str = _text()) -> Response:
+    """A wallet holder looked up by id (a user's or a merchant's): KYC status and level, masked documents, each
+    sub-account's status and balances, open bills and the latest entries (the ledger's one-snapshot wallet read)."""
+    holder_id = holder_id.strip()
+    if not holder_id:
+        return _page(ctx, "wallets", "/wallets", holder_id="")
+
+    async def load() -> dict[str, Any]:
+        return {"wallet": await _op(ctx).wallet(holder_id)}
+
+    return await _guarded(ctx, "wallets", "/wallets", load, holder_id=holder_id)
 
 
 # ---- audit log --------------------------------------------------------------------------------------------

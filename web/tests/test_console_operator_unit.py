@@ -226,6 +226,116 @@ PAGES: dict[str, dict[str, Any]] = {
             "next_cursor": None,
         },
     },
+    "special_rates": {
+        "merchant_id": "mch_school",
+        "request_id": "r1",
+        "entity_types": ["company", "individual"],
+        "profile": {"merchant_id": "mch_school", "entity_type": "company", "industry_code": "8211", "version": 1},
+        "programmes": {
+            "wx_education": {
+                "programme_id": "wx_education",
+                "channel": "wechatpay",
+                "name": "Education",
+                "name_zh": "教育",
+                "rate_bps": 20,
+                "cap_minor": None,
+                "example": True,
+                "required_documents": ["business_licence", "school_operating_permit"],
+            },
+            "ali_canteen": {
+                "programme_id": "ali_canteen",
+                "channel": "alipay",
+                "name": "Canteen",
+                "name_zh": "食堂",
+                "rate_bps": 0,
+                "cap_minor": 500,
+                "example": True,
+                "required_documents": [],
+            },
+        },
+        "eligibility": [
+            {"programme_id": "wx_education", "eligible": True, "reasons": []},
+            {"programme_id": "ali_canteen", "eligible": False, "reasons": ["industry_code"]},
+        ],
+        "applications": [
+            {
+                "application_id": "spa_1",
+                "programme_id": "wx_education",
+                "status": "submitted",
+                "documents": ["a"],
+                "effective_from": None,
+                "effective_until": None,
+                "rate_ids": [],
+                "rejection_reason": None,
+            },
+            {
+                "application_id": "spa_2",
+                "programme_id": "wx_education",
+                "status": "approved",
+                "documents": ["a"],
+                "effective_from": NOW,
+                "effective_until": NOW,
+                "rate_ids": ["fr_9"],
+                "rejection_reason": None,
+            },
+            {
+                "application_id": "spa_3",
+                "programme_id": "wx_education",
+                "status": "draft",
+                "documents": [],
+                "effective_from": None,
+                "effective_until": None,
+                "rate_ids": [],
+                "rejection_reason": None,
+            },
+        ],
+        "next_cursor": None,
+    },
+    "wallets": {
+        "holder_id": "u_1",
+        "wallet": {
+            "holder": {
+                "holder_id": "u_1",
+                "holder_type": "individual",
+                "name": "张*",
+                "kyc_status": "verified",
+                "kyc_reason": None,
+                "kyc_level": 2,
+                "document_number_masked": "1101**********002X",
+                "phone_masked": "138****8000",
+                "bank_card_masked": None,
+                "created_at": NOW,
+            },
+            "subaccounts": [
+                {
+                    "account_id": "acc_b",
+                    "subaccount_type": "balance",
+                    "merchant_id": None,
+                    "currency": "CNY",
+                    "status": "active",
+                    "balances": {"posted_balance_minor": 1_000, "available_balance_minor": 900},
+                },
+                {
+                    "account_id": "acc_p",
+                    "subaccount_type": "points",
+                    "merchant_id": None,
+                    "currency": "XXX",
+                    "status": "frozen",
+                    "balances": {"posted_balance_minor": 120, "available_balance_minor": 120},
+                },
+            ],
+            "recent": [
+                {
+                    "created_at": NOW,
+                    "operation": "top_up",
+                    "kind": "posted",
+                    "direction": "in",
+                    "amount_minor": 1_000,
+                    "currency": "CNY",
+                }
+            ],
+        },
+    },
     "audit": {
         "merchant_id": "",
         "next_cursor": None,
@@ -271,6 +381,7 @@ def render(name: str, locale: str, **extra: Any) -> str:
     return env.get_template(f"console/operator_{name}.html").render(
         page=type("P", (), {"lang_links": lambda self: []})(),
         html_lang="en",
+        locale=locale,
         csrf=CSRF,
         ctx=Ctx(),
         member=member,
@@ -381,3 +492,42 @@ def test_every_console_query_parameter_is_read_by_its_own_name() -> None:
         if param.alias != param.name and not param.name.endswith("_text")
     ]
     assert not wrong, wrong
+
+
+def test_special_rates_offer_each_applications_next_step_and_only_eligible_programmes() -> None:
+    html = render("special_rates", "en")
+    assert 'action="/console/operator/special-rates/applications/spa_1/approve"' in html
+    assert 'action="/console/operator/special-rates/applications/spa_1/reject"' in html
+    assert 'action="/console/operator/special-rates/applications/spa_3/submit"' in html
+    assert "/spa_2/" not in html and "fr_9" in html  # approved: its rates, nothing to do
+    assert 'name="doc.school_operating_permit"' in html and 'value="ali_canteen"' not in html
+    assert "No: industry_code" in html and 'action="/console/operator/special-rates/profile"' in html
+    assert "教育" in render("special_rates", "zh_CN")
+
+
+def test_a_wallet_holder_shows_kyc_and_sub_accounts_and_points_are_not_money() -> None:
+    html = render("wallets", "en")
+    assert '<dd id="kyc-level">2</dd>' in html and "verified" in html
+    assert "¥10.00" in html and "¥9.00" in html and ">120<" in html
+    assert 'href="/console/operator/ledger?account_id=acc_b"' in html
+
+
+def test_the_ledger_says_the_instant_of_a_balance_and_typed_times_are_china_times() -> None:
+    from datetime import datetime
+
+    from web.pages.console_operator import CHINA, parse_instant
+
+    html = render("ledger", "en", as_of_at=datetime(2026, 12, 5, 8, 0, tzinfo=CHINA))
+    assert 'data-as-of="2026-12-05T08:00:00+08:00"' in html and "As of" in html
+    assert 'data-as-of="now"' in render("ledger", "en")
+    assert parse_instant("2026-12-05T08:00") == datetime(2026, 12, 5, 8, 0, tzinfo=CHINA)
+    assert parse_instant("2026-12-05T00:00:00+00:00") == datetime.fromisoformat("2026-12-05T08:00:00+08:00")
+    assert parse_instant("yesterday") is None and parse_instant("") is None
+    assert "时间" in render("ledger", "zh_CN", failure="time_invalid", balance=None)
+
+
+def test_operators_read_the_special_rate_catalogue_through_the_gateway() -> None:
+    from gateway.domain import staff as roles
+
+    assert roles.api_permission("GET", "/v1/special-rate-programmes") == "platform.merchants.read"
+    assert roles.api_permission("POST", "/v1/special-rate-applications/spa_1/approve") == "platform.merchants.manage"

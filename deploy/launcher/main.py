@@ -57,6 +57,10 @@ STABLE_RUN_SECONDS = 60.0  # a process up this long starts its backoff from scra
 STOP_TIMEOUT_SECONDS = 15.0
 SUPERVISE_INTERVAL_SECONDS = 1.0
 COLORS = ["36", "32", "33", "35", "34", "31", "96", "92", "93", "95"]
+# The demo holds a merchant's payout of ¥5,000.00 or more for an operator's approval (settlement's maker-checker,
+# docs/consoles.md), so the operator console's approval queue is not empty by construction; the setting's own
+# variable (JUHE_SETTLEMENT_PAYOUT_APPROVAL_THRESHOLD_MINOR, 0: hold none) overrides it.
+DEMO_PAYOUT_APPROVAL_THRESHOLD_MINOR = 500_000
 
 
 @dataclass
@@ -212,6 +216,8 @@ class Platform:
                 values |= {f"sandbox_{other}_url": url for other, url in sandbox_urls.items()}
                 values |= {"bank_url": sandbox_urls["bank"]}  # settlement's payouts go to the bank sandbox
                 values |= self.demo_settings.get(spec.name, {})
+                if spec.name == "settlement" and "JUHE_SETTLEMENT_PAYOUT_APPROVAL_THRESHOLD_MINOR" not in os.environ:
+                    values["payout_approval_threshold_minor"] = DEMO_PAYOUT_APPROVAL_THRESHOLD_MINOR
             elif spec.name in FRONTENDS:  # the web process: no database, the platform only through the gateway
                 values |= {"gateway_url": urls["gateway"]}
             color = COLORS[i % len(COLORS)]

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import Receive, Scope, Send
 
-from sandboxes.alipay import payments, transfers, vouchers
+from sandboxes.alipay import app_bridge, payments, transfers, vouchers
 from sandboxes.alipay.bills import DISCREPANCY_KINDS
 from sandboxes.alipay.pages import cashier_page, error_page, result_page
 from sandboxes.alipay.sandbox import (
@@ -162,6 +162,7 @@ def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | Non
     app.state.sandbox = sandbox
     app.include_router(build_common_router(channel=CHANNEL, faults=sandbox.faults, dispatcher=sandbox.dispatcher))
     app.add_middleware(FaultMiddleware, faults=sandbox.faults, error_response=lambda: _SystemErrorResponse(sandbox))
+    app_bridge.install_routes(app, sandbox)  # the app's web authorisation and tradePay (app_bridge.py)
 
     # ------------------------------------------------------------------ the gateway
 

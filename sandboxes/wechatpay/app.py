@@ -25,6 +25,7 @@ from sandboxes.common.store import Document
 from sandboxes.wechatpay.busifavor import install_routes as install_busifavor_routes
 from sandboxes.wechatpay.combine import install_routes as install_combine_routes
 from sandboxes.wechatpay.favor import install_routes as install_favor_routes
+from sandboxes.wechatpay.jsbridge import install_routes as install_app_bridge_routes
 from sandboxes.wechatpay.oauth import app_secret
 from sandboxes.wechatpay.oauth import install_routes as install_oauth_routes
 from sandboxes.wechatpay.profitsharing import install_routes as install_profitsharing_routes
@@ -174,6 +175,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
     install_transfer_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_combine_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_oauth_routes(app, sandbox)
+    install_app_bridge_routes(app, sandbox)
     install_favor_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
     install_busifavor_routes(app, sandbox, authenticated=authenticated, json_body=json_body, wx_response=wx_response)
 

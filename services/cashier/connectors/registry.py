@@ -109,7 +109,7 @@ CHANNELS: dict[str, ChannelSpec] = {
         currencies=frozenset({"CNY"}),
         build=_build_wechatpay,
         refuse_notification=_wechat_refusal,
-        secret_fields=frozenset({"merchant_private_key_pem", "apiv3_key"}),
+        secret_fields=frozenset({"merchant_private_key_pem", "apiv3_key", "app_secret"}),
         profit_sharing=True,
     ),
     "alipay": ChannelSpec(

@@ -41,6 +41,7 @@ from services.cashier.domain.errors import (
 from services.cashier.domain.payer_actions import normalised_payer_action
 from services.cashier.domain.payments import PaymentScene, PaymentStatus, request_fingerprint
 from services.cashier.events import PAYMENTS_TOPIC
+from services.cashier.flows.checkout_oauth import authorize_links, oauth_payer
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.merchants import gateway_merchant_name, refuse_if_suspended
 from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment
@@ -434,6 +435,10 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
         view["return_url"] = _signed_return(row, merchant)
     if scene is not None and row.status == rules.SessionStatus.OPEN:
         view["methods"] = await available_methods(cashier, row, scene=scene)
+        if scene == "jsapi":  # inside an app: where the payer authorises (flows/checkout_oauth.py)
+            view["oauth"] = await authorize_links(
+                cashier, row, token, view["methods"], pages_origin=pages_origin(cashier)
+            )
     return view
 
 
@@ -488,15 +493,28 @@ async def available_methods(cashier: Cashier, row: Any, *, scene: str) -> list[s
 
 
 async def start_payment(
-    cashier: Cashier, token: str, *, method: str, scene: str, payer: dict[str, Any], request_id: str
+    cashier: Cashier,
+    token: str,
+    *,
+    method: str,
+    scene: str,
+    payer: dict[str, Any],
+    request_id: str,
+    oauth: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start (or return) the page's payment with `method` in `scene`. The same request id, or the same method
     and scene while that payment is live, answers the live payment (a double click, a reload); another
-    method closes the live one first."""
+    method closes the live one first. `oauth` (code, state): the payer came back from the app's authorisation;
+    the cashier redeems the code for the payer (flows/checkout_oauth.py) when the payment is started."""
     if method == "wallet" or scene == "wallet":
         raise Problem(rules.CHECKOUT_METHOD_NOT_AVAILABLE, "the wallet is paid by a signed-in user")
+    resolve = None
+    if oauth is not None:
+        request_id, resolve = oauth_payer(cashier, token, channel=method, code=oauth[0], state=oauth[1])
     row = await _by_token(cashier, token)
-    await _begin(cashier, row, token, method=method, scene=scene, payer=payer, request_id=request_id)
+    await _begin(
+        cashier, row, token, method=method, scene=scene, payer=payer, request_id=request_id, resolve_payer=resolve
+    )
     return await page_view(cashier, token)
 
 
@@ -514,7 +532,15 @@ async def pay_with_wallet(cashier: Cashier, token: str, *, user_id: str, request
 
 
 async def _begin(
-    cashier: Cashier, row: Any, token: str, *, method: str, scene: str, payer: dict[str, Any], request_id: str
+    cashier: Cashier,
+    row: Any,
+    token: str,
+    *,
+    method: str,
+    scene: str,
+    payer: dict[str, Any],
+    request_id: str,
+    resolve_payer: Callable[[Any], Awaitable[dict[str, Any]]] | None = None,
 ) -> str:
     if row.status != rules.SessionStatus.OPEN or cashier.clock() >= row.expires_at:
         raise Problem(rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}", status=row.status)
@@ -542,6 +568,8 @@ async def _begin(
         if row.payment_request_id == request_id:
             raise Problem(rules.CHECKOUT_PAYMENT_IN_PROGRESS, "this payment is being set up; retry shortly")
         raise Problem(rules.CHECKOUT_PAYMENT_IN_PROGRESS, "another payment of this session is being set up")
+    if resolve_payer is not None:  # a new payment only: the payer's identity from the channel (OAuth code)
+        payer = {**payer, **await resolve_payer(row)}
     seq = row.payment_seq + 1
     async with cashier.uow.begin() as tx:
         claimed = await store.claim_payment_slot(tx.conn, session_id=row.id, seq=seq, method=method, scene=scene,

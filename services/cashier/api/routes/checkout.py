@@ -95,13 +95,23 @@ class SessionResponse(BaseModel):
     created_at: datetime
 
 
+class PagePayer(PayerHints):
+    """What the page knows of its payer: the channel's web authorisation (JSAPI inside the app), never an identity."""
+
+    oauth_code: str | None = Field(
+        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$",
+        description="The code the app's authorisation returned; the cashier redeems it for the openid / buyer_id",
+    )  # fmt: skip
+    oauth_state: str | None = Field(default=None, max_length=128, description="The state of that authorisation")
+
+
 class PagePaymentRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: ChannelName
     scene: PageScene
     request_id: RequestId
-    payer: PayerHints = Field(default_factory=PayerHints)
+    payer: PagePayer = Field(default_factory=PagePayer)
 
 
 # An origin a browser sends: https, a host name (or IPv4), an optional port; no path. Lower-cased when stored.
@@ -175,10 +185,16 @@ async def page(
 @router.post("/v1/checkout/pages/{token}/payments")
 async def start_payment(token: Token, body: PagePaymentRequest, cashier: CashierDep) -> dict[str, Any]:
     payer = body.payer.model_dump(exclude_none=True)
-    payer.pop("user_id", None)  # a wallet payer is named by the gateway, never by a body
+    # A wallet payer is named by the gateway, an in-app payer by the channel (the OAuth code), never by a body.
+    for named in ("user_id", "openid", "buyer_id"):
+        payer.pop(named, None)
+    code, state = payer.pop("oauth_code", None), payer.pop("oauth_state", None)
+    if (code is None) != (state is None):
+        raise Problem(VALIDATION_FAILED, "payer.oauth_code and payer.oauth_state go together")
     return await flows.start_payment(
-        cashier, token, method=body.method, scene=body.scene, payer=payer, request_id=body.request_id
-    )
+        cashier, token, method=body.method, scene=body.scene, payer=payer, request_id=body.request_id,
+        oauth=(code, state) if code is not None and state is not None else None,
+    )  # fmt: skip
 
 
 @router.post("/v1/checkout/wallet-payments/{token}")

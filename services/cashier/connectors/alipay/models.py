@@ -60,6 +60,9 @@ class AlipayConfig(BaseModel):
     app_cert_pem: str | None = None
     alipay_cert_pem: str | None = None
     alipay_root_cert_pem: str | None = None
+    # Where the payer's app authorises the merchant's page (connectors/alipay/oauth.py); None: production's
+    # openauth.alipay.com, or the gateway's origin when `gateway_url` is a sandbox's.
+    oauth_authorize_url: str | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -33,6 +33,7 @@ from services.cashier.connectors.base import (
     TradeQueryResult,
     TradeStatus,
 )
+from services.cashier.connectors.wechatpay import oauth as wechat_oauth
 from services.cashier.connectors.wechatpay import signing
 from services.cashier.connectors.wechatpay.bills import BillFormatError, parse_trade_bill
 from services.cashier.connectors.wechatpay.mapping import refund_result, trade_result
@@ -77,6 +78,11 @@ class WechatPayConnector:
     async def aclose(self) -> None:
         if self._owns_client:
             await self._client.aclose()
+
+    async def oauth_openid(self, code: str) -> str:
+        """The openid of the payer who authorised the merchant's page (`snsapi_base`), for a JSAPI payment:
+        the code redeemed with the appid's AppSecret (connectors/wechatpay/oauth.py), on this connector's pool."""
+        return await wechat_oauth.openid_for_code(self.config, code, self._client)
 
     async def __aenter__(self) -> WechatPayConnector:
         return self

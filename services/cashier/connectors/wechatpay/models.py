@@ -36,6 +36,11 @@ class WechatPayConfig:
     sub_mchid: str | None = None
     sub_appid: str | None = None
     base_url: str = PRODUCTION_BASE_URL
+    # Web authorisation (公众号网页授权) for a JSAPI payer's openid (connectors/wechatpay/oauth.py): the appid's
+    # AppSecret, and WeChat's two hosts (None: production's, or `base_url` when that is a sandbox's one origin).
+    app_secret: str | None = field(default=None, repr=False)
+    oauth_authorize_base_url: str | None = None  # https://open.weixin.qq.com
+    oauth_api_base_url: str | None = None  # https://api.weixin.qq.com
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 10.0
     clock_skew_seconds_max: int = CLOCK_SKEW_SECONDS_MAX

@@ -32,10 +32,10 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
-from libs.common.errors import IDENTITY_INVALID, IDENTITY_MISSING, MERCHANT_SCOPE_REQUIRED, Problem
-from libs.common.modes import MODES, Mode
+from libs.common.errors import IDENTITY_INVALID, IDENTITY_MISSING, MERCHANT_SCOPE_REQUIRED, VALIDATION_FAILED, Problem
+from libs.common.modes import MODES, Mode, livemode_of
 
 IDENTITY_HEADER = "X-Juhe-Identity"
 DEV_MERCHANT_HEADER = "X-Juhe-Merchant-Id"
@@ -185,3 +185,30 @@ async def merchant_scope(identity: Annotated[Identity, Depends(_identity_depende
 
 InternalIdentity = Annotated[Identity, Depends(_identity_dependency)]
 MerchantScope = Annotated[str, Depends(merchant_scope)]
+
+
+def optional_identity(request: Request) -> Identity | None:
+    """`internal_identity`, or None for a request that carries none (a Juhe service calling another directly;
+    the gateway never forwards a request without one)."""
+    if IDENTITY_HEADER not in request.headers and DEV_MERCHANT_HEADER not in request.headers:
+        return None
+    return internal_identity(request)
+
+
+async def caller_livemode(
+    request: Request,
+    livemode: Annotated[
+        bool | None, Query(description="Only live (true) or test (false) money; a key always gets its own mode")
+    ] = None,
+) -> bool | None:
+    """The mode (book) a read answers (docs/test-mode.md): the caller's key's; `?livemode=` naming the other mode
+    is 422. A caller without a key mode (a console session, a service) may pick one with `livemode`, else None:
+    both, each object marked. Async: no thread hand-off per request."""
+    identity = optional_identity(request)
+    own = livemode_of(identity.mode) if identity is not None and identity.mode is not None else None
+    if own is not None and livemode is not None and livemode is not own:
+        raise Problem(VALIDATION_FAILED, "livemode must be the mode of the key making the request", field="livemode")
+    return own if own is not None else livemode
+
+
+CallerLivemode = Annotated[bool | None, Depends(caller_livemode)]

@@ -5,7 +5,8 @@ slow, obvious way, set-based in SQL, so a bug in batching, locking or arithmetic
 
 1. every account's four counters = the sum of its entries' deltas (and no entry without an account);
 2. every entry's running counters = the previous entry's + its delta, entry times never go backwards;
-3. Σ debits = Σ credits per currency, posted and pending, over all accounts and within every transfer;
+3. Σ debits = Σ credits per book (live, test) and currency, posted and pending, over all accounts and within
+   every transfer; no transfer moves accounts of both books (docs/ledger.md "Books");
 4. every flag and credit limit holds, no counter is negative, entry currency = account currency;
 5. every transfer's postings agree with its entries and its status (pending reserved, posted amounts
    posted, voided/expired nothing), and a posted amount never exceeds the reserved one.
@@ -54,10 +55,10 @@ CHECKS: dict[str, str] = {
             OR posted_delta_minor < 0 OR created_at < p_at
     """,
     "currency_unbalanced": """
-        SELECT currency,
+        SELECT livemode, currency,
                sum(debits_posted::numeric) - sum(credits_posted::numeric) AS posted_difference,
                sum(debits_pending::numeric) - sum(credits_pending::numeric) AS pending_difference
-          FROM accounts GROUP BY currency
+          FROM accounts GROUP BY livemode, currency
         HAVING sum(debits_posted::numeric) <> sum(credits_posted::numeric)
             OR sum(debits_pending::numeric) <> sum(credits_pending::numeric)
     """,
@@ -65,6 +66,10 @@ CHECKS: dict[str, str] = {
         SELECT transfer_id, currency FROM entries GROUP BY transfer_id, currency
         HAVING sum(CASE WHEN direction = 'debit' THEN posted_delta_minor::numeric ELSE -posted_delta_minor END) <> 0
             OR sum(CASE WHEN direction = 'debit' THEN pending_delta_minor::numeric ELSE -pending_delta_minor END) <> 0
+    """,
+    "transfer_mixes_books": """
+        SELECT e.transfer_id FROM entries e JOIN accounts a ON a.id = e.account_id
+         GROUP BY e.transfer_id HAVING count(DISTINCT a.livemode) > 1
     """,
     "limit_violated": """
         SELECT id AS account_id FROM accounts

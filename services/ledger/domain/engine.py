@@ -292,8 +292,15 @@ class BatchEngine:
                 f"key {request.idempotency_key!r} of {request.source!r} was used with another body",
                 transfer_id=existing.id,
             )
+        book: bool | None = None
         for p in request.postings:
             account = self._account(p.account_id)
+            if book is None:
+                book = account.livemode
+            elif account.livemode != book:  # test money never moves live money (docs/ledger.md "Books")
+                raise LedgerError(
+                    errors.BOOKS_MIXED, f"account {account.id} is in the other book", account_id=account.id
+                )
             if account.currency != p.currency:
                 raise LedgerError(
                     errors.CURRENCY_MISMATCH,

@@ -34,6 +34,7 @@ TRANSFER_UNBALANCED = ErrorSpec(
 )
 INVALID_CURRENCY = ErrorSpec("invalid_currency", 422, "Currency must be an ISO 4217 code")
 CURRENCY_MISMATCH = ErrorSpec("currency_mismatch", 422, "Posting currency differs from the account's")
+BOOKS_MIXED = ErrorSpec("books_mixed", 422, "A transfer's accounts must all be in one book (all live or all test)")
 INVALID_TIMEOUT = ErrorSpec("invalid_timeout", 422, "Timeout applies to pending transfers only, in bounds")
 BATCH_TOO_LARGE = ErrorSpec("batch_too_large", 422, "Too many transfers in one batch")
 BATCH_EMPTY = ErrorSpec("batch_empty", 422, "A batch needs at least one transfer")

@@ -24,6 +24,10 @@ class AccountFlagsSchema(BaseModel):
     credits_must_not_exceed_debits: bool = False
 
 
+NOT_HASHED: set[str] = {"idempotency_key", "livemode"}
+"""What identifies an opening (the key, within its book) rather than being the body the key is bound to."""
+
+
 class AccountCreateRequest(BaseModel):
     holder_id: str = Field(min_length=1, max_length=64, examples=["mch_demo"])
     currency: Currency
@@ -36,12 +40,19 @@ class AccountCreateRequest(BaseModel):
     credit_limit_minor: AmountMinorOrZero = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=255)
+    livemode: bool | None = Field(
+        default=None,
+        description='The book (docs/ledger.md "Books"): live (true) or test (false) money; default: the mode of the '
+        "caller's key, live for a caller without one. Part of the account's identity, like the key.",
+    )
 
     def body_hash(self) -> str:
         """What an opening key is bound to: the same key with another body is refused. One definition for
         every opener (the API, the consumer of cashier events, the wallet), so a chart account opened by one
         is found, not refused, by the others."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude={"idempotency_key"}), sort_keys=True)
+        # The book is part of the account's identity (with the key), not of its body: left out, so every account
+        # opened before books existed keeps its hash.
+        canonical = json.dumps(self.model_dump(mode="json", exclude=NOT_HASHED), sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -67,6 +78,7 @@ class AccountResponse(BaseModel):
     metadata: dict[str, Any]
     balances: BalancesSchema
     created_at: datetime
+    livemode: bool = Field(description="The book: live money (true) or test money (false)")
 
     @classmethod
     def of(cls, account: Account, created_at: datetime) -> AccountResponse:
@@ -87,6 +99,7 @@ class AccountResponse(BaseModel):
             metadata=account.metadata,
             balances=balances_schema(account, b.as_tuple()),
             created_at=created_at,
+            livemode=account.livemode,
         )
 
 

@@ -8,6 +8,10 @@ commit (a crash there means redelivery) the transfer's `(source, idempotency_key
 Transfers go through the process's batching writer like every other write; the accounts they need are
 opened first, in their own committed transaction (the writer reads accounts on its own connections,
 so an account opened inside the inbox transaction would not exist for it yet).
+
+Test and live never mix (docs/ledger.md "Books"): a test payment or refund (`livemode: false`) is posted in the
+test book, on the test twins of the same chart accounts; an event without the field is live. Wallets hold live
+money only, so a test top-up never credits a wallet: it is posted as a test payment of the collecting merchant.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from services.ledger.events.accounts import AccountCreateRequest
 from services.ledger.events.postings import (
     AccountSpec,
     PostingPlan,
+    event_livemode,
     is_wallet,
     payment_succeeded_plan,
     refund_succeeded_plan,
@@ -62,7 +67,7 @@ class CashierPostings:
         self.uow = uow
         self.writer = writer
         self.topup_merchant_id = topup_merchant_id
-        self._account_ids: dict[str, str] = {}
+        self._account_ids: dict[tuple[str, bool], str] = {}  # (chart key, book) → account id
 
     def subscriptions(self) -> list[Subscription]:
         return [
@@ -75,7 +80,12 @@ class CashierPostings:
         data = event.data
         if is_wallet(data):
             return
-        if data.get("purpose") == TOP_UP_PURPOSE:
+        if data.get("purpose") == TOP_UP_PURPOSE and not event_livemode(data):
+            # A test top-up moved no money: no wallet is credited; the test book records it as a payment.
+            log.info(
+                "test-mode wallet_topup posted to the test book, no wallet credited", payment_id=data.get("payment_id")
+            )
+        elif data.get("purpose") == TOP_UP_PURPOSE:
             if data.get("merchant_id") == self.topup_merchant_id and self.topup_merchant_id:
                 if await self.credit_top_up(data):
                     return
@@ -124,14 +134,19 @@ class CashierPostings:
     async def on_refund_succeeded(self, tx: Tx, event: Envelope) -> None:
         if is_wallet(event.data):
             return
-        # A top-up's refund posts the hold the cashier placed on the holder's balance, not §3.3.
-        if await topups.finish_refund(self.uow, self.writer, refund_id=str(event.data["refund_id"]), succeeded=True,
-                                      now=datetime.now(UTC)):  # fmt: skip
+        # A top-up's refund posts the hold the cashier placed on the holder's balance, not §3.3 (live only: a test
+        # top-up credited no wallet, so its refund is plain §3.3 in the test book).
+        refund_id = str(event.data["refund_id"])
+        if event_livemode(event.data) and await topups.finish_refund(
+            self.uow, self.writer, refund_id=refund_id, succeeded=True, now=datetime.now(UTC)
+        ):
             return
         await self.post(refund_succeeded_plan(event.data))
 
     async def on_refund_failed(self, tx: Tx, event: Envelope) -> None:
         """A top-up's refund the channel refused: its hold is voided, the holder's balance is whole again."""
+        if not event_livemode(event.data):
+            return  # a test refund placed no hold on a wallet
         await topups.finish_refund(self.uow, self.writer, refund_id=str(event.data["refund_id"]), succeeded=False,
                                    now=datetime.now(UTC))  # fmt: skip
 
@@ -142,7 +157,7 @@ class CashierPostings:
             return None
         postings = []
         for line in plan.lines:
-            account_id = await self.account_id(line.account)
+            account_id = await self.account_id(line.account, livemode=plan.livemode)
             postings.append(Posting(account_id, DIRECTIONS[line.direction], line.amount_minor, plan.currency))
         request = TransferRequest(
             source=plan.source,
@@ -165,18 +180,18 @@ class CashierPostings:
         assert outcome.transfer is not None
         return outcome.transfer.id
 
-    async def account_id(self, spec: AccountSpec) -> str:
-        """The account of a chart line, opened on first use (idempotent: same key, same body)."""
+    async def account_id(self, spec: AccountSpec, *, livemode: bool = True) -> str:
+        """The account of a chart line in one book, opened on first use (idempotent: same key and book, same body)."""
         key = spec.idempotency_key
-        cached = self._account_ids.get(key)
+        cached = self._account_ids.get((key, livemode))
         if cached is not None:
             return cached
-        body = AccountCreateRequest.model_validate(spec.open_body())
+        body = AccountCreateRequest.model_validate({**spec.open_body(), "livemode": livemode})
         async with self.uow.begin() as tx:
             opened, _ = await open_account(tx, body, key)
             if opened is None:
                 raise LedgerError(errors.VALIDATION_FAILED, f"account key {key} is taken by another account body")
         if len(self._account_ids) >= ACCOUNT_CACHE_MAX:
             self._account_ids.clear()
-        self._account_ids[key] = opened.id
+        self._account_ids[(key, livemode)] = opened.id
         return opened.id

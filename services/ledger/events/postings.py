@@ -7,6 +7,8 @@ transfer they build.
 Accounts are named by `AccountSpec`: one per (holder, kind, currency[, channel]), opened on first use
 with a deterministic idempotency key (`account_key`), so every replica and every service that follows
 the same convention (the cashier's wallet connector does) finds the same account and never a second.
+The key names one account per book: a plan carries the event's book (`livemode`, live when the event has
+no such field) and every line of it is opened and posted in that book (docs/ledger.md "Books").
 """
 
 from __future__ import annotations
@@ -90,6 +92,13 @@ class PostingPlan:
     lines: tuple[Line, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = SOURCE_CASHIER
+    livemode: bool = True  # the book every line is posted in
+
+
+def event_livemode(data: dict[str, Any]) -> bool:
+    """The book of a cashier event: test only when it says `livemode: false`. Events published before modes
+    existed have no such field and were live money (docs/test-mode.md)."""
+    return data.get("livemode") is not False
 
 
 def _int(value: Any) -> int:
@@ -211,6 +220,7 @@ def payment_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
         currency=currency,
         lines=_positive(lines),
         metadata=metadata,
+        livemode=event_livemode(data),
     )
 
 
@@ -272,6 +282,7 @@ def refund_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
         currency=currency,
         lines=_positive(lines),
         metadata=metadata,
+        livemode=event_livemode(data),
     )
 
 

@@ -21,12 +21,13 @@ def account_response(row: RowMapping) -> AccountResponse:
 
 
 def new_account(body: AccountCreateRequest) -> Account:
-    """The domain checks flags and limit before anything is written."""
+    """The domain checks flags and limit before anything is written. A body without a book is live (the API
+    fills in the caller's key mode before this)."""
     return Account(
         id=new_id("acc"), holder_id=body.holder_id, currency=body.currency, kind=body.kind, code=body.code,
         normal_balance=NormalBalance(body.normal_balance) if body.normal_balance else NormalBalance.for_code(body.code),
         flags=AccountFlags(body.flags.debits_must_not_exceed_credits, body.flags.credits_must_not_exceed_debits),
-        credit_limit_minor=body.credit_limit_minor, metadata=body.metadata,
+        credit_limit_minor=body.credit_limit_minor, metadata=body.metadata, livemode=body.livemode is not False,
     )  # fmt: skip
 
 

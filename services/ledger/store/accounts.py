@@ -28,31 +28,35 @@ async def open_account(
         "debits_must_not_exceed_credits": account.flags.debits_must_not_exceed_credits,
         "credits_must_not_exceed_debits": account.flags.credits_must_not_exceed_debits,
         "credit_limit_minor": account.credit_limit_minor, "idempotency_key": idempotency_key,
-        "body_hash": body_hash,
+        "body_hash": body_hash, "livemode": account.livemode,
     }  # fmt: skip
     if idempotency_key is None:
         return await insert_account(conn, values), True
     row = await insert_account_once(conn, values)
     if row is not None:
         return row, True
-    existing = await get_account_by_key(conn, idempotency_key)
+    existing = await get_account_by_key(conn, idempotency_key, livemode=account.livemode)
     assert existing is not None  # the conflicting row is committed (ON CONFLICT waited for it)
     return (existing, False) if existing["body_hash"] == body_hash else (None, False)
 
 
 async def insert_account_once(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping | None:
-    """Insert keyed by `idempotency_key`; None when the key exists (the caller reads and compares)."""
+    """Insert keyed by `idempotency_key` within the account's book (`livemode`, live when left out); None when the
+    key exists in that book (the caller reads and compares)."""
     statement = (
         pg_insert(accounts)
         .values(**values)
-        .on_conflict_do_nothing(index_elements=[accounts.c.idempotency_key])
+        .on_conflict_do_nothing(index_elements=[accounts.c.idempotency_key, accounts.c.livemode])
         .returning(*accounts.c)
     )
     return (await conn.execute(statement)).mappings().first()
 
 
-async def get_account_by_key(conn: AsyncConnection, idempotency_key: str) -> RowMapping | None:
-    statement = select(accounts).where(accounts.c.idempotency_key == idempotency_key)
+async def get_account_by_key(
+    conn: AsyncConnection, idempotency_key: str, *, livemode: bool = True
+) -> RowMapping | None:
+    """The account opened under `idempotency_key` in one book (the same chart key names one account per book)."""
+    statement = select(accounts).where(accounts.c.idempotency_key == idempotency_key, accounts.c.livemode == livemode)
     return (await conn.execute(statement)).mappings().first()
 
 
@@ -63,9 +67,13 @@ async def get_account(conn: AsyncConnection, account_id: str, *, for_update: boo
     return (await conn.execute(statement)).mappings().first()
 
 
-async def list_accounts(conn: AsyncConnection, *, holder_id: str, after_id: str | None, limit: int) -> list[RowMapping]:
-    """One page of a holder's accounts, ordered by id (ids are time-sortable UUIDv7)."""
+async def list_accounts(
+    conn: AsyncConnection, *, holder_id: str, after_id: str | None, limit: int, livemode: bool | None = None
+) -> list[RowMapping]:
+    """One page of a holder's accounts, ordered by id (ids are time-sortable UUIDv7); one book, or both (None)."""
     condition = accounts.c.holder_id == holder_id
+    if livemode is not None:
+        condition = and_(condition, accounts.c.livemode == livemode)
     if after_id:
         condition = and_(condition, accounts.c.id > after_id)
     statement = select(accounts).where(condition).order_by(accounts.c.id).limit(limit)

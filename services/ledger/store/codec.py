@@ -17,12 +17,12 @@ from services.ledger.domain.transfers import DIRECTIONS, Transfer, TransferPosti
 ACCOUNT_COLUMNS = (
     "id, holder_id, currency, kind, code, status, metadata, normal_balance, debits_must_not_exceed_credits,"
     " credits_must_not_exceed_debits, credit_limit_minor, debits_posted, credits_posted, debits_pending,"
-    " credits_pending, created_at"
+    " credits_pending, created_at, livemode"
 )
 # What the write path needs of an account (no holder, kind, code, metadata: less to send and decode).
 WRITE_ACCOUNT_COLUMNS = (
     "id, currency, status, normal_balance, debits_must_not_exceed_credits, credits_must_not_exceed_debits,"
-    " credit_limit_minor, debits_posted, credits_posted, debits_pending, credits_pending"
+    " credit_limit_minor, debits_posted, credits_posted, debits_pending, credits_pending, livemode"
 )
 TRANSFER_COLUMNS = (
     "id, source, idempotency_key, body_hash, status, pending, postings, reference, corrects_transfer_id,"
@@ -63,6 +63,7 @@ def account_from_row(row: Any, *, metadata: bool = True) -> Account:
     account.balances = Balances(
         row["debits_posted"], row["credits_posted"], row["debits_pending"], row["credits_pending"]
     )
+    account.livemode = row["livemode"]  # the book: every read selects it (ACCOUNT_COLUMNS, WRITE_ACCOUNT_COLUMNS)
     return account
 
 

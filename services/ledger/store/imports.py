@@ -47,7 +47,7 @@ from services.ledger.domain.wallet.postings import (
     dr,
 )
 from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
-from services.ledger.events.accounts import AccountCreateRequest, AccountFlagsSchema, AccountResponse
+from services.ledger.events.accounts import NOT_HASHED, AccountCreateRequest, AccountFlagsSchema, AccountResponse
 from services.ledger.events.postings import account_key
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store.codec import account_from_row
@@ -183,7 +183,7 @@ async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None
     names = list(_ACCOUNT_COLUMNS)
     sql = f"""INSERT INTO accounts ({", ".join(names)})
               SELECT * FROM unnest({", ".join(f"CAST(:{n} AS {t}[])" for n, t in _ACCOUNT_COLUMNS.items())})
-              ON CONFLICT (idempotency_key) DO NOTHING RETURNING *"""
+              ON CONFLICT (idempotency_key, livemode) DO NOTHING RETURNING *"""  # wallets are live money
     params = {n: [v[n] for *_, v in planned] for n in names}
     for row in (await tx.conn.execute(text(sql), params)).mappings():
         data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
@@ -204,7 +204,7 @@ async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None
     )  # fmt: skip
 
 
-_IDS_BY_KEY_SQL = "SELECT idempotency_key, id FROM accounts WHERE idempotency_key = ANY(:k)"
+_IDS_BY_KEY_SQL = "SELECT idempotency_key, id FROM accounts WHERE idempotency_key = ANY(:k) AND livemode"
 
 
 def subaccount_body_hash(holder_id: str, currency: str, subaccount: SubaccountType) -> str:
@@ -223,7 +223,7 @@ def _subaccount_body(currency: str, subaccount: SubaccountType) -> dict[str, Any
         holder_id="", currency=currency, kind=line.kind, code=line.code, credit_limit_minor=0, flags=flags,
         metadata={"wallet_subaccount": subaccount.value},
     )  # fmt: skip
-    return body.model_dump(mode="json", exclude={"idempotency_key"})
+    return body.model_dump(mode="json", exclude=NOT_HASHED)
 
 
 async def suspense_account(tx: Tx, run_id: str, currency: str) -> str:

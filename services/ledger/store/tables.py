@@ -50,9 +50,13 @@ accounts = Table(
     Column("credits_posted", BigInteger, nullable=False, server_default="0"),
     Column("debits_pending", BigInteger, nullable=False, server_default="0"),
     Column("credits_pending", BigInteger, nullable=False, server_default="0"),
-    Column("idempotency_key", Text, unique=True),
+    Column("idempotency_key", Text),
     Column("body_hash", Text),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The book (migration 0009): live or test money. Part of the identity: a chart key such as
+    # `chart:merchant_pending:<mch>:CNY` names one account per book.
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),
+    UniqueConstraint("idempotency_key", "livemode", name="accounts_idempotency_key_livemode"),
     CheckConstraint(
         "debits_posted >= 0 AND credits_posted >= 0 AND debits_pending >= 0 AND credits_pending >= 0",
         name="accounts_counters_non_negative",

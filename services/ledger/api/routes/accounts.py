@@ -1,4 +1,10 @@
-"""Accounts: open, read, list by holder, freeze / unfreeze / close, balance (as of), statement."""
+"""Accounts: open, read, list by holder, freeze / unfreeze / close, balance (as of), statement.
+
+Books (docs/ledger.md "Books"): a caller whose key has a mode (test or live, forwarded by the gateway) opens, reads
+and changes only accounts of that book; an account of the other book is 404 `account_not_found`, as if it did not
+exist. A caller without a key mode (a Juhe service, a console) names the book with `livemode` or sees both, each
+account marked.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +12,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, VALIDATION_FAILED, Problem
+from libs.common.internal_auth import CallerLivemode, caller_livemode
 from libs.common.paging import KnownQueryOnly, cursor_query, page_limit
 from libs.common.web import UowDep
 from services.ledger.api.schemas import (
@@ -42,9 +49,21 @@ def _not_found(account_id: str) -> Problem:
     return Problem(ACCOUNT_NOT_FOUND, f"account {account_id} does not exist", account_id=account_id)
 
 
+def _in_book(row: RowMapping | None, account_id: str, livemode: bool | None) -> RowMapping:
+    """The account if it exists in the caller's book; 404 otherwise (the other book's accounts are not shown)."""
+    if row is None or livemode not in (None, row["livemode"]):
+        raise _not_found(account_id)
+    return row
+
+
 @router.post("", status_code=status.HTTP_201_CREATED)
-async def open_account(body: AccountCreateRequest, uow: UowDep, response: Response) -> AccountResponse:
-    """201 opened; with an `idempotency_key`, a repeat of the same body is 200 with the original account."""
+async def open_account(
+    body: AccountCreateRequest, uow: UowDep, response: Response, request: Request
+) -> AccountResponse:
+    """201 opened; with an `idempotency_key`, a repeat of the same body (in the same book) is 200 with the original
+    account. The book is the caller's key mode (a body naming the other is 422), else `livemode`, else live."""
+    own = await caller_livemode(request, body.livemode)
+    body = body.model_copy(update={"livemode": own is not False})
     async with uow.begin() as tx:
         result, created = await accounts.open_account(tx, body, body.idempotency_key)
         if result is None:
@@ -58,31 +77,28 @@ async def list_accounts(
     uow: UowDep,
     holder_id: Annotated[str, Query(max_length=128)],
     limit: Annotated[int, Depends(page_limit(50))],
+    livemode: CallerLivemode,
     cursor: Annotated[str | None, cursor_query(r"^acc_[0-9a-z]+$")] = None,
 ) -> AccountListResponse:
-    """A holder's accounts by id, in the one list shape (libs.common.paging)."""
+    """A holder's accounts by id, in the one list shape (libs.common.paging), of the caller's book."""
     async with uow.read() as conn:
-        rows = await store.list_accounts(conn, holder_id=holder_id, after_id=cursor, limit=limit + 1)
+        rows = await store.list_accounts(conn, holder_id=holder_id, after_id=cursor, limit=limit + 1, livemode=livemode)
     return AccountListResponse.of(rows, limit, item=account_response, cursor_of=lambda a: a.id)
 
 
 @router.get("/{account_id}")
-async def read_account(account_id: str, uow: UowDep) -> AccountResponse:
+async def read_account(account_id: str, uow: UowDep, livemode: CallerLivemode) -> AccountResponse:
     async with uow.read() as conn:
-        row = await store.get_account(conn, account_id)
-    if row is None:
-        raise _not_found(account_id)
+        row = _in_book(await store.get_account(conn, account_id), account_id, livemode)
     return account_response(row)
 
 
 async def _change_status(
-    uow: UowDep, account_id: str, change: Callable[[Account], bool], event: str
+    uow: UowDep, account_id: str, change: Callable[[Account], bool], event: str, livemode: bool | None
 ) -> AccountResponse:
     """Named state change under the row lock; the write path locks the same row, so they serialize."""
     async with uow.begin() as tx:
-        row = await store.get_account(tx.conn, account_id, for_update=True)
-        if row is None:
-            raise _not_found(account_id)
+        row = _in_book(await store.get_account(tx.conn, account_id, for_update=True), account_id, livemode)
         account = account_from_row(row)
         old = account.status.value
         if not change(account):  # already in that state: harmless repeat
@@ -95,27 +111,27 @@ async def _change_status(
 
 
 @router.post("/{account_id}/freeze")
-async def freeze_account(account_id: str, uow: UowDep) -> AccountResponse:
-    return await _change_status(uow, account_id, Account.freeze, ACCOUNT_FROZEN)
+async def freeze_account(account_id: str, uow: UowDep, livemode: CallerLivemode) -> AccountResponse:
+    return await _change_status(uow, account_id, Account.freeze, ACCOUNT_FROZEN, livemode)
 
 
 @router.post("/{account_id}/unfreeze")
-async def unfreeze_account(account_id: str, uow: UowDep) -> AccountResponse:
-    return await _change_status(uow, account_id, Account.unfreeze, ACCOUNT_UNFROZEN)
+async def unfreeze_account(account_id: str, uow: UowDep, livemode: CallerLivemode) -> AccountResponse:
+    return await _change_status(uow, account_id, Account.unfreeze, ACCOUNT_UNFROZEN, livemode)
 
 
 @router.post("/{account_id}/close")
-async def close_account(account_id: str, uow: UowDep) -> AccountResponse:
-    return await _change_status(uow, account_id, Account.close, ACCOUNT_CLOSED)
+async def close_account(account_id: str, uow: UowDep, livemode: CallerLivemode) -> AccountResponse:
+    return await _change_status(uow, account_id, Account.close, ACCOUNT_CLOSED, livemode)
 
 
 @router.get("/{account_id}/balance")
-async def read_balance(account_id: str, uow: UowDep, as_of: datetime | None = None) -> BalanceResponse:
+async def read_balance(
+    account_id: str, uow: UowDep, livemode: CallerLivemode, as_of: datetime | None = None
+) -> BalanceResponse:
     """Current counters, or (with `as_of`) the counters right after the last entry at or before it."""
     async with uow.read() as conn:
-        row = await store.get_account(conn, account_id)
-        if row is None:
-            raise _not_found(account_id)
+        row = _in_book(await store.get_account(conn, account_id), account_id, livemode)
         account = account_from_row(row)
         counters = (
             account.balances.as_tuple() if as_of is None else await queries.counters_as_of(conn, account_id, as_of)
@@ -147,15 +163,14 @@ async def read_statement(
     account_id: str,
     uow: UowDep,
     limit: Annotated[int, Depends(page_limit(100))],
+    livemode: CallerLivemode,
     cursor: Annotated[str | None, cursor_query(STATEMENT_CURSOR)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> StatementResponse:
     """Entries with the running balance after each, oldest first; `next_cursor` fetches the next page."""
     async with uow.read() as conn:
-        row = await store.get_account(conn, account_id)
-        if row is None:
-            raise _not_found(account_id)
+        row = _in_book(await store.get_account(conn, account_id), account_id, livemode)
         account = account_from_row(row)
         rows = await queries.statement_page(
             conn, account_id, after=_decode_cursor(cursor), since=since, until=until, limit=limit + 1

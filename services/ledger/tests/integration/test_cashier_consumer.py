@@ -9,7 +9,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from libs.common.events import Envelope
+from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.kafka import topic_name
+from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
+from services.ledger.tests.integration.conftest import body
 
 WAIT_SECONDS_MAX = 30
 
@@ -34,8 +37,8 @@ async def eventually(check: Any, what: str) -> Any:
     raise AssertionError(what)
 
 
-async def accounts_of(ledger: Any, holder_id: str) -> dict[str, dict[str, Any]]:
-    response = await ledger.client.get("/v1/accounts", params={"holder_id": holder_id})
+async def accounts_of(ledger: Any, holder_id: str, **params: Any) -> dict[str, dict[str, Any]]:
+    response = await ledger.client.get("/v1/accounts", params={"holder_id": holder_id, **params})
     assert response.status_code == 200, response.text
     return {f"{a['kind']}:{a['metadata'].get('channel', '')}": a for a in response.json()["data"]}
 
@@ -135,4 +138,57 @@ async def test_accounts_opened_by_the_chart_key_are_reused(
     assert list(merchant) == ["merchant_pending:"]
     assert merchant["merchant_pending:"]["id"] == opened.json()["id"]
     assert merchant["merchant_pending:"]["balances"]["posted_balance_minor"] == 9940
+    await ledger.assert_verified()
+
+
+async def test_test_money_is_booked_apart_from_live_money(
+    ledger_factory: Any, platform_topics: str, juhe_infra: Any
+) -> None:
+    """DESIGN §4 "Test and live never mix": a test payment and its refund go to the test book's twins of the chart
+    accounts, an event without `livemode` (published before modes existed) is live; a test key reads only the test
+    book; a transfer mixing the books is refused; verify holds per book."""
+    ledger = await ledger_factory()
+    live = succeeded("pay_b1", "mch_b1")  # no `livemode`: an old event, live money
+    test = succeeded("pay_b2", "mch_b1", livemode=False, amount_minor=3000, fee_minor=0, platform_fee_minor=0)
+    await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", live, test)
+    refund = {"refund_id": "re_b2", "payment_id": "pay_b2", "merchant_id": "mch_b1", "amount_minor": 1000,
+              "currency": "CNY", "channel": "wechatpay", "payment_amount_minor": 3000, "payment_refunded_minor": 1000,
+              "livemode": False}  # fmt: skip
+    await publish(
+        juhe_infra.bootstrap, platform_topics, "cashier.refunds",
+        Envelope(type="refund.succeeded", source="cashier", subject="re_b2", data=refund),
+    )  # fmt: skip
+
+    async def posted() -> bool:
+        return await ledger.count("transfers") == 3
+
+    await eventually(posted, "the three events to be posted")
+    live_book = await accounts_of(ledger, "mch_b1", livemode="true")
+    test_book = await accounts_of(ledger, "mch_b1", livemode="false")
+    assert live_book["merchant_pending:"]["balances"]["posted_balance_minor"] == 9940
+    assert test_book["merchant_pending:"]["balances"]["posted_balance_minor"] == 2000
+    assert live_book["merchant_pending:"]["livemode"] is True and test_book["merchant_pending:"]["livemode"] is False
+    platform_test = await accounts_of(ledger, "platform", livemode="false")
+    assert platform_test["channel_clearing:wechatpay"]["balances"]["posted_balance_minor"] == 2000
+
+    # A test key sees the test book only: the live account is 404, asking for live money is 422.
+    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="key_test_1", platform="juhe", mode="test")
+    as_test = {IDENTITY_HEADER: token}
+    listed = await ledger.client.get("/v1/accounts", params={"holder_id": "mch_b1"}, headers=as_test)
+    assert [a["id"] for a in listed.json()["data"]] == [test_book["merchant_pending:"]["id"]]
+    live_id = live_book["merchant_pending:"]["id"]
+    for path in (f"/v1/accounts/{live_id}", f"/v1/accounts/{live_id}/balance", f"/v1/accounts/{live_id}/statement"):
+        hidden = await ledger.client.get(path, headers=as_test)
+        assert hidden.status_code == 404 and hidden.json()["code"] == "account_not_found", path
+    other = await ledger.client.get("/v1/accounts", params={"holder_id": "mch_b1", "livemode": "true"}, headers=as_test)
+    assert other.status_code == 422
+    opened = await ledger.client.post(
+        "/v1/accounts", headers=as_test, json={"holder_id": "mch_b1", "currency": "CNY", "kind": "x", "code": "2202"}
+    )
+    assert opened.status_code == 201 and opened.json()["livemode"] is False
+
+    # Test money can never move live money: the engine refuses the transfer, nothing changes.
+    mixed = await ledger.client.post("/v1/transfers", json=body(test_book["merchant_pending:"]["id"], live_id, 500))
+    assert mixed.status_code == 422 and mixed.json()["code"] == "books_mixed", mixed.text
+    assert await ledger.count("transfers") == 3
     await ledger.assert_verified()

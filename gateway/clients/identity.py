@@ -59,3 +59,21 @@ class IdentityProvider:
 
     async def read_check(self, check_id: str) -> dict[str, Any]:
         return await self._send("GET", f"/v1/merchant-checks/{check_id}", b"", check_id=check_id)
+
+    async def decide_held_check(self, check_id: str, *, approve: bool, reason: str | None) -> bool:
+        """A reviewer's decision on a check the provider holds for a manual review (protocols/identity.md §5,
+        `POST /control/merchant-checks/{id}/approve|reject {"reason"?}`): True when this call decided it, False
+        when it was decided already (409: by an earlier try of this call, or at the provider). The verdict itself is
+        read by sending the check again, as the onboarding's KYC step always does."""
+        body = json.dumps({"reason": reason} if reason else {}).encode()
+        path = f"/control/merchant-checks/{check_id}/{'approve' if approve else 'reject'}"
+        headers = {**self._headers(body), "Idempotency-Key": f"{check_id}.decision"}
+        try:
+            response = await request_with_retries(self._client, "POST", path, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise ServiceUnavailable(f"identity provider {path}: {type(exc).__name__}") from exc
+        if response.status_code == 409:
+            return False
+        if response.status_code >= 400:
+            raise ServiceUnavailable(f"identity provider {path}: HTTP {response.status_code}")
+        return True

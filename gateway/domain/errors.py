@@ -65,6 +65,9 @@ MERCHANT_SUSPENDED = ErrorSpec("merchant_suspended", 403, "This merchant is susp
 MERCHANT_STATUS_CONFLICT = ErrorSpec("merchant_status_conflict", 409, "The merchant is already in that state")
 ONBOARDING_NOT_FOUND = ErrorSpec("onboarding_not_found", 404, "No such merchant onboarding")
 ONBOARDING_STATE = ErrorSpec("onboarding_state", 409, "Only a rejected onboarding can be retried")
+ONBOARDING_KYC_NOT_HELD = ErrorSpec(
+    "onboarding_kyc_not_held", 409, "The onboarding's KYC check is not held for a review"
+)
 
 ERRORS: tuple[ErrorSpec, ...] = (
     AUTHENTICATION_REQUIRED,
@@ -117,6 +120,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     MERCHANT_STATUS_CONFLICT,
     ONBOARDING_NOT_FOUND,
     ONBOARDING_STATE,
+    ONBOARDING_KYC_NOT_HELD,
 )
 
 # Every code a client of the public API can meet through the gateway (listed in /openapi.json).

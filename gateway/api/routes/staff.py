@@ -11,13 +11,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request, status
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from pydantic import BaseModel, Field, model_validator
 
 from gateway.api.deps import GatekeeperDep, PlatformDep
+from gateway.api.onboarding_schemas import OnboardingCreateRequest, OnboardingResponse
+from gateway.api.routes import onboarding as onboarding_routes
 from gateway.clients.services import PlatformCalls
 from gateway.console_postings import REFUNDS_MAX, merchant_postings
+from gateway.domain import onboarding as onboarding_rules
+from gateway.domain.access import Principal
 from gateway.domain.errors import CONSOLE_PERMISSION_DENIED
+from gateway.flows import kyc_review
 from gateway.gatekeeper import Gatekeeper
 from gateway.staff import Member, StaffConsole
 from libs.common.errors import Problem
@@ -318,6 +323,49 @@ async def payment_postings(
     lines = await merchant_postings(calls, platform_id=member.platform_id, merchant_id=member.merchant_id,
                                     payment_id=payment_id, refund_ids=list(refund_id))  # fmt: skip
     return {"data": lines, "has_more": False, "next_cursor": None}
+
+
+# ---- merchant onboarding from the operator console (docs/consoles.md, docs/onboarding.md) --------------------
+Onboarder = Annotated[Principal, onboarding_routes.operator(onboarding_rules.SUSPEND_PERMISSION)]
+KycReviewer = Annotated[Principal, onboarding_routes.operator(onboarding_rules.RETRY_PERMISSION)]
+OnboardingRef = Annotated[str, Path(pattern=r"^onb_[0-9a-f]{32}$")]
+
+
+class KycReviewRequest(BaseModel):
+    decision: Literal["approve", "reject"]
+    reason: Annotated[str | None, Field(min_length=1, max_length=500)] = None
+
+    @model_validator(mode="after")
+    def _reason_for_a_rejection(self) -> KycReviewRequest:
+        if self.decision == "reject" and not self.reason:
+            raise ValueError("a rejection needs its reason")
+        return self
+
+
+@router.post("/v1/console/merchant-onboardings", status_code=status.HTTP_201_CREATED)
+async def console_onboarding(
+    body: OnboardingCreateRequest,
+    platform: Onboarder,
+    flow: onboarding_routes.OnboardingDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> OnboardingResponse:
+    """The one-call onboarding by an operator whose role has `platform.merchants.manage` (the admin key's is
+    `POST /v1/platform/merchant-onboardings`): the same flow, idempotency and answer, the merchant's API key and
+    webhook secret included (the console shows them once, to hand over)."""
+    return await onboarding_routes.create_onboarding(body, platform, flow, response, idempotency_key)
+
+
+@router.post("/v1/console/merchant-onboardings/{onboarding_id}/kyc-review")
+async def review_held_kyc(
+    onboarding_id: OnboardingRef, body: KycReviewRequest, platform: KycReviewer, flow: onboarding_routes.OnboardingDep
+) -> OnboardingResponse:
+    """Approve, or reject with a reason, the KYC check the identity provider holds for a manual review
+    (`platform.kyc.review`); the onboarding then runs on at once (gateway/flows/kyc_review.py). 409
+    `onboarding_kyc_not_held` when no check of it is held (decided meanwhile)."""
+    view = await kyc_review.decide(flow, platform, onboarding_id, approve=body.decision == "approve",
+                                   reason=body.reason)  # fmt: skip
+    return OnboardingResponse.model_validate(view)
 
 
 # ---- the platform's admin key -------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from web.config import Settings
 from web.sessions import CSRF_COOKIE, LANG_COOKIE, SESSION_COOKIE, Sealer, Session, csrf_matches, new_csrf
 
 LANG_COOKIE_SECONDS = 365 * 86400
-FORM_FIELDS_MAX = 20
+FORM_FIELDS_MAX = 32  # the operator console's one-call onboarding form has 26 (legal details, account, channel)
 FORM_BYTES_MAX = 16_384
 
 

@@ -193,7 +193,8 @@ async def _provision(m: flow.Migration, args: argparse.Namespace, console: Conso
         await platform.close()
     log.write(event="provisioned", **result)
     created, existing = result["contracts_created"], result["contracts_existing"]
-    console.print(f"{result['merchants']} merchants: {result['keys_issued']} keys issued ({args.credentials}), "
+    live, test = result["keys_issued"], result["test_keys_issued"]
+    console.print(f"{result['merchants']} merchants: {live} live and {test} test keys issued ({args.credentials}), "
                   f"contracts: {created} created, {existing} existing")  # fmt: skip
     for conflict in result["conflicts"]:
         console.print(f"  [yellow]conflict[/yellow]: {conflict}")

@@ -38,11 +38,12 @@ class PlatformClient:
             raise Problem(GATEWAY_UNAVAILABLE, f"gateway {path}: {response.status_code}")
         return response.status_code, json_object(response)
 
-    async def create_merchant(self, merchant_id: str, name: str) -> tuple[int, dict[str, Any]]:
-        return await self._call("POST", "/v1/platform/merchants", {"merchant_id": merchant_id, "name": name})
+    async def create_merchant(self, merchant_id: str, name: str, *, key_mode: str) -> tuple[int, dict[str, Any]]:
+        body = {"merchant_id": merchant_id, "name": name, "key_mode": key_mode}
+        return await self._call("POST", "/v1/platform/merchants", body)
 
-    async def create_merchant_key(self, merchant_id: str) -> tuple[int, dict[str, Any]]:
-        return await self._call("POST", f"/v1/platform/merchants/{merchant_id}/keys", {})
+    async def create_merchant_key(self, merchant_id: str, *, mode: str) -> tuple[int, dict[str, Any]]:
+        return await self._call("POST", f"/v1/platform/merchants/{merchant_id}/keys", {"mode": mode})
 
     async def put_contract(self, merchant_id: str, route_id: str, sub_merchant_id: str) -> tuple[int, dict[str, Any]]:
         """Creates the contract only (expected_version 0): one the platform already set is never overwritten."""

@@ -1,6 +1,9 @@
 """Merchant access after a migration: every migrated merchant of a finalised run gets its gateway identity
-with an API key, and a routing contract per channel route the platform names, from the channel
-sub-merchant ids the run kept (`wechatpay_sub_mchid`, `alipay_smid`). Then the merchant can take payments.
+with a live API key and a test one, and a routing contract per channel route the platform names, from the
+channel sub-merchant ids the run kept (`wechatpay_sub_mchid`, `alipay_smid`). Then the merchant can take payments.
+Why both keys: a migrated merchant is a real one (its live key takes real money once its channels are live), but
+it integrates with Juhe's API for the first time, so it gets a test key too and can try everything against the
+sandboxes first (docs/test-mode.md); each key's mode is written on its line of the credentials file.
 
 Why after finalisation: until then the run can be reversed, and a merchant taking payments would make the
 reversal wrong. Why a credentials file: the gateway shows an API key's secret once; the migration writes
@@ -25,6 +28,7 @@ from services.migration.flows.runs import Migration, Progress, _no_progress, _re
 from services.migration.store import runs as store
 
 CHANNEL_IDS = {"wechatpay": "wechatpay_sub_mchid", "alipay": "alipay_smid"}  # channel → the merchant file column
+LIVE, TEST = "live", "test"  # the API keys' modes (docs/test-mode.md)
 
 
 async def provision(
@@ -36,15 +40,16 @@ async def provision(
     credentials: Path,
     progress: Progress = _no_progress,
 ) -> dict[str, Any]:
-    """Returns counts: merchants, keys_issued, contracts_created, contracts_existing, and the conflicts."""
+    """Returns counts: merchants, keys_issued (live), test_keys_issued, contracts_created, contracts_existing, and
+    the conflicts."""
     unknown = sorted(set(routes) - set(CHANNEL_IDS))
     if unknown:
         raise Problem(e.PROVISION_REFUSED, f"no channel {unknown[0]}: routes are given per {sorted(CHANNEL_IDS)}")
     run = await _require(m, run_id)
     if run["mode"] != "real" or run["status"] != "finalised":
         raise Problem(e.RUN_STATE_INVALID, f"run {run_id} is {run['status']}: merchants get access once finalised")
-    result: dict[str, Any] = {"run_id": run_id, "merchants": 0, "keys_issued": 0, "contracts_created": 0,
-                              "contracts_existing": 0, "conflicts": []}  # fmt: skip
+    result: dict[str, Any] = {"run_id": run_id, "merchants": 0, "keys_issued": 0, "test_keys_issued": 0,
+                              "contracts_created": 0, "contracts_existing": 0, "conflicts": []}  # fmt: skip
     async with run_lock(m, run_id):
         after = 0
         while True:
@@ -67,21 +72,29 @@ async def _merchant(
     merchant_id, details = str(row["juhe_id"]), dict(row["details"] or {})
     access = dict(details.get("access") or {})
     if "key_id" not in access:
-        status, body = await platform.create_merchant(merchant_id, str(details.get("name") or merchant_id))
+        status, body = await platform.create_merchant(
+            merchant_id, str(details.get("name") or merchant_id), key_mode=LIVE
+        )
         if status == 201:
             key = body["api_key"]
             secrets = {"key_id": key["key_id"], "secret": key["secret"], "webhook_secret": body["webhook_secret"]}
         elif status == 409 and body.get("code") == "merchant_exists":  # created, then killed before recording
-            status, key = await platform.create_merchant_key(merchant_id)
-            if status != 201:
-                raise Problem(e.PROVISION_REFUSED, f"merchant {merchant_id} exists, new key refused: {status}")
+            key = await _new_key(platform, merchant_id, LIVE)
             secrets = {"key_id": key["key_id"], "secret": key["secret"]}
         else:
             raise Problem(e.PROVISION_REFUSED, f"gateway refused merchant {merchant_id}: {status} {body.get('code')}")
-        _append_secret(credentials, {"merchant_id": merchant_id, "source_id": row["source_id"], **secrets})
+        _append_secret(credentials, {"merchant_id": merchant_id, "source_id": row["source_id"], "mode": LIVE,
+                                     **secrets})  # fmt: skip
         access["key_id"] = key["key_id"]
         result["keys_issued"] += 1
         await _record(m, run_id, row, {"key_id": key["key_id"]})
+    if "test_key_id" not in access:  # a kill after the key but before this record: one more test key, harmless
+        key = await _new_key(platform, merchant_id, TEST)
+        _append_secret(credentials, {"merchant_id": merchant_id, "source_id": row["source_id"], "mode": TEST,
+                                     "key_id": key["key_id"], "secret": key["secret"]})  # fmt: skip
+        access["test_key_id"] = key["key_id"]
+        result["test_keys_issued"] += 1
+        await _record(m, run_id, row, {"test_key_id": key["key_id"]})
     contracts = dict(access.get("contracts") or {})
     for channel, route_id in sorted(routes.items()):
         sub_merchant_id = details.get(CHANNEL_IDS[channel])
@@ -102,6 +115,13 @@ async def _merchant(
             )
         contracts[route_id] = sub_merchant_id
         await _record(m, run_id, row, {"contracts": contracts})
+
+
+async def _new_key(platform: PlatformClient, merchant_id: str, mode: str) -> dict[str, Any]:
+    status, key = await platform.create_merchant_key(merchant_id, mode=mode)
+    if status != 201:
+        raise Problem(e.PROVISION_REFUSED, f"merchant {merchant_id}: a new {mode} key refused: {status}")
+    return key
 
 
 async def _record(m: Migration, run_id: str, row: Any, access: dict[str, Any]) -> None:

@@ -95,22 +95,27 @@ async def test_migrated_merchants_take_payments_after_finalise(
 
             await flow.finalise(migration, run_id)
             result = await access.provision(migration, platform, run_id, routes=routes, credentials=credentials)
-            assert (result["merchants"], result["keys_issued"], result["contracts_created"]) == (2, 2, 2)
+            issued = ("merchants", "keys_issued", "test_keys_issued", "contracts_created")
+            assert tuple(result[k] for k in issued) == (2, 2, 2, 2)
             assert result["conflicts"] == [] and credentials.stat().st_mode & 0o077 == 0
-            keys = [json.loads(line) for line in credentials.read_text().splitlines()]
+            lines = [json.loads(line) for line in credentials.read_text().splitlines()]
             merchant_ids = [juhe_holder_id(PLATFORM, Kind.MERCHANTS, f"M{40_000 + i}") for i in range(2)]
-            assert [k["merchant_id"] for k in keys] == merchant_ids
+            # Each merchant: its live key (with the webhook secret), then a test key to integrate against sandboxes.
+            assert [(k["merchant_id"], k["mode"]) for k in lines] == [(m, mode) for m in merchant_ids
+                                                                      for mode in ("live", "test")]  # fmt: skip
+            assert all(k["key_id"].startswith(f"key_{k['mode']}_") for k in lines) and "webhook_secret" in lines[0]
+            keys = [k for k in lines if k["mode"] == "test"]
             for i, merchant_id in enumerate(merchant_ids):
                 status, contract = await platform.contract(merchant_id, ROUTE["route_id"])
                 assert status == 200 and contract["sub_merchant_id"] == g.merchant(40_000 + i)["alipay_smid"]
 
             again = await access.provision(migration, platform, run_id, routes=routes, credentials=credentials)
-            assert (again["merchants"], again["keys_issued"], again["contracts_created"]) == (2, 0, 0)
-            assert len(credentials.read_text().splitlines()) == 2
+            assert tuple(again[k] for k in issued) == (2, 0, 0, 0)
+            assert len(credentials.read_text().splitlines()) == 4
         finally:
             await platform.close()
 
-    # The first migrated merchant takes a payment with its new key, through the gateway.
+    # The first migrated merchant takes a test payment with its new test key at the sandbox, through the gateway.
     merchant_id, key = keys[0]["merchant_id"], keys[0]
     await open_alipay_channel(stack, merchant_id, alipay)
     juhe = stack.merchant(key_id=key["key_id"], secret=key["secret"])

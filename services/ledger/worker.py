@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from datetime import UTC, datetime
 
 from sqlalchemy import text
 
@@ -30,6 +31,7 @@ from services.ledger.events.coupons import InStoreCouponPostings
 from services.ledger.events.points import PointsPostings
 from services.ledger.events.topups import TopupBonusPostings
 from services.ledger.store import wallet as wallet_store
+from services.ledger.store import wallet_bonus as bonus_lots
 from services.ledger.store import wallet_flows
 from services.ledger.store.writer import LedgerWriter
 
@@ -130,9 +132,11 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     adopted = await wallet_flows.adopt_orphan_withdrawals(
         runtime.uow, older_than_seconds=settings.wallet_orphan_after_seconds, limit=batch_max
     )
+    writer: LedgerWriter = runtime.extras[WRITER_EXTRA]
+    lots = await bonus_lots.finish_ended_lots(runtime.uow, writer, limit=batch_max, now=datetime.now(UTC))
     if ids or adopted:
         log.info("wallet operations reconciled", synced=len(ids), adopted=adopted)
-    return max(len(ids), adopted)
+    return max(len(ids), adopted, lots)
 
 
 async def reconcile_wallet_operations(runtime: Runtime) -> None:

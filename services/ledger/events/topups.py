@@ -4,10 +4,12 @@ Marketing decides which paid top-up earns a bonus and when a refund revokes it (
 flows/topups.py); the money is posted here, platform-funded (docs/ledger.md §3.11):
 
 - `topup.bonus_granted` → a `bonus_grant` operation, key `<payment>`: Dr 5201 marketing_expense, Cr 2308
-  user_bonus (the sub-account is opened on the first bonus);
-- `topup.bonus_revoked` → a `bonus_revocation` operation, key `<payment>`: Dr 2308, Cr 5201 for what is left
-  of the bonus: the smaller of the bonus and the sub-account's available balance (what the holder already
-  spent of it stays spent; the platform bore it);
+  user_bonus (the sub-account is opened on the first bonus) and Cr the bonus's own lot (9106, Dr 9107:
+  store/wallet_bonus.py), so spending can take the earliest expiry first;
+- `topup.bonus_revoked` → a `bonus_revocation` operation, key `<payment>`: the lot ends and what is left of
+  it returns, Dr 2308 + lot, Cr 5201 + 9107 (what the holder already spent of it stays spent; the platform
+  bore it; a refund of that spending later gives it back to 5201); a grant from before lots has no lot and
+  takes back the smaller of the bonus and the pool's available balance;
 - `topup.bonus_expired` → a `bonus_expiry` operation, key `<payment>`, the same lines (marketing sends either a
   revocation or an expiry for a bonus, never both).
 
@@ -32,6 +34,7 @@ from services.ledger.domain.wallet import postings as p
 from services.ledger.domain.wallet.entitlements import Action, SubaccountType
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.store import wallet as store
+from services.ledger.store import wallet_bonus as lots
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.topups")
@@ -85,28 +88,45 @@ class TopupBonusPostings:
         return bonus, expense
 
     async def grant(self, data: dict[str, Any]) -> None:
+        """Dr 5201, Cr 2308 and the bonus's own lot (9106, Dr 9107) in one transfer: the lot is how spending
+        picks the earliest expiry and how a revocation or an expiry takes back this bonus only."""
         holder_id, currency, amount = str(data["holder_id"]), str(data["currency"]), int(data["bonus_minor"])
         payment_id = str(data["payment_id"])
         bonus, expense = await self._accounts(holder_id, currency)
+        async with self.uow.begin() as tx:
+            lot = await lots.open_lot(tx, holder_id=holder_id, currency=currency, payment_id=payment_id,
+                                      expires_at=data.get("expires_at"))  # fmt: skip
+            usage = await lots.lot_usage(tx, currency)
         details = {"account_id": bonus, "promotion_id": data.get("promotion_id"), "expires_at": data.get("expires_at"),
-                   "topup_minor": data.get("topup_minor")}  # fmt: skip
+                   "topup_minor": data.get("topup_minor"), "lot_account_id": lot}  # fmt: skip
+        postings = [p.dr(expense, amount, currency), p.cr(bonus, amount, currency),
+                    *p.bonus_lot_memo(lots=[(lot, amount)], usage=usage, currency=currency, debit=False)]  # fmt: skip
         await store.execute(
             self.uow, self.writer,
-            store.Movement(holder_id, "bonus_grant", payment_id, amount, currency,
-                           [p.dr(expense, amount, currency), p.cr(bonus, amount, currency)],
+            store.Movement(holder_id, "bonus_grant", payment_id, amount, currency, postings,
                            [(SubaccountType.BONUS, Action.TOP_UP)], reference=payment_id, details=details),
             now=datetime.now(UTC),
         )  # fmt: skip
 
     async def take_back(self, data: dict[str, Any], *, kind: str) -> None:
-        """A revocation or an expiry: what is left of the bonus returns to 5201, once per (kind, payment)."""
+        """A revocation or an expiry: what is left of the bonus's lot returns to 5201 and the lot ends (store/
+        wallet_bonus.py); a grant from before lots takes back min(bonus, pool), once per (kind, payment)."""
         holder_id, currency, payment_id = str(data["holder_id"]), str(data["currency"]), str(data["payment_id"])
+        async with self.uow.read() as conn:
+            grant = await store.operation_by_key(conn, "bonus_grant", payment_id)
+            lot = await lots.get_lot(conn, holder_id, currency, payment_id)
+            if grant is None:
+                log.warning("bonus revoked that was never posted: nothing to take back", payment_id=payment_id)
+                return
+        if lot is not None:  # this bonus's own lot: what is left of it, whatever else the pool holds
+            async with self.uow.begin() as tx:
+                await lots.end_lot(tx, str(lot["id"]), kind)
+            details = {"bonus_minor": int(data["bonus_minor"]), "refund_id": data.get("refund_id")}
+            await lots.finish_lot(self.uow, self.writer, str(lot["id"]), details=details, now=datetime.now(UTC))
+            return
         async with self.uow.read() as conn:
             if await store.operation_by_key(conn, kind, payment_id) is not None:
                 return  # taken back before (a redelivery)
-            if await store.operation_by_key(conn, "bonus_grant", payment_id) is None:
-                log.warning("bonus revoked that was never posted: nothing to take back", payment_id=payment_id)
-                return
         bonus, expense = await self._accounts(holder_id, currency)
         for attempt in range(REVOKE_ATTEMPTS):
             take = min(int(data["bonus_minor"]), await self._available(bonus))

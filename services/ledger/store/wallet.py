@@ -123,7 +123,7 @@ def level_of(holder: RowMapping) -> int:
 
 
 # --- accounts --------------------------------------------------------------------------------------------
-async def _open_ledger_account(
+async def open_ledger_account(
     tx: Tx, *, key: str, holder_id: str, line: Line, currency: str, credit_limit_minor: int = 0,
     credits_bounded: bool = False, metadata: dict[str, Any] | None = None,
 ) -> str:  # fmt: skip
@@ -182,7 +182,7 @@ async def open_subaccount(
         if subaccount in CHART_SUBACCOUNTS
         else f"wallet:{holder_id}:{subaccount.value}:{merchant_id}:{account_currency}"
     )
-    account_id = await _open_ledger_account(
+    account_id = await open_ledger_account(
         tx, key=key, holder_id=holder_id, line=line, currency=account_currency, metadata=meta
     )
     await tx.conn.execute(
@@ -241,7 +241,7 @@ async def shared_account(
     found = (await tx.conn.execute(text(sql), params)).scalar_one_or_none()
     if found is not None:
         return str(found)
-    return await _open_ledger_account(
+    return await open_ledger_account(
         tx, key=key, holder_id=holder_id, line=line, currency=currency, credits_bounded=credits_bounded,
         metadata={"channel": channel} if channel else {},
     )  # fmt: skip
@@ -318,7 +318,7 @@ async def quota_account(
     change of entitlements or KYC level applies at once; never below what the window already used, so a
     lowered limit means "nothing more today" and the account stays within its flag)."""
     key = quota_key(holder_id, subaccount, action, window, currency)
-    account_id = await _open_ledger_account(
+    account_id = await open_ledger_account(
         tx, key=key, holder_id=holder_id, line=QUOTA, currency=currency, credit_limit_minor=window.limit_minor,
         metadata={"subaccount": subaccount.value, "action": action.value, "window": window.label},
     )  # fmt: skip
@@ -626,7 +626,7 @@ async def insert_bill(conn: AsyncConnection, values: dict[str, Any]) -> RowMappi
 
 async def bill_repayable_account(tx: Tx, bill: RowMapping) -> str:
     """The bill's memo account (9103): may go down to −(amount due), so repayments never exceed the bill."""
-    return await _open_ledger_account(
+    return await open_ledger_account(
         tx, key=f"wallet:bill:{bill['id']}", holder_id=bill["holder_id"], line=BILL_REPAYABLE,
         currency=bill["currency"], credit_limit_minor=bill["amount_due_minor"], metadata={"bill_id": bill["id"]},
     )  # fmt: skip

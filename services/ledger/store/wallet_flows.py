@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.engine import RowMapping
 
-from libs.common.db import UnitOfWork
+from libs.common import bonus_lots
+from libs.common.db import Tx, UnitOfWork
 from libs.common.ids import new_id
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
@@ -22,6 +23,7 @@ from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.domain.wallet.kyc import mask
 from services.ledger.domain.wallet.payout import payout_details
 from services.ledger.store import wallet as store
+from services.ledger.store import wallet_bonus as lots
 from services.ledger.store.wallet import Movement
 from services.ledger.store.writer import LedgerWriter
 
@@ -149,21 +151,30 @@ async def pay(
         source = await _spend_source(tx.conn, holder_id, subaccount, subaccount_id, merchant_id, currency)
         if subaccount is SubaccountType.CREDIT:
             await _refuse_if_overdue(tx.conn, holder_id, now)
-        sources = [(source, amount_minor)]
+        sources: list[tuple[str, int]] = [(source, amount_minor)]
+        memo: list[Posting] = []
+        plan: list[tuple[str, int]] = []
         if subaccount is SubaccountType.BALANCE:
-            sources = await _balance_then_bonus(tx.conn, holder_id, source, amount_minor, currency)
+            sources, memo, plan = await _balance_then_bonus(tx, holder_id, source, amount_minor, currency)
         await store.precheck(tx.conn, holder_id, [(subaccount, Action.SPEND)], amount_minor,
                              source_account_id=sources[-1][0], source_amount_minor=sources[-1][1])  # fmt: skip
         merchant = await store.shared_account(tx, holder_id=merchant_id, line=p.SUBACCOUNT_LINES[
             SubaccountType.MERCHANT_PENDING], currency=currency)  # fmt: skip
         income = await store.shared_account(tx, holder_id=PLATFORM, line=p.PLATFORM_FEE_INCOME, currency=currency)
-    postings = p.pay(
-        sources=sources, merchant_pending=merchant, fee_income=income, fee_minor=platform_fee_minor, currency=currency
+    postings = (
+        p.pay(
+            sources=sources,
+            merchant_pending=merchant,
+            fee_income=income,
+            fee_minor=platform_fee_minor,
+            currency=currency,
+        )
+        + memo
     )
     details: dict[str, Any] = {"merchant_id": merchant_id, "subaccount": subaccount.value, "account_id": source,
                                "platform_fee_minor": platform_fee_minor}  # fmt: skip
     if len(sources) > 1:
-        details |= {"bonus_minor": sources[1][1], "bonus_account_id": sources[1][0]}
+        details |= {"bonus_minor": sources[1][1], "bonus_account_id": sources[1][0], "bonus_lots": dict(plan)}
     return await store.execute(
         uow, writer,
         Movement(holder_id, "payment", payment_id, amount_minor, currency, postings, [(subaccount, Action.SPEND)],
@@ -173,19 +184,27 @@ async def pay(
 
 
 async def _balance_then_bonus(
-    conn: Any, holder_id: str, balance: str, amount_minor: int, currency: str
-) -> list[tuple[str, int]]:
+    tx: Tx, holder_id: str, balance: str, amount_minor: int, currency: str
+) -> tuple[list[tuple[str, int]], list[Posting], list[tuple[str, int]]]:
     """The spending order of a balance payment (§3.11): the cash balance first, then the top-up bonus for the
-    rest. Why this order: the bonus is the platform's money and is taken back if its top-up is refunded, so it
-    is kept unspent as long as the cash lasts. One transfer debits both; the engine refuses it whole (no
-    overdraft) if either part is not there any more when it posts."""
-    bonus = await store.get_subaccount_id(conn, holder_id, SubaccountType.BONUS, currency)
+    rest, its lots earliest expiry first (store/wallet_bonus.py). Why this order: the bonus is the platform's
+    money and is taken back if its top-up is refunded, so it is kept unspent as long as the cash lasts, and the
+    bonus that runs out first is spent first. One transfer debits both and the lots' memos; the engine refuses it
+    whole (no overdraft) if any part is not there any more when it posts. Returns (sources, lot memo postings,
+    lot plan)."""
+    everything: tuple[list[tuple[str, int]], list[Posting], list[tuple[str, int]]] = ([(balance, amount_minor)], [], [])
+    bonus = await store.get_subaccount_id(tx.conn, holder_id, SubaccountType.BONUS, currency)
     if bonus is None:
-        return [(balance, amount_minor)]
-    from_balance = min(amount_minor, max(await store.available_minor(conn, balance), 0))
+        return everything
+    from_balance = min(amount_minor, max(await store.available_minor(tx.conn, balance), 0))
     if from_balance == amount_minor:
-        return [(balance, amount_minor)]
-    return [(balance, from_balance), (bonus, amount_minor - from_balance)]
+        return everything
+    plan = bonus_lots.spend_plan(await lots.open_lots(tx.conn, holder_id, currency),
+                           await store.available_minor(tx.conn, bonus), amount_minor - from_balance)  # fmt: skip
+    if plan is None:  # cash and live bonus together fall short: all from cash, which the engine refuses
+        return everything
+    memo = p.bonus_lot_memo(lots=plan, usage=await lots.lot_usage(tx, currency), currency=currency, debit=True)
+    return [(balance, from_balance), (bonus, amount_minor - from_balance)], memo, plan
 
 
 async def _existing(conn: Any, holder_id: str, subaccount: SubaccountType, currency: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from libs.common import bonus_lots
 from services.cashier.connectors.base import (
     Bill,
     ChannelError,
@@ -37,14 +38,17 @@ from services.cashier.connectors.base import (
     TradeStatus,
 )
 from services.cashier.connectors.wallet.models import (
+    BONUS_LOT_KIND,
     SOURCE,
     USER_BONUS_KIND,
     USER_WALLET_KIND,
     WalletConfig,
-    bonus_refund_share,
+    bonus_lot_usage,
+    bonus_refund_shares,
     bonus_refundable,
     bonus_refundable_usage,
     hold_key,
+    marketing_expense,
     merchant_pending,
     platform_fee_income,
     refund_fee_share,
@@ -54,7 +58,9 @@ from services.cashier.connectors.wallet.models import (
 
 HOLD_TIMEOUT_SECONDS_MIN = 1
 ACCOUNTS_PAGE_MAX = 200
-REFUND_ATTEMPTS = 3  # a concurrent refund of the same payment took the bonus memo between our read and post
+REFUND_ATTEMPTS = 3  # a concurrent refund took a bonus memo, or a bonus lot ended, between our read and post
+ACCOUNT_PAGES_MAX = 20  # a payer's accounts: the wallet, the bonus pool and one lot per bonus ever granted
+_REREAD = frozenset({"insufficient_funds", "account_closed"})
 _TRADE_STATUS = {
     "pending": TradeStatus.PENDING,
     "posted": TradeStatus.SUCCEEDED,
@@ -116,18 +122,28 @@ class WalletConnector:
             raise self._refusal(response)
         return str(response.json()["id"])
 
-    async def _payer_accounts(self, user_id: str, currency: str) -> dict[str, dict[str, Any]]:
-        """The payer's open accounts in `currency` by kind (the cash balance `user_wallet`, the bonus)."""
-        response = await self._call("GET", "/v1/accounts", params={"holder_id": user_id, "limit": ACCOUNTS_PAGE_MAX})
-        if response.status_code != 200:
-            raise self._refusal(response)
-        return {
-            str(a["kind"]): a
-            for a in response.json().get("data", [])
-            if a["currency"] == currency
-            and a["status"] != "closed"
-            and a["kind"] in (USER_WALLET_KIND, USER_BONUS_KIND)
-        }
+    async def _payer_accounts(self, user_id: str, currency: str) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+        """The payer's open accounts in `currency`: by kind the cash balance `user_wallet` and the bonus pool,
+        and the bonus lots (every page: a lot missed would count as the pool's unlotted rest)."""
+        by_kind: dict[str, dict[str, Any]] = {}
+        lots: list[Any] = []
+        params: dict[str, Any] = {"holder_id": user_id, "limit": ACCOUNTS_PAGE_MAX}
+        for _ in range(ACCOUNT_PAGES_MAX):
+            response = await self._call("GET", "/v1/accounts", params=params)
+            if response.status_code != 200:
+                raise self._refusal(response)
+            page = response.json()
+            for a in page.get("data", []):
+                if a["currency"] != currency or a["status"] == "closed":
+                    continue
+                if a["kind"] == BONUS_LOT_KIND:
+                    lots.append({**a, "available": int(a["balances"]["available_balance_minor"])})
+                elif a["kind"] in (USER_WALLET_KIND, USER_BONUS_KIND):
+                    by_kind[str(a["kind"])] = a
+            if not page.get("has_more"):
+                return by_kind, lots
+            params["cursor"] = page["next_cursor"]
+        raise ChannelUnavailable(f"user {user_id} has more than {ACCOUNT_PAGES_MAX} pages of accounts")
 
     async def _available(self, account_id: str) -> int:
         response = await self._call("GET", f"/v1/accounts/{account_id}")
@@ -155,15 +171,17 @@ class WalletConnector:
     async def prepay(self, request: PrepayRequest) -> PrepayResult:
         if not request.payer_user_id or not request.merchant_id:
             raise ChannelError("payer_user_id_missing", "a wallet payment needs payer.user_id")
-        accounts = await self._payer_accounts(request.payer_user_id, request.currency)
+        accounts, lots = await self._payer_accounts(request.payer_user_id, request.currency)
         if USER_WALLET_KIND not in accounts:
             raise ChannelError("wallet_not_found", f"user {request.payer_user_id} has no {request.currency} wallet")
         wallet, bonus = accounts[USER_WALLET_KIND], accounts.get(USER_BONUS_KIND)
+        bonus_available = int(bonus["balances"]["available_balance_minor"]) if bonus is not None else None
         from_cash, from_bonus = spend_split(
-            request.amount_minor,
-            int(wallet["balances"]["available_balance_minor"]),
-            int(bonus["balances"]["available_balance_minor"]) if bonus is not None else None,
+            request.amount_minor, int(wallet["balances"]["available_balance_minor"]), bonus_available
         )
+        plan = bonus_lots.spend_plan(lots, bonus_available or 0, from_bonus) if from_bonus else []
+        if plan is None:  # the live lots and the unlotted rest fall short: all from cash, which the ledger refuses
+            from_cash, from_bonus, plan = request.amount_minor, 0, []
         fee = min(max(request.platform_fee_minor, 0), request.amount_minor)
         merchant = await self._account(merchant_pending(request.merchant_id, request.currency))
         fee_account = await self._account(platform_fee_income(request.currency)) if fee else None
@@ -174,16 +192,27 @@ class WalletConnector:
         if fee_account is not None:
             postings.append({"account_id": fee_account, "direction": "credit", "amount_minor": fee})
         used: dict[str, Any] = {"cash": wallet["id"], "merchant": merchant, "fee": fee_account}
+        parts: list[dict[str, Any]] = []
         if from_bonus:
             assert bonus is not None
-            memo = await self._account(bonus_refundable(request.out_trade_no, request.currency))
-            usage = await self._account(bonus_refundable_usage(request.currency))
             postings[1:1] = [{"account_id": bonus["id"], "direction": "debit", "amount_minor": from_bonus}]
-            postings += [
-                {"account_id": usage, "direction": "debit", "amount_minor": from_bonus},
-                {"account_id": memo, "direction": "credit", "amount_minor": from_bonus},
-            ]
-            used |= {"bonus": bonus["id"], "bonus_refundable": memo, "bonus_refundable_usage": usage}
+            usage = await self._account(bonus_refundable_usage(request.currency))
+            lot_usage = await self._account(bonus_lot_usage(request.currency)) if plan else None
+            unlotted = from_bonus - sum(n for _, n in plan)
+            # Each part the payment spends (a lot, then the pool's unlotted rest) gets its own refundable memo.
+            for lot, n in [*plan, *([(None, unlotted)] if unlotted else [])]:
+                memo = await self._account(bonus_refundable(request.out_trade_no, request.currency, lot))
+                postings += [
+                    {"account_id": usage, "direction": "debit", "amount_minor": n},
+                    {"account_id": memo, "direction": "credit", "amount_minor": n},
+                ]
+                if lot is not None:
+                    postings += [
+                        {"account_id": lot, "direction": "debit", "amount_minor": n},
+                        {"account_id": lot_usage, "direction": "credit", "amount_minor": n},
+                    ]
+                parts.append({"lot": lot, "memo": memo, "minor": n})
+            used |= {"bonus": bonus["id"], "bonus_refundable_usage": usage, "bonus_lot_usage": lot_usage}
         timeout_seconds = HOLD_TIMEOUT_SECONDS_MIN
         if request.expire_at is not None:
             remaining = (request.expire_at - datetime.now(UTC)).total_seconds()
@@ -194,7 +223,7 @@ class WalletConnector:
             "pending": True, "timeout_seconds": timeout_seconds, "reference": request.out_trade_no,
             "metadata": {"merchant_id": request.merchant_id, "user_id": request.payer_user_id,
                          "platform_fee_minor": fee, "amount_minor": request.amount_minor, "bonus_minor": from_bonus,
-                         "accounts": used},
+                         "bonus_parts": parts, "accounts": used},
         })  # fmt: skip
         return PrepayResult(
             payer_action={
@@ -251,9 +280,15 @@ class WalletConnector:
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         """§3.3 wallet refund, posted at once: Dr merchant_pending, Dr platform fee (scaled, rounded down),
-        Cr the payer: the bonus first, up to what the payment took from it and earlier refunds did not give back
-        (the 9104 memo, debited in the same transfer: the engine refuses a concurrent refund that would give back
-        more, and this one then reads the memo again), then the cash balance. The hold names the accounts."""
+        Cr the payer: the bonus first, the last part spent first, each part up to what the payment took from it
+        and earlier refunds did not give back (its 9104 memo, debited in the same transfer: the engine refuses a
+        concurrent refund that would give back more, and this one then reads the memos again), then the cash.
+
+        A part spent from a bonus lot that has ended since (its top-up refunded, or the bonus expired) is not
+        the payer's any more: it goes back to the platform that funded it (Cr 5201), never to the payer's cash
+        or bonus, so the platform does not pay that bonus twice. A lot ending between our read and the post is
+        closed by then, so the engine refuses the credit to it and this reads again. The hold names the
+        accounts and the parts."""
         existing = await self._transfer(refund_key(request.out_refund_no))
         if existing is not None:  # asked before (a retry, or the poll re-submitting): the same refund
             return self._refund(request.out_refund_no, request.out_trade_no, existing)
@@ -262,25 +297,40 @@ class WalletConnector:
             raise ChannelError("payment_not_posted", "the wallet payment was never posted")
         meta = hold.get("metadata") or {}
         accounts = _hold_accounts(hold)
+        parts = _bonus_parts(hold, accounts)
         gross = _hold_amount(hold) or 0
         fee = refund_fee_share(int(meta.get("platform_fee_minor") or 0), request.refund_minor, gross)
         for attempt in range(REFUND_ATTEMPTS):
-            to_bonus = 0
-            memo = accounts.get("bonus_refundable")
-            if memo:
-                to_bonus = bonus_refund_share(request.refund_minor, await self._available(memo))
+            shares = bonus_refund_shares(request.refund_minor, [await self._available(p["memo"]) for p in parts])
             postings: list[dict[str, Any]] = [
                 {"account_id": accounts["merchant"], "direction": "debit", "amount_minor": request.refund_minor - fee},
                 {"account_id": accounts.get("fee"), "direction": "debit", "amount_minor": fee},
-                {"account_id": accounts.get("bonus"), "direction": "credit", "amount_minor": to_bonus},
                 {
                     "account_id": accounts["cash"],
                     "direction": "credit",
-                    "amount_minor": request.refund_minor - to_bonus,
+                    "amount_minor": request.refund_minor - sum(shares),
                 },
-                {"account_id": accounts.get("bonus_refundable"), "direction": "debit", "amount_minor": to_bonus},
-                {"account_id": accounts.get("bonus_refundable_usage"), "direction": "credit", "amount_minor": to_bonus},
             ]
+            to_bonus = to_platform = 0
+            for part, n in zip(parts, shares, strict=True):
+                if not n:
+                    continue
+                postings += [
+                    {"account_id": part["memo"], "direction": "debit", "amount_minor": n},
+                    {"account_id": accounts.get("bonus_refundable_usage"), "direction": "credit", "amount_minor": n},
+                ]
+                if part["lot"] is not None and not await self._lot_live(part["lot"]):
+                    expense = await self._account(marketing_expense(request.currency))
+                    postings.append({"account_id": expense, "direction": "credit", "amount_minor": n})
+                    to_platform += n
+                    continue
+                postings.append({"account_id": accounts.get("bonus"), "direction": "credit", "amount_minor": n})
+                to_bonus += n
+                if part["lot"] is not None:
+                    postings += [
+                        {"account_id": part["lot"], "direction": "credit", "amount_minor": n},
+                        {"account_id": accounts.get("bonus_lot_usage"), "direction": "debit", "amount_minor": n},
+                    ]
             try:
                 transfer = await self._create({
                     "source": SOURCE, "idempotency_key": refund_key(request.out_refund_no),
@@ -288,10 +338,10 @@ class WalletConnector:
                                  if p["amount_minor"] > 0 and p["account_id"]],
                     "reference": request.out_refund_no,
                     "metadata": {"payment_id": request.out_trade_no, "refund_minor": request.refund_minor,
-                                 "bonus_minor": to_bonus},
+                                 "bonus_minor": to_bonus, "bonus_to_platform_minor": to_platform},
                 })  # fmt: skip
             except ChannelError as exc:
-                retry = exc.code == "insufficient_funds" and attempt < REFUND_ATTEMPTS - 1
+                retry = exc.code in _REREAD and attempt < REFUND_ATTEMPTS - 1
                 if exc.code == "idempotency_key_reused":  # a concurrent submit of this refund posted it first
                     return self._refund(request.out_refund_no, request.out_trade_no,
                                         await self._transfer(refund_key(request.out_refund_no)))  # fmt: skip
@@ -300,6 +350,13 @@ class WalletConnector:
                 continue
             return self._refund(request.out_refund_no, request.out_trade_no, transfer)
         raise AssertionError("unreachable")  # the last attempt returns or raises
+
+    async def _lot_live(self, lot_id: str) -> bool:
+        """Whether a bonus lot may still take back what a refund gives (neither ended nor closed)."""
+        response = await self._call("GET", f"/v1/accounts/{lot_id}")
+        if response.status_code != 200:
+            raise self._refusal(response)
+        return bonus_lots.is_live(response.json())
 
     def _refund(self, out_refund_no: str, out_trade_no: str, transfer: dict[str, Any] | None) -> RefundResult:
         if transfer is None:
@@ -333,6 +390,17 @@ def _hold_amount(hold: dict[str, Any]) -> int | None:
         return int(recorded)
     debit = next((p for p in hold["postings"] if p["direction"] == "debit"), None)
     return int(debit["amount_minor"]) if debit is not None else None
+
+
+def _bonus_parts(hold: dict[str, Any], accounts: dict[str, str | None]) -> list[dict[str, Any]]:
+    """The bonus parts the payment spent, in its spending order: recorded in the hold's metadata; a hold from
+    before bonus lots had one memo for its whole bonus part (the pool, no lot); a hold without bonus none."""
+    meta = hold.get("metadata") or {}
+    recorded = meta.get("bonus_parts")
+    if isinstance(recorded, list):
+        return [{"lot": p.get("lot"), "memo": str(p["memo"]), "minor": int(p["minor"])} for p in recorded]
+    memo = accounts.get("bonus_refundable")
+    return [{"lot": None, "memo": memo, "minor": int(meta.get("bonus_minor") or 0)}] if memo else []
 
 
 def _hold_accounts(hold: dict[str, Any]) -> dict[str, str | None]:

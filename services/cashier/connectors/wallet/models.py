@@ -15,6 +15,7 @@ SOURCE = "cashier"
 PLATFORM_HOLDER = "platform"
 USER_WALLET_KIND = "user_wallet"
 USER_BONUS_KIND = "user_bonus"  # 2308: a top-up promotion's bonus, spent after the cash (docs/marketing.md)
+BONUS_LOT_KIND = "wallet_bonus_lot"  # 9106: one per granted bonus, opened by the ledger (docs/ledger.md §3.11)
 
 
 class WalletConfig(BaseModel):
@@ -46,11 +47,25 @@ def platform_fee_income(currency: str) -> dict[str, Any]:
     return account_body(holder_id=PLATFORM_HOLDER, kind="platform_fee_income", code="4101", currency=currency)
 
 
-def bonus_refundable(payment_id: str, currency: str) -> dict[str, Any]:
-    """9104 memo, one per payment that spent bonus: credited with the bonus part when the hold posts, debited by
-    what refunds give back to the bonus. No overdraft: refunds can never give back more bonus than was spent."""
+def bonus_refundable(payment_id: str, currency: str, lot: str | None = None) -> dict[str, Any]:
+    """9104 memo, one per payment and bonus lot it spent (the unlotted rest of the pool: `lot` None): credited with
+    that part when the hold posts, debited by what refunds give back of it. No overdraft: refunds can never give
+    back more of a lot than the payment took from it."""
     body = account_body(holder_id=payment_id, kind="wallet_bonus_refundable", code="9104", currency=currency)
+    if lot is not None:
+        body["idempotency_key"] += f":{lot}"
+        body["metadata"] = {"lot": lot}
     return {**body, "flags": {"debits_must_not_exceed_credits": True}}
+
+
+def bonus_lot_usage(currency: str) -> dict[str, Any]:
+    """9107 memo counterpart of the lots (the ledger opens it with the same key on the first grant)."""
+    return account_body(holder_id=PLATFORM_HOLDER, kind="wallet_bonus_lot_usage", code="9107", currency=currency)
+
+
+def marketing_expense(currency: str) -> dict[str, Any]:
+    """5201: where a refund's share of a revoked or expired bonus goes back (the platform funded it)."""
+    return account_body(holder_id=PLATFORM_HOLDER, kind="marketing_expense", code="5201", currency=currency)
 
 
 def bonus_refundable_usage(currency: str) -> dict[str, Any]:
@@ -70,10 +85,16 @@ def spend_split(amount_minor: int, cash_available_minor: int, bonus_available_mi
     return from_cash, rest
 
 
-def bonus_refund_share(refund_minor: int, bonus_refundable_minor: int) -> int:
-    """What a refund gives back to the bonus: the bonus first (the last money spent is the first returned), up to
-    what the payment took from it and earlier refunds have not given back yet (the 9104 memo's balance)."""
-    return max(0, min(refund_minor, bonus_refundable_minor))
+def bonus_refund_shares(refund_minor: int, refundable_minor: list[int]) -> list[int]:
+    """What a refund gives back to each bonus part of the payment (in the order the payment spent them): the bonus
+    first and the last part spent first (the last money spent is the first returned), each up to what the payment
+    took from it and earlier refunds have not given back yet (its 9104 memo's balance); the rest is cash."""
+    shares = [0] * len(refundable_minor)
+    left = refund_minor
+    for i in reversed(range(len(refundable_minor))):
+        shares[i] = max(0, min(left, refundable_minor[i]))
+        left -= shares[i]
+    return shares
 
 
 def hold_key(out_trade_no: str) -> str:

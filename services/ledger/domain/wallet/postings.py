@@ -58,6 +58,8 @@ POINTS_ISSUED = Line("points_issued", "3102", False)  # counterpart of every poi
 QUOTA = Line("entitlement_quota", "9101", True)  # memo, per holder/sub-account/action/window
 QUOTA_USAGE = Line("entitlement_quota_usage", "9102", False)  # memo counterpart, platform
 BILL_REPAYABLE = Line("bill_repayable", "9103", True)  # memo, one per bill: limit = amount due
+BONUS_LOT = Line("wallet_bonus_lot", "9106", True)  # memo, one per top-up bonus: what is left of that bonus
+BONUS_LOT_USAGE = Line("wallet_bonus_lot_usage", "9107", False)  # memo counterpart, platform
 
 
 def dr(account_id: str, amount_minor: int, currency: str) -> Posting:
@@ -109,6 +111,18 @@ def pay(
     out = [*(dr(source, part, currency) for source, part in sources if part),
            cr(merchant_pending, amount_minor - fee_minor, currency)]  # fmt: skip
     return [*out, cr(fee_income, fee_minor, currency)] if fee_minor else out
+
+
+def bonus_lot_memo(*, lots: list[tuple[str, int]], usage: str, currency: str, debit: bool) -> list[Posting]:
+    """The memo lines that keep each bonus lot (9106, §3.11) in step with the bonus pool (2308), in the pool's
+    own transfer: spent or taken back (`debit`) Dr lot / Cr 9107, granted or given back the mirror. The pool is
+    then always the sum of its lots, and a lot can never give more than is left of it (no overdraft)."""
+    take, give = (dr, cr) if debit else (cr, dr)
+    out: list[Posting] = []
+    for lot, part in lots:
+        if part:
+            out += [take(lot, part, currency), give(usage, part, currency)]
+    return out
 
 
 def move(*, source: str, target: str, amount_minor: int, currency: str) -> list[Posting]:

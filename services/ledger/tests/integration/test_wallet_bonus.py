@@ -82,6 +82,38 @@ async def test_bonus_granted_once_kept_apart_spend_only_and_what_is_left_revoked
     )
     assert (op.status_code, op.json()["amount_minor"]) == (200, 200), op.text
 
+    # Lots (§3.11): each bonus is its own lot. A later grant that expires sooner is spent first, and a revocation
+    # takes back what is left of ITS lot only, not "up to that bonus" from the pool (which took 300 here before).
+    for pay_id, amount, expires in (("pay_bn_3", 500, "2027-06-01T00:00:00+00:00"),
+                                    ("pay_bn_4", 400, "2027-01-01T00:00:00+00:00")):  # fmt: skip
+        granted = bonus_event("granted", pay_id, amount, topup_minor=10_000, expires_at=expires)
+        await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", granted)
+    await eventually(lambda: _equals(posted(ledger, "bonus"), 900), "two more bonuses, each in its lot")
+    spent = await ledger.client.post(pay, json={"payment_id": "pay_bn_spend_3", "merchant_id": "mch_bn",
+                                                "amount_minor": 600})  # fmt: skip
+    assert spent.status_code == 201, spent.text
+    assert await lots(ledger) == {"pay_bn_3": 300, "pay_bn_4": 0}  # the earliest expiry (pay_bn_4) first
+    revoked = bonus_event("revoked", "pay_bn_4", 400, refund_id="re_bn_4")
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", revoked, revoked)
+    await eventually(lambda: _lot_closed(ledger, "pay_bn_4"), "the revoked bonus's lot ended and closed")
+    assert await posted(ledger, "bonus") == 300  # pay_bn_3's rest stays the holder's
+    expired = bonus_event("expired", "pay_bn_3", 500, expires_at="2027-06-01T00:00:00+00:00")
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", expired)
+    await eventually(lambda: _equals(posted(ledger, "bonus"), 0), "the expired lot's rest taken back")
+    expense = (await accounts_of(ledger, "platform"))["marketing_expense:"]
+    assert expense["balances"]["posted_balance_minor"] == 300 + 600  # what was spent, nothing more
+
+
+async def lots(ledger: Any) -> dict[str, int]:
+    """The holder's open bonus lots (9106) by granting payment: what is left of each."""
+    r = await ledger.client.get("/v1/accounts", params={"holder_id": HOLDER, "limit": 200})
+    return {a["metadata"]["payment_id"]: a["balances"]["posted_balance_minor"] for a in r.json()["data"]
+            if a["kind"] == "wallet_bonus_lot" and a["status"] != "closed"}  # fmt: skip
+
+
+async def _lot_closed(ledger: Any, payment_id: str) -> bool:
+    return payment_id not in await lots(ledger)
+
 
 async def _equals(value: Any, expected: int) -> bool:
     return bool(await value == expected)

@@ -10,11 +10,13 @@ refunds", "Top-up promotions"):
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
 
 from libs.common.embedded import free_port
+from libs.common.events import Envelope
 from libs.common.testing.infra import serve_app
 from services.cashier.tests.integration.flows.conftest import Sandboxes, approve, qr_payment, wait_for
 from services.cashier.tests.integration.flows.test_purpose_and_split import _post_as, _problem
@@ -27,6 +29,7 @@ from services.cashier.tests.integration.flows.test_wallet_and_ledger import (
     ledger as wallet_ledger,  # noqa: F401 (a fixture: the ledger with a cashier's wallet channel)
 )
 from services.ledger.app import create_app as create_ledger_app
+from services.ledger.tests.integration.test_cashier_consumer import publish
 from services.ledger.tests.integration.wallet_harness import PERSON_IDS, resident_id
 from services.ledger.verify import verify
 
@@ -117,6 +120,17 @@ async def _fund_bonus(ledger: RunningLedger, user_id: str, amount_minor: int) ->
     assert granted.status_code == 201, granted.text
 
 
+async def _confirmed_wallet_payment(cashier: Any, user: str, amount_minor: int) -> dict[str, Any]:
+    """A wallet payment created and confirmed by its payer: succeeded (the hold posted)."""
+    created = await cashier.post("/v1/payments", wallet_payment(user, amount_minor))
+    assert created.status_code == 201, created.text
+    confirmed = await cashier.client.post(
+        f"/v1/payments/{created.json()['id']}/confirm", json={"user_id": user}, headers=cashier.headers()
+    )
+    assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
+    return dict(confirmed.json())
+
+
 async def test_wallet_payment_spends_cash_then_bonus_and_refunds_give_the_bonus_back_first(
     start_cashier: Any,
     wallet_ledger: RunningLedger,  # noqa: F811 (the fixture imported above)
@@ -129,14 +143,8 @@ async def test_wallet_payment_spends_cash_then_bonus_and_refunds_give_the_bonus_
         balances = await ledger.posted(user)
         return balances["user_wallet"], balances["user_bonus"]
 
-    created = await cashier.post("/v1/payments", wallet_payment(user, 10_300))
-    assert created.status_code == 201, created.text
-    payment = created.json()
-    confirmed = await cashier.client.post(
-        f"/v1/payments/{payment['id']}/confirm", json={"user_id": user}, headers=cashier.headers()
-    )
-    assert confirmed.status_code == 200 and confirmed.json()["status"] == "succeeded", confirmed.text
-    assert confirmed.json()["amount_minor"] == 10_300
+    payment = await _confirmed_wallet_payment(cashier, user, 10_300)
+    assert payment["amount_minor"] == 10_300
     hold = await ledger.transfer(f"{payment['id']}:hold")
     assert hold is not None and hold["metadata"]["bonus_minor"] == 300  # the cash first, the bonus for the rest
     assert await wallet() == (0, 700)
@@ -157,3 +165,70 @@ async def test_wallet_payment_spends_cash_then_bonus_and_refunds_give_the_bonus_
     _problem(short, 402, "insufficient_funds")
     balances = await ledger.balances(user)
     assert balances["user_wallet"]["debits_pending"] == 0 and balances["user_bonus"]["debits_pending"] == 0
+
+
+async def test_wallet_payment_refund_gives_an_ended_bonus_back_to_the_platform_and_lots_spend_by_expiry(
+    start_cashier: Any,
+    wallet_ledger: RunningLedger,  # noqa: F811 (the fixture imported above)
+    platform_topics: str,
+    juhe_infra: Any,
+) -> None:
+    """Bonus lots (docs/ledger.md §3.11): the payment spends the earliest-expiring bonus first; revoking that
+    bonus afterwards takes back only what is left of it (nothing) and the other bonus stays whole; the payment's
+    refunds give the revoked bonus's part back to the platform (5201), never to the payer, and the live bonus's
+    part back to its lot, in every order of the refund and the ending, repeats included."""
+    ledger = wallet_ledger
+    cashier = await start_cashier(ledger_url=ledger.base_url)
+    await cashier.configure("wallet", {}, priority=1)
+    user = f"usr_{uuid.uuid4().hex[:10]}"
+    holder = {"holder_id": user, "holder_type": "person", "name": "赵六",
+              "resident_id": resident_id(next(PERSON_IDS)), "phone": "13900139002"}  # fmt: skip
+    assert (await ledger.client.post("/v1/wallet/holders", json=holder)).status_code == 201
+    grants = [("pay_lot_g1", 1_000, "2027-01-01T00:00:00+00:00"), ("pay_lot_g2", 1_000, None)]
+    for pay_id, amount, expires in grants:
+        await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
+                      _bonus_event("granted", user, pay_id, amount, expires_at=expires))  # fmt: skip
+
+    async def state() -> tuple[int, dict[str, int], int]:
+        """(the bonus pool, its open lots by grant, the platform's marketing expense)."""
+        accounts = (await ledger.client.get("/v1/accounts", params={"holder_id": user, "limit": 200})).json()["data"]
+        pool = next((a["balances"]["posted_balance_minor"] for a in accounts if a["kind"] == "user_bonus"), 0)
+        lots = {a["metadata"]["payment_id"]: a["balances"]["posted_balance_minor"] for a in accounts
+                if a["kind"] == "wallet_bonus_lot" and a["status"] != "closed"}  # fmt: skip
+        return pool, lots, (await ledger.posted("platform")).get("marketing_expense", 0)
+
+    await wait_for(lambda: _when(state(), lambda s: s[0] == 2_000), "both bonuses granted")
+    payment = await _confirmed_wallet_payment(cashier, user, 1_500)
+    assert await state() == (500, {"pay_lot_g1": 0, "pay_lot_g2": 500}, 2_000)  # the expiring bonus first
+
+    # g1's top-up is refunded: its bonus is revoked (twice). Nothing is left of its lot; g2 stays whole.
+    revoked = _bonus_event("revoked", user, "pay_lot_g1", 1_000, refund_id="re_lot_g1")
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", revoked, revoked)
+    await wait_for(lambda: _when(state(), lambda s: "pay_lot_g1" not in s[1]), "g1's lot ended and closed")
+    assert await state() == (500, {"pay_lot_g2": 500}, 2_000)
+
+    # Refunds of the payment: the last part spent (g2's 500) back to its lot first, then g1's part, which
+    # ended, back to the platform; the payer's cash gets nothing (the payment was all bonus).
+    refunds = f"/v1/payments/{payment['id']}/refunds"
+    first = await cashier.post(refunds, {"amount_minor": 800})
+    assert first.status_code == 201 and first.json()["status"] == "succeeded", first.text
+    assert await state() == (1_000, {"pay_lot_g2": 1_000}, 1_700)
+    last = await cashier.post(refunds, {"amount_minor": 700})
+    assert last.status_code == 201 and last.json()["status"] == "succeeded", last.text
+    assert await state() == (1_000, {"pay_lot_g2": 1_000}, 1_000)  # the platform funds only what the payer holds
+    assert (await ledger.posted(user))["user_wallet"] == 0
+
+    # g2 expires after the refund gave back to it: the whole of it returns to the platform.
+    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
+                  _bonus_event("expired", user, "pay_lot_g2", 1_000, expires_at=None))  # fmt: skip
+    await wait_for(lambda: _when(state(), lambda s: s == (0, {}, 0)), "g2 taken back whole")
+
+
+def _bonus_event(kind: str, user: str, payment_id: str, bonus_minor: int, **extra: Any) -> Envelope:
+    data = {"payment_id": payment_id, "holder_id": user, "promotion_id": "tpp_lots", "bonus_minor": bonus_minor,
+            "currency": "CNY", "topup_minor": 10_000, **extra}  # fmt: skip
+    return Envelope(type=f"topup.bonus_{kind}", source="marketing", subject=payment_id, data=data)
+
+
+async def _when(value: Any, check: Any) -> bool:
+    return bool(check(await value))

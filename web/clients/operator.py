@@ -77,6 +77,23 @@ class OperatorApi:
         )
         return retried
 
+    async def onboarding(self, onboarding_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._get(f"/v1/platform/merchant-onboardings/{_seg(onboarding_id)}")
+        return found
+
+    async def onboard(self, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        """The one-call onboarding as the operator (`platform.merchants.manage`): the answer holds the merchant's API
+        key secret and webhook secret, the same on a repeat with the same key and body."""
+        created: dict[str, Any] = await self._write("POST", "/v1/console/merchant-onboardings", body, key)
+        return created
+
+    async def review_held_kyc(self, onboarding_id: str, *, approve: bool, reason: str | None) -> dict[str, Any]:
+        body = {"decision": "approve" if approve else "reject"} | ({"reason": reason} if reason else {})
+        decided: dict[str, Any] = await self.api.call(
+            "POST", f"/v1/console/merchant-onboardings/{_seg(onboarding_id)}/kyc-review", json=body
+        )
+        return decided
+
     async def merchant_channels(self, merchant_id: str) -> list[dict[str, Any]]:
         return items_of(await self._get(f"/v1/admin/merchants/{_seg(merchant_id)}/channels"))
 

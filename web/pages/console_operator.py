@@ -10,6 +10,7 @@ record before and after. Outcomes travel as codes (`?done=` / `?error=`), never 
 
 from __future__ import annotations
 
+import json
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +32,7 @@ BASE = "/console/operator"
 
 DONE = ("rate_changed", "assigned", "requeried", "resolved", "payout_approved", "payout_rejected", "suspended",
         "resumed", "retried", "profile_saved", "application_created", "application_submitted", "application_approved",
-        "application_rejected")  # fmt: skip
+        "application_rejected", "kyc_approved", "kyc_rejected")  # fmt: skip
 ERRORS = (
     "rate_invalid", "reason_required", "reason_missing", "amount_invalid", "not_found", "forbidden", "state_conflict",
     "not_requeryable", "unavailable", "failed", "profile_invalid", "programme_missing", "not_eligible",
@@ -82,6 +83,7 @@ def parse_instant(text: str) -> datetime | None:
 def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, Any]]:
     items = (
         ("", "platform.dashboard.read", "Overview"), ("/merchants", "platform.merchants.read", "Merchants"),
+        ("/onboarding", "platform.merchants.manage", "Onboard a merchant"),
         ("/kyc", "platform.kyc.review", "KYC review"),
         ("/special-rates", "platform.merchants.read", "Special rates"),
         ("/routing", "platform.routing.read", "Routing"), ("/routing/simulate", "platform.routing.read", "Simulator"),
@@ -121,7 +123,8 @@ def _error_code(exc: GatewayProblem) -> str:
         return "forbidden"
     if exc.code in ("reconciliation_exception_resolved", "conflict", "version_conflict", "fee_rate_overlap",
                     "payout_not_awaiting_approval", "merchant_status_conflict", "onboarding_state",
-                    "special_rate_application_state_conflict"):  # fmt: skip
+                    "special_rate_application_state_conflict", "onboarding_kyc_not_held",
+                    "idempotency_key_reused", "merchant_exists"):  # fmt: skip
         return "state_conflict"
     if exc.code == "reconciliation_exception_not_requeryable":
         return "not_requeryable"
@@ -238,6 +241,118 @@ async def _set_standing(ctx: ConsoleContext, merchant_id: str, *, suspend: bool)
     return back(done="suspended" if suspend else "resumed")
 
 
+# ---- onboarding in one call ------------------------------------------------------------------------------------
+ONBOARDING_ENTITY_TYPES = ("company", "individual_business", "individual")  # the gateway's (docs/onboarding.md)
+ONBOARDING_CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny")
+CYCLES = {"t_plus:1": {"kind": "t_plus", "days": 1}, "t_plus:0": {"kind": "t_plus", "days": 0},
+          "d_plus:1": {"kind": "d_plus", "days": 1}, "weekly:0": {"kind": "weekly", "days": 0}}  # fmt: skip
+ONBOARDING_SUMMARY = ("onboarding_id", "merchant_id", "status")
+
+
+def onboarding_request(form: dict[str, str]) -> tuple[dict[str, Any] | None, str | None]:
+    """The gateway's one-call request from the console's form, or (None, the field that is not usable). Only what
+    the page itself must shape is checked here (a JSON configuration, numbers, a choice from a list); the gateway
+    checks everything else and says which field it refused."""
+    text = {k: (form.get(k) or "").strip() for k in form}
+    config_text = text.get("channel_config") or "{}"
+    try:
+        config = json.loads(config_text)
+    except ValueError:
+        return None, "channel_config"
+    if not isinstance(config, dict):
+        return None, "channel_config"
+    fee = text.get("platform_fee_rate_bps", "0") or "0"
+    if not (fee.isascii() and fee.isdigit() and int(fee) <= RATE_BPS_MAX):
+        return None, "platform_fee_rate_bps"
+    if text.get("entity_type") not in ONBOARDING_ENTITY_TYPES:
+        return None, "entity_type"
+    if text.get("channel") not in ONBOARDING_CHANNELS:
+        return None, "channel"
+    body: dict[str, Any] = {
+        "legal_name": text.get("legal_name", ""), "entity_type": text["entity_type"],
+        "industry_code": text.get("industry_code", ""),
+        "legal_representative": {"name": text.get("representative_name", ""),
+                                 "id_number": text.get("representative_id_number", "").upper()},
+        "contact": {"name": text.get("contact_name", ""), "email": text.get("contact_email", ""),
+                    "phone": text.get("contact_phone", "")},
+        "settlement_account": {"account_name": text.get("account_name", ""),
+                               "account_number": text.get("account_number", ""),
+                               "bank_name": text.get("bank_name", "")},
+        "channels": [{"channel": text["channel"], "route_id": text.get("route_id", ""),
+                      "sub_merchant_id": text.get("sub_merchant_id", ""), "config": config}],
+        "settlement": {"cycle": CYCLES.get(text.get("cycle", ""), CYCLES["t_plus:1"]),
+                       "platform_fee_rate_bps": int(fee)},
+        "key_mode": "live" if text.get("key_mode") == "live" else "test",
+    }  # fmt: skip
+    optional = {"merchant_id": text.get("merchant_id"), "display_name": text.get("display_name"),
+                "webhook_url": text.get("webhook_url")}  # fmt: skip
+    if text["entity_type"] != "individual":
+        optional["business_licence_number"] = text.get("business_licence_number", "").upper()
+    return body | {k: v for k, v in optional.items() if v}, None
+
+
+def _refused_fields(exc: GatewayProblem) -> list[str]:
+    """The fields the gateway's 422 names (`errors[].loc` or `.field`), dotted, without the leading `body`."""
+    fields = []
+    for err in exc.body.get("errors") or []:
+        loc = err.get("loc") if isinstance(err, dict) else None
+        if isinstance(loc, list):
+            fields.append(".".join(str(p) for p in loc if p != "body"))
+        elif isinstance(err, dict) and err.get("field"):
+            fields.append(str(err["field"]))
+    return [f for f in fields if f][:10]
+
+
+def _onboarding_form(ctx: ConsoleContext, status_code: int = 200, **values: Any) -> Response:
+    return _page(ctx, "onboarding", "/onboarding", status_code, entity_types=ONBOARDING_ENTITY_TYPES,
+                 channels=ONBOARDING_CHANNELS, cycles=tuple(CYCLES), request_id=_request_id(), **values)  # fmt: skip
+
+
+@routes.get("/onboarding", "platform.merchants.manage")
+async def onboarding_form(ctx: Console) -> Response:
+    """The one-call onboarding form: legal details, entity type, industry, representative, contact, settlement
+    account, a channel (its configuration, route and the merchant's id at the channel), settlement, key mode."""
+    return _onboarding_form(ctx, form={})
+
+
+@routes.post("/onboarding", "platform.merchants.manage")
+async def onboard_merchant(ctx: Console) -> Response:
+    """Onboard through the gateway as the operator (`POST /v1/console/merchant-onboardings`, the form's request id
+    the Idempotency-Key: a double submit is the same merchant). The answer is shown once, not redirected to: it holds
+    the merchant's API key secret and webhook secret, which travel in no URL and are not cached; audited without
+    them."""
+    form = dict(ctx.form)
+    body, bad_field = onboarding_request(form)
+    kept = {k: v for k, v in form.items() if k not in ("csrf", "request_id")}
+    if body is None:
+        return _onboarding_form(ctx, 422, form=kept, failure="invalid", refused=[bad_field])
+    key = f"console-onboarding-{form.get('request_id') or _request_id()}"
+    try:
+        created = await _op(ctx).onboard(body, key=key)
+        await ctx.api.audit("merchant.onboarded", str(created["merchant_id"]), None,
+                            {k: created.get(k) for k in ONBOARDING_SUMMARY} | _onboarding_summary(created))  # fmt: skip
+    except GatewayProblem as exc:
+        refused = _refused_fields(exc) if exc.status == 422 else []
+        return _onboarding_form(ctx, exc.status, form=kept, failure=_error_code(exc), refused=refused)
+    except GatewayUnavailable:
+        return _onboarding_form(ctx, 503, form=kept, failure="unavailable")
+    response = _page(ctx, "onboarding_status", "/onboarding", 201, onboarding=created, credentials=created)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@routes.get("/onboarding/{onboarding_id}", "platform.merchants.read")
+async def onboarding_status(ctx: Console, onboarding_id: str) -> Response:
+    """Follow an onboarding: its status and every step's (reasons of a refused one, why a pending one waits)."""
+    if not (len(onboarding_id) <= 64 and set(onboarding_id) <= ONBOARDING_ID_CHARS):
+        return _page(ctx, "onboarding_status", "/onboarding", 404, failure="not_found")
+
+    async def load() -> dict[str, Any]:
+        return {"onboarding": await _op(ctx).onboarding(onboarding_id)}
+
+    return await _guarded(ctx, "onboarding_status", "/onboarding", load, request_id=_request_id())
+
+
 # ---- the KYC review queue ------------------------------------------------------------------------------------
 ONBOARDING_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -248,10 +363,13 @@ async def kyc_queue(ctx: Console, cursor: str = Query(default="", max_length=64)
     oldest first: each refused step with the provider's or the service's reasons; after the finding is cleared
     there, the reviewer runs the refused steps again."""
     after = cursor if cursor and set(cursor) <= ONBOARDING_ID_CHARS else None
+    op = _op(ctx)
 
     async def load() -> dict[str, Any]:
-        page = await _op(ctx).onboardings(status="rejected", cursor=after)
-        return {"items": items_of(page), "next_cursor": (page or {}).get("next_cursor")}
+        page = await op.onboardings(status="rejected", cursor=after)
+        waiting = [] if after else items_of(await op.onboardings(status="processing", cursor=None))
+        return {"items": items_of(page), "next_cursor": (page or {}).get("next_cursor"),
+                "held": [o for o in waiting if held_for_review(o)]}  # fmt: skip
 
     return await _guarded(ctx, "kyc", "/kyc", load, request_id=_request_id())
 
@@ -273,6 +391,38 @@ async def retry_onboarding(ctx: Console, onboarding_id: str) -> Response:
     except GatewayUnavailable:
         return ctx.redirect(back, error="unavailable")
     return ctx.redirect(back, done="retried")
+
+
+def held_for_review(onboarding: dict[str, Any]) -> bool:
+    """Its KYC step waits on a check the identity provider holds for a manual review (docs/onboarding.md §2)."""
+    kyc = (onboarding.get("steps") or {}).get("kyc") or {}
+    return kyc.get("status") == "pending" and (kyc.get("last_error") or {}).get("code") == "kyc_in_review"
+
+
+@routes.post("/kyc/{onboarding_id}/decision", "platform.kyc.review")
+async def decide_held_kyc(ctx: Console, onboarding_id: str) -> Response:
+    """Approve, or reject with a reason, a KYC check the provider holds (the gateway's
+    `POST /v1/console/merchant-onboardings/{id}/kyc-review`): approved, the onboarding runs on and activates the
+    merchant; rejected, the step is refused with the reason and the onboarding joins the refused ones. Audited with
+    the steps before and after; a check decided meanwhile is "it changed meanwhile"."""
+    back = f"{BASE}/kyc"
+    if not (len(onboarding_id) <= 64 and set(onboarding_id) <= ONBOARDING_ID_CHARS):
+        return ctx.redirect(back, error="not_found")
+    approve = ctx.form.get("decision") == "approve"
+    reason = (ctx.form.get("reason") or "").strip()
+    if not approve and (not reason or len(reason) > SUSPENSION_REASON_MAX):
+        return ctx.redirect(back, error="reason_missing")
+    op = _op(ctx)
+    try:
+        before = await op.onboarding(onboarding_id)
+        after = await op.review_held_kyc(onboarding_id, approve=approve, reason=None if approve else reason)
+        await ctx.api.audit("onboarding.kyc_approved" if approve else "onboarding.kyc_rejected", onboarding_id,
+                            _onboarding_summary(before), _onboarding_summary(after))  # fmt: skip
+    except GatewayProblem as exc:
+        return ctx.redirect(back, error=_error_code(exc))
+    except GatewayUnavailable:
+        return ctx.redirect(back, error="unavailable")
+    return ctx.redirect(f"{BASE}/onboarding/{onboarding_id}", done="kyc_approved" if approve else "kyc_rejected")
 
 
 def _onboarding_summary(onboarding: dict[str, Any]) -> dict[str, Any]:

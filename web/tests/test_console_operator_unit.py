@@ -137,6 +137,15 @@ PAGES: dict[str, dict[str, Any]] = {
     },
     "kyc": {
         "request_id": "r1",
+        "held": [
+            {
+                "onboarding_id": "onb_02",
+                "merchant_id": "mch_held",
+                "status": "processing",
+                "created_at": NOW,
+                "steps": {"kyc": {"status": "pending", "last_error": {"code": "kyc_in_review"}}},
+            }
+        ],
         "next_cursor": None,
         "items": [
             {
@@ -225,6 +234,26 @@ PAGES: dict[str, dict[str, Any]] = {
             "entries": [{"created_at": NOW, "reference": "t1", "posted_delta_minor": 100, "currency": "CNY"}],
             "next_cursor": None,
         },
+    },
+    "onboarding": {
+        "entity_types": ["company", "individual"],
+        "channels": ["alipay"],
+        "cycles": ["t_plus:1"],
+        "request_id": "r1",
+        "form": {"legal_name": "杭州茶馆有限公司", "entity_type": "individual", "channel_config": '{"app_id": "1"}'},
+        "refused": ["legal_representative.id_number"],
+    },
+    "onboarding_status": {
+        "onboarding": {
+            "onboarding_id": "onb_01",
+            "merchant_id": "mch_tea",
+            "status": "processing",
+            "steps": {
+                "identity": {"status": "verified", "reasons": []},
+                "kyc": {"status": "pending", "reasons": [], "last_error": {"code": "kyc_in_review"}},
+            },
+        },
+        "credentials": {"api_key": {"key_id": "key_test_1", "secret": "sk_test_s"}, "webhook_secret": "whsec_w"},
     },
     "special_rates": {
         "merchant_id": "mch_school",
@@ -531,3 +560,51 @@ def test_operators_read_the_special_rate_catalogue_through_the_gateway() -> None
 
     assert roles.api_permission("GET", "/v1/special-rate-programmes") == "platform.merchants.read"
     assert roles.api_permission("POST", "/v1/special-rate-applications/spa_1/approve") == "platform.merchants.manage"
+
+
+def test_the_onboarding_form_keeps_what_was_typed_and_names_the_refused_fields() -> None:
+    html = render("onboarding", "en")
+    assert 'value="杭州茶馆有限公司"' in html and "{&#34;app_id&#34;: &#34;1&#34;}" in html
+    assert '<option value="individual" selected>' in html
+    assert "legal_representative.id_number" in html and 'action="/console/operator/onboarding"' in html
+    status = render("onboarding_status", "en")
+    assert 'data-status="processing"' in status and "held for review" in status
+    assert '<code id="api-key-secret">sk_test_s</code>' in status
+    assert "sk_test_s" not in render("onboarding_status", "en", credentials=None)
+
+
+def test_the_onboarding_request_is_the_gateways_one_call_shape() -> None:
+    from web.pages.console_operator import onboarding_request
+
+    form = {"legal_name": " 杭州茶馆有限公司 ", "entity_type": "company", "industry_code": "5812",
+            "business_licence_number": "91350100m000100y43", "representative_name": "张三",
+            "representative_id_number": "11010519491231002x", "contact_name": "李四", "contact_email": "a@b.cn",
+            "contact_phone": "13800138000", "account_name": "杭州茶馆有限公司", "account_number": "6222021234567890",
+            "bank_name": "ICBC", "channel": "alipay", "route_id": "ali_direct", "sub_merchant_id": "2088",
+            "channel_config": '{"app_id": "2021"}', "cycle": "d_plus:1", "platform_fee_rate_bps": "30",
+            "key_mode": "test", "merchant_id": "", "display_name": "", "webhook_url": ""}  # fmt: skip
+    body, bad = onboarding_request(form)
+    assert bad is None and body is not None
+    assert body["legal_name"] == "杭州茶馆有限公司" and body["business_licence_number"] == "91350100M000100Y43"
+    assert body["legal_representative"] == {"name": "张三", "id_number": "11010519491231002X"}
+    assert body["channels"] == [{"channel": "alipay", "route_id": "ali_direct", "sub_merchant_id": "2088",
+                                 "config": {"app_id": "2021"}}]  # fmt: skip
+    assert body["settlement"] == {"cycle": {"kind": "d_plus", "days": 1}, "platform_fee_rate_bps": 30}
+    assert not {"merchant_id", "display_name", "webhook_url"} & set(body)
+    individual, _ = onboarding_request(form | {"entity_type": "individual"})
+    assert individual is not None and "business_licence_number" not in individual
+    assert onboarding_request(form | {"channel_config": "[1]"}) == (None, "channel_config")
+    assert onboarding_request(form | {"channel_config": "{"}) == (None, "channel_config")
+    assert onboarding_request(form | {"platform_fee_rate_bps": "10001"}) == (None, "platform_fee_rate_bps")
+    assert onboarding_request(form | {"entity_type": "public_institution"}) == (None, "entity_type")
+
+
+def test_the_kyc_queue_offers_a_decision_on_a_held_check_only() -> None:
+    from web.pages.console_operator import held_for_review
+
+    html = render("kyc", "en")
+    assert html.count('action="/console/operator/kyc/onb_02/decision"') == 2 and 'id="kyc-why-onb_02"' in html
+    assert "/console/operator/kyc/onb_01/decision" not in html  # refused, not held: it is retried instead
+    assert held_for_review({"steps": {"kyc": {"status": "pending", "last_error": {"code": "kyc_in_review"}}}})
+    assert not held_for_review({"steps": {"kyc": {"status": "pending", "last_error": {"code": "http_503"}}}})
+    assert not held_for_review({"steps": {}})

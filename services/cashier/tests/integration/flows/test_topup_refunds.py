@@ -176,7 +176,8 @@ async def test_wallet_payment_refund_gives_an_ended_bonus_back_to_the_platform_a
     """Bonus lots (docs/ledger.md §3.11): the payment spends the earliest-expiring bonus first; revoking that
     bonus afterwards takes back only what is left of it (nothing) and the other bonus stays whole; the payment's
     refunds give the revoked bonus's part back to the platform (5201), never to the payer, and the live bonus's
-    part back to its lot, in every order of the refund and the ending, repeats included."""
+    part back to its lot, in either order of a refund and the ending, repeats included; a bonus ending while a
+    hold is pending on it gets back what the voided hold returns (the worker's wallet round)."""
     ledger = wallet_ledger
     cashier = await start_cashier(ledger_url=ledger.base_url)
     await cashier.configure("wallet", {}, priority=1)
@@ -207,21 +208,30 @@ async def test_wallet_payment_refund_gives_an_ended_bonus_back_to_the_platform_a
     await wait_for(lambda: _when(state(), lambda s: "pay_lot_g1" not in s[1]), "g1's lot ended and closed")
     assert await state() == (500, {"pay_lot_g2": 500}, 2_000)
 
-    # Refunds of the payment: the last part spent (g2's 500) back to its lot first, then g1's part, which
+    # A refund of the payment: the last part spent (g2's 500) back to its lot first, then g1's part, which
     # ended, back to the platform; the payer's cash gets nothing (the payment was all bonus).
     refunds = f"/v1/payments/{payment['id']}/refunds"
     first = await cashier.post(refunds, {"amount_minor": 800})
     assert first.status_code == 201 and first.json()["status"] == "succeeded", first.text
     assert await state() == (1_000, {"pay_lot_g2": 1_000}, 1_700)
-    last = await cashier.post(refunds, {"amount_minor": 700})
-    assert last.status_code == 201 and last.json()["status"] == "succeeded", last.text
-    assert await state() == (1_000, {"pay_lot_g2": 1_000}, 1_000)  # the platform funds only what the payer holds
-    assert (await ledger.posted(user))["user_wallet"] == 0
 
-    # g2 expires after the refund gave back to it: the whole of it returns to the platform.
+    # g2 expires while another payment's hold is pending on 300 of it: the 700 not held return at once; the
+    # lot cannot close yet. The payment is closed (the hold voided, 300 back in the ended lot): the worker's
+    # wallet round takes those back too and closes the lot.
+    pending = await cashier.post("/v1/payments", wallet_payment(user, 300))
+    assert pending.status_code == 201, pending.text
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
                   _bonus_event("expired", user, "pay_lot_g2", 1_000, expires_at=None))  # fmt: skip
-    await wait_for(lambda: _when(state(), lambda s: s == (0, {}, 0)), "g2 taken back whole")
+    await wait_for(lambda: _when(state(), lambda s: s == (300, {"pay_lot_g2": 300}, 1_000)), "g2's free 700 back")
+    closed = await cashier.post(f"/v1/payments/{pending.json()['id']}/close", {})
+    assert closed.status_code == 200, closed.text
+    await wait_for(lambda: _when(state(), lambda s: s == (0, {}, 700)), "the voided 300 back to the platform")
+
+    # The rest of the payment is refunded after both bonuses ended: all of it to the platform, none to the payer.
+    last = await cashier.post(refunds, {"amount_minor": 700})
+    assert last.status_code == 201 and last.json()["status"] == "succeeded", last.text
+    assert await state() == (0, {}, 0)  # the platform paid for no bonus: none was kept, none spent for good
+    assert (await ledger.posted(user))["user_wallet"] == 0
 
 
 def _bonus_event(kind: str, user: str, payment_id: str, bonus_minor: int, **extra: Any) -> Envelope:

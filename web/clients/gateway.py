@@ -166,9 +166,20 @@ class Gateway:
         return body
 
     async def start_checkout_payment(
-        self, token: str, *, method: str, scene: str, request_id: str, client_ip: str
+        self,
+        token: str,
+        *,
+        method: str,
+        scene: str,
+        request_id: str,
+        client_ip: str,
+        oauth: tuple[str, str] | None = None,
     ) -> dict[str, Any]:
-        payload = {"method": method, "scene": scene, "request_id": request_id, "payer": {"client_ip": client_ip}}
+        """`oauth` (code, state): the app's authorisation came back; the cashier redeems the code (JSAPI)."""
+        payer: dict[str, str] = {"client_ip": client_ip}
+        if oauth is not None:
+            payer.update(oauth_code=oauth[0], oauth_state=oauth[1])
+        payload = {"method": method, "scene": scene, "request_id": request_id, "payer": payer}
         body: dict[str, Any] = await self._call(
             "POST", f"/v1/checkout/pages/{token}/payments", auth=self._client_auth, json=payload, browser_ip=client_ip
         )
@@ -190,6 +201,36 @@ class Gateway:
         body: dict[str, Any] = await self._call(
             "POST", f"/v1/checkout/pages/links/{slug}/sessions", auth=self._client_auth, json=payload,
             browser_ip=browser_ip,
+        )  # fmt: skip
+        return body
+
+    async def applicable_coupons(
+        self, user_token: str, *, merchant_id: str, amount_minor: int, currency: str
+    ) -> list[dict[str, Any]]:
+        """The signed-in user's coupons for this merchant and amount, best first (the gateway names the user)."""
+        params = {"merchant_id": merchant_id, "order_amount_minor": amount_minor, "currency": currency}
+        body: dict[str, Any] = await self._call(
+            "GET", "/v1/me/applicable-coupons", auth=self.user(user_token), params=params
+        )
+        return list(body.get("data") or [])
+
+    async def pay_checkout_as_user(
+        self,
+        user_token: str,
+        token: str,
+        *,
+        method: str,
+        scene: str,
+        request_id: str,
+        coupon_id: str,
+        client_ip: str,
+    ) -> dict[str, Any]:
+        """The signed-in payer pays the page by a channel with one of their coupons (the cashier locks it)."""
+        payload = {"method": method, "scene": scene, "request_id": request_id, "coupon_id": coupon_id,
+                   "client_ip": client_ip}  # fmt: skip
+        body: dict[str, Any] = await self._call(
+            "POST", f"/v1/checkout/user-payments/{token}", auth=self.user(user_token), json=payload,
+            idempotency_key=f"web-ck-{request_id}", browser_ip=client_ip,
         )  # fmt: skip
         return body
 

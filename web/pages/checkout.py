@@ -4,8 +4,11 @@ The page token (256 bits, from the merchant's session `url`) is the only key: ev
 `/v1/checkout/pages/{token}` (forwarded without identity) except the wallet, which is the signed-in user's.
 The device decides the flow: a desktop gets a QR (SVG rendered here with segno) and live status (SSE, 2 s
 polling fallback); a phone browser gets the channel's H5 page and comes back to `/checkout/{token}/result`;
-the wallet asks for the payment PIN, checked by the gateway before the cashier takes the money. Once paid, the
-result page sends the payer to the merchant's `return_url` with parameters the cashier signed.
+inside the WeChat / Alipay app (user agent) the payer authorises the page at the app (OAuth, the cashier's
+signed `state`), comes back to `/checkout/{token}/oauth/{channel}` with a code the cashier redeems, and pays with
+the app's bridge (`WeixinJSBridge` / `AlipayJSBridge`, called by checkout.js); the wallet asks for the payment PIN,
+checked by the gateway before the cashier takes the money. Once paid, the result page sends the payer to the
+merchant's `return_url` with parameters the cashier signed.
 """
 
 from __future__ import annotations
@@ -41,13 +44,15 @@ MOBILE = re.compile(r"Mobi|Android|iPhone|iPad|HarmonyOS", re.IGNORECASE)
 SSE_STEP_SECONDS = 1.0
 SSE_MAX_SECONDS = 300  # a stream ends after this; EventSource reconnects by itself
 ERRORS = ("method_unavailable", "pin_required", "payment_pin_incorrect", "payment_pin_locked", "payment_pin_not_set",
-          "insufficient_funds", "failed", "in_progress", "sign_in_required", "payer_mismatch")  # fmt: skip
+          "insufficient_funds", "failed", "in_progress", "sign_in_required", "payer_mismatch",
+          "authorise_again", "coupon_unavailable")  # fmt: skip
 PIN_CODES = {"payment_pin_incorrect", "payment_pin_locked", "payment_pin_not_set"}
 ORIGIN = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?")  # as the cashier stores a merchant's embedding origins
 
 
 # Inside an app's own browser only that app can pay (WeChat cannot open an Alipay page and the other way round):
-# the page offers that wallet alone. Its in-app JSAPI flow is still to come (docs/checkout.md): the H5 page for now.
+# the page offers that wallet alone, paid by JSAPI (OAuth, then the app's bridge), or on its H5 page when the
+# merchant's configuration cannot authorise payers (WeChat without the AppSecret).
 APP_WALLETS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"MicroMessenger", re.IGNORECASE), "wechatpay"),
     (re.compile(r"AlipayClient", re.IGNORECASE), "alipay"),
@@ -66,8 +71,25 @@ def offered(methods: list[str], user_agent: str) -> list[str]:
 
 
 def scene_for(user_agent: str) -> str:
-    """Desktop → QR; phone browser (and, until JSAPI, the in-app browsers) → the channel's H5 page."""
-    return "h5" if MOBILE.search(user_agent) or IN_APP.search(user_agent) else "native_qr"
+    """Desktop → QR; phone browser → the channel's H5 page; inside the WeChat / Alipay app → JSAPI."""
+    if IN_APP.search(user_agent):
+        return "jsapi"
+    return "h5" if MOBILE.search(user_agent) else "native_qr"
+
+
+# The app whose bridge pays a JSAPI payment, by the payment's method (checkout.js calls it).
+BRIDGES = {"wechatpay": "wechat", "alipay": "alipay"}
+OAUTH_CHANNEL = Annotated[str, Path(pattern=r"^(wechatpay|alipay)$")]
+
+
+def _bridge(payment: dict[str, Any], action: dict[str, Any]) -> dict[str, Any] | None:
+    """The app bridge call of a live JSAPI payment: WeChat's `getBrandWCPayRequest` parameters (signed by the
+    cashier with the merchant's key) or Alipay's `tradePay` `{tradeNO}`."""
+    params = action.get("jsapi_params") if action.get("type") == "jsapi" else None
+    app = BRIDGES.get(str(payment.get("method")))
+    if not isinstance(params, dict) or app is None:
+        return None
+    return {"app": app, "params": {str(k): str(v) for k, v in params.items()}}
 
 
 def qr_svg(data: str) -> str:
@@ -166,6 +188,21 @@ def _embed_query(page: PageContext) -> dict[str, str]:
     return {"embed": embed} if embed and ORIGIN.fullmatch(embed) else {}
 
 
+async def _coupons(page: PageContext, view: dict[str, Any]) -> list[dict[str, Any]]:
+    """A signed-in payer's coupons for this order (the gateway names the user from the session's token), best
+    first; none when signed out, when a payment is live, or when marketing cannot answer (the page still pays)."""
+    if page.session is None or view.get("status") != "open" or not view.get("merchant_id"):
+        return []
+    try:
+        return await page.web.gateway.applicable_coupons(
+            page.session.token, merchant_id=str(view["merchant_id"]), amount_minor=int(view["amount_minor"]),
+            currency=str(view["currency"]),
+        )  # fmt: skip
+    except (GatewayProblem, GatewayUnavailable) as exc:
+        log.info("checkout coupons not listed", error=str(exc)[:200])
+        return []
+
+
 def _not_found(page: PageContext) -> Response:
     return page.render("checkout_missing.html", status_code=404)
 
@@ -180,6 +217,9 @@ async def checkout(token: Token, page: Page) -> Response:
         return page.render("checkout_hop.html", refresh_to=f"/checkout/{token}" + (f"?{query}" if query else ""))
     scene = scene_for(page.request.headers.get("user-agent", ""))
     view = await _view(page, token, scene=scene)
+    if view is not None and scene == "jsapi" and not view.get("oauth") and view["status"] == "open":
+        scene = "h5"  # the merchant's configuration cannot authorise payers in the app: its H5 page instead
+        view = await _view(page, token, scene=scene)
     if view is None:
         return _not_found(page)
     if view["status"] == "completed":
@@ -193,12 +233,15 @@ async def checkout(token: Token, page: Page) -> Response:
     action = (payment.get("payer_action") or {}) if live else {}
     redirect_url = str(action["url"]) if action.get("type") == "redirect" else None
     channel_form = _channel_form(action)
+    bridge = _bridge(payment, action)
     ended = payment.get("status") in ("failed", "closed")
+    coupons = [] if live or scene == "jsapi" or page.request.query_params.get("embed") else await _coupons(page, view)
     return page.render(
         "checkout.html", view=view, token=token, scene=scene, remaining=remaining, **_framing(page, view),
         form_targets=(_origin(channel_form["action"]),) if channel_form else (),
         qr_svg=qr_svg(qr) if qr else None, payment=payment if payment else None, live=live,
-        redirect_url=redirect_url, channel_form=channel_form, ended=ended, error=_outcome(page),
+        redirect_url=redirect_url, channel_form=channel_form, bridge=bridge, ended=ended, error=_outcome(page),
+        oauth=view.get("oauth") or {}, coupons=coupons,
         methods=offered(view.get("methods", []), page.request.headers.get("user-agent", "")),
         in_app=app_wallet(page.request.headers.get("user-agent", "")),
         request_id=secrets.token_hex(12), pre_session_csrf=_form_token(page, token),
@@ -212,13 +255,24 @@ async def pay(token: Token, page: Page) -> Response:
     form = await page.form(page_bound=framed_form_token(page, token))
     user_agent = page.request.headers.get("user-agent", "")
     scene = scene_for(user_agent)
+    if scene == "jsapi":  # a form post in the app: its H5 page (JSAPI starts from the authorisation's return)
+        scene = "h5"
     method = form.get("method", "")
     if not offered([method], user_agent):  # another wallet than this app's own: not payable here
         return _redirect(page, f"/checkout/{token}", error="method_unavailable")
     request_id = form.get("request_id", "") or secrets.token_hex(12)
+    coupon_id = form.get("coupon_id", "")
     try:
-        await page.web.gateway.start_checkout_payment(token, method=method, scene=scene, request_id=request_id,
-                                                      client_ip=page.browser_ip())  # fmt: skip
+        if coupon_id and page.session is not None:  # the signed-in payer's coupon: the payment is theirs
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", coupon_id):
+                return _redirect(page, f"/checkout/{token}", error="coupon_unavailable")
+            await page.web.gateway.pay_checkout_as_user(
+                page.session.token, token, method=method, scene=scene, request_id=request_id, coupon_id=coupon_id,
+                client_ip=page.browser_ip(),
+            )  # fmt: skip
+        else:
+            await page.web.gateway.start_checkout_payment(token, method=method, scene=scene, request_id=request_id,
+                                                          client_ip=page.browser_ip())  # fmt: skip
     except GatewayProblem as exc:
         log.info("checkout payment refused", code=exc.code, status=exc.status)
         if exc.code == "checkout_session_not_found":
@@ -248,6 +302,31 @@ async def pay_with_wallet(token: Token, page: Page) -> Response:
     return page.redirect(f"/checkout/{token}/result")
 
 
+@router.get("/{token}/oauth/{channel}")
+async def oauth_return(token: Token, channel: OAUTH_CHANNEL, page: Page) -> Response:
+    """Where the app's authorisation sends the payer back (WeChat `?code=&state=`, Alipay `?auth_code=&state=`):
+    the payment starts with the code, which the cashier redeems for the payer's openid / buyer_id with the
+    merchant's credentials after checking the state it signed for this page; then the page shows the app's pay
+    sheet. The state makes this GET safe to replay: a reload answers the same payment, a used state is refused."""
+    query = page.request.query_params
+    code, state = query.get("code") or query.get("auth_code") or "", query.get("state", "")
+    if not (re.fullmatch(r"[A-Za-z0-9_-]{1,128}", code) and re.fullmatch(r"[A-Za-z0-9]{1,128}", state)):
+        return _redirect(page, f"/checkout/{token}", error="authorise_again")  # the payer refused, or a bad link
+    if app_wallet(page.request.headers.get("user-agent", "")) != channel:
+        return _redirect(page, f"/checkout/{token}", error="method_unavailable")
+    try:
+        await page.web.gateway.start_checkout_payment(
+            token, method=channel, scene="jsapi", request_id=f"oauth_{state[:40]}", client_ip=page.browser_ip(),
+            oauth=(code, state),
+        )  # fmt: skip
+    except GatewayProblem as exc:
+        log.info("checkout in-app payment refused", code=exc.code, status=exc.status)
+        if exc.code == "checkout_session_not_found":
+            return _not_found(page)
+        return _redirect(page, f"/checkout/{token}", error=_error_code(exc.code))
+    return _redirect(page, f"/checkout/{token}")
+
+
 def _error_code(code: str) -> str:
     if code in PIN_CODES or code == "insufficient_funds":
         return code
@@ -257,6 +336,10 @@ def _error_code(code: str) -> str:
         return "in_progress"
     if code == "payer_mismatch":
         return "payer_mismatch"
+    if code.startswith("checkout_oauth_"):
+        return "authorise_again"
+    if code.startswith("coupon") or code in ("threshold_not_met", "stock_exhausted"):
+        return "coupon_unavailable"
     return "failed"
 
 

@@ -4,14 +4,18 @@
 //    polling when EventSource is missing or fails; paid → the page says so in the live region without a
 //    reload, then goes to the result page; the payment ended or the session expired → reload (new QR / expired).
 // 3. The result page takes the payer back to the shop after a few seconds (the link is there to click).
+// 5. Inside the WeChat / Alipay app, a live JSAPI payment (`#bridge`) is paid by the app's bridge with the
+//    parameters the cashier signed: WeixinJSBridge.invoke("getBrandWCPayRequest") / AlipayJSBridge.call("tradePay"),
+//    at once (or when the app says its bridge is ready) and again from the button; the outcome comes by the live
+//    status as for a QR, the bridge's own answer only says when the payer cancelled or the app refused.
 // 4. Framed by juhe.js on a merchant's page (`#juhe-embed`, rendered only for an origin the merchant registered):
 //    the result and expired pages tell that one origin (never "*") by postMessage, and nothing leaves the frame.
 (function () {
   "use strict";
   var en = document.documentElement.lang === "en";
   var texts = en
-    ? { paid: "Payment successful. Taking you back…" }
-    : { paid: "支付成功，正在返回商户…" };
+    ? { paid: "Payment successful. Taking you back…", unpaid: "The payment was not completed in the app. You can try again." }
+    : { paid: "支付成功，正在返回商户…", unpaid: "未在应用内完成支付，可以再试一次。" };
   var embed = document.getElementById("juhe-embed");
   if (embed && window.parent !== window) {
     var message = { source: "juhe", type: embed.getAttribute("data-event") };
@@ -19,7 +23,7 @@
     window.parent.postMessage(message, embed.getAttribute("data-parent-origin"));
   }
   var status = document.getElementById("status");
-  function say(text) { if (status) { status.innerHTML = ""; var p = document.createElement("p"); p.className = "ok"; p.textContent = text; status.appendChild(p); } }
+  function say(text, kind) { if (status) { status.innerHTML = ""; var p = document.createElement("p"); p.className = kind || "ok"; p.textContent = text; status.appendChild(p); } }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
 
   var countdown = document.getElementById("countdown");
@@ -70,6 +74,33 @@
       source.onerror = function () { source.close(); if (!done) { poll(); } };
     } else {
       poll();
+    }
+  }
+
+  var bridge = document.getElementById("bridge");
+  if (bridge) {
+    var app = bridge.getAttribute("data-app");
+    var params = JSON.parse(bridge.getAttribute("data-params") || "{}");
+    var unpaid = function () { say(texts.unpaid, "err"); };
+    var invoke = function () {
+      if (app === "wechat" && window.WeixinJSBridge) {
+        window.WeixinJSBridge.invoke("getBrandWCPayRequest", params, function (res) {
+          if (!res || res.err_msg !== "get_brand_wcpay_request:ok") { unpaid(); }
+        });
+        return true;
+      }
+      if (app === "alipay" && window.AlipayJSBridge) {
+        window.AlipayJSBridge.call("tradePay", params, function (res) {
+          if (!res || String(res.resultCode) !== "9000") { unpaid(); }
+        });
+        return true;
+      }
+      return false;
+    };
+    var again = document.getElementById("bridge-pay");
+    if (again) { again.addEventListener("click", function () { if (!invoke()) { unpaid(); } }); }
+    if (!invoke()) {
+      document.addEventListener(app === "wechat" ? "WeixinJSBridgeReady" : "AlipayJSBridgeReady", invoke, { once: true });
     }
   }
 

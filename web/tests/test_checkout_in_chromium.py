@@ -12,6 +12,7 @@ played by Playwright's request routing, which records where the browser was sent
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -461,18 +462,70 @@ WECHAT_IN_APP_UA = IPHONE_UA + " MicroMessenger/8.0.47(0x18002f2f) NetType/WIFI 
 ALIPAY_IN_APP_UA = IPHONE_UA + " AlipayClient/10.5.96.8000 Language/zh-Hans"
 
 
-def test_an_in_app_browser_is_offered_only_its_own_wallet(platform: Platform, browser: Browser) -> None:
-    """Inside WeChat only WeChat Pay is offered, inside Alipay only Alipay (each app can pay only itself)."""
-    session = new_session(platform)
+def _let_wechat_authorise_payers(platform: Platform) -> None:
+    """Operator set-up: the demo merchant's WeChat Pay configuration gets its appid's AppSecret (the WeChat
+    sandbox's registration hands it out, as WeChat's platform shows it to the merchant), so the cashier can redeem
+    a payer's web-authorisation code for the openid. The seed's configuration lacks it."""
+    assert platform.data_dir is not None
+    saved = json.loads((platform.data_dir / "demo-channels.json").read_text())
+    config = (saved.get(platform.merchant_id) or saved)["wechatpay"]
+    registered = httpx.post(f"{platform.sandboxes['wechatpay']}/control/merchants", timeout=30,
+                            json={"mchid": config["mchid"], "appid": config["appid"]})  # fmt: skip
+    assert registered.status_code == 200, registered.text
+    channels = httpx.get(f"{platform.gateway}/v1/admin/merchants/{platform.merchant_id}/channels",
+                         headers=platform.admin, timeout=30).json()  # fmt: skip
+    current = next(c for c in channels if c["channel"] == "wechatpay")
+    body = {"priority": current["priority"], "enabled": True, "mode": current["mode"],
+            "config": {**config, "app_secret": registered.json()["app_secrets"][config["appid"]]}}  # fmt: skip
+    _write(platform.gateway, platform.admin, "PUT", f"/v1/admin/merchants/{platform.merchant_id}/channels/wechatpay",
+           body)  # fmt: skip
+
+
+def test_inside_the_wechat_and_alipay_apps_the_payer_authorises_and_pays_with_the_app_bridge(
+    platform: Platform, browser: Browser
+) -> None:
+    """Inside WeChat only WeChat Pay is offered, inside Alipay only Alipay (each app can pay only itself), as a link
+    to the app's authorisation; the app (the sandbox) sends the payer back with a code, the cashier redeems it and
+    creates the JSAPI payment, and the page calls the app's bridge with the signed parameters: the stand-in bridge
+    (the sandbox's script, injected before the page's) has the sandbox check paySign with the merchant's key and
+    pay; the page turns to success by its live status and returns to the shop with a verified signature."""
+    _let_wechat_authorise_payers(platform)
+    bridge_script = httpx.get(f"{platform.sandboxes['wechatpay']}/control/app-bridge.js", timeout=30).text
     for user_agent, shown, hidden in (
         (WECHAT_IN_APP_UA, "微信支付", "支付宝"),
         (ALIPAY_IN_APP_UA, "支付宝", "微信支付"),
     ):
+        session = new_session(platform, amount_minor=1_200, line_items=[], description="停车 1 小时")
         context = new_context(browser, **{**_iphone(), "user_agent": user_agent, "locale": "zh-CN"})
+        shop = Shop(context)
+        bridged: list[str] = []
+
+        def app_bridge(app: str, name: str, params: dict[str, Any], calls: list[str] = bridged) -> dict[str, Any]:
+            """The app receives the page's bridge call: the sandbox acts for it (outside the page's CSP)."""
+            calls.append(f"{app}:{name}")
+            if app == "wechat":
+                url = f"{platform.sandboxes['wechatpay']}/control/app-bridge/wechat/pay"
+            else:
+                url = f"{platform.sandboxes['alipay']}/control/app-bridge/alipay/trade-pay"
+            answer: dict[str, Any] = httpx.post(url, json=params, timeout=30).json()
+            return answer
+
+        context.expose_function("__juheSandboxBridge", app_bridge)
+        context.add_init_script(bridge_script)
         page = context.new_page()
         page.goto(session["url"])
-        expect(page.get_by_role("button", name=shown)).to_be_visible()
+        go = page.get_by_role("link", name=shown, exact=True)
+        expect(go).to_be_visible()
         expect(page.get_by_role("button", name=hidden)).to_have_count(0)
+        expect(page.get_by_role("link", name=hidden, exact=True)).to_have_count(0)
         if shown == "微信支付":
+            assert "/connect/oauth2/authorize?appid=" in str(go.get_attribute("href"))
             check_accessibility(page, "35-checkout-in-wechat-zh")
+        go.click()  # the app authorises, back to /checkout/…/oauth/…, the JSAPI payment, the bridge
+        page.wait_for_url(re.compile(r"^https://shop\.example/return\?"), timeout=60_000)
+        params = shop.returned(platform, session)
+        payment = merchant(platform).request("GET", f"/v1/payments/{params['payment_id']}")
+        channel = "wechatpay" if shown == "微信支付" else "alipay"
+        assert payment["channel"] == channel and payment["scene"] == "jsapi" and payment["status"] == "succeeded"
+        assert bridged == ["wechat:getBrandWCPayRequest" if channel == "wechatpay" else "alipay:tradePay"]
         context.close()

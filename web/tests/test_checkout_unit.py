@@ -7,7 +7,7 @@ import xml.dom.minidom
 
 import pytest
 
-from web.pages.checkout import app_wallet, offered, qr_svg, scene_for
+from web.pages.checkout import _bridge, app_wallet, offered, qr_svg, scene_for
 from web.pages.payment_links import poster_svg
 
 IPHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 Mobile/15E148 Safari/604.1"
@@ -18,7 +18,7 @@ DESKTOP = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko
 def test_desktop_gets_a_qr_and_phones_the_channels_page() -> None:
     assert scene_for(DESKTOP) == "native_qr"
     assert scene_for(IPHONE) == "h5"
-    assert scene_for(WECHAT) == "h5"  # until the JSAPI flow: the H5 page
+    assert scene_for(WECHAT) == "jsapi"  # inside the app: its authorisation, then its bridge
     assert scene_for("") == "native_qr"
 
 
@@ -47,7 +47,18 @@ def test_an_in_app_browser_is_offered_its_own_wallet_only(
     assert app_wallet(user_agent) == wallet
     assert offered(["wechatpay", "alipay", "unionpay", "wallet"], user_agent) == methods
     assert offered(["unionpay"], WECHAT_UA) == []  # nothing this app can pay: the page says to open a browser
-    assert scene_for(user_agent) == ("native_qr" if wallet is None else "h5")
+    assert scene_for(user_agent) == ("native_qr" if wallet is None else "jsapi")
+
+
+def test_a_live_jsapi_payment_is_paid_by_its_apps_bridge_with_the_signed_parameters() -> None:
+    wechat = {"appId": "wx1", "timeStamp": "1700000000", "nonceStr": "n", "package": "prepay_id=wx2",
+              "signType": "RSA", "paySign": "c2ln"}  # fmt: skip
+    action = {"type": "jsapi", "jsapi_params": wechat, "channel_data": {}}
+    assert _bridge({"method": "wechatpay"}, action) == {"app": "wechat", "params": wechat}
+    alipay = {"type": "jsapi", "jsapi_params": {"tradeNO": "2026120622001"}, "channel_data": {}}
+    assert _bridge({"method": "alipay"}, alipay) == {"app": "alipay", "params": {"tradeNO": "2026120622001"}}
+    assert _bridge({"method": "wechatpay"}, {"type": "qr_code", "qr_code": "weixin://x"}) is None
+    assert _bridge({"method": "unionpay"}, action) is None  # no app bridge of its own
 
 
 def test_the_poster_is_a_standalone_svg_sized_for_print_with_hostile_text_escaped() -> None:

@@ -409,6 +409,7 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
             payment = await get_payment_unscoped(conn, row.payment_id)
     view: dict[str, Any] = {
         "status": row.status,
+        "merchant_id": row.merchant_id,  # what the payer's coupons are asked for (not a secret)
         "merchant_name": row.merchant_name,
         "merchant_order_no": row.merchant_order_no,
         "amount_minor": row.amount_minor,
@@ -424,6 +425,7 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
             "status": payment.status,
             "payer_action": normalised_payer_action(payment.payer_action) if payment.status in LIVE else None,
             "failure_code": payment.failure_code, "expire_at": payment.expire_at,
+            "amount_minor": payment.amount_minor, "discount_minor": payment.discount_minor,
         },
         "return_url": None,
     }  # fmt: skip
@@ -531,17 +533,36 @@ async def pay_with_wallet(cashier: Cashier, token: str, *, user_id: str, request
     return await page_view(cashier, token)
 
 
-async def _begin(
+async def pay_as_user(
     cashier: Cashier,
-    row: Any,
     token: str,
     *,
+    user_id: str,
     method: str,
     scene: str,
-    payer: dict[str, Any],
     request_id: str,
-    resolve_payer: Callable[[Any], Awaitable[dict[str, Any]]] | None = None,
-) -> str:
+    coupon_id: str | None,
+    client_ip: str | None,
+) -> dict[str, Any]:
+    """A signed-in payer (the user the gateway names) pays by a channel with one of their coupons: the payment is
+    the page's usual one, named after the user, and the cashier locks the coupon with marketing for it (priced on
+    the session's amount, its merchant and this method), confirms it on success and releases it on failure or
+    close. The channel is asked for the discounted amount."""
+    if method == "wallet" or scene == "wallet":
+        raise Problem(rules.CHECKOUT_METHOD_NOT_AVAILABLE, "the wallet is paid by PIN (no coupon on a wallet payment)")
+    row = await _by_token(cashier, token)
+    if row.wallet_holder_id is not None and row.wallet_holder_id != user_id:
+        raise Problem(PAYER_MISMATCH, "this checkout is for another payer")
+    payer: dict[str, Any] = {"user_id": user_id, **({"client_ip": client_ip} if client_ip else {})}
+    await _begin(cashier, row, token, method=method, scene=scene, payer=payer, request_id=request_id,
+                 coupon_id=coupon_id)  # fmt: skip
+    return await page_view(cashier, token)
+
+
+async def _begin(
+    cashier: Cashier, row: Any, token: str, *, method: str, scene: str, payer: dict[str, Any], request_id: str,
+    resolve_payer: Callable[[Any], Awaitable[dict[str, Any]]] | None = None, coupon_id: str | None = None,
+) -> str:  # fmt: skip
     if row.status != rules.SessionStatus.OPEN or cashier.clock() >= row.expires_at:
         raise Problem(rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}", status=row.status)
     await refuse_if_suspended(cashier, row.merchant_id)  # pages and links of a suspended merchant take no payment
@@ -583,7 +604,7 @@ async def _begin(
         expire_at=row.expires_at, notify_url=None,
         return_url=f"{pages_origin(cashier)}/checkout/{token}/result",
         metadata={**row.metadata, "checkout_session_id": row.id, "checkout_order_no": row.merchant_order_no},
-        preferred_channels=(method,), excluded_channels=(), livemode=row.livemode,
+        preferred_channels=(method,), excluded_channels=(), livemode=row.livemode, coupon_id=coupon_id,
     )  # fmt: skip
     try:
         result = await create_payment(cashier, merchant_id=row.merchant_id, draft=draft)

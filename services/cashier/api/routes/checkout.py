@@ -135,6 +135,18 @@ class WalletPaymentRequest(BaseModel):
     request_id: RequestId
 
 
+class UserPaymentRequest(BaseModel):
+    """A signed-in payer's channel payment with one of their coupons."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    method: ChannelName
+    scene: PageScene
+    request_id: RequestId
+    coupon_id: str | None = Field(default=None, min_length=1, max_length=64, description="The payer's coupon")
+    client_ip: str | None = Field(default=None, max_length=64)
+
+
 @router.post("/v1/checkout/sessions", status_code=status.HTTP_201_CREATED)
 async def create(
     body: SessionCreateRequest, merchant_id: MerchantId, caller: Caller, cashier: CashierDep, response: Response
@@ -204,6 +216,17 @@ async def pay_with_wallet(
     if not caller.user:
         raise Problem(PAYER_MISMATCH, "only a signed-in user pays from a wallet")
     return await flows.pay_with_wallet(cashier, token, user_id=caller.user, request_id=body.request_id)
+
+
+@router.post("/v1/checkout/user-payments/{token}")
+async def pay_as_user(token: Token, body: UserPaymentRequest, caller: Caller, cashier: CashierDep) -> dict[str, Any]:
+    """The signed-in payer (the user the gateway names, never one in the body) pays by a channel, with a coupon."""
+    if not caller.user:
+        raise Problem(PAYER_MISMATCH, "only a signed-in user pays as a named payer")
+    return await flows.pay_as_user(
+        cashier, token, user_id=caller.user, method=body.method, scene=body.scene, request_id=body.request_id,
+        coupon_id=body.coupon_id, client_ip=body.client_ip,
+    )  # fmt: skip
 
 
 @router.put("/v1/admin/merchants/{merchant_id}/checkout-origins")

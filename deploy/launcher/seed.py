@@ -1,6 +1,6 @@
 """Seed the demo platform idempotently: the same keys are printed on every run.
 
-1. The gateway creates the demo platform, merchant `mch_demo` (API key + webhook secret) and user.
+1. The gateway creates the demo platform (its admin key) and user (`gateway/seed.py`, `merchant=False`).
 2. The demo merchant and the platform's own collecting merchant for wallet top-ups (`mch_wallet`) are
    registered with the WeChat Pay, Alipay, UnionPay and e-CNY bank sandboxes, as a merchant would on the
    channels' own platforms; the generated credentials are kept in `.juhe/demo-channels.json` (the
@@ -8,20 +8,30 @@
    certificate mode (app certificate + Alipay root certificate SN): Alipay opens its fund APIs (transfers
    to an Alipay account, for wallet withdrawals) to certificate-mode apps only; a saved public-key-mode
    app of an earlier run is switched over once.
-3. The cashier is given the merchant's webhook secret and both merchants' channel configs, and routing
-   gets one route per channel (`DEMO_ROUTES`) with a fee rate and both merchants' contracts, so a payment (and a
-   wallet top-up) can be taken right after `make run`. Every call is idempotent (409 "already there" is
-   fine on later runs).
-4. Settlement's client at the bank sandbox: the launcher provisions the credentials before any process
+3. Routing gets one route per channel (`DEMO_ROUTES`) with a fee rate: the platform's own set-up, made once.
+4. `mch_demo` is onboarded the documented way (docs/onboarding.md): **one** `POST
+   /v1/platform/merchant-onboardings` through the gateway with the platform's admin key — KYC at the identity
+   sandbox, its ledger holder, its channels in the cashier, its routing profile and contracts, its settlement
+   cycle — and the seed waits until the onboarding is `active`. The Idempotency-Key is derived from the request,
+   so a later run with the same channels replays the same onboarding (same key, same webhook secret) and writes
+   them to `demo-keys.json` again. A data dir of an earlier version (the merchant made before onboarding
+   existed, or its channels changed since) keeps its merchant: its keys are checked and its channels and
+   contracts set directly, as before.
+5. `mch_wallet` is the platform's own account at the channels, not a merchant of the platform (no API key, no
+   KYC of the platform by itself): its channels and contracts are set directly in the cashier and routing.
+6. Settlement's client at the bank sandbox: the launcher provisions the credentials before any process
    starts (`.juhe/demo-bank.json`, given to settlement as settings) and registers them with the bank once
    it is up, so payouts and withdrawals are paid out of the box.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import importlib
 import json
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +96,31 @@ DEMO_ROUTES = (
 ALREADY_THERE = 409
 DEMO_WECHAT_APPID = "wxd678efh567hg6787"
 SEED_TIMEOUT_SECONDS = 10.0
+# The onboarding call drives its steps inline for up to 20 s (onboarding_inline_seconds); then the gateway's worker.
+ONBOARDING_TIMEOUT_SECONDS = 60.0
+ONBOARDING_ACTIVE_WITHIN_SECONDS = 120.0
+ONBOARDING_POLL_SECONDS = 0.5
+MERCHANT_EXISTS = "merchant_exists"
+# The demo merchant's onboarding data: made up, but well formed and passing the identity sandbox's checks (the
+# licence number's and the ID number's check characters; the settlement account in the company's own name).
+DEMO_ONBOARDING: dict[str, Any] = {
+    "merchant_id": DEMO_MERCHANT_ID,
+    "legal_name": "聚合演示停车场有限公司",
+    "display_name": "Demo merchant",
+    "entity_type": "company",
+    "industry_code": "7523",  # parking lots and garages
+    "business_licence_number": "913301087040123450",
+    "legal_representative": {"name": "张三", "id_number": "11010519491231002X"},
+    "contact": {"name": "李四", "email": "ops@demo.juhe.dev", "phone": "+8613800138000"},
+    "settlement_account": {
+        "account_name": "聚合演示停车场有限公司",
+        "account_number": "6222021234567890",
+        "bank_name": "ICBC Hangzhou",
+    },
+    "key_mode": "test",
+}
+# The field of each channel's config that is the merchant's own id at the channel (the routing contract's).
+SUB_MERCHANT_ID_FIELDS = {"wechatpay": "mchid", "alipay": "seller_id", "unionpay": "mer_id", "ecny": "merchant_id"}
 
 
 async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
@@ -94,16 +129,10 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
     except ModuleNotFoundError:
         platform.say("gateway seed not available yet; skipping demo data")
         return {}
-    result = await gateway_seed.seed_demo_async(db_urls["gateway"], platform.data_dir / "demo-keys.json")
+    keys_path = platform.data_dir / "demo-keys.json"
+    result = await gateway_seed.seed_demo_async(db_urls["gateway"], keys_path, merchant=False)
     demo = {str(k): str(v) for k, v in dict(result).items() if k != "created"}
     urls = platform.urls()
-    # The demo merchant's console owner (docs/consoles.md): signs in at the gateway's /console/sign-in.
-    owner = await importlib.import_module("gateway.staff").seed_demo_owner(
-        db_urls["gateway"], merchant_id=DEMO_MERCHANT_ID, email=DEMO_CONSOLE_EMAIL, password=DEMO_CONSOLE_PASSWORD
-    )
-    if owner and "gateway" in urls:
-        sign_in = f"{urls['gateway']}/console/sign-in"
-        demo["console_sign_in"] = f"{sign_in}  {owner['console_email']} / {owner['console_password']}"
     try:
         channels_path = platform.data_dir / "demo-channels.json"
         saved = _load(channels_path)
@@ -111,18 +140,80 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
         for merchant_id in DEMO_WECHAT_MCHIDS:
             by_merchant[merchant_id] = await _demo_channels(merchant_id, saved.get(merchant_id, {}), urls)
         _save(channels_path, by_merchant)
-        for merchant_id, channels in by_merchant.items():
-            secret = demo.get("webhook_secret") if merchant_id == DEMO_MERCHANT_ID else None
-            await _configure_cashier(urls["cashier"], merchant_id, secret, channels)
-        await _configure_routing(urls["routing"], by_merchant)
+        channels = by_merchant[DEMO_MERCHANT_ID]
+        await _configure_routing(urls["routing"], by_merchant, contracts_for=(WALLET_TOPUP_MERCHANT_ID,))
+        onboarded = await _onboard_demo_merchant(urls["gateway"], demo["admin_key"], channels)
+        if onboarded is None:  # made before onboarding existed (or its channels changed): kept, set up directly
+            result = await gateway_seed.seed_demo_async(db_urls["gateway"], keys_path, merchant=True)
+            demo = {str(k): str(v) for k, v in dict(result).items() if k != "created"}
+            await _configure_cashier(urls["cashier"], DEMO_MERCHANT_ID, demo["webhook_secret"], channels)
+            await _configure_routing(urls["routing"], by_merchant, contracts_for=(DEMO_MERCHANT_ID,))
+        else:
+            demo.update(onboarded)
+            gateway_seed.save_keys(keys_path, {k: v for k, v in dict(result).items() if k != "created"} | onboarded)
+        await _configure_cashier(urls["cashier"], WALLET_TOPUP_MERCHANT_ID, None, by_merchant[WALLET_TOPUP_MERCHANT_ID])
         await _open_demo_wallet(urls["ledger"], demo.get("user_id", "usr_demo"))
         if "bank" in urls:
             await _register_bank_client(urls["bank"], platform.demo_settings.get("settlement", {}))
-        channels = by_merchant[DEMO_MERCHANT_ID]
-        demo["channels"] = ", ".join(sorted(channels)) + " (sandboxes, configured in the cashier)"
+        how = "onboarded in one call" if onboarded is not None else "configured in the cashier"
+        demo["channels"] = ", ".join(sorted(channels)) + f" (sandboxes, {how})"
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         platform.say(f"demo channels not configured: {exc!r}")
+    # The demo merchant's console owner (docs/consoles.md): signs in at the gateway's /console/sign-in.
+    owner = await importlib.import_module("gateway.staff").seed_demo_owner(
+        db_urls["gateway"], merchant_id=DEMO_MERCHANT_ID, email=DEMO_CONSOLE_EMAIL, password=DEMO_CONSOLE_PASSWORD
+    )
+    if owner and "gateway" in urls:
+        sign_in = f"{urls['gateway']}/console/sign-in"
+        demo["console_sign_in"] = f"{sign_in}  {owner['console_email']} / {owner['console_password']}"
     return demo
+
+
+def demo_onboarding_request(channels: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The demo merchant's one onboarding request: its details and every registered channel, in the demo's
+    priority order, each contracted on the channel's demo route with the merchant's own id at the channel."""
+    routes = {route.connector: route.route_id for route in DEMO_ROUTES}
+    openings = [
+        {"channel": channel, "route_id": routes[channel], "priority": priority, "config": config,
+         "sub_merchant_id": str(config.get(SUB_MERCHANT_ID_FIELDS[channel]) or f"{DEMO_MERCHANT_ID}_{channel}")}
+        for priority, (channel, config) in enumerate(_by_priority(channels), start=1)
+        if channel in routes
+    ]  # fmt: skip
+    return {**DEMO_ONBOARDING, "channels": openings}
+
+
+async def _onboard_demo_merchant(
+    gateway_url: str, admin_key: str, channels: dict[str, dict[str, Any]]
+) -> dict[str, str] | None:
+    """Onboard `mch_demo` with the one call and wait until it is active; its credentials, or None when the merchant
+    exists from an earlier version's seed (409 `merchant_exists`). A rejected onboarding is a ValueError."""
+    body = demo_onboarding_request(channels)
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    headers = {"Authorization": f"Bearer {admin_key}",
+               "Idempotency-Key": f"demo-onboarding-{hashlib.sha256(canonical).hexdigest()[:32]}"}  # fmt: skip
+    async with httpx.AsyncClient(base_url=gateway_url, timeout=ONBOARDING_TIMEOUT_SECONDS) as client:
+        response = await client.post("/v1/platform/merchant-onboardings", json=body, headers=headers)
+        if response.status_code == ALREADY_THERE and response.json().get("code") == MERCHANT_EXISTS:
+            return None
+        response.raise_for_status()
+        created = response.json()
+        onboarding = created
+        deadline = time.monotonic() + ONBOARDING_ACTIVE_WITHIN_SECONDS
+        while onboarding["status"] == "processing" and time.monotonic() < deadline:
+            await asyncio.sleep(ONBOARDING_POLL_SECONDS)  # the gateway's worker finishes what the call left
+            read = await client.get(
+                f"/v1/platform/merchant-onboardings/{created['onboarding_id']}",
+                headers={"Authorization": f"Bearer {admin_key}"},
+            )
+            read.raise_for_status()
+            onboarding = read.json()
+    if onboarding["status"] != "active":
+        steps = {name: (step["status"], step.get("reasons") or step.get("last_error")) for name, step in
+                 onboarding["steps"].items() if step["status"] != "verified"}  # fmt: skip
+        raise ValueError(f"demo onboarding {created['onboarding_id']} is {onboarding['status']}: {steps}")
+    return {"merchant_id": created["merchant_id"], "key_id": created["api_key"]["key_id"],
+            "secret": created["api_key"]["secret"], "webhook_secret": created["webhook_secret"],
+            "onboarding_id": created["onboarding_id"]}  # fmt: skip
 
 
 def demo_service_settings(data_dir: Path) -> dict[str, dict[str, object]]:
@@ -242,14 +333,7 @@ async def _configure_cashier(
     async with httpx.AsyncClient(base_url=cashier_url, timeout=SEED_TIMEOUT_SECONDS, headers=headers) as c:
         body = {"webhook_secret": webhook_secret} if webhook_secret else {}
         (await c.put(f"/v1/admin/merchants/{merchant_id}", json=body)).raise_for_status()
-        ordered = sorted(
-            channels.items(),
-            key=lambda item: (
-                DEMO_CHANNEL_ORDER.index(item[0]) if item[0] in DEMO_CHANNEL_ORDER else len(DEMO_CHANNEL_ORDER),
-                item[0],
-            ),
-        )
-        for priority, (channel, config) in enumerate(ordered, start=1):
+        for priority, (channel, config) in enumerate(_by_priority(channels), start=1):
             r = await c.put(
                 f"/v1/admin/merchants/{merchant_id}/channels/{channel}",
                 json={"priority": priority, "enabled": True, "config": config},
@@ -257,18 +341,28 @@ async def _configure_cashier(
             r.raise_for_status()
 
 
+def _by_priority(channels: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The channels in the demo's priority order (DEMO_CHANNEL_ORDER first, then by name)."""
+    order = {channel: index for index, channel in enumerate(DEMO_CHANNEL_ORDER)}
+    return sorted(channels.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+
+
 def _platform_headers() -> dict[str, str]:
     token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="launcher-seed", platform="plt_demo")
     return {IDENTITY_HEADER: token}
 
 
-async def _configure_routing(routing_url: str, by_merchant: dict[str, dict[str, dict[str, Any]]]) -> None:
+async def _configure_routing(
+    routing_url: str, by_merchant: dict[str, dict[str, dict[str, Any]]], *, contracts_for: Sequence[str]
+) -> None:
+    """The demo routes any merchant's channels need, with their fee rates, and the contracts of `contracts_for`
+    only (an onboarded merchant's contracts are its onboarding's)."""
     valid_from = "2026-01-01T00:00:00+08:00"
     async with httpx.AsyncClient(base_url=routing_url, timeout=SEED_TIMEOUT_SECONDS, headers=_platform_headers()) as c:
         for route in DEMO_ROUTES:
-            merchants = [m for m, channels in by_merchant.items() if route.connector in channels]
-            if not merchants:
+            if not any(route.connector in channels for channels in by_merchant.values()):
                 continue
+            merchants = [m for m in contracts_for if route.connector in by_merchant.get(m, {})]
             route_id = route.route_id
             calls = (
                 c.post(

@@ -200,4 +200,7 @@ class Settings(ServiceSettings):
             raise ValueError("refusing to start in prod with the demo credentials_encryption_key")
         if self.env == "prod" and self.web_client_token.get_secret_value() == DEMO_WEB_CLIENT_TOKEN:
             raise ValueError("refusing to start in prod with the demo web_client_token")
+        if self.env == "prod" and self.identity_secret.get_secret_value() == DEMO_IDENTITY_SECRET:
+            # Onboarding's KYC verdicts would be forgeable by anyone who read the repository.
+            raise ValueError("refusing to start in prod with the demo identity_secret")
         return self

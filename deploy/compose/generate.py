@@ -27,7 +27,8 @@ HEADER = """\
 # Production-like single host: PostgreSQL, Apache Kafka (KRaft), migrations, every service (API + worker).
 # Set the variables in a `.env` beside this file or the environment first (docs/operations.md, "Compose"):
 #   POSTGRES_PASSWORD, JUHE_DB_PASSWORD, JUHE_INTERNAL_TOKEN_SECRET, JUHE_CREDENTIALS_ENCRYPTION_KEY,
-#   JUHE_WALLET_IDENTITY_SECRET, JUHE_IDENTITY_URL, JUHE_BANK_URL, JUHE_BANK_CLIENT_ID, JUHE_BANK_SECRET,
+#   JUHE_WALLET_IDENTITY_SECRET, JUHE_GATEWAY_IDENTITY_SECRET, JUHE_IDENTITY_URL, JUHE_BANK_URL,
+#   JUHE_BANK_CLIENT_ID, JUHE_BANK_SECRET,
 #   JUHE_PUBLIC_ORIGIN, JUHE_WEB_SESSION_KEY, JUHE_WEB_CLIENT_TOKEN
 # Files for the migration service's imports go in the `migration-imports` volume.
 # then `docker compose build && docker compose up -d`.
@@ -43,6 +44,9 @@ SITE: dict[str, dict[str, str]] = {
     "gateway": {
         "CREDENTIALS_ENCRYPTION_KEY": required("JUHE_CREDENTIALS_ENCRYPTION_KEY"),
         "WEB_CLIENT_TOKEN": required("JUHE_WEB_CLIENT_TOKEN"),  # the web pages' first-party identity
+        # Merchant onboarding's KYC checks (docs/onboarding.md): the provider and its shared secret (never the demo's).
+        "IDENTITY_BASE_URL": required("JUHE_IDENTITY_URL"),
+        "IDENTITY_SECRET": required("JUHE_GATEWAY_IDENTITY_SECRET"),
     },
     "cashier": {"PUBLIC_BASE_URL": required("JUHE_PUBLIC_ORIGIN")},
     "ledger": {

@@ -111,16 +111,21 @@ SERVICES: tuple[Service, ...] = (
         worker=Role("50m", "128Mi", "256Mi", cpu_limit="500m", min_replicas=1, max_replicas=2),
         # web: the pages it proxies (/wallet /checkout /pay /static /console); migration: merchants' imports.
         calls=("cashier", "ledger", "routing", "settlement", "marketing", "migration", "web"),
+        external_https=True,  # the identity (KYC) provider: merchant onboarding's KYC step
         config={
             # The identity provider's KYC callback is signed (HMAC) and verified by the ledger: it passes
             # the gateway unauthenticated like the channels' notifications, so the ledger stays internal.
             "PASSTHROUGH_PREFIXES": '["/v1/notify","/v1/wallet/kyc/callbacks"]',
+            # Merchant onboarding checks KYC there (docs/onboarding.md); the dev overlay names the sandbox.
+            "IDENTITY_BASE_URL": "https://identity.example.com",
         },
         secrets={
             "CREDENTIALS_ENCRYPTION_KEY": ("juhe-gateway", "credentials-encryption-key"),
             # The first-party identity of the web pages (equal to the web's GATEWAY_CLIENT_TOKEN); prod
             # refuses the demo value, so it must come from a Secret.
             "WEB_CLIENT_TOKEN": ("juhe-web", "gateway-client-token"),
+            # The identity provider's shared secret for onboarding's merchant checks; prod refuses the demo value.
+            "IDENTITY_SECRET": ("juhe-gateway", "identity-secret"),
         },
     ),
     Service(
@@ -633,33 +638,44 @@ def kafka_topics() -> list[dict[str, Any]]:
 
 
 # Dev only (overlays/dev): the channel sandboxes stand in for WeChat Pay, Alipay, the bank and the identity
-# provider. (module, settings class, port, who calls it)
-SANDBOXES: dict[str, tuple[str, str, int, tuple[str, ...]]] = {
-    "wechatpay": ("sandboxes.wechatpay", "SandboxSettings", 8100, ("cashier",)),
-    "alipay": ("sandboxes.alipay", "SandboxSettings", 8101, ("cashier",)),
-    "unionpay": ("sandboxes.unionpay", "UnionPaySettings", 8102, ("cashier",)),
-    "ecny": ("sandboxes.ecny", "EcnySettings", 8103, ("cashier",)),
-    "bank": ("sandboxes.bank", "BankSettings", 8104, ("settlement",)),
-    "identity": ("sandboxes.identity", "IdentitySettings", 8105, ("ledger",)),
+# provider. (module, settings class's module, settings class, port, who calls it)
+SANDBOXES: dict[str, tuple[str, str, str, int, tuple[str, ...]]] = {
+    "wechatpay": ("sandboxes.wechatpay", "settings", "SandboxSettings", 8100, ("cashier",)),
+    "alipay": ("sandboxes.alipay", "settings", "SandboxSettings", 8101, ("cashier",)),
+    "unionpay": ("sandboxes.unionpay", "settings", "UnionPaySettings", 8102, ("cashier",)),
+    "ecny": ("sandboxes.ecny", "settings", "EcnySettings", 8103, ("cashier",)),
+    "bank": ("sandboxes.bank", "settings", "BankSettings", 8104, ("settlement",)),
+    # The ledger's wallet KYC and the gateway's onboarding KYC: one provider, one shared secret.
+    "identity": ("sandboxes.identity", "app", "IdentitySettings", 8105, ("ledger", "gateway")),
+}
+# Dev only: a sandbox's own secrets, from the Secrets its callers read theirs from (make-secrets.sh sets the
+# ledger's wallet-identity-secret to the same value as the gateway's identity-secret).
+SANDBOX_SECRETS: dict[str, dict[str, tuple[str, str]]] = {
+    "identity": {"JUHE_SANDBOX_IDENTITY_SECRET": ("juhe-gateway", "identity-secret")},
 }
 
 
 def sandbox_objects(name: str) -> list[dict[str, Any]]:
-    module, settings_class, port, callers = SANDBOXES[name]
+    module, settings_module, settings_class, port, callers = SANDBOXES[name]
     idle = Role("50m", "96Mi", "256Mi", "500m", 1, 1)
     sandbox = Service(f"sandbox-{name}", api=idle, worker=idle, module=module, port=port)
     # `python -m sandboxes.<name>` binds 127.0.0.1 (a sandbox is local by design): serve it on the pod IP.
     serve = (
-        f"import uvicorn; from {module}.app import create_app; from {module}.settings import {settings_class}; "
+        f"import uvicorn; from {module}.app import create_app; "
+        f"from {module}.{settings_module} import {settings_class}; "
         f"uvicorn.run(create_app({settings_class}.from_env()), host='0.0.0.0', port={port}, log_level='warning')"
     )
     deploy = deployment(sandbox, "api", sandbox.api)
     spec = deploy["spec"]["template"]["spec"]
     del spec["initContainers"]  # no database
     container = spec["containers"][0]
+    secrets = [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+        for var, (secret, key) in SANDBOX_SECRETS.get(name, {}).items()
+    ]
     container.update(
         command=["python", "-c", serve],
-        env=[{"name": "JUHE_DATA_DIR", "value": "/tmp/juhe"}, {"name": "HOME", "value": "/tmp"}],
+        env=[{"name": "JUHE_DATA_DIR", "value": "/tmp/juhe"}, {"name": "HOME", "value": "/tmp"}, *secrets],
     )
     del container["envFrom"]
     port_rule = [{"protocol": "TCP", "port": port}]

@@ -165,3 +165,12 @@ async def test_postgres_init_script_creates_the_role_and_one_database_per_servic
             await admin.execute(f'DROP ROLE IF EXISTS "{tag}_juhe"')
         finally:
             await admin.close()
+
+
+def test_the_gateway_checks_kyc_with_the_operators_secret_never_the_demo_one(compose: dict[str, Any]) -> None:
+    """Onboarding's KYC step (docs/onboarding.md): the gateway's API and worker containers (the worker finishes
+    onboardings) get the identity provider's URL and shared secret from required variables, with no default."""
+    for name in ("gateway", "gateway-worker"):
+        env = compose["services"][name]["environment"]
+        assert env["JUHE_GATEWAY_IDENTITY_SECRET"].startswith("${JUHE_GATEWAY_IDENTITY_SECRET:?")
+        assert env["JUHE_GATEWAY_IDENTITY_BASE_URL"].startswith("${JUHE_IDENTITY_URL:?")

@@ -6,6 +6,7 @@ Rendering uses `kubectl kustomize`; nothing talks to a cluster.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -16,7 +17,9 @@ from typing import Any
 import jsonschema
 import kubernetes_validate
 import pytest
+import yaml
 
+from gateway.config import DEMO_CREDENTIALS_KEY, DEMO_IDENTITY_SECRET
 from libs.common.events import TOPICS
 from libs.common.kafka import EPOCH_TOPIC
 from libs.common.services import FRONTENDS, REPO_ROOT, SERVICES
@@ -497,3 +500,61 @@ def test_monitoring_uses_only_metrics_the_code_exports(prod: list[Doc]) -> None:
     assert not unknown
     service_monitors = {m["metadata"]["name"] for m in of_kind(prod, "ServiceMonitor")}
     assert service_monitors == {f"juhe-{name}" for name in {**SERVICES, **FRONTENDS}}
+
+
+def secret_refs(value: Any) -> Iterator[tuple[str, str]]:
+    """Every (Secret, key) an object reads: env secretKeyRefs, and the CloudNativePG roles' basic-auth Secrets."""
+    if isinstance(value, dict):
+        ref = value.get("secretKeyRef")
+        if isinstance(ref, dict):
+            yield ref["name"], ref["key"]
+        for key in ("passwordSecret", "secret"):
+            if isinstance(value.get(key), dict) and set(value[key]) == {"name"}:
+                yield value[key]["name"], "username"
+                yield value[key]["name"], "password"
+        for item in value.values():
+            yield from secret_refs(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from secret_refs(item)
+
+
+def test_the_gateway_checks_kyc_with_a_real_secret_and_dev_uses_the_identity_sandbox(
+    prod: list[Doc], dev: list[Doc]
+) -> None:
+    """Onboarding's KYC (docs/onboarding.md): the provider's URL is a site setting, its shared secret a Secret (prod
+    refuses the demo value); in dev the identity sandbox verifies with the same Secret the gateway signs with."""
+    for docs, identity_url in ((prod, "https://identity.example.com"), (dev, "http://juhe-sandbox-identity:8105")):
+        assert named(docs, "ConfigMap", "juhe-gateway")["data"]["JUHE_GATEWAY_IDENTITY_BASE_URL"] == identity_url
+        for name in ("juhe-gateway", "juhe-gateway-worker"):
+            env = named(docs, "Deployment", name)["spec"]["template"]["spec"]["containers"][0]["env"]
+            refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in env}
+            assert refs["JUHE_GATEWAY_IDENTITY_SECRET"] == {"name": "juhe-gateway", "key": "identity-secret"}
+    sandbox = named(dev, "Deployment", "juhe-sandbox-identity")["spec"]["template"]["spec"]["containers"][0]
+    assert "sandboxes.identity.app import IdentitySettings" in sandbox["command"][-1]  # where the class lives
+    refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in sandbox["env"]}
+    assert refs["JUHE_SANDBOX_IDENTITY_SECRET"] == {"name": "juhe-gateway", "key": "identity-secret"}
+
+
+def test_dev_make_secrets_creates_every_secret_the_dev_overlay_reads_with_random_values(dev: list[Doc]) -> None:
+    """The dev overlay's README step exists and works: `make-secrets.sh --print` (no cluster) gives a valid Secret for
+    every (Secret, key) the overlay reads, random on each run, never a demo value; the identity sandbox's callers
+    share its one secret."""
+    script = K8S / "overlays" / "dev" / "make-secrets.sh"
+
+    def made() -> dict[str, Doc]:
+        out = subprocess.run([str(script), "--print"], capture_output=True, text=True, check=True, timeout=60)
+        return {d["metadata"]["name"]: d for d in yaml.safe_load_all(out.stdout) if d}
+
+    first, second = made(), made()
+    missing = sorted({f"{n}/{k}" for n, k in secret_refs(dev) if k not in first.get(n, {}).get("stringData", {})})
+    assert not missing, f"make-secrets.sh does not create {missing}"
+    for secret in first.values():
+        assert secret["metadata"]["namespace"] == "juhe-dev"
+        kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
+    values = {(n, k): v for n, s in first.items() for k, v in s["stringData"].items() if k != "username"}
+    assert all(second[n]["stringData"][k] != v for (n, k), v in values.items())  # random, nothing committed
+    assert DEMO_IDENTITY_SECRET not in values.values() and DEMO_CREDENTIALS_KEY not in values.values()
+    gateway, ledger = first["juhe-gateway"]["stringData"], first["juhe-ledger"]["stringData"]
+    assert gateway["identity-secret"] == ledger["wallet-identity-secret"]  # one identity sandbox, one secret
+    assert len(base64.b64decode(gateway["credentials-encryption-key"])) == 32

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from gateway.config import DEMO_IDENTITY_SECRET, Settings
 from gateway.domain import onboarding as rules
 from gateway.domain.access import Principal
 from gateway.domain.onboarding import Outcome, Reason
@@ -119,3 +121,14 @@ def test_operators_need_the_permission_the_admin_key_needs_none(
             rules.require_operator(principal, permission)
         assert refused.value.spec.code == refusal
     assert rules.actor_of(principal).startswith("staff:" if principal.staff_id else "platform:")
+
+
+def test_production_refuses_the_demo_identity_secret() -> None:
+    """Onboarding's KYC verdicts are signed with the identity provider's shared secret: the demo one is public."""
+    real = {"credentials_encryption_key": "cmVhbC1jcmVkZW50aWFscy1rZXktMzItYnl0ZXMtMDA=",
+            "web_client_token": "a-real-web-client-token-0123456789abcdef",
+            "internal_token_secret": "a-real-internal-token-secret-0123456789abcdef"}  # fmt: skip
+    with pytest.raises(ValidationError, match="demo identity_secret"):
+        Settings(env="prod", **real)
+    assert Settings(env="prod", identity_secret="a-real-provider-secret", **real).env == "prod"
+    assert Settings(env="dev").identity_secret.get_secret_value() == DEMO_IDENTITY_SECRET  # the sandbox's, in dev

@@ -201,7 +201,8 @@ async def cas_attempt(
 async def claim_attempts_to_poll(
     conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
 ) -> Sequence[Row[Any]]:
-    """Processing attempts whose next query is due, leased so another replica skips them meanwhile."""
+    """Processing attempts whose next query is due, leased so another replica skips them meanwhile; each with its
+    payment's `livemode` (the query must use the config of the payment's mode: a merchant may hold both)."""
     due = (
         select(attempts.c.id)
         .where(attempts.c.status == AttemptStatus.PROCESSING.value, attempts.c.next_poll_at <= now)
@@ -210,7 +211,12 @@ async def claim_attempts_to_poll(
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    statement = attempts.update().where(attempts.c.id.in_(due)).values(next_poll_at=lease_until).returning(attempts)
+    statement = (
+        attempts.update()
+        .where(attempts.c.id.in_(due), payments.c.id == attempts.c.payment_id)
+        .values(next_poll_at=lease_until)
+        .returning(*attempts.c, payments.c.livemode)
+    )
     return (await conn.execute(statement)).all()
 
 

@@ -54,19 +54,29 @@ class Env:
     def merchant(self, key: dict[str, Any]) -> AsyncClient:
         return self.client(key_id=key["key_id"], secret=key["secret"])
 
-    def alipay_config(self, host: str) -> dict[str, Any]:
-        """The module's Alipay app, reached at `host` (127.0.0.1: a sandbox; localhost: a "real" channel)."""
-        sandbox, app = self.alipay
+    def alipay_config(self, host: str, app: dict[str, Any] | None = None) -> dict[str, Any]:
+        """An Alipay app (the module's by default), reached at `host` (127.0.0.1: a sandbox; localhost: a "real"
+        channel)."""
+        sandbox, app = self.alipay[0], app or self.alipay[1]
         return {"gateway_url": sandbox.base_url.replace("127.0.0.1", host) + "/gateway.do", "app_id": app["app_id"],
                 "app_private_key_pem": app["app_private_key_pem"],
                 "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}  # fmt: skip
 
-    async def put_alipay(self, merchant_id: str, host: str, **body: Any) -> dict[str, Any]:
+    async def put_alipay(
+        self, merchant_id: str, host: str, app: dict[str, Any] | None = None, **body: Any
+    ) -> dict[str, Any]:
         answer: dict[str, Any] = await self.admin().request(
             "PUT", f"/v1/admin/merchants/{merchant_id}/channels/alipay",
-            json={"priority": 1, "config": self.alipay_config(host), **body},
+            json={"priority": 1, "config": self.alipay_config(host, app), **body},
         )  # fmt: skip
         return answer
+
+    async def trade_app(self, payment: dict[str, Any], app: dict[str, Any]) -> int:
+        """Whether the payment's trade was opened with `app` at the Alipay sandbox: 200, or 404 (another app's)."""
+        async with httpx.AsyncClient() as http:
+            found = await http.get(f"{self.alipay[0].base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}",
+                                   params={"app_id": app["app_id"]})  # fmt: skip
+        return found.status_code
 
     async def merchant_with_both_keys(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """A new merchant, its first (test) key, and a live key made beside it."""
@@ -125,7 +135,7 @@ async def test_keys_say_their_mode_and_creation_and_rotation_take_it(env: Env) -
     assert bad.value.status == 422
 
 
-async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones(env: Env) -> None:
+async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones_side_by_side(env: Env) -> None:
     merchant_id, test_key, live_key = await env.merchant_with_both_keys()
     test, live = env.merchant(test_key), env.merchant(live_key)
 
@@ -138,14 +148,33 @@ async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones
     assert (refused.value.status, refused.value.code) == (422, "no_route_available")
     assert "live" in str(refused.value.problem.get("detail"))
 
-    # The platform switches the channel to a real host: now only the live key reaches it.
-    assert (await env.put_alipay(merchant_id, "localhost"))["mode"] == "live"
+    # The platform adds the live configuration (the real host, the merchant's live app) beside the test one, which
+    # stays: the same channel of one merchant is configured in both modes at once.
+    async with httpx.AsyncClient() as http:
+        registered = await http.post(env.alipay[0].base_url + "/control/apps", json={})
+    live_app, test_app = registered.json(), env.alipay[1]
+    assert (await env.put_alipay(merchant_id, "localhost", live_app))["mode"] == "live"
+    both = await env.admin().request("GET", f"/v1/admin/merchants/{merchant_id}/channels")
+    assert sorted((c["channel"], c["mode"], c["version"]) for c in both) == [
+        ("alipay", "live", 1),
+        ("alipay", "test", 1),
+    ]
+
+    # The test key reaches the test configuration only, the live key the live one only (both ways).
+    paid_test = await test.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    paid_live = await live.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert paid_test["livemode"] is False and paid_test["attempts"][0]["status"] == "processing"
+    assert paid_live["livemode"] is True and paid_live["attempts"][0]["status"] == "processing"
+    assert (await env.trade_app(paid_test, test_app), await env.trade_app(paid_test, live_app)) == (200, 404)
+    assert (await env.trade_app(paid_live, live_app), await env.trade_app(paid_live, test_app)) == (200, 404)
+
+    # Without its test configuration, the test key is refused rather than sent to the live one.
+    assert (await env.put_alipay(merchant_id, "127.0.0.1", enabled=False))["mode"] == "test"
     with pytest.raises(APIError) as refused:
         await test.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
     assert (refused.value.status, refused.value.code) == (422, "no_route_available")
     assert "test" in str(refused.value.problem.get("detail"))
-    paid_live = await live.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
-    assert paid_live["livemode"] is True and paid_live["attempts"][0]["status"] == "processing"
+    await env.put_alipay(merchant_id, "127.0.0.1")
 
     # Each key sees only its own mode's objects: the other mode's id is a 404, lists hold one mode.
     assert (await test.request("GET", f"/v1/payments/{paid_in_test['id']}"))["livemode"] is False
@@ -156,15 +185,19 @@ async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones
             await client.request("GET", f"/v1/payments/{other}/refunds")
         with pytest.raises(NotFoundError):
             await client.request("POST", f"/v1/payments/{other}/close")
-    assert [p["id"] for p in (await test.request("GET", "/v1/payments"))["data"]] == [paid_in_test["id"]]
+    assert [p["id"] for p in (await test.request("GET", "/v1/payments"))["data"]] == [
+        paid_test["id"],
+        paid_in_test["id"],
+    ]
     assert [p["id"] for p in (await live.request("GET", "/v1/payments"))["data"]] == [paid_live["id"]]
     with pytest.raises(APIError) as other_mode:  # a key cannot ask for the other mode's list
         await test.request("GET", "/v1/payments", params={"livemode": "true"})
     assert (other_mode.value.status, other_mode.value.code) == (422, "validation_failed")
     since = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    for client, expected in ((test, paid_in_test), (live, paid_live)):  # dashboard figures count one mode
+    for client, expected in ((test, [paid_in_test, paid_test]), (live, [paid_live])):  # figures count one mode
         rows = (await client.request("GET", "/v1/payments/aggregates", params={"created_from": since}))["data"]
-        assert sum(r["count"] for r in rows) == 1 and sum(r["amount_minor"] for r in rows) == expected["amount_minor"]
+        assert sum(r["count"] for r in rows) == len(expected)
+        assert sum(r["amount_minor"] for r in rows) == sum(p["amount_minor"] for p in expected)
     order_no = paid_in_test["merchant_order_no"]
     assert (await live.request("GET", "/v1/payments", params={"merchant_order_no": order_no}))["data"] == []
     with pytest.raises(APIError) as reused:  # an order number of the other mode is not reused, nor its payment shown

@@ -25,7 +25,7 @@ from services.cashier.domain.modes import default_sandbox_hosts
 from services.cashier.flows.routing import RoutingClient
 from services.cashier.flows.split_checks import SettlementClient
 from services.cashier.flows.webhook_targets import webhook_client
-from services.cashier.store.merchants import get_channel
+from services.cashier.store.merchants import channel_configs
 
 log = get_logger("juhe.cashier")
 
@@ -45,26 +45,43 @@ class ConnectorPool:
     uow: UnitOfWork
     # Per channel, config the cashier itself supplies under the merchant's stored one (the wallet's ledger URL).
     defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _connectors: dict[tuple[str, str], tuple[int, Connector]] = field(default_factory=dict)
+    _connectors: dict[tuple[str, str, str], tuple[int, Connector]] = field(default_factory=dict)
 
     async def get(self, merchant_id: str, channel: str, *, livemode: bool | None = None) -> Connector:
-        """The connector of the merchant's `channel` config; with `livemode` (the payment's), only a config of
-        that mode: a test payment never reaches a live channel, even if the config was switched meanwhile."""
+        """The connector of the merchant's `channel` config; with `livemode` (the payment's), only the config of
+        that mode: a test payment never reaches a live channel. A merchant may hold a test and a live config side by
+        side; without `livemode` the config must then be named by mode, so one of them alone is used, never a guess."""
         async with self.uow.read() as conn:
-            row = await get_channel(conn, merchant_id, channel)
-        if row is None:
+            rows = await channel_configs(conn, merchant_id, channel)
+        if not rows:
             raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has no {channel} channel configured")
-        if livemode is not None and row.mode != mode_of(livemode):
-            raise Problem(
-                NO_ROUTE_AVAILABLE,
-                f"merchant {merchant_id}'s {channel} configuration is {row.mode}; a {mode_of(livemode)} payment "
-                "cannot use it",
-            )
-        key = (merchant_id, channel)
+        if livemode is not None:
+            wanted = mode_of(livemode)
+            rows = [r for r in rows if r.mode == wanted]
+            if not rows:
+                raise Problem(
+                    NO_ROUTE_AVAILABLE,
+                    f"merchant {merchant_id} has no {wanted} {channel} configuration; a {wanted} payment cannot use "
+                    "the other mode's",
+                )
+        if len(rows) > 1:
+            raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has a test and a live {channel} configuration: "
+                          "the payment's mode must choose")  # fmt: skip
+        return await self._connector(rows[0])
+
+    async def each_mode(self, merchant_id: str, channel: str) -> list[Connector]:
+        """The connectors of every config of the merchant's `channel` (live first): a channel notification names
+        the merchant and channel only, and only the config whose keys it was signed with verifies it."""
+        async with self.uow.read() as conn:
+            rows = await channel_configs(conn, merchant_id, channel)
+        return [await self._connector(row) for row in rows]
+
+    async def _connector(self, row: Any) -> Connector:
+        key = (row.merchant_id, row.channel, row.mode)
         cached = self._connectors.get(key)
         if cached is not None and cached[0] == row.version:
             return cached[1]
-        connector = build_connector(channel, self.effective_config(channel, dict(row.config)))
+        connector = build_connector(row.channel, self.effective_config(row.channel, dict(row.config)))
         self._connectors[key] = (row.version, connector)
         if cached is not None:
             with contextlib.suppress(Exception):

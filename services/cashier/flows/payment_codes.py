@@ -110,7 +110,7 @@ async def after_poll(cashier: Cashier, payment: Any, attempt: Any, result: Trade
     if result is not None and result.status is TradeStatus.SUCCEEDED:
         return False  # a success the CAS refused (amount mismatch): never reverse blindly, keep asking
     try:
-        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
         await getattr(connector, CANCEL_METHODS[attempt.channel])(attempt.out_trade_no)
     except ChannelError as exc:
         if exc.code not in NOTHING_TO_CANCEL:

@@ -46,7 +46,7 @@ async def confirm_wallet_payment(
     if payment.status != PaymentStatus.SUCCEEDED:
         if payment.status != PaymentStatus.PROCESSING or attempt is None:
             raise Problem(PAYMENT_NOT_CONFIRMABLE, f"the payment is {payment.status}", payment_status=payment.status)
-        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
         assert isinstance(connector, WalletConnector)
         try:
             result = await connector.confirm(attempt.out_trade_no)

@@ -1,4 +1,5 @@
-"""Merchants (webhook secret, default notify URL) and their channel configs."""
+"""Merchants (webhook secret, default notify URL) and their channel configs: one per channel and mode, so a test
+configuration (sandbox) and a live one (the real channel) of the same channel live side by side."""
 
 from __future__ import annotations
 
@@ -51,17 +52,17 @@ async def upsert_channel(
     config: dict[str, Any],
     mode: Mode,
 ) -> Row[Any]:
-    """The merchant's one config of `channel`, in `mode` (checked against its endpoints by domain/modes.py)."""
+    """The merchant's config of `channel` in `mode` (checked against its endpoints by domain/modes.py): a PUT in the
+    other mode adds that mode's config beside it, never replaces it."""
     statement = insert(merchant_channels).values(
         merchant_id=merchant_id, channel=channel, priority=priority, enabled=enabled, config=config, mode=mode
     )
     upsert = statement.on_conflict_do_update(
-        index_elements=[merchant_channels.c.merchant_id, merchant_channels.c.channel],
+        index_elements=[merchant_channels.c.merchant_id, merchant_channels.c.channel, merchant_channels.c.mode],
         set_={
             "priority": statement.excluded.priority,
             "enabled": statement.excluded.enabled,
             "config": statement.excluded.config,
-            "mode": statement.excluded.mode,
             "version": merchant_channels.c.version + 1,
             "updated_at": func.now(),
         },
@@ -69,11 +70,12 @@ async def upsert_channel(
     return (await conn.execute(upsert)).one()
 
 
-async def get_channel(conn: AsyncConnection, merchant_id: str, channel: str) -> Row[Any] | None:
+async def channel_configs(conn: AsyncConnection, merchant_id: str, channel: str) -> Sequence[Row[Any]]:
+    """The merchant's configs of `channel`: none, one, or a test and a live one (live first)."""
     query = select(merchant_channels).where(
         merchant_channels.c.merchant_id == merchant_id, merchant_channels.c.channel == channel
     )
-    return (await conn.execute(query)).first()
+    return (await conn.execute(query.order_by(merchant_channels.c.mode))).all()
 
 
 async def list_channels(
@@ -85,7 +87,8 @@ async def list_channels(
         query = query.where(merchant_channels.c.mode == mode)
     if enabled_only:
         query = query.where(merchant_channels.c.enabled.is_(True))
-    return (await conn.execute(query.order_by(merchant_channels.c.priority, merchant_channels.c.channel))).all()
+    order = (merchant_channels.c.priority, merchant_channels.c.channel, merchant_channels.c.mode)
+    return (await conn.execute(query.order_by(*order))).all()
 
 
 async def set_checkout_origins(conn: AsyncConnection, merchant_id: str, origins: list[str]) -> Row[Any] | None:

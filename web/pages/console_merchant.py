@@ -52,7 +52,8 @@ RECONCILE_LOOKUPS_MAX = 50  # statement rows the day's read did not find, looked
 DONE = (
     "signed_in", "signed_out", "refund_requested", "refund_made", "approved", "rejected", "payout_requested",
     "key_revoked", "invited", "role_changed", "removed", "settings_saved", "password_set", "welcome", "resent",
-    "payout_held",
+    "payout_held", "created", "enabled", "disabled", "deleted", "rotated", "link_created", "deactivated",
+    "stock_created", "start", "pause", "resume", "redeemed", "undone",
 )  # fmt: skip
 ERRORS = ("amount_invalid", "failed", "unavailable", "insufficient", "not_allowed", "self_approval", "state",
           "role_invalid", "last_owner", "exists", "invalid")  # fmt: skip
@@ -73,7 +74,9 @@ def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, str | bool]]:
         ("/reconciliation", t("Reconciliation"), "statements.read"),
         ("/payouts", t("Payouts"), "payouts.read"), ("/api-keys", t("API keys"), "api_keys.read"),
         ("/staff", t("Staff"), "staff.read"), ("/audit", t("Audit log"), "audit.read"),
-        ("/settings", t("Settings"), "settings.manage"),
+        ("/settings", t("Settings"), "settings.manage"), ("/balances", t("Balances"), "statements.read"),
+        ("/webhooks", t("Webhooks"), "webhooks.manage"), ("/payment-links", t("Payment links"), "payments.read"),
+        ("/coupons", t("Coupons"), "coupons.read"), ("/coupons/redeem", t("Redeem a coupon"), "coupons.redeem"),
     ]  # fmt: skip
     return [{"href": f"/console/merchant{p}", "label": label, "permission": perm, "current": p == current}
             for p, label, perm in items]  # fmt: skip
@@ -428,7 +431,21 @@ async def payment(ctx: Console, payment_id: str) -> Response:
     threshold = (await ctx.api.get("/v1/console/settings"))["refund_approval_threshold_minor"]
     return _show(ctx, "merchant_payment.html", "/payments", ctx.page.gettext("Payment"), payment=detail,
                  timeline=payment_timeline(detail, refunds), refunds=refunds, deliveries=deliveries,
-                 threshold_minor=threshold)  # fmt: skip
+                 threshold_minor=threshold, postings=await _postings(ctx, payment_id, refunds))  # fmt: skip
+
+
+async def _postings(ctx: ConsoleContext, payment_id: str, refunds: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """What the ledger posted for the payment and its refunds on the merchant's own accounts (the gateway keeps the
+    other parties' lines); None when the ledger did not answer (the rest of the page still shows)."""
+    refund_ids = [r["id"] for r in refunds if r.get("status") == "succeeded"][:20]
+    try:
+        answer = await ctx.api.call("GET", f"/v1/console/payments/{payment_id}/postings",
+                                    params={"refund_id": refund_ids} if refund_ids else None)  # fmt: skip
+    except (GatewayProblem, GatewayUnavailable) as exc:
+        log.warning("payment postings not read", error=str(exc))
+        return None
+    lines: list[dict[str, Any]] = answer.get("data", [])
+    return lines
 
 
 def _looks_like_id(value: str) -> bool:
@@ -796,3 +813,310 @@ async def save_settings(ctx: Console) -> Response:
     except GatewayProblem as exc:
         return ctx.redirect("/console/merchant/settings", error=_error(exc))
     return ctx.redirect("/console/merchant/settings", done="settings_saved")
+
+
+# ---- webhooks: the merchant's endpoints --------------------------------------------------------------------------
+WEBHOOKS = "/console/merchant/webhooks"
+# The cashier's event types (services/cashier/domain/webhook_endpoints.py EVENT_TYPES; the web process does not import
+# a service's code): an endpoint receives the ones ticked, or every type, later ones included ("*").
+EVENT_TYPES = ("payment.succeeded", "payment.failed", "payment.closed", "refund.succeeded", "refund.failed")
+ENDPOINT_FIELDS = ("url", "enabled", "enabled_events", "previous_secret_expires_at")
+
+
+def _key(ctx: ConsoleContext, what: str) -> str:
+    """The Idempotency-Key of a form's write: its one-time request id, so a double submit does it once."""
+    return f"console-{what}-{_request_id(ctx.form)}"
+
+
+async def _endpoints_page(ctx: ConsoleContext, status_code: int = 200, **values: Any) -> Response:
+    endpoints = (await ctx.api.get("/v1/webhook-endpoints")).get("data", [])
+    return _show(ctx, "merchant_webhooks.html", "/webhooks", ctx.page.gettext("Webhooks"), status_code,
+                 endpoints=endpoints, event_types=EVENT_TYPES, overlaps=OVERLAPS, **values)  # fmt: skip
+
+
+@routes.get("/webhooks", "webhooks.manage")
+async def webhooks(ctx: Console) -> Response:
+    return await _endpoints_page(ctx)
+
+
+@routes.post("/webhooks", "webhooks.manage")
+async def create_endpoint(ctx: Console) -> Response:
+    """A new endpoint; its signing secret is shown on this answer only (never stored here, never shown again)."""
+    url = ctx.form.get("url", "").strip()[:2000]
+    events = ["*"] if ctx.form.get("all_events") == "1" else [e for e in EVENT_TYPES if ctx.form.get(f"event_{e}")]
+    if not url.startswith(("https://", "http://")) or not events:
+        return ctx.redirect(WEBHOOKS, error="invalid")
+    body = {"url": url, "enabled_events": events, "description": ctx.form.get("description", "").strip()[:500] or None}
+    try:
+        created = await ctx.api.call("POST", "/v1/webhook-endpoints", json=body, idempotency_key=_key(ctx, "we"))
+    except GatewayProblem as exc:
+        return ctx.redirect(WEBHOOKS, error=_error(exc))
+    await ctx.api.audit("webhook_endpoint.created", created["id"], None, _endpoint_record(created))
+    return await _endpoints_page(ctx, secret={"id": created["id"], "secret": created["secret"]}, done="created")
+
+
+def _endpoint_record(endpoint: dict[str, Any]) -> dict[str, Any]:
+    """What the audit log keeps of an endpoint: never its secret."""
+    return {k: endpoint.get(k) for k in ENDPOINT_FIELDS}
+
+
+async def _change_endpoint(ctx: ConsoleContext, endpoint_id: str, action: str, method: str, path: str,
+                           body: dict[str, Any] | None = None) -> dict[str, Any] | Response:  # fmt: skip
+    """One write on one of the merchant's endpoints (the cashier finds it within the merchant, or 404), audited with
+    the endpoint before and after; a Response when it was refused (back to the list with the reason)."""
+    if not _looks_like_id(endpoint_id):
+        return ctx.redirect(WEBHOOKS, error="invalid")
+    try:
+        before = await ctx.api.get(f"/v1/webhook-endpoints/{endpoint_id}")
+        after = await ctx.api.call(method, path, json=body, idempotency_key=_key(ctx, f"we-{action}"))
+    except GatewayProblem as exc:
+        return ctx.redirect(WEBHOOKS, error=_error(exc))
+    after = after if isinstance(after, dict) and after else {}
+    await ctx.api.audit(f"webhook_endpoint.{action}", endpoint_id, _endpoint_record(before),
+                        _endpoint_record(after) if after else None)  # fmt: skip
+    return after
+
+
+@routes.post("/webhooks/{endpoint_id}/enable", "webhooks.manage")
+async def enable_endpoint(ctx: Console, endpoint_id: str) -> Response:
+    done = await _change_endpoint(ctx, endpoint_id, "enabled", "PATCH", f"/v1/webhook-endpoints/{endpoint_id}",
+                                  {"enabled": True})  # fmt: skip
+    return done if isinstance(done, Response) else ctx.redirect(WEBHOOKS, done="enabled")
+
+
+@routes.post("/webhooks/{endpoint_id}/disable", "webhooks.manage")
+async def disable_endpoint(ctx: Console, endpoint_id: str) -> Response:
+    done = await _change_endpoint(ctx, endpoint_id, "disabled", "PATCH", f"/v1/webhook-endpoints/{endpoint_id}",
+                                  {"enabled": False})  # fmt: skip
+    return done if isinstance(done, Response) else ctx.redirect(WEBHOOKS, done="disabled")
+
+
+@routes.post("/webhooks/{endpoint_id}/delete", "webhooks.manage")
+async def delete_endpoint(ctx: Console, endpoint_id: str) -> Response:
+    done = await _change_endpoint(ctx, endpoint_id, "deleted", "DELETE", f"/v1/webhook-endpoints/{endpoint_id}")
+    return done if isinstance(done, Response) else ctx.redirect(WEBHOOKS, done="deleted")
+
+
+@routes.post("/webhooks/{endpoint_id}/rotate", "webhooks.manage")
+async def rotate_endpoint_secret(ctx: Console, endpoint_id: str) -> Response:
+    """A new signing secret, shown once; the previous one keeps signing too (both `v1=` entries) for the overlap
+    chosen, so the receiver can deploy the new one without missing an event."""
+    overlap = ctx.form.get("overlap_seconds", "86400")
+    seconds = int(overlap) if overlap.isdigit() and int(overlap) in OVERLAPS else 86400
+    path = f"/v1/webhook-endpoints/{endpoint_id}/rotate-secret"
+    done = await _change_endpoint(ctx, endpoint_id, "secret_rotated", "POST", path, {"overlap_seconds": seconds})
+    if isinstance(done, Response):
+        return done
+    return await _endpoints_page(ctx, secret={"id": done["id"], "secret": done["secret"]}, done="rotated")
+
+
+# ---- balances (the ledger's) -------------------------------------------------------------------------------------
+@routes.get("/balances", "statements.read")
+async def balances(ctx: Console) -> Response:
+    """Pending (not settled yet), settled (available to pay out) and in transit (payouts instructed, not confirmed by
+    the bank): the ledger's balances of the merchant's accounts, the books themselves, not a sum of a list."""
+    figures = await ctx.api.get(f"/v1/wallet/merchants/{ctx.merchant_id}/balances", currency="CNY")
+    return _show(ctx, "merchant_balances.html", "/balances", ctx.page.gettext("Balances"), figures=figures)
+
+
+# ---- payment links and their posters -----------------------------------------------------------------------------
+LINKS = "/console/merchant/payment-links"
+PAYER_FIELDS = ("plate_number", "student_id", "unit_number", "reference")
+
+
+@routes.get("/payment-links", "payments.read")
+async def payment_links(
+    ctx: Console, cursor: Annotated[str | None, Query(pattern=r"^pl_[0-9a-f]{32}$")] = None
+) -> Response:
+    page = await ctx.api.get("/v1/payment-links", limit=PAGE_SIZE, cursor=cursor)
+    return _show(ctx, "merchant_payment_links.html", "/payment-links", ctx.page.gettext("Payment links"),
+                 items=page.get("data", []), next_cursor=page.get("next_cursor"),
+                 payer_fields=PAYER_FIELDS)  # fmt: skip
+
+
+def link_draft(form: dict[str, str], *, now: datetime) -> dict[str, Any] | None:
+    """The cashier's `POST /v1/payment-links` body from the console's form, or None when a field is not valid: a fixed
+    amount, or the payer's within optional bounds (yuan → minor units); single-use or not; an expiry (China time) in
+    the future. Integer minor units only."""
+    description = form.get("description", "").strip()[:256]
+    if not description:
+        return None
+    body: dict[str, Any] = {"currency": "CNY", "description": description,
+                            "payer_fields": [f for f in PAYER_FIELDS if form.get(f"field_{f}")]}  # fmt: skip
+    if form.get("amount_kind") == "fixed":
+        amount = parse_amount_minor(form.get("amount", ""))
+        if amount is None:
+            return None
+        body["amount_minor"] = amount
+    else:
+        for name, key in (("amount_min", "amount_min_minor"), ("amount_max", "amount_max_minor")):
+            if form.get(name, "").strip():
+                value = parse_amount_minor(form[name])
+                if value is None:
+                    return None
+                body[key] = value
+        if body.get("amount_min_minor", 1) > body.get("amount_max_minor", 10**15):
+            return None
+    if form.get("single_use") == "1":
+        body["max_uses"] = 1
+    if form.get("expires", "").strip():
+        try:
+            expires = datetime.fromisoformat(form["expires"].strip()).replace(tzinfo=CHINA)
+        except ValueError:
+            return None
+        if expires <= now:
+            return None
+        body["expires_at"] = expires.isoformat()
+    return body
+
+
+@routes.post("/payment-links", "payment_links.manage")
+async def create_payment_link(ctx: Console) -> Response:
+    body = link_draft(ctx.form, now=datetime.now(CHINA))
+    if body is None:
+        return ctx.redirect(LINKS, error="invalid")
+    try:
+        link = await ctx.api.call("POST", "/v1/payment-links", json=body, idempotency_key=_key(ctx, "pl"))
+    except GatewayProblem as exc:
+        return ctx.redirect(LINKS, error=_error(exc))
+    record = ("amount_minor", "amount_min_minor", "amount_max_minor", "description", "max_uses", "expires_at")
+    await ctx.api.audit("payment_link.created", link["id"], None, {k: link.get(k) for k in record})
+    return ctx.redirect(LINKS, done="link_created")
+
+
+@routes.post("/payment-links/{link_id}/deactivate", "payment_links.manage")
+async def deactivate_payment_link(ctx: Console, link_id: str) -> Response:
+    if not _looks_like_id(link_id):
+        return ctx.redirect(LINKS, error="invalid")
+    try:
+        link = await ctx.api.call("POST", f"/v1/payment-links/{link_id}/deactivate",
+                                  idempotency_key=_key(ctx, f"pl-off-{link_id}"))  # fmt: skip
+    except GatewayProblem as exc:
+        return ctx.redirect(LINKS, error=_error(exc))
+    await ctx.api.audit("payment_link.deactivated", link_id, {"status": "active"}, {"status": link.get("status")})
+    return ctx.redirect(LINKS, done="deactivated")
+
+
+# ---- coupons: the merchant's own stocks, and in-store redemption (核销) ------------------------------------------
+COUPONS = "/console/merchant/coupons"
+REDEEM = "/console/merchant/coupons/redeem"
+COUPON_QR_PREFIX = "JUHECPN1:"  # marketing's QR payload prefix (services/marketing/api/routes/coupons.py QR_PREFIX)
+STOCK_ACTIONS = {"start": "draft", "pause": "running", "resume": "paused"}  # action → the status it applies to
+REDEEM_REFUSALS = {"coupon_not_found": "unknown", "coupon_used": "used", "coupon_locked": "used",
+                   "coupon_voided": "unknown", "coupon_not_applicable": "rules", "coupon_expired": "expired",
+                   "undo_window_passed": "late"}  # fmt: skip
+
+
+@routes.get("/coupons", "coupons.read")
+async def coupons(ctx: Console, cursor: Cursor = None) -> Response:
+    """The merchant's own stocks, newest first, each with its campaign's figures: issued, claimed, redeemed, and the
+    cost by funding party (the merchant's own and, for a shared stock, the platform's)."""
+    page = await ctx.api.get("/v1/marketing/stocks", limit=PAGE_SIZE, cursor=cursor)
+    stocks = [s for s in page.get("data", []) if s.get("owner_merchant_id") == ctx.merchant_id]
+    stats: dict[str, dict[str, Any]] = {}
+    for campaign_id in dict.fromkeys(s["campaign_id"] for s in stocks):
+        stats[campaign_id] = await ctx.api.get(f"/v1/marketing/campaigns/{campaign_id}/stats")
+    return _show(ctx, "merchant_coupons.html", "/coupons", ctx.page.gettext("Coupons"), stocks=stocks, stats=stats,
+                 next_cursor=page.get("next_cursor"))  # fmt: skip
+
+
+def stock_draft(form: dict[str, str]) -> dict[str, Any] | None:
+    """A merchant-funded fixed-amount stock's fields from the form (yuan → minor units), or None when one is not
+    valid. The merchant funds it: a merchant may not spend the platform's money (marketing refuses that too)."""
+    name = form.get("name", "").strip()[:100]
+    amount = parse_amount_minor(form.get("amount_off", ""))
+    threshold = parse_amount_minor(form.get("threshold", "")) if form.get("threshold", "").strip() else 0
+    count, days = form.get("budget_count", ""), form.get("valid_days", "")
+    if not name or amount is None or threshold is None or not count.isdigit() or not days.isdigit():
+        return None
+    if not (1 <= int(count) <= 1_000_000 and 1 <= int(days) <= 3650):
+        return None
+    return {"name": name, "discount_kind": "fixed", "currency": "CNY", "amount_off_minor": amount,
+            "threshold_minor": threshold, "valid_days_after_claim": int(days), "funding_party": "merchant",
+            "budget_count": int(count)}  # fmt: skip
+
+
+@routes.post("/coupons", "coupons.manage")
+async def create_stock(ctx: Console) -> Response:
+    """A campaign of the same name and its merchant-funded stock, in draft (started from the list)."""
+    draft = stock_draft(ctx.form)
+    if draft is None:
+        return ctx.redirect(COUPONS, error="invalid")
+    try:
+        campaign = await ctx.api.call("POST", "/v1/marketing/campaigns", json={"name": draft["name"]},
+                                      idempotency_key=_key(ctx, "cmp"))  # fmt: skip
+        body = {**draft, "campaign_id": campaign["campaign_id"]}
+        stock = await ctx.api.call("POST", "/v1/marketing/stocks", json=body, idempotency_key=_key(ctx, "cps"))
+    except GatewayProblem as exc:
+        return ctx.redirect(COUPONS, error=_error(exc))
+    await ctx.api.audit("coupon_stock.created", stock["stock_id"], None, {k: stock.get(k) for k in (
+        "name", "status", "amount_off_minor", "threshold_minor", "funding_party", "budget_count")})  # fmt: skip
+    return ctx.redirect(COUPONS, done="stock_created")
+
+
+@routes.post("/coupons/{stock_id}/{action}", "coupons.manage")
+async def change_stock(ctx: Console, stock_id: str, action: str) -> Response:
+    """Start a draft, pause a running stock, resume a paused one (marketing refuses a transition not allowed now)."""
+    if action not in STOCK_ACTIONS or not _looks_like_id(stock_id):
+        return ctx.redirect(COUPONS, error="invalid")
+    try:
+        stock = await ctx.api.call("POST", f"/v1/marketing/stocks/{stock_id}/{action}",
+                                   idempotency_key=_key(ctx, f"cps-{action}-{stock_id}"))  # fmt: skip
+    except GatewayProblem as exc:
+        return ctx.redirect(COUPONS, error="state" if exc.status == 409 else _error(exc))
+    await ctx.api.audit(f"coupon_stock.{action}", stock_id, {"status": STOCK_ACTIONS[action]},
+                        {"status": stock.get("status")})  # fmt: skip
+    return ctx.redirect(COUPONS, done=action)
+
+
+@routes.get("/coupons/redeem", "coupons.redeem")
+async def redeem_form(ctx: Console) -> Response:
+    return _show(ctx, "merchant_redeem.html", "/coupons/redeem", ctx.page.gettext("Redeem a coupon"))
+
+
+def coupon_code(typed: str) -> dict[str, str] | None:
+    """What the till typed or scanned (a scanner types the QR's payload): `{"qr_payload": …}` for Juhe's QR, else
+    `{"code": …}`; None when it is neither."""
+    text = typed.strip()
+    if text.startswith(COUPON_QR_PREFIX):
+        return {"qr_payload": text[:64]}
+    code = text.replace(" ", "")
+    return {"code": code} if 4 <= len(code) <= 64 and code.replace("-", "").replace("_", "").isalnum() else None
+
+
+@routes.post("/coupons/redeem", "coupons.redeem")
+async def redeem(ctx: Console) -> Response:
+    """Redeem (核销) a coupon on an order at the counter: the coupon's discount and what the payer pays. The same form
+    sent twice redeems once (its request id); a coupon already used is refused, and said so."""
+    title = ctx.page.gettext("Redeem a coupon")
+    code, amount = coupon_code(ctx.form.get("code", "")), parse_amount_minor(ctx.form.get("order_amount", ""))
+    if code is None or amount is None:
+        return _show(ctx, "merchant_redeem.html", "/coupons/redeem", title, 422, refused="invalid")
+    rid = _request_id(ctx.form)
+    body = {"request_id": f"console-{rid}", "order_amount_minor": amount, "currency": "CNY", **code}
+    try:
+        redemption = await ctx.api.call("POST", "/v1/marketing/in-store/redemptions", json=body,
+                                        idempotency_key=f"console-redeem-{rid}")  # fmt: skip
+    except GatewayProblem as exc:
+        log.info("in-store redemption refused", code=exc.code, status=exc.status)
+        refused = REDEEM_REFUSALS.get(exc.code, "not_allowed" if exc.status == 403 else "invalid")
+        return _show(ctx, "merchant_redeem.html", "/coupons/redeem", title, 422, refused=refused)
+    record = ("coupon_id", "status", "order_amount_minor", "discount_minor", "payable_minor")
+    await ctx.api.audit("coupon.redeemed", redemption["redemption_id"], None, {k: redemption.get(k) for k in record})
+    return _show(ctx, "merchant_redeem.html", "/coupons/redeem", title, redemption=redemption, done="redeemed")
+
+
+@routes.post("/coupons/redemptions/{redemption_id}/undo", "coupons.redeem")
+async def undo_redemption(ctx: Console, redemption_id: str) -> Response:
+    """Take a redemption back within marketing's window (a mistake at the till): the coupon can be used again."""
+    title = ctx.page.gettext("Redeem a coupon")
+    if not _looks_like_id(redemption_id):
+        return _show(ctx, "merchant_redeem.html", "/coupons/redeem", title, 422, refused="invalid")
+    try:
+        undone = await ctx.api.call("POST", f"/v1/marketing/in-store/redemptions/{redemption_id}/undo",
+                                    idempotency_key=f"console-undo-{redemption_id}")  # fmt: skip
+    except GatewayProblem as exc:
+        refused = REDEEM_REFUSALS.get(exc.code, "invalid")
+        return _show(ctx, "merchant_redeem.html", "/coupons/redeem", title, 422, refused=refused)
+    await ctx.api.audit("coupon.redemption_undone", redemption_id, {"status": "used"}, {"status": undone.get("status")})
+    return ctx.redirect(REDEEM, done="undone")

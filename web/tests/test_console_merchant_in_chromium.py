@@ -13,6 +13,8 @@ allowed / 403 with docs/consoles.md. axe-core scans every page; screenshots in `
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import sys
 import time
@@ -55,6 +57,10 @@ IDS = {
     "key": "key",
     "staff": "stf",
     "delivery": "whd",
+    "endpoint": "we",
+    "link": "pl",
+    "stock": "cps",
+    "redemption": "red",
 }  # path parameter → id prefix
 
 
@@ -360,6 +366,174 @@ def _eventually_visible(page: Page, selector: str, seconds: float = 90) -> None:
 def _csrf(page: Page, url: str) -> str:
     page.goto(url)
     return str(page.locator("input[name=csrf]").first.get_attribute("value"))
+
+
+# ---- webhooks, balances, payment links, coupons and postings (issue 16, second part) ----------------------------
+def _member_page(browser: Browser, shop: Shop, role: str) -> tuple[BrowserContext, Page]:  # noqa: F811
+    """A member of `role` made by the platform (as an owner's invitation would), signed in on the sign-in page."""
+    gw, email = shop.platform.gateway, f"{role}.tools.{uuid.uuid4().hex[:6]}@console.example"
+    made = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": role,
+                  "merchant_id": shop.platform.merchant_id, "email": email})  # fmt: skip
+    _redeem(gw, made["url"])
+    ctx = browser.new_context(accept_downloads=True)
+    _en(ctx, shop)
+    page = ctx.new_page()
+    page.goto(gw + "/console/sign-in")
+    page.get_by_label("E-mail").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#status")).to_contain_text("Signed in")
+    return ctx, page
+
+
+def _endpoint(shop: Shop, endpoint_id: str) -> dict[str, Any]:
+    return dict(shop.merchant.request("GET", f"/v1/webhook-endpoints/{endpoint_id}"))
+
+
+def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, shop: Shop) -> None:  # noqa: F811
+    from web.i18n import money
+
+    gw = shop.platform.gateway
+    developer_ctx, developer = _member_page(browser, shop, "developer")
+    support_ctx, support = _member_page(browser, shop, "support")
+    finance_ctx, finance = _member_page(browser, shop, "finance")
+    owner_ctx, owner = _member_page(browser, shop, "owner")
+
+    # A developer adds an endpoint (its secret shown once), rotates the secret (a new one, shown once; the old one
+    # keeps signing for the overlap) and resends a payment's delivery nobody acknowledged.
+    developer.get_by_role("link", name="Webhooks").click()
+    developer.get_by_label("URL").fill("http://127.0.0.1:9/console-hook")
+    developer.get_by_label("Every event, later ones too").check()
+    developer.get_by_role("button", name="Add the endpoint").click()
+    endpoint_id, first = (
+        developer.locator("#endpoint-id").inner_text(),
+        developer.locator("#endpoint-secret").inner_text(),
+    )
+    assert _endpoint(shop, endpoint_id)["previous_secret_expires_at"] is None
+    row = developer.locator("#endpoints tr", has_text="console-hook")
+    row.get_by_role("button", name=re.compile("Rotate the secret")).click()
+    expect(developer.locator("#status")).to_contain_text("Done")
+    second = developer.locator("#endpoint-secret").inner_text()
+    assert second and second != first
+    rotated = _endpoint(shop, endpoint_id)["previous_secret_expires_at"]
+    assert rotated is not None
+    check_accessibility(developer, "console-webhooks")
+    developer.goto(gw + "/console/merchant/webhooks")
+    assert second not in developer.content()  # shown once
+    hooked = shop.payments[2]
+    developer.goto(gw + f"/console/merchant/payments/{hooked['id']}")
+    _eventually_visible(developer, "#deliveries button")
+    developer.locator("#deliveries button").first.click()
+    expect(developer.locator("#status")).to_contain_text("Delivery queued again")
+
+    # Support may not: the page is "not allowed", a forged rotation is refused, the endpoint is as it was.
+    response = support.goto(gw + "/console/merchant/webhooks")
+    assert response is not None and response.status == 403
+    expect(support.get_by_role("heading", name="Not allowed")).to_be_visible()
+    support_csrf = _csrf(support, gw + "/console/account")
+    forged = support_ctx.request.post(gw + f"/console/merchant/webhooks/{endpoint_id}/rotate",
+                                      form={"csrf": support_csrf, "overlap_seconds": "0"}, max_redirects=0)  # fmt: skip
+    assert forged.status == 403
+    assert _endpoint(shop, endpoint_id)["previous_secret_expires_at"] == rotated
+
+    # Finance sees the three balances the ledger keeps for the merchant (read again until they agree: the ledger
+    # posts the payments' events a moment after they happen).
+    finance.get_by_role("link", name="Balances").click()
+    deadline = time.monotonic() + 60
+    while True:
+        books = shop.merchant.request("GET", f"/v1/wallet/merchants/{shop.platform.merchant_id}/balances")
+        shown = [finance.locator(f"#balance-{k}").inner_text() for k in ("pending", "settled", "in-transit")]
+        wanted = [money(books[k], "CNY", "en") for k in ("pending_minor", "settled_minor", "payout_in_transit_minor")]
+        if shown == wanted:
+            break
+        assert time.monotonic() < deadline, (shown, wanted)
+        finance.reload()
+    assert books["pending_minor"] > 0
+    check_accessibility(finance, "console-balances")
+
+    # A single-use payment link made in the console is paid by a payer (WeChat Pay sandbox) and shows paid.
+    finance.get_by_role("link", name="Payment links").click()
+    finance.get_by_label("What it is for").fill("Console link")
+    finance.get_by_label("Fixed amount (yuan)").fill("3.21")
+    finance.get_by_label("Single use (paid once, then closed)").check()
+    finance.get_by_role("button", name="Create the link").click()
+    expect(finance.locator("#status")).to_contain_text("Done")
+    link_row = finance.locator("#payment-links tr", has_text="Console link")
+    url = str(link_row.get_by_role("link", name="Console link").get_attribute("href"))
+    poster = httpx.get(str(link_row.get_by_role("link", name="A6 poster (SVG)").get_attribute("href")), timeout=30)
+    assert poster.status_code == 200 and poster.text.startswith("<svg")
+    check_accessibility(finance, "console-payment-links")
+    payer_ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+    _en(payer_ctx, shop)
+    payer = payer_ctx.new_page()
+    payer.goto(url)
+    payer.get_by_role("button", name="Continue to payment").click()
+    payer.wait_for_url(re.compile(r"/checkout/cst_[^/?]+$"))
+    payer.get_by_role("button", name="WeChat Pay").click()
+    expect(payer.locator(".qr svg")).to_be_visible()
+    view = httpx.get(f"{gw}/v1/checkout/pages/{payer.url.rsplit('/', 1)[1]}", timeout=30).json()
+    phone = payer_ctx.new_page()
+    phone.goto(view["payment"]["payer_action"]["channel_data"]["sandbox_pay_url"])
+    phone.get_by_role("button", name=re.compile("Approve")).click()
+    payer.wait_for_url(re.compile(r"/pay/pl_[^/]+/paid"), timeout=60_000)
+    payer_ctx.close()
+    deadline = time.monotonic() + 60
+    while finance.locator("#payment-links tr", has_text="Console link").locator(".link-status").inner_text() != "paid":
+        assert time.monotonic() < deadline, finance.locator("#payment-links").inner_text()
+        finance.reload()
+    expect(finance.locator("#payment-links tr", has_text="Console link").locator(".link-uses")).to_contain_text("1 / 1")
+
+    # The owner creates a stock the merchant funds and starts it; a payer claims a coupon; support redeems it at the
+    # till once, and the second time it is refused; the stock's figures count the one redemption.
+    owner.get_by_role("link", name="Coupons", exact=True).click()
+    owner.get_by_label("Name").fill("Console 5 off")
+    owner.get_by_label("Amount off (yuan)").fill("5")
+    owner.get_by_label("Number of coupons").fill("10")
+    owner.get_by_role("button", name="Create the stock").click()
+    expect(owner.locator("#status")).to_contain_text("Done")
+    owner.get_by_role("button", name="Start Console 5 off").click()
+    expect(owner.locator("#stocks tr", has_text="Console 5 off").locator(".stock-status")).to_have_text("running")
+    stock_id = next(s["stock_id"] for s in shop.merchant.request("GET", "/v1/marketing/stocks")["data"]
+                    if s["name"] == "Console 5 off")  # fmt: skip
+    user = Client(gw, token=shop.platform.keys["user_token"], max_retries=0)
+    coupon = user.request("POST", "/v1/marketing/me/claims", json={"stock_id": stock_id, "request_id": "console-1"},
+                          idempotency_key=f"claim-{uuid.uuid4().hex}")  # fmt: skip
+    user.close()
+    support.get_by_role("link", name="Redeem a coupon").click()
+    for attempt in range(2):
+        support.get_by_label("Coupon code (type it or scan its QR)").fill(coupon["qr_payload"])
+        support.get_by_label("Order amount (yuan)").fill("30.00")
+        support.get_by_role("button", name="Redeem", exact=True).click()
+        if attempt == 0:
+            expect(support.locator("#redeemed-discount")).to_have_text(money(500, "CNY", "en"))
+            expect(support.locator("#redeemed-payable")).to_have_text(money(2500, "CNY", "en"))
+            check_accessibility(support, "console-redeem")
+    expect(support.locator("#redeem-refused")).to_contain_text("already used")
+    owner.reload()
+    stock_row = owner.locator("#stocks tr", has_text="Console 5 off").locator("td")
+    assert [stock_row.nth(i).inner_text() for i in (3, 4)] == ["1", "1"]  # claimed, redeemed
+    check_accessibility(owner, "console-coupons")
+    response = support.goto(gw + "/console/merchant/coupons")  # support redeems but does not run stocks
+    assert response is not None and response.status == 403
+
+    # The payment's page shows what the ledger posted on the merchant's own accounts (the pending account's credit).
+    paid = shop.payments[0]
+    finance.goto(gw + f"/console/merchant/payments/{paid['id']}")
+    _eventually_visible(finance, "#postings .posting-amount")
+    expect(finance.locator("#postings")).to_contain_text("Pending (2201)")
+    credited = finance.locator("#postings tr", has_text="Payment").locator(".posting-amount").first.inner_text()
+    statement = shop.merchant.request_raw("GET", "/v1/statements/transactions.csv").data
+    row = next(r for r in csv.DictReader(io.StringIO(statement)) if r["payment_id"] == paid["id"])
+    assert credited == money(int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0), "CNY", "en")  # net
+    check_accessibility(finance, "console-payment-postings")
+    # Every write above is in the owner's audit log.
+    owner.goto(gw + "/console/merchant/audit")
+    log_text = owner.locator("#audit").inner_text()
+    for action in ("webhook_endpoint.created", "webhook_endpoint.secret_rotated", "payment_link.created",
+                   "coupon_stock.created", "coupon_stock.start", "coupon.redeemed"):  # fmt: skip
+        assert action in log_text, action
+    for context in (developer_ctx, support_ctx, finance_ctx, owner_ctx):
+        context.close()
 
 
 # ---- the permission matrix ------------------------------------------------------------------------------------

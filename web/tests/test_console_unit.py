@@ -176,3 +176,104 @@ def test_a_payout_held_for_approval_is_said_so() -> None:
         number=lambda v: i18n.number(v, "zh_CN"), when=lambda v: i18n.when(v, "zh_CN"),
     )  # fmt: skip
     assert "需平台审批" in html
+
+
+# ---- the pages of issue 16's second part: webhooks, balances, payment links, coupons, postings -------------------
+def test_a_payment_link_form_becomes_the_cashiers_body_in_minor_units() -> None:
+    from datetime import UTC, datetime
+
+    from web.pages.console_merchant import link_draft
+
+    now = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
+    fixed = link_draft({"description": "Parking", "amount_kind": "fixed", "amount": "12.30", "single_use": "1",
+                        "field_plate_number": "1", "expires": "2026-12-31T18:00"}, now=now)  # fmt: skip
+    assert fixed == {"currency": "CNY", "description": "Parking", "payer_fields": ["plate_number"],
+                     "amount_minor": 1230, "max_uses": 1, "expires_at": "2026-12-31T18:00:00+08:00"}  # fmt: skip
+    entered = link_draft(
+        {"description": "Tips", "amount_kind": "payer", "amount_min": "1", "amount_max": "200"}, now=now
+    )
+    assert entered is not None and (entered["amount_min_minor"], entered["amount_max_minor"]) == (100, 20_000)
+    assert "max_uses" not in entered and "amount_minor" not in entered
+    for bad in ({"description": "", "amount_kind": "fixed", "amount": "1"},
+                {"description": "x", "amount_kind": "fixed", "amount": "1.234"},
+                {"description": "x", "amount_kind": "payer", "amount_min": "9", "amount_max": "2"},
+                {"description": "x", "amount_kind": "fixed", "amount": "1", "expires": "2026-12-01T00:00"},
+                {"description": "x", "amount_kind": "fixed", "amount": "1", "expires": "tomorrow"}):  # fmt: skip
+        assert link_draft(bad, now=now) is None, bad
+
+
+def test_a_stock_form_is_merchant_funded_and_a_till_code_or_qr_is_told_apart() -> None:
+    from web.pages.console_merchant import coupon_code, stock_draft
+
+    stock = stock_draft({"name": "5 off", "amount_off": "5", "threshold": "30", "budget_count": "100",
+                         "valid_days": "7"})  # fmt: skip
+    assert stock == {"name": "5 off", "discount_kind": "fixed", "currency": "CNY", "amount_off_minor": 500,
+                     "threshold_minor": 3000, "valid_days_after_claim": 7, "funding_party": "merchant",
+                     "budget_count": 100}  # fmt: skip
+    assert stock_draft({"name": "x", "amount_off": "0", "budget_count": "1", "valid_days": "1"}) is None
+    assert stock_draft({"name": "x", "amount_off": "1", "budget_count": "0", "valid_days": "1"}) is None
+    assert coupon_code(" 1234 5678 9012 3456 ") == {"code": "1234567890123456"}
+    assert coupon_code("JUHECPN1:1234567890123456") == {"qr_payload": "JUHECPN1:1234567890123456"}
+    assert coupon_code("<script>") is None and coupon_code("ab") is None
+
+
+def test_the_new_pages_api_calls_need_their_permissions() -> None:
+    assert roles.api_permission("POST", "/v1/webhook-endpoints/we_1/rotate-secret") == "webhooks.manage"
+    assert roles.api_permission("GET", "/v1/webhook-endpoints") == "webhooks.manage"
+    assert roles.api_permission("GET", "/v1/payment-links") == "payments.read"
+    assert roles.api_permission("POST", "/v1/payment-links/pl_1/deactivate") == "payment_links.manage"
+    assert roles.api_permission("GET", "/v1/wallet/merchants/mch_1/balances") == "statements.read"
+    assert roles.api_permission("GET", "/v1/wallet/holders/u_1") == "platform.wallets.read"  # operators' unchanged
+    assert roles.api_permission("POST", "/v1/marketing/stocks/cps_1/pause") == "coupons.manage"
+    assert roles.api_permission("POST", "/v1/marketing/in-store/redemptions") == "coupons.redeem"
+    assert roles.api_permission("GET", "/v1/marketing/in-store/redemptions") is None
+    assert roles.api_permission("POST", "/v1/marketing/me/claims") is None  # a payer's, never staff's
+    assert (
+        "coupons.redeem" in roles.MERCHANT_ROLES["support"] and "webhooks.manage" not in roles.MERCHANT_ROLES["support"]
+    )
+
+
+NEW_PAGES: dict[str, dict[str, Any]] = {
+    "webhooks": {"endpoints": [{"id": "we_1", "url": "https://shop.example/hook", "description": "orders",
+                                "enabled_events": ["*"], "enabled": True, "livemode": False,
+                                "previous_secret_expires_at": None}],
+                 "event_types": ("payment.succeeded",), "overlaps": (0, 86400),
+                 "secret": {"id": "we_1", "secret": "whsec_x"}},
+    "balances": {"figures": {"currency": "CNY", "pending_minor": 1234, "settled_minor": 500,
+                             "available_to_withdraw_minor": 500, "payout_in_transit_minor": 100}},
+    "payment_links": {"items": [{"id": "pl_1", "url": "http://x/pay/pl_1", "poster_url": "http://x/pay/pl_1/poster.svg",
+                                 "description": "Parking", "amount_minor": None, "amount_min_minor": 1,
+                                 "amount_max_minor": 5000, "currency": "CNY", "uses_completed": 1, "max_uses": 1,
+                                 "expires_at": None, "status": "active", "livemode": False}],
+                      "payer_fields": ("plate_number",)},
+    "coupons": {"stocks": [{"stock_id": "cps_1", "campaign_id": "cmp_1", "name": "5 off", "amount_off_minor": 500,
+                            "percent_off_bps": None, "threshold_minor": 0, "currency": "CNY", "status": "draft"}],
+                "stats": {"cmp_1": {"issued_count": 3, "claimed_count": 2, "redeemed_count": 1,
+                                    "cost": {"merchant_minor": 500, "platform_minor": 0}}}},
+    "redeem": {"refused": "used", "redemption": {"redemption_id": "red_1", "order_amount_minor": 3000,
+                                                 "discount_minor": 500, "payable_minor": 2500, "currency": "CNY"}},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("locale", ["zh_CN", "en"])
+@pytest.mark.parametrize("name", sorted(NEW_PAGES))
+def test_the_new_pages_render_with_csrf_in_every_form_in_both_languages(name: str, locale: str) -> None:
+    import re
+
+    from web import i18n
+    from web.app import templates
+
+    env = templates()
+    env.install_gettext_translations(i18n.load_catalogues()[locale], newstyle=True)  # type: ignore[attr-defined]
+    html = env.get_template(f"console/merchant_{name}.html").render(
+        page=type("P", (), {"lang_links": lambda self: []})(), html_lang=locale, csrf="csrf-of-the-session", nav=[],
+        ctx=type("C", (), {"can": lambda self, p: True})(), request_id="0" * 24,
+        member={"kind": "merchant", "email": "o@x", "role": "owner"},
+        money=lambda minor, currency="CNY": i18n.money(minor, currency, locale),
+        number=lambda v: i18n.number(v, locale), when=lambda v: i18n.when(v, locale), **NEW_PAGES[name],
+    )  # fmt: skip
+    forms = re.findall(r"<form method=\"post\".*?</form>", html, flags=re.S)
+    assert forms and all('name="csrf" value="csrf-of-the-session"' in f for f in forms), name
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html) and " style=" not in html  # no inline script or style
+    if locale == "zh_CN":
+        assert not re.search(r">(Pending|Webhooks|Payment links|Coupons|Redeem a coupon|Deactivate|Start)<", html)

@@ -191,9 +191,26 @@ class Favor:
 
     # ------------------------------------------------------------------ stocks
     def create_stock(self, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
+        """Idempotent by (creator, out_request_no): the same request again answers the stock it created, even
+        when its begin time has passed meanwhile (a creator retrying after a lost answer) [L: the real channel
+        answers a repeated request number with the first result]; the checks below apply to a new request."""
         unknown = sorted(set(body) - STOCK_FIELDS)
         if unknown:
             raise WxError(400, "PARAM_ERROR", f"unknown fields: {', '.join(unknown)}")
+        out_request_no = body.get("out_request_no")
+        if not isinstance(out_request_no, str) or not REQUEST_NO.fullmatch(out_request_no):
+            raise WxError(400, "PARAM_ERROR", "out_request_no: 1-128 chars of [0-9A-Za-z_-|*]")
+
+        def create() -> dict[str, Any]:
+            stock = self._new_stock(merchant, body)
+            self.store.put(STOCKS, stock["stock_id"], stock)
+            return {"stock_id": stock["stock_id"], "create_time": stock["create_time"]}
+
+        request_key = f"{merchant['mchid']}:{out_request_no}"
+        return self.store.once(STOCK_REQUESTS, request_key, _fingerprint(body), create, request_number_reused)
+
+    def _new_stock(self, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
+        """A new stock from a create request, every rule checked (nothing is stored here)."""
         name = body.get("stock_name")
         if not isinstance(name, str) or not 1 <= len(name) <= 20 or any(c in name for c in "_,;|"):
             raise WxError(400, "PARAM_ERROR", "stock_name: 1-20 characters, none of _ , ; |")
@@ -201,9 +218,6 @@ class Favor:
             raise WxError(400, "PARAM_ERROR", "belong_merchant must be the creating mchid")
         if body.get("stock_type", "NORMAL") != "NORMAL":
             raise WxError(400, "PARAM_ERROR", "stock_type must be NORMAL (固定面额满减券)")
-        out_request_no = body.get("out_request_no")
-        if not isinstance(out_request_no, str) or not REQUEST_NO.fullmatch(out_request_no):
-            raise WxError(400, "PARAM_ERROR", "out_request_no: 1-128 chars of [0-9A-Za-z_-|*]")
         if not isinstance(body.get("no_cash", False), bool):
             raise WxError(400, "PARAM_ERROR", "no_cash must be a boolean")
         begin, end = _time(body, "available_begin_time"), _time(body, "available_end_time")
@@ -268,13 +282,7 @@ class Favor:
             "start_time": None,
             "stop_time": None,
         }
-
-        def create() -> dict[str, Any]:
-            self.store.put(STOCKS, stock["stock_id"], stock)
-            return {"stock_id": stock["stock_id"], "create_time": stock["create_time"]}
-
-        request_key = f"{merchant['mchid']}:{out_request_no}"
-        return self.store.once(STOCK_REQUESTS, request_key, _fingerprint(body), create, request_number_reused)
+        return stock
 
     def create_wechat_stock(self, request: WechatStockRequest) -> dict[str, Any]:
         """A stock WeChat funds itself, running at once (control API: the channel's own campaign)."""
@@ -618,6 +626,26 @@ class Favor:
                 subject=coupon["coupon_id"],
             )
 
+    def use_silently(self, coupon_id: str) -> dict[str, Any]:
+        """Control: the coupon is used at WeChat and its `COUPON.USE` never reaches the creator (a lost callback,
+        a use outside the creator's view) — what a creator's daily comparison must find."""
+
+        def consume(current: Document) -> Document:
+            stock = self.store.get(STOCKS, current["stock_id"])
+            assert stock is not None
+            if self._status(current, stock) != "SENDED":
+                raise ControlError(409, f"coupon is {current['status']}")
+            information = {
+                "consume_time": rfc3339(now_cst()),
+                "consume_mchid": current["stock_creator_mchid"],
+                "transaction_id": "42" + _digits(26),
+            }
+            return {**current, "status": "USED", "consume_information": information}
+
+        if self.store.get(COUPONS, coupon_id) is None:
+            raise ControlError(404, f"no coupon {coupon_id}")
+        return self.coupon_view(self.store.update(COUPONS, coupon_id, consume))
+
     # ------------------------------------------------------------------ callbacks
     def set_callback(self, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
         if set(body) - {"mchid", "notify_url", "switch"} or body.get("mchid") != merchant["mchid"]:
@@ -699,6 +727,11 @@ def install_routes(app: FastAPI, sandbox: Sandbox, *,
     async def create_wechat_stock(request: WechatStockRequest) -> dict[str, Any]:
         """A stock WeChat runs and funds itself (its coupons pay `wechatpay_contribute`)."""
         return favor.create_wechat_stock(request)
+
+    @app.post("/control/favor/coupons/{coupon_id}/use")
+    async def use_coupon_silently(coupon_id: str) -> dict[str, Any]:
+        """A use whose COUPON.USE is lost (for the creator's daily comparison)."""
+        return favor.use_silently(coupon_id)
 
     @app.post("/control/favor/stocks/{stock_id}/send")
     async def send_wechat_coupon(stock_id: str, request: WechatSendRequest) -> dict[str, Any]:

@@ -38,5 +38,17 @@ class Settings(ServiceSettings):
     # Top-up bonuses past their expiry are swept this often (at most this many a round).
     topup_expiry_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
     topup_expiry_batch_max: int = Field(default=500, ge=1, le=5000)
+    # Channel coupon mirroring (docs/marketing.md "Channel coupons"): the cashier calls the channels for marketing
+    # (it holds the channel credentials). Empty: channel stocks cannot start, nor their coupons be sent (503).
+    cashier_url: str = ""
+    cashier_timeout_seconds: float = Field(default=15.0, gt=0, le=120)
+    # The cashier merchant whose channel accounts create the platform's own channel stocks (a merchant's campaign
+    # uses the merchant's own accounts). Unset: only merchants' campaigns can have channel stocks.
+    channel_account_merchant_id: str | None = Field(default=None, min_length=1, max_length=64)
+    # Coupons whose send to the channel did not get an answer are sent again this often (same out_request_no).
+    channel_send_interval_seconds: float = Field(default=5.0, gt=0, le=600)
+    channel_send_batch_max: int = Field(default=100, ge=1, le=5000)
+    # The daily comparison asks the channel about at most this many coupons (beyond: `complete: false`).
+    channel_comparison_coupons_max: int = Field(default=500, ge=1, le=20_000)
     # The largest `limit` a list endpoint accepts (a larger one is 422 validation_failed).
     page_size_max: int = Field(default=200, ge=1, le=1000)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from libs.common.db import Tx
 from libs.common.events import Envelope
 from libs.common.inbox import Subscription
 from libs.common.web import BackgroundTask, Runtime, run_rounds
+from services.marketing.clients.cashier import cashier_of
 from services.marketing.config import Settings
 from services.marketing.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC
-from services.marketing.flows import claims, payment_outcomes, points, redemptions, topups
+from services.marketing.flows import channel_coupons, claims, payment_outcomes, points, redemptions, topups
 from services.marketing.flows.clock import clock_of
 from services.marketing.store import coupons as store
 
@@ -88,4 +89,16 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
                          interval_seconds=settings.topup_expiry_interval_seconds,
                          batch_max=settings.topup_expiry_batch_max)  # fmt: skip
 
-    return [expire_locks, bulk_issue, expire_points, expire_topup_bonuses]
+    async def send_channel_coupons(runtime: Runtime) -> None:
+        """Channel coupons whose send got no answer (outage, crash) are sent again, same out_request_no."""
+
+        async def round_once() -> int:
+            older_than = clock_of(runtime.extras)() - timedelta(seconds=settings.channel_send_interval_seconds)
+            return await channel_coupons.send_round(runtime.uow, cashier_of(runtime),
+                                                    batch_max=settings.channel_send_batch_max,
+                                                    older_than=older_than)  # fmt: skip
+
+        await run_rounds("send_channel_coupons", round_once, interval_seconds=settings.channel_send_interval_seconds,
+                         batch_max=settings.channel_send_batch_max)  # fmt: skip
+
+    return [expire_locks, bulk_issue, expire_points, expire_topup_bonuses, send_channel_coupons]

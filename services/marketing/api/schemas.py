@@ -65,6 +65,8 @@ class StockCreateRequest(Strict):
     per_user_daily_limit: Annotated[StrictInt, Field(ge=1, le=1000)] | None = None
     daily_count_limit: Count | None = None
     points_price: Annotated[StrictInt, Field(ge=1, le=10**12)] | None = None  # users may exchange this many points
+    # Mirrored at a channel (flows/channel_stocks.py): created there when it starts, its coupons sent there.
+    channel: Literal["wechatpay_favor", "alipay_voucher"] | None = None
 
 
 class StockBudgetRequest(Strict):
@@ -105,6 +107,7 @@ class StockResponse(BaseModel):
     per_user_daily_limit: int | None
     daily_count_limit: int | None
     points_price: int | None
+    channel: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -116,6 +119,9 @@ class StockListResponse(ListPage[StockResponse]):
 class ClaimCreateRequest(Strict):
     stock_id: Ref
     request_id: Ref
+    # A channel stock's coupon goes to the user at the channel: the openid (under the merchant's WeChat appid) or
+    # the Alipay user id (2088…). Required for a channel stock, ignored otherwise.
+    channel_user: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_\-]+$")] | None = None
 
 
 class CouponResponse(BaseModel):
@@ -132,6 +138,9 @@ class CouponResponse(BaseModel):
     valid_from: datetime
     valid_until: datetime
     claimed_at: datetime
+    # A channel stock's coupon: {program, channel_user, send_status: pending|sent|refused, channel_coupon_id,
+    # failure_code, used_at, transaction_id}; null for Juhe's own coupons.
+    channel: dict[str, Any] | None = None
 
 
 class CouponListResponse(ListPage[CouponResponse]):

@@ -32,6 +32,13 @@ POINTS_NOT_EXCHANGEABLE = ErrorSpec("points_not_exchangeable", 422, "This stock'
 POINTS_INSUFFICIENT = ErrorSpec("points_insufficient", 409, "Not enough unexpired points for this exchange")
 TOPUP_PROMOTION_NOT_FOUND = ErrorSpec("topup_promotion_not_found", 404, "No such top-up promotion")
 INVALID_TOPUP_PROMOTION = ErrorSpec("invalid_topup_promotion", 422, "The top-up promotion's rules are inconsistent")
+CHANNEL_USER_REQUIRED = ErrorSpec(
+    "channel_user_required", 422, "A channel stock's coupon needs the user's id at that channel (channel_user)"
+)
+CHANNEL_REFUSED = ErrorSpec("channel_refused", 422, "The channel refused the coupon request")
+CHANNEL_UNAVAILABLE = ErrorSpec(
+    "channel_unavailable", 503, "The channel (or the cashier that calls it) could not answer; try again", retryable=True
+)
 
 ERRORS: tuple[ErrorSpec, ...] = (
     INVALID_STOCK,
@@ -62,6 +69,9 @@ ERRORS: tuple[ErrorSpec, ...] = (
     POINTS_INSUFFICIENT,
     TOPUP_PROMOTION_NOT_FOUND,
     INVALID_TOPUP_PROMOTION,
+    CHANNEL_USER_REQUIRED,
+    CHANNEL_REFUSED,
+    CHANNEL_UNAVAILABLE,
     IDENTITY_MISSING,
     IDENTITY_INVALID,
 )

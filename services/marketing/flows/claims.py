@@ -22,6 +22,7 @@ from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
 from services.marketing.domain import rules
 from services.marketing.domain.errors import (
+    CHANNEL_USER_REQUIRED,
     CLAIM_LIMIT_REACHED,
     DAILY_LIMIT_REACHED,
     STOCK_EXHAUSTED,
@@ -29,6 +30,7 @@ from services.marketing.domain.errors import (
     STOCK_NOT_RUNNING,
 )
 from services.marketing.events import COUPON_CLAIMED, COUPONS_TOPIC
+from services.marketing.flows import channel_coupons
 from services.marketing.flows.clock import Clock
 from services.marketing.store import coupons as coupon_store
 from services.marketing.store import stocks as stock_store
@@ -49,8 +51,9 @@ def _replay(existing: RowMapping, stock_id: str) -> tuple[RowMapping, bool]:
 
 
 async def claim(tx: Tx, *, stock_id: str, user_id: str, request_id: str, source: str, now: datetime,
-                day_timezone: str) -> tuple[RowMapping, bool]:  # fmt: skip
-    """(coupon, created). A repeated (user, request_id) for the same stock returns the first coupon."""
+                day_timezone: str, channel_user: str | None = None) -> tuple[RowMapping, bool]:  # fmt: skip
+    """(coupon, created). A repeated (user, request_id) for the same stock returns the first coupon. A channel
+    stock's coupon is also recorded to be sent to `channel_user` at the channel (flows/channel_coupons.py)."""
     conn = tx.conn
     existing = await coupon_store.coupon_by_request(conn, user_id, request_id)
     if existing is not None:
@@ -58,6 +61,9 @@ async def claim(tx: Tx, *, stock_id: str, user_id: str, request_id: str, source:
     stock = await stock_store.get_stock(conn, stock_id)
     if stock is None:
         raise Problem(STOCK_NOT_FOUND, f"no stock {stock_id}")
+    if stock["channel"] is not None and not channel_user:
+        raise Problem(CHANNEL_USER_REQUIRED, f"a {stock['channel']} coupon is sent to the user's id at the channel",
+                      field="channel_user")  # fmt: skip
     if stock["status"] != "running":
         raise Problem(STOCK_NOT_RUNNING, f"the stock is {stock['status']}", status=stock["status"])
     if stock["valid_until"] is not None and now >= stock["valid_until"]:
@@ -90,6 +96,8 @@ async def claim(tx: Tx, *, stock_id: str, user_id: str, request_id: str, source:
         if latest["status"] != "running":
             raise Problem(STOCK_NOT_RUNNING, f"the stock is {latest['status']}", status=latest["status"])
         raise Problem(STOCK_EXHAUSTED, "the stock's budget is used up")
+    if stock["channel"] is not None:
+        await channel_coupons.record_send(tx, stock, coupon, channel_user)
     tx.publish(topic=COUPONS_TOPIC, type=COUPON_CLAIMED, subject=coupon["coupon_id"], data={
         "coupon_id": coupon["coupon_id"], "stock_id": stock_id, "campaign_id": stock["campaign_id"],
         "user_id": user_id, "source": source, "face_value_minor": coupon["face_value_minor"],

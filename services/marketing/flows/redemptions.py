@@ -21,6 +21,7 @@ from services.marketing import events
 from services.marketing.domain import rules
 from services.marketing.domain.errors import (
     COUPON_LOCKED,
+    COUPON_NOT_APPLICABLE,
     COUPON_NOT_FOUND,
     COUPON_USED,
     COUPON_VOIDED,
@@ -98,6 +99,9 @@ async def _priced(tx: Tx, coupon: RowMapping, ctx: rules.PaymentContext, now: da
     rules.check_valid_at(now, coupon["valid_from"], coupon["valid_until"])
     stock = await stock_store.get_stock(tx.conn, coupon["stock_id"])
     assert stock is not None
+    if stock["channel"] is not None:  # used at its channel by the payer; the channel reports the discount
+        raise Problem(COUPON_NOT_APPLICABLE, "a channel coupon is used at its channel, not through Juhe",
+                      field="channel")  # fmt: skip
     return stock, rules.discount_for(stock_store.rules_of(stock), ctx)
 
 
@@ -258,14 +262,17 @@ async def applicable(conn: AsyncConnection, *, user_id: str, ctx: rules.PaymentC
     """The user's available coupons that apply to this payment, with their discount, best first (what the
     checkout offers). Reads only; the choice is made by a lock."""
     offers: list[tuple[RowMapping, int]] = []
-    terms: dict[str, rules.StockRules] = {}  # one read per stock, not per coupon
+    terms: dict[str, rules.StockRules | None] = {}  # one read per stock, not per coupon
     for coupon in await store.available_coupons(conn, user_id, now, limit=COUPONS_SCANNED_MAX):
         if coupon["stock_id"] not in terms:
             stock = await stock_store.get_stock(conn, coupon["stock_id"])
             assert stock is not None
-            terms[coupon["stock_id"]] = stock_store.rules_of(stock)
+            terms[coupon["stock_id"]] = None if stock["channel"] else stock_store.rules_of(stock)
+        stock_terms = terms[coupon["stock_id"]]
+        if stock_terms is None:  # a channel coupon: offered by the channel's own checkout, not here
+            continue
         try:
-            offers.append((coupon, rules.discount_for(terms[coupon["stock_id"]], ctx)))
+            offers.append((coupon, rules.discount_for(stock_terms, ctx)))
         except Problem:
             continue
     offers.sort(key=lambda offer: (-offer[1], offer[0]["valid_until"]))

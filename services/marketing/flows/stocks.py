@@ -46,6 +46,7 @@ class StockDraft:
     per_user_daily_limit: int | None
     daily_count_limit: int | None
     points_price: int | None = None
+    channel: str | None = None  # mirrored at this channel programme (flows/channel_stocks.py)
 
 
 async def create_stock(tx: Tx, actor: Actor, draft: StockDraft) -> RowMapping:
@@ -74,7 +75,7 @@ async def create_stock(tx: Tx, actor: Actor, draft: StockDraft) -> RowMapping:
         "budget_count": draft.budget_count, "budget_minor": budget_minor, "remaining_count": draft.budget_count,
         "remaining_budget_minor": budget_minor, "per_user_limit": draft.per_user_limit,
         "per_user_daily_limit": draft.per_user_daily_limit, "daily_count_limit": draft.daily_count_limit,
-        "points_price": draft.points_price,
+        "points_price": draft.points_price, "channel": draft.channel,
     })  # fmt: skip
 
 

@@ -78,6 +78,7 @@ coupon_stocks = Table(
     _now(),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("points_price", BigInteger),  # points for one coupon by exchange (flows/points.py); NULL: not offered
+    Column("channel", Text),  # wechatpay_favor | alipay_voucher: mirrored at that channel (flows/channel_stocks.py)
     CheckConstraint("remaining_count >= 0 AND remaining_budget_minor >= 0", name="coupon_stocks_budget_nonnegative"),
     Index("coupon_stocks_campaign", "campaign_id"),
     Index("coupon_stocks_owner", "owner_merchant_id", "stock_id"),
@@ -309,4 +310,63 @@ topup_promotion_holders = Table(
     Column("promotion_id", Text, primary_key=True),
     Column("holder_id", Text, primary_key=True),
     Column("granted_count", Integer, nullable=False),
+)
+
+
+# Channel coupon mirroring (flows/channel_stocks.py, flows/channel_coupons.py; docs/marketing.md "Channel coupons").
+# A channel stock: who creates it at the channel (whose channel account, in the cashier), the create request fixed
+# when it is first prepared (sent again unchanged, so the channel's idempotency answers the same stock after a
+# crash), and the channel's id once known.
+channel_stocks = Table(
+    "channel_stocks",
+    metadata,
+    Column("stock_id", Text, ForeignKey("coupon_stocks.stock_id"), primary_key=True),
+    Column("program", Text, nullable=False),
+    Column("merchant_id", Text, nullable=False),
+    Column("out_request_no", Text, nullable=False, unique=True),
+    Column("request", JSONB, nullable=False),
+    Column("channel_stock_id", Text),
+    Column("channel_status", Text, nullable=False),  # preparing | created | running | paused | stopped
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("program", "channel_stock_id", name="channel_stocks_channel_id_key"),
+)
+
+# A coupon sent to a user at the channel: claimed here (the budget), then sent (idempotent by out_request_no).
+channel_coupons = Table(
+    "channel_coupons",
+    metadata,
+    Column("coupon_id", Text, ForeignKey("coupons.coupon_id"), primary_key=True),
+    Column("stock_id", Text, nullable=False),
+    Column("program", Text, nullable=False),
+    Column("channel_user", Text, nullable=False),  # openid (WeChat) or Alipay user id
+    Column("out_request_no", Text, nullable=False, unique=True),
+    Column("send_status", Text, nullable=False),  # pending | sent | refused
+    Column("failure_code", Text),
+    Column("channel_coupon_id", Text),
+    Column("used_at", DateTime(timezone=True)),
+    Column("transaction_id", Text),
+    _now(),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("program", "channel_coupon_id", name="channel_coupons_channel_id_key"),
+    Index("channel_coupons_stock", "stock_id", "send_status"),
+    Index("channel_coupons_pending", "created_at", postgresql_where="send_status = 'pending'"),
+)
+
+# Every verified channel callback, once (its channel id is the key): applied to its coupon when that is known,
+# kept until then (a callback may come before our own record of the send is committed).
+channel_coupon_events = Table(
+    "channel_coupon_events",
+    metadata,
+    Column("program", Text, primary_key=True),
+    Column("event_id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # used | received | expired | stock
+    Column("channel_stock_id", Text, nullable=False),
+    Column("channel_coupon_id", Text),
+    Column("occurred_at", DateTime(timezone=True)),
+    Column("transaction_id", Text),
+    Column("detail", JSONB, nullable=False),
+    Column("applied_at", DateTime(timezone=True)),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("channel_coupon_events_unapplied", "program", "channel_coupon_id", postgresql_where="applied_at IS NULL"),
 )

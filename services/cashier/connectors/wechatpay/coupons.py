@@ -11,7 +11,6 @@ callback, the coupon AES-256-GCM-encrypted under the APIv3 key (resource `origin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -151,31 +150,20 @@ def parse_coupon_notification(
 ) -> ChannelCouponEvent:
     """Verify (platform signature, then AES-256-GCM) and read a `COUPON.USE` / `COUPON.SEND` callback."""
     connector._verify_with_known_keys(headers, body)
-    try:
-        envelope = json.loads(body)
-        event_type = str(envelope["event_type"])
-        kind = EVENT_KINDS.get(event_type)
-        if kind is None:
-            raise ChannelError("UNSUPPORTED_EVENT_TYPE", f"{event_type} is not a coupon event")
-        resource = envelope["resource"]
-        plaintext = signing.aes_gcm_decrypt(
-            connector.config.apiv3_key,
-            nonce=str(resource["nonce"]),
-            associated_data=str(resource.get("associated_data") or ""),
-            ciphertext_b64=str(resource["ciphertext"]),
-        )
-        data: dict[str, Any] = json.loads(plaintext)
-        event_id = str(envelope["id"])
-    except (InvalidSignature, ChannelError):
-        raise
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidSignature(f"coupon notification is malformed: {exc}") from exc
+    envelope, data = signing.open_callback(body, connector.config.apiv3_key)
+    event_type = str(envelope.get("event_type"))
+    kind = EVENT_KINDS.get(event_type)
+    if kind is None:
+        raise ChannelError("UNSUPPORTED_EVENT_TYPE", f"{event_type} is not a coupon event")
+    event_id = envelope.get("id")
+    if not event_id:
+        raise InvalidSignature("coupon notification lacks its id")
     coupon_id, stock_id = data.get("coupon_id"), data.get("stock_id")
     if not coupon_id or not stock_id:
         raise ChannelUnavailable("coupon notification lacks coupon_id or stock_id")
     coupon = _coupon(data, str(coupon_id))
     return ChannelCouponEvent(
-        event_id=event_id,
+        event_id=str(event_id),
         kind=kind,
         channel_stock_id=str(stock_id),
         channel_coupon_id=coupon.channel_coupon_id,

@@ -12,11 +12,13 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import string
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as CryptoInvalidSignature
@@ -186,6 +188,28 @@ def aes_gcm_decrypt(apiv3_key: str, *, nonce: str, associated_data: str, ciphert
         )
     except (InvalidTag, ValueError) as exc:
         raise InvalidSignature("resource decryption failed (wrong APIv3 key or tampered ciphertext)") from exc
+
+
+def open_callback(body: bytes, apiv3_key: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(envelope, decrypted resource) of a callback whose signature was already verified; a body that is signed
+    but malformed raises InvalidSignature like a forgery (nothing may change on it)."""
+    try:
+        envelope = json.loads(body)
+        resource = envelope["resource"]
+        plaintext = aes_gcm_decrypt(
+            apiv3_key,
+            nonce=str(resource["nonce"]),
+            associated_data=str(resource.get("associated_data") or ""),
+            ciphertext_b64=str(resource["ciphertext"]),
+        )
+        data = json.loads(plaintext)
+        if not isinstance(envelope, dict) or not isinstance(data, dict):
+            raise ValueError("the envelope and its resource are JSON objects")
+        return envelope, data
+    except InvalidSignature:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidSignature(f"callback body is malformed: {exc}") from exc
 
 
 def aes_gcm_encrypt(apiv3_key: str, *, nonce: str, associated_data: str, plaintext: bytes) -> str:

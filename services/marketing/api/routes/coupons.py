@@ -18,8 +18,9 @@ from services.marketing.api.schemas import (
     CouponListResponse,
     CouponResponse,
 )
+from services.marketing.clients.cashier import cashier_of
 from services.marketing.domain.errors import BULK_ISSUE_NOT_FOUND, COUPON_NOT_FOUND, STOCK_NOT_FOUND
-from services.marketing.flows import claims
+from services.marketing.flows import channel_coupons, claims
 from services.marketing.store import coupons as coupon_store
 from services.marketing.store import stocks as stock_store
 from services.marketing.store.tables import bulk_issues
@@ -30,9 +31,9 @@ QR_PREFIX = "JUHECPN1:"
 CouponStatus = Annotated[Literal["available", "locked", "used"] | None, Query()]
 
 
-def coupon_response(row: Any) -> CouponResponse:
-    body = {k: row[k] for k in CouponResponse.model_fields if k != "qr_payload"}
-    return CouponResponse.model_validate({**body, "qr_payload": QR_PREFIX + row["code"]})
+def coupon_response(row: Any, channel: dict[str, Any] | None = None) -> CouponResponse:
+    body = {k: row[k] for k in CouponResponse.model_fields if k not in ("qr_payload", "channel")}
+    return CouponResponse.model_validate({**body, "qr_payload": QR_PREFIX + row["code"], "channel": channel})
 
 
 @router.post("/me/claims", status_code=201)
@@ -43,10 +44,16 @@ async def claim_coupon(body: ClaimCreateRequest, who: UserDep, uow: UowDep, requ
     tz = request.app.state.runtime.settings.day_timezone
     async with uow.begin() as tx:
         row, created = await claims.claim(tx, stock_id=body.stock_id, user_id=who.user_id, request_id=body.request_id,
-                                          source="claim", now=now, day_timezone=tz)  # fmt: skip
+                                          source="claim", now=now, day_timezone=tz,
+                                          channel_user=body.channel_user)  # fmt: skip
     if not created:
         response.status_code = 200
-    return coupon_response(row)
+    # A channel stock's coupon is sent now (an outage leaves it pending for the worker); re-read, it may have changed.
+    mirrored = await channel_coupons.send(uow, cashier_of(request.app.state.runtime), row["coupon_id"])
+    if mirrored is not None:
+        async with uow.read() as conn:
+            row = await coupon_store.get_coupon(conn, row["coupon_id"]) or row
+    return coupon_response(row, channel_coupons.view(mirrored))
 
 
 @router.get("/me/coupons", dependencies=[KnownQueryOnly])
@@ -64,9 +71,10 @@ async def my_coupons(who: UserDep, uow: UowDep, limit: PageLimit, cursor: Coupon
 async def my_coupon(coupon_id: Id, who: UserDep, uow: UowDep) -> CouponResponse:
     async with uow.read() as conn:
         row = await coupon_store.get_coupon(conn, coupon_id)
+        mirrored = await channel_coupons.get(conn, coupon_id)
     if row is None or row["user_id"] != who.user_id:
         raise Problem(COUPON_NOT_FOUND, f"no coupon {coupon_id}")
-    return coupon_response(row)
+    return coupon_response(row, channel_coupons.view(mirrored))
 
 
 async def _bulk_response(conn: Any, job: Any) -> BulkIssueResponse:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request
 
 from libs.common.errors import Problem
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import CampaignCursor, ManagerDep, PageLimit, StockCursor
+from services.marketing.api.deps import CampaignCursor, ManagerDep, NowDep, PageLimit, StockCursor
 from services.marketing.api.schemas import (
     CampaignCreateRequest,
     CampaignListResponse,
@@ -20,9 +20,10 @@ from services.marketing.api.schemas import (
     StockListResponse,
     StockResponse,
 )
+from services.marketing.clients.cashier import cashier_of
 from services.marketing.domain import rules
 from services.marketing.domain.errors import CAMPAIGN_NOT_FOUND, STOCK_NOT_FOUND
-from services.marketing.flows import stats, stocks
+from services.marketing.flows import channel_stocks, stats, stocks
 from services.marketing.store import stocks as store
 
 router = APIRouter(prefix="/v1/marketing", tags=["campaigns"])
@@ -67,9 +68,9 @@ async def campaign_stats(campaign_id: Id, who: ManagerDep, uow: UowDep) -> Stats
 
 
 @router.post("/stocks", status_code=201)
-async def create_stock(body: StockCreateRequest, who: ManagerDep, uow: UowDep) -> StockResponse:
+async def create_stock(body: StockCreateRequest, who: ManagerDep, uow: UowDep, now: NowDep) -> StockResponse:
     """A stock in `draft`. Invalid rules → 422 `invalid_stock` (naming the field); a merchant funding
-    anything but itself → 403 `funding_not_allowed`."""
+    anything but itself → 403 `funding_not_allowed`. With `channel`, also what the channel can mirror."""
     share = (
         body.platform_share_bps if body.platform_share_bps is not None else SHARE_BY_PARTY.get(body.funding_party, -1)
     )
@@ -84,8 +85,10 @@ async def create_stock(body: StockCreateRequest, who: ManagerDep, uow: UowDep) -
         valid_from=body.valid_from, valid_until=body.valid_until, valid_days_after_claim=body.valid_days_after_claim,
         refund_policy=body.refund_policy, budget_count=body.budget_count, budget_minor=body.budget_minor,
         per_user_limit=body.per_user_limit, per_user_daily_limit=body.per_user_daily_limit,
-        daily_count_limit=body.daily_count_limit, points_price=body.points_price,
+        daily_count_limit=body.daily_count_limit, points_price=body.points_price, channel=body.channel,
     )  # fmt: skip
+    if body.channel is not None:
+        channel_stocks.check_definition(draft, now=now)
     async with uow.begin() as tx:
         row = await stocks.create_stock(tx, who, draft)
     return StockResponse.model_validate(dict(row))
@@ -122,7 +125,18 @@ async def set_budget(stock_id: Id, body: StockBudgetRequest, who: ManagerDep, uo
 
 
 def _transition_route(name: rules.Transition) -> None:
-    async def transition_stock(stock_id: Id, who: ManagerDep, uow: UowDep) -> StockResponse:
+    async def transition_stock(stock_id: Id, who: ManagerDep, uow: UowDep, request: Request,
+                               now: NowDep) -> StockResponse:  # fmt: skip
+        """A channel stock goes to its channel first (flows/channel_stocks.py), then changes here."""
+        async with uow.read() as conn:
+            stock = await store.get_stock(conn, stock_id, who.owner_scope)
+        if stock is not None and stock["channel"] is not None:
+            runtime = request.app.state.runtime
+            row = await channel_stocks.transition(
+                uow, cashier_of(runtime), who, stock_id, name,
+                account_merchant_id=runtime.settings.channel_account_merchant_id, now=now,
+            )  # fmt: skip
+            return StockResponse.model_validate(dict(row))
         async with uow.begin() as tx:
             row = await stocks.transition(tx, who, stock_id, name)
         return StockResponse.model_validate(dict(row))

@@ -1,0 +1,1 @@
+"""Clients of other Juhe services marketing calls synchronously (the cashier, for channel coupons)."""

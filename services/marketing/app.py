@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from libs.common.web import create_service_app
 from services.marketing import worker
-from services.marketing.api.routes import coupons, imports, points, redemptions, stocks, topups
+from services.marketing.api.routes import channel_coupons, coupons, imports, points, redemptions, stocks, topups
 from services.marketing.config import Settings
 
 
@@ -22,6 +22,8 @@ def create_app(settings: Settings) -> FastAPI:
             points.router,
             topups.router,
             imports.router,
+            channel_coupons.router,
+            channel_coupons.internal,
         ],
         subscriptions=worker.subscriptions(settings),
         background=worker.background_tasks(settings),

@@ -13,7 +13,9 @@ unchanged. axe-core finds no serious or critical violation on any page; screensh
 
 from __future__ import annotations
 
+import json
 import re
+import secrets
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -39,6 +41,7 @@ from web.tests.test_wallet_in_chromium import (  # one platform per module: thes
     check_accessibility,
     eventually,
     platform,
+    reload_until,
 )
 
 sys.path.insert(0, str(REPO_ROOT / "sdk" / "python"))  # the Python SDK, as the checkout's browser test uses it
@@ -181,6 +184,134 @@ def _sign_in_with_a_fresh_code(page: Page, email: str, secret_and_used: str) -> 
     expect(page.get_by_role("heading", name="Operator console", level=1)).to_be_visible()
 
 
+# ---- onboarding, the held KYC check, special rates, the ledger as of a time ----------------------------------------
+USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+CANTEEN = "ali_canteen"  # the example catalogue's programme for a company with MCC 5812 on Alipay (special-rates.md)
+
+
+def _uscc() -> str:
+    """A unified social credit code with its right check character (GB 32100), new on every call (one ledger holder
+    per licence)."""
+    body = "91330100" + "".join(secrets.choice("0123456789") for _ in range(9))
+    total = sum(USCC_ALPHABET.index(c) * pow(3, i, 31) for i, c in enumerate(body))
+    return body + USCC_ALPHABET[(31 - total % 31) % 31]
+
+
+def _identity_rules(platform: Platform, **rules: Any) -> None:
+    told = httpx.put(f"{platform.sandboxes['identity']}/control/rules", json=rules, timeout=30)
+    assert told.status_code == 200, told.text
+
+
+def _onboard_a_held_merchant_and_activate_it(page: Page, platform: Platform) -> dict[str, str]:
+    """On the console's form, a tea house taking Alipay with its own app at the sandbox; the identity provider holds
+    its KYC check (its licence is on hold), so it waits in the KYC review queue; the operator approves it there and
+    the onboarding runs on to active. Its credentials are shown once."""
+    app = httpx.post(f"{platform.sandboxes['alipay']}/control/apps", json={}, timeout=30).json()
+    config = {"gateway_url": f"{platform.sandboxes['alipay']}/gateway.do", "app_id": app["app_id"],
+              "app_private_key_pem": app["app_private_key_pem"],
+              "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}  # fmt: skip
+    licence, merchant_id = _uscc(), f"mch_tea{uuid.uuid4().hex[:10]}"
+    _identity_rules(platform, hold_documents=[licence])
+    try:
+        page.goto("/console/operator/onboarding")
+        fields = {
+            "Legal name (as on the licence)": "杭州茶馆有限公司", "Merchant ID (optional: generated)": merchant_id,
+            "Industry code (MCC)": "5812", "Unified social credit code (not for an individual)": licence,
+            "Representative's name": "张三", "Representative's ID number": "11010519491231002X",
+            "Contact name": "李四", "Contact e-mail": "ops@tea.example", "Contact phone": "+8613800138000",
+            "Account name": "杭州茶馆有限公司", "Account number": "6222021234567890", "Bank": "ICBC Hangzhou",
+            "Platform fee (basis points)": "30", "Route": "ali_direct", "The merchant's ID at the channel":
+            app["seller_id"], "Webhook URL (optional)": f"{platform.gateway}/tea-house-webhooks",
+        }  # fmt: skip
+        for label, value in fields.items():
+            page.get_by_label(label, exact=True).fill(value)
+        page.get_by_label("Entity type").select_option("company")
+        page.get_by_label("Channel", exact=True).select_option("alipay")
+        page.get_by_label(re.compile("^Channel configuration")).fill(json.dumps(config))
+        check_accessibility(page, "57-operator-onboarding-en")
+        page.get_by_role("button", name="Onboard", exact=True).click()
+        expect(page.locator("#onboarding-status")).to_have_attribute("data-status", "processing")
+        expect(page.locator("tr[data-step='kyc']")).to_contain_text("held for review")
+        key = {
+            "key_id": page.locator("#api-key-id").inner_text(),
+            "secret": page.locator("#api-key-secret").inner_text(),
+        }
+        onboarding_id = page.locator("#onboarding-status").get_attribute("data-onboarding") or ""
+
+        # The review queue: the held check, approved; the onboarding runs on and the merchant is active.
+        page.goto("/console/operator/kyc")
+        held = page.locator(f"#kyc-held tr[data-onboarding='{onboarding_id}']")
+        expect(held).to_contain_text(merchant_id)
+        check_accessibility(page, "56-operator-kyc-en")
+        held.get_by_role("button", name=f"Approve the KYC check of {merchant_id}").click()
+        expect(page.locator("#status")).to_contain_text("KYC approved")
+        assert "api-key-secret" not in page.content()  # the secrets were shown once, on the creating answer only
+    finally:
+        _identity_rules(platform)
+    reload_until(page, "#onboarding-status", "active", "the onboarding to be active", seconds=60)
+    check_accessibility(page, "58-operator-onboarding-active-en")
+    return {"merchant_id": merchant_id, "onboarding_id": onboarding_id, **key}
+
+
+def _the_merchant_takes_a_payment(platform: Platform, key: dict[str, str]) -> None:
+    merchant = Client(platform.gateway, key_id=key["key_id"], secret=key["secret"])
+    payment = merchant.payments.create(merchant_order_no=f"tea-{uuid.uuid4().hex[:12]}", amount_minor=ORDER_MINOR,
+                                       currency="CNY", description="Longjing", scene="native_qr",
+                                       preferred_channels=["alipay"])  # fmt: skip
+    out_trade_no = payment["attempts"][-1]["out_trade_no"]
+    paid = httpx.post(f"{platform.sandboxes['alipay']}/control/trades/{out_trade_no}/approve", timeout=30)
+    assert paid.status_code == 200, paid.text
+    eventually(lambda: merchant.payments.retrieve(payment["id"])["status"] == "succeeded", "the tea house's payment")
+
+
+def _a_special_rate_approved_shows_in_the_routing_decision(page: Page, merchant_id: str) -> None:
+    """Eligible from the onboarding's data (a company, MCC 5812): the canteen programme applied for with its
+    documents, submitted, approved from now; the simulator's Alipay route then quotes it."""
+    page.goto(f"/console/operator/special-rates?merchant_id={merchant_id}")
+    expect(page.locator("#merchant-profile")).to_contain_text("5812")
+    row = page.locator(f"tr[data-programme='{CANTEEN}']")
+    expect(row).to_have_attribute("data-eligible", "yes")
+    for box in row.locator("input[type=checkbox]").all():
+        box.check()
+    row.get_by_role("button", name=f"Start an application {CANTEEN}").click()
+    expect(page.locator("#status")).to_contain_text("Application started")
+    page.locator("[data-application][data-status='draft']").get_by_role("button", name=re.compile("^Submit")).click()
+    expect(page.locator("#status")).to_contain_text("Application submitted")
+    page.locator("[data-application][data-status='submitted']").get_by_role(
+        "button", name=re.compile("^Approve")
+    ).click()
+    expect(page.locator("#status")).to_contain_text("Application approved")
+    expect(page.locator("[data-application][data-status='approved']")).to_contain_text("fr_")
+    check_accessibility(page, "59-operator-special-rates-en")
+    page.goto(f"/console/operator/routing/simulate?merchant_id={merchant_id}&amount=100&methods=alipay")
+    expect(page.locator("[data-chosen]")).to_have_attribute("data-chosen", "ali_direct")
+    expect(page.locator("#simulation")).to_contain_text(f"special rate {CANTEEN}")
+
+
+def _a_balance_as_of_yesterday_differs_from_now(page: Page, platform: Platform) -> None:
+    """The demo merchant's account that today's payment posted to: as of this time yesterday (typed as a China
+    time) the page shows the ledger's balance then, which is not the balance now."""
+    yesterday = (datetime.now(ZoneInfo("Asia/Shanghai")) - timedelta(days=1)).replace(second=0, microsecond=0)
+    accounts = _read(platform, "/v1/accounts", holder_id=platform.merchant_id)["data"]
+
+    def moved(account: dict[str, Any]) -> bool:
+        path = f"/v1/accounts/{account['id']}/balance"
+        return bool(_read(platform, path)["balances"] != _read(platform, path, as_of=yesterday.isoformat())["balances"])
+
+    account_id = next((a["id"] for a in accounts if moved(a)), None)
+    assert account_id, f"no account of {platform.merchant_id} moved since yesterday: {accounts}"
+    page.goto("/console/operator/ledger")
+    page.get_by_label("Account ID").fill(account_id)
+    page.get_by_label(re.compile("^Balance as of")).fill(yesterday.strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Look up").click()
+    expect(page.locator("#balance-when")).to_have_attribute("data-as-of", yesterday.isoformat())
+    then = page.locator("#balance").inner_text()
+    check_accessibility(page, "50-operator-ledger-en")
+    page.goto(f"/console/operator/ledger?account_id={account_id}")
+    expect(page.locator("#balance-when")).to_have_attribute("data-as-of", "now")
+    assert page.locator("#balance").inner_text() != then
+
+
 def test_an_operator_changes_a_rate_simulates_and_resolves_an_exception(
     platform: Platform, browser: Browser, prepared: dict[str, Any]
 ) -> None:
@@ -235,9 +366,9 @@ def test_an_operator_changes_a_rate_simulates_and_resolves_an_exception(
     assert resolved["resolved_by"] == operator["email"]
     assert [a["action"] for a in resolved["actions"]] == ["requeried", "resolved"]
 
+    _a_balance_as_of_yesterday_differs_from_now(page, platform)
     for path, name in (
         ("/console/operator/settlement", "49-operator-settlement-en"),
-        ("/console/operator/ledger?holder_id=" + platform.merchant_id, "50-operator-ledger-en"),
         ("/console/operator/health", "51-operator-health-en"),
     ):
         page.goto(path)
@@ -252,9 +383,18 @@ def test_an_operator_changes_a_rate_simulates_and_resolves_an_exception(
     page.goto("/console/operator/savings")
     expect(page.locator("#savings-totals")).to_be_visible()
     check_accessibility(page, "54-operator-savings-en")
-    page.goto("/console/operator/kyc")  # the KYC review queue: the onboardings a check refused (none here)
-    expect(page.locator("#kyc-queue")).to_be_visible()
-    check_accessibility(page, "56-operator-kyc-en")
+    # Onboarding in the console, its held KYC check reviewed and the merchant activated; it then takes a payment;
+    # a special rate approved for it is what routing quotes; its wallet holder (the ledger's) with KYC and accounts.
+    tea = _onboard_a_held_merchant_and_activate_it(page, platform)
+    _the_merchant_takes_a_payment(platform, tea)
+    _a_special_rate_approved_shows_in_the_routing_decision(page, tea["merchant_id"])
+    page.goto(f"/console/operator/wallets?holder_id={tea['merchant_id']}")
+    expect(page.get_by_role("heading", name=re.compile(tea["merchant_id"]))).to_be_visible()
+    expect(page.locator("#subaccounts")).to_be_visible()
+    check_accessibility(page, "60-operator-wallet-holder-en")
+    page.goto("/console/operator/audit")
+    expect(page.locator("tr[data-action='onboarding.kyc_approved']").first).to_contain_text(operator["email"])
+    expect(page.locator("tr[data-action='special_rate.approved']").first).to_be_visible()
     page.goto("/console/operator/health")
     # Health through the operator's own session: every service's row and the consumer groups' lag, from the gateway.
     expect(page.get_by_role("row", name=re.compile(r"^settlement Yes "))).to_be_visible()
@@ -300,6 +440,21 @@ def test_a_support_operator_cannot_change_a_rate_even_by_posting_directly(
     page.goto(f"/console/operator/routing/simulate?merchant_id={platform.merchant_id}&amount=1")
     expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
     assert _read(platform, "/v1/fee-rates", merchant_id=platform.merchant_id)["data"] == before
+    # Nor onboard a merchant, decide a KYC check or approve a special rate, whatever is posted: 403, nothing made.
+    onboardings = _read(platform, "/v1/platform/merchant-onboardings", limit=100)["data"]
+    applications = _read(platform, "/v1/special-rate-applications", limit=100)["data"]
+    for path, form in (
+        ("/console/operator/onboarding", {"legal_name": "Forged Ltd", "entity_type": "company"}),
+        ("/console/operator/kyc/onb_" + "0" * 32 + "/decision", {"decision": "approve"}),
+        (
+            "/console/operator/special-rates/applications",
+            {"merchant_id": platform.merchant_id, "programme_id": CANTEEN},
+        ),
+        ("/console/operator/special-rates/applications/spa_nobody/approve", {"merchant_id": platform.merchant_id}),
+    ):
+        assert page.request.post(path, form={"csrf": csrf or "", **form}, max_redirects=0).status == 403, path
+    assert _read(platform, "/v1/platform/merchant-onboardings", limit=100)["data"] == onboardings
+    assert _read(platform, "/v1/special-rate-applications", limit=100)["data"] == applications
     context.close()
 
 
@@ -336,6 +491,8 @@ def test_every_operator_route_for_every_platform_role_matches_the_documented_mat
             for rule in rules:
                 path = rule.path.replace("{rate_id}", "fr_" + "0" * 32).replace("{item_id}", "999999999")
                 path = path.replace("{payout_id}", "po_" + "0" * 26).replace("{merchant_id}", "mch_nobody")
+                path = path.replace("{onboarding_id}", "onb_" + "0" * 32).replace("{application_id}", "spa_nobody")
+                path = path.replace("{action}", "submit")
                 data = {"csrf": csrf} if rule.method == "POST" else None
                 params = about if rule.method == "GET" else None
                 status = client.request(rule.method, path, data=data, params=params).status_code

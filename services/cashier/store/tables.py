@@ -53,8 +53,8 @@ merchant_channels = Table(
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
     Column("config", JSONB, nullable=False),  # the connector's config (keys, base URL); never returned by the API
     # test | live (docs/test-mode.md, domain/modes.py): a test config points only at sandboxes and serves only test
-    # payments, a live one only real channels and live payments.
-    Column("mode", Text, nullable=False),
+    # payments, a live one only real channels and live payments; a merchant may hold both side by side (0020).
+    Column("mode", Text, primary_key=True),
     Column("version", Integer, nullable=False, server_default=text("1")),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
@@ -99,6 +99,8 @@ payments = Table(
     Column("coupon", JSONB),
     # The channel's own coupons on the success (migration 0018; connectors/base.py channel_discount_summary).
     Column("channel_discount", JSONB),
+    # A wallet payment's {cash_minor, bonus_minor} on the success (migration 0021; connectors/wallet).
+    Column("wallet_split", JSONB),
     Column("channel_trade_no", String(64)),
     Column("payer_action", JSONB),
     Column("expire_at", DateTime(timezone=True), nullable=False),
@@ -168,6 +170,8 @@ refunds = Table(
     Column("reason", Text),
     Column("status", String(16), nullable=False),
     Column("channel_refund_no", String(64)),
+    # A wallet refund's {cash_minor, bonus_minor, platform_minor}: where it went back (migration 0021).
+    Column("wallet_split", JSONB),
     Column("failure_code", String(64)),
     Column("failure_message", Text),
     Column("poll_count", Integer, nullable=False, server_default=text("0")),

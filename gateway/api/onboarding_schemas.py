@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.schemas import ID_PATTERN
 from gateway.domain.onboarding import LICENSED_ENTITY_TYPES
+from gateway.flows.onboarding_partner import partner_problems
 
 # Unified social credit code (GB 32100): 18 characters of this alphabet; the check character is the identity
 # provider's business (a wrong one is a rejected KYC step with its reason, not a malformed request).
@@ -39,14 +40,28 @@ class SettlementAccount(_Strict):
 
 
 class ChannelOpening(_Strict):
-    """One channel: the cashier configuration (the merchant's own credentials, or the platform's service-provider
-    credentials with the merchant's sub-merchant id for partner mode) and the routing contract on `route_id`."""
+    """One channel: the cashier configuration — the merchant's own credentials (`config`), or in partner mode only
+    the merchant's part (`partner`), put over the platform's stored service-provider template — and the routing
+    contract on `route_id`."""
 
     channel: Literal["wechatpay", "alipay", "unionpay", "ecny"]
     route_id: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,63}$")
     sub_merchant_id: str = Field(min_length=1, max_length=64, description="The merchant's id at the channel")
     priority: int = Field(default=1, ge=1, le=100)
-    config: dict[str, Any] = Field(description="The cashier's channel configuration (docs/protocols)")
+    config: dict[str, Any] | None = Field(
+        default=None, description="The cashier's channel configuration (docs/protocols); or `partner`"
+    )
+    partner: dict[str, str] | None = Field(
+        default=None,
+        description="Partner mode: the merchant's part only — WeChat Pay `sub_mchid` (+ `sub_appid`), Alipay "
+        "`app_auth_token` (+ `seller_id`); the rest is the platform's template (PUT "
+        "/v1/platform/partner-templates/{channel}/{mode})",
+    )
+    mode: Literal["test", "live"] | None = Field(
+        default=None,
+        description="The configuration's mode (default: `key_mode`): a channel may be opened twice, a test "
+        "configuration at the sandbox and a live one at the real channel, side by side (docs/test-mode.md)",
+    )
 
 
 class Cycle(_Strict):
@@ -85,9 +100,14 @@ class OnboardingCreateRequest(_Strict):
             raise ValueError(f"a {self.entity_type} needs its business_licence_number")
         if self.entity_type == "individual" and self.business_licence_number is not None:
             raise ValueError("an individual has no business licence: leave business_licence_number out")
-        channels = [c.channel for c in self.channels]
+        channels = [(c.channel, c.mode or self.key_mode) for c in self.channels]
         if len(set(channels)) != len(channels):
-            raise ValueError("each channel once")
+            raise ValueError("each channel once per mode")
+        for opening in self.channels:
+            if (opening.config is None) == (opening.partner is None):
+                raise ValueError(f"{opening.channel}: give either config (own credentials) or partner (partner mode)")
+            if opening.partner is not None and (problems := partner_problems(opening.channel, opening.partner)):
+                raise ValueError(f"{opening.channel}: " + "; ".join(problems))
         return self
 
 
@@ -128,3 +148,21 @@ class MerchantStatusResponse(BaseModel):
     suspended: bool
     suspended_at: datetime | None
     suspension_reason: str | None
+
+
+class PartnerTemplateRequest(_Strict):
+    config: dict[str, Any] = Field(
+        min_length=1,
+        description="The service provider's cashier configuration: WeChat Pay `sp_mchid`, `sp_appid`, its keys and "
+        "`base_url`; Alipay the ISV app's `app_id`, keys and `gateway_url` (docs/protocols) — no merchant's ids",
+    )
+
+
+class PartnerTemplateResponse(BaseModel):
+    channel: Literal["wechatpay", "alipay"]
+    mode: Literal["test", "live"]
+    version: int = Field(description="Bumped when the configuration changes; the same one stored again keeps it")
+    config: dict[str, Any] = Field(description="The public part: ids, URLs, public keys (never a secret)")
+    secret_fields: list[str] = Field(description="The fields stored sealed and never shown")
+    created_at: datetime
+    updated_at: datetime

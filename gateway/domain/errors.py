@@ -68,6 +68,9 @@ ONBOARDING_STATE = ErrorSpec("onboarding_state", 409, "Only a rejected onboardin
 ONBOARDING_KYC_NOT_HELD = ErrorSpec(
     "onboarding_kyc_not_held", 409, "The onboarding's KYC check is not held for a review"
 )
+PARTNER_TEMPLATE_NOT_FOUND = ErrorSpec(
+    "partner_template_not_found", 404, "The platform has no partner template for this channel and mode"
+)
 
 ERRORS: tuple[ErrorSpec, ...] = (
     AUTHENTICATION_REQUIRED,
@@ -121,6 +124,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     ONBOARDING_NOT_FOUND,
     ONBOARDING_STATE,
     ONBOARDING_KYC_NOT_HELD,
+    PARTNER_TEMPLATE_NOT_FOUND,
 )
 
 # Every code a client of the public API can meet through the gateway (listed in /openapi.json).

@@ -39,6 +39,7 @@ from gateway.domain.access import Principal
 from gateway.domain.credentials import new_secret
 from gateway.domain.errors import MERCHANT_EXISTS, ONBOARDING_NOT_FOUND, ONBOARDING_STATE
 from gateway.domain.onboarding import Outcome, Reason
+from gateway.flows.onboarding_partner import PartnerTemplates
 from gateway.identities import WEBHOOK_SECRET_PREFIX, Identities
 from gateway.store import credentials as credential_store
 from gateway.store import onboarding as store
@@ -67,6 +68,7 @@ class OnboardingFlow:
         self.calls = calls
         self.provider = provider
         self.settings = settings
+        self.templates = PartnerTemplates(identities)  # partner mode's platform templates
 
     # ---- the API -------------------------------------------------------------------------------------
 
@@ -289,8 +291,9 @@ class OnboardingFlow:
 
     async def _cashier(self, platform_id: str, merchant_id: str, body: dict[str, Any]) -> Outcome:
         """Notify URL first (the cashier adopts the gateway's webhook secret on hearing of the merchant), then
-        each channel's configuration in the key's mode: a live key's channels must be real channel hosts and a
-        test key's sandboxes (the cashier refuses a contradiction: 422 `channel_mode_mismatch`, docs/test-mode.md)."""
+        each channel's configuration in its mode (the key's unless the opening names one: a test and a live
+        configuration of one channel live side by side): a live configuration must be at real channel hosts and a
+        test one at sandboxes (the cashier refuses a contradiction: 422 `channel_mode_mismatch`, docs/test-mode.md)."""
         status, answer = await self.calls.call(
             "cashier", "PUT", f"/v1/admin/merchants/{merchant_id}", platform_id=platform_id,
             body={"notify_url": body.get("webhook_url")},
@@ -298,14 +301,23 @@ class OnboardingFlow:
         if status != 200:
             return _answered(status, answer, "cashier")
         for opening in body["channels"]:
+            mode = opening.get("mode") or body.get("key_mode", "test")
+            config = opening.get("config")
+            if config is None:  # partner mode: the platform's template with the merchant's part over it
+                config = await self.templates.config_for(platform_id, opening["channel"], mode, opening["partner"])
+                if config is None:
+                    return Outcome("rejected", (Reason(
+                        "partner_template_missing", f"the platform has no {mode} {opening['channel']} partner "
+                        f"template: PUT /v1/platform/partner-templates/{opening['channel']}/{mode}, then retry",
+                        field="channels.partner"),))  # fmt: skip
             status, answer = await self.calls.call(
                 "cashier", "PUT", f"/v1/admin/merchants/{merchant_id}/channels/{opening['channel']}",
-                platform_id=platform_id, body={"priority": opening["priority"], "enabled": True,
-                                               "config": opening["config"], "mode": body.get("key_mode", "test")},
+                platform_id=platform_id, body={"priority": opening["priority"], "enabled": True, "config": config,
+                                               "mode": mode},
             )  # fmt: skip
             if status != 200:
                 return _answered(status, answer, f"cashier {opening['channel']}")
-        return Outcome("verified", detail={"channels": [c["channel"] for c in body["channels"]]})
+        return Outcome("verified", detail={"channels": sorted({c["channel"] for c in body["channels"]})})
 
     async def _routing(self, platform_id: str, merchant_id: str, body: dict[str, Any]) -> Outcome:
         """The profile (special-rate eligibility) and one create-only contract per channel route."""
@@ -326,7 +338,7 @@ class OnboardingFlow:
                     return Outcome("rejected", (reason,))
             if status != 200:
                 return _answered(status, answer, f"routing contract {opening['route_id']}")
-        return Outcome("verified", detail={"routes": [c["route_id"] for c in body["channels"]]})
+        return Outcome("verified", detail={"routes": sorted({c["route_id"] for c in body["channels"]})})
 
     async def _settlement(self, platform_id: str, merchant_id: str, body: dict[str, Any]) -> Outcome:
         defaults = body.get("settlement") or {}

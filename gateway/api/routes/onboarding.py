@@ -16,6 +16,8 @@ from gateway.api.onboarding_schemas import (
     MerchantStatusResponse,
     OnboardingCreateRequest,
     OnboardingResponse,
+    PartnerTemplateRequest,
+    PartnerTemplateResponse,
     SuspensionRequest,
 )
 from gateway.domain import idempotency
@@ -61,6 +63,14 @@ class OnboardingListResponse(ListPage[OnboardingResponse]):
 
 class MerchantStatusWithChanges(MerchantStatusResponse):
     changes: list[dict[str, Any]]
+
+
+class PartnerTemplateListResponse(ListPage[PartnerTemplateResponse]):
+    pass
+
+
+PartnerChannel = Literal["wechatpay", "alipay"]
+Mode = Literal["test", "live"]
 
 
 @router.post("/merchant-onboardings", status_code=status.HTTP_201_CREATED)
@@ -129,3 +139,28 @@ async def resume_merchant(
 async def read_suspension(merchant_id: str, platform: Reader, identities: IdentitiesDep) -> MerchantStatusWithChanges:
     """Whether the merchant is suspended, and its suspensions and resumptions (newest first, at most 50)."""
     return MerchantStatusWithChanges.model_validate(await merchant_status.read(identities, platform, merchant_id))
+
+
+@router.put("/partner-templates/{channel}/{mode}")
+async def put_partner_template(
+    channel: PartnerChannel, mode: Mode, body: PartnerTemplateRequest, platform: PlatformDep, flow: OnboardingDep
+) -> PartnerTemplateResponse:
+    """The platform's service-provider configuration of `channel` for `mode`, stored once (sealed): partner-mode
+    onboardings then give only each merchant's part. Safe to repeat (the same configuration keeps its version); the
+    answer never holds a secret. Admin key only: it carries the provider's private keys."""
+    return PartnerTemplateResponse.model_validate(await flow.templates.put(platform, channel, mode, body.config))
+
+
+@router.get("/partner-templates", dependencies=[KnownQueryOnly])
+async def list_partner_templates(platform: Reader, flow: OnboardingDep) -> PartnerTemplateListResponse:
+    """Every template of the platform (at most one per channel and mode: one page), public parts only."""
+    rows = await flow.templates.list(platform)
+    return PartnerTemplateListResponse.of(rows, len(rows) + 1, item=PartnerTemplateResponse.model_validate,
+                                          cursor_of=lambda t: f"{t.channel}/{t.mode}")  # fmt: skip
+
+
+@router.get("/partner-templates/{channel}/{mode}")
+async def read_partner_template(
+    channel: PartnerChannel, mode: Mode, platform: Reader, flow: OnboardingDep
+) -> PartnerTemplateResponse:
+    return PartnerTemplateResponse.model_validate(await flow.templates.read(platform, channel, mode))

@@ -41,6 +41,7 @@ from libs.common.kafka import ensure_platform_topics
 from libs.common.services import SERVICES
 from libs.common.testing.infra import serve_app
 from libs.common.testing.waiting import eventually
+from sandboxes.common.testing import SandboxProcess
 from sandboxes.identity.app import IdentitySettings
 from sandboxes.identity.app import create_app as identity_app
 from services.cashier.tests.integration.flows.conftest import WebhookReceiver, serving_receivers
@@ -50,6 +51,8 @@ __all__ = ["alipay"]  # the module's Alipay sandbox fixture
 INTERNAL_SECRET = "onboarding-tests-internal-secret-0123456789"
 IDENTITY_SECRET = "onboarding-tests-identity-secret"
 ROUTE_ID = "ali_onb"
+WECHAT_ROUTE_ID = "wx_sp_onb"  # the platform's WeChat Pay service-provider route
+SP_MCHID, SP_APPID = "1900000100", "wx8888888888888888"
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
 RESIDENT_ID = "11010519491231002X"
 PAYMENT = {"amount_minor": 1200, "currency": "CNY", "scene": "native_qr", "description": "Tea"}
@@ -121,6 +124,19 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield hooks
 
 
+@pytest.fixture(scope="module")
+def wechatpay_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The WeChat Pay sandbox with the platform registered as a service provider (服务商) and two sub-merchants:
+    (its URL, the provider's registration with its keys)."""
+    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("wechatpay")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001"}
+    with SandboxProcess("sandboxes.wechatpay", port_env="JUHE_SANDBOX_WECHATPAY_PORT", env=env) as sandbox:
+        registered = httpx.post(f"{sandbox.base_url}/control/merchants", json={
+            "mchid": SP_MCHID, "appid": SP_APPID, "generate_key_pair": True,
+            "sub_merchants": [{"sub_mchid": "1900000111"}, {"sub_mchid": "1900000112"}]})  # fmt: skip
+        registered.raise_for_status()
+        yield sandbox.base_url, registered.json()
+
+
 @dataclass(frozen=True)
 class IdentitySandbox:
     base_url: str
@@ -183,8 +199,12 @@ async def env(
         await admin.request("POST", "/v1/channel-routes", json={
             "route_id": ROUTE_ID, "method": "alipay", "kind": "direct", "provider": "alipay", "connector": "alipay",
             "config_ref": "test/alipay", "scenes": ["native_qr"]})  # fmt: skip
-        rate = {"route_id": ROUTE_ID, "rate_bps": 55, "valid_from": "2026-01-01T00:00:00+08:00"}
-        await admin.request("POST", "/v1/fee-rates", json=rate)
+        await admin.request("POST", "/v1/channel-routes", json={
+            "route_id": WECHAT_ROUTE_ID, "method": "wechat", "kind": "service_provider", "provider": "wechatpay",
+            "connector": "wechatpay", "config_ref": "test/wechatpay-sp", "scenes": ["native_qr"]})  # fmt: skip
+        for route_id in (ROUTE_ID, WECHAT_ROUTE_ID):
+            rate = {"route_id": route_id, "rate_bps": 55, "valid_from": "2026-01-01T00:00:00+08:00"}
+            await admin.request("POST", "/v1/fee-rates", json=rate)
         try:
             yield built
         finally:
@@ -432,3 +452,55 @@ async def test_operator_console_sessions_act_within_their_role(env: Env) -> None
         assert suspended.status_code == 200 and suspended.json()["suspended"] is True
         audit = (await raw.get(path, headers=risk)).json()
         assert audit["changes"][0]["actor"].startswith("staff:")
+
+
+async def test_partner_mode_onboards_with_the_platform_template_and_pays_as_a_sub_merchant(
+    env: Env, wechatpay_provider: tuple[str, dict[str, Any]]
+) -> None:
+    """The platform stores its WeChat Pay service-provider configuration once (sealed, never echoed, idempotent);
+    a partner-mode onboarding then names only the merchant's sub_mchid and takes a payment at the sandbox as
+    that provider's sub-merchant. Without a template for the mode, the cashier step is rejected and nothing is on."""
+    base_url, sp = wechatpay_provider
+    template = {"base_url": base_url, "sp_mchid": SP_MCHID, "sp_appid": SP_APPID,
+                "merchant_private_key_pem": sp["merchant_private_key_pem"],
+                "merchant_cert_serial": sp["merchant_cert_serial"], "apiv3_key": sp["apiv3_key"],
+                "platform_public_key_pem": sp["platform_public_key_pem"],
+                "platform_public_key_id": sp["platform_public_key_id"]}  # fmt: skip
+    admin, path = env.admin(), "/v1/platform/partner-templates/wechatpay/test"
+    stored = await admin.request("PUT", path, json={"config": template})
+    again = await admin.request("PUT", path, json={"config": template})
+    assert (stored["version"], again["version"]) == (1, 1) and stored["config"]["sp_mchid"] == SP_MCHID
+    assert stored["secret_fields"] == ["apiv3_key", "merchant_private_key_pem"]
+    listed = await env.admin(env.b).request("GET", "/v1/platform/partner-templates")
+    for shown in (str(stored), str(listed), str(await admin.request("GET", path))):  # secrets never echoed
+        assert sp["apiv3_key"] not in shown and "PRIVATE KEY" not in shown
+    assert [(t["channel"], t["mode"]) for t in listed["data"]] == [("wechatpay", "test")]
+    with pytest.raises(InvalidRequestError):  # a merchant's own id is not the platform's template
+        await admin.request("PUT", path, json={"config": {**template, "sub_mchid": "1900000111"}})
+
+    def partner_body(sub_mchid: str, mode: str = "test") -> dict[str, Any]:
+        opening = {"channel": "wechatpay", "route_id": WECHAT_ROUTE_ID, "sub_merchant_id": sub_mchid,
+                   "partner": {"sub_mchid": sub_mchid}, "mode": mode}  # fmt: skip
+        return env.body(channels=[opening])
+
+    done = await onboard(env, partner_body("1900000111"))
+    assert done["status"] == "active", done["steps"]
+    juhe = env.merchant(env.b, done["api_key"])
+    payment = await juhe.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert payment["attempts"][0]["channel"] == "wechatpay"
+    async with httpx.AsyncClient() as http:  # the order is the provider's, for this sub-merchant
+        approved = await http.post(f"{base_url}/control/orders/{payment['attempts'][0]['out_trade_no']}/approve",
+                                   params={"mchid": f"{SP_MCHID}/1900000111"})  # fmt: skip
+    assert approved.status_code == 200, approved.text
+
+    async def succeeded() -> Any:
+        read = await juhe.request("GET", f"/v1/payments/{payment['id']}")
+        return read if read["status"] == "succeeded" else None
+
+    await eventually(succeeded, "the partner-mode payment succeeded")
+
+    rejected = await onboard(env, partner_body("1900000112", mode="live"))  # no live template stored
+    cashier = rejected["steps"]["cashier"]
+    assert rejected["status"] == "rejected" and cashier["reasons"][0]["code"] == "partner_template_missing"
+    with pytest.raises(AuthenticationError):
+        await env.merchant(env.a, rejected["api_key"]).request("POST", "/v1/payments", json=PAYMENT)

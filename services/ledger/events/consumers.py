@@ -9,9 +9,10 @@ Transfers go through the process's batching writer like every other write; the a
 opened first, in their own committed transaction (the writer reads accounts on its own connections,
 so an account opened inside the inbox transaction would not exist for it yet).
 
-Test and live never mix (docs/ledger.md "Books"): a test payment or refund (`livemode: false`) is posted in the
-test book, on the test twins of the same chart accounts; an event without the field is live. Wallets hold live
-money only, so a test top-up never credits a wallet: it is posted as a test payment of the collecting merchant.
+Test and live never mix (docs/ledger.md §2.1): a test payment or refund (`livemode: false`) is posted in the
+test book, on the test twins of the same chart accounts; an event without the field is live. Wallets are live
+money and have no test twin: a top-up of the platform's collecting merchant credits the holder's wallet (§3.7)
+whatever its mode, as wallet payments move wallet money in the live book (docs/test-mode.md "Not separated yet").
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from services.ledger.events.accounts import AccountCreateRequest
 from services.ledger.events.postings import (
     AccountSpec,
     PostingPlan,
-    event_livemode,
     is_wallet,
     payment_succeeded_plan,
     refund_succeeded_plan,
@@ -80,12 +80,7 @@ class CashierPostings:
         data = event.data
         if is_wallet(data):
             return
-        if data.get("purpose") == TOP_UP_PURPOSE and not event_livemode(data):
-            # A test top-up moved no money: no wallet is credited; the test book records it as a payment.
-            log.info(
-                "test-mode wallet_topup posted to the test book, no wallet credited", payment_id=data.get("payment_id")
-            )
-        elif data.get("purpose") == TOP_UP_PURPOSE:
+        if data.get("purpose") == TOP_UP_PURPOSE:
             if data.get("merchant_id") == self.topup_merchant_id and self.topup_merchant_id:
                 if await self.credit_top_up(data):
                     return
@@ -134,10 +129,9 @@ class CashierPostings:
     async def on_refund_succeeded(self, tx: Tx, event: Envelope) -> None:
         if is_wallet(event.data):
             return
-        # A top-up's refund posts the hold the cashier placed on the holder's balance, not §3.3 (live only: a test
-        # top-up credited no wallet, so its refund is plain §3.3 in the test book).
+        # A top-up's refund posts the hold the cashier placed on the holder's balance, not §3.3.
         refund_id = str(event.data["refund_id"])
-        if event_livemode(event.data) and await topups.finish_refund(
+        if await topups.finish_refund(
             self.uow, self.writer, refund_id=refund_id, succeeded=True, now=datetime.now(UTC)
         ):
             return
@@ -145,8 +139,6 @@ class CashierPostings:
 
     async def on_refund_failed(self, tx: Tx, event: Envelope) -> None:
         """A top-up's refund the channel refused: its hold is voided, the holder's balance is whole again."""
-        if not event_livemode(event.data):
-            return  # a test refund placed no hold on a wallet
         await topups.finish_refund(self.uow, self.writer, refund_id=str(event.data["refund_id"]), succeeded=False,
                                    now=datetime.now(UTC))  # fmt: skip
 

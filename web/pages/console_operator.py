@@ -291,6 +291,17 @@ def onboarding_request(form: dict[str, str]) -> tuple[dict[str, Any] | None, str
     return body | {k: v for k, v in optional.items() if v}, None
 
 
+ONBOARDING_STEPS = ("identity", "kyc", "ledger", "cashier", "routing", "settlement")  # the order they run in
+
+
+def ordered_steps(onboarding: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The steps in the order the flow runs them (the stored document's keys come back in any order), any step this
+    page does not know last."""
+    steps: dict[str, Any] = onboarding.get("steps") or {}
+    known = [name for name in ONBOARDING_STEPS if name in steps]
+    return [(name, steps[name]) for name in known + sorted(set(steps) - set(known))]
+
+
 def _refused_fields(exc: GatewayProblem) -> list[str]:
     """The fields the gateway's 422 names (`errors[].loc` or `.field`), dotted, without the leading `body`."""
     fields = []
@@ -336,7 +347,8 @@ async def onboard_merchant(ctx: Console) -> Response:
         return _onboarding_form(ctx, exc.status, form=kept, failure=_error_code(exc), refused=refused)
     except GatewayUnavailable:
         return _onboarding_form(ctx, 503, form=kept, failure="unavailable")
-    response = _page(ctx, "onboarding_status", "/onboarding", 201, onboarding=created, credentials=created)
+    response = _page(ctx, "onboarding_status", "/onboarding", 201, onboarding=created, steps=ordered_steps(created),
+                     credentials=created)  # fmt: skip
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -348,7 +360,8 @@ async def onboarding_status(ctx: Console, onboarding_id: str) -> Response:
         return _page(ctx, "onboarding_status", "/onboarding", 404, failure="not_found")
 
     async def load() -> dict[str, Any]:
-        return {"onboarding": await _op(ctx).onboarding(onboarding_id)}
+        onboarding = await _op(ctx).onboarding(onboarding_id)
+        return {"onboarding": onboarding, "steps": ordered_steps(onboarding)}
 
     return await _guarded(ctx, "onboarding_status", "/onboarding", load, request_id=_request_id())
 

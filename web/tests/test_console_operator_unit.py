@@ -253,6 +253,10 @@ PAGES: dict[str, dict[str, Any]] = {
                 "kyc": {"status": "pending", "reasons": [], "last_error": {"code": "kyc_in_review"}},
             },
         },
+        "steps": [
+            ("identity", {"status": "verified", "reasons": []}),
+            ("kyc", {"status": "pending", "reasons": [], "last_error": {"code": "kyc_in_review"}}),
+        ],
         "credentials": {"api_key": {"key_id": "key_test_1", "secret": "sk_test_s"}, "webhook_secret": "whsec_w"},
     },
     "special_rates": {
@@ -608,3 +612,11 @@ def test_the_kyc_queue_offers_a_decision_on_a_held_check_only() -> None:
     assert held_for_review({"steps": {"kyc": {"status": "pending", "last_error": {"code": "kyc_in_review"}}}})
     assert not held_for_review({"steps": {"kyc": {"status": "pending", "last_error": {"code": "http_503"}}}})
     assert not held_for_review({"steps": {}})
+
+
+def test_onboarding_steps_are_shown_in_the_order_they_run() -> None:
+    from web.pages.console_operator import ordered_steps
+
+    stored = {"steps": {"kyc": {}, "ledger": {}, "zeta": {}, "cashier": {}, "routing": {}, "identity": {}}}
+    assert [name for name, _ in ordered_steps(stored)] == ["identity", "kyc", "ledger", "cashier", "routing", "zeta"]
+    assert ordered_steps({}) == []

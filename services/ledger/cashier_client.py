@@ -1,4 +1,5 @@
-"""The ledger's calls to the cashier (contract D): create and read `wallet_topup` payments.
+"""The ledger's calls to the cashier (contract D): create and read `wallet_topup` payments, and ask whether the
+cashier knows a top-up refund the ledger holds (the reconciler's orphaned holds).
 
 Authenticated as the service identity `ledger` acting for the platform's collecting merchant, with a
 short-lived token signed by the shared internal secret (the same token the gateway forwards), so the
@@ -73,3 +74,27 @@ async def read_payment(settings: Settings, merchant_id: str, payment_id: str) ->
     except httpx.HTTPError:
         return None
     return dict(r.json()) if r.is_success else None
+
+
+async def refund_known(settings: Settings, refund_id: str) -> bool | None:
+    """Whether the cashier recorded refund `refund_id` of the collecting merchant: True (it did), False (404
+    `refund_not_found`: it never committed it), None when it cannot tell now (not configured, unreachable, any
+    other answer), so nothing is decided on a doubt."""
+    if not settings.cashier_url or not settings.wallet_topup_merchant_id:
+        return None
+    merchant_id = settings.wallet_topup_merchant_id
+    try:
+        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds) as client:
+            r = await client.get(f"{settings.cashier_url.rstrip('/')}/v1/refunds/{refund_id}",
+                                 headers=_headers(settings, merchant_id))  # fmt: skip
+    except httpx.HTTPError:
+        return None
+    if r.status_code == 200:
+        return True
+    if r.status_code == 404:
+        try:
+            code = r.json().get("code")
+        except ValueError:
+            return None
+        return False if code == "refund_not_found" else None
+    return None

@@ -56,6 +56,10 @@ class Settings(ServiceSettings):
     # A withdrawal hold with no operation this long after it was written lost its request (a crash between
     # the two commits): the reconciler records it, so it is paid out (a live request takes milliseconds).
     wallet_orphan_after_seconds: float = Field(default=60.0, gt=0, le=86_400)
+    # A top-up refund's hold this old whose refund the cashier does not know (it died between the ledger's answer
+    # and its own commit, docs/marketing.md "Top-up refunds") is voided by the reconciler: the cash is the
+    # holder's again in minutes, not when the hold runs out (14 days). Far above a request's duration.
+    top_up_refund_orphan_after_seconds: float = Field(default=300.0, gt=0, le=86_400)
 
     # Where the launcher says the sandboxes are (it gives every service `sandbox_<name>_url`): the identity
     # sandbox stands for the identity provider unless `wallet_identity_base_url` is set explicitly.

@@ -23,6 +23,7 @@ from libs.common.inbox import InboxConsumer, Subscription
 from libs.common.logging import get_logger
 from libs.common.tasks import raise_if_cancelled
 from libs.common.web import BackgroundTask, Runtime, run_rounds
+from services.ledger import cashier_client
 from services.ledger.api.deps import WRITER_EXTRA
 from services.ledger.config import Settings
 from services.ledger.domain.engine import VoidPending
@@ -32,7 +33,7 @@ from services.ledger.events.points import PointsPostings
 from services.ledger.events.topups import TopupBonusPostings
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store import wallet_bonus as bonus_lots
-from services.ledger.store import wallet_flows
+from services.ledger.store import wallet_flows, wallet_topup
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.worker")
@@ -121,7 +122,9 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     """One round: pending wallet operations whose hold finished (expired, or posted/voided by a call that
     crashed before recording it) get their status and their `ledger.wallet` event, each exactly once (the
     status compare-and-set decides); withdrawal holds whose operation was never recorded get it (and
-    `withdrawal.requested`), once (the insert on the business key decides). Returns how many were found."""
+    `withdrawal.requested`), once (the insert on the business key decides); bonus lots that ended are finished
+    (store/wallet_bonus.py); top-up refund holds the cashier never recorded are voided (store/wallet_topup.py).
+    Returns how many were found."""
     raise_if_cancelled()  # a shutdown's cancel that a driver swallowed in the last round ends the loop here
     settings = runtime.settings
     assert isinstance(settings, Settings)
@@ -134,9 +137,13 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     )
     writer: LedgerWriter = runtime.extras[WRITER_EXTRA]
     lots = await bonus_lots.finish_ended_lots(runtime.uow, writer, limit=batch_max, now=datetime.now(UTC))
+    orphans = await wallet_topup.resolve_orphan_refund_holds(
+        runtime.uow, writer, functools.partial(cashier_client.refund_known, settings),
+        older_than_seconds=settings.top_up_refund_orphan_after_seconds, limit=batch_max,
+    )  # fmt: skip
     if ids or adopted:
         log.info("wallet operations reconciled", synced=len(ids), adopted=adopted)
-    return max(len(ids), adopted, lots)
+    return max(len(ids), adopted, lots, orphans)
 
 
 async def reconcile_wallet_operations(runtime: Runtime) -> None:

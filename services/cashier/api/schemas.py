@@ -182,6 +182,11 @@ class PaymentResponse(BaseModel):
         description="The channel's own coupons the payer used (WeChat promotion_detail, Alipay voucher_detail_list): "
         "{discount_minor, channel_minor, merchant_minor, unsettled_minor, coupons}; null without (docs/events.md)",
     )
+    wallet_split: dict[str, int] | None = Field(
+        default=None,
+        description="A succeeded wallet payment's parts: {cash_minor, bonus_minor}, from the payer's cash balance "
+        "and from a top-up bonus (docs/ledger.md §3.2); null for other channels and before success",
+    )
     livemode: bool = Field(description="Made with a live key (real money); false: a test payment at a sandbox")
     created_at: datetime
     attempts: list[AttemptResponse] = Field(default_factory=list)
@@ -231,6 +236,11 @@ class RefundResponse(BaseModel):
     reason: str | None
     channel: str
     channel_refund_no: str | None
+    wallet_split: dict[str, int] | None = Field(
+        default=None,
+        description="A succeeded wallet refund's parts: {cash_minor, bonus_minor, platform_minor}, given back to "
+        "the payer's cash, to the bonus, or to the platform for a bonus that ended since (docs/ledger.md §3.2)",
+    )
     failure_code: str | None
     failure_message: str | None
     succeeded_at: datetime | None

@@ -141,6 +141,9 @@ class TradeQueryResult:
     paid_at: datetime | None = None
     detail: str | None = None
     channel_discounts: tuple[ChannelDiscount, ...] = ()
+    # A wallet payment's split (the wallet connector): {cash_minor, bonus_minor}, what the payer paid from the
+    # cash balance and from a top-up bonus (docs/ledger.md §3.2). None for every other channel.
+    wallet_split: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,7 @@ class RefundResult:
     channel_refund_no: str | None = None
     refund_minor: int | None = None
     succeeded_at: datetime | None = None
+    wallet_split: dict[str, int] | None = None  # the wallet connector: {cash_minor, bonus_minor, platform_minor}
 
 
 @dataclass(frozen=True, slots=True)

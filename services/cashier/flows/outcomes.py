@@ -141,6 +141,8 @@ async def _apply_once(
             }
             if result.channel_discounts:
                 pay_fields["channel_discount"] = channel_discount_summary(result.channel_discounts)
+            if result.wallet_split is not None:
+                pay_fields["wallet_split"] = result.wallet_split
         elif decision.payment_to is PaymentStatus.FAILED:
             pay_fields = {"failed_at": now, "failure_code": "channel_failed", "failure_message": result.detail}
         else:
@@ -154,6 +156,8 @@ async def _apply_once(
         if decision.payment_to is PaymentStatus.SUCCEEDED:
             # The channel's own coupons (promotion_detail / voucher_detail_list), apart from Juhe's `discount`
             extra["channel_discount"] = payment.channel_discount
+            # A wallet payment's cash and top-up bonus parts (migration 0021); null for a channel's payment.
+            extra["wallet_split"] = payment.wallet_split
         await publish_payment_final(tx, cashier, payment, attempt, source=source, **extra)
     return True
 
@@ -212,6 +216,7 @@ async def apply_refund_result(cashier: Cashier, *, refund_id: str, result: Refun
         source=source,
         channel_refund_no=result.channel_refund_no,
         succeeded_at=result.succeeded_at,
+        wallet_split=result.wallet_split,
     )
 
 
@@ -225,6 +230,7 @@ async def finish_refund(
     succeeded_at: Any = None,
     failure_code: str | None = None,
     failure_message: str | None = None,
+    wallet_split: dict[str, int] | None = None,
 ) -> bool:
     async with cashier.uow.begin() as tx:
         refund = await get_refund_unscoped(tx.conn, refund_id)
@@ -235,6 +241,8 @@ async def finish_refund(
             fields["channel_refund_no"] = channel_refund_no
         if target is RefundStatus.SUCCEEDED:
             fields["succeeded_at"] = succeeded_at or cashier.clock()
+            if wallet_split is not None:
+                fields["wallet_split"] = wallet_split
         else:
             fields["failure_code"] = failure_code or "channel_failed"
             fields["failure_message"] = failure_message
@@ -252,7 +260,15 @@ async def finish_refund(
             topic=REFUNDS_TOPIC,
             type=event_type,
             subject=refund.id,
-            data=refund_event_data(refund, payment, outcome=refund.status, source=source),
+            data=refund_event_data(
+                refund,
+                payment,
+                outcome=refund.status,
+                source=source,
+                # A wallet payment's parts and where this refund went back (migration 0021); null otherwise.
+                wallet_split=refund.wallet_split,
+                payment_wallet_split=payment.wallet_split,
+            ),
         )
         await enqueue_webhook(tx, cashier, payment=payment, envelope=envelope, data=refund_view(refund))
         return True

@@ -66,6 +66,7 @@ def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, A
         "discount_minor": discount["discount_minor"],
         "discount": discount["discount"],
         "channel_discount": row.channel_discount,
+        "wallet_split": row.wallet_split,
         "livemode": row.livemode,
         "created_at": row.created_at,
     }
@@ -86,6 +87,7 @@ def refund_view(row: Any) -> dict[str, Any]:
         "reason": row.reason,
         "channel": row.channel,
         "channel_refund_no": row.channel_refund_no,
+        "wallet_split": row.wallet_split,
         "failure_code": row.failure_code,
         "failure_message": row.failure_message,
         "succeeded_at": row.succeeded_at,

@@ -14,6 +14,7 @@ can never take more than the balance still holds (the engine's no-overdraft deci
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -177,11 +178,57 @@ async def finish_refund(uow: UnitOfWork, writer: LedgerWriter, *, refund_id: str
     try:
         await store.finish_hold(uow, writer, str(operation["id"]), post=succeeded)
     except (WalletError, LedgerError) as exc:
-        if not (succeeded and exc.spec is ledger_errors.PENDING_TRANSFER_EXPIRED):
+        # A success whose hold ran out, or was voided as an orphan (the cashier said it did not know the refund,
+        # then committed it after all): the channel paid, so the holder's cash goes out late if it is still there.
+        released = exc.spec in (ledger_errors.PENDING_TRANSFER_EXPIRED, ledger_errors.PENDING_TRANSFER_ALREADY_VOIDED)
+        if not (succeeded and released):
             log.warning("top-up refund hold already finished", refund_id=refund_id, code=exc.spec.code)
             return True
         await _post_late(uow, writer, operation, now)
     return True
+
+
+async def orphan_refund_holds(conn: AsyncConnection, *, older_than_seconds: float, limit: int) -> list[RowMapping]:
+    """Pending top-up refund holds old enough that the cashier must have committed their refund by now, that it
+    has not confirmed knowing yet (through the pending-operations index)."""
+    sql = """SELECT * FROM wallet_operations
+              WHERE status = 'pending' AND kind = :k AND NOT (details ? 'cashier_known')
+                AND created_at < clock_timestamp() - make_interval(secs => :age)
+              ORDER BY id LIMIT :n"""
+    params = {"k": TOP_UP_REFUND, "age": older_than_seconds, "n": limit}
+    return list((await conn.execute(text(sql), params)).mappings().all())
+
+
+async def resolve_orphan_refund_holds(
+    uow: UnitOfWork, writer: LedgerWriter, ask: Callable[[str], Awaitable[bool | None]], *, older_than_seconds: float,
+    limit: int,
+) -> int:  # fmt: skip
+    """The reconciler's round for top-up refund holds the cashier may have lost (it died between the ledger's
+    answer and its own commit, so no refund event will ever come): `ask` the cashier about each refund id; one it
+    never recorded is voided (the cash is the holder's again; a late success is still posted, finish_refund), one
+    it knows is marked so and left to its refund's events; when the cashier cannot tell, the next round asks
+    again. Returns how many were looked at."""
+    async with uow.read() as conn:
+        found = await orphan_refund_holds(conn, older_than_seconds=older_than_seconds, limit=limit)
+    for operation in found:
+        refund_id = str(operation["idempotency_key"])
+        known = await ask(refund_id)
+        if known is None:
+            continue
+        if known:
+            async with uow.begin() as tx:
+                sql = """UPDATE wallet_operations SET details = details || '{"cashier_known": true}'::jsonb
+                          WHERE id = :i"""
+                await tx.conn.execute(text(sql), {"i": operation["id"]})
+            continue
+        try:
+            await store.finish_hold(uow, writer, str(operation["id"]), post=False)
+        except (WalletError, LedgerError) as exc:  # finished meanwhile (its event came after all): nothing to do
+            log.info("orphaned top-up refund hold finished meanwhile", refund_id=refund_id, code=exc.spec.code)
+            continue
+        log.warning("top-up refund hold voided: the cashier never recorded the refund", refund_id=refund_id,
+                    holder_id=operation["holder_id"], amount_minor=operation["amount_minor"])  # fmt: skip
+    return len(found)
 
 
 async def _post_late(uow: UnitOfWork, writer: LedgerWriter, operation: RowMapping, now: datetime) -> None:

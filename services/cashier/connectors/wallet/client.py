@@ -253,7 +253,12 @@ class WalletConnector:
             return TradeQueryResult(TradeStatus.NOT_FOUND, out_trade_no)
         status = _TRADE_STATUS.get(hold["status"], TradeStatus.PENDING)
         amount = _hold_amount(hold)
+        split = None
+        if amount is not None and status is TradeStatus.SUCCEEDED:
+            bonus = int((hold.get("metadata") or {}).get("bonus_minor") or 0)
+            split = {"cash_minor": amount - bonus, "bonus_minor": bonus}
         return TradeQueryResult(
+            wallet_split=split,
             status=status,
             out_trade_no=out_trade_no,
             channel_trade_no=str(hold["id"]),
@@ -362,13 +367,17 @@ class WalletConnector:
         if transfer is None:
             return RefundResult(RefundStatus.NOT_FOUND, out_refund_no, out_trade_no)
         credit = next(p for p in transfer["postings"] if p["direction"] == "credit")
-        refund_minor = (transfer.get("metadata") or {}).get("refund_minor")
+        meta = transfer.get("metadata") or {}
+        refund_minor = meta.get("refund_minor")
+        amount = int(refund_minor) if refund_minor is not None else int(credit["amount_minor"])
+        bonus, platform = int(meta.get("bonus_minor") or 0), int(meta.get("bonus_to_platform_minor") or 0)
         return RefundResult(
+            wallet_split={"cash_minor": amount - bonus - platform, "bonus_minor": bonus, "platform_minor": platform},
             status=RefundStatus.SUCCEEDED,
             out_refund_no=out_refund_no,
             out_trade_no=out_trade_no,
             channel_refund_no=str(transfer["id"]),
-            refund_minor=int(refund_minor) if refund_minor is not None else int(credit["amount_minor"]),
+            refund_minor=amount,
             succeeded_at=_parse_time(transfer.get("created_at")),
         )
 

@@ -10,13 +10,17 @@ refunds", "Top-up promotions"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from libs.common.embedded import free_port
 from libs.common.events import Envelope
+from libs.common.outbox_tables import outbox
 from libs.common.testing.infra import serve_app
 from services.cashier.tests.integration.flows.conftest import Sandboxes, approve, qr_payment, wait_for
 from services.cashier.tests.integration.flows.test_purpose_and_split import _post_as, _problem
@@ -30,6 +34,7 @@ from services.cashier.tests.integration.flows.test_wallet_and_ledger import (
 )
 from services.ledger.app import create_app as create_ledger_app
 from services.ledger.tests.integration.test_cashier_consumer import publish
+from services.ledger.tests.integration.test_wallet_topup import top_up_paid
 from services.ledger.tests.integration.wallet_harness import PERSON_IDS, resident_id
 from services.ledger.verify import verify
 
@@ -39,19 +44,11 @@ HOLDER = "usr_topup_refund_1"
 async def test_top_up_refund_takes_only_unspent_cash_and_the_ledger_posts_its_hold(
     start_cashier: Any, sandboxes: Sandboxes, migrated_database: Any, service_settings: Any, clean_faults: None
 ) -> None:
-    ledger_port = free_port()
-    cashier = await start_cashier(ledger_url=f"http://127.0.0.1:{ledger_port}")
-    await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
-    ledger_db = await migrated_database("ledger")
-    settings = service_settings("ledger", database_url=ledger_db, port=ledger_port,
-                                wallet_topup_merchant_id=cashier.merchant_id)  # fmt: skip
-    async with (
-        serve_app(create_ledger_app(settings), port=ledger_port, name="the ledger") as ledger_url,
-        httpx.AsyncClient(base_url=ledger_url, timeout=30) as ledger,
-    ):
-        holder = {"holder_id": HOLDER, "holder_type": "person", "name": "王五",
-                  "resident_id": resident_id(next(PERSON_IDS)), "phone": "13900139001"}  # fmt: skip
-        assert (await ledger.post("/v1/wallet/holders", json=holder)).status_code == 201
+    async with _cashier_with_its_ledger(start_cashier, migrated_database, service_settings) as (
+        cashier, ledger, ledger_db,
+    ):  # fmt: skip
+        await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
+        await _open_holder(ledger, HOLDER, "王五")
         body = qr_payment(amount_minor=10_000, purpose="wallet_topup", wallet_holder_id=HOLDER,
                           preferred_channels=["alipay"])  # fmt: skip
         created = await _post_as(cashier, body, service="ledger", merchant_id=cashier.merchant_id)
@@ -87,6 +84,35 @@ async def test_top_up_refund_takes_only_unspent_cash_and_the_ledger_posts_its_ho
         assert sorted(r["amount_minor"] for r in listed) == [3_000, 4_000]
         assert (await cashier.payment(payment["id"]))["refunded_minor"] == 7_000
     assert await verify(ledger_db) == {}
+
+
+@contextlib.asynccontextmanager
+async def _cashier_with_its_ledger(
+    start_cashier: Any, migrated_database: Any, service_settings: Any, *, cashier_url: bool = False, **settings: Any
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient, str]]:
+    """A cashier and a ledger wired together: the ledger's port is chosen first (the cashier needs its URL), its
+    top-up collecting merchant is the cashier's merchant and, with `cashier_url`, it calls that cashier back.
+    Yields (the cashier, a client of the ledger, the ledger's database URL)."""
+    ledger_port = free_port()
+    cashier = await start_cashier(ledger_url=f"http://127.0.0.1:{ledger_port}")
+    ledger_db = await migrated_database("ledger")
+    if cashier_url:
+        settings["cashier_url"] = cashier.base_url
+    ledger_settings = service_settings("ledger", database_url=ledger_db, port=ledger_port,
+                                       wallet_topup_merchant_id=cashier.merchant_id, **settings)  # fmt: skip
+    async with (
+        serve_app(create_ledger_app(ledger_settings), port=ledger_port, name="the ledger") as ledger_url,
+        httpx.AsyncClient(base_url=ledger_url, timeout=30) as ledger,
+    ):
+        yield cashier, ledger, ledger_db
+
+
+async def _open_holder(ledger: httpx.AsyncClient, holder_id: str, name: str) -> None:
+    """A person wallet holder at the ledger (its cash balance opened with it)."""
+    holder = {"holder_id": holder_id, "holder_type": "person", "name": name,
+              "resident_id": resident_id(next(PERSON_IDS)), "phone": "13900139001"}  # fmt: skip
+    created = await ledger.post("/v1/wallet/holders", json=holder)
+    assert created.status_code == 201, created.text
 
 
 async def _operation(ledger: httpx.AsyncClient, kind: str, key: str) -> dict[str, Any] | None:
@@ -182,9 +208,7 @@ async def test_wallet_payment_refund_gives_an_ended_bonus_back_to_the_platform_a
     cashier = await start_cashier(ledger_url=ledger.base_url)
     await cashier.configure("wallet", {}, priority=1)
     user = f"usr_{uuid.uuid4().hex[:10]}"
-    holder = {"holder_id": user, "holder_type": "person", "name": "赵六",
-              "resident_id": resident_id(next(PERSON_IDS)), "phone": "13900139002"}  # fmt: skip
-    assert (await ledger.client.post("/v1/wallet/holders", json=holder)).status_code == 201
+    await _open_holder(ledger.client, user, "赵六")
     grants = [("pay_lot_g1", 1_000, "2027-01-01T00:00:00+00:00"), ("pay_lot_g2", 1_000, None)]
     for pay_id, amount, expires in grants:
         await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
@@ -201,6 +225,9 @@ async def test_wallet_payment_refund_gives_an_ended_bonus_back_to_the_platform_a
     await wait_for(lambda: _when(state(), lambda s: s[0] == 2_000), "both bonuses granted")
     payment = await _confirmed_wallet_payment(cashier, user, 1_500)
     assert await state() == (500, {"pay_lot_g1": 0, "pay_lot_g2": 500}, 2_000)  # the expiring bonus first
+    # The payment says what was cash and what was bonus (view and event).
+    assert payment["wallet_split"] == {"cash_minor": 0, "bonus_minor": 1_500}
+    assert (await _event(cashier, "payment.succeeded", payment["id"]))["wallet_split"] == payment["wallet_split"]
 
     # g1's top-up is refunded: its bonus is revoked (twice). Nothing is left of its lot; g2 stays whole.
     revoked = _bonus_event("revoked", user, "pay_lot_g1", 1_000, refund_id="re_lot_g1")
@@ -214,6 +241,10 @@ async def test_wallet_payment_refund_gives_an_ended_bonus_back_to_the_platform_a
     first = await cashier.post(refunds, {"amount_minor": 800})
     assert first.status_code == 201 and first.json()["status"] == "succeeded", first.text
     assert await state() == (1_000, {"pay_lot_g2": 1_000}, 1_700)
+    split = {"cash_minor": 0, "bonus_minor": 500, "platform_minor": 300}  # where this refund went back
+    assert first.json()["wallet_split"] == split
+    event = await _event(cashier, "refund.succeeded", first.json()["id"])
+    assert (event["wallet_split"], event["payment_wallet_split"]) == (split, payment["wallet_split"])
 
     # g2 expires while another payment's hold is pending on 300 of it: the 700 not held return at once; the
     # lot cannot close yet. The payment is closed (the hold voided, 300 back in the ended lot): the worker's
@@ -232,6 +263,55 @@ async def test_wallet_payment_refund_gives_an_ended_bonus_back_to_the_platform_a
     assert last.status_code == 201 and last.json()["status"] == "succeeded", last.text
     assert await state() == (0, {}, 0)  # the platform paid for no bonus: none was kept, none spent for good
     assert (await ledger.posted(user))["user_wallet"] == 0
+
+
+async def test_a_top_up_refund_hold_the_cashier_never_recorded_is_voided_and_one_it_knows_is_kept(
+    start_cashier: Any, migrated_database: Any, service_settings: Any, platform_topics: str, juhe_infra: Any
+) -> None:
+    """The cashier asks the ledger to hold a top-up refund inside the transaction that records the refund; if it
+    dies before that commit, no refund event will ever finish the hold. The ledger's reconciler asks the cashier
+    about holds older than `top_up_refund_orphan_after_seconds`: one whose refund it never recorded (404) is
+    voided, so the holder's cash is spendable again; one it knows stays held for its refund's events."""
+    user, top_up = f"usr_{uuid.uuid4().hex[:10]}", f"pay_orphan_{uuid.uuid4().hex[:8]}"
+    async with _cashier_with_its_ledger(
+        start_cashier, migrated_database, service_settings, cashier_url=True,
+        top_up_refund_orphan_after_seconds=0.5, wallet_reconcile_interval_seconds=0.3,
+    ) as (cashier, ledger, ledger_db):  # fmt: skip
+        await cashier.configure("wallet", {}, priority=1)
+        await _open_holder(ledger, user, "孙七")
+        await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments",
+                      top_up_paid(top_up, cashier.merchant_id, user))  # 10000 credited to the cash  # fmt: skip
+        await wait_for(lambda: _operation(ledger, "top_up", top_up), "the top-up credited")
+        # A refund the cashier knows (a wallet payment's), and one it lost: both held as the cashier holds them.
+        paid = await _confirmed_wallet_payment(cashier, user, 1_000)
+        known = await cashier.post(f"/v1/payments/{paid['id']}/refunds", {"amount_minor": 500})
+        assert known.status_code == 201, known.text
+        lost = f"re_lost_{uuid.uuid4().hex[:8]}"
+        for refund_id, amount in ((known.json()["id"], 2_000), (lost, 3_000)):
+            body = {"refund_id": refund_id, "payment_id": top_up, "amount_minor": amount, "currency": "CNY"}
+            held = await ledger.post("/v1/wallet/top-up-refunds", json=body)
+            assert held.status_code == 201, held.text
+
+        async def finished(refund_id: str, check: Any) -> bool:
+            found = await _operation(ledger, "top_up_refund", refund_id)
+            return found is not None and bool(check(found))
+
+        await wait_for(lambda: finished(lost, lambda o: o["status"] == "voided"), "the lost refund's hold voided")
+        await wait_for(lambda: finished(known.json()["id"], lambda o: o["details"].get("cashier_known")),
+                       "the known refund's hold confirmed with the cashier")  # fmt: skip
+        assert (await _operation(ledger, "top_up_refund", known.json()["id"]) or {})["status"] == "pending"
+        wallet = (await ledger.get(f"/v1/wallet/holders/{user}/my-wallet")).json()
+        cash = next(v for v in wallet["subaccounts"] if v["subaccount_type"] == "balance")
+        assert cash["balances"]["available_balance_minor"] == 10_000 - 1_000 + 500 - 2_000  # the 3000 is free again
+    assert await verify(ledger_db) == {}
+
+
+async def _event(cashier: Any, event_type: str, subject: str) -> dict[str, Any]:
+    """The data of the cashier's one `event_type` event about `subject`, read from its outbox."""
+    query = select(outbox.c.payload).where(outbox.c.event_type == event_type, outbox.c.key == subject)
+    async with cashier.engine.connect() as conn:
+        [payload] = (await conn.execute(query)).scalars().all()
+    return dict(Envelope.from_bytes(payload).data)
 
 
 def _bonus_event(kind: str, user: str, payment_id: str, bonus_minor: int, **extra: Any) -> Envelope:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from gateway.api.onboarding_schemas import OnboardingCreateRequest
 from gateway.config import DEMO_IDENTITY_SECRET, Settings
 from gateway.domain import onboarding as rules
 from gateway.domain.access import Principal
 from gateway.domain.onboarding import Outcome, Reason
 from gateway.domain.suspension import suspendable_merchant
+from gateway.flows.onboarding_partner import public_part, template_problems
 from libs.common.errors import Problem
 
 
@@ -132,3 +134,47 @@ def test_production_refuses_the_demo_identity_secret() -> None:
         Settings(env="prod", **real)
     assert Settings(env="prod", identity_secret="a-real-provider-secret", **real).env == "prod"
     assert Settings(env="dev").identity_secret.get_secret_value() == DEMO_IDENTITY_SECRET  # the sandbox's, in dev
+
+
+def _opening(channel: str = "alipay", **changes: object) -> dict[str, object]:
+    return {"channel": channel, "route_id": "r1", "sub_merchant_id": "2088", "config": {"app_id": "1"}, **changes}
+
+
+def _request(*openings: dict[str, object], key_mode: str = "test") -> dict[str, object]:
+    return {"legal_name": "张三", "entity_type": "individual", "industry_code": "5812",
+            "legal_representative": {"name": "张三", "id_number": "11010519491231002X"},
+            "contact": {"name": "张三", "email": "a@b.example", "phone": "13800138000"},
+            "settlement_account": {"account_name": "张三", "account_number": "62220212345678", "bank_name": "ICBC"},
+            "channels": list(openings), "key_mode": key_mode}  # fmt: skip
+
+
+def test_a_channel_opens_once_per_mode_with_either_its_own_config_or_a_partner_part() -> None:
+    """Test and live side by side: the same channel twice is fine in two modes (the default mode is key_mode), never
+    twice in one; each opening gives its own credentials or, in partner mode, only the merchant's part."""
+    both = OnboardingCreateRequest.model_validate(_request(_opening(), _opening(mode="live")))
+    assert [(c.channel, c.mode) for c in both.channels] == [("alipay", None), ("alipay", "live")]
+    partner = _opening("wechatpay", config=None, partner={"sub_mchid": "1900000111"})
+    assert OnboardingCreateRequest.model_validate(_request(partner)).channels[0].partner == {"sub_mchid": "1900000111"}
+    refused = (
+        [_opening(), _opening(mode="test")],  # twice in one mode
+        [_opening("wechatpay", partner={"sub_mchid": "1"})],  # config and partner
+        [_opening("wechatpay", config=None)],  # neither
+        [_opening("wechatpay", config=None, partner={"sub_mchid": "1", "sp_mchid": "2"})],  # the provider's field
+        [_opening("alipay", config=None, partner={"sub_mchid": "1"})],  # Alipay's part is app_auth_token
+        [_opening("unionpay", config=None, partner={"sub_mchid": "1"})],  # no partner mode
+    )
+    for openings in refused:
+        with pytest.raises(ValidationError):
+            OnboardingCreateRequest.model_validate(_request(*openings))
+
+
+def test_a_partner_template_names_the_provider_only_and_shows_no_secret() -> None:
+    wechat = {"sp_mchid": "1900000100", "sp_appid": "wx8", "apiv3_key": "k" * 32, "merchant_private_key_pem": "P",
+              "platform_public_key_pem": "pub", "base_url": "https://api.mch.weixin.qq.com"}  # fmt: skip
+    assert template_problems("wechatpay", wechat) == []
+    assert template_problems("wechatpay", {**wechat, "sub_mchid": "1"}) != []
+    assert template_problems("wechatpay", {k: v for k, v in wechat.items() if k != "sp_appid"}) != []
+    assert template_problems("alipay", {"app_id": "2021", "app_auth_token": "t"}) != []
+    shown, secret = public_part({**wechat, "app_secret": "s", "sign_pfx_password": "p"})
+    assert secret == ["apiv3_key", "app_secret", "merchant_private_key_pem", "sign_pfx_password"]
+    assert set(shown) == {"sp_mchid", "sp_appid", "platform_public_key_pem", "base_url"}

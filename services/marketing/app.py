@@ -6,8 +6,18 @@ from fastapi import FastAPI
 
 from libs.common.web import create_service_app
 from services.marketing import worker
-from services.marketing.api.routes import channel_coupons, coupons, imports, points, redemptions, stocks, topups
+from services.marketing.api.routes import (
+    channel_coupons,
+    coupons,
+    imports,
+    points,
+    redemptions,
+    rewards,
+    stocks,
+    topups,
+)
 from services.marketing.config import Settings
+from services.marketing.flows import rewards as reward_flows
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -24,7 +34,9 @@ def create_app(settings: Settings) -> FastAPI:
             imports.router,
             channel_coupons.router,
             channel_coupons.internal,
+            rewards.router,
         ],
-        subscriptions=worker.subscriptions(settings),
+        # Rewards on events (flows/rewards.py) have their own subscription: the inbox runs every one of a topic.
+        subscriptions=[*worker.subscriptions(settings), *reward_flows.subscriptions(settings.day_timezone)],
         background=worker.background_tasks(settings),
     )

@@ -62,6 +62,19 @@ class Mirror:
         assert started.status_code == 200 and started.json()["status"] == "running", started.text
         return dict(started.json())
 
+    def created_again(self, stock_id: str) -> bool:
+        """Marketing's stored create request sent to the cashier again (as a start after a crash between the
+        channel's answer and marketing's commit does) is answered with the stock the channel already created."""
+        row = self.run.query(
+            "juhe_marketing", f"SELECT request, channel_stock_id FROM channel_stocks WHERE stock_id = '{stock_id}'"
+        )[0]
+        request = json.loads(row["request"]) if isinstance(row["request"], str) else row["request"]
+        token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-mirror", service="marketing")
+        answer = httpx.post(f"{self.run.url('cashier')}/v1/internal/channel-coupons/stocks", json=request,
+                            headers={IDENTITY_HEADER: token}, timeout=30)  # fmt: skip
+        assert answer.status_code == 200, answer.text
+        return bool(answer.json()["channel_stock_id"] == row["channel_stock_id"])
+
     def claim(self, user: str, stock_id: str, channel_user: str, request_id: str = "first") -> httpx.Response:
         return self.platform.marketing(
             "POST", "/v1/marketing/me/claims", user=user, stock_id=stock_id, request_id=request_id,
@@ -132,6 +145,7 @@ def test_a_wechat_stock_from_a_campaign_its_coupon_sent_used_and_the_callback_ap
     assert refused.json()["channel_code"] == "PARAM_ERROR"
 
     stock = mirror.running_stock("wechatpay_favor")
+    assert mirror.created_again(stock["stock_id"])  # what a start after a crash before our commit would get
     user, openid = _user(), f"oMirror{uuid.uuid4().hex[:16]}"
     claimed = mirror.claim(user, stock["stock_id"], openid)
     assert claimed.status_code == 201, claimed.text
@@ -144,6 +158,10 @@ def test_a_wechat_stock_from_a_campaign_its_coupon_sent_used_and_the_callback_ap
     no_user = mirror.platform.marketing("POST", "/v1/marketing/me/claims", user=_user(), stock_id=stock["stock_id"],
                                         request_id="r")  # fmt: skip
     assert (no_user.status_code, no_user.json()["code"]) == (422, "channel_user_required")
+
+    forged = _forged_callback(mirror, sent["channel_coupon_id"])  # not signed by WeChat: refused, nothing stored
+    assert (forged.status_code, forged.json()["code"]) == (401, "FAIL")
+    assert mirror.events_stored(sent["channel_coupon_id"]) == []
 
     payment = mirror.pay("wechatpay")
     out_trade_no = payment["attempts"][-1]["out_trade_no"]
@@ -165,12 +183,16 @@ def test_a_wechat_stock_from_a_campaign_its_coupon_sent_used_and_the_callback_ap
     eventually(lambda: _acknowledged(mirror, "wechatpay", sent["channel_coupon_id"]) >= 2, "COUPON.USE taken twice")
     assert [e["kind"] for e in mirror.events_stored(sent["channel_coupon_id"])] == ["used"]  # the replay: nothing
     assert mirror.coupon(user, claimed.json()["coupon_id"])["status"] == "used"
+    for action, status in (("pause", "paused"), ("resume", "running")):  # WeChat pause / restart, then here
+        moved = mirror.as_merchant("POST", f"/v1/marketing/stocks/{stock['stock_id']}/{action}")
+        assert (moved.status_code, moved.json()["status"]) == (200, status), moved.text
 
 
 def test_an_alipay_voucher_from_a_campaign_sent_used_and_its_messages_applied_once(
     mirror: Mirror, replayed: None
 ) -> None:
     stock = mirror.running_stock("alipay_voucher")
+    assert mirror.created_again(stock["stock_id"])
     user, buyer = _user(), f"2088{uuid.uuid4().int % 10**12:012d}"
     claimed = mirror.claim(user, stock["stock_id"], buyer)
     assert claimed.status_code == 201, claimed.text
@@ -192,12 +214,18 @@ def test_an_alipay_voucher_from_a_campaign_sent_used_and_its_messages_applied_on
     stored = eventually(lambda: len(e := mirror.events_stored(code)) == 2 and e, "received and used stored")
     assert sorted(e["kind"] for e in stored) == ["received", "used"]  # each once, though each came twice
     assert all(e["applied_at"] is not None for e in stored)
+    ended = mirror.as_merchant("POST", f"/v1/marketing/stocks/{stock['stock_id']}/end")  # ordervoucher.stop
+    assert (ended.status_code, ended.json()["status"]) == (200, "ended"), ended.text
 
 
 def test_the_daily_comparison_finds_nothing_then_a_use_the_channel_never_told(mirror: Mirror) -> None:
     clean = mirror.comparison()
     assert clean["complete"] and clean["mismatches"] == [], clean
     assert {s["program"] for s in clean["stocks"]} == {"wechatpay_favor", "alipay_voucher"}
+    assert {s["program"]: s["channel"]["status"] for s in clean["stocks"]} == {
+        "wechatpay_favor": "running",
+        "alipay_voucher": "STOPPED",  # ended here, stopped there, still compared on the day it stopped
+    }
 
     stock = mirror.running_stock("wechatpay_favor")
     user, openid = _user(), f"oLost{uuid.uuid4().hex[:16]}"
@@ -215,3 +243,17 @@ def _acknowledged(mirror: Mirror, sandbox: str, subject: str) -> int:
     """How many deliveries of the sandbox's callbacks about `subject` the receiver acknowledged."""
     answer = httpx.get(f"{mirror.run.url(sandbox)}/control/notifications", params={"subject": subject}, timeout=10)
     return sum(1 for d in answer.json()["deliveries"] if d["acknowledged"])
+
+
+def _forged_callback(mirror: Mirror, coupon_id: str) -> httpx.Response:
+    """A COUPON.USE shaped like WeChat's but signed by nobody, posted where WeChat posts (through the gateway)."""
+    body = json.dumps({"id": f"forged-{coupon_id}", "event_type": "COUPON.USE", "resource": {}}).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Wechatpay-Serial": "PUB_KEY_ID_0000",
+        "Wechatpay-Nonce": "n0nce",
+        "Wechatpay-Timestamp": str(int(datetime.now(UTC).timestamp())),
+        "Wechatpay-Signature": "Zm9yZ2Vk",
+    }
+    url = f"{mirror.run.url('gateway')}/v1/notify/coupons/wechatpay_favor/{mirror.platform.merchant_id}"
+    return httpx.post(url, content=body, headers=headers, timeout=10)

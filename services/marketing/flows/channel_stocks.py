@@ -43,6 +43,7 @@ from services.marketing.store.tables import channel_stocks
 PROGRAMS = ("wechatpay_favor", "alipay_voucher")
 WECHAT_WINDOW_DAYS_MAX = 90  # a 代金券 stock's window (sandboxes/wechatpay/README.md)
 COUPONS_PER_USER_MAX = 100  # WeChat's max_coupons_per_user
+AVAILABLE_MERCHANTS_MAX = 50  # the merchants a stock is usable at (the cashier's internal API takes 50)
 CHANNEL_ACTIONS = {"pause": "pause", "resume": "restart", "end": "stop"}
 CHANNEL_STATUS = {"start": "running", "pause": "paused", "resume": "running", "end": "stopped"}
 
@@ -66,6 +67,8 @@ def check_definition(draft: stocks.StockDraft, *, now: datetime) -> None:
         raise bad("budget_minor", "the budget in fen is the face value × the count at the channel")
     if draft.per_user_limit > COUPONS_PER_USER_MAX:
         raise bad("per_user_limit", f"at most {COUPONS_PER_USER_MAX} per user at the channel")
+    if len(r.merchant_ids) > AVAILABLE_MERCHANTS_MAX:
+        raise bad("merchant_ids", f"a channel stock is usable at {AVAILABLE_MERCHANTS_MAX} merchants at most")
     if draft.points_price is not None:
         raise bad("points_price", "a channel coupon goes to a channel user, not bought with points")
     begin = max(draft.valid_from or now, now)

@@ -68,6 +68,9 @@ async def claim(tx: Tx, *, stock_id: str, user_id: str, request_id: str, source:
         raise Problem(STOCK_NOT_RUNNING, f"the stock is {stock['status']}", status=stock["status"])
     if stock["valid_until"] is not None and now >= stock["valid_until"]:
         raise Problem(STOCK_NOT_RUNNING, "the stock's validity period is over", status=stock["status"])
+    if stock["channel"] is not None and stock["valid_from"] is not None and now < stock["valid_from"]:
+        # the channel sends nothing before its stock's window begins (WeChat 活动未开始): a claim now would be voided
+        raise Problem(STOCK_NOT_RUNNING, "the channel stock's window has not begun", status=stock["status"])
     valid_from, valid_until = rules.validity(claimed_at=now, valid_from=stock["valid_from"],
                                              valid_until=stock["valid_until"],
                                              valid_days=stock["valid_days_after_claim"])  # fmt: skip

@@ -122,14 +122,16 @@ class TopupBonusPostings:
             async with self.uow.begin() as tx:
                 await lots.end_lot(tx, str(lot["id"]), kind)
             details = {"bonus_minor": int(data["bonus_minor"]), "refund_id": data.get("refund_id")}
-            await lots.finish_lot(self.uow, self.writer, str(lot["id"]), details=details, now=datetime.now(UTC))
+            if not await lots.finish_lot(self.uow, self.writer, str(lot["id"]), details=details, now=datetime.now(UTC)):
+                log.info("ended bonus lot not closed yet (a hold pending on it): the wallet round finishes it",
+                         payment_id=payment_id, lot_id=lot["id"])  # fmt: skip
             return
         async with self.uow.read() as conn:
             if await store.operation_by_key(conn, kind, payment_id) is not None:
                 return  # taken back before (a redelivery)
         bonus, expense = await self._accounts(holder_id, currency)
         for attempt in range(REVOKE_ATTEMPTS):
-            take = min(int(data["bonus_minor"]), await self._available(bonus))
+            take = min(int(data["bonus_minor"]), await self._unlotted(holder_id, bonus, currency))
             if take <= 0:
                 log.info("revoked bonus already spent: nothing left to take back", payment_id=payment_id)
                 return
@@ -148,6 +150,10 @@ class TopupBonusPostings:
                 if exc.spec.code != ledger_errors.INSUFFICIENT_FUNDS.code or attempt == REVOKE_ATTEMPTS - 1:
                     raise
 
-    async def _available(self, account_id: str) -> int:
+    async def _unlotted(self, holder_id: str, bonus: str, currency: str) -> int:
+        """What the pool holds beyond its open lots: the grants from before lots, the most a grant without a lot
+        may take back (the lots' money is their own bonuses')."""
         async with self.uow.read() as conn:
-            return await store.available_minor(conn, account_id)
+            pool = await store.available_minor(conn, bonus)
+            in_lots = sum(max(int(lot["available"]), 0) for lot in await lots.open_lots(conn, holder_id, currency))
+        return pool - in_lots

@@ -17,7 +17,7 @@ always the sum of its lots, the engine refuses a lot that would go below zero, a
   round (`finish_ended_lots`): whatever comes back to an ended lot returns to 5201, never to the holder.
 
 Grants from before lots have no lot: that part of the pool ("unlotted", pool − Σ open lots) is spent after the
-lots and taken back as before (min(bonus, pool))."""
+lots and taken back as before, up to that unlotted rest (min(bonus, pool − Σ open lots))."""
 
 from __future__ import annotations
 
@@ -29,7 +29,6 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx, UnitOfWork
-from libs.common.logging import get_logger
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.wallet import postings as p
@@ -40,8 +39,6 @@ from services.ledger.store import accounts as account_store
 from services.ledger.store import wallet as store
 from services.ledger.store.codec import account_from_row
 from services.ledger.store.writer import LedgerWriter
-
-log = get_logger("juhe.ledger.bonus_lots")
 
 PLATFORM = "platform"
 FINISH_ATTEMPTS = 3  # a spend, a refund or a void between reading a lot and moving it: read again
@@ -86,18 +83,17 @@ async def end_lot(tx: Tx, lot_id: str, kind: str) -> None:
 
 
 async def finish_lot(uow: UnitOfWork, writer: LedgerWriter, lot_id: str, *, details: dict[str, Any],
-                     now: datetime) -> int:  # fmt: skip
-    """Takes back what is left of an ended lot (Dr 2308 + lot; Cr 5201 + 9107) and closes it. Returns what was
-    taken back now. Idempotent: the first take-back is keyed by the grant's payment id, any later one (money came
-    back to the lot after it) by the lot's counters, which every take-back moves on."""
-    taken = 0
+                     now: datetime) -> bool:  # fmt: skip
+    """Takes back what is left of an ended lot (Dr 2308 + lot; Cr 5201 + 9107) and closes it. Returns whether it
+    is closed. Idempotent: the first take-back is keyed by the grant's payment id, any later one (money came back
+    to the lot after it) by the lot's counters, which every take-back moves on."""
     for _ in range(FINISH_ATTEMPTS):
         async with uow.read() as conn:
             lot = await account_store.get_account(conn, lot_id)
         assert lot is not None
         meta = lot["metadata"]
         if lot["status"] == "closed":
-            return taken
+            return True
         kind, payment_id = str(meta["ended"]), str(meta["payment_id"])
         left = int(lot["credits_posted"]) - int(lot["debits_posted"]) - int(lot["debits_pending"])
         if left > 0:
@@ -126,11 +122,9 @@ async def finish_lot(uow: UnitOfWork, writer: LedgerWriter, lot_id: str, *, deta
                 if exc.spec.code != ledger_errors.INSUFFICIENT_FUNDS.code:
                     raise
                 continue  # a payment took part of it meanwhile: read again
-            taken += left
         if await _close(uow, lot_id):
-            return taken
-    log.info("bonus lot not closed yet (a hold pending on it); the wallet round finishes it", lot_id=lot_id)
-    return taken
+            return True
+    return False
 
 
 async def _close(uow: UnitOfWork, lot_id: str) -> bool:
@@ -162,5 +156,5 @@ async def finish_ended_lots(uow: UnitOfWork, writer: LedgerWriter, *, limit: int
     async with uow.read() as conn:
         ids = [str(i) for i in (await conn.execute(text(sql), {"k": p.BONUS_LOT.kind, "n": limit})).scalars()]
     for lot_id in ids:
-        await finish_lot(uow, writer, lot_id, details={}, now=now)
+        await finish_lot(uow, writer, lot_id, details={}, now=now)  # not closed: a hold still pending, next round
     return len(ids)

@@ -201,11 +201,14 @@ async def caller_livemode(
         bool | None, Query(description="Only live (true) or test (false) money; a key always gets its own mode")
     ] = None,
 ) -> bool | None:
-    """The mode (book) a read answers (docs/test-mode.md): the caller's key's; `?livemode=` naming the other mode
-    is 422. A caller without a key mode (a console session, a service) may pick one with `livemode`, else None:
-    both, each object marked. Async: no thread hand-off per request."""
+    """The mode (book) a request is in (docs/test-mode.md): for a caller acting for a merchant (a merchant key, or a
+    platform key on a merchant's behalf) its key's mode, `?livemode=` naming the other being 422. Any other caller
+    (a platform acting for itself, whose ledger holds both books and live-only wallets; a console session; a
+    service) may pick one with `livemode`, else None: both, each object marked. Async: no thread hand-off."""
     identity = optional_identity(request)
-    own = livemode_of(identity.mode) if identity is not None and identity.mode is not None else None
+    own = None
+    if identity is not None and identity.merchant_id is not None and identity.mode is not None:
+        own = livemode_of(identity.mode)
     if own is not None and livemode is not None and livemode is not own:
         raise Problem(VALIDATION_FAILED, "livemode must be the mode of the key making the request", field="livemode")
     return own if own is not None else livemode

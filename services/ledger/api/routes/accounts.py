@@ -1,9 +1,10 @@
 """Accounts: open, read, list by holder, freeze / unfreeze / close, balance (as of), statement.
 
-Books (docs/ledger.md "Books"): a caller whose key has a mode (test or live, forwarded by the gateway) opens, reads
-and changes only accounts of that book; an account of the other book is 404 `account_not_found`, as if it did not
-exist. A caller without a key mode (a Juhe service, a console) names the book with `livemode` or sees both, each
-account marked.
+Books (docs/ledger.md §2.1): a caller acting for a merchant with a key of a mode (test or live, forwarded by the
+gateway: a platform key on a merchant's behalf) opens, reads and changes only accounts of that book; an account of
+the other book is 404 `account_not_found`, as if it did not exist. Any other caller (the platform acting for
+itself, whose ledger holds both books and live-only wallets; a Juhe service; a console) names the book with
+`livemode` or sees both, each account marked (`libs.common.internal_auth.caller_livemode`).
 """
 
 from __future__ import annotations

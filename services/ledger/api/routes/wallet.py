@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import FORBIDDEN, IDEMPOTENCY_KEY_REUSED, Problem
-from libs.common.internal_auth import internal_identity
+from libs.common.internal_auth import CallerLivemode, internal_identity
 from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import RuntimeDep, UowDep
 from services.ledger.api.deps import WriterDep
@@ -472,16 +472,18 @@ async def subaccount_history(
 
 @router.get("/merchants/{merchant_id}/balances")
 async def merchant_balances(
-    merchant_id: str, uow: UowDep, currency: str = Query("CNY", pattern=r"^[A-Z]{3}$")
+    merchant_id: str, uow: UowDep, livemode: CallerLivemode, currency: str = Query("CNY", pattern=r"^[A-Z]{3}$")
 ) -> s.MerchantBalancesResponse:
-    """The merchant's master view: pending (not yet settled), settled, available to withdraw, in payout."""
+    """The merchant's master view: pending (not yet settled), settled, available to withdraw, in payout, of the
+    book of the caller's key mode (docs/ledger.md §2.1); a caller without one (a console) names it with
+    `livemode`, else gets both books summed."""
     async with uow.read() as conn:
         rows = await store.accounts_of_kinds(
             conn, merchant_id, ["merchant_pending", "merchant_settled", "merchant_payable"]
         )
     sums = {"merchant_pending": 0, "merchant_settled": 0, "merchant_payable": 0, "available": 0}
     for r in rows:
-        if r["currency"] != currency:
+        if r["currency"] != currency or livemode not in (None, r["livemode"]):
             continue
         b = balances_of(r)
         sums[r["kind"]] += b.posted_balance_minor

@@ -171,8 +171,10 @@ async def test_test_money_is_booked_apart_from_live_money(
     platform_test = await accounts_of(ledger, "platform", livemode="false")
     assert platform_test["channel_clearing:wechatpay"]["balances"]["posted_balance_minor"] == 2000
 
-    # A test key sees the test book only: the live account is 404, asking for live money is 422.
-    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="key_test_1", platform="juhe", mode="test")
+    # A test key acting for the merchant sees the test book only: the live account is 404, asking for live money 422.
+    token = mint_identity_token(
+        DEMO_INTERNAL_TOKEN_SECRET, key_id="key_test_1", platform="juhe", merchant_id="mch_b1", mode="test"
+    )
     as_test = {IDENTITY_HEADER: token}
     listed = await ledger.client.get("/v1/accounts", params={"holder_id": "mch_b1"}, headers=as_test)
     assert [a["id"] for a in listed.json()["data"]] == [test_book["merchant_pending:"]["id"]]

@@ -8,6 +8,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import insert, update
+
+from services.marketing.clients.cashier import cashier_of
+from services.marketing.flows import channel_coupons
+from services.marketing.store.tables import channel_coupons as channel_coupons_table
+from services.marketing.store.tables import channel_stocks, coupon_stocks
 from services.marketing.tests.integration.conftest import Marketing, code
 
 SOON = (datetime.now(UTC) + timedelta(days=7)).isoformat()
@@ -75,3 +81,59 @@ async def test_a_channel_callback_is_stored_once_and_waits_for_its_coupon(market
     today = datetime.now(UTC).date().isoformat()
     nothing = await marketing.get(f"/v1/marketing/channel-comparisons?date={today}", marketing.operator())
     assert nothing.status_code == 200 and nothing.json()["stocks"] == [] and nothing.json()["complete"] is True
+
+
+async def _running_channel_stock(marketing: Marketing) -> str:
+    """A channel stock as its start leaves it (the channel part of a start needs the cashier: tests/e2e)."""
+    merchant = marketing.merchant()
+    created = await marketing.post("/v1/marketing/stocks", _stock(await marketing.campaign(merchant)), merchant)
+    stock_id = str(created.json()["stock_id"])
+    async with marketing.runtime.uow.begin() as tx:
+        await tx.conn.execute(insert(channel_stocks).values(
+            stock_id=stock_id, program="wechatpay_favor", merchant_id="mch_a", out_request_no=stock_id, request={},
+            channel_stock_id=f"9{stock_id[-9:]}", channel_status="running"))  # fmt: skip
+        await tx.conn.execute(
+            update(coupon_stocks).where(coupon_stocks.c.stock_id == stock_id).values(status="running")
+        )
+    return stock_id
+
+
+async def test_callbacks_apply_in_any_order_and_an_outage_leaves_the_send_pending(marketing: Marketing) -> None:
+    stock_id = await _running_channel_stock(marketing)
+    coupons: list[str] = []
+    for n in range(3):
+        body = {"stock_id": stock_id, "request_id": "r1", "channel_user": f"oUser{n}"}
+        claimed = await marketing.post("/v1/marketing/me/claims", body, marketing.user(f"usr_{n}"))
+        assert claimed.status_code == 201, claimed.text
+        assert claimed.json()["channel"]["send_status"] == "pending"  # no cashier: the worker sends it later
+        coupons.append(claimed.json()["coupon_id"])
+    cashier = cashier_of(marketing.runtime)
+    past = datetime.now(UTC) + timedelta(seconds=1)
+    assert await channel_coupons.send_round(marketing.runtime.uow, cashier, batch_max=10, older_than=past) == 3
+    still = await marketing.get(f"/v1/marketing/me/coupons/{coupons[0]}", marketing.user("usr_0"))
+    assert still.json()["channel"]["send_status"] == "pending"  # an outage changes nothing: sent again later
+
+    orders = {coupons[0]: ["used"], coupons[1]: ["expired", "used"], coupons[2]: ["used", "expired"]}
+    for coupon_id, kinds in orders.items():  # every callback before our record of the send: stored, waiting
+        for kind in kinds:
+            event = {"program": "wechatpay_favor", "merchant_id": "mch_a", "event_id": f"{coupon_id}-{kind}",
+                     "kind": kind, "channel_stock_id": "1", "channel_coupon_id": f"wx-{coupon_id}"}  # fmt: skip
+            stored = await marketing.post("/v1/internal/marketing/channel-coupon-events", event,
+                                          marketing.headers(service="cashier"))  # fmt: skip
+            assert stored.json()["recorded"] is True
+    for n, coupon_id in enumerate(coupons):
+        mine = await marketing.get(f"/v1/marketing/me/coupons/{coupon_id}", marketing.user(f"usr_{n}"))
+        assert mine.json()["status"] == "available"
+        async with marketing.runtime.uow.begin() as tx:  # the send's answer lands (as flows.channel_coupons.send)
+            sent = update(channel_coupons_table).where(channel_coupons_table.c.coupon_id == coupon_id)
+            await tx.conn.execute(sent.values(send_status="sent", channel_coupon_id=f"wx-{coupon_id}"))
+            await channel_coupons.apply_events(tx, "wechatpay_favor", f"wx-{coupon_id}")
+        mine = await marketing.get(f"/v1/marketing/me/coupons/{coupon_id}", marketing.user(f"usr_{n}"))
+        assert mine.json()["status"] == "used", (orders[coupon_id], mine.json())  # the channel's use wins
+
+    other = await marketing.post("/v1/marketing/me/claims", {"stock_id": stock_id, "request_id": "r1",
+                                 "channel_user": "oUser3"}, marketing.user("usr_3"))  # fmt: skip
+    locked = await marketing.post("/v1/internal/marketing/locks", {
+        "payment_id": "pay_x", "coupon_id": other.json()["coupon_id"], "user_id": "usr_3", "merchant_id": "mch_a",
+        "scene": "h5", "order_amount_minor": 5000}, marketing.headers(service="cashier"))  # fmt: skip
+    assert (locked.status_code, code(locked), locked.json()["field"]) == (422, "coupon_not_applicable", "channel")

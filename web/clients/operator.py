@@ -100,6 +100,16 @@ class OperatorApi:
     async def contracts(self, merchant_id: str) -> list[dict[str, Any]]:
         return items_of(await self._get("/v1/contracts", merchant_id=merchant_id, limit=PAGE_LIMIT))
 
+    async def contract(self, merchant_id: str, route_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._get(f"/v1/contracts/{_seg(merchant_id)}/{_seg(route_id)}")
+        return found
+
+    async def put_contract(self, merchant_id: str, route_id: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        """Routing's versioned contract write (`expected_version`: a contract changed meanwhile is 409)."""
+        saved: dict[str, Any] = await self._write("PUT", f"/v1/contracts/{_seg(merchant_id)}/{_seg(route_id)}", body,
+                                                  key)  # fmt: skip
+        return saved
+
     async def fee_rates(self, *, merchant_id: str | None = None, route_id: str | None = None) -> list[dict[str, Any]]:
         return items_of(await self._get("/v1/fee-rates", merchant_id=merchant_id, route_id=route_id, limit=PAGE_LIMIT))
 

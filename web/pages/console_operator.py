@@ -32,7 +32,7 @@ BASE = "/console/operator"
 
 DONE = ("rate_changed", "assigned", "requeried", "resolved", "payout_approved", "payout_rejected", "suspended",
         "resumed", "retried", "profile_saved", "application_created", "application_submitted", "application_approved",
-        "application_rejected", "kyc_approved", "kyc_rejected")  # fmt: skip
+        "application_rejected", "kyc_approved", "kyc_rejected", "contract_changed")  # fmt: skip
 ERRORS = (
     "rate_invalid", "reason_required", "reason_missing", "amount_invalid", "not_found", "forbidden", "state_conflict",
     "not_requeryable", "unavailable", "failed", "profile_invalid", "programme_missing", "not_eligible",
@@ -204,6 +204,38 @@ async def change_fee_rate(ctx: Console, rate_id: str) -> Response:
     except GatewayUnavailable:
         return back(error="unavailable")
     return back(done="rate_changed")
+
+
+CONTRACT_FIELDS = ("merchant_id", "route_id", "sub_merchant_id", "enabled", "industry", "version")
+
+
+@routes.post("/merchants/{merchant_id}/contracts/{route_id}/{action}", "platform.routing.manage")
+async def switch_contract(ctx: Console, merchant_id: str, route_id: str, action: str) -> Response:
+    """Enable or disable a merchant's routing contract on a route (routing stops or resumes choosing that route
+    for it), by routing's versioned write with the version just read: a contract changed meanwhile is "it changed
+    meanwhile", nothing written. Audited as `contract.enabled` / `contract.disabled` before and after."""
+    merchant_id = merchant_id[:64]
+
+    def back(**outcome: str) -> Response:
+        return ctx.redirect(f"{BASE}/merchants", merchant_id=merchant_id, **outcome)
+
+    if action not in ("enable", "disable"):
+        return back(error="not_found")
+    op = _op(ctx)
+    try:
+        before = await op.contract(merchant_id, route_id)
+        body = {"sub_merchant_id": before["sub_merchant_id"], "enabled": action == "enable",
+                "industry": before.get("industry"), "expected_version": int(before["version"])}  # fmt: skip
+        key = f"{ctx.form.get('request_id') or _request_id()}.{action}.{route_id}"
+        after = await op.put_contract(merchant_id, route_id, {k: v for k, v in body.items() if v is not None}, key=key)
+        await ctx.api.audit(f"contract.{action}d", f"{merchant_id}/{route_id}",
+                            {k: before.get(k) for k in CONTRACT_FIELDS},
+                            {k: after.get(k) for k in CONTRACT_FIELDS})  # fmt: skip
+    except GatewayProblem as exc:
+        return back(error=_error_code(exc))
+    except GatewayUnavailable:
+        return back(error="unavailable")
+    return back(done="contract_changed")
 
 
 @routes.post("/merchants/{merchant_id}/suspend", "platform.merchants.manage")

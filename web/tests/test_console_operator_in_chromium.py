@@ -286,6 +286,13 @@ def _a_special_rate_approved_shows_in_the_routing_decision(page: Page, merchant_
     page.goto(f"/console/operator/routing/simulate?merchant_id={merchant_id}&amount=100&methods=alipay")
     expect(page.locator("[data-chosen]")).to_have_attribute("data-chosen", "ali_direct")
     expect(page.locator("#simulation")).to_contain_text(f"special rate {CANTEEN}")
+    # The merchant's contract on that route switched off on its page (routing's versioned write), then on again.
+    page.goto(f"/console/operator/merchants?merchant_id={merchant_id}")
+    page.get_by_role("button", name="Disable ali_direct").click()
+    expect(page.locator("#status")).to_contain_text("The contract is changed")
+    expect(page.locator("tr[data-contract='ali_direct']")).to_contain_text("No")
+    page.get_by_role("button", name="Enable ali_direct").click()
+    expect(page.locator("tr[data-contract='ali_direct']")).to_contain_text("Yes")
 
 
 def _a_balance_as_of_yesterday_differs_from_now(page: Page, platform: Platform) -> None:
@@ -492,7 +499,7 @@ def test_every_operator_route_for_every_platform_role_matches_the_documented_mat
                 path = rule.path.replace("{rate_id}", "fr_" + "0" * 32).replace("{item_id}", "999999999")
                 path = path.replace("{payout_id}", "po_" + "0" * 26).replace("{merchant_id}", "mch_nobody")
                 path = path.replace("{onboarding_id}", "onb_" + "0" * 32).replace("{application_id}", "spa_nobody")
-                path = path.replace("{action}", "submit")
+                path = path.replace("{action}", "submit").replace("{route_id}", "ali_direct")
                 data = {"csrf": csrf} if rule.method == "POST" else None
                 params = about if rule.method == "GET" else None
                 status = client.request(rule.method, path, data=data, params=params).status_code

@@ -620,3 +620,10 @@ def test_onboarding_steps_are_shown_in_the_order_they_run() -> None:
     stored = {"steps": {"kyc": {}, "ledger": {}, "zeta": {}, "cashier": {}, "routing": {}, "identity": {}}}
     assert [name for name, _ in ordered_steps(stored)] == ["identity", "kyc", "ledger", "cashier", "routing", "zeta"]
     assert ordered_steps({}) == []
+
+
+def test_a_contract_offers_the_switch_it_does_not_have() -> None:
+    html = render("merchants", "en")
+    assert 'action="/console/operator/merchants/mch_demo/contracts/wx_sp/disable"' in html
+    off = render("merchants", "en", contracts=[{"route_id": "wx_sp", "sub_merchant_id": "s1", "enabled": False}])
+    assert 'action="/console/operator/merchants/mch_demo/contracts/wx_sp/enable"' in off

@@ -60,6 +60,7 @@ PLATFORM_PERMISSIONS: tuple[str, ...] = (
     "platform.reconciliation.read",
     "platform.reconciliation.resolve",
     "platform.wallets.read",
+    "platform.wallets.manage",
     "platform.ledger.read",
     "platform.audit.read",
     "platform.health.read",
@@ -109,6 +110,7 @@ PLATFORM_ROLES: dict[str, frozenset[str]] = {
             "platform.merchants.read",
             "platform.kyc.review",
             "platform.wallets.read",
+            "platform.wallets.manage",
             "platform.ledger.read",
             "platform.audit.read",
             "platform.reconciliation.read",
@@ -220,6 +222,8 @@ def api_permission(method: str, path: str) -> str | None:
     reading = method.upper() in ("GET", "HEAD", "OPTIONS")
     if not reading and _under(path, "/v1/payments") and not path.endswith("/refunds"):
         return None  # staff never create, close or confirm payments
+    if not reading and _under(path, "/v1/accounts"):  # an operator freezes or unfreezes, never opens or closes
+        return "platform.wallets.manage" if path.endswith(("/freeze", "/unfreeze")) else None
     klass = "read" if reading else "write"
     best: tuple[str, str] | None = None
     for rule_class, prefix, permission in _API_RULES:

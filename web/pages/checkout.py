@@ -267,7 +267,8 @@ async def pay(token: Token, page: Page) -> Response:
             if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", coupon_id):
                 return _redirect(page, f"/checkout/{token}", error="coupon_unavailable")
             await page.web.gateway.pay_checkout_as_user(
-                page.session.token, token, method=method, scene=scene, request_id=request_id, coupon_id=coupon_id,
+                page.session.token, token, method=method, scene=scene, request_id=f"{request_id[:56]}-{method[:7]}",
+                coupon_id=coupon_id,
                 client_ip=page.browser_ip(),
             )  # fmt: skip
         else:

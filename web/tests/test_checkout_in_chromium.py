@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Route, expect
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from libs.common.services import REPO_ROOT
 from web.tests import test_wallet_in_chromium as wallet_e2e
@@ -237,11 +237,7 @@ def test_a_signed_in_user_pays_from_the_wallet_with_the_payment_pin(platform: Pl
     )
     assert pin.status_code in (200, 201), pin.text
     session = new_session(platform, amount_minor=3_000, line_items=[], description="Property fee")
-    context = new_context(browser, locale="zh-CN", viewport={"width": 390, "height": 844})
-    shop = Shop(context)
-    page = context.new_page()
-    page.goto(sign_in_link(platform, user_id))
-    page.get_by_role("button", name="进入我的钱包").click()
+    context, shop, page = _signed_in(platform, browser, user_id, viewport={"width": 390, "height": 844})
     expect(page.locator("#available")).to_have_text("¥1,000.00")
     shop.pay_url = session["url"]
     page.goto(f"{SHOP}/cart")
@@ -287,6 +283,17 @@ def test_expiry_ends_the_countdown_and_the_old_qr_is_refused(
     ended = merchant(platform).request("GET", f"/v1/checkout/sessions/{expiring['id']}")
     assert ended["status"] == "expired" and ended["payment_id"] is None
     context.close()
+
+
+def _signed_in(platform: Platform, browser: Browser, user_id: str, **options: Any) -> tuple[BrowserContext, Shop, Page]:
+    """A zh-CN browser of `user_id`, signed in to My Wallet by a sign-in link (the session cookie set)."""
+    context = new_context(browser, locale="zh-CN", **options)
+    shop = Shop(context)
+    page = context.new_page()
+    page.goto(sign_in_link(platform, user_id))
+    page.get_by_role("button", name="进入我的钱包").click()
+    eventually(lambda: any(c["name"] == "juhe_session" for c in context.cookies()), "the My Wallet session cookie")
+    return context, shop, page
 
 
 def _iphone() -> dict[str, Any]:
@@ -529,3 +536,86 @@ def test_inside_the_wechat_and_alipay_apps_the_payer_authorises_and_pays_with_th
         assert payment["channel"] == channel and payment["scene"] == "jsapi" and payment["status"] == "succeeded"
         assert bridged == ["wechat:getBrandWCPayRequest" if channel == "wechatpay" else "alipay:tradePay"]
         context.close()
+
+
+COUPON_OFF, COUPON_PLATFORM_BPS = 500, 3_000  # ¥5 off a ¥25 order, 30 % funded by the platform, 70 % by the shop
+
+
+def _claimed_coupon(platform: Platform, user_token: str) -> str:
+    """The platform runs a shared-funding 满10减5 stock for the demo merchant; the user claims one coupon."""
+    gw, admin = platform.gateway, platform.admin
+    campaign = _write(gw, admin, "POST", "/v1/marketing/campaigns", {"name": "Checkout spring"})
+    stock = _write(gw, admin, "POST", "/v1/marketing/stocks", {
+        "campaign_id": campaign["campaign_id"], "name": "满10减5", "discount_kind": "fixed",
+        "amount_off_minor": COUPON_OFF, "threshold_minor": 1_000, "valid_days_after_claim": 30,
+        "merchant_ids": [platform.merchant_id], "funding_party": "shared", "platform_share_bps": COUPON_PLATFORM_BPS,
+        "refund_policy": "return_on_full_refund", "budget_count": 10, "per_user_limit": 1,
+    })  # fmt: skip
+    _write(gw, admin, "POST", f"/v1/marketing/stocks/{stock['stock_id']}/start")
+    user = {"Authorization": f"Bearer {user_token}"}
+    claimed = _write(gw, user, "POST", "/v1/marketing/me/claims",
+                     {"stock_id": stock["stock_id"], "request_id": uuid.uuid4().hex})  # fmt: skip
+    return str(claimed["coupon_id"])
+
+
+def _ledger_kinds(platform: Platform, payment_id: str) -> dict[tuple[str, str], int]:
+    """{(account kind, direction): amount} of the ledger's posting of the payment (the cashier's transfer)."""
+    found = httpx.get(f"{platform.gateway}/v1/transfers", headers=platform.admin, timeout=30,
+                      params={"source": "cashier", "idempotency_key": f"{payment_id}:succeeded"})  # fmt: skip
+    if found.status_code != 200:
+        return {}
+    lines: dict[tuple[str, str], int] = {}
+    for posting in found.json()["postings"]:
+        account = httpx.get(f"{platform.gateway}/v1/accounts/{posting['account_id']}", headers=platform.admin,
+                            timeout=30).json()  # fmt: skip
+        key = (str(account["kind"]), str(posting["direction"]))
+        lines[key] = lines.get(key, 0) + int(posting["amount_minor"])
+    return lines
+
+
+def test_a_signed_in_payer_pays_less_with_a_claimed_coupon(platform: Platform, browser: Browser) -> None:
+    """A signed-in My Wallet payer sees their applicable coupon with its discount and the amount to pay (the gateway
+    asks marketing for the session's user), pays by WeChat Pay with it, the channel collects the discounted amount,
+    the result shows the discount, the coupon is used and the ledger posts the platform's share of the discount as
+    marketing expense."""
+    gw, admin = platform.gateway, platform.admin
+    user_id = f"usr_ck_{uuid.uuid4().hex[:8]}"  # a user of the platform's app; no wallet needed to use a coupon
+    _write(gw, admin, "POST", "/v1/platform/users", {"name": "钱小七", "user_id": user_id})
+    user_token = _write(gw, admin, "POST", f"/v1/platform/users/{user_id}/tokens", {"ttl_seconds": 600})["token"]
+    coupon_id = _claimed_coupon(platform, user_token)
+    session = new_session(platform, amount_minor=2_500, line_items=[], description="Car wash")
+    context, shop, page = _signed_in(platform, browser, user_id, viewport={"width": 1280, "height": 900})
+    page.goto(session["url"])
+    offer = page.get_by_role("radio", name="减 ¥5.00：实付 ¥20.00")
+    expect(page.get_by_role("group", name="我的优惠券")).to_be_visible()
+    expect(offer).to_be_checked()  # the best coupon first, chosen; "no coupon" is the other choice
+    check_accessibility(page, "36-checkout-coupon-zh")
+    offer.focus()
+    page.keyboard.press("Space")  # keyboard: the radio stays chosen, the method is the form's next stop
+    page.get_by_role("button", name="微信支付").click()
+    expect(page.locator("#to-pay")).to_have_text("使用优惠券（减 ¥5.00），实付 ¥20.00")
+    payment = page_view(platform, session)["payment"]
+    assert payment["amount_minor"] == 2_000 and payment["discount_minor"] == COUPON_OFF
+    phone = context.new_page()
+    phone.goto(payment["payer_action"]["channel_data"]["sandbox_pay_url"])
+    phone.get_by_role("button", name=re.compile("Approve")).click()
+    phone.close()
+    page.wait_for_url(re.compile(r"/checkout/cst_[^/]+/result$"))
+    expect(page.locator("#discount")).to_have_text("订单金额 ¥25.00，优惠券减 ¥5.00")
+    expect(page.locator(".big")).to_have_text("¥20.00")
+    page.wait_for_url(re.compile(r"^https://shop\.example/return\?"))
+    shop.returned(platform, session)
+    paid = merchant(platform).request("GET", f"/v1/payments/{payment['id']}")
+    platform_part = COUPON_OFF * COUPON_PLATFORM_BPS // 10_000  # the platform's ¥1.50; the shop's ¥3.50
+    assert paid["status"] == "succeeded" and paid["refundable_minor"] == 2_000  # the channel collected ¥20.00
+    assert paid["discount"]["platform_minor"] == platform_part
+    user = {"Authorization": f"Bearer {user_token}"}
+
+    def used() -> bool:
+        mine = httpx.get(f"{gw}/v1/marketing/me/coupons/{coupon_id}", headers=user, timeout=30).json()
+        return str(mine.get("status")) == "used"
+
+    eventually(used, "the coupon to be used")
+    lines = eventually(lambda: _ledger_kinds(platform, payment["id"]), "the ledger's posting of the payment")
+    assert lines[("marketing_expense", "debit")] == platform_part
+    context.close()

@@ -7,9 +7,9 @@ idempotency-recorded: their requests or responses carry secrets.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from gateway.api.deps import GatekeeperDep, PlatformDep
 from gateway.api.schemas import (
@@ -24,8 +24,9 @@ from gateway.api.schemas import (
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.errors import ROUTE_FORBIDDEN
 from gateway.gatekeeper import Gatekeeper
-from gateway.wallet_users import WalletUsers
+from gateway.wallet_users import WalletUsers, applicable_coupons
 from libs.common.errors import Problem
+from libs.common.money import MAX_AMOUNT_MINOR
 
 router = APIRouter(tags=["my wallet"])
 
@@ -110,3 +111,29 @@ async def verify_pin(
 ) -> PaymentPinVerifiedResponse:
     """200 when right; 403 `payment_pin_incorrect` (`tries_left`), 423 `payment_pin_locked` after 5 in a row."""
     return PaymentPinVerifiedResponse.model_validate(await wallet_users.verify_pin(user, body.pin))
+
+
+@router.get("/v1/me/applicable-coupons")
+async def my_applicable_coupons(
+    user: ReadingUserDep,
+    gatekeeper: GatekeeperDep,
+    merchant_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")],
+    order_amount_minor: Annotated[int, Query(ge=1, le=MAX_AMOUNT_MINOR)],
+    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "CNY",
+    payment_method: Annotated[str | None, Query(min_length=1, max_length=32, pattern=r"^[a-z0-9_]+$")] = None,
+    limit: Annotated[int, Query(ge=1, le=20)] = 10,
+) -> dict[str, Any]:
+    """The signed-in user's coupons a payment to `merchant_id` of `order_amount_minor` could use, best discount
+    first: `{data: [{coupon_id, stock_id, discount_minor, payable_minor, valid_until}], has_more}` (marketing's
+    ranking; the hosted checkout offers them). The user is the token's; the cashier prices the chosen coupon again
+    against the real payment when it locks it."""
+    query: dict[str, str | int] = {"merchant_id": merchant_id, "order_amount_minor": order_amount_minor,
+                                   "currency": currency, "limit": limit}  # fmt: skip
+    if payment_method is not None:
+        query["payment_method"] = payment_method
+    return await applicable_coupons(
+        gatekeeper.upstreams.clients["marketing"],
+        internal_token_secret=gatekeeper.settings.internal_token_secret.get_secret_value(),
+        user=user,
+        query=query,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -161,12 +162,27 @@ async def read_payment(
         return payment_view(payment, await list_attempts(conn, payment.id))
 
 
-async def _replay(cashier: Cashier, merchant_id: str, draft: PaymentDraft, fingerprint: str) -> CreateResult | None:
+async def _replay(
+    cashier: Cashier,
+    merchant_id: str,
+    draft: PaymentDraft,
+    fingerprint: str,
+    *,
+    channels_into: list[Any] | None = None,
+) -> CreateResult | None:
+    """The answer to a repeated create (None: this order number is new). With `channels_into`, a new order's read
+    also fills it with the merchant's enabled configs of the payment's mode: the replay check and the channel list
+    are the create's one read (one connection, two statements), and the configs' rows give the prepay its
+    connector without reading them again (docs/performance.md)."""
     async with cashier.uow.read() as conn:
         existing = await get_payment_by_order_no(
             conn, merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no
         )
         if existing is None:
+            if channels_into is not None:  # test payments only at test (sandbox) configs, live only at live ones
+                channels_into.extend(
+                    await list_channels(conn, merchant_id, enabled_only=True, mode=mode_of(draft.livemode))
+                )
             return None
         if existing.livemode != draft.livemode:  # never show a payment of the other mode, not even its id
             raise Problem(
@@ -197,17 +213,18 @@ async def _replay(cashier: Cashier, merchant_id: str, draft: PaymentDraft, finge
     return CreateResult(view, created=False)
 
 
-async def _candidates(cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str) -> list[Candidate]:
+async def _candidates(
+    cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str, configs: Sequence[Any]
+) -> list[Candidate]:
     """Routing's (or the fallback) candidates, restricted to what can actually take this payment.
 
+    `configs` are the merchant's enabled channel configs of the payment's mode (read with the replay check).
     Scene and currency are checked on the merchant's channels before routing is asked, so an
     impossible payment is refused with a precise code and nothing created.
     """
     code_channel = payment_codes.code_channel(draft.auth_code) if draft.auth_code else None
     mode = mode_of(draft.livemode)
-    async with cashier.uow.read() as conn:  # test payments only at test (sandbox) configs, live only at live ones
-        rows = await list_channels(conn, merchant_id, enabled_only=True, mode=mode)
-    channels = [row.channel for row in rows if row.channel in CHANNELS]
+    channels = [row.channel for row in configs if row.channel in CHANNELS]
     if draft.preferred_channels:
         channels = [c for c in draft.preferred_channels if c in channels]
     channels = [c for c in channels if c not in draft.excluded_channels]
@@ -276,8 +293,13 @@ def _in_app_payer(channel: str, payer: dict[str, Any]) -> str | None:
 
 
 async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDraft) -> CreateResult:
+    """Three units of work on the usual path: one read (replay check and channel configs), the transaction that
+    stores the payment, its first attempt and `payment.created`, and the one recording the channel's answer;
+    the channel's prepay runs between the last two, outside any transaction. The answer is built from the rows
+    that last transaction returned; a fail-over, a failure or a payment code reads the payment again."""
     fingerprint = draft.fingerprint()
-    replay = await _replay(cashier, merchant_id, draft, fingerprint)
+    configs: list[Any] = []
+    replay = await _replay(cashier, merchant_id, draft, fingerprint, channels_into=configs)
     if replay is not None:
         return replay
     now = cashier.clock()
@@ -301,7 +323,9 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
                 return replay
             raise
     try:
-        payment, attempt = await _create_locked(cashier, merchant_id, draft, fingerprint, payment_id, expire_at, lock)
+        payment, attempt = await _create_locked(
+            cashier, merchant_id, draft, fingerprint, payment_id, expire_at, lock, configs
+        )
     except Exception:
         if lock is not None:  # nothing was created: give the coupon back now rather than when the lock runs out
             await cashier.marketing.release(lock.redemption_id)
@@ -312,8 +336,9 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
         replay = await _replay(cashier, merchant_id, draft, fingerprint)
         assert replay is not None
         return replay
-    if attempt is not None:
-        await _drive(cashier, payment, attempt)
+    processing = await _drive(cashier, payment, attempt) if attempt is not None else None
+    if processing is not None and processing[1].seq == 1:  # its one attempt, as the prepay left it: nothing to read
+        return CreateResult(payment_view(processing[0], [processing[1]]), created=True)
     async with cashier.uow.read() as conn:
         final = await get_payment_unscoped(conn, payment.id)
         assert final is not None
@@ -380,15 +405,15 @@ async def _lock_or_take_over(cashier: Cashier, merchant_id: str, draft: PaymentD
 
 
 async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft, fingerprint: str,
-                         payment_id: str, expire_at: datetime,
-                         lock: CouponLock | None) -> tuple[Any | None, Any | None]:  # fmt: skip
+                         payment_id: str, expire_at: datetime, lock: CouponLock | None,
+                         configs: Sequence[Any]) -> tuple[Any | None, Any | None]:  # fmt: skip
     """Route, check the split and insert the payment with its first attempt. With a coupon, everything from
     here on (routing's fee, the split, the platform fee, the channel's order) is about the discounted amount
     the channel collects; the order's own amount and the discount are recorded beside it."""
     order_amount = draft.amount_minor
     if lock is not None:
         draft = dataclasses.replace(draft, amount_minor=lock.payable_minor)
-    candidates = await _candidates(cashier, merchant_id, draft, payment_id)
+    candidates = await _candidates(cashier, merchant_id, draft, payment_id, configs)
     if draft.scene is PaymentScene.WALLET and not draft.payer.get("user_id"):
         raise Problem(VALIDATION_FAILED, "a wallet payment needs payer.user_id (the paying user)")
     if draft.split is not None:  # settlement accepts the split, or nothing is created
@@ -399,6 +424,7 @@ async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft
             split=draft.split,
             business_line=draft.metadata.get("business_line", ""),
         )
+    first_attempt_id = new_id("att")
     async with cashier.uow.begin() as tx:
         payment = await insert_payment(
             tx.conn,
@@ -427,6 +453,9 @@ async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft
                 "split": draft.split_json(),
                 "profit_sharing": draft.profit_sharing,
                 "candidates": [candidate_json(c) for c in candidates],
+                # Inserted pointing at its first attempt (inserted next, in this transaction): no UPDATE to point it.
+                "current_attempt_id": first_attempt_id,
+                **_route_fields(candidates[0]),
                 # Only with a coupon: a None here would be stored as JSON null, not SQL NULL.
                 **(
                     {"order_amount_minor": order_amount, "discount_minor": lock.discount_minor, "coupon": lock.record()}
@@ -440,7 +469,9 @@ async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft
             tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id, data=payment_event_data(payment))
             # The first attempt commits with the payment: a `created` payment always has a live attempt,
             # which is what the re-drive picks up if we die before recording the channel's answer.
-            attempt = await _point_at_new_attempt(tx, cashier, payment, candidates[0], seq=1)
+            attempt = await insert_attempt(
+                tx.conn, _attempt_values(cashier, payment, candidates[0], seq=1, attempt_id=first_attempt_id)
+            )
     return payment, attempt
 
 
@@ -458,13 +489,7 @@ def _jsonable(view: dict[str, Any]) -> dict[str, Any]:
 
 
 def candidate_json(candidate: Candidate) -> dict[str, Any]:
-    return {
-        "channel": candidate.channel,
-        "route_id": candidate.route_id,
-        "fee_minor": candidate.fee_minor,
-        "fee_rate_bps": candidate.fee_rate_bps,
-        "source": candidate.source,
-    }
+    return {**_route_fields(candidate), "source": candidate.source}
 
 
 def _next_candidate(payment: Any, seq: int) -> Candidate | None:
@@ -489,35 +514,39 @@ async def _point_at_new_attempt(tx: Tx, cashier: Cashier, payment: Any, candidat
     """
     attempt_id = new_id("att")
     pointed = await set_payment_attempt(
-        tx.conn,
-        payment.id,
-        status=PaymentStatus.CREATED,
-        current_attempt_id=attempt_id,
-        channel=candidate.channel,
-        route_id=candidate.route_id,
-        fee_minor=candidate.fee_minor,
-        fee_rate_bps=candidate.fee_rate_bps,
+        tx.conn, payment.id, status=PaymentStatus.CREATED, current_attempt_id=attempt_id, **_route_fields(candidate)
     )
     if pointed is None:
         return None  # closed (by the merchant or expiry) while we were failing over
-    return await insert_attempt(
-        tx.conn,
-        {
-            "id": attempt_id,
-            "payment_id": payment.id,
-            "merchant_id": payment.merchant_id,
-            "seq": seq,
-            "channel": candidate.channel,
-            "route_id": candidate.route_id,
-            "fee_minor": candidate.fee_minor,
-            "fee_rate_bps": candidate.fee_rate_bps,
-            "out_trade_no": (
-                wallet_out_trade_no(payment.id) if candidate.channel == "wallet" else out_trade_no_of(attempt_id)
-            ),
-            "status": AttemptStatus.CREATED.value,
-            "next_poll_at": cashier.clock() + timedelta(seconds=cashier.settings.redrive_grace_seconds),
-        },
-    )
+    return await insert_attempt(tx.conn, _attempt_values(cashier, payment, candidate, seq=seq, attempt_id=attempt_id))
+
+
+def _route_fields(candidate: Candidate) -> dict[str, Any]:
+    """What a payment records of the candidate its current attempt uses."""
+    return {
+        "channel": candidate.channel,
+        "route_id": candidate.route_id,
+        "fee_minor": candidate.fee_minor,
+        "fee_rate_bps": candidate.fee_rate_bps,
+    }
+
+
+def _attempt_values(
+    cashier: Cashier, payment: Any, candidate: Candidate, *, seq: int, attempt_id: str
+) -> dict[str, Any]:
+    """Attempt `seq` of `payment` on `candidate`, `created` and leased to its driver until next_poll_at."""
+    return {
+        "id": attempt_id,
+        "payment_id": payment.id,
+        "merchant_id": payment.merchant_id,
+        "seq": seq,
+        **_route_fields(candidate),
+        "out_trade_no": (
+            wallet_out_trade_no(payment.id) if candidate.channel == "wallet" else out_trade_no_of(attempt_id)
+        ),
+        "status": AttemptStatus.CREATED.value,
+        "next_poll_at": cashier.clock() + timedelta(seconds=cashier.settings.redrive_grace_seconds),
+    }
 
 
 def _prepay_request(cashier: Cashier, payment: Any, attempt: Any) -> PrepayRequest:
@@ -542,14 +571,20 @@ def _prepay_request(cashier: Cashier, payment: Any, attempt: Any) -> PrepayReque
     )
 
 
-async def _drive(cashier: Cashier, payment: Any, attempt: Any) -> None:
-    """Prepay `attempt` (committed, `created`, ours by its lease) and fail over until a channel takes it."""
-    while attempt is not None:
-        attempt = await _prepay_once(cashier, payment, attempt)
+async def _drive(cashier: Cashier, payment: Any, attempt: Any) -> tuple[Any, Any] | None:
+    """Prepay `attempt` (committed, `created`, ours by its lease) and fail over until a channel takes it.
+
+    Returns the payment and attempt rows as this drive left them `processing` (the create answers from them);
+    None when it ended otherwise (failed, answered first by a concurrent driver, a payment code)."""
+    while True:
+        attempt, processing = await _prepay_once(cashier, payment, attempt)
+        if attempt is None:
+            return processing
 
 
-async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | None:
-    """One prepay call and what follows from it; returns the next attempt to drive (after a fail-over) or None.
+async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> tuple[Any | None, tuple[Any, Any] | None]:
+    """One prepay call and what follows from it: the next attempt to drive (after a fail-over), else None and
+    the rows `_mark_processing` wrote (None if it wrote nothing).
 
     Every state change is a compare-and-set on the attempt still being `created`: when a concurrent driver
     (the worker and a retrying client after a lease ran out) already recorded an answer, ours changes
@@ -557,7 +592,7 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | No
     """
     if payment_codes.is_payment_code(payment):
         await _charge_code_once(cashier, payment, attempt)
-        return None
+        return None, None
     request = _prepay_request(cashier, payment, attempt)
     started = time.perf_counter()
     failure: tuple[str, str, bool] | None = None
@@ -578,17 +613,17 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> Any | No
         if exc.code in ORDER_EXISTS_CODES:  # an earlier prepay of this out_trade_no got there: ask, then reuse
             reused = await _reuse_existing_order(cashier, connector, attempt)
             if reused is None:
-                return None  # applied, or the channel cannot say now: the lease runs out and it is re-driven
+                return None, None  # applied, or the channel cannot say now: the lease runs out and it is re-driven
             failure = (exc.code, f"{exc.message} (channel order {reused})", True)
     except Problem as exc:  # the stored channel config cannot build a connector
         failure = ("invalid_channel_config", exc.detail, True)
     latency_ms = int((time.perf_counter() - started) * 1000)
     if failure is None:
-        await _mark_processing(
+        processing = await _mark_processing(
             cashier, payment.id, attempt.id, result.payer_action, result.channel_trade_no, latency_ms
         )
-        return None
-    return await _fail_attempt(cashier, payment, attempt, failure, latency_ms)
+        return None, processing
+    return await _fail_attempt(cashier, payment, attempt, failure, latency_ms), None
 
 
 async def _charge_code_once(cashier: Cashier, payment: Any, attempt: Any) -> None:
@@ -714,7 +749,9 @@ async def _mark_processing(
     payer_action: dict[str, Any] | None,
     channel_trade_no: str | None,
     latency_ms: int | None,
-) -> None:
+) -> tuple[Any, Any] | None:
+    """Record the channel's first answer: attempt and payment `processing`. Returns both rows as written (None
+    when a concurrent driver answered first or the payment moved on meanwhile)."""
     next_poll_at = cashier.clock() + timedelta(seconds=cashier.settings.poll_initial_seconds)
     async with cashier.uow.begin() as tx:
         moved = await cas_attempt(
@@ -727,14 +764,16 @@ async def _mark_processing(
             latency_ms=latency_ms,
             next_poll_at=next_poll_at,
         )
-        if moved is not None:  # the attempt's first answer; a concurrent driver's second one changes nothing
-            await cas_payment(
-                tx.conn,
-                payment_id,
-                old=PaymentStatus.CREATED,
-                new=PaymentStatus.PROCESSING,
-                payer_action=payer_action,
-            )
+        if moved is None:  # a concurrent driver recorded the attempt's first answer: ours changes nothing
+            return None
+        payment = await cas_payment(
+            tx.conn,
+            payment_id,
+            old=PaymentStatus.CREATED,
+            new=PaymentStatus.PROCESSING,
+            payer_action=payer_action,
+        )
+    return None if payment is None else (payment, moved)
 
 
 # ------------------------------------------------------------------------------- re-drive after a crash
@@ -898,7 +937,7 @@ async def requery_payment(cashier: Cashier, *, payment_id: str) -> dict[str, Any
         tried = await list_attempts(conn, payment_id)
     for attempt in tried:
         try:
-            connector = await cashier.connectors.get(payment.merchant_id, attempt.channel)
+            connector = await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
             result = await connector.query(attempt.out_trade_no)
         except (ChannelUnavailable, ChannelError, InvalidSignature) as exc:
             log.info("re-query failed", attempt_id=attempt.id, error=repr(exc))
@@ -921,7 +960,7 @@ async def poll_due(cashier: Cashier) -> int:
     for attempt in due:
         result: TradeQueryResult | None = None
         try:
-            connector = await cashier.connectors.get(attempt.merchant_id, attempt.channel)
+            connector = await cashier.connectors.get(attempt.merchant_id, attempt.channel, livemode=attempt.livemode)
             result = await connector.query(attempt.out_trade_no)
         except (ChannelUnavailable, ChannelError, InvalidSignature, Problem) as exc:
             log.info("status query failed", attempt_id=attempt.id, error=repr(exc))

@@ -104,6 +104,8 @@ async def set_budget(tx: Tx, actor: Actor, stock_id: str, *, budget_count: int, 
         raise Problem(STOCK_NOT_FOUND, f"no stock {stock_id}")
     if budget_minor < stock["face_value_minor"]:
         raise Problem(INVALID_STOCK, "budget_minor cannot pay for even one coupon", field="budget_minor")
+    if stock["channel"] is not None:  # the channel's own count was fixed when it was created there
+        raise Problem(INVALID_STOCK, "a channel stock's budget is the one created at the channel", field="budget_count")
     changed = await store.set_budget(tx.conn, stock_id, budget_count=budget_count, budget_minor=budget_minor)
     if changed is not None:
         return changed

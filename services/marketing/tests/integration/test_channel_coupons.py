@@ -51,6 +51,9 @@ async def test_channel_stocks_are_checked_and_an_outage_changes_nothing(marketin
     assert down.json()["retryable"] is True
     still = await marketing.get(f"/v1/marketing/stocks/{stock_id}", merchant)
     assert still.json()["status"] == "draft"
+    budget = await marketing.post(f"/v1/marketing/stocks/{stock_id}/budget",
+                                  {"budget_count": 10, "budget_minor": 5000}, merchant)  # fmt: skip
+    assert (budget.status_code, code(budget), budget.json()["field"]) == (422, "invalid_stock", "budget_count")
 
     platform_campaign = await marketing.campaign()  # the platform's own: its channel account is not configured
     platform_stock = await marketing.post("/v1/marketing/stocks", _stock(platform_campaign), marketing.operator())

@@ -69,12 +69,12 @@ class ConnectorPool:
                           "the payment's mode must choose")  # fmt: skip
         return await self._connector(rows[0])
 
-    async def each_mode(self, merchant_id: str, channel: str) -> list[Connector]:
-        """The connectors of every config of the merchant's `channel` (live first): a channel notification names
+    async def each_mode(self, merchant_id: str, channel: str) -> list[tuple[Mode, Connector]]:
+        """(mode, connector) of every config of the merchant's `channel` (live first): a channel notification names
         the merchant and channel only, and only the config whose keys it was signed with verifies it."""
         async with self.uow.read() as conn:
             rows = await channel_configs(conn, merchant_id, channel)
-        return [await self._connector(row) for row in rows]
+        return [(row.mode, await self._connector(row)) for row in rows]
 
     async def _connector(self, row: Any) -> Connector:
         key = (row.merchant_id, row.channel, row.mode)

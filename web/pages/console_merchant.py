@@ -70,13 +70,13 @@ def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, str | bool]]:
     t = ctx.page.gettext
     items = [
         ("", t("Dashboard"), "dashboard.read"), ("/payments", t("Payments"), "payments.read"),
-        ("/refunds", t("Refunds"), "payments.read"), ("/statements", t("Statements"), "statements.read"),
-        ("/reconciliation", t("Reconciliation"), "statements.read"),
-        ("/payouts", t("Payouts"), "payouts.read"), ("/api-keys", t("API keys"), "api_keys.read"),
-        ("/staff", t("Staff"), "staff.read"), ("/audit", t("Audit log"), "audit.read"),
-        ("/settings", t("Settings"), "settings.manage"), ("/balances", t("Balances"), "statements.read"),
-        ("/webhooks", t("Webhooks"), "webhooks.manage"), ("/payment-links", t("Payment links"), "payments.read"),
+        ("/refunds", t("Refunds"), "payments.read"), ("/payment-links", t("Payment links"), "payments.read"),
+        ("/balances", t("Balances"), "statements.read"), ("/statements", t("Statements"), "statements.read"),
+        ("/reconciliation", t("Reconciliation"), "statements.read"), ("/payouts", t("Payouts"), "payouts.read"),
         ("/coupons", t("Coupons"), "coupons.read"), ("/coupons/redeem", t("Redeem a coupon"), "coupons.redeem"),
+        ("/webhooks", t("Webhooks"), "webhooks.manage"), ("/api-keys", t("API keys"), "api_keys.read"),
+        ("/staff", t("Staff"), "staff.read"), ("/audit", t("Audit log"), "audit.read"),
+        ("/settings", t("Settings"), "settings.manage"),
     ]  # fmt: skip
     return [{"href": f"/console/merchant{p}", "label": label, "permission": perm, "current": p == current}
             for p, label, perm in items]  # fmt: skip

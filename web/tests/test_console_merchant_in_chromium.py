@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
@@ -475,7 +476,7 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     phone = payer_ctx.new_page()
     phone.goto(view["payment"]["payer_action"]["channel_data"]["sandbox_pay_url"])
     phone.get_by_role("button", name=re.compile("Approve")).click()
-    payer.wait_for_url(re.compile(r"/pay/pl_[^/]+/paid"), timeout=60_000)
+    expect(phone.locator("b", has_text="SUCCESS")).to_be_visible()  # the sandbox's order paid: now Juhe learns it
     payer_ctx.close()
     deadline = time.monotonic() + 60
     while finance.locator("#payment-links tr", has_text="Console link").locator(".link-status").inner_text() != "paid":
@@ -522,10 +523,18 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     _eventually_visible(finance, "#postings .posting-amount")
     expect(finance.locator("#postings")).to_contain_text("Pending (2201)")
     credited = finance.locator("#postings tr", has_text="Payment").locator(".posting-amount").first.inner_text()
+    net = int(Decimal(credited.removeprefix("CN¥").replace(",", "")) * 100)
+    assert 0 < net <= paid["amount_minor"], credited  # the gross less the platform's fee
     statement = shop.merchant.request_raw("GET", "/v1/statements/transactions.csv").data
-    row = next(r for r in csv.DictReader(io.StringIO(statement)) if r["payment_id"] == paid["id"])
-    assert credited == money(int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0), "CNY", "en")  # net
+    for row in (r for r in csv.DictReader(io.StringIO(statement)) if r["payment_id"] == paid["id"]):
+        assert net == int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)  # the statement's net
     check_accessibility(finance, "console-payment-postings")
+    other = _write(gw, shop.platform.admin, "POST", "/v1/platform/merchants", {"name": "Postings elsewhere"})
+    outsider = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": "owner",
+                      "merchant_id": other["merchant_id"], "email": f"o{uuid.uuid4().hex[:6]}@b.example"})  # fmt: skip
+    session = {"Authorization": f"Bearer {_redeem(gw, outsider['url'])['session']['token']}"}
+    theirs = httpx.get(f"{gw}/v1/console/payments/{paid['id']}/postings", headers=session, timeout=30)
+    assert theirs.status_code == 200 and theirs.json()["data"] == []  # another merchant's payment: none of its lines
     # Every write above is in the owner's audit log.
     owner.goto(gw + "/console/merchant/audit")
     log_text = owner.locator("#audit").inner_text()

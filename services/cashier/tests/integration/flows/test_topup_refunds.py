@@ -193,97 +193,92 @@ async def test_wallet_payment_spends_cash_then_bonus_and_refunds_give_the_bonus_
     assert balances["user_wallet"]["debits_pending"] == 0 and balances["user_bonus"]["debits_pending"] == 0
 
 
-async def test_wallet_payment_refund_gives_an_ended_bonus_back_to_the_platform_and_lots_spend_by_expiry(
-    start_cashier: Any,
-    wallet_ledger: RunningLedger,  # noqa: F811 (the fixture imported above)
-    platform_topics: str,
-    juhe_infra: Any,
-) -> None:
-    """Bonus lots (docs/ledger.md §3.11): the payment spends the earliest-expiring bonus first; revoking that
-    bonus afterwards takes back only what is left of it (nothing) and the other bonus stays whole; the payment's
-    refunds give the revoked bonus's part back to the platform (5201), never to the payer, and the live bonus's
-    part back to its lot, in either order of a refund and the ending, repeats included; a bonus ending while a
-    hold is pending on it gets back what the voided hold returns (the worker's wallet round)."""
-    ledger = wallet_ledger
-    cashier = await start_cashier(ledger_url=ledger.base_url)
-    await cashier.configure("wallet", {}, priority=1)
-    user = f"usr_{uuid.uuid4().hex[:10]}"
-    await _open_holder(ledger.client, user, "赵六")
-    grants = [("pay_lot_g1", 1_000, "2027-01-01T00:00:00+00:00"), ("pay_lot_g2", 1_000, None)]
-    for pay_id, amount, expires in grants:
-        await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
-                      _bonus_event("granted", user, pay_id, amount, expires_at=expires))  # fmt: skip
-
-    async def state() -> tuple[int, dict[str, int], int]:
-        """(the bonus pool, its open lots by grant, the platform's marketing expense)."""
-        accounts = (await ledger.client.get("/v1/accounts", params={"holder_id": user, "limit": 200})).json()["data"]
-        pool = next((a["balances"]["posted_balance_minor"] for a in accounts if a["kind"] == "user_bonus"), 0)
-        lots = {a["metadata"]["payment_id"]: a["balances"]["posted_balance_minor"] for a in accounts
-                if a["kind"] == "wallet_bonus_lot" and a["status"] != "closed"}  # fmt: skip
-        return pool, lots, (await ledger.posted("platform")).get("marketing_expense", 0)
-
-    await wait_for(lambda: _when(state(), lambda s: s[0] == 2_000), "both bonuses granted")
-    payment = await _confirmed_wallet_payment(cashier, user, 1_500)
-    assert await state() == (500, {"pay_lot_g1": 0, "pay_lot_g2": 500}, 2_000)  # the expiring bonus first
-    # The payment says what was cash and what was bonus (view and event).
-    assert payment["wallet_split"] == {"cash_minor": 0, "bonus_minor": 1_500}
-    assert (await _event(cashier, "payment.succeeded", payment["id"]))["wallet_split"] == payment["wallet_split"]
-
-    # g1's top-up is refunded: its bonus is revoked (twice). Nothing is left of its lot; g2 stays whole.
-    revoked = _bonus_event("revoked", user, "pay_lot_g1", 1_000, refund_id="re_lot_g1")
-    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", revoked, revoked)
-    await wait_for(lambda: _when(state(), lambda s: "pay_lot_g1" not in s[1]), "g1's lot ended and closed")
-    assert await state() == (500, {"pay_lot_g2": 500}, 2_000)
-
-    # A refund of the payment: the last part spent (g2's 500) back to its lot first, then g1's part, which
-    # ended, back to the platform; the payer's cash gets nothing (the payment was all bonus).
-    refunds = f"/v1/payments/{payment['id']}/refunds"
-    first = await cashier.post(refunds, {"amount_minor": 800})
-    assert first.status_code == 201 and first.json()["status"] == "succeeded", first.text
-    assert await state() == (1_000, {"pay_lot_g2": 1_000}, 1_700)
-    split = {"cash_minor": 0, "bonus_minor": 500, "platform_minor": 300}  # where this refund went back
-    assert first.json()["wallet_split"] == split
-    event = await _event(cashier, "refund.succeeded", first.json()["id"])
-    assert (event["wallet_split"], event["payment_wallet_split"]) == (split, payment["wallet_split"])
-
-    # g2 expires while another payment's hold is pending on 300 of it: the 700 not held return at once; the
-    # lot cannot close yet. The payment is closed (the hold voided, 300 back in the ended lot): the worker's
-    # wallet round takes those back too and closes the lot.
-    pending = await cashier.post("/v1/payments", wallet_payment(user, 300))
-    assert pending.status_code == 201, pending.text
-    await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
-                  _bonus_event("expired", user, "pay_lot_g2", 1_000, expires_at=None))  # fmt: skip
-    await wait_for(lambda: _when(state(), lambda s: s == (300, {"pay_lot_g2": 300}, 1_000)), "g2's free 700 back")
-    closed = await cashier.post(f"/v1/payments/{pending.json()['id']}/close", {})
-    assert closed.status_code == 200, closed.text
-    await wait_for(lambda: _when(state(), lambda s: s == (0, {}, 700)), "the voided 300 back to the platform")
-
-    # The rest of the payment is refunded after both bonuses ended: all of it to the platform, none to the payer.
-    last = await cashier.post(refunds, {"amount_minor": 700})
-    assert last.status_code == 201 and last.json()["status"] == "succeeded", last.text
-    assert await state() == (0, {}, 0)  # the platform paid for no bonus: none was kept, none spent for good
-    assert (await ledger.posted(user))["user_wallet"] == 0
-
-
-async def test_a_top_up_refund_hold_the_cashier_never_recorded_is_voided_and_one_it_knows_is_kept(
+async def test_wallet_bonus_lots_and_splits_and_a_lost_top_up_refund_hold(
     start_cashier: Any, migrated_database: Any, service_settings: Any, platform_topics: str, juhe_infra: Any
 ) -> None:
-    """The cashier asks the ledger to hold a top-up refund inside the transaction that records the refund; if it
-    dies before that commit, no refund event will ever finish the hold. The ledger's reconciler asks the cashier
-    about holds older than `top_up_refund_orphan_after_seconds`: one whose refund it never recorded (404) is
-    voided, so the holder's cash is spendable again; one it knows stays held for its refund's events."""
-    user, top_up = f"usr_{uuid.uuid4().hex[:10]}", f"pay_orphan_{uuid.uuid4().hex[:8]}"
+    """One cashier and one ledger wired together (docs/marketing.md "Top-up promotions", "Top-up refunds").
+
+    Bonus lots (docs/ledger.md §3.11): the payment spends the earliest-expiring bonus first; revoking that bonus
+    afterwards takes back only what is left of it (nothing) and the other bonus stays whole; the payment's refunds
+    give the revoked bonus's part back to the platform (5201), never to the payer, and the live bonus's part back
+    to its lot, in either order of a refund and the ending, repeats included; a bonus ending while a hold is
+    pending on it gets back what the voided hold returns (the worker's wallet round). The payment and its refunds
+    say what was cash and what was bonus (`wallet_split`).
+
+    A lost top-up refund: the cashier asks the ledger to hold a top-up refund inside the transaction that records
+    the refund; if it dies before that commit, no refund event will ever finish the hold. The ledger's wallet
+    round asks the cashier about holds older than `top_up_refund_orphan_after_seconds`: one whose refund it never
+    recorded (404) is voided, so the holder's cash is spendable again; one it knows stays held for its events."""
+    user, payer = f"usr_{uuid.uuid4().hex[:10]}", f"usr_{uuid.uuid4().hex[:10]}"
+    top_up = f"pay_orphan_{uuid.uuid4().hex[:8]}"
     async with _cashier_with_its_ledger(
         start_cashier, migrated_database, service_settings, cashier_url=True,
         top_up_refund_orphan_after_seconds=0.5, wallet_reconcile_interval_seconds=0.3,
     ) as (cashier, ledger, ledger_db):  # fmt: skip
         await cashier.configure("wallet", {}, priority=1)
-        await _open_holder(ledger, user, "孙七")
+        await _open_holder(ledger, user, "赵六")
+        grants = [("pay_lot_g1", 1_000, "2027-01-01T00:00:00+00:00"), ("pay_lot_g2", 1_000, None)]
+        for pay_id, amount, expires in grants:
+            await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
+                          _bonus_event("granted", user, pay_id, amount, expires_at=expires))  # fmt: skip
+
+        async def state() -> tuple[int, dict[str, int], int]:
+            """(the bonus pool, its open lots by grant, the platform's marketing expense)."""
+            accounts = (await ledger.get("/v1/accounts", params={"holder_id": user, "limit": 200})).json()["data"]
+            pool = next((a["balances"]["posted_balance_minor"] for a in accounts if a["kind"] == "user_bonus"), 0)
+            lots = {a["metadata"]["payment_id"]: a["balances"]["posted_balance_minor"] for a in accounts
+                    if a["kind"] == "wallet_bonus_lot" and a["status"] != "closed"}  # fmt: skip
+            return pool, lots, (await _posted_by_kind(ledger, "platform")).get("marketing_expense", 0)
+
+        await wait_for(lambda: _when(state(), lambda s: s[0] == 2_000), "both bonuses granted")
+        payment = await _confirmed_wallet_payment(cashier, user, 1_500)
+        assert await state() == (500, {"pay_lot_g1": 0, "pay_lot_g2": 500}, 2_000)  # the expiring bonus first
+        # The payment says what was cash and what was bonus (view and event).
+        assert payment["wallet_split"] == {"cash_minor": 0, "bonus_minor": 1_500}
+        assert (await _event(cashier, "payment.succeeded", payment["id"]))["wallet_split"] == payment["wallet_split"]
+
+        # g1's top-up is refunded: its bonus is revoked (twice). Nothing is left of its lot; g2 stays whole.
+        revoked = _bonus_event("revoked", user, "pay_lot_g1", 1_000, refund_id="re_lot_g1")
+        await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", revoked, revoked)
+        await wait_for(lambda: _when(state(), lambda s: "pay_lot_g1" not in s[1]), "g1's lot ended and closed")
+        assert await state() == (500, {"pay_lot_g2": 500}, 2_000)
+
+        # A refund of the payment: the last part spent (g2's 500) back to its lot first, then g1's part, which
+        # ended, back to the platform; the payer's cash gets nothing (the payment was all bonus).
+        refunds = f"/v1/payments/{payment['id']}/refunds"
+        first = await cashier.post(refunds, {"amount_minor": 800})
+        assert first.status_code == 201 and first.json()["status"] == "succeeded", first.text
+        assert await state() == (1_000, {"pay_lot_g2": 1_000}, 1_700)
+        split = {"cash_minor": 0, "bonus_minor": 500, "platform_minor": 300}  # where this refund went back
+        assert first.json()["wallet_split"] == split
+        event = await _event(cashier, "refund.succeeded", first.json()["id"])
+        assert (event["wallet_split"], event["payment_wallet_split"]) == (split, payment["wallet_split"])
+
+        # g2 expires while another payment's hold is pending on 300 of it: the 700 not held return at once; the
+        # lot cannot close yet. The payment is closed (the hold voided, 300 back in the ended lot): the worker's
+        # wallet round takes those back too and closes the lot.
+        pending = await cashier.post("/v1/payments", wallet_payment(user, 300))
+        assert pending.status_code == 201, pending.text
+        await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
+                      _bonus_event("expired", user, "pay_lot_g2", 1_000, expires_at=None))  # fmt: skip
+        await wait_for(lambda: _when(state(), lambda s: s == (300, {"pay_lot_g2": 300}, 1_000)), "g2's free 700 back")
+        closed = await cashier.post(f"/v1/payments/{pending.json()['id']}/close", {})
+        assert closed.status_code == 200, closed.text
+        await wait_for(lambda: _when(state(), lambda s: s == (0, {}, 700)), "the voided 300 back to the platform")
+
+        # The rest of the payment is refunded after both bonuses ended: all of it to the platform, none to the payer.
+        last = await cashier.post(refunds, {"amount_minor": 700})
+        assert last.status_code == 201 and last.json()["status"] == "succeeded", last.text
+        assert await state() == (0, {}, 0)  # the platform paid for no bonus: none was kept, none spent for good
+        assert (await _posted_by_kind(ledger, user))["user_wallet"] == 0
+
+        # A lost top-up refund and a known one, for another holder whose top-up credited the cash.
+        await _open_holder(ledger, payer, "孙七")
         await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments",
-                      top_up_paid(top_up, cashier.merchant_id, user))  # 10000 credited to the cash  # fmt: skip
+                      top_up_paid(top_up, cashier.merchant_id, payer))  # 10000 credited to the cash  # fmt: skip
         await wait_for(lambda: _operation(ledger, "top_up", top_up), "the top-up credited")
         # A refund the cashier knows (a wallet payment's), and one it lost: both held as the cashier holds them.
-        paid = await _confirmed_wallet_payment(cashier, user, 1_000)
+        paid = await _confirmed_wallet_payment(cashier, payer, 1_000)
         known = await cashier.post(f"/v1/payments/{paid['id']}/refunds", {"amount_minor": 500})
         assert known.status_code == 201, known.text
         lost = f"re_lost_{uuid.uuid4().hex[:8]}"
@@ -300,10 +295,16 @@ async def test_a_top_up_refund_hold_the_cashier_never_recorded_is_voided_and_one
         await wait_for(lambda: finished(known.json()["id"], lambda o: o["details"].get("cashier_known")),
                        "the known refund's hold confirmed with the cashier")  # fmt: skip
         assert (await _operation(ledger, "top_up_refund", known.json()["id"]) or {})["status"] == "pending"
-        wallet = (await ledger.get(f"/v1/wallet/holders/{user}/my-wallet")).json()
+        wallet = (await ledger.get(f"/v1/wallet/holders/{payer}/my-wallet")).json()
         cash = next(v for v in wallet["subaccounts"] if v["subaccount_type"] == "balance")
         assert cash["balances"]["available_balance_minor"] == 10_000 - 1_000 + 500 - 2_000  # the 3000 is free again
     assert await verify(ledger_db) == {}
+
+
+async def _posted_by_kind(ledger: httpx.AsyncClient, holder_id: str) -> dict[str, int]:
+    """A holder's posted balances by account kind (the last account of a kind wins)."""
+    r = await ledger.get("/v1/accounts", params={"holder_id": holder_id, "limit": 200})
+    return {a["kind"]: a["balances"]["posted_balance_minor"] for a in r.json()["data"]}
 
 
 async def _event(cashier: Any, event_type: str, subject: str) -> dict[str, Any]:

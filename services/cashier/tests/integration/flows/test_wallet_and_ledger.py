@@ -95,8 +95,7 @@ class RunningLedger:
 async def ledger(migrated_database: Any, service_settings: Any, platform_topics: str) -> AsyncIterator[RunningLedger]:
     database_url = await migrated_database("ledger")
     port = free_port()
-    settings = service_settings("ledger", database_url=database_url, port=port, expiry_interval_seconds=0.2,
-                                wallet_reconcile_interval_seconds=0.5)  # fmt: skip
+    settings = service_settings("ledger", database_url=database_url, port=port, expiry_interval_seconds=0.2)
     async with (
         serve_app(create_ledger_app(settings), port=port, name="the ledger") as base_url,
         httpx.AsyncClient(base_url=base_url, timeout=30) as client,

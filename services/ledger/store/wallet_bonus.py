@@ -29,6 +29,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx, UnitOfWork
+from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.wallet import postings as p
@@ -118,10 +119,12 @@ async def finish_lot(uow: UnitOfWork, writer: LedgerWriter, lot_id: str, *, deta
                                    details={"account_id": pool, "lot_account_id": lot_id, **details}),
                     now=now,
                 )  # fmt: skip
-            except LedgerError as exc:
-                if exc.spec.code != ledger_errors.INSUFFICIENT_FUNDS.code:
+            except Problem as exc:  # LedgerError is one
+                # A payment took part of it meanwhile, or another replica's round took it back first under the
+                # same key with what it read then: read again.
+                if exc.spec.code not in (ledger_errors.INSUFFICIENT_FUNDS.code, IDEMPOTENCY_KEY_REUSED.code):
                     raise
-                continue  # a payment took part of it meanwhile: read again
+                continue
         if await _close(uow, lot_id):
             return True
     return False

@@ -211,6 +211,8 @@ webhook_deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
     Index("ix_webhook_deliveries_payment", "payment_id", "seq"),
+    # An endpoint's deliveries newest first (the merchant console's endpoint page, migration 0022).
+    Index("ix_webhook_deliveries_endpoint", "endpoint_id", "seq", postgresql_where=text("endpoint_id IS NOT NULL")),
 )
 
 # Merchant webhook endpoints (migration 0011): several per merchant, each with its event types and its own

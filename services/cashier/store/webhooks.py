@@ -129,6 +129,18 @@ async def list_deliveries(
     return (await conn.execute(query.order_by(webhook_deliveries.c.seq).limit(limit))).all()
 
 
+async def list_endpoint_deliveries(
+    conn: AsyncConnection, *, merchant_id: str, endpoint_id: str, limit: int, before_seq: int | None = None
+) -> Sequence[Row[Any]]:
+    """An endpoint's deliveries newest first (index ix_webhook_deliveries_endpoint); the cursor is the last `seq`."""
+    query = select(webhook_deliveries).where(
+        webhook_deliveries.c.endpoint_id == endpoint_id, webhook_deliveries.c.merchant_id == merchant_id
+    )
+    if before_seq is not None:
+        query = query.where(webhook_deliveries.c.seq < before_seq)
+    return (await conn.execute(query.order_by(webhook_deliveries.c.seq.desc()).limit(limit))).all()
+
+
 async def list_delivery_attempts(conn: AsyncConnection, delivery_id: str, *, limit: int) -> Sequence[Row[Any]]:
     """The latest `limit` tries of a delivery, oldest first (resends make the log grow without bound)."""
     query = (

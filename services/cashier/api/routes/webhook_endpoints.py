@@ -10,9 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.errors import Problem
 from libs.common.modes import livemode_of
-from libs.common.paging import KnownQueryOnly
-from services.cashier.api.deps import Caller, CashierDep, MerchantId, get_cashier, refuse_other_mode
-from services.cashier.api.schemas import Url
+from libs.common.paging import KnownQueryOnly, cursor_query
+from services.cashier.api.deps import Caller, CashierDep, MerchantId, PageSizeOrMax, get_cashier, refuse_other_mode
+from services.cashier.api.schemas import Url, WebhookDeliveryList, WebhookDeliveryResponse
 from services.cashier.domain.errors import WEBHOOK_ENDPOINT_NOT_FOUND
 from services.cashier.domain.webhook_endpoints import (
     DESCRIPTION_MAX_CHARS,
@@ -22,7 +22,9 @@ from services.cashier.domain.webhook_endpoints import (
 )
 from services.cashier.flows import webhook_endpoints as flows
 from services.cashier.flows.context import Cashier
+from services.cashier.flows.views import delivery_view
 from services.cashier.store.webhook_endpoints import get_endpoint, list_endpoints
+from services.cashier.store.webhooks import list_endpoint_deliveries
 
 
 async def _endpoint_in_mode(
@@ -148,3 +150,24 @@ async def rotate_secret(
 ) -> WebhookEndpointResponse:
     overlap = (body or RotateSecretRequest()).overlap_seconds
     return _response(await flows.rotate_secret(cashier, merchant_id, endpoint_id, overlap_seconds=overlap))
+
+
+@router.get("/{endpoint_id}/deliveries", dependencies=[KnownQueryOnly, EndpointOfCallersMode])
+async def deliveries(
+    endpoint_id: str,
+    merchant_id: MerchantId,
+    cashier: CashierDep,
+    limit: PageSizeOrMax,
+    cursor: Annotated[str | None, cursor_query(r"^[0-9]{1,18}$")] = None,
+) -> WebhookDeliveryList:
+    """The endpoint's deliveries, newest first (each one's attempts: `GET /v1/webhook-deliveries/{id}`)."""
+    async with cashier.uow.read() as conn:
+        if await get_endpoint(conn, merchant_id=merchant_id, endpoint_id=endpoint_id) is None:
+            raise Problem(WEBHOOK_ENDPOINT_NOT_FOUND, f"webhook endpoint {endpoint_id} does not exist")
+        rows = await list_endpoint_deliveries(conn, merchant_id=merchant_id, endpoint_id=endpoint_id,
+                                              limit=limit + 1, before_seq=int(cursor) if cursor else None)  # fmt: skip
+    seq = {r.id: r.seq for r in rows}
+    return WebhookDeliveryList.of(
+        rows, limit, item=lambda r: WebhookDeliveryResponse.model_validate(delivery_view(r)),
+        cursor_of=lambda d: str(seq[d.id]),
+    )  # fmt: skip

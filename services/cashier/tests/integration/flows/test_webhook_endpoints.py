@@ -165,6 +165,16 @@ async def test_endpoints_rotation_resend_and_events(
     assert disabled.status_code == 200 and disabled.json()["enabled"] is False, disabled.text
     quiet = await paid_payment(cashier, sandboxes, "alipay", 103)
     assert [d["url"] for d in await _deliveries(cashier, quiet["id"])] == [webhook_receiver.url]
+
+    # An endpoint's deliveries, newest first, a page at a time (the console's endpoint page); another merchant: 404.
+    path = f"/v1/webhook-endpoints/{paid_endpoint['id']}/deliveries"
+    first_two = (await cashier.get(path, limit=2)).json()
+    assert [d["payment_id"] for d in first_two["data"]] == [after["id"], during["id"]] and first_two["has_more"]
+    last = (await cashier.get(path, limit=2, cursor=first_two["next_cursor"])).json()
+    assert [d["payment_id"] for d in last["data"]] == [paid["id"]] and not last["has_more"]
+    assert {d["endpoint_id"] for d in first_two["data"] + last["data"]} == {paid_endpoint["id"]}
+    theirs = await cashier.get(path, merchant_id="mch_someone_else")
+    assert theirs.status_code == 404 and theirs.json()["code"] == "webhook_endpoint_not_found", theirs.text
     deleted = await cashier.client.delete(f"/v1/webhook-endpoints/{closed_endpoint['id']}", headers=cashier.headers())
     assert deleted.status_code == 204, deleted.text
     gone = await cashier.get(f"/v1/webhook-endpoints/{closed_endpoint['id']}")

@@ -227,7 +227,9 @@ async def create_refund(
 async def _hold_top_up_refund(cashier: Cashier, refund: Any, payment: Any) -> None:
     """The ledger holds the refund on the holder's cash balance (docs/marketing.md "Top-up refunds"); its
     consumer posts the hold on `refund.succeeded` and voids it on `refund.failed`. A hold whose refund row is
-    then not committed (the cashier dies here) runs out at the ledger: the money is the holder's again."""
+    then not committed (the cashier dies here) is voided by the ledger's wallet round once it asks
+    `GET /v1/refunds/{id}` and gets 404 (after `top_up_refund_orphan_after_seconds`): the money is the holder's
+    again in minutes, not when the hold runs out."""
     assert cashier.ledger is not None
     await cashier.ledger.hold_top_up_refund(
         refund_id=refund.id, payment_id=payment.id, amount_minor=refund.amount_minor, currency=refund.currency

@@ -127,7 +127,7 @@ async def share_payment(cashier: Cashier, *, payment_id: str, draft: ShareDraft)
         raise Problem(
             IDEMPOTENCY_KEY_REUSED, f"order_no {draft.order_no} was used with another request", order_no=draft.order_no
         )
-    return order_view(await _drive(cashier, existing, submit=True))
+    return order_view(await _drive(cashier, existing, submit=True, livemode=payment.livemode))
 
 
 async def read_share_order(cashier: Cashier, *, payment_id: str, order_no: str) -> dict[str, Any]:
@@ -139,7 +139,7 @@ async def read_share_order(cashier: Cashier, *, payment_id: str, order_no: str) 
         raise Problem(PAYMENT_NOT_FOUND, f"payment {payment_id} does not exist")
     if row is None:
         raise Problem(PROFIT_SHARING_ORDER_NOT_FOUND, f"payment {payment_id} has no profit-sharing order {order_no}")
-    return order_view(await _drive(cashier, row, submit=False))
+    return order_view(await _drive(cashier, row, submit=False, livemode=payment.livemode))
 
 
 def _check_shareable(payment: Any) -> None:
@@ -149,12 +149,13 @@ def _check_shareable(payment: Any) -> None:
         raise Problem(PAYMENT_NOT_SUCCEEDED, f"payment {payment.id} is {payment.status}", payment_status=payment.status)
 
 
-async def _drive(cashier: Cashier, row: Any, *, submit: bool) -> Any:
-    """Bring a processing order forward: submit it (POST) when the channel has not accepted it yet, else ask."""
+async def _drive(cashier: Cashier, row: Any, *, submit: bool, livemode: bool) -> Any:
+    """Bring a processing order forward: submit it (POST) when the channel has not accepted it yet, else ask; at the
+    channel config of the payment's mode (`livemode`: a merchant may hold a test and a live one)."""
     if row.status != ShareStatus.PROCESSING:
         return row
     try:
-        connector = await cashier.connectors.get(row.merchant_id, row.channel)
+        connector = await cashier.connectors.get(row.merchant_id, row.channel, livemode=livemode)
         if row.submitted_at is None and submit:
             answer = await _submit(connector, row)
         else:

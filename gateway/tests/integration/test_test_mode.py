@@ -167,6 +167,18 @@ async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones
     assert paid_live["livemode"] is True and paid_live["attempts"][0]["status"] == "processing"
     assert (await env.trade_app(paid_test, test_app), await env.trade_app(paid_test, live_app)) == (200, 404)
     assert (await env.trade_app(paid_live, live_app), await env.trade_app(paid_live, test_app)) == (200, 404)
+    # Paid at the channel, each is settled by its own configuration's notification (the cashier here runs no poller).
+    for paid, app, client in ((paid_test, test_app, test), (paid_live, live_app, live)):
+        async with httpx.AsyncClient() as http:
+            approved = await http.post(f"{env.alipay[0].base_url}/control/trades/{paid['attempts'][0]['out_trade_no']}"
+                                       "/approve", params={"app_id": app["app_id"]})  # fmt: skip
+        assert approved.status_code == 200, approved.text
+
+        async def succeeded(client: AsyncClient = client, paid: dict[str, Any] = paid) -> Any:
+            read = await client.request("GET", f"/v1/payments/{paid['id']}")
+            return read if read["status"] == "succeeded" else None
+
+        await eventually(succeeded, f"the {paid['id']} payment settled by its notification")
 
     # Without its test configuration, the test key is refused rather than sent to the live one.
     assert (await env.put_alipay(merchant_id, "127.0.0.1", enabled=False))["mode"] == "test"

@@ -248,6 +248,12 @@ class OperatorApi:
         wallet: dict[str, Any] = await self._get(f"/v1/wallet/holders/{_seg(holder_id)}/my-wallet", recent_limit=20)
         return wallet
 
+    async def set_account_frozen(self, account_id: str, *, frozen: bool, key: str) -> dict[str, Any]:
+        """The ledger's named state change (a repeat of the state it is in answers the account unchanged)."""
+        action = "freeze" if frozen else "unfreeze"
+        changed: dict[str, Any] = await self._write("POST", f"/v1/accounts/{_seg(account_id)}/{action}", {}, key)
+        return changed
+
     # ---- platform health -------------------------------------------------------------------------------------
     async def platform_health(self) -> dict[str, Any]:
         health: dict[str, Any] = await self._get("/v1/platform/health")

@@ -32,7 +32,7 @@ BASE = "/console/operator"
 
 DONE = ("rate_changed", "assigned", "requeried", "resolved", "payout_approved", "payout_rejected", "suspended",
         "resumed", "retried", "profile_saved", "application_created", "application_submitted", "application_approved",
-        "application_rejected", "kyc_approved", "kyc_rejected", "contract_changed")  # fmt: skip
+        "application_rejected", "kyc_approved", "kyc_rejected", "contract_changed", "frozen", "unfrozen")  # fmt: skip
 ERRORS = (
     "rate_invalid", "reason_required", "reason_missing", "amount_invalid", "not_found", "forbidden", "state_conflict",
     "not_requeryable", "unavailable", "failed", "profile_invalid", "programme_missing", "not_eligible",
@@ -888,7 +888,37 @@ async def wallets(ctx: Console, holder_id: str = _text()) -> Response:
     async def load() -> dict[str, Any]:
         return {"wallet": await _op(ctx).wallet(holder_id)}
 
-    return await _guarded(ctx, "wallets", "/wallets", load, holder_id=holder_id)
+    return await _guarded(ctx, "wallets", "/wallets", load, holder_id=holder_id, request_id=_request_id())
+
+
+@routes.post("/wallets/{holder_id}/accounts/{account_id}/{action}", "platform.wallets.manage")
+async def freeze_subaccount(ctx: Console, holder_id: str, account_id: str, action: str) -> Response:
+    """Freeze (the ledger refuses its debits: payments, withdrawals, transfers out) or unfreeze one of the holder's
+    sub-accounts; only an account the holder's wallet lists (an id from elsewhere is not found), by the ledger's
+    locked state change; audited as `wallet.frozen` / `wallet.unfrozen` with the status before and after."""
+    holder_id = holder_id[:64]
+
+    def back(**outcome: str) -> Response:
+        return ctx.redirect(f"{BASE}/wallets", holder_id=holder_id, **outcome)
+
+    if action not in ("freeze", "unfreeze"):
+        return back(error="not_found")
+    op = _op(ctx)
+    try:
+        wallet = await op.wallet(holder_id)
+        found = [a for a in wallet.get("subaccounts") or [] if a.get("account_id") == account_id]
+        if not found:
+            return back(error="not_found")
+        key = f"{ctx.form.get('request_id') or _request_id()}.{action}.{account_id}"
+        after = await op.set_account_frozen(account_id, frozen=action == "freeze", key=key)
+        await ctx.api.audit("wallet.frozen" if action == "freeze" else "wallet.unfrozen", account_id,
+                            {"holder_id": holder_id, "status": found[0].get("status")},
+                            {"holder_id": holder_id, "status": after.get("status")})  # fmt: skip
+    except GatewayProblem as exc:
+        return back(error=_error_code(exc))
+    except GatewayUnavailable:
+        return back(error="unavailable")
+    return back(done="frozen" if action == "freeze" else "unfrozen")
 
 
 # ---- audit log --------------------------------------------------------------------------------------------

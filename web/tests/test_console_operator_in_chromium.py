@@ -399,6 +399,16 @@ def test_an_operator_changes_a_rate_simulates_and_resolves_an_exception(
     expect(page.get_by_role("heading", name=re.compile(tea["merchant_id"]))).to_be_visible()
     expect(page.locator("#subaccounts")).to_be_visible()
     check_accessibility(page, "60-operator-wallet-holder-en")
+    pending = page.locator("#subaccounts tr", has_text="merchant_pending")
+    account_id = pending.get_attribute("data-account")
+    pending.get_by_role("button", name="Freeze merchant_pending").click()
+    expect(page.locator("#status")).to_contain_text("Frozen")
+    assert _read(platform, f"/v1/accounts/{account_id}")["status"] == "frozen"
+    page.locator("#subaccounts tr", has_text="merchant_pending").get_by_role(
+        "button", name=re.compile("^Unfreeze")
+    ).click()
+    expect(page.locator("#status")).to_contain_text("Unfrozen")
+    assert _read(platform, f"/v1/accounts/{account_id}")["status"] == "active"
     page.goto("/console/operator/audit")
     expect(page.locator("tr[data-action='onboarding.kyc_approved']").first).to_contain_text(operator["email"])
     expect(page.locator("tr[data-action='special_rate.approved']").first).to_be_visible()
@@ -500,6 +510,7 @@ def test_every_operator_route_for_every_platform_role_matches_the_documented_mat
                 path = path.replace("{payout_id}", "po_" + "0" * 26).replace("{merchant_id}", "mch_nobody")
                 path = path.replace("{onboarding_id}", "onb_" + "0" * 32).replace("{application_id}", "spa_nobody")
                 path = path.replace("{action}", "submit").replace("{route_id}", "ali_direct")
+                path = path.replace("{holder_id}", platform.merchant_id).replace("{account_id}", "acc_nobody")
                 data = {"csrf": csrf} if rule.method == "POST" else None
                 params = about if rule.method == "GET" else None
                 status = client.request(rule.method, path, data=data, params=params).status_code

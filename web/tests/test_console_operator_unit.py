@@ -627,3 +627,10 @@ def test_a_contract_offers_the_switch_it_does_not_have() -> None:
     assert 'action="/console/operator/merchants/mch_demo/contracts/wx_sp/disable"' in html
     off = render("merchants", "en", contracts=[{"route_id": "wx_sp", "sub_merchant_id": "s1", "enabled": False}])
     assert 'action="/console/operator/merchants/mch_demo/contracts/wx_sp/enable"' in off
+
+
+def test_a_wallet_sub_account_offers_freeze_or_unfreeze() -> None:
+    html = render("wallets", "en")
+    assert 'action="/console/operator/wallets/u_1/accounts/acc_b/freeze"' in html
+    assert 'action="/console/operator/wallets/u_1/accounts/acc_p/unfreeze"' in html
+    assert "Frozen: the sub-account refuses" in render("wallets", "en", done="frozen")

@@ -56,6 +56,11 @@ async def create_stock(tx: Tx, actor: Actor, draft: StockDraft) -> RowMapping:
     if campaign is None:
         raise Problem(CAMPAIGN_NOT_FOUND, f"no campaign {draft.campaign_id}")
     r = draft.terms
+    if draft.channel is not None:  # the creator's channel account pays for the coupons (flows/channel_stocks.py)
+        creator = "merchant" if campaign["owner_merchant_id"] else "platform"
+        if r.funding_party != creator:
+            raise Problem(INVALID_STOCK, f"a channel stock is funded by its creator, the {creator}",
+                          field="funding_party")  # fmt: skip
     if actor.kind == "merchant":
         assert actor.merchant_id is not None
         if not r.merchant_ids:

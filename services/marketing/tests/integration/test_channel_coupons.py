@@ -56,7 +56,11 @@ async def test_channel_stocks_are_checked_and_an_outage_changes_nothing(marketin
     assert (budget.status_code, code(budget), budget.json()["field"]) == (422, "invalid_stock", "budget_count")
 
     platform_campaign = await marketing.campaign()  # the platform's own: its channel account is not configured
-    platform_stock = await marketing.post("/v1/marketing/stocks", _stock(platform_campaign), marketing.operator())
+    merchant_funded = await marketing.post("/v1/marketing/stocks", _stock(platform_campaign), marketing.operator())
+    assert (code(merchant_funded), merchant_funded.json()["field"]) == ("invalid_stock", "funding_party")
+    platform_stock = await marketing.post(
+        "/v1/marketing/stocks", _stock(platform_campaign, funding_party="platform"), marketing.operator()
+    )
     assert platform_stock.status_code == 201, platform_stock.text
     unconfigured = await marketing.post(
         f"/v1/marketing/stocks/{platform_stock.json()['stock_id']}/start", {}, marketing.operator()

@@ -163,7 +163,8 @@ def account_name_reasons(
 SUSPENSION_ACTIONS = ("suspended", "resumed")
 
 # What an operator's console session needs for each operation (gateway/domain/staff.py's platform permissions); the
-# platform's admin key may do all of them. Creating an onboarding stays with the admin key: its answer holds secrets.
+# platform's admin key may do all of them. An operator creates an onboarding through the console's own route
+# (`POST /v1/console/merchant-onboardings`, SUSPEND_PERMISSION) and decides a held KYC check with RETRY_PERMISSION.
 READ_PERMISSION = "platform.merchants.read"
 RETRY_PERMISSION = "platform.kyc.review"
 SUSPEND_PERMISSION = "platform.merchants.manage"

@@ -569,6 +569,7 @@ async def _begin(
     if method not in await available_methods(cashier, row, scene=scene):
         raise Problem(rules.CHECKOUT_METHOD_NOT_AVAILABLE, f"{method} is not offered here for scene {scene}")
     row = await _recover_unrecorded(cashier, row)
+    live = None
     if row.payment_id is not None:
         async with cashier.uow.read() as conn:
             live = await get_payment_unscoped(conn, row.payment_id)
@@ -576,21 +577,24 @@ async def _begin(
             same = row.payment_request_id == request_id or (row.payment_method == method and row.payment_scene == scene)
             if same:
                 return str(live.id)
-            try:
-                await close_payment(cashier, merchant_id=row.merchant_id, payment_id=live.id)
-            except Problem as exc:
-                if exc.spec is PAYMENT_NOT_CLOSABLE:  # it has just been paid: the session completes
-                    row = await settle(cashier, row)
-                    raise Problem(
-                        rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}", status=row.status
-                    ) from exc
-                raise
+        else:
+            live = None
     elif row.payment_seq > 0 and not _claim_stale(cashier, row):
         if row.payment_request_id == request_id:
             raise Problem(rules.CHECKOUT_PAYMENT_IN_PROGRESS, "this payment is being set up; retry shortly")
         raise Problem(rules.CHECKOUT_PAYMENT_IN_PROGRESS, "another payment of this session is being set up")
-    if resolve_payer is not None:  # a new payment only: the payer's identity from the channel (OAuth code)
-        payer = {**payer, **await resolve_payer(row)}
+    if resolve_payer is not None:  # a new payment only: the payer's identity from the channel (OAuth code), asked
+        payer = {**payer, **await resolve_payer(row)}  # before the live payment is closed (a bad code closes nothing)
+    if live is not None:
+        try:
+            await close_payment(cashier, merchant_id=row.merchant_id, payment_id=live.id)
+        except Problem as exc:
+            if exc.spec is PAYMENT_NOT_CLOSABLE:  # it has just been paid: the session completes
+                row = await settle(cashier, row)
+                raise Problem(
+                    rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}", status=row.status
+                ) from exc
+            raise
     seq = row.payment_seq + 1
     async with cashier.uow.begin() as tx:
         claimed = await store.claim_payment_slot(tx.conn, session_id=row.id, seq=seq, method=method, scene=scene,

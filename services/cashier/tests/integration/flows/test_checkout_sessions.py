@@ -14,7 +14,7 @@ import httpx
 
 from services.cashier.domain.checkout import verify_return
 
-from .conftest import WECHAT_MCHID, RunningCashier, Sandboxes, approve, wait_for
+from .conftest import WECHAT_APPID, WECHAT_MCHID, RunningCashier, Sandboxes, approve, wait_for
 
 
 def _session(**overrides: Any) -> dict[str, Any]:
@@ -160,3 +160,64 @@ async def test_expiry_closes_the_live_qr(start_cashier: Any, sandboxes: Sandboxe
     assert (await cashier.payment(live["id"]))["status"] == "closed"
     page = (await cashier.client.get(f"/v1/checkout/pages/{_token(later)}")).json()
     assert page["status"] == "expired" and page["payment"]["payer_action"] is None
+
+
+async def test_inside_the_app_the_cashier_redeems_the_code_for_the_page_its_state_was_signed_for(
+    start_cashier: Any, sandboxes: Sandboxes, clean_faults: None
+) -> None:
+    """JSAPI (docs/checkout.md): the jsapi view answers each wallet's authorize URL with a state bound to the page
+    and channel; the cashier redeems the code (never a page's openid) and creates the JSAPI payment; another
+    channel's state is refused, the same state again answers the same payment, a bad code closes nothing; the app's
+    bridge (the sandbox) pays with the signed parameters and the session completes. A named-payer payment needs a
+    user identity."""
+    cashier: RunningCashier = await start_cashier()
+    secret = sandboxes.wechat_merchant["app_secrets"][WECHAT_APPID]
+    await cashier.configure("wechatpay", sandboxes.wechat_config(app_secret=secret), priority=1)
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=2)
+    token = _token((await cashier.post("/v1/checkout/sessions", _session())).json())
+    view = (await cashier.client.get(f"/v1/checkout/pages/{token}", params={"scene": "jsapi"})).json()
+    assert view["methods"] == ["wechatpay", "alipay"] and set(view["oauth"]) == {"wechatpay", "alipay"}
+    authorize = view["oauth"]["wechatpay"]
+    assert authorize.startswith(f"{sandboxes.wechat.base_url}/connect/oauth2/authorize?appid={WECHAT_APPID}&")
+    query = dict(parse_qsl(urlsplit(authorize.split("#")[0]).query))
+    assert query["redirect_uri"].endswith(f"/checkout/{token}/oauth/wechatpay") and authorize.endswith(
+        "#wechat_redirect"
+    )
+    alipay_state = dict(parse_qsl(urlsplit(view["oauth"]["alipay"]).query))["state"]
+    async with httpx.AsyncClient() as client:
+        back = await client.get(authorize.split("#")[0])
+    code = dict(parse_qsl(urlsplit(back.headers["location"]).query))["code"]
+
+    async def pay(method: str, payer: dict[str, str]) -> httpx.Response:
+        body = {"method": method, "scene": "jsapi", "request_id": uuid.uuid4().hex, "payer": payer}
+        return await cashier.client.post(f"/v1/checkout/pages/{token}/payments", json=body)
+
+    wrong = await pay("wechatpay", {"oauth_code": code, "oauth_state": alipay_state})
+    assert wrong.status_code == 422 and wrong.json()["code"] == "checkout_oauth_state_invalid"
+    started = await pay(
+        "wechatpay", {"openid": "o_named_by_the_page", "oauth_code": code, "oauth_state": query["state"]}
+    )
+    assert started.status_code == 200, started.text
+    payment = started.json()["payment"]
+    params = payment["payer_action"]["jsapi_params"]
+    assert payment["payer_action"]["type"] == "jsapi" and params["package"].startswith("prepay_id=")
+    out_trade_no = (await cashier.payment(payment["id"]))["attempts"][0]["out_trade_no"]
+    async with httpx.AsyncClient(base_url=sandboxes.wechat.base_url) as wechat:
+        again = await pay("wechatpay", {"oauth_code": code, "oauth_state": query["state"]})
+        assert again.status_code == 200 and again.json()["payment"]["id"] == payment["id"]  # a reload: same payment
+        bogus = await pay("alipay", {"oauth_code": "not-a-code", "oauth_state": alipay_state})
+        assert bogus.status_code == 422 and bogus.json()["code"] == "checkout_oauth_code_invalid"
+        assert (await cashier.payment(payment["id"]))["status"] in ("created", "processing")  # nothing closed
+        unnamed = {"method": "wechatpay", "scene": "native_qr", "request_id": "req-named-1"}
+        named = await cashier.post(f"/v1/checkout/user-payments/{token}", unnamed)  # as the merchant
+        assert named.status_code == 403 and named.json()["code"] == "payer_mismatch"  # only a signed-in user
+        paid = (await wechat.post("/control/app-bridge/wechat/pay", json=params)).json()
+        assert paid == {"err_msg": "get_brand_wcpay_request:ok"}
+        order = (await wechat.get(f"/control/orders/{out_trade_no}", params={"mchid": WECHAT_MCHID})).json()["order"]
+        assert order["payer"]["openid"] != "o_named_by_the_page"  # the channel's openid for the code, not the page's
+
+    async def completed() -> dict[str, Any] | None:
+        current = (await cashier.client.get(f"/v1/checkout/pages/{token}")).json()
+        return current if current["status"] == "completed" else None
+
+    await wait_for(completed, "the session paid by JSAPI to complete")

@@ -172,3 +172,21 @@ async def test_redeeming_links_is_rate_limited_per_browser_address(make_stack: S
         other = {**WEB, "X-Forwarded-For": "198.51.100.9"}
         r = await raw.post("/v1/web/wallet-sessions", json={"token": link["url"].split("token=")[1]}, headers=other)
         assert r.status_code == 201, r.text
+
+
+async def test_my_applicable_coupons_are_a_signed_in_users_and_marketing_down_is_503(make_stack: StackFactory) -> None:
+    """`GET /v1/me/applicable-coupons` (the hosted checkout's coupons): a user token only — the platform's key is
+    refused, as is a query without its merchant or amount — and marketing unreachable is a retryable 503 (this
+    stack's marketing is a dead address; the list itself is proven on the real platform by the checkout's browser
+    test)."""
+    stack: Stack = await make_stack()
+    async with httpx.AsyncClient(base_url=stack.url) as raw:
+        user = await _session(stack, raw)
+        query = {"merchant_id": "mch_demo", "order_amount_minor": 2_500, "currency": "CNY"}
+        admin = {"Authorization": f"Bearer {stack.keys['admin_key']}"}
+        refused = await raw.get("/v1/me/applicable-coupons", params=query, headers=admin)
+        assert (refused.status_code, refused.json()["code"]) == (403, "route_forbidden")
+        bad = await raw.get("/v1/me/applicable-coupons", params={"merchant_id": "mch_demo"}, headers=user)
+        assert bad.status_code == 422, bad.text
+        down = await raw.get("/v1/me/applicable-coupons", params=query, headers=user)
+        assert (down.status_code, down.json()["code"], down.json()["retryable"]) == (503, "upstream_unavailable", True)

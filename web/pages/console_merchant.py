@@ -479,18 +479,23 @@ def payment_timeline(payment: dict[str, Any], refunds: list[dict[str, Any]]) -> 
 
 @routes.post("/payments/{payment_id}/webhook-deliveries/{delivery_id}/resend", "webhooks.resend")
 async def resend_delivery(ctx: Console, payment_id: str, delivery_id: str) -> Response:
-    """Queue one of the payment's webhook deliveries again from the start of its schedule (the cashier's
-    `POST /v1/webhook-deliveries/{id}/resend`, scoped to the member's merchant); audited with the delivery's state
-    before and after. A delivery of another payment is refused here, so the page's button does what it shows."""
+    """Queue one of the payment's webhook deliveries again from the start of its schedule."""
     back = f"/console/merchant/payments/{payment_id}" if _looks_like_id(payment_id) else "/console/merchant/payments"
-    if not (_looks_like_id(payment_id) and _looks_like_id(delivery_id)):
+    return await _resend(ctx, back, delivery_id, "payment_id", payment_id)
+
+
+async def _resend(ctx: ConsoleContext, back: str, delivery_id: str, owner_field: str, owner_id: str) -> Response:
+    """The cashier's `POST /v1/webhook-deliveries/{id}/resend` (scoped to the member's merchant), audited with the
+    delivery's state before and after. A delivery not of the page's payment or endpoint (`owner_field` ≠ `owner_id`)
+    is refused here, so the page's button does what it shows; a double submit queues it once."""
+    if not (_looks_like_id(owner_id) and _looks_like_id(delivery_id)):
         return ctx.redirect(back, error="invalid")
     fields = ("status", "attempt_count", "last_status_code", "next_attempt_at")
     try:
         before = await ctx.api.get(f"/v1/webhook-deliveries/{delivery_id}")
-        if before.get("payment_id") != payment_id:
+        if before.get(owner_field) != owner_id:
             return ctx.redirect(back, error="invalid")
-        key = f"console-resend-{_request_id(ctx.form)}-{delivery_id}"  # a double submit queues it once
+        key = f"console-resend-{_request_id(ctx.form)}-{delivery_id}"
         after = await ctx.api.post(f"/v1/webhook-deliveries/{delivery_id}/resend", idempotency_key=key)
     except GatewayProblem as exc:
         return ctx.redirect(back, error=_error(exc))
@@ -908,6 +913,38 @@ async def rotate_endpoint_secret(ctx: Console, endpoint_id: str) -> Response:
     if isinstance(done, Response):
         return done
     return await _endpoints_page(ctx, secret={"id": done["id"], "secret": done["secret"]}, done="rotated")
+
+
+@routes.get("/webhooks/{endpoint_id}", "webhooks.manage")
+async def endpoint_deliveries(
+    ctx: Console, endpoint_id: str, cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+    delivery: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:  # fmt: skip
+    """One endpoint and its deliveries, newest first (cursor pages); with `?delivery=` that delivery's attempts."""
+    title = ctx.page.gettext("Webhooks")
+    if not _looks_like_id(endpoint_id):
+        return _show(ctx, "merchant_endpoint.html", "/webhooks", title, 404, endpoint=None)
+    try:
+        endpoint = await ctx.api.get(f"/v1/webhook-endpoints/{endpoint_id}")
+        page = await ctx.api.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries", limit=PAGE_SIZE, cursor=cursor)
+        shown = (
+            await ctx.api.get(f"/v1/webhook-deliveries/{delivery}") if delivery and _looks_like_id(delivery) else None
+        )
+    except GatewayProblem as exc:
+        if exc.status != 404:
+            raise
+        return _show(ctx, "merchant_endpoint.html", "/webhooks", title, 404, endpoint=None)
+    if shown is not None and shown.get("endpoint_id") != endpoint_id:
+        shown = None  # a delivery of another endpoint is not shown on this one's page
+    return _show(ctx, "merchant_endpoint.html", "/webhooks", title, endpoint=endpoint, items=page.get("data", []),
+                 next_cursor=page.get("next_cursor"), shown=shown)  # fmt: skip
+
+
+@routes.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend", "webhooks.resend")
+async def resend_endpoint_delivery(ctx: Console, endpoint_id: str, delivery_id: str) -> Response:
+    """Queue one of the endpoint's deliveries again from the start of its schedule."""
+    back = f"{WEBHOOKS}/{endpoint_id}" if _looks_like_id(endpoint_id) else WEBHOOKS
+    return await _resend(ctx, back, delivery_id, "endpoint_id", endpoint_id)
 
 
 # ---- balances (the ledger's) -------------------------------------------------------------------------------------

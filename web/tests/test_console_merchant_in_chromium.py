@@ -400,8 +400,8 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     finance_ctx, finance = _member_page(browser, shop, "finance")
     owner_ctx, owner = _member_page(browser, shop, "owner")
 
-    # A developer adds an endpoint (its secret shown once), rotates the secret (a new one, shown once; the old one
-    # keeps signing for the overlap) and resends a payment's delivery nobody acknowledged.
+    # A developer adds an endpoint (its secret shown once) and rotates the secret (a new one, shown once; the old one
+    # keeps signing for the overlap).
     developer.get_by_role("link", name="Webhooks").click()
     developer.get_by_label("URL").fill("http://127.0.0.1:9/console-hook")
     developer.get_by_label("Every event, later ones too").check()
@@ -421,11 +421,6 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     check_accessibility(developer, "console-webhooks")
     developer.goto(gw + "/console/merchant/webhooks")
     assert second not in developer.content()  # shown once
-    hooked = shop.payments[2]
-    developer.goto(gw + f"/console/merchant/payments/{hooked['id']}")
-    _eventually_visible(developer, "#deliveries button")
-    developer.locator("#deliveries button").first.click()
-    expect(developer.locator("#status")).to_contain_text("Delivery queued again")
 
     # Support may not: the page is "not allowed", a forged rotation is refused, the endpoint is as it was.
     response = support.goto(gw + "/console/merchant/webhooks")
@@ -484,6 +479,16 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
         finance.reload()
     expect(finance.locator("#payment-links tr", has_text="Console link").locator(".link-uses")).to_contain_text("1 / 1")
 
+    # The developer finds that payment's delivery on the endpoint's page (nobody answers at its URL), opens its
+    # attempts and resends it.
+    developer.goto(gw + f"/console/merchant/webhooks/{endpoint_id}")
+    _eventually_visible(developer, "#endpoint-deliveries button")
+    developer.locator("#endpoint-deliveries tbody th a").first.click()
+    expect(developer.locator("#attempts")).to_be_visible()
+    check_accessibility(developer, "console-webhook-endpoint")
+    developer.locator("#endpoint-deliveries button").first.click()
+    expect(developer.locator("#status")).to_contain_text("Delivery queued again")
+
     # The owner creates a stock the merchant funds and starts it; a payer claims a coupon; support redeems it at the
     # till once, and the second time it is refused; the stock's figures count the one redemption.
     owner.get_by_role("link", name="Coupons", exact=True).click()
@@ -539,7 +544,7 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     owner.goto(gw + "/console/merchant/audit")
     log_text = owner.locator("#audit").inner_text()
     for action in ("webhook_endpoint.created", "webhook_endpoint.secret_rotated", "payment_link.created",
-                   "coupon_stock.created", "coupon_stock.start", "coupon.redeemed"):  # fmt: skip
+                   "coupon_stock.created", "coupon_stock.start", "coupon.redeemed", "webhook.resent"):  # fmt: skip
         assert action in log_text, action
     for context in (developer_ctx, support_ctx, finance_ctx, owner_ctx):
         context.close()

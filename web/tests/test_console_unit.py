@@ -239,6 +239,13 @@ NEW_PAGES: dict[str, dict[str, Any]] = {
                                 "previous_secret_expires_at": None}],
                  "event_types": ("payment.succeeded",), "overlaps": (0, 86400),
                  "secret": {"id": "we_1", "secret": "whsec_x"}},
+    "endpoint": {"endpoint": {"id": "we_1", "url": "https://shop.example/hook", "enabled": True,
+                              "enabled_events": ["*"]},
+                 "items": [{"id": "whd_1", "event_type": "payment.succeeded", "payment_id": "pay_1", "status": "failed",
+                            "attempt_count": 3, "last_status_code": 500, "last_error": None}],
+                 "shown": {"id": "whd_1", "event_type": "payment.succeeded", "attempts": [
+                     {"attempt_no": 1, "attempted_at": "2026-12-06T10:00:00+00:00", "status_code": 500, "error": None,
+                      "duration_ms": 12}]}},
     "balances": {"figures": {"currency": "CNY", "pending_minor": 1234, "settled_minor": 500,
                              "available_to_withdraw_minor": 500, "payout_in_transit_minor": 100}},
     "payment_links": {"items": [{"id": "pl_1", "url": "http://x/pay/pl_1", "poster_url": "http://x/pay/pl_1/poster.svg",

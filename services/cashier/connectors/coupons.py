@@ -62,7 +62,7 @@ class ChannelCoupon:
 
 @dataclass(frozen=True, slots=True)
 class ChannelCouponEvent:
-    """A verified callback about one coupon (WeChat `COUPON.USE` / `COUPON.SEND`, Alipay
+    """A verified callback about one coupon (WeChat `COUPON.USE`, Alipay
     `alipay.marketing.activity.message.*`), as marketing applies it."""
 
     event_id: str  # the channel's own id of the callback (WeChat `id`, Alipay `notify_id`)

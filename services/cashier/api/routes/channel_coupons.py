@@ -118,7 +118,7 @@ async def get_coupon(
 
 @router.post("/v1/notify/coupons/{program}/{merchant_id}", include_in_schema=False)
 async def notify_coupon(program: str, merchant_id: str, request: Request, cashier: CashierDep) -> Response:
-    """WeChat `COUPON.USE` / `COUPON.SEND` and Alipay's voucher activity messages for stocks marketing created."""
+    """WeChat `COUPON.USE` and Alipay's voucher activity messages for stocks marketing created."""
     body = await request.body()
     reply = await flows.handle_coupon_notification(
         cashier, program=program, merchant_id=merchant_id, headers=dict(request.headers),

@@ -32,7 +32,7 @@ CST = timezone(timedelta(hours=8))
 STOCK_NAME_LENGTH_MAX = 20
 STOCK_ACTIONS = frozenset({"start", "pause", "restart", "stop"})
 COUPON_STATES = {"SENDED": CouponStatus.AVAILABLE, "USED": CouponStatus.USED, "EXPIRED": CouponStatus.EXPIRED}
-EVENT_KINDS = {"COUPON.USE": "used", "COUPON.SEND": "received"}
+EVENT_KINDS = {"COUPON.USE": "used"}  # 代金券 has no other callback (商家券's COUPON.SEND: not mirrored)
 
 
 def _creator(connector: WechatPayConnector) -> str:
@@ -148,7 +148,7 @@ def _coupon(data: Mapping[str, Any], coupon_id: str) -> ChannelCoupon:
 def parse_coupon_notification(
     connector: WechatPayConnector, headers: Mapping[str, str], body: bytes
 ) -> ChannelCouponEvent:
-    """Verify (platform signature, then AES-256-GCM) and read a `COUPON.USE` / `COUPON.SEND` callback."""
+    """Verify (platform signature, then AES-256-GCM) and read a `COUPON.USE` callback."""
     connector._verify_with_known_keys(headers, body)
     envelope, data = signing.open_callback(body, connector.config.apiv3_key)
     event_type = str(envelope.get("event_type"))

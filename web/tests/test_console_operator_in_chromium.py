@@ -253,6 +253,34 @@ def _onboard_a_held_merchant_and_activate_it(page: Page, platform: Platform) -> 
     return {"merchant_id": merchant_id, "onboarding_id": onboarding_id, **key}
 
 
+def _a_held_check_rejected_with_a_reason(page: Page, platform: Platform) -> None:
+    """Another onboarding (the platform's own API call) whose check is held, rejected in the queue with a reason: its
+    KYC step is refused with the reviewer's reason and it moves to the refused onboardings (nothing further ran)."""
+    licence = _uscc()
+    body = {"legal_name": "杭州面馆有限公司", "entity_type": "company", "industry_code": "5812",
+            "business_licence_number": licence, "webhook_url": f"{platform.gateway}/noodle-house-webhooks",
+            "legal_representative": {"name": "王五", "id_number": "11010519491231002X"},
+            "contact": {"name": "王五", "email": "ops@noodle.example", "phone": "13800138001"},
+            "settlement_account": {"account_name": "杭州面馆有限公司", "account_number": "6222021234567891",
+                                   "bank_name": "ICBC Hangzhou"},
+            "channels": [{"channel": "alipay", "route_id": "ali_direct", "sub_merchant_id": "2088000000000001",
+                          "config": {"app_id": "never-used"}}]}  # fmt: skip
+    _identity_rules(platform, hold_documents=[licence])
+    try:
+        onboarding = _write(platform.gateway, platform.admin, "POST", "/v1/platform/merchant-onboardings", body)
+    finally:
+        _identity_rules(platform)
+    page.goto("/console/operator/kyc")
+    held = page.locator(f"#kyc-held tr[data-onboarding='{onboarding['onboarding_id']}']")
+    held.get_by_label("Reason").fill("Licence photo does not match the register")
+    held.get_by_role("button", name=re.compile("^Reject the KYC check of")).click()
+    expect(page.locator("#status")).to_contain_text("KYC rejected")
+    expect(page.locator("#onboarding-status")).to_have_attribute("data-status", "rejected")
+    expect(page.locator("tr[data-step='kyc']")).to_contain_text("Licence photo does not match the register")
+    assert _read(platform, f"/v1/platform/merchant-onboardings/{onboarding['onboarding_id']}")["steps"]["ledger"][
+        "status"] == "pending"  # fmt: skip
+
+
 def _the_merchant_takes_a_payment(platform: Platform, key: dict[str, str]) -> None:
     merchant = Client(platform.gateway, key_id=key["key_id"], secret=key["secret"])
     payment = merchant.payments.create(merchant_order_no=f"tea-{uuid.uuid4().hex[:12]}", amount_minor=ORDER_MINOR,
@@ -393,6 +421,7 @@ def test_an_operator_changes_a_rate_simulates_and_resolves_an_exception(
     # Onboarding in the console, its held KYC check reviewed and the merchant activated; it then takes a payment;
     # a special rate approved for it is what routing quotes; its wallet holder (the ledger's) with KYC and accounts.
     tea = _onboard_a_held_merchant_and_activate_it(page, platform)
+    _a_held_check_rejected_with_a_reason(page, platform)
     _the_merchant_takes_a_payment(platform, tea)
     _a_special_rate_approved_shows_in_the_routing_decision(page, tea["merchant_id"])
     page.goto(f"/console/operator/wallets?holder_id={tea['merchant_id']}")

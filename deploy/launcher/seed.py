@@ -280,6 +280,8 @@ async def _demo_channels(
                 "platform_public_key_pem": reg["platform_public_key_pem"],
                 "platform_public_key_id": reg["platform_public_key_id"],
                 "apiv3_key": reg["apiv3_key"],
+                # the appid's AppSecret: the cashier redeems an in-app payer's authorisation code with it (JSAPI)
+                "app_secret": reg["app_secrets"][DEMO_WECHAT_APPID],
             }
         if "alipay" in urls and "alipay" not in saved:
             r = await client.post(f"{urls['alipay']}/control/apps", json={})

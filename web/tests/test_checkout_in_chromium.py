@@ -12,7 +12,6 @@ played by Playwright's request routing, which records where the browser was sent
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import time
@@ -469,25 +468,6 @@ WECHAT_IN_APP_UA = IPHONE_UA + " MicroMessenger/8.0.47(0x18002f2f) NetType/WIFI 
 ALIPAY_IN_APP_UA = IPHONE_UA + " AlipayClient/10.5.96.8000 Language/zh-Hans"
 
 
-def _let_wechat_authorise_payers(platform: Platform) -> None:
-    """Operator set-up: the demo merchant's WeChat Pay configuration gets its appid's AppSecret (the WeChat
-    sandbox's registration hands it out, as WeChat's platform shows it to the merchant), so the cashier can redeem
-    a payer's web-authorisation code for the openid. The seed's configuration lacks it."""
-    assert platform.data_dir is not None
-    saved = json.loads((platform.data_dir / "demo-channels.json").read_text())
-    config = (saved.get(platform.merchant_id) or saved)["wechatpay"]
-    registered = httpx.post(f"{platform.sandboxes['wechatpay']}/control/merchants", timeout=30,
-                            json={"mchid": config["mchid"], "appid": config["appid"]})  # fmt: skip
-    assert registered.status_code == 200, registered.text
-    channels = httpx.get(f"{platform.gateway}/v1/admin/merchants/{platform.merchant_id}/channels",
-                         headers=platform.admin, timeout=30).json()  # fmt: skip
-    current = next(c for c in channels if c["channel"] == "wechatpay")
-    body = {"priority": current["priority"], "enabled": True, "mode": current["mode"],
-            "config": {**config, "app_secret": registered.json()["app_secrets"][config["appid"]]}}  # fmt: skip
-    _write(platform.gateway, platform.admin, "PUT", f"/v1/admin/merchants/{platform.merchant_id}/channels/wechatpay",
-           body)  # fmt: skip
-
-
 def test_inside_the_wechat_and_alipay_apps_the_payer_authorises_and_pays_with_the_app_bridge(
     platform: Platform, browser: Browser
 ) -> None:
@@ -495,8 +475,8 @@ def test_inside_the_wechat_and_alipay_apps_the_payer_authorises_and_pays_with_th
     to the app's authorisation; the app (the sandbox) sends the payer back with a code, the cashier redeems it and
     creates the JSAPI payment, and the page calls the app's bridge with the signed parameters: the stand-in bridge
     (the sandbox's script, injected before the page's) has the sandbox check paySign with the merchant's key and
-    pay; the page turns to success by its live status and returns to the shop with a verified signature."""
-    _let_wechat_authorise_payers(platform)
+    pay; the page turns to success by its live status and returns to the shop with a verified signature. The seed's
+    WeChat configuration carries the appid's AppSecret, so this works out of the box (`make run`)."""
     bridge_script = httpx.get(f"{platform.sandboxes['wechatpay']}/control/app-bridge.js", timeout=30).text
     for user_agent, shown, hidden in (
         (WECHAT_IN_APP_UA, "微信支付", "支付宝"),

@@ -19,7 +19,6 @@ import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -56,7 +55,6 @@ class Platform:
     merchant_id: str
     keys: dict[str, str] = field(default_factory=dict)  # demo-keys.json: the merchant's signing key too
     sandboxes: dict[str, str] = field(default_factory=dict)  # name → base URL
-    data_dir: Path | None = None  # the launcher's (demo-channels.json: the channel configs the seed made)
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +79,8 @@ def platform() -> Iterator[Platform]:
             keys = json.loads((data_dir / "demo-keys.json").read_text())
             sandboxes = {name: f"http://127.0.0.1:{ports[name]}" for name in SANDBOXES}
             yield Platform(
-                gateway, {"Authorization": f"Bearer {keys['admin_key']}"}, keys["merchant_id"], keys, sandboxes,
-                data_dir,
-            )  # fmt: skip
+                gateway, {"Authorization": f"Bearer {keys['admin_key']}"}, keys["merchant_id"], keys, sandboxes
+            )
         finally:
             if web is not None:
                 web.stop()

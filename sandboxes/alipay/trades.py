@@ -197,15 +197,14 @@ class TradeBook:
         if app_id:
             doc = self.store.get(TRADES, self.key(app_id, out_trade_no))
             return None if doc is None else self._expire_if_due(doc)
-        matches = [d for d in self.store.list(TRADES) if d["out_trade_no"] == out_trade_no]
+        matches = self.store.find(TRADES, "out_trade_no", out_trade_no)
         if len(matches) > 1:
             raise LookupError("several apps have this out_trade_no; pass app_id")
         return self._expire_if_due(matches[0]) if matches else None
 
     def find_by_trade_no(self, trade_no: str) -> dict[str, Any] | None:
-        for doc in self.store.list(TRADES):
-            if doc.get("trade_no") == trade_no:
-                return self._expire_if_due(doc)
+        for doc in self.store.find(TRADES, "trade_no", trade_no):
+            return self._expire_if_due(doc)
         return None
 
     def existing(self, app_id: str, biz: dict[str, Any]) -> dict[str, Any]:

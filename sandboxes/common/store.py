@@ -122,3 +122,14 @@ class DocumentStore:
                 (collection, min(limit, LIST_LIMIT_MAX)),
             ).fetchall()
         return [json.loads(row[0]) for row in rows]
+
+    def find(self, collection: str, field: str, value: str) -> list[Document]:
+        """The documents whose top-level `field` equals `value`, in key order: the filter runs in SQLite
+        (json_extract), so only the matches are decoded. A payer approving an order by its out_trade_no
+        decoded every stored order in Python before: the largest cost of a busy sandbox (docs/performance.md)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT body FROM documents WHERE collection = ? AND json_extract(body, ?) = ? ORDER BY key",
+                (collection, f"$.{field}", value),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]

@@ -722,9 +722,7 @@ class Sandbox:
     # ------------------------------------------------------------------ control: pay / decline
     def find_orders_for_control(self, out_trade_no: str, scope: str | None) -> Document:
         matches = [
-            o
-            for o in self.store.list("orders")
-            if o["out_trade_no"] == out_trade_no and (scope is None or o["scope"] == scope)
+            o for o in self.store.find("orders", "out_trade_no", out_trade_no) if scope is None or o["scope"] == scope
         ]
         if not matches:
             raise ControlError(404, f"no order {out_trade_no}")

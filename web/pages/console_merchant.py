@@ -949,11 +949,15 @@ async def resend_endpoint_delivery(ctx: Console, endpoint_id: str, delivery_id: 
 
 # ---- balances (the ledger's) -------------------------------------------------------------------------------------
 @routes.get("/balances", "statements.read")
-async def balances(ctx: Console) -> Response:
+async def balances(ctx: Console, mode: Annotated[str, Query(max_length=4)] = "live") -> Response:
     """Pending (not settled yet), settled (available to pay out) and in transit (payouts instructed, not confirmed by
-    the bank): the ledger's balances of the merchant's accounts, the books themselves, not a sum of a list."""
-    figures = await ctx.api.get(f"/v1/wallet/merchants/{ctx.merchant_id}/balances", currency="CNY")
-    return _show(ctx, "merchant_balances.html", "/balances", ctx.page.gettext("Balances"), figures=figures)
+    the bank): the ledger's balances of the merchant's accounts, the books themselves, not a sum of a list. Of the
+    live book, or the test one when asked: a console session has no key mode, and test money is never added to
+    live money (the ledger's `livemode`)."""
+    mode = mode if mode in ("live", "test") else "live"
+    figures = await ctx.api.get(f"/v1/wallet/merchants/{ctx.merchant_id}/balances", currency="CNY",
+                                livemode="true" if mode == "live" else "false")  # fmt: skip
+    return _show(ctx, "merchant_balances.html", "/balances", ctx.page.gettext("Balances"), figures=figures, mode=mode)
 
 
 # ---- payment links and their posters -----------------------------------------------------------------------------

@@ -246,7 +246,7 @@ NEW_PAGES: dict[str, dict[str, Any]] = {
                  "shown": {"id": "whd_1", "event_type": "payment.succeeded", "attempts": [
                      {"attempt_no": 1, "attempted_at": "2026-12-06T10:00:00+00:00", "status_code": 500, "error": None,
                       "duration_ms": 12}]}},
-    "balances": {"figures": {"currency": "CNY", "pending_minor": 1234, "settled_minor": 500,
+    "balances": {"mode": "test", "figures": {"currency": "CNY", "pending_minor": 1234, "settled_minor": 500,
                              "available_to_withdraw_minor": 500, "payout_in_transit_minor": 100}},
     "payment_links": {"items": [{"id": "pl_1", "url": "http://x/pay/pl_1", "poster_url": "http://x/pay/pl_1/poster.svg",
                                  "description": "Parking", "amount_minor": None, "amount_min_minor": 1,

@@ -1,9 +1,11 @@
 """The inbox consumer: each event's effect applied exactly once, whatever Kafka redelivers.
 
-For every record: one transaction inserts (consumer, event id) into `inbox` (ON CONFLICT DO NOTHING) and,
-only if that row is new, runs the handlers; then it commits. The consumer is the group's name without the
-topic namespace (`consumer_name`), so two consumer groups of one service each apply an event once.
-Offsets are committed to Kafka only after the
+For every fetched batch: one transaction inserts (consumer, event id) of its events into `inbox` (ON CONFLICT
+DO NOTHING, one statement) and runs the handlers of the events whose row is new, in fetch order; then it commits.
+A batch whose transaction fails is rolled back whole and applied again one event per transaction, with the
+retries, outage waits and dead letters below, so a failing event never holds back or takes down the others.
+The consumer is the group's name without the topic namespace (`consumer_name`), so two consumer groups of one
+service each apply an event once. Offsets are committed to Kafka only after the
 database commit, so a crash in between means redelivery, and redelivery means the inbox says "seen".
 A handler that keeps failing is retried with backoff, then the record is parked in
 `inbox_dead_letter` (nothing is lost; an operator replays it) so one poison event cannot stop the
@@ -15,13 +17,13 @@ peer) is not the event's fault: the same record is retried until the dependency 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter
-from sqlalchemy import exists, insert, literal, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import insert, text
 
 from libs.common import tracing
 from libs.common.db import Tx, UnitOfWork
@@ -31,7 +33,7 @@ from libs.common.failures import outage_spec
 from libs.common.faults import crash_point
 from libs.common.kafka import EpochWatcher, KafkaOptions, ensure_topics, topic_name
 from libs.common.logging import get_logger, trace_id_var
-from libs.common.outbox_tables import LEGACY_INBOX_CONSUMER, inbox, inbox_dead_letter
+from libs.common.outbox_tables import LEGACY_INBOX_CONSUMER, inbox_dead_letter
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
 
 log = get_logger("juhe.inbox")
@@ -42,6 +44,9 @@ applied_total = Counter("juhe_inbox_applied_total", "Events applied", ["service"
 duplicate_total = Counter("juhe_inbox_duplicate_total", "Redelivered events skipped", ["service"])
 ignored_total = Counter("juhe_inbox_ignored_total", "Events of a type no subscription wants", ["service"])
 dead_letter_total = Counter("juhe_inbox_dead_letter_total", "Events parked after repeated failures", ["service"])
+batch_fallback_total = Counter(
+    "juhe_inbox_batch_fallback_total", "Fetched batches rolled back and applied one event at a time", ["service"]
+)
 
 RETRY_BACKOFF_BASE_SECONDS = 0.2
 RETRY_BACKOFF_MAX_SECONDS = 5.0
@@ -50,12 +55,33 @@ RETRY_BACKOFF_MAX_SECONDS = 5.0
 OUTAGE_WAIT_SECONDS_MAX = 240.0
 OUTAGE_RETRY_INTERVAL_SECONDS = 1.0
 
+# The inbox rows of a batch of events in one statement, whatever its size (one prepared statement): the events
+# new for this consumer and not applied before consumers were named (a legacy row counts for every consumer).
+_CLAIM = text(
+    "INSERT INTO inbox (consumer, event_id, topic, event_type)"
+    " SELECT CAST(:consumer AS text), f.event_id, f.topic, f.event_type"
+    " FROM unnest(CAST(:event_ids AS text[]), CAST(:topics AS text[]), CAST(:event_types AS text[]))"
+    " AS f (event_id, topic, event_type)"
+    " WHERE NOT EXISTS (SELECT 1 FROM inbox AS seen WHERE seen.consumer = :legacy AND seen.event_id = f.event_id)"
+    " ON CONFLICT DO NOTHING RETURNING event_id"
+)
+
 
 def is_outage(exc: BaseException) -> bool:
     """A failure of a dependency (database, broker, peer service), not of the event: waiting helps."""
     if isinstance(exc, Problem):
         return exc.spec.retryable
     return outage_spec(exc) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Wanted:
+    """A fetched record some subscription wants: its decoded event and the handlers to run."""
+
+    record: ConsumerRecord
+    envelope: Envelope
+    topic: str  # without the namespace
+    handlers: list[Handler]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +172,13 @@ class InboxConsumer:
             await consumer.start()
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch_max)
-                for tp, records in batches.items():
-                    for record in records:
-                        await self.apply(record)
-                    crash_point("inbox.after_commit")
-                    await consumer.commit({TopicPartition(tp.topic, tp.partition): records[-1].offset + 1})
+                if not batches:
+                    continue
+                await self.apply_batch([record for records in batches.values() for record in records])
+                crash_point("inbox.after_commit")
+                await consumer.commit(
+                    {TopicPartition(tp.topic, tp.partition): records[-1].offset + 1 for tp, records in batches.items()}
+                )
         finally:
             await self._drop(consumer)
 
@@ -179,12 +207,38 @@ class InboxConsumer:
             await stop_task(task, name=f"{name} {task.get_name()}")
         await close_bounded(consumer._client.close(), name=f"{name} client")
 
+    async def apply_batch(self, records: Sequence[ConsumerRecord]) -> None:
+        """Apply a fetched batch (partitions in any order, each partition's records in offset order): every wanted
+        event in one transaction, so a batch costs one BEGIN/COMMIT, one inbox statement and one connection
+        instead of that per event (docs/performance.md). If that transaction fails (a handler's error, a deadlock,
+        an outage), nothing of it stays and each event is applied alone, as `apply` does, in the same order:
+        effects stay exactly once either way, since an event's inbox row commits with its effects."""
+        wanted = [w for w in [await self._wanted(record) for record in records] if w is not None]
+        if len(wanted) > 1:
+            try:
+                await self._apply_all_once(wanted)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                batch_fallback_total.labels(self.service).inc()
+                log.info("batch rolled back; applying its events one at a time", events=len(wanted), error=repr(exc))
+        for one in wanted:
+            await self._apply_with_retries(one)
+
     async def apply(self, record: ConsumerRecord) -> None:
+        """Apply one record in its own transaction (retried, waited for or parked as the module says)."""
+        wanted = await self._wanted(record)
+        if wanted is not None:
+            await self._apply_with_retries(wanted)
+
+    async def _wanted(self, record: ConsumerRecord) -> _Wanted | None:
+        """The record's event and handlers; None for a record nothing is applied for (parked if undecodable)."""
         try:
             envelope = Envelope.from_bytes(record.value)
         except Exception as exc:
             await self._dead_letter(record, None, f"undecodable event: {exc!r}")
-            return
+            return None
         base_topic = self._topics.get(record.topic, record.topic)
         handlers = [s.handler for s in self.subscriptions if s.topic == base_topic and s.wants(envelope.type)]
         if not handlers:
@@ -192,7 +246,11 @@ class InboxConsumer:
             # cashier.payments): nothing is applied, so there is nothing to make exactly-once — no transaction
             # and no inbox row, which were a third of each consumer's transactions per payment.
             ignored_total.labels(self.service).inc()
-            return
+            return None
+        return _Wanted(record, envelope, base_topic, handlers)
+
+    async def _apply_with_retries(self, wanted: _Wanted) -> None:
+        record, envelope = wanted.record, wanted.envelope
         token = trace_id_var.set(envelope.trace_id)
         loop = asyncio.get_running_loop()
         outage_deadline: float | None = None
@@ -200,7 +258,7 @@ class InboxConsumer:
             attempt = 0
             while True:
                 try:
-                    await self._apply_traced(envelope, base_topic, handlers)
+                    await self._apply_all_once([wanted])
                     return
                 except asyncio.CancelledError:
                     raise
@@ -226,38 +284,53 @@ class InboxConsumer:
         finally:
             trace_id_var.reset(token)
 
-    async def _apply_traced(self, envelope: Envelope, base_topic: str, handlers: list[Handler]) -> None:
-        """`_apply_once` inside a CONSUMER span continuing the trace of the transaction that wrote the event
-        (libs.common.tracing); with tracing off, straight through: no span, no parsing."""
-        if not tracing.enabled():
-            await self._apply_once(envelope, base_topic, handlers)
-            return
-        parent = envelope.traceparent or tracing.traceparent_of(envelope.trace_id)
-        attributes = {"juhe.event.id": envelope.id, "messaging.consumer.group.name": self.consumer_name}
-        with tracing.consumer_span(envelope.type, base_topic, parent, **attributes):
-            await self._apply_once(envelope, base_topic, handlers)
-
-    async def _apply_once(self, envelope: Envelope, topic: str, handlers: list[Handler]) -> None:
-        async with self.uow.begin() as tx:
-            # New for this consumer, and not applied before consumers were named (a legacy row counts for all).
-            legacy = exists().where(inbox.c.consumer == LEGACY_INBOX_CONSUMER, inbox.c.event_id == envelope.id)
-            row = select(
-                literal(self.consumer_name), literal(envelope.id), literal(topic), literal(envelope.type)
-            ).where(~legacy)
-            inserted = (
-                await tx.conn.execute(
-                    pg_insert(inbox)
-                    .from_select(["consumer", "event_id", "topic", "event_type"], row)
-                    .on_conflict_do_nothing()
-                    .returning(inbox.c.event_id)
-                )
-            ).first()
-            if inserted is None:
-                duplicate_total.labels(self.service).inc()
+    @contextlib.contextmanager
+    def _traced(self, wanted: _Wanted) -> Iterator[None]:
+        """The event's trace id in the log context (and on what its handlers publish), and with tracing on a
+        CONSUMER span continuing the trace of the transaction that wrote the event (libs.common.tracing)."""
+        envelope = wanted.envelope
+        token = trace_id_var.set(envelope.trace_id)
+        try:
+            if not tracing.enabled():
+                yield
                 return
-            for handler in handlers:
-                await handler(tx, envelope)
-        applied_total.labels(self.service, envelope.type).inc()
+            parent = envelope.traceparent or tracing.traceparent_of(envelope.trace_id)
+            attributes = {"juhe.event.id": envelope.id, "messaging.consumer.group.name": self.consumer_name}
+            with tracing.consumer_span(envelope.type, wanted.topic, parent, **attributes):
+                yield
+        finally:
+            trace_id_var.reset(token)
+
+    async def _apply_all_once(self, batch: Sequence[_Wanted]) -> None:
+        """One transaction: the inbox rows of `batch` in one statement, then the handlers of each event whose row
+        is new, in order. An event seen before (by this consumer, or before consumers were named: a legacy row
+        counts for all), or twice in the batch, is applied once."""
+        first = {w.envelope.id: w for w in reversed(batch)}  # each event's first occurrence
+        applied: list[str] = []
+        async with self.uow.begin() as tx:
+            result = await tx.conn.execute(
+                _CLAIM,
+                {
+                    "consumer": self.consumer_name,
+                    "legacy": LEGACY_INBOX_CONSUMER,
+                    "event_ids": [w.envelope.id for w in first.values()],
+                    "topics": [w.topic for w in first.values()],
+                    "event_types": [w.envelope.type for w in first.values()],
+                },
+            )
+            new = set(result.scalars())
+            for wanted in batch:
+                if wanted.envelope.id not in new:
+                    continue
+                new.discard(wanted.envelope.id)
+                with self._traced(wanted):
+                    for handler in wanted.handlers:
+                        await handler(tx, wanted.envelope)
+                applied.append(wanted.envelope.type)
+        if len(batch) > len(applied):
+            duplicate_total.labels(self.service).inc(len(batch) - len(applied))
+        for event_type in applied:
+            applied_total.labels(self.service, event_type).inc()
 
     async def _dead_letter(self, record: ConsumerRecord, event_id: str | None, error: str) -> None:
         async with self.uow.begin() as tx:

@@ -147,3 +147,52 @@ async def test_an_event_no_subscription_wants_leaves_no_trace(
             await conn.close()
     finally:
         await engine.dispose()
+
+
+async def test_a_fetched_batch_is_one_transaction_and_a_failing_event_is_applied_alone(
+    migrated_database: Callable[[str], Awaitable[str]], juhe_infra: Infra
+) -> None:
+    """A batch's events are applied in one transaction, each once (an event seen before or repeated in the batch
+    is skipped, an unwanted type ignored); when one handler fails, the whole batch is rolled back — its effects
+    with it — and each event is applied alone: the others once, the failing one parked."""
+    url = await migrated_database("routing")
+    engine = create_engine(url)
+    try:
+        transactions: dict[str, int] = {}
+
+        async def handler(tx: Tx, envelope: Envelope) -> None:
+            if envelope.data.get("poison"):
+                raise ValueError("cannot apply this one")
+            tx.publish(topic="routing.stats", type="applied", subject=envelope.id, data={})  # an effect to count
+            transactions[envelope.id] = int((await tx.conn.exec_driver_sql("SELECT txid_current()")).scalar_one())
+
+        inbox = InboxConsumer(
+            UnitOfWork(engine, source="routing"), service="routing", bootstrap=juhe_infra.bootstrap,
+            group_id=f"{NAMESPACE}juhe-routing", topic_namespace=NAMESPACE, handler_attempts_max=1,
+            subscriptions=[Subscription(TOPIC, handler, frozenset({"payment.succeeded"}))],
+            epoch_watcher=EpochWatcher(juhe_infra.bootstrap, interval_seconds=1),
+        )  # fmt: skip
+
+        def event(**data: object) -> Envelope:
+            return Envelope(type="payment.succeeded", source="cashier", subject="pay_4", data=data)
+
+        seen, a, b = event(), event(), event()
+        unwanted = Envelope(type="payment.created", source="cashier", subject="pay_4", data={})
+        await inbox.apply(record(seen))
+        await inbox.apply_batch([record(e) for e in (seen, a, unwanted, b, a)])
+        assert transactions[a.id] == transactions[b.id] != transactions[seen.id]  # a and b: one transaction
+
+        c, poison, d = event(), event(poison=True), event()
+        await inbox.apply_batch([record(e) for e in (c, poison, d)])
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            effects = [r["key"] for r in await conn.fetch("SELECT key FROM outbox ORDER BY seq")]
+            inboxed = {r["event_id"] for r in await conn.fetch("SELECT event_id FROM inbox")}
+            parked = [r["event_id"] for r in await conn.fetch("SELECT event_id FROM inbox_dead_letter")]
+        finally:
+            await conn.close()
+        assert effects == [seen.id, a.id, b.id, c.id, d.id]  # each once: the rolled-back batch left nothing
+        assert inboxed == {seen.id, a.id, b.id, c.id, d.id} and parked == [poison.id]
+        assert transactions[c.id] != transactions[d.id]  # applied alone after the batch failed
+    finally:
+        await engine.dispose()

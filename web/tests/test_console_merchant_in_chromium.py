@@ -507,14 +507,20 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
                           idempotency_key=f"claim-{uuid.uuid4().hex}")  # fmt: skip
     user.close()
     support.get_by_role("link", name="Redeem a coupon").click()
-    for attempt in range(2):
+
+    def redeem_at_the_till() -> None:
         support.get_by_label("Coupon code (type it or scan its QR)").fill(coupon["qr_payload"])
         support.get_by_label("Order amount (yuan)").fill("30.00")
         support.get_by_role("button", name="Redeem", exact=True).click()
-        if attempt == 0:
-            expect(support.locator("#redeemed-discount")).to_have_text(money(500, "CNY", "en"))
-            expect(support.locator("#redeemed-payable")).to_have_text(money(2500, "CNY", "en"))
-            check_accessibility(support, "console-redeem")
+
+    redeem_at_the_till()
+    expect(support.locator("#redeemed-discount")).to_have_text(money(500, "CNY", "en"))
+    support.get_by_role("button", name=re.compile("Undo")).click()  # a mistake at the till: the coupon is back
+    expect(support.locator("#status")).to_contain_text("Done")
+    redeem_at_the_till()
+    expect(support.locator("#redeemed-payable")).to_have_text(money(2500, "CNY", "en"))
+    check_accessibility(support, "console-redeem")
+    redeem_at_the_till()  # the same coupon again: refused, nothing redeemed
     expect(support.locator("#redeem-refused")).to_contain_text("already used")
     owner.reload()
     stock_row = owner.locator("#stocks tr", has_text="Console 5 off").locator("td")
@@ -545,7 +551,8 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     owner.goto(gw + "/console/merchant/audit")
     log_text = owner.locator("#audit").inner_text()
     for action in ("webhook_endpoint.created", "webhook_endpoint.secret_rotated", "payment_link.created",
-                   "coupon_stock.created", "coupon_stock.start", "coupon.redeemed", "webhook.resent"):  # fmt: skip
+                   "coupon_stock.created", "coupon_stock.start", "coupon.redeemed", "coupon.redemption_undone",
+                   "webhook.resent"):  # fmt: skip
         assert action in log_text, action
     for context in (developer_ctx, support_ctx, finance_ctx, owner_ctx):
         context.close()

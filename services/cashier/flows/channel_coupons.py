@@ -57,11 +57,12 @@ async def _guarded(program: str, call: Callable[[], Awaitable[T]]) -> T:
         raise Problem(CHANNEL_UNAVAILABLE, f"{program}: {exc}") from exc
 
 
-async def _mchids(cashier: Cashier, merchant_ids: list[str]) -> tuple[str, ...]:
+async def _mchids(cashier: Cashier, merchant_ids: list[str], livemode: bool | None) -> tuple[str, ...]:
     """The WeChat merchant numbers of Juhe merchants (their configured `mchid`, or `sub_mchid` in partner mode)."""
     numbers = []
     for merchant_id in merchant_ids:
-        config = (await cashier.connectors.get(merchant_id, "wechatpay")).config  # type: ignore[attr-defined]
+        connector = await cashier.connectors.get(merchant_id, "wechatpay", livemode=livemode)
+        config = connector.config  # type: ignore[attr-defined]
         number = config.sub_mchid if config.partner else config.mchid
         if number:
             numbers.append(str(number))
@@ -77,16 +78,23 @@ def coupon_view(program: str, coupon: ChannelCoupon) -> dict[str, Any]:
 
 
 async def create_stock(
-    cashier: Cashier, *, program: str, merchant_id: str, request: ChannelStockRequest, usable_at: list[str]
+    cashier: Cashier,
+    *,
+    program: str,
+    merchant_id: str,
+    request: ChannelStockRequest,
+    usable_at: list[str],
+    livemode: bool | None = None,
 ) -> dict[str, Any]:
     """Create the stock with `merchant_id`'s channel account (its creator and, for WeChat, where `COUPON.USE`
-    is sent); `usable_at` are the Juhe merchants whose WeChat numbers may take its coupons."""
+    is sent); `usable_at` are the Juhe merchants whose WeChat numbers may take its coupons. `livemode` picks the
+    configuration of a merchant holding a test and a live one side by side (None: its only one, else refused)."""
     channel = _channel(program)
-    connector: Any = await cashier.connectors.get(merchant_id, channel)
+    connector: Any = await cashier.connectors.get(merchant_id, channel, livemode=livemode)
     if channel == "wechatpay":
         from services.cashier.connectors.wechatpay import coupons as wechat
 
-        mchids = await _mchids(cashier, usable_at) if usable_at else ()
+        mchids = await _mchids(cashier, usable_at, livemode) if usable_at else ()
         prepared = ChannelStockRequest(**{**asdict(request), "available_mchids": mchids})
         notify_url = cashier.settings.public_base_url.rstrip("/") + NOTIFY_PATH.format(
             program=program, merchant_id=merchant_id
@@ -102,14 +110,21 @@ async def create_stock(
 
 
 async def stock_action(
-    cashier: Cashier, *, program: str, merchant_id: str, channel_stock_id: str, action: str, out_request_no: str
+    cashier: Cashier,
+    *,
+    program: str,
+    merchant_id: str,
+    channel_stock_id: str,
+    action: str,
+    out_request_no: str,
+    livemode: bool | None = None,
 ) -> dict[str, Any]:
     """start | pause | restart | stop at the channel. Alipay's activity runs from its creation and has no pause:
     there only `stop` reaches the channel (`applied: false` for the others; marketing stops sending instead)."""
     channel = _channel(program)
     if action not in STOCK_ACTIONS:
         raise Problem(CHANNEL_REFUSED, f"no stock action {action!r}", channel_code="PARAM_ERROR")
-    connector: Any = await cashier.connectors.get(merchant_id, channel)
+    connector: Any = await cashier.connectors.get(merchant_id, channel, livemode=livemode)
     applied = True
     if channel == "wechatpay":
         from services.cashier.connectors.wechatpay import coupons as wechat
@@ -124,9 +139,11 @@ async def stock_action(
     return {"program": program, "channel_stock_id": channel_stock_id, "action": action, "applied": applied}
 
 
-async def query_stock(cashier: Cashier, *, program: str, merchant_id: str, channel_stock_id: str) -> dict[str, Any]:
+async def query_stock(
+    cashier: Cashier, *, program: str, merchant_id: str, channel_stock_id: str, livemode: bool | None = None
+) -> dict[str, Any]:
     channel = _channel(program)
-    connector: Any = await cashier.connectors.get(merchant_id, channel)
+    connector: Any = await cashier.connectors.get(merchant_id, channel, livemode=livemode)
     if channel == "wechatpay":
         from services.cashier.connectors.wechatpay import coupons as wechat
 
@@ -139,12 +156,19 @@ async def query_stock(cashier: Cashier, *, program: str, merchant_id: str, chann
 
 
 async def send_coupon(
-    cashier: Cashier, *, program: str, merchant_id: str, channel_stock_id: str, user: str, out_request_no: str
+    cashier: Cashier,
+    *,
+    program: str,
+    merchant_id: str,
+    channel_stock_id: str,
+    user: str,
+    out_request_no: str,
+    livemode: bool | None = None,
 ) -> dict[str, Any]:
     """One coupon to the user (WeChat openid under the merchant's appid, Alipay user id); idempotent at the
     channel by `out_request_no`."""
     channel = _channel(program)
-    connector: Any = await cashier.connectors.get(merchant_id, channel)
+    connector: Any = await cashier.connectors.get(merchant_id, channel, livemode=livemode)
     if channel == "wechatpay":
         from services.cashier.connectors.wechatpay import coupons as wechat
 
@@ -158,7 +182,7 @@ async def send_coupon(
 
 
 async def query_coupon(
-    cashier: Cashier, *, program: str, merchant_id: str, channel_coupon_id: str, user: str
+    cashier: Cashier, *, program: str, merchant_id: str, channel_coupon_id: str, user: str, livemode: bool | None = None
 ) -> dict[str, Any]:
     """One coupon as the channel sees it. Alipay 商家券 has no per-voucher query (its activity query counts
     sent and used vouchers): refused with `channel_code: UNSUPPORTED`."""
@@ -167,7 +191,7 @@ async def query_coupon(
         raise Problem(CHANNEL_REFUSED, f"{program} has no per-coupon query", channel_code="UNSUPPORTED")
     from services.cashier.connectors.wechatpay import coupons as wechat
 
-    connector: Any = await cashier.connectors.get(merchant_id, channel)
+    connector: Any = await cashier.connectors.get(merchant_id, channel, livemode=livemode)
     coupon = await _guarded(program, lambda: wechat.query_coupon(connector, user, channel_coupon_id))
     return coupon_view(program, coupon)
 
@@ -194,21 +218,28 @@ async def handle_coupon_notification(
     retries otherwise: WeChat 9 × over the following minutes, Alipay until `success`)."""
     channel = PROGRAMS.get(program)
     spec = channel_spec(channel or "alipay")
-    try:
-        if channel is None:
-            raise Problem(UNKNOWN_CHANNEL, f"no channel coupon programme {program!r}")
-        connector: Any = await cashier.connectors.get(merchant_id, channel)
-        if channel == "wechatpay":
-            from services.cashier.connectors.wechatpay import coupons as wechat
+    if channel is None:
+        return spec.refuse_notification(f"no channel coupon programme {program!r}")
+    event: ChannelCouponEvent | None = None
+    refusal = f"merchant {merchant_id} has no {channel} channel configured"
+    # test and live side by side: the configuration whose keys signed it verifies it (as payment notifications)
+    for mode, connector in await cashier.connectors.each_mode(merchant_id, channel):
+        try:
+            if channel == "wechatpay":
+                from services.cashier.connectors.wechatpay import coupons as wechat
 
-            event = wechat.parse_coupon_notification(connector, headers, body)
-        else:
-            from services.cashier.connectors.alipay import coupons as alipay
+                event = wechat.parse_coupon_notification(connector, headers, body)  # type: ignore[arg-type]
+            else:
+                from services.cashier.connectors.alipay import coupons as alipay
 
-            event = alipay.parse_activity_message(connector, body)
-    except (InvalidSignature, ChannelError, ChannelUnavailable, Problem) as exc:
-        log.warning("coupon notification refused", program=program, merchant_id=merchant_id, error=repr(exc))
-        return spec.refuse_notification(str(exc))
+                event = alipay.parse_activity_message(connector, body)  # type: ignore[arg-type]
+            break
+        except (InvalidSignature, ChannelError, ChannelUnavailable) as exc:
+            log.warning("coupon notification refused", program=program, merchant_id=merchant_id, mode=mode,
+                        error=repr(exc))  # fmt: skip
+            refusal = str(exc)
+    if event is None:
+        return spec.refuse_notification(refusal)
     if not await cashier.marketing.channel_coupon_event(event_view(program, merchant_id, event)):
         return spec.refuse_notification("marketing could not take the coupon event now")
     log.info("coupon notification", program=program, kind=event.kind, channel_coupon_id=event.channel_coupon_id)

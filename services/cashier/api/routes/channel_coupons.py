@@ -21,6 +21,8 @@ Id = Annotated[str, Path(min_length=1, max_length=64)]
 RequestNo = Annotated[str, Field(pattern=r"^[0-9A-Za-z_\-]{1,64}$")]
 ActingMerchant = Annotated[str, Query(min_length=1, max_length=64, description="Whose channel account acts")]
 ChannelUser = Annotated[str, Query(min_length=1, max_length=128, description="The coupon holder's openid")]
+LIVEMODE_DOC = "Which configuration acts when the merchant holds a test and a live one (absent: its only one)"
+Livemode = Annotated[bool | None, Query(description=LIVEMODE_DOC)]
 
 
 class _Body(BaseModel):
@@ -40,6 +42,7 @@ class ChannelStockCreate(_Body):
     end: datetime
     usable_at_merchant_ids: list[str] = Field(default_factory=list, max_length=50)
     no_cash: bool = False
+    livemode: bool | None = Field(default=None, description=LIVEMODE_DOC)
 
     @model_validator(mode="after")
     def _window(self) -> ChannelStockCreate:
@@ -53,6 +56,7 @@ class ChannelStockCreate(_Body):
 class ChannelStockAction(_Body):
     merchant_id: str = Field(min_length=1, max_length=64)
     out_request_no: RequestNo
+    livemode: bool | None = Field(default=None, description=LIVEMODE_DOC)
 
 
 class ChannelCouponSend(_Body):
@@ -61,6 +65,7 @@ class ChannelCouponSend(_Body):
     channel_stock_id: str = Field(min_length=1, max_length=64)
     user: str = Field(min_length=1, max_length=128, description="openid (WeChat) or Alipay user id")
     out_request_no: RequestNo
+    livemode: bool | None = Field(default=None, description=LIVEMODE_DOC)
 
 
 @router.post("/v1/internal/channel-coupons/stocks")
@@ -73,7 +78,7 @@ async def create_stock(body: ChannelStockCreate, cashier: CashierDep) -> dict[st
     )  # fmt: skip
     return await flows.create_stock(
         cashier, program=body.program, merchant_id=body.merchant_id, request=request,
-        usable_at=body.usable_at_merchant_ids,
+        usable_at=body.usable_at_merchant_ids, livemode=body.livemode,
     )  # fmt: skip
 
 
@@ -87,15 +92,17 @@ async def stock_action(
 ) -> dict[str, Any]:
     return await flows.stock_action(
         cashier, program=program, merchant_id=body.merchant_id, channel_stock_id=channel_stock_id, action=action,
-        out_request_no=body.out_request_no,
+        out_request_no=body.out_request_no, livemode=body.livemode,
     )  # fmt: skip
 
 
 @router.get("/v1/internal/channel-coupons/stocks/{program}/{channel_stock_id}")
 async def get_stock(
-    program: Program, channel_stock_id: Id, merchant_id: ActingMerchant, cashier: CashierDep
+    program: Program, channel_stock_id: Id, merchant_id: ActingMerchant, cashier: CashierDep, livemode: Livemode = None
 ) -> dict[str, Any]:
-    return await flows.query_stock(cashier, program=program, merchant_id=merchant_id, channel_stock_id=channel_stock_id)
+    return await flows.query_stock(
+        cashier, program=program, merchant_id=merchant_id, channel_stock_id=channel_stock_id, livemode=livemode
+    )
 
 
 @router.post("/v1/internal/channel-coupons/coupons")
@@ -103,17 +110,23 @@ async def send_coupon(body: ChannelCouponSend, cashier: CashierDep) -> dict[str,
     """Send one coupon to a user at the channel (idempotent there by out_request_no)."""
     return await flows.send_coupon(
         cashier, program=body.program, merchant_id=body.merchant_id, channel_stock_id=body.channel_stock_id,
-        user=body.user, out_request_no=body.out_request_no,
+        user=body.user, out_request_no=body.out_request_no, livemode=body.livemode,
     )  # fmt: skip
 
 
 @router.get("/v1/internal/channel-coupons/coupons/{program}/{channel_coupon_id}")
 async def get_coupon(
-    program: Program, channel_coupon_id: Id, merchant_id: ActingMerchant, user: ChannelUser, cashier: CashierDep
+    program: Program,
+    channel_coupon_id: Id,
+    merchant_id: ActingMerchant,
+    user: ChannelUser,
+    cashier: CashierDep,
+    livemode: Livemode = None,
 ) -> dict[str, Any]:
     return await flows.query_coupon(
-        cashier, program=program, merchant_id=merchant_id, channel_coupon_id=channel_coupon_id, user=user
-    )
+        cashier, program=program, merchant_id=merchant_id, channel_coupon_id=channel_coupon_id, user=user,
+        livemode=livemode,
+    )  # fmt: skip
 
 
 @router.post("/v1/notify/coupons/{program}/{merchant_id}", include_in_schema=False)

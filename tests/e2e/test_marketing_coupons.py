@@ -56,8 +56,13 @@ class Platform:
     def marketing(
         self, method: str, path: str, *, user: str | None = None, service: bool = False, **body: Any
     ) -> httpx.Response:
-        identity = {"user": user} if user else {"service": "cashier"} if service else {"platform": "plt_demo"}
-        token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", **identity)
+        token = mint_identity_token(
+            DEMO_INTERNAL_TOKEN_SECRET,
+            key_id="e2e-marketing",
+            user=user,
+            service="cashier" if service and not user else None,
+            platform="plt_demo" if not (user or service) else None,
+        )
         return httpx.request(
             method,
             self.run.url("marketing") + path,

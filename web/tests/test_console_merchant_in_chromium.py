@@ -489,6 +489,20 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     check_accessibility(developer, "console-webhook-endpoint")
     developer.locator("#endpoint-deliveries button").first.click()
     expect(developer.locator("#status")).to_contain_text("Delivery queued again")
+    developer.get_by_role("link", name="Back to webhooks").click()
+    developer.locator("#endpoints tr", has_text="console-hook").get_by_role("button", name="Disable").click()
+    expect(developer.locator("#endpoints tr", has_text="console-hook").locator(".endpoint-status")).to_have_text(
+        "disabled"
+    )
+    assert _endpoint(shop, endpoint_id)["enabled"] is False
+    developer.locator("#endpoints tr", has_text="console-hook").get_by_role("button", name="Delete").click()
+    expect(developer.locator("#endpoints")).not_to_contain_text("console-hook")
+    finance.locator("#payment-links tr", has_text="Console link").get_by_role(
+        "button", name=re.compile("Deactivate")
+    ).click()
+    expect(finance.locator("#payment-links tr", has_text="Console link").locator(".link-status")).to_have_text(
+        "deactivated"
+    )
 
     # The owner creates a stock the merchant funds and starts it; a payer claims a coupon; support redeems it at the
     # till once, and the second time it is refused; the stock's figures count the one redemption.
@@ -526,6 +540,8 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     stock_row = owner.locator("#stocks tr", has_text="Console 5 off").locator("td")
     assert [stock_row.nth(i).inner_text() for i in (3, 4)] == ["1", "1"]  # claimed, redeemed
     check_accessibility(owner, "console-coupons")
+    owner.get_by_role("button", name="Pause Console 5 off").click()
+    expect(owner.locator("#stocks tr", has_text="Console 5 off").locator(".stock-status")).to_have_text("paused")
     response = support.goto(gw + "/console/merchant/coupons")  # support redeems but does not run stocks
     assert response is not None and response.status == 403
 
@@ -552,7 +568,8 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     log_text = owner.locator("#audit").inner_text()
     for action in ("webhook_endpoint.created", "webhook_endpoint.secret_rotated", "payment_link.created",
                    "coupon_stock.created", "coupon_stock.start", "coupon.redeemed", "coupon.redemption_undone",
-                   "webhook.resent"):  # fmt: skip
+                   "webhook.resent", "webhook_endpoint.disabled", "webhook_endpoint.deleted",
+                   "payment_link.deactivated", "coupon_stock.pause"):  # fmt: skip
         assert action in log_text, action
     for context in (developer_ctx, support_ctx, finance_ctx, owner_ctx):
         context.close()

@@ -67,16 +67,20 @@ class ConnectorPool:
         if len(rows) > 1:
             raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has a test and a live {channel} configuration: "
                           "the payment's mode must choose")  # fmt: skip
-        return await self._connector(rows[0])
+        return await self.for_config(rows[0])
 
     async def each_mode(self, merchant_id: str, channel: str) -> list[tuple[Mode, Connector]]:
         """(mode, connector) of every config of the merchant's `channel` (live first): a channel notification names
         the merchant and channel only, and only the config whose keys it was signed with verifies it."""
         async with self.uow.read() as conn:
             rows = await channel_configs(conn, merchant_id, channel)
-        return [(row.mode, await self._connector(row)) for row in rows]
+        return [(row.mode, await self.for_config(row)) for row in rows]
 
-    async def _connector(self, row: Any) -> Connector:
+    async def for_config(self, row: Any) -> Connector:
+        """The connector of a `merchant_channels` row the caller has just read: nothing read here. A payment's
+        create reads its merchant's configs once, for routing and for its prepay (docs/performance.md); the row's
+        version picks the cached connector or replaces it, as `get` does, so a config updated on any replica is used
+        by the next read of it."""
         key = (row.merchant_id, row.channel, row.mode)
         cached = self._connectors.get(key)
         if cached is not None and cached[0] == row.version:

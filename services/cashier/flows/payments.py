@@ -293,10 +293,11 @@ def _in_app_payer(channel: str, payer: dict[str, Any]) -> str | None:
 
 
 async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDraft) -> CreateResult:
-    """Three units of work on the usual path: one read (replay check and channel configs), the transaction that
-    stores the payment, its first attempt and `payment.created`, and the one recording the channel's answer;
-    the channel's prepay runs between the last two, outside any transaction. The answer is built from the rows
-    that last transaction returned; a fail-over, a failure or a payment code reads the payment again."""
+    """Three units of work on the usual path: one read (replay check and channel configs, which also give the
+    prepay its connector), the transaction that stores the payment, its first attempt and `payment.created`, and
+    the one recording the channel's answer; the channel's prepay runs between the last two, outside any
+    transaction. The answer is built from the rows that last transaction returned; a fail-over, a failure or a
+    payment code reads the payment again."""
     fingerprint = draft.fingerprint()
     configs: list[Any] = []
     replay = await _replay(cashier, merchant_id, draft, fingerprint, channels_into=configs)
@@ -336,7 +337,7 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
         replay = await _replay(cashier, merchant_id, draft, fingerprint)
         assert replay is not None
         return replay
-    processing = await _drive(cashier, payment, attempt) if attempt is not None else None
+    processing = await _drive(cashier, payment, attempt, configs) if attempt is not None else None
     if processing is not None and processing[1].seq == 1:  # its one attempt, as the prepay left it: nothing to read
         return CreateResult(payment_view(processing[0], [processing[1]]), created=True)
     async with cashier.uow.read() as conn:
@@ -571,18 +572,21 @@ def _prepay_request(cashier: Cashier, payment: Any, attempt: Any) -> PrepayReque
     )
 
 
-async def _drive(cashier: Cashier, payment: Any, attempt: Any) -> tuple[Any, Any] | None:
-    """Prepay `attempt` (committed, `created`, ours by its lease) and fail over until a channel takes it.
+async def _drive(cashier: Cashier, payment: Any, attempt: Any, configs: Sequence[Any] = ()) -> tuple[Any, Any] | None:
+    """Prepay `attempt` (committed, `created`, ours by its lease) and fail over until a channel takes it; each
+    attempt's connector from `configs` (the create's read of the merchant's configs) when it is there.
 
     Returns the payment and attempt rows as this drive left them `processing` (the create answers from them);
     None when it ended otherwise (failed, answered first by a concurrent driver, a payment code)."""
     while True:
-        attempt, processing = await _prepay_once(cashier, payment, attempt)
+        attempt, processing = await _prepay_once(cashier, payment, attempt, configs)
         if attempt is None:
             return processing
 
 
-async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> tuple[Any | None, tuple[Any, Any] | None]:
+async def _prepay_once(
+    cashier: Cashier, payment: Any, attempt: Any, configs: Sequence[Any]
+) -> tuple[Any | None, tuple[Any, Any] | None]:
     """One prepay call and what follows from it: the next attempt to drive (after a fail-over), else None and
     the rows `_mark_processing` wrote (None if it wrote nothing).
 
@@ -591,13 +595,13 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> tuple[An
     nothing and we stop, so one attempt never yields two outcomes nor two successors.
     """
     if payment_codes.is_payment_code(payment):
-        await _charge_code_once(cashier, payment, attempt)
+        await _charge_code_once(cashier, payment, attempt, configs)
         return None, None
     request = _prepay_request(cashier, payment, attempt)
     started = time.perf_counter()
     failure: tuple[str, str, bool] | None = None
     try:
-        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
+        connector = await _connector(cashier, payment, attempt, configs)
         crash_point("cashier.prepay.before_call")
         async with asyncio.timeout(cashier.settings.redrive_grace_seconds * PREPAY_SHARE_OF_LEASE):
             result = await connector.prepay(request)
@@ -626,13 +630,23 @@ async def _prepay_once(cashier: Cashier, payment: Any, attempt: Any) -> tuple[An
     return await _fail_attempt(cashier, payment, attempt, failure, latency_ms), None
 
 
-async def _charge_code_once(cashier: Cashier, payment: Any, attempt: Any) -> None:
+async def _connector(cashier: Cashier, payment: Any, attempt: Any, configs: Sequence[Any]) -> Any:
+    """The attempt's connector: built from the config row the create already read (the payment's mode, the
+    attempt's channel), else read by the pool (a re-drive, which read nothing before)."""
+    mode = mode_of(payment.livemode)
+    row = next((c for c in configs if c.channel == attempt.channel and c.mode == mode), None)
+    if row is not None:
+        return await cashier.connectors.for_config(row)
+    return await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
+
+
+async def _charge_code_once(cashier: Cashier, payment: Any, attempt: Any, configs: Sequence[Any] = ()) -> None:
     """Charge the scanned code (payment_codes). Refused → the payment fails (no fail-over); paid → succeeded;
     anything else (password step, timeout, outage) → processing, for the poller to settle by the deadline."""
     started = time.perf_counter()
     result: TradeQueryResult | None = None
     try:
-        connector = await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
+        connector = await _connector(cashier, payment, attempt, configs)
         crash_point("cashier.prepay.before_call")
         async with asyncio.timeout(cashier.settings.redrive_grace_seconds * PREPAY_SHARE_OF_LEASE):
             result = await payment_codes.charge(connector, payment_codes.code_request(payment, attempt))

@@ -1030,11 +1030,13 @@ async def deactivate_payment_link(ctx: Console, link_id: str) -> Response:
     if not _looks_like_id(link_id):
         return ctx.redirect(LINKS, error="invalid")
     try:
+        before = await ctx.api.get(f"/v1/payment-links/{link_id}")
         link = await ctx.api.call("POST", f"/v1/payment-links/{link_id}/deactivate",
                                   idempotency_key=_key(ctx, f"pl-off-{link_id}"))  # fmt: skip
     except GatewayProblem as exc:
         return ctx.redirect(LINKS, error=_error(exc))
-    await ctx.api.audit("payment_link.deactivated", link_id, {"status": "active"}, {"status": link.get("status")})
+    await ctx.api.audit("payment_link.deactivated", link_id, {"status": before.get("status")},
+                        {"status": link.get("status")})  # fmt: skip
     return ctx.redirect(LINKS, done="deactivated")
 
 

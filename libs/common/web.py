@@ -364,11 +364,14 @@ async def run_rounds(
     *,
     interval_seconds: float,
     batch_max: int | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     """A worker's polling loop: one round, then sleep `interval_seconds` — at once again instead when the
-    round returned `batch_max` or more (a full batch means more is waiting). A failed round (a bad row, a
-    dependency down) is logged and retried after the interval, so the loop itself never dies of it;
-    cancellation (shutdown) goes through."""
+    round returned `batch_max` or more (a full batch means more is waiting). A round that found nothing to do
+    (returned 0) doubles the sleep, up to `idle_delay_max(interval_seconds)`; one that did something, or whose
+    answer is not a count, comes back to the interval. A failed round (a bad row, a dependency down) is logged
+    and retried after the interval, so the loop itself never dies of it; cancellation (shutdown) goes through."""
+    delay = interval_seconds
     while True:
         raise_if_cancelled()  # a cancel some client's close swallowed still ends the loop (libs.common.tasks)
         try:
@@ -377,8 +380,23 @@ async def run_rounds(
             log.exception("worker round failed", round=name)
             done = None
         full = batch_max is not None and isinstance(done, int) and done >= batch_max
+        idle = isinstance(done, int) and not isinstance(done, bool) and done == 0
+        delay = min(delay * 2, idle_delay_max(interval_seconds)) if idle else interval_seconds
         # After a full batch only yield to the other tasks (the API shares this event loop), never wait.
-        await asyncio.sleep(0 if full else interval_seconds)
+        await sleep(0 if full else delay)
+
+
+# An idle loop's sleep grows to at most this many times its interval, and only up to IDLE_DELAY_CAP_SECONDS: the
+# platform's ~20 loops polling their tables every 0.5-2 s were a large part of its CPU at rest
+# (docs/performance.md), while work found after an idle spell waits at most a few seconds more. Loops of a
+# longer interval (a minute) are not spaced out at all.
+IDLE_BACKOFF_FACTOR_MAX = 4
+IDLE_DELAY_CAP_SECONDS = 4.0
+
+
+def idle_delay_max(interval_seconds: float) -> float:
+    """The longest sleep of an idle loop whose interval is `interval_seconds` (never shorter than the interval)."""
+    return max(interval_seconds, min(interval_seconds * IDLE_BACKOFF_FACTOR_MAX, IDLE_DELAY_CAP_SECONDS))
 
 
 async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from libs.common.web import run_rounds
+from libs.common.web import idle_delay_max, run_rounds
 
 AN_HOUR_SECONDS = 3600.0
 
@@ -67,3 +67,28 @@ async def test_without_batch_max_every_round_waits_the_interval() -> None:
     with pytest.raises(asyncio.CancelledError):
         await loop
     assert rounds == 1
+
+
+async def test_an_idle_loop_spaces_its_rounds_out_and_work_brings_it_back() -> None:
+    """Rounds that find nothing double the wait (up to 4 × the interval, at most 4 s); a round that did something
+    comes back to the interval; a long interval is never spaced out further."""
+    answers = [0, 0, 0, 0, 2, 0, None, 0]
+    delays: list[float] = []
+    all_slept = asyncio.Event()
+
+    async def round_once() -> int | None:
+        return answers[len(delays)] if len(delays) < len(answers) else 0
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        if len(delays) == len(answers):
+            all_slept.set()
+        await asyncio.sleep(0)
+
+    loop = asyncio.create_task(run_rounds("test", round_once, interval_seconds=0.5, sleep=sleep))
+    await asyncio.wait_for(all_slept.wait(), timeout=10)
+    loop.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await loop
+    assert delays[: len(answers)] == [1.0, 2.0, 2.0, 2.0, 0.5, 1.0, 0.5, 1.0]
+    assert idle_delay_max(2.0) == 4.0 and idle_delay_max(60.0) == 60.0

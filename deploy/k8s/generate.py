@@ -178,6 +178,7 @@ SERVICES: tuple[Service, ...] = (
         api=Role("100m", "128Mi", "320Mi"),
         worker=Role("50m", "128Mi", "256Mi", cpu_limit="500m", min_replicas=1, max_replicas=WORKER_MAX_REPLICAS),
         consumer_groups=("juhe-marketing",),
+        calls=("cashier",),  # channel coupon stocks and sends: the cashier holds the channel keys
     ),
     Service(
         "migration",

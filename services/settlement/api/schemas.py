@@ -130,6 +130,12 @@ class ReconciliationRunRequest(BaseModel):
     channel: Literal["wechatpay", "alipay", "unionpay", "ecny"]
     merchant_id: str = Field(min_length=1, max_length=64)
     bill_date: date
+    livemode: bool | None = Field(
+        default=None,
+        description="Which mode to reconcile (docs/test-mode.md): the bill of the merchant's configuration of that "
+        "mode (a sandbox's for test) against that mode's records only; default: the key's mode, else the mode of "
+        "the merchant's configuration of the channel",
+    )
 
 
 class ReconciliationRunResponse(BaseModel):
@@ -143,6 +149,7 @@ class ReconciliationRunResponse(BaseModel):
     error: str | None
     started_at: datetime
     finished_at: datetime | None
+    livemode: bool = True
 
 
 class ReconciliationItemResponse(BaseModel):
@@ -242,6 +249,7 @@ class BatchResponse(BaseModel):
     ledger_transfer_id: str | None
     created_at: datetime | None = None
     posted_at: datetime | None = None
+    livemode: bool = True
 
 
 class BatchListResponse(ListPage[BatchResponse]):
@@ -307,6 +315,7 @@ class PayoutResponse(BaseModel):
     decided_by: str | None = Field(description="The operator who approved or rejected a held payout")
     decided_at: datetime | None
     decision_reason: str | None
+    livemode: bool = Field(description="Test payouts (false) are simulated, never sent to a bank or channel")
 
 
 class PayoutDecisionRequest(BaseModel):

@@ -60,6 +60,7 @@ class Line(NamedTuple):
     amount_minor: int
     fee_minor: int
     status: str  # the channel's raw word
+    livemode: bool | None = None  # the mode of the configuration the bill came from (the cashier's X-Bill-Livemode)
 
 
 class Result(NamedTuple):

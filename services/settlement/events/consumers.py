@@ -1,4 +1,9 @@
-"""Consumers of other services' events. Each runs inside the inbox transaction (exactly-once effect)."""
+"""Consumers of other services' events. Each runs inside the inbox transaction (exactly-once effect).
+
+Test and live never mix (docs/test-mode.md): a payment or refund is recorded with the event's `livemode` (an
+event without it, from an older cashier, is live), and everything derived from it (entries, splits, batches)
+keeps that mode; a ledger account is mirrored with its book.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ async def on_account_opened(tx: Tx, event: Envelope) -> None:
         kind=data["kind"],
         opened_at=datetime.fromisoformat(data["created_at"]),
         source_event_id=event.id,
+        livemode=event_livemode(data),  # accounts opened before books existed say nothing: live
     )
     # The inbox already guarantees one application per event id; counting keeps tests honest.
     await tx.conn.execute(
@@ -55,6 +61,22 @@ def _explicit_split(value: Any) -> list[dict[str, Any]] | None:
     except (KeyError, TypeError, ValueError):
         log.warning("malformed explicit split ignored", split=repr(value)[:200])
         return None
+
+
+WALLET = "wallet"
+
+
+def event_livemode(data: dict[str, Any]) -> bool:
+    """The mode of an event: test only when it says `livemode: false` (events published before modes existed
+    were live money)."""
+    return data.get("livemode") is not False
+
+
+def money_livemode(data: dict[str, Any]) -> bool:
+    """The book a payment's or refund's money is in: the event's mode, except that a wallet payment always moved
+    live money (wallets hold live money only; the cashier's wallet connector posts it in the live book, even when
+    the wallet is a test channel, as on a development platform), so its settlement is live too."""
+    return event_livemode(data) or data.get("channel") == WALLET or data.get("scene") == WALLET
 
 
 def _when(value: str | None, fallback: datetime) -> datetime:
@@ -87,6 +109,7 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
         "purpose": str(data.get("purpose") or "payment"),
         "explicit_split": _explicit_split(data.get("split")),
         "profit_sharing": bool(data.get("profit_sharing")),
+        "livemode": money_livemode(data),
     }
     if event.type == PAYMENT_SUCCEEDED:
         channel_fee = data.get("fee_minor")
@@ -197,7 +220,7 @@ async def _create_split(tx: Tx, payment: Any, base: int, due: date, *, offset_mi
         "payment_id": payment["payment_id"], "merchant_id": payment["merchant_id"], "currency": payment["currency"],
         "base_minor": base, "allocations": allocations, "remainder_receiver_id": remainder_receiver_id,
         "status": "pending", "mode": rule["mode"], "confirm_deadline": deadline if escrow else None,
-        "base_offset_minor": offset_minor,
+        "base_offset_minor": offset_minor, "livemode": payment["livemode"],
     })  # fmt: skip
     if not escrow:
         await split_entries(tx, split_id, payment, allocations, 1, due, "split")
@@ -247,6 +270,7 @@ async def on_refund_event(tx: Tx, event: Envelope) -> None:
         "channel": data.get("channel"), "channel_refund_no": data.get("channel_refund_no"),
         "status": "succeeded" if succeeded else "failed", "amount_minor": int(data["amount_minor"]),
         "currency": data["currency"], "bill_date": bill_day(occurred), "succeeded_at": occurred if succeeded else None,
+        "livemode": money_livemode(data),
     })  # fmt: skip
     await apply_refunds(tx, data["payment_id"])
 
@@ -346,7 +370,7 @@ async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
         "split_id": split_id, "source_key": refund_id, "kind": "reversal",
         "payment_id": payment["payment_id"], "refund_id": refund_id, "merchant_id": split["merchant_id"],
         "currency": split["currency"], "base_minor": base_after - base_before, "allocations": back,
-        "remainder_receiver_id": split["remainder_receiver_id"], "status": "pending",
+        "remainder_receiver_id": split["remainder_receiver_id"], "status": "pending", "livemode": split["livemode"],
     })  # fmt: skip
     await split_entries(tx, split_id, payment, back, -1, due, "reversal", refund_id)
     return payment

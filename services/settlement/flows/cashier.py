@@ -38,17 +38,26 @@ class CashierClient:
     async def aclose(self) -> None:
         await self.http.aclose()
 
-    async def bill_lines(self, channel: str, bill_date: date, merchant_id: str) -> AsyncIterator[Line]:
-        """Stream the bill, one line at a time (never the whole bill in memory)."""
+    async def bill_lines(
+        self, channel: str, bill_date: date, merchant_id: str, *, livemode: bool | None = None
+    ) -> AsyncIterator[Line]:
+        """Stream the bill of the merchant's configuration of that mode (a sandbox's for test; without a mode, its
+        only configuration of the channel), one line at a time (never the whole bill in memory); each line says
+        the configuration's mode (`X-Bill-Livemode`)."""
         url = f"/v1/internal/bills/{channel}/{bill_date.isoformat()}"
+        params = {"merchant_id": merchant_id}
+        if livemode is not None:
+            params["livemode"] = "true" if livemode else "false"
         try:
-            async with self.http.stream("GET", url, params={"merchant_id": merchant_id}) as response:
+            async with self.http.stream("GET", url, params=params) as response:
                 if response.status_code != 200:
                     body = (await response.aread()).decode(errors="replace")[:300]
                     raise Problem(BILL_UNAVAILABLE, f"cashier answered {response.status_code}: {body}")
+                said = response.headers.get("X-Bill-Livemode")
+                bill_livemode = None if said is None else said == "true"
                 async for raw in response.aiter_lines():
                     if raw:
-                        yield line_from_json(raw)
+                        yield line_from_json(raw)._replace(livemode=bill_livemode)
         except httpx.HTTPError as exc:
             raise Problem(BILL_UNAVAILABLE, f"cashier: {exc!r}") from exc
 

@@ -41,7 +41,7 @@ mismatched_merchants = Gauge("juhe_settlement_ledger_mismatched_merchants",
 last_check = Gauge("juhe_settlement_consistency_checked_timestamp_seconds", "When the last check finished")
 check_ok = Gauge("juhe_settlement_consistency_ok", "1 when the last check found no mismatch, else 0")
 
-Key = tuple[str, str]
+Key = tuple[str, str, bool]  # holder, currency, livemode: each book is compared with its own ledger book
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +56,8 @@ class Reading:
 
     def item(self, key: Key) -> dict[str, Any]:
         s, ledger = self.settlement.get(key, 0), self.ledger.get(key, 0)
-        return {"merchant_id": key[0], "currency": key[1], "settlement_minor": s, "ledger_minor": ledger,
-                "difference_minor": s - ledger}  # fmt: skip
+        return {"merchant_id": key[0], "currency": key[1], "livemode": key[2], "settlement_minor": s,
+                "ledger_minor": ledger, "difference_minor": s - ledger}  # fmt: skip
 
 
 async def read(uow: UnitOfWork, ledger: LedgerClient) -> Reading:
@@ -65,13 +65,13 @@ async def read(uow: UnitOfWork, ledger: LedgerClient) -> Reading:
     that the next reading no longer has (never as a stable one)."""
     async with uow.read() as conn:
         mine = await store.unsettled_net(conn)
-        holders = {h for h, _ in mine} | await store.entry_holders(conn) | await store.ledger_holders(conn)
+        holders = {k[0] for k in mine} | await store.entry_holders(conn) | await store.ledger_holders(conn)
     gate = asyncio.Semaphore(LEDGER_READS_CONCURRENT)
 
     async def balances(holder: str) -> dict[Key, int]:
         async with gate:
             found = await ledger.posted_balances(holder, "merchant_pending")
-        return {(holder, currency): amount for currency, amount in found.items()}
+        return {(holder, currency, livemode): amount for (currency, livemode), amount in found.items()}
 
     theirs: dict[Key, int] = {}
     for part in await asyncio.gather(*(balances(h) for h in sorted(holders))):
@@ -92,13 +92,13 @@ async def run_check(uow: UnitOfWork, ledger: LedgerClient, settings: Settings) -
         confirmed = {k: d for k, d in confirmed.items() if now_diff.get(k) == d}
     mismatches = [last.item(k) for k in sorted(confirmed)]
     unconfirmed = [last.item(k) for k in sorted(last.differences().keys() - confirmed.keys())]
-    holders = {h for h, _ in last.settlement.keys() | last.ledger.keys()}
+    holders = {k[0] for k in last.settlement.keys() | last.ledger.keys()}
     async with uow.begin() as tx:
         row = await store.save(tx.conn, {"ok": not mismatches, "holders_checked": len(holders),
                                          "mismatches": mismatches, "differences": unconfirmed,
                                          "checked_at": datetime.now(UTC)})  # fmt: skip
     result = as_result(row)
-    _export(result, {c for _, c in last.settlement.keys() | last.ledger.keys()})
+    _export(result, {k[1] for k in last.settlement.keys() | last.ledger.keys()})
     for item in mismatches:
         log.error("settlement and ledger disagree on a merchant's pending funds", **item)
     return result

@@ -27,8 +27,10 @@ def settlement_entry(
     kind: str,
     refund_id: str | None = None,
 ) -> dict[str, Any]:
-    """One settlement_entries row: `amount_minor` for `holder_id`, due on `due`, keyed by `key` (idempotent)."""
+    """One settlement_entries row: `amount_minor` for `holder_id`, due on `due`, keyed by `key` (idempotent), in the
+    payment's mode (a test payment's entries are settled only in a test batch)."""
     return {
+        "livemode": payment.get("livemode", True),
         "source_key": key,
         "holder_id": holder_id,
         "currency": payment["currency"],

@@ -1,6 +1,8 @@
 """The ledger, as settlement sees it: find (or open) the accounts of docs/ledger.md §2, post transfers.
 
-Settlement never imports the ledger; it speaks its HTTP API (services/ledger/README.md).
+Settlement never imports the ledger; it speaks its HTTP API (services/ledger/README.md). Every account is found
+in one book (`livemode`, docs/ledger.md §2.1): test money's settlement moves the test twins of the accounts, and
+the ledger refuses a transfer that mixes books.
 """
 
 from __future__ import annotations
@@ -72,40 +74,45 @@ class LedgerClient:
             raise LedgerRefused(response.status_code, body)
         return body
 
-    async def account_id(self, holder_id: str, kind: str, currency: str) -> str:
-        """The one account of (holder, kind, currency): from settlement's mirror of `account.opened`, else
-        the ledger's list of the holder's accounts, else opened with a key derived from the triple (so
-        two settlement replicas open it once)."""
+    async def account_id(self, holder_id: str, kind: str, currency: str, *, livemode: bool = True) -> str:
+        """The one account of (holder, kind, currency) in the book `livemode`: from settlement's mirror of
+        `account.opened`, else the ledger's list of the holder's accounts in that book, else opened there with a
+        key derived from the triple (so two settlement replicas open it once)."""
         async with self.uow.read() as conn:
             found = await conn.scalar(
                 select(ledger_accounts.c.account_id)
                 .where(ledger_accounts.c.holder_id == holder_id, ledger_accounts.c.kind == kind,
-                       ledger_accounts.c.currency == currency)
+                       ledger_accounts.c.currency == currency, ledger_accounts.c.livemode == livemode)
                 .order_by(ledger_accounts.c.mirrored_seq)
                 .limit(1)
             )  # fmt: skip
         if found:
             return str(found)
-        async for account in self.accounts_of(holder_id):
+        async for account in self.accounts_of(holder_id, livemode=livemode):
             if account["kind"] == kind and account["currency"] == currency:
                 return str(account["id"])
-        body: dict[str, Any] = {"holder_id": holder_id, "currency": currency, "kind": kind, "code": ACCOUNT_CODES[kind]}
+        body: dict[str, Any] = {"holder_id": holder_id, "currency": currency, "kind": kind, "code": ACCOUNT_CODES[kind],
+                                "livemode": livemode}  # fmt: skip
         if kind in CHART_KINDS:  # the very key and body of the ledger's consumer: both open ONE account
             body.update(metadata={}, idempotency_key=f"chart:{kind}:{holder_id}:{currency}")
         else:
             body.update(flags={"debits_must_not_exceed_credits": kind in NO_OVERDRAFT_KINDS,
                                "credits_must_not_exceed_debits": kind == "escrow_bank"},
                         idempotency_key=f"account:{holder_id}:{kind}:{currency}")  # fmt: skip
+        key = body["idempotency_key"]
         opened = await self._call(
-            "POST", "/v1/accounts", json=body, headers={"Idempotency-Key": body["idempotency_key"]}
+            "POST", "/v1/accounts", json=body, headers={"Idempotency-Key": key if livemode else f"{key}:test"}
         )
         return str(opened["id"])
 
-    async def accounts_of(self, holder_id: str) -> AsyncIterator[dict[str, Any]]:
-        """Every account of a holder in the ledger (with its balances), page by page."""
+    async def accounts_of(self, holder_id: str, *, livemode: bool | None = True) -> AsyncIterator[dict[str, Any]]:
+        """Every account of a holder in one book of the ledger (both with `livemode=None`, each account marked),
+        with its balances, page by page."""
         cursor: str | None = None
         for _ in range(ACCOUNT_PAGES_MAX):
             params: dict[str, Any] = {"holder_id": holder_id, "limit": ACCOUNT_PAGE_SIZE}
+            if livemode is not None:
+                params["livemode"] = livemode
             if cursor:
                 params["cursor"] = cursor
             page = await self._call("GET", "/v1/accounts", params=params)
@@ -115,13 +122,14 @@ class LedgerClient:
             if not cursor:
                 return
 
-    async def posted_balances(self, holder_id: str, kind: str) -> dict[str, int]:
-        """currency → posted balance of the holder's accounts of `kind` (holds not counted)."""
-        found: dict[str, int] = {}
-        async for account in self.accounts_of(holder_id):
+    async def posted_balances(self, holder_id: str, kind: str) -> dict[tuple[str, bool], int]:
+        """(currency, livemode) → posted balance of the holder's accounts of `kind`, per book (holds not
+        counted); one listing of both books."""
+        found: dict[tuple[str, bool], int] = {}
+        async for account in self.accounts_of(holder_id, livemode=None):
             if account["kind"] == kind:
-                currency = str(account["currency"])
-                found[currency] = found.get(currency, 0) + int(account["balances"]["posted_balance_minor"])
+                key = (str(account["currency"]), account.get("livemode") is not False)
+                found[key] = found.get(key, 0) + int(account["balances"]["posted_balance_minor"])
         return found
 
     async def post_transfer(
@@ -168,7 +176,9 @@ class LedgerClient:
         return await self._call("POST", f"/v1/wallet/operations/{operation_id}/{action}", json={},
                                 headers={"Idempotency-Key": f"{operation_id}:{action}"})  # fmt: skip
 
-    async def channel_account_id(self, kind: str, code: str, channel: str, currency: str) -> str:
+    async def channel_account_id(
+        self, kind: str, code: str, channel: str, currency: str, *, livemode: bool = True
+    ) -> str:
         """The platform's account of a channel (e.g. channel_clearing[wechatpay]), opened — or found, the
         same key and body answering the same account — exactly as the ledger's own consumer of cashier
         events opens it (docs/ledger.md §3: key `chart:<kind>:platform:<currency>:<channel>`), so both
@@ -176,6 +186,6 @@ class LedgerClient:
         key = f"chart:{kind}:platform:{currency}:{channel}"
         opened = await self._call("POST", "/v1/accounts", json={
             "holder_id": "platform", "currency": currency, "kind": kind, "code": code,
-            "metadata": {"channel": channel}, "idempotency_key": key,
-        }, headers={"Idempotency-Key": key})  # fmt: skip
+            "metadata": {"channel": channel}, "idempotency_key": key, "livemode": livemode,
+        }, headers={"Idempotency-Key": key if livemode else f"{key}:test"})  # fmt: skip
         return str(opened["id"])

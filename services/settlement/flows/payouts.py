@@ -5,6 +5,10 @@ happen once, the bank is idempotent by payout_no (= payout id), and the final st
 compare-and-set, so a bank callback racing our own status query changes things once. The merchant's
 settled account (2202) refuses to go below zero in the ledger itself, so two concurrent requests can
 never pay out more than was settled.
+
+Test and live never mix (docs/test-mode.md): a payout has the mode of the key that asked for it and moves that
+book's accounts only. A test payout never reaches a bank or a channel: once instructed it is simulated as paid at
+once (Dr 2203 Cr 1102 in the test book), so a merchant can integrate the whole flow with test keys.
 """
 
 from __future__ import annotations
@@ -47,12 +51,15 @@ class PayoutDraft:
     account_name: str
     idempotency_key: str
     rail: str = "bank"  # bank | wechat_change (account_no = openid) | alipay_account (account_no = 2088… user id)
+    livemode: bool = True  # the mode of the key that asked: which book it is paid from
 
     def request_hash(self) -> str:
-        body = {"amount_minor": self.amount_minor, "currency": self.currency, "account_no": self.account_no,
-                "account_name": self.account_name}  # fmt: skip
+        body: dict[str, Any] = {"amount_minor": self.amount_minor, "currency": self.currency,
+                                "account_no": self.account_no, "account_name": self.account_name}  # fmt: skip
         if self.rail != "bank":  # bank payouts keep the hash they had before rails existed
             body["rail"] = self.rail
+        if not self.livemode:  # live payouts keep theirs too; a key reused across modes is another body (409)
+            body["livemode"] = False
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -72,14 +79,14 @@ class Payouts:
         `payout_approval_threshold_minor` it waits in `pending_approval` (nothing moved) until an operator decides."""
         threshold = self.settings.payout_approval_threshold_minor
         held = 0 < threshold <= draft.amount_minor
-        settled = await self.ledger.account_id(holder_id, "merchant_settled", draft.currency)
+        settled = await self.ledger.account_id(holder_id, "merchant_settled", draft.currency, livemode=draft.livemode)
         available = int((await self.ledger.balance(settled))["balances"]["available_balance_minor"])
         async with self.uow.begin() as tx:
             row, created = await store.insert_payout(tx.conn, {
                 "payout_id": new_id("po"), "holder_id": holder_id, "idempotency_key": draft.idempotency_key,
                 "request_hash": draft.request_hash(), "amount_minor": draft.amount_minor, "currency": draft.currency,
                 "account_no": draft.account_no, "account_name": draft.account_name,
-                "status": "pending_approval" if held else "pending", "rail": draft.rail,
+                "status": "pending_approval" if held else "pending", "rail": draft.rail, "livemode": draft.livemode,
             })  # fmt: skip
             if not created and row["request_hash"] != draft.request_hash():
                 raise Problem(IDEMPOTENCY_KEY_REUSED, "idempotency_key was used for another payout")
@@ -111,25 +118,27 @@ class Payouts:
                 tx.publish(topic=PAYOUTS_TOPIC, type=PAYOUT_FINISHED, subject=payout_id, data={
                     "payout_id": payout_id, "holder_id": row["holder_id"], "status": "rejected",
                     "amount_minor": int(row["amount_minor"]), "currency": row["currency"],
-                    "failure_code": None, "ledger_transfer_id": None,
+                    "failure_code": None, "ledger_transfer_id": None, "livemode": bool(row["livemode"]),
                 })  # fmt: skip
         log.info("payout decided", payout_id=payout_id, approved=approve, actor=actor)
         if approve:
             await self.step(payout_id)  # errors leave it pending for the worker's next round
         return await self.read(payout_id)
 
-    async def read(self, payout_id: str, holder_id: str | None = None) -> dict[str, Any]:
+    async def read(self, payout_id: str, holder_id: str | None = None, livemode: bool | None = None) -> dict[str, Any]:
+        """The payout ({} when there is none, or it is another holder's, or of the other mode than `livemode`)."""
         async with self.uow.read() as conn:
             row = await store.get_payout(conn, payout_id, holder_id)
-        return dict(row) if row is not None else {}
+        return dict(row) if row is not None and livemode in (None, row["livemode"]) else {}
 
     async def _instruct(self, payout: dict[str, Any], *, raise_refusal: bool = False) -> bool:
         """§3.6 instruction: Dr 2202 merchant_settled, Cr 2203 merchant_payable. A refusal for lack of
         settled funds (a concurrent payout got there first) fails the payout, nothing moved."""
         holder, currency, amount = payout["holder_id"], payout["currency"], int(payout["amount_minor"])
+        book = bool(payout["livemode"])
         try:
-            settled = await self.ledger.account_id(holder, "merchant_settled", currency)
-            payable = await self.ledger.account_id(holder, "merchant_payable", currency)
+            settled = await self.ledger.account_id(holder, "merchant_settled", currency, livemode=book)
+            payable = await self.ledger.account_id(holder, "merchant_payable", currency, livemode=book)
             transfer = await self.ledger.post_transfer(
                 idempotency_key=payout["payout_id"], reference=payout["payout_id"], metadata={"kind": "payout"},
                 postings=[{"account_id": settled, "direction": "debit", "amount_minor": amount, "currency": currency},
@@ -164,6 +173,9 @@ class Payouts:
             return
         try:
             if payout["instruction_transfer_id"] is None and not await self._instruct(payout):
+                return
+            if not payout["livemode"]:  # test money never reaches a bank or a channel: simulated as paid
+                await self.apply_outcome(payout_id, "SUCCEEDED", None)
                 return
             if payout["rail"] != "bank":
                 await self._channel_step(payout)
@@ -268,7 +280,7 @@ class Payouts:
             tx.publish(topic=PAYOUTS_TOPIC, type=PAYOUT_FINISHED, subject=payout_id, data={
                 "payout_id": payout_id, "holder_id": payout["holder_id"], "status": status,
                 "amount_minor": int(payout["amount_minor"]), "currency": payout["currency"],
-                "failure_code": failure_code, "ledger_transfer_id": transfer_id,
+                "failure_code": failure_code, "ledger_transfer_id": transfer_id, "livemode": bool(payout["livemode"]),
             })  # fmt: skip
         return changed
 
@@ -285,16 +297,17 @@ class Payouts:
         if payout.get("status") != "pending" or payout.get("instruction_transfer_id") is None:
             return False
         holder, currency, amount = payout["holder_id"], payout["currency"], int(payout["amount_minor"])
-        payable = await self.ledger.account_id(holder, "merchant_payable", currency)
+        book = bool(payout["livemode"])
+        payable = await self.ledger.account_id(holder, "merchant_payable", currency, livemode=book)
         if bank_status == "SUCCEEDED":
-            escrow = await self.ledger.account_id("platform", "escrow_bank", currency)
+            escrow = await self.ledger.account_id("platform", "escrow_bank", currency, livemode=book)
             transfer = await self.ledger.post_transfer(
                 idempotency_key=f"{payout_id}:paid", reference=payout_id, metadata={"kind": "payout_paid"},
                 postings=[{"account_id": payable, "direction": "debit", "amount_minor": amount, "currency": currency},
                           {"account_id": escrow, "direction": "credit", "amount_minor": amount, "currency": currency}],
             )  # fmt: skip
         else:
-            settled = await self.ledger.account_id(holder, "merchant_settled", currency)
+            settled = await self.ledger.account_id(holder, "merchant_settled", currency, livemode=book)
             transfer = await self.ledger.post_transfer(
                 idempotency_key=f"{payout_id}:failed", reference=payout_id, metadata={"kind": "payout_failed"},
                 corrects_transfer_id=payout["instruction_transfer_id"],

@@ -148,10 +148,12 @@ class ChannelSharing:
                 return
         async with self.uow.begin() as tx:
             payment = (await tx.conn.execute(
-                select(payment_records.c.settle_date).where(payment_records.c.payment_id == order["payment_id"])
+                select(payment_records.c.settle_date, payment_records.c.livemode)
+                .where(payment_records.c.payment_id == order["payment_id"])
             )).first()  # fmt: skip
             today = self.now().astimezone(DEFAULT_TIMEZONE).date()
             due = max(payment[0] or today, today) if payment is not None else today
+            livemode = payment is None or bool(payment[1])
             said = answer or {}
             won = await store.finish(tx.conn, order["order_no"], status=status, channel_status=said.get("status"),
                                      channel_order_id=said.get("channel_order_id"), result=answer,
@@ -161,7 +163,7 @@ class ChannelSharing:
             await cycles.add_entries(tx.conn, [{
                 "source_key": f"{order['order_no']}:{part['receiver_id']}", "holder_id": part["holder_id"],
                 "currency": order["currency"], "amount_minor": -int(part["amount_minor"]), "due_date": due,
-                "kind": "profit_sharing", "payment_id": order["payment_id"], "refund_id": None,
+                "kind": "profit_sharing", "payment_id": order["payment_id"], "refund_id": None, "livemode": livemode,
             } for part in paid])  # fmt: skip
             tx.publish(topic=PROFIT_SHARING_TOPIC, type=PROFIT_SHARING_FINISHED, subject=order["order_no"], data={
                 "order_no": order["order_no"], "payment_id": order["payment_id"], "split_id": order["split_id"],
@@ -172,11 +174,19 @@ class ChannelSharing:
             })  # fmt: skip
 
     async def _post(self, order: dict[str, Any], paid: list[dict[str, Any]]) -> str:
+        """§3.12 in the payment's book: a test payment's profit sharing moves test money only."""
         currency = order["currency"]
-        clearing = await self.ledger.channel_account_id("channel_clearing", "1101", order["channel"], currency)
+        async with self.uow.read() as conn:
+            book = await conn.scalar(
+                select(payment_records.c.livemode).where(payment_records.c.payment_id == order["payment_id"])
+            )
+        book = book is not False
+        clearing = await self.ledger.channel_account_id(
+            "channel_clearing", "1101", order["channel"], currency, livemode=book
+        )
         postings = []
         for part in paid:
-            pending = await self.ledger.account_id(part["holder_id"], "merchant_pending", currency)
+            pending = await self.ledger.account_id(part["holder_id"], "merchant_pending", currency, livemode=book)
             postings.append({"account_id": pending, "direction": "debit", "amount_minor": int(part["amount_minor"]),
                              "currency": currency})  # fmt: skip
         postings.append({"account_id": clearing, "direction": "credit", "currency": currency,

@@ -6,6 +6,11 @@ are written by the database itself (`store/reconciliation_staging.py`). Python k
 the running net the channel settles. Once classified, the run asks the cashier to re-query payments
 Juhe saw fail that the channel billed as paid, and posts the channel's settlement to the escrow account
 (docs/ledger.md §3.5, key `stl_<channel>_<merchant>_<date>:channel`).
+
+A run is of one mode (docs/test-mode.md): the bill of the merchant's configuration of that mode (a sandbox's for
+test) is compared with that mode's records only, and the channel's settlement is posted in that book (a test
+run's key ends `:channel:test`). A run that names no mode takes the mode of the configuration the cashier
+downloaded the bill from (`X-Bill-Livemode`, carried on each line); live when nothing says.
 """
 
 from __future__ import annotations
@@ -44,7 +49,10 @@ class BillSource(Protocol):
     """What a run needs of the cashier (`flows.cashier.CashierClient`): the bill as a stream of lines,
     and a re-query of one payment. The benchmark feeds a bill file through the same run."""
 
-    def bill_lines(self, channel: str, bill_date: date, merchant_id: str) -> AsyncIterator[Line]: ...
+    def bill_lines(self, channel: str, bill_date: date, merchant_id: str) -> AsyncIterator[Line]:
+        """The merchant's bill of the day. A source that knows modes (the cashier's) also takes `livemode=`: a run
+        of a named mode passes it, a run without one does not, so a feed without modes (the benchmark's) serves."""
+        ...
 
     async def requery(self, payment_id: str) -> str: ...
 
@@ -58,16 +66,31 @@ class BillTally:
 
 
 async def reconcile(uow: UnitOfWork, cashier: BillSource, settings: Settings, *, channel: str, merchant_id: str,
-                    bill_date: date, ledger: LedgerClient | None = None) -> str:  # fmt: skip
-    """Run and store one reconciliation; returns the run id. Only non-matched lines are stored as items.
-    With a ledger, the bill's net is then posted as the channel's settlement to escrow (§3.5)."""
+                    bill_date: date, ledger: LedgerClient | None = None,
+                    livemode: bool | None = None) -> str:  # fmt: skip
+    """Run and store one reconciliation of one mode; returns the run id. Only non-matched lines are stored as
+    items. With a ledger, the bill's net is then posted as the channel's settlement to escrow (§3.5)."""
     run_id = new_id("rcn")
-    async with uow.begin() as tx:
-        await store.insert_run(tx.conn, run_id, channel, merchant_id, bill_date)
     tally = BillTally()
+    # A run without a mode makes the call every bill source answers (the benchmark's feed too).
+    named: dict[str, bool] = {} if livemode is None else {"livemode": livemode}
+    lines = cashier.bill_lines(channel, bill_date, merchant_id, **named)
+    try:
+        first = await anext(lines, None)  # opens the bill: the cashier says which configuration's mode it is
+    except Problem as exc:
+        async with uow.begin() as tx:
+            await store.insert_run(tx.conn, run_id, channel, merchant_id, bill_date, livemode=livemode is not False)
+            await store.finish_run(tx.conn, run_id, status="failed", counts={}, bill_lines=0, error=exc.detail)
+        raise
+    if livemode is None:
+        livemode = first is None or first.livemode is not False
+    async with uow.begin() as tx:
+        await store.insert_run(tx.conn, run_id, channel, merchant_id, bill_date, livemode=livemode)
 
     async def rows() -> AsyncIterator[tuple[Any, ...]]:
-        async for line in cashier.bill_lines(channel, bill_date, merchant_id):
+        if first is None:
+            return
+        async for line in _chain(first, lines):
             tally.lines += 1
             tally.settled_minor += settled_minor(line)
             yield (tally.lines, line.kind, line.key, line.channel_trade_no, line.amount_minor, line.fee_minor,
@@ -75,7 +98,8 @@ async def reconcile(uow: UnitOfWork, cashier: BillSource, settings: Settings, *,
 
     try:
         async with uow.begin() as tx:
-            await staging.stage(tx.conn, channel=channel, merchant_id=merchant_id, bill_date=bill_date)
+            await staging.stage(tx.conn, channel=channel, merchant_id=merchant_id, bill_date=bill_date,
+                                livemode=livemode)  # fmt: skip
             copied = await staging.copy_lines(tx.conn, rows())
             counts = await staging.classify(tx.conn, run_id, line_count=copied)
     except Problem as exc:
@@ -87,12 +111,19 @@ async def reconcile(uow: UnitOfWork, cashier: BillSource, settings: Settings, *,
     error = None
     if ledger is not None:
         error = await post_channel_settlement(ledger, channel=channel, merchant_id=merchant_id, bill_date=bill_date,
-                                              net_minor=tally.settled_minor, bill_lines=tally.lines)  # fmt: skip
+                                              net_minor=tally.settled_minor, bill_lines=tally.lines,
+                                              livemode=livemode)  # fmt: skip
     async with uow.begin() as tx:
         await store.finish_run(tx.conn, run_id, status="finished", counts=counts, bill_lines=tally.lines, error=error)
     log.info("reconciliation finished", run_id=run_id, channel=channel, bill_date=str(bill_date),
              settled_minor=tally.settled_minor, **counts)  # fmt: skip
     return run_id
+
+
+async def _chain(first: Line, rest: AsyncIterator[Line]) -> AsyncIterator[Line]:
+    yield first
+    async for line in rest:
+        yield line
 
 
 async def _auto_resolve(uow: UnitOfWork, cashier: BillSource, run_id: str) -> None:
@@ -119,13 +150,14 @@ async def _auto_resolve(uow: UnitOfWork, cashier: BillSource, run_id: str) -> No
         after_id = int(items[-1]["item_id"])
 
 
-def channel_settlement_key(channel: str, merchant_id: str, bill_date: date) -> str:
-    """One posting per channel, merchant account and bill day: a re-run of the day replays it."""
-    return f"stl_{channel}_{merchant_id}_{bill_date.isoformat()}:channel"
+def channel_settlement_key(channel: str, merchant_id: str, bill_date: date, livemode: bool = True) -> str:
+    """One posting per channel, merchant account, bill day and mode: a re-run of the day replays it."""
+    key = f"stl_{channel}_{merchant_id}_{bill_date.isoformat()}:channel"
+    return key if livemode else f"{key}:test"
 
 
 async def post_channel_settlement(ledger: LedgerClient, *, channel: str, merchant_id: str, bill_date: date,
-                                  net_minor: int, bill_lines: int) -> str | None:  # fmt: skip
+                                  net_minor: int, bill_lines: int, livemode: bool = True) -> str | None:  # fmt: skip
     """§3.5: the channel settled the bill's net to the escrow account: Dr 1102 escrow_bank; Cr 1101
     channel_clearing[channel] (the reverse when refunds outweigh payments). The net is the bill's, not
     Juhe's: it is what reached the bank; any discrepancy then stays visible on channel_clearing. A day
@@ -133,11 +165,12 @@ async def post_channel_settlement(ledger: LedgerClient, *, channel: str, merchan
     re-run retries it with the same key)."""
     if net_minor == 0:
         return None
-    key = channel_settlement_key(channel, merchant_id, bill_date)
+    key = channel_settlement_key(channel, merchant_id, bill_date, livemode)
     amount = abs(net_minor)
     try:
-        escrow = await ledger.account_id(PLATFORM_HOLDER, "escrow_bank", BILL_CURRENCY)
-        clearing = await ledger.channel_account_id("channel_clearing", "1101", channel, BILL_CURRENCY)
+        escrow = await ledger.account_id(PLATFORM_HOLDER, "escrow_bank", BILL_CURRENCY, livemode=livemode)
+        clearing = await ledger.channel_account_id("channel_clearing", "1101", channel, BILL_CURRENCY,
+                                                   livemode=livemode)  # fmt: skip
         debit, credit = (escrow, clearing) if net_minor > 0 else (clearing, escrow)
         transfer = await ledger.post_transfer(
             idempotency_key=key,
@@ -145,7 +178,7 @@ async def post_channel_settlement(ledger: LedgerClient, *, channel: str, merchan
                 {"account_id": debit, "direction": "debit", "amount_minor": amount, "currency": BILL_CURRENCY},
                 {"account_id": credit, "direction": "credit", "amount_minor": amount, "currency": BILL_CURRENCY},
             ],
-            reference=key.removesuffix(":channel"),
+            reference=key.removesuffix(":test").removesuffix(":channel"),
             metadata={
                 "kind": "channel_settlement",
                 "channel": channel,

@@ -1,7 +1,10 @@
 """Settlement runs (清算 → 结算): due entries → one batch per holder per day → one ledger transfer (§3.5).
 
+Test and live never mix: a batch holds the entries of one mode (unique per holder, currency, day and mode) and a
+test batch moves the test book's accounts only.
+
 Exactly once, even when two runners race or one crashes mid-run: a batch and the entries it takes are
-written in one transaction (unique per holder, currency and day), and its ledger transfer carries the
+written in one transaction (unique per holder, currency, day and mode), and its ledger transfer carries the
 key `stl_…:merchant`, so a retry after a crash is answered with the original transfer. `batch.settled`
 goes into the outbox in the transaction that marks the batch posted, so it is published exactly once.
 """
@@ -37,17 +40,18 @@ async def run_cycle(uow: UnitOfWork, ledger: LedgerClient, settings: Settings, c
     built = 0
     async with uow.read() as conn:
         holders = await cycles.due_holders(conn, cycle_date, settings.settlement_holders_per_run_max)
-    for holder_id, currency in holders:
+    for holder_id, currency, livemode in holders:
         async with uow.begin() as tx:
-            if await cycles.build_batch(tx.conn, new_id("stl"), holder_id, currency, cycle_date):
+            if await cycles.build_batch(tx.conn, new_id("stl"), holder_id, currency, cycle_date, livemode=livemode):
                 built += 1
     posted = failed = 0
     async with uow.read() as conn:
         batches = await cycles.unposted_batches(conn, settings.settlement_holders_per_run_max)
     for batch in batches:
         try:
-            pending = await ledger.account_id(batch["holder_id"], "merchant_pending", batch["currency"])
-            settled = await ledger.account_id(batch["holder_id"], "merchant_settled", batch["currency"])
+            book = bool(batch["livemode"])  # a test batch moves the test book's 2201 → 2202 (docs/ledger.md §2.1)
+            pending = await ledger.account_id(batch["holder_id"], "merchant_pending", batch["currency"], livemode=book)
+            settled = await ledger.account_id(batch["holder_id"], "merchant_settled", batch["currency"], livemode=book)
             amount, currency = int(batch["amount_minor"]), batch["currency"]
             transfer = await ledger.post_transfer(
                 idempotency_key=f"{batch['batch_id']}:merchant",
@@ -72,7 +76,7 @@ async def run_cycle(uow: UnitOfWork, ledger: LedgerClient, settings: Settings, c
                     "cycle_date": batch["cycle_date"].isoformat(), "amount_minor": amount,
                     "entry_count": int(batch["entry_count"]),
                     "amounts_by_kind": await cycles.batch_totals_by_kind(tx.conn, batch["batch_id"]),
-                    "ledger_transfer_id": str(transfer["id"]), "settled_at": now.isoformat(),
+                    "ledger_transfer_id": str(transfer["id"]), "settled_at": now.isoformat(), "livemode": book,
                 })  # fmt: skip
     return RunResult(cycle_date, built, posted, failed)
 

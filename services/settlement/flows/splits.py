@@ -25,10 +25,11 @@ from services.settlement.store import records
 log = get_logger("juhe.settlement.splits")
 
 
-async def receiver_account(ledger: LedgerClient, receiver: Any, currency: str) -> str:
+async def receiver_account(ledger: LedgerClient, receiver: Any, currency: str, *, livemode: bool = True) -> str:
+    """The receiver's account in the split's book: a test payment's split moves test money only."""
     if receiver["kind"] == "platform":
-        return await ledger.account_id("platform", "platform_fee_income", currency)
-    return await ledger.account_id(receiver["holder_id"], "merchant_pending", currency)
+        return await ledger.account_id("platform", "platform_fee_income", currency, livemode=livemode)
+    return await ledger.account_id(receiver["holder_id"], "merchant_pending", currency, livemode=livemode)
 
 
 async def split_postings(uow: UnitOfWork, ledger: LedgerClient, split: Any) -> list[dict[str, Any]]:
@@ -38,13 +39,13 @@ async def split_postings(uow: UnitOfWork, ledger: LedgerClient, split: Any) -> l
     allocations: dict[str, int] = dict(split["allocations"])
     async with uow.read() as conn:
         known = await records.receivers_by_id(conn, list(allocations))
-    currency = split["currency"]
-    payee = await ledger.account_id(split["merchant_id"], "merchant_pending", currency)
+    currency, book = split["currency"], bool(split["livemode"])
+    payee = await ledger.account_id(split["merchant_id"], "merchant_pending", currency, livemode=book)
     net: dict[str, int] = {}
     for receiver_id, amount in allocations.items():
         if amount == 0 or receiver_id == PAYEE:  # what an explicit split leaves stays on the payee's 2201
             continue
-        account = await receiver_account(ledger, known[receiver_id], currency)
+        account = await receiver_account(ledger, known[receiver_id], currency, livemode=book)
         net[account] = net.get(account, 0) + sign * amount
         net[payee] = net.get(payee, 0) - sign * amount
     return [
@@ -105,6 +106,7 @@ async def process_split(uow: UnitOfWork, ledger: LedgerClient, settings: Setting
                 "split_id": split_id, "kind": split["kind"], "mode": split["mode"], "payment_id": split["payment_id"],
                 "refund_id": split["refund_id"], "merchant_id": split["merchant_id"], "currency": split["currency"],
                 "allocations": dict(split["allocations"]), "ledger_transfer_id": transfer_id,
+                "livemode": bool(split["livemode"]),
             })  # fmt: skip
     return moved and to_status in ("posted", "voided")
 

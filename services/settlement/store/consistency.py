@@ -22,8 +22,8 @@ IN_FLIGHT_SPLIT_STATUSES = ("pending", "confirming")
 CHECKS_KEPT = 1000
 
 
-async def unsettled_net(conn: AsyncConnection) -> dict[tuple[str, str], int]:
-    """(holder, currency) → Σ settlement entries not yet taken out of 2201 by a posted batch, leaving out the
+async def unsettled_net(conn: AsyncConnection) -> dict[tuple[str, str, bool], int]:
+    """(holder, currency, livemode) → Σ settlement entries not yet taken out of 2201 by a posted batch, leaving out the
     entries of splits settlement has not posted to the ledger yet. This is what settlement believes each
     holder's merchant_pending (2201) posted balance is.
 
@@ -32,10 +32,10 @@ async def unsettled_net(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     e, b, s = settlement_entries.c, settlement_batches.c, split_executions.c
     unposted_batches = select(b.batch_id).where(b.status != "posted").scalar_subquery()
     open_entries = (
-        select(e.holder_id, e.currency, e.amount_minor, e.kind, e.source_key)
+        select(e.holder_id, e.currency, e.livemode, e.amount_minor, e.kind, e.source_key)
         .where(e.batch_id.is_(None))
         .union_all(
-            select(e.holder_id, e.currency, e.amount_minor, e.kind, e.source_key).where(
+            select(e.holder_id, e.currency, e.livemode, e.amount_minor, e.kind, e.source_key).where(
                 e.batch_id.in_(unposted_batches)
             )
         )
@@ -44,16 +44,16 @@ async def unsettled_net(conn: AsyncConnection) -> dict[tuple[str, str], int]:
     o = open_entries.c
     split_of_entry = func.split_part(o.source_key, literal(":"), 1)
     query = (
-        select(o.holder_id, o.currency, func.sum(o.amount_minor).label("net"))
+        select(o.holder_id, o.currency, o.livemode, func.sum(o.amount_minor).label("net"))
         .select_from(
             open_entries.outerjoin(
                 split_executions, and_(o.kind.in_(("split", "reversal")), s.split_id == split_of_entry)
             )
         )
         .where(or_(s.split_id.is_(None), s.status.not_in(IN_FLIGHT_SPLIT_STATUSES)))
-        .group_by(o.holder_id, o.currency)
+        .group_by(o.holder_id, o.currency, o.livemode)
     )
-    return {(row.holder_id, row.currency): int(row.net) for row in await conn.execute(query)}
+    return {(row.holder_id, row.currency, row.livemode): int(row.net) for row in await conn.execute(query)}
 
 
 async def ledger_holders(conn: AsyncConnection) -> set[str]:

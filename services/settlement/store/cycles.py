@@ -37,27 +37,30 @@ async def add_entries(conn: AsyncConnection, entries: list[dict[str, Any]]) -> N
         await conn.execute(insert(settlement_entries).on_conflict_do_nothing(index_elements=["source_key"]), rows)
 
 
-async def due_holders(conn: AsyncConnection, cycle_date: date, limit: int) -> list[tuple[str, str]]:
+async def due_holders(conn: AsyncConnection, cycle_date: date, limit: int) -> list[tuple[str, str, bool]]:
+    """(holder, currency, livemode) with due unbatched entries: test and live money are settled apart."""
     rows = await conn.execute(
-        select(settlement_entries.c.holder_id, settlement_entries.c.currency)
+        select(settlement_entries.c.holder_id, settlement_entries.c.currency, settlement_entries.c.livemode)
         .where(settlement_entries.c.batch_id.is_(None), settlement_entries.c.due_date <= cycle_date)
-        .group_by(settlement_entries.c.holder_id, settlement_entries.c.currency)
+        .group_by(settlement_entries.c.holder_id, settlement_entries.c.currency, settlement_entries.c.livemode)
         .limit(limit)
     )
-    return [(row.holder_id, row.currency) for row in rows]
+    return [(row.holder_id, row.currency, row.livemode) for row in rows]
 
 
-async def build_batch(conn: AsyncConnection, batch_id: str, holder_id: str, currency: str, cycle_date: date) -> bool:
-    """Take every due, unbatched entry of the holder into a new batch, in this transaction.
+async def build_batch(
+    conn: AsyncConnection, batch_id: str, holder_id: str, currency: str, cycle_date: date, *, livemode: bool = True
+) -> bool:
+    """Take every due, unbatched entry of the holder in one mode into a new batch, in this transaction.
 
-    The unique (holder, currency, cycle_date) makes a second runner wait for the first and then find the
-    batch taken; FOR UPDATE on the entries keeps a concurrent builder from taking them twice. Returns
+    The unique (holder, currency, cycle_date, livemode) makes a second runner wait for the first and then find
+    the batch taken; FOR UPDATE on the entries keeps a concurrent builder from taking them twice. Returns
     False (nothing written) when the batch of that day exists or the entries do not add up to > 0
     (a refund-heavy holder: they stay open and are netted next time)."""
     inserted = await conn.execute(
         insert(settlement_batches)
         .values(batch_id=batch_id, holder_id=holder_id, currency=currency, cycle_date=cycle_date, amount_minor=0,
-                entry_count=0, status="building")
+                entry_count=0, status="building", livemode=livemode)
         .on_conflict_do_nothing(constraint="settlement_batches_one_per_day")
     )  # fmt: skip
     if not inserted.rowcount:
@@ -65,7 +68,8 @@ async def build_batch(conn: AsyncConnection, batch_id: str, holder_id: str, curr
     open_entries = (
         select(settlement_entries.c.entry_id)
         .where(settlement_entries.c.holder_id == holder_id, settlement_entries.c.currency == currency,
-               settlement_entries.c.batch_id.is_(None), settlement_entries.c.due_date <= cycle_date)
+               settlement_entries.c.batch_id.is_(None), settlement_entries.c.due_date <= cycle_date,
+               settlement_entries.c.livemode == livemode)
         .with_for_update()
     )  # fmt: skip
     taken = await conn.execute(
@@ -117,40 +121,51 @@ async def batch_totals_by_kind(conn: AsyncConnection, batch_id: str) -> dict[str
     return {str(kind): int(amount) for kind, amount in rows}
 
 
-async def batches_of(conn: AsyncConnection, holder_id: str | None, limit: int) -> list[RowMapping]:
+async def batches_of(
+    conn: AsyncConnection, holder_id: str | None, limit: int, *, livemode: bool | None = None
+) -> list[RowMapping]:
     query = select(settlement_batches).order_by(settlement_batches.c.cycle_date.desc()).limit(limit)
     if holder_id:
         query = query.where(settlement_batches.c.holder_id == holder_id)
+    if livemode is not None:
+        query = query.where(settlement_batches.c.livemode == livemode)
     return list((await conn.execute(query)).mappings())
 
 
 async def batches_page(
-    conn: AsyncConnection, holder_id: str | None, before_id: str | None, limit: int
+    conn: AsyncConnection, holder_id: str | None, before_id: str | None, limit: int, *, livemode: bool | None = None
 ) -> list[RowMapping]:
-    """Batches newest first (batch ids are time-ordered), those older than `before_id`; one holder's if given."""
+    """Batches newest first (batch ids are time-ordered), those older than `before_id`; one holder's and one
+    mode's if given."""
     query = select(settlement_batches)
     if holder_id:
         query = query.where(settlement_batches.c.holder_id == holder_id)
+    if livemode is not None:
+        query = query.where(settlement_batches.c.livemode == livemode)
     if before_id:
         query = query.where(settlement_batches.c.batch_id < before_id)
     return list((await conn.execute(query.order_by(settlement_batches.c.batch_id.desc()).limit(limit))).mappings())
 
 
-async def totals(conn: AsyncConnection, holder_id: str) -> dict[str, dict[str, int]]:
-    """Per currency: settled (posted batches), in settlement (built batches), pending (open entries)."""
+async def totals(conn: AsyncConnection, holder_id: str, *, livemode: bool | None = None) -> dict[str, dict[str, int]]:
+    """Per currency, of one mode (both with None: a caller that did not choose one): settled (posted batches), in
+    settlement (built batches), pending (open entries)."""
     out: dict[str, dict[str, int]] = {}
+    b, e = settlement_batches.c, settlement_entries.c
+    batch_mode = [b.livemode == livemode] if livemode is not None else []
+    entry_mode = [e.livemode == livemode] if livemode is not None else []
     batch_rows = await conn.execute(
-        select(settlement_batches.c.currency, settlement_batches.c.status, func.sum(settlement_batches.c.amount_minor))
-        .where(settlement_batches.c.holder_id == holder_id)
-        .group_by(settlement_batches.c.currency, settlement_batches.c.status)
+        select(b.currency, b.status, func.sum(b.amount_minor))
+        .where(b.holder_id == holder_id, *batch_mode)
+        .group_by(b.currency, b.status)
     )
     for currency, status, amount in batch_rows:
         bucket = out.setdefault(currency, {"settled_minor": 0, "settling_minor": 0, "pending_minor": 0})
         bucket["settled_minor" if status == "posted" else "settling_minor"] += int(amount)
     open_rows = await conn.execute(
-        select(settlement_entries.c.currency, func.sum(settlement_entries.c.amount_minor))
-        .where(settlement_entries.c.holder_id == holder_id, settlement_entries.c.batch_id.is_(None))
-        .group_by(settlement_entries.c.currency)
+        select(e.currency, func.sum(e.amount_minor))
+        .where(e.holder_id == holder_id, e.batch_id.is_(None), *entry_mode)
+        .group_by(e.currency)
     )
     for currency, amount in open_rows:
         bucket = out.setdefault(currency, {"settled_minor": 0, "settling_minor": 0, "pending_minor": 0})

@@ -75,9 +75,11 @@ async def finish(conn: AsyncConnection, payout_id: str, *, status: str, failure_
 
 
 async def list_payouts(conn: AsyncConnection, *, holder_id: str | None, status: str | None, before_id: str | None,
-                       limit: int) -> list[RowMapping]:  # fmt: skip
-    """Payouts newest first (ids are time-ordered), older than `before_id`; by holder and status if given."""
+                       limit: int, livemode: bool | None = None) -> list[RowMapping]:  # fmt: skip
+    """Payouts newest first (ids are time-ordered), older than `before_id`; by holder, status and mode if given."""
     query = select(payouts)
+    if livemode is not None:
+        query = query.where(payouts.c.livemode == livemode)
     if holder_id is not None:
         query = query.where(payouts.c.holder_id == holder_id)
     if status is not None:

@@ -12,9 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.settlement.store.tables import reconciliation_items, reconciliation_runs
 
 
-async def insert_run(conn: AsyncConnection, run_id: str, channel: str, merchant_id: str, bill_date: date) -> None:
+async def insert_run(
+    conn: AsyncConnection, run_id: str, channel: str, merchant_id: str, bill_date: date, *, livemode: bool = True
+) -> None:
     await conn.execute(insert(reconciliation_runs).values(
-        run_id=run_id, channel=channel, merchant_id=merchant_id, bill_date=bill_date, status="running"))  # fmt: skip
+        run_id=run_id, channel=channel, merchant_id=merchant_id, bill_date=bill_date, status="running",
+        livemode=livemode))  # fmt: skip
 
 
 async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

@@ -68,6 +68,7 @@ SELECT row_number() OVER () AS rid, s.* FROM (
          p.channel_fee_minor AS fee_minor, p.status
     FROM payment_records p
    WHERE p.channel = :channel AND p.bill_date = :bill_date AND p.merchant_id = :merchant_id
+     AND p.livemode = :livemode
   UNION ALL
   SELECT 'refund', r.refund_id, r.channel_refund_no, r.payment_id, r.refund_id, p.merchant_order_no,
          r.amount_minor - coalesce((SELECT e.amount_minor FROM settlement_entries e
@@ -75,6 +76,7 @@ SELECT row_number() OVER () AS rid, s.* FROM (
          NULL, r.status
     FROM refund_records r JOIN payment_records p ON p.payment_id = r.payment_id
    WHERE r.channel = :channel AND r.bill_date = :bill_date AND r.merchant_id = :merchant_id
+     AND p.livemode = :livemode
 ) AS s
 """
 # Juhe's keys are unique in practice; when two records share a key or a channel number the pair join
@@ -206,11 +208,15 @@ async def _driver(conn: AsyncConnection) -> Any:
     return raw.driver_connection
 
 
-async def stage(conn: AsyncConnection, *, channel: str, merchant_id: str, bill_date: date) -> None:
-    """Create this transaction's staging tables and copy Juhe's records of the day into them."""
+async def stage(
+    conn: AsyncConnection, *, channel: str, merchant_id: str, bill_date: date, livemode: bool = True
+) -> None:
+    """Create this transaction's staging tables and copy Juhe's records of the day in one mode into them (a
+    sandbox's bill is compared with test records only, a real channel's with live ones)."""
     for statement in _CREATE:
         await conn.execute(text(statement))
-    await conn.execute(text(_STAGE_RECORDS), {"channel": channel, "bill_date": bill_date, "merchant_id": merchant_id})
+    params = {"channel": channel, "bill_date": bill_date, "merchant_id": merchant_id, "livemode": livemode}
+    await conn.execute(text(_STAGE_RECORDS), params)
 
 
 async def copy_lines(conn: AsyncConnection, rows: AsyncIterable[tuple[Any, ...]]) -> int:

@@ -41,6 +41,7 @@ ledger_accounts = Table(
     Column("applied_count", BigInteger, nullable=False, server_default="1"),
     Column("mirrored_seq", BigInteger, Identity(always=True), nullable=False),
     Column("mirrored_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),  # the account's book (0013)
 )
 
 # Who can receive a share of a split: a merchant (its merchant_pending account), the platform
@@ -113,6 +114,7 @@ payment_records = Table(
     Column("purpose", Text, nullable=False, server_default="payment"),
     Column("explicit_split", JSONB),  # [{"receiver_id", "amount_minor"}] or null
     Column("profit_sharing", Boolean, nullable=False, server_default="false"),
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),  # migration 0013: test or live
     Index("payment_records_out_trade_no", "out_trade_no"),
     Index("payment_records_bill", "channel", "bill_date"),
     Index("payment_records_merchant", "merchant_id", "payment_id"),
@@ -133,6 +135,7 @@ refund_records = Table(
     Column("succeeded_at", DateTime(timezone=True)),
     # migration 0008: when its effect was derived (NULL while its payment is not known as succeeded)
     Column("applied_at", DateTime(timezone=True)),
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),  # migration 0013: test or live
     Index("refund_records_bill", "channel", "bill_date"),
     Index("refund_records_unapplied", "payment_id", postgresql_where=text("applied_at IS NULL")),
 )
@@ -167,6 +170,7 @@ split_executions = Table(
     Column("confirmed_at", DateTime(timezone=True)),
     Column("confirmed_by", Text),
     Column("base_offset_minor", BigInteger, nullable=False, server_default="0"),
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),  # migration 0013: test or live
     Index("split_executions_due", "status", "next_attempt_at"),
     Index("split_executions_deadline", "confirm_deadline", postgresql_where=text("status = 'held'")),
 )
@@ -184,6 +188,7 @@ reconciliation_runs = Table(
     Column("error", Text),
     Column("started_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("finished_at", DateTime(timezone=True)),
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),  # migration 0013: test or live
     Index("reconciliation_runs_day", "channel", "bill_date"),
 )
 
@@ -250,6 +255,7 @@ settlement_entries = Table(
     Column("refund_id", Text),
     Column("batch_id", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),  # migration 0013: test or live
     Index("settlement_entries_open", "holder_id", "currency", "due_date", postgresql_where=text("batch_id IS NULL")),
     Index("settlement_entries_batch", "batch_id"),
 )
@@ -267,7 +273,8 @@ settlement_batches = Table(
     Column("ledger_transfer_id", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("posted_at", DateTime(timezone=True)),
-    UniqueConstraint("holder_id", "currency", "cycle_date", name="settlement_batches_one_per_day"),
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),  # migration 0013: test or live
+    UniqueConstraint("holder_id", "currency", "cycle_date", "livemode", name="settlement_batches_one_per_day"),
     Index("settlement_batches_holder", "holder_id", "batch_id"),  # migration 0007
 )
 
@@ -305,6 +312,7 @@ payouts = Table(
     Column("decided_by", Text),
     Column("decided_at", DateTime(timezone=True)),
     Column("decision_reason", Text),
+    Column("livemode", Boolean, nullable=False, server_default=text("true")),  # migration 0013: test or live
     UniqueConstraint("holder_id", "idempotency_key", name="payouts_holder_key"),
     Index("payouts_due", "status", "next_attempt_at"),
     Index("payouts_holder", "holder_id", "payout_id"),  # migration 0007

@@ -19,6 +19,7 @@ from services.cashier.api.deps import CashierDep
 from services.cashier.connectors.base import BillLine, ChannelError, ChannelUnavailable
 from services.cashier.connectors.registry import channel_spec
 from services.cashier.domain.errors import CHANNEL_REFUSED, CHANNEL_UNAVAILABLE
+from services.cashier.store.merchants import list_channels
 
 router = APIRouter(tags=["internal"])
 
@@ -36,10 +37,22 @@ def line_json(line: BillLine) -> bytes:
 
 @router.get("/v1/internal/bills/{channel}/{bill_date}")
 async def download_bill(
-    channel: str, bill_date: date, cashier: CashierDep, merchant_id: str = Query(min_length=1, max_length=64)
+    channel: str,
+    bill_date: date,
+    cashier: CashierDep,
+    merchant_id: str = Query(min_length=1, max_length=64),
+    livemode: bool | None = Query(default=None, description="The bill of the configuration of this mode only"),
 ) -> StreamingResponse:
+    """With `livemode` (settlement's reconciliation of one mode), only the merchant's configuration of that mode
+    is asked: a test run gets a sandbox's bill, a live run a real channel's (docs/test-mode.md); none of that mode
+    is 422 `no_route_available`. `X-Bill-Livemode` says the mode of the configuration the bill came from, so a
+    reader that did not name one compares the bill with that mode's payments only."""
     channel_spec(channel)  # unknown_channel (404) before any download
-    connector = await cashier.connectors.get(merchant_id, channel)
+    connector = await cashier.connectors.get(merchant_id, channel, livemode=livemode)
+    if livemode is None:  # the merchant's only configuration of the channel (get() refuses a choice between two)
+        async with cashier.uow.read() as conn:
+            configs = [r for r in await list_channels(conn, merchant_id, enabled_only=False) if r.channel == channel]
+        livemode = all(r.mode == "live" for r in configs)
     try:
         bill = await connector.download_bill(bill_date)
     except ChannelUnavailable as exc:
@@ -52,4 +65,5 @@ async def download_bill(
         for line in bill.lines:
             yield line_json(line)
 
-    return StreamingResponse(rows(), media_type=NDJSON, headers={"X-Bill-Lines": str(len(bill.lines))})
+    headers = {"X-Bill-Lines": str(len(bill.lines)), "X-Bill-Livemode": "true" if livemode else "false"}
+    return StreamingResponse(rows(), media_type=NDJSON, headers=headers)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
+from libs.common.internal_auth import CallerLivemode
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
 from services.settlement.api.deps import BatchCursor, LedgerDep, PageLimit, PlatformOnly
@@ -133,10 +134,11 @@ async def start_settlement_run(
 
 @router.get("/batches", dependencies=[KnownQueryOnly])
 async def list_batches(
-    uow: UowDep, limit: PageLimit, holder_id: Annotated[str | None, Query(max_length=64)] = None,
-    cursor: BatchCursor = None,
+    uow: UowDep, limit: PageLimit, livemode: CallerLivemode,
+    holder_id: Annotated[str | None, Query(max_length=64)] = None, cursor: BatchCursor = None,
 ) -> BatchListResponse:  # fmt: skip
-    """Every holder's settlement batches (or one holder's), newest first."""
+    """Every holder's settlement batches (or one holder's), newest first; of one mode with `livemode`, else both
+    (each batch marked)."""
     async with uow.read() as conn:
-        rows = await cycles.batches_page(conn, holder_id, cursor, limit + 1)
+        rows = await cycles.batches_page(conn, holder_id, cursor, limit + 1, livemode=livemode)
     return batch_page(rows, limit)

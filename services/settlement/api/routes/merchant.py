@@ -1,6 +1,9 @@
 """Merchant self-service: its statement (settled, settling, pending) and a CSV of its transactions and fees.
 
-Every query is scoped by the authenticated merchant (MerchantScope): merchant A never sees merchant B.
+Every query is scoped by the authenticated merchant (MerchantScope): merchant A never sees merchant B, and by
+mode (docs/test-mode.md): a key sees its own mode's money only; a caller without a key mode (a console session)
+picks one with `?livemode=`, else sees both (rows and batches marked `livemode`, totals over both: a console should
+ask for one mode).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
-from libs.common.internal_auth import MerchantScope
+from libs.common.internal_auth import CallerLivemode, MerchantScope
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
 from services.settlement.api.deps import BatchCursor, PageLimit
@@ -27,14 +30,14 @@ router = APIRouter(prefix="/v1/statements", tags=["statements"])
 STATEMENT_BATCHES_MAX = 100
 CSV_ROWS_MAX = 100_000
 CSV_COLUMNS = ("payment_id", "merchant_order_no", "channel", "status", "amount_minor", "currency", "refunded_minor",
-               "platform_fee_minor", "succeeded_at", "settle_date")  # fmt: skip
+               "platform_fee_minor", "succeeded_at", "settle_date", "livemode")  # fmt: skip
 
 
 @router.get("/current")
-async def statement(merchant_id: MerchantScope, uow: UowDep) -> StatementResponse:
+async def statement(merchant_id: MerchantScope, uow: UowDep, livemode: CallerLivemode) -> StatementResponse:
     async with uow.read() as conn:
-        balances = await cycles.totals(conn, merchant_id)
-        batches = await cycles.batches_of(conn, merchant_id, STATEMENT_BATCHES_MAX)
+        balances = await cycles.totals(conn, merchant_id, livemode=livemode)
+        batches = await cycles.batches_of(conn, merchant_id, STATEMENT_BATCHES_MAX, livemode=livemode)
     return StatementResponse(
         merchant_id=merchant_id, balances=balances,
         batches=[BatchResponse(**{k: b[k] for k in BatchResponse.model_fields}) for b in batches],
@@ -43,13 +46,15 @@ async def statement(merchant_id: MerchantScope, uow: UowDep) -> StatementRespons
 
 @router.get("/transactions.csv")
 async def transactions_csv(
-    merchant_id: MerchantScope, uow: UowDep,
+    merchant_id: MerchantScope, uow: UowDep, livemode: CallerLivemode,
     date_from: Annotated[date | None, Query(alias="from")] = None,
     date_to: Annotated[date | None, Query(alias="to")] = None,
 ) -> StreamingResponse:  # fmt: skip
     """The merchant's payments with the platform fee charged and when each settles (the channel's cost to
     the platform is not the merchant's business and is left out)."""
     query = select(*(payment_records.c[c] for c in CSV_COLUMNS)).where(payment_records.c.merchant_id == merchant_id)
+    if livemode is not None:
+        query = query.where(payment_records.c.livemode == livemode)
     if date_from:
         query = query.where(payment_records.c.bill_date >= date_from)
     if date_to:
@@ -64,7 +69,7 @@ async def transactions_csv(
         async with uow.begin() as tx:
             result = await tx.conn.stream(query)
             async for row in result:
-                writer.writerow(["" if v is None else v for v in row])
+                writer.writerow(["" if v is None else str(v).lower() if isinstance(v, bool) else v for v in row])
                 if buffer.tell() > 64_000:
                     yield buffer.getvalue()
                     buffer.seek(0)
@@ -77,9 +82,9 @@ async def transactions_csv(
 
 @router.get("/batches", dependencies=[KnownQueryOnly])
 async def statement_batches(
-    merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, cursor: BatchCursor = None
+    merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, livemode: CallerLivemode, cursor: BatchCursor = None
 ) -> BatchListResponse:  # fmt: skip
-    """The merchant's settlement batches, newest first; `next_cursor` pages on."""
+    """The merchant's settlement batches of one mode, newest first; `next_cursor` pages on."""
     async with uow.read() as conn:
-        rows = await cycles.batches_page(conn, merchant_id, cursor, limit + 1)
+        rows = await cycles.batches_page(conn, merchant_id, cursor, limit + 1, livemode=livemode)
     return batch_page(rows, limit)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from libs.common.errors import VALIDATION_FAILED, Problem
-from libs.common.internal_auth import MerchantScope
+from libs.common.internal_auth import CallerLivemode, MerchantScope
 from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
 from services.settlement.api.deps import PageLimit, PlatformOnly
@@ -44,11 +44,18 @@ def _response(row: dict[str, object]) -> PayoutResponse:
 
 @router.post("/v1/payouts", status_code=201)
 async def create_payout(body: PayoutCreateRequest, merchant_id: MerchantScope, payouts: PayoutsDep,
-                        response: Response) -> PayoutResponse:  # fmt: skip
+                        response: Response, livemode: CallerLivemode) -> PayoutResponse:  # fmt: skip
     """Pay settled funds out to the merchant's bank account (or, by `rail`, WeChat change / an Alipay account);
-    above the settled balance → 422."""
+    above the settled balance → 422. In the key's mode (live without one): a test payout is paid from the test
+    book and simulated as paid, never sent to a bank or channel (docs/test-mode.md)."""
     draft = PayoutDraft(
-        body.amount_minor, body.currency, body.account_no, body.account_name, body.idempotency_key, rail=body.rail
+        body.amount_minor,
+        body.currency,
+        body.account_no,
+        body.account_name,
+        body.idempotency_key,
+        rail=body.rail,
+        livemode=livemode is not False,
     )
     row, created = await payouts.request(merchant_id, draft)
     if not created:
@@ -57,8 +64,11 @@ async def create_payout(body: PayoutCreateRequest, merchant_id: MerchantScope, p
 
 
 @router.get("/v1/payouts/{payout_id}")
-async def get_payout(payout_id: str, merchant_id: MerchantScope, payouts: PayoutsDep) -> PayoutResponse:
-    row = await payouts.read(payout_id, merchant_id)
+async def get_payout(
+    payout_id: str, merchant_id: MerchantScope, payouts: PayoutsDep, livemode: CallerLivemode
+) -> PayoutResponse:
+    """One of the merchant's payouts; 404 for one of the other mode than the key's."""
+    row = await payouts.read(payout_id, merchant_id, livemode)
     if not row:
         raise Problem(PAYOUT_NOT_FOUND, f"no payout {payout_id}")
     return _response(row)
@@ -69,21 +79,24 @@ def _page(rows: list[Any], limit: int) -> PayoutListResponse:
 
 
 @router.get("/v1/payouts", dependencies=[KnownQueryOnly])
-async def list_payouts(merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, status: PayoutStatus = None,
-                       cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
-    """The merchant's own payouts, newest first; `next_cursor` pages on."""
+async def list_payouts(merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, livemode: CallerLivemode,
+                       status: PayoutStatus = None, cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
+    """The merchant's own payouts of the key's mode (a caller without one: `livemode`, else both), newest first;
+    `next_cursor` pages on."""
     async with uow.read() as conn:
-        rows = await store.list_payouts(conn, holder_id=merchant_id, status=status, before_id=cursor, limit=limit + 1)
+        rows = await store.list_payouts(conn, holder_id=merchant_id, status=status, before_id=cursor, limit=limit + 1,
+                                        livemode=livemode)  # fmt: skip
     return _page(rows, limit)
 
 
 @router.get("/v1/settlement/payouts", dependencies=[PlatformOnly, KnownQueryOnly])
-async def list_all_payouts(uow: UowDep, limit: PageLimit,
+async def list_all_payouts(uow: UowDep, limit: PageLimit, livemode: CallerLivemode,
                            holder_id: Annotated[str | None, Query(max_length=64)] = None,
                            status: PayoutStatus = None, cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
-    """The platform's view: every merchant's payouts (or one holder's), newest first."""
+    """The platform's view: every merchant's payouts (or one holder's), newest first, of one mode if asked."""
     async with uow.read() as conn:
-        rows = await store.list_payouts(conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit + 1)
+        rows = await store.list_payouts(conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit + 1,
+                                        livemode=livemode)  # fmt: skip
     return _page(rows, limit)
 
 

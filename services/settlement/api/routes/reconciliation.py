@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from libs.common.errors import Problem
+from libs.common.internal_auth import caller_livemode
 from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
 from services.settlement.api.deps import CashierDep, LedgerDep, PageLimit, PlatformOnly
@@ -37,8 +38,9 @@ async def start_reconciliation(
     """Classify the day's bill and post the channel's settlement to escrow (§3.5); `error` on a finished
     run says the posting could not be made (running the day again retries it under the same key)."""
     settings: Settings = request.app.state.runtime.settings
+    livemode = await caller_livemode(request, body.livemode)  # a key's mode, else the body's, else the bill's
     run_id = await reconcile(uow, cashier, settings, channel=body.channel, merchant_id=body.merchant_id,
-                             bill_date=body.bill_date, ledger=ledger)  # fmt: skip
+                             bill_date=body.bill_date, ledger=ledger, livemode=livemode)  # fmt: skip
     return await get_reconciliation(run_id, uow)
 
 

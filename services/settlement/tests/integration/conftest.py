@@ -45,9 +45,11 @@ class Harness:
         async with self.runtime.uow.begin() as tx:
             await handler(tx, event)
 
-    async def balance(self, holder_id: str, kind: str, currency: str = "CNY") -> int:
+    async def balance(self, holder_id: str, kind: str, currency: str = "CNY", *, livemode: bool = True) -> int:
+        """The posted balance of the holder's account of `kind` in one book (live unless told)."""
         async with httpx.AsyncClient(base_url=self.ledger_url) as ledger:
-            page = (await ledger.get("/v1/accounts", params={"holder_id": holder_id})).json()
+            params = {"holder_id": holder_id, "livemode": "true" if livemode else "false"}
+            page = (await ledger.get("/v1/accounts", params=params)).json()
         for account in page["data"]:
             if account["kind"] == kind and account["currency"] == currency:
                 return int(account["balances"]["posted_balance_minor"])

@@ -9,11 +9,14 @@ import io
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
 from services.settlement.config import Settings
+from services.settlement.flows.consistency import run_check
 from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.settle import run_cycle
 from services.settlement.flows.splits import post_due_splits
-from services.settlement.tests.integration.conftest import Harness, payment_event
+from services.settlement.tests.integration.conftest import Harness, payment_event, refund_event
 
 CST = ZoneInfo("Asia/Shanghai")
 
@@ -148,8 +151,97 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
     empty = await h.client.get("/v1/statements/transactions.csv", headers={"X-Juhe-Merchant-Id": "mch_2"})
     assert (
         empty.text.strip() == "payment_id,merchant_order_no,channel,status,amount_minor,currency,refunded_minor,"
-        "platform_fee_minor,succeeded_at,settle_date"
+        "platform_fee_minor,succeeded_at,settle_date,livemode"
     )
+    h.verify_ledger()
+
+
+async def _cashier_credit(h: Harness, payment_id: str, amount_minor: int, *, livemode: bool) -> None:
+    """What the ledger's consumer of the cashier's `payment.succeeded` posts to the merchant's 2201 (the cashier is
+    not in this harness), in the payment's book, with the chart accounts and keys it uses."""
+    ledger: LedgerClient = h.runtime.extras["ledger"]
+    clearing = await ledger.channel_account_id("channel_clearing", "1101", "wechatpay", "CNY", livemode=livemode)
+    pending = await ledger.account_id("mch_m", "merchant_pending", "CNY", livemode=livemode)
+    await ledger.post_transfer(idempotency_key=f"{payment_id}:succeeded", postings=[
+        {"account_id": clearing, "direction": "debit", "amount_minor": amount_minor, "currency": "CNY"},
+        {"account_id": pending, "direction": "credit", "amount_minor": amount_minor, "currency": "CNY"},
+    ])  # fmt: skip
+
+
+async def test_test_money_is_settled_and_paid_out_apart_from_live_money(harness: Harness) -> None:
+    """DESIGN §4 "Test and live never mix": a test payment and a live one (an old event without `livemode`) of one
+    merchant are settled by the same cycle into two batches, each moving only its own book; the settlement ↔ ledger
+    check compares each mode with its own book; the merchant's statement shows the key's mode; a test payout is
+    paid from the test book and simulated (no bank); the ledger verifies per book."""
+    h = harness
+    assert (
+        await h.client.put("/v1/settlement/merchants/mch_m/fee-rate", json={"platform_fee_rate_bps": 60})
+    ).is_success
+    tuesday = datetime(2026, 11, 24, 10, tzinfo=CST)
+    await h.deliver(payment_event("pay_live", merchant_id="mch_m", succeeded_at=tuesday, fee_minor=None))
+    await h.deliver(payment_event("pay_test", merchant_id="mch_m", amount_minor=3000, succeeded_at=tuesday,
+                                  fee_minor=None, extra={"livemode": False}))  # fmt: skip
+    refund = refund_event("re_test", "pay_test", 1000, merchant_id="mch_m")
+    refund.data.update(livemode=False, succeeded_at=tuesday.isoformat())
+    await h.deliver(refund)
+    await _cashier_credit(h, "pay_live", 9940, livemode=True)  # 10000 − 60 platform fee
+    await _cashier_credit(h, "pay_test", 2982 - 994, livemode=False)  # 3000 − 18, refunded 1000 − 6
+    settings = h.runtime.settings
+    assert isinstance(settings, Settings)
+    checked = await run_check(h.runtime.uow, h.runtime.extras["ledger"], settings)
+    assert checked["ok"] is True and checked["mismatches"] == [] and checked["unconfirmed"] == [], checked
+
+    assert await run(h, date(2026, 11, 25)) == (2, 2, 0)  # one batch per mode
+    batches = (await h.client.get("/v1/settlement/batches", params={"holder_id": "mch_m"})).json()["data"]
+    assert sorted((b["livemode"], b["amount_minor"]) for b in batches) == [(False, 1988), (True, 9940)]
+    assert await h.balance("mch_m", "merchant_settled") == 9940
+    assert await h.balance("mch_m", "merchant_settled", livemode=False) == 1988
+    assert await h.balance("mch_m", "merchant_pending") == 0
+    assert await h.balance("mch_m", "merchant_pending", livemode=False) == 0
+    settled = {e["data"]["livemode"]: e["data"]["amount_minor"] for e in await h.published("batch.settled")}
+    assert settled == {True: 9940, False: 1988}
+
+    # The merchant sees its key's mode; a caller without one (a console) asks for one mode.
+    console = {"X-Juhe-Merchant-Id": "mch_m"}
+    live = await h.client.get("/v1/statements/current", params={"livemode": "true"}, headers=console)
+    assert live.json()["balances"] == {"CNY": {"settled_minor": 9940, "settling_minor": 0, "pending_minor": 0}}
+    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="key_test_m", merchant_id="mch_m", mode="test")
+    as_test = {IDENTITY_HEADER: token}
+    test = await h.client.get("/v1/statements/current", headers=as_test)
+    assert test.json()["balances"] == {"CNY": {"settled_minor": 1988, "settling_minor": 0, "pending_minor": 0}}
+    exported = await h.client.get("/v1/statements/transactions.csv", headers=as_test)
+    assert [(r["payment_id"], r["livemode"]) for r in csv.DictReader(io.StringIO(exported.text))] == [
+        ("pay_test", "false")
+    ]
+    both = await h.client.get("/v1/statements/batches", headers=console)
+    assert sorted(b["livemode"] for b in both.json()["data"]) == [False, True]
+    asked = await h.client.get("/v1/statements/batches", params={"livemode": "false"}, headers=as_test)
+    assert [b["amount_minor"] for b in asked.json()["data"]] == [1988]
+    wrong = await h.client.get("/v1/statements/batches", params={"livemode": "true"}, headers=as_test)
+    assert wrong.status_code == 422 and wrong.json()["code"] == "validation_failed"
+
+    # A test payout: paid from the test book, simulated as paid (the bank is never asked), live money untouched. The
+    # test escrow holds what the sandbox settled (§3.5 of a test reconciliation, posted here directly).
+    ledger: LedgerClient = h.runtime.extras["ledger"]
+    escrow = await ledger.account_id("platform", "escrow_bank", "CNY", livemode=False)
+    clearing = await ledger.channel_account_id("channel_clearing", "1101", "wechatpay", "CNY", livemode=False)
+    await ledger.post_transfer(idempotency_key="stl_test_escrow:channel", postings=[
+        {"account_id": escrow, "direction": "debit", "amount_minor": 1988, "currency": "CNY"},
+        {"account_id": clearing, "direction": "credit", "amount_minor": 1988, "currency": "CNY"},
+    ])  # fmt: skip
+    payout = await h.client.post("/v1/payouts", headers=as_test, json={
+        "amount_minor": 1500, "currency": "CNY", "account_no": "6222000000000001", "account_name": "M",
+        "idempotency_key": "po-test-1",
+    })  # fmt: skip
+    assert payout.status_code == 201, payout.text
+    assert (payout.json()["status"], payout.json()["livemode"], payout.json()["bank_ref"]) == ("succeeded", False, None)
+    assert await h.balance("mch_m", "merchant_settled", livemode=False) == 1988 - 1500
+    assert await h.balance("mch_m", "merchant_settled") == 9940
+    mine = await h.client.get("/v1/payouts", headers=as_test)
+    assert [p["payout_id"] for p in mine.json()["data"]] == [payout.json()["payout_id"]]
+    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="key_live_m", merchant_id="mch_m", mode="live")
+    as_live = await h.client.get(f"/v1/payouts/{payout.json()['payout_id']}", headers={IDENTITY_HEADER: token})
+    assert as_live.status_code == 404
     h.verify_ledger()
 
 

@@ -174,9 +174,11 @@ async def test_channel_pays_the_partner_and_the_ledger_records_it_once(env: Env)
     done = await env.share_until_final(payment_id)
     assert (done["status"], done["channel_status"]) == ("succeeded", "succeeded"), done
     assert done["channel_order_id"] and done["ledger_transfer_id"]
-    # Dr 2201 teacher / Cr 1101 channel_clearing[wechatpay]: the split's credit to the teacher is paid
-    assert await h.balance("tch_1", "merchant_pending") == 0
-    assert await h.balance("drv_1", "merchant_pending") == 500
+    # Dr 2201 teacher / Cr 1101 channel_clearing[wechatpay]: the split's credit to the teacher is paid, in the test book
+    # (the cashier's payments here are test payments: its sandbox configuration, docs/test-mode.md)
+    assert await h.balance("tch_1", "merchant_pending", livemode=False) == 0
+    assert await h.balance("drv_1", "merchant_pending", livemode=False) == 500
+    assert await h.balance("drv_1", "merchant_pending") == 0  # live money untouched
     # repeats change nothing; one event
     await env.sharing.step(done["order_no"])
     assert (await env.order_of(payment_id))["ledger_transfer_id"] == done["ledger_transfer_id"]
@@ -208,5 +210,6 @@ async def test_a_payment_the_channel_will_not_share_fails_the_order(env: Env) ->
         "profit_sharing_not_enabled",
         None,
     )
-    assert await h.balance("tch_1", "merchant_pending") == 2500  # 25 % (this merchant pays no platform fee)
+    # 25 % (this merchant pays no platform fee), in the test book like the test payment it comes from
+    assert await h.balance("tch_1", "merchant_pending", livemode=False) == 2500
     h.verify_ledger()

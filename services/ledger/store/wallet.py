@@ -230,13 +230,15 @@ async def shared_account(
 ) -> str:
     """A platform or merchant account the wallet posts against (channel clearing, escrow, fee income,
     merchant_pending…): the chart account (`chart:` key, shared with the cashier and the ledger's consumer),
-    else one already open for (holder, kind, currency[, channel]), else opened here with the chart key."""
+    else one already open for (holder, kind, currency[, channel]), else opened here with the chart key. Always in
+    the live book: wallets are live money (docs/ledger.md "Books"), and the test book's account of the same kind
+    (opened for test payments) would make the engine refuse the transfer (`books_mixed`)."""
     key = account_key(line.kind, holder_id, currency, channel)
     by_key = await account_store.get_account_by_key(tx.conn, key)
     if by_key is not None:
         return str(by_key["id"])
     sql = """SELECT id FROM accounts WHERE holder_id = :h AND kind = :k AND currency = :c AND status <> 'closed'
-                AND (CAST(:ch AS text) IS NULL OR metadata->>'channel' = :ch) ORDER BY id LIMIT 1"""
+                AND livemode AND (CAST(:ch AS text) IS NULL OR metadata->>'channel' = :ch) ORDER BY id LIMIT 1"""
     params = {"h": holder_id, "k": line.kind, "c": currency, "ch": channel}
     found = (await tx.conn.execute(text(sql), params)).scalar_one_or_none()
     if found is not None:

@@ -123,7 +123,12 @@ class Settings(ServiceSettings):
     internal_token_ttl_seconds: int = Field(default=60, ge=5, le=600)
     body_size_max_bytes: int = Field(default=1_048_576, ge=1024, le=16_777_216)
 
+    # The sealing key ring (libs/common/sealing.py): secrets at rest and stored idempotent responses are sealed
+    # with the current key, named by its id; retired keys (id -> key) only open what they sealed, until it is
+    # re-sealed or expires (docs/operations.md §Sealing keys).
     credentials_encryption_key: SecretStr = SecretStr(DEMO_CREDENTIALS_KEY)
+    credentials_encryption_key_id: str = Field(default="k1", min_length=1, max_length=32)
+    credentials_retired_keys: dict[str, SecretStr] = Field(default_factory=dict)
     signature_window_seconds: int = Field(default=300, ge=30, le=900)
     # How long a looked-up key's material stays cached in one replica. Not a revocation delay: every request's
     # guard statement checks the key's status and expiry in the database.
@@ -198,6 +203,10 @@ class Settings(ServiceSettings):
     def _refuse_demo_credentials_key_in_production(self) -> Self:
         if self.env == "prod" and self.credentials_encryption_key.get_secret_value() == DEMO_CREDENTIALS_KEY:
             raise ValueError("refusing to start in prod with the demo credentials_encryption_key")
+        if self.env == "prod" and any(
+            key.get_secret_value() == DEMO_CREDENTIALS_KEY for key in self.credentials_retired_keys.values()
+        ):
+            raise ValueError("refusing to start in prod with the demo key among credentials_retired_keys")
         if self.env == "prod" and self.web_client_token.get_secret_value() == DEMO_WEB_CLIENT_TOKEN:
             raise ValueError("refusing to start in prod with the demo web_client_token")
         if self.env == "prod" and self.identity_secret.get_secret_value() == DEMO_IDENTITY_SECRET:

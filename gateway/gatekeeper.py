@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import asyncpg
 from fastapi import Request, Response
@@ -207,6 +207,9 @@ class Gatekeeper:
             principal, path, platform_only_prefixes=self.platform_only_index, user_prefixes=self.user_index
         )
         staff_rules.authorize_staff(principal, request.method, path)
+        requested_mode = request.headers.get(staff_rules.CONSOLE_MODE_HEADER)
+        if principal.staff_id is not None and requested_mode is not None:
+            authenticated = replace(authenticated, principal=staff_rules.with_console_mode(principal, requested_mode))
         refuse_unstorable_text(request, body)
         version = await self.api_version(request, principal)
         response = await self._admit_and_forward(request, service, authenticated, body)
@@ -307,7 +310,7 @@ class Gatekeeper:
             stored = idempotency.decide(record, claim.request_hash)
             assert stored.response_status is not None
             headers = {**(stored.response_headers or {}), idempotency.REPLAYED_HEADER: "true"}
-            return Response(stored.response_body or b"", status_code=stored.response_status, headers=headers)
+            return Response(self._opened(claim, stored), status_code=stored.response_status, headers=headers)
         renewer = asyncio.create_task(self._keep_lease(claim))
         try:
             upstream = await self._forward(request, service, principal, body)
@@ -319,8 +322,11 @@ class Gatekeeper:
         if idempotency.should_store(upstream.status) and len(upstream.body) <= s.idempotency_response_bytes_max:
             kept = {k: v for k, v in upstream.headers.items() if k.lower() in idempotency.REPLAYED_RESPONSE_HEADERS}
             try:
+                sealed = self.identities.sealer.seal_bytes(
+                    upstream.body, row_id=idempotency.sealed_row_id(claim.scope, claim.key)
+                )
                 await guards.complete_idempotency_key(
-                    self.guard_pool, claim, status=upstream.status, headers=kept, body=upstream.body
+                    self.guard_pool, claim, status=upstream.status, headers=kept, body=sealed
                 )
             except Exception:
                 # The answer exists: give it. The key's lease runs out within idempotency_lock_seconds and a
@@ -329,6 +335,14 @@ class Gatekeeper:
         else:
             await self._release(claim)
         return _response(upstream)
+
+    def _opened(self, claim: guards.KeyClaim, stored: idempotency.StoredRecord) -> bytes:
+        """The stored answer's body, opened: it is sealed because it may carry a secret (a webhook endpoint's
+        signing secret); a record from before sealing (gateway migration 0010) is plain until it expires."""
+        body = stored.response_body or b""
+        if not stored.response_sealed:
+            return body
+        return self.identities.sealer.open_bytes(body, row_id=idempotency.sealed_row_id(claim.scope, claim.key))
 
     async def _keep_lease(self, claim: guards.KeyClaim) -> None:
         """While the upstream call runs, renew the key's short lease, so only a request whose gateway died

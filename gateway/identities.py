@@ -128,7 +128,11 @@ class Identities:
     def __init__(self, engine: AsyncEngine, settings: Settings) -> None:
         self.settings = settings
         self.uow = UnitOfWork(engine, source=settings.service_name)
-        self.sealer = CredentialSealer(settings.credentials_encryption_key.get_secret_value())
+        self.sealer = CredentialSealer.from_settings(
+            settings.credentials_encryption_key,
+            key_id=settings.credentials_encryption_key_id,
+            retired=settings.credentials_retired_keys,
+        )
         self._keys = _TtlCache(settings.key_cache_ttl_seconds)
         self._merchants = _TtlCache(settings.key_cache_ttl_seconds)
         self._versions = _TtlCache(settings.key_cache_ttl_seconds)

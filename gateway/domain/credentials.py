@@ -7,30 +7,25 @@ Two kinds of secret, stored two ways:
 - Merchant HMAC secrets and webhook secrets must be *used*: verifying an HMAC signature, or signing a
   webhook, needs the secret itself, and a hash cannot give it back. They are therefore sealed with
   AES-256-GCM under `credentials_encryption_key` from settings (kept outside the database), with the
-  row's id as associated data so a sealed value copied onto another row does not open.
+  row's id as associated data so a sealed value copied onto another row does not open. The sealer is
+  `libs.common.sealing.Sealer` (one scheme for every service): a key ring whose values name their key, so the
+  key can be rotated (docs/operations.md §Sealing keys).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import os
 import secrets
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from libs.common.ids import new_id
 from libs.common.modes import Mode
+from libs.common.sealing import Sealer as CredentialSealer
+from libs.common.sealing import SealError as CredentialSealError
 
-GCM_NONCE_BYTES = 12
 SECRET_BYTES = 32
-SEAL_VERSION = b"\x01"
 
-
-class CredentialSealError(Exception):
-    """A sealed value did not open: wrong key, tampered data, or sealed for another row."""
+__all__ = ["CredentialSealError", "CredentialSealer"]
 
 
 def new_secret(prefix: str) -> str:
@@ -57,24 +52,3 @@ def bearer_matches(authorization: str | None, stored_hash: bytes) -> bool:
     """`Authorization: Bearer <secret>` whose secret hashes to `stored_hash` (compared in constant time)."""
     scheme, _, token = (authorization or "").partition(" ")
     return scheme.lower() == "bearer" and secret_matches(token.strip(), stored_hash)
-
-
-class CredentialSealer:
-    def __init__(self, key_b64: str) -> None:
-        key = base64.b64decode(key_b64)
-        if len(key) != 32:
-            raise ValueError("credentials_encryption_key must be 32 bytes, base64-encoded")
-        self._aead = AESGCM(key)
-
-    def seal(self, plaintext: str, *, row_id: str) -> bytes:
-        nonce = os.urandom(GCM_NONCE_BYTES)
-        return SEAL_VERSION + nonce + self._aead.encrypt(nonce, plaintext.encode(), row_id.encode())
-
-    def open(self, sealed: bytes, *, row_id: str) -> str:
-        if sealed[:1] != SEAL_VERSION:
-            raise CredentialSealError("unknown seal version")
-        nonce, ciphertext = sealed[1 : 1 + GCM_NONCE_BYTES], sealed[1 + GCM_NONCE_BYTES :]
-        try:
-            return self._aead.decrypt(nonce, ciphertext, row_id.encode()).decode()
-        except InvalidTag as exc:
-            raise CredentialSealError(f"sealed secret of {row_id} does not open") from exc

@@ -31,6 +31,13 @@ class StoredRecord:
     response_status: int | None
     response_headers: dict[str, str] | None
     response_body: bytes | None
+    # Sealed with the credentials key ring (row id: `sealed_row_id`); only pre-sealing records are plain.
+    response_sealed: bool = False
+
+
+def sealed_row_id(scope: str, key: str) -> str:
+    """The associated data a stored response is sealed with: a body copied onto another key does not open."""
+    return f"idempotency:{scope}:{key}"
 
 
 def validate_key(value: str | None) -> str:

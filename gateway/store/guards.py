@@ -168,7 +168,7 @@ taken AS (
     ON CONFLICT (scope, key) DO UPDATE SET
         request_hash = EXCLUDED.request_hash, state = 'in_progress', lock_token = EXCLUDED.lock_token,
         locked_until = EXCLUDED.locked_until, created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at,
-        response_status = NULL, response_headers = NULL, response_body = NULL
+        response_status = NULL, response_headers = NULL, response_body = NULL, response_sealed = false
     WHERE idempotency_records.expires_at < clock_timestamp()
        OR (idempotency_records.state = 'in_progress'
            AND idempotency_records.locked_until < clock_timestamp()
@@ -185,7 +185,7 @@ _HIT_SELECT = """(SELECT key_usable FROM auth) AS key_usable, (SELECT merchant_o
 
 _KEY_SELECT = """,
     (SELECT count(*) FROM taken) AS acquired,
-    r.request_hash, r.state, r.response_status, r.response_headers, r.response_body
+    r.request_hash, r.state, r.response_status, r.response_headers, r.response_body, r.response_sealed
 FROM clock CROSS JOIN prev
 LEFT JOIN idempotency_records r ON r.scope = :scope AND r.key = :key AND r.expires_at >= clock_timestamp()"""
 
@@ -267,6 +267,7 @@ def _record(row: Any) -> StoredRecord:
         response_status=row["response_status"],
         response_headers=json.loads(headers) if isinstance(headers, str) else headers,
         response_body=bytes(row["response_body"]) if row["response_body"] is not None else None,
+        response_sealed=bool(row["response_sealed"]),
     )
 
 
@@ -293,14 +294,14 @@ async def acquire_idempotency_key(pool: asyncpg.Pool, claim: KeyClaim) -> bool:
 
 
 _LOAD = """
-SELECT request_hash, state, response_status, response_headers, response_body
+SELECT request_hash, state, response_status, response_headers, response_body, response_sealed
 FROM idempotency_records WHERE scope = $1 AND key = $2 AND expires_at >= clock_timestamp()
 """
 
 _COMPLETE = """
 UPDATE idempotency_records
 SET state = 'done', lock_token = NULL, locked_until = NULL,
-    response_status = $4, response_headers = CAST($5 AS jsonb), response_body = $6
+    response_status = $4, response_headers = CAST($5 AS jsonb), response_body = $6, response_sealed = true
 WHERE scope = $1 AND key = $2 AND lock_token = $3 AND state = 'in_progress'
 """
 
@@ -320,6 +321,7 @@ async def load_idempotency_record(pool: asyncpg.Pool, *, scope: str, key: str) -
 async def complete_idempotency_key(
     pool: asyncpg.Pool, claim: KeyClaim, *, status: int, headers: dict[str, str], body: bytes
 ) -> bool:
+    """Store the final answer; `body` is already sealed by the caller (the answer may carry a secret)."""
     result: str = await pool.execute(
         _COMPLETE, claim.scope, claim.key, claim.lock_token, status, json.dumps(headers), body
     )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     Table,
     Text,
+    false,
     func,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -127,6 +128,8 @@ idempotency_records = Table(
     Column("response_status", Integer),
     Column("response_headers", JSONB),
     Column("response_body", LargeBinary),
+    # The body sealed with the credentials key ring (it may carry a secret); false only for pre-0010 records.
+    Column("response_sealed", Boolean, nullable=False, server_default=false()),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
     PrimaryKeyConstraint("scope", "key", name="idempotency_records_pk"),

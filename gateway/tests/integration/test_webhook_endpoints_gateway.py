@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from juhe_sdk import APIError
 
@@ -23,6 +24,7 @@ from gateway.tests.integration.with_cashier import (
     paid_alipay_qr,
     stack_with_cashier,
 )
+from libs.common.db import asyncpg_dsn
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, verify_signature
 from services.cashier.tests.integration.flows.conftest import WebhookReceiver, serving_receivers, wait_for
 
@@ -48,7 +50,21 @@ async def test_a_missed_webhook_is_found_via_events_and_resent(
     await open_alipay_channel(stack, merchant_id, alipay)
     juhe = stack.merchant(key_id=created["api_key"]["key_id"], secret=created["api_key"]["secret"])
 
-    endpoint = await juhe.webhook_endpoints.create(url=down.url, enabled_events=["payment.succeeded"])
+    # Created with an Idempotency-Key: the gateway keeps the answer (with the endpoint's signing secret) to replay
+    # it, sealed: the stored row holds no secret, the replay gives the same one (docs/api-conventions.md).
+    hook = {"url": down.url, "enabled_events": ["payment.succeeded"]}
+    first = await juhe.request_raw("POST", "/v1/webhook-endpoints", json=hook, idempotency_key="hook-1")
+    replay = await juhe.request_raw("POST", "/v1/webhook-endpoints", json=hook, idempotency_key="hook-1")
+    endpoint = first.data
+    assert replay.replayed and replay.data == endpoint and endpoint["secret"].startswith("whsec_")
+    conn = await asyncpg.connect(asyncpg_dsn(stack.database_url))
+    try:
+        stored = await conn.fetchrow("SELECT * FROM idempotency_records WHERE key = 'hook-1'")
+    finally:
+        await conn.close()
+    assert stored is not None and stored["response_sealed"]
+    assert endpoint["secret"].encode() not in b"".join(str(v).encode() for v in stored.values())
+    assert endpoint["secret"].encode() not in stored["response_body"]
     listed = await juhe.request("GET", "/v1/webhook-endpoints")
     assert [e["id"] for e in listed["data"]] == [endpoint["id"]] and listed["has_more"] is False
 

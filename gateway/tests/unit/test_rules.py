@@ -11,6 +11,7 @@ from gateway.domain import access, idempotency, ratelimit
 from gateway.domain.access import Principal
 from gateway.domain.credentials import CredentialSealer, CredentialSealError, hash_secret, new_secret, secret_matches
 from libs.common.errors import Problem
+from libs.common.sealing import new_sealing_key
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 
@@ -26,6 +27,23 @@ def test_sealed_secret_opens_only_with_its_key_and_row() -> None:
         CredentialSealer(base64.b64encode(bytes(32)).decode()).open(sealed, row_id="key_1")
     with pytest.raises(CredentialSealError):
         sealer.open(sealed[:-1] + bytes([sealed[-1] ^ 1]), row_id="key_1")
+
+
+def test_a_rotated_key_still_opens_what_the_old_key_sealed() -> None:
+    """Key rotation: the new key seals, the old one (retired, by its id) still opens old values, version-1
+    values (sealed before key ids) included; a value naming a key that is not configured does not open."""
+    old = CredentialSealer(KEY)
+    old_v2 = old.seal("whsec_old", row_id="we_1")
+    legacy_v1 = b"\x01" + old_v2[2 + old_v2[1] :]  # the same nonce and ciphertext, in the layout before key ids
+    new_key = new_sealing_key()
+    rotated = CredentialSealer(new_key, key_id="k2", retired={"k1": KEY})
+    assert rotated.open(old_v2, row_id="we_1") == "whsec_old" == rotated.open(legacy_v1, row_id="we_1")
+    fresh = rotated.seal("whsec_new", row_id="we_1")
+    assert rotated.key_id_of(fresh) == "k2" and rotated.needs_reseal(old_v2) and not rotated.needs_reseal(fresh)
+    with pytest.raises(CredentialSealError, match="not configured"):
+        old.open(fresh, row_id="we_1")
+    with pytest.raises(ValueError):
+        CredentialSealer(new_key, key_id="k1", retired={"k1": KEY})
 
 
 def test_bearer_secrets_are_compared_by_hash() -> None:

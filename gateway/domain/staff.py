@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -22,7 +22,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from gateway.domain.access import Principal
 from gateway.domain.errors import ROUTE_FORBIDDEN
-from libs.common.errors import Problem
+from libs.common.errors import VALIDATION_FAILED, Problem
+from libs.common.modes import MODES
 
 StaffKind = Literal["merchant", "operator"]
 
@@ -239,6 +240,23 @@ def authorize_staff(principal: Principal, method: str, path: str) -> None:
     needed = api_permission(method, path)
     if needed is None or needed not in principal.permissions:
         raise Problem(ROUTE_FORBIDDEN, f"a console session may not call {method} {path} with its role")
+
+
+CONSOLE_MODE_HEADER = "Juhe-Mode"
+
+
+def with_console_mode(principal: Principal, requested: str | None) -> Principal:
+    """A console session's call in the mode the console chose (`Juhe-Mode: test|live`), forwarded in the signed
+    identity like a key's mode, so what the page makes (a payment link, a webhook endpoint) has that mode and the
+    lists it reads hold that mode only (docs/test-mode.md). A session has no key mode of its own, so naming one
+    only narrows it; an API key's mode is its own and the header changes nothing for it (nor for a user token),
+    so a public client never sets a mode. Without the header a session keeps no mode (both, each object marked)."""
+    if principal.staff_id is None or requested is None:
+        return principal
+    if requested not in MODES:
+        error = {"loc": ["header", CONSOLE_MODE_HEADER], "msg": "test or live", "type": "enum"}
+        raise Problem(VALIDATION_FAILED, f"{CONSOLE_MODE_HEADER} is test or live", errors=[error])
+    return replace(principal, mode=requested)
 
 
 # ---- passwords -------------------------------------------------------------------------------------------

@@ -17,20 +17,31 @@ from web.clients.gateway import Gateway, GatewayProblem, GatewayUnavailable
 CSV_BYTES_MAX = 20 * 1024 * 1024
 
 
+CONSOLE_MODE_HEADER = "Juhe-Mode"  # the gateway's (gateway/domain/staff.py): a session's calls in one mode
+
+
 class ConsoleApi:
-    def __init__(self, gateway: Gateway, token: str | None, browser_ip: str) -> None:
+    def __init__(self, gateway: Gateway, token: str | None, browser_ip: str, mode: str | None = None) -> None:
         self.gateway = gateway
+        self.token = token
         self.auth = f"Bearer {token}" if token else ""
         self.browser_ip = browser_ip
+        self.mode = mode
+
+    def in_mode(self, mode: str) -> ConsoleApi:
+        """The same member's calls in `mode` (test | live): what they create has that mode and the lists they read
+        hold that mode only. A session has no key mode; without this it sees both modes, each object marked."""
+        return ConsoleApi(self.gateway, self.token, self.browser_ip, mode)
 
     async def call(
         self, method: str, path: str, *, json: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
         idempotency_key: str | None = None, as_web: bool = False,
     ) -> Any:  # fmt: skip
         auth = f"Bearer {self.gateway.settings.gateway_client_token.get_secret_value()}" if as_web else self.auth
+        mode = {CONSOLE_MODE_HEADER: self.mode} if self.mode and not as_web else None
         return await self.gateway._call(
             method, path, auth=auth, json=json, params=params, idempotency_key=idempotency_key,
-            browser_ip=self.browser_ip,
+            browser_ip=self.browser_ip, extra_headers=mode,
         )  # fmt: skip
 
     # ---- as the web process ------------------------------------------------------------------------------

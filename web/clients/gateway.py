@@ -51,8 +51,11 @@ class Gateway:
         idempotency_key: str | None = None,
         browser_ip: str | None = None,
         accept_language: str | None = None,
+        extra_headers: dict[str, str] | None = None,
     ) -> Any:
         headers = {"Authorization": auth} if auth else {}
+        if extra_headers:
+            headers.update(extra_headers)
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
         if browser_ip:

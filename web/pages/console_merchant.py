@@ -825,7 +825,18 @@ WEBHOOKS = "/console/merchant/webhooks"
 # The cashier's event types (services/cashier/domain/webhook_endpoints.py EVENT_TYPES; the web process does not import
 # a service's code): an endpoint receives the ones ticked, or every type, later ones included ("*").
 EVENT_TYPES = ("payment.succeeded", "payment.failed", "payment.closed", "refund.succeeded", "refund.failed")
-ENDPOINT_FIELDS = ("url", "enabled", "enabled_events", "previous_secret_expires_at")
+ENDPOINT_FIELDS = ("url", "enabled", "enabled_events", "previous_secret_expires_at", "livemode")
+
+
+Mode = Annotated[str, Query(max_length=4)]
+
+
+def console_mode(ctx: ConsoleContext, chosen: str | None) -> str:
+    """The mode a page makes and lists objects in (its live / test switch): the one chosen, else the cashier's own
+    default (test on a development platform, live in production), so a page left alone behaves as the API does."""
+    if chosen in ("live", "test"):
+        return chosen
+    return "live" if ctx.page.settings.env == "prod" else "test"
 
 
 def _key(ctx: ConsoleContext, what: str) -> str:
@@ -833,31 +844,35 @@ def _key(ctx: ConsoleContext, what: str) -> str:
     return f"console-{what}-{_request_id(ctx.form)}"
 
 
-async def _endpoints_page(ctx: ConsoleContext, status_code: int = 200, **values: Any) -> Response:
-    endpoints = (await ctx.api.get("/v1/webhook-endpoints")).get("data", [])
+async def _endpoints_page(ctx: ConsoleContext, mode: str, status_code: int = 200, **values: Any) -> Response:
+    """The endpoints of one mode (an endpoint gets its own mode's events only) and the form adding one in it."""
+    endpoints = (await ctx.api.in_mode(mode).get("/v1/webhook-endpoints")).get("data", [])
     return _show(ctx, "merchant_webhooks.html", "/webhooks", ctx.page.gettext("Webhooks"), status_code,
-                 endpoints=endpoints, event_types=EVENT_TYPES, overlaps=OVERLAPS, **values)  # fmt: skip
+                 endpoints=endpoints, event_types=EVENT_TYPES, overlaps=OVERLAPS, mode=mode, **values)  # fmt: skip
 
 
 @routes.get("/webhooks", "webhooks.manage")
-async def webhooks(ctx: Console) -> Response:
-    return await _endpoints_page(ctx)
+async def webhooks(ctx: Console, mode: Mode = "") -> Response:
+    return await _endpoints_page(ctx, console_mode(ctx, mode))
 
 
 @routes.post("/webhooks", "webhooks.manage")
 async def create_endpoint(ctx: Console) -> Response:
-    """A new endpoint; its signing secret is shown on this answer only (never stored here, never shown again)."""
+    """A new endpoint in the mode of the page it was added on; its signing secret is shown on this answer only
+    (never stored here, never shown again)."""
+    mode = console_mode(ctx, ctx.form.get("mode"))
     url = ctx.form.get("url", "").strip()[:2000]
     events = ["*"] if ctx.form.get("all_events") == "1" else [e for e in EVENT_TYPES if ctx.form.get(f"event_{e}")]
     if not url.startswith(("https://", "http://")) or not events:
-        return ctx.redirect(WEBHOOKS, error="invalid")
+        return ctx.redirect(WEBHOOKS, error="invalid", mode=mode)
     body = {"url": url, "enabled_events": events, "description": ctx.form.get("description", "").strip()[:500] or None}
     try:
-        created = await ctx.api.call("POST", "/v1/webhook-endpoints", json=body, idempotency_key=_key(ctx, "we"))
+        created = await ctx.api.in_mode(mode).call("POST", "/v1/webhook-endpoints", json=body,
+                                                   idempotency_key=_key(ctx, "we"))  # fmt: skip
     except GatewayProblem as exc:
-        return ctx.redirect(WEBHOOKS, error=_error(exc))
+        return ctx.redirect(WEBHOOKS, error=_error(exc), mode=mode)
     await ctx.api.audit("webhook_endpoint.created", created["id"], None, _endpoint_record(created))
-    return await _endpoints_page(ctx, secret={"id": created["id"], "secret": created["secret"]}, done="created")
+    return await _endpoints_page(ctx, mode, secret={"id": created["id"], "secret": created["secret"]}, done="created")
 
 
 def _endpoint_record(endpoint: dict[str, Any]) -> dict[str, Any]:
@@ -868,14 +883,16 @@ def _endpoint_record(endpoint: dict[str, Any]) -> dict[str, Any]:
 async def _change_endpoint(ctx: ConsoleContext, endpoint_id: str, action: str, method: str, path: str,
                            body: dict[str, Any] | None = None) -> dict[str, Any] | Response:  # fmt: skip
     """One write on one of the merchant's endpoints (the cashier finds it within the merchant, or 404), audited with
-    the endpoint before and after; a Response when it was refused (back to the list with the reason)."""
+    the endpoint before and after; a Response when it was refused (back to the list of the page's mode with the
+    reason)."""
+    mode = console_mode(ctx, ctx.form.get("mode"))
     if not _looks_like_id(endpoint_id):
-        return ctx.redirect(WEBHOOKS, error="invalid")
+        return ctx.redirect(WEBHOOKS, error="invalid", mode=mode)
     try:
         before = await ctx.api.get(f"/v1/webhook-endpoints/{endpoint_id}")
         after = await ctx.api.call(method, path, json=body, idempotency_key=_key(ctx, f"we-{action}"))
     except GatewayProblem as exc:
-        return ctx.redirect(WEBHOOKS, error=_error(exc))
+        return ctx.redirect(WEBHOOKS, error=_error(exc), mode=mode)
     after = after if isinstance(after, dict) and after else {}
     await ctx.api.audit(f"webhook_endpoint.{action}", endpoint_id, _endpoint_record(before),
                         _endpoint_record(after) if after else None)  # fmt: skip
@@ -886,20 +903,32 @@ async def _change_endpoint(ctx: ConsoleContext, endpoint_id: str, action: str, m
 async def enable_endpoint(ctx: Console, endpoint_id: str) -> Response:
     done = await _change_endpoint(ctx, endpoint_id, "enabled", "PATCH", f"/v1/webhook-endpoints/{endpoint_id}",
                                   {"enabled": True})  # fmt: skip
-    return done if isinstance(done, Response) else ctx.redirect(WEBHOOKS, done="enabled")
+    return (
+        done
+        if isinstance(done, Response)
+        else ctx.redirect(WEBHOOKS, done="enabled", mode=console_mode(ctx, ctx.form.get("mode")))
+    )
 
 
 @routes.post("/webhooks/{endpoint_id}/disable", "webhooks.manage")
 async def disable_endpoint(ctx: Console, endpoint_id: str) -> Response:
     done = await _change_endpoint(ctx, endpoint_id, "disabled", "PATCH", f"/v1/webhook-endpoints/{endpoint_id}",
                                   {"enabled": False})  # fmt: skip
-    return done if isinstance(done, Response) else ctx.redirect(WEBHOOKS, done="disabled")
+    return (
+        done
+        if isinstance(done, Response)
+        else ctx.redirect(WEBHOOKS, done="disabled", mode=console_mode(ctx, ctx.form.get("mode")))
+    )
 
 
 @routes.post("/webhooks/{endpoint_id}/delete", "webhooks.manage")
 async def delete_endpoint(ctx: Console, endpoint_id: str) -> Response:
     done = await _change_endpoint(ctx, endpoint_id, "deleted", "DELETE", f"/v1/webhook-endpoints/{endpoint_id}")
-    return done if isinstance(done, Response) else ctx.redirect(WEBHOOKS, done="deleted")
+    return (
+        done
+        if isinstance(done, Response)
+        else ctx.redirect(WEBHOOKS, done="deleted", mode=console_mode(ctx, ctx.form.get("mode")))
+    )
 
 
 @routes.post("/webhooks/{endpoint_id}/rotate", "webhooks.manage")
@@ -912,7 +941,8 @@ async def rotate_endpoint_secret(ctx: Console, endpoint_id: str) -> Response:
     done = await _change_endpoint(ctx, endpoint_id, "secret_rotated", "POST", path, {"overlap_seconds": seconds})
     if isinstance(done, Response):
         return done
-    return await _endpoints_page(ctx, secret={"id": done["id"], "secret": done["secret"]}, done="rotated")
+    mode = console_mode(ctx, ctx.form.get("mode"))
+    return await _endpoints_page(ctx, mode, secret={"id": done["id"], "secret": done["secret"]}, done="rotated")
 
 
 @routes.get("/webhooks/{endpoint_id}", "webhooks.manage")
@@ -967,12 +997,14 @@ PAYER_FIELDS = ("plate_number", "student_id", "unit_number", "reference")
 
 @routes.get("/payment-links", "payments.read")
 async def payment_links(
-    ctx: Console, cursor: Annotated[str | None, Query(pattern=r"^pl_[0-9a-f]{32}$")] = None
+    ctx: Console, cursor: Annotated[str | None, Query(pattern=r"^pl_[0-9a-f]{32}$")] = None, mode: Mode = ""
 ) -> Response:
-    page = await ctx.api.get("/v1/payment-links", limit=PAGE_SIZE, cursor=cursor)
+    """The links of one mode (the switch; a test link is paid in the sandboxes only) and the form making one in it."""
+    mode = console_mode(ctx, mode)
+    page = await ctx.api.in_mode(mode).get("/v1/payment-links", limit=PAGE_SIZE, cursor=cursor)
     return _show(ctx, "merchant_payment_links.html", "/payment-links", ctx.page.gettext("Payment links"),
                  items=page.get("data", []), next_cursor=page.get("next_cursor"),
-                 payer_fields=PAYER_FIELDS)  # fmt: skip
+                 payer_fields=PAYER_FIELDS, mode=mode)  # fmt: skip
 
 
 def link_draft(form: dict[str, str], *, now: datetime) -> dict[str, Any] | None:
@@ -1013,31 +1045,36 @@ def link_draft(form: dict[str, str], *, now: datetime) -> dict[str, Any] | None:
 
 @routes.post("/payment-links", "payment_links.manage")
 async def create_payment_link(ctx: Console) -> Response:
+    """A link in the mode of the page it was made on (the gateway forwards that mode as a key's)."""
+    mode = console_mode(ctx, ctx.form.get("mode"))
     body = link_draft(ctx.form, now=datetime.now(CHINA))
     if body is None:
-        return ctx.redirect(LINKS, error="invalid")
+        return ctx.redirect(LINKS, error="invalid", mode=mode)
     try:
-        link = await ctx.api.call("POST", "/v1/payment-links", json=body, idempotency_key=_key(ctx, "pl"))
+        link = await ctx.api.in_mode(mode).call("POST", "/v1/payment-links", json=body,
+                                                idempotency_key=_key(ctx, "pl"))  # fmt: skip
     except GatewayProblem as exc:
-        return ctx.redirect(LINKS, error=_error(exc))
-    record = ("amount_minor", "amount_min_minor", "amount_max_minor", "description", "max_uses", "expires_at")
+        return ctx.redirect(LINKS, error=_error(exc), mode=mode)
+    record = ("amount_minor", "amount_min_minor", "amount_max_minor", "description", "max_uses", "expires_at",
+              "livemode")  # fmt: skip
     await ctx.api.audit("payment_link.created", link["id"], None, {k: link.get(k) for k in record})
-    return ctx.redirect(LINKS, done="link_created")
+    return ctx.redirect(LINKS, done="link_created", mode=mode)
 
 
 @routes.post("/payment-links/{link_id}/deactivate", "payment_links.manage")
 async def deactivate_payment_link(ctx: Console, link_id: str) -> Response:
+    mode = console_mode(ctx, ctx.form.get("mode"))
     if not _looks_like_id(link_id):
-        return ctx.redirect(LINKS, error="invalid")
+        return ctx.redirect(LINKS, error="invalid", mode=mode)
     try:
         before = await ctx.api.get(f"/v1/payment-links/{link_id}")
         link = await ctx.api.call("POST", f"/v1/payment-links/{link_id}/deactivate",
                                   idempotency_key=_key(ctx, f"pl-off-{link_id}"))  # fmt: skip
     except GatewayProblem as exc:
-        return ctx.redirect(LINKS, error=_error(exc))
+        return ctx.redirect(LINKS, error=_error(exc), mode=mode)
     await ctx.api.audit("payment_link.deactivated", link_id, {"status": before.get("status")},
                         {"status": link.get("status")})  # fmt: skip
-    return ctx.redirect(LINKS, done="deactivated")
+    return ctx.redirect(LINKS, done="deactivated", mode=mode)
 
 
 # ---- coupons: the merchant's own stocks, and in-store redemption (核销) ------------------------------------------

@@ -21,6 +21,7 @@ import pytest
 from juhe_sdk import APIError, AsyncClient, NotFoundError
 
 from gateway.app import create_app as gateway_app
+from gateway.config import DEMO_WEB_CLIENT_TOKEN
 from gateway.seed import seed_demo_async
 from gateway.tests.integration.with_cashier import AlipaySandbox, alipay
 from libs.common.embedded import free_port
@@ -295,3 +296,55 @@ async def test_webhook_endpoints_events_and_refunds_stay_in_their_mode(env: Env)
     assert refund["livemode"] is False
     with pytest.raises(NotFoundError):
         await live.request("GET", f"/v1/refunds/{refund['id']}")
+
+
+async def test_a_console_session_names_its_mode_and_a_key_cannot(env: Env) -> None:
+    """A merchant console session has no key mode: the console names one (`Juhe-Mode`), and the link or endpoint it
+    makes has that mode and the list it reads holds that mode only; without the header it sees both, each marked.
+    A key sending the same header keeps its own mode (the test key's list stays test-only, its link is test)."""
+    merchant_id, test_key, _ = await env.merchant_with_both_keys()
+    body = {"kind": "merchant", "merchant_id": merchant_id, "email": f"{uuid.uuid4().hex[:8]}@mode.example",
+            "role": "owner"}  # fmt: skip
+    async with httpx.AsyncClient(base_url=env.url) as raw:
+        invited = await raw.post("/v1/platform/staff", json=body, headers={"Authorization": f"Bearer {env.admin_key}"})
+        assert invited.status_code == 201, invited.text
+        redeemed = await raw.post(
+            "/v1/web/console-links/redemption",
+            json={"token": invited.json()["url"].split("token=", 1)[1], "purpose": "invitation",
+                  "password": "correct horse battery staple"},
+            headers={"Authorization": f"Bearer {DEMO_WEB_CLIENT_TOKEN}"},
+        )  # fmt: skip
+        assert redeemed.status_code == 200, redeemed.text
+        session = {"Authorization": f"Bearer {redeemed.json()['session']['token']}"}
+
+        async def console(method: str, path: str, mode: str | None, **kwargs: Any) -> httpx.Response:
+            headers = {**session, "Idempotency-Key": uuid.uuid4().hex, **({"Juhe-Mode": mode} if mode else {})}
+            return await raw.request(method, path, headers=headers, **kwargs)
+
+        link = {"amount_minor": 321, "currency": "CNY"}
+        made = {}
+        for mode in ("live", "test"):
+            answer = await console("POST", "/v1/payment-links", mode, json={**link, "description": f"{mode} link"})
+            assert answer.status_code == 201, answer.text
+            made[mode] = answer.json()
+            hook = {"url": f"https://hooks.example/{mode}", "enabled_events": ["*"]}
+            endpoint = await console("POST", "/v1/webhook-endpoints", mode, json=hook)
+            assert endpoint.status_code == 201 and endpoint.json()["livemode"] is (mode == "live"), endpoint.text
+        assert (made["live"]["livemode"], made["test"]["livemode"]) == (True, False)
+        for mode in ("live", "test"):
+            links = (await console("GET", "/v1/payment-links", mode)).json()["data"]
+            assert [x["description"] for x in links] == [f"{mode} link"]
+            endpoints = (await console("GET", "/v1/webhook-endpoints", mode)).json()["data"]
+            assert [e["url"] for e in endpoints] == [f"https://hooks.example/{mode}"]
+        both = (await console("GET", "/v1/payment-links", None)).json()["data"]
+        assert sorted((x["description"], x["livemode"]) for x in both) == [("live link", True), ("test link", False)]
+        refused = await console("GET", "/v1/payment-links", "staging")
+        assert (refused.status_code, refused.json()["code"]) == (422, "validation_failed")
+
+    # A key's mode is its own: the header changes nothing for it.
+    test = env.merchant(test_key)
+    listed = await test.request("GET", "/v1/payment-links", headers={"Juhe-Mode": "live"})
+    assert [x["description"] for x in listed["data"]] == ["test link"]
+    kept = await test.request("POST", "/v1/payment-links", json={**link, "description": "key link"},
+                              headers={"Juhe-Mode": "live"})  # fmt: skip
+    assert kept["livemode"] is False

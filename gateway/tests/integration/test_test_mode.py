@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from juhe_sdk import APIError, AsyncClient, NotFoundError
 
@@ -298,24 +299,31 @@ async def test_webhook_endpoints_events_and_refunds_stay_in_their_mode(env: Env)
         await live.request("GET", f"/v1/refunds/{refund['id']}")
 
 
+async def _staff_session(env: Env, raw: httpx.AsyncClient, role: str, merchant_id: str | None = None) -> dict[str, str]:
+    """A console session of a new member: a merchant's (`merchant_id`) or an operator (who sets up TOTP)."""
+    web = {"Authorization": f"Bearer {DEMO_WEB_CLIENT_TOKEN}"}
+    body = {"kind": "merchant" if merchant_id else "operator", "merchant_id": merchant_id, "role": role,
+            "email": f"{uuid.uuid4().hex[:8]}@mode.example"}  # fmt: skip
+    invited = await raw.post("/v1/platform/staff", json=body, headers={"Authorization": f"Bearer {env.admin_key}"})
+    assert invited.status_code == 201, invited.text
+    link = {"token": invited.json()["url"].split("token=", 1)[1], "purpose": "invitation"}
+    extra = {}
+    if merchant_id is None:
+        details = (await raw.post("/v1/web/console-links/inspection", json=link, headers=web)).json()
+        extra["totp_code"] = pyotp.TOTP(details["totp_secret"]).now()
+    redeemed = await raw.post("/v1/web/console-links/redemption", headers=web,
+                              json={**link, "password": "correct horse battery staple", **extra})  # fmt: skip
+    assert redeemed.status_code == 200, redeemed.text
+    return {"Authorization": f"Bearer {redeemed.json()['session']['token']}"}
+
+
 async def test_a_console_session_names_its_mode_and_a_key_cannot(env: Env) -> None:
     """A merchant console session has no key mode: the console names one (`Juhe-Mode`), and the link or endpoint it
     makes has that mode and the list it reads holds that mode only; without the header it sees both, each marked.
     A key sending the same header keeps its own mode (the test key's list stays test-only, its link is test)."""
     merchant_id, test_key, _ = await env.merchant_with_both_keys()
-    body = {"kind": "merchant", "merchant_id": merchant_id, "email": f"{uuid.uuid4().hex[:8]}@mode.example",
-            "role": "owner"}  # fmt: skip
     async with httpx.AsyncClient(base_url=env.url) as raw:
-        invited = await raw.post("/v1/platform/staff", json=body, headers={"Authorization": f"Bearer {env.admin_key}"})
-        assert invited.status_code == 201, invited.text
-        redeemed = await raw.post(
-            "/v1/web/console-links/redemption",
-            json={"token": invited.json()["url"].split("token=", 1)[1], "purpose": "invitation",
-                  "password": "correct horse battery staple"},
-            headers={"Authorization": f"Bearer {DEMO_WEB_CLIENT_TOKEN}"},
-        )  # fmt: skip
-        assert redeemed.status_code == 200, redeemed.text
-        session = {"Authorization": f"Bearer {redeemed.json()['session']['token']}"}
+        session = await _staff_session(env, raw, "owner", merchant_id)
 
         async def console(method: str, path: str, mode: str | None, **kwargs: Any) -> httpx.Response:
             headers = {**session, "Idempotency-Key": uuid.uuid4().hex, **({"Juhe-Mode": mode} if mode else {})}
@@ -348,3 +356,59 @@ async def test_a_console_session_names_its_mode_and_a_key_cannot(env: Env) -> No
     kept = await test.request("POST", "/v1/payment-links", json={**link, "description": "key link"},
                               headers={"Juhe-Mode": "live"})  # fmt: skip
     assert kept["livemode"] is False
+
+
+async def test_an_operator_switches_a_channel_configuration_without_its_secrets(env: Env) -> None:
+    """`PATCH /v1/admin/merchants/{id}/channels/{channel}` through the gateway: an operator with
+    platform.merchants.manage turns the test configuration off and on and moves its priority by the version read (a
+    stale version is 409, nothing changed); the config and the live configuration beside it are untouched (test
+    payments stop and resume, live ones go on); an operator without the permission and a merchant's key are refused."""
+    merchant_id, test_key, live_key = await env.merchant_with_both_keys()
+    await env.put_alipay(merchant_id, "127.0.0.1")
+    async with httpx.AsyncClient() as http:
+        live_app = (await http.post(env.alipay[0].base_url + "/control/apps", json={})).json()
+    await env.put_alipay(merchant_id, "localhost", live_app)
+    path = f"/v1/admin/merchants/{merchant_id}/channels/alipay"
+
+    def configs(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {r["mode"]: r for r in rows}
+
+    before = configs(await env.admin().request("GET", f"/v1/admin/merchants/{merchant_id}/channels"))
+    test, live = env.merchant(test_key), env.merchant(live_key)
+    async with httpx.AsyncClient(base_url=env.url) as raw:
+        operations = await _staff_session(env, raw, "operations")
+        support = await _staff_session(env, raw, "support")
+
+        async def patch(session: dict[str, str], **body: Any) -> httpx.Response:
+            return await raw.patch(path, json=body, headers={**session, "Idempotency-Key": uuid.uuid4().hex})
+
+        off = await patch(operations, mode="test", version=before["test"]["version"], enabled=False, priority=7)
+        assert off.status_code == 200, off.text
+        assert (off.json()["enabled"], off.json()["priority"], off.json()["version"]) == (False, 7, 2)
+        assert off.json()["config"] == before["test"]["config"]  # the secrets were not resent and are unchanged
+        stale = await patch(operations, mode="test", version=before["test"]["version"], enabled=True)
+        assert (stale.status_code, stale.json()["code"]) == (409, "channel_config_changed")
+        live_off = await patch(operations, mode="live", version=1, enabled=False)
+        assert live_off.status_code == 200  # the live one is a config of its own, at its own version
+        back = await patch(operations, mode="live", version=2, enabled=True)
+        assert back.status_code == 200 and back.json()["enabled"] is True
+        refused = await patch(support, mode="test", version=2, enabled=True)
+        assert (refused.status_code, refused.json()["code"]) == (403, "route_forbidden")
+        absent = await raw.patch(f"/v1/admin/merchants/{merchant_id}/channels/wechatpay", headers=operations,
+                                 json={"mode": "test", "version": 1, "enabled": True})  # fmt: skip
+        assert (absent.status_code, absent.json()["code"]) == (404, "channel_config_not_found")
+        with pytest.raises(APIError) as bad:
+            await test.request("PATCH", path, json={"mode": "test", "version": 2, "enabled": True})
+        assert bad.value.status in (403, 404)  # a merchant's key never reaches the platform's admin routes
+
+        with pytest.raises(APIError) as off_now:  # the test payments stop; the live ones go on
+            await test.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+        assert off_now.value.code == "no_route_available"
+        paid_live = await live.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+        assert paid_live["livemode"] is True
+        on = await patch(operations, mode="test", version=2, enabled=True)
+        assert on.status_code == 200 and on.json()["version"] == 3
+    paid = await test.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
+    assert paid["attempts"][0]["status"] == "processing"  # the unchanged keys still sign at the sandbox
+    after = configs(await env.admin().request("GET", f"/v1/admin/merchants/{merchant_id}/channels"))
+    assert after["test"]["config"] == before["test"]["config"] and after["live"]["config"] == before["live"]["config"]

@@ -307,6 +307,17 @@ class MerchantChannelRequest(BaseModel):
     )
 
 
+class MerchantChannelPatchRequest(BaseModel):
+    """Switch a configuration on or off or move it in the fallback order without resending its secrets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Mode = Field(description="Which of the channel's configurations (a test and a live one may exist)")
+    version: int = Field(ge=1, description="The version last read: a configuration changed since is 409")
+    enabled: bool | None = None
+    priority: int | None = Field(default=None, ge=0, le=10_000)
+
+
 class MerchantChannelResponse(BaseModel):
     merchant_id: str
     channel: str
@@ -386,6 +397,11 @@ class TransferCreateRequest(BaseModel):
     payee_name: str | None = Field(default=None, min_length=1, max_length=64)
     remark: str = Field(min_length=1, max_length=128)
     scene_id: str | None = Field(default=None, max_length=16, description="WeChat transfer_scene_id")
+    livemode: bool | None = Field(
+        default=None,
+        description="The mode of the money moved: only that mode's configuration of the paying merchant pays "
+        "(absent: its only configuration of the channel)",
+    )
 
 
 class TransferResponse(BaseModel):

@@ -48,6 +48,11 @@ INVALID_CHANNEL_CONFIG = ErrorSpec("invalid_channel_config", 422, "The channel c
 CHANNEL_MODE_MISMATCH = ErrorSpec(
     "channel_mode_mismatch", 422, "Test configurations point only at sandboxes, live ones only at real channels"
 )
+CHANNEL_CONFIG_NOT_FOUND = ErrorSpec(
+    "channel_config_not_found", 404, "The merchant has no configuration of this channel in this mode"
+)
+# A PATCH names the version it read: another change came first (read it again, then decide).
+CHANNEL_CONFIG_CHANGED = ErrorSpec("channel_config_changed", 409, "The channel configuration changed meanwhile")
 INSUFFICIENT_FUNDS = ErrorSpec("insufficient_funds", 402, "The payer's wallet balance is too low for this payment")
 WALLET_NOT_FOUND = ErrorSpec("wallet_not_found", 422, "The payer has no wallet in this currency")
 PAYMENT_NOT_CONFIRMABLE = ErrorSpec(

@@ -43,6 +43,9 @@ class TransferDraft:
     merchant_id: str  # whose channel account pays (the platform's payout merchant)
     channel: str
     request: TransferRequest
+    # The mode of the money moved (settlement's payout / withdrawal): only that mode's configuration pays, so a
+    # paying merchant holding a test and a live configuration side by side is not a guess. None: its only one.
+    livemode: bool | None = None
 
 
 def transfer_view(channel: str, result: TransferResult) -> dict[str, Any]:
@@ -64,10 +67,13 @@ def _check_channel(channel: str) -> None:
         )
 
 
-async def _call(cashier: Cashier, merchant_id: str, channel: str, operation: str, *args: Any) -> TransferResult:
-    """One connector transfer operation; channel failures become the catalogue's problems."""
+async def _call(
+    cashier: Cashier, merchant_id: str, channel: str, livemode: bool | None, operation: str, *args: Any
+) -> TransferResult:
+    """One connector transfer operation on the configuration of the money's mode; channel failures become the
+    catalogue's problems."""
     _check_channel(channel)
-    connector = await cashier.connectors.get(merchant_id, channel)
+    connector = await cashier.connectors.get(merchant_id, channel, livemode=livemode)
     if channel == "wechatpay":
         from services.cashier.connectors.wechatpay import transfers as wechat
 
@@ -99,20 +105,24 @@ async def submit_transfer(cashier: Cashier, draft: TransferDraft) -> dict[str, A
     if draft.channel == "wechatpay" and request.notify_url is None and cashier.settings.public_base_url:
         notify_url = cashier.settings.public_base_url.rstrip("/") + NOTIFY_PATH.format(merchant_id=draft.merchant_id)
         request = TransferRequest(**{**{f: getattr(request, f) for f in request.__slots__}, "notify_url": notify_url})
-    result = await _call(cashier, draft.merchant_id, draft.channel, "submit", request)
+    result = await _call(cashier, draft.merchant_id, draft.channel, draft.livemode, "submit", request)
     log.info(
         "transfer submitted", channel=draft.channel, out_transfer_no=result.out_transfer_no, status=result.status.value
     )
     return transfer_view(draft.channel, result)
 
 
-async def query_transfer(cashier: Cashier, *, merchant_id: str, channel: str, out_transfer_no: str) -> dict[str, Any]:
-    return transfer_view(channel, await _call(cashier, merchant_id, channel, "query", out_transfer_no))
+async def query_transfer(
+    cashier: Cashier, *, merchant_id: str, channel: str, out_transfer_no: str, livemode: bool | None = None
+) -> dict[str, Any]:
+    return transfer_view(channel, await _call(cashier, merchant_id, channel, livemode, "query", out_transfer_no))
 
 
-async def cancel_transfer(cashier: Cashier, *, merchant_id: str, channel: str, out_transfer_no: str) -> dict[str, Any]:
+async def cancel_transfer(
+    cashier: Cashier, *, merchant_id: str, channel: str, out_transfer_no: str, livemode: bool | None = None
+) -> dict[str, Any]:
     """Withdraw a WeChat bill the user has not confirmed (it ends CANCELLED; a confirmed one is refused)."""
-    return transfer_view(channel, await _call(cashier, merchant_id, channel, "cancel", out_transfer_no))
+    return transfer_view(channel, await _call(cashier, merchant_id, channel, livemode, "cancel", out_transfer_no))
 
 
 async def handle_transfer_notification(
@@ -124,13 +134,19 @@ async def handle_transfer_notification(
     from services.cashier.connectors.wechatpay.transfers import parse_transfer_notification
 
     spec = channel_spec("wechatpay")
-    try:
-        connector = await cashier.connectors.get(merchant_id, "wechatpay")
-        assert isinstance(connector, WechatPayConnector)
-        result = parse_transfer_notification(connector, headers, body)
-    except (InvalidSignature, ChannelError, ChannelUnavailable, Problem) as exc:
-        log.warning("transfer notification refused", merchant_id=merchant_id, error=repr(exc))
-        return spec.refuse_notification(str(exc))
+    result = None
+    refusal = f"merchant {merchant_id} has no wechatpay channel configured"
+    # test and live side by side: the configuration whose keys signed it verifies it (as payment notifications)
+    for mode, connector in await cashier.connectors.each_mode(merchant_id, "wechatpay"):
+        try:
+            assert isinstance(connector, WechatPayConnector)
+            result = parse_transfer_notification(connector, headers, body)
+            break
+        except (InvalidSignature, ChannelError, ChannelUnavailable, Problem) as exc:
+            log.warning("transfer notification refused", merchant_id=merchant_id, mode=mode, error=repr(exc))
+            refusal = str(exc)
+    if result is None:
+        return spec.refuse_notification(refusal)
     log.info("transfer notification", out_transfer_no=result.out_transfer_no, status=result.status.value)
     await cashier.settlement.nudge_transfer(result.out_transfer_no)
     return WECHAT_ACK

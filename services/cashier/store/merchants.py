@@ -18,11 +18,11 @@ async def get_merchant(conn: AsyncConnection, merchant_id: str) -> Row[Any] | No
     return (await conn.execute(select(merchants).where(merchants.c.merchant_id == merchant_id))).first()
 
 
-async def ensure_merchant(conn: AsyncConnection, merchant_id: str, *, generated_secret: str) -> Row[Any]:
-    """The merchant row, created with a generated webhook secret the first time it is named."""
+async def ensure_merchant(conn: AsyncConnection, merchant_id: str, *, webhook_secret_sealed: bytes) -> Row[Any]:
+    """The merchant row, created with its (sealed) webhook secret the first time it is named."""
     await conn.execute(
         insert(merchants)
-        .values(merchant_id=merchant_id, webhook_secret=generated_secret)
+        .values(merchant_id=merchant_id, webhook_secret_sealed=webhook_secret_sealed)
         .on_conflict_do_nothing(index_elements=[merchants.c.merchant_id])
     )
     row = await get_merchant(conn, merchant_id)
@@ -31,11 +31,11 @@ async def ensure_merchant(conn: AsyncConnection, merchant_id: str, *, generated_
 
 
 async def update_merchant(
-    conn: AsyncConnection, merchant_id: str, *, webhook_secret: str | None, notify_url: str | None
+    conn: AsyncConnection, merchant_id: str, *, webhook_secret_sealed: bytes | None, notify_url: str | None
 ) -> Row[Any] | None:
     values: dict[str, Any] = {"updated_at": func.now(), "notify_url": notify_url}
-    if webhook_secret is not None:
-        values["webhook_secret"] = webhook_secret
+    if webhook_secret_sealed is not None:
+        values["webhook_secret_sealed"] = webhook_secret_sealed
     result = await conn.execute(
         merchants.update().where(merchants.c.merchant_id == merchant_id).values(**values).returning(merchants)
     )
@@ -68,6 +68,21 @@ async def upsert_channel(
         },
     ).returning(merchant_channels)
     return (await conn.execute(upsert)).one()
+
+
+async def patch_channel(
+    conn: AsyncConnection, *, merchant_id: str, channel: str, mode: Mode, version: int, changes: dict[str, Any]
+) -> Row[Any] | None:
+    """`changes` (enabled, priority) on the config at `version` only, its config (secrets) untouched; None when no
+    config of that mode is at that version (absent, or changed meanwhile: the caller tells which)."""
+    c = merchant_channels.c
+    statement = (
+        merchant_channels.update()
+        .where(c.merchant_id == merchant_id, c.channel == channel, c.mode == mode, c.version == version)
+        .values(**changes, version=c.version + 1, updated_at=func.now())
+        .returning(merchant_channels)
+    )
+    return (await conn.execute(statement)).first()
 
 
 async def channel_configs(conn: AsyncConnection, merchant_id: str, channel: str) -> Sequence[Row[Any]]:

@@ -12,18 +12,25 @@ from fastapi import APIRouter
 from libs.common.errors import Problem
 from services.cashier.api.deps import CashierDep
 from services.cashier.api.schemas import (
+    MerchantChannelPatchRequest,
     MerchantChannelRequest,
     MerchantChannelResponse,
     MerchantResponse,
     MerchantUpdateRequest,
 )
 from services.cashier.connectors.registry import build_connector, channel_endpoints, close_connector, redacted
-from services.cashier.domain.errors import MERCHANT_NOT_FOUND
+from services.cashier.domain.errors import CHANNEL_CONFIG_CHANGED, CHANNEL_CONFIG_NOT_FOUND, MERCHANT_NOT_FOUND
 from services.cashier.domain.modes import config_mode
 from services.cashier.flows import merchants as merchant_flow
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.webhook_targets import ensure_allowed_notify_url
-from services.cashier.store.merchants import get_merchant, list_channels, upsert_channel
+from services.cashier.store.merchants import (
+    channel_configs,
+    get_merchant,
+    list_channels,
+    patch_channel,
+    upsert_channel,
+)
 
 router = APIRouter(prefix="/v1/admin/merchants", tags=["admin"])
 
@@ -35,7 +42,7 @@ async def put_merchant(merchant_id: str, body: MerchantUpdateRequest, cashier: C
     row = await merchant_flow.put_merchant(
         cashier, merchant_id, webhook_secret=body.webhook_secret, notify_url=body.notify_url
     )
-    return MerchantResponse(merchant_id=row.merchant_id, webhook_secret=row.webhook_secret, notify_url=row.notify_url)
+    return _merchant_response(cashier, row)
 
 
 @router.get("/{merchant_id}")
@@ -44,7 +51,13 @@ async def read_merchant(merchant_id: str, cashier: CashierDep) -> MerchantRespon
         row = await get_merchant(conn, merchant_id)
     if row is None:
         raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} does not exist")
-    return MerchantResponse(merchant_id=row.merchant_id, webhook_secret=row.webhook_secret, notify_url=row.notify_url)
+    return _merchant_response(cashier, row)
+
+
+def _merchant_response(cashier: Cashier, row: Any) -> MerchantResponse:
+    """The platform's view of the merchant: its webhook secret opened from the seal (platform-only route)."""
+    secret = merchant_flow.merchant_webhook_secret(cashier.sealer, row)
+    return MerchantResponse(merchant_id=row.merchant_id, webhook_secret=secret, notify_url=row.notify_url)
 
 
 @router.put("/{merchant_id}/channels/{channel}")
@@ -66,6 +79,28 @@ async def put_channel(
             mode=mode,
         )
     return _channel_response(cashier, row)
+
+
+@router.patch("/{merchant_id}/channels/{channel}")
+async def change_channel(
+    merchant_id: str, channel: str, body: MerchantChannelPatchRequest, cashier: CashierDep
+) -> MerchantChannelResponse:
+    """Enable, disable or re-prioritise one configuration (by mode) without resending its secrets: the operator
+    console's switch. A compare-and-set on the version read, so two operators never overwrite each other; the
+    config itself (keys, endpoints, so its mode) is untouched, and the bumped version makes every replica's pool
+    read it again."""
+    changes = body.model_dump(include={"enabled", "priority"}, exclude_none=True)
+    async with cashier.uow.begin() as tx:
+        row = await patch_channel(tx.conn, merchant_id=merchant_id, channel=channel, mode=body.mode,
+                                  version=body.version, changes=changes)  # fmt: skip
+        if row is None:
+            existing = [r for r in await channel_configs(tx.conn, merchant_id, channel) if r.mode == body.mode]
+    if row is not None:
+        return _channel_response(cashier, row)
+    if not existing:
+        raise Problem(CHANNEL_CONFIG_NOT_FOUND, f"merchant {merchant_id} has no {body.mode} {channel} configuration")
+    raise Problem(CHANNEL_CONFIG_CHANGED, f"the {body.mode} {channel} configuration is at version "
+                  f"{existing[0].version}, not {body.version}: read it again", version=existing[0].version)  # fmt: skip
 
 
 @router.get("/{merchant_id}/channels")

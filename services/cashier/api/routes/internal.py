@@ -22,6 +22,9 @@ async def requery(payment_id: str, cashier: CashierDep) -> PaymentResponse:
 
 
 PayingMerchant = Annotated[str, Query(min_length=1, max_length=64, description="Whose channel account pays")]
+Livemode = Annotated[
+    bool | None, Query(description="The money's mode: that mode's configuration (absent: the only one)")
+]
 
 
 @router.post("/v1/internal/transfers")
@@ -38,25 +41,30 @@ async def create_transfer(body: TransferCreateRequest, cashier: CashierDep) -> T
         scene_id=body.scene_id,
     )
     view: dict[str, Any] = await submit_transfer(
-        cashier, TransferDraft(merchant_id=body.merchant_id, channel=body.channel, request=request)
+        cashier,
+        TransferDraft(merchant_id=body.merchant_id, channel=body.channel, request=request, livemode=body.livemode),
     )
     return TransferResponse.model_validate(view)
 
 
 @router.get("/v1/internal/transfers/{channel}/{out_transfer_no}")
 async def get_transfer(
-    channel: str, out_transfer_no: str, merchant_id: PayingMerchant, cashier: CashierDep
+    channel: str, out_transfer_no: str, merchant_id: PayingMerchant, cashier: CashierDep, livemode: Livemode = None
 ) -> TransferResponse:
     return TransferResponse.model_validate(
-        await query_transfer(cashier, merchant_id=merchant_id, channel=channel, out_transfer_no=out_transfer_no)
+        await query_transfer(
+            cashier, merchant_id=merchant_id, channel=channel, out_transfer_no=out_transfer_no, livemode=livemode
+        )
     )
 
 
 @router.post("/v1/internal/transfers/{channel}/{out_transfer_no}/cancel")
 async def cancel(
-    channel: str, out_transfer_no: str, merchant_id: PayingMerchant, cashier: CashierDep
+    channel: str, out_transfer_no: str, merchant_id: PayingMerchant, cashier: CashierDep, livemode: Livemode = None
 ) -> TransferResponse:
     """Withdraw a WeChat transfer the user has not confirmed (its confirmation deadline passed at Juhe)."""
     return TransferResponse.model_validate(
-        await cancel_transfer(cashier, merchant_id=merchant_id, channel=channel, out_transfer_no=out_transfer_no)
+        await cancel_transfer(
+            cashier, merchant_id=merchant_id, channel=channel, out_transfer_no=out_transfer_no, livemode=livemode
+        )
     )

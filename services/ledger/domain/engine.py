@@ -127,8 +127,11 @@ def _iso(value: datetime | None, cache: dict[datetime, str]) -> str | None:
     return text
 
 
-def transfer_event_data(t: Transfer, iso_cache: dict[datetime, str] | None = None) -> dict[str, Any]:
-    """Event payload: enough for a consumer to act without calling back (ids, postings, amounts).
+def transfer_event_data(
+    t: Transfer, iso_cache: dict[datetime, str] | None = None, *, livemode: bool = True
+) -> dict[str, Any]:
+    """Event payload: enough for a consumer to act without calling back (ids, postings, amounts, and the book
+    `livemode` its accounts are in: a transfer never mixes books).
 
     Built on the hot path (one per transfer), so plain dicts and the StrEnum members themselves (they
     are `str`) rather than `.value` lookups.
@@ -156,6 +159,7 @@ def transfer_event_data(t: Transfer, iso_cache: dict[datetime, str] | None = Non
         "created_at": _iso(t.created_at, cache),
         "timeout_at": _iso(t.timeout_at, cache),
         "finalized_at": _iso(t.finalized_at, cache),
+        "livemode": livemode,
     }
 
 
@@ -273,6 +277,11 @@ class BatchEngine:
             del self._journal[mark:]  # committed or undone: either way nothing left to undo
         return outcomes
 
+    def _event_data(self, transfer: Transfer) -> dict[str, Any]:
+        """The transfer's event payload with its book (that of its accounts, one book by the rule of `_create`)."""
+        first = self.accounts.get(transfer.postings[0].account_id) if transfer.postings else None
+        return transfer_event_data(transfer, self._iso_cache, livemode=first is None or first.livemode)
+
     def _account(self, account_id: str) -> Account:
         account = self.accounts.get(account_id)
         if account is None:
@@ -356,9 +365,7 @@ class BatchEngine:
         self._append(self.effects.new_transfers, transfer)
         self._remember(key, transfer)
         event_type = "transfer.pending" if request.pending else "transfer.posted"
-        self._append(
-            self.effects.events, Event(event_type, transfer.id, transfer_event_data(transfer, self._iso_cache))
-        )
+        self._append(self.effects.events, Event(event_type, transfer.id, self._event_data(transfer)))
         return Outcome(transfer=transfer)
 
     def _move(
@@ -438,9 +445,7 @@ class BatchEngine:
         )
         self._append(self.effects.finalized_transfers, transfer)
         event_type = "transfer.expired" if expired else "transfer.voided"
-        self._append(
-            self.effects.events, Event(event_type, transfer.id, transfer_event_data(transfer, self._iso_cache))
-        )
+        self._append(self.effects.events, Event(event_type, transfer.id, self._event_data(transfer)))
 
     def _post(self, command: PostPending) -> Outcome:
         transfer = self._pending_transfer(command.transfer_id)
@@ -469,9 +474,7 @@ class BatchEngine:
             EntryKind.PENDING_POSTED,
         )
         self._append(self.effects.finalized_transfers, transfer)
-        self._append(
-            self.effects.events, Event("transfer.posted", transfer.id, transfer_event_data(transfer, self._iso_cache))
-        )
+        self._append(self.effects.events, Event("transfer.posted", transfer.id, self._event_data(transfer)))
         return Outcome(transfer=transfer)
 
     def _void(self, command: VoidPending) -> Outcome:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -36,7 +37,8 @@ merchants = Table(
     "merchants",
     metadata,
     Column("merchant_id", String(64), primary_key=True),
-    Column("webhook_secret", Text, nullable=False),
+    # Sealed (AES-256-GCM, the cashier's secrets key ring, bound to merchant_id; migration 0023): it signs webhooks.
+    Column("webhook_secret_sealed", LargeBinary, nullable=False),
     Column("notify_url", Text),  # default merchant webhook URL when a payment names none
     # Origins allowed to frame the hosted checkout (juhe.js; migration 0014): its CSP frame-ancestors.
     Column("checkout_origins", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
@@ -226,10 +228,11 @@ webhook_endpoints = Table(
     Column("description", Text),
     Column("enabled_events", JSONB, nullable=False),  # list of event types, or ["*"]
     Column("enabled", Boolean, nullable=False, server_default=text("true")),
-    Column("secret", Text, nullable=False),
+    # Sealed like the merchant's webhook secret, both bound to the endpoint's id (migration 0023).
+    Column("secret_sealed", LargeBinary, nullable=False),
     # Made with a test or a live key: it receives only that mode's events (docs/test-mode.md, migration 0017).
     Column("livemode", Boolean, nullable=False),
-    Column("previous_secret", Text),
+    Column("previous_secret_sealed", LargeBinary),
     Column("previous_secret_expires_at", DateTime(timezone=True)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 
 from libs.common.settings import ServiceSettings, service_settings_config
 from services.cashier.domain.webhooks import DEFAULT_RETRY_SCHEDULE_SECONDS
 
+# 32 bytes, base64: the demo AES-256-GCM key that seals webhook signing secrets at rest; production refuses it.
+DEMO_SECRETS_KEY = "anVoZS1kZW1vLWNhc2hpZXItc2VjcmV0cy1rZXktMzI="
+
 
 class Settings(ServiceSettings):
     model_config = service_settings_config("cashier")
+
+    # The sealing key ring (libs/common/sealing.py): merchants' and webhook endpoints' signing secrets are sealed
+    # with the current key, named by its id; retired keys (id -> key) only open what they sealed until it is
+    # re-sealed (docs/operations.md §Sealing keys). Migration 0023 seals the rows written before it with it.
+    secrets_encryption_key: SecretStr = SecretStr(DEMO_SECRETS_KEY)
+    secrets_encryption_key_id: str = Field(default="k1", min_length=1, max_length=32)
+    secrets_retired_keys: dict[str, SecretStr] = Field(default_factory=dict)
 
     service_name: str = "cashier"
     port: int = 8001
@@ -112,3 +122,11 @@ class Settings(ServiceSettings):
     coupon_orphan_lock_seconds: int = Field(default=60, ge=0, le=3600)
 
     page_size_max: int = Field(default=100, ge=1, le=1000)
+
+    @model_validator(mode="after")
+    def _refuse_demo_secrets_key_in_production(self) -> Self:
+        keys = [self.secrets_encryption_key, *self.secrets_retired_keys.values()]
+        if self.env == "prod" and any(key.get_secret_value() == DEMO_SECRETS_KEY for key in keys):
+            # Every webhook signing secret would open with a key anyone can read in the repository.
+            raise ValueError("refusing to start in prod with the demo secrets_encryption_key")
+        return self

@@ -43,7 +43,7 @@ from services.cashier.domain.payments import PaymentScene, PaymentStatus, reques
 from services.cashier.events import PAYMENTS_TOPIC
 from services.cashier.flows.checkout_oauth import authorize_links, oauth_payer
 from services.cashier.flows.context import Cashier
-from services.cashier.flows.merchants import gateway_merchant_name, refuse_if_suspended
+from services.cashier.flows.merchants import gateway_merchant_name, merchant_webhook_secret, refuse_if_suspended
 from services.cashier.flows.payments import PaymentDraft, close_payment, create_payment
 from services.cashier.flows.refunds import RefundDraft, create_refund
 from services.cashier.flows.routing import METHOD_OF_CHANNEL
@@ -434,7 +434,7 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
     # The origins that may frame this page (juhe.js): the web process puts them in its CSP frame-ancestors.
     view["frame_origins"] = list(merchant.checkout_origins) if merchant is not None else []
     if row.status == rules.SessionStatus.COMPLETED:
-        view["return_url"] = _signed_return(row, merchant)
+        view["return_url"] = _signed_return(cashier, row, merchant)
     if scene is not None and row.status == rules.SessionStatus.OPEN:
         view["methods"] = await available_methods(cashier, row, scene=scene)
         if scene == "jsapi":  # inside an app: where the payer authorises (flows/checkout_oauth.py)
@@ -444,13 +444,13 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
     return view
 
 
-def _signed_return(row: Any, merchant: Any) -> str | None:
+def _signed_return(cashier: Cashier, row: Any, merchant: Any) -> str | None:
     if merchant is None:
         return None
     params = {"checkout_session_id": row.id, "merchant_order_no": row.merchant_order_no, "status": row.status,
               "amount_minor": str(row.amount_minor), "currency": row.currency, "payment_id": row.paid_payment_id,
               "t": str(int(time.time()))}  # fmt: skip
-    params["sig"] = rules.sign_return(merchant.webhook_secret, params)
+    params["sig"] = rules.sign_return(merchant_webhook_secret(cashier.sealer, merchant), params)
     separator = "&" if "?" in row.return_url else "?"
     return f"{row.return_url}{separator}{urlencode(params)}"
 

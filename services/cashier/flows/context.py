@@ -15,6 +15,7 @@ from libs.common.errors import Problem
 from libs.common.internal_auth import Identity
 from libs.common.logging import get_logger
 from libs.common.modes import Mode, livemode_of, mode_of
+from libs.common.sealing import Sealer
 from services.cashier.clients.ledger import LedgerClient
 from services.cashier.clients.marketing import MarketingClient
 from services.cashier.config import Settings
@@ -114,6 +115,8 @@ class Cashier:
     webhook_http: httpx.AsyncClient
     settlement: SettlementClient
     marketing: MarketingClient
+    # Seals the merchants' and webhook endpoints' signing secrets at rest (flows/merchants.py, webhook_endpoints.py).
+    sealer: Sealer
     clock: Callable[[], datetime] = utc_now
     # Top-up refunds' balance hold (clients/ledger.py); None in tests that build a Cashier without it.
     ledger: LedgerClient | None = None
@@ -153,6 +156,11 @@ def build_cashier(settings: Settings, uow: UnitOfWork) -> Cashier:
     return Cashier(
         settings=settings,
         uow=uow,
+        sealer=Sealer.from_settings(
+            settings.secrets_encryption_key,
+            key_id=settings.secrets_encryption_key_id,
+            retired=settings.secrets_retired_keys,
+        ),
         connectors=ConnectorPool(
             uow,
             defaults={

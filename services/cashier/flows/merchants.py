@@ -28,6 +28,7 @@ from libs.common.errors import SERVICE_UNAVAILABLE, Problem
 from libs.common.http import json_object, request_with_retries, service_client
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.logging import get_logger
+from libs.common.sealing import Sealer
 from services.cashier.domain.errors import MERCHANT_SUSPENDED
 from services.cashier.flows.context import Cashier
 from services.cashier.store.merchants import ensure_merchant, get_merchant, update_merchant
@@ -115,8 +116,9 @@ async def open_merchant(cashier: Cashier, merchant_id: str, *, webhook_secret: s
     if row is not None:
         return row
     secret = webhook_secret or await gateway_webhook_secret(cashier, merchant_id) or mint_webhook_secret()
+    sealed = cashier.sealer.seal(secret, row_id=merchant_id)
     async with cashier.uow.begin() as tx:
-        return await ensure_merchant(tx.conn, merchant_id, generated_secret=secret)
+        return await ensure_merchant(tx.conn, merchant_id, webhook_secret_sealed=sealed)
 
 
 async def put_merchant(
@@ -124,6 +126,13 @@ async def put_merchant(
 ) -> Row[Any]:
     await open_merchant(cashier, merchant_id, webhook_secret=webhook_secret)
     async with cashier.uow.begin() as tx:
-        row = await update_merchant(tx.conn, merchant_id, webhook_secret=webhook_secret, notify_url=notify_url)
+        sealed = cashier.sealer.seal(webhook_secret, row_id=merchant_id) if webhook_secret is not None else None
+        row = await update_merchant(tx.conn, merchant_id, webhook_secret_sealed=sealed, notify_url=notify_url)
     assert row is not None
     return row
+
+
+def merchant_webhook_secret(sealer: Sealer, row: Any) -> str:
+    """The merchant's webhook secret, opened from its seal (bound to the merchant's id): it signs the merchant's
+    webhooks and checkout return links, so it is kept recoverable, but never in plain text at rest."""
+    return sealer.open(row.webhook_secret_sealed, row_id=row.merchant_id)

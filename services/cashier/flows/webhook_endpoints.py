@@ -11,6 +11,7 @@ from typing import Any
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.ids import new_id
+from libs.common.sealing import Sealer
 from services.cashier.domain.errors import WEBHOOK_ENDPOINT_LIMIT_REACHED, WEBHOOK_ENDPOINT_NOT_FOUND
 from services.cashier.domain.webhook_endpoints import (
     ENDPOINTS_PER_MERCHANT_MAX,
@@ -31,8 +32,9 @@ from services.cashier.store.webhook_endpoints import (
 )
 
 
-def endpoint_view(row: Any, *, secret: bool = False) -> dict[str, Any]:
-    """The endpoint as the API shows it; the secret only when it was just minted (create, rotate)."""
+def endpoint_view(row: Any, *, secret: str | None = None) -> dict[str, Any]:
+    """The endpoint as the API shows it; the secret only when it was just minted (create, rotate): the stored one
+    is sealed and never shown again."""
     view: dict[str, Any] = {
         "id": row.id,
         "url": row.url,
@@ -44,9 +46,19 @@ def endpoint_view(row: Any, *, secret: bool = False) -> dict[str, Any]:
         "created_at": row.created_at,
         "updated_at": row.updated_at,
     }
-    if secret:
-        view["secret"] = row.secret
+    if secret is not None:
+        view["secret"] = secret
     return view
+
+
+def endpoint_secrets(sealer: Sealer, row: Any, *, now: datetime) -> tuple[str, ...]:
+    """The secrets an endpoint's deliveries are signed with now, opened from their seals (both bound to the
+    endpoint's id): the current one, and the previous one during a rotation's overlap window."""
+    in_force = [sealer.open(row.secret_sealed, row_id=row.id)]
+    expires = row.previous_secret_expires_at
+    if row.previous_secret_sealed is not None and expires is not None and expires > now:
+        in_force.append(sealer.open(row.previous_secret_sealed, row_id=row.id))
+    return tuple(in_force)
 
 
 def _checked_events(enabled_events: list[str]) -> list[str]:
@@ -81,20 +93,21 @@ async def create_endpoint(
                 f"at most {ENDPOINTS_PER_MERCHANT_MAX} webhook endpoints per merchant",
                 limit_max=ENDPOINTS_PER_MERCHANT_MAX,
             )
+        endpoint_id, secret = new_id("whe"), mint_webhook_secret()
         row = await insert_endpoint(
             tx.conn,
             {
-                "id": new_id("whe"),
+                "id": endpoint_id,
                 "merchant_id": merchant_id,
                 "url": url,
                 "description": description,
                 "enabled_events": events,
                 "enabled": enabled,
                 "livemode": livemode,
-                "secret": mint_webhook_secret(),
+                "secret_sealed": cashier.sealer.seal(secret, row_id=endpoint_id),
             },
         )
-    return endpoint_view(row, secret=True)
+    return endpoint_view(row, secret=secret)
 
 
 async def change_endpoint(
@@ -139,6 +152,7 @@ async def rotate_secret(
     """A new secret signs from now on; the current one keeps signing too until `now + overlap_seconds` (0 ends
     it at once). A rotation during an overlap drops the oldest secret: at most two sign at any time."""
     now: datetime = cashier.clock()
+    secret = mint_webhook_secret()
     async with cashier.uow.begin() as tx:
         current = await get_endpoint(tx.conn, merchant_id=merchant_id, endpoint_id=endpoint_id, for_update=True)
         if current is None:
@@ -148,13 +162,14 @@ async def rotate_secret(
             merchant_id=merchant_id,
             endpoint_id=endpoint_id,
             values={
-                "secret": mint_webhook_secret(),
-                "previous_secret": current.secret if overlap_seconds > 0 else None,
+                "secret_sealed": cashier.sealer.seal(secret, row_id=endpoint_id),
+                # Sealed for the same row: moved as it is, never opened.
+                "previous_secret_sealed": current.secret_sealed if overlap_seconds > 0 else None,
                 "previous_secret_expires_at": now + timedelta(seconds=overlap_seconds) if overlap_seconds > 0 else None,
             },
         )
     assert row is not None  # locked above, in the same transaction
-    return endpoint_view(row, secret=True)
+    return endpoint_view(row, secret=secret)
 
 
 async def purge_expired_events(cashier: Cashier) -> int:

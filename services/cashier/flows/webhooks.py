@@ -24,9 +24,12 @@ from libs.common.db import Tx
 from libs.common.events import Envelope
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
+from libs.common.sealing import Sealer
 from services.cashier.domain.webhook_endpoints import subscribes_to
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, retry_delay_seconds, signature_header
 from services.cashier.flows.context import Cashier
+from services.cashier.flows.merchants import merchant_webhook_secret
+from services.cashier.flows.webhook_endpoints import endpoint_secrets
 from services.cashier.flows.webhook_targets import TargetRefused
 from services.cashier.store.tables import merchants
 from services.cashier.store.webhook_endpoints import enabled_endpoints, endpoints_by_id, insert_event
@@ -95,18 +98,16 @@ class _Target:
     secrets: tuple[str, ...] | None
 
 
-def _target(delivery: Any, merchant_secrets: dict[str, str], endpoints: dict[str, Any], now: datetime) -> _Target:
+def _target(
+    sealer: Sealer, delivery: Any, merchant_secrets: dict[str, str], endpoints: dict[str, Any], now: datetime
+) -> _Target:
     if delivery.endpoint_id is None:
         return _Target(delivery.url, (merchant_secrets.get(delivery.merchant_id, ""),))
     endpoint = endpoints.get(delivery.endpoint_id)
     if endpoint is None:
         return _Target(delivery.url, None)
-    in_force = [endpoint.secret]
-    expires = endpoint.previous_secret_expires_at
-    if endpoint.previous_secret and expires is not None and expires > now:
-        in_force.append(endpoint.previous_secret)
     # The endpoint's URL now: a merchant who corrects a wrong URL gets the retries there.
-    return _Target(endpoint.url, tuple(in_force))
+    return _Target(endpoint.url, endpoint_secrets(sealer, endpoint, now=now))
 
 
 async def deliver_due(cashier: Cashier) -> int:
@@ -121,7 +122,7 @@ async def deliver_due(cashier: Cashier) -> int:
         if due:
             ids = {d.merchant_id for d in due}
             rows = await tx.conn.execute(select(merchants).where(merchants.c.merchant_id.in_(ids)))
-            secrets = {r.merchant_id: r.webhook_secret for r in rows}
+            secrets = {r.merchant_id: merchant_webhook_secret(cashier.sealer, r) for r in rows}
             endpoints = await endpoints_by_id(tx.conn, {d.endpoint_id for d in due if d.endpoint_id is not None})
     if not due:
         return 0
@@ -129,7 +130,7 @@ async def deliver_due(cashier: Cashier) -> int:
 
     async def one(delivery: Any) -> None:
         async with limit:
-            await _deliver(cashier, delivery, _target(delivery, secrets, endpoints, now))
+            await _deliver(cashier, delivery, _target(cashier.sealer, delivery, secrets, endpoints, now))
 
     await asyncio.gather(*(one(d) for d in due))
     return len(due)

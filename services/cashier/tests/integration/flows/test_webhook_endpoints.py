@@ -12,11 +12,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from libs.common.sealing import Sealer
+from services.cashier.config import DEMO_SECRETS_KEY
 from services.cashier.domain.webhooks import verify_signature
 from services.cashier.flows.webhook_endpoints import purge_expired_events
-from services.cashier.store.tables import webhook_endpoints
+from services.cashier.store.tables import merchants, webhook_endpoints
 from services.cashier.store.webhook_endpoints import insert_event
 
 from .conftest import (
@@ -145,6 +147,17 @@ async def test_endpoints_rotation_resend_and_events(
     [got] = await _received(paid_receiver, (await _event_of(cashier, during["id"], "payment.succeeded"))["id"])
     assert got.headers["Juhe-Signature"].count("v1=") == 2
     assert _verifies(new_secret, got) and _verifies(old_secret, got)
+    # At rest both secrets are sealed (bound to the endpoint), never plain, as is the merchant's webhook secret.
+    async with cashier.engine.connect() as conn:
+        stored = (
+            await conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.id == paid_endpoint["id"]))
+        ).one()
+        merchant = (await conn.execute(select(merchants).where(merchants.c.merchant_id == cashier.merchant_id))).one()
+    at_rest = b"".join(bytes(v) if isinstance(v, bytes) else str(v).encode() for v in (*stored, *merchant))
+    assert [s for s in (new_secret, old_secret, cashier.webhook_secret) if s.encode() in at_rest] == []
+    sealer = Sealer(DEMO_SECRETS_KEY)
+    assert sealer.open(stored.secret_sealed, row_id=stored.id) == new_secret
+    assert sealer.open(stored.previous_secret_sealed, row_id=stored.id) == old_secret
 
     # After the window (moved into the past here rather than waited for): the new secret only.
     async with cashier.engine.begin() as conn:

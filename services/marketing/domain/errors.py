@@ -31,6 +31,7 @@ POINTS_RULE_NOT_FOUND = ErrorSpec("points_rule_not_found", 404, "No such points 
 POINTS_NOT_EXCHANGEABLE = ErrorSpec("points_not_exchangeable", 422, "This stock's coupons are not offered for points")
 POINTS_INSUFFICIENT = ErrorSpec("points_insufficient", 409, "Not enough unexpired points for this exchange")
 TOPUP_PROMOTION_NOT_FOUND = ErrorSpec("topup_promotion_not_found", 404, "No such top-up promotion")
+REWARD_RULE_NOT_FOUND = ErrorSpec("reward_rule_not_found", 404, "No such reward rule")
 INVALID_TOPUP_PROMOTION = ErrorSpec("invalid_topup_promotion", 422, "The top-up promotion's rules are inconsistent")
 CHANNEL_USER_REQUIRED = ErrorSpec(
     "channel_user_required", 422, "A channel stock's coupon needs the user's id at that channel (channel_user)"
@@ -69,6 +70,7 @@ ERRORS: tuple[ErrorSpec, ...] = (
     POINTS_INSUFFICIENT,
     TOPUP_PROMOTION_NOT_FOUND,
     INVALID_TOPUP_PROMOTION,
+    REWARD_RULE_NOT_FOUND,
     CHANNEL_USER_REQUIRED,
     CHANNEL_REFUSED,
     CHANNEL_UNAVAILABLE,

@@ -22,12 +22,12 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx
-from libs.common.errors import ErrorSpec, Problem
+from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.ids import new_id
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
-from services.marketing.domain.errors import CHANNEL_USER_REQUIRED, STOCK_NOT_FOUND
+from services.marketing.domain.errors import CHANNEL_USER_REQUIRED, REWARD_RULE_NOT_FOUND, STOCK_NOT_FOUND
 from services.marketing.events import CASHIER_PAYMENTS_TOPIC
 from services.marketing.flows import claims
 from services.marketing.store import stocks as stock_store
@@ -36,8 +36,6 @@ log = get_logger("juhe.marketing.rewards")
 
 FIRST_PAYMENT = "first_payment"
 PLATFORM_SCOPE = "*"
-# To move into domain/errors.py's catalogue (its owner's file): the one new code of reward rules.
-REWARD_RULE_NOT_FOUND = ErrorSpec("reward_rule_not_found", 404, "No such reward rule")
 
 
 def scope_of(merchant_id: str | None) -> str:

@@ -97,6 +97,13 @@ class OperatorApi:
     async def merchant_channels(self, merchant_id: str) -> list[dict[str, Any]]:
         return items_of(await self._get(f"/v1/admin/merchants/{_seg(merchant_id)}/channels"))
 
+    async def patch_channel(self, merchant_id: str, channel: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
+        """The cashier's partial update of one configuration (`mode`, `version` read; `enabled`, `priority`): its
+        secrets are never sent, and a configuration changed meanwhile is 409 `channel_config_changed`."""
+        path = f"/v1/admin/merchants/{_seg(merchant_id)}/channels/{_seg(channel)}"
+        saved: dict[str, Any] = await self._write("PATCH", path, body, key)
+        return saved
+
     async def contracts(self, merchant_id: str) -> list[dict[str, Any]]:
         return items_of(await self._get("/v1/contracts", merchant_id=merchant_id, limit=PAGE_LIMIT))
 

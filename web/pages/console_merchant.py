@@ -53,7 +53,7 @@ DONE = (
     "signed_in", "signed_out", "refund_requested", "refund_made", "approved", "rejected", "payout_requested",
     "key_revoked", "invited", "role_changed", "removed", "settings_saved", "password_set", "welcome", "resent",
     "payout_held", "created", "enabled", "disabled", "deleted", "rotated", "link_created", "deactivated",
-    "stock_created", "start", "pause", "resume", "redeemed", "undone",
+    "stock_created", "start", "pause", "resume", "end", "redeemed", "undone",
 )  # fmt: skip
 ERRORS = ("amount_invalid", "failed", "unavailable", "insufficient", "not_allowed", "self_approval", "state",
           "role_invalid", "last_owner", "exists", "invalid")  # fmt: skip
@@ -1081,7 +1081,8 @@ async def deactivate_payment_link(ctx: Console, link_id: str) -> Response:
 COUPONS = "/console/merchant/coupons"
 REDEEM = "/console/merchant/coupons/redeem"
 COUPON_QR_PREFIX = "JUHECPN1:"  # marketing's QR payload prefix (services/marketing/api/routes/coupons.py QR_PREFIX)
-STOCK_ACTIONS = {"start": "draft", "pause": "running", "resume": "paused"}  # action → the status it applies to
+STOCK_ACTIONS = ("start", "pause", "resume", "end")  # marketing's transitions (ending is final: no coupon is issued,
+# claimed or redeemed from an ended stock any more)
 REDEEM_REFUSALS = {"coupon_not_found": "unknown", "coupon_used": "used", "coupon_locked": "used",
                    "coupon_voided": "unknown", "coupon_not_applicable": "rules", "coupon_expired": "expired",
                    "undo_window_passed": "late"}  # fmt: skip
@@ -1100,20 +1101,37 @@ async def coupons(ctx: Console, cursor: Cursor = None) -> Response:
                  next_cursor=page.get("next_cursor"))  # fmt: skip
 
 
+def percent_bps(text: str) -> int | None:
+    """A percentage as typed (`15`, `12.5`, `0.01`) → basis points (1500, 1250, 1), the discount's integer unit:
+    two decimals of a percent are basis points as two decimals of a yuan are fen; None when it is not one."""
+    return parse_amount_minor(text)
+
+
 def stock_draft(form: dict[str, str]) -> dict[str, Any] | None:
-    """A merchant-funded fixed-amount stock's fields from the form (yuan → minor units), or None when one is not
-    valid. The merchant funds it: a merchant may not spend the platform's money (marketing refuses that too)."""
+    """A merchant-funded stock's fields from the form, or None when one is not valid: a fixed amount off (yuan →
+    minor units), or a percent off (→ basis points, 0.01–99.99 %) with the most one coupon takes off (the cap
+    marketing requires, so a percent coupon on a large order never costs more than the merchant decided). The
+    merchant funds it: a merchant may not spend the platform's money (marketing refuses that too)."""
     name = form.get("name", "").strip()[:100]
-    amount = parse_amount_minor(form.get("amount_off", ""))
     threshold = parse_amount_minor(form.get("threshold", "")) if form.get("threshold", "").strip() else 0
     count, days = form.get("budget_count", ""), form.get("valid_days", "")
-    if not name or amount is None or threshold is None or not count.isdigit() or not days.isdigit():
+    if not name or threshold is None or not count.isdigit() or not days.isdigit():
         return None
     if not (1 <= int(count) <= 1_000_000 and 1 <= int(days) <= 3650):
         return None
-    return {"name": name, "discount_kind": "fixed", "currency": "CNY", "amount_off_minor": amount,
-            "threshold_minor": threshold, "valid_days_after_claim": int(days), "funding_party": "merchant",
-            "budget_count": int(count)}  # fmt: skip
+    discount: dict[str, Any]
+    if form.get("discount_kind", "fixed") == "percent":
+        bps, cap = percent_bps(form.get("percent_off", "")), parse_amount_minor(form.get("discount_cap", ""))
+        if bps is None or bps >= 10_000 or cap is None:
+            return None
+        discount = {"discount_kind": "percent", "percent_off_bps": bps, "discount_cap_minor": cap}
+    else:
+        amount = parse_amount_minor(form.get("amount_off", ""))
+        if amount is None:
+            return None
+        discount = {"discount_kind": "fixed", "amount_off_minor": amount}
+    return {"name": name, **discount, "currency": "CNY", "threshold_minor": threshold,
+            "valid_days_after_claim": int(days), "funding_party": "merchant", "budget_count": int(count)}  # fmt: skip
 
 
 @routes.post("/coupons", "coupons.manage")
@@ -1130,21 +1148,24 @@ async def create_stock(ctx: Console) -> Response:
     except GatewayProblem as exc:
         return ctx.redirect(COUPONS, error=_error(exc))
     await ctx.api.audit("coupon_stock.created", stock["stock_id"], None, {k: stock.get(k) for k in (
-        "name", "status", "amount_off_minor", "threshold_minor", "funding_party", "budget_count")})  # fmt: skip
+        "name", "status", "discount_kind", "amount_off_minor", "percent_off_bps", "discount_cap_minor",
+        "threshold_minor", "funding_party", "budget_count")})  # fmt: skip
     return ctx.redirect(COUPONS, done="stock_created")
 
 
 @routes.post("/coupons/{stock_id}/{action}", "coupons.manage")
 async def change_stock(ctx: Console, stock_id: str, action: str) -> Response:
-    """Start a draft, pause a running stock, resume a paused one (marketing refuses a transition not allowed now)."""
+    """Start a draft, pause a running stock, resume a paused one, end one for good (marketing refuses a transition
+    not allowed now). Audited with the status read just before, not an assumed one."""
     if action not in STOCK_ACTIONS or not _looks_like_id(stock_id):
         return ctx.redirect(COUPONS, error="invalid")
     try:
+        before = await ctx.api.get(f"/v1/marketing/stocks/{stock_id}")
         stock = await ctx.api.call("POST", f"/v1/marketing/stocks/{stock_id}/{action}",
                                    idempotency_key=_key(ctx, f"cps-{action}-{stock_id}"))  # fmt: skip
     except GatewayProblem as exc:
         return ctx.redirect(COUPONS, error="state" if exc.status == 409 else _error(exc))
-    await ctx.api.audit(f"coupon_stock.{action}", stock_id, {"status": STOCK_ACTIONS[action]},
+    await ctx.api.audit(f"coupon_stock.{action}", stock_id, {"status": before.get("status")},
                         {"status": stock.get("status")})  # fmt: skip
     return ctx.redirect(COUPONS, done=action)
 

@@ -56,7 +56,10 @@ PAGES: dict[str, dict[str, Any]] = {
         "merchant_id": "mch_demo",
         "merchant": {"merchant_id": "mch_demo", "notify_url": None},
         "standing": {"status": "active", "suspended": True, "suspension_reason": "KYC expired"},
-        "channels": [{"channel": "wechatpay", "priority": 1, "enabled": True}],
+        "channels": [
+            {"channel": "wechatpay", "mode": "test", "priority": 1, "enabled": True, "version": 3},
+            {"channel": "wechatpay", "mode": "live", "priority": 2, "enabled": False, "version": 1},
+        ],
         "contracts": [{"route_id": "wx_sp", "sub_merchant_id": "s1", "enabled": True}],
         "rates": [{"rate_id": "fr_1", "route_id": "wx_sp", "rate_bps": 38, "valid_from": NOW, "valid_until": None}],
         "request_id": "r1",
@@ -634,3 +637,14 @@ def test_a_wallet_sub_account_offers_freeze_or_unfreeze() -> None:
     assert 'action="/console/operator/wallets/u_1/accounts/acc_b/freeze"' in html
     assert 'action="/console/operator/wallets/u_1/accounts/acc_p/unfreeze"' in html
     assert "Frozen: the sub-account refuses" in render("wallets", "en", done="frozen")
+
+
+def test_a_channel_configuration_offers_its_switch_and_priority_per_mode_and_no_secret() -> None:
+    """The merchant page's channel rows (test and live side by side): the switch it does not have, a priority form;
+    nothing of the configuration itself is shown or sent (the cashier's PATCH takes no secret)."""
+    html = render("merchants", "en")
+    assert 'action="/console/operator/merchants/mch_demo/channels/wechatpay/test/disable"' in html
+    assert 'action="/console/operator/merchants/mch_demo/channels/wechatpay/live/enable"' in html
+    assert 'action="/console/operator/merchants/mch_demo/channels/wechatpay/test/priority"' in html
+    assert "config" not in html.split('id="ch-h"', 1)[1].split("</section>", 1)[0]
+    assert "密钥未被改动" in render("merchants", "zh_CN", done="channel_changed")

@@ -212,6 +212,17 @@ def test_a_stock_form_is_merchant_funded_and_a_till_code_or_qr_is_told_apart() -
                      "budget_count": 100}  # fmt: skip
     assert stock_draft({"name": "x", "amount_off": "0", "budget_count": "1", "valid_days": "1"}) is None
     assert stock_draft({"name": "x", "amount_off": "1", "budget_count": "0", "valid_days": "1"}) is None
+    # Percent off: basis points and the cap in minor units (marketing requires the cap); 100 % or more is no coupon.
+    base = {"name": "12.5% off", "discount_kind": "percent", "budget_count": "10", "valid_days": "30"}
+    percent = stock_draft({**base, "percent_off": "12.5", "discount_cap": "20", "amount_off": "5"})
+    assert percent is not None and {k: percent.get(k) for k in (
+        "discount_kind", "percent_off_bps", "discount_cap_minor", "amount_off_minor", "funding_party")} == {
+        "discount_kind": "percent", "percent_off_bps": 1250, "discount_cap_minor": 2000, "amount_off_minor": None,
+        "funding_party": "merchant"}  # fmt: skip
+    for bad in ({"percent_off": "100", "discount_cap": "20"}, {"percent_off": "0", "discount_cap": "20"},
+                {"percent_off": "12.345", "discount_cap": "20"}, {"percent_off": "15"},
+                {"percent_off": "15", "discount_cap": "0"}, {"percent_off": "-5", "discount_cap": "20"}):  # fmt: skip
+        assert stock_draft({**base, **bad}) is None, bad
     assert coupon_code(" 1234 5678 9012 3456 ") == {"code": "1234567890123456"}
     assert coupon_code("JUHECPN1:1234567890123456") == {"qr_payload": "JUHECPN1:1234567890123456"}
     assert coupon_code("<script>") is None and coupon_code("ab") is None
@@ -254,7 +265,10 @@ NEW_PAGES: dict[str, dict[str, Any]] = {
                                  "expires_at": None, "status": "active", "livemode": False}],
                       "payer_fields": ("plate_number",)},
     "coupons": {"stocks": [{"stock_id": "cps_1", "campaign_id": "cmp_1", "name": "5 off", "amount_off_minor": 500,
-                            "percent_off_bps": None, "threshold_minor": 0, "currency": "CNY", "status": "draft"}],
+                            "percent_off_bps": None, "threshold_minor": 0, "currency": "CNY", "status": "draft"},
+                           {"stock_id": "cps_2", "campaign_id": "cmp_1", "name": "15% off", "amount_off_minor": None,
+                            "percent_off_bps": 1250, "discount_cap_minor": 2000, "threshold_minor": 0,
+                            "currency": "CNY", "status": "running"}],
                 "stats": {"cmp_1": {"issued_count": 3, "claimed_count": 2, "redeemed_count": 1,
                                     "cost": {"merchant_minor": 500, "platform_minor": 0}}}},
     "redeem": {"refused": "used", "redemption": {"redemption_id": "red_1", "order_amount_minor": 3000,
@@ -284,3 +298,33 @@ def test_the_new_pages_render_with_csrf_in_every_form_in_both_languages(name: st
     assert not re.search(r"<script(?![^>]*\bsrc=)", html) and " style=" not in html  # no inline script or style
     if locale == "zh_CN":
         assert not re.search(r">(Pending|Webhooks|Payment links|Coupons|Redeem a coupon|Deactivate|Start)<", html)
+
+
+def _merchant_page(name: str, **values: Any) -> str:
+    """A merchant console template rendered in English as the route would, permissions all granted."""
+    from web import i18n
+    from web.app import templates
+
+    env = templates()
+    env.install_gettext_translations(i18n.load_catalogues()["en"], newstyle=True)  # type: ignore[attr-defined]
+    return env.get_template(f"console/merchant_{name}.html").render(
+        page=type("P", (), {"lang_links": lambda self: []})(), html_lang="en", csrf="c", nav=[],
+        ctx=type("C", (), {"can": lambda self, p: True})(), request_id="0" * 24, member={"kind": "merchant"},
+        money=lambda minor, currency="CNY": i18n.money(minor, currency, "en"), number=str, when=str, **values,
+    )  # fmt: skip
+
+
+def test_links_and_endpoints_pages_are_in_one_mode_and_their_forms_carry_it() -> None:
+    """The live / test switch: every form of the page posts the page's mode, so a link or endpoint is made (and the
+    list after it shown) in the mode the member was looking at."""
+    import re
+
+    for name in ("payment_links", "webhooks"):
+        html = _merchant_page(name, **{**NEW_PAGES[name], "mode": "live"})
+        forms = [f for f in re.findall(r"<form method=\"post\".*?</form>", html, flags=re.S) if "sign-out" not in f]
+        assert forms and all('name="mode" value="live"' in f for f in forms), name
+        assert re.search(r'href="[^"]*\?mode=live" aria-current="page"', html), name
+    coupons = _merchant_page("coupons", **NEW_PAGES["coupons"])
+    assert "12.5% (at most CN¥20.00)" in coupons
+    assert 'action="/console/merchant/coupons/cps_2/end"' in coupons
+    assert 'action="/console/merchant/coupons/cps_1/end"' in coupons

@@ -27,6 +27,7 @@ HEADER = """\
 # Production-like single host: PostgreSQL, Apache Kafka (KRaft), migrations, every service (API + worker).
 # Set the variables in a `.env` beside this file or the environment first (docs/operations.md, "Compose"):
 #   POSTGRES_PASSWORD, JUHE_DB_PASSWORD, JUHE_INTERNAL_TOKEN_SECRET, JUHE_CREDENTIALS_ENCRYPTION_KEY,
+#   JUHE_CASHIER_SECRETS_ENCRYPTION_KEY,
 #   JUHE_WALLET_IDENTITY_SECRET, JUHE_GATEWAY_IDENTITY_SECRET, JUHE_IDENTITY_URL, JUHE_BANK_URL,
 #   JUHE_BANK_CLIENT_ID, JUHE_BANK_SECRET,
 #   JUHE_PUBLIC_ORIGIN, JUHE_WEB_SESSION_KEY, JUHE_WEB_CLIENT_TOKEN
@@ -48,7 +49,11 @@ SITE: dict[str, dict[str, str]] = {
         "IDENTITY_BASE_URL": required("JUHE_IDENTITY_URL"),
         "IDENTITY_SECRET": required("JUHE_GATEWAY_IDENTITY_SECRET"),
     },
-    "cashier": {"PUBLIC_BASE_URL": required("JUHE_PUBLIC_ORIGIN")},
+    "cashier": {
+        "PUBLIC_BASE_URL": required("JUHE_PUBLIC_ORIGIN"),
+        # Seals the webhook signing secrets at rest (32 bytes, base64); the migrations seal old rows with it too.
+        "SECRETS_ENCRYPTION_KEY": required("JUHE_CASHIER_SECRETS_ENCRYPTION_KEY"),
+    },
     "ledger": {
         "WALLET_PUBLIC_BASE_URL": required("JUHE_PUBLIC_ORIGIN"),
         "WALLET_IDENTITY_BASE_URL": required("JUHE_IDENTITY_URL"),
@@ -161,6 +166,8 @@ def app_services() -> dict[str, Any]:
 
 def compose() -> dict[str, Any]:
     migrate_env = {f"{svc.prefix}DATABASE_URL": database_url(svc.name) for svc in SERVICES if not svc.frontend}
+    # Data migrations that seal stored secrets (cashier 0023) run with the service's sealing key.
+    migrate_env |= {f"{svc.prefix}{name}": SITE[svc.name][name] for svc in SERVICES for name in svc.migrate_secrets}
     return {
         "name": "juhe",
         "services": {

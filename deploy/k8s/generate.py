@@ -81,6 +81,8 @@ class Service:
     consumer_groups: tuple[str, ...] = ()
     config: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, tuple[str, str]] = field(default_factory=dict)  # setting → (Secret, key)
+    # Settings among `secrets` the migration Job needs too: data migrations that seal stored secrets (cashier 0023).
+    migrate_secrets: tuple[str, ...] = ()
     # A frontend (libs/common/services.py FRONTENDS: the web pages) has no database, no broker and no worker
     # role: one stateless Deployment that talks to the platform only through the gateway.
     frontend: bool = False
@@ -138,6 +140,9 @@ SERVICES: tuple[Service, ...] = (
         config={
             "PUBLIC_BASE_URL": PUBLIC_ORIGIN,  # channels notify <origin>/v1/notify/…, through the gateway
         },
+        # Seals the merchants' and webhook endpoints' signing secrets at rest; prod refuses the demo value.
+        secrets={"SECRETS_ENCRYPTION_KEY": ("juhe-cashier", "secrets-encryption-key")},
+        migrate_secrets=("SECRETS_ENCRYPTION_KEY",),
     ),
     Service(
         "ledger",
@@ -256,8 +261,12 @@ def env(svc: Service, role: str | None) -> list[dict[str, Any]]:
             "value": f"postgresql+asyncpg://$(JUHE_DB_USER):$(JUHE_DB_PASSWORD)@{PG_HOST}:5432/juhe_{svc.name}",
         },
     ]
-    if role is None:  # the migration Job and the wait initContainer need only the database
-        return items
+    if role is None:  # the migration Job and the wait initContainer: the database, and a data migration's key
+        return items + [
+            {"name": f"{svc.prefix}{setting}", "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+            for setting, (secret, key) in svc.secrets.items()
+            if setting in svc.migrate_secrets
+        ]
     items.append({"name": f"{svc.prefix}ROLE", "value": role})
     items.append(
         {

@@ -5,7 +5,8 @@
 #   deploy/k8s/overlays/dev/make-secrets.sh --print [namespace]    print them as YAML, touch nothing
 #
 # Idempotent: a Secret that already exists is kept as it is. Replacing one would lose data: a new
-# credentials-encryption-key cannot open the merchants' secrets the gateway sealed with the old one, and a new
+# credentials-encryption-key (or the cashier's secrets-encryption-key) cannot open the secrets sealed with the old
+# one (rotate through the key ring instead: docs/operations.md, "Sealing keys"), and a new
 # database password must go through CloudNativePG (docs/operations.md, "Rotating secrets"). Nothing is committed:
 # the values exist only in the cluster. The identity sandbox and both of its callers share one secret: the
 # gateway's `identity-secret` (onboarding's KYC) and the ledger's `wallet-identity-secret` (wallet KYC) get the same
@@ -58,6 +59,7 @@ identity="$(hex 32)"
 web_client_token="$(hex 32)"
 secret juhe-internal-token Opaque "secret=$(hex 32)"
 secret juhe-gateway Opaque "credentials-encryption-key=$(b64 32)" "identity-secret=$identity"
+secret juhe-cashier Opaque "secrets-encryption-key=$(b64 32)"
 secret juhe-ledger Opaque "wallet-identity-secret=$identity"
 secret juhe-settlement Opaque "bank-secret=$(hex 32)"
 secret juhe-web Opaque "session-key=$(b64 32)" "gateway-client-token=$web_client_token"

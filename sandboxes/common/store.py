@@ -115,14 +115,6 @@ class DocumentStore:
         with self._lock:
             self._conn.execute("DELETE FROM documents WHERE collection = ? AND key = ?", (collection, key))
 
-    def list(self, collection: str, *, limit: int = LIST_LIMIT_MAX) -> list[Document]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT body FROM documents WHERE collection = ? ORDER BY key LIMIT ?",
-                (collection, min(limit, LIST_LIMIT_MAX)),
-            ).fetchall()
-        return [json.loads(row[0]) for row in rows]
-
     def find(self, collection: str, field: str, value: str) -> list[Document]:
         """The documents whose top-level `field` equals `value`, in key order: the filter runs in SQLite
         (json_extract), so only the matches are decoded. A payer approving an order by its out_trade_no
@@ -131,5 +123,13 @@ class DocumentStore:
             rows = self._conn.execute(
                 "SELECT body FROM documents WHERE collection = ? AND json_extract(body, ?) = ? ORDER BY key",
                 (collection, f"$.{field}", value),
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
+
+    def list(self, collection: str, *, limit: int = LIST_LIMIT_MAX) -> list[Document]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT body FROM documents WHERE collection = ? ORDER BY key LIMIT ?",
+                (collection, min(limit, LIST_LIMIT_MAX)),
             ).fetchall()
         return [json.loads(row[0]) for row in rows]

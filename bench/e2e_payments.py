@@ -25,11 +25,15 @@ figure at 20/s: a merchant expecting this volume has its limits raised). Then:
 
 CPU seconds per payment per process are the /proc utime+stime deltas of each process (PostgreSQL: the
 postmaster, its live backends and its reaped children) over the Juhe phase and its drain, divided by the
-payments made. `--profile DIR` also records each hot process with py-spy (speedscope JSON + a flat top list)
-during the Juhe phase. The load average is printed with every phase: the machine may be shared.
+payments made; "above idle" first subtracts each process's idle rate over the same window (runs that made
+different numbers of payments compare by what a payment itself costs). Sessions opened and transactions
+committed per payment come from each service database's pg_stat_database. `--profile DIR` also records each
+hot process with py-spy (speedscope JSON + a flat top list) during the Juhe phase. The load average is printed
+with every phase: the machine may be shared.
 
 Last line: {"baseline_pps", "juhe_pps", "ratio", "create_p50_ms", "create_p99_ms", "drain_s", "cpu_ms_per_payment",
-"exactly_once", "ready_s", "idle_cpu_pct", "idle_rss_mib", "load_avg_1m"}.
+"cpu_ms_per_payment_above_idle", "db_sessions_xacts_per_payment", "exactly_once", "ready_s", "idle_cpu_pct",
+"idle_rss_mib", "load_avg_1m"}.
 """
 
 from __future__ import annotations
@@ -274,6 +278,20 @@ async def through_juhe(launcher: Launcher, keys: dict[str, Any], clients: int, s
 
 
 # ------------------------------------------------------------------------------------------ drain and checks
+async def database_counters(launcher: Launcher) -> dict[str, tuple[int, int]]:
+    """(sessions opened, transactions committed) so far per service database (pg_stat_database): a new
+    session is a new backend (fork, catalog caches, the client's set-up), so sessions per payment show a
+    connection pool that opens and closes connections under the load."""
+    conn = await asyncpg.connect(launcher.database("cashier"))
+    try:
+        await conn.execute("SELECT pg_stat_force_next_flush()")
+        rows = await conn.fetch("SELECT datname, sessions, xact_commit FROM pg_stat_database")
+    finally:
+        await conn.close()
+    names = {SERVICES[name].database: name for name in SERVICES}
+    return {names[r["datname"]]: (int(r["sessions"]), int(r["xact_commit"])) for r in rows if r["datname"] in names}
+
+
 async def _count(url: str, sql: str, *args: Any) -> int:
     conn = await asyncpg.connect(url)
     try:
@@ -450,13 +468,16 @@ def main() -> None:
 
             base = asyncio.run(baseline(launcher, args.clients, args.seconds))
             processes.refresh()
-            cpu_before = processes.cpu()
+            db_before = asyncio.run(database_counters(launcher))
+            cpu_before, cpu_started = processes.cpu(), time.perf_counter()
             with profiled(processes, HOT, args.profile):
                 juhe = asyncio.run(through_juhe(launcher, keys, args.clients, args.seconds))
             load_end = time.perf_counter()
             load_started = load_end - juhe.seconds
             drained = asyncio.run(drain(launcher, receiver, juhe.created, load_end))
             cpu = cpu_delta(cpu_before, processes.cpu())
+            cpu_seconds_window = time.perf_counter() - cpu_started
+            db_after = asyncio.run(database_counters(launcher))
             checks = asyncio.run(exactly_once(launcher, receiver, juhe.created))
         finally:
             launcher.stop()
@@ -479,13 +500,34 @@ def main() -> None:
     )
     print()
     total_cpu = sum(cpu.values())
-    print(f"{'process':12} {'CPU s':>7} {'ms/payment':>10} {'idle %core':>10} {'idle RSS MiB':>12}")
+    # Above idle: less what the process spends at rest over the same window (its idle rate), so runs that made
+    # different numbers of payments (the machine's load) compare by what a payment itself costs.
+    above = {k: max(0.0, v - idle_pct.get(k, 0.0) / 100 * cpu_seconds_window) for k, v in cpu.items()}
+    print(f"{'process':12} {'CPU s':>7} {'ms/payment':>10} {'above idle':>10} {'idle %core':>10} {'idle RSS MiB':>12}")
     for name in sorted(cpu, key=lambda k: -cpu[k]):
-        per = 1000 * cpu[name] / n if n else 0.0
-        print(f"{name:12} {cpu[name]:7.1f} {per:10.1f} {idle_pct.get(name, 0.0):10.1f} {idle_rss.get(name, 0.0):12.0f}")
+        per, net = (1000 * cpu[name] / n, 1000 * above[name] / n) if n else (0.0, 0.0)
+        print(
+            f"{name:12} {cpu[name]:7.1f} {per:10.1f} {net:10.1f} {idle_pct.get(name, 0.0):10.1f}"
+            f" {idle_rss.get(name, 0.0):12.0f}"
+        )
     total_idle, total_rss = sum(idle_pct.values()), sum(idle_rss.values())
-    print(f"{'all':12} {total_cpu:7.1f} {1000 * total_cpu / max(n, 1):10.1f} {total_idle:10.1f} {total_rss:12.0f}")
+    total_above = 1000 * sum(above.values()) / max(n, 1)
+    print(
+        f"{'all':12} {total_cpu:7.1f} {1000 * total_cpu / max(n, 1):10.1f} {total_above:10.1f} {total_idle:10.1f}"
+        f" {total_rss:12.0f}"
+    )
     print(f"idle measured over {args.idle_seconds:.0f} s at load {idle_load:.1f}")
+    per_db = {
+        name: tuple(
+            round((after - before) / max(n, 1), 2) for before, after in zip(db_before[name], counts, strict=True)
+        )
+        for name, counts in sorted(db_after.items())
+        if name in db_before
+    }
+    print(
+        "per payment, database sessions opened / transactions: "
+        + ", ".join(f"{name} {sessions} / {xacts}" for name, (sessions, xacts) in per_db.items())
+    )
     ok = not any(v for v in checks.values()) and all(v is not None for v in drained.values())
     print(f"exactly once: {'yes' if ok else 'NO'} {checks}")
     load_final = load_avg()
@@ -503,6 +545,8 @@ def main() -> None:
                 "drain_s": {k: None if v is None else round(v, 1) for k, v in drained.items()},
                 "cpu_ms_per_payment": {k: round(1000 * v / max(n, 1), 1) for k, v in sorted(cpu.items())},
                 "cpu_ms_per_payment_total": round(1000 * total_cpu / max(n, 1), 1),
+                "cpu_ms_per_payment_above_idle": round(total_above, 1),
+                "db_sessions_xacts_per_payment": per_db,
                 "exactly_once": ok,
                 "ready_s": launcher.ready_s,
                 "idle_cpu_pct": round(total_idle, 1),

@@ -503,6 +503,18 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     expect(finance.locator("#payment-links tr", has_text="Console link").locator(".link-status")).to_have_text(
         "deactivated"
     )
+    # The page's live / test switch: that link was made in test mode (this platform's default); a link made on the
+    # live list is live (the console session names the mode, the gateway forwards it) and each list holds its own.
+    finance.get_by_role("link", name="Live links").click()
+    expect(finance.locator("#payment-links")).not_to_contain_text("Console link")
+    finance.get_by_label("What it is for").fill("Live desk link")
+    finance.get_by_label("Fixed amount (yuan)").fill("1.23")
+    finance.get_by_role("button", name="Create the link").click()
+    expect(finance.locator("#payment-links tr", has_text="Live desk link")).to_be_visible()
+    expect(finance.locator("#payment-links tr", has_text="Live desk link")).not_to_contain_text("(Test)")
+    finance.get_by_role("link", name="Test links").click()
+    expect(finance.locator("#payment-links tr", has_text="Console link")).to_contain_text("(Test)")
+    expect(finance.locator("#payment-links")).not_to_contain_text("Live desk link")
 
     # The owner creates a stock the merchant funds and starts it; a payer claims a coupon; support redeems it at the
     # till once, and the second time it is refused; the stock's figures count the one redemption.
@@ -542,6 +554,17 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     check_accessibility(owner, "console-coupons")
     owner.get_by_role("button", name="Pause Console 5 off").click()
     expect(owner.locator("#stocks tr", has_text="Console 5 off").locator(".stock-status")).to_have_text("paused")
+    # A percent-off stock with a cap, then ended for good.
+    owner.get_by_label("Name").fill("Console 12.5 pct")
+    owner.get_by_label("A percentage off, up to a cap").check()
+    owner.get_by_label("Percentage off (15 or 12.5)").fill("12.5")
+    owner.get_by_label("At most off per coupon (yuan)").fill("20")
+    owner.get_by_label("Number of coupons").fill("10")
+    owner.get_by_role("button", name="Create the stock").click()
+    percent_row = owner.locator("#stocks tr", has_text="Console 12.5 pct")
+    expect(percent_row).to_contain_text(f"12.5% (at most {money(2000, 'CNY', 'en')})")
+    owner.get_by_role("button", name="End Console 12.5 pct").click()
+    expect(percent_row.locator(".stock-status")).to_have_text("ended")
     response = support.goto(gw + "/console/merchant/coupons")  # support redeems but does not run stocks
     assert response is not None and response.status == 403
 
@@ -569,7 +592,7 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     for action in ("webhook_endpoint.created", "webhook_endpoint.secret_rotated", "payment_link.created",
                    "coupon_stock.created", "coupon_stock.start", "coupon.redeemed", "coupon.redemption_undone",
                    "webhook.resent", "webhook_endpoint.disabled", "webhook_endpoint.deleted",
-                   "payment_link.deactivated", "coupon_stock.pause"):  # fmt: skip
+                   "payment_link.deactivated", "coupon_stock.pause", "coupon_stock.end"):  # fmt: skip
         assert action in log_text, action
     for context in (developer_ctx, support_ctx, finance_ctx, owner_ctx):
         context.close()

@@ -1,6 +1,7 @@
 """Cashier migration 0023 seals the webhook secrets already stored in plain text (a real PostgreSQL database,
 migrated to 0022, given plain rows, then upgraded): afterwards no plain column is left, each sealed value opens
-with the cashier's key to the secret it replaced, bound to its own row."""
+with the cashier's key to the secret it replaced, bound to its own row. Then a key rotation: `reseal` re-seals
+them with the new key, after which the old key can leave the ring."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import uuid
 
 import asyncpg
 import pytest
+from sqlalchemy import text
 
-from libs.common.db import asyncpg_dsn
+from libs.common.db import asyncpg_dsn, create_engine
 from libs.common.embedded import create_database, database_url
 from libs.common.migrations import upgrade
-from libs.common.sealing import Sealer, SealError
+from libs.common.resealing import reseal
+from libs.common.sealing import Sealer, SealError, new_sealing_key
 from libs.common.services import SERVICES
 from libs.common.testing.infra import Infra
 from services.cashier.config import DEMO_SECRETS_KEY
+from services.cashier.reseal import SEALED_COLUMNS
 
 
 async def test_migration_0023_seals_the_existing_plain_secrets(juhe_infra: Infra) -> None:
@@ -52,3 +56,22 @@ async def test_migration_0023_seals_the_existing_plain_secrets(juhe_infra: Infra
     assert second["previous_secret_sealed"] is None
     with pytest.raises(SealError):  # bound to its row: moved onto another, it does not open
         sealer.open(first["secret_sealed"], row_id="whe_2")
+
+    # Rotation: k2 current, the old key retired; the re-seal moves every value to k2 (once), then k2 alone opens.
+    new_key = new_sealing_key()
+    rotated = Sealer(new_key, key_id="k2", retired={"k1": DEMO_SECRETS_KEY})
+    engine = create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        assert await reseal(engine, rotated, SEALED_COLUMNS) == {
+            "merchants.webhook_secret_sealed": 1,
+            "webhook_endpoints.secret_sealed": 2,
+            "webhook_endpoints.previous_secret_sealed": 1,
+        }
+        assert set((await reseal(engine, rotated, SEALED_COLUMNS)).values()) == {0}
+        async with engine.connect() as sa_conn:
+            resealed = (
+                await sa_conn.execute(text("SELECT secret_sealed FROM webhook_endpoints WHERE id = 'whe_1'"))
+            ).one()
+    finally:
+        await engine.dispose()
+    assert Sealer(new_key, key_id="k2").open(resealed.secret_sealed, row_id="whe_1") == "whsec_new"

@@ -321,6 +321,16 @@ def _a_special_rate_approved_shows_in_the_routing_decision(page: Page, merchant_
     expect(page.locator("tr[data-contract='ali_direct']")).to_contain_text("No")
     page.get_by_role("button", name="Enable ali_direct").click()
     expect(page.locator("tr[data-contract='ali_direct']")).to_contain_text("Yes")
+    # Its Alipay configuration switched off and on (the cashier's PATCH by version: no secret passes the page).
+    channel_row = page.locator("tr[data-channel^='alipay-']")
+    mode = str(channel_row.get_attribute("data-channel")).split("-", 1)[1]
+    page.get_by_role("button", name=f"Disable alipay {mode}").click()
+    expect(page.locator("#status")).to_contain_text("The channel configuration is changed")
+    expect(channel_row.locator(".channel-enabled")).to_have_text("No")
+    page.get_by_role("button", name=f"Enable alipay {mode}").click()
+    expect(channel_row.locator(".channel-enabled")).to_have_text("Yes")
+    page.goto("/console/operator/audit")
+    expect(page.locator("main")).to_contain_text("channel.disabled")
 
 
 def _a_balance_as_of_yesterday_differs_from_now(page: Page, platform: Platform) -> None:

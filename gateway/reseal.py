@@ -28,7 +28,7 @@ SEALED_COLUMNS = (
     SealedColumn(
         "idempotency_records",
         "response_body",
-        row_id="'idempotency:' || scope || ':' || key",
+        row_id="'idempotency' || chr(10) || scope || chr(10) || key",
         where="response_sealed AND expires_at >= clock_timestamp()",
     ),
 )

@@ -36,8 +36,9 @@ class StoredRecord:
 
 
 def sealed_row_id(scope: str, key: str) -> str:
-    """The associated data a stored response is sealed with: a body copied onto another key does not open."""
-    return f"idempotency:{scope}:{key}"
+    """The associated data a stored response is sealed with: a body copied onto another key does not open. Joined by
+    a newline, which neither a scope nor a key (printable ASCII) holds, so no two (scope, key) pairs give one id."""
+    return f"idempotency\n{scope}\n{key}"
 
 
 def validate_key(value: str | None) -> str:

@@ -48,3 +48,20 @@ def test_the_forwarded_identity_carries_the_keys_mode_and_only_a_known_one() -> 
     bad = encode_identity(Identity(key_id="k", expires_at=2_000_000_000, merchant_id="mch_a", mode=forged), SECRET)
     with pytest.raises(Problem):
         verify_identity_token(bad, SECRET, now=1_700_000_000)
+
+
+def test_only_a_console_session_names_its_mode() -> None:
+    """`Juhe-Mode` narrows a console session (no key mode of its own) to one mode; a key or a user token keeps its
+    own whatever it sends; an unknown mode is refused, not ignored."""
+    from gateway.domain.staff import with_console_mode
+
+    session = Principal("merchant", "cst_1", "plt_1", merchant_id="mch_1", staff_id="stf_1", permissions=frozenset())
+    assert with_console_mode(session, "live").mode == "live" and with_console_mode(session, "test").mode == "test"
+    assert with_console_mode(session, None) is session
+    key = Principal("merchant", "key_test_1", "plt_1", merchant_id="mch_1", mode="test")
+    assert with_console_mode(key, "live") is key
+    user = Principal("user", "tok_1", "plt_1", user_id="u_1")
+    assert with_console_mode(user, "live").mode is None
+    with pytest.raises(Problem) as refused:
+        with_console_mode(session, "staging")
+    assert refused.value.spec.code == "validation_failed"

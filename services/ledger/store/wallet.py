@@ -126,9 +126,12 @@ def level_of(holder: RowMapping) -> int:
 async def open_ledger_account(
     tx: Tx, *, key: str, holder_id: str, line: Line, currency: str, credit_limit_minor: int = 0,
     credits_bounded: bool = False, metadata: dict[str, Any] | None = None,
+    hashed_metadata: dict[str, Any] | None = None,
 ) -> str:  # fmt: skip
     """Idempotent by the account's opening key, which is its identity here: whoever opened it first (this
-    wallet, the cashier, settlement) decided its body; concurrent openers all get the one row."""
+    wallet, the cashier, settlement) decided its body; concurrent openers all get the one row. `hashed_metadata`:
+    the metadata of the body the key is bound to when it is not the row's own (a chart account's documented body,
+    whatever the wallet notes on its row)."""
     account = Account(
         id=new_id("acc"), holder_id=holder_id, currency=currency, kind=line.kind, code=line.code,
         normal_balance=NormalBalance.for_code(line.code),
@@ -140,7 +143,10 @@ async def open_ledger_account(
         "normal_balance": account.normal_balance.value, "metadata": account.metadata,
         "debits_must_not_exceed_credits": line.no_overdraft, "credits_must_not_exceed_debits": credits_bounded,
         "credit_limit_minor": credit_limit_minor, "idempotency_key": key,
-        "body_hash": _api_body_hash(holder_id, currency, line, credit_limit_minor, credits_bounded, account.metadata),
+        "body_hash": _api_body_hash(
+            holder_id, currency, line, credit_limit_minor, credits_bounded,
+            account.metadata if hashed_metadata is None else hashed_metadata,
+        ),
     }  # fmt: skip
     row = await account_store.insert_account_once(tx.conn, values)
     if row is None:
@@ -182,9 +188,12 @@ async def open_subaccount(
         if subaccount in CHART_SUBACCOUNTS
         else f"wallet:{holder_id}:{subaccount.value}:{merchant_id}:{account_currency}"
     )
+    # A chart sub-account's key is bound to the chart's documented body (`metadata: {}`), the one the cashier's
+    # wallet connector and the ledger's consumer send: they find this account, never a 409 for another body.
     account_id = await open_ledger_account(
-        tx, key=key, holder_id=holder_id, line=line, currency=account_currency, metadata=meta
-    )
+        tx, key=key, holder_id=holder_id, line=line, currency=account_currency, metadata=meta,
+        hashed_metadata={} if subaccount in CHART_SUBACCOUNTS else None,
+    )  # fmt: skip
     await tx.conn.execute(
         text(
             """INSERT INTO wallet_subaccounts (account_id, holder_id, subaccount_type, merchant_id, currency)

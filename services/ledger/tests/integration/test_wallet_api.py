@@ -258,6 +258,14 @@ async def test_prepaid_card_only_at_its_merchant_and_merchant_view(wallet: Walle
     view_b = (await wallet.client.get(f"/v1/wallet/merchants/{shop_b}/balances")).json()
     assert (view_a["pending_minor"], view_a["settled_minor"], view_a["available_to_withdraw_minor"]) == (3_976, 0, 0)
     assert view_b["pending_minor"] == 3_000
+    # The merchant holder's 2201 is the chart account: the cashier's wallet connector opens it by the chart key
+    # with the documented body and finds it (it was a 409 idempotency_key_reused, failing every wallet payment).
+    chart = {"holder_id": shop_a, "currency": "CNY", "kind": "merchant_pending", "code": "2201", "metadata": {}}
+    key = f"chart:merchant_pending:{shop_a}:CNY"
+    r = await wallet.client.post("/v1/accounts", json={**chart, "idempotency_key": key})
+    assert r.status_code == 200, r.text
+    [row] = await wallet.sql("SELECT id, metadata FROM accounts WHERE idempotency_key = :k", k=key)
+    assert r.json()["id"] == row["id"] and row["metadata"]["wallet_subaccount"] == "merchant_pending"
 
 
 async def test_bnpl_spend_bill_repay_and_limit_restored(wallet: Wallet) -> None:

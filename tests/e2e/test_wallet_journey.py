@@ -83,7 +83,10 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
     admin = Gateway(gw, platform.keys["admin_key"])
     merchant_id = platform.keys["merchant_id"]
     merchant = Client(gw, key_id=platform.keys["key_id"], secret=platform.keys["secret"])
-    before = merchant.request("GET", f"/v1/wallet/merchants/{merchant_id}/balances")
+    # Wallet money is live money (docs/test-mode.md "Wallets"): the merchant's test key reads its test book, so the
+    # platform reads the merchant's live book.
+    balances = f"/v1/wallet/merchants/{merchant_id}/balances"
+    before = admin.ok(admin.get(balances, livemode="true"))
 
     # --- 1. a new user, its own wallet, verified by the identity sandbox ----------------------------------
     user_id = f"usr_e2e_{uuid.uuid4().hex[:8]}"
@@ -193,8 +196,9 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
     r = user.get(f"/v1/wallet/holders/{platform.keys['user_id']}/my-wallet")
     assert r.status_code == 403, r.text  # the demo user's wallet is not this user's
 
-    after = merchant.request("GET", f"/v1/wallet/merchants/{merchant_id}/balances")
+    after = admin.ok(admin.get(balances, livemode="true"))
     assert after["pending_minor"] - before["pending_minor"] == 12_000 + 5_000 + 8_000
+    merchant.request("GET", balances)  # its own balances (the test book): allowed
     with pytest.raises(APIError) as refused:  # another merchant's balances: never
         merchant.request("GET", "/v1/wallet/merchants/mch_wallet/balances")
     assert refused.value.status == 403

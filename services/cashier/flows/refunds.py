@@ -251,7 +251,7 @@ async def _submit(cashier: Cashier, refund: Any, attempt: Any, payment: Any) -> 
         notify_url=cashier.notify_url(refund.channel, refund.merchant_id),
     )
     try:
-        connector = await cashier.connectors.get(refund.merchant_id, refund.channel)
+        connector = await cashier.connectors.get(refund.merchant_id, refund.channel, livemode=refund.livemode)
         result = await return_money(connector, request)
     except ChannelError as exc:
         if exc.retryable:
@@ -286,7 +286,7 @@ async def poll_refunds_due(cashier: Cashier) -> int:
         assert attempt is not None and payment is not None
         result: RefundResult | None = None
         try:
-            connector = await cashier.connectors.get(refund.merchant_id, refund.channel)
+            connector = await cashier.connectors.get(refund.merchant_id, refund.channel, livemode=refund.livemode)
             result = await connector.query_refund(refund.id, attempt.out_trade_no)
         except (ChannelUnavailable, ChannelError, InvalidSignature, Problem) as exc:
             log.info("refund query failed", refund_id=refund.id, error=repr(exc))

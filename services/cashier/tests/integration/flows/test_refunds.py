@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import httpx
@@ -110,11 +111,21 @@ async def test_retried_refund_request_key_makes_one_refund(start_cashier: Any, s
 async def test_wechat_refund_settles_by_channel_notification(
     start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver
 ) -> None:
-    cashier = await start_cashier(poll_initial_seconds=600)  # only the notification can settle it
+    """Also with a live WeChat Pay configuration beside the test one (127.0.0.1 is the only sandbox host, so the same
+    sandbox reached as `localhost` is a "real" channel): the test payment's refund goes to the test configuration,
+    named by the refund's mode, instead of being refused as ambiguous and left pending; a transfer names its money's
+    mode the same way."""
+    cashier = await start_cashier(poll_initial_seconds=600, sandbox_hosts=["127.0.0.1"])  # the notification settles
     await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    live = sandboxes.wechat_config(base_url=sandboxes.wechat.base_url.replace("127.0.0.1", "localhost"))
+    await cashier.configure("wechatpay", live, priority=1)
+    modes = (await cashier.get(f"/v1/admin/merchants/{cashier.merchant_id}/channels")).json()
+    assert sorted(c["mode"] for c in modes) == ["live", "test"]
     payment = await paid_payment(cashier, sandboxes, "wechatpay", 100)
+    assert payment["livemode"] is False
     created = await cashier.post(f"/v1/payments/{payment['id']}/refunds", {"amount_minor": 40})
     assert created.status_code == 201 and created.json()["status"] == "pending", created.text
+    assert created.json()["livemode"] is False
     refund_id = created.json()["id"]
 
     async with httpx.AsyncClient() as client:
@@ -133,3 +144,15 @@ async def test_wechat_refund_settles_by_channel_notification(
 
     types = [json.loads(h.body)["type"] for h in hooks]
     assert types == ["payment.succeeded", "refund.succeeded"]  # in order per payment
+
+    # A transfer (settlement's payout rail) names its money's mode the same way; without one it is not a guess.
+    out_no = uuid.uuid4().hex[:20]
+    transfer = {"merchant_id": cashier.merchant_id, "channel": "wechatpay", "out_transfer_no": out_no,
+                "amount_minor": 100, "currency": "CNY", "payee": "o_payee_openid", "remark": "payout"}  # fmt: skip
+    unnamed = await cashier.post("/v1/internal/transfers", transfer)
+    assert (unnamed.status_code, unnamed.json()["code"]) == (422, "no_route_available"), unnamed.text
+    sent = await cashier.post("/v1/internal/transfers", {**transfer, "livemode": False})
+    assert sent.status_code == 200 and sent.json()["status"] == "waiting_user", sent.text
+    asked = await cashier.client.get(f"/v1/internal/transfers/wechatpay/{out_no}",
+                                     params={"merchant_id": cashier.merchant_id, "livemode": "false"})  # fmt: skip
+    assert asked.json()["channel_transfer_no"] == sent.json()["channel_transfer_no"], asked.text

@@ -313,7 +313,11 @@ class MerchantChannelPatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     mode: Mode = Field(description="Which of the channel's configurations (a test and a live one may exist)")
-    version: int = Field(ge=1, description="The version last read: a configuration changed since is 409")
+    version: int = Field(
+        ge=1,
+        le=2**31 - 1,
+        description="The version last read (an INTEGER column): a configuration changed since is 409",
+    )
     enabled: bool | None = None
     priority: int | None = Field(default=None, ge=0, le=10_000)
 

@@ -899,36 +899,28 @@ async def _change_endpoint(ctx: ConsoleContext, endpoint_id: str, action: str, m
     return after
 
 
+async def _switch_endpoint(ctx: ConsoleContext, endpoint_id: str, action: str, method: str,
+                           body: dict[str, Any] | None = None) -> Response:  # fmt: skip
+    """Enable, disable or delete an endpoint, then back to the list of the page's mode saying what was done."""
+    done = await _change_endpoint(ctx, endpoint_id, action, method, f"/v1/webhook-endpoints/{endpoint_id}", body)
+    if isinstance(done, Response):
+        return done
+    return ctx.redirect(WEBHOOKS, done=action, mode=console_mode(ctx, ctx.form.get("mode")))
+
+
 @routes.post("/webhooks/{endpoint_id}/enable", "webhooks.manage")
 async def enable_endpoint(ctx: Console, endpoint_id: str) -> Response:
-    done = await _change_endpoint(ctx, endpoint_id, "enabled", "PATCH", f"/v1/webhook-endpoints/{endpoint_id}",
-                                  {"enabled": True})  # fmt: skip
-    return (
-        done
-        if isinstance(done, Response)
-        else ctx.redirect(WEBHOOKS, done="enabled", mode=console_mode(ctx, ctx.form.get("mode")))
-    )
+    return await _switch_endpoint(ctx, endpoint_id, "enabled", "PATCH", {"enabled": True})
 
 
 @routes.post("/webhooks/{endpoint_id}/disable", "webhooks.manage")
 async def disable_endpoint(ctx: Console, endpoint_id: str) -> Response:
-    done = await _change_endpoint(ctx, endpoint_id, "disabled", "PATCH", f"/v1/webhook-endpoints/{endpoint_id}",
-                                  {"enabled": False})  # fmt: skip
-    return (
-        done
-        if isinstance(done, Response)
-        else ctx.redirect(WEBHOOKS, done="disabled", mode=console_mode(ctx, ctx.form.get("mode")))
-    )
+    return await _switch_endpoint(ctx, endpoint_id, "disabled", "PATCH", {"enabled": False})
 
 
 @routes.post("/webhooks/{endpoint_id}/delete", "webhooks.manage")
 async def delete_endpoint(ctx: Console, endpoint_id: str) -> Response:
-    done = await _change_endpoint(ctx, endpoint_id, "deleted", "DELETE", f"/v1/webhook-endpoints/{endpoint_id}")
-    return (
-        done
-        if isinstance(done, Response)
-        else ctx.redirect(WEBHOOKS, done="deleted", mode=console_mode(ctx, ctx.form.get("mode")))
-    )
+    return await _switch_endpoint(ctx, endpoint_id, "deleted", "DELETE")
 
 
 @routes.post("/webhooks/{endpoint_id}/rotate", "webhooks.manage")

@@ -70,6 +70,15 @@ def new_session(platform: Platform, **overrides: Any) -> dict[str, Any]:
     return session
 
 
+def approve_in_the_sandbox(phone: Page) -> None:
+    """The payer approves on the WeChat Pay sandbox's payer page, which is closed once the approval's navigation
+    has committed: closing a page mid-commit can leave Chromium's close unanswered for ever (microsoft/playwright
+    #42366; a clean-clone run hung 600 s in `phone.close()`)."""
+    phone.get_by_role("button", name=re.compile("Approve")).click()
+    expect(phone.locator("b", has_text="SUCCESS")).to_be_visible()
+    phone.close()
+
+
 def page_view(platform: Platform, session: dict[str, Any]) -> dict[str, Any]:
     token = session["url"].rsplit("/", 1)[1]
     view: dict[str, Any] = httpx.get(f"{platform.gateway}/v1/checkout/pages/{token}", timeout=30).json()
@@ -154,8 +163,7 @@ def test_desktop_wechat_qr_turns_to_success_live_and_returns_signed(
     payment = page_view(platform, session)["payment"]
     phone = context.new_page()  # the payer's phone scanned the QR: the channel sandbox's payer page
     phone.goto(payment["payer_action"]["channel_data"]["sandbox_pay_url"])
-    phone.get_by_role("button", name=re.compile("Approve")).click()
-    phone.close()
+    approve_in_the_sandbox(phone)
 
     expect(page.get_by_role("status")).to_contain_text("支付成功")
     assert page.evaluate("window.__sameDocument === true")  # the live status changed it, no reload
@@ -346,8 +354,7 @@ def test_a_reusable_payment_link_with_an_entered_amount_and_a_plate_is_paid_twic
         view = httpx.get(f"{platform.gateway}/v1/checkout/pages/{page.url.rsplit('/', 1)[1]}", timeout=30).json()
         phone = context.new_page()  # the payer's phone scans the QR: the sandbox's payer page
         phone.goto(view["payment"]["payer_action"]["channel_data"]["sandbox_pay_url"])
-        phone.get_by_role("button", name=re.compile("Approve")).click()
-        phone.close()
+        approve_in_the_sandbox(phone)
         page.wait_for_url(re.compile(r"/pay/pl_[^/]+/paid\?"), timeout=60_000)  # the result page, then ours
         expect(page.get_by_role("heading", level=1)).to_have_text("已向Demo merchant付款")
         if n == 0:
@@ -442,8 +449,7 @@ def test_juhe_js_opens_the_checkout_in_a_modal_only_on_a_registered_origin(
     payment = page_view(platform, session)["payment"]
     phone = context.new_page()
     phone.goto(payment["payer_action"]["channel_data"]["sandbox_pay_url"])
-    phone.get_by_role("button", name=re.compile("Approve")).click()
-    phone.close()
+    approve_in_the_sandbox(phone)
     page.wait_for_function("window.juheEvents.indexOf('paid:signed') >= 0", timeout=60_000)
     events = page.evaluate("window.juheEvents")
     assert events == [f"seen-from:{JUHE_PUBLIC}", "paid:signed"], events
@@ -578,8 +584,7 @@ def test_a_signed_in_payer_pays_less_with_a_claimed_coupon(platform: Platform, b
     assert payment["amount_minor"] == 2_000 and payment["discount_minor"] == COUPON_OFF
     phone = context.new_page()
     phone.goto(payment["payer_action"]["channel_data"]["sandbox_pay_url"])
-    phone.get_by_role("button", name=re.compile("Approve")).click()
-    phone.close()
+    approve_in_the_sandbox(phone)
     page.wait_for_url(re.compile(r"/checkout/cst_[^/]+/result$"))
     expect(page.locator("#discount")).to_have_text("订单金额 ¥25.00，优惠券减 ¥5.00")
     expect(page.locator(".big")).to_have_text("¥20.00")

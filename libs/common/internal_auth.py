@@ -209,9 +209,16 @@ async def caller_livemode(
     own = None
     if identity is not None and identity.merchant_id is not None and identity.mode is not None:
         own = livemode_of(identity.mode)
-    if own is not None and livemode is not None and livemode is not own:
+    return narrowed_livemode(own, livemode)
+
+
+def narrowed_livemode(own: bool | None, requested: bool | None) -> bool | None:
+    """The mode a read is narrowed to: the caller's key's own (`requested` naming the other is 422), else the one
+    `requested`, else None (both, each object marked). Who has an own mode is the service's call (the ledger's
+    `caller_livemode`, the cashier's `livemode_query`)."""
+    if own is not None and requested is not None and requested is not own:
         raise Problem(VALIDATION_FAILED, "livemode must be the mode of the key making the request", field="livemode")
-    return own if own is not None else livemode
+    return own if own is not None else requested
 
 
 CallerLivemode = Annotated[bool | None, Depends(caller_livemode)]

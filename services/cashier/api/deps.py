@@ -9,7 +9,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.errors import VALIDATION_FAILED, Problem
-from libs.common.internal_auth import InternalIdentity, MerchantScope
+from libs.common.internal_auth import InternalIdentity, MerchantScope, narrowed_livemode
 from services.cashier.domain.errors import PAYMENT_NOT_FOUND
 from services.cashier.flows.context import Cashier
 from services.cashier.store.payments import get_payment
@@ -61,10 +61,7 @@ async def ensure_payment_in_mode(cashier: Cashier, caller: InternalIdentity, mer
 def livemode_query(cashier: Cashier, caller: InternalIdentity, requested: bool | None) -> bool | None:
     """The mode a list is filtered by: the caller's key's (a `livemode` query naming the other is 422); a caller
     without a key mode (a console session, a service) may pick one with `livemode`, else sees both."""
-    own = cashier.livemode_filter(caller)
-    if own is not None and requested is not None and requested is not own:
-        raise Problem(VALIDATION_FAILED, "livemode must be the mode of the key making the request", field="livemode")
-    return own if own is not None else requested
+    return narrowed_livemode(cashier.livemode_filter(caller), requested)
 
 
 # `?livemode=true|false` on lists: see `livemode_query`.

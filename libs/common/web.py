@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import httpx
@@ -60,8 +60,28 @@ class Runtime:
     settings: ServiceSettings
     engine: AsyncEngine
     uow: UnitOfWork
-    extras: dict[str, Any] = field(default_factory=dict)
+    # The service's typed context (its clients and helpers, built at start-up): read it through the service's
+    # own accessor over `context_of`, never by a string key (CONTRIBUTING "Typed context").
+    context: object | None = None
+    # Closed after the loops stop, in order (clients the start-up opened).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # The broker-epoch watcher a worker's loops share (set by `worker_tasks`).
+    epoch_watcher: EpochWatcher | None = None
+    extras: dict[str, Any] = field(default_factory=dict)  # being replaced by `context` (issue 22)
     _kafka_client: AIOKafkaClient | None = None
+
+
+ContextT = TypeVar("ContextT")
+
+
+def context_of(runtime: Runtime, kind: type[ContextT]) -> ContextT:
+    """The service's typed context: one dataclass per service (its `context.py`) instead of string-keyed
+    lookups, so a missing or misspelt dependency fails type checking, and a service started without its
+    start-up hook fails here with the reason rather than with a KeyError somewhere deeper."""
+    context = runtime.context
+    if not isinstance(context, kind):
+        raise RuntimeError(f"{kind.__name__} is not set: the service's start-up builds it (its app.py)")
+    return context
 
 
 BackgroundTask = Callable[[Runtime], Awaitable[None]]
@@ -324,7 +344,7 @@ def worker_tasks(
     watcher = EpochWatcher(
         s.kafka_bootstrap_servers, interval_seconds=s.broker_epoch_check_interval_seconds, options=kafka_options
     )
-    runtime.extras["epoch_watcher"] = watcher
+    runtime.epoch_watcher = watcher
     relay = OutboxRelay(
         runtime.engine,
         service=s.service_name,
@@ -452,7 +472,7 @@ def create_service_app(
                 await stop_task(task, name=task.get_name())
             if runtime._kafka_client is not None:
                 await close_bounded(runtime._kafka_client.close(), name="readiness broker client")
-            for closer in runtime.extras.get("closers", []):
+            for closer in [*runtime.closers, *runtime.extras.get("closers", [])]:
                 with contextlib.suppress(Exception):
                     await closer()
             await engine.dispose()

@@ -65,13 +65,14 @@ def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
 
 async def consume_cashier_events(runtime: Runtime) -> None:
     s = runtime.settings
+    assert runtime.epoch_watcher is not None, "worker_tasks sets it before the loops start"
     consumer = InboxConsumer(
         runtime.uow,
         service=s.service_name,
         bootstrap=s.kafka_bootstrap_servers,
         group_id=f"{s.topic_namespace}juhe-{s.service_name}-cashier",
         subscriptions=cashier_subscriptions(runtime),
-        epoch_watcher=runtime.extras["epoch_watcher"],
+        epoch_watcher=runtime.epoch_watcher,
         topic_namespace=s.topic_namespace,
         batch_max=s.consumer_batch_max,
         session_timeout_ms=s.consumer_session_timeout_ms,

@@ -10,21 +10,22 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from gateway import worker
+from gateway.api.docs_pages import HeadAsGet, serve_offline_docs
+from gateway.api.gatekeeper import Gatekeeper
+from gateway.api.observability import use_plain_asgi_observability
 from gateway.api.routes import api_versions, internal, onboarding, platform, proxy, staff, wallet_users
-from gateway.catalog import ApiCatalog
+from gateway.api.routes.web_pages import WebPagesRoute
+from gateway.clients.catalog import ApiCatalog
 from gateway.clients.identity import IdentityProvider
+from gateway.clients.proxy import Upstreams
 from gateway.clients.services import PlatformCalls
+from gateway.clients.web_pages import WebPages
 from gateway.config import Settings
-from gateway.docs_pages import HeadAsGet, serve_offline_docs
+from gateway.flows.identities import Identities
 from gateway.flows.onboarding import OnboardingFlow
-from gateway.gatekeeper import Gatekeeper
-from gateway.identities import Identities
-from gateway.observability import use_plain_asgi_observability
-from gateway.proxy import Upstreams
-from gateway.staff import StaffConsole
+from gateway.flows.staff import StaffConsole
+from gateway.flows.wallet_users import WalletUsers
 from gateway.store import guards
-from gateway.wallet_users import WalletUsers
-from gateway.web_pages import WebPages, WebPagesRoute
 from libs.common.web import Runtime, create_service_app
 
 TITLE = "Juhe gateway"

@@ -141,7 +141,7 @@ class Settings(ServiceSettings):
     wallet_sign_in_rate_max: int = Field(default=30, ge=1, le=10_000)
     payment_pin_rate_max: int = Field(default=30, ge=1, le=10_000)
     payment_pin_lockout_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
-    # Console staff (gateway/staff.py, docs/consoles.md): a session ends after `idle` seconds without a request and
+    # Console staff (flows/staff.py, docs/consoles.md): a session ends after `idle` seconds without a request and
     # `absolute` seconds after sign-in; 5 failed sign-ins in a row lock the account for `lockout`; sign-ins are also
     # counted per browser address and per e-mail; invitations and operator-issued reset links are used once.
     staff_session_idle_seconds: int = Field(default=900, ge=60, le=86400)

@@ -13,8 +13,8 @@ from gateway.config import Settings
 from libs.common.resealing import SealedColumn, reseal_database
 from libs.common.sealing import Sealer
 
-# Every sealed column and the id its values are bound to, as the code sealing them computes it (identities.py,
-# staff.py, flows/onboarding.py, flows/onboarding_partner.py `_row_id`, domain/idempotency.py `sealed_row_id`).
+# Every sealed column and the id its values are bound to, as the code sealing them computes it (flows/identities/,
+# flows/staff.py, flows/onboarding.py, flows/onboarding_partner.py `_row_id`, domain/idempotency.py `sealed_row_id`).
 SEALED_COLUMNS = (
     SealedColumn("merchants", "webhook_secret_sealed", row_id="id"),
     SealedColumn("api_keys", "secret_sealed", row_id="key_id"),

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.api.gatekeeper import Gatekeeper
 from gateway.domain.access import Principal
 from gateway.domain.errors import ROUTE_FORBIDDEN
-from gateway.gatekeeper import Gatekeeper
-from gateway.identities import Identities
+from gateway.flows.identities import Identities
 from libs.common.errors import Problem
 from libs.common.internal_auth import InternalIdentity
 

@@ -44,7 +44,7 @@ PAYMENT_PIN_INCORRECT = ErrorSpec("payment_pin_incorrect", 403, "The payment PIN
 PAYMENT_PIN_LOCKED = ErrorSpec("payment_pin_locked", 423, "Too many wrong payment PINs: locked for a while")
 PAYMENT_PIN_TOO_SIMPLE = ErrorSpec("payment_pin_too_simple", 422, "A PIN may not be one digit repeated or a run")
 
-# Console staff (gateway/staff.py, docs/consoles.md).
+# Console staff (gateway/flows/staff.py, docs/consoles.md).
 CONSOLE_SIGN_IN_FAILED = ErrorSpec("console_sign_in_failed", 401, "Wrong e-mail, password or code")
 CONSOLE_ACCOUNT_LOCKED = ErrorSpec("console_account_locked", 423, "Too many failed sign-ins: locked for a while")
 CONSOLE_TOTP_REQUIRED = ErrorSpec("console_totp_required", 401, "Enter the code of your authenticator app")

@@ -154,7 +154,7 @@ def permissions_of(kind: StaffKind, role: str) -> frozenset[str]:
 
 
 def may_assign(kind: StaffKind, actor_role: str, role: str) -> bool:
-    """Who may hand out a role: someone whose own role has every permission of it (gateway/staff.py holds changing
+    """Who may hand out a role: someone whose own role has every permission of it (gateway/flows/staff.py holds changing
     or removing a member to the same rule). So only an owner (super admin) makes or unmakes owners (super admins),
     and an admin, who may not pay out, cannot make a finance member who may (a second address of their own, say)."""
     return role in roles_of(kind) and permissions_of(kind, role) <= permissions_of(kind, actor_role)

@@ -14,7 +14,7 @@ from typing import Any
 from gateway.domain.access import Principal
 from gateway.domain.errors import MERCHANT_NOT_FOUND, MERCHANT_STATUS_CONFLICT
 from gateway.domain.onboarding import actor_of
-from gateway.identities import Identities
+from gateway.flows.identities import Identities
 from gateway.store import onboarding as store
 from libs.common.errors import Problem
 from libs.common.ids import new_id

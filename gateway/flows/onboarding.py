@@ -39,8 +39,8 @@ from gateway.domain.access import Principal
 from gateway.domain.credentials import new_secret
 from gateway.domain.errors import MERCHANT_EXISTS, ONBOARDING_NOT_FOUND, ONBOARDING_STATE
 from gateway.domain.onboarding import Outcome, Reason
+from gateway.flows.identities import WEBHOOK_SECRET_PREFIX, Identities
 from gateway.flows.onboarding_partner import PartnerTemplates
-from gateway.identities import WEBHOOK_SECRET_PREFIX, Identities
 from gateway.store import credentials as credential_store
 from gateway.store import onboarding as store
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
@@ -51,7 +51,7 @@ log = get_logger("juhe.gateway.onboarding")
 
 ONBOARDING_ID_PREFIX = "onb"
 TRANSIENT_STATUS = frozenset({408, 425, 429})  # a service's "not now": the step is tried again, not rejected
-DISABLED = "disabled"  # a merchant whose onboarding is not complete: its keys are refused (identities.py)
+DISABLED = "disabled"  # a merchant whose onboarding is not complete: its keys are refused (flows/identities/)
 
 
 def request_fingerprint(body: dict[str, Any]) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 
 from gateway.domain.access import Principal
 from gateway.domain.errors import PARTNER_TEMPLATE_NOT_FOUND
-from gateway.identities import Identities
+from gateway.flows.identities import Identities
 from gateway.store import partner_templates as store
 from libs.common.errors import VALIDATION_FAILED, Problem
 

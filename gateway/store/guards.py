@@ -30,7 +30,7 @@ GUARDED_TABLES = (
     "rate_limit_counters",
     "user_tokens",
     "wallet_sign_in_links",
-    "staff_links",  # console invitations, resets, TOTP tickets (gateway/staff.py)
+    "staff_links",  # console invitations, resets, TOTP tickets (gateway/flows/staff.py)
     "staff_sessions",  # console sessions past their absolute expiry
 )
 GUARD_POOL_MIN_SIZE = 2

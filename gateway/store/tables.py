@@ -174,7 +174,7 @@ payment_pins = Table(
     CheckConstraint("failed_count >= 0", name="payment_pins_failed_count_nonnegative"),
 )
 
-# ---- console staff (issue 16, gateway/staff.py, docs/consoles.md) ---------------------------------------------
+# ---- console staff (issue 16, gateway/flows/staff.py, docs/consoles.md) ---------------------------------------------
 # Merchant staff (merchant_id set) and platform operators (merchant_id NULL). argon2id password hashes; the TOTP
 # secret sealed like the merchants' HMAC secrets (it must be read back to check a code). `totp_last_step` refuses
 # a code seen before. Staff are never deleted: removal sets status 'removed' and revokes their sessions.

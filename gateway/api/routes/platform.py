@@ -25,8 +25,8 @@ from gateway.api.schemas import (
     UserTokenCreateRequest,
     UserTokenResponse,
 )
+from gateway.clients.platform_health import platform_health
 from gateway.domain.errors import ROUTE_FORBIDDEN
-from gateway.platform_health import platform_health
 from libs.common.errors import Problem
 
 router = APIRouter(prefix="/v1/platform", tags=["platform"])
@@ -95,7 +95,7 @@ async def issue_user_token(
     return UserTokenResponse.model_validate(token)
 
 
-# Readiness, outbox backlog, dead letters and consumer lag of the whole platform (gateway/platform_health.py),
+# Readiness, outbox backlog, dead letters and consumer lag of the whole platform (gateway/clients/platform_health.py),
 # for the operator console's health page: an operator's console session with `platform.health.read`, or the admin
 # key. Out of the public API document: it serves Juhe's own console.
 HEALTH_PERMISSION = "platform.health.read"

@@ -18,8 +18,8 @@ from fastapi import APIRouter, Request, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from gateway.api.gatekeeper import Gatekeeper
 from gateway.domain.access import PrefixIndex
-from gateway.gatekeeper import Gatekeeper
 
 router = APIRouter()
 PROXIED_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]

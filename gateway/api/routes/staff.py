@@ -1,4 +1,4 @@
-"""Console staff endpoints (gateway/staff.py, docs/consoles.md). Not in the public OpenAPI document: they serve
+"""Console staff endpoints (gateway/flows/staff.py, docs/consoles.md). Not in the public OpenAPI document: they serve
 Juhe's own web process (the consoles), not API clients.
 
 Three callers: the web process with its first-party token (`/v1/web/console-…`: exchange a password for a session,
@@ -15,16 +15,16 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from pydantic import BaseModel, Field, model_validator
 
 from gateway.api.deps import GatekeeperDep, PlatformDep
+from gateway.api.gatekeeper import Gatekeeper
 from gateway.api.onboarding_schemas import OnboardingCreateRequest, OnboardingResponse
 from gateway.api.routes import onboarding as onboarding_routes
 from gateway.clients.services import PlatformCalls
-from gateway.console_postings import REFUNDS_MAX, merchant_postings
 from gateway.domain import onboarding as onboarding_rules
 from gateway.domain.access import Principal
 from gateway.domain.errors import CONSOLE_PERMISSION_DENIED
 from gateway.flows import kyc_review
-from gateway.gatekeeper import Gatekeeper
-from gateway.staff import Member, StaffConsole
+from gateway.flows.console_postings import REFUNDS_MAX, merchant_postings
+from gateway.flows.staff import Member, StaffConsole
 from libs.common.errors import Problem
 
 router = APIRouter(include_in_schema=False, tags=["console staff"])
@@ -314,7 +314,7 @@ async def payment_postings(
     refund_id: RefundRefs = [],  # noqa: B006
 ) -> dict[str, Any]:
     """The ledger's lines for the payment's success and the given refunds, on the member's merchant's accounts only
-    (gateway/console_postings.py): the merchant console's payment page."""
+    (gateway/flows/console_postings.py): the merchant console's payment page."""
     member.require("payments.read")
     if member.merchant_id is None:
         raise Problem(CONSOLE_PERMISSION_DENIED, "only a merchant's staff see a payment's postings")

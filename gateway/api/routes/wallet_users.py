@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from gateway.api.deps import GatekeeperDep, PlatformDep
+from gateway.api.gatekeeper import Gatekeeper
 from gateway.api.schemas import (
     PaymentPinSetRequest,
     PaymentPinStatusResponse,
@@ -23,8 +24,7 @@ from gateway.api.schemas import (
 )
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.errors import ROUTE_FORBIDDEN
-from gateway.gatekeeper import Gatekeeper
-from gateway.wallet_users import WalletUsers, applicable_coupons
+from gateway.flows.wallet_users import WalletUsers, applicable_coupons
 from libs.common.errors import Problem
 from libs.common.money import MAX_AMOUNT_MINOR
 

@@ -12,7 +12,7 @@ from juhe_sdk import AsyncClient
 
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.seed import seed_demo_async
+from gateway.flows.seed import seed_demo_async
 from gateway.tests.integration.servers import ThreadServer
 from gateway.tests.integration.upstream import Ledger, create_upstream
 from libs.common.settings import ServiceSettings

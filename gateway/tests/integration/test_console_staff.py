@@ -1,4 +1,4 @@
-"""Console staff at the gateway over real HTTP and the real database (gateway/staff.py, docs/consoles.md):
+"""Console staff at the gateway over real HTTP and the real database (gateway/flows/staff.py, docs/consoles.md):
 invitations used once, argon2id passwords, sessions with idle expiry and sign-out everywhere, lockout, TOTP with
 replay refusal and recovery codes, roles that hold on the public API too, the last owner kept, maker-checker."""
 

@@ -33,7 +33,7 @@ from juhe_sdk.webhooks import SIGNATURE_HEADER, construct_event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.seed import seed_demo_async
+from gateway.flows.seed import seed_demo_async
 from gateway.tests.integration.test_console_staff import _operator
 from gateway.tests.integration.with_cashier import AlipaySandbox, alipay
 from libs.common.embedded import free_port

@@ -13,7 +13,7 @@ from juhe_sdk import NotFoundError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.seed import seed_demo_async
+from gateway.flows.seed import seed_demo_async
 from gateway.tests.integration.conftest import INTERNAL_SECRET, Stack, StackFactory
 from gateway.tests.integration.servers import ThreadServer
 from gateway.worker import prune_once

@@ -12,7 +12,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from juhe_sdk import PermissionDeniedError
 
-from gateway.platform_health import DEAD_LETTER_METRIC, OUTBOX_METRIC, metric_sums
+from gateway.clients.platform_health import DEAD_LETTER_METRIC, OUTBOX_METRIC, metric_sums
 from gateway.tests.integration.conftest import StackFactory
 from libs.common.kafka import ensure_platform_topics, topic_name
 

@@ -23,7 +23,7 @@ from juhe_sdk import APIError, AsyncClient, NotFoundError
 
 from gateway.app import create_app as gateway_app
 from gateway.config import DEMO_WEB_CLIENT_TOKEN
-from gateway.seed import seed_demo_async
+from gateway.flows.seed import seed_demo_async
 from gateway.tests.integration.with_cashier import AlipaySandbox, alipay
 from libs.common.embedded import free_port
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token

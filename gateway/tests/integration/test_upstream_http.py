@@ -11,8 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from gateway.clients.upstream_http import (
+    KeepAlivePool,
+    UpstreamConnectError,
+    UpstreamTimeoutError,
+    UpstreamTransportError,
+)
 from gateway.tests.integration.servers import ThreadServer
-from gateway.upstream_http import KeepAlivePool, UpstreamConnectError, UpstreamTimeoutError, UpstreamTransportError
 
 DEAD_URL = "http://127.0.0.1:9"
 peers: set[tuple[str, int]] = set()
@@ -141,7 +146,7 @@ async def test_informational_answers_bodies_to_close_and_truncation() -> None:
 
 
 def test_request_heads_refuse_anything_that_could_split_a_request() -> None:
-    from gateway.upstream_http import _request_head
+    from gateway.clients.upstream_http import _request_head
 
     head = _request_head("POST", "/v1/p?q=%C3%A9", "svc:1", [("X-A", "caf\u00e9 au lait")], b"{}")
     assert head == b"POST /v1/p?q=%C3%A9 HTTP/1.1\r\nHost: svc:1\r\nX-A: caf\xe9 au lait\r\nContent-Length: 2\r\n\r\n"

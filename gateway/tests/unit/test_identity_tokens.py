@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gateway import gatekeeper as gk
+from gateway.api import gatekeeper as gk
 from gateway.config import Settings
 from gateway.domain.access import Principal
 from libs.common.internal_auth import verify_identity_token

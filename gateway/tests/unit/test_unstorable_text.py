@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from starlette.requests import Request
 
-from gateway.gatekeeper import refuse_unstorable_text
+from gateway.api.gatekeeper import refuse_unstorable_text
 from libs.common.errors import Problem
 
 

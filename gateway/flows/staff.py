@@ -41,7 +41,7 @@ from gateway.domain.errors import (
     STAFF_NOT_FOUND,
     STAFF_ROLE_INVALID,
 )
-from gateway.identities import STAFF_SESSION_PREFIX, Identities
+from gateway.flows.identities import STAFF_SESSION_PREFIX, Identities
 from gateway.store import credentials as identity_store
 from gateway.store import staff as store
 from libs.common.errors import Problem

@@ -31,7 +31,7 @@ from gateway.domain.errors import (
     USER_NOT_FOUND,
     WEB_CLIENT_INVALID,
 )
-from gateway.identities import Identities
+from gateway.flows.identities import Identities
 from gateway.store import credentials as identity_store
 from gateway.store import wallet_users as store
 from libs.common.errors import VALIDATION_FAILED, Problem

@@ -1,7 +1,7 @@
 """The pages' half of the one public origin: `/wallet`, `/checkout`, `/pay`, `/static`, `/console` are
 forwarded to Juhe's web process as they are, so browsers see one address for pages and API.
 
-A plain route tried first with a prefix test (like the API's `FirstMatchProxyRoute`). The web process does
+The route that sends them here is `api/routes/web_pages.py`. The web process does
 its own authentication (sealed session cookie), CSRF and rate limits, and reaches the platform only through
 this gateway's public API like any client; nothing here vouches for anyone: no `X-Juhe-*` header passes,
 no identity is attached. The browser's address and the public scheme/host are passed as `X-Forwarded-*`.
@@ -9,16 +9,13 @@ no identity is attached. The browser's address and the public scheme/host are pa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 
 import httpx
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import Match, Route
-from starlette.types import Scope
 
-from gateway.domain.access import PrefixIndex
 from gateway.domain.errors import UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE
 from libs.common.errors import PAYLOAD_TOO_LARGE, Problem
 
@@ -26,7 +23,6 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
      "upgrade", "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
 )  # fmt: skip
-PAGE_METHODS = ["GET", "HEAD", "POST"]
 
 
 class WebPages:
@@ -94,23 +90,3 @@ class WebPages:
         return StreamingResponse(
             chunks(), status_code=reply.status_code, headers=kept, background=BackgroundTask(reply.aclose)
         )
-
-
-async def forward_page(request: Request) -> Response:
-    pages: WebPages = request.app.state.runtime.extras["web_pages"]
-    return await pages.forward(request)
-
-
-class WebPagesRoute(Route):
-    """Matches a path under one of `prefixes` (on a "/" boundary) before any other route is tried."""
-
-    def __init__(self, prefixes: Iterable[str]) -> None:
-        super().__init__("/{path:path}", forward_page, methods=PAGE_METHODS, include_in_schema=False)
-        self.index = PrefixIndex(prefixes)
-
-    def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] == "http" and self.index.match(scope["path"]) is not None:
-            if scope["method"] not in PAGE_METHODS:
-                return Match.PARTIAL, {"endpoint": self.endpoint, "path_params": {}, "route": self}
-            return Match.FULL, {"endpoint": self.endpoint, "path_params": {"path": scope["path"]}, "route": self}
-        return Match.NONE, {}

@@ -20,15 +20,15 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from gateway.config import Settings
-from gateway.domain.errors import UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE
-from gateway.upstream_http import (
+from gateway.clients.upstream_http import (
     KeepAlivePool,
     UpstreamConnectError,
     UpstreamReply,
     UpstreamTimeoutError,
     UpstreamTransportError,
 )
+from gateway.config import Settings
+from gateway.domain.errors import UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE
 from libs.common import tracing
 from libs.common.errors import Problem
 from libs.common.http import RETRYABLE_STATUS, request_with_retries, service_client
@@ -128,7 +128,7 @@ class Upstreams:
             )
             for name, url in settings.service_urls().items()
         }
-        # The hot path: see gateway/upstream_http.py for why not httpx there.
+        # The hot path: see gateway/clients/upstream_http.py for why not httpx there.
         self.pools: dict[str, KeepAlivePool] = {
             name: KeepAlivePool(
                 url,

@@ -20,7 +20,7 @@ from gateway.domain.errors import PUBLIC_ERRORS
 from gateway.domain.openapi_doc import assemble
 from libs.common.logging import get_logger
 
-log = get_logger("juhe.gateway.catalog")
+log = get_logger("juhe.gateway.clients.catalog")
 MISSING_RETRY_SECONDS = 2.0
 
 

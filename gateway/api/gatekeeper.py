@@ -16,14 +16,14 @@ from dataclasses import dataclass, replace
 import asyncpg
 from fastapi import Request, Response
 
+from gateway.clients.proxy import ForwardedIdentity, UpstreamResponse, Upstreams
 from gateway.config import Settings
 from gateway.domain import access, idempotency, ratelimit, suspension, versions
 from gateway.domain import staff as staff_rules
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.credentials import bearer_matches, hash_secret
 from gateway.domain.errors import IDEMPOTENCY_KEY_IN_PROGRESS, MERCHANT_SUSPENDED, NONCE_REUSED
-from gateway.identities import Authenticated, Identities
-from gateway.proxy import ForwardedIdentity, UpstreamResponse, Upstreams
+from gateway.flows.identities import Authenticated, Identities
 from gateway.store import guards
 from libs.common import unstorable
 from libs.common.errors import PAYLOAD_TOO_LARGE, VALIDATION_FAILED, Problem

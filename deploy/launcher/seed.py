@@ -1,6 +1,6 @@
 """Seed the demo platform idempotently: the same keys are printed on every run.
 
-1. The gateway creates the demo platform (its admin key) and user (`gateway/seed.py`, `merchant=False`).
+1. The gateway creates the demo platform (its admin key) and user (`gateway/flows/seed.py`, `merchant=False`).
 2. The demo merchant and the platform's own collecting merchant for wallet top-ups (`mch_wallet`) are
    registered with the WeChat Pay, Alipay, UnionPay and e-CNY bank sandboxes, as a merchant would on the
    channels' own platforms; the generated credentials are kept in `.juhe/demo-channels.json` (the
@@ -125,7 +125,7 @@ SUB_MERCHANT_ID_FIELDS = {"wechatpay": "mchid", "alipay": "seller_id", "unionpay
 
 async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
     try:
-        gateway_seed = importlib.import_module("gateway.seed")
+        gateway_seed = importlib.import_module("gateway.flows.seed")
     except ModuleNotFoundError:
         platform.say("gateway seed not available yet; skipping demo data")
         return {}
@@ -160,7 +160,7 @@ async def seed(platform: Platform, db_urls: dict[str, str]) -> dict[str, str]:
     except (httpx.HTTPError, KeyError, ValueError) as exc:
         platform.say(f"demo channels not configured: {exc!r}")
     # The demo merchant's console owner (docs/consoles.md): signs in at the gateway's /console/sign-in.
-    owner = await importlib.import_module("gateway.staff").seed_demo_owner(
+    owner = await importlib.import_module("gateway.flows.staff").seed_demo_owner(
         db_urls["gateway"], merchant_id=DEMO_MERCHANT_ID, email=DEMO_CONSOLE_EMAIL, password=DEMO_CONSOLE_PASSWORD
     )
     if owner and "gateway" in urls:

@@ -656,7 +656,7 @@ SANDBOXES: dict[str, tuple[str, str, str, int, tuple[str, ...]]] = {
     "ecny": ("sandboxes.ecny", "settings", "EcnySettings", 8103, ("cashier",)),
     "bank": ("sandboxes.bank", "settings", "BankSettings", 8104, ("settlement",)),
     # The ledger's wallet KYC and the gateway's onboarding KYC: one provider, one shared secret.
-    "identity": ("sandboxes.identity", "app", "IdentitySettings", 8105, ("ledger", "gateway")),
+    "identity": ("sandboxes.identity", "settings", "IdentitySettings", 8105, ("ledger", "gateway")),
 }
 # Dev only: a sandbox's own secrets, from the Secrets its callers read theirs from (make-secrets.sh sets the
 # ledger's wallet-identity-secret to the same value as the gateway's identity-secret).

@@ -61,7 +61,8 @@ def _bank() -> FastAPI:
 
 
 def _identity() -> FastAPI:
-    from sandboxes.identity.app import IdentitySettings, create_app
+    from sandboxes.identity.app import create_app
+    from sandboxes.identity.settings import IdentitySettings
 
     return create_app(IdentitySettings.from_env())
 

@@ -22,10 +22,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
 from sandboxes.common.store import Document
+from sandboxes.wechatpay.app_bridge import install_routes as install_app_bridge_routes
 from sandboxes.wechatpay.busifavor import install_routes as install_busifavor_routes
 from sandboxes.wechatpay.combine import install_routes as install_combine_routes
 from sandboxes.wechatpay.favor import install_routes as install_favor_routes
-from sandboxes.wechatpay.jsbridge import install_routes as install_app_bridge_routes
 from sandboxes.wechatpay.oauth import app_secret
 from sandboxes.wechatpay.oauth import install_routes as install_oauth_routes
 from sandboxes.wechatpay.profitsharing import install_routes as install_profitsharing_routes

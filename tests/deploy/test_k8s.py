@@ -531,7 +531,7 @@ def test_the_gateway_checks_kyc_with_a_real_secret_and_dev_uses_the_identity_san
             refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in env}
             assert refs["JUHE_GATEWAY_IDENTITY_SECRET"] == {"name": "juhe-gateway", "key": "identity-secret"}
     sandbox = named(dev, "Deployment", "juhe-sandbox-identity")["spec"]["template"]["spec"]["containers"][0]
-    assert "sandboxes.identity.app import IdentitySettings" in sandbox["command"][-1]  # where the class lives
+    assert "sandboxes.identity.settings import IdentitySettings" in sandbox["command"][-1]  # where the class lives
     refs = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef") for e in sandbox["env"]}
     assert refs["JUHE_SANDBOX_IDENTITY_SECRET"] == {"name": "juhe-gateway", "key": "identity-secret"}
 

@@ -6,7 +6,6 @@ from fastapi import FastAPI
 
 from libs.common.web import Runtime, create_service_app
 from services.routing import worker
-from services.routing.api.deps import SNAPSHOT_SOURCE_KEY
 from services.routing.api.routes import (
     channel_routes,
     contracts,
@@ -18,14 +17,13 @@ from services.routing.api.routes import (
     special_rates,
 )
 from services.routing.config import Settings
-from services.routing.store.snapshot import SnapshotSource
-
-
-async def _on_startup(runtime: Runtime) -> None:
-    runtime.extras[SNAPSHOT_SOURCE_KEY] = SnapshotSource(runtime.engine)
+from services.routing.context import build_routing_context
 
 
 def create_app(settings_: Settings) -> FastAPI:
+    async def on_startup(runtime: Runtime) -> None:
+        runtime.context = build_routing_context(settings_, runtime)
+
     return create_service_app(
         settings_,
         title="Juhe routing",
@@ -42,5 +40,5 @@ def create_app(settings_: Settings) -> FastAPI:
         ],
         subscriptions=worker.subscriptions(settings_),
         background=worker.background_tasks(settings_),
-        on_startup=_on_startup,
+        on_startup=on_startup,
     )

@@ -10,6 +10,7 @@ from libs.common.logging import get_logger
 from libs.common.tasks import raise_if_cancelled
 from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.routing.config import Settings
+from services.routing.context import routing_context
 from services.routing.events.consumers import on_payment_outcome
 from services.routing.events.types import CASHIER_PAYMENTS_TOPIC, OUTCOME_EVENT_TYPES
 from services.routing.store.config import get_settings
@@ -26,8 +27,7 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 async def health_sweep(runtime: Runtime) -> None:
     """Record due open → half_open transitions (publishing them) and prune old windows, forever. A failed
     round (database down, a bad row) is logged with its exception by `run_rounds` and retried next interval."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
+    settings = routing_context(runtime).settings
     last_prune = -settings.health_prune_interval_seconds  # the first round prunes
 
     async def sweep_round() -> None:

@@ -9,16 +9,22 @@ from fastapi import Depends, Header, Request
 from libs.common.errors import FORBIDDEN, UNAUTHORIZED, Problem
 from libs.common.internal_auth import IDENTITY_HEADER, internal_identity
 from libs.common.web import get_runtime
+from services.routing.context import RoutingContext, routing_context
 from services.routing.store.snapshot import SnapshotSource
 
 ACTOR_HEADER = "X-Juhe-Actor"
-SNAPSHOT_SOURCE_KEY = "routing_snapshot_source"
 
 
-async def get_snapshot_source(request: Request) -> SnapshotSource:
+async def get_context(request: Request) -> RoutingContext:
     """Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop per decision."""
-    source: SnapshotSource = get_runtime(request).extras[SNAPSHOT_SOURCE_KEY]
-    return source
+    return routing_context(get_runtime(request))
+
+
+RoutingContextDep = Annotated[RoutingContext, Depends(get_context)]
+
+
+async def get_snapshot_source(context: RoutingContextDep) -> SnapshotSource:
+    return context.snapshots
 
 
 def get_actor(request: Request, x_juhe_actor: Annotated[str | None, Header(max_length=128)] = None) -> str:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 
 from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
-from libs.common.web import UowDep, get_runtime
-from services.routing.api.deps import ActorDep
+from libs.common.web import UowDep
+from services.routing.api.deps import ActorDep, RoutingContextDep
 from services.routing.api.special_rate_schemas import (
     ApplicationApproveRequest,
     ApplicationCreateRequest,
@@ -29,18 +29,11 @@ from services.routing.api.special_rate_schemas import (
     ProgrammeResponse,
     SavingsResponse,
 )
-from services.routing.config import Settings
 from services.routing.domain.special_rates import MerchantProfile
 from services.routing.flows import special_rates as flow
 from services.routing.store import special_rates as store
 
 router = APIRouter(tags=["special rates"])
-
-
-def _settings(request: Request) -> Settings:
-    settings = get_runtime(request).settings
-    assert isinstance(settings, Settings)
-    return settings
 
 
 @router.put("/v1/merchant-profiles/{merchant_id}")
@@ -65,14 +58,14 @@ async def get_profile(merchant_id: str, uow: UowDep) -> MerchantProfileResponse:
 
 
 @router.get("/v1/merchant-profiles/{merchant_id}/special-rate-eligibility", dependencies=[KnownQueryOnly])
-async def get_eligibility(merchant_id: str, request: Request, uow: UowDep) -> EligibilityListResponse:
-    checks = await flow.merchant_eligibility(_settings(request), uow, merchant_id, at=datetime.now(UTC))
+async def get_eligibility(merchant_id: str, context: RoutingContextDep, uow: UowDep) -> EligibilityListResponse:
+    checks = await flow.merchant_eligibility(context.settings, uow, merchant_id, at=datetime.now(UTC))
     return EligibilityListResponse(merchant_id=merchant_id, data=[EligibilityResponse.of(c) for c in checks])
 
 
 @router.get("/v1/special-rate-programmes", dependencies=[KnownQueryOnly])
-async def list_programmes(request: Request) -> CatalogueResponse:
-    catalogue = flow.catalogue(_settings(request))
+async def list_programmes(context: RoutingContextDep) -> CatalogueResponse:
+    catalogue = flow.catalogue(context.settings)
     return CatalogueResponse(
         catalogue_version=catalogue.version,
         example=catalogue.example,
@@ -82,16 +75,16 @@ async def list_programmes(request: Request) -> CatalogueResponse:
 
 
 @router.get("/v1/special-rate-programmes/{programme_id}")
-async def get_programme(programme_id: str, request: Request) -> ProgrammeResponse:
-    return ProgrammeResponse.of(flow.programme(_settings(request), programme_id))
+async def get_programme(programme_id: str, context: RoutingContextDep) -> ProgrammeResponse:
+    return ProgrammeResponse.of(flow.programme(context.settings, programme_id))
 
 
 @router.post("/v1/special-rate-applications", status_code=201)
 async def create_application(
-    body: ApplicationCreateRequest, request: Request, uow: UowDep, actor: ActorDep
+    body: ApplicationCreateRequest, context: RoutingContextDep, uow: UowDep, actor: ActorDep
 ) -> ApplicationResponse:
     application = await flow.create_application(
-        _settings(request),
+        context.settings,
         uow,
         merchant_id=body.merchant_id,
         programme_id=body.programme_id,
@@ -125,19 +118,19 @@ async def get_application(application_id: str, uow: UowDep) -> ApplicationRespon
 
 @router.post("/v1/special-rate-applications/{application_id}/submit")
 async def submit_application(
-    application_id: str, request: Request, uow: UowDep, actor: ActorDep
+    application_id: str, context: RoutingContextDep, uow: UowDep, actor: ActorDep
 ) -> ApplicationResponse:
-    return ApplicationResponse.of(await flow.submit(_settings(request), uow, application_id, actor=actor))
+    return ApplicationResponse.of(await flow.submit(context.settings, uow, application_id, actor=actor))
 
 
 @router.post("/v1/special-rate-applications/{application_id}/approve")
 async def approve_application(
-    application_id: str, body: ApplicationApproveRequest, request: Request, uow: UowDep, actor: ActorDep
+    application_id: str, body: ApplicationApproveRequest, context: RoutingContextDep, uow: UowDep, actor: ActorDep
 ) -> ApplicationResponse:
     now = datetime.now(UTC)
     return ApplicationResponse.of(
         await flow.approve(
-            _settings(request), uow, application_id, effective_from=body.effective_from or now, actor=actor, now=now
+            context.settings, uow, application_id, effective_from=body.effective_from or now, actor=actor, now=now
         )
     )
 
@@ -150,9 +143,9 @@ async def reject_application(
 
 
 @router.get("/v1/special-rate-savings")
-async def get_savings(request: Request, uow: UowDep, merchant_id: str | None = None) -> SavingsResponse:
+async def get_savings(context: RoutingContextDep, uow: UowDep, merchant_id: str | None = None) -> SavingsResponse:
     """The last 30 days: what the fees were, what they would be under each eligible programme."""
-    settings = _settings(request)
+    settings = context.settings
     report = await flow.savings(settings, uow, merchant_id=merchant_id, now=datetime.now(UTC))
     return SavingsResponse(
         since=report.since,

@@ -15,6 +15,7 @@ from libs.common.logging import configure_logging
 from libs.common.tasks import stop_task
 from libs.common.testing.waiting import eventually
 from libs.common.web import Runtime
+from services.routing.context import build_routing_context
 from services.routing.worker import health_sweep
 
 
@@ -36,6 +37,7 @@ async def test_a_failing_sweep_is_logged_with_its_exception_and_retried(
         async with engine.begin() as conn:  # every round now fails reading the routing settings row
             await conn.execute(text("DELETE FROM routing_config"))
         runtime = Runtime(settings=settings, engine=engine, uow=UnitOfWork(engine, source="routing"))
+        runtime.context = build_routing_context(settings, runtime)
         sweep = asyncio.create_task(health_sweep(runtime))
         await eventually(lambda: len(failed_rounds(caplog)) >= 2 or sweep.done(), "two failed rounds logged")
         assert not sweep.done(), "the sweep loop died of a failed round"

@@ -61,7 +61,7 @@ def _encoded(value: Any) -> Any:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-# Topics, one per aggregate family (DESIGN.md §3). Created explicitly at platform start.
+# Topics, one per aggregate family (docs/events.md §2). Created explicitly at platform start.
 TOPIC_PARTITIONS = 4
 TOPICS: tuple[str, ...] = (
     "cashier.payments",

@@ -1,4 +1,4 @@
-"""Test mode and live mode (docs/test-mode.md, DESIGN §4 "Test and live never mix").
+"""Test mode and live mode (docs/test-mode.md; docs/architecture.md §4 rule 9, "Test and live never mix").
 
 Every API key is `test` or `live`; the gateway forwards the authenticating key's mode inside the signed
 identity token (`internal_auth`), and services keep the two apart: a test key reaches only sandbox channel

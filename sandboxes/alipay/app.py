@@ -45,7 +45,7 @@ class _SystemErrorResponse(Response):
     """The error-rate fault: a signed Alipay system error for the requested method.
 
     Trade APIs answer 40004 ACQ.SYSTEM_ERROR and other methods 20000 isp.unknow-error, the two ways
-    Alipay says "try again" (protocols.md §2.3); non-gateway paths get a bare 503.
+    Alipay says "try again" (docs/protocols/alipay.md §3); non-gateway paths get a bare 503.
     """
 
     def __init__(self, sandbox: Sandbox) -> None:

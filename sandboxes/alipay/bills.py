@@ -1,4 +1,4 @@
-"""Alipay trade bills in the real layout: a zip of two GBK CSVs (protocols.md §2.8).
+"""Alipay trade bills in the real layout: a zip of two GBK CSVs (docs/protocols/alipay.md §8).
 
 `<pid>_<yyyyMMdd>_业务明细.csv` lists every payment (交易) and refund (退款) of the period with `#`
 comment lines around it, TAB-suffixed ID/text cells, full-width `（元）` headers and negative refund

@@ -1,4 +1,4 @@
-"""Alipay certificate mode (公钥证书模式, protocols.md §2.7), as the sandbox plays it.
+"""Alipay certificate mode (公钥证书模式, docs/protocols/alipay.md §7), as the sandbox plays it.
 
 A merchant in certificate mode holds three certificates: its app certificate (its own public key,
 issued by Alipay), Alipay's public-key certificate and Alipay's root certificate. Every request then

@@ -1,7 +1,7 @@
 """The sandbox's own RSA2 code (sandboxes may not import Juhe's connector; that is the point).
 
 Strict on purpose: the sandbox is the reference the connector is tested against, so it checks
-exactly what Alipay checks and no more leniently (protocols.md §2.2, §2.3, §2.6).
+exactly what Alipay checks and no more leniently (docs/protocols/alipay.md §2, §3, §6).
 """
 
 from __future__ import annotations

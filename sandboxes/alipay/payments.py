@@ -1,6 +1,6 @@
 """In-store and in-app payments on the Alipay sandbox: 付款码 (`alipay.trade.pay`, scene `bar_code`),
 JSAPI / mini-program (`alipay.trade.create`) and the OAuth that yields the payer's `buyer_id`
-(`alipay.system.oauth.token`). protocols.md §2.3 (code 10003), §2.5.
+(`alipay.system.oauth.token`). docs/protocols/alipay.md §3 (code 10003), §5.
 
 - The sandbox plays the payer's Alipay app: `POST /control/payer-codes` shows a 付款码 (16–24 digits
   starting 25–30, here 18; single use, valid a minute) that may demand the payment password, and

@@ -1,9 +1,9 @@
-"""Alipay royalty (分账, protocols.md §2.9) in the sandbox: relation bind, `alipay.trade.order.settle`,
+"""Alipay royalty (分账, docs/protocols/alipay.md §9) in the sandbox: relation bind, `alipay.trade.order.settle`,
 `alipay.trade.order.settle.query`.
 
 Strict: the trade must be paid (`TRADE_SUCCESS`) and created with `extend_params.royalty_freeze="true"`;
 every `trans_in` must have been bound first (else `ACQ.TRANS_IN_NOT_BIND`, hedged: Alipay's exact
-sub_code is not in protocols.md); amounts are yuan strings; the settled total may not exceed what the
+sub_code is not in docs/protocols/alipay.md); amounts are yuan strings; the settled total may not exceed what the
 trade has left after refunds and earlier settles (`ACQ.ROYALTY_AMOUNT_EXCEED`, same hedge). Settles
 finish at once (`SUCCESS`); `royalty_finish: "true"` unfreezes the rest for the seller. Same
 out_request_no + same request → the same answer; another request → `ACQ.DUPLICATE_REQUEST`.

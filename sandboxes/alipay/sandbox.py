@@ -1,7 +1,7 @@
 """The Alipay sandbox's core: the `/gateway.do` methods' rules and state (trades, apps, bills, notifications),
 what `app.py`'s routes call.
 
-Strict where Alipay is strict (protocols.md §2, §5): query-string and form parameters are merged, the RSA2
+Strict where Alipay is strict (docs/protocols/alipay.md, §10): query-string and form parameters are merged, the RSA2
 request signature is checked over every parameter but `sign`, each response node is signed over its exact
 JSON text (except isv.invalid-signature refusals, which Alipay leaves unsigned), notifications are
 form-encoded, signed for rsaCheckV1 and retried until the literal `success`.
@@ -233,7 +233,7 @@ class Sandbox:
         return app
 
     def check_cert_sn(self, app: dict[str, Any], params: dict[str, str]) -> None:
-        """Certificate mode (protocols.md §2.7): the request names the app certificate and the root.
+        """Certificate mode (docs/protocols/alipay.md §7): the request names the app certificate and the root.
         The sub_codes are the sandbox's own choice [L]; Alipay's exact ones are undocumented here."""
         if not app.get("app_cert_sn"):
             if params.get("app_cert_sn") or params.get("alipay_root_cert_sn"):
@@ -455,7 +455,7 @@ class Sandbox:
     # ------------------------------------------------------------------ browser flows
 
     def return_redirect(self, trade: dict[str, Any]) -> str | None:
-        """The signed GET the buyer's browser makes to return_url after paying (protocols.md §2.5)."""
+        """The signed GET the buyer's browser makes to return_url after paying (docs/protocols/alipay.md §5)."""
         if not trade.get("return_url"):
             return None
         app = self.app(trade["app_id"]) or {}
@@ -519,7 +519,7 @@ class Sandbox:
         if not trade.get("notify_url"):
             return
         if trade["status"] not in (TRADE_SUCCESS, TRADE_CLOSED, TRADE_FINISHED):
-            return  # WAIT_BUYER_PAY is not notified by default (protocols.md §2.6)
+            return  # WAIT_BUYER_PAY is not notified by default (docs/protocols/alipay.md §6)
         notify_id = uuid.uuid4().hex
         app = self.app(trade["app_id"]) or {}
 

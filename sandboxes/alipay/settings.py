@@ -9,7 +9,7 @@ from pathlib import Path
 from sandboxes.common.paths import env_float, env_int
 
 # Alipay retries a notification until it reads the literal `success`: 8 attempts within ~25 h,
-# after about 4m, 10m, 10m, 1h, 2h, 6h, 15h (protocols.md §2.6 [M]). Multiplied by notify_scale.
+# after about 4m, 10m, 10m, 1h, 2h, 6h, 15h (docs/protocols/alipay.md §6 [M]). Multiplied by notify_scale.
 NOTIFY_SCHEDULE_SECONDS: tuple[float, ...] = (240, 600, 600, 3600, 7200, 21600, 54000)
 
 
@@ -22,7 +22,7 @@ class SandboxSettings:
     # Alipay answers isv.invalid-timestamp for a request timestamp far from its clock; the exact
     # window is undocumented [L], so it is a setting.
     timestamp_skew_seconds_max: int = 900
-    bill_url_ttl_seconds: int = 30  # protocols.md §2.8: the download URL lives ~30 s
+    bill_url_ttl_seconds: int = 30  # docs/protocols/alipay.md §8: the download URL lives ~30 s
     # Real bills for day D exist from ~09:00 on D+1; the sandbox serves today's bill too unless False.
     bill_same_day: bool = True
 

@@ -1,6 +1,6 @@
 """The sandbox's trade book: Alipay's trade state machine, kept in the shared DocumentStore.
 
-States (protocols.md §2.5):
+States (docs/protocols/alipay.md §5):
     UNSEEN ──scan──▶ WAIT_BUYER_PAY ──pay──▶ TRADE_SUCCESS ──full refund / cancel──▶ TRADE_CLOSED
        └─cancel─▶ TRADE_CLOSED ◀──close / cancel / decline / time_expire──┘      └──finish──▶ TRADE_FINISHED
 `UNSEEN` is the sandbox's own word for a precreated QR trade nobody scanned yet: to the outside it
@@ -54,7 +54,7 @@ PRODUCT_CODES = {
 }
 PRODUCT_CODE_OPTIONAL = frozenset({"alipay.trade.precreate", "alipay.trade.pay", "alipay.trade.create"})
 # Other product codes Alipay accepts per method: many live integrations and python-alipay-sdk send
-# QUICK_WAP_PAY for wap pay (protocols.md §7).
+# QUICK_WAP_PAY for wap pay (docs/protocols/alipay.md §11).
 PRODUCT_CODE_ALIASES = {
     "alipay.trade.wap.pay": frozenset({"QUICK_WAP_PAY"}),
     "alipay.trade.create": frozenset({"FACE_TO_FACE_PAYMENT"}),
@@ -78,7 +78,7 @@ def invalid(sub_msg: str) -> BizError:
 
 def parse_yuan(value: Any, field_name: str, *, allow_zero: bool = False) -> int:
     """Strict Alipay amount within [0.01, 100000000], at most 2 decimals: a string (`"88.88"`) or a JSON
-    number (`88.88`, as Alipay's own examples send it; protocols.md §7). JSON numbers arrive as the
+    number (`88.88`, as Alipay's own examples send it; docs/protocols/alipay.md §11). JSON numbers arrive as the
     Decimal of their exact JSON text (`biz_content` is parsed with parse_float=Decimal), never a float,
     so `88.88` is 8888 fen exactly and `88.885` is refused, not rounded."""
     if isinstance(value, Decimal | int) and not isinstance(value, bool):

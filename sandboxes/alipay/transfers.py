@@ -1,5 +1,5 @@
 """Alipay transfers to an Alipay account (单笔转账): `alipay.fund.trans.uni.transfer`,
-`alipay.fund.trans.common.query`, `alipay.fund.account.query` (protocols.md §2.7: certificate mode only).
+`alipay.fund.trans.common.query`, `alipay.fund.account.query` (docs/protocols/alipay.md §7: certificate mode only).
 
 The sandbox keeps one balance per app (the merchant's 余额, `/control/apps/{app_id}/balance`, default
 1,000,000.00 yuan); a transfer moves money out of it at once (`status=SUCCESS`) or is refused:

@@ -1,4 +1,4 @@
-"""支付宝商家券 2.0 (`alipay.marketing.activity.ordervoucher.*`) and vouchers in trades (protocols.md §6.3).
+"""支付宝商家券 2.0 (`alipay.marketing.activity.ordervoucher.*`) and vouchers in trades (docs/protocols/alipay.md §12).
 
 Why: Juhe mirrors a campaign as an Alipay voucher activity, sends vouchers to buyers and must read who
 funded a discount from the trade's `voucher_detail_list`. The public SDK (alipay-sdk-python) has request

@@ -24,7 +24,7 @@ def _digest(fields: Mapping[str, str]) -> bytes:
 
 
 def sign(fields: dict[str, str], key: rsa.RSAPrivateKey, cert_pem: str) -> dict[str, str]:
-    """Add `signPubKeyCert` and `signature`; empty fields are never emitted (protocols.md §3.2)."""
+    """Add `signPubKeyCert` and `signature`; empty fields are never emitted (docs/protocols/unionpay.md §2)."""
     out = {k: v for k, v in fields.items() if v != "" and k != "signature"}
     out["signPubKeyCert"] = cert_pem
     out["signature"] = base64.b64encode(key.sign(_digest(out), padding.PKCS1v15(), hashes.SHA256())).decode()

@@ -9,7 +9,7 @@ from pathlib import Path
 from sandboxes.common.paths import env_float, env_int
 
 # UnionPay resends a back notification until it gets HTTP 200: up to 5 more times, after about
-# 1, 2, 4, 5 and 5 minutes (protocols.md §3.5 [M]). Multiplied by notify_scale.
+# 1, 2, 4, 5 and 5 minutes (docs/protocols/unionpay.md §6 [M]). Multiplied by notify_scale.
 NOTIFY_SCHEDULE_SECONDS: tuple[float, ...] = (60, 120, 240, 300, 300)
 
 

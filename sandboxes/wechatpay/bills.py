@@ -1,4 +1,4 @@
-"""Render the WeChat Pay trade bill file (protocols.md §1.10): backticked fields, CRLF lines."""
+"""Render the WeChat Pay trade bill file (docs/protocols/wechatpay.md §10): backticked fields, CRLF lines."""
 
 from __future__ import annotations
 

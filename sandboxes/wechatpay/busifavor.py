@@ -1,4 +1,4 @@
-"""微信支付商家券 (WeChat Pay v3 merchant coupons, "busifavor"; protocols.md §6.2).
+"""微信支付商家券 (WeChat Pay v3 merchant coupons, "busifavor"; docs/protocols/wechatpay.md §14).
 
 Why: a merchant's own coupon programme run at WeChat — users claim its coupons inside WeChat (the sandbox's
 control API plays the claim), the merchant hears `COUPON.SEND` and redeems them itself (核销) at its till or

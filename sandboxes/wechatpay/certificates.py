@@ -1,4 +1,4 @@
-"""Platform certificates for WeChat Pay's platform-certificate mode (protocols.md §1.3).
+"""Platform certificates for WeChat Pay's platform-certificate mode (docs/protocols/wechatpay.md §3).
 
 Merchants that predate public-key mode verify replies and callbacks with a *platform certificate*
 that they download from `GET /v3/certificates`: each certificate comes AES-256-GCM encrypted under

@@ -1,4 +1,4 @@
-"""WeChat Pay v3 cryptography as the channel side does it (protocols.md §1.2, §1.3, §1.5).
+"""WeChat Pay v3 cryptography as the channel side does it (docs/protocols/wechatpay.md §2, §3, §5).
 
 Deliberately separate from the connector's `signing.py`: the sandbox is the outside world and
 must not share code with Juhe, so a bug on one side cannot hide the same bug on the other.

@@ -1,4 +1,5 @@
-"""微信支付代金券 (WeChat Pay v3 cash coupons, "favor"): stocks, sending, queries, COUPON.USE (protocols.md §6.1).
+"""微信支付代金券 (WeChat Pay v3 cash coupons, "favor"): stocks, sending, queries, COUPON.USE
+(docs/protocols/wechatpay.md §14).
 
 Why a sandbox of it: Juhe mirrors its campaigns at the channel (a stock per campaign, a coupon sent to
 a payer's openid) and must process what the channel reports back — the `COUPON.USE` callback and the

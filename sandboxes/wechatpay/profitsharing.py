@@ -1,4 +1,5 @@
-"""WeChat Pay v3 profit sharing (分账, protocols.md §1.11) in the sandbox: receivers, orders, unsplit amount.
+"""WeChat Pay v3 profit sharing (分账, docs/protocols/wechatpay.md §11) in the sandbox: receivers, orders,
+unsplit amount.
 
 Strict, like the rest of the sandbox: the paid order must have been created with
 `settle_info.profit_sharing=true`; only documented fields; receivers must be added first (otherwise the

@@ -1,6 +1,6 @@
 """The sandbox's channel logic: merchants, orders, refunds, notifications and bills.
 
-Strict on purpose (protocols.md: "make the connector tolerant and the sandbox strict"): every
+Strict on purpose (docs/protocols/wechatpay.md: "the connector is tolerant and the sandbox strict"): every
 request must be signed correctly, bodies may carry only documented fields, amounts must be
 integers, and state changes follow WeChat's state machine
 (NOTPAY → SUCCESS | PAYERROR | CLOSED; SUCCESS → REFUND after a refund succeeds).
@@ -246,7 +246,7 @@ class Sandbox:
             "Wechatpay-Signature": crypto.sign(private_key, crypto.response_message(timestamp, nonce, body)),
             "Wechatpay-Serial": serial,
             # Real WeChat Pay sends it on every signed reply, not only on callbacks; the public
-            # wechatpayv3 SDK refuses a 2xx reply without it (protocols.md §1.3, §7).
+            # wechatpayv3 SDK refuses a 2xx reply without it (docs/protocols/wechatpay.md §3, §13).
             "Wechatpay-Signature-Type": crypto.SIGNATURE_TYPE,
             "Request-ID": str(uuid.uuid4()),
         }
@@ -822,7 +822,8 @@ class Sandbox:
             order = self.find_order(
                 scope, out_trade_no=body.get("out_trade_no"), transaction_id=body.get("transaction_id")
             )
-        except WxError as exc:  # the refund API names a missing order RESOURCE_NOT_EXISTS (protocols.md §7)
+        except WxError as exc:
+            # the refund API names a missing order RESOURCE_NOT_EXISTS (docs/protocols/wechatpay.md §9)
             raise WxError(404, "RESOURCE_NOT_EXISTS", "订单不存在") from exc
         if order["trade_state"] not in ("SUCCESS", "REFUND"):  # unpaid: nothing to refund, as if absent
             raise WxError(404, "RESOURCE_NOT_EXISTS", f"订单不存在 (order is {order['trade_state']})")

@@ -9,7 +9,7 @@ from pathlib import Path
 from sandboxes.common.paths import env_float, env_int
 
 # WeChat Pay's callback retry schedule, 15s/15s/30s/3m/10m/20m/30m/30m/30m/60m/3h/3h/3h/6h/6h
-# (protocols.md §1.5); scaled by notify_scale.
+# (docs/protocols/wechatpay.md §5); scaled by notify_scale.
 NOTIFY_SCHEDULE_SECONDS: tuple[float, ...] = (
     15,
     15,
@@ -37,7 +37,7 @@ class SandboxSettings:
     # A refund stays PROCESSING until approved/failed by the control API, or until this many seconds
     # have passed (then SUCCESS). None: manual only. JUHE_SANDBOX_WECHATPAY_REFUND_AUTO_SECONDS (<0 = None).
     refund_auto_success_seconds: float | None = 60.0
-    # protocols.md §1.7 is unsure between ORDER_NOT_EXIST and ORDERNOTEXIST [L]; configurable.
+    # docs/protocols/wechatpay.md §7 is unsure between ORDER_NOT_EXIST and ORDERNOTEXIST [L]; configurable.
     order_not_exist_code: str = "ORDER_NOT_EXIST"
     fee_rate_bps: int = 60  # 0.60%, the standard WeChat merchant rate, used in bills
     # Real bills for day D appear after ~10:00 on D+1; the sandbox serves today's bill too unless False

@@ -1,4 +1,4 @@
-"""商家转账 (merchant transfer to a user's WeChat change), the upgraded API (protocols.md §7, [M]).
+"""商家转账 (merchant transfer to a user's WeChat change), the upgraded API (docs/protocols/wechatpay.md §13, [M]).
 
 `POST /v3/fund-app/mch-transfer/transfer-bills` answers `WAIT_USER_CONFIRM` with a `package_info`
 the merchant hands to WeChat (JSAPI `requestMerchantTransfer`) so the user confirms receipt there;

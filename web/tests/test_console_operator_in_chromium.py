@@ -1,5 +1,5 @@
 """The operator console in a real browser: Debian's Chromium on the real platform (the launcher on free ports) and
-the real web process, through the gateway's one public origin (browser-testing.md).
+the real web process, through the gateway's one public origin (docs/web.md).
 
 Prepared through the platform's API as its back office would: two operators invited (operations-grade super admin
 and support), a merchant fee rate, a WeChat Pay payment paid at the sandbox whose bill the sandbox is told to
@@ -186,7 +186,8 @@ def _sign_in_with_a_fresh_code(page: Page, email: str, secret_and_used: str) -> 
 
 # ---- onboarding, the held KYC check, special rates, the ledger as of a time ----------------------------------------
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-CANTEEN = "ali_canteen"  # the example catalogue's programme for a company with MCC 5812 on Alipay (special-rates.md)
+# the example catalogue's programme for a company with MCC 5812 on Alipay (docs/special-rates.md)
+CANTEEN = "ali_canteen"
 
 
 def _uscc() -> str:

@@ -1,4 +1,4 @@
-"""My Wallet in a real browser: Debian's Chromium (browser-testing.md) on the real platform (the launcher on
+"""My Wallet in a real browser: Debian's Chromium (docs/web.md) on the real platform (the launcher on
 free ports: PostgreSQL, broker, every service, gateway, sandboxes) and the real web process, reached through
 the gateway's one public origin, exactly as a user would.
 
@@ -101,7 +101,7 @@ def _answers(url: str) -> bool:
 def browser() -> Iterator[Browser]:
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.fail("Debian's chromium is missing: `make install` installs it (browser-testing.md)")
+        pytest.fail("Debian's chromium is missing: `make install` installs it (docs/web.md)")
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         yield b

@@ -35,7 +35,7 @@ SERVE_CANCEL_TIMEOUT_SECONDS = 5.0
 
 _log = logging.getLogger(__name__)
 
-# Short group joins and fast relays for tests (embedded-infra.md §2.3: Tansu holds a join for session/2).
+# Short group joins and fast relays for tests (docs/embedded-infra.md §2.3: Tansu holds a join for session/2).
 TEST_TIMINGS: dict[str, Any] = {
     "consumer_session_timeout_ms": 3000,
     "consumer_heartbeat_interval_ms": 500,

@@ -1,7 +1,7 @@
 """The Alipay sandbox is strict: driven over real HTTP by an independent RSA2 client written here.
 
 Nothing from Juhe's connector is used, so these tests pin the sandbox to the protocol
-(protocols.md §2, §5) rather than to whatever the connector happens to do.
+(docs/protocols/alipay.md, §10) rather than to whatever the connector happens to do.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@
   connects to 80/443 and fails on `url += port`), so that one function is replaced by the same code
   with the port honoured; signing, request building, reply parsing and verification stay the SDK's.
 
-Both SDKs stamp `timestamp` with the local wall clock and Alipay reads it as China time (protocols.md
-§7), so these tests run with TZ=Asia/Shanghai, as a merchant's server in China does.
+Both SDKs stamp `timestamp` with the local wall clock and Alipay reads it as China time
+(docs/protocols/alipay.md §11), so these tests run with TZ=Asia/Shanghai, as a merchant's server in China does.
 """
 
 from __future__ import annotations

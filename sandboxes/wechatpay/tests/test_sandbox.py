@@ -1,6 +1,6 @@
 """The WeChat Pay sandbox on its own, as a real server: strictness, signatures, state, callbacks, bills.
 
-The client here is written from protocols.md with `cryptography` only; sandboxes share no code with
+The client here is written from docs/protocols/wechatpay.md with `cryptography` only; sandboxes share no code with
 Juhe, and these tests do not use the connector either.
 """
 

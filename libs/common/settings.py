@@ -33,7 +33,7 @@ class ServiceSettings(BaseSettings):
     database_pool_overflow: int = Field(default=5, ge=0, le=50)
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     # Idempotent producers: on for real Kafka (the production configs), off for the embedded Tansu broker,
-    # which refuses aiokafka's InitProducerId (embedded-infra.md §2.2: producer.start() fails).
+    # which refuses aiokafka's InitProducerId (docs/embedded-infra.md §2.2: producer.start() fails).
     kafka_enable_idempotence: bool = False
     # Topics created by ensure_platform_topics: 1/1 on the single embedded broker, 3/2 on a production cluster.
     kafka_topic_replication_factor: int = Field(default=1, ge=1, le=7)
@@ -47,7 +47,7 @@ class ServiceSettings(BaseSettings):
     # The largest `limit` a list endpoint accepts (libs.common.paging; more is 422 validation_failed).
     page_size_max: int = Field(default=200, ge=1, le=1000)
 
-    # Consumers (embedded-infra.md §2.3: Tansu holds JoinGroup for session_timeout/2).
+    # Consumers (docs/embedded-infra.md §2.3: Tansu holds JoinGroup for session_timeout/2).
     consumer_session_timeout_ms: int = Field(default=6000, ge=1000, le=60000)
     consumer_heartbeat_interval_ms: int = Field(default=1000, ge=100, le=20000)
     consumer_batch_max: int = Field(default=200, ge=1, le=5000)

@@ -87,6 +87,17 @@ def context_of(runtime: Runtime, kind: type[ContextT]) -> ContextT:
 BackgroundTask = Callable[[Runtime], Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class ConsumerGroup:
+    """One more consumer group of a service beside its default one (`juhe-<service>`): group id
+    `juhe-<service>-<name>`, so its offsets and its inbox rows are its own. `subscriptions` is called with the
+    runtime once the start-up hook ran, for handlers that need a client the hook builds (the ledger's batching
+    writer posts the cashier's events)."""
+
+    name: str
+    subscriptions: Callable[[Runtime], Sequence[Subscription]]
+
+
 def get_runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -337,8 +348,10 @@ def worker_tasks(
     runtime: Runtime,
     subscriptions: Sequence[Subscription],
     background: Sequence[BackgroundTask],
+    consumer_groups: Sequence[ConsumerGroup] = (),
 ) -> list[Callable[[], Awaitable[None]]]:
-    """The long-running loops of a service's worker: epoch watcher, relay, consumer, its own loops."""
+    """The long-running loops of a service's worker: epoch watcher, relay, consumers (the default group's and one
+    per `consumer_groups`), its own loops."""
     s = runtime.settings
     kafka_options = KafkaOptions.from_settings(s)
     watcher = EpochWatcher(
@@ -357,13 +370,15 @@ def worker_tasks(
         kafka_options=kafka_options,
     )
     loops: list[Callable[[], Awaitable[None]]] = [watcher.run, relay.run]
-    if subscriptions:
+    groups = [(f"juhe-{s.service_name}", subscriptions)] if subscriptions else []
+    groups += [(f"juhe-{s.service_name}-{g.name}", g.subscriptions(runtime)) for g in consumer_groups]
+    for group_id, group_subscriptions in groups:
         consumer = InboxConsumer(
             runtime.uow,
             service=s.service_name,
             bootstrap=s.kafka_bootstrap_servers,
-            group_id=f"{s.topic_namespace}juhe-{s.service_name}",
-            subscriptions=subscriptions,
+            group_id=f"{s.topic_namespace}{group_id}",
+            subscriptions=group_subscriptions,
             epoch_watcher=watcher,
             topic_namespace=s.topic_namespace,
             batch_max=s.consumer_batch_max,
@@ -440,6 +455,7 @@ def create_service_app(
     routers: Sequence[APIRouter] = (),
     subscriptions: Sequence[Subscription] = (),
     background: Sequence[BackgroundTask] = (),
+    consumer_groups: Sequence[ConsumerGroup] = (),
     on_startup: Callable[[Runtime], Awaitable[None]] | None = None,
     description: str = "",
     refuse_unstorable_text: bool = True,
@@ -460,7 +476,7 @@ def create_service_app(
             await on_startup(runtime)
         tasks: list[asyncio.Task[None]] = []
         if settings.role in ("worker", "all"):
-            for i, loop in enumerate(worker_tasks(runtime, subscriptions, background)):
+            for i, loop in enumerate(worker_tasks(runtime, subscriptions, background, consumer_groups)):
                 name = f"{settings.service_name}-{i}"
                 tasks.append(asyncio.create_task(_supervise(name, loop), name=name))
         log.info("service started", role=settings.role, port=settings.port)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from libs.common.web import create_service_app
+from libs.common.web import Runtime, create_service_app
 from services.marketing import worker
 from services.marketing.api.routes import (
     channel_coupons,
@@ -17,10 +17,16 @@ from services.marketing.api.routes import (
     topups,
 )
 from services.marketing.config import Settings
+from services.marketing.context import build_marketing_context
 from services.marketing.flows import rewards as reward_flows
 
 
 def create_app(settings: Settings) -> FastAPI:
+    async def on_startup(runtime: Runtime) -> None:
+        context = build_marketing_context(settings)
+        runtime.context = context
+        runtime.closers.append(context.cashier.aclose)
+
     return create_service_app(
         settings,
         title="Juhe marketing",
@@ -39,4 +45,5 @@ def create_app(settings: Settings) -> FastAPI:
         # Rewards on events (flows/rewards.py) have their own subscription: the inbox runs every one of a topic.
         subscriptions=[*worker.subscriptions(settings), *reward_flows.subscriptions(settings.day_timezone)],
         background=worker.background_tasks(settings),
+        on_startup=on_startup,
     )

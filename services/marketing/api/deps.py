@@ -10,8 +10,9 @@ from fastapi import Depends, Request
 from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
 from libs.common.paging import cursor_query, page_limit
+from libs.common.web import get_runtime
+from services.marketing.context import MarketingContext, marketing_context
 from services.marketing.domain.actors import Actor
-from services.marketing.flows.clock import clock_of
 
 
 def actor(request: Request) -> Actor:
@@ -87,9 +88,18 @@ PromotionCursor = Annotated[str | None, id_cursor("tpp")]
 PaymentCursor = Annotated[str | None, cursor_query(r"^[A-Za-z0-9_\-:.]{1,64}$")]
 
 
-def clock(request: Request) -> datetime:
-    """Now, by the service's clock (flows/clock.py)."""
-    return clock_of(request.app.state.runtime.extras)()
+async def get_context(request: Request) -> MarketingContext:
+    """The service's typed context (context.py). Async on purpose: FastAPI runs a plain `def` dependency in its
+    thread pool."""
+    return marketing_context(get_runtime(request))
+
+
+MarketingContextDep = Annotated[MarketingContext, Depends(get_context)]
+
+
+async def clock(context: MarketingContextDep) -> datetime:
+    """Now, by the service's clock (`MarketingContext.clock`)."""
+    return context.clock()
 
 
 NowDep = Annotated[datetime, Depends(clock)]

@@ -106,18 +106,3 @@ class CashierClient:
     ) -> dict[str, Any]:
         path = f"{BASE}/coupons/{program}/{quote(channel_coupon_id, safe='')}"
         return await self._call("GET", path, params={"merchant_id": merchant_id, "user": user})
-
-
-def cashier_of(runtime: Any) -> CashierClient:
-    """The service's one client of the cashier (made on first use, closed with the service)."""
-    client = runtime.extras.get("cashier_client")
-    if client is None:
-        settings = runtime.settings
-        client = CashierClient(
-            settings.cashier_url,
-            timeout_seconds=settings.cashier_timeout_seconds,
-            identity_secret=settings.internal_token_secret.get_secret_value(),
-        )
-        runtime.extras["cashier_client"] = client
-        runtime.extras.setdefault("closers", []).append(client.aclose)
-    return client

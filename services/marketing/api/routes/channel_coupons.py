@@ -7,13 +7,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import ManagerDep, ServicesOnly
-from services.marketing.clients.cashier import cashier_of
+from services.marketing.api.deps import ManagerDep, MarketingContextDep, ServicesOnly
 from services.marketing.flows import channel_comparison, channel_coupons
 
 internal = APIRouter(prefix="/v1/internal/marketing", tags=["internal"], dependencies=[ServicesOnly])
@@ -48,14 +47,13 @@ async def channel_coupon_event(body: ChannelCouponEventRequest, uow: UowDep) -> 
 
 @router.get("/channel-comparisons", dependencies=[KnownQueryOnly])
 async def channel_comparison_of(
-    who: ManagerDep, uow: UowDep, request: Request, day: Annotated[date, Query(alias="date")]
+    who: ManagerDep, uow: UowDep, context: MarketingContextDep, day: Annotated[date, Query(alias="date")]
 ) -> dict[str, Any]:
     """Marketing's view of its channel stocks against the channel's for one day (read only; mismatches listed)."""
-    runtime = request.app.state.runtime
-    settings = runtime.settings
+    settings = context.settings
     return await channel_comparison.compare(
         uow,
-        cashier_of(runtime),
+        context.cashier,
         day=day,
         day_timezone=settings.day_timezone,
         owner=who.owner_scope,

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy import select
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import CouponCursor, ManagerDep, NowDep, PageLimit, UserDep
+from services.marketing.api.deps import CouponCursor, ManagerDep, MarketingContextDep, NowDep, PageLimit, UserDep
 from services.marketing.api.schemas import (
     BulkIssueCreateRequest,
     BulkIssueResponse,
@@ -18,7 +18,6 @@ from services.marketing.api.schemas import (
     CouponListResponse,
     CouponResponse,
 )
-from services.marketing.clients.cashier import cashier_of
 from services.marketing.domain.errors import BULK_ISSUE_NOT_FOUND, COUPON_NOT_FOUND, STOCK_NOT_FOUND
 from services.marketing.flows import channel_coupons, claims
 from services.marketing.store import coupons as coupon_store
@@ -37,11 +36,12 @@ def coupon_response(row: Any, channel: dict[str, Any] | None = None) -> CouponRe
 
 
 @router.post("/me/claims", status_code=201)
-async def claim_coupon(body: ClaimCreateRequest, who: UserDep, uow: UowDep, request: Request, now: NowDep,
-                       response: Response) -> CouponResponse:  # fmt: skip
+async def claim_coupon(
+    body: ClaimCreateRequest, who: UserDep, uow: UowDep, context: MarketingContextDep, now: NowDep, response: Response
+) -> CouponResponse:
     """Claim one coupon of a running stock. The same request_id again returns the first coupon (200)."""
     assert who.user_id is not None
-    tz = request.app.state.runtime.settings.day_timezone
+    tz = context.settings.day_timezone
     async with uow.begin() as tx:
         row, created = await claims.claim(tx, stock_id=body.stock_id, user_id=who.user_id, request_id=body.request_id,
                                           source="claim", now=now, day_timezone=tz,
@@ -49,7 +49,7 @@ async def claim_coupon(body: ClaimCreateRequest, who: UserDep, uow: UowDep, requ
     if not created:
         response.status_code = 200
     # A channel stock's coupon is sent now (an outage leaves it pending for the worker); re-read, it may have changed.
-    mirrored = await channel_coupons.send(uow, cashier_of(request.app.state.runtime), row["coupon_id"])
+    mirrored = await channel_coupons.send(uow, context.cashier, row["coupon_id"])
     if mirrored is not None:
         async with uow.read() as conn:
             row = await coupon_store.get_coupon(conn, row["coupon_id"]) or row
@@ -87,11 +87,17 @@ async def _bulk_response(conn: Any, job: Any) -> BulkIssueResponse:
 
 
 @router.post("/stocks/{stock_id}/bulk-issues", status_code=202)
-async def bulk_issue(stock_id: Id, body: BulkIssueCreateRequest, who: ManagerDep, uow: UowDep, request: Request,
-                     response: Response) -> BulkIssueResponse:  # fmt: skip
+async def bulk_issue(
+    stock_id: Id,
+    body: BulkIssueCreateRequest,
+    who: ManagerDep,
+    uow: UowDep,
+    context: MarketingContextDep,
+    response: Response,
+) -> BulkIssueResponse:
     """Issue one coupon to each listed user, in the background (bounded rounds; resumable after a crash);
     poll the returned job for progress. Each user's claim obeys the stock's budget and limits."""
-    users_max = request.app.state.runtime.settings.bulk_issue_users_max
+    users_max = context.settings.bulk_issue_users_max
     if len(body.user_ids) > users_max:
         raise Problem(VALIDATION_FAILED, f"at most {users_max} users per bulk issue", user_ids_max=users_max)
     async with uow.begin() as tx:

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Response
 from sqlalchemy import select
 from sqlalchemy.engine import RowMapping
 
 from libs.common.errors import Problem
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import ManagerDep, NowDep, PageLimit, PaymentCursor, RuleCursor, UserDep
+from services.marketing.api.deps import (
+    ManagerDep,
+    MarketingContextDep,
+    NowDep,
+    PageLimit,
+    PaymentCursor,
+    RuleCursor,
+    UserDep,
+)
 from services.marketing.api.routes.coupons import coupon_response
 from services.marketing.api.schemas import (
     PointsEarningListResponse,
@@ -90,12 +98,18 @@ def _earning(r: RowMapping) -> PointsEarningResponse:
 
 
 @router.post("/me/points/exchanges", status_code=201)
-async def exchange_points(body: PointsExchangeRequest, who: UserDep, uow: UowDep, request: Request, now: NowDep,
-                          response: Response) -> PointsExchangeResponse:  # fmt: skip
+async def exchange_points(
+    body: PointsExchangeRequest,
+    who: UserDep,
+    uow: UowDep,
+    context: MarketingContextDep,
+    now: NowDep,
+    response: Response,
+) -> PointsExchangeResponse:
     """Points for one coupon of a stock that offers them: the lots that expire first are spent first. The same
     request_id again returns the first exchange (200)."""
     assert who.user_id is not None
-    tz = request.app.state.runtime.settings.day_timezone
+    tz = context.settings.day_timezone
     async with uow.begin() as tx:
         row, coupon, created = await points.exchange(tx, user_id=who.user_id, stock_id=body.stock_id,
                                                      request_id=body.request_id, now=now, day_timezone=tz)  # fmt: skip

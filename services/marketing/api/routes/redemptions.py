@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.money import MAX_AMOUNT_MINOR
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import MerchantDep, NowDep, PageLimit, ServicesOnly
+from services.marketing.api.deps import MarketingContextDep, MerchantDep, NowDep, PageLimit, ServicesOnly
 from services.marketing.api.routes.coupons import QR_PREFIX
 from services.marketing.api.schemas import (
     ApplicableCouponListResponse,
@@ -38,11 +38,12 @@ Ref = Annotated[str | None, Query(max_length=64)]
 
 
 @internal.post("/locks", status_code=201)
-async def lock_coupon(body: LockCreateRequest, uow: UowDep, request: Request, now: NowDep,
-                      response: Response) -> RedemptionResponse:  # fmt: skip
+async def lock_coupon(
+    body: LockCreateRequest, uow: UowDep, context: MarketingContextDep, now: NowDep, response: Response
+) -> RedemptionResponse:
     """Lock the user's coupon for a payment; marketing computes the discount (`payable_minor` is what the
     channel is asked for). The same payment_id again returns the first lock (200)."""
-    settings = request.app.state.runtime.settings
+    settings = context.settings
     seconds = min(body.lock_seconds or settings.lock_seconds_default, settings.lock_seconds_max)
     ctx = rules.PaymentContext(merchant_id=body.merchant_id, order_amount_minor=body.order_amount_minor,
                                currency=body.currency, store_id=body.store_id, scene=body.scene,
@@ -163,10 +164,11 @@ async def redeem(body: InStoreRedeemRequest, merchant_id: MerchantDep, uow: UowD
 
 
 @in_store.post("/redemptions/{redemption_id}/undo")
-async def undo(redemption_id: Id, merchant_id: MerchantDep, uow: UowDep, request: Request,
-               now: NowDep) -> RedemptionResponse:  # fmt: skip
+async def undo(
+    redemption_id: Id, merchant_id: MerchantDep, uow: UowDep, context: MarketingContextDep, now: NowDep
+) -> RedemptionResponse:
     """Take back an in-store redemption within `in_store_undo_seconds`; the coupon is available again."""
-    window = request.app.state.runtime.settings.in_store_undo_seconds
+    window = context.settings.in_store_undo_seconds
     async with uow.begin() as tx:
         row = await flow.undo_in_store(tx, redemption_id=redemption_id, merchant_id=merchant_id, now=now,
                                        window_seconds=window)  # fmt: skip

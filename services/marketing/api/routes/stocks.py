@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
 from libs.common.errors import Problem
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.marketing.api.deps import CampaignCursor, ManagerDep, NowDep, PageLimit, StockCursor
+from services.marketing.api.deps import (
+    CampaignCursor,
+    ManagerDep,
+    MarketingContextDep,
+    NowDep,
+    PageLimit,
+    StockCursor,
+)
 from services.marketing.api.schemas import (
     CampaignCreateRequest,
     CampaignListResponse,
@@ -20,7 +27,6 @@ from services.marketing.api.schemas import (
     StockListResponse,
     StockResponse,
 )
-from services.marketing.clients.cashier import cashier_of
 from services.marketing.domain import rules
 from services.marketing.domain.errors import CAMPAIGN_NOT_FOUND, STOCK_NOT_FOUND
 from services.marketing.flows import channel_stocks, stats, stocks
@@ -125,16 +131,16 @@ async def set_budget(stock_id: Id, body: StockBudgetRequest, who: ManagerDep, uo
 
 
 def _transition_route(name: rules.Transition) -> None:
-    async def transition_stock(stock_id: Id, who: ManagerDep, uow: UowDep, request: Request,
-                               now: NowDep) -> StockResponse:  # fmt: skip
+    async def transition_stock(
+        stock_id: Id, who: ManagerDep, uow: UowDep, context: MarketingContextDep, now: NowDep
+    ) -> StockResponse:
         """A channel stock goes to its channel first (flows/channel_stocks.py), then changes here."""
         async with uow.read() as conn:
             stock = await store.get_stock(conn, stock_id, who.owner_scope)
         if stock is not None and stock["channel"] is not None:
-            runtime = request.app.state.runtime
             row = await channel_stocks.transition(
-                uow, cashier_of(runtime), who, stock_id, name,
-                account_merchant_id=runtime.settings.channel_account_merchant_id, now=now,
+                uow, context.cashier, who, stock_id, name,
+                account_merchant_id=context.settings.channel_account_merchant_id, now=now,
             )  # fmt: skip
             return StockResponse.model_validate(dict(row))
         async with uow.begin() as tx:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.outbox_tables import outbox
 from libs.common.web import Runtime
 from services.marketing.app import create_app
+from services.marketing.context import marketing_context
 from services.marketing.worker import subscriptions
 
 
@@ -49,13 +50,12 @@ class Marketing:
         """Every replica's clock jumps by `delta` (validity, locks and undo windows without waiting)."""
         self.offset += delta
         for runtime in self.runtimes:
-            runtime.extras["clock"] = lambda: datetime.now(UTC) + self.offset
+            runtime.context = replace(marketing_context(runtime), clock=lambda: datetime.now(UTC) + self.offset)
 
     async def deliver(self, event: Envelope, replica: int = 0) -> None:
         """Apply one cashier event as the inbox consumer would: its subscription's handler, one transaction."""
         runtime = self.runtimes[replica]
-        settings: Any = runtime.settings
-        for subscription in subscriptions(settings):
+        for subscription in subscriptions(marketing_context(runtime).settings):
             if subscription.wants(event.type) and subscription.topic == f"cashier.{event.type.split('.')[0]}s":
                 async with runtime.uow.begin() as tx:
                     await subscription.handler(tx, event)

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import insert, update
 
-from services.marketing.clients.cashier import cashier_of
+from services.marketing.context import marketing_context
 from services.marketing.flows import channel_coupons
 from services.marketing.store.tables import channel_coupons as channel_coupons_table
 from services.marketing.store.tables import channel_stocks, coupon_stocks
@@ -99,7 +99,7 @@ async def test_callbacks_apply_in_any_order_and_an_outage_leaves_the_send_pendin
         assert claimed.status_code == 201, claimed.text
         assert claimed.json()["channel"]["send_status"] == "pending"  # no cashier: the worker sends it later
         coupons.append(claimed.json()["coupon_id"])
-    cashier = cashier_of(marketing.runtime)
+    cashier = marketing_context(marketing.runtime).cashier
     past = datetime.now(UTC) + timedelta(seconds=1)
     assert await channel_coupons.send_round(marketing.runtime.uow, cashier, batch_max=10, older_than=past) == 3
     still = await marketing.get(f"/v1/marketing/me/coupons/{coupons[0]}", marketing.user("usr_0"))

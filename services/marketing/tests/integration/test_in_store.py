@@ -7,6 +7,7 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+from services.marketing.context import marketing_context
 from services.marketing.tests.integration.conftest import Marketing, code
 
 REDEEM = "/v1/marketing/in-store/redemptions"
@@ -49,7 +50,7 @@ async def test_staff_verify_then_redeem_once_and_undo_within_the_window(marketin
     assert (await marketing.post(f"{REDEEM}/{r['redemption_id']}/undo", {}, staff)).json()["status"] == "undone"
     again = await marketing.post(REDEEM, by_qr, staff)
     assert again.status_code == 201
-    marketing.move_clock(timedelta(seconds=marketing.runtime.settings.in_store_undo_seconds + 1))  # type: ignore[attr-defined]
+    marketing.move_clock(timedelta(seconds=marketing_context(marketing.runtime).settings.in_store_undo_seconds + 1))
     late = await marketing.post(f"{REDEEM}/{again.json()['redemption_id']}/undo", {}, staff)
     assert code(late) == "undo_window_passed"
     kinds = [e["type"] for e in await marketing.events() if e["type"] != "coupon.claimed"]

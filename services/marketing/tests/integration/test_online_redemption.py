@@ -133,9 +133,9 @@ async def test_release_frees_the_coupon_and_a_late_success_still_uses_it(marketi
 async def test_a_lock_expires_by_itself(marketing: Marketing) -> None:
     coupon = await _coupon(marketing)
     r = (await marketing.post(LOCKS, lock_body(coupon, lock_seconds=60), {})).json()
-    assert await expire_locks_round(marketing.runtime, marketing.runtime.settings) == 0  # type: ignore[arg-type]
+    assert await expire_locks_round(marketing.runtime) == 0
     marketing.move_clock(timedelta(seconds=61))
-    assert await expire_locks_round(marketing.runtime, marketing.runtime.settings) == 1  # type: ignore[arg-type]
+    assert await expire_locks_round(marketing.runtime) == 1
     assert await _status(marketing, coupon["coupon_id"]) == "available"
     got = (await marketing.get(f"/v1/internal/marketing/redemptions/{r['redemption_id']}", {})).json()
     assert got["status"] == "expired"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from libs.common.events import Envelope
 from services.marketing.tests.integration.conftest import Marketing, code
@@ -137,14 +136,13 @@ async def test_points_exchanged_first_to_expire_first_and_the_rest_expires(marke
     coupons = (await marketing.get("/v1/marketing/me/coupons", user)).json()["data"]
     assert [c["coupon_id"] for c in coupons] == [body["coupon"]["coupon_id"]]
 
-    settings: Any = marketing.runtime.settings
-    assert await expire_points_round(marketing.runtime, settings) == 0  # nothing is due yet
+    assert await expire_points_round(marketing.runtime) == 0  # nothing is due yet
     marketing.move_clock(timedelta(days=31))
     cheap = await marketing.running_stock(points_price=1)
     expired_first = await marketing.post(EXCHANGES, {"stock_id": cheap["stock_id"], "request_id": "x3"}, user)
     assert code(expired_first) == "points_insufficient"  # past its expiry a lot buys nothing, swept or not
-    assert await expire_points_round(marketing.runtime, settings) == 1
-    assert await expire_points_round(marketing.runtime, settings) == 0  # a lot expires once
+    assert await expire_points_round(marketing.runtime) == 1
+    assert await expire_points_round(marketing.runtime) == 0  # a lot expires once
     assert await lots(marketing) == {"pay_old": (300, 0, 0), "pay_new": (200, 300, 0)}
 
     [spent] = await marketing.events("points.exchanged")
@@ -163,8 +161,7 @@ async def test_a_refund_takes_a_lots_points_once_before_or_after_its_expiry(mark
     for payment_id in ("pay_before", "pay_after"):
         await marketing.deliver(payment(payment_id, 30_000, at=long_ago))  # 300 points, expired 10 days ago
     await marketing.deliver(refund("re_before", "pay_before", 30_000))
-    settings: Any = marketing.runtime.settings
-    assert await expire_points_round(marketing.runtime, settings) == 1  # pay_after: pay_before has nothing left
+    assert await expire_points_round(marketing.runtime) == 1  # pay_after: pay_before has nothing left
     await marketing.deliver(refund("re_after", "pay_after", 30_000))
     taken: dict[str, int] = {}
     for event in [*await marketing.events("points.reversed"), *await marketing.events("points.expired")]:

@@ -151,12 +151,11 @@ async def test_a_bonus_past_its_validity_expires_once_and_is_then_not_revoked(ma
     await promotion(marketing, per_holder_limit=5, bonus_valid_days=30)
     await marketing.deliver(top_up("pay_e1", 10_000))
     await marketing.deliver(top_up("pay_e2", 10_000))
-    settings: Any = marketing.runtime.settings
-    assert await expire_topup_bonuses_round(marketing.runtime, settings) == 0  # not yet
+    assert await expire_topup_bonuses_round(marketing.runtime) == 0  # not yet
     marketing.move_clock(timedelta(days=31))
     await marketing.deliver(refund("re_e2", "pay_e2", 10_000))  # revoked before the sweep: not expired
-    assert await expire_topup_bonuses_round(marketing.runtime, settings) == 1
-    assert await expire_topup_bonuses_round(marketing.runtime, settings) == 0  # once
+    assert await expire_topup_bonuses_round(marketing.runtime) == 1
+    assert await expire_topup_bonuses_round(marketing.runtime) == 0  # once
     await marketing.deliver(refund("re_e1", "pay_e1", 10_000))  # expired: nothing left to revoke
     assert await grants(marketing) == {"pay_e1": ("expired", 1_000), "pay_e2": ("revoked", 1_000)}
     assert [(t, s) for t, s, _ in await bonus_events(marketing) if t != "topup.bonus_granted"] == [

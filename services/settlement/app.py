@@ -16,19 +16,22 @@ from services.settlement.api.routes import (
     payouts,
     reconciliation,
 )
+from services.settlement.clients.bank import BankClient
+from services.settlement.clients.cashier import CashierClient
+from services.settlement.clients.ledger import LedgerClient
+from services.settlement.clients.rails import ChannelRails
 from services.settlement.config import Settings
-from services.settlement.flows.bank import BankClient
-from services.settlement.flows.cashier import CashierClient
-from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.payouts import Payouts
 from services.settlement.flows.profit_sharing import ChannelSharing
-from services.settlement.flows.rails import ChannelRails
 from services.settlement.flows.withdrawals import Withdrawals
+from services.settlement.store.ledger_accounts import MirroredAccounts
 
 
 def create_app(settings: Settings) -> FastAPI:
     async def on_startup(runtime: Runtime) -> None:
-        ledger = LedgerClient.build(settings.ledger_url, runtime.uow, timeout_seconds=settings.http_timeout_seconds)
+        ledger = LedgerClient.build(
+            settings.ledger_url, MirroredAccounts(runtime.uow), timeout_seconds=settings.http_timeout_seconds
+        )
         cashier = CashierClient.build(settings.cashier_url, timeout_seconds=settings.http_timeout_seconds)
         bank = BankClient.build(
             settings.bank_url, settings.bank_client_id, settings.bank_secret.get_secret_value(),
@@ -41,11 +44,9 @@ def create_app(settings: Settings) -> FastAPI:
         )
         runtime.extras["payouts"] = Payouts(runtime.uow, ledger, bank, settings, channels)
         runtime.extras["withdrawals"] = Withdrawals(runtime.uow, ledger, bank, settings, channels)
-        sharing = ChannelSharing.build(runtime.uow, ledger, settings)
+        sharing = ChannelSharing(runtime.uow, ledger, cashier, settings)
         runtime.extras["profit_sharing"] = sharing
-        runtime.extras.setdefault("closers", []).extend(
-            [ledger.aclose, cashier.aclose, bank.aclose, sharing.aclose, channels.aclose]
-        )
+        runtime.extras.setdefault("closers", []).extend([ledger.aclose, cashier.aclose, bank.aclose, channels.aclose])
 
     return create_service_app(
         settings,

@@ -9,8 +9,8 @@ from fastapi import Depends, Request
 from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
 from libs.common.paging import cursor_query, page_limit
-from services.settlement.flows.cashier import CashierClient
-from services.settlement.flows.ledger import LedgerClient
+from services.settlement.clients.cashier import CashierClient
+from services.settlement.clients.ledger import LedgerClient
 
 
 def get_ledger(request: Request) -> LedgerClient:

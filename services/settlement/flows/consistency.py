@@ -24,8 +24,8 @@ from prometheus_client import Gauge
 from libs.common.db import UnitOfWork
 from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
+from services.settlement.clients.ledger import LedgerClient
 from services.settlement.config import Settings
-from services.settlement.flows.ledger import LedgerClient
 from services.settlement.store import consistency as store
 
 log = get_logger("juhe.settlement.consistency")

@@ -17,10 +17,10 @@ from libs.common.db import UnitOfWork
 from libs.common.errors import CONFLICT, Problem
 from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
+from services.settlement.clients.ledger import LedgerClient
 from services.settlement.config import Settings
 from services.settlement.domain.errors import SPLIT_NOT_FOUND
 from services.settlement.flows.entries import bill_day, split_entries_on_confirm
-from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.splits import process_split
 from services.settlement.store import records
 from services.settlement.store.tables import payment_records

@@ -15,12 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
+from services.settlement.clients.cashier import CashierClient
 from services.settlement.domain.errors import (
     RECONCILIATION_EXCEPTION_NOT_FOUND,
     RECONCILIATION_EXCEPTION_NOT_REQUERYABLE,
 )
 from services.settlement.domain.exceptions import ExceptionState, check_changeable
-from services.settlement.flows.cashier import CashierClient
 from services.settlement.store import exceptions as store
 
 ACTIONS_SHOWN_MAX = 200

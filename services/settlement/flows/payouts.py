@@ -24,6 +24,9 @@ from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
+from services.settlement.clients.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
+from services.settlement.clients.ledger import LedgerClient, LedgerRefused
+from services.settlement.clients.rails import FINAL_REFUSALS, ChannelRails
 from services.settlement.config import Settings
 from services.settlement.domain.errors import (
     LEDGER_UNAVAILABLE,
@@ -32,9 +35,7 @@ from services.settlement.domain.errors import (
     PAYOUT_NOT_FOUND,
 )
 from services.settlement.events import PAYOUT_FINISHED, PAYOUTS_TOPIC
-from services.settlement.flows.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
-from services.settlement.flows.ledger import LedgerClient, LedgerRefused
-from services.settlement.flows.rails import FINAL_REFUSALS, ChannelRails, channel_answer
+from services.settlement.flows.rails import channel_answer
 from services.settlement.store import payouts as store
 
 log = get_logger("juhe.settlement.payouts")
@@ -208,7 +209,7 @@ class Payouts:
             await self._later(payout, exc)
 
     async def _channel_step(self, payout: dict[str, Any]) -> None:
-        """The wechat_change / alipay_account rails (rails.py): same states and postings as the bank's."""
+        """The wechat_change / alipay_account rails (clients/rails.py): same states and postings as the bank's."""
         if self.channels is None:
             raise BankUnavailable("no channel rails configured")
         answer = await channel_answer(

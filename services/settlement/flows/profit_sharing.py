@@ -17,26 +17,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import Problem
-from libs.common.http import service_client
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
+from services.settlement.clients.cashier import CashierBusy, CashierClient, CashierRefused
+from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.config import Settings
 from services.settlement.domain.cycles import DEFAULT_TIMEZONE
 from services.settlement.events import PROFIT_SHARING_FINISHED, PROFIT_SHARING_TOPIC
-from services.settlement.flows.ledger import LedgerClient, LedgerRefused
 from services.settlement.store import cycles, records
 from services.settlement.store import profit_sharing as store
 from services.settlement.store.tables import payment_records
 
 log = get_logger("juhe.settlement.profit_sharing")
 CHANNELS = frozenset({"wechatpay", "alipay"})
-SHARE_PATH = "/v1/internal/payments/{payment_id}/profit-sharing"
 DESCRIPTION_MAX = 80
 
 
@@ -89,16 +87,8 @@ def request_body(order: Any) -> dict[str, Any]:
 class ChannelSharing:
     uow: UnitOfWork
     ledger: LedgerClient
-    cashier: httpx.AsyncClient
+    cashier: CashierClient
     settings: Settings
-
-    @classmethod
-    def build(cls, uow: UnitOfWork, ledger: LedgerClient, settings: Settings) -> ChannelSharing:
-        return cls(uow, ledger, service_client(settings.cashier_url, timeout_seconds=settings.http_timeout_seconds),
-                   settings)  # fmt: skip
-
-    async def aclose(self) -> None:
-        await self.cashier.aclose()
 
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -114,17 +104,12 @@ class ChannelSharing:
         if order.get("status") != "pending":
             return
         try:
-            response = await self.cashier.post(SHARE_PATH.format(payment_id=order["payment_id"]),
-                                               json=request_body(order))  # fmt: skip
-        except httpx.HTTPError as exc:
-            await self._later(order, f"cashier unreachable: {exc!r}")
+            answer = await self.cashier.share_profit(order["payment_id"], request_body(order))
+        except CashierBusy as exc:
+            await self._later(order, str(exc))
             return
-        if response.status_code >= 500 or response.status_code == 429:
-            await self._later(order, f"cashier answered {response.status_code}: {response.text[:200]}")
-            return
-        answer: dict[str, Any] = response.json()
-        if response.status_code >= 400:  # the cashier will never take this order (not enabled, not paid …)
-            await self._close(order, "failed", answer=None, error=str(answer.get("code") or response.status_code))
+        except CashierRefused as exc:  # the cashier will never take this order (not enabled, not paid …)
+            await self._close(order, "failed", answer=None, error=exc.code)
             return
         if answer.get("status") not in ("succeeded", "failed"):
             async with self.uow.begin() as tx:

@@ -24,6 +24,7 @@ from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
+from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.config import Settings
 from services.settlement.domain.reconciliation import (
     Line,
@@ -32,7 +33,6 @@ from services.settlement.domain.reconciliation import (
     channel_says_succeeded,
     settled_minor,
 )
-from services.settlement.flows.ledger import LedgerClient, LedgerRefused
 from services.settlement.store import reconciliation as store
 from services.settlement.store import reconciliation_staging as staging
 

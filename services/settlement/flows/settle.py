@@ -19,10 +19,10 @@ from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
+from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.config import Settings
 from services.settlement.domain.cycles import DEFAULT_TIMEZONE
 from services.settlement.events import BATCH_SETTLED, BATCHES_TOPIC
-from services.settlement.flows.ledger import LedgerClient, LedgerRefused
 from services.settlement.store import cycles
 
 log = get_logger("juhe.settlement.cycles")

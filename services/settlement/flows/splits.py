@@ -15,10 +15,10 @@ from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
+from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.config import Settings
 from services.settlement.domain.splits import PAYEE
 from services.settlement.events import SPLIT_POSTED, SPLITS_TOPIC
-from services.settlement.flows.ledger import LedgerClient, LedgerRefused
 from services.settlement.flows.profit_sharing import order_for_split
 from services.settlement.store import records
 

@@ -19,11 +19,12 @@ from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.logging import get_logger
 from libs.common.web import Runtime, run_rounds
+from services.settlement.clients.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
+from services.settlement.clients.ledger import LedgerClient, LedgerRefused
+from services.settlement.clients.rails import FINAL_REFUSALS, RAIL_CHANNELS, ChannelRails
 from services.settlement.config import Settings
 from services.settlement.events import WITHDRAWAL_FINISHED, WITHDRAWAL_REQUESTED, WITHDRAWALS_TOPIC
-from services.settlement.flows.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
-from services.settlement.flows.ledger import LedgerClient, LedgerRefused
-from services.settlement.flows.rails import FINAL_REFUSALS, RAIL_CHANNELS, ChannelRails, channel_answer
+from services.settlement.flows.rails import channel_answer
 from services.settlement.store import withdrawals as store
 
 log = get_logger("juhe.settlement.withdrawals")
@@ -118,7 +119,7 @@ class Withdrawals:
             await self._later(operation_id, exc)
 
     async def _channel_step(self, row: dict[str, Any]) -> None:
-        """The wechat_change / alipay_account rails (rails.py): the hold is posted or voided as for the bank."""
+        """The wechat_change / alipay_account rails (clients/rails.py): the hold is posted or voided as for the bank."""
         if self.channels is None:
             raise BankUnavailable("no channel rails configured")
         operation_id = row["operation_id"]

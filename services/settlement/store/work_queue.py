@@ -53,7 +53,7 @@ class WorkQueue:
                     attempt_count=c.attempt_count + 1)
         )  # fmt: skip
 
-    # ---- payout rails (rails.py): rows with a `rail` column (payouts, withdrawals)
+    # ---- payout rails (clients/rails.py): rows with a `rail` column (payouts, withdrawals)
 
     async def note_channel_status(self, conn: AsyncConnection, key: str, bank_status: str) -> None:
         """A still-pending answer of a channel rail (WAITING_USER, PROCESSING), for the row's readers."""

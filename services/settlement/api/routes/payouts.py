@@ -19,8 +19,8 @@ from services.settlement.api.schemas import (
     PayoutListResponse,
     PayoutResponse,
 )
+from services.settlement.clients.bank import SIGNATURE_HEADER
 from services.settlement.domain.errors import INVALID_SIGNATURE, PAYOUT_NOT_FOUND
-from services.settlement.flows.bank import SIGNATURE_HEADER
 from services.settlement.flows.payouts import PayoutDraft, Payouts
 from services.settlement.flows.withdrawals import Withdrawals
 from services.settlement.store import payouts as store

@@ -24,7 +24,7 @@ from libs.common.testing.infra import serve_app
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.app import create_app as create_cashier_app
 from services.settlement.app import create_app
-from services.settlement.flows.rails import transfer_no
+from services.settlement.clients.rails import transfer_no
 from services.settlement.flows.withdrawals import Withdrawals, on_wallet_event
 from services.settlement.tests.integration.served import eventually, served
 from services.settlement.tests.integration.test_withdrawals import (

@@ -11,11 +11,12 @@ from zoneinfo import ZoneInfo
 
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
+from services.settlement.clients.ledger import LedgerClient
 from services.settlement.config import Settings
 from services.settlement.flows.consistency import run_check
-from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.settle import run_cycle
 from services.settlement.flows.splits import post_due_splits
+from services.settlement.store.ledger_accounts import MirroredAccounts
 from services.settlement.tests.integration.conftest import Harness, payment_event, refund_event
 
 CST = ZoneInfo("Asia/Shanghai")
@@ -90,7 +91,7 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
     assert await run(h, date(2026, 11, 25)) == (0, 0, 0)  # T+1 skips the holiday: nothing due yet
 
     # a run that dies before reaching the ledger: batches are built, nothing is posted
-    dead = LedgerClient.build("http://127.0.0.1:9", h.runtime.uow, timeout_seconds=0.5)
+    dead = LedgerClient.build("http://127.0.0.1:9", MirroredAccounts(h.runtime.uow), timeout_seconds=0.5)
     try:
         assert await run(h, date(2026, 11, 26), ledger=dead) == (2, 0, 2)
     finally:

@@ -17,8 +17,8 @@ from libs.common.embedded import free_port
 from libs.common.testing.infra import serve_app
 from sandboxes.common.testing import SandboxProcess
 from services.settlement.app import create_app
-from services.settlement.flows.bank import BankClient
-from services.settlement.flows.ledger import LedgerClient
+from services.settlement.clients.bank import BankClient
+from services.settlement.clients.ledger import LedgerClient
 from services.settlement.flows.payouts import PayoutDraft, Payouts
 
 GOOD = {"account_no": "6222000011112222", "account_name": "Shop P"}

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from libs.common.embedded import free_port
 from libs.common.events import Envelope
 from sandboxes.common.testing import SandboxProcess
+from services.settlement.clients.cashier import CashierClient
 from services.settlement.config import Settings
 from services.settlement.flows.profit_sharing import ChannelSharing
 from services.settlement.flows.settle import run_cycle, today
@@ -124,7 +125,8 @@ async def env(harness: Harness, wechat: tuple[SandboxProcess, dict[str, Any]], m
     assert isinstance(settings, Settings)
     fast = settings.model_copy(update={"cashier_url": cashier.base_url, "profit_sharing_poll_seconds": 0.0})
     old: ChannelSharing = h.runtime.extras["profit_sharing"]
-    h.runtime.extras["profit_sharing"] = ChannelSharing.build(h.runtime.uow, old.ledger, fast)
+    fast_cashier = CashierClient.build(cashier.base_url, timeout_seconds=settings.http_timeout_seconds)
+    h.runtime.extras["profit_sharing"] = dataclasses.replace(old, cashier=fast_cashier, settings=fast)
     merchant_id = f"mch_{uuid.uuid4().hex[:10]}"
     config = {"base_url": sandbox.base_url, "mchid": MCHID, "appid": APPID,
               **{k: keys[k] for k in ("merchant_private_key_pem", "merchant_cert_serial", "platform_public_key_pem",
@@ -137,8 +139,8 @@ async def env(harness: Harness, wechat: tuple[SandboxProcess, dict[str, Any]], m
         try:
             yield Env(h, c, cashier_db, sandbox, merchant_id)
         finally:
-            await h.runtime.extras["profit_sharing"].aclose()
-            await old.aclose()
+            h.runtime.extras["profit_sharing"] = old
+            await fast_cashier.aclose()
 
 
 async def configure(h: Harness, merchant_id: str) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
+from services.settlement.clients.ledger import LedgerClient
 from services.settlement.domain.reconciliation import Line, settled_minor
-from services.settlement.flows.ledger import LedgerClient
 from services.settlement.flows.reconcile import channel_settlement_key, post_channel_settlement
 from services.settlement.tests.integration.conftest import Harness
 

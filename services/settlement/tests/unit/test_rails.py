@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from libs.common.ids import new_id
-from services.settlement.flows.bank import BankRefused, BankUnavailable
-from services.settlement.flows.rails import ChannelRails, transfer_no
+from services.settlement.clients.bank import BankRefused, BankUnavailable
+from services.settlement.clients.rails import ChannelRails, transfer_no
 
 
 def test_the_transfer_number_fits_wechat_and_stays_unique() -> None:

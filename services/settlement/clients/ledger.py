@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
-from sqlalchemy import select
 
-from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.http import request_with_retries, service_client
 from services.settlement.domain.errors import LEDGER_UNAVAILABLE
-from services.settlement.store.tables import ledger_accounts
 
 SOURCE = "settlement"
 ACCOUNT_PAGE_SIZE = 100
@@ -50,14 +47,21 @@ class LedgerRefused(Exception):
         self.body = body
 
 
+class AccountMirror(Protocol):
+    """Where the client looks for an account before asking the ledger: settlement's mirror of `account.opened`
+    (services/settlement/store/ledger_accounts.py), passed in so the client imports no store."""
+
+    async def account_id(self, holder_id: str, kind: str, currency: str, *, livemode: bool) -> str | None: ...
+
+
 @dataclass
 class LedgerClient:
     http: httpx.AsyncClient
-    uow: UnitOfWork
+    mirror: AccountMirror
 
     @classmethod
-    def build(cls, base_url: str, uow: UnitOfWork, *, timeout_seconds: float) -> LedgerClient:
-        return cls(service_client(base_url, timeout_seconds=timeout_seconds), uow)
+    def build(cls, base_url: str, mirror: AccountMirror, *, timeout_seconds: float) -> LedgerClient:
+        return cls(service_client(base_url, timeout_seconds=timeout_seconds), mirror)
 
     async def aclose(self) -> None:
         await self.http.aclose()
@@ -78,16 +82,9 @@ class LedgerClient:
         """The one account of (holder, kind, currency) in the book `livemode`: from settlement's mirror of
         `account.opened`, else the ledger's list of the holder's accounts in that book, else opened there with a
         key derived from the triple (so two settlement replicas open it once)."""
-        async with self.uow.read() as conn:
-            found = await conn.scalar(
-                select(ledger_accounts.c.account_id)
-                .where(ledger_accounts.c.holder_id == holder_id, ledger_accounts.c.kind == kind,
-                       ledger_accounts.c.currency == currency, ledger_accounts.c.livemode == livemode)
-                .order_by(ledger_accounts.c.mirrored_seq)
-                .limit(1)
-            )  # fmt: skip
+        found = await self.mirror.account_id(holder_id, kind, currency, livemode=livemode)
         if found:
-            return str(found)
+            return found
         async for account in self.accounts_of(holder_id, livemode=livemode):
             if account["kind"] == kind and account["currency"] == currency:
                 return str(account["id"])

@@ -13,8 +13,8 @@ from services.routing.config import Settings
 from services.routing.context import routing_context
 from services.routing.events.consumers import on_payment_outcome
 from services.routing.events.types import CASHIER_PAYMENTS_TOPIC, OUTCOME_EVENT_TYPES
-from services.routing.store.config import get_settings
 from services.routing.store.health import prune, sweep_open_circuits
+from services.routing.store.settings import get_settings
 from services.routing.store.special_rates import prune_payment_fees
 
 log = get_logger("juhe.routing.worker")

@@ -16,8 +16,8 @@ from libs.common.events import Envelope
 from libs.common.logging import get_logger
 from services.routing.domain.health import Outcome
 from services.routing.events.types import PAYMENT_SUCCEEDED
-from services.routing.store.config import get_settings
 from services.routing.store.health import AttemptOutcome, record_outcome
+from services.routing.store.settings import get_settings
 from services.routing.store.special_rates import record_payment_fee
 
 log = get_logger("juhe.routing.consumer")

@@ -38,7 +38,7 @@ from services.routing.domain.special_rates import (
     parse_catalogue,
     project_merchant,
 )
-from services.routing.store import config as config_store
+from services.routing.store import fee_rates as fee_rate_store
 from services.routing.store import special_rates as store
 
 EFFECTIVE_FROM_LEEWAY = timedelta(minutes=5)  # an operator's "now" typed a moment ago is still accepted
@@ -158,7 +158,7 @@ async def approve(
                 valid_from=effective_from,
                 valid_until=approved.effective_until,
             )
-            stored = await config_store.create_fee_rate(tx, rate, actor=f"{actor} (application {application_id})")
+            stored = await fee_rate_store.create_fee_rate(tx, rate, actor=f"{actor} (application {application_id})")
             rate_ids.append(stored.rate.rate_id)
         return await _transition(
             tx, old, lambda a: a.approve(chosen, effective_from=effective_from, rate_ids=rate_ids), actor=actor

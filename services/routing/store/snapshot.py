@@ -24,7 +24,9 @@ from services.routing.domain.fees import FeeRate
 from services.routing.domain.health import Breaker, CircuitState, OutcomeCounts
 from services.routing.domain.model import Contract, LocalTime, Route
 from services.routing.domain.rules import Rule
-from services.routing.store.config import route_from_row, rule_from_row
+from services.routing.store.channel_routes import route_from_row
+from services.routing.store.fee_rates import fee_rate_from_row
+from services.routing.store.rules import rule_from_row
 from services.routing.store.tables import channel_routes, fee_rates, routing_config, routing_rules
 
 _DYNAMIC = text(
@@ -64,20 +66,7 @@ async def load_static_config(conn: AsyncConnection) -> StaticConfig:
     }
     rates: dict[str, list[FeeRate]] = {}
     for row in (await conn.execute(select(fee_rates))).mappings():
-        rates.setdefault(row["route_id"], []).append(
-            FeeRate(
-                rate_id=row["rate_id"],
-                route_id=row["route_id"],
-                rate_bps=row["rate_bps"],
-                valid_from=row["valid_from"],
-                valid_until=row["valid_until"],
-                min_fee_minor=row["min_fee_minor"],
-                max_fee_minor=row["max_fee_minor"],
-                fixed_fee_minor=row["fixed_fee_minor"],
-                industry=row["industry"],
-                merchant_id=row["merchant_id"],
-            )
-        )
+        rates.setdefault(row["route_id"], []).append(fee_rate_from_row(row))
     rules = tuple(rule_from_row(row) for row in (await conn.execute(select(routing_rules))).mappings())
     return StaticConfig(
         config_version=int(config["config_version"]),

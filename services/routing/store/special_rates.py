@@ -18,7 +18,7 @@ from libs.common.db import Tx
 from libs.common.errors import Problem
 from services.routing.domain import errors as e
 from services.routing.domain.special_rates import Application, ApplicationStatus, MerchantProfile, PaymentFee
-from services.routing.store.config import current_config_version, write_audit
+from services.routing.store.audit import current_config_version, write_audit
 from services.routing.store.tables import (
     channel_routes,
     merchant_contracts,

@@ -19,7 +19,7 @@ from services.routing.api.schemas import (
 )
 from services.routing.domain.decide import RouteHealth
 from services.routing.domain.health import effective_state, estimate_success_rate
-from services.routing.store import config as store
+from services.routing.store import channel_routes as store
 
 router = APIRouter(prefix="/v1/channel-routes", tags=["channel routes"])
 

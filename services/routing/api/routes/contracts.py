@@ -10,7 +10,7 @@ from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import UowDep
 from services.routing.api.deps import ActorDep
 from services.routing.api.schemas import ContractListResponse, ContractPutRequest, ContractResponse
-from services.routing.store import config as store
+from services.routing.store import contracts as store
 
 router = APIRouter(prefix="/v1/contracts", tags=["contracts"])
 

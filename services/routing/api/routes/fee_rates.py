@@ -17,7 +17,7 @@ from services.routing.api.schemas import (
     FeeRateListResponse,
     FeeRateResponse,
 )
-from services.routing.store import config as store
+from services.routing.store import fee_rates as store
 
 router = APIRouter(prefix="/v1/fee-rates", tags=["fee rates"])
 

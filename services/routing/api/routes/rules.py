@@ -17,7 +17,8 @@ from services.routing.api.schemas import (
     RuleWriteRequest,
 )
 from services.routing.domain.rules import RuleScope
-from services.routing.store import config as store
+from services.routing.store import audit
+from services.routing.store import rules as store
 
 router = APIRouter(prefix="/v1/rules", tags=["rules"])
 
@@ -77,7 +78,7 @@ async def rule_history(
 ) -> AuditListResponse:
     """Every version of the rule: who changed it, when, and what it was before and after."""
     async with uow.read() as conn:
-        entries = await store.list_audit(conn, resource_type="rule", resource_id=rule_id, after=cursor, limit=limit + 1)
+        entries = await audit.list_audit(conn, resource_type="rule", resource_id=rule_id, after=cursor, limit=limit + 1)
     return AuditListResponse.of(entries, limit, item=audit_entry, cursor_of=lambda e: e.audit_id)
 
 

@@ -16,7 +16,8 @@ from services.routing.api.schemas import (
     RoutingSettingsRequest,
     RoutingSettingsResponse,
 )
-from services.routing.store import config as store
+from services.routing.store import audit
+from services.routing.store import settings as store
 
 router = APIRouter(tags=["settings"])
 
@@ -61,7 +62,7 @@ async def list_audit(
 ) -> AuditListResponse:
     """Every configuration change, oldest first; an unknown `resource_type` is 422."""
     async with uow.read() as conn:
-        entries = await store.list_audit(
+        entries = await audit.list_audit(
             conn, resource_type=resource_type, resource_id=resource_id, after=cursor, limit=limit + 1
         )
     return AuditListResponse.of(entries, limit, item=audit_entry, cursor_of=lambda e: e.audit_id)

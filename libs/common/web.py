@@ -15,7 +15,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
 import httpx
@@ -432,6 +432,38 @@ IDLE_DELAY_CAP_SECONDS = 4.0
 def idle_delay_max(interval_seconds: float) -> float:
     """The longest sleep of an idle loop whose interval is `interval_seconds` (never shorter than the interval)."""
     return max(interval_seconds, min(interval_seconds * IDLE_BACKOFF_FACTOR_MAX, IDLE_DELAY_CAP_SECONDS))
+
+
+@dataclass(frozen=True)
+class WorkerLoop(Generic[ContextT]):
+    """One polling loop of a worker, declared as data (the worker's list of them, `loop_tasks`): `round_once` runs
+    one round on the service's typed context (a count of what it did, as `run_rounds` reads it); the interval and
+    the full-batch size are read from the context's settings when the loop starts."""
+
+    name: str
+    round_once: Callable[[ContextT], Awaitable[object]]
+    interval_seconds: Callable[[ContextT], float]
+    batch_max: Callable[[ContextT], int] | None = None
+
+
+def loop_tasks(context: Callable[[Runtime], ContextT], loops: Sequence[WorkerLoop[ContextT]]) -> list[BackgroundTask]:
+    """The background tasks of a worker's declared loops: each fetches the typed context (`context`, the service's
+    accessor; the start-up hook has built it by then) and runs its rounds with `run_rounds`, idle back-off and
+    all. A service then writes no loop function of its own."""
+
+    def task(loop: WorkerLoop[ContextT]) -> BackgroundTask:
+        async def run(runtime: Runtime) -> None:
+            ctx = context(runtime)
+            await run_rounds(
+                loop.name,
+                functools.partial(loop.round_once, ctx),
+                interval_seconds=loop.interval_seconds(ctx),
+                batch_max=None if loop.batch_max is None else loop.batch_max(ctx),
+            )
+
+        return run
+
+    return [task(loop) for loop in loops]
 
 
 async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:

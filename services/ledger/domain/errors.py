@@ -38,6 +38,10 @@ BOOKS_MIXED = ErrorSpec("books_mixed", 422, "A transfer's accounts must all be i
 INVALID_TIMEOUT = ErrorSpec("invalid_timeout", 422, "Timeout applies to pending transfers only, in bounds")
 BATCH_TOO_LARGE = ErrorSpec("batch_too_large", 422, "Too many transfers in one batch")
 BATCH_EMPTY = ErrorSpec("batch_empty", 422, "A batch needs at least one transfer")
+CHART_CODE_MISMATCH = ErrorSpec(
+    "chart_code_mismatch", 422, "The code is not the chart's code of this kind (send the kind alone)"
+)
+ACCOUNT_CODE_REQUIRED = ErrorSpec("account_code_required", 422, "A kind outside the chart of accounts needs a code")
 POST_AMOUNT_INVALID = ErrorSpec(
     "post_amount_invalid", 422, "Posted amounts must be balanced and not exceed the pending amounts"
 )

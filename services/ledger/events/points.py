@@ -29,6 +29,7 @@ from libs.common.db import Tx, UnitOfWork
 from libs.common.events import Envelope
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
+from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.wallet import errors as wallet_errors
@@ -102,7 +103,7 @@ class PointsPostings:
             account = await store.get_subaccount_id(tx.conn, holder_id, SubaccountType.POINTS, p.POINTS_CURRENCY)
             if account is None:
                 raise WalletError(wallet_errors.SUBACCOUNT_NOT_FOUND, f"{holder_id} has no points sub-account")
-            issued = await store.shared_account(tx, holder_id=PLATFORM, line=p.POINTS_ISSUED,
+            issued = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.POINTS_ISSUED,
                                                 currency=p.POINTS_CURRENCY)  # fmt: skip
         await store.execute(
             self.uow, self.writer,

@@ -16,6 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.ledger.domain import chart
+from services.ledger.domain.chart import ChartAccount
+
 PLATFORM_HOLDER = "platform"
 SOURCE_CASHIER = "cashier"
 SOURCE_MARKETING = "marketing"
@@ -24,25 +27,32 @@ WALLET_CHANNEL = "wallet"
 
 @dataclass(frozen=True, slots=True)
 class AccountSpec:
-    """A chart-of-accounts line for one holder (docs/ledger.md §2)."""
+    """A chart-of-accounts entry (domain/chart.py) for one holder, currency and channel (docs/ledger.md §2)."""
 
     holder_id: str
-    kind: str
-    code: str
+    entry: ChartAccount
     currency: str
     channel: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.entry.kind
+
+    @property
+    def code(self) -> str:
+        return self.entry.code
 
     @property
     def idempotency_key(self) -> str:
         return account_key(self.kind, self.holder_id, self.currency, self.channel)
 
     def open_body(self) -> dict[str, Any]:
-        """The exact `POST /v1/accounts` body: the same key always comes with the same body."""
+        """The exact `POST /v1/accounts` body: the same key always comes with the same body. Named by its kind
+        alone, as other services name chart accounts (the ledger takes the code from the chart)."""
         return {
             "holder_id": self.holder_id,
             "currency": self.currency,
             "kind": self.kind,
-            "code": self.code,
             "metadata": {"channel": self.channel} if self.channel else {},
             "idempotency_key": self.idempotency_key,
         }
@@ -55,28 +65,30 @@ def account_key(kind: str, holder_id: str, currency: str, channel: str | None = 
 
 
 def channel_clearing(channel: str, currency: str) -> AccountSpec:
-    return AccountSpec(PLATFORM_HOLDER, "channel_clearing", "1101", currency, channel)
+    return AccountSpec(PLATFORM_HOLDER, chart.CHANNEL_CLEARING, currency, channel)
 
 
 def channel_fee_expense(channel: str, currency: str) -> AccountSpec:
-    return AccountSpec(PLATFORM_HOLDER, "channel_fee_expense", "5101", currency, channel)
+    return AccountSpec(PLATFORM_HOLDER, chart.CHANNEL_FEE_EXPENSE, currency, channel)
 
 
 def merchant_pending(merchant_id: str, currency: str) -> AccountSpec:
-    return AccountSpec(merchant_id, "merchant_pending", "2201", currency)
+    return AccountSpec(merchant_id, chart.MERCHANT_PENDING, currency)
 
 
 def platform_fee_income(currency: str) -> AccountSpec:
-    return AccountSpec(PLATFORM_HOLDER, "platform_fee_income", "4101", currency)
+    return AccountSpec(PLATFORM_HOLDER, chart.PLATFORM_FEE_INCOME, currency)
 
 
 def marketing_expense(currency: str) -> AccountSpec:
     """5201: what the platform pays for the coupons it funds (§3.13), one per currency."""
-    return AccountSpec(PLATFORM_HOLDER, "marketing_expense", "5201", currency)
+    return AccountSpec(PLATFORM_HOLDER, chart.MARKETING_EXPENSE, currency)
 
 
 @dataclass(frozen=True, slots=True)
-class Line:
+class PlanLine:
+    """One posting of a plan, on an account named by its chart entry (the consumer opens it, then posts)."""
+
     account: AccountSpec
     direction: str  # "debit" | "credit"
     amount_minor: int
@@ -89,7 +101,7 @@ class PostingPlan:
     idempotency_key: str
     reference: str
     currency: str
-    lines: tuple[Line, ...]
+    lines: tuple[PlanLine, ...]
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = SOURCE_CASHIER
     livemode: bool = True  # the book every line is posted in
@@ -106,7 +118,7 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
-def _positive(lines: list[Line]) -> tuple[Line, ...]:
+def _positive(lines: list[PlanLine]) -> tuple[PlanLine, ...]:
     """A fee of 0 is no posting at all (the ledger refuses zero amounts)."""
     return tuple(line for line in lines if line.amount_minor > 0)
 
@@ -188,15 +200,15 @@ def payment_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
     # the merchant's 2201 both take that much less.
     unsettled = channel_unsettled(data.get("channel_discount"), gross - max(channel_fee, platform_fee))
     lines = [
-        Line(channel_clearing(channel, currency), "debit", gross - channel_fee + funding.channel_minor - unsettled),
-        Line(channel_fee_expense(channel, currency), "debit", channel_fee),
-        Line(marketing_expense(currency), "debit", funding.platform_minor),
-        Line(
+        PlanLine(channel_clearing(channel, currency), "debit", gross - channel_fee + funding.channel_minor - unsettled),
+        PlanLine(channel_fee_expense(channel, currency), "debit", channel_fee),
+        PlanLine(marketing_expense(currency), "debit", funding.platform_minor),
+        PlanLine(
             merchant_pending(str(data["merchant_id"]), currency),
             "credit",
             gross - platform_fee + funding.platform_minor + funding.channel_minor - unsettled,
         ),
-        Line(platform_fee_income(currency), "credit", platform_fee),
+        PlanLine(platform_fee_income(currency), "credit", platform_fee),
     ]
     payment_id = str(data["payment_id"])
     metadata: dict[str, Any] = {
@@ -255,15 +267,15 @@ def refund_succeeded_plan(data: dict[str, Any]) -> PostingPlan:
         subsidy_reversed(payment_unsettled, gross, before, refund), refund - max(channel_fee, platform_fee)
     )
     lines = [
-        Line(
+        PlanLine(
             merchant_pending(str(data["merchant_id"]), currency),
             "debit",
             refund - platform_fee + platform_back + channel_back - unsettled_back,
         ),
-        Line(platform_fee_income(currency), "debit", platform_fee),
-        Line(channel_clearing(channel, currency), "credit", refund - channel_fee + channel_back - unsettled_back),
-        Line(channel_fee_expense(channel, currency), "credit", channel_fee),
-        Line(marketing_expense(currency), "credit", platform_back),
+        PlanLine(platform_fee_income(currency), "debit", platform_fee),
+        PlanLine(channel_clearing(channel, currency), "credit", refund - channel_fee + channel_back - unsettled_back),
+        PlanLine(channel_fee_expense(channel, currency), "credit", channel_fee),
+        PlanLine(marketing_expense(currency), "credit", platform_back),
     ]
     refund_id = str(data["refund_id"])
     metadata: dict[str, Any] = {
@@ -325,8 +337,8 @@ def in_store_coupon_plan(event_type: str, data: dict[str, Any]) -> PostingPlan |
         reference=redemption_id,
         currency=currency,
         lines=(
-            Line(marketing_expense(currency), debit, platform),
-            Line(merchant_pending(str(data["merchant_id"]), currency), credit, platform),
+            PlanLine(marketing_expense(currency), debit, platform),
+            PlanLine(merchant_pending(str(data["merchant_id"]), currency), credit, platform),
         ),
         metadata={
             "event": event_type,

@@ -27,6 +27,7 @@ from libs.common.db import Tx, UnitOfWork
 from libs.common.events import Envelope
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
+from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.wallet import errors as wallet_errors
@@ -84,7 +85,9 @@ class TopupBonusPostings:
         async with self.uow.begin() as tx:
             await store.require_holder(tx.conn, holder_id)
             bonus = await store.open_subaccount(tx, holder_id, SubaccountType.BONUS, currency)
-            expense = await store.shared_account(tx, holder_id=PLATFORM, line=p.MARKETING_EXPENSE, currency=currency)
+            expense = await store.shared_account(
+                tx, holder_id=PLATFORM, entry=chart.MARKETING_EXPENSE, currency=currency
+            )
         return bonus, expense
 
     async def grant(self, data: dict[str, Any]) -> None:

@@ -9,7 +9,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.db import Tx
 from services.ledger.domain.accounts import Account
+from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
+from services.ledger.events.accounts import AccountResponse
+from services.ledger.store.codec import account_from_row
 from services.ledger.store.tables import accounts
 
 
@@ -18,10 +22,12 @@ async def insert_account(conn: AsyncConnection, values: dict[str, Any]) -> RowMa
 
 
 async def open_account(
-    conn: AsyncConnection, account: Account, idempotency_key: str | None, body_hash: str
+    tx: Tx, account: Account, idempotency_key: str | None, body_hash: str
 ) -> tuple[RowMapping | None, bool]:
-    """Inserts the account; `(row, True)` when created, `(original, False)` for a repeat of the same
-    idempotency key and body, `(None, False)` when the key was used for another body."""
+    """Inserts the account and publishes account.opened in the same transaction; `(row, True)` when created,
+    `(original, False)` for a repeat of the same idempotency key and body, `(None, False)` when the key was used
+    for another body. Every opener goes through here (flows/accounts.py, the wallet), so an account is opened
+    and announced one way."""
     values: dict[str, Any] = {
         "id": account.id, "holder_id": account.holder_id, "currency": account.currency, "kind": account.kind,
         "code": account.code, "normal_balance": account.normal_balance.value, "metadata": account.metadata,
@@ -30,12 +36,13 @@ async def open_account(
         "credit_limit_minor": account.credit_limit_minor, "idempotency_key": idempotency_key,
         "body_hash": body_hash, "livemode": account.livemode,
     }  # fmt: skip
-    if idempotency_key is None:
-        return await insert_account(conn, values), True
-    row = await insert_account_once(conn, values)
+    row = await (insert_account if idempotency_key is None else insert_account_once)(tx.conn, values)
     if row is not None:
+        data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
+        tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
         return row, True
-    existing = await get_account_by_key(conn, idempotency_key, livemode=account.livemode)
+    assert idempotency_key is not None
+    existing = await get_account_by_key(tx.conn, idempotency_key, livemode=account.livemode)
     assert existing is not None  # the conflicting row is committed (ON CONFLICT waited for it)
     return (existing, False) if existing["body_hash"] == body_hash else (None, False)
 

@@ -30,19 +30,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx, UnitOfWork
 from libs.common.ids import new_id
-from services.ledger.domain.accounts import NormalBalance
+from services.ledger.domain import chart
 from services.ledger.domain.engine import CreateTransfers, Outcome
 from services.ledger.domain.transfers import Direction, Posting, TransferRequest
 from services.ledger.domain.wallet.entitlements import HolderType, SubaccountType
 from services.ledger.domain.wallet.postings import (
     CHART_SUBACCOUNTS,
-    ESCROW_BANK,
     MERCHANT_SUBACCOUNTS,
     PERSON_SUBACCOUNTS,
     POINTS_CURRENCY,
-    POINTS_ISSUED,
-    SUBACCOUNT_LINES,
-    Line,
+    SUBACCOUNT_CHART,
     cr,
     dr,
 )
@@ -55,7 +52,6 @@ from services.ledger.store.writer import LedgerWriter
 
 MIGRATION_SOURCE = "migration"
 PLATFORM = "platform"
-MIGRATION_SUSPENSE = Line("migration_suspense", "2901", False)
 IMPORTABLE_SUBACCOUNTS = (SubaccountType.BALANCE, SubaccountType.PREPAID, SubaccountType.POINTS, SubaccountType.CREDIT)
 
 
@@ -163,18 +159,18 @@ async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None
         types = PERSON_SUBACCOUNTS if holder.holder_type is HolderType.PERSON else MERCHANT_SUBACCOUNTS
         for subaccount in types:
             currency = POINTS_CURRENCY if subaccount is SubaccountType.POINTS else holder.currency
-            line = SUBACCOUNT_LINES[subaccount]
+            entry = SUBACCOUNT_CHART[subaccount]
             metadata = {"wallet_subaccount": subaccount.value}
             key = (
-                account_key(line.kind, holder.holder_id, currency)
+                account_key(entry.kind, holder.holder_id, currency)
                 if subaccount in CHART_SUBACCOUNTS
                 else f"wallet:{holder.holder_id}:{subaccount.value}::{currency}"
             )
             body_hash = subaccount_body_hash(holder.holder_id, currency, subaccount)
             values = {
-                "id": new_id("acc"), "holder_id": holder.holder_id, "currency": currency, "kind": line.kind,
-                "code": line.code, "normal_balance": NormalBalance.for_code(line.code).value,
-                "metadata": json.dumps(metadata), "debits_must_not_exceed_credits": line.no_overdraft,
+                "id": new_id("acc"), "holder_id": holder.holder_id, "currency": currency, "kind": entry.kind,
+                "code": entry.code, "normal_balance": entry.normal_balance.value,
+                "metadata": json.dumps(metadata), "debits_must_not_exceed_credits": entry.no_overdraft,
                 "idempotency_key": key, "body_hash": body_hash,
             }  # fmt: skip
             planned.append((holder.holder_id, subaccount, currency, values))
@@ -208,7 +204,7 @@ _IDS_BY_KEY_SQL = "SELECT idempotency_key, id FROM accounts WHERE idempotency_ke
 
 
 def subaccount_body_hash(holder_id: str, currency: str, subaccount: SubaccountType) -> str:
-    """`store.wallet._api_body_hash` of a default sub-account, from a body built once per type and currency
+    """`store.wallet.chart_body(...).body_hash()` of a default sub-account, from a body built once per type and currency
     (building and dumping the API's model per account was a tenth of a bulk holder import); equal to it by
     test (tests/unit/test_imports.py): the same canonical JSON, only `holder_id` differs."""
     body = {**_subaccount_body(currency, subaccount), "holder_id": holder_id}
@@ -217,10 +213,10 @@ def subaccount_body_hash(holder_id: str, currency: str, subaccount: SubaccountTy
 
 @functools.cache
 def _subaccount_body(currency: str, subaccount: SubaccountType) -> dict[str, Any]:
-    line = SUBACCOUNT_LINES[subaccount]
-    flags = AccountFlagsSchema(debits_must_not_exceed_credits=line.no_overdraft, credits_must_not_exceed_debits=False)
+    entry = SUBACCOUNT_CHART[subaccount]
+    flags = AccountFlagsSchema(debits_must_not_exceed_credits=entry.no_overdraft, credits_must_not_exceed_debits=False)
     body = AccountCreateRequest.model_construct(
-        holder_id="", currency=currency, kind=line.kind, code=line.code, credit_limit_minor=0, flags=flags,
+        holder_id="", currency=currency, kind=entry.kind, code=entry.code, credit_limit_minor=0, flags=flags,
         metadata={"wallet_subaccount": subaccount.value},
     )  # fmt: skip
     return body.model_dump(mode="json", exclude=NOT_HASHED)
@@ -228,7 +224,7 @@ def _subaccount_body(currency: str, subaccount: SubaccountType) -> dict[str, Any
 
 async def suspense_account(tx: Tx, run_id: str, currency: str) -> str:
     return await wallet_store.shared_account(
-        tx, holder_id=f"migration:{run_id}", line=MIGRATION_SUSPENSE, currency=currency
+        tx, holder_id=f"migration:{run_id}", entry=chart.MIGRATION_SUSPENSE, currency=currency
     )
 
 
@@ -245,11 +241,11 @@ async def post_control(
         suspense = await suspense_account(tx, run_id, currency)
         if currency == POINTS_CURRENCY and not credit:
             counterpart = await wallet_store.shared_account(
-                tx, holder_id=PLATFORM, line=POINTS_ISSUED, currency=currency
+                tx, holder_id=PLATFORM, entry=chart.POINTS_ISSUED, currency=currency
             )
         else:
             counterpart = await wallet_store.shared_account(
-                tx, holder_id=PLATFORM, line=ESCROW_BANK, currency=currency, credits_bounded=True
+                tx, holder_id=PLATFORM, entry=chart.ESCROW_BANK, currency=currency, credits_bounded=True
             )
     postings = [dr(counterpart, amount_minor, currency), cr(suspense, amount_minor, currency)]
     if credit:  # owed, not held: out of the escrow into the suspense the credit openings fill
@@ -338,7 +334,7 @@ async def post_reversals(
     if debited:  # a credit line the run opened closes with its debt: no line is left to spend on
         async with uow.begin() as tx:
             await tx.conn.execute(
-                text(_CLOSE_LINES_SQL), {"ids": debited, "k": SUBACCOUNT_LINES[SubaccountType.CREDIT].kind}
+                text(_CLOSE_LINES_SQL), {"ids": debited, "k": SUBACCOUNT_CHART[SubaccountType.CREDIT].kind}
             )
     answer: list[Outcome | None] = [None] * len(source_ids)
     for position, outcome in zip(positions, outcomes, strict=True):
@@ -374,7 +370,7 @@ async def suspense_balances(conn: AsyncConnection, run_id: str) -> list[dict[str
     """Per currency: the run's suspense counters; `balance_minor` = credits - debits (0 after a good run)."""
     sql = """SELECT id, currency, debits_posted, credits_posted FROM accounts
               WHERE holder_id = :h AND kind = :k ORDER BY currency"""
-    rows = (await conn.execute(text(sql), {"h": f"migration:{run_id}", "k": MIGRATION_SUSPENSE.kind})).mappings()
+    rows = (await conn.execute(text(sql), {"h": f"migration:{run_id}", "k": chart.MIGRATION_SUSPENSE.kind})).mappings()
     return [
         {"account_id": r["id"], "currency": r["currency"], "debits_posted": int(r["debits_posted"]),
          "credits_posted": int(r["credits_posted"]),

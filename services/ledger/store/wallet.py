@@ -22,8 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
+from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
-from services.ledger.domain.accounts import Account, AccountFlags, NormalBalance
+from services.ledger.domain.chart import ChartAccount
 from services.ledger.domain.engine import CreateTransfers, Outcome, PostPending, VoidPending
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import Posting, Transfer, TransferRequest
@@ -33,25 +34,20 @@ from services.ledger.domain.wallet.entitlements import Action, Entitlement, Hold
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.domain.wallet.kyc import KycStatus, kyc_level
 from services.ledger.domain.wallet.postings import (
-    BILL_REPAYABLE,
     CHART_SUBACCOUNTS,
     MERCHANT_SUBACCOUNTS,
     PERSON_SUBACCOUNTS,
     POINTS_CURRENCY,
-    QUOTA,
-    QUOTA_USAGE,
-    SUBACCOUNT_LINES,
-    Line,
+    SUBACCOUNT_CHART,
     cr,
     dr,
 )
-from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC, WALLET_TOPIC
-from services.ledger.events.accounts import AccountCreateRequest, AccountFlagsSchema, AccountResponse
+from services.ledger.events import WALLET_TOPIC
+from services.ledger.events.accounts import AccountCreateRequest, AccountFlagsSchema
 from services.ledger.events.postings import account_key
 from services.ledger.events.wallet import event_for
 from services.ledger.store import accounts as account_store
 from services.ledger.store import queries
-from services.ledger.store.codec import account_from_row
 from services.ledger.store.writer import LedgerWriter
 
 WALLET_SOURCE = "wallet"
@@ -124,7 +120,7 @@ def level_of(holder: RowMapping) -> int:
 
 # --- accounts --------------------------------------------------------------------------------------------
 async def open_ledger_account(
-    tx: Tx, *, key: str, holder_id: str, line: Line, currency: str, credit_limit_minor: int = 0,
+    tx: Tx, *, key: str, holder_id: str, entry: ChartAccount, currency: str, credit_limit_minor: int = 0,
     credits_bounded: bool = False, metadata: dict[str, Any] | None = None,
     hashed_metadata: dict[str, Any] | None = None,
 ) -> str:  # fmt: skip
@@ -132,46 +128,32 @@ async def open_ledger_account(
     wallet, the cashier, settlement) decided its body; concurrent openers all get the one row. `hashed_metadata`:
     the metadata of the body the key is bound to when it is not the row's own (a chart account's documented body,
     whatever the wallet notes on its row)."""
-    account = Account(
-        id=new_id("acc"), holder_id=holder_id, currency=currency, kind=line.kind, code=line.code,
-        normal_balance=NormalBalance.for_code(line.code),
-        flags=AccountFlags(line.no_overdraft, credits_bounded), credit_limit_minor=credit_limit_minor,
-        metadata=metadata or {},
+    row_metadata = metadata or {}
+    body = chart_body(
+        holder_id, currency, entry, credit_limit_minor, credits_bounded,
+        row_metadata if hashed_metadata is None else hashed_metadata,
     )  # fmt: skip
-    values: dict[str, Any] = {
-        "id": account.id, "holder_id": holder_id, "currency": currency, "kind": line.kind, "code": line.code,
-        "normal_balance": account.normal_balance.value, "metadata": account.metadata,
-        "debits_must_not_exceed_credits": line.no_overdraft, "credits_must_not_exceed_debits": credits_bounded,
-        "credit_limit_minor": credit_limit_minor, "idempotency_key": key,
-        "body_hash": _api_body_hash(
-            holder_id, currency, line, credit_limit_minor, credits_bounded,
-            account.metadata if hashed_metadata is None else hashed_metadata,
-        ),
-    }  # fmt: skip
-    row = await account_store.insert_account_once(tx.conn, values)
-    if row is None:
-        existing = await account_store.get_account_by_key(tx.conn, key)
-        assert existing is not None  # ON CONFLICT waited for the other opener's commit
-        return str(existing["id"])
-    data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")
-    tx.publish(topic=ACCOUNTS_TOPIC, type=ACCOUNT_OPENED, subject=str(row["id"]), data=data)
+    row, _ = await account_store.open_account(tx, body.to_account(metadata=row_metadata), key, body.body_hash())
+    if row is None:  # bound to another body by its first opener: the key is the account's identity here
+        row = await account_store.get_account_by_key(tx.conn, key)
+        assert row is not None  # ON CONFLICT waited for the other opener's commit
     return str(row["id"])
 
 
-def _api_body_hash(
-    holder_id: str, currency: str, line: Line, credit_limit_minor: int, credits_bounded: bool,
+def chart_body(
+    holder_id: str, currency: str, entry: ChartAccount, credit_limit_minor: int, credits_bounded: bool,
     metadata: dict[str, Any],
-) -> str:  # fmt: skip
-    """The hash `POST /v1/accounts` stores for the same body: the cashier's consumer (and any service) opening
-    a chart account by its `chart:` key with the documented body then finds this one instead of a conflict."""
-    flags = AccountFlagsSchema(debits_must_not_exceed_credits=line.no_overdraft,
+) -> AccountCreateRequest:  # fmt: skip
+    """The `POST /v1/accounts` body of a chart account opened by the wallet, named by its kind: its hash is the one
+    the API stores for the same body, so the cashier's consumer (and any service) opening the account by its
+    `chart:` key with the documented body finds this one instead of a conflict."""
+    flags = AccountFlagsSchema(debits_must_not_exceed_credits=entry.no_overdraft,
                                credits_must_not_exceed_debits=credits_bounded)  # fmt: skip
     # Constructed, not validated: points accounts are in `XXX`, which the public API does not open.
-    body = AccountCreateRequest.model_construct(
-        holder_id=holder_id, currency=currency, kind=line.kind, code=line.code, credit_limit_minor=credit_limit_minor,
-        flags=flags, metadata=metadata,
+    return AccountCreateRequest.model_construct(
+        holder_id=holder_id, currency=currency, kind=entry.kind, credit_limit_minor=credit_limit_minor, flags=flags,
+        metadata=metadata,
     )  # fmt: skip
-    return body.body_hash()
 
 
 async def open_subaccount(
@@ -182,16 +164,16 @@ async def open_subaccount(
         return existing
     account_currency = POINTS_CURRENCY if subaccount is SubaccountType.POINTS else currency
     meta = {"wallet_subaccount": subaccount.value, **({"merchant_id": merchant_id} if merchant_id else {})}
-    line = SUBACCOUNT_LINES[subaccount]
+    entry = SUBACCOUNT_CHART[subaccount]
     key = (
-        account_key(line.kind, holder_id, account_currency)
+        account_key(entry.kind, holder_id, account_currency)
         if subaccount in CHART_SUBACCOUNTS
         else f"wallet:{holder_id}:{subaccount.value}:{merchant_id}:{account_currency}"
     )
     # A chart sub-account's key is bound to the chart's documented body (`metadata: {}`), the one the cashier's
     # wallet connector and the ledger's consumer send: they find this account, never a 409 for another body.
     account_id = await open_ledger_account(
-        tx, key=key, holder_id=holder_id, line=line, currency=account_currency, metadata=meta,
+        tx, key=key, holder_id=holder_id, entry=entry, currency=account_currency, metadata=meta,
         hashed_metadata={} if subaccount in CHART_SUBACCOUNTS else None,
     )  # fmt: skip
     await tx.conn.execute(
@@ -235,25 +217,31 @@ async def subaccount_row(conn: AsyncConnection, account_id: str) -> RowMapping |
 
 
 async def shared_account(
-    tx: Tx, *, holder_id: str, line: Line, currency: str, channel: str | None = None, credits_bounded: bool = False
+    tx: Tx,
+    *,
+    holder_id: str,
+    entry: ChartAccount,
+    currency: str,
+    channel: str | None = None,
+    credits_bounded: bool = False,
 ) -> str:
     """A platform or merchant account the wallet posts against (channel clearing, escrow, fee income,
     merchant_pending…): the chart account (`chart:` key, shared with the cashier and the ledger's consumer),
     else one already open for (holder, kind, currency[, channel]), else opened here with the chart key. Always in
     the live book: wallets are live money (docs/ledger.md "Books"), and the test book's account of the same kind
     (opened for test payments) would make the engine refuse the transfer (`books_mixed`)."""
-    key = account_key(line.kind, holder_id, currency, channel)
+    key = account_key(entry.kind, holder_id, currency, channel)
     by_key = await account_store.get_account_by_key(tx.conn, key)
     if by_key is not None:
         return str(by_key["id"])
     sql = """SELECT id FROM accounts WHERE holder_id = :h AND kind = :k AND currency = :c AND status <> 'closed'
                 AND livemode AND (CAST(:ch AS text) IS NULL OR metadata->>'channel' = :ch) ORDER BY id LIMIT 1"""
-    params = {"h": holder_id, "k": line.kind, "c": currency, "ch": channel}
+    params = {"h": holder_id, "k": entry.kind, "c": currency, "ch": channel}
     found = (await tx.conn.execute(text(sql), params)).scalar_one_or_none()
     if found is not None:
         return str(found)
     return await open_ledger_account(
-        tx, key=key, holder_id=holder_id, line=line, currency=currency, credits_bounded=credits_bounded,
+        tx, key=key, holder_id=holder_id, entry=entry, currency=currency, credits_bounded=credits_bounded,
         metadata={"channel": channel} if channel else {},
     )  # fmt: skip
 
@@ -330,7 +318,8 @@ async def quota_account(
     lowered limit means "nothing more today" and the account stays within its flag)."""
     key = quota_key(holder_id, subaccount, action, window, currency)
     account_id = await open_ledger_account(
-        tx, key=key, holder_id=holder_id, line=QUOTA, currency=currency, credit_limit_minor=window.limit_minor,
+        tx, key=key, holder_id=holder_id, entry=chart.ENTITLEMENT_QUOTA, currency=currency,
+        credit_limit_minor=window.limit_minor,
         metadata={"subaccount": subaccount.value, "action": action.value, "window": window.label},
     )  # fmt: skip
     await tx.conn.execute(
@@ -477,7 +466,9 @@ async def execute(uow: UnitOfWork, writer: LedgerWriter, m: Movement, *, now: da
                     tx, holder_id=m.holder_id, subaccount=subaccount, action=action, window=window,
                     currency=m.currency,
                 )  # fmt: skip
-                usage = await shared_account(tx, holder_id="platform", line=QUOTA_USAGE, currency=m.currency)
+                usage = await shared_account(
+                    tx, holder_id="platform", entry=chart.ENTITLEMENT_QUOTA_USAGE, currency=m.currency
+                )
                 memo += [dr(qid, m.amount_minor, m.currency), cr(usage, m.amount_minor, m.currency)]
                 quota_ids[qid] = (window.period, window.limit_minor)
     request = TransferRequest(
@@ -638,7 +629,7 @@ async def insert_bill(conn: AsyncConnection, values: dict[str, Any]) -> RowMappi
 async def bill_repayable_account(tx: Tx, bill: RowMapping) -> str:
     """The bill's memo account (9103): may go down to −(amount due), so repayments never exceed the bill."""
     return await open_ledger_account(
-        tx, key=f"wallet:bill:{bill['id']}", holder_id=bill["holder_id"], line=BILL_REPAYABLE,
+        tx, key=f"wallet:bill:{bill['id']}", holder_id=bill["holder_id"], entry=chart.BILL_REPAYABLE,
         currency=bill["currency"], credit_limit_minor=bill["amount_due_minor"], metadata={"bill_id": bill["id"]},
     )  # fmt: skip
 

@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
+from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.wallet import postings as p
@@ -53,13 +54,14 @@ def lot_key(holder_id: str, currency: str, payment_id: str) -> str:
 
 async def open_lot(tx: Tx, *, holder_id: str, currency: str, payment_id: str, expires_at: str | None) -> str:
     return await store.open_ledger_account(
-        tx, key=lot_key(holder_id, currency, payment_id), holder_id=holder_id, line=p.BONUS_LOT, currency=currency,
+        tx, key=lot_key(holder_id, currency, payment_id), holder_id=holder_id, entry=chart.WALLET_BONUS_LOT,
+        currency=currency,
         metadata={"payment_id": payment_id, "expires_at": expires_at},
     )  # fmt: skip
 
 
 async def lot_usage(tx: Tx, currency: str) -> str:
-    return await store.shared_account(tx, holder_id=PLATFORM, line=p.BONUS_LOT_USAGE, currency=currency)
+    return await store.shared_account(tx, holder_id=PLATFORM, entry=chart.WALLET_BONUS_LOT_USAGE, currency=currency)
 
 
 async def get_lot(conn: AsyncConnection, holder_id: str, currency: str, payment_id: str) -> RowMapping | None:
@@ -71,7 +73,7 @@ async def open_lots(conn: AsyncConnection, holder_id: str, currency: str) -> lis
     nor unlotted): the input of libs.common.bonus_lots.spend_plan."""
     sql = f"""SELECT id, metadata, status, {_AVAILABLE} AS available FROM accounts
                WHERE holder_id = :h AND kind = :k AND currency = :c AND status <> 'closed' ORDER BY id"""
-    params = {"h": holder_id, "k": p.BONUS_LOT.kind, "c": currency}
+    params = {"h": holder_id, "k": chart.WALLET_BONUS_LOT.kind, "c": currency}
     return list((await conn.execute(text(sql), params)).mappings().all())
 
 
@@ -102,7 +104,7 @@ async def finish_lot(uow: UnitOfWork, writer: LedgerWriter, lot_id: str, *, deta
                 first = await store.operation_by_key(tx.conn, kind, payment_id) is None
                 pool = await store.open_subaccount(tx, str(lot["holder_id"]), SubaccountType.BONUS,
                                                    str(lot["currency"]))  # fmt: skip
-                expense = await store.shared_account(tx, holder_id=PLATFORM, line=p.MARKETING_EXPENSE,
+                expense = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.MARKETING_EXPENSE,
                                                      currency=str(lot["currency"]))  # fmt: skip
                 usage = await lot_usage(tx, str(lot["currency"]))
             currency = str(lot["currency"])
@@ -157,7 +159,9 @@ async def finish_ended_lots(uow: UnitOfWork, writer: LedgerWriter, *, limit: int
     sql = """SELECT id FROM accounts WHERE kind = :k AND status <> 'closed' AND metadata ? 'ended'
               ORDER BY id LIMIT :n"""
     async with uow.read() as conn:
-        ids = [str(i) for i in (await conn.execute(text(sql), {"k": p.BONUS_LOT.kind, "n": limit})).scalars()]
+        ids = [
+            str(i) for i in (await conn.execute(text(sql), {"k": chart.WALLET_BONUS_LOT.kind, "n": limit})).scalars()
+        ]
     for lot_id in ids:
         await finish_lot(uow, writer, lot_id, details={}, now=now)  # not closed: a hold still pending, next round
     return len(ids)

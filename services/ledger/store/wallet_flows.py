@@ -13,6 +13,7 @@ from sqlalchemy.engine import RowMapping
 from libs.common import bonus_lots
 from libs.common.db import Tx, UnitOfWork
 from libs.common.ids import new_id
+from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import Posting
@@ -43,10 +44,10 @@ async def top_up(
         await store.precheck(tx.conn, holder_id, checks, amount_minor)
         target = await store.open_subaccount(tx, holder_id, subaccount, currency, merchant_id)
         clearing = await store.shared_account(
-            tx, holder_id=PLATFORM, line=p.CHANNEL_CLEARING, currency=currency, channel=channel
+            tx, holder_id=PLATFORM, entry=chart.CHANNEL_CLEARING, currency=currency, channel=channel
         )
         fee = await store.shared_account(
-            tx, holder_id=PLATFORM, line=p.CHANNEL_FEE_EXPENSE, currency=currency, channel=channel
+            tx, holder_id=PLATFORM, entry=chart.CHANNEL_FEE_EXPENSE, currency=currency, channel=channel
         )
     postings = p.top_up(
         clearing=clearing, fee_expense=fee, target=target, amount_minor=amount_minor, fee_minor=channel_fee_minor,
@@ -83,9 +84,9 @@ async def withdraw(
         )
         payout = payout_details(rail, payee, str(holder["name"]))
         escrow = await store.shared_account(
-            tx, holder_id=PLATFORM, line=p.ESCROW_BANK, currency=currency, credits_bounded=True
+            tx, holder_id=PLATFORM, entry=chart.ESCROW_BANK, currency=currency, credits_bounded=True
         )
-        income = await store.shared_account(tx, holder_id=PLATFORM, line=p.PLATFORM_FEE_INCOME, currency=currency)
+        income = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.PLATFORM_FEE_INCOME, currency=currency)
     postings = p.withdraw(
         wallet=wallet, escrow=escrow, fee_income=income, amount_minor=amount_minor, fee_minor=fee_minor,
         currency=currency,
@@ -158,9 +159,9 @@ async def pay(
             sources, memo, plan = await _balance_then_bonus(tx, holder_id, source, amount_minor, currency)
         await store.precheck(tx.conn, holder_id, [(subaccount, Action.SPEND)], amount_minor,
                              source_account_id=sources[-1][0], source_amount_minor=sources[-1][1])  # fmt: skip
-        merchant = await store.shared_account(tx, holder_id=merchant_id, line=p.SUBACCOUNT_LINES[
+        merchant = await store.shared_account(tx, holder_id=merchant_id, entry=p.SUBACCOUNT_CHART[
             SubaccountType.MERCHANT_PENDING], currency=currency)  # fmt: skip
-        income = await store.shared_account(tx, holder_id=PLATFORM, line=p.PLATFORM_FEE_INCOME, currency=currency)
+        income = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.PLATFORM_FEE_INCOME, currency=currency)
     postings = (
         p.pay(
             sources=sources,
@@ -293,7 +294,9 @@ async def grant_points(
     async with uow.begin() as tx:
         await store.require_holder(tx.conn, holder_id)
         points = await store.open_subaccount(tx, holder_id, SubaccountType.POINTS, p.POINTS_CURRENCY)
-        issued = await store.shared_account(tx, holder_id=PLATFORM, line=p.POINTS_ISSUED, currency=p.POINTS_CURRENCY)
+        issued = await store.shared_account(
+            tx, holder_id=PLATFORM, entry=chart.POINTS_ISSUED, currency=p.POINTS_CURRENCY
+        )
     postings = [p.dr(issued, points_count, p.POINTS_CURRENCY), p.cr(points, points_count, p.POINTS_CURRENCY)]
     return await store.execute(
         uow, writer,
@@ -316,8 +319,10 @@ async def exchange_points(
             tx.conn, holder_id, [(SubaccountType.POINTS, Action.SPEND)], points_count, source_account_id=points
         )
         wallet = await store.open_subaccount(tx, holder_id, SubaccountType.BALANCE, currency)
-        issued = await store.shared_account(tx, holder_id=PLATFORM, line=p.POINTS_ISSUED, currency=p.POINTS_CURRENCY)
-        expense = await store.shared_account(tx, holder_id=PLATFORM, line=p.MARKETING_EXPENSE, currency=currency)
+        issued = await store.shared_account(
+            tx, holder_id=PLATFORM, entry=chart.POINTS_ISSUED, currency=p.POINTS_CURRENCY
+        )
+        expense = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.MARKETING_EXPENSE, currency=currency)
     postings = p.points_exchange(
         points=points, points_issued=issued, expense=expense, wallet=wallet, points_count=points_count,
         value_minor=value_minor, currency=currency,
@@ -401,7 +406,9 @@ async def repay(
         wallet = await store.open_subaccount(tx, holder_id, SubaccountType.BALANCE, currency)
         credit = await store.open_subaccount(tx, holder_id, SubaccountType.CREDIT, currency)
         repayable = await store.bill_repayable_account(tx, bill)
-        usage = await store.shared_account(tx, holder_id=PLATFORM, line=p.QUOTA_USAGE, currency=currency)
+        usage = await store.shared_account(
+            tx, holder_id=PLATFORM, entry=chart.ENTITLEMENT_QUOTA_USAGE, currency=currency
+        )
     existing = None
     async with uow.read() as conn:
         existing = await store.operation_by_key(conn, "repayment", repayment_id)

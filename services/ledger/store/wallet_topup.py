@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from libs.common.db import UnitOfWork
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.logging import get_logger
+from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import Posting
@@ -136,10 +137,10 @@ async def hold_refund(
         details = credited["details"] or {}
         channel, source = str(details["channel"]), str(details["account_id"])
         clearing = await store.shared_account(
-            tx, holder_id=PLATFORM, line=p.CHANNEL_CLEARING, currency=currency, channel=channel
+            tx, holder_id=PLATFORM, entry=chart.CHANNEL_CLEARING, currency=currency, channel=channel
         )
         fee = await store.shared_account(
-            tx, holder_id=PLATFORM, line=p.CHANNEL_FEE_EXPENSE, currency=currency, channel=channel
+            tx, holder_id=PLATFORM, entry=chart.CHANNEL_FEE_EXPENSE, currency=currency, channel=channel
         )
     postings = p.top_up_refund(
         clearing=clearing, fee_expense=fee, source=source, amount_minor=amount_minor,

@@ -1,4 +1,5 @@
-"""Chart lines of the big wallet and the postings of each wallet flow (docs/ledger.md §3.7, §3.8, §3.11+).
+"""The big wallet's sub-accounts in the chart (domain/chart.py) and the postings of each wallet flow
+(docs/ledger.md §3.7, §3.8, §3.11+).
 
 Each function returns the postings of ONE transfer, balanced per currency; the store adds the entitlement
 quota memo postings (code 9101/9102) to the same transfer, so limit and movement are one decision.
@@ -6,35 +7,25 @@ quota memo postings (code 9101/9102) to the same transfer, so limit and movement
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from services.ledger.domain import chart
+from services.ledger.domain.chart import ChartAccount
 from services.ledger.domain.transfers import Direction, Posting
 from services.ledger.domain.wallet.entitlements import SubaccountType
 
 POINTS_CURRENCY = "XXX"  # ISO 4217 "no currency": one unit = one point
 
-
-@dataclass(frozen=True, slots=True)
-class Line:
-    """A chart-of-accounts line: business kind, code and whether the account may go below zero."""
-
-    kind: str
-    code: str
-    no_overdraft: bool
-
-
-SUBACCOUNT_LINES: dict[SubaccountType, Line] = {
-    SubaccountType.BALANCE: Line("user_wallet", "2301", True),
-    SubaccountType.PREPAID: Line("user_prepaid", "2302", True),
-    SubaccountType.CREDIT: Line("user_credit", "2303", True),  # with credit_limit_minor = the BNPL line
-    SubaccountType.BANK_CLASS2: Line("bank_class2_mirror", "2304", True),
-    SubaccountType.PSP: Line("psp_mirror", "2305", True),
-    SubaccountType.POINTS: Line("user_points", "2306", True),
-    SubaccountType.COUPON: Line("user_coupon", "2307", True),
-    SubaccountType.BONUS: Line("user_bonus", "2308", True),  # opened on the first bonus (events/topups.py)
-    SubaccountType.MERCHANT_PENDING: Line("merchant_pending", "2201", False),
-    SubaccountType.MERCHANT_SETTLED: Line("merchant_settled", "2202", True),
-    SubaccountType.MERCHANT_PAYABLE: Line("merchant_payable", "2203", True),
+SUBACCOUNT_CHART: dict[SubaccountType, ChartAccount] = {
+    SubaccountType.BALANCE: chart.USER_WALLET,
+    SubaccountType.PREPAID: chart.USER_PREPAID,
+    SubaccountType.CREDIT: chart.USER_CREDIT,  # with credit_limit_minor = the BNPL line
+    SubaccountType.BANK_CLASS2: chart.BANK_CLASS2_MIRROR,
+    SubaccountType.PSP: chart.PSP_MIRROR,
+    SubaccountType.POINTS: chart.USER_POINTS,
+    SubaccountType.COUPON: chart.USER_COUPON,
+    SubaccountType.BONUS: chart.USER_BONUS,  # opened on the first bonus (events/topups.py)
+    SubaccountType.MERCHANT_PENDING: chart.MERCHANT_PENDING,
+    SubaccountType.MERCHANT_SETTLED: chart.MERCHANT_SETTLED,
+    SubaccountType.MERCHANT_PAYABLE: chart.MERCHANT_PAYABLE,
 }
 PERSON_SUBACCOUNTS = (
     SubaccountType.BALANCE, SubaccountType.POINTS, SubaccountType.COUPON, SubaccountType.CREDIT,
@@ -46,20 +37,7 @@ MERCHANT_SUBACCOUNTS = (
 CHART_SUBACCOUNTS = frozenset({SubaccountType.BALANCE, *MERCHANT_SUBACCOUNTS})
 """Opened with the shared `chart:<kind>:<holder>:<currency>` key: the cashier's wallet connector and
 settlement look these up too (one user_wallet / merchant_pending per holder and currency)."""
-MONEY_SUBACCOUNTS = frozenset(SUBACCOUNT_LINES) - {SubaccountType.POINTS}
-
-# Platform lines the wallet posts against (holder `platform`).
-CHANNEL_CLEARING = Line("channel_clearing", "1101", False)
-ESCROW_BANK = Line("escrow_bank", "1102", False)  # flag credits_must_not_exceed_debits
-PLATFORM_FEE_INCOME = Line("platform_fee_income", "4101", False)
-CHANNEL_FEE_EXPENSE = Line("channel_fee_expense", "5101", False)
-MARKETING_EXPENSE = Line("marketing_expense", "5201", False)
-POINTS_ISSUED = Line("points_issued", "3102", False)  # counterpart of every point in users' hands (XXX)
-QUOTA = Line("entitlement_quota", "9101", True)  # memo, per holder/sub-account/action/window
-QUOTA_USAGE = Line("entitlement_quota_usage", "9102", False)  # memo counterpart, platform
-BILL_REPAYABLE = Line("bill_repayable", "9103", True)  # memo, one per bill: limit = amount due
-BONUS_LOT = Line("wallet_bonus_lot", "9106", True)  # memo, one per top-up bonus: what is left of that bonus
-BONUS_LOT_USAGE = Line("wallet_bonus_lot_usage", "9107", False)  # memo counterpart, platform
+MONEY_SUBACCOUNTS = frozenset(SUBACCOUNT_CHART) - {SubaccountType.POINTS}
 
 
 def dr(account_id: str, amount_minor: int, currency: str) -> Posting:

@@ -64,10 +64,28 @@ async def test_open_is_idempotent_by_key(ledger: Ledger) -> None:
     }
     first = await ledger.client.post("/v1/accounts", json=body)
     again = await ledger.client.post("/v1/accounts", json=body)
-    other = await ledger.client.post("/v1/accounts", json=body | {"code": "2202"})
+    other = await ledger.client.post("/v1/accounts", json=body | {"metadata": {"other": True}})
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
     assert other.status_code == 409 and other.json()["code"] == "idempotency_key_reused"
+    assert await ledger.count("accounts") == 1
+    assert [t for t, _ in await ledger.events()].count("account.opened") == 1
+
+
+async def test_chart_accounts_open_by_kind(ledger: Ledger) -> None:
+    """Other services name a chart account by its kind (docs/ledger.md §2): the code comes from the chart, the
+    kind alone binds the key as kind and code together did, and a code the chart disagrees with, or a kind
+    outside the chart without a code, is refused with nothing written."""
+    body = {"holder_id": "mch_9", "currency": "CNY", "kind": "merchant_pending", "idempotency_key": "chart:k"}
+    first = await ledger.client.post("/v1/accounts", json=body)
+    assert first.status_code == 201, first.text
+    assert first.json()["code"] == "2201" and first.json()["normal_balance"] == "credit"
+    with_code = await ledger.client.post("/v1/accounts", json=body | {"code": "2201"})
+    assert with_code.status_code == 200 and with_code.json()["id"] == first.json()["id"]
+    for extra, code in (({"code": "2202"}, "chart_code_mismatch"), ({"kind": "custom"}, "account_code_required")):
+        r = await ledger.client.post("/v1/accounts", json=body | extra | {"idempotency_key": f"k:{code}"})
+        assert r.status_code == 422 and r.json()["code"] == code, r.text
+        assert r.headers["content-type"].startswith("application/problem+json")
     assert await ledger.count("accounts") == 1
     assert [t for t, _ in await ledger.events()].count("account.opened") == 1
 

@@ -33,7 +33,8 @@ async def test_a_limit_above_page_size_max_is_refused(path: str, query: dict[str
 
 async def test_pages_of_the_maximum_walk_all_accounts(ledger_factory: Any) -> None:
     ledger: Ledger = await ledger_factory(page_size_max=PAGE_SIZE_MAX)
-    opened = {await ledger.open(holder_id="usr_1", code=code) for code in ("2301", "2302", "2303")}
+    kinds = (("user_wallet", "2301"), ("user_prepaid", "2302"), ("user_credit", "2303"))
+    opened = {await ledger.open(kind, code, holder_id="usr_1") for kind, code in kinds}
     seen: list[str] = []
     cursor: str | None = None
     for _ in range(len(opened)):
@@ -52,7 +53,10 @@ async def test_every_ledger_list_answers_the_one_shape(ledger_factory: Any) -> N
     rows left says so (no empty page after it), a cursor the list never gave out and an unknown query parameter
     are 422. The wallet history's own case is in test_wallet_api (it needs a KYC'd holder)."""
     ledger: Ledger = await ledger_factory(page_size_max=PAGE_SIZE_MAX)
-    first, second = [await ledger.open(holder_id="usr_shape", code=code) for code in ("2301", "2302")]
+    first, second = [
+        await ledger.open(kind, code, holder_id="usr_shape")
+        for kind, code in (("user_wallet", "2301"), ("user_prepaid", "2302"))
+    ]
     for amount in (100, 200):
         assert (await ledger.transfer(first, second, amount)).status_code == 201
 

@@ -5,17 +5,17 @@ account, not a conflict."""
 from __future__ import annotations
 
 from services.ledger.domain.wallet.entitlements import SubaccountType
-from services.ledger.domain.wallet.postings import POINTS_CURRENCY, SUBACCOUNT_LINES
+from services.ledger.domain.wallet.postings import POINTS_CURRENCY, SUBACCOUNT_CHART
 from services.ledger.store.imports import subaccount_body_hash
-from services.ledger.store.wallet import _api_body_hash
+from services.ledger.store.wallet import chart_body
 
 
 def test_subaccount_hash_is_the_wallets() -> None:
-    for subaccount, line in SUBACCOUNT_LINES.items():
+    for subaccount, entry in SUBACCOUNT_CHART.items():
         for currency in ("CNY", POINTS_CURRENCY):
             for holder_id in ("usr_1", "mig_platform_persons_P1"):
                 metadata = {"wallet_subaccount": subaccount.value}
-                want = _api_body_hash(holder_id, currency, line, 0, False, metadata)
+                want = chart_body(holder_id, currency, entry, 0, False, metadata).body_hash()
                 assert subaccount_body_hash(holder_id, currency, subaccount) == want
     assert subaccount_body_hash("a", "CNY", SubaccountType.BALANCE) != subaccount_body_hash(
         "b", "CNY", SubaccountType.BALANCE

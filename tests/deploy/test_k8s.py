@@ -222,10 +222,10 @@ def test_every_setting_named_in_the_manifests_exists_in_the_service(overlay: tup
             names |= {e["name"] for e in c.get("env", [])}
     unknown = []
     for var in sorted(names):
-        for spec in [*SERVICES.values(), *FRONTENDS.values()]:
-            if var.startswith(spec.env_prefix):
-                field = var.removeprefix(spec.env_prefix).lower()
-                if field not in spec.settings_class().model_fields:
+        for service in [*SERVICES.values(), *FRONTENDS.values()]:
+            if var.startswith(service.env_prefix):
+                field = var.removeprefix(service.env_prefix).lower()
+                if field not in service.settings_class().model_fields:
                     unknown.append(var)
     assert not unknown
 

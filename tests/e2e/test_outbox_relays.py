@@ -11,12 +11,16 @@ from aiokafka import AIOKafkaConsumer
 from libs.common.db import UnitOfWork, create_engine
 from libs.common.kafka import EpochWatcher, ensure_platform_topics, topic_name
 from libs.common.outbox import OutboxRelay
+from libs.common.testing.infra import Infra
+from libs.common.testing.plugin import DatabaseFactory
 
 AGGREGATES = 20
 EVENTS_PER_AGGREGATE = 30
 
 
-async def test_two_relays_publish_everything_in_aggregate_order(juhe_infra, migrated_database, topic_namespace):
+async def test_two_relays_publish_everything_in_aggregate_order(
+    juhe_infra: Infra, migrated_database: DatabaseFactory, topic_namespace: str
+) -> None:
     db = await migrated_database("ledger")
     engine = create_engine(db)
     uow = UnitOfWork(engine, source="ledger")

@@ -67,6 +67,7 @@ def test_the_poster_is_a_standalone_svg_sized_for_print_with_hostile_text_escape
     for size, width, height in (("a6", "105mm", "148mm"), ("a4", "210mm", "297mm")):
         svg = poster_svg(view, size=size, gettext=lambda m: m, money=lambda minor, currency: f"¥{minor / 100:.2f}")
         root = xml.dom.minidom.parseString(svg).documentElement
+        assert root is not None
         assert (root.getAttribute("width"), root.getAttribute("height")) == (width, height)
         assert "<script" not in svg and "¥15.00" in svg and "href" not in svg
         assert len(root.getElementsByTagName("svg")) == 1  # the QR, nested

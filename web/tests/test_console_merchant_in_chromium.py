@@ -577,8 +577,8 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     net = int(Decimal(credited.removeprefix("CN¥").replace(",", "")) * 100)
     assert 0 < net <= paid["amount_minor"], credited  # the gross less the platform's fee
     statement = shop.merchant.request_raw("GET", "/v1/statements/transactions.csv").data
-    for row in (r for r in csv.DictReader(io.StringIO(statement)) if r["payment_id"] == paid["id"]):
-        assert net == int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)  # the statement's net
+    for line in (r for r in csv.DictReader(io.StringIO(statement)) if r["payment_id"] == paid["id"]):
+        assert net == int(line["amount_minor"]) - int(line["platform_fee_minor"] or 0)  # the statement's net
     check_accessibility(finance, "console-payment-postings")
     other = _write(gw, shop.platform.admin, "POST", "/v1/platform/merchants", {"name": "Postings elsewhere"})
     outsider = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": "owner",

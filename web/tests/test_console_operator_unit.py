@@ -620,7 +620,8 @@ def test_the_kyc_queue_offers_a_decision_on_a_held_check_only() -> None:
 def test_onboarding_steps_are_shown_in_the_order_they_run() -> None:
     from web.pages.console_operator import ordered_steps
 
-    stored = {"steps": {"kyc": {}, "ledger": {}, "zeta": {}, "cashier": {}, "routing": {}, "identity": {}}}
+    steps: dict[str, Any] = {"kyc": {}, "ledger": {}, "zeta": {}, "cashier": {}, "routing": {}, "identity": {}}
+    stored = {"steps": steps}
     assert [name for name, _ in ordered_steps(stored)] == ["identity", "kyc", "ledger", "cashier", "routing", "zeta"]
     assert ordered_steps({}) == []
 

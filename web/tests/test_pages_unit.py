@@ -26,7 +26,9 @@ def template_messages() -> set[str]:
     for path in TEMPLATES.glob("*.html"):
         with path.open("rb") as f:
             for _, _, message, _ in babel_extract(f, ("_", "gettext"), [], options):
-                found.add(message[0] if isinstance(message, tuple) else message)
+                text = message[0] if isinstance(message, tuple) else message
+                assert text is not None, f"{path.name}: a gettext call without a literal message"
+                found.add(text)
     return found
 
 

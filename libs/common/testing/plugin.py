@@ -17,17 +17,18 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import httpx
 import pytest
 
 from libs.common.embedded import create_database, database_url, kafka_broker, postgres_server
 from libs.common.kafka import ensure_platform_topics, read_or_create_broker_epoch
 from libs.common.migrations import upgrade
 from libs.common.services import SERVICES
-from libs.common.testing.infra import TEST_TIMINGS, Infra
+from libs.common.testing.infra import TEST_TIMINGS, Infra, ServiceProcess
 
-__all__ = ["Infra"]
+__all__ = ["DatabaseFactory", "Infra", "RunningApps", "ServiceProcesses", "ServiceSettings"]
 
 
 @contextlib.contextmanager
@@ -69,6 +70,18 @@ def juhe_infra() -> Iterator[Infra]:
 
 
 DatabaseFactory = Callable[[str], Awaitable[str]]
+# `service_settings("ledger", database_url=url, **overrides)` → that service's Settings (each its own class).
+ServiceSettings = Callable[..., Any]
+# `await running_apps(app)` → a client calling the app in-process, its lifespan running until the test ends.
+RunningApps = Callable[[Any], Awaitable[httpx.AsyncClient]]
+
+
+class ServiceProcesses(Protocol):
+    """The `service_processes` fixture: `start(service, settings, env=...)` → a running service process."""
+
+    def __call__(
+        self, service: str, settings: dict[str, Any], *, env: dict[str, str] | None = None
+    ) -> ServiceProcess: ...
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +119,7 @@ async def platform_topics(juhe_infra: Infra, topic_namespace: str) -> str:
 
 
 @pytest.fixture
-def service_settings(juhe_infra: Infra, topic_namespace: str) -> Callable[..., Any]:
+def service_settings(juhe_infra: Infra, topic_namespace: str) -> ServiceSettings:
     """`service_settings("ledger", database_url=url, **overrides)` → that service's Settings for tests."""
 
     def build(service: str, **overrides: Any) -> Any:
@@ -124,13 +137,13 @@ def service_settings(juhe_infra: Infra, topic_namespace: str) -> Callable[..., A
 
 
 @pytest.fixture
-async def running_apps() -> AsyncIterator[Callable[..., Any]]:
+async def running_apps() -> AsyncIterator[RunningApps]:
     """Start FastAPI apps in-process (lifespan included); yields `start(app) -> httpx.AsyncClient`."""
     from libs.common.testing.infra import run_app_in_process
 
     stack: list[Any] = []
 
-    async def start(app: Any) -> Any:
+    async def start(app: Any) -> httpx.AsyncClient:
         ctx = run_app_in_process(app)
         client = await ctx.__aenter__()
         stack.append(ctx)
@@ -142,10 +155,8 @@ async def running_apps() -> AsyncIterator[Callable[..., Any]]:
 
 
 @pytest.fixture
-def service_processes(juhe_infra: Infra) -> Iterator[Callable[..., Any]]:
+def service_processes(juhe_infra: Infra) -> Iterator[ServiceProcesses]:
     """Start services as real subprocesses (`python -m services.X`); all stopped at test end."""
-    from libs.common.testing.infra import ServiceProcess
-
     started: list[ServiceProcess] = []
 
     def start(service: str, settings: dict[str, Any], *, env: dict[str, str] | None = None) -> ServiceProcess:

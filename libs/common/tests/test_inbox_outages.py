@@ -143,7 +143,7 @@ async def test_a_consumer_whose_stop_hangs_leaves_the_group_for_good(juhe_infra:
     async def hangs() -> None:  # a coordinator close that never finishes (a slow or gone broker)
         await asyncio.Event().wait()
 
-    coordinator.close = hangs  # type: ignore[method-assign]
+    coordinator.close = hangs
     await inbox._drop(first)
     assert coordinator._heartbeat_task is None or coordinator._heartbeat_task.done()
 

@@ -7,12 +7,15 @@ import asyncio
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from libs.common.testing.plugin import DatabaseFactory, RunningApps, ServiceSettings
 from services.ledger.app import create_app as ledger_app
 from services.settlement.app import create_app as settlement_app
 from services.settlement.store.tables import ledger_accounts
 
 
-async def test_event_flows_from_ledger_to_settlement(migrated_database, service_settings, running_apps):
+async def test_event_flows_from_ledger_to_settlement(
+    migrated_database: DatabaseFactory, service_settings: ServiceSettings, running_apps: RunningApps
+) -> None:
     ledger_db = await migrated_database("ledger")
     settlement_db = await migrated_database("settlement")
     ledger = await running_apps(ledger_app(service_settings("ledger", database_url=ledger_db)))

@@ -6,10 +6,13 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from libs.common.outbox_tables import outbox
+from libs.common.testing.plugin import DatabaseFactory, RunningApps, ServiceSettings
 from services.ledger.app import create_app as ledger_app
 
 
-async def test_validation_unknown_route_and_bad_json_are_problems(migrated_database, service_settings, running_apps):
+async def test_validation_unknown_route_and_bad_json_are_problems(
+    migrated_database: DatabaseFactory, service_settings: ServiceSettings, running_apps: RunningApps
+) -> None:
     db = await migrated_database("ledger")
     client = await running_apps(ledger_app(service_settings("ledger", database_url=db)))
 
@@ -40,7 +43,9 @@ async def test_validation_unknown_route_and_bad_json_are_problems(migrated_datab
         await engine.dispose()
 
 
-async def test_trace_id_is_echoed_and_generated(migrated_database, service_settings, running_apps):
+async def test_trace_id_is_echoed_and_generated(
+    migrated_database: DatabaseFactory, service_settings: ServiceSettings, running_apps: RunningApps
+) -> None:
     db = await migrated_database("ledger")
     client = await running_apps(ledger_app(service_settings("ledger", database_url=db)))
     given = await client.get("/livez", headers={"X-Trace-Id": "abc123"})
@@ -49,7 +54,9 @@ async def test_trace_id_is_echoed_and_generated(migrated_database, service_setti
     assert len(generated.headers["X-Trace-Id"]) == 32
 
 
-async def test_readyz_reports_database_and_broker(migrated_database, service_settings, running_apps):
+async def test_readyz_reports_database_and_broker(
+    migrated_database: DatabaseFactory, service_settings: ServiceSettings, running_apps: RunningApps
+) -> None:
     db = await migrated_database("ledger")
     client = await running_apps(ledger_app(service_settings("ledger", database_url=db)))
     ready = await client.get("/readyz")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+import functools
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ def in_client_close(task: asyncio.Task[Any]) -> bool:
     return any(step.startswith("client.py:") and step.endswith(" close") for step in await_chain(task.get_coro()))
 
 
-async def cancel_inside_client_close(start: Callable[[], Awaitable[Any]]) -> asyncio.Task[Any] | None:
+async def cancel_inside_client_close(start: Callable[[], Coroutine[Any, Any, Any]]) -> asyncio.Task[Any] | None:
     """Start `start()` as a task and cancel it at a moment it waits in a Kafka client's close; None if
     it never did (the loop iteration is the unit: every iteration is inspected)."""
     task = asyncio.create_task(start())
@@ -60,7 +61,8 @@ async def test_epoch_watcher_stops_when_cancelled_inside_a_client_close(juhe_inf
 
 async def test_ensure_topics_passes_on_a_cancel_that_arrives_in_its_close(juhe_infra: Infra) -> None:
     for i in range(WINDOW_TRIES):
-        task = await cancel_inside_client_close(lambda i=i: ensure_topics(juhe_infra.bootstrap, [f"shutdown.t{i}"]))
+        ensure = functools.partial(ensure_topics, juhe_infra.bootstrap, [f"shutdown.t{i}"])
+        task = await cancel_inside_client_close(ensure)
         if task is None:
             continue
         done, _ = await asyncio.wait({task}, timeout=STOP_BOUND_SECONDS)

@@ -26,44 +26,44 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from alipay import AliPay, DCAliPay  # type: ignore[import-untyped]
-from alipay.aop.api.AlipayClientConfig import AlipayClientConfig  # type: ignore[import-untyped]
-from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient  # type: ignore[import-untyped]
-from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (  # type: ignore[import-untyped]
+from alipay import AliPay, DCAliPay
+from alipay.aop.api.AlipayClientConfig import AlipayClientConfig
+from alipay.aop.api.DefaultAlipayClient import DefaultAlipayClient
+from alipay.aop.api.request.AlipayDataDataserviceBillDownloadurlQueryRequest import (
     AlipayDataDataserviceBillDownloadurlQueryRequest,
 )
-from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherAppendRequest import (  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherAppendRequest import (
     AlipayMarketingActivityOrdervoucherAppendRequest,
 )
-from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherCreateRequest import (  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherCreateRequest import (
     AlipayMarketingActivityOrdervoucherCreateRequest,
 )
-from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherQueryRequest import (  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherQueryRequest import (
     AlipayMarketingActivityOrdervoucherQueryRequest,
 )
-from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherSendRequest import (  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherSendRequest import (
     AlipayMarketingActivityOrdervoucherSendRequest,
 )
-from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherStopRequest import (  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayMarketingActivityOrdervoucherStopRequest import (
     AlipayMarketingActivityOrdervoucherStopRequest,
 )
-from alipay.aop.api.request.AlipaySystemOauthTokenRequest import (  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipaySystemOauthTokenRequest import (
     AlipaySystemOauthTokenRequest,
 )
-from alipay.aop.api.request.AlipayTradeCancelRequest import AlipayTradeCancelRequest  # type: ignore[import-untyped]
-from alipay.aop.api.request.AlipayTradeCloseRequest import AlipayTradeCloseRequest  # type: ignore[import-untyped]
-from alipay.aop.api.request.AlipayTradeCreateRequest import AlipayTradeCreateRequest  # type: ignore[import-untyped]
-from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import (  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradeCancelRequest import AlipayTradeCancelRequest
+from alipay.aop.api.request.AlipayTradeCloseRequest import AlipayTradeCloseRequest
+from alipay.aop.api.request.AlipayTradeCreateRequest import AlipayTradeCreateRequest
+from alipay.aop.api.request.AlipayTradeFastpayRefundQueryRequest import (
     AlipayTradeFastpayRefundQueryRequest,
 )
-from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest  # type: ignore[import-untyped]
-from alipay.aop.api.request.AlipayTradePayRequest import AlipayTradePayRequest  # type: ignore[import-untyped]
-from alipay.aop.api.request.AlipayTradePrecreateRequest import (  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradePagePayRequest import AlipayTradePagePayRequest
+from alipay.aop.api.request.AlipayTradePayRequest import AlipayTradePayRequest
+from alipay.aop.api.request.AlipayTradePrecreateRequest import (
     AlipayTradePrecreateRequest,
 )
-from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest  # type: ignore[import-untyped]
-from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest  # type: ignore[import-untyped]
-from alipay.aop.api.util.SignatureUtils import verify_with_rsa  # type: ignore[import-untyped]
+from alipay.aop.api.request.AlipayTradeQueryRequest import AlipayTradeQueryRequest
+from alipay.aop.api.request.AlipayTradeRefundRequest import AlipayTradeRefundRequest
+from alipay.aop.api.util.SignatureUtils import verify_with_rsa
 from cryptography.hazmat.primitives import serialization
 
 from sandboxes.common.testing import CallbackReceiver, SandboxProcess
@@ -290,13 +290,14 @@ def _http_connection_with_port(url: str, query_string: str, timeout: float) -> t
     import http.client
 
     parsed = urlsplit(url)
+    assert parsed.hostname is not None, url
     connection = http.client.HTTPConnection(host=parsed.hostname, port=parsed.port or 80, timeout=timeout)
     return f"{parsed.scheme}://{parsed.netloc}{parsed.path}?{query_string}", connection
 
 
 @pytest.fixture
 def official_transport(monkeypatch: pytest.MonkeyPatch) -> None:
-    from alipay.aop.api.util import WebUtils  # type: ignore[import-untyped]
+    from alipay.aop.api.util import WebUtils
 
     monkeypatch.setattr(WebUtils, "get_http_connection", _http_connection_with_port)
 

@@ -23,8 +23,8 @@ from unittest import mock
 
 import httpx
 import pytest
-from wechatpayv3 import WeChatPay, WeChatPayType  # type: ignore[import-untyped]
-from wechatpayv3.core import Core  # type: ignore[import-untyped]
+from wechatpayv3 import WeChatPay, WeChatPayType
+from wechatpayv3.core import Core
 
 from sandboxes.common.testing import CallbackReceiver, SandboxProcess
 

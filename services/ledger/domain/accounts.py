@@ -100,7 +100,8 @@ class Account:
     metadata: dict[str, Any] = field(default_factory=dict)
     balances: Balances = field(default_factory=Balances)
     # The book (docs/ledger.md "Books"): live money or test money, part of the account's identity. A transfer
-    # never mixes books, so test payments can never move a live balance (DESIGN §4 "Test and live never mix").
+    # never mixes books, so test payments can never move a live balance (docs/architecture.md §4, "Test and live
+    # never mix").
     livemode: bool = True
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ from gateway.clients.proxy import Upstreams
 from gateway.clients.services import PlatformCalls
 from gateway.clients.web_pages import WebPages
 from gateway.config import Settings
+from gateway.context import GatewayContext
 from gateway.flows.identities import Identities
 from gateway.flows.onboarding import OnboardingFlow
 from gateway.flows.staff import StaffConsole
@@ -36,11 +37,9 @@ def create_app(settings: Settings) -> FastAPI:
         upstreams = Upstreams(settings)
         identities = Identities(runtime.engine, settings)
         guard_pool = await guards.open_guard_pool(runtime.engine.url, size_max=settings.guard_connections_max)
-        gatekeeper = runtime.extras["gatekeeper"] = Gatekeeper(settings, guard_pool, identities, upstreams)
+        gatekeeper = Gatekeeper(settings, guard_pool, identities, upstreams)
         catalog = ApiCatalog(settings, upstreams.clients, own_document)
-        runtime.extras["catalog"] = catalog
-        wallet = runtime.extras["wallet_users"] = WalletUsers(identities, settings)
-        runtime.extras["staff"] = StaffConsole(identities, settings, check_web_client=wallet.check_web_client)
+        wallet = WalletUsers(identities, settings)
         identity_provider = IdentityProvider(
             settings.identity_base_url,
             secret=settings.identity_secret.get_secret_value(),
@@ -48,11 +47,20 @@ def create_app(settings: Settings) -> FastAPI:
         )
         internal_secret = settings.internal_token_secret.get_secret_value()
         calls = PlatformCalls(upstreams.clients, internal_token_secret=internal_secret)
-        runtime.extras["onboarding"] = OnboardingFlow(identities, calls, identity_provider, settings)
-        web_pages = runtime.extras["web_pages"] = WebPages(
+        web_pages = WebPages(
             settings.web_url,
             timeout_seconds=settings.upstream_timeout_seconds,
             body_size_max_bytes=settings.body_size_max_bytes,
+        )
+        runtime.context = GatewayContext(
+            settings=settings,
+            identities=identities,
+            gatekeeper=gatekeeper,
+            catalog=catalog,
+            wallet_users=wallet,
+            staff=StaffConsole(identities, settings, check_web_client=wallet.check_web_client),
+            onboarding=OnboardingFlow(identities, calls, identity_provider, settings),
+            web_pages=web_pages,
         )
         with contextlib.suppress(Exception):
             await catalog.refresh()
@@ -68,7 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
             await identity_provider.close()
             await guard_pool.close()
 
-        runtime.extras.setdefault("closers", []).append(stop)
+        runtime.closers.append(stop)
 
     app = create_service_app(
         settings,
@@ -106,8 +114,8 @@ def create_app(settings: Settings) -> FastAPI:
     def public_document() -> dict[str, Any]:
         """`/openapi.json` and `/docs` show the merged public API, not only the gateway's own routes."""
         runtime: Runtime | None = getattr(app.state, "runtime", None)
-        catalog: ApiCatalog | None = runtime.extras.get("catalog") if runtime else None
-        return catalog.document() if catalog is not None else own_document()
+        context = runtime.context if runtime is not None else None  # None until the start-up has built it
+        return context.catalog.document() if isinstance(context, GatewayContext) else own_document()
 
     app.openapi = public_document  # type: ignore[method-assign]
     return app

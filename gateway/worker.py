@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.config import Settings
-from gateway.flows.onboarding import OnboardingFlow
+from gateway.context import gateway_context
 from gateway.store import guards
 from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
@@ -35,8 +35,7 @@ async def prune_once(runtime: Runtime, *, batch_max: int) -> int:
 
 
 async def prune_guards(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
+    settings = gateway_context(runtime).settings
 
     async def prune_round() -> int:
         deleted = await prune_once(runtime, batch_max=settings.prune_batch_max)
@@ -50,8 +49,7 @@ async def prune_guards(runtime: Runtime) -> None:
 async def drive_onboardings(runtime: Runtime) -> None:
     """Finish what the creating requests left: steps whose service was down, KYC checks held for review,
     onboardings whose gateway died mid-way (their lease ran out). gateway/flows/onboarding.py."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    flow: OnboardingFlow = runtime.extras["onboarding"]
-    await run_rounds("onboarding", flow.drive_due, interval_seconds=settings.onboarding_interval_seconds,
+    context = gateway_context(runtime)
+    settings = context.settings
+    await run_rounds("onboarding", context.onboarding.drive_due, interval_seconds=settings.onboarding_interval_seconds,
                      batch_max=settings.onboarding_batch_max)  # fmt: skip

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from gateway.api.gatekeeper import Gatekeeper
+from gateway.context import GatewayContext, gateway_context
 from gateway.domain.access import Principal
 from gateway.domain.errors import ROUTE_FORBIDDEN
 from gateway.flows.identities import Identities
@@ -14,14 +15,17 @@ from libs.common.errors import Problem
 from libs.common.internal_auth import InternalIdentity
 
 
-async def get_gatekeeper(request: Request) -> Gatekeeper:
+async def get_context(request: Request) -> GatewayContext:
     """Async on purpose: FastAPI runs sync dependencies in a thread pool, a hop per request."""
-    gatekeeper: Gatekeeper = request.app.state.runtime.extras["gatekeeper"]
-    return gatekeeper
+    return gateway_context(request.app.state.runtime)
+
+
+async def get_gatekeeper(request: Request) -> Gatekeeper:
+    return gateway_context(request.app.state.runtime).gatekeeper
 
 
 async def get_identities(request: Request) -> Identities:
-    return (await get_gatekeeper(request)).identities
+    return gateway_context(request.app.state.runtime).identities
 
 
 async def platform_principal(request: Request) -> Principal:
@@ -41,6 +45,7 @@ def internal_service(identity: InternalIdentity) -> str:
     return identity.service
 
 
+ContextDep = Annotated[GatewayContext, Depends(get_context)]
 PlatformDep = Annotated[Principal, Depends(platform_principal)]
 IdentitiesDep = Annotated[Identities, Depends(get_identities)]
 GatekeeperDep = Annotated[Gatekeeper, Depends(get_gatekeeper)]

@@ -61,7 +61,7 @@ class IdentityProvider:
         return await self._send("GET", f"/v1/merchant-checks/{check_id}", b"", check_id=check_id)
 
     async def decide_held_check(self, check_id: str, *, approve: bool, reason: str | None) -> bool:
-        """A reviewer's decision on a check the provider holds for a manual review (protocols/identity.md §5,
+        """A reviewer's decision on a check the provider holds for a manual review (docs/protocols/identity.md §5,
         `POST /control/merchant-checks/{id}/approve|reject {"reason"?}`): True when this call decided it, False
         when it was decided already (409: by an earlier try of this call, or at the provider). The verdict itself is
         read by sending the check again, as the onboarding's KYC step always does."""

@@ -1,5 +1,5 @@
 """A reviewer's decision on an onboarding's KYC check that the identity provider holds for a manual review
-(docs/onboarding.md §2, protocols/identity.md §5), made from the operator console.
+(docs/onboarding.md §2, docs/protocols/identity.md §5), made from the operator console.
 
 The onboarding's KYC step waits `pending` with `last_error.code = kyc_in_review` while the provider holds the check;
 the decision goes to the provider (the one place the verdict lives: the step reads it by sending the check again),

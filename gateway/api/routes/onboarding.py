@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 
-from gateway.api.deps import IdentitiesDep, PlatformDep, get_gatekeeper
+from gateway.api.deps import ContextDep, IdentitiesDep, PlatformDep, get_gatekeeper
 from gateway.api.onboarding_schemas import (
     MerchantStatusResponse,
     OnboardingCreateRequest,
@@ -49,9 +49,8 @@ Reviewer = Annotated[Principal, operator(rules.RETRY_PERMISSION)]
 Manager = Annotated[Principal, operator(rules.SUSPEND_PERMISSION)]
 
 
-async def get_onboarding(request: Request) -> OnboardingFlow:
-    flow: OnboardingFlow = request.app.state.runtime.extras["onboarding"]
-    return flow
+async def get_onboarding(context: ContextDep) -> OnboardingFlow:
+    return context.onboarding
 
 
 OnboardingDep = Annotated[OnboardingFlow, Depends(get_onboarding)]

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from gateway.api.gatekeeper import Gatekeeper
+from gateway.context import gateway_context
 from gateway.domain.access import PrefixIndex
 
 router = APIRouter()
@@ -28,8 +28,7 @@ PUBLIC_PREFIX = "/v1/"
 
 
 async def proxy(request: Request) -> Response:
-    gatekeeper: Gatekeeper = request.app.state.runtime.extras["gatekeeper"]
-    return await gatekeeper.handle(request)
+    return await gateway_context(request.app.state.runtime).gatekeeper.handle(request)
 
 
 router.add_route(PROXY_PATH, proxy, methods=PROXIED_METHODS, include_in_schema=False)

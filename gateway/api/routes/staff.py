@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from pydantic import BaseModel, Field, model_validator
 
-from gateway.api.deps import GatekeeperDep, PlatformDep
+from gateway.api.deps import ContextDep, GatekeeperDep, PlatformDep
 from gateway.api.gatekeeper import Gatekeeper
 from gateway.api.onboarding_schemas import OnboardingCreateRequest, OnboardingResponse
 from gateway.api.routes import onboarding as onboarding_routes
@@ -105,9 +105,8 @@ class RefundExecutedRequest(BaseModel):
     refund_id: Annotated[str, Field(min_length=1, max_length=64)]
 
 
-async def get_staff_console(request: Request) -> StaffConsole:
-    staff: StaffConsole = request.app.state.runtime.extras["staff"]
-    return staff
+async def get_staff_console(context: ContextDep) -> StaffConsole:
+    return context.staff
 
 
 StaffDep = Annotated[StaffConsole, Depends(get_staff_console)]

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 
-from gateway.api.deps import GatekeeperDep, PlatformDep
+from gateway.api.deps import ContextDep, GatekeeperDep, PlatformDep
 from gateway.api.gatekeeper import Gatekeeper
 from gateway.api.schemas import (
     PaymentPinSetRequest,
@@ -31,9 +31,8 @@ from libs.common.money import MAX_AMOUNT_MINOR
 router = APIRouter(tags=["my wallet"])
 
 
-async def get_wallet_users(request: Request) -> WalletUsers:
-    wallet_users: WalletUsers = request.app.state.runtime.extras["wallet_users"]
-    return wallet_users
+async def get_wallet_users(context: ContextDep) -> WalletUsers:
+    return context.wallet_users
 
 
 WalletUsersDep = Annotated[WalletUsers, Depends(get_wallet_users)]

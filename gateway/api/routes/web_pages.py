@@ -14,15 +14,14 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from gateway.clients.web_pages import WebPages
+from gateway.context import gateway_context
 from gateway.domain.access import PrefixIndex
 
 PAGE_METHODS = ["GET", "HEAD", "POST"]
 
 
 async def forward_page(request: Request) -> Response:
-    pages: WebPages = request.app.state.runtime.extras["web_pages"]
-    return await pages.forward(request)
+    return await gateway_context(request.app.state.runtime).web_pages.forward(request)
 
 
 class WebPagesRoute(Route):

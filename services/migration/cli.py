@@ -41,10 +41,9 @@ from rich.text import Text
 
 from libs.common.db import UnitOfWork, create_engine
 from libs.common.errors import Problem
-from services.migration.clients.ledger import LedgerClient
-from services.migration.clients.marketing import MarketingClient
 from services.migration.clients.platform import PlatformClient
 from services.migration.config import Settings
+from services.migration.context import build_migration_context
 from services.migration.domain.errors import PROVISION_REFUSED
 from services.migration.flows import provision
 from services.migration.flows import runs as flow
@@ -116,13 +115,8 @@ async def main(argv: list[str]) -> int:
     settings = Settings(**overrides)
     console = Console(stderr=True)
     engine = create_engine(settings.database_url, pool_size=2, max_overflow=2)
-    ledger = LedgerClient(settings.ledger_url, timeout_seconds=settings.ledger_timeout_seconds)
-    marketing = MarketingClient(settings.marketing_url, timeout_seconds=settings.marketing_timeout_seconds,
-                                identity_secret=settings.internal_token_secret.get_secret_value())  # fmt: skip
-    m = flow.Migration(
-        uow=UnitOfWork(engine, source="migration"), ledger=ledger, platform=settings.platform,
-        batch_rows=settings.batch_rows, sample_size=settings.sample_size, marketing=marketing,
-    )  # fmt: skip
+    context = build_migration_context(settings)  # the service's own clients, built the same way
+    m = context.migration(UnitOfWork(engine, source="migration"), settings.platform)
     log = RunLog(args.log)
     try:
         return await _command(m, args, console, log)
@@ -132,8 +126,7 @@ async def main(argv: list[str]) -> int:
         return EXIT_UNAVAILABLE if exc.spec.retryable else EXIT_REFUSED
     finally:
         log.close()
-        await ledger.close()
-        await marketing.close()
+        await context.aclose()
         await engine.dispose()
 
 

@@ -18,7 +18,7 @@ from services.marketing.api.routes import (
 )
 from services.marketing.config import Settings
 from services.marketing.context import build_marketing_context
-from services.marketing.flows import rewards as reward_flows
+from services.marketing.events import consumers
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -42,8 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
             channel_coupons.internal,
             rewards.router,
         ],
-        # Rewards on events (flows/rewards.py) have their own subscription: the inbox runs every one of a topic.
-        subscriptions=[*worker.subscriptions(settings), *reward_flows.subscriptions(settings.day_timezone)],
+        subscriptions=consumers.subscriptions(settings),
         background=worker.background_tasks(settings),
         on_startup=on_startup,
     )

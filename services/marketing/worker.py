@@ -1,42 +1,15 @@
-"""The marketing worker: which events it consumes and which loops it runs besides the outbox relay."""
+"""The marketing worker's loops besides the outbox relay and the inbox consumer (what it consumes:
+events/consumers.py)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from libs.common.db import Tx
-from libs.common.events import Envelope
-from libs.common.inbox import Subscription
 from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.marketing.config import Settings
 from services.marketing.context import marketing_context
-from services.marketing.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC
-from services.marketing.flows import channel_coupons, claims, payment_outcomes, points, redemptions, topups
+from services.marketing.flows import channel_coupons, claims, points, redemptions, topups
 from services.marketing.store import coupons as store
-
-
-def subscriptions(settings: Settings) -> list[Subscription]:
-    """Coupons redeemed online: confirm on `payment.succeeded`, release on `payment.failed|closed`, the refund
-    rule on `refund.succeeded` (flows/payment_outcomes.py). Points: earn on `payment.succeeded`, take back on
-    `refund.succeeded` (flows/points.py). Top-up promotions: a bonus on a paid `wallet_topup`, revoked on its
-    refund (flows/topups.py). One subscription per topic, every effect in its transaction."""
-
-    async def on_payment(tx: Tx, event: Envelope) -> None:
-        await payment_outcomes.on_payment_event(tx, event)
-        await points.on_payment_event(tx, event, day_timezone=settings.day_timezone)
-        await topups.on_payment_event(tx, event, topup_merchant_id=settings.wallet_topup_merchant_id)
-
-    async def on_refund(tx: Tx, event: Envelope) -> None:
-        await payment_outcomes.on_refund_event(tx, event)
-        await points.on_refund_event(tx, event)  # stores the refund fact top-ups read too: keep it first
-        await topups.on_refund_event(tx, event, now=datetime.now(UTC))
-
-    return [
-        Subscription(
-            CASHIER_PAYMENTS_TOPIC, on_payment, frozenset({"payment.succeeded", "payment.failed", "payment.closed"})
-        ),
-        Subscription(CASHIER_REFUNDS_TOPIC, on_refund, frozenset({"refund.succeeded"})),
-    ]
 
 
 async def expire_locks_round(runtime: Runtime) -> int:

@@ -2,7 +2,7 @@
 back proportionally on `refund.succeeded` (`cashier.refunds`). Marketing decides; the ledger keeps the
 balance in the user's points sub-account from the instructions published on `marketing.points`.
 
-Order-independent (DESIGN §4): a refund seen before its payment is stored as a fact; whichever event comes
+Order-independent (docs/consistency.md): a refund seen before its payment is stored as a fact; whichever event comes
 second computes the reversal from every stored fact, so the final state is the same in any order. Each
 payment earns at most once (primary key), each refund counts once (primary key), and a daily cap is
 taken under the counter row's lock.

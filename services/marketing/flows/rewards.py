@@ -14,7 +14,7 @@ user's next payment then counts as the first. A refund of the first payment does
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -25,10 +25,8 @@ from libs.common.db import Tx
 from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.ids import new_id
-from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
 from services.marketing.domain.errors import CHANNEL_USER_REQUIRED, REWARD_RULE_NOT_FOUND, STOCK_NOT_FOUND
-from services.marketing.events import CASHIER_PAYMENTS_TOPIC
 from services.marketing.flows import claims
 from services.marketing.store import stocks as stock_store
 
@@ -112,13 +110,3 @@ async def _issue(tx: Tx, rule: RowMapping, user_id: str, payment_id: str, *, now
     except Problem as exc:
         log.warning("first-payment reward not issued", rule_id=rule["rule_id"], user_id=user_id,
                     payment_id=payment_id, code=exc.spec.code)  # fmt: skip
-
-
-def subscriptions(day_timezone: str) -> list[Subscription]:
-    """Its own subscription on the cashier's payments (the inbox runs every subscription of a topic in the
-    event's one transaction)."""
-
-    async def on_payment(tx: Tx, event: Envelope) -> None:
-        await on_payment_event(tx, event, now=datetime.now(UTC), day_timezone=day_timezone)
-
-    return [Subscription(CASHIER_PAYMENTS_TOPIC, on_payment, frozenset({"payment.succeeded"}))]

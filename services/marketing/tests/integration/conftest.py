@@ -19,7 +19,7 @@ from libs.common.outbox_tables import outbox
 from libs.common.web import Runtime
 from services.marketing.app import create_app
 from services.marketing.context import marketing_context
-from services.marketing.worker import subscriptions
+from services.marketing.events.consumers import subscriptions
 
 
 @dataclass
@@ -33,8 +33,23 @@ class Marketing:
     def runtime(self) -> Runtime:
         return self.runtimes[0]
 
-    def headers(self, **identity: str) -> dict[str, str]:
-        token = mint_identity_token(self.secret, key_id="test", ttl_seconds=600, **identity)
+    def headers(
+        self,
+        *,
+        merchant_id: str | None = None,
+        platform: str | None = None,
+        user: str | None = None,
+        service: str | None = None,
+    ) -> dict[str, str]:
+        token = mint_identity_token(
+            self.secret,
+            key_id="test",
+            ttl_seconds=600,
+            merchant_id=merchant_id,
+            platform=platform,
+            user=user,
+            service=service,
+        )
         return {IDENTITY_HEADER: token}
 
     def operator(self) -> dict[str, str]:

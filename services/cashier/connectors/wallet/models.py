@@ -27,31 +27,31 @@ class WalletConfig(BaseModel):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
 
-def account_body(*, holder_id: str, kind: str, code: str, currency: str) -> dict[str, Any]:
-    """`POST /v1/accounts` body of a chart account, keyed `chart:<kind>:<holder>:<currency>`."""
+def account_body(*, holder_id: str, kind: str, currency: str) -> dict[str, Any]:
+    """`POST /v1/accounts` body of a chart account, keyed `chart:<kind>:<holder>:<currency>`, named by its kind: the
+    ledger takes the code from its chart (docs/ledger.md §2)."""
     return {
         "holder_id": holder_id,
         "currency": currency,
         "kind": kind,
-        "code": code,
         "metadata": {},
         "idempotency_key": f"chart:{kind}:{holder_id}:{currency}",
     }
 
 
 def merchant_pending(merchant_id: str, currency: str) -> dict[str, Any]:
-    return account_body(holder_id=merchant_id, kind="merchant_pending", code="2201", currency=currency)
+    return account_body(holder_id=merchant_id, kind="merchant_pending", currency=currency)
 
 
 def platform_fee_income(currency: str) -> dict[str, Any]:
-    return account_body(holder_id=PLATFORM_HOLDER, kind="platform_fee_income", code="4101", currency=currency)
+    return account_body(holder_id=PLATFORM_HOLDER, kind="platform_fee_income", currency=currency)
 
 
 def bonus_refundable(payment_id: str, currency: str, lot: str | None = None) -> dict[str, Any]:
     """9104 memo, one per payment and bonus lot it spent (the unlotted rest of the pool: `lot` None): credited with
     that part when the hold posts, debited by what refunds give back of it. No overdraft: refunds can never give
     back more of a lot than the payment took from it."""
-    body = account_body(holder_id=payment_id, kind="wallet_bonus_refundable", code="9104", currency=currency)
+    body = account_body(holder_id=payment_id, kind="wallet_bonus_refundable", currency=currency)
     if lot is not None:
         body["idempotency_key"] += f":{lot}"
         body["metadata"] = {"lot": lot}
@@ -60,17 +60,17 @@ def bonus_refundable(payment_id: str, currency: str, lot: str | None = None) -> 
 
 def bonus_lot_usage(currency: str) -> dict[str, Any]:
     """9107 memo counterpart of the lots (the ledger opens it with the same key on the first grant)."""
-    return account_body(holder_id=PLATFORM_HOLDER, kind="wallet_bonus_lot_usage", code="9107", currency=currency)
+    return account_body(holder_id=PLATFORM_HOLDER, kind="wallet_bonus_lot_usage", currency=currency)
 
 
 def marketing_expense(currency: str) -> dict[str, Any]:
     """5201: where a refund's share of a revoked or expired bonus goes back (the platform funded it)."""
-    return account_body(holder_id=PLATFORM_HOLDER, kind="marketing_expense", code="5201", currency=currency)
+    return account_body(holder_id=PLATFORM_HOLDER, kind="marketing_expense", currency=currency)
 
 
 def bonus_refundable_usage(currency: str) -> dict[str, Any]:
     """9105 memo counterpart of every 9104 (memo lines balance among themselves, like the quota memos)."""
-    return account_body(holder_id=PLATFORM_HOLDER, kind="wallet_bonus_refundable_usage", code="9105", currency=currency)
+    return account_body(holder_id=PLATFORM_HOLDER, kind="wallet_bonus_refundable_usage", currency=currency)
 
 
 def spend_split(amount_minor: int, cash_available_minor: int, bonus_available_minor: int | None) -> tuple[int, int]:

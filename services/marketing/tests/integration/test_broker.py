@@ -24,8 +24,9 @@ from services.marketing.tests.integration.test_points import payment
 WAIT_SECONDS_MAX = 60.0
 
 
-def _as(**identity: str) -> dict[str, str]:
-    return {IDENTITY_HEADER: mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="t", ttl_seconds=600, **identity)}
+def _as(*, platform: str, user: str | None = None) -> dict[str, str]:
+    token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="t", ttl_seconds=600, platform=platform, user=user)
+    return {IDENTITY_HEADER: token}
 
 
 async def _published(bootstrap: str, topic: str, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:

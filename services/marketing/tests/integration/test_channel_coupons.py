@@ -30,14 +30,15 @@ def _stock(campaign_id: str, **overrides: Any) -> dict[str, Any]:
 async def test_channel_stocks_are_checked_and_an_outage_changes_nothing(marketing: Marketing) -> None:
     merchant = marketing.merchant()
     campaign = await marketing.campaign(merchant)
-    for overrides, field in [
+    invalid: list[tuple[dict[str, Any], str]] = [
         ({"discount_kind": "percent", "amount_off_minor": None, "percent_off_bps": 1000}, "discount_kind"),
         ({"threshold_minor": 500}, "threshold_minor"),
         ({"valid_until": None, "valid_days_after_claim": 30}, "valid_until"),
         ({"valid_until": (datetime.now(UTC) + timedelta(days=120)).isoformat()}, "valid_until"),
         ({"budget_minor": 1000}, "budget_minor"),
         ({"points_price": 100}, "points_price"),
-    ]:
+    ]
+    for overrides, field in invalid:
         refused = await marketing.post("/v1/marketing/stocks", _stock(campaign, **overrides), merchant)
         assert (refused.status_code, code(refused), refused.json().get("field")) == (422, "invalid_stock", field)
 

@@ -4,6 +4,7 @@ across two app instances, idempotent claims, scoping, and every refusal leaving 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -146,7 +147,7 @@ async def test_invalid_stocks_are_refused_and_nothing_is_created(marketing: Mark
     campaign = await marketing.campaign()
     base = {"campaign_id": campaign, "name": "x", "discount_kind": "fixed", "amount_off_minor": 1000,
             "valid_days_after_claim": 1, "funding_party": "platform", "budget_count": 10}  # fmt: skip
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"discount_kind": "percent"}, "percent_off_bps"),
         ({"discount_kind": "percent", "amount_off_minor": None, "percent_off_bps": 1000}, "discount_cap_minor"),
         ({"funding_party": "shared"}, "platform_share_bps"),

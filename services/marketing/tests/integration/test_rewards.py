@@ -20,7 +20,7 @@ from services.marketing.tests.integration.conftest import Marketing, code, start
 RULES = "/v1/marketing/reward-rules"
 
 
-def paid(payment_id: str, user_id: str, merchant_id: str = "mch_a", **extra: Any) -> Envelope:
+def paid(payment_id: str, user_id: str | None, merchant_id: str = "mch_a", **extra: Any) -> Envelope:
     return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data={
         "payment_id": payment_id, "merchant_id": merchant_id, "status": "succeeded", "amount_minor": 5_000,
         "currency": "CNY", "purpose": "payment", "payer_user_id": user_id, "livemode": True,

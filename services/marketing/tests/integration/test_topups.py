@@ -71,7 +71,7 @@ async def test_promotions_are_the_platforms_and_bad_rules_change_nothing(marketi
     merchant = await marketing.post(PROMOTIONS, {"name": "x", "tiers": [{"min_topup_minor": 100, "bonus_minor": 1}],
                                                  "budget_minor": 100}, marketing.merchant())  # fmt: skip
     assert merchant.status_code == 403
-    bad = [
+    bad: list[dict[str, Any]] = [
         {"tiers": [{"min_topup_minor": 10_000, "bonus_minor": 1_000},
                    {"min_topup_minor": 5_000, "bonus_minor": 2_000}]},
         {"tiers": [{"min_topup_minor": 100, "bonus_minor": 200}]},

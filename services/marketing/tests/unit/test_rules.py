@@ -20,7 +20,7 @@ PERCENT = rules.StockRules(discount_kind="percent", currency="CNY", amount_off_m
 def ctx(amount: int, **kw: str) -> rules.PaymentContext:
     return rules.PaymentContext(
         **{"merchant_id": "mch_a", "currency": "CNY", "scene": "h5", **kw}, order_amount_minor=amount
-    )  # type: ignore[arg-type]
+    )
 
 
 def refused(call: object) -> str:

@@ -94,7 +94,8 @@ async def env(juhe_infra: Any, migrated_database: DatabaseFactory, tmp_path_fact
     await asyncio.gather(*(asyncio.to_thread(p.start) for p in processes))
     marketing_engine, migration_engine = create_async_engine(marketing_db), create_async_engine(migration_db)
     try:
-        yield Env(*processes, migration_db, marketing_engine, migration_engine, tmp_path_factory.mktemp("cpn"))
+        ledger, marketing = processes
+        yield Env(ledger, marketing, migration_db, marketing_engine, migration_engine, tmp_path_factory.mktemp("cpn"))
     finally:
         await marketing_engine.dispose()
         await migration_engine.dispose()

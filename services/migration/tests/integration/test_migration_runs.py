@@ -83,7 +83,7 @@ class Env:
     async def balances_of(self, platform: str, run_id: str) -> dict[tuple[str, str, str], int]:
         """(person source id, sub-account, currency) → posted balance, read from the ledger for the run's persons."""
         async with self.migration_engine.connect() as conn:
-            persons = dict((await conn.execute(text(
+            persons: dict[str, str] = dict((await conn.execute(text(
                 "SELECT juhe_id, source_id FROM migration_run_rows WHERE run_id = :r AND kind = 'persons'"
                 " AND status IN ('written', 'reversed')"), {"r": run_id})).all())  # fmt: skip
         async with self.ledger_engine.connect() as conn:
@@ -289,7 +289,7 @@ async def test_credit_lines_migrate_with_their_limit_reconcile_and_reverse(env: 
     async def lines() -> dict[str, tuple[int, int]]:
         """Person source id → (credit limit, owed) of the run's persons' credit lines, from the ledger."""
         async with env.migration_engine.connect() as conn:
-            holders = dict((await conn.execute(text(
+            holders: dict[str, str] = dict((await conn.execute(text(
                 "SELECT juhe_id, source_id FROM migration_run_rows WHERE run_id = :r AND kind = 'persons'"
             ), {"r": run_id})).all())  # fmt: skip
         async with env.ledger_engine.connect() as conn:
@@ -329,8 +329,8 @@ async def test_api_runs_a_migration_for_the_calling_platform_only(
     client = await running_apps(create_app(settings))
     secret = settings.internal_token_secret.get_secret_value()
 
-    def who(**principal: str) -> dict[str, str]:
-        return {IDENTITY_HEADER: mint_identity_token(secret, key_id="k", **principal)}
+    def who(*, platform: str | None = None, merchant_id: str | None = None) -> dict[str, str]:
+        return {IDENTITY_HEADER: mint_identity_token(secret, key_id="k", platform=platform, merchant_id=merchant_id)}
 
     operator, other = who(platform="pf-api"), who(platform="pf-other")
     body = {"dry_run": False, "merchants": "merchants.csv", "persons": "persons.jsonl", "balances": "balances.csv",

@@ -43,8 +43,10 @@ from services.routing.app import create_app as routing_app
 __all__ = ["alipay", "make_stack", "stack_with_cashier"]  # fixtures used here
 pytestmark = pytest.mark.timeout(600)
 PLATFORM = "provision-test"
-ROUTE = {"route_id": "ali_sp_migrated", "method": "alipay", "scenes": ["native_qr"], "kind": "service_provider",
-         "provider": "alipay", "connector": "alipay", "config_ref": "cfg/ali_sp_migrated"}  # fmt: skip
+ROUTE: dict[str, Any] = {
+    "route_id": "ali_sp_migrated", "method": "alipay", "scenes": ["native_qr"], "kind": "service_provider",
+    "provider": "alipay", "connector": "alipay", "config_ref": "cfg/ali_sp_migrated",
+}  # fmt: skip
 
 
 @pytest.fixture

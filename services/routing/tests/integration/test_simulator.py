@@ -145,6 +145,7 @@ async def test_the_simulator_refuses_bad_questions_and_merchants(
 ) -> None:
     client = await make_app()
     ok = {"merchant_id": MERCHANT, "amount_minor": 100, "scene": "jsapi", "methods": ["wechat"]}
+    bad: dict[str, Any]
     for bad in (
         {"amount_minor": -1},
         {"amount_minor": 1.5},

@@ -129,7 +129,7 @@ def test_circuit_opens_traffic_fails_over_then_half_open_probes_and_recovery() -
     assert order(during) == ["wx_lianlian", "wx_direct"]
 
     half_open_at = T0 + timedelta(seconds=policy.open_seconds + 1)
-    placements = Counter()
+    placements: Counter[str] = Counter()
     probe_ids = []
     for i in range(1_000):
         d = decide(payment(f"pay_{i}"), snap(breaker), half_open_at)
@@ -157,10 +157,15 @@ def test_a_falling_success_rate_moves_traffic_to_a_dearer_but_reliable_route() -
     assert "success rate 63.2%" in decision.candidates[2].explanation
 
 
-def _rule(rule_id: str, action: Action, **kw: object) -> Rule:
-    return Rule(
-        rule_id, rule_id, kw.pop("scope", RuleScope.PLATFORM), 10, kw.pop("conditions", Conditions()), action, **kw
-    )  # type: ignore[arg-type]
+def _rule(
+    rule_id: str,
+    action: Action,
+    *,
+    scope: RuleScope = RuleScope.PLATFORM,
+    conditions: Conditions | None = None,
+    merchant_id: str | None = None,
+) -> Rule:
+    return Rule(rule_id, rule_id, scope, 10, conditions or Conditions(), action, merchant_id=merchant_id)
 
 
 def test_deny_and_allow_rules_filter_routes() -> None:

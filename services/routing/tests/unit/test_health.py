@@ -8,6 +8,7 @@ from services.routing.domain.health import (
     HealthPolicy,
     Outcome,
     OutcomeCounts,
+    Transition,
     advance,
     effective_state,
     estimate_success_rate,
@@ -27,8 +28,10 @@ POLICY = HealthPolicy(
 )
 
 
-def feed(breaker: Breaker, outcomes: list[Outcome], start_offset_seconds: float = 0.0, step_seconds: float = 0.1):
-    transitions = []
+def feed(
+    breaker: Breaker, outcomes: list[Outcome], start_offset_seconds: float = 0.0, step_seconds: float = 0.1
+) -> tuple[Breaker, list[Transition]]:
+    transitions: list[Transition] = []
     for index, outcome in enumerate(outcomes):
         at = T0 + timedelta(seconds=start_offset_seconds + index * step_seconds)
         breaker, changed = on_outcome(breaker, outcome, at, POLICY)

@@ -5,8 +5,7 @@ The routes only: the methods' rules and state (strict where Alipay is strict) ar
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,6 +38,7 @@ from sandboxes.alipay.trades import (
 )
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
+from sandboxes.common.runner import dispatching_lifespan
 
 
 class _SystemErrorResponse(Response):
@@ -149,16 +149,7 @@ class DiscrepancyRequest(BaseModel):
 def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
     sandbox = Sandbox(settings, clock or (lambda: datetime.now(UTC)))
 
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await sandbox.dispatcher.start()
-        try:
-            yield
-        finally:
-            await sandbox.dispatcher.stop()
-            sandbox.store.close()
-
-    app = FastAPI(title="Alipay sandbox", lifespan=lifespan)
+    app = FastAPI(title="Alipay sandbox", lifespan=dispatching_lifespan(sandbox.dispatcher, sandbox.store))
     app.state.sandbox = sandbox
     app.include_router(build_common_router(channel=CHANNEL, faults=sandbox.faults, dispatcher=sandbox.dispatcher))
     app.add_middleware(FaultMiddleware, faults=sandbox.faults, error_response=lambda: _SystemErrorResponse(sandbox))

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -85,24 +86,42 @@ class SandboxProcess:
 class CallbackReceiver:
     """A real HTTP server standing in for a merchant's notify URL: records every POST (path, headers,
     raw body) and answers `reply_status`/`reply_body`, so a test can hand what a channel sent to a
-    public SDK's own verify function exactly as a merchant's web framework would."""
+    public SDK's own verify function exactly as a merchant's web framework would.
 
-    def __init__(self, *, reply_status: int = 200, reply_body: bytes = b"") -> None:
+    `replies(path, n)` → (status, body), when given, answers the n-th POST (from 0) to that path instead:
+    a scripted merchant that refuses twice and then acknowledges tests a channel's retry schedule. Every
+    body is also kept in arrival order in `bodies`, for tests that count deliveries."""
+
+    def __init__(
+        self,
+        *,
+        reply_status: int = 200,
+        reply_body: bytes = b"",
+        replies: Callable[[str, int], tuple[int, bytes]] | None = None,
+    ) -> None:
         import queue
         import threading
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.received: queue.Queue[tuple[str, dict[str, str], bytes]] = queue.Queue()
+        self.bodies: list[bytes] = []
+        counts: dict[str, int] = {}
+        lock = threading.Lock()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with lock:
+                    index = counts.get(self.path, 0)
+                    counts[self.path] = index + 1
+                    receiver.bodies.append(body)
                 receiver.received.put((self.path, dict(self.headers.items()), body))
-                self.send_response(reply_status)
-                self.send_header("Content-Length", str(len(reply_body)))
+                status, data = replies(self.path, index) if replies else (reply_status, reply_body)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(reply_body)
+                self.wfile.write(data)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -9,8 +9,6 @@ The payer's "wallet app": /pay/wallet/{order_no} (choose a wallet level 1–4, p
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date
 from html import escape
 from typing import Any, Literal
@@ -25,6 +23,7 @@ from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
+from sandboxes.common.runner import dispatching_lifespan
 from sandboxes.common.store import DocumentStore
 from sandboxes.ecny import bills
 from sandboxes.ecny.sandbox import WALLET_LIMITS_FEN, BankError, EcnyBank
@@ -115,16 +114,7 @@ def create_app(settings: EcnySettings | None = None) -> FastAPI:
                                         scale=settings.notify_scale)  # fmt: skip
     bank = EcnyBank(settings, store, dispatcher)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await dispatcher.start()
-        try:
-            yield
-        finally:
-            await dispatcher.stop()
-            store.close()
-
-    app = FastAPI(title="e-CNY acquiring bank sandbox (Juhe model)", lifespan=lifespan)
+    app = FastAPI(title="e-CNY acquiring bank sandbox (Juhe model)", lifespan=dispatching_lifespan(dispatcher, store))
     app.state.bank = bank
     app.include_router(build_common_router(channel="ecny", faults=faults, dispatcher=dispatcher))
     app.add_middleware(FaultMiddleware, faults=faults, error_response=lambda: Response(

@@ -9,8 +9,6 @@ order). The rules and records are in `sandbox.py`. Must not import anything from
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator
 from typing import Any, Literal, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request
@@ -21,6 +19,7 @@ from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
+from sandboxes.common.runner import dispatching_lifespan
 from sandboxes.common.store import DocumentStore
 from sandboxes.identity.crypto import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from sandboxes.identity.sandbox import (
@@ -52,14 +51,7 @@ def create_app(settings: IdentitySettings) -> FastAPI:
     store = DocumentStore(sandbox_data_dir("identity", settings.data_dir) / "store.sqlite3")
     provider = IdentityProvider(settings, store, dispatcher)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await dispatcher.start()
-        yield
-        await dispatcher.stop()
-        store.close()
-
-    app = FastAPI(title="Juhe identity sandbox", lifespan=lifespan)
+    app = FastAPI(title="Juhe identity sandbox", lifespan=dispatching_lifespan(dispatcher, store))
     app.include_router(build_common_router(channel="identity", faults=faults, dispatcher=dispatcher))
     app.add_middleware(
         FaultMiddleware, faults=faults,

@@ -11,8 +11,6 @@ sandbox's signing certificate carried in `signPubKeyCert`):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import date, timedelta
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -26,6 +24,7 @@ from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
+from sandboxes.common.runner import dispatching_lifespan
 from sandboxes.common.store import DocumentStore
 from sandboxes.unionpay import bills, crypto, pages
 from sandboxes.unionpay.certificates import SandboxPki
@@ -86,16 +85,7 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
                                         timeout_seconds=settings.notify_timeout_seconds)  # fmt: skip
     unionpay = UnionPay(settings, store, pki, dispatcher)
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await dispatcher.start()
-        try:
-            yield
-        finally:
-            await dispatcher.stop()
-            store.close()
-
-    app = FastAPI(title="UnionPay ACP 5.1.0 sandbox", lifespan=lifespan)
+    app = FastAPI(title="UnionPay ACP 5.1.0 sandbox", lifespan=dispatching_lifespan(dispatcher, store))
     app.state.unionpay = unionpay
     app.include_router(build_common_router(channel="unionpay", faults=faults, dispatcher=dispatcher))
     app.add_middleware(FaultMiddleware, faults=faults, error_response=_system_error)

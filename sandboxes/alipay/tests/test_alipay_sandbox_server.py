@@ -9,12 +9,10 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -25,7 +23,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from sandboxes.common.testing import SandboxProcess
+from sandboxes.common.testing import CallbackReceiver, SandboxProcess
 
 BEIJING = timezone(timedelta(hours=8))
 WAIT_SECONDS_MAX = 15.0
@@ -111,35 +109,13 @@ class Client:
         return {"node": node, "signed": "sign" in document}
 
 
-class Receiver:
+class Receiver(CallbackReceiver):
     """Real notify endpoint with a scripted answer per delivery (default `success`)."""
 
     def __init__(self) -> None:
-        self.bodies: list[bytes] = []
         self.script: list[str] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.bodies.append(body)
-                answer = receiver.script.pop(0) if receiver.script else "success"
-                data = answer.encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(replies=lambda _path, _n: (200, (self.script.pop(0) if self.script else "success").encode()))
+        self.notify_url = self.url("notify")
 
 
 def wait_for(condition: Any, what: str) -> None:
@@ -353,7 +329,7 @@ def test_notifications_are_signed_for_rsa_check_v1_and_retried_until_literal_suc
     client: Client, control: httpx.Client, receiver: Receiver
 ) -> None:
     receiver.script = ["SUCCESS", "success\n", "success"]
-    out_trade_no = _precreate(client, notify_url=receiver.url)
+    out_trade_no = _precreate(client, notify_url=receiver.notify_url)
     control.post(f"/control/trades/{out_trade_no}/approve")
     wait_for(lambda: len(receiver.bodies) >= 3, "three deliveries")
     params = dict(parse_qsl(receiver.bodies[-1].decode()))
@@ -379,7 +355,7 @@ def test_notifications_are_signed_for_rsa_check_v1_and_retried_until_literal_suc
 
 def test_duplicate_notification_fault(client: Client, control: httpx.Client, receiver: Receiver) -> None:
     control.put("/control/faults", json={"duplicate_notifications": True})
-    out_trade_no = _precreate(client, notify_url=receiver.url)
+    out_trade_no = _precreate(client, notify_url=receiver.notify_url)
     control.post(f"/control/trades/{out_trade_no}/approve")
     wait_for(lambda: len(receiver.bodies) >= 2, "the duplicate")
     ids = {dict(parse_qsl(body.decode()))["notify_id"] for body in receiver.bodies}

@@ -3,40 +3,18 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
 from sandboxes.bank.crypto import CLIENT_HEADER, HEADER, sign, verify
-from sandboxes.common.testing import SandboxProcess
+from sandboxes.common.testing import CallbackReceiver, SandboxProcess
 
 WAIT_SECONDS_MAX = 15.0
-
-
-class Callbacks:
-    def __init__(self) -> None:
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                outer.received.append(({k: v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/bank-notify"
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +71,8 @@ def payout(no: str, account: str, name: str, amount: int = 1000, notify_url: str
 
 def test_payouts_outcomes_callbacks_and_statement(bank: SandboxProcess) -> None:
     client = Client(bank)
-    callbacks = Callbacks()
+    callbacks = CallbackReceiver(reply_status=204)
+    notify_url = callbacks.url("bank-notify")
     for account in (
         {"account_no": "6222000011112222", "account_name": "Shop One"},
         {"account_no": "6222000033334444", "account_name": "Closed Co", "status": "closed"},
@@ -101,15 +80,15 @@ def test_payouts_outcomes_callbacks_and_statement(bank: SandboxProcess) -> None:
     ):
         assert httpx.post(bank.base_url + "/control/accounts", json=account).status_code == 200
 
-    ok = client.pay(payout("po1", "6222000011112222", "Shop One", 1234, callbacks.url))
+    ok = client.pay(payout("po1", "6222000011112222", "Shop One", 1234, notify_url))
     assert ok.status_code == 202 and ok.json()["status"] == "PROCESSING"
     assert verify(client.secret, ok.content, ok.headers[HEADER], skew_seconds_max=300)
-    again = client.pay(payout("po1", "6222000011112222", "Shop One", 1234, callbacks.url))
+    again = client.pay(payout("po1", "6222000011112222", "Shop One", 1234, notify_url))
     assert again.status_code == 200 and again.json()["bank_ref"] == ok.json()["bank_ref"]
-    other = client.pay(payout("po1", "6222000011112222", "Shop One", 999, callbacks.url))
+    other = client.pay(payout("po1", "6222000011112222", "Shop One", 999, notify_url))
     assert other.status_code == 409 and other.json()["code"] == "PAYOUT_NO_USED"
 
-    assert client.pay(payout("po2", "6222000011112222", "Shop 1", notify_url=callbacks.url)).status_code == 202
+    assert client.pay(payout("po2", "6222000011112222", "Shop 1", notify_url=notify_url)).status_code == 202
     assert client.pay(payout("po3", "6222000033334444", "Closed Co")).status_code == 202
     assert client.pay(payout("po4", "6222000077778888", "Nobody")).status_code == 202
     assert client.pay(payout("po5", "6222000055556666", "Slow Ltd")).status_code == 202
@@ -129,9 +108,10 @@ def test_payouts_outcomes_callbacks_and_statement(bank: SandboxProcess) -> None:
     assert refinish.status_code == 409 and refinish.json()["code"] == "PAYOUT_FINAL"
 
     deadline = time.monotonic() + WAIT_SECONDS_MAX
-    while len(callbacks.received) < 2 and time.monotonic() < deadline:
+    while len(callbacks.bodies) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-    bodies = {json.loads(body)["payout_no"]: (headers, body) for headers, body in callbacks.received}
+    received = [callbacks.received.get() for _ in range(callbacks.received.qsize())]
+    bodies = {json.loads(body)["payout_no"]: (headers, body) for _, headers, body in received}
     assert set(bodies) == {"po1", "po2"}
     for headers, body in bodies.values():
         assert verify(client.secret, body, headers[HEADER], skew_seconds_max=300)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -15,41 +13,17 @@ from sandboxes.common.keys import load_or_create_rsa_key
 from sandboxes.common.notify import NotificationDispatcher, NotificationJob
 from sandboxes.common.paths import sandbox_data_dir
 from sandboxes.common.store import DocumentStore
+from sandboxes.common.testing import CallbackReceiver
 
 
-class _Receiver:
-    """A real HTTP server recording POST bodies; answers from a scripted list of status codes."""
-
-    def __init__(self, statuses: list[int]) -> None:
-        self.statuses = statuses
-        self.bodies: list[bytes] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.bodies.append(body)
-                index = len(receiver.bodies) - 1
-                status = receiver.statuses[min(index, len(receiver.statuses) - 1)]
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/notify"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+def _receiver(statuses: list[int]) -> CallbackReceiver:
+    """A real HTTP server recording POST bodies; answers from a scripted list of status codes (the last repeats)."""
+    return CallbackReceiver(replies=lambda _path, n: (statuses[min(n, len(statuses) - 1)], b""))
 
 
 @pytest.fixture
-def receiver_factory() -> Iterator[list[_Receiver]]:
-    made: list[_Receiver] = []
+def receiver_factory() -> Iterator[list[CallbackReceiver]]:
+    made: list[CallbackReceiver] = []
     yield made
     for receiver in made:
         receiver.close()
@@ -143,8 +117,8 @@ def test_faults_are_seeded_and_validated() -> None:
     assert not any(never.should_fail() for _ in range(100))
 
 
-async def test_dispatcher_retries_until_acknowledged(receiver_factory: list[_Receiver]) -> None:
-    receiver = _Receiver([500, 503, 200])
+async def test_dispatcher_retries_until_acknowledged(receiver_factory: list[CallbackReceiver]) -> None:
+    receiver = _receiver([500, 503, 200])
     receiver_factory.append(receiver)
     dispatcher = NotificationDispatcher(
         schedule_seconds=[15, 15, 30],
@@ -154,7 +128,7 @@ async def test_dispatcher_retries_until_acknowledged(receiver_factory: list[_Rec
     )
     await dispatcher.start()
     try:
-        dispatcher.submit(_job("EV-1", receiver.url))
+        dispatcher.submit(_job("EV-1", receiver.url("notify")))
         await _wait_for(lambda: dispatcher.pending_count == 0)
     finally:
         await dispatcher.stop()
@@ -166,23 +140,23 @@ async def test_dispatcher_retries_until_acknowledged(receiver_factory: list[_Rec
     ]
 
 
-async def test_dispatcher_gives_up_after_schedule(receiver_factory: list[_Receiver]) -> None:
-    receiver = _Receiver([500])
+async def test_dispatcher_gives_up_after_schedule(receiver_factory: list[CallbackReceiver]) -> None:
+    receiver = _receiver([500])
     receiver_factory.append(receiver)
     dispatcher = NotificationDispatcher(
         schedule_seconds=[1, 1], scale=0.001, faults=FaultSettings(), is_acknowledged=lambda r: r.status_code == 200
     )
     await dispatcher.start()
     try:
-        dispatcher.submit(_job("EV-2", receiver.url))
+        dispatcher.submit(_job("EV-2", receiver.url("notify")))
         await _wait_for(lambda: dispatcher.pending_count == 0)
     finally:
         await dispatcher.stop()
     assert len(receiver.bodies) == 3
 
 
-async def test_duplicate_and_out_of_order_modes(receiver_factory: list[_Receiver]) -> None:
-    receiver = _Receiver([200])
+async def test_duplicate_and_out_of_order_modes(receiver_factory: list[CallbackReceiver]) -> None:
+    receiver = _receiver([200])
     receiver_factory.append(receiver)
     faults = FaultSettings()
     faults.update({"duplicate_notifications": True, "out_of_order_notifications": True})
@@ -195,8 +169,8 @@ async def test_duplicate_and_out_of_order_modes(receiver_factory: list[_Receiver
     )
     await dispatcher.start()
     try:
-        dispatcher.submit(_job("first", receiver.url))
-        dispatcher.submit(_job("second", receiver.url))
+        dispatcher.submit(_job("first", receiver.url("notify")))
+        dispatcher.submit(_job("second", receiver.url("notify")))
         await _wait_for(lambda: dispatcher.pending_count == 0)
     finally:
         await dispatcher.stop()

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from juhe_sdk import AsyncClient
+from pydantic import SecretStr
 
 from gateway.app import create_app
 from gateway.config import Settings
@@ -82,7 +83,11 @@ async def make_stack(
         db = await migrated_database("gateway")
         state = Ledger()
         upstream_settings = ServiceSettings(
-            env="prod", internal_token_secret=INTERNAL_SECRET, database_url=db, role="api", service_name="upstream"
+            env="prod",
+            internal_token_secret=SecretStr(INTERNAL_SECRET),
+            database_url=db,
+            role="api",
+            service_name="upstream",
         )
         upstream = ThreadServer(create_upstream(upstream_settings, state)).start()
         values: dict[str, Any] = {

@@ -223,9 +223,10 @@ async def test_lockout_totp_recovery_codes_and_maker_checker(make_stack: StackFa
         assert (r.status_code, r.json()["code"]) == (423, "console_account_locked")
 
 
-async def _operator(stack: Stack, raw: httpx.AsyncClient, role: str) -> dict[str, str]:
-    """An operator of `role` who accepted their invitation with a TOTP code (operators must have one)."""
-    admin = {"Authorization": f"Bearer {stack.keys['admin_key']}"}
+async def _operator(admin_key: str, raw: httpx.AsyncClient, role: str) -> dict[str, str]:
+    """An operator of `role` who accepted their invitation with a TOTP code (operators must have one), made with
+    the platform's `admin_key`."""
+    admin = {"Authorization": f"Bearer {admin_key}"}
     body = {"kind": "operator", "email": f"{role}@ops.example", "role": role}
     made = await raw.post("/v1/platform/staff", json=body, headers=admin)
     assert made.status_code == 201, made.text
@@ -240,7 +241,8 @@ async def test_operator_sessions_hold_to_their_role_on_the_gateways_own_routes(m
     session is never the admin key on the platform routes."""
     stack: Stack = await make_stack()
     async with httpx.AsyncClient(base_url=stack.url) as raw:
-        support, risk = await _operator(stack, raw, "support"), await _operator(stack, raw, "risk")
+        admin_key = stack.keys["admin_key"]
+        support, risk = await _operator(admin_key, raw, "support"), await _operator(admin_key, raw, "risk")
         owner = await _owner(stack, raw)
         r = await raw.get("/v1/platform/health", headers=support)  # support has platform.health.read
         assert r.status_code == 200 and "services" in r.json(), r.text

@@ -15,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -437,8 +436,10 @@ async def test_operator_console_sessions_act_within_their_role(env: Env) -> None
     suspend; operations may, and the audit names the member."""
     done = await onboard(env, env.body())
     async with httpx.AsyncClient(base_url=env.a) as raw:
-        platform = SimpleNamespace(keys={"admin_key": env.admin_key})
-        risk, operations = await _operator(platform, raw, "risk"), await _operator(platform, raw, "operations")
+        risk, operations = (
+            await _operator(env.admin_key, raw, "risk"),
+            await _operator(env.admin_key, raw, "operations"),
+        )
         listed = await raw.get("/v1/platform/merchant-onboardings", params={"status": "active"}, headers=risk)
         assert listed.status_code == 200 and done["onboarding_id"] in [
             o["onboarding_id"] for o in listed.json()["data"]

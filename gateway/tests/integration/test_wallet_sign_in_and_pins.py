@@ -182,7 +182,7 @@ async def test_my_applicable_coupons_are_a_signed_in_users_and_marketing_down_is
     stack: Stack = await make_stack()
     async with httpx.AsyncClient(base_url=stack.url) as raw:
         user = await _session(stack, raw)
-        query = {"merchant_id": "mch_demo", "order_amount_minor": 2_500, "currency": "CNY"}
+        query: dict[str, str | int] = {"merchant_id": "mch_demo", "order_amount_minor": 2_500, "currency": "CNY"}
         admin = {"Authorization": f"Bearer {stack.keys['admin_key']}"}
         refused = await raw.get("/v1/me/applicable-coupons", params=query, headers=admin)
         assert (refused.status_code, refused.json()["code"]) == (403, "route_forbidden")

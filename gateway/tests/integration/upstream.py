@@ -64,7 +64,7 @@ def create_upstream(settings: ServiceSettings, state: Ledger) -> FastAPI:
         await asyncio.sleep(body.delay_seconds)
         if body.fail_after_delay:
             raise Problem(DATABASE_UNAVAILABLE, retry_after_seconds=1)
-        payment = {
+        payment: dict[str, Any] = {
             "id": new_id("pay"),
             "merchant_id": merchant_id,
             "amount_minor": body.amount_minor,

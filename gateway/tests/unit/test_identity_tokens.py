@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from gateway.api import gatekeeper as gk
 from gateway.config import Settings
@@ -15,7 +16,7 @@ SECRET = "unit-test-internal-secret-0123456789abcdef"
 
 
 def _gatekeeper() -> gk.Gatekeeper:
-    settings = Settings(env="test", internal_token_secret=SECRET, internal_token_ttl_seconds=60)
+    settings = Settings(env="test", internal_token_secret=SecretStr(SECRET), internal_token_ttl_seconds=60)
     none: Any = None
     return gk.Gatekeeper(settings, none, none, none)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import pytest
 
 from libs.common.errors import Problem
@@ -46,8 +48,17 @@ def test_other_secret_and_expiry_are_refused() -> None:
     assert "expired" in err.value.detail
 
 
+class Claims(TypedDict, total=False):
+    """The claims of `Identity` that decide its kind."""
+
+    merchant_id: str
+    platform: str
+    user: str
+    service: str
+
+
 def test_kinds() -> None:
-    def kind(**claims: str) -> str:
+    def kind(**claims: Unpack[Claims]) -> str:
         token = encode_identity(Identity(key_id="k", expires_at=2**40, **claims), "s")
         return verify_identity_token(token, "s").kind
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from gateway.api import gatekeeper as gk
 from gateway.config import Settings
@@ -34,7 +35,7 @@ def test_key_ids_made_before_modes_still_sign_and_others_do_not() -> None:
 
 
 def test_the_forwarded_identity_carries_the_keys_mode_and_only_a_known_one() -> None:
-    settings = Settings(env="test", internal_token_secret=SECRET, internal_token_ttl_seconds=60)
+    settings = Settings(env="test", internal_token_secret=SecretStr(SECRET), internal_token_ttl_seconds=60)
     none: Any = None
     gate = gk.Gatekeeper(settings, none, none, none)
     for mode in ("test", "live"):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from gateway.api.onboarding_schemas import OnboardingCreateRequest
 from gateway.config import DEMO_IDENTITY_SECRET, Settings
@@ -127,12 +129,16 @@ def test_operators_need_the_permission_the_admin_key_needs_none(
 
 def test_production_refuses_the_demo_identity_secret() -> None:
     """Onboarding's KYC verdicts are signed with the identity provider's shared secret: the demo one is public."""
-    real = {"credentials_encryption_key": "cmVhbC1jcmVkZW50aWFscy1rZXktMzItYnl0ZXMtMDA=",
-            "web_client_token": "a-real-web-client-token-0123456789abcdef",
-            "internal_token_secret": "a-real-internal-token-secret-0123456789abcdef"}  # fmt: skip
+    prod = functools.partial(
+        Settings,
+        env="prod",
+        credentials_encryption_key=SecretStr("cmVhbC1jcmVkZW50aWFscy1rZXktMzItYnl0ZXMtMDA="),
+        web_client_token=SecretStr("a-real-web-client-token-0123456789abcdef"),
+        internal_token_secret=SecretStr("a-real-internal-token-secret-0123456789abcdef"),
+    )
     with pytest.raises(ValidationError, match="demo identity_secret"):
-        Settings(env="prod", **real)
-    assert Settings(env="prod", identity_secret="a-real-provider-secret", **real).env == "prod"
+        prod()
+    assert prod(identity_secret=SecretStr("a-real-provider-secret")).env == "prod"
     assert Settings(env="dev").identity_secret.get_secret_value() == DEMO_IDENTITY_SECRET  # the sandbox's, in dev
 
 

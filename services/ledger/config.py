@@ -44,8 +44,8 @@ class Settings(ServiceSettings):
     wallet_points_per_yuan: int = Field(default=100, ge=1, le=10_000)
     # The fee of a withdrawal a user asks for itself (operators and services state theirs).
     wallet_withdrawal_fee_minor: int = Field(default=0, ge=0, le=100_000)
-    # Top-up orders (contract D): the ledger places a `wallet_topup` payment with the cashier for the platform's
-    # own collecting merchant, as the service identity `ledger`; unset → top-up orders answer 503.
+    # Top-up orders (docs/contracts.md §4, wallet top-up): the ledger places a `wallet_topup` payment with the cashier
+    # for the platform's own collecting merchant, as the service identity `ledger`; unset → top-up orders answer 503.
     cashier_url: str | None = None
     wallet_topup_merchant_id: str | None = Field(default=None, min_length=1, max_length=64)
     cashier_timeout_seconds: float = Field(default=10.0, gt=0, le=60)

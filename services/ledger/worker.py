@@ -1,11 +1,11 @@
 """The ledger worker: which events it consumes and which loops it runs besides the outbox relay.
 
 Consumed: `cashier.payments` (`payment.succeeded`) and `cashier.refunds` (`refund.succeeded`), posted per
-docs/ledger.md §3.1/§3.3 by `events.consumers.CashierPostings`. Their handlers need the process's batching
-writer, which exists only once the app has started, so that consumer is run by a background task (which
-receives the runtime) rather than listed in `subscriptions(settings)`; it is the same `InboxConsumer`
-with its own consumer group. A `wallet_topup` payment of the collecting merchant is credited to the wallet
-(§3.7) instead.
+docs/ledger.md §3.1/§3.3 by `events.consumers.CashierPostings`, and marketing's instructions. Their handlers need
+the process's batching writer, which exists only once the app has started, so they are a consumer group of their
+own (`consumer_groups`: `juhe-ledger-cashier`, its offsets and inbox rows as before) whose subscriptions the shared
+worker helpers build from the runtime (`libs.common.web.ConsumerGroup`). A `wallet_topup` payment of the
+collecting merchant is credited to the wallet (§3.7) instead.
 
 Loops: expiry of pending transfers; the wallet reconciler (pending wallet operations whose hold finished
 behind their back get their status and their `ledger.wallet` event, once).
@@ -19,21 +19,22 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from libs.common.inbox import InboxConsumer, Subscription
+from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
 from libs.common.tasks import raise_if_cancelled
-from libs.common.web import BackgroundTask, Runtime, run_rounds
-from services.ledger import cashier_client
-from services.ledger.api.deps import WRITER_EXTRA
+from libs.common.web import BackgroundTask, ConsumerGroup, Runtime, run_rounds
+from services.ledger.clients import cashier as cashier_client
 from services.ledger.config import Settings
+from services.ledger.context import ledger_context
 from services.ledger.domain.engine import VoidPending
 from services.ledger.events.consumers import CashierPostings
 from services.ledger.events.coupons import InStoreCouponPostings
 from services.ledger.events.points import PointsPostings
 from services.ledger.events.topups import TopupBonusPostings
+from services.ledger.flows import wallet as wallet_flows
 from services.ledger.store import wallet as wallet_store
 from services.ledger.store import wallet_bonus as bonus_lots
-from services.ledger.store import wallet_flows, wallet_topup
+from services.ledger.store import wallet_topup
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.worker")
@@ -44,43 +45,26 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
-    return [expire_pending_transfers, consume_cashier_events, reconcile_wallet_operations]
+    return [expire_pending_transfers, reconcile_wallet_operations]
+
+
+def consumer_groups(settings: Settings) -> list[ConsumerGroup]:
+    return [ConsumerGroup("cashier", cashier_subscriptions)]
 
 
 def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
     """`payment.succeeded` and `refund.succeeded` from the cashier, marketing's points instructions
     (`marketing.points`, events/points.py), its top-up bonuses (`marketing.topups`, events/topups.py) and its
     in-store coupon redemptions (`marketing.coupons`, events/coupons.py), posted through this process's writer."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    writer = runtime.extras[WRITER_EXTRA]
-    cashier = CashierPostings(runtime.uow, writer, topup_merchant_id=settings.wallet_topup_merchant_id)
+    context = ledger_context(runtime)
+    writer = context.writer
+    cashier = CashierPostings(runtime.uow, writer, topup_merchant_id=context.settings.wallet_topup_merchant_id)
     return [
         *cashier.subscriptions(),
         *PointsPostings(runtime.uow, writer).subscriptions(),
         *TopupBonusPostings(runtime.uow, writer).subscriptions(),
         *InStoreCouponPostings(cashier).subscriptions(),
     ]
-
-
-async def consume_cashier_events(runtime: Runtime) -> None:
-    s = runtime.settings
-    assert runtime.epoch_watcher is not None, "worker_tasks sets it before the loops start"
-    consumer = InboxConsumer(
-        runtime.uow,
-        service=s.service_name,
-        bootstrap=s.kafka_bootstrap_servers,
-        group_id=f"{s.topic_namespace}juhe-{s.service_name}-cashier",
-        subscriptions=cashier_subscriptions(runtime),
-        epoch_watcher=runtime.epoch_watcher,
-        topic_namespace=s.topic_namespace,
-        batch_max=s.consumer_batch_max,
-        session_timeout_ms=s.consumer_session_timeout_ms,
-        heartbeat_interval_ms=s.consumer_heartbeat_interval_ms,
-        fetch_max_wait_ms=s.consumer_fetch_max_wait_ms,
-        handler_attempts_max=s.consumer_handler_attempts_max,
-    )
-    await consumer.run()
 
 
 async def expire_due(runtime: Runtime, writer: LedgerWriter, batch_max: int) -> int:
@@ -111,11 +95,10 @@ async def expire_due(runtime: Runtime, writer: LedgerWriter, batch_max: int) -> 
 
 
 async def expire_pending_transfers(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    writer: LedgerWriter = runtime.extras[WRITER_EXTRA]
+    context = ledger_context(runtime)
+    settings = context.settings
     batch_max = settings.expiry_batch_max
-    await run_rounds("pending transfer expiry", functools.partial(expire_due, runtime, writer, batch_max),
+    await run_rounds("pending transfer expiry", functools.partial(expire_due, runtime, context.writer, batch_max),
                      interval_seconds=settings.expiry_interval_seconds, batch_max=batch_max)  # fmt: skip
 
 
@@ -127,8 +110,8 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     (store/wallet_bonus.py); top-up refund holds the cashier never recorded are voided (store/wallet_topup.py).
     Returns how many were found."""
     raise_if_cancelled()  # a shutdown's cancel that a driver swallowed in the last round ends the loop here
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
+    context = ledger_context(runtime)
+    settings, writer = context.settings, context.writer
     async with runtime.uow.read() as conn:
         ids = await wallet_store.unsynced_operations(conn, batch_max)
     for operation_id in ids:
@@ -136,7 +119,6 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     adopted = await wallet_flows.adopt_orphan_withdrawals(
         runtime.uow, older_than_seconds=settings.wallet_orphan_after_seconds, limit=batch_max
     )
-    writer: LedgerWriter = runtime.extras[WRITER_EXTRA]
     lots = await bonus_lots.finish_ended_lots(runtime.uow, writer, limit=batch_max, now=datetime.now(UTC))
     orphans = await wallet_topup.resolve_orphan_refund_holds(
         runtime.uow, writer, functools.partial(cashier_client.refund_known, settings),
@@ -148,8 +130,7 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
 
 
 async def reconcile_wallet_operations(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
+    settings = ledger_context(runtime).settings
     batch_max = settings.wallet_reconcile_batch_max
     await run_rounds("wallet reconcile", functools.partial(reconcile_wallet_round, runtime, batch_max),
                      interval_seconds=settings.wallet_reconcile_interval_seconds, batch_max=batch_max)  # fmt: skip

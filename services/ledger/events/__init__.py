@@ -5,7 +5,7 @@
 `ledger.transfers` (key: transfer id): `transfer.posted` (created posted, or a pending one posted),
 `transfer.pending`, `transfer.voided`, `transfer.expired`; data = `domain.engine.transfer_event_data`.
 `ledger.wallet` (key: wallet operation id): `withdrawal.requested`, `withdrawal.posted`,
-`withdrawal.voided`, `top_up.credited`; data = `events.wallet` (contract C of the platform).
+`withdrawal.voided`, `top_up.credited`; data = `events.wallet` (docs/contracts.md §3, wallet withdrawal).
 """
 
 from __future__ import annotations

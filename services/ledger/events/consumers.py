@@ -39,9 +39,9 @@ from services.ledger.events.postings import (
     payment_succeeded_plan,
     refund_succeeded_plan,
 )
+from services.ledger.flows import wallet as flows
 from services.ledger.flows.accounts import open_account
 from services.ledger.store import wallet as wallet_store
-from services.ledger.store import wallet_flows as flows
 from services.ledger.store import wallet_topup as topups
 from services.ledger.store.writer import LedgerWriter
 

@@ -36,8 +36,8 @@ from services.ledger.domain.wallet import errors as wallet_errors
 from services.ledger.domain.wallet import postings as p
 from services.ledger.domain.wallet.entitlements import Action, SubaccountType
 from services.ledger.domain.wallet.errors import WalletError
+from services.ledger.flows import wallet as wallet_flows
 from services.ledger.store import wallet as store
-from services.ledger.store import wallet_flows
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.points")

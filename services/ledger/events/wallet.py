@@ -1,4 +1,5 @@
-"""`ledger.wallet` events (contract C): which operation state change publishes what, with which data.
+"""`ledger.wallet` events (docs/contracts.md §3, wallet withdrawal): which operation state change publishes what,
+with which data.
 
 Pure: the store calls `events_for` inside the transaction that records the operation or changes its status
 (the compare-and-set that only one caller wins), so each event is written to the outbox exactly once,

@@ -1,4 +1,5 @@
-"""Top-up orders (contract D): what the ledger asked the cashier to collect for a holder's wallet.
+"""Top-up orders (docs/contracts.md §4, wallet top-up): what the ledger asked the cashier to collect for a holder's
+wallet.
 
 The order is recorded before the cashier is called, keyed by (holder, idempotency key), and its
 `merchant_order_no` is derived from that key, so a retry after any failure sends the cashier the same

@@ -7,7 +7,7 @@ by a business id (payment id, withdrawal id…); bad input is problem+json and c
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.engine import RowMapping
@@ -15,33 +15,25 @@ from sqlalchemy.engine import RowMapping
 from libs.common.errors import FORBIDDEN, IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.internal_auth import CallerLivemode, internal_identity
 from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
-from libs.common.web import RuntimeDep, UowDep
-from services.ledger.api.deps import WriterDep
+from libs.common.web import UowDep
+from services.ledger.api.deps import SettingsDep, WriterDep
 from services.ledger.api.routes import wallet_schemas as s
 from services.ledger.api.wallet_access import holder_scope, is_scoped, require_own
-from services.ledger.config import Settings
 from services.ledger.domain.accounts import NormalBalance
 from services.ledger.domain.wallet import entitlements as ent
 from services.ledger.domain.wallet import errors, kyc
 from services.ledger.domain.wallet.entitlements import Action, HolderType, SubaccountType
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.domain.wallet.postings import MONEY_SUBACCOUNTS, POINTS_CURRENCY
+from services.ledger.flows import wallet as flows
 from services.ledger.store import queries
 from services.ledger.store import wallet as store
-from services.ledger.store import wallet_flows as flows
 
 RECENT_HISTORY_MAX = 20
 ENTRY_CURSOR = r"^\d{1,19}$"  # an entry's bigint id: what the history list gives out as `next_cursor`
 
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"], dependencies=[Depends(holder_scope)])
-
-
-def get_settings(runtime: RuntimeDep) -> Settings:
-    return cast(Settings, runtime.settings)
-
-
-SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
 def _now() -> datetime:

@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.web import UowDep
-from services.ledger.api.routes.wallet import SettingsDep, holder_response
+from services.ledger.api.deps import SettingsDep
+from services.ledger.api.routes.wallet import holder_response
 from services.ledger.api.routes.wallet_schemas import HolderResponse, KycCallbackRequest
 from services.ledger.api.wallet_access import holder_scope
 from services.ledger.domain.wallet import errors, kyc, signing

@@ -1,5 +1,5 @@
-"""Top-up orders (contract D): the user (or the platform) asks for a top-up; the ledger checks the
-entitlement, records the order and places a `wallet_topup` payment with the cashier for the platform's
+"""Top-up orders (docs/contracts.md §4, wallet top-up): the user (or the platform) asks for a top-up; the ledger
+checks the entitlement, records the order and places a `wallet_topup` payment with the cashier for the platform's
 collecting merchant; the payer pays it at the channel; the ledger's consumer of `payment.succeeded` then
 credits the wallet (§3.7) and publishes `top_up.credited`."""
 
@@ -13,11 +13,11 @@ from sqlalchemy.engine import RowMapping
 
 from libs.common.ids import new_id
 from libs.common.web import UowDep
-from services.ledger import cashier_client
-from services.ledger.api.deps import WriterDep
+from services.ledger.api.deps import SettingsDep, WriterDep
 from services.ledger.api.routes import wallet_schemas as s
-from services.ledger.api.routes.wallet import SettingsDep, _answer
+from services.ledger.api.routes.wallet import _answer
 from services.ledger.api.wallet_access import holder_scope
+from services.ledger.clients import cashier as cashier_client
 from services.ledger.domain.wallet import errors
 from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.store import wallet as store

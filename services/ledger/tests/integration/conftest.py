@@ -95,8 +95,9 @@ async def ledger_factory(migrated_database, service_settings, running_apps) -> C
 
 
 @pytest.fixture
-async def ledger(ledger_factory) -> Ledger:  # type: ignore[no-untyped-def]
-    return await ledger_factory()  # type: ignore[no-any-return]
+async def ledger(ledger_factory: Callable[..., Any]) -> Ledger:
+    ledger: Ledger = await ledger_factory()
+    return ledger
 
 
 @pytest.fixture(scope="module")

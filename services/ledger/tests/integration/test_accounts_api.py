@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from .conftest import Ledger
@@ -46,7 +48,7 @@ async def test_open_with_flags_and_read(ledger: Ledger) -> None:
         ({"normal_balance": "sideways"}, "validation_failed"),
     ],
 )
-async def test_open_refuses_bad_accounts(ledger: Ledger, extra: dict, code: str) -> None:  # type: ignore[type-arg]
+async def test_open_refuses_bad_accounts(ledger: Ledger, extra: dict[str, Any], code: str) -> None:
     body = {"holder_id": "usr_1", "currency": "CNY", "kind": "user_wallet", "code": "2301"} | extra
     r = await ledger.client.post("/v1/accounts", json=body)
     assert r.status_code == 422 and r.json()["code"] == code, r.text
@@ -95,7 +97,9 @@ async def test_list_by_holder_with_cursor(ledger: Ledger) -> None:
     await ledger.open(holder_id="mch_8")
     seen, cursor = [], None
     while True:
-        params = {"holder_id": "mch_7", "limit": 2} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, str | int] = {"holder_id": "mch_7", "limit": 2}
+        if cursor:
+            params["cursor"] = cursor
         page = (await ledger.client.get("/v1/accounts", params=params)).json()
         seen += [a["id"] for a in page["data"]]
         cursor = page["next_cursor"]

@@ -144,9 +144,9 @@ async def test_accounts_opened_by_the_chart_key_are_reused(
 async def test_test_money_is_booked_apart_from_live_money(
     ledger_factory: Any, platform_topics: str, juhe_infra: Any
 ) -> None:
-    """DESIGN §4 "Test and live never mix": a test payment and its refund go to the test book's twins of the chart
-    accounts, an event without `livemode` (published before modes existed) is live; a test key reads only the test
-    book; a transfer mixing the books is refused; verify holds per book."""
+    """docs/architecture.md §4, "Test and live never mix": a test payment and its refund go to the test book's twins of
+    the chart accounts, an event without `livemode` (published before modes existed) is live; a test key reads only the
+    test book; a transfer mixing the books is refused; verify holds per book."""
     ledger = await ledger_factory()
     live = succeeded("pay_b1", "mch_b1")  # no `livemode`: an old event, live money
     test = succeeded("pay_b2", "mch_b1", livemode=False, amount_minor=3000, fee_minor=0, platform_fee_minor=0)

@@ -4,11 +4,14 @@ operation card settlement reads (`details.bank_card`), full for a service and ma
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
+from libs.common.testing.plugin import DatabaseFactory
+from sandboxes.common.testing import SandboxProcess
 from services.ledger.tests.integration.wallet_harness import CARD, PERSON_IDS, Wallet, problem
 
 
@@ -83,9 +86,9 @@ async def test_a_hold_finished_behind_the_operations_back_is_reconciled_once(wal
 
 
 async def test_an_expired_withdrawal_hold_is_announced_as_voided(
-    identity,
-    migrated_database,
-    service_settings,  # type: ignore[no-untyped-def]
+    identity: SandboxProcess,
+    migrated_database: DatabaseFactory,
+    service_settings: Callable[..., Any],
 ) -> None:
     from services.ledger.tests.integration.wallet_harness import running_wallet
 
@@ -126,16 +129,17 @@ async def test_top_up_credited_once_per_payment(wallet: Wallet) -> None:
 
 async def test_the_full_card_for_services_and_the_platform_masked_for_the_user(
     wallet: Wallet,
-    service_settings,  # type: ignore[no-untyped-def]
+    service_settings: Callable[..., Any],
 ) -> None:
     holder_id = await funded_person(wallet)
     op = (await withdraw(wallet, holder_id)).json()
     secret = service_settings("ledger").internal_token_secret.get_secret_value()
-    for identity, number in (
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"user": holder_id}, "6222***********2444"),
         ({"service": "settlement"}, CARD),
         ({"platform": "plt_demo"}, CARD),
-    ):
+    ]
+    for identity, number in cases:
         token = mint_identity_token(secret, key_id="test", **identity)
         r = await wallet.client.get(f"/v1/wallet/operations/{op['id']}", headers={IDENTITY_HEADER: token})
         assert r.status_code == 200, r.text
@@ -152,9 +156,9 @@ async def wait_events(wallet: Wallet, subject: str, count: int) -> list[dict[str
 
 
 async def test_a_withdrawal_hold_whose_operation_was_never_recorded_is_adopted_once(
-    identity,
-    migrated_database,
-    service_settings,  # type: ignore[no-untyped-def]
+    identity: SandboxProcess,
+    migrated_database: DatabaseFactory,
+    service_settings: Callable[..., Any],
 ) -> None:
     """The writer committed the hold, then the request died before the operation's commit (simulated by
     removing the operation and its event): the reconciler records it and publishes `withdrawal.requested`

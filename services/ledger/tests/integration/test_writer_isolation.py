@@ -12,10 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 from libs.common.failures import is_unstorable_text_error, outage_spec
-from services.ledger.api.deps import WRITER_EXTRA
 from services.ledger.app import create_app
+from services.ledger.context import ledger_context
 from services.ledger.domain.engine import CreateTransfers, Outcome
-from services.ledger.store.writer import LedgerWriter
 from services.ledger.tests.unit.harness import request
 
 from .conftest import Ledger
@@ -41,7 +40,7 @@ async def test_bad_text_in_a_batch_fails_alone(
     url = await migrated_database("ledger")
     app = create_app(service_settings("ledger", database_url=url, role="api"))
     ledger = Ledger(await running_apps(app), url)
-    writer: LedgerWriter = app.state.runtime.extras[WRITER_EXTRA]
+    writer = ledger_context(app.state.runtime).writer
     source = await ledger.open("channel_clearing", "1101", holder_id="platform")
     target = await ledger.open("platform_fee_income", "4101", holder_id="platform")
     events_before = await ledger.count("outbox")  # the accounts' own events

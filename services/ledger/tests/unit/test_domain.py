@@ -271,8 +271,8 @@ def test_pending_reserves_then_partial_post_releases_rest(h: Harness) -> None:
     assert h.accounts["merchant"].balances.as_tuple() == (0, 60, 0, 0)
     # Same post again is a replay; another amount is a conflict; void after post too.
     assert h.run_one(PostPending(hold.id, amount_minor=60)).replayed
-    assert h.run_one(PostPending(hold.id)).error.code == "pending_transfer_already_posted"  # type: ignore[union-attr]
-    assert h.run_one(VoidPending(hold.id)).error.code == "pending_transfer_already_posted"  # type: ignore[union-attr]
+    assert h.run_one(PostPending(hold.id)).error.code == "pending_transfer_already_posted"
+    assert h.run_one(VoidPending(hold.id)).error.code == "pending_transfer_already_posted"
 
 
 def test_post_more_than_reserved_refused(h: Harness) -> None:

@@ -1,9 +1,9 @@
 """Books: every account is live or test money (`accounts.livemode`), and that is part of its identity.
 
-Why: a test payment was posted to the merchant's real merchant_pending and settled like live money (DESIGN §4
-"Test and live never mix"). The opening key (`chart:merchant_pending:<mch>:CNY`) now names one account per book,
-so the unique key becomes (idempotency_key, livemode). Every account that exists is live: test payments were
-booked as live money until now, and the books cannot be told apart after the fact (docs/ledger.md "Books").
+Why: a test payment was posted to the merchant's real merchant_pending and settled like live money (docs/architecture.md
+§4, "Test and live never mix"). The opening key (`chart:merchant_pending:<mch>:CNY`) now names one account per book, so
+the unique key becomes (idempotency_key, livemode). Every account that exists is live: test payments were booked as live
+money until now, and the books cannot be told apart after the fact (docs/ledger.md "Books").
 Adding a column with a constant default rewrites nothing (PostgreSQL ≥ 11).
 
 Revision ID: 0009

@@ -105,8 +105,8 @@ def _withdrawal(
     payout: dict[str, Any] | None,
 ) -> Movement:  # fmt: skip
     """The withdrawal's operation, built the same way by the request and by the orphan reconciler (so a
-    retry of the request replays what the reconciler recorded). Settlement pays out to the card in
-    `details.bank_card` (contract C), or on a channel rail to `details.payout`: it reads them here, never from
+    retry of the request replays what the reconciler recorded). Settlement pays out to the card in `details.bank_card`
+    (docs/contracts.md §3, wallet withdrawal), or on a channel rail to `details.payout`: it reads them here, never from
     the bus. The payout rides in the hold's metadata too, so an adopted orphan is paid where the user asked."""
     card = holder["bank_card"] or ""
     details = {"fee_minor": fee_minor, "bank_card": {"number": card, "holder_name": holder["name"]},

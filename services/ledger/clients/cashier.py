@@ -1,5 +1,5 @@
-"""The ledger's calls to the cashier (contract D): create and read `wallet_topup` payments, and ask whether the
-cashier knows a top-up refund the ledger holds (the reconciler's orphaned holds).
+"""The ledger's calls to the cashier (docs/contracts.md §4, wallet top-ups): create and read `wallet_topup`
+payments, and ask whether the cashier knows a top-up refund the ledger holds (the reconciler's orphaned holds).
 
 Authenticated as the service identity `ledger` acting for the platform's collecting merchant, with a
 short-lived token signed by the shared internal secret (the same token the gateway forwards), so the

@@ -28,9 +28,9 @@ Facts relied on [H: pay.weixin.qq.com 商家券 pages, wechatpayv3 `marketing.py
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -39,6 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sandboxes.common.store import Document
 from sandboxes.wechatpay.favor import REQUEST_NO, _fen, _fingerprint, _time, page_of, request_number_reused
 from sandboxes.wechatpay.sandbox import ControlError, Sandbox, WxError, _digits, now_cst, rfc3339
+
+if TYPE_CHECKING:  # app.py builds the object and imports this module
+    from sandboxes.wechatpay.app import V3Http
 
 STOCKS, COUPONS, REQUESTS, CALLBACKS = "busifavor_stocks", "busifavor_coupons", "busifavor_requests", "busifavor_cb"
 STOCK_FIELDS = frozenset(
@@ -330,10 +333,8 @@ class Busifavor:
         return {"notify_url": callback["notify_url"], "mchid": merchant["mchid"]}
 
 
-def install_routes(app: FastAPI, sandbox: Sandbox, *,
-                   authenticated: Callable[[Request], Awaitable[tuple[Document, bytes]]],
-                   json_body: Callable[[Request, bytes], dict[str, Any]],
-                   wx_response: Callable[[int, dict[str, Any] | None], Response]) -> Busifavor:  # fmt: skip
+def install_routes(app: FastAPI, sandbox: Sandbox, v3: V3Http) -> Busifavor:
+    authenticated, json_body, wx_response = v3.authenticated, v3.json_body, v3.wx_response
     busifavor = Busifavor(sandbox)
     prefix = "/v3/marketing/busifavor"
 

@@ -23,8 +23,7 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -48,6 +47,9 @@ from sandboxes.wechatpay.sandbox import (
     optional_time,
     rfc3339,
 )
+
+if TYPE_CHECKING:  # app.py builds the object and imports this module
+    from sandboxes.wechatpay.app import V3Http
 
 COMBINES = "combine_orders"
 FIELDS = frozenset(
@@ -395,10 +397,8 @@ class Combines:
         return self.view(combine)
 
 
-def install_routes(app: FastAPI, sandbox: Sandbox, *,
-                   authenticated: Callable[[Request], Awaitable[tuple[Document, bytes]]],
-                   json_body: Callable[[Request, bytes], dict[str, Any]],
-                   wx_response: Callable[[int, dict[str, Any] | None], Response]) -> Combines:  # fmt: skip
+def install_routes(app: FastAPI, sandbox: Sandbox, v3: V3Http) -> Combines:
+    authenticated, json_body, wx_response = v3.authenticated, v3.json_body, v3.wx_response
     combines = Combines(sandbox)
     prefix = "/v3/combine-transactions"
 

@@ -39,9 +39,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -49,6 +48,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sandboxes.common.store import Document
 from sandboxes.wechatpay.sandbox import ControlError, Sandbox, WxError, _digits, now_cst, rfc3339
+
+if TYPE_CHECKING:  # app.py builds the object and imports this module
+    from sandboxes.wechatpay.app import V3Http
 
 STOCKS = "favor_stocks"
 STOCK_REQUESTS = "favor_stock_requests"
@@ -670,10 +672,8 @@ class Favor:
         return {"mchid": merchant["mchid"], "notify_url": callback["notify_url"]}
 
 
-def install_routes(app: FastAPI, sandbox: Sandbox, *,
-                   authenticated: Callable[[Request], Awaitable[tuple[Document, bytes]]],
-                   json_body: Callable[[Request, bytes], dict[str, Any]],
-                   wx_response: Callable[[int, dict[str, Any] | None], Response]) -> Favor:  # fmt: skip
+def install_routes(app: FastAPI, sandbox: Sandbox, v3: V3Http) -> Favor:
+    authenticated, json_body, wx_response = v3.authenticated, v3.json_body, v3.wx_response
     favor = Favor(sandbox)
     prefix = "/v3/marketing/favor"
 

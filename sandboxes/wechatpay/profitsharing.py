@@ -15,14 +15,16 @@ profit-sharing bills, callbacks to receivers.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from sandboxes.common.store import Document
 from sandboxes.wechatpay.sandbox import Sandbox, WxError, now_cst, rfc3339
+
+if TYPE_CHECKING:  # app.py builds the object and imports this module
+    from sandboxes.wechatpay.app import V3Http
 
 RECEIVER_TYPES = frozenset({"MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID"})
 RELATION_TYPES = frozenset({"SERVICE_PROVIDER", "STORE", "STAFF", "STORE_OWNER", "PARTNER", "HEADQUARTER", "BRAND",
@@ -387,13 +389,9 @@ def unsplit_amount(sandbox: Sandbox, merchant: Document, transaction_id: str) ->
     return {"transaction_id": transaction_id, "unsplit_amount": remaining}
 
 
-Authenticated = Callable[[Request], Awaitable[tuple[Document, bytes]]]
-
-
-def install_routes(app: FastAPI, sandbox: Sandbox, *, authenticated: Authenticated,
-                   json_body: Callable[[Request, bytes], dict[str, Any]],
-                   wx_response: Callable[[int, dict[str, Any] | None], Response]) -> None:  # fmt: skip
+def install_routes(app: FastAPI, sandbox: Sandbox, v3: V3Http) -> None:
     """Add the profit-sharing endpoints to the sandbox app (signed like every /v3 route)."""
+    authenticated, json_body, wx_response = v3.authenticated, v3.json_body, v3.wx_response
 
     @app.post("/v3/profitsharing/receivers/add")
     async def ps_add_receiver(request: Request) -> Response:

@@ -20,14 +20,16 @@ import base64
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from sandboxes.common.store import Document
 from sandboxes.wechatpay.sandbox import ControlError, Sandbox, WxError, now_cst, rfc3339
+
+if TYPE_CHECKING:  # app.py builds the object and imports this module
+    from sandboxes.wechatpay.app import V3Http
 
 BILLS = "transfer_bills"
 FIELDS = frozenset(
@@ -217,10 +219,8 @@ class Transfers:
         return matches[0]
 
 
-def install_routes(app: FastAPI, sandbox: Sandbox, *,
-                   authenticated: Callable[[Request], Awaitable[tuple[Document, bytes]]],
-                   json_body: Callable[[Request, bytes], dict[str, Any]],
-                   wx_response: Callable[[int, dict[str, Any] | None], Response]) -> Transfers:  # fmt: skip
+def install_routes(app: FastAPI, sandbox: Sandbox, v3: V3Http) -> Transfers:
+    authenticated, json_body, wx_response = v3.authenticated, v3.json_body, v3.wx_response
     transfers = Transfers(sandbox)
     prefix = "/v3/fund-app/mch-transfer/transfer-bills"
 

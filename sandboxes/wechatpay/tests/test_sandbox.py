@@ -10,13 +10,10 @@ import base64
 import gzip
 import hashlib
 import json
-import queue
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from sandboxes.common.testing import SandboxProcess
+from sandboxes.common.testing import CallbackReceiver, SandboxProcess
 
 PORT_ENV = "JUHE_SANDBOX_WECHATPAY_PORT"
 
@@ -46,49 +43,24 @@ class Received:
     body: bytes
 
 
-class Receiver:
+class Receiver(CallbackReceiver):
     """A real HTTP server; answers each path from a scripted list of statuses (last one repeats)."""
 
     def __init__(self) -> None:
-        self.received: queue.Queue[Received] = queue.Queue()
         self.scripts: dict[str, list[int]] = {}
-        self.counts: dict[str, int] = {}
-        receiver = self
+        super().__init__(replies=self._reply)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.received.put(Received(self.path, dict(self.headers.items()), body))
-                count = receiver.counts.get(self.path, 0)
-                receiver.counts[self.path] = count + 1
-                script = receiver.scripts.get(self.path, [200])
-                self.send_response(script[min(count, len(script) - 1)])
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def _reply(self, path: str, n: int) -> tuple[int, bytes]:
+        script = self.scripts.get(path, [200])
+        return script[min(n, len(script) - 1)], b""
 
     def url(self, name: str, script: list[int] | None = None) -> str:
         if script is not None:
             self.scripts["/" + name] = script
-        return f"{self.base_url}/{name}"
+        return super().url(name)
 
     def collect(self, name: str, count: int, timeout_seconds: float = 15.0) -> list[Received]:
-        found: list[Received] = []
-        deadline = time.monotonic() + timeout_seconds
-        while len(found) < count:
-            item = self.received.get(timeout=max(0.01, deadline - time.monotonic()))
-            if item.path == "/" + name:
-                found.append(item)
-            else:
-                self.received.put(item)
-                time.sleep(0.01)
-        return found
+        return [Received("/" + name, *self.next(name, timeout_seconds=timeout_seconds)) for _ in range(count)]
 
 
 class Merchant:
@@ -191,8 +163,7 @@ def sandbox(sandbox_data: Path) -> Iterator[SandboxProcess]:
 def receiver() -> Iterator[Receiver]:
     made = Receiver()
     yield made
-    made.server.shutdown()
-    made.server.server_close()
+    made.close()
 
 
 def _register(sandbox: SandboxProcess, mchid: str, **extra: Any) -> Merchant:

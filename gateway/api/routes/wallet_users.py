@@ -22,9 +22,10 @@ from gateway.api.schemas import (
     WalletSessionCreateRequest,
     WalletSignInLinkResponse,
 )
+from gateway.clients.marketing import applicable_coupons
 from gateway.domain.access import Principal, RouteClass
 from gateway.domain.errors import ROUTE_FORBIDDEN
-from gateway.flows.wallet_users import WalletUsers, applicable_coupons
+from gateway.flows.wallet_users import WalletUsers
 from libs.common.errors import Problem
 from libs.common.money import MAX_AMOUNT_MINOR
 

@@ -8,9 +8,12 @@ from fastapi import FastAPI
 
 from libs.common.web import Runtime, create_service_app
 from services.ledger import worker
-from services.ledger.api.routes import accounts, imports, transfers, wallet, wallet_kyc, wallet_topup
+from services.ledger.api.routes import accounts, transfers
 from services.ledger.config import Settings
 from services.ledger.context import build_ledger_context
+from services.ledger.wallet.api.routes import imports, wallet
+from services.ledger.wallet.api.routes import kyc as wallet_kyc
+from services.ledger.wallet.api.routes import topup as wallet_topup
 
 
 def create_app(settings: Settings) -> FastAPI:

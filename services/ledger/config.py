@@ -33,7 +33,7 @@ class Settings(ServiceSettings):
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     expiry_batch_max: int = Field(default=500, ge=1, le=10_000)
 
-    # Big wallet (domain/wallet, api/routes/wallet*.py). The identity provider verifies KYC and calls back
+    # Big wallet (domain/wallet, wallet/api/routes/*.py). The identity provider verifies KYC and calls back
     # signed with HMAC-SHA256 over "<timestamp>.<body>" with the shared secret.
     wallet_identity_base_url: str = "http://127.0.0.1:8105"
     wallet_identity_secret: SecretStr = SecretStr(DEMO_IDENTITY_SECRET)

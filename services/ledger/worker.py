@@ -23,19 +23,20 @@ from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
 from libs.common.tasks import raise_if_cancelled
 from libs.common.web import BackgroundTask, ConsumerGroup, Runtime, run_rounds
-from services.ledger.clients import cashier as cashier_client
 from services.ledger.config import Settings
 from services.ledger.context import ledger_context
 from services.ledger.domain.engine import VoidPending
 from services.ledger.events.consumers import CashierPostings
 from services.ledger.events.coupons import InStoreCouponPostings
-from services.ledger.events.points import PointsPostings
-from services.ledger.events.topups import TopupBonusPostings
-from services.ledger.flows import wallet as wallet_flows
-from services.ledger.store import wallet as wallet_store
-from services.ledger.store import wallet_bonus as bonus_lots
-from services.ledger.store import wallet_topup
 from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.clients import cashier as cashier_client
+from services.ledger.wallet.events.cashier import CashierTopUps
+from services.ledger.wallet.events.points import PointsPostings
+from services.ledger.wallet.events.topups import TopupBonusPostings
+from services.ledger.wallet.flows import wallet as wallet_flows
+from services.ledger.wallet.store import bonus as bonus_lots
+from services.ledger.wallet.store import topup as wallet_topup
+from services.ledger.wallet.store import wallet as wallet_store
 
 log = get_logger("juhe.ledger.worker")
 
@@ -53,12 +54,17 @@ def consumer_groups(settings: Settings) -> list[ConsumerGroup]:
 
 
 def cashier_subscriptions(runtime: Runtime) -> list[Subscription]:
-    """`payment.succeeded` and `refund.succeeded` from the cashier, marketing's points instructions
-    (`marketing.points`, events/points.py), its top-up bonuses (`marketing.topups`, events/topups.py) and its
-    in-store coupon redemptions (`marketing.coupons`, events/coupons.py), posted through this process's writer."""
+    """`payment.succeeded` and `refund.succeeded` from the cashier, marketing's points instructions (`marketing.points`,
+    wallet/events/points.py), its top-up bonuses (`marketing.topups`, wallet/events/topups.py) and its in-store coupon
+    redemptions (`marketing.coupons`, events/coupons.py), posted through this process's writer."""
     context = ledger_context(runtime)
     writer = context.writer
-    cashier = CashierPostings(runtime.uow, writer, topup_merchant_id=context.settings.wallet_topup_merchant_id)
+    cashier = CashierPostings(
+        runtime.uow,
+        writer,
+        topup_merchant_id=context.settings.wallet_topup_merchant_id,
+        top_ups=CashierTopUps(runtime.uow, writer),
+    )
     return [
         *cashier.subscriptions(),
         *PointsPostings(runtime.uow, writer).subscriptions(),
@@ -107,7 +113,7 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     crashed before recording it) get their status and their `ledger.wallet` event, each exactly once (the
     status compare-and-set decides); withdrawal holds whose operation was never recorded get it (and
     `withdrawal.requested`), once (the insert on the business key decides); bonus lots that ended are finished
-    (store/wallet_bonus.py); top-up refund holds the cashier never recorded are voided (store/wallet_topup.py).
+    (wallet/store/bonus.py); top-up refund holds the cashier never recorded are voided (wallet/store/topup.py).
     Returns how many were found."""
     raise_if_cancelled()  # a shutdown's cancel that a driver swallowed in the last round ends the loop here
     context = ledger_context(runtime)

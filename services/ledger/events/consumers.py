@@ -17,8 +17,7 @@ whatever its mode, as wallet payments move wallet money in the live book (docs/t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from libs.common.db import Tx, UnitOfWork
 from libs.common.events import Envelope
@@ -28,9 +27,6 @@ from services.ledger.domain import errors
 from services.ledger.domain.engine import CreateTransfers
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import DIRECTIONS, Posting, TransferRequest
-from services.ledger.domain.wallet import errors as wallet_errors
-from services.ledger.domain.wallet.entitlements import SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.events.accounts import AccountCreateRequest
 from services.ledger.events.postings import (
     AccountSpec,
@@ -39,10 +35,7 @@ from services.ledger.events.postings import (
     payment_succeeded_plan,
     refund_succeeded_plan,
 )
-from services.ledger.flows import wallet as flows
 from services.ledger.flows.accounts import open_account
-from services.ledger.store import wallet as wallet_store
-from services.ledger.store import wallet_topup as topups
 from services.ledger.store.writer import LedgerWriter
 
 log = get_logger("juhe.ledger.consumers")
@@ -56,6 +49,20 @@ ACCOUNT_CACHE_MAX = 10_000
 TOP_UP_PURPOSE = "wallet_topup"
 
 
+class WalletTopUps(Protocol):
+    """What the wallet (services/ledger/wallet/events/cashier.py) does with the cashier's events of wallet top-ups;
+    the core only calls it, so it never imports the wallet (the app and the worker compose both)."""
+
+    async def credit(self, data: dict[str, Any]) -> bool:
+        """A paid `wallet_topup` payment of the collecting merchant: True when the holder's wallet is credited
+        (§3.7, now or before), False when there is no wallet to credit (the payment is then posted §3.1)."""
+        ...
+
+    async def finish_refund(self, refund_id: str, *, succeeded: bool) -> bool:
+        """A refund's end: True when it was a top-up's refund, whose hold on the balance is posted or voided."""
+        ...
+
+
 class CashierPostings:
     """Posts `payment.succeeded` (§3.1) and `refund.succeeded` (§3.3) of channel payments.
 
@@ -63,10 +70,18 @@ class CashierPostings:
     two-phase transfer and the wallet refund transfer, through the ledger API.
     """
 
-    def __init__(self, uow: UnitOfWork, writer: LedgerWriter, *, topup_merchant_id: str | None = None) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        writer: LedgerWriter,
+        *,
+        topup_merchant_id: str | None = None,
+        top_ups: WalletTopUps | None = None,
+    ) -> None:
         self.uow = uow
         self.writer = writer
         self.topup_merchant_id = topup_merchant_id
+        self.top_ups = top_ups
         self._account_ids: dict[tuple[str, bool], str] = {}  # (chart key, book) → account id
 
     def subscriptions(self) -> list[Subscription]:
@@ -82,7 +97,7 @@ class CashierPostings:
             return
         if data.get("purpose") == TOP_UP_PURPOSE:
             if data.get("merchant_id") == self.topup_merchant_id and self.topup_merchant_id:
-                if await self.credit_top_up(data):
+                if self.top_ups is not None and await self.top_ups.credit(data):
                     return
             else:
                 # Only the platform's collecting merchant collects for wallets; anything else is that merchant's
@@ -94,53 +109,19 @@ class CashierPostings:
                 )
         await self.post(payment_succeeded_plan(data))
 
-    async def credit_top_up(self, data: dict[str, Any]) -> bool:
-        """§3.7 instead of §3.1: the holder's wallet is credited (key `top_up:pay_…`) and `top_up.credited`
-        published with the operation. False when there is no wallet to credit (the caller then posts §3.1 to
-        the collecting merchant, so the money is accounted for and can be refunded by an operator)."""
-        payment_id, holder_id = str(data["payment_id"]), str(data.get("wallet_holder_id") or "")
-        gross = int(data["amount_minor"])
-        fee = min(max(int(data.get("fee_minor") or 0), 0), gross)
-        async with self.uow.read() as conn:
-            if await wallet_store.operation_by_key(conn, "top_up", payment_id) is not None:
-                return True  # credited before (a redelivery after the operation committed)
-            if not holder_id or await wallet_store.get_holder(conn, holder_id) is None:
-                log.error(
-                    "paid wallet top-up for an unknown holder: posted to the collecting merchant (§3.1)",
-                    payment_id=payment_id,
-                    holder_id=holder_id,
-                )
-                return False
-        args: dict[str, Any] = {
-            "holder_id": holder_id, "payment_id": payment_id, "amount_minor": gross, "currency": str(data["currency"]),
-            "channel": str(data["channel"]), "channel_fee_minor": fee, "subaccount": SubaccountType.BALANCE,
-            "merchant_id": "", "now": datetime.now(UTC),
-        }  # fmt: skip
-        try:
-            await flows.top_up(self.uow, self.writer, **args)
-        except WalletError as e:
-            if e.spec not in (wallet_errors.LIMIT_EXCEEDED, wallet_errors.ENTITLEMENT_DENIED):
-                raise
-            # The money is collected: credit it anyway, outside the limits, and say so.
-            log.warning("paid wallet top-up credited beyond the holder's limits", payment_id=payment_id, code=e.code)
-            await flows.top_up(self.uow, self.writer, enforce_limits=False, **args)
-        return True
-
     async def on_refund_succeeded(self, tx: Tx, event: Envelope) -> None:
         if is_wallet(event.data):
             return
         # A top-up's refund posts the hold the cashier placed on the holder's balance, not §3.3.
         refund_id = str(event.data["refund_id"])
-        if await topups.finish_refund(
-            self.uow, self.writer, refund_id=refund_id, succeeded=True, now=datetime.now(UTC)
-        ):
+        if self.top_ups is not None and await self.top_ups.finish_refund(refund_id, succeeded=True):
             return
         await self.post(refund_succeeded_plan(event.data))
 
     async def on_refund_failed(self, tx: Tx, event: Envelope) -> None:
         """A top-up's refund the channel refused: its hold is voided, the holder's balance is whole again."""
-        await topups.finish_refund(self.uow, self.writer, refund_id=str(event.data["refund_id"]), succeeded=False,
-                                   now=datetime.now(UTC))  # fmt: skip
+        if self.top_ups is not None:
+            await self.top_ups.finish_refund(str(event.data["refund_id"]), succeeded=False)
 
     async def post(self, plan: PostingPlan) -> str | None:
         """Submits the plan's transfer; the transfer id (new or replayed). None for a plan with no line (a 1-fen

@@ -3,7 +3,7 @@ accounts opened by their `chart:` key). The body names its account (`AccountCrea
 from the chart of accounts for a chart kind, domain checks before anything is written), its hash binds the key
 (`body_hash`, one definition), and `store.accounts.open_account` inserts it once and publishes account.opened in
 the opening transaction. The wallet's store opens its sub-accounts through those same three pieces
-(store/wallet.py:open_ledger_account), so whoever opens a chart account first, the others find it."""
+(wallet/store/wallet.py:open_ledger_account), so whoever opens a chart account first, the others find it."""
 
 from __future__ import annotations
 

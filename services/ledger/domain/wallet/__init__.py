@@ -1,4 +1,1 @@
-"""The big wallet (大钱包): holders, KYC, typed sub-accounts, entitlements and the postings of wallet flows.
-
-Pure Python (no FastAPI, SQLAlchemy or asyncpg): the store and the routes call into it.
-"""
+"""Moved: services/ledger/wallet/domain/ (the wallet package); kept only for a re-export below."""

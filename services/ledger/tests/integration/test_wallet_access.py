@@ -1,4 +1,4 @@
-"""Who may do what on the wallet API (api/wallet_access.py): a user does everything of its own (open, KYC,
+"""Who may do what on the wallet API (wallet/api/access.py): a user does everything of its own (open, KYC,
 top-up orders, withdraw, pay, prepaid cards, transfers, points exchange, repayments, reads) and nothing of
 anyone else's; operator-only routes stay closed to users and merchants even on their own wallet."""
 
@@ -9,9 +9,6 @@ from typing import Any
 
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
-from services.ledger.api.routes import wallet as wallet_routes
-from services.ledger.api.routes import wallet_kyc, wallet_topup
-from services.ledger.api.wallet_access import OPERATOR_ONLY_ROUTES, OWNER_CHECKED_ROUTES
 from services.ledger.tests.integration.wallet_harness import (
     CARD,
     PERSON_IDS,
@@ -20,6 +17,10 @@ from services.ledger.tests.integration.wallet_harness import (
     problem,
     resident_id,
 )
+from services.ledger.wallet.api.access import OPERATOR_ONLY_ROUTES, OWNER_CHECKED_ROUTES
+from services.ledger.wallet.api.routes import kyc as wallet_kyc
+from services.ledger.wallet.api.routes import topup as wallet_topup
+from services.ledger.wallet.api.routes import wallet as wallet_routes
 
 
 def as_user(user: str) -> dict[str, str]:

@@ -13,7 +13,6 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from services.ledger.domain.wallet import signing
 from services.ledger.tests.integration.wallet_harness import (
     CARD,
     SECRET,
@@ -22,6 +21,7 @@ from services.ledger.tests.integration.wallet_harness import (
     problem,
     resident_id,
 )
+from services.ledger.wallet.domain import signing
 
 
 # --- KYC -------------------------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ CARD = "6222600260001072444"  # Luhn-valid 19-digit card
 
 def resident_id(n: int) -> str:
     """A valid resident ID: a real region and birth date, sequence n, the GB 11643 check character."""
-    from services.ledger.domain.wallet.kyc import resident_id_check_char
+    from services.ledger.wallet.domain.kyc import resident_id_check_char
 
     first17 = f"44030819900101{n % 1000:03d}"
     return first17 + resident_id_check_char(first17)

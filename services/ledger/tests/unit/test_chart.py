@@ -9,7 +9,7 @@ from pathlib import Path
 
 from services.ledger.domain.accounts import NormalBalance
 from services.ledger.domain.chart import BY_CODE, BY_KIND, CHART, by_kind
-from services.ledger.domain.wallet.postings import SUBACCOUNT_CHART
+from services.ledger.wallet.domain.postings import SUBACCOUNT_CHART
 
 DOC = Path(__file__).resolve().parents[4] / "docs" / "ledger.md"
 

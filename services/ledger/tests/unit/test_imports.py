@@ -4,10 +4,10 @@ account, not a conflict."""
 
 from __future__ import annotations
 
-from services.ledger.domain.wallet.entitlements import SubaccountType
-from services.ledger.domain.wallet.postings import POINTS_CURRENCY, SUBACCOUNT_CHART
-from services.ledger.store.imports import subaccount_body_hash
-from services.ledger.store.wallet import chart_body
+from services.ledger.wallet.domain.entitlements import SubaccountType
+from services.ledger.wallet.domain.postings import POINTS_CURRENCY, SUBACCOUNT_CHART
+from services.ledger.wallet.store.imports import subaccount_body_hash
+from services.ledger.wallet.store.wallet import chart_body
 
 
 def test_subaccount_hash_is_the_wallets() -> None:

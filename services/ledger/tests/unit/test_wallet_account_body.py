@@ -7,7 +7,7 @@ from __future__ import annotations
 from services.ledger.api.schemas import AccountCreateRequest
 from services.ledger.domain.chart import CHANNEL_CLEARING, CHANNEL_FEE_EXPENSE, ESCROW_BANK, PLATFORM_FEE_INCOME
 from services.ledger.events.postings import channel_clearing, channel_fee_expense, platform_fee_income
-from services.ledger.store.wallet import chart_body
+from services.ledger.wallet.store.wallet import chart_body
 
 
 def test_chart_accounts_hash_like_the_api() -> None:

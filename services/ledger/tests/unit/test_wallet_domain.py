@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 import pytest
 
 from services.ledger.domain.transfers import validate_postings
-from services.ledger.domain.wallet import entitlements as ent
-from services.ledger.domain.wallet import kyc, postings, signing
-from services.ledger.domain.wallet.entitlements import Action, HolderType, SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.domain.wallet.kyc import KycStatus
+from services.ledger.wallet.domain import entitlements as ent
+from services.ledger.wallet.domain import kyc, postings, signing
+from services.ledger.wallet.domain.entitlements import Action, HolderType, SubaccountType
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.domain.kyc import KycStatus
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""A withdrawal's payout rail and payee (domain/wallet/payout.py): the `details.payout` settlement reads, and
+"""A withdrawal's payout rail and payee (wallet/domain/payout.py): the `details.payout` settlement reads, and
 every refusal with its stable code."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.domain.wallet.payout import payout_details
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.domain.payout import payout_details
 
 HOLDER = "张三"
 ALIPAY_ID = "2088102177890001"

@@ -1,12 +1,12 @@
 """A wallet's chart sub-accounts are bound to the chart's documented opening body.
 
-Why: a merchant or person holder's chart sub-accounts (`chart:merchant_pending:<mch>:CNY`, 2202, 2203, the user's
-2301) were opened by the wallet with the hash of a body whose metadata named the sub-account
-(`{"wallet_subaccount": …}`). The cashier's wallet connector and the ledger's consumer open the same key with the
-chart's documented body (`metadata: {}`), so they were refused with 409 `idempotency_key_reused`: every live wallet
-payment to a merchant onboarded with a wallet holder failed. The wallet now stores the documented body's hash
-(`services/ledger/store/wallet.py: open_subaccount`); this rewrites the hashes stored before. The hash is computed
-here as `AccountCreateRequest.body_hash` computed it when this was written (frozen: sorted JSON, SHA-256).
+Why: a merchant or person holder's chart sub-accounts (`chart:merchant_pending:<mch>:CNY`, 2202, 2203, the user's 2301)
+were opened by the wallet with the hash of a body whose metadata named the sub-account (`{"wallet_subaccount": …}`). The
+cashier's wallet connector and the ledger's consumer open the same key with the chart's documented body (`metadata:
+{}`), so they were refused with 409 `idempotency_key_reused`: every live wallet payment to a merchant onboarded with a
+wallet holder failed. The wallet now stores the documented body's hash (`services/ledger/wallet/store/wallet.py:
+open_subaccount`); this rewrites the hashes stored before. The hash is computed here as `AccountCreateRequest.body_hash`
+computed it when this was written (frozen: sorted JSON, SHA-256).
 
 Revision ID: 0010
 Revises: 0009

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
-from services.ledger.domain.wallet import errors
-from services.ledger.domain.wallet.errors import WalletError
+from services.ledger.wallet.domain import errors
+from services.ledger.wallet.domain.errors import WalletError
 
 CHINA_TZ = timezone(timedelta(hours=8))  # daily/monthly windows follow the business day in China
 

@@ -5,7 +5,7 @@ flows/topups.py); the money is posted here, platform-funded (docs/ledger.md §3.
 
 - `topup.bonus_granted` → a `bonus_grant` operation, key `<payment>`: Dr 5201 marketing_expense, Cr 2308
   user_bonus (the sub-account is opened on the first bonus) and Cr the bonus's own lot (9106, Dr 9107:
-  store/wallet_bonus.py), so spending can take the earliest expiry first;
+  wallet/store/bonus.py), so spending can take the earliest expiry first;
 - `topup.bonus_revoked` → a `bonus_revocation` operation, key `<payment>`: the lot ends and what is left of
   it returns, Dr 2308 + lot, Cr 5201 + 9107 (what the holder already spent of it stays spent; the platform
   bore it; a refund of that spending later gives it back to 5201); a grant from before lots has no lot and
@@ -30,13 +30,13 @@ from libs.common.logging import get_logger
 from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
-from services.ledger.domain.wallet import errors as wallet_errors
-from services.ledger.domain.wallet import postings as p
-from services.ledger.domain.wallet.entitlements import Action, SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.store import wallet as store
-from services.ledger.store import wallet_bonus as lots
 from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.domain import errors as wallet_errors
+from services.ledger.wallet.domain import postings as p
+from services.ledger.wallet.domain.entitlements import Action, SubaccountType
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.store import bonus as lots
+from services.ledger.wallet.store import wallet as store
 
 log = get_logger("juhe.ledger.topups")
 

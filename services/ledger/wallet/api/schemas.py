@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from libs.common.money import AmountMinor, AmountMinorOrZero, Currency
 from libs.common.paging import ListPage
-from services.ledger.domain.wallet.entitlements import Action, HolderType, SubaccountType
-from services.ledger.domain.wallet.payout import Rail
+from services.ledger.wallet.domain.entitlements import Action, HolderType, SubaccountType
+from services.ledger.wallet.domain.payout import Rail
 
 Key = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
 HolderId = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:\-]+$")
@@ -94,7 +94,7 @@ class TopUpRequest(Strict):
 
 
 class WithdrawalPayee(Strict):
-    """Who a channel-rail withdrawal pays (services/ledger/domain/wallet/payout.py checks the fields against the
+    """Who a channel-rail withdrawal pays (services/ledger/wallet/domain/payout.py checks the fields against the
     rail, with stable codes): `wechat_change` takes `openid` (+ `user_name`), `alipay_account` takes `identity`
     (+ `identity_type`, `name`). A name, when given, must be the holder's verified name; it is sent anyway."""
 

@@ -14,14 +14,14 @@ from sqlalchemy.engine import RowMapping
 from libs.common.ids import new_id
 from libs.common.web import UowDep
 from services.ledger.api.deps import SettingsDep, WriterDep
-from services.ledger.api.routes import wallet_schemas as s
-from services.ledger.api.routes.wallet import _answer
-from services.ledger.api.wallet_access import holder_scope
-from services.ledger.clients import cashier as cashier_client
-from services.ledger.domain.wallet import errors
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.store import wallet as store
-from services.ledger.store import wallet_topup as orders
+from services.ledger.wallet.api import schemas as s
+from services.ledger.wallet.api.access import holder_scope
+from services.ledger.wallet.api.routes.wallet import _answer
+from services.ledger.wallet.clients import cashier as cashier_client
+from services.ledger.wallet.domain import errors
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.store import topup as orders
+from services.ledger.wallet.store import wallet as store
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"], dependencies=[Depends(holder_scope)])
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from services.ledger.domain import chart
 from services.ledger.domain.chart import ChartAccount
 from services.ledger.domain.transfers import Direction, Posting
-from services.ledger.domain.wallet.entitlements import SubaccountType
+from services.ledger.wallet.domain.entitlements import SubaccountType
 
 POINTS_CURRENCY = "XXX"  # ISO 4217 "no currency": one unit = one point
 
@@ -22,7 +22,7 @@ SUBACCOUNT_CHART: dict[SubaccountType, ChartAccount] = {
     SubaccountType.PSP: chart.PSP_MIRROR,
     SubaccountType.POINTS: chart.USER_POINTS,
     SubaccountType.COUPON: chart.USER_COUPON,
-    SubaccountType.BONUS: chart.USER_BONUS,  # opened on the first bonus (events/topups.py)
+    SubaccountType.BONUS: chart.USER_BONUS,  # opened on the first bonus (wallet/events/topups.py)
     SubaccountType.MERCHANT_PENDING: chart.MERCHANT_PENDING,
     SubaccountType.MERCHANT_SETTLED: chart.MERCHANT_SETTLED,
     SubaccountType.MERCHANT_PAYABLE: chart.MERCHANT_PAYABLE,

@@ -30,14 +30,14 @@ from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import Posting
-from services.ledger.domain.wallet import entitlements as ent
-from services.ledger.domain.wallet import errors
-from services.ledger.domain.wallet import postings as p
-from services.ledger.domain.wallet.entitlements import Action, HolderType, SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
 from services.ledger.store import queries
-from services.ledger.store import wallet as store
 from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.domain import entitlements as ent
+from services.ledger.wallet.domain import errors
+from services.ledger.wallet.domain import postings as p
+from services.ledger.wallet.domain.entitlements import Action, HolderType, SubaccountType
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.store import wallet as store
 
 log = get_logger("juhe.ledger.topup_refunds")
 
@@ -128,7 +128,7 @@ async def hold_refund(
     outcome. Refused, nothing held: a top-up the ledger has not credited (409 `top_up_not_credited`: not yet, or
     posted §3.1 to the collecting merchant), more than the top-up, or more than the sub-account's available cash
     (409 `top_up_refund_exceeds_balance`, with `available_minor`: the holder spent the rest). The bonus the top-up
-    earned is not touched here: marketing revokes it on `refund.succeeded` (events/topups.py)."""
+    earned is not touched here: marketing revokes it on `refund.succeeded` (wallet/events/topups.py)."""
     async with uow.begin() as tx:
         credited = await store.operation_by_key(tx.conn, TOP_UP, payment_id)
         if credited is None or credited["status"] != "posted":

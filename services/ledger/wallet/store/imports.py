@@ -33,8 +33,13 @@ from libs.common.ids import new_id
 from services.ledger.domain import chart
 from services.ledger.domain.engine import CreateTransfers, Outcome
 from services.ledger.domain.transfers import Direction, Posting, TransferRequest
-from services.ledger.domain.wallet.entitlements import HolderType, SubaccountType
-from services.ledger.domain.wallet.postings import (
+from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
+from services.ledger.events.accounts import NOT_HASHED, AccountCreateRequest, AccountFlagsSchema, AccountResponse
+from services.ledger.events.postings import account_key
+from services.ledger.store.codec import account_from_row
+from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.domain.entitlements import HolderType, SubaccountType
+from services.ledger.wallet.domain.postings import (
     CHART_SUBACCOUNTS,
     MERCHANT_SUBACCOUNTS,
     PERSON_SUBACCOUNTS,
@@ -43,12 +48,7 @@ from services.ledger.domain.wallet.postings import (
     cr,
     dr,
 )
-from services.ledger.events import ACCOUNT_OPENED, ACCOUNTS_TOPIC
-from services.ledger.events.accounts import NOT_HASHED, AccountCreateRequest, AccountFlagsSchema, AccountResponse
-from services.ledger.events.postings import account_key
-from services.ledger.store import wallet as wallet_store
-from services.ledger.store.codec import account_from_row
-from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.store import wallet as wallet_store
 
 MIGRATION_SOURCE = "migration"
 PLATFORM = "platform"

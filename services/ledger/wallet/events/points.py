@@ -32,13 +32,13 @@ from libs.common.logging import get_logger
 from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
-from services.ledger.domain.wallet import errors as wallet_errors
-from services.ledger.domain.wallet import postings as p
-from services.ledger.domain.wallet.entitlements import Action, SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.flows import wallet as wallet_flows
-from services.ledger.store import wallet as store
 from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.domain import errors as wallet_errors
+from services.ledger.wallet.domain import postings as p
+from services.ledger.wallet.domain.entitlements import Action, SubaccountType
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.flows import wallet as wallet_flows
+from services.ledger.wallet.store import wallet as store
 
 log = get_logger("juhe.ledger.points")
 

@@ -20,13 +20,13 @@ from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.web import UowDep
 from services.ledger.api.deps import SettingsDep
-from services.ledger.api.routes.wallet import holder_response
-from services.ledger.api.routes.wallet_schemas import HolderResponse, KycCallbackRequest
-from services.ledger.api.wallet_access import holder_scope
-from services.ledger.domain.wallet import errors, kyc, signing
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.domain.wallet.kyc import KycStatus
-from services.ledger.store import wallet as store
+from services.ledger.wallet.api.access import holder_scope
+from services.ledger.wallet.api.routes.wallet import holder_response
+from services.ledger.wallet.api.schemas import HolderResponse, KycCallbackRequest
+from services.ledger.wallet.domain import errors, kyc, signing
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.domain.kyc import KycStatus
+from services.ledger.wallet.store import wallet as store
 
 router = APIRouter(prefix="/v1/wallet", tags=["wallet"])
 scoped = [Depends(holder_scope)]

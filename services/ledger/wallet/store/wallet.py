@@ -2,7 +2,7 @@
 
 Money moves only through the ledger's batching writer (`LedgerWriter.submit`), so every wallet movement is an
 ordinary ledger transfer with `source = "wallet"` and a business idempotency key. Daily and monthly limits
-ride in the same transfer as memo postings on quota accounts (domain/wallet/entitlements.py): the engine
+ride in the same transfer as memo postings on quota accounts (wallet/domain/entitlements.py): the engine
 decides limit and balance together under the account locks.
 """
 
@@ -28,12 +28,18 @@ from services.ledger.domain.chart import ChartAccount
 from services.ledger.domain.engine import CreateTransfers, Outcome, PostPending, VoidPending
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import Posting, Transfer, TransferRequest
-from services.ledger.domain.wallet import entitlements as ent
-from services.ledger.domain.wallet import errors
-from services.ledger.domain.wallet.entitlements import Action, Entitlement, HolderType, SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.domain.wallet.kyc import KycStatus, kyc_level
-from services.ledger.domain.wallet.postings import (
+from services.ledger.events import WALLET_TOPIC
+from services.ledger.events.accounts import AccountCreateRequest, AccountFlagsSchema
+from services.ledger.events.postings import account_key
+from services.ledger.store import accounts as account_store
+from services.ledger.store import queries
+from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.domain import entitlements as ent
+from services.ledger.wallet.domain import errors
+from services.ledger.wallet.domain.entitlements import Action, Entitlement, HolderType, SubaccountType
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.domain.kyc import KycStatus, kyc_level
+from services.ledger.wallet.domain.postings import (
     CHART_SUBACCOUNTS,
     MERCHANT_SUBACCOUNTS,
     PERSON_SUBACCOUNTS,
@@ -42,13 +48,7 @@ from services.ledger.domain.wallet.postings import (
     cr,
     dr,
 )
-from services.ledger.events import WALLET_TOPIC
-from services.ledger.events.accounts import AccountCreateRequest, AccountFlagsSchema
-from services.ledger.events.postings import account_key
-from services.ledger.events.wallet import event_for
-from services.ledger.store import accounts as account_store
-from services.ledger.store import queries
-from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.events.wallet import event_for
 
 WALLET_SOURCE = "wallet"
 OPERATIONS_PAGE_MAX = 200

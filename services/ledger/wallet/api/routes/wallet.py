@@ -17,17 +17,17 @@ from libs.common.internal_auth import CallerLivemode, internal_identity
 from libs.common.paging import KnownQueryOnly, PageLimit, cursor_query
 from libs.common.web import UowDep
 from services.ledger.api.deps import SettingsDep, WriterDep
-from services.ledger.api.routes import wallet_schemas as s
-from services.ledger.api.wallet_access import holder_scope, is_scoped, require_own
 from services.ledger.domain.accounts import NormalBalance
-from services.ledger.domain.wallet import entitlements as ent
-from services.ledger.domain.wallet import errors, kyc
-from services.ledger.domain.wallet.entitlements import Action, HolderType, SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.domain.wallet.postings import MONEY_SUBACCOUNTS, POINTS_CURRENCY
-from services.ledger.flows import wallet as flows
 from services.ledger.store import queries
-from services.ledger.store import wallet as store
+from services.ledger.wallet.api import schemas as s
+from services.ledger.wallet.api.access import holder_scope, is_scoped, require_own
+from services.ledger.wallet.domain import entitlements as ent
+from services.ledger.wallet.domain import errors, kyc
+from services.ledger.wallet.domain.entitlements import Action, HolderType, SubaccountType
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.domain.postings import MONEY_SUBACCOUNTS, POINTS_CURRENCY
+from services.ledger.wallet.flows import wallet as flows
+from services.ledger.wallet.store import wallet as store
 
 RECENT_HISTORY_MAX = 20
 ENTRY_CURSOR = r"^\d{1,19}$"  # an entry's bigint id: what the history list gives out as `next_cursor`

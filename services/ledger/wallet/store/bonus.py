@@ -33,14 +33,14 @@ from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
-from services.ledger.domain.wallet import postings as p
-from services.ledger.domain.wallet.entitlements import SubaccountType
 from services.ledger.events import ACCOUNT_CLOSED, ACCOUNTS_TOPIC
 from services.ledger.events.accounts import AccountResponse
 from services.ledger.store import accounts as account_store
-from services.ledger.store import wallet as store
 from services.ledger.store.codec import account_from_row
 from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.domain import postings as p
+from services.ledger.wallet.domain.entitlements import SubaccountType
+from services.ledger.wallet.store import wallet as store
 
 PLATFORM = "platform"
 FINISH_ATTEMPTS = 3  # a spend, a refund or a void between reading a lot and moving it: read again

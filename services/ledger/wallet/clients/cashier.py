@@ -15,8 +15,8 @@ import httpx
 from libs.common.errors import ErrorSpec, Problem
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from services.ledger.config import Settings
-from services.ledger.domain.wallet import errors
-from services.ledger.domain.wallet.errors import WalletError
+from services.ledger.wallet.domain import errors
+from services.ledger.wallet.domain.errors import WalletError
 
 TOP_UP_DESCRIPTION = "钱包充值 wallet top-up"
 

@@ -1,5 +1,5 @@
-"""Wallet flows: each resolves the accounts, builds its postings (domain/wallet/postings.py) and runs one
-`Movement` (store/wallet.py). Routes call these and only translate HTTP.
+"""Wallet flows: each resolves the accounts, builds its postings (wallet/domain/postings.py) and runs one
+`Movement` (wallet/store/wallet.py). Routes call these and only translate HTTP.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from services.ledger.domain import chart
 from services.ledger.domain import errors as ledger_errors
 from services.ledger.domain.errors import LedgerError
 from services.ledger.domain.transfers import Posting
-from services.ledger.domain.wallet import errors
-from services.ledger.domain.wallet import postings as p
-from services.ledger.domain.wallet.entitlements import CHINA_TZ, Action, HolderType, SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.domain.wallet.kyc import mask
-from services.ledger.domain.wallet.payout import payout_details
-from services.ledger.store import wallet as store
-from services.ledger.store import wallet_bonus as lots
-from services.ledger.store.wallet import Movement
 from services.ledger.store.writer import LedgerWriter
+from services.ledger.wallet.domain import errors
+from services.ledger.wallet.domain import postings as p
+from services.ledger.wallet.domain.entitlements import CHINA_TZ, Action, HolderType, SubaccountType
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.domain.kyc import mask
+from services.ledger.wallet.domain.payout import payout_details
+from services.ledger.wallet.store import bonus as lots
+from services.ledger.wallet.store import wallet as store
+from services.ledger.wallet.store.wallet import Movement
 
 PLATFORM = "platform"
 
@@ -69,7 +69,7 @@ async def withdraw(
     currency: str, timeout_seconds: int, now: datetime, rail: str = "bank", payee: Mapping[str, Any] | None = None,
 ) -> tuple[RowMapping, bool]:  # fmt: skip
     """§3.8: a hold, paid out by settlement to the verified bank card (rail `bank`) or to the holder's WeChat
-    change / Alipay account (domain/wallet/payout.py); settlement's payout outcome posts or voids it. The
+    change / Alipay account (wallet/domain/payout.py); settlement's payout outcome posts or voids it. The
     payee is checked before anything is held: a refused one leaves the wallet untouched."""
     checks = [(SubaccountType.BALANCE, Action.WITHDRAW)]
     async with uow.begin() as tx:
@@ -188,7 +188,7 @@ async def _balance_then_bonus(
     tx: Tx, holder_id: str, balance: str, amount_minor: int, currency: str
 ) -> tuple[list[tuple[str, int]], list[Posting], list[tuple[str, int]]]:
     """The spending order of a balance payment (§3.11): the cash balance first, then the top-up bonus for the
-    rest, its lots earliest expiry first (store/wallet_bonus.py). Why this order: the bonus is the platform's
+    rest, its lots earliest expiry first (wallet/store/bonus.py). Why this order: the bonus is the platform's
     money and is taken back if its top-up is refunded, so it is kept unspent as long as the cash lasts, and the
     bonus that runs out first is spent first. One transfer debits both and the lots' memos; the engine refuses it
     whole (no overdraft) if any part is not there any more when it posts. Returns (sources, lot memo postings,

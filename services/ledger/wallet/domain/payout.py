@@ -19,8 +19,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from services.ledger.domain.wallet import errors
-from services.ledger.domain.wallet.errors import WalletError
+from services.ledger.wallet.domain import errors
+from services.ledger.wallet.domain.errors import WalletError
 
 Rail = Literal["bank", "wechat_change", "alipay_account"]
 RAILS: tuple[Rail, ...] = ("bank", "wechat_change", "alipay_account")

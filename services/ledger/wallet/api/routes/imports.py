@@ -1,7 +1,7 @@
 """Bulk migration endpoints (internal: under `/v1/internal`, which the gateway never forwards).
 
 Called by services/migration only, one batch per request; every answer lists one result per item so the
-caller records exactly which rows made it. Logic: store/imports.py; the flow: docs/migration.md.
+caller records exactly which rows made it. Logic: wallet/store/imports.py; the flow: docs/migration.md.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from pydantic import BaseModel, Field
 from libs.common.web import UowDep
 from services.ledger.api.deps import WriterDep
 from services.ledger.domain.engine import Outcome
-from services.ledger.domain.wallet import kyc
-from services.ledger.domain.wallet.entitlements import HolderType, SubaccountType
-from services.ledger.domain.wallet.errors import WalletError
-from services.ledger.store import imports as store
+from services.ledger.wallet.domain import kyc
+from services.ledger.wallet.domain.entitlements import HolderType, SubaccountType
+from services.ledger.wallet.domain.errors import WalletError
+from services.ledger.wallet.store import imports as store
 
 router = APIRouter(prefix="/v1/internal/migration", tags=["migration (internal)"])
 

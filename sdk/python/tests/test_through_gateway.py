@@ -223,7 +223,7 @@ async def test_statements_and_payouts(services: Services) -> None:
 async def test_wallet_my_wallet_with_a_user_token_and_the_sync_client(services: Services) -> None:
     keys = services.stack.keys
     admin = services.admin()
-    from services.ledger.domain.wallet.kyc import resident_id_check_char
+    from services.ledger.wallet.domain.kyc import resident_id_check_char
 
     first17 = "44030819900101123"
     holder = await admin.wallet.holders.create(

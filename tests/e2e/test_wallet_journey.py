@@ -39,7 +39,7 @@ NAME = "赵六"
 
 
 def resident_id() -> str:
-    from services.ledger.domain.wallet.kyc import resident_id_check_char
+    from services.ledger.wallet.domain.kyc import resident_id_check_char
 
     first17 = f"44030819900101{uuid.uuid4().int % 1000:03d}"
     return first17 + resident_id_check_char(first17)

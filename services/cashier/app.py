@@ -21,15 +21,12 @@ from services.cashier.api.routes import (
     webhooks,
 )
 from services.cashier.config import Settings
-from services.cashier.flows import checkout as checkout_flows
-from services.cashier.flows.context import build_cashier
+from services.cashier.context import build_cashier_context
 
 
 def create_app(settings: Settings) -> FastAPI:
     async def on_startup(runtime: Runtime) -> None:
-        cashier = build_cashier(settings, runtime.uow)
-        runtime.extras["cashier"] = cashier
-        runtime.extras.setdefault("closers", []).append(cashier.aclose)
+        runtime.context = build_cashier_context(settings, runtime)
 
     return create_service_app(
         settings,
@@ -49,6 +46,6 @@ def create_app(settings: Settings) -> FastAPI:
             checkout.router,
         ],
         subscriptions=worker.subscriptions(settings),
-        background=[*worker.background_tasks(settings), checkout_flows.run_settle_loop],
+        background=[*worker.background_tasks(settings), worker.run_settle_loop],
         on_startup=on_startup,
     )

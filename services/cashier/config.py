@@ -98,7 +98,7 @@ class Settings(ServiceSettings):
     webhook_allow_loopback: bool = False  # JUHE_CASHIER_WEBHOOK_ALLOW_LOOPBACK: 127.0.0.0/8 and ::1 too
     webhook_response_max_bytes: int = Field(default=64 * 1024, ge=1024, le=1024 * 1024)  # read at most this
 
-    # The ledger (the wallet channel's institution, DESIGN §6): `scene=wallet` payments hold, post and void
+    # The ledger (the wallet channel's institution, docs/ledger.md): `scene=wallet` payments hold, post and void
     # transfers there. Empty = no wallet payments.
     ledger_url: str = ""
     ledger_timeout_seconds: float = Field(default=5.0, gt=0, le=60)

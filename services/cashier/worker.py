@@ -19,6 +19,8 @@ from libs.common.inbox import Subscription
 from libs.common.logging import get_logger
 from libs.common.web import BackgroundTask, Runtime, run_rounds
 from services.cashier.config import Settings
+from services.cashier.context import cashier_context
+from services.cashier.flows.checkout import settle_due
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.payments import expire_due, poll_due, redrive_due
 from services.cashier.flows.refunds import poll_refunds_due
@@ -33,8 +35,7 @@ def subscriptions(settings: Settings) -> list[Subscription]:
 
 
 def _cashier(runtime: Runtime) -> Cashier:
-    cashier: Cashier = runtime.extras["cashier"]
-    return cashier
+    return cashier_context(runtime).cashier
 
 
 def _loop(
@@ -54,6 +55,18 @@ def _loop(
 
 async def _poll_all(cashier: Cashier) -> int:
     return max(await poll_due(cashier), await poll_refunds_due(cashier), await redrive_due(cashier))
+
+
+async def run_settle_loop(runtime: Runtime) -> None:
+    """The worker loop of checkout sessions' `settle_due` (every `expiry_interval_seconds`, as the payments'
+    expiry loop)."""
+    cashier = _cashier(runtime)
+    await run_rounds(
+        "settle_checkout_sessions",
+        functools.partial(settle_due, cashier),
+        interval_seconds=cashier.settings.expiry_interval_seconds,
+        batch_max=cashier.settings.expiry_batch_max,
+    )
 
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import InternalIdentity, MerchantScope, narrowed_livemode
+from services.cashier.context import cashier_context
 from services.cashier.domain.errors import PAYMENT_NOT_FOUND
 from services.cashier.flows.context import Cashier
 from services.cashier.store.payments import get_payment
@@ -17,8 +18,7 @@ from services.cashier.store.payments import get_payment
 
 async def get_cashier(request: Request) -> Cashier:
     """Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop on every request."""
-    cashier: Cashier = request.app.state.runtime.extras["cashier"]
-    return cashier
+    return cashier_context(request.app.state.runtime).cashier
 
 
 # The merchant every query is scoped by: from the gateway's signed `X-Juhe-Identity` token (in dev/test

@@ -1,8 +1,8 @@
 """Marketing's coupon lock for a payment (`POST {marketing_url}/v1/internal/marketing/locks`).
 
-Marketing owns coupons and computes the discount (DESIGN §2), so the cashier asks it before creating anything.
-Its answer decides: 201/200 → the lock (the discount, the payable amount and who funds the discount); a 4xx
-problem about the coupon → the same status and `code` for the merchant (`coupon_expired`,
+Marketing owns coupons and computes the discount (docs/architecture.md §2), so the cashier asks it before
+creating anything. Its answer decides: 201/200 → the lock (the discount, the payable amount and who funds the
+discount); a 4xx problem about the coupon → the same status and `code` for the merchant (`coupon_expired`,
 `coupon_not_applicable`, `threshold_not_met`, `coupon_locked`, `coupon_used`, `coupon_not_found`, …); anything
 else (no URL configured, unreachable, timeout, 5xx, an answer about our call) → 503 `marketing_unavailable`.
 A coupon is never applied unchecked.

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from services.cashier.domain.payments import PaymentScene
+
 
 class ChannelError(Exception):
     """The channel answered and refused (e.g. PARAM_ERROR, ACQ.TRADE_HAS_CLOSE)."""
@@ -37,14 +39,7 @@ class InvalidSignature(Exception):
     """A response or notification failed signature verification or decryption; nothing may change."""
 
 
-class Scene(enum.StrEnum):
-    NATIVE_QR = "native_qr"
-    JSAPI = "jsapi"
-    MINI_PROGRAM = "mini_program"
-    APP = "app"
-    H5 = "h5"
-    PAGE = "page"
-    WALLET = "wallet"
+Scene = PaymentScene  # moved: services/cashier/domain/payments.py PaymentScene; kept for bench's and settlement's files
 
 
 class TradeStatus(enum.StrEnum):
@@ -70,7 +65,7 @@ class PrepayRequest:
     amount_minor: int
     currency: str
     description: str
-    scene: Scene
+    scene: PaymentScene
     notify_url: str
     expire_at: datetime | None = None
     payer_openid: str | None = None

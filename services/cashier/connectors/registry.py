@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from libs.common.errors import Problem
-from services.cashier.connectors.base import Connector, Scene
+from services.cashier.connectors.base import Connector
 from services.cashier.domain.errors import INVALID_CHANNEL_CONFIG, UNKNOWN_CHANNEL
 from services.cashier.domain.payments import PaymentScene
 
@@ -202,10 +202,6 @@ def channel_endpoints(channel: str, config: dict[str, Any]) -> list[str]:
         if isinstance(value, str) and value:
             urls.append(value)
     return urls
-
-
-def connector_scene(scene: PaymentScene) -> Scene:
-    return Scene(scene.value)
 
 
 def redacted(channel: str, config: dict[str, Any]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Which channel configurations a test or a live payment may use (docs/test-mode.md, DESIGN §4).
+"""Which channel configurations a test or a live payment may use (docs/test-mode.md, docs/architecture.md §4).
 
 A configuration is `test` or `live`. A test configuration may point only at sandboxes, a live one only at real
 channel hosts: the cashier tells them apart by the hosts of the configuration's endpoints (`base_url`,

@@ -1,4 +1,4 @@
-"""Payments and attempts: the lifecycle of DESIGN §5 as pure rules.
+"""Payments and attempts: the lifecycle of docs/architecture.md §5 as pure rules.
 
 A payment moves `created → processing → succeeded | failed | closed`. Each channel tried is an
 **attempt** with its own out_trade_no. Channel outcomes arrive twice on purpose (signed notification

@@ -1,4 +1,4 @@
-"""Channel profit sharing (contract B) as pure rules: how channel words map onto one vocabulary.
+"""Channel profit sharing (docs/contracts.md §2) as pure rules: how channel words map onto one vocabulary.
 
 An order is `processing` until the channel reports every receiver line final; then `succeeded` when every
 line succeeded, else `failed` (the receiver lines say which moved money and why the others did not).
@@ -22,7 +22,7 @@ WECHAT_RESULTS = {"PENDING": ShareStatus.PROCESSING, "SUCCESS": ShareStatus.SUCC
 ALIPAY_STATES = {"PROCESSING": ShareStatus.PROCESSING, "SUCCESS": ShareStatus.SUCCEEDED, "FAIL": ShareStatus.FAILED}
 
 # WeChat asks for the receiver's relation to the merchant when binding it (receivers/add `relation_type`);
-# contract B does not carry one, so the cashier names the closest fit per receiver type.
+# docs/contracts.md §2 does not carry one, so the cashier names the closest fit per receiver type.
 WECHAT_RELATION_OF_TYPE = {"MERCHANT_ID": "PARTNER", "PERSONAL_OPENID": "USER", "PERSONAL_SUB_OPENID": "USER"}
 WECHAT_RELATION_DEFAULT = "PARTNER"
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from services.cashier.domain.records import AttemptRecord, PaymentRecord, RefundRecord
+
 PAYMENTS_TOPIC = "cashier.payments"
 REFUNDS_TOPIC = "cashier.refunds"
 
@@ -28,7 +30,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def purpose_fields(payment: Any) -> dict[str, Any]:
+def purpose_fields(payment: PaymentRecord) -> dict[str, Any]:
     """Contract A fields, the same in the payment view and in every payment.* event."""
     return {
         "purpose": payment.purpose,
@@ -38,10 +40,10 @@ def purpose_fields(payment: Any) -> dict[str, Any]:
     }
 
 
-def discount_fields(payment: Any) -> dict[str, Any]:
+def discount_fields(payment: PaymentRecord) -> dict[str, Any]:
     """A coupon redeemed on the payment (marketing's lock): the order's own amount, the discount and who funds
     it. `amount_minor` of a payment stays what the channel collects; these say what the order was worth."""
-    coupon = getattr(payment, "coupon", None)  # rows of older shapes (tests' stand-ins) have no coupon
+    coupon = payment.coupon
     return {
         "order_amount_minor": payment.order_amount_minor if coupon else payment.amount_minor,
         "discount_minor": payment.discount_minor if coupon else 0,
@@ -49,7 +51,7 @@ def discount_fields(payment: Any) -> dict[str, Any]:
     }
 
 
-def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -> dict[str, Any]:
+def payment_event_data(payment: PaymentRecord, attempt: AttemptRecord | None = None, **extra: Any) -> dict[str, Any]:
     """Data of every payment.* event: the payment, and the attempt the event is about (if any)."""
     data: dict[str, Any] = {
         "payment_id": payment.id,
@@ -96,7 +98,7 @@ def payment_event_data(payment: Any, attempt: Any | None = None, **extra: Any) -
     return data
 
 
-def refund_event_data(refund: Any, payment: Any, **extra: Any) -> dict[str, Any]:
+def refund_event_data(refund: RefundRecord, payment: PaymentRecord, **extra: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "refund_id": refund.id,
         "payment_id": refund.payment_id,
@@ -121,7 +123,7 @@ def refund_event_data(refund: Any, payment: Any, **extra: Any) -> dict[str, Any]
         "payment_discount": discount_fields(payment)["discount"],
         # The channel's own coupons (migration 0018): the ledger and settlement give back the merchant-funded part
         # the channel did not settle in proportion too (docs/ledger.md §3.15).
-        "payment_channel_discount": getattr(payment, "channel_discount", None),
+        "payment_channel_discount": payment.channel_discount,
         "failure_code": refund.failure_code,
         "succeeded_at": _iso(refund.succeeded_at),
     }

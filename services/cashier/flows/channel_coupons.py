@@ -1,7 +1,7 @@
 """Channel coupon programmes for marketing: WeChat Pay 代金券 (`wechatpay_favor`) and Alipay 商家券 2.0
 (`alipay_voucher`), through the internal API (`/v1/internal/channel-coupons`).
 
-Why here: the cashier is the one place that holds channel secrets and signs channel requests (DESIGN §2);
+Why here: the cashier is the one place that holds channel secrets and signs channel requests (docs/architecture.md §2);
 marketing owns campaigns, budgets and coupon state and never sees a key. So this module is stateless, like
 transfers: marketing names the merchant whose channel account acts (the stock's creator) and an idempotency
 number it keeps (`out_request_no` / `out_biz_no`); a repeated call answers what the channel answered the first

@@ -29,7 +29,6 @@ from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from libs.common.modes import mode_of
-from libs.common.web import Runtime, run_rounds
 from services.cashier.connectors.registry import CHANNELS
 from services.cashier.domain import checkout as rules
 from services.cashier.domain.errors import (
@@ -369,17 +368,6 @@ async def refund_late_successes(cashier: Cashier) -> int:
         log.info("checkout late success refunded", payment_id=payment.id, refund_id=result.refund["id"],
                  checkout_session_id=payment.metadata.get("checkout_session_id"))  # fmt: skip
     return len(due)
-
-
-async def run_settle_loop(runtime: Runtime) -> None:
-    """The worker loop of `settle_due` (every `expiry_interval_seconds`, as the payments' expiry loop)."""
-    cashier: Cashier = runtime.extras["cashier"]
-    await run_rounds(
-        "settle_checkout_sessions",
-        functools.partial(settle_due, cashier),
-        interval_seconds=cashier.settings.expiry_interval_seconds,
-        batch_max=cashier.settings.expiry_batch_max,
-    )
 
 
 def _claim_stale(cashier: Cashier, row: Any) -> bool:

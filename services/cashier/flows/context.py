@@ -18,13 +18,13 @@ from libs.common.modes import Mode, livemode_of, mode_of
 from libs.common.sealing import Sealer
 from services.cashier.clients.ledger import LedgerClient
 from services.cashier.clients.marketing import MarketingClient
+from services.cashier.clients.routing import RoutingClient
+from services.cashier.clients.settlement import SettlementClient
 from services.cashier.config import Settings
 from services.cashier.connectors.base import Connector
 from services.cashier.connectors.registry import build_connector, close_connector
 from services.cashier.domain.errors import NO_ROUTE_AVAILABLE
 from services.cashier.domain.modes import default_sandbox_hosts
-from services.cashier.flows.routing import RoutingClient
-from services.cashier.flows.split_checks import SettlementClient
 from services.cashier.flows.webhook_targets import webhook_client
 from services.cashier.store.merchants import channel_configs
 

@@ -9,6 +9,7 @@ transaction rolls back, and the decision is made again on fresh rows, where it i
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from libs.common.db import Tx
@@ -16,6 +17,7 @@ from libs.common.logging import get_logger
 from services.cashier.connectors.base import RefundResult, TradeQueryResult, TradeStatus, channel_discount_summary
 from services.cashier.connectors.base import RefundStatus as ChannelRefundStatus
 from services.cashier.domain.payments import AttemptStatus, Outcome, OutcomeDecision, PaymentStatus, decide_outcome
+from services.cashier.domain.records import AttemptRecord, PaymentRecord
 from services.cashier.domain.refunds import RefundStatus
 from services.cashier.events import (
     PAYMENT_CLOSED,
@@ -31,8 +33,23 @@ from services.cashier.events import (
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.views import payment_view, refund_view
 from services.cashier.flows.webhooks import enqueue_webhook
-from services.cashier.store.payments import cas_attempt, cas_payment, get_attempt, get_payment_unscoped
-from services.cashier.store.refunds import add_refunded, cas_refund, get_refund_unscoped, release_refund
+from services.cashier.store.payments import (
+    get_attempt,
+    get_payment_unscoped,
+    mark_attempt_closed,
+    mark_attempt_failed,
+    mark_attempt_succeeded,
+    mark_payment_closed,
+    mark_payment_failed,
+    mark_payment_succeeded,
+)
+from services.cashier.store.refunds import (
+    add_refunded,
+    get_refund_unscoped,
+    mark_refund_failed,
+    mark_refund_succeeded,
+    release_refund,
+)
 
 log = get_logger("juhe.cashier.outcomes")
 
@@ -55,10 +72,10 @@ class _LostRace(Exception):
 
 
 async def publish_payment_final(
-    tx: Tx, cashier: Cashier, payment: Any, attempt: Any | None, *, source: str, **extra: Any
+    tx: Tx, cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord | None, *, source: str, **extra: Any
 ) -> None:
     """The event and merchant webhook of a payment that just reached a final state (same transaction)."""
-    event_type = _PAYMENT_EVENTS[PaymentStatus(payment.status)]
+    event_type = _PAYMENT_EVENTS[payment.status]
     envelope = tx.publish(
         topic=PAYMENTS_TOPIC,
         type=event_type,
@@ -101,8 +118,8 @@ async def _apply_once(
         )
         return False
     decision: OutcomeDecision = decide_outcome(
-        payment_status=PaymentStatus(payment.status),
-        attempt_status=AttemptStatus(attempt.status),
+        payment_status=payment.status,
+        attempt_status=attempt.status,
         is_current_attempt=payment.current_attempt_id == attempt.id,
         outcome=outcome,
     )
@@ -110,16 +127,12 @@ async def _apply_once(
         return False
     now = cashier.clock()
     if decision.attempt_to is not None:
-        fields: dict[str, Any] = {"finished_at": now, "next_poll_at": None}
-        if result.channel_trade_no:
-            fields["channel_trade_no"] = result.channel_trade_no
-        if decision.duplicate_success:
-            fields["duplicate_success"] = True
-        attempt = await cas_attempt(
-            tx.conn, attempt.id, old=AttemptStatus(attempt.status), new=decision.attempt_to, **fields
+        moved = await _finish_attempt(
+            tx, attempt, decision.attempt_to, finished_at=now, result=result, duplicate=decision.duplicate_success
         )
-        if attempt is None:
+        if moved is None:
             raise _LostRace
+        attempt = moved
         if decision.duplicate_success:
             log.error(
                 "payer paid twice: attempt succeeded after the payment succeeded elsewhere",
@@ -127,31 +140,28 @@ async def _apply_once(
                 payment_id=payment.id,
             )
     if decision.payment_to is not None:
-        pay_fields: dict[str, Any] = {}
         if decision.payment_to is PaymentStatus.SUCCEEDED:
-            pay_fields = {
-                "current_attempt_id": attempt.id,
-                "channel": attempt.channel,
-                "route_id": attempt.route_id,
-                "fee_minor": attempt.fee_minor,
-                "fee_rate_bps": attempt.fee_rate_bps,
-                "channel_trade_no": result.channel_trade_no or attempt.channel_trade_no,
-                "succeeded_at": result.paid_at or now,
-                "late_success": decision.late_success,
-            }
-            if result.channel_discounts:
-                pay_fields["channel_discount"] = channel_discount_summary(result.channel_discounts)
-            if result.wallet_split is not None:
-                pay_fields["wallet_split"] = result.wallet_split
+            finished = await mark_payment_succeeded(
+                tx.conn,
+                payment,
+                attempt=attempt,
+                channel_trade_no=result.channel_trade_no or attempt.channel_trade_no,
+                succeeded_at=result.paid_at or now,
+                late_success=decision.late_success,
+                channel_discount=(
+                    channel_discount_summary(result.channel_discounts) if result.channel_discounts else None
+                ),
+                wallet_split=result.wallet_split,
+            )
         elif decision.payment_to is PaymentStatus.FAILED:
-            pay_fields = {"failed_at": now, "failure_code": "channel_failed", "failure_message": result.detail}
+            finished = await mark_payment_failed(
+                tx.conn, payment, failed_at=now, failure_code="channel_failed", failure_message=result.detail
+            )
         else:
-            pay_fields = {"closed_at": now, "failure_code": "closed_at_channel"}
-        payment = await cas_payment(
-            tx.conn, payment.id, old=PaymentStatus(payment.status), new=decision.payment_to, **pay_fields
-        )
-        if payment is None:
+            finished = await mark_payment_closed(tx.conn, payment, closed_at=now, reason="closed_at_channel")
+        if finished is None:
             raise _LostRace
+        payment = finished
         extra: dict[str, Any] = {}
         if decision.payment_to is PaymentStatus.SUCCEEDED:
             # The channel's own coupons (promotion_detail / voucher_detail_list), apart from Juhe's `discount`
@@ -160,6 +170,33 @@ async def _apply_once(
             extra["wallet_split"] = payment.wallet_split
         await publish_payment_final(tx, cashier, payment, attempt, source=source, **extra)
     return True
+
+
+async def _finish_attempt(
+    tx: Tx,
+    attempt: AttemptRecord,
+    to: AttemptStatus,
+    *,
+    finished_at: datetime,
+    result: TradeQueryResult,
+    duplicate: bool,
+) -> AttemptRecord | None:
+    """The named attempt transition a channel outcome decided (domain.payments.decide_outcome)."""
+    if to is AttemptStatus.SUCCEEDED:
+        return await mark_attempt_succeeded(
+            tx.conn,
+            attempt,
+            finished_at=finished_at,
+            channel_trade_no=result.channel_trade_no,
+            duplicate_success=duplicate,
+        )
+    if to is AttemptStatus.FAILED:
+        return await mark_attempt_failed(
+            tx.conn, attempt, finished_at=finished_at, channel_trade_no=result.channel_trade_no
+        )
+    return await mark_attempt_closed(
+        tx.conn, attempt, finished_at=finished_at, channel_trade_no=result.channel_trade_no
+    )
 
 
 async def close_locally(cashier: Cashier, *, payment_id: str, reason: str) -> bool:
@@ -174,27 +211,13 @@ async def close_locally(cashier: Cashier, *, payment_id: str, reason: str) -> bo
                 now = cashier.clock()
                 attempt = await get_attempt(tx.conn, payment.current_attempt_id) if payment.current_attempt_id else None
                 if attempt is not None and attempt.status in (AttemptStatus.CREATED, AttemptStatus.PROCESSING):
-                    attempt = await cas_attempt(
-                        tx.conn,
-                        attempt.id,
-                        old=AttemptStatus(attempt.status),
-                        new=AttemptStatus.CLOSED,
-                        finished_at=now,
-                        next_poll_at=None,
-                    )
+                    attempt = await mark_attempt_closed(tx.conn, attempt, finished_at=now)
                     if attempt is None:
                         raise _LostRace
-                payment = await cas_payment(
-                    tx.conn,
-                    payment.id,
-                    old=PaymentStatus(payment.status),
-                    new=PaymentStatus.CLOSED,
-                    closed_at=now,
-                    failure_code=reason,
-                )
-                if payment is None:
+                closed = await mark_payment_closed(tx.conn, payment, closed_at=now, reason=reason)
+                if closed is None:
                     raise _LostRace
-                await publish_payment_final(tx, cashier, payment, attempt, source=reason, close_reason=reason)
+                await publish_payment_final(tx, cashier, closed, attempt, source=reason, close_reason=reason)
                 return True
         except _LostRace:
             continue
@@ -227,7 +250,7 @@ async def finish_refund(
     target: RefundStatus,
     source: str,
     channel_refund_no: str | None = None,
-    succeeded_at: Any = None,
+    succeeded_at: datetime | None = None,
     failure_code: str | None = None,
     failure_message: str | None = None,
     wallet_split: dict[str, int] | None = None,
@@ -236,26 +259,34 @@ async def finish_refund(
         refund = await get_refund_unscoped(tx.conn, refund_id)
         if refund is None or refund.status != RefundStatus.PENDING:
             return False
-        fields: dict[str, Any] = {"next_poll_at": None}
-        if channel_refund_no:
-            fields["channel_refund_no"] = channel_refund_no
         if target is RefundStatus.SUCCEEDED:
-            fields["succeeded_at"] = succeeded_at or cashier.clock()
-            if wallet_split is not None:
-                fields["wallet_split"] = wallet_split
+            finished = await mark_refund_succeeded(
+                tx.conn,
+                refund,
+                succeeded_at=succeeded_at or cashier.clock(),
+                channel_refund_no=channel_refund_no,
+                wallet_split=wallet_split,
+            )
         else:
-            fields["failure_code"] = failure_code or "channel_failed"
-            fields["failure_message"] = failure_message
-        refund = await cas_refund(tx.conn, refund_id, old=RefundStatus.PENDING, new=target, **fields)
-        if refund is None:
+            finished = await mark_refund_failed(
+                tx.conn,
+                refund,
+                failure_code=failure_code or "channel_failed",
+                failure_message=failure_message,
+                channel_refund_no=channel_refund_no,
+            )
+        if finished is None:
             return False  # someone else finished it: their transaction published the event
+        refund = finished
+        payment: PaymentRecord | None
         if target is RefundStatus.SUCCEEDED:
-            payment: Any = await add_refunded(tx.conn, refund.payment_id, refund_minor=refund.amount_minor)
+            payment = await add_refunded(tx.conn, refund.payment_id, refund_minor=refund.amount_minor)
             event_type = REFUND_SUCCEEDED
         else:
             await release_refund(tx.conn, refund.payment_id, refund_minor=refund.amount_minor)
             payment = await get_payment_unscoped(tx.conn, refund.payment_id)
             event_type = REFUND_FAILED
+        assert payment is not None  # a refund's payment is never deleted (foreign key)
         envelope = tx.publish(
             topic=REFUNDS_TOPIC,
             type=event_type,

@@ -35,6 +35,7 @@ from services.cashier.connectors.base import (
 )
 from services.cashier.domain.errors import PAYMENT_CODE_INVALID, PAYMENT_CODE_NOT_SUPPORTED
 from services.cashier.domain.payments import PaymentScene
+from services.cashier.domain.records import AttemptRecord, PaymentRecord
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.outcomes import apply_trade_result, close_locally
 
@@ -55,8 +56,8 @@ class CodeConnector(Protocol):
     async def query(self, out_trade_no: str) -> TradeQueryResult: ...
 
 
-def is_payment_code(payment: Any) -> bool:
-    return bool(payment.scene == PaymentScene.PAYMENT_CODE)
+def is_payment_code(payment: PaymentRecord) -> bool:
+    return payment.scene is PaymentScene.PAYMENT_CODE
 
 
 def code_channel(auth_code: str) -> str:
@@ -73,7 +74,7 @@ def code_channel(auth_code: str) -> str:
     return channel
 
 
-def code_request(payment: Any, attempt: Any) -> PaymentCodeRequest:
+def code_request(payment: PaymentRecord, attempt: AttemptRecord) -> PaymentCodeRequest:
     """Built from the stored payment only, so a re-drive charges the same code for the same order
     (the channels answer a repeated out_trade_no with the order's current state)."""
     payer = dict(payment.payer or {})
@@ -102,7 +103,9 @@ def next_poll_at(cashier: Cashier, *, backoff_seconds: float, expire_at: datetim
     return at if at > now else now + delay  # past the deadline (a reversal to retry): still paced
 
 
-async def after_poll(cashier: Cashier, payment: Any, attempt: Any, result: TradeQueryResult | None) -> bool:
+async def after_poll(
+    cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord, result: TradeQueryResult | None
+) -> bool:
     """Called by the poller (holding the attempt's lease) when the query changed nothing. Past the deadline,
     reverse / cancel the order and close the payment; True when the attempt is settled."""
     if payment.expire_at > cashier.clock():

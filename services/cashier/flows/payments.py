@@ -17,15 +17,17 @@ from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from libs.common.modes import mode_of
 from services.cashier.clients.marketing import CouponHeld, CouponLock
+from services.cashier.clients.routing import Candidate
 from services.cashier.connectors.base import (
     ChannelError,
     ChannelUnavailable,
+    Connector,
     InvalidSignature,
     PrepayRequest,
     TradeQueryResult,
     TradeStatus,
 )
-from services.cashier.connectors.registry import CHANNELS, connector_scene
+from services.cashier.connectors.registry import CHANNELS
 from services.cashier.domain.errors import (
     CHANNEL_REFUSED,
     CHANNEL_UNAVAILABLE,
@@ -53,17 +55,16 @@ from services.cashier.domain.payments import (
     resolve_expire_at,
     wallet_out_trade_no,
 )
+from services.cashier.domain.records import AttemptRecord, PaymentRecord
 from services.cashier.events import PAYMENT_ATTEMPT_FAILED, PAYMENT_CREATED, PAYMENTS_TOPIC, payment_event_data
 from services.cashier.flows import payment_codes
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.outcomes import apply_trade_result, close_locally, publish_payment_final
-from services.cashier.flows.routing import PAYER_CLIENTS, Candidate, route_candidates
+from services.cashier.flows.routing import PAYER_CLIENTS, route_candidates
 from services.cashier.flows.views import payment_view
 from services.cashier.store.merchants import list_channels
 from services.cashier.store.payments import (
     advance_deadline,
-    cas_attempt,
-    cas_payment,
     claim_attempt_to_redrive,
     claim_attempts_to_poll,
     claim_attempts_to_redrive,
@@ -75,11 +76,19 @@ from services.cashier.store.payments import (
     insert_payment,
     list_attempts,
     list_expired_payments,
+    mark_attempt_closed,
+    mark_attempt_processing,
+    mark_attempt_refused,
+    mark_payment_failed,
+    mark_payment_processing,
+    point_payment_at_attempt,
     schedule_attempt_poll,
-    set_payment_attempt,
 )
 
 log = get_logger("juhe.cashier.payments")
+
+# The payment and its attempt as `_mark_processing` wrote them: the channel took the order.
+Processing = tuple[PaymentRecord, AttemptRecord]
 
 FAILURE_MESSAGE_MAX_CHARS = 500
 # A prepay call may use this share of the attempt's lease (redrive_grace_seconds); the rest is for writing its
@@ -493,7 +502,7 @@ def candidate_json(candidate: Candidate) -> dict[str, Any]:
     return {**_route_fields(candidate), "source": candidate.source}
 
 
-def _next_candidate(payment: Any, seq: int) -> Candidate | None:
+def _next_candidate(payment: PaymentRecord, seq: int) -> Candidate | None:
     """The candidate after the one attempt `seq` used (attempt n took candidates[n-1])."""
     stored = payment.candidates or []
     if seq >= len(stored):
@@ -508,14 +517,22 @@ def _next_candidate(payment: Any, seq: int) -> Candidate | None:
     )
 
 
-async def _point_at_new_attempt(tx: Tx, cashier: Cashier, payment: Any, candidate: Candidate, *, seq: int) -> Any:
+async def _point_at_new_attempt(
+    tx: Tx, cashier: Cashier, payment: PaymentRecord, candidate: Candidate, *, seq: int
+) -> AttemptRecord | None:
     """Insert attempt `seq` and point the (still `created`) payment at it; None if the payment moved on.
 
     The attempt's next_poll_at is its driver's lease: until then nobody else prepays it.
     """
     attempt_id = new_id("att")
-    pointed = await set_payment_attempt(
-        tx.conn, payment.id, status=PaymentStatus.CREATED, current_attempt_id=attempt_id, **_route_fields(candidate)
+    pointed = await point_payment_at_attempt(
+        tx.conn,
+        payment.id,
+        attempt_id=attempt_id,
+        channel=candidate.channel,
+        route_id=candidate.route_id,
+        fee_minor=candidate.fee_minor,
+        fee_rate_bps=candidate.fee_rate_bps,
     )
     if pointed is None:
         return None  # closed (by the merchant or expiry) while we were failing over
@@ -533,7 +550,7 @@ def _route_fields(candidate: Candidate) -> dict[str, Any]:
 
 
 def _attempt_values(
-    cashier: Cashier, payment: Any, candidate: Candidate, *, seq: int, attempt_id: str
+    cashier: Cashier, payment: PaymentRecord, candidate: Candidate, *, seq: int, attempt_id: str
 ) -> dict[str, Any]:
     """Attempt `seq` of `payment` on `candidate`, `created` and leased to its driver until next_poll_at."""
     return {
@@ -550,7 +567,7 @@ def _attempt_values(
     }
 
 
-def _prepay_request(cashier: Cashier, payment: Any, attempt: Any) -> PrepayRequest:
+def _prepay_request(cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord) -> PrepayRequest:
     """The prepay of one attempt, built from the stored payment only, so a re-drive after a crash sends the
     channel exactly the same parameters (channels answer an identical repeat with the same order)."""
     payer = dict(payment.payer or {})
@@ -559,7 +576,7 @@ def _prepay_request(cashier: Cashier, payment: Any, attempt: Any) -> PrepayReque
         amount_minor=payment.amount_minor,
         currency=payment.currency,
         description=payment.description,
-        scene=connector_scene(PaymentScene(payment.scene)),
+        scene=payment.scene,
         notify_url=cashier.notify_url(attempt.channel, payment.merchant_id),
         expire_at=payment.expire_at,
         payer_openid=_in_app_payer(attempt.channel, payer),
@@ -572,21 +589,24 @@ def _prepay_request(cashier: Cashier, payment: Any, attempt: Any) -> PrepayReque
     )
 
 
-async def _drive(cashier: Cashier, payment: Any, attempt: Any, configs: Sequence[Any] = ()) -> tuple[Any, Any] | None:
+async def _drive(
+    cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord, configs: Sequence[Any] = ()
+) -> Processing | None:
     """Prepay `attempt` (committed, `created`, ours by its lease) and fail over until a channel takes it; each
     attempt's connector from `configs` (the create's read of the merchant's configs) when it is there.
 
     Returns the payment and attempt rows as this drive left them `processing` (the create answers from them);
     None when it ended otherwise (failed, answered first by a concurrent driver, a payment code)."""
     while True:
-        attempt, processing = await _prepay_once(cashier, payment, attempt, configs)
-        if attempt is None:
+        successor, processing = await _prepay_once(cashier, payment, attempt, configs)
+        if successor is None:
             return processing
+        attempt = successor
 
 
 async def _prepay_once(
-    cashier: Cashier, payment: Any, attempt: Any, configs: Sequence[Any]
-) -> tuple[Any | None, tuple[Any, Any] | None]:
+    cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord, configs: Sequence[Any]
+) -> tuple[AttemptRecord | None, Processing | None]:
     """One prepay call and what follows from it: the next attempt to drive (after a fail-over), else None and
     the rows `_mark_processing` wrote (None if it wrote nothing).
 
@@ -630,7 +650,9 @@ async def _prepay_once(
     return await _fail_attempt(cashier, payment, attempt, failure, latency_ms), None
 
 
-async def _connector(cashier: Cashier, payment: Any, attempt: Any, configs: Sequence[Any]) -> Any:
+async def _connector(
+    cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord, configs: Sequence[Any]
+) -> Connector:
     """The attempt's connector: built from the config row the create already read (the payment's mode, the
     attempt's channel), else read by the pool (a re-drive, which read nothing before)."""
     mode = mode_of(payment.livemode)
@@ -640,7 +662,9 @@ async def _connector(cashier: Cashier, payment: Any, attempt: Any, configs: Sequ
     return await cashier.connectors.get(payment.merchant_id, attempt.channel, livemode=payment.livemode)
 
 
-async def _charge_code_once(cashier: Cashier, payment: Any, attempt: Any, configs: Sequence[Any] = ()) -> None:
+async def _charge_code_once(
+    cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord, configs: Sequence[Any] = ()
+) -> None:
     """Charge the scanned code (payment_codes). Refused → the payment fails (no fail-over); paid → succeeded;
     anything else (password step, timeout, outage) → processing, for the poller to settle by the deadline."""
     started = time.perf_counter()
@@ -683,7 +707,7 @@ async def _charge_code_once(cashier: Cashier, payment: Any, attempt: Any, config
         await payment_codes.apply_charge(cashier, attempt.id, result)
 
 
-async def _reuse_existing_order(cashier: Cashier, connector: Any, attempt: Any) -> str | None:
+async def _reuse_existing_order(cashier: Cashier, connector: Connector, attempt: AttemptRecord) -> str | None:
     """The channel already has an order for this out_trade_no and would not hand it out again. Returns None
     when handled here (paid: applied as a success; or the channel cannot answer now: left for the next
     re-drive), else the order's state, which cannot be shown to the payer (it is closed at the channel if
@@ -703,8 +727,8 @@ async def _reuse_existing_order(cashier: Cashier, connector: Any, attempt: Any) 
 
 
 async def _fail_attempt(
-    cashier: Cashier, payment: Any, attempt: Any, failure: tuple[str, str, bool], latency_ms: int
-) -> Any | None:
+    cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord, failure: tuple[str, str, bool], latency_ms: int
+) -> AttemptRecord | None:
     """Record a failed prepay and, in the same transaction, either point the payment at the next candidate
     (returned, to drive next) or fail the payment: no crash can leave a `created` payment without a live
     attempt."""
@@ -713,17 +737,14 @@ async def _fail_attempt(
     last_message = f"{attempt.channel}: {code}: {message}"[:FAILURE_MESSAGE_MAX_CHARS]
     successor = None
     async with cashier.uow.begin() as tx:
-        failed = await cas_attempt(
+        failed = await mark_attempt_refused(
             tx.conn,
-            attempt.id,
-            old=AttemptStatus.CREATED,
-            new=AttemptStatus.FAILED,
+            attempt,
             failure_code=code[:64],
             failure_message=message[:FAILURE_MESSAGE_MAX_CHARS],
             retryable=retryable,
             latency_ms=latency_ms,
             finished_at=cashier.clock(),
-            next_poll_at=None,
         )
         if failed is None:
             return None  # another driver recorded this attempt's answer first: its outcome stands
@@ -741,11 +762,9 @@ async def _fail_attempt(
         if candidate is not None and attempt.seq < cashier.settings.attempts_per_payment_max:
             successor = await _point_at_new_attempt(tx, cashier, current, candidate, seq=attempt.seq + 1)
         elif is_live:
-            failed_payment = await cas_payment(
+            failed_payment = await mark_payment_failed(
                 tx.conn,
-                payment.id,
-                old=PaymentStatus.CREATED,
-                new=PaymentStatus.FAILED,
+                current,
                 failed_at=cashier.clock(),
                 failure_code=last_code[:64],
                 failure_message=last_message,
@@ -763,16 +782,14 @@ async def _mark_processing(
     payer_action: dict[str, Any] | None,
     channel_trade_no: str | None,
     latency_ms: int | None,
-) -> tuple[Any, Any] | None:
+) -> Processing | None:
     """Record the channel's first answer: attempt and payment `processing`. Returns both rows as written (None
     when a concurrent driver answered first or the payment moved on meanwhile)."""
     next_poll_at = cashier.clock() + timedelta(seconds=cashier.settings.poll_initial_seconds)
     async with cashier.uow.begin() as tx:
-        moved = await cas_attempt(
+        moved = await mark_attempt_processing(
             tx.conn,
             attempt_id,
-            old=AttemptStatus.CREATED,
-            new=AttemptStatus.PROCESSING,
             payer_action=payer_action,
             channel_trade_no=channel_trade_no,
             latency_ms=latency_ms,
@@ -780,20 +797,14 @@ async def _mark_processing(
         )
         if moved is None:  # a concurrent driver recorded the attempt's first answer: ours changes nothing
             return None
-        payment = await cas_payment(
-            tx.conn,
-            payment_id,
-            old=PaymentStatus.CREATED,
-            new=PaymentStatus.PROCESSING,
-            payer_action=payer_action,
-        )
+        payment = await mark_payment_processing(tx.conn, payment_id, payer_action=payer_action)
     return None if payment is None else (payment, moved)
 
 
 # ------------------------------------------------------------------------------- re-drive after a crash
 
 
-async def _redrive(cashier: Cashier, attempt: Any) -> None:
+async def _redrive(cashier: Cashier, attempt: AttemptRecord) -> None:
     """Drive an attempt whose lease we just took (its earlier driver died, or stalled past the grace)."""
     async with cashier.uow.read() as conn:
         payment = await get_payment_unscoped(conn, attempt.payment_id)
@@ -803,14 +814,7 @@ async def _redrive(cashier: Cashier, attempt: Any) -> None:
         # The payment was closed (merchant, expiry) meanwhile: this attempt will never be shown to a payer.
         # A payment the channel still takes on it arrives as a late success (closed → succeeded).
         async with cashier.uow.begin() as tx:
-            await cas_attempt(
-                tx.conn,
-                attempt.id,
-                old=AttemptStatus.CREATED,
-                new=AttemptStatus.CLOSED,
-                finished_at=cashier.clock(),
-                next_poll_at=None,
-            )
+            await mark_attempt_closed(tx.conn, attempt, finished_at=cashier.clock())
         return
     if payment.expire_at <= cashier.clock() and not payment_codes.is_payment_code(payment):
         return  # past its expiry nobody can pay it: the expiry loop closes it (and this attempt with it)
@@ -892,7 +896,7 @@ async def close_payment(
     return view
 
 
-async def _close_at_channel(cashier: Cashier, payment: Any) -> str:
+async def _close_at_channel(cashier: Cashier, payment: PaymentRecord) -> str:
     """Close the live attempt at its channel. Returns "open" (go on and close locally), "final" (the
     channel reported a final state, already applied) or "unavailable" (try again later)."""
     if not payment.current_attempt_id:
@@ -971,10 +975,10 @@ async def poll_due(cashier: Cashier) -> int:
         due = await claim_attempts_to_poll(
             tx.conn, now=now, lease_until=now + timedelta(seconds=s.poll_lease_seconds), limit=s.poll_batch_max
         )
-    for attempt in due:
+    for attempt, livemode in due:
         result: TradeQueryResult | None = None
         try:
-            connector = await cashier.connectors.get(attempt.merchant_id, attempt.channel, livemode=attempt.livemode)
+            connector = await cashier.connectors.get(attempt.merchant_id, attempt.channel, livemode=livemode)
             result = await connector.query(attempt.out_trade_no)
         except (ChannelUnavailable, ChannelError, InvalidSignature, Problem) as exc:
             log.info("status query failed", attempt_id=attempt.id, error=repr(exc))

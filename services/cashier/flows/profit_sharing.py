@@ -1,4 +1,4 @@
-"""Channel profit sharing of a paid payment (contract B; caller: settlement).
+"""Channel profit sharing of a paid payment (docs/contracts.md §2; caller: settlement).
 
 Settlement decides who gets what; the cashier executes it at the channel that holds the money: it binds
 the receivers (idempotent at both channels), then creates the channel's profit-sharing order on the

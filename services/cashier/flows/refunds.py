@@ -29,6 +29,7 @@ from services.cashier.domain.errors import (
     REFUND_NOT_FOUND,
 )
 from services.cashier.domain.payments import PaymentPurpose, PaymentStatus, poll_delay_seconds, request_fingerprint
+from services.cashier.domain.records import AttemptRecord, PaymentRecord, RefundRecord
 from services.cashier.domain.refunds import RefundStatus, check_refund
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.outcomes import apply_refund_result, finish_refund
@@ -179,6 +180,7 @@ async def create_refund(
             # The refund row first, then the payment's reservation: the order in which a refund's outcome
             # (finish_refund: refund row, then payment) takes them. The other order deadlocks when a retry's
             # insert must wait on a refund row being finished while holding the payment (same request key).
+            assert payment.current_attempt_id is not None  # a succeeded payment names the attempt that paid
             attempt = await get_attempt(tx.conn, payment.current_attempt_id)
             assert attempt is not None  # a succeeded payment's attempt never changes
             refund = await insert_refund(
@@ -224,7 +226,7 @@ async def create_refund(
     return RefundCreateResult(await read_refund(cashier, merchant_id=merchant_id, refund_id=refund.id), created=True)
 
 
-async def _hold_top_up_refund(cashier: Cashier, refund: Any, payment: Any) -> None:
+async def _hold_top_up_refund(cashier: Cashier, refund: RefundRecord, payment: PaymentRecord) -> None:
     """The ledger holds the refund on the holder's cash balance (docs/marketing.md "Top-up refunds"); its
     consumer posts the hold on `refund.succeeded` and voids it on `refund.failed`. A hold whose refund row is
     then not committed (the cashier dies here) is voided by the ledger's wallet round once it asks
@@ -236,7 +238,7 @@ async def _hold_top_up_refund(cashier: Cashier, refund: Any, payment: Any) -> No
     )
 
 
-async def _submit(cashier: Cashier, refund: Any, attempt: Any, payment: Any) -> None:
+async def _submit(cashier: Cashier, refund: RefundRecord, attempt: AttemptRecord, payment: PaymentRecord) -> None:
     """Ask the channel (idempotent by out_refund_no = refund id) and apply a final answer if any.
 
     Unavailable or a retryable error leaves the refund pending: the poll loop asks again.

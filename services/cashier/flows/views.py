@@ -1,7 +1,7 @@
 """The merchant-facing representation of payments, refunds and deliveries (API answers and webhooks).
 
 One function per noun, used by both the API and the webhook bodies, so a merchant sees the same
-object whether it asks or is told.
+object whether it asks or is told. Each reads a typed record (domain/records.py) as the store returned it.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from services.cashier.domain.payer_actions import normalised_payer_action
+from services.cashier.domain.payments import PaymentStatus
+from services.cashier.domain.records import AttemptRecord, PaymentRecord, RefundRecord
 from services.cashier.domain.refunds import refundable_minor
 from services.cashier.events import discount_fields, purpose_fields
 
 
-def attempt_view(row: Any) -> dict[str, Any]:
+def attempt_view(row: AttemptRecord) -> dict[str, Any]:
     return {
         "id": row.id,
         "seq": row.seq,
@@ -30,7 +32,7 @@ def attempt_view(row: Any) -> dict[str, Any]:
     }
 
 
-def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, Any]:
+def payment_view(row: PaymentRecord, attempts: Sequence[AttemptRecord] | None = None) -> dict[str, Any]:
     discount = discount_fields(row)
     view = {
         "id": row.id,
@@ -59,7 +61,7 @@ def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, A
         "refundable_minor": refundable_minor(
             amount_minor=row.amount_minor, refund_reserved_minor=row.refund_reserved_minor
         )
-        if row.status == "succeeded"
+        if row.status == PaymentStatus.SUCCEEDED
         else 0,
         "metadata": row.metadata,
         **purpose_fields(row),
@@ -75,7 +77,7 @@ def payment_view(row: Any, attempts: Sequence[Any] | None = None) -> dict[str, A
     return view
 
 
-def refund_view(row: Any) -> dict[str, Any]:
+def refund_view(row: RefundRecord) -> dict[str, Any]:
     return {
         "id": row.id,
         "payment_id": row.payment_id,

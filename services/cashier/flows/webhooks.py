@@ -25,6 +25,7 @@ from libs.common.events import Envelope
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from libs.common.sealing import Sealer
+from services.cashier.domain.records import PaymentRecord
 from services.cashier.domain.webhook_endpoints import subscribes_to
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, retry_delay_seconds, signature_header
 from services.cashier.flows.context import Cashier
@@ -41,7 +42,9 @@ USER_AGENT = "Juhe-Webhooks/1.0"
 ERROR_TEXT_MAX_CHARS = 500
 
 
-async def enqueue_webhook(tx: Tx, cashier: Cashier, *, payment: Any, envelope: Envelope, data: dict[str, Any]) -> None:
+async def enqueue_webhook(
+    tx: Tx, cashier: Cashier, *, payment: PaymentRecord, envelope: Envelope, data: dict[str, Any]
+) -> None:
     """Record the merchant event of a final state and queue its deliveries: one to the payment's notify_url
     (else the merchant's default URL), signed with the merchant's secret, and one to every enabled webhook
     endpoint of the payment's mode subscribed to its type, signed with that endpoint's secret(s). The event is

@@ -33,6 +33,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from services.cashier.domain.records import PaymentRecord
+from services.cashier.store.codec import payment_from_row, payment_or_none
 from services.cashier.store.tables import ID, metadata, payments, refunds
 
 checkout_sessions = Table(
@@ -172,14 +174,14 @@ async def list_due(conn: AsyncConnection, *, now: datetime, limit: int) -> list[
     return list((await conn.execute(query)).all())
 
 
-async def first_late_success(conn: AsyncConnection, session_id: str) -> Row[Any] | None:
+async def first_late_success(conn: AsyncConnection, session_id: str) -> PaymentRecord | None:
     """The session's earliest late-succeeded payment, if any."""
     query = (select(payments).where(*_LATE, _session_of_payment == session_id)
              .order_by(payments.c.succeeded_at, payments.c.id).limit(1))  # fmt: skip
-    return (await conn.execute(query)).first()
+    return payment_or_none((await conn.execute(query)).first())
 
 
-async def list_late_to_refund(conn: AsyncConnection, *, limit: int) -> list[Row[Any]]:
+async def list_late_to_refund(conn: AsyncConnection, *, limit: int) -> list[PaymentRecord]:
     """Late successes of final sessions that did not pay the session and have no refund yet: the payer paid
     twice, or after the session ended. A payment with any refund (ours, or the merchant's own) is left be."""
     refunded = select(refunds.c.id).where(refunds.c.payment_id == payments.c.id).exists()
@@ -190,4 +192,4 @@ async def list_late_to_refund(conn: AsyncConnection, *, limit: int) -> list[Row[
                checkout_sessions.c.paid_payment_id.is_distinct_from(payments.c.id), ~refunded)
         .order_by(payments.c.id).limit(limit)
     )  # fmt: skip
-    return list((await conn.execute(query)).all())
+    return [payment_from_row(row) for row in await conn.execute(query)]

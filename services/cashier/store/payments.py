@@ -1,7 +1,11 @@
-"""Payments and attempts: inserts, reads scoped by merchant, and compare-and-set status changes.
+"""Payments and attempts: inserts, reads scoped by merchant, and named status changes.
 
-No function here updates a status without naming the status it expects to replace: a concurrent
-change makes the UPDATE match nothing and the caller re-reads and decides again.
+Every read returns typed records (domain/records.py, built by store/codec.py). A status changes only
+through a named transition (`mark_payment_succeeded`, `mark_attempt_processing`, …): each is a
+compare-and-set on the status it expects to replace (the record's, or the one legal source named in its
+docstring), checked against the state machine of domain/payments.py, and returns the record as written.
+A concurrent change makes the UPDATE match nothing: the transition returns None and the caller re-reads
+and decides again.
 """
 
 from __future__ import annotations
@@ -10,15 +14,23 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, func, or_, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from services.cashier.domain.payments import AttemptStatus, PaymentScene, PaymentStatus
+from services.cashier.domain.payments import (
+    AttemptStatus,
+    PaymentScene,
+    PaymentStatus,
+    can_move_attempt,
+    can_move_payment,
+)
+from services.cashier.domain.records import AttemptRecord, PaymentRecord
+from services.cashier.store.codec import attempt_from_row, attempt_or_none, payment_from_row, payment_or_none
 from services.cashier.store.tables import attempts, payments
 
 
-async def insert_payment(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any] | None:
+async def insert_payment(conn: AsyncConnection, values: dict[str, Any]) -> PaymentRecord | None:
     """Insert; None when (merchant_id, merchant_order_no) already exists."""
     statement = (
         insert(payments)
@@ -26,31 +38,31 @@ async def insert_payment(conn: AsyncConnection, values: dict[str, Any]) -> Row[A
         .on_conflict_do_nothing(constraint="uq_payments_merchant_order")
         .returning(payments)
     )
-    return (await conn.execute(statement)).first()
+    return payment_or_none((await conn.execute(statement)).first())
 
 
 async def get_payment(
     conn: AsyncConnection, *, merchant_id: str, payment_id: str, livemode: bool | None = None
-) -> Row[Any] | None:
+) -> PaymentRecord | None:
     """The merchant's payment; with `livemode`, only if it is of that mode (a test key never sees a live one)."""
     query = select(payments).where(payments.c.id == payment_id, payments.c.merchant_id == merchant_id)
     if livemode is not None:
         query = query.where(payments.c.livemode.is_(livemode))
-    return (await conn.execute(query)).first()
+    return payment_or_none((await conn.execute(query)).first())
 
 
-async def get_payment_unscoped(conn: AsyncConnection, payment_id: str) -> Row[Any] | None:
+async def get_payment_unscoped(conn: AsyncConnection, payment_id: str) -> PaymentRecord | None:
     """For the worker and channel notifications, which act for whichever merchant owns the payment."""
-    return (await conn.execute(select(payments).where(payments.c.id == payment_id))).first()
+    return payment_or_none((await conn.execute(select(payments).where(payments.c.id == payment_id))).first())
 
 
 async def get_payment_by_order_no(
     conn: AsyncConnection, *, merchant_id: str, merchant_order_no: str
-) -> Row[Any] | None:
+) -> PaymentRecord | None:
     query = select(payments).where(
         payments.c.merchant_id == merchant_id, payments.c.merchant_order_no == merchant_order_no
     )
-    return (await conn.execute(query)).first()
+    return payment_or_none((await conn.execute(query)).first())
 
 
 async def list_payments(
@@ -66,7 +78,7 @@ async def list_payments(
     amount_from: int | None = None,
     amount_to: int | None = None,
     livemode: bool | None = None,
-) -> Sequence[Row[Any]]:
+) -> list[PaymentRecord]:
     """Newest first; the cursor is the last id of the previous page (ids sort by creation time). Amount bounds are
     inclusive (minor units); `livemode` keeps one mode's payments (None: both)."""
     query = select(payments).where(payments.c.merchant_id == merchant_id)
@@ -86,7 +98,7 @@ async def list_payments(
         query = query.where(payments.c.amount_minor >= amount_from)
     if amount_to is not None:
         query = query.where(payments.c.amount_minor <= amount_to)
-    return (await conn.execute(query.order_by(payments.c.id.desc()).limit(limit))).all()
+    return [payment_from_row(row) for row in await conn.execute(query.order_by(payments.c.id.desc()).limit(limit))]
 
 
 async def payment_aggregates(
@@ -126,81 +138,261 @@ async def payment_aggregates(
     return (await conn.execute(query)).all()
 
 
-async def cas_payment(
-    conn: AsyncConnection, payment_id: str, *, old: PaymentStatus, new: PaymentStatus, **fields: Any
-) -> Row[Any] | None:
-    """Move the payment from `old` to `new` (plus the named fields); None if it was not in `old`."""
+# ------------------------------------------------------------------------------------------ payment transitions
+
+
+async def _move_payment(
+    conn: AsyncConnection, payment_id: str, *, old: PaymentStatus, new: PaymentStatus, values: dict[str, Any]
+) -> PaymentRecord | None:
+    """The one compare-and-set under every payment transition: `old → new` plus `values`; None if not in `old`."""
+    if not can_move_payment(old, new):
+        raise ValueError(f"a payment cannot move from {old} to {new}")
     statement = (
         payments.update()
         .where(payments.c.id == payment_id, payments.c.status == old.value)
-        .values(status=new.value, updated_at=func.now(), **fields)
+        .values(status=new.value, updated_at=func.now(), **values)
         .returning(payments)
     )
-    return (await conn.execute(statement)).first()
+    return payment_or_none((await conn.execute(statement)).first())
 
 
-async def set_payment_attempt(
-    conn: AsyncConnection, payment_id: str, *, status: PaymentStatus, **fields: Any
-) -> Row[Any] | None:
-    """Point the payment at its current attempt without changing status (guarded on the status read)."""
+async def mark_payment_processing(
+    conn: AsyncConnection, payment_id: str, *, payer_action: dict[str, Any] | None
+) -> PaymentRecord | None:
+    """`created → processing` (the only way in): the channel took the current attempt's order; `payer_action` is
+    what the payer does next (a QR code, a page), shown by the payment."""
+    return await _move_payment(
+        conn, payment_id, old=PaymentStatus.CREATED, new=PaymentStatus.PROCESSING, values={"payer_action": payer_action}
+    )
+
+
+async def mark_payment_succeeded(
+    conn: AsyncConnection,
+    payment: PaymentRecord,
+    *,
+    attempt: AttemptRecord,
+    channel_trade_no: str | None,
+    succeeded_at: datetime,
+    late_success: bool,
+    channel_discount: dict[str, Any] | None = None,
+    wallet_split: dict[str, int] | None = None,
+) -> PaymentRecord | None:
+    """`payment.status → succeeded` on `attempt`: the payment takes the attempt's channel, route and fee in force.
+    `late_success` when it had been closed or failed (the channel holds the money). `channel_discount` and
+    `wallet_split` are written only when given (None leaves the column as it is)."""
+    values: dict[str, Any] = {
+        "current_attempt_id": attempt.id,
+        "channel": attempt.channel,
+        "route_id": attempt.route_id,
+        "fee_minor": attempt.fee_minor,
+        "fee_rate_bps": attempt.fee_rate_bps,
+        "channel_trade_no": channel_trade_no,
+        "succeeded_at": succeeded_at,
+        "late_success": late_success,
+    }
+    if channel_discount is not None:
+        values["channel_discount"] = channel_discount
+    if wallet_split is not None:
+        values["wallet_split"] = wallet_split
+    return await _move_payment(conn, payment.id, old=payment.status, new=PaymentStatus.SUCCEEDED, values=values)
+
+
+async def mark_payment_failed(
+    conn: AsyncConnection,
+    payment: PaymentRecord,
+    *,
+    failed_at: datetime,
+    failure_code: str,
+    failure_message: str | None,
+) -> PaymentRecord | None:
+    """`payment.status → failed`: every candidate refused or was down, or the channel reported the trade failed."""
+    values = {"failed_at": failed_at, "failure_code": failure_code, "failure_message": failure_message}
+    return await _move_payment(conn, payment.id, old=payment.status, new=PaymentStatus.FAILED, values=values)
+
+
+async def mark_payment_closed(
+    conn: AsyncConnection, payment: PaymentRecord, *, closed_at: datetime, reason: str
+) -> PaymentRecord | None:
+    """`payment.status → closed`; `reason` (closed_by_merchant, expired, closed_at_channel, …) is kept as its
+    `failure_code`."""
+    values = {"closed_at": closed_at, "failure_code": reason}
+    return await _move_payment(conn, payment.id, old=payment.status, new=PaymentStatus.CLOSED, values=values)
+
+
+async def point_payment_at_attempt(
+    conn: AsyncConnection,
+    payment_id: str,
+    *,
+    attempt_id: str,
+    channel: str,
+    route_id: str | None,
+    fee_minor: int | None,
+    fee_rate_bps: int | None,
+) -> PaymentRecord | None:
+    """Point a still `created` payment at its next attempt (a fail-over) and that attempt's route and fee; the
+    status does not change. None when the payment moved on meanwhile (closed by the merchant or expiry)."""
     statement = (
         payments.update()
-        .where(payments.c.id == payment_id, payments.c.status == status.value)
-        .values(updated_at=func.now(), **fields)
+        .where(payments.c.id == payment_id, payments.c.status == PaymentStatus.CREATED.value)
+        .values(
+            updated_at=func.now(),
+            current_attempt_id=attempt_id,
+            channel=channel,
+            route_id=route_id,
+            fee_minor=fee_minor,
+            fee_rate_bps=fee_rate_bps,
+        )
         .returning(payments)
     )
-    return (await conn.execute(statement)).first()
+    return payment_or_none((await conn.execute(statement)).first())
 
 
-async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
-    return (await conn.execute(insert(attempts).values(**values).returning(attempts))).one()
+# ------------------------------------------------------------------------------------------------- attempts
 
 
-async def list_attempts(conn: AsyncConnection, payment_id: str) -> Sequence[Row[Any]]:
+async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> AttemptRecord:
+    return attempt_from_row((await conn.execute(insert(attempts).values(**values).returning(attempts))).one())
+
+
+async def list_attempts(conn: AsyncConnection, payment_id: str) -> list[AttemptRecord]:
     query = select(attempts).where(attempts.c.payment_id == payment_id).order_by(attempts.c.seq)
-    return (await conn.execute(query)).all()
+    return [attempt_from_row(row) for row in await conn.execute(query)]
 
 
-async def list_attempts_of(conn: AsyncConnection, payment_ids: Sequence[str]) -> dict[str, list[Row[Any]]]:
+async def list_attempts_of(conn: AsyncConnection, payment_ids: Sequence[str]) -> dict[str, list[AttemptRecord]]:
     """The attempts of a page of payments in one query (a list shows each payment's attempts, as a read does)."""
-    found: dict[str, list[Row[Any]]] = {payment_id: [] for payment_id in payment_ids}
+    found: dict[str, list[AttemptRecord]] = {payment_id: [] for payment_id in payment_ids}
     if payment_ids:
         query = select(attempts).where(attempts.c.payment_id.in_(payment_ids)).order_by(attempts.c.seq)
-        for row in (await conn.execute(query)).all():
-            found[row.payment_id].append(row)
+        for row in await conn.execute(query):
+            attempt = attempt_from_row(row)
+            found[attempt.payment_id].append(attempt)
     return found
 
 
-async def get_attempt(conn: AsyncConnection, attempt_id: str) -> Row[Any] | None:
-    return (await conn.execute(select(attempts).where(attempts.c.id == attempt_id))).first()
+async def get_attempt(conn: AsyncConnection, attempt_id: str) -> AttemptRecord | None:
+    return attempt_or_none((await conn.execute(select(attempts).where(attempts.c.id == attempt_id))).first())
 
 
 async def get_attempt_by_out_trade_no(
     conn: AsyncConnection, *, merchant_id: str, channel: str, out_trade_no: str
-) -> Row[Any] | None:
+) -> AttemptRecord | None:
     query = select(attempts).where(
         attempts.c.out_trade_no == out_trade_no,
         attempts.c.merchant_id == merchant_id,
         attempts.c.channel == channel,
     )
-    return (await conn.execute(query)).first()
+    return attempt_or_none((await conn.execute(query)).first())
 
 
-async def cas_attempt(
-    conn: AsyncConnection, attempt_id: str, *, old: AttemptStatus, new: AttemptStatus, **fields: Any
-) -> Row[Any] | None:
+# ------------------------------------------------------------------------------------------ attempt transitions
+
+
+async def _move_attempt(
+    conn: AsyncConnection, attempt_id: str, *, old: AttemptStatus, new: AttemptStatus, values: dict[str, Any]
+) -> AttemptRecord | None:
+    """The one compare-and-set under every attempt transition: `old → new` plus `values`; None if not in `old`."""
+    if not can_move_attempt(old, new):
+        raise ValueError(f"an attempt cannot move from {old} to {new}")
     statement = (
         attempts.update()
         .where(attempts.c.id == attempt_id, attempts.c.status == old.value)
-        .values(status=new.value, updated_at=func.now(), **fields)
+        .values(status=new.value, updated_at=func.now(), **values)
         .returning(attempts)
     )
-    return (await conn.execute(statement)).first()
+    return attempt_or_none((await conn.execute(statement)).first())
+
+
+async def mark_attempt_processing(
+    conn: AsyncConnection,
+    attempt_id: str,
+    *,
+    payer_action: dict[str, Any] | None,
+    channel_trade_no: str | None,
+    latency_ms: int | None,
+    next_poll_at: datetime,
+) -> AttemptRecord | None:
+    """`created → processing` (the only way in): the channel's first answer to the prepay; `next_poll_at` is the
+    first status query. None when a concurrent driver recorded the attempt's answer first."""
+    values = {
+        "payer_action": payer_action,
+        "channel_trade_no": channel_trade_no,
+        "latency_ms": latency_ms,
+        "next_poll_at": next_poll_at,
+    }
+    return await _move_attempt(conn, attempt_id, old=AttemptStatus.CREATED, new=AttemptStatus.PROCESSING, values=values)
+
+
+async def mark_attempt_refused(
+    conn: AsyncConnection,
+    attempt: AttemptRecord,
+    *,
+    failure_code: str,
+    failure_message: str,
+    retryable: bool,
+    latency_ms: int,
+    finished_at: datetime,
+) -> AttemptRecord | None:
+    """`attempt.status → failed` because its prepay failed (refused, or the channel was down: `retryable`)."""
+    values = {
+        "failure_code": failure_code,
+        "failure_message": failure_message,
+        "retryable": retryable,
+        "latency_ms": latency_ms,
+        "finished_at": finished_at,
+        "next_poll_at": None,
+    }
+    return await _move_attempt(conn, attempt.id, old=attempt.status, new=AttemptStatus.FAILED, values=values)
+
+
+def _finished(finished_at: datetime, channel_trade_no: str | None) -> dict[str, Any]:
+    """What every final attempt transition writes: when, no more polling, and the channel's trade number when the
+    channel named one (None leaves the one recorded before)."""
+    values: dict[str, Any] = {"finished_at": finished_at, "next_poll_at": None}
+    if channel_trade_no:
+        values["channel_trade_no"] = channel_trade_no
+    return values
+
+
+async def mark_attempt_succeeded(
+    conn: AsyncConnection,
+    attempt: AttemptRecord,
+    *,
+    finished_at: datetime,
+    channel_trade_no: str | None,
+    duplicate_success: bool,
+) -> AttemptRecord | None:
+    """`attempt.status → succeeded`: the channel has the payer's money. `duplicate_success` when the payment had
+    already succeeded on another attempt (the payer paid twice: the operator refunds this one)."""
+    values = _finished(finished_at, channel_trade_no)
+    if duplicate_success:
+        values["duplicate_success"] = True
+    return await _move_attempt(conn, attempt.id, old=attempt.status, new=AttemptStatus.SUCCEEDED, values=values)
+
+
+async def mark_attempt_failed(
+    conn: AsyncConnection, attempt: AttemptRecord, *, finished_at: datetime, channel_trade_no: str | None
+) -> AttemptRecord | None:
+    """`attempt.status → failed`: the channel reported the trade failed."""
+    values = _finished(finished_at, channel_trade_no)
+    return await _move_attempt(conn, attempt.id, old=attempt.status, new=AttemptStatus.FAILED, values=values)
+
+
+async def mark_attempt_closed(
+    conn: AsyncConnection, attempt: AttemptRecord, *, finished_at: datetime, channel_trade_no: str | None = None
+) -> AttemptRecord | None:
+    """`attempt.status → closed`: closed at the channel, with its payment (merchant, expiry), or left behind by a
+    payment that moved on while the attempt was `created`."""
+    values = _finished(finished_at, channel_trade_no)
+    return await _move_attempt(conn, attempt.id, old=attempt.status, new=AttemptStatus.CLOSED, values=values)
+
+
+# ------------------------------------------------------------------------------------- polling and re-driving
 
 
 async def claim_attempts_to_poll(
     conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
-) -> Sequence[Row[Any]]:
+) -> list[tuple[AttemptRecord, bool]]:
     """Processing attempts whose next query is due, leased so another replica skips them meanwhile; each with its
     payment's `livemode` (the query must use the config of the payment's mode: a merchant may hold both)."""
     due = (
@@ -217,10 +409,10 @@ async def claim_attempts_to_poll(
         .values(next_poll_at=lease_until)
         .returning(*attempts.c, payments.c.livemode)
     )
-    return (await conn.execute(statement)).all()
+    return [(attempt_from_row(row), row.livemode) for row in await conn.execute(statement)]
 
 
-def _redrive_due(now: datetime, grace_before: datetime) -> Any:
+def _redrive_due(now: datetime, grace_before: datetime) -> ColumnElement[bool]:
     """A `created` attempt whose driver's lease (next_poll_at) has passed. Attempts written before leases
     existed (next_poll_at NULL) count from their creation plus the grace."""
     return and_(
@@ -234,7 +426,7 @@ def _redrive_due(now: datetime, grace_before: datetime) -> Any:
 
 async def claim_attempts_to_redrive(
     conn: AsyncConnection, *, now: datetime, grace_before: datetime, lease_until: datetime, limit: int
-) -> Sequence[Row[Any]]:
+) -> list[AttemptRecord]:
     """`created` attempts nobody is driving any more (the prepay never ran, or its result was never
     written), leased to this caller until `lease_until` so a retrying client or another replica waits."""
     due = (
@@ -251,12 +443,12 @@ async def claim_attempts_to_redrive(
         .values(next_poll_at=lease_until, updated_at=func.now())
         .returning(attempts)
     )
-    return (await conn.execute(statement)).all()
+    return [attempt_from_row(row) for row in await conn.execute(statement)]
 
 
 async def claim_attempt_to_redrive(
     conn: AsyncConnection, attempt_id: str, *, now: datetime, grace_before: datetime, lease_until: datetime
-) -> Row[Any] | None:
+) -> AttemptRecord | None:
     """The same lease for one attempt (a client retrying its create); None while someone else holds it."""
     statement = (
         attempts.update()
@@ -264,7 +456,7 @@ async def claim_attempt_to_redrive(
         .values(next_poll_at=lease_until, updated_at=func.now())
         .returning(attempts)
     )
-    return (await conn.execute(statement)).first()
+    return attempt_or_none((await conn.execute(statement)).first())
 
 
 async def schedule_attempt_poll(
@@ -277,7 +469,7 @@ async def schedule_attempt_poll(
     )
 
 
-async def list_expired_payments(conn: AsyncConnection, *, now: datetime, limit: int) -> Sequence[Row[Any]]:
+async def list_expired_payments(conn: AsyncConnection, *, now: datetime, limit: int) -> list[PaymentRecord]:
     query = (
         select(payments)
         .where(
@@ -289,7 +481,7 @@ async def list_expired_payments(conn: AsyncConnection, *, now: datetime, limit: 
         .order_by(payments.c.expire_at)
         .limit(limit)
     )
-    return (await conn.execute(query)).all()
+    return [payment_from_row(row) for row in await conn.execute(query)]
 
 
 async def advance_deadline(conn: AsyncConnection, payment_id: str, *, now: datetime) -> bool:

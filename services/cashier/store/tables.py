@@ -270,7 +270,7 @@ webhook_attempts = Table(
     Index("ix_webhook_attempts_delivery", "delivery_id", "id"),
 )
 
-# Channel profit-sharing orders (contract B, migration 0005). Idempotent by (payment_id, order_no);
+# Channel profit-sharing orders (docs/contracts.md §2, migration 0005). Idempotent by (payment_id, order_no);
 # `out_order_no` is what the channel sees (WeChat out_order_no, Alipay out_request_no): unique per cashier.
 profit_sharing_orders = Table(
     "profit_sharing_orders",

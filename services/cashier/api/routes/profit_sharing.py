@@ -1,4 +1,4 @@
-"""Channel profit sharing of a paid payment (internal, contract B: settlement calls it)."""
+"""Channel profit sharing of a paid payment (internal, docs/contracts.md §2: settlement calls it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Alipay daily trade bill: zip of GBK CSVs → base.BillLine (protocols.md §2.8).
+"""Alipay daily trade bill: zip of GBK CSVs → base.BillLine (docs/protocols/alipay.md §8).
 
 The detail file (`<pid>_<yyyyMMdd>_业务明细.csv`) has `#` comment lines around a header row and the
 data rows; ID and text cells end with a TAB so Excel keeps them as text; headers use full-width

@@ -1,4 +1,4 @@
-"""Alipay certificate mode (公钥证书模式, protocols.md §2.7), merchant side.
+"""Alipay certificate mode (公钥证书模式, docs/protocols/alipay.md §7), merchant side.
 
 In certificate mode every request names the merchant's app certificate (`app_cert_sn`) and Alipay's
 root certificate(s) (`alipay_root_cert_sn`, the SNs of the RSA roots in the root file joined by `_`),

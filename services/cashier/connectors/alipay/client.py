@@ -60,10 +60,10 @@ from services.cashier.connectors.base import (
     RefundRequest,
     RefundResult,
     RefundStatus,
-    Scene,
     TradeQueryResult,
     TradeStatus,
 )
+from services.cashier.domain.payments import PaymentScene
 
 CODE_SUCCESS = "10000"
 CODE_SERVICE_UNAVAILABLE = "20000"
@@ -89,12 +89,12 @@ METHOD_OAUTH_TOKEN = "alipay.system.oauth.token"
 CODE_PAYING = "10003"  # trade.pay: order created, the payer must confirm (password step)
 
 _PRODUCT_CODES = {
-    Scene.NATIVE_QR: "FACE_TO_FACE_PAYMENT",
-    Scene.PAGE: "FAST_INSTANT_TRADE_PAY",
-    Scene.H5: "QUICK_WAP_WAY",
-    Scene.APP: "QUICK_MSECURITY_PAY",
-    Scene.JSAPI: "JSAPI_PAY",  # alipay.trade.create for a buyer_id from the OAuth (payer_openid)
-    Scene.MINI_PROGRAM: "JSAPI_PAY",
+    PaymentScene.NATIVE_QR: "FACE_TO_FACE_PAYMENT",
+    PaymentScene.PAGE: "FAST_INSTANT_TRADE_PAY",
+    PaymentScene.H5: "QUICK_WAP_WAY",
+    PaymentScene.APP: "QUICK_MSECURITY_PAY",
+    PaymentScene.JSAPI: "JSAPI_PAY",  # alipay.trade.create for a buyer_id from the OAuth (payer_openid)
+    PaymentScene.MINI_PROGRAM: "JSAPI_PAY",
 }
 
 
@@ -162,7 +162,7 @@ class AlipayConnector:
         extra: dict[str, str] | None = None,
     ) -> dict[str, str]:
         """Common parameters + biz_content (None: none, e.g. oauth.token's grant_type/code are common
-        parameters, `extra`), signed (protocols.md §2.1, §2.2)."""
+        parameters, `extra`), signed (docs/protocols/alipay.md §1, §2)."""
         params: dict[str, str | None] = {
             "app_id": self._config.app_id,
             "method": method,
@@ -271,22 +271,22 @@ class AlipayConnector:
             biz["time_expire"] = format_beijing(request.expire_at)
         if request.profit_sharing:
             biz["extend_params"] = {"royalty_freeze": "true"}
-        if request.scene is Scene.NATIVE_QR:
+        if request.scene is PaymentScene.NATIVE_QR:
             node = await self._call(METHOD_PRECREATE, biz, notify_url=request.notify_url)
             self._raise_for_code(METHOD_PRECREATE, node)
             qr_code = node.get("qr_code")
             if not qr_code:
                 raise ChannelUnavailable("alipay precreate: success without qr_code")
             return PrepayResult(payer_action={"type": "qr_code", "qr_code": str(qr_code)})
-        if request.scene in (Scene.JSAPI, Scene.MINI_PROGRAM):
+        if request.scene in (PaymentScene.JSAPI, PaymentScene.MINI_PROGRAM):
             return await self._create_jsapi(request, biz)
         if request.attach:
             # Alipay hands passback_params back URL-encoded; encode on the way out as its docs ask.
             biz["passback_params"] = quote(request.attach, safe="")
-        if request.scene is Scene.APP:
+        if request.scene is PaymentScene.APP:
             params = self._signed_params(METHOD_APP_PAY, biz, notify_url=request.notify_url)
             return PrepayResult(payer_action={"type": "app", "order_string": urlencode(params)})
-        method = METHOD_PAGE_PAY if request.scene is Scene.PAGE else METHOD_WAP_PAY
+        method = METHOD_PAGE_PAY if request.scene is PaymentScene.PAGE else METHOD_WAP_PAY
         params = self._signed_params(method, biz, notify_url=request.notify_url, return_url=request.return_url)
         separator = "&" if "?" in self._config.gateway_url else "?"
         return PrepayResult(
@@ -303,7 +303,7 @@ class AlipayConnector:
         )
 
     async def query(self, out_trade_no: str) -> TradeQueryResult:
-        # voucher_detail_list only when asked for (protocols.md §6.3): the channel-funded discounts
+        # voucher_detail_list only when asked for (docs/protocols/alipay.md §12): the channel-funded discounts
         node = await self._call(METHOD_QUERY, {"out_trade_no": out_trade_no, "query_options": ["voucher_detail_list"]})
         if self._not_exist(node):
             # Precreated trades do not exist at Alipay until the buyer scans the QR code.

@@ -1,9 +1,9 @@
 """支付宝商家券 2.0 (`alipay.marketing.activity.ordervoucher.*`) and its activity messages, the app's side.
 
-Facts relied on (protocols.md §6.3, sandboxes/alipay/README.md "Vouchers"): `create` answers `activity_id` and
-the activity is usable at once (Alipay has no pause: `stop` ends it); every call is idempotent by `out_biz_no`
-with the same parameters; `send {activity_id, out_biz_no, user_id}` answers `voucher_code`; `query` reports
-`activity_status` and `voucher_inventory_info{send_count, use_count}`. The messages
+Facts relied on (docs/protocols/alipay.md §12, sandboxes/alipay/README.md "Vouchers"): `create` answers
+`activity_id` and the activity is usable at once (Alipay has no pause: `stop` ends it); every call is idempotent
+by `out_biz_no` with the same parameters; `send {activity_id, out_biz_no, user_id}` answers `voucher_code`;
+`query` reports `activity_status` and `voucher_inventory_info{send_count, use_count}`. The messages
 `alipay.marketing.activity.message.*` come to the app's message gateway form-encoded and signed like a
 notification (rsaCheckV1), the event in `biz_content` (JSON).
 """

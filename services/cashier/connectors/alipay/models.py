@@ -190,7 +190,7 @@ def response_yuan_to_fen(value: object) -> int | None:
 
 
 def voucher_discounts(vouchers: object) -> tuple[ChannelDiscount, ...]:
-    """`voucher_detail_list` (a list in a query, a JSON string in a notification; protocols.md §6.3): the
+    """`voucher_detail_list` (a list in a query, a JSON string in a notification; docs/protocols/alipay.md §12): the
     merchant's contribution is not received by the merchant (`receipt_amount` leaves it out), the rest
     (Alipay's, a third party's) is the channel's. Tolerant: unreadable entries are ignored."""
     if isinstance(vouchers, str):

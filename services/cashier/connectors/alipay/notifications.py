@@ -1,4 +1,4 @@
-"""Alipay async notifications (trade_status_sync) and browser return redirects (protocols.md §2.6).
+"""Alipay async notifications (trade_status_sync) and browser return redirects (docs/protocols/alipay.md §6).
 
 Both arrive as flat key/value parameters signed by Alipay and are checked with rsaCheckV1: every
 parameter except `sign` and `sign_type`, sorted, joined raw. A notification is only believed after

@@ -1,4 +1,4 @@
-"""Alipay royalty (分账, protocols.md §2.9): bind receivers, `alipay.trade.order.settle`, settle query.
+"""Alipay royalty (分账, docs/protocols/alipay.md §9): bind receivers, `alipay.trade.order.settle`, settle query.
 
 The trade must have been created with `PrepayRequest.profit_sharing=True` (royalty_freeze). Amounts are
 fen here and yuan strings at Alipay. Tolerant reader: `settle_no` is optional (older answers only carry

@@ -1,4 +1,4 @@
-"""Alipay OpenAPI v2 RSA2 signatures (protocols.md §2.2, §2.3, §2.6).
+"""Alipay OpenAPI v2 RSA2 signatures (docs/protocols/alipay.md §2, §3, §6).
 
 Three different byte strings are signed on this channel, and mixing them up is the classic Alipay
 integration bug, so each has its own function:

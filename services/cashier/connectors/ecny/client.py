@@ -1,7 +1,7 @@
 """e-CNY acquiring-bank connector (Juhe's model protocol, docs/protocols/ecny.md) over httpx.
 
-* create (`POST /v1/orders`): `Scene.NATIVE_QR` → a QR code the payer scans with the e-CNY wallet
-  app; `Scene.H5` → a deep link that opens the wallet app (with an https fallback page);
+* create (`POST /v1/orders`): `PaymentScene.NATIVE_QR` → a QR code the payer scans with the e-CNY wallet
+  app; `PaymentScene.H5` → a deep link that opens the wallet app (with an https fallback page);
 * query, close, refund (partial, by `out_refund_no`), refund query, signed notifications, daily bill.
 
 Every answer must carry a valid SM2 signature from the bank's key and a fresh timestamp before any
@@ -28,7 +28,6 @@ from services.cashier.connectors.base import (
     RefundRequest,
     RefundResult,
     RefundStatus,
-    Scene,
     TradeQueryResult,
     TradeStatus,
 )
@@ -36,11 +35,12 @@ from services.cashier.connectors.ecny import signing
 from services.cashier.connectors.ecny.bills import BillFormatError, parse_bill
 from services.cashier.connectors.ecny.models import HEADER_MERCHANT, SUPPORTED_CURRENCY, EcnyConfig
 from services.cashier.connectors.ecny.notifications import notification_from_body, order_result, refund_result
+from services.cashier.domain.payments import PaymentScene
 
 RESPONSE_BODY_MAX_BYTES = 32 * 1024 * 1024
 NOT_FOUND_CODES = frozenset({"ORDER_NOT_FOUND", "REFUND_NOT_FOUND"})
 RETRYABLE_CODES = frozenset({"SYSTEM_BUSY"})
-_SCENES = {Scene.NATIVE_QR: "QR", Scene.H5: "H5"}
+_SCENES = {PaymentScene.NATIVE_QR: "QR", PaymentScene.H5: "H5"}
 
 
 class EcnyConnector:

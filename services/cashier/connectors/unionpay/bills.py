@@ -1,4 +1,4 @@
-"""UnionPay daily settlement file (对账文件): file transfer answer → base.BillLine (protocols.md §3.3).
+"""UnionPay daily settlement file (对账文件): file transfer answer → base.BillLine (docs/protocols/unionpay.md §7).
 
 The file transfer transaction (txnType 76, fileType 00, settleDate MMDD) answers `fileContent` =
 Base64(zlib-deflate(zip)), as the official SDK's `deCodeFileContent` reads it. The zip holds, among

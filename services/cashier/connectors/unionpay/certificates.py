@@ -1,7 +1,7 @@
 """UnionPay certificates: the merchant's PFX, `certId`, and the chain check of `signPubKeyCert`.
 
 * The merchant signs with the key in its PFX (PKCS#12); `certId` is the **decimal** serial number of
-  the certificate in that PFX (protocols.md §3.2).
+  the certificate in that PFX (docs/protocols/unionpay.md §2).
 * Version 5.1.0 answers carry the signer's certificate (`signPubKeyCert`, PEM). It is believed only
   when (1) it was issued by the configured middle certificate, which was issued by the configured
   root, all three within their validity at the time of the check; (2) it is not itself a CA; and

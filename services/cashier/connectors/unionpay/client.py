@@ -1,8 +1,8 @@
 """UnionPay online payment (全渠道, ACP 5.1.0) connector over httpx.AsyncClient.
 
-Flows (protocols.md §3.3):
-* consume: web (`Scene.PAGE`, channelType 07) and mobile web (`Scene.H5`, channelType 08) return a
-  signed auto-submit form for the browser to POST to `frontTransReq.do`; app (`Scene.APP`) calls
+Flows (docs/protocols/unionpay.md §4):
+* consume: web (`PaymentScene.PAGE`, channelType 07) and mobile web (`PaymentScene.H5`, channelType 08) return a
+  signed auto-submit form for the browser to POST to `frontTransReq.do`; app (`PaymentScene.APP`) calls
   `appTransReq.do` server-side and returns the `tn` the UnionPay app SDK needs;
 * query (`queryTrans.do`): `respCode` is the query call's own status, `origRespCode` the queried
   transaction's (00 success; 03/04/05 unknown → query again; 34 no such transaction);
@@ -41,7 +41,6 @@ from services.cashier.connectors.base import (
     RefundRequest,
     RefundResult,
     RefundStatus,
-    Scene,
     TradeQueryResult,
     TradeStatus,
 )
@@ -92,6 +91,7 @@ from services.cashier.connectors.unionpay.notifications import (
     refund_from_fields,
     verify_message,
 )
+from services.cashier.domain.payments import PaymentScene
 
 RESPONSE_BODY_MAX_BYTES = 8 * 1024 * 1024  # the file transfer answer carries the whole zip
 SUPPORTED_CURRENCY = "CNY"
@@ -205,20 +205,20 @@ class UnionPayConnector:
 
     async def prepay(self, request: PrepayRequest) -> PrepayResult:
         """Web/mobile: the signed auto-submit form; app: the `tn` from appTransReq."""
-        if request.scene not in (Scene.PAGE, Scene.H5, Scene.APP):
+        if request.scene not in (PaymentScene.PAGE, PaymentScene.H5, PaymentScene.APP):
             raise ChannelError("SCENE_NOT_SUPPORTED", f"unionpay has no {request.scene} flow in this connector")
         order_id, txn_time = self._ids(request.out_trade_no)
         expire_at = request.expire_at or self._clock() + timedelta(minutes=self._config.pay_timeout_minutes)
         fields = self._fields(
             TXN_CONSUME, "01", BIZ_TYPE_B2C,
-            channelType=CHANNEL_PC if request.scene is Scene.PAGE else CHANNEL_MOBILE,
+            channelType=CHANNEL_PC if request.scene is PaymentScene.PAGE else CHANNEL_MOBILE,
             orderId=order_id, txnTime=txn_time, txnAmt=self._amount(request.amount_minor, request.currency),
             currencyCode=CURRENCY_CODE_CNY, backUrl=request.notify_url,
-            frontUrl=request.return_url if request.scene is not Scene.APP else None,
+            frontUrl=request.return_url if request.scene is not PaymentScene.APP else None,
             payTimeout=format_txn_time(expire_at), reqReserved=request.attach,
             riskRateInfo="{commodityName=" + request.description[:50] + "}" if request.description else None,
         )  # fmt: skip
-        if request.scene is Scene.APP:
+        if request.scene is PaymentScene.APP:
             answer = await self._post(APP_PATH, fields)
             if answer["respCode"] != RESP_SUCCESS:
                 raise self._refused("appTransReq", answer)

@@ -1,4 +1,4 @@
-"""UnionPay back notifications (backUrl) and front redirects (frontUrl), protocols.md §3.5.
+"""UnionPay back notifications (backUrl) and front redirects (frontUrl), docs/protocols/unionpay.md §6.
 
 Both are form POSTs of the result fields plus `signPubKeyCert` and `signature`. A message is believed
 only when its certificate chains to the configured root/middle and passes the CN rule, its

@@ -1,4 +1,4 @@
-"""UnionPay ACP 5.1.0 signatures (signMethod=01) and the `k=v&…` wire format (protocols.md §3.1, §3.2).
+"""UnionPay ACP 5.1.0 signatures (signMethod=01) and the `k=v&…` wire format (docs/protocols/unionpay.md §1, §2).
 
 Signing, as the official SDK's `SDKUtil.sign` (sha256X16 + signBySoft256):
 1. blank fields are removed and values trimmed (`filterBlank`);

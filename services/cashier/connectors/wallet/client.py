@@ -1,4 +1,4 @@
-"""The wallet connector: the platform wallet as a channel whose institution is the ledger (DESIGN §6).
+"""The wallet connector: the platform wallet as a channel whose institution is the ledger (docs/ledger.md).
 
 A wallet payment is the §3.2 two-phase transfer: `prepay` holds the payer's balance (pending transfer
 `pay_…:hold`, Dr user_wallet / Cr merchant_pending + platform_fee_income, timing out with the payment),

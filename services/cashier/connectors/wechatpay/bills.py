@@ -1,6 +1,6 @@
 """WeChat Pay trade bill: parse the ALL / SUCCESS / REFUND formats into base.BillLine.
 
-Tolerant by design (protocols.md §1.10 is [M]): columns are found by header name, not position;
+Tolerant by design (docs/protocols/wechatpay.md §10 is [M]): columns are found by header name, not position;
 a UTF-8 BOM, `\\r\\n` or `\\n` line ends, and stray spaces are accepted; every data field may or
 may not carry its leading backtick. Money is converted with integer arithmetic only.
 """

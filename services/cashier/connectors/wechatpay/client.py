@@ -29,7 +29,6 @@ from services.cashier.connectors.base import (
     RefundRequest,
     RefundResult,
     RefundStatus,
-    Scene,
     TradeQueryResult,
     TradeStatus,
 )
@@ -39,6 +38,7 @@ from services.cashier.connectors.wechatpay.bills import BillFormatError, parse_t
 from services.cashier.connectors.wechatpay.mapping import refund_result, trade_result
 from services.cashier.connectors.wechatpay.models import NOT_FOUND_CODES, WechatPayConfig
 from services.cashier.connectors.wechatpay.notifications import parse_notification
+from services.cashier.domain.payments import PaymentScene
 
 CST = timezone(timedelta(hours=8))
 RETRYABLE_CODES = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED", "STATEMENT_CREATING", "BANKERROR"})
@@ -46,11 +46,11 @@ DESCRIPTION_LENGTH_MAX = 127
 REFUND_REASON_LENGTH_MAX = 80
 BILL_SIZE_BYTES_MAX = 200 * 1024 * 1024
 SCENE_PATHS = {
-    Scene.NATIVE_QR: "native",
-    Scene.JSAPI: "jsapi",
-    Scene.MINI_PROGRAM: "jsapi",
-    Scene.APP: "app",
-    Scene.H5: "h5",
+    PaymentScene.NATIVE_QR: "native",
+    PaymentScene.JSAPI: "jsapi",
+    PaymentScene.MINI_PROGRAM: "jsapi",
+    PaymentScene.APP: "app",
+    PaymentScene.H5: "h5",
 }
 
 

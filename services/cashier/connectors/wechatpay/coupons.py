@@ -1,8 +1,8 @@
 """微信支付代金券 (v3 `marketing/favor`), the stock creator's side: stocks, sending, queries, `COUPON.USE`.
 
 The creator is the merchant whose credentials sign (direct mode: `mchid`); only the creator may send its
-stock's coupons (sandboxes/wechatpay/README.md "代金券"). Facts relied on (protocols.md §6.1): a stock is created
-`unactivated` and answers the same stock to a repeated `out_request_no` with the same parameters;
+stock's coupons (sandboxes/wechatpay/README.md "代金券"). Facts relied on (docs/protocols/wechatpay.md §14): a
+stock is created `unactivated` and answers the same stock to a repeated `out_request_no` with the same parameters;
 `max_amount = coupon_amount × max_coupons`; `transaction_minimum > coupon_amount`; the window is at most 90
 days; `start | pause | restart | stop` take `{stock_creator_mchid}`; a send is idempotent by the sender's
 `out_request_no`; `COUPON.USE` comes to the creator's callback URL (`POST …/favor/callbacks`), signed like every

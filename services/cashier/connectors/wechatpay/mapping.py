@@ -40,8 +40,8 @@ def _fen(value: Any) -> int:
 
 
 def channel_discounts(promotions: Any) -> tuple[ChannelDiscount, ...]:
-    """`promotion_detail[]` (protocols.md §6.1): WeChat's and third parties' contributions are the channel's,
-    the merchant's own is the merchant's; a 免充值 (NOCASH) coupon is not settled to the merchant. Tolerant:
+    """`promotion_detail[]` (docs/protocols/wechatpay.md §14): WeChat's and third parties' contributions are the
+    channel's, the merchant's own is the merchant's; a 免充值 (NOCASH) coupon is not settled to the merchant. Tolerant:
     entries without an id or a positive amount are ignored."""
     found = []
     for entry in promotions if isinstance(promotions, list) else []:

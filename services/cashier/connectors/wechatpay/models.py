@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 PRODUCTION_BASE_URL = "https://api.mch.weixin.qq.com"
 CLOCK_SKEW_SECONDS_MAX = 300  # WeChat SDKs reject a response timestamp 5 minutes or more away
-# protocols.md §1.7 is unsure of the spelling [L]; refunds answer RESOURCE_NOT_EXISTS. Accept all.
+# docs/protocols/wechatpay.md §7 is unsure of the spelling [L]; refunds answer RESOURCE_NOT_EXISTS. Accept all.
 NOT_FOUND_CODES = frozenset({"ORDER_NOT_EXIST", "ORDERNOTEXIST", "RESOURCE_NOT_EXISTS", "NOT_FOUND"})
 
 

@@ -1,4 +1,4 @@
-"""Verify, decrypt and parse WeChat Pay v3 callbacks (protocols.md §1.5) into base.Notification.
+"""Verify, decrypt and parse WeChat Pay v3 callbacks (docs/protocols/wechatpay.md §5) into base.Notification.
 
 Order matters: the signature over the raw body is checked before anything in it is trusted, then
 the resource is decrypted (AES-256-GCM authenticates it a second time under the APIv3 key).

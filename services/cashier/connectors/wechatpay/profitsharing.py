@@ -1,4 +1,4 @@
-"""WeChat Pay v3 profit sharing (分账, protocols.md §1.11): add a receiver, split a paid order, query it,
+"""WeChat Pay v3 profit sharing (分账, docs/protocols/wechatpay.md §11): add a receiver, split a paid order, query it,
 read the unsplit amount. Amounts are fen (WeChat's own unit here), so no conversion at the edge.
 
 Tolerant reader (the sandbox is the strict side): unknown response fields are ignored, `fail_reason`

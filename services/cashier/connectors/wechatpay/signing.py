@@ -1,4 +1,4 @@
-"""WeChat Pay v3 cryptography, merchant side (protocols.md §1.2-§1.5).
+"""WeChat Pay v3 cryptography, merchant side (docs/protocols/wechatpay.md §2-§5).
 
 - Requests: `WECHATPAY2-SHA256-RSA2048` over `METHOD\\nURL\\nTIMESTAMP\\nNONCE\\nBODY\\n`,
   SHA256withRSA (PKCS#1 v1.5) with the merchant API private key.
@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from services.cashier.connectors.base import InvalidSignature
 
 AUTH_SCHEME = "WECHATPAY2-SHA256-RSA2048"
-SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"  # the only type real replies carry (protocols.md §1.3)
+SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"  # the only type real replies carry (docs/protocols/wechatpay.md §3)
 NONCE_LENGTH = 32
 _ALNUM = string.ascii_letters + string.digits
 

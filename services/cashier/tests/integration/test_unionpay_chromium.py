@@ -18,8 +18,9 @@ import uuid_utils
 from playwright.sync_api import expect, sync_playwright
 
 from sandboxes.common.testing import CallbackReceiver, SandboxProcess
-from services.cashier.connectors.base import PrepayRequest, Scene, TradeStatus
+from services.cashier.connectors.base import PrepayRequest, TradeStatus
 from services.cashier.connectors.unionpay import UnionPayConfig, UnionPayConnector
+from services.cashier.domain.payments import PaymentScene
 
 CONFIG_FIELDS = ("mer_id", "sign_pfx_base64", "sign_pfx_password", "root_cert_pem", "middle_cert_pem",
                  "validate_cn_name")  # fmt: skip
@@ -50,7 +51,7 @@ def test_web_consume_in_chromium(sandbox: SandboxProcess, tmp_path: Path) -> Non
                     amount_minor=8888,
                     currency="CNY",
                     description="浏览器测试",
-                    scene=Scene.PAGE,
+                    scene=PaymentScene.PAGE,
                     notify_url=merchant_site.url("notify"),
                     return_url=merchant_site.url("return"),
                 )

@@ -24,10 +24,11 @@ from sandboxes.wechatpay.app import create_app as wechat_app
 from sandboxes.wechatpay.settings import SandboxSettings as WechatSettings
 from services.cashier.connectors.alipay import AlipayConfig, AlipayConnector
 from services.cashier.connectors.alipay import oauth as alipay_oauth
-from services.cashier.connectors.base import ChannelError, PrepayRequest, Scene
+from services.cashier.connectors.base import ChannelError, PrepayRequest
 from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector
 from services.cashier.connectors.wechatpay import oauth as wechat_oauth
 from services.cashier.domain import checkout_oauth as rules
+from services.cashier.domain.payments import PaymentScene
 
 SECRET = "s" * 43
 TOKEN = "cst_" + "A" * 43
@@ -136,7 +137,7 @@ async def test_wechat_code_is_redeemed_once_and_the_bridge_verifies_pay_sign(wec
 
     out_trade_no = "ck" + uuid.uuid4().hex[:20]
     prepaid = await connector.prepay(PrepayRequest(out_trade_no=out_trade_no, amount_minor=2_500, currency="CNY",
-                                                   description="停车", scene=Scene.JSAPI, payer_openid=openid,
+                                                   description="停车", scene=PaymentScene.JSAPI, payer_openid=openid,
                                                    notify_url="https://juhe.example/notify"))  # fmt: skip
     params = {k: prepaid.payer_action[k] for k in ("appId", "timeStamp", "nonceStr", "package", "signType", "paySign")}
     forged = {**params, "paySign": params["paySign"][:-4] + ("AAAA" if params["paySign"][-4:] != "AAAA" else "BBBB")}
@@ -169,7 +170,8 @@ async def test_alipay_auth_code_gives_the_buyer_and_trade_pay_pays_its_trade(tmp
             await connector.oauth_user_id(back["auth_code"])
         out_trade_no = "ck" + uuid.uuid4().hex[:20]
         prepaid = await connector.prepay(PrepayRequest(out_trade_no=out_trade_no, amount_minor=1_800, currency="CNY",
-                                                       description="Tuition", scene=Scene.JSAPI, payer_openid=buyer_id,
+                                                       description="Tuition", scene=PaymentScene.JSAPI,
+                                                       payer_openid=buyer_id,
                                                        notify_url="https://juhe.example/notify"))  # fmt: skip
         trade_no = prepaid.payer_action["trade_no"]
         other = (await alipay.post("/control/app-bridge/alipay/trade-pay", params={"buyer_id": "2088000000000009"},

@@ -63,7 +63,8 @@ def _draft(**overrides: object) -> PaymentDraft:
 
 
 def test_new_fields_change_the_fingerprint_only_when_set() -> None:
-    # Payments stored before contract A keep their fingerprint (a replay of the same body still matches).
+    # Payments stored before the split check (docs/contracts.md §1) keep their fingerprint (a replay of the same
+    # body still matches).
     legacy_fields = (
         "merchant_order_no",
         "amount_minor",

@@ -9,7 +9,7 @@ import json
 
 import httpx
 
-from services.cashier.flows.routing import Candidate, RoutingClient
+from services.cashier.clients.routing import Candidate, RoutingClient
 
 ROUTES = {  # what an older routing answers per method
     "wechatpay": (200, {"candidates": [{"route_id": "wx_sp", "connector": "wechatpay", "fee": {"fee_minor": 6}}]}),

@@ -4,7 +4,7 @@ SDK's verify is checked against the same header in sdk/python/tests/test_webhook
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from services.cashier.config import DEMO_SECRETS_KEY, Settings
 from services.cashier.domain.webhook_endpoints import (
@@ -45,10 +45,16 @@ def test_rotation_header_verifies_with_either_secret() -> None:
 def test_production_refuses_the_demo_secrets_key() -> None:
     """The webhook signing secrets are sealed with `secrets_encryption_key`: the demo one is in the repository, so
     production refuses it, as the current key or among the retired ones."""
-    real = {"internal_token_secret": "a-real-internal-token-secret-0123456789abcdef"}
-    other = "cmVhbC1jYXNoaWVyLXNlY3JldHMta2V5LTMyLWJ5dGU="
+    real = SecretStr("a-real-internal-token-secret-0123456789abcdef")
+    other = SecretStr("cmVhbC1jYXNoaWVyLXNlY3JldHMta2V5LTMyLWJ5dGU=")
     with pytest.raises(ValidationError, match="demo secrets_encryption_key"):
-        Settings(env="prod", **real)
+        Settings(env="prod", internal_token_secret=real)
     with pytest.raises(ValidationError, match="demo secrets_encryption_key"):
-        Settings(env="prod", secrets_encryption_key=other, secrets_retired_keys={"k0": DEMO_SECRETS_KEY}, **real)
-    assert Settings(env="prod", secrets_encryption_key=other, **real).secrets_encryption_key_id == "k1"
+        Settings(
+            env="prod",
+            secrets_encryption_key=other,
+            secrets_retired_keys={"k0": SecretStr(DEMO_SECRETS_KEY)},
+            internal_token_secret=real,
+        )
+    accepted = Settings(env="prod", secrets_encryption_key=other, internal_token_secret=real)
+    assert accepted.secrets_encryption_key_id == "k1"

@@ -1,5 +1,5 @@
 """Payments carry their purpose (payment | wallet_topup, with the credited wallet holder), the merchant's
-explicit split and whether the channel freezes funds for profit sharing (contract A).
+explicit split and whether the channel freezes funds for profit sharing (docs/contracts.md §1, split check).
 
 Revision ID: 0004
 Revises: 0003

@@ -1,4 +1,4 @@
-"""Channel profit-sharing orders (contract B): one row per (payment, order number) settlement asked for.
+"""Channel profit-sharing orders (docs/contracts.md §2): one row per (payment, order number) settlement asked for.
 
 Revision ID: 0005
 Revises: 0004

@@ -31,6 +31,7 @@ from libs.common.testing.infra import serve_app
 from libs.common.testing.waiting import eventually
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.app import create_app
+from services.cashier.context import cashier_context
 from services.cashier.flows.context import Cashier
 
 WAIT_SECONDS_MAX = 20.0
@@ -366,7 +367,7 @@ async def start_cashier(
             base_url=base_url,
             client=client,
             engine=engine,
-            cashier=app.state.runtime.extras["cashier"],
+            cashier=cashier_context(app.state.runtime).cashier,
             merchant_id=merchant_id,
             webhook_secret=merchant.json()["webhook_secret"],
             namespace=platform_topics,

@@ -25,13 +25,32 @@ HOLDER = "usr_topup_1"
 PURPOSE_FIELDS = ("purpose", "wallet_holder_id", "split", "profit_sharing")
 
 
-def _token(cashier: RunningCashier, **principal: str) -> dict[str, str]:
+def _token(
+    cashier: RunningCashier,
+    *,
+    merchant_id: str | None = None,
+    platform: str | None = None,
+    user: str | None = None,
+    service: str | None = None,
+) -> dict[str, str]:
     secret = cashier.cashier.settings.internal_token_secret.get_secret_value()
-    return {IDENTITY_HEADER: mint_identity_token(secret, key_id="test", **principal)}
+    token = mint_identity_token(
+        secret, key_id="test", merchant_id=merchant_id, platform=platform, user=user, service=service
+    )
+    return {IDENTITY_HEADER: token}
 
 
-async def _post_as(cashier: RunningCashier, body: dict[str, Any], **principal: str) -> httpx.Response:
-    return await cashier.client.post("/v1/payments", json=body, headers=_token(cashier, **principal))
+async def _post_as(
+    cashier: RunningCashier,
+    body: dict[str, Any],
+    *,
+    merchant_id: str | None = None,
+    platform: str | None = None,
+    user: str | None = None,
+    service: str | None = None,
+) -> httpx.Response:
+    headers = _token(cashier, merchant_id=merchant_id, platform=platform, user=user, service=service)
+    return await cashier.client.post("/v1/payments", json=body, headers=headers)
 
 
 async def _counts(cashier: RunningCashier) -> tuple[int, int]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -76,7 +77,7 @@ async def test_top_up_refund_takes_only_unspent_cash_and_the_ledger_posts_its_ho
 
         await wait_for(lambda: _posted(ledger, refund_id), "the first refund's hold posted by the ledger")
         for won in (r for r in raced if r.status_code == 201):
-            await wait_for(lambda w=won: _posted(ledger, w.json()["id"]), "the second refund's hold posted")
+            await wait_for(functools.partial(_posted, ledger, won.json()["id"]), "the second refund's hold posted")
         wallet = (await ledger.get(f"/v1/wallet/holders/{HOLDER}/my-wallet")).json()
         cash = next(v for v in wallet["subaccounts"] if v["subaccount_type"] == "balance")
         assert cash["balances"]["posted_balance_minor"] == 0

@@ -1,9 +1,11 @@
-"""The explicit split of a new payment, checked by settlement against the merchant's split rule (contract A).
+"""Settlement's client: the explicit split of a new payment, checked against the merchant's split rule
+(docs/contracts.md §1, split check), and the nudge of a transfer a channel called back about.
 
-Settlement owns split rules (DESIGN §2), so the cashier asks `POST {settlement_url}/v1/internal/split-checks`
-before it creates anything. Its answer decides: 200 → go on; a 4xx problem about the split → the same status
-and `code` for the merchant; anything else (no URL configured, unreachable, timeout, 5xx, an answer that is
-not about the split) → 503 `settlement_unavailable`. A split is never accepted unchecked.
+Settlement owns split rules (docs/architecture.md §2), so the cashier asks
+`POST {settlement_url}/v1/internal/split-checks` before it creates anything. Its answer decides: 200 → go on;
+a 4xx problem about the split → the same status and `code` for the merchant; anything else (no URL configured,
+unreachable, timeout, 5xx, an answer that is not about the split) → 503 `settlement_unavailable`. A split is
+never accepted unchecked.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from libs.common.logging import get_logger
 from services.cashier.clients import InternalClient, relayed_refusal
 from services.cashier.domain.errors import SETTLEMENT_UNAVAILABLE
 
-log = get_logger("juhe.cashier.split_checks")
+log = get_logger("juhe.cashier.split_checks")  # its name before the move (log queries filter on it)
 
 TRANSFER_NUDGE_PATH = "/v1/internal/transfers/{out_transfer_no}/nudge"
 SPLIT_CHECKS_PATH = "/v1/internal/split-checks"

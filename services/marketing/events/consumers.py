@@ -1,11 +1,11 @@
 """What marketing consumes: one place that names every subscription and hands each event to its flows.
 
 Coupons redeemed online: confirm on `payment.succeeded`, release on `payment.failed|closed`, the refund rule on
-`refund.succeeded` (flows/payment_outcomes.py). Points: earn on `payment.succeeded`, take back on
-`refund.succeeded` (flows/points.py). Top-up promotions: a bonus on a paid `wallet_topup`, revoked on its refund
-(flows/topups.py). One subscription per topic for those, every effect in the event's one transaction; rewards on
-events (flows/rewards.py) have their own subscription on `cashier.payments` (the inbox runs every subscription
-of a topic in that same transaction). Payloads: docs/events.md.
+`refund.succeeded` (events/payment_outcomes.py, the adapter to flows/redemptions.py). Points: earn on
+`payment.succeeded`, take back on `refund.succeeded` (flows/points.py). Top-up promotions: a bonus on a paid
+`wallet_topup`, revoked on its refund (flows/topups.py). One subscription per topic for those, every effect in the
+event's one transaction; rewards on events (flows/rewards.py) have their own subscription on `cashier.payments`
+(the inbox runs every subscription of a topic in that same transaction). Payloads: docs/events.md.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from libs.common.db import Tx
 from libs.common.events import Envelope
 from libs.common.inbox import Subscription
 from services.marketing.config import Settings
-from services.marketing.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC
-from services.marketing.flows import payment_outcomes, points, rewards, topups
+from services.marketing.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC, payment_outcomes
+from services.marketing.flows import points, rewards, topups
 
 
 def subscriptions(settings: Settings) -> list[Subscription]:

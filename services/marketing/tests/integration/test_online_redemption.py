@@ -228,7 +228,7 @@ async def test_payment_outcomes_give_one_state_in_any_order(marketing: Marketing
     """The cashier's events on two topics: a full refund consumed before its payment's success still uses the
     coupon, reverses its funding and returns it; the success arriving afterwards changes nothing."""
     from libs.common.events import Envelope
-    from services.marketing.flows.payment_outcomes import on_payment_event, on_refund_event
+    from services.marketing.events.payment_outcomes import on_payment_event, on_refund_event
 
     coupon = await _coupon(marketing, funding_party="platform")
     r = (await marketing.post(LOCKS, lock_body(coupon, payment_id="pay_order"), {})).json()

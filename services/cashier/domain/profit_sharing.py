@@ -16,8 +16,8 @@ class ShareStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-# WeChat receiver `result` (§1.11) and Alipay settle detail `state` (§2.9). Unknown words stay processing:
-# we keep asking rather than guess an outcome for money.
+# WeChat receiver `result` (docs/protocols/wechatpay.md §11) and Alipay settle detail `state`
+# (docs/protocols/alipay.md §9). Unknown words stay processing: we keep asking rather than guess an outcome for money.
 WECHAT_RESULTS = {"PENDING": ShareStatus.PROCESSING, "SUCCESS": ShareStatus.SUCCEEDED, "CLOSED": ShareStatus.FAILED}
 ALIPAY_STATES = {"PROCESSING": ShareStatus.PROCESSING, "SUCCESS": ShareStatus.SUCCEEDED, "FAIL": ShareStatus.FAILED}
 

@@ -1,4 +1,4 @@
-"""The cashier's money records as the store returns them: payments, attempts, refunds.
+"""The cashier's money records as the store returns them: payments, attempts, refunds, profit-sharing orders.
 
 Frozen on purpose: a record is what the database said at one moment. A state change is never an
 assignment to a record but a named transition in the store (`store/payments.py`, `store/refunds.py`),
@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from services.cashier.domain.payments import AttemptStatus, PaymentPurpose, PaymentScene, PaymentStatus
+from services.cashier.domain.profit_sharing import ShareStatus
 from services.cashier.domain.refunds import RefundStatus
 
 
@@ -128,3 +129,30 @@ class RefundRecord:
     created_at: datetime
     updated_at: datetime
     request_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShareOrderRecord:
+    """One channel profit-sharing order of a paid payment (table `profit_sharing_orders`, docs/contracts.md §2).
+
+    `receivers` are the request's lines, each with its `status` and `fail_reason` as the channel last said;
+    `submitted_at` is set once the channel accepted the order (until then a create submits it again).
+    """
+
+    id: str
+    payment_id: str
+    merchant_id: str
+    order_no: str
+    request_sha256: str
+    channel: str
+    channel_trade_no: str
+    out_order_no: str
+    finish: bool
+    status: ShareStatus
+    receivers: list[dict[str, Any]]
+    channel_order_id: str | None
+    submitted_at: datetime | None
+    failure_code: str | None
+    failure_message: str | None
+    created_at: datetime
+    updated_at: datetime

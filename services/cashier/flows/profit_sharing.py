@@ -38,9 +38,10 @@ from services.cashier.domain.profit_sharing import (
     line_status,
     order_status,
 )
+from services.cashier.domain.records import PaymentRecord, ShareOrderRecord
 from services.cashier.flows.context import Cashier
 from services.cashier.store.payments import get_payment_unscoped
-from services.cashier.store.profit_sharing import get_order, insert_order, update_processing_order
+from services.cashier.store.profit_sharing import get_order, insert_order, mark_share_refused, record_share_answer
 
 log = get_logger("juhe.cashier.profit_sharing")
 
@@ -79,7 +80,7 @@ class ChannelAnswer:
     lines: list[tuple[ShareStatus, str | None]]
 
 
-def order_view(row: Any) -> dict[str, Any]:
+def order_view(row: ShareOrderRecord) -> dict[str, Any]:
     return {
         "payment_id": row.payment_id,
         "order_no": row.order_no,
@@ -142,14 +143,14 @@ async def read_share_order(cashier: Cashier, *, payment_id: str, order_no: str) 
     return order_view(await _drive(cashier, row, submit=False, livemode=payment.livemode))
 
 
-def _check_shareable(payment: Any) -> None:
+def _check_shareable(payment: PaymentRecord) -> None:
     if not payment.profit_sharing or payment.channel not in ("wechatpay", "alipay"):
         raise Problem(PROFIT_SHARING_NOT_ENABLED, f"payment {payment.id} was not created with profit_sharing: true")
     if payment.status != PaymentStatus.SUCCEEDED or not payment.channel_trade_no:
         raise Problem(PAYMENT_NOT_SUCCEEDED, f"payment {payment.id} is {payment.status}", payment_status=payment.status)
 
 
-async def _drive(cashier: Cashier, row: Any, *, submit: bool, livemode: bool) -> Any:
+async def _drive(cashier: Cashier, row: ShareOrderRecord, *, submit: bool, livemode: bool) -> ShareOrderRecord:
     """Bring a processing order forward: submit it (POST) when the channel has not accepted it yet, else ask; at the
     channel config of the payment's mode (`livemode`: a merchant may hold a test and a live one)."""
     if row.status != ShareStatus.PROCESSING:
@@ -174,7 +175,7 @@ async def _drive(cashier: Cashier, row: Any, *, submit: bool, livemode: bool) ->
     return await _record(cashier, row, answer)
 
 
-def _unavailable(row: Any, submit: bool, reason: str) -> Any:
+def _unavailable(row: ShareOrderRecord, submit: bool, reason: str) -> ShareOrderRecord:
     log.info("profit sharing channel unavailable", order_id=row.id, reason=reason[:200])
     if submit and row.submitted_at is None:
         raise Problem(
@@ -185,37 +186,40 @@ def _unavailable(row: Any, submit: bool, reason: str) -> Any:
     return row  # accepted earlier (or a read): the stored state stands until the channel answers
 
 
-async def _record(cashier: Cashier, row: Any, answer: ChannelAnswer) -> Any:
+async def _record(cashier: Cashier, row: ShareOrderRecord, answer: ChannelAnswer) -> ShareOrderRecord:
     receivers = [{**line, "status": status.value, "fail_reason": reason}
                  for line, (status, reason) in zip(row.receivers, answer.lines, strict=True)]  # fmt: skip
     status = order_status([s for s, _ in answer.lines], channel_final=answer.channel_final)
-    fields: dict[str, Any] = {"receivers": receivers, "status": status.value}
-    if answer.accepted and row.submitted_at is None:
-        fields["submitted_at"] = cashier.clock()
-    if answer.channel_order_id:
-        fields["channel_order_id"] = answer.channel_order_id[:64]
     async with cashier.uow.begin() as tx:
-        updated = await update_processing_order(tx.conn, row.id, **fields)
+        updated = await record_share_answer(
+            tx.conn,
+            row,
+            status=status,
+            receivers=receivers,
+            submitted_at=cashier.clock() if answer.accepted and row.submitted_at is None else None,
+            channel_order_id=answer.channel_order_id[:64] if answer.channel_order_id else None,
+        )
         if updated is None:  # a concurrent request recorded the final answer first
             updated = await get_order(tx.conn, payment_id=row.payment_id, order_no=row.order_no)
+    assert updated is not None  # an order is never deleted
     return updated
 
 
-async def _record_refusal(cashier: Cashier, row: Any, exc: ChannelError) -> Any:
+async def _record_refusal(cashier: Cashier, row: ShareOrderRecord, exc: ChannelError) -> ShareOrderRecord:
     """The channel refused the order itself (over the ratio, trade not frozen…): final, nothing moved."""
     reason = exc.code[:64]
     receivers = [{**line, "status": ShareStatus.FAILED.value, "fail_reason": reason} for line in row.receivers]
     async with cashier.uow.begin() as tx:
-        updated = await update_processing_order(
+        updated = await mark_share_refused(
             tx.conn,
-            row.id,
-            status=ShareStatus.FAILED.value,
+            row,
             receivers=receivers,
             failure_code=reason,
             failure_message=exc.message[:FAILURE_MESSAGE_MAX_CHARS],
         )
         if updated is None:
             updated = await get_order(tx.conn, payment_id=row.payment_id, order_no=row.order_no)
+    assert updated is not None  # an order is never deleted
     log.info("profit sharing refused by the channel", order_id=row.id, code=exc.code)
     return updated
 
@@ -223,7 +227,7 @@ async def _record_refusal(cashier: Cashier, row: Any, exc: ChannelError) -> Any:
 # ------------------------------------------------------------------------------------------- channels
 
 
-async def _submit(connector: Connector, row: Any) -> ChannelAnswer | None:
+async def _submit(connector: Connector, row: ShareOrderRecord) -> ChannelAnswer | None:
     if isinstance(connector, WechatPayConnector):
         pairs = dict.fromkeys((r["type"], r["account"]) for r in row.receivers)
         for kind, account in pairs:
@@ -260,7 +264,7 @@ async def _submit(connector: Connector, row: Any) -> ChannelAnswer | None:
     raise ChannelError("PROFIT_SHARING_NOT_SUPPORTED", f"{connector.channel} has no profit sharing")
 
 
-async def _query(connector: Connector, row: Any) -> ChannelAnswer | None:
+async def _query(connector: Connector, row: ShareOrderRecord) -> ChannelAnswer | None:
     if isinstance(connector, WechatPayConnector):
         order = await wxps.query_order(connector, out_order_no=row.out_order_no, transaction_id=row.channel_trade_no)
         return _wechat_answer(row, order)
@@ -270,7 +274,7 @@ async def _query(connector: Connector, row: Any) -> ChannelAnswer | None:
     return None
 
 
-def _wechat_answer(row: Any, order: wxps.ShareOrder) -> ChannelAnswer:
+def _wechat_answer(row: ShareOrderRecord, order: wxps.ShareOrder) -> ChannelAnswer:
     by_receiver = {(r.type, r.account): r for r in order.receivers}
     lines: list[tuple[ShareStatus, str | None]] = []
     for line in row.receivers:
@@ -282,7 +286,7 @@ def _wechat_answer(row: Any, order: wxps.ShareOrder) -> ChannelAnswer:
     return ChannelAnswer(True, order.state == "FINISHED", order.order_id, lines)
 
 
-def _alipay_answer(row: Any, details: list[royalty.SettleDetail], settle_no: str | None) -> ChannelAnswer:
+def _alipay_answer(row: ShareOrderRecord, details: list[royalty.SettleDetail], settle_no: str | None) -> ChannelAnswer:
     by_account = {d.trans_in: d for d in details}
     lines: list[tuple[ShareStatus, str | None]] = []
     for line in row.receivers:

@@ -10,12 +10,14 @@ from typing import Any
 from sqlalchemy import Row
 
 from services.cashier.domain.payments import AttemptStatus, PaymentPurpose, PaymentScene, PaymentStatus
-from services.cashier.domain.records import AttemptRecord, PaymentRecord, RefundRecord
+from services.cashier.domain.profit_sharing import ShareStatus
+from services.cashier.domain.records import AttemptRecord, PaymentRecord, RefundRecord, ShareOrderRecord
 from services.cashier.domain.refunds import RefundStatus
 
 PAYMENT_FIELDS = tuple(f.name for f in fields(PaymentRecord))
 ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 REFUND_FIELDS = tuple(f.name for f in fields(RefundRecord))
+SHARE_ORDER_FIELDS = tuple(f.name for f in fields(ShareOrderRecord))
 
 
 def payment_from_row(row: Row[Any]) -> PaymentRecord:
@@ -42,6 +44,13 @@ def refund_from_row(row: Row[Any]) -> RefundRecord:
     return RefundRecord(**values)
 
 
+def share_order_from_row(row: Row[Any]) -> ShareOrderRecord:
+    m = row._mapping
+    values = {name: m[name] for name in SHARE_ORDER_FIELDS}
+    values["status"] = ShareStatus(values["status"])
+    return ShareOrderRecord(**values)
+
+
 def payment_or_none(row: Row[Any] | None) -> PaymentRecord | None:
     return None if row is None else payment_from_row(row)
 
@@ -52,3 +61,7 @@ def attempt_or_none(row: Row[Any] | None) -> AttemptRecord | None:
 
 def refund_or_none(row: Row[Any] | None) -> RefundRecord | None:
     return None if row is None else refund_from_row(row)
+
+
+def share_order_or_none(row: Row[Any] | None) -> ShareOrderRecord | None:
+    return None if row is None else share_order_from_row(row)

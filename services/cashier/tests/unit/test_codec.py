@@ -6,12 +6,17 @@ import pytest
 from sqlalchemy import Table
 
 from services.cashier.store import codec
-from services.cashier.store.tables import attempts, payments, refunds
+from services.cashier.store.tables import attempts, payments, profit_sharing_orders, refunds
 
 
 @pytest.mark.parametrize(
     ("table", "record_fields"),
-    [(payments, codec.PAYMENT_FIELDS), (attempts, codec.ATTEMPT_FIELDS), (refunds, codec.REFUND_FIELDS)],
+    [
+        (payments, codec.PAYMENT_FIELDS),
+        (attempts, codec.ATTEMPT_FIELDS),
+        (refunds, codec.REFUND_FIELDS),
+        (profit_sharing_orders, codec.SHARE_ORDER_FIELDS),
+    ],
 )
 def test_a_record_has_one_field_per_column(table: Table, record_fields: tuple[str, ...]) -> None:
     assert sorted(record_fields) == sorted(column.name for column in table.columns)

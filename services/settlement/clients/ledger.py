@@ -21,15 +21,7 @@ SOURCE = "settlement"
 ACCOUNT_PAGE_SIZE = 100
 ACCOUNT_PAGES_MAX = 20
 
-# kind -> chart code (docs/ledger.md §2)
-ACCOUNT_CODES = {
-    "merchant_pending": "2201",
-    "merchant_settled": "2202",
-    "merchant_payable": "2203",
-    "platform_fee_income": "4101",
-    "escrow_bank": "1102",
-    "channel_clearing": "1101",
-}
+# Accounts are named by kind: the ledger takes the code from its chart of accounts (docs/ledger.md §2).
 NO_OVERDRAFT_KINDS = frozenset({"merchant_settled", "merchant_payable"})
 # Accounts the ledger's own consumer of cashier events opens by a chart key (services/ledger/events/postings.py,
 # `chart:<kind>:<holder>:<currency>`, no flags, empty metadata): settlement opens them with that same key and
@@ -88,8 +80,7 @@ class LedgerClient:
         async for account in self.accounts_of(holder_id, livemode=livemode):
             if account["kind"] == kind and account["currency"] == currency:
                 return str(account["id"])
-        body: dict[str, Any] = {"holder_id": holder_id, "currency": currency, "kind": kind, "code": ACCOUNT_CODES[kind],
-                                "livemode": livemode}  # fmt: skip
+        body: dict[str, Any] = {"holder_id": holder_id, "currency": currency, "kind": kind, "livemode": livemode}
         if kind in CHART_KINDS:  # the very key and body of the ledger's consumer: both open ONE account
             body.update(metadata={}, idempotency_key=f"chart:{kind}:{holder_id}:{currency}")
         else:

@@ -416,7 +416,7 @@ async def _lock_or_take_over(cashier: Cashier, merchant_id: str, draft: PaymentD
 
 async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft, fingerprint: str,
                          payment_id: str, expire_at: datetime, lock: CouponLock | None,
-                         configs: Sequence[Any]) -> tuple[Any | None, Any | None]:  # fmt: skip
+                         configs: Sequence[Any]) -> tuple[PaymentRecord | None, AttemptRecord | None]:  # fmt: skip
     """Route, check the split and insert the payment with its first attempt. With a coupon, everything from
     here on (routing's fee, the split, the platform fee, the channel's order) is about the discounted amount
     the channel collects; the order's own amount and the discount are recorded beside it."""

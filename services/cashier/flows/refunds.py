@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -278,7 +277,7 @@ async def poll_refunds_due(cashier: Cashier) -> int:
     s = cashier.settings
     now = cashier.clock()
     async with cashier.uow.begin() as tx:
-        due: Sequence[Any] = await claim_refunds_to_poll(
+        due = await claim_refunds_to_poll(
             tx.conn, now=now, lease_until=now + timedelta(seconds=s.poll_lease_seconds), limit=s.poll_batch_max
         )
     for refund in due:

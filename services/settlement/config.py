@@ -43,7 +43,7 @@ class Settings(ServiceSettings):
     # cancelled (before WeChat's own 24 h expiry and well before the wallet hold's), and the money goes back.
     channel_payout_merchant_id: str = Field(default="mch_wallet", min_length=1, max_length=64)
     transfer_confirm_seconds: float = Field(default=23 * 3600, gt=0, le=24 * 3600)
-    # Channel profit sharing (contract B): the cashier's internal endpoint, polled while the channel works.
+    # Channel profit sharing (docs/contracts.md §2): the cashier's internal endpoint, polled while the channel works.
     profit_sharing_interval_seconds: float = 2.0
     profit_sharing_poll_seconds: float = 5.0
     profit_sharing_retry_max_seconds: float = 300.0

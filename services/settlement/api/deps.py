@@ -1,4 +1,5 @@
-"""Request dependencies: the ledger and cashier clients built at start-up, the platform-only guard."""
+"""Request dependencies: settlement's typed context (context.py) and the parts of it routes use, the platform-only
+guard, page limits."""
 
 from __future__ import annotations
 
@@ -9,22 +10,48 @@ from fastapi import Depends, Request
 from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import DEV_MERCHANT_HEADER, IDENTITY_HEADER, internal_identity
 from libs.common.paging import cursor_query, page_limit
+from libs.common.web import get_runtime
 from services.settlement.clients.cashier import CashierClient
 from services.settlement.clients.ledger import LedgerClient
+from services.settlement.config import Settings
+from services.settlement.context import SettlementContext, settlement_context
+from services.settlement.flows.payouts import Payouts
+from services.settlement.flows.withdrawals import Withdrawals
 
 
-def get_ledger(request: Request) -> LedgerClient:
-    ledger: LedgerClient = request.app.state.runtime.extras["ledger"]
-    return ledger
+async def get_context(request: Request) -> SettlementContext:
+    """Async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a hop per request."""
+    return settlement_context(get_runtime(request))
 
 
-def get_cashier(request: Request) -> CashierClient:
-    cashier: CashierClient = request.app.state.runtime.extras["cashier"]
-    return cashier
+SettlementContextDep = Annotated[SettlementContext, Depends(get_context)]
 
 
+async def get_settings(context: SettlementContextDep) -> Settings:
+    return context.settings
+
+
+async def get_ledger(context: SettlementContextDep) -> LedgerClient:
+    return context.ledger
+
+
+async def get_cashier(context: SettlementContextDep) -> CashierClient:
+    return context.cashier
+
+
+async def get_payouts(context: SettlementContextDep) -> Payouts:
+    return context.payouts
+
+
+async def get_withdrawals(context: SettlementContextDep) -> Withdrawals:
+    return context.withdrawals
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 LedgerDep = Annotated[LedgerClient, Depends(get_ledger)]
 CashierDep = Annotated[CashierClient, Depends(get_cashier)]
+PayoutsDep = Annotated[Payouts, Depends(get_payouts)]
+WithdrawalsDep = Annotated[Withdrawals, Depends(get_withdrawals)]
 
 
 def platform_only(request: Request) -> None:

@@ -14,7 +14,7 @@ BANK_ACCOUNT_NO_MAX = 34
 
 
 class ChannelAccountSchema(BaseModel):
-    """The receiver's own identifiers at a channel (contract B), passed to the channel as they are:
+    """The receiver's own identifiers at a channel (docs/contracts.md §2), passed to the channel as they are:
     WeChat Pay `type` MERCHANT_ID | PERSONAL_OPENID; Alipay userId | loginName."""
 
     model_config = ConfigDict(extra="forbid")
@@ -336,7 +336,8 @@ class SplitCheckEntry(BaseModel):
 
 
 class SplitCheckRequest(BaseModel):
-    """Contract A: the cashier asks before it creates a payment that carries an explicit split."""
+    """The split check (docs/contracts.md §1): the cashier asks before it creates a payment that carries an
+    explicit split."""
 
     merchant_id: str = Field(min_length=1, max_length=64)
     amount_minor: StrictInt = Field(gt=0, le=2**63 - 1)

@@ -155,7 +155,7 @@ class LedgerClient:
         return await self._call("GET", f"/v1/accounts/{account_id}")
 
     async def wallet_operation(self, operation_id: str) -> dict[str, Any]:
-        """A wallet operation with its details (a withdrawal's `details.bank_card`, contract C)."""
+        """A wallet operation with its details (a withdrawal's `details.bank_card`, docs/contracts.md §3)."""
         return await self._call("GET", f"/v1/wallet/operations/{operation_id}")
 
     async def finish_wallet_operation(self, operation_id: str, *, post: bool) -> dict[str, Any]:

@@ -127,7 +127,7 @@ def rule_cap_minor(share: Share, keep_minor: int) -> int:
 
 
 def validate_explicit(split: Sequence[tuple[str, int]], rule: SplitRule, keep_minor: int) -> None:
-    """An explicit split (contract A) must fit the merchant's rule: only the rule's receivers, each at
+    """An explicit split (docs/contracts.md §1) must fit the merchant's rule: only the rule's receivers, each at
     most its rule share (percent of, or fixed part of, what the merchant keeps after the platform fee;
     the rule's remainder receiver is not capped), all together at most what the merchant keeps.
     Why caps: the rule is the platform's word on who may take how much; a request can only choose less."""

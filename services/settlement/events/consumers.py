@@ -1,376 +1,67 @@
-"""Consumers of other services' events. Each runs inside the inbox transaction (exactly-once effect).
-
-Test and live never mix (docs/test-mode.md): a payment or refund is recorded with the event's `livemode` (an
-event without it, from an older cashier, is live), and everything derived from it (entries, splits, batches)
-keeps that mode; a ledger account is mirrored with its book.
+"""Consumers of other services' events: each adapts one event to a flow (or, for the ledger's accounts, to
+settlement's mirror), inside the inbox transaction of the event (exactly-once effect). The topics and payloads
+are in docs/events.md.
 """
 
 from __future__ import annotations
 
-import functools
-from datetime import date, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
-
-from libs.common.db import Tx, UnitOfWork
-from libs.common.errors import Problem
+from libs.common.db import Tx
 from libs.common.events import Envelope
-from libs.common.ids import new_id
-from libs.common.logging import get_logger
-from libs.common.web import Runtime, run_rounds
-from services.settlement.config import Settings
-from services.settlement.domain import splits as split_math
-from services.settlement.domain.cycles import settle_date
-from services.settlement.events import PAYMENT_SUCCEEDED, REFUND_SUCCEEDED
-from services.settlement.flows.entries import bill_day, settlement_entry, split_entries
-from services.settlement.store import cycles, records
-from services.settlement.store.tables import ledger_accounts, settlement_entries
+from services.settlement.events import (
+    PAYMENT_CLOSED,
+    PAYMENT_FAILED,
+    PAYMENT_SUCCEEDED,
+    REFUND_SUCCEEDED,
+    WITHDRAWAL_REQUESTED,
+)
+from services.settlement.flows import payments, withdrawals
+from services.settlement.flows.coupons import record_in_store_coupon
+from services.settlement.store import ledger_accounts
 
-log = get_logger("juhe.settlement.consumers")
-WALLET_TOPUP = "wallet_topup"
+PAYMENT_STATUSES = {PAYMENT_SUCCEEDED: "succeeded", PAYMENT_FAILED: "failed", PAYMENT_CLOSED: "closed"}
+
+
+def _occurred(event: Envelope) -> datetime:
+    """When the payment or refund succeeded (`succeeded_at`), else when the event says it happened."""
+    fallback = datetime.fromisoformat(event.time)
+    value = event.data.get("succeeded_at")
+    return datetime.fromisoformat(value) if value else fallback
 
 
 async def on_account_opened(tx: Tx, event: Envelope) -> None:
+    """`account.opened` (ledger.accounts): settlement's mirror, where the ledger client looks first."""
     data = event.data
-    stmt = insert(ledger_accounts).values(
+    await ledger_accounts.mirror_opened(
+        tx.conn,
         account_id=data["id"],
         holder_id=data["holder_id"],
         currency=data["currency"],
         kind=data["kind"],
         opened_at=datetime.fromisoformat(data["created_at"]),
         source_event_id=event.id,
-        livemode=event_livemode(data),  # accounts opened before books existed say nothing: live
+        livemode=payments.event_livemode(data),  # accounts opened before books existed say nothing: live
     )
-    # The inbox already guarantees one application per event id; counting keeps tests honest.
-    await tx.conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[ledger_accounts.c.account_id],
-            set_={"applied_count": ledger_accounts.c.applied_count + 1},
-        )
-    )
-
-
-def _explicit_split(value: Any) -> list[dict[str, Any]] | None:
-    """The request's explicit split as stored; anything malformed counts as none (the rule applies)."""
-    if not isinstance(value, list) or not value:
-        return None
-    try:
-        return [{"receiver_id": str(e["receiver_id"]), "amount_minor": int(e["amount_minor"])} for e in value]
-    except (KeyError, TypeError, ValueError):
-        log.warning("malformed explicit split ignored", split=repr(value)[:200])
-        return None
-
-
-WALLET = "wallet"
-
-
-def event_livemode(data: dict[str, Any]) -> bool:
-    """The mode of an event: test only when it says `livemode: false` (events published before modes existed
-    were live money)."""
-    return data.get("livemode") is not False
-
-
-def money_livemode(data: dict[str, Any]) -> bool:
-    """The book a payment's or refund's money is in: the event's mode, except that a wallet payment always moved
-    live money (wallets hold live money only; the cashier's wallet connector posts it in the live book, even when
-    the wallet is a test channel, as on a development platform), so its settlement is live too."""
-    return event_livemode(data) or data.get("channel") == WALLET or data.get("scene") == WALLET
-
-
-def _when(value: str | None, fallback: datetime) -> datetime:
-    return datetime.fromisoformat(value) if value else fallback
 
 
 async def on_payment_event(tx: Tx, event: Envelope) -> None:
-    """Keep settlement's record of the payment; on its first success, record fees and create its split;
-    then derive the effect of every refund of it that arrived first (docs/consistency.md)."""
-    data: dict[str, Any] = event.data
-    await records.lock_payment(tx.conn, data["payment_id"])
-    attempt: dict[str, Any] = data.get("attempt") or {}
-    status = {"payment.succeeded": "succeeded", "payment.failed": "failed", "payment.closed": "closed"}[event.type]
-    amount_minor = int(data["amount_minor"])
-    occurred = _when(data.get("succeeded_at"), datetime.fromisoformat(event.time))
-    values: dict[str, Any] = {
-        "payment_id": data["payment_id"],
-        "merchant_id": data["merchant_id"],
-        "merchant_order_no": data.get("merchant_order_no"),
-        "business_line": str((data.get("metadata") or {}).get("business_line", "")),
-        "channel": data.get("channel") or attempt.get("channel"),
-        "out_trade_no": attempt.get("out_trade_no"),
-        "channel_trade_no": data.get("channel_trade_no") or attempt.get("channel_trade_no"),
-        "status": status,
-        "amount_minor": amount_minor,
-        "currency": data["currency"],
-        "bill_date": bill_day(occurred),
-        "succeeded_at": occurred if status == "succeeded" else None,
-        # contract A: carried in every payment.* event (absent from events of older cashiers)
-        "purpose": str(data.get("purpose") or "payment"),
-        "explicit_split": _explicit_split(data.get("split")),
-        "profit_sharing": bool(data.get("profit_sharing")),
-        "livemode": money_livemode(data),
-    }
-    if event.type == PAYMENT_SUCCEEDED:
-        channel_fee = data.get("fee_minor")
-        rate = await records.platform_rate_bps(tx.conn, data["merchant_id"])
-        platform_fee = _platform_fee(data, amount_minor, rate)
-        values.update(
-            channel_fee_minor=channel_fee,
-            channel_fee_rate_bps=data.get("fee_rate_bps"),
-            platform_fee_rate_bps=rate,
-            platform_fee_minor=platform_fee,
-            margin_minor=(platform_fee - channel_fee) if platform_fee is not None and channel_fee is not None else None,
-        )
-    previous, row = await records.upsert_payment(tx.conn, values)
-    if row["purpose"] == WALLET_TOPUP:
-        return  # the ledger runs §3.7 for it instead of §3.1: no merchant credit to settle or split
-    if event.type == PAYMENT_SUCCEEDED and previous != "succeeded":
-        await _payment_succeeded(tx, row, occurred, subsidy_minor=_subsidy_minor(data.get("discount")),
-                                 unsettled_minor=_unsettled_minor(data.get("channel_discount"), row))  # fmt: skip
-    await apply_refunds(tx, row["payment_id"])
-
-
-def _subsidy_minor(discount: Any) -> int:
-    """What a coupon's funders other than the merchant add to its 2201 (the ledger's §3.13): the platform's
-    subsidy and a channel's contribution. The merchant-funded part moves no money (it collects less)."""
-    if not isinstance(discount, dict):
-        return 0
-    parts = (discount.get("platform_minor"), discount.get("channel_minor"))
-    return sum(p for p in parts if isinstance(p, int) and not isinstance(p, bool) and p > 0)
-
-
-def _unsettled_minor(channel_discount: Any, row: Any) -> int:
-    """The channel's own coupons funded by the merchant, which the channel does not settle (`unsettled_minor` of
-    `channel_discount`): the merchant collects that much less — the ledger's §3.15, with its cap (no line of the
-    ledger's transfer goes negative), so both sides agree."""
-    if not isinstance(channel_discount, dict):
-        return 0
-    value = channel_discount.get("unsettled_minor")
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        return 0
-    fees = max(int(row["channel_fee_minor"] or 0), int(row["platform_fee_minor"] or 0))
-    return min(value, max(int(row["amount_minor"]) - fees, 0))
-
-
-async def _subsidy_of(tx: Tx, payment_id: str, part: str = "subsidy") -> int:
-    """The subsidy entry of a payment (`<payment>:subsidy`), 0 without one: what its refunds give back from;
-    `part="unsettled"`: what its channel coupons left unsettled (`<payment>:unsettled`, stored negative)."""
-    amount = (
-        await tx.conn.execute(
-            select(settlement_entries.c.amount_minor).where(settlement_entries.c.source_key == f"{payment_id}:{part}")
-        )
-    ).scalar()
-    return abs(int(amount or 0))
-
-
-def subsidy_reversed(
-    subsidy_minor: int, payable_minor: int, refunded_before_minor: int, refunded_after_minor: int
-) -> int:
-    """The part of the subsidy a refund gives back, by cumulative floors (the ledger's §3.13 and marketing's own
-    rule): refunds in any order give back exactly `floor(S × total refunded / gross)` in sum."""
-    if payable_minor <= 0 or subsidy_minor <= 0:
-        return 0
-    return (
-        subsidy_minor * refunded_after_minor // payable_minor - subsidy_minor * refunded_before_minor // payable_minor
-    )
-
-
-def _platform_fee(data: dict[str, Any], amount_minor: int, rate_bps: int | None) -> int | None:
-    """The platform fee the event carries (the one the ledger's §3.1 takes off the merchant's 2201, so both
-    sides agree by construction), capped at the gross as the ledger caps it; else the merchant's rate here."""
-    carried = data.get("platform_fee_minor")
-    if carried is not None:
-        return min(max(int(carried), 0), amount_minor)
-    return split_math.platform_fee_minor(amount_minor, rate_bps) if rate_bps is not None else None
-
-
-async def _payment_succeeded(
-    tx: Tx, row: Any, occurred: datetime, *, subsidy_minor: int = 0, unsettled_minor: int = 0
-) -> None:
-    """The first success of a payment: its settle date, the merchant's net entry and its split, a coupon's
-    subsidy (`<payment>:subsidy`, kept by the payee: the split divides what the channel collected), and what the
-    channel did not settle of its merchant-funded coupons (`<payment>:unsettled`, negative, borne by the payee)."""
-    due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
-    await records.set_settle_date(tx.conn, row["payment_id"], due)
-    base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
-    await cycles.add_entries(tx.conn, [
-        settlement_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due, "payment"),
-        settlement_entry(f"{row['payment_id']}:subsidy", row["merchant_id"], row, subsidy_minor, due, "payment"),
-        settlement_entry(f"{row['payment_id']}:unsettled", row["merchant_id"], row, -unsettled_minor, due, "payment"),
-    ])  # fmt: skip
-    await _create_split(tx, row, base, due)
-
-
-async def _create_split(tx: Tx, payment: Any, base: int, due: date, *, offset_minor: int = 0,
-                        source_key: str | None = None, deadline: datetime | None = None) -> None:  # fmt: skip
-    """Split what the merchant keeps (gross − platform fee, the 2201 credit of §3.1), by the merchant's rule:
-    at once (realtime), or as a ledger hold confirmed later (escrow: its entries are made at confirmation)."""
-    rule = await records.split_rule(tx.conn, payment["merchant_id"], payment["business_line"])
-    if rule is None or base <= 0:
-        return
-    math_rule = records.math_rule(rule)
-    escrow = rule["mode"] == "escrow"
-    if escrow and deadline is None and rule["auto_confirm_seconds"] is not None:
-        deadline = payment["succeeded_at"] + timedelta(seconds=int(rule["auto_confirm_seconds"]))
-    split_id = new_id("spl")
-    allocations, remainder_receiver_id = _allocations(payment, math_rule, base, offset_minor)
-    await records.insert_split(tx.conn, {
-        "split_id": split_id, "source_key": source_key or payment["payment_id"], "kind": "split",
-        "payment_id": payment["payment_id"], "merchant_id": payment["merchant_id"], "currency": payment["currency"],
-        "base_minor": base, "allocations": allocations, "remainder_receiver_id": remainder_receiver_id,
-        "status": "pending", "mode": rule["mode"], "confirm_deadline": deadline if escrow else None,
-        "base_offset_minor": offset_minor, "livemode": payment["livemode"],
-    })  # fmt: skip
-    if not escrow:
-        await split_entries(tx, split_id, payment, allocations, 1, due, "split")
-
-
-def _allocations(payment: Any, rule: split_math.SplitRule, base: int, offset_minor: int) -> tuple[dict[str, int], str]:
-    """(allocations, remainder receiver) of a split base: the payment's explicit split (contract A) when it
-    carries one that still fits the rule, what it leaves going to the payee (`PAYEE`); else the rule.
-    A split re-held after a refund (`offset_minor` > 0) scales the explicit amounts down proportionally.
-    Why re-validate: the rule may have changed since the cashier's check; an explicit split that no longer
-    fits falls back to the rule (the platform's word) rather than leaving the payment unsplit."""
-    explicit = payment["explicit_split"]
-    if explicit:
-        entries = [(e["receiver_id"], int(e["amount_minor"])) for e in explicit]
-        keep = base + offset_minor  # what the merchant kept of the whole payment after the platform fee
-        try:
-            split_math.validate_explicit(entries, rule, keep)
-        except Problem as exc:
-            log.warning("explicit split no longer fits the rule; the rule applies", payment_id=payment["payment_id"],
-                        code=exc.spec.code)  # fmt: skip
-        else:
-            full = split_math.allocate_explicit(keep, entries)
-            if offset_minor:
-                return split_math.proportional(full, split_math.PAYEE, base), split_math.PAYEE
-            return full, split_math.PAYEE
-    return split_math.allocate(base, rule), rule.remainder_receiver_id
-
-
-def split_base_refunded(payment: Any, refunded_minor: int) -> int:
-    """The part of the merchant's 2201 credit a cumulative refund takes back (§3.3: fee lines rounded
-    down, remainder on the merchant line)."""
-    fee = int(payment["platform_fee_minor"] or 0)
-    return refunded_minor - split_math.refunded_fee_minor(fee, int(payment["amount_minor"]), refunded_minor)
+    """`payment.succeeded|failed|closed` (cashier.payments): settlement's record of the payment and its effects."""
+    await payments.record_payment(tx, PAYMENT_STATUSES[event.type], event.data, _occurred(event))
 
 
 async def on_refund_event(tx: Tx, event: Envelope) -> None:
-    """Store the refund fact, then derive the effect of every refund of its payment not applied yet.
-
-    Order-independent (docs/consistency.md): a refund that arrives before its payment (another topic) is
-    only stored; the payment's own event applies it later, under the same per-payment lock."""
-    data: dict[str, Any] = event.data
-    succeeded = event.type == REFUND_SUCCEEDED
-    occurred = _when(data.get("succeeded_at"), datetime.fromisoformat(event.time))
-    await records.lock_payment(tx.conn, data["payment_id"])
-    await records.upsert_refund(tx.conn, {
-        "refund_id": data["refund_id"], "payment_id": data["payment_id"], "merchant_id": data["merchant_id"],
-        "channel": data.get("channel"), "channel_refund_no": data.get("channel_refund_no"),
-        "status": "succeeded" if succeeded else "failed", "amount_minor": int(data["amount_minor"]),
-        "currency": data["currency"], "bill_date": bill_day(occurred), "succeeded_at": occurred if succeeded else None,
-        "livemode": money_livemode(data),
-    })  # fmt: skip
-    await apply_refunds(tx, data["payment_id"])
+    """`refund.succeeded|failed` (cashier.refunds): settlement's record of the refund and its effects."""
+    await payments.record_refund(tx, event.type == REFUND_SUCCEEDED, event.data, _occurred(event))
 
 
-async def apply_refunds(tx: Tx, payment_id: str) -> int:
-    """Derive, once each, the effect of the payment's stored succeeded refunds not applied yet — only once
-    the payment is known as succeeded (a refund of an unknown, failed or top-up payment stays stored, and
-    reconciliation lists it). The caller holds the payment's lock; returns how many were applied."""
-    payment = await records.payment_for_update(tx.conn, payment_id)
-    if payment is None or payment["status"] != "succeeded" or payment["purpose"] == WALLET_TOPUP:
-        return 0
-    pending = await records.unapplied_refunds(tx.conn, payment_id)
-    for refund in pending:
-        payment = await _apply_refund(tx, payment, refund)
-        await records.mark_refund_applied(tx.conn, refund["refund_id"])
-    return len(pending)
+async def on_wallet_event(tx: Tx, event: Envelope) -> None:
+    """`withdrawal.requested` (ledger.wallet): remember the withdrawal; the worker pays it out."""
+    if event.type != WITHDRAWAL_REQUESTED:
+        return
+    await withdrawals.remember_requested(tx, event.data)
 
 
-async def apply_parked_refunds(uow: UnitOfWork, limit: int) -> int:
-    """Safety net for refunds left stored but unapplied while their payment is succeeded — in normal operation
-    there are none (the payment's event applies them); after migration 0008 these are the refunds the old
-    consumer dropped because they overtook their payment. Each payment under its lock, as a consumer would.
-    Returns how many refunds were applied."""
-    async with uow.read() as conn:
-        payment_ids = await records.payments_with_parked_refunds(conn, limit)
-    applied = 0
-    for payment_id in payment_ids:
-        async with uow.begin() as tx:
-            await records.lock_payment(tx.conn, payment_id)
-            applied += await apply_refunds(tx, payment_id)
-    if applied:
-        log.warning("parked refunds applied after their payment", refunds=applied, payments=len(payment_ids))
-    return applied
-
-
-async def parked_refunds_loop(runtime: Runtime) -> None:
-    """Background task: `apply_parked_refunds` every `split_interval_seconds` (one indexed query when idle)."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    await run_rounds("parked refunds", functools.partial(apply_parked_refunds, runtime.uow, settings.split_batch_max),
-                     interval_seconds=settings.split_interval_seconds, batch_max=settings.split_batch_max)  # fmt: skip
-
-
-def refund_net_minor(payment: Any, refund_minor: int) -> int:
-    """What one refund takes off the merchant's 2201 — exactly the ledger's §3.3 merchant line: the refund
-    less its share of the platform fee, that share rounded down per refund. Per refund, not cumulative, so
-    the sum does not depend on the order refunds are applied in."""
-    fee, gross = int(payment["platform_fee_minor"] or 0), int(payment["amount_minor"])
-    return refund_minor - min(fee, split_math.refunded_fee_minor(fee, gross, refund_minor))
-
-
-async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
-    """One refund's effect: its merchant entry and the split reversed proportionally (an escrow split not
-    confirmed yet is voided and held again on what is left). Returns the payment row after it."""
-    refund_id, amount = str(refund["refund_id"]), int(refund["amount_minor"])
-    before_minor, payment = await records.add_refunded(tx.conn, payment["payment_id"], amount)
-    refunded_after = min(int(payment["refunded_minor"]), int(payment["amount_minor"]))
-    refunded_before = min(before_minor, int(payment["amount_minor"]))
-    base_before = split_base_refunded(payment, refunded_before)
-    base_after = split_base_refunded(payment, refunded_after)
-    # The refund's merchant line (§3.3) leaves the payee's pending funds: due with the payment if that is
-    # not settled yet, else at once (netted against the next batch).
-    occurred = refund["succeeded_at"]
-    due = max(payment["settle_date"] or bill_day(occurred), bill_day(occurred))
-    refund_entry = settlement_entry(f"{refund_id}:net", payment["merchant_id"], payment,
-                                    -refund_net_minor(payment, amount), due, "refund", refund_id)  # fmt: skip
-    subsidy_back = subsidy_reversed(await _subsidy_of(tx, payment["payment_id"]), int(payment["amount_minor"]),
-                                    refunded_before, refunded_after)  # fmt: skip
-    subsidy_entry = settlement_entry(f"{refund_id}:subsidy", payment["merchant_id"], payment, -subsidy_back, due,
-                                     "refund", refund_id)  # fmt: skip
-    # The channel gives back its merchant-funded coupon's share of the refund as the coupon, not as cash (§3.15).
-    unsettled_back = min(
-        subsidy_reversed(await _subsidy_of(tx, payment["payment_id"], "unsettled"), int(payment["amount_minor"]),
-                         refunded_before, refunded_after),
-        amount - max(int(payment["channel_fee_minor"] or 0) * amount // max(int(payment["amount_minor"]), 1),
-                     int(payment["platform_fee_minor"] or 0) * amount // max(int(payment["amount_minor"]), 1)),
-    )  # fmt: skip
-    unsettled_entry = settlement_entry(f"{refund_id}:unsettled", payment["merchant_id"], payment, unsettled_back,
-                                       due, "refund", refund_id)  # fmt: skip
-    await cycles.add_entries(tx.conn, [refund_entry, subsidy_entry, unsettled_entry])
-    split = await records.split_of_payment(tx.conn, payment["payment_id"], for_update=True)
-    if split is None:
-        return payment
-    if split["mode"] == "escrow" and split["status"] in ("pending", "held"):
-        # not confirmed yet: void the hold (§3.4) and hold again what is left of the split base
-        await records.move_split(tx.conn, split["split_id"], ("pending", "held"), "voiding")
-        remaining = int(payment["amount_minor"]) - int(payment["platform_fee_minor"] or 0) - base_after
-        await _create_split(tx, payment, remaining, due, offset_minor=base_after,
-                            source_key=f"{payment['payment_id']}:{refund_id}",
-                            deadline=split["confirm_deadline"])  # fmt: skip
-        return payment
-    offset = int(split["base_offset_minor"])
-    back = split_math.reversal(split["allocations"], split["remainder_receiver_id"], base_before - offset,
-                               base_after - offset)  # fmt: skip
-    split_id = new_id("spl")
-    await records.insert_split(tx.conn, {
-        "split_id": split_id, "source_key": refund_id, "kind": "reversal",
-        "payment_id": payment["payment_id"], "refund_id": refund_id, "merchant_id": split["merchant_id"],
-        "currency": split["currency"], "base_minor": base_after - base_before, "allocations": back,
-        "remainder_receiver_id": split["remainder_receiver_id"], "status": "pending", "livemode": split["livemode"],
-    })  # fmt: skip
-    await split_entries(tx, split_id, payment, back, -1, due, "reversal", refund_id)
-    return payment
+async def on_coupon_event(tx: Tx, event: Envelope) -> None:
+    """`coupon.used|redemption_undone` (marketing.coupons): the platform's subsidy of an in-store redemption."""
+    await record_in_store_coupon(tx, event.type, event.data, event.time)

@@ -14,7 +14,6 @@ an error and exposed (endpoint, metrics); nothing is ever corrected here.
 from __future__ import annotations
 
 import asyncio
-import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +22,6 @@ from prometheus_client import Gauge
 
 from libs.common.db import UnitOfWork
 from libs.common.logging import get_logger
-from libs.common.web import Runtime, run_rounds
 from services.settlement.clients.ledger import LedgerClient
 from services.settlement.config import Settings
 from services.settlement.store import consistency as store
@@ -126,12 +124,3 @@ def _export(result: dict[str, Any], currencies: set[str]) -> None:
 async def latest(uow: UnitOfWork) -> dict[str, Any]:
     async with uow.read() as conn:
         return as_result(await store.latest(conn))
-
-
-async def consistency_loop(runtime: Runtime) -> None:
-    """Background task: the check every `consistency_interval_seconds` (a failed round is logged, retried)."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    ledger: LedgerClient = runtime.extras["ledger"]
-    await run_rounds("settlement-ledger consistency", functools.partial(run_check, runtime.uow, ledger, settings),
-                     interval_seconds=settings.consistency_interval_seconds)  # fmt: skip

@@ -9,14 +9,12 @@ together with the auto-confirm deadline, splits once.
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime
 from typing import Any
 
 from libs.common.db import UnitOfWork
 from libs.common.errors import CONFLICT, Problem
 from libs.common.logging import get_logger
-from libs.common.web import Runtime, run_rounds
 from services.settlement.clients.ledger import LedgerClient
 from services.settlement.config import Settings
 from services.settlement.domain.errors import SPLIT_NOT_FOUND
@@ -75,11 +73,3 @@ async def auto_confirm_due(uow: UnitOfWork, ledger: LedgerClient, settings: Sett
         except Problem as exc:
             log.warning("auto-confirm deferred", payment_id=payment_id, error=exc.detail)
     return len(payment_ids)
-
-
-async def auto_confirm_loop(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    ledger: LedgerClient = runtime.extras["ledger"]
-    await run_rounds("escrow auto-confirm", functools.partial(auto_confirm_due, runtime.uow, ledger, settings),
-                     interval_seconds=settings.split_interval_seconds)  # fmt: skip

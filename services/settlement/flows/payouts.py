@@ -23,7 +23,6 @@ from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import IDEMPOTENCY_KEY_REUSED, Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
-from libs.common.web import Runtime, run_rounds
 from services.settlement.clients.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
 from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.clients.rails import FINAL_REFUSALS, ChannelRails
@@ -334,11 +333,4 @@ class Payouts:
         return len(due)
 
 
-async def payout_loop(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    payouts: Payouts = runtime.extras["payouts"]
-    await run_rounds("payouts", payouts.round, interval_seconds=settings.payout_interval_seconds)
-
-
-__all__ = ["LEDGER_UNAVAILABLE", "PayoutDraft", "Payouts", "payout_loop"]
+__all__ = ["LEDGER_UNAVAILABLE", "PayoutDraft", "Payouts"]

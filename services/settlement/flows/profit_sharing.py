@@ -1,4 +1,4 @@
-"""Channel profit sharing (contract B; docs/ledger.md §3.12): the partner shares of a final split paid out by
+"""Channel profit sharing (docs/contracts.md §2; docs/ledger.md §3.12): the partner shares of a final split paid out by
 the channel itself (WeChat Pay 分账, Alipay 分账/royalty) from funds it froze for the payment.
 
 When: a payment created with `profit_sharing: true` on wechatpay/alipay, once its split is final (a realtime
@@ -23,7 +23,6 @@ from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
-from libs.common.web import Runtime, run_rounds
 from services.settlement.clients.cashier import CashierBusy, CashierClient, CashierRefused
 from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.config import Settings
@@ -212,10 +211,3 @@ def paid_parts(order: dict[str, Any], answer: dict[str, Any] | None) -> list[dic
     return [part for line, result in zip(lines, results, strict=True)
             if result.get("status") == "succeeded" and result.get("account") == line["account"]
             for part in line["parts"]]  # fmt: skip
-
-
-async def profit_sharing_loop(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    sharing: ChannelSharing = runtime.extras["profit_sharing"]
-    await run_rounds("profit sharing", sharing.round, interval_seconds=settings.profit_sharing_interval_seconds)

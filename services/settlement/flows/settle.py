@@ -18,7 +18,6 @@ from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
-from libs.common.web import Runtime, run_rounds
 from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.config import Settings
 from services.settlement.domain.cycles import DEFAULT_TIMEZONE
@@ -83,15 +82,3 @@ async def run_cycle(uow: UnitOfWork, ledger: LedgerClient, settings: Settings, c
 
 def today(now: datetime | None = None) -> date:
     return (now or datetime.now(UTC)).astimezone(DEFAULT_TIMEZONE).date()
-
-
-async def settlement_loop(runtime: Runtime) -> None:
-    """Background task: run today's cycle every `settlement_interval_seconds` (cheap when nothing is due)."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    ledger: LedgerClient = runtime.extras["ledger"]
-
-    async def todays_cycle() -> RunResult:
-        return await run_cycle(runtime.uow, ledger, settings, today())
-
-    await run_rounds("settlement cycle", todays_cycle, interval_seconds=settings.settlement_interval_seconds)

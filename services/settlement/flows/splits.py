@@ -7,14 +7,12 @@ is marked posted only means the next round asks again and gets the original tran
 
 from __future__ import annotations
 
-import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.logging import get_logger
-from libs.common.web import Runtime, run_rounds
 from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.config import Settings
 from services.settlement.domain.splits import PAYEE
@@ -101,7 +99,7 @@ async def process_split(uow: UnitOfWork, ledger: LedgerClient, settings: Setting
         moved = await records.mark_split_posted(tx.conn, split_id, transfer_id, datetime.now(UTC),
                                                 from_status=status, to_status=to_status)  # fmt: skip
         if moved and to_status == "posted":
-            await order_for_split(tx, split)  # channel profit sharing of the now final split (contract B)
+            await order_for_split(tx, split)  # channel profit sharing of the now final split (docs/contracts.md §2)
             tx.publish(topic=SPLITS_TOPIC, type=SPLIT_POSTED, subject=split_id, data={
                 "split_id": split_id, "kind": split["kind"], "mode": split["mode"], "payment_id": split["payment_id"],
                 "refund_id": split["refund_id"], "merchant_id": split["merchant_id"], "currency": split["currency"],
@@ -124,12 +122,3 @@ async def post_due_splits(uow: UnitOfWork, ledger: LedgerClient, settings: Setti
         if await process_split(uow, ledger, settings, split):
             done += 1
     return done
-
-
-async def split_loop(runtime: Runtime) -> None:
-    """Background task: post due splits forever."""
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    ledger: LedgerClient = runtime.extras["ledger"]
-    await run_rounds("splits", functools.partial(post_due_splits, runtime.uow, ledger, settings),
-                     interval_seconds=settings.split_interval_seconds)  # fmt: skip

@@ -1,4 +1,4 @@
-"""Wallet withdrawals (提现, contract C): `withdrawal.requested` → the card from the ledger → a bank payout →
+"""Wallet withdrawals (提现, docs/contracts.md §3): `withdrawal.requested` → the card from the ledger → a bank payout →
 the wallet hold posted (paid) or voided (not paid).
 
 Why each step is safe to repeat, and a crash anywhere only delays: the row is created in the inbox
@@ -16,14 +16,12 @@ from typing import Any
 
 from libs.common.db import Tx, UnitOfWork
 from libs.common.errors import Problem
-from libs.common.events import Envelope
 from libs.common.logging import get_logger
-from libs.common.web import Runtime, run_rounds
 from services.settlement.clients.bank import FINAL_STATUSES, BankClient, BankRefused, BankUnavailable
 from services.settlement.clients.ledger import LedgerClient, LedgerRefused
 from services.settlement.clients.rails import FINAL_REFUSALS, RAIL_CHANNELS, ChannelRails
 from services.settlement.config import Settings
-from services.settlement.events import WITHDRAWAL_FINISHED, WITHDRAWAL_REQUESTED, WITHDRAWALS_TOPIC
+from services.settlement.events import WITHDRAWAL_FINISHED, WITHDRAWALS_TOPIC
 from services.settlement.flows.rails import channel_answer
 from services.settlement.store import withdrawals as store
 
@@ -35,18 +33,16 @@ CHANNEL_REMARK = "Juhe wallet withdrawal"  # shown to the user by WeChat / Alipa
 def payout_of(operation: dict[str, Any]) -> dict[str, Any] | None:
     """The channel rail a withdrawal asked for, from the ledger's operation (`details.payout`:
     {"rail": "wechat_change" | "alipay_account", "payee": openid | 2088… user id, "payee_name"?}); None for the
-    bank rail (the verified card in `details.bank_card`, contract C)."""
+    bank rail (the verified card in `details.bank_card`, docs/contracts.md §3)."""
     payout = (operation.get("details") or {}).get("payout") or {}
     if payout.get("rail") in RAIL_CHANNELS and payout.get("payee"):
         return dict(payout)
     return None
 
 
-async def on_wallet_event(tx: Tx, event: Envelope) -> None:
-    """`withdrawal.requested`: remember the withdrawal (inbox transaction); the worker pays it out."""
-    if event.type != WITHDRAWAL_REQUESTED:
-        return
-    data: dict[str, Any] = event.data
+async def remember_requested(tx: Tx, data: dict[str, Any]) -> None:
+    """A withdrawal the wallet asked for (`withdrawal.requested`'s payload, in its inbox transaction): one row
+    per operation id; the worker pays it out."""
     await store.insert_requested(tx.conn, {
         "operation_id": data["operation_id"], "holder_id": data["holder_id"],
         "amount_minor": int(data["amount_minor"]), "fee_minor": int(data.get("fee_minor") or 0),
@@ -194,10 +190,3 @@ class Withdrawals:
         for row in due:
             await self.step(row["operation_id"])
         return len(due)
-
-
-async def withdrawal_loop(runtime: Runtime) -> None:
-    settings = runtime.settings
-    assert isinstance(settings, Settings)
-    withdrawals: Withdrawals = runtime.extras["withdrawals"]
-    await run_rounds("withdrawals", withdrawals.round, interval_seconds=settings.payout_interval_seconds)

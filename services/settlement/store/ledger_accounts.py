@@ -4,8 +4,11 @@ the ledger client looks for an account before it asks the ledger (services/settl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import UnitOfWork
 from services.settlement.store.tables import ledger_accounts
@@ -30,3 +33,33 @@ class MirroredAccounts:
                 .limit(1)
             )
         return str(found) if found else None
+
+
+async def mirror_opened(
+    conn: AsyncConnection,
+    *,
+    account_id: str,
+    holder_id: str,
+    currency: str,
+    kind: str,
+    opened_at: datetime,
+    source_event_id: str,
+    livemode: bool,
+) -> None:
+    """Mirror one `account.opened`. The inbox already guarantees one application per event id; counting
+    repeats (`applied_count`) keeps tests honest."""
+    stmt = insert(ledger_accounts).values(
+        account_id=account_id,
+        holder_id=holder_id,
+        currency=currency,
+        kind=kind,
+        opened_at=opened_at,
+        source_event_id=source_event_id,
+        livemode=livemode,
+    )
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ledger_accounts.c.account_id],
+            set_={"applied_count": ledger_accounts.c.applied_count + 1},
+        )
+    )

@@ -110,7 +110,7 @@ payment_records = Table(
     Column("succeeded_at", DateTime(timezone=True)),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("settle_date", Date),  # migration 0004: when the merchant's cycle settles it
-    # migration 0007: from the payment request (contract A): purpose, explicit split, channel profit sharing
+    # migration 0007: from the payment request (docs/contracts.md §1): purpose, explicit split, channel profit sharing
     Column("purpose", Text, nullable=False, server_default="payment"),
     Column("explicit_split", JSONB),  # [{"receiver_id", "amount_minor"}] or null
     Column("profit_sharing", Boolean, nullable=False, server_default="false"),
@@ -321,7 +321,7 @@ payouts = Table(
 
 # --- wallet withdrawals and channel profit sharing (migration 0007) ---
 
-# A wallet withdrawal (contract C) paid out by the bank: one row per ledger wallet operation,
+# A wallet withdrawal (docs/contracts.md §3) paid out by the bank: one row per ledger wallet operation,
 # `pending → succeeded | failed`; `ledger_outcome` = posted | voided once the wallet hold was finished.
 withdrawals = Table(
     "withdrawals",
@@ -349,7 +349,7 @@ withdrawals = Table(
     Index("withdrawals_due", "status", "next_attempt_at"),
 )
 
-# A channel profit-sharing order (contract B) for the partner shares of one final split:
+# A channel profit-sharing order (docs/contracts.md §2) for the partner shares of one final split:
 # `pending → succeeded | failed`; `ledger_transfer_id` is the §3.12 posting of a success.
 profit_sharing_orders = Table(
     "profit_sharing_orders",

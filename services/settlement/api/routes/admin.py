@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 
@@ -13,7 +13,7 @@ from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
-from services.settlement.api.deps import LedgerDep, PageLimit, PlatformOnly
+from services.settlement.api.deps import LedgerDep, PageLimit, PlatformOnly, SettingsDep
 from services.settlement.api.schemas import (
     FeeRateResponse,
     FeeRateUpsertRequest,
@@ -28,7 +28,6 @@ from services.settlement.api.schemas import (
     WithdrawalListResponse,
     WithdrawalResponse,
 )
-from services.settlement.config import Settings
 from services.settlement.domain.errors import (
     PAYMENT_RECORD_NOT_FOUND,
     RECEIVER_NOT_FOUND,
@@ -134,7 +133,7 @@ async def list_withdrawals(
     status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
     cursor: Annotated[str | None, cursor_query(r"^[A-Za-z0-9_\-]{1,64}$")] = None,
 ) -> WithdrawalListResponse:  # fmt: skip
-    """Wallet withdrawals settlement pays out (contract C), newest first."""
+    """Wallet withdrawals settlement pays out (docs/contracts.md §3), newest first."""
     async with uow.read() as conn:
         rows = await withdrawals.list_withdrawals(conn, holder_id=holder_id, status=status, before_id=cursor,
                                                   limit=limit + 1)  # fmt: skip
@@ -155,9 +154,8 @@ async def get_withdrawal(operation_id: str, uow: UowDep) -> WithdrawalResponse:
 
 
 @router.post("/payments/{payment_id}/confirm")
-async def confirm_escrow(payment_id: str, uow: UowDep, ledger: LedgerDep, request: Request) -> SplitResponse:
+async def confirm_escrow(payment_id: str, uow: UowDep, ledger: LedgerDep, settings: SettingsDep) -> SplitResponse:
     """The platform confirms fulfilment of an escrow (担保交易) payment: its held split is posted, once."""
-    settings: Settings = request.app.state.runtime.settings
     split = await confirm(uow, ledger, settings, payment_id, by="platform")
     return SplitResponse(**{k: split[k] for k in SplitResponse.model_fields})
 

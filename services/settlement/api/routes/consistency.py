@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from libs.common.web import UowDep
-from services.settlement.api.deps import LedgerDep, PlatformOnly
+from services.settlement.api.deps import LedgerDep, PlatformOnly, SettingsDep
 from services.settlement.api.schemas import ConsistencyResponse
-from services.settlement.config import Settings
 from services.settlement.flows import consistency
 
 router = APIRouter(prefix="/v1/settlement/consistency", tags=["consistency"], dependencies=[PlatformOnly])
@@ -20,7 +19,6 @@ async def latest_check(uow: UowDep) -> ConsistencyResponse:
 
 
 @router.post("/runs")
-async def run_check(uow: UowDep, ledger: LedgerDep, request: Request) -> ConsistencyResponse:
+async def run_check(uow: UowDep, ledger: LedgerDep, settings: SettingsDep) -> ConsistencyResponse:
     """Run the check now and answer its result; 503 ledger_unavailable when the ledger cannot be read."""
-    settings: Settings = request.app.state.runtime.settings
     return ConsistencyResponse.model_validate(await consistency.run_check(uow, ledger, settings))

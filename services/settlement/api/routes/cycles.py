@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 
 from libs.common.internal_auth import CallerLivemode
 from libs.common.paging import KnownQueryOnly
 from libs.common.web import UowDep
-from services.settlement.api.deps import BatchCursor, LedgerDep, PageLimit, PlatformOnly
+from services.settlement.api.deps import BatchCursor, LedgerDep, PageLimit, PlatformOnly, SettingsDep
 from services.settlement.api.schemas import (
     BatchListResponse,
     CalendarDayRequest,
@@ -26,7 +26,6 @@ from services.settlement.api.schemas import (
     SettlementRunResponse,
     batch_page,
 )
-from services.settlement.config import Settings
 from services.settlement.domain.cycles import DEFAULT_CYCLE, DEFAULT_TIMEZONE, Cycle, CycleKind, settle_date
 from services.settlement.flows.settle import run_cycle
 from services.settlement.store import cycles
@@ -119,10 +118,9 @@ async def get_calendar_schedule(
 
 @router.post("/runs")
 async def start_settlement_run(
-    body: SettlementRunRequest, uow: UowDep, ledger: LedgerDep, request: Request
+    body: SettlementRunRequest, uow: UowDep, ledger: LedgerDep, settings: SettingsDep
 ) -> SettlementRunResponse:
     """Run a cycle day now (the worker does it on its own every `settlement_interval_seconds`). Safe to repeat."""
-    settings: Settings = request.app.state.runtime.settings
     result = await run_cycle(uow, ledger, settings, body.cycle_date)
     return SettlementRunResponse(
         cycle_date=result.cycle_date,

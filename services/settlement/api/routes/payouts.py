@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.internal_auth import CallerLivemode, MerchantScope
 from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
-from services.settlement.api.deps import PageLimit, PlatformOnly
+from services.settlement.api.deps import PageLimit, PayoutsDep, PlatformOnly, WithdrawalsDep
 from services.settlement.api.schemas import (
     PayoutCreateRequest,
     PayoutDecisionRequest,
@@ -21,19 +21,12 @@ from services.settlement.api.schemas import (
 )
 from services.settlement.clients.bank import SIGNATURE_HEADER
 from services.settlement.domain.errors import INVALID_SIGNATURE, PAYOUT_NOT_FOUND
-from services.settlement.flows.payouts import PayoutDraft, Payouts
-from services.settlement.flows.withdrawals import Withdrawals
+from services.settlement.flows.payouts import PayoutDraft
 from services.settlement.store import payouts as store
 
 router = APIRouter(tags=["payouts"])
 
 
-def get_payouts(request: Request) -> Payouts:
-    payouts: Payouts = request.app.state.runtime.extras["payouts"]
-    return payouts
-
-
-PayoutsDep = Annotated[Payouts, Depends(get_payouts)]
 Cursor = Annotated[str | None, cursor_query(r"^po_[0-9a-z]+$")]
 PayoutStatus = Annotated[Literal["pending_approval", "pending", "succeeded", "failed", "rejected"] | None, Query()]
 
@@ -116,7 +109,7 @@ async def reject_payout(payout_id: str, body: PayoutDecisionRequest, payouts: Pa
 
 
 @router.post("/v1/notify/bank", status_code=204)
-async def bank_notify(request: Request, payouts: PayoutsDep) -> Response:
+async def bank_notify(request: Request, payouts: PayoutsDep, withdrawals: WithdrawalsDep) -> Response:
     """The bank's signed `payout.finished` callback, for a merchant payout or a wallet withdrawal (payout_no =
     the wallet operation id). Verified before anything is read; a repeat is a no-op."""
     body = await request.body()
@@ -125,8 +118,7 @@ async def bank_notify(request: Request, payouts: PayoutsDep) -> Response:
     event = json.loads(body)
     if event.get("status") not in ("SUCCEEDED", "FAILED") or not isinstance(event.get("payout_no"), str):
         raise Problem(VALIDATION_FAILED, "not a final payout callback")
-    withdrawals: Withdrawals = request.app.state.runtime.extras["withdrawals"]
-    if (await withdrawals.read(event["payout_no"])).get("operation_id"):  # a wallet withdrawal (contract C)
+    if (await withdrawals.read(event["payout_no"])).get("operation_id"):  # a wallet withdrawal (docs/contracts.md §3)
         await withdrawals.apply_outcome(event["payout_no"], event["status"], event.get("failure_code"))
     else:
         await payouts.apply_outcome(event["payout_no"], event["status"], event.get("failure_code"))

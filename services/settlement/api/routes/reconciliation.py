@@ -11,14 +11,13 @@ from libs.common.errors import Problem
 from libs.common.internal_auth import caller_livemode
 from libs.common.paging import KnownQueryOnly, cursor_query
 from libs.common.web import UowDep
-from services.settlement.api.deps import CashierDep, LedgerDep, PageLimit, PlatformOnly
+from services.settlement.api.deps import CashierDep, LedgerDep, PageLimit, PlatformOnly, SettingsDep
 from services.settlement.api.schemas import (
     ReconciliationItemListResponse,
     ReconciliationItemResponse,
     ReconciliationRunRequest,
     ReconciliationRunResponse,
 )
-from services.settlement.config import Settings
 from services.settlement.domain.errors import RECONCILIATION_NOT_FOUND
 from services.settlement.domain.reconciliation import Outcome
 from services.settlement.flows.reconcile import reconcile
@@ -33,11 +32,15 @@ def _run(row: Any) -> ReconciliationRunResponse:
 
 @router.post("/reconciliations", status_code=201)
 async def start_reconciliation(
-    body: ReconciliationRunRequest, uow: UowDep, cashier: CashierDep, ledger: LedgerDep, request: Request
+    body: ReconciliationRunRequest,
+    uow: UowDep,
+    cashier: CashierDep,
+    ledger: LedgerDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> ReconciliationRunResponse:
     """Classify the day's bill and post the channel's settlement to escrow (§3.5); `error` on a finished
     run says the posting could not be made (running the day again retries it under the same key)."""
-    settings: Settings = request.app.state.runtime.settings
     livemode = await caller_livemode(request, body.livemode)  # a key's mode, else the body's, else the bill's
     run_id = await reconcile(uow, cashier, settings, channel=body.channel, merchant_id=body.merchant_id,
                              bill_date=body.bill_date, ledger=ledger, livemode=livemode)  # fmt: skip

@@ -22,6 +22,7 @@ from libs.common.events import Envelope
 from libs.common.outbox_tables import outbox
 from libs.common.web import Runtime
 from services.settlement.app import create_app
+from services.settlement.context import SettlementContext, settlement_context
 from services.settlement.events import (
     CASHIER_PAYMENTS_TOPIC,
     PAYMENT_EVENTS,
@@ -37,6 +38,10 @@ class Harness:
     ledger_url: str
     ledger_db: str
     settlement_db: str
+
+    @property
+    def context(self) -> SettlementContext:
+        return settlement_context(self.runtime)
 
     async def deliver(self, event: Envelope) -> None:
         """Apply one cashier event exactly as the inbox consumer would (one transaction)."""

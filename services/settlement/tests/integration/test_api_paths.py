@@ -1,5 +1,5 @@
-"""Contract E: the public paths, the platform-only guard inside the service, and the cashier's split check
-(contract A) with every refusal it can answer."""
+"""Settlement's public and platform paths (docs/contracts.md §5): the public paths, the platform-only guard inside
+the service, and the cashier's split check (docs/contracts.md §1) with every refusal it can answer."""
 
 from __future__ import annotations
 
@@ -9,9 +9,19 @@ from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from services.settlement.tests.integration.conftest import Harness
 
 
-def token(h: Harness, **who: str) -> dict[str, str]:
-    secret = h.runtime.settings.internal_token_secret.get_secret_value()
-    return {IDENTITY_HEADER: mint_identity_token(secret, key_id="test", **who)}
+def token(
+    h: Harness,
+    *,
+    merchant_id: str | None = None,
+    platform: str | None = None,
+    user: str | None = None,
+    service: str | None = None,
+) -> dict[str, str]:
+    secret = h.context.settings.internal_token_secret.get_secret_value()
+    who = mint_identity_token(
+        secret, key_id="test", merchant_id=merchant_id, platform=platform, user=user, service=service
+    )
+    return {IDENTITY_HEADER: who}
 
 
 async def setup_rule(h: Harness) -> None:
@@ -72,8 +82,8 @@ async def test_platform_only_paths_refuse_merchants_and_users(settlement_only: H
         assert (await h.client.get(path, headers=token(h, platform="plt_1"))).status_code == 200, path
         acting = token(h, platform="plt_1", merchant_id="mch_1")  # the platform acting for a merchant
         assert (await h.client.get(path, headers=acting)).status_code == 200, path
-        for who in ({"merchant_id": "mch_1"}, {"user": "usr_1"}):
-            r = await h.client.get(path, headers=token(h, **who))
+        for caller in (token(h, merchant_id="mch_1"), token(h, user="usr_1")):
+            r = await h.client.get(path, headers=caller)
             assert r.status_code == 403 and r.json()["code"] == "forbidden", path
         r = await h.client.get(path, headers={"X-Juhe-Merchant-Id": "mch_1"})
         assert r.status_code == 403, path

@@ -1,6 +1,7 @@
-"""Channel profit sharing: WeChat Pay (protocols.md §1.11) and Alipay royalty (§2.9), the connectors' calls
-against the real sandboxes over real HTTP with real signatures. Lives with settlement, the service that
-decides splits; the calls themselves are the cashier connectors' (the cashier owns the channel keys)."""
+"""Channel profit sharing: WeChat Pay (docs/protocols/wechatpay.md §11) and Alipay royalty
+(docs/protocols/alipay.md §9), the connectors' calls against the real sandboxes over real HTTP with real
+signatures. Lives with settlement, the service that decides splits; the calls themselves are the cashier
+connectors' (the cashier owns the channel keys)."""
 
 from __future__ import annotations
 

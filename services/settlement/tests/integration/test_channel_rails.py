@@ -25,7 +25,9 @@ from sandboxes.common.testing import SandboxProcess
 from services.cashier.app import create_app as create_cashier_app
 from services.settlement.app import create_app
 from services.settlement.clients.rails import transfer_no
-from services.settlement.flows.withdrawals import Withdrawals, on_wallet_event
+from services.settlement.context import settlement_context
+from services.settlement.events.consumers import on_wallet_event
+from services.settlement.flows.withdrawals import Withdrawals
 from services.settlement.tests.integration.served import eventually, served
 from services.settlement.tests.integration.test_withdrawals import (
     IDENTITY_SECRET,
@@ -72,7 +74,7 @@ class Env:
 
     @property
     def withdrawals(self) -> Withdrawals:
-        withdrawals: Withdrawals = self.runtime.extras["withdrawals"]
+        withdrawals: Withdrawals = settlement_context(self.runtime).withdrawals
         return withdrawals
 
     async def ledger_sql(self, sql: str, **params: Any) -> list[Any]:
@@ -302,7 +304,7 @@ async def test_a_withdrawal_left_unconfirmed_expires_and_the_hold_is_voided(env:
 
 async def settled_funds(env: Env, merchant_id: str, amount_minor: int) -> str:
     """`amount_minor` settled for the merchant (as a settlement batch would); its settled account id."""
-    ledger = env.runtime.extras["ledger"]
+    ledger = settlement_context(env.runtime).ledger
     pending = await ledger.account_id(merchant_id, "merchant_pending", "CNY")
     settled: str = await ledger.account_id(merchant_id, "merchant_settled", "CNY")
     await ledger.post_transfer(
@@ -317,7 +319,7 @@ async def settled_funds(env: Env, merchant_id: str, amount_minor: int) -> str:
 
 async def test_a_merchant_payout_to_wechat_change_never_confirmed_is_cancelled_and_given_back(env: Env) -> None:
     settled = await settled_funds(env, "mch_w", 10_000)
-    ledger = env.runtime.extras["ledger"]
+    ledger = settlement_context(env.runtime).ledger
     created = await env.settlement.post(
         "/v1/payouts",
         headers={"X-Juhe-Merchant-Id": "mch_w"},
@@ -336,7 +338,7 @@ async def test_a_merchant_payout_to_wechat_change_never_confirmed_is_cancelled_a
     assert payout["user_action"]["package_info"]
     assert int((await ledger.balance(settled))["balances"]["posted_balance_minor"]) == 6_000  # instructed
 
-    payouts = env.runtime.extras["payouts"]
+    payouts = settlement_context(env.runtime).payouts
 
     async def cancelled() -> bool:  # the worker's rounds: past the confirmation deadline settlement cancels it
         await payouts.step(payout["payout_id"])
@@ -357,7 +359,7 @@ async def test_a_merchant_payout_and_wallet_withdrawals_to_alipay_accounts(env: 
     """A merchant payout paid at once (an unknown payee refused, money back); wallet withdrawals carry the
     holder's verified name with the Alipay user id: the holder's own account is paid (hold posted), an account
     under another real name is refused by Alipay (hold voided)."""
-    ledger = env.runtime.extras["ledger"]
+    ledger = settlement_context(env.runtime).ledger
     settled = await settled_funds(env, "mch_p", 10_000)
     payable = await ledger.account_id("mch_p", "merchant_payable", "CNY")
     escrow = await ledger.account_id("platform", "escrow_bank", "CNY")

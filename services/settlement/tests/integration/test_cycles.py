@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from libs.common.settings import DEMO_INTERNAL_TOKEN_SECRET
 from services.settlement.clients.ledger import LedgerClient
-from services.settlement.config import Settings
 from services.settlement.flows.consistency import run_check
 from services.settlement.flows.settle import run_cycle
 from services.settlement.flows.splits import post_due_splits
@@ -73,9 +72,8 @@ async def test_the_calendar_schedule_settles_each_day_as_payments_are(harness: H
 
 
 async def run(h: Harness, day: date, ledger: LedgerClient | None = None) -> tuple[int, int, int]:
-    settings = h.runtime.settings
-    assert isinstance(settings, Settings)
-    result = await run_cycle(h.runtime.uow, ledger or h.runtime.extras["ledger"], settings, day)
+    settings = h.context.settings
+    result = await run_cycle(h.runtime.uow, ledger or h.context.ledger, settings, day)
     return result.batches_built, result.batches_posted, result.batches_failed
 
 
@@ -84,9 +82,8 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
     await setup_merchant(h)
     await h.deliver(payment_event("pay_c1", succeeded_at=datetime(2026, 11, 24, 10, tzinfo=CST)))  # Tue
     await h.deliver(payment_event("pay_c2", succeeded_at=datetime(2026, 11, 24, 22, 30, tzinfo=CST)))  # after cutoff
-    settings = h.runtime.settings
-    assert isinstance(settings, Settings)
-    assert await post_due_splits(h.runtime.uow, h.runtime.extras["ledger"], settings) == 2
+    settings = h.context.settings
+    assert await post_due_splits(h.runtime.uow, h.context.ledger, settings) == 2
 
     assert await run(h, date(2026, 11, 25)) == (0, 0, 0)  # T+1 skips the holiday: nothing due yet
 
@@ -160,7 +157,7 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
 async def _cashier_credit(h: Harness, payment_id: str, amount_minor: int, *, livemode: bool) -> None:
     """What the ledger's consumer of the cashier's `payment.succeeded` posts to the merchant's 2201 (the cashier is
     not in this harness), in the payment's book, with the chart accounts and keys it uses."""
-    ledger: LedgerClient = h.runtime.extras["ledger"]
+    ledger: LedgerClient = h.context.ledger
     clearing = await ledger.channel_account_id("channel_clearing", "1101", "wechatpay", "CNY", livemode=livemode)
     pending = await ledger.account_id("mch_m", "merchant_pending", "CNY", livemode=livemode)
     await ledger.post_transfer(idempotency_key=f"{payment_id}:succeeded", postings=[
@@ -170,10 +167,10 @@ async def _cashier_credit(h: Harness, payment_id: str, amount_minor: int, *, liv
 
 
 async def test_test_money_is_settled_and_paid_out_apart_from_live_money(harness: Harness) -> None:
-    """DESIGN §4 "Test and live never mix": a test payment and a live one (an old event without `livemode`) of one
-    merchant are settled by the same cycle into two batches, each moving only its own book; the settlement ↔ ledger
-    check compares each mode with its own book; the merchant's statement shows the key's mode; a test payout is
-    paid from the test book and simulated (no bank); the ledger verifies per book."""
+    """docs/test-mode.md, "Test and live never mix": a test payment and a live one (an old event without
+    `livemode`) of one merchant are settled by the same cycle into two batches, each moving only its own book;
+    the settlement ↔ ledger check compares each mode with its own book; the merchant's statement shows the key's
+    mode; a test payout is paid from the test book and simulated (no bank); the ledger verifies per book."""
     h = harness
     assert (
         await h.client.put("/v1/settlement/merchants/mch_m/fee-rate", json={"platform_fee_rate_bps": 60})
@@ -187,9 +184,8 @@ async def test_test_money_is_settled_and_paid_out_apart_from_live_money(harness:
     await h.deliver(refund)
     await _cashier_credit(h, "pay_live", 9940, livemode=True)  # 10000 − 60 platform fee
     await _cashier_credit(h, "pay_test", 2982 - 994, livemode=False)  # 3000 − 18, refunded 1000 − 6
-    settings = h.runtime.settings
-    assert isinstance(settings, Settings)
-    checked = await run_check(h.runtime.uow, h.runtime.extras["ledger"], settings)
+    settings = h.context.settings
+    checked = await run_check(h.runtime.uow, h.context.ledger, settings)
     assert checked["ok"] is True and checked["mismatches"] == [] and checked["unconfirmed"] == [], checked
 
     assert await run(h, date(2026, 11, 25)) == (2, 2, 0)  # one batch per mode
@@ -223,7 +219,7 @@ async def test_test_money_is_settled_and_paid_out_apart_from_live_money(harness:
 
     # A test payout: paid from the test book, simulated as paid (the bank is never asked), live money untouched. The
     # test escrow holds what the sandbox settled (§3.5 of a test reconciliation, posted here directly).
-    ledger: LedgerClient = h.runtime.extras["ledger"]
+    ledger: LedgerClient = h.context.ledger
     escrow = await ledger.account_id("platform", "escrow_bank", "CNY", livemode=False)
     clearing = await ledger.channel_account_id("channel_clearing", "1101", "wechatpay", "CNY", livemode=False)
     await ledger.post_transfer(idempotency_key="stl_test_escrow:channel", postings=[

@@ -8,7 +8,6 @@ import asyncio
 import httpx
 from sqlalchemy import func, select, update
 
-from services.settlement.config import Settings
 from services.settlement.flows.escrow import auto_confirm_due
 from services.settlement.flows.splits import post_due_splits
 from services.settlement.store.tables import settlement_entries, split_executions
@@ -34,9 +33,8 @@ async def configure(h: Harness, auto_confirm_seconds: int | None) -> None:
 
 
 async def rounds(h: Harness) -> int:
-    settings = h.runtime.settings
-    assert isinstance(settings, Settings)
-    return await post_due_splits(h.runtime.uow, h.runtime.extras["ledger"], settings)
+    settings = h.context.settings
+    return await post_due_splits(h.runtime.uow, h.context.ledger, settings)
 
 
 async def pending_credits(h: Harness, holder: str) -> int:
@@ -57,12 +55,11 @@ async def test_confirm_twice_and_deadline_split_once(harness: Harness) -> None:
     # the deadline passes while the platform confirms twice: three racers, one split
     async with h.runtime.uow.begin() as tx:
         await tx.conn.execute(update(split_executions).values(confirm_deadline=func.now()))
-    settings = h.runtime.settings
-    assert isinstance(settings, Settings)
+    settings = h.context.settings
     results = await asyncio.gather(
         h.client.post("/v1/settlement/payments/pay_e1/confirm"),
         h.client.post("/v1/settlement/payments/pay_e1/confirm"),
-        auto_confirm_due(h.runtime.uow, h.runtime.extras["ledger"], settings),
+        auto_confirm_due(h.runtime.uow, h.context.ledger, settings),
     )
     assert [r.status_code for r in results[:2]] == [200, 200]
     await rounds(h)
@@ -92,9 +89,8 @@ async def test_refund_before_confirm_voids_the_hold(harness: Harness) -> None:
         ("split", "held", 4970),
     ]
     assert await pending_credits(h, "tch_1") == 1491
-    settings = h.runtime.settings
-    assert isinstance(settings, Settings)
-    assert await auto_confirm_due(h.runtime.uow, h.runtime.extras["ledger"], settings) == 1
+    settings = h.context.settings
+    assert await auto_confirm_due(h.runtime.uow, h.context.ledger, settings) == 1
     assert await h.balance("tch_1", "merchant_pending") == 1491
     # the rest refunded after confirmation: reversed proportionally, to zero
     await h.deliver(refund_event("re_e3", "pay_e2", 5000))
@@ -107,8 +103,8 @@ async def test_refund_before_confirm_voids_the_hold(harness: Harness) -> None:
 
 
 async def test_explicit_split_under_an_escrow_rule(harness: Harness) -> None:
-    """Contract A with an escrow rule: the explicit amounts are held, re-held scaled after a refund before
-    confirmation, and posted on confirm."""
+    """An explicit split (docs/contracts.md §1) with an escrow rule: the explicit amounts are held, re-held scaled
+    after a refund before confirmation, and posted on confirm."""
     h = harness
     await configure(h, auto_confirm_seconds=None)
     await h.deliver(payment_event("pay_e3", extra={"split": [{"receiver_id": "teacher", "amount_minor": 2000}]}))

@@ -5,7 +5,7 @@ A payment, a duplicate of it, two partial refunds and a duplicate of one reach s
 Settlement's final state (entries per holder and kind, the live split, reversals, the profit-sharing order)
 must be the same for every order, and equal the ledger's merchant_pending balances, which a real ledger
 process posts (§3.1/§3.3) from the same events consumed from the real broker. Realtime splits, explicit
-splits (contract A) with channel profit sharing (contract B), and escrow splits confirmed afterwards.
+splits (docs/contracts.md §1) with channel profit sharing (§2), and escrow splits confirmed afterwards.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from sqlalchemy import func, select
 
 from libs.common.events import Envelope
 from libs.common.kafka import topic_name
+from libs.common.web import loop_tasks
 from services.settlement.app import create_app
 from services.settlement.config import Settings
-from services.settlement.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC, PAYMENT_EVENTS
-from services.settlement.events.consumers import on_payment_event, on_refund_event
-from services.settlement.events.coupons import COUPONS_TOPIC, on_coupon_event
-from services.settlement.flows.consistency import consistency_loop
+from services.settlement.context import settlement_context
+from services.settlement.events import CASHIER_PAYMENTS_TOPIC, CASHIER_REFUNDS_TOPIC, COUPONS_TOPIC, PAYMENT_EVENTS
+from services.settlement.events.consumers import on_coupon_event, on_payment_event, on_refund_event
 from services.settlement.flows.splits import post_due_splits
 from services.settlement.store.tables import (
     payment_records,
@@ -43,6 +43,7 @@ from services.settlement.store.tables import (
     settlement_entries,
     split_executions,
 )
+from services.settlement.worker import LOOPS
 
 AMOUNT, CHANNEL_FEE, PLATFORM_FEE, REFUND = 10_000, 25, 60, 3333
 ORDERS = sorted(set(itertools.permutations(("P", "P", "R1", "R1", "R2"))))
@@ -73,7 +74,7 @@ class Env:
     async def post_splits(self) -> None:
         """Drive the split poster until no split is waiting (bounded)."""
         for _ in range(100):
-            await post_due_splits(self.runtime.uow, self.runtime.extras["ledger"], self.settings)
+            await post_due_splits(self.runtime.uow, settlement_context(self.runtime).ledger, self.settings)
             async with self.runtime.uow.read() as conn:
                 waiting = await conn.scalar(select(func.count()).select_from(split_executions).where(
                     split_executions.c.status.in_(("pending", "confirming", "voiding"))))  # fmt: skip
@@ -228,7 +229,7 @@ async def run_all_orders(
         merchant_id, payment_id = f"mch_{tag}_{n}", f"pay_{tag}_{n}"
         await merchant(env, merchant_id, teacher, mode)
         extra: dict[str, Any] = {}
-        if explicit:  # contract A: the request's own split, and channel profit sharing (contract B)
+        if explicit:  # the request's own split (docs/contracts.md §1), and channel profit sharing (§2)
             extra = {"split": [{"receiver_id": teacher, "amount_minor": 2000}], "profit_sharing": True}
         # A coupon (docs/ledger.md §3.13): the payment carries its funding, each refund the payment's funding and
         # the cashier's refunded total after it (R1 succeeded first at the cashier, then R2).
@@ -429,7 +430,10 @@ async def test_the_worker_loop_runs_the_check(env: Env) -> None:
     done = await run_all_orders(env, "realtime", orders=ORDERS[:2])
     await env.post_splits()
     await env.ledger_has(ledger_keys(done))
-    task = asyncio.create_task(consistency_loop(env.runtime))
+    # the worker's own declaration of the loop (worker.py), run as the worker runs it
+    (consistency,) = [w for w in LOOPS if w.name == "settlement-ledger consistency"]
+    (consistency_loop,) = loop_tasks(settlement_context, [consistency])
+    task = asyncio.ensure_future(consistency_loop(env.runtime))
     try:
         deadline = asyncio.get_running_loop().time() + WAIT_SECONDS_MAX
         while (latest := (await env.client.get("/v1/settlement/consistency")).json())["ok"] is None:

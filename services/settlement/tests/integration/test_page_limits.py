@@ -10,7 +10,7 @@ from services.settlement.app import create_app
 
 PAGE_SIZE_MAX = 5
 MERCHANT = {"X-Juhe-Merchant-Id": "mch_p"}
-LISTS = (
+LISTS: tuple[tuple[str, dict[str, str]], ...] = (
     ("/v1/payouts", MERCHANT),
     ("/v1/statements/batches", MERCHANT),
     ("/v1/settlement/payouts", {}),

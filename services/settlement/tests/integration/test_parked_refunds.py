@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import insert, select
 
-from services.settlement.events.consumers import apply_parked_refunds
+from services.settlement.flows.payments import apply_parked_refunds
 from services.settlement.store.tables import payment_records, refund_records, settlement_entries
 from services.settlement.tests.integration.conftest import Harness, payment_event, refund_event
 

@@ -19,6 +19,7 @@ from sandboxes.common.testing import SandboxProcess
 from services.settlement.app import create_app
 from services.settlement.clients.bank import BankClient
 from services.settlement.clients.ledger import LedgerClient
+from services.settlement.context import settlement_context
 from services.settlement.flows.payouts import PayoutDraft, Payouts
 
 GOOD = {"account_no": "6222000011112222", "account_name": "Shop P"}
@@ -96,7 +97,8 @@ async def env(
         httpx.AsyncClient(base_url=base_url, timeout=30) as client,
     ):
         runtime = app.state.runtime
-        env = Env(client, runtime.extras["payouts"], runtime.extras["ledger"], ledger_db, bank, creds["client_id"])
+        context = settlement_context(runtime)
+        env = Env(client, context.payouts, context.ledger, ledger_db, bank, creds["client_id"])
         await fund(env)
         yield env
 

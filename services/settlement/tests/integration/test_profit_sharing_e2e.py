@@ -1,4 +1,4 @@
-"""Channel profit sharing (contract B) end to end: a real cashier process and the real WeChat Pay sandbox, a
+"""Channel profit sharing (docs/contracts.md §2) end to end: a real cashier process and the real WeChat Pay sandbox, a
 real ledger process, settlement in-process. The payment events are the cashier's own (read from its
 outbox) applied through the very handler the inbox consumer calls."""
 
@@ -52,13 +52,12 @@ class Env:
 
     @property
     def sharing(self) -> ChannelSharing:
-        sharing: ChannelSharing = self.h.runtime.extras["profit_sharing"]
+        sharing: ChannelSharing = self.h.context.profit_sharing
         return sharing
 
     @property
     def settings(self) -> Settings:
-        settings = self.h.runtime.settings
-        assert isinstance(settings, Settings)
+        settings = self.h.context.settings
         return settings
 
     async def paid(self, amount_minor: int, *, profit_sharing: bool) -> str:
@@ -121,12 +120,12 @@ async def env(harness: Harness, wechat: tuple[SandboxProcess, dict[str, Any]], m
     })  # fmt: skip
     # settlement's channel-sharing client points at this cashier; answers are asked again at once
     h = harness
-    settings = h.runtime.settings
-    assert isinstance(settings, Settings)
+    settings = h.context.settings
     fast = settings.model_copy(update={"cashier_url": cashier.base_url, "profit_sharing_poll_seconds": 0.0})
-    old: ChannelSharing = h.runtime.extras["profit_sharing"]
+    old = h.context
     fast_cashier = CashierClient.build(cashier.base_url, timeout_seconds=settings.http_timeout_seconds)
-    h.runtime.extras["profit_sharing"] = dataclasses.replace(old, cashier=fast_cashier, settings=fast)
+    fast_sharing = dataclasses.replace(old.profit_sharing, cashier=fast_cashier, settings=fast)
+    h.runtime.context = dataclasses.replace(old, profit_sharing=fast_sharing)
     merchant_id = f"mch_{uuid.uuid4().hex[:10]}"
     config = {"base_url": sandbox.base_url, "mchid": MCHID, "appid": APPID,
               **{k: keys[k] for k in ("merchant_private_key_pem", "merchant_cert_serial", "platform_public_key_pem",
@@ -139,7 +138,7 @@ async def env(harness: Harness, wechat: tuple[SandboxProcess, dict[str, Any]], m
         try:
             yield Env(h, c, cashier_db, sandbox, merchant_id)
         finally:
-            h.runtime.extras["profit_sharing"] = old
+            h.runtime.context = old
             await fast_cashier.aclose()
 
 
@@ -166,7 +165,7 @@ async def test_channel_pays_the_partner_and_the_ledger_records_it_once(env: Env)
     assert event.data["profit_sharing"] is True
     await h.deliver(event)
     await h.deliver(dataclasses.replace(event, id="evt_again"))
-    assert await post_due_splits(h.runtime.uow, h.runtime.extras["ledger"], env.settings) == 1
+    assert await post_due_splits(h.runtime.uow, h.context.ledger, env.settings) == 1
     order = await env.order_of(payment_id)
     # only the teacher has a WeChat Pay account: the driver and the platform stay with Juhe's settlement
     assert order["status"] == "pending" and [(r["account"], r["amount_minor"]) for r in order["receivers"]] == [
@@ -191,7 +190,7 @@ async def test_channel_pays_the_partner_and_the_ledger_records_it_once(env: Env)
     [shown] = record["profit_sharing_orders"]
     assert (shown["order_no"], shown["status"]) == (done["order_no"], "succeeded")
     for _ in range(2):
-        await run_cycle(h.runtime.uow, h.runtime.extras["ledger"], env.settings, today())
+        await run_cycle(h.runtime.uow, h.context.ledger, env.settings, today())
     batches = (await h.client.get("/v1/settlement/batches")).json()["data"]
     assert "tch_1" not in {b["holder_id"] for b in batches}
     h.verify_ledger()
@@ -205,7 +204,7 @@ async def test_a_payment_the_channel_will_not_share_fails_the_order(env: Env) ->
     event = await env.succeeded_event(payment_id)
     doctored = dataclasses.replace(event, data={**event.data, "profit_sharing": True})
     await h.deliver(doctored)
-    await post_due_splits(h.runtime.uow, h.runtime.extras["ledger"], env.settings)
+    await post_due_splits(h.runtime.uow, h.context.ledger, env.settings)
     done = await env.share_until_final(payment_id)
     assert (done["status"], done["last_error"], done["ledger_transfer_id"]) == (
         "failed",

@@ -30,7 +30,7 @@ async def balance_of(harness: Harness, kind: str, channel: str | None = None) ->
 
 
 async def test_the_bill_net_moves_from_channel_clearing_to_escrow_once(harness: Harness) -> None:
-    ledger: LedgerClient = harness.runtime.extras["ledger"]
+    ledger: LedgerClient = harness.context.ledger
     bill = [
         Line("payment", "a", "ch_a", 10_000, 60, "SUCCESS"),
         Line("payment", "b", "ch_b", 5_000, 30, "SUCCESS"),

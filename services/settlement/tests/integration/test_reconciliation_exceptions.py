@@ -87,7 +87,8 @@ async def test_exception_lifecycle_with_a_real_cashier(
         await client.get(BASE, params={"merchant_id": merchant_id, "limit": 2, "cursor": first["next_cursor"]})
     ).json()
     assert [e["key"] for e in rest["data"]] == ["c"] and rest == rest | {"has_more": False, "next_cursor": None}
-    a, b, c = (*first["data"], *rest["data"])
+    items: list[dict[str, Any]] = [*first["data"], *rest["data"]]
+    a, b, c = items
     by_outcome = (await client.get(BASE, params={"merchant_id": merchant_id, "outcome": "missing_in_juhe"})).json()
     assert [e["key"] for e in by_outcome["data"]] == ["b"]
     # A filter value outside its enum or a cursor the list never gave out is 422, nothing read.
@@ -126,8 +127,8 @@ async def test_exception_lifecycle_with_a_real_cashier(
     assert refused.status_code == 422 and refused.json()["code"] == "reconciliation_exception_not_requeryable"
 
     # Resolve with a reason and who; final from then on, and out of the unresolved pool.
-    bad = await client.post(f"{BASE}/{a['item_id']}/resolve", json={"reason": "  ", "actor": OPERATOR})
-    assert bad.status_code == 422 and bad.json()["code"] == "validation_failed"
+    blank = await client.post(f"{BASE}/{a['item_id']}/resolve", json={"reason": "  ", "actor": OPERATOR})
+    assert blank.status_code == 422 and blank.json()["code"] == "validation_failed"
     done = await client.post(
         f"{BASE}/{a['item_id']}/resolve", json={"reason": "channel refunded the difference", "actor": "li@juhe.test"}
     )

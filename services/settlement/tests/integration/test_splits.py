@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from sqlalchemy import update
 
-from services.settlement.config import Settings
 from services.settlement.flows.splits import post_due_splits
 from services.settlement.store.tables import split_executions
 from services.settlement.tests.integration.conftest import Harness, payment_event, refund_event
@@ -32,9 +31,8 @@ async def configure(h: Harness) -> None:
 
 
 async def post_all(h: Harness) -> int:
-    settings = h.runtime.settings
-    assert isinstance(settings, Settings)
-    return await post_due_splits(h.runtime.uow, h.runtime.extras["ledger"], settings)
+    settings = h.context.settings
+    return await post_due_splits(h.runtime.uow, h.context.ledger, settings)
 
 
 async def test_bad_rules_are_problem_json(settlement_only: Harness) -> None:
@@ -128,8 +126,9 @@ async def test_no_rule_no_split_and_failed_payment_not_split(settlement_only: Ha
 
 
 async def test_explicit_split_realtime_and_refunds(harness: Harness) -> None:
-    """Contract A: the payment's own split (validated again at success), what it leaves stays with the payee;
-    refunds reverse it proportionally; a split that no longer fits the rule falls back to the rule."""
+    """The split check's explicit split (docs/contracts.md §1): the payment's own split (validated again at
+    success), what it leaves stays with the payee; refunds reverse it proportionally; a split that no longer fits
+    the rule falls back to the rule."""
     h = harness
     await configure(h)
     split = [{"receiver_id": "teacher", "amount_minor": 1000}, {"receiver_id": "platform", "amount_minor": 50}]
@@ -157,7 +156,7 @@ async def test_explicit_split_realtime_and_refunds(harness: Harness) -> None:
     await h.deliver(payment_event("pay_x2", extra={"split": too_much}))
     [spl] = (await h.client.get("/v1/settlement/payments/pay_x2")).json()["splits"]
     assert spl["allocations"] == {"teacher": 2982, "platform": 100, "mch_1": 6858}
-    # a wallet top-up (contract D) is the ledger's §3.7: recorded, never settled or split
+    # a wallet top-up (docs/contracts.md §4) is the ledger's §3.7: recorded, never settled or split
     await h.deliver(payment_event("pay_x3", extra={"purpose": "wallet_topup", "wallet_holder_id": "usr_1"}))
     topup = (await h.client.get("/v1/settlement/payments/pay_x3")).json()
     assert topup["purpose"] == "wallet_topup" and topup["splits"] == []

@@ -1,4 +1,4 @@
-"""Wallet withdrawals (contract C) end to end: a real ledger process (wallet holders verified through the
+"""Wallet withdrawals (docs/contracts.md §3) end to end: a real ledger process (wallet holders verified through the
 real identity sandbox), the real bank sandbox, settlement served over HTTP for the bank's callbacks. The
 `withdrawal.requested` events are the ledger's own (read from its outbox) and applied through the very
 handler the inbox consumer calls."""
@@ -24,7 +24,9 @@ from libs.common.outbox_tables import outbox
 from libs.common.web import Runtime
 from sandboxes.common.testing import SandboxProcess
 from services.settlement.app import create_app
-from services.settlement.flows.withdrawals import Withdrawals, on_wallet_event
+from services.settlement.context import settlement_context
+from services.settlement.events.consumers import on_wallet_event
+from services.settlement.flows.withdrawals import Withdrawals
 from services.settlement.store.tables import withdrawals as withdrawals_table
 from services.settlement.tests.integration.served import bank_sandbox, eventually, served
 
@@ -80,7 +82,7 @@ class Env:
 
     @property
     def withdrawals(self) -> Withdrawals:
-        withdrawals: Withdrawals = self.runtime.extras["withdrawals"]
+        withdrawals: Withdrawals = settlement_context(self.runtime).withdrawals
         return withdrawals
 
     async def person(self, card: str) -> str:

@@ -1,4 +1,4 @@
-"""Test and live never mix (DESIGN §4, docs/test-mode.md): every record, entry, split, batch and payout says its
+"""Test and live never mix (docs/test-mode.md): every record, entry, split, batch and payout says its
 mode (`livemode`), taken from the cashier event (or the merchant key) it comes from, and a settlement cycle builds
 one batch per holder, currency, day **and mode**, so a test payment is never settled or paid out with live money.
 The mirror of ledger accounts records their book. Everything that exists is live: before this, test payments

@@ -102,12 +102,17 @@ def cpu_seconds(pid: int, *, with_children: bool = False) -> float:
     return ticks / CLK_TCK
 
 
-def rss_mib(pid: int) -> float:
+def proc_mib(pid: int, file: str, key: str) -> float:
+    """A `key: N kB` line of /proc/<pid>/<file>, in MiB (0 for a process that is gone)."""
     with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    return proc_mib(pid, "status", "VmRSS:")
 
 
 def children_of(pid: int) -> list[int]:
@@ -166,7 +171,7 @@ class Launcher(Launched):
     def __init__(self, data_dir: Path, env: dict[str, str]) -> None:
         super().__init__(data_dir, {name: free_port() for name in [*SERVICES, *FRONTENDS, *SANDBOXES]}, env)
         [line] = [line for line in self.lines if "Ctrl-C stops everything" in line]
-        words = line.replace(",", " ").split()  # "ready in 12.3 s, platform RSS 1234 MiB. Ctrl-C stops everything."
+        words = line.replace(",", " ").split()  # "ready in 12.3 s, platform RSS 1234 MiB (PSS 800 MiB). Ctrl-C …"
         self.ready_s = float(words[words.index("in") + 1])
         self.rss_at_ready = float(words[words.index("RSS") + 1])
 

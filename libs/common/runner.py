@@ -1,20 +1,57 @@
-"""`python -m services.<name>`: build settings once, then serve the app with uvicorn."""
+"""`python -m services.<name>`: build settings once, then serve the app with uvicorn.
+
+The start gate: a service process spends most of its start importing (FastAPI, SQLAlchemy, pydantic, aiokafka:
+~2 s of CPU each) and building its app, none of which needs the database or the broker. The launcher therefore
+starts every process first and prepares PostgreSQL, the migrations and the broker while they import; it names a
+file in `JUHE_START_GATE`, and a process whose app is built waits for that file before it serves (its start-up
+hook is the first thing that touches the database or the broker). Without the variable (tests, Kubernetes,
+`python -m services.<name>` by hand) nothing waits (docs/performance.md, "Start-up").
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
-from typing import TypeVar
-
-import uvicorn
-from fastapi import FastAPI
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from libs.common.settings import ServiceSettings
 
+if TYPE_CHECKING:  # the launcher imports this module for START_GATE_ENV: no FastAPI or uvicorn import there
+    from fastapi import FastAPI
+
 S = TypeVar("S", bound=ServiceSettings)
+
+START_GATE_ENV = "JUHE_START_GATE"
+START_GATE_POLL_SECONDS = 0.05
+# A bound, not a wait: the launcher opens the gate after PostgreSQL, the migrations and the broker, which take a
+# few seconds (minutes on a loaded box); a launcher that died meanwhile has already sent its parent-death signal.
+START_GATE_TIMEOUT_SECONDS = 600.0
+
+
+def wait_for_start_gate(
+    gate: str | None = None,
+    *,
+    timeout_seconds: float = START_GATE_TIMEOUT_SECONDS,
+    poll_seconds: float = START_GATE_POLL_SECONDS,
+) -> None:
+    """Return once the file `gate` (default: `$JUHE_START_GATE`) exists; at once when no gate is named."""
+    path = gate if gate is not None else os.environ.get(START_GATE_ENV)
+    if not path:
+        return
+    deadline = time.monotonic() + timeout_seconds
+    while not Path(path).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the launcher did not open the start gate {path} within {timeout_seconds:.0f}s")
+        time.sleep(poll_seconds)  # bounded polling of a condition: nothing else runs in this process yet
 
 
 def serve(create_app: Callable[[S], FastAPI], settings: S) -> None:
+    import uvicorn
+
     app = create_app(settings)
+    wait_for_start_gate()
     uvicorn.run(
         app,
         host=settings.host,

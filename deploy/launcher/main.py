@@ -1,9 +1,11 @@
 """Start the whole platform on the embedded default, supervise it, stop it cleanly.
 
-Order: PostgreSQL (data kept in .juhe/pgdata) → one database per service + migrations → Tansu broker
-(memory-only) + topics → every service, the gateway and the web pages as separate processes, the
-sandboxes together in one (`python -m sandboxes`, each on its own port) → wait until each answers
-/readyz → seed the demo platform → print URLs and keys. Then supervise, each
+Order: every service, the gateway and the web pages as separate processes, the sandboxes together in one
+(`python -m sandboxes`, each on its own port), started first: a service imports and builds its app (most of its
+start) while, meanwhile, PostgreSQL starts (data kept in .juhe/pgdata), one database per service is created and
+migrated and the Tansu broker (memory-only) gets its topics; only then does the launcher open the services'
+start gate (`JUHE_START_GATE`, libs/common/runner.py) and they serve → wait until each answers /readyz → seed
+the demo platform → print URLs and keys. Then supervise, each
 process with its own bounded backoff: PostgreSQL that dies is reaped, its stale lock files cleared
 and started again on the same port and data dir (crash recovery; the services' pools reconnect, no
 service is restarted for it); a broker that dies is restarted on the same port (the outbox relays
@@ -48,10 +50,12 @@ from libs.common.embedded import (
 )
 from libs.common.kafka import ensure_platform_topics, read_or_create_broker_epoch
 from libs.common.migrations import upgrade
+from libs.common.runner import START_GATE_ENV
 from libs.common.services import FRONTENDS, REPO_ROOT, SANDBOXES, SERVICES, ServiceSpec, service_env
 
 # A bound, not a wait: ten Python processes starting on two busy cores (a loaded CI box) can take minutes.
 READY_TIMEOUT_SECONDS = 180.0
+READY_POLL_SECONDS = 0.1
 RESTART_BACKOFF_MAX_SECONDS = 30.0
 STABLE_RUN_SECONDS = 60.0  # a process up this long starts its backoff from scratch when it next dies
 STOP_TIMEOUT_SECONDS = 15.0
@@ -138,13 +142,23 @@ class Platform:
     def log_dir(self) -> Path:
         return self.data_dir / "logs"
 
+    @property
+    def start_gate(self) -> Path:
+        """The file whose existence lets the started services serve (libs/common/runner.py)."""
+        return self.data_dir / "start-gate"
+
     def say(self, message: str) -> None:
         """A line on the console, and in logs/launcher.log: the record that stays when the console is gone."""
+        elapsed = self.note(message)
+        self.console.write(f"\x1b[1mjuhe\x1b[0m | +{elapsed:4.1f}s {message}\n")
+        self.console.flush()
+
+    def note(self, message: str) -> float:
+        """A line in logs/launcher.log only (the start's timeline, bench/startup.py); the seconds since start."""
         elapsed = time.monotonic() - self.started_at
         with contextlib.suppress(OSError), open(self.log_dir / "launcher.log", "a") as log:
             log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} +{elapsed:.1f}s {message}\n")
-        self.console.write(f"\x1b[1mjuhe\x1b[0m | +{elapsed:4.1f}s {message}\n")
-        self.console.flush()
+        return elapsed
 
     # ---------------------------------------------------------------- infrastructure
     def _remembered_ports(self) -> dict[str, int]:
@@ -162,7 +176,9 @@ class Platform:
             return previous
         return free_port()
 
-    def start_infrastructure(self) -> tuple[str, str]:
+    def claim_infrastructure_ports(self) -> tuple[str, str]:
+        """PostgreSQL's and the broker's ports (remembered in ports.json), checked free; their server URL and
+        bootstrap, which the services' settings need before either is started."""
         remembered = self._remembered_ports()
         pg_port = self._pick_port("postgres", "JUHE_PG_PORT", remembered)
         broker_port = self._pick_port("broker", "JUHE_BROKER_PORT", remembered)
@@ -173,19 +189,26 @@ class Platform:
                 )
         (self.data_dir / "ports.json").write_text(json.dumps({"postgres": pg_port, "broker": broker_port}))
         self.pg = EmbeddedPostgres(self.data_dir / "pgdata", pg_port, self.log_dir / "postgres.log")
-        self.pg.start()
-        self.say(f"PostgreSQL 18 on 127.0.0.1:{pg_port} (data in {self.data_dir / 'pgdata'})")
         self.broker = EmbeddedBroker(broker_port, self.log_dir / "broker.log")
-        self.broker.start()
-        self.say(f"Tansu broker on 127.0.0.1:{broker_port} (memory-only)")
         return self.pg.server_url, self.broker.bootstrap
 
+    def start_infrastructure(self) -> None:
+        assert self.pg and self.broker, "claim_infrastructure_ports first"
+        self.pg.start()
+        self.say(f"PostgreSQL 18 on 127.0.0.1:{self.pg.port} (data in {self.data_dir / 'pgdata'})")
+        self.broker.start()
+        self.say(f"Tansu broker on 127.0.0.1:{self.broker.port} (memory-only)")
+
+    @staticmethod
+    def database_urls(server_url: str) -> dict[str, str]:
+        """{service: its database's URL} on the server (the databases need not exist yet)."""
+        return {spec.name: database_url(server_url, spec.database or "") for spec in SERVICES.values()}
+
     async def prepare_databases(self, server_url: str) -> dict[str, str]:
-        urls: dict[str, str] = {}
+        urls = self.database_urls(server_url)
         for spec in SERVICES.values():
             assert spec.database
             await create_database(server_url, spec.database)
-            urls[spec.name] = database_url(server_url, spec.database)
         for name, url in urls.items():  # one at a time: Alembic's `context` is process-global
             await asyncio.to_thread(upgrade, SERVICES[name].migrations_dir, url)
         self.say("databases migrated: " + ", ".join(spec.database or "" for spec in SERVICES.values()))
@@ -198,7 +221,7 @@ class Platform:
 
     # ---------------------------------------------------------------- processes
     def plan(self, db_urls: dict[str, str], bootstrap: str) -> None:
-        common_env = {k: v for k, v in os.environ.items() if k != "JUHE_CRASH_AT"}
+        common_env = {k: v for k, v in os.environ.items() if k not in ("JUHE_CRASH_AT", START_GATE_ENV)}
         common_env["PYTHONPATH"] = str(REPO_ROOT)
         common_env["JUHE_DATA_DIR"] = str(self.data_dir)
         common_env["PYTHONUNBUFFERED"] = "1"
@@ -221,10 +244,12 @@ class Platform:
             elif spec.name in FRONTENDS:  # the web process: no database, the platform only through the gateway
                 values |= {"gateway_url": urls["gateway"]}
             color = COLORS[i % len(COLORS)]
+            # A service with a database serves only once PostgreSQL, its migrations and the broker are ready.
+            gated_env = {**common_env, START_GATE_ENV: str(self.start_gate)} if spec.database else common_env
             if self.replicas > 1 and spec.name in SERVICES:
-                self._plan_replicas(spec, values, common_env, color)
+                self._plan_replicas(spec, values, gated_env, color)
                 continue
-            env = {**common_env, **service_env(spec, values)}
+            env = {**gated_env, **service_env(spec, values)}
             self.children.append(Child(spec=spec, port=port, env=env, color=color))
         sandboxes = [spec for spec in specs if spec.name in SANDBOXES]
         if sandboxes:
@@ -328,8 +353,9 @@ class Platform:
                         answers = [await client.get(f"{url}/readyz") for url in child.urls.values()]
                         if all(answer.status_code == 200 for answer in answers):
                             del pending[name]
+                            self.note(f"{name} ready")
                 if pending:
-                    await asyncio.sleep(0.2)
+                    await asyncio.sleep(READY_POLL_SECONDS)
         if pending:
             raise SystemExit(f"not ready after {bound:.0f}s: {', '.join(pending)}")
 
@@ -418,12 +444,15 @@ class Platform:
         if self.pg:
             self.pg.stop()
 
-    def memory_rss_mib(self) -> float:
+    def memory_mib(self) -> tuple[float, float]:
+        """(RSS, PSS) of the platform in MiB. RSS counts a page shared by several processes (PostgreSQL's shared
+        buffers, a forked backend's code) once per process; PSS divides it among them: the memory held."""
         pids = [c.process.pid for c in self.children if c.process]
         for proc in (self.pg, self.broker):
             if proc and proc.process:
                 pids.append(proc.process.pid)
-        return sum(_tree_rss_kib(pid) for pid in pids) / 1024
+        figures = [_tree_memory_kib(pid) for pid in pids]
+        return sum(rss for rss, _ in figures) / 1024, sum(pss for _, pss in figures) / 1024
 
 
 def _readable(line: str) -> str:
@@ -452,9 +481,9 @@ def _module_exists(module: str) -> bool:
     return (folder / "__main__.py").exists() and (folder / "app.py").exists()
 
 
-def _tree_rss_kib(pid: int) -> int:
-    """RSS of a process and all its descendants (PostgreSQL forks a backend per connection)."""
-    total = 0
+def _tree_memory_kib(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of a process and all its descendants (PostgreSQL forks a backend per connection)."""
+    total = proportional = 0
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -468,8 +497,12 @@ def _tree_rss_kib(pid: int) -> int:
             for line in (Path("/proc") / str(current) / "status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
+        with contextlib.suppress(OSError):
+            for line in (Path("/proc") / str(current) / "smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    proportional += int(line.split()[1])
         stack.extend(children.get(current, []))
-    return total
+    return total, proportional
 
 
 async def run(data_dir: Path, *, exit_when_ready: bool = False, replicas: int = 1) -> int:
@@ -483,15 +516,22 @@ async def run(data_dir: Path, *, exit_when_ready: bool = False, replicas: int = 
     try:
         platform.check_ports()
         reserve_ports(platform.service_ports())  # its own free ports (PostgreSQL, broker, replicas) avoid them
-        server_url, bootstrap = await asyncio.to_thread(platform.start_infrastructure)
-        db_urls = await platform.prepare_databases(server_url)
-        await platform.prepare_broker(bootstrap)
-        platform.plan(db_urls, bootstrap)
+        server_url, bootstrap = platform.claim_infrastructure_ports()
+        # The processes first: they import while PostgreSQL, the migrations and the broker are prepared, and
+        # the services wait at the start gate until then (docs/performance.md, "Start-up").
+        platform.start_gate.unlink(missing_ok=True)
+        platform.start_gate.parent.mkdir(parents=True, exist_ok=True)
+        platform.plan(platform.database_urls(server_url), bootstrap)
         for balancer in platform.balancers:
             await balancer.start()
         for child in platform.children:
             await platform.start_child(child)
-        platform.say(f"{len(platform.children)} processes started; waiting for /readyz")
+        platform.say(f"{len(platform.children)} processes started; preparing PostgreSQL and the broker meanwhile")
+        await asyncio.to_thread(platform.start_infrastructure)
+        db_urls = await platform.prepare_databases(server_url)
+        await platform.prepare_broker(bootstrap)
+        platform.start_gate.touch()
+        platform.say("start gate open; waiting for /readyz")
         await platform.wait_ready()
         platform.say("all ready")
         ready_seconds = time.monotonic() - started
@@ -526,9 +566,10 @@ def print_summary(platform: Platform, demo: dict[str, str], server_url: str, boo
     ]
     if demo:
         lines += ["", "Demo credentials:"] + [f"  {k:<{width + 10}}{v}" for k, v in demo.items()]
+    rss, pss = platform.memory_mib()
     lines += [
         "",
-        f"ready in {ready_s:.1f} s, platform RSS {platform.memory_rss_mib():.0f} MiB. Ctrl-C stops everything.",
+        f"ready in {ready_s:.1f} s, platform RSS {rss:.0f} MiB (PSS {pss:.0f} MiB). Ctrl-C stops everything.",
         "",
     ]
     platform.console.write("\n".join(lines) + "\n")

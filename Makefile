@@ -7,7 +7,7 @@ UV_VERSION := 0.13.8
 INSTALLED := $(VENV)/.installed
 export XDG_RUNTIME_DIR ?= /tmp/juhe-runtime
 
-.PHONY: help install browser run reset test check lint typecheck imports fmt format docs docs-serve hooks unit integration e2e revision lock bench-ledger bench-routing bench-gateway bench-reconciliation bench-e2e clean
+.PHONY: help install browser run reset test check lint typecheck imports fmt format docs docs-serve hooks unit integration e2e revision lock bench-ledger bench-routing bench-gateway bench-reconciliation bench-e2e bench-startup clean
 
 # `make` alone lists the targets with their `## ` descriptions.
 .DEFAULT_GOAL := help
@@ -111,6 +111,9 @@ bench-reconciliation: install ## reconciliation vs a naive matcher
 
 bench-e2e: install ## the whole platform under 16 merchants' payments vs the channel sandbox direct
 	$(BIN)/python -m bench.e2e_payments
+
+bench-startup: install ## warm make run to ready (CPU-s per process, timeline) and the idle platform's CPU, RSS, PSS
+	$(BIN)/python -m bench.startup
 
 clean: ## remove .venv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -16,8 +16,7 @@ from libs.common.events import Envelope
 from libs.common.logging import get_logger
 from services.routing.domain.health import Outcome
 from services.routing.events.types import PAYMENT_SUCCEEDED
-from services.routing.store.health import AttemptOutcome, record_outcome
-from services.routing.store.settings import get_settings
+from services.routing.store.health import AttemptOutcome, record_outcome, settings_in
 from services.routing.store.special_rates import record_payment_fee
 
 log = get_logger("juhe.routing.consumer")
@@ -100,7 +99,7 @@ async def on_payment_outcome(tx: Tx, event: Envelope) -> None:
     if outcome is None:
         log.info("payment event without route_id ignored", event_id=event.id, type=event.type)
         return
-    stored = await get_settings(tx.conn)
-    transitions = await record_outcome(tx, outcome, now=datetime.now(UTC), settings=stored.settings)
+    settings = await settings_in(tx)  # read once per consumed batch
+    transitions = await record_outcome(tx, outcome, now=datetime.now(UTC), settings=settings)
     for t in transitions:
         log.warning("route circuit changed", route_id=outcome.route_id, to_state=t.to_state.value, reason=t.reason)

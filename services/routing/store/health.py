@@ -3,11 +3,14 @@
 Writers are the consumers of `cashier.payments` on any replica. Each outcome locks its route's
 `route_health` row, applies the pure breaker function, and writes the result in the same transaction
 as the inbox row, so concurrent consumers serialise per route and an event counts exactly once.
+A consumed batch is one transaction: its first outcome of a route locks and reads the row, the others
+reuse that copy, and each outcome's writes are one statement (docs/performance.md, routing).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +32,7 @@ from services.routing.domain.health import (
 )
 from services.routing.domain.model import LocalTime
 from services.routing.events.types import CIRCUIT_EVENT_TYPES, TOPIC
+from services.routing.store.settings import get_settings
 from services.routing.store.tables import (
     counted_attempts,
     route_daily_volume,
@@ -118,64 +122,128 @@ def publish_transitions(tx: Tx, route_id: str, transitions: list[Transition]) ->
         )
 
 
+@dataclass(slots=True)
+class _TxHealth:
+    """What one transaction already holds: the breakers it locked (as last written by it) and the settings it
+    read. Outcomes of a fetched batch are applied in one transaction (libs/common/inbox.py), so a route's row
+    is locked and read once per batch rather than once per outcome; no other writer can change a locked row
+    before the commit (the sweep skips locked rows), so the held copy stays the row's value."""
+
+    breakers: dict[str, Breaker] = field(default_factory=dict)
+    settings: RoutingSettings | None = None
+
+
+# Keyed by the transaction, not the connection: a rolled-back batch's locks and writes are gone, and its
+# fall-back runs each event in a new transaction, which starts with nothing held.
+_held: weakref.WeakKeyDictionary[object, _TxHealth] = weakref.WeakKeyDictionary()
+
+
+def _held_by(tx: Tx) -> _TxHealth:
+    transaction = tx.conn.sync_connection.get_transaction() if tx.conn.sync_connection is not None else None
+    if transaction is None:  # not in a transaction: hold nothing beyond this call
+        return _TxHealth()
+    held = _held.get(transaction)
+    if held is None:
+        held = _held[transaction] = _TxHealth()
+    return held
+
+
+async def settings_in(tx: Tx) -> RoutingSettings:
+    """The routing settings as this transaction first read them: one read per consumed batch."""
+    held = _held_by(tx)
+    if held.settings is None:
+        held.settings = (await get_settings(tx.conn)).settings
+    return held.settings
+
+
+# One outcome counted in one statement: the attempt id claimed (none: always counted), and only if it is new,
+# the breaker written, the success-rate bucket and the daily volume added to. `:bucket_start` / `:local_date`
+# NULL skip their table (an outcome older than the window; not a succeeded amount). Returns whether it counted.
+_COUNT_OUTCOME = text(
+    """
+WITH counted AS (
+    INSERT INTO counted_attempts (attempt_id, route_id, counted_at)
+    SELECT CAST(:attempt_id AS text), CAST(:route_id AS text), CAST(:now AS timestamptz)
+    WHERE CAST(:attempt_id AS text) IS NOT NULL
+    ON CONFLICT (attempt_id) DO NOTHING
+    RETURNING attempt_id
+), go AS (
+    SELECT 1 AS one WHERE CAST(:attempt_id AS text) IS NULL OR EXISTS (SELECT 1 FROM counted)
+), breaker AS (
+    UPDATE route_health SET
+        state = CAST(:state AS text), changed_at = CAST(:changed_at AS timestamptz),
+        consecutive_failures = CAST(:consecutive_failures AS integer),
+        half_open_successes = CAST(:half_open_successes AS integer),
+        window_start = CAST(:window_start AS timestamptz), window_attempts = CAST(:window_attempts AS integer),
+        window_failures = CAST(:window_failures AS integer), previous_attempts = CAST(:previous_attempts AS integer),
+        previous_failures = CAST(:previous_failures AS integer), updated_at = CAST(:now AS timestamptz)
+    WHERE route_id = CAST(:route_id AS text) AND EXISTS (SELECT 1 FROM go)
+), bucket AS (
+    INSERT INTO route_health_buckets AS b (route_id, bucket_start, attempts, succeeded, declined, errors, timeouts,
+        latency_ms_sum, latency_samples)
+    SELECT CAST(:route_id AS text), CAST(:bucket_start AS timestamptz), 1, CAST(:succeeded AS integer),
+        CAST(:declined AS integer), CAST(:errors AS integer), CAST(:timeouts AS integer),
+        CAST(:latency_ms AS bigint), CAST(:latency_samples AS integer)
+    FROM go WHERE CAST(:bucket_start AS timestamptz) IS NOT NULL
+    ON CONFLICT (route_id, bucket_start) DO UPDATE SET
+        attempts = b.attempts + 1, succeeded = b.succeeded + EXCLUDED.succeeded,
+        declined = b.declined + EXCLUDED.declined, errors = b.errors + EXCLUDED.errors,
+        timeouts = b.timeouts + EXCLUDED.timeouts, latency_ms_sum = b.latency_ms_sum + EXCLUDED.latency_ms_sum,
+        latency_samples = b.latency_samples + EXCLUDED.latency_samples
+), volume AS (
+    INSERT INTO route_daily_volume AS v (route_id, local_date, volume_minor, payment_count)
+    SELECT CAST(:route_id AS text), CAST(:local_date AS date), CAST(:amount_minor AS bigint), 1
+    FROM go WHERE CAST(:local_date AS date) IS NOT NULL
+    ON CONFLICT (route_id, local_date) DO UPDATE SET
+        volume_minor = v.volume_minor + EXCLUDED.volume_minor, payment_count = v.payment_count + 1
+)
+SELECT EXISTS (SELECT 1 FROM go)
+"""
+)
+
+
 async def record_outcome(
     tx: Tx, outcome: AttemptOutcome, *, now: datetime, settings: RoutingSettings
 ) -> list[Transition]:
-    """Count one attempt outcome everywhere it matters; returns the circuit transitions it caused."""
-    conn = tx.conn
-    if outcome.attempt_id is not None:
-        inserted = await conn.execute(
-            pg_insert(counted_attempts)
-            .values(attempt_id=outcome.attempt_id, route_id=outcome.route_id, counted_at=now)
-            .on_conflict_do_nothing(index_elements=["attempt_id"])
-            .returning(counted_attempts.c.attempt_id)
-        )
-        if inserted.first() is None:
-            return []
+    """Count one attempt outcome everywhere it matters; returns the circuit transitions it caused.
+
+    The route's breaker row is locked and read by the first outcome of the route in this transaction; then each
+    outcome is one statement (`_COUNT_OUTCOME`) instead of six, and an attempt already counted changes nothing
+    (its breaker result is dropped, as the statement writes nothing for it)."""
+    held = _held_by(tx)
+    breaker = held.breakers.get(outcome.route_id)
+    if breaker is None:
+        breaker = held.breakers[outcome.route_id] = await _lock_breaker(tx.conn, outcome.route_id)
     policy = settings.health
-    breaker = await _lock_breaker(conn, outcome.route_id)
     breaker, transitions = on_outcome(breaker, outcome.outcome, now, policy)
-    await _save_breaker(conn, outcome.route_id, breaker, now)
 
     occurred_at = min(outcome.occurred_at, now)  # a sender's clock ahead of ours must not write the future
-    if occurred_at > now - timedelta(seconds=policy.success_window_seconds):
-        await _add_to_bucket(conn, outcome, floor_time(occurred_at, policy.bucket_seconds))
-    if outcome.outcome is Outcome.SUCCEEDED and outcome.amount_minor:
-        local_date = LocalTime.of(occurred_at, settings.utc_offset_minutes).date
-        statement = pg_insert(route_daily_volume).values(
-            route_id=outcome.route_id, local_date=local_date, volume_minor=outcome.amount_minor, payment_count=1
-        )
-        await conn.execute(
-            statement.on_conflict_do_update(
-                index_elements=["route_id", "local_date"],
-                set_={
-                    "volume_minor": route_daily_volume.c.volume_minor + outcome.amount_minor,
-                    "payment_count": route_daily_volume.c.payment_count + 1,
-                },
-            )
-        )
+    in_window = occurred_at > now - timedelta(seconds=policy.success_window_seconds)
+    volume = outcome.outcome is Outcome.SUCCEEDED and bool(outcome.amount_minor)
+    o = outcome.outcome
+    counted = await tx.conn.scalar(
+        _COUNT_OUTCOME,
+        {
+            "attempt_id": outcome.attempt_id,
+            "route_id": outcome.route_id,
+            "now": now,
+            **_breaker_values(breaker),
+            "bucket_start": floor_time(occurred_at, policy.bucket_seconds) if in_window else None,
+            "succeeded": int(o is Outcome.SUCCEEDED),
+            "declined": int(o is Outcome.DECLINED),
+            "errors": int(o is Outcome.ERROR),
+            "timeouts": int(o is Outcome.TIMEOUT),
+            "latency_ms": outcome.latency_ms or 0,
+            "latency_samples": int(outcome.latency_ms is not None),
+            "local_date": LocalTime.of(occurred_at, settings.utc_offset_minutes).date if volume else None,
+            "amount_minor": outcome.amount_minor or 0,
+        },
+    )
+    if not counted:
+        return []
+    held.breakers[outcome.route_id] = breaker
     publish_transitions(tx, outcome.route_id, transitions)
     return transitions
-
-
-async def _add_to_bucket(conn: AsyncConnection, outcome: AttemptOutcome, bucket_start: datetime) -> None:
-    o = outcome.outcome
-    values = {
-        "attempts": 1,
-        "succeeded": int(o is Outcome.SUCCEEDED),
-        "declined": int(o is Outcome.DECLINED),
-        "errors": int(o is Outcome.ERROR),
-        "timeouts": int(o is Outcome.TIMEOUT),
-        "latency_ms_sum": outcome.latency_ms or 0,
-        "latency_samples": int(outcome.latency_ms is not None),
-    }
-    statement = pg_insert(route_health_buckets).values(route_id=outcome.route_id, bucket_start=bucket_start, **values)
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["route_id", "bucket_start"],
-            set_={name: route_health_buckets.c[name] + statement.excluded[name] for name in values},
-        )
-    )
 
 
 async def sweep_open_circuits(tx: Tx, *, now: datetime, policy: HealthPolicy) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, delete, func, literal, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -220,22 +220,24 @@ async def record_payment_fee(
     fee_minor: int,
     succeeded_at: datetime,
 ) -> bool:
-    """One row per payment, whatever the redeliveries; the route's method is fixed at the time."""
-    method = await conn.scalar(select(channel_routes.c.method).where(channel_routes.c.route_id == route_id))
-    if method is None:
-        return False
+    """One row per payment, whatever the redeliveries; the route's method is fixed at the time. One statement
+    (the method read inside the insert): an unknown route writes nothing."""
+    values = {
+        "payment_id": payment_id,
+        "merchant_id": merchant_id,
+        "route_id": route_id,
+        "currency": currency,
+        "amount_minor": amount_minor,
+        "fee_minor": fee_minor,
+        "succeeded_at": succeeded_at,
+    }
+    source = select(
+        *(literal(value, merchant_payment_fees.c[name].type).label(name) for name, value in values.items()),
+        channel_routes.c.method,
+    ).where(channel_routes.c.route_id == route_id)
     result = await conn.execute(
         insert(merchant_payment_fees)
-        .values(
-            payment_id=payment_id,
-            merchant_id=merchant_id,
-            route_id=route_id,
-            method=method,
-            currency=currency,
-            amount_minor=amount_minor,
-            fee_minor=fee_minor,
-            succeeded_at=succeeded_at,
-        )
+        .from_select([*values, "method"], source)
         .on_conflict_do_nothing(index_elements=[merchant_payment_fees.c.payment_id])
     )
     return bool(result.rowcount)

@@ -20,35 +20,35 @@ REFUND_FIELDS = tuple(f.name for f in fields(RefundRecord))
 SHARE_ORDER_FIELDS = tuple(f.name for f in fields(ShareOrderRecord))
 
 
+def _columns(row: Row[Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """The record's fields of `row` by name (a row may carry more columns: an attempt with its payment's mode)."""
+    mapping = row._mapping
+    return {name: mapping[name] for name in names}
+
+
 def payment_from_row(row: Row[Any]) -> PaymentRecord:
-    m = row._mapping
-    values = {name: m[name] for name in PAYMENT_FIELDS}
-    values["status"] = PaymentStatus(values["status"])
-    values["scene"] = PaymentScene(values["scene"])
-    values["purpose"] = PaymentPurpose(values["purpose"])
-    return PaymentRecord(**values)
+    values = _columns(row, PAYMENT_FIELDS)
+    enums = {
+        "status": PaymentStatus(values["status"]),
+        "scene": PaymentScene(values["scene"]),
+        "purpose": PaymentPurpose(values["purpose"]),
+    }
+    return PaymentRecord(**(values | enums))
 
 
 def attempt_from_row(row: Row[Any]) -> AttemptRecord:
-    """Also reads a row with more columns (an attempt joined with its payment's `livemode`)."""
-    m = row._mapping
-    values = {name: m[name] for name in ATTEMPT_FIELDS}
-    values["status"] = AttemptStatus(values["status"])
-    return AttemptRecord(**values)
+    values = _columns(row, ATTEMPT_FIELDS)
+    return AttemptRecord(**(values | {"status": AttemptStatus(values["status"])}))
 
 
 def refund_from_row(row: Row[Any]) -> RefundRecord:
-    m = row._mapping
-    values = {name: m[name] for name in REFUND_FIELDS}
-    values["status"] = RefundStatus(values["status"])
-    return RefundRecord(**values)
+    values = _columns(row, REFUND_FIELDS)
+    return RefundRecord(**(values | {"status": RefundStatus(values["status"])}))
 
 
 def share_order_from_row(row: Row[Any]) -> ShareOrderRecord:
-    m = row._mapping
-    values = {name: m[name] for name in SHARE_ORDER_FIELDS}
-    values["status"] = ShareStatus(values["status"])
-    return ShareOrderRecord(**values)
+    values = _columns(row, SHARE_ORDER_FIELDS)
+    return ShareOrderRecord(**(values | {"status": ShareStatus(values["status"])}))
 
 
 def payment_or_none(row: Row[Any] | None) -> PaymentRecord | None:

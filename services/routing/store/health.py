@@ -246,14 +246,24 @@ async def record_outcome(
     return transitions
 
 
+def _open_and_due(now: datetime, policy: HealthPolicy) -> Any:
+    due = now - timedelta(seconds=policy.open_seconds)
+    return and_(route_health.c.state == CircuitState.OPEN.value, route_health.c.changed_at <= due)
+
+
+async def any_open_circuit_due(conn: AsyncConnection, *, now: datetime, policy: HealthPolicy) -> bool:
+    """Whether the sweep has anything to record: one read without a transaction, so an idle sweep round is not
+    BEGIN, a locking select and COMMIT. A hint only: the sweep re-selects under its row locks."""
+    return bool(await conn.scalar(select(select(route_health.c.route_id).where(_open_and_due(now, policy)).exists())))
+
+
 async def sweep_open_circuits(tx: Tx, *, now: datetime, policy: HealthPolicy) -> int:
     """Record open → half_open for circuits whose cool-down has ended, and publish it. Any replica may run it."""
-    due = now - timedelta(seconds=policy.open_seconds)
     rows = (
         (
             await tx.conn.execute(
                 select(route_health)
-                .where(and_(route_health.c.state == CircuitState.OPEN.value, route_health.c.changed_at <= due))
+                .where(_open_and_due(now, policy))
                 .order_by(route_health.c.route_id)
                 .limit(SWEEP_BATCH_MAX)
                 .with_for_update(skip_locked=True)

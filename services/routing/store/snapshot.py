@@ -164,6 +164,9 @@ class SnapshotSource:
             "today": LocalTime.of(now, settings.utc_offset_minutes).date,
         }
         async with self.engine.connect() as conn:
+            # One statement, one snapshot: in autocommit it is one round trip, not BEGIN, SELECT and the
+            # ROLLBACK of closing (libs/common/db.py, UnitOfWork.read; docs/performance.md, routing).
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
             return (await conn.execute(_DYNAMIC, params)).mappings().one()
 
 

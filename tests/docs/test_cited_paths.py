@@ -103,12 +103,6 @@ def defines(source: str, name: str) -> bool:
 
 # Stale citations in pages whose owner is moving files today (issue 22), told to the coordinator: (page, citation).
 # Remove an entry when its page is mended; never add one to make a new move pass.
-KNOWN_STALE: frozenset[tuple[str, str]] = frozenset(
-    {
-        # routing-marketing-migration's page; the consumer moved to services/ledger/wallet/events/points.py
-        ("services/marketing/README.md", "services/ledger/events/points.py"),
-    }
-)
 
 
 def stale_citations() -> list[str]:
@@ -120,8 +114,6 @@ def stale_citations() -> list[str]:
                 continue
             page_name = str(page.relative_to(REPO_ROOT))
             cited = f"{path}:{name}" if name else path
-            if (page_name, cited) in KNOWN_STALE:
-                continue
             if not target.exists():
                 stale.append(f"{page_name}:{number}: {path}")
             elif name and target.suffix == ".py" and not defines(target.read_text(), name):

@@ -49,7 +49,9 @@ class ServiceSettings(BaseSettings):
 
     # Consumers (docs/embedded-infra.md §2.3: Tansu holds JoinGroup for session_timeout/2).
     consumer_session_timeout_ms: int = Field(default=6000, ge=1000, le=60000)
-    consumer_heartbeat_interval_ms: int = Field(default=1000, ge=100, le=20000)
+    # A third of the session (Kafka's own advice): a member still learns of a rebalance within 2 s, and the
+    # platform's consumers send half the idle heartbeats of 1000 ms (docs/performance.md, "Idle").
+    consumer_heartbeat_interval_ms: int = Field(default=2000, ge=100, le=20000)
     consumer_batch_max: int = Field(default=200, ge=1, le=5000)
     consumer_handler_attempts_max: int = Field(default=5, ge=1, le=100)
     # How long the broker may hold a fetch with nothing to return. Kafka answers as soon as a record arrives;

@@ -6,6 +6,8 @@ Idempotency-Key, on connection errors and 502/503/504, with exponential backoff 
 
 from __future__ import annotations
 
+import functools
+import ssl
 from typing import Any
 
 import httpx
@@ -31,9 +33,18 @@ async def _add_trace(request: httpx.Request) -> None:
         request.headers[TRACE_HEADER] = trace_id
 
 
+@functools.cache
+def shared_tls_context() -> ssl.SSLContext:
+    """httpx's default verifying TLS context, built once per process: building it (loading the CA bundle) is
+    ~25 ms of CPU, which every `httpx.AsyncClient()` otherwise pays again (docs/performance.md, "Start-up").
+    Pass it as `verify=` to a client made per call."""
+    return httpx.create_ssl_context()
+
+
 def service_client(
     base_url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, **kwargs: Any
 ) -> httpx.AsyncClient:
+    kwargs.setdefault("verify", shared_tls_context())
     return httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_seconds),

@@ -109,7 +109,7 @@ class InboxConsumer:
         topic_namespace: str = "",
         batch_max: int = 200,
         session_timeout_ms: int = 6000,
-        heartbeat_interval_ms: int = 1000,
+        heartbeat_interval_ms: int = 2000,
         fetch_max_wait_ms: int = 500,
         handler_attempts_max: int = 5,
         outage_wait_seconds_max: float = OUTAGE_WAIT_SECONDS_MAX,

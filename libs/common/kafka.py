@@ -180,6 +180,11 @@ class EpochWatcher:
         self._changed = asyncio.Condition()
         self.version = 0
         self._nudged = asyncio.Event()
+        self._wakers: list[asyncio.Event] = []
+
+    def wake_on_change(self, event: asyncio.Event) -> None:
+        """Set `event` whenever the epoch changes (a relay sleeping until its next NOTIFY re-publishes at once)."""
+        self._wakers.append(event)
 
     def nudge(self) -> None:
         """Check again now (something failed against the broker); the spacing starts again from the base."""
@@ -194,6 +199,8 @@ class EpochWatcher:
             async with self._changed:
                 self.version += 1
                 self._changed.notify_all()
+            for event in self._wakers:
+                event.set()
         return epoch
 
     async def wait_changed(self, seen_version: int) -> int:

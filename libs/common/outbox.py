@@ -13,7 +13,11 @@ Design, and why it is safe with any number of relay replicas:
 - Rows stay for `outbox_retention_hours` after publishing. Each row records the broker epoch it went
   to; when the epoch changes (a memory-only broker restarted) the relay recreates topics, rebuilds its
   producer and marks every retained row of another epoch unpublished, so it all goes out again.
-- Woken by LISTEN/NOTIFY on insert, with a polling fallback for lost notifications.
+- Woken by LISTEN/NOTIFY on insert, and by the epoch watcher on a new broker. The polling fallback is
+  `poll_interval_seconds` while nothing is sure to wake the relay (its listener is not connected, another relay
+  held a shard that had rows, the last pass failed) and LISTENING_FALLBACK_SECONDS while its listener is
+  connected: a committed insert always notifies a connected listener, so at rest the relay no longer probes its
+  outbox every second (docs/performance.md, "Idle").
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ RETENTION_SWEEP_BATCH = 5_000
 RETENTION_SWEEP_INTERVAL_SECONDS = 30.0
 LISTEN_CONNECT_TIMEOUT_SECONDS = 10.0
 LISTEN_CLOSE_TIMEOUT_SECONDS = 2.0
+# The longest sleep of a relay whose listener is connected: only a safety net, since every insert notifies.
+LISTENING_FALLBACK_SECONDS = 15.0
 
 # The shards with at least one unpublished row: one index probe per shard, however long the backlog.
 _PENDING_SHARDS = text(
@@ -80,6 +86,9 @@ class OutboxRelay:
         self.poll_interval_seconds = poll_interval_seconds
         self.retention = timedelta(hours=retention_hours)
         self._wake = asyncio.Event()
+        epoch_watcher.wake_on_change(self._wake)  # a new broker's re-publish starts at once, not at the fallback
+        self._listening = False
+        self._shard_held_elsewhere = False
         self._producer: AIOKafkaProducer | None = None
         self._epoch: str | None = None
         self._epoch_version = -1
@@ -102,18 +111,24 @@ class OutboxRelay:
                     log.warning("outbox relay pass failed", error=repr(exc))
                     self.epoch_watcher.nudge()  # a restarted broker is found at once, not at the next check
                     await self._drop_producer()
-                    busy = False
                     await asyncio.sleep(self.poll_interval_seconds)
+                    continue  # retried after the short interval, never after the listening fallback
                 if not busy:
                     # asyncio.timeout, not wait_for: 3.11's wait_for returns normally (and drops the cancel)
                     # when the event is set at the moment this task is cancelled.
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.poll_interval_seconds):
+                        async with asyncio.timeout(self.idle_wait_seconds()):
                             await self._wake.wait()
                     self._wake.clear()
         finally:
             await stop_task(listener, name=listener.get_name())
             await self._drop_producer()
+
+    def idle_wait_seconds(self) -> float:
+        """How long an idle relay waits for a wake-up before it looks at its outbox anyway."""
+        if self._listening and not self._shard_held_elsewhere:
+            return max(self.poll_interval_seconds, LISTENING_FALLBACK_SECONDS)
+        return self.poll_interval_seconds
 
     async def _listen(self) -> None:
         dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
@@ -125,6 +140,8 @@ class OutboxRelay:
                 closed = asyncio.Event()
                 conn.add_termination_listener(lambda _conn, done=closed: done.set())
                 await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
+                self._listening = True
+                self._wake.set()  # one pass now: a row committed before LISTEN took effect notified nobody
                 await closed.wait()
             except asyncio.CancelledError:
                 raise
@@ -132,6 +149,7 @@ class OutboxRelay:
                 log.info("outbox listener reconnecting", error=repr(exc))
                 await asyncio.sleep(1)
             finally:
+                self._listening = False
                 if conn is not None:
                     # Bounded: close() waits for the server's goodbye; past the bound asyncpg aborts the socket.
                     await close_bounded(conn.close(timeout=LISTEN_CLOSE_TIMEOUT_SECONDS), name="outbox listener")
@@ -174,10 +192,13 @@ class OutboxRelay:
         (measured: 19.7 ms of CPU per idle pass before, docs/performance.md). A row committed after the probe
         is not missed: its NOTIFY sets the wake event, and the loop passes again.
         """
-        busy = False
+        busy = held_elsewhere = False
         for shard in await self._pending_shards():
             sent = await self._publish_shard(shard)
-            busy = busy or sent >= self.batch_max
+            held_elsewhere = held_elsewhere or sent is None
+            busy = busy or (sent or 0) >= self.batch_max
+        # Another relay holds a shard with rows: if it dies before its commit, no new NOTIFY comes for them.
+        self._shard_held_elsewhere = held_elsewhere
         return busy
 
     async def _pending_shards(self) -> list[int]:
@@ -185,7 +206,8 @@ class OutboxRelay:
             rows = await conn.execute(_PENDING_SHARDS, {"shards": OUTBOX_SHARD_COUNT})
             return [int(row[0]) for row in rows]
 
-    async def _publish_shard(self, shard: int) -> int:
+    async def _publish_shard(self, shard: int) -> int | None:
+        """The rows published from `shard`; None when another relay holds its lock."""
         producer = self._producer
         assert producer is not None and self._epoch is not None
         async with self.engine.begin() as conn:
@@ -196,7 +218,7 @@ class OutboxRelay:
                 )
             ).scalar_one()
             if not locked:
-                return 0
+                return None
             rows = (
                 await conn.execute(
                     select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.event_type)

@@ -71,7 +71,7 @@ async def main() -> None:
     exporter = InMemorySpanExporter()
     tracing.setup_tracing("juhe", exporter=exporter)  # one provider: the span's scope tells the services apart
     await ensure_platform_topics(bootstrap, namespace)
-    from gateway.seed import seed_demo_async
+    from gateway.flows.seed import seed_demo_async
     from sandboxes.wechatpay.app import create_app as wechatpay_app
     from sandboxes.wechatpay.settings import SandboxSettings
 

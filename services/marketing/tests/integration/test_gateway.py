@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app as create_gateway
-from gateway.seed import DEMO_MERCHANT_ID, DEMO_USER_ID, seed_demo_async
+from gateway.flows.seed import DEMO_MERCHANT_ID, DEMO_USER_ID, seed_demo_async
 from gateway.tests.conftest import SDK_PATH
 from gateway.tests.integration.servers import ThreadServer
 from services.marketing.app import create_app

@@ -1,6 +1,6 @@
 """Start-up and idle: warm `make run` to ready, and what the platform costs at rest, per process.
 
-    python -m bench.startup [--runs 3] [--settle-seconds 20] [--idle-seconds 30] [--imports]
+    python -m bench.startup [--runs 3] [--settle-seconds 20] [--idle-seconds 30] [--imports] [--env NAME=VALUE]
 
 Runs the real launcher (`python -m deploy.launcher run`) as the launcher tests do (free ports, a temporary data
 dir, every process including the sandboxes). The first start is cold (a fresh data dir: initdb, databases,
@@ -75,12 +75,12 @@ def timeline(data_dir: Path, since: int) -> list[tuple[float, str]]:
     return found
 
 
-def start(data_dir: Path, label: str) -> tuple[Launcher, float]:
+def start(data_dir: Path, label: str, env: dict[str, str]) -> tuple[Launcher, float]:
     """A start of the launcher on `data_dir`, and the CPU seconds all its processes spent until its summary."""
     log = data_dir / "logs" / "launcher.log"
     since = log.stat().st_size if log.exists() else 0
     load = load_avg()
-    launcher = Launcher(data_dir, {})
+    launcher = Launcher(data_dir, env)
     processes = Processes(launcher.proc.pid, data_dir)
     processes.refresh()
     # Every process is this start's own (a warm start starts PostgreSQL and the broker again too); the launcher
@@ -121,7 +121,11 @@ def main() -> None:
     parser.add_argument("--settle-seconds", type=float, default=20.0)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--imports", action="store_true", help="also the CPU of importing each process's app")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the platform (repeatable)"
+    )
     args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
     data_dir = Path(tempfile.mkdtemp(prefix="juhe-bench-startup-"))
     result: dict[str, object] = {}
     try:
@@ -131,13 +135,13 @@ def main() -> None:
             for name, seconds in figures.items():
                 print(f"  {name:12} {seconds:5.2f}")
             result["import_cpu_s"] = {k: round(v, 2) for k, v in figures.items()}
-        launcher, cpu = start(data_dir, "cold start")
+        launcher, cpu = start(data_dir, "cold start", env)
         result |= {"cold_ready_s": launcher.ready_s, "cold_cpu_s": round(cpu, 1)}
         warm: list[float] = []
         warm_cpu: list[float] = []
         for run in range(1, args.runs + 1):
             launcher.stop()
-            launcher, cpu = start(data_dir, f"warm start {run}")
+            launcher, cpu = start(data_dir, f"warm start {run}", env)
             warm.append(launcher.ready_s)
             warm_cpu.append(round(cpu, 1))
         result |= {"warm_ready_s": warm, "warm_cpu_s": warm_cpu}

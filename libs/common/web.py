@@ -67,7 +67,6 @@ class Runtime:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # The broker-epoch watcher a worker's loops share (set by `worker_tasks`).
     epoch_watcher: EpochWatcher | None = None
-    extras: dict[str, Any] = field(default_factory=dict)  # being replaced by `context` (issue 22)
     _kafka_client: AIOKafkaClient | None = None
 
 
@@ -520,7 +519,7 @@ def create_service_app(
                 await stop_task(task, name=task.get_name())
             if runtime._kafka_client is not None:
                 await close_bounded(runtime._kafka_client.close(), name="readiness broker client")
-            for closer in [*runtime.closers, *runtime.extras.get("closers", [])]:
+            for closer in runtime.closers:
                 with contextlib.suppress(Exception):
                     await closer()
             await engine.dispose()

@@ -49,7 +49,8 @@ async def test_settings_reach_the_relay_the_consumer_and_their_producer(monkeypa
     owners = [getattr(loop, "__self__", None) for loop in loops]
     relay = next(o for o in owners if isinstance(o, OutboxRelay))
     consumer = next(o for o in owners if isinstance(o, InboxConsumer))
-    assert relay.kafka_options == consumer.kafka_options == runtime.extras["epoch_watcher"].options == PROD
+    assert runtime.epoch_watcher is not None
+    assert relay.kafka_options == consumer.kafka_options == runtime.epoch_watcher.options == PROD
     producer = make_producer(settings.kafka_bootstrap_servers, relay.kafka_options)
     assert producer._txn_manager is not None  # aiokafka's idempotence state: only with enable_idempotence
     assert make_producer(settings.kafka_bootstrap_servers)._txn_manager is None

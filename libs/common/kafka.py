@@ -1,6 +1,6 @@
 """Kafka clients tuned for both the embedded Tansu broker and real Kafka, plus the broker epoch.
 
-Facts from embedded-infra.md that shape this file:
+Facts from docs/embedded-infra.md that shape this file:
 - aiokafka cannot enable idempotence or transactions against Tansu (its InitProducerId v0 is refused), so
   idempotent producers are a setting (`kafka_enable_idempotence`), off by default for the embedded broker
   and on in the production configs (real Kafka). Exactly-once effects come from outbox + inbox either

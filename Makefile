@@ -53,7 +53,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 typecheck: install
-	$(BIN)/mypy libs services gateway sandboxes deploy bench web
+	$(BIN)/mypy libs services gateway sandboxes deploy bench web tests
 
 imports: install
 	$(BIN)/lint-imports

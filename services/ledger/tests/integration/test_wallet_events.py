@@ -1,5 +1,6 @@
-"""Contract C: `ledger.wallet` events through the outbox, exactly once, with the operation's own commit; the
-operation card settlement reads (`details.bank_card`), full for a service and masked for the user."""
+"""The wallet withdrawal contract (docs/contracts.md §3): `ledger.wallet` events through the outbox, exactly once,
+with the operation's own commit; the operation card settlement reads (`details.bank_card`), full for a service
+and masked for the user."""
 
 from __future__ import annotations
 

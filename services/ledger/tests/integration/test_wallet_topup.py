@@ -1,6 +1,7 @@
-"""Contract D, ledger side: the consumer credits a paid `wallet_topup` of the collecting merchant to the wallet
-(§3.7, once, with `top_up.credited`) instead of §3.1, and treats every other merchant's "top-up" as a normal
-payment; top-up orders refuse before the cashier is asked, and answer 503 when it cannot be."""
+"""The wallet top-up contract (docs/contracts.md §4), ledger side: the consumer credits a paid `wallet_topup` of the
+collecting merchant to the wallet (§3.7, once, with `top_up.credited`) instead of §3.1, and treats every other
+merchant's "top-up" as a normal payment; top-up orders refuse before the cashier is asked, and answer 503 when it
+cannot be."""
 
 from __future__ import annotations
 

@@ -223,8 +223,9 @@ async def approve(http: httpx.AsyncClient, sandbox_url: str, channel: str, out_t
 
 async def baseline(launcher: Launcher, clients: int, seconds: float) -> Phase:
     """The payer flow straight at the Alipay sandbox with the cashier's connector and the demo merchant's keys."""
-    from services.cashier.connectors.base import PrepayRequest, Scene
+    from services.cashier.connectors.base import PrepayRequest
     from services.cashier.connectors.registry import CHANNELS
+    from services.cashier.domain.payments import PaymentScene
 
     config = json.loads((launcher.data_dir / "demo-channels.json").read_text())["mch_demo"]["alipay"]
     connector = CHANNELS["alipay"].build(config)
@@ -239,7 +240,7 @@ async def baseline(launcher: Launcher, clients: int, seconds: float) -> Phase:
                 amount_minor=AMOUNT_MINOR,
                 currency="CNY",
                 description="Bench",
-                scene=Scene.NATIVE_QR,
+                scene=PaymentScene.NATIVE_QR,
                 notify_url="http://127.0.0.1:9/notify",  # the merchant's own; nobody listens in the baseline
             )
             t0 = time.perf_counter()

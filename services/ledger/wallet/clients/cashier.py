@@ -4,6 +4,9 @@ payments, and ask whether the cashier knows a top-up refund the ledger holds (th
 Authenticated as the service identity `ledger` acting for the platform's collecting merchant, with a
 short-lived token signed by the shared internal secret (the same token the gateway forwards), so the
 cashier scopes the payment to that merchant and allows the `wallet_topup` purpose only from us.
+
+A client per call (these calls are rare: a top-up, the reconciler's doubts), but with the process's one TLS
+context (`shared_tls_context()`): building one is ~26 ms of CPU otherwise (docs/performance.md, "Fourth pass").
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from typing import Any
 import httpx
 
 from libs.common.errors import ErrorSpec, Problem
+from libs.common.http import shared_tls_context
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from services.ledger.config import Settings
 from services.ledger.wallet.domain import errors
@@ -55,7 +59,7 @@ async def create_top_up_payment(settings: Settings, body: dict[str, Any]) -> dic
     """`POST /v1/payments` for the collecting merchant; the same body again answers the same payment."""
     base, merchant_id = _configured(settings)
     try:
-        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds) as client:
+        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds, verify=shared_tls_context()) as client:
             r = await client.post(f"{base}/v1/payments", json=body, headers=_headers(settings, merchant_id))
     except httpx.HTTPError as e:
         raise WalletError(errors.CASHIER_UNAVAILABLE, f"cashier unreachable: {type(e).__name__}") from None
@@ -67,7 +71,7 @@ async def read_payment(settings: Settings, merchant_id: str, payment_id: str) ->
     if not settings.cashier_url:
         return None
     try:
-        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds) as client:
+        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds, verify=shared_tls_context()) as client:
             r = await client.get(
                 f"{settings.cashier_url.rstrip('/')}/v1/payments/{payment_id}", headers=_headers(settings, merchant_id)
             )
@@ -84,7 +88,7 @@ async def refund_known(settings: Settings, refund_id: str) -> bool | None:
         return None
     merchant_id = settings.wallet_topup_merchant_id
     try:
-        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds) as client:
+        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds, verify=shared_tls_context()) as client:
             r = await client.get(f"{settings.cashier_url.rstrip('/')}/v1/refunds/{refund_id}",
                                  headers=_headers(settings, merchant_id))  # fmt: skip
     except httpx.HTTPError:

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import ValidationError
 
 from libs.common.errors import Problem
+from libs.common.http import shared_tls_context
 from libs.common.ids import new_id
 from libs.common.web import UowDep
 from services.ledger.api.deps import SettingsDep
@@ -55,7 +56,9 @@ async def submit_kyc(holder_id: str, uow: UowDep, settings: SettingsDep, request
     headers = {"content-type": "application/json", signing.TIMESTAMP_HEADER: str(now),
                signing.SIGNATURE_HEADER: signing.sign(secret, now, body)}  # fmt: skip
     try:
-        async with httpx.AsyncClient(timeout=settings.wallet_identity_timeout_seconds) as client:
+        async with httpx.AsyncClient(
+            timeout=settings.wallet_identity_timeout_seconds, verify=shared_tls_context()
+        ) as client:
             r = await client.post(
                 f"{settings.wallet_identity_base_url}/v1/verifications", content=body, headers=headers
             )

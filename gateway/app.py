@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from starlette.routing import Route
 
 from gateway import worker
 from gateway.api.docs_pages import HeadAsGet, serve_offline_docs
@@ -62,8 +63,7 @@ def create_app(settings: Settings) -> FastAPI:
             onboarding=OnboardingFlow(identities, calls, identity_provider, settings),
             web_pages=web_pages,
         )
-        with contextlib.suppress(Exception):
-            await catalog.refresh()
+        # Not awaited: `/openapi.json` waits for the first pass instead (clients/catalog.py says why).
         refresher = asyncio.create_task(catalog.run())
 
         async def stop() -> None:
@@ -118,4 +118,25 @@ def create_app(settings: Settings) -> FastAPI:
         return context.catalog.document() if isinstance(context, GatewayContext) else own_document()
 
     app.openapi = public_document  # type: ignore[method-assign]
+    _wait_for_catalog(app)
     return app
+
+
+def _wait_for_catalog(app: FastAPI) -> None:
+    """FastAPI's `/openapi.json` endpoint, first waiting for the catalogue's first pass (fetched in the
+    background since start-up), so the first reader gets the merged document, not the gateway's routes alone."""
+    index, route = next(
+        (i, r) for i, r in enumerate(app.router.routes) if isinstance(r, Route) and r.path == app.openapi_url
+    )
+    assert isinstance(route, Route)
+    serve = route.endpoint
+
+    async def openapi(request: Request) -> Response:
+        runtime: Runtime | None = getattr(app.state, "runtime", None)
+        context = runtime.context if runtime is not None else None
+        if isinstance(context, GatewayContext):
+            await context.catalog.first_pass()
+        answer: Response = await serve(request)
+        return answer
+
+    app.router.routes[index] = Route(route.path, openapi, include_in_schema=False)

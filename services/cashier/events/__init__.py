@@ -31,7 +31,7 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def purpose_fields(payment: PaymentRecord) -> dict[str, Any]:
-    """Contract A fields, the same in the payment view and in every payment.* event."""
+    """The split-check fields (docs/contracts.md §1), the same in the payment view and in every payment.* event."""
     return {
         "purpose": payment.purpose,
         "wallet_holder_id": payment.wallet_holder_id,

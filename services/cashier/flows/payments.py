@@ -126,7 +126,8 @@ class PaymentDraft:
     def fingerprint(self) -> str:
         fields = {k: getattr(self, k) for k in self.__slots__ if k != "livemode"}
         fields["expire_at"] = self.expire_at.isoformat() if self.expire_at else None
-        # Contract A fields count only when set, so payments created before them keep their fingerprint.
+        # The split-check fields (docs/contracts.md §1) count only when set, so payments created before them keep
+        # their fingerprint.
         for name, default in _FINGERPRINT_DEFAULTS.items():
             if fields[name] == default:
                 del fields[name]

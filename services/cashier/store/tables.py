@@ -85,8 +85,9 @@ payments = Table(
     Column("fee_rate_bps", Integer),
     # What the platform charges the merchant for this payment, fixed at creation (migration 0003).
     Column("platform_fee_minor", BigInteger, nullable=False, server_default="0"),
-    # Contract A (migration 0004): what the money is for, whose wallet a top-up credits, the merchant's
-    # explicit split (checked by settlement at creation) and whether the channel freezes it for sharing.
+    # The split check and purpose (docs/contracts.md §1; migration 0004): what the money is for, whose wallet a
+    # top-up credits, the merchant's explicit split (checked by settlement at creation) and whether the channel
+    # freezes it for sharing.
     Column("purpose", String(16), nullable=False, server_default=text("'payment'")),
     Column("wallet_holder_id", String(64)),
     Column("split", JSONB),

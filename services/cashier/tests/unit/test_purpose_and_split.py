@@ -1,4 +1,5 @@
-"""Contract A rules as pure functions: who may create which purpose, coherent purposes, explicit splits."""
+"""The split check and purpose rules (docs/contracts.md §1) as pure functions: who may create which purpose,
+coherent purposes, explicit splits."""
 
 from __future__ import annotations
 

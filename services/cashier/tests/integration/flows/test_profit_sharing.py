@@ -1,6 +1,7 @@
-"""Contract B: internal channel profit sharing of a paid payment, over real HTTP against the real WeChat Pay
-and Alipay sandboxes (real signatures): success, idempotent repeats, another body → 409, payments that
-cannot be shared, channel refusals, channel down → 503 then a retry with the same order_no succeeds."""
+"""Channel profit sharing (docs/contracts.md §2): internal channel profit sharing of a paid payment, over real HTTP
+against the real WeChat Pay and Alipay sandboxes (real signatures): success, idempotent repeats, another body →
+409, payments that cannot be shared, channel refusals, channel down → 503 then a retry with the same order_no
+succeeds."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
-"""Contract A: `purpose` (wallet top-ups only from the ledger or the platform, never refunded), an explicit
-`split` checked by settlement before anything is created, and `profit_sharing` — stored, shown in the
-payment view and carried by every payment.* event and the merchant webhook."""
+"""The split check and purpose (docs/contracts.md §1): `purpose` (wallet top-ups only from the ledger or the
+platform, never refunded), an explicit `split` checked by settlement before anything is created, and
+`profit_sharing` — stored, shown in the payment view and carried by every payment.* event and the merchant
+webhook."""
 
 from __future__ import annotations
 

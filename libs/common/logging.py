@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import sys
 from contextvars import ContextVar
@@ -39,9 +41,7 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool = True) -
         _add_trace_id,
         structlog.processors.format_exc_info,
     ]
-    renderer: structlog.types.Processor = (
-        structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer: structlog.types.Processor = structlog.processors.JSONRenderer() if json else _console_renderer()
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -66,6 +66,14 @@ def configure_logging(service: str, *, level: str = "INFO", json: bool = True) -
     # docs/performance.md). Failures still log at WARNING; the trace id and metrics cover the rest.
     for noisy in ("aiokafka", "kafka", "uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _console_renderer() -> structlog.types.Processor:
+    """The developer console's renderer, with the tracebacks structlog formats when rich is installed: structlog.dev
+    is loaded again if it was first imported without rich (libs/common/__init__.py says why)."""
+    if structlog.dev.rich is None and importlib.util.find_spec("rich") is not None:
+        importlib.reload(structlog.dev)
+    return structlog.dev.ConsoleRenderer(colors=False)
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:

@@ -46,9 +46,9 @@ from typing import Any
 from sqlalchemy import text
 
 from libs.common.db import UnitOfWork, asyncpg_dsn, create_engine
+from services.settlement.clients.cashier import line_from_json
 from services.settlement.config import Settings
 from services.settlement.domain.reconciliation import Line, Matcher, Outcome, Record
-from services.settlement.flows.cashier import line_from_json
 from services.settlement.flows.reconcile import reconcile
 from services.settlement.store import reconciliation as store
 

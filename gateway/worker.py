@@ -51,5 +51,9 @@ async def drive_onboardings(runtime: Runtime) -> None:
     onboardings whose gateway died mid-way (their lease ran out). gateway/flows/onboarding.py."""
     context = gateway_context(runtime)
     settings = context.settings
-    await run_rounds("onboarding", context.onboarding.drive_due, interval_seconds=settings.onboarding_interval_seconds,
-                     batch_max=settings.onboarding_batch_max)  # fmt: skip
+    await run_rounds(
+        "onboarding",
+        context.onboarding.drive_due,
+        interval_seconds=settings.onboarding_interval_seconds,
+        batch_max=settings.onboarding_batch_max,
+    )

@@ -88,9 +88,11 @@ class OnboardingCreateRequest(_Strict):
     channels: list[ChannelOpening] = Field(min_length=1, max_length=CHANNELS_MAX)
     settlement: SettlementDefaults = Field(default_factory=SettlementDefaults)
     webhook_url: str | None = Field(
-        default=None, pattern=r"^https?://[^\s]{1,490}$", max_length=500,
+        default=None,
+        pattern=r"^https?://[^\s]{1,490}$",
+        max_length=500,
         description="Where the cashier delivers the merchant's events; none: webhook endpoints registered later",
-    )  # fmt: skip
+    )
     rsa_public_key_pem: str | None = Field(default=None, max_length=8192, description="Enables JUHE-RSA-SHA256")
     key_mode: Literal["test", "live"] = Field(default="test", description="The API key's mode (docs/test-mode.md)")
 

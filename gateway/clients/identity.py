@@ -37,8 +37,11 @@ class IdentityProvider:
 
     def _headers(self, body: bytes) -> dict[str, str]:
         now = int(time.time())
-        return {"content-type": "application/json", TIMESTAMP_HEADER: str(now),
-                SIGNATURE_HEADER: sign(self._secret, now, body)}  # fmt: skip
+        return {
+            "content-type": "application/json",
+            TIMESTAMP_HEADER: str(now),
+            SIGNATURE_HEADER: sign(self._secret, now, body),
+        }
 
     async def _send(self, method: str, path: str, body: bytes, *, check_id: str) -> dict[str, Any]:
         # The provider decides once per check_id, so sending a check again is safe: the check id is the

@@ -26,8 +26,9 @@ async def applicable_coupons(
     then shows is an offer only: the cashier locks the chosen coupon against the real payment (its merchant and
     amount) with marketing, so a tampered query lists other coupons but pays nothing less.
     Marketing unreachable or failing → 503 `upstream_unavailable` (retryable); its 4xx problem is passed on."""
-    token = mint_identity_token(internal_token_secret, key_id=COUPONS_IDENTITY_KEY_ID, service="gateway",
-                                ttl_seconds=60)  # fmt: skip
+    token = mint_identity_token(
+        internal_token_secret, key_id=COUPONS_IDENTITY_KEY_ID, service="gateway", ttl_seconds=60
+    )
     assert user.kind == "user" and user.user_id is not None
     path = COUPONS_PATH.format(user_id=quote(user.user_id, safe=""))
     try:

@@ -39,8 +39,13 @@ class ServiceHealth:
     dead_letters: int | None
 
     def view(self) -> dict[str, Any]:
-        return {"service": self.service, "ready": self.ready, "checks": self.checks,
-                "outbox_backlog": self.outbox_backlog, "dead_letters": self.dead_letters}  # fmt: skip
+        return {
+            "service": self.service,
+            "ready": self.ready,
+            "checks": self.checks,
+            "outbox_backlog": self.outbox_backlog,
+            "dead_letters": self.dead_letters,
+        }
 
 
 def metric_sums(text: str) -> dict[str, int]:
@@ -62,8 +67,9 @@ async def service_health(name: str, client: httpx.AsyncClient) -> ServiceHealth:
         sums = metric_sums(metrics.text) if metrics.status_code == 200 else {}
     except (httpx.HTTPError, ValueError) as exc:
         return ServiceHealth(name, False, {"service": f"unavailable: {type(exc).__name__}"}, None, None)
-    return ServiceHealth(name, ready.status_code == 200, checks, sums.get(OUTBOX_METRIC, 0),
-                         sums.get(DEAD_LETTER_METRIC, 0))  # fmt: skip
+    return ServiceHealth(
+        name, ready.status_code == 200, checks, sums.get(OUTBOX_METRIC, 0), sums.get(DEAD_LETTER_METRIC, 0)
+    )
 
 
 async def consumer_lag(bootstrap: str, namespace: str) -> dict[str, int] | None:
@@ -76,8 +82,12 @@ async def consumer_lag(bootstrap: str, namespace: str) -> dict[str, int] | None:
             await reader.start()
             groups = sorted(g for g, _ in await admin.list_consumer_groups() if g.startswith(namespace))[:GROUPS_MAX]
             topics = await reader.topics()
-            tps = [TopicPartition(t, p) for t in (topic_name(namespace, x) for x in TOPICS) if t in topics
-                   for p in sorted(reader.partitions_for_topic(t) or ())]  # fmt: skip
+            tps = [
+                TopicPartition(t, p)
+                for t in (topic_name(namespace, x) for x in TOPICS)
+                if t in topics
+                for p in sorted(reader.partitions_for_topic(t) or ())
+            ]
             ends = await reader.end_offsets(tps) if tps else {}
             lags = await asyncio.gather(*(_group_lag(bootstrap, g, tps, ends) for g in groups))
             return {g.removeprefix(namespace): lag for g, lag in zip(groups, lags, strict=True)}
@@ -90,8 +100,12 @@ async def consumer_lag(bootstrap: str, namespace: str) -> dict[str, int] | None:
 async def _group_lag(bootstrap: str, group: str, tps: list[TopicPartition], ends: dict[TopicPartition, int]) -> int:
     # `committed` through the group's coordinator (the admin API's OffsetFetch is not understood by every broker,
     # the embedded one included); a partition the group never committed counts nothing.
-    member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                              request_timeout_ms=int(PROBE_TIMEOUT_SECONDS * 1000))  # fmt: skip
+    member = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        request_timeout_ms=int(PROBE_TIMEOUT_SECONDS * 1000),
+    )
     try:
         await member.start()
         committed = await asyncio.gather(*(member.committed(tp) for tp in tps))

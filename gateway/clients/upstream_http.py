@@ -177,7 +177,7 @@ class _ReplyReader:
         "sized",
         "status",
         "too_large",
-    )  # fmt: skip
+    )
 
     def __init__(self, bytes_max: int, *, head_request: bool) -> None:
         self.parser: httptools.HttpResponseParser | None = None

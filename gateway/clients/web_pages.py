@@ -20,9 +20,22 @@ from gateway.domain.errors import UPSTREAM_TIMEOUT, UPSTREAM_UNAVAILABLE
 from libs.common.errors import PAYLOAD_TOO_LARGE, Problem
 
 HOP_BY_HOP = frozenset(
-    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
-     "upgrade", "host", "content-length", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"}
-)  # fmt: skip
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+)
 
 
 class WebPages:
@@ -68,8 +81,9 @@ class WebPages:
         """Server-sent events (the checkout's live status) pass through as they come, not buffered; the web
         process sends a comment line more often than the read timeout, so a quiet stream stays open."""
         try:
-            reply = await self.client.send(self.client.build_request(method, url, headers=headers, content=body),
-                                           stream=True)  # fmt: skip
+            reply = await self.client.send(
+                self.client.build_request(method, url, headers=headers, content=body), stream=True
+            )
         except httpx.TimeoutException as exc:
             raise Problem(UPSTREAM_TIMEOUT, "the web process did not answer in time") from exc
         except httpx.TransportError as exc:

@@ -123,8 +123,13 @@ def reopened(steps: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     for name, step in steps.items():
         if step["status"] == "rejected":
             # A new round: the identity provider decides once per check, so a retried KYC is a new check.
-            updated[name] = {**step, "status": "pending", "previous_reasons": step["reasons"], "reasons": [],
-                             "round": int(step.get("round", 0)) + 1}  # fmt: skip
+            updated[name] = {
+                **step,
+                "status": "pending",
+                "previous_reasons": step["reasons"],
+                "reasons": [],
+                "round": int(step.get("round", 0)) + 1,
+            }
         else:
             updated[name] = dict(step)
     return updated

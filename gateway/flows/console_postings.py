@@ -33,9 +33,11 @@ async def merchant_postings(
     try:
         for event, reference in events:
             status, transfer = await calls.call(
-                "ledger", "GET", f"/v1/transfers?source={SOURCE_CASHIER}&idempotency_key={reference}:succeeded",
+                "ledger",
+                "GET",
+                f"/v1/transfers?source={SOURCE_CASHIER}&idempotency_key={reference}:succeeded",
                 platform_id=platform_id,
-            )  # fmt: skip
+            )
             if status != 200:
                 continue
             for posting in transfer.get("postings", []):
@@ -47,13 +49,21 @@ async def merchant_postings(
                     accounts[posting["account_id"]] = account
                 if account.get("holder_id") != merchant_id:
                     continue
-                lines.append({
-                    "transfer_id": transfer["id"], "event": event, "reference": reference,
-                    "created_at": transfer.get("created_at"), "account_id": posting["account_id"],
-                    "kind": account.get("kind"), "code": account.get("code"),
-                    "channel": (account.get("metadata") or {}).get("channel"), "direction": posting["direction"],
-                    "amount_minor": posting["amount_minor"], "currency": posting["currency"],
-                })  # fmt: skip
+                lines.append(
+                    {
+                        "transfer_id": transfer["id"],
+                        "event": event,
+                        "reference": reference,
+                        "created_at": transfer.get("created_at"),
+                        "account_id": posting["account_id"],
+                        "kind": account.get("kind"),
+                        "code": account.get("code"),
+                        "channel": (account.get("metadata") or {}).get("channel"),
+                        "direction": posting["direction"],
+                        "amount_minor": posting["amount_minor"],
+                        "currency": posting["currency"],
+                    }
+                )
     except ServiceUnavailable as exc:
         raise Problem(UPSTREAM_UNAVAILABLE, "the ledger did not answer; try again") from exc
     return lines

@@ -23,13 +23,19 @@ STATUS_CHANGES_MAX = 50
 
 
 def _view(row: Any) -> dict[str, Any]:
-    return {"merchant_id": row["merchant_id"], "name": row["name"], "status": row["status"],
-            "suspended": row["suspended_at"] is not None, "suspended_at": row["suspended_at"],
-            "suspension_reason": row["suspension_reason"]}  # fmt: skip
+    return {
+        "merchant_id": row["merchant_id"],
+        "name": row["name"],
+        "status": row["status"],
+        "suspended": row["suspended_at"] is not None,
+        "suspended_at": row["suspended_at"],
+        "suspension_reason": row["suspension_reason"],
+    }
 
 
-async def change(identities: Identities, platform: Principal, merchant_id: str, *, suspend: bool,
-                 reason: str) -> dict[str, Any]:  # fmt: skip
+async def change(
+    identities: Identities, platform: Principal, merchant_id: str, *, suspend: bool, reason: str
+) -> dict[str, Any]:
     """Suspend (or resume) with a reason; 409 `merchant_status_conflict` if it already is (or is not)."""
     async with identities.uow.begin() as tx:
         row = await store.merchant_state(tx.conn, merchant_id, platform_id=platform.platform_id, lock=True)
@@ -42,9 +48,14 @@ async def change(identities: Identities, platform: Principal, merchant_id: str, 
             tx.conn, merchant_id, suspended=suspend, reason=reason if suspend else None
         )
         await store.record_status_change(
-            tx.conn, change_id=new_id("msc"), merchant_id=merchant_id, platform_id=platform.platform_id,
-            action="suspended" if suspend else "resumed", reason=reason, actor=actor_of(platform),
-        )  # fmt: skip
+            tx.conn,
+            change_id=new_id("msc"),
+            merchant_id=merchant_id,
+            platform_id=platform.platform_id,
+            action="suspended" if suspend else "resumed",
+            reason=reason,
+            actor=actor_of(platform),
+        )
     return _view(updated)
 
 

@@ -86,21 +86,33 @@ class OnboardingFlow:
         try:
             async with self.uow.begin() as tx:
                 if not await credential_store.insert_merchant(
-                    tx.conn, merchant_id=merchant_id, platform_id=platform.platform_id, name=name,
+                    tx.conn,
+                    merchant_id=merchant_id,
+                    platform_id=platform.platform_id,
+                    name=name,
                     webhook_secret_sealed=self.identities.sealer.seal(new_webhook_secret(), row_id=merchant_id),
-                ):  # fmt: skip
+                ):
                     raise Problem(MERCHANT_EXISTS, f"merchant {merchant_id} already exists")
                 await store.set_merchant_status(tx.conn, merchant_id, status=DISABLED, expected="active")
                 key = await self.identities._insert_merchant_key(  # the one place merchant keys are made
-                    tx.conn, merchant_id, platform.platform_id, body.get("rsa_public_key_pem"),
+                    tx.conn,
+                    merchant_id,
+                    platform.platform_id,
+                    body.get("rsa_public_key_pem"),
                     body.get("key_mode", "test"),
-                )  # fmt: skip
+                )
                 await store.insert_onboarding(
-                    tx.conn, onboarding_id=onboarding_id, platform_id=platform.platform_id, merchant_id=merchant_id,
-                    idempotency_key=idempotency_key, request_hash=fingerprint,
+                    tx.conn,
+                    onboarding_id=onboarding_id,
+                    platform_id=platform.platform_id,
+                    merchant_id=merchant_id,
+                    idempotency_key=idempotency_key,
+                    request_hash=fingerprint,
                     request_sealed=self.identities.sealer.seal(json.dumps(body), row_id=onboarding_id),
-                    key_id=key["key_id"], status="processing", steps=rules.initial_steps(),
-                )  # fmt: skip
+                    key_id=key["key_id"],
+                    status="processing",
+                    steps=rules.initial_steps(),
+                )
         except (IntegrityError, Problem) as exc:
             # A twin request (same key) committed first: answer its onboarding, or 409 if the body differs.
             twin = await self._replay(platform, idempotency_key, fingerprint)
@@ -132,9 +144,15 @@ class OnboardingFlow:
             if row["status"] != "rejected":
                 raise Problem(ONBOARDING_STATE, f"onboarding {onboarding_id} is {row['status']}, not rejected")
             saved = await store.save_steps(
-                tx.conn, onboarding_id, expected_updated_at=row["updated_at"], steps=rules.reopened(row["steps"]),
-                status="processing", attempts=0, retry_after_seconds=0, release=True,
-            )  # fmt: skip
+                tx.conn,
+                onboarding_id,
+                expected_updated_at=row["updated_at"],
+                steps=rules.reopened(row["steps"]),
+                status="processing",
+                attempts=0,
+                retry_after_seconds=0,
+                release=True,
+            )
             if saved is None:
                 raise Problem(ONBOARDING_STATE, f"onboarding {onboarding_id} changed meanwhile: read it again")
         await self.drive(onboarding_id, budget_seconds=self.settings.onboarding_inline_seconds)
@@ -202,11 +220,15 @@ class OnboardingFlow:
             attempts = attempts + 1 if waiting else 0
             async with self.uow.begin() as tx:
                 saved = await store.save_steps(
-                    tx.conn, onboarding_id, expected_updated_at=updated_at, steps=steps,
-                    status=rules.overall_status(steps), attempts=attempts,
+                    tx.conn,
+                    onboarding_id,
+                    expected_updated_at=updated_at,
+                    steps=steps,
+                    status=rules.overall_status(steps),
+                    attempts=attempts,
                     retry_after_seconds=rules.retry_delay_seconds(attempts) if waiting else None,
                     release=waiting or rules.overall_status(steps) != "processing",
-                )  # fmt: skip
+                )
             if saved is None:
                 log.warning("onboarding changed under its lease", onboarding_id=onboarding_id, step=name)
                 return
@@ -217,9 +239,15 @@ class OnboardingFlow:
             if time.monotonic() >= deadline:
                 async with self.uow.begin() as tx:  # hand it to the worker at once
                     await store.save_steps(
-                        tx.conn, onboarding_id, expected_updated_at=updated_at, steps=steps, status="processing",
-                        attempts=attempts, retry_after_seconds=0, release=True,
-                    )  # fmt: skip
+                        tx.conn,
+                        onboarding_id,
+                        expected_updated_at=updated_at,
+                        steps=steps,
+                        status="processing",
+                        attempts=attempts,
+                        retry_after_seconds=0,
+                        release=True,
+                    )
                 return
 
     async def _finish(self, row: Any, steps: dict[str, Any], attempts: int, updated_at: Any) -> None:
@@ -230,9 +258,15 @@ class OnboardingFlow:
             async with self.uow.begin() as tx:
                 await store.set_merchant_status(tx.conn, row["merchant_id"], status="active", expected=DISABLED)
                 saved = await store.save_steps(
-                    tx.conn, row["onboarding_id"], expected_updated_at=updated_at, steps=rules.activated(steps),
-                    status="active", attempts=attempts, retry_after_seconds=None, release=True,
-                )  # fmt: skip
+                    tx.conn,
+                    row["onboarding_id"],
+                    expected_updated_at=updated_at,
+                    steps=rules.activated(steps),
+                    status="active",
+                    attempts=attempts,
+                    retry_after_seconds=None,
+                    release=True,
+                )
                 if saved is None:
                     raise _ChangedMeanwhile  # rolls the activation back with it
         except _ChangedMeanwhile:
@@ -257,18 +291,24 @@ class OnboardingFlow:
     async def _kyc(self, row: Any, body: dict[str, Any], step: dict[str, Any]) -> Outcome:
         rep, account = body["legal_representative"], body["settlement_account"]
         own = rules.account_name_reasons(
-            body["entity_type"], legal_name=body["legal_name"], representative_name=rep["name"],
+            body["entity_type"],
+            legal_name=body["legal_name"],
+            representative_name=rep["name"],
             account_name=account["account_name"],
-        )  # fmt: skip
+        )
         if own:
             return Outcome("rejected", own)
         check_id = f"{row['onboarding_id']}.{int(step.get('round', 0))}"
-        verdict = await self.provider.check_merchant({
-            "check_id": check_id, "entity_type": body["entity_type"], "legal_name": body["legal_name"],
-            "business_licence_number": body.get("business_licence_number"),
-            "legal_representative": {"name": rep["name"], "id_number": rep["id_number"]},
-            "bank_account": {"account_name": account["account_name"], "account_number": account["account_number"]},
-        })  # fmt: skip
+        verdict = await self.provider.check_merchant(
+            {
+                "check_id": check_id,
+                "entity_type": body["entity_type"],
+                "legal_name": body["legal_name"],
+                "business_licence_number": body.get("business_licence_number"),
+                "legal_representative": {"name": rep["name"], "id_number": rep["id_number"]},
+                "bank_account": {"account_name": account["account_name"], "account_number": account["account_number"]},
+            }
+        )
         reasons = tuple(
             Reason(str(r.get("code")), str(r.get("detail") or ""), r.get("field")) for r in verdict.get("reasons") or []
         )
@@ -282,11 +322,22 @@ class OnboardingFlow:
         """The merchant's holder and accounts in the ledger (a repeat of the same holder is 200)."""
         if body["entity_type"] == "individual":
             return Outcome("verified", detail={"note": "no business licence: the ledger opens accounts on first use"})
-        holder = {"holder_id": merchant_id, "holder_type": "merchant", "name": body["legal_name"],
-                  "credit_code": body["business_licence_number"], "legal_person": body["legal_representative"]["name"],
-                  "settlement_account": body["settlement_account"]["account_number"]}  # fmt: skip
-        status, answer = await self.calls.call("ledger", "POST", "/v1/wallet/holders", platform_id=platform_id,
-                                               body=holder, idempotency_key=f"onboarding-{merchant_id}")  # fmt: skip
+        holder = {
+            "holder_id": merchant_id,
+            "holder_type": "merchant",
+            "name": body["legal_name"],
+            "credit_code": body["business_licence_number"],
+            "legal_person": body["legal_representative"]["name"],
+            "settlement_account": body["settlement_account"]["account_number"],
+        }
+        status, answer = await self.calls.call(
+            "ledger",
+            "POST",
+            "/v1/wallet/holders",
+            platform_id=platform_id,
+            body=holder,
+            idempotency_key=f"onboarding-{merchant_id}",
+        )
         return _answered(status, answer, "ledger")
 
     async def _cashier(self, platform_id: str, merchant_id: str, body: dict[str, Any]) -> Outcome:
@@ -295,9 +346,12 @@ class OnboardingFlow:
         configuration of one channel live side by side): a live configuration must be at real channel hosts and a
         test one at sandboxes (the cashier refuses a contradiction: 422 `channel_mode_mismatch`, docs/test-mode.md)."""
         status, answer = await self.calls.call(
-            "cashier", "PUT", f"/v1/admin/merchants/{merchant_id}", platform_id=platform_id,
+            "cashier",
+            "PUT",
+            f"/v1/admin/merchants/{merchant_id}",
+            platform_id=platform_id,
             body={"notify_url": body.get("webhook_url")},
-        )  # fmt: skip
+        )
         if status != 200:
             return _answered(status, answer, "cashier")
         for opening in body["channels"]:
@@ -306,15 +360,24 @@ class OnboardingFlow:
             if config is None:  # partner mode: the platform's template with the merchant's part over it
                 config = await self.templates.config_for(platform_id, opening["channel"], mode, opening["partner"])
                 if config is None:
-                    return Outcome("rejected", (Reason(
-                        "partner_template_missing", f"the platform has no {mode} {opening['channel']} partner "
-                        f"template: PUT /v1/platform/partner-templates/{opening['channel']}/{mode}, then retry",
-                        field="channels.partner"),))  # fmt: skip
+                    return Outcome(
+                        "rejected",
+                        (
+                            Reason(
+                                "partner_template_missing",
+                                f"the platform has no {mode} {opening['channel']} partner "
+                                f"template: PUT /v1/platform/partner-templates/{opening['channel']}/{mode}, then retry",
+                                field="channels.partner",
+                            ),
+                        ),
+                    )
             status, answer = await self.calls.call(
-                "cashier", "PUT", f"/v1/admin/merchants/{merchant_id}/channels/{opening['channel']}",
-                platform_id=platform_id, body={"priority": opening["priority"], "enabled": True, "config": config,
-                                               "mode": mode},
-            )  # fmt: skip
+                "cashier",
+                "PUT",
+                f"/v1/admin/merchants/{merchant_id}/channels/{opening['channel']}",
+                platform_id=platform_id,
+                body={"priority": opening["priority"], "enabled": True, "config": config, "mode": mode},
+            )
             if status != 200:
                 return _answered(status, answer, f"cashier {opening['channel']}")
         return Outcome("verified", detail={"channels": sorted({c["channel"] for c in body["channels"]})})
@@ -322,8 +385,9 @@ class OnboardingFlow:
     async def _routing(self, platform_id: str, merchant_id: str, body: dict[str, Any]) -> Outcome:
         """The profile (special-rate eligibility) and one create-only contract per channel route."""
         profile = {"entity_type": body["entity_type"], "industry_code": body["industry_code"]}
-        status, answer = await self.calls.call("routing", "PUT", f"/v1/merchant-profiles/{merchant_id}",
-                                               platform_id=platform_id, body=profile)  # fmt: skip
+        status, answer = await self.calls.call(
+            "routing", "PUT", f"/v1/merchant-profiles/{merchant_id}", platform_id=platform_id, body=profile
+        )
         if status != 200:
             return _answered(status, answer, "routing profile")
         for opening in body["channels"]:
@@ -333,8 +397,11 @@ class OnboardingFlow:
             if status == 409 and answer.get("code") == "version_conflict":  # ours from a lost answer, or another's
                 status, answer = await self.calls.call("routing", "GET", path, platform_id=platform_id)
                 if status == 200 and answer.get("sub_merchant_id") != opening["sub_merchant_id"]:
-                    reason = Reason("contract_conflict", f"route {opening['route_id']} has a contract with another "
-                                    "sub-merchant id", field="channels.sub_merchant_id")  # fmt: skip
+                    reason = Reason(
+                        "contract_conflict",
+                        f"route {opening['route_id']} has a contract with another sub-merchant id",
+                        field="channels.sub_merchant_id",
+                    )
                     return Outcome("rejected", (reason,))
             if status != 200:
                 return _answered(status, answer, f"routing contract {opening['route_id']}")
@@ -345,9 +412,11 @@ class OnboardingFlow:
         cycle = defaults.get("cycle") or {"kind": "t_plus", "days": 1}
         calls = [
             (f"/v1/settlement/merchants/{merchant_id}/cycle", cycle),
-            (f"/v1/settlement/merchants/{merchant_id}/fee-rate",
-             {"platform_fee_rate_bps": int(defaults.get("platform_fee_rate_bps") or 0)}),
-        ]  # fmt: skip
+            (
+                f"/v1/settlement/merchants/{merchant_id}/fee-rate",
+                {"platform_fee_rate_bps": int(defaults.get("platform_fee_rate_bps") or 0)},
+            ),
+        ]
         if defaults.get("split_rule"):
             calls.append((f"/v1/settlement/merchants/{merchant_id}/split-rule", defaults["split_rule"]))
         for path, payload in calls:

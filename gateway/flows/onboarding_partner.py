@@ -37,10 +37,16 @@ DIRECT_FIELDS = {"wechatpay": ("mchid", "appid")}  # a direct merchant's own acc
 def template_problems(channel: str, config: dict[str, Any]) -> list[str]:
     """Why `config` cannot be a provider template of `channel` (empty: it can)."""
     problems = [f"a {channel} partner template needs {f}" for f in PROVIDER_FIELDS[channel] if not config.get(f)]
-    problems += [f"{f} is each merchant's (channels[].partner), not the template's"
-                 for f in MERCHANT_FIELDS[channel] if f in config]  # fmt: skip
-    problems += [f"{f} is a direct merchant's own account, not a provider's" for f in DIRECT_FIELDS.get(channel, ())
-                 if f in config]  # fmt: skip
+    problems += [
+        f"{f} is each merchant's (channels[].partner), not the template's"
+        for f in MERCHANT_FIELDS[channel]
+        if f in config
+    ]
+    problems += [
+        f"{f} is a direct merchant's own account, not a provider's"
+        for f in DIRECT_FIELDS.get(channel, ())
+        if f in config
+    ]
     return problems
 
 
@@ -48,12 +54,18 @@ def partner_problems(channel: str, partner: dict[str, Any]) -> list[str]:
     """Why `partner` cannot be a merchant's part of a `channel` partner configuration (empty: it can)."""
     if channel not in MERCHANT_FIELDS:
         return [f"{channel} has no partner mode here (wechatpay or alipay)"]
-    problems = [f"unknown field {f} (a {channel} merchant's part is {', '.join(MERCHANT_FIELDS[channel])})"
-                for f in partner if f not in MERCHANT_FIELDS[channel]]  # fmt: skip
+    problems = [
+        f"unknown field {f} (a {channel} merchant's part is {', '.join(MERCHANT_FIELDS[channel])})"
+        for f in partner
+        if f not in MERCHANT_FIELDS[channel]
+    ]
     if not partner.get(MERCHANT_REQUIRED[channel]):
         problems.append(f"a {channel} merchant's part needs {MERCHANT_REQUIRED[channel]}")
-    problems += [f"{f} must be a string of 1..128 characters" for f, v in partner.items()
-                 if not isinstance(v, str) or not 0 < len(v) <= 128]  # fmt: skip
+    problems += [
+        f"{f} must be a string of 1..128 characters"
+        for f, v in partner.items()
+        if not isinstance(v, str) or not 0 < len(v) <= 128
+    ]
     return problems
 
 
@@ -73,9 +85,15 @@ def _row_id(platform_id: str, channel: str, mode: str) -> str:
 
 def _view(row: Any) -> dict[str, Any]:
     public = dict(row["public"])
-    return {"channel": row["channel"], "mode": row["mode"], "version": row["version"], "config": public["config"],
-            "secret_fields": public["secret_fields"], "created_at": row["created_at"],
-            "updated_at": row["updated_at"]}  # fmt: skip
+    return {
+        "channel": row["channel"],
+        "mode": row["mode"],
+        "version": row["version"],
+        "config": public["config"],
+        "secret_fields": public["secret_fields"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+    }
 
 
 class PartnerTemplates:
@@ -91,9 +109,14 @@ class PartnerTemplates:
         sealed = self.identities.sealer.seal(json.dumps(config), row_id=_row_id(platform.platform_id, channel, mode))
         async with self.uow.begin() as tx:
             row = await store.put_template(
-                tx.conn, platform_id=platform.platform_id, channel=channel, mode=mode, config_sealed=sealed,
-                config_hash=_fingerprint(config), public={"config": shown, "secret_fields": secret},
-            )  # fmt: skip
+                tx.conn,
+                platform_id=platform.platform_id,
+                channel=channel,
+                mode=mode,
+                config_sealed=sealed,
+                config_hash=_fingerprint(config),
+                public={"config": shown, "secret_fields": secret},
+            )
         return _view(row)
 
     async def read(self, platform: Principal, channel: str, mode: str) -> dict[str, Any]:

@@ -50,16 +50,22 @@ DEFAULT_KEYS_PATH = ".juhe/demo-keys.json"
 
 
 def seed_demo(
-    database_url: str, keys_path: str | Path = DEFAULT_KEYS_PATH, *, settings: Settings | None = None,
+    database_url: str,
+    keys_path: str | Path = DEFAULT_KEYS_PATH,
+    *,
+    settings: Settings | None = None,
     merchant: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     return asyncio.run(seed_demo_async(database_url, keys_path, settings=settings, merchant=merchant))
 
 
 async def seed_demo_async(
-    database_url: str, keys_path: str | Path = DEFAULT_KEYS_PATH, *, settings: Settings | None = None,
+    database_url: str,
+    keys_path: str | Path = DEFAULT_KEYS_PATH,
+    *,
+    settings: Settings | None = None,
     merchant: bool = True,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     settings = (settings or Settings()).model_copy(update={"database_url": database_url, "key_cache_ttl_seconds": 0})
     path = Path(keys_path)
     engine = create_engine(database_url, pool_size=1, max_overflow=0)
@@ -96,8 +102,12 @@ async def _issue(identities: Identities, engine: AsyncEngine, *, merchant: bool)
     admin = await identities.create_admin_key(platform_id=DEMO_PLATFORM_ID)
     if user is None:
         await identities.create_user(platform, name="Demo user", user_id=DEMO_USER_ID)
-    keys = {"platform_id": DEMO_PLATFORM_ID, "admin_key": admin["token"], "user_id": DEMO_USER_ID,
-            **await _issue_user_token(identities)}  # fmt: skip
+    keys = {
+        "platform_id": DEMO_PLATFORM_ID,
+        "admin_key": admin["token"],
+        "user_id": DEMO_USER_ID,
+        **await _issue_user_token(identities),
+    }
     if not merchant:
         return keys
     if existing is None:
@@ -108,8 +118,13 @@ async def _issue(identities: Identities, engine: AsyncEngine, *, merchant: bool)
     else:
         merchant_key = await identities.create_merchant_key(platform, DEMO_MERCHANT_ID, rsa_public_key_pem=None)
         webhook_secret = await identities.webhook_secret(DEMO_MERCHANT_ID)
-    return {**keys, "merchant_id": DEMO_MERCHANT_ID, "key_id": merchant_key["key_id"],
-            "secret": merchant_key["secret"], "webhook_secret": webhook_secret}  # fmt: skip
+    return {
+        **keys,
+        "merchant_id": DEMO_MERCHANT_ID,
+        "key_id": merchant_key["key_id"],
+        "secret": merchant_key["secret"],
+        "webhook_secret": webhook_secret,
+    }
 
 
 async def _issue_user_token(identities: Identities) -> dict[str, Any]:

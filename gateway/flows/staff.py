@@ -79,18 +79,29 @@ class Member:
 
     def view(self) -> dict[str, Any]:
         return {
-            "staff_id": self.staff_id, "kind": self.kind, "merchant_id": self.merchant_id, "role": self.role,
-            "email": self.email, "name": self.name, "totp_enabled": self.totp_enabled,
+            "staff_id": self.staff_id,
+            "kind": self.kind,
+            "merchant_id": self.merchant_id,
+            "role": self.role,
+            "email": self.email,
+            "name": self.name,
+            "totp_enabled": self.totp_enabled,
             "permissions": sorted(self.permissions),
-        }  # fmt: skip
+        }
 
 
 def member_view(row: Any) -> dict[str, Any]:
     return {
-        "staff_id": row["staff_id"], "kind": row["kind"], "merchant_id": row["merchant_id"], "role": row["role"],
-        "email": row["email"], "name": row["name"], "status": row["status"], "totp_enabled": row["totp_enabled"],
+        "staff_id": row["staff_id"],
+        "kind": row["kind"],
+        "merchant_id": row["merchant_id"],
+        "role": row["role"],
+        "email": row["email"],
+        "name": row["name"],
+        "status": row["status"],
+        "totp_enabled": row["totp_enabled"],
         "created_at": row["created_at"],
-    }  # fmt: skip
+    }
 
 
 def _normalize_email(email: str) -> str:
@@ -130,9 +141,17 @@ class StaffConsole:
         if row is None or row["status"] != "active":
             raise Problem(CONSOLE_SIGN_IN_FAILED, "this member was removed")
         return Member(
-            row["staff_id"], principal.key_id, row["platform_id"], row["merchant_id"], row["kind"], row["role"],
-            row["email"], row["name"], row["totp_enabled"], ip,
-        )  # fmt: skip
+            row["staff_id"],
+            principal.key_id,
+            row["platform_id"],
+            row["merchant_id"],
+            row["kind"],
+            row["role"],
+            row["email"],
+            row["name"],
+            row["totp_enabled"],
+            ip,
+        )
 
     async def sign_in(self, *, email: str, password: str, ip: str) -> dict[str, Any]:
         """Password first; a member with TOTP gets a short one-time ticket to send with the code, everyone else a
@@ -153,11 +172,19 @@ class StaffConsole:
             link_id, secret = _link_token("ctt")
             async with self.uow.begin() as tx:
                 await store.insert_link(
-                    tx.conn, link_id=link_id, purpose="totp_ticket", secret_hash=hash_secret(secret),
-                    staff_id=row["staff_id"], expires_at=datetime.now(UTC) + timedelta(seconds=TOTP_TICKET_SECONDS),
-                )  # fmt: skip
-            raise Problem(CONSOLE_TOTP_REQUIRED, "send the authenticator code with this ticket",
-                          ticket=f"{link_id}.{secret}", totp_enrolled=bool(row["totp_enabled"]))  # fmt: skip
+                    tx.conn,
+                    link_id=link_id,
+                    purpose="totp_ticket",
+                    secret_hash=hash_secret(secret),
+                    staff_id=row["staff_id"],
+                    expires_at=datetime.now(UTC) + timedelta(seconds=TOTP_TICKET_SECONDS),
+                )
+            raise Problem(
+                CONSOLE_TOTP_REQUIRED,
+                "send the authenticator code with this ticket",
+                ticket=f"{link_id}.{secret}",
+                totp_enrolled=bool(row["totp_enabled"]),
+            )
         return await self._open_session(row, ip, action="sign_in")
 
     async def sign_in_second_factor(self, *, ticket: str, code: str, ip: str) -> dict[str, Any]:
@@ -222,18 +249,24 @@ class StaffConsole:
         expires_at = now + timedelta(seconds=self.settings.staff_session_absolute_seconds)
         async with self.uow.begin() as tx:
             await store.insert_session(
-                tx.conn, session_id=session_id, secret_hash=hash_secret(secret), staff_id=row["staff_id"], ip=ip,
+                tx.conn,
+                session_id=session_id,
+                secret_hash=hash_secret(secret),
+                staff_id=row["staff_id"],
+                ip=ip,
                 idle_expires_at=min(expires_at, now + timedelta(seconds=self.settings.staff_session_idle_seconds)),
                 expires_at=expires_at,
-            )  # fmt: skip
+            )
             await store.update_member(tx.conn, row["staff_id"], failed_count=0, locked_until=None)
             await self._audit(tx.conn, row, ip, f"staff.{action}", row["staff_id"], None, {"session_id": session_id})
         view = member_view(row)
         view["permissions"] = sorted(rules.permissions_of(row["kind"], row["role"]))
         return {
-            "token": f"{session_id}.{secret}", "expires_at": expires_at,
-            "idle_seconds": self.settings.staff_session_idle_seconds, "member": view,
-        }  # fmt: skip
+            "token": f"{session_id}.{secret}",
+            "expires_at": expires_at,
+            "idle_seconds": self.settings.staff_session_idle_seconds,
+            "member": view,
+        }
 
     async def sign_out(self, member: Member, *, everywhere: bool) -> int:
         async with self.uow.begin() as tx:
@@ -293,11 +326,18 @@ class StaffConsole:
         email = _normalize_email(email)
         async with self.uow.begin() as tx:
             created = await store.insert_member(
-                tx.conn, staff_id=staff_id, platform_id=member.platform_id, merchant_id=member.merchant_id,
-                kind=member.kind, email=email, name=name.strip(), role=role, status="invited",
+                tx.conn,
+                staff_id=staff_id,
+                platform_id=member.platform_id,
+                merchant_id=member.merchant_id,
+                kind=member.kind,
+                email=email,
+                name=name.strip(),
+                role=role,
+                status="invited",
                 totp_secret_sealed=self.sealer.seal(rules.new_totp_secret(), row_id=staff_id),
                 invited_by=member.staff_id,
-            )  # fmt: skip
+            )
             if not created:
                 raise Problem(STAFF_EXISTS, "someone with this e-mail is already a staff member")
             url = await self._link(
@@ -322,17 +362,28 @@ class StaffConsole:
             ):
                 raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} does not exist")
             created = await store.insert_member(
-                tx.conn, staff_id=staff_id, platform_id=platform.platform_id, merchant_id=merchant_id, kind=kind,
-                email=email, name=name.strip(), role=role, status="invited",
+                tx.conn,
+                staff_id=staff_id,
+                platform_id=platform.platform_id,
+                merchant_id=merchant_id,
+                kind=kind,
+                email=email,
+                name=name.strip(),
+                role=role,
+                status="invited",
                 totp_secret_sealed=self.sealer.seal(rules.new_totp_secret(), row_id=staff_id),
-            )  # fmt: skip
+            )
             if not created:
                 raise Problem(STAFF_EXISTS, "someone with this e-mail is already a staff member")
             url = await self._link(
                 tx.conn, staff_id, "invitation", self.settings.staff_invitation_seconds, INVITATION_PATH
             )
-            actor = {"platform_id": platform.platform_id, "merchant_id": merchant_id, "staff_id": None,
-                     "email": "platform-admin-key"}  # fmt: skip
+            actor = {
+                "platform_id": platform.platform_id,
+                "merchant_id": merchant_id,
+                "staff_id": None,
+                "email": "platform-admin-key",
+            }
             await self._audit(tx.conn, actor, "", "staff.invited", staff_id, None, {"email": email, "role": role})
         return {"staff_id": staff_id, "email": email, "role": role, "url": url}
 
@@ -340,9 +391,13 @@ class StaffConsole:
         link_id, secret = _link_token("csl")
         expires_at = datetime.now(UTC) + timedelta(seconds=seconds)
         await store.insert_link(
-            conn, link_id=link_id, purpose=purpose, secret_hash=hash_secret(secret), staff_id=staff_id,
+            conn,
+            link_id=link_id,
+            purpose=purpose,
+            secret_hash=hash_secret(secret),
+            staff_id=staff_id,
             expires_at=expires_at,
-        )  # fmt: skip
+        )
         return f"{self.settings.public_base_url.rstrip('/')}{path}?token={link_id}.{secret}"
 
     async def link_details(self, token: str, purpose: str) -> dict[str, Any]:
@@ -354,10 +409,13 @@ class StaffConsole:
         )
         needs_totp = row["kind"] == "operator" and not row["totp_enabled"]
         return {
-            "email": row["email"], "kind": row["kind"], "role": row["role"], "totp_required": needs_totp,
+            "email": row["email"],
+            "kind": row["kind"],
+            "role": row["role"],
+            "totp_required": needs_totp,
             "otpauth_uri": rules.totp_uri(secret, row["email"]) if needs_totp and secret else None,
             "totp_secret": secret if needs_totp else None,
-        }  # fmt: skip
+        }
 
     async def _open_link(self, conn: AsyncConnection, token: str, purpose: str) -> tuple[Any, Any]:
         link_id, _, secret = token.partition(".")
@@ -420,9 +478,11 @@ class StaffConsole:
             )
             await store.revoke_sessions(tx.conn, staff_id)
             actor_row = {
-                "platform_id": platform_id, "merchant_id": row["merchant_id"],
-                "staff_id": actor.staff_id if actor else None, "email": actor.email if actor else "platform-admin-key",
-            }  # fmt: skip
+                "platform_id": platform_id,
+                "merchant_id": row["merchant_id"],
+                "staff_id": actor.staff_id if actor else None,
+                "email": actor.email if actor else "platform-admin-key",
+            }
             await self._audit(
                 tx.conn, actor_row, actor.ip if actor else "", "staff.password_reset_issued", staff_id, None, None
             )
@@ -492,13 +552,22 @@ class StaffConsole:
             raise Problem(STAFF_LAST_OWNER, "the last owner cannot be removed or demoted")
 
     # ---- audit log -------------------------------------------------------------------------------------------
-    async def _audit(self, conn: AsyncConnection, actor: Any, ip: str | None, action: str, target: str,
-                     before: Any, after: Any) -> None:  # fmt: skip
+    async def _audit(
+        self, conn: AsyncConnection, actor: Any, ip: str | None, action: str, target: str, before: Any, after: Any
+    ) -> None:
         await store.insert_audit(
-            conn, audit_id=new_id("aud"), platform_id=actor["platform_id"], merchant_id=actor["merchant_id"],
-            actor_staff_id=actor["staff_id"], actor_email=actor["email"], action=action, target=target,
-            before=_audit_value(before), after=_audit_value(after), ip=ip or "",
-        )  # fmt: skip
+            conn,
+            audit_id=new_id("aud"),
+            platform_id=actor["platform_id"],
+            merchant_id=actor["merchant_id"],
+            actor_staff_id=actor["staff_id"],
+            actor_email=actor["email"],
+            action=action,
+            target=target,
+            before=_audit_value(before),
+            after=_audit_value(after),
+            ip=ip or "",
+        )
 
     async def _audit_member(
         self, conn: AsyncConnection, member: Member, action: str, target: str, before: Any, after: Any
@@ -624,11 +693,18 @@ class StaffConsole:
         approved = amount_minor < threshold
         async with self.uow.begin() as tx:
             row = await store.insert_refund_request(
-                tx.conn, request_id=new_id("crq"), merchant_id=member.merchant_id, payment_id=payment_id,
-                amount_minor=amount_minor, currency=currency, reason=reason[:500],
-                status="approved" if approved else "pending", requested_by=member.staff_id,
-                requested_by_email=member.email, decided_by=member.staff_id if approved else None,
-            )  # fmt: skip
+                tx.conn,
+                request_id=new_id("crq"),
+                merchant_id=member.merchant_id,
+                payment_id=payment_id,
+                amount_minor=amount_minor,
+                currency=currency,
+                reason=reason[:500],
+                status="approved" if approved else "pending",
+                requested_by=member.staff_id,
+                requested_by_email=member.email,
+                decided_by=member.staff_id if approved else None,
+            )
             await self._audit_member(tx.conn, member, "refund.requested", row["request_id"], None, dict(row))
         return dict(row)
 
@@ -642,9 +718,14 @@ class StaffConsole:
             if row["requested_by"] == member.staff_id:
                 raise Problem(REFUND_SELF_APPROVAL, "another member must approve your own refund request")
             decided = await store.decide_refund_request(
-                tx.conn, request_id, member.merchant_id, old="pending", new="approved" if approve else "rejected",
-                decided_by=member.staff_id, decided_at=datetime.now(UTC),
-            )  # fmt: skip
+                tx.conn,
+                request_id,
+                member.merchant_id,
+                old="pending",
+                new="approved" if approve else "rejected",
+                decided_by=member.staff_id,
+                decided_at=datetime.now(UTC),
+            )
             if decided is None:
                 raise Problem(REFUND_REQUEST_STATE, f"refund request {request_id} is {row['status']}")
             action = "refund.approved" if approve else "refund.rejected"
@@ -716,10 +797,17 @@ async def seed_demo_owner(database_url: str, *, merchant_id: str, email: str, pa
             if await store.get_member_by_email(conn, _normalize_email(email)) is None:
                 password_hash = await asyncio.to_thread(rules.hash_password, password)
                 await store.insert_member(
-                    conn, staff_id=new_id("stf"), platform_id=merchant["platform_id"], merchant_id=merchant_id,
-                    kind="merchant", email=_normalize_email(email), name="Demo owner", role="owner", status="active",
+                    conn,
+                    staff_id=new_id("stf"),
+                    platform_id=merchant["platform_id"],
+                    merchant_id=merchant_id,
+                    kind="merchant",
+                    email=_normalize_email(email),
+                    name="Demo owner",
+                    role="owner",
+                    status="active",
                     password_hash=password_hash,
-                )  # fmt: skip
+                )
     finally:
         await engine.dispose()
     return {"console_email": email, "console_password": password}

@@ -227,8 +227,13 @@ async def admit(
     its very next request, at no extra round trip.
     """
     sql, names = _ADMIT[(nonce is not None, key is not None)]
-    values: dict[str, Any] = {"bucket": bucket, "window": window_seconds, "limit": limit, "auth_key": auth_key_id,
-                              "suspendable": suspendable_merchant_id}  # fmt: skip
+    values: dict[str, Any] = {
+        "bucket": bucket,
+        "window": window_seconds,
+        "limit": limit,
+        "auth_key": auth_key_id,
+        "suspendable": suspendable_merchant_id,
+    }
     if nonce is not None:
         values.update(key_id=nonce.key_id, nonce=nonce.nonce, nonce_expires_epoch=nonce.expires_epoch)
     if key is not None:

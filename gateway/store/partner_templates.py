@@ -44,15 +44,25 @@ partner_templates = Table(
 
 
 async def put_template(
-    conn: AsyncConnection, *, platform_id: str, channel: str, mode: str, config_sealed: bytes, config_hash: bytes,
+    conn: AsyncConnection,
+    *,
+    platform_id: str,
+    channel: str,
+    mode: str,
+    config_sealed: bytes,
+    config_hash: bytes,
     public: dict[str, Any],
-) -> RowMapping:  # fmt: skip
+) -> RowMapping:
     """Store the template; the same configuration again (same fingerprint) keeps the row and its version as they
     are, another one replaces it and bumps the version."""
     statement = insert(partner_templates).values(
-        platform_id=platform_id, channel=channel, mode=mode, config_sealed=config_sealed, config_hash=config_hash,
+        platform_id=platform_id,
+        channel=channel,
+        mode=mode,
+        config_sealed=config_sealed,
+        config_hash=config_hash,
         public=public,
-    )  # fmt: skip
+    )
     changed = partner_templates.c.config_hash != statement.excluded.config_hash
     upsert = statement.on_conflict_do_update(
         index_elements=[partner_templates.c.platform_id, partner_templates.c.channel, partner_templates.c.mode],

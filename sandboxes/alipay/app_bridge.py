@@ -55,8 +55,13 @@ def install_routes(app: FastAPI, sandbox: Sandbox) -> None:
         if urlsplit(redirect_uri).scheme not in ("http", "https"):
             raise HTTPException(status_code=400, detail="redirect_uri must be an http(s) URL")
         issued = payments.issue_oauth_code(sandbox.store, sandbox.clock(), app_id, buyer_id or sandbox_buyer_id(app_id))
-        query = {"app_id": app_id, "source": "alipay_wallet", "scope": scope, "auth_code": issued["auth_code"],
-                 "state": state}  # fmt: skip
+        query = {
+            "app_id": app_id,
+            "source": "alipay_wallet",
+            "scope": scope,
+            "auth_code": issued["auth_code"],
+            "state": state,
+        }
         separator = "&" if "?" in redirect_uri else "?"
         return RedirectResponse(f"{redirect_uri}{separator}{urlencode(query)}", status_code=302)
 

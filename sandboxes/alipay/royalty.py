@@ -95,9 +95,8 @@ def batch_query(trades: TradeBook, app_id: str, biz: dict[str, Any]) -> dict[str
 
 def _settled_fen(trades: TradeBook, app_id: str, trade_no: str) -> int:
     return sum(
-        int(d["amount_fen"]) for d in trades.store.list(SETTLES)
-        if d["app_id"] == app_id and d["trade_no"] == trade_no
-    )  # fmt: skip
+        int(d["amount_fen"]) for d in trades.store.list(SETTLES) if d["app_id"] == app_id and d["trade_no"] == trade_no
+    )
 
 
 def settle(trades: TradeBook, app_id: str, biz: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -131,22 +130,38 @@ def settle(trades: TradeBook, app_id: str, biz: dict[str, Any], now: datetime) -
             raise invalid("trans_in and a valid trans_in_type are required")
         if trades.store.get(RELATIONS, f"{app_id}:{trans_in_type}:{trans_in}") is None:
             raise BizError("ACQ.TRANS_IN_NOT_BIND", f"{trans_in} is not bound to this app (royalty.relation.bind)")
-        details.append({"trans_in": trans_in, "trans_in_type": trans_in_type,
-                        "amount_fen": parse_yuan(parameter.get("amount"), "amount"),
-                        "desc": parameter.get("desc")})  # fmt: skip
+        details.append(
+            {
+                "trans_in": trans_in,
+                "trans_in_type": trans_in_type,
+                "amount_fen": parse_yuan(parameter.get("amount"), "amount"),
+                "desc": parameter.get("desc"),
+            }
+        )
     total = sum(d["amount_fen"] for d in details)
     left = trade["total_fen"] - trade.get("refunded_fen", 0) - _settled_fen(trades, app_id, trade_no)
     if total > left:
         raise BizError("ACQ.ROYALTY_AMOUNT_EXCEED", f"settle {yuan(total)} exceeds the {yuan(left)} left")
     settle_no = f"2026{secrets.randbelow(10**24):024d}"
-    trades.store.put(SETTLES, key, {
-        "app_id": app_id, "trade_no": trade_no, "out_request_no": out_request_no, "settle_no": settle_no,
-        "fingerprint": fingerprint, "amount_fen": total, "details": details, "executed_at": now.isoformat(),
-    })  # fmt: skip
+    trades.store.put(
+        SETTLES,
+        key,
+        {
+            "app_id": app_id,
+            "trade_no": trade_no,
+            "out_request_no": out_request_no,
+            "settle_no": settle_no,
+            "fingerprint": fingerprint,
+            "amount_fen": total,
+            "details": details,
+            "executed_at": now.isoformat(),
+        },
+    )
     finish = str((biz.get("extend_params") or {}).get("royalty_finish", "")).lower() == "true"
     if finish:
-        trades.store.update(TRADES, TradeBook.key(app_id, trade["out_trade_no"]),
-                            lambda d: {**d, "royalty_finished": True})  # fmt: skip
+        trades.store.update(
+            TRADES, TradeBook.key(app_id, trade["out_trade_no"]), lambda d: {**d, "royalty_finished": True}
+        )
     return {"trade_no": trade_no, "settle_no": settle_no}
 
 
@@ -155,11 +170,18 @@ def settle_query(trades: TradeBook, app_id: str, biz: dict[str, Any]) -> dict[st
     if document is None or (biz.get("trade_no") and biz["trade_no"] != document["trade_no"]):
         raise BizError("ACQ.TRADE_NOT_EXIST", "分账请求不存在")
     return {
-        "out_request_no": document["out_request_no"], "settle_no": document["settle_no"],
+        "out_request_no": document["out_request_no"],
+        "settle_no": document["settle_no"],
         "operation_dt": document["executed_at"],
         "royalty_detail_list": [
-            {"operation_type": "transfer", "trans_in": d["trans_in"], "trans_in_type": d["trans_in_type"],
-             "amount": yuan(d["amount_fen"]), "state": "SUCCESS", "execute_dt": document["executed_at"]}
+            {
+                "operation_type": "transfer",
+                "trans_in": d["trans_in"],
+                "trans_in_type": d["trans_in_type"],
+                "amount": yuan(d["amount_fen"]),
+                "state": "SUCCESS",
+                "execute_dt": document["executed_at"],
+            }
             for d in document["details"]
         ],
-    }  # fmt: skip
+    }

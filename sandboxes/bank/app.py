@@ -66,9 +66,12 @@ def _error(status_code: int, code: str, message: str) -> JSONResponse:
 
 def create_app(settings: BankSettings) -> FastAPI:
     faults = FaultSettings()
-    dispatcher = NotificationDispatcher(schedule_seconds=NOTIFY_SCHEDULE_SECONDS,
-                                        is_acknowledged=lambda r: 200 <= r.status_code < 300, faults=faults,
-                                        scale=settings.notify_scale)  # fmt: skip
+    dispatcher = NotificationDispatcher(
+        schedule_seconds=NOTIFY_SCHEDULE_SECONDS,
+        is_acknowledged=lambda r: 200 <= r.status_code < 300,
+        faults=faults,
+        scale=settings.notify_scale,
+    )
     directory = sandbox_data_dir("bank", settings.data_dir)
     bank = Bank(settings, DocumentStore(directory / "store.sqlite3"), dispatcher)
 
@@ -82,8 +85,9 @@ def create_app(settings: BankSettings) -> FastAPI:
     app = FastAPI(title="Bank payout sandbox", lifespan=lifespan)
     app.state.bank = bank
     app.include_router(build_common_router(channel="bank", faults=faults, dispatcher=dispatcher))
-    app.add_middleware(FaultMiddleware, faults=faults,
-                       error_response=lambda: _error(500, "SYSTEM_ERROR", "bank system busy"))  # fmt: skip
+    app.add_middleware(
+        FaultMiddleware, faults=faults, error_response=lambda: _error(500, "SYSTEM_ERROR", "bank system busy")
+    )
 
     @app.exception_handler(BankError)
     async def on_bank_error(request: Request, exc: BankError) -> Response:
@@ -92,16 +96,18 @@ def create_app(settings: BankSettings) -> FastAPI:
     async def authenticate(request: Request, payload: bytes) -> str:
         client_id = request.headers.get(CLIENT_HEADER, "")
         secret = bank.secret_of(client_id)
-        if secret is None or not verify(secret, payload, request.headers.get(HEADER),
-                                        skew_seconds_max=settings.clock_skew_seconds_max):  # fmt: skip
+        if secret is None or not verify(
+            secret, payload, request.headers.get(HEADER), skew_seconds_max=settings.clock_skew_seconds_max
+        ):
             raise BankError(401, "SIGN_ERROR", "unknown client or bad signature")
         return client_id
 
     def signed(client_id: str, status_code: int, body: dict[str, Any]) -> Response:
         raw = json.dumps(body, separators=(",", ":")).encode()
         secret = bank.secret_of(client_id) or ""
-        return Response(raw, status_code=status_code, media_type="application/json",
-                        headers={HEADER: sign(secret, raw)})  # fmt: skip
+        return Response(
+            raw, status_code=status_code, media_type="application/json", headers={HEADER: sign(secret, raw)}
+        )
 
     @app.post("/v1/payouts")
     async def create_payout(request: Request) -> Response:

@@ -11,8 +11,16 @@ from typing import Any
 
 from sandboxes.bank.sandbox import CHINA, PAYOUTS, Bank
 
-STATEMENT_COLUMNS = ("payout_no", "bank_ref", "account_no", "amount_minor", "currency", "status", "failure_code",
-                     "finished_at")  # fmt: skip
+STATEMENT_COLUMNS = (
+    "payout_no",
+    "bank_ref",
+    "account_no",
+    "amount_minor",
+    "currency",
+    "status",
+    "failure_code",
+    "finished_at",
+)
 
 
 def statement_csv(bank: Bank, client_id: str, day: date) -> str:

@@ -67,11 +67,20 @@ class Bank:
         """Accept a payout (PROCESSING); the same payout_no and body again → the same payout, another body
         → PAYOUT_NO_USED. Returns (payout, created)."""
         key = f"{client_id}:{body['payout_no']}"
-        request = {k: body.get(k) for k in ("payout_no", "amount_minor", "currency", "account_no", "account_name",
-                                            "notify_url", "memo")}  # fmt: skip
-        payout = {**request, "client_id": client_id, "bank_ref": f"B{uuid.uuid4().hex[:20].upper()}",
-                  "status": "PROCESSING", "failure_code": None, "created_at": _now(), "finished_at": None,
-                  "request": request}  # fmt: skip
+        request = {
+            k: body.get(k)
+            for k in ("payout_no", "amount_minor", "currency", "account_no", "account_name", "notify_url", "memo")
+        }
+        payout = {
+            **request,
+            "client_id": client_id,
+            "bank_ref": f"B{uuid.uuid4().hex[:20].upper()}",
+            "status": "PROCESSING",
+            "failure_code": None,
+            "created_at": _now(),
+            "finished_at": None,
+            "request": request,
+        }
         if self.store.insert_if_absent(PAYOUTS, key, payout):
             self._schedule_decision(key)
             return payout, True
@@ -130,14 +139,32 @@ class Bank:
         def build() -> tuple[dict[str, str], bytes]:
             return {"Content-Type": "application/json", "X-Bank-Signature": sign(secret, body)}, body
 
-        self.dispatcher.submit(NotificationJob(event_id=f"{payout['bank_ref']}:{payout['status']}", url=url,
-                                               build=build, event_type="payout.finished",
-                                               subject=payout["payout_no"]))  # fmt: skip
+        self.dispatcher.submit(
+            NotificationJob(
+                event_id=f"{payout['bank_ref']}:{payout['status']}",
+                url=url,
+                build=build,
+                event_type="payout.finished",
+                subject=payout["payout_no"],
+            )
+        )
 
     @staticmethod
     def view(payout: Document) -> Document:
-        return {k: payout[k] for k in ("payout_no", "bank_ref", "amount_minor", "currency", "account_no", "status",
-                                       "failure_code", "created_at", "finished_at")}  # fmt: skip
+        return {
+            k: payout[k]
+            for k in (
+                "payout_no",
+                "bank_ref",
+                "amount_minor",
+                "currency",
+                "account_no",
+                "status",
+                "failure_code",
+                "created_at",
+                "finished_at",
+            )
+        }
 
     def stop(self) -> None:
         for handle in self._timers:

@@ -92,34 +92,45 @@ def wallet_page(order: dict[str, Any], error: str | None = None) -> str:
     status = escape(str(order["status"]))
     form = ""
     if order["status"] == "PENDING":
-        form = (f'<form method="post" action="/pay/wallet/{escape(order["order_no"])}">{options}'
-                '<button type="submit" name="action" value="pay" id="pay">付款 Pay</button> '
-                '<button type="submit" name="action" value="decline" id="decline">拒绝 Decline</button>'
-                "</form>")  # fmt: skip
+        form = (
+            f'<form method="post" action="/pay/wallet/{escape(order["order_no"])}">{options}'
+            '<button type="submit" name="action" value="pay" id="pay">付款 Pay</button> '
+            '<button type="submit" name="action" value="decline" id="decline">拒绝 Decline</button>'
+            "</form>"
+        )
     err = f'<p id="error" style="color:#c00">{escape(error)}</p>' if error else ""
-    return ('<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><title>数字人民币 e-CNY sandbox</title>'
-            "</head><body style=\"font-family:sans-serif;max-width:32rem;margin:3rem auto\">"
-            f"<h1>数字人民币 e-CNY wallet (sandbox)</h1><p style=\"font-size:2rem\">¥{amount // 100}.{amount % 100:02d}"
-            f'</p><p>{escape(str(order.get("description") or ""))} — <span id="status">{status}</span>'
-            f"{' ' + escape(str(order['failure_code'])) if order.get('failure_code') else ''}</p>{err}{form}"
-            "</body></html>")  # fmt: skip
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8"><title>数字人民币 e-CNY sandbox</title>'
+        '</head><body style="font-family:sans-serif;max-width:32rem;margin:3rem auto">'
+        f'<h1>数字人民币 e-CNY wallet (sandbox)</h1><p style="font-size:2rem">¥{amount // 100}.{amount % 100:02d}'
+        f'</p><p>{escape(str(order.get("description") or ""))} — <span id="status">{status}</span>'
+        f"{' ' + escape(str(order['failure_code'])) if order.get('failure_code') else ''}</p>{err}{form}"
+        "</body></html>"
+    )
 
 
 def create_app(settings: EcnySettings | None = None) -> FastAPI:
     settings = settings or EcnySettings.from_env()
     store = DocumentStore(sandbox_data_dir("ecny", settings.data_dir) / "store.sqlite3")
     faults = FaultSettings()
-    dispatcher = NotificationDispatcher(schedule_seconds=NOTIFY_SCHEDULE_SECONDS, faults=faults,
-                                        is_acknowledged=lambda r: r.status_code == 200 and b"SUCCESS" in r.content,
-                                        scale=settings.notify_scale)  # fmt: skip
+    dispatcher = NotificationDispatcher(
+        schedule_seconds=NOTIFY_SCHEDULE_SECONDS,
+        faults=faults,
+        is_acknowledged=lambda r: r.status_code == 200 and b"SUCCESS" in r.content,
+        scale=settings.notify_scale,
+    )
     bank = EcnyBank(settings, store, dispatcher)
 
     app = FastAPI(title="e-CNY acquiring bank sandbox (Juhe model)", lifespan=dispatching_lifespan(dispatcher, store))
     app.state.bank = bank
     app.include_router(build_common_router(channel="ecny", faults=faults, dispatcher=dispatcher))
-    app.add_middleware(FaultMiddleware, faults=faults, error_response=lambda: Response(
-        b'{"code":"SYSTEM_BUSY","message":"bank system busy"}', status_code=503,
-        media_type="application/json"))  # fmt: skip
+    app.add_middleware(
+        FaultMiddleware,
+        faults=faults,
+        error_response=lambda: Response(
+            b'{"code":"SYSTEM_BUSY","message":"bank system busy"}', status_code=503, media_type="application/json"
+        ),
+    )
 
     def signed(status_code: int, body: dict[str, Any] | bytes, media_type: str = "application/json") -> Response:
         raw = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
@@ -212,8 +223,10 @@ def create_app(settings: EcnySettings | None = None) -> FastAPI:
 
     @app.get("/control/wallet-levels")
     async def levels() -> dict[str, Any]:
-        return {str(level): {"per_payment_minor": s, "daily_minor": d, "balance_minor": b}
-                for level, (s, d, b) in WALLET_LIMITS_FEN.items()}  # fmt: skip
+        return {
+            str(level): {"per_payment_minor": s, "daily_minor": d, "balance_minor": b}
+            for level, (s, d, b) in WALLET_LIMITS_FEN.items()
+        }
 
     def control_order(merchant_id: str, out_trade_no: str) -> dict[str, Any]:
         return bank.get_order(merchant_id, out_trade_no)

@@ -14,8 +14,18 @@ from sandboxes.common.bills import discrepancies
 from sandboxes.common.store import Document, DocumentStore
 from sandboxes.ecny.sandbox import CHINA, ORDERS, REFUNDS, EcnyBank
 
-BILL_COLUMNS = ("type", "out_trade_no", "order_no", "out_refund_no", "refund_no", "amount_minor", "fee_minor",
-                "status", "wallet_level", "finished_at")  # fmt: skip
+BILL_COLUMNS = (
+    "type",
+    "out_trade_no",
+    "order_no",
+    "out_refund_no",
+    "refund_no",
+    "amount_minor",
+    "fee_minor",
+    "status",
+    "wallet_level",
+    "finished_at",
+)
 
 
 def _apply_discrepancies(store: DocumentStore, rows: list[list[Any]], merchant_id: str, day: date) -> list[list[Any]]:
@@ -35,8 +45,20 @@ def _apply_discrepancies(store: DocumentStore, rows: list[list[Any]], merchant_i
             rows = [[*row[:5], int(item["amount_minor"]), *row[6:]] if aims(row, item) else row for row in rows]
         elif item["kind"] == "report_success":
             moment = datetime.combine(day, datetime.min.time(), CHINA).replace(hour=12).isoformat()
-            rows.append(["ORDER", item["out_trade_no"], f"EC{day:%Y%m%d}120000{secrets.randbelow(10**8):08d}",
-                         "", "", int(item["amount_minor"]), 0, "SUCCEEDED", 4, moment])  # fmt: skip
+            rows.append(
+                [
+                    "ORDER",
+                    item["out_trade_no"],
+                    f"EC{day:%Y%m%d}120000{secrets.randbelow(10**8):08d}",
+                    "",
+                    "",
+                    int(item["amount_minor"]),
+                    0,
+                    "SUCCEEDED",
+                    4,
+                    moment,
+                ]
+            )
     return rows
 
 
@@ -48,12 +70,36 @@ def bill_csv(bank: EcnyBank, merchant_id: str, day: date) -> str:
     for o in bank.store.list(ORDERS):
         if o["merchant_id"] == merchant_id and o["status"] == "SUCCEEDED" and on_day(o["paid_at"]):
             fee = (int(o["amount_minor"]) * bank.settings.fee_rate_bps + 5000) // 10000
-            rows.append(["ORDER", o["out_trade_no"], o["order_no"], "", "", o["amount_minor"], fee, "SUCCEEDED",
-                         o["wallet_level"], o["paid_at"]])  # fmt: skip
+            rows.append(
+                [
+                    "ORDER",
+                    o["out_trade_no"],
+                    o["order_no"],
+                    "",
+                    "",
+                    o["amount_minor"],
+                    fee,
+                    "SUCCEEDED",
+                    o["wallet_level"],
+                    o["paid_at"],
+                ]
+            )
     for r in bank.store.list(REFUNDS):
         if r["merchant_id"] == merchant_id and r["status"] == "SUCCEEDED" and on_day(r["finished_at"]):
-            rows.append(["REFUND", r["out_trade_no"], r["order_no"], r["out_refund_no"], r["refund_no"],
-                         r["amount_minor"], 0, "SUCCEEDED", "", r["finished_at"]])  # fmt: skip
+            rows.append(
+                [
+                    "REFUND",
+                    r["out_trade_no"],
+                    r["order_no"],
+                    r["out_refund_no"],
+                    r["refund_no"],
+                    r["amount_minor"],
+                    0,
+                    "SUCCEEDED",
+                    "",
+                    r["finished_at"],
+                ]
+            )
     rows = _apply_discrepancies(bank.store, rows, merchant_id, day)
     rows.sort(key=lambda row: str(row[9]))
     out = io.StringIO()

@@ -21,9 +21,11 @@ from sandboxes.ecny.settings import EcnySettings
 CHINA = timezone(timedelta(hours=8))
 MERCHANTS, ORDERS, ORDER_NOS, REFUNDS, KEYS = "merchants", "orders", "order_nos", "refunds", "keys"
 WALLET_LIMITS_FEN: dict[int, tuple[int | None, int | None, int | None]] = {
-    1: (None, None, None), 2: (5_000_000, 10_000_000, 50_000_000), 3: (500_000, 1_000_000, 2_000_000),
+    1: (None, None, None),
+    2: (5_000_000, 10_000_000, 50_000_000),
+    3: (500_000, 1_000_000, 2_000_000),
     4: (200_000, 500_000, 1_000_000),
-}  # fmt: skip
+}
 
 
 class BankError(Exception):
@@ -60,8 +62,12 @@ class EcnyBank:
             private, public_key_hex = crypto.keypair()
         merchant = {"merchant_id": mid, "public_key_hex": public_key_hex, "sm4_key_hex": secrets.token_hex(16)}
         self.store.put(MERCHANTS, mid, merchant)
-        answer = {"merchant_id": mid, "merchant_public_key_hex": public_key_hex, "bank_public_key_hex": self.public_hex,
-                  "sm4_key_hex": merchant["sm4_key_hex"]}  # fmt: skip
+        answer = {
+            "merchant_id": mid,
+            "merchant_public_key_hex": public_key_hex,
+            "bank_public_key_hex": self.public_hex,
+            "sm4_key_hex": merchant["sm4_key_hex"],
+        }
         if private:
             answer["merchant_private_key_hex"] = private
         return answer
@@ -88,14 +94,37 @@ class EcnyBank:
     # ------------------------------------------------------------------ orders
     def create_order(self, merchant_id: str, body: Document, base_url: str) -> Document:
         key = f"{merchant_id}:{body['out_trade_no']}"
-        request = {k: body.get(k) for k in ("out_trade_no", "amount_minor", "currency", "description", "scene",
-                                            "notify_url", "return_url", "attach", "expire_seconds")}  # fmt: skip
+        request = {
+            k: body.get(k)
+            for k in (
+                "out_trade_no",
+                "amount_minor",
+                "currency",
+                "description",
+                "scene",
+                "notify_url",
+                "return_url",
+                "attach",
+                "expire_seconds",
+            )
+        }
         order_no = f"EC{datetime.now(CHINA):%Y%m%d%H%M%S}{secrets.randbelow(10**8):08d}"
         expire_at = datetime.now(UTC) + timedelta(seconds=int(body.get("expire_seconds") or 900))
-        order = {**request, "merchant_id": merchant_id, "order_no": order_no, "status": "PENDING",
-                 "created_at": now_iso(), "expire_at": expire_at.isoformat(), "paid_at": None,
-                 "failure_code": None, "wallet_level": None, "wallet_id": None, "refunded": 0,
-                 "request": request, "finished_at": None}  # fmt: skip
+        order = {
+            **request,
+            "merchant_id": merchant_id,
+            "order_no": order_no,
+            "status": "PENDING",
+            "created_at": now_iso(),
+            "expire_at": expire_at.isoformat(),
+            "paid_at": None,
+            "failure_code": None,
+            "wallet_level": None,
+            "wallet_id": None,
+            "refunded": 0,
+            "request": request,
+            "finished_at": None,
+        }
         if self.store.insert_if_absent(ORDERS, key, order):
             self.store.put(ORDER_NOS, order_no, {"key": key})
         else:
@@ -105,8 +134,12 @@ class EcnyBank:
                 raise BankError(409, "ORDER_NO_USED", "out_trade_no was used with another request")
             order = existing
         link = f"{base_url.rstrip('/')}/pay/wallet/{order['order_no']}"
-        return {**self.view(order), "qr_code": link, "h5_url": f"{link}?h5=1",
-                "deep_link": f"ecny://pay?order_no={order['order_no']}"}  # fmt: skip
+        return {
+            **self.view(order),
+            "qr_code": link,
+            "h5_url": f"{link}?h5=1",
+            "deep_link": f"ecny://pay?order_no={order['order_no']}",
+        }
 
     def get_order(self, merchant_id: str, out_trade_no: str) -> Document:
         key = f"{merchant_id}:{out_trade_no}"
@@ -134,9 +167,13 @@ class EcnyBank:
 
     def _spent_today(self, wallet: str) -> int:
         today = datetime.now(CHINA).date()
-        return sum(int(o["amount_minor"]) for o in self.store.list(ORDERS)
-                   if o.get("wallet_id") == wallet and o["status"] == "SUCCEEDED"
-                   and datetime.fromisoformat(o["paid_at"]).astimezone(CHINA).date() == today)  # fmt: skip
+        return sum(
+            int(o["amount_minor"])
+            for o in self.store.list(ORDERS)
+            if o.get("wallet_id") == wallet
+            and o["status"] == "SUCCEEDED"
+            and datetime.fromisoformat(o["paid_at"]).astimezone(CHINA).date() == today
+        )
 
     def pay(self, order: Document, level: int) -> Document:
         """The payer confirms in the wallet app with a wallet of `level`: SUCCEEDED, or FAILED over a limit."""
@@ -158,8 +195,15 @@ class EcnyBank:
             raise BankError(409, "ORDER_STATUS_ERROR", f"the order is {order['status']}")
         return self._finish(f"{order['merchant_id']}:{order['out_trade_no']}", "FAILED", "PAYER_DECLINED")
 
-    def _finish(self, key: str, status: str, failure_code: str | None, *, wallet: tuple[int, str] | None = None,
-                notify: bool = True) -> Document:  # fmt: skip
+    def _finish(
+        self,
+        key: str,
+        status: str,
+        failure_code: str | None,
+        *,
+        wallet: tuple[int, str] | None = None,
+        notify: bool = True,
+    ) -> Document:
         def change(doc: Document) -> Document:
             if doc["status"] != "PENDING":
                 raise BankError(409, "ORDER_STATUS_ERROR", f"the order is {doc['status']}")
@@ -176,9 +220,23 @@ class EcnyBank:
         return order
 
     def view(self, order: Document) -> Document:
-        out = {k: order.get(k) for k in ("merchant_id", "out_trade_no", "order_no", "status", "amount_minor",
-                                         "currency", "created_at", "paid_at", "failure_code", "wallet_level",
-                                         "attach", "refunded")}  # fmt: skip
+        out = {
+            k: order.get(k)
+            for k in (
+                "merchant_id",
+                "out_trade_no",
+                "order_no",
+                "status",
+                "amount_minor",
+                "currency",
+                "created_at",
+                "paid_at",
+                "failure_code",
+                "wallet_level",
+                "attach",
+                "refunded",
+            )
+        }
         merchant = self.store.get(MERCHANTS, order["merchant_id"])
         if order.get("wallet_id") and merchant:
             out["payer_wallet_enc"] = crypto.sm4_encrypt(merchant["sm4_key_hex"], order["wallet_id"])
@@ -205,9 +263,16 @@ class EcnyBank:
             return {**doc, "refunded": doc["refunded"] + amount}
 
         self.store.update(ORDERS, f"{merchant_id}:{order['out_trade_no']}", take)
-        refund = {**request, "merchant_id": merchant_id, "refund_no": f"ER{secrets.randbelow(10**18):018d}",
-                  "order_no": order["order_no"], "status": "SUCCEEDED", "finished_at": now_iso(),
-                  "notify_url": body.get("notify_url"), "request": request}  # fmt: skip
+        refund = {
+            **request,
+            "merchant_id": merchant_id,
+            "refund_no": f"ER{secrets.randbelow(10**18):018d}",
+            "order_no": order["order_no"],
+            "status": "SUCCEEDED",
+            "finished_at": now_iso(),
+            "notify_url": body.get("notify_url"),
+            "request": request,
+        }
         self.store.put(REFUNDS, key, refund)
         self._notify("refund.succeeded", refund, refund.get("notify_url"))
         return refund
@@ -220,8 +285,20 @@ class EcnyBank:
 
     @staticmethod
     def refund_view(refund: Document) -> Document:
-        return {k: refund[k] for k in ("merchant_id", "out_trade_no", "out_refund_no", "refund_no", "order_no",
-                                       "amount_minor", "currency", "status", "finished_at")}  # fmt: skip
+        return {
+            k: refund[k]
+            for k in (
+                "merchant_id",
+                "out_trade_no",
+                "out_refund_no",
+                "refund_no",
+                "order_no",
+                "amount_minor",
+                "currency",
+                "status",
+                "finished_at",
+            )
+        }
 
     # ------------------------------------------------------------------ notifications
     def _notify(self, event: str, doc: Document, url: str | None) -> None:
@@ -234,5 +311,6 @@ class EcnyBank:
             return {"Content-Type": "application/json", **self.sign_headers(body)}, body
 
         subject = str(doc.get("out_refund_no") or doc["out_trade_no"])
-        self.dispatcher.submit(NotificationJob(event_id=f"{event}:{subject}", url=url, build=build, event_type=event,
-                                               subject=subject))  # fmt: skip
+        self.dispatcher.submit(
+            NotificationJob(event_id=f"{event}:{subject}", url=url, build=build, event_type=event, subject=subject)
+        )

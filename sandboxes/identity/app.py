@@ -45,18 +45,21 @@ class ManualDecision(BaseModel):
 def create_app(settings: IdentitySettings) -> FastAPI:
     faults = FaultSettings()
     dispatcher = NotificationDispatcher(
-        schedule_seconds=CALLBACK_SCHEDULE_SECONDS, is_acknowledged=lambda r: 200 <= r.status_code < 300,
-        faults=faults, scale=settings.notify_scale,
-    )  # fmt: skip
+        schedule_seconds=CALLBACK_SCHEDULE_SECONDS,
+        is_acknowledged=lambda r: 200 <= r.status_code < 300,
+        faults=faults,
+        scale=settings.notify_scale,
+    )
     store = DocumentStore(sandbox_data_dir("identity", settings.data_dir) / "store.sqlite3")
     provider = IdentityProvider(settings, store, dispatcher)
 
     app = FastAPI(title="Juhe identity sandbox", lifespan=dispatching_lifespan(dispatcher, store))
     app.include_router(build_common_router(channel="identity", faults=faults, dispatcher=dispatcher))
     app.add_middleware(
-        FaultMiddleware, faults=faults,
+        FaultMiddleware,
+        faults=faults,
         error_response=lambda: JSONResponse({"code": "SYSTEM_ERROR", "message": "try later"}, status_code=500),
-    )  # fmt: skip
+    )
 
     @app.exception_handler(IdentityError)
     async def on_identity_error(request: Request, exc: IdentityError) -> Response:

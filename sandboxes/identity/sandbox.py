@@ -152,8 +152,11 @@ class IdentityProvider:
         def change(doc: dict[str, Any]) -> dict[str, Any]:
             if doc["result"] != "held":
                 raise IdentityError(409, f"already {doc['result']}")
-            return {**doc, "result": "approved" if verdict == "approve" else "rejected",
-                    "reason": reason or ("rejected_manually" if verdict == "reject" else None)}  # fmt: skip
+            return {
+                **doc,
+                "result": "approved" if verdict == "approve" else "rejected",
+                "reason": reason or ("rejected_manually" if verdict == "reject" else None),
+            }
 
         try:
             doc = self.store.update(VERIFICATIONS, request_id, change)
@@ -169,10 +172,15 @@ class IdentityProvider:
             body = json.dumps(payload).encode()
             return signed_headers(self.settings.secret, body), body
 
-        self.dispatcher.submit(NotificationJob(
-            event_id=f"{doc['request_id']}:{doc['result']}", url=doc["callback_url"], build=build,
-            event_type=f"verification.{doc['result']}", subject=doc["request_id"],
-        ))  # fmt: skip
+        self.dispatcher.submit(
+            NotificationJob(
+                event_id=f"{doc['request_id']}:{doc['result']}",
+                url=doc["callback_url"],
+                build=build,
+                event_type=f"verification.{doc['result']}",
+                subject=doc["request_id"],
+            )
+        )
 
     # ------------------------------------------------------------------ merchant checks
     def check_merchant(self, req: MerchantCheckRequest) -> tuple[str, list[dict[str, str | None]]]:
@@ -194,8 +202,11 @@ class IdentityProvider:
         account = req.bank_account
         held_by = rules.bank_account_names.get(account.account_number)
         if held_by is not None and held_by != account.account_name:
-            reject("bank_account_name_mismatch", "bank_account.account_name",
-                   "the bank holds this account under another name")  # fmt: skip
+            reject(
+                "bank_account_name_mismatch",
+                "bank_account.account_name",
+                "the bank holds this account under another name",
+            )
         for number, field in ((licence, "business_licence_number"), (rep.id_number, "legal_representative.id_number")):
             if number is not None and number in rules.reject_documents:
                 reject("document_rejected", field, rules.reject_documents[number])

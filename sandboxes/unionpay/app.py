@@ -32,8 +32,19 @@ from sandboxes.unionpay.sandbox import CREATED, SMS_CODE, TEST_CARDS, UnionPay, 
 from sandboxes.unionpay.settings import NOTIFY_SCHEDULE_SECONDS, UnionPaySettings
 
 BODY_MAX_BYTES = 64 * 1024
-ECHO_FIELDS = ("version", "encoding", "signMethod", "merId", "orderId", "txnTime", "txnType", "txnSubType", "bizType",
-               "accessType", "reqReserved")  # fmt: skip
+ECHO_FIELDS = (
+    "version",
+    "encoding",
+    "signMethod",
+    "merId",
+    "orderId",
+    "txnTime",
+    "txnType",
+    "txnSubType",
+    "bizType",
+    "accessType",
+    "reqReserved",
+)
 OK = {"respCode": "00", "respMsg": "成功[0000000]"}
 
 
@@ -80,9 +91,13 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
     store = DocumentStore(data_dir / "store.sqlite3")
     pki = SandboxPki.load_or_create(data_dir / "pki", production_cn=settings.production_cn)
     faults = FaultSettings()
-    dispatcher = NotificationDispatcher(schedule_seconds=NOTIFY_SCHEDULE_SECONDS, faults=faults,
-                                        is_acknowledged=lambda r: r.status_code == 200, scale=settings.notify_scale,
-                                        timeout_seconds=settings.notify_timeout_seconds)  # fmt: skip
+    dispatcher = NotificationDispatcher(
+        schedule_seconds=NOTIFY_SCHEDULE_SECONDS,
+        faults=faults,
+        is_acknowledged=lambda r: r.status_code == 200,
+        scale=settings.notify_scale,
+        timeout_seconds=settings.notify_timeout_seconds,
+    )
     unionpay = UnionPay(settings, store, pki, dispatcher)
 
     app = FastAPI(title="UnionPay ACP 5.1.0 sandbox", lifespan=dispatching_lifespan(dispatcher, store))
@@ -147,13 +162,21 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
             if fields.get("txnType") == "95":
                 if fields.get("certType") != "01":
                     raise UnionPayRefusal("30", "certType 必须为 01")
-                return _kv(unionpay.signed({**echo, **OK, "certType": "01",
-                                            "encryptPubKeyCert": pki.encrypt.pem}))  # fmt: skip
+                return _kv(unionpay.signed({**echo, **OK, "certType": "01", "encryptPubKeyCert": pki.encrypt.pem}))
             if fields.get("txnType") not in ("04", "31"):
                 raise UnionPayRefusal("30", "txnType 不支持")
             txn = unionpay.back_return(mer_id, fields)
-            return _kv(unionpay.signed({**echo, **OK, "queryId": txn["query_id"], "origQryId": txn["orig_query_id"],
-                                        "txnAmt": str(txn["amount"])}))  # fmt: skip
+            return _kv(
+                unionpay.signed(
+                    {
+                        **echo,
+                        **OK,
+                        "queryId": txn["query_id"],
+                        "origQryId": txn["orig_query_id"],
+                        "txnAmt": str(txn["amount"]),
+                    }
+                )
+            )
         except UnionPayRefusal as exc:
             return refusal(fields, exc)
 
@@ -166,10 +189,25 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
                 raise UnionPayRefusal("30", "txnType/fileType 错误")
             day = _settle_day(fields.get("settleDate", ""))
             name, content = bills.settlement_file(unionpay, mer_id, day)
-            return _kv(unionpay.signed({"version": "5.1.0", "encoding": "UTF-8", "signMethod": "01", "merId": mer_id,
-                                        "txnType": "76", "txnSubType": "01", "bizType": "000000", "respCode": "00",
-                                        "respMsg": "成功[0000000]", "settleDate": fields["settleDate"],
-                                        "fileType": "00", "fileName": name, "fileContent": content}))  # fmt: skip
+            return _kv(
+                unionpay.signed(
+                    {
+                        "version": "5.1.0",
+                        "encoding": "UTF-8",
+                        "signMethod": "01",
+                        "merId": mer_id,
+                        "txnType": "76",
+                        "txnSubType": "01",
+                        "bizType": "000000",
+                        "respCode": "00",
+                        "respMsg": "成功[0000000]",
+                        "settleDate": fields["settleDate"],
+                        "fileType": "00",
+                        "fileName": name,
+                        "fileContent": content,
+                    }
+                )
+            )
         except UnionPayRefusal as exc:
             return refusal(fields, exc)
 
@@ -214,8 +252,13 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
 
     @app.get("/control/certificates")
     async def certificates() -> dict[str, Any]:
-        return {"root_cert_pem": pki.root.pem, "middle_cert_pem": pki.middle.pem, "sign_cert_pem": pki.sign.pem,
-                "encrypt_cert_pem": pki.encrypt.pem, "validate_cn_name": settings.production_cn}  # fmt: skip
+        return {
+            "root_cert_pem": pki.root.pem,
+            "middle_cert_pem": pki.middle.pem,
+            "sign_cert_pem": pki.sign.pem,
+            "encrypt_cert_pem": pki.encrypt.pem,
+            "validate_cn_name": settings.production_cn,
+        }
 
     @app.get("/control/orders/{mer_id}/{order_id}")
     async def get_order(mer_id: str, order_id: str) -> Response:

@@ -41,9 +41,13 @@ class Issued:
 
 
 def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Juhe UnionPay Sandbox"),
-                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # fmt: skip
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Juhe UnionPay Sandbox"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
 
 
 def issue(key: rsa.RSAPrivateKey, cn: str, *, issuer: Issued | None, ca: bool, days: int) -> x509.Certificate:
@@ -100,10 +104,17 @@ class SandboxPki:
         identity = PRODUCTION_IDENTITY if production_cn else TEST_IDENTITY
         root = _load_or_issue(directory, "root", "Juhe Sandbox UnionPay Root CA", issuer=None, ca=True, days=CA_DAYS)
         middle = _load_or_issue(directory, "middle", "Juhe Sandbox UnionPay OCA1", issuer=root, ca=True, days=CA_DAYS)
-        sign = _load_or_issue(directory, f"sign-{'prod' if production_cn else 'test'}",
-                              f"041@Z12@{identity}@00000001", issuer=middle, ca=False, days=LEAF_DAYS)  # fmt: skip
-        encrypt = _load_or_issue(directory, "encrypt", "041@Z12@中国银联股份有限公司@00000002", issuer=middle,
-                                 ca=False, days=LEAF_DAYS)  # fmt: skip
+        sign = _load_or_issue(
+            directory,
+            f"sign-{'prod' if production_cn else 'test'}",
+            f"041@Z12@{identity}@00000001",
+            issuer=middle,
+            ca=False,
+            days=LEAF_DAYS,
+        )
+        encrypt = _load_or_issue(
+            directory, "encrypt", "041@Z12@中国银联股份有限公司@00000002", issuer=middle, ca=False, days=LEAF_DAYS
+        )
         return cls(root, middle, sign, encrypt)
 
     def issue_merchant(self, mer_id: str, password: str) -> tuple[bytes, x509.Certificate]:

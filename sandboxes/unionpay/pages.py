@@ -11,15 +11,19 @@ from typing import Any
 
 from sandboxes.unionpay.sandbox import SMS_CODE, TEST_CARDS
 
-_STYLE = ("body{font-family:sans-serif;max-width:30rem;margin:3rem auto;color:#222}.amount{font-size:2rem;"
-          "color:#d7000f}label{display:block;margin:.6rem 0}input{font-size:1rem;padding:.3rem;width:100%}"
-          "button{font-size:1rem;padding:.5rem 1.5rem;margin-top:1rem}.error{color:#d7000f}")  # fmt: skip
+_STYLE = (
+    "body{font-family:sans-serif;max-width:30rem;margin:3rem auto;color:#222}.amount{font-size:2rem;"
+    "color:#d7000f}label{display:block;margin:.6rem 0}input{font-size:1rem;padding:.3rem;width:100%}"
+    "button{font-size:1rem;padding:.5rem 1.5rem;margin-top:1rem}.error{color:#d7000f}"
+)
 
 
 def _page(title: str, body: str, *, onload: str = "") -> str:
-    return ('<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
-            f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
-            f"<body{onload}>{body}</body></html>")  # fmt: skip
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
+        f"<body{onload}>{body}</body></html>"
+    )
 
 
 def consume_page(txn: dict[str, Any], error: str | None = None) -> str:
@@ -49,8 +53,10 @@ def result_page(txn: dict[str, Any], front_url: str | None, fields: dict[str, st
     form = ""
     if front_url:
         inputs = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items())
-        form = (f'<form method="post" action="{escape(front_url)}" id="front">{inputs}'
-                '<button type="submit">返回商户 Back to merchant</button></form>')  # fmt: skip
+        form = (
+            f'<form method="post" action="{escape(front_url)}" id="front">{inputs}'
+            '<button type="submit">返回商户 Back to merchant</button></form>'
+        )
     body = f'<h1>银联在线支付</h1><p>订单 {escape(txn["order_id"])}: <span id="status">{status}</span></p>{form}'
     return _page("UnionPay sandbox result", body, onload=' onload="document.forms[0].submit()"' if form else "")
 

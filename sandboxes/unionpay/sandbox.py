@@ -64,8 +64,9 @@ def beijing_now() -> datetime:
 
 
 class UnionPay:
-    def __init__(self, settings: UnionPaySettings, store: DocumentStore, pki: SandboxPki,
-                 dispatcher: NotificationDispatcher) -> None:  # fmt: skip
+    def __init__(
+        self, settings: UnionPaySettings, store: DocumentStore, pki: SandboxPki, dispatcher: NotificationDispatcher
+    ) -> None:
         self.settings = settings
         self.store = store
         self.pki = pki
@@ -80,9 +81,15 @@ class UnionPay:
         merchant = self.store.get(MERCHANTS, mer) or {"mer_id": mer, "certs": {}}
         merchant["certs"][str(certificate.serial_number)] = certificate.public_bytes(Encoding.PEM).decode()
         self.store.put(MERCHANTS, mer, merchant)
-        return {"mer_id": mer, "sign_pfx_base64": base64.b64encode(pfx).decode(), "sign_pfx_password": password,
-                "cert_id": str(certificate.serial_number), "root_cert_pem": self.pki.root.pem,
-                "middle_cert_pem": self.pki.middle.pem, "validate_cn_name": self.settings.production_cn}  # fmt: skip
+        return {
+            "mer_id": mer,
+            "sign_pfx_base64": base64.b64encode(pfx).decode(),
+            "sign_pfx_password": password,
+            "cert_id": str(certificate.serial_number),
+            "root_cert_pem": self.pki.root.pem,
+            "middle_cert_pem": self.pki.middle.pem,
+            "validate_cn_name": self.settings.production_cn,
+        }
 
     def authenticate(self, fields: dict[str, str]) -> str:
         """The merchant of a request whose signature checks with the certificate named by certId."""
@@ -125,11 +132,24 @@ class UnionPay:
             raise UnionPayRefusal("30", "currencyCode/txnType 错误")
         amount = self._check_amount(fields.get("txnAmt"))
         tn = f"{beijing_now():%Y%m%d%H%M%S}{secrets.randbelow(10**7):07d}"
-        txn = {"mer_id": mer_id, "order_id": order_id, "txn_time": txn_time, "txn_type": "01", "amount": amount,
-               "status": CREATED, "channel_type": fields.get("channelType", ""), "back_url": fields.get("backUrl"),
-               "front_url": fields.get("frontUrl"), "req_reserved": fields.get("reqReserved"),
-               "pay_timeout": fields.get("payTimeout"), "tn": tn, "app": app, "refunded": 0,
-               "query_id": None, "unknown_left": 0}  # fmt: skip
+        txn = {
+            "mer_id": mer_id,
+            "order_id": order_id,
+            "txn_time": txn_time,
+            "txn_type": "01",
+            "amount": amount,
+            "status": CREATED,
+            "channel_type": fields.get("channelType", ""),
+            "back_url": fields.get("backUrl"),
+            "front_url": fields.get("frontUrl"),
+            "req_reserved": fields.get("reqReserved"),
+            "pay_timeout": fields.get("payTimeout"),
+            "tn": tn,
+            "app": app,
+            "refunded": 0,
+            "query_id": None,
+            "unknown_left": 0,
+        }
         if not self.store.insert_if_absent(TXNS, f"{mer_id}:{order_id}", txn):
             existing = self.store.get(TXNS, f"{mer_id}:{order_id}")
             assert existing is not None
@@ -154,10 +174,16 @@ class UnionPay:
         def change(txn: Document) -> Document:
             if txn["status"] != CREATED:
                 raise UnionPayRefusal("12", f"transaction is {txn['status']}")
-            done = {**txn, "acc_no": f"{card_no[:6]}*****{card_no[-4:]}", "card_type": card.card_type,
-                    "issuer": card.issuer, "query_id": f"{now:%y%m%d%H%M%S}{secrets.randbelow(10**9):09d}",
-                    "trace_no": self._next_trace(), "trace_time": f"{now:%m%d%H%M%S}",
-                    "settle_date": now.date().isoformat()}  # fmt: skip
+            done = {
+                **txn,
+                "acc_no": f"{card_no[:6]}*****{card_no[-4:]}",
+                "card_type": card.card_type,
+                "issuer": card.issuer,
+                "query_id": f"{now:%y%m%d%H%M%S}{secrets.randbelow(10**9):09d}",
+                "trace_no": self._next_trace(),
+                "trace_time": f"{now:%m%d%H%M%S}",
+                "settle_date": now.date().isoformat(),
+            }
             if card.outcome == "declined":
                 return {**done, "status": FAILED}
             if card.outcome == "unknown":
@@ -177,8 +203,7 @@ class UnionPay:
             if txn["status"] != UNKNOWN:
                 return txn
             left = 0 if force else int(txn["unknown_left"]) - 1
-            return {**txn, "unknown_left": left, "status": SUCCESS if left <= 0 else UNKNOWN,
-                    "resolved_now": left <= 0}  # fmt: skip
+            return {**txn, "unknown_left": left, "status": SUCCESS if left <= 0 else UNKNOWN, "resolved_now": left <= 0}
 
         txn = self.store.update(TXNS, f"{mer_id}:{order_id}", change)
         if txn.pop("resolved_now", False):
@@ -193,11 +218,21 @@ class UnionPay:
         if txn["status"] == UNKNOWN:
             txn = self.resolve_unknown(mer_id, txn["order_id"])
             if txn["status"] == UNKNOWN:
-                return {**self.result_fields(txn), "respCode": "00", "respMsg": "成功[0000000]",
-                        "origRespCode": "03", "origRespMsg": "交易处理中，请稍后查询"}  # fmt: skip
+                return {
+                    **self.result_fields(txn),
+                    "respCode": "00",
+                    "respMsg": "成功[0000000]",
+                    "origRespCode": "03",
+                    "origRespMsg": "交易处理中，请稍后查询",
+                }
         orig_code, orig_msg = ("00", "成功[0000000]") if txn["status"] == SUCCESS else (DECLINE_CODE, DECLINE_MSG)
-        return {**self.result_fields(txn), "respCode": "00", "respMsg": "成功[0000000]", "origRespCode": orig_code,
-                "origRespMsg": orig_msg}  # fmt: skip
+        return {
+            **self.result_fields(txn),
+            "respCode": "00",
+            "respMsg": "成功[0000000]",
+            "origRespCode": orig_code,
+            "origRespMsg": orig_msg,
+        }
 
     def back_return(self, mer_id: str, fields: dict[str, str]) -> Document:
         """Refund (04, partial) or revoke (31, full, same settle day): a new accepted transaction."""
@@ -229,14 +264,28 @@ class UnionPay:
             return {**doc, "refunded": doc["refunded"] + amount}
 
         self.store.update(TXNS, f"{original['mer_id']}:{original['order_id']}", take)
-        txn = {"mer_id": mer_id, "order_id": order_id, "txn_time": fields.get("txnTime", ""), "txn_type": txn_type,
-               "amount": amount, "status": SUCCESS, "back_url": fields.get("backUrl"),
-               "req_reserved": fields.get("reqReserved"), "orig_query_id": original["query_id"],
-               "orig_trace_no": original["trace_no"], "orig_trace_time": original["trace_time"],
-               "acc_no": original["acc_no"], "card_type": original["card_type"], "issuer": original["issuer"],
-               "orig_fee": self.fee_of(original["amount"]),
-               "query_id": f"{now:%y%m%d%H%M%S}{secrets.randbelow(10**9):09d}", "trace_no": self._next_trace(),
-               "trace_time": f"{now:%m%d%H%M%S}", "settle_date": now.date().isoformat(), "refunded": 0}  # fmt: skip
+        txn = {
+            "mer_id": mer_id,
+            "order_id": order_id,
+            "txn_time": fields.get("txnTime", ""),
+            "txn_type": txn_type,
+            "amount": amount,
+            "status": SUCCESS,
+            "back_url": fields.get("backUrl"),
+            "req_reserved": fields.get("reqReserved"),
+            "orig_query_id": original["query_id"],
+            "orig_trace_no": original["trace_no"],
+            "orig_trace_time": original["trace_time"],
+            "acc_no": original["acc_no"],
+            "card_type": original["card_type"],
+            "issuer": original["issuer"],
+            "orig_fee": self.fee_of(original["amount"]),
+            "query_id": f"{now:%y%m%d%H%M%S}{secrets.randbelow(10**9):09d}",
+            "trace_no": self._next_trace(),
+            "trace_time": f"{now:%m%d%H%M%S}",
+            "settle_date": now.date().isoformat(),
+            "refunded": 0,
+        }
         if not self.store.insert_if_absent(TXNS, f"{mer_id}:{order_id}", txn):
             raise UnionPayRefusal("12", "重复交易")
         self.store.put(QUERY_IDS, txn["query_id"], {"key": f"{mer_id}:{order_id}"})
@@ -246,16 +295,32 @@ class UnionPay:
     # ------------------------------------------------------------------ messages
     @staticmethod
     def result_fields(txn: Document) -> dict[str, str]:
-        fields = {"version": "5.1.0", "encoding": "UTF-8", "signMethod": "01", "bizType": "000201",
-                  "accessType": "0", "merId": txn["mer_id"], "orderId": txn["order_id"], "txnTime": txn["txn_time"],
-                  "txnType": txn["txn_type"], "txnSubType": "01" if txn["txn_type"] == "01" else "00",
-                  "txnAmt": str(txn["amount"]), "currencyCode": "156", "queryId": txn.get("query_id") or "",
-                  "traceNo": txn.get("trace_no") or "", "traceTime": txn.get("trace_time") or "",
-                  "settleAmt": str(txn["amount"]), "settleCurrencyCode": "156",
-                  "settleDate": (txn.get("settle_date") or "")[5:].replace("-", ""), "accNo": txn.get("acc_no") or "",
-                  "payCardType": txn.get("card_type") or "", "payCardIssueName": txn.get("issuer") or "",
-                  "payType": "0001", "reqReserved": txn.get("req_reserved") or "",
-                  "origQryId": txn.get("orig_query_id") or ""}  # fmt: skip
+        fields = {
+            "version": "5.1.0",
+            "encoding": "UTF-8",
+            "signMethod": "01",
+            "bizType": "000201",
+            "accessType": "0",
+            "merId": txn["mer_id"],
+            "orderId": txn["order_id"],
+            "txnTime": txn["txn_time"],
+            "txnType": txn["txn_type"],
+            "txnSubType": "01" if txn["txn_type"] == "01" else "00",
+            "txnAmt": str(txn["amount"]),
+            "currencyCode": "156",
+            "queryId": txn.get("query_id") or "",
+            "traceNo": txn.get("trace_no") or "",
+            "traceTime": txn.get("trace_time") or "",
+            "settleAmt": str(txn["amount"]),
+            "settleCurrencyCode": "156",
+            "settleDate": (txn.get("settle_date") or "")[5:].replace("-", ""),
+            "accNo": txn.get("acc_no") or "",
+            "payCardType": txn.get("card_type") or "",
+            "payCardIssueName": txn.get("issuer") or "",
+            "payType": "0001",
+            "reqReserved": txn.get("req_reserved") or "",
+            "origQryId": txn.get("orig_query_id") or "",
+        }
         return {k: v for k, v in fields.items() if v}
 
     def notification_fields(self, txn: Document) -> dict[str, str]:

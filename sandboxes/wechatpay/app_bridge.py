@@ -71,9 +71,13 @@ def sandbox_openid(appid: str) -> str:
 def install_routes(app: FastAPI, sandbox: Sandbox) -> None:
     @app.get("/connect/oauth2/authorize", response_model=None)
     async def authorize(
-        appid: str = "", redirect_uri: str = "", response_type: str = "", scope: str = "", state: str = "",
+        appid: str = "",
+        redirect_uri: str = "",
+        response_type: str = "",
+        scope: str = "",
+        state: str = "",
         openid: str | None = None,
-    ) -> RedirectResponse:  # fmt: skip
+    ) -> RedirectResponse:
         """The user opened the merchant's page in WeChat: silent authorisation, back with a code."""
         if response_type != "code" or scope not in ("snsapi_base", "snsapi_userinfo"):
             raise ControlError(400, "response_type must be code and scope snsapi_base or snsapi_userinfo")
@@ -84,8 +88,16 @@ def install_routes(app: FastAPI, sandbox: Sandbox) -> None:
         if urlsplit(redirect_uri).scheme not in ("http", "https"):
             raise ControlError(400, "redirect_uri must be an http(s) URL")
         code = secrets.token_hex(16)
-        sandbox.store.put(CODES, code, {"appid": appid, "openid": openid or sandbox_openid(appid), "used": False,
-                                        "expires_unix": time.time() + CODE_TTL_SECONDS})  # fmt: skip
+        sandbox.store.put(
+            CODES,
+            code,
+            {
+                "appid": appid,
+                "openid": openid or sandbox_openid(appid),
+                "used": False,
+                "expires_unix": time.time() + CODE_TTL_SECONDS,
+            },
+        )
         separator = "&" if "?" in redirect_uri else "?"
         return RedirectResponse(f"{redirect_uri}{separator}{urlencode({'code': code, 'state': state})}", 302)
 

@@ -239,8 +239,17 @@ class Busifavor:
             raise WxError(400, "PARAM_ERROR", "stock_id does not match the coupon")
         return coupon
 
-    def _move(self, merchant: Document, body: dict[str, Any], *, number: str, fields: frozenset[str],
-              source: str, target: str, answer_time: str) -> dict[str, Any]:  # fmt: skip
+    def _move(
+        self,
+        merchant: Document,
+        body: dict[str, Any],
+        *,
+        number: str,
+        fields: frozenset[str],
+        source: str,
+        target: str,
+        answer_time: str,
+    ) -> dict[str, Any]:
         """use / return / deactivate: one state change of a coupon, idempotent by its request number."""
         if set(body) - fields or not isinstance(body.get(number), str) or not body[number]:
             raise WxError(400, "PARAM_ERROR", f"body: {sorted(fields)} with {number}")
@@ -260,18 +269,39 @@ class Busifavor:
 
     def use(self, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
         fields = frozenset({"coupon_code", "stock_id", "appid", "use_time", "use_request_no", "openid"})
-        return self._move(merchant, body, number="use_request_no", fields=fields, source="SENDED", target="USED",
-                          answer_time="wechatpay_use_time")  # fmt: skip
+        return self._move(
+            merchant,
+            body,
+            number="use_request_no",
+            fields=fields,
+            source="SENDED",
+            target="USED",
+            answer_time="wechatpay_use_time",
+        )
 
     def give_back(self, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
         fields = frozenset({"coupon_code", "stock_id", "return_request_no"})
-        return self._move(merchant, body, number="return_request_no", fields=fields, source="USED", target="SENDED",
-                          answer_time="wechatpay_return_time")  # fmt: skip
+        return self._move(
+            merchant,
+            body,
+            number="return_request_no",
+            fields=fields,
+            source="USED",
+            target="SENDED",
+            answer_time="wechatpay_return_time",
+        )
 
     def deactivate(self, merchant: Document, body: dict[str, Any]) -> dict[str, Any]:
         fields = frozenset({"coupon_code", "stock_id", "deactivate_request_no", "deactivate_reason"})
-        return self._move(merchant, body, number="deactivate_request_no", fields=fields, source="SENDED",
-                          target="DEACTIVATED", answer_time="wechatpay_deactivate_time")  # fmt: skip
+        return self._move(
+            merchant,
+            body,
+            number="deactivate_request_no",
+            fields=fields,
+            source="SENDED",
+            target="DEACTIVATED",
+            answer_time="wechatpay_deactivate_time",
+        )
 
     def coupon_view(self, coupon: Document) -> dict[str, Any]:
         stock = self.store.get(STOCKS, coupon["stock_id"]) or {}

@@ -27,19 +27,35 @@ if TYPE_CHECKING:  # app.py builds the object and imports this module
     from sandboxes.wechatpay.app import V3Http
 
 RECEIVER_TYPES = frozenset({"MERCHANT_ID", "PERSONAL_OPENID", "PERSONAL_SUB_OPENID"})
-RELATION_TYPES = frozenset({"SERVICE_PROVIDER", "STORE", "STAFF", "STORE_OWNER", "PARTNER", "HEADQUARTER", "BRAND",
-                            "DISTRIBUTOR", "USER", "SUPPLIER", "CUSTOM"})  # fmt: skip
+RELATION_TYPES = frozenset(
+    {
+        "SERVICE_PROVIDER",
+        "STORE",
+        "STAFF",
+        "STORE_OWNER",
+        "PARTNER",
+        "HEADQUARTER",
+        "BRAND",
+        "DISTRIBUTOR",
+        "USER",
+        "SUPPLIER",
+        "CUSTOM",
+    }
+)
 MAX_RATIO_BPS = 3000
 RECEIVERS_PER_ORDER_MAX = 50
-ORDER_FIELDS = frozenset({"sub_mchid", "appid", "sub_appid", "transaction_id", "out_order_no", "receivers",
-                          "unfreeze_unsplit"})  # fmt: skip
+ORDER_FIELDS = frozenset(
+    {"sub_mchid", "appid", "sub_appid", "transaction_id", "out_order_no", "receivers", "unfreeze_unsplit"}
+)
 RECEIVER_FIELDS = frozenset({"type", "account", "name", "amount", "description"})
-ADD_FIELDS = frozenset({"sub_mchid", "appid", "sub_appid", "type", "account", "name", "relation_type",
-                        "custom_relation"})  # fmt: skip
+ADD_FIELDS = frozenset(
+    {"sub_mchid", "appid", "sub_appid", "type", "account", "name", "relation_type", "custom_relation"}
+)
 DELETE_FIELDS = frozenset({"sub_mchid", "appid", "sub_appid", "type", "account"})
 UNFREEZE_FIELDS = frozenset({"sub_mchid", "transaction_id", "out_order_no", "description"})
-RETURN_FIELDS = frozenset({"sub_mchid", "order_id", "out_order_no", "out_return_no", "return_mchid", "amount",
-                           "description"})  # fmt: skip
+RETURN_FIELDS = frozenset(
+    {"sub_mchid", "order_id", "out_order_no", "out_return_no", "return_mchid", "amount", "description"}
+)
 
 
 def _fields(body: dict[str, Any], allowed: frozenset[str], where: str) -> None:
@@ -83,8 +99,12 @@ def add_receiver(sandbox: Sandbox, merchant: Document, body: dict[str, Any], *, 
     if body.get("name") is not None and not has_serial:
         raise WxError(400, "PARAM_ERROR", "a request carrying name needs the Wechatpay-Serial header")
     scope = _scope(sandbox, merchant, body)
-    receiver = {"type": kind, "account": account, "relation_type": relation,
-                "custom_relation": body.get("custom_relation")}  # fmt: skip
+    receiver = {
+        "type": kind,
+        "account": account,
+        "relation_type": relation,
+        "custom_relation": body.get("custom_relation"),
+    }
     sandbox.store.put("ps_receivers", f"{scope}:{kind}:{account}", receiver)
     view = {k: v for k, v in receiver.items() if v is not None}
     if body.get("sub_mchid"):
@@ -94,9 +114,12 @@ def add_receiver(sandbox: Sandbox, merchant: Document, body: dict[str, Any], *, 
 
 def _shared_minor(sandbox: Sandbox, order_key: str) -> int:
     return sum(
-        int(r["amount"]) for o in sandbox.store.list("ps_orders") if o["order_key"] == order_key
-        for r in o["receivers"] if r["result"] == "SUCCESS"
-    )  # fmt: skip
+        int(r["amount"])
+        for o in sandbox.store.list("ps_orders")
+        if o["order_key"] == order_key
+        for r in o["receivers"]
+        if r["result"] == "SUCCESS"
+    )
 
 
 def create_order(sandbox: Sandbox, merchant: Document, body: dict[str, Any], *, has_serial: bool) -> dict[str, Any]:
@@ -131,21 +154,40 @@ def create_order(sandbox: Sandbox, merchant: Document, body: dict[str, Any], *, 
         if receiver.get("name") is not None and not has_serial:
             raise WxError(400, "PARAM_ERROR", "a request carrying name needs the Wechatpay-Serial header")
         related = sandbox.store.get("ps_receivers", f"{scope}:{kind}:{account}") is not None
-        lines.append({"type": kind, "account": account, "amount": amount, "description": description,
-                      "result": "SUCCESS" if related else "CLOSED",
-                      "fail_reason": None if related else "NO_RELATION"})  # fmt: skip
+        lines.append(
+            {
+                "type": kind,
+                "account": account,
+                "amount": amount,
+                "description": description,
+                "result": "SUCCESS" if related else "CLOSED",
+                "fail_reason": None if related else "NO_RELATION",
+            }
+        )
     shared_before = _shared_minor(sandbox, order["key"])
     asked = sum(line["amount"] for line in lines if line["result"] == "SUCCESS")
     if shared_before + asked > order["total"] * MAX_RATIO_BPS // 10_000:
         raise WxError(400, "INVALID_REQUEST", "分账金额超出最大分账比例 (more than the max ratio of the order)")
     now = rfc3339(now_cst())
     document = {
-        "key": f"{scope}:{out_order_no}", "order_key": order["key"], "transaction_id": transaction_id,
-        "out_order_no": out_order_no, "order_id": f"3008450740{secrets.randbelow(10**20):020d}",
-        "state": "FINISHED", "sub_mchid": body.get("sub_mchid"), "request": body,
-        "receivers": [{**line, "detail_id": f"3600{i:04d}{secrets.randbelow(10**20):020d}",
-                       "create_time": now, "finish_time": now} for i, line in enumerate(lines)],
-    }  # fmt: skip
+        "key": f"{scope}:{out_order_no}",
+        "order_key": order["key"],
+        "transaction_id": transaction_id,
+        "out_order_no": out_order_no,
+        "order_id": f"3008450740{secrets.randbelow(10**20):020d}",
+        "state": "FINISHED",
+        "sub_mchid": body.get("sub_mchid"),
+        "request": body,
+        "receivers": [
+            {
+                **line,
+                "detail_id": f"3600{i:04d}{secrets.randbelow(10**20):020d}",
+                "create_time": now,
+                "finish_time": now,
+            }
+            for i, line in enumerate(lines)
+        ],
+    }
     if not sandbox.store.insert_if_absent("ps_orders", document["key"], document):
         document = sandbox.store.get("ps_orders", document["key"]) or document
     if body["unfreeze_unsplit"]:
@@ -155,10 +197,12 @@ def create_order(sandbox: Sandbox, merchant: Document, body: dict[str, Any], *, 
 
 def order_view(document: Document) -> dict[str, Any]:
     view: dict[str, Any] = {
-        "transaction_id": document["transaction_id"], "out_order_no": document["out_order_no"],
-        "order_id": document["order_id"], "state": document["state"],
+        "transaction_id": document["transaction_id"],
+        "out_order_no": document["out_order_no"],
+        "order_id": document["order_id"],
+        "state": document["state"],
         "receivers": [{k: v for k, v in r.items() if v is not None} for r in document["receivers"]],
-    }  # fmt: skip
+    }
     if document.get("sub_mchid"):
         view["sub_mchid"] = document["sub_mchid"]
     return view
@@ -204,14 +248,29 @@ def unfreeze(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) -> dict
     now = rfc3339(now_cst())
     released = order["total"] - _shared_minor(sandbox, order["key"])
     document = {
-        "key": f"{scope}:{out_order_no}", "order_key": order["key"], "transaction_id": transaction_id,
-        "out_order_no": out_order_no, "order_id": f"3008450740{secrets.randbelow(10**20):020d}",
-        "state": "FINISHED", "sub_mchid": body.get("sub_mchid"), "request": body, "unfreeze": True,
-        "receivers": [{"type": "MERCHANT_ID", "account": order.get("sub_mchid") or order["mchid"],
-                       "amount": released, "description": description, "result": "SUCCESS", "fail_reason": None,
-                       "detail_id": f"3600{secrets.randbelow(10**24):024d}", "create_time": now,
-                       "finish_time": now}],
-    }  # fmt: skip
+        "key": f"{scope}:{out_order_no}",
+        "order_key": order["key"],
+        "transaction_id": transaction_id,
+        "out_order_no": out_order_no,
+        "order_id": f"3008450740{secrets.randbelow(10**20):020d}",
+        "state": "FINISHED",
+        "sub_mchid": body.get("sub_mchid"),
+        "request": body,
+        "unfreeze": True,
+        "receivers": [
+            {
+                "type": "MERCHANT_ID",
+                "account": order.get("sub_mchid") or order["mchid"],
+                "amount": released,
+                "description": description,
+                "result": "SUCCESS",
+                "fail_reason": None,
+                "detail_id": f"3600{secrets.randbelow(10**24):024d}",
+                "create_time": now,
+                "finish_time": now,
+            }
+        ],
+    }
     sandbox.store.insert_if_absent("ps_orders", document["key"], document)
     sandbox.store.update("orders", order["key"], lambda d: {**d, "ps_unfrozen": True})
     return order_view(document)
@@ -262,11 +321,22 @@ def create_return(sandbox: Sandbox, merchant: Document, body: dict[str, Any]) ->
     if _returned_minor(sandbox, scope, order["out_order_no"], return_mchid) + amount > received:
         raise WxError(400, "INVALID_REQUEST", "回退金额超过分账金额 (more than the receiver got)")
     now = rfc3339(now_cst())
-    document = {"key": key, "scope": scope, "sub_mchid": body.get("sub_mchid"), "order_id": order["order_id"],
-                "out_order_no": order["out_order_no"], "out_return_no": out_return_no,
-                "return_id": f"3008450740{secrets.randbelow(10**20):020d}", "return_mchid": return_mchid,
-                "amount": amount, "description": description, "result": "SUCCESS", "create_time": now,
-                "finish_time": now, "request": body}  # fmt: skip
+    document = {
+        "key": key,
+        "scope": scope,
+        "sub_mchid": body.get("sub_mchid"),
+        "order_id": order["order_id"],
+        "out_order_no": order["out_order_no"],
+        "out_return_no": out_return_no,
+        "return_id": f"3008450740{secrets.randbelow(10**20):020d}",
+        "return_mchid": return_mchid,
+        "amount": amount,
+        "description": description,
+        "result": "SUCCESS",
+        "create_time": now,
+        "finish_time": now,
+        "request": body,
+    }
     if not sandbox.store.insert_if_absent("ps_returns", key, document):
         document = sandbox.store.get("ps_returns", key) or document
     return return_view(document)

@@ -46,8 +46,12 @@ def _loop(
     async def run(runtime: Runtime) -> None:
         cashier = _cashier(runtime)
         settings = cashier.settings
-        await run_rounds(step.__name__, functools.partial(step, cashier),
-                         interval_seconds=interval(settings), batch_max=batch_max(settings))  # fmt: skip
+        await run_rounds(
+            step.__name__,
+            functools.partial(step, cashier),
+            interval_seconds=interval(settings),
+            batch_max=batch_max(settings),
+        )
 
     run.__name__ = f"run_{step.__name__}"
     return run

@@ -104,8 +104,12 @@ async def expire_pending_transfers(runtime: Runtime) -> None:
     context = ledger_context(runtime)
     settings = context.settings
     batch_max = settings.expiry_batch_max
-    await run_rounds("pending transfer expiry", functools.partial(expire_due, runtime, context.writer, batch_max),
-                     interval_seconds=settings.expiry_interval_seconds, batch_max=batch_max)  # fmt: skip
+    await run_rounds(
+        "pending transfer expiry",
+        functools.partial(expire_due, runtime, context.writer, batch_max),
+        interval_seconds=settings.expiry_interval_seconds,
+        batch_max=batch_max,
+    )
 
 
 async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
@@ -127,9 +131,12 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
     )
     lots = await bonus_lots.finish_ended_lots(runtime.uow, writer, limit=batch_max, now=datetime.now(UTC))
     orphans = await wallet_topup.resolve_orphan_refund_holds(
-        runtime.uow, writer, functools.partial(cashier_client.refund_known, settings),
-        older_than_seconds=settings.top_up_refund_orphan_after_seconds, limit=batch_max,
-    )  # fmt: skip
+        runtime.uow,
+        writer,
+        functools.partial(cashier_client.refund_known, settings),
+        older_than_seconds=settings.top_up_refund_orphan_after_seconds,
+        limit=batch_max,
+    )
     if ids or adopted:
         log.info("wallet operations reconciled", synced=len(ids), adopted=adopted)
     return max(len(ids), adopted, lots, orphans)
@@ -138,5 +145,9 @@ async def reconcile_wallet_round(runtime: Runtime, batch_max: int) -> int:
 async def reconcile_wallet_operations(runtime: Runtime) -> None:
     settings = ledger_context(runtime).settings
     batch_max = settings.wallet_reconcile_batch_max
-    await run_rounds("wallet reconcile", functools.partial(reconcile_wallet_round, runtime, batch_max),
-                     interval_seconds=settings.wallet_reconcile_interval_seconds, batch_max=batch_max)  # fmt: skip
+    await run_rounds(
+        "wallet reconcile",
+        functools.partial(reconcile_wallet_round, runtime, batch_max),
+        interval_seconds=settings.wallet_reconcile_interval_seconds,
+        batch_max=batch_max,
+    )

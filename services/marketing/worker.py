@@ -40,29 +40,44 @@ async def expire_topup_bonuses_round(runtime: Runtime) -> int:
 
 def background_tasks(settings: Settings) -> list[BackgroundTask]:
     async def expire_locks(runtime: Runtime) -> None:
-        await run_rounds("expire_locks", lambda: expire_locks_round(runtime),
-                         interval_seconds=settings.lock_sweep_interval_seconds,
-                         batch_max=settings.lock_sweep_batch_max)  # fmt: skip
+        await run_rounds(
+            "expire_locks",
+            lambda: expire_locks_round(runtime),
+            interval_seconds=settings.lock_sweep_interval_seconds,
+            batch_max=settings.lock_sweep_batch_max,
+        )
 
     async def bulk_issue(runtime: Runtime) -> None:
         async def round_once() -> int:
             return await claims.bulk_issue_round(
-                runtime.uow, batch_max=settings.bulk_issue_batch_max, day_timezone=settings.day_timezone,
+                runtime.uow,
+                batch_max=settings.bulk_issue_batch_max,
+                day_timezone=settings.day_timezone,
                 now=marketing_context(runtime).clock,
-            )  # fmt: skip
+            )
 
-        await run_rounds("bulk_issue", round_once, interval_seconds=settings.bulk_issue_interval_seconds,
-                         batch_max=settings.bulk_issue_batch_max)  # fmt: skip
+        await run_rounds(
+            "bulk_issue",
+            round_once,
+            interval_seconds=settings.bulk_issue_interval_seconds,
+            batch_max=settings.bulk_issue_batch_max,
+        )
 
     async def expire_points(runtime: Runtime) -> None:
-        await run_rounds("expire_points", lambda: expire_points_round(runtime),
-                         interval_seconds=settings.points_expiry_interval_seconds,
-                         batch_max=settings.points_expiry_batch_max)  # fmt: skip
+        await run_rounds(
+            "expire_points",
+            lambda: expire_points_round(runtime),
+            interval_seconds=settings.points_expiry_interval_seconds,
+            batch_max=settings.points_expiry_batch_max,
+        )
 
     async def expire_topup_bonuses(runtime: Runtime) -> None:
-        await run_rounds("expire_topup_bonuses", lambda: expire_topup_bonuses_round(runtime),
-                         interval_seconds=settings.topup_expiry_interval_seconds,
-                         batch_max=settings.topup_expiry_batch_max)  # fmt: skip
+        await run_rounds(
+            "expire_topup_bonuses",
+            lambda: expire_topup_bonuses_round(runtime),
+            interval_seconds=settings.topup_expiry_interval_seconds,
+            batch_max=settings.topup_expiry_batch_max,
+        )
 
     async def send_channel_coupons(runtime: Runtime) -> None:
         """Channel coupons whose send got no answer (outage, crash) are sent again, same out_request_no."""
@@ -70,11 +85,15 @@ def background_tasks(settings: Settings) -> list[BackgroundTask]:
         async def round_once() -> int:
             context = marketing_context(runtime)
             older_than = context.clock() - timedelta(seconds=settings.channel_send_interval_seconds)
-            return await channel_coupons.send_round(runtime.uow, context.cashier,
-                                                    batch_max=settings.channel_send_batch_max,
-                                                    older_than=older_than)  # fmt: skip
+            return await channel_coupons.send_round(
+                runtime.uow, context.cashier, batch_max=settings.channel_send_batch_max, older_than=older_than
+            )
 
-        await run_rounds("send_channel_coupons", round_once, interval_seconds=settings.channel_send_interval_seconds,
-                         batch_max=settings.channel_send_batch_max)  # fmt: skip
+        await run_rounds(
+            "send_channel_coupons",
+            round_once,
+            interval_seconds=settings.channel_send_interval_seconds,
+            batch_max=settings.channel_send_batch_max,
+        )
 
     return [expire_locks, bulk_issue, expire_points, expire_topup_bonuses, send_channel_coupons]

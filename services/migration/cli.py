@@ -72,8 +72,13 @@ def parser() -> argparse.ArgumentParser:
     c = commands.add_parser("provision", help="gateway keys and routing contracts of a finalised run's merchants")
     c.add_argument("run_id")
     c.add_argument("--credentials", type=Path, required=True, help="append the new API keys here (JSON lines, 0600)")
-    c.add_argument("--route", action="append", default=[], metavar="CHANNEL=ROUTE_ID",
-                   help="a contract on this route for each merchant with that channel's sub-merchant id")  # fmt: skip
+    c.add_argument(
+        "--route",
+        action="append",
+        default=[],
+        metavar="CHANNEL=ROUTE_ID",
+        help="a contract on this route for each merchant with that channel's sub-merchant id",
+    )
     return p
 
 
@@ -109,9 +114,17 @@ class RunLog:
 
 async def main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    overrides = {k: v for k, v in {"database_url": args.database_url, "ledger_url": args.ledger_url,
-                                   "marketing_url": args.marketing_url,
-                                   "platform": args.platform, "batch_rows": args.batch_rows}.items() if v}  # fmt: skip
+    overrides = {
+        k: v
+        for k, v in {
+            "database_url": args.database_url,
+            "ledger_url": args.ledger_url,
+            "marketing_url": args.marketing_url,
+            "platform": args.platform,
+            "batch_rows": args.batch_rows,
+        }.items()
+        if v
+    }
     settings = Settings(**overrides)
     console = Console(stderr=True)
     engine = create_engine(settings.database_url, pool_size=2, max_overflow=2)
@@ -132,8 +145,9 @@ async def main(argv: list[str]) -> int:
 
 async def _command(m: flow.Migration, args: argparse.Namespace, console: Console, log: RunLog) -> int:
     if args.command in ("dry-run", "run"):
-        files = flow.RunFiles(args.merchants, args.persons, args.balances, args.control, args.encoding,
-                              coupons=args.coupons)  # fmt: skip
+        files = flow.RunFiles(
+            args.merchants, args.persons, args.balances, args.control, args.encoding, coupons=args.coupons
+        )
         with _progress(console, args.quiet) as bar:
             tasks: dict[str, TaskID] = {}
 
@@ -161,8 +175,13 @@ async def _command(m: flow.Migration, args: argparse.Namespace, console: Console
     _print(console, run, report)
     if args.report:
         args.report.write_text(json.dumps({"status": run["status"], **report}, ensure_ascii=False, indent=2))
-    summary = {"run_id": run_id, "status": run["status"], "mode": run["mode"], "reconciled": report["reconciled"],
-               "rejected": sum(report["rejections"].values())}  # fmt: skip
+    summary = {
+        "run_id": run_id,
+        "status": run["status"],
+        "mode": run["mode"],
+        "reconciled": report["reconciled"],
+        "rejected": sum(report["rejections"].values()),
+    }
     print(json.dumps(summary))
     return EXIT_OK if report["reconciled"] else EXIT_DIFFERENCES
 
@@ -187,8 +206,10 @@ async def _provision(m: flow.Migration, args: argparse.Namespace, console: Conso
     log.write(event="provisioned", **result)
     created, existing = result["contracts_created"], result["contracts_existing"]
     live, test = result["keys_issued"], result["test_keys_issued"]
-    console.print(f"{result['merchants']} merchants: {live} live and {test} test keys issued ({args.credentials}), "
-                  f"contracts: {created} created, {existing} existing")  # fmt: skip
+    console.print(
+        f"{result['merchants']} merchants: {live} live and {test} test keys issued ({args.credentials}), "
+        f"contracts: {created} created, {existing} existing"
+    )
     for conflict in result["conflicts"]:
         console.print(f"  [yellow]conflict[/yellow]: {conflict}")
     print(json.dumps(result))
@@ -204,22 +225,38 @@ class RateColumn(ProgressColumn):
 
 def _progress(console: Console, quiet: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-        TimeRemainingColumn(), console=console, disable=quiet,
-    )  # fmt: skip
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+    )
 
 
 def _print(console: Console, run: Any, report: dict[str, Any]) -> None:
     console.print(f"run [bold]{run['id']}[/bold] ({run['mode']}): {run['status']}")
     rows = Table("kind", "read", "written/valid", "skipped", "rejected", "reversed", title="rows")
     for kind, c in report["rows"].items():
-        rows.add_row(kind, *(str(c.get(k, 0)) for k in ("read",)), str(c.get("written", 0) + c.get("valid", 0)),
-                     str(c.get("skipped", 0)), str(c.get("rejected", 0)), str(c.get("reversed", 0)))  # fmt: skip
+        rows.add_row(
+            kind,
+            *(str(c.get(k, 0)) for k in ("read",)),
+            str(c.get("written", 0) + c.get("valid", 0)),
+            str(c.get("skipped", 0)),
+            str(c.get("rejected", 0)),
+            str(c.get("reversed", 0)),
+        )
     console.print(rows)
     money = Table("currency", "file rows", "file Σ", "written Σ", "control Σ", "suspense", title="money (minor units)")
     for currency, m in report["money"].items():
-        money.add_row(currency, *(str(m.get(k, "")) for k in ("file_rows", "file_minor", "written_minor",
-                                                              "control_minor", "suspense_minor")))  # fmt: skip
+        money.add_row(
+            currency,
+            *(
+                str(m.get(k, ""))
+                for k in ("file_rows", "file_minor", "written_minor", "control_minor", "suspense_minor")
+            ),
+        )
     console.print(money)
     for reason, n in report["rejections"].items():
         console.print(f"  rejected {reason}: {n}")

@@ -24,7 +24,10 @@ def test_every_file_and_name_the_newcomer_test_cites_exists() -> None:
         source = REPO_ROOT / path
         if not source.is_file():
             broken.append(path)
-        elif name and not re.search(rf"^\s*(?:async\s+)?(?:def|class)\s+{name.split('.')[-1]}\b|^{name}\s*[:=]",
-                                    source.read_text(), re.MULTILINE):  # fmt: skip
+        elif name and not re.search(
+            rf"^\s*(?:async\s+)?(?:def|class)\s+{name.split('.')[-1]}\b|^{name}\s*[:=]",
+            source.read_text(),
+            re.MULTILINE,
+        ):
             broken.append(f"{path}:{name}")
     assert broken == []

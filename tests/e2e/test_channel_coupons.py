@@ -42,17 +42,29 @@ class Mirror:
         token = mint_identity_token(
             DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-mirror", merchant_id=self.platform.merchant_id
         )
-        return httpx.request(method, self.run.url("marketing") + path, json=body if method != "GET" else None,
-                             headers={IDENTITY_HEADER: token}, timeout=60)  # fmt: skip
+        return httpx.request(
+            method,
+            self.run.url("marketing") + path,
+            json=body if method != "GET" else None,
+            headers={IDENTITY_HEADER: token},
+            timeout=60,
+        )
 
     def channel_stock(self, channel: str, **overrides: Any) -> httpx.Response:
         """A merchant's stock mirrored at `channel`, started: the answer of its start."""
         campaign = self.as_merchant("POST", "/v1/marketing/campaigns", name=f"Mirror {channel}").json()
         body = {
-            "campaign_id": campaign["campaign_id"], "name": "满10减5", "discount_kind": "fixed",
-            "amount_off_minor": COUPON, "threshold_minor": THRESHOLD, "funding_party": "merchant", "budget_count": 5,
-            "valid_until": (datetime.now(UTC) + timedelta(days=7)).isoformat(), "channel": channel, **overrides,
-        }  # fmt: skip
+            "campaign_id": campaign["campaign_id"],
+            "name": "满10减5",
+            "discount_kind": "fixed",
+            "amount_off_minor": COUPON,
+            "threshold_minor": THRESHOLD,
+            "funding_party": "merchant",
+            "budget_count": 5,
+            "valid_until": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+            "channel": channel,
+            **overrides,
+        }
         created = self.as_merchant("POST", "/v1/marketing/stocks", **body)
         assert created.status_code == 201, created.text
         return self.as_merchant("POST", f"/v1/marketing/stocks/{created.json()['stock_id']}/start")
@@ -70,16 +82,24 @@ class Mirror:
         )[0]
         request = json.loads(row["request"]) if isinstance(row["request"], str) else row["request"]
         token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-mirror", service="marketing")
-        answer = httpx.post(f"{self.run.url('cashier')}/v1/internal/channel-coupons/stocks", json=request,
-                            headers={IDENTITY_HEADER: token}, timeout=30)  # fmt: skip
+        answer = httpx.post(
+            f"{self.run.url('cashier')}/v1/internal/channel-coupons/stocks",
+            json=request,
+            headers={IDENTITY_HEADER: token},
+            timeout=30,
+        )
         assert answer.status_code == 200, answer.text
         return bool(answer.json()["channel_stock_id"] == row["channel_stock_id"])
 
     def claim(self, user: str, stock_id: str, channel_user: str, request_id: str = "first") -> httpx.Response:
         return self.platform.marketing(
-            "POST", "/v1/marketing/me/claims", user=user, stock_id=stock_id, request_id=request_id,
+            "POST",
+            "/v1/marketing/me/claims",
+            user=user,
+            stock_id=stock_id,
+            request_id=request_id,
             channel_user=channel_user,
-        )  # fmt: skip
+        )
 
     def coupon(self, user: str, coupon_id: str) -> dict[str, Any]:
         return dict(self.platform.marketing("GET", f"/v1/marketing/me/coupons/{coupon_id}", user=user).json())
@@ -92,9 +112,13 @@ class Mirror:
 
     def pay(self, channel: str) -> dict[str, Any]:
         payment = self.platform.merchant.payments.create(
-            merchant_order_no=f"mir-{uuid.uuid4().hex[:12]}", amount_minor=ORDER, currency="CNY",
-            description="Mirror order", scene="native_qr", preferred_channels=[channel],
-        )  # fmt: skip
+            merchant_order_no=f"mir-{uuid.uuid4().hex[:12]}",
+            amount_minor=ORDER,
+            currency="CNY",
+            description="Mirror order",
+            scene="native_qr",
+            preferred_channels=[channel],
+        )
         return dict(payment)
 
     def comparison(self) -> dict[str, Any]:
@@ -119,8 +143,11 @@ def mirror(demo_platform: Launched) -> Mirror:
     platform = Platform(demo_platform, merchant, keys["merchant_id"], "", keys["user_id"])
     # The app's message gateway (应用网关, set in Alipay's console): the gateway's notify URL, routed to the cashier.
     gateway = f"{demo_platform.url('gateway')}/v1/notify/coupons/alipay_voucher/{keys['merchant_id']}"
-    answer = httpx.post(f"{demo_platform.url('alipay')}/control/apps/{channels['alipay']['app_id']}/message-gateway",
-                        json={"url": gateway}, timeout=10)  # fmt: skip
+    answer = httpx.post(
+        f"{demo_platform.url('alipay')}/control/apps/{channels['alipay']['app_id']}/message-gateway",
+        json={"url": gateway},
+        timeout=10,
+    )
     assert answer.status_code == 200, answer.text
     return Mirror(platform, channels)
 
@@ -139,8 +166,9 @@ def test_a_wechat_stock_from_a_campaign_its_coupon_sent_used_and_the_callback_ap
     mirror: Mirror, replayed: None
 ) -> None:
     later = datetime.now(UTC) + timedelta(days=400)  # WeChat: a stock begins at most 365 days ahead
-    refused = mirror.channel_stock("wechatpay_favor", valid_from=later.isoformat(),
-                                   valid_until=(later + timedelta(days=30)).isoformat())  # fmt: skip
+    refused = mirror.channel_stock(
+        "wechatpay_favor", valid_from=later.isoformat(), valid_until=(later + timedelta(days=30)).isoformat()
+    )
     assert (refused.status_code, refused.json()["code"]) == (422, "channel_refused"), refused.text
     assert refused.json()["channel_code"] == "PARAM_ERROR"
 
@@ -155,8 +183,9 @@ def test_a_wechat_stock_from_a_campaign_its_coupon_sent_used_and_the_callback_ap
     assert again.status_code == 200 and again.json()["channel"]["channel_coupon_id"] == sent["channel_coupon_id"]
     empty = mirror.claim(user, stock["stock_id"], "")
     assert empty.status_code == 422  # an empty channel user is not one
-    no_user = mirror.platform.marketing("POST", "/v1/marketing/me/claims", user=_user(), stock_id=stock["stock_id"],
-                                        request_id="r")  # fmt: skip
+    no_user = mirror.platform.marketing(
+        "POST", "/v1/marketing/me/claims", user=_user(), stock_id=stock["stock_id"], request_id="r"
+    )
     assert (no_user.status_code, no_user.json()["code"]) == (422, "channel_user_required")
 
     forged = _forged_callback(mirror, sent["channel_coupon_id"])  # not signed by WeChat: refused, nothing stored
@@ -176,8 +205,10 @@ def test_a_wechat_stock_from_a_campaign_its_coupon_sent_used_and_the_callback_ap
     assert paid["channel_discount"]["merchant_minor"] == COUPON  # the merchant's 免充值 coupon
     assert paid["channel_discount"]["unsettled_minor"] == COUPON
 
-    used = eventually(lambda: (c := mirror.coupon(user, claimed.json()["coupon_id"]))["status"] == "used" and c,
-                      "COUPON.USE applied by marketing")  # fmt: skip
+    used = eventually(
+        lambda: (c := mirror.coupon(user, claimed.json()["coupon_id"]))["status"] == "used" and c,
+        "COUPON.USE applied by marketing",
+    )
     assert used["channel"]["transaction_id"], used
     assert mirror.posted_to_merchant(payment["id"]) == ORDER - COUPON  # the merchant collects less (§3.15)
     eventually(lambda: _acknowledged(mirror, "wechatpay", sent["channel_coupon_id"]) >= 2, "COUPON.USE taken twice")
@@ -201,14 +232,17 @@ def test_an_alipay_voucher_from_a_campaign_sent_used_and_its_messages_applied_on
 
     payment = mirror.pay("alipay")
     out_trade_no = payment["attempts"][-1]["out_trade_no"]
-    approved = httpx.post(f"{mirror.run.url('alipay')}/control/trades/{out_trade_no}/approve",
-                          params={"voucher_code": code}, timeout=10)  # fmt: skip
+    approved = httpx.post(
+        f"{mirror.run.url('alipay')}/control/trades/{out_trade_no}/approve", params={"voucher_code": code}, timeout=10
+    )
     assert approved.status_code == 200, approved.text
     paid = mirror.platform.reaches(payment["id"], "succeeded")
     assert paid["channel_discount"]["merchant_minor"] == COUPON  # a 商家券: the merchant funds it
 
-    used = eventually(lambda: (c := mirror.coupon(user, claimed.json()["coupon_id"]))["status"] == "used" and c,
-                      "alipay.marketing.activity.message.used applied")  # fmt: skip
+    used = eventually(
+        lambda: (c := mirror.coupon(user, claimed.json()["coupon_id"]))["status"] == "used" and c,
+        "alipay.marketing.activity.message.used applied",
+    )
     assert used["channel"]["transaction_id"]
     assert mirror.posted_to_merchant(payment["id"]) == ORDER - COUPON
     stored = eventually(lambda: len(e := mirror.events_stored(code)) == 2 and e, "received and used stored")
@@ -230,8 +264,9 @@ def test_the_daily_comparison_finds_nothing_then_a_use_the_channel_never_told(mi
     stock = mirror.running_stock("wechatpay_favor")
     user, openid = _user(), f"oLost{uuid.uuid4().hex[:16]}"
     sent = mirror.claim(user, stock["stock_id"], openid).json()["channel"]
-    lost = httpx.post(f"{mirror.run.url('wechatpay')}/control/favor/coupons/{sent['channel_coupon_id']}/use",
-                      timeout=10)  # fmt: skip
+    lost = httpx.post(
+        f"{mirror.run.url('wechatpay')}/control/favor/coupons/{sent['channel_coupon_id']}/use", timeout=10
+    )
     assert lost.status_code == 200, lost.text
     found = mirror.comparison()
     assert [(m["kind"], m["channel_coupon_id"]) for m in found["mismatches"]] == [

@@ -165,8 +165,13 @@ class Load:
 
     def one(self, juhe: Client, i: int) -> None:
         amount = 1_000 + 37 * i
-        body = {"merchant_order_no": f"F-{i}", "amount_minor": amount, "currency": "CNY",
-                "description": "fault test", "scene": "native_qr"}  # fmt: skip
+        body = {
+            "merchant_order_no": f"F-{i}",
+            "amount_minor": amount,
+            "currency": "CNY",
+            "description": "fault test",
+            "scene": "native_qr",
+        }
         # A payment created while a component died may still be on its way to the channel: the cashier
         # re-drives it, and a retry of the create (same key) answers it payable.
         payable = self.until(

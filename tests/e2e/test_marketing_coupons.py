@@ -366,9 +366,14 @@ def test_a_promoted_top_up_lands_a_bonus_apart_spent_after_the_cash_and_never_wi
     refunded through the cashier: more than the unspent cash is refused, the rest is refunded at the WeChat Pay
     sandbox, the ledger posts its hold, and marketing's revocation takes the bonus back (docs/marketing.md
     "Top-up refunds")."""
-    created = platform.marketing("POST", "/v1/marketing/topup-promotions", name="top up 100, get 10",
-                                 tiers=[{"min_topup_minor": 10_000, "bonus_minor": 1_000}], budget_minor=100_000,
-                                 per_holder_limit=10)  # fmt: skip
+    created = platform.marketing(
+        "POST",
+        "/v1/marketing/topup-promotions",
+        name="top up 100, get 10",
+        tiers=[{"min_topup_minor": 10_000, "bonus_minor": 1_000}],
+        budget_minor=100_000,
+        per_holder_limit=10,
+    )
     assert created.status_code == 201, created.text
     try:
         _spend_a_promoted_top_up(platform)
@@ -380,8 +385,10 @@ def test_a_promoted_top_up_lands_a_bonus_apart_spent_after_the_cash_and_never_wi
 
 def _wallet_of(platform: Platform, user: str) -> Callable[[str], int]:
     def wallet(kind: str) -> int:
-        rows = platform.run.query("juhe_ledger", "SELECT credits_posted - debits_posted AS n FROM accounts "
-                                  f"WHERE holder_id = '{user}' AND kind = '{kind}'")  # fmt: skip
+        rows = platform.run.query(
+            "juhe_ledger",
+            f"SELECT credits_posted - debits_posted AS n FROM accounts WHERE holder_id = '{user}' AND kind = '{kind}'",
+        )
         return sum(int(r["n"]) for r in rows)
 
     return wallet
@@ -392,9 +399,17 @@ def _promoted_top_up(platform: Platform, user: str) -> dict[str, Any]:
     token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo")
     wallet, ledger = _wallet_of(platform, user), platform.run.url("ledger")
     bonus_before = wallet("user_bonus")
-    order = httpx.post(f"{ledger}/v1/wallet/holders/{user}/top-up-orders", headers={IDENTITY_HEADER: token},
-                       timeout=30, json={"amount_minor": 10_000, "scene": "jsapi", "payer": {"openid": "o_e2e_bonus"},
-                                         "idempotency_key": uuid.uuid4().hex})  # fmt: skip
+    order = httpx.post(
+        f"{ledger}/v1/wallet/holders/{user}/top-up-orders",
+        headers={IDENTITY_HEADER: token},
+        timeout=30,
+        json={
+            "amount_minor": 10_000,
+            "scene": "jsapi",
+            "payer": {"openid": "o_e2e_bonus"},
+            "idempotency_key": uuid.uuid4().hex,
+        },
+    )
     assert order.status_code == 201, order.text
     platform.wechat("approve", order.json()["payment"])
     eventually(lambda: wallet("user_bonus") == bonus_before + 1_000, "the bonus in the wallet's bonus sub-account")
@@ -409,8 +424,11 @@ def _spend_a_promoted_top_up(platform: Platform) -> None:
     bonus_before = wallet("user_bonus")
     order = _promoted_top_up(platform, user)
     cash = wallet("user_wallet")
-    spend = {"payment_id": f"pay_bonus_{uuid.uuid4().hex[:8]}", "merchant_id": platform.merchant_id,
-             "amount_minor": cash + 300}  # fmt: skip
+    spend = {
+        "payment_id": f"pay_bonus_{uuid.uuid4().hex[:8]}",
+        "merchant_id": platform.merchant_id,
+        "amount_minor": cash + 300,
+    }
     paid = httpx.post(f"{ledger}/v1/wallet/holders/{user}/payments", headers=headers, json=spend, timeout=30)
     assert paid.status_code == 201, paid.text
     assert paid.json()["details"]["bonus_minor"] == 300
@@ -427,12 +445,14 @@ def _refund_a_promoted_top_up(platform: Platform) -> None:
     ledger, cashier = platform.run.url("ledger"), platform.run.url("cashier")
     spend = {"payment_id": f"pay_tr_{uuid.uuid4().hex[:8]}", "merchant_id": platform.merchant_id, "amount_minor": 3_000}
     token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo")
-    paid = httpx.post(f"{ledger}/v1/wallet/holders/{user}/payments", headers={IDENTITY_HEADER: token}, json=spend,
-                      timeout=30)  # fmt: skip
+    paid = httpx.post(
+        f"{ledger}/v1/wallet/holders/{user}/payments", headers={IDENTITY_HEADER: token}, json=spend, timeout=30
+    )
     assert paid.status_code == 201, paid.text
     # The collecting merchant refunds the top-up (as an operator acting for it would, through the gateway).
-    collector = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo",
-                                    merchant_id=order["merchant_id"])  # fmt: skip
+    collector = mint_identity_token(
+        DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-marketing", platform="plt_demo", merchant_id=order["merchant_id"]
+    )
     refunds = f"{cashier}/v1/payments/{order['payment_id']}/refunds"
     unspent = cash_before + 7_000
     over = httpx.post(refunds, json={"amount_minor": 10_000}, headers={IDENTITY_HEADER: collector}, timeout=30)
@@ -445,6 +465,9 @@ def _refund_a_promoted_top_up(platform: Platform) -> None:
     eventually(lambda: wallet("user_bonus") == bonus_before, "the bonus revoked by marketing, taken back by the ledger")
     grants = platform.marketing("GET", "/v1/marketing/me/topup-bonuses", user=user).json()["data"]
     assert [g["status"] for g in grants if g["payment_id"] == order["payment_id"]] == ["revoked"]
-    hold = platform.run.query("juhe_ledger", "SELECT status FROM wallet_operations WHERE kind = 'top_up_refund' "
-                              f"AND idempotency_key = '{refund.json()['id']}'")  # fmt: skip
+    hold = platform.run.query(
+        "juhe_ledger",
+        "SELECT status FROM wallet_operations WHERE kind = 'top_up_refund' "
+        f"AND idempotency_key = '{refund.json()['id']}'",
+    )
     assert [r["status"] for r in hold] == ["posted"]

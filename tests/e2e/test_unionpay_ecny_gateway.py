@@ -283,10 +283,19 @@ def test_the_wallet_merchants_alipay_app_is_in_certificate_mode(demo: Demo) -> N
     app = demo.sandbox("alipay", "GET", f"/control/apps/{config['app_id']}")
     assert app["app_cert_sn"], app
     token = mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="e2e-wallet", merchant_id="mch_wallet")
-    created = httpx.post(f"{demo.platform.url('cashier')}/v1/payments", headers={IDENTITY_HEADER: token}, timeout=30,
-                         json={"merchant_order_no": f"cert-{uuid.uuid4().hex[:12]}", "amount_minor": 100,
-                               "currency": "CNY", "description": "certificate mode", "scene": "native_qr",
-                               "preferred_channels": ["alipay"]})  # fmt: skip
+    created = httpx.post(
+        f"{demo.platform.url('cashier')}/v1/payments",
+        headers={IDENTITY_HEADER: token},
+        timeout=30,
+        json={
+            "merchant_order_no": f"cert-{uuid.uuid4().hex[:12]}",
+            "amount_minor": 100,
+            "currency": "CNY",
+            "description": "certificate mode",
+            "scene": "native_qr",
+            "preferred_channels": ["alipay"],
+        },
+    )
     assert created.status_code == 201, created.text
     payment = created.json()
     assert (payment["status"], payment["channel"], payment["payer_action"]["type"]) == (

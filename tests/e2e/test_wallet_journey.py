@@ -93,8 +93,14 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
     admin.ok(admin.write("POST", "/v1/platform/users", {"name": NAME, "user_id": user_id}), 201)
     token = admin.ok(admin.write("POST", f"/v1/platform/users/{user_id}/tokens", {"ttl_seconds": 3600}), 201)
     user = Gateway(gw, token["token"])
-    holder = {"holder_id": user_id, "holder_type": "person", "name": NAME, "resident_id": resident_id(),
-              "phone": "13800138000", "bank_card": CARD}  # fmt: skip
+    holder = {
+        "holder_id": user_id,
+        "holder_type": "person",
+        "name": NAME,
+        "resident_id": resident_id(),
+        "phone": "13800138000",
+        "bank_card": CARD,
+    }
     r = user.write("POST", "/v1/wallet/holders", {**holder, "holder_id": "usr_someone_else"})
     assert r.status_code == 403, r.text  # its own wallet only
     user.ok(user.write("POST", "/v1/wallet/holders", holder), 201)
@@ -106,20 +112,30 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
     assert verified["kyc_level"] == 2
 
     # --- 2. top-up: ledger → cashier → WeChat Pay sandbox, paid by its payer simulation -------------------
-    order_body = {"amount_minor": 100_000, "scene": "jsapi", "payer": {"openid": "o_e2e_payer"},
-                  "idempotency_key": "topup-1"}  # fmt: skip
+    order_body = {
+        "amount_minor": 100_000,
+        "scene": "jsapi",
+        "payer": {"openid": "o_e2e_payer"},
+        "idempotency_key": "topup-1",
+    }
     order = user.ok(user.write("POST", f"/v1/wallet/holders/{user_id}/top-up-orders", order_body), 201)
     again = user.ok(user.write("POST", f"/v1/wallet/holders/{user_id}/top-up-orders", order_body), 200)
     assert again["payment_id"] == order["payment_id"] and order["credited"] is False
     payment = order["payment"]
     assert (payment["merchant_id"], payment["status"], payment["channel"]) == ("mch_wallet", "processing", "wechatpay")
     assert payment["payer_action"], payment  # what the payer's WeChat needs (JSAPI params)
-    r = user.write("POST", f"/v1/wallet/holders/{user_id}/top-ups",
-                   {"payment_id": "pay_self", "amount_minor": 100, "channel": "wechatpay"})  # fmt: skip
+    r = user.write(
+        "POST",
+        f"/v1/wallet/holders/{user_id}/top-ups",
+        {"payment_id": "pay_self", "amount_minor": 100, "channel": "wechatpay"},
+    )
     assert r.status_code == 403, r.text  # a user never credits itself
     out_trade_no = payment["attempts"][-1]["out_trade_no"]
-    paid = httpx.post(f"{platform.url('wechatpay')}/control/orders/{out_trade_no}/approve",
-                      json={"payer_openid": "o_e2e_payer"}, timeout=10)  # fmt: skip
+    paid = httpx.post(
+        f"{platform.url('wechatpay')}/control/orders/{out_trade_no}/approve",
+        json={"payer_openid": "o_e2e_payer"},
+        timeout=10,
+    )
     assert paid.status_code == 200, paid.text
     credited = eventually(
         lambda: (o := user.ok(user.get(f"/v1/wallet/holders/{user_id}/top-up-orders/{order['id']}")))["credited"] and o,
@@ -141,20 +157,32 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
         ),
         201,
     )
-    used = {"payment_id": f"pay_e2e_{uuid.uuid4().hex[:8]}", "merchant_id": merchant_id, "amount_minor": 5_000,
-            "subaccount_type": "prepaid", "subaccount_id": card["details"]["account_id"]}  # fmt: skip
+    used = {
+        "payment_id": f"pay_e2e_{uuid.uuid4().hex[:8]}",
+        "merchant_id": merchant_id,
+        "amount_minor": 5_000,
+        "subaccount_type": "prepaid",
+        "subaccount_id": card["details"]["account_id"],
+    }
     user.ok(user.write("POST", f"/v1/wallet/holders/{user_id}/payments", used), 201)
     elsewhere = {**used, "payment_id": "pay_e2e_elsewhere", "merchant_id": "mch_wallet"}
     r = user.write("POST", f"/v1/wallet/holders/{user_id}/payments", elsewhere)
     assert r.status_code == 403 and r.json()["code"] == "prepaid_wrong_merchant", r.text
 
     # --- 4. withdrawal to the verified card, paid out by settlement at the bank sandbox -----------------------
-    bank = httpx.post(f"{platform.url('bank')}/control/accounts",
-                      json={"account_no": CARD, "account_name": NAME, "status": "open"}, timeout=10)  # fmt: skip
+    bank = httpx.post(
+        f"{platform.url('bank')}/control/accounts",
+        json={"account_no": CARD, "account_name": NAME, "status": "open"},
+        timeout=10,
+    )
     assert bank.status_code in (200, 201), bank.text
     fund_escrow(admin, 100_000)  # the channel settled the top-up into the escrow account (§3.5)
-    withdrawal = user.ok(user.write("POST", f"/v1/wallet/holders/{user_id}/withdrawals",
-                                    {"withdrawal_id": "wd_e2e_1", "amount_minor": 30_000}), 201)  # fmt: skip
+    withdrawal = user.ok(
+        user.write(
+            "POST", f"/v1/wallet/holders/{user_id}/withdrawals", {"withdrawal_id": "wd_e2e_1", "amount_minor": 30_000}
+        ),
+        201,
+    )
     assert withdrawal["status"] == "pending"
     assert withdrawal["details"]["bank_card"]["number"] == "6222***********2444"  # masked for the user
     done = eventually(
@@ -169,16 +197,24 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
     r = user.write("PUT", f"/v1/wallet/holders/{user_id}/credit-line", {"limit_minor": 50_000})
     assert r.status_code == 403, r.text
     admin.ok(admin.write("PUT", f"/v1/wallet/holders/{user_id}/credit-line", {"limit_minor": 50_000}))
-    bnpl = {"payment_id": f"pay_e2e_{uuid.uuid4().hex[:8]}", "merchant_id": merchant_id, "amount_minor": 8_000,
-            "subaccount_type": "credit"}  # fmt: skip
+    bnpl = {
+        "payment_id": f"pay_e2e_{uuid.uuid4().hex[:8]}",
+        "merchant_id": merchant_id,
+        "amount_minor": 8_000,
+        "subaccount_type": "credit",
+    }
     user.ok(user.write("POST", f"/v1/wallet/holders/{user_id}/payments", bnpl), 201)
     bill = admin.ok(admin.write("POST", f"/v1/wallet/holders/{user_id}/bills", {"period": "202611"}), 201)
     assert (bill["amount_due_minor"], bill["status"]) == (8_000, "open")
     repayments = f"/v1/wallet/bills/{bill['id']}/repayments"
     r = user.write("POST", repayments, {"repayment_id": "rp_big", "amount_minor": 9_000})
     assert r.status_code == 422 and r.json()["code"] == "repayment_too_large", r.text
-    user.ok(user.write("POST", f"/v1/wallet/bills/{bill['id']}/repayments",
-                       {"repayment_id": "rp_e2e_1", "amount_minor": 8_000}), 201)  # fmt: skip
+    user.ok(
+        user.write(
+            "POST", f"/v1/wallet/bills/{bill['id']}/repayments", {"repayment_id": "rp_e2e_1", "amount_minor": 8_000}
+        ),
+        201,
+    )
     assert user.ok(user.get(f"/v1/wallet/bills/{bill['id']}"))["status"] == "paid"
 
     # --- 6. My Wallet shows all of it; the merchant sees its balances -----------------------------------------
@@ -187,8 +223,12 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
     spent = 12_000 + 20_000 + 30_000 + 8_000  # payment, card bought, withdrawn, repaid
     assert subs[("balance", None)]["balances"]["posted_balance_minor"] == 100_000 - spent
     assert subs[("prepaid", merchant_id)]["balances"]["posted_balance_minor"] == 20_000 - 5_000
-    assert view["credit"] == {"account_id": view["credit"]["account_id"], "limit_minor": 50_000, "owed_minor": 0,
-                              "available_minor": 50_000}  # fmt: skip
+    assert view["credit"] == {
+        "account_id": view["credit"]["account_id"],
+        "limit_minor": 50_000,
+        "owed_minor": 0,
+        "available_minor": 50_000,
+    }
     assert [b["status"] for b in view["bills"]] == ["paid"]
     assert (view["holder"]["kyc_status"], view["holder"]["bank_card_masked"]) == ("verified", "6222***********2444")
     operations = {item["operation"] for item in view["recent"]}
@@ -206,24 +246,59 @@ def test_a_user_lives_the_whole_wallet_through_the_gateway(platform: Platform) -
 
 def balance(user: Gateway, user_id: str) -> int:
     view = user.ok(user.get(f"/v1/wallet/holders/{user_id}/my-wallet"))
-    return int(next(s for s in view["subaccounts"] if s["subaccount_type"] == "balance")["balances"]
-               ["posted_balance_minor"])  # fmt: skip
+    return int(
+        next(s for s in view["subaccounts"] if s["subaccount_type"] == "balance")["balances"]["posted_balance_minor"]
+    )
 
 
 def fund_escrow(admin: Gateway, amount_minor: int) -> None:
     """Stands for settlement's §3.5 channel settlement (Dr 1102 escrow_bank; Cr 1101 channel_clearing), posted
     by the platform through the gateway, with the chart keys and bodies every service uses."""
-    escrow = admin.ok(admin.write("POST", "/v1/accounts", {
-        "holder_id": "platform", "currency": "CNY", "kind": "escrow_bank", "code": "1102",
-        "flags": {"credits_must_not_exceed_debits": True}, "idempotency_key": "chart:escrow_bank:platform:CNY",
-    }))  # fmt: skip
-    clearing = admin.ok(admin.write("POST", "/v1/accounts", {
-        "holder_id": "platform", "currency": "CNY", "kind": "channel_clearing", "code": "1101",
-        "metadata": {"channel": "wechatpay"}, "idempotency_key": "chart:channel_clearing:platform:CNY:wechatpay",
-    }))  # fmt: skip
-    admin.ok(admin.write("POST", "/v1/transfers", {
-        "source": "settlement", "idempotency_key": f"stl_e2e_{uuid.uuid4().hex[:8]}:channel", "postings": [
-            {"account_id": escrow["id"], "direction": "debit", "amount_minor": amount_minor, "currency": "CNY"},
-            {"account_id": clearing["id"], "direction": "credit", "amount_minor": amount_minor, "currency": "CNY"},
-        ],
-    }), 201)  # fmt: skip
+    escrow = admin.ok(
+        admin.write(
+            "POST",
+            "/v1/accounts",
+            {
+                "holder_id": "platform",
+                "currency": "CNY",
+                "kind": "escrow_bank",
+                "code": "1102",
+                "flags": {"credits_must_not_exceed_debits": True},
+                "idempotency_key": "chart:escrow_bank:platform:CNY",
+            },
+        )
+    )
+    clearing = admin.ok(
+        admin.write(
+            "POST",
+            "/v1/accounts",
+            {
+                "holder_id": "platform",
+                "currency": "CNY",
+                "kind": "channel_clearing",
+                "code": "1101",
+                "metadata": {"channel": "wechatpay"},
+                "idempotency_key": "chart:channel_clearing:platform:CNY:wechatpay",
+            },
+        )
+    )
+    admin.ok(
+        admin.write(
+            "POST",
+            "/v1/transfers",
+            {
+                "source": "settlement",
+                "idempotency_key": f"stl_e2e_{uuid.uuid4().hex[:8]}:channel",
+                "postings": [
+                    {"account_id": escrow["id"], "direction": "debit", "amount_minor": amount_minor, "currency": "CNY"},
+                    {
+                        "account_id": clearing["id"],
+                        "direction": "credit",
+                        "amount_minor": amount_minor,
+                        "currency": "CNY",
+                    },
+                ],
+            },
+        ),
+        201,
+    )

@@ -34,15 +34,27 @@ class ConsoleApi:
         return ConsoleApi(self.gateway, self.token, self.browser_ip, mode)
 
     async def call(
-        self, method: str, path: str, *, json: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
-        idempotency_key: str | None = None, as_web: bool = False,
-    ) -> Any:  # fmt: skip
+        self,
+        method: str,
+        path: str,
+        *,
+        json: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        as_web: bool = False,
+    ) -> Any:
         auth = f"Bearer {self.gateway.settings.gateway_client_token.get_secret_value()}" if as_web else self.auth
         mode = {CONSOLE_MODE_HEADER: self.mode} if self.mode and not as_web else None
         return await self.gateway._call(
-            method, path, auth=auth, json=json, params=params, idempotency_key=idempotency_key,
-            browser_ip=self.browser_ip, extra_headers=mode,
-        )  # fmt: skip
+            method,
+            path,
+            auth=auth,
+            json=json,
+            params=params,
+            idempotency_key=idempotency_key,
+            browser_ip=self.browser_ip,
+            extra_headers=mode,
+        )
 
     # ---- as the web process ------------------------------------------------------------------------------
     async def sign_in(self, email: str, password: str) -> dict[str, Any]:
@@ -81,8 +93,9 @@ class ConsoleApi:
 
     async def audit(self, action: str, target: str, before: Any = None, after: Any = None) -> None:
         """Record a write made through another service's API (the gateway's own writes record themselves)."""
-        await self.call("POST", "/v1/console/audit", json={"action": action, "target": target, "before": before,
-                                                          "after": after})  # fmt: skip
+        await self.call(
+            "POST", "/v1/console/audit", json={"action": action, "target": target, "before": before, "after": after}
+        )
 
     async def csv(self, path: str, params: dict[str, str]) -> bytes:
         """A CSV answer as the API gives it, byte for byte (the console's download is the API's file)."""

@@ -116,29 +116,51 @@ class Gateway:
 
     async def withdraw(self, token: str, holder_id: str, *, request_id: str, amount_minor: int, fee_minor: int) -> Any:
         body = {"withdrawal_id": f"wd_{request_id}", "amount_minor": amount_minor, "fee_minor": fee_minor}
-        return await self._call("POST", f"/v1/wallet/holders/{holder_id}/withdrawals", auth=self.user(token),
-                                json=body, idempotency_key=f"web-wd-{request_id}")  # fmt: skip
+        return await self._call(
+            "POST",
+            f"/v1/wallet/holders/{holder_id}/withdrawals",
+            auth=self.user(token),
+            json=body,
+            idempotency_key=f"web-wd-{request_id}",
+        )
 
     async def repay(self, token: str, bill_id: str, *, request_id: str, amount_minor: int) -> Any:
         body = {"repayment_id": f"rp_{request_id}", "amount_minor": amount_minor}
-        return await self._call("POST", f"/v1/wallet/bills/{bill_id}/repayments", auth=self.user(token), json=body,
-                                idempotency_key=f"web-rp-{request_id}")  # fmt: skip
+        return await self._call(
+            "POST",
+            f"/v1/wallet/bills/{bill_id}/repayments",
+            auth=self.user(token),
+            json=body,
+            idempotency_key=f"web-rp-{request_id}",
+        )
 
     async def exchange_points(self, token: str, holder_id: str, *, request_id: str, points: int) -> Any:
         body = {"exchange_id": f"px_{request_id}", "points": points}
-        return await self._call("POST", f"/v1/wallet/holders/{holder_id}/points/exchanges", auth=self.user(token),
-                                json=body, idempotency_key=f"web-px-{request_id}")  # fmt: skip
+        return await self._call(
+            "POST",
+            f"/v1/wallet/holders/{holder_id}/points/exchanges",
+            auth=self.user(token),
+            json=body,
+            idempotency_key=f"web-px-{request_id}",
+        )
 
     async def top_up_order(
         self, token: str, holder_id: str, *, request_id: str, amount_minor: int, client_ip: str
     ) -> dict[str, Any]:
         """A top-up order paid on the channel's H5 page (ledger → cashier); the checkout will take this over."""
-        body = {"amount_minor": amount_minor, "scene": "h5", "payer": {"client_ip": client_ip},
-                "idempotency_key": f"web-tu-{request_id}"}  # fmt: skip
+        body = {
+            "amount_minor": amount_minor,
+            "scene": "h5",
+            "payer": {"client_ip": client_ip},
+            "idempotency_key": f"web-tu-{request_id}",
+        }
         order: dict[str, Any] = await self._call(
-            "POST", f"/v1/wallet/holders/{holder_id}/top-up-orders", auth=self.user(token), json=body,
+            "POST",
+            f"/v1/wallet/holders/{holder_id}/top-up-orders",
+            auth=self.user(token),
+            json=body,
             idempotency_key=f"web-tu-{request_id}",
-        )  # fmt: skip
+        )
         return order
 
     # ---- payment PIN (gateway) ----------------------------------------------------------------------
@@ -202,9 +224,12 @@ class Gateway:
         if amount_minor is not None:
             payload["amount_minor"] = amount_minor
         body: dict[str, Any] = await self._call(
-            "POST", f"/v1/checkout/pages/links/{slug}/sessions", auth=self._client_auth, json=payload,
+            "POST",
+            f"/v1/checkout/pages/links/{slug}/sessions",
+            auth=self._client_auth,
+            json=payload,
             browser_ip=browser_ip,
-        )  # fmt: skip
+        )
         return body
 
     async def applicable_coupons(
@@ -229,17 +254,29 @@ class Gateway:
         client_ip: str,
     ) -> dict[str, Any]:
         """The signed-in payer pays the page by a channel with one of their coupons (the cashier locks it)."""
-        payload = {"method": method, "scene": scene, "request_id": request_id, "coupon_id": coupon_id,
-                   "client_ip": client_ip}  # fmt: skip
+        payload = {
+            "method": method,
+            "scene": scene,
+            "request_id": request_id,
+            "coupon_id": coupon_id,
+            "client_ip": client_ip,
+        }
         body: dict[str, Any] = await self._call(
-            "POST", f"/v1/checkout/user-payments/{token}", auth=self.user(user_token), json=payload,
-            idempotency_key=f"web-ck-{request_id}", browser_ip=client_ip,
-        )  # fmt: skip
+            "POST",
+            f"/v1/checkout/user-payments/{token}",
+            auth=self.user(user_token),
+            json=payload,
+            idempotency_key=f"web-ck-{request_id}",
+            browser_ip=client_ip,
+        )
         return body
 
     async def pay_checkout_with_wallet(self, user_token: str, token: str, *, request_id: str) -> dict[str, Any]:
         body: dict[str, Any] = await self._call(
-            "POST", f"/v1/checkout/wallet-payments/{token}", auth=self.user(user_token),
-            json={"request_id": request_id}, idempotency_key=f"web-ck-{request_id}",
-        )  # fmt: skip
+            "POST",
+            f"/v1/checkout/wallet-payments/{token}",
+            auth=self.user(user_token),
+            json={"request_id": request_id},
+            idempotency_key=f"web-ck-{request_id}",
+        )
         return body

@@ -113,8 +113,9 @@ class OperatorApi:
 
     async def put_contract(self, merchant_id: str, route_id: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
         """Routing's versioned contract write (`expected_version`: a contract changed meanwhile is 409)."""
-        saved: dict[str, Any] = await self._write("PUT", f"/v1/contracts/{_seg(merchant_id)}/{_seg(route_id)}", body,
-                                                  key)  # fmt: skip
+        saved: dict[str, Any] = await self._write(
+            "PUT", f"/v1/contracts/{_seg(merchant_id)}/{_seg(route_id)}", body, key
+        )
         return saved
 
     async def fee_rates(self, *, merchant_id: str | None = None, route_id: str | None = None) -> list[dict[str, Any]]:
@@ -155,8 +156,9 @@ class OperatorApi:
         return items_of(await self._get("/v1/special-rate-programmes"))
 
     async def special_rate_applications(self, merchant_id: str, cursor: str | None) -> Any:
-        return await self._get("/v1/special-rate-applications", merchant_id=merchant_id, cursor=cursor,
-                               limit=PAGE_LIMIT)  # fmt: skip
+        return await self._get(
+            "/v1/special-rate-applications", merchant_id=merchant_id, cursor=cursor, limit=PAGE_LIMIT
+        )
 
     async def special_rate_application(self, application_id: str) -> dict[str, Any]:
         found: dict[str, Any] = await self._get(f"/v1/special-rate-applications/{_seg(application_id)}")
@@ -192,8 +194,9 @@ class OperatorApi:
         return items_of(await self._get("/v1/settlement/batches", holder_id=holder_id, limit=PAGE_LIMIT))
 
     async def payouts(self, *, holder_id: str | None, status: str | None, cursor: str | None) -> Any:
-        return await self._get("/v1/settlement/payouts", holder_id=holder_id, status=status, cursor=cursor,
-                               limit=PAGE_LIMIT)  # fmt: skip
+        return await self._get(
+            "/v1/settlement/payouts", holder_id=holder_id, status=status, cursor=cursor, limit=PAGE_LIMIT
+        )
 
     async def decide_payout(self, payout_id: str, action: str, body: dict[str, Any], *, key: str) -> dict[str, Any]:
         """`action`: approve | reject (settlement's routes of the same names)."""
@@ -207,8 +210,7 @@ class OperatorApi:
         return cycle
 
     async def calendar_schedule(self, month: str, holder_id: str | None) -> dict[str, Any]:
-        schedule: dict[str, Any] = await self._get("/v1/settlement/calendar/schedule", month=month,
-                                                   holder_id=holder_id)  # fmt: skip
+        schedule: dict[str, Any] = await self._get("/v1/settlement/calendar/schedule", month=month, holder_id=holder_id)
         return schedule
 
     async def savings(self, merchant_id: str | None) -> dict[str, Any]:
@@ -221,8 +223,9 @@ class OperatorApi:
 
     # ---- reconciliation exceptions pool ---------------------------------------------------------------------
     async def exceptions(self, *, state: str, assignee: str | None, merchant_id: str | None, cursor: str | None) -> Any:
-        return await self._get(EXCEPTIONS, state=state, assignee=assignee, merchant_id=merchant_id, cursor=cursor,
-                               limit=PAGE_LIMIT)  # fmt: skip
+        return await self._get(
+            EXCEPTIONS, state=state, assignee=assignee, merchant_id=merchant_id, cursor=cursor, limit=PAGE_LIMIT
+        )
 
     async def exception(self, item_id: int) -> dict[str, Any]:
         item: dict[str, Any] = await self._get(f"{EXCEPTIONS}/{item_id}")
@@ -245,8 +248,9 @@ class OperatorApi:
     async def statement(self, account_id: str, cursor: str | None) -> dict[str, Any]:
         """One page of the account's statement as the console shows it: its `entries` (the list's `data`) and
         the cursor of the next page."""
-        page: dict[str, Any] = await self._get(f"/v1/accounts/{_seg(account_id)}/statement", cursor=cursor,
-                                               limit=PAGE_LIMIT)  # fmt: skip
+        page: dict[str, Any] = await self._get(
+            f"/v1/accounts/{_seg(account_id)}/statement", cursor=cursor, limit=PAGE_LIMIT
+        )
         return {**page, "entries": items_of(page)}
 
     async def wallet(self, holder_id: str) -> dict[str, Any]:

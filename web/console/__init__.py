@@ -97,13 +97,21 @@ class ConsolePage(PageContext):
         s = self.settings
         if self.ended or console_session is None:
             if self.ended:
-                response.delete_cookie(CONSOLE_COOKIE, path=CONSOLE_PATH, secure=s.cookie_secure, httponly=True,
-                                       samesite="strict")  # fmt: skip
+                response.delete_cookie(
+                    CONSOLE_COOKIE, path=CONSOLE_PATH, secure=s.cookie_secure, httponly=True, samesite="strict"
+                )
             return
         touched = console_session.touched(time.time(), s.session_idle_seconds)
         sealed = console_sealer(s.session_key.get_secret_value()).seal(touched)
-        response.set_cookie(CONSOLE_COOKIE, sealed, max_age=max(int(touched.expires_epoch - time.time()), 1),
-                            secure=s.cookie_secure, httponly=True, samesite="strict", path=CONSOLE_PATH)  # fmt: skip
+        response.set_cookie(
+            CONSOLE_COOKIE,
+            sealed,
+            max_age=max(int(touched.expires_epoch - time.time()), 1),
+            secure=s.cookie_secure,
+            httponly=True,
+            samesite="strict",
+            path=CONSOLE_PATH,
+        )
 
     def start_session(self, session: Session) -> None:
         self.session = session
@@ -271,10 +279,29 @@ def declared_routes(app: FastAPI, prefix: str = CONSOLE_PATH) -> set[tuple[str, 
 
 # The fields people compare in an audit entry's record before and after, in this order (the API has the whole record).
 AUDIT_VALUE_KEYS_SHOWN = (
-    "rate_id", "route_id", "merchant_id", "payment_id", "payout_id", "refund_id", "key_id", "new_key_id", "rate_bps",
-    "amount_minor", "currency", "refund_approval_threshold_minor", "valid_from", "valid_until", "role", "email",
-    "status", "suspended", "suspension_reason", "decided_by", "decision_reason", "attempt_count",
-)  # fmt: skip
+    "rate_id",
+    "route_id",
+    "merchant_id",
+    "payment_id",
+    "payout_id",
+    "refund_id",
+    "key_id",
+    "new_key_id",
+    "rate_bps",
+    "amount_minor",
+    "currency",
+    "refund_approval_threshold_minor",
+    "valid_from",
+    "valid_until",
+    "role",
+    "email",
+    "status",
+    "suspended",
+    "suspension_reason",
+    "decided_by",
+    "decision_reason",
+    "attempt_count",
+)
 
 
 def audit_summary(value: Any) -> str:
@@ -287,8 +314,10 @@ def audit_summary(value: Any) -> str:
 
 def audit_entries(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Audit log entries with `before_text` / `after_text` (their summaries) for the consoles' audit pages."""
-    return [e | {"before_text": audit_summary(e.get("before")), "after_text": audit_summary(e.get("after"))}
-            for e in entries]  # fmt: skip
+    return [
+        e | {"before_text": audit_summary(e.get("before")), "after_text": audit_summary(e.get("after"))}
+        for e in entries
+    ]
 
 
 def epoch(value: str) -> float:

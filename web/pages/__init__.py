@@ -65,10 +65,15 @@ class PageContext:
         """The language switch: the same page (path and query) in each language."""
         query = {k: v for k, v in self.request.query_params.items() if k not in ("lang", "done", "error")}
         return [
-            {"code": code, "name": name, "lang": i18n.HTML_LANG[code], "current": code == self.locale,
-             "href": self.request.url.path + "?" + urlencode({**query, "lang": code})}
+            {
+                "code": code,
+                "name": name,
+                "lang": i18n.HTML_LANG[code],
+                "current": code == self.locale,
+                "href": self.request.url.path + "?" + urlencode({**query, "lang": code}),
+            }
             for code, name in i18n.all_locales()
-        ]  # fmt: skip
+        ]
 
     def render(
         self,
@@ -85,12 +90,16 @@ class PageContext:
         env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
         csrf = self.session.csrf if self.session else values.pop("pre_session_csrf", None)
         body = env.get_template(template).render(
-            page=self, locale=self.locale, html_lang=i18n.HTML_LANG[self.locale], csrf=csrf, session=self.session,
+            page=self,
+            locale=self.locale,
+            html_lang=i18n.HTML_LANG[self.locale],
+            csrf=csrf,
+            session=self.session,
             money=lambda minor, currency="CNY": i18n.money(minor, currency, self.locale),
             number=lambda value: i18n.number(value, self.locale),
             when=lambda value: i18n.when(value, self.locale),
             **values,
-        )  # fmt: skip
+        )
         response = HTMLResponse(body, status_code=status_code)
         response.headers["Content-Security-Policy"] = content_security_policy(frame_ancestors, form_targets)
         self.finish(response)
@@ -105,19 +114,39 @@ class PageContext:
     def finish(self, response: Response) -> None:
         s = self.settings
         if self.set_lang_cookie:
-            response.set_cookie(LANG_COOKIE, self.locale, max_age=LANG_COOKIE_SECONDS, secure=s.cookie_secure,
-                                httponly=True, samesite="lax", path="/")  # fmt: skip
+            response.set_cookie(
+                LANG_COOKIE,
+                self.locale,
+                max_age=LANG_COOKIE_SECONDS,
+                secure=s.cookie_secure,
+                httponly=True,
+                samesite="lax",
+                path="/",
+            )
         for name, value, max_age in self.cookies_to_set:
-            response.set_cookie(name, value, max_age=max_age, secure=s.cookie_secure, httponly=True,
-                                samesite="strict" if name == SESSION_COOKIE else "lax", path="/")  # fmt: skip
+            response.set_cookie(
+                name,
+                value,
+                max_age=max_age,
+                secure=s.cookie_secure,
+                httponly=True,
+                samesite="strict" if name == SESSION_COOKIE else "lax",
+                path="/",
+            )
         for name in self.cookies_to_clear:
             response.delete_cookie(name, path="/", secure=s.cookie_secure, httponly=True, samesite="strict")
         if self.session is not None and SESSION_COOKIE not in self.cookies_to_clear:
             touched = self.session.touched(time.time(), s.session_idle_seconds)
             if not any(name == SESSION_COOKIE for name, _, _ in self.cookies_to_set):
-                response.set_cookie(SESSION_COOKIE, self.web.sealer.seal(touched),
-                                    max_age=max(int(touched.expires_epoch - time.time()), 1), secure=s.cookie_secure,
-                                    httponly=True, samesite="strict", path="/")  # fmt: skip
+                response.set_cookie(
+                    SESSION_COOKIE,
+                    self.web.sealer.seal(touched),
+                    max_age=max(int(touched.expires_epoch - time.time()), 1),
+                    secure=s.cookie_secure,
+                    httponly=True,
+                    samesite="strict",
+                    path="/",
+                )
 
     def start_session(self, session: Session) -> None:
         self.session = session

@@ -43,9 +43,20 @@ IN_APP = re.compile(r"MicroMessenger|AlipayClient", re.IGNORECASE)
 MOBILE = re.compile(r"Mobi|Android|iPhone|iPad|HarmonyOS", re.IGNORECASE)
 SSE_STEP_SECONDS = 1.0
 SSE_MAX_SECONDS = 300  # a stream ends after this; EventSource reconnects by itself
-ERRORS = ("method_unavailable", "pin_required", "payment_pin_incorrect", "payment_pin_locked", "payment_pin_not_set",
-          "insufficient_funds", "failed", "in_progress", "sign_in_required", "payer_mismatch",
-          "authorise_again", "coupon_unavailable")  # fmt: skip
+ERRORS = (
+    "method_unavailable",
+    "pin_required",
+    "payment_pin_incorrect",
+    "payment_pin_locked",
+    "payment_pin_not_set",
+    "insufficient_funds",
+    "failed",
+    "in_progress",
+    "sign_in_required",
+    "payer_mismatch",
+    "authorise_again",
+    "coupon_unavailable",
+)
 PIN_CODES = {"payment_pin_incorrect", "payment_pin_locked", "payment_pin_not_set"}
 ORIGIN = re.compile(r"https://[a-z0-9.-]+(:[0-9]{1,5})?")  # as the cashier stores a merchant's embedding origins
 
@@ -94,8 +105,9 @@ def _bridge(payment: dict[str, Any], action: dict[str, Any]) -> dict[str, Any] |
 
 def qr_svg(data: str) -> str:
     """The QR as inline SVG (no script, no external reference), sized by CSS."""
-    return str(segno.make(data, error="m").svg_inline(scale=4, border=4, dark="#000", light="#fff",
-                                                      omitsize=True, title=None))  # fmt: skip
+    return str(
+        segno.make(data, error="m").svg_inline(scale=4, border=4, dark="#000", light="#fff", omitsize=True, title=None)
+    )
 
 
 def _epoch(value: str | datetime) -> float:
@@ -117,8 +129,11 @@ def _channel_form(action: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(form, dict) or not str(form.get("action", "")).startswith(("https://", "http://")):
         return None
     fields = form.get("fields") or {}
-    return {"action": str(form["action"]), "method": str(form.get("method") or "POST").lower(),
-            "fields": {str(k): str(v) for k, v in fields.items()}}  # fmt: skip
+    return {
+        "action": str(form["action"]),
+        "method": str(form.get("method") or "POST").lower(),
+        "fields": {str(k): str(v) for k, v in fields.items()},
+    }
 
 
 def _origin(url: str) -> str:
@@ -149,9 +164,11 @@ def _framing(page: PageContext, view: dict[str, Any]) -> dict[str, Any]:
     that origin, never to `*`."""
     origins = [str(origin) for origin in view.get("frame_origins") or [] if ORIGIN.fullmatch(str(origin))]
     embed = page.request.query_params.get("embed")
-    return {"frame_ancestors": " ".join(origins) or "'none'",
-            "embed_origin": embed if embed in origins else None,
-            "embed_query": ("?" + urlencode({"embed": embed})) if embed in origins else ""}  # fmt: skip
+    return {
+        "frame_ancestors": " ".join(origins) or "'none'",
+        "embed_origin": embed if embed in origins else None,
+        "embed_query": ("?" + urlencode({"embed": embed})) if embed in origins else "",
+    }
 
 
 def framed_form_token(page: PageContext, token: str) -> str:
@@ -195,9 +212,11 @@ async def _coupons(page: PageContext, view: dict[str, Any]) -> list[dict[str, An
         return []
     try:
         return await page.web.gateway.applicable_coupons(
-            page.session.token, merchant_id=str(view["merchant_id"]), amount_minor=int(view["amount_minor"]),
+            page.session.token,
+            merchant_id=str(view["merchant_id"]),
+            amount_minor=int(view["amount_minor"]),
             currency=str(view["currency"]),
-        )  # fmt: skip
+        )
     except (GatewayProblem, GatewayUnavailable) as exc:
         log.info("checkout coupons not listed", error=str(exc)[:200])
         return []
@@ -237,16 +256,29 @@ async def checkout(token: Token, page: Page) -> Response:
     ended = payment.get("status") in ("failed", "closed")
     coupons = [] if live or scene == "jsapi" or page.request.query_params.get("embed") else await _coupons(page, view)
     return page.render(
-        "checkout.html", view=view, token=token, scene=scene, remaining=remaining, **_framing(page, view),
+        "checkout.html",
+        view=view,
+        token=token,
+        scene=scene,
+        remaining=remaining,
+        **_framing(page, view),
         form_targets=(_origin(channel_form["action"]),) if channel_form else (),
-        qr_svg=qr_svg(qr) if qr else None, payment=payment if payment else None, live=live,
-        redirect_url=redirect_url, channel_form=channel_form, bridge=bridge, ended=ended, error=_outcome(page),
-        oauth=view.get("oauth") or {}, coupons=coupons,
+        qr_svg=qr_svg(qr) if qr else None,
+        payment=payment if payment else None,
+        live=live,
+        redirect_url=redirect_url,
+        channel_form=channel_form,
+        bridge=bridge,
+        ended=ended,
+        error=_outcome(page),
+        oauth=view.get("oauth") or {},
+        coupons=coupons,
         methods=offered(view.get("methods", []), page.request.headers.get("user-agent", "")),
         in_app=app_wallet(page.request.headers.get("user-agent", "")),
-        request_id=secrets.token_hex(12), pre_session_csrf=_form_token(page, token),
+        request_id=secrets.token_hex(12),
+        pre_session_csrf=_form_token(page, token),
         signed_in=page.session is not None,
-    )  # fmt: skip
+    )
 
 
 @router.post("/{token}/pay")
@@ -267,13 +299,18 @@ async def pay(token: Token, page: Page) -> Response:
             if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", coupon_id):
                 return _redirect(page, f"/checkout/{token}", error="coupon_unavailable")
             await page.web.gateway.pay_checkout_as_user(
-                page.session.token, token, method=method, scene=scene, request_id=f"{request_id[:56]}-{method[:7]}",
+                page.session.token,
+                token,
+                method=method,
+                scene=scene,
+                request_id=f"{request_id[:56]}-{method[:7]}",
                 coupon_id=coupon_id,
                 client_ip=page.browser_ip(),
-            )  # fmt: skip
+            )
         else:
-            await page.web.gateway.start_checkout_payment(token, method=method, scene=scene, request_id=request_id,
-                                                          client_ip=page.browser_ip())  # fmt: skip
+            await page.web.gateway.start_checkout_payment(
+                token, method=method, scene=scene, request_id=request_id, client_ip=page.browser_ip()
+            )
     except GatewayProblem as exc:
         log.info("checkout payment refused", code=exc.code, status=exc.status)
         if exc.code == "checkout_session_not_found":
@@ -317,9 +354,13 @@ async def oauth_return(token: Token, channel: OAUTH_CHANNEL, page: Page) -> Resp
         return _redirect(page, f"/checkout/{token}", error="method_unavailable")
     try:
         await page.web.gateway.start_checkout_payment(
-            token, method=channel, scene="jsapi", request_id=f"oauth_{state[:40]}", client_ip=page.browser_ip(),
+            token,
+            method=channel,
+            scene="jsapi",
+            request_id=f"oauth_{state[:40]}",
+            client_ip=page.browser_ip(),
             oauth=(code, state),
-        )  # fmt: skip
+        )
     except GatewayProblem as exc:
         log.info("checkout in-app payment refused", code=exc.code, status=exc.status)
         if exc.code == "checkout_session_not_found":
@@ -371,8 +412,11 @@ async def result(token: Token, page: Page) -> Response:
 def _status(view: dict[str, Any]) -> dict[str, Any]:
     payment = view.get("payment") or {}
     expired = view["status"] == "expired" or _epoch(view["expires_at"]) <= _epoch(view["server_time"])
-    return {"status": "expired" if expired and view["status"] == "open" else view["status"],
-            "payment": payment.get("status"), "payment_id": payment.get("id")}  # fmt: skip
+    return {
+        "status": "expired" if expired and view["status"] == "open" else view["status"],
+        "payment": payment.get("status"),
+        "payment_id": payment.get("id"),
+    }
 
 
 @router.get("/{token}/status")

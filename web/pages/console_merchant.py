@@ -50,36 +50,88 @@ RECONCILE_LOOKUPS_MAX = 50  # statement rows the day's read did not find, looked
 
 # Outcomes named by code in ?done= / ?error=: only these are ever shown (nothing from the query is reflected).
 DONE = (
-    "signed_in", "signed_out", "refund_requested", "refund_made", "approved", "rejected", "payout_requested",
-    "key_revoked", "invited", "role_changed", "removed", "settings_saved", "password_set", "welcome", "resent",
-    "payout_held", "created", "enabled", "disabled", "deleted", "rotated", "link_created", "deactivated",
-    "stock_created", "start", "pause", "resume", "end", "redeemed", "undone",
-)  # fmt: skip
-ERRORS = ("amount_invalid", "failed", "unavailable", "insufficient", "not_allowed", "self_approval", "state",
-          "role_invalid", "last_owner", "exists", "invalid")  # fmt: skip
+    "signed_in",
+    "signed_out",
+    "refund_requested",
+    "refund_made",
+    "approved",
+    "rejected",
+    "payout_requested",
+    "key_revoked",
+    "invited",
+    "role_changed",
+    "removed",
+    "settings_saved",
+    "password_set",
+    "welcome",
+    "resent",
+    "payout_held",
+    "created",
+    "enabled",
+    "disabled",
+    "deleted",
+    "rotated",
+    "link_created",
+    "deactivated",
+    "stock_created",
+    "start",
+    "pause",
+    "resume",
+    "end",
+    "redeemed",
+    "undone",
+)
+ERRORS = (
+    "amount_invalid",
+    "failed",
+    "unavailable",
+    "insufficient",
+    "not_allowed",
+    "self_approval",
+    "state",
+    "role_invalid",
+    "last_owner",
+    "exists",
+    "invalid",
+)
 PROBLEM_ERRORS = {
-    "refund_self_approval": "self_approval", "refund_request_state": "state", "staff_role_invalid": "role_invalid",
-    "staff_last_owner": "last_owner", "staff_exists": "exists", "console_permission_denied": "not_allowed",
-    "route_forbidden": "not_allowed", "payout_exceeds_settled_balance": "insufficient",
+    "refund_self_approval": "self_approval",
+    "refund_request_state": "state",
+    "staff_role_invalid": "role_invalid",
+    "staff_last_owner": "last_owner",
+    "staff_exists": "exists",
+    "console_permission_denied": "not_allowed",
+    "route_forbidden": "not_allowed",
+    "payout_exceeds_settled_balance": "insufficient",
     "insufficient_funds": "insufficient",
-    "refund_exceeds_remaining": "amount_invalid", "validation_failed": "invalid",
-}  # fmt: skip
+    "refund_exceeds_remaining": "amount_invalid",
+    "validation_failed": "invalid",
+}
 
 
 def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, str | bool]]:
     t = ctx.page.gettext
     items = [
-        ("", t("Dashboard"), "dashboard.read"), ("/payments", t("Payments"), "payments.read"),
-        ("/refunds", t("Refunds"), "payments.read"), ("/payment-links", t("Payment links"), "payments.read"),
-        ("/balances", t("Balances"), "statements.read"), ("/statements", t("Statements"), "statements.read"),
-        ("/reconciliation", t("Reconciliation"), "statements.read"), ("/payouts", t("Payouts"), "payouts.read"),
-        ("/coupons", t("Coupons"), "coupons.read"), ("/coupons/redeem", t("Redeem a coupon"), "coupons.redeem"),
-        ("/webhooks", t("Webhooks"), "webhooks.manage"), ("/api-keys", t("API keys"), "api_keys.read"),
-        ("/staff", t("Staff"), "staff.read"), ("/audit", t("Audit log"), "audit.read"),
+        ("", t("Dashboard"), "dashboard.read"),
+        ("/payments", t("Payments"), "payments.read"),
+        ("/refunds", t("Refunds"), "payments.read"),
+        ("/payment-links", t("Payment links"), "payments.read"),
+        ("/balances", t("Balances"), "statements.read"),
+        ("/statements", t("Statements"), "statements.read"),
+        ("/reconciliation", t("Reconciliation"), "statements.read"),
+        ("/payouts", t("Payouts"), "payouts.read"),
+        ("/coupons", t("Coupons"), "coupons.read"),
+        ("/coupons/redeem", t("Redeem a coupon"), "coupons.redeem"),
+        ("/webhooks", t("Webhooks"), "webhooks.manage"),
+        ("/api-keys", t("API keys"), "api_keys.read"),
+        ("/staff", t("Staff"), "staff.read"),
+        ("/audit", t("Audit log"), "audit.read"),
         ("/settings", t("Settings"), "settings.manage"),
-    ]  # fmt: skip
-    return [{"href": f"/console/merchant{p}", "label": label, "permission": perm, "current": p == current}
-            for p, label, perm in items]  # fmt: skip
+    ]
+    return [
+        {"href": f"/console/merchant{p}", "label": label, "permission": perm, "current": p == current}
+        for p, label, perm in items
+    ]
 
 
 def _outcome(ctx: ConsoleContext) -> dict[str, Any]:
@@ -91,8 +143,14 @@ def _outcome(ctx: ConsoleContext) -> dict[str, Any]:
 def _show(
     ctx: ConsoleContext, template: str, current: str, title: str, status_code: int = 200, **values: Any
 ) -> Response:
-    return ctx.render(f"console/{template}", status_code, nav=_nav(ctx, current), title=title,
-                      request_id=secrets.token_hex(12), **{**_outcome(ctx), **values})  # fmt: skip
+    return ctx.render(
+        f"console/{template}",
+        status_code,
+        nav=_nav(ctx, current),
+        title=title,
+        request_id=secrets.token_hex(12),
+        **{**_outcome(ctx), **values},
+    )
 
 
 def _error(exc: GatewayProblem) -> str:
@@ -106,9 +164,16 @@ def _request_id(form: dict[str, str]) -> str:
 
 
 async def _act(
-    ctx: ConsoleContext, back: str, record_id: str, path: str, body: dict[str, Any] | None = None, *, done: str,
-    bad_id: str = "invalid", then: Callable[[Any], Awaitable[None]] | None = None,
-) -> Response:  # fmt: skip
+    ctx: ConsoleContext,
+    back: str,
+    record_id: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    done: str,
+    bad_id: str = "invalid",
+    then: Callable[[Any], Awaitable[None]] | None = None,
+) -> Response:
     """A button on one of the member's records: `record_id` (from the URL) checked for shape, the gateway's `path`
     called as the member (it finds the record within the member's merchant, or answers 404), `then` given its answer;
     back to `back` with the outcome by code."""
@@ -136,18 +201,28 @@ def _home(member: dict[str, Any]) -> str:
 def _start(ctx: ConsoleContext, session: dict[str, Any]) -> None:
     expires = epoch(session["expires_at"]) if isinstance(session["expires_at"], str) else time.time() + 3600
     now = time.time()
-    ctx.page.start_session(Session(
-        user_id=session["member"]["staff_id"], token=session["token"], expires_epoch=expires,
-        idle_until_epoch=min(now + ctx.page.settings.session_idle_seconds, expires), csrf=new_csrf(),
-    ))  # fmt: skip
+    ctx.page.start_session(
+        Session(
+            user_id=session["member"]["staff_id"],
+            token=session["token"],
+            expires_epoch=expires,
+            idle_until_epoch=min(now + ctx.page.settings.session_idle_seconds, expires),
+            csrf=new_csrf(),
+        )
+    )
 
 
 @shared.get("/sign-in", PUBLIC)
 async def sign_in_form(ctx: Console) -> Response:
     reason = ctx.page.request.query_params.get("reason")
     csrf = ctx.page.pre_session_csrf()
-    return ctx.render("console/sign_in.html", title=ctx.page.gettext("Sign in"), pre_session_csrf=csrf,
-                      reason=reason if reason in ("expired", "no_session") else None, **_outcome(ctx))  # fmt: skip
+    return ctx.render(
+        "console/sign_in.html",
+        title=ctx.page.gettext("Sign in"),
+        pre_session_csrf=csrf,
+        reason=reason if reason in ("expired", "no_session") else None,
+        **_outcome(ctx),
+    )
 
 
 @shared.post("/sign-in", PUBLIC)
@@ -157,9 +232,12 @@ async def sign_in(ctx: Console) -> Response:
         session = await api.sign_in(ctx.form.get("email", "")[:254], ctx.form.get("password", "")[:256])
     except GatewayProblem as exc:
         if exc.code == "console_totp_required":
-            return ctx.render("console/sign_in_code.html", title=ctx.page.gettext("Sign in"),
-                              pre_session_csrf=ctx.page.pre_session_csrf(),
-                              ticket=exc.body.get("ticket", ""))  # fmt: skip
+            return ctx.render(
+                "console/sign_in_code.html",
+                title=ctx.page.gettext("Sign in"),
+                pre_session_csrf=ctx.page.pre_session_csrf(),
+                ticket=exc.body.get("ticket", ""),
+            )
         return _sign_in_failed(ctx, exc)
     _start(ctx, session)
     return ctx.redirect(_home(session["member"]), done="signed_in")
@@ -178,20 +256,34 @@ async def sign_in_code(ctx: Console) -> Response:
 def _sign_in_failed(ctx: ConsoleContext, exc: GatewayProblem) -> Response:
     failure = {"console_account_locked": "locked", "rate_limited": "rate_limited"}.get(exc.code, "failed")
     status = {"locked": 423, "rate_limited": 429}.get(failure, 401)
-    return ctx.render("console/sign_in.html", status, title=ctx.page.gettext("Sign in"),
-                      pre_session_csrf=ctx.page.pre_session_csrf(), failure=failure)  # fmt: skip
+    return ctx.render(
+        "console/sign_in.html",
+        status,
+        title=ctx.page.gettext("Sign in"),
+        pre_session_csrf=ctx.page.pre_session_csrf(),
+        failure=failure,
+    )
 
 
 async def _link_page(ctx: ConsoleContext, purpose: str, token: str, failure: str | None = None) -> Response:
     try:
         details = await ctx.api_as_web().inspect_link(token, purpose)
     except GatewayProblem:
-        return ctx.render("console/link.html", 401, title=ctx.page.gettext("Set your password"), invalid=True,
-                          purpose=purpose)  # fmt: skip
+        return ctx.render(
+            "console/link.html", 401, title=ctx.page.gettext("Set your password"), invalid=True, purpose=purpose
+        )
     qr = _qr_data_uri(details["otpauth_uri"]) if details.get("otpauth_uri") else None
-    return ctx.render("console/link.html", 422 if failure else 200, title=ctx.page.gettext("Set your password"),
-                      details=details, qr=qr, token=token, purpose=purpose, failure=failure,
-                      pre_session_csrf=ctx.page.pre_session_csrf())  # fmt: skip
+    return ctx.render(
+        "console/link.html",
+        422 if failure else 200,
+        title=ctx.page.gettext("Set your password"),
+        details=details,
+        qr=qr,
+        token=token,
+        purpose=purpose,
+        failure=failure,
+        pre_session_csrf=ctx.page.pre_session_csrf(),
+    )
 
 
 async def _use_link(ctx: ConsoleContext, purpose: str) -> Response:
@@ -200,9 +292,12 @@ async def _use_link(ctx: ConsoleContext, purpose: str) -> Response:
         return await _link_page(ctx, purpose, token, "mismatch")
     try:
         result = await ctx.api_as_web().redeem_link(
-            token, purpose, password=ctx.form.get("password", "")[:256], name=ctx.form.get("name") or None,
+            token,
+            purpose,
+            password=ctx.form.get("password", "")[:256],
+            name=ctx.form.get("name") or None,
             totp_code=ctx.form.get("totp_code") or None,
-        )  # fmt: skip
+        )
     except GatewayProblem as exc:
         reason = {"console_password_rejected": "weak", "console_totp_invalid": "code"}.get(exc.code, "invalid")
         return await _link_page(ctx, purpose, token, reason)
@@ -210,8 +305,12 @@ async def _use_link(ctx: ConsoleContext, purpose: str) -> Response:
         return ctx.redirect("/console/sign-in", done="password_set")
     _start(ctx, result["session"])
     if result.get("recovery_codes"):
-        return ctx.render("console/recovery_codes.html", title=ctx.page.gettext("Recovery codes"),
-                          codes=result["recovery_codes"], next=_home(result["session"]["member"]))  # fmt: skip
+        return ctx.render(
+            "console/recovery_codes.html",
+            title=ctx.page.gettext("Recovery codes"),
+            codes=result["recovery_codes"],
+            next=_home(result["session"]["member"]),
+        )
     return ctx.redirect(_home(result["session"]["member"]), done="welcome")
 
 
@@ -247,8 +346,7 @@ async def sign_out(ctx: Console) -> Response:
 
 @shared.get("/account", SIGNED_IN)
 async def account(ctx: Console) -> Response:
-    return ctx.render("console/account.html", title=ctx.page.gettext("My account"), nav=_nav_of(ctx),
-                      **_outcome(ctx))  # fmt: skip
+    return ctx.render("console/account.html", title=ctx.page.gettext("My account"), nav=_nav_of(ctx), **_outcome(ctx))
 
 
 def _nav_of(ctx: ConsoleContext) -> list[dict[str, str | bool]]:
@@ -258,8 +356,13 @@ def _nav_of(ctx: ConsoleContext) -> list[dict[str, str | bool]]:
 @shared.post("/account/totp", SIGNED_IN)
 async def begin_totp(ctx: Console) -> Response:
     enrolment = await ctx.api.post("/v1/console/me/totp")
-    return ctx.render("console/account.html", title=ctx.page.gettext("My account"), nav=_nav_of(ctx),
-                      enrolment=enrolment, qr=_qr_data_uri(enrolment["otpauth_uri"]))  # fmt: skip
+    return ctx.render(
+        "console/account.html",
+        title=ctx.page.gettext("My account"),
+        nav=_nav_of(ctx),
+        enrolment=enrolment,
+        qr=_qr_data_uri(enrolment["otpauth_uri"]),
+    )
 
 
 @shared.post("/account/totp/confirm", SIGNED_IN)
@@ -268,8 +371,12 @@ async def confirm_totp(ctx: Console) -> Response:
         result = await ctx.api.post("/v1/console/me/totp/confirmation", {"code": ctx.form.get("code", "")[:20]})
     except GatewayProblem as exc:
         return ctx.redirect("/console/account", error=_error(exc))
-    return ctx.render("console/recovery_codes.html", title=ctx.page.gettext("Recovery codes"),
-                      codes=result["recovery_codes"], next="/console/account")  # fmt: skip
+    return ctx.render(
+        "console/recovery_codes.html",
+        title=ctx.page.gettext("Recovery codes"),
+        codes=result["recovery_codes"],
+        next="/console/account",
+    )
 
 
 # ---- dashboard ---------------------------------------------------------------------------------------------
@@ -281,11 +388,20 @@ async def dashboard(ctx: Console, mode: Annotated[str, Query(max_length=4)] = "l
     mode = mode if mode in ("live", "test") else "live"
     today = datetime.now(CHINA).date()
     since = datetime(today.year, today.month, today.day, tzinfo=CHINA) - timedelta(days=DASHBOARD_DAYS - 1)
-    answer = await ctx.api.get("/v1/payments/aggregates", created_from=since.isoformat(),
-                               livemode="true" if mode == "live" else "false")  # fmt: skip
+    answer = await ctx.api.get(
+        "/v1/payments/aggregates", created_from=since.isoformat(), livemode="true" if mode == "live" else "false"
+    )
     figures = dashboard_figures(answer.get("data", []), today=today)
-    return _show(ctx, "merchant_dashboard.html", "", ctx.page.gettext("Dashboard"), figures=figures, mode=mode,
-                 chart=daily_chart(figures["daily"]), channel_chart=channel_chart(figures["windows"][2]))  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_dashboard.html",
+        "",
+        ctx.page.gettext("Dashboard"),
+        figures=figures,
+        mode=mode,
+        chart=daily_chart(figures["daily"]),
+        channel_chart=channel_chart(figures["windows"][2]),
+    )
 
 
 def dashboard_figures(rows: list[dict[str, Any]], *, today: date) -> dict[str, Any]:
@@ -296,8 +412,9 @@ def dashboard_figures(rows: list[dict[str, Any]], *, today: date) -> dict[str, A
     for days, key in ((1, "today"), (7, "7d"), (30, "30d")):
         since = today - timedelta(days=days - 1)
         chosen = [r for r in rows if date.fromisoformat(str(r["day"])) >= since]
-        by_channel: dict[str, dict[str, int]] = defaultdict(lambda: {"volume_minor": 0, "count": 0, "succeeded": 0,
-                                                                     "refunded_minor": 0})  # fmt: skip
+        by_channel: dict[str, dict[str, int]] = defaultdict(
+            lambda: {"volume_minor": 0, "count": 0, "succeeded": 0, "refunded_minor": 0}
+        )
         for r in chosen:
             row = by_channel[r.get("channel") or "-"]
             row["count"] += r["count"]
@@ -307,14 +424,17 @@ def dashboard_figures(rows: list[dict[str, Any]], *, today: date) -> dict[str, A
             row["refunded_minor"] += r["refunded_minor"]
         ended = sum(r["count"] for r in chosen if r["status"] in ("succeeded", "failed", "closed"))
         succeeded = [r for r in chosen if r["status"] == "succeeded"]
-        windows.append({
-            "key": key, "count": sum(r["count"] for r in chosen),
-            "volume_minor": sum(r["amount_minor"] for r in succeeded),
-            "refunded_minor": sum(r["refunded_minor"] for r in chosen),
-            "fee_minor": sum(r["platform_fee_minor"] for r in succeeded),
-            "success_permille": (1000 * sum(r["count"] for r in succeeded) // ended) if ended else None,
-            "by_channel": dict(sorted(by_channel.items())),
-        })  # fmt: skip
+        windows.append(
+            {
+                "key": key,
+                "count": sum(r["count"] for r in chosen),
+                "volume_minor": sum(r["amount_minor"] for r in succeeded),
+                "refunded_minor": sum(r["refunded_minor"] for r in chosen),
+                "fee_minor": sum(r["platform_fee_minor"] for r in succeeded),
+                "success_permille": (1000 * sum(r["count"] for r in succeeded) // ended) if ended else None,
+                "by_channel": dict(sorted(by_channel.items())),
+            }
+        )
     daily: dict[date, int] = {today - timedelta(days=i): 0 for i in range(DASHBOARD_DAYS)}
     for r in rows:
         day = date.fromisoformat(str(r["day"]))
@@ -328,8 +448,17 @@ def daily_chart(daily: list[tuple[date, int]]) -> dict[str, Any]:
     width, height, gap = 600, 160, 2
     top = max((v for _, v in daily), default=0) or 1
     bar = (width - gap * len(daily)) // max(len(daily), 1)
-    bars = [{"x": i * (bar + gap), "y": height - (v * height // top), "w": bar, "h": v * height // top,
-             "day": d.isoformat(), "value": v} for i, (d, v) in enumerate(daily)]  # fmt: skip
+    bars = [
+        {
+            "x": i * (bar + gap),
+            "y": height - (v * height // top),
+            "w": bar,
+            "h": v * height // top,
+            "day": d.isoformat(),
+            "value": v,
+        }
+        for i, (d, v) in enumerate(daily)
+    ]
     return {"width": width, "height": height, "bars": bars, "top_minor": top}
 
 
@@ -337,8 +466,10 @@ def channel_chart(window: dict[str, Any]) -> dict[str, Any]:
     width, row = 600, 28
     rows = list(window["by_channel"].items())
     top = max((r["volume_minor"] for _, r in rows), default=0) or 1
-    bars = [{"y": i * row, "w": max(r["volume_minor"] * (width - 160) // top, 1), "channel": ch,
-             "value": r["volume_minor"]} for i, (ch, r) in enumerate(rows)]  # fmt: skip
+    bars = [
+        {"y": i * row, "w": max(r["volume_minor"] * (width - 160) // top, 1), "channel": ch, "value": r["volume_minor"]}
+        for i, (ch, r) in enumerate(rows)
+    ]
     return {"width": width, "height": max(len(rows), 1) * row, "bars": bars}
 
 
@@ -360,24 +491,44 @@ async def payments(
     in yuan, asked in minor units), newest first, a page at a time. An amount that is not one is said so, and
     nothing is searched (an unfiltered page would look like an answer)."""
     date_from, date_to = _day(from_text), _day(to_text)
-    filters: dict[str, Any] = {"order_no": order_no.strip(), "status": status if status in STATUSES else "",
-               "channel": channel if channel in CHANNELS else "", "from": date_from, "to": date_to,
-               "amount": amount.strip(), "amount_min": amount_min.strip(),
-               "amount_max": amount_max.strip()}  # fmt: skip
+    filters: dict[str, Any] = {
+        "order_no": order_no.strip(),
+        "status": status if status in STATUSES else "",
+        "channel": channel if channel in CHANNELS else "",
+        "from": date_from,
+        "to": date_to,
+        "amount": amount.strip(),
+        "amount_min": amount_min.strip(),
+        "amount_max": amount_max.strip(),
+    }
     show: dict[str, Any] = {"filters": filters, "statuses": STATUSES, "channels": CHANNELS}
     by_amount = amount_query(filters["amount"], filters["amount_min"], filters["amount_max"])
     if by_amount is None:
-        return _show(ctx, "merchant_payments.html", "/payments", ctx.page.gettext("Payments"), 422, items=[],
-                     next_query=None, error="amount_invalid", **show)  # fmt: skip
+        return _show(
+            ctx,
+            "merchant_payments.html",
+            "/payments",
+            ctx.page.gettext("Payments"),
+            422,
+            items=[],
+            next_query=None,
+            error="amount_invalid",
+            **show,
+        )
     try:
         if filters["order_no"]:
             page = await ctx.api.get("/v1/payments", merchant_order_no=filters["order_no"])
         else:
             page = await ctx.api.get(
-                "/v1/payments", limit=PAGE_SIZE, cursor=cursor, status=filters["status"], channel=filters["channel"],
+                "/v1/payments",
+                limit=PAGE_SIZE,
+                cursor=cursor,
+                status=filters["status"],
+                channel=filters["channel"],
                 created_from=_day_start(date_from),
-                created_to=_day_start(date_to + timedelta(days=1)) if date_to else None, **by_amount,
-            )  # fmt: skip
+                created_to=_day_start(date_to + timedelta(days=1)) if date_to else None,
+                **by_amount,
+            )
     except GatewayProblem as exc:
         if exc.status not in (404, 422):
             raise
@@ -385,15 +536,25 @@ async def payments(
     next_cursor = page.get("next_cursor")
     kept = {k: str(v) for k, v in filters.items() if v and k != "order_no"}
     next_query = urlencode({**kept, "cursor": next_cursor}) if next_cursor else None
-    return _show(ctx, "merchant_payments.html", "/payments", ctx.page.gettext("Payments"), items=page.get("data", []),
-                 next_query=next_query, **show)  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_payments.html",
+        "/payments",
+        ctx.page.gettext("Payments"),
+        items=page.get("data", []),
+        next_query=next_query,
+        **show,
+    )
 
 
 def amount_query(exact: str, low: str, high: str) -> dict[str, int] | None:
     """The cashier's amount filter from the form's yuan fields (each empty = not asked): an exact amount, or a range
     open at either end; None when a field is not an amount, or the range is empty (low above high)."""
-    parsed = {key: parse_amount_minor(text) for key, text in
-              (("amount_minor", exact), ("amount_minor_gte", low), ("amount_minor_lte", high)) if text}  # fmt: skip
+    parsed = {
+        key: parse_amount_minor(text)
+        for key, text in (("amount_minor", exact), ("amount_minor_gte", low), ("amount_minor_lte", high))
+        if text
+    }
     if any(v is None for v in parsed.values()):
         return None
     query = {k: v for k, v in parsed.items() if v is not None}
@@ -429,9 +590,18 @@ async def payment(ctx: Console, payment_id: str) -> Response:
     refunds = (await ctx.api.get(f"/v1/payments/{payment_id}/refunds", limit=100)).get("data", [])
     deliveries = (await ctx.api.get(f"/v1/payments/{payment_id}/webhook-deliveries", limit=100)).get("data", [])
     threshold = (await ctx.api.get("/v1/console/settings"))["refund_approval_threshold_minor"]
-    return _show(ctx, "merchant_payment.html", "/payments", ctx.page.gettext("Payment"), payment=detail,
-                 timeline=payment_timeline(detail, refunds), refunds=refunds, deliveries=deliveries,
-                 threshold_minor=threshold, postings=await _postings(ctx, payment_id, refunds))  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_payment.html",
+        "/payments",
+        ctx.page.gettext("Payment"),
+        payment=detail,
+        timeline=payment_timeline(detail, refunds),
+        refunds=refunds,
+        deliveries=deliveries,
+        threshold_minor=threshold,
+        postings=await _postings(ctx, payment_id, refunds),
+    )
 
 
 async def _postings(ctx: ConsoleContext, payment_id: str, refunds: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
@@ -439,8 +609,11 @@ async def _postings(ctx: ConsoleContext, payment_id: str, refunds: list[dict[str
     other parties' lines); None when the ledger did not answer (the rest of the page still shows)."""
     refund_ids = [r["id"] for r in refunds if r.get("status") == "succeeded"][:20]
     try:
-        answer = await ctx.api.call("GET", f"/v1/console/payments/{payment_id}/postings",
-                                    params={"refund_id": refund_ids} if refund_ids else None)  # fmt: skip
+        answer = await ctx.api.call(
+            "GET",
+            f"/v1/console/payments/{payment_id}/postings",
+            params={"refund_id": refund_ids} if refund_ids else None,
+        )
     except (GatewayProblem, GatewayUnavailable) as exc:
         log.warning("payment postings not read", error=str(exc))
         return None
@@ -499,8 +672,9 @@ async def _resend(ctx: ConsoleContext, back: str, delivery_id: str, owner_field:
         after = await ctx.api.post(f"/v1/webhook-deliveries/{delivery_id}/resend", idempotency_key=key)
     except GatewayProblem as exc:
         return ctx.redirect(back, error=_error(exc))
-    await ctx.api.audit("webhook.resent", delivery_id, {k: before.get(k) for k in fields},
-                        {k: after.get(k) for k in fields})  # fmt: skip
+    await ctx.api.audit(
+        "webhook.resent", delivery_id, {k: before.get(k) for k in fields}, {k: after.get(k) for k in fields}
+    )
     return ctx.redirect(back, done="resent")
 
 
@@ -515,10 +689,15 @@ async def request_refund(ctx: Console, payment_id: str) -> Response:
         detail = await ctx.api.get(f"/v1/payments/{payment_id}")  # the member's own merchant's payment, or 404
         if amount > detail["refundable_minor"]:
             return ctx.redirect(back, error="amount_invalid")
-        request = await ctx.api.post("/v1/console/refund-requests", {
-            "payment_id": payment_id, "amount_minor": amount, "currency": detail["currency"],
-            "reason": ctx.form.get("reason", "")[:200],
-        })  # fmt: skip
+        request = await ctx.api.post(
+            "/v1/console/refund-requests",
+            {
+                "payment_id": payment_id,
+                "amount_minor": amount,
+                "currency": detail["currency"],
+                "reason": ctx.form.get("reason", "")[:200],
+            },
+        )
         if request["status"] == "approved":
             await _execute(ctx, request)
             return ctx.redirect(back, done="refund_made")
@@ -540,8 +719,14 @@ async def _execute(ctx: ConsoleContext, request: dict[str, Any]) -> None:
 @routes.get("/refunds", "payments.read")
 async def refunds(ctx: Console, cursor: Cursor = None) -> Response:
     page = await ctx.api.get("/v1/console/refund-requests", limit=PAGE_SIZE, cursor=cursor)
-    return _show(ctx, "merchant_refunds.html", "/refunds", ctx.page.gettext("Refunds"), items=page["data"],
-                 next_cursor=page.get("next_cursor"))  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_refunds.html",
+        "/refunds",
+        ctx.page.gettext("Refunds"),
+        items=page["data"],
+        next_cursor=page.get("next_cursor"),
+    )
 
 
 @routes.post("/refunds/{request_id}/approve", "refunds.approve")
@@ -593,8 +778,9 @@ async def statements_csv(
     params = {k: v.isoformat() for k, v in (("from", date_from), ("to", date_to)) if v is not None}
     body = await ctx.api.csv("/v1/statements/transactions.csv", params)
     name = f"{ctx.merchant_id}-transactions.csv"
-    response = Response(body, media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition": f'attachment; filename="{name}"'})  # fmt: skip
+    response = Response(
+        body, media_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{name}"'}
+    )
     ctx.page.finish(response)
     return response
 
@@ -605,8 +791,15 @@ async def payouts(ctx: Console, cursor: Cursor = None) -> Response:
     statement = await ctx.api.get("/v1/statements/current")
     settled = (statement.get("balances") or {}).get("CNY", {}).get("settled_minor", 0)
     items = page.get("data", page.get("payouts", []))  # the list envelope ({data, has_more, next_cursor})
-    return _show(ctx, "merchant_payouts.html", "/payouts", ctx.page.gettext("Payouts"), items=items,
-                 next_cursor=page.get("next_cursor"), settled_minor=settled)  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_payouts.html",
+        "/payouts",
+        ctx.page.gettext("Payouts"),
+        items=items,
+        next_cursor=page.get("next_cursor"),
+        settled_minor=settled,
+    )
 
 
 @routes.post("/payouts", "payouts.create")
@@ -617,8 +810,14 @@ async def request_payout(ctx: Console) -> Response:
     if amount is None or not (4 <= len(account_no) <= 64 and account_no.replace("-", "").isalnum()) or not account_name:
         return ctx.redirect("/console/merchant/payouts", error="amount_invalid" if amount is None else "invalid")
     rid = _request_id(ctx.form)
-    body = {"amount_minor": amount, "currency": "CNY", "account_no": account_no, "account_name": account_name[:128],
-            "idempotency_key": f"console-{rid}", "rail": "bank"}  # fmt: skip
+    body = {
+        "amount_minor": amount,
+        "currency": "CNY",
+        "account_no": account_no,
+        "account_name": account_name[:128],
+        "idempotency_key": f"console-{rid}",
+        "rail": "bank",
+    }
     try:
         payout = await ctx.api.post("/v1/payouts", body, idempotency_key=f"console-po-{rid}")
     except GatewayProblem as exc:
@@ -638,8 +837,17 @@ async def reconciliation(ctx: Console, day_text: Annotated[str, Query(alias="day
     every payment that differs. Yesterday unless a day is asked (a day's statement is complete the day after)."""
     day = _day(day_text) or datetime.now(CHINA).date() - timedelta(days=1)
     title = ctx.page.gettext("Reconciliation")
-    rows = list(csv.DictReader(io.StringIO((await ctx.api.csv(
-        "/v1/statements/transactions.csv", {"from": day.isoformat(), "to": day.isoformat()})).decode())))  # fmt: skip
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                (
+                    await ctx.api.csv(
+                        "/v1/statements/transactions.csv", {"from": day.isoformat(), "to": day.isoformat()}
+                    )
+                ).decode()
+            )
+        )
+    )
     payments, partial = await _succeeded_on(ctx, day)
     found = {p["id"] for p in payments}
     for row in [r for r in rows if r["status"] == "succeeded" and r["payment_id"] not in found][:RECONCILE_LOOKUPS_MAX]:
@@ -648,8 +856,15 @@ async def reconciliation(ctx: Console, day_text: Annotated[str, Query(alias="day
         except GatewayProblem as exc:
             if exc.status != 404:
                 raise
-    return _show(ctx, "merchant_reconciliation.html", "/reconciliation", title, day=day.isoformat(),
-                 result=reconcile_day(day, payments, rows), partial=partial)  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_reconciliation.html",
+        "/reconciliation",
+        title,
+        day=day.isoformat(),
+        result=reconcile_day(day, payments, rows),
+        partial=partial,
+    )
 
 
 async def _succeeded_on(ctx: ConsoleContext, day: date) -> tuple[list[dict[str, Any]], bool]:
@@ -659,9 +874,14 @@ async def _succeeded_on(ctx: ConsoleContext, day: date) -> tuple[list[dict[str, 
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     while True:
-        page = await ctx.api.get("/v1/payments", status="succeeded", limit=100, cursor=cursor,
-                                 created_from=(start - timedelta(days=1)).isoformat(),
-                                 created_to=(start + timedelta(days=1)).isoformat())  # fmt: skip
+        page = await ctx.api.get(
+            "/v1/payments",
+            status="succeeded",
+            limit=100,
+            cursor=cursor,
+            created_from=(start - timedelta(days=1)).isoformat(),
+            created_to=(start + timedelta(days=1)).isoformat(),
+        )
         items.extend(page.get("data", []))
         cursor = page.get("next_cursor")
         if not cursor or len(items) >= RECONCILE_PAYMENTS_MAX:
@@ -699,14 +919,17 @@ def reconcile_day(day: date, payments: list[dict[str, Any]], rows: list[dict[str
         if kind is None:
             continue
         known = listed.get(pid) or {}
-        differences.append({
-            "payment_id": pid, "kind": kind,
-            "merchant_order_no": (mine or {}).get("merchant_order_no") or known.get("merchant_order_no"),
-            "currency": (mine or {}).get("currency") or known.get("currency") or "CNY",
-            "amount_minor": int(mine["amount_minor"]) if mine else None,
-            "stated_amount_minor": int(theirs["amount_minor"]) if theirs else None,
-            "stated_status": known.get("status") or None,
-        })  # fmt: skip
+        differences.append(
+            {
+                "payment_id": pid,
+                "kind": kind,
+                "merchant_order_no": (mine or {}).get("merchant_order_no") or known.get("merchant_order_no"),
+                "currency": (mine or {}).get("currency") or known.get("currency") or "CNY",
+                "amount_minor": int(mine["amount_minor"]) if mine else None,
+                "stated_amount_minor": int(theirs["amount_minor"]) if theirs else None,
+                "stated_status": known.get("status") or None,
+            }
+        )
     matched = len(ours.keys() & stated.keys()) - disagree
     rows_out = [{"channel": ch, "currency": cur, **v} for (ch, cur), v in sorted(channels.items())]
     return {"channels": rows_out, "differences": differences, "matched": matched}
@@ -735,8 +958,15 @@ async def api_keys(ctx: Console) -> Response:
 async def _keys_with_secret(ctx: ConsoleContext, secret: dict[str, Any]) -> Response:
     """The secret is shown on this answer only (no redirect, no-store): it is never stored or shown again."""
     keys = (await ctx.api.get("/v1/console/api-keys"))["data"]
-    return _show(ctx, "merchant_api_keys.html", "/api-keys", ctx.page.gettext("API keys"), keys=keys, overlaps=OVERLAPS,
-                 secret=secret)  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_api_keys.html",
+        "/api-keys",
+        ctx.page.gettext("API keys"),
+        keys=keys,
+        overlaps=OVERLAPS,
+        secret=secret,
+    )
 
 
 @routes.post("/api-keys", "api_keys.manage")
@@ -779,8 +1009,16 @@ async def invite(ctx: Console) -> Response:
         return ctx.redirect("/console/merchant/staff", error=_error(exc))
     members = (await ctx.api.get("/v1/console/staff"))["data"]
     # The one-time link is shown on this answer only, to be handed to the person invited.
-    return _show(ctx, "merchant_staff.html", "/staff", ctx.page.gettext("Staff"), members=members, roles=MERCHANT_ROLES,
-                 invited=invited, done="invited")  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_staff.html",
+        "/staff",
+        ctx.page.gettext("Staff"),
+        members=members,
+        roles=MERCHANT_ROLES,
+        invited=invited,
+        done="invited",
+    )
 
 
 @routes.post("/staff/{staff_id}/role", "staff.manage")
@@ -798,8 +1036,14 @@ async def remove(ctx: Console, staff_id: str) -> Response:
 @routes.get("/audit", "audit.read")
 async def audit(ctx: Console, cursor: Cursor = None) -> Response:
     page = await ctx.api.get("/v1/console/audit", limit=50, cursor=cursor)
-    return _show(ctx, "merchant_audit.html", "/audit", ctx.page.gettext("Audit log"), items=audit_entries(page["data"]),
-                 next_cursor=page.get("next_cursor"))  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_audit.html",
+        "/audit",
+        ctx.page.gettext("Audit log"),
+        items=audit_entries(page["data"]),
+        next_cursor=page.get("next_cursor"),
+    )
 
 
 @routes.get("/settings", "settings.manage")
@@ -847,8 +1091,18 @@ def _key(ctx: ConsoleContext, what: str) -> str:
 async def _endpoints_page(ctx: ConsoleContext, mode: str, status_code: int = 200, **values: Any) -> Response:
     """The endpoints of one mode (an endpoint gets its own mode's events only) and the form adding one in it."""
     endpoints = (await ctx.api.in_mode(mode).get("/v1/webhook-endpoints")).get("data", [])
-    return _show(ctx, "merchant_webhooks.html", "/webhooks", ctx.page.gettext("Webhooks"), status_code,
-                 endpoints=endpoints, event_types=EVENT_TYPES, overlaps=OVERLAPS, mode=mode, **values)  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_webhooks.html",
+        "/webhooks",
+        ctx.page.gettext("Webhooks"),
+        status_code,
+        endpoints=endpoints,
+        event_types=EVENT_TYPES,
+        overlaps=OVERLAPS,
+        mode=mode,
+        **values,
+    )
 
 
 @routes.get("/webhooks", "webhooks.manage")
@@ -867,8 +1121,9 @@ async def create_endpoint(ctx: Console) -> Response:
         return ctx.redirect(WEBHOOKS, error="invalid", mode=mode)
     body = {"url": url, "enabled_events": events, "description": ctx.form.get("description", "").strip()[:500] or None}
     try:
-        created = await ctx.api.in_mode(mode).call("POST", "/v1/webhook-endpoints", json=body,
-                                                   idempotency_key=_key(ctx, "we"))  # fmt: skip
+        created = await ctx.api.in_mode(mode).call(
+            "POST", "/v1/webhook-endpoints", json=body, idempotency_key=_key(ctx, "we")
+        )
     except GatewayProblem as exc:
         return ctx.redirect(WEBHOOKS, error=_error(exc), mode=mode)
     await ctx.api.audit("webhook_endpoint.created", created["id"], None, _endpoint_record(created))
@@ -880,8 +1135,9 @@ def _endpoint_record(endpoint: dict[str, Any]) -> dict[str, Any]:
     return {k: endpoint.get(k) for k in ENDPOINT_FIELDS}
 
 
-async def _change_endpoint(ctx: ConsoleContext, endpoint_id: str, action: str, method: str, path: str,
-                           body: dict[str, Any] | None = None) -> dict[str, Any] | Response:  # fmt: skip
+async def _change_endpoint(
+    ctx: ConsoleContext, endpoint_id: str, action: str, method: str, path: str, body: dict[str, Any] | None = None
+) -> dict[str, Any] | Response:
     """One write on one of the merchant's endpoints (the cashier finds it within the merchant, or 404), audited with
     the endpoint before and after; a Response when it was refused (back to the list of the page's mode with the
     reason)."""
@@ -894,13 +1150,15 @@ async def _change_endpoint(ctx: ConsoleContext, endpoint_id: str, action: str, m
     except GatewayProblem as exc:
         return ctx.redirect(WEBHOOKS, error=_error(exc), mode=mode)
     after = after if isinstance(after, dict) and after else {}
-    await ctx.api.audit(f"webhook_endpoint.{action}", endpoint_id, _endpoint_record(before),
-                        _endpoint_record(after) if after else None)  # fmt: skip
+    await ctx.api.audit(
+        f"webhook_endpoint.{action}", endpoint_id, _endpoint_record(before), _endpoint_record(after) if after else None
+    )
     return after
 
 
-async def _switch_endpoint(ctx: ConsoleContext, endpoint_id: str, action: str, method: str,
-                           body: dict[str, Any] | None = None) -> Response:  # fmt: skip
+async def _switch_endpoint(
+    ctx: ConsoleContext, endpoint_id: str, action: str, method: str, body: dict[str, Any] | None = None
+) -> Response:
     """Enable, disable or delete an endpoint, then back to the list of the page's mode saying what was done."""
     done = await _change_endpoint(ctx, endpoint_id, action, method, f"/v1/webhook-endpoints/{endpoint_id}", body)
     if isinstance(done, Response):
@@ -939,9 +1197,11 @@ async def rotate_endpoint_secret(ctx: Console, endpoint_id: str) -> Response:
 
 @routes.get("/webhooks/{endpoint_id}", "webhooks.manage")
 async def endpoint_deliveries(
-    ctx: Console, endpoint_id: str, cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
+    ctx: Console,
+    endpoint_id: str,
+    cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$")] = None,
     delivery: Annotated[str | None, Query(max_length=64)] = None,
-) -> Response:  # fmt: skip
+) -> Response:
     """One endpoint and its deliveries, newest first (cursor pages); with `?delivery=` that delivery's attempts."""
     title = ctx.page.gettext("Webhooks")
     if not _looks_like_id(endpoint_id):
@@ -958,8 +1218,16 @@ async def endpoint_deliveries(
         return _show(ctx, "merchant_endpoint.html", "/webhooks", title, 404, endpoint=None)
     if shown is not None and shown.get("endpoint_id") != endpoint_id:
         shown = None  # a delivery of another endpoint is not shown on this one's page
-    return _show(ctx, "merchant_endpoint.html", "/webhooks", title, endpoint=endpoint, items=page.get("data", []),
-                 next_cursor=page.get("next_cursor"), shown=shown)  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_endpoint.html",
+        "/webhooks",
+        title,
+        endpoint=endpoint,
+        items=page.get("data", []),
+        next_cursor=page.get("next_cursor"),
+        shown=shown,
+    )
 
 
 @routes.post("/webhooks/{endpoint_id}/deliveries/{delivery_id}/resend", "webhooks.resend")
@@ -977,8 +1245,11 @@ async def balances(ctx: Console, mode: Annotated[str, Query(max_length=4)] = "li
     live book, or the test one when asked: a console session has no key mode, and test money is never added to
     live money (the ledger's `livemode`)."""
     mode = mode if mode in ("live", "test") else "live"
-    figures = await ctx.api.get(f"/v1/wallet/merchants/{ctx.merchant_id}/balances", currency="CNY",
-                                livemode="true" if mode == "live" else "false")  # fmt: skip
+    figures = await ctx.api.get(
+        f"/v1/wallet/merchants/{ctx.merchant_id}/balances",
+        currency="CNY",
+        livemode="true" if mode == "live" else "false",
+    )
     return _show(ctx, "merchant_balances.html", "/balances", ctx.page.gettext("Balances"), figures=figures, mode=mode)
 
 
@@ -994,9 +1265,16 @@ async def payment_links(
     """The links of one mode (the switch; a test link is paid in the sandboxes only) and the form making one in it."""
     mode = console_mode(ctx, mode)
     page = await ctx.api.in_mode(mode).get("/v1/payment-links", limit=PAGE_SIZE, cursor=cursor)
-    return _show(ctx, "merchant_payment_links.html", "/payment-links", ctx.page.gettext("Payment links"),
-                 items=page.get("data", []), next_cursor=page.get("next_cursor"),
-                 payer_fields=PAYER_FIELDS, mode=mode)  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_payment_links.html",
+        "/payment-links",
+        ctx.page.gettext("Payment links"),
+        items=page.get("data", []),
+        next_cursor=page.get("next_cursor"),
+        payer_fields=PAYER_FIELDS,
+        mode=mode,
+    )
 
 
 def link_draft(form: dict[str, str], *, now: datetime) -> dict[str, Any] | None:
@@ -1006,8 +1284,11 @@ def link_draft(form: dict[str, str], *, now: datetime) -> dict[str, Any] | None:
     description = form.get("description", "").strip()[:256]
     if not description:
         return None
-    body: dict[str, Any] = {"currency": "CNY", "description": description,
-                            "payer_fields": [f for f in PAYER_FIELDS if form.get(f"field_{f}")]}  # fmt: skip
+    body: dict[str, Any] = {
+        "currency": "CNY",
+        "description": description,
+        "payer_fields": [f for f in PAYER_FIELDS if form.get(f"field_{f}")],
+    }
     if form.get("amount_kind") == "fixed":
         amount = parse_amount_minor(form.get("amount", ""))
         if amount is None:
@@ -1043,12 +1324,18 @@ async def create_payment_link(ctx: Console) -> Response:
     if body is None:
         return ctx.redirect(LINKS, error="invalid", mode=mode)
     try:
-        link = await ctx.api.in_mode(mode).call("POST", "/v1/payment-links", json=body,
-                                                idempotency_key=_key(ctx, "pl"))  # fmt: skip
+        link = await ctx.api.in_mode(mode).call("POST", "/v1/payment-links", json=body, idempotency_key=_key(ctx, "pl"))
     except GatewayProblem as exc:
         return ctx.redirect(LINKS, error=_error(exc), mode=mode)
-    record = ("amount_minor", "amount_min_minor", "amount_max_minor", "description", "max_uses", "expires_at",
-              "livemode")  # fmt: skip
+    record = (
+        "amount_minor",
+        "amount_min_minor",
+        "amount_max_minor",
+        "description",
+        "max_uses",
+        "expires_at",
+        "livemode",
+    )
     await ctx.api.audit("payment_link.created", link["id"], None, {k: link.get(k) for k in record})
     return ctx.redirect(LINKS, done="link_created", mode=mode)
 
@@ -1060,12 +1347,14 @@ async def deactivate_payment_link(ctx: Console, link_id: str) -> Response:
         return ctx.redirect(LINKS, error="invalid", mode=mode)
     try:
         before = await ctx.api.get(f"/v1/payment-links/{link_id}")
-        link = await ctx.api.call("POST", f"/v1/payment-links/{link_id}/deactivate",
-                                  idempotency_key=_key(ctx, f"pl-off-{link_id}"))  # fmt: skip
+        link = await ctx.api.call(
+            "POST", f"/v1/payment-links/{link_id}/deactivate", idempotency_key=_key(ctx, f"pl-off-{link_id}")
+        )
     except GatewayProblem as exc:
         return ctx.redirect(LINKS, error=_error(exc), mode=mode)
-    await ctx.api.audit("payment_link.deactivated", link_id, {"status": before.get("status")},
-                        {"status": link.get("status")})  # fmt: skip
+    await ctx.api.audit(
+        "payment_link.deactivated", link_id, {"status": before.get("status")}, {"status": link.get("status")}
+    )
     return ctx.redirect(LINKS, done="deactivated", mode=mode)
 
 
@@ -1075,9 +1364,15 @@ REDEEM = "/console/merchant/coupons/redeem"
 COUPON_QR_PREFIX = "JUHECPN1:"  # marketing's QR payload prefix (services/marketing/api/routes/coupons.py QR_PREFIX)
 STOCK_ACTIONS = ("start", "pause", "resume", "end")  # marketing's transitions (ending is final: no coupon is issued,
 # claimed or redeemed from an ended stock any more)
-REDEEM_REFUSALS = {"coupon_not_found": "unknown", "coupon_used": "used", "coupon_locked": "used",
-                   "coupon_voided": "unknown", "coupon_not_applicable": "rules", "coupon_expired": "expired",
-                   "undo_window_passed": "late"}  # fmt: skip
+REDEEM_REFUSALS = {
+    "coupon_not_found": "unknown",
+    "coupon_used": "used",
+    "coupon_locked": "used",
+    "coupon_voided": "unknown",
+    "coupon_not_applicable": "rules",
+    "coupon_expired": "expired",
+    "undo_window_passed": "late",
+}
 
 
 @routes.get("/coupons", "coupons.read")
@@ -1089,8 +1384,15 @@ async def coupons(ctx: Console, cursor: Cursor = None) -> Response:
     stats: dict[str, dict[str, Any]] = {}
     for campaign_id in dict.fromkeys(s["campaign_id"] for s in stocks):
         stats[campaign_id] = await ctx.api.get(f"/v1/marketing/campaigns/{campaign_id}/stats")
-    return _show(ctx, "merchant_coupons.html", "/coupons", ctx.page.gettext("Coupons"), stocks=stocks, stats=stats,
-                 next_cursor=page.get("next_cursor"))  # fmt: skip
+    return _show(
+        ctx,
+        "merchant_coupons.html",
+        "/coupons",
+        ctx.page.gettext("Coupons"),
+        stocks=stocks,
+        stats=stats,
+        next_cursor=page.get("next_cursor"),
+    )
 
 
 def percent_bps(text: str) -> int | None:
@@ -1122,8 +1424,15 @@ def stock_draft(form: dict[str, str]) -> dict[str, Any] | None:
         if amount is None:
             return None
         discount = {"discount_kind": "fixed", "amount_off_minor": amount}
-    return {"name": name, **discount, "currency": "CNY", "threshold_minor": threshold,
-            "valid_days_after_claim": int(days), "funding_party": "merchant", "budget_count": int(count)}  # fmt: skip
+    return {
+        "name": name,
+        **discount,
+        "currency": "CNY",
+        "threshold_minor": threshold,
+        "valid_days_after_claim": int(days),
+        "funding_party": "merchant",
+        "budget_count": int(count),
+    }
 
 
 @routes.post("/coupons", "coupons.manage")
@@ -1133,15 +1442,32 @@ async def create_stock(ctx: Console) -> Response:
     if draft is None:
         return ctx.redirect(COUPONS, error="invalid")
     try:
-        campaign = await ctx.api.call("POST", "/v1/marketing/campaigns", json={"name": draft["name"]},
-                                      idempotency_key=_key(ctx, "cmp"))  # fmt: skip
+        campaign = await ctx.api.call(
+            "POST", "/v1/marketing/campaigns", json={"name": draft["name"]}, idempotency_key=_key(ctx, "cmp")
+        )
         body = {**draft, "campaign_id": campaign["campaign_id"]}
         stock = await ctx.api.call("POST", "/v1/marketing/stocks", json=body, idempotency_key=_key(ctx, "cps"))
     except GatewayProblem as exc:
         return ctx.redirect(COUPONS, error=_error(exc))
-    await ctx.api.audit("coupon_stock.created", stock["stock_id"], None, {k: stock.get(k) for k in (
-        "name", "status", "discount_kind", "amount_off_minor", "percent_off_bps", "discount_cap_minor",
-        "threshold_minor", "funding_party", "budget_count")})  # fmt: skip
+    await ctx.api.audit(
+        "coupon_stock.created",
+        stock["stock_id"],
+        None,
+        {
+            k: stock.get(k)
+            for k in (
+                "name",
+                "status",
+                "discount_kind",
+                "amount_off_minor",
+                "percent_off_bps",
+                "discount_cap_minor",
+                "threshold_minor",
+                "funding_party",
+                "budget_count",
+            )
+        },
+    )
     return ctx.redirect(COUPONS, done="stock_created")
 
 
@@ -1153,12 +1479,14 @@ async def change_stock(ctx: Console, stock_id: str, action: str) -> Response:
         return ctx.redirect(COUPONS, error="invalid")
     try:
         before = await ctx.api.get(f"/v1/marketing/stocks/{stock_id}")
-        stock = await ctx.api.call("POST", f"/v1/marketing/stocks/{stock_id}/{action}",
-                                   idempotency_key=_key(ctx, f"cps-{action}-{stock_id}"))  # fmt: skip
+        stock = await ctx.api.call(
+            "POST", f"/v1/marketing/stocks/{stock_id}/{action}", idempotency_key=_key(ctx, f"cps-{action}-{stock_id}")
+        )
     except GatewayProblem as exc:
         return ctx.redirect(COUPONS, error="state" if exc.status == 409 else _error(exc))
-    await ctx.api.audit(f"coupon_stock.{action}", stock_id, {"status": before.get("status")},
-                        {"status": stock.get("status")})  # fmt: skip
+    await ctx.api.audit(
+        f"coupon_stock.{action}", stock_id, {"status": before.get("status")}, {"status": stock.get("status")}
+    )
     return ctx.redirect(COUPONS, done=action)
 
 
@@ -1188,8 +1516,9 @@ async def redeem(ctx: Console) -> Response:
     rid = _request_id(ctx.form)
     body = {"request_id": f"console-{rid}", "order_amount_minor": amount, "currency": "CNY", **code}
     try:
-        redemption = await ctx.api.call("POST", "/v1/marketing/in-store/redemptions", json=body,
-                                        idempotency_key=f"console-redeem-{rid}")  # fmt: skip
+        redemption = await ctx.api.call(
+            "POST", "/v1/marketing/in-store/redemptions", json=body, idempotency_key=f"console-redeem-{rid}"
+        )
     except GatewayProblem as exc:
         log.info("in-store redemption refused", code=exc.code, status=exc.status)
         refused = REDEEM_REFUSALS.get(exc.code, "not_allowed" if exc.status == 403 else "invalid")
@@ -1206,8 +1535,11 @@ async def undo_redemption(ctx: Console, redemption_id: str) -> Response:
     if not _looks_like_id(redemption_id):
         return _show(ctx, "merchant_redeem.html", "/coupons/redeem", title, 422, refused="invalid")
     try:
-        undone = await ctx.api.call("POST", f"/v1/marketing/in-store/redemptions/{redemption_id}/undo",
-                                    idempotency_key=f"console-undo-{redemption_id}")  # fmt: skip
+        undone = await ctx.api.call(
+            "POST",
+            f"/v1/marketing/in-store/redemptions/{redemption_id}/undo",
+            idempotency_key=f"console-undo-{redemption_id}",
+        )
     except GatewayProblem as exc:
         refused = REDEEM_REFUSALS.get(exc.code, "invalid")
         return _show(ctx, "merchant_redeem.html", "/coupons/redeem", title, 422, refused=refused)

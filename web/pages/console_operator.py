@@ -30,15 +30,47 @@ log = get_logger("juhe.web.console.operator")
 routes = ConsoleRouter("/console/operator", console="operator")
 BASE = "/console/operator"
 
-DONE = ("rate_changed", "assigned", "requeried", "resolved", "payout_approved", "payout_rejected", "suspended",
-        "resumed", "retried", "profile_saved", "application_created", "application_submitted", "application_approved",
-        "application_rejected", "kyc_approved", "kyc_rejected", "contract_changed", "frozen", "unfrozen",
-        "channel_changed")  # fmt: skip
+DONE = (
+    "rate_changed",
+    "assigned",
+    "requeried",
+    "resolved",
+    "payout_approved",
+    "payout_rejected",
+    "suspended",
+    "resumed",
+    "retried",
+    "profile_saved",
+    "application_created",
+    "application_submitted",
+    "application_approved",
+    "application_rejected",
+    "kyc_approved",
+    "kyc_rejected",
+    "contract_changed",
+    "frozen",
+    "unfrozen",
+    "channel_changed",
+)
 ERRORS = (
-    "rate_invalid", "reason_required", "reason_missing", "amount_invalid", "not_found", "forbidden", "state_conflict",
-    "not_requeryable", "unavailable", "failed", "profile_invalid", "programme_missing", "not_eligible",
-    "documents_missing", "time_invalid", "no_contracted_route", "invalid",
-)  # fmt: skip
+    "rate_invalid",
+    "reason_required",
+    "reason_missing",
+    "amount_invalid",
+    "not_found",
+    "forbidden",
+    "state_conflict",
+    "not_requeryable",
+    "unavailable",
+    "failed",
+    "profile_invalid",
+    "programme_missing",
+    "not_eligible",
+    "documents_missing",
+    "time_invalid",
+    "no_contracted_route",
+    "invalid",
+)
 # How far ahead a changed rate starts: the old one must end in the future (routing refuses an end in the past),
 # and one minute lets the operator see the change before it quotes.
 RATE_CHANGE_LEAD_SECONDS = 60
@@ -62,10 +94,13 @@ def _text() -> Any:
 CHINA = ZoneInfo("Asia/Shanghai")  # settlement's business days are China days
 # Routing's codes for a special-rate request it refused, as this page says them (services/routing/domain/errors.py).
 SPECIAL_RATE_ERRORS = {
-    "special_rate_not_eligible": "not_eligible", "special_rate_documents_missing": "documents_missing",
-    "special_rate_no_contracted_route": "no_contracted_route", "merchant_profile_invalid": "profile_invalid",
-    "special_rate_application_invalid": "invalid", "special_rate_programme_not_found": "programme_missing",
-}  # fmt: skip
+    "special_rate_not_eligible": "not_eligible",
+    "special_rate_documents_missing": "documents_missing",
+    "special_rate_no_contracted_route": "no_contracted_route",
+    "merchant_profile_invalid": "profile_invalid",
+    "special_rate_application_invalid": "invalid",
+    "special_rate_programme_not_found": "programme_missing",
+}
 ENTITY_TYPES = ("individual", "individual_business", "company", "public_institution", "nonprofit")
 DOCUMENT_FIELD = "doc."  # one checkbox per document the programme asks for: doc.<name>
 DOCUMENTS_MAX = 20  # routing's limit
@@ -83,22 +118,27 @@ def parse_instant(text: str) -> datetime | None:
 
 def _nav(ctx: ConsoleContext, current: str) -> list[dict[str, Any]]:
     items = (
-        ("", "platform.dashboard.read", "Overview"), ("/merchants", "platform.merchants.read", "Merchants"),
+        ("", "platform.dashboard.read", "Overview"),
+        ("/merchants", "platform.merchants.read", "Merchants"),
         ("/onboarding", "platform.merchants.manage", "Onboard a merchant"),
         ("/kyc", "platform.kyc.review", "KYC review"),
         ("/special-rates", "platform.merchants.read", "Special rates"),
-        ("/routing", "platform.routing.read", "Routing"), ("/routing/simulate", "platform.routing.read", "Simulator"),
+        ("/routing", "platform.routing.read", "Routing"),
+        ("/routing/simulate", "platform.routing.read", "Simulator"),
         ("/settlement", "platform.settlement.read", "Settlement"),
         ("/settlement/calendar", "platform.settlement.read", "Settlement calendar"),
         ("/savings", "platform.routing.read", "Savings report"),
         ("/reconciliation", "platform.reconciliation.read", "Reconciliation"),
         ("/wallets", "platform.wallets.read", "Wallet holders"),
-        ("/ledger", "platform.ledger.read", "Ledger"), ("/audit", "platform.audit.read", "Audit log"),
+        ("/ledger", "platform.ledger.read", "Ledger"),
+        ("/audit", "platform.audit.read", "Audit log"),
         ("/health", "platform.health.read", "Platform health"),
-    )  # fmt: skip
+    )
     say = ctx.page.gettext
-    return [{"href": BASE + path, "permission": permission, "label": say(label), "current": path == current}
-            for path, permission, label in items]  # fmt: skip
+    return [
+        {"href": BASE + path, "permission": permission, "label": say(label), "current": path == current}
+        for path, permission, label in items
+    ]
 
 
 def _op(ctx: ConsoleContext) -> OperatorApi:
@@ -122,10 +162,20 @@ def _error_code(exc: GatewayProblem) -> str:
         return "not_found"
     if exc.status == 403:
         return "forbidden"
-    if exc.code in ("reconciliation_exception_resolved", "conflict", "version_conflict", "fee_rate_overlap",
-                    "payout_not_awaiting_approval", "merchant_status_conflict", "onboarding_state",
-                    "special_rate_application_state_conflict", "onboarding_kyc_not_held",
-                    "idempotency_key_reused", "merchant_exists", "channel_config_changed"):  # fmt: skip
+    if exc.code in (
+        "reconciliation_exception_resolved",
+        "conflict",
+        "version_conflict",
+        "fee_rate_overlap",
+        "payout_not_awaiting_approval",
+        "merchant_status_conflict",
+        "onboarding_state",
+        "special_rate_application_state_conflict",
+        "onboarding_kyc_not_held",
+        "idempotency_key_reused",
+        "merchant_exists",
+        "channel_config_changed",
+    ):
         return "state_conflict"
     if exc.code == "reconciliation_exception_not_requeryable":
         return "not_requeryable"
@@ -133,8 +183,9 @@ def _error_code(exc: GatewayProblem) -> str:
 
 
 def _page(ctx: ConsoleContext, template: str, current: str, status_code: int = 200, **values: Any) -> Response:
-    return ctx.render(f"console/operator_{template}.html", status_code, nav=_nav(ctx, current), **_outcome(ctx),
-                      **values)  # fmt: skip
+    return ctx.render(
+        f"console/operator_{template}.html", status_code, nav=_nav(ctx, current), **_outcome(ctx), **values
+    )
 
 
 async def _guarded(ctx: ConsoleContext, template: str, current: str, load: Any, **values: Any) -> Response:
@@ -165,8 +216,11 @@ async def merchants(ctx: Console, merchant_id: str = _text()) -> Response:
     op = _op(ctx)
 
     async def load() -> dict[str, Any]:
-        data = {"merchant": await op.merchant(merchant_id), "channels": await op.merchant_channels(merchant_id),
-                "standing": await op.merchant_status(merchant_id)}  # fmt: skip
+        data = {
+            "merchant": await op.merchant(merchant_id),
+            "channels": await op.merchant_channels(merchant_id),
+            "standing": await op.merchant_status(merchant_id),
+        }
         # Contracts and rates are routing's: a role that reads merchants but not routing sees the rest.
         if ctx.can("platform.routing.read"):
             data |= {"contracts": await op.contracts(merchant_id), "rates": await op.fee_rates(merchant_id=merchant_id)}
@@ -225,13 +279,20 @@ async def switch_contract(ctx: Console, merchant_id: str, route_id: str, action:
     op = _op(ctx)
     try:
         before = await op.contract(merchant_id, route_id)
-        body = {"sub_merchant_id": before["sub_merchant_id"], "enabled": action == "enable",
-                "industry": before.get("industry"), "expected_version": int(before["version"])}  # fmt: skip
+        body = {
+            "sub_merchant_id": before["sub_merchant_id"],
+            "enabled": action == "enable",
+            "industry": before.get("industry"),
+            "expected_version": int(before["version"]),
+        }
         key = f"{ctx.form.get('request_id') or _request_id()}.{action}.{route_id}"
         after = await op.put_contract(merchant_id, route_id, {k: v for k, v in body.items() if v is not None}, key=key)
-        await ctx.api.audit(f"contract.{action}d", f"{merchant_id}/{route_id}",
-                            {k: before.get(k) for k in CONTRACT_FIELDS},
-                            {k: after.get(k) for k in CONTRACT_FIELDS})  # fmt: skip
+        await ctx.api.audit(
+            f"contract.{action}d",
+            f"{merchant_id}/{route_id}",
+            {k: before.get(k) for k in CONTRACT_FIELDS},
+            {k: after.get(k) for k in CONTRACT_FIELDS},
+        )
     except GatewayProblem as exc:
         return back(error=_error_code(exc))
     except GatewayUnavailable:
@@ -270,12 +331,16 @@ async def change_channel(ctx: Console, merchant_id: str, channel: str, mode: str
             return back(error="not_found")
         before = configs[0]
         key = f"{ctx.form.get('request_id') or _request_id()}.{action}.{channel}.{mode}"
-        after = await op.patch_channel(merchant_id, channel, {"mode": mode, "version": before["version"], **change},
-                                       key=key)  # fmt: skip
+        after = await op.patch_channel(
+            merchant_id, channel, {"mode": mode, "version": before["version"], **change}, key=key
+        )
         audited = {"enable": "enabled", "disable": "disabled", "priority": "priority_changed"}[action]
-        await ctx.api.audit(f"channel.{audited}", f"{merchant_id}/{channel}/{mode}",
-                            {k: before.get(k) for k in CHANNEL_FIELDS},
-                            {k: after.get(k) for k in CHANNEL_FIELDS})  # fmt: skip
+        await ctx.api.audit(
+            f"channel.{audited}",
+            f"{merchant_id}/{channel}/{mode}",
+            {k: before.get(k) for k in CHANNEL_FIELDS},
+            {k: after.get(k) for k in CHANNEL_FIELDS},
+        )
     except GatewayProblem as exc:
         return back(error=_error_code(exc))
     except GatewayUnavailable:
@@ -308,9 +373,12 @@ async def _set_standing(ctx: ConsoleContext, merchant_id: str, *, suspend: bool)
     try:
         before = await op.merchant_status(merchant_id)
         after = await op.set_standing(merchant_id, suspend=suspend, reason=reason)
-        await ctx.api.audit("merchant.suspended" if suspend else "merchant.resumed", merchant_id,
-                            {k: before.get(k) for k in STANDING_FIELDS},
-                            {k: after.get(k) for k in STANDING_FIELDS})  # fmt: skip
+        await ctx.api.audit(
+            "merchant.suspended" if suspend else "merchant.resumed",
+            merchant_id,
+            {k: before.get(k) for k in STANDING_FIELDS},
+            {k: after.get(k) for k in STANDING_FIELDS},
+        )
     except GatewayProblem as exc:
         return back(error=_error_code(exc))
     except GatewayUnavailable:
@@ -321,8 +389,12 @@ async def _set_standing(ctx: ConsoleContext, merchant_id: str, *, suspend: bool)
 # ---- onboarding in one call ------------------------------------------------------------------------------------
 ONBOARDING_ENTITY_TYPES = ("company", "individual_business", "individual")  # the gateway's (docs/onboarding.md)
 ONBOARDING_CHANNELS = ("wechatpay", "alipay", "unionpay", "ecny")
-CYCLES = {"t_plus:1": {"kind": "t_plus", "days": 1}, "t_plus:0": {"kind": "t_plus", "days": 0},
-          "d_plus:1": {"kind": "d_plus", "days": 1}, "weekly:0": {"kind": "weekly", "days": 0}}  # fmt: skip
+CYCLES = {
+    "t_plus:1": {"kind": "t_plus", "days": 1},
+    "t_plus:0": {"kind": "t_plus", "days": 0},
+    "d_plus:1": {"kind": "d_plus", "days": 1},
+    "weekly:0": {"kind": "weekly", "days": 0},
+}
 ONBOARDING_SUMMARY = ("onboarding_id", "merchant_id", "status")
 
 
@@ -346,23 +418,42 @@ def onboarding_request(form: dict[str, str]) -> tuple[dict[str, Any] | None, str
     if text.get("channel") not in ONBOARDING_CHANNELS:
         return None, "channel"
     body: dict[str, Any] = {
-        "legal_name": text.get("legal_name", ""), "entity_type": text["entity_type"],
+        "legal_name": text.get("legal_name", ""),
+        "entity_type": text["entity_type"],
         "industry_code": text.get("industry_code", ""),
-        "legal_representative": {"name": text.get("representative_name", ""),
-                                 "id_number": text.get("representative_id_number", "").upper()},
-        "contact": {"name": text.get("contact_name", ""), "email": text.get("contact_email", ""),
-                    "phone": text.get("contact_phone", "")},
-        "settlement_account": {"account_name": text.get("account_name", ""),
-                               "account_number": text.get("account_number", ""),
-                               "bank_name": text.get("bank_name", "")},
-        "channels": [{"channel": text["channel"], "route_id": text.get("route_id", ""),
-                      "sub_merchant_id": text.get("sub_merchant_id", ""), "config": config}],
-        "settlement": {"cycle": CYCLES.get(text.get("cycle", ""), CYCLES["t_plus:1"]),
-                       "platform_fee_rate_bps": int(fee)},
+        "legal_representative": {
+            "name": text.get("representative_name", ""),
+            "id_number": text.get("representative_id_number", "").upper(),
+        },
+        "contact": {
+            "name": text.get("contact_name", ""),
+            "email": text.get("contact_email", ""),
+            "phone": text.get("contact_phone", ""),
+        },
+        "settlement_account": {
+            "account_name": text.get("account_name", ""),
+            "account_number": text.get("account_number", ""),
+            "bank_name": text.get("bank_name", ""),
+        },
+        "channels": [
+            {
+                "channel": text["channel"],
+                "route_id": text.get("route_id", ""),
+                "sub_merchant_id": text.get("sub_merchant_id", ""),
+                "config": config,
+            }
+        ],
+        "settlement": {
+            "cycle": CYCLES.get(text.get("cycle", ""), CYCLES["t_plus:1"]),
+            "platform_fee_rate_bps": int(fee),
+        },
         "key_mode": "live" if text.get("key_mode") == "live" else "test",
-    }  # fmt: skip
-    optional = {"merchant_id": text.get("merchant_id"), "display_name": text.get("display_name"),
-                "webhook_url": text.get("webhook_url")}  # fmt: skip
+    }
+    optional = {
+        "merchant_id": text.get("merchant_id"),
+        "display_name": text.get("display_name"),
+        "webhook_url": text.get("webhook_url"),
+    }
     if text["entity_type"] != "individual":
         optional["business_licence_number"] = text.get("business_licence_number", "").upper()
     return body | {k: v for k, v in optional.items() if v}, None
@@ -392,8 +483,17 @@ def _refused_fields(exc: GatewayProblem) -> list[str]:
 
 
 def _onboarding_form(ctx: ConsoleContext, status_code: int = 200, **values: Any) -> Response:
-    return _page(ctx, "onboarding", "/onboarding", status_code, entity_types=ONBOARDING_ENTITY_TYPES,
-                 channels=ONBOARDING_CHANNELS, cycles=tuple(CYCLES), request_id=_request_id(), **values)  # fmt: skip
+    return _page(
+        ctx,
+        "onboarding",
+        "/onboarding",
+        status_code,
+        entity_types=ONBOARDING_ENTITY_TYPES,
+        channels=ONBOARDING_CHANNELS,
+        cycles=tuple(CYCLES),
+        request_id=_request_id(),
+        **values,
+    )
 
 
 @routes.get("/onboarding", "platform.merchants.manage")
@@ -417,15 +517,26 @@ async def onboard_merchant(ctx: Console) -> Response:
     key = f"console-onboarding-{form.get('request_id') or _request_id()}"
     try:
         created = await _op(ctx).onboard(body, key=key)
-        await ctx.api.audit("merchant.onboarded", str(created["merchant_id"]), None,
-                            {k: created.get(k) for k in ONBOARDING_SUMMARY} | _onboarding_summary(created))  # fmt: skip
+        await ctx.api.audit(
+            "merchant.onboarded",
+            str(created["merchant_id"]),
+            None,
+            {k: created.get(k) for k in ONBOARDING_SUMMARY} | _onboarding_summary(created),
+        )
     except GatewayProblem as exc:
         refused = _refused_fields(exc) if exc.status == 422 else []
         return _onboarding_form(ctx, exc.status, form=kept, failure=_error_code(exc), refused=refused)
     except GatewayUnavailable:
         return _onboarding_form(ctx, 503, form=kept, failure="unavailable")
-    response = _page(ctx, "onboarding_status", "/onboarding", 201, onboarding=created, steps=ordered_steps(created),
-                     credentials=created)  # fmt: skip
+    response = _page(
+        ctx,
+        "onboarding_status",
+        "/onboarding",
+        201,
+        onboarding=created,
+        steps=ordered_steps(created),
+        credentials=created,
+    )
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -458,8 +569,11 @@ async def kyc_queue(ctx: Console, cursor: str = Query(default="", max_length=64)
     async def load() -> dict[str, Any]:
         page = await op.onboardings(status="rejected", cursor=after)
         waiting = [] if after else items_of(await op.onboardings(status="processing", cursor=None))
-        return {"items": items_of(page), "next_cursor": (page or {}).get("next_cursor"),
-                "held": [o for o in waiting if held_for_review(o)]}  # fmt: skip
+        return {
+            "items": items_of(page),
+            "next_cursor": (page or {}).get("next_cursor"),
+            "held": [o for o in waiting if held_for_review(o)],
+        }
 
     return await _guarded(ctx, "kyc", "/kyc", load, request_id=_request_id())
 
@@ -506,8 +620,12 @@ async def decide_held_kyc(ctx: Console, onboarding_id: str) -> Response:
     try:
         before = await op.onboarding(onboarding_id)
         after = await op.review_held_kyc(onboarding_id, approve=approve, reason=None if approve else reason)
-        await ctx.api.audit("onboarding.kyc_approved" if approve else "onboarding.kyc_rejected", onboarding_id,
-                            _onboarding_summary(before), _onboarding_summary(after))  # fmt: skip
+        await ctx.api.audit(
+            "onboarding.kyc_approved" if approve else "onboarding.kyc_rejected",
+            onboarding_id,
+            _onboarding_summary(before),
+            _onboarding_summary(after),
+        )
     except GatewayProblem as exc:
         return ctx.redirect(back, error=_error_code(exc))
     except GatewayUnavailable:
@@ -517,8 +635,11 @@ async def decide_held_kyc(ctx: Console, onboarding_id: str) -> Response:
 
 def _onboarding_summary(onboarding: dict[str, Any]) -> dict[str, Any]:
     steps = onboarding.get("steps") or {}
-    return {"status": onboarding.get("status"), "merchant_id": onboarding.get("merchant_id"),
-            "steps": {name: step.get("status") for name, step in steps.items()}}  # fmt: skip
+    return {
+        "status": onboarding.get("status"),
+        "merchant_id": onboarding.get("merchant_id"),
+        "steps": {name: step.get("status") for name, step in steps.items()},
+    }
 
 
 # ---- special-rate programmes ----------------------------------------------------------------------------------
@@ -539,11 +660,23 @@ async def special_rates(
         programmes = {p["programme_id"]: p for p in await op.programmes()}
         eligibility = await op.eligibility(merchant_id) if profile else []
         page = await op.special_rate_applications(merchant_id, cursor or None)
-        return {"profile": profile, "programmes": programmes, "eligibility": eligibility,
-                "applications": items_of(page), "next_cursor": (page or {}).get("next_cursor")}  # fmt: skip
+        return {
+            "profile": profile,
+            "programmes": programmes,
+            "eligibility": eligibility,
+            "applications": items_of(page),
+            "next_cursor": (page or {}).get("next_cursor"),
+        }
 
-    return await _guarded(ctx, "special_rates", "/special-rates", load, merchant_id=merchant_id,
-                          entity_types=ENTITY_TYPES, request_id=_request_id())  # fmt: skip
+    return await _guarded(
+        ctx,
+        "special_rates",
+        "/special-rates",
+        load,
+        merchant_id=merchant_id,
+        entity_types=ENTITY_TYPES,
+        request_id=_request_id(),
+    )
 
 
 def _special_rates_back(ctx: ConsoleContext, merchant_id: str, **outcome: str) -> Response:
@@ -567,15 +700,19 @@ async def save_merchant_profile(ctx: Console) -> Response:
     form = ctx.form
     merchant_id = (form.get("merchant_id") or "").strip()[:64]
     entity_type, industry_code = form.get("entity_type", ""), (form.get("industry_code") or "").strip()
-    if entity_type not in ENTITY_TYPES or not (len(industry_code) == 4 and industry_code.isascii()
-                                               and industry_code.isdigit()):  # fmt: skip
+    if entity_type not in ENTITY_TYPES or not (
+        len(industry_code) == 4 and industry_code.isascii() and industry_code.isdigit()
+    ):
         return _special_rates_back(ctx, merchant_id, error="profile_invalid")
     op = _op(ctx)
 
     async def write() -> None:
         before = await op.merchant_profile(merchant_id)
-        after = await op.put_merchant_profile(merchant_id, {"entity_type": entity_type, "industry_code": industry_code},
-                                              key=f"{form.get('request_id') or _request_id()}.profile")  # fmt: skip
+        after = await op.put_merchant_profile(
+            merchant_id,
+            {"entity_type": entity_type, "industry_code": industry_code},
+            key=f"{form.get('request_id') or _request_id()}.profile",
+        )
         await ctx.api.audit("merchant_profile.changed", merchant_id, before, after)
 
     return await _special_rate_write(ctx, merchant_id, "profile_saved", write)
@@ -601,8 +738,17 @@ async def create_special_rate_application(ctx: Console) -> Response:
     return await _special_rate_write(ctx, merchant_id, "application_created", write)
 
 
-APPLICATION_FIELDS = ("application_id", "merchant_id", "programme_id", "status", "documents", "effective_from",
-                      "effective_until", "rejection_reason", "rate_ids")  # fmt: skip
+APPLICATION_FIELDS = (
+    "application_id",
+    "merchant_id",
+    "programme_id",
+    "status",
+    "documents",
+    "effective_from",
+    "effective_until",
+    "rejection_reason",
+    "rate_ids",
+)
 APPLICATION_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")
 MOVED = {"submit": "submitted", "approve": "approved", "reject": "rejected"}  # routing's transitions → outcome
 SPECIAL_RATE_REASON_MAX = 500  # routing's limit
@@ -637,8 +783,7 @@ async def move_special_rate_application(ctx: Console, application_id: str, actio
         before = await op.special_rate_application(application_id)
         key = f"{form.get('request_id') or _request_id()}.{action}.{application_id}"
         after = await op.move_special_rate_application(application_id, action, body, key=key)
-        await ctx.api.audit(f"special_rate.{MOVED[action]}", application_id, _application(before),
-                            _application(after))  # fmt: skip
+        await ctx.api.audit(f"special_rate.{MOVED[action]}", application_id, _application(before), _application(after))
 
     return await _special_rate_write(ctx, merchant_id, f"application_{MOVED[action]}", write)
 
@@ -681,23 +826,34 @@ async def routing(ctx: Console) -> Response:
         rates = await op.fee_rates()
         return {"routes": found, "health": health, "bars": success_bars(health), "rates": rates}
 
-    return await _guarded(ctx, "routing", "/routing", load, chart_width=CHART_WIDTH, bar_height=BAR_HEIGHT,
-                          request_id=_request_id())  # fmt: skip
+    return await _guarded(
+        ctx, "routing", "/routing", load, chart_width=CHART_WIDTH, bar_height=BAR_HEIGHT, request_id=_request_id()
+    )
 
 
 @routes.get("/routing/simulate", "platform.routing.read")
 async def simulate(
-    ctx: Console, merchant_id: str = _text(), amount: str = Query(default="", max_length=20),
-    scene: str = Query(default="native_qr", max_length=20), payer_client: str = Query(default="other", max_length=10),
+    ctx: Console,
+    merchant_id: str = _text(),
+    amount: str = Query(default="", max_length=20),
+    scene: str = Query(default="native_qr", max_length=20),
+    payer_client: str = Query(default="other", max_length=10),
     methods: list[str] = Query(default=[], max_length=len(METHODS)),
-) -> Response:  # fmt: skip
+) -> Response:
     """What would this payment do: the chosen route, and why every route was kept or dropped."""
-    question = {"merchant_id": merchant_id.strip(), "amount": amount,
-                "scene": scene if scene in SCENES else "native_qr",
-                "payer_client": payer_client if payer_client in PAYER_CLIENTS else "other",
-                "methods": [m for m in methods if m in METHODS] or ["wechat", "alipay"]}  # fmt: skip
-    values: dict[str, Any] = {"question": question, "methods_all": METHODS, "scenes": SCENES,
-                              "payer_clients": PAYER_CLIENTS}  # fmt: skip
+    question = {
+        "merchant_id": merchant_id.strip(),
+        "amount": amount,
+        "scene": scene if scene in SCENES else "native_qr",
+        "payer_client": payer_client if payer_client in PAYER_CLIENTS else "other",
+        "methods": [m for m in methods if m in METHODS] or ["wechat", "alipay"],
+    }
+    values: dict[str, Any] = {
+        "question": question,
+        "methods_all": METHODS,
+        "scenes": SCENES,
+        "payer_clients": PAYER_CLIENTS,
+    }
     if not question["merchant_id"]:
         return _page(ctx, "simulate", "/routing/simulate", **values)
     amount_minor = parse_amount_minor(amount)
@@ -716,19 +872,26 @@ async def simulate(
 # ---- settlement -------------------------------------------------------------------------------------------
 @routes.get("/settlement", "platform.settlement.read")
 async def settlement(
-    ctx: Console, holder_id: str = _text(), status: str = Query(default="", max_length=20),
+    ctx: Console,
+    holder_id: str = _text(),
+    status: str = Query(default="", max_length=20),
     cursor: str = Query(default="", max_length=64),
-) -> Response:  # fmt: skip
+) -> Response:
     """Settlement batches and payouts (every merchant's, or one holder's), and the settlement ↔ ledger check."""
     op = _op(ctx)
 
     async def load() -> dict[str, Any]:
         payouts = await op.payouts(holder_id=holder_id or None, status=status or None, cursor=cursor or None)
-        return {"batches": await op.batches(holder_id or None), "payouts": items_of(payouts),
-                "payouts_next": (payouts or {}).get("next_cursor"), "consistency": await op.consistency()}  # fmt: skip
+        return {
+            "batches": await op.batches(holder_id or None),
+            "payouts": items_of(payouts),
+            "payouts_next": (payouts or {}).get("next_cursor"),
+            "consistency": await op.consistency(),
+        }
 
-    return await _guarded(ctx, "settlement", "/settlement", load, holder_id=holder_id, status=status,
-                          request_id=_request_id())  # fmt: skip
+    return await _guarded(
+        ctx, "settlement", "/settlement", load, holder_id=holder_id, status=status, request_id=_request_id()
+    )
 
 
 PAYOUT_FIELDS = ("payout_id", "holder_id", "amount_minor", "currency", "status", "decided_by", "decision_reason")
@@ -742,13 +905,21 @@ async def _decide_payout(ctx: ConsoleContext, payout_id: str, action: str, reaso
         return ctx.redirect(back, error="not_found")
     key = f"{ctx.form.get('request_id') or _request_id()}.{action}.{payout_id}"
     try:
-        after = await _op(ctx).decide_payout(payout_id, action, {"actor": str(ctx.member.get("email")),
-                                                                 "reason": reason}, key=key)  # fmt: skip
+        after = await _op(ctx).decide_payout(
+            payout_id, action, {"actor": str(ctx.member.get("email")), "reason": reason}, key=key
+        )
         # Settlement decides only from pending_approval (a compare-and-set), so that is what it was before.
-        before = {k: after.get(k) for k in PAYOUT_FIELDS} | {"status": "pending_approval", "decided_by": None,
-                                                             "decision_reason": None}  # fmt: skip
-        await ctx.api.audit("payout.approved" if action == "approve" else "payout.rejected", payout_id, before,
-                            {k: after.get(k) for k in PAYOUT_FIELDS})  # fmt: skip
+        before = {k: after.get(k) for k in PAYOUT_FIELDS} | {
+            "status": "pending_approval",
+            "decided_by": None,
+            "decision_reason": None,
+        }
+        await ctx.api.audit(
+            "payout.approved" if action == "approve" else "payout.rejected",
+            payout_id,
+            before,
+            {k: after.get(k) for k in PAYOUT_FIELDS},
+        )
     except GatewayProblem as exc:
         return ctx.redirect(back, error=_error_code(exc))
     except GatewayUnavailable:
@@ -774,22 +945,32 @@ async def reject_payout(ctx: Console, payout_id: str) -> Response:
 @routes.get("/settlement/calendar", "platform.settlement.read")
 async def settlement_calendar(
     ctx: Console, month: str = Query(default="", max_length=7), holder_id: str = _text()
-) -> Response:  # fmt: skip
+) -> Response:
     """A month of settlement's business-day calendar (holidays, make-up workdays) and, per day, when a payment traded
     that day is settled under the merchant's cycle (the default cycle without a merchant): settlement's own
     computation (`GET /v1/settlement/calendar/schedule`), shown as weeks."""
     today = datetime.now(CHINA).date()
     shown = month if _is_month(month) else today.strftime("%Y-%m")
     first = date.fromisoformat(f"{shown}-01")
-    around = {"previous": (first - timedelta(days=1)).strftime("%Y-%m"),
-              "next": (first + timedelta(days=32)).strftime("%Y-%m")}  # fmt: skip
+    around = {
+        "previous": (first - timedelta(days=1)).strftime("%Y-%m"),
+        "next": (first + timedelta(days=32)).strftime("%Y-%m"),
+    }
 
     async def load() -> dict[str, Any]:
         schedule = await _op(ctx).calendar_schedule(shown, holder_id.strip() or None)
         return {"schedule": schedule, "weeks": calendar_weeks(schedule["days"])}
 
-    return await _guarded(ctx, "calendar", "/settlement/calendar", load, month=shown, holder_id=holder_id.strip(),
-                          around=around, today=today.isoformat())  # fmt: skip
+    return await _guarded(
+        ctx,
+        "calendar",
+        "/settlement/calendar",
+        load,
+        month=shown,
+        holder_id=holder_id.strip(),
+        around=around,
+        today=today.isoformat(),
+    )
 
 
 def _is_month(text: str) -> bool:
@@ -817,9 +998,16 @@ SAVINGS_CHART_WIDTH = 300
 def savings_bars(merchants: list[dict[str, Any]]) -> list[Bar]:
     """Each merchant's best projected saving as a horizontal bar, the largest the chart's width."""
     top = max((int(m["best_savings_minor"]) for m in merchants), default=0) or 1
-    return [Bar(str(m["merchant_id"]), int(m["best_savings_minor"]), i * (BAR_HEIGHT + BAR_GAP),
-                round(int(m["best_savings_minor"]) * SAVINGS_CHART_WIDTH / top, 1), "savings")
-            for i, m in enumerate(merchants)]  # fmt: skip
+    return [
+        Bar(
+            str(m["merchant_id"]),
+            int(m["best_savings_minor"]),
+            i * (BAR_HEIGHT + BAR_GAP),
+            round(int(m["best_savings_minor"]) * SAVINGS_CHART_WIDTH / top, 1),
+            "savings",
+        )
+        for i, m in enumerate(merchants)
+    ]
 
 
 @routes.get("/savings", "platform.routing.read")
@@ -833,27 +1021,46 @@ async def savings(ctx: Console, merchant_id: str = _text()) -> Response:
         ranked = sorted(report.get("merchants", []), key=lambda m: -int(m["best_savings_minor"]))
         return {"report": report, "merchants": ranked, "bars": savings_bars(ranked)}
 
-    return await _guarded(ctx, "savings", "/savings", load, merchant_id=merchant_id.strip(),
-                          chart_width=SAVINGS_CHART_WIDTH, bar_height=BAR_HEIGHT)  # fmt: skip
+    return await _guarded(
+        ctx,
+        "savings",
+        "/savings",
+        load,
+        merchant_id=merchant_id.strip(),
+        chart_width=SAVINGS_CHART_WIDTH,
+        bar_height=BAR_HEIGHT,
+    )
 
 
 # ---- reconciliation exceptions pool -----------------------------------------------------------------------
 @routes.get("/reconciliation", "platform.reconciliation.read")
 async def reconciliation(
-    ctx: Console, state: str = Query(default="unresolved", max_length=12), mine: str = Query(default="", max_length=1),
-    merchant_id: str = _text(), cursor: str = Query(default="", max_length=24),
-) -> Response:  # fmt: skip
+    ctx: Console,
+    state: str = Query(default="unresolved", max_length=12),
+    mine: str = Query(default="", max_length=1),
+    merchant_id: str = _text(),
+    cursor: str = Query(default="", max_length=24),
+) -> Response:
     """The pool, oldest first: every unresolved mismatch with its age, assignee and state; cursor pages."""
     state = state if state in EXCEPTION_STATES else "unresolved"
     assignee = str(ctx.member.get("email")) if mine == "1" else None
 
     async def load() -> dict[str, Any]:
-        page = await _op(ctx).exceptions(state=state, assignee=assignee, merchant_id=merchant_id or None,
-                                         cursor=cursor if cursor.isdigit() else None)  # fmt: skip
+        page = await _op(ctx).exceptions(
+            state=state, assignee=assignee, merchant_id=merchant_id or None, cursor=cursor if cursor.isdigit() else None
+        )
         return {"items": items_of(page), "next_cursor": (page or {}).get("next_cursor")}
 
-    return await _guarded(ctx, "reconciliation", "/reconciliation", load, state=state, mine=mine == "1",
-                          merchant_id=merchant_id, states=EXCEPTION_STATES)  # fmt: skip
+    return await _guarded(
+        ctx,
+        "reconciliation",
+        "/reconciliation",
+        load,
+        state=state,
+        mine=mine == "1",
+        merchant_id=merchant_id,
+        states=EXCEPTION_STATES,
+    )
 
 
 @routes.get("/reconciliation/{item_id}", "platform.reconciliation.read")
@@ -898,16 +1105,28 @@ async def resolve(ctx: Console, item_id: int) -> Response:
 # ---- ledger -----------------------------------------------------------------------------------------------
 @routes.get("/ledger", "platform.ledger.read")
 async def ledger(
-    ctx: Console, holder_id: str = _text(), account_id: str = _text(), as_of: str = Query(default="", max_length=32),
+    ctx: Console,
+    holder_id: str = _text(),
+    account_id: str = _text(),
+    as_of: str = Query(default="", max_length=32),
     cursor: str = Query(default="", max_length=80),
-) -> Response:  # fmt: skip
+) -> Response:
     """An account holder's accounts; one account's balance (now, or as of a time: the ledger's counters right after
     the last posting at or before that instant) and statement. A time that is not one is said so, and nothing is
     shown as if it were the balance then."""
     at = parse_instant(as_of) if as_of.strip() else None
     if as_of.strip() and at is None:
-        return _page(ctx, "ledger", "/ledger", 422, failure="time_invalid", holder_id=holder_id, account_id=account_id,
-                     as_of=as_of, accounts=[])  # fmt: skip
+        return _page(
+            ctx,
+            "ledger",
+            "/ledger",
+            422,
+            failure="time_invalid",
+            holder_id=holder_id,
+            account_id=account_id,
+            as_of=as_of,
+            accounts=[],
+        )
     op = _op(ctx)
 
     async def load() -> dict[str, Any]:
@@ -917,8 +1136,9 @@ async def ledger(
             data["statement"] = await op.statement(account_id, cursor or None)
         return data
 
-    return await _guarded(ctx, "ledger", "/ledger", load, holder_id=holder_id, account_id=account_id, as_of=as_of,
-                          as_of_at=at)  # fmt: skip
+    return await _guarded(
+        ctx, "ledger", "/ledger", load, holder_id=holder_id, account_id=account_id, as_of=as_of, as_of_at=at
+    )
 
 
 # ---- wallet holders -------------------------------------------------------------------------------------------
@@ -956,9 +1176,12 @@ async def freeze_subaccount(ctx: Console, holder_id: str, account_id: str, actio
             return back(error="not_found")
         key = f"{ctx.form.get('request_id') or _request_id()}.{action}.{account_id}"
         after = await op.set_account_frozen(account_id, frozen=action == "freeze", key=key)
-        await ctx.api.audit("wallet.frozen" if action == "freeze" else "wallet.unfrozen", account_id,
-                            {"holder_id": holder_id, "status": found[0].get("status")},
-                            {"holder_id": holder_id, "status": after.get("status")})  # fmt: skip
+        await ctx.api.audit(
+            "wallet.frozen" if action == "freeze" else "wallet.unfrozen",
+            account_id,
+            {"holder_id": holder_id, "status": found[0].get("status")},
+            {"holder_id": holder_id, "status": after.get("status")},
+        )
     except GatewayProblem as exc:
         return back(error=_error_code(exc))
     except GatewayUnavailable:

@@ -37,8 +37,13 @@ POSTER_SIZES_MM: dict[str, tuple[int, int]] = {"a6": (105, 148), "a4": (210, 297
 POSTER_TEXT_MAX_CHARS = 28  # one line of the poster (SVG text does not wrap)
 # The poster names the methods the link's sessions can offer (the cashier's `methods`), as the checkout page does
 # (templates/_checkout_names.html): a printed poster must not promise a method the payer cannot use.
-METHOD_NAMES = {"wechatpay": "WeChat Pay", "alipay": "Alipay", "unionpay": "UnionPay", "ecny": "e-CNY",
-                "wallet": "Juhe wallet"}  # fmt: skip
+METHOD_NAMES = {
+    "wechatpay": "WeChat Pay",
+    "alipay": "Alipay",
+    "unionpay": "UnionPay",
+    "ecny": "e-CNY",
+    "wallet": "Juhe wallet",
+}
 
 
 async def _link(page: PageContext, slug: str) -> dict[str, Any] | None:
@@ -61,10 +66,14 @@ async def link(slug: Slug, page: Page) -> Response:
     if view is None:
         return page.render("pay_missing.html", status_code=404)
     return page.render(
-        "pay_link.html", view=view, slug=slug, error=_error(page), request_id=secrets.token_hex(10),
+        "pay_link.html",
+        view=view,
+        slug=slug,
+        error=_error(page),
+        request_id=secrets.token_hex(10),
         fields=[name for name in view.get("payer_fields", []) if name in FIELDS],
         pre_session_csrf=None if page.session else page.pre_session_csrf(),
-    )  # fmt: skip
+    )
 
 
 @router.post("/{slug}")
@@ -93,8 +102,12 @@ async def open_checkout(slug: Slug, page: Page) -> Response:
 
 
 def _error_code(code: str) -> str:
-    return {"payment_link_amount_invalid": "amount_invalid", "payment_link_field_invalid": "field_invalid",
-            "payment_link_used_up": "used_up", "payment_link_inactive": "inactive"}.get(code, "failed")  # fmt: skip
+    return {
+        "payment_link_amount_invalid": "amount_invalid",
+        "payment_link_field_invalid": "field_invalid",
+        "payment_link_used_up": "used_up",
+        "payment_link_inactive": "inactive",
+    }.get(code, "failed")
 
 
 @router.get("/{slug}/paid")

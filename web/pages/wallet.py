@@ -30,10 +30,21 @@ Page = Annotated[PageContext, Depends(page_context)]
 # Outcomes named by code in `?done=` / `?error=`: only these texts are ever shown (nothing reflected).
 DONE = ("signed_in", "pin_set", "pin_changed", "withdrawal_pending", "repaid", "points_exchanged", "signed_out")
 ERRORS = (
-    "amount_invalid", "pin_invalid", "pin_mismatch", "pin_required", "payment_pin_incorrect", "payment_pin_locked",
-    "payment_pin_too_simple", "insufficient_funds", "limit_exceeded", "entitlement_denied", "repayment_too_large",
-    "kyc_required", "failed", "unavailable",
-)  # fmt: skip
+    "amount_invalid",
+    "pin_invalid",
+    "pin_mismatch",
+    "pin_required",
+    "payment_pin_incorrect",
+    "payment_pin_locked",
+    "payment_pin_too_simple",
+    "insufficient_funds",
+    "limit_exceeded",
+    "entitlement_denied",
+    "repayment_too_large",
+    "kyc_required",
+    "failed",
+    "unavailable",
+)
 PIN_FORM_CODES = {"payment_pin_incorrect", "payment_pin_locked", "payment_pin_too_simple", "payment_pin_already_set"}
 
 
@@ -78,10 +89,15 @@ async def sign_in(page: Page) -> Response:
         )
     expires = _epoch(session["expires_at"])
     now = time.time()
-    page.start_session(Session(
-        user_id=session["user_id"], token=session["token"], expires_epoch=expires,
-        idle_until_epoch=min(now + page.settings.session_idle_seconds, expires), csrf=new_csrf(),
-    ))  # fmt: skip
+    page.start_session(
+        Session(
+            user_id=session["user_id"],
+            token=session["token"],
+            expires_epoch=expires,
+            idle_until_epoch=min(now + page.settings.session_idle_seconds, expires),
+            csrf=new_csrf(),
+        )
+    )
     return page.redirect("/wallet", done="signed_in")
 
 
@@ -111,8 +127,15 @@ async def overview(page: Page) -> Response:
         return page.render("wallet_error.html", status_code=exc.status, code=exc.code)
     except GatewayUnavailable:
         return page.render("wallet_error.html", status_code=503, code="unavailable")
-    return page.render("wallet.html", wallet=wallet, pin=pin, groups=_groups(wallet), request_id=_request_id(),
-                       fee_minor=page.settings.withdrawal_fee_minor, **_outcome(page))  # fmt: skip
+    return page.render(
+        "wallet.html",
+        wallet=wallet,
+        pin=pin,
+        groups=_groups(wallet),
+        request_id=_request_id(),
+        fee_minor=page.settings.withdrawal_fee_minor,
+        **_outcome(page),
+    )
 
 
 def _groups(wallet: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
@@ -146,18 +169,29 @@ async def history(
         items: list[dict[str, Any]] = []
         next_cursor = None
         if chosen is not None:
-            got = await gateway.history(s.token, s.user_id, chosen["account_id"], cursor=cursor,
-                                        limit=page.settings.history_page_size)  # fmt: skip
+            got = await gateway.history(
+                s.token, s.user_id, chosen["account_id"], cursor=cursor, limit=page.settings.history_page_size
+            )
             items, next_cursor = got["data"], got.get("next_cursor")
     except GatewayProblem as exc:
         return page.render("wallet_error.html", status_code=exc.status, code=exc.code)
     except GatewayUnavailable:
         return page.render("wallet_error.html", status_code=503, code="unavailable")
-    shown = [i for i in items if (not direction or i["direction"] == direction)
-             and (not operation or i["operation"] == operation)]  # fmt: skip
-    return page.render("wallet_history.html", accounts=accounts, chosen=chosen, items=shown, next_cursor=next_cursor,
-                       direction=direction or "", operation=operation or "",
-                       operations=sorted({i["operation"] for i in items if i["operation"]}))  # fmt: skip
+    shown = [
+        i
+        for i in items
+        if (not direction or i["direction"] == direction) and (not operation or i["operation"] == operation)
+    ]
+    return page.render(
+        "wallet_history.html",
+        accounts=accounts,
+        chosen=chosen,
+        items=shown,
+        next_cursor=next_cursor,
+        direction=direction or "",
+        operation=operation or "",
+        operations=sorted({i["operation"] for i in items if i["operation"]}),
+    )
 
 
 # ---- payment PIN ----------------------------------------------------------------------------------------
@@ -222,9 +256,18 @@ async def withdraw(page: Page) -> Response:
     if amount is None:
         return page.redirect("/wallet", error="amount_invalid")
     session = page.session
-    return await _money_out(page, form, "withdrawal_pending", lambda: page.web.gateway.withdraw(
-        session.token, session.user_id, request_id=_request_id_of(form), amount_minor=amount,
-        fee_minor=page.settings.withdrawal_fee_minor))  # fmt: skip
+    return await _money_out(
+        page,
+        form,
+        "withdrawal_pending",
+        lambda: page.web.gateway.withdraw(
+            session.token,
+            session.user_id,
+            request_id=_request_id_of(form),
+            amount_minor=amount,
+            fee_minor=page.settings.withdrawal_fee_minor,
+        ),
+    )
 
 
 @router.post("/repay")
@@ -237,8 +280,12 @@ async def repay(page: Page) -> Response:
     if amount is None or not bill_id.replace("_", "").isalnum():
         return page.redirect("/wallet", error="amount_invalid")
     session = page.session
-    return await _money_out(page, form, "repaid", lambda: page.web.gateway.repay(
-        session.token, bill_id, request_id=_request_id_of(form), amount_minor=amount))  # fmt: skip
+    return await _money_out(
+        page,
+        form,
+        "repaid",
+        lambda: page.web.gateway.repay(session.token, bill_id, request_id=_request_id_of(form), amount_minor=amount),
+    )
 
 
 @router.post("/points/exchange")
@@ -250,8 +297,14 @@ async def exchange_points(page: Page) -> Response:
     if not (text.isascii() and text.isdigit() and 0 < int(text) <= 10**12):
         return page.redirect("/wallet", error="amount_invalid")
     session = page.session
-    return await _money_out(page, form, "points_exchanged", lambda: page.web.gateway.exchange_points(
-        session.token, session.user_id, request_id=_request_id_of(form), points=int(text)))  # fmt: skip
+    return await _money_out(
+        page,
+        form,
+        "points_exchanged",
+        lambda: page.web.gateway.exchange_points(
+            session.token, session.user_id, request_id=_request_id_of(form), points=int(text)
+        ),
+    )
 
 
 async def _money_out(page: Page, form: Any, done: str, call: Callable[[], Awaitable[object]]) -> Response:
@@ -281,17 +334,20 @@ async def top_up(page: Page) -> Response:
     if amount is None:
         return page.redirect("/wallet", error="amount_invalid")
     try:
-        order = await page.web.gateway.top_up_order(page.session.token, page.session.user_id,
-                                                    request_id=_request_id_of(form), amount_minor=amount,
-                                                    client_ip=page.browser_ip())  # fmt: skip
+        order = await page.web.gateway.top_up_order(
+            page.session.token,
+            page.session.user_id,
+            request_id=_request_id_of(form),
+            amount_minor=amount,
+            client_ip=page.browser_ip(),
+        )
     except GatewayProblem as exc:
         return page.redirect("/wallet", error=_error_code(exc))
     action = (order.get("payment") or {}).get("payer_action") or {}
     url = action.get("url") if action.get("type") == "redirect" else None
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
         return page.redirect("/wallet", error="failed")
-    return page.render("wallet_top_up.html", amount_minor=amount, pay_url=url,
-                       channel=order["payment"].get("channel"))  # fmt: skip
+    return page.render("wallet_top_up.html", amount_minor=amount, pay_url=url, channel=order["payment"].get("channel"))
 
 
 def _epoch(value: str) -> float:

@@ -59,13 +59,18 @@ def merchant(platform: Platform) -> Client:
 
 def new_session(platform: Platform, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "merchant_order_no": f"web_{uuid.uuid4().hex[:12]}", "amount_minor": 2_500, "currency": "CNY",
-        "description": "停车费 2 小时", "return_url": f"{SHOP}/return", "cancel_url": f"{SHOP}/cart",
+        "merchant_order_no": f"web_{uuid.uuid4().hex[:12]}",
+        "amount_minor": 2_500,
+        "currency": "CNY",
+        "description": "停车费 2 小时",
+        "return_url": f"{SHOP}/return",
+        "cancel_url": f"{SHOP}/cart",
         "line_items": [{"name": "停车", "quantity": 2, "amount_minor": 2_500}],
-    }  # fmt: skip
+    }
     body.update(overrides)
-    session: dict[str, Any] = merchant(platform).request("POST", "/v1/checkout/sessions", json=body,
-                                                          idempotency_key=f"ck-{uuid.uuid4().hex}")  # fmt: skip
+    session: dict[str, Any] = merchant(platform).request(
+        "POST", "/v1/checkout/sessions", json=body, idempotency_key=f"ck-{uuid.uuid4().hex}"
+    )
     assert session["status"] == "open" and session["url"].startswith(platform.gateway + "/checkout/cst_")
     return session
 
@@ -127,10 +132,15 @@ def expiring(platform: Platform) -> dict[str, Any]:
     session = new_session(platform, expires_in_seconds=EXPIRY_SECONDS)
     token = session["url"].rsplit("/", 1)[1]
     started = httpx.post(
-        f"{platform.gateway}/v1/checkout/pages/{token}/payments", timeout=30,
-        json={"method": "wechatpay", "scene": "native_qr", "request_id": uuid.uuid4().hex,
-              "payer": {"client_ip": "127.0.0.1"}},
-    )  # fmt: skip
+        f"{platform.gateway}/v1/checkout/pages/{token}/payments",
+        timeout=30,
+        json={
+            "method": "wechatpay",
+            "scene": "native_qr",
+            "request_id": uuid.uuid4().hex,
+            "payer": {"client_ip": "127.0.0.1"},
+        },
+    )
     assert started.status_code == 200, started.text
     payment = started.json()["payment"]
     assert payment["payer_action"]["channel_data"]["sandbox_pay_url"], payment
@@ -332,10 +342,19 @@ def test_a_reusable_payment_link_with_an_entered_amount_and_a_plate_is_paid_twic
     """A parking gate's link: the payer enters the amount and the plate number, pays on a fresh checkout session,
     and lands on Juhe's thank-you page; the same link paid again by another car; the plate is on each payment. A
     bad plate is refused on the page (zh and en), and the link's A4/A6 posters are vector SVG with the QR."""
-    link = merchant(platform).request("POST", "/v1/payment-links", json={
-        "currency": "CNY", "description": "停车缴费 北门", "amount_min_minor": 100, "amount_max_minor": 50_000,
-        "payer_fields": ["plate_number"], "allowed_methods": ["wechatpay"],
-    }, idempotency_key=f"pl-{uuid.uuid4().hex}")  # fmt: skip
+    link = merchant(platform).request(
+        "POST",
+        "/v1/payment-links",
+        json={
+            "currency": "CNY",
+            "description": "停车缴费 北门",
+            "amount_min_minor": 100,
+            "amount_max_minor": 50_000,
+            "payer_fields": ["plate_number"],
+            "allowed_methods": ["wechatpay"],
+        },
+        idempotency_key=f"pl-{uuid.uuid4().hex}",
+    )
     assert link["url"].startswith(platform.gateway + "/pay/pl_") and link["amount_minor"] is None
     context = new_context(browser, locale="zh-CN", viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -426,8 +445,13 @@ def test_juhe_js_opens_the_checkout_in_a_modal_only_on_a_registered_origin(
     """juhe.js on a registered merchant origin: the modal opens, the payer pays by WeChat Pay QR inside it, the
     page gets `paid` (from Juhe's origin only) and the modal closes; the same script on another origin gets a
     frame the browser refuses (the checkout's CSP frame-ancestors names only the registered origin)."""
-    _write(platform.gateway, platform.admin, "PUT", f"/v1/admin/merchants/{platform.merchant_id}/checkout-origins",
-           {"origins": [EMBEDDING_SHOP]})  # fmt: skip
+    _write(
+        platform.gateway,
+        platform.admin,
+        "PUT",
+        f"/v1/admin/merchants/{platform.merchant_id}/checkout-origins",
+        {"origins": [EMBEDDING_SHOP]},
+    )
     session = new_session(platform, allowed_methods=["wechatpay"])
     context = new_context(browser, locale="zh-CN", viewport={"width": 1280, "height": 900})
     _public_juhe(context, platform)
@@ -531,29 +555,49 @@ def _claimed_coupon(platform: Platform, user_token: str) -> str:
     """The platform runs a shared-funding 满10减5 stock for the demo merchant; the user claims one coupon."""
     gw, admin = platform.gateway, platform.admin
     campaign = _write(gw, admin, "POST", "/v1/marketing/campaigns", {"name": "Checkout spring"})
-    stock = _write(gw, admin, "POST", "/v1/marketing/stocks", {
-        "campaign_id": campaign["campaign_id"], "name": "满10减5", "discount_kind": "fixed",
-        "amount_off_minor": COUPON_OFF, "threshold_minor": 1_000, "valid_days_after_claim": 30,
-        "merchant_ids": [platform.merchant_id], "funding_party": "shared", "platform_share_bps": COUPON_PLATFORM_BPS,
-        "refund_policy": "return_on_full_refund", "budget_count": 10, "per_user_limit": 1,
-    })  # fmt: skip
+    stock = _write(
+        gw,
+        admin,
+        "POST",
+        "/v1/marketing/stocks",
+        {
+            "campaign_id": campaign["campaign_id"],
+            "name": "满10减5",
+            "discount_kind": "fixed",
+            "amount_off_minor": COUPON_OFF,
+            "threshold_minor": 1_000,
+            "valid_days_after_claim": 30,
+            "merchant_ids": [platform.merchant_id],
+            "funding_party": "shared",
+            "platform_share_bps": COUPON_PLATFORM_BPS,
+            "refund_policy": "return_on_full_refund",
+            "budget_count": 10,
+            "per_user_limit": 1,
+        },
+    )
     _write(gw, admin, "POST", f"/v1/marketing/stocks/{stock['stock_id']}/start")
     user = {"Authorization": f"Bearer {user_token}"}
-    claimed = _write(gw, user, "POST", "/v1/marketing/me/claims",
-                     {"stock_id": stock["stock_id"], "request_id": uuid.uuid4().hex})  # fmt: skip
+    claimed = _write(
+        gw, user, "POST", "/v1/marketing/me/claims", {"stock_id": stock["stock_id"], "request_id": uuid.uuid4().hex}
+    )
     return str(claimed["coupon_id"])
 
 
 def _ledger_kinds(platform: Platform, payment_id: str) -> dict[tuple[str, str], int]:
     """{(account kind, direction): amount} of the ledger's posting of the payment (the cashier's transfer)."""
-    found = httpx.get(f"{platform.gateway}/v1/transfers", headers=platform.admin, timeout=30,
-                      params={"source": "cashier", "idempotency_key": f"{payment_id}:succeeded"})  # fmt: skip
+    found = httpx.get(
+        f"{platform.gateway}/v1/transfers",
+        headers=platform.admin,
+        timeout=30,
+        params={"source": "cashier", "idempotency_key": f"{payment_id}:succeeded"},
+    )
     if found.status_code != 200:
         return {}
     lines: dict[tuple[str, str], int] = {}
     for posting in found.json()["postings"]:
-        account = httpx.get(f"{platform.gateway}/v1/accounts/{posting['account_id']}", headers=platform.admin,
-                            timeout=30).json()  # fmt: skip
+        account = httpx.get(
+            f"{platform.gateway}/v1/accounts/{posting['account_id']}", headers=platform.admin, timeout=30
+        ).json()
         key = (str(account["kind"]), str(posting["direction"]))
         lines[key] = lines.get(key, 0) + int(posting["amount_minor"])
     return lines

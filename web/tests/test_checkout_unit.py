@@ -51,8 +51,14 @@ def test_an_in_app_browser_is_offered_its_own_wallet_only(
 
 
 def test_a_live_jsapi_payment_is_paid_by_its_apps_bridge_with_the_signed_parameters() -> None:
-    wechat = {"appId": "wx1", "timeStamp": "1700000000", "nonceStr": "n", "package": "prepay_id=wx2",
-              "signType": "RSA", "paySign": "c2ln"}  # fmt: skip
+    wechat = {
+        "appId": "wx1",
+        "timeStamp": "1700000000",
+        "nonceStr": "n",
+        "package": "prepay_id=wx2",
+        "signType": "RSA",
+        "paySign": "c2ln",
+    }
     action = {"type": "jsapi", "jsapi_params": wechat, "channel_data": {}}
     assert _bridge({"method": "wechatpay"}, action) == {"app": "wechat", "params": wechat}
     alipay = {"type": "jsapi", "jsapi_params": {"tradeNO": "2026120622001"}, "channel_data": {}}
@@ -62,8 +68,13 @@ def test_a_live_jsapi_payment_is_paid_by_its_apps_bridge_with_the_signed_paramet
 
 
 def test_the_poster_is_a_standalone_svg_sized_for_print_with_hostile_text_escaped() -> None:
-    view = {"url": "https://pay.example/pay/pl_x", "merchant_name": "<script>alert(1)</script> & 停车场",
-            "description": "停车缴费" * 20, "amount_minor": 1_500, "currency": "CNY"}  # fmt: skip
+    view = {
+        "url": "https://pay.example/pay/pl_x",
+        "merchant_name": "<script>alert(1)</script> & 停车场",
+        "description": "停车缴费" * 20,
+        "amount_minor": 1_500,
+        "currency": "CNY",
+    }
     for size, width, height in (("a6", "105mm", "148mm"), ("a4", "210mm", "297mm")):
         svg = poster_svg(view, size=size, gettext=lambda m: m, money=lambda minor, currency: f"¥{minor / 100:.2f}")
         root = xml.dom.minidom.parseString(svg).documentElement
@@ -74,8 +85,14 @@ def test_the_poster_is_a_standalone_svg_sized_for_print_with_hostile_text_escape
 
 
 def test_the_poster_names_only_the_methods_the_link_offers() -> None:
-    view = {"url": "https://pay.example/pay/pl_x", "merchant_name": "停车场", "description": "停车缴费",
-            "amount_minor": None, "currency": "CNY", "methods": ["alipay", "wechatpay", "someday_pay"]}  # fmt: skip
+    view = {
+        "url": "https://pay.example/pay/pl_x",
+        "merchant_name": "停车场",
+        "description": "停车缴费",
+        "amount_minor": None,
+        "currency": "CNY",
+        "methods": ["alipay", "wechatpay", "someday_pay"],
+    }
     svg = poster_svg(view, size="a6", gettext=lambda m: m, money=lambda minor, currency: "")
     assert "Alipay · WeChat Pay" in svg
     assert "UnionPay" not in svg and "wallet" not in svg.lower() and "someday_pay" not in svg

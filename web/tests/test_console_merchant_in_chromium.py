@@ -79,24 +79,38 @@ ROUTE_ID = "con_ali_pos"
 
 def _route_barcode(p: Platform, merchant_id: str) -> None:
     """An Alipay 付款码 route and a contract for the merchant (the operator's set-up), so a payment succeeds at once."""
-    route = {"route_id": ROUTE_ID, "method": "alipay", "kind": "direct", "provider": "alipay", "connector": "alipay",
-             "config_ref": "demo/alipay", "scenes": ["barcode"]}  # fmt: skip
+    route = {
+        "route_id": ROUTE_ID,
+        "method": "alipay",
+        "kind": "direct",
+        "provider": "alipay",
+        "connector": "alipay",
+        "config_ref": "demo/alipay",
+        "scenes": ["barcode"],
+    }
     rate = {"route_id": ROUTE_ID, "rate_bps": 38, "valid_from": "2026-01-01T00:00:00+08:00"}
     for method, path, body in (
         ("POST", "/v1/channel-routes", route),
         ("POST", "/v1/fee-rates", rate),
         ("PUT", f"/v1/contracts/{merchant_id}/{ROUTE_ID}", {"sub_merchant_id": f"sub_{ROUTE_ID}"}),
     ):
-        r = httpx.request(method, p.gateway + path, json=body, timeout=30,
-                          headers={**p.admin, "Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
+        r = httpx.request(
+            method, p.gateway + path, json=body, timeout=30, headers={**p.admin, "Idempotency-Key": uuid.uuid4().hex}
+        )
         assert r.status_code in (200, 201, 409), r.text
 
 
 def _paid(shop: Shop, client: Client, amount_minor: int, **extra: Any) -> dict[str, Any]:
     code = httpx.post(shop.platform.sandboxes["alipay"] + "/control/payer-codes", json={}, timeout=10).json()
-    payment = client.payments.create(merchant_order_no=f"con-{uuid.uuid4().hex[:12]}", amount_minor=amount_minor,
-                                     currency="CNY", description="Console test", scene="payment_code",
-                                     auth_code=code["auth_code"], **extra)  # fmt: skip
+    payment = client.payments.create(
+        merchant_order_no=f"con-{uuid.uuid4().hex[:12]}",
+        amount_minor=amount_minor,
+        currency="CNY",
+        description="Console test",
+        scene="payment_code",
+        auth_code=code["auth_code"],
+        **extra,
+    )
     assert payment["status"] == "succeeded", payment
     return dict(payment)
 
@@ -108,11 +122,24 @@ def shop(platform: Platform) -> Iterator[Shop]:  # noqa: F811
     _route_barcode(platform, platform.merchant_id)
     s = Shop(platform, merchant)
     # The third one's webhook goes to a port where nobody answers (the discard port): a delivery to resend.
-    s.payments = [_paid(s, merchant, 1_200), _paid(s, merchant, 880),
-                  _paid(s, merchant, 1_234, notify_url="http://127.0.0.1:9/juhe-webhook")]  # fmt: skip
-    owner = _write(platform.gateway, platform.admin, "POST", "/v1/platform/staff",
-                   {"kind": "merchant", "merchant_id": platform.merchant_id, "email": "owner@console.example",
-                    "role": "owner", "name": "Owner"})  # fmt: skip
+    s.payments = [
+        _paid(s, merchant, 1_200),
+        _paid(s, merchant, 880),
+        _paid(s, merchant, 1_234, notify_url="http://127.0.0.1:9/juhe-webhook"),
+    ]
+    owner = _write(
+        platform.gateway,
+        platform.admin,
+        "POST",
+        "/v1/platform/staff",
+        {
+            "kind": "merchant",
+            "merchant_id": platform.merchant_id,
+            "email": "owner@console.example",
+            "role": "owner",
+            "name": "Owner",
+        },
+    )
     s.invitations["owner@console.example"] = _path(owner["url"])
     yield s
     merchant.close()
@@ -247,11 +274,25 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     # A request approved whose refund was never made (the cashier refused or did not answer then; here a member's
     # session asked the gateway directly, below the threshold) is made from the queue, once.
     second = shop.payments[1]
-    maker = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": "finance",
-                   "merchant_id": shop.platform.merchant_id, "email": "maker@console.example"})  # fmt: skip
+    maker = _write(
+        gw,
+        shop.platform.admin,
+        "POST",
+        "/v1/platform/staff",
+        {
+            "kind": "merchant",
+            "role": "finance",
+            "merchant_id": shop.platform.merchant_id,
+            "email": "maker@console.example",
+        },
+    )
     session = {"Authorization": f"Bearer {_redeem(gw, maker['url'])['session']['token']}"}
-    asked = httpx.post(gw + "/v1/console/refund-requests", json={"payment_id": second["id"], "amount_minor": 100},
-                       headers=session, timeout=30)  # fmt: skip
+    asked = httpx.post(
+        gw + "/v1/console/refund-requests",
+        json={"payment_id": second["id"], "amount_minor": 100},
+        headers=session,
+        timeout=30,
+    )
     assert asked.status_code == 201 and asked.json()["status"] == "approved", asked.text
     owner.goto(gw + "/console/merchant/refunds")
     row = owner.locator("#refund-requests tr", has_text=second["id"])
@@ -290,10 +331,16 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     support_csrf = _csrf(support, gw + "/console/account")
     finance_csrf = _csrf(finance, gw + "/console/account")
     form = {"amount": "1.00", "account_no": "6222000011112222", "account_name": "Evil", "merchant_id": "mch_other"}
-    assert support_ctx.request.post(gw + "/console/merchant/payouts", form={**form, "csrf": support_csrf},
-                                    max_redirects=0).status == 403  # fmt: skip
-    assert support_ctx.request.post(gw + "/console/merchant/api-keys", form={"csrf": support_csrf},
-                                    max_redirects=0).status == 403  # fmt: skip
+    assert (
+        support_ctx.request.post(
+            gw + "/console/merchant/payouts", form={**form, "csrf": support_csrf}, max_redirects=0
+        ).status
+        == 403
+    )
+    assert (
+        support_ctx.request.post(gw + "/console/merchant/api-keys", form={"csrf": support_csrf}, max_redirects=0).status
+        == 403
+    )
     for token in ("", support_csrf):
         r = finance_ctx.request.post(gw + "/console/merchant/payouts", form={**form, "csrf": token}, max_redirects=0)
         assert r.status == 403, token
@@ -304,8 +351,13 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
 
     # Another merchant's owner with this merchant's payment id in the URL: not found (the merchant is the session's).
     other = _write(gw, shop.platform.admin, "POST", "/v1/platform/merchants", {"name": "Other shop"})
-    boss = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": "owner",
-                  "merchant_id": other["merchant_id"], "email": "boss@other.example"})  # fmt: skip
+    boss = _write(
+        gw,
+        shop.platform.admin,
+        "POST",
+        "/v1/platform/staff",
+        {"kind": "merchant", "role": "owner", "merchant_id": other["merchant_id"], "email": "boss@other.example"},
+    )
     _redeem(gw, boss["url"])
     stranger = _sign_in(gw, "boss@other.example")
     assert stranger.request("GET", f"/console/merchant/payments/{paid['id']}").status_code == 404
@@ -339,8 +391,16 @@ def test_owner_finance_support_work_and_roles_hold(browser: Browser, shop: Shop)
     # The audit log (owner): the invitations, the threshold, the refund decision and execution, with before/after.
     owner.goto(gw + "/console/merchant/audit")
     audit = owner.locator("#audit").inner_text()
-    for action in ("staff.invited", "settings.refund_threshold_changed", "refund.approved", "refund.executed",
-                   "api_key.created", "api_key.rotated", "api_key.revoked", "webhook.resent"):  # fmt: skip
+    for action in (
+        "staff.invited",
+        "settings.refund_threshold_changed",
+        "refund.approved",
+        "refund.executed",
+        "api_key.created",
+        "api_key.rotated",
+        "api_key.revoked",
+        "webhook.resent",
+    ):
         assert action in audit, action
     assert "amount_minor=600" in audit  # the refund request's record, summarised by the fields people compare
     check_accessibility(owner, "console-audit")
@@ -373,8 +433,13 @@ def _csrf(page: Page, url: str) -> str:
 def _member_page(browser: Browser, shop: Shop, role: str) -> tuple[BrowserContext, Page]:  # noqa: F811
     """A member of `role` made by the platform (as an owner's invitation would), signed in on the sign-in page."""
     gw, email = shop.platform.gateway, f"{role}.tools.{uuid.uuid4().hex[:6]}@console.example"
-    made = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": role,
-                  "merchant_id": shop.platform.merchant_id, "email": email})  # fmt: skip
+    made = _write(
+        gw,
+        shop.platform.admin,
+        "POST",
+        "/v1/platform/staff",
+        {"kind": "merchant", "role": role, "merchant_id": shop.platform.merchant_id, "email": email},
+    )
     _redeem(gw, made["url"])
     ctx = browser.new_context(accept_downloads=True)
     _en(ctx, shop)
@@ -427,8 +492,11 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     assert response is not None and response.status == 403
     expect(support.get_by_role("heading", name="Not allowed")).to_be_visible()
     support_csrf = _csrf(support, gw + "/console/account")
-    forged = support_ctx.request.post(gw + f"/console/merchant/webhooks/{endpoint_id}/rotate",
-                                      form={"csrf": support_csrf, "overlap_seconds": "0"}, max_redirects=0)  # fmt: skip
+    forged = support_ctx.request.post(
+        gw + f"/console/merchant/webhooks/{endpoint_id}/rotate",
+        form={"csrf": support_csrf, "overlap_seconds": "0"},
+        max_redirects=0,
+    )
     assert forged.status == 403
     assert _endpoint(shop, endpoint_id)["previous_secret_expires_at"] == rotated
 
@@ -526,11 +594,18 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
     expect(owner.locator("#status")).to_contain_text("Done")
     owner.get_by_role("button", name="Start Console 5 off").click()
     expect(owner.locator("#stocks tr", has_text="Console 5 off").locator(".stock-status")).to_have_text("running")
-    stock_id = next(s["stock_id"] for s in shop.merchant.request("GET", "/v1/marketing/stocks")["data"]
-                    if s["name"] == "Console 5 off")  # fmt: skip
+    stock_id = next(
+        s["stock_id"]
+        for s in shop.merchant.request("GET", "/v1/marketing/stocks")["data"]
+        if s["name"] == "Console 5 off"
+    )
     user = Client(gw, token=shop.platform.keys["user_token"], max_retries=0)
-    coupon = user.request("POST", "/v1/marketing/me/claims", json={"stock_id": stock_id, "request_id": "console-1"},
-                          idempotency_key=f"claim-{uuid.uuid4().hex}")  # fmt: skip
+    coupon = user.request(
+        "POST",
+        "/v1/marketing/me/claims",
+        json={"stock_id": stock_id, "request_id": "console-1"},
+        idempotency_key=f"claim-{uuid.uuid4().hex}",
+    )
     user.close()
     support.get_by_role("link", name="Redeem a coupon").click()
 
@@ -581,18 +656,39 @@ def test_webhooks_balances_payment_links_coupons_and_postings(browser: Browser, 
         assert net == int(line["amount_minor"]) - int(line["platform_fee_minor"] or 0)  # the statement's net
     check_accessibility(finance, "console-payment-postings")
     other = _write(gw, shop.platform.admin, "POST", "/v1/platform/merchants", {"name": "Postings elsewhere"})
-    outsider = _write(gw, shop.platform.admin, "POST", "/v1/platform/staff", {"kind": "merchant", "role": "owner",
-                      "merchant_id": other["merchant_id"], "email": f"o{uuid.uuid4().hex[:6]}@b.example"})  # fmt: skip
+    outsider = _write(
+        gw,
+        shop.platform.admin,
+        "POST",
+        "/v1/platform/staff",
+        {
+            "kind": "merchant",
+            "role": "owner",
+            "merchant_id": other["merchant_id"],
+            "email": f"o{uuid.uuid4().hex[:6]}@b.example",
+        },
+    )
     session = {"Authorization": f"Bearer {_redeem(gw, outsider['url'])['session']['token']}"}
     theirs = httpx.get(f"{gw}/v1/console/payments/{paid['id']}/postings", headers=session, timeout=30)
     assert theirs.status_code == 200 and theirs.json()["data"] == []  # another merchant's payment: none of its lines
     # Every write above is in the owner's audit log.
     owner.goto(gw + "/console/merchant/audit")
     log_text = owner.locator("#audit").inner_text()
-    for action in ("webhook_endpoint.created", "webhook_endpoint.secret_rotated", "payment_link.created",
-                   "coupon_stock.created", "coupon_stock.start", "coupon.redeemed", "coupon.redemption_undone",
-                   "webhook.resent", "webhook_endpoint.disabled", "webhook_endpoint.deleted",
-                   "payment_link.deactivated", "coupon_stock.pause", "coupon_stock.end"):  # fmt: skip
+    for action in (
+        "webhook_endpoint.created",
+        "webhook_endpoint.secret_rotated",
+        "payment_link.created",
+        "coupon_stock.created",
+        "coupon_stock.start",
+        "coupon.redeemed",
+        "coupon.redemption_undone",
+        "webhook.resent",
+        "webhook_endpoint.disabled",
+        "webhook_endpoint.deleted",
+        "payment_link.deactivated",
+        "coupon_stock.pause",
+        "coupon_stock.end",
+    ):
         assert action in log_text, action
     for context in (developer_ctx, support_ctx, finance_ctx, owner_ctx):
         context.close()
@@ -633,8 +729,13 @@ def test_every_console_route_for_every_role_matches_the_documented_matrix(shop: 
     dummy = "0" * 32
     for role in matrix:
         email = f"{role}.matrix@console.example"
-        made = _write(gw, p.admin, "POST", "/v1/platform/staff",
-                      {"kind": "merchant", "merchant_id": p.merchant_id, "email": email, "role": role})  # fmt: skip
+        made = _write(
+            gw,
+            p.admin,
+            "POST",
+            "/v1/platform/staff",
+            {"kind": "merchant", "merchant_id": p.merchant_id, "email": email, "role": role},
+        )
         _redeem(gw, made["url"])
         client = _sign_in(gw, email)
         try:

@@ -208,22 +208,35 @@ def _onboard_a_held_merchant_and_activate_it(page: Page, platform: Platform) -> 
     its KYC check (its licence is on hold), so it waits in the KYC review queue; the operator approves it there and
     the onboarding runs on to active. Its credentials are shown once."""
     app = httpx.post(f"{platform.sandboxes['alipay']}/control/apps", json={}, timeout=30).json()
-    config = {"gateway_url": f"{platform.sandboxes['alipay']}/gateway.do", "app_id": app["app_id"],
-              "app_private_key_pem": app["app_private_key_pem"],
-              "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}  # fmt: skip
+    config = {
+        "gateway_url": f"{platform.sandboxes['alipay']}/gateway.do",
+        "app_id": app["app_id"],
+        "app_private_key_pem": app["app_private_key_pem"],
+        "alipay_public_key_pem": app["alipay_public_key_pem"],
+        "seller_id": app["seller_id"],
+    }
     licence, merchant_id = _uscc(), f"mch_tea{uuid.uuid4().hex[:10]}"
     _identity_rules(platform, hold_documents=[licence])
     try:
         page.goto("/console/operator/onboarding")
         fields = {
-            "Legal name (as on the licence)": "杭州茶馆有限公司", "Merchant ID (optional: generated)": merchant_id,
-            "Industry code (MCC)": "5812", "Unified social credit code (not for an individual)": licence,
-            "Representative's name": "张三", "Representative's ID number": "11010519491231002X",
-            "Contact name": "李四", "Contact e-mail": "ops@tea.example", "Contact phone": "+8613800138000",
-            "Account name": "杭州茶馆有限公司", "Account number": "6222021234567890", "Bank": "ICBC Hangzhou",
-            "Platform fee (basis points)": "30", "Route": "ali_direct", "The merchant's ID at the channel":
-            app["seller_id"], "Webhook URL (optional)": f"{platform.gateway}/tea-house-webhooks",
-        }  # fmt: skip
+            "Legal name (as on the licence)": "杭州茶馆有限公司",
+            "Merchant ID (optional: generated)": merchant_id,
+            "Industry code (MCC)": "5812",
+            "Unified social credit code (not for an individual)": licence,
+            "Representative's name": "张三",
+            "Representative's ID number": "11010519491231002X",
+            "Contact name": "李四",
+            "Contact e-mail": "ops@tea.example",
+            "Contact phone": "+8613800138000",
+            "Account name": "杭州茶馆有限公司",
+            "Account number": "6222021234567890",
+            "Bank": "ICBC Hangzhou",
+            "Platform fee (basis points)": "30",
+            "Route": "ali_direct",
+            "The merchant's ID at the channel": app["seller_id"],
+            "Webhook URL (optional)": f"{platform.gateway}/tea-house-webhooks",
+        }
         for label, value in fields.items():
             page.get_by_label(label, exact=True).fill(value)
         page.get_by_label("Entity type").select_option("company")
@@ -258,14 +271,28 @@ def _a_held_check_rejected_with_a_reason(page: Page, platform: Platform) -> None
     """Another onboarding (the platform's own API call) whose check is held, rejected in the queue with a reason: its
     KYC step is refused with the reviewer's reason and it moves to the refused onboardings (nothing further ran)."""
     licence = _uscc()
-    body = {"legal_name": "杭州面馆有限公司", "entity_type": "company", "industry_code": "5812",
-            "business_licence_number": licence, "webhook_url": f"{platform.gateway}/noodle-house-webhooks",
-            "legal_representative": {"name": "王五", "id_number": "11010519491231002X"},
-            "contact": {"name": "王五", "email": "ops@noodle.example", "phone": "13800138001"},
-            "settlement_account": {"account_name": "杭州面馆有限公司", "account_number": "6222021234567891",
-                                   "bank_name": "ICBC Hangzhou"},
-            "channels": [{"channel": "alipay", "route_id": "ali_direct", "sub_merchant_id": "2088000000000001",
-                          "config": {"app_id": "never-used"}}]}  # fmt: skip
+    body = {
+        "legal_name": "杭州面馆有限公司",
+        "entity_type": "company",
+        "industry_code": "5812",
+        "business_licence_number": licence,
+        "webhook_url": f"{platform.gateway}/noodle-house-webhooks",
+        "legal_representative": {"name": "王五", "id_number": "11010519491231002X"},
+        "contact": {"name": "王五", "email": "ops@noodle.example", "phone": "13800138001"},
+        "settlement_account": {
+            "account_name": "杭州面馆有限公司",
+            "account_number": "6222021234567891",
+            "bank_name": "ICBC Hangzhou",
+        },
+        "channels": [
+            {
+                "channel": "alipay",
+                "route_id": "ali_direct",
+                "sub_merchant_id": "2088000000000001",
+                "config": {"app_id": "never-used"},
+            }
+        ],
+    }
     _identity_rules(platform, hold_documents=[licence])
     try:
         onboarding = _write(platform.gateway, platform.admin, "POST", "/v1/platform/merchant-onboardings", body)
@@ -278,15 +305,22 @@ def _a_held_check_rejected_with_a_reason(page: Page, platform: Platform) -> None
     expect(page.locator("#status")).to_contain_text("KYC rejected")
     expect(page.locator("#onboarding-status")).to_have_attribute("data-status", "rejected")
     expect(page.locator("tr[data-step='kyc']")).to_contain_text("Licence photo does not match the register")
-    assert _read(platform, f"/v1/platform/merchant-onboardings/{onboarding['onboarding_id']}")["steps"]["ledger"][
-        "status"] == "pending"  # fmt: skip
+    assert (
+        _read(platform, f"/v1/platform/merchant-onboardings/{onboarding['onboarding_id']}")["steps"]["ledger"]["status"]
+        == "pending"
+    )
 
 
 def _the_merchant_takes_a_payment(platform: Platform, key: dict[str, str]) -> None:
     merchant = Client(platform.gateway, key_id=key["key_id"], secret=key["secret"])
-    payment = merchant.payments.create(merchant_order_no=f"tea-{uuid.uuid4().hex[:12]}", amount_minor=ORDER_MINOR,
-                                       currency="CNY", description="Longjing", scene="native_qr",
-                                       preferred_channels=["alipay"])  # fmt: skip
+    payment = merchant.payments.create(
+        merchant_order_no=f"tea-{uuid.uuid4().hex[:12]}",
+        amount_minor=ORDER_MINOR,
+        currency="CNY",
+        description="Longjing",
+        scene="native_qr",
+        preferred_channels=["alipay"],
+    )
     out_trade_no = payment["attempts"][-1]["out_trade_no"]
     paid = httpx.post(f"{platform.sandboxes['alipay']}/control/trades/{out_trade_no}/approve", timeout=30)
     assert paid.status_code == 200, paid.text
@@ -524,8 +558,13 @@ def _operator_signed_in(platform: Platform, role: str) -> Browserless:
     secret = re.search(r"<code>([A-Z2-7]+)</code>", page.text)
     assert secret, page.text[:500]
     token = dict(parse_qsl(link.query))["token"]
-    form = {"csrf": csrf_of(page.text), "token": token, "password": PASSWORD, "password_again": PASSWORD,
-            "totp_code": pyotp.TOTP(secret.group(1)).now()}  # fmt: skip
+    form = {
+        "csrf": csrf_of(page.text),
+        "token": token,
+        "password": PASSWORD,
+        "password_again": PASSWORD,
+        "totp_code": pyotp.TOTP(secret.group(1)).now(),
+    }
     accepted = client.request("POST", "/console/invitation", data=form)
     assert accepted.status_code in (200, 303), accepted.text[:500]
     return client

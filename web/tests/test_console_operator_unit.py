@@ -506,8 +506,15 @@ def test_audit_summary_names_the_compared_fields() -> None:
     before = {"rate_id": "fr_1", "rate_bps": 30, "version": 2, "min_fee_minor": 0}
     assert audit_summary(before) == "rate_id=fr_1, rate_bps=30"
     assert audit_summary(None) == ""
-    request = {"request_id": "crq_1", "payment_id": "pay_1", "amount_minor": 600, "currency": "CNY",
-               "status": "pending", "requested_by": "stf_1", "reason": ""}  # fmt: skip
+    request = {
+        "request_id": "crq_1",
+        "payment_id": "pay_1",
+        "amount_minor": 600,
+        "currency": "CNY",
+        "status": "pending",
+        "requested_by": "stf_1",
+        "reason": "",
+    }
     assert audit_summary(request) == "payment_id=pay_1, amount_minor=600, currency=CNY, status=pending"
 
 
@@ -583,19 +590,37 @@ def test_the_onboarding_form_keeps_what_was_typed_and_names_the_refused_fields()
 def test_the_onboarding_request_is_the_gateways_one_call_shape() -> None:
     from web.pages.console_operator import onboarding_request
 
-    form = {"legal_name": " 杭州茶馆有限公司 ", "entity_type": "company", "industry_code": "5812",
-            "business_licence_number": "91350100m000100y43", "representative_name": "张三",
-            "representative_id_number": "11010519491231002x", "contact_name": "李四", "contact_email": "a@b.cn",
-            "contact_phone": "13800138000", "account_name": "杭州茶馆有限公司", "account_number": "6222021234567890",
-            "bank_name": "ICBC", "channel": "alipay", "route_id": "ali_direct", "sub_merchant_id": "2088",
-            "channel_config": '{"app_id": "2021"}', "cycle": "d_plus:1", "platform_fee_rate_bps": "30",
-            "key_mode": "test", "merchant_id": "", "display_name": "", "webhook_url": ""}  # fmt: skip
+    form = {
+        "legal_name": " 杭州茶馆有限公司 ",
+        "entity_type": "company",
+        "industry_code": "5812",
+        "business_licence_number": "91350100m000100y43",
+        "representative_name": "张三",
+        "representative_id_number": "11010519491231002x",
+        "contact_name": "李四",
+        "contact_email": "a@b.cn",
+        "contact_phone": "13800138000",
+        "account_name": "杭州茶馆有限公司",
+        "account_number": "6222021234567890",
+        "bank_name": "ICBC",
+        "channel": "alipay",
+        "route_id": "ali_direct",
+        "sub_merchant_id": "2088",
+        "channel_config": '{"app_id": "2021"}',
+        "cycle": "d_plus:1",
+        "platform_fee_rate_bps": "30",
+        "key_mode": "test",
+        "merchant_id": "",
+        "display_name": "",
+        "webhook_url": "",
+    }
     body, bad = onboarding_request(form)
     assert bad is None and body is not None
     assert body["legal_name"] == "杭州茶馆有限公司" and body["business_licence_number"] == "91350100M000100Y43"
     assert body["legal_representative"] == {"name": "张三", "id_number": "11010519491231002X"}
-    assert body["channels"] == [{"channel": "alipay", "route_id": "ali_direct", "sub_merchant_id": "2088",
-                                 "config": {"app_id": "2021"}}]  # fmt: skip
+    assert body["channels"] == [
+        {"channel": "alipay", "route_id": "ali_direct", "sub_merchant_id": "2088", "config": {"app_id": "2021"}}
+    ]
     assert body["settlement"] == {"cycle": {"kind": "d_plus", "days": 1}, "platform_fee_rate_bps": 30}
     assert not {"merchant_id", "display_name", "webhook_url"} & set(body)
     individual, _ = onboarding_request(form | {"entity_type": "individual"})

@@ -68,15 +68,43 @@ def test_the_api_map_refuses_what_staff_never_do() -> None:
 def test_dashboard_figures_are_exact() -> None:
     today = date(2026, 12, 6)
     rows: list[dict[str, Any]] = [
-        {"day": "2026-12-06", "channel": "alipay", "status": "succeeded", "count": 1, "amount_minor": 1_001,
-         "refunded_minor": 1, "platform_fee_minor": 4},
-        {"day": "2026-12-03", "channel": "alipay", "status": "failed", "count": 1, "amount_minor": 500,
-         "refunded_minor": 0, "platform_fee_minor": 0},
-        {"day": "2026-11-10", "channel": "wechatpay", "status": "succeeded", "count": 1, "amount_minor": 7,
-         "refunded_minor": 0, "platform_fee_minor": 0},
-        {"day": "2026-12-06", "channel": None, "status": "pending", "count": 1, "amount_minor": 9,
-         "refunded_minor": 0, "platform_fee_minor": 0},
-    ]  # fmt: skip
+        {
+            "day": "2026-12-06",
+            "channel": "alipay",
+            "status": "succeeded",
+            "count": 1,
+            "amount_minor": 1_001,
+            "refunded_minor": 1,
+            "platform_fee_minor": 4,
+        },
+        {
+            "day": "2026-12-03",
+            "channel": "alipay",
+            "status": "failed",
+            "count": 1,
+            "amount_minor": 500,
+            "refunded_minor": 0,
+            "platform_fee_minor": 0,
+        },
+        {
+            "day": "2026-11-10",
+            "channel": "wechatpay",
+            "status": "succeeded",
+            "count": 1,
+            "amount_minor": 7,
+            "refunded_minor": 0,
+            "platform_fee_minor": 0,
+        },
+        {
+            "day": "2026-12-06",
+            "channel": None,
+            "status": "pending",
+            "count": 1,
+            "amount_minor": 9,
+            "refunded_minor": 0,
+            "platform_fee_minor": 0,
+        },
+    ]
     figures = dashboard_figures(rows, today=today)
     today_w, week, month = figures["windows"]
     assert (today_w["count"], today_w["volume_minor"], today_w["success_permille"]) == (2, 1_001, 1000)
@@ -85,8 +113,17 @@ def test_dashboard_figures_are_exact() -> None:
     assert month["by_channel"]["alipay"] == {"volume_minor": 1_001, "count": 2, "succeeded": 1, "refunded_minor": 1}
     assert dict(figures["daily"])[date(2026, 11, 10)] == 7 and len(figures["daily"]) == 30
     # 100,000 payments of one day in one row: the same arithmetic, exact.
-    big: list[dict[str, Any]] = [{"day": "2026-12-06", "channel": "wechatpay", "status": "succeeded", "count": 100_000,
-            "amount_minor": 123_456_789_00, "refunded_minor": 0, "platform_fee_minor": 74_074_07}]  # fmt: skip
+    big: list[dict[str, Any]] = [
+        {
+            "day": "2026-12-06",
+            "channel": "wechatpay",
+            "status": "succeeded",
+            "count": 100_000,
+            "amount_minor": 123_456_789_00,
+            "refunded_minor": 0,
+            "platform_fee_minor": 74_074_07,
+        }
+    ]
     assert dashboard_figures(big, today=today)["windows"][0]["volume_minor"] == 123_456_789_00
 
 
@@ -106,36 +143,108 @@ def test_reconciliation_of_a_day_lists_what_differs() -> None:
     at = "2026-12-05T02:00:00+00:00"  # 10:00 in China on the 5th
     late = "2026-12-05T17:00:00+00:00"  # 01:00 in China on the 6th: another day
     payments = [
-        {"id": "pay_a", "status": "succeeded", "succeeded_at": at, "amount_minor": 1_000, "channel": "alipay",
-         "currency": "CNY", "merchant_order_no": "A"},
-        {"id": "pay_b", "status": "succeeded", "succeeded_at": at, "amount_minor": 250, "channel": "alipay",
-         "currency": "CNY", "merchant_order_no": "B"},
-        {"id": "pay_c", "status": "succeeded", "succeeded_at": at, "amount_minor": 700, "channel": "wechatpay",
-         "currency": "CNY", "merchant_order_no": "C"},
-        {"id": "pay_d", "status": "succeeded", "succeeded_at": late, "amount_minor": 5, "channel": "alipay",
-         "currency": "CNY", "merchant_order_no": "D"},
-    ]  # fmt: skip
+        {
+            "id": "pay_a",
+            "status": "succeeded",
+            "succeeded_at": at,
+            "amount_minor": 1_000,
+            "channel": "alipay",
+            "currency": "CNY",
+            "merchant_order_no": "A",
+        },
+        {
+            "id": "pay_b",
+            "status": "succeeded",
+            "succeeded_at": at,
+            "amount_minor": 250,
+            "channel": "alipay",
+            "currency": "CNY",
+            "merchant_order_no": "B",
+        },
+        {
+            "id": "pay_c",
+            "status": "succeeded",
+            "succeeded_at": at,
+            "amount_minor": 700,
+            "channel": "wechatpay",
+            "currency": "CNY",
+            "merchant_order_no": "C",
+        },
+        {
+            "id": "pay_d",
+            "status": "succeeded",
+            "succeeded_at": late,
+            "amount_minor": 5,
+            "channel": "alipay",
+            "currency": "CNY",
+            "merchant_order_no": "D",
+        },
+    ]
     row = {"currency": "CNY", "refunded_minor": "0", "succeeded_at": at, "settle_date": "2026-12-06"}
     rows = [
-        {**row, "payment_id": "pay_a", "merchant_order_no": "A", "channel": "alipay", "status": "succeeded",
-         "amount_minor": "1000", "platform_fee_minor": "6"},
-        {**row, "payment_id": "pay_b", "merchant_order_no": "B", "channel": "alipay", "status": "succeeded",
-         "amount_minor": "205", "platform_fee_minor": "1"},
-        {**row, "payment_id": "pay_e", "merchant_order_no": "E", "channel": "wechatpay", "status": "succeeded",
-         "amount_minor": "90", "platform_fee_minor": ""},
-        {**row, "payment_id": "pay_f", "merchant_order_no": "F", "channel": "alipay", "status": "closed",
-         "amount_minor": "90", "platform_fee_minor": ""},
-    ]  # fmt: skip
+        {
+            **row,
+            "payment_id": "pay_a",
+            "merchant_order_no": "A",
+            "channel": "alipay",
+            "status": "succeeded",
+            "amount_minor": "1000",
+            "platform_fee_minor": "6",
+        },
+        {
+            **row,
+            "payment_id": "pay_b",
+            "merchant_order_no": "B",
+            "channel": "alipay",
+            "status": "succeeded",
+            "amount_minor": "205",
+            "platform_fee_minor": "1",
+        },
+        {
+            **row,
+            "payment_id": "pay_e",
+            "merchant_order_no": "E",
+            "channel": "wechatpay",
+            "status": "succeeded",
+            "amount_minor": "90",
+            "platform_fee_minor": "",
+        },
+        {
+            **row,
+            "payment_id": "pay_f",
+            "merchant_order_no": "F",
+            "channel": "alipay",
+            "status": "closed",
+            "amount_minor": "90",
+            "platform_fee_minor": "",
+        },
+    ]
     result = reconcile_day(day, payments, rows)
     assert result["channels"] == [
-        {"channel": "alipay", "currency": "CNY", "count": 2, "total_minor": 1_250, "stated_count": 2,
-         "stated_total_minor": 1_205, "fee_minor": 7},
-        {"channel": "wechatpay", "currency": "CNY", "count": 1, "total_minor": 700, "stated_count": 1,
-         "stated_total_minor": 90, "fee_minor": 0},
-    ]  # fmt: skip
+        {
+            "channel": "alipay",
+            "currency": "CNY",
+            "count": 2,
+            "total_minor": 1_250,
+            "stated_count": 2,
+            "stated_total_minor": 1_205,
+            "fee_minor": 7,
+        },
+        {
+            "channel": "wechatpay",
+            "currency": "CNY",
+            "count": 1,
+            "total_minor": 700,
+            "stated_count": 1,
+            "stated_total_minor": 90,
+            "fee_minor": 0,
+        },
+    ]
     assert [(d["payment_id"], d["kind"]) for d in result["differences"]] == [
-        ("pay_b", "amount_differs"), ("pay_c", "not_in_statement"), ("pay_e", "not_at_juhe"),
-    ]  # fmt: skip
+        ("pay_b", "amount_differs"),
+        ("pay_c", "not_in_statement"),
+        ("pay_e", "not_at_juhe"),
+    ]
     assert result["matched"] == 1
 
 
@@ -169,12 +278,19 @@ def test_a_payout_held_for_approval_is_said_so() -> None:
     env = templates()
     env.install_gettext_translations(i18n.load_catalogues()["zh_CN"], newstyle=True)  # type: ignore[attr-defined]
     html = env.get_template("console/merchant_payouts.html").render(
-        page=type("P", (), {"lang_links": lambda self: []})(), html_lang="zh-CN", csrf="c", nav=[], done="payout_held",
+        page=type("P", (), {"lang_links": lambda self: []})(),
+        html_lang="zh-CN",
+        csrf="c",
+        nav=[],
+        done="payout_held",
         ctx=type("C", (), {"can": lambda self, p: False})(),
         member={"kind": "merchant", "email": "f@x", "role": "finance"},
-        money=lambda minor, currency="CNY": i18n.money(minor, currency, "zh_CN"), items=[], settled_minor=0,
-        number=lambda v: i18n.number(v, "zh_CN"), when=lambda v: i18n.when(v, "zh_CN"),
-    )  # fmt: skip
+        money=lambda minor, currency="CNY": i18n.money(minor, currency, "zh_CN"),
+        items=[],
+        settled_minor=0,
+        number=lambda v: i18n.number(v, "zh_CN"),
+        when=lambda v: i18n.when(v, "zh_CN"),
+    )
     assert "需平台审批" in html
 
 
@@ -185,43 +301,79 @@ def test_a_payment_link_form_becomes_the_cashiers_body_in_minor_units() -> None:
     from web.pages.console_merchant import link_draft
 
     now = datetime(2026, 12, 6, 10, 0, tzinfo=UTC)
-    fixed = link_draft({"description": "Parking", "amount_kind": "fixed", "amount": "12.30", "single_use": "1",
-                        "field_plate_number": "1", "expires": "2026-12-31T18:00"}, now=now)  # fmt: skip
-    assert fixed == {"currency": "CNY", "description": "Parking", "payer_fields": ["plate_number"],
-                     "amount_minor": 1230, "max_uses": 1, "expires_at": "2026-12-31T18:00:00+08:00"}  # fmt: skip
+    fixed = link_draft(
+        {
+            "description": "Parking",
+            "amount_kind": "fixed",
+            "amount": "12.30",
+            "single_use": "1",
+            "field_plate_number": "1",
+            "expires": "2026-12-31T18:00",
+        },
+        now=now,
+    )
+    assert fixed == {
+        "currency": "CNY",
+        "description": "Parking",
+        "payer_fields": ["plate_number"],
+        "amount_minor": 1230,
+        "max_uses": 1,
+        "expires_at": "2026-12-31T18:00:00+08:00",
+    }
     entered = link_draft(
         {"description": "Tips", "amount_kind": "payer", "amount_min": "1", "amount_max": "200"}, now=now
     )
     assert entered is not None and (entered["amount_min_minor"], entered["amount_max_minor"]) == (100, 20_000)
     assert "max_uses" not in entered and "amount_minor" not in entered
-    for bad in ({"description": "", "amount_kind": "fixed", "amount": "1"},
-                {"description": "x", "amount_kind": "fixed", "amount": "1.234"},
-                {"description": "x", "amount_kind": "payer", "amount_min": "9", "amount_max": "2"},
-                {"description": "x", "amount_kind": "fixed", "amount": "1", "expires": "2026-12-01T00:00"},
-                {"description": "x", "amount_kind": "fixed", "amount": "1", "expires": "tomorrow"}):  # fmt: skip
+    for bad in (
+        {"description": "", "amount_kind": "fixed", "amount": "1"},
+        {"description": "x", "amount_kind": "fixed", "amount": "1.234"},
+        {"description": "x", "amount_kind": "payer", "amount_min": "9", "amount_max": "2"},
+        {"description": "x", "amount_kind": "fixed", "amount": "1", "expires": "2026-12-01T00:00"},
+        {"description": "x", "amount_kind": "fixed", "amount": "1", "expires": "tomorrow"},
+    ):
         assert link_draft(bad, now=now) is None, bad
 
 
 def test_a_stock_form_is_merchant_funded_and_a_till_code_or_qr_is_told_apart() -> None:
     from web.pages.console_merchant import coupon_code, stock_draft
 
-    stock = stock_draft({"name": "5 off", "amount_off": "5", "threshold": "30", "budget_count": "100",
-                         "valid_days": "7"})  # fmt: skip
-    assert stock == {"name": "5 off", "discount_kind": "fixed", "currency": "CNY", "amount_off_minor": 500,
-                     "threshold_minor": 3000, "valid_days_after_claim": 7, "funding_party": "merchant",
-                     "budget_count": 100}  # fmt: skip
+    stock = stock_draft(
+        {"name": "5 off", "amount_off": "5", "threshold": "30", "budget_count": "100", "valid_days": "7"}
+    )
+    assert stock == {
+        "name": "5 off",
+        "discount_kind": "fixed",
+        "currency": "CNY",
+        "amount_off_minor": 500,
+        "threshold_minor": 3000,
+        "valid_days_after_claim": 7,
+        "funding_party": "merchant",
+        "budget_count": 100,
+    }
     assert stock_draft({"name": "x", "amount_off": "0", "budget_count": "1", "valid_days": "1"}) is None
     assert stock_draft({"name": "x", "amount_off": "1", "budget_count": "0", "valid_days": "1"}) is None
     # Percent off: basis points and the cap in minor units (marketing requires the cap); 100 % or more is no coupon.
     base = {"name": "12.5% off", "discount_kind": "percent", "budget_count": "10", "valid_days": "30"}
     percent = stock_draft({**base, "percent_off": "12.5", "discount_cap": "20", "amount_off": "5"})
-    assert percent is not None and {k: percent.get(k) for k in (
-        "discount_kind", "percent_off_bps", "discount_cap_minor", "amount_off_minor", "funding_party")} == {
-        "discount_kind": "percent", "percent_off_bps": 1250, "discount_cap_minor": 2000, "amount_off_minor": None,
-        "funding_party": "merchant"}  # fmt: skip
-    for bad in ({"percent_off": "100", "discount_cap": "20"}, {"percent_off": "0", "discount_cap": "20"},
-                {"percent_off": "12.345", "discount_cap": "20"}, {"percent_off": "15"},
-                {"percent_off": "15", "discount_cap": "0"}, {"percent_off": "-5", "discount_cap": "20"}):  # fmt: skip
+    assert percent is not None and {
+        k: percent.get(k)
+        for k in ("discount_kind", "percent_off_bps", "discount_cap_minor", "amount_off_minor", "funding_party")
+    } == {
+        "discount_kind": "percent",
+        "percent_off_bps": 1250,
+        "discount_cap_minor": 2000,
+        "amount_off_minor": None,
+        "funding_party": "merchant",
+    }
+    for bad in (
+        {"percent_off": "100", "discount_cap": "20"},
+        {"percent_off": "0", "discount_cap": "20"},
+        {"percent_off": "12.345", "discount_cap": "20"},
+        {"percent_off": "15"},
+        {"percent_off": "15", "discount_cap": "0"},
+        {"percent_off": "-5", "discount_cap": "20"},
+    ):
         assert stock_draft({**base, **bad}) is None, bad
     assert coupon_code(" 1234 5678 9012 3456 ") == {"code": "1234567890123456"}
     assert coupon_code("JUHECPN1:1234567890123456") == {"qr_payload": "JUHECPN1:1234567890123456"}
@@ -245,35 +397,123 @@ def test_the_new_pages_api_calls_need_their_permissions() -> None:
 
 
 NEW_PAGES: dict[str, dict[str, Any]] = {
-    "webhooks": {"endpoints": [{"id": "we_1", "url": "https://shop.example/hook", "description": "orders",
-                                "enabled_events": ["*"], "enabled": True, "livemode": False,
-                                "previous_secret_expires_at": None}],
-                 "event_types": ("payment.succeeded",), "overlaps": (0, 86400),
-                 "secret": {"id": "we_1", "secret": "whsec_x"}},
-    "endpoint": {"endpoint": {"id": "we_1", "url": "https://shop.example/hook", "enabled": True,
-                              "enabled_events": ["*"]},
-                 "items": [{"id": "whd_1", "event_type": "payment.succeeded", "payment_id": "pay_1", "status": "failed",
-                            "attempt_count": 3, "last_status_code": 500, "last_error": None}],
-                 "shown": {"id": "whd_1", "event_type": "payment.succeeded", "attempts": [
-                     {"attempt_no": 1, "attempted_at": "2026-12-06T10:00:00+00:00", "status_code": 500, "error": None,
-                      "duration_ms": 12}]}},
-    "balances": {"mode": "test", "figures": {"currency": "CNY", "pending_minor": 1234, "settled_minor": 500,
-                             "available_to_withdraw_minor": 500, "payout_in_transit_minor": 100}},
-    "payment_links": {"items": [{"id": "pl_1", "url": "http://x/pay/pl_1", "poster_url": "http://x/pay/pl_1/poster.svg",
-                                 "description": "Parking", "amount_minor": None, "amount_min_minor": 1,
-                                 "amount_max_minor": 5000, "currency": "CNY", "uses_completed": 1, "max_uses": 1,
-                                 "expires_at": None, "status": "active", "livemode": False}],
-                      "payer_fields": ("plate_number",)},
-    "coupons": {"stocks": [{"stock_id": "cps_1", "campaign_id": "cmp_1", "name": "5 off", "amount_off_minor": 500,
-                            "percent_off_bps": None, "threshold_minor": 0, "currency": "CNY", "status": "draft"},
-                           {"stock_id": "cps_2", "campaign_id": "cmp_1", "name": "15% off", "amount_off_minor": None,
-                            "percent_off_bps": 1250, "discount_cap_minor": 2000, "threshold_minor": 0,
-                            "currency": "CNY", "status": "running"}],
-                "stats": {"cmp_1": {"issued_count": 3, "claimed_count": 2, "redeemed_count": 1,
-                                    "cost": {"merchant_minor": 500, "platform_minor": 0}}}},
-    "redeem": {"refused": "used", "redemption": {"redemption_id": "red_1", "order_amount_minor": 3000,
-                                                 "discount_minor": 500, "payable_minor": 2500, "currency": "CNY"}},
-}  # fmt: skip
+    "webhooks": {
+        "endpoints": [
+            {
+                "id": "we_1",
+                "url": "https://shop.example/hook",
+                "description": "orders",
+                "enabled_events": ["*"],
+                "enabled": True,
+                "livemode": False,
+                "previous_secret_expires_at": None,
+            }
+        ],
+        "event_types": ("payment.succeeded",),
+        "overlaps": (0, 86400),
+        "secret": {"id": "we_1", "secret": "whsec_x"},
+    },
+    "endpoint": {
+        "endpoint": {"id": "we_1", "url": "https://shop.example/hook", "enabled": True, "enabled_events": ["*"]},
+        "items": [
+            {
+                "id": "whd_1",
+                "event_type": "payment.succeeded",
+                "payment_id": "pay_1",
+                "status": "failed",
+                "attempt_count": 3,
+                "last_status_code": 500,
+                "last_error": None,
+            }
+        ],
+        "shown": {
+            "id": "whd_1",
+            "event_type": "payment.succeeded",
+            "attempts": [
+                {
+                    "attempt_no": 1,
+                    "attempted_at": "2026-12-06T10:00:00+00:00",
+                    "status_code": 500,
+                    "error": None,
+                    "duration_ms": 12,
+                }
+            ],
+        },
+    },
+    "balances": {
+        "mode": "test",
+        "figures": {
+            "currency": "CNY",
+            "pending_minor": 1234,
+            "settled_minor": 500,
+            "available_to_withdraw_minor": 500,
+            "payout_in_transit_minor": 100,
+        },
+    },
+    "payment_links": {
+        "items": [
+            {
+                "id": "pl_1",
+                "url": "http://x/pay/pl_1",
+                "poster_url": "http://x/pay/pl_1/poster.svg",
+                "description": "Parking",
+                "amount_minor": None,
+                "amount_min_minor": 1,
+                "amount_max_minor": 5000,
+                "currency": "CNY",
+                "uses_completed": 1,
+                "max_uses": 1,
+                "expires_at": None,
+                "status": "active",
+                "livemode": False,
+            }
+        ],
+        "payer_fields": ("plate_number",),
+    },
+    "coupons": {
+        "stocks": [
+            {
+                "stock_id": "cps_1",
+                "campaign_id": "cmp_1",
+                "name": "5 off",
+                "amount_off_minor": 500,
+                "percent_off_bps": None,
+                "threshold_minor": 0,
+                "currency": "CNY",
+                "status": "draft",
+            },
+            {
+                "stock_id": "cps_2",
+                "campaign_id": "cmp_1",
+                "name": "15% off",
+                "amount_off_minor": None,
+                "percent_off_bps": 1250,
+                "discount_cap_minor": 2000,
+                "threshold_minor": 0,
+                "currency": "CNY",
+                "status": "running",
+            },
+        ],
+        "stats": {
+            "cmp_1": {
+                "issued_count": 3,
+                "claimed_count": 2,
+                "redeemed_count": 1,
+                "cost": {"merchant_minor": 500, "platform_minor": 0},
+            }
+        },
+    },
+    "redeem": {
+        "refused": "used",
+        "redemption": {
+            "redemption_id": "red_1",
+            "order_amount_minor": 3000,
+            "discount_minor": 500,
+            "payable_minor": 2500,
+            "currency": "CNY",
+        },
+    },
+}
 
 
 @pytest.mark.parametrize("locale", ["zh_CN", "en"])
@@ -287,12 +527,18 @@ def test_the_new_pages_render_with_csrf_in_every_form_in_both_languages(name: st
     env = templates()
     env.install_gettext_translations(i18n.load_catalogues()[locale], newstyle=True)  # type: ignore[attr-defined]
     html = env.get_template(f"console/merchant_{name}.html").render(
-        page=type("P", (), {"lang_links": lambda self: []})(), html_lang=locale, csrf="csrf-of-the-session", nav=[],
-        ctx=type("C", (), {"can": lambda self, p: True})(), request_id="0" * 24,
+        page=type("P", (), {"lang_links": lambda self: []})(),
+        html_lang=locale,
+        csrf="csrf-of-the-session",
+        nav=[],
+        ctx=type("C", (), {"can": lambda self, p: True})(),
+        request_id="0" * 24,
         member={"kind": "merchant", "email": "o@x", "role": "owner"},
         money=lambda minor, currency="CNY": i18n.money(minor, currency, locale),
-        number=lambda v: i18n.number(v, locale), when=lambda v: i18n.when(v, locale), **NEW_PAGES[name],
-    )  # fmt: skip
+        number=lambda v: i18n.number(v, locale),
+        when=lambda v: i18n.when(v, locale),
+        **NEW_PAGES[name],
+    )
     forms = re.findall(r"<form method=\"post\".*?</form>", html, flags=re.S)
     assert forms and all('name="csrf" value="csrf-of-the-session"' in f for f in forms), name
     assert not re.search(r"<script(?![^>]*\bsrc=)", html) and " style=" not in html  # no inline script or style
@@ -308,10 +554,18 @@ def _merchant_page(name: str, **values: Any) -> str:
     env = templates()
     env.install_gettext_translations(i18n.load_catalogues()["en"], newstyle=True)  # type: ignore[attr-defined]
     return env.get_template(f"console/merchant_{name}.html").render(
-        page=type("P", (), {"lang_links": lambda self: []})(), html_lang="en", csrf="c", nav=[],
-        ctx=type("C", (), {"can": lambda self, p: True})(), request_id="0" * 24, member={"kind": "merchant"},
-        money=lambda minor, currency="CNY": i18n.money(minor, currency, "en"), number=str, when=str, **values,
-    )  # fmt: skip
+        page=type("P", (), {"lang_links": lambda self: []})(),
+        html_lang="en",
+        csrf="c",
+        nav=[],
+        ctx=type("C", (), {"can": lambda self, p: True})(),
+        request_id="0" * 24,
+        member={"kind": "merchant"},
+        money=lambda minor, currency="CNY": i18n.money(minor, currency, "en"),
+        number=str,
+        when=str,
+        **values,
+    )
 
 
 def test_links_and_endpoints_pages_are_in_one_mode_and_their_forms_carry_it() -> None:

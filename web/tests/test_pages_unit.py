@@ -59,9 +59,20 @@ def test_locale_negotiation(asked: str | None, cookie: str | None, accept: str |
 
 @pytest.mark.parametrize(
     ("text", "minor"),
-    [("300", 30_000), ("300.5", 30_050), ("0.01", 1), (" 1,000.00 ", 100_000), ("0", None), ("1.234", None),
-     ("-1", None), ("1e3", None), ("٣", None), ("", None), ("9" * 13, None)],
-)  # fmt: skip
+    [
+        ("300", 30_000),
+        ("300.5", 30_050),
+        ("0.01", 1),
+        (" 1,000.00 ", 100_000),
+        ("0", None),
+        ("1.234", None),
+        ("-1", None),
+        ("1e3", None),
+        ("٣", None),
+        ("", None),
+        ("9" * 13, None),
+    ],
+)
 def test_amounts_are_parsed_exactly(text: str, minor: int | None) -> None:
     assert i18n.parse_amount_minor(text) == minor
 
@@ -119,8 +130,14 @@ async def test_forms_without_the_csrf_token_are_refused(pages: httpx.AsyncClient
 
 
 async def test_money_pages_need_a_session(pages: httpx.AsyncClient) -> None:
-    for method, path in (("GET", "/wallet"), ("GET", "/wallet/pin"), ("GET", "/wallet/history"),
-                         ("POST", "/wallet/withdraw"), ("POST", "/wallet/pin"), ("POST", "/wallet/repay")):  # fmt: skip
+    for method, path in (
+        ("GET", "/wallet"),
+        ("GET", "/wallet/pin"),
+        ("GET", "/wallet/history"),
+        ("POST", "/wallet/withdraw"),
+        ("POST", "/wallet/pin"),
+        ("POST", "/wallet/repay"),
+    ):
         r = await pages.request(method, path)
         assert r.status_code == 401 and "请从 App 登录" in r.text, path
 

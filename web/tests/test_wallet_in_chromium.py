@@ -109,8 +109,13 @@ def browser() -> Iterator[Browser]:
 
 
 def _write(gw: str, headers: dict[str, str], method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-    r = httpx.request(method, gw + path, json=body or {}, timeout=30,
-                      headers={**headers, "Idempotency-Key": f"web-test-{uuid.uuid4().hex}"})  # fmt: skip
+    r = httpx.request(
+        method,
+        gw + path,
+        json=body or {},
+        timeout=30,
+        headers={**headers, "Idempotency-Key": f"web-test-{uuid.uuid4().hex}"},
+    )
     assert r.status_code in (200, 201, 202), f"{method} {path}: {r.text}"
     return r.json()
 
@@ -120,11 +125,27 @@ def a_user_with_a_wallet(platform: Platform) -> str:
     gw, admin = platform.gateway, platform.admin
     user_id = f"usr_web_{uuid.uuid4().hex[:8]}"
     _write(gw, admin, "POST", "/v1/platform/users", {"name": NAME, "user_id": user_id})
-    _write(gw, admin, "POST", "/v1/wallet/holders", {"holder_id": user_id, "holder_type": "person", "name": NAME,
-           "resident_id": resident_id(), "phone": "13800138000", "bank_card": CARD})  # fmt: skip
+    _write(
+        gw,
+        admin,
+        "POST",
+        "/v1/wallet/holders",
+        {
+            "holder_id": user_id,
+            "holder_type": "person",
+            "name": NAME,
+            "resident_id": resident_id(),
+            "phone": "13800138000",
+            "bank_card": CARD,
+        },
+    )
     _write(gw, admin, "POST", f"/v1/wallet/holders/{user_id}/kyc")
-    eventually(lambda: httpx.get(f"{gw}/v1/wallet/holders/{user_id}", headers=admin, timeout=10).json()["kyc_status"]
-               == "verified", "the identity sandbox's verdict")  # fmt: skip
+    eventually(
+        lambda: (
+            httpx.get(f"{gw}/v1/wallet/holders/{user_id}", headers=admin, timeout=10).json()["kyc_status"] == "verified"
+        ),
+        "the identity sandbox's verdict",
+    )
     top_up = {"payment_id": f"pay_web_{uuid.uuid4().hex[:8]}", "amount_minor": 100_000, "channel": "wechatpay"}
     _write(gw, admin, "POST", f"/v1/wallet/holders/{user_id}/top-ups", top_up)
     fund_escrow(Gateway(gw, admin["Authorization"].split(" ", 1)[1]), 100_000)  # the channel settled it (§3.5)
@@ -132,8 +153,12 @@ def a_user_with_a_wallet(platform: Platform) -> str:
         gw, admin, "POST", f"/v1/wallet/holders/{user_id}/points/grants", {"grant_id": f"pg_{user_id}", "points": 500}
     )
     _write(gw, admin, "PUT", f"/v1/wallet/holders/{user_id}/credit-line", {"limit_minor": 50_000})
-    bnpl = {"payment_id": f"pay_web_{uuid.uuid4().hex[:8]}", "merchant_id": platform.merchant_id,
-            "amount_minor": 8_000, "subaccount_type": "credit"}  # fmt: skip
+    bnpl = {
+        "payment_id": f"pay_web_{uuid.uuid4().hex[:8]}",
+        "merchant_id": platform.merchant_id,
+        "amount_minor": 8_000,
+        "subaccount_type": "credit",
+    }
     _write(gw, admin, "POST", f"/v1/wallet/holders/{user_id}/payments", bnpl)
     _write(gw, admin, "POST", f"/v1/wallet/holders/{user_id}/bills", {"period": "202611"})
     return user_id

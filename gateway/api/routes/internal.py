@@ -31,8 +31,9 @@ async def read_merchant_profile(
         row = await merchant_state(conn, merchant_id)
     if row is None:
         raise Problem(MERCHANT_NOT_FOUND, f"merchant {merchant_id} does not exist")
-    return MerchantProfileResponse(merchant_id=merchant_id, name=row["name"], status=row["status"],
-                                   suspended=row["suspended_at"] is not None)  # fmt: skip
+    return MerchantProfileResponse(
+        merchant_id=merchant_id, name=row["name"], status=row["status"], suspended=row["suspended_at"] is not None
+    )
 
 
 @router.get("/merchants/{merchant_id}/webhook-secret")

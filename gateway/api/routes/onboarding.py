@@ -101,8 +101,9 @@ async def list_onboardings(
     """The platform's onboardings, oldest first; `status=rejected` is the KYC review queue, `processing` the ones
     still running or waiting (a held check, a service down)."""
     rows = await flow.list_page(platform, status=status, after=cursor, limit=limit + 1)
-    return OnboardingListResponse.of(rows, limit, item=OnboardingResponse.model_validate,
-                                     cursor_of=lambda o: o.onboarding_id)  # fmt: skip
+    return OnboardingListResponse.of(
+        rows, limit, item=OnboardingResponse.model_validate, cursor_of=lambda o: o.onboarding_id
+    )
 
 
 @router.get("/merchant-onboardings/{onboarding_id}")
@@ -154,8 +155,9 @@ async def put_partner_template(
 async def list_partner_templates(platform: Reader, flow: OnboardingDep) -> PartnerTemplateListResponse:
     """Every template of the platform (at most one per channel and mode: one page), public parts only."""
     rows = await flow.templates.list(platform)
-    return PartnerTemplateListResponse.of(rows, len(rows) + 1, item=PartnerTemplateResponse.model_validate,
-                                          cursor_of=lambda t: f"{t.channel}/{t.mode}")  # fmt: skip
+    return PartnerTemplateListResponse.of(
+        rows, len(rows) + 1, item=PartnerTemplateResponse.model_validate, cursor_of=lambda t: f"{t.channel}/{t.mode}"
+    )
 
 
 @router.get("/partner-templates/{channel}/{mode}")

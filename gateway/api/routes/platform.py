@@ -108,5 +108,6 @@ async def health(request: Request, gatekeeper: GatekeeperDep) -> dict[str, Any]:
     if principal.kind != "platform" or (permissions is not None and HEALTH_PERMISSION not in permissions):
         raise Problem(ROUTE_FORBIDDEN, "platform health is for operators with the health permission")
     s = gatekeeper.settings
-    return await platform_health(gatekeeper.upstreams.clients, bootstrap=s.kafka_bootstrap_servers,
-                                 namespace=s.topic_namespace)  # fmt: skip
+    return await platform_health(
+        gatekeeper.upstreams.clients, bootstrap=s.kafka_bootstrap_servers, namespace=s.topic_namespace
+    )

@@ -166,9 +166,13 @@ async def inspect_link(body: ConsoleLinkRequest, browser: WebClient, staff: Staf
 @router.post("/v1/web/console-links/redemption")
 async def redeem_link(body: ConsoleLinkRedeemRequest, browser: WebClient, staff: StaffDep) -> dict[str, Any]:
     return await staff.set_password_by_link(
-        token=body.token, purpose=body.purpose, password=body.password, name=body.name,
-        totp_code=body.totp_code, ip=browser,
-    )  # fmt: skip
+        token=body.token,
+        purpose=body.purpose,
+        password=body.password,
+        name=body.name,
+        totp_code=body.totp_code,
+        ip=browser,
+    )
 
 
 # ---- a signed-in member -------------------------------------------------------------------------------------
@@ -219,9 +223,12 @@ async def reset_link(staff_id: Id, member: Writer, staff: StaffDep) -> dict[str,
 
 @router.get("/v1/console/audit")
 async def audit(
-    member: Reader, staff: StaffDep, limit: Limit = 50, cursor: Cursor = None,
+    member: Reader,
+    staff: StaffDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
     merchant_id: Annotated[str | None, Query(max_length=64)] = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     return await staff.audit_page(member, before_id=cursor, limit=limit, merchant_id=merchant_id)
 
 
@@ -264,9 +271,12 @@ async def write_settings(body: ConsoleSettingsRequest, member: Writer, staff: St
 
 @router.get("/v1/console/refund-requests")
 async def refund_requests(
-    member: Reader, staff: StaffDep, limit: Limit = 50, cursor: Cursor = None,
+    member: Reader,
+    staff: StaffDep,
+    limit: Limit = 50,
+    cursor: Cursor = None,
     status_: Annotated[Literal["pending", "approved", "rejected", "executed"] | None, Query(alias="status")] = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     return await staff.refund_requests(member, status=status_, before_id=cursor, limit=limit)
 
 
@@ -319,8 +329,13 @@ async def payment_postings(
         raise Problem(CONSOLE_PERMISSION_DENIED, "only a merchant's staff see a payment's postings")
     secret = gatekeeper.settings.internal_token_secret.get_secret_value()
     calls = PlatformCalls(gatekeeper.upstreams.clients, internal_token_secret=secret)
-    lines = await merchant_postings(calls, platform_id=member.platform_id, merchant_id=member.merchant_id,
-                                    payment_id=payment_id, refund_ids=list(refund_id))  # fmt: skip
+    lines = await merchant_postings(
+        calls,
+        platform_id=member.platform_id,
+        merchant_id=member.merchant_id,
+        payment_id=payment_id,
+        refund_ids=list(refund_id),
+    )
     return {"data": lines, "has_more": False, "next_cursor": None}
 
 
@@ -362,8 +377,9 @@ async def review_held_kyc(
     """Approve, or reject with a reason, the KYC check the identity provider holds for a manual review
     (`platform.kyc.review`); the onboarding then runs on at once (gateway/flows/kyc_review.py). 409
     `onboarding_kyc_not_held` when no check of it is held (decided meanwhile)."""
-    view = await kyc_review.decide(flow, platform, onboarding_id, approve=body.decision == "approve",
-                                   reason=body.reason)  # fmt: skip
+    view = await kyc_review.decide(
+        flow, platform, onboarding_id, approve=body.decision == "approve", reason=body.reason
+    )
     return OnboardingResponse.model_validate(view)
 
 

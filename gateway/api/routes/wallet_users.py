@@ -127,8 +127,12 @@ async def my_applicable_coupons(
     first: `{data: [{coupon_id, stock_id, discount_minor, payable_minor, valid_until}], has_more}` (marketing's
     ranking; the hosted checkout offers them). The user is the token's; the cashier prices the chosen coupon again
     against the real payment when it locks it."""
-    query: dict[str, str | int] = {"merchant_id": merchant_id, "order_amount_minor": order_amount_minor,
-                                   "currency": currency, "limit": limit}  # fmt: skip
+    query: dict[str, str | int] = {
+        "merchant_id": merchant_id,
+        "order_amount_minor": order_amount_minor,
+        "currency": currency,
+        "limit": limit,
+    }
     if payment_method is not None:
         query["payment_method"] = payment_method
     return await applicable_coupons(

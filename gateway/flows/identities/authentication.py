@@ -165,8 +165,14 @@ class Authentication(IdentityBase):
             raise Problem(TOKEN_INVALID, "unknown, expired or revoked console session")
         permissions = staff_rules.permissions_of(row["kind"], row["role"])
         kind: Literal["merchant", "platform"] = "merchant" if row["kind"] == "merchant" else "platform"
-        return Principal(kind, session_id, row["platform_id"], merchant_id=row["merchant_id"], staff_id=row["staff_id"],
-                         permissions=permissions)  # fmt: skip
+        return Principal(
+            kind,
+            session_id,
+            row["platform_id"],
+            merchant_id=row["merchant_id"],
+            staff_id=row["staff_id"],
+            permissions=permissions,
+        )
 
     async def _usable_key(self, key_id: str, now: float) -> KeyRecord:
         return _usable(await self.key(key_id), key_id, now)

@@ -70,8 +70,14 @@ async def test_lists_payer_actions_metadata_and_versions_through_the_gateway(
     assert {"validation_failed", "unknown_parameter", "metadata_invalid", "api_version_unknown"} <= documented
 
     # Metadata limits, nothing created.
-    body = {"merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}", "amount_minor": 100, "currency": "CNY",
-            "description": "Tea", "scene": "native_qr", "metadata": {"k" * 41: "v"}}  # fmt: skip
+    body = {
+        "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}",
+        "amount_minor": 100,
+        "currency": "CNY",
+        "description": "Tea",
+        "scene": "native_qr",
+        "metadata": {"k" * 41: "v"},
+    }
     refused = await _refused(juhe, "POST", "/v1/payments", json=body)
     assert (refused.status, refused.code) == (422, "metadata_invalid")
     after = await juhe.request("GET", "/v1/payments", params={"merchant_order_no": body["merchant_order_no"]})
@@ -87,8 +93,9 @@ async def test_lists_payer_actions_metadata_and_versions_through_the_gateway(
     admin = stack.admin()
     versions = await admin.request("GET", "/v1/platform/api-versions")
     assert versions["latest"] == LATEST_VERSION and versions["data"][-1]["name"] == LATEST_VERSION
-    pinned = await admin.request("PUT", f"/v1/platform/merchants/{merchant_id}/api-version",
-                                 json={"api_version": LATEST_VERSION})  # fmt: skip
+    pinned = await admin.request(
+        "PUT", f"/v1/platform/merchants/{merchant_id}/api-version", json={"api_version": LATEST_VERSION}
+    )
     assert pinned == {"merchant_id": merchant_id, "api_version": LATEST_VERSION, "pinned": True}
     read = await admin.request("GET", f"/v1/platform/merchants/{merchant_id}/api-version")
     assert read["pinned"] is True and read["api_version"] == LATEST_VERSION

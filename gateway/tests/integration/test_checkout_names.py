@@ -27,8 +27,13 @@ async def test_the_page_shows_the_registry_name(stack_with_cashier: Stack, alipa
     merchant_id = created["merchant_id"]
     await open_alipay_channel(stack, merchant_id, alipay)
     juhe = stack.merchant(key_id=created["api_key"]["key_id"], secret=created["api_key"]["secret"])
-    body = {"merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}", "amount_minor": 900, "currency": "CNY",
-            "description": "Tuition", "return_url": "https://shop.example/return"}  # fmt: skip
+    body = {
+        "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}",
+        "amount_minor": 900,
+        "currency": "CNY",
+        "description": "Tuition",
+        "return_url": "https://shop.example/return",
+    }
 
     with pytest.raises(InvalidRequestError) as refused:
         await juhe.request("POST", "/v1/checkout/sessions", json={**body, "merchant_name": "Someone Else Ltd"})

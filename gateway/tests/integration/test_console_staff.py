@@ -86,11 +86,13 @@ async def test_staff_invite_sign_in_roles_and_sessions(make_stack: StackFactory)
         assert (r.status_code, r.json()["code"]) == (403, "route_forbidden")
         r = await raw.get("/v1/console/api-keys", headers=support)
         assert (r.status_code, r.json()["code"]) == (403, "console_permission_denied")
-        r = await raw.post("/v1/console/staff/invitations", json={"email": "x@y.example", "role": "owner"},
-                           headers=support)  # fmt: skip
+        r = await raw.post(
+            "/v1/console/staff/invitations", json={"email": "x@y.example", "role": "owner"}, headers=support
+        )
         assert (r.status_code, r.json()["code"]) == (403, "console_permission_denied")
-        r = await raw.post("/v1/platform/staff", json={"kind": "operator", "email": "a@b.example", "role": "support"},
-                           headers=owner)  # fmt: skip
+        r = await raw.post(
+            "/v1/platform/staff", json={"kind": "operator", "email": "a@b.example", "role": "support"}, headers=owner
+        )
         assert (r.status_code, r.json()["code"]) == (403, "route_forbidden")  # a session is no admin key
 
         # Another merchant's member cannot be touched: not found.
@@ -102,8 +104,9 @@ async def test_staff_invite_sign_in_roles_and_sessions(make_stack: StackFactory)
         assert (r.status_code, r.json()["code"]) == (404, "staff_not_found")
 
         # A role change holds from the next request; the last owner stays; removal ends the sessions at once.
-        r = await raw.post(f"/v1/console/staff/{support_invite['staff_id']}/role", json={"role": "finance"},
-                           headers=owner)  # fmt: skip
+        r = await raw.post(
+            f"/v1/console/staff/{support_invite['staff_id']}/role", json={"role": "finance"}, headers=owner
+        )
         assert r.status_code == 200, r.text
         assert "payouts.create" in (await raw.get("/v1/console/me", headers=support)).json()["permissions"]
         r = await raw.post(f"/v1/console/staff/{me['staff_id']}/role", json={"role": "admin"}, headers=owner)
@@ -135,8 +138,14 @@ async def test_staff_invite_sign_in_roles_and_sessions(make_stack: StackFactory)
         # The audit log: every write above, with actor, action and address; only this merchant's entries.
         entries = (await raw.get("/v1/console/audit", params={"limit": 100}, headers=owner)).json()["data"]
         actions = {e["action"] for e in entries}
-        assert {"staff.invited", "staff.invitation_accepted", "staff.role_changed", "staff.removed",
-                "staff.sign_in", "staff.sign_out_everywhere"} <= actions  # fmt: skip
+        assert {
+            "staff.invited",
+            "staff.invitation_accepted",
+            "staff.role_changed",
+            "staff.removed",
+            "staff.sign_in",
+            "staff.sign_out_everywhere",
+        } <= actions
         assert all(e["merchant_id"] == stack.keys["merchant_id"] for e in entries)
         changed = next(e for e in entries if e["action"] == "staff.role_changed")
         assert changed["before"] == {"role": "support"} and changed["after"] == {"role": "finance"}
@@ -148,8 +157,9 @@ async def test_staff_invite_sign_in_roles_and_sessions(make_stack: StackFactory)
             assert (await raw.post("/v1/console/audit", json=note, headers=owner)).status_code == 201
         first = (await raw.get("/v1/console/audit", params={"limit": 100}, headers=owner)).json()
         assert len(first["data"]) == 100 and first["has_more"] is True
-        rest = (await raw.get("/v1/console/audit", params={"limit": 100, "cursor": first["next_cursor"]},
-                              headers=owner)).json()  # fmt: skip
+        rest = (
+            await raw.get("/v1/console/audit", params={"limit": 100, "cursor": first["next_cursor"]}, headers=owner)
+        ).json()
         assert len(rest["data"]) >= 1 and rest["has_more"] is False
         assert {e["audit_id"] for e in rest["data"]}.isdisjoint(e["audit_id"] for e in first["data"])
 
@@ -177,8 +187,9 @@ async def test_lockout_totp_recovery_codes_and_maker_checker(make_stack: StackFa
         r = await raw.post("/v1/web/console-sessions/second-factor", json=body, headers=WEB)
         assert (r.status_code, r.json()["code"]) == (401, "console_link_invalid")  # the ticket works once
         ticket = (await raw.post("/v1/web/console-sessions", json=creds, headers=WEB)).json()["ticket"]
-        r = await raw.post("/v1/web/console-sessions/second-factor", json={"ticket": ticket, "code": codes[0]},
-                           headers=WEB)  # fmt: skip
+        r = await raw.post(
+            "/v1/web/console-sessions/second-factor", json={"ticket": ticket, "code": codes[0]}, headers=WEB
+        )
         assert (r.status_code, r.json()["code"]) == (401, "console_sign_in_failed")  # a recovery code works once
 
         # Maker-checker: at or above the threshold a refund waits for someone else's approval.
@@ -216,8 +227,9 @@ async def test_lockout_totp_recovery_codes_and_maker_checker(make_stack: StackFa
 
         # Five wrong passwords in a row lock the account, even with the right password afterwards.
         for attempt in range(5):
-            r = await raw.post("/v1/web/console-sessions", json={**creds, "password": f"wrong-{attempt}-password"},
-                               headers=WEB)  # fmt: skip
+            r = await raw.post(
+                "/v1/web/console-sessions", json={**creds, "password": f"wrong-{attempt}-password"}, headers=WEB
+            )
         assert (r.status_code, r.json()["code"]) == (423, "console_account_locked")
         r = await raw.post("/v1/web/console-sessions", json=creds, headers=WEB)
         assert (r.status_code, r.json()["code"]) == (423, "console_account_locked")

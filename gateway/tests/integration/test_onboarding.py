@@ -89,22 +89,33 @@ class Env:
     def body(self, **changes: Any) -> dict[str, Any]:
         """A complete onboarding request for a company taking Alipay on the module's route."""
         sandbox, app = self.alipay
-        config = {"gateway_url": sandbox.base_url + "/gateway.do", "app_id": app["app_id"],
-                  "app_private_key_pem": app["app_private_key_pem"],
-                  "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}  # fmt: skip
+        config = {
+            "gateway_url": sandbox.base_url + "/gateway.do",
+            "app_id": app["app_id"],
+            "app_private_key_pem": app["app_private_key_pem"],
+            "alipay_public_key_pem": app["alipay_public_key_pem"],
+            "seller_id": app["seller_id"],
+        }
         body: dict[str, Any] = {
             "merchant_id": f"mch_onb{uuid.uuid4().hex[:10]}",
-            "legal_name": "杭州茶馆有限公司", "display_name": "West Lake Tea House", "entity_type": "company",
-            "industry_code": "5812", "business_licence_number": new_uscc(),
+            "legal_name": "杭州茶馆有限公司",
+            "display_name": "West Lake Tea House",
+            "entity_type": "company",
+            "industry_code": "5812",
+            "business_licence_number": new_uscc(),
             "legal_representative": {"name": "张三", "id_number": RESIDENT_ID},
             "contact": {"name": "李四", "email": "ops@tea.example", "phone": "+8613800138000"},
-            "settlement_account": {"account_name": "杭州茶馆有限公司", "account_number": "6222021234567890",
-                                   "bank_name": "ICBC Hangzhou"},
-            "channels": [{"channel": "alipay", "route_id": ROUTE_ID, "sub_merchant_id": app["seller_id"],
-                          "config": config}],
+            "settlement_account": {
+                "account_name": "杭州茶馆有限公司",
+                "account_number": "6222021234567890",
+                "bank_name": "ICBC Hangzhou",
+            },
+            "channels": [
+                {"channel": "alipay", "route_id": ROUTE_ID, "sub_merchant_id": app["seller_id"], "config": config}
+            ],
             "settlement": {"cycle": {"kind": "t_plus", "days": 1}, "platform_fee_rate_bps": 30},
             "webhook_url": self.receiver.url,
-        }  # fmt: skip
+        }
         body.update(changes)
         return body
 
@@ -129,9 +140,15 @@ def wechatpay_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     (its URL, the provider's registration with its keys)."""
     env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("wechatpay")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001"}
     with SandboxProcess("sandboxes.wechatpay", port_env="JUHE_SANDBOX_WECHATPAY_PORT", env=env) as sandbox:
-        registered = httpx.post(f"{sandbox.base_url}/control/merchants", json={
-            "mchid": SP_MCHID, "appid": SP_APPID, "generate_key_pair": True,
-            "sub_merchants": [{"sub_mchid": "1900000111"}, {"sub_mchid": "1900000112"}]})  # fmt: skip
+        registered = httpx.post(
+            f"{sandbox.base_url}/control/merchants",
+            json={
+                "mchid": SP_MCHID,
+                "appid": SP_APPID,
+                "generate_key_pair": True,
+                "sub_merchants": [{"sub_mchid": "1900000111"}, {"sub_mchid": "1900000112"}],
+            },
+        )
         registered.raise_for_status()
         yield sandbox.base_url, registered.json()
 
@@ -151,9 +168,13 @@ async def identity(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Id
 
 @pytest.fixture(scope="module")
 async def env(
-    juhe_infra: Any, migrated_database: Any, tmp_path_factory: pytest.TempPathFactory, alipay: AlipaySandbox,
-    identity: IdentitySandbox, receiver: WebhookReceiver,
-) -> AsyncIterator[Env]:  # fmt: skip
+    juhe_infra: Any,
+    migrated_database: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+    alipay: AlipaySandbox,
+    identity: IdentitySandbox,
+    receiver: WebhookReceiver,
+) -> AsyncIterator[Env]:
     namespace = f"t{uuid.uuid4().hex[:10]}."
     await ensure_platform_topics(juhe_infra.bootstrap, namespace)
     ports = {name: free_port() for name in ("a", "b", "cashier", "routing", "settlement", "ledger")}
@@ -161,31 +182,56 @@ async def env(
 
     def settings(service: str, **values: Any) -> Any:
         return SERVICES[service].settings_class()(
-            env="test", kafka_bootstrap_servers=juhe_infra.bootstrap, topic_namespace=namespace, log_json=True,
-            internal_token_secret=INTERNAL_SECRET, **values,
-        )  # fmt: skip
+            env="test",
+            kafka_bootstrap_servers=juhe_infra.bootstrap,
+            topic_namespace=namespace,
+            log_json=True,
+            internal_token_secret=INTERNAL_SECRET,
+            **values,
+        )
 
     gateway_db = await migrated_database("gateway")
     gateway = settings(
-        "gateway", database_url=gateway_db, role="all", port=ports["a"], key_cache_ttl_seconds=60,
-        cashier_url=urls["cashier"], routing_url=urls["routing"], settlement_url=urls["settlement"],
-        ledger_url=urls["ledger"], marketing_url="http://127.0.0.1:9", migration_url="http://127.0.0.1:9",
-        identity_base_url=identity.base_url, identity_secret=IDENTITY_SECRET, onboarding_interval_seconds=0.2,
-    )  # fmt: skip
+        "gateway",
+        database_url=gateway_db,
+        role="all",
+        port=ports["a"],
+        key_cache_ttl_seconds=60,
+        cashier_url=urls["cashier"],
+        routing_url=urls["routing"],
+        settlement_url=urls["settlement"],
+        ledger_url=urls["ledger"],
+        marketing_url="http://127.0.0.1:9",
+        migration_url="http://127.0.0.1:9",
+        identity_base_url=identity.base_url,
+        identity_secret=IDENTITY_SECRET,
+        onboarding_interval_seconds=0.2,
+    )
     keys = await seed_demo_async(gateway_db, Path(tmp_path_factory.mktemp("keys")) / "keys.json", settings=gateway)
     apps = {
         "ledger": settings("ledger", database_url=await migrated_database("ledger"), role="api", port=ports["ledger"]),
-        "settlement": settings("settlement", database_url=await migrated_database("settlement"), role="api",
-                               port=ports["settlement"]),
-        "routing": settings("routing", database_url=await migrated_database("routing"), role="api",
-                            port=ports["routing"]),
-        "cashier": settings(
-            "cashier", database_url=await migrated_database("cashier"), role="all", port=ports["cashier"],
-            public_base_url=urls["cashier"], gateway_url=urls["a"], routing_url=urls["routing"],
-            poll_initial_seconds=0.2, poll_backoff_max_seconds=0.5, poll_interval_seconds=0.1,
-            webhook_interval_seconds=0.1, webhook_allow_http=True, webhook_allow_loopback=True,
+        "settlement": settings(
+            "settlement", database_url=await migrated_database("settlement"), role="api", port=ports["settlement"]
         ),
-    }  # fmt: skip
+        "routing": settings(
+            "routing", database_url=await migrated_database("routing"), role="api", port=ports["routing"]
+        ),
+        "cashier": settings(
+            "cashier",
+            database_url=await migrated_database("cashier"),
+            role="all",
+            port=ports["cashier"],
+            public_base_url=urls["cashier"],
+            gateway_url=urls["a"],
+            routing_url=urls["routing"],
+            poll_initial_seconds=0.2,
+            poll_backoff_max_seconds=0.5,
+            poll_interval_seconds=0.1,
+            webhook_interval_seconds=0.1,
+            webhook_allow_http=True,
+            webhook_allow_loopback=True,
+        ),
+    }
     async with contextlib.AsyncExitStack() as stack:
         for name, app_settings in apps.items():
             await stack.enter_async_context(serve_app(create_app(name, app_settings), port=ports[name], name=name))
@@ -195,12 +241,32 @@ async def env(
         await stack.enter_async_context(serve_app(create_app("gateway", replica_b), port=ports["b"], name="gateway B"))
         built = Env(urls["a"], urls["b"], keys["admin_key"], identity, alipay, receiver, gateway_db)
         admin = built.admin()
-        await admin.request("POST", "/v1/channel-routes", json={
-            "route_id": ROUTE_ID, "method": "alipay", "kind": "direct", "provider": "alipay", "connector": "alipay",
-            "config_ref": "test/alipay", "scenes": ["native_qr"]})  # fmt: skip
-        await admin.request("POST", "/v1/channel-routes", json={
-            "route_id": WECHAT_ROUTE_ID, "method": "wechat", "kind": "service_provider", "provider": "wechatpay",
-            "connector": "wechatpay", "config_ref": "test/wechatpay-sp", "scenes": ["native_qr"]})  # fmt: skip
+        await admin.request(
+            "POST",
+            "/v1/channel-routes",
+            json={
+                "route_id": ROUTE_ID,
+                "method": "alipay",
+                "kind": "direct",
+                "provider": "alipay",
+                "connector": "alipay",
+                "config_ref": "test/alipay",
+                "scenes": ["native_qr"],
+            },
+        )
+        await admin.request(
+            "POST",
+            "/v1/channel-routes",
+            json={
+                "route_id": WECHAT_ROUTE_ID,
+                "method": "wechat",
+                "kind": "service_provider",
+                "provider": "wechatpay",
+                "connector": "wechatpay",
+                "config_ref": "test/wechatpay-sp",
+                "scenes": ["native_qr"],
+            },
+        )
         for route_id in (ROUTE_ID, WECHAT_ROUTE_ID):
             rate = {"route_id": route_id, "rate_bps": 55, "valid_from": "2026-01-01T00:00:00+08:00"}
             await admin.request("POST", "/v1/fee-rates", json=rate)
@@ -259,7 +325,11 @@ async def test_one_call_onboards_a_merchant_that_takes_a_payment_at_once_and_who
     # The same call again is the same merchant with the same credentials; another body with that key is a 409.
     again = await onboard(env, body, key)
     assert (again["onboarding_id"], again["merchant_id"], again["api_key"], again["webhook_secret"]) == (
-        done["onboarding_id"], merchant_id, api_key, secret)  # fmt: skip
+        done["onboarding_id"],
+        merchant_id,
+        api_key,
+        secret,
+    )
     with pytest.raises(ConflictError) as reused:
         await onboard(env, {**body, "display_name": "Another"}, key)
     assert reused.value.code == "idempotency_key_reused"
@@ -270,8 +340,10 @@ async def test_one_call_onboards_a_merchant_that_takes_a_payment_at_once_and_who
     assert payment["attempts"][0]["channel"] == "alipay"
     sandbox, app = env.alipay
     async with httpx.AsyncClient() as http:
-        approved = await http.post(f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}"
-                                   "/approve", params={"app_id": app["app_id"]})  # fmt: skip
+        approved = await http.post(
+            f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}/approve",
+            params={"app_id": app["app_id"]},
+        )
     assert approved.status_code == 200, approved.text
 
     # Its webhook verifies with the secret the onboarding returned (nothing copied it anywhere by hand).
@@ -303,8 +375,11 @@ async def test_a_rejected_kyc_leaves_nothing_active_and_a_retry_after_the_fix_co
     with pytest.raises(AuthenticationError):
         await env.merchant(env.a, rejected["api_key"]).request("POST", "/v1/payments", json=PAYMENT)
     admin = env.admin()
-    for path in (f"/v1/admin/merchants/{merchant_id}", f"/v1/contracts/{merchant_id}/{ROUTE_ID}",
-                 f"/v1/wallet/holders/{merchant_id}"):  # fmt: skip
+    for path in (
+        f"/v1/admin/merchants/{merchant_id}",
+        f"/v1/contracts/{merchant_id}/{ROUTE_ID}",
+        f"/v1/wallet/holders/{merchant_id}",
+    ):
         with pytest.raises(NotFoundError):
             await admin.request("GET", path)
 
@@ -328,9 +403,12 @@ async def test_a_rejected_kyc_leaves_nothing_active_and_a_retry_after_the_fix_co
 
 
 async def test_an_individual_without_a_licence_settling_to_their_own_account_is_onboarded(env: Env) -> None:
-    body = env.body(entity_type="individual", legal_name="张三", business_licence_number=None,
-                    settlement_account={"account_name": "张三", "account_number": "6222021234567891",
-                                        "bank_name": "ICBC Hangzhou"})  # fmt: skip
+    body = env.body(
+        entity_type="individual",
+        legal_name="张三",
+        business_licence_number=None,
+        settlement_account={"account_name": "张三", "account_number": "6222021234567891", "bank_name": "ICBC Hangzhou"},
+    )
     del body["business_licence_number"]
     done = await onboard(env, body)
     assert done["status"] == "active", done["steps"]
@@ -360,8 +438,9 @@ async def test_a_check_held_for_review_is_finished_by_the_worker_once_approved(e
 
 async def test_the_worker_finishes_an_onboarding_its_request_did_not_drive(env: Env) -> None:
     """Replica B answers before any step ran (as a request cut short would); A's worker, not a request, ends it."""
-    answered = await env.admin(env.b).request("POST", "/v1/platform/merchant-onboardings", json=env.body(),
-                                              idempotency_key=str(uuid.uuid4()))  # fmt: skip
+    answered = await env.admin(env.b).request(
+        "POST", "/v1/platform/merchant-onboardings", json=env.body(), idempotency_key=str(uuid.uuid4())
+    )
     assert answered["status"] == "processing" and answered["steps"]["kyc"]["attempts"] == 0
     await until_active(env, answered["onboarding_id"], "the worker to drive the onboarding to the end")
     juhe = env.merchant(env.b, answered["api_key"])
@@ -376,8 +455,13 @@ async def test_an_onboarding_whose_driver_died_is_taken_over_when_its_lease_runs
     engine = create_async_engine(env.gateway_db)
     try:
         async with engine.begin() as conn:  # the dead replica's lease, a second from now
-            await conn.execute(text("UPDATE merchant_onboardings SET lease_until = clock_timestamp() + interval '1 s' "
-                                    "WHERE onboarding_id = :id"), {"id": onboarding_id})  # fmt: skip
+            await conn.execute(
+                text(
+                    "UPDATE merchant_onboardings SET lease_until = clock_timestamp() + interval '1 s' "
+                    "WHERE onboarding_id = :id"
+                ),
+                {"id": onboarding_id},
+            )
     finally:
         await engine.dispose()
     await approve_check(env, f"{onboarding_id}.0")
@@ -390,15 +474,26 @@ async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restor
     on_a, on_b = env.merchant(env.a, done["api_key"]), env.merchant(env.b, done["api_key"])
     paid = await on_a.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
     await on_b.request("GET", f"/v1/payments/{paid['id']}")  # both replicas have the key cached now
-    session = await on_b.request("POST", "/v1/checkout/sessions", json={
-        "merchant_order_no": uuid.uuid4().hex, "amount_minor": 800, "currency": "CNY", "description": "Tea for two",
-        "return_url": "https://tea.example/done", "cancel_url": "https://tea.example/cart"})  # fmt: skip
+    session = await on_b.request(
+        "POST",
+        "/v1/checkout/sessions",
+        json={
+            "merchant_order_no": uuid.uuid4().hex,
+            "amount_minor": 800,
+            "currency": "CNY",
+            "description": "Tea for two",
+            "return_url": "https://tea.example/done",
+            "cancel_url": "https://tea.example/cart",
+        },
+    )
     token = urlsplit(session["url"]).path.rsplit("/", 1)[1]
 
     async def pay_on_page() -> httpx.Response:  # the hosted checkout page: no merchant key, the page token
         async with httpx.AsyncClient(base_url=env.a) as http:
-            return await http.post(f"/v1/checkout/pages/{token}/payments", json={
-                "method": "alipay", "scene": "native_qr", "request_id": uuid.uuid4().hex})  # fmt: skip
+            return await http.post(
+                f"/v1/checkout/pages/{token}/payments",
+                json={"method": "alipay", "scene": "native_qr", "request_id": uuid.uuid4().hex},
+            )
 
     suspended = await env.admin(env.a).request(
         "POST", f"/v1/platform/merchants/{merchant_id}/suspension", json={"reason": "chargeback ratio above 1%"}
@@ -414,8 +509,9 @@ async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restor
     refused_page = await pay_on_page()
     assert refused_page.status_code == 403 and refused_page.json()["code"] == "merchant_suspended", refused_page.text
     with pytest.raises(ConflictError) as twice:
-        await env.admin(env.b).request("POST", f"/v1/platform/merchants/{merchant_id}/suspension",
-                                       json={"reason": "again"})  # fmt: skip
+        await env.admin(env.b).request(
+            "POST", f"/v1/platform/merchants/{merchant_id}/suspension", json={"reason": "again"}
+        )
     assert twice.value.code == "merchant_status_conflict"
 
     await env.admin(env.b).request(
@@ -428,7 +524,9 @@ async def test_suspension_refuses_on_both_replicas_at_once_and_resumption_restor
     assert resumed_page.status_code == 200, resumed_page.text
     audit = await env.admin().request("GET", f"/v1/platform/merchants/{merchant_id}/suspension")
     assert [(c["action"], c["reason"]) for c in audit["changes"]] == [
-        ("resumed", "ratio back under 0.5%"), ("suspended", "chargeback ratio above 1%")]  # fmt: skip
+        ("resumed", "ratio back under 0.5%"),
+        ("suspended", "chargeback ratio above 1%"),
+    ]
 
 
 async def test_operator_console_sessions_act_within_their_role(env: Env) -> None:
@@ -462,11 +560,16 @@ async def test_partner_mode_onboards_with_the_platform_template_and_pays_as_a_su
     a partner-mode onboarding then names only the merchant's sub_mchid and takes a payment at the sandbox as
     that provider's sub-merchant. Without a template for the mode, the cashier step is rejected and nothing is on."""
     base_url, sp = wechatpay_provider
-    template = {"base_url": base_url, "sp_mchid": SP_MCHID, "sp_appid": SP_APPID,
-                "merchant_private_key_pem": sp["merchant_private_key_pem"],
-                "merchant_cert_serial": sp["merchant_cert_serial"], "apiv3_key": sp["apiv3_key"],
-                "platform_public_key_pem": sp["platform_public_key_pem"],
-                "platform_public_key_id": sp["platform_public_key_id"]}  # fmt: skip
+    template = {
+        "base_url": base_url,
+        "sp_mchid": SP_MCHID,
+        "sp_appid": SP_APPID,
+        "merchant_private_key_pem": sp["merchant_private_key_pem"],
+        "merchant_cert_serial": sp["merchant_cert_serial"],
+        "apiv3_key": sp["apiv3_key"],
+        "platform_public_key_pem": sp["platform_public_key_pem"],
+        "platform_public_key_id": sp["platform_public_key_id"],
+    }
     admin, path = env.admin(), "/v1/platform/partner-templates/wechatpay/test"
     stored = await admin.request("PUT", path, json={"config": template})
     again = await admin.request("PUT", path, json={"config": template})
@@ -480,8 +583,13 @@ async def test_partner_mode_onboards_with_the_platform_template_and_pays_as_a_su
         await admin.request("PUT", path, json={"config": {**template, "sub_mchid": "1900000111"}})
 
     def partner_body(sub_mchid: str, mode: str = "test") -> dict[str, Any]:
-        opening = {"channel": "wechatpay", "route_id": WECHAT_ROUTE_ID, "sub_merchant_id": sub_mchid,
-                   "partner": {"sub_mchid": sub_mchid}, "mode": mode}  # fmt: skip
+        opening = {
+            "channel": "wechatpay",
+            "route_id": WECHAT_ROUTE_ID,
+            "sub_merchant_id": sub_mchid,
+            "partner": {"sub_mchid": sub_mchid},
+            "mode": mode,
+        }
         return env.body(channels=[opening])
 
     done = await onboard(env, partner_body("1900000111"))
@@ -490,8 +598,10 @@ async def test_partner_mode_onboards_with_the_platform_template_and_pays_as_a_su
     payment = await juhe.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
     assert payment["attempts"][0]["channel"] == "wechatpay"
     async with httpx.AsyncClient() as http:  # the order is the provider's, for this sub-merchant
-        approved = await http.post(f"{base_url}/control/orders/{payment['attempts'][0]['out_trade_no']}/approve",
-                                   params={"mchid": f"{SP_MCHID}/1900000111"})  # fmt: skip
+        approved = await http.post(
+            f"{base_url}/control/orders/{payment['attempts'][0]['out_trade_no']}/approve",
+            params={"mchid": f"{SP_MCHID}/1900000111"},
+        )
     assert approved.status_code == 200, approved.text
 
     async def succeeded() -> Any:

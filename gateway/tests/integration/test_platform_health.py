@@ -33,8 +33,13 @@ async def test_health_reports_services_and_consumer_lag(make_stack: StackFactory
     finally:
         await producer.stop()
     group = f"{namespace}juhe-probe-cashier"
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=juhe_infra.bootstrap, group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=False)  # fmt: skip
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=juhe_infra.bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     try:
         taken = 0

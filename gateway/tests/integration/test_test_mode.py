@@ -60,24 +60,31 @@ class Env:
         """An Alipay app (the module's by default), reached at `host` (127.0.0.1: a sandbox; localhost: a "real"
         channel)."""
         sandbox, app = self.alipay[0], app or self.alipay[1]
-        return {"gateway_url": sandbox.base_url.replace("127.0.0.1", host) + "/gateway.do", "app_id": app["app_id"],
-                "app_private_key_pem": app["app_private_key_pem"],
-                "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}  # fmt: skip
+        return {
+            "gateway_url": sandbox.base_url.replace("127.0.0.1", host) + "/gateway.do",
+            "app_id": app["app_id"],
+            "app_private_key_pem": app["app_private_key_pem"],
+            "alipay_public_key_pem": app["alipay_public_key_pem"],
+            "seller_id": app["seller_id"],
+        }
 
     async def put_alipay(
         self, merchant_id: str, host: str, app: dict[str, Any] | None = None, **body: Any
     ) -> dict[str, Any]:
         answer: dict[str, Any] = await self.admin().request(
-            "PUT", f"/v1/admin/merchants/{merchant_id}/channels/alipay",
+            "PUT",
+            f"/v1/admin/merchants/{merchant_id}/channels/alipay",
             json={"priority": 1, "config": self.alipay_config(host, app), **body},
-        )  # fmt: skip
+        )
         return answer
 
     async def trade_app(self, payment: dict[str, Any], app: dict[str, Any]) -> int:
         """Whether the payment's trade was opened with `app` at the Alipay sandbox: 200, or 404 (another app's)."""
         async with httpx.AsyncClient() as http:
-            found = await http.get(f"{self.alipay[0].base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}",
-                                   params={"app_id": app["app_id"]})  # fmt: skip
+            found = await http.get(
+                f"{self.alipay[0].base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}",
+                params={"app_id": app["app_id"]},
+            )
         return found.status_code
 
     async def merchant_with_both_keys(self) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -96,17 +103,26 @@ async def env(
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     common = {"env": "test", "kafka_bootstrap_servers": juhe_infra.bootstrap, "internal_token_secret": INTERNAL_SECRET}
     gateway = SERVICES["gateway"].settings_class()(
-        **common, database_url=await migrated_database("gateway"), role="api", port=ports["gateway"],
-        cashier_url=urls["cashier"], key_cache_ttl_seconds=0,
+        **common,
+        database_url=await migrated_database("gateway"),
+        role="api",
+        port=ports["gateway"],
+        cashier_url=urls["cashier"],
+        key_cache_ttl_seconds=0,
         **{f"{name}_url": "http://127.0.0.1:9" for name in ("ledger", "routing", "settlement", "marketing")},
-    )  # fmt: skip
+    )
     keys = await seed_demo_async(
         gateway.database_url, Path(tmp_path_factory.mktemp("keys")) / "keys.json", settings=gateway
     )
     cashier = SERVICES["cashier"].settings_class()(
-        **common, database_url=await migrated_database("cashier"), role="api", port=ports["cashier"],
-        public_base_url=urls["cashier"], gateway_url=urls["gateway"], sandbox_hosts=["127.0.0.1"],
-    )  # fmt: skip
+        **common,
+        database_url=await migrated_database("cashier"),
+        role="api",
+        port=ports["cashier"],
+        public_base_url=urls["cashier"],
+        gateway_url=urls["gateway"],
+        sandbox_hosts=["127.0.0.1"],
+    )
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(serve_app(cashier_app(cashier), port=ports["cashier"], name="the cashier"))
         await stack.enter_async_context(serve_app(gateway_app(gateway), port=ports["gateway"], name="the gateway"))
@@ -172,8 +188,10 @@ async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones
     # Paid at the channel, each is settled by its own configuration's notification (the cashier here runs no poller).
     for paid, app, client in ((paid_test, test_app, test), (paid_live, live_app, live)):
         async with httpx.AsyncClient() as http:
-            approved = await http.post(f"{env.alipay[0].base_url}/control/trades/{paid['attempts'][0]['out_trade_no']}"
-                                       "/approve", params={"app_id": app["app_id"]})  # fmt: skip
+            approved = await http.post(
+                f"{env.alipay[0].base_url}/control/trades/{paid['attempts'][0]['out_trade_no']}/approve",
+                params={"app_id": app["app_id"]},
+            )
         assert approved.status_code == 200, approved.text
 
         async def succeeded(client: AsyncClient = client, paid: dict[str, Any] = paid) -> Any:
@@ -219,9 +237,17 @@ async def test_test_keys_reach_only_sandbox_configs_and_live_keys_only_real_ones
     assert reused.value.code == "duplicate_merchant_order" and paid_in_test["id"] not in str(reused.value.problem)
 
     # Checkout sessions carry the mode of the key that made them too.
-    session = await test.request("POST", "/v1/checkout/sessions", json={
-        "merchant_order_no": uuid.uuid4().hex, "amount_minor": 500, "currency": "CNY", "description": "Cake",
-        "return_url": "https://shop.example/done"})  # fmt: skip
+    session = await test.request(
+        "POST",
+        "/v1/checkout/sessions",
+        json={
+            "merchant_order_no": uuid.uuid4().hex,
+            "amount_minor": 500,
+            "currency": "CNY",
+            "description": "Cake",
+            "return_url": "https://shop.example/done",
+        },
+    )
     assert session["livemode"] is False
     with pytest.raises(NotFoundError):
         await live.request("GET", f"/v1/checkout/sessions/{session['id']}")
@@ -273,8 +299,10 @@ async def test_webhook_endpoints_events_and_refunds_stay_in_their_mode(env: Env)
     payment = await test.request("POST", "/v1/payments", json={**PAYMENT, "merchant_order_no": uuid.uuid4().hex})
     sandbox, app = env.alipay
     async with httpx.AsyncClient() as http:
-        approved = await http.post(f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}"
-                                   "/approve", params={"app_id": app["app_id"]})  # fmt: skip
+        approved = await http.post(
+            f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}/approve",
+            params={"app_id": app["app_id"]},
+        )
     assert approved.status_code == 200, approved.text
 
     async def queued() -> list[dict[str, Any]] | None:
@@ -302,8 +330,12 @@ async def test_webhook_endpoints_events_and_refunds_stay_in_their_mode(env: Env)
 async def _staff_session(env: Env, raw: httpx.AsyncClient, role: str, merchant_id: str | None = None) -> dict[str, str]:
     """A console session of a new member: a merchant's (`merchant_id`) or an operator (who sets up TOTP)."""
     web = {"Authorization": f"Bearer {DEMO_WEB_CLIENT_TOKEN}"}
-    body = {"kind": "merchant" if merchant_id else "operator", "merchant_id": merchant_id, "role": role,
-            "email": f"{uuid.uuid4().hex[:8]}@mode.example"}  # fmt: skip
+    body = {
+        "kind": "merchant" if merchant_id else "operator",
+        "merchant_id": merchant_id,
+        "role": role,
+        "email": f"{uuid.uuid4().hex[:8]}@mode.example",
+    }
     invited = await raw.post("/v1/platform/staff", json=body, headers={"Authorization": f"Bearer {env.admin_key}"})
     assert invited.status_code == 201, invited.text
     link = {"token": invited.json()["url"].split("token=", 1)[1], "purpose": "invitation"}
@@ -311,8 +343,11 @@ async def _staff_session(env: Env, raw: httpx.AsyncClient, role: str, merchant_i
     if merchant_id is None:
         details = (await raw.post("/v1/web/console-links/inspection", json=link, headers=web)).json()
         extra["totp_code"] = pyotp.TOTP(details["totp_secret"]).now()
-    redeemed = await raw.post("/v1/web/console-links/redemption", headers=web,
-                              json={**link, "password": "correct horse battery staple", **extra})  # fmt: skip
+    redeemed = await raw.post(
+        "/v1/web/console-links/redemption",
+        headers=web,
+        json={**link, "password": "correct horse battery staple", **extra},
+    )
     assert redeemed.status_code == 200, redeemed.text
     return {"Authorization": f"Bearer {redeemed.json()['session']['token']}"}
 
@@ -353,8 +388,9 @@ async def test_a_console_session_names_its_mode_and_a_key_cannot(env: Env) -> No
     test = env.merchant(test_key)
     listed = await test.request("GET", "/v1/payment-links", headers={"Juhe-Mode": "live"})
     assert [x["description"] for x in listed["data"]] == ["test link"]
-    kept = await test.request("POST", "/v1/payment-links", json={**link, "description": "key link"},
-                              headers={"Juhe-Mode": "live"})  # fmt: skip
+    kept = await test.request(
+        "POST", "/v1/payment-links", json={**link, "description": "key link"}, headers={"Juhe-Mode": "live"}
+    )
     assert kept["livemode"] is False
 
 
@@ -394,8 +430,11 @@ async def test_an_operator_switches_a_channel_configuration_without_its_secrets(
         assert back.status_code == 200 and back.json()["enabled"] is True
         refused = await patch(support, mode="test", version=2, enabled=True)
         assert (refused.status_code, refused.json()["code"]) == (403, "route_forbidden")
-        absent = await raw.patch(f"/v1/admin/merchants/{merchant_id}/channels/wechatpay", headers=operations,
-                                 json={"mode": "test", "version": 1, "enabled": True})  # fmt: skip
+        absent = await raw.patch(
+            f"/v1/admin/merchants/{merchant_id}/channels/wechatpay",
+            headers=operations,
+            json={"mode": "test", "version": 1, "enabled": True},
+        )
         assert (absent.status_code, absent.json()["code"]) == (404, "channel_config_not_found")
         with pytest.raises(APIError) as bad:
             await test.request("PATCH", path, json={"mode": "test", "version": 2, "enabled": True})

@@ -63,8 +63,10 @@ async def test_a_sign_in_link_works_once_only_for_the_web_process(make_stack: St
         assert (await raw.get("/v1/me/payment-pin", headers=user)).status_code == 200
         assert (await raw.post("/v1/me/sign-out", headers=user)).status_code == 204
         assert (await raw.get("/v1/me/payment-pin", headers=user)).json()["code"] == "token_invalid"
-        r = await raw.post("/v1/platform/users/usr_nobody/wallet-sign-in-links",
-                           headers={"Authorization": f"Bearer {stack.keys['admin_key']}"})  # fmt: skip
+        r = await raw.post(
+            "/v1/platform/users/usr_nobody/wallet-sign-in-links",
+            headers={"Authorization": f"Bearer {stack.keys['admin_key']}"},
+        )
         assert (r.status_code, r.json()["code"]) == (404, "user_not_found")
 
 
@@ -85,7 +87,11 @@ async def test_payment_pin_set_change_and_lockout(make_stack: StackFactory) -> N
     async with httpx.AsyncClient(base_url=stack.url, timeout=30) as raw:
         user = await _session(stack, raw)
         assert (await raw.get("/v1/me/payment-pin", headers=user)).json() == {
-            "set": False, "locked": False, "tries_left": 5, "locked_until": None}  # fmt: skip
+            "set": False,
+            "locked": False,
+            "tries_left": 5,
+            "locked_until": None,
+        }
         r = await raw.post("/v1/me/payment-pin/verifications", json={"pin": "135790"}, headers=user)
         assert (r.status_code, r.json()["code"]) == (409, "payment_pin_not_set")
         for bad in ("12345", "abcdef", "1234567"):
@@ -110,9 +116,9 @@ async def test_payment_pin_set_change_and_lockout(make_stack: StackFactory) -> N
         ok = await raw.post("/v1/me/payment-pin/verifications", json={"pin": "246802"}, headers=user)
         assert ok.json() == {"verified": True}
         # Five wrong tries at once: counted one at a time under the row lock, exactly four 403s and one 423.
-        tries = await asyncio.gather(*(
-            raw.post("/v1/me/payment-pin/verifications", json={"pin": f"00000{i}"}, headers=user) for i in range(5)
-        ))  # fmt: skip
+        tries = await asyncio.gather(
+            *(raw.post("/v1/me/payment-pin/verifications", json={"pin": f"00000{i}"}, headers=user) for i in range(5))
+        )
         assert sorted(r.status_code for r in tries) == [403, 403, 403, 403, 423], [r.text for r in tries]
         r = await raw.post("/v1/me/payment-pin/verifications", json={"pin": "246802"}, headers=user)
         assert (r.status_code, r.json()["code"]) == (423, "payment_pin_locked")  # even the right PIN, while locked

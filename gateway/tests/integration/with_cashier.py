@@ -48,11 +48,19 @@ async def stack_with_cashier(
     cashier_url = f"http://127.0.0.1:{cashier_port}"
     stack: Stack = await make_stack(cashier_url=cashier_url)
     settings = service_settings(
-        "cashier", database_url=await migrated_database("cashier"), port=cashier_port,
-        public_base_url=cashier_url, gateway_url=stack.url, internal_token_secret=INTERNAL_SECRET,
-        poll_initial_seconds=0.2, poll_backoff_max_seconds=0.5, poll_interval_seconds=0.1,
-        webhook_interval_seconds=0.1, webhook_allow_http=True, webhook_allow_loopback=True,
-    )  # fmt: skip
+        "cashier",
+        database_url=await migrated_database("cashier"),
+        port=cashier_port,
+        public_base_url=cashier_url,
+        gateway_url=stack.url,
+        internal_token_secret=INTERNAL_SECRET,
+        poll_initial_seconds=0.2,
+        poll_backoff_max_seconds=0.5,
+        poll_interval_seconds=0.1,
+        webhook_interval_seconds=0.1,
+        webhook_allow_http=True,
+        webhook_allow_loopback=True,
+    )
     async with serve_app(cashier_app(settings), port=cashier_port, name="the cashier"):
         yield stack
 
@@ -60,21 +68,36 @@ async def stack_with_cashier(
 async def open_alipay_channel(stack: Stack, merchant_id: str, alipay: AlipaySandbox) -> None:
     """The platform configures the merchant's Alipay channel at the cashier (through the gateway)."""
     sandbox, app = alipay
-    config = {"gateway_url": sandbox.base_url + "/gateway.do", "app_id": app["app_id"],
-              "app_private_key_pem": app["app_private_key_pem"],
-              "alipay_public_key_pem": app["alipay_public_key_pem"], "seller_id": app["seller_id"]}  # fmt: skip
-    await stack.admin().request("PUT", f"/v1/admin/merchants/{merchant_id}/channels/alipay",
-                                json={"priority": 1, "config": config})  # fmt: skip
+    config = {
+        "gateway_url": sandbox.base_url + "/gateway.do",
+        "app_id": app["app_id"],
+        "app_private_key_pem": app["app_private_key_pem"],
+        "alipay_public_key_pem": app["alipay_public_key_pem"],
+        "seller_id": app["seller_id"],
+    }
+    await stack.admin().request(
+        "PUT", f"/v1/admin/merchants/{merchant_id}/channels/alipay", json={"priority": 1, "config": config}
+    )
 
 
 async def paid_alipay_qr(juhe: AsyncClient, alipay: AlipaySandbox, description: str) -> dict[str, Any]:
     """A QR payment created by the merchant and approved by the payer at the Alipay sandbox."""
     sandbox, app = alipay
-    payment: dict[str, Any] = await juhe.request("POST", "/v1/payments", json={
-        "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}", "amount_minor": 1200, "currency": "CNY",
-        "description": description, "scene": "native_qr"})  # fmt: skip
+    payment: dict[str, Any] = await juhe.request(
+        "POST",
+        "/v1/payments",
+        json={
+            "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}",
+            "amount_minor": 1200,
+            "currency": "CNY",
+            "description": description,
+            "scene": "native_qr",
+        },
+    )
     async with httpx.AsyncClient() as http:
-        approved = await http.post(f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}"
-                                   "/approve", params={"app_id": app["app_id"]})  # fmt: skip
+        approved = await http.post(
+            f"{sandbox.base_url}/control/trades/{payment['attempts'][0]['out_trade_no']}/approve",
+            params={"app_id": app["app_id"]},
+        )
     assert approved.status_code == 200, approved.text
     return payment

@@ -98,10 +98,16 @@ def test_what_a_suspension_refuses(principal: Principal, method: str, path: str,
 
 
 ADMIN = Principal("platform", "key_admin", "plt_1")
-OPERATOR_RISK = Principal("platform", "cst_1", "plt_1", staff_id="stf_1",
-                          permissions=frozenset({"platform.merchants.read", "platform.kyc.review"}))  # fmt: skip
-MERCHANT_STAFF = Principal("merchant", "cst_2", "plt_1", merchant_id="mch_1", staff_id="stf_2",
-                           permissions=frozenset({"payments.read"}))  # fmt: skip
+OPERATOR_RISK = Principal(
+    "platform",
+    "cst_1",
+    "plt_1",
+    staff_id="stf_1",
+    permissions=frozenset({"platform.merchants.read", "platform.kyc.review"}),
+)
+MERCHANT_STAFF = Principal(
+    "merchant", "cst_2", "plt_1", merchant_id="mch_1", staff_id="stf_2", permissions=frozenset({"payments.read"})
+)
 
 
 @pytest.mark.parametrize(
@@ -147,11 +153,16 @@ def _opening(channel: str = "alipay", **changes: object) -> dict[str, object]:
 
 
 def _request(*openings: dict[str, object], key_mode: str = "test") -> dict[str, object]:
-    return {"legal_name": "张三", "entity_type": "individual", "industry_code": "5812",
-            "legal_representative": {"name": "张三", "id_number": "11010519491231002X"},
-            "contact": {"name": "张三", "email": "a@b.example", "phone": "13800138000"},
-            "settlement_account": {"account_name": "张三", "account_number": "62220212345678", "bank_name": "ICBC"},
-            "channels": list(openings), "key_mode": key_mode}  # fmt: skip
+    return {
+        "legal_name": "张三",
+        "entity_type": "individual",
+        "industry_code": "5812",
+        "legal_representative": {"name": "张三", "id_number": "11010519491231002X"},
+        "contact": {"name": "张三", "email": "a@b.example", "phone": "13800138000"},
+        "settlement_account": {"account_name": "张三", "account_number": "62220212345678", "bank_name": "ICBC"},
+        "channels": list(openings),
+        "key_mode": key_mode,
+    }
 
 
 def test_a_channel_opens_once_per_mode_with_either_its_own_config_or_a_partner_part() -> None:
@@ -175,8 +186,14 @@ def test_a_channel_opens_once_per_mode_with_either_its_own_config_or_a_partner_p
 
 
 def test_a_partner_template_names_the_provider_only_and_shows_no_secret() -> None:
-    wechat = {"sp_mchid": "1900000100", "sp_appid": "wx8", "apiv3_key": "k" * 32, "merchant_private_key_pem": "P",
-              "platform_public_key_pem": "pub", "base_url": "https://api.mch.weixin.qq.com"}  # fmt: skip
+    wechat = {
+        "sp_mchid": "1900000100",
+        "sp_appid": "wx8",
+        "apiv3_key": "k" * 32,
+        "merchant_private_key_pem": "P",
+        "platform_public_key_pem": "pub",
+        "base_url": "https://api.mch.weixin.qq.com",
+    }
     assert template_problems("wechatpay", wechat) == []
     assert template_problems("wechatpay", {**wechat, "sub_mchid": "1"}) != []
     assert template_problems("wechatpay", {k: v for k, v in wechat.items() if k != "sp_appid"}) != []

@@ -141,8 +141,10 @@ async def _stop_bounded(task: asyncio.Task[None], label: str, timeout_seconds: f
     if done:
         await task  # re-raises what the server raised, as a plain `await task` would
         return
-    message = (f"{label}: in-process app did not shut down within {timeout_seconds}s; cancelled; "
-               f"tasks still pending:\n{_pending_tasks()}")  # fmt: skip
+    message = (
+        f"{label}: in-process app did not shut down within {timeout_seconds}s; cancelled; "
+        f"tasks still pending:\n{_pending_tasks()}"
+    )
     _log.warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=2)
     task.cancel()

@@ -26,8 +26,11 @@ def sign(timestamp: int, body: bytes, secret: str = SECRET) -> str:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("identity")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
-           "JUHE_SANDBOX_IDENTITY_SECRET": SECRET}  # fmt: skip
+    env = {
+        "JUHE_DATA_DIR": str(tmp_path_factory.mktemp("identity")),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_IDENTITY_SECRET": SECRET,
+    }
     with SandboxProcess("sandboxes.identity", port_env="JUHE_SANDBOX_IDENTITY_PORT", env=env) as process:
         yield process
 
@@ -56,8 +59,14 @@ async def receiver() -> AsyncIterator[tuple[str, list[tuple[dict[str, str], byte
 
 
 def request_body(request_id: str, callback_url: str, **extra: Any) -> bytes:
-    body = {"request_id": request_id, "holder_type": "person", "name": "张三", "document_number": "11010519491231002X",
-            "callback_url": callback_url, **extra}  # fmt: skip
+    body = {
+        "request_id": request_id,
+        "holder_type": "person",
+        "name": "张三",
+        "document_number": "11010519491231002X",
+        "callback_url": callback_url,
+        **extra,
+    }
     return json.dumps(body).encode()
 
 
@@ -65,8 +74,11 @@ async def post(
     client: httpx.AsyncClient, body: bytes, *, secret: str = SECRET, timestamp: int | None = None
 ) -> httpx.Response:
     ts = timestamp or int(time.time())
-    headers = {"content-type": "application/json", "X-Identity-Timestamp": str(ts),
-               "X-Identity-Signature": sign(ts, body, secret)}  # fmt: skip
+    headers = {
+        "content-type": "application/json",
+        "X-Identity-Timestamp": str(ts),
+        "X-Identity-Signature": sign(ts, body, secret),
+    }
     return await client.post("/v1/verifications", content=body, headers=headers)
 
 
@@ -97,8 +109,11 @@ async def test_strict_signature_and_signed_verdicts(sandbox: SandboxProcess, rec
             assert sign(int(headers["x-identity-timestamp"]), body) == headers["x-identity-signature"]
             doc = json.loads(body)
             verdicts[doc["request_id"]] = (doc["result"], doc["reason"])
-        assert verdicts == {"r1": ("approved", None), "r2": ("rejected", "name_mismatch"),
-                            "r3": ("rejected", "document_invalid")}  # fmt: skip
+        assert verdicts == {
+            "r1": ("approved", None),
+            "r2": ("rejected", "name_mismatch"),
+            "r3": ("rejected", "document_invalid"),
+        }
 
         await client.put("/control/rules", json={"default": "hold"})
         assert (await post(client, request_body("r4", url))).json()["status"] == "held"
@@ -114,19 +129,24 @@ async def test_strict_signature_and_signed_verdicts(sandbox: SandboxProcess, rec
 
 def merchant_check(check_id: str, **changes: Any) -> bytes:
     body: dict[str, Any] = {
-        "check_id": check_id, "entity_type": "company", "legal_name": "杭州茶馆有限公司",
+        "check_id": check_id,
+        "entity_type": "company",
+        "legal_name": "杭州茶馆有限公司",
         "business_licence_number": "91350100M000100Y43",
         "legal_representative": {"name": "张三", "id_number": "11010519491231002X"},
         "bank_account": {"account_name": "杭州茶馆有限公司", "account_number": "6222021234567890"},
-    }  # fmt: skip
+    }
     body.update(changes)
     return json.dumps(body).encode()
 
 
 async def check(client: httpx.AsyncClient, body: bytes, *, secret: str = SECRET) -> httpx.Response:
     ts = int(time.time())
-    headers = {"content-type": "application/json", "X-Identity-Timestamp": str(ts),
-               "X-Identity-Signature": sign(ts, body, secret)}  # fmt: skip
+    headers = {
+        "content-type": "application/json",
+        "X-Identity-Timestamp": str(ts),
+        "X-Identity-Signature": sign(ts, body, secret),
+    }
     return await client.post("/v1/merchant-checks", content=body, headers=headers)
 
 
@@ -139,12 +159,18 @@ async def test_merchant_checks_list_every_finding_decide_once_and_hold_for_revie
         approved = await check(client, merchant_check("m1", bank_account=other_account))
         assert approved.json() == {"check_id": "m1", "result": "approved", "reasons": []}
         # A wrong licence check character, a wrong ID check character and another holder at the bank: all listed.
-        bad = merchant_check("m2", business_licence_number="91350100M000100Y44",
-                             legal_representative={"name": "张三", "id_number": "110105194912310021"})  # fmt: skip
+        bad = merchant_check(
+            "m2",
+            business_licence_number="91350100M000100Y44",
+            legal_representative={"name": "张三", "id_number": "110105194912310021"},
+        )
         rejected = (await check(client, bad)).json()
         assert rejected["result"] == "rejected"
         assert [r["code"] for r in rejected["reasons"]] == [
-            "business_licence_invalid", "id_number_invalid", "bank_account_name_mismatch"]  # fmt: skip
+            "business_licence_invalid",
+            "id_number_invalid",
+            "bank_account_name_mismatch",
+        ]
         # One verdict per check: the same id with a good body still answers the first verdict.
         again = (await check(client, merchant_check("m2"))).json()
         assert again["result"] == "rejected"
@@ -157,8 +183,9 @@ async def test_merchant_checks_list_every_finding_decide_once_and_hold_for_revie
         decided = await client.post("/control/merchant-checks/m4/approve", json={})
         assert decided.status_code == 200 and decided.json()["result"] == "approved"
         ts = int(time.time())
-        read = await client.get("/v1/merchant-checks/m4", headers={"X-Identity-Timestamp": str(ts),
-                                                                   "X-Identity-Signature": sign(ts, b"")})  # fmt: skip
+        read = await client.get(
+            "/v1/merchant-checks/m4", headers={"X-Identity-Timestamp": str(ts), "X-Identity-Signature": sign(ts, b"")}
+        )
         assert read.json()["result"] == "approved"
         assert (await client.post("/control/merchant-checks/m4/reject", json={})).status_code == 409
         await client.put("/control/rules", json={})

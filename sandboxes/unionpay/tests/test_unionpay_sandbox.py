@@ -30,14 +30,28 @@ def test_pki_is_generated_once_and_chains(tmp_path: Path) -> None:
 def test_answers_are_raw_kv_and_signed(tmp_path: Path) -> None:
     with SandboxProcess("sandboxes.unionpay", port_env=PORT_ENV, env={"JUHE_DATA_DIR": str(tmp_path)}) as sandbox:
         merchant = httpx.post(f"{sandbox.base_url}/control/merchants", json={"mer_id": "777290058110048"}).json()
-        key, cert, _ = pkcs12.load_key_and_certificates(base64.b64decode(merchant["sign_pfx_base64"]),
-                                                        merchant["sign_pfx_password"].encode())  # fmt: skip
+        key, cert, _ = pkcs12.load_key_and_certificates(
+            base64.b64decode(merchant["sign_pfx_base64"]), merchant["sign_pfx_password"].encode()
+        )
         assert isinstance(key, rsa.RSAPrivateKey) and cert is not None
         assert merchant["cert_id"] == str(cert.serial_number)
-        request = {"version": "5.1.0", "encoding": "UTF-8", "signMethod": "01", "certId": merchant["cert_id"],
-                   "txnType": "01", "txnSubType": "01", "bizType": "000201", "channelType": "08", "accessType": "0",
-                   "merId": "777290058110048", "orderId": "ORDER20261206A", "txnTime": "20261206101500",
-                   "txnAmt": "100", "currencyCode": "156", "reqReserved": "{a=1&b=2}"}  # fmt: skip
+        request = {
+            "version": "5.1.0",
+            "encoding": "UTF-8",
+            "signMethod": "01",
+            "certId": merchant["cert_id"],
+            "txnType": "01",
+            "txnSubType": "01",
+            "bizType": "000201",
+            "channelType": "08",
+            "accessType": "0",
+            "merId": "777290058110048",
+            "orderId": "ORDER20261206A",
+            "txnTime": "20261206101500",
+            "txnAmt": "100",
+            "currencyCode": "156",
+            "reqReserved": "{a=1&b=2}",
+        }
         body = crypto.sign(request, key, "merchant requests may carry extra fields; all are signed")
         answer = httpx.post(f"{sandbox.base_url}/gateway/api/appTransReq.do", data=body).text
         assert "signPubKeyCert=-----BEGIN CERTIFICATE-----\r\n" in answer  # raw, not URL-encoded

@@ -1024,9 +1024,16 @@ def test_busifavor_merchant_coupons_claimed_used_returned_and_deactivated(
         "use_method": "OFF_LINE",
     }
     request_no = _no("bst")
-    arguments = dict(stock_name="满30减5", belong_merchant=mchid, goods_name="全场", stock_type="NORMAL",
-                     coupon_use_rule=rule, stock_send_rule={"max_coupons": 10, "max_coupons_per_user": 1},
-                     out_request_no=request_no, coupon_code_mode="WECHATPAY_MODE")  # fmt: skip
+    arguments = dict(
+        stock_name="满30减5",
+        belong_merchant=mchid,
+        goods_name="全场",
+        stock_type="NORMAL",
+        coupon_use_rule=rule,
+        stock_send_rule={"max_coupons": 10, "max_coupons_per_user": 1},
+        out_request_no=request_no,
+        coupon_code_mode="WECHATPAY_MODE",
+    )
     stock_id = _ok(wx.marketing_busifavor_stock_create(**arguments))["stock_id"]
     assert _ok(wx.marketing_busifavor_stock_create(**arguments))["stock_id"] == stock_id
 
@@ -1063,9 +1070,13 @@ def test_busifavor_merchant_coupons_claimed_used_returned_and_deactivated(
     # EXPIRED (shown so, and no longer usable).
     def stock_open_for(begin: float, end: float) -> str:
         window = {"available_begin_time": _cst(begin), "available_end_time": _cst(end)}
-        created = wx.marketing_busifavor_stock_create(**{
-            **arguments, "out_request_no": _no("bst"), "coupon_use_rule": {**rule, "coupon_available_time": window},
-        })  # fmt: skip
+        created = wx.marketing_busifavor_stock_create(
+            **{
+                **arguments,
+                "out_request_no": _no("bst"),
+                "coupon_use_rule": {**rule, "coupon_available_time": window},
+            }
+        )
         return str(_ok(created)["stock_id"])
 
     ended = stock_open_for(-7200, -3600)

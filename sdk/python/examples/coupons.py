@@ -73,8 +73,10 @@ def walkthrough(
         },
     )
     stock = merchant.request("POST", f"/v1/marketing/stocks/{stock['stock_id']}/start")
-    say(f"campaign {campaign['campaign_id']}: stock {stock['stock_id']} {stock['name']} {stock['status']}, "
-        f"funded by the {stock['funding_party']}, budget {stock['budget_count']} coupons")  # fmt: skip
+    say(
+        f"campaign {campaign['campaign_id']}: stock {stock['stock_id']} {stock['name']} {stock['status']}, "
+        f"funded by the {stock['funding_party']}, budget {stock['budget_count']} coupons"
+    )
 
     claimed = user.request(
         "POST", "/v1/marketing/me/claims", json={"stock_id": stock["stock_id"], "request_id": f"claim-{run}"}
@@ -100,8 +102,10 @@ def walkthrough(
         payer={"user_id": keys["user_id"]},
         coupon_id=coupon_id,
     )
-    say(f"payment {payment['id']}: amount {payment['amount_minor']}, discount {payment['discount_minor']}, "
-        f"asked of the channel {payment['payable_minor']} ({payment['status']})")  # fmt: skip
+    say(
+        f"payment {payment['id']}: amount {payment['amount_minor']}, discount {payment['discount_minor']}, "
+        f"asked of the channel {payment['payable_minor']} ({payment['status']})"
+    )
     state()
     out_trade_no = payment["attempts"][-1]["out_trade_no"]  # the payer approves in the sandbox
     httpx.post(f"{wechatpay}/control/orders/{out_trade_no}/approve", json={}, timeout=10).raise_for_status()

@@ -13,8 +13,15 @@ import hmac
 import time
 from collections.abc import Mapping
 
-SIGNED_PARAMETERS = ("amount_minor", "checkout_session_id", "currency", "merchant_order_no", "payment_id",
-                     "status", "t")  # fmt: skip
+SIGNED_PARAMETERS = (
+    "amount_minor",
+    "checkout_session_id",
+    "currency",
+    "merchant_order_no",
+    "payment_id",
+    "status",
+    "t",
+)
 DEFAULT_TOLERANCE_SECONDS = 300
 
 

@@ -70,8 +70,12 @@ LivemodeQuery = Annotated[
 ]
 
 
-async def _payment_in_mode(payment_id: str, merchant_id: MerchantScope, caller: InternalIdentity,
-                           cashier: Annotated[Cashier, Depends(get_cashier)]) -> None:  # fmt: skip
+async def _payment_in_mode(
+    payment_id: str,
+    merchant_id: MerchantScope,
+    caller: InternalIdentity,
+    cashier: Annotated[Cashier, Depends(get_cashier)],
+) -> None:
     await ensure_payment_in_mode(cashier, caller, merchant_id, payment_id)
 
 

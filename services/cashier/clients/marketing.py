@@ -90,10 +90,20 @@ def _lock_of(body: dict[str, Any]) -> CouponLock:
 
 
 class MarketingClient(InternalClient):
-    async def lock(self, *, payment_id: str, coupon_id: str | None, coupon_code: str | None, user_id: str,
-                   merchant_id: str, scene: str,
-                   payment_method: str | None, order_amount_minor: int, currency: str,
-                   lock_seconds: int) -> CouponLock:  # fmt: skip
+    async def lock(
+        self,
+        *,
+        payment_id: str,
+        coupon_id: str | None,
+        coupon_code: str | None,
+        user_id: str,
+        merchant_id: str,
+        scene: str,
+        payment_method: str | None,
+        order_amount_minor: int,
+        currency: str,
+        lock_seconds: int,
+    ) -> CouponLock:
         """Lock the coupon for this payment (idempotent by payment_id at marketing); raise the merchant-facing
         Problem when marketing refuses the coupon, 503 `marketing_unavailable` when it cannot say."""
         if self._http is None:

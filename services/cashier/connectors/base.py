@@ -39,9 +39,6 @@ class InvalidSignature(Exception):
     """A response or notification failed signature verification or decryption; nothing may change."""
 
 
-Scene = PaymentScene  # moved: services/cashier/domain/payments.py PaymentScene; kept for bench's and settlement's files
-
-
 class TradeStatus(enum.StrEnum):
     """Channel trade state mapped onto the cashier's vocabulary."""
 

@@ -235,8 +235,9 @@ async def handle_coupon_notification(
                 event = alipay.parse_activity_message(connector, body)  # type: ignore[arg-type]
             break
         except (InvalidSignature, ChannelError, ChannelUnavailable) as exc:
-            log.warning("coupon notification refused", program=program, merchant_id=merchant_id, mode=mode,
-                        error=repr(exc))  # fmt: skip
+            log.warning(
+                "coupon notification refused", program=program, merchant_id=merchant_id, mode=mode, error=repr(exc)
+            )
             refusal = str(exc)
     if event is None:
         return spec.refuse_notification(refusal)

@@ -132,12 +132,17 @@ def session_view(cashier: Cashier, row: Any) -> dict[str, Any]:
 
 def _event_data(row: Any) -> dict[str, Any]:
     return {
-        "checkout_session_id": row.id, "merchant_id": row.merchant_id, "merchant_order_no": row.merchant_order_no,
-        "status": row.status, "amount_minor": row.amount_minor, "currency": row.currency,
-        "payment_id": row.paid_payment_id, "metadata": row.metadata,
+        "checkout_session_id": row.id,
+        "merchant_id": row.merchant_id,
+        "merchant_order_no": row.merchant_order_no,
+        "status": row.status,
+        "amount_minor": row.amount_minor,
+        "currency": row.currency,
+        "payment_id": row.paid_payment_id,
+        "metadata": row.metadata,
         "completed_at": row.completed_at.isoformat() if row.completed_at else None,
         "expired_at": row.expired_at.isoformat() if row.expired_at else None,
-    }  # fmt: skip
+    }
 
 
 # ---- merchant API -------------------------------------------------------------------------------------
@@ -169,17 +174,31 @@ async def create_session(
         if guard is not None:
             await guard(tx.conn)
         session_id = new_id("cs")
-        row = await store.insert_session(tx.conn, {
-            "id": session_id, "merchant_id": merchant_id, "merchant_order_no": draft.merchant_order_no,
-            "request_sha256": fingerprint, "token_sha256": rules.token_digest(_token(cashier, session_id)),
-            "merchant_name": merchant_name[:MERCHANT_NAME_MAX_CHARS], "amount_minor": draft.amount_minor,
-            "currency": draft.currency, "description": draft.description, "line_items": draft.line_items,
-            "allowed_methods": list(draft.allowed_methods) if draft.allowed_methods is not None else None,
-            "return_url": draft.return_url, "cancel_url": draft.cancel_url, "locale": draft.locale,
-            "wallet_holder_id": draft.wallet_holder_id, "metadata": draft.metadata,
-            "status": rules.SessionStatus.OPEN.value, "expires_at": expires_at, "payment_link_id": payment_link_id,
-            "livemode": draft.livemode,
-        })  # fmt: skip
+        row = await store.insert_session(
+            tx.conn,
+            {
+                "id": session_id,
+                "merchant_id": merchant_id,
+                "merchant_order_no": draft.merchant_order_no,
+                "request_sha256": fingerprint,
+                "token_sha256": rules.token_digest(_token(cashier, session_id)),
+                "merchant_name": merchant_name[:MERCHANT_NAME_MAX_CHARS],
+                "amount_minor": draft.amount_minor,
+                "currency": draft.currency,
+                "description": draft.description,
+                "line_items": draft.line_items,
+                "allowed_methods": list(draft.allowed_methods) if draft.allowed_methods is not None else None,
+                "return_url": draft.return_url,
+                "cancel_url": draft.cancel_url,
+                "locale": draft.locale,
+                "wallet_holder_id": draft.wallet_holder_id,
+                "metadata": draft.metadata,
+                "status": rules.SessionStatus.OPEN.value,
+                "expires_at": expires_at,
+                "payment_link_id": payment_link_id,
+                "livemode": draft.livemode,
+            },
+        )
         if row is None:
             row = await store.get_session_by_order_no(
                 tx.conn, merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no
@@ -365,8 +384,12 @@ async def refund_late_successes(cashier: Cashier) -> int:
         except Problem as exc:  # an outage: the next round asks again (nothing was written)
             log.warning("checkout late success: refund not made yet", payment_id=payment.id, code=exc.spec.code)
             continue
-        log.info("checkout late success refunded", payment_id=payment.id, refund_id=result.refund["id"],
-                 checkout_session_id=payment.metadata.get("checkout_session_id"))  # fmt: skip
+        log.info(
+            "checkout late success refunded",
+            payment_id=payment.id,
+            refund_id=result.refund["id"],
+            checkout_session_id=payment.metadata.get("checkout_session_id"),
+        )
     return len(due)
 
 
@@ -408,15 +431,21 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
         "expires_at": row.expires_at,
         "server_time": cashier.clock(),
         "cancel_url": row.cancel_url,
-        "payment": None if payment is None else {
-            "id": payment.id, "method": payment.channel or row.payment_method, "scene": payment.scene,
+        "payment": None
+        if payment is None
+        else {
+            "id": payment.id,
+            "method": payment.channel or row.payment_method,
+            "scene": payment.scene,
             "status": payment.status,
             "payer_action": normalised_payer_action(payment.payer_action) if payment.status in LIVE else None,
-            "failure_code": payment.failure_code, "expire_at": payment.expire_at,
-            "amount_minor": payment.amount_minor, "discount_minor": payment.discount_minor,
+            "failure_code": payment.failure_code,
+            "expire_at": payment.expire_at,
+            "amount_minor": payment.amount_minor,
+            "discount_minor": payment.discount_minor,
         },
         "return_url": None,
-    }  # fmt: skip
+    }
     async with cashier.uow.read() as conn:
         merchant = await get_merchant(conn, row.merchant_id)
     # The origins that may frame this page (juhe.js): the web process puts them in its CSP frame-ancestors.
@@ -435,9 +464,15 @@ async def _page(cashier: Cashier, row: Any, token: str, *, scene: str | None) ->
 def _signed_return(cashier: Cashier, row: Any, merchant: Any) -> str | None:
     if merchant is None:
         return None
-    params = {"checkout_session_id": row.id, "merchant_order_no": row.merchant_order_no, "status": row.status,
-              "amount_minor": str(row.amount_minor), "currency": row.currency, "payment_id": row.paid_payment_id,
-              "t": str(int(time.time()))}  # fmt: skip
+    params = {
+        "checkout_session_id": row.id,
+        "merchant_order_no": row.merchant_order_no,
+        "status": row.status,
+        "amount_minor": str(row.amount_minor),
+        "currency": row.currency,
+        "payment_id": row.paid_payment_id,
+        "t": str(int(time.time())),
+    }
     params["sig"] = rules.sign_return(merchant_webhook_secret(cashier.sealer, merchant), params)
     separator = "&" if "?" in row.return_url else "?"
     return f"{row.return_url}{separator}{urlencode(params)}"
@@ -472,11 +507,17 @@ async def available_methods(cashier: Cashier, row: Any, *, scene: str) -> list[s
         page_scene = rules.channel_scene(channel, scene)
         if page_scene not in rules.PAGE_SCENES[channel] or PaymentScene(page_scene) not in CHANNELS[channel].scenes:
             continue
-        decided = await cashier.routing.decide({
-            "payment_id": f"{row.id}.probe", "merchant_id": row.merchant_id, "amount_minor": row.amount_minor,
-            "currency": row.currency, "method": METHOD_OF_CHANNEL.get(channel, channel), "scene": page_scene,
-            "payer_client": "other",
-        })  # fmt: skip
+        decided = await cashier.routing.decide(
+            {
+                "payment_id": f"{row.id}.probe",
+                "merchant_id": row.merchant_id,
+                "amount_minor": row.amount_minor,
+                "currency": row.currency,
+                "method": METHOD_OF_CHANNEL.get(channel, channel),
+                "scene": page_scene,
+                "payer_client": "other",
+            }
+        )
         if decided is None or any(c.channel == channel for c in decided):
             offered.append(channel)
     return offered
@@ -542,15 +583,24 @@ async def pay_as_user(
     if row.wallet_holder_id is not None and row.wallet_holder_id != user_id:
         raise Problem(PAYER_MISMATCH, "this checkout is for another payer")
     payer: dict[str, Any] = {"user_id": user_id, **({"client_ip": client_ip} if client_ip else {})}
-    await _begin(cashier, row, token, method=method, scene=scene, payer=payer, request_id=request_id,
-                 coupon_id=coupon_id)  # fmt: skip
+    await _begin(
+        cashier, row, token, method=method, scene=scene, payer=payer, request_id=request_id, coupon_id=coupon_id
+    )
     return await page_view(cashier, token)
 
 
 async def _begin(
-    cashier: Cashier, row: Any, token: str, *, method: str, scene: str, payer: dict[str, Any], request_id: str,
-    resolve_payer: Callable[[Any], Awaitable[dict[str, Any]]] | None = None, coupon_id: str | None = None,
-) -> str:  # fmt: skip
+    cashier: Cashier,
+    row: Any,
+    token: str,
+    *,
+    method: str,
+    scene: str,
+    payer: dict[str, Any],
+    request_id: str,
+    resolve_payer: Callable[[Any], Awaitable[dict[str, Any]]] | None = None,
+    coupon_id: str | None = None,
+) -> str:
     if row.status != rules.SessionStatus.OPEN or cashier.clock() >= row.expires_at:
         raise Problem(rules.CHECKOUT_SESSION_NOT_OPEN, f"the session is {row.status}", status=row.status)
     await refuse_if_suspended(cashier, row.merchant_id)  # pages and links of a suspended merchant take no payment
@@ -585,19 +635,27 @@ async def _begin(
             raise
     seq = row.payment_seq + 1
     async with cashier.uow.begin() as tx:
-        claimed = await store.claim_payment_slot(tx.conn, session_id=row.id, seq=seq, method=method, scene=scene,
-                                                 request_id=request_id, now=cashier.clock())  # fmt: skip
+        claimed = await store.claim_payment_slot(
+            tx.conn, session_id=row.id, seq=seq, method=method, scene=scene, request_id=request_id, now=cashier.clock()
+        )
     if not claimed:
         raise Problem(rules.CHECKOUT_PAYMENT_IN_PROGRESS, "another payment of this session started meanwhile")
     draft = PaymentDraft(
-        merchant_order_no=rules.payment_order_no(row.id, seq), amount_minor=row.amount_minor, currency=row.currency,
-        description=row.description[:DESCRIPTION_MAX_CHARS], scene=PaymentScene(rules.channel_scene(method, scene)),
+        merchant_order_no=rules.payment_order_no(row.id, seq),
+        amount_minor=row.amount_minor,
+        currency=row.currency,
+        description=row.description[:DESCRIPTION_MAX_CHARS],
+        scene=PaymentScene(rules.channel_scene(method, scene)),
         payer=payer,
-        expire_at=row.expires_at, notify_url=None,
+        expire_at=row.expires_at,
+        notify_url=None,
         return_url=f"{pages_origin(cashier)}/checkout/{token}/result",
         metadata={**row.metadata, "checkout_session_id": row.id, "checkout_order_no": row.merchant_order_no},
-        preferred_channels=(method,), excluded_channels=(), livemode=row.livemode, coupon_id=coupon_id,
-    )  # fmt: skip
+        preferred_channels=(method,),
+        excluded_channels=(),
+        livemode=row.livemode,
+        coupon_id=coupon_id,
+    )
     try:
         result = await create_payment(cashier, merchant_id=row.merchant_id, draft=draft)
     except Problem as exc:

@@ -66,8 +66,10 @@ class ConnectorPool:
                     "the other mode's",
                 )
         if len(rows) > 1:
-            raise Problem(NO_ROUTE_AVAILABLE, f"merchant {merchant_id} has a test and a live {channel} configuration: "
-                          "the payment's mode must choose")  # fmt: skip
+            raise Problem(
+                NO_ROUTE_AVAILABLE,
+                f"merchant {merchant_id} has a test and a live {channel} configuration: the payment's mode must choose",
+            )
         return await self.for_config(rows[0])
 
     async def each_mode(self, merchant_id: str, channel: str) -> list[tuple[Mode, Connector]]:

@@ -50,15 +50,29 @@ def link_url(cashier: Cashier, slug: str) -> str:
 def link_view(cashier: Cashier, row: Any, *, uses: tuple[int, int] = (0, 0)) -> dict[str, Any]:
     """What the merchant sees."""
     return {
-        "id": row.id, "object": "payment_link", "merchant_id": row.merchant_id, "status": row.status,
-        "url": link_url(cashier, row.slug), "poster_url": f"{link_url(cashier, row.slug)}/poster.svg",
-        "amount_minor": row.amount_minor, "amount_min_minor": row.amount_min_minor,
-        "amount_max_minor": row.amount_max_minor, "currency": row.currency, "description": row.description,
-        "payer_fields": row.payer_fields, "allowed_methods": row.allowed_methods, "return_url": row.return_url,
-        "max_uses": row.max_uses, "uses_completed": uses[0], "uses_open": uses[1], "expires_at": row.expires_at,
-        "metadata": row.metadata, "created_at": row.created_at, "deactivated_at": row.deactivated_at,
+        "id": row.id,
+        "object": "payment_link",
+        "merchant_id": row.merchant_id,
+        "status": row.status,
+        "url": link_url(cashier, row.slug),
+        "poster_url": f"{link_url(cashier, row.slug)}/poster.svg",
+        "amount_minor": row.amount_minor,
+        "amount_min_minor": row.amount_min_minor,
+        "amount_max_minor": row.amount_max_minor,
+        "currency": row.currency,
+        "description": row.description,
+        "payer_fields": row.payer_fields,
+        "allowed_methods": row.allowed_methods,
+        "return_url": row.return_url,
+        "max_uses": row.max_uses,
+        "uses_completed": uses[0],
+        "uses_open": uses[1],
+        "expires_at": row.expires_at,
+        "metadata": row.metadata,
+        "created_at": row.created_at,
+        "deactivated_at": row.deactivated_at,
         "livemode": row.livemode,
-    }  # fmt: skip
+    }
 
 
 async def create_link(cashier: Cashier, *, merchant_id: str, draft: LinkDraft) -> dict[str, Any]:
@@ -66,15 +80,27 @@ async def create_link(cashier: Cashier, *, merchant_id: str, draft: LinkDraft) -
     if draft.expires_at is not None and draft.expires_at <= cashier.clock():
         raise Problem(VALIDATION_FAILED, "expires_at is in the past")
     async with cashier.uow.begin() as tx:
-        row = await store.insert_link(tx.conn, {
-            "id": new_id("pl"), "merchant_id": merchant_id, "slug": rules.LINK_SLUG_PREFIX + secrets.token_urlsafe(16),
-            "status": rules.LinkStatus.ACTIVE.value, "amount_minor": amounts.fixed_minor,
-            "amount_min_minor": amounts.min_minor, "amount_max_minor": amounts.max_minor, "currency": draft.currency,
-            "description": draft.description, "payer_fields": list(draft.payer_fields),
-            "allowed_methods": list(draft.allowed_methods) if draft.allowed_methods is not None else None,
-            "return_url": draft.return_url, "max_uses": draft.max_uses, "expires_at": draft.expires_at,
-            "metadata": draft.metadata, "livemode": draft.livemode,
-        })  # fmt: skip
+        row = await store.insert_link(
+            tx.conn,
+            {
+                "id": new_id("pl"),
+                "merchant_id": merchant_id,
+                "slug": rules.LINK_SLUG_PREFIX + secrets.token_urlsafe(16),
+                "status": rules.LinkStatus.ACTIVE.value,
+                "amount_minor": amounts.fixed_minor,
+                "amount_min_minor": amounts.min_minor,
+                "amount_max_minor": amounts.max_minor,
+                "currency": draft.currency,
+                "description": draft.description,
+                "payer_fields": list(draft.payer_fields),
+                "allowed_methods": list(draft.allowed_methods) if draft.allowed_methods is not None else None,
+                "return_url": draft.return_url,
+                "max_uses": draft.max_uses,
+                "expires_at": draft.expires_at,
+                "metadata": draft.metadata,
+                "livemode": draft.livemode,
+            },
+        )
     return link_view(cashier, row)
 
 
@@ -129,13 +155,18 @@ async def link_page(cashier: Cashier, slug: str) -> dict[str, Any]:
     return {
         "state": _state(cashier, row, uses),
         "merchant_name": await gateway_merchant_name(cashier, row.merchant_id) or row.merchant_id,
-        "amount_minor": row.amount_minor, "amount_min_minor": row.amount_min_minor,
-        "amount_max_minor": row.amount_max_minor, "currency": row.currency, "description": row.description,
-        "payer_fields": row.payer_fields, "url": link_url(cashier, row.slug),
+        "amount_minor": row.amount_minor,
+        "amount_min_minor": row.amount_min_minor,
+        "amount_max_minor": row.amount_max_minor,
+        "currency": row.currency,
+        "description": row.description,
+        "payer_fields": row.payer_fields,
+        "url": link_url(cashier, row.slug),
         # What its poster may promise: the methods the link's sessions can offer (each page load may offer fewer)
-        "methods": await page_methods(cashier, row.merchant_id, allowed_methods=row.allowed_methods,
-                                      currency=row.currency, livemode=row.livemode),
-    }  # fmt: skip
+        "methods": await page_methods(
+            cashier, row.merchant_id, allowed_methods=row.allowed_methods, currency=row.currency, livemode=row.livemode
+        ),
+    }
 
 
 async def open_session(
@@ -154,15 +185,24 @@ async def open_session(
     if link.expires_at is not None:  # a session never outlives its link by much: at least the minimum, though
         seconds = max(EXPIRY_MIN_SECONDS, min(seconds, int((link.expires_at - cashier.clock()).total_seconds())))
     draft = SessionDraft(
-        merchant_order_no=order_no, amount_minor=amount, currency=link.currency, description=link.description,
-        line_items=[], allowed_methods=tuple(link.allowed_methods) if link.allowed_methods is not None else None,
-        return_url=link.return_url or f"{link_url(cashier, slug)}/paid", cancel_url=link_url(cashier, slug),
-        expires_in_seconds=seconds, locale=None, wallet_holder_id=None,
-        metadata={**link.metadata, **values, "payment_link_id": link.id}, livemode=link.livemode,
-    )  # fmt: skip
+        merchant_order_no=order_no,
+        amount_minor=amount,
+        currency=link.currency,
+        description=link.description,
+        line_items=[],
+        allowed_methods=tuple(link.allowed_methods) if link.allowed_methods is not None else None,
+        return_url=link.return_url or f"{link_url(cashier, slug)}/paid",
+        cancel_url=link_url(cashier, slug),
+        expires_in_seconds=seconds,
+        locale=None,
+        wallet_holder_id=None,
+        metadata={**link.metadata, **values, "payment_link_id": link.id},
+        livemode=link.livemode,
+    )
     guard = functools.partial(_take_use, cashier, slug=slug, order_no=order_no)
-    view, _ = await create_session(cashier, merchant_id=link.merchant_id, draft=draft, payment_link_id=link.id,
-                                   guard=guard)  # fmt: skip
+    view, _ = await create_session(
+        cashier, merchant_id=link.merchant_id, draft=draft, payment_link_id=link.id, guard=guard
+    )
     return {"url": view["url"], "token": view["url"].rsplit("/", 1)[1], "expires_at": view["expires_at"]}
 
 

@@ -360,8 +360,9 @@ async def create_payment(cashier: Cashier, *, merchant_id: str, draft: PaymentDr
     return CreateResult(view, created=True)
 
 
-async def _lock_coupon(cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str,
-                       expire_at: datetime) -> CouponLock:  # fmt: skip
+async def _lock_coupon(
+    cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str, expire_at: datetime
+) -> CouponLock:
     """Ask marketing to lock the payer's coupon for this payment (before anything is created): its refusal
     (expired, not applicable, threshold not met, used, locked by another payment) is the merchant's answer.
 
@@ -394,8 +395,9 @@ async def _lock_coupon(cashier: Cashier, merchant_id: str, draft: PaymentDraft, 
 COUPON_LOCK_SECONDS_MIN = 10  # marketing's own floor for a lock
 
 
-async def _lock_or_take_over(cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str,
-                             expire_at: datetime) -> CouponLock:  # fmt: skip
+async def _lock_or_take_over(
+    cashier: Cashier, merchant_id: str, draft: PaymentDraft, payment_id: str, expire_at: datetime
+) -> CouponLock:
     """Lock the coupon; when it is held by a payment this cashier never created (an earlier create died between
     its lock and its insert: the merchant's retry lands here), release that orphan lock and lock once more.
 
@@ -410,14 +412,24 @@ async def _lock_or_take_over(cashier: Cashier, merchant_id: str, draft: PaymentD
             exists = bool(holder_payment_id) and await get_payment_unscoped(conn, holder_payment_id) is not None
         if young or exists or not await cashier.marketing.release(redemption_id):
             raise
-        log.warning("released an orphan coupon lock (its payment was never created)", redemption_id=redemption_id,
-                    payment_id=holder_payment_id)  # fmt: skip
+        log.warning(
+            "released an orphan coupon lock (its payment was never created)",
+            redemption_id=redemption_id,
+            payment_id=holder_payment_id,
+        )
     return await _lock_coupon(cashier, merchant_id, draft, payment_id, expire_at)
 
 
-async def _create_locked(cashier: Cashier, merchant_id: str, draft: PaymentDraft, fingerprint: str,
-                         payment_id: str, expire_at: datetime, lock: CouponLock | None,
-                         configs: Sequence[Any]) -> tuple[PaymentRecord | None, AttemptRecord | None]:  # fmt: skip
+async def _create_locked(
+    cashier: Cashier,
+    merchant_id: str,
+    draft: PaymentDraft,
+    fingerprint: str,
+    payment_id: str,
+    expire_at: datetime,
+    lock: CouponLock | None,
+    configs: Sequence[Any],
+) -> tuple[PaymentRecord | None, AttemptRecord | None]:
     """Route, check the split and insert the payment with its first attempt. With a coupon, everything from
     here on (routing's fee, the split, the platform fee, the channel's order) is about the discounted amount
     the channel collects; the order's own amount and the discount are recorded beside it."""

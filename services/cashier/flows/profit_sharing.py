@@ -64,10 +64,13 @@ class ShareDraft:
     finish: bool
 
     def fingerprint(self) -> str:
-        return request_fingerprint({
-            "order_no": self.order_no, "finish": self.finish,
-            "receivers": [[r.type, r.account, r.name, r.amount_minor, r.description] for r in self.receivers],
-        })  # fmt: skip
+        return request_fingerprint(
+            {
+                "order_no": self.order_no,
+                "finish": self.finish,
+                "receivers": [[r.type, r.account, r.name, r.amount_minor, r.description] for r in self.receivers],
+            }
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,15 +114,33 @@ async def share_payment(cashier: Cashier, *, payment_id: str, draft: ShareDraft)
         _check_shareable(payment)
         order_id = new_id("pso")
         async with cashier.uow.begin() as tx:
-            existing = await insert_order(tx.conn, {
-                "id": order_id, "payment_id": payment.id, "merchant_id": payment.merchant_id,
-                "order_no": draft.order_no, "request_sha256": fingerprint, "channel": payment.channel,
-                "channel_trade_no": payment.channel_trade_no, "out_order_no": out_trade_no_of(order_id),
-                "finish": draft.finish, "status": ShareStatus.PROCESSING.value,
-                "receivers": [{"type": r.type, "account": r.account, "name": r.name, "amount_minor": r.amount_minor,
-                               "description": r.description, "status": ShareStatus.PROCESSING.value,
-                               "fail_reason": None} for r in draft.receivers],
-            })  # fmt: skip
+            existing = await insert_order(
+                tx.conn,
+                {
+                    "id": order_id,
+                    "payment_id": payment.id,
+                    "merchant_id": payment.merchant_id,
+                    "order_no": draft.order_no,
+                    "request_sha256": fingerprint,
+                    "channel": payment.channel,
+                    "channel_trade_no": payment.channel_trade_no,
+                    "out_order_no": out_trade_no_of(order_id),
+                    "finish": draft.finish,
+                    "status": ShareStatus.PROCESSING.value,
+                    "receivers": [
+                        {
+                            "type": r.type,
+                            "account": r.account,
+                            "name": r.name,
+                            "amount_minor": r.amount_minor,
+                            "description": r.description,
+                            "status": ShareStatus.PROCESSING.value,
+                            "fail_reason": None,
+                        }
+                        for r in draft.receivers
+                    ],
+                },
+            )
         if existing is None:  # a concurrent request with the same order number won the insert
             async with cashier.uow.read() as conn:
                 existing = await get_order(conn, payment_id=payment_id, order_no=draft.order_no)
@@ -187,8 +208,10 @@ def _unavailable(row: ShareOrderRecord, submit: bool, reason: str) -> ShareOrder
 
 
 async def _record(cashier: Cashier, row: ShareOrderRecord, answer: ChannelAnswer) -> ShareOrderRecord:
-    receivers = [{**line, "status": status.value, "fail_reason": reason}
-                 for line, (status, reason) in zip(row.receivers, answer.lines, strict=True)]  # fmt: skip
+    receivers = [
+        {**line, "status": status.value, "fail_reason": reason}
+        for line, (status, reason) in zip(row.receivers, answer.lines, strict=True)
+    ]
     status = order_status([s for s, _ in answer.lines], channel_final=answer.channel_final)
     async with cashier.uow.begin() as tx:
         updated = await record_share_answer(
@@ -237,20 +260,43 @@ async def _submit(connector: Connector, row: ShareOrderRecord) -> ChannelAnswer 
                 account=account,
                 relation_type=WECHAT_RELATION_OF_TYPE.get(kind, WECHAT_RELATION_DEFAULT),
             )
-        lines = [wxps.ShareReceiver(type=r["type"], account=r["account"], amount_minor=r["amount_minor"],
-                                    description=r["description"]) for r in row.receivers]  # fmt: skip
-        order = await wxps.create_order(connector, transaction_id=row.channel_trade_no, out_order_no=row.out_order_no,
-                                        receivers=lines, unfreeze_unsplit=row.finish)  # fmt: skip
+        lines = [
+            wxps.ShareReceiver(
+                type=r["type"], account=r["account"], amount_minor=r["amount_minor"], description=r["description"]
+            )
+            for r in row.receivers
+        ]
+        order = await wxps.create_order(
+            connector,
+            transaction_id=row.channel_trade_no,
+            out_order_no=row.out_order_no,
+            receivers=lines,
+            unfreeze_unsplit=row.finish,
+        )
         return _wechat_answer(row, order)
     if isinstance(connector, AlipayConnector):
         names = {r["account"]: r["name"] for r in row.receivers if r.get("name")}
-        await royalty.bind_receivers(connector, out_request_no=f"bind{row.out_order_no}",
-                                     receivers=list(dict.fromkeys((r["type"], r["account"]) for r in row.receivers)),
-                                     names=names)  # fmt: skip
+        await royalty.bind_receivers(
+            connector,
+            out_request_no=f"bind{row.out_order_no}",
+            receivers=list(dict.fromkeys((r["type"], r["account"]) for r in row.receivers)),
+            names=names,
+        )
         settled = await royalty.settle(
-            connector, out_request_no=row.out_order_no, trade_no=row.channel_trade_no, finish=row.finish,
-            lines=[royalty.RoyaltyLine(trans_in=r["account"], amount_minor=r["amount_minor"], desc=r["description"],
-                                       trans_in_type=r["type"]) for r in row.receivers])  # fmt: skip
+            connector,
+            out_request_no=row.out_order_no,
+            trade_no=row.channel_trade_no,
+            finish=row.finish,
+            lines=[
+                royalty.RoyaltyLine(
+                    trans_in=r["account"],
+                    amount_minor=r["amount_minor"],
+                    desc=r["description"],
+                    trans_in_type=r["type"],
+                )
+                for r in row.receivers
+            ],
+        )
         try:
             details = await royalty.settle_query(
                 connector, out_request_no=row.out_order_no, trade_no=row.channel_trade_no

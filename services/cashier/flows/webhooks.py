@@ -49,8 +49,13 @@ async def enqueue_webhook(
     (else the merchant's default URL), signed with the merchant's secret, and one to every enabled webhook
     endpoint of the payment's mode subscribed to its type, signed with that endpoint's secret(s). The event is
     recorded even when nothing is sent, so `GET /v1/events` can always return it."""
-    payload = {"id": envelope.id, "type": envelope.type, "created_at": envelope.time, "livemode": payment.livemode,
-               "data": jsonable_encoder(data)}  # fmt: skip
+    payload = {
+        "id": envelope.id,
+        "type": envelope.type,
+        "created_at": envelope.time,
+        "livemode": payment.livemode,
+        "data": jsonable_encoder(data),
+    }
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
     await insert_event(
         tx.conn,

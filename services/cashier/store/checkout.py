@@ -81,15 +81,19 @@ OPEN = "open"
 
 async def insert_session(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any] | None:
     """Insert; None when the merchant order number already has a session."""
-    statement = (pg_insert(checkout_sessions).values(**values)
-                 .on_conflict_do_nothing(constraint="uq_checkout_sessions_merchant_order")
-                 .returning(checkout_sessions))  # fmt: skip
+    statement = (
+        pg_insert(checkout_sessions)
+        .values(**values)
+        .on_conflict_do_nothing(constraint="uq_checkout_sessions_merchant_order")
+        .returning(checkout_sessions)
+    )
     return (await conn.execute(statement)).first()
 
 
 async def get_session(conn: AsyncConnection, *, merchant_id: str, session_id: str) -> Row[Any] | None:
-    query = select(checkout_sessions).where(checkout_sessions.c.id == session_id,
-                                            checkout_sessions.c.merchant_id == merchant_id)  # fmt: skip
+    query = select(checkout_sessions).where(
+        checkout_sessions.c.id == session_id, checkout_sessions.c.merchant_id == merchant_id
+    )
     return (await conn.execute(query)).first()
 
 
@@ -105,8 +109,9 @@ async def get_session_by_token(conn: AsyncConnection, token_sha256: str) -> Row[
 async def get_session_by_order_no(
     conn: AsyncConnection, *, merchant_id: str, merchant_order_no: str
 ) -> Row[Any] | None:
-    query = select(checkout_sessions).where(checkout_sessions.c.merchant_id == merchant_id,
-                                            checkout_sessions.c.merchant_order_no == merchant_order_no)  # fmt: skip
+    query = select(checkout_sessions).where(
+        checkout_sessions.c.merchant_id == merchant_id, checkout_sessions.c.merchant_order_no == merchant_order_no
+    )
     return (await conn.execute(query)).first()
 
 
@@ -117,35 +122,50 @@ async def claim_payment_slot(
     still the current one: of two concurrent starts one wins, the other changes nothing."""
     statement = (
         update(checkout_sessions)
-        .where(checkout_sessions.c.id == session_id, checkout_sessions.c.status == OPEN,
-               checkout_sessions.c.payment_seq == seq - 1)
-        .values(payment_seq=seq, payment_id=None, payment_method=method, payment_scene=scene,
-                payment_request_id=request_id, payment_claimed_at=now)
-    )  # fmt: skip
+        .where(
+            checkout_sessions.c.id == session_id,
+            checkout_sessions.c.status == OPEN,
+            checkout_sessions.c.payment_seq == seq - 1,
+        )
+        .values(
+            payment_seq=seq,
+            payment_id=None,
+            payment_method=method,
+            payment_scene=scene,
+            payment_request_id=request_id,
+            payment_claimed_at=now,
+        )
+    )
     return (await conn.execute(statement)).rowcount == 1
 
 
 async def record_payment(conn: AsyncConnection, *, session_id: str, seq: int, payment_id: str) -> None:
-    await conn.execute(update(checkout_sessions)
-                       .where(checkout_sessions.c.id == session_id, checkout_sessions.c.payment_seq == seq)
-                       .values(payment_id=payment_id))  # fmt: skip
+    await conn.execute(
+        update(checkout_sessions)
+        .where(checkout_sessions.c.id == session_id, checkout_sessions.c.payment_seq == seq)
+        .values(payment_id=payment_id)
+    )
 
 
 async def complete_session(
     conn: AsyncConnection, *, session_id: str, payment_id: str, now: datetime
 ) -> Row[Any] | None:
-    statement = (update(checkout_sessions)
-                 .where(checkout_sessions.c.id == session_id, checkout_sessions.c.status == OPEN)
-                 .values(status="completed", paid_payment_id=payment_id, completed_at=now)
-                 .returning(checkout_sessions))  # fmt: skip
+    statement = (
+        update(checkout_sessions)
+        .where(checkout_sessions.c.id == session_id, checkout_sessions.c.status == OPEN)
+        .values(status="completed", paid_payment_id=payment_id, completed_at=now)
+        .returning(checkout_sessions)
+    )
     return (await conn.execute(statement)).first()
 
 
 async def expire_session(conn: AsyncConnection, *, session_id: str, now: datetime) -> Row[Any] | None:
-    statement = (update(checkout_sessions)
-                 .where(checkout_sessions.c.id == session_id, checkout_sessions.c.status == OPEN)
-                 .values(status="expired", expired_at=now)
-                 .returning(checkout_sessions))  # fmt: skip
+    statement = (
+        update(checkout_sessions)
+        .where(checkout_sessions.c.id == session_id, checkout_sessions.c.status == OPEN)
+        .values(status="expired", expired_at=now)
+        .returning(checkout_sessions)
+    )
     return (await conn.execute(statement)).first()
 
 
@@ -154,8 +174,11 @@ async def expire_session(conn: AsyncConnection, *, session_id: str, now: datetim
 # before the next started, and a session is final only once its live one is closed or paid, so any second
 # success of a session is such a late success.
 _session_of_payment = payments.c.metadata["checkout_session_id"].astext
-_LATE = (payments.c.late_success.is_(True), payments.c.status == "succeeded",
-         payments.c.metadata.has_key("checkout_session_id"))  # fmt: skip
+_LATE = (
+    payments.c.late_success.is_(True),
+    payments.c.status == "succeeded",
+    payments.c.metadata.has_key("checkout_session_id"),
+)
 LATE_REFUND_PREFIX = "late."  # the refund's merchant refund number: `late.<payment id>`, unique per merchant
 
 
@@ -165,19 +188,29 @@ def late_refund_no(payment_id: str) -> str:
 
 async def list_due(conn: AsyncConnection, *, now: datetime, limit: int) -> list[Row[Any]]:
     """Open sessions to settle: past their deadline, or whose current payment (or a late one) has succeeded."""
-    paid = select(payments.c.id).where(payments.c.id == checkout_sessions.c.payment_id,
-                                       payments.c.status == "succeeded").exists()  # fmt: skip
+    paid = (
+        select(payments.c.id)
+        .where(payments.c.id == checkout_sessions.c.payment_id, payments.c.status == "succeeded")
+        .exists()
+    )
     late = select(payments.c.id).where(*_LATE, _session_of_payment == checkout_sessions.c.id).exists()
-    query = (select(checkout_sessions)
-             .where(checkout_sessions.c.status == OPEN, (checkout_sessions.c.expires_at <= now) | paid | late)
-             .order_by(checkout_sessions.c.expires_at).limit(limit))  # fmt: skip
+    query = (
+        select(checkout_sessions)
+        .where(checkout_sessions.c.status == OPEN, (checkout_sessions.c.expires_at <= now) | paid | late)
+        .order_by(checkout_sessions.c.expires_at)
+        .limit(limit)
+    )
     return list((await conn.execute(query)).all())
 
 
 async def first_late_success(conn: AsyncConnection, session_id: str) -> PaymentRecord | None:
     """The session's earliest late-succeeded payment, if any."""
-    query = (select(payments).where(*_LATE, _session_of_payment == session_id)
-             .order_by(payments.c.succeeded_at, payments.c.id).limit(1))  # fmt: skip
+    query = (
+        select(payments)
+        .where(*_LATE, _session_of_payment == session_id)
+        .order_by(payments.c.succeeded_at, payments.c.id)
+        .limit(1)
+    )
     return payment_or_none((await conn.execute(query)).first())
 
 
@@ -188,8 +221,14 @@ async def list_late_to_refund(conn: AsyncConnection, *, limit: int) -> list[Paym
     query = (
         select(payments)
         .join(checkout_sessions, checkout_sessions.c.id == _session_of_payment)
-        .where(*_LATE, payments.c.purpose == "payment", checkout_sessions.c.status != OPEN,
-               checkout_sessions.c.paid_payment_id.is_distinct_from(payments.c.id), ~refunded)
-        .order_by(payments.c.id).limit(limit)
-    )  # fmt: skip
+        .where(
+            *_LATE,
+            payments.c.purpose == "payment",
+            checkout_sessions.c.status != OPEN,
+            checkout_sessions.c.paid_payment_id.is_distinct_from(payments.c.id),
+            ~refunded,
+        )
+        .order_by(payments.c.id)
+        .limit(limit)
+    )
     return [payment_from_row(row) for row in await conn.execute(query)]

@@ -86,10 +86,15 @@ async def list_links(
 
 
 async def deactivate_link(conn: AsyncConnection, *, merchant_id: str, link_id: str, now: datetime) -> None:
-    await conn.execute(update(payment_links)
-                       .where(payment_links.c.id == link_id, payment_links.c.merchant_id == merchant_id,
-                              payment_links.c.status == "active")
-                       .values(status="deactivated", deactivated_at=now))  # fmt: skip
+    await conn.execute(
+        update(payment_links)
+        .where(
+            payment_links.c.id == link_id,
+            payment_links.c.merchant_id == merchant_id,
+            payment_links.c.status == "active",
+        )
+        .values(status="deactivated", deactivated_at=now)
+    )
 
 
 async def count_uses(

@@ -23,10 +23,11 @@ from services.cashier.store.tables import profit_sharing_orders as orders
 async def insert_order(conn: AsyncConnection, values: dict[str, Any]) -> ShareOrderRecord | None:
     """Insert; None when the payment already has an order with this order number."""
     statement = (
-        insert(orders).values(**values)
+        insert(orders)
+        .values(**values)
         .on_conflict_do_nothing(constraint="uq_profit_sharing_orders_payment_order")
         .returning(orders)
-    )  # fmt: skip
+    )
     return share_order_or_none((await conn.execute(statement)).first())
 
 

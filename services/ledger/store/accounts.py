@@ -29,13 +29,20 @@ async def open_account(
     for another body. Every opener goes through here (flows/accounts.py, the wallet), so an account is opened
     and announced one way."""
     values: dict[str, Any] = {
-        "id": account.id, "holder_id": account.holder_id, "currency": account.currency, "kind": account.kind,
-        "code": account.code, "normal_balance": account.normal_balance.value, "metadata": account.metadata,
+        "id": account.id,
+        "holder_id": account.holder_id,
+        "currency": account.currency,
+        "kind": account.kind,
+        "code": account.code,
+        "normal_balance": account.normal_balance.value,
+        "metadata": account.metadata,
         "debits_must_not_exceed_credits": account.flags.debits_must_not_exceed_credits,
         "credits_must_not_exceed_debits": account.flags.credits_must_not_exceed_debits,
-        "credit_limit_minor": account.credit_limit_minor, "idempotency_key": idempotency_key,
-        "body_hash": body_hash, "livemode": account.livemode,
-    }  # fmt: skip
+        "credit_limit_minor": account.credit_limit_minor,
+        "idempotency_key": idempotency_key,
+        "body_hash": body_hash,
+        "livemode": account.livemode,
+    }
     row = await (insert_account if idempotency_key is None else insert_account_once)(tx.conn, values)
     if row is not None:
         data = AccountResponse.of(account_from_row(row), row["created_at"]).model_dump(mode="json")

@@ -334,9 +334,11 @@ class PointsExchangeResponse(BaseModel):
 def redemption_response(row: Any) -> RedemptionResponse:
     body = {k: row[k] for k in RedemptionResponse.model_fields if k != "funding"}
     body["funding"] = FundingResponse(
-        party=row["funding_party"], platform_share_bps=row["platform_share_bps"],
-        platform_minor=row["platform_minor"], merchant_minor=row["merchant_minor"],
-    )  # fmt: skip
+        party=row["funding_party"],
+        platform_share_bps=row["platform_share_bps"],
+        platform_minor=row["platform_minor"],
+        merchant_minor=row["merchant_minor"],
+    )
     return RedemptionResponse.model_validate(body)
 
 

@@ -29,8 +29,9 @@ def remaining(points: int, *, reversed_points: int, consumed_points: int, expire
     return max(0, points - reversed_points - consumed_points - expired_points)
 
 
-def reversal_taken(points: int, *, reversed_before: int, reversed_after: int, consumed_points: int,
-                   expired_points: int) -> int:  # fmt: skip
+def reversal_taken(
+    points: int, *, reversed_before: int, reversed_after: int, consumed_points: int, expired_points: int
+) -> int:
     """The points a rise in a lot's reversed points takes out of the user (what `points.reversed` carries): the
     rise, but never more than is left of the lot. Why: every instruction of a lot then fits in what the lot
     granted, so the ledger's points sub-account ends where marketing's lots say in any order of the
@@ -38,8 +39,9 @@ def reversal_taken(points: int, *, reversed_before: int, reversed_after: int, co
     expiry took the rest), one after an exchange takes what the exchange left — the same total as when the
     refund comes first and the expiry or exchange then finds less left. (Taking more, out of the user's other
     lots, was refused whole by the ledger or not depending on which instruction it posted first.)"""
-    left = remaining(points, reversed_points=reversed_before, consumed_points=consumed_points,
-                     expired_points=expired_points)  # fmt: skip
+    left = remaining(
+        points, reversed_points=reversed_before, consumed_points=consumed_points, expired_points=expired_points
+    )
     return min(reversed_after - reversed_before, left)
 
 

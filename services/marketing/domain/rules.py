@@ -129,8 +129,12 @@ class PaymentContext:
 
 def check_valid_at(now: datetime, valid_from: datetime, valid_until: datetime) -> None:
     if not valid_from <= now < valid_until:
-        raise Problem(COUPON_EXPIRED, "the coupon is not valid now", valid_from=valid_from.isoformat(),
-                      valid_until=valid_until.isoformat())  # fmt: skip
+        raise Problem(
+            COUPON_EXPIRED,
+            "the coupon is not valid now",
+            valid_from=valid_from.isoformat(),
+            valid_until=valid_until.isoformat(),
+        )
 
 
 def _applies(allowed: tuple[str, ...], value: str | None) -> bool:
@@ -152,8 +156,11 @@ def discount_for(rules: StockRules, ctx: PaymentContext) -> int:
         if not ok:
             raise Problem(COUPON_NOT_APPLICABLE, f"the coupon does not apply to this {field}", field=field)
     if ctx.order_amount_minor < max(rules.threshold_minor, 2):
-        raise Problem(THRESHOLD_NOT_MET, f"the order must be at least {max(rules.threshold_minor, 2)}",
-                      threshold_minor=rules.threshold_minor)  # fmt: skip
+        raise Problem(
+            THRESHOLD_NOT_MET,
+            f"the order must be at least {max(rules.threshold_minor, 2)}",
+            threshold_minor=rules.threshold_minor,
+        )
     if rules.discount_kind == "fixed":
         raw = rules.face_value_minor
     else:

@@ -20,13 +20,15 @@ class Tier:
     bonus_minor: int
 
 
-def check_rule(tiers: Sequence[Tier], *, budget_minor: int, valid_from: datetime | None,
-               valid_until: datetime | None) -> None:  # fmt: skip
+def check_rule(
+    tiers: Sequence[Tier], *, budget_minor: int, valid_from: datetime | None, valid_until: datetime | None
+) -> None:
     """Refuses (422 `invalid_topup_promotion`, with `field`) a rule that could not be applied as written."""
     for before, after in pairwise(tiers):
         if after.min_topup_minor <= before.min_topup_minor or after.bonus_minor <= before.bonus_minor:
-            raise Problem(INVALID_TOPUP_PROMOTION, "tiers must ascend in both min_topup_minor and bonus_minor",
-                          field="tiers")  # fmt: skip
+            raise Problem(
+                INVALID_TOPUP_PROMOTION, "tiers must ascend in both min_topup_minor and bonus_minor", field="tiers"
+            )
     if any(t.bonus_minor > t.min_topup_minor for t in tiers):
         raise Problem(INVALID_TOPUP_PROMOTION, "a bonus above its top-up is not a promotion", field="tiers")
     if budget_minor < tiers[0].bonus_minor:

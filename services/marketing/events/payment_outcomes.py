@@ -60,8 +60,13 @@ async def on_payment_event(tx: Tx, event: Envelope) -> None:
     except Problem as exc:
         if exc.spec.code not in SETTLED_REFUSALS:
             raise
-        log.warning("payment outcome not applicable to its coupon", payment_id=event.data.get("payment_id"),
-                    redemption_id=redemption_id, event_type=event.type, code=exc.spec.code)  # fmt: skip
+        log.warning(
+            "payment outcome not applicable to its coupon",
+            payment_id=event.data.get("payment_id"),
+            redemption_id=redemption_id,
+            event_type=event.type,
+            code=exc.spec.code,
+        )
 
 
 async def on_refund_event(tx: Tx, event: Envelope) -> None:
@@ -71,10 +76,15 @@ async def on_refund_event(tx: Tx, event: Envelope) -> None:
         return
     try:
         await redemptions.confirm(tx, redemption_id, _when(None, event.time))
-        await redemptions.refund(tx, redemption_id, refund_id=str(event.data["refund_id"]),
-                                 refund_minor=int(event.data["amount_minor"]))  # fmt: skip
+        await redemptions.refund(
+            tx, redemption_id, refund_id=str(event.data["refund_id"]), refund_minor=int(event.data["amount_minor"])
+        )
     except Problem as exc:
         if exc.spec.code not in SETTLED_REFUSALS:
             raise
-        log.warning("refund not applicable to its coupon", refund_id=event.data.get("refund_id"),
-                    redemption_id=redemption_id, code=exc.spec.code)  # fmt: skip
+        log.warning(
+            "refund not applicable to its coupon",
+            refund_id=event.data.get("refund_id"),
+            redemption_id=redemption_id,
+            code=exc.spec.code,
+        )

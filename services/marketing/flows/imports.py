@@ -59,8 +59,15 @@ def coupon_id_of(run_id: str, source_id: str) -> str:
 
 
 def _stock_key(c: ImportedCoupon) -> tuple[Any, ...]:
-    return (c.currency, c.face_value_minor, c.threshold_minor, sorted(c.merchant_ids), sorted(c.store_ids),
-            sorted(c.scenes), sorted(c.payment_methods))  # fmt: skip
+    return (
+        c.currency,
+        c.face_value_minor,
+        c.threshold_minor,
+        sorted(c.merchant_ids),
+        sorted(c.store_ids),
+        sorted(c.scenes),
+        sorted(c.payment_methods),
+    )
 
 
 def stock_id_of(run_id: str, c: ImportedCoupon) -> str:
@@ -80,12 +87,23 @@ async def import_coupons(tx: Tx, run_id: str, items: Sequence[ImportedCoupon], n
     """One result per item, in order. Rejections change nothing; the rest is written in this transaction."""
     conn = tx.conn
     ids = [coupon_id_of(run_id, c.source_id) for c in items]
-    existing = {r["coupon_id"]: r for r in (await conn.execute(
-        select(coupons.c.coupon_id, coupons.c.user_id, coupons.c.code).where(coupons.c.coupon_id.in_(ids))
-    )).mappings()}  # fmt: skip
-    taken_codes = set((await conn.execute(
-        select(coupons.c.code).where(coupons.c.code.in_([c.code for c in items]), coupons.c.coupon_id.not_in(ids))
-    )).scalars())  # fmt: skip
+    existing = {
+        r["coupon_id"]: r
+        for r in (
+            await conn.execute(
+                select(coupons.c.coupon_id, coupons.c.user_id, coupons.c.code).where(coupons.c.coupon_id.in_(ids))
+            )
+        ).mappings()
+    }
+    taken_codes = set(
+        (
+            await conn.execute(
+                select(coupons.c.code).where(
+                    coupons.c.code.in_([c.code for c in items]), coupons.c.coupon_id.not_in(ids)
+                )
+            )
+        ).scalars()
+    )
     results: list[Result | None] = [None] * len(items)
     todo: list[tuple[int, ImportedCoupon, str]] = []
     seen_sources: set[str] = set()
@@ -95,10 +113,15 @@ async def import_coupons(tx: Tx, run_id: str, items: Sequence[ImportedCoupon], n
         if coupon_id in existing and reason != "source_id_repeated":
             same = existing[coupon_id]["user_id"] == c.user_id and existing[coupon_id]["code"] == c.code
             results[i] = (
-                Result(c.source_id, "duplicate", coupon_id) if same
-                else Result(c.source_id, "rejected", reason="source_id_conflict",
-                            detail="this run imported this source id already, for another user or code")
-            )  # fmt: skip
+                Result(c.source_id, "duplicate", coupon_id)
+                if same
+                else Result(
+                    c.source_id,
+                    "rejected",
+                    reason="source_id_conflict",
+                    detail="this run imported this source id already, for another user or code",
+                )
+            )
         elif reason is not None:
             results[i] = Result(c.source_id, "rejected", reason=reason, detail=detail)
         else:
@@ -106,10 +129,16 @@ async def import_coupons(tx: Tx, run_id: str, items: Sequence[ImportedCoupon], n
             todo.append((i, c, coupon_id))
     if todo:
         await _ensure_campaign_and_stocks(conn, run_id, [c for _, c, _ in todo])
-        created = set((await conn.execute(
-            insert(coupons).values([_coupon_values(run_id, c, coupon_id, now) for _, c, coupon_id in todo])
-            .on_conflict_do_nothing().returning(coupons.c.coupon_id)
-        )).scalars())  # fmt: skip
+        created = set(
+            (
+                await conn.execute(
+                    insert(coupons)
+                    .values([_coupon_values(run_id, c, coupon_id, now) for _, c, coupon_id in todo])
+                    .on_conflict_do_nothing()
+                    .returning(coupons.c.coupon_id)
+                )
+            ).scalars()
+        )
         budget: dict[str, tuple[int, int]] = {}
         for i, c, coupon_id in todo:
             if coupon_id in created:
@@ -117,15 +146,14 @@ async def import_coupons(tx: Tx, run_id: str, items: Sequence[ImportedCoupon], n
                 count, total = budget.get(stock_id_of(run_id, c), (0, 0))
                 budget[stock_id_of(run_id, c)] = (count + 1, total + c.face_value_minor)
             else:  # written meanwhile by another request of the same run, or the code was taken meanwhile
-                results[i] = Result(c.source_id, "rejected", reason="code_taken",
-                                    detail="another coupon has this code")  # fmt: skip
+                results[i] = Result(c.source_id, "rejected", reason="code_taken", detail="another coupon has this code")
         for stock_id, (count, total) in sorted(budget.items()):
             s = coupon_stocks.c
             await conn.execute(
-                update(coupon_stocks).where(s.stock_id == stock_id)
-                .values(budget_count=s.budget_count + count, budget_minor=s.budget_minor + total,
-                        updated_at=func.now())
-            )  # fmt: skip
+                update(coupon_stocks)
+                .where(s.stock_id == stock_id)
+                .values(budget_count=s.budget_count + count, budget_minor=s.budget_minor + total, updated_at=func.now())
+            )
     return [r for r in results if r is not None]
 
 
@@ -145,32 +173,69 @@ def _refusal(c: ImportedCoupon, now: datetime, seen: set[str], taken_codes: set[
 
 async def _ensure_campaign_and_stocks(conn: AsyncConnection, run_id: str, items: Sequence[ImportedCoupon]) -> None:
     campaign_id = campaign_id_of(run_id)
-    await conn.execute(insert(campaigns).values(
-        campaign_id=campaign_id, owner_merchant_id=None, name=f"Migrated coupons ({run_id})"[:128],
-        description=f"Unused coupons of the platform's users, imported by migration run {run_id}",
-    ).on_conflict_do_nothing())  # fmt: skip
+    await conn.execute(
+        insert(campaigns)
+        .values(
+            campaign_id=campaign_id,
+            owner_merchant_id=None,
+            name=f"Migrated coupons ({run_id})"[:128],
+            description=f"Unused coupons of the platform's users, imported by migration run {run_id}",
+        )
+        .on_conflict_do_nothing()
+    )
     stocks: dict[str, ImportedCoupon] = {stock_id_of(run_id, c): c for c in items}
-    rows = [{
-        "stock_id": stock_id, "campaign_id": campaign_id, "owner_merchant_id": None,
-        "name": f"Migrated {c.currency} {c.face_value_minor} off {c.threshold_minor}", "status": "ended",
-        "discount_kind": "fixed", "currency": c.currency, "amount_off_minor": c.face_value_minor,
-        "percent_off_bps": None, "discount_cap_minor": None, "threshold_minor": c.threshold_minor,
-        "face_value_minor": c.face_value_minor, "valid_from": None, "valid_until": None,
-        "valid_days_after_claim": None, "merchant_ids": sorted(c.merchant_ids), "store_ids": sorted(c.store_ids),
-        "scenes": sorted(c.scenes), "payment_methods": sorted(c.payment_methods), "funding_party": "platform",
-        "platform_share_bps": 10_000, "refund_policy": "return_on_full_refund", "budget_count": 0,
-        "budget_minor": 0, "remaining_count": 0, "remaining_budget_minor": 0, "per_user_limit": 1,
-    } for stock_id, c in sorted(stocks.items())]  # fmt: skip
+    rows = [
+        {
+            "stock_id": stock_id,
+            "campaign_id": campaign_id,
+            "owner_merchant_id": None,
+            "name": f"Migrated {c.currency} {c.face_value_minor} off {c.threshold_minor}",
+            "status": "ended",
+            "discount_kind": "fixed",
+            "currency": c.currency,
+            "amount_off_minor": c.face_value_minor,
+            "percent_off_bps": None,
+            "discount_cap_minor": None,
+            "threshold_minor": c.threshold_minor,
+            "face_value_minor": c.face_value_minor,
+            "valid_from": None,
+            "valid_until": None,
+            "valid_days_after_claim": None,
+            "merchant_ids": sorted(c.merchant_ids),
+            "store_ids": sorted(c.store_ids),
+            "scenes": sorted(c.scenes),
+            "payment_methods": sorted(c.payment_methods),
+            "funding_party": "platform",
+            "platform_share_bps": 10_000,
+            "refund_policy": "return_on_full_refund",
+            "budget_count": 0,
+            "budget_minor": 0,
+            "remaining_count": 0,
+            "remaining_budget_minor": 0,
+            "per_user_limit": 1,
+        }
+        for stock_id, c in sorted(stocks.items())
+    ]
     await conn.execute(insert(coupon_stocks).values(rows).on_conflict_do_nothing())
 
 
 def _coupon_values(run_id: str, c: ImportedCoupon, coupon_id: str, now: datetime) -> dict[str, Any]:
     return {
-        "coupon_id": coupon_id, "stock_id": stock_id_of(run_id, c), "campaign_id": campaign_id_of(run_id),
-        "user_id": c.user_id, "request_id": f"{SOURCE}:{run_id}:{c.source_id}", "source": SOURCE, "code": c.code,
-        "status": "available", "face_value_minor": c.face_value_minor, "currency": c.currency,
-        "valid_from": c.valid_from, "valid_until": c.valid_until, "claimed_at": now, "updated_at": now,
-    }  # fmt: skip
+        "coupon_id": coupon_id,
+        "stock_id": stock_id_of(run_id, c),
+        "campaign_id": campaign_id_of(run_id),
+        "user_id": c.user_id,
+        "request_id": f"{SOURCE}:{run_id}:{c.source_id}",
+        "source": SOURCE,
+        "code": c.code,
+        "status": "available",
+        "face_value_minor": c.face_value_minor,
+        "currency": c.currency,
+        "valid_from": c.valid_from,
+        "valid_until": c.valid_until,
+        "claimed_at": now,
+        "updated_at": now,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,22 +251,43 @@ async def void_coupons(tx: Tx, run_id: str, limit: int) -> VoidOutcome:
     """Voids up to `limit` of the run's coupons still available (a coupon locked by a payment or used is
     the user's now and stays: it is counted, in number and face value, for the run's reversal report)."""
     conn = tx.conn
-    stock_ids = list((await conn.execute(
-        select(coupon_stocks.c.stock_id).where(coupon_stocks.c.campaign_id == campaign_id_of(run_id))
-    )).scalars())  # fmt: skip
+    stock_ids = list(
+        (
+            await conn.execute(
+                select(coupon_stocks.c.stock_id).where(coupon_stocks.c.campaign_id == campaign_id_of(run_id))
+            )
+        ).scalars()
+    )
     c = coupons.c
-    batch = list((await conn.execute(
-        select(c.coupon_id).where(c.stock_id.in_(stock_ids), c.status == "available")
-        .order_by(c.coupon_id).limit(limit).with_for_update(skip_locked=True)
-    )).scalars())  # fmt: skip
-    voided = (await conn.execute(
-        update(coupons).where(c.coupon_id.in_(batch), c.status == "available")
-        .values(status=VOIDED, updated_at=func.now())
-    )).rowcount if batch else 0  # fmt: skip
-    counts = (await conn.execute(
-        select(c.status, c.currency, func.count(), func.coalesce(func.sum(c.face_value_minor), 0))
-        .where(c.stock_id.in_(stock_ids)).group_by(c.status, c.currency)
-    )).all()  # fmt: skip
+    batch = list(
+        (
+            await conn.execute(
+                select(c.coupon_id)
+                .where(c.stock_id.in_(stock_ids), c.status == "available")
+                .order_by(c.coupon_id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).scalars()
+    )
+    voided = (
+        (
+            await conn.execute(
+                update(coupons)
+                .where(c.coupon_id.in_(batch), c.status == "available")
+                .values(status=VOIDED, updated_at=func.now())
+            )
+        ).rowcount
+        if batch
+        else 0
+    )
+    counts = (
+        await conn.execute(
+            select(c.status, c.currency, func.count(), func.coalesce(func.sum(c.face_value_minor), 0))
+            .where(c.stock_id.in_(stock_ids))
+            .group_by(c.status, c.currency)
+        )
+    ).all()
     by_status: dict[str, int] = {}
     used_value: dict[str, int] = {}
     for status, currency, n, total in counts:
@@ -209,7 +295,9 @@ async def void_coupons(tx: Tx, run_id: str, limit: int) -> VoidOutcome:
         if status in ("used", "locked"):
             used_value[currency] = used_value.get(currency, 0) + int(total)
     return VoidOutcome(
-        voided_count=int(voided or 0), voided_total=by_status.get(VOIDED, 0),
-        used_count=by_status.get("used", 0) + by_status.get("locked", 0), used_face_value_minor=used_value,
+        voided_count=int(voided or 0),
+        voided_total=by_status.get(VOIDED, 0),
+        used_count=by_status.get("used", 0) + by_status.get("locked", 0),
+        used_face_value_minor=used_value,
         remaining_count=by_status.get("available", 0),
-    )  # fmt: skip
+    )

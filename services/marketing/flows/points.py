@@ -77,8 +77,9 @@ async def _matching_rule(tx: Tx, merchant_id: str, currency: str) -> RowMapping 
     query = (
         select(points_rules)
         .where(r.status == "active", r.currency == currency, (r.merchant_id == merchant_id) | r.merchant_id.is_(None))
-        .order_by(r.merchant_id.is_(None), r.rule_id.desc()).limit(1)
-    )  # fmt: skip
+        .order_by(r.merchant_id.is_(None), r.rule_id.desc())
+        .limit(1)
+    )
     return (await tx.conn.execute(query)).mappings().first()
 
 
@@ -104,29 +105,48 @@ async def on_payment_event(tx: Tx, event: Envelope, *, day_timezone: str) -> Non
     if rule is None:
         return
     raw = rules.points_for(
-        data["amount_minor"], unit_minor=rule["unit_minor"], points_per_unit=rule["points_per_unit"],
+        data["amount_minor"],
+        unit_minor=rule["unit_minor"],
+        points_per_unit=rule["points_per_unit"],
         payment_points_max=rule["payment_points_max"],
-    )  # fmt: skip
+    )
     at = datetime.fromisoformat(str(data.get("succeeded_at") or event.time))
     day = at.astimezone(ZoneInfo(day_timezone)).date().isoformat()
     expires_at = at + timedelta(days=rule["expiry_days"]) if rule["expiry_days"] else None
-    earning = {"payment_id": data["payment_id"], "rule_id": rule["rule_id"], "user_id": user_id,
-               "merchant_id": data["merchant_id"], "currency": data["currency"], "amount_minor": data["amount_minor"],
-               "points": 0, "expires_at": expires_at}  # fmt: skip
+    earning = {
+        "payment_id": data["payment_id"],
+        "rule_id": rule["rule_id"],
+        "user_id": user_id,
+        "merchant_id": data["merchant_id"],
+        "currency": data["currency"],
+        "amount_minor": data["amount_minor"],
+        "points": 0,
+        "expires_at": expires_at,
+    }
     statement = (
         insert(points_earnings).values(**earning).on_conflict_do_nothing().returning(points_earnings.c.payment_id)
     )
     if (await tx.conn.execute(statement)).first() is None:
         return  # this payment already earned
     points = await _take_daily(tx, rule, user_id, day, raw) if raw else 0
-    await tx.conn.execute(update(points_earnings).where(points_earnings.c.payment_id == data["payment_id"])
-                          .values(points=points))  # fmt: skip
+    await tx.conn.execute(
+        update(points_earnings).where(points_earnings.c.payment_id == data["payment_id"]).values(points=points)
+    )
     if points:
-        tx.publish(topic=POINTS_TOPIC, type=POINTS_EARNED, subject=data["payment_id"], data={
-            "payment_id": data["payment_id"], "user_id": user_id, "merchant_id": data["merchant_id"],
-            "rule_id": rule["rule_id"], "points": points, "amount_minor": data["amount_minor"],
-            "currency": data["currency"],
-        })  # fmt: skip
+        tx.publish(
+            topic=POINTS_TOPIC,
+            type=POINTS_EARNED,
+            subject=data["payment_id"],
+            data={
+                "payment_id": data["payment_id"],
+                "user_id": user_id,
+                "merchant_id": data["merchant_id"],
+                "rule_id": rule["rule_id"],
+                "points": points,
+                "amount_minor": data["amount_minor"],
+                "currency": data["currency"],
+            },
+        )
     await _reverse(tx, data["payment_id"])
 
 
@@ -136,8 +156,11 @@ async def on_refund_event(tx: Tx, event: Envelope) -> None:
     if event.type != "refund.succeeded":
         return
     fact = {"refund_id": data["refund_id"], "payment_id": data["payment_id"], "amount_minor": data["amount_minor"]}
-    if (await tx.conn.execute(insert(points_refunds).values(**fact).on_conflict_do_nothing()
-                              .returning(points_refunds.c.refund_id))).first() is None:  # fmt: skip
+    if (
+        await tx.conn.execute(
+            insert(points_refunds).values(**fact).on_conflict_do_nothing().returning(points_refunds.c.refund_id)
+        )
+    ).first() is None:
         return
     await _reverse(tx, data["payment_id"])
 
@@ -145,12 +168,20 @@ async def on_refund_event(tx: Tx, event: Envelope) -> None:
 async def _reverse(tx: Tx, payment_id: str) -> None:
     """Bring the payment's reversed points up to what all refunds seen so far account for."""
     e = points_earnings.c
-    earning = (await tx.conn.execute(select(points_earnings).where(e.payment_id == payment_id)
-                                     .with_for_update())).mappings().first()  # fmt: skip
+    earning = (
+        (await tx.conn.execute(select(points_earnings).where(e.payment_id == payment_id).with_for_update()))
+        .mappings()
+        .first()
+    )
     if earning is None or not earning["points"]:
         return  # no payment yet (its event will apply these refunds) or nothing was earned
-    refunded = (await tx.conn.execute(select(func.coalesce(func.sum(points_refunds.c.amount_minor), 0))
-                                      .where(points_refunds.c.payment_id == payment_id))).scalar_one()  # fmt: skip
+    refunded = (
+        await tx.conn.execute(
+            select(func.coalesce(func.sum(points_refunds.c.amount_minor), 0)).where(
+                points_refunds.c.payment_id == payment_id
+            )
+        )
+    ).scalar_one()
     target = rules.reversed_after(earning["points"], amount_minor=earning["amount_minor"], refunded_minor=int(refunded))
     if target <= earning["reversed_points"]:
         return
@@ -164,11 +195,21 @@ async def _reverse(tx: Tx, payment_id: str) -> None:
     )
     if delta <= 0:
         return  # the lot's points were exchanged or expired already
-    tx.publish(topic=POINTS_TOPIC, type=POINTS_REVERSED, subject=payment_id, data={
-        "payment_id": payment_id, "user_id": earning["user_id"], "merchant_id": earning["merchant_id"],
-        "rule_id": earning["rule_id"], "points": delta, "reversed_points_total": target,
-        "refunded_minor_total": int(refunded), "currency": earning["currency"],
-    })  # fmt: skip
+    tx.publish(
+        topic=POINTS_TOPIC,
+        type=POINTS_REVERSED,
+        subject=payment_id,
+        data={
+            "payment_id": payment_id,
+            "user_id": earning["user_id"],
+            "merchant_id": earning["merchant_id"],
+            "rule_id": earning["rule_id"],
+            "points": delta,
+            "reversed_points_total": target,
+            "refunded_minor_total": int(refunded),
+            "currency": earning["currency"],
+        },
+    )
 
 
 def _left() -> Any:
@@ -177,8 +218,9 @@ def _left() -> Any:
     return func.greatest(0, e.points - e.reversed_points - e.consumed_points - e.expired_points)
 
 
-async def exchange(tx: Tx, *, user_id: str, stock_id: str, request_id: str, now: datetime,
-                   day_timezone: str) -> tuple[RowMapping, RowMapping, bool]:  # fmt: skip
+async def exchange(
+    tx: Tx, *, user_id: str, stock_id: str, request_id: str, now: datetime, day_timezone: str
+) -> tuple[RowMapping, RowMapping, bool]:
     """Points for one coupon of a stock that offers them (`points_price`): (exchange, coupon, created).
 
     One transaction: the user's unexpired lots are locked (FOR UPDATE, oldest-to-expire first), checked to
@@ -195,11 +237,14 @@ async def exchange(tx: Tx, *, user_id: str, stock_id: str, request_id: str, now:
     if price is None:
         raise Problem(POINTS_NOT_EXCHANGEABLE, "this stock's coupons are not offered for points")
     e = points_earnings.c
-    lots = (await tx.conn.execute(
-        select(e.payment_id, _left().label("left")).where(
-            e.user_id == user_id, _left() > 0, e.expires_at.is_(None) | (e.expires_at > now))
-        .order_by(e.expires_at.asc().nulls_last(), e.created_at, e.payment_id).with_for_update()
-    )).all()  # fmt: skip
+    lots = (
+        await tx.conn.execute(
+            select(e.payment_id, _left().label("left"))
+            .where(e.user_id == user_id, _left() > 0, e.expires_at.is_(None) | (e.expires_at > now))
+            .order_by(e.expires_at.asc().nulls_last(), e.created_at, e.payment_id)
+            .with_for_update()
+        )
+    ).all()
     # A twin of this request in flight held these locks until it committed: its exchange is visible now (each
     # statement reads what was committed before it), and is the answer, not `points_insufficient`.
     twin = await _exchange_of(tx, user_id, request_id)
@@ -207,27 +252,61 @@ async def exchange(tx: Tx, *, user_id: str, stock_id: str, request_id: str, now:
         return await _replay_exchange(tx, twin, stock_id)
     available = sum(int(lot.left) for lot in lots)
     if available < price:
-        raise Problem(POINTS_INSUFFICIENT, f"{available} unexpired points, {price} needed", available=available,
-                      needed=price)  # fmt: skip
-    coupon, created = await claims.claim(tx, stock_id=stock_id, user_id=user_id, request_id=f"points/{request_id}",
-                                         source="points", now=now, day_timezone=day_timezone)  # fmt: skip
+        raise Problem(
+            POINTS_INSUFFICIENT, f"{available} unexpired points, {price} needed", available=available, needed=price
+        )
+    coupon, created = await claims.claim(
+        tx,
+        stock_id=stock_id,
+        user_id=user_id,
+        request_id=f"points/{request_id}",
+        source="points",
+        now=now,
+        day_timezone=day_timezone,
+    )
     if not created:  # a concurrent twin of this request claimed it first: replay its exchange
         x = points_exchanges.c
-        claimed = (await tx.conn.execute(select(points_exchanges).where(x.coupon_id == coupon["coupon_id"])
-                                         )).mappings().one()  # fmt: skip
+        claimed = (
+            (await tx.conn.execute(select(points_exchanges).where(x.coupon_id == coupon["coupon_id"]))).mappings().one()
+        )
         return await _replay_exchange(tx, claimed, stock_id)
     taken = rules.consume_fifo([(lot.payment_id, int(lot.left)) for lot in lots], price)
     for payment_id, points in taken:
-        await tx.conn.execute(update(points_earnings).where(e.payment_id == payment_id)
-                              .values(consumed_points=e.consumed_points + points))  # fmt: skip
-    row = (await tx.conn.execute(insert(points_exchanges).values(
-        exchange_id=new_id("pxc"), user_id=user_id, request_id=request_id, stock_id=stock_id,
-        coupon_id=coupon["coupon_id"], points=price, created_at=now,
-    ).returning(points_exchanges))).mappings().one()  # fmt: skip
-    tx.publish(topic=POINTS_TOPIC, type=POINTS_EXCHANGED, subject=row["exchange_id"], data={
-        "exchange_id": row["exchange_id"], "user_id": user_id, "points": price, "stock_id": stock_id,
-        "coupon_id": coupon["coupon_id"], "lots": [{"payment_id": lot, "points": n} for lot, n in taken],
-    })  # fmt: skip
+        await tx.conn.execute(
+            update(points_earnings).where(e.payment_id == payment_id).values(consumed_points=e.consumed_points + points)
+        )
+    row = (
+        (
+            await tx.conn.execute(
+                insert(points_exchanges)
+                .values(
+                    exchange_id=new_id("pxc"),
+                    user_id=user_id,
+                    request_id=request_id,
+                    stock_id=stock_id,
+                    coupon_id=coupon["coupon_id"],
+                    points=price,
+                    created_at=now,
+                )
+                .returning(points_exchanges)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    tx.publish(
+        topic=POINTS_TOPIC,
+        type=POINTS_EXCHANGED,
+        subject=row["exchange_id"],
+        data={
+            "exchange_id": row["exchange_id"],
+            "user_id": user_id,
+            "points": price,
+            "stock_id": stock_id,
+            "coupon_id": coupon["coupon_id"],
+            "lots": [{"payment_id": lot, "points": n} for lot, n in taken],
+        },
+    )
     return row, coupon, True
 
 
@@ -250,10 +329,19 @@ async def expire_round(tx: Tx, *, now: datetime, batch_max: int) -> int:
     holding a lot's lock is waited for next round). Each expiry is one `points.expired` instruction keyed
     by the payment, so it follows the lot's grant and reversals. Returns how many lots expired."""
     e = points_earnings.c
-    due = (await tx.conn.execute(
-        select(points_earnings).where(e.expires_at <= now, e.expired_points == 0, _left() > 0)
-        .order_by(e.expires_at).limit(batch_max).with_for_update(skip_locked=True)
-    )).mappings().all()  # fmt: skip
+    due = (
+        (
+            await tx.conn.execute(
+                select(points_earnings)
+                .where(e.expires_at <= now, e.expired_points == 0, _left() > 0)
+                .order_by(e.expires_at)
+                .limit(batch_max)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .mappings()
+        .all()
+    )
     for lot in due:
         left = rules.remaining(
             lot["points"],
@@ -261,10 +349,20 @@ async def expire_round(tx: Tx, *, now: datetime, batch_max: int) -> int:
             consumed_points=lot["consumed_points"],
             expired_points=lot["expired_points"],
         )
-        await tx.conn.execute(update(points_earnings).where(e.payment_id == lot["payment_id"])
-                              .values(expired_points=left))  # fmt: skip
-        tx.publish(topic=POINTS_TOPIC, type=POINTS_EXPIRED, subject=lot["payment_id"], data={
-            "payment_id": lot["payment_id"], "user_id": lot["user_id"], "merchant_id": lot["merchant_id"],
-            "rule_id": lot["rule_id"], "points": left, "expires_at": lot["expires_at"].isoformat(),
-        })  # fmt: skip
+        await tx.conn.execute(
+            update(points_earnings).where(e.payment_id == lot["payment_id"]).values(expired_points=left)
+        )
+        tx.publish(
+            topic=POINTS_TOPIC,
+            type=POINTS_EXPIRED,
+            subject=lot["payment_id"],
+            data={
+                "payment_id": lot["payment_id"],
+                "user_id": lot["user_id"],
+                "merchant_id": lot["merchant_id"],
+                "rule_id": lot["rule_id"],
+                "points": left,
+                "expires_at": lot["expires_at"].isoformat(),
+            },
+        )
     return len(due)

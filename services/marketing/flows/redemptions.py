@@ -49,22 +49,36 @@ class LockRequest:
 
 
 def _publish(tx: Tx, event_type: str, r: RowMapping, **extra: Any) -> None:
-    data = {"coupon_id": r["coupon_id"], "redemption_id": r["redemption_id"], "kind": r["kind"],
-            "payment_id": r["payment_id"], "stock_id": r["stock_id"], "campaign_id": r["campaign_id"],
-            "user_id": r["user_id"], "merchant_id": r["merchant_id"], "store_id": r["store_id"],
-            "currency": r["currency"], **extra}  # fmt: skip
+    data = {
+        "coupon_id": r["coupon_id"],
+        "redemption_id": r["redemption_id"],
+        "kind": r["kind"],
+        "payment_id": r["payment_id"],
+        "stock_id": r["stock_id"],
+        "campaign_id": r["campaign_id"],
+        "user_id": r["user_id"],
+        "merchant_id": r["merchant_id"],
+        "store_id": r["store_id"],
+        "currency": r["currency"],
+        **extra,
+    }
     tx.publish(topic=events.COUPONS_TOPIC, type=event_type, subject=r["coupon_id"], data=data)
 
 
 def used_payload(r: RowMapping) -> dict[str, Any]:
     """What the ledger needs to post a used coupon: the discount and who funds which part of it."""
     return {
-        "order_amount_minor": r["order_amount_minor"], "discount_minor": r["discount_minor"],
+        "order_amount_minor": r["order_amount_minor"],
+        "discount_minor": r["discount_minor"],
         "payable_minor": r["payable_minor"],
-        "funding": {"party": r["funding_party"], "platform_share_bps": r["platform_share_bps"],
-                    "platform_minor": r["platform_minor"], "merchant_minor": r["merchant_minor"]},
+        "funding": {
+            "party": r["funding_party"],
+            "platform_share_bps": r["platform_share_bps"],
+            "platform_minor": r["platform_minor"],
+            "merchant_minor": r["merchant_minor"],
+        },
         "used_at": r["used_at"].isoformat() if r["used_at"] else None,
-    }  # fmt: skip
+    }
 
 
 async def _refusal_for(tx: Tx, coupon: RowMapping, now: datetime) -> RowMapping:
@@ -100,22 +114,33 @@ async def _priced(tx: Tx, coupon: RowMapping, ctx: rules.PaymentContext, now: da
     stock = await stock_store.get_stock(tx.conn, coupon["stock_id"])
     assert stock is not None
     if stock["channel"] is not None:  # used at its channel by the payer; the channel reports the discount
-        raise Problem(COUPON_NOT_APPLICABLE, "a channel coupon is used at its channel, not through Juhe",
-                      field="channel")  # fmt: skip
+        raise Problem(
+            COUPON_NOT_APPLICABLE, "a channel coupon is used at its channel, not through Juhe", field="channel"
+        )
     return stock, rules.discount_for(stock_store.rules_of(stock), ctx)
 
 
-def _redemption_values(coupon: RowMapping, stock: RowMapping, ctx: rules.PaymentContext, discount: int,
-                       **values: Any) -> dict[str, Any]:  # fmt: skip
+def _redemption_values(
+    coupon: RowMapping, stock: RowMapping, ctx: rules.PaymentContext, discount: int, **values: Any
+) -> dict[str, Any]:
     platform, merchant = rules.funding_split(discount, stock["platform_share_bps"])
     return {
-        "coupon_id": coupon["coupon_id"], "stock_id": coupon["stock_id"], "campaign_id": coupon["campaign_id"],
-        "user_id": coupon["user_id"], "merchant_id": ctx.merchant_id, "store_id": ctx.store_id,
-        "currency": ctx.currency, "order_amount_minor": ctx.order_amount_minor, "discount_minor": discount,
-        "payable_minor": ctx.order_amount_minor - discount, "funding_party": stock["funding_party"],
-        "platform_share_bps": stock["platform_share_bps"], "platform_minor": platform, "merchant_minor": merchant,
+        "coupon_id": coupon["coupon_id"],
+        "stock_id": coupon["stock_id"],
+        "campaign_id": coupon["campaign_id"],
+        "user_id": coupon["user_id"],
+        "merchant_id": ctx.merchant_id,
+        "store_id": ctx.store_id,
+        "currency": ctx.currency,
+        "order_amount_minor": ctx.order_amount_minor,
+        "discount_minor": discount,
+        "payable_minor": ctx.order_amount_minor - discount,
+        "funding_party": stock["funding_party"],
+        "platform_share_bps": stock["platform_share_bps"],
+        "platform_minor": platform,
+        "merchant_minor": merchant,
         **values,
-    }  # fmt: skip
+    }
 
 
 def _same_lock(existing: RowMapping, req: LockRequest) -> RowMapping:
@@ -145,11 +170,30 @@ async def lock(tx: Tx, req: LockRequest, now: datetime) -> tuple[RowMapping, boo
         await _refusal_for(tx, latest, now)
         raise Problem(COUPON_LOCKED, "the coupon changed concurrently")
     locked_until = now + timedelta(seconds=req.lock_seconds)
-    r = await store.insert_redemption(tx.conn, _redemption_values(
-        coupon, stock, req.context, discount, redemption_id=redemption_id, kind="online",
-        request_key=req.payment_id, payment_id=req.payment_id, status="locked", locked_until=locked_until))  # fmt: skip
-    _publish(tx, events.COUPON_LOCKED, r, order_amount_minor=r["order_amount_minor"], discount_minor=discount,
-             payable_minor=r["payable_minor"], locked_until=locked_until.isoformat())  # fmt: skip
+    r = await store.insert_redemption(
+        tx.conn,
+        _redemption_values(
+            coupon,
+            stock,
+            req.context,
+            discount,
+            redemption_id=redemption_id,
+            kind="online",
+            request_key=req.payment_id,
+            payment_id=req.payment_id,
+            status="locked",
+            locked_until=locked_until,
+        ),
+    )
+    _publish(
+        tx,
+        events.COUPON_LOCKED,
+        r,
+        order_amount_minor=r["order_amount_minor"],
+        discount_minor=discount,
+        payable_minor=r["payable_minor"],
+        locked_until=locked_until.isoformat(),
+    )
     return r, True
 
 
@@ -176,26 +220,30 @@ async def confirm(tx: Tx, redemption_id: str, now: datetime) -> RowMapping:
         return r
     old = r["status"]
     if old == "locked":
-        moved = await store.move_coupon(tx.conn, r["coupon_id"], "locked", "used", redemption_id=redemption_id,
-                                        expect_redemption=redemption_id)  # fmt: skip
+        moved = await store.move_coupon(
+            tx.conn, r["coupon_id"], "locked", "used", redemption_id=redemption_id, expect_redemption=redemption_id
+        )
     else:
         moved = await store.move_coupon(tx.conn, r["coupon_id"], "available", "used", redemption_id=redemption_id)
     if moved is None:
         raise Problem(LOCK_EXPIRED, "the lock was released and the coupon is no longer available")
-    used = await store.move_redemption(tx.conn, redemption_id, old, "used", used_at=now, finished_at=None,
-                                       release_reason=None)  # fmt: skip
+    used = await store.move_redemption(
+        tx.conn, redemption_id, old, "used", used_at=now, finished_at=None, release_reason=None
+    )
     assert used is not None
     _publish(tx, events.COUPON_USED, used, **used_payload(used))
     return used
 
 
 async def _release_locked(tx: Tx, r: RowMapping, status: str, reason: str, now: datetime) -> RowMapping:
-    released = await store.move_redemption(tx.conn, r["redemption_id"], "locked", status, finished_at=now,
-                                           release_reason=reason)  # fmt: skip
+    released = await store.move_redemption(
+        tx.conn, r["redemption_id"], "locked", status, finished_at=now, release_reason=reason
+    )
     if released is None:
         return r
-    await store.move_coupon(tx.conn, r["coupon_id"], "locked", "available", redemption_id=None,
-                            expect_redemption=r["redemption_id"])  # fmt: skip
+    await store.move_coupon(
+        tx.conn, r["coupon_id"], "locked", "available", redemption_id=None, expect_redemption=r["redemption_id"]
+    )
     _publish(tx, events.COUPON_RELEASED, released, reason=reason)
     return released
 
@@ -231,34 +279,62 @@ async def refund(tx: Tx, redemption_id: str, *, refund_id: str, refund_minor: in
     if r["status"] not in USED_STATES:
         raise Problem(REDEMPTION_NOT_USED, f"the redemption is {r['status']}", status=r["status"])
     if r["refunded_minor"] + refund_minor > r["payable_minor"]:
-        raise Problem(REFUND_EXCEEDS_PAYMENT, "refunds would exceed the amount paid",
-                      refundable_minor=r["payable_minor"] - r["refunded_minor"])  # fmt: skip
+        raise Problem(
+            REFUND_EXCEEDS_PAYMENT,
+            "refunds would exceed the amount paid",
+            refundable_minor=r["payable_minor"] - r["refunded_minor"],
+        )
     platform, merchant = rules.refund_reversal(
-        discount_minor=r["discount_minor"], platform_minor=r["platform_minor"], payable_minor=r["payable_minor"],
-        refunded_before_minor=r["refunded_minor"], refund_minor=refund_minor)  # fmt: skip
+        discount_minor=r["discount_minor"],
+        platform_minor=r["platform_minor"],
+        payable_minor=r["payable_minor"],
+        refunded_before_minor=r["refunded_minor"],
+        refund_minor=refund_minor,
+    )
     full = r["refunded_minor"] + refund_minor == r["payable_minor"]
     stock = await stock_store.get_stock(tx.conn, r["stock_id"])
     assert stock is not None
     give_back = full and stock["refund_policy"] == "return_on_full_refund"
-    updated = await store.add_refund_totals(tx.conn, redemption_id, refund_minor=refund_minor,
-                                            platform_minor=platform, merchant_minor=merchant,
-                                            status="refunded" if full else "used")  # fmt: skip
-    row = await store.insert_refund(tx.conn, {
-        "refund_id": refund_id, "redemption_id": redemption_id, "refund_amount_minor": refund_minor,
-        "platform_minor": platform, "merchant_minor": merchant, "coupon_returned": "yes" if give_back else "no",
-    })  # fmt: skip
-    _publish(tx, events.COUPON_REFUNDED, updated, refund_id=refund_id, refund_amount_minor=refund_minor,
-             reversed={"platform_minor": platform, "merchant_minor": merchant, "total_minor": platform + merchant},
-             fully_refunded=full, coupon_returned=give_back)  # fmt: skip
+    updated = await store.add_refund_totals(
+        tx.conn,
+        redemption_id,
+        refund_minor=refund_minor,
+        platform_minor=platform,
+        merchant_minor=merchant,
+        status="refunded" if full else "used",
+    )
+    row = await store.insert_refund(
+        tx.conn,
+        {
+            "refund_id": refund_id,
+            "redemption_id": redemption_id,
+            "refund_amount_minor": refund_minor,
+            "platform_minor": platform,
+            "merchant_minor": merchant,
+            "coupon_returned": "yes" if give_back else "no",
+        },
+    )
+    _publish(
+        tx,
+        events.COUPON_REFUNDED,
+        updated,
+        refund_id=refund_id,
+        refund_amount_minor=refund_minor,
+        reversed={"platform_minor": platform, "merchant_minor": merchant, "total_minor": platform + merchant},
+        fully_refunded=full,
+        coupon_returned=give_back,
+    )
     if give_back:
-        await store.move_coupon(tx.conn, r["coupon_id"], "used", "available", redemption_id=None,
-                                expect_redemption=redemption_id)  # fmt: skip
+        await store.move_coupon(
+            tx.conn, r["coupon_id"], "used", "available", redemption_id=None, expect_redemption=redemption_id
+        )
         _publish(tx, events.COUPON_RETURNED, updated, reason="full_refund", refund_id=refund_id)
     return updated, row
 
 
-async def applicable(conn: AsyncConnection, *, user_id: str, ctx: rules.PaymentContext, now: datetime,
-                     limit: int) -> list[tuple[RowMapping, int]]:  # fmt: skip
+async def applicable(
+    conn: AsyncConnection, *, user_id: str, ctx: rules.PaymentContext, now: datetime, limit: int
+) -> list[tuple[RowMapping, int]]:
     """The user's available coupons that apply to this payment, with their discount, best first (what the
     checkout offers). Reads only; the choice is made by a lock."""
     offers: list[tuple[RowMapping, int]] = []
@@ -282,8 +358,9 @@ async def applicable(conn: AsyncConnection, *, user_id: str, ctx: rules.PaymentC
 # --- in store ---------------------------------------------------------------------------------------------
 
 
-async def redeem_in_store(tx: Tx, *, code: str, request_id: str, ctx: rules.PaymentContext, now: datetime,
-                          dry_run: bool = False) -> tuple[RowMapping | dict[str, Any], bool]:  # fmt: skip
+async def redeem_in_store(
+    tx: Tx, *, code: str, request_id: str, ctx: rules.PaymentContext, now: datetime, dry_run: bool = False
+) -> tuple[RowMapping | dict[str, Any], bool]:
     """(redemption, created): a merchant's staff redeems a coupon by its code. `dry_run` verifies only
     (the discount and funding it would give, nothing changed). Idempotent by (merchant, request_id)."""
     key = f"{ctx.merchant_id}:{request_id}"
@@ -297,12 +374,26 @@ async def redeem_in_store(tx: Tx, *, code: str, request_id: str, ctx: rules.Paym
         raise Problem(COUPON_NOT_FOUND, "no coupon has this code")
     coupon = await _refusal_for(tx, coupon, now)
     stock, discount = await _priced(tx, coupon, ctx, now)
-    values = _redemption_values(coupon, stock, ctx, discount, redemption_id=new_id("rdm"), kind="in_store",
-                                request_key=key, payment_id=None, status="used", used_at=now)  # fmt: skip
+    values = _redemption_values(
+        coupon,
+        stock,
+        ctx,
+        discount,
+        redemption_id=new_id("rdm"),
+        kind="in_store",
+        request_key=key,
+        payment_id=None,
+        status="used",
+        used_at=now,
+    )
     if dry_run:
         return {**values, "valid_until": coupon["valid_until"]}, False
-    if await store.move_coupon(tx.conn, coupon["coupon_id"], "available", "used",
-                               redemption_id=values["redemption_id"]) is None:  # fmt: skip
+    if (
+        await store.move_coupon(
+            tx.conn, coupon["coupon_id"], "available", "used", redemption_id=values["redemption_id"]
+        )
+        is None
+    ):
         latest = await store.get_coupon(tx.conn, coupon["coupon_id"])
         assert latest is not None
         await _refusal_for(tx, latest, now)
@@ -312,8 +403,9 @@ async def redeem_in_store(tx: Tx, *, code: str, request_id: str, ctx: rules.Paym
     return r, True
 
 
-async def undo_in_store(tx: Tx, *, redemption_id: str, merchant_id: str, now: datetime,
-                        window_seconds: int) -> RowMapping:  # fmt: skip
+async def undo_in_store(
+    tx: Tx, *, redemption_id: str, merchant_id: str, now: datetime, window_seconds: int
+) -> RowMapping:
     """The redeeming merchant takes an in-store redemption back within the window: the coupon is
     available again and the funding is reversed whole (`coupon.redemption_undone`)."""
     r = await store.get_redemption(tx.conn, redemption_id, for_update=True)
@@ -323,11 +415,21 @@ async def undo_in_store(tx: Tx, *, redemption_id: str, merchant_id: str, now: da
         return r
     if now - r["used_at"] > timedelta(seconds=window_seconds):
         raise Problem(UNDO_WINDOW_PASSED, f"undo is possible for {window_seconds} s after redemption")
-    undone = await store.move_redemption(tx.conn, redemption_id, "used", "undone", finished_at=now,
-                                         release_reason="undone")  # fmt: skip
+    undone = await store.move_redemption(
+        tx.conn, redemption_id, "used", "undone", finished_at=now, release_reason="undone"
+    )
     assert undone is not None
-    await store.move_coupon(tx.conn, r["coupon_id"], "used", "available", redemption_id=None,
-                            expect_redemption=redemption_id)  # fmt: skip
-    _publish(tx, events.COUPON_REDEMPTION_UNDONE, undone, reversed={"platform_minor": r["platform_minor"],
-             "merchant_minor": r["merchant_minor"], "total_minor": r["discount_minor"]})  # fmt: skip
+    await store.move_coupon(
+        tx.conn, r["coupon_id"], "used", "available", redemption_id=None, expect_redemption=redemption_id
+    )
+    _publish(
+        tx,
+        events.COUPON_REDEMPTION_UNDONE,
+        undone,
+        reversed={
+            "platform_minor": r["platform_minor"],
+            "merchant_minor": r["merchant_minor"],
+            "total_minor": r["discount_minor"],
+        },
+    )
     return undone

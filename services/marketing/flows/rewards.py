@@ -43,10 +43,14 @@ def scope_of(merchant_id: str | None) -> str:
 def rule_view(row: RowMapping) -> dict[str, Any]:
     scope = str(row["scope"])
     return {
-        "rule_id": row["rule_id"], "event": row["event"], "merchant_id": None if scope == PLATFORM_SCOPE else scope,
-        "stock_id": row["stock_id"], "status": row["status"], "issued_count": row["issued_count"],
+        "rule_id": row["rule_id"],
+        "event": row["event"],
+        "merchant_id": None if scope == PLATFORM_SCOPE else scope,
+        "stock_id": row["stock_id"],
+        "status": row["status"],
+        "issued_count": row["issued_count"],
         "created_at": row["created_at"],
-    }  # fmt: skip
+    }
 
 
 async def create_rule(tx: Tx, *, event: str, stock_id: str, merchant_id: str | None) -> RowMapping:
@@ -56,8 +60,9 @@ async def create_rule(tx: Tx, *, event: str, stock_id: str, merchant_id: str | N
     if stock is None:
         raise Problem(STOCK_NOT_FOUND, f"no stock {stock_id}")
     if stock["channel"] is not None:
-        raise Problem(CHANNEL_USER_REQUIRED, "a reward is issued from Juhe's own stocks, not a channel's",
-                      field="stock_id")  # fmt: skip
+        raise Problem(
+            CHANNEL_USER_REQUIRED, "a reward is issued from Juhe's own stocks, not a channel's", field="stock_id"
+        )
     sql = """INSERT INTO reward_rules (rule_id, event, scope, stock_id) VALUES (:r, :e, :s, :k) RETURNING *"""
     params = {"r": new_id("rwd"), "e": event, "s": scope_of(merchant_id), "k": stock_id}
     return (await tx.conn.execute(text(sql), params)).mappings().one()
@@ -82,8 +87,12 @@ async def on_payment_event(tx: Tx, event: Envelope, *, now: datetime, day_timezo
     """A live purchase's success: the payer's first payment per scope issues the running first-payment rules."""
     data = event.data
     user_id, merchant_id = data.get("payer_user_id"), data.get("merchant_id")
-    if (event.type != "payment.succeeded" or not user_id or data.get("purpose", "payment") != "payment"
-            or data.get("livemode") is False):  # fmt: skip
+    if (
+        event.type != "payment.succeeded"
+        or not user_id
+        or data.get("purpose", "payment") != "payment"
+        or data.get("livemode") is False
+    ):
         return
     for scope in (PLATFORM_SCOPE, str(merchant_id)) if merchant_id else (PLATFORM_SCOPE,):
         first = """INSERT INTO reward_first_payments (scope, user_id, payment_id) VALUES (:s, :u, :p)
@@ -97,16 +106,26 @@ async def on_payment_event(tx: Tx, event: Envelope, *, now: datetime, day_timezo
             await _issue(tx, rule, str(user_id), str(data["payment_id"]), now=now, day_timezone=day_timezone)
 
 
-async def _issue(tx: Tx, rule: RowMapping, user_id: str, payment_id: str, *, now: datetime,
-                 day_timezone: str) -> None:  # fmt: skip
+async def _issue(tx: Tx, rule: RowMapping, user_id: str, payment_id: str, *, now: datetime, day_timezone: str) -> None:
     try:
         async with tx.conn.begin_nested():
-            _, created = await claims.claim(tx, stock_id=str(rule["stock_id"]), user_id=user_id,
-                                            request_id=f"reward:{rule['rule_id']}", source="reward", now=now,
-                                            day_timezone=day_timezone)  # fmt: skip
+            _, created = await claims.claim(
+                tx,
+                stock_id=str(rule["stock_id"]),
+                user_id=user_id,
+                request_id=f"reward:{rule['rule_id']}",
+                source="reward",
+                now=now,
+                day_timezone=day_timezone,
+            )
             if created:
                 sql = "UPDATE reward_rules SET issued_count = issued_count + 1 WHERE rule_id = :r"
                 await tx.conn.execute(text(sql), {"r": rule["rule_id"]})
     except Problem as exc:
-        log.warning("first-payment reward not issued", rule_id=rule["rule_id"], user_id=user_id,
-                    payment_id=payment_id, code=exc.spec.code)  # fmt: skip
+        log.warning(
+            "first-payment reward not issued",
+            rule_id=rule["rule_id"],
+            user_id=user_id,
+            payment_id=payment_id,
+            code=exc.spec.code,
+        )

@@ -16,17 +16,27 @@ COST_STATES = ("used", "refunded")
 
 async def campaign_stats(conn: AsyncConnection, campaign_id: str) -> dict[str, Any]:
     c = coupons.c
-    issued = (await conn.execute(select(
-        func.count(), func.count().filter(c.source == "claim"), func.count().filter(c.source == "bulk"),
-    ).where(c.campaign_id == campaign_id))).one()  # fmt: skip
+    issued = (
+        await conn.execute(
+            select(
+                func.count(),
+                func.count().filter(c.source == "claim"),
+                func.count().filter(c.source == "bulk"),
+            ).where(c.campaign_id == campaign_id)
+        )
+    ).one()
     r = redemptions.c
     used = r.status.in_(COST_STATES)
-    spent = (await conn.execute(select(
-        func.count().filter(used),
-        func.coalesce(func.sum(case((used, r.platform_minor - r.reversed_platform_minor), else_=0)), 0),
-        func.coalesce(func.sum(case((used, r.merchant_minor - r.reversed_merchant_minor), else_=0)), 0),
-        func.coalesce(func.sum(case((used, r.payable_minor - r.refunded_minor), else_=0)), 0),
-    ).where(r.campaign_id == campaign_id))).one()  # fmt: skip
+    spent = (
+        await conn.execute(
+            select(
+                func.count().filter(used),
+                func.coalesce(func.sum(case((used, r.platform_minor - r.reversed_platform_minor), else_=0)), 0),
+                func.coalesce(func.sum(case((used, r.merchant_minor - r.reversed_merchant_minor), else_=0)), 0),
+                func.coalesce(func.sum(case((used, r.payable_minor - r.refunded_minor), else_=0)), 0),
+            ).where(r.campaign_id == campaign_id)
+        )
+    ).one()
     platform, merchant = int(spent[1]), int(spent[2])
     return {
         "campaign_id": campaign_id,

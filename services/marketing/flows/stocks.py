@@ -25,10 +25,15 @@ from services.marketing.store import stocks as store
 
 async def create_campaign(tx: Tx, actor: Actor, *, name: str, description: str) -> RowMapping:
     """A merchant's campaign is its own; an operator's is the platform's unless it acts for a merchant."""
-    return await store.insert_campaign(tx.conn, {
-        "campaign_id": new_id("cmp"), "owner_merchant_id": actor.merchant_id, "name": name,
-        "description": description,
-    })  # fmt: skip
+    return await store.insert_campaign(
+        tx.conn,
+        {
+            "campaign_id": new_id("cmp"),
+            "owner_merchant_id": actor.merchant_id,
+            "name": name,
+            "description": description,
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +64,9 @@ async def create_stock(tx: Tx, actor: Actor, draft: StockDraft) -> RowMapping:
     if draft.channel is not None:  # the creator's channel account pays for the coupons (flows/channel_stocks.py)
         creator = "merchant" if campaign["owner_merchant_id"] else "platform"
         if r.funding_party != creator:
-            raise Problem(INVALID_STOCK, f"a channel stock is funded by its creator, the {creator}",
-                          field="funding_party")  # fmt: skip
+            raise Problem(
+                INVALID_STOCK, f"a channel stock is funded by its creator, the {creator}", field="funding_party"
+            )
     if actor.kind == "merchant":
         assert actor.merchant_id is not None
         if not r.merchant_ids:
@@ -71,17 +77,35 @@ async def create_stock(tx: Tx, actor: Actor, draft: StockDraft) -> RowMapping:
         raise Problem(INVALID_STOCK, "give valid_until or valid_days_after_claim", field="valid_until")
     if draft.valid_from and draft.valid_until and draft.valid_from >= draft.valid_until:
         raise Problem(INVALID_STOCK, "valid_from must be before valid_until", field="valid_from")
-    return await store.insert_stock(tx.conn, {
-        **_fields(r), "merchant_ids": list(r.merchant_ids), "store_ids": list(r.store_ids), "scenes": list(r.scenes),
-        "payment_methods": list(r.payment_methods), "stock_id": new_id("cps"), "campaign_id": draft.campaign_id,
-        "owner_merchant_id": campaign["owner_merchant_id"], "name": draft.name, "status": "draft",
-        "face_value_minor": r.face_value_minor, "valid_from": draft.valid_from, "valid_until": draft.valid_until,
-        "valid_days_after_claim": draft.valid_days_after_claim, "refund_policy": draft.refund_policy,
-        "budget_count": draft.budget_count, "budget_minor": budget_minor, "remaining_count": draft.budget_count,
-        "remaining_budget_minor": budget_minor, "per_user_limit": draft.per_user_limit,
-        "per_user_daily_limit": draft.per_user_daily_limit, "daily_count_limit": draft.daily_count_limit,
-        "points_price": draft.points_price, "channel": draft.channel,
-    })  # fmt: skip
+    return await store.insert_stock(
+        tx.conn,
+        {
+            **_fields(r),
+            "merchant_ids": list(r.merchant_ids),
+            "store_ids": list(r.store_ids),
+            "scenes": list(r.scenes),
+            "payment_methods": list(r.payment_methods),
+            "stock_id": new_id("cps"),
+            "campaign_id": draft.campaign_id,
+            "owner_merchant_id": campaign["owner_merchant_id"],
+            "name": draft.name,
+            "status": "draft",
+            "face_value_minor": r.face_value_minor,
+            "valid_from": draft.valid_from,
+            "valid_until": draft.valid_until,
+            "valid_days_after_claim": draft.valid_days_after_claim,
+            "refund_policy": draft.refund_policy,
+            "budget_count": draft.budget_count,
+            "budget_minor": budget_minor,
+            "remaining_count": draft.budget_count,
+            "remaining_budget_minor": budget_minor,
+            "per_user_limit": draft.per_user_limit,
+            "per_user_daily_limit": draft.per_user_daily_limit,
+            "daily_count_limit": draft.daily_count_limit,
+            "points_price": draft.points_price,
+            "channel": draft.channel,
+        },
+    )
 
 
 def _fields(r: rules.StockRules) -> dict[str, Any]:
@@ -118,6 +142,9 @@ async def set_budget(tx: Tx, actor: Actor, stock_id: str, *, budget_count: int, 
     assert latest is not None
     if latest["status"] == "ended":
         raise Problem(INVALID_STOCK_TRANSITION, "an ended stock's budget cannot change", status="ended")
-    raise Problem(BUDGET_BELOW_ISSUED, "the budget cannot go below what is already issued",
-                  issued_count=latest["budget_count"] - latest["remaining_count"],
-                  issued_minor=latest["budget_minor"] - latest["remaining_budget_minor"])  # fmt: skip
+    raise Problem(
+        BUDGET_BELOW_ISSUED,
+        "the budget cannot go below what is already issued",
+        issued_count=latest["budget_count"] - latest["remaining_count"],
+        issued_minor=latest["budget_minor"] - latest["remaining_budget_minor"],
+    )

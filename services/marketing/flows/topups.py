@@ -47,8 +47,12 @@ def tiers_of(promotion: RowMapping) -> list[Tier]:
 
 async def create(tx: Tx, values: dict[str, Any]) -> RowMapping:
     """A promotion runs from its creation (within its validity window) until it is ended."""
-    row = {**values, "promotion_id": new_id("tpp"), "status": "running",
-           "remaining_budget_minor": values["budget_minor"]}  # fmt: skip
+    row = {
+        **values,
+        "promotion_id": new_id("tpp"),
+        "status": "running",
+        "remaining_budget_minor": values["budget_minor"],
+    }
     statement = insert(topup_promotions).values(**row).returning(topup_promotions)
     return (await tx.conn.execute(statement)).mappings().one()
 
@@ -86,21 +90,23 @@ async def _take(tx: Tx, promotion: RowMapping, holder_id: str, bonus_minor: int)
         insert(topup_promotion_holders)
         .values(promotion_id=promotion["promotion_id"], holder_id=holder_id, granted_count=1)
         .on_conflict_do_update(
-            index_elements=[h.promotion_id, h.holder_id], set_={"granted_count": h.granted_count + 1},
+            index_elements=[h.promotion_id, h.holder_id],
+            set_={"granted_count": h.granted_count + 1},
             where=h.granted_count < promotion["per_holder_limit"],
         )
         .returning(h.granted_count)
-    )  # fmt: skip
+    )
     if (await tx.conn.execute(slot)).first() is None:
         return False
     p = topup_promotions.c
     budget = (
         update(topup_promotions)
-        .where(p.promotion_id == promotion["promotion_id"], p.status == "running",
-               p.remaining_budget_minor >= bonus_minor)
+        .where(
+            p.promotion_id == promotion["promotion_id"], p.status == "running", p.remaining_budget_minor >= bonus_minor
+        )
         .values(remaining_budget_minor=p.remaining_budget_minor - bonus_minor, granted_count=p.granted_count + 1)
         .returning(p.promotion_id)
-    )  # fmt: skip
+    )
     if (await tx.conn.execute(budget)).first() is not None:
         return True
     await tx.conn.execute(
@@ -115,26 +121,43 @@ async def on_payment_event(tx: Tx, event: Envelope, *, topup_merchant_id: str | 
     """A paid top-up of the collecting merchant: the best bonus a running promotion still gives, once."""
     data = event.data
     holder_id = data.get("wallet_holder_id")
-    if (event.type != "payment.succeeded" or data.get("purpose") != TOPUP_PURPOSE or not holder_id
-            or topup_merchant_id is None or data.get("merchant_id") != topup_merchant_id):  # fmt: skip
+    if (
+        event.type != "payment.succeeded"
+        or data.get("purpose") != TOPUP_PURPOSE
+        or not holder_id
+        or topup_merchant_id is None
+        or data.get("merchant_id") != topup_merchant_id
+    ):
         return
     payment_id, currency, amount = str(data["payment_id"]), str(data["currency"]), int(data["amount_minor"])
     await _serialise(tx, payment_id)
     g = topup_bonus_grants.c
     seen = (
         insert(topup_bonus_grants)
-        .values(payment_id=payment_id, holder_id=holder_id, status="not_granted", currency=currency,
-                topup_minor=amount, bonus_minor=0)
+        .values(
+            payment_id=payment_id,
+            holder_id=holder_id,
+            status="not_granted",
+            currency=currency,
+            topup_minor=amount,
+            bonus_minor=0,
+        )
         .on_conflict_do_nothing()
         .returning(g.payment_id)
-    )  # fmt: skip
+    )
     if (await tx.conn.execute(seen)).first() is None or await _refunded(tx, payment_id):
         return  # granted (or not) before; or refunded already: a refunded top-up earns nothing
     at = datetime.fromisoformat(str(data.get("succeeded_at") or event.time))
     p = topup_promotions.c
-    running = (await tx.conn.execute(
-        select(topup_promotions).where(p.status == "running", p.currency == currency).order_by(p.promotion_id)
-    )).mappings().all()  # fmt: skip
+    running = (
+        (
+            await tx.conn.execute(
+                select(topup_promotions).where(p.status == "running", p.currency == currency).order_by(p.promotion_id)
+            )
+        )
+        .mappings()
+        .all()
+    )
     offers = sorted(
         ((bonus_for(tiers_of(r), amount), r) for r in running if in_window(at, r["valid_from"], r["valid_until"])),
         key=lambda offer: -offer[0],
@@ -145,14 +168,24 @@ async def on_payment_event(tx: Tx, event: Envelope, *, topup_merchant_id: str | 
         days = promotion["bonus_valid_days"]
         expires_at = at + timedelta(days=days) if days else None
         await tx.conn.execute(
-            update(topup_bonus_grants).where(g.payment_id == payment_id)
+            update(topup_bonus_grants)
+            .where(g.payment_id == payment_id)
             .values(status="granted", promotion_id=promotion["promotion_id"], bonus_minor=bonus, expires_at=expires_at)
-        )  # fmt: skip
-        tx.publish(topic=TOPUPS_TOPIC, type=TOPUP_BONUS_GRANTED, subject=payment_id, data={
-            "payment_id": payment_id, "holder_id": holder_id, "promotion_id": promotion["promotion_id"],
-            "topup_minor": amount, "bonus_minor": bonus, "currency": currency,
-            "expires_at": expires_at.isoformat() if expires_at else None,
-        })  # fmt: skip
+        )
+        tx.publish(
+            topic=TOPUPS_TOPIC,
+            type=TOPUP_BONUS_GRANTED,
+            subject=payment_id,
+            data={
+                "payment_id": payment_id,
+                "holder_id": holder_id,
+                "promotion_id": promotion["promotion_id"],
+                "topup_minor": amount,
+                "bonus_minor": bonus,
+                "currency": currency,
+                "expires_at": expires_at.isoformat() if expires_at else None,
+            },
+        )
         return
 
 
@@ -164,20 +197,32 @@ async def on_refund_event(tx: Tx, event: Envelope, *, now: datetime) -> None:
     await _serialise(tx, str(event.data["payment_id"]))
     g = topup_bonus_grants.c
     revoked = (
-        await tx.conn.execute(
-            update(topup_bonus_grants)
-            .where(g.payment_id == str(event.data["payment_id"]), g.status == "granted")
-            .values(status="revoked", revoked_at=now)
-            .returning(topup_bonus_grants)
+        (
+            await tx.conn.execute(
+                update(topup_bonus_grants)
+                .where(g.payment_id == str(event.data["payment_id"]), g.status == "granted")
+                .values(status="revoked", revoked_at=now)
+                .returning(topup_bonus_grants)
+            )
         )
-    ).mappings().first()  # fmt: skip
+        .mappings()
+        .first()
+    )
     if revoked is None:
         return
-    tx.publish(topic=TOPUPS_TOPIC, type=TOPUP_BONUS_REVOKED, subject=revoked["payment_id"], data={
-        "payment_id": revoked["payment_id"], "holder_id": revoked["holder_id"],
-        "promotion_id": revoked["promotion_id"], "bonus_minor": revoked["bonus_minor"],
-        "currency": revoked["currency"], "refund_id": event.data.get("refund_id"),
-    })  # fmt: skip
+    tx.publish(
+        topic=TOPUPS_TOPIC,
+        type=TOPUP_BONUS_REVOKED,
+        subject=revoked["payment_id"],
+        data={
+            "payment_id": revoked["payment_id"],
+            "holder_id": revoked["holder_id"],
+            "promotion_id": revoked["promotion_id"],
+            "bonus_minor": revoked["bonus_minor"],
+            "currency": revoked["currency"],
+            "refund_id": event.data.get("refund_id"),
+        },
+    )
 
 
 async def expire_round(tx: Tx, *, now: datetime, batch_max: int) -> int:
@@ -185,16 +230,34 @@ async def expire_round(tx: Tx, *, now: datetime, batch_max: int) -> int:
     revocation and the expiry never both happen) and `topup.bonus_expired` tells the ledger to take back what
     is left of it. SKIP LOCKED: replicas share the sweep. Returns how many expired."""
     g = topup_bonus_grants.c
-    due = (await tx.conn.execute(
-        select(topup_bonus_grants).where(g.status == "granted", g.expires_at <= now)
-        .order_by(g.expires_at).limit(batch_max).with_for_update(skip_locked=True)
-    )).mappings().all()  # fmt: skip
+    due = (
+        (
+            await tx.conn.execute(
+                select(topup_bonus_grants)
+                .where(g.status == "granted", g.expires_at <= now)
+                .order_by(g.expires_at)
+                .limit(batch_max)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        .mappings()
+        .all()
+    )
     for grant in due:
-        await tx.conn.execute(update(topup_bonus_grants).where(g.payment_id == grant["payment_id"])
-                              .values(status="expired"))  # fmt: skip
-        tx.publish(topic=TOPUPS_TOPIC, type=TOPUP_BONUS_EXPIRED, subject=grant["payment_id"], data={
-            "payment_id": grant["payment_id"], "holder_id": grant["holder_id"], "promotion_id": grant["promotion_id"],
-            "bonus_minor": grant["bonus_minor"], "currency": grant["currency"],
-            "expires_at": grant["expires_at"].isoformat(),
-        })  # fmt: skip
+        await tx.conn.execute(
+            update(topup_bonus_grants).where(g.payment_id == grant["payment_id"]).values(status="expired")
+        )
+        tx.publish(
+            topic=TOPUPS_TOPIC,
+            type=TOPUP_BONUS_EXPIRED,
+            subject=grant["payment_id"],
+            data={
+                "payment_id": grant["payment_id"],
+                "holder_id": grant["holder_id"],
+                "promotion_id": grant["promotion_id"],
+                "bonus_minor": grant["bonus_minor"],
+                "currency": grant["currency"],
+                "expires_at": grant["expires_at"].isoformat(),
+            },
+        )
     return len(due)

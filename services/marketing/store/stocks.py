@@ -53,8 +53,9 @@ async def get_stock(conn: AsyncConnection, stock_id: str, owner: str | None = No
     return (await conn.execute(query)).mappings().first()
 
 
-async def list_stocks(conn: AsyncConnection, *, owner: str | None, campaign_id: str | None, before_id: str | None,
-                      limit: int) -> list[RowMapping]:  # fmt: skip
+async def list_stocks(
+    conn: AsyncConnection, *, owner: str | None, campaign_id: str | None, before_id: str | None, limit: int
+) -> list[RowMapping]:
     query = select(coupon_stocks).order_by(coupon_stocks.c.stock_id.desc()).limit(limit)
     if owner is not None:
         query = query.where(coupon_stocks.c.owner_merchant_id == owner)
@@ -67,12 +68,18 @@ async def list_stocks(conn: AsyncConnection, *, owner: str | None, campaign_id: 
 
 async def change_status(conn: AsyncConnection, stock_id: str, old: str, new: str) -> RowMapping | None:
     """Compare-and-set of a stock's status: None if it was no longer `old`."""
-    return (await conn.execute(
-        update(coupon_stocks)
-        .where(coupon_stocks.c.stock_id == stock_id, coupon_stocks.c.status == old)
-        .values(status=new, updated_at=func.now())
-        .returning(coupon_stocks)
-    )).mappings().first()  # fmt: skip
+    return (
+        (
+            await conn.execute(
+                update(coupon_stocks)
+                .where(coupon_stocks.c.stock_id == stock_id, coupon_stocks.c.status == old)
+                .values(status=new, updated_at=func.now())
+                .returning(coupon_stocks)
+            )
+        )
+        .mappings()
+        .first()
+    )
 
 
 async def reserve_one(conn: AsyncConnection, stock_id: str) -> RowMapping | None:
@@ -80,14 +87,27 @@ async def reserve_one(conn: AsyncConnection, stock_id: str) -> RowMapping | None
     suffice: one statement, so the row lock PostgreSQL takes for the UPDATE serialises concurrent claims and
     every one of them re-evaluates the WHERE on the latest committed row. None: nothing taken."""
     c = coupon_stocks.c
-    return (await conn.execute(
-        update(coupon_stocks)
-        .where(c.stock_id == stock_id, c.status == "running", c.remaining_count >= 1,
-               c.remaining_budget_minor >= c.face_value_minor)
-        .values(remaining_count=c.remaining_count - 1,
-                remaining_budget_minor=c.remaining_budget_minor - c.face_value_minor, updated_at=func.now())
-        .returning(coupon_stocks)
-    )).mappings().first()  # fmt: skip
+    return (
+        (
+            await conn.execute(
+                update(coupon_stocks)
+                .where(
+                    c.stock_id == stock_id,
+                    c.status == "running",
+                    c.remaining_count >= 1,
+                    c.remaining_budget_minor >= c.face_value_minor,
+                )
+                .values(
+                    remaining_count=c.remaining_count - 1,
+                    remaining_budget_minor=c.remaining_budget_minor - c.face_value_minor,
+                    updated_at=func.now(),
+                )
+                .returning(coupon_stocks)
+            )
+        )
+        .mappings()
+        .first()
+    )
 
 
 async def set_budget(
@@ -100,14 +120,29 @@ async def set_budget(
     c = coupon_stocks.c
     count_delta = budget_count - c.budget_count
     minor_delta = budget_minor - c.budget_minor
-    return (await conn.execute(
-        update(coupon_stocks)
-        .where(c.stock_id == stock_id, c.status != "ended", c.remaining_count + count_delta >= 0,
-               c.remaining_budget_minor + minor_delta >= 0)
-        .values(budget_count=budget_count, budget_minor=budget_minor, remaining_count=c.remaining_count + count_delta,
-                remaining_budget_minor=c.remaining_budget_minor + minor_delta, updated_at=func.now())
-        .returning(coupon_stocks)
-    )).mappings().first()  # fmt: skip
+    return (
+        (
+            await conn.execute(
+                update(coupon_stocks)
+                .where(
+                    c.stock_id == stock_id,
+                    c.status != "ended",
+                    c.remaining_count + count_delta >= 0,
+                    c.remaining_budget_minor + minor_delta >= 0,
+                )
+                .values(
+                    budget_count=budget_count,
+                    budget_minor=budget_minor,
+                    remaining_count=c.remaining_count + count_delta,
+                    remaining_budget_minor=c.remaining_budget_minor + minor_delta,
+                    updated_at=func.now(),
+                )
+                .returning(coupon_stocks)
+            )
+        )
+        .mappings()
+        .first()
+    )
 
 
 async def count_claim(conn: AsyncConnection, stock_id: str, subject: str, period: str, limit: int) -> bool:

@@ -48,8 +48,13 @@ class LedgerClient:
     async def post_control(
         self, run_id: str, currency: str, amount_minor: int, *, reverse: bool, credit: bool = False
     ) -> dict[str, Any]:
-        body = {"run_id": run_id, "currency": currency, "amount_minor": amount_minor, "reverse": reverse,
-                "credit": credit}  # fmt: skip
+        body = {
+            "run_id": run_id,
+            "currency": currency,
+            "amount_minor": amount_minor,
+            "reverse": reverse,
+            "credit": credit,
+        }
         key = f"{run_id}:control:{currency}{':credit' if credit else ''}:{reverse}"
         return await self._call("POST", f"{BASE}/controls", key, body)
 

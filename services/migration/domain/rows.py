@@ -218,11 +218,15 @@ def parse_merchant(raw: dict[str, Any]) -> MerchantRow:
         if (value := _text(raw, name, required=False, length_max=64))
     }
     return MerchantRow(
-        source_id=source_id, name=_required(raw, "name"), credit_code=code,
-        legal_person=_required(raw, "legal_person"), settlement_account=account,
-        industry=_text(raw, "industry", required=False, length_max=64), phone=_phone(phone) if phone else None,
+        source_id=source_id,
+        name=_required(raw, "name"),
+        credit_code=code,
+        legal_person=_required(raw, "legal_person"),
+        settlement_account=account,
+        industry=_text(raw, "industry", required=False, length_max=64),
+        phone=_phone(phone) if phone else None,
         channel_ids=channel_ids,
-    )  # fmt: skip
+    )
 
 
 def parse_person(raw: dict[str, Any]) -> PersonRow:
@@ -241,9 +245,13 @@ def parse_person(raw: dict[str, Any]) -> PersonRow:
     if level_text == "2" and card is None:
         raise RowRejected(e.BAD_FIELD, "kyc_level 2 means a verified bank card: bank_card is missing")
     return PersonRow(
-        source_id=source_id, name=_required(raw, "name"), resident_id=resident_id,
-        phone=_phone(_required(raw, "phone", 20)), kyc_level=int(level_text), bank_card=card,
-    )  # fmt: skip
+        source_id=source_id,
+        name=_required(raw, "name"),
+        resident_id=resident_id,
+        phone=_phone(_required(raw, "phone", 20)),
+        kyc_level=int(level_text),
+        bank_card=card,
+    )
 
 
 def amount_of(raw: dict[str, Any]) -> int:

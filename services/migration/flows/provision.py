@@ -48,8 +48,15 @@ async def provision(
     run = await _require(m, run_id)
     if run["mode"] != "real" or run["status"] != "finalised":
         raise Problem(e.RUN_STATE_INVALID, f"run {run_id} is {run['status']}: merchants get access once finalised")
-    result: dict[str, Any] = {"run_id": run_id, "merchants": 0, "keys_issued": 0, "test_keys_issued": 0,
-                              "contracts_created": 0, "contracts_existing": 0, "conflicts": []}  # fmt: skip
+    result: dict[str, Any] = {
+        "run_id": run_id,
+        "merchants": 0,
+        "keys_issued": 0,
+        "test_keys_issued": 0,
+        "contracts_created": 0,
+        "contracts_existing": 0,
+        "conflicts": [],
+    }
     async with run_lock(m, run_id):
         after = 0
         while True:
@@ -66,9 +73,14 @@ async def provision(
 
 
 async def _merchant(
-    m: Migration, platform: PlatformClient, run_id: str, row: Any, routes: dict[str, str], credentials: Path,
+    m: Migration,
+    platform: PlatformClient,
+    run_id: str,
+    row: Any,
+    routes: dict[str, str],
+    credentials: Path,
     result: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     merchant_id, details = str(row["juhe_id"]), dict(row["details"] or {})
     access = dict(details.get("access") or {})
     if "key_id" not in access:
@@ -83,15 +95,24 @@ async def _merchant(
             secrets = {"key_id": key["key_id"], "secret": key["secret"]}
         else:
             raise Problem(e.PROVISION_REFUSED, f"gateway refused merchant {merchant_id}: {status} {body.get('code')}")
-        _append_secret(credentials, {"merchant_id": merchant_id, "source_id": row["source_id"], "mode": LIVE,
-                                     **secrets})  # fmt: skip
+        _append_secret(
+            credentials, {"merchant_id": merchant_id, "source_id": row["source_id"], "mode": LIVE, **secrets}
+        )
         access["key_id"] = key["key_id"]
         result["keys_issued"] += 1
         await _record(m, run_id, row, {"key_id": key["key_id"]})
     if "test_key_id" not in access:  # a kill after the key but before this record: one more test key, harmless
         key = await _new_key(platform, merchant_id, TEST)
-        _append_secret(credentials, {"merchant_id": merchant_id, "source_id": row["source_id"], "mode": TEST,
-                                     "key_id": key["key_id"], "secret": key["secret"]})  # fmt: skip
+        _append_secret(
+            credentials,
+            {
+                "merchant_id": merchant_id,
+                "source_id": row["source_id"],
+                "mode": TEST,
+                "key_id": key["key_id"],
+                "secret": key["secret"],
+            },
+        )
         access["test_key_id"] = key["key_id"]
         result["test_keys_issued"] += 1
         await _record(m, run_id, row, {"test_key_id": key["key_id"]})

@@ -50,8 +50,12 @@ class RunFiles:
     coupons: Path | None = None
 
     def by_kind(self) -> dict[r.Kind, Path]:
-        given = {r.Kind.MERCHANTS: self.merchants, r.Kind.PERSONS: self.persons, r.Kind.BALANCES: self.balances,
-                 r.Kind.COUPONS: self.coupons}  # fmt: skip
+        given = {
+            r.Kind.MERCHANTS: self.merchants,
+            r.Kind.PERSONS: self.persons,
+            r.Kind.BALANCES: self.balances,
+            r.Kind.COUPONS: self.coupons,
+        }
         return {k: p for k, p in given.items() if p is not None}
 
 
@@ -101,12 +105,21 @@ async def prepare(m: Migration, files: RunFiles, *, dry_run: bool) -> tuple[str,
         else:
             run_id = new_id("mig")
             await store.create_run(
-                tx.conn, run_id=run_id, platform=m.platform, mode=mode, fingerprint=fingerprint,
+                tx.conn,
+                run_id=run_id,
+                platform=m.platform,
+                mode=mode,
+                fingerprint=fingerprint,
                 control=control.as_json() if control else None,
-            )  # fmt: skip
+            )
             for kind, source in inspected.items():
-                values = {"path": str(source.path), "format": source.format, "encoding": source.encoding,
-                          "sha256": source.sha256, "records": source.records}  # fmt: skip
+                values = {
+                    "path": str(source.path),
+                    "format": source.format,
+                    "encoding": source.encoding,
+                    "sha256": source.sha256,
+                    "records": source.records,
+                }
                 await store.add_file(tx.conn, run_id, kind.value, values)
     return run_id, {k: s.path for k, s in inspected.items()}
 
@@ -173,11 +186,23 @@ class _Record:
 
 def _record(run: Any, kind: r.Kind, number: int, raw: dict[str, Any] | None) -> _Record:
     values: dict[str, Any] = {
-        "run_id": run["id"], "kind": kind.value, "record_no": number, "platform": run["platform"],
-        "source_id": None, "status": "rejected", "reason": None, "detail": None, "juhe_id": None, "holder_id": None,
-        "document_digest": None, "currency": None, "amount_minor": None, "details": None, "live": False,
+        "run_id": run["id"],
+        "kind": kind.value,
+        "record_no": number,
+        "platform": run["platform"],
+        "source_id": None,
+        "status": "rejected",
+        "reason": None,
+        "detail": None,
+        "juhe_id": None,
+        "holder_id": None,
+        "document_digest": None,
+        "currency": None,
+        "amount_minor": None,
+        "details": None,
+        "live": False,
         "kyc_level": None,
-    }  # fmt: skip
+    }
     record = _Record(number, values)
     if raw is None:
         return _reject(record, e.BAD_FIELD, "not a record of this file's schema (bad JSON or column count)")
@@ -308,15 +333,21 @@ async def _check_duplicates(
             taken_docs.add(digest)
             accepted[1].add(digest)
         if source_id in elsewhere:  # migrated by an earlier run: the id map answers, nothing is written
-            rec.values.update(status="skipped", juhe_id=elsewhere[source_id]["juhe_id"],
-                              holder_id=elsewhere[source_id]["holder_id"],
-                              detail=f"migrated by run {elsewhere[source_id]['run_id']}")  # fmt: skip
+            rec.values.update(
+                status="skipped",
+                juhe_id=elsewhere[source_id]["juhe_id"],
+                holder_id=elsewhere[source_id]["holder_id"],
+                detail=f"migrated by run {elsewhere[source_id]['run_id']}",
+            )
     return accepted
 
 
 async def _check_references(conn: Any, run: Any, records: list[_Record]) -> None:
-    rows = [(rec, rec.row) for rec in records
-            if isinstance(rec.row, r.BalanceRow | r.CouponRow) and rec.values["status"] == "valid"]  # fmt: skip
+    rows = [
+        (rec, rec.row)
+        for rec in records
+        if isinstance(rec.row, r.BalanceRow | r.CouponRow) and rec.values["status"] == "valid"
+    ]
     persons = await store.holders_of(
         conn,
         platform=run["platform"],
@@ -325,9 +356,12 @@ async def _check_references(conn: Any, run: Any, records: list[_Record]) -> None
         source_ids=[b.person_source_id for _, b in rows],
     )
     merchants = await store.holders_of(
-        conn, platform=run["platform"], run_id=run["id"], kind="merchants",
+        conn,
+        platform=run["platform"],
+        run_id=run["id"],
+        kind="merchants",
         source_ids=[b.merchant_source_id for _, b in rows if b.merchant_source_id],
-    )  # fmt: skip
+    )
     for rec, balance in rows:
         if balance.person_source_id not in persons:
             _reject(
@@ -390,32 +424,58 @@ def _coupon(rec: _Record) -> dict[str, Any]:
     row = rec.row
     assert isinstance(row, r.CouponRow)
     merchant = rec.values["details"].get("merchant_holder_id") if rec.values["details"] else None
-    return {"source_id": row.source_id, "user_id": rec.values["holder_id"], "code": row.code,
-            "face_value_minor": row.face_value_minor, "currency": row.currency,
-            "threshold_minor": row.threshold_minor, "valid_from": row.valid_from.isoformat(),
-            "valid_until": row.valid_until.isoformat(), "merchant_ids": [merchant] if merchant else []}  # fmt: skip
+    return {
+        "source_id": row.source_id,
+        "user_id": rec.values["holder_id"],
+        "code": row.code,
+        "face_value_minor": row.face_value_minor,
+        "currency": row.currency,
+        "threshold_minor": row.threshold_minor,
+        "valid_from": row.valid_from.isoformat(),
+        "valid_until": row.valid_until.isoformat(),
+        "merchant_ids": [merchant] if merchant else [],
+    }
 
 
 def _holder(rec: _Record) -> dict[str, Any]:
     row = rec.row
     if isinstance(row, r.MerchantRow):
-        return {"holder_id": rec.values["juhe_id"], "holder_type": "merchant", "name": row.name,
-                "document_number": row.credit_code, "phone": row.phone, "legal_person": row.legal_person,
-                "settlement_account": row.settlement_account, "verified": True, "currency": "CNY"}  # fmt: skip
+        return {
+            "holder_id": rec.values["juhe_id"],
+            "holder_type": "merchant",
+            "name": row.name,
+            "document_number": row.credit_code,
+            "phone": row.phone,
+            "legal_person": row.legal_person,
+            "settlement_account": row.settlement_account,
+            "verified": True,
+            "currency": "CNY",
+        }
     assert isinstance(row, r.PersonRow)
-    return {"holder_id": rec.values["juhe_id"], "holder_type": "person", "name": row.name,
-            "document_number": row.resident_id, "phone": row.phone,
-            "bank_card": row.bank_card if row.kyc_level == 2 else None, "verified": row.kyc_level >= 1,
-            "currency": "CNY"}  # fmt: skip
+    return {
+        "holder_id": rec.values["juhe_id"],
+        "holder_type": "person",
+        "name": row.name,
+        "document_number": row.resident_id,
+        "phone": row.phone,
+        "bank_card": row.bank_card if row.kyc_level == 2 else None,
+        "verified": row.kyc_level >= 1,
+        "currency": "CNY",
+    }
 
 
 def _opening(rec: _Record) -> dict[str, Any]:
     row = rec.row
     assert isinstance(row, r.BalanceRow)
-    return {"source_id": row.source_id, "holder_id": rec.values["holder_id"], "subaccount": row.subaccount.value,
-            "amount_minor": row.amount_minor, "currency": row.currency,
-            "merchant_holder_id": rec.values["details"].get("merchant_holder_id", ""),
-            "credit_limit_minor": row.credit_limit_minor}  # fmt: skip
+    return {
+        "source_id": row.source_id,
+        "holder_id": rec.values["holder_id"],
+        "subaccount": row.subaccount.value,
+        "amount_minor": row.amount_minor,
+        "currency": row.currency,
+        "merchant_holder_id": rec.values["details"].get("merchant_holder_id", ""),
+        "credit_limit_minor": row.credit_limit_minor,
+    }
 
 
 # --- report, finalise, reverse -----------------------------------------------------------------------
@@ -445,9 +505,11 @@ async def build_report(m: Migration, run_id: str) -> dict[str, Any]:
     money: dict[str, dict[str, int | None]] = {}
     for t in totals:
         money[t["currency"]] = {
-            "file_rows": int(t["file_rows"]), "file_minor": int(t["file_minor"]),
-            "written_rows": int(t["written_rows"]), "written_minor": int(t["written_minor"]),
-        }  # fmt: skip
+            "file_rows": int(t["file_rows"]),
+            "file_minor": int(t["file_minor"]),
+            "written_rows": int(t["written_rows"]),
+            "written_minor": int(t["written_minor"]),
+        }
     for currency, (count, total) in (control.balances if control else {}).items():
         money.setdefault(currency, {}).update(control_rows=count, control_minor=total)
     for currency, balance in suspense.items():
@@ -475,15 +537,29 @@ async def build_report(m: Migration, run_id: str) -> dict[str, Any]:
     else:
         differences = ["no control file: totals cannot be reconciled"]
     return {
-        "run_id": run_id, "mode": run["mode"], "platform": run["platform"],
-        "files": {f["kind"]: {"path": f["path"], "format": f["format"], "encoding": f["encoding"],
-                              "sha256": f["sha256"], "records": int(f["records"]),
-                              "records_done": int(f["records_done"])} for f in file_rows},
-        "rows": rows, "rejections": reasons,
+        "run_id": run_id,
+        "mode": run["mode"],
+        "platform": run["platform"],
+        "files": {
+            f["kind"]: {
+                "path": f["path"],
+                "format": f["format"],
+                "encoding": f["encoding"],
+                "sha256": f["sha256"],
+                "records": int(f["records"]),
+                "records_done": int(f["records_done"]),
+            }
+            for f in file_rows
+        },
+        "rows": rows,
+        "rejections": reasons,
         "rejected_rows": [dict(x) for x in rejected],
-        "money": money, "coupons": coupons, "reconciled": not differences, "differences": differences,
+        "money": money,
+        "coupons": coupons,
+        "reconciled": not differences,
+        "differences": differences,
         "sample": await _sample(m, sample),
-    }  # fmt: skip
+    }
 
 
 async def _sample(m: Migration, sample: list[Any]) -> dict[str, Any]:
@@ -551,8 +627,11 @@ async def _reverse(m: Migration, run_id: str, progress: Progress) -> dict[str, A
         )
         failed = [res for res in results if res["status"] == "failed"]
         if failed:
-            raise Problem(e.RUN_STATE_INVALID, f"{len(failed)} openings cannot be reversed: {failed[0].get('code')}",
-                          failed=[f["source_id"] for f in failed[:50]])  # fmt: skip
+            raise Problem(
+                e.RUN_STATE_INVALID,
+                f"{len(failed)} openings cannot be reversed: {failed[0].get('code')}",
+                failed=[f["source_id"] for f in failed[:50]],
+            )
         async with m.uow.begin() as tx:
             await store.mark_reversed(tx.conn, run_id, [int(p["record_no"]) for p in page])
         reversed_count += len(page)
@@ -631,6 +710,9 @@ def _read_control(path: Path | None) -> Control | None:
 
 
 def _fingerprint(mode: str, inspected: dict[r.Kind, sources.SourceFile], control: Control | None) -> str:
-    parts: Iterable[str] = [mode, *(f"{k.value}:{s.sha256}" for k, s in sorted(inspected.items())),
-                            json.dumps(control.as_json() if control else None, sort_keys=True)]  # fmt: skip
+    parts: Iterable[str] = [
+        mode,
+        *(f"{k.value}:{s.sha256}" for k, s in sorted(inspected.items())),
+        json.dumps(control.as_json() if control else None, sort_keys=True),
+    ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()

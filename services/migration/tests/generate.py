@@ -14,8 +14,17 @@ from typing import Any
 from services.migration.domain.rows import _USCC_CHARS, iso7064_mod11_2, luhn_ok
 
 CONTROL_FIELDS = ["record", "currency", "count", "amount_minor"]
-MERCHANT_FIELDS = ["source_id", "name", "credit_code", "legal_person", "industry", "settlement_account", "phone",
-                   "wechatpay_sub_mchid", "alipay_smid"]  # fmt: skip
+MERCHANT_FIELDS = [
+    "source_id",
+    "name",
+    "credit_code",
+    "legal_person",
+    "industry",
+    "settlement_account",
+    "phone",
+    "wechatpay_sub_mchid",
+    "alipay_smid",
+]
 PERSON_FIELDS = ["source_id", "name", "resident_id", "phone", "kyc_level", "bank_card"]
 BALANCE_FIELDS = ["source_id", "person_source_id", "subaccount", "merchant_source_id", "amount_minor", "currency"]
 
@@ -38,22 +47,49 @@ def bank_card(n: int) -> str:
 
 
 def merchant(n: int, **over: Any) -> dict[str, Any]:
-    return {"source_id": f"M{n}", "name": f"商户{n}号便利店", "credit_code": credit_code(n), "legal_person": f"法人{n}",
-            "industry": "5411", "settlement_account": f"6217{n:012d}", "phone": "", "wechatpay_sub_mchid": f"16{n:08d}",
-            "alipay_smid": f"2088{n:012d}", **over}  # fmt: skip
+    return {
+        "source_id": f"M{n}",
+        "name": f"商户{n}号便利店",
+        "credit_code": credit_code(n),
+        "legal_person": f"法人{n}",
+        "industry": "5411",
+        "settlement_account": f"6217{n:012d}",
+        "phone": "",
+        "wechatpay_sub_mchid": f"16{n:08d}",
+        "alipay_smid": f"2088{n:012d}",
+        **over,
+    }
 
 
 def person(n: int, **over: Any) -> dict[str, Any]:
     level = n % 3
-    return {"source_id": f"P{n}", "name": f"张{n}", "resident_id": resident_id(n), "phone": f"138{n % 10**8:08d}",
-            "kyc_level": str(level), "bank_card": bank_card(n) if level == 2 else "", **over}  # fmt: skip
+    return {
+        "source_id": f"P{n}",
+        "name": f"张{n}",
+        "resident_id": resident_id(n),
+        "phone": f"138{n % 10**8:08d}",
+        "kyc_level": str(level),
+        "bank_card": bank_card(n) if level == 2 else "",
+        **over,
+    }
 
 
-def balance(source_id: str, person_source_id: str, amount_minor: int, subaccount: str = "balance",
-            currency: str = "CNY", merchant_source_id: str = "") -> dict[str, Any]:  # fmt: skip
-    return {"source_id": source_id, "person_source_id": person_source_id, "subaccount": subaccount,
-            "merchant_source_id": merchant_source_id, "amount_minor": str(amount_minor),
-            "currency": currency}  # fmt: skip
+def balance(
+    source_id: str,
+    person_source_id: str,
+    amount_minor: int,
+    subaccount: str = "balance",
+    currency: str = "CNY",
+    merchant_source_id: str = "",
+) -> dict[str, Any]:
+    return {
+        "source_id": source_id,
+        "person_source_id": person_source_id,
+        "subaccount": subaccount,
+        "merchant_source_id": merchant_source_id,
+        "amount_minor": str(amount_minor),
+        "currency": currency,
+    }
 
 
 def write_csv(path: Path, fields: list[str], rows: Iterable[dict[str, Any]], encoding: str = "utf-8") -> Path:
@@ -108,11 +144,19 @@ def clean_dataset(root: Path, *, base: int, merchants: int, persons: int, contro
                 yield row
 
     write_csv(root / "balances.csv", BALANCE_FIELDS, balances())
-    control_rows = [{"record": "merchants", "currency": "", "count": merchants, "amount_minor": 0},
-                    {"record": "persons", "currency": "", "count": persons, "amount_minor": 0}]  # fmt: skip
+    control_rows = [
+        {"record": "merchants", "currency": "", "count": merchants, "amount_minor": 0},
+        {"record": "persons", "currency": "", "count": persons, "amount_minor": 0},
+    ]
     for currency, (count, total) in sorted(totals.items()):
         delta = control_delta_minor if currency == "CNY" else 0
         control_rows.append({"record": "balances", "currency": currency, "count": count, "amount_minor": total + delta})
     write_csv(root / "control.csv", CONTROL_FIELDS, control_rows)
-    return Dataset(root / "merchants.csv", root / "persons.jsonl", root / "balances.csv", root / "control.csv",
-                   expected, sum(t[0] for t in totals.values()))  # fmt: skip
+    return Dataset(
+        root / "merchants.csv",
+        root / "persons.jsonl",
+        root / "balances.csv",
+        root / "control.csv",
+        expected,
+        sum(t[0] for t in totals.values()),
+    )

@@ -259,9 +259,11 @@ class BatchListResponse(ListPage[BatchResponse]):
 def batch_page(rows: Any, limit: int) -> BatchListResponse:
     """A page of batches from rows read with `limit + 1`, newest first (batch ids are time-ordered)."""
     return BatchListResponse.of(
-        rows, limit, item=lambda r: BatchResponse(**{k: r[k] for k in BatchResponse.model_fields}),
+        rows,
+        limit,
+        item=lambda r: BatchResponse(**{k: r[k] for k in BatchResponse.model_fields}),
         cursor_of=lambda b: b.batch_id,
-    )  # fmt: skip
+    )
 
 
 class StatementResponse(BaseModel):

@@ -57,16 +57,20 @@ class BankClient:
     skew_seconds_max: int
 
     @classmethod
-    def build(cls, base_url: str, client_id: str, secret: str, *, timeout_seconds: float,
-              skew_seconds_max: int) -> BankClient:  # fmt: skip
+    def build(
+        cls, base_url: str, client_id: str, secret: str, *, timeout_seconds: float, skew_seconds_max: int
+    ) -> BankClient:
         return cls(httpx.AsyncClient(base_url=base_url, timeout=timeout_seconds), client_id, secret, skew_seconds_max)
 
     async def aclose(self) -> None:
         await self.http.aclose()
 
     def _headers(self, payload: bytes) -> dict[str, str]:
-        return {CLIENT_HEADER: self.client_id, SIGNATURE_HEADER: sign(self.secret, payload),
-                "Content-Type": "application/json"}  # fmt: skip
+        return {
+            CLIENT_HEADER: self.client_id,
+            SIGNATURE_HEADER: sign(self.secret, payload),
+            "Content-Type": "application/json",
+        }
 
     def _answer(self, response: httpx.Response) -> dict[str, Any]:
         if response.status_code >= 500:
@@ -74,8 +78,12 @@ class BankClient:
         if response.status_code >= 400:
             body = response.json() if response.content else {}
             raise BankRefused(response.status_code, str(body.get("code", "")), str(body.get("message", "")))
-        if not verify(self.secret, response.content, response.headers.get(SIGNATURE_HEADER),
-                      skew_seconds_max=self.skew_seconds_max):  # fmt: skip
+        if not verify(
+            self.secret,
+            response.content,
+            response.headers.get(SIGNATURE_HEADER),
+            skew_seconds_max=self.skew_seconds_max,
+        ):
             raise BankUnavailable("bank answer signature does not verify")
         answer: dict[str, Any] = json.loads(response.content)
         return answer

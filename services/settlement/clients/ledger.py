@@ -84,9 +84,13 @@ class LedgerClient:
         if kind in CHART_KINDS:  # the very key and body of the ledger's consumer: both open ONE account
             body.update(metadata={}, idempotency_key=f"chart:{kind}:{holder_id}:{currency}")
         else:
-            body.update(flags={"debits_must_not_exceed_credits": kind in NO_OVERDRAFT_KINDS,
-                               "credits_must_not_exceed_debits": kind == "escrow_bank"},
-                        idempotency_key=f"account:{holder_id}:{kind}:{currency}")  # fmt: skip
+            body.update(
+                flags={
+                    "debits_must_not_exceed_credits": kind in NO_OVERDRAFT_KINDS,
+                    "credits_must_not_exceed_debits": kind == "escrow_bank",
+                },
+                idempotency_key=f"account:{holder_id}:{kind}:{currency}",
+            )
         key = body["idempotency_key"]
         opened = await self._call(
             "POST", "/v1/accounts", json=body, headers={"Idempotency-Key": key if livemode else f"{key}:test"}
@@ -121,12 +125,24 @@ class LedgerClient:
         return found
 
     async def post_transfer(
-        self, *, idempotency_key: str, postings: list[dict[str, Any]], reference: str | None = None,
-        metadata: dict[str, Any] | None = None, corrects_transfer_id: str | None = None, pending: bool = False,
-    ) -> dict[str, Any]:  # fmt: skip
+        self,
+        *,
+        idempotency_key: str,
+        postings: list[dict[str, Any]],
+        reference: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        corrects_transfer_id: str | None = None,
+        pending: bool = False,
+    ) -> dict[str, Any]:
         """Create a transfer (posted, or a hold with `pending`); a repeat of the same key answers the original."""
-        body: dict[str, Any] = {"source": SOURCE, "idempotency_key": idempotency_key, "postings": postings,
-                                "reference": reference, "metadata": metadata or {}, "pending": pending}  # fmt: skip
+        body: dict[str, Any] = {
+            "source": SOURCE,
+            "idempotency_key": idempotency_key,
+            "postings": postings,
+            "reference": reference,
+            "metadata": metadata or {},
+            "pending": pending,
+        }
         if corrects_transfer_id:
             body["corrects_transfer_id"] = corrects_transfer_id
         return await self._call("POST", "/v1/transfers", json=body, headers={"Idempotency-Key": idempotency_key})
@@ -144,12 +160,14 @@ class LedgerClient:
 
     async def post_hold(self, transfer_id: str) -> dict[str, Any]:
         """Post a hold in full; posting it again is a harmless replay in the ledger."""
-        return await self._call("POST", f"/v1/transfers/{transfer_id}/post", json={},
-                                headers={"Idempotency-Key": f"{transfer_id}:post"})  # fmt: skip
+        return await self._call(
+            "POST", f"/v1/transfers/{transfer_id}/post", json={}, headers={"Idempotency-Key": f"{transfer_id}:post"}
+        )
 
     async def void_hold(self, transfer_id: str) -> dict[str, Any]:
-        return await self._call("POST", f"/v1/transfers/{transfer_id}/void", json={},
-                                headers={"Idempotency-Key": f"{transfer_id}:void"})  # fmt: skip
+        return await self._call(
+            "POST", f"/v1/transfers/{transfer_id}/void", json={}, headers={"Idempotency-Key": f"{transfer_id}:void"}
+        )
 
     async def balance(self, account_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/v1/accounts/{account_id}")
@@ -161,8 +179,12 @@ class LedgerClient:
     async def finish_wallet_operation(self, operation_id: str, *, post: bool) -> dict[str, Any]:
         """Post (paid) or void (not paid) a wallet hold; the same call again answers the same status."""
         action = "post" if post else "void"
-        return await self._call("POST", f"/v1/wallet/operations/{operation_id}/{action}", json={},
-                                headers={"Idempotency-Key": f"{operation_id}:{action}"})  # fmt: skip
+        return await self._call(
+            "POST",
+            f"/v1/wallet/operations/{operation_id}/{action}",
+            json={},
+            headers={"Idempotency-Key": f"{operation_id}:{action}"},
+        )
 
     async def channel_account_id(
         self, kind: str, code: str, channel: str, currency: str, *, livemode: bool = True
@@ -172,8 +194,18 @@ class LedgerClient:
         events opens it (docs/ledger.md §3: key `chart:<kind>:platform:<currency>:<channel>`), so both
         always name one account."""
         key = f"chart:{kind}:platform:{currency}:{channel}"
-        opened = await self._call("POST", "/v1/accounts", json={
-            "holder_id": "platform", "currency": currency, "kind": kind, "code": code,
-            "metadata": {"channel": channel}, "idempotency_key": key, "livemode": livemode,
-        }, headers={"Idempotency-Key": key if livemode else f"{key}:test"})  # fmt: skip
+        opened = await self._call(
+            "POST",
+            "/v1/accounts",
+            json={
+                "holder_id": "platform",
+                "currency": currency,
+                "kind": kind,
+                "code": code,
+                "metadata": {"channel": channel},
+                "idempotency_key": key,
+                "livemode": livemode,
+            },
+            headers={"Idempotency-Key": key if livemode else f"{key}:test"},
+        )
         return str(opened["id"])

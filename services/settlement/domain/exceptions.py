@@ -16,8 +16,11 @@ REASON_LENGTH_MAX = 1000
 ACTOR_LENGTH_MAX = 200
 DAY_SECONDS = 86_400
 # Ageing buckets a desk works by: (upper bound in seconds, label); beyond the last one is "over_7d".
-AGEING_BUCKETS: tuple[tuple[int, str], ...] = ((DAY_SECONDS, "under_1d"), (3 * DAY_SECONDS, "1d_3d"),
-                                                (7 * DAY_SECONDS, "3d_7d"))  # fmt: skip
+AGEING_BUCKETS: tuple[tuple[int, str], ...] = (
+    (DAY_SECONDS, "under_1d"),
+    (3 * DAY_SECONDS, "1d_3d"),
+    (7 * DAY_SECONDS, "3d_7d"),
+)
 AGEING_OLDEST = "over_7d"
 
 

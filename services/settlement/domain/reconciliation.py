@@ -90,15 +90,32 @@ def classify(record: Record, line: Line) -> Result:
         return Result(
             Outcome.STATUS_MISMATCH,
             Resolution.CASHIER_REQUERY if requery else Resolution.MANUAL,
-            line.kind, line.key, record, line,
+            line.kind,
+            line.key,
+            record,
+            line,
             f"Juhe {record.status}, channel {line.status}",
-        )  # fmt: skip
+        )
     if record.amount_minor != line.amount_minor:
-        return Result(Outcome.AMOUNT_MISMATCH, Resolution.MANUAL, line.kind, line.key, record, line,
-                      f"Juhe {record.amount_minor}, channel {line.amount_minor}")  # fmt: skip
+        return Result(
+            Outcome.AMOUNT_MISMATCH,
+            Resolution.MANUAL,
+            line.kind,
+            line.key,
+            record,
+            line,
+            f"Juhe {record.amount_minor}, channel {line.amount_minor}",
+        )
     if record.fee_minor is not None and record.kind == "payment" and record.fee_minor != line.fee_minor:
-        return Result(Outcome.FEE_MISMATCH, Resolution.MANUAL, line.kind, line.key, record, line,
-                      f"expected fee {record.fee_minor}, channel charged {line.fee_minor}")  # fmt: skip
+        return Result(
+            Outcome.FEE_MISMATCH,
+            Resolution.MANUAL,
+            line.kind,
+            line.key,
+            record,
+            line,
+            f"expected fee {record.fee_minor}, channel charged {line.fee_minor}",
+        )
     return Result(Outcome.MATCHED, Resolution.NONE, line.kind, line.key, record, line)
 
 
@@ -139,15 +156,23 @@ class Matcher:
     def match(self, line: Line) -> Result:
         record = self._take(line)
         if record is None:
-            return Result(Outcome.MISSING_IN_JUHE, Resolution.MANUAL, line.kind, line.key, None, line,
-                          MISSING_IN_JUHE_DETAIL)  # fmt: skip
+            return Result(
+                Outcome.MISSING_IN_JUHE, Resolution.MANUAL, line.kind, line.key, None, line, MISSING_IN_JUHE_DETAIL
+            )
         return classify(record, line)
 
     def leftovers(self) -> Iterator[Result]:
         """Records Juhe counts as money moved that the bill never mentioned."""
         for record in self._by_key.values():
             if record.status == "succeeded":
-                yield Result(Outcome.MISSING_AT_CHANNEL, Resolution.MANUAL, record.kind, record.key, record, None,
-                             MISSING_AT_CHANNEL_DETAIL)  # fmt: skip
+                yield Result(
+                    Outcome.MISSING_AT_CHANNEL,
+                    Resolution.MANUAL,
+                    record.kind,
+                    record.key,
+                    record,
+                    None,
+                    MISSING_AT_CHANNEL_DETAIL,
+                )
         self._by_key.clear()
         self._by_channel_no.clear()

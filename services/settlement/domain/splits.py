@@ -142,19 +142,28 @@ def validate_explicit(split: Sequence[tuple[str, int]], rule: SplitRule, keep_mi
             raise Problem(DUPLICATE_RECEIVER, f"receiver {receiver_id} appears twice", receiver_id=receiver_id)
         seen.add(receiver_id)
         if receiver_id not in shares and receiver_id != rule.remainder_receiver_id:
-            raise Problem(UNKNOWN_RECEIVER, f"receiver {receiver_id} is not in the merchant's split rule",
-                          receiver_id=receiver_id)  # fmt: skip
+            raise Problem(
+                UNKNOWN_RECEIVER, f"receiver {receiver_id} is not in the merchant's split rule", receiver_id=receiver_id
+            )
     total = sum(amount for _, amount in split)
     if total > keep_minor:
-        raise Problem(SHARES_EXCEED_TOTAL, f"the split adds up to {total}, more than the {keep_minor} the merchant "
-                      "keeps after the platform fee", total_minor=total, keep_minor=keep_minor)  # fmt: skip
+        raise Problem(
+            SHARES_EXCEED_TOTAL,
+            f"the split adds up to {total}, more than the {keep_minor} the merchant keeps after the platform fee",
+            total_minor=total,
+            keep_minor=keep_minor,
+        )
     for receiver_id, amount in split:
         share = shares.get(receiver_id)
         if share is not None and receiver_id != rule.remainder_receiver_id:
             cap = rule_cap_minor(share, keep_minor)
             if amount > cap:
-                raise Problem(SHARE_EXCEEDS_RULE, f"{receiver_id} may receive at most {cap} by the split rule",
-                              receiver_id=receiver_id, cap_minor=cap)  # fmt: skip
+                raise Problem(
+                    SHARE_EXCEEDS_RULE,
+                    f"{receiver_id} may receive at most {cap} by the split rule",
+                    receiver_id=receiver_id,
+                    cap_minor=cap,
+                )
 
 
 def allocate_explicit(base_minor: int, split: Sequence[tuple[str, int]]) -> dict[str, int]:

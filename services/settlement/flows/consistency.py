@@ -34,8 +34,10 @@ mismatch_minor = Gauge(
     "Σ |settlement − ledger merchant_pending| of confirmed mismatches",
     ["currency"],
 )
-mismatched_merchants = Gauge("juhe_settlement_ledger_mismatched_merchants",
-                             "Holders/currencies whose settlement net differs from the ledger (confirmed)")  # fmt: skip
+mismatched_merchants = Gauge(
+    "juhe_settlement_ledger_mismatched_merchants",
+    "Holders/currencies whose settlement net differs from the ledger (confirmed)",
+)
 last_check = Gauge("juhe_settlement_consistency_checked_timestamp_seconds", "When the last check finished")
 check_ok = Gauge("juhe_settlement_consistency_ok", "1 when the last check found no mismatch, else 0")
 
@@ -54,8 +56,14 @@ class Reading:
 
     def item(self, key: Key) -> dict[str, Any]:
         s, ledger = self.settlement.get(key, 0), self.ledger.get(key, 0)
-        return {"merchant_id": key[0], "currency": key[1], "livemode": key[2], "settlement_minor": s,
-                "ledger_minor": ledger, "difference_minor": s - ledger}  # fmt: skip
+        return {
+            "merchant_id": key[0],
+            "currency": key[1],
+            "livemode": key[2],
+            "settlement_minor": s,
+            "ledger_minor": ledger,
+            "difference_minor": s - ledger,
+        }
 
 
 async def read(uow: UnitOfWork, ledger: LedgerClient) -> Reading:
@@ -92,9 +100,16 @@ async def run_check(uow: UnitOfWork, ledger: LedgerClient, settings: Settings) -
     unconfirmed = [last.item(k) for k in sorted(last.differences().keys() - confirmed.keys())]
     holders = {k[0] for k in last.settlement.keys() | last.ledger.keys()}
     async with uow.begin() as tx:
-        row = await store.save(tx.conn, {"ok": not mismatches, "holders_checked": len(holders),
-                                         "mismatches": mismatches, "differences": unconfirmed,
-                                         "checked_at": datetime.now(UTC)})  # fmt: skip
+        row = await store.save(
+            tx.conn,
+            {
+                "ok": not mismatches,
+                "holders_checked": len(holders),
+                "mismatches": mismatches,
+                "differences": unconfirmed,
+                "checked_at": datetime.now(UTC),
+            },
+        )
     result = as_result(row)
     _export(result, {k[1] for k in last.settlement.keys() | last.ledger.keys()})
     for item in mismatches:
@@ -106,8 +121,13 @@ def as_result(row: Any) -> dict[str, Any]:
     """The API's shape of a stored check (see README: GET /v1/settlement/consistency)."""
     if row is None:
         return {"ok": None, "checked_at": None, "holders_checked": 0, "mismatches": [], "unconfirmed": []}
-    return {"ok": bool(row["ok"]), "checked_at": row["checked_at"], "holders_checked": int(row["holders_checked"]),
-            "mismatches": list(row["mismatches"]), "unconfirmed": list(row["differences"])}  # fmt: skip
+    return {
+        "ok": bool(row["ok"]),
+        "checked_at": row["checked_at"],
+        "holders_checked": int(row["holders_checked"]),
+        "mismatches": list(row["mismatches"]),
+        "unconfirmed": list(row["differences"]),
+    }
 
 
 def _export(result: dict[str, Any], currencies: set[str]) -> None:

@@ -42,12 +42,15 @@ async def confirm(
         if split["status"] == "pending":
             raise Problem(CONFLICT, "the escrow hold is not in the ledger yet; retry")
         now = datetime.now(UTC)
-        won = await records.move_split(tx.conn, split["split_id"], ("held",), "confirming", confirmed_at=now,
-                                       confirmed_by=by)  # fmt: skip
+        won = await records.move_split(
+            tx.conn, split["split_id"], ("held",), "confirming", confirmed_at=now, confirmed_by=by
+        )
         if won:
-            payment = (await tx.conn.execute(
-                payment_records.select().where(payment_records.c.payment_id == payment_id)
-            )).mappings().one()  # fmt: skip
+            payment = (
+                (await tx.conn.execute(payment_records.select().where(payment_records.c.payment_id == payment_id)))
+                .mappings()
+                .one()
+            )
             due = max(payment["settle_date"] or bill_day(now), bill_day(now))
             await split_entries_on_confirm(tx, split, payment, due)
     current = await _split(uow, split["split_id"])

@@ -67,8 +67,10 @@ async def requery(uow: UnitOfWork, cashier: CashierClient, item_id: int, *, acto
         raise _missing(item_id)
     check_changeable(ExceptionState(row["state"]), item_id)
     if not row["payment_id"]:
-        raise Problem(RECONCILIATION_EXCEPTION_NOT_REQUERYABLE,
-                      f"reconciliation exception {item_id} ({row['outcome']}) names no Juhe payment")  # fmt: skip
+        raise Problem(
+            RECONCILIATION_EXCEPTION_NOT_REQUERYABLE,
+            f"reconciliation exception {item_id} ({row['outcome']}) names no Juhe payment",
+        )
     result = {"payment_id": row["payment_id"], **await cashier.requery_payment(row["payment_id"])}
     async with uow.begin() as tx:
         await _locked_state(tx.conn, item_id)

@@ -97,8 +97,13 @@ async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: da
     if row["purpose"] == WALLET_TOPUP:
         return  # the ledger runs §3.7 for it instead of §3.1: no merchant credit to settle or split
     if status == "succeeded" and previous != "succeeded":
-        await _payment_succeeded(tx, row, occurred, subsidy_minor=_subsidy_minor(data.get("discount")),
-                                 unsettled_minor=_unsettled_minor(data.get("channel_discount"), row))  # fmt: skip
+        await _payment_succeeded(
+            tx,
+            row,
+            occurred,
+            subsidy_minor=_subsidy_minor(data.get("discount")),
+            unsettled_minor=_unsettled_minor(data.get("channel_discount"), row),
+        )
     await apply_refunds(tx, row["payment_id"])
 
 
@@ -165,16 +170,29 @@ async def _payment_succeeded(
     due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
     await records.set_settle_date(tx.conn, row["payment_id"], due)
     base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
-    await cycles.add_entries(tx.conn, [
-        settlement_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due, "payment"),
-        settlement_entry(f"{row['payment_id']}:subsidy", row["merchant_id"], row, subsidy_minor, due, "payment"),
-        settlement_entry(f"{row['payment_id']}:unsettled", row["merchant_id"], row, -unsettled_minor, due, "payment"),
-    ])  # fmt: skip
+    await cycles.add_entries(
+        tx.conn,
+        [
+            settlement_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due, "payment"),
+            settlement_entry(f"{row['payment_id']}:subsidy", row["merchant_id"], row, subsidy_minor, due, "payment"),
+            settlement_entry(
+                f"{row['payment_id']}:unsettled", row["merchant_id"], row, -unsettled_minor, due, "payment"
+            ),
+        ],
+    )
     await _create_split(tx, row, base, due)
 
 
-async def _create_split(tx: Tx, payment: Any, base: int, due: date, *, offset_minor: int = 0,
-                        source_key: str | None = None, deadline: datetime | None = None) -> None:  # fmt: skip
+async def _create_split(
+    tx: Tx,
+    payment: Any,
+    base: int,
+    due: date,
+    *,
+    offset_minor: int = 0,
+    source_key: str | None = None,
+    deadline: datetime | None = None,
+) -> None:
     """Split what the merchant keeps (gross − platform fee, the 2201 credit of §3.1), by the merchant's rule:
     at once (realtime), or as a ledger hold confirmed later (escrow: its entries are made at confirmation)."""
     rule = await records.split_rule(tx.conn, payment["merchant_id"], payment["business_line"])
@@ -186,13 +204,25 @@ async def _create_split(tx: Tx, payment: Any, base: int, due: date, *, offset_mi
         deadline = payment["succeeded_at"] + timedelta(seconds=int(rule["auto_confirm_seconds"]))
     split_id = new_id("spl")
     allocations, remainder_receiver_id = _allocations(payment, math_rule, base, offset_minor)
-    await records.insert_split(tx.conn, {
-        "split_id": split_id, "source_key": source_key or payment["payment_id"], "kind": "split",
-        "payment_id": payment["payment_id"], "merchant_id": payment["merchant_id"], "currency": payment["currency"],
-        "base_minor": base, "allocations": allocations, "remainder_receiver_id": remainder_receiver_id,
-        "status": "pending", "mode": rule["mode"], "confirm_deadline": deadline if escrow else None,
-        "base_offset_minor": offset_minor, "livemode": payment["livemode"],
-    })  # fmt: skip
+    await records.insert_split(
+        tx.conn,
+        {
+            "split_id": split_id,
+            "source_key": source_key or payment["payment_id"],
+            "kind": "split",
+            "payment_id": payment["payment_id"],
+            "merchant_id": payment["merchant_id"],
+            "currency": payment["currency"],
+            "base_minor": base,
+            "allocations": allocations,
+            "remainder_receiver_id": remainder_receiver_id,
+            "status": "pending",
+            "mode": rule["mode"],
+            "confirm_deadline": deadline if escrow else None,
+            "base_offset_minor": offset_minor,
+            "livemode": payment["livemode"],
+        },
+    )
     if not escrow:
         await split_entries(tx, split_id, payment, allocations, 1, due, "split")
 
@@ -210,8 +240,11 @@ def _allocations(payment: Any, rule: split_math.SplitRule, base: int, offset_min
         try:
             split_math.validate_explicit(entries, rule, keep)
         except Problem as exc:
-            log.warning("explicit split no longer fits the rule; the rule applies", payment_id=payment["payment_id"],
-                        code=exc.spec.code)  # fmt: skip
+            log.warning(
+                "explicit split no longer fits the rule; the rule applies",
+                payment_id=payment["payment_id"],
+                code=exc.spec.code,
+            )
         else:
             full = split_math.allocate_explicit(keep, entries)
             if offset_minor:
@@ -234,13 +267,22 @@ async def record_refund(tx: Tx, succeeded: bool, data: dict[str, Any], occurred:
     Order-independent (docs/consistency.md): a refund that arrives before its payment (another topic) is
     only stored; the payment's own event applies it later, under the same per-payment lock."""
     await records.lock_payment(tx.conn, data["payment_id"])
-    await records.upsert_refund(tx.conn, {
-        "refund_id": data["refund_id"], "payment_id": data["payment_id"], "merchant_id": data["merchant_id"],
-        "channel": data.get("channel"), "channel_refund_no": data.get("channel_refund_no"),
-        "status": "succeeded" if succeeded else "failed", "amount_minor": int(data["amount_minor"]),
-        "currency": data["currency"], "bill_date": bill_day(occurred), "succeeded_at": occurred if succeeded else None,
-        "livemode": money_livemode(data),
-    })  # fmt: skip
+    await records.upsert_refund(
+        tx.conn,
+        {
+            "refund_id": data["refund_id"],
+            "payment_id": data["payment_id"],
+            "merchant_id": data["merchant_id"],
+            "channel": data.get("channel"),
+            "channel_refund_no": data.get("channel_refund_no"),
+            "status": "succeeded" if succeeded else "failed",
+            "amount_minor": int(data["amount_minor"]),
+            "currency": data["currency"],
+            "bill_date": bill_day(occurred),
+            "succeeded_at": occurred if succeeded else None,
+            "livemode": money_livemode(data),
+        },
+    )
     await apply_refunds(tx, data["payment_id"])
 
 
@@ -296,21 +338,38 @@ async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
     # not settled yet, else at once (netted against the next batch).
     occurred = refund["succeeded_at"]
     due = max(payment["settle_date"] or bill_day(occurred), bill_day(occurred))
-    refund_entry = settlement_entry(f"{refund_id}:net", payment["merchant_id"], payment,
-                                    -refund_net_minor(payment, amount), due, "refund", refund_id)  # fmt: skip
-    subsidy_back = subsidy_reversed(await _subsidy_of(tx, payment["payment_id"]), int(payment["amount_minor"]),
-                                    refunded_before, refunded_after)  # fmt: skip
-    subsidy_entry = settlement_entry(f"{refund_id}:subsidy", payment["merchant_id"], payment, -subsidy_back, due,
-                                     "refund", refund_id)  # fmt: skip
+    refund_entry = settlement_entry(
+        f"{refund_id}:net",
+        payment["merchant_id"],
+        payment,
+        -refund_net_minor(payment, amount),
+        due,
+        "refund",
+        refund_id,
+    )
+    subsidy_back = subsidy_reversed(
+        await _subsidy_of(tx, payment["payment_id"]), int(payment["amount_minor"]), refunded_before, refunded_after
+    )
+    subsidy_entry = settlement_entry(
+        f"{refund_id}:subsidy", payment["merchant_id"], payment, -subsidy_back, due, "refund", refund_id
+    )
     # The channel gives back its merchant-funded coupon's share of the refund as the coupon, not as cash (§3.15).
     unsettled_back = min(
-        subsidy_reversed(await _subsidy_of(tx, payment["payment_id"], "unsettled"), int(payment["amount_minor"]),
-                         refunded_before, refunded_after),
-        amount - max(int(payment["channel_fee_minor"] or 0) * amount // max(int(payment["amount_minor"]), 1),
-                     int(payment["platform_fee_minor"] or 0) * amount // max(int(payment["amount_minor"]), 1)),
-    )  # fmt: skip
-    unsettled_entry = settlement_entry(f"{refund_id}:unsettled", payment["merchant_id"], payment, unsettled_back,
-                                       due, "refund", refund_id)  # fmt: skip
+        subsidy_reversed(
+            await _subsidy_of(tx, payment["payment_id"], "unsettled"),
+            int(payment["amount_minor"]),
+            refunded_before,
+            refunded_after,
+        ),
+        amount
+        - max(
+            int(payment["channel_fee_minor"] or 0) * amount // max(int(payment["amount_minor"]), 1),
+            int(payment["platform_fee_minor"] or 0) * amount // max(int(payment["amount_minor"]), 1),
+        ),
+    )
+    unsettled_entry = settlement_entry(
+        f"{refund_id}:unsettled", payment["merchant_id"], payment, unsettled_back, due, "refund", refund_id
+    )
     await cycles.add_entries(tx.conn, [refund_entry, subsidy_entry, unsettled_entry])
     split = await records.split_of_payment(tx.conn, payment["payment_id"], for_update=True)
     if split is None:
@@ -319,19 +378,37 @@ async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
         # not confirmed yet: void the hold (§3.4) and hold again what is left of the split base
         await records.move_split(tx.conn, split["split_id"], ("pending", "held"), "voiding")
         remaining = int(payment["amount_minor"]) - int(payment["platform_fee_minor"] or 0) - base_after
-        await _create_split(tx, payment, remaining, due, offset_minor=base_after,
-                            source_key=f"{payment['payment_id']}:{refund_id}",
-                            deadline=split["confirm_deadline"])  # fmt: skip
+        await _create_split(
+            tx,
+            payment,
+            remaining,
+            due,
+            offset_minor=base_after,
+            source_key=f"{payment['payment_id']}:{refund_id}",
+            deadline=split["confirm_deadline"],
+        )
         return payment
     offset = int(split["base_offset_minor"])
-    back = split_math.reversal(split["allocations"], split["remainder_receiver_id"], base_before - offset,
-                               base_after - offset)  # fmt: skip
+    back = split_math.reversal(
+        split["allocations"], split["remainder_receiver_id"], base_before - offset, base_after - offset
+    )
     split_id = new_id("spl")
-    await records.insert_split(tx.conn, {
-        "split_id": split_id, "source_key": refund_id, "kind": "reversal",
-        "payment_id": payment["payment_id"], "refund_id": refund_id, "merchant_id": split["merchant_id"],
-        "currency": split["currency"], "base_minor": base_after - base_before, "allocations": back,
-        "remainder_receiver_id": split["remainder_receiver_id"], "status": "pending", "livemode": split["livemode"],
-    })  # fmt: skip
+    await records.insert_split(
+        tx.conn,
+        {
+            "split_id": split_id,
+            "source_key": refund_id,
+            "kind": "reversal",
+            "payment_id": payment["payment_id"],
+            "refund_id": refund_id,
+            "merchant_id": split["merchant_id"],
+            "currency": split["currency"],
+            "base_minor": base_after - base_before,
+            "allocations": back,
+            "remainder_receiver_id": split["remainder_receiver_id"],
+            "status": "pending",
+            "livemode": split["livemode"],
+        },
+    )
     await split_entries(tx, split_id, payment, back, -1, due, "reversal", refund_id)
     return payment

@@ -54,8 +54,12 @@ class PayoutDraft:
     livemode: bool = True  # the mode of the key that asked: which book it is paid from
 
     def request_hash(self) -> str:
-        body: dict[str, Any] = {"amount_minor": self.amount_minor, "currency": self.currency,
-                                "account_no": self.account_no, "account_name": self.account_name}  # fmt: skip
+        body: dict[str, Any] = {
+            "amount_minor": self.amount_minor,
+            "currency": self.currency,
+            "account_no": self.account_no,
+            "account_name": self.account_name,
+        }
         if self.rail != "bank":  # bank payouts keep the hash they had before rails existed
             body["rail"] = self.rail
         if not self.livemode:  # live payouts keep theirs too; a key reused across modes is another body (409)
@@ -82,18 +86,30 @@ class Payouts:
         settled = await self.ledger.account_id(holder_id, "merchant_settled", draft.currency, livemode=draft.livemode)
         available = int((await self.ledger.balance(settled))["balances"]["available_balance_minor"])
         async with self.uow.begin() as tx:
-            row, created = await store.insert_payout(tx.conn, {
-                "payout_id": new_id("po"), "holder_id": holder_id, "idempotency_key": draft.idempotency_key,
-                "request_hash": draft.request_hash(), "amount_minor": draft.amount_minor, "currency": draft.currency,
-                "account_no": draft.account_no, "account_name": draft.account_name,
-                "status": "pending_approval" if held else "pending", "rail": draft.rail, "livemode": draft.livemode,
-            })  # fmt: skip
+            row, created = await store.insert_payout(
+                tx.conn,
+                {
+                    "payout_id": new_id("po"),
+                    "holder_id": holder_id,
+                    "idempotency_key": draft.idempotency_key,
+                    "request_hash": draft.request_hash(),
+                    "amount_minor": draft.amount_minor,
+                    "currency": draft.currency,
+                    "account_no": draft.account_no,
+                    "account_name": draft.account_name,
+                    "status": "pending_approval" if held else "pending",
+                    "rail": draft.rail,
+                    "livemode": draft.livemode,
+                },
+            )
             if not created and row["request_hash"] != draft.request_hash():
                 raise Problem(IDEMPOTENCY_KEY_REUSED, "idempotency_key was used for another payout")
             if created and draft.amount_minor > available:
-                raise Problem(PAYOUT_EXCEEDS_SETTLED_BALANCE,  # rolls the row back: nothing is recorded
-                              f"payout {draft.amount_minor} > settled balance {available}",
-                              available_minor=available)  # fmt: skip
+                raise Problem(
+                    PAYOUT_EXCEEDS_SETTLED_BALANCE,  # rolls the row back: nothing is recorded
+                    f"payout {draft.amount_minor} > settled balance {available}",
+                    available_minor=available,
+                )
         if not created:
             return dict(row), False
         if held:
@@ -115,11 +131,21 @@ class Payouts:
                     raise Problem(PAYOUT_NOT_FOUND, f"no payout {payout_id}")
                 raise Problem(PAYOUT_NOT_AWAITING_APPROVAL, f"payout {payout_id} is not waiting for approval")
             if not approve:
-                tx.publish(topic=PAYOUTS_TOPIC, type=PAYOUT_FINISHED, subject=payout_id, data={
-                    "payout_id": payout_id, "holder_id": row["holder_id"], "status": "rejected",
-                    "amount_minor": int(row["amount_minor"]), "currency": row["currency"],
-                    "failure_code": None, "ledger_transfer_id": None, "livemode": bool(row["livemode"]),
-                })  # fmt: skip
+                tx.publish(
+                    topic=PAYOUTS_TOPIC,
+                    type=PAYOUT_FINISHED,
+                    subject=payout_id,
+                    data={
+                        "payout_id": payout_id,
+                        "holder_id": row["holder_id"],
+                        "status": "rejected",
+                        "amount_minor": int(row["amount_minor"]),
+                        "currency": row["currency"],
+                        "failure_code": None,
+                        "ledger_transfer_id": None,
+                        "livemode": bool(row["livemode"]),
+                    },
+                )
         log.info("payout decided", payout_id=payout_id, approved=approve, actor=actor)
         if approve:
             await self.step(payout_id)  # errors leave it pending for the worker's next round
@@ -140,10 +166,14 @@ class Payouts:
             settled = await self.ledger.account_id(holder, "merchant_settled", currency, livemode=book)
             payable = await self.ledger.account_id(holder, "merchant_payable", currency, livemode=book)
             transfer = await self.ledger.post_transfer(
-                idempotency_key=payout["payout_id"], reference=payout["payout_id"], metadata={"kind": "payout"},
-                postings=[{"account_id": settled, "direction": "debit", "amount_minor": amount, "currency": currency},
-                          {"account_id": payable, "direction": "credit", "amount_minor": amount, "currency": currency}],
-            )  # fmt: skip
+                idempotency_key=payout["payout_id"],
+                reference=payout["payout_id"],
+                metadata={"kind": "payout"},
+                postings=[
+                    {"account_id": settled, "direction": "debit", "amount_minor": amount, "currency": currency},
+                    {"account_id": payable, "direction": "credit", "amount_minor": amount, "currency": currency},
+                ],
+            )
         except LedgerRefused as exc:
             if exc.code not in OVERDRAFT_CODES:
                 raise
@@ -158,8 +188,11 @@ class Payouts:
                     now=self.now(),
                 )
             if raise_refusal:
-                raise Problem(PAYOUT_EXCEEDS_SETTLED_BALANCE, "the settled balance no longer covers this payout",
-                              payout_id=payout["payout_id"]) from exc  # fmt: skip
+                raise Problem(
+                    PAYOUT_EXCEEDS_SETTLED_BALANCE,
+                    "the settled balance no longer covers this payout",
+                    payout_id=payout["payout_id"],
+                ) from exc
             return False
         async with self.uow.begin() as tx:
             await store.mark_instructed(tx.conn, payout["payout_id"], str(transfer["id"]))
@@ -181,11 +214,16 @@ class Payouts:
                 await self._channel_step(payout)
                 return
             if payout["submitted_at"] is None:
-                answer = await self.bank.submit({
-                    "payout_no": payout_id, "amount_minor": int(payout["amount_minor"]), "currency": payout["currency"],
-                    "account_no": payout["account_no"], "account_name": payout["account_name"],
-                    "notify_url": f"{self.settings.public_base_url.rstrip('/')}/v1/notify/bank",
-                })  # fmt: skip
+                answer = await self.bank.submit(
+                    {
+                        "payout_no": payout_id,
+                        "amount_minor": int(payout["amount_minor"]),
+                        "currency": payout["currency"],
+                        "account_no": payout["account_no"],
+                        "account_name": payout["account_name"],
+                        "notify_url": f"{self.settings.public_base_url.rstrip('/')}/v1/notify/bank",
+                    }
+                )
                 async with self.uow.begin() as tx:
                     await store.mark_submitted(
                         tx.conn,
@@ -222,8 +260,15 @@ class Payouts:
         next_poll = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
         async with self.uow.begin() as tx:
             if payout["submitted_at"] is None:
-                await store.mark_submitted(tx.conn, payout["payout_id"], answer["bank_ref"], answer["status"],
-                                           self.now(), next_poll, answer["user_action"])  # fmt: skip
+                await store.mark_submitted(
+                    tx.conn,
+                    payout["payout_id"],
+                    answer["bank_ref"],
+                    answer["status"],
+                    self.now(),
+                    next_poll,
+                    answer["user_action"],
+                )
             else:
                 await store.queue.note_channel_status(tx.conn, payout["payout_id"], answer["status"])
         if answer["status"] in FINAL_STATUSES:
@@ -252,8 +297,12 @@ class Payouts:
         looked up in the ledger (same key) first. If the ledger cannot say, the payout stays pending and the
         next round tries again: it never ends failed with its money left in 2203."""
         payout_id = payout["payout_id"]
-        log.error("payout given up after payout_attempts_max failed attempts", payout_id=payout_id,
-                  attempts=int(payout["attempt_count"]) + 1, error=repr(exc))  # fmt: skip
+        log.error(
+            "payout given up after payout_attempts_max failed attempts",
+            payout_id=payout_id,
+            attempts=int(payout["attempt_count"]) + 1,
+            error=repr(exc),
+        )
         try:
             if payout["instruction_transfer_id"] is None:
                 found = await self.ledger.find_transfer(payout_id)
@@ -269,19 +318,42 @@ class Payouts:
                 retry_at = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
                 await store.queue.retry_later(tx.conn, payout_id, repr(ledger_exc), retry_at)
 
-    async def _close(self, tx: Tx, payout: dict[str, Any], status: str, failure_code: str | None,
-                     transfer_id: str | None, bank_status: str | None) -> bool:  # fmt: skip
+    async def _close(
+        self,
+        tx: Tx,
+        payout: dict[str, Any],
+        status: str,
+        failure_code: str | None,
+        transfer_id: str | None,
+        bank_status: str | None,
+    ) -> bool:
         """pending → final, once, with its `payout.finished` event in the same transaction."""
         payout_id = payout["payout_id"]
-        changed = await store.finish(tx.conn, payout_id, status=status, failure_code=failure_code,
-                                     outcome_transfer_id=transfer_id, bank_status=bank_status,
-                                     now=self.now())  # fmt: skip
+        changed = await store.finish(
+            tx.conn,
+            payout_id,
+            status=status,
+            failure_code=failure_code,
+            outcome_transfer_id=transfer_id,
+            bank_status=bank_status,
+            now=self.now(),
+        )
         if changed:
-            tx.publish(topic=PAYOUTS_TOPIC, type=PAYOUT_FINISHED, subject=payout_id, data={
-                "payout_id": payout_id, "holder_id": payout["holder_id"], "status": status,
-                "amount_minor": int(payout["amount_minor"]), "currency": payout["currency"],
-                "failure_code": failure_code, "ledger_transfer_id": transfer_id, "livemode": bool(payout["livemode"]),
-            })  # fmt: skip
+            tx.publish(
+                topic=PAYOUTS_TOPIC,
+                type=PAYOUT_FINISHED,
+                subject=payout_id,
+                data={
+                    "payout_id": payout_id,
+                    "holder_id": payout["holder_id"],
+                    "status": status,
+                    "amount_minor": int(payout["amount_minor"]),
+                    "currency": payout["currency"],
+                    "failure_code": failure_code,
+                    "ledger_transfer_id": transfer_id,
+                    "livemode": bool(payout["livemode"]),
+                },
+            )
         return changed
 
     async def apply_outcome(self, payout_id: str, bank_status: str, failure_code: str | None) -> bool:
@@ -292,8 +364,11 @@ class Payouts:
             and payout.get("failure_code") == ATTEMPTS_EXHAUSTED
             and bank_status == "SUCCEEDED"
         ):
-            log.error("the bank paid a payout given up after payout_attempts_max: its amount went back to 2202 "
-                      "and must be recovered by a person", payout_id=payout_id)  # fmt: skip
+            log.error(
+                "the bank paid a payout given up after payout_attempts_max: its amount went back to 2202 "
+                "and must be recovered by a person",
+                payout_id=payout_id,
+            )
         if payout.get("status") != "pending" or payout.get("instruction_transfer_id") is None:
             return False
         holder, currency, amount = payout["holder_id"], payout["currency"], int(payout["amount_minor"])
@@ -302,18 +377,26 @@ class Payouts:
         if bank_status == "SUCCEEDED":
             escrow = await self.ledger.account_id("platform", "escrow_bank", currency, livemode=book)
             transfer = await self.ledger.post_transfer(
-                idempotency_key=f"{payout_id}:paid", reference=payout_id, metadata={"kind": "payout_paid"},
-                postings=[{"account_id": payable, "direction": "debit", "amount_minor": amount, "currency": currency},
-                          {"account_id": escrow, "direction": "credit", "amount_minor": amount, "currency": currency}],
-            )  # fmt: skip
+                idempotency_key=f"{payout_id}:paid",
+                reference=payout_id,
+                metadata={"kind": "payout_paid"},
+                postings=[
+                    {"account_id": payable, "direction": "debit", "amount_minor": amount, "currency": currency},
+                    {"account_id": escrow, "direction": "credit", "amount_minor": amount, "currency": currency},
+                ],
+            )
         else:
             settled = await self.ledger.account_id(holder, "merchant_settled", currency, livemode=book)
             transfer = await self.ledger.post_transfer(
-                idempotency_key=f"{payout_id}:failed", reference=payout_id, metadata={"kind": "payout_failed"},
+                idempotency_key=f"{payout_id}:failed",
+                reference=payout_id,
+                metadata={"kind": "payout_failed"},
                 corrects_transfer_id=payout["instruction_transfer_id"],
-                postings=[{"account_id": payable, "direction": "debit", "amount_minor": amount, "currency": currency},
-                          {"account_id": settled, "direction": "credit", "amount_minor": amount, "currency": currency}],
-            )  # fmt: skip
+                postings=[
+                    {"account_id": payable, "direction": "debit", "amount_minor": amount, "currency": currency},
+                    {"account_id": settled, "direction": "credit", "amount_minor": amount, "currency": currency},
+                ],
+            )
         status = "succeeded" if bank_status == "SUCCEEDED" else "failed"
         async with self.uow.begin() as tx:
             return await self._close(tx, payout, status, failure_code, str(transfer["id"]), bank_status)

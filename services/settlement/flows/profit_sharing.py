@@ -42,9 +42,11 @@ async def order_for_split(tx: Tx, split: Any) -> str | None:
     that have an account at the payment's channel (merged per channel account), or None if there is none."""
     if split["kind"] != "split":
         return None
-    payment = (await tx.conn.execute(
-        select(payment_records).where(payment_records.c.payment_id == split["payment_id"])
-    )).mappings().first()  # fmt: skip
+    payment = (
+        (await tx.conn.execute(select(payment_records).where(payment_records.c.payment_id == split["payment_id"])))
+        .mappings()
+        .first()
+    )
     if payment is None or not payment["profit_sharing"] or payment["channel"] not in CHANNELS:
         return None
     channel = str(payment["channel"])
@@ -58,27 +60,43 @@ async def order_for_split(tx: Tx, split: Any) -> str | None:
         account = (receiver["channel_accounts"] or {}).get(channel)
         if not account:
             continue
-        line = lines.setdefault((account["type"], account["account"]), {
-            "type": account["type"], "account": account["account"], "name": account.get("name"), "amount_minor": 0,
-            "description": f"split of {payment['payment_id']}"[:DESCRIPTION_MAX], "parts": [],
-        })  # fmt: skip
+        line = lines.setdefault(
+            (account["type"], account["account"]),
+            {
+                "type": account["type"],
+                "account": account["account"],
+                "name": account.get("name"),
+                "amount_minor": 0,
+                "description": f"split of {payment['payment_id']}"[:DESCRIPTION_MAX],
+                "parts": [],
+            },
+        )
         line["amount_minor"] += amount
         line["parts"].append({"receiver_id": receiver_id, "holder_id": receiver["holder_id"], "amount_minor": amount})
     if not lines:
         return None
     order_no = new_id("ps")
-    inserted = await store.insert_order(tx.conn, {
-        "order_no": order_no, "payment_id": payment["payment_id"], "split_id": split["split_id"],
-        "merchant_id": payment["merchant_id"], "channel": channel, "currency": payment["currency"],
-        "receivers": list(lines.values()), "status": "pending",
-    })  # fmt: skip
+    inserted = await store.insert_order(
+        tx.conn,
+        {
+            "order_no": order_no,
+            "payment_id": payment["payment_id"],
+            "split_id": split["split_id"],
+            "merchant_id": payment["merchant_id"],
+            "channel": channel,
+            "currency": payment["currency"],
+            "receivers": list(lines.values()),
+            "status": "pending",
+        },
+    )
     return order_no if inserted else None
 
 
 def request_body(order: Any) -> dict[str, Any]:
     """Always the same body for an order: the cashier answers a repeat with the stored order."""
-    lines = [{k: line[k] for k in ("type", "account", "name", "amount_minor", "description")}
-             for line in order["receivers"]]  # fmt: skip
+    lines = [
+        {k: line[k] for k in ("type", "account", "name", "amount_minor", "description")} for line in order["receivers"]
+    ]
     return {"order_no": order["order_no"], "receivers": lines, "finish": True}
 
 
@@ -112,15 +130,20 @@ class ChannelSharing:
             return
         if answer.get("status") not in ("succeeded", "failed"):
             async with self.uow.begin() as tx:
-                await store.seen(tx.conn, order_no, channel_status=str(answer.get("status")),
-                                 channel_order_id=answer.get("channel_order_id"), result=answer,
-                                 next_attempt_at=self.now() + timedelta(
-                                     seconds=self.settings.profit_sharing_poll_seconds))  # fmt: skip
+                await store.seen(
+                    tx.conn,
+                    order_no,
+                    channel_status=str(answer.get("status")),
+                    channel_order_id=answer.get("channel_order_id"),
+                    result=answer,
+                    next_attempt_at=self.now() + timedelta(seconds=self.settings.profit_sharing_poll_seconds),
+                )
             return
         await self._close(order, str(answer["status"]), answer=answer, error=None)
 
-    async def _close(self, order: dict[str, Any], status: str, *, answer: dict[str, Any] | None,
-                     error: str | None) -> None:  # fmt: skip
+    async def _close(
+        self, order: dict[str, Any], status: str, *, answer: dict[str, Any] | None, error: str | None
+    ) -> None:
         """Post what the channel paid (§3.12, once by key), then close the order once."""
         paid = paid_parts(order, answer)
         transfer_id: str | None = None
@@ -131,31 +154,70 @@ class ChannelSharing:
                 await self._later(order, f"ledger: {exc!r}")
                 return
         async with self.uow.begin() as tx:
-            payment = (await tx.conn.execute(
-                select(payment_records.c.settle_date, payment_records.c.livemode)
-                .where(payment_records.c.payment_id == order["payment_id"])
-            )).first()  # fmt: skip
+            payment = (
+                await tx.conn.execute(
+                    select(payment_records.c.settle_date, payment_records.c.livemode).where(
+                        payment_records.c.payment_id == order["payment_id"]
+                    )
+                )
+            ).first()
             today = self.now().astimezone(DEFAULT_TIMEZONE).date()
             due = max(payment[0] or today, today) if payment is not None else today
             livemode = payment is None or bool(payment[1])
             said = answer or {}
-            won = await store.finish(tx.conn, order["order_no"], status=status, channel_status=said.get("status"),
-                                     channel_order_id=said.get("channel_order_id"), result=answer,
-                                     ledger_transfer_id=transfer_id, error=error, now=self.now())  # fmt: skip
+            won = await store.finish(
+                tx.conn,
+                order["order_no"],
+                status=status,
+                channel_status=said.get("status"),
+                channel_order_id=said.get("channel_order_id"),
+                result=answer,
+                ledger_transfer_id=transfer_id,
+                error=error,
+                now=self.now(),
+            )
             if not won:
                 return
-            await cycles.add_entries(tx.conn, [{
-                "source_key": f"{order['order_no']}:{part['receiver_id']}", "holder_id": part["holder_id"],
-                "currency": order["currency"], "amount_minor": -int(part["amount_minor"]), "due_date": due,
-                "kind": "profit_sharing", "payment_id": order["payment_id"], "refund_id": None, "livemode": livemode,
-            } for part in paid])  # fmt: skip
-            tx.publish(topic=PROFIT_SHARING_TOPIC, type=PROFIT_SHARING_FINISHED, subject=order["order_no"], data={
-                "order_no": order["order_no"], "payment_id": order["payment_id"], "split_id": order["split_id"],
-                "merchant_id": order["merchant_id"], "channel": order["channel"], "status": status,
-                "paid": [{"receiver_id": p["receiver_id"], "holder_id": p["holder_id"],
-                          "amount_minor": int(p["amount_minor"])} for p in paid],
-                "error": error, "ledger_transfer_id": transfer_id,
-            })  # fmt: skip
+            await cycles.add_entries(
+                tx.conn,
+                [
+                    {
+                        "source_key": f"{order['order_no']}:{part['receiver_id']}",
+                        "holder_id": part["holder_id"],
+                        "currency": order["currency"],
+                        "amount_minor": -int(part["amount_minor"]),
+                        "due_date": due,
+                        "kind": "profit_sharing",
+                        "payment_id": order["payment_id"],
+                        "refund_id": None,
+                        "livemode": livemode,
+                    }
+                    for part in paid
+                ],
+            )
+            tx.publish(
+                topic=PROFIT_SHARING_TOPIC,
+                type=PROFIT_SHARING_FINISHED,
+                subject=order["order_no"],
+                data={
+                    "order_no": order["order_no"],
+                    "payment_id": order["payment_id"],
+                    "split_id": order["split_id"],
+                    "merchant_id": order["merchant_id"],
+                    "channel": order["channel"],
+                    "status": status,
+                    "paid": [
+                        {
+                            "receiver_id": p["receiver_id"],
+                            "holder_id": p["holder_id"],
+                            "amount_minor": int(p["amount_minor"]),
+                        }
+                        for p in paid
+                    ],
+                    "error": error,
+                    "ledger_transfer_id": transfer_id,
+                },
+            )
 
     async def _post(self, order: dict[str, Any], paid: list[dict[str, Any]]) -> str:
         """§3.12 in the payment's book: a test payment's profit sharing moves test money only."""
@@ -171,19 +233,35 @@ class ChannelSharing:
         postings = []
         for part in paid:
             pending = await self.ledger.account_id(part["holder_id"], "merchant_pending", currency, livemode=book)
-            postings.append({"account_id": pending, "direction": "debit", "amount_minor": int(part["amount_minor"]),
-                             "currency": currency})  # fmt: skip
-        postings.append({"account_id": clearing, "direction": "credit", "currency": currency,
-                         "amount_minor": sum(int(p["amount_minor"]) for p in paid)})  # fmt: skip
+            postings.append(
+                {
+                    "account_id": pending,
+                    "direction": "debit",
+                    "amount_minor": int(part["amount_minor"]),
+                    "currency": currency,
+                }
+            )
+        postings.append(
+            {
+                "account_id": clearing,
+                "direction": "credit",
+                "currency": currency,
+                "amount_minor": sum(int(p["amount_minor"]) for p in paid),
+            }
+        )
         transfer = await self.ledger.post_transfer(
-            idempotency_key=f"{order['order_no']}:paid", postings=postings, reference=order["payment_id"],
+            idempotency_key=f"{order['order_no']}:paid",
+            postings=postings,
+            reference=order["payment_id"],
             metadata={"kind": "channel_profit_sharing", "order_no": order["order_no"], "channel": order["channel"]},
-        )  # fmt: skip
+        )
         return str(transfer["id"])
 
     async def _later(self, order: dict[str, Any], error: str) -> None:
-        backoff = min(self.settings.profit_sharing_poll_seconds * 2 ** min(int(order["attempt_count"]), 10),
-                      self.settings.profit_sharing_retry_max_seconds)  # fmt: skip
+        backoff = min(
+            self.settings.profit_sharing_poll_seconds * 2 ** min(int(order["attempt_count"]), 10),
+            self.settings.profit_sharing_retry_max_seconds,
+        )
         async with self.uow.begin() as tx:
             await store.queue.retry_later(tx.conn, order["order_no"], error, self.now() + timedelta(seconds=backoff))
         log.warning("profit sharing deferred", order_no=order["order_no"], error=error)
@@ -193,8 +271,9 @@ class ChannelSharing:
         now = self.now()
         lease_until = now + timedelta(seconds=self.settings.profit_sharing_retry_max_seconds)
         async with self.uow.begin() as tx:
-            due = await store.queue.claim_due(tx.conn, now=now, lease_until=lease_until,
-                                        limit=self.settings.profit_sharing_batch_max)  # fmt: skip
+            due = await store.queue.claim_due(
+                tx.conn, now=now, lease_until=lease_until, limit=self.settings.profit_sharing_batch_max
+            )
         for order in due:
             await self.step(order["order_no"])
         return len(due)
@@ -208,6 +287,9 @@ def paid_parts(order: dict[str, Any], answer: dict[str, Any] | None) -> list[dic
     results = list(answer.get("receivers") or [])
     if len(results) != len(lines):
         return []
-    return [part for line, result in zip(lines, results, strict=True)
-            if result.get("status") == "succeeded" and result.get("account") == line["account"]
-            for part in line["parts"]]  # fmt: skip
+    return [
+        part
+        for line, result in zip(lines, results, strict=True)
+        if result.get("status") == "succeeded" and result.get("account") == line["account"]
+        for part in line["parts"]
+    ]

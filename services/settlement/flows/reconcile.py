@@ -65,9 +65,17 @@ class BillTally:
     settled_minor: int = 0
 
 
-async def reconcile(uow: UnitOfWork, cashier: BillSource, settings: Settings, *, channel: str, merchant_id: str,
-                    bill_date: date, ledger: LedgerClient | None = None,
-                    livemode: bool | None = None) -> str:  # fmt: skip
+async def reconcile(
+    uow: UnitOfWork,
+    cashier: BillSource,
+    settings: Settings,
+    *,
+    channel: str,
+    merchant_id: str,
+    bill_date: date,
+    ledger: LedgerClient | None = None,
+    livemode: bool | None = None,
+) -> str:
     """Run and store one reconciliation of one mode; returns the run id. Only non-matched lines are stored as
     items. With a ledger, the bill's net is then posted as the channel's settlement to escrow (§3.5)."""
     run_id = new_id("rcn")
@@ -93,30 +101,52 @@ async def reconcile(uow: UnitOfWork, cashier: BillSource, settings: Settings, *,
         async for line in _chain(first, lines):
             tally.lines += 1
             tally.settled_minor += settled_minor(line)
-            yield (tally.lines, line.kind, line.key, line.channel_trade_no, line.amount_minor, line.fee_minor,
-                   line.status, channel_says_succeeded(line))  # fmt: skip
+            yield (
+                tally.lines,
+                line.kind,
+                line.key,
+                line.channel_trade_no,
+                line.amount_minor,
+                line.fee_minor,
+                line.status,
+                channel_says_succeeded(line),
+            )
 
     try:
         async with uow.begin() as tx:
-            await staging.stage(tx.conn, channel=channel, merchant_id=merchant_id, bill_date=bill_date,
-                                livemode=livemode)  # fmt: skip
+            await staging.stage(
+                tx.conn, channel=channel, merchant_id=merchant_id, bill_date=bill_date, livemode=livemode
+            )
             copied = await staging.copy_lines(tx.conn, rows())
             counts = await staging.classify(tx.conn, run_id, line_count=copied)
     except Problem as exc:
         async with uow.begin() as tx:
-            await store.finish_run(tx.conn, run_id, status="failed", counts={}, bill_lines=tally.lines,
-                                   error=exc.detail)  # fmt: skip
+            await store.finish_run(
+                tx.conn, run_id, status="failed", counts={}, bill_lines=tally.lines, error=exc.detail
+            )
         raise
     await _auto_resolve(uow, cashier, run_id)
     error = None
     if ledger is not None:
-        error = await post_channel_settlement(ledger, channel=channel, merchant_id=merchant_id, bill_date=bill_date,
-                                              net_minor=tally.settled_minor, bill_lines=tally.lines,
-                                              livemode=livemode)  # fmt: skip
+        error = await post_channel_settlement(
+            ledger,
+            channel=channel,
+            merchant_id=merchant_id,
+            bill_date=bill_date,
+            net_minor=tally.settled_minor,
+            bill_lines=tally.lines,
+            livemode=livemode,
+        )
     async with uow.begin() as tx:
         await store.finish_run(tx.conn, run_id, status="finished", counts=counts, bill_lines=tally.lines, error=error)
-    log.info("reconciliation finished", run_id=run_id, channel=channel, bill_date=str(bill_date),
-             settled_minor=tally.settled_minor, **counts)  # fmt: skip
+    log.info(
+        "reconciliation finished",
+        run_id=run_id,
+        channel=channel,
+        bill_date=str(bill_date),
+        settled_minor=tally.settled_minor,
+        **counts,
+    )
     return run_id
 
 
@@ -133,9 +163,14 @@ async def _auto_resolve(uow: UnitOfWork, cashier: BillSource, run_id: str) -> No
     while True:
         async with uow.read() as conn:
             items = await store.list_items(
-                conn, run_id=run_id, outcome=Outcome.STATUS_MISMATCH.value, payment_id=None, merchant_order_no=None,
-                after_id=after_id, limit=REQUERY_PAGE_SIZE,
-            )  # fmt: skip
+                conn,
+                run_id=run_id,
+                outcome=Outcome.STATUS_MISMATCH.value,
+                payment_id=None,
+                merchant_order_no=None,
+                after_id=after_id,
+                limit=REQUERY_PAGE_SIZE,
+            )
         answers = [
             (int(item["item_id"]), await cashier.requery(item["payment_id"]))
             for item in items
@@ -156,8 +191,16 @@ def channel_settlement_key(channel: str, merchant_id: str, bill_date: date, live
     return key if livemode else f"{key}:test"
 
 
-async def post_channel_settlement(ledger: LedgerClient, *, channel: str, merchant_id: str, bill_date: date,
-                                  net_minor: int, bill_lines: int, livemode: bool = True) -> str | None:  # fmt: skip
+async def post_channel_settlement(
+    ledger: LedgerClient,
+    *,
+    channel: str,
+    merchant_id: str,
+    bill_date: date,
+    net_minor: int,
+    bill_lines: int,
+    livemode: bool = True,
+) -> str | None:
     """§3.5: the channel settled the bill's net to the escrow account: Dr 1102 escrow_bank; Cr 1101
     channel_clearing[channel] (the reverse when refunds outweigh payments). The net is the bill's, not
     Juhe's: it is what reached the bank; any discrepancy then stays visible on channel_clearing. A day
@@ -169,8 +212,9 @@ async def post_channel_settlement(ledger: LedgerClient, *, channel: str, merchan
     amount = abs(net_minor)
     try:
         escrow = await ledger.account_id(PLATFORM_HOLDER, "escrow_bank", BILL_CURRENCY, livemode=livemode)
-        clearing = await ledger.channel_account_id("channel_clearing", "1101", channel, BILL_CURRENCY,
-                                                   livemode=livemode)  # fmt: skip
+        clearing = await ledger.channel_account_id(
+            "channel_clearing", "1101", channel, BILL_CURRENCY, livemode=livemode
+        )
         debit, credit = (escrow, clearing) if net_minor > 0 else (clearing, escrow)
         transfer = await ledger.post_transfer(
             idempotency_key=key,

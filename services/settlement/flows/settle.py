@@ -70,13 +70,23 @@ async def run_cycle(uow: UnitOfWork, ledger: LedgerClient, settings: Settings, c
             if await cycles.mark_batch_posted(tx.conn, batch["batch_id"], str(transfer["id"]), now):
                 posted += 1
                 # in the same transaction as the status change: published once, however often this runs
-                tx.publish(topic=BATCHES_TOPIC, type=BATCH_SETTLED, subject=batch["batch_id"], data={
-                    "batch_id": batch["batch_id"], "holder_id": batch["holder_id"], "currency": currency,
-                    "cycle_date": batch["cycle_date"].isoformat(), "amount_minor": amount,
-                    "entry_count": int(batch["entry_count"]),
-                    "amounts_by_kind": await cycles.batch_totals_by_kind(tx.conn, batch["batch_id"]),
-                    "ledger_transfer_id": str(transfer["id"]), "settled_at": now.isoformat(), "livemode": book,
-                })  # fmt: skip
+                tx.publish(
+                    topic=BATCHES_TOPIC,
+                    type=BATCH_SETTLED,
+                    subject=batch["batch_id"],
+                    data={
+                        "batch_id": batch["batch_id"],
+                        "holder_id": batch["holder_id"],
+                        "currency": currency,
+                        "cycle_date": batch["cycle_date"].isoformat(),
+                        "amount_minor": amount,
+                        "entry_count": int(batch["entry_count"]),
+                        "amounts_by_kind": await cycles.batch_totals_by_kind(tx.conn, batch["batch_id"]),
+                        "ledger_transfer_id": str(transfer["id"]),
+                        "settled_at": now.isoformat(),
+                        "livemode": book,
+                    },
+                )
     return RunResult(cycle_date, built, posted, failed)
 
 

@@ -47,10 +47,15 @@ async def split_postings(uow: UnitOfWork, ledger: LedgerClient, split: Any) -> l
         net[account] = net.get(account, 0) + sign * amount
         net[payee] = net.get(payee, 0) - sign * amount
     return [
-        {"account_id": account, "direction": "credit" if amount > 0 else "debit", "amount_minor": abs(amount),
-         "currency": currency}
-        for account, amount in sorted(net.items()) if amount != 0
-    ]  # fmt: skip
+        {
+            "account_id": account,
+            "direction": "credit" if amount > 0 else "debit",
+            "amount_minor": abs(amount),
+            "currency": currency,
+        }
+        for account, amount in sorted(net.items())
+        if amount != 0
+    ]
 
 
 async def process_split(uow: UnitOfWork, ledger: LedgerClient, settings: Settings, split: Any) -> bool:
@@ -96,16 +101,28 @@ async def process_split(uow: UnitOfWork, ledger: LedgerClient, settings: Setting
         log.warning("split not moved", split_id=split_id, status=status, error=repr(exc), failed=failed)
         return False
     async with uow.begin() as tx:
-        moved = await records.mark_split_posted(tx.conn, split_id, transfer_id, datetime.now(UTC),
-                                                from_status=status, to_status=to_status)  # fmt: skip
+        moved = await records.mark_split_posted(
+            tx.conn, split_id, transfer_id, datetime.now(UTC), from_status=status, to_status=to_status
+        )
         if moved and to_status == "posted":
             await order_for_split(tx, split)  # channel profit sharing of the now final split (docs/contracts.md §2)
-            tx.publish(topic=SPLITS_TOPIC, type=SPLIT_POSTED, subject=split_id, data={
-                "split_id": split_id, "kind": split["kind"], "mode": split["mode"], "payment_id": split["payment_id"],
-                "refund_id": split["refund_id"], "merchant_id": split["merchant_id"], "currency": split["currency"],
-                "allocations": dict(split["allocations"]), "ledger_transfer_id": transfer_id,
-                "livemode": bool(split["livemode"]),
-            })  # fmt: skip
+            tx.publish(
+                topic=SPLITS_TOPIC,
+                type=SPLIT_POSTED,
+                subject=split_id,
+                data={
+                    "split_id": split_id,
+                    "kind": split["kind"],
+                    "mode": split["mode"],
+                    "payment_id": split["payment_id"],
+                    "refund_id": split["refund_id"],
+                    "merchant_id": split["merchant_id"],
+                    "currency": split["currency"],
+                    "allocations": dict(split["allocations"]),
+                    "ledger_transfer_id": transfer_id,
+                    "livemode": bool(split["livemode"]),
+                },
+            )
     return moved and to_status in ("posted", "voided")
 
 
@@ -114,9 +131,11 @@ async def post_due_splits(uow: UnitOfWork, ledger: LedgerClient, settings: Setti
     now = datetime.now(UTC)
     async with uow.begin() as tx:
         due = await records.claim_due_splits(
-            tx.conn, now=now, lease_until=now + timedelta(seconds=settings.split_lease_seconds),
+            tx.conn,
+            now=now,
+            lease_until=now + timedelta(seconds=settings.split_lease_seconds),
             limit=settings.split_batch_max,
-        )  # fmt: skip
+        )
     done = 0
     for split in due:
         if await process_split(uow, ledger, settings, split):

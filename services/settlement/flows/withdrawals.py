@@ -43,11 +43,17 @@ def payout_of(operation: dict[str, Any]) -> dict[str, Any] | None:
 async def remember_requested(tx: Tx, data: dict[str, Any]) -> None:
     """A withdrawal the wallet asked for (`withdrawal.requested`'s payload, in its inbox transaction): one row
     per operation id; the worker pays it out."""
-    await store.insert_requested(tx.conn, {
-        "operation_id": data["operation_id"], "holder_id": data["holder_id"],
-        "amount_minor": int(data["amount_minor"]), "fee_minor": int(data.get("fee_minor") or 0),
-        "currency": data["currency"], "status": "pending",
-    })  # fmt: skip
+    await store.insert_requested(
+        tx.conn,
+        {
+            "operation_id": data["operation_id"],
+            "holder_id": data["holder_id"],
+            "amount_minor": int(data["amount_minor"]),
+            "fee_minor": int(data.get("fee_minor") or 0),
+            "currency": data["currency"],
+            "status": "pending",
+        },
+    )
 
 
 @dataclass
@@ -80,8 +86,9 @@ class Withdrawals:
                 payout = payout_of(operation)
                 if payout is not None:  # a channel rail: the payee the user chose, not the card
                     async with self.uow.begin() as tx:
-                        await store.set_card(tx.conn, operation_id, payout["payee"], payout.get("payee_name"),
-                                             rail=payout["rail"])  # fmt: skip
+                        await store.set_card(
+                            tx.conn, operation_id, payout["payee"], payout.get("payee_name"), rail=payout["rail"]
+                        )
                     await self._channel_step(await self.read(operation_id))
                     return
                 card = (operation.get("details") or {}).get("bank_card") or {}
@@ -90,15 +97,22 @@ class Withdrawals:
                     return
                 async with self.uow.begin() as tx:
                     await store.set_card(tx.conn, operation_id, card["number"], card["holder_name"])
-                answer = await self.bank.submit({
-                    "payout_no": operation_id, "amount_minor": int(row["amount_minor"]), "currency": row["currency"],
-                    "account_no": card["number"], "account_name": card["holder_name"],
-                    "notify_url": f"{self.settings.public_base_url.rstrip('/')}/v1/notify/bank", "memo": BANK_MEMO,
-                })  # fmt: skip
+                answer = await self.bank.submit(
+                    {
+                        "payout_no": operation_id,
+                        "amount_minor": int(row["amount_minor"]),
+                        "currency": row["currency"],
+                        "account_no": card["number"],
+                        "account_name": card["holder_name"],
+                        "notify_url": f"{self.settings.public_base_url.rstrip('/')}/v1/notify/bank",
+                        "memo": BANK_MEMO,
+                    }
+                )
                 poll_at = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
                 async with self.uow.begin() as tx:
-                    await store.mark_submitted(tx.conn, operation_id, answer["bank_ref"], answer["status"], self.now(),
-                                               poll_at)  # fmt: skip
+                    await store.mark_submitted(
+                        tx.conn, operation_id, answer["bank_ref"], answer["status"], self.now(), poll_at
+                    )
             elif row["rail"] != "bank":
                 await self._channel_step(row)
                 return
@@ -130,8 +144,15 @@ class Withdrawals:
         next_poll = self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
         async with self.uow.begin() as tx:
             if row["submitted_at"] is None:
-                await store.mark_submitted(tx.conn, operation_id, answer["bank_ref"], answer["status"], self.now(),
-                                           next_poll, answer["user_action"])  # fmt: skip
+                await store.mark_submitted(
+                    tx.conn,
+                    operation_id,
+                    answer["bank_ref"],
+                    answer["status"],
+                    self.now(),
+                    next_poll,
+                    answer["user_action"],
+                )
             else:
                 await store.queue.note_channel_status(tx.conn, operation_id, answer["status"])
         if answer["status"] in FINAL_STATUSES:
@@ -150,24 +171,46 @@ class Withdrawals:
             await self.ledger.finish_wallet_operation(operation_id, post=paid)
             outcome = "posted" if paid else "voided"
         except LedgerRefused as exc:
-            log.error("wallet hold not finished as the bank decided", operation_id=operation_id, paid=paid,
-                      code=exc.code)  # fmt: skip
+            log.error(
+                "wallet hold not finished as the bank decided", operation_id=operation_id, paid=paid, code=exc.code
+            )
             outcome = f"refused:{exc.code}"
         return await self._finish(row, "succeeded" if paid else "failed", bank_status, failure_code, outcome)
 
-    async def _finish(self, row: dict[str, Any], status: str, bank_status: str | None, failure_code: str | None,
-                      ledger_outcome: str | None) -> bool:  # fmt: skip
+    async def _finish(
+        self,
+        row: dict[str, Any],
+        status: str,
+        bank_status: str | None,
+        failure_code: str | None,
+        ledger_outcome: str | None,
+    ) -> bool:
         operation_id = row["operation_id"]
         async with self.uow.begin() as tx:
-            changed = await store.finish(tx.conn, operation_id, status=status, bank_status=bank_status,
-                                         failure_code=failure_code, ledger_outcome=ledger_outcome,
-                                         now=self.now())  # fmt: skip
+            changed = await store.finish(
+                tx.conn,
+                operation_id,
+                status=status,
+                bank_status=bank_status,
+                failure_code=failure_code,
+                ledger_outcome=ledger_outcome,
+                now=self.now(),
+            )
             if changed:
-                tx.publish(topic=WITHDRAWALS_TOPIC, type=WITHDRAWAL_FINISHED, subject=operation_id, data={
-                    "operation_id": operation_id, "holder_id": row["holder_id"], "status": status,
-                    "amount_minor": int(row["amount_minor"]), "currency": row["currency"],
-                    "failure_code": failure_code, "ledger_outcome": ledger_outcome,
-                })  # fmt: skip
+                tx.publish(
+                    topic=WITHDRAWALS_TOPIC,
+                    type=WITHDRAWAL_FINISHED,
+                    subject=operation_id,
+                    data={
+                        "operation_id": operation_id,
+                        "holder_id": row["holder_id"],
+                        "status": status,
+                        "amount_minor": int(row["amount_minor"]),
+                        "currency": row["currency"],
+                        "failure_code": failure_code,
+                        "ledger_outcome": ledger_outcome,
+                    },
+                )
         return changed
 
     async def pending_by_transfer_no(self, transfer_no: str) -> str | None:
@@ -176,8 +219,9 @@ class Withdrawals:
 
     async def _later(self, operation_id: str, exc: Exception) -> None:
         async with self.uow.begin() as tx:
-            await store.queue.retry_later(tx.conn, operation_id, repr(exc),
-                                    self.now() + timedelta(seconds=self.settings.payout_poll_seconds))  # fmt: skip
+            await store.queue.retry_later(
+                tx.conn, operation_id, repr(exc), self.now() + timedelta(seconds=self.settings.payout_poll_seconds)
+            )
         log.warning("withdrawal step deferred", operation_id=operation_id, error=repr(exc))
 
     async def round(self) -> int:
@@ -185,8 +229,9 @@ class Withdrawals:
         now = self.now()
         async with self.uow.begin() as tx:
             lease_until = now + timedelta(seconds=self.settings.payout_poll_seconds)
-            due = await store.queue.claim_due(tx.conn, now=now, limit=self.settings.payout_batch_max,
-                                        lease_until=lease_until)  # fmt: skip
+            due = await store.queue.claim_due(
+                tx.conn, now=now, limit=self.settings.payout_batch_max, lease_until=lease_until
+            )
         for row in due:
             await self.step(row["operation_id"])
         return len(due)

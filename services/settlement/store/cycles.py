@@ -59,19 +59,31 @@ async def build_batch(
     (a refund-heavy holder: they stay open and are netted next time)."""
     inserted = await conn.execute(
         insert(settlement_batches)
-        .values(batch_id=batch_id, holder_id=holder_id, currency=currency, cycle_date=cycle_date, amount_minor=0,
-                entry_count=0, status="building", livemode=livemode)
+        .values(
+            batch_id=batch_id,
+            holder_id=holder_id,
+            currency=currency,
+            cycle_date=cycle_date,
+            amount_minor=0,
+            entry_count=0,
+            status="building",
+            livemode=livemode,
+        )
         .on_conflict_do_nothing(constraint="settlement_batches_one_per_day")
-    )  # fmt: skip
+    )
     if not inserted.rowcount:
         return False
     open_entries = (
         select(settlement_entries.c.entry_id)
-        .where(settlement_entries.c.holder_id == holder_id, settlement_entries.c.currency == currency,
-               settlement_entries.c.batch_id.is_(None), settlement_entries.c.due_date <= cycle_date,
-               settlement_entries.c.livemode == livemode)
+        .where(
+            settlement_entries.c.holder_id == holder_id,
+            settlement_entries.c.currency == currency,
+            settlement_entries.c.batch_id.is_(None),
+            settlement_entries.c.due_date <= cycle_date,
+            settlement_entries.c.livemode == livemode,
+        )
         .with_for_update()
-    )  # fmt: skip
+    )
     taken = await conn.execute(
         update(settlement_entries)
         .where(settlement_entries.c.entry_id.in_(open_entries.scalar_subquery()))
@@ -96,9 +108,11 @@ async def build_batch(
 
 async def unposted_batches(conn: AsyncConnection, limit: int) -> list[RowMapping]:
     rows = await conn.execute(
-        select(settlement_batches).where(settlement_batches.c.status == "built").order_by(settlement_batches.c.batch_id)
+        select(settlement_batches)
+        .where(settlement_batches.c.status == "built")
+        .order_by(settlement_batches.c.batch_id)
         .limit(limit)
-    )  # fmt: skip
+    )
     return list(rows.mappings())
 
 

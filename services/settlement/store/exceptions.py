@@ -36,9 +36,12 @@ later = runs.alias("later")
 def _superseded() -> Exists:
     """A later finished run of the same channel, merchant and day exists (its items replace these)."""
     return exists().where(
-        later.c.channel == runs.c.channel, later.c.merchant_id == runs.c.merchant_id,
-        later.c.bill_date == runs.c.bill_date, later.c.status == "finished", later.c.started_at > runs.c.started_at,
-    )  # fmt: skip
+        later.c.channel == runs.c.channel,
+        later.c.merchant_id == runs.c.merchant_id,
+        later.c.bill_date == runs.c.bill_date,
+        later.c.status == "finished",
+        later.c.started_at > runs.c.started_at,
+    )
 
 
 def _pool() -> Select[Any]:
@@ -66,9 +69,17 @@ def _pool() -> Select[Any]:
     )
 
 
-async def list_pool(conn: AsyncConnection, *, state: str, assignee: str | None, channel: str | None,
-                    merchant_id: str | None, outcome: str | None, after_id: int,
-                    limit: int) -> list[RowMapping]:  # fmt: skip
+async def list_pool(
+    conn: AsyncConnection,
+    *,
+    state: str,
+    assignee: str | None,
+    channel: str | None,
+    merchant_id: str | None,
+    outcome: str | None,
+    after_id: int,
+    limit: int,
+) -> list[RowMapping]:
     """Up to `limit` exceptions after `after_id` (the caller asks one more to know whether there are more)."""
     query = _pool().where(items.c.item_id > after_id, ~_superseded())
     current = func.coalesce(exceptions.c.state, literal("open"))
@@ -93,9 +104,10 @@ async def lock(conn: AsyncConnection, item_id: int) -> str | None:
     """The item's work state, its row created (`open`) and locked for this transaction; None: no such item
     in a finished run."""
     found = await conn.execute(
-        select(items.c.item_id).select_from(items.join(runs, runs.c.run_id == items.c.run_id))
+        select(items.c.item_id)
+        .select_from(items.join(runs, runs.c.run_id == items.c.run_id))
         .where(items.c.item_id == item_id, runs.c.status == "finished")
-    )  # fmt: skip
+    )
     if found.first() is None:
         return None
     await conn.execute(pg_insert(exceptions).values(item_id=item_id, state="open").on_conflict_do_nothing())
@@ -104,20 +116,40 @@ async def lock(conn: AsyncConnection, item_id: int) -> str | None:
 
 
 async def assign(conn: AsyncConnection, item_id: int, *, assignee: str) -> None:
-    await conn.execute(update(exceptions).where(exceptions.c.item_id == item_id).values(
-        state="assigned", assignee=assignee, version=exceptions.c.version + 1, updated_at=func.now()))  # fmt: skip
+    await conn.execute(
+        update(exceptions)
+        .where(exceptions.c.item_id == item_id)
+        .values(state="assigned", assignee=assignee, version=exceptions.c.version + 1, updated_at=func.now())
+    )
 
 
 async def resolve(conn: AsyncConnection, item_id: int, *, reason: str, actor: str) -> None:
-    await conn.execute(update(exceptions).where(exceptions.c.item_id == item_id).values(
-        state="resolved", resolution_reason=reason, resolved_by=actor, resolved_at=func.now(),
-        version=exceptions.c.version + 1, updated_at=func.now()))  # fmt: skip
+    await conn.execute(
+        update(exceptions)
+        .where(exceptions.c.item_id == item_id)
+        .values(
+            state="resolved",
+            resolution_reason=reason,
+            resolved_by=actor,
+            resolved_at=func.now(),
+            version=exceptions.c.version + 1,
+            updated_at=func.now(),
+        )
+    )
 
 
 async def record_requery(conn: AsyncConnection, item_id: int, *, result: dict[str, Any]) -> None:
-    await conn.execute(update(exceptions).where(exceptions.c.item_id == item_id).values(
-        requery_count=exceptions.c.requery_count + 1, last_requery=result, last_requery_at=func.now(),
-        version=exceptions.c.version + 1, updated_at=func.now()))  # fmt: skip
+    await conn.execute(
+        update(exceptions)
+        .where(exceptions.c.item_id == item_id)
+        .values(
+            requery_count=exceptions.c.requery_count + 1,
+            last_requery=result,
+            last_requery_at=func.now(),
+            version=exceptions.c.version + 1,
+            updated_at=func.now(),
+        )
+    )
 
 
 async def add_action(conn: AsyncConnection, item_id: int, *, action: str, actor: str, detail: dict[str, Any]) -> None:

@@ -18,15 +18,31 @@ queue = WorkQueue(payouts, payouts.c.payout_id)
 
 async def insert_payout(conn: AsyncConnection, values: dict[str, Any]) -> tuple[RowMapping, bool]:
     """(row, created): an existing (holder, idempotency_key) returns the stored payout."""
-    inserted = (await conn.execute(
-        insert(payouts).values(**values).on_conflict_do_nothing(constraint="payouts_holder_key").returning(payouts)
-    )).mappings().first()  # fmt: skip
+    inserted = (
+        (
+            await conn.execute(
+                insert(payouts)
+                .values(**values)
+                .on_conflict_do_nothing(constraint="payouts_holder_key")
+                .returning(payouts)
+            )
+        )
+        .mappings()
+        .first()
+    )
     if inserted is not None:
         return inserted, True
-    existing = (await conn.execute(
-        select(payouts).where(payouts.c.holder_id == values["holder_id"],
-                              payouts.c.idempotency_key == values["idempotency_key"])
-    )).mappings().one()  # fmt: skip
+    existing = (
+        (
+            await conn.execute(
+                select(payouts).where(
+                    payouts.c.holder_id == values["holder_id"], payouts.c.idempotency_key == values["idempotency_key"]
+                )
+            )
+        )
+        .mappings()
+        .one()
+    )
     return existing, False
 
 
@@ -40,15 +56,22 @@ async def get_payout(conn: AsyncConnection, payout_id: str, holder_id: str | Non
 async def mark_instructed(conn: AsyncConnection, payout_id: str, transfer_id: str) -> None:
     await conn.execute(
         update(payouts)
-        .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending",
-               payouts.c.instruction_transfer_id.is_(None))
+        .where(
+            payouts.c.payout_id == payout_id, payouts.c.status == "pending", payouts.c.instruction_transfer_id.is_(None)
+        )
         .values(instruction_transfer_id=transfer_id)
-    )  # fmt: skip
+    )
 
 
-async def mark_submitted(conn: AsyncConnection, payout_id: str, bank_ref: str | None, bank_status: str,
-                         now: datetime, next_poll_at: datetime,
-                         user_action: dict[str, Any] | None = None) -> None:  # fmt: skip
+async def mark_submitted(
+    conn: AsyncConnection,
+    payout_id: str,
+    bank_ref: str | None,
+    bank_status: str,
+    now: datetime,
+    next_poll_at: datetime,
+    user_action: dict[str, Any] | None = None,
+) -> None:
     await conn.execute(
         update(payouts)
         .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending", payouts.c.submitted_at.is_(None))
@@ -62,20 +85,40 @@ async def mark_submitted(conn: AsyncConnection, payout_id: str, bank_ref: str | 
     )
 
 
-async def finish(conn: AsyncConnection, payout_id: str, *, status: str, failure_code: str | None,
-                 outcome_transfer_id: str | None, bank_status: str | None, now: datetime) -> bool:  # fmt: skip
+async def finish(
+    conn: AsyncConnection,
+    payout_id: str,
+    *,
+    status: str,
+    failure_code: str | None,
+    outcome_transfer_id: str | None,
+    bank_status: str | None,
+    now: datetime,
+) -> bool:
     """pending → succeeded | failed, once."""
     result = await conn.execute(
         update(payouts)
         .where(payouts.c.payout_id == payout_id, payouts.c.status == "pending")
-        .values(status=status, failure_code=failure_code, outcome_transfer_id=outcome_transfer_id,
-                bank_status=bank_status, finished_at=now)
-    )  # fmt: skip
+        .values(
+            status=status,
+            failure_code=failure_code,
+            outcome_transfer_id=outcome_transfer_id,
+            bank_status=bank_status,
+            finished_at=now,
+        )
+    )
     return bool(result.rowcount)
 
 
-async def list_payouts(conn: AsyncConnection, *, holder_id: str | None, status: str | None, before_id: str | None,
-                       limit: int, livemode: bool | None = None) -> list[RowMapping]:  # fmt: skip
+async def list_payouts(
+    conn: AsyncConnection,
+    *,
+    holder_id: str | None,
+    status: str | None,
+    before_id: str | None,
+    limit: int,
+    livemode: bool | None = None,
+) -> list[RowMapping]:
     """Payouts newest first (ids are time-ordered), older than `before_id`; by holder, status and mode if given."""
     query = select(payouts)
     if livemode is not None:

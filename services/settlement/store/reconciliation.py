@@ -15,9 +15,16 @@ from services.settlement.store.tables import reconciliation_items, reconciliatio
 async def insert_run(
     conn: AsyncConnection, run_id: str, channel: str, merchant_id: str, bill_date: date, *, livemode: bool = True
 ) -> None:
-    await conn.execute(insert(reconciliation_runs).values(
-        run_id=run_id, channel=channel, merchant_id=merchant_id, bill_date=bill_date, status="running",
-        livemode=livemode))  # fmt: skip
+    await conn.execute(
+        insert(reconciliation_runs).values(
+            run_id=run_id,
+            channel=channel,
+            merchant_id=merchant_id,
+            bill_date=bill_date,
+            status="running",
+            livemode=livemode,
+        )
+    )
 
 
 async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
@@ -25,8 +32,15 @@ async def insert_items(conn: AsyncConnection, rows: list[dict[str, Any]]) -> Non
         await conn.execute(insert(reconciliation_items), rows)
 
 
-async def finish_run(conn: AsyncConnection, run_id: str, *, status: str, counts: dict[str, int], bill_lines: int,
-                     error: str | None = None) -> None:  # fmt: skip
+async def finish_run(
+    conn: AsyncConnection,
+    run_id: str,
+    *,
+    status: str,
+    counts: dict[str, int],
+    bill_lines: int,
+    error: str | None = None,
+) -> None:
     await conn.execute(
         update(reconciliation_runs)
         .where(reconciliation_runs.c.run_id == run_id, reconciliation_runs.c.status == "running")
@@ -35,8 +49,11 @@ async def finish_run(conn: AsyncConnection, run_id: str, *, status: str, counts:
 
 
 async def set_resolution(conn: AsyncConnection, item_id: int, resolution_status: str) -> None:
-    await conn.execute(update(reconciliation_items).where(reconciliation_items.c.item_id == item_id)
-                       .values(resolution_status=resolution_status))  # fmt: skip
+    await conn.execute(
+        update(reconciliation_items)
+        .where(reconciliation_items.c.item_id == item_id)
+        .values(resolution_status=resolution_status)
+    )
 
 
 async def get_run(conn: AsyncConnection, run_id: str) -> RowMapping | None:
@@ -47,8 +64,16 @@ async def get_run(conn: AsyncConnection, run_id: str) -> RowMapping | None:
     )
 
 
-async def list_items(conn: AsyncConnection, *, run_id: str | None, outcome: str | None, payment_id: str | None,
-                     merchant_order_no: str | None, after_id: int, limit: int) -> list[RowMapping]:  # fmt: skip
+async def list_items(
+    conn: AsyncConnection,
+    *,
+    run_id: str | None,
+    outcome: str | None,
+    payment_id: str | None,
+    merchant_order_no: str | None,
+    after_id: int,
+    limit: int,
+) -> list[RowMapping]:
     query = select(reconciliation_items).where(reconciliation_items.c.item_id > after_id)
     if run_id:
         query = query.where(reconciliation_items.c.run_id == run_id)
@@ -63,6 +88,9 @@ async def list_items(conn: AsyncConnection, *, run_id: str | None, outcome: str 
 
 
 async def runs_of_day(conn: AsyncConnection, bill_date: date) -> list[RowMapping]:
-    rows = await conn.execute(select(reconciliation_runs).where(reconciliation_runs.c.bill_date == bill_date)
-                              .order_by(reconciliation_runs.c.channel, reconciliation_runs.c.started_at))  # fmt: skip
+    rows = await conn.execute(
+        select(reconciliation_runs)
+        .where(reconciliation_runs.c.bill_date == bill_date)
+        .order_by(reconciliation_runs.c.channel, reconciliation_runs.c.started_at)
+    )
     return list(rows.mappings())

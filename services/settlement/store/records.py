@@ -49,24 +49,36 @@ async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple
     """Insert the record, or move it to the event's status when that is a legal step: a final
     `succeeded` always wins (a late success after a failure is real money), `failed`/`closed` never
     overwrite `succeeded`. Returns (previous status or None if new, the row now)."""
-    previous = (await conn.execute(
-        select(payment_records.c.status).where(payment_records.c.payment_id == values["payment_id"]).with_for_update()
-    )).scalar()  # fmt: skip
+    previous = (
+        await conn.execute(
+            select(payment_records.c.status)
+            .where(payment_records.c.payment_id == values["payment_id"])
+            .with_for_update()
+        )
+    ).scalar()
     if previous is None:
         row = (await conn.execute(insert(payment_records).values(**values).returning(payment_records))).mappings().one()
         return None, row
     if previous == "succeeded" or previous == values["status"]:
-        row = (await conn.execute(
-            select(payment_records).where(payment_records.c.payment_id == values["payment_id"])
-        )).mappings().one()  # fmt: skip
+        row = (
+            (await conn.execute(select(payment_records).where(payment_records.c.payment_id == values["payment_id"])))
+            .mappings()
+            .one()
+        )
         return str(previous), row
     changes = {k: v for k, v in values.items() if k != "payment_id"}
-    row = (await conn.execute(
-        update(payment_records)
-        .where(payment_records.c.payment_id == values["payment_id"], payment_records.c.status == previous)
-        .values(**changes, updated_at=func.now())
-        .returning(payment_records)
-    )).mappings().one()  # fmt: skip
+    row = (
+        (
+            await conn.execute(
+                update(payment_records)
+                .where(payment_records.c.payment_id == values["payment_id"], payment_records.c.status == previous)
+                .values(**changes, updated_at=func.now())
+                .returning(payment_records)
+            )
+        )
+        .mappings()
+        .one()
+    )
     return str(previous), row
 
 
@@ -80,8 +92,9 @@ async def lock_payment(conn: AsyncConnection, payment_id: str) -> None:
     """Serialise every consumer that touches one payment's facts (its payment and refund events travel on
     two topics and race): a transaction-scoped advisory lock on the payment id, taken before any fact is
     read or written. It works before the payment row exists (a refund first), which a row lock cannot."""
-    await conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                       {"key": f"settlement:payment:{payment_id}"})  # fmt: skip
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"settlement:payment:{payment_id}"}
+    )
 
 
 async def payment_for_update(conn: AsyncConnection, payment_id: str) -> RowMapping | None:
@@ -93,23 +106,32 @@ async def upsert_refund(conn: AsyncConnection, values: dict[str, Any]) -> None:
     """Store the refund fact; a repeat changes nothing, except that `succeeded` wins over `failed` (a late
     success is real money, a late failure never undoes one)."""
     stmt = insert(refund_records).values(**values)
-    await conn.execute(stmt.on_conflict_do_update(
-        index_elements=[refund_records.c.refund_id],
-        set_={"status": stmt.excluded.status, "succeeded_at": stmt.excluded.succeeded_at,
-              "bill_date": stmt.excluded.bill_date, "channel_refund_no": stmt.excluded.channel_refund_no},
-        where=and_(refund_records.c.status != "succeeded", stmt.excluded.status == "succeeded"),
-    ))  # fmt: skip
+    await conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[refund_records.c.refund_id],
+            set_={
+                "status": stmt.excluded.status,
+                "succeeded_at": stmt.excluded.succeeded_at,
+                "bill_date": stmt.excluded.bill_date,
+                "channel_refund_no": stmt.excluded.channel_refund_no,
+            },
+            where=and_(refund_records.c.status != "succeeded", stmt.excluded.status == "succeeded"),
+        )
+    )
 
 
 async def unapplied_refunds(conn: AsyncConnection, payment_id: str) -> list[RowMapping]:
     """The payment's succeeded refunds whose effect is not derived yet, oldest first (locked)."""
     rows = await conn.execute(
         select(refund_records)
-        .where(refund_records.c.payment_id == payment_id, refund_records.c.status == "succeeded",
-               refund_records.c.applied_at.is_(None))
+        .where(
+            refund_records.c.payment_id == payment_id,
+            refund_records.c.status == "succeeded",
+            refund_records.c.applied_at.is_(None),
+        )
         .order_by(refund_records.c.succeeded_at, refund_records.c.refund_id)
         .with_for_update()
-    )  # fmt: skip
+    )
     return list(rows.mappings())
 
 
@@ -119,11 +141,15 @@ async def payments_with_parked_refunds(conn: AsyncConnection, limit: int) -> lis
     rows = await conn.execute(
         select(refund_records.c.payment_id)
         .join(payment_records, payment_records.c.payment_id == refund_records.c.payment_id)
-        .where(refund_records.c.applied_at.is_(None), refund_records.c.status == "succeeded",
-               payment_records.c.status == "succeeded", payment_records.c.purpose != "wallet_topup")
+        .where(
+            refund_records.c.applied_at.is_(None),
+            refund_records.c.status == "succeeded",
+            payment_records.c.status == "succeeded",
+            payment_records.c.purpose != "wallet_topup",
+        )
         .distinct()
         .limit(limit)
-    )  # fmt: skip
+    )
     return [str(p) for p in rows.scalars()]
 
 
@@ -135,12 +161,18 @@ async def mark_refund_applied(conn: AsyncConnection, refund_id: str) -> None:
 
 async def add_refunded(conn: AsyncConnection, payment_id: str, amount_minor: int) -> tuple[int, RowMapping]:
     """Grow the payment's applied refund total (the caller holds the payment's lock); (total before, row after)."""
-    row = (await conn.execute(
-        update(payment_records)
-        .where(payment_records.c.payment_id == payment_id)
-        .values(refunded_minor=payment_records.c.refunded_minor + amount_minor, updated_at=func.now())
-        .returning(payment_records)
-    )).mappings().one()  # fmt: skip
+    row = (
+        (
+            await conn.execute(
+                update(payment_records)
+                .where(payment_records.c.payment_id == payment_id)
+                .values(refunded_minor=payment_records.c.refunded_minor + amount_minor, updated_at=func.now())
+                .returning(payment_records)
+            )
+        )
+        .mappings()
+        .one()
+    )
     return int(row["refunded_minor"]) - amount_minor, row
 
 
@@ -155,11 +187,14 @@ async def split_of_payment(conn: AsyncConnection, payment_id: str, *, for_update
     """The payment's live split: the realtime one, or the latest escrow one not voided."""
     query = (
         select(split_executions)
-        .where(split_executions.c.payment_id == payment_id, split_executions.c.kind == "split",
-               split_executions.c.status.not_in(("voiding", "voided")))
+        .where(
+            split_executions.c.payment_id == payment_id,
+            split_executions.c.kind == "split",
+            split_executions.c.status.not_in(("voiding", "voided")),
+        )
         .order_by(split_executions.c.created_at.desc(), split_executions.c.split_id.desc())
         .limit(1)
-    )  # fmt: skip
+    )
     if for_update:
         query = query.with_for_update()
     return (await conn.execute(query)).mappings().first()
@@ -171,8 +206,9 @@ async def get_split(conn: AsyncConnection, split_id: str) -> RowMapping | None:
     )
 
 
-async def move_split(conn: AsyncConnection, split_id: str, from_statuses: tuple[str, ...], to_status: str,
-                     **values: Any) -> bool:  # fmt: skip
+async def move_split(
+    conn: AsyncConnection, split_id: str, from_statuses: tuple[str, ...], to_status: str, **values: Any
+) -> bool:
     """Compare-and-set of a split's status (escrow: held → confirming → posted, held → voiding → voided)."""
     result = await conn.execute(
         update(split_executions)
@@ -225,8 +261,15 @@ async def claim_due_splits(
     return list(rows.mappings())
 
 
-async def mark_split_posted(conn: AsyncConnection, split_id: str, transfer_id: str | None, now: datetime, *,
-                            from_status: str = "pending", to_status: str = "posted") -> bool:  # fmt: skip
+async def mark_split_posted(
+    conn: AsyncConnection,
+    split_id: str,
+    transfer_id: str | None,
+    now: datetime,
+    *,
+    from_status: str = "pending",
+    to_status: str = "posted",
+) -> bool:
     result = await conn.execute(
         update(split_executions)
         .where(split_executions.c.split_id == split_id, split_executions.c.status == from_status)
@@ -254,14 +297,32 @@ async def mark_split_retry(
 async def records_of_day(
     conn: AsyncConnection, channel: str, merchant_id: str, bill_date: date
 ) -> tuple[list[RowMapping], list[RowMapping]]:
-    payments = (await conn.execute(
-        select(payment_records).where(payment_records.c.channel == channel, payment_records.c.bill_date == bill_date,
-                                      payment_records.c.merchant_id == merchant_id)
-    )).mappings().all()  # fmt: skip
-    refunds = (await conn.execute(
-        select(refund_records, payment_records.c.merchant_order_no, payment_records.c.out_trade_no)
-        .join(payment_records, payment_records.c.payment_id == refund_records.c.payment_id)
-        .where(refund_records.c.channel == channel, refund_records.c.bill_date == bill_date,
-               refund_records.c.merchant_id == merchant_id)
-    )).mappings().all()  # fmt: skip
+    payments = (
+        (
+            await conn.execute(
+                select(payment_records).where(
+                    payment_records.c.channel == channel,
+                    payment_records.c.bill_date == bill_date,
+                    payment_records.c.merchant_id == merchant_id,
+                )
+            )
+        )
+        .mappings()
+        .all()
+    )
+    refunds = (
+        (
+            await conn.execute(
+                select(refund_records, payment_records.c.merchant_order_no, payment_records.c.out_trade_no)
+                .join(payment_records, payment_records.c.payment_id == refund_records.c.payment_id)
+                .where(
+                    refund_records.c.channel == channel,
+                    refund_records.c.bill_date == bill_date,
+                    refund_records.c.merchant_id == merchant_id,
+                )
+            )
+        )
+        .mappings()
+        .all()
+    )
     return list(payments), list(refunds)

@@ -49,9 +49,10 @@ class WorkQueue:
         await conn.execute(
             update(self.table)
             .where(self.key == key, c.status == "pending")
-            .values(last_error=error[:ERROR_CHARS_MAX], next_attempt_at=next_attempt_at,
-                    attempt_count=c.attempt_count + 1)
-        )  # fmt: skip
+            .values(
+                last_error=error[:ERROR_CHARS_MAX], next_attempt_at=next_attempt_at, attempt_count=c.attempt_count + 1
+            )
+        )
 
     # ---- payout rails (clients/rails.py): rows with a `rail` column (payouts, withdrawals)
 

@@ -51,8 +51,12 @@ def upgrade() -> None:
         sa.CheckConstraint("status IN ('processing', 'active', 'rejected')", name="merchant_onboardings_status_known"),
         sa.UniqueConstraint("platform_id", "idempotency_key", name="merchant_onboardings_idempotency_key"),
     )
-    op.create_index("merchant_onboardings_due", "merchant_onboardings", ["next_attempt_at"],
-                    postgresql_where=sa.text("status = 'processing'"))  # fmt: skip
+    op.create_index(
+        "merchant_onboardings_due",
+        "merchant_onboardings",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status = 'processing'"),
+    )
 
 
 def downgrade() -> None:

@@ -91,16 +91,21 @@ async def change_channel(
     read it again."""
     changes = body.model_dump(include={"enabled", "priority"}, exclude_none=True)
     async with cashier.uow.begin() as tx:
-        row = await patch_channel(tx.conn, merchant_id=merchant_id, channel=channel, mode=body.mode,
-                                  version=body.version, changes=changes)  # fmt: skip
+        row = await patch_channel(
+            tx.conn, merchant_id=merchant_id, channel=channel, mode=body.mode, version=body.version, changes=changes
+        )
         if row is None:
             existing = [r for r in await channel_configs(tx.conn, merchant_id, channel) if r.mode == body.mode]
     if row is not None:
         return _channel_response(cashier, row)
     if not existing:
         raise Problem(CHANNEL_CONFIG_NOT_FOUND, f"merchant {merchant_id} has no {body.mode} {channel} configuration")
-    raise Problem(CHANNEL_CONFIG_CHANGED, f"the {body.mode} {channel} configuration is at version "
-                  f"{existing[0].version}, not {body.version}: read it again", version=existing[0].version)  # fmt: skip
+    raise Problem(
+        CHANNEL_CONFIG_CHANGED,
+        f"the {body.mode} {channel} configuration is at version "
+        f"{existing[0].version}, not {body.version}: read it again",
+        version=existing[0].version,
+    )
 
 
 @router.get("/{merchant_id}/channels")

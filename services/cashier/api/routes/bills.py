@@ -27,12 +27,24 @@ NDJSON = "application/x-ndjson"
 
 
 def line_json(line: BillLine) -> bytes:
-    return json.dumps({
-        "kind": line.kind.value, "out_trade_no": line.out_trade_no, "channel_trade_no": line.channel_trade_no,
-        "amount_minor": line.amount_minor, "fee_minor": line.fee_minor, "status": line.status,
-        "occurred_at": line.occurred_at.isoformat(), "out_refund_no": line.out_refund_no,
-        "channel_refund_no": line.channel_refund_no,
-    }, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"  # fmt: skip
+    return (
+        json.dumps(
+            {
+                "kind": line.kind.value,
+                "out_trade_no": line.out_trade_no,
+                "channel_trade_no": line.channel_trade_no,
+                "amount_minor": line.amount_minor,
+                "fee_minor": line.fee_minor,
+                "status": line.status,
+                "occurred_at": line.occurred_at.isoformat(),
+                "out_refund_no": line.out_refund_no,
+                "channel_refund_no": line.channel_refund_no,
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode()
+        + b"\n"
+    )
 
 
 @router.get("/v1/internal/bills/{channel}/{bill_date}")
@@ -58,8 +70,9 @@ async def download_bill(
     except ChannelUnavailable as exc:
         raise Problem(CHANNEL_UNAVAILABLE, f"{channel} bill of {bill_date}: {exc}") from exc
     except ChannelError as exc:
-        raise Problem(CHANNEL_REFUSED, f"{channel} bill of {bill_date}: {exc.code} {exc.message}",
-                      channel_code=exc.code) from exc  # fmt: skip
+        raise Problem(
+            CHANNEL_REFUSED, f"{channel} bill of {bill_date}: {exc.code} {exc.message}", channel_code=exc.code
+        ) from exc
 
     def rows() -> Iterator[bytes]:
         for line in bill.lines:

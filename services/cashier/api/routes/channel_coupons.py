@@ -72,14 +72,24 @@ class ChannelCouponSend(_Body):
 async def create_stock(body: ChannelStockCreate, cashier: CashierDep) -> dict[str, Any]:
     """Create a stock at the channel; the same out_request_no and parameters answer the same stock."""
     request = ChannelStockRequest(
-        out_request_no=body.out_request_no, name=body.name, amount_minor=body.amount_minor,
-        threshold_minor=body.threshold_minor, max_coupons=body.max_coupons, max_per_user=body.max_per_user,
-        begin=body.begin, end=body.end, no_cash=body.no_cash,
-    )  # fmt: skip
+        out_request_no=body.out_request_no,
+        name=body.name,
+        amount_minor=body.amount_minor,
+        threshold_minor=body.threshold_minor,
+        max_coupons=body.max_coupons,
+        max_per_user=body.max_per_user,
+        begin=body.begin,
+        end=body.end,
+        no_cash=body.no_cash,
+    )
     return await flows.create_stock(
-        cashier, program=body.program, merchant_id=body.merchant_id, request=request,
-        usable_at=body.usable_at_merchant_ids, livemode=body.livemode,
-    )  # fmt: skip
+        cashier,
+        program=body.program,
+        merchant_id=body.merchant_id,
+        request=request,
+        usable_at=body.usable_at_merchant_ids,
+        livemode=body.livemode,
+    )
 
 
 @router.post("/v1/internal/channel-coupons/stocks/{program}/{channel_stock_id}/{action}")
@@ -91,9 +101,14 @@ async def stock_action(
     cashier: CashierDep,
 ) -> dict[str, Any]:
     return await flows.stock_action(
-        cashier, program=program, merchant_id=body.merchant_id, channel_stock_id=channel_stock_id, action=action,
-        out_request_no=body.out_request_no, livemode=body.livemode,
-    )  # fmt: skip
+        cashier,
+        program=program,
+        merchant_id=body.merchant_id,
+        channel_stock_id=channel_stock_id,
+        action=action,
+        out_request_no=body.out_request_no,
+        livemode=body.livemode,
+    )
 
 
 @router.get("/v1/internal/channel-coupons/stocks/{program}/{channel_stock_id}")
@@ -109,9 +124,14 @@ async def get_stock(
 async def send_coupon(body: ChannelCouponSend, cashier: CashierDep) -> dict[str, Any]:
     """Send one coupon to a user at the channel (idempotent there by out_request_no)."""
     return await flows.send_coupon(
-        cashier, program=body.program, merchant_id=body.merchant_id, channel_stock_id=body.channel_stock_id,
-        user=body.user, out_request_no=body.out_request_no, livemode=body.livemode,
-    )  # fmt: skip
+        cashier,
+        program=body.program,
+        merchant_id=body.merchant_id,
+        channel_stock_id=body.channel_stock_id,
+        user=body.user,
+        out_request_no=body.out_request_no,
+        livemode=body.livemode,
+    )
 
 
 @router.get("/v1/internal/channel-coupons/coupons/{program}/{channel_coupon_id}")
@@ -124,9 +144,13 @@ async def get_coupon(
     livemode: Livemode = None,
 ) -> dict[str, Any]:
     return await flows.query_coupon(
-        cashier, program=program, merchant_id=merchant_id, channel_coupon_id=channel_coupon_id, user=user,
+        cashier,
+        program=program,
+        merchant_id=merchant_id,
+        channel_coupon_id=channel_coupon_id,
+        user=user,
         livemode=livemode,
-    )  # fmt: skip
+    )
 
 
 @router.post("/v1/notify/coupons/{program}/{merchant_id}", include_in_schema=False)
@@ -134,7 +158,10 @@ async def notify_coupon(program: str, merchant_id: str, request: Request, cashie
     """WeChat `COUPON.USE` and Alipay's voucher activity messages for stocks marketing created."""
     body = await request.body()
     reply = await flows.handle_coupon_notification(
-        cashier, program=program, merchant_id=merchant_id, headers=dict(request.headers),
+        cashier,
+        program=program,
+        merchant_id=merchant_id,
+        headers=dict(request.headers),
         body=body[: NOTIFICATION_BODY_MAX_BYTES + 1],
-    )  # fmt: skip
+    )
     return Response(content=reply.body, status_code=reply.status_code, media_type=reply.content_type)

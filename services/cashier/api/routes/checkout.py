@@ -99,9 +99,12 @@ class PagePayer(PayerHints):
     """What the page knows of its payer: the channel's web authorisation (JSAPI inside the app), never an identity."""
 
     oauth_code: str | None = Field(
-        default=None, min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_-]+$",
+        default=None,
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_-]+$",
         description="The code the app's authorisation returned; the cashier redeems it for the openid / buyer_id",
-    )  # fmt: skip
+    )
     oauth_state: str | None = Field(default=None, max_length=128, description="The state of that authorisation")
 
 
@@ -154,13 +157,20 @@ async def create(
     if body.line_items and sum(item.amount_minor for item in body.line_items) != body.amount_minor:
         raise Problem(VALIDATION_FAILED, "line_items must add up to amount_minor")
     draft = flows.SessionDraft(
-        merchant_order_no=body.merchant_order_no, amount_minor=body.amount_minor, currency=body.currency,
-        description=body.description, line_items=[item.model_dump() for item in body.line_items],
+        merchant_order_no=body.merchant_order_no,
+        amount_minor=body.amount_minor,
+        currency=body.currency,
+        description=body.description,
+        line_items=[item.model_dump() for item in body.line_items],
         allowed_methods=tuple(body.allowed_methods) if body.allowed_methods is not None else None,
-        return_url=body.return_url, cancel_url=body.cancel_url, expires_in_seconds=body.expires_in_seconds,
-        locale=body.locale, wallet_holder_id=body.wallet_holder_id, metadata=dict(body.metadata),
+        return_url=body.return_url,
+        cancel_url=body.cancel_url,
+        expires_in_seconds=body.expires_in_seconds,
+        locale=body.locale,
+        wallet_holder_id=body.wallet_holder_id,
+        metadata=dict(body.metadata),
         livemode=livemode_of(cashier.mode_of(caller)),
-    )  # fmt: skip
+    )
     view, created = await flows.create_session(cashier, merchant_id=merchant_id, draft=draft)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -204,9 +214,14 @@ async def start_payment(token: Token, body: PagePaymentRequest, cashier: Cashier
     if (code is None) != (state is None):
         raise Problem(VALIDATION_FAILED, "payer.oauth_code and payer.oauth_state go together")
     return await flows.start_payment(
-        cashier, token, method=body.method, scene=body.scene, payer=payer, request_id=body.request_id,
+        cashier,
+        token,
+        method=body.method,
+        scene=body.scene,
+        payer=payer,
+        request_id=body.request_id,
         oauth=(code, state) if code is not None and state is not None else None,
-    )  # fmt: skip
+    )
 
 
 @router.post("/v1/checkout/wallet-payments/{token}")
@@ -224,9 +239,15 @@ async def pay_as_user(token: Token, body: UserPaymentRequest, caller: Caller, ca
     if not caller.user:
         raise Problem(PAYER_MISMATCH, "only a signed-in user pays as a named payer")
     return await flows.pay_as_user(
-        cashier, token, user_id=caller.user, method=body.method, scene=body.scene, request_id=body.request_id,
-        coupon_id=body.coupon_id, client_ip=body.client_ip,
-    )  # fmt: skip
+        cashier,
+        token,
+        user_id=caller.user,
+        method=body.method,
+        scene=body.scene,
+        request_id=body.request_id,
+        coupon_id=body.coupon_id,
+        client_ip=body.client_ip,
+    )
 
 
 @router.put("/v1/admin/merchants/{merchant_id}/checkout-origins")

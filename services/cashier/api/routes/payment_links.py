@@ -95,13 +95,19 @@ async def create(
     body: PaymentLinkCreateRequest, merchant_id: MerchantId, caller: Caller, cashier: CashierDep
 ) -> PaymentLinkResponse:
     draft = flows.LinkDraft(
-        amount_minor=body.amount_minor, amount_min_minor=body.amount_min_minor,
-        amount_max_minor=body.amount_max_minor, currency=body.currency, description=body.description,
+        amount_minor=body.amount_minor,
+        amount_min_minor=body.amount_min_minor,
+        amount_max_minor=body.amount_max_minor,
+        currency=body.currency,
+        description=body.description,
         payer_fields=tuple(dict.fromkeys(body.payer_fields)),
         allowed_methods=tuple(body.allowed_methods) if body.allowed_methods is not None else None,
-        return_url=body.return_url, max_uses=body.max_uses, expires_at=body.expires_at, metadata=dict(body.metadata),
+        return_url=body.return_url,
+        max_uses=body.max_uses,
+        expires_at=body.expires_at,
+        metadata=dict(body.metadata),
         livemode=livemode_of(cashier.mode_of(caller)),
-    )  # fmt: skip
+    )
     return PaymentLinkResponse.model_validate(await flows.create_link(cashier, merchant_id=merchant_id, draft=draft))
 
 
@@ -117,8 +123,11 @@ async def list_links(
     links, more = await flows.list_links(
         cashier, merchant_id=merchant_id, after=cursor, limit=limit, livemode=cashier.livemode_filter(caller)
     )
-    return PaymentLinkList(data=[PaymentLinkResponse.model_validate(link) for link in links], has_more=more,
-                           next_cursor=links[-1]["id"] if more else None)  # fmt: skip
+    return PaymentLinkList(
+        data=[PaymentLinkResponse.model_validate(link) for link in links],
+        has_more=more,
+        next_cursor=links[-1]["id"] if more else None,
+    )
 
 
 @router.get("/v1/payment-links/{link_id}")
@@ -147,5 +156,6 @@ async def link_page(slug: Slug, cashier: CashierDep) -> dict[str, Any]:
 @router.post("/v1/checkout/pages/links/{slug}/sessions", status_code=status.HTTP_201_CREATED)
 async def open_session(slug: Slug, body: LinkSessionRequest, cashier: CashierDep) -> dict[str, Any]:
     """A fresh checkout session for this payer: `{url, token, expires_at}` of its hosted page."""
-    return await flows.open_session(cashier, slug, amount_minor=body.amount_minor,
-                                    payer_values=dict(body.payer_fields), request_id=body.request_id)  # fmt: skip
+    return await flows.open_session(
+        cashier, slug, amount_minor=body.amount_minor, payer_values=dict(body.payer_fields), request_id=body.request_id
+    )

@@ -161,16 +161,24 @@ async def aggregates(
     if created_from.tzinfo is None or until.tzinfo is None:
         raise Problem(VALIDATION_FAILED, "created_from and created_to need a UTC offset", field="created_from")
     if not created_from < until <= created_from + timedelta(days=AGGREGATE_DAYS_MAX):
-        raise Problem(VALIDATION_FAILED, f"the period must be 1 second to {AGGREGATE_DAYS_MAX} days",
-                      field="created_to")  # fmt: skip
+        raise Problem(
+            VALIDATION_FAILED, f"the period must be 1 second to {AGGREGATE_DAYS_MAX} days", field="created_to"
+        )
     async with cashier.uow.read() as conn:
-        rows = await payment_aggregates(conn, merchant_id=merchant_id, created_from=created_from, created_to=until,
-                                        timezone=AGGREGATE_TIMEZONE,
-                                        livemode=livemode_query(cashier, caller, livemode))  # fmt: skip
+        rows = await payment_aggregates(
+            conn,
+            merchant_id=merchant_id,
+            created_from=created_from,
+            created_to=until,
+            timezone=AGGREGATE_TIMEZONE,
+            livemode=livemode_query(cashier, caller, livemode),
+        )
     return PaymentAggregates(
-        timezone=AGGREGATE_TIMEZONE, created_from=created_from, created_to=until,
+        timezone=AGGREGATE_TIMEZONE,
+        created_from=created_from,
+        created_to=until,
         data=[PaymentAggregateRow.model_validate(r, from_attributes=True) for r in rows],
-    )  # fmt: skip
+    )
 
 
 @router.get("/{payment_id}")

@@ -14,9 +14,16 @@ router = APIRouter(prefix="/v1/internal/payments/{payment_id}/profit-sharing", t
 @router.post("")
 async def create(payment_id: str, body: ProfitSharingCreateRequest, cashier: CashierDep) -> ProfitSharingResponse:
     """Idempotent by (payment_id, order_no); 503 channel_unavailable is safe to retry with the same order_no."""
-    draft = ShareDraft(order_no=body.order_no, finish=body.finish, receivers=tuple(
-        ShareLine(type=r.type, account=r.account, name=r.name, amount_minor=r.amount_minor, description=r.description)
-        for r in body.receivers))  # fmt: skip
+    draft = ShareDraft(
+        order_no=body.order_no,
+        finish=body.finish,
+        receivers=tuple(
+            ShareLine(
+                type=r.type, account=r.account, name=r.name, amount_minor=r.amount_minor, description=r.description
+            )
+            for r in body.receivers
+        ),
+    )
     return ProfitSharingResponse.model_validate(await share_payment(cashier, payment_id=payment_id, draft=draft))
 
 

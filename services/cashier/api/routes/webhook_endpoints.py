@@ -164,10 +164,17 @@ async def deliveries(
     async with cashier.uow.read() as conn:
         if await get_endpoint(conn, merchant_id=merchant_id, endpoint_id=endpoint_id) is None:
             raise Problem(WEBHOOK_ENDPOINT_NOT_FOUND, f"webhook endpoint {endpoint_id} does not exist")
-        rows = await list_endpoint_deliveries(conn, merchant_id=merchant_id, endpoint_id=endpoint_id,
-                                              limit=limit + 1, before_seq=int(cursor) if cursor else None)  # fmt: skip
+        rows = await list_endpoint_deliveries(
+            conn,
+            merchant_id=merchant_id,
+            endpoint_id=endpoint_id,
+            limit=limit + 1,
+            before_seq=int(cursor) if cursor else None,
+        )
     seq = {r.id: r.seq for r in rows}
     return WebhookDeliveryList.of(
-        rows, limit, item=lambda r: WebhookDeliveryResponse.model_validate(delivery_view(r)),
+        rows,
+        limit,
+        item=lambda r: WebhookDeliveryResponse.model_validate(delivery_view(r)),
         cursor_of=lambda d: str(seq[d.id]),
-    )  # fmt: skip
+    )

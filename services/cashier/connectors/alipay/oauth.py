@@ -27,6 +27,9 @@ def authorize_url(config: AlipayConfig, *, redirect_uri: str, state: str) -> str
     else:
         parts = urlsplit(config.gateway_url)
         base = f"{parts.scheme}://{parts.netloc}{AUTHORIZE_PATH}"
-    query = urlencode({"app_id": config.app_id, "scope": "auth_base", "redirect_uri": redirect_uri, "state": state},
-                      quote_via=quote, safe="")  # fmt: skip
+    query = urlencode(
+        {"app_id": config.app_id, "scope": "auth_base", "redirect_uri": redirect_uri, "state": state},
+        quote_via=quote,
+        safe="",
+    )
     return f"{base}?{query}"

@@ -40,8 +40,13 @@ class SettleDetail:
     state: str  # SUCCESS | FAIL | PROCESSING
 
 
-async def bind_receivers(connector: AlipayConnector, *, out_request_no: str, receivers: list[tuple[str, str]],
-                         names: dict[str, str] | None = None) -> None:  # fmt: skip
+async def bind_receivers(
+    connector: AlipayConnector,
+    *,
+    out_request_no: str,
+    receivers: list[tuple[str, str]],
+    names: dict[str, str] | None = None,
+) -> None:
     """Bind (type, account) pairs to the app; required before a settle names them. `names` (by account)
     adds the receiver's real name, which Alipay checks for a loginName receiver."""
     receiver_list: list[dict[str, str]] = []
@@ -55,17 +60,25 @@ async def bind_receivers(connector: AlipayConnector, *, out_request_no: str, rec
     connector._raise_for_code(METHOD_BIND, node)
 
 
-async def settle(connector: AlipayConnector, *, out_request_no: str, trade_no: str, lines: list[RoyaltyLine],
-                 finish: bool) -> SettleResult:  # fmt: skip
+async def settle(
+    connector: AlipayConnector, *, out_request_no: str, trade_no: str, lines: list[RoyaltyLine], finish: bool
+) -> SettleResult:
     """Split a paid trade; idempotent by out_request_no at Alipay. `finish` unfreezes the rest for the seller."""
     biz: dict[str, Any] = {
-        "out_request_no": out_request_no, "trade_no": trade_no, "royalty_mode": "sync",
+        "out_request_no": out_request_no,
+        "trade_no": trade_no,
+        "royalty_mode": "sync",
         "royalty_parameters": [
-            {"royalty_type": "transfer", "trans_in_type": line.trans_in_type, "trans_in": line.trans_in,
-             "amount": fen_to_yuan(line.amount_minor), "desc": line.desc}
+            {
+                "royalty_type": "transfer",
+                "trans_in_type": line.trans_in_type,
+                "trans_in": line.trans_in,
+                "amount": fen_to_yuan(line.amount_minor),
+                "desc": line.desc,
+            }
             for line in lines
         ],
-    }  # fmt: skip
+    }
     if finish:
         biz["extend_params"] = {"royalty_finish": "true"}
     node = await connector._call(METHOD_SETTLE, biz)
@@ -77,7 +90,11 @@ async def settle_query(connector: AlipayConnector, *, out_request_no: str, trade
     node = await connector._call(METHOD_SETTLE_QUERY, {"out_request_no": out_request_no, "trade_no": trade_no})
     connector._raise_for_code(METHOD_SETTLE_QUERY, node)
     return [
-        SettleDetail(trans_in=str(d.get("trans_in", "")), amount_minor=yuan_to_fen(str(d.get("amount", "0"))),
-                     state=str(d.get("state", "PROCESSING")))
-        for d in node.get("royalty_detail_list", []) if d.get("operation_type", "transfer") == "transfer"
-    ]  # fmt: skip
+        SettleDetail(
+            trans_in=str(d.get("trans_in", "")),
+            amount_minor=yuan_to_fen(str(d.get("amount", "0"))),
+            state=str(d.get("state", "PROCESSING")),
+        )
+        for d in node.get("royalty_detail_list", [])
+        if d.get("operation_type", "transfer") == "transfer"
+    ]

@@ -13,8 +13,18 @@ from datetime import date, datetime
 
 from services.cashier.connectors.base import Bill, BillLine, BillLineKind
 
-COLUMNS = ("type", "out_trade_no", "order_no", "out_refund_no", "refund_no", "amount_minor", "fee_minor", "status",
-           "wallet_level", "finished_at")  # fmt: skip
+COLUMNS = (
+    "type",
+    "out_trade_no",
+    "order_no",
+    "out_refund_no",
+    "refund_no",
+    "amount_minor",
+    "fee_minor",
+    "status",
+    "wallet_level",
+    "finished_at",
+)
 BILL_ROWS_MAX = 2_000_000
 
 
@@ -51,10 +61,18 @@ def parse_bill(raw: bytes, bill_date: date) -> Bill:
         kind = {"ORDER": BillLineKind.PAYMENT, "REFUND": BillLineKind.REFUND}.get(cell["type"])
         if kind is None:
             continue
-        lines.append(BillLine(
-            kind=kind, out_trade_no=cell["out_trade_no"], channel_trade_no=cell["order_no"],
-            amount_minor=_int(cell["amount_minor"], "amount_minor"), fee_minor=_int(cell["fee_minor"], "fee_minor"),
-            status=cell["status"], occurred_at=occurred_at, out_refund_no=cell["out_refund_no"] or None,
-            channel_refund_no=cell["refund_no"] or None, extra={"wallet_level": cell["wallet_level"]},
-        ))  # fmt: skip
+        lines.append(
+            BillLine(
+                kind=kind,
+                out_trade_no=cell["out_trade_no"],
+                channel_trade_no=cell["order_no"],
+                amount_minor=_int(cell["amount_minor"], "amount_minor"),
+                fee_minor=_int(cell["fee_minor"], "fee_minor"),
+                status=cell["status"],
+                occurred_at=occurred_at,
+                out_refund_no=cell["out_refund_no"] or None,
+                channel_refund_no=cell["refund_no"] or None,
+                extra={"wallet_level": cell["wallet_level"]},
+            )
+        )
     return Bill(bill_date=bill_date, lines=lines, raw_sha1=hashlib.sha1(raw).hexdigest())

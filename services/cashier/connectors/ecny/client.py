@@ -67,27 +67,38 @@ class EcnyConnector:
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
         """One signed call; returns (status, verified raw body) for 2xx and signed 4xx answers."""
         raw = b"" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = signing.sign_request(self._config.merchant_private_key_hex.get_secret_value(),
-                                       self._config.merchant_public_key_hex, method, path, raw)  # fmt: skip
+        headers = signing.sign_request(
+            self._config.merchant_private_key_hex.get_secret_value(),
+            self._config.merchant_public_key_hex,
+            method,
+            path,
+            raw,
+        )
         headers[HEADER_MERCHANT] = self._config.merchant_id
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
-            response = await self._http.request(method, self._config.base_url.rstrip("/") + path, content=raw,
-                                                headers=headers)  # fmt: skip
+            response = await self._http.request(
+                method, self._config.base_url.rstrip("/") + path, content=raw, headers=headers
+            )
         except httpx.HTTPError as exc:
             raise ChannelUnavailable(f"ecny {method} {path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code >= 500:
             raise ChannelUnavailable(f"ecny {method} {path}: HTTP {response.status_code}")
         if len(response.content) > RESPONSE_BODY_MAX_BYTES:
             raise ChannelUnavailable(f"ecny {method} {path}: answer too large")
-        if not signing.verify_message(self._config.bank_public_key_hex, response.headers, response.content,
-                                      skew_seconds_max=self._config.clock_skew_seconds_max):  # fmt: skip
+        if not signing.verify_message(
+            self._config.bank_public_key_hex,
+            response.headers,
+            response.content,
+            skew_seconds_max=self._config.clock_skew_seconds_max,
+        ):
             raise InvalidSignature(f"ecny {method} {path}: bank signature check failed")
         return response.status_code, response.content
 
-    async def _json(self, method: str, path: str, body: dict[str, Any] | None = None,
-                    *, allow_not_found: bool = False) -> dict[str, Any] | None:  # fmt: skip
+    async def _json(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, allow_not_found: bool = False
+    ) -> dict[str, Any] | None:
         status, raw = await self._call(method, path, body)
         try:
             answer = json.loads(raw)
@@ -99,8 +110,9 @@ class EcnyConnector:
             code = str(answer.get("code", f"HTTP_{status}"))
             if allow_not_found and code in NOT_FOUND_CODES:
                 return None
-            raise ChannelError(code, str(answer.get("message", ""))[:300], retryable=code in RETRYABLE_CODES,
-                               http_status=status)  # fmt: skip
+            raise ChannelError(
+                code, str(answer.get("message", ""))[:300], retryable=code in RETRYABLE_CODES, http_status=status
+            )
         return answer
 
     async def prepay(self, request: PrepayRequest) -> PrepayResult:
@@ -111,10 +123,15 @@ class EcnyConnector:
             raise ChannelError("CURRENCY_NOT_SUPPORTED", f"e-CNY is CNY only, not {request.currency}")
         if request.amount_minor <= 0:
             raise ChannelError("INVALID_AMOUNT", "amount must be positive fen")
-        body: dict[str, Any] = {"out_trade_no": request.out_trade_no, "amount_minor": request.amount_minor,
-                                "currency": "CNY", "description": request.description[:128], "scene": scene,
-                                "notify_url": request.notify_url,
-                                "expire_seconds": self._config.order_expire_seconds}  # fmt: skip
+        body: dict[str, Any] = {
+            "out_trade_no": request.out_trade_no,
+            "amount_minor": request.amount_minor,
+            "currency": "CNY",
+            "description": request.description[:128],
+            "scene": scene,
+            "notify_url": request.notify_url,
+            "expire_seconds": self._config.order_expire_seconds,
+        }
         if request.return_url:
             body["return_url"] = request.return_url
         if request.attach:
@@ -124,8 +141,12 @@ class EcnyConnector:
         if scene == "QR":
             action = {"type": "qr_code", "qr_code": str(answer.get("qr_code", ""))}
         else:
-            action = {"type": "redirect", "method": "GET", "url": str(answer.get("h5_url", "")),
-                      "deep_link": str(answer.get("deep_link", ""))}  # fmt: skip
+            action = {
+                "type": "redirect",
+                "method": "GET",
+                "url": str(answer.get("h5_url", "")),
+                "deep_link": str(answer.get("deep_link", "")),
+            }
         return PrepayResult(payer_action=action, channel_trade_no=str(answer.get("order_no") or "") or None)
 
     async def query(self, out_trade_no: str) -> TradeQueryResult:
@@ -138,8 +159,12 @@ class EcnyConnector:
         await self._json("POST", f"/v1/orders/{out_trade_no}/close", {})
 
     async def refund(self, request: RefundRequest) -> RefundResult:
-        body: dict[str, Any] = {"out_trade_no": request.out_trade_no, "out_refund_no": request.out_refund_no,
-                                "amount_minor": request.refund_minor, "currency": request.currency}  # fmt: skip
+        body: dict[str, Any] = {
+            "out_trade_no": request.out_trade_no,
+            "out_refund_no": request.out_refund_no,
+            "amount_minor": request.refund_minor,
+            "currency": request.currency,
+        }
         if request.notify_url:
             body["notify_url"] = request.notify_url
         if request.reason:
@@ -155,8 +180,9 @@ class EcnyConnector:
         return refund_result(answer)
 
     def parse_notification(self, headers: dict[str, str], body: bytes) -> Notification:
-        if not signing.verify_message(self._config.bank_public_key_hex, headers, body,
-                                      skew_seconds_max=self._config.clock_skew_seconds_max):  # fmt: skip
+        if not signing.verify_message(
+            self._config.bank_public_key_hex, headers, body, skew_seconds_max=self._config.clock_skew_seconds_max
+        ):
             raise InvalidSignature("ecny notification signature check failed")
         return notification_from_body(body, self._config.merchant_id, self._sm4_key)
 

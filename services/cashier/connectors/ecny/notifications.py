@@ -33,10 +33,17 @@ from services.cashier.connectors.ecny.models import (
 
 ACK_BODY = b'{"code":"SUCCESS"}'
 NOTIFICATION_BODY_MAX_BYTES = 64 * 1024
-_ORDER_STATUS = {ORDER_PENDING: TradeStatus.PENDING, ORDER_SUCCEEDED: TradeStatus.SUCCEEDED,
-                 ORDER_FAILED: TradeStatus.FAILED, ORDER_CLOSED: TradeStatus.CLOSED}  # fmt: skip
-_REFUND_STATUS = {REFUND_PROCESSING: RefundStatus.PENDING, REFUND_SUCCEEDED: RefundStatus.SUCCEEDED,
-                  REFUND_FAILED: RefundStatus.FAILED}  # fmt: skip
+_ORDER_STATUS = {
+    ORDER_PENDING: TradeStatus.PENDING,
+    ORDER_SUCCEEDED: TradeStatus.SUCCEEDED,
+    ORDER_FAILED: TradeStatus.FAILED,
+    ORDER_CLOSED: TradeStatus.CLOSED,
+}
+_REFUND_STATUS = {
+    REFUND_PROCESSING: RefundStatus.PENDING,
+    REFUND_SUCCEEDED: RefundStatus.SUCCEEDED,
+    REFUND_FAILED: RefundStatus.FAILED,
+}
 
 
 def _time(value: Any) -> datetime | None:
@@ -65,19 +72,25 @@ def order_result(data: Mapping[str, Any], sm4_key_hex: str) -> TradeQueryResult:
         except gm.GmError as exc:
             raise InvalidSignature(f"payer_wallet_enc does not decrypt: {exc}") from exc
         detail += f" wallet={wallet} level={data.get('wallet_level')}"
-    return TradeQueryResult(status=status, out_trade_no=str(data.get("out_trade_no", "")),
-                            channel_trade_no=str(data["order_no"]) if data.get("order_no") else None,
-                            amount_minor=_amount(data.get("amount_minor")), paid_at=_time(data.get("paid_at")),
-                            detail=detail.strip() or None)  # fmt: skip
+    return TradeQueryResult(
+        status=status,
+        out_trade_no=str(data.get("out_trade_no", "")),
+        channel_trade_no=str(data["order_no"]) if data.get("order_no") else None,
+        amount_minor=_amount(data.get("amount_minor")),
+        paid_at=_time(data.get("paid_at")),
+        detail=detail.strip() or None,
+    )
 
 
 def refund_result(data: Mapping[str, Any]) -> RefundResult:
-    return RefundResult(status=_REFUND_STATUS.get(str(data.get("status")), RefundStatus.PENDING),
-                        out_refund_no=str(data.get("out_refund_no", "")),
-                        out_trade_no=str(data["out_trade_no"]) if data.get("out_trade_no") else None,
-                        channel_refund_no=str(data["refund_no"]) if data.get("refund_no") else None,
-                        refund_minor=_amount(data.get("amount_minor")),
-                        succeeded_at=_time(data.get("finished_at")))  # fmt: skip
+    return RefundResult(
+        status=_REFUND_STATUS.get(str(data.get("status")), RefundStatus.PENDING),
+        out_refund_no=str(data.get("out_refund_no", "")),
+        out_trade_no=str(data["out_trade_no"]) if data.get("out_trade_no") else None,
+        channel_refund_no=str(data["refund_no"]) if data.get("refund_no") else None,
+        refund_minor=_amount(data.get("amount_minor")),
+        succeeded_at=_time(data.get("finished_at")),
+    )
 
 
 def notification_from_body(body: bytes, merchant_id: str, sm4_key_hex: str) -> Notification:
@@ -95,9 +108,17 @@ def notification_from_body(body: bytes, merchant_id: str, sm4_key_hex: str) -> N
         raise InvalidSignature(f"notification for another merchant {data.get('merchant_id')!r}")
     kind = str(event.get("event", ""))
     if kind.startswith("order."):
-        return Notification(kind=NotificationKind.PAYMENT, payment=order_result(data, sm4_key_hex), ack_body=ACK_BODY,
-                            ack_content_type="application/json")  # fmt: skip
+        return Notification(
+            kind=NotificationKind.PAYMENT,
+            payment=order_result(data, sm4_key_hex),
+            ack_body=ACK_BODY,
+            ack_content_type="application/json",
+        )
     if kind.startswith("refund."):
-        return Notification(kind=NotificationKind.REFUND, refund=refund_result(data), ack_body=ACK_BODY,
-                            ack_content_type="application/json")  # fmt: skip
+        return Notification(
+            kind=NotificationKind.REFUND,
+            refund=refund_result(data),
+            ack_body=ACK_BODY,
+            ack_content_type="application/json",
+        )
     raise InvalidSignature(f"unknown notification event {kind!r}")

@@ -24,15 +24,17 @@ def message_string(timestamp: str, nonce: str, body: bytes) -> bytes:
     return f"{timestamp}\n{nonce}\n{gm.sm3_hex(body)}\n".encode()
 
 
-def sign_request(private_key_hex: str, public_key_hex: str, method: str, path: str, body: bytes,
-                 *, now: int | None = None) -> dict[str, str]:  # fmt: skip
+def sign_request(
+    private_key_hex: str, public_key_hex: str, method: str, path: str, body: bytes, *, now: int | None = None
+) -> dict[str, str]:
     timestamp, nonce = str(int(time.time()) if now is None else now), secrets.token_hex(16)
     signature = gm.sm2_sign(private_key_hex, public_key_hex, request_string(method, path, timestamp, nonce, body))
     return {HEADER_TIMESTAMP: timestamp, HEADER_NONCE: nonce, HEADER_SIGNATURE: signature}
 
 
-def verify_message(public_key_hex: str, headers: Mapping[str, str], body: bytes, *, skew_seconds_max: int,
-                   now: int | None = None) -> bool:  # fmt: skip
+def verify_message(
+    public_key_hex: str, headers: Mapping[str, str], body: bytes, *, skew_seconds_max: int, now: int | None = None
+) -> bool:
     """A bank response or notification: fresh timestamp and a valid SM2 signature over the body."""
     lower = {k.lower(): v for k, v in headers.items()}
     timestamp = lower.get(HEADER_TIMESTAMP.lower(), "")

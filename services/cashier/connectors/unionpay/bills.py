@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import functools
 import hashlib
 import io
 import zipfile
@@ -24,12 +25,35 @@ from services.cashier.connectors.base import Bill, BillLine, BillLineKind
 from services.cashier.connectors.unionpay.models import BEIJING, TIME_FORMAT
 
 ZM_FIELDS: tuple[tuple[str, int], ...] = (
-    ("txnCode", 3), ("acqInsCode", 11), ("sendInsCode", 11), ("traceNo", 6), ("traceTime", 10),
-    ("accNo", 19), ("txnAmt", 12), ("merCatCode", 4), ("termType", 2), ("queryId", 21), ("payTypeOld", 2),
-    ("orderId", 32), ("payCardType", 2), ("origTraceNo", 6), ("origTraceTime", 10), ("merFee", 13),
-    ("settleAmt", 13), ("payType", 6), ("groupMerId", 15), ("txnType", 2), ("txnSubType", 2), ("bizType", 6),
-    ("accType", 2), ("billType", 2), ("billNo", 20), ("interactMode", 1), ("origQueryId", 21), ("merId", 15),
-)  # fmt: skip
+    ("txnCode", 3),
+    ("acqInsCode", 11),
+    ("sendInsCode", 11),
+    ("traceNo", 6),
+    ("traceTime", 10),
+    ("accNo", 19),
+    ("txnAmt", 12),
+    ("merCatCode", 4),
+    ("termType", 2),
+    ("queryId", 21),
+    ("payTypeOld", 2),
+    ("orderId", 32),
+    ("payCardType", 2),
+    ("origTraceNo", 6),
+    ("origTraceTime", 10),
+    ("merFee", 13),
+    ("settleAmt", 13),
+    ("payType", 6),
+    ("groupMerId", 15),
+    ("txnType", 2),
+    ("txnSubType", 2),
+    ("bizType", 6),
+    ("accType", 2),
+    ("billType", 2),
+    ("billNo", 20),
+    ("interactMode", 1),
+    ("origQueryId", 21),
+    ("merId", 15),
+)
 CODE_CONSUME, CODE_REVOKE, CODE_REFUND = "S22", "S30", "S31"
 FILE_UNZIPPED_MAX_BYTES = 256 * 1024 * 1024
 FILE_COMPRESSED_MAX_BYTES = 64 * 1024 * 1024
@@ -95,15 +119,26 @@ def parse_zm(text: str, bill_date: date, refund_prefix: str = "") -> list[BillLi
         if not f["txnAmt"].isdigit():
             raise BillFormatError(f"bad txnAmt {f['txnAmt']!r}")
         extra = {k: f[k] for k in ("txnCode", "traceNo", "accNo", "payCardType", "merId", "origQueryId") if f[k]}
-        common = {"amount_minor": int(f["txnAmt"]), "fee_minor": _signed_fen(f["merFee"]), "status": f["txnCode"],
-                  "occurred_at": _occurred_at(f["traceTime"], bill_date), "extra": extra}  # fmt: skip
+        line = functools.partial(
+            BillLine,
+            amount_minor=int(f["txnAmt"]),
+            fee_minor=_signed_fen(f["merFee"]),
+            status=f["txnCode"],
+            occurred_at=_occurred_at(f["traceTime"], bill_date),
+            extra=extra,
+        )
         if f["txnCode"] == CODE_CONSUME:
-            lines.append(BillLine(kind=BillLineKind.PAYMENT, out_trade_no=f["orderId"], channel_trade_no=f["queryId"],
-                                  **common))  # type: ignore[arg-type]  # fmt: skip
+            lines.append(line(kind=BillLineKind.PAYMENT, out_trade_no=f["orderId"], channel_trade_no=f["queryId"]))
         else:
-            lines.append(BillLine(kind=BillLineKind.REFUND, out_trade_no="", channel_trade_no=f["origQueryId"],
-                                  out_refund_no=refund_prefix + f["orderId"], channel_refund_no=f["queryId"],
-                                  **common))  # type: ignore[arg-type]  # fmt: skip
+            lines.append(
+                line(
+                    kind=BillLineKind.REFUND,
+                    out_trade_no="",
+                    channel_trade_no=f["origQueryId"],
+                    out_refund_no=refund_prefix + f["orderId"],
+                    channel_refund_no=f["queryId"],
+                )
+            )
     # A refund's original order number is the consume line with its origQueryId, when in this file.
     by_query = {line.channel_trade_no: line.out_trade_no for line in lines if line.kind is BillLineKind.PAYMENT}
     return [
@@ -128,5 +163,8 @@ def parse_file_zip(data: bytes, bill_date: date, mer_id: str, refund_prefix: str
     if info.file_size > FILE_UNZIPPED_MAX_BYTES:
         raise BillFormatError("ZM file larger than the limit")
     raw = archive.read(info)
-    return Bill(bill_date=bill_date, lines=parse_zm(raw.decode("gb18030"), bill_date, refund_prefix),
-                raw_sha1=hashlib.sha1(raw).hexdigest())  # fmt: skip
+    return Bill(
+        bill_date=bill_date,
+        lines=parse_zm(raw.decode("gb18030"), bill_date, refund_prefix),
+        raw_sha1=hashlib.sha1(raw).hexdigest(),
+    )

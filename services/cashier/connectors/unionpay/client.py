@@ -106,10 +106,12 @@ def _utc_now() -> datetime:
 def auto_submit_html(action: str, fields: dict[str, str]) -> str:
     """The page the payer's browser loads: a form that POSTs itself to frontTransReq.do."""
     inputs = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">' for k, v in fields.items())
-    return ('<!DOCTYPE html><html><head><meta charset="UTF-8"><title>UnionPay</title></head>'
-            f'<body onload="document.forms[0].submit()"><form method="post" action="{escape(action)}">'
-            f'{inputs}<noscript><button type="submit">继续 Continue</button></noscript>'
-            "</form></body></html>")  # fmt: skip
+    return (
+        '<!DOCTYPE html><html><head><meta charset="UTF-8"><title>UnionPay</title></head>'
+        f'<body onload="document.forms[0].submit()"><form method="post" action="{escape(action)}">'
+        f'{inputs}<noscript><button type="submit">继续 Continue</button></noscript>'
+        "</form></body></html>"
+    )
 
 
 class UnionPayConnector:
@@ -117,8 +119,13 @@ class UnionPayConnector:
 
     channel = "unionpay"
 
-    def __init__(self, config: UnionPayConfig, *, http_client: httpx.AsyncClient | None = None,
-                 clock: Callable[[], datetime] = _utc_now) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: UnionPayConfig,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
         self._config = config
         self._clock = clock
         try:
@@ -126,8 +133,9 @@ class UnionPayConnector:
         except ValueError as exc:
             raise ValueError("sign_pfx_base64 is not Base64") from exc
         self._identity: SigningIdentity = load_pfx(pfx, config.sign_pfx_password.get_secret_value())
-        self._verifier = ChainVerifier(config.root_cert_pem, config.middle_cert_pem,
-                                       validate_cn_name=config.validate_cn_name)  # fmt: skip
+        self._verifier = ChainVerifier(
+            config.root_cert_pem, config.middle_cert_pem, validate_cn_name=config.validate_cn_name
+        )
         self.encrypt_cert_pem = config.encrypt_cert_pem
         self._owns_client = http_client is None
         self._http = http_client or httpx.AsyncClient(
@@ -147,10 +155,17 @@ class UnionPayConnector:
 
     def _fields(self, txn_type: str, txn_sub_type: str, biz_type: str, **extra: str | None) -> dict[str, str]:
         base: dict[str, str | None] = {
-            "version": VERSION, "encoding": ENCODING, "signMethod": SIGN_METHOD_RSA, "certId": self.cert_id,
-            "txnType": txn_type, "txnSubType": txn_sub_type, "bizType": biz_type,
-            "accessType": ACCESS_TYPE_MERCHANT, "merId": self._config.mer_id, **extra,
-        }  # fmt: skip
+            "version": VERSION,
+            "encoding": ENCODING,
+            "signMethod": SIGN_METHOD_RSA,
+            "certId": self.cert_id,
+            "txnType": txn_type,
+            "txnSubType": txn_sub_type,
+            "bizType": biz_type,
+            "accessType": ACCESS_TYPE_MERCHANT,
+            "merId": self._config.mer_id,
+            **extra,
+        }
         return signing.sign(base, self._identity.private_key)
 
     async def _post(self, path: str, fields: dict[str, str], *, base_url: str | None = None) -> dict[str, str]:
@@ -158,9 +173,10 @@ class UnionPayConnector:
         url = (base_url or self._config.base_url).rstrip("/") + path
         try:
             response = await self._http.post(
-                url, content=urlencode(fields).encode("ascii"),
+                url,
+                content=urlencode(fields).encode("ascii"),
                 headers={"Content-Type": "application/x-www-form-urlencoded;charset=UTF-8"},
-            )  # fmt: skip
+            )
         except httpx.HTTPError as exc:
             raise ChannelUnavailable(f"unionpay {path}: {type(exc).__name__}: {exc}") from exc
         if response.status_code != 200:
@@ -182,8 +198,9 @@ class UnionPayConnector:
     @staticmethod
     def _refused(what: str, answer: dict[str, str]) -> ChannelError:
         code = answer.get("respCode", "")
-        return ChannelError(f"UNIONPAY_{code}", f"unionpay {what}: {answer.get('respMsg', '')}"[:300],
-                            retryable=code in RESP_UNKNOWN)  # fmt: skip
+        return ChannelError(
+            f"UNIONPAY_{code}", f"unionpay {what}: {answer.get('respMsg', '')}"[:300], retryable=code in RESP_UNKNOWN
+        )
 
     @staticmethod
     def _amount(amount_minor: int, currency: str) -> str:
@@ -210,14 +227,20 @@ class UnionPayConnector:
         order_id, txn_time = self._ids(request.out_trade_no)
         expire_at = request.expire_at or self._clock() + timedelta(minutes=self._config.pay_timeout_minutes)
         fields = self._fields(
-            TXN_CONSUME, "01", BIZ_TYPE_B2C,
+            TXN_CONSUME,
+            "01",
+            BIZ_TYPE_B2C,
             channelType=CHANNEL_PC if request.scene is PaymentScene.PAGE else CHANNEL_MOBILE,
-            orderId=order_id, txnTime=txn_time, txnAmt=self._amount(request.amount_minor, request.currency),
-            currencyCode=CURRENCY_CODE_CNY, backUrl=request.notify_url,
+            orderId=order_id,
+            txnTime=txn_time,
+            txnAmt=self._amount(request.amount_minor, request.currency),
+            currencyCode=CURRENCY_CODE_CNY,
+            backUrl=request.notify_url,
             frontUrl=request.return_url if request.scene is not PaymentScene.APP else None,
-            payTimeout=format_txn_time(expire_at), reqReserved=request.attach,
+            payTimeout=format_txn_time(expire_at),
+            reqReserved=request.attach,
             riskRateInfo="{commodityName=" + request.description[:50] + "}" if request.description else None,
-        )  # fmt: skip
+        )
         if request.scene is PaymentScene.APP:
             answer = await self._post(APP_PATH, fields)
             if answer["respCode"] != RESP_SUCCESS:
@@ -226,15 +249,19 @@ class UnionPayConnector:
                 raise ChannelUnavailable("unionpay appTransReq: success without tn")
             return PrepayResult(payer_action={"type": "app", "tn": answer["tn"]})
         action = self._config.base_url.rstrip("/") + FRONT_PATH
-        return PrepayResult(payer_action={
-            "type": "form", "form": {"action": action, "method": "POST", "fields": fields},
-            "html": auto_submit_html(action, fields),
-        })  # fmt: skip
+        return PrepayResult(
+            payer_action={
+                "type": "form",
+                "form": {"action": action, "method": "POST", "fields": fields},
+                "html": auto_submit_html(action, fields),
+            }
+        )
 
     async def _query(self, number: str) -> dict[str, str]:
         order_id, txn_time = self._ids(number)
-        answer = await self._post(QUERY_PATH, self._fields(TXN_QUERY, "00", BIZ_TYPE_NONE, orderId=order_id,
-                                                           txnTime=txn_time))  # fmt: skip
+        answer = await self._post(
+            QUERY_PATH, self._fields(TXN_QUERY, "00", BIZ_TYPE_NONE, orderId=order_id, txnTime=txn_time)
+        )
         code = answer["respCode"]
         if code not in (RESP_SUCCESS, RESP_NO_SUCH_TXN):
             raise self._refused("queryTrans", answer)
@@ -248,9 +275,14 @@ class UnionPayConnector:
         if answer.get("txnType", TXN_CONSUME) != TXN_CONSUME:
             raise ChannelError("NOT_A_CONSUME", f"unionpay order {out_trade_no} is not a consume")
         result = payment_from_fields(answer, answer.get("origRespCode", ""))
-        return TradeQueryResult(status=result.status, out_trade_no=out_trade_no,
-                                channel_trade_no=result.channel_trade_no, amount_minor=result.amount_minor,
-                                paid_at=result.paid_at, detail=result.detail)  # fmt: skip
+        return TradeQueryResult(
+            status=result.status,
+            out_trade_no=out_trade_no,
+            channel_trade_no=result.channel_trade_no,
+            amount_minor=result.amount_minor,
+            paid_at=result.paid_at,
+            detail=result.detail,
+        )
 
     async def query_until_final(
         self, out_trade_no: str, *, backoff_seconds: tuple[float, ...] = QUERY_BACKOFF_SECONDS
@@ -278,20 +310,31 @@ class UnionPayConnector:
             raise ChannelError("ORDER_NOT_PAID", f"unionpay order {request.out_trade_no} is {original.status}")
         order_id, txn_time = self._ids(request.out_refund_no)
         fields = self._fields(
-            txn_type, "00", BIZ_TYPE_B2C, channelType=CHANNEL_PC, orderId=order_id, txnTime=txn_time,
-            txnAmt=self._amount(request.refund_minor, request.currency), currencyCode=CURRENCY_CODE_CNY,
-            origQryId=original.channel_trade_no, backUrl=request.notify_url,
+            txn_type,
+            "00",
+            BIZ_TYPE_B2C,
+            channelType=CHANNEL_PC,
+            orderId=order_id,
+            txnTime=txn_time,
+            txnAmt=self._amount(request.refund_minor, request.currency),
+            currencyCode=CURRENCY_CODE_CNY,
+            origQryId=original.channel_trade_no,
+            backUrl=request.notify_url,
             reqReserved=f"{request.out_refund_no}|{request.out_trade_no}",
-        )  # fmt: skip
+        )
         answer = await self._post(BACK_PATH, fields)
         code = answer["respCode"]
         if code == RESP_DUPLICATE:
             return await self.query_refund(request.out_refund_no, request.out_trade_no)
         if code != RESP_SUCCESS and code not in RESP_UNKNOWN:
             raise self._refused("refund" if txn_type == TXN_REFUND else "revoke", answer)
-        return RefundResult(status=RefundStatus.PENDING, out_refund_no=request.out_refund_no,
-                            out_trade_no=request.out_trade_no, channel_refund_no=answer.get("queryId") or None,
-                            refund_minor=request.refund_minor)  # fmt: skip
+        return RefundResult(
+            status=RefundStatus.PENDING,
+            out_refund_no=request.out_refund_no,
+            out_trade_no=request.out_trade_no,
+            channel_refund_no=answer.get("queryId") or None,
+            refund_minor=request.refund_minor,
+        )
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         """退货 (partial allowed): 00 = accepted → PENDING; the result comes by notification or query_refund."""
@@ -322,8 +365,9 @@ class UnionPayConnector:
             return RefundResult(status=RefundStatus.NOT_FOUND, out_refund_no=out_refund_no, out_trade_no=out_trade_no)
         if answer.get("txnType") not in (TXN_REFUND, TXN_REVOKE):
             raise ChannelError("NOT_A_REFUND", f"unionpay order {out_refund_no} is not a refund or revoke")
-        return refund_from_fields(answer, answer.get("origRespCode", ""), out_refund_no=out_refund_no,
-                                  out_trade_no=out_trade_no)  # fmt: skip
+        return refund_from_fields(
+            answer, answer.get("origRespCode", ""), out_refund_no=out_refund_no, out_trade_no=out_trade_no
+        )
 
     # ------------------------------------------------------------------ notifications
 
@@ -343,8 +387,9 @@ class UnionPayConnector:
         """txnType 95: fetch UnionPay's current encryption certificate (checked against the chain)."""
         now = self._clock()
         order_id = f"K{now.astimezone(BEIJING):%Y%m%d%H%M%S%f}"
-        fields = self._fields(TXN_KEY_UPDATE, "00", BIZ_TYPE_NONE, certType="01", orderId=order_id,
-                              txnTime=format_txn_time(now))  # fmt: skip
+        fields = self._fields(
+            TXN_KEY_UPDATE, "00", BIZ_TYPE_NONE, certType="01", orderId=order_id, txnTime=format_txn_time(now)
+        )
         answer = await self._post(BACK_PATH, fields)
         if answer["respCode"] != RESP_SUCCESS:
             raise self._refused("key update", answer)
@@ -358,8 +403,14 @@ class UnionPayConnector:
 
     async def download_bill(self, bill_date: date) -> Bill:
         """File transfer (txnType 76, fileType 00) for settleDate MMDD → the ZM file's lines."""
-        fields = self._fields(TXN_FILE, "01", BIZ_TYPE_NONE, fileType="00", settleDate=f"{bill_date:%m%d}",
-                              txnTime=format_txn_time(self._clock()))  # fmt: skip
+        fields = self._fields(
+            TXN_FILE,
+            "01",
+            BIZ_TYPE_NONE,
+            fileType="00",
+            settleDate=f"{bill_date:%m%d}",
+            txnTime=format_txn_time(self._clock()),
+        )
         answer = await self._post(FILE_PATH, fields, base_url=self._config.file_base_url)
         if answer["respCode"] != RESP_SUCCESS:
             raise self._refused("file transfer", answer)

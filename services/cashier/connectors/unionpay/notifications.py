@@ -106,8 +106,9 @@ def payment_from_fields(fields: Mapping[str, str], code: str) -> TradeQueryResul
     )
 
 
-def refund_from_fields(fields: Mapping[str, str], code: str, *, out_refund_no: str | None = None,
-                       out_trade_no: str | None = None) -> RefundResult:  # fmt: skip
+def refund_from_fields(
+    fields: Mapping[str, str], code: str, *, out_refund_no: str | None = None, out_trade_no: str | None = None
+) -> RefundResult:
     reserved_refund, reserved_trade = split_reserved(fields)
     status = refund_status_of(code)
     txn_time = parse_txn_time(fields.get("txnTime"))
@@ -125,8 +126,7 @@ def notification_from_fields(fields: Mapping[str, str]) -> Notification:
     code = fields.get("respCode", "")
     txn_type = fields.get("txnType", "")
     if txn_type == TXN_CONSUME:
-        return Notification(kind=NotificationKind.PAYMENT, payment=payment_from_fields(fields, code),
-                            ack_body=ACK_BODY)  # fmt: skip
+        return Notification(kind=NotificationKind.PAYMENT, payment=payment_from_fields(fields, code), ack_body=ACK_BODY)
     if txn_type in (TXN_REFUND, TXN_REVOKE):
         return Notification(kind=NotificationKind.REFUND, refund=refund_from_fields(fields, code), ack_body=ACK_BODY)
     raise InvalidSignature(f"notification of an unexpected txnType {txn_type!r}")

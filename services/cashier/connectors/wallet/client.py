@@ -217,14 +217,25 @@ class WalletConnector:
         if request.expire_at is not None:
             remaining = (request.expire_at - datetime.now(UTC)).total_seconds()
             timeout_seconds = max(HOLD_TIMEOUT_SECONDS_MIN, math.ceil(remaining))
-        hold = await self._create({
-            "source": SOURCE, "idempotency_key": hold_key(request.out_trade_no),
-            "postings": [{**p, "currency": request.currency} for p in postings if int(p["amount_minor"]) > 0],
-            "pending": True, "timeout_seconds": timeout_seconds, "reference": request.out_trade_no,
-            "metadata": {"merchant_id": request.merchant_id, "user_id": request.payer_user_id,
-                         "platform_fee_minor": fee, "amount_minor": request.amount_minor, "bonus_minor": from_bonus,
-                         "bonus_parts": parts, "accounts": used},
-        })  # fmt: skip
+        hold = await self._create(
+            {
+                "source": SOURCE,
+                "idempotency_key": hold_key(request.out_trade_no),
+                "postings": [{**p, "currency": request.currency} for p in postings if int(p["amount_minor"]) > 0],
+                "pending": True,
+                "timeout_seconds": timeout_seconds,
+                "reference": request.out_trade_no,
+                "metadata": {
+                    "merchant_id": request.merchant_id,
+                    "user_id": request.payer_user_id,
+                    "platform_fee_minor": fee,
+                    "amount_minor": request.amount_minor,
+                    "bonus_minor": from_bonus,
+                    "bonus_parts": parts,
+                    "accounts": used,
+                },
+            }
+        )
         return PrepayResult(
             payer_action={
                 "type": "wallet_confirm",
@@ -337,19 +348,32 @@ class WalletConnector:
                         {"account_id": accounts.get("bonus_lot_usage"), "direction": "debit", "amount_minor": n},
                     ]
             try:
-                transfer = await self._create({
-                    "source": SOURCE, "idempotency_key": refund_key(request.out_refund_no),
-                    "postings": [{**p, "currency": request.currency} for p in postings
-                                 if p["amount_minor"] > 0 and p["account_id"]],
-                    "reference": request.out_refund_no,
-                    "metadata": {"payment_id": request.out_trade_no, "refund_minor": request.refund_minor,
-                                 "bonus_minor": to_bonus, "bonus_to_platform_minor": to_platform},
-                })  # fmt: skip
+                transfer = await self._create(
+                    {
+                        "source": SOURCE,
+                        "idempotency_key": refund_key(request.out_refund_no),
+                        "postings": [
+                            {**p, "currency": request.currency}
+                            for p in postings
+                            if p["amount_minor"] > 0 and p["account_id"]
+                        ],
+                        "reference": request.out_refund_no,
+                        "metadata": {
+                            "payment_id": request.out_trade_no,
+                            "refund_minor": request.refund_minor,
+                            "bonus_minor": to_bonus,
+                            "bonus_to_platform_minor": to_platform,
+                        },
+                    }
+                )
             except ChannelError as exc:
                 retry = exc.code in _REREAD and attempt < REFUND_ATTEMPTS - 1
                 if exc.code == "idempotency_key_reused":  # a concurrent submit of this refund posted it first
-                    return self._refund(request.out_refund_no, request.out_trade_no,
-                                        await self._transfer(refund_key(request.out_refund_no)))  # fmt: skip
+                    return self._refund(
+                        request.out_refund_no,
+                        request.out_trade_no,
+                        await self._transfer(refund_key(request.out_refund_no)),
+                    )
                 if not retry:
                     raise
                 continue

@@ -49,11 +49,17 @@ def channel_discounts(promotions: Any) -> tuple[ChannelDiscount, ...]:
             continue
         amount = _fen(entry["amount"])
         merchant = min(_fen(entry.get("merchant_contribute")), amount)
-        found.append(ChannelDiscount(
-            coupon_id=str(entry["coupon_id"]), amount_minor=amount, channel_minor=amount - merchant,
-            merchant_minor=merchant, unsettled_minor=amount if entry.get("type") == "NOCASH" else 0,
-            stock_id=str(entry["stock_id"]) if entry.get("stock_id") else None, kind=entry.get("type") or None,
-        ))  # fmt: skip
+        found.append(
+            ChannelDiscount(
+                coupon_id=str(entry["coupon_id"]),
+                amount_minor=amount,
+                channel_minor=amount - merchant,
+                merchant_minor=merchant,
+                unsettled_minor=amount if entry.get("type") == "NOCASH" else 0,
+                stock_id=str(entry["stock_id"]) if entry.get("stock_id") else None,
+                kind=entry.get("type") or None,
+            )
+        )
     return tuple(found)
 
 

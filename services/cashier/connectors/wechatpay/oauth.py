@@ -37,8 +37,13 @@ def authorize_url(config: WechatPayConfig, *, redirect_uri: str, state: str) -> 
     """Where the payer's WeChat browser goes to be authorised silently (`snsapi_base`): WeChat's documented form,
     parameters in this order, `redirect_uri` URL-encoded, `#wechat_redirect` at the end."""
     base = _host(config, config.oauth_authorize_base_url, PRODUCTION_AUTHORIZE_BASE_URL)
-    params = {"appid": config.payer_appid, "redirect_uri": redirect_uri, "response_type": "code",
-              "scope": "snsapi_base", "state": state}  # fmt: skip
+    params = {
+        "appid": config.payer_appid,
+        "redirect_uri": redirect_uri,
+        "response_type": "code",
+        "scope": "snsapi_base",
+        "state": state,
+    }
     query = urlencode(params, quote_via=quote, safe="")
     return f"{base}{AUTHORIZE_PATH}?{query}#wechat_redirect"
 
@@ -49,8 +54,12 @@ async def openid_for_code(config: WechatPayConfig, code: str, client: httpx.Asyn
     if not config.app_secret:
         raise ChannelError("CONFIG_ERROR", "the wechatpay configuration has no app_secret for web authorisation")
     base = _host(config, config.oauth_api_base_url, PRODUCTION_API_BASE_URL)
-    params = {"appid": config.payer_appid, "secret": config.app_secret, "code": code,
-              "grant_type": "authorization_code"}  # fmt: skip
+    params = {
+        "appid": config.payer_appid,
+        "secret": config.app_secret,
+        "code": code,
+        "grant_type": "authorization_code",
+    }
     try:
         response = await client.get(f"{base}{ACCESS_TOKEN_PATH}", params=params)
         answer = response.json()

@@ -60,40 +60,64 @@ def _order(data: dict[str, Any]) -> ShareOrder:
     try:
         receivers = [
             ShareReceiverResult(
-                type=str(r["type"]), account=str(r["account"]), amount_minor=int(r["amount"]),
-                result=str(r.get("result", "PENDING")), fail_reason=r.get("fail_reason"),
+                type=str(r["type"]),
+                account=str(r["account"]),
+                amount_minor=int(r["amount"]),
+                result=str(r.get("result", "PENDING")),
+                fail_reason=r.get("fail_reason"),
                 detail_id=r.get("detail_id"),
             )
             for r in data.get("receivers", [])
-        ]  # fmt: skip
-        return ShareOrder(out_order_no=str(data["out_order_no"]), order_id=str(data["order_id"]),
-                          transaction_id=str(data["transaction_id"]), state=str(data["state"]),
-                          receivers=receivers)  # fmt: skip
+        ]
+        return ShareOrder(
+            out_order_no=str(data["out_order_no"]),
+            order_id=str(data["order_id"]),
+            transaction_id=str(data["transaction_id"]),
+            state=str(data["state"]),
+            receivers=receivers,
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ChannelUnavailable(f"wechatpay profit sharing reply is malformed: {exc!r}") from exc
 
 
-async def add_receiver(connector: WechatPayConnector, *, type: str, account: str, relation_type: str,
-                       custom_relation: str | None = None) -> None:  # fmt: skip
+async def add_receiver(
+    connector: WechatPayConnector, *, type: str, account: str, relation_type: str, custom_relation: str | None = None
+) -> None:
     """Bind a receiver once (WeChat requires it before any order names it); repeating is harmless."""
-    body: dict[str, Any] = {**_sub(connector), **_appid(connector), "type": type, "account": account,
-                            "relation_type": relation_type}  # fmt: skip
+    body: dict[str, Any] = {
+        **_sub(connector),
+        **_appid(connector),
+        "type": type,
+        "account": account,
+        "relation_type": relation_type,
+    }
     if custom_relation:
         body["custom_relation"] = custom_relation
     await connector._request("POST", "/v3/profitsharing/receivers/add", body)
 
 
-async def create_order(connector: WechatPayConnector, *, transaction_id: str, out_order_no: str,
-                       receivers: list[ShareReceiver], unfreeze_unsplit: bool) -> ShareOrder:  # fmt: skip
+async def create_order(
+    connector: WechatPayConnector,
+    *,
+    transaction_id: str,
+    out_order_no: str,
+    receivers: list[ShareReceiver],
+    unfreeze_unsplit: bool,
+) -> ShareOrder:
     """Split a paid order; idempotent by out_order_no at WeChat (same body → the same order)."""
     if not 1 <= len(receivers) <= RECEIVERS_PER_ORDER_MAX:
         raise ValueError(f"1..{RECEIVERS_PER_ORDER_MAX} receivers")
     body = {
-        **_sub(connector), **_appid(connector), "transaction_id": transaction_id, "out_order_no": out_order_no,
-        "receivers": [{"type": r.type, "account": r.account, "amount": r.amount_minor, "description": r.description}
-                      for r in receivers],
+        **_sub(connector),
+        **_appid(connector),
+        "transaction_id": transaction_id,
+        "out_order_no": out_order_no,
+        "receivers": [
+            {"type": r.type, "account": r.account, "amount": r.amount_minor, "description": r.description}
+            for r in receivers
+        ],
         "unfreeze_unsplit": unfreeze_unsplit,
-    }  # fmt: skip
+    }
     response = await connector._request("POST", "/v3/profitsharing/orders", body)
     return _order(connector._json(response))
 

@@ -28,11 +28,15 @@ PATH = "/v3/fund-app/mch-transfer/transfer-bills"
 NAME_REQUIRED_FROM_FEN = 200_000  # WeChat demands the payee's real name from 2,000 yuan
 NAME_SENT_FROM_FEN = 30  # below 0.30 yuan WeChat ignores a name; the SDKs do not send it
 STATES = {
-    "ACCEPTED": TransferStatus.PENDING, "PROCESSING": TransferStatus.PENDING,
-    "WAIT_USER_CONFIRM": TransferStatus.WAITING_USER, "TRANSFERING": TransferStatus.PENDING,
-    "SUCCESS": TransferStatus.SUCCEEDED, "FAIL": TransferStatus.FAILED,
-    "CANCELING": TransferStatus.PENDING, "CANCELLED": TransferStatus.CANCELLED,
-}  # fmt: skip
+    "ACCEPTED": TransferStatus.PENDING,
+    "PROCESSING": TransferStatus.PENDING,
+    "WAIT_USER_CONFIRM": TransferStatus.WAITING_USER,
+    "TRANSFERING": TransferStatus.PENDING,
+    "SUCCESS": TransferStatus.SUCCEEDED,
+    "FAIL": TransferStatus.FAILED,
+    "CANCELING": TransferStatus.PENDING,
+    "CANCELLED": TransferStatus.CANCELLED,
+}
 
 
 def _result(data: dict[str, Any], out_bill_no: str) -> TransferResult:
@@ -57,10 +61,13 @@ async def transfer(connector: WechatPayConnector, request: TransferRequest) -> T
         raise ChannelError("PARAM_ERROR", "payee_name is required from 2000 yuan")
     config = connector.config
     body: dict[str, Any] = {
-        "appid": config.payer_appid, "out_bill_no": request.out_transfer_no,
-        "transfer_scene_id": request.scene_id or "1005", "openid": request.payee,
-        "transfer_amount": request.amount_minor, "transfer_remark": request.remark[:32],
-    }  # fmt: skip
+        "appid": config.payer_appid,
+        "out_bill_no": request.out_transfer_no,
+        "transfer_scene_id": request.scene_id or "1005",
+        "openid": request.payee,
+        "transfer_amount": request.amount_minor,
+        "transfer_remark": request.remark[:32],
+    }
     if request.notify_url:
         body["notify_url"] = request.notify_url
     if request.scene_report:

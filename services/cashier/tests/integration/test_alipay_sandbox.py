@@ -36,12 +36,12 @@ from services.cashier.connectors.base import (
     PrepayRequest,
     RefundRequest,
     RefundStatus,
-    Scene,
     TradeStatus,
     TransferRequest,
     TransferStatus,
     payment_code_channel,
 )
+from services.cashier.domain.payments import PaymentScene
 
 BEIJING = timezone(timedelta(hours=8))
 WAIT_SECONDS_MAX = 15.0
@@ -176,7 +176,9 @@ def _order_no(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
-def _prepay(out_trade_no: str, scene: Scene, notify_url: str, amount_minor: int = 10000, **extra: Any) -> PrepayRequest:
+def _prepay(
+    out_trade_no: str, scene: PaymentScene, notify_url: str, amount_minor: int = 10000, **extra: Any
+) -> PrepayRequest:
     return PrepayRequest(
         out_trade_no=out_trade_no,
         amount_minor=amount_minor,
@@ -192,7 +194,7 @@ async def _paid_qr_trade(
     connector: AlipayConnector, control: httpx.AsyncClient, receiver: AlipayReceiver, amount_minor: int = 10000
 ) -> str:
     out_trade_no = _order_no("paid")
-    await connector.prepay(_prepay(out_trade_no, Scene.NATIVE_QR, receiver.url(out_trade_no), amount_minor))
+    await connector.prepay(_prepay(out_trade_no, PaymentScene.NATIVE_QR, receiver.url(out_trade_no), amount_minor))
     assert (await control.post(f"/control/trades/{out_trade_no}/approve")).status_code == 200
     return out_trade_no
 
@@ -204,7 +206,9 @@ async def test_precreate_scan_approve_query_and_notification(
     alipay_connector: AlipayConnector, alipay_control: httpx.AsyncClient, alipay_receiver: AlipayReceiver
 ) -> None:
     out_trade_no = _order_no("qr")
-    result = await alipay_connector.prepay(_prepay(out_trade_no, Scene.NATIVE_QR, alipay_receiver.url(out_trade_no)))
+    result = await alipay_connector.prepay(
+        _prepay(out_trade_no, PaymentScene.NATIVE_QR, alipay_receiver.url(out_trade_no))
+    )
     assert result.payer_action["type"] == "qr_code"
     qr_code = result.payer_action["qr_code"]
 
@@ -252,12 +256,14 @@ async def test_an_alipay_funded_voucher_is_read_from_voucher_detail_list(
     """The buyer pays with a voucher Alipay funds: query (with query_options) and notification report it as
     the channel's discount; the amount asked for is unchanged."""
     voucher = await alipay_control.post(
-        "/control/vouchers/alipay", json={"app_id": alipay_app["app_id"], "buyer_id": "2088102146225135",
-                                          "amount_minor": 500}
-    )  # fmt: skip
+        "/control/vouchers/alipay",
+        json={"app_id": alipay_app["app_id"], "buyer_id": "2088102146225135", "amount_minor": 500},
+    )
     assert voucher.status_code == 200, voucher.text
     out_trade_no = _order_no("vch")
-    await alipay_connector.prepay(_prepay(out_trade_no, Scene.NATIVE_QR, alipay_receiver.url(out_trade_no), 3000))
+    await alipay_connector.prepay(
+        _prepay(out_trade_no, PaymentScene.NATIVE_QR, alipay_receiver.url(out_trade_no), 3000)
+    )
     approved = await alipay_control.post(
         f"/control/trades/{out_trade_no}/approve", params={"voucher_code": voucher.json()["voucher_code"]}
     )
@@ -266,8 +272,11 @@ async def test_an_alipay_funded_voucher_is_read_from_voucher_detail_list(
     assert paid.status is TradeStatus.SUCCEEDED and paid.amount_minor == 3000
     [discount] = paid.channel_discounts
     assert (discount.amount_minor, discount.channel_minor, discount.merchant_minor, discount.unsettled_minor) == (
-        500, 500, 0, 0,
-    )  # fmt: skip
+        500,
+        500,
+        0,
+        0,
+    )
     assert discount.kind == "ALIPAY_FIX_VOUCHER" and discount.stock_id == voucher.json()["activity_id"]
     await wait_until(lambda: "success" in alipay_receiver.answers(out_trade_no), "the payment notification")
     notification = alipay_connector.parse_notification({}, alipay_receiver.bodies(out_trade_no)[0])
@@ -281,7 +290,7 @@ async def test_page_pay_browser_flow_with_signed_return(
     result = await alipay_connector.prepay(
         _prepay(
             out_trade_no,
-            Scene.PAGE,
+            PaymentScene.PAGE,
             alipay_receiver.url(out_trade_no),
             amount_minor=8888,
             return_url="https://merchant.example/return?order=1",
@@ -319,7 +328,7 @@ async def test_wap_pay_form_post_then_decline_closes(
     alipay_connector: AlipayConnector, alipay_control: httpx.AsyncClient, alipay_receiver: AlipayReceiver
 ) -> None:
     out_trade_no = _order_no("wap")
-    result = await alipay_connector.prepay(_prepay(out_trade_no, Scene.H5, alipay_receiver.url(out_trade_no)))
+    result = await alipay_connector.prepay(_prepay(out_trade_no, PaymentScene.H5, alipay_receiver.url(out_trade_no)))
     form = result.payer_action["form"]
     assert form["fields"]["method"] == "alipay.trade.wap.pay"
     # The auto-submit form: charset in the action's query string, everything else in the body.
@@ -337,7 +346,7 @@ async def test_app_pay_order_string_is_accepted_by_the_sandbox_app(
     alipay_connector: AlipayConnector, alipay_control: httpx.AsyncClient, alipay_receiver: AlipayReceiver
 ) -> None:
     out_trade_no = _order_no("app")
-    result = await alipay_connector.prepay(_prepay(out_trade_no, Scene.APP, alipay_receiver.url(out_trade_no)))
+    result = await alipay_connector.prepay(_prepay(out_trade_no, PaymentScene.APP, alipay_receiver.url(out_trade_no)))
     opened = await alipay_control.post("/control/app_pay", json={"order_string": result.payer_action["order_string"]})
     assert opened.status_code == 200, opened.text
     assert opened.json()["status"] == "WAIT_BUYER_PAY"
@@ -351,7 +360,7 @@ async def test_close_waiting_trade_then_close_again_is_refused(
     alipay_connector: AlipayConnector, alipay_control: httpx.AsyncClient, alipay_receiver: AlipayReceiver
 ) -> None:
     out_trade_no = _order_no("close")
-    await alipay_connector.prepay(_prepay(out_trade_no, Scene.NATIVE_QR, alipay_receiver.url(out_trade_no)))
+    await alipay_connector.prepay(_prepay(out_trade_no, PaymentScene.NATIVE_QR, alipay_receiver.url(out_trade_no)))
     assert (await alipay_control.post(f"/control/trades/{out_trade_no}/scan")).json()["status"] == "WAIT_BUYER_PAY"
     await alipay_connector.close(out_trade_no)
     assert (await alipay_connector.query(out_trade_no)).status is TradeStatus.CLOSED
@@ -535,7 +544,7 @@ async def test_notification_is_retried_until_the_literal_success(
 ) -> None:
     out_trade_no = _order_no("retry")
     alipay_receiver.refusals[f"/notify/{out_trade_no}"] = 2
-    await alipay_connector.prepay(_prepay(out_trade_no, Scene.NATIVE_QR, alipay_receiver.url(out_trade_no)))
+    await alipay_connector.prepay(_prepay(out_trade_no, PaymentScene.NATIVE_QR, alipay_receiver.url(out_trade_no)))
     await alipay_control.post(f"/control/trades/{out_trade_no}/approve")
     await wait_until(lambda: "success" in alipay_receiver.answers(out_trade_no), "the third delivery")
     assert alipay_receiver.answers(out_trade_no) == ["fail", "fail", "success"]
@@ -679,7 +688,7 @@ async def test_certificate_mode_sends_the_certificate_sns_and_checks_alipay_cert
     connector = AlipayConnector(config)
     try:
         out_trade_no = _order_no("cert")
-        await connector.prepay(_prepay(out_trade_no, Scene.NATIVE_QR, "https://merchant.example/notify"))
+        await connector.prepay(_prepay(out_trade_no, PaymentScene.NATIVE_QR, "https://merchant.example/notify"))
         assert (await alipay_control.post(f"/control/trades/{out_trade_no}/approve")).status_code == 200
         assert (await connector.query(out_trade_no)).status is TradeStatus.SUCCEEDED
     finally:
@@ -832,11 +841,11 @@ async def test_jsapi_payment_for_the_buyer_from_oauth(
 
     out_trade_no = _order_no("js")
     prepaid = await alipay_connector.prepay(
-        _prepay(out_trade_no, Scene.MINI_PROGRAM, "https://merchant.example/n", payer_openid=buyer_id)
+        _prepay(out_trade_no, PaymentScene.MINI_PROGRAM, "https://merchant.example/n", payer_openid=buyer_id)
     )
     assert prepaid.payer_action["type"] == "jsapi" and prepaid.payer_action["trade_no"] == prepaid.channel_trade_no
     assert (await alipay_connector.query(out_trade_no)).status is TradeStatus.PENDING
     assert (await alipay_control.post(f"/control/trades/{out_trade_no}/approve")).status_code == 200
     assert (await alipay_connector.query(out_trade_no)).status is TradeStatus.SUCCEEDED
     with pytest.raises(ChannelError):
-        await alipay_connector.prepay(_prepay(_order_no("js"), Scene.JSAPI, "https://merchant.example/n"))
+        await alipay_connector.prepay(_prepay(_order_no("js"), PaymentScene.JSAPI, "https://merchant.example/n"))

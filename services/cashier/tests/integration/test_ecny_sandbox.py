@@ -31,10 +31,10 @@ from services.cashier.connectors.base import (
     PrepayRequest,
     RefundRequest,
     RefundStatus,
-    Scene,
     TradeStatus,
 )
 from services.cashier.connectors.ecny import EcnyConfig, EcnyConnector
+from services.cashier.domain.payments import PaymentScene
 
 
 class Receiver:
@@ -105,20 +105,32 @@ def config_of(sandbox: SandboxProcess, merchant: dict[str, Any], **changes: Any)
 
 
 @pytest.fixture
-async def connector(sandbox: SandboxProcess, merchant: dict[str, Any],
-                    receiver: Receiver) -> AsyncIterator[EcnyConnector]:  # fmt: skip
+async def connector(
+    sandbox: SandboxProcess, merchant: dict[str, Any], receiver: Receiver
+) -> AsyncIterator[EcnyConnector]:
     c = EcnyConnector(config_of(sandbox, merchant))
     receiver.verify = c.parse_notification
     yield c
     await c.aclose()
 
 
-async def create(connector: EcnyConnector, receiver: Receiver, amount: int, scene: Scene = Scene.NATIVE_QR,
-                 ) -> tuple[str, dict[str, Any]]:  # fmt: skip
+async def create(
+    connector: EcnyConnector,
+    receiver: Receiver,
+    amount: int,
+    scene: PaymentScene = PaymentScene.NATIVE_QR,
+) -> tuple[str, dict[str, Any]]:
     out_trade_no = uuid.uuid4().hex
-    result = await connector.prepay(PrepayRequest(out_trade_no=out_trade_no, amount_minor=amount, currency="CNY",
-                                                  description="数字人民币测试", scene=scene,
-                                                  notify_url=receiver.url(out_trade_no)))  # fmt: skip
+    result = await connector.prepay(
+        PrepayRequest(
+            out_trade_no=out_trade_no,
+            amount_minor=amount,
+            currency="CNY",
+            description="数字人民币测试",
+            scene=scene,
+            notify_url=receiver.url(out_trade_no),
+        )
+    )
     return out_trade_no, result.payer_action
 
 
@@ -129,8 +141,9 @@ async def wallet(http: httpx.AsyncClient, url: str, action: str, level: int = 4)
     return await http.post(url.split("?")[0], data={"action": action, "wallet_level": str(level)})
 
 
-async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Receiver,
-                                          sandbox: SandboxProcess) -> None:  # fmt: skip
+async def test_qr_payment_refund_and_bill(
+    connector: EcnyConnector, receiver: Receiver, sandbox: SandboxProcess
+) -> None:
     out_trade_no, action = await create(connector, receiver, 12_345)
     assert action["type"] == "qr_code"
     assert (await connector.query(out_trade_no)).status is TradeStatus.PENDING
@@ -146,8 +159,14 @@ async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Re
     queried = await connector.query(out_trade_no)
     assert queried.status is TradeStatus.SUCCEEDED and queried.paid_at is not None
     refund_no = uuid.uuid4().hex
-    refund = RefundRequest(out_trade_no=out_trade_no, out_refund_no=refund_no, refund_minor=2_345,
-                           total_minor=12_345, currency="CNY", notify_url=receiver.url(refund_no))  # fmt: skip
+    refund = RefundRequest(
+        out_trade_no=out_trade_no,
+        out_refund_no=refund_no,
+        refund_minor=2_345,
+        total_minor=12_345,
+        currency="CNY",
+        notify_url=receiver.url(refund_no),
+    )
     done = await connector.refund(refund)
     assert done.status is RefundStatus.SUCCEEDED and done.refund_minor == 2_345
     assert (await connector.refund(refund)).channel_refund_no == done.channel_refund_no  # idempotent
@@ -157,8 +176,15 @@ async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Re
     assert (await connector.query_refund(refund_no, out_trade_no)).status is RefundStatus.SUCCEEDED
     assert (await connector.query_refund(uuid.uuid4().hex, out_trade_no)).status is RefundStatus.NOT_FOUND
     with pytest.raises(ChannelError) as over:
-        await connector.refund(RefundRequest(out_trade_no=out_trade_no, out_refund_no=uuid.uuid4().hex,
-                                             refund_minor=10_001, total_minor=12_345, currency="CNY"))  # fmt: skip
+        await connector.refund(
+            RefundRequest(
+                out_trade_no=out_trade_no,
+                out_refund_no=uuid.uuid4().hex,
+                refund_minor=10_001,
+                total_minor=12_345,
+                currency="CNY",
+            )
+        )
     assert over.value.code == "REFUND_AMOUNT_EXCEEDED"
     today = datetime.now(UTC).astimezone(timezone(timedelta(hours=8))).date()
     bill = await connector.download_bill(today)
@@ -170,9 +196,11 @@ async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Re
     ghost = uuid.uuid4().hex
     async with httpx.AsyncClient() as http:
         url = f"{sandbox.base_url}/control/bills/{today.isoformat()}/discrepancies"
-        for item in ({"kind": "drop_line", "out_trade_no": out_trade_no, "out_refund_no": refund_no},
-                     {"kind": "change_amount", "out_trade_no": out_trade_no, "amount_minor": 12_000},
-                     {"kind": "report_success", "out_trade_no": ghost, "amount_minor": 300}):  # fmt: skip
+        for item in (
+            {"kind": "drop_line", "out_trade_no": out_trade_no, "out_refund_no": refund_no},
+            {"kind": "change_amount", "out_trade_no": out_trade_no, "amount_minor": 12_000},
+            {"kind": "report_success", "out_trade_no": ghost, "amount_minor": 300},
+        ):
             assert (await http.post(url, json=item)).status_code == 200
         try:
             changed = await connector.download_bill(today)
@@ -184,7 +212,7 @@ async def test_qr_payment_refund_and_bill(connector: EcnyConnector, receiver: Re
 
 
 async def test_level_4_wallet_over_its_limit_is_declined(connector: EcnyConnector, receiver: Receiver) -> None:
-    out_trade_no, action = await create(connector, receiver, 200_001, scene=Scene.H5)  # ¥2,000.01 > ¥2,000
+    out_trade_no, action = await create(connector, receiver, 200_001, scene=PaymentScene.H5)  # ¥2,000.01 > ¥2,000
     assert action["type"] == "redirect" and action["deep_link"].startswith("ecny://pay?")
     async with httpx.AsyncClient() as http:
         declined = await wallet(http, action["url"], "pay", level=4)
@@ -199,8 +227,9 @@ async def test_level_4_wallet_over_its_limit_is_declined(connector: EcnyConnecto
     assert (await connector.query(other)).status is TradeStatus.SUCCEEDED
 
 
-async def test_daily_limit_and_decline(connector: EcnyConnector, receiver: Receiver, sandbox: SandboxProcess,
-                                       merchant: dict[str, Any]) -> None:  # fmt: skip
+async def test_daily_limit_and_decline(
+    connector: EcnyConnector, receiver: Receiver, sandbox: SandboxProcess, merchant: dict[str, Any]
+) -> None:
     """Level 3: ¥5,000 per payment, ¥10,000 a day: two of ¥4,000 pass, the third is declined."""
     results = []
     async with httpx.AsyncClient() as http:
@@ -217,8 +246,9 @@ async def test_daily_limit_and_decline(connector: EcnyConnector, receiver: Recei
     assert (await connector.query(out_trade_no)).detail == "FAILED PAYER_DECLINED"
 
 
-async def test_forged_notification_and_foreign_signatures_refused(connector: EcnyConnector, receiver: Receiver,
-                                                                  sandbox: SandboxProcess) -> None:  # fmt: skip
+async def test_forged_notification_and_foreign_signatures_refused(
+    connector: EcnyConnector, receiver: Receiver, sandbox: SandboxProcess
+) -> None:
     out_trade_no, action = await create(connector, receiver, 500)
     async with httpx.AsyncClient() as http:
         await wallet(http, action["qr_code"], "pay", level=1)

@@ -22,8 +22,14 @@ from services.cashier.connectors.base import PrepayRequest, TradeStatus
 from services.cashier.connectors.unionpay import UnionPayConfig, UnionPayConnector
 from services.cashier.domain.payments import PaymentScene
 
-CONFIG_FIELDS = ("mer_id", "sign_pfx_base64", "sign_pfx_password", "root_cert_pem", "middle_cert_pem",
-                 "validate_cn_name")  # fmt: skip
+CONFIG_FIELDS = (
+    "mer_id",
+    "sign_pfx_base64",
+    "sign_pfx_password",
+    "root_cert_pem",
+    "middle_cert_pem",
+    "validate_cn_name",
+)
 
 
 @pytest.fixture(scope="module")

@@ -33,10 +33,10 @@ from services.cashier.connectors.base import (
     PrepayRequest,
     RefundRequest,
     RefundStatus,
-    Scene,
     TradeStatus,
 )
 from services.cashier.connectors.unionpay import UnionPayConfig, UnionPayConnector
+from services.cashier.domain.payments import PaymentScene
 
 SUCCESS_CARD, DECLINED_CARD, UNKNOWN_CARD = "6216261000000000018", "6216261000000000026", "6216261000000000034"
 
@@ -99,8 +99,11 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("unionpay")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
-           "JUHE_SANDBOX_UNIONPAY_UNKNOWN_QUERIES": "2"}  # fmt: skip
+    env = {
+        "JUHE_DATA_DIR": str(tmp_path_factory.mktemp("unionpay")),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_UNIONPAY_UNKNOWN_QUERIES": "2",
+    }
     with SandboxProcess("sandboxes.unionpay", port_env="JUHE_SANDBOX_UNIONPAY_PORT", env=env) as process:
         yield process
 
@@ -121,14 +124,24 @@ def receiver() -> Iterator[Receiver]:
 
 
 def config_of(sandbox: SandboxProcess, merchant: dict[str, Any], **changes: Any) -> UnionPayConfig:
-    fields = {k: merchant[k] for k in ("mer_id", "sign_pfx_base64", "sign_pfx_password", "root_cert_pem",
-                                       "middle_cert_pem", "validate_cn_name")}  # fmt: skip
+    fields = {
+        k: merchant[k]
+        for k in (
+            "mer_id",
+            "sign_pfx_base64",
+            "sign_pfx_password",
+            "root_cert_pem",
+            "middle_cert_pem",
+            "validate_cn_name",
+        )
+    }
     return UnionPayConfig(**{"base_url": sandbox.base_url, "read_timeout_seconds": 5.0, **fields, **changes})
 
 
 @pytest.fixture
-async def connector(sandbox: SandboxProcess, merchant: dict[str, Any],
-                    receiver: Receiver) -> AsyncIterator[UnionPayConnector]:  # fmt: skip
+async def connector(
+    sandbox: SandboxProcess, merchant: dict[str, Any], receiver: Receiver
+) -> AsyncIterator[UnionPayConnector]:
     c = UnionPayConnector(config_of(sandbox, merchant))
     receiver.verify = lambda body: c.parse_notification({}, body)
     yield c
@@ -139,11 +152,21 @@ def new_no(prefix: str = "") -> str:
     return f"{prefix}{uuid_utils.uuid7().hex}"
 
 
-async def prepay(connector: UnionPayConnector, receiver: Receiver, scene: Scene, amount: int = 8888) -> tuple[str, Any]:
+async def prepay(
+    connector: UnionPayConnector, receiver: Receiver, scene: PaymentScene, amount: int = 8888
+) -> tuple[str, Any]:
     out_trade_no = new_no()
-    result = await connector.prepay(PrepayRequest(
-        out_trade_no=out_trade_no, amount_minor=amount, currency="CNY", description="测试商品", scene=scene,
-        notify_url=receiver.url(out_trade_no), return_url="http://127.0.0.1:9/return"))  # fmt: skip
+    result = await connector.prepay(
+        PrepayRequest(
+            out_trade_no=out_trade_no,
+            amount_minor=amount,
+            currency="CNY",
+            description="测试商品",
+            scene=scene,
+            notify_url=receiver.url(out_trade_no),
+            return_url="http://127.0.0.1:9/return",
+        )
+    )
     return out_trade_no, result.payer_action
 
 
@@ -161,12 +184,13 @@ async def open_card_page(http: httpx.AsyncClient, action: dict[str, Any]) -> str
 
 
 async def pay_on_page(http: httpx.AsyncClient, page_url: str, card: str, sms: str = "111111") -> httpx.Response:
-    return await http.post(page_url, data={"card_no": card, "expiry": "1229", "cvn2": "123",
-                                           "phone": "13552535506", "sms_code": sms})  # fmt: skip
+    return await http.post(
+        page_url, data={"card_no": card, "expiry": "1229", "cvn2": "123", "phone": "13552535506", "sms_code": sms}
+    )
 
 
 async def test_web_consume_through_the_card_page(connector: UnionPayConnector, receiver: Receiver) -> None:
-    out_trade_no, action = await prepay(connector, receiver, Scene.PAGE)
+    out_trade_no, action = await prepay(connector, receiver, PaymentScene.PAGE)
     assert action["type"] == "form" and action["form"]["fields"]["channelType"] == "07"
     async with httpx.AsyncClient() as http:
         page = await open_card_page(http, action)
@@ -188,7 +212,7 @@ async def test_web_consume_through_the_card_page(connector: UnionPayConnector, r
 
 
 async def test_mobile_consume_declined_card(connector: UnionPayConnector, receiver: Receiver) -> None:
-    out_trade_no, action = await prepay(connector, receiver, Scene.H5)
+    out_trade_no, action = await prepay(connector, receiver, PaymentScene.H5)
     assert action["form"]["fields"]["channelType"] == "08"
     async with httpx.AsyncClient() as http:
         await pay_on_page(http, await open_card_page(http, action), DECLINED_CARD)
@@ -199,7 +223,7 @@ async def test_mobile_consume_declined_card(connector: UnionPayConnector, receiv
 
 
 async def test_unknown_outcome_03_resolves_by_query(connector: UnionPayConnector, receiver: Receiver) -> None:
-    out_trade_no, action = await prepay(connector, receiver, Scene.PAGE, amount=1999)
+    out_trade_no, action = await prepay(connector, receiver, PaymentScene.PAGE, amount=1999)
     async with httpx.AsyncClient() as http:
         await pay_on_page(http, await open_card_page(http, action), UNKNOWN_CARD)
     first = await connector.query(out_trade_no)
@@ -210,9 +234,10 @@ async def test_unknown_outcome_03_resolves_by_query(connector: UnionPayConnector
     await eventually(lambda: bool(receiver.accepted(out_trade_no)), "the notification after resolution")
 
 
-async def test_app_consume_returns_tn(connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess,
-                                      merchant: dict[str, Any]) -> None:  # fmt: skip
-    out_trade_no, action = await prepay(connector, receiver, Scene.APP, amount=500)
+async def test_app_consume_returns_tn(
+    connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess, merchant: dict[str, Any]
+) -> None:
+    out_trade_no, action = await prepay(connector, receiver, PaymentScene.APP, amount=500)
     assert action["type"] == "app" and action["tn"].isdigit()
     async with httpx.AsyncClient() as http:  # the UnionPay app takes the card page for this tn
         page = f"{sandbox.base_url}/pay/consume/{action['tn']}"
@@ -221,26 +246,35 @@ async def test_app_consume_returns_tn(connector: UnionPayConnector, receiver: Re
     assert (await connector.query(out_trade_no)).status is TradeStatus.SUCCEEDED
 
 
-async def paid_order(connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess,
-                     merchant: dict[str, Any], amount: int) -> str:  # fmt: skip
+async def paid_order(
+    connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess, merchant: dict[str, Any], amount: int
+) -> str:
     """A consume paid by the payer without a browser (the control API's pay = the card page's submit)."""
-    out_trade_no, action = await prepay(connector, receiver, Scene.PAGE, amount=amount)
+    out_trade_no, action = await prepay(connector, receiver, PaymentScene.PAGE, amount=amount)
     async with httpx.AsyncClient() as http:
         await http.post(action["form"]["action"], data=action["form"]["fields"])
-        paid = await http.post(f"{sandbox.base_url}/control/orders/{merchant['mer_id']}/{out_trade_no}/pay",
-                               json={"card_no": SUCCESS_CARD})  # fmt: skip
+        paid = await http.post(
+            f"{sandbox.base_url}/control/orders/{merchant['mer_id']}/{out_trade_no}/pay", json={"card_no": SUCCESS_CARD}
+        )
         assert paid.status_code == 200 and paid.json()["status"] == "success"
     return out_trade_no
 
 
 def refund_request(out_trade_no: str, refund: int, total: int, receiver: Receiver) -> RefundRequest:
     out_refund_no = new_no("re_")
-    return RefundRequest(out_trade_no=out_trade_no, out_refund_no=out_refund_no, refund_minor=refund,
-                         total_minor=total, currency="CNY", notify_url=receiver.url(out_refund_no))  # fmt: skip
+    return RefundRequest(
+        out_trade_no=out_trade_no,
+        out_refund_no=out_refund_no,
+        refund_minor=refund,
+        total_minor=total,
+        currency="CNY",
+        notify_url=receiver.url(out_refund_no),
+    )
 
 
-async def test_partial_refunds_then_over_refund(connector: UnionPayConnector, receiver: Receiver,
-                                                sandbox: SandboxProcess, merchant: dict[str, Any]) -> None:  # fmt: skip
+async def test_partial_refunds_then_over_refund(
+    connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess, merchant: dict[str, Any]
+) -> None:
     out_trade_no = await paid_order(connector, receiver, sandbox, merchant, 1000)
     first = refund_request(out_trade_no, 300, 1000, receiver)
     accepted = await connector.refund(first)
@@ -266,8 +300,9 @@ async def test_partial_refunds_then_over_refund(connector: UnionPayConnector, re
     assert (await connector.query(out_trade_no)).status is TradeStatus.SUCCEEDED  # a refund is its own order
 
 
-async def test_revoke_same_day_full_only(connector: UnionPayConnector, receiver: Receiver,
-                                         sandbox: SandboxProcess, merchant: dict[str, Any]) -> None:  # fmt: skip
+async def test_revoke_same_day_full_only(
+    connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess, merchant: dict[str, Any]
+) -> None:
     out_trade_no = await paid_order(connector, receiver, sandbox, merchant, 2500)
     with pytest.raises(ChannelError) as partial:
         await connector.revoke(refund_request(out_trade_no, 100, 2500, receiver))
@@ -285,9 +320,10 @@ async def test_revoke_same_day_full_only(connector: UnionPayConnector, receiver:
     assert refused.value.code == "UNIONPAY_01"
 
 
-async def test_notifications_retried_and_forgeries_refused(connector: UnionPayConnector, receiver: Receiver,
-                                                           sandbox: SandboxProcess) -> None:  # fmt: skip
-    out_trade_no, action = await prepay(connector, receiver, Scene.PAGE, amount=42)
+async def test_notifications_retried_and_forgeries_refused(
+    connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess
+) -> None:
+    out_trade_no, action = await prepay(connector, receiver, PaymentScene.PAGE, amount=42)
     receiver.refusals[f"/notify/{out_trade_no}"] = 3
     async with httpx.AsyncClient() as http:
         await pay_on_page(http, await open_card_page(http, action), SUCCESS_CARD)
@@ -301,12 +337,14 @@ async def test_notifications_retried_and_forgeries_refused(connector: UnionPayCo
     with pytest.raises(InvalidSignature):
         connector.parse_notification({}, forged)
     with pytest.raises(InvalidSignature):
-        connector.parse_notification({}, urlencode({**genuine, "signPubKeyCert": genuine["signPubKeyCert"]
-                                                    .replace("MII", "MIJ", 1)}).encode())  # fmt: skip
+        connector.parse_notification(
+            {}, urlencode({**genuine, "signPubKeyCert": genuine["signPubKeyCert"].replace("MII", "MIJ", 1)}).encode()
+        )
 
 
-async def test_production_cn_rule_refuses_the_test_certificate(sandbox: SandboxProcess,
-                                                               merchant: dict[str, Any]) -> None:  # fmt: skip
+async def test_production_cn_rule_refuses_the_test_certificate(
+    sandbox: SandboxProcess, merchant: dict[str, Any]
+) -> None:
     strict = UnionPayConnector(config_of(sandbox, merchant, validate_cn_name=True))
     try:
         with pytest.raises(InvalidSignature, match="CN"):
@@ -322,8 +360,9 @@ async def test_encryption_key_update(connector: UnionPayConnector, sandbox: Sand
     assert connector.encrypt_cert_pem == pem
 
 
-async def test_settlement_file_lists_the_day(connector: UnionPayConnector, receiver: Receiver,
-                                             sandbox: SandboxProcess, merchant: dict[str, Any]) -> None:  # fmt: skip
+async def test_settlement_file_lists_the_day(
+    connector: UnionPayConnector, receiver: Receiver, sandbox: SandboxProcess, merchant: dict[str, Any]
+) -> None:
     out_trade_no = await paid_order(connector, receiver, sandbox, merchant, 10000)
     refund = refund_request(out_trade_no, 2000, 10000, receiver)
     await connector.refund(refund)
@@ -339,9 +378,11 @@ async def test_settlement_file_lists_the_day(connector: UnionPayConnector, recei
     ghost = new_no()
     async with httpx.AsyncClient() as http:
         url = f"{sandbox.base_url}/control/bills/{today.date().isoformat()}/discrepancies"
-        for item in ({"kind": "drop_line", "out_trade_no": out_trade_no, "out_refund_no": refund.out_refund_no},
-                     {"kind": "change_amount", "out_trade_no": out_trade_no, "amount_minor": 9999},
-                     {"kind": "report_success", "out_trade_no": ghost, "amount_minor": 777}):  # fmt: skip
+        for item in (
+            {"kind": "drop_line", "out_trade_no": out_trade_no, "out_refund_no": refund.out_refund_no},
+            {"kind": "change_amount", "out_trade_no": out_trade_no, "amount_minor": 9999},
+            {"kind": "report_success", "out_trade_no": ghost, "amount_minor": 777},
+        ):
             assert (await http.post(url, json=item)).status_code == 200
         try:
             changed = await connector.download_bill(today.date())
@@ -353,8 +394,9 @@ async def test_settlement_file_lists_the_day(connector: UnionPayConnector, recei
     assert len(changed.lines) == len(bill.lines)  # one dropped, one added
 
 
-async def test_faults_fail_and_dark(connector: UnionPayConnector, sandbox: SandboxProcess,
-                                    merchant: dict[str, Any]) -> None:  # fmt: skip
+async def test_faults_fail_and_dark(
+    connector: UnionPayConnector, sandbox: SandboxProcess, merchant: dict[str, Any]
+) -> None:
     async with httpx.AsyncClient() as http:
         await http.put(f"{sandbox.base_url}/control/faults", json={"error_rate": 1.0})
         try:

@@ -34,13 +34,13 @@ from services.cashier.connectors.base import (
     PrepayRequest,
     RefundRequest,
     RefundStatus,
-    Scene,
     TradeStatus,
     TransferRequest,
     TransferStatus,
     payment_code_channel,
 )
 from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector, signing, transfers
+from services.cashier.domain.payments import PaymentScene
 
 
 @dataclass
@@ -193,7 +193,7 @@ def _prepay(
     receiver: NotificationReceiver,
     out_trade_no: str,
     amount_minor: int = 1234,
-    scene: Scene = Scene.NATIVE_QR,
+    scene: PaymentScene = PaymentScene.NATIVE_QR,
     notify_path: str = "direct",
     **extra: Any,
 ) -> PrepayRequest:
@@ -294,23 +294,39 @@ async def test_a_wechat_funded_coupon_used_in_the_payment_is_read_from_promotion
     """The payer pays with a 代金券 WeChat funds: the query and the notification both report the channel's
     discount (funded by the channel, settled to the merchant), the amount asked for unchanged."""
     openid = "oCoupon" + uuid.uuid4().hex[:16]
-    stock = await _control(wechatpay_sandbox, "/favor/stocks", json={
-        "stock_name": "微信立减", "coupon_amount": 500, "transaction_minimum": 1000, "max_coupons": 5,
-        "available_merchants": ["1900000109"],
-    })  # fmt: skip
-    coupon = await _control(wechatpay_sandbox, f"/favor/stocks/{stock['stock_id']}/send",
-                            json={"openid": openid, "appid": "wxd678efh567hg6787"})  # fmt: skip
+    stock = await _control(
+        wechatpay_sandbox,
+        "/favor/stocks",
+        json={
+            "stock_name": "微信立减",
+            "coupon_amount": 500,
+            "transaction_minimum": 1000,
+            "max_coupons": 5,
+            "available_merchants": ["1900000109"],
+        },
+    )
+    coupon = await _control(
+        wechatpay_sandbox,
+        f"/favor/stocks/{stock['stock_id']}/send",
+        json={"openid": openid, "appid": "wxd678efh567hg6787"},
+    )
     out_trade_no = _no()
     await wechatpay_connector.prepay(_prepay(wechatpay_receiver, out_trade_no, amount_minor=3000))
-    await _control(wechatpay_sandbox, f"/orders/{out_trade_no}/approve",
-                   json={"payer_openid": openid, "coupon_id": coupon["coupon_id"]})  # fmt: skip
+    await _control(
+        wechatpay_sandbox,
+        f"/orders/{out_trade_no}/approve",
+        json={"payer_openid": openid, "coupon_id": coupon["coupon_id"]},
+    )
     paid = await wechatpay_connector.query(out_trade_no)
     assert paid.status == TradeStatus.SUCCEEDED and paid.amount_minor == 3000
     [discount] = paid.channel_discounts
     assert (discount.coupon_id, discount.stock_id, discount.kind) == (coupon["coupon_id"], stock["stock_id"], "CASH")
     assert (discount.amount_minor, discount.channel_minor, discount.merchant_minor, discount.unsettled_minor) == (
-        500, 500, 0, 0,
-    )  # fmt: skip
+        500,
+        500,
+        0,
+        0,
+    )
     notification, _ = _next_for(wechatpay_receiver, wechatpay_connector, out_trade_no, NotificationKind.PAYMENT)
     assert notification.payment.channel_discounts == paid.channel_discounts
 
@@ -337,7 +353,7 @@ async def test_jsapi_app_and_h5_payer_actions(
 
     jsapi = (
         await wechatpay_connector.prepay(
-            _prepay(wechatpay_receiver, _no(), scene=Scene.MINI_PROGRAM, payer_openid="oUpF8uMuAJO_M2pxb1Q9")
+            _prepay(wechatpay_receiver, _no(), scene=PaymentScene.MINI_PROGRAM, payer_openid="oUpF8uMuAJO_M2pxb1Q9")
         )
     ).payer_action
     assert jsapi["type"] == "jsapi" and jsapi["signType"] == "RSA" and jsapi["appId"] == "wxd678efh567hg6787"
@@ -345,7 +361,7 @@ async def test_jsapi_app_and_h5_payer_actions(
     message = f"{jsapi['appId']}\n{jsapi['timeStamp']}\n{jsapi['nonceStr']}\n{jsapi['package']}\n".encode()
     public_key.verify(base64.b64decode(jsapi["paySign"]), message, padding.PKCS1v15(), hashes.SHA256())
 
-    app = (await wechatpay_connector.prepay(_prepay(wechatpay_receiver, _no(), scene=Scene.APP))).payer_action
+    app = (await wechatpay_connector.prepay(_prepay(wechatpay_receiver, _no(), scene=PaymentScene.APP))).payer_action
     assert app["package"] == "Sign=WXPay" and app["partnerid"] == "1900000109"
     message = f"{app['appid']}\n{app['timestamp']}\n{app['noncestr']}\n{app['prepayid']}\n".encode()
     public_key.verify(base64.b64decode(app["sign"]), message, padding.PKCS1v15(), hashes.SHA256())
@@ -355,7 +371,7 @@ async def test_jsapi_app_and_h5_payer_actions(
             _prepay(
                 wechatpay_receiver,
                 _no(),
-                scene=Scene.H5,
+                scene=PaymentScene.H5,
                 payer_client_ip="203.0.113.9",
                 return_url="https://shop.example/done",
             )
@@ -364,7 +380,7 @@ async def test_jsapi_app_and_h5_payer_actions(
     assert h5["type"] == "redirect" and "redirect_url=https%3A%2F%2Fshop.example%2Fdone" in h5["url"]
 
     with pytest.raises(ChannelError) as missing_openid:
-        await wechatpay_connector.prepay(_prepay(wechatpay_receiver, _no(), scene=Scene.JSAPI))
+        await wechatpay_connector.prepay(_prepay(wechatpay_receiver, _no(), scene=PaymentScene.JSAPI))
     assert missing_openid.value.code == "PARAM_ERROR"
 
 
@@ -520,7 +536,7 @@ async def test_partner_mode_full_cycle(
             wechatpay_receiver,
             out_trade_no,
             amount_minor=888,
-            scene=Scene.JSAPI,
+            scene=PaymentScene.JSAPI,
             payer_openid="oSubOpenid123",
             notify_path="partner",
         )

@@ -65,8 +65,13 @@ def _wechat_config(**overrides: Any) -> WechatPayConfig:
     pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fields: dict[str, Any] = {"merchant_private_key_pem": pem.decode(), "merchant_cert_serial": "AB",
-                              "apiv3_key": "k" * 32, "mchid": "1900000001", "appid": "wx8888888888888888"}  # fmt: skip
+    fields: dict[str, Any] = {
+        "merchant_private_key_pem": pem.decode(),
+        "merchant_cert_serial": "AB",
+        "apiv3_key": "k" * 32,
+        "mchid": "1900000001",
+        "appid": "wx8888888888888888",
+    }
     return WechatPayConfig(**{**fields, **overrides})
 
 
@@ -79,11 +84,13 @@ def test_the_authorize_urls_are_the_channels_documented_ones() -> None:
     )
     sandboxed = wechat_oauth.authorize_url(_wechat_config(base_url=WECHAT), redirect_uri=BACK, state="abc123")
     assert sandboxed.startswith(f"{WECHAT}/connect/oauth2/authorize?appid=wx8888888888888888&")
-    partner = _wechat_config(mchid=None, appid=None, sp_mchid="1900000100", sp_appid="wxsp", sub_mchid="1900000109",
-                             sub_appid="wxsub")  # fmt: skip
+    partner = _wechat_config(
+        mchid=None, appid=None, sp_mchid="1900000100", sp_appid="wxsp", sub_mchid="1900000109", sub_appid="wxsub"
+    )
     assert "appid=wxsub&" in wechat_oauth.authorize_url(partner, redirect_uri=BACK, state="s")  # the payer's appid
-    config = AlipayConfig.model_validate({"app_id": "2021000000000001", "app_private_key_pem": "x",
-                                          "alipay_public_key_pem": "y"})  # fmt: skip
+    config = AlipayConfig.model_validate(
+        {"app_id": "2021000000000001", "app_private_key_pem": "x", "alipay_public_key_pem": "y"}
+    )
     assert alipay_oauth.authorize_url(config, redirect_uri=BACK, state="abc") == (
         "https://openauth.alipay.com/oauth2/publicAppAuthorize.htm?app_id=2021000000000001&scope=auth_base"
         "&redirect_uri=https%3A%2F%2Fpay.example%2Fcheckout%2Fcst_x%2Foauth%2Fwechatpay&state=abc"
@@ -111,14 +118,20 @@ async def test_wechat_code_is_redeemed_once_and_the_bridge_verifies_pay_sign(wec
         "wx" + uuid.uuid4().hex[:16],
         "19" + uuid.uuid4().hex[:8].translate(str.maketrans("abcdef", "123456")),
     )
-    reg = (await wechat.post("/control/merchants", json={"mchid": mchid, "appid": appid,
-                                                         "generate_key_pair": True})).json()  # fmt: skip
+    reg = (
+        await wechat.post("/control/merchants", json={"mchid": mchid, "appid": appid, "generate_key_pair": True})
+    ).json()
     config = WechatPayConfig(
-        base_url=WECHAT, mchid=mchid, appid=appid, app_secret=reg["app_secrets"][appid],
-        merchant_private_key_pem=reg["merchant_private_key_pem"], merchant_cert_serial=reg["merchant_cert_serial"],
-        platform_public_key_pem=reg["platform_public_key_pem"], platform_public_key_id=reg["platform_public_key_id"],
+        base_url=WECHAT,
+        mchid=mchid,
+        appid=appid,
+        app_secret=reg["app_secrets"][appid],
+        merchant_private_key_pem=reg["merchant_private_key_pem"],
+        merchant_cert_serial=reg["merchant_cert_serial"],
+        platform_public_key_pem=reg["platform_public_key_pem"],
+        platform_public_key_id=reg["platform_public_key_id"],
         apiv3_key=reg["apiv3_key"],
-    )  # fmt: skip
+    )
     connector = WechatPayConnector(config, http_client=wechat)
     url = wechat_oauth.authorize_url(config, redirect_uri=BACK, state="st4te")
     back = _code_of(await wechat.get(url.split("#")[0].removeprefix(WECHAT)), "wechat")
@@ -128,17 +141,26 @@ async def test_wechat_code_is_redeemed_once_and_the_bridge_verifies_pay_sign(wec
     with pytest.raises(ChannelError) as used:  # a code is single use
         await connector.oauth_openid(back["code"])
     assert used.value.code == "INVALID_CODE"
-    wrong = WechatPayConnector(_wechat_config(base_url=WECHAT, mchid=mchid, appid=appid, app_secret="0" * 32),
-                               http_client=wechat)  # fmt: skip
+    wrong = WechatPayConnector(
+        _wechat_config(base_url=WECHAT, mchid=mchid, appid=appid, app_secret="0" * 32), http_client=wechat
+    )
     again = _code_of(await wechat.get(url.split("#")[0].removeprefix(WECHAT)), "wechat")
     with pytest.raises(ChannelError) as refused:
         await wrong.oauth_openid(again["code"])
     assert refused.value.code == "CONFIG_ERROR"
 
     out_trade_no = "ck" + uuid.uuid4().hex[:20]
-    prepaid = await connector.prepay(PrepayRequest(out_trade_no=out_trade_no, amount_minor=2_500, currency="CNY",
-                                                   description="停车", scene=PaymentScene.JSAPI, payer_openid=openid,
-                                                   notify_url="https://juhe.example/notify"))  # fmt: skip
+    prepaid = await connector.prepay(
+        PrepayRequest(
+            out_trade_no=out_trade_no,
+            amount_minor=2_500,
+            currency="CNY",
+            description="停车",
+            scene=PaymentScene.JSAPI,
+            payer_openid=openid,
+            notify_url="https://juhe.example/notify",
+        )
+    )
     params = {k: prepaid.payer_action[k] for k in ("appId", "timeStamp", "nonceStr", "package", "signType", "paySign")}
     forged = {**params, "paySign": params["paySign"][:-4] + ("AAAA" if params["paySign"][-4:] != "AAAA" else "BBBB")}
     for bad in (forged, {**params, "timeStamp": str(int(params["timeStamp"]) + 1)}, {**params, "appId": "wxother"}):
@@ -156,10 +178,14 @@ async def test_alipay_auth_code_gives_the_buyer_and_trade_pay_pays_its_trade(tmp
     app = alipay_app(AlipaySettings(data_dir=tmp_path / "alipay"))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ALIPAY) as alipay:
         reg = (await alipay.post("/control/apps", json={})).json()
-        config = AlipayConfig.model_validate({
-            "gateway_url": f"{ALIPAY}/gateway.do", "app_id": reg["app_id"],
-            "app_private_key_pem": reg["app_private_key_pem"], "alipay_public_key_pem": reg["alipay_public_key_pem"],
-        })  # fmt: skip
+        config = AlipayConfig.model_validate(
+            {
+                "gateway_url": f"{ALIPAY}/gateway.do",
+                "app_id": reg["app_id"],
+                "app_private_key_pem": reg["app_private_key_pem"],
+                "alipay_public_key_pem": reg["alipay_public_key_pem"],
+            }
+        )
         connector = AlipayConnector(config, http_client=alipay)
         url = alipay_oauth.authorize_url(config, redirect_uri=BACK, state="st4te")
         back = _code_of(await alipay.get(url.removeprefix(ALIPAY)), "alipay")
@@ -169,13 +195,25 @@ async def test_alipay_auth_code_gives_the_buyer_and_trade_pay_pays_its_trade(tmp
         with pytest.raises(ChannelError):  # single use
             await connector.oauth_user_id(back["auth_code"])
         out_trade_no = "ck" + uuid.uuid4().hex[:20]
-        prepaid = await connector.prepay(PrepayRequest(out_trade_no=out_trade_no, amount_minor=1_800, currency="CNY",
-                                                       description="Tuition", scene=PaymentScene.JSAPI,
-                                                       payer_openid=buyer_id,
-                                                       notify_url="https://juhe.example/notify"))  # fmt: skip
+        prepaid = await connector.prepay(
+            PrepayRequest(
+                out_trade_no=out_trade_no,
+                amount_minor=1_800,
+                currency="CNY",
+                description="Tuition",
+                scene=PaymentScene.JSAPI,
+                payer_openid=buyer_id,
+                notify_url="https://juhe.example/notify",
+            )
+        )
         trade_no = prepaid.payer_action["trade_no"]
-        other = (await alipay.post("/control/app-bridge/alipay/trade-pay", params={"buyer_id": "2088000000000009"},
-                                   json={"tradeNO": trade_no})).json()  # fmt: skip
+        other = (
+            await alipay.post(
+                "/control/app-bridge/alipay/trade-pay",
+                params={"buyer_id": "2088000000000009"},
+                json={"tradeNO": trade_no},
+            )
+        ).json()
         assert other["resultCode"] == "4000"  # another user's app cannot pay this buyer's trade
         paid = (await alipay.post("/control/app-bridge/alipay/trade-pay", json={"tradeNO": trade_no})).json()
         assert paid["resultCode"] == "9000", paid

@@ -196,6 +196,9 @@ async def read_statement(
         for r in rows
     ]
     return StatementResponse(
-        account_id=account_id, currency=account.currency, data=entries, has_more=has_more,
+        account_id=account_id,
+        currency=account.currency,
+        data=entries,
+        has_more=has_more,
         next_cursor=_encode_cursor(rows[-1]) if has_more else None,
-    )  # fmt: skip
+    )

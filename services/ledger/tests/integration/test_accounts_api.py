@@ -13,11 +13,15 @@ async def test_open_with_flags_and_read(ledger: Ledger) -> None:
     r = await ledger.client.post(
         "/v1/accounts",
         json={
-            "holder_id": "usr_1", "currency": "CNY", "kind": "user_wallet", "code": "2301",
-            "flags": {"debits_must_not_exceed_credits": True}, "credit_limit_minor": 5000,
+            "holder_id": "usr_1",
+            "currency": "CNY",
+            "kind": "user_wallet",
+            "code": "2301",
+            "flags": {"debits_must_not_exceed_credits": True},
+            "credit_limit_minor": 5000,
             "metadata": {"tier": "gold"},
         },
-    )  # fmt: skip
+    )
     assert r.status_code == 201, r.text
     account = r.json()
     assert account["id"].startswith("acc_") and account["status"] == "active"

@@ -151,13 +151,23 @@ async def test_test_money_is_booked_apart_from_live_money(
     live = succeeded("pay_b1", "mch_b1")  # no `livemode`: an old event, live money
     test = succeeded("pay_b2", "mch_b1", livemode=False, amount_minor=3000, fee_minor=0, platform_fee_minor=0)
     await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", live, test)
-    refund = {"refund_id": "re_b2", "payment_id": "pay_b2", "merchant_id": "mch_b1", "amount_minor": 1000,
-              "currency": "CNY", "channel": "wechatpay", "payment_amount_minor": 3000, "payment_refunded_minor": 1000,
-              "livemode": False}  # fmt: skip
+    refund = {
+        "refund_id": "re_b2",
+        "payment_id": "pay_b2",
+        "merchant_id": "mch_b1",
+        "amount_minor": 1000,
+        "currency": "CNY",
+        "channel": "wechatpay",
+        "payment_amount_minor": 3000,
+        "payment_refunded_minor": 1000,
+        "livemode": False,
+    }
     await publish(
-        juhe_infra.bootstrap, platform_topics, "cashier.refunds",
+        juhe_infra.bootstrap,
+        platform_topics,
+        "cashier.refunds",
         Envelope(type="refund.succeeded", source="cashier", subject="re_b2", data=refund),
-    )  # fmt: skip
+    )
 
     async def posted() -> bool:
         return await ledger.count("transfers") == 3

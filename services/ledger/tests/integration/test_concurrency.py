@@ -27,8 +27,11 @@ async def _setup(ledger: Ledger) -> tuple[str, str, str]:
 def _verify_cli(database_url: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "services.ledger.verify", "--database-url", database_url],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip().endswith("ok")
 

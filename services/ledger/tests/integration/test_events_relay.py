@@ -20,9 +20,10 @@ async def test_transfer_events_are_relayed(ledger_factory: Any, platform_topics:
     await ledger.client.post(f"/v1/transfers/{hold['id']}/void")
 
     consumer = AIOKafkaConsumer(
-        topic_name(platform_topics, "ledger.transfers"), bootstrap_servers=juhe_infra.bootstrap,
+        topic_name(platform_topics, "ledger.transfers"),
+        bootstrap_servers=juhe_infra.bootstrap,
         auto_offset_reset="earliest",
-    )  # fmt: skip
+    )
     await consumer.start()
     seen: dict[str, list[str]] = {}
     try:

@@ -12,11 +12,20 @@ from services.ledger.tests.integration.test_cashier_consumer import accounts_of,
 MERCHANT = "mch_instore_1"
 
 
-def coupon_event(kind: str, redemption_id: str, coupon_id: str, redemption_kind: str = "in_store",
-                 **extra: Any) -> Envelope:  # fmt: skip
-    data = {"coupon_id": coupon_id, "redemption_id": redemption_id, "kind": redemption_kind, "payment_id": None,
-            "campaign_id": "cmp_1", "merchant_id": MERCHANT, "store_id": "st_1", "currency": "CNY",
-            **extra}  # fmt: skip
+def coupon_event(
+    kind: str, redemption_id: str, coupon_id: str, redemption_kind: str = "in_store", **extra: Any
+) -> Envelope:
+    data = {
+        "coupon_id": coupon_id,
+        "redemption_id": redemption_id,
+        "kind": redemption_kind,
+        "payment_id": None,
+        "campaign_id": "cmp_1",
+        "merchant_id": MERCHANT,
+        "store_id": "st_1",
+        "currency": "CNY",
+        **extra,
+    }
     return Envelope(type=kind, source="marketing", subject=coupon_id, data=data)
 
 
@@ -36,8 +45,13 @@ async def test_in_store_subsidy_posted_once_and_taken_back_on_undo(
     ledger = await ledger_factory()
     used = coupon_event("coupon.used", "rdm_s1", "cpn_s1", funding={"platform_minor": 300, "merchant_minor": 200})
     again = Envelope(type=used.type, source="marketing", subject=used.subject, data=used.data)  # new id, same event
-    online = coupon_event("coupon.used", "rdm_s2", "cpn_s2", redemption_kind="online",
-                          funding={"platform_minor": 500, "merchant_minor": 0})  # fmt: skip
+    online = coupon_event(
+        "coupon.used",
+        "rdm_s2",
+        "cpn_s2",
+        redemption_kind="online",
+        funding={"platform_minor": 500, "merchant_minor": 0},
+    )
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.coupons", used, used, again, online)
 
     async def subsidy_posted() -> bool:
@@ -50,8 +64,12 @@ async def test_in_store_subsidy_posted_once_and_taken_back_on_undo(
     assert found.status_code == 200 and found.json()["reference"] == "rdm_s1", found.text
     assert await ledger.count("transfers") == 1  # the online redemption posted nothing
 
-    undone = coupon_event("coupon.redemption_undone", "rdm_s1", "cpn_s1",
-                          reversed={"platform_minor": 300, "merchant_minor": 200, "total_minor": 500})  # fmt: skip
+    undone = coupon_event(
+        "coupon.redemption_undone",
+        "rdm_s1",
+        "cpn_s1",
+        reversed={"platform_minor": 300, "merchant_minor": 200, "total_minor": 500},
+    )
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.coupons", undone, undone)
 
     async def taken_back() -> bool:

@@ -46,8 +46,15 @@ async def test_points_instructions_posted_once_each_and_a_shortfall_skipped(
     await eventually(lambda: balance_is(500), "two lots granted once each")
 
     reversed_ = points_event("reversed", "pay_p1", 100, payment_id="pay_p1", reversed_points_total=100)
-    exchanged = points_event("exchanged", "pxc_1", 150, exchange_id="pxc_1", stock_id="stk_1", coupon_id="cpn_1",
-                             lots=[{"payment_id": "pay_p1", "points": 150}])  # fmt: skip
+    exchanged = points_event(
+        "exchanged",
+        "pxc_1",
+        150,
+        exchange_id="pxc_1",
+        stock_id="stk_1",
+        coupon_id="cpn_1",
+        lots=[{"payment_id": "pay_p1", "points": 150}],
+    )
     expired = points_event("expired", "pay_p2", 200, payment_id="pay_p2", expires_at="2026-12-01T00:00:00+00:00")
     for event in (reversed_, exchanged, expired):
         twin = Envelope(type=event.type, source="marketing", subject=event.subject, data=event.data)  # new id
@@ -55,9 +62,13 @@ async def test_points_instructions_posted_once_each_and_a_shortfall_skipped(
     await eventually(lambda: balance_is(50), "a reversal, an exchange and an expiry taken out once each")
     assert [
         await operation_amount(ledger, kind, key)
-        for kind, key in (("points_grant", "pay_p1:earned"), ("points_reversal", "pay_p1:reversed:100"),
-                          ("points_redemption", "pxc_1"), ("points_expiry", "pay_p2:expired"))
-    ] == [300, 100, 150, 200]  # fmt: skip
+        for kind, key in (
+            ("points_grant", "pay_p1:earned"),
+            ("points_reversal", "pay_p1:reversed:100"),
+            ("points_redemption", "pxc_1"),
+            ("points_expiry", "pay_p2:expired"),
+        )
+    ] == [300, 100, 150, 200]
 
     # A reversal of 200 with 50 left (points cashed at the ledger's own /points/exchanges, which marketing's lots
     # do not know) is not posted (the sub-account never goes negative); the next instruction is posted all the same.

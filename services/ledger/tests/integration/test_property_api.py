@@ -23,9 +23,13 @@ SPECS: dict[str, dict[str, Any]] = {
 }
 NAMES = sorted(SPECS)
 transfer_st = st.tuples(
-    st.sampled_from(NAMES), st.sampled_from(NAMES), st.integers(1, 120), st.booleans(), st.integers(0, 8),
+    st.sampled_from(NAMES),
+    st.sampled_from(NAMES),
+    st.integers(1, 120),
+    st.booleans(),
+    st.integers(0, 8),
     st.sampled_from(["CNY", "CNY", "USD"]),
-)  # fmt: skip
+)
 op_st = st.one_of(
     st.tuples(st.just("create"), transfer_st),
     st.tuples(st.just("batch"), st.lists(transfer_st, min_size=1, max_size=4)),
@@ -56,11 +60,15 @@ def _json(r: TransferRequest, ids: dict[str, str]) -> dict[str, Any]:
         "idempotency_key": r.idempotency_key,
         "pending": r.pending,
         "postings": [
-            {"account_id": ids[p.account_id], "direction": str(p.direction), "amount_minor": p.amount_minor,
-             "currency": p.currency}
+            {
+                "account_id": ids[p.account_id],
+                "direction": str(p.direction),
+                "amount_minor": p.amount_minor,
+                "currency": p.currency,
+            }
             for p in r.postings
         ],
-    }  # fmt: skip
+    }
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))

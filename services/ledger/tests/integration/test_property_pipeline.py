@@ -55,21 +55,23 @@ async def test_pipelined_writer_matches_model(ledger: Ledger, groups: list[Any],
     def request(t: tuple[str, str, int, bool, int]) -> TransferRequest:
         debit, credit, amount, pending, key = t
         return TransferRequest(
-            "prop", f"{ns}-{key}",
+            "prop",
+            f"{ns}-{key}",
             (
                 Posting(ids[debit], Direction.DEBIT, amount, "CNY"),
                 Posting(ids[credit], Direction.CREDIT, amount, "CNY"),
             ),
             pending=pending,
-        )  # fmt: skip
+        )
 
     def model_request(t: tuple[str, str, int, bool, int]) -> TransferRequest:
         debit, credit, amount, pending, key = t
         return TransferRequest(
-            "prop", f"{ns}-{key}",
+            "prop",
+            f"{ns}-{key}",
             (Posting(debit, Direction.DEBIT, amount, "CNY"), Posting(credit, Direction.CREDIT, amount, "CNY")),
             pending=pending,
-        )  # fmt: skip
+        )
 
     engine = create_engine(ledger.database_url)
     writer = LedgerWriter(UnitOfWork(engine, source="ledger"), batch_transfers_max=batch_max)

@@ -19,10 +19,20 @@ HOLDS = "/v1/wallet/top-up-refunds"
 
 
 def refund_event(kind: str, refund_id: str, amount_minor: int) -> Envelope:
-    data = {"refund_id": refund_id, "payment_id": "pay_tr_1", "merchant_id": TOPUP_MERCHANT, "status": kind,
-            "amount_minor": amount_minor, "currency": "CNY", "channel": "wechatpay", "scene": "native_qr",
-            "payment_amount_minor": 10_000, "payment_fee_minor": 25, "payment_platform_fee_minor": 0,
-            "payment_refunded_minor": amount_minor}  # fmt: skip
+    data = {
+        "refund_id": refund_id,
+        "payment_id": "pay_tr_1",
+        "merchant_id": TOPUP_MERCHANT,
+        "status": kind,
+        "amount_minor": amount_minor,
+        "currency": "CNY",
+        "channel": "wechatpay",
+        "scene": "native_qr",
+        "payment_amount_minor": 10_000,
+        "payment_fee_minor": 25,
+        "payment_platform_fee_minor": 0,
+        "payment_refunded_minor": amount_minor,
+    }
     return Envelope(type=f"refund.{kind}", source="cashier", subject=refund_id, data=data)
 
 
@@ -63,8 +73,10 @@ async def test_top_up_refund_holds_only_unspent_cash_and_posts_once_in_any_order
     # The rule: a refund takes at most what is left of the cash balance (the holder spent the rest).
     over = await hold(ledger, "re_tr_over", 8_000)
     assert (over.status_code, over.json()["code"], over.json()["available_minor"]) == (
-        409, "top_up_refund_exceeds_balance", 7_000,
-    ), over.text  # fmt: skip
+        409,
+        "top_up_refund_exceeds_balance",
+        7_000,
+    ), over.text
     assert await operation(ledger, "top_up_refund", "re_tr_over") is None and await available(ledger) == 7_000
 
     first = await hold(ledger, "re_tr_1", 4_000)
@@ -86,8 +98,15 @@ async def test_top_up_refund_holds_only_unspent_cash_and_posts_once_in_any_order
     revoked = bonus_event("revoked", "pay_tr_1", 1_000, refund_id="re_tr_1")
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", revoked)
     done = refund_event("succeeded", "re_tr_1", 4_000)
-    await publish(juhe_infra.bootstrap, platform_topics, "cashier.refunds", refund_event("failed", winner, 3_000),
-                  done, done, refund_event("failed", "re_tr_1", 4_000))  # fmt: skip
+    await publish(
+        juhe_infra.bootstrap,
+        platform_topics,
+        "cashier.refunds",
+        refund_event("failed", winner, 3_000),
+        done,
+        done,
+        refund_event("failed", "re_tr_1", 4_000),
+    )
     await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", revoked)
     await eventually(lambda: _status(ledger, "re_tr_1", "posted"), "the refund's hold posted")
     await eventually(lambda: _status(ledger, winner, "voided"), "the failed refund's hold voided")

@@ -23,9 +23,13 @@ async def funded(ledger: Ledger, amount_minor: int) -> tuple[str, str, str]:
 async def test_posted_transfer_moves_balances_and_publishes(ledger: Ledger) -> None:
     clearing, wallet, _ = await funded(ledger, 500)
     assert await ledger.balances(wallet) == {
-        "debits_posted": 0, "credits_posted": 500, "debits_pending": 0, "credits_pending": 0,
-        "posted_balance_minor": 500, "available_balance_minor": 500,
-    }  # fmt: skip
+        "debits_posted": 0,
+        "credits_posted": 500,
+        "debits_pending": 0,
+        "credits_pending": 0,
+        "posted_balance_minor": 500,
+        "available_balance_minor": 500,
+    }
     assert (await ledger.balances(clearing))["posted_balance_minor"] == 500  # debit-normal asset
     assert ("transfer.posted", (await ledger.events())[-1][1]) == (await ledger.events())[-1]
     await ledger.assert_verified()

@@ -195,9 +195,14 @@ async def test_30_concurrent_withdrawals_never_exceed_the_daily_limit(wallet: Wa
     assert found.json()["details"]["bank_card"] == {"number": CARD, "holder_name": "张三"}
     assert found.json()["status"] == "posted"
     cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.ledger.verify", "--database-url", wallet.database_url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "services.ledger.verify",
+        "--database-url",
+        wallet.database_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     output, _ = await cli.communicate()
     assert cli.returncode == 0, output.decode()
 

@@ -14,8 +14,14 @@ HOLDER = "usr_bonus_1"
 
 
 def bonus_event(kind: str, payment_id: str, bonus_minor: int, **extra: Any) -> Envelope:
-    data = {"payment_id": payment_id, "holder_id": HOLDER, "promotion_id": "tpp_1", "bonus_minor": bonus_minor,
-            "currency": "CNY", **extra}  # fmt: skip
+    data = {
+        "payment_id": payment_id,
+        "holder_id": HOLDER,
+        "promotion_id": "tpp_1",
+        "bonus_minor": bonus_minor,
+        "currency": "CNY",
+        **extra,
+    }
     return Envelope(type=f"topup.bonus_{kind}", source="marketing", subject=payment_id, data=data)
 
 
@@ -37,10 +43,17 @@ async def test_bonus_granted_once_kept_apart_spend_only_and_what_is_left_revoked
     await open_person(ledger, HOLDER)
     # The test book's marketing expense exists first (a test payment's coupon opened it): the wallet, live money,
     # must still post against the live book's, or the engine refuses the transfer (books_mixed).
-    test_book = await ledger.client.post("/v1/accounts", json={
-        "holder_id": "platform", "currency": "CNY", "kind": "marketing_expense", "code": "5201", "livemode": False,
-        "idempotency_key": "chart:marketing_expense:platform:CNY",
-    })  # fmt: skip
+    test_book = await ledger.client.post(
+        "/v1/accounts",
+        json={
+            "holder_id": "platform",
+            "currency": "CNY",
+            "kind": "marketing_expense",
+            "code": "5201",
+            "livemode": False,
+            "idempotency_key": "chart:marketing_expense:platform:CNY",
+        },
+    )
     assert test_book.status_code == 201 and test_book.json()["livemode"] is False, test_book.text
     paid = top_up_paid("pay_bn_1", TOPUP_MERCHANT, HOLDER)  # 10000 in the cash balance
     await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments", paid)
@@ -57,12 +70,14 @@ async def test_bonus_granted_once_kept_apart_spend_only_and_what_is_left_revoked
     # Spending order (§3.11): the cash balance first, then the bonus. 10300 takes the 10000 and 300 of the bonus,
     # in one transfer; 800 more is refused whole (700 left), nothing moved.
     pay = f"/v1/wallet/holders/{HOLDER}/payments"
-    spent = await ledger.client.post(pay, json={"payment_id": "pay_bn_spend_1", "merchant_id": "mch_bn",
-                                                "amount_minor": 10_300})  # fmt: skip
+    spent = await ledger.client.post(
+        pay, json={"payment_id": "pay_bn_spend_1", "merchant_id": "mch_bn", "amount_minor": 10_300}
+    )
     assert spent.status_code == 201, spent.text
     assert (await posted(ledger, "balance"), await posted(ledger, "bonus")) == (0, 700)
-    refused = await ledger.client.post(pay, json={"payment_id": "pay_bn_spend_2", "merchant_id": "mch_bn",
-                                                  "amount_minor": 800})  # fmt: skip
+    refused = await ledger.client.post(
+        pay, json={"payment_id": "pay_bn_spend_2", "merchant_id": "mch_bn", "amount_minor": 800}
+    )
     assert (refused.status_code, refused.json()["code"]) == (409, "insufficient_funds"), refused.text
     assert (await posted(ledger, "balance"), await posted(ledger, "bonus")) == (0, 700)
     merchant = (await accounts_of(ledger, "mch_bn"))["merchant_pending:"]
@@ -91,13 +106,16 @@ async def test_bonus_granted_once_kept_apart_spend_only_and_what_is_left_revoked
 
     # Lots (§3.11): each bonus is its own lot. A later grant that expires sooner is spent first, and a revocation
     # takes back what is left of ITS lot only, not "up to that bonus" from the pool (which took 300 here before).
-    for pay_id, amount, expires in (("pay_bn_3", 500, "2027-06-01T00:00:00+00:00"),
-                                    ("pay_bn_4", 400, "2027-01-01T00:00:00+00:00")):  # fmt: skip
+    for pay_id, amount, expires in (
+        ("pay_bn_3", 500, "2027-06-01T00:00:00+00:00"),
+        ("pay_bn_4", 400, "2027-01-01T00:00:00+00:00"),
+    ):
         granted = bonus_event("granted", pay_id, amount, topup_minor=10_000, expires_at=expires)
         await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups", granted)
     await eventually(lambda: _equals(posted(ledger, "bonus"), 900), "two more bonuses, each in its lot")
-    spent = await ledger.client.post(pay, json={"payment_id": "pay_bn_spend_3", "merchant_id": "mch_bn",
-                                                "amount_minor": 600})  # fmt: skip
+    spent = await ledger.client.post(
+        pay, json={"payment_id": "pay_bn_spend_3", "merchant_id": "mch_bn", "amount_minor": 600}
+    )
     assert spent.status_code == 201, spent.text
     assert await lots(ledger) == {"pay_bn_3": 300, "pay_bn_4": 0}  # the earliest expiry (pay_bn_4) first
     revoked = bonus_event("revoked", "pay_bn_4", 400, refund_id="re_bn_4")
@@ -122,8 +140,11 @@ async def live_expense(ledger: Any) -> dict[str, Any]:
 async def lots(ledger: Any) -> dict[str, int]:
     """The holder's open bonus lots (9106) by granting payment: what is left of each."""
     r = await ledger.client.get("/v1/accounts", params={"holder_id": HOLDER, "limit": 200})
-    return {a["metadata"]["payment_id"]: a["balances"]["posted_balance_minor"] for a in r.json()["data"]
-            if a["kind"] == "wallet_bonus_lot" and a["status"] != "closed"}  # fmt: skip
+    return {
+        a["metadata"]["payment_id"]: a["balances"]["posted_balance_minor"]
+        for a in r.json()["data"]
+        if a["kind"] == "wallet_bonus_lot" and a["status"] != "closed"
+    }
 
 
 async def _lot_closed(ledger: Any, payment_id: str) -> bool:

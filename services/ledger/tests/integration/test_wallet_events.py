@@ -42,11 +42,16 @@ async def test_withdrawal_requested_once_with_the_contract_data(wallet: Wallet) 
     [event] = await wallet.wallet_events(op["id"])
     assert event["type"] == "withdrawal.requested" and event["subject"] == op["id"] and event["source"] == "ledger"
     data = event["data"]
-    assert {k: data[k] for k in ("operation_id", "holder_id", "amount_minor", "fee_minor", "currency",
-                                 "idempotency_key")} == {
-        "operation_id": op["id"], "holder_id": holder_id, "amount_minor": 1_000, "fee_minor": 10,
-        "currency": "CNY", "idempotency_key": "wd_contract_1",
-    }  # fmt: skip
+    assert {
+        k: data[k] for k in ("operation_id", "holder_id", "amount_minor", "fee_minor", "currency", "idempotency_key")
+    } == {
+        "operation_id": op["id"],
+        "holder_id": holder_id,
+        "amount_minor": 1_000,
+        "fee_minor": 10,
+        "currency": "CNY",
+        "idempotency_key": "wd_contract_1",
+    }
     assert CARD not in str(event), "no card number on the bus"
     # What settlement reads for the payout: the verified card and its holder's name.
     card = (await wallet.client.get(f"/v1/wallet/operations/{op['id']}")).json()["details"]["bank_card"]
@@ -117,8 +122,11 @@ async def test_top_up_credited_once_per_payment(wallet: Wallet) -> None:
     assert event["type"] == "top_up.credited"
     data = event["data"]
     assert (data["payment_id"], data["holder_id"], data["amount_minor"], data["currency"]) == (
-        "pay_evt_1", holder_id, 8_800, "CNY",
-    )  # fmt: skip
+        "pay_evt_1",
+        holder_id,
+        8_800,
+        "CNY",
+    )
     # a payment from the wallet publishes nothing on ledger.wallet (nobody acts on it)
     r = await wallet.client.post(
         f"/v1/wallet/holders/{holder_id}/payments",

@@ -13,8 +13,10 @@ async def test_20_concurrent_repayments_never_over_repay_a_bill(wallet: Wallet) 
     assert (await wallet.top_up(holder_id, 50_000)).status_code == 201
     c = wallet.client
     assert (await c.put(f"/v1/wallet/holders/{holder_id}/credit-line", json={"limit_minor": 10_000})).status_code == 200
-    r = await c.post(f"/v1/wallet/holders/{holder_id}/payments", json={"payment_id": "pay_bnpl_c", "merchant_id": "m",
-                     "amount_minor": 4_000, "subaccount_type": "credit"})  # fmt: skip
+    r = await c.post(
+        f"/v1/wallet/holders/{holder_id}/payments",
+        json={"payment_id": "pay_bnpl_c", "merchant_id": "m", "amount_minor": 4_000, "subaccount_type": "credit"},
+    )
     assert r.status_code == 201, r.text
     bill = (await c.post(f"/v1/wallet/holders/{holder_id}/bills", json={"period": "202611"})).json()
     assert bill["amount_due_minor"] == 4_000
@@ -37,8 +39,11 @@ async def test_20_concurrent_repayments_never_over_repay_a_bill(wallet: Wallet) 
     )
     assert sorted(r.status_code for r in both) == [201, 422]
     if both[0].status_code != 201:  # 101 went first: 100 no longer fits either, 1 fen short of paid
-        assert (await c.post(f"/v1/wallet/bills/{bill['id']}/repayments",
-                             json={"repayment_id": "rp_tail", "amount_minor": 1})).status_code == 201  # fmt: skip
+        assert (
+            await c.post(
+                f"/v1/wallet/bills/{bill['id']}/repayments", json={"repayment_id": "rp_tail", "amount_minor": 1}
+            )
+        ).status_code == 201
     final = (await c.get(f"/v1/wallet/bills/{bill['id']}")).json()
     assert (final["repaid_minor"], final["status"]) == (4_000, "paid")
     view = await wallet.my_wallet(holder_id)

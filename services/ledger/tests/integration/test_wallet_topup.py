@@ -17,15 +17,27 @@ TOPUP_MERCHANT = "mch_platform_topup"
 
 
 async def open_person(ledger: Any, holder_id: str) -> None:
-    body = {"holder_id": holder_id, "holder_type": "person", "name": "李四",
-            "resident_id": resident_id(next(PERSON_IDS)), "phone": "13900139000"}  # fmt: skip
+    body = {
+        "holder_id": holder_id,
+        "holder_type": "person",
+        "name": "李四",
+        "resident_id": resident_id(next(PERSON_IDS)),
+        "phone": "13900139000",
+    }
     r = await ledger.client.post("/v1/wallet/holders", json=body)
     assert r.status_code == 201, r.text
 
 
 def top_up_paid(payment_id: str, merchant_id: str, holder_id: str | None, **extra: Any) -> Envelope:
-    return succeeded(payment_id, merchant_id, purpose="wallet_topup", wallet_holder_id=holder_id, split=None,
-                     profit_sharing=False, **extra)  # fmt: skip
+    return succeeded(
+        payment_id,
+        merchant_id,
+        purpose="wallet_topup",
+        wallet_holder_id=holder_id,
+        split=None,
+        profit_sharing=False,
+        **extra,
+    )
 
 
 async def wallet_events(ledger: Any) -> list[dict[str, Any]]:
@@ -82,8 +94,9 @@ async def test_paid_top_up_credits_the_wallet_once_and_other_merchants_post_as_p
     assert collecting["merchant_pending:"]["balances"]["posted_balance_minor"] == 9_940  # only the ghost
     events = await wallet_events(ledger)
     assert sorted((e["type"], e["data"]["payment_id"]) for e in events) == [
-        ("top_up.credited", "pay_tu_1"), ("top_up.credited", "pay_tu_4"),
-    ]  # fmt: skip
+        ("top_up.credited", "pay_tu_1"),
+        ("top_up.credited", "pay_tu_4"),
+    ]
     op = await ledger.client.get("/v1/wallet/operations", params={"kind": "top_up", "idempotency_key": "pay_tu_4"})
     assert op.json()["details"]["limits_bypassed"] is True, op.text
     await ledger.assert_verified()
@@ -94,8 +107,11 @@ async def test_top_up_orders_refuse_before_asking_the_cashier(ledger_factory: An
     unconfigured = await ledger_factory()
     await open_person(unconfigured, "usr_to_0")
     order = {"amount_minor": 5_000, "scene": "native_qr", "idempotency_key": "k1"}
-    problem(await unconfigured.client.post("/v1/wallet/holders/usr_to_0/top-up-orders", json=order), 503,
-            "top_up_unavailable")  # fmt: skip
+    problem(
+        await unconfigured.client.post("/v1/wallet/holders/usr_to_0/top-up-orders", json=order),
+        503,
+        "top_up_unavailable",
+    )
 
     ledger = await ledger_factory(cashier_url=dead_cashier, wallet_topup_merchant_id=TOPUP_MERCHANT)
     await open_person(ledger, "usr_to_1")
@@ -109,5 +125,6 @@ async def test_top_up_orders_refuse_before_asking_the_cashier(ledger_factory: An
     problem(await ledger.client.post(url, json=order), 503, "cashier_unavailable")
     assert await ledger.count("wallet_topup_orders") == 1
     problem(await ledger.client.post(url, json={**order, "amount_minor": 6_000}), 409, "idempotency_key_reused")
-    problem(await ledger.client.get("/v1/wallet/holders/usr_to_1/top-up-orders/wto_nope"), 404,
-            "top_up_order_not_found")  # fmt: skip
+    problem(
+        await ledger.client.get("/v1/wallet/holders/usr_to_1/top-up-orders/wto_nope"), 404, "top_up_order_not_found"
+    )

@@ -32,20 +32,31 @@ async def test_withdrawal_rails_payees_and_their_refusals(identity, migrated_dat
             ({"rail": "bank", "payee": {"openid": OPENID}}, 422, "payee_invalid"),
             ({"rail": "wechat_change", "payee": {"openid": "not an openid"}}, 422, "payee_invalid"),
             ({"rail": "alipay_account", "payee": {"identity": "2088"}}, 422, "payee_invalid"),
-            ({"rail": "alipay_account", "payee": {"identity": "u@example.com", "identity_type": "ALIPAY_LOGON_ID",
-                                                  "name": NAME}}, 422, "payee_identity_type_unsupported"),
+            (
+                {
+                    "rail": "alipay_account",
+                    "payee": {"identity": "u@example.com", "identity_type": "ALIPAY_LOGON_ID", "name": NAME},
+                },
+                422,
+                "payee_identity_type_unsupported",
+            ),
             ({"rail": "wechat_change", "payee": {"openid": OPENID, "user_name": "李四"}}, 422, "payee_name_mismatch"),
             ({"rail": "paypal", "payee": {"openid": OPENID}}, 422, "validation_failed"),
             ({"rail": "wechat_change", "payee": {"openid": OPENID, "iban": "x"}}, 422, "validation_failed"),
-        ]  # fmt: skip
+        ]
         for extra, status, code in refused:
             body = {"withdrawal_id": "wd_refused", "amount_minor": 1_000, "fee_minor": 10, **extra}
             problem(await wallet.client.post(path, json=body), status, code)
         assert await available(wallet, holder_id) == before  # nothing held
         assert await wallet.sql("SELECT id FROM wallet_operations WHERE idempotency_key = 'wd_refused'") == []
 
-        body = {"withdrawal_id": "wd_wechat", "amount_minor": 1_000, "fee_minor": 10, "rail": "wechat_change",
-                "payee": {"openid": OPENID}}  # fmt: skip
+        body = {
+            "withdrawal_id": "wd_wechat",
+            "amount_minor": 1_000,
+            "fee_minor": 10,
+            "rail": "wechat_change",
+            "payee": {"openid": OPENID},
+        }
         created = await wallet.client.post(path, json=body)
         assert created.status_code == 201, created.text
         payout = {"rail": "wechat_change", "payee": OPENID, "payee_type": "openid", "payee_name": NAME}
@@ -60,15 +71,24 @@ async def test_withdrawal_rails_payees_and_their_refusals(identity, migrated_dat
 
         # The request dies between the hold and its operation: the reconciler's operation keeps the rail.
         alipay = {"identity": ALIPAY_ID, "identity_type": "ALIPAY_USER_ID"}
-        body = {"withdrawal_id": "wd_alipay_orphan", "amount_minor": 2_000, "fee_minor": 10,
-                "rail": "alipay_account", "payee": alipay}  # fmt: skip
+        body = {
+            "withdrawal_id": "wd_alipay_orphan",
+            "amount_minor": 2_000,
+            "fee_minor": 10,
+            "rail": "alipay_account",
+            "payee": alipay,
+        }
         lost = (await wallet.client.post(path, json=body)).json()
         await wallet.execute("DELETE FROM outbox WHERE key = :k", k=lost["id"])
         await wallet.execute("DELETE FROM wallet_operations WHERE id = :k", k=lost["id"])
         adopted = "SELECT * FROM wallet_operations WHERE idempotency_key = 'wd_alipay_orphan'"
         [row] = await eventually(partial(wallet.sql, adopted), "the orphan hold adopted")
-        assert row["details"]["payout"] == {"rail": "alipay_account", "payee": ALIPAY_ID,
-                                            "payee_type": "ALIPAY_USER_ID", "payee_name": NAME}  # fmt: skip
+        assert row["details"]["payout"] == {
+            "rail": "alipay_account",
+            "payee": ALIPAY_ID,
+            "payee_type": "ALIPAY_USER_ID",
+            "payee_name": NAME,
+        }
         [event] = await wait_events(wallet, row["id"], 1)
         assert event["type"] == "withdrawal.requested"
         retried = await wallet.client.post(path, json=body)

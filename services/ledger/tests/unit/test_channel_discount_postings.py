@@ -10,8 +10,13 @@ from typing import Any
 from services.ledger.events.postings import payment_succeeded_plan, refund_succeeded_plan
 from services.ledger.tests.unit.test_cashier_postings import balanced, payment
 
-NOCASH = {"discount_minor": 1000, "channel_minor": 0, "merchant_minor": 1000, "unsettled_minor": 1000,
-          "coupons": [{"coupon_id": "cpn_wx_1"}]}  # fmt: skip
+NOCASH = {
+    "discount_minor": 1000,
+    "channel_minor": 0,
+    "merchant_minor": 1000,
+    "unsettled_minor": 1000,
+    "coupons": [{"coupon_id": "cpn_wx_1"}],
+}
 
 
 def amounts(plan: Any) -> dict[str, int]:
@@ -19,17 +24,30 @@ def amounts(plan: Any) -> dict[str, int]:
 
 
 def refund(refund_id: str, amount_minor: int, refunded_after_minor: int) -> dict[str, Any]:
-    return {"refund_id": refund_id, "payment_id": "pay_1", "merchant_id": "mch_1", "amount_minor": amount_minor,
-            "currency": "CNY", "channel": "wechatpay", "payment_amount_minor": 10000, "payment_fee_minor": 25,
-            "payment_platform_fee_minor": 60, "payment_refunded_minor": refunded_after_minor,
-            "payment_channel_discount": NOCASH}  # fmt: skip
+    return {
+        "refund_id": refund_id,
+        "payment_id": "pay_1",
+        "merchant_id": "mch_1",
+        "amount_minor": amount_minor,
+        "currency": "CNY",
+        "channel": "wechatpay",
+        "payment_amount_minor": 10000,
+        "payment_fee_minor": 25,
+        "payment_platform_fee_minor": 60,
+        "payment_refunded_minor": refunded_after_minor,
+        "payment_channel_discount": NOCASH,
+    }
 
 
 def test_merchant_funded_channel_coupon_is_collected_less_and_recorded() -> None:
     plan = payment_succeeded_plan(payment(channel_discount=NOCASH))
     assert balanced(plan)
-    assert amounts(plan) == {"debit:channel_clearing": 8975, "debit:channel_fee_expense": 25,
-                             "credit:merchant_pending": 8940, "credit:platform_fee_income": 60}  # fmt: skip
+    assert amounts(plan) == {
+        "debit:channel_clearing": 8975,
+        "debit:channel_fee_expense": 25,
+        "credit:merchant_pending": 8940,
+        "credit:platform_fee_income": 60,
+    }
     assert plan.metadata["channel_discount"]["unsettled_minor"] == 1000
     assert plan.metadata["channel_discount"]["coupon_ids"] == ["cpn_wx_1"]
     cash = {**NOCASH, "channel_minor": 1000, "merchant_minor": 0, "unsettled_minor": 0}  # channel-funded (CASH)

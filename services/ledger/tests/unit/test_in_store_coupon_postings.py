@@ -8,8 +8,16 @@ from services.ledger.events.postings import SOURCE_MARKETING, in_store_coupon_pl
 
 
 def _data(kind: str = "in_store", **extra: Any) -> dict[str, Any]:
-    return {"redemption_id": "rdm_1", "coupon_id": "cpn_1", "campaign_id": "cmp_1", "kind": kind,
-            "merchant_id": "mch_a", "store_id": "st_1", "currency": "CNY", **extra}  # fmt: skip
+    return {
+        "redemption_id": "rdm_1",
+        "coupon_id": "cpn_1",
+        "campaign_id": "cmp_1",
+        "kind": kind,
+        "merchant_id": "mch_a",
+        "store_id": "st_1",
+        "currency": "CNY",
+        **extra,
+    }
 
 
 def test_used_in_store_credits_the_platforms_part_to_the_merchant() -> None:

@@ -21,8 +21,14 @@ def test_chart_accounts_hash_like_the_api() -> None:
 
 
 def test_flags_and_limits_count() -> None:
-    body = {"holder_id": "platform", "currency": "CNY", "kind": "escrow_bank", "code": "1102",
-            "flags": {"credits_must_not_exceed_debits": True}, "credit_limit_minor": 5}  # fmt: skip
+    body = {
+        "holder_id": "platform",
+        "currency": "CNY",
+        "kind": "escrow_bank",
+        "code": "1102",
+        "flags": {"credits_must_not_exceed_debits": True},
+        "credit_limit_minor": 5,
+    }
     api = AccountCreateRequest.model_validate(body).body_hash()
     assert chart_body("platform", "CNY", ESCROW_BANK, 5, True, {}).body_hash() == api
     assert chart_body("platform", "CNY", ESCROW_BANK, 5, False, {}).body_hash() != api

@@ -21,8 +21,11 @@ def test_bank_rail_has_no_payout_so_settlement_pays_the_bound_card() -> None:
 
 def test_wechat_change_pays_the_openid_under_the_holders_verified_name() -> None:
     assert payout_details("wechat_change", {"openid": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"}, HOLDER) == {
-        "rail": "wechat_change", "payee": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o", "payee_type": "openid",
-        "payee_name": HOLDER}  # fmt: skip
+        "rail": "wechat_change",
+        "payee": "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o",
+        "payee_type": "openid",
+        "payee_name": HOLDER,
+    }
     named = payout_details("wechat_change", {"openid": "o_1", "user_name": HOLDER}, HOLDER)
     assert named is not None and named["payee_name"] == HOLDER
 
@@ -37,22 +40,28 @@ def test_alipay_account_pays_the_user_id() -> None:
         }
 
 
-@pytest.mark.parametrize(("rail", "payee", "code"), [
-    ("bank", {"openid": "o_1"}, "payee_invalid"),
-    ("wechat_change", None, "payee_required"),
-    ("alipay_account", {}, "payee_required"),
-    ("wechat_change", {"identity": ALIPAY_ID}, "payee_invalid"),
-    ("alipay_account", {"openid": "o_1"}, "payee_invalid"),
-    ("wechat_change", {"openid": "o 1"}, "payee_invalid"),
-    ("wechat_change", {"openid": "o" * 129}, "payee_invalid"),
-    ("alipay_account", {"identity": "2088123"}, "payee_invalid"),
-    ("alipay_account", {"identity": "13800138000", "identity_type": "ALIPAY_LOGON_ID", "name": HOLDER},
-     "payee_identity_type_unsupported"),
-    ("alipay_account", {"identity": ALIPAY_ID, "identity_type": "BANKCARD_ACCOUNT"}, "payee_invalid"),
-    ("wechat_change", {"openid": "o_1", "user_name": "李四"}, "payee_name_mismatch"),
-    ("alipay_account", {"identity": ALIPAY_ID, "name": "李四"}, "payee_name_mismatch"),
-    ("paypal", {"openid": "o_1"}, "payee_invalid"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rail", "payee", "code"),
+    [
+        ("bank", {"openid": "o_1"}, "payee_invalid"),
+        ("wechat_change", None, "payee_required"),
+        ("alipay_account", {}, "payee_required"),
+        ("wechat_change", {"identity": ALIPAY_ID}, "payee_invalid"),
+        ("alipay_account", {"openid": "o_1"}, "payee_invalid"),
+        ("wechat_change", {"openid": "o 1"}, "payee_invalid"),
+        ("wechat_change", {"openid": "o" * 129}, "payee_invalid"),
+        ("alipay_account", {"identity": "2088123"}, "payee_invalid"),
+        (
+            "alipay_account",
+            {"identity": "13800138000", "identity_type": "ALIPAY_LOGON_ID", "name": HOLDER},
+            "payee_identity_type_unsupported",
+        ),
+        ("alipay_account", {"identity": ALIPAY_ID, "identity_type": "BANKCARD_ACCOUNT"}, "payee_invalid"),
+        ("wechat_change", {"openid": "o_1", "user_name": "李四"}, "payee_name_mismatch"),
+        ("alipay_account", {"identity": ALIPAY_ID, "name": "李四"}, "payee_name_mismatch"),
+        ("paypal", {"openid": "o_1"}, "payee_invalid"),
+    ],
+)
 def test_refusals_have_stable_codes(rail: str, payee: dict[str, Any] | None, code: str) -> None:
     with pytest.raises(WalletError) as refused:
         payout_details(rail, payee, HOLDER)

@@ -20,24 +20,28 @@ from fastapi import Request
 from libs.common.errors import FORBIDDEN, Problem
 from libs.common.internal_auth import IDENTITY_HEADER, Identity, internal_identity
 
-OPERATOR_ONLY_ROUTES = frozenset({
-    "/v1/wallet/holders/{holder_id}/top-ups",
-    "/v1/wallet/holders/{holder_id}/points/grants",
-    "/v1/wallet/holders/{holder_id}/credit-line",
-    "/v1/wallet/holders/{holder_id}/bills",
-    "/v1/wallet/entitlements/changes",
-    "/v1/wallet/operations/{operation_id}/post",
-    "/v1/wallet/operations/{operation_id}/void",
-})  # fmt: skip
+OPERATOR_ONLY_ROUTES = frozenset(
+    {
+        "/v1/wallet/holders/{holder_id}/top-ups",
+        "/v1/wallet/holders/{holder_id}/points/grants",
+        "/v1/wallet/holders/{holder_id}/credit-line",
+        "/v1/wallet/holders/{holder_id}/bills",
+        "/v1/wallet/entitlements/changes",
+        "/v1/wallet/operations/{operation_id}/post",
+        "/v1/wallet/operations/{operation_id}/void",
+    }
+)
 
-OWNER_CHECKED_ROUTES = frozenset({
-    ("POST", "/v1/wallet/holders"),
-    ("GET", "/v1/wallet/operations"),
-    ("GET", "/v1/wallet/operations/{operation_id}"),
-    ("GET", "/v1/wallet/bills/{bill_id}"),
-    ("POST", "/v1/wallet/bills/{bill_id}/repayments"),
-    ("GET", "/v1/wallet/entitlements"),  # the rules in force: nobody's data
-})  # fmt: skip
+OWNER_CHECKED_ROUTES = frozenset(
+    {
+        ("POST", "/v1/wallet/holders"),
+        ("GET", "/v1/wallet/operations"),
+        ("GET", "/v1/wallet/operations/{operation_id}"),
+        ("GET", "/v1/wallet/bills/{bill_id}"),
+        ("POST", "/v1/wallet/bills/{bill_id}/repayments"),
+        ("GET", "/v1/wallet/entitlements"),  # the rules in force: nobody's data
+    }
+)
 
 
 def scoped_identity(request: Request) -> Identity | None:

@@ -117,9 +117,11 @@ def check(entitlement: Entitlement, amount_minor: int, *, what: str) -> None:
         raise WalletError(errors.ENTITLEMENT_DENIED, f"{what} is not allowed at this verification level")
     if entitlement.single_limit_minor is not None and amount_minor > entitlement.single_limit_minor:
         raise WalletError(
-            errors.LIMIT_EXCEEDED, f"{what}: {amount_minor} is above the single limit",
-            limit="single", limit_minor=entitlement.single_limit_minor,
-        )  # fmt: skip
+            errors.LIMIT_EXCEEDED,
+            f"{what}: {amount_minor} is above the single limit",
+            limit="single",
+            limit_minor=entitlement.single_limit_minor,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,8 +50,9 @@ def payout_details(rail: str, payee: Mapping[str, Any] | None, holder_name: str)
         raise WalletError(errors.PAYEE_REQUIRED, f"a withdrawal on {rail} needs a payee")
     foreign = sorted(set(given) - _FIELDS[rail])
     if foreign:
-        raise WalletError(errors.PAYEE_INVALID, f"{', '.join(foreign)} do not apply to {rail}",
-                          fields=sorted(_FIELDS[rail]))  # fmt: skip
+        raise WalletError(
+            errors.PAYEE_INVALID, f"{', '.join(foreign)} do not apply to {rail}", fields=sorted(_FIELDS[rail])
+        )
     if rail == "wechat_change":
         payee_id, payee_type, name = _wechat(given)
     else:

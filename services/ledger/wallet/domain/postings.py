@@ -28,12 +28,18 @@ SUBACCOUNT_CHART: dict[SubaccountType, ChartAccount] = {
     SubaccountType.MERCHANT_PAYABLE: chart.MERCHANT_PAYABLE,
 }
 PERSON_SUBACCOUNTS = (
-    SubaccountType.BALANCE, SubaccountType.POINTS, SubaccountType.COUPON, SubaccountType.CREDIT,
-    SubaccountType.BANK_CLASS2, SubaccountType.PSP,
-)  # fmt: skip
+    SubaccountType.BALANCE,
+    SubaccountType.POINTS,
+    SubaccountType.COUPON,
+    SubaccountType.CREDIT,
+    SubaccountType.BANK_CLASS2,
+    SubaccountType.PSP,
+)
 MERCHANT_SUBACCOUNTS = (
-    SubaccountType.MERCHANT_PENDING, SubaccountType.MERCHANT_SETTLED, SubaccountType.MERCHANT_PAYABLE,
-)  # fmt: skip
+    SubaccountType.MERCHANT_PENDING,
+    SubaccountType.MERCHANT_SETTLED,
+    SubaccountType.MERCHANT_PAYABLE,
+)
 CHART_SUBACCOUNTS = frozenset({SubaccountType.BALANCE, *MERCHANT_SUBACCOUNTS})
 """Opened with the shared `chart:<kind>:<holder>:<currency>` key: the cashier's wallet connector and
 settlement look these up too (one user_wallet / merchant_pending per holder and currency)."""
@@ -59,9 +65,15 @@ def top_up(
 
 
 def top_up_refund(
-    *, clearing: str, fee_expense: str, source: str, amount_minor: int, top_up_minor: int, top_up_fee_minor: int,
+    *,
+    clearing: str,
+    fee_expense: str,
+    source: str,
+    amount_minor: int,
+    top_up_minor: int,
+    top_up_fee_minor: int,
     currency: str,
-) -> list[Posting]:  # fmt: skip
+) -> list[Posting]:
     """§3.7 reversed for a (partial) refund of a top-up at its channel: Dr the sub-account R, Cr channel_clearing
     (R − fee share), Cr channel_fee_expense fee share, the top-up's channel fee scaled by R / top-up and rounded
     down, as a payment's refund (§3.3): the channel returns that share of its fee."""
@@ -86,8 +98,10 @@ def pay(
     """§3.2 with any spendable sub-account (balance, prepaid at its merchant, credit line), or with the balance
     and then the bonus (`sources` in the spending order, §3.11): one debit per source, one transfer."""
     amount_minor = sum(part for _, part in sources)
-    out = [*(dr(source, part, currency) for source, part in sources if part),
-           cr(merchant_pending, amount_minor - fee_minor, currency)]  # fmt: skip
+    out = [
+        *(dr(source, part, currency) for source, part in sources if part),
+        cr(merchant_pending, amount_minor - fee_minor, currency),
+    ]
     return [*out, cr(fee_income, fee_minor, currency)] if fee_minor else out
 
 
@@ -114,9 +128,11 @@ def points_exchange(
     """Points → cash, one transfer balanced per currency: the points return to the platform (XXX) and the
     platform-funded value lands in the balance (CNY)."""
     return [
-        dr(points, points_count, POINTS_CURRENCY), cr(points_issued, points_count, POINTS_CURRENCY),
-        dr(expense, value_minor, currency), cr(wallet, value_minor, currency),
-    ]  # fmt: skip
+        dr(points, points_count, POINTS_CURRENCY),
+        cr(points_issued, points_count, POINTS_CURRENCY),
+        dr(expense, value_minor, currency),
+        cr(wallet, value_minor, currency),
+    ]
 
 
 def points_value_minor(points_count: int, points_per_yuan: int) -> int:

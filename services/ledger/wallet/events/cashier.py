@@ -49,10 +49,16 @@ class CashierTopUps:
                 )
                 return False
         args: dict[str, Any] = {
-            "holder_id": holder_id, "payment_id": payment_id, "amount_minor": gross, "currency": str(data["currency"]),
-            "channel": str(data["channel"]), "channel_fee_minor": fee, "subaccount": SubaccountType.BALANCE,
-            "merchant_id": "", "now": datetime.now(UTC),
-        }  # fmt: skip
+            "holder_id": holder_id,
+            "payment_id": payment_id,
+            "amount_minor": gross,
+            "currency": str(data["currency"]),
+            "channel": str(data["channel"]),
+            "channel_fee_minor": fee,
+            "subaccount": SubaccountType.BALANCE,
+            "merchant_id": "",
+            "now": datetime.now(UTC),
+        }
         try:
             await flows.top_up(self.uow, self.writer, **args)
         except WalletError as e:

@@ -76,9 +76,14 @@ class PointsPostings:
             return
         try:
             if event.type == POINTS_EARNED:
-                await wallet_flows.grant_points(self.uow, self.writer, holder_id=str(data["user_id"]),
-                                                grant_id=f"{data['payment_id']}:earned", points_count=points,
-                                                now=datetime.now(UTC))  # fmt: skip
+                await wallet_flows.grant_points(
+                    self.uow,
+                    self.writer,
+                    holder_id=str(data["user_id"]),
+                    grant_id=f"{data['payment_id']}:earned",
+                    points_count=points,
+                    now=datetime.now(UTC),
+                )
             elif event.type == POINTS_REVERSED:
                 key = f"{data['payment_id']}:reversed:{int(data.get('reversed_points_total') or points)}"
                 await self.take_back(data, points, kind="points_reversal", key=key, reference=str(data["payment_id"]))
@@ -91,8 +96,14 @@ class PointsPostings:
         except (WalletError, LedgerError) as exc:
             if exc.spec.code not in SKIPPED:
                 raise
-            log.warning("points instruction not posted", event_type=event.type, payment_id=data.get("payment_id"),
-                        user_id=data.get("user_id"), points=points, code=exc.spec.code)  # fmt: skip
+            log.warning(
+                "points instruction not posted",
+                event_type=event.type,
+                payment_id=data.get("payment_id"),
+                user_id=data.get("user_id"),
+                points=points,
+                code=exc.spec.code,
+            )
 
     async def take_back(self, data: dict[str, Any], points: int, *, kind: str, key: str, reference: str) -> None:
         """Take points out of the user's points sub-account (a reversal, an exchange or an expiry), once per
@@ -103,12 +114,21 @@ class PointsPostings:
             account = await store.get_subaccount_id(tx.conn, holder_id, SubaccountType.POINTS, p.POINTS_CURRENCY)
             if account is None:
                 raise WalletError(wallet_errors.SUBACCOUNT_NOT_FOUND, f"{holder_id} has no points sub-account")
-            issued = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.POINTS_ISSUED,
-                                                currency=p.POINTS_CURRENCY)  # fmt: skip
+            issued = await store.shared_account(
+                tx, holder_id=PLATFORM, entry=chart.POINTS_ISSUED, currency=p.POINTS_CURRENCY
+            )
         await store.execute(
-            self.uow, self.writer,
-            store.Movement(holder_id, kind, key, points, p.POINTS_CURRENCY,
-                           [p.dr(account, points, p.POINTS_CURRENCY), p.cr(issued, points, p.POINTS_CURRENCY)],
-                           [(SubaccountType.POINTS, Action.SPEND)], reference=reference),
+            self.uow,
+            self.writer,
+            store.Movement(
+                holder_id,
+                kind,
+                key,
+                points,
+                p.POINTS_CURRENCY,
+                [p.dr(account, points, p.POINTS_CURRENCY), p.cr(issued, points, p.POINTS_CURRENCY)],
+                [(SubaccountType.POINTS, Action.SPEND)],
+                reference=reference,
+            ),
             now=datetime.now(UTC),
-        )  # fmt: skip
+        )

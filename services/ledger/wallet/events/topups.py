@@ -77,8 +77,13 @@ class TopupBonusPostings:
         except (WalletError, LedgerError) as exc:
             if exc.spec.code not in SKIPPED:
                 raise
-            log.warning("top-up bonus instruction not posted", event_type=event.type, code=exc.spec.code,
-                        payment_id=data.get("payment_id"), holder_id=data.get("holder_id"))  # fmt: skip
+            log.warning(
+                "top-up bonus instruction not posted",
+                event_type=event.type,
+                code=exc.spec.code,
+                payment_id=data.get("payment_id"),
+                holder_id=data.get("holder_id"),
+            )
 
     async def _accounts(self, holder_id: str, currency: str) -> tuple[str, str]:
         """(the holder's bonus sub-account, the platform's marketing expense), opened on first use."""
@@ -97,19 +102,38 @@ class TopupBonusPostings:
         payment_id = str(data["payment_id"])
         bonus, expense = await self._accounts(holder_id, currency)
         async with self.uow.begin() as tx:
-            lot = await lots.open_lot(tx, holder_id=holder_id, currency=currency, payment_id=payment_id,
-                                      expires_at=data.get("expires_at"))  # fmt: skip
+            lot = await lots.open_lot(
+                tx, holder_id=holder_id, currency=currency, payment_id=payment_id, expires_at=data.get("expires_at")
+            )
             usage = await lots.lot_usage(tx, currency)
-        details = {"account_id": bonus, "promotion_id": data.get("promotion_id"), "expires_at": data.get("expires_at"),
-                   "topup_minor": data.get("topup_minor"), "lot_account_id": lot}  # fmt: skip
-        postings = [p.dr(expense, amount, currency), p.cr(bonus, amount, currency),
-                    *p.bonus_lot_memo(lots=[(lot, amount)], usage=usage, currency=currency, debit=False)]  # fmt: skip
+        details = {
+            "account_id": bonus,
+            "promotion_id": data.get("promotion_id"),
+            "expires_at": data.get("expires_at"),
+            "topup_minor": data.get("topup_minor"),
+            "lot_account_id": lot,
+        }
+        postings = [
+            p.dr(expense, amount, currency),
+            p.cr(bonus, amount, currency),
+            *p.bonus_lot_memo(lots=[(lot, amount)], usage=usage, currency=currency, debit=False),
+        ]
         await store.execute(
-            self.uow, self.writer,
-            store.Movement(holder_id, "bonus_grant", payment_id, amount, currency, postings,
-                           [(SubaccountType.BONUS, Action.TOP_UP)], reference=payment_id, details=details),
+            self.uow,
+            self.writer,
+            store.Movement(
+                holder_id,
+                "bonus_grant",
+                payment_id,
+                amount,
+                currency,
+                postings,
+                [(SubaccountType.BONUS, Action.TOP_UP)],
+                reference=payment_id,
+                details=details,
+            ),
             now=datetime.now(UTC),
-        )  # fmt: skip
+        )
 
     async def take_back(self, data: dict[str, Any], *, kind: str) -> None:
         """A revocation or an expiry: what is left of the bonus's lot returns to 5201 and the lot ends (store/
@@ -126,8 +150,11 @@ class TopupBonusPostings:
                 await lots.end_lot(tx, str(lot["id"]), kind)
             details = {"bonus_minor": int(data["bonus_minor"]), "refund_id": data.get("refund_id")}
             if not await lots.finish_lot(self.uow, self.writer, str(lot["id"]), details=details, now=datetime.now(UTC)):
-                log.info("ended bonus lot not closed yet (a hold pending on it): the wallet round finishes it",
-                         payment_id=payment_id, lot_id=lot["id"])  # fmt: skip
+                log.info(
+                    "ended bonus lot not closed yet (a hold pending on it): the wallet round finishes it",
+                    payment_id=payment_id,
+                    lot_id=lot["id"],
+                )
             return
         async with self.uow.read() as conn:
             if await store.operation_by_key(conn, kind, payment_id) is not None:
@@ -140,14 +167,25 @@ class TopupBonusPostings:
                 return
             try:
                 await store.execute(
-                    self.uow, self.writer,
-                    store.Movement(holder_id, kind, payment_id, take, currency,
-                                   [p.dr(bonus, take, currency), p.cr(expense, take, currency)], [],
-                                   reference=payment_id,
-                                   details={"account_id": bonus, "bonus_minor": int(data["bonus_minor"]),
-                                            "refund_id": data.get("refund_id")}),
+                    self.uow,
+                    self.writer,
+                    store.Movement(
+                        holder_id,
+                        kind,
+                        payment_id,
+                        take,
+                        currency,
+                        [p.dr(bonus, take, currency), p.cr(expense, take, currency)],
+                        [],
+                        reference=payment_id,
+                        details={
+                            "account_id": bonus,
+                            "bonus_minor": int(data["bonus_minor"]),
+                            "refund_id": data.get("refund_id"),
+                        },
+                    ),
                     now=datetime.now(UTC),
-                )  # fmt: skip
+                )
                 return
             except LedgerError as exc:
                 if exc.spec.code != ledger_errors.INSUFFICIENT_FUNDS.code or attempt == REVOKE_ATTEMPTS - 1:

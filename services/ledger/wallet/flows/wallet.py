@@ -32,10 +32,20 @@ PLATFORM = "platform"
 
 
 async def top_up(
-    uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, payment_id: str, amount_minor: int, currency: str,
-    channel: str, channel_fee_minor: int, subaccount: SubaccountType, merchant_id: str, now: datetime,
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    *,
+    holder_id: str,
+    payment_id: str,
+    amount_minor: int,
+    currency: str,
+    channel: str,
+    channel_fee_minor: int,
+    subaccount: SubaccountType,
+    merchant_id: str,
+    now: datetime,
     enforce_limits: bool = True,
-) -> tuple[RowMapping, bool]:  # fmt: skip
+) -> tuple[RowMapping, bool]:
     """§3.7 after the top-up was paid; idempotent by payment id. `enforce_limits=False` is for money already
     collected whose credit the rules refuse now (a limit used up by a concurrent order since the order's
     pre-check): it is credited all the same, outside the quota, and marked `limits_bypassed`."""
@@ -50,24 +60,53 @@ async def top_up(
             tx, holder_id=PLATFORM, entry=chart.CHANNEL_FEE_EXPENSE, currency=currency, channel=channel
         )
     postings = p.top_up(
-        clearing=clearing, fee_expense=fee, target=target, amount_minor=amount_minor, fee_minor=channel_fee_minor,
+        clearing=clearing,
+        fee_expense=fee,
+        target=target,
+        amount_minor=amount_minor,
+        fee_minor=channel_fee_minor,
         currency=currency,
-    )  # fmt: skip
-    details = {"channel": channel, "channel_fee_minor": channel_fee_minor, "subaccount": subaccount.value,
-               "account_id": target, "merchant_id": merchant_id,
-               **({} if enforce_limits else {"limits_bypassed": True})}  # fmt: skip
+    )
+    details = {
+        "channel": channel,
+        "channel_fee_minor": channel_fee_minor,
+        "subaccount": subaccount.value,
+        "account_id": target,
+        "merchant_id": merchant_id,
+        **({} if enforce_limits else {"limits_bypassed": True}),
+    }
     return await store.execute(
-        uow, writer,
-        Movement(holder_id, "top_up", payment_id, amount_minor, currency, postings, checks,
-                 reference=payment_id, details=details),
+        uow,
+        writer,
+        Movement(
+            holder_id,
+            "top_up",
+            payment_id,
+            amount_minor,
+            currency,
+            postings,
+            checks,
+            reference=payment_id,
+            details=details,
+        ),
         now=now,
-    )  # fmt: skip
+    )
 
 
 async def withdraw(
-    uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, withdrawal_id: str, amount_minor: int, fee_minor: int,
-    currency: str, timeout_seconds: int, now: datetime, rail: str = "bank", payee: Mapping[str, Any] | None = None,
-) -> tuple[RowMapping, bool]:  # fmt: skip
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    *,
+    holder_id: str,
+    withdrawal_id: str,
+    amount_minor: int,
+    fee_minor: int,
+    currency: str,
+    timeout_seconds: int,
+    now: datetime,
+    rail: str = "bank",
+    payee: Mapping[str, Any] | None = None,
+) -> tuple[RowMapping, bool]:
     """§3.8: a hold, paid out by settlement to the verified bank card (rail `bank`) or to the holder's WeChat
     change / Alipay account (wallet/domain/payout.py); settlement's payout outcome posts or voids it. The
     payee is checked before anything is held: a refused one leaves the wallet untouched."""
@@ -88,36 +127,64 @@ async def withdraw(
         )
         income = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.PLATFORM_FEE_INCOME, currency=currency)
     postings = p.withdraw(
-        wallet=wallet, escrow=escrow, fee_income=income, amount_minor=amount_minor, fee_minor=fee_minor,
+        wallet=wallet,
+        escrow=escrow,
+        fee_income=income,
+        amount_minor=amount_minor,
+        fee_minor=fee_minor,
         currency=currency,
-    )  # fmt: skip
+    )
     return await store.execute(
-        uow, writer,
-        _withdrawal(holder, withdrawal_id, amount_minor, fee_minor, currency, postings, checks, timeout_seconds,
-                    payout),
+        uow,
+        writer,
+        _withdrawal(
+            holder, withdrawal_id, amount_minor, fee_minor, currency, postings, checks, timeout_seconds, payout
+        ),
         now=now,
-    )  # fmt: skip
+    )
 
 
 def _withdrawal(
-    holder: RowMapping, withdrawal_id: str, amount_minor: int, fee_minor: int, currency: str,
-    postings: list[Posting], checks: list[tuple[SubaccountType, Action]], timeout_seconds: int | None,
+    holder: RowMapping,
+    withdrawal_id: str,
+    amount_minor: int,
+    fee_minor: int,
+    currency: str,
+    postings: list[Posting],
+    checks: list[tuple[SubaccountType, Action]],
+    timeout_seconds: int | None,
     payout: dict[str, Any] | None,
-) -> Movement:  # fmt: skip
+) -> Movement:
     """The withdrawal's operation, built the same way by the request and by the orphan reconciler (so a
     retry of the request replays what the reconciler recorded). Settlement pays out to the card in `details.bank_card`
     (docs/contracts.md §3, wallet withdrawal), or on a channel rail to `details.payout`: it reads them here, never from
     the bus. The payout rides in the hold's metadata too, so an adopted orphan is paid where the user asked."""
     card = holder["bank_card"] or ""
-    details = {"fee_minor": fee_minor, "bank_card": {"number": card, "holder_name": holder["name"]},
-               "bank_card_masked": mask(card, 4, 4) if card else None,
-               **({"payout": payout} if payout is not None else {})}  # fmt: skip
+    details = {
+        "fee_minor": fee_minor,
+        "bank_card": {"number": card, "holder_name": holder["name"]},
+        "bank_card_masked": mask(card, 4, 4) if card else None,
+        **({"payout": payout} if payout is not None else {}),
+    }
     return Movement(
-        holder["holder_id"], "withdrawal", withdrawal_id, amount_minor, currency, postings, checks, pending=True,
-        timeout_seconds=timeout_seconds, reference=withdrawal_id, details=details,
-        transfer_metadata={"amount_minor": amount_minor, "fee_minor": fee_minor, "currency": currency,
-                           **({"payout": payout} if payout is not None else {})},
-    )  # fmt: skip
+        holder["holder_id"],
+        "withdrawal",
+        withdrawal_id,
+        amount_minor,
+        currency,
+        postings,
+        checks,
+        pending=True,
+        timeout_seconds=timeout_seconds,
+        reference=withdrawal_id,
+        details=details,
+        transfer_metadata={
+            "amount_minor": amount_minor,
+            "fee_minor": fee_minor,
+            "currency": currency,
+            **({"payout": payout} if payout is not None else {}),
+        },
+    )
 
 
 async def adopt_orphan_withdrawals(uow: UnitOfWork, *, older_than_seconds: float, limit: int) -> int:
@@ -134,17 +201,37 @@ async def adopt_orphan_withdrawals(uow: UnitOfWork, *, older_than_seconds: float
             holder = await store.get_holder(tx.conn, str(meta["holder_id"]))
             if holder is None:
                 continue
-            m = _withdrawal(holder, withdrawal_id, int(meta["amount_minor"]), int(meta["fee_minor"]),
-                            str(meta["currency"]), [], [], None, meta.get("payout"))  # fmt: skip
+            m = _withdrawal(
+                holder,
+                withdrawal_id,
+                int(meta["amount_minor"]),
+                int(meta["fee_minor"]),
+                str(meta["currency"]),
+                [],
+                [],
+                None,
+                meta.get("payout"),
+            )
             await store.record_operation(tx, m, transfer_id=str(t["id"]), status=str(t["status"]))
     return len(orphans)
 
 
 async def pay(
-    uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, payment_id: str, merchant_id: str, amount_minor: int,
-    platform_fee_minor: int, currency: str, subaccount: SubaccountType, subaccount_id: str | None, pending: bool,
-    timeout_seconds: int | None, now: datetime,
-) -> tuple[RowMapping, bool]:  # fmt: skip
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    *,
+    holder_id: str,
+    payment_id: str,
+    merchant_id: str,
+    amount_minor: int,
+    platform_fee_minor: int,
+    currency: str,
+    subaccount: SubaccountType,
+    subaccount_id: str | None,
+    pending: bool,
+    timeout_seconds: int | None,
+    now: datetime,
+) -> tuple[RowMapping, bool]:
     """Spend from balance, from a prepaid card (only at its merchant) or on the credit line (BNPL).
     Posted at once, or a hold the cashier posts/voids (§3.2)."""
     async with uow.begin() as tx:
@@ -157,10 +244,17 @@ async def pay(
         plan: list[tuple[str, int]] = []
         if subaccount is SubaccountType.BALANCE:
             sources, memo, plan = await _balance_then_bonus(tx, holder_id, source, amount_minor, currency)
-        await store.precheck(tx.conn, holder_id, [(subaccount, Action.SPEND)], amount_minor,
-                             source_account_id=sources[-1][0], source_amount_minor=sources[-1][1])  # fmt: skip
-        merchant = await store.shared_account(tx, holder_id=merchant_id, entry=p.SUBACCOUNT_CHART[
-            SubaccountType.MERCHANT_PENDING], currency=currency)  # fmt: skip
+        await store.precheck(
+            tx.conn,
+            holder_id,
+            [(subaccount, Action.SPEND)],
+            amount_minor,
+            source_account_id=sources[-1][0],
+            source_amount_minor=sources[-1][1],
+        )
+        merchant = await store.shared_account(
+            tx, holder_id=merchant_id, entry=p.SUBACCOUNT_CHART[SubaccountType.MERCHANT_PENDING], currency=currency
+        )
         income = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.PLATFORM_FEE_INCOME, currency=currency)
     postings = (
         p.pay(
@@ -172,16 +266,32 @@ async def pay(
         )
         + memo
     )
-    details: dict[str, Any] = {"merchant_id": merchant_id, "subaccount": subaccount.value, "account_id": source,
-                               "platform_fee_minor": platform_fee_minor}  # fmt: skip
+    details: dict[str, Any] = {
+        "merchant_id": merchant_id,
+        "subaccount": subaccount.value,
+        "account_id": source,
+        "platform_fee_minor": platform_fee_minor,
+    }
     if len(sources) > 1:
         details |= {"bonus_minor": sources[1][1], "bonus_account_id": sources[1][0], "bonus_lots": dict(plan)}
     return await store.execute(
-        uow, writer,
-        Movement(holder_id, "payment", payment_id, amount_minor, currency, postings, [(subaccount, Action.SPEND)],
-                 pending=pending, timeout_seconds=timeout_seconds, reference=payment_id, details=details),
+        uow,
+        writer,
+        Movement(
+            holder_id,
+            "payment",
+            payment_id,
+            amount_minor,
+            currency,
+            postings,
+            [(subaccount, Action.SPEND)],
+            pending=pending,
+            timeout_seconds=timeout_seconds,
+            reference=payment_id,
+            details=details,
+        ),
         now=now,
-    )  # fmt: skip
+    )
 
 
 async def _balance_then_bonus(
@@ -200,8 +310,11 @@ async def _balance_then_bonus(
     from_balance = min(amount_minor, max(await store.available_minor(tx.conn, balance), 0))
     if from_balance == amount_minor:
         return everything
-    plan = bonus_lots.spend_plan(await lots.open_lots(tx.conn, holder_id, currency),
-                           await store.available_minor(tx.conn, bonus), amount_minor - from_balance)  # fmt: skip
+    plan = bonus_lots.spend_plan(
+        await lots.open_lots(tx.conn, holder_id, currency),
+        await store.available_minor(tx.conn, bonus),
+        amount_minor - from_balance,
+    )
     if plan is None:  # cash and live bonus together fall short: all from cash, which the engine refuses
         return everything
     memo = p.bonus_lot_memo(lots=plan, usage=await lots.lot_usage(tx, currency), currency=currency, debit=True)
@@ -245,9 +358,16 @@ async def _spend_source(
 
 
 async def transfer(
-    uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, transfer_id: str, to_holder_id: str, amount_minor: int,
-    currency: str, now: datetime,
-) -> tuple[RowMapping, bool]:  # fmt: skip
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    *,
+    holder_id: str,
+    transfer_id: str,
+    to_holder_id: str,
+    amount_minor: int,
+    currency: str,
+    now: datetime,
+) -> tuple[RowMapping, bool]:
     """Balance to another person's balance (转账): Dr user_wallet[from]; Cr user_wallet[to]. The sender's
     `transfer` entitlement and limits apply."""
     checks = [(SubaccountType.BALANCE, Action.TRANSFER)]
@@ -258,18 +378,34 @@ async def transfer(
         target = await _existing(tx.conn, to_holder_id, SubaccountType.BALANCE, currency)
         await store.precheck(tx.conn, holder_id, checks, amount_minor, source_account_id=source)
     return await store.execute(
-        uow, writer,
-        Movement(holder_id, "transfer", transfer_id, amount_minor, currency,
-                 p.move(source=source, target=target, amount_minor=amount_minor, currency=currency), checks,
-                 reference=transfer_id, details={"to_holder_id": to_holder_id, "account_id": target}),
+        uow,
+        writer,
+        Movement(
+            holder_id,
+            "transfer",
+            transfer_id,
+            amount_minor,
+            currency,
+            p.move(source=source, target=target, amount_minor=amount_minor, currency=currency),
+            checks,
+            reference=transfer_id,
+            details={"to_holder_id": to_holder_id, "account_id": target},
+        ),
         now=now,
-    )  # fmt: skip
+    )
 
 
 async def buy_prepaid(
-    uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, order_id: str, merchant_id: str, amount_minor: int,
-    currency: str, now: datetime,
-) -> tuple[RowMapping, bool]:  # fmt: skip
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    *,
+    holder_id: str,
+    order_id: str,
+    merchant_id: str,
+    amount_minor: int,
+    currency: str,
+    now: datetime,
+) -> tuple[RowMapping, bool]:
     """Prepaid card bought with the balance: Dr user_wallet, Cr user_prepaid[merchant] (a card paid by a
     channel is a top-up with `subaccount=prepaid`). The merchant earns it when the card is used."""
     checks = [(SubaccountType.BALANCE, Action.SPEND), (SubaccountType.PREPAID, Action.TOP_UP)]
@@ -279,12 +415,21 @@ async def buy_prepaid(
         card = await store.open_subaccount(tx, holder_id, SubaccountType.PREPAID, currency, merchant_id)
     details = {"merchant_id": merchant_id, "account_id": card}
     return await store.execute(
-        uow, writer,
-        Movement(holder_id, "prepaid_purchase", order_id, amount_minor, currency,
-                 p.move(source=wallet, target=card, amount_minor=amount_minor, currency=currency), checks,
-                 reference=order_id, details=details),
+        uow,
+        writer,
+        Movement(
+            holder_id,
+            "prepaid_purchase",
+            order_id,
+            amount_minor,
+            currency,
+            p.move(source=wallet, target=card, amount_minor=amount_minor, currency=currency),
+            checks,
+            reference=order_id,
+            details=details,
+        ),
         now=now,
-    )  # fmt: skip
+    )
 
 
 async def grant_points(
@@ -299,17 +444,33 @@ async def grant_points(
         )
     postings = [p.dr(issued, points_count, p.POINTS_CURRENCY), p.cr(points, points_count, p.POINTS_CURRENCY)]
     return await store.execute(
-        uow, writer,
-        Movement(holder_id, "points_grant", grant_id, points_count, p.POINTS_CURRENCY, postings,
-                 [(SubaccountType.POINTS, Action.TOP_UP)], reference=grant_id),
+        uow,
+        writer,
+        Movement(
+            holder_id,
+            "points_grant",
+            grant_id,
+            points_count,
+            p.POINTS_CURRENCY,
+            postings,
+            [(SubaccountType.POINTS, Action.TOP_UP)],
+            reference=grant_id,
+        ),
         now=now,
-    )  # fmt: skip
+    )
 
 
 async def exchange_points(
-    uow: UnitOfWork, writer: LedgerWriter, *, holder_id: str, exchange_id: str, points_count: int,
-    points_per_yuan: int, currency: str, now: datetime,
-) -> tuple[RowMapping, bool]:  # fmt: skip
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    *,
+    holder_id: str,
+    exchange_id: str,
+    points_count: int,
+    points_per_yuan: int,
+    currency: str,
+    now: datetime,
+) -> tuple[RowMapping, bool]:
     value_minor = p.points_value_minor(points_count, points_per_yuan)
     if value_minor <= 0 or points_count * 100 % points_per_yuan:
         raise WalletError(errors.POINTS_NOT_EXCHANGEABLE, f"{points_count} points are not a whole number of fen")
@@ -324,16 +485,30 @@ async def exchange_points(
         )
         expense = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.MARKETING_EXPENSE, currency=currency)
     postings = p.points_exchange(
-        points=points, points_issued=issued, expense=expense, wallet=wallet, points_count=points_count,
-        value_minor=value_minor, currency=currency,
-    )  # fmt: skip
+        points=points,
+        points_issued=issued,
+        expense=expense,
+        wallet=wallet,
+        points_count=points_count,
+        value_minor=value_minor,
+        currency=currency,
+    )
     return await store.execute(
-        uow, writer,
-        Movement(holder_id, "points_exchange", exchange_id, points_count, p.POINTS_CURRENCY, postings,
-                 [(SubaccountType.POINTS, Action.SPEND)], reference=exchange_id,
-                 details={"value_minor": value_minor, "currency_out": currency}),
+        uow,
+        writer,
+        Movement(
+            holder_id,
+            "points_exchange",
+            exchange_id,
+            points_count,
+            p.POINTS_CURRENCY,
+            postings,
+            [(SubaccountType.POINTS, Action.SPEND)],
+            reference=exchange_id,
+            details={"value_minor": value_minor, "currency_out": currency},
+        ),
         now=now,
-    )  # fmt: skip
+    )
 
 
 # --- BNPL ------------------------------------------------------------------------------------------------
@@ -416,15 +591,26 @@ async def repay(
         raise WalletError(errors.REPAYMENT_TOO_LARGE, f"bill {bill_id} has {remaining} left to repay")
     postings = [
         *p.move(source=wallet, target=credit, amount_minor=amount_minor, currency=currency),
-        p.dr(repayable, amount_minor, currency), p.cr(usage, amount_minor, currency),
-    ]  # fmt: skip
+        p.dr(repayable, amount_minor, currency),
+        p.cr(usage, amount_minor, currency),
+    ]
     try:
         op, replayed = await store.execute(
-            uow, writer,
-            Movement(holder_id, "repayment", repayment_id, amount_minor, currency, postings,
-                     [(SubaccountType.CREDIT, Action.TOP_UP)], reference=bill_id, details={"bill_id": bill_id}),
+            uow,
+            writer,
+            Movement(
+                holder_id,
+                "repayment",
+                repayment_id,
+                amount_minor,
+                currency,
+                postings,
+                [(SubaccountType.CREDIT, Action.TOP_UP)],
+                reference=bill_id,
+                details={"bill_id": bill_id},
+            ),
             now=now,
-        )  # fmt: skip
+        )
     except LedgerError as e:
         if e.spec is ledger_errors.INSUFFICIENT_FUNDS and e.extensions.get("account_id") == repayable:
             raise WalletError(errors.REPAYMENT_TOO_LARGE, f"bill {bill_id}: more than what is left to repay") from e

@@ -54,10 +54,13 @@ def lot_key(holder_id: str, currency: str, payment_id: str) -> str:
 
 async def open_lot(tx: Tx, *, holder_id: str, currency: str, payment_id: str, expires_at: str | None) -> str:
     return await store.open_ledger_account(
-        tx, key=lot_key(holder_id, currency, payment_id), holder_id=holder_id, entry=chart.WALLET_BONUS_LOT,
+        tx,
+        key=lot_key(holder_id, currency, payment_id),
+        holder_id=holder_id,
+        entry=chart.WALLET_BONUS_LOT,
         currency=currency,
         metadata={"payment_id": payment_id, "expires_at": expires_at},
-    )  # fmt: skip
+    )
 
 
 async def lot_usage(tx: Tx, currency: str) -> str:
@@ -85,8 +88,9 @@ async def end_lot(tx: Tx, lot_id: str, kind: str) -> None:
     await tx.conn.execute(text(sql), {"a": lot_id, "k": kind})
 
 
-async def finish_lot(uow: UnitOfWork, writer: LedgerWriter, lot_id: str, *, details: dict[str, Any],
-                     now: datetime) -> bool:  # fmt: skip
+async def finish_lot(
+    uow: UnitOfWork, writer: LedgerWriter, lot_id: str, *, details: dict[str, Any], now: datetime
+) -> bool:
     """Takes back what is left of an ended lot (Dr 2308 + lot; Cr 5201 + 9107) and closes it. Returns whether it
     is closed. Idempotent: the first take-back is keyed by the grant's payment id, any later one (money came back
     to the lot after it) by the lot's counters, which every take-back moves on."""
@@ -102,10 +106,12 @@ async def finish_lot(uow: UnitOfWork, writer: LedgerWriter, lot_id: str, *, deta
         if left > 0:
             async with uow.begin() as tx:
                 first = await store.operation_by_key(tx.conn, kind, payment_id) is None
-                pool = await store.open_subaccount(tx, str(lot["holder_id"]), SubaccountType.BONUS,
-                                                   str(lot["currency"]))  # fmt: skip
-                expense = await store.shared_account(tx, holder_id=PLATFORM, entry=chart.MARKETING_EXPENSE,
-                                                     currency=str(lot["currency"]))  # fmt: skip
+                pool = await store.open_subaccount(
+                    tx, str(lot["holder_id"]), SubaccountType.BONUS, str(lot["currency"])
+                )
+                expense = await store.shared_account(
+                    tx, holder_id=PLATFORM, entry=chart.MARKETING_EXPENSE, currency=str(lot["currency"])
+                )
                 usage = await lot_usage(tx, str(lot["currency"]))
             currency = str(lot["currency"])
             key = payment_id if first else f"{payment_id}:{lot['credits_posted']}:{lot['debits_posted']}"
@@ -116,11 +122,21 @@ async def finish_lot(uow: UnitOfWork, writer: LedgerWriter, lot_id: str, *, deta
             ]
             try:
                 await store.execute(
-                    uow, writer,
-                    store.Movement(str(lot["holder_id"]), kind, key, left, currency, postings, [], reference=payment_id,
-                                   details={"account_id": pool, "lot_account_id": lot_id, **details}),
+                    uow,
+                    writer,
+                    store.Movement(
+                        str(lot["holder_id"]),
+                        kind,
+                        key,
+                        left,
+                        currency,
+                        postings,
+                        [],
+                        reference=payment_id,
+                        details={"account_id": pool, "lot_account_id": lot_id, **details},
+                    ),
                     now=now,
-                )  # fmt: skip
+                )
             except Problem as exc:  # LedgerError is one
                 # A payment took part of it meanwhile, or another replica's round took it back first under the
                 # same key with what it read then: read again.

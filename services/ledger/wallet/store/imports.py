@@ -100,10 +100,15 @@ def control_key(run_id: str, currency: str, *, reverse: bool = False, credit: bo
 
 def _holder_values(h: HolderImport) -> dict[str, Any]:
     values: dict[str, Any] = {
-        "holder_id": h.holder_id, "holder_type": h.holder_type.value, "name": h.name,
-        "document_number": h.document_number, "phone": h.phone, "bank_card": h.bank_card,
-        "legal_person": h.legal_person, "settlement_account": h.settlement_account,
-    }  # fmt: skip
+        "holder_id": h.holder_id,
+        "holder_type": h.holder_type.value,
+        "name": h.name,
+        "document_number": h.document_number,
+        "phone": h.phone,
+        "bank_card": h.bank_card,
+        "legal_person": h.legal_person,
+        "settlement_account": h.settlement_account,
+    }
     # The hash the public API stores for the same body: a later `POST /v1/wallet/holders` with the same data
     # is a replay, not a conflict.
     body_hash = wallet_store.body_hash({**values, "currency": h.currency})
@@ -116,8 +121,18 @@ async def open_holders(uow: UnitOfWork, holders: list[HolderImport]) -> list[Hol
     if not holders:
         return []
     values = [_holder_values(h) for h in holders]
-    columns = ("holder_id", "holder_type", "name", "document_number", "phone", "bank_card", "legal_person",
-               "settlement_account", "kyc_status", "body_hash")  # fmt: skip
+    columns = (
+        "holder_id",
+        "holder_type",
+        "name",
+        "document_number",
+        "phone",
+        "bank_card",
+        "legal_person",
+        "settlement_account",
+        "kyc_status",
+        "body_hash",
+    )
     sql = f"""INSERT INTO wallet_holders ({", ".join(columns)})
               SELECT * FROM unnest({", ".join(f"CAST(:{c} AS text[])" for c in columns)})
               ON CONFLICT DO NOTHING RETURNING holder_id"""
@@ -146,9 +161,17 @@ async def open_holders(uow: UnitOfWork, holders: list[HolderImport]) -> list[Hol
 
 _HASHES_SQL = "SELECT holder_id, body_hash FROM wallet_holders WHERE holder_id = ANY(:ids)"
 _ACCOUNT_COLUMNS = {
-    "id": "text", "holder_id": "text", "currency": "text", "kind": "text", "code": "text", "normal_balance": "text",
-    "metadata": "jsonb", "debits_must_not_exceed_credits": "boolean", "idempotency_key": "text", "body_hash": "text",
-}  # fmt: skip
+    "id": "text",
+    "holder_id": "text",
+    "currency": "text",
+    "kind": "text",
+    "code": "text",
+    "normal_balance": "text",
+    "metadata": "jsonb",
+    "debits_must_not_exceed_credits": "boolean",
+    "idempotency_key": "text",
+    "body_hash": "text",
+}
 
 
 async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None:
@@ -168,11 +191,17 @@ async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None
             )
             body_hash = subaccount_body_hash(holder.holder_id, currency, subaccount)
             values = {
-                "id": new_id("acc"), "holder_id": holder.holder_id, "currency": currency, "kind": entry.kind,
-                "code": entry.code, "normal_balance": entry.normal_balance.value,
-                "metadata": json.dumps(metadata), "debits_must_not_exceed_credits": entry.no_overdraft,
-                "idempotency_key": key, "body_hash": body_hash,
-            }  # fmt: skip
+                "id": new_id("acc"),
+                "holder_id": holder.holder_id,
+                "currency": currency,
+                "kind": entry.kind,
+                "code": entry.code,
+                "normal_balance": entry.normal_balance.value,
+                "metadata": json.dumps(metadata),
+                "debits_must_not_exceed_credits": entry.no_overdraft,
+                "idempotency_key": key,
+                "body_hash": body_hash,
+            }
             planned.append((holder.holder_id, subaccount, currency, values))
     if not planned:
         return
@@ -194,10 +223,12 @@ async def _open_default_subaccounts(tx: Tx, holders: list[HolderImport]) -> None
                ON CONFLICT DO NOTHING"""
         ),
         {
-            "a": [ids[v["idempotency_key"]] for *_, v in planned], "h": [h for h, *_ in planned],
-            "t": [t.value for _, t, *_ in planned], "c": [c for _, _, c, _ in planned],
+            "a": [ids[v["idempotency_key"]] for *_, v in planned],
+            "h": [h for h, *_ in planned],
+            "t": [t.value for _, t, *_ in planned],
+            "c": [c for _, _, c, _ in planned],
         },
-    )  # fmt: skip
+    )
 
 
 _IDS_BY_KEY_SQL = "SELECT idempotency_key, id FROM accounts WHERE idempotency_key = ANY(:k) AND livemode"
@@ -216,9 +247,14 @@ def _subaccount_body(currency: str, subaccount: SubaccountType) -> dict[str, Any
     entry = SUBACCOUNT_CHART[subaccount]
     flags = AccountFlagsSchema(debits_must_not_exceed_credits=entry.no_overdraft, credits_must_not_exceed_debits=False)
     body = AccountCreateRequest.model_construct(
-        holder_id="", currency=currency, kind=entry.kind, code=entry.code, credit_limit_minor=0, flags=flags,
+        holder_id="",
+        currency=currency,
+        kind=entry.kind,
+        code=entry.code,
+        credit_limit_minor=0,
+        flags=flags,
         metadata={"wallet_subaccount": subaccount.value},
-    )  # fmt: skip
+    )
     return body.model_dump(mode="json", exclude=NOT_HASHED)
 
 
@@ -229,9 +265,15 @@ async def suspense_account(tx: Tx, run_id: str, currency: str) -> str:
 
 
 async def post_control(
-    uow: UnitOfWork, writer: LedgerWriter, *, run_id: str, currency: str, amount_minor: int, reverse: bool,
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    *,
+    run_id: str,
+    currency: str,
+    amount_minor: int,
+    reverse: bool,
     credit: bool = False,
-) -> Outcome:  # fmt: skip
+) -> Outcome:
     """The institution's confirmed total enters the run's suspense (or leaves it again on reversal).
 
     `credit`: what users owe on their credit lines, Dr suspense, Cr escrow_bank. In Juhe a credit line is lent
@@ -316,8 +358,10 @@ async def post_reversals(
         original = originals.get(opening_key(run_id, source_id))
         if original is None:
             continue
-        postings = tuple(_mirror(Posting(e["account_id"], Direction(e["direction"]), e["amount_minor"], e["currency"]))
-                         for e in original["postings"])  # fmt: skip
+        postings = tuple(
+            _mirror(Posting(e["account_id"], Direction(e["direction"]), e["amount_minor"], e["currency"]))
+            for e in original["postings"]
+        )
         requests.append(
             TransferRequest(
                 source=MIGRATION_SOURCE,
@@ -372,8 +416,12 @@ async def suspense_balances(conn: AsyncConnection, run_id: str) -> list[dict[str
               WHERE holder_id = :h AND kind = :k ORDER BY currency"""
     rows = (await conn.execute(text(sql), {"h": f"migration:{run_id}", "k": chart.MIGRATION_SUSPENSE.kind})).mappings()
     return [
-        {"account_id": r["id"], "currency": r["currency"], "debits_posted": int(r["debits_posted"]),
-         "credits_posted": int(r["credits_posted"]),
-         "balance_minor": int(r["credits_posted"]) - int(r["debits_posted"])}
+        {
+            "account_id": r["id"],
+            "currency": r["currency"],
+            "debits_posted": int(r["debits_posted"]),
+            "credits_posted": int(r["credits_posted"]),
+            "balance_minor": int(r["credits_posted"]) - int(r["debits_posted"]),
+        }
         for r in rows
-    ]  # fmt: skip
+    ]

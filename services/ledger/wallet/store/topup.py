@@ -61,19 +61,26 @@ async def precheck_top_up(
     is decided by the engine under the locks."""
     holder = await store.require_holder(conn, holder_id)
     holder_type, level = HolderType(holder["holder_type"]), store.level_of(holder)
-    rule = ent.effective(await store.entitlement_overrides(conn), holder_type, level, SubaccountType.BALANCE,
-                         Action.TOP_UP)  # fmt: skip
+    rule = ent.effective(
+        await store.entitlement_overrides(conn), holder_type, level, SubaccountType.BALANCE, Action.TOP_UP
+    )
     ent.check(rule, amount_minor, what="top_up on balance")
     for window in ent.windows(rule, now):
         used = await store.quota_used_minor(
-            conn, holder_id=holder_id, subaccount=SubaccountType.BALANCE, action=Action.TOP_UP, window=window,
+            conn,
+            holder_id=holder_id,
+            subaccount=SubaccountType.BALANCE,
+            action=Action.TOP_UP,
+            window=window,
             currency=currency,
-        )  # fmt: skip
+        )
         if used + amount_minor > window.limit_minor:
             raise WalletError(
-                errors.LIMIT_EXCEEDED, f"the {window.period}ly top-up limit of {window.limit_minor} would be exceeded",
-                limit="daily" if window.period == "day" else "monthly", limit_minor=window.limit_minor,
-            )  # fmt: skip
+                errors.LIMIT_EXCEEDED,
+                f"the {window.period}ly top-up limit of {window.limit_minor} would be exceeded",
+                limit="daily" if window.period == "day" else "monthly",
+                limit_minor=window.limit_minor,
+            )
 
 
 async def insert_order(conn: AsyncConnection, values: dict[str, Any]) -> RowMapping:
@@ -121,9 +128,16 @@ async def set_payment(conn: AsyncConnection, order_id: str, payment_id: str) -> 
 
 
 async def hold_refund(
-    uow: UnitOfWork, writer: LedgerWriter, *, refund_id: str, payment_id: str, amount_minor: int, currency: str,
-    timeout_seconds: int, now: datetime,
-) -> tuple[RowMapping, bool]:  # fmt: skip
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    *,
+    refund_id: str,
+    payment_id: str,
+    amount_minor: int,
+    currency: str,
+    timeout_seconds: int,
+    now: datetime,
+) -> tuple[RowMapping, bool]:
     """The pending `top_up_refund` operation (key = the refund id): §3.7 reversed for R, held until the refund's
     outcome. Refused, nothing held: a top-up the ledger has not credited (409 `top_up_not_credited`: not yet, or
     posted §3.1 to the collecting merchant), more than the top-up, or more than the sub-account's available cash
@@ -144,15 +158,26 @@ async def hold_refund(
             tx, holder_id=PLATFORM, entry=chart.CHANNEL_FEE_EXPENSE, currency=currency, channel=channel
         )
     postings = p.top_up_refund(
-        clearing=clearing, fee_expense=fee, source=source, amount_minor=amount_minor,
-        top_up_minor=int(credited["amount_minor"]), top_up_fee_minor=int(details.get("channel_fee_minor") or 0),
+        clearing=clearing,
+        fee_expense=fee,
+        source=source,
+        amount_minor=amount_minor,
+        top_up_minor=int(credited["amount_minor"]),
+        top_up_fee_minor=int(details.get("channel_fee_minor") or 0),
         currency=currency,
-    )  # fmt: skip
+    )
     movement = store.Movement(
-        str(credited["holder_id"]), TOP_UP_REFUND, refund_id, amount_minor, currency, postings, pending=True,
-        timeout_seconds=timeout_seconds, reference=refund_id,
+        str(credited["holder_id"]),
+        TOP_UP_REFUND,
+        refund_id,
+        amount_minor,
+        currency,
+        postings,
+        pending=True,
+        timeout_seconds=timeout_seconds,
+        reference=refund_id,
         details={"payment_id": payment_id, "channel": channel, "account_id": source},
-    )  # fmt: skip
+    )
     try:
         return await store.execute(uow, writer, movement, now=now)
     except LedgerError as exc:
@@ -167,8 +192,9 @@ async def hold_refund(
         ) from exc
 
 
-async def finish_refund(uow: UnitOfWork, writer: LedgerWriter, *, refund_id: str, succeeded: bool,
-                        now: datetime) -> bool:  # fmt: skip
+async def finish_refund(
+    uow: UnitOfWork, writer: LedgerWriter, *, refund_id: str, succeeded: bool, now: datetime
+) -> bool:
     """Post (`refund.succeeded`) or void (`refund.failed`) the refund's hold; False when `refund_id` has none (not
     a top-up's refund). Repeats are harmless (posting a posted hold replays). A hold that ran out before the
     channel paid the refund is posted as a new transfer (`top_up_refund_late`, same lines) if the balance still
@@ -202,9 +228,13 @@ async def orphan_refund_holds(conn: AsyncConnection, *, older_than_seconds: floa
 
 
 async def resolve_orphan_refund_holds(
-    uow: UnitOfWork, writer: LedgerWriter, ask: Callable[[str], Awaitable[bool | None]], *, older_than_seconds: float,
+    uow: UnitOfWork,
+    writer: LedgerWriter,
+    ask: Callable[[str], Awaitable[bool | None]],
+    *,
+    older_than_seconds: float,
     limit: int,
-) -> int:  # fmt: skip
+) -> int:
     """The reconciler's round for top-up refund holds the cashier may have lost (it died between the ledger's
     answer and its own commit, so no refund event will ever come): `ask` the cashier about each refund id; one it
     never recorded is voided (the cash is the holder's again; a late success is still posted, finish_refund), one
@@ -228,8 +258,12 @@ async def resolve_orphan_refund_holds(
         except (WalletError, LedgerError) as exc:  # finished meanwhile (its event came after all): nothing to do
             log.info("orphaned top-up refund hold finished meanwhile", refund_id=refund_id, code=exc.spec.code)
             continue
-        log.warning("top-up refund hold voided: the cashier never recorded the refund", refund_id=refund_id,
-                    holder_id=operation["holder_id"], amount_minor=operation["amount_minor"])  # fmt: skip
+        log.warning(
+            "top-up refund hold voided: the cashier never recorded the refund",
+            refund_id=refund_id,
+            holder_id=operation["holder_id"],
+            amount_minor=operation["amount_minor"],
+        )
     return len(found)
 
 
@@ -238,15 +272,22 @@ async def _post_late(uow: UnitOfWork, writer: LedgerWriter, operation: RowMappin
         hold = await queries.get_transfer(conn, str(operation["transfer_id"]))
     assert hold is not None
     movement = store.Movement(
-        str(operation["holder_id"]), TOP_UP_REFUND_LATE, str(operation["idempotency_key"]),
-        int(operation["amount_minor"]), str(operation["currency"]),
+        str(operation["holder_id"]),
+        TOP_UP_REFUND_LATE,
+        str(operation["idempotency_key"]),
+        int(operation["amount_minor"]),
+        str(operation["currency"]),
         [Posting(x.account_id, x.direction, x.amount_minor, x.currency) for x in hold.postings],
-        reference=str(operation["idempotency_key"]), details=dict(operation["details"] or {}),
-    )  # fmt: skip
+        reference=str(operation["idempotency_key"]),
+        details=dict(operation["details"] or {}),
+    )
     try:
         await store.execute(uow, writer, movement, now=now)
     except LedgerError as exc:
         if exc.spec is not ledger_errors.INSUFFICIENT_FUNDS:
             raise
-        log.error("top-up refunded by the channel after its hold ran out and the holder spent the money",
-                  refund_id=operation["idempotency_key"], holder_id=operation["holder_id"])  # fmt: skip
+        log.error(
+            "top-up refunded by the channel after its hold ran out and the holder spent the money",
+            refund_id=operation["idempotency_key"],
+            holder_id=operation["holder_id"],
+        )

@@ -120,19 +120,30 @@ def level_of(holder: RowMapping) -> int:
 
 # --- accounts --------------------------------------------------------------------------------------------
 async def open_ledger_account(
-    tx: Tx, *, key: str, holder_id: str, entry: ChartAccount, currency: str, credit_limit_minor: int = 0,
-    credits_bounded: bool = False, metadata: dict[str, Any] | None = None,
+    tx: Tx,
+    *,
+    key: str,
+    holder_id: str,
+    entry: ChartAccount,
+    currency: str,
+    credit_limit_minor: int = 0,
+    credits_bounded: bool = False,
+    metadata: dict[str, Any] | None = None,
     hashed_metadata: dict[str, Any] | None = None,
-) -> str:  # fmt: skip
+) -> str:
     """Idempotent by the account's opening key, which is its identity here: whoever opened it first (this
     wallet, the cashier, settlement) decided its body; concurrent openers all get the one row. `hashed_metadata`:
     the metadata of the body the key is bound to when it is not the row's own (a chart account's documented body,
     whatever the wallet notes on its row)."""
     row_metadata = metadata or {}
     body = chart_body(
-        holder_id, currency, entry, credit_limit_minor, credits_bounded,
+        holder_id,
+        currency,
+        entry,
+        credit_limit_minor,
+        credits_bounded,
         row_metadata if hashed_metadata is None else hashed_metadata,
-    )  # fmt: skip
+    )
     row, _ = await account_store.open_account(tx, body.to_account(metadata=row_metadata), key, body.body_hash())
     if row is None:  # bound to another body by its first opener: the key is the account's identity here
         row = await account_store.get_account_by_key(tx.conn, key)
@@ -141,19 +152,28 @@ async def open_ledger_account(
 
 
 def chart_body(
-    holder_id: str, currency: str, entry: ChartAccount, credit_limit_minor: int, credits_bounded: bool,
+    holder_id: str,
+    currency: str,
+    entry: ChartAccount,
+    credit_limit_minor: int,
+    credits_bounded: bool,
     metadata: dict[str, Any],
-) -> AccountCreateRequest:  # fmt: skip
+) -> AccountCreateRequest:
     """The `POST /v1/accounts` body of a chart account opened by the wallet, named by its kind: its hash is the one
     the API stores for the same body, so the cashier's consumer (and any service) opening the account by its
     `chart:` key with the documented body finds this one instead of a conflict."""
-    flags = AccountFlagsSchema(debits_must_not_exceed_credits=entry.no_overdraft,
-                               credits_must_not_exceed_debits=credits_bounded)  # fmt: skip
+    flags = AccountFlagsSchema(
+        debits_must_not_exceed_credits=entry.no_overdraft, credits_must_not_exceed_debits=credits_bounded
+    )
     # Constructed, not validated: points accounts are in `XXX`, which the public API does not open.
     return AccountCreateRequest.model_construct(
-        holder_id=holder_id, currency=currency, kind=entry.kind, credit_limit_minor=credit_limit_minor, flags=flags,
+        holder_id=holder_id,
+        currency=currency,
+        kind=entry.kind,
+        credit_limit_minor=credit_limit_minor,
+        flags=flags,
         metadata=metadata,
-    )  # fmt: skip
+    )
 
 
 async def open_subaccount(
@@ -173,9 +193,14 @@ async def open_subaccount(
     # A chart sub-account's key is bound to the chart's documented body (`metadata: {}`), the one the cashier's
     # wallet connector and the ledger's consumer send: they find this account, never a 409 for another body.
     account_id = await open_ledger_account(
-        tx, key=key, holder_id=holder_id, entry=entry, currency=account_currency, metadata=meta,
+        tx,
+        key=key,
+        holder_id=holder_id,
+        entry=entry,
+        currency=account_currency,
+        metadata=meta,
         hashed_metadata={} if subaccount in CHART_SUBACCOUNTS else None,
-    )  # fmt: skip
+    )
     await tx.conn.execute(
         text(
             """INSERT INTO wallet_subaccounts (account_id, holder_id, subaccount_type, merchant_id, currency)
@@ -241,9 +266,14 @@ async def shared_account(
     if found is not None:
         return str(found)
     return await open_ledger_account(
-        tx, key=key, holder_id=holder_id, entry=entry, currency=currency, credits_bounded=credits_bounded,
+        tx,
+        key=key,
+        holder_id=holder_id,
+        entry=entry,
+        currency=currency,
+        credits_bounded=credits_bounded,
         metadata={"channel": channel} if channel else {},
-    )  # fmt: skip
+    )
 
 
 async def set_credit_limit(conn: AsyncConnection, account_id: str, limit_minor: int) -> RowMapping | None:
@@ -294,9 +324,15 @@ async def change_entitlement(
                           before, after, actor, reason)
                VALUES (:id, :ht, :lv, :st, :ac, CAST(:b AS jsonb), CAST(:a AS jsonb), :actor, :reason)"""
         ),
-        {**params, "id": new_id("ent"), "b": json.dumps(before.as_dict()), "a": json.dumps(after.as_dict()),
-         "actor": actor, "reason": reason},
-    )  # fmt: skip
+        {
+            **params,
+            "id": new_id("ent"),
+            "b": json.dumps(before.as_dict()),
+            "a": json.dumps(after.as_dict()),
+            "actor": actor,
+            "reason": reason,
+        },
+    )
     return before, after
 
 
@@ -318,10 +354,14 @@ async def quota_account(
     lowered limit means "nothing more today" and the account stays within its flag)."""
     key = quota_key(holder_id, subaccount, action, window, currency)
     account_id = await open_ledger_account(
-        tx, key=key, holder_id=holder_id, entry=chart.ENTITLEMENT_QUOTA, currency=currency,
+        tx,
+        key=key,
+        holder_id=holder_id,
+        entry=chart.ENTITLEMENT_QUOTA,
+        currency=currency,
         credit_limit_minor=window.limit_minor,
         metadata={"subaccount": subaccount.value, "action": action.value, "window": window.label},
-    )  # fmt: skip
+    )
     await tx.conn.execute(
         text(
             """UPDATE accounts SET credit_limit_minor = GREATEST(:lim, debits_posted + debits_pending - credits_posted)
@@ -340,9 +380,14 @@ def quota_key(
 
 
 async def quota_used_minor(
-    conn: AsyncConnection, *, holder_id: str, subaccount: SubaccountType, action: Action, window: ent.QuotaWindow,
+    conn: AsyncConnection,
+    *,
+    holder_id: str,
+    subaccount: SubaccountType,
+    action: Action,
+    window: ent.QuotaWindow,
     currency: str,
-) -> int:  # fmt: skip
+) -> int:
     """How much of a window is used (posted and held); 0 when nothing was done in it yet."""
     row = await account_store.get_account_by_key(conn, quota_key(holder_id, subaccount, action, window, currency))
     if row is None:
@@ -351,9 +396,14 @@ async def quota_used_minor(
 
 
 async def precheck(
-    conn: AsyncConnection, holder_id: str, checks: Sequence[tuple[SubaccountType, Action]], amount_minor: int,
-    *, source_account_id: str | None = None, source_amount_minor: int | None = None,
-) -> RowMapping:  # fmt: skip
+    conn: AsyncConnection,
+    holder_id: str,
+    checks: Sequence[tuple[SubaccountType, Action]],
+    amount_minor: int,
+    *,
+    source_account_id: str | None = None,
+    source_amount_minor: int | None = None,
+) -> RowMapping:
     """Refusals that need no account opened: entitlement and single limit, then the source's available
     balance. Only an early answer (so a refused request creates nothing): the engine decides again, exactly,
     under the locks."""
@@ -368,9 +418,10 @@ async def precheck(
         needed = source_amount_minor if source_amount_minor is not None else amount_minor
         if available < needed:
             raise LedgerError(
-                ledger_errors.INSUFFICIENT_FUNDS, f"account {source_account_id}: available {available} < {needed}",
+                ledger_errors.INSUFFICIENT_FUNDS,
+                f"account {source_account_id}: available {available} < {needed}",
                 account_id=source_account_id,
-            )  # fmt: skip
+            )
     return holder
 
 
@@ -432,8 +483,10 @@ async def change_operation_status(tx: Tx, operation_id: str, *, old: str, new: s
 
 def _replay_or_conflict(existing: RowMapping, m: Movement) -> RowMapping:
     same = (existing["holder_id"], existing["amount_minor"], existing["currency"]) == (
-        m.holder_id, m.amount_minor, m.currency,
-    )  # fmt: skip
+        m.holder_id,
+        m.amount_minor,
+        m.currency,
+    )
     if not same or existing["details"].get("body_hash") != body_hash(_movement_body(m)):
         raise Problem(IDEMPOTENCY_KEY_REUSED, f"{m.kind} {m.idempotency_key} was used with another body")
     return existing
@@ -463,19 +516,27 @@ async def execute(uow: UnitOfWork, writer: LedgerWriter, m: Movement, *, now: da
             ent.check(rule, m.amount_minor, what=f"{action.value} on {subaccount.value}")
             for window in ent.windows(rule, now):
                 qid = await quota_account(
-                    tx, holder_id=m.holder_id, subaccount=subaccount, action=action, window=window,
+                    tx,
+                    holder_id=m.holder_id,
+                    subaccount=subaccount,
+                    action=action,
+                    window=window,
                     currency=m.currency,
-                )  # fmt: skip
+                )
                 usage = await shared_account(
                     tx, holder_id="platform", entry=chart.ENTITLEMENT_QUOTA_USAGE, currency=m.currency
                 )
                 memo += [dr(qid, m.amount_minor, m.currency), cr(usage, m.amount_minor, m.currency)]
                 quota_ids[qid] = (window.period, window.limit_minor)
     request = TransferRequest(
-        source=WALLET_SOURCE, idempotency_key=f"{m.kind}:{m.idempotency_key}", postings=(*m.postings, *memo),
-        pending=m.pending, timeout_seconds=m.timeout_seconds, reference=m.reference,
+        source=WALLET_SOURCE,
+        idempotency_key=f"{m.kind}:{m.idempotency_key}",
+        postings=(*m.postings, *memo),
+        pending=m.pending,
+        timeout_seconds=m.timeout_seconds,
+        reference=m.reference,
         metadata={"wallet_operation": m.kind, "holder_id": m.holder_id, **(m.transfer_metadata or {})},
-    )  # fmt: skip
+    )
     request.validate()
     [outcome] = await writer.submit(CreateTransfers((request,)))
     transfer = _transfer_or_raise(outcome, quota_ids)
@@ -501,13 +562,22 @@ async def record_operation(tx: Tx, m: Movement, *, transfer_id: str, status: str
                    VALUES (:id, :h, :k, :key, :t, :s, :amt, :c, CAST(:d AS jsonb))
                    ON CONFLICT (kind, idempotency_key) DO NOTHING RETURNING *"""
                 ),
-                {"id": new_id("wop"), "h": m.holder_id, "k": m.kind, "key": m.idempotency_key, "t": transfer_id,
-                 "s": status, "amt": m.amount_minor, "c": m.currency, "d": json.dumps(details)},
+                {
+                    "id": new_id("wop"),
+                    "h": m.holder_id,
+                    "k": m.kind,
+                    "key": m.idempotency_key,
+                    "t": transfer_id,
+                    "s": status,
+                    "amt": m.amount_minor,
+                    "c": m.currency,
+                    "d": json.dumps(details),
+                },
             )
         )
         .mappings()
         .first()
-    )  # fmt: skip
+    )
     if row is not None:
         publish_operation_event(tx, row, row["status"])
     return row
@@ -535,9 +605,11 @@ def _transfer_or_raise(outcome: Outcome, quota_ids: dict[str, tuple[str, int]]) 
         if error.spec is ledger_errors.INSUFFICIENT_FUNDS and account_id in quota_ids:
             period, limit_minor = quota_ids[account_id]
             raise WalletError(
-                errors.LIMIT_EXCEEDED, f"the {period}ly limit of {limit_minor} would be exceeded",
-                limit="daily" if period == "day" else "monthly", limit_minor=limit_minor,
-            )  # fmt: skip
+                errors.LIMIT_EXCEEDED,
+                f"the {period}ly limit of {limit_minor} would be exceeded",
+                limit="daily" if period == "day" else "monthly",
+                limit_minor=limit_minor,
+            )
         raise error
     assert outcome.transfer is not None
     return outcome.transfer
@@ -629,9 +701,14 @@ async def insert_bill(conn: AsyncConnection, values: dict[str, Any]) -> RowMappi
 async def bill_repayable_account(tx: Tx, bill: RowMapping) -> str:
     """The bill's memo account (9103): may go down to −(amount due), so repayments never exceed the bill."""
     return await open_ledger_account(
-        tx, key=f"wallet:bill:{bill['id']}", holder_id=bill["holder_id"], entry=chart.BILL_REPAYABLE,
-        currency=bill["currency"], credit_limit_minor=bill["amount_due_minor"], metadata={"bill_id": bill["id"]},
-    )  # fmt: skip
+        tx,
+        key=f"wallet:bill:{bill['id']}",
+        holder_id=bill["holder_id"],
+        entry=chart.BILL_REPAYABLE,
+        currency=bill["currency"],
+        credit_limit_minor=bill["amount_due_minor"],
+        metadata={"bill_id": bill["id"]},
+    )
 
 
 async def get_bill(conn: AsyncConnection, bill_id: str, *, for_update: bool = False) -> RowMapping | None:

@@ -43,9 +43,16 @@ async def claim_coupon(
     assert who.user_id is not None
     tz = context.settings.day_timezone
     async with uow.begin() as tx:
-        row, created = await claims.claim(tx, stock_id=body.stock_id, user_id=who.user_id, request_id=body.request_id,
-                                          source="claim", now=now, day_timezone=tz,
-                                          channel_user=body.channel_user)  # fmt: skip
+        row, created = await claims.claim(
+            tx,
+            stock_id=body.stock_id,
+            user_id=who.user_id,
+            request_id=body.request_id,
+            source="claim",
+            now=now,
+            day_timezone=tz,
+            channel_user=body.channel_user,
+        )
     if not created:
         response.status_code = 200
     # A channel stock's coupon is sent now (an outage leaves it pending for the worker); re-read, it may have changed.
@@ -57,13 +64,13 @@ async def claim_coupon(
 
 
 @router.get("/me/coupons", dependencies=[KnownQueryOnly])
-async def my_coupons(who: UserDep, uow: UowDep, limit: PageLimit, cursor: CouponCursor = None,
-                     status: CouponStatus = None) -> CouponListResponse:  # fmt: skip
+async def my_coupons(
+    who: UserDep, uow: UowDep, limit: PageLimit, cursor: CouponCursor = None, status: CouponStatus = None
+) -> CouponListResponse:
     """The user's coupons newest first, in the one list shape (libs.common.paging)."""
     assert who.user_id is not None
     async with uow.read() as conn:
-        rows = await coupon_store.list_user_coupons(conn, who.user_id, status=status, before_id=cursor,
-                                                    limit=limit + 1)  # fmt: skip
+        rows = await coupon_store.list_user_coupons(conn, who.user_id, status=status, before_id=cursor, limit=limit + 1)
     return CouponListResponse.of(rows, limit, item=coupon_response, cursor_of=lambda c: c.coupon_id)
 
 
@@ -80,10 +87,16 @@ async def my_coupon(coupon_id: Id, who: UserDep, uow: UowDep) -> CouponResponse:
 async def _bulk_response(conn: Any, job: Any) -> BulkIssueResponse:
     progress = await claims.bulk_progress(conn, job["bulk_issue_id"])
     return BulkIssueResponse(
-        bulk_issue_id=job["bulk_issue_id"], stock_id=job["stock_id"], request_id=job["request_id"],
-        total_count=job["total_count"], pending_count=progress["pending"], issued_count=progress["issued"],
-        failed_count=progress["failed"], done=progress["pending"] == 0, created_at=job["created_at"],
-    )  # fmt: skip
+        bulk_issue_id=job["bulk_issue_id"],
+        stock_id=job["stock_id"],
+        request_id=job["request_id"],
+        total_count=job["total_count"],
+        pending_count=progress["pending"],
+        issued_count=progress["issued"],
+        failed_count=progress["failed"],
+        done=progress["pending"] == 0,
+        created_at=job["created_at"],
+    )
 
 
 @router.post("/stocks/{stock_id}/bulk-issues", status_code=202)
@@ -103,9 +116,13 @@ async def bulk_issue(
     async with uow.begin() as tx:
         if await stock_store.get_stock(tx.conn, stock_id, who.owner_scope) is None:
             raise Problem(STOCK_NOT_FOUND, f"no stock {stock_id}")
-        job, created = await claims.create_bulk_issue(tx, stock_id=stock_id, user_ids=body.user_ids,
-                                                      request_id=body.request_id,
-                                                      requested_by=who.merchant_id or "platform")  # fmt: skip
+        job, created = await claims.create_bulk_issue(
+            tx,
+            stock_id=stock_id,
+            user_ids=body.user_ids,
+            request_id=body.request_id,
+            requested_by=who.merchant_id or "platform",
+        )
         if not created:
             response.status_code = 200
         return await _bulk_response(tx.conn, job)

@@ -40,9 +40,13 @@ async def import_coupons(body: CouponImportRequest, uow: UowDep, now: NowDep) ->
         results = await flow.import_coupons(tx, body.run_id, items, now)
     return CouponImportResponse(
         run_id=body.run_id,
-        results=[CouponImportResult(source_id=r.source_id, status=r.status, coupon_id=r.coupon_id,
-                                    reason=r.reason, detail=r.detail) for r in results],
-    )  # fmt: skip
+        results=[
+            CouponImportResult(
+                source_id=r.source_id, status=r.status, coupon_id=r.coupon_id, reason=r.reason, detail=r.detail
+            )
+            for r in results
+        ],
+    )
 
 
 @router.post("/coupons/void")
@@ -52,7 +56,10 @@ async def void_coupons(body: CouponVoidRequest, uow: UowDep) -> CouponVoidRespon
     async with uow.begin() as tx:
         outcome = await flow.void_coupons(tx, body.run_id, body.limit)
     return CouponVoidResponse(
-        run_id=body.run_id, voided_count=outcome.voided_count, voided_total=outcome.voided_total,
-        used_count=outcome.used_count, used_face_value_minor=outcome.used_face_value_minor,
+        run_id=body.run_id,
+        voided_count=outcome.voided_count,
+        voided_total=outcome.voided_total,
+        used_count=outcome.used_count,
+        used_face_value_minor=outcome.used_face_value_minor,
         remaining_count=outcome.remaining_count,
-    )  # fmt: skip
+    )

@@ -65,8 +65,9 @@ async def list_rules(
         query = query.where(points_rules.c.rule_id < cursor)
     async with uow.read() as conn:
         rows = list((await conn.execute(query)).mappings())
-    return PointsRuleListResponse.of(rows, limit, item=lambda r: PointsRuleResponse.model_validate(dict(r)),
-                                     cursor_of=lambda r: r.rule_id)  # fmt: skip
+    return PointsRuleListResponse.of(
+        rows, limit, item=lambda r: PointsRuleResponse.model_validate(dict(r)), cursor_of=lambda r: r.rule_id
+    )
 
 
 @router.post("/points-rules/{rule_id}/end")
@@ -79,8 +80,9 @@ async def end_rule(rule_id: Id, who: ManagerDep, uow: UowDep) -> PointsRuleRespo
 
 
 @router.get("/me/points/earnings", dependencies=[KnownQueryOnly])
-async def my_earnings(who: UserDep, uow: UowDep, limit: PageLimit,
-                      cursor: PaymentCursor = None) -> PointsEarningListResponse:  # fmt: skip
+async def my_earnings(
+    who: UserDep, uow: UowDep, limit: PageLimit, cursor: PaymentCursor = None
+) -> PointsEarningListResponse:
     """What each of the user's payments earned, by payment id descending, in the one list shape."""
     e = points_earnings.c
     query = select(points_earnings).where(e.user_id == who.user_id).order_by(e.payment_id.desc()).limit(limit + 1)
@@ -92,9 +94,17 @@ async def my_earnings(who: UserDep, uow: UowDep, limit: PageLimit,
 
 
 def _earning(r: RowMapping) -> PointsEarningResponse:
-    return PointsEarningResponse.model_validate({**r, "remaining_points": remaining(
-        r["points"], reversed_points=r["reversed_points"], consumed_points=r["consumed_points"],
-        expired_points=r["expired_points"])})  # fmt: skip
+    return PointsEarningResponse.model_validate(
+        {
+            **r,
+            "remaining_points": remaining(
+                r["points"],
+                reversed_points=r["reversed_points"],
+                consumed_points=r["consumed_points"],
+                expired_points=r["expired_points"],
+            ),
+        }
+    )
 
 
 @router.post("/me/points/exchanges", status_code=201)
@@ -111,9 +121,15 @@ async def exchange_points(
     assert who.user_id is not None
     tz = context.settings.day_timezone
     async with uow.begin() as tx:
-        row, coupon, created = await points.exchange(tx, user_id=who.user_id, stock_id=body.stock_id,
-                                                     request_id=body.request_id, now=now, day_timezone=tz)  # fmt: skip
+        row, coupon, created = await points.exchange(
+            tx, user_id=who.user_id, stock_id=body.stock_id, request_id=body.request_id, now=now, day_timezone=tz
+        )
     if not created:
         response.status_code = 200
-    return PointsExchangeResponse(exchange_id=row["exchange_id"], stock_id=row["stock_id"], points=row["points"],
-                                  coupon=coupon_response(coupon), created_at=row["created_at"])  # fmt: skip
+    return PointsExchangeResponse(
+        exchange_id=row["exchange_id"],
+        stock_id=row["stock_id"],
+        points=row["points"],
+        coupon=coupon_response(coupon),
+        created_at=row["created_at"],
+    )

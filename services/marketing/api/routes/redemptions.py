@@ -45,15 +45,21 @@ async def lock_coupon(
     channel is asked for). The same payment_id again returns the first lock (200)."""
     settings = context.settings
     seconds = min(body.lock_seconds or settings.lock_seconds_default, settings.lock_seconds_max)
-    ctx = rules.PaymentContext(merchant_id=body.merchant_id, order_amount_minor=body.order_amount_minor,
-                               currency=body.currency, store_id=body.store_id, scene=body.scene,
-                               payment_method=body.payment_method)  # fmt: skip
+    ctx = rules.PaymentContext(
+        merchant_id=body.merchant_id,
+        order_amount_minor=body.order_amount_minor,
+        currency=body.currency,
+        store_id=body.store_id,
+        scene=body.scene,
+        payment_method=body.payment_method,
+    )
     if (body.coupon_id is None) == (body.coupon_code is None):
         raise Problem(VALIDATION_FAILED, "give exactly one of coupon_id or coupon_code")
     async with uow.begin() as tx:
         coupon_id = body.coupon_id or await flow.coupon_id_of_code(tx, str(body.coupon_code), body.user_id)
-        req = flow.LockRequest(payment_id=body.payment_id, coupon_id=coupon_id, user_id=body.user_id, context=ctx,
-                               lock_seconds=seconds)  # fmt: skip
+        req = flow.LockRequest(
+            payment_id=body.payment_id, coupon_id=coupon_id, user_id=body.user_id, context=ctx, lock_seconds=seconds
+        )
         row, created = await flow.lock(tx, req, now)
     if not created:
         response.status_code = 200
@@ -61,22 +67,43 @@ async def lock_coupon(
 
 
 @internal.get("/users/{user_id}/applicable-coupons", dependencies=[KnownQueryOnly])
-async def applicable_coupons(user_id: Id, uow: UowDep, now: NowDep, limit: PageLimit,
-                             merchant_id: Annotated[str, Query(min_length=1, max_length=64)],
-                             order_amount_minor: Annotated[int, Query(ge=1, le=MAX_AMOUNT_MINOR)],
-                             currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "CNY",
-                             store_id: Ref = None, scene: Ref = None,
-                             payment_method: Ref = None) -> ApplicableCouponListResponse:  # fmt: skip
+async def applicable_coupons(
+    user_id: Id,
+    uow: UowDep,
+    now: NowDep,
+    limit: PageLimit,
+    merchant_id: Annotated[str, Query(min_length=1, max_length=64)],
+    order_amount_minor: Annotated[int, Query(ge=1, le=MAX_AMOUNT_MINOR)],
+    currency: Annotated[str, Query(pattern=r"^[A-Z]{3}$")] = "CNY",
+    store_id: Ref = None,
+    scene: Ref = None,
+    payment_method: Ref = None,
+) -> ApplicableCouponListResponse:
     """The user's coupons this payment could use, best discount first (for the checkout to offer): the best
     `limit` in the one list shape, without a cursor (ranked by discount, not by id); `has_more` says more fit."""
-    ctx = rules.PaymentContext(merchant_id=merchant_id, order_amount_minor=order_amount_minor, currency=currency,
-                               store_id=store_id, scene=scene, payment_method=payment_method)  # fmt: skip
+    ctx = rules.PaymentContext(
+        merchant_id=merchant_id,
+        order_amount_minor=order_amount_minor,
+        currency=currency,
+        store_id=store_id,
+        scene=scene,
+        payment_method=payment_method,
+    )
     async with uow.read() as conn:
         offers = await flow.applicable(conn, user_id=user_id, ctx=ctx, now=now, limit=limit + 1)
-    return ApplicableCouponListResponse(data=[ApplicableCouponResponse(
-        coupon_id=c["coupon_id"], stock_id=c["stock_id"], discount_minor=d,
-        payable_minor=order_amount_minor - d, valid_until=c["valid_until"]) for c, d in offers[:limit]],
-        has_more=len(offers) > limit)  # fmt: skip
+    return ApplicableCouponListResponse(
+        data=[
+            ApplicableCouponResponse(
+                coupon_id=c["coupon_id"],
+                stock_id=c["stock_id"],
+                discount_minor=d,
+                payable_minor=order_amount_minor - d,
+                valid_until=c["valid_until"],
+            )
+            for c, d in offers[:limit]
+        ],
+        has_more=len(offers) > limit,
+    )
 
 
 @internal.get("/redemptions/{redemption_id}")
@@ -107,13 +134,18 @@ async def refund(redemption_id: Id, body: RefundCreateRequest, uow: UowDep) -> R
     """A refund of the paid amount: reverses the discount's funding proportionally; a full refund returns
     the coupon if the stock's `refund_policy` says so. Idempotent by refund_id."""
     async with uow.begin() as tx:
-        row, done = await flow.refund(tx, redemption_id, refund_id=body.refund_id,
-                                      refund_minor=body.refund_amount_minor)  # fmt: skip
+        row, done = await flow.refund(
+            tx, redemption_id, refund_id=body.refund_id, refund_minor=body.refund_amount_minor
+        )
     return RefundResponse(
-        refund_id=done["refund_id"], redemption_id=redemption_id, refund_amount_minor=done["refund_amount_minor"],
-        reversed_platform_minor=done["platform_minor"], reversed_merchant_minor=done["merchant_minor"],
-        coupon_returned=done["coupon_returned"] == "yes", redemption=redemption_response(row),
-    )  # fmt: skip
+        refund_id=done["refund_id"],
+        redemption_id=redemption_id,
+        refund_amount_minor=done["refund_amount_minor"],
+        reversed_platform_minor=done["platform_minor"],
+        reversed_merchant_minor=done["merchant_minor"],
+        coupon_returned=done["coupon_returned"] == "yes",
+        redemption=redemption_response(row),
+    )
 
 
 def _code(body: InStoreRedeemRequest) -> str:
@@ -130,9 +162,14 @@ def _code(body: InStoreRedeemRequest) -> str:
 
 
 def _context(body: InStoreRedeemRequest, merchant_id: str) -> rules.PaymentContext:
-    return rules.PaymentContext(merchant_id=merchant_id, order_amount_minor=body.order_amount_minor,
-                                currency=body.currency, store_id=body.store_id, scene="in_store",
-                                payment_method=body.payment_method)  # fmt: skip
+    return rules.PaymentContext(
+        merchant_id=merchant_id,
+        order_amount_minor=body.order_amount_minor,
+        currency=body.currency,
+        store_id=body.store_id,
+        scene="in_store",
+        payment_method=body.payment_method,
+    )
 
 
 @in_store.post("/verifications")
@@ -141,23 +178,33 @@ async def verify(
 ) -> InStoreVerifyResponse:
     """What the coupon would give on this order at this merchant's store; nothing changes."""
     async with uow.begin() as tx:
-        values, _ = await flow.redeem_in_store(tx, code=_code(body), request_id=body.request_id,
-                                               ctx=_context(body, merchant_id), now=now, dry_run=True)  # fmt: skip
+        values, _ = await flow.redeem_in_store(
+            tx, code=_code(body), request_id=body.request_id, ctx=_context(body, merchant_id), now=now, dry_run=True
+        )
     return InStoreVerifyResponse(
-        coupon_id=values["coupon_id"], stock_id=values["stock_id"], discount_minor=values["discount_minor"],
-        payable_minor=values["payable_minor"], valid_until=values["valid_until"],
-        funding=FundingResponse(party=values["funding_party"], platform_share_bps=values["platform_share_bps"],
-                                platform_minor=values["platform_minor"], merchant_minor=values["merchant_minor"]),
-    )  # fmt: skip
+        coupon_id=values["coupon_id"],
+        stock_id=values["stock_id"],
+        discount_minor=values["discount_minor"],
+        payable_minor=values["payable_minor"],
+        valid_until=values["valid_until"],
+        funding=FundingResponse(
+            party=values["funding_party"],
+            platform_share_bps=values["platform_share_bps"],
+            platform_minor=values["platform_minor"],
+            merchant_minor=values["merchant_minor"],
+        ),
+    )
 
 
 @in_store.post("/redemptions", status_code=201)
-async def redeem(body: InStoreRedeemRequest, merchant_id: MerchantDep, uow: UowDep, now: NowDep,
-                 response: Response) -> RedemptionResponse:  # fmt: skip
+async def redeem(
+    body: InStoreRedeemRequest, merchant_id: MerchantDep, uow: UowDep, now: NowDep, response: Response
+) -> RedemptionResponse:
     """Redeem (核销) a coupon at the till. The same request_id again returns the first redemption (200)."""
     async with uow.begin() as tx:
-        row, created = await flow.redeem_in_store(tx, code=_code(body), request_id=body.request_id,
-                                                  ctx=_context(body, merchant_id), now=now)  # fmt: skip
+        row, created = await flow.redeem_in_store(
+            tx, code=_code(body), request_id=body.request_id, ctx=_context(body, merchant_id), now=now
+        )
     if not created:
         response.status_code = 200
     return redemption_response(row)
@@ -170,6 +217,7 @@ async def undo(
     """Take back an in-store redemption within `in_store_undo_seconds`; the coupon is available again."""
     window = context.settings.in_store_undo_seconds
     async with uow.begin() as tx:
-        row = await flow.undo_in_store(tx, redemption_id=redemption_id, merchant_id=merchant_id, now=now,
-                                       window_seconds=window)  # fmt: skip
+        row = await flow.undo_in_store(
+            tx, redemption_id=redemption_id, merchant_id=merchant_id, now=now, window_seconds=window
+        )
     return redemption_response(row)

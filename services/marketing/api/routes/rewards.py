@@ -25,9 +25,11 @@ class RewardRuleCreateRequest(BaseModel):
     event: Literal["first_payment"] = Field(description="What earns the coupon: the user's first payment")
     stock_id: str = Field(min_length=1, max_length=64, description="A Juhe stock (not a channel's) to issue from")
     merchant_id: str | None = Field(
-        default=None, min_length=1, max_length=64,
+        default=None,
+        min_length=1,
+        max_length=64,
         description="The first payment at this merchant; null: the first payment on the platform",
-    )  # fmt: skip
+    )
 
 
 class RewardRuleResponse(BaseModel):

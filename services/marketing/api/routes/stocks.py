@@ -46,13 +46,15 @@ async def create_campaign(body: CampaignCreateRequest, who: ManagerDep, uow: Uow
 
 
 @router.get("/campaigns", dependencies=[KnownQueryOnly])
-async def list_campaigns(who: ManagerDep, uow: UowDep, limit: PageLimit,
-                         cursor: CampaignCursor = None) -> CampaignListResponse:  # fmt: skip
+async def list_campaigns(
+    who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: CampaignCursor = None
+) -> CampaignListResponse:
     """Campaigns newest first (a merchant sees its own), in the one list shape (libs.common.paging)."""
     async with uow.read() as conn:
         rows = await store.list_campaigns(conn, owner=who.owner_scope, before_id=cursor, limit=limit + 1)
-    return CampaignListResponse.of(rows, limit, item=lambda r: CampaignResponse.model_validate(dict(r)),
-                                   cursor_of=lambda c: c.campaign_id)  # fmt: skip
+    return CampaignListResponse.of(
+        rows, limit, item=lambda r: CampaignResponse.model_validate(dict(r)), cursor_of=lambda c: c.campaign_id
+    )
 
 
 @router.get("/campaigns/{campaign_id}")
@@ -81,18 +83,34 @@ async def create_stock(body: StockCreateRequest, who: ManagerDep, uow: UowDep, n
         body.platform_share_bps if body.platform_share_bps is not None else SHARE_BY_PARTY.get(body.funding_party, -1)
     )
     draft = stocks.StockDraft(
-        campaign_id=body.campaign_id, name=body.name,
+        campaign_id=body.campaign_id,
+        name=body.name,
         terms=rules.StockRules(
-            discount_kind=body.discount_kind, currency=body.currency, amount_off_minor=body.amount_off_minor,
-            percent_off_bps=body.percent_off_bps, discount_cap_minor=body.discount_cap_minor,
-            threshold_minor=body.threshold_minor, funding_party=body.funding_party, platform_share_bps=share,
-            merchant_ids=tuple(body.merchant_ids), store_ids=tuple(body.store_ids), scenes=tuple(body.scenes),
-            payment_methods=tuple(body.payment_methods)),
-        valid_from=body.valid_from, valid_until=body.valid_until, valid_days_after_claim=body.valid_days_after_claim,
-        refund_policy=body.refund_policy, budget_count=body.budget_count, budget_minor=body.budget_minor,
-        per_user_limit=body.per_user_limit, per_user_daily_limit=body.per_user_daily_limit,
-        daily_count_limit=body.daily_count_limit, points_price=body.points_price, channel=body.channel,
-    )  # fmt: skip
+            discount_kind=body.discount_kind,
+            currency=body.currency,
+            amount_off_minor=body.amount_off_minor,
+            percent_off_bps=body.percent_off_bps,
+            discount_cap_minor=body.discount_cap_minor,
+            threshold_minor=body.threshold_minor,
+            funding_party=body.funding_party,
+            platform_share_bps=share,
+            merchant_ids=tuple(body.merchant_ids),
+            store_ids=tuple(body.store_ids),
+            scenes=tuple(body.scenes),
+            payment_methods=tuple(body.payment_methods),
+        ),
+        valid_from=body.valid_from,
+        valid_until=body.valid_until,
+        valid_days_after_claim=body.valid_days_after_claim,
+        refund_policy=body.refund_policy,
+        budget_count=body.budget_count,
+        budget_minor=body.budget_minor,
+        per_user_limit=body.per_user_limit,
+        per_user_daily_limit=body.per_user_daily_limit,
+        daily_count_limit=body.daily_count_limit,
+        points_price=body.points_price,
+        channel=body.channel,
+    )
     if body.channel is not None:
         channel_stocks.check_definition(draft, now=now)
     async with uow.begin() as tx:
@@ -101,14 +119,17 @@ async def create_stock(body: StockCreateRequest, who: ManagerDep, uow: UowDep, n
 
 
 @router.get("/stocks", dependencies=[KnownQueryOnly])
-async def list_stocks(who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: StockCursor = None,
-                      campaign_id: CampaignFilter = None) -> StockListResponse:  # fmt: skip
+async def list_stocks(
+    who: ManagerDep, uow: UowDep, limit: PageLimit, cursor: StockCursor = None, campaign_id: CampaignFilter = None
+) -> StockListResponse:
     """Stocks newest first (a merchant sees its own; optionally one campaign's), in the one list shape."""
     async with uow.read() as conn:
-        rows = await store.list_stocks(conn, owner=who.owner_scope, campaign_id=campaign_id, before_id=cursor,
-                                       limit=limit + 1)  # fmt: skip
-    return StockListResponse.of(rows, limit, item=lambda r: StockResponse.model_validate(dict(r)),
-                                cursor_of=lambda s: s.stock_id)  # fmt: skip
+        rows = await store.list_stocks(
+            conn, owner=who.owner_scope, campaign_id=campaign_id, before_id=cursor, limit=limit + 1
+        )
+    return StockListResponse.of(
+        rows, limit, item=lambda r: StockResponse.model_validate(dict(r)), cursor_of=lambda s: s.stock_id
+    )
 
 
 @router.get("/stocks/{stock_id}")
@@ -125,8 +146,7 @@ async def set_budget(stock_id: Id, body: StockBudgetRequest, who: ManagerDep, uo
     """Set the budget totals (top up, or lower down to what is issued); the remainders move by the same
     difference in one conditional UPDATE, exact with concurrent claims."""
     async with uow.begin() as tx:
-        row = await stocks.set_budget(tx, who, stock_id, budget_count=body.budget_count,
-                                      budget_minor=body.budget_minor)  # fmt: skip
+        row = await stocks.set_budget(tx, who, stock_id, budget_count=body.budget_count, budget_minor=body.budget_minor)
     return StockResponse.model_validate(dict(row))
 
 
@@ -139,17 +159,23 @@ def _transition_route(name: rules.Transition) -> None:
             stock = await store.get_stock(conn, stock_id, who.owner_scope)
         if stock is not None and stock["channel"] is not None:
             row = await channel_stocks.transition(
-                uow, context.cashier, who, stock_id, name,
-                account_merchant_id=context.settings.channel_account_merchant_id, now=now,
-            )  # fmt: skip
+                uow,
+                context.cashier,
+                who,
+                stock_id,
+                name,
+                account_merchant_id=context.settings.channel_account_merchant_id,
+                now=now,
+            )
             return StockResponse.model_validate(dict(row))
         async with uow.begin() as tx:
             row = await stocks.transition(tx, who, stock_id, name)
         return StockResponse.model_validate(dict(row))
 
     transition_stock.__name__ = f"{name}_stock"
-    router.post(f"/stocks/{{stock_id}}/{name}", summary=f"{name.capitalize()} a stock",
-                description=TRANSITIONS_DOC)(transition_stock)  # fmt: skip
+    router.post(f"/stocks/{{stock_id}}/{name}", summary=f"{name.capitalize()} a stock", description=TRANSITIONS_DOC)(
+        transition_stock
+    )
 
 
 TRANSITIONS_DOC = "draft →start→ running ⇄ (pause/resume) paused; any but ended →end→ ended. Not allowed now → 409."

@@ -40,8 +40,9 @@ async def create_promotion(body: TopupPromotionCreateRequest, who: OperatorDep, 
 
 
 @router.get("/topup-promotions", dependencies=[KnownQueryOnly])
-async def list_promotions(who: OperatorDep, uow: UowDep, limit: PageLimit,
-                          cursor: PromotionCursor = None) -> TopupPromotionListResponse:  # fmt: skip
+async def list_promotions(
+    who: OperatorDep, uow: UowDep, limit: PageLimit, cursor: PromotionCursor = None
+) -> TopupPromotionListResponse:
     """Promotions newest first, in the one list shape (libs.common.paging)."""
     p = topup_promotions.c
     query = select(topup_promotions).order_by(p.promotion_id.desc()).limit(limit + 1)
@@ -49,8 +50,9 @@ async def list_promotions(who: OperatorDep, uow: UowDep, limit: PageLimit,
         query = query.where(p.promotion_id < cursor)
     async with uow.read() as conn:
         rows = list((await conn.execute(query)).mappings())
-    return TopupPromotionListResponse.of(rows, limit, item=lambda r: TopupPromotionResponse.model_validate(dict(r)),
-                                         cursor_of=lambda p: p.promotion_id)  # fmt: skip
+    return TopupPromotionListResponse.of(
+        rows, limit, item=lambda r: TopupPromotionResponse.model_validate(dict(r)), cursor_of=lambda p: p.promotion_id
+    )
 
 
 @router.get("/topup-promotions/{promotion_id}")
@@ -75,8 +77,9 @@ def _found(row: RowMapping | None, promotion_id: str) -> TopupPromotionResponse:
 
 
 @router.get("/me/topup-bonuses", dependencies=[KnownQueryOnly])
-async def my_bonuses(who: UserDep, uow: UowDep, limit: PageLimit,
-                     cursor: PaymentCursor = None) -> TopupBonusGrantListResponse:  # fmt: skip
+async def my_bonuses(
+    who: UserDep, uow: UowDep, limit: PageLimit, cursor: PaymentCursor = None
+) -> TopupBonusGrantListResponse:
     """What each of the user's top-ups earned (the wallet holder id is the user id), by payment id descending,
     in the one list shape (libs.common.paging)."""
     g = topup_bonus_grants.c
@@ -86,5 +89,6 @@ async def my_bonuses(who: UserDep, uow: UowDep, limit: PageLimit,
         query = query.where(g.payment_id < cursor)
     async with uow.read() as conn:
         rows = list((await conn.execute(query)).mappings())
-    return TopupBonusGrantListResponse.of(rows, limit, item=lambda r: TopupBonusGrantResponse.model_validate(dict(r)),
-                                          cursor_of=lambda b: b.payment_id)  # fmt: skip
+    return TopupBonusGrantListResponse.of(
+        rows, limit, item=lambda r: TopupBonusGrantResponse.model_validate(dict(r)), cursor_of=lambda b: b.payment_id
+    )

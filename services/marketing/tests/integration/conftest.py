@@ -98,18 +98,25 @@ class Marketing:
         """A started stock: 10 off 100 (满100减10), platform-funded, 100 coupons, valid 30 days after claim."""
         headers = headers or self.operator()
         body: dict[str, Any] = {
-            "campaign_id": await self.campaign(headers), "name": "10 off 100", "discount_kind": "fixed",
-            "amount_off_minor": 1000, "threshold_minor": 10_000, "valid_days_after_claim": 30,
-            "funding_party": "platform", "budget_count": 100, **overrides,
-        }  # fmt: skip
+            "campaign_id": await self.campaign(headers),
+            "name": "10 off 100",
+            "discount_kind": "fixed",
+            "amount_off_minor": 1000,
+            "threshold_minor": 10_000,
+            "valid_days_after_claim": 30,
+            "funding_party": "platform",
+            "budget_count": 100,
+            **overrides,
+        }
         created = await self.post("/v1/marketing/stocks", body, headers)
         assert created.status_code == 201, created.text
         started = await self.post(f"/v1/marketing/stocks/{created.json()['stock_id']}/start", {}, headers)
         assert started.status_code == 200, started.text
         return dict(started.json())
 
-    async def claim(self, stock_id: str, user_id: str = "usr_1", request_id: str = "r1",
-                    replica: int = 0) -> httpx.Response:  # fmt: skip
+    async def claim(
+        self, stock_id: str, user_id: str = "usr_1", request_id: str = "r1", replica: int = 0
+    ) -> httpx.Response:
         body = {"stock_id": stock_id, "request_id": request_id}
         return await self.post("/v1/marketing/me/claims", body, self.user(user_id), replica)
 

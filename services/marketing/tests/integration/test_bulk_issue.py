@@ -12,8 +12,9 @@ from services.marketing.tests.integration.conftest import Marketing, code
 
 async def _round(m: Marketing, replica: int, batch_max: int) -> int:
     runtime = m.runtimes[replica]
-    return await claims.bulk_issue_round(runtime.uow, batch_max=batch_max, day_timezone="Asia/Shanghai",
-                                         now=system_clock)  # fmt: skip
+    return await claims.bulk_issue_round(
+        runtime.uow, batch_max=batch_max, day_timezone="Asia/Shanghai", now=system_clock
+    )
 
 
 async def test_bulk_issue_runs_in_rounds_reports_progress_and_stops_at_the_budget(marketing: Marketing) -> None:
@@ -39,8 +40,11 @@ async def test_bulk_issue_runs_in_rounds_reports_progress_and_stops_at_the_budge
     await asyncio.gather(_round(marketing, 0, 100), _round(marketing, 1, 100))  # two replicas share the rest
     progress = (await marketing.get(path, op)).json()
     assert (progress["issued_count"], progress["failed_count"], progress["pending_count"], progress["done"]) == (
-        30, 11, 0, True
-    )  # fmt: skip
+        30,
+        11,
+        0,
+        True,
+    )
     stock_now = (await marketing.get(f"/v1/marketing/stocks/{sid}", op)).json()
     assert stock_now["remaining_count"] == 0
     stats = (await marketing.get(f"/v1/marketing/campaigns/{stock['campaign_id']}/stats", op)).json()

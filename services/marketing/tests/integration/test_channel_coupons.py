@@ -21,10 +21,17 @@ SOON = (datetime.now(UTC) + timedelta(days=7)).isoformat()
 
 def _stock(campaign_id: str, **overrides: Any) -> dict[str, Any]:
     return {
-        "campaign_id": campaign_id, "name": "满10减5", "discount_kind": "fixed", "amount_off_minor": 500,
-        "threshold_minor": 1000, "valid_until": SOON, "funding_party": "merchant", "budget_count": 5,
-        "channel": "wechatpay_favor", **overrides,
-    }  # fmt: skip
+        "campaign_id": campaign_id,
+        "name": "满10减5",
+        "discount_kind": "fixed",
+        "amount_off_minor": 500,
+        "threshold_minor": 1000,
+        "valid_until": SOON,
+        "funding_party": "merchant",
+        "budget_count": 5,
+        "channel": "wechatpay_favor",
+        **overrides,
+    }
 
 
 async def test_channel_stocks_are_checked_and_an_outage_changes_nothing(marketing: Marketing) -> None:
@@ -52,8 +59,9 @@ async def test_channel_stocks_are_checked_and_an_outage_changes_nothing(marketin
     assert down.json()["retryable"] is True
     still = await marketing.get(f"/v1/marketing/stocks/{stock_id}", merchant)
     assert still.json()["status"] == "draft"
-    budget = await marketing.post(f"/v1/marketing/stocks/{stock_id}/budget",
-                                  {"budget_count": 10, "budget_minor": 5000}, merchant)  # fmt: skip
+    budget = await marketing.post(
+        f"/v1/marketing/stocks/{stock_id}/budget", {"budget_count": 10, "budget_minor": 5000}, merchant
+    )
     assert (budget.status_code, code(budget), budget.json()["field"]) == (422, "invalid_stock", "budget_count")
 
     platform_campaign = await marketing.campaign()  # the platform's own: its channel account is not configured
@@ -82,9 +90,17 @@ async def _running_channel_stock(marketing: Marketing) -> str:
     created = await marketing.post("/v1/marketing/stocks", _stock(await marketing.campaign(merchant)), merchant)
     stock_id = str(created.json()["stock_id"])
     async with marketing.runtime.uow.begin() as tx:
-        await tx.conn.execute(insert(channel_stocks).values(
-            stock_id=stock_id, program="wechatpay_favor", merchant_id="mch_a", out_request_no=stock_id, request={},
-            channel_stock_id=f"9{stock_id[-9:]}", channel_status="running"))  # fmt: skip
+        await tx.conn.execute(
+            insert(channel_stocks).values(
+                stock_id=stock_id,
+                program="wechatpay_favor",
+                merchant_id="mch_a",
+                out_request_no=stock_id,
+                request={},
+                channel_stock_id=f"9{stock_id[-9:]}",
+                channel_status="running",
+            )
+        )
         await tx.conn.execute(
             update(coupon_stocks).where(coupon_stocks.c.stock_id == stock_id).values(status="running")
         )
@@ -109,15 +125,29 @@ async def test_callbacks_apply_in_any_order_and_an_outage_leaves_the_send_pendin
     orders = {coupons[0]: ["used"], coupons[1]: ["expired", "used"], coupons[2]: ["used", "expired"]}
     for coupon_id, kinds in orders.items():  # every callback before our record of the send: stored, waiting
         for kind in kinds:
-            event = {"program": "wechatpay_favor", "merchant_id": "mch_a", "event_id": f"{coupon_id}-{kind}",
-                     "kind": kind, "channel_stock_id": "1", "channel_coupon_id": f"wx-{coupon_id}"}  # fmt: skip
-            stored = await marketing.post("/v1/internal/marketing/channel-coupon-events", event,
-                                          marketing.headers(service="cashier"))  # fmt: skip
+            event = {
+                "program": "wechatpay_favor",
+                "merchant_id": "mch_a",
+                "event_id": f"{coupon_id}-{kind}",
+                "kind": kind,
+                "channel_stock_id": "1",
+                "channel_coupon_id": f"wx-{coupon_id}",
+            }
+            stored = await marketing.post(
+                "/v1/internal/marketing/channel-coupon-events", event, marketing.headers(service="cashier")
+            )
             assert stored.json()["recorded"] is True
-    replay = {"program": "wechatpay_favor", "merchant_id": "mch_a", "event_id": f"{coupons[0]}-used", "kind": "used",
-              "channel_stock_id": "1", "channel_coupon_id": f"wx-{coupons[0]}"}  # fmt: skip
-    again = await marketing.post("/v1/internal/marketing/channel-coupon-events", replay,
-                                 marketing.headers(service="cashier"))  # fmt: skip
+    replay = {
+        "program": "wechatpay_favor",
+        "merchant_id": "mch_a",
+        "event_id": f"{coupons[0]}-used",
+        "kind": "used",
+        "channel_stock_id": "1",
+        "channel_coupon_id": f"wx-{coupons[0]}",
+    }
+    again = await marketing.post(
+        "/v1/internal/marketing/channel-coupon-events", replay, marketing.headers(service="cashier")
+    )
     assert again.status_code == 200 and again.json()["recorded"] is False  # the channel's replay: nothing new
     outsider = await marketing.post("/v1/internal/marketing/channel-coupon-events", replay, marketing.merchant())
     assert outsider.status_code == 403  # only another Juhe service hands callbacks over
@@ -131,9 +161,21 @@ async def test_callbacks_apply_in_any_order_and_an_outage_leaves_the_send_pendin
         mine = await marketing.get(f"/v1/marketing/me/coupons/{coupon_id}", marketing.user(f"usr_{n}"))
         assert mine.json()["status"] == "used", (orders[coupon_id], mine.json())  # the channel's use wins
 
-    other = await marketing.post("/v1/marketing/me/claims", {"stock_id": stock_id, "request_id": "r1",
-                                 "channel_user": "oUser3"}, marketing.user("usr_3"))  # fmt: skip
-    locked = await marketing.post("/v1/internal/marketing/locks", {
-        "payment_id": "pay_x", "coupon_id": other.json()["coupon_id"], "user_id": "usr_3", "merchant_id": "mch_a",
-        "scene": "h5", "order_amount_minor": 5000}, marketing.headers(service="cashier"))  # fmt: skip
+    other = await marketing.post(
+        "/v1/marketing/me/claims",
+        {"stock_id": stock_id, "request_id": "r1", "channel_user": "oUser3"},
+        marketing.user("usr_3"),
+    )
+    locked = await marketing.post(
+        "/v1/internal/marketing/locks",
+        {
+            "payment_id": "pay_x",
+            "coupon_id": other.json()["coupon_id"],
+            "user_id": "usr_3",
+            "merchant_id": "mch_a",
+            "scene": "h5",
+            "order_amount_minor": 5000,
+        },
+        marketing.headers(service="cashier"),
+    )
     assert (locked.status_code, code(locked), locked.json()["field"]) == (422, "coupon_not_applicable", "channel")

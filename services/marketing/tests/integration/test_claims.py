@@ -25,9 +25,9 @@ async def _stock(m: Marketing, stock_id: str) -> dict[str, int]:
 
 async def test_500_concurrent_claims_on_two_replicas_issue_exactly_the_budget(marketing: Marketing) -> None:
     stock = await marketing.running_stock(budget_count=100)
-    responses = await asyncio.gather(*(
-        marketing.claim(stock["stock_id"], user_id=f"usr_{i}", request_id=f"r{i}", replica=i % 2) for i in range(500)
-    ))  # fmt: skip
+    responses = await asyncio.gather(
+        *(marketing.claim(stock["stock_id"], user_id=f"usr_{i}", request_id=f"r{i}", replica=i % 2) for i in range(500))
+    )
     statuses = [r.status_code for r in responses]
     assert statuses.count(201) == 100
     assert {code(r) for r in responses if r.status_code != 201} == {"stock_exhausted"}
@@ -39,9 +39,9 @@ async def test_500_concurrent_claims_on_two_replicas_issue_exactly_the_budget(ma
 
 async def test_a_budget_in_fen_caps_claims_before_the_count(marketing: Marketing) -> None:
     stock = await marketing.running_stock(budget_count=100, budget_minor=25_00)  # room for 2 coupons of 10.00
-    responses = await asyncio.gather(*(
-        marketing.claim(stock["stock_id"], user_id=f"usr_{i}", request_id="r", replica=i % 2) for i in range(20)
-    ))  # fmt: skip
+    responses = await asyncio.gather(
+        *(marketing.claim(stock["stock_id"], user_id=f"usr_{i}", request_id="r", replica=i % 2) for i in range(20))
+    )
     assert [r.status_code for r in responses].count(201) == 2
     row = await _stock(marketing, stock["stock_id"])
     assert (row["remaining_count"], row["remaining_budget_minor"]) == (98, 5_00)
@@ -49,9 +49,9 @@ async def test_a_budget_in_fen_caps_claims_before_the_count(marketing: Marketing
 
 async def test_a_per_user_limit_of_one_holds_under_50_concurrent_claims(marketing: Marketing) -> None:
     stock = await marketing.running_stock(per_user_limit=1)
-    responses = await asyncio.gather(*(
-        marketing.claim(stock["stock_id"], request_id=f"r{i}", replica=i % 2) for i in range(50)
-    ))  # fmt: skip
+    responses = await asyncio.gather(
+        *(marketing.claim(stock["stock_id"], request_id=f"r{i}", replica=i % 2) for i in range(50))
+    )
     assert [r.status_code for r in responses].count(201) == 1
     assert {code(r) for r in responses if r.status_code != 201} == {"claim_limit_reached"}
     assert await _coupon_count(marketing, stock["stock_id"]) == 1
@@ -108,9 +108,12 @@ async def test_stock_transitions_are_named_and_guarded(marketing: Marketing) -> 
 
 async def test_concurrent_pauses_one_wins(marketing: Marketing) -> None:
     sid = (await marketing.running_stock())["stock_id"]
-    results = await asyncio.gather(*(
-        marketing.post(f"/v1/marketing/stocks/{sid}/pause", {}, marketing.operator(), replica=i % 2) for i in range(6)
-    ))  # fmt: skip
+    results = await asyncio.gather(
+        *(
+            marketing.post(f"/v1/marketing/stocks/{sid}/pause", {}, marketing.operator(), replica=i % 2)
+            for i in range(6)
+        )
+    )
     assert sorted(r.status_code for r in results) == [200] + [409] * 5
 
 
@@ -127,10 +130,19 @@ async def test_merchants_manage_their_own_stocks_only(marketing: Marketing) -> N
     assert (await marketing.get(f"/v1/marketing/stocks/{sid}", marketing.operator())).status_code == 200
     assert (await marketing.post(f"/v1/marketing/stocks/{sid}/pause", {}, marketing.operator())).status_code == 200
     campaign = await marketing.campaign(mine)
-    base = {"campaign_id": campaign, "name": "x", "discount_kind": "fixed", "amount_off_minor": 100,
-            "valid_days_after_claim": 1, "budget_count": 1}  # fmt: skip
-    for funding in ({"funding_party": "platform"}, {"funding_party": "shared", "platform_share_bps": 5000},
-                    {"funding_party": "merchant", "merchant_ids": ["mch_b"]}):  # fmt: skip
+    base = {
+        "campaign_id": campaign,
+        "name": "x",
+        "discount_kind": "fixed",
+        "amount_off_minor": 100,
+        "valid_days_after_claim": 1,
+        "budget_count": 1,
+    }
+    for funding in (
+        {"funding_party": "platform"},
+        {"funding_party": "shared", "platform_share_bps": 5000},
+        {"funding_party": "merchant", "merchant_ids": ["mch_b"]},
+    ):
         refused = await marketing.post("/v1/marketing/stocks", {**base, **funding}, mine)
         assert refused.status_code == 403 and code(refused) == "funding_not_allowed"
     theirs = await marketing.post("/v1/marketing/stocks", {**base, "funding_party": "merchant"}, other)
@@ -145,8 +157,15 @@ async def test_merchants_manage_their_own_stocks_only(marketing: Marketing) -> N
 
 async def test_invalid_stocks_are_refused_and_nothing_is_created(marketing: Marketing) -> None:
     campaign = await marketing.campaign()
-    base = {"campaign_id": campaign, "name": "x", "discount_kind": "fixed", "amount_off_minor": 1000,
-            "valid_days_after_claim": 1, "funding_party": "platform", "budget_count": 10}  # fmt: skip
+    base = {
+        "campaign_id": campaign,
+        "name": "x",
+        "discount_kind": "fixed",
+        "amount_off_minor": 1000,
+        "valid_days_after_claim": 1,
+        "funding_party": "platform",
+        "budget_count": 10,
+    }
     bad: list[tuple[dict[str, Any], str]] = [
         ({"discount_kind": "percent"}, "percent_off_bps"),
         ({"discount_kind": "percent", "amount_off_minor": None, "percent_off_bps": 1000}, "discount_cap_minor"),
@@ -154,9 +173,15 @@ async def test_invalid_stocks_are_refused_and_nothing_is_created(marketing: Mark
         ({"funding_party": "merchant", "platform_share_bps": 100}, "platform_share_bps"),
         ({"budget_minor": 999}, "budget_minor"),
         ({"valid_days_after_claim": None}, "valid_until"),
-        ({"valid_days_after_claim": None, "valid_from": "2030-01-02T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z"},
-         "valid_from"),
-    ]  # fmt: skip
+        (
+            {
+                "valid_days_after_claim": None,
+                "valid_from": "2030-01-02T00:00:00Z",
+                "valid_until": "2030-01-01T00:00:00Z",
+            },
+            "valid_from",
+        ),
+    ]
     for change, field in bad:
         refused = await marketing.post("/v1/marketing/stocks", {**base, **change}, marketing.operator())
         assert (refused.status_code, code(refused), refused.json().get("field")) == (422, "invalid_stock", field)
@@ -179,8 +204,9 @@ async def test_a_stock_past_its_window_issues_nothing(marketing: Marketing) -> N
 
 
 async def test_percent_stock_reserves_its_cap(marketing: Marketing) -> None:
-    stock = await marketing.running_stock(discount_kind="percent", amount_off_minor=None, percent_off_bps=1500,
-                                          discount_cap_minor=2000, budget_count=3)  # fmt: skip
+    stock = await marketing.running_stock(
+        discount_kind="percent", amount_off_minor=None, percent_off_bps=1500, discount_cap_minor=2000, budget_count=3
+    )
     assert stock["face_value_minor"] == 2000 and stock["budget_minor"] == 6000
     await marketing.claim(stock["stock_id"])
     assert (await _stock(marketing, stock["stock_id"]))["remaining_budget_minor"] == 4000
@@ -199,8 +225,10 @@ async def test_a_budget_is_set_by_target_totals_exactly_alongside_concurrent_cla
     assert 10 <= issued <= 30 and await _coupon_count(marketing, sid) == issued
     row = await _stock(marketing, sid)
     assert (row["budget_count"], row["remaining_count"], row["remaining_budget_minor"]) == (
-        30, 30 - issued, 30_000 - issued * 1000
-    )  # fmt: skip
+        30,
+        30 - issued,
+        30_000 - issued * 1000,
+    )
     again = await marketing.post(path, {"budget_count": 30, "budget_minor": 30_000}, op)
     assert again.json()["remaining_count"] == 30 - issued  # the same target twice: nothing more
     below = await marketing.post(path, {"budget_count": issued - 1, "budget_minor": 30_000}, op)

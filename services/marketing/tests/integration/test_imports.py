@@ -16,9 +16,17 @@ LOCKS = "/v1/internal/marketing/locks"
 
 def _coupon(source_id: str, user_id: str, coupon_code: str, face: int = 500, **overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
-    return {"source_id": source_id, "user_id": user_id, "code": coupon_code, "face_value_minor": face,
-            "currency": "CNY", "threshold_minor": 2000, "valid_from": (now - timedelta(days=10)).isoformat(),
-            "valid_until": (now + timedelta(days=30)).isoformat(), **overrides}  # fmt: skip
+    return {
+        "source_id": source_id,
+        "user_id": user_id,
+        "code": coupon_code,
+        "face_value_minor": face,
+        "currency": "CNY",
+        "threshold_minor": 2000,
+        "valid_from": (now - timedelta(days=10)).isoformat(),
+        "valid_until": (now + timedelta(days=30)).isoformat(),
+        **overrides,
+    }
 
 
 async def test_only_the_migration_service_may_import(marketing: Marketing) -> None:
@@ -51,10 +59,14 @@ async def test_import_redeem_replay_and_void(marketing: Marketing) -> None:
     assert answer.status_code == 200, answer.text
     results = answer.json()["results"]
     assert [(r["source_id"], r["status"], r["reason"]) for r in results] == [
-        ("c1", "created", None), ("c2", "created", None), ("c3", "created", None),
-        ("c4", "rejected", "coupon_expired"), ("c5", "rejected", "code_taken"),
-        ("c1", "rejected", "source_id_repeated"), ("c6", "rejected", "code_taken"),
-    ]  # fmt: skip
+        ("c1", "created", None),
+        ("c2", "created", None),
+        ("c3", "created", None),
+        ("c4", "rejected", "coupon_expired"),
+        ("c5", "rejected", "code_taken"),
+        ("c1", "rejected", "source_id_repeated"),
+        ("c6", "rejected", "code_taken"),
+    ]
     again = await marketing.post(IMPORTS, {"run_id": "mig_1", "coupons": batch[:3]}, me)
     assert [r["status"] for r in again.json()["results"]] == ["duplicate"] * 3
     assert [r["coupon_id"] for r in again.json()["results"]] == [r["coupon_id"] for r in results[:3]]
@@ -63,16 +75,23 @@ async def test_import_redeem_replay_and_void(marketing: Marketing) -> None:
 
     mine = (await marketing.get("/v1/marketing/me/coupons", marketing.user("usr_1"))).json()["data"]
     assert sorted((c["code"], c["face_value_minor"], c["source"], c["status"]) for c in mine) == [
-        ("OLD-0001", 500, "migration", "available"), ("OLD-0002", 800, "migration", "available"),
-    ]  # fmt: skip
+        ("OLD-0001", 500, "migration", "available"),
+        ("OLD-0002", 800, "migration", "available"),
+    ]
     assert mine[0]["stock_id"] != mine[1]["stock_id"] and mine[0]["campaign_id"] == mine[1]["campaign_id"]
     stats = await marketing.get(f"/v1/marketing/campaigns/{mine[0]['campaign_id']}/stats", marketing.operator())
     assert stats.status_code == 200, stats.text
     stock = await marketing.get(f"/v1/marketing/stocks/{mine[0]['stock_id']}", marketing.operator())
     assert stock.json()["status"] == "ended"
 
-    lock = {"payment_id": "pay_1", "coupon_code": "OLD-0002", "user_id": "usr_1", "merchant_id": "mch_a",
-            "order_amount_minor": 3000, "currency": "CNY"}  # fmt: skip
+    lock = {
+        "payment_id": "pay_1",
+        "coupon_code": "OLD-0002",
+        "user_id": "usr_1",
+        "merchant_id": "mch_a",
+        "order_amount_minor": 3000,
+        "currency": "CNY",
+    }
     locked = await marketing.post(LOCKS, lock, marketing.headers(service="cashier"))
     assert locked.status_code == 201, locked.text
     assert locked.json()["discount_minor"] == 800
@@ -82,9 +101,14 @@ async def test_import_redeem_replay_and_void(marketing: Marketing) -> None:
 
     first = await marketing.post(VOID, {"run_id": "mig_1", "limit": 1}, me)
     assert first.status_code == 200, first.text
-    assert first.json() | {"run_id": None} == {"run_id": None, "voided_count": 1, "voided_total": 1,
-                                               "used_count": 1, "used_face_value_minor": {"CNY": 800},
-                                               "remaining_count": 1}  # fmt: skip
+    assert first.json() | {"run_id": None} == {
+        "run_id": None,
+        "voided_count": 1,
+        "voided_total": 1,
+        "used_count": 1,
+        "used_face_value_minor": {"CNY": 800},
+        "remaining_count": 1,
+    }
     rest = (await marketing.post(VOID, {"run_id": "mig_1"}, me)).json()
     assert (rest["voided_count"], rest["voided_total"], rest["remaining_count"]) == (1, 2, 0)
     replay = (await marketing.post(VOID, {"run_id": "mig_1"}, me)).json()

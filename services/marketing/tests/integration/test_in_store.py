@@ -15,16 +15,22 @@ VERIFY = "/v1/marketing/in-store/verifications"
 
 
 async def _coupon(m: Marketing, **stock: Any) -> dict[str, Any]:
-    created = await m.running_stock(m.merchant("mch_a"), funding_party="merchant", store_ids=["sto_1", "sto_2"],
-                                    threshold_minor=0, **stock)  # fmt: skip
+    created = await m.running_stock(
+        m.merchant("mch_a"), funding_party="merchant", store_ids=["sto_1", "sto_2"], threshold_minor=0, **stock
+    )
     response = await m.claim(created["stock_id"], request_id=created["stock_id"])
     assert response.status_code == 201, response.text
     return dict(response.json())
 
 
 def body(coupon: dict[str, Any], request_id: str = "till-1", **overrides: Any) -> dict[str, Any]:
-    return {"request_id": request_id, "code": coupon["code"], "store_id": "sto_1", "order_amount_minor": 5_000,
-            **overrides}  # fmt: skip
+    return {
+        "request_id": request_id,
+        "code": coupon["code"],
+        "store_id": "sto_1",
+        "order_amount_minor": 5_000,
+        **overrides,
+    }
 
 
 async def test_staff_verify_then_redeem_once_and_undo_within_the_window(marketing: Marketing) -> None:
@@ -62,9 +68,9 @@ async def test_staff_verify_then_redeem_once_and_undo_within_the_window(marketin
 async def test_two_tills_redeeming_one_code_at_once_one_wins(marketing: Marketing) -> None:
     coupon = await _coupon(marketing)
     staff = marketing.merchant("mch_a")
-    results = await asyncio.gather(*(
-        marketing.post(REDEEM, body(coupon, request_id=f"till-{i}"), staff, replica=i % 2) for i in range(10)
-    ))  # fmt: skip
+    results = await asyncio.gather(
+        *(marketing.post(REDEEM, body(coupon, request_id=f"till-{i}"), staff, replica=i % 2) for i in range(10))
+    )
     assert sorted(r.status_code for r in results) == [201] + [409] * 9
     assert {code(r) for r in results if r.status_code == 409} == {"coupon_used"}
     assert len(await marketing.events("coupon.used")) == 1

@@ -18,9 +18,16 @@ LOCKS = "/v1/internal/marketing/locks"
 
 
 def lock_body(coupon: dict[str, Any], payment_id: str = "pay_1", **overrides: Any) -> dict[str, Any]:
-    return {"payment_id": payment_id, "coupon_id": coupon["coupon_id"], "user_id": coupon["user_id"],
-            "merchant_id": "mch_a", "scene": "h5", "payment_method": "wechatpay", "order_amount_minor": 12_000,
-            **overrides}  # fmt: skip
+    return {
+        "payment_id": payment_id,
+        "coupon_id": coupon["coupon_id"],
+        "user_id": coupon["user_id"],
+        "merchant_id": "mch_a",
+        "scene": "h5",
+        "payment_method": "wechatpay",
+        "order_amount_minor": 12_000,
+        **overrides,
+    }
 
 
 async def _coupon(m: Marketing, **stock: Any) -> dict[str, Any]:
@@ -54,8 +61,12 @@ async def test_lock_confirm_refund_and_return_with_the_funding_split(marketing: 
     assert used.json()["status"] == "used" and (await marketing.post(f"{base}/confirm", {}, {})).status_code == 200
     assert await _status(marketing, coupon["coupon_id"]) == "used"
     event = (await marketing.events("coupon.used"))[0]["data"]
-    assert event["funding"] == {"party": "shared", "platform_share_bps": 3000, "platform_minor": 300,
-                                "merchant_minor": 700}  # fmt: skip
+    assert event["funding"] == {
+        "party": "shared",
+        "platform_share_bps": 3000,
+        "platform_minor": 300,
+        "merchant_minor": 700,
+    }
     assert (event["payment_id"], event["discount_minor"], event["payable_minor"]) == ("pay_1", 1000, 11_000)
     assert code(await marketing.post(f"{base}/release", {}, {})) == "coupon_used"
     # Partial refunds reverse the discount in proportion to the amount paid; the coupon stays used.
@@ -81,8 +92,14 @@ async def test_lock_confirm_refund_and_return_with_the_funding_split(marketing: 
     assert last["redemption"]["status"] == "refunded"
     assert await _status(marketing, coupon["coupon_id"]) == "available"
     kinds = [e["type"] for e in await marketing.events()]
-    assert kinds == ["coupon.claimed", "coupon.locked", "coupon.used", "coupon.refunded", "coupon.refunded",
-                     "coupon.returned"]  # fmt: skip
+    assert kinds == [
+        "coupon.claimed",
+        "coupon.locked",
+        "coupon.used",
+        "coupon.refunded",
+        "coupon.refunded",
+        "coupon.returned",
+    ]
     stats = (await marketing.get(f"/v1/marketing/campaigns/{coupon['campaign_id']}/stats", marketing.operator())).json()
     assert stats["cost"] == {"platform_minor": 0, "merchant_minor": 0, "total_minor": 0}
     assert (stats["claimed_count"], stats["redeemed_count"]) == (1, 1)
@@ -102,9 +119,9 @@ async def test_a_stock_that_never_returns_keeps_the_coupon_used(marketing: Marke
 
 async def test_two_payments_racing_for_one_coupon_one_wins(marketing: Marketing) -> None:
     coupon = await _coupon(marketing)
-    results = await asyncio.gather(*(
-        marketing.post(LOCKS, lock_body(coupon, payment_id=f"pay_{i}"), {}, replica=i % 2) for i in range(8)
-    ))  # fmt: skip
+    results = await asyncio.gather(
+        *(marketing.post(LOCKS, lock_body(coupon, payment_id=f"pay_{i}"), {}, replica=i % 2) for i in range(8))
+    )
     assert sorted(r.status_code for r in results) == [201] + [409] * 7
     assert {code(r) for r in results if r.status_code == 409} == {"coupon_locked"}
     assert await _redemption_count(marketing) == 1
@@ -150,8 +167,9 @@ async def test_a_lock_expires_by_itself(marketing: Marketing) -> None:
 
 
 async def test_refusals_have_stable_codes_and_change_nothing(marketing: Marketing) -> None:
-    coupon = await _coupon(marketing, scenes=["h5"], payment_methods=["wechatpay"], merchant_ids=["mch_a"],
-                           valid_days_after_claim=1)  # fmt: skip
+    coupon = await _coupon(
+        marketing, scenes=["h5"], payment_methods=["wechatpay"], merchant_ids=["mch_a"], valid_days_after_claim=1
+    )
     refusals = [
         (lock_body(coupon, merchant_id="mch_b"), "coupon_not_applicable"),
         (lock_body(coupon, scene="native_qr"), "coupon_not_applicable"),
@@ -173,8 +191,11 @@ async def test_refusals_have_stable_codes_and_change_nothing(marketing: Marketin
     ):
         assert code(await marketing.post(missing + suffix, body, {})) == "redemption_not_found"
     r = (await marketing.post(LOCKS, lock_body(coupon), {})).json()
-    refund = await marketing.post(f"/v1/internal/marketing/redemptions/{r['redemption_id']}/refunds",
-                                  {"refund_id": "re_1", "refund_amount_minor": 1}, {})  # fmt: skip
+    refund = await marketing.post(
+        f"/v1/internal/marketing/redemptions/{r['redemption_id']}/refunds",
+        {"refund_id": "re_1", "refund_amount_minor": 1},
+        {},
+    )
     assert code(refund) == "redemption_not_used"
     assert (
         code(await marketing.post(LOCKS, lock_body(coupon, order_amount_minor=13_000), {})) == "idempotency_key_reused"
@@ -197,8 +218,9 @@ async def test_applicable_coupons_for_a_payment_best_first(marketing: Marketing)
     path = f"/v1/internal/marketing/users/{small['user_id']}/applicable-coupons"
     offers = (await marketing.get(f"{path}?merchant_id=mch_a&order_amount_minor=25000", {})).json()["data"]
     assert [(o["coupon_id"], o["discount_minor"], o["payable_minor"]) for o in offers] == [
-        (big["coupon_id"], 3000, 22_000), (small["coupon_id"], 1000, 24_000)
-    ]  # fmt: skip
+        (big["coupon_id"], 3000, 22_000),
+        (small["coupon_id"], 1000, 24_000),
+    ]
     offers = (await marketing.get(f"{path}?merchant_id=mch_a&order_amount_minor=12000", {})).json()["data"]
     assert [o["coupon_id"] for o in offers] == [small["coupon_id"]]
     await marketing.post(LOCKS, lock_body(small), {})
@@ -239,8 +261,12 @@ async def test_payment_outcomes_give_one_state_in_any_order(marketing: Marketing
         subject="re_order",
         data={"refund_id": "re_order", "amount_minor": r["payable_minor"], "payment_discount": discount},
     )
-    paid = Envelope(type="payment.succeeded", source="cashier", subject="pay_order",
-                    data={"payment_id": "pay_order", "discount": discount})  # fmt: skip
+    paid = Envelope(
+        type="payment.succeeded",
+        source="cashier",
+        subject="pay_order",
+        data={"payment_id": "pay_order", "discount": discount},
+    )
     for event, handler in ((refund, on_refund_event), (paid, on_payment_event)):  # each once, as the inbox does
         async with marketing.runtime.uow.begin() as tx:
             await handler(tx, event)

@@ -15,20 +15,46 @@ from services.marketing.worker import expire_points_round
 RULES = "/v1/marketing/points-rules"
 
 
-def payment(payment_id: str, amount_minor: int, *, user: str | None = "usr_1", merchant_id: str = "mch_a",
-            purpose: str = "payment", at: datetime | None = None) -> Envelope:  # fmt: skip
-    return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data={
-        "payment_id": payment_id, "merchant_id": merchant_id, "status": "succeeded", "amount_minor": amount_minor,
-        "currency": "CNY", "purpose": purpose, "payer_user_id": user,
-        "succeeded_at": (at or datetime.now(UTC)).isoformat(),
-    })  # fmt: skip
+def payment(
+    payment_id: str,
+    amount_minor: int,
+    *,
+    user: str | None = "usr_1",
+    merchant_id: str = "mch_a",
+    purpose: str = "payment",
+    at: datetime | None = None,
+) -> Envelope:
+    return Envelope(
+        type="payment.succeeded",
+        source="cashier",
+        subject=payment_id,
+        data={
+            "payment_id": payment_id,
+            "merchant_id": merchant_id,
+            "status": "succeeded",
+            "amount_minor": amount_minor,
+            "currency": "CNY",
+            "purpose": purpose,
+            "payer_user_id": user,
+            "succeeded_at": (at or datetime.now(UTC)).isoformat(),
+        },
+    )
 
 
 def refund(refund_id: str, payment_id: str, amount_minor: int) -> Envelope:
-    return Envelope(type="refund.succeeded", source="cashier", subject=refund_id, data={
-        "refund_id": refund_id, "payment_id": payment_id, "merchant_id": "mch_a", "status": "succeeded",
-        "amount_minor": amount_minor, "currency": "CNY",
-    })  # fmt: skip
+    return Envelope(
+        type="refund.succeeded",
+        source="cashier",
+        subject=refund_id,
+        data={
+            "refund_id": refund_id,
+            "payment_id": payment_id,
+            "merchant_id": "mch_a",
+            "status": "succeeded",
+            "amount_minor": amount_minor,
+            "currency": "CNY",
+        },
+    )
 
 
 async def earnings(m: Marketing, user: str = "usr_1") -> dict[str, tuple[int, int]]:
@@ -37,9 +63,17 @@ async def earnings(m: Marketing, user: str = "usr_1") -> dict[str, tuple[int, in
 
 
 async def test_points_earned_capped_and_reversed_in_proportion(marketing: Marketing) -> None:
-    created = await marketing.post(RULES, {"name": "1 per yuan", "unit_minor": 100, "points_per_unit": 1,
-                                           "payment_points_max": 500, "user_daily_points_max": 700},
-                                   marketing.merchant("mch_a"))  # fmt: skip
+    created = await marketing.post(
+        RULES,
+        {
+            "name": "1 per yuan",
+            "unit_minor": 100,
+            "points_per_unit": 1,
+            "payment_points_max": 500,
+            "user_daily_points_max": 700,
+        },
+        marketing.merchant("mch_a"),
+    )
     assert created.status_code == 201 and created.json()["merchant_id"] == "mch_a"
     await marketing.deliver(payment("pay_1", 12_345))  # 123 points
     await marketing.deliver(payment("pay_1", 12_345))  # the same payment again: nothing more

@@ -21,11 +21,23 @@ RULES = "/v1/marketing/reward-rules"
 
 
 def paid(payment_id: str, user_id: str | None, merchant_id: str = "mch_a", **extra: Any) -> Envelope:
-    return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data={
-        "payment_id": payment_id, "merchant_id": merchant_id, "status": "succeeded", "amount_minor": 5_000,
-        "currency": "CNY", "purpose": "payment", "payer_user_id": user_id, "livemode": True,
-        "succeeded_at": datetime.now(UTC).isoformat(), **extra,
-    })  # fmt: skip
+    return Envelope(
+        type="payment.succeeded",
+        source="cashier",
+        subject=payment_id,
+        data={
+            "payment_id": payment_id,
+            "merchant_id": merchant_id,
+            "status": "succeeded",
+            "amount_minor": 5_000,
+            "currency": "CNY",
+            "purpose": "payment",
+            "payer_user_id": user_id,
+            "livemode": True,
+            "succeeded_at": datetime.now(UTC).isoformat(),
+            **extra,
+        },
+    )
 
 
 async def deliver(m: Marketing, event: Envelope, replica: int = 0) -> None:
@@ -66,15 +78,19 @@ async def test_first_payment_rewards_once_per_user_in_any_order_within_the_budge
     # usr_2 pays at mch_b first: the platform's and mch_b's first payment both. A later payment earns nothing.
     await deliver(m, paid("pay_r2_1", "usr_2", merchant_id="mch_b"))
     await deliver(m, paid("pay_r2_2", "usr_2", merchant_id="mch_b"))
-    assert await reward_coupons(m) == sorted([("usr_1", platform_stock), ("usr_2", platform_stock),
-                                              ("usr_2", merchant_stock)])  # fmt: skip
+    assert await reward_coupons(m) == sorted(
+        [("usr_1", platform_stock), ("usr_2", platform_stock), ("usr_2", merchant_stock)]
+    )
     # The platform stock's budget (2) is spent: usr_3's first payment is refused a coupon, the event still applies
     # (its first payment is recorded: a budget raised later does not reward a second payment).
     await deliver(m, paid("pay_r3_1", "usr_3"))
     assert ("usr_3", platform_stock) not in await reward_coupons(m)
     # Not a purchase, a test payment, an unknown payer: nothing.
-    for event in (paid("pay_t_1", "usr_4", purpose="wallet_topup"), paid("pay_t_2", "usr_5", livemode=False),
-                  paid("pay_t_3", None)):  # fmt: skip
+    for event in (
+        paid("pay_t_1", "usr_4", purpose="wallet_topup"),
+        paid("pay_t_2", "usr_5", livemode=False),
+        paid("pay_t_3", None),
+    ):
         await deliver(m, event)
     assert {u for u, _ in await reward_coupons(m)} == {"usr_1", "usr_2"}
     listed = {r["rule_id"]: r["issued_count"] for r in (await m.get(RULES, m.operator())).json()["data"]}

@@ -32,23 +32,47 @@ async def marketing(
 
 
 def top_up(payment_id: str, amount_minor: int, holder_id: str = "usr_1", merchant_id: str = COLLECTOR) -> Envelope:
-    return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data={
-        "payment_id": payment_id, "merchant_id": merchant_id, "status": "succeeded", "amount_minor": amount_minor,
-        "currency": "CNY", "purpose": "wallet_topup", "wallet_holder_id": holder_id, "payer_user_id": None,
-        "succeeded_at": datetime.now(UTC).isoformat(),
-    })  # fmt: skip
+    return Envelope(
+        type="payment.succeeded",
+        source="cashier",
+        subject=payment_id,
+        data={
+            "payment_id": payment_id,
+            "merchant_id": merchant_id,
+            "status": "succeeded",
+            "amount_minor": amount_minor,
+            "currency": "CNY",
+            "purpose": "wallet_topup",
+            "wallet_holder_id": holder_id,
+            "payer_user_id": None,
+            "succeeded_at": datetime.now(UTC).isoformat(),
+        },
+    )
 
 
 def refund(refund_id: str, payment_id: str, amount_minor: int) -> Envelope:
-    return Envelope(type="refund.succeeded", source="cashier", subject=refund_id, data={
-        "refund_id": refund_id, "payment_id": payment_id, "merchant_id": COLLECTOR, "status": "succeeded",
-        "amount_minor": amount_minor, "currency": "CNY",
-    })  # fmt: skip
+    return Envelope(
+        type="refund.succeeded",
+        source="cashier",
+        subject=refund_id,
+        data={
+            "refund_id": refund_id,
+            "payment_id": payment_id,
+            "merchant_id": COLLECTOR,
+            "status": "succeeded",
+            "amount_minor": amount_minor,
+            "currency": "CNY",
+        },
+    )
 
 
 async def promotion(m: Marketing, **overrides: Any) -> dict[str, Any]:
-    body = {"name": "top up 100, get 10", "tiers": [{"min_topup_minor": 10_000, "bonus_minor": 1_000},
-            {"min_topup_minor": 50_000, "bonus_minor": 8_000}], "budget_minor": 1_000_000, **overrides}  # fmt: skip
+    body = {
+        "name": "top up 100, get 10",
+        "tiers": [{"min_topup_minor": 10_000, "bonus_minor": 1_000}, {"min_topup_minor": 50_000, "bonus_minor": 8_000}],
+        "budget_minor": 1_000_000,
+        **overrides,
+    }
     created = await m.post(PROMOTIONS, body, m.operator())
     assert created.status_code == 201, created.text
     return dict(created.json())
@@ -61,26 +85,38 @@ async def grants(m: Marketing) -> dict[str, tuple[str, int]]:
 
 
 async def bonus_events(m: Marketing) -> list[tuple[str, str, int]]:
-    return [(e["type"], e["subject"], e["data"]["bonus_minor"]) for e in await m.events()
-            if e["type"].startswith("topup.")]  # fmt: skip
+    return [
+        (e["type"], e["subject"], e["data"]["bonus_minor"]) for e in await m.events() if e["type"].startswith("topup.")
+    ]
 
 
 async def test_promotions_are_the_platforms_and_bad_rules_change_nothing(marketing: Marketing) -> None:
     created = await promotion(marketing, per_holder_limit=2, bonus_valid_days=90)
     assert (created["status"], created["remaining_budget_minor"], created["granted_count"]) == ("running", 1_000_000, 0)
-    merchant = await marketing.post(PROMOTIONS, {"name": "x", "tiers": [{"min_topup_minor": 100, "bonus_minor": 1}],
-                                                 "budget_minor": 100}, marketing.merchant())  # fmt: skip
+    merchant = await marketing.post(
+        PROMOTIONS,
+        {"name": "x", "tiers": [{"min_topup_minor": 100, "bonus_minor": 1}], "budget_minor": 100},
+        marketing.merchant(),
+    )
     assert merchant.status_code == 403
     bad: list[dict[str, Any]] = [
-        {"tiers": [{"min_topup_minor": 10_000, "bonus_minor": 1_000},
-                   {"min_topup_minor": 5_000, "bonus_minor": 2_000}]},
+        {
+            "tiers": [
+                {"min_topup_minor": 10_000, "bonus_minor": 1_000},
+                {"min_topup_minor": 5_000, "bonus_minor": 2_000},
+            ]
+        },
         {"tiers": [{"min_topup_minor": 100, "bonus_minor": 200}]},
         {"budget_minor": 10},
         {"valid_from": "2026-12-01T00:00:00Z", "valid_until": "2026-11-01T00:00:00Z"},
-    ]  # fmt: skip
+    ]
     for overrides in bad:
-        body = {"name": "bad", "tiers": [{"min_topup_minor": 10_000, "bonus_minor": 1_000}], "budget_minor": 100_000,
-                **overrides}  # fmt: skip
+        body = {
+            "name": "bad",
+            "tiers": [{"min_topup_minor": 10_000, "bonus_minor": 1_000}],
+            "budget_minor": 100_000,
+            **overrides,
+        }
         refused = await marketing.post(PROMOTIONS, body, marketing.operator())
         assert (refused.status_code, code(refused)) == (422, "invalid_topup_promotion"), overrides
     listed = (await marketing.get(PROMOTIONS, marketing.operator())).json()["data"]
@@ -126,8 +162,9 @@ async def test_bonus_once_by_tier_and_revoked_by_a_refund_in_every_order_and_twi
 async def test_budget_and_per_holder_limit_hold_under_concurrent_top_ups_on_two_replicas(
     marketing: Marketing,
 ) -> None:
-    budgeted = await promotion(marketing, tiers=[{"min_topup_minor": 10_000, "bonus_minor": 1_000}],
-                               budget_minor=5_500, per_holder_limit=1)  # fmt: skip
+    budgeted = await promotion(
+        marketing, tiers=[{"min_topup_minor": 10_000, "bonus_minor": 1_000}], budget_minor=5_500, per_holder_limit=1
+    )
     many = [top_up(f"pay_h{i}", 10_000, holder_id=f"usr_h{i}") for i in range(30)]  # 30 holders, budget for 5
     same = [top_up(f"pay_s{i}", 10_000, holder_id="usr_same") for i in range(10)]  # one holder, 10 top-ups
     await asyncio.gather(*(marketing.deliver(e, i % 2) for i, e in enumerate([*many, *same])))
@@ -159,4 +196,6 @@ async def test_a_bonus_past_its_validity_expires_once_and_is_then_not_revoked(ma
     await marketing.deliver(refund("re_e1", "pay_e1", 10_000))  # expired: nothing left to revoke
     assert await grants(marketing) == {"pay_e1": ("expired", 1_000), "pay_e2": ("revoked", 1_000)}
     assert [(t, s) for t, s, _ in await bonus_events(marketing) if t != "topup.bonus_granted"] == [
-        ("topup.bonus_revoked", "pay_e2"), ("topup.bonus_expired", "pay_e1")]  # fmt: skip
+        ("topup.bonus_revoked", "pay_e2"),
+        ("topup.bonus_expired", "pay_e1"),
+    ]

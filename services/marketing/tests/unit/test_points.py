@@ -43,8 +43,9 @@ def test_a_refund_and_the_expiry_of_its_lot_take_the_same_points_in_either_order
     expiry_after = points.remaining(300, reversed_points=300, consumed_points=100, expired_points=0)
     assert (before, expiry_after) == (200, 0)
     expiry_first = points.remaining(300, reversed_points=0, consumed_points=100, expired_points=0)
-    after = points.reversal_taken(300, reversed_before=0, reversed_after=300, consumed_points=100,
-                                  expired_points=expiry_first)  # fmt: skip
+    after = points.reversal_taken(
+        300, reversed_before=0, reversed_after=300, consumed_points=100, expired_points=expiry_first
+    )
     assert (expiry_first, after) == (200, 0) and before + expiry_after == expiry_first + after
     taken = functools.partial(points.reversal_taken, 300, consumed_points=0)
     assert taken(reversed_before=0, reversed_after=150, expired_points=300) == 0

@@ -9,12 +9,28 @@ import pytest
 from libs.common.errors import Problem
 from services.marketing.domain import rules
 
-FIXED = rules.StockRules(discount_kind="fixed", currency="CNY", amount_off_minor=1000, percent_off_bps=None,
-                         discount_cap_minor=None, threshold_minor=10_000, funding_party="shared",
-                         platform_share_bps=3333, merchant_ids=("mch_a",), scenes=("h5",))  # fmt: skip
-PERCENT = rules.StockRules(discount_kind="percent", currency="CNY", amount_off_minor=None, percent_off_bps=1500,
-                           discount_cap_minor=2000, threshold_minor=0, funding_party="platform",
-                           platform_share_bps=10_000)  # fmt: skip
+FIXED = rules.StockRules(
+    discount_kind="fixed",
+    currency="CNY",
+    amount_off_minor=1000,
+    percent_off_bps=None,
+    discount_cap_minor=None,
+    threshold_minor=10_000,
+    funding_party="shared",
+    platform_share_bps=3333,
+    merchant_ids=("mch_a",),
+    scenes=("h5",),
+)
+PERCENT = rules.StockRules(
+    discount_kind="percent",
+    currency="CNY",
+    amount_off_minor=None,
+    percent_off_bps=1500,
+    discount_cap_minor=2000,
+    threshold_minor=0,
+    funding_party="platform",
+    platform_share_bps=10_000,
+)
 
 
 def ctx(amount: int, **kw: str) -> rules.PaymentContext:
@@ -48,9 +64,16 @@ def test_percent_coupon_is_floored_and_capped_and_leaves_one_fen_to_pay() -> Non
 def test_funding_split_and_refund_reversal_sum_exactly() -> None:
     assert rules.funding_split(1000, 3333) == (333, 667)
     platform, discount, payable = 333, 1000, 9000
-    parts = [rules.refund_reversal(discount_minor=discount, platform_minor=platform, payable_minor=payable,
-                                   refunded_before_minor=before, refund_minor=amount)
-             for before, amount in ((0, 1), (1, 2999), (3000, 3001), (6001, 2999))]  # fmt: skip
+    parts = [
+        rules.refund_reversal(
+            discount_minor=discount,
+            platform_minor=platform,
+            payable_minor=payable,
+            refunded_before_minor=before,
+            refund_minor=amount,
+        )
+        for before, amount in ((0, 1), (1, 2999), (3000, 3001), (6001, 2999))
+    ]
     assert sum(p for p, _ in parts) == platform and sum(p + m for p, m in parts) == discount
 
 

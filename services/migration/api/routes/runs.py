@@ -35,9 +35,15 @@ PlatformDep = Annotated[str, Depends(platform_of)]
 
 def run_response(run: Any, report: dict[str, Any] | None = None) -> RunResponse:
     return RunResponse(
-        id=run["id"], platform=run["platform"], mode=run["mode"], status=run["status"], created_at=run["created_at"],
-        updated_at=run["updated_at"], finalised_at=run["finalised_at"], report=report or run["report"],
-    )  # fmt: skip
+        id=run["id"],
+        platform=run["platform"],
+        mode=run["mode"],
+        status=run["status"],
+        created_at=run["created_at"],
+        updated_at=run["updated_at"],
+        finalised_at=run["finalised_at"],
+        report=report or run["report"],
+    )
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED)
@@ -48,10 +54,13 @@ async def create_run(
     m = context.migration(uow, platform)
     s = context.settings
     files = flow.RunFiles(
-        merchants=source_path(s, body.merchants), persons=source_path(s, body.persons),
-        balances=source_path(s, body.balances), control=source_path(s, body.control),
-        encoding=body.encoding, coupons=source_path(s, body.coupons),
-    )  # fmt: skip
+        merchants=source_path(s, body.merchants),
+        persons=source_path(s, body.persons),
+        balances=source_path(s, body.balances),
+        control=source_path(s, body.control),
+        encoding=body.encoding,
+        coupons=source_path(s, body.coupons),
+    )
     run_id, paths = await flow.prepare(m, files, dry_run=body.dry_run)
     run_in_background(context.tasks, m, run_id, paths)
     await asyncio.sleep(0)  # let the task take the run's lock before the answer

@@ -42,8 +42,17 @@ from services.migration.tests import generate as g
 
 pytestmark = pytest.mark.timeout(600)
 PLATFORM = "plt_coupons"
-COUPON_FIELDS = ["source_id", "person_source_id", "code", "face_value_minor", "currency", "threshold_minor",
-                 "valid_from", "valid_until", "merchant_source_id"]  # fmt: skip
+COUPON_FIELDS = [
+    "source_id",
+    "person_source_id",
+    "code",
+    "face_value_minor",
+    "currency",
+    "threshold_minor",
+    "valid_from",
+    "valid_until",
+    "merchant_source_id",
+]
 
 
 @dataclass
@@ -56,41 +65,60 @@ class Env:
     root: Path
 
     def cli_env(self, platform: str, batch_rows: int = 500) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JUHE_MIGRATION_DATABASE_URL": self.migration_db,
-                "JUHE_MIGRATION_LEDGER_URL": self.ledger.base_url,
-                "JUHE_MIGRATION_MARKETING_URL": self.marketing.base_url, "JUHE_MIGRATION_PLATFORM": platform,
-                "JUHE_MIGRATION_BATCH_ROWS": str(batch_rows)}  # fmt: skip
+        return {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "JUHE_MIGRATION_DATABASE_URL": self.migration_db,
+            "JUHE_MIGRATION_LEDGER_URL": self.ledger.base_url,
+            "JUHE_MIGRATION_MARKETING_URL": self.marketing.base_url,
+            "JUHE_MIGRATION_PLATFORM": platform,
+            "JUHE_MIGRATION_BATCH_ROWS": str(batch_rows),
+        }
 
     def cli(self, platform: str, args: list[str], batch_rows: int) -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "services.migration.cli", *args], cwd=REPO_ROOT,
-                                env=self.cli_env(platform, batch_rows), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)  # fmt: skip
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.migration.cli", *args],
+            cwd=REPO_ROOT,
+            env=self.cli_env(platform, batch_rows),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def migration(self, marketing_url: str | None = None) -> flow.Migration:
         ledger = LedgerClient(self.ledger.base_url, timeout_seconds=60)
-        marketing = MarketingClient(marketing_url or self.marketing.base_url, timeout_seconds=10,
-                                    identity_secret=DEMO_INTERNAL_TOKEN_SECRET)  # fmt: skip
-        return flow.Migration(UnitOfWork(self.migration_engine, source="migration"), ledger, PLATFORM, 2,
-                              marketing=marketing)  # fmt: skip
+        marketing = MarketingClient(
+            marketing_url or self.marketing.base_url, timeout_seconds=10, identity_secret=DEMO_INTERNAL_TOKEN_SECRET
+        )
+        return flow.Migration(
+            UnitOfWork(self.migration_engine, source="migration"), ledger, PLATFORM, 2, marketing=marketing
+        )
 
     async def coupons(self) -> list[dict[str, Any]]:
         async with self.marketing_engine.connect() as conn:
-            rows = await conn.execute(text("SELECT user_id, code, face_value_minor, currency, status, source,"
-                                           " stock_id FROM coupons ORDER BY code"))  # fmt: skip
+            rows = await conn.execute(
+                text(
+                    "SELECT user_id, code, face_value_minor, currency, status, source,"
+                    " stock_id FROM coupons ORDER BY code"
+                )
+            )
             return [dict(r) for r in rows.mappings()]
 
 
 @pytest.fixture(scope="module")
-async def env(juhe_infra: Any, migrated_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
-              ) -> AsyncIterator[Env]:  # fmt: skip
+async def env(
+    juhe_infra: Any, migrated_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Env]:
     ledger_db, marketing_db = await migrated_database("ledger"), await migrated_database("marketing")
     migration_db = await migrated_database("migration")
     processes = [
-        ServiceProcess(SERVICES[name], {"database_url": db, "role": "api",
-                                        "kafka_bootstrap_servers": juhe_infra.bootstrap},
-                       log_dir=juhe_infra.root / "logs", ready_path="/livez")
+        ServiceProcess(
+            SERVICES[name],
+            {"database_url": db, "role": "api", "kafka_bootstrap_servers": juhe_infra.bootstrap},
+            log_dir=juhe_infra.root / "logs",
+            ready_path="/livez",
+        )
         for name, db in (("ledger", ledger_db), ("marketing", marketing_db))
-    ]  # fmt: skip
+    ]
     await asyncio.gather(*(asyncio.to_thread(p.start) for p in processes))
     marketing_engine, migration_engine = create_async_engine(marketing_db), create_async_engine(migration_db)
     try:
@@ -104,16 +132,28 @@ async def env(juhe_infra: Any, migrated_database: DatabaseFactory, tmp_path_fact
 
 def coupon(n: int, person: int, face: int, **over: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
-    return {"source_id": f"C{n}", "person_source_id": f"P{person}", "code": f"OLD-{n:06d}", "face_value_minor": face,
-            "currency": "CNY", "threshold_minor": 1000, "valid_from": (now - timedelta(days=5)).isoformat(),
-            "valid_until": (now + timedelta(days=60)).isoformat(), "merchant_source_id": "", **over}  # fmt: skip
+    return {
+        "source_id": f"C{n}",
+        "person_source_id": f"P{person}",
+        "code": f"OLD-{n:06d}",
+        "face_value_minor": face,
+        "currency": "CNY",
+        "threshold_minor": 1000,
+        "valid_from": (now - timedelta(days=5)).isoformat(),
+        "valid_until": (now + timedelta(days=60)).isoformat(),
+        "merchant_source_id": "",
+        **over,
+    }
 
 
-def files(root: Path, coupons: list[dict[str, Any]], control: dict[str, tuple[int, int]], base: int = 70_000
-          ) -> dict[str, Path]:  # fmt: skip
+def files(
+    root: Path, coupons: list[dict[str, Any]], control: dict[str, tuple[int, int]], base: int = 70_000
+) -> dict[str, Path]:
     root.mkdir()
-    control_rows = [{"record": "merchants", "currency": "", "count": 1, "amount_minor": 0},
-                    {"record": "persons", "currency": "", "count": 3, "amount_minor": 0}]  # fmt: skip
+    control_rows = [
+        {"record": "merchants", "currency": "", "count": 1, "amount_minor": 0},
+        {"record": "persons", "currency": "", "count": 3, "amount_minor": 0},
+    ]
     control_rows += [
         {"record": "coupons", "currency": c, "count": n, "amount_minor": t} for c, (n, t) in control.items()
     ]
@@ -125,30 +165,49 @@ def files(root: Path, coupons: list[dict[str, Any]], control: dict[str, tuple[in
     }
 
 
-GOOD = [coupon(1, 70_000, 500), coupon(2, 70_000, 800, merchant_source_id="M70000"), coupon(3, 70_001, 500),
-        coupon(4, 70_002, 300, currency="HKD")]  # fmt: skip
+GOOD = [
+    coupon(1, 70_000, 500),
+    coupon(2, 70_000, 800, merchant_source_id="M70000"),
+    coupon(3, 70_001, 500),
+    coupon(4, 70_002, 300, currency="HKD"),
+]
 CONTROL = {"CNY": (3, 1800), "HKD": (1, 300)}
 
 
 async def test_dry_run_rejects_exactly_the_bad_coupons_and_writes_nothing(env: Env) -> None:
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    bad = [coupon(10, 70_000, 100, valid_until=past), coupon(11, 79_999, 100), coupon(1, 70_001, 100),
-           coupon(12, 70_000, 0), coupon(13, 70_000, 100, code="no good"),
-           coupon(14, 70_000, 100, merchant_source_id="M79999")]  # fmt: skip
+    bad = [
+        coupon(10, 70_000, 100, valid_until=past),
+        coupon(11, 79_999, 100),
+        coupon(1, 70_001, 100),
+        coupon(12, 70_000, 0),
+        coupon(13, 70_000, 100, code="no good"),
+        coupon(14, 70_000, 100, merchant_source_id="M79999"),
+    ]
     paths = files(env.root / "dry", [*GOOD, *bad], CONTROL)
     proc_env = env.cli_env("plt_dry")
     report_path = env.root / "dry-report.json"
     args = ["--quiet", "--report", str(report_path), "dry-run"]
     args += [x for kind, path in paths.items() for x in (f"--{kind}", str(path))]
     done = await asyncio.to_thread(
-        subprocess.run, [sys.executable, "-m", "services.migration.cli", *args],
-        cwd=REPO_ROOT, env=proc_env, capture_output=True, timeout=300,
-    )  # fmt: skip
+        subprocess.run,
+        [sys.executable, "-m", "services.migration.cli", *args],
+        cwd=REPO_ROOT,
+        env=proc_env,
+        capture_output=True,
+        timeout=300,
+    )
     assert done.returncode == 1, done.stderr.decode()
     report = json.loads(report_path.read_text())
     rejected = sorted((x["source_id"], x["reason"]) for x in report["rejected_rows"])
-    assert rejected == [("C1", "duplicate_source_id"), ("C10", "coupon_expired"), ("C11", "unknown_person"),
-                        ("C12", "bad_amount"), ("C13", "bad_field"), ("C14", "unknown_merchant")]  # fmt: skip
+    assert rejected == [
+        ("C1", "duplicate_source_id"),
+        ("C10", "coupon_expired"),
+        ("C11", "unknown_person"),
+        ("C12", "bad_amount"),
+        ("C13", "bad_field"),
+        ("C14", "unknown_merchant"),
+    ]
     assert report["rows"]["coupons"] == {"read": 10, "valid": 4, "rejected": 6}
     assert report["coupons"]["CNY"]["written_minor"] == 1800 and report["coupons"]["HKD"]["written_rows"] == 1
     assert await env.coupons() == []
@@ -166,8 +225,14 @@ async def test_run_resumes_after_marketing_was_down_then_reverses(env: Env) -> N
     run, report = await flow.report_of(m, run_id)
     assert run["status"] == "completed" and report["reconciled"], report["differences"]
     assert report["rows"]["coupons"] == {"read": 4, "written": 4}
-    assert report["coupons"]["CNY"] == {"file_rows": 3, "file_minor": 1800, "written_rows": 3, "written_minor": 1800,
-                                        "control_rows": 3, "control_minor": 1800}  # fmt: skip
+    assert report["coupons"]["CNY"] == {
+        "file_rows": 3,
+        "file_minor": 1800,
+        "written_rows": 3,
+        "written_minor": 1800,
+        "control_rows": 3,
+        "control_minor": 1800,
+    }
     coupons = await env.coupons()
     owner = [juhe_holder_id(PLATFORM, Kind.PERSONS, f"P{70_000 + i}") for i in (0, 0, 1, 2)]
     assert [(c["code"], c["user_id"], c["face_value_minor"], c["currency"], c["source"]) for c in coupons] == [
@@ -178,8 +243,14 @@ async def test_run_resumes_after_marketing_was_down_then_reverses(env: Env) -> N
     assert len(await env.coupons()) == 4
 
     cashier = {IDENTITY_HEADER: mint_identity_token(DEMO_INTERNAL_TOKEN_SECRET, key_id="t", service="cashier")}
-    lock = {"payment_id": "pay_mig_1", "coupon_code": "OLD-000001", "user_id": owner[0], "merchant_id": "mch_x",
-            "order_amount_minor": 5000, "currency": "CNY"}  # fmt: skip
+    lock = {
+        "payment_id": "pay_mig_1",
+        "coupon_code": "OLD-000001",
+        "user_id": owner[0],
+        "merchant_id": "mch_x",
+        "order_amount_minor": 5000,
+        "currency": "CNY",
+    }
     async with httpx.AsyncClient(base_url=env.marketing.base_url) as client:
         locked = await client.post("/v1/internal/marketing/locks", json=lock, headers=cashier)
     assert locked.status_code == 201 and locked.json()["discount_minor"] == 500, locked.text
@@ -189,8 +260,11 @@ async def test_run_resumes_after_marketing_was_down_then_reverses(env: Env) -> N
     assert voided == {"voided_total": 3, "used_count": 1, "used_face_value_minor": {"CNY": 500}, "remaining_count": 0}
     assert [c["status"] for c in await env.coupons()] == ["locked", "voided", "voided", "voided"]
     async with env.migration_engine.connect() as conn:
-        live = (await conn.execute(text("SELECT count(*) FROM migration_run_rows WHERE run_id = :r AND live"),
-                                   {"r": run_id})).scalar_one()  # fmt: skip
+        live = (
+            await conn.execute(
+                text("SELECT count(*) FROM migration_run_rows WHERE run_id = :r AND live"), {"r": run_id}
+            )
+        ).scalar_one()
     assert live == 0
     await m.ledger.close()
     assert m.marketing is not None
@@ -215,12 +289,19 @@ async def test_killed_in_the_coupons_phase_then_resumed_imports_each_coupon_once
     await eventually(in_coupons, "the run is in its coupons phase", timeout_seconds=120)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = await asyncio.to_thread(subprocess.run, [*cli, *args], cwd=REPO_ROOT, capture_output=True, timeout=300,
-                                   env=env.cli_env("plt_kill", batch_rows=7))  # fmt: skip
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        timeout=300,
+        env=env.cli_env("plt_kill", batch_rows=7),
+    )
     assert done.returncode == 0, done.stderr.decode()
     summary = json.loads(done.stdout.decode().strip().splitlines()[-1])
     assert summary["status"] == "completed" and summary["reconciled"] and summary["rejected"] == 0, summary
     async with env.marketing_engine.connect() as conn:
-        imported = (await conn.execute(text(
-            "SELECT code, face_value_minor FROM coupons WHERE code LIKE 'KIL-%' ORDER BY code"))).all()  # fmt: skip
+        imported = (
+            await conn.execute(text("SELECT code, face_value_minor FROM coupons WHERE code LIKE 'KIL-%' ORDER BY code"))
+        ).all()
     assert [tuple(r) for r in imported] == [(f"KIL-{n:06d}", 100 + n) for n in range(count)]

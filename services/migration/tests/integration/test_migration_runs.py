@@ -49,13 +49,21 @@ class Env:
     root: Path
 
     def cli(self, platform: str, *args: str, batch_rows: int = 500) -> subprocess.Popen[bytes]:
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JUHE_MIGRATION_DATABASE_URL": self.migration_db,
-               "JUHE_MIGRATION_LEDGER_URL": self.ledger.base_url, "JUHE_MIGRATION_PLATFORM": platform,
-               "JUHE_MIGRATION_BATCH_ROWS": str(batch_rows)}  # fmt: skip
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO_ROOT),
+            "JUHE_MIGRATION_DATABASE_URL": self.migration_db,
+            "JUHE_MIGRATION_LEDGER_URL": self.ledger.base_url,
+            "JUHE_MIGRATION_PLATFORM": platform,
+            "JUHE_MIGRATION_BATCH_ROWS": str(batch_rows),
+        }
         return subprocess.Popen(
             [sys.executable, "-m", "services.migration.cli", "--quiet", *args],
-            cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
 
     def run_cli(self, platform: str, *args: str, batch_rows: int = 500) -> tuple[int, dict[str, Any], str]:
         proc = self.cli(platform, *args, batch_rows=batch_rows)
@@ -83,15 +91,29 @@ class Env:
     async def balances_of(self, platform: str, run_id: str) -> dict[tuple[str, str, str], int]:
         """(person source id, sub-account, currency) → posted balance, read from the ledger for the run's persons."""
         async with self.migration_engine.connect() as conn:
-            persons: dict[str, str] = dict((await conn.execute(text(
-                "SELECT juhe_id, source_id FROM migration_run_rows WHERE run_id = :r AND kind = 'persons'"
-                " AND status IN ('written', 'reversed')"), {"r": run_id})).all())  # fmt: skip
+            persons: dict[str, str] = dict(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT juhe_id, source_id FROM migration_run_rows WHERE run_id = :r AND kind = 'persons'"
+                            " AND status IN ('written', 'reversed')"
+                        ),
+                        {"r": run_id},
+                    )
+                ).all()
+            )
         async with self.ledger_engine.connect() as conn:
-            rows = (await conn.execute(text(
-                """SELECT s.holder_id, s.subaccount_type, s.currency, sum(a.credits_posted - a.debits_posted)
+            rows = (
+                await conn.execute(
+                    text(
+                        """SELECT s.holder_id, s.subaccount_type, s.currency, sum(a.credits_posted - a.debits_posted)
                      FROM wallet_subaccounts s JOIN accounts a ON a.id = s.account_id
                     WHERE s.holder_id = ANY(:h) AND s.subaccount_type IN ('balance', 'prepaid', 'points')
-                    GROUP BY 1, 2, 3"""), {"h": list(persons)})).all()  # fmt: skip
+                    GROUP BY 1, 2, 3"""
+                    ),
+                    {"h": list(persons)},
+                )
+            ).all()
         return {(persons[h], t, c): int(v) for h, t, c, v in rows if int(v) != 0}
 
     async def suspense(self, run_id: str) -> dict[str, int]:
@@ -102,14 +124,17 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-async def env(juhe_infra: Any, migrated_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
-              ) -> AsyncIterator[Env]:  # fmt: skip
+async def env(
+    juhe_infra: Any, migrated_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Env]:
     ledger_db = await migrated_database("ledger")
     migration_db = await migrated_database("migration")
     ledger = ServiceProcess(
-        SERVICES["ledger"], {"database_url": ledger_db, "role": "api", "kafka_bootstrap_servers": juhe_infra.bootstrap},
-        log_dir=juhe_infra.root / "logs", ready_path="/livez",
-    )  # fmt: skip
+        SERVICES["ledger"],
+        {"database_url": ledger_db, "role": "api", "kafka_bootstrap_servers": juhe_infra.bootstrap},
+        log_dir=juhe_infra.root / "logs",
+        ready_path="/livez",
+    )
     await asyncio.to_thread(ledger.start)
     ledger_engine, migration_engine = create_async_engine(ledger_db), create_async_engine(migration_db)
     try:
@@ -121,8 +146,11 @@ async def env(juhe_infra: Any, migrated_database: DatabaseFactory, tmp_path_fact
 
 
 def files_args(d: g.Dataset | dict[str, Path]) -> list[str]:
-    paths = d if isinstance(d, dict) else {"merchants": d.merchants, "persons": d.persons, "balances": d.balances,
-                                            "control": d.control}  # fmt: skip
+    paths = (
+        d
+        if isinstance(d, dict)
+        else {"merchants": d.merchants, "persons": d.persons, "balances": d.balances, "control": d.control}
+    )
     return [x for kind, path in paths.items() for x in (f"--{kind}", str(path))]
 
 
@@ -130,38 +158,60 @@ async def test_dry_run_rejects_exactly_the_bad_rows_and_writes_nothing(env: Env)
     root = env.root / "dry"
     root.mkdir()
     base = 10_000
-    merchants = g.write_csv(root / "merchants.csv", g.MERCHANT_FIELDS, [
-        g.merchant(base), g.merchant(base + 1),
-        g.merchant(base + 2, credit_code="91350100M000100Y44"),  # bad check character
-    ], encoding="gbk")  # fmt: skip
-    persons = g.write_jsonl(root / "persons.jsonl", [
-        g.person(base), g.person(base + 1), g.person(base + 2),
-        g.person(base + 3, resident_id="110105194912310021"),  # bad checksum
-        g.person(base + 4, source_id=f"P{base}"),  # duplicate source id
-        g.person(base + 5, resident_id=g.resident_id(base + 1)),  # duplicate document
-    ])  # fmt: skip
-    balances = g.write_csv(root / "balances.csv", g.BALANCE_FIELDS, [
-        g.balance("B1", f"P{base}", 1000),
-        g.balance("B2", f"P{base + 1}", 2000, "prepaid", "CNY", f"M{base}"),
-        g.balance("B3", f"P{base + 2}", 300, "points", "XXX"),
-        g.balance("B4", f"P{base + 2}", -5),  # negative balance
-        g.balance("B5", f"P{base + 1}", 700, "prepaid", "CNY", "M404"),  # unknown merchant
-        g.balance("B6", f"P{base + 3}", 100),  # its person was rejected
-        g.balance("B1", f"P{base + 2}", 100),  # duplicate source id
-    ])  # fmt: skip
-    control = g.write_csv(root / "control.csv", g.CONTROL_FIELDS, [
-        {"record": "merchants", "currency": "", "count": 3, "amount_minor": 0},
-        {"record": "persons", "currency": "", "count": 6, "amount_minor": 0},
-        {"record": "balances", "currency": "CNY", "count": 6, "amount_minor": 3895},
-        {"record": "balances", "currency": "XXX", "count": 1, "amount_minor": 300},
-    ])  # fmt: skip
+    merchants = g.write_csv(
+        root / "merchants.csv",
+        g.MERCHANT_FIELDS,
+        [
+            g.merchant(base),
+            g.merchant(base + 1),
+            g.merchant(base + 2, credit_code="91350100M000100Y44"),  # bad check character
+        ],
+        encoding="gbk",
+    )
+    persons = g.write_jsonl(
+        root / "persons.jsonl",
+        [
+            g.person(base),
+            g.person(base + 1),
+            g.person(base + 2),
+            g.person(base + 3, resident_id="110105194912310021"),  # bad checksum
+            g.person(base + 4, source_id=f"P{base}"),  # duplicate source id
+            g.person(base + 5, resident_id=g.resident_id(base + 1)),  # duplicate document
+        ],
+    )
+    balances = g.write_csv(
+        root / "balances.csv",
+        g.BALANCE_FIELDS,
+        [
+            g.balance("B1", f"P{base}", 1000),
+            g.balance("B2", f"P{base + 1}", 2000, "prepaid", "CNY", f"M{base}"),
+            g.balance("B3", f"P{base + 2}", 300, "points", "XXX"),
+            g.balance("B4", f"P{base + 2}", -5),  # negative balance
+            g.balance("B5", f"P{base + 1}", 700, "prepaid", "CNY", "M404"),  # unknown merchant
+            g.balance("B6", f"P{base + 3}", 100),  # its person was rejected
+            g.balance("B1", f"P{base + 2}", 100),  # duplicate source id
+        ],
+    )
+    control = g.write_csv(
+        root / "control.csv",
+        g.CONTROL_FIELDS,
+        [
+            {"record": "merchants", "currency": "", "count": 3, "amount_minor": 0},
+            {"record": "persons", "currency": "", "count": 6, "amount_minor": 0},
+            {"record": "balances", "currency": "CNY", "count": 6, "amount_minor": 3895},
+            {"record": "balances", "currency": "XXX", "count": 1, "amount_minor": 300},
+        ],
+    )
     holders_before = await env.ledger_scalar("SELECT count(*) FROM wallet_holders")
     transfers_before = await env.ledger_scalar("SELECT count(*) FROM transfers")
     report_path = root / "report.json"
     code, summary, err = env.run_cli(
-        "pf-dry", "--report", str(report_path), "dry-run",
+        "pf-dry",
+        "--report",
+        str(report_path),
+        "dry-run",
         *files_args({"merchants": merchants, "persons": persons, "balances": balances, "control": control}),
-    )  # fmt: skip
+    )
     assert code == 1, err  # rejections: not reconciled
     assert summary["mode"] == "dry_run" and summary["rejected"] == 8
     report = json.loads(report_path.read_text())
@@ -228,8 +278,14 @@ async def test_kill_three_times_then_resume_equals_an_uninterrupted_run(env: Env
 
     # A bulk-opened holder is the holder the public API opens: the same body again is a replay (200).
     p = g.person(20_000)
-    body = {"holder_id": juhe_holder_id(platform, Kind.PERSONS, "P20000"), "holder_type": "person", "name": p["name"],
-            "resident_id": p["resident_id"], "phone": p["phone"], "bank_card": p["bank_card"]}  # fmt: skip
+    body = {
+        "holder_id": juhe_holder_id(platform, Kind.PERSONS, "P20000"),
+        "holder_type": "person",
+        "name": p["name"],
+        "resident_id": p["resident_id"],
+        "phone": p["phone"],
+        "bank_card": p["bank_card"],
+    }
     async with httpx.AsyncClient(base_url=env.ledger.base_url) as client:
         replay = await client.post("/v1/wallet/holders", json=body)
         assert replay.status_code == 200 and replay.json()["kyc_level"] == 2, replay.text
@@ -274,24 +330,39 @@ async def test_credit_lines_migrate_with_their_limit_reconcile_and_reverse(env: 
     root, base, platform = env.root / "credit", 50_000, "pf-credit"
     root.mkdir()
     persons = g.write_jsonl(root / "persons.jsonl", [g.person(base + i) for i in range(3)])
-    balances = g.write_csv(root / "balances.csv", [*g.BALANCE_FIELDS, "credit_limit_minor"], [
-        {**g.balance(f"B{base}", f"P{base}", 5000), "credit_limit_minor": ""},
-        {**g.balance(f"B{base + 1}", f"P{base + 1}", 7000), "credit_limit_minor": ""},
-        {**g.balance(f"L{base}", f"P{base}", 3000, "credit"), "credit_limit_minor": "10000"},
-        {**g.balance(f"L{base + 2}", f"P{base + 2}", 2500, "credit"), "credit_limit_minor": "2500"},
-    ])  # fmt: skip
-    control = g.write_csv(root / "control.csv", g.CONTROL_FIELDS, [
-        {"record": "persons", "currency": "", "count": 3, "amount_minor": 0},
-        {"record": "balances", "currency": "CNY", "count": 2, "amount_minor": 12_000},
-        {"record": "credit", "currency": "CNY", "count": 2, "amount_minor": 5500},
-    ])  # fmt: skip
+    balances = g.write_csv(
+        root / "balances.csv",
+        [*g.BALANCE_FIELDS, "credit_limit_minor"],
+        [
+            {**g.balance(f"B{base}", f"P{base}", 5000), "credit_limit_minor": ""},
+            {**g.balance(f"B{base + 1}", f"P{base + 1}", 7000), "credit_limit_minor": ""},
+            {**g.balance(f"L{base}", f"P{base}", 3000, "credit"), "credit_limit_minor": "10000"},
+            {**g.balance(f"L{base + 2}", f"P{base + 2}", 2500, "credit"), "credit_limit_minor": "2500"},
+        ],
+    )
+    control = g.write_csv(
+        root / "control.csv",
+        g.CONTROL_FIELDS,
+        [
+            {"record": "persons", "currency": "", "count": 3, "amount_minor": 0},
+            {"record": "balances", "currency": "CNY", "count": 2, "amount_minor": 12_000},
+            {"record": "credit", "currency": "CNY", "count": 2, "amount_minor": 5500},
+        ],
+    )
 
     async def lines() -> dict[str, tuple[int, int]]:
         """Person source id → (credit limit, owed) of the run's persons' credit lines, from the ledger."""
         async with env.migration_engine.connect() as conn:
-            holders: dict[str, str] = dict((await conn.execute(text(
-                "SELECT juhe_id, source_id FROM migration_run_rows WHERE run_id = :r AND kind = 'persons'"
-            ), {"r": run_id})).all())  # fmt: skip
+            holders: dict[str, str] = dict(
+                (
+                    await conn.execute(
+                        text(
+                            "SELECT juhe_id, source_id FROM migration_run_rows WHERE run_id = :r AND kind = 'persons'"
+                        ),
+                        {"r": run_id},
+                    )
+                ).all()
+            )
         async with env.ledger_engine.connect() as conn:
             sql = """SELECT s.holder_id, a.credit_limit_minor, a.debits_posted - a.credits_posted
                        FROM wallet_subaccounts s JOIN accounts a ON a.id = s.account_id
@@ -324,8 +395,14 @@ async def test_api_runs_a_migration_for_the_calling_platform_only(
     from services.migration.app import create_app
 
     data = g.clean_dataset(env.root / "api", base=40_000, merchants=2, persons=12)
-    settings = service_settings("migration", database_url=env.migration_db, ledger_url=env.ledger.base_url,
-                                import_dir=str(data.merchants.parent), role="api", batch_rows=5)  # fmt: skip
+    settings = service_settings(
+        "migration",
+        database_url=env.migration_db,
+        ledger_url=env.ledger.base_url,
+        import_dir=str(data.merchants.parent),
+        role="api",
+        batch_rows=5,
+    )
     client = await running_apps(create_app(settings))
     secret = settings.internal_token_secret.get_secret_value()
 
@@ -333,8 +410,13 @@ async def test_api_runs_a_migration_for_the_calling_platform_only(
         return {IDENTITY_HEADER: mint_identity_token(secret, key_id="k", platform=platform, merchant_id=merchant_id)}
 
     operator, other = who(platform="pf-api"), who(platform="pf-other")
-    body = {"dry_run": False, "merchants": "merchants.csv", "persons": "persons.jsonl", "balances": "balances.csv",
-            "control": "control.csv"}  # fmt: skip
+    body = {
+        "dry_run": False,
+        "merchants": "merchants.csv",
+        "persons": "persons.jsonl",
+        "balances": "balances.csv",
+        "control": "control.csv",
+    }
     refused = await client.post("/v1/migrations/runs", json=body, headers=who(merchant_id="m1"))
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     escape = await client.post("/v1/migrations/runs", json={**body, "persons": "../x.jsonl"}, headers=operator)

@@ -44,9 +44,14 @@ __all__ = ["alipay", "make_stack", "stack_with_cashier"]  # fixtures used here
 pytestmark = pytest.mark.timeout(600)
 PLATFORM = "provision-test"
 ROUTE: dict[str, Any] = {
-    "route_id": "ali_sp_migrated", "method": "alipay", "scenes": ["native_qr"], "kind": "service_provider",
-    "provider": "alipay", "connector": "alipay", "config_ref": "cfg/ali_sp_migrated",
-}  # fmt: skip
+    "route_id": "ali_sp_migrated",
+    "method": "alipay",
+    "scenes": ["native_qr"],
+    "kind": "service_provider",
+    "provider": "alipay",
+    "connector": "alipay",
+    "config_ref": "cfg/ali_sp_migrated",
+}
 
 
 @pytest.fixture
@@ -54,8 +59,12 @@ async def migration(
     migrated_database: DatabaseFactory, service_settings: Any, juhe_infra: Any
 ) -> AsyncIterator[flow.Migration]:
     """A ledger app served in this process and the migration's flows over their own database."""
-    settings = service_settings("ledger", database_url=await migrated_database("ledger"), role="api",
-                                kafka_bootstrap_servers=juhe_infra.bootstrap)  # fmt: skip
+    settings = service_settings(
+        "ledger",
+        database_url=await migrated_database("ledger"),
+        role="api",
+        kafka_bootstrap_servers=juhe_infra.bootstrap,
+    )
     engine = create_async_engine(await migrated_database("migration"))
     async with serve_app(ledger_app(settings), name="the ledger") as ledger_url:
         ledger = LedgerClient(ledger_url, timeout_seconds=60)
@@ -80,8 +89,9 @@ async def test_migrated_merchants_take_payments_after_finalise(
         migration, flow.RunFiles(data.merchants, data.persons, data.balances, data.control), dry_run=False
     )
     credentials = tmp_path / "keys.jsonl"
-    routing_settings = service_settings("routing", database_url=await migrated_database("routing"), role="api",
-                                        internal_token_secret=INTERNAL_SECRET)  # fmt: skip
+    routing_settings = service_settings(
+        "routing", database_url=await migrated_database("routing"), role="api", internal_token_secret=INTERNAL_SECRET
+    )
     async with serve_app(routing_app(routing_settings), name="routing") as routing_url:
         gateway = stack.start_gateway(routing_url=routing_url)  # a replica that reaches routing
         platform = PlatformClient(gateway.base_url, stack.keys["admin_key"], timeout_seconds=30)
@@ -103,8 +113,9 @@ async def test_migrated_merchants_take_payments_after_finalise(
             lines = [json.loads(line) for line in credentials.read_text().splitlines()]
             merchant_ids = [juhe_holder_id(PLATFORM, Kind.MERCHANTS, f"M{40_000 + i}") for i in range(2)]
             # Each merchant: its live key (with the webhook secret), then a test key to integrate against sandboxes.
-            assert [(k["merchant_id"], k["mode"]) for k in lines] == [(m, mode) for m in merchant_ids
-                                                                      for mode in ("live", "test")]  # fmt: skip
+            assert [(k["merchant_id"], k["mode"]) for k in lines] == [
+                (m, mode) for m in merchant_ids for mode in ("live", "test")
+            ]
             assert all(k["key_id"].startswith(f"key_{k['mode']}_") for k in lines) and "webhook_secret" in lines[0]
             keys = [k for k in lines if k["mode"] == "test"]
             for i, merchant_id in enumerate(merchant_ids):

@@ -16,17 +16,30 @@ from services.migration.domain.control import Control, ControlInvalid, parse_con
 
 
 def coupon(**over: Any) -> dict[str, Any]:
-    return {"source_id": "C1", "person_source_id": "P1", "code": "OLD-0001", "face_value_minor": "500",
-            "currency": "cny", "threshold_minor": "2000", "valid_from": "2026-01-01T00:00:00+08:00",
-            "valid_until": "2027-01-01T00:00:00+08:00", "merchant_source_id": "", **over}  # fmt: skip
+    return {
+        "source_id": "C1",
+        "person_source_id": "P1",
+        "code": "OLD-0001",
+        "face_value_minor": "500",
+        "currency": "cny",
+        "threshold_minor": "2000",
+        "valid_from": "2026-01-01T00:00:00+08:00",
+        "valid_until": "2027-01-01T00:00:00+08:00",
+        "merchant_source_id": "",
+        **over,
+    }
 
 
 def test_a_coupon_row_parses_with_its_code_kept() -> None:
     row = r.parse(r.Kind.COUPONS, coupon(merchant_source_id="M1"))
     assert isinstance(row, r.CouponRow)
     assert (row.code, row.face_value_minor, row.currency, row.threshold_minor, row.merchant_source_id) == (
-        "OLD-0001", 500, "CNY", 2000, "M1",
-    )  # fmt: skip
+        "OLD-0001",
+        500,
+        "CNY",
+        2000,
+        "M1",
+    )
     assert row.valid_until.utcoffset() is not None
     no_threshold = r.parse_coupon(coupon(threshold_minor="", merchant_source_id=None))
     assert (no_threshold.threshold_minor, no_threshold.merchant_source_id) == (0, None)
@@ -56,11 +69,13 @@ def test_every_bad_coupon_field_is_rejected_with_its_reason(over: dict[str, Any]
 
 
 def test_control_coupons_lines_per_currency() -> None:
-    control = parse_control([
-        {"record": "persons", "currency": "", "count": "3", "amount_minor": "0"},
-        {"record": "coupons", "currency": "CNY", "count": "2", "amount_minor": "1300"},
-        {"record": "coupons", "currency": "hkd", "count": "1", "amount_minor": "300"},
-    ])  # fmt: skip
+    control = parse_control(
+        [
+            {"record": "persons", "currency": "", "count": "3", "amount_minor": "0"},
+            {"record": "coupons", "currency": "CNY", "count": "2", "amount_minor": "1300"},
+            {"record": "coupons", "currency": "hkd", "count": "1", "amount_minor": "300"},
+        ]
+    )
     assert control.coupons == {"CNY": (2, 1300), "HKD": (1, 300)} and control.balances == {}
     assert Control.from_json(control.as_json()) == control
     assert "coupons" not in parse_control([{"record": "persons", "count": "1"}]).as_json()  # old fingerprints hold
@@ -75,9 +90,16 @@ def test_reconciliation_of_coupons_file_marketing_and_control() -> None:
     control = Control({"persons": 3}, {}, {"CNY": (2, 1300)})
 
     def differences(file_totals: dict[str, tuple[int, int]], written: dict[str, tuple[int, int]]) -> list[str]:
-        verdict = reconcile(control, file_counts={"persons": 3}, file_totals={}, written_totals={},
-                            suspense_minor={}, rejected=0, coupon_file_totals=file_totals,
-                            coupon_written_totals=written)  # fmt: skip
+        verdict = reconcile(
+            control,
+            file_counts={"persons": 3},
+            file_totals={},
+            written_totals={},
+            suspense_minor={},
+            rejected=0,
+            coupon_file_totals=file_totals,
+            coupon_written_totals=written,
+        )
         return verdict.differences
 
     assert differences({"CNY": (2, 1300)}, {"CNY": (2, 1300)}) == []
@@ -95,5 +117,6 @@ def test_the_documented_coupons_example_is_clean() -> None:
     with path.open(encoding="utf-8") as f:
         rows = [r.parse_coupon(raw) for raw in csv.DictReader(f)]
     assert [(c.source_id, c.person_source_id, c.merchant_source_id) for c in rows] == [
-        ("C1", "P3", None), ("C2", "P4", "M1"),
-    ]  # fmt: skip
+        ("C1", "P3", None),
+        ("C2", "P4", "M1"),
+    ]

@@ -75,15 +75,29 @@ def test_sources_read_gbk_and_utf8_csv_and_jsonl(tmp_path: Path) -> None:
 
 
 def test_control_and_reconciliation() -> None:
-    control = parse_control([
-        {"record": "persons", "currency": "", "count": "2", "amount_minor": ""},
-        {"record": "balances", "currency": "CNY", "count": "2", "amount_minor": "300"},
-    ])  # fmt: skip
-    ok = reconcile(control, file_counts={"persons": 2}, file_totals={"CNY": (2, 300)}, written_totals={"CNY": 300},
-                   suspense_minor={"CNY": 0}, rejected=0)  # fmt: skip
+    control = parse_control(
+        [
+            {"record": "persons", "currency": "", "count": "2", "amount_minor": ""},
+            {"record": "balances", "currency": "CNY", "count": "2", "amount_minor": "300"},
+        ]
+    )
+    ok = reconcile(
+        control,
+        file_counts={"persons": 2},
+        file_totals={"CNY": (2, 300)},
+        written_totals={"CNY": 300},
+        suspense_minor={"CNY": 0},
+        rejected=0,
+    )
     assert ok.ok
-    bad = reconcile(control, file_counts={"persons": 3}, file_totals={"CNY": (2, 300)}, written_totals={"CNY": 200},
-                    suspense_minor={"CNY": 100}, rejected=1)  # fmt: skip
+    bad = reconcile(
+        control,
+        file_counts={"persons": 3},
+        file_totals={"CNY": (2, 300)},
+        written_totals={"CNY": 200},
+        suspense_minor={"CNY": 100},
+        rejected=1,
+    )
     assert len(bad.differences) == 4
     with pytest.raises(ControlInvalid):
         parse_control([{"record": "balances", "currency": "EUR", "count": "1", "amount_minor": "1"}])
@@ -91,8 +105,11 @@ def test_control_and_reconciliation() -> None:
 
 def test_the_documented_examples_are_clean() -> None:
     docs = Path(__file__).resolve().parents[4] / "docs" / "migration"
-    for kind, name in ((r.Kind.MERCHANTS, "merchants.csv"), (r.Kind.PERSONS, "persons.jsonl"),
-                       (r.Kind.BALANCES, "balances.csv")):  # fmt: skip
+    for kind, name in (
+        (r.Kind.MERCHANTS, "merchants.csv"),
+        (r.Kind.PERSONS, "persons.jsonl"),
+        (r.Kind.BALANCES, "balances.csv"),
+    ):
         for _, raw in sources.records(sources.inspect(docs / name)):
             assert raw is not None
             r.parse(kind, raw)
@@ -109,16 +126,30 @@ def test_credit_rows_and_their_control() -> None:
         assert refused.value.reason == "bad_amount"
     with pytest.raises(r.RowRejected):  # owed money is money, never points
         r.parse_balance({**g.balance("L1", "P1", 3000, "credit", "XXX"), "credit_limit_minor": "9000"})
-    control = parse_control([
-        {"record": "balances", "currency": "CNY", "count": "2", "amount_minor": "300"},
-        {"record": "credit", "currency": "CNY", "count": "1", "amount_minor": "3000"},
-    ])  # fmt: skip
+    control = parse_control(
+        [
+            {"record": "balances", "currency": "CNY", "count": "2", "amount_minor": "300"},
+            {"record": "credit", "currency": "CNY", "count": "1", "amount_minor": "3000"},
+        ]
+    )
     assert control.balances == {"CNY": (2, 300), "CNY:credit": (1, 3000)}
-    ok = reconcile(control, file_counts={}, file_totals={"CNY": (2, 300), "CNY:credit": (1, 3000)},
-                   written_totals={"CNY": 300, "CNY:credit": 3000}, suspense_minor={"CNY": 0}, rejected=0)  # fmt: skip
+    ok = reconcile(
+        control,
+        file_counts={},
+        file_totals={"CNY": (2, 300), "CNY:credit": (1, 3000)},
+        written_totals={"CNY": 300, "CNY:credit": 3000},
+        suspense_minor={"CNY": 0},
+        rejected=0,
+    )
     assert ok.ok
-    mixed = reconcile(control, file_counts={}, file_totals={"CNY": (3, 3300)}, written_totals={"CNY": 3300},
-                      suspense_minor={"CNY": 0}, rejected=0)  # fmt: skip
+    mixed = reconcile(
+        control,
+        file_counts={},
+        file_totals={"CNY": (3, 3300)},
+        written_totals={"CNY": 3300},
+        suspense_minor={"CNY": 0},
+        rejected=0,
+    )
     assert not mixed.ok  # credit counted as money would not reconcile
     with pytest.raises(ControlInvalid):
         parse_control([{"record": "credit", "currency": "XXX", "count": "1", "amount_minor": "1"}])

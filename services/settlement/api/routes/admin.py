@@ -47,8 +47,11 @@ async def put_receiver(receiver_id: str, body: ReceiverUpsertRequest, uow: UowDe
     fields = body.model_dump()
     values = {"receiver_id": receiver_id, **fields}
     async with uow.begin() as tx:
-        await tx.conn.execute(insert(receivers).values(**values).on_conflict_do_update(
-            index_elements=[receivers.c.receiver_id], set_=fields))  # fmt: skip
+        await tx.conn.execute(
+            insert(receivers)
+            .values(**values)
+            .on_conflict_do_update(index_elements=[receivers.c.receiver_id], set_=fields)
+        )
     return ReceiverResponse.model_validate(values)
 
 
@@ -75,16 +78,33 @@ async def put_split_rule(merchant_id: str, body: SplitRuleUpsertRequest, uow: Uo
         ids = [s.receiver_id for s in body.shares] + [body.remainder_receiver_id]
         validate_rule(rule, await records.receivers_by_id(tx.conn, ids))
         stmt = insert(split_rules).values(
-            rule_id=new_id("spr"), merchant_id=merchant_id, business_line=body.business_line, shares=shares,
-            remainder_receiver_id=body.remainder_receiver_id, mode=body.mode,
+            rule_id=new_id("spr"),
+            merchant_id=merchant_id,
+            business_line=body.business_line,
+            shares=shares,
+            remainder_receiver_id=body.remainder_receiver_id,
+            mode=body.mode,
             auto_confirm_seconds=body.auto_confirm_seconds,
-        )  # fmt: skip
-        row = (await tx.conn.execute(stmt.on_conflict_do_update(
-            constraint="split_rules_merchant_line",
-            set_={"shares": shares, "remainder_receiver_id": body.remainder_receiver_id, "mode": body.mode,
-                  "auto_confirm_seconds": body.auto_confirm_seconds,
-                  "version": split_rules.c.version + 1, "updated_at": func.now()},
-        ).returning(split_rules))).mappings().one()  # fmt: skip
+        )
+        row = (
+            (
+                await tx.conn.execute(
+                    stmt.on_conflict_do_update(
+                        constraint="split_rules_merchant_line",
+                        set_={
+                            "shares": shares,
+                            "remainder_receiver_id": body.remainder_receiver_id,
+                            "mode": body.mode,
+                            "auto_confirm_seconds": body.auto_confirm_seconds,
+                            "version": split_rules.c.version + 1,
+                            "updated_at": func.now(),
+                        },
+                    ).returning(split_rules)
+                )
+            )
+            .mappings()
+            .one()
+        )
     return _rule_response(row)
 
 
@@ -100,9 +120,13 @@ async def get_split_rule(merchant_id: str, uow: UowDep, business_line: str = "")
 @router.put("/merchants/{merchant_id}/fee-rate")
 async def put_fee_rate(merchant_id: str, body: FeeRateUpsertRequest, uow: UowDep) -> FeeRateResponse:
     async with uow.begin() as tx:
-        await tx.conn.execute(insert(merchant_fee_rates).values(merchant_id=merchant_id, **body.model_dump())
-                              .on_conflict_do_update(index_elements=[merchant_fee_rates.c.merchant_id],
-                                                     set_={**body.model_dump(), "updated_at": func.now()}))  # fmt: skip
+        await tx.conn.execute(
+            insert(merchant_fee_rates)
+            .values(merchant_id=merchant_id, **body.model_dump())
+            .on_conflict_do_update(
+                index_elements=[merchant_fee_rates.c.merchant_id], set_={**body.model_dump(), "updated_at": func.now()}
+            )
+        )
     return FeeRateResponse(merchant_id=merchant_id, platform_fee_rate_bps=body.platform_fee_rate_bps)
 
 
@@ -121,22 +145,28 @@ async def get_payment_record(payment_id: str, uow: UowDep) -> PaymentRecordRespo
         raise Problem(PAYMENT_RECORD_NOT_FOUND, f"no record of payment {payment_id}")
     fields = {k: row[k] for k in PaymentRecordResponse.model_fields if k not in ("splits", "profit_sharing_orders")}
     return PaymentRecordResponse(
-        **fields, splits=[SplitResponse(**{k: s[k] for k in SplitResponse.model_fields}) for s in splits],
-        profit_sharing_orders=[ProfitSharingOrderResponse.model_validate(
-            {k: o[k] for k in ProfitSharingOrderResponse.model_fields}) for o in orders],
-    )  # fmt: skip
+        **fields,
+        splits=[SplitResponse(**{k: s[k] for k in SplitResponse.model_fields}) for s in splits],
+        profit_sharing_orders=[
+            ProfitSharingOrderResponse.model_validate({k: o[k] for k in ProfitSharingOrderResponse.model_fields})
+            for o in orders
+        ],
+    )
 
 
 @router.get("/withdrawals", dependencies=[KnownQueryOnly])
 async def list_withdrawals(
-    uow: UowDep, limit: PageLimit, holder_id: Annotated[str | None, Query(max_length=64)] = None,
+    uow: UowDep,
+    limit: PageLimit,
+    holder_id: Annotated[str | None, Query(max_length=64)] = None,
     status: Annotated[Literal["pending", "succeeded", "failed"] | None, Query()] = None,
     cursor: Annotated[str | None, cursor_query(r"^[A-Za-z0-9_\-]{1,64}$")] = None,
-) -> WithdrawalListResponse:  # fmt: skip
+) -> WithdrawalListResponse:
     """Wallet withdrawals settlement pays out (docs/contracts.md §3), newest first."""
     async with uow.read() as conn:
-        rows = await withdrawals.list_withdrawals(conn, holder_id=holder_id, status=status, before_id=cursor,
-                                                  limit=limit + 1)  # fmt: skip
+        rows = await withdrawals.list_withdrawals(
+            conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit + 1
+        )
     return WithdrawalListResponse.of(rows, limit, cursor_of=lambda w: w.operation_id, item=_withdrawal)
 
 

@@ -42,8 +42,13 @@ async def put_cycle(holder_id: str, body: CycleUpsertRequest, uow: UowDep) -> Cy
     Cycle(CycleKind(body.kind), days=body.days, weekday=body.weekday, cutoff=cutoff)  # domain check
     values = {"kind": body.kind, "days": body.days, "weekday": body.weekday, "cutoff": cutoff}
     async with uow.begin() as tx:
-        await tx.conn.execute(insert(merchant_cycles).values(holder_id=holder_id, **values).on_conflict_do_update(
-            index_elements=[merchant_cycles.c.holder_id], set_={**values, "updated_at": func.now()}))  # fmt: skip
+        await tx.conn.execute(
+            insert(merchant_cycles)
+            .values(holder_id=holder_id, **values)
+            .on_conflict_do_update(
+                index_elements=[merchant_cycles.c.holder_id], set_={**values, "updated_at": func.now()}
+            )
+        )
     return CycleResponse(
         holder_id=holder_id, kind=body.kind, days=body.days, weekday=body.weekday, cutoff=cutoff.isoformat()
     )
@@ -53,16 +58,24 @@ async def put_cycle(holder_id: str, body: CycleUpsertRequest, uow: UowDep) -> Cy
 async def get_cycle(holder_id: str, uow: UowDep) -> CycleResponse:
     async with uow.read() as conn:
         cycle = await cycles.cycle_of(conn, holder_id)
-    return CycleResponse(holder_id=holder_id, kind=cycle.kind.value, days=cycle.days, weekday=cycle.weekday,
-                         cutoff=cycle.cutoff.isoformat())  # fmt: skip
+    return CycleResponse(
+        holder_id=holder_id,
+        kind=cycle.kind.value,
+        days=cycle.days,
+        weekday=cycle.weekday,
+        cutoff=cycle.cutoff.isoformat(),
+    )
 
 
 @router.put("/calendar/{day}")
 async def put_calendar_day(day: date, body: CalendarDayRequest, uow: UowDep) -> CalendarDayResponse:
     """Mark a public holiday (`business_day: false`) or a make-up workday (`true`)."""
     async with uow.begin() as tx:
-        await tx.conn.execute(insert(calendar_days).values(day=day, **body.model_dump()).on_conflict_do_update(
-            index_elements=[calendar_days.c.day], set_=body.model_dump()))  # fmt: skip
+        await tx.conn.execute(
+            insert(calendar_days)
+            .values(day=day, **body.model_dump())
+            .on_conflict_do_update(index_elements=[calendar_days.c.day], set_=body.model_dump())
+        )
     return CalendarDayResponse(day=day, **body.model_dump())
 
 
@@ -101,19 +114,38 @@ async def get_calendar_schedule(
     async with uow.read() as conn:
         cycle = await cycles.cycle_of(conn, holder_id) if holder_id else DEFAULT_CYCLE
         calendar = await cycles.calendar(conn)
-        names = {r.day: r.name for r in await conn.execute(
-            select(calendar_days.c.day, calendar_days.c.name).where(
-                calendar_days.c.day >= first, calendar_days.c.day < following))}  # fmt: skip
+        names = {
+            r.day: r.name
+            for r in await conn.execute(
+                select(calendar_days.c.day, calendar_days.c.name).where(
+                    calendar_days.c.day >= first, calendar_days.c.day < following
+                )
+            )
+        }
     days = []
     for offset in range((following - first).days):
         day = first + timedelta(days=offset)
         midnight = datetime.combine(day, time.min, tzinfo=DEFAULT_TIMEZONE)
-        days.append(CalendarScheduleDay(day=day, business_day=calendar.is_business_day(day), name=names.get(day, ""),
-                                        settle_date=settle_date(midnight, cycle, calendar)))  # fmt: skip
+        days.append(
+            CalendarScheduleDay(
+                day=day,
+                business_day=calendar.is_business_day(day),
+                name=names.get(day, ""),
+                settle_date=settle_date(midnight, cycle, calendar),
+            )
+        )
     return CalendarScheduleResponse(
-        month=month, holder_id=holder_id, cycle=CycleResponse(
-            holder_id=holder_id or "", kind=cycle.kind.value, days=cycle.days, weekday=cycle.weekday,
-            cutoff=cycle.cutoff.isoformat()), days=days)  # fmt: skip
+        month=month,
+        holder_id=holder_id,
+        cycle=CycleResponse(
+            holder_id=holder_id or "",
+            kind=cycle.kind.value,
+            days=cycle.days,
+            weekday=cycle.weekday,
+            cutoff=cycle.cutoff.isoformat(),
+        ),
+        days=days,
+    )
 
 
 @router.post("/runs")
@@ -132,9 +164,12 @@ async def start_settlement_run(
 
 @router.get("/batches", dependencies=[KnownQueryOnly])
 async def list_batches(
-    uow: UowDep, limit: PageLimit, livemode: CallerLivemode,
-    holder_id: Annotated[str | None, Query(max_length=64)] = None, cursor: BatchCursor = None,
-) -> BatchListResponse:  # fmt: skip
+    uow: UowDep,
+    limit: PageLimit,
+    livemode: CallerLivemode,
+    holder_id: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: BatchCursor = None,
+) -> BatchListResponse:
     """Every holder's settlement batches (or one holder's), newest first; of one mode with `livemode`, else both
     (each batch marked)."""
     async with uow.read() as conn:

@@ -23,8 +23,9 @@ from services.settlement.domain.reconciliation import Outcome
 from services.settlement.flows import exceptions as flow
 from services.settlement.store import exceptions as store
 
-router = APIRouter(prefix="/v1/settlement/reconciliation-exceptions", tags=["reconciliation"],
-                   dependencies=[PlatformOnly])  # fmt: skip
+router = APIRouter(
+    prefix="/v1/settlement/reconciliation-exceptions", tags=["reconciliation"], dependencies=[PlatformOnly]
+)
 
 StateFilter = Query(pattern=f"^({'|'.join(STATE_FILTERS)})$")
 FilterText = Query(min_length=1, max_length=64)
@@ -52,8 +53,16 @@ async def list_exceptions(
 ) -> ExceptionListResponse:
     """Oldest first (the longest-waiting mismatch on top); each day's latest finished run only."""
     async with uow.read() as conn:
-        rows = await store.list_pool(conn, state=state, assignee=assignee, channel=channel, merchant_id=merchant_id,
-                                     outcome=outcome, after_id=int(cursor or 0), limit=limit + 1)  # fmt: skip
+        rows = await store.list_pool(
+            conn,
+            state=state,
+            assignee=assignee,
+            channel=channel,
+            merchant_id=merchant_id,
+            outcome=outcome,
+            after_id=int(cursor or 0),
+            limit=limit + 1,
+        )
     return ExceptionListResponse.of(rows, limit, item=_response, cursor_of=lambda e: str(e.item_id))
 
 

@@ -29,8 +29,19 @@ from services.settlement.store.tables import payment_records
 router = APIRouter(prefix="/v1/statements", tags=["statements"])
 STATEMENT_BATCHES_MAX = 100
 CSV_ROWS_MAX = 100_000
-CSV_COLUMNS = ("payment_id", "merchant_order_no", "channel", "status", "amount_minor", "currency", "refunded_minor",
-               "platform_fee_minor", "succeeded_at", "settle_date", "livemode")  # fmt: skip
+CSV_COLUMNS = (
+    "payment_id",
+    "merchant_order_no",
+    "channel",
+    "status",
+    "amount_minor",
+    "currency",
+    "refunded_minor",
+    "platform_fee_minor",
+    "succeeded_at",
+    "settle_date",
+    "livemode",
+)
 
 
 @router.get("/current")
@@ -39,17 +50,20 @@ async def statement(merchant_id: MerchantScope, uow: UowDep, livemode: CallerLiv
         balances = await cycles.totals(conn, merchant_id, livemode=livemode)
         batches = await cycles.batches_of(conn, merchant_id, STATEMENT_BATCHES_MAX, livemode=livemode)
     return StatementResponse(
-        merchant_id=merchant_id, balances=balances,
+        merchant_id=merchant_id,
+        balances=balances,
         batches=[BatchResponse(**{k: b[k] for k in BatchResponse.model_fields}) for b in batches],
-    )  # fmt: skip
+    )
 
 
 @router.get("/transactions.csv")
 async def transactions_csv(
-    merchant_id: MerchantScope, uow: UowDep, livemode: CallerLivemode,
+    merchant_id: MerchantScope,
+    uow: UowDep,
+    livemode: CallerLivemode,
     date_from: Annotated[date | None, Query(alias="from")] = None,
     date_to: Annotated[date | None, Query(alias="to")] = None,
-) -> StreamingResponse:  # fmt: skip
+) -> StreamingResponse:
     """The merchant's payments with the platform fee charged and when each settles (the channel's cost to
     the platform is not the merchant's business and is left out)."""
     query = select(*(payment_records.c[c] for c in CSV_COLUMNS)).where(payment_records.c.merchant_id == merchant_id)
@@ -83,7 +97,7 @@ async def transactions_csv(
 @router.get("/batches", dependencies=[KnownQueryOnly])
 async def statement_batches(
     merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, livemode: CallerLivemode, cursor: BatchCursor = None
-) -> BatchListResponse:  # fmt: skip
+) -> BatchListResponse:
     """The merchant's settlement batches of one mode, newest first; `next_cursor` pages on."""
     async with uow.read() as conn:
         rows = await cycles.batches_page(conn, merchant_id, cursor, limit + 1, livemode=livemode)

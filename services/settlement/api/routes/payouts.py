@@ -36,8 +36,13 @@ def _response(row: dict[str, object]) -> PayoutResponse:
 
 
 @router.post("/v1/payouts", status_code=201)
-async def create_payout(body: PayoutCreateRequest, merchant_id: MerchantScope, payouts: PayoutsDep,
-                        response: Response, livemode: CallerLivemode) -> PayoutResponse:  # fmt: skip
+async def create_payout(
+    body: PayoutCreateRequest,
+    merchant_id: MerchantScope,
+    payouts: PayoutsDep,
+    response: Response,
+    livemode: CallerLivemode,
+) -> PayoutResponse:
     """Pay settled funds out to the merchant's bank account (or, by `rail`, WeChat change / an Alipay account);
     above the settled balance → 422. In the key's mode (live without one): a test payout is paid from the test
     book and simulated as paid, never sent to a bank or channel (docs/test-mode.md)."""
@@ -72,24 +77,37 @@ def _page(rows: list[Any], limit: int) -> PayoutListResponse:
 
 
 @router.get("/v1/payouts", dependencies=[KnownQueryOnly])
-async def list_payouts(merchant_id: MerchantScope, uow: UowDep, limit: PageLimit, livemode: CallerLivemode,
-                       status: PayoutStatus = None, cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
+async def list_payouts(
+    merchant_id: MerchantScope,
+    uow: UowDep,
+    limit: PageLimit,
+    livemode: CallerLivemode,
+    status: PayoutStatus = None,
+    cursor: Cursor = None,
+) -> PayoutListResponse:
     """The merchant's own payouts of the key's mode (a caller without one: `livemode`, else both), newest first;
     `next_cursor` pages on."""
     async with uow.read() as conn:
-        rows = await store.list_payouts(conn, holder_id=merchant_id, status=status, before_id=cursor, limit=limit + 1,
-                                        livemode=livemode)  # fmt: skip
+        rows = await store.list_payouts(
+            conn, holder_id=merchant_id, status=status, before_id=cursor, limit=limit + 1, livemode=livemode
+        )
     return _page(rows, limit)
 
 
 @router.get("/v1/settlement/payouts", dependencies=[PlatformOnly, KnownQueryOnly])
-async def list_all_payouts(uow: UowDep, limit: PageLimit, livemode: CallerLivemode,
-                           holder_id: Annotated[str | None, Query(max_length=64)] = None,
-                           status: PayoutStatus = None, cursor: Cursor = None) -> PayoutListResponse:  # fmt: skip
+async def list_all_payouts(
+    uow: UowDep,
+    limit: PageLimit,
+    livemode: CallerLivemode,
+    holder_id: Annotated[str | None, Query(max_length=64)] = None,
+    status: PayoutStatus = None,
+    cursor: Cursor = None,
+) -> PayoutListResponse:
     """The platform's view: every merchant's payouts (or one holder's), newest first, of one mode if asked."""
     async with uow.read() as conn:
-        rows = await store.list_payouts(conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit + 1,
-                                        livemode=livemode)  # fmt: skip
+        rows = await store.list_payouts(
+            conn, holder_id=holder_id, status=status, before_id=cursor, limit=limit + 1, livemode=livemode
+        )
     return _page(rows, limit)
 
 

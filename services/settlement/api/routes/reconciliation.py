@@ -42,8 +42,16 @@ async def start_reconciliation(
     """Classify the day's bill and post the channel's settlement to escrow (§3.5); `error` on a finished
     run says the posting could not be made (running the day again retries it under the same key)."""
     livemode = await caller_livemode(request, body.livemode)  # a key's mode, else the body's, else the bill's
-    run_id = await reconcile(uow, cashier, settings, channel=body.channel, merchant_id=body.merchant_id,
-                             bill_date=body.bill_date, ledger=ledger, livemode=livemode)  # fmt: skip
+    run_id = await reconcile(
+        uow,
+        cashier,
+        settings,
+        channel=body.channel,
+        merchant_id=body.merchant_id,
+        bill_date=body.bill_date,
+        ledger=ledger,
+        livemode=livemode,
+    )
     return await get_reconciliation(run_id, uow)
 
 
@@ -68,9 +76,15 @@ async def list_reconciliation_items(
 ) -> ReconciliationItemListResponse:
     """Items to look at, by run, outcome, payment order (payment_id) or business order (merchant_order_no)."""
     async with uow.read() as conn:
-        rows = await store.list_items(conn, run_id=run_id, outcome=outcome, payment_id=payment_id,
-                                      merchant_order_no=merchant_order_no, after_id=int(cursor or 0),
-                                      limit=limit + 1)  # fmt: skip
+        rows = await store.list_items(
+            conn,
+            run_id=run_id,
+            outcome=outcome,
+            payment_id=payment_id,
+            merchant_order_no=merchant_order_no,
+            after_id=int(cursor or 0),
+            limit=limit + 1,
+        )
     return ReconciliationItemListResponse.of(
         rows,
         limit,

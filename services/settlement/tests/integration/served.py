@@ -18,8 +18,11 @@ WAIT_SECONDS_MAX = 15.0
 
 def bank_sandbox(data_dir: Path, accounts: list[dict[str, str]]) -> Iterator[SandboxProcess]:
     """The bank sandbox process with these accounts, deciding fast and calling back at once."""
-    env = {"JUHE_DATA_DIR": str(data_dir), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
-           "JUHE_SANDBOX_BANK_PROCESS_SECONDS": "0.1"}  # fmt: skip
+    env = {
+        "JUHE_DATA_DIR": str(data_dir),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_BANK_PROCESS_SECONDS": "0.1",
+    }
     with SandboxProcess("sandboxes.bank", port_env="JUHE_SANDBOX_BANK_PORT", env=env) as process:
         for account in accounts:
             httpx.post(process.base_url + "/control/accounts", json=account).raise_for_status()

@@ -25,23 +25,37 @@ def token(
 
 
 async def setup_rule(h: Harness) -> None:
-    for rid, kind, holder in (("r_shop", "merchant", "mch_1"), ("r_tch", "partner", "tch_1"),
-                              ("r_agent", "partner", "agt_1"), ("r_plat", "platform", "platform"),
-                              ("r_other", "partner", "x_1")):  # fmt: skip
+    for rid, kind, holder in (
+        ("r_shop", "merchant", "mch_1"),
+        ("r_tch", "partner", "tch_1"),
+        ("r_agent", "partner", "agt_1"),
+        ("r_plat", "platform", "platform"),
+        ("r_other", "partner", "x_1"),
+    ):
         assert (
             await h.client.put(f"/v1/settlement/receivers/{rid}", json={"kind": kind, "holder_id": holder})
         ).is_success
     assert (
         await h.client.put("/v1/settlement/merchants/mch_1/fee-rate", json={"platform_fee_rate_bps": 100})
     ).is_success
-    rule = {"shares": [{"receiver_id": "r_tch", "percent_bps": 3000}, {"receiver_id": "r_agent", "fixed_minor": 500},
-                       {"receiver_id": "r_plat", "percent_bps": 200}], "remainder_receiver_id": "r_shop"}  # fmt: skip
+    rule = {
+        "shares": [
+            {"receiver_id": "r_tch", "percent_bps": 3000},
+            {"receiver_id": "r_agent", "fixed_minor": 500},
+            {"receiver_id": "r_plat", "percent_bps": 200},
+        ],
+        "remainder_receiver_id": "r_shop",
+    }
     assert (await h.client.put("/v1/settlement/merchants/mch_1/split-rule", json=rule)).is_success
 
 
 def check(split: list[tuple[str, int]], amount: int = 10_000, merchant: str = "mch_1") -> dict[str, Any]:
-    return {"merchant_id": merchant, "amount_minor": amount, "currency": "CNY",
-            "split": [{"receiver_id": r, "amount_minor": a} for r, a in split]}  # fmt: skip
+    return {
+        "merchant_id": merchant,
+        "amount_minor": amount,
+        "currency": "CNY",
+        "split": [{"receiver_id": r, "amount_minor": a} for r, a in split],
+    }
 
 
 async def test_split_checks(settlement_only: Harness) -> None:
@@ -72,11 +86,16 @@ async def test_split_checks(settlement_only: Harness) -> None:
 async def test_platform_only_paths_refuse_merchants_and_users(settlement_only: Harness) -> None:
     h = settlement_only
     await setup_rule(h)
-    platform_paths = ["/v1/settlement/receivers/r_tch", "/v1/settlement/merchants/mch_1/split-rule",
-                      "/v1/settlement/merchants/mch_1/cycle", "/v1/settlement/calendar?year=2026",
-                      "/v1/settlement/batches", "/v1/settlement/payouts",
-                      "/v1/settlement/reconciliation-items",
-                      "/v1/settlement/reconciliation-report?bill_date=2026-11-24"]  # fmt: skip
+    platform_paths = [
+        "/v1/settlement/receivers/r_tch",
+        "/v1/settlement/merchants/mch_1/split-rule",
+        "/v1/settlement/merchants/mch_1/cycle",
+        "/v1/settlement/calendar?year=2026",
+        "/v1/settlement/batches",
+        "/v1/settlement/payouts",
+        "/v1/settlement/reconciliation-items",
+        "/v1/settlement/reconciliation-report?bill_date=2026-11-24",
+    ]
     for path in platform_paths:
         assert (await h.client.get(path)).status_code == 200, path  # internal call, no identity
         assert (await h.client.get(path, headers=token(h, platform="plt_1"))).status_code == 200, path

@@ -15,9 +15,10 @@ import pytest
 
 from sandboxes.common.testing import SandboxProcess
 from services.cashier.connectors.alipay import AlipayConfig, AlipayConnector, royalty
-from services.cashier.connectors.base import ChannelError, Connector, PrepayRequest, Scene
+from services.cashier.connectors.base import ChannelError, Connector, PrepayRequest
 from services.cashier.connectors.wechatpay import WechatPayConfig, WechatPayConnector
 from services.cashier.connectors.wechatpay import profitsharing as ps
+from services.cashier.domain.payments import PaymentScene
 
 MCHID, APPID = "1900000309", "wxd678efh567hg6787"
 
@@ -67,7 +68,7 @@ async def paid(
             amount_minor=10_000,
             currency="CNY",
             description="Tuition",
-            scene=Scene.NATIVE_QR,
+            scene=PaymentScene.NATIVE_QR,
             notify_url="http://127.0.0.1:9/notify",
             profit_sharing=profit_sharing,
         )

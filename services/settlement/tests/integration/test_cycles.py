@@ -61,8 +61,12 @@ async def test_the_calendar_schedule_settles_each_day_as_payments_are(harness: H
     assert body["cycle"] == {"holder_id": "mch_1", "kind": "t_plus", "days": 1, "weekday": 0, "cutoff": "22:00:00"}
     days = {d["day"]: d for d in body["days"]}
     assert len(days) == 30
-    assert days["2026-11-25"] == {"day": "2026-11-25", "business_day": False, "name": "test holiday",
-                                  "settle_date": "2026-11-27"}  # fmt: skip
+    assert days["2026-11-25"] == {
+        "day": "2026-11-25",
+        "business_day": False,
+        "name": "test holiday",
+        "settle_date": "2026-11-27",
+    }
     assert days["2026-11-24"]["settle_date"] == "2026-11-26"  # Tue → the holiday is skipped
     assert (days["2026-11-28"]["business_day"], days["2026-11-28"]["settle_date"]) == (False, "2026-12-01")  # Sat
     default = (await h.client.get("/v1/settlement/calendar/schedule", params={"month": "2026-12"})).json()
@@ -116,16 +120,19 @@ async def test_cycles_settle_each_fen_once(harness: Harness) -> None:
     # one batch.settled per batch, though runs crashed, raced and repeated
     settled = [e["data"] for e in await h.published("batch.settled")]
     assert sorted((e["holder_id"], e["cycle_date"], e["amount_minor"]) for e in settled) == [
-        ("mch_1", "2026-11-26", 6858), ("mch_1", "2026-11-27", 6858),
-        ("tch_1", "2026-11-26", 2982), ("tch_1", "2026-11-27", 2982),
-    ]  # fmt: skip
+        ("mch_1", "2026-11-26", 6858),
+        ("mch_1", "2026-11-27", 6858),
+        ("tch_1", "2026-11-26", 2982),
+        ("tch_1", "2026-11-27", 2982),
+    ]
     mine = next(e for e in settled if e["holder_id"] == "mch_1" and e["cycle_date"] == "2026-11-26")
     assert mine["amounts_by_kind"] == {"payment": 9940, "split": -3082}
     assert mine["ledger_transfer_id"] == batches[1]["ledger_transfer_id"]
 
     mine = await h.client.get("/v1/statements/batches", params={"limit": 1}, headers={"X-Juhe-Merchant-Id": "mch_1"})
-    more = await h.client.get("/v1/statements/batches", params={"cursor": mine.json()["next_cursor"]},
-                              headers={"X-Juhe-Merchant-Id": "mch_1"})  # fmt: skip
+    more = await h.client.get(
+        "/v1/statements/batches", params={"cursor": mine.json()["next_cursor"]}, headers={"X-Juhe-Merchant-Id": "mch_1"}
+    )
     assert [b["cycle_date"] for b in mine.json()["data"] + more.json()["data"]] == ["2026-11-27", "2026-11-26"]
     assert more.json()["next_cursor"] is None
     theirs = await h.client.get("/v1/statements/batches", headers={"X-Juhe-Merchant-Id": "mch_2"})
@@ -160,10 +167,13 @@ async def _cashier_credit(h: Harness, payment_id: str, amount_minor: int, *, liv
     ledger: LedgerClient = h.context.ledger
     clearing = await ledger.channel_account_id("channel_clearing", "1101", "wechatpay", "CNY", livemode=livemode)
     pending = await ledger.account_id("mch_m", "merchant_pending", "CNY", livemode=livemode)
-    await ledger.post_transfer(idempotency_key=f"{payment_id}:succeeded", postings=[
-        {"account_id": clearing, "direction": "debit", "amount_minor": amount_minor, "currency": "CNY"},
-        {"account_id": pending, "direction": "credit", "amount_minor": amount_minor, "currency": "CNY"},
-    ])  # fmt: skip
+    await ledger.post_transfer(
+        idempotency_key=f"{payment_id}:succeeded",
+        postings=[
+            {"account_id": clearing, "direction": "debit", "amount_minor": amount_minor, "currency": "CNY"},
+            {"account_id": pending, "direction": "credit", "amount_minor": amount_minor, "currency": "CNY"},
+        ],
+    )
 
 
 async def test_test_money_is_settled_and_paid_out_apart_from_live_money(harness: Harness) -> None:
@@ -177,8 +187,16 @@ async def test_test_money_is_settled_and_paid_out_apart_from_live_money(harness:
     ).is_success
     tuesday = datetime(2026, 11, 24, 10, tzinfo=CST)
     await h.deliver(payment_event("pay_live", merchant_id="mch_m", succeeded_at=tuesday, fee_minor=None))
-    await h.deliver(payment_event("pay_test", merchant_id="mch_m", amount_minor=3000, succeeded_at=tuesday,
-                                  fee_minor=None, extra={"livemode": False}))  # fmt: skip
+    await h.deliver(
+        payment_event(
+            "pay_test",
+            merchant_id="mch_m",
+            amount_minor=3000,
+            succeeded_at=tuesday,
+            fee_minor=None,
+            extra={"livemode": False},
+        )
+    )
     refund = refund_event("re_test", "pay_test", 1000, merchant_id="mch_m")
     refund.data.update(livemode=False, succeeded_at=tuesday.isoformat())
     await h.deliver(refund)
@@ -222,14 +240,24 @@ async def test_test_money_is_settled_and_paid_out_apart_from_live_money(harness:
     ledger: LedgerClient = h.context.ledger
     escrow = await ledger.account_id("platform", "escrow_bank", "CNY", livemode=False)
     clearing = await ledger.channel_account_id("channel_clearing", "1101", "wechatpay", "CNY", livemode=False)
-    await ledger.post_transfer(idempotency_key="stl_test_escrow:channel", postings=[
-        {"account_id": escrow, "direction": "debit", "amount_minor": 1988, "currency": "CNY"},
-        {"account_id": clearing, "direction": "credit", "amount_minor": 1988, "currency": "CNY"},
-    ])  # fmt: skip
-    payout = await h.client.post("/v1/payouts", headers=as_test, json={
-        "amount_minor": 1500, "currency": "CNY", "account_no": "6222000000000001", "account_name": "M",
-        "idempotency_key": "po-test-1",
-    })  # fmt: skip
+    await ledger.post_transfer(
+        idempotency_key="stl_test_escrow:channel",
+        postings=[
+            {"account_id": escrow, "direction": "debit", "amount_minor": 1988, "currency": "CNY"},
+            {"account_id": clearing, "direction": "credit", "amount_minor": 1988, "currency": "CNY"},
+        ],
+    )
+    payout = await h.client.post(
+        "/v1/payouts",
+        headers=as_test,
+        json={
+            "amount_minor": 1500,
+            "currency": "CNY",
+            "account_no": "6222000000000001",
+            "account_name": "M",
+            "idempotency_key": "po-test-1",
+        },
+    )
     assert payout.status_code == 201, payout.text
     assert (payout.json()["status"], payout.json()["livemode"], payout.json()["bank_ref"]) == ("succeeded", False, None)
     assert await h.balance("mch_m", "merchant_settled", livemode=False) == 1988 - 1500

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import re
 import subprocess
@@ -68,16 +69,20 @@ class Env:
         async with self.runtime.uow.begin() as tx:
             await handler(tx, event)
         topic = CASHIER_PAYMENTS_TOPIC if event.type in PAYMENT_EVENTS else CASHIER_REFUNDS_TOPIC
-        await self.producer.send_and_wait(topic_name(self.namespace, topic), event.to_bytes(),
-                                          key=event.subject.encode())  # fmt: skip
+        await self.producer.send_and_wait(
+            topic_name(self.namespace, topic), event.to_bytes(), key=event.subject.encode()
+        )
 
     async def post_splits(self) -> None:
         """Drive the split poster until no split is waiting (bounded)."""
         for _ in range(100):
             await post_due_splits(self.runtime.uow, settlement_context(self.runtime).ledger, self.settings)
             async with self.runtime.uow.read() as conn:
-                waiting = await conn.scalar(select(func.count()).select_from(split_executions).where(
-                    split_executions.c.status.in_(("pending", "confirming", "voiding"))))  # fmt: skip
+                waiting = await conn.scalar(
+                    select(func.count())
+                    .select_from(split_executions)
+                    .where(split_executions.c.status.in_(("pending", "confirming", "voiding")))
+                )
             if not waiting:
                 return
         raise AssertionError("splits never reached the ledger")
@@ -104,22 +109,44 @@ class Env:
         return dict(r.json())
 
     def verify_ledger(self) -> None:
-        done = subprocess.run([sys.executable, "-m", "services.ledger.verify", "--database-url", self.ledger_db],
-                              capture_output=True, text=True, timeout=60)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "services.ledger.verify", "--database-url", self.ledger_db],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.fixture
-async def env(migrated_database: Any, service_processes: Any, service_settings: Any, running_apps: Any,
-              juhe_infra: Any, platform_topics: str) -> AsyncIterator[Env]:  # fmt: skip
+async def env(
+    migrated_database: Any,
+    service_processes: Any,
+    service_settings: Any,
+    running_apps: Any,
+    juhe_infra: Any,
+    platform_topics: str,
+) -> AsyncIterator[Env]:
     """A real ledger process consuming the cashier topics (§3.1/§3.3), settlement in-process (API role:
     the test delivers its events and drives its split poster)."""
     ledger_db = await migrated_database("ledger")
-    ledger = service_processes("ledger", {"database_url": ledger_db, "kafka_bootstrap_servers": juhe_infra.bootstrap,
-                                          "topic_namespace": platform_topics, "role": "all"})  # fmt: skip
-    settings = service_settings("settlement", database_url=await migrated_database("settlement"),
-                                ledger_url=ledger.base_url, role="api", consistency_confirm_seconds=0.2,
-                                split_retry_base_seconds=0.0)  # fmt: skip
+    ledger = service_processes(
+        "ledger",
+        {
+            "database_url": ledger_db,
+            "kafka_bootstrap_servers": juhe_infra.bootstrap,
+            "topic_namespace": platform_topics,
+            "role": "all",
+        },
+    )
+    settings = service_settings(
+        "settlement",
+        database_url=await migrated_database("settlement"),
+        ledger_url=ledger.base_url,
+        role="api",
+        consistency_confirm_seconds=0.2,
+        split_retry_base_seconds=0.0,
+    )
     app = create_app(settings)
     client = await running_apps(app)
     producer = AIOKafkaProducer(bootstrap_servers=juhe_infra.bootstrap)
@@ -133,39 +160,76 @@ async def env(migrated_database: Any, service_processes: Any, service_settings: 
 def payment(payment_id: str, merchant_id: str, **extra: Any) -> Envelope:
     """A cashier `payment.succeeded` carrying the fees in force (the ledger posts them) — a new envelope id
     each time, as a cashier that publishes the same outcome twice would."""
-    data = {"payment_id": payment_id, "merchant_id": merchant_id, "merchant_order_no": f"o-{payment_id}",
-            "status": "succeeded", "amount_minor": AMOUNT, "currency": "CNY", "scene": "native_qr",
-            "channel": "wechatpay", "route_id": "wx_direct", "fee_minor": CHANNEL_FEE, "fee_rate_bps": 25,
-            "platform_fee_minor": PLATFORM_FEE, "channel_trade_no": f"ch{payment_id}",
-            "succeeded_at": datetime.now(UTC).isoformat(),
-            "attempt": {"attempt_id": f"att_{payment_id}", "seq": 1, "channel": "wechatpay",
-                        "out_trade_no": payment_id, "status": "succeeded"}, **extra}  # fmt: skip
+    data = {
+        "payment_id": payment_id,
+        "merchant_id": merchant_id,
+        "merchant_order_no": f"o-{payment_id}",
+        "status": "succeeded",
+        "amount_minor": AMOUNT,
+        "currency": "CNY",
+        "scene": "native_qr",
+        "channel": "wechatpay",
+        "route_id": "wx_direct",
+        "fee_minor": CHANNEL_FEE,
+        "fee_rate_bps": 25,
+        "platform_fee_minor": PLATFORM_FEE,
+        "channel_trade_no": f"ch{payment_id}",
+        "succeeded_at": datetime.now(UTC).isoformat(),
+        "attempt": {
+            "attempt_id": f"att_{payment_id}",
+            "seq": 1,
+            "channel": "wechatpay",
+            "out_trade_no": payment_id,
+            "status": "succeeded",
+        },
+        **extra,
+    }
     return Envelope(type="payment.succeeded", source="cashier", subject=payment_id, data=data)
 
 
 def refund(refund_id: str, payment_id: str, merchant_id: str, **extra: Any) -> Envelope:
-    data = {"refund_id": refund_id, "payment_id": payment_id, "merchant_id": merchant_id, "status": "succeeded",
-            "amount_minor": REFUND, "currency": "CNY", "channel": "wechatpay", "channel_refund_no": f"ch{refund_id}",
-            "succeeded_at": datetime.now(UTC).isoformat(), "payment_amount_minor": AMOUNT,
-            "payment_fee_minor": CHANNEL_FEE, "payment_platform_fee_minor": PLATFORM_FEE, **extra}  # fmt: skip
+    data = {
+        "refund_id": refund_id,
+        "payment_id": payment_id,
+        "merchant_id": merchant_id,
+        "status": "succeeded",
+        "amount_minor": REFUND,
+        "currency": "CNY",
+        "channel": "wechatpay",
+        "channel_refund_no": f"ch{refund_id}",
+        "succeeded_at": datetime.now(UTC).isoformat(),
+        "payment_amount_minor": AMOUNT,
+        "payment_fee_minor": CHANNEL_FEE,
+        "payment_platform_fee_minor": PLATFORM_FEE,
+        **extra,
+    }
     return Envelope(type="refund.succeeded", source="cashier", subject=refund_id, data=data)
 
 
 async def receivers(env: Env, teacher: str, *, channel_account: bool = False) -> None:
     accounts = {"wechatpay": {"type": "MERCHANT_ID", "account": TEACHER_MCHID}} if channel_account else None
-    for rid, kind, holder, channel_accounts in ((teacher, "partner", f"tch_{teacher}", accounts),
-                                                ("platform", "platform", "platform", None)):  # fmt: skip
+    for rid, kind, holder, channel_accounts in (
+        (teacher, "partner", f"tch_{teacher}", accounts),
+        ("platform", "platform", "platform", None),
+    ):
         body = {"kind": kind, "holder_id": holder, "channel_accounts": channel_accounts}
         assert (await env.client.put(f"/v1/settlement/receivers/{rid}", json=body)).status_code == 200
 
 
 async def merchant(env: Env, merchant_id: str, teacher: str, mode: str) -> None:
-    assert (await env.client.put(f"/v1/settlement/receivers/{merchant_id}",
-                                 json={"kind": "merchant", "holder_id": merchant_id})).status_code == 200  # fmt: skip
-    assert (await env.client.put(f"/v1/settlement/merchants/{merchant_id}/fee-rate",
-                                 json={"platform_fee_rate_bps": 60})).status_code == 200  # fmt: skip
-    rule = {"shares": [{"receiver_id": teacher, "percent_bps": 3000}, {"receiver_id": "platform", "fixed_minor": 100}],
-            "remainder_receiver_id": merchant_id, "mode": mode}  # fmt: skip
+    assert (
+        await env.client.put(
+            f"/v1/settlement/receivers/{merchant_id}", json={"kind": "merchant", "holder_id": merchant_id}
+        )
+    ).status_code == 200
+    assert (
+        await env.client.put(f"/v1/settlement/merchants/{merchant_id}/fee-rate", json={"platform_fee_rate_bps": 60})
+    ).status_code == 200
+    rule = {
+        "shares": [{"receiver_id": teacher, "percent_bps": 3000}, {"receiver_id": "platform", "fixed_minor": 100}],
+        "remainder_receiver_id": merchant_id,
+        "mode": mode,
+    }
     r = await env.client.put(f"/v1/settlement/merchants/{merchant_id}/split-rule", json=rule)
     assert r.status_code == 200, r.text
 
@@ -198,14 +262,30 @@ async def final_state(env: Env, merchant_id: str, payment_id: str) -> dict[str, 
                     reversed_[k] = reversed_.get(k, 0) + v
         record = await conn.execute(select(payment_records).where(payment_records.c.payment_id == payment_id))
         pay = record.mappings().one()
-        applied = await conn.scalar(select(func.count()).select_from(refund_records).where(
-            refund_records.c.payment_id == payment_id, refund_records.c.applied_at.is_not(None)))  # fmt: skip
-        orders = (await conn.execute(
-            select(profit_sharing_orders.c.receivers).where(profit_sharing_orders.c.payment_id == payment_id)
-        )).scalars().all()  # fmt: skip
+        applied = await conn.scalar(
+            select(func.count())
+            .select_from(refund_records)
+            .where(refund_records.c.payment_id == payment_id, refund_records.c.applied_at.is_not(None))
+        )
+        orders = (
+            (
+                await conn.execute(
+                    select(profit_sharing_orders.c.receivers).where(profit_sharing_orders.c.payment_id == payment_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     lines = [[(line["account"], line["amount_minor"]) for line in order] for order in orders]
-    return {"entries": entries, "live": live, "reversed": reversed_, "statuses": statuses,
-            "refunded_minor": int(pay["refunded_minor"]), "refunds_applied": applied, "orders": lines}  # fmt: skip
+    return {
+        "entries": entries,
+        "live": live,
+        "reversed": reversed_,
+        "statuses": statuses,
+        "refunded_minor": int(pay["refunded_minor"]),
+        "refunds_applied": applied,
+        "orders": lines,
+    }
 
 
 async def run_all_orders(
@@ -239,11 +319,15 @@ async def run_all_orders(
                 {**paid, "channel_discount": channel_discount},
                 {**back, "payment_channel_discount": channel_discount},
             )
-        events = {"P": lambda: payment(payment_id, merchant_id, **extra, **paid),  # noqa: B023 - used at once
-                  "R1": lambda: refund(f"re_{tag}_{n}_1", payment_id, merchant_id, **back,  # noqa: B023
-                                       payment_refunded_minor=REFUND),
-                  "R2": lambda: refund(f"re_{tag}_{n}_2", payment_id, merchant_id, **back,  # noqa: B023
-                                       payment_refunded_minor=2 * REFUND)}  # fmt: skip
+        events = {  # bound now (partial), built when delivered
+            "P": functools.partial(payment, payment_id, merchant_id, **extra, **paid),
+            "R1": functools.partial(
+                refund, f"re_{tag}_{n}_1", payment_id, merchant_id, **back, payment_refunded_minor=REFUND
+            ),
+            "R2": functools.partial(
+                refund, f"re_{tag}_{n}_2", payment_id, merchant_id, **back, payment_refunded_minor=2 * REFUND
+            ),
+        }
         if racing:
             await asyncio.gather(*(env.deliver(events[name]()) for name in order))
         else:
@@ -313,8 +397,13 @@ async def test_a_coupon_subsidy_in_every_order_agrees_with_the_ledger(env: Env) 
         "channel_minor": 0,
     }
     coupons = [{"coupon_id": "wx_cpn_1", "kind": "NOCASH"}]
-    channel_discount = {"discount_minor": unsettled, "channel_minor": 0, "merchant_minor": unsettled,
-                        "unsettled_minor": unsettled, "coupons": coupons}  # fmt: skip
+    channel_discount = {
+        "discount_minor": unsettled,
+        "channel_minor": 0,
+        "merchant_minor": unsettled,
+        "unsettled_minor": unsettled,
+        "coupons": coupons,
+    }
     done = await run_all_orders(
         env, "realtime", orders=ORDERS[:10], discount=discount, channel_discount=channel_discount
     )
@@ -329,13 +418,27 @@ async def test_a_coupon_subsidy_in_every_order_agrees_with_the_ledger(env: Env) 
 
 def in_store(event_type: str, redemption_id: str, merchant_id: str, platform_minor: int) -> Envelope:
     """Marketing's `coupon.used` / `coupon.redemption_undone` of a coupon redeemed at the merchant's till."""
-    data: dict[str, Any] = {"coupon_id": f"cpn_{redemption_id}", "redemption_id": redemption_id, "kind": "in_store",
-                            "payment_id": None, "stock_id": "cps_1", "campaign_id": "cmp_1", "user_id": "usr_1",
-                            "merchant_id": merchant_id, "store_id": "st_1", "currency": "CNY"}  # fmt: skip
+    data: dict[str, Any] = {
+        "coupon_id": f"cpn_{redemption_id}",
+        "redemption_id": redemption_id,
+        "kind": "in_store",
+        "payment_id": None,
+        "stock_id": "cps_1",
+        "campaign_id": "cmp_1",
+        "user_id": "usr_1",
+        "merchant_id": merchant_id,
+        "store_id": "st_1",
+        "currency": "CNY",
+    }
     split = {"platform_minor": platform_minor, "merchant_minor": 1000 - platform_minor}
     if event_type == "coupon.used":
-        data.update(order_amount_minor=12_000, discount_minor=1000, payable_minor=11_000, used_at=datetime.now(UTC)
-                    .isoformat(), funding={"party": "shared", "platform_share_bps": 3000, **split})  # fmt: skip
+        data.update(
+            order_amount_minor=12_000,
+            discount_minor=1000,
+            payable_minor=11_000,
+            used_at=datetime.now(UTC).isoformat(),
+            funding={"party": "shared", "platform_share_bps": 3000, **split},
+        )
     else:
         data["reversed"] = {**split, "total_minor": 1000}
     return Envelope(type=event_type, source="marketing", subject=f"cpn_{redemption_id}", data=data)
@@ -356,8 +459,9 @@ async def test_in_store_redemptions_subsidy_agrees_with_the_ledger(env: Env) -> 
     for event in events:
         async with env.runtime.uow.begin() as tx:
             await on_coupon_event(tx, event)
-        await env.producer.send_and_wait(topic_name(env.namespace, COUPONS_TOPIC), event.to_bytes(),
-                                         key=event.subject.encode())  # fmt: skip
+        await env.producer.send_and_wait(
+            topic_name(env.namespace, COUPONS_TOPIC), event.to_bytes(), key=event.subject.encode()
+        )
     async with env.runtime.uow.read() as conn:
         e = settlement_entries.c
         net = await conn.scalar(select(func.sum(e.amount_minor)).where(e.holder_id == merchant_id, e.kind == "coupon"))
@@ -405,15 +509,29 @@ async def test_the_check_reports_a_real_mismatch(env: Env) -> None:
         platform = (await ledger.get("/v1/accounts", params={"holder_id": "platform"})).json()["data"]
         income = next(a for a in platform if a["kind"] == "platform_fee_income")
         # behind settlement's back: 7 fen taken off the merchant's pending funds in the ledger
-        r = await ledger.post("/v1/transfers", json={"source": "ops", "idempotency_key": f"behind:{merchant_id}",
-                                                     "postings": [
-            {"account_id": pending["id"], "direction": "debit", "amount_minor": 7, "currency": "CNY"},
-            {"account_id": income["id"], "direction": "credit", "amount_minor": 7, "currency": "CNY"}]})  # fmt: skip
+        r = await ledger.post(
+            "/v1/transfers",
+            json={
+                "source": "ops",
+                "idempotency_key": f"behind:{merchant_id}",
+                "postings": [
+                    {"account_id": pending["id"], "direction": "debit", "amount_minor": 7, "currency": "CNY"},
+                    {"account_id": income["id"], "direction": "credit", "amount_minor": 7, "currency": "CNY"},
+                ],
+            },
+        )
         assert r.status_code == 201, r.text
     result = await env.check()
     assert result["ok"] is False
-    assert result["mismatches"] == [{"merchant_id": merchant_id, "currency": "CNY", "settlement_minor": before,
-                                     "ledger_minor": before - 7, "difference_minor": 7}]  # fmt: skip
+    assert result["mismatches"] == [
+        {
+            "merchant_id": merchant_id,
+            "currency": "CNY",
+            "settlement_minor": before,
+            "ledger_minor": before - 7,
+            "difference_minor": 7,
+        }
+    ]
     metrics = (await env.client.get("/metrics")).text
     assert re.search(r'^juhe_settlement_ledger_mismatch_minor\{currency="CNY"\} 7\.0$', metrics, re.M), metrics
     assert re.search(r"^juhe_settlement_ledger_mismatched_merchants 1\.0$", metrics, re.M)

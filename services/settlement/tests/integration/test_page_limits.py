@@ -25,8 +25,13 @@ LISTS: tuple[tuple[str, dict[str, str]], ...] = (
 async def test_a_limit_above_page_size_max_is_refused(
     path: str, headers: dict[str, str], migrated_database: Any, service_settings: Any, running_apps: Any
 ) -> None:
-    settings = service_settings("settlement", database_url=await migrated_database("settlement"),
-                                ledger_url="http://127.0.0.1:9", role="api", page_size_max=PAGE_SIZE_MAX)  # fmt: skip
+    settings = service_settings(
+        "settlement",
+        database_url=await migrated_database("settlement"),
+        ledger_url="http://127.0.0.1:9",
+        role="api",
+        page_size_max=PAGE_SIZE_MAX,
+    )
     client = await running_apps(create_app(settings))
     r = await client.get(path, params={"limit": PAGE_SIZE_MAX + 1}, headers=headers)
     assert r.status_code == 422, (path, r.status_code, r.text)
@@ -41,8 +46,9 @@ async def test_every_list_has_the_one_shape_and_refuses_garbage(
 ) -> None:
     """`{data, has_more, next_cursor}` on every list; a cursor no list gave out, an unknown query parameter and
     a filter value outside its enum are 422 problems (they used to be an empty or unfiltered 200)."""
-    settings = service_settings("settlement", database_url=await migrated_database("settlement"),
-                                ledger_url="http://127.0.0.1:9", role="api")  # fmt: skip
+    settings = service_settings(
+        "settlement", database_url=await migrated_database("settlement"), ledger_url="http://127.0.0.1:9", role="api"
+    )
     client = await running_apps(create_app(settings))
     for path, headers in (*LISTS, ("/v1/settlement/calendar?year=2026", {})):
         page = await client.get(path, headers=headers)

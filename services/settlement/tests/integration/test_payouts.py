@@ -173,8 +173,9 @@ async def test_payouts_outcomes_posted_once(env: Env) -> None:
 
     # the merchant's list, newest first, cursor-paged; the platform's list of all merchants
     listed = (await env.client.get("/v1/payouts", headers=HEADERS)).json()
-    assert [p["payout_id"] for p in listed["data"]] == sorted([paid["payout_id"], failed["payout_id"], slow],
-                                                                   reverse=True)  # fmt: skip
+    assert [p["payout_id"] for p in listed["data"]] == sorted(
+        [paid["payout_id"], failed["payout_id"], slow], reverse=True
+    )
     first = (await env.client.get("/v1/payouts", params={"limit": 2}, headers=HEADERS)).json()
     rest = (await env.client.get("/v1/payouts", params={"cursor": first["next_cursor"]}, headers=HEADERS)).json()
     assert [p["payout_id"] for p in first["data"] + rest["data"]] == [p["payout_id"] for p in listed["data"]]

@@ -36,8 +36,9 @@ TEACHER_MCHID = "1900000411"
 def wechat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SandboxProcess, dict[str, Any]]]:
     env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("ps-e2e-wechat")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001"}
     with SandboxProcess("sandboxes.wechatpay", port_env="JUHE_SANDBOX_WECHATPAY_PORT", env=env) as sandbox:
-        merchant = httpx.post(sandbox.base_url + "/control/merchants",
-                              json={"mchid": MCHID, "appid": APPID, "generate_key_pair": True})  # fmt: skip
+        merchant = httpx.post(
+            sandbox.base_url + "/control/merchants", json={"mchid": MCHID, "appid": APPID, "generate_key_pair": True}
+        )
         merchant.raise_for_status()
         yield sandbox, merchant.json()
 
@@ -62,16 +63,23 @@ class Env:
 
     async def paid(self, amount_minor: int, *, profit_sharing: bool) -> str:
         """A payment through the cashier, approved in the sandbox, succeeded at the cashier."""
-        body = {"merchant_order_no": f"ps-{uuid.uuid4().hex[:8]}", "amount_minor": amount_minor, "currency": "CNY",
-                "description": "Tuition", "scene": "native_qr", "profit_sharing": profit_sharing}  # fmt: skip
+        body = {
+            "merchant_order_no": f"ps-{uuid.uuid4().hex[:8]}",
+            "amount_minor": amount_minor,
+            "currency": "CNY",
+            "description": "Tuition",
+            "scene": "native_qr",
+            "profit_sharing": profit_sharing,
+        }
         headers = {"X-Juhe-Merchant-Id": self.merchant_id}
         created = await self.cashier.post("/v1/payments", json=body, headers=headers)
         assert created.status_code == 201, created.text
         payment_id = str(created.json()["id"])
         async with httpx.AsyncClient() as plain:
             out_trade_no = created.json()["attempts"][0]["out_trade_no"]
-            r = await plain.post(f"{self.sandbox.base_url}/control/orders/{out_trade_no}/approve",
-                                 params={"mchid": MCHID})  # fmt: skip
+            r = await plain.post(
+                f"{self.sandbox.base_url}/control/orders/{out_trade_no}/approve", params={"mchid": MCHID}
+            )
             assert r.status_code == 200, r.text
 
         async def succeeded() -> bool:
@@ -85,9 +93,16 @@ class Env:
         engine = create_async_engine(self.cashier_db)
         try:
             async with engine.connect() as conn:
-                rows = (await conn.execute(text(
-                    "SELECT payload FROM outbox WHERE event_type = 'payment.succeeded' AND key = :k"
-                ), {"k": payment_id})).scalars().all()  # fmt: skip
+                rows = (
+                    (
+                        await conn.execute(
+                            text("SELECT payload FROM outbox WHERE event_type = 'payment.succeeded' AND key = :k"),
+                            {"k": payment_id},
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
         finally:
             await engine.dispose()
         [payload] = rows
@@ -108,16 +123,30 @@ class Env:
 
 
 @pytest.fixture
-async def env(harness: Harness, wechat: tuple[SandboxProcess, dict[str, Any]], migrated_database: Any,
-              service_processes: Any, juhe_infra: Any, platform_topics: str) -> AsyncIterator[Env]:  # fmt: skip
+async def env(
+    harness: Harness,
+    wechat: tuple[SandboxProcess, dict[str, Any]],
+    migrated_database: Any,
+    service_processes: Any,
+    juhe_infra: Any,
+    platform_topics: str,
+) -> AsyncIterator[Env]:
     sandbox, keys = wechat
     cashier_db = await migrated_database("cashier")
     port = free_port()
-    cashier = service_processes("cashier", {
-        "database_url": cashier_db, "kafka_bootstrap_servers": juhe_infra.bootstrap, "topic_namespace": platform_topics,
-        "port": port, "public_base_url": f"http://127.0.0.1:{port}", "poll_initial_seconds": 0.3,
-        "poll_backoff_max_seconds": 0.5, "poll_interval_seconds": 0.1,
-    })  # fmt: skip
+    cashier = service_processes(
+        "cashier",
+        {
+            "database_url": cashier_db,
+            "kafka_bootstrap_servers": juhe_infra.bootstrap,
+            "topic_namespace": platform_topics,
+            "port": port,
+            "public_base_url": f"http://127.0.0.1:{port}",
+            "poll_initial_seconds": 0.3,
+            "poll_backoff_max_seconds": 0.5,
+            "poll_interval_seconds": 0.1,
+        },
+    )
     # settlement's channel-sharing client points at this cashier; answers are asked again at once
     h = harness
     settings = h.context.settings
@@ -127,9 +156,21 @@ async def env(harness: Harness, wechat: tuple[SandboxProcess, dict[str, Any]], m
     fast_sharing = dataclasses.replace(old.profit_sharing, cashier=fast_cashier, settings=fast)
     h.runtime.context = dataclasses.replace(old, profit_sharing=fast_sharing)
     merchant_id = f"mch_{uuid.uuid4().hex[:10]}"
-    config = {"base_url": sandbox.base_url, "mchid": MCHID, "appid": APPID,
-              **{k: keys[k] for k in ("merchant_private_key_pem", "merchant_cert_serial", "platform_public_key_pem",
-                                      "platform_public_key_id", "apiv3_key")}}  # fmt: skip
+    config = {
+        "base_url": sandbox.base_url,
+        "mchid": MCHID,
+        "appid": APPID,
+        **{
+            k: keys[k]
+            for k in (
+                "merchant_private_key_pem",
+                "merchant_cert_serial",
+                "platform_public_key_pem",
+                "platform_public_key_id",
+                "apiv3_key",
+            )
+        },
+    }
     async with httpx.AsyncClient(base_url=cashier.base_url, timeout=30) as c:
         assert (await c.put(f"/v1/admin/merchants/{merchant_id}", json={})).status_code == 200
         r = await c.put(f"/v1/admin/merchants/{merchant_id}/channels/wechatpay", json={"priority": 1, "config": config})
@@ -144,16 +185,21 @@ async def env(harness: Harness, wechat: tuple[SandboxProcess, dict[str, Any]], m
 
 async def configure(h: Harness, merchant_id: str) -> None:
     teacher_accounts = {"wechatpay": {"type": "MERCHANT_ID", "account": TEACHER_MCHID, "name": "Teacher Li"}}
-    for rid, kind, holder, accounts in ((merchant_id, "merchant", merchant_id, None),
-                                        ("teacher", "partner", "tch_1", teacher_accounts),
-                                        ("driver", "partner", "drv_1", None),
-                                        ("platform", "platform", "platform", None)):  # fmt: skip
+    for rid, kind, holder, accounts in (
+        (merchant_id, "merchant", merchant_id, None),
+        ("teacher", "partner", "tch_1", teacher_accounts),
+        ("driver", "partner", "drv_1", None),
+        ("platform", "platform", "platform", None),
+    ):
         body = {"kind": kind, "holder_id": holder, "channel_accounts": accounts}
         r = await h.client.put(f"/v1/settlement/receivers/{rid}", json=body)
         assert r.status_code == 200, r.text
     assert (await h.client.get("/v1/settlement/receivers/teacher")).json()["channel_accounts"] == teacher_accounts
-    shares = [{"receiver_id": "teacher", "percent_bps": 2500}, {"receiver_id": "driver", "fixed_minor": 500},
-              {"receiver_id": "platform", "fixed_minor": 100}]  # fmt: skip
+    shares = [
+        {"receiver_id": "teacher", "percent_bps": 2500},
+        {"receiver_id": "driver", "fixed_minor": 500},
+        {"receiver_id": "platform", "fixed_minor": 100},
+    ]
     rule = {"shares": shares, "remainder_receiver_id": merchant_id}
     assert (await h.client.put(f"/v1/settlement/merchants/{merchant_id}/split-rule", json=rule)).is_success
 

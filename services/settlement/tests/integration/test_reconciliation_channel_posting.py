@@ -41,8 +41,9 @@ async def test_the_bill_net_moves_from_channel_clearing_to_escrow_once(harness: 
     assert net == (10_000 - 60) + (5_000 - 30) - (2_000 - 12)
 
     async def post(net_minor: int, day: date = DAY, channel: str = "wechatpay") -> str | None:
-        return await post_channel_settlement(ledger, channel=channel, merchant_id="mch_r", bill_date=day,
-                                             net_minor=net_minor, bill_lines=len(bill))  # fmt: skip
+        return await post_channel_settlement(
+            ledger, channel=channel, merchant_id="mch_r", bill_date=day, net_minor=net_minor, bill_lines=len(bill)
+        )
 
     assert await post(net) is None
     assert await balance_of(harness, "escrow_bank") == net

@@ -245,8 +245,10 @@ async def test_reconciliation_finds_exactly_the_injected_discrepancies(
     verified = await asyncio.to_thread(
         subprocess.run,
         [sys.executable, "-m", "services.ledger.verify", "--database-url", ledger_db],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
@@ -426,20 +428,40 @@ async def _merchant_voucher(alipay_config: dict[str, Any]) -> str:
     connector = AlipayConnector(AlipayConfig.model_validate(alipay_config))
     now = datetime.now(ZoneInfo("Asia/Shanghai"))
     try:
-        created = await connector._call("alipay.marketing.activity.ordervoucher.create", {
-            "out_biz_no": f"act{uuid.uuid4().hex[:12]}", "activity_name": "满100减10", "code_mode": "MERCHANT_API",
-            "voucher_send_mode_info": {"voucher_send_mode": "REQUEST",
-                                       "voucher_send_rule_info": {"quantity": 1, "quantity_limit_per_user": 1}},
-            "voucher_deduct_info": {"voucher_type": "FIX_VOUCHER",
-                                    "fix_voucher_info": {"amount": "10.00", "floor_amount": "100.00"}},
-            "voucher_use_rule_info": {"voucher_use_time_info": {"period_type": "ABSOLUTE", "absolute_period_info": {
-                "valid_begin_time": (now - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S"),
-                "valid_end_time": (now + timedelta(days=7)).strftime("%Y-%m-%d %H:%M:%S")}}},
-        })  # fmt: skip
+        created = await connector._call(
+            "alipay.marketing.activity.ordervoucher.create",
+            {
+                "out_biz_no": f"act{uuid.uuid4().hex[:12]}",
+                "activity_name": "满100减10",
+                "code_mode": "MERCHANT_API",
+                "voucher_send_mode_info": {
+                    "voucher_send_mode": "REQUEST",
+                    "voucher_send_rule_info": {"quantity": 1, "quantity_limit_per_user": 1},
+                },
+                "voucher_deduct_info": {
+                    "voucher_type": "FIX_VOUCHER",
+                    "fix_voucher_info": {"amount": "10.00", "floor_amount": "100.00"},
+                },
+                "voucher_use_rule_info": {
+                    "voucher_use_time_info": {
+                        "period_type": "ABSOLUTE",
+                        "absolute_period_info": {
+                            "valid_begin_time": (now - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S"),
+                            "valid_end_time": (now + timedelta(days=7)).strftime("%Y-%m-%d %H:%M:%S"),
+                        },
+                    }
+                },
+            },
+        )
         assert created.get("activity_id"), created
-        sent = await connector._call("alipay.marketing.activity.ordervoucher.send", {
-            "activity_id": created["activity_id"], "out_biz_no": f"snd{uuid.uuid4().hex[:12]}", "user_id": BUYER,
-        })  # fmt: skip
+        sent = await connector._call(
+            "alipay.marketing.activity.ordervoucher.send",
+            {
+                "activity_id": created["activity_id"],
+                "out_biz_no": f"snd{uuid.uuid4().hex[:12]}",
+                "user_id": BUYER,
+            },
+        )
     finally:
         await connector.aclose()
     assert sent.get("voucher_code"), sent

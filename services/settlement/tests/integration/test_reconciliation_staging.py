@@ -43,11 +43,21 @@ def generate_day(
         amount = rnd.randint(1, 100_000)
         fee = None if rnd.random() < 0.1 else amount * 6 // 1000
         status = rnd.choices(["succeeded", "failed", "closed", "processing"], [85, 8, 4, 3])[0]
-        payments.append({
-            "payment_id": pid, "merchant_id": merchant_id, "merchant_order_no": f"o{i}", "channel": CHANNEL,
-            "out_trade_no": otn, "channel_trade_no": ch, "status": status, "amount_minor": amount, "currency": "CNY",
-            "channel_fee_minor": fee, "bill_date": BILL_DATE,
-        })  # fmt: skip
+        payments.append(
+            {
+                "payment_id": pid,
+                "merchant_id": merchant_id,
+                "merchant_order_no": f"o{i}",
+                "channel": CHANNEL,
+                "out_trade_no": otn,
+                "channel_trade_no": ch,
+                "status": status,
+                "amount_minor": amount,
+                "currency": "CNY",
+                "channel_fee_minor": fee,
+                "bill_date": BILL_DATE,
+            }
+        )
         key = otn or pid
         roll = rnd.random()
         if roll < 0.06:
@@ -68,11 +78,19 @@ def generate_day(
             rid = f"re_{seed}_{i:05d}"
             refund_amount = rnd.randint(1, amount)
             refund_status = rnd.choice(["succeeded", "succeeded", "pending", "failed"])
-            refunds.append({
-                "refund_id": rid, "payment_id": pid, "merchant_id": merchant_id, "channel": CHANNEL,
-                "channel_refund_no": f"50{seed}{i:08d}", "status": refund_status, "amount_minor": refund_amount,
-                "currency": "CNY", "bill_date": BILL_DATE,
-            })  # fmt: skip
+            refunds.append(
+                {
+                    "refund_id": rid,
+                    "payment_id": pid,
+                    "merchant_id": merchant_id,
+                    "channel": CHANNEL,
+                    "channel_refund_no": f"50{seed}{i:08d}",
+                    "status": refund_status,
+                    "amount_minor": refund_amount,
+                    "currency": "CNY",
+                    "bill_date": BILL_DATE,
+                }
+            )
             if rnd.random() < 0.9:
                 word = rnd.choice(["SUCCESS", "PROCESSING", "退款中", "REFUND"])
                 lines.append(Line("refund", rid, ch or "", refund_amount, -(refund_amount * 6 // 1000), word))
@@ -87,15 +105,33 @@ def records_of(payments: list[dict[str, Any]], refunds: list[dict[str, Any]]) ->
     """Juhe's records as the service used to build them for `Matcher`."""
     by_id = {p["payment_id"]: p for p in payments}
     out = [
-        Record("payment", p["out_trade_no"] or p["payment_id"], p["channel_trade_no"], p["payment_id"], None,
-               p["merchant_order_no"], p["amount_minor"], p["channel_fee_minor"], p["status"])
+        Record(
+            "payment",
+            p["out_trade_no"] or p["payment_id"],
+            p["channel_trade_no"],
+            p["payment_id"],
+            None,
+            p["merchant_order_no"],
+            p["amount_minor"],
+            p["channel_fee_minor"],
+            p["status"],
+        )
         for p in payments
-    ]  # fmt: skip
+    ]
     out += [
-        Record("refund", r["refund_id"], r["channel_refund_no"], r["payment_id"], r["refund_id"],
-               by_id[r["payment_id"]]["merchant_order_no"], r["amount_minor"], None, r["status"])
+        Record(
+            "refund",
+            r["refund_id"],
+            r["channel_refund_no"],
+            r["payment_id"],
+            r["refund_id"],
+            by_id[r["payment_id"]]["merchant_order_no"],
+            r["amount_minor"],
+            None,
+            r["status"],
+        )
         for r in refunds
-    ]  # fmt: skip
+    ]
     return out
 
 
@@ -103,25 +139,55 @@ def item_of(result: Result) -> tuple[Any, ...]:
     """The stored item of a matcher result, as the service used to store it."""
     record, line = result.record, result.line
     return (
-        result.outcome.value, result.resolution.value, result.kind, result.key,
-        record.payment_id if record else None, record.refund_id if record else None,
+        result.outcome.value,
+        result.resolution.value,
+        result.kind,
+        result.key,
+        record.payment_id if record else None,
+        record.refund_id if record else None,
         record.merchant_order_no if record else None,
         line.channel_trade_no if line else (record.channel_trade_no if record else None),
-        record.amount_minor if record else None, line.amount_minor if line else None,
-        record.fee_minor if record else None, line.fee_minor if line else None,
-        record.status if record else None, line.status if line else None, result.detail,
-    )  # fmt: skip
+        record.amount_minor if record else None,
+        line.amount_minor if line else None,
+        record.fee_minor if record else None,
+        line.fee_minor if line else None,
+        record.status if record else None,
+        line.status if line else None,
+        result.detail,
+    )
 
 
-ITEM_FIELDS = ("outcome", "resolution", "kind", "key", "payment_id", "refund_id", "merchant_order_no",
-               "channel_trade_no", "juhe_amount_minor", "channel_amount_minor", "juhe_fee_minor",
-               "channel_fee_minor", "juhe_status", "channel_status", "detail")  # fmt: skip
+ITEM_FIELDS = (
+    "outcome",
+    "resolution",
+    "kind",
+    "key",
+    "payment_id",
+    "refund_id",
+    "merchant_order_no",
+    "channel_trade_no",
+    "juhe_amount_minor",
+    "channel_amount_minor",
+    "juhe_fee_minor",
+    "channel_fee_minor",
+    "juhe_status",
+    "channel_status",
+    "detail",
+)
 
 
 async def rows_of(lines: list[Line]) -> AsyncIterator[tuple[Any, ...]]:
     for seq, line in enumerate(lines, start=1):
-        yield (seq, line.kind, line.key, line.channel_trade_no, line.amount_minor, line.fee_minor, line.status,
-               channel_says_succeeded(line))  # fmt: skip
+        yield (
+            seq,
+            line.kind,
+            line.key,
+            line.channel_trade_no,
+            line.amount_minor,
+            line.fee_minor,
+            line.status,
+            channel_says_succeeded(line),
+        )
 
 
 async def run_sql(
@@ -136,8 +202,9 @@ async def run_sql(
         assert copied == len(lines)
         counts = await staging.classify(tx.conn, run_id, line_count=copied)
     async with uow.read() as conn:
-        items = await store.list_items(conn, run_id=run_id, outcome=None, payment_id=None, merchant_order_no=None,
-                                       after_id=0, limit=100_000)  # fmt: skip
+        items = await store.list_items(
+            conn, run_id=run_id, outcome=None, payment_id=None, merchant_order_no=None, after_id=0, limit=100_000
+        )
     return counts, [tuple(item[f] for f in ITEM_FIELDS) for item in items]
 
 
@@ -150,10 +217,13 @@ async def test_sql_classification_equals_the_matcher(settlement_only: Harness, s
         if refunds:
             await tx.conn.execute(insert(refund_records), refunds)
         # another merchant's and another day's records must not be seen
-        await tx.conn.execute(insert(payment_records), [
-            {**payments[0], "payment_id": f"pay_other_{seed}", "merchant_id": "mch_someone_else"},
-            {**payments[1], "payment_id": f"pay_late_{seed}", "bill_date": date(2026, 11, 25)},
-        ])  # fmt: skip
+        await tx.conn.execute(
+            insert(payment_records),
+            [
+                {**payments[0], "payment_id": f"pay_other_{seed}", "merchant_id": "mch_someone_else"},
+                {**payments[1], "payment_id": f"pay_late_{seed}", "bill_date": date(2026, 11, 25)},
+            ],
+        )
 
     matcher = Matcher(records_of(payments, refunds))
     results = [matcher.match(line) for line in lines]
@@ -175,11 +245,24 @@ async def test_a_record_wanted_by_two_lines_goes_to_the_first_in_bill_order(sett
     """A line billed twice, and a line that reaches by channel number the record a later line has by key."""
     merchant_id = "mch_order"
     async with settlement_only.runtime.uow.begin() as tx:
-        await tx.conn.execute(insert(payment_records), [
-            {"payment_id": f"pay_{k}", "merchant_id": merchant_id, "channel": CHANNEL, "out_trade_no": k,
-             "channel_trade_no": f"ch_{k}", "status": "succeeded", "amount_minor": 100, "currency": "CNY",
-             "channel_fee_minor": 1, "bill_date": BILL_DATE} for k in ("a", "b")
-        ])  # fmt: skip
+        await tx.conn.execute(
+            insert(payment_records),
+            [
+                {
+                    "payment_id": f"pay_{k}",
+                    "merchant_id": merchant_id,
+                    "channel": CHANNEL,
+                    "out_trade_no": k,
+                    "channel_trade_no": f"ch_{k}",
+                    "status": "succeeded",
+                    "amount_minor": 100,
+                    "currency": "CNY",
+                    "channel_fee_minor": 1,
+                    "bill_date": BILL_DATE,
+                }
+                for k in ("a", "b")
+            ],
+        )
     lines = [
         Line("payment", "a", "ch_a", 100, 1, "SUCCESS"),
         Line("payment", "a", "ch_a", 100, 1, "SUCCESS"),  # billed twice: the second is unknown to Juhe
@@ -216,17 +299,30 @@ async def test_a_failed_bill_stream_leaves_nothing_staged(settlement_only: Harne
 async def test_records_sharing_a_key_or_channel_number_count_once(settlement_only: Harness) -> None:
     """As the Python index kept one record per key: a duplicate is neither matched twice nor reported."""
     merchant_id = "mch_dup"
-    base = {"merchant_id": merchant_id, "channel": CHANNEL, "status": "succeeded", "amount_minor": 100,
-            "currency": "CNY", "channel_fee_minor": 1, "bill_date": BILL_DATE}  # fmt: skip
+    base = {
+        "merchant_id": merchant_id,
+        "channel": CHANNEL,
+        "status": "succeeded",
+        "amount_minor": 100,
+        "currency": "CNY",
+        "channel_fee_minor": 1,
+        "bill_date": BILL_DATE,
+    }
     async with settlement_only.runtime.uow.begin() as tx:
-        await tx.conn.execute(insert(payment_records), [
-            {**base, "payment_id": "pay_d1", "out_trade_no": "same", "channel_trade_no": "ch_1"},
-            {**base, "payment_id": "pay_d2", "out_trade_no": "same", "channel_trade_no": "ch_2"},
-            {**base, "payment_id": "pay_d3", "out_trade_no": "k3", "channel_trade_no": "ch_shared"},
-            {**base, "payment_id": "pay_d4", "out_trade_no": "k4", "channel_trade_no": "ch_shared"},
-        ])  # fmt: skip
-    lines = [Line("payment", "same", "", 100, 1, "SUCCESS"), Line("payment", "k3", "", 100, 1, "SUCCESS"),
-             Line("payment", "k4", "", 100, 1, "SUCCESS")]  # fmt: skip
+        await tx.conn.execute(
+            insert(payment_records),
+            [
+                {**base, "payment_id": "pay_d1", "out_trade_no": "same", "channel_trade_no": "ch_1"},
+                {**base, "payment_id": "pay_d2", "out_trade_no": "same", "channel_trade_no": "ch_2"},
+                {**base, "payment_id": "pay_d3", "out_trade_no": "k3", "channel_trade_no": "ch_shared"},
+                {**base, "payment_id": "pay_d4", "out_trade_no": "k4", "channel_trade_no": "ch_shared"},
+            ],
+        )
+    lines = [
+        Line("payment", "same", "", 100, 1, "SUCCESS"),
+        Line("payment", "k3", "", 100, 1, "SUCCESS"),
+        Line("payment", "k4", "", 100, 1, "SUCCESS"),
+    ]
     counts, items = await run_sql(settlement_only, merchant_id, lines, "rcn_dup")
     assert counts == {"matched": 3}
     assert items == []
@@ -241,22 +337,45 @@ async def test_a_merchant_funded_channel_coupon_is_reconciled_on_what_the_channe
     from services.settlement.flows.entries import settlement_entry
 
     merchant_id = "mch_unsettled"
-    payment = {"payment_id": "pay_u", "merchant_id": merchant_id, "channel": CHANNEL, "out_trade_no": "u",
-               "channel_trade_no": "ch_u", "status": "succeeded", "amount_minor": 10_000, "currency": "CNY",
-               "channel_fee_minor": 54, "bill_date": BILL_DATE}  # fmt: skip
+    payment = {
+        "payment_id": "pay_u",
+        "merchant_id": merchant_id,
+        "channel": CHANNEL,
+        "out_trade_no": "u",
+        "channel_trade_no": "ch_u",
+        "status": "succeeded",
+        "amount_minor": 10_000,
+        "currency": "CNY",
+        "channel_fee_minor": 54,
+        "bill_date": BILL_DATE,
+    }
     gross = {**payment, "payment_id": "pay_g", "out_trade_no": "g", "channel_trade_no": "ch_g"}
     async with settlement_only.runtime.uow.begin() as tx:
         await tx.conn.execute(insert(payment_records), [payment, gross])
-        await tx.conn.execute(insert(refund_records), [{
-            "refund_id": "re_u", "payment_id": "pay_u", "merchant_id": merchant_id, "channel": CHANNEL,
-            "channel_refund_no": "chr_u", "status": "succeeded", "amount_minor": 4_000, "currency": "CNY",
-            "bill_date": BILL_DATE,
-        }])  # fmt: skip
-        await tx.conn.execute(insert(settlement_entries), [
-            settlement_entry("pay_u:unsettled", merchant_id, payment, -1_000, BILL_DATE, "payment"),
-            settlement_entry("re_u:unsettled", merchant_id, payment, 400, BILL_DATE, "refund", "re_u"),
-            settlement_entry("pay_g:unsettled", merchant_id, gross, -1_000, BILL_DATE, "payment"),
-        ])  # fmt: skip
+        await tx.conn.execute(
+            insert(refund_records),
+            [
+                {
+                    "refund_id": "re_u",
+                    "payment_id": "pay_u",
+                    "merchant_id": merchant_id,
+                    "channel": CHANNEL,
+                    "channel_refund_no": "chr_u",
+                    "status": "succeeded",
+                    "amount_minor": 4_000,
+                    "currency": "CNY",
+                    "bill_date": BILL_DATE,
+                }
+            ],
+        )
+        await tx.conn.execute(
+            insert(settlement_entries),
+            [
+                settlement_entry("pay_u:unsettled", merchant_id, payment, -1_000, BILL_DATE, "payment"),
+                settlement_entry("re_u:unsettled", merchant_id, payment, 400, BILL_DATE, "refund", "re_u"),
+                settlement_entry("pay_g:unsettled", merchant_id, gross, -1_000, BILL_DATE, "payment"),
+            ],
+        )
     lines = [
         Line("payment", "u", "ch_u", 9_000, 54, "SUCCESS"),
         Line("refund", "re_u", "chr_u", 3_600, -22, "SUCCESS"),

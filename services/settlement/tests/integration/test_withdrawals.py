@@ -56,17 +56,23 @@ def resident_id(n: int) -> str:
 
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    yield from bank_sandbox(tmp_path_factory.mktemp("bank"), [
-        {"account_no": GOOD_CARD, "account_name": NAME},
-        {"account_no": CLOSED_CARD, "account_name": NAME, "status": "closed"},
-        {"account_no": SLOW_CARD, "account_name": NAME, "mode": "timeout"},
-    ])  # fmt: skip
+    yield from bank_sandbox(
+        tmp_path_factory.mktemp("bank"),
+        [
+            {"account_no": GOOD_CARD, "account_name": NAME},
+            {"account_no": CLOSED_CARD, "account_name": NAME, "status": "closed"},
+            {"account_no": SLOW_CARD, "account_name": NAME, "mode": "timeout"},
+        ],
+    )
 
 
 @pytest.fixture(scope="module")
 def identity(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
-    env = {"JUHE_DATA_DIR": str(tmp_path_factory.mktemp("identity")), "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
-           "JUHE_SANDBOX_IDENTITY_SECRET": IDENTITY_SECRET}  # fmt: skip
+    env = {
+        "JUHE_DATA_DIR": str(tmp_path_factory.mktemp("identity")),
+        "JUHE_SANDBOX_NOTIFY_SCALE": "0.001",
+        "JUHE_SANDBOX_IDENTITY_SECRET": IDENTITY_SECRET,
+    }
     with SandboxProcess("sandboxes.identity", port_env="JUHE_SANDBOX_IDENTITY_PORT", env=env) as process:
         yield process
 
@@ -89,10 +95,17 @@ class Env:
         """A wallet holder with a verified bank card (KYC through the identity sandbox) and 50,000 in it."""
         n = next(SEQ)
         holder_id = f"usr_s{n}_{int(time.time() * 1000) % 10**6}"
-        r = await self.ledger.post("/v1/wallet/holders", json={
-            "holder_id": holder_id, "holder_type": "person", "name": NAME, "resident_id": resident_id(n),
-            "phone": "13800138000", "bank_card": card,
-        })  # fmt: skip
+        r = await self.ledger.post(
+            "/v1/wallet/holders",
+            json={
+                "holder_id": holder_id,
+                "holder_type": "person",
+                "name": NAME,
+                "resident_id": resident_id(n),
+                "phone": "13800138000",
+                "bank_card": card,
+            },
+        )
         assert r.status_code == 201, r.text
         assert (await self.ledger.post(f"/v1/wallet/holders/{holder_id}/kyc")).status_code == 202
 
@@ -100,16 +113,27 @@ class Env:
             return bool((await self.ledger.get(f"/v1/wallet/holders/{holder_id}")).json()["kyc_status"] == "verified")
 
         await eventually(verified, "KYC verdict")
-        r = await self.ledger.post(f"/v1/wallet/holders/{holder_id}/top-ups", json={
-            "payment_id": f"pay_{holder_id}", "amount_minor": 50_000, "channel": "wechatpay", "channel_fee_minor": 0,
-        })  # fmt: skip
+        r = await self.ledger.post(
+            f"/v1/wallet/holders/{holder_id}/top-ups",
+            json={
+                "payment_id": f"pay_{holder_id}",
+                "amount_minor": 50_000,
+                "channel": "wechatpay",
+                "channel_fee_minor": 0,
+            },
+        )
         assert r.status_code == 201, r.text
         return holder_id
 
     async def withdraw(self, holder_id: str, amount_minor: int) -> str:
-        r = await self.ledger.post(f"/v1/wallet/holders/{holder_id}/withdrawals", json={
-            "withdrawal_id": f"wd_{holder_id}_{next(SEQ)}", "amount_minor": amount_minor, "fee_minor": 10,
-        })  # fmt: skip
+        r = await self.ledger.post(
+            f"/v1/wallet/holders/{holder_id}/withdrawals",
+            json={
+                "withdrawal_id": f"wd_{holder_id}_{next(SEQ)}",
+                "amount_minor": amount_minor,
+                "fee_minor": 10,
+            },
+        )
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
@@ -118,9 +142,16 @@ class Env:
         engine = create_async_engine(self.ledger_db)
         try:
             async with engine.connect() as conn:
-                rows = (await conn.execute(text(
-                    "SELECT payload FROM outbox WHERE event_type = 'withdrawal.requested' AND key = :k"
-                ), {"k": operation_id})).scalars().all()  # fmt: skip
+                rows = (
+                    (
+                        await conn.execute(
+                            text("SELECT payload FROM outbox WHERE event_type = 'withdrawal.requested' AND key = :k"),
+                            {"k": operation_id},
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
         finally:
             await engine.dispose()
         [payload] = rows
@@ -145,21 +176,40 @@ class Env:
 
 
 @pytest.fixture
-async def env(bank: SandboxProcess, identity: SandboxProcess, migrated_database: Any, service_processes: Any,
-              service_settings: Any, juhe_infra: Any) -> AsyncIterator[Env]:  # fmt: skip
+async def env(
+    bank: SandboxProcess,
+    identity: SandboxProcess,
+    migrated_database: Any,
+    service_processes: Any,
+    service_settings: Any,
+    juhe_infra: Any,
+) -> AsyncIterator[Env]:
     ledger_db = await migrated_database("ledger")
-    ledger = service_processes("ledger", {
-        "database_url": ledger_db, "kafka_bootstrap_servers": juhe_infra.bootstrap, "role": "api",
-        "wallet_identity_base_url": identity.base_url, "wallet_identity_secret": IDENTITY_SECRET,
-    })  # fmt: skip
+    ledger = service_processes(
+        "ledger",
+        {
+            "database_url": ledger_db,
+            "kafka_bootstrap_servers": juhe_infra.bootstrap,
+            "role": "api",
+            "wallet_identity_base_url": identity.base_url,
+            "wallet_identity_secret": IDENTITY_SECRET,
+        },
+    )
     async with httpx.AsyncClient() as plain:
         creds = (await plain.post(bank.base_url + "/control/clients", json={})).json()
     port = free_port()
     settings = service_settings(
-        "settlement", database_url=await migrated_database("settlement"), ledger_url=ledger.base_url, role="api",
-        port=port, bank_url=bank.base_url, bank_client_id=creds["client_id"], bank_secret=creds["secret"],
-        public_base_url=f"http://127.0.0.1:{port}", payout_poll_seconds=0.0,
-    )  # fmt: skip
+        "settlement",
+        database_url=await migrated_database("settlement"),
+        ledger_url=ledger.base_url,
+        role="api",
+        port=port,
+        bank_url=bank.base_url,
+        bank_client_id=creds["client_id"],
+        bank_secret=creds["secret"],
+        public_base_url=f"http://127.0.0.1:{port}",
+        payout_poll_seconds=0.0,
+    )
     app = create_app(settings)
     async with served(app, port) as client, httpx.AsyncClient(base_url=ledger.base_url, timeout=30) as ledger_client:
         await fund_escrow(ledger_client)
@@ -169,16 +219,32 @@ async def env(bank: SandboxProcess, identity: SandboxProcess, migrated_database:
 async def fund_escrow(ledger: httpx.AsyncClient) -> None:
     """The channels settled money into the escrow account (§3.5): withdrawals are paid from it."""
     ids = []
-    for kind, code, flags in (("escrow_bank", "1102", {"credits_must_not_exceed_debits": True}),
-                              ("channel_clearing", "1101", {})):  # fmt: skip
-        body = {"holder_id": "platform", "currency": "CNY", "kind": kind, "code": code, "flags": flags,
-                "idempotency_key": f"t:{kind}"}  # fmt: skip
+    for kind, code, flags in (
+        ("escrow_bank", "1102", {"credits_must_not_exceed_debits": True}),
+        ("channel_clearing", "1101", {}),
+    ):
+        body = {
+            "holder_id": "platform",
+            "currency": "CNY",
+            "kind": kind,
+            "code": code,
+            "flags": flags,
+            "idempotency_key": f"t:{kind}",
+        }
         r = await ledger.post("/v1/accounts", json=body)
         assert r.status_code in (200, 201), r.text
         ids.append(r.json()["id"])
-    r = await ledger.post("/v1/transfers", json={"source": "test", "idempotency_key": "fund", "postings": [
-        {"account_id": ids[0], "direction": "debit", "amount_minor": 1_000_000, "currency": "CNY"},
-        {"account_id": ids[1], "direction": "credit", "amount_minor": 1_000_000, "currency": "CNY"}]})  # fmt: skip
+    r = await ledger.post(
+        "/v1/transfers",
+        json={
+            "source": "test",
+            "idempotency_key": "fund",
+            "postings": [
+                {"account_id": ids[0], "direction": "debit", "amount_minor": 1_000_000, "currency": "CNY"},
+                {"account_id": ids[1], "direction": "credit", "amount_minor": 1_000_000, "currency": "CNY"},
+            ],
+        },
+    )
     assert r.status_code == 201, r.text
 
 
@@ -252,16 +318,19 @@ async def test_a_hold_no_longer_pending_is_never_paid(env: Env) -> None:
     row = await env.row(op_id)
     assert (row["status"], row["failure_code"], row["submitted_at"]) == ("failed", "hold_voided", None)
     async with httpx.AsyncClient(base_url=env.bank.base_url) as bank:
-        assert (await bank.post(f"/control/payouts/{env.bank_client_id}/{op_id}/complete",
-                                json={"status": "SUCCEEDED"})).status_code == 404  # fmt: skip
+        assert (
+            await bank.post(f"/control/payouts/{env.bank_client_id}/{op_id}/complete", json={"status": "SUCCEEDED"})
+        ).status_code == 404
 
 
 def balance_of(view: dict[str, Any]) -> tuple[int, int]:
     """(posted, available) of the wallet's balance sub-accounts."""
     subs = [s for s in view["subaccounts"] if s["subaccount_type"] == "balance"]
     assert subs, view
-    return (sum(int(s["balances"]["posted_balance_minor"]) for s in subs),
-            sum(int(s["balances"]["available_balance_minor"]) for s in subs))  # fmt: skip
+    return (
+        sum(int(s["balances"]["posted_balance_minor"]) for s in subs),
+        sum(int(s["balances"]["available_balance_minor"]) for s in subs),
+    )
 
 
 async def published_types(env: Env, subject: str) -> list[str]:
@@ -278,8 +347,11 @@ async def test_callback_poll_and_repeats_racing_finish_once(env: Env) -> None:
     async with httpx.AsyncClient(base_url=env.bank.base_url) as bank:  # the bank decides: its callback races
         r = await bank.post(f"/control/payouts/{env.bank_client_id}/{op_id}/complete", json={"status": "SUCCEEDED"})
         assert r.status_code == 200, r.text
-    won = await asyncio.gather(*(env.withdrawals.apply_outcome(op_id, "SUCCEEDED", None) for _ in range(4)),
-                               env.withdrawals.step(op_id), env.withdrawals.step(op_id))  # fmt: skip
+    won = await asyncio.gather(
+        *(env.withdrawals.apply_outcome(op_id, "SUCCEEDED", None) for _ in range(4)),
+        env.withdrawals.step(op_id),
+        env.withdrawals.step(op_id),
+    )
     row = await env.finished(op_id)
     assert (row["status"], row["ledger_outcome"]) == ("succeeded", "posted")
     assert sum(1 for w in won if w is True) <= 1

@@ -28,8 +28,9 @@ BATCH_ROWS = 500  # rows read and rewritten per statement pair: memory stays bou
 
 def _sealer() -> Sealer:
     s = Settings()
-    return Sealer.from_settings(s.secrets_encryption_key, key_id=s.secrets_encryption_key_id,
-                                retired=s.secrets_retired_keys)  # fmt: skip
+    return Sealer.from_settings(
+        s.secrets_encryption_key, key_id=s.secrets_encryption_key_id, retired=s.secrets_retired_keys
+    )
 
 
 def _rewrite(table: str, key: str, columns: dict[str, str], convert: Any) -> None:
@@ -48,8 +49,10 @@ def _rewrite(table: str, key: str, columns: dict[str, str], convert: Any) -> Non
             return
         for row in rows:
             row_id = row[0]
-            values = {target: None if row[i + 1] is None else convert(row[i + 1], row_id)
-                      for i, target in enumerate(columns.values())}  # fmt: skip
+            values = {
+                target: None if row[i + 1] is None else convert(row[i + 1], row_id)
+                for i, target in enumerate(columns.values())
+            }
             bind.execute(
                 sa.text(f"UPDATE {table} SET {assignments} WHERE {key} = :row_id"), {**values, "row_id": row_id}
             )

@@ -78,8 +78,13 @@ async def test_sessions_and_links_apply_the_same_metadata_limits_with_room_for_t
     so they take fewer keys (48, 44); every other limit and the 422 `metadata_invalid` are the payment's."""
     cashier = await start_cashier()
     await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
-    session = {"merchant_order_no": "S-1", "amount_minor": 100, "currency": "CNY", "description": "Parking",
-               "return_url": "https://shop.example/return"}  # fmt: skip
+    session = {
+        "merchant_order_no": "S-1",
+        "amount_minor": 100,
+        "currency": "CNY",
+        "description": "Parking",
+        "return_url": "https://shop.example/return",
+    }
     link = {"currency": "CNY", "description": "Parking", "amount_minor": 100}
     for path, body, keys_max in (("/v1/checkout/sessions", session, 48), ("/v1/payment-links", link, 44)):
         for metadata in ({f"k{i}": "v" for i in range(keys_max + 1)}, {"k" * 41: "v"}, {"note": "x" * 501}):

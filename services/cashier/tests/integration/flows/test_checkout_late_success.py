@@ -32,8 +32,13 @@ async def _ready(start_cashier: Any, sandboxes: Sandboxes) -> RunningCashier:
 
 
 async def _open_session(cashier: RunningCashier) -> tuple[dict[str, Any], str]:
-    body = {"merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}", "amount_minor": AMOUNT_MINOR, "currency": "CNY",
-            "description": "Parking", "return_url": "https://shop.example/return"}  # fmt: skip
+    body = {
+        "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}",
+        "amount_minor": AMOUNT_MINOR,
+        "currency": "CNY",
+        "description": "Parking",
+        "return_url": "https://shop.example/return",
+    }
     created = await cashier.post("/v1/checkout/sessions", body)
     assert created.status_code == 201, created.text
     session = created.json()

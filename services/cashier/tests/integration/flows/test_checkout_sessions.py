@@ -19,11 +19,15 @@ from .conftest import WECHAT_APPID, WECHAT_MCHID, RunningCashier, Sandboxes, app
 
 def _session(**overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}", "amount_minor": 2_500, "currency": "CNY",
-        "description": "Parking, 2 h", "return_url": "https://shop.example/return?x=1",
+        "merchant_order_no": f"ord_{uuid.uuid4().hex[:16]}",
+        "amount_minor": 2_500,
+        "currency": "CNY",
+        "description": "Parking, 2 h",
+        "return_url": "https://shop.example/return?x=1",
         "cancel_url": "https://shop.example/cart",
-        "line_items": [{"name": "Parking", "quantity": 2, "amount_minor": 2_500}], "metadata": {"plate": "沪A12345"},
-    }  # fmt: skip
+        "line_items": [{"name": "Parking", "quantity": 2, "amount_minor": 2_500}],
+        "metadata": {"plate": "沪A12345"},
+    }
     body.update(overrides)
     return body
 

@@ -50,22 +50,34 @@ async def test_payer_entered_amount_and_plate_on_a_reusable_link(
     start_cashier: Any, sandboxes: Sandboxes, clean_faults: None
 ) -> None:
     cashier = await _ready(start_cashier, sandboxes)
-    bad = await cashier.post("/v1/payment-links", {"currency": "CNY", "description": "Parking",
-                                                    "amount_min_minor": 500, "amount_max_minor": 100})  # fmt: skip
+    bad = await cashier.post(
+        "/v1/payment-links",
+        {"currency": "CNY", "description": "Parking", "amount_min_minor": 500, "amount_max_minor": 100},
+    )
     assert bad.status_code == 422 and bad.json()["code"] == "payment_link_amount_invalid"
-    unknown_field = await cashier.post("/v1/payment-links", {"currency": "CNY", "description": "x",
-                                                              "payer_fields": ["shoe_size"]})  # fmt: skip
+    unknown_field = await cashier.post(
+        "/v1/payment-links", {"currency": "CNY", "description": "x", "payer_fields": ["shoe_size"]}
+    )
     assert unknown_field.status_code == 422 and unknown_field.json()["code"] == "validation_failed"
-    naive = await cashier.post("/v1/payment-links", {"currency": "CNY", "description": "x",
-                                                      "expires_at": "2030-01-01T00:00:00"})  # fmt: skip
+    naive = await cashier.post(
+        "/v1/payment-links", {"currency": "CNY", "description": "x", "expires_at": "2030-01-01T00:00:00"}
+    )
     assert naive.status_code == 422 and naive.json()["code"] == "validation_failed"  # a deadline needs its zone
-    past = await cashier.post("/v1/payment-links", {"currency": "CNY", "description": "x",
-                                                     "expires_at": "2020-01-01T00:00:00Z"})  # fmt: skip
+    past = await cashier.post(
+        "/v1/payment-links", {"currency": "CNY", "description": "x", "expires_at": "2020-01-01T00:00:00Z"}
+    )
     assert past.status_code == 422 and past.json()["code"] == "validation_failed"
-    created = await cashier.post("/v1/payment-links", {
-        "currency": "CNY", "description": "停车缴费 Parking", "amount_min_minor": 100, "amount_max_minor": 50_000,
-        "payer_fields": ["plate_number"], "metadata": {"gate": "north"},
-    })  # fmt: skip
+    created = await cashier.post(
+        "/v1/payment-links",
+        {
+            "currency": "CNY",
+            "description": "停车缴费 Parking",
+            "amount_min_minor": 100,
+            "amount_max_minor": 50_000,
+            "payer_fields": ["plate_number"],
+            "metadata": {"gate": "north"},
+        },
+    )
     assert created.status_code == 201, created.text
     link = created.json()
     slug = _slug(link)
@@ -115,9 +127,18 @@ async def test_a_single_use_link_holds_its_use_while_a_session_is_open(
     start_cashier: Any, sandboxes: Sandboxes, clean_faults: None
 ) -> None:
     cashier = await _ready(start_cashier, sandboxes)
-    link = (await cashier.post("/v1/payment-links", {"currency": "CNY", "description": "Tuition 2026",
-                                                      "amount_minor": 88_800, "max_uses": 1,
-                                                      "payer_fields": ["student_id"]})).json()  # fmt: skip
+    link = (
+        await cashier.post(
+            "/v1/payment-links",
+            {
+                "currency": "CNY",
+                "description": "Tuition 2026",
+                "amount_minor": 88_800,
+                "max_uses": 1,
+                "payer_fields": ["student_id"],
+            },
+        )
+    ).json()
     slug = _slug(link)
     fixed = await _open(cashier, slug, amount_minor=1, payer_fields={"student_id": "S2026-001"})
     assert fixed.json()["code"] == "payment_link_amount_invalid"  # a fixed amount cannot be changed
@@ -135,8 +156,9 @@ async def test_a_single_use_link_holds_its_use_while_a_session_is_open(
     assert (await cashier.get(f"/v1/payment-links/{link['id']}")).json()["uses_open"] == 1
     # The open session is abandoned (the merchant ends it here): its use comes back.
     async with cashier.engine.connect() as conn:
-        found = await conn.execute(text("SELECT id FROM checkout_sessions WHERE payment_link_id = :l"),
-                                   {"l": link["id"]})  # fmt: skip
+        found = await conn.execute(
+            text("SELECT id FROM checkout_sessions WHERE payment_link_id = :l"), {"l": link["id"]}
+        )
         abandoned = found.scalar_one()
     assert (await cashier.post(f"/v1/checkout/sessions/{abandoned}/expire")).json()["status"] == "expired"
     second = await _open(cashier, slug, payer_fields={"student_id": "S2026-002"})

@@ -140,12 +140,21 @@ async def test_a_channel_coupon_the_payer_used_is_carried_as_channel_discount(
     control = f"{sandboxes.wechat.base_url}/control"
     openid = f"oCoupon{time.time_ns()}"
     async with httpx.AsyncClient(timeout=30) as http:
-        stock = (await http.post(f"{control}/favor/stocks", json={
-            "stock_name": "微信立减", "coupon_amount": 500, "transaction_minimum": 1000, "max_coupons": 5,
-            "available_merchants": [WECHAT_MCHID],
-        })).json()  # fmt: skip
-        sent = await http.post(f"{control}/favor/stocks/{stock['stock_id']}/send",
-                               json={"openid": openid, "appid": WECHAT_APPID})  # fmt: skip
+        stock = (
+            await http.post(
+                f"{control}/favor/stocks",
+                json={
+                    "stock_name": "微信立减",
+                    "coupon_amount": 500,
+                    "transaction_minimum": 1000,
+                    "max_coupons": 5,
+                    "available_merchants": [WECHAT_MCHID],
+                },
+            )
+        ).json()
+        sent = await http.post(
+            f"{control}/favor/stocks/{stock['stock_id']}/send", json={"openid": openid, "appid": WECHAT_APPID}
+        )
         created = await cashier.post("/v1/payments", qr_payment(amount_minor=3000, preferred_channels=["wechatpay"]))
         assert created.status_code == 201, created.text
         payment = created.json()
@@ -163,10 +172,22 @@ async def test_a_channel_coupon_the_payer_used_is_carried_as_channel_discount(
     data = events[0].data
     assert data["amount_minor"] == 3000 and data["discount"] is None
     assert data["channel_discount"] == {
-        "discount_minor": 500, "channel_minor": 500, "merchant_minor": 0, "unsettled_minor": 0,
-        "coupons": [{"coupon_id": sent.json()["coupon_id"], "stock_id": stock["stock_id"], "kind": "CASH",
-                     "amount_minor": 500, "channel_minor": 500, "merchant_minor": 0, "unsettled_minor": 0}],
-    }  # fmt: skip
+        "discount_minor": 500,
+        "channel_minor": 500,
+        "merchant_minor": 0,
+        "unsettled_minor": 0,
+        "coupons": [
+            {
+                "coupon_id": sent.json()["coupon_id"],
+                "stock_id": stock["stock_id"],
+                "kind": "CASH",
+                "amount_minor": 500,
+                "channel_minor": 500,
+                "merchant_minor": 0,
+                "unsettled_minor": 0,
+            }
+        ],
+    }
     async with cashier.engine.connect() as conn:
         stored = await conn.scalar(select(payments.c.channel_discount).where(payments.c.id == payment["id"]))
     assert stored == data["channel_discount"]

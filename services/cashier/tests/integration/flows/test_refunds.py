@@ -147,12 +147,20 @@ async def test_wechat_refund_settles_by_channel_notification(
 
     # A transfer (settlement's payout rail) names its money's mode the same way; without one it is not a guess.
     out_no = uuid.uuid4().hex[:20]
-    transfer = {"merchant_id": cashier.merchant_id, "channel": "wechatpay", "out_transfer_no": out_no,
-                "amount_minor": 100, "currency": "CNY", "payee": "o_payee_openid", "remark": "payout"}  # fmt: skip
+    transfer = {
+        "merchant_id": cashier.merchant_id,
+        "channel": "wechatpay",
+        "out_transfer_no": out_no,
+        "amount_minor": 100,
+        "currency": "CNY",
+        "payee": "o_payee_openid",
+        "remark": "payout",
+    }
     unnamed = await cashier.post("/v1/internal/transfers", transfer)
     assert (unnamed.status_code, unnamed.json()["code"]) == (422, "no_route_available"), unnamed.text
     sent = await cashier.post("/v1/internal/transfers", {**transfer, "livemode": False})
     assert sent.status_code == 200 and sent.json()["status"] == "waiting_user", sent.text
-    asked = await cashier.client.get(f"/v1/internal/transfers/wechatpay/{out_no}",
-                                     params={"merchant_id": cashier.merchant_id, "livemode": "false"})  # fmt: skip
+    asked = await cashier.client.get(
+        f"/v1/internal/transfers/wechatpay/{out_no}", params={"merchant_id": cashier.merchant_id, "livemode": "false"}
+    )
     assert asked.json()["channel_transfer_no"] == sent.json()["channel_transfer_no"], asked.text

@@ -46,12 +46,15 @@ async def test_top_up_refund_takes_only_unspent_cash_and_the_ledger_posts_its_ho
     start_cashier: Any, sandboxes: Sandboxes, migrated_database: Any, service_settings: Any, clean_faults: None
 ) -> None:
     async with _cashier_with_its_ledger(start_cashier, migrated_database, service_settings) as (
-        cashier, ledger, ledger_db,
-    ):  # fmt: skip
+        cashier,
+        ledger,
+        ledger_db,
+    ):
         await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
         await _open_holder(ledger, HOLDER, "王五")
-        body = qr_payment(amount_minor=10_000, purpose="wallet_topup", wallet_holder_id=HOLDER,
-                          preferred_channels=["alipay"])  # fmt: skip
+        body = qr_payment(
+            amount_minor=10_000, purpose="wallet_topup", wallet_holder_id=HOLDER, preferred_channels=["alipay"]
+        )
         created = await _post_as(cashier, body, service="ledger", merchant_id=cashier.merchant_id)
         assert created.status_code == 201, created.text
         await approve(sandboxes, "alipay", created.json()["attempts"][0]["out_trade_no"])
@@ -99,8 +102,9 @@ async def _cashier_with_its_ledger(
     ledger_db = await migrated_database("ledger")
     if cashier_url:
         settings["cashier_url"] = cashier.base_url
-    ledger_settings = service_settings("ledger", database_url=ledger_db, port=ledger_port,
-                                       wallet_topup_merchant_id=cashier.merchant_id, **settings)  # fmt: skip
+    ledger_settings = service_settings(
+        "ledger", database_url=ledger_db, port=ledger_port, wallet_topup_merchant_id=cashier.merchant_id, **settings
+    )
     async with (
         serve_app(create_ledger_app(ledger_settings), port=ledger_port, name="the ledger") as ledger_url,
         httpx.AsyncClient(base_url=ledger_url, timeout=30) as ledger,
@@ -110,8 +114,13 @@ async def _cashier_with_its_ledger(
 
 async def _open_holder(ledger: httpx.AsyncClient, holder_id: str, name: str) -> None:
     """A person wallet holder at the ledger (its cash balance opened with it)."""
-    holder = {"holder_id": holder_id, "holder_type": "person", "name": name,
-              "resident_id": resident_id(next(PERSON_IDS)), "phone": "13900139001"}  # fmt: skip
+    holder = {
+        "holder_id": holder_id,
+        "holder_type": "person",
+        "name": name,
+        "resident_id": resident_id(next(PERSON_IDS)),
+        "phone": "13900139001",
+    }
     created = await ledger.post("/v1/wallet/holders", json=holder)
     assert created.status_code == 201, created.text
 
@@ -128,22 +137,49 @@ async def _posted(ledger: httpx.AsyncClient, refund_id: str) -> bool:
 
 async def _fund_bonus(ledger: RunningLedger, user_id: str, amount_minor: int) -> None:
     """The user's 2308 bonus sub-account holding `amount_minor` (as a top-up promotion's grant leaves it)."""
-    bonus = await ledger.client.post("/v1/accounts", json={
-        "holder_id": user_id, "currency": "CNY", "kind": "user_bonus", "code": "2308",
-        "flags": {"debits_must_not_exceed_credits": True},
-    })  # fmt: skip
+    bonus = await ledger.client.post(
+        "/v1/accounts",
+        json={
+            "holder_id": user_id,
+            "currency": "CNY",
+            "kind": "user_bonus",
+            "code": "2308",
+            "flags": {"debits_must_not_exceed_credits": True},
+        },
+    )
     assert bonus.status_code == 201, bonus.text
-    expense = await ledger.client.post("/v1/accounts", json={
-        "holder_id": "platform", "currency": "CNY", "kind": "marketing_expense", "code": "5201",
-        "idempotency_key": "chart:marketing_expense:platform:CNY",
-    })  # fmt: skip
+    expense = await ledger.client.post(
+        "/v1/accounts",
+        json={
+            "holder_id": "platform",
+            "currency": "CNY",
+            "kind": "marketing_expense",
+            "code": "5201",
+            "idempotency_key": "chart:marketing_expense:platform:CNY",
+        },
+    )
     assert expense.status_code in (200, 201), expense.text
-    granted = await ledger.client.post("/v1/transfers", json={
-        "source": "test", "idempotency_key": f"bonus-{user_id}", "postings": [
-            {"account_id": expense.json()["id"], "direction": "debit", "amount_minor": amount_minor, "currency": "CNY"},
-            {"account_id": bonus.json()["id"], "direction": "credit", "amount_minor": amount_minor, "currency": "CNY"},
-        ],
-    })  # fmt: skip
+    granted = await ledger.client.post(
+        "/v1/transfers",
+        json={
+            "source": "test",
+            "idempotency_key": f"bonus-{user_id}",
+            "postings": [
+                {
+                    "account_id": expense.json()["id"],
+                    "direction": "debit",
+                    "amount_minor": amount_minor,
+                    "currency": "CNY",
+                },
+                {
+                    "account_id": bonus.json()["id"],
+                    "direction": "credit",
+                    "amount_minor": amount_minor,
+                    "currency": "CNY",
+                },
+            ],
+        },
+    )
     assert granted.status_code == 201, granted.text
 
 
@@ -213,22 +249,33 @@ async def test_wallet_bonus_lots_and_splits_and_a_lost_top_up_refund_hold(
     user, payer = f"usr_{uuid.uuid4().hex[:10]}", f"usr_{uuid.uuid4().hex[:10]}"
     top_up = f"pay_orphan_{uuid.uuid4().hex[:8]}"
     async with _cashier_with_its_ledger(
-        start_cashier, migrated_database, service_settings, cashier_url=True,
-        top_up_refund_orphan_after_seconds=0.5, wallet_reconcile_interval_seconds=0.3,
-    ) as (cashier, ledger, ledger_db):  # fmt: skip
+        start_cashier,
+        migrated_database,
+        service_settings,
+        cashier_url=True,
+        top_up_refund_orphan_after_seconds=0.5,
+        wallet_reconcile_interval_seconds=0.3,
+    ) as (cashier, ledger, ledger_db):
         await cashier.configure("wallet", {}, priority=1)
         await _open_holder(ledger, user, "赵六")
         grants = [("pay_lot_g1", 1_000, "2027-01-01T00:00:00+00:00"), ("pay_lot_g2", 1_000, None)]
         for pay_id, amount, expires in grants:
-            await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
-                          _bonus_event("granted", user, pay_id, amount, expires_at=expires))  # fmt: skip
+            await publish(
+                juhe_infra.bootstrap,
+                platform_topics,
+                "marketing.topups",
+                _bonus_event("granted", user, pay_id, amount, expires_at=expires),
+            )
 
         async def state() -> tuple[int, dict[str, int], int]:
             """(the bonus pool, its open lots by grant, the platform's marketing expense)."""
             accounts = (await ledger.get("/v1/accounts", params={"holder_id": user, "limit": 200})).json()["data"]
             pool = next((a["balances"]["posted_balance_minor"] for a in accounts if a["kind"] == "user_bonus"), 0)
-            lots = {a["metadata"]["payment_id"]: a["balances"]["posted_balance_minor"] for a in accounts
-                    if a["kind"] == "wallet_bonus_lot" and a["status"] != "closed"}  # fmt: skip
+            lots = {
+                a["metadata"]["payment_id"]: a["balances"]["posted_balance_minor"]
+                for a in accounts
+                if a["kind"] == "wallet_bonus_lot" and a["status"] != "closed"
+            }
             return pool, lots, (await _posted_by_kind(ledger, "platform")).get("marketing_expense", 0)
 
         await wait_for(lambda: _when(state(), lambda s: s[0] == 2_000), "both bonuses granted")
@@ -260,8 +307,12 @@ async def test_wallet_bonus_lots_and_splits_and_a_lost_top_up_refund_hold(
         # wallet round takes those back too and closes the lot.
         pending = await cashier.post("/v1/payments", wallet_payment(user, 300))
         assert pending.status_code == 201, pending.text
-        await publish(juhe_infra.bootstrap, platform_topics, "marketing.topups",
-                      _bonus_event("expired", user, "pay_lot_g2", 1_000, expires_at=None))  # fmt: skip
+        await publish(
+            juhe_infra.bootstrap,
+            platform_topics,
+            "marketing.topups",
+            _bonus_event("expired", user, "pay_lot_g2", 1_000, expires_at=None),
+        )
         await wait_for(lambda: _when(state(), lambda s: s == (300, {"pay_lot_g2": 300}, 1_000)), "g2's free 700 back")
         closed = await cashier.post(f"/v1/payments/{pending.json()['id']}/close", {})
         assert closed.status_code == 200, closed.text
@@ -275,8 +326,9 @@ async def test_wallet_bonus_lots_and_splits_and_a_lost_top_up_refund_hold(
 
         # A lost top-up refund and a known one, for another holder whose top-up credited the cash.
         await _open_holder(ledger, payer, "孙七")
-        await publish(juhe_infra.bootstrap, platform_topics, "cashier.payments",
-                      top_up_paid(top_up, cashier.merchant_id, payer))  # 10000 credited to the cash  # fmt: skip
+        await publish(
+            juhe_infra.bootstrap, platform_topics, "cashier.payments", top_up_paid(top_up, cashier.merchant_id, payer)
+        )  # 10000 credited to the cash
         await wait_for(lambda: _operation(ledger, "top_up", top_up), "the top-up credited")
         # A refund the cashier knows (a wallet payment's), and one it lost: both held as the cashier holds them.
         paid = await _confirmed_wallet_payment(cashier, payer, 1_000)
@@ -293,8 +345,10 @@ async def test_wallet_bonus_lots_and_splits_and_a_lost_top_up_refund_hold(
             return found is not None and bool(check(found))
 
         await wait_for(lambda: finished(lost, lambda o: o["status"] == "voided"), "the lost refund's hold voided")
-        await wait_for(lambda: finished(known.json()["id"], lambda o: o["details"].get("cashier_known")),
-                       "the known refund's hold confirmed with the cashier")  # fmt: skip
+        await wait_for(
+            lambda: finished(known.json()["id"], lambda o: o["details"].get("cashier_known")),
+            "the known refund's hold confirmed with the cashier",
+        )
         assert (await _operation(ledger, "top_up_refund", known.json()["id"]) or {})["status"] == "pending"
         wallet = (await ledger.get(f"/v1/wallet/holders/{payer}/my-wallet")).json()
         cash = next(v for v in wallet["subaccounts"] if v["subaccount_type"] == "balance")
@@ -317,8 +371,15 @@ async def _event(cashier: Any, event_type: str, subject: str) -> dict[str, Any]:
 
 
 def _bonus_event(kind: str, user: str, payment_id: str, bonus_minor: int, **extra: Any) -> Envelope:
-    data = {"payment_id": payment_id, "holder_id": user, "promotion_id": "tpp_lots", "bonus_minor": bonus_minor,
-            "currency": "CNY", "topup_minor": 10_000, **extra}  # fmt: skip
+    data = {
+        "payment_id": payment_id,
+        "holder_id": user,
+        "promotion_id": "tpp_lots",
+        "bonus_minor": bonus_minor,
+        "currency": "CNY",
+        "topup_minor": 10_000,
+        **extra,
+    }
     return Envelope(type=f"topup.bonus_{kind}", source="marketing", subject=payment_id, data=data)
 
 

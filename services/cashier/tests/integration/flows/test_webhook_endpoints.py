@@ -121,8 +121,10 @@ async def test_endpoints_rotation_resend_and_events(
     to_paid = await _deliveries(cashier, paid["id"])
     assert sorted(d["url"] for d in to_paid) == sorted([webhook_receiver.url, paid_receiver.url])
     # Each delivery names the endpoint it goes to (null for the merchant's notify_url).
-    assert {d["url"]: d["endpoint_id"] for d in to_paid} == {webhook_receiver.url: None,
-                                                            paid_receiver.url: paid_endpoint["id"]}  # fmt: skip
+    assert {d["url"]: d["endpoint_id"] for d in to_paid} == {
+        webhook_receiver.url: None,
+        paid_receiver.url: paid_endpoint["id"],
+    }
     assert [d["url"] for d in await _deliveries(cashier, opened.json()["id"])].count(paid_receiver.url) == 0
     assert {r.headers["Juhe-Event-Id"] for r in paid_receiver.delivered()} == {paid_event["id"]}
     assert {r.headers["Juhe-Event-Id"] for r in closed_receiver.delivered()} == {closed_event["id"]}
@@ -223,12 +225,24 @@ async def test_the_event_log_keeps_its_retention_days_and_is_purged_in_batches(s
     now = cashier.cashier.clock()
     async with cashier.engine.begin() as conn:
         for i, age_days in enumerate((30, 10, 3, 3, 2.5, 1, 0)):
-            await insert_event(conn, {
-                "id": f"evt_retention_{i}", "merchant_id": cashier.merchant_id, "type": "payment.succeeded",
-                "payment_id": f"pay_retention_{i}", "created_at": now - timedelta(days=age_days), "livemode": False,
-                "payload": {"id": f"evt_retention_{i}", "type": "payment.succeeded", "data": {}, "livemode": False,
-                            "created_at": (now - timedelta(days=age_days)).isoformat()},
-            })  # fmt: skip
+            await insert_event(
+                conn,
+                {
+                    "id": f"evt_retention_{i}",
+                    "merchant_id": cashier.merchant_id,
+                    "type": "payment.succeeded",
+                    "payment_id": f"pay_retention_{i}",
+                    "created_at": now - timedelta(days=age_days),
+                    "livemode": False,
+                    "payload": {
+                        "id": f"evt_retention_{i}",
+                        "type": "payment.succeeded",
+                        "data": {},
+                        "livemode": False,
+                        "created_at": (now - timedelta(days=age_days)).isoformat(),
+                    },
+                },
+            )
     batches = []
     while (gone := await purge_expired_events(cashier.cashier)) > 0:
         batches.append(gone)

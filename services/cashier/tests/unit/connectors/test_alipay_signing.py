@@ -33,9 +33,9 @@ from services.cashier.connectors.base import (
     NotificationKind,
     PrepayRequest,
     RefundStatus,
-    Scene,
     TradeStatus,
 )
+from services.cashier.domain.payments import PaymentScene
 
 APP_PRIVATE_KEY_PEM = """-----BEGIN PRIVATE KEY-----
 MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQDEpAyna1GLZnlf
@@ -214,7 +214,7 @@ async def test_page_pay_url_is_signed_over_all_params_including_sign_type() -> N
                 amount_minor=10050,
                 currency="CNY",
                 description="页面支付",
-                scene=Scene.PAGE,
+                scene=PaymentScene.PAGE,
                 notify_url="https://merchant.example/notify",
                 return_url="https://merchant.example/return?x=1&y=2",
             )
@@ -251,7 +251,7 @@ async def test_app_order_string_is_url_encoded_and_signed() -> None:
                 amount_minor=1,
                 currency="CNY",
                 description="app",
-                scene=Scene.APP,
+                scene=PaymentScene.APP,
                 notify_url="https://merchant.example/notify",
                 attach="a=b&c",
             )
@@ -283,7 +283,7 @@ async def test_prepay_refuses_non_cny_and_bad_amounts_without_calling_out() -> N
                         amount_minor=amount,
                         currency=currency,
                         description="x",
-                        scene=Scene.PAGE,
+                        scene=PaymentScene.PAGE,
                         notify_url="https://merchant.example/notify",
                     )
                 )

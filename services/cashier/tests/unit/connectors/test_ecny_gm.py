@@ -60,15 +60,44 @@ def test_openssl_signature_verifies_and_ours_verifies_in_openssl(sm2_key: tuple[
     assert gm.public_key_of(private_hex) == public_hex.removeprefix("04")
     message = b"POST\n/v1/orders\n1765000000\nnonce\nabc\n"
     (d / "m").write_bytes(message)
-    openssl("pkeyutl", "-sign", "-inkey", "k.pem", "-rawin", "-digest", "sm3", "-in", "m", "-out", "s.der",
-            "-pkeyopt", DIST_ID, cwd=d)  # fmt: skip
+    openssl(
+        "pkeyutl",
+        "-sign",
+        "-inkey",
+        "k.pem",
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-in",
+        "m",
+        "-out",
+        "s.der",
+        "-pkeyopt",
+        DIST_ID,
+        cwd=d,
+    )
     r, s = decode_dss_signature((d / "s.der").read_bytes())
     assert gm.sm2_verify(public_hex, f"{r:064x}{s:064x}", message)
     assert not gm.sm2_verify(public_hex, f"{r:064x}{s:064x}", message + b"x")
     ours = gm.sm2_sign(private_hex, public_hex, message)
     (d / "ours.der").write_bytes(encode_dss_signature(int(ours[:64], 16), int(ours[64:], 16)))
-    out = openssl("pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin", "-digest", "sm3", "-in", "m",
-                  "-sigfile", "ours.der", "-pkeyopt", DIST_ID, cwd=d)  # fmt: skip
+    out = openssl(
+        "pkeyutl",
+        "-verify",
+        "-pubin",
+        "-inkey",
+        "pub.pem",
+        "-rawin",
+        "-digest",
+        "sm3",
+        "-in",
+        "m",
+        "-sigfile",
+        "ours.der",
+        "-pkeyopt",
+        DIST_ID,
+        cwd=d,
+    )
     assert b"Verified Successfully" in out
 
 

@@ -39,9 +39,15 @@ def uuid7_hex(at: datetime) -> str:
 def unionpay_config(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     pki = SandboxPki.load_or_create(Path(tmp_path_factory.mktemp("unionpay-pki")))
     pfx, _certificate = pki.issue_merchant(MER_ID, "000000")
-    return {"base_url": "http://127.0.0.1:9", "mer_id": MER_ID, "sign_pfx_base64": base64.b64encode(pfx).decode(),
-            "sign_pfx_password": "000000", "root_cert_pem": pki.root.pem, "middle_cert_pem": pki.middle.pem,
-            "validate_cn_name": False}  # fmt: skip
+    return {
+        "base_url": "http://127.0.0.1:9",
+        "mer_id": MER_ID,
+        "sign_pfx_base64": base64.b64encode(pfx).decode(),
+        "sign_pfx_password": "000000",
+        "root_cert_pem": pki.root.pem,
+        "middle_cert_pem": pki.middle.pem,
+        "validate_cn_name": False,
+    }
 
 
 def test_both_channels_are_registered_with_their_scenes_and_routing_methods() -> None:
@@ -63,14 +69,21 @@ def test_configs_build_connectors_and_secrets_are_redacted(unionpay_config: dict
     assert isinstance(build_connector("unionpay", unionpay_config), UnionPayConnector)
     shown = redacted("unionpay", unionpay_config)
     assert shown["sign_pfx_base64"] == shown["sign_pfx_password"] == "***" and shown["mer_id"] == MER_ID
-    ecny = {"base_url": "http://127.0.0.1:9", "merchant_id": "EC1", "merchant_private_key_hex": "ab" * 32,
-            "merchant_public_key_hex": "04" + "cd" * 64, "bank_public_key_hex": "04" + "ef" * 64,
-            "sm4_key_hex": "01" * 16}  # fmt: skip
+    ecny = {
+        "base_url": "http://127.0.0.1:9",
+        "merchant_id": "EC1",
+        "merchant_private_key_hex": "ab" * 32,
+        "merchant_public_key_hex": "04" + "cd" * 64,
+        "bank_public_key_hex": "04" + "ef" * 64,
+        "sm4_key_hex": "01" * 16,
+    }
     assert build_connector("ecny", ecny).channel == "ecny"
     assert redacted("ecny", ecny)["merchant_private_key_hex"] == redacted("ecny", ecny)["sm4_key_hex"] == "***"
-    for channel, config in (("unionpay", {**unionpay_config, "mer_id": "short"}),
-                            ("unionpay", {**unionpay_config, "sign_pfx_password": "wrong"}),
-                            ("ecny", {**ecny, "surprise": 1})):  # fmt: skip
+    for channel, config in (
+        ("unionpay", {**unionpay_config, "mer_id": "short"}),
+        ("unionpay", {**unionpay_config, "sign_pfx_password": "wrong"}),
+        ("ecny", {**ecny, "surprise": 1}),
+    ):
         with pytest.raises(Problem) as refused:
             build_connector(channel, config)
         assert refused.value.spec.code == "invalid_channel_config"
@@ -81,8 +94,13 @@ def test_a_full_refund_on_the_consumes_beijing_day_is_a_revoke(unionpay_config: 
     out_trade_no = uuid7_hex(consumed)
 
     def refund(minor: int, *, number: str = out_trade_no) -> RefundRequest:
-        return RefundRequest(out_trade_no=number, out_refund_no="re_" + uuid7_hex(consumed), refund_minor=minor,
-                             total_minor=8_888, currency="CNY")  # fmt: skip
+        return RefundRequest(
+            out_trade_no=number,
+            out_refund_no="re_" + uuid7_hex(consumed),
+            refund_minor=minor,
+            total_minor=8_888,
+            currency="CNY",
+        )
 
     def connector(now: datetime) -> UnionPayConnector:
         return UnionPayConnector(UnionPayConfig.model_validate(unionpay_config), clock=lambda: now)
@@ -119,8 +137,13 @@ class _RefusingRevokes:
 
 
 async def test_a_refused_revoke_is_asked_again_as_a_refund_but_an_unknown_one_is_not() -> None:
-    request = RefundRequest(out_trade_no=uuid7_hex(datetime.now(UTC)), out_refund_no="re_1", refund_minor=100,
-                            total_minor=100, currency="CNY")  # fmt: skip
+    request = RefundRequest(
+        out_trade_no=uuid7_hex(datetime.now(UTC)),
+        out_refund_no="re_1",
+        refund_minor=100,
+        total_minor=100,
+        currency="CNY",
+    )
     refused = _RefusingRevokes(ChannelError("UNIONPAY_01", "past the cut-off"))
     assert (await return_money(refused, request)).status is RefundStatus.PENDING  # type: ignore[arg-type]
     assert refused.asked == ["revoke", "refund"]

@@ -128,11 +128,24 @@ def verifier(
 
 
 REQUEST = {
-    "version": "5.1.0", "encoding": "UTF-8", "signMethod": "01", "txnType": "01", "txnSubType": "01",
-    "bizType": "000201", "channelType": "07", "accessType": "0", "merId": MER_ID, "orderId": "20261206001",
-    "txnTime": "20261206101500", "txnAmt": "8888", "currencyCode": "156", "backUrl": "http://m.example/notify",
-    "frontUrl": " ", "reqReserved": "{a=1&b=2}", "payTimeout": "",
-}  # fmt: skip
+    "version": "5.1.0",
+    "encoding": "UTF-8",
+    "signMethod": "01",
+    "txnType": "01",
+    "txnSubType": "01",
+    "bizType": "000201",
+    "channelType": "07",
+    "accessType": "0",
+    "merId": MER_ID,
+    "orderId": "20261206001",
+    "txnTime": "20261206101500",
+    "txnAmt": "8888",
+    "currencyCode": "156",
+    "backUrl": "http://m.example/notify",
+    "frontUrl": " ",
+    "reqReserved": "{a=1&b=2}",
+    "payTimeout": "",
+}
 
 
 def test_request_signature_is_the_openssl_double_hash(pki: Pki) -> None:
@@ -153,9 +166,20 @@ def test_pfx_with_wrong_password_is_refused(pki: Pki) -> None:
 
 
 def response(pki: Pki, cert: str, key: str, **changes: str) -> dict[str, str]:
-    fields = {"respCode": "00", "respMsg": "成功[0000000]", "merId": MER_ID, "orderId": "20261206001",
-              "txnType": "01", "txnAmt": "8888", "queryId": "772612061015000000001", "traceTime": "1206101510",
-              "txnTime": "20261206101500", "signPubKeyCert": pki.text(cert), "reserved": "", **changes}  # fmt: skip
+    fields = {
+        "respCode": "00",
+        "respMsg": "成功[0000000]",
+        "merId": MER_ID,
+        "orderId": "20261206001",
+        "txnType": "01",
+        "txnAmt": "8888",
+        "queryId": "772612061015000000001",
+        "traceTime": "1206101510",
+        "txnTime": "20261206101500",
+        "signPubKeyCert": pki.text(cert),
+        "reserved": "",
+        **changes,
+    }
     fields["signature"] = openssl_signature(pki, key, signing.sign_content(fields))
     return fields
 

@@ -30,12 +30,19 @@ def order_response(
     row: RowMapping, payment: dict[str, Any] | None, operation: RowMapping | None
 ) -> s.TopUpOrderResponse:
     return s.TopUpOrderResponse(
-        id=row["id"], holder_id=row["holder_id"], amount_minor=row["amount_minor"], currency=row["currency"],
-        scene=row["scene"], merchant_id=row["merchant_id"], merchant_order_no=row["merchant_order_no"],
-        payment_id=row["payment_id"], payment=payment,
+        id=row["id"],
+        holder_id=row["holder_id"],
+        amount_minor=row["amount_minor"],
+        currency=row["currency"],
+        scene=row["scene"],
+        merchant_id=row["merchant_id"],
+        merchant_order_no=row["merchant_order_no"],
+        payment_id=row["payment_id"],
+        payment=payment,
         credited=operation is not None and operation["status"] == "posted",
-        operation_id=operation["id"] if operation is not None else None, created_at=row["created_at"],
-    )  # fmt: skip
+        operation_id=operation["id"] if operation is not None else None,
+        created_at=row["created_at"],
+    )
 
 
 @router.post("/holders/{holder_id}/top-up-orders", status_code=status.HTTP_201_CREATED)
@@ -48,24 +55,36 @@ async def create_top_up_order(
         raise WalletError(errors.TOP_UP_UNAVAILABLE, "cashier_url and wallet_topup_merchant_id are not set")
     payer = body.payer.model_dump(exclude_none=True) if body.payer else {}
     values = {
-        "id": new_id("wto"), "holder_id": holder_id, "idempotency_key": body.idempotency_key,
+        "id": new_id("wto"),
+        "holder_id": holder_id,
+        "idempotency_key": body.idempotency_key,
         "body_hash": store.body_hash({**body.model_dump(mode="json"), "payer": payer}),
-        "amount_minor": body.amount_minor, "currency": body.currency, "scene": body.scene,
+        "amount_minor": body.amount_minor,
+        "currency": body.currency,
+        "scene": body.scene,
         "merchant_id": settings.wallet_topup_merchant_id,
         "merchant_order_no": orders.merchant_order_no(holder_id, body.idempotency_key),
-    }  # fmt: skip
+    }
     async with uow.begin() as tx:
         existing = await orders.order_by_key(tx.conn, holder_id, body.idempotency_key)
         if existing is None:
             await orders.precheck_top_up(tx.conn, holder_id, body.amount_minor, body.currency, datetime.now(UTC))
         row = await orders.insert_order(tx.conn, values)
     created = row["id"] == values["id"]
-    payment = await cashier_client.create_top_up_payment(settings, {
-        "merchant_order_no": row["merchant_order_no"], "amount_minor": row["amount_minor"],
-        "currency": row["currency"], "description": cashier_client.TOP_UP_DESCRIPTION, "scene": row["scene"],
-        "payer": payer, "purpose": "wallet_topup", "wallet_holder_id": holder_id,
-        "metadata": {"wallet_topup_order_id": row["id"]},
-    })  # fmt: skip
+    payment = await cashier_client.create_top_up_payment(
+        settings,
+        {
+            "merchant_order_no": row["merchant_order_no"],
+            "amount_minor": row["amount_minor"],
+            "currency": row["currency"],
+            "description": cashier_client.TOP_UP_DESCRIPTION,
+            "scene": row["scene"],
+            "payer": payer,
+            "purpose": "wallet_topup",
+            "wallet_holder_id": holder_id,
+            "metadata": {"wallet_topup_order_id": row["id"]},
+        },
+    )
     async with uow.begin() as tx:
         await orders.set_payment(tx.conn, row["id"], str(payment["id"]))
         row = await orders.get_order(tx.conn, holder_id, row["id"]) or row
@@ -94,7 +113,16 @@ async def hold_top_up_refund(
     """The cashier, before it asks the channel to refund a top-up: 201 the pending `top_up_refund` hold on the
     holder's balance (the same refund id again → 200, the same hold); 409 `top_up_refund_exceeds_balance` or
     `top_up_not_credited`, nothing held. A platform or Juhe service only (no holder in the path)."""
-    return _answer(await orders.hold_refund(
-        uow, writer, refund_id=body.refund_id, payment_id=body.payment_id, amount_minor=body.amount_minor,
-        currency=body.currency, timeout_seconds=body.timeout_seconds, now=datetime.now(UTC),
-    ), response)  # fmt: skip
+    return _answer(
+        await orders.hold_refund(
+            uow,
+            writer,
+            refund_id=body.refund_id,
+            payment_id=body.payment_id,
+            amount_minor=body.amount_minor,
+            currency=body.currency,
+            timeout_seconds=body.timeout_seconds,
+            now=datetime.now(UTC),
+        ),
+        response,
+    )

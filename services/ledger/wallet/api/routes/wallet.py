@@ -44,12 +44,18 @@ def _now() -> datetime:
 def holder_response(row: RowMapping) -> s.HolderResponse:
     phone, card = row["phone"], row["bank_card"]
     return s.HolderResponse(
-        holder_id=row["holder_id"], holder_type=row["holder_type"], name=row["name"],
+        holder_id=row["holder_id"],
+        holder_type=row["holder_type"],
+        name=row["name"],
         document_number_masked=kyc.mask(row["document_number"], 4, 2),
-        phone_masked=kyc.mask(phone) if phone else None, bank_card_masked=kyc.mask(card, 4, 4) if card else None,
-        legal_person=row["legal_person"], kyc_status=row["kyc_status"], kyc_reason=row["kyc_reason"],
-        kyc_level=store.level_of(row), created_at=row["created_at"],
-    )  # fmt: skip
+        phone_masked=kyc.mask(phone) if phone else None,
+        bank_card_masked=kyc.mask(card, 4, 4) if card else None,
+        legal_person=row["legal_person"],
+        kyc_status=row["kyc_status"],
+        kyc_reason=row["kyc_reason"],
+        kyc_level=store.level_of(row),
+        created_at=row["created_at"],
+    )
 
 
 def _holder_values(body: s.HolderOpenRequest) -> dict[str, Any]:
@@ -75,8 +81,15 @@ def _holder_values(body: s.HolderOpenRequest) -> dict[str, Any]:
         if not settlement.isdigit() or not 8 <= len(settlement) <= 32:
             raise Problem(errors.VALIDATION_FAILED, "settlement_account is a bank account number (8-32 digits)")
         extra = {"legal_person": body.legal_person, "settlement_account": settlement}
-    values = {"holder_id": body.holder_id, "holder_type": body.holder_type.value, "name": body.name,
-              "document_number": document, "phone": phone, "bank_card": card, **extra}  # fmt: skip
+    values = {
+        "holder_id": body.holder_id,
+        "holder_type": body.holder_type.value,
+        "name": body.name,
+        "document_number": document,
+        "phone": phone,
+        "bank_card": card,
+        **extra,
+    }
     return {**values, "body_hash": store.body_hash({**values, "currency": body.currency})}
 
 
@@ -123,10 +136,15 @@ async def list_entitlements(uow: UowDep) -> list[dict[str, Any]]:
         overrides = await store.entitlement_overrides(conn)
     keys = sorted({*ent.DEFAULTS, *overrides}, key=str)
     return [
-        {"holder_type": k[0], "kyc_level": k[1], "subaccount_type": k[2], "action": k[3],
-         **ent.effective(overrides, *k).as_dict()}
+        {
+            "holder_type": k[0],
+            "kyc_level": k[1],
+            "subaccount_type": k[2],
+            "action": k[3],
+            **ent.effective(overrides, *k).as_dict(),
+        }
         for k in keys
-    ]  # fmt: skip
+    ]
 
 
 @router.post("/entitlements/changes", status_code=status.HTTP_201_CREATED)
@@ -175,10 +193,18 @@ def operation_response(
     if isinstance(card, dict) and not reveal_card:
         details["bank_card"] = {**card, "number": details.get("bank_card_masked")}
     return s.OperationResponse(
-        id=row["id"], holder_id=row["holder_id"], kind=row["kind"], idempotency_key=row["idempotency_key"],
-        transfer_id=row["transfer_id"], status=status_override or row["status"], amount_minor=row["amount_minor"],
-        currency=row["currency"], details=details, created_at=row["created_at"], replayed=replayed,
-    )  # fmt: skip
+        id=row["id"],
+        holder_id=row["holder_id"],
+        kind=row["kind"],
+        idempotency_key=row["idempotency_key"],
+        transfer_id=row["transfer_id"],
+        status=status_override or row["status"],
+        amount_minor=row["amount_minor"],
+        currency=row["currency"],
+        details=details,
+        created_at=row["created_at"],
+        replayed=replayed,
+    )
 
 
 def _answer(result: tuple[RowMapping, bool], response: Response, reveal_card: bool = True) -> s.OperationResponse:
@@ -197,29 +223,58 @@ async def top_up(
         raise Problem(errors.VALIDATION_FAILED, "merchant_id is required for, and only for, a prepaid top-up")
     if body.channel_fee_minor > body.amount_minor:
         raise Problem(errors.VALIDATION_FAILED, "channel_fee_minor exceeds amount_minor")
-    return _answer(await flows.top_up(
-        uow, writer, holder_id=holder_id, payment_id=body.payment_id, amount_minor=body.amount_minor,
-        currency=body.currency, channel=body.channel, channel_fee_minor=body.channel_fee_minor, subaccount=sub,
-        merchant_id=body.merchant_id or "", now=_now(),
-    ), response)  # fmt: skip
+    return _answer(
+        await flows.top_up(
+            uow,
+            writer,
+            holder_id=holder_id,
+            payment_id=body.payment_id,
+            amount_minor=body.amount_minor,
+            currency=body.currency,
+            channel=body.channel,
+            channel_fee_minor=body.channel_fee_minor,
+            subaccount=sub,
+            merchant_id=body.merchant_id or "",
+            now=_now(),
+        ),
+        response,
+    )
 
 
 @router.post("/holders/{holder_id}/withdrawals", status_code=201)
 async def withdraw(
-    holder_id: str, body: s.WithdrawalRequest, uow: UowDep, writer: WriterDep, settings: SettingsDep,
-    response: Response, reveal: RevealDep, request: Request,
-) -> s.OperationResponse:  # fmt: skip
+    holder_id: str,
+    body: s.WithdrawalRequest,
+    uow: UowDep,
+    writer: WriterDep,
+    settings: SettingsDep,
+    response: Response,
+    reveal: RevealDep,
+    request: Request,
+) -> s.OperationResponse:
     """A pending hold (§3.8) paid out to the verified bank card (`rail: bank`), or to the holder's WeChat
     change / Alipay account (`rail` + `payee`); `withdrawal.requested` on `ledger.wallet` tells settlement,
     which pays out, then posts or voids it. The fee of a user's own request is the platform's
     (`wallet_withdrawal_fee_minor`), never the user's choice."""
     if is_scoped(request) and body.fee_minor != settings.wallet_withdrawal_fee_minor:
         raise Problem(errors.VALIDATION_FAILED, f"the withdrawal fee is {settings.wallet_withdrawal_fee_minor}")
-    return _answer(await flows.withdraw(
-        uow, writer, holder_id=holder_id, withdrawal_id=body.withdrawal_id, amount_minor=body.amount_minor,
-        fee_minor=body.fee_minor, currency=body.currency, timeout_seconds=settings.wallet_withdrawal_hold_seconds,
-        now=_now(), rail=body.rail, payee=body.payee.model_dump(exclude_none=True) if body.payee else None,
-    ), response, reveal)  # fmt: skip
+    return _answer(
+        await flows.withdraw(
+            uow,
+            writer,
+            holder_id=holder_id,
+            withdrawal_id=body.withdrawal_id,
+            amount_minor=body.amount_minor,
+            fee_minor=body.fee_minor,
+            currency=body.currency,
+            timeout_seconds=settings.wallet_withdrawal_hold_seconds,
+            now=_now(),
+            rail=body.rail,
+            payee=body.payee.model_dump(exclude_none=True) if body.payee else None,
+        ),
+        response,
+        reveal,
+    )
 
 
 @router.post("/holders/{holder_id}/payments", status_code=201)
@@ -234,12 +289,24 @@ async def pay(
         raise Problem(errors.VALIDATION_FAILED, "platform_fee_minor must be below amount_minor")
     if body.timeout_seconds is not None and not body.pending:
         raise Problem(errors.VALIDATION_FAILED, "timeout_seconds applies to a pending payment only")
-    return _answer(await flows.pay(
-        uow, writer, holder_id=holder_id, payment_id=body.payment_id, merchant_id=body.merchant_id,
-        amount_minor=body.amount_minor, platform_fee_minor=body.platform_fee_minor, currency=body.currency,
-        subaccount=SubaccountType(body.subaccount_type), subaccount_id=body.subaccount_id, pending=body.pending,
-        timeout_seconds=body.timeout_seconds, now=_now(),
-    ), response)  # fmt: skip
+    return _answer(
+        await flows.pay(
+            uow,
+            writer,
+            holder_id=holder_id,
+            payment_id=body.payment_id,
+            merchant_id=body.merchant_id,
+            amount_minor=body.amount_minor,
+            platform_fee_minor=body.platform_fee_minor,
+            currency=body.currency,
+            subaccount=SubaccountType(body.subaccount_type),
+            subaccount_id=body.subaccount_id,
+            pending=body.pending,
+            timeout_seconds=body.timeout_seconds,
+            now=_now(),
+        ),
+        response,
+    )
 
 
 @router.post("/holders/{holder_id}/transfers", status_code=201)
@@ -247,40 +314,74 @@ async def transfer(
     holder_id: str, body: s.WalletTransferRequest, uow: UowDep, writer: WriterDep, response: Response
 ) -> s.OperationResponse:
     """Balance to another holder's balance; the sender's `transfer` entitlement and limits apply."""
-    return _answer(await flows.transfer(
-        uow, writer, holder_id=holder_id, transfer_id=body.transfer_id, to_holder_id=body.to_holder_id,
-        amount_minor=body.amount_minor, currency=body.currency, now=_now(),
-    ), response)  # fmt: skip
+    return _answer(
+        await flows.transfer(
+            uow,
+            writer,
+            holder_id=holder_id,
+            transfer_id=body.transfer_id,
+            to_holder_id=body.to_holder_id,
+            amount_minor=body.amount_minor,
+            currency=body.currency,
+            now=_now(),
+        ),
+        response,
+    )
 
 
 @router.post("/holders/{holder_id}/prepaid-cards", status_code=201)
 async def buy_prepaid(
     holder_id: str, body: s.PrepaidPurchaseRequest, uow: UowDep, writer: WriterDep, response: Response
 ) -> s.OperationResponse:
-    return _answer(await flows.buy_prepaid(
-        uow, writer, holder_id=holder_id, order_id=body.order_id, merchant_id=body.merchant_id,
-        amount_minor=body.amount_minor, currency=body.currency, now=_now(),
-    ), response)  # fmt: skip
+    return _answer(
+        await flows.buy_prepaid(
+            uow,
+            writer,
+            holder_id=holder_id,
+            order_id=body.order_id,
+            merchant_id=body.merchant_id,
+            amount_minor=body.amount_minor,
+            currency=body.currency,
+            now=_now(),
+        ),
+        response,
+    )
 
 
 @router.post("/holders/{holder_id}/points/grants", status_code=201)
 async def grant_points(
     holder_id: str, body: s.PointsGrantRequest, uow: UowDep, writer: WriterDep, response: Response
 ) -> s.OperationResponse:
-    return _answer(await flows.grant_points(
-        uow, writer, holder_id=holder_id, grant_id=body.grant_id, points_count=body.points, now=_now()
-    ), response)  # fmt: skip
+    return _answer(
+        await flows.grant_points(
+            uow, writer, holder_id=holder_id, grant_id=body.grant_id, points_count=body.points, now=_now()
+        ),
+        response,
+    )
 
 
 @router.post("/holders/{holder_id}/points/exchanges", status_code=201)
 async def exchange_points(
-    holder_id: str, body: s.PointsExchangeRequest, uow: UowDep, writer: WriterDep, settings: SettingsDep,
+    holder_id: str,
+    body: s.PointsExchangeRequest,
+    uow: UowDep,
+    writer: WriterDep,
+    settings: SettingsDep,
     response: Response,
-) -> s.OperationResponse:  # fmt: skip
-    return _answer(await flows.exchange_points(
-        uow, writer, holder_id=holder_id, exchange_id=body.exchange_id, points_count=body.points,
-        points_per_yuan=settings.wallet_points_per_yuan, currency=body.currency, now=_now(),
-    ), response)  # fmt: skip
+) -> s.OperationResponse:
+    return _answer(
+        await flows.exchange_points(
+            uow,
+            writer,
+            holder_id=holder_id,
+            exchange_id=body.exchange_id,
+            points_count=body.points,
+            points_per_yuan=settings.wallet_points_per_yuan,
+            currency=body.currency,
+            now=_now(),
+        ),
+        response,
+    )
 
 
 @router.get("/operations")
@@ -332,10 +433,15 @@ async def void_operation(operation_id: str, uow: UowDep, writer: WriterDep) -> s
 async def bill_response(conn: Any, row: RowMapping) -> s.BillResponse:
     repaid = await store.repaid_minor(conn, row["id"])
     return s.BillResponse(
-        id=row["id"], holder_id=row["holder_id"], currency=row["currency"], period=row["period"],
-        amount_due_minor=row["amount_due_minor"], repaid_minor=repaid,
-        status=flows.bill_status(row, repaid, _now()), due_at=row["due_at"],
-    )  # fmt: skip
+        id=row["id"],
+        holder_id=row["holder_id"],
+        currency=row["currency"],
+        period=row["period"],
+        amount_due_minor=row["amount_due_minor"],
+        repaid_minor=repaid,
+        status=flows.bill_status(row, repaid, _now()),
+        due_at=row["due_at"],
+    )
 
 
 @router.put("/holders/{holder_id}/credit-line")
@@ -347,9 +453,13 @@ async def set_credit_line(holder_id: str, body: s.CreditLineRequest, uow: UowDep
 @router.post("/holders/{holder_id}/bills", status_code=201)
 async def issue_bill(holder_id: str, body: s.BillIssueRequest, uow: UowDep, response: Response) -> s.BillResponse:
     row, created = await flows.issue_bill(
-        uow, holder_id=holder_id, currency=body.currency, period=body.period, due_in_days=body.due_in_days,
+        uow,
+        holder_id=holder_id,
+        currency=body.currency,
+        period=body.period,
+        due_in_days=body.due_in_days,
         now=_now(),
-    )  # fmt: skip
+    )
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     async with uow.read() as conn:
         return await bill_response(conn, row)
@@ -387,18 +497,27 @@ def balances_of(row: RowMapping) -> s.SubaccountBalances:
     posted = dp - cp if debit_normal else cp - dp
     out, incoming = (cq, dq) if debit_normal else (dq, cq)
     return s.SubaccountBalances(
-        posted_balance_minor=posted, available_balance_minor=posted - out, pending_out_minor=out,
+        posted_balance_minor=posted,
+        available_balance_minor=posted - out,
+        pending_out_minor=out,
         pending_in_minor=incoming,
-    )  # fmt: skip
+    )
 
 
 def history_item(r: RowMapping) -> s.HistoryItem:
     amount = r["posted_delta_minor"] or r["pending_delta_minor"]
     return s.HistoryItem(
-        entry_id=r["id"], account_id=r["account_id"], transfer_id=r["transfer_id"], operation=r["operation"],
-        reference=r["reference"], direction=r["direction"], kind=r["kind"], amount_minor=abs(amount),
-        currency=r["currency"], created_at=r["created_at"],
-    )  # fmt: skip
+        entry_id=r["id"],
+        account_id=r["account_id"],
+        transfer_id=r["transfer_id"],
+        operation=r["operation"],
+        reference=r["reference"],
+        direction=r["direction"],
+        kind=r["kind"],
+        amount_minor=abs(amount),
+        currency=r["currency"],
+        created_at=r["created_at"],
+    )
 
 
 @router.get("/holders/{holder_id}/my-wallet")
@@ -420,13 +539,19 @@ async def my_wallet(
     for r in rows:
         sub = SubaccountType(r["subaccount_type"])
         b = balances_of(r)
-        rules = {a.value: entitlement_schema(ent.effective(overrides, holder_type, level, sub, a))
-                 for a in Action}  # fmt: skip
-        views.append(s.SubaccountView(
-            account_id=r["id"], subaccount_type=sub.value, merchant_id=r["merchant_id"] or None,
-            currency=r["currency"], status=r["status"], credit_limit_minor=r["credit_limit_minor"], balances=b,
-            entitlements=rules,
-        ))  # fmt: skip
+        rules = {a.value: entitlement_schema(ent.effective(overrides, holder_type, level, sub, a)) for a in Action}
+        views.append(
+            s.SubaccountView(
+                account_id=r["id"],
+                subaccount_type=sub.value,
+                merchant_id=r["merchant_id"] or None,
+                currency=r["currency"],
+                status=r["status"],
+                credit_limit_minor=r["credit_limit_minor"],
+                balances=b,
+                entitlements=rules,
+            )
+        )
         if sub is SubaccountType.POINTS and r["currency"] == POINTS_CURRENCY:
             points += b.posted_balance_minor
         elif sub in MONEY_SUBACCOUNTS:
@@ -439,20 +564,32 @@ async def my_wallet(
             if sub is SubaccountType.COUPON:
                 coupons += b.posted_balance_minor
             if sub is SubaccountType.CREDIT:
-                credit = {"account_id": r["id"], "limit_minor": r["credit_limit_minor"],
-                          "owed_minor": max(-b.posted_balance_minor, 0),
-                          "available_minor": r["credit_limit_minor"] + b.available_balance_minor}  # fmt: skip
+                credit = {
+                    "account_id": r["id"],
+                    "limit_minor": r["credit_limit_minor"],
+                    "owed_minor": max(-b.posted_balance_minor, 0),
+                    "available_minor": r["credit_limit_minor"] + b.available_balance_minor,
+                }
     return s.MyWalletResponse(
-        holder=holder_response(holder), totals=totals, subaccounts=views, points=points, coupons_minor=coupons,
-        credit=credit, bills=bills, recent=[history_item(e) for e in recent],
-    )  # fmt: skip
+        holder=holder_response(holder),
+        totals=totals,
+        subaccounts=views,
+        points=points,
+        coupons_minor=coupons,
+        credit=credit,
+        bills=bills,
+        recent=[history_item(e) for e in recent],
+    )
 
 
 @router.get("/holders/{holder_id}/subaccounts/{account_id}/history", dependencies=[KnownQueryOnly])
 async def subaccount_history(
-    holder_id: str, account_id: str, uow: UowDep, limit: PageLimit,
+    holder_id: str,
+    account_id: str,
+    uow: UowDep,
+    limit: PageLimit,
     cursor: Annotated[str | None, cursor_query(ENTRY_CURSOR)] = None,
-) -> s.HistoryResponse:  # fmt: skip
+) -> s.HistoryResponse:
     """Newest first; `next_cursor` pages back in time (the one list shape, libs.common.paging)."""
     async with uow.read() as conn:
         row = await store.subaccount_row(conn, account_id)
@@ -482,7 +619,10 @@ async def merchant_balances(
         if r["kind"] == "merchant_settled":
             sums["available"] += b.available_balance_minor
     return s.MerchantBalancesResponse(
-        merchant_id=merchant_id, currency=currency, pending_minor=sums["merchant_pending"],
-        settled_minor=sums["merchant_settled"], available_to_withdraw_minor=sums["available"],
+        merchant_id=merchant_id,
+        currency=currency,
+        pending_minor=sums["merchant_pending"],
+        settled_minor=sums["merchant_settled"],
+        available_to_withdraw_minor=sums["available"],
         payout_in_transit_minor=sums["merchant_payable"],
-    )  # fmt: skip
+    )

@@ -15,8 +15,16 @@ down_revision = "0012"
 branch_labels = None
 depends_on = None
 
-TABLES = ("ledger_accounts", "payment_records", "refund_records", "split_executions", "settlement_entries",
-          "settlement_batches", "payouts", "reconciliation_runs")  # fmt: skip
+TABLES = (
+    "ledger_accounts",
+    "payment_records",
+    "refund_records",
+    "split_executions",
+    "settlement_entries",
+    "settlement_batches",
+    "payouts",
+    "reconciliation_runs",
+)
 
 STATEMENTS = (
     *(f"ALTER TABLE {table} ADD COLUMN livemode BOOLEAN NOT NULL DEFAULT true" for table in TABLES),

@@ -186,9 +186,7 @@ class LedgerClient:
             headers={"Idempotency-Key": f"{operation_id}:{action}"},
         )
 
-    async def channel_account_id(
-        self, kind: str, code: str, channel: str, currency: str, *, livemode: bool = True
-    ) -> str:
+    async def channel_account_id(self, kind: str, channel: str, currency: str, *, livemode: bool = True) -> str:
         """The platform's account of a channel (e.g. channel_clearing[wechatpay]), opened — or found, the
         same key and body answering the same account — exactly as the ledger's own consumer of cashier
         events opens it (docs/ledger.md §3: key `chart:<kind>:platform:<currency>:<channel>`), so both
@@ -200,8 +198,7 @@ class LedgerClient:
             json={
                 "holder_id": "platform",
                 "currency": currency,
-                "kind": kind,
-                "code": code,
+                "kind": kind,  # the ledger takes the code from its chart (services/ledger/domain/chart.py)
                 "metadata": {"channel": channel},
                 "idempotency_key": key,
                 "livemode": livemode,

@@ -227,9 +227,7 @@ class ChannelSharing:
                 select(payment_records.c.livemode).where(payment_records.c.payment_id == order["payment_id"])
             )
         book = book is not False
-        clearing = await self.ledger.channel_account_id(
-            "channel_clearing", "1101", order["channel"], currency, livemode=book
-        )
+        clearing = await self.ledger.channel_account_id("channel_clearing", order["channel"], currency, livemode=book)
         postings = []
         for part in paid:
             pending = await self.ledger.account_id(part["holder_id"], "merchant_pending", currency, livemode=book)

@@ -212,9 +212,7 @@ async def post_channel_settlement(
     amount = abs(net_minor)
     try:
         escrow = await ledger.account_id(PLATFORM_HOLDER, "escrow_bank", BILL_CURRENCY, livemode=livemode)
-        clearing = await ledger.channel_account_id(
-            "channel_clearing", "1101", channel, BILL_CURRENCY, livemode=livemode
-        )
+        clearing = await ledger.channel_account_id("channel_clearing", channel, BILL_CURRENCY, livemode=livemode)
         debit, credit = (escrow, clearing) if net_minor > 0 else (clearing, escrow)
         transfer = await ledger.post_transfer(
             idempotency_key=key,

@@ -165,7 +165,7 @@ async def _cashier_credit(h: Harness, payment_id: str, amount_minor: int, *, liv
     """What the ledger's consumer of the cashier's `payment.succeeded` posts to the merchant's 2201 (the cashier is
     not in this harness), in the payment's book, with the chart accounts and keys it uses."""
     ledger: LedgerClient = h.context.ledger
-    clearing = await ledger.channel_account_id("channel_clearing", "1101", "wechatpay", "CNY", livemode=livemode)
+    clearing = await ledger.channel_account_id("channel_clearing", "wechatpay", "CNY", livemode=livemode)
     pending = await ledger.account_id("mch_m", "merchant_pending", "CNY", livemode=livemode)
     await ledger.post_transfer(
         idempotency_key=f"{payment_id}:succeeded",
@@ -239,7 +239,7 @@ async def test_test_money_is_settled_and_paid_out_apart_from_live_money(harness:
     # test escrow holds what the sandbox settled (§3.5 of a test reconciliation, posted here directly).
     ledger: LedgerClient = h.context.ledger
     escrow = await ledger.account_id("platform", "escrow_bank", "CNY", livemode=False)
-    clearing = await ledger.channel_account_id("channel_clearing", "1101", "wechatpay", "CNY", livemode=False)
+    clearing = await ledger.channel_account_id("channel_clearing", "wechatpay", "CNY", livemode=False)
     await ledger.post_transfer(
         idempotency_key="stl_test_escrow:channel",
         postings=[

@@ -51,8 +51,11 @@ class MethodSimulationResponse(BaseModel):
         kept = []
         for c in m.decision.candidates:
             rate = special.get(c.fee.rate_id)
-            label = None if rate is None else SpecialRateResponse(application_id=rate.application_id,
-                                                                  programme_id=rate.programme_id)  # fmt: skip
+            label = (
+                None
+                if rate is None
+                else SpecialRateResponse(application_id=rate.application_id, programme_id=rate.programme_id)
+            )
             base = CandidateResponse.of(c, currency).model_dump()
             kept.append(KeptRouteResponse(**base, special_rate=label))
         return cls(method=m.method, outcome=m.outcome, kept=kept, dropped=[SkippedResponse.of(s) for s in m.dropped])
@@ -84,11 +87,22 @@ class RoutingSimulationResponse(BaseModel):
         chosen = None
         if s.chosen is not None:
             method, c = s.chosen
-            chosen = ChosenRouteResponse(method=method, route_id=c.route_id, fee_minor=c.fee.fee_minor,
-                                         rate_bps=c.fee.rate_bps, explanation=c.explanation)  # fmt: skip
+            chosen = ChosenRouteResponse(
+                method=method,
+                route_id=c.route_id,
+                fee_minor=c.fee.fee_minor,
+                rate_bps=c.fee.rate_bps,
+                explanation=c.explanation,
+            )
         return cls(
-            merchant_id=q.merchant_id, amount_minor=q.amount_minor, currency=q.currency, scene=q.scene,
-            simulated_at=s.simulated_at, at=s.at, config_version=s.methods[0].decision.config_version,
-            outcome=s.outcome, chosen=chosen,
+            merchant_id=q.merchant_id,
+            amount_minor=q.amount_minor,
+            currency=q.currency,
+            scene=q.scene,
+            simulated_at=s.simulated_at,
+            at=s.at,
+            config_version=s.methods[0].decision.config_version,
+            outcome=s.outcome,
+            chosen=chosen,
             methods=[MethodSimulationResponse.of(m, q.currency, s.special_rates) for m in s.methods],
-        )  # fmt: skip
+        )

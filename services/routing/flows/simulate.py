@@ -85,9 +85,16 @@ async def simulate(
     snapshot = await source.snapshot(merchant_id, now)
     results: list[MethodSimulation] = []
     for method in methods:
-        context = PaymentContext(payment_id=payment_id, merchant_id=merchant_id, amount_minor=amount_minor,
-                                 currency=currency, method=method, scene=scene, payer_client=payer_client,
-                                 industry=industry)  # fmt: skip
+        context = PaymentContext(
+            payment_id=payment_id,
+            merchant_id=merchant_id,
+            amount_minor=amount_minor,
+            currency=currency,
+            method=method,
+            scene=scene,
+            payer_client=payer_client,
+            industry=industry,
+        )
         decision = decide(context, snapshot, at or now)
         try:
             decision.require_candidates()

@@ -24,8 +24,17 @@ async def simulate_routing(
 ) -> RoutingSimulationResponse:
     if request.headers.get(IDENTITY_HEADER) and internal_identity(request).kind in ("merchant", "user"):
         raise Problem(FORBIDDEN, "the routing simulator is the platform's")
-    result = await simulate(uow, source, merchant_id=query.merchant_id, amount_minor=query.amount_minor,
-                            currency=query.currency, methods=list(dict.fromkeys(query.methods)), scene=query.scene,
-                            payer_client=query.payer_client, industry=query.industry, payment_id=query.payment_id,
-                            at=query.at)  # fmt: skip
+    result = await simulate(
+        uow,
+        source,
+        merchant_id=query.merchant_id,
+        amount_minor=query.amount_minor,
+        currency=query.currency,
+        methods=list(dict.fromkeys(query.methods)),
+        scene=query.scene,
+        payer_client=query.payer_client,
+        industry=query.industry,
+        payment_id=query.payment_id,
+        at=query.at,
+    )
     return RoutingSimulationResponse.of(query, result)

@@ -130,16 +130,26 @@ async def baseline_transfer(conn: asyncpg.Connection, debit: str, credit: str, a
         await conn.execute(
             "INSERT INTO b_transfers (id, source, idempotency_key, debit_account_id, credit_account_id, amount_minor)"
             " VALUES ($1, 'bench', $2, $3, $4, $5)",
-            transfer_id, key, debit, credit, amount,
-        )  # fmt: skip
+            transfer_id,
+            key,
+            debit,
+            credit,
+            amount,
+        )
         await conn.execute("UPDATE b_accounts SET debits_posted = debits_posted + $2 WHERE id = $1", debit, amount)
         await conn.execute("UPDATE b_accounts SET credits_posted = credits_posted + $2 WHERE id = $1", credit, amount)
         await conn.execute(
             "INSERT INTO b_entries (account_id, transfer_id, direction, amount_minor, debits_posted, credits_posted)"
             " VALUES ($1, $3, 'debit', $4, $5, $6), ($2, $3, 'credit', $4, $7, $8)",
-            debit, credit, transfer_id, amount,
-            d["debits_posted"] + amount, d["credits_posted"], c["debits_posted"], c["credits_posted"] + amount,
-        )  # fmt: skip
+            debit,
+            credit,
+            transfer_id,
+            amount,
+            d["debits_posted"] + amount,
+            d["credits_posted"],
+            c["debits_posted"],
+            c["credits_posted"] + amount,
+        )
     return True
 
 

@@ -75,8 +75,12 @@ async def baseline(base_url: str, data: g.Dataset, persons_max: int) -> tuple[in
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         suspense: dict[str, str] = {}
         for currency in ("CNY",):  # points: the public API credits them with a points grant
-            body = {"holder_id": "migration:baseline", "currency": currency, "kind": "migration_suspense",
-                    "code": "2901"}  # fmt: skip
+            body = {
+                "holder_id": "migration:baseline",
+                "currency": currency,
+                "kind": "migration_suspense",
+                "code": "2901",
+            }
             r = await client.post("/v1/accounts", json=body)
             assert r.status_code in (200, 201), r.text
             suspense[currency] = r.json()["id"]
@@ -97,9 +101,14 @@ async def baseline(base_url: str, data: g.Dataset, persons_max: int) -> tuple[in
             while not queue.empty():
                 p = queue.get_nowait()
                 holder_id = f"usr_base_{p['source_id']}"
-                body = {"holder_id": holder_id, "holder_type": "person", "name": p["name"],
-                        "resident_id": p["resident_id"], "phone": p["phone"],
-                        **({"bank_card": p["bank_card"]} if p["bank_card"] else {})}  # fmt: skip
+                body = {
+                    "holder_id": holder_id,
+                    "holder_type": "person",
+                    "name": p["name"],
+                    "resident_id": p["resident_id"],
+                    "phone": p["phone"],
+                    **({"bank_card": p["bank_card"]} if p["bank_card"] else {}),
+                }
                 r = await client.post("/v1/wallet/holders", json=body)
                 assert r.status_code in (200, 201), r.text
                 rows += 1
@@ -114,11 +123,24 @@ async def baseline(base_url: str, data: g.Dataset, persons_max: int) -> tuple[in
                     elif amount:
                         currency = b["currency"]
                         target = accounts[(b["subaccount"], currency)]
-                        body = {"source": "baseline", "idempotency_key": f"opening:{b['source_id']}", "postings": [
-                            {"account_id": suspense[currency], "direction": "debit", "amount_minor": amount,
-                             "currency": currency},
-                            {"account_id": target, "direction": "credit", "amount_minor": amount, "currency": currency},
-                        ]}  # fmt: skip
+                        body = {
+                            "source": "baseline",
+                            "idempotency_key": f"opening:{b['source_id']}",
+                            "postings": [
+                                {
+                                    "account_id": suspense[currency],
+                                    "direction": "debit",
+                                    "amount_minor": amount,
+                                    "currency": currency,
+                                },
+                                {
+                                    "account_id": target,
+                                    "direction": "credit",
+                                    "amount_minor": amount,
+                                    "currency": currency,
+                                },
+                            ],
+                        }
                         r = await client.post("/v1/transfers", json=body)
                         assert r.status_code in (200, 201), r.text
                     rows += 1
@@ -140,12 +162,30 @@ def migrate(
 ) -> tuple[int, float, int, dict[str, Any]]:
     """Returns (exit code, seconds, peak RSS in KiB of the CLI process, its summary line); `profile`: run the
     CLI under cProfile and write its statistics there (to find the hot path)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "JUHE_MIGRATION_DATABASE_URL": migration_db,
-           "JUHE_MIGRATION_LEDGER_URL": ledger_url, "JUHE_MIGRATION_PLATFORM": "bench"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "JUHE_MIGRATION_DATABASE_URL": migration_db,
+        "JUHE_MIGRATION_LEDGER_URL": ledger_url,
+        "JUHE_MIGRATION_PLATFORM": "bench",
+    }
     profiler = ["-m", "cProfile", "-o", str(profile)] if profile else []
-    args = [sys.executable, *profiler, "-m", "services.migration.cli", "--quiet",
-            "--log", str(run_log), "run", "--persons", str(data.persons),
-            "--balances", str(data.balances), "--control", str(data.control)]  # fmt: skip
+    args = [
+        sys.executable,
+        *profiler,
+        "-m",
+        "services.migration.cli",
+        "--quiet",
+        "--log",
+        str(run_log),
+        "run",
+        "--persons",
+        str(data.persons),
+        "--balances",
+        str(data.balances),
+        "--control",
+        str(data.control),
+    ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)  # children waited for so far: initdb (~0.6 s CPU)
     started = time.perf_counter()
     proc = subprocess.Popen(args, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -216,8 +256,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ok_readable = await readable(juhe_ledger.base_url, last)  # writes are synchronous: readable at the end
         time_to_readable = time.perf_counter() - run_started
         juhe_rps = records / juhe_s
-        print(f"juhe: {records:,} rows through the migration tool in {juhe_s:.1f}s = {juhe_rps:,.0f} rows/s,"
-              f" peak RSS {rss_kib / 1024:.0f} MiB, exit {code}, {summary}")  # fmt: skip
+        print(
+            f"juhe: {records:,} rows through the migration tool in {juhe_s:.1f}s = {juhe_rps:,.0f} rows/s,"
+            f" peak RSS {rss_kib / 1024:.0f} MiB, exit {code}, {summary}"
+        )
 
         violations = {}
         for url in (ledger_base_db, ledger_juhe_db):
@@ -231,15 +273,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{'design':<52}{'rows/s':>12}{'vs baseline':>14}")
         print(f"{'baseline (one request per row, public API)':<52}{baseline_rps:>12,.0f}{1:>13.1f}x")
         print(f"{'juhe migration (batched, resumable, reconciled)':<52}{juhe_rps:>12,.0f}{ratio:>13.1f}x")
-        print(f"verify: {'ok' if not violations else 'FAILED'}; run reconciled: {summary.get('reconciled')};"
-              f" last person readable: {ok_readable}; peak RSS of the CLI: {rss_kib / 1024:.0f} MiB")  # fmt: skip
+        print(
+            f"verify: {'ok' if not violations else 'FAILED'}; run reconciled: {summary.get('reconciled')};"
+            f" last person readable: {ok_readable}; peak RSS of the CLI: {rss_kib / 1024:.0f} MiB"
+        )
         print(f"load average (1 min) {load_start:.2f} at start, {load_end:.2f} at end, {os.cpu_count()} CPUs")
         return {
-            "persons": persons, "rows": records, "baseline_rows_per_s": round(baseline_rps),
-            "juhe_rows_per_s": round(juhe_rps), "ratio": round(ratio, 1), "peak_rss_mib": round(rss_kib / 1024),
-            "time_to_readable_s": round(time_to_readable, 1), "invariants_ok": invariants_ok,
+            "persons": persons,
+            "rows": records,
+            "baseline_rows_per_s": round(baseline_rps),
+            "juhe_rows_per_s": round(juhe_rps),
+            "ratio": round(ratio, 1),
+            "peak_rss_mib": round(rss_kib / 1024),
+            "time_to_readable_s": round(time_to_readable, 1),
+            "invariants_ok": invariants_ok,
             "load_avg_1m": [round(load_start, 2), round(load_end, 2)],
-        }  # fmt: skip
+        }
     finally:
         for server in servers:
             server.stop()

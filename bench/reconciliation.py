@@ -195,12 +195,34 @@ async def load_records(db_url: str, n: int) -> None:
     conn = await asyncpg.connect(asyncpg_dsn(db_url))
     try:
         rows = (
-            (f"{r.payment_id}_{n}", merchant_of(n), r.merchant_order_no, CHANNEL, r.key, r.channel_trade_no, r.status,
-             r.amount_minor, "CNY", r.fee_minor, BILL_DATE)
+            (
+                f"{r.payment_id}_{n}",
+                merchant_of(n),
+                r.merchant_order_no,
+                CHANNEL,
+                r.key,
+                r.channel_trade_no,
+                r.status,
+                r.amount_minor,
+                "CNY",
+                r.fee_minor,
+                BILL_DATE,
+            )
             for r in records(n)
-        )  # fmt: skip
-        columns = ["payment_id", "merchant_id", "merchant_order_no", "channel", "out_trade_no", "channel_trade_no",
-                   "status", "amount_minor", "currency", "channel_fee_minor", "bill_date"]  # fmt: skip
+        )
+        columns = [
+            "payment_id",
+            "merchant_id",
+            "merchant_order_no",
+            "channel",
+            "out_trade_no",
+            "channel_trade_no",
+            "status",
+            "amount_minor",
+            "currency",
+            "channel_fee_minor",
+            "bill_date",
+        ]
         await conn.copy_records_to_table("payment_records", records=rows, columns=columns)
         await conn.execute("ANALYZE payment_records")
     finally:
@@ -230,8 +252,14 @@ async def run_juhe(bill_path: Path, db_url: str, n: int) -> tuple[Counter[str], 
                 text("SELECT temp_bytes FROM pg_stat_database WHERE datname = current_database()")
             )
         started = time.perf_counter()
-        run_id = await reconcile(uow, FileBill(bill_path), Settings(database_url=db_url), channel=CHANNEL,
-                                 merchant_id=merchant_of(n), bill_date=BILL_DATE)  # fmt: skip
+        run_id = await reconcile(
+            uow,
+            FileBill(bill_path),
+            Settings(database_url=db_url),
+            channel=CHANNEL,
+            merchant_id=merchant_of(n),
+            bill_date=BILL_DATE,
+        )
         seconds = time.perf_counter() - started
         async with uow.read() as conn:
             run = await store.get_run(conn, run_id)
@@ -266,17 +294,36 @@ def child(design: str, directory: Path, db_url: str, n: int) -> None:
     bill_lines = sum(v for k, v in counts.items() if k != Outcome.MISSING_AT_CHANNEL.value)
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     # juhe times its reconciliation run alone (engine start and the figures read back afterwards excluded)
-    result = {"design": design, "lines": bill_lines, "seconds": seconds, "counts": dict(counts),
-              "peak_rss_mb": round(peak_rss_mb, 1), **extra}  # fmt: skip
+    result = {
+        "design": design,
+        "lines": bill_lines,
+        "seconds": seconds,
+        "counts": dict(counts),
+        "peak_rss_mb": round(peak_rss_mb, 1),
+        **extra,
+    }
     print(json.dumps(result))
 
 
 def measure(design: str, directory: Path, db_url: str, n: int) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "bench.reconciliation", "--child", design, "--dir", str(directory),
-         "--db", db_url, "--lines", str(n)],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "bench.reconciliation",
+            "--child",
+            design,
+            "--dir",
+            str(directory),
+            "--db",
+            db_url,
+            "--lines",
+            str(n),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{design} child failed:\n{done.stderr[-3000:]}")
     print("\n".join(x for x in done.stderr.splitlines() if x.startswith("TICK")))
@@ -339,8 +386,12 @@ def main() -> int:
             return 1
     lps = {id(r): r["lines"] / r["seconds"] for r in (baseline, previous, juhe, juhe_small)}
     print(f"{'design':<22} {'lines':>10} {'seconds':>8} {'lines/s':>10} {'peak RSS MB':>12} {'PG backend MB':>14}")
-    for name, r in (("baseline (all in dicts)", baseline), ("previous (Py index)", previous),
-                    ("juhe (PostgreSQL)", juhe), ("juhe at N/10", juhe_small)):  # fmt: skip
+    for name, r in (
+        ("baseline (all in dicts)", baseline),
+        ("previous (Py index)", previous),
+        ("juhe (PostgreSQL)", juhe),
+        ("juhe at N/10", juhe_small),
+    ):
         pg = r.get("postgres_backend_peak_rss_mb")
         pg_text = f"{pg:>14,.1f}" if isinstance(pg, float | int) else f"{'-':>14}"
         print(

@@ -99,8 +99,14 @@ def create_app(settings: Settings) -> FastAPI:
     use_plain_asgi_observability(app, settings.service_name)
     serve_offline_docs(app, title=TITLE)
     app.add_middleware(HeadAsGet, router=app.router)
-    own_routers = [platform.router, onboarding.router, api_versions.router, wallet_users.router, staff.router,
-                   internal.router]  # fmt: skip
+    own_routers = [
+        platform.router,
+        onboarding.router,
+        api_versions.router,
+        wallet_users.router,
+        staff.router,
+        internal.router,
+    ]
     app.router.routes.insert(0, proxy.FirstMatchProxyRoute(proxy.own_prefixes(own_routers)))
     app.router.routes.insert(0, WebPagesRoute(settings.web_prefixes))
     own: list[dict[str, Any]] = []

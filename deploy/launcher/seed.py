@@ -57,10 +57,21 @@ DEMO_WECHAT_MCHIDS = {DEMO_MERCHANT_ID: "1900000109", WALLET_TOPUP_MERCHANT_ID: 
 # UnionPay merId (15 characters) and the e-CNY bank's merchant number of each merchant.
 DEMO_UNIONPAY_MER_IDS = {DEMO_MERCHANT_ID: "777290058110048", WALLET_TOPUP_MERCHANT_ID: "777290058110049"}
 DEMO_ECNY_MERCHANT_IDS = {DEMO_MERCHANT_ID: "EC000000000101", WALLET_TOPUP_MERCHANT_ID: "EC000000000102"}
-UNIONPAY_CONFIG_FIELDS = ("mer_id", "sign_pfx_base64", "sign_pfx_password", "root_cert_pem", "middle_cert_pem",
-                          "validate_cn_name")  # fmt: skip
-ECNY_CONFIG_FIELDS = ("merchant_id", "merchant_private_key_hex", "merchant_public_key_hex", "bank_public_key_hex",
-                      "sm4_key_hex")  # fmt: skip
+UNIONPAY_CONFIG_FIELDS = (
+    "mer_id",
+    "sign_pfx_base64",
+    "sign_pfx_password",
+    "root_cert_pem",
+    "middle_cert_pem",
+    "validate_cn_name",
+)
+ECNY_CONFIG_FIELDS = (
+    "merchant_id",
+    "merchant_private_key_hex",
+    "merchant_public_key_hex",
+    "bank_public_key_hex",
+    "sm4_key_hex",
+)
 # Merchants whose Alipay app is in certificate mode (fund APIs: transfers for wallet withdrawals).
 ALIPAY_CERT_MODE_MERCHANTS = frozenset({WALLET_TOPUP_MERCHANT_ID})
 # The cashier's channel priority (1 first) when a payment names none: the card and e-CNY channels after the
@@ -174,11 +185,16 @@ def demo_onboarding_request(channels: dict[str, dict[str, Any]]) -> dict[str, An
     priority order, each contracted on the channel's demo route with the merchant's own id at the channel."""
     routes = {route.connector: route.route_id for route in DEMO_ROUTES}
     openings = [
-        {"channel": channel, "route_id": routes[channel], "priority": priority, "config": config,
-         "sub_merchant_id": str(config.get(SUB_MERCHANT_ID_FIELDS[channel]) or f"{DEMO_MERCHANT_ID}_{channel}")}
+        {
+            "channel": channel,
+            "route_id": routes[channel],
+            "priority": priority,
+            "config": config,
+            "sub_merchant_id": str(config.get(SUB_MERCHANT_ID_FIELDS[channel]) or f"{DEMO_MERCHANT_ID}_{channel}"),
+        }
         for priority, (channel, config) in enumerate(_by_priority(channels), start=1)
         if channel in routes
-    ]  # fmt: skip
+    ]
     return {**DEMO_ONBOARDING, "channels": openings}
 
 
@@ -189,8 +205,10 @@ async def _onboard_demo_merchant(
     exists from an earlier version's seed (409 `merchant_exists`). A rejected onboarding is a ValueError."""
     body = demo_onboarding_request(channels)
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    headers = {"Authorization": f"Bearer {admin_key}",
-               "Idempotency-Key": f"demo-onboarding-{hashlib.sha256(canonical).hexdigest()[:32]}"}  # fmt: skip
+    headers = {
+        "Authorization": f"Bearer {admin_key}",
+        "Idempotency-Key": f"demo-onboarding-{hashlib.sha256(canonical).hexdigest()[:32]}",
+    }
     async with httpx.AsyncClient(base_url=gateway_url, timeout=ONBOARDING_TIMEOUT_SECONDS) as client:
         response = await client.post("/v1/platform/merchant-onboardings", json=body, headers=headers)
         if response.status_code == ALREADY_THERE and response.json().get("code") == MERCHANT_EXISTS:
@@ -208,12 +226,19 @@ async def _onboard_demo_merchant(
             read.raise_for_status()
             onboarding = read.json()
     if onboarding["status"] != "active":
-        steps = {name: (step["status"], step.get("reasons") or step.get("last_error")) for name, step in
-                 onboarding["steps"].items() if step["status"] != "verified"}  # fmt: skip
+        steps = {
+            name: (step["status"], step.get("reasons") or step.get("last_error"))
+            for name, step in onboarding["steps"].items()
+            if step["status"] != "verified"
+        }
         raise ValueError(f"demo onboarding {created['onboarding_id']} is {onboarding['status']}: {steps}")
-    return {"merchant_id": created["merchant_id"], "key_id": created["api_key"]["key_id"],
-            "secret": created["api_key"]["secret"], "webhook_secret": created["webhook_secret"],
-            "onboarding_id": created["onboarding_id"]}  # fmt: skip
+    return {
+        "merchant_id": created["merchant_id"],
+        "key_id": created["api_key"]["key_id"],
+        "secret": created["api_key"]["secret"],
+        "webhook_secret": created["webhook_secret"],
+        "onboarding_id": created["onboarding_id"],
+    }
 
 
 def demo_service_settings(data_dir: Path) -> dict[str, dict[str, object]]:
@@ -308,8 +333,9 @@ async def _demo_channels(
     return saved
 
 
-async def _alipay_certificate_mode(client: httpx.AsyncClient, alipay_url: str,
-                                   config: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+async def _alipay_certificate_mode(
+    client: httpx.AsyncClient, alipay_url: str, config: dict[str, Any]
+) -> dict[str, Any]:
     """Switch an app to certificate mode, as a merchant does on Alipay's open platform: upload the app's
     public key, download the app certificate, Alipay's certificate and Alipay's root certificate. The
     connector then sends `app_cert_sn` + `alipay_root_cert_sn` and takes Alipay's key from its certificate."""
@@ -319,13 +345,20 @@ async def _alipay_certificate_mode(client: httpx.AsyncClient, alipay_url: str,
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode("ascii")
     )
-    body = {"app_id": config["app_id"], "app_public_key_pem": public_pem, "cert_mode": True,
-            "seller_id": config.get("seller_id")}  # fmt: skip
+    body = {
+        "app_id": config["app_id"],
+        "app_public_key_pem": public_pem,
+        "cert_mode": True,
+        "seller_id": config.get("seller_id"),
+    }
     r = await client.post(f"{alipay_url}/control/apps", json=body)
     r.raise_for_status()
     reg = r.json()
-    return {**config, "alipay_public_key_pem": reg["alipay_public_key_pem"],
-            **{k: reg[k] for k in ("app_cert_pem", "alipay_cert_pem", "alipay_root_cert_pem")}}  # fmt: skip
+    return {
+        **config,
+        "alipay_public_key_pem": reg["alipay_public_key_pem"],
+        **{k: reg[k] for k in ("app_cert_pem", "alipay_cert_pem", "alipay_root_cert_pem")},
+    }
 
 
 async def _configure_cashier(
@@ -396,9 +429,13 @@ async def _configure_routing(
 async def _open_demo_wallet(ledger_url: str, user_id: str) -> None:
     """The demo user's big wallet (My Wallet through the gateway with the printed user token)."""
     holder = {
-        "holder_id": user_id, "holder_type": "person", "name": "Demo User",
-        "resident_id": "11010519491231002X", "phone": "13800138000", "bank_card": "6222021234567890128",
-    }  # fmt: skip
+        "holder_id": user_id,
+        "holder_type": "person",
+        "name": "Demo User",
+        "resident_id": "11010519491231002X",
+        "phone": "13800138000",
+        "bank_card": "6222021234567890128",
+    }
     async with httpx.AsyncClient(base_url=ledger_url, timeout=SEED_TIMEOUT_SECONDS, headers=_platform_headers()) as c:
         response = await c.post("/v1/wallet/holders", json=holder)
         if response.status_code not in (ALREADY_THERE, 200):

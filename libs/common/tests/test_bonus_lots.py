@@ -14,8 +14,11 @@ def lot(lot_id: str, available: int, expires_at: str | None, **extra: Any) -> di
 
 
 def test_earliest_expiry_first_then_no_expiry_then_the_unlotted_rest() -> None:
-    lots = [lot("acc_a", 300, None), lot("acc_b", 200, "2027-03-01T00:00:00+00:00"),
-            lot("acc_c", 100, "2027-01-01T00:00:00+08:00")]  # fmt: skip
+    lots = [
+        lot("acc_a", 300, None),
+        lot("acc_b", 200, "2027-03-01T00:00:00+00:00"),
+        lot("acc_c", 100, "2027-01-01T00:00:00+08:00"),
+    ]
     assert spend_plan(lots, 650, 250) == [("acc_c", 100), ("acc_b", 150)]
     assert spend_plan(lots, 650, 600) == [("acc_c", 100), ("acc_b", 200), ("acc_a", 300)]
     assert spend_plan(lots, 650, 650) == [("acc_c", 100), ("acc_b", 200), ("acc_a", 300)]  # 50 unlotted

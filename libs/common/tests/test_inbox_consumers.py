@@ -27,9 +27,18 @@ NAMESPACE = "t0123456789."
 
 def record(envelope: Envelope) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
-        topic=f"{NAMESPACE}{TOPIC}", partition=0, offset=0, timestamp=0, timestamp_type=0, key=None,
-        value=envelope.to_bytes(), checksum=None, serialized_key_size=0, serialized_value_size=0, headers=[],
-    )  # fmt: skip
+        topic=f"{NAMESPACE}{TOPIC}",
+        partition=0,
+        offset=0,
+        timestamp=0,
+        timestamp_type=0,
+        key=None,
+        value=envelope.to_bytes(),
+        checksum=None,
+        serialized_key_size=0,
+        serialized_value_size=0,
+        headers=[],
+    )
 
 
 def consumer(uow: UnitOfWork, group: str, applied: list[str], bootstrap: str) -> InboxConsumer:
@@ -37,10 +46,14 @@ def consumer(uow: UnitOfWork, group: str, applied: list[str], bootstrap: str) ->
         applied.append(envelope.id)
 
     return InboxConsumer(
-        uow, service="routing", bootstrap=bootstrap, group_id=f"{NAMESPACE}{group}",
-        subscriptions=[Subscription(TOPIC, handler)], epoch_watcher=EpochWatcher(bootstrap, interval_seconds=1),
+        uow,
+        service="routing",
+        bootstrap=bootstrap,
+        group_id=f"{NAMESPACE}{group}",
+        subscriptions=[Subscription(TOPIC, handler)],
+        epoch_watcher=EpochWatcher(bootstrap, interval_seconds=1),
         topic_namespace=NAMESPACE,
-    )  # fmt: skip
+    )
 
 
 async def test_two_consumer_groups_of_one_service_each_apply_an_event_once(
@@ -66,8 +79,10 @@ async def test_two_consumer_groups_of_one_service_each_apply_an_event_once(
             legacy = Envelope(type="payment.succeeded", source="cashier", subject="pay_2", data={})
             await conn.execute(
                 "INSERT INTO inbox (consumer, event_id, topic, event_type) VALUES ('', $1, $2, $3)",
-                legacy.id, TOPIC, legacy.type,
-            )  # fmt: skip
+                legacy.id,
+                TOPIC,
+                legacy.type,
+            )
         finally:
             await conn.close()
         assert [(r["consumer"], r["event_id"]) for r in rows] == [
@@ -130,11 +145,14 @@ async def test_an_event_no_subscription_wants_leaves_no_trace(
             applied.append(envelope.type)
 
         picky = InboxConsumer(
-            UnitOfWork(engine, source="routing"), service="routing", bootstrap=juhe_infra.bootstrap,
-            group_id=f"{NAMESPACE}juhe-routing", topic_namespace=NAMESPACE,
+            UnitOfWork(engine, source="routing"),
+            service="routing",
+            bootstrap=juhe_infra.bootstrap,
+            group_id=f"{NAMESPACE}juhe-routing",
+            topic_namespace=NAMESPACE,
             subscriptions=[Subscription(TOPIC, handler, frozenset({"payment.succeeded"}))],
             epoch_watcher=EpochWatcher(juhe_infra.bootstrap, interval_seconds=1),
-        )  # fmt: skip
+        )
         unwanted = Envelope(type="payment.created", source="cashier", subject="pay_3", data={})
         wanted = Envelope(type="payment.succeeded", source="cashier", subject="pay_3", data={})
         for event in (unwanted, wanted, unwanted):
@@ -167,11 +185,15 @@ async def test_a_fetched_batch_is_one_transaction_and_a_failing_event_is_applied
             transactions[envelope.id] = int((await tx.conn.exec_driver_sql("SELECT txid_current()")).scalar_one())
 
         inbox = InboxConsumer(
-            UnitOfWork(engine, source="routing"), service="routing", bootstrap=juhe_infra.bootstrap,
-            group_id=f"{NAMESPACE}juhe-routing", topic_namespace=NAMESPACE, handler_attempts_max=1,
+            UnitOfWork(engine, source="routing"),
+            service="routing",
+            bootstrap=juhe_infra.bootstrap,
+            group_id=f"{NAMESPACE}juhe-routing",
+            topic_namespace=NAMESPACE,
+            handler_attempts_max=1,
             subscriptions=[Subscription(TOPIC, handler, frozenset({"payment.succeeded"}))],
             epoch_watcher=EpochWatcher(juhe_infra.bootstrap, interval_seconds=1),
-        )  # fmt: skip
+        )
 
         def event(**data: object) -> Envelope:
             return Envelope(type="payment.succeeded", source="cashier", subject="pay_4", data=data)

@@ -28,10 +28,14 @@ PEER_DOWN = ErrorSpec("ledger_unavailable", 503, "The ledger cannot be reached",
 
 def consumer(uow: UnitOfWork, handler: Callable[[Tx, Envelope], Awaitable[None]], bootstrap: str) -> InboxConsumer:
     return InboxConsumer(
-        uow, service="routing", bootstrap=bootstrap, group_id=f"{NAMESPACE}juhe-routing",
-        subscriptions=[Subscription(TOPIC, handler)], epoch_watcher=EpochWatcher(bootstrap, interval_seconds=1),
+        uow,
+        service="routing",
+        bootstrap=bootstrap,
+        group_id=f"{NAMESPACE}juhe-routing",
+        subscriptions=[Subscription(TOPIC, handler)],
+        epoch_watcher=EpochWatcher(bootstrap, interval_seconds=1),
         topic_namespace=NAMESPACE,
-    )  # fmt: skip
+    )
 
 
 async def rows(url: str, table: str) -> int:

@@ -33,9 +33,11 @@ def _configured(settings: Settings) -> tuple[str, str]:
 
 def _headers(settings: Settings, merchant_id: str) -> dict[str, str]:
     token = mint_identity_token(
-        settings.internal_token_secret.get_secret_value(), key_id="ledger", service="ledger",
+        settings.internal_token_secret.get_secret_value(),
+        key_id="ledger",
+        service="ledger",
         merchant_id=merchant_id,
-    )  # fmt: skip
+    )
     return {IDENTITY_HEADER: token}
 
 
@@ -89,8 +91,9 @@ async def refund_known(settings: Settings, refund_id: str) -> bool | None:
     merchant_id = settings.wallet_topup_merchant_id
     try:
         async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds, verify=shared_tls_context()) as client:
-            r = await client.get(f"{settings.cashier_url.rstrip('/')}/v1/refunds/{refund_id}",
-                                 headers=_headers(settings, merchant_id))  # fmt: skip
+            r = await client.get(
+                f"{settings.cashier_url.rstrip('/')}/v1/refunds/{refund_id}", headers=_headers(settings, merchant_id)
+            )
     except httpx.HTTPError:
         return None
     if r.status_code == 200:

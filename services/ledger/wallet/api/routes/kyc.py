@@ -46,15 +46,25 @@ async def submit_kyc(holder_id: str, uow: UowDep, settings: SettingsDep, request
         assert updated is not None  # the row is locked
         holder = updated
     base = (settings.wallet_public_base_url or str(request.base_url)).rstrip("/")
-    body = json.dumps({
-        "request_id": request_id, "holder_type": holder["holder_type"], "name": holder["name"],
-        "document_number": holder["document_number"], "phone": holder["phone"], "bank_card": holder["bank_card"],
-        "legal_person": holder["legal_person"], "callback_url": base + CALLBACK_PATH,
-    }).encode()  # fmt: skip
+    body = json.dumps(
+        {
+            "request_id": request_id,
+            "holder_type": holder["holder_type"],
+            "name": holder["name"],
+            "document_number": holder["document_number"],
+            "phone": holder["phone"],
+            "bank_card": holder["bank_card"],
+            "legal_person": holder["legal_person"],
+            "callback_url": base + CALLBACK_PATH,
+        }
+    ).encode()
     secret = settings.wallet_identity_secret.get_secret_value()
     now = int(time.time())
-    headers = {"content-type": "application/json", signing.TIMESTAMP_HEADER: str(now),
-               signing.SIGNATURE_HEADER: signing.sign(secret, now, body)}  # fmt: skip
+    headers = {
+        "content-type": "application/json",
+        signing.TIMESTAMP_HEADER: str(now),
+        signing.SIGNATURE_HEADER: signing.sign(secret, now, body),
+    }
     try:
         async with httpx.AsyncClient(
             timeout=settings.wallet_identity_timeout_seconds, verify=shared_tls_context()
@@ -79,10 +89,13 @@ async def kyc_callback(request: Request, uow: UowDep, settings: SettingsDep) -> 
     if len(raw) > CALLBACK_BODY_MAX_BYTES:
         raise Problem(errors.VALIDATION_FAILED, "callback body too large")
     ok = signing.verify(
-        settings.wallet_identity_secret.get_secret_value(), request.headers.get(signing.TIMESTAMP_HEADER),
-        request.headers.get(signing.SIGNATURE_HEADER), raw, now=time.time(),
+        settings.wallet_identity_secret.get_secret_value(),
+        request.headers.get(signing.TIMESTAMP_HEADER),
+        request.headers.get(signing.SIGNATURE_HEADER),
+        raw,
+        now=time.time(),
         max_age_seconds=settings.wallet_callback_max_age_seconds,
-    )  # fmt: skip
+    )
     if not ok:
         raise WalletError(errors.BAD_SIGNATURE, "callback signature or timestamp is not valid")
     try:

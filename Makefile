@@ -51,6 +51,8 @@ check: lint typecheck imports ## ruff (lint + format check), mypy, import-linter
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	@! grep -rnE --include='*.py' --exclude-dir=.venv --exclude-dir=.juhe '#[[:space:]]*fmt:[[:space:]]*(skip|off)' . \
+		|| { echo 'ruff format lays out every file: remove the fmt: skip/off above (CONTRIBUTING §5)'; exit 1; }
 
 typecheck: install
 	$(BIN)/mypy libs services gateway sandboxes deploy bench web tests

@@ -187,8 +187,8 @@ class TradeBook:
                 return None
             return doc
         if trade_no:
-            for doc in self.store.list(TRADES):
-                if doc["app_id"] == app_id and doc.get("trade_no") == trade_no:
+            for doc in self.store.find(TRADES, "trade_no", trade_no):
+                if doc["app_id"] == app_id:
                     return doc
         return None
 

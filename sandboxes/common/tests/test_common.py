@@ -88,6 +88,24 @@ def test_store_once_replays_the_first_answer_and_refuses_a_changed_request(tmp_p
     assert store.once("requests", "r2", "fp-a", act, refused) == {"n": 2}  # so a retry is a first request
 
 
+def test_store_find_answers_matches_in_key_order_through_an_index_of_the_field(tmp_path: Path) -> None:
+    store = DocumentStore(tmp_path / "s.db")
+    for key, order_no in [("k3", "A"), ("k1", "A"), ("k2", "B")]:
+        store.put("trades", key, {"out_trade_no": order_no, "key": key})
+    store.put("refunds", "k0", {"out_trade_no": "A", "key": "k0"})
+    assert [d["key"] for d in store.find("trades", "out_trade_no", "A")] == ["k1", "k3"]
+    assert store.find("trades", "out_trade_no", "C") == []
+    plan = store._conn.execute(
+        "EXPLAIN QUERY PLAN SELECT key, body FROM documents"
+        " WHERE collection = ? AND json_extract(body, '$.out_trade_no') = ?",
+        ("trades", "A"),
+    ).fetchall()
+    assert "documents_by_out_trade_no" in str(plan)  # a B-tree search, not a scan of every trade
+    with pytest.raises(ValueError):
+        store.find("trades", "out_trade_no') OR 1=1 --", "A")
+    store.close()
+
+
 def test_key_is_created_once_and_reloaded(tmp_path: Path) -> None:
     directory = sandbox_data_dir("demo", tmp_path)
     first = load_or_create_rsa_key(directory, "platform")

@@ -5,8 +5,9 @@ Authenticated as the service identity `ledger` acting for the platform's collect
 short-lived token signed by the shared internal secret (the same token the gateway forwards), so the
 cashier scopes the payment to that merchant and allows the `wallet_topup` purpose only from us.
 
-A client per call (these calls are rare: a top-up, the reconciler's doubts), but with the process's one TLS
-context (`shared_tls_context()`): building one is ~26 ms of CPU otherwise (docs/performance.md, "Fourth pass").
+A client per call (these calls are rare: a top-up, the reconciler's doubts) from `libs.common.http.service_client`,
+as every service's client: the process's one TLS context (building one is ~26 ms of CPU, docs/performance.md,
+"Fourth pass") and the trace header on every request.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 import httpx
 
 from libs.common.errors import ErrorSpec, Problem
-from libs.common.http import shared_tls_context
+from libs.common.http import service_client
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 from services.ledger.config import Settings
 from services.ledger.wallet.domain import errors
@@ -61,8 +62,8 @@ async def create_top_up_payment(settings: Settings, body: dict[str, Any]) -> dic
     """`POST /v1/payments` for the collecting merchant; the same body again answers the same payment."""
     base, merchant_id = _configured(settings)
     try:
-        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds, verify=shared_tls_context()) as client:
-            r = await client.post(f"{base}/v1/payments", json=body, headers=_headers(settings, merchant_id))
+        async with service_client(base, timeout_seconds=settings.cashier_timeout_seconds) as client:
+            r = await client.post("/v1/payments", json=body, headers=_headers(settings, merchant_id))
     except httpx.HTTPError as e:
         raise WalletError(errors.CASHIER_UNAVAILABLE, f"cashier unreachable: {type(e).__name__}") from None
     return _answer(r)
@@ -73,10 +74,8 @@ async def read_payment(settings: Settings, merchant_id: str, payment_id: str) ->
     if not settings.cashier_url:
         return None
     try:
-        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds, verify=shared_tls_context()) as client:
-            r = await client.get(
-                f"{settings.cashier_url.rstrip('/')}/v1/payments/{payment_id}", headers=_headers(settings, merchant_id)
-            )
+        async with service_client(settings.cashier_url, timeout_seconds=settings.cashier_timeout_seconds) as client:
+            r = await client.get(f"/v1/payments/{payment_id}", headers=_headers(settings, merchant_id))
     except httpx.HTTPError:
         return None
     return dict(r.json()) if r.is_success else None
@@ -90,10 +89,8 @@ async def refund_known(settings: Settings, refund_id: str) -> bool | None:
         return None
     merchant_id = settings.wallet_topup_merchant_id
     try:
-        async with httpx.AsyncClient(timeout=settings.cashier_timeout_seconds, verify=shared_tls_context()) as client:
-            r = await client.get(
-                f"{settings.cashier_url.rstrip('/')}/v1/refunds/{refund_id}", headers=_headers(settings, merchant_id)
-            )
+        async with service_client(settings.cashier_url, timeout_seconds=settings.cashier_timeout_seconds) as client:
+            r = await client.get(f"/v1/refunds/{refund_id}", headers=_headers(settings, merchant_id))
     except httpx.HTTPError:
         return None
     if r.status_code == 200:

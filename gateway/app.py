@@ -13,7 +13,6 @@ from starlette.routing import Route
 from gateway import worker
 from gateway.api.docs_pages import HeadAsGet, serve_offline_docs
 from gateway.api.gatekeeper import Gatekeeper
-from gateway.api.observability import use_plain_asgi_observability
 from gateway.api.routes import api_versions, internal, onboarding, platform, proxy, staff, wallet_users
 from gateway.api.routes.web_pages import WebPagesRoute
 from gateway.clients.catalog import ApiCatalog
@@ -96,7 +95,6 @@ def create_app(settings: Settings) -> FastAPI:
         refuse_unstorable_text=False,  # the gatekeeper applies the rule after its size and authentication checks
     )
 
-    use_plain_asgi_observability(app, settings.service_name)
     serve_offline_docs(app, title=TITLE)
     app.add_middleware(HeadAsGet, router=app.router)
     own_routers = [

@@ -20,14 +20,16 @@ REFUND_FIELDS = tuple(f.name for f in fields(RefundRecord))
 SHARE_ORDER_FIELDS = tuple(f.name for f in fields(ShareOrderRecord))
 
 
-def _columns(row: Row[Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """The record's fields of `row` by name (a row may carry more columns: an attempt with its payment's mode)."""
+def _columns(row: Row[Any], names: tuple[str, ...], prefix: str = "") -> dict[str, Any]:
+    """The record's fields of `row` by name (a row may carry more columns: an attempt with its payment's mode);
+    with `prefix`, from the columns so labelled (a row carrying two records: store/payments.py's
+    `mark_processing` returns the attempt's and the payment's side by side)."""
     mapping = row._mapping
-    return {name: mapping[name] for name in names}
+    return {name: mapping[prefix + name] for name in names}
 
 
-def payment_from_row(row: Row[Any]) -> PaymentRecord:
-    values = _columns(row, PAYMENT_FIELDS)
+def payment_from_row(row: Row[Any], prefix: str = "") -> PaymentRecord:
+    values = _columns(row, PAYMENT_FIELDS, prefix)
     enums = {
         "status": PaymentStatus(values["status"]),
         "scene": PaymentScene(values["scene"]),
@@ -36,8 +38,8 @@ def payment_from_row(row: Row[Any]) -> PaymentRecord:
     return PaymentRecord(**(values | enums))
 
 
-def attempt_from_row(row: Row[Any]) -> AttemptRecord:
-    values = _columns(row, ATTEMPT_FIELDS)
+def attempt_from_row(row: Row[Any], prefix: str = "") -> AttemptRecord:
+    values = _columns(row, ATTEMPT_FIELDS, prefix)
     return AttemptRecord(**(values | {"status": AttemptStatus(values["status"])}))
 
 

@@ -77,10 +77,9 @@ from services.cashier.store.payments import (
     list_attempts,
     list_expired_payments,
     mark_attempt_closed,
-    mark_attempt_processing,
     mark_attempt_refused,
     mark_payment_failed,
-    mark_payment_processing,
+    mark_processing,
     point_payment_at_attempt,
     schedule_attempt_poll,
 )
@@ -797,21 +796,22 @@ async def _mark_processing(
     latency_ms: int | None,
 ) -> Processing | None:
     """Record the channel's first answer: attempt and payment `processing`. Returns both rows as written (None
-    when a concurrent driver answered first or the payment moved on meanwhile)."""
+    when a concurrent driver answered first — ours changes nothing — or the payment moved on meanwhile).
+
+    Both compare-and-sets are one statement (`mark_processing`), which is atomic on its own: run in autocommit it
+    is one round trip, where BEGIN, two UPDATEs and COMMIT were four (docs/performance.md, "Fifth pass"). It
+    carries no event, so nothing else had to share its transaction."""
     next_poll_at = cashier.clock() + timedelta(seconds=cashier.settings.poll_initial_seconds)
-    async with cashier.uow.begin() as tx:
-        moved = await mark_attempt_processing(
-            tx.conn,
-            attempt_id,
+    async with cashier.uow.read() as conn:  # autocommit: the one statement is its own transaction
+        return await mark_processing(
+            conn,
+            payment_id=payment_id,
+            attempt_id=attempt_id,
             payer_action=payer_action,
             channel_trade_no=channel_trade_no,
             latency_ms=latency_ms,
             next_poll_at=next_poll_at,
         )
-        if moved is None:  # a concurrent driver recorded the attempt's first answer: ours changes nothing
-            return None
-        payment = await mark_payment_processing(tx.conn, payment_id, payer_action=payer_action)
-    return None if payment is None else (payment, moved)
 
 
 # ------------------------------------------------------------------------------- re-drive after a crash

@@ -6,6 +6,11 @@ compare-and-set on the status it expects to replace (the record's, or the one le
 docstring), checked against the state machine of domain/payments.py, and returns the record as written.
 A concurrent change makes the UPDATE match nothing: the transition returns None and the caller re-reads
 and decides again.
+
+The statements of a payment's create (the replay check, the two inserts, `mark_processing`) are built once, at
+import, with bind parameters: a statement built per call costs SQLAlchemy its construct, a bind parameter per
+value and its cache key on every execution, while a module-level one memoizes its cache key and is served from
+the engine's compiled cache (docs/performance.md, "Fifth pass").
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, func, or_, select
+from sqlalchemy import ColumnElement, Row, and_, bindparam, exists, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,16 +34,12 @@ from services.cashier.domain.records import AttemptRecord, PaymentRecord
 from services.cashier.store.codec import attempt_from_row, attempt_or_none, payment_from_row, payment_or_none
 from services.cashier.store.tables import attempts, payments
 
+_INSERT_PAYMENT = insert(payments).on_conflict_do_nothing(constraint="uq_payments_merchant_order").returning(payments)
+
 
 async def insert_payment(conn: AsyncConnection, values: dict[str, Any]) -> PaymentRecord | None:
     """Insert; None when (merchant_id, merchant_order_no) already exists."""
-    statement = (
-        insert(payments)
-        .values(**values)
-        .on_conflict_do_nothing(constraint="uq_payments_merchant_order")
-        .returning(payments)
-    )
-    return payment_or_none((await conn.execute(statement)).first())
+    return payment_or_none((await conn.execute(_INSERT_PAYMENT, values)).first())
 
 
 async def get_payment(
@@ -56,13 +57,16 @@ async def get_payment_unscoped(conn: AsyncConnection, payment_id: str) -> Paymen
     return payment_or_none((await conn.execute(select(payments).where(payments.c.id == payment_id))).first())
 
 
+_PAYMENT_BY_ORDER_NO = select(payments).where(
+    payments.c.merchant_id == bindparam("merchant_id"), payments.c.merchant_order_no == bindparam("merchant_order_no")
+)
+
+
 async def get_payment_by_order_no(
     conn: AsyncConnection, *, merchant_id: str, merchant_order_no: str
 ) -> PaymentRecord | None:
-    query = select(payments).where(
-        payments.c.merchant_id == merchant_id, payments.c.merchant_order_no == merchant_order_no
-    )
-    return payment_or_none((await conn.execute(query)).first())
+    parameters = {"merchant_id": merchant_id, "merchant_order_no": merchant_order_no}
+    return payment_or_none((await conn.execute(_PAYMENT_BY_ORDER_NO, parameters)).first())
 
 
 async def list_payments(
@@ -156,16 +160,6 @@ async def _move_payment(
     return payment_or_none((await conn.execute(statement)).first())
 
 
-async def mark_payment_processing(
-    conn: AsyncConnection, payment_id: str, *, payer_action: dict[str, Any] | None
-) -> PaymentRecord | None:
-    """`created → processing` (the only way in): the channel took the current attempt's order; `payer_action` is
-    what the payer does next (a QR code, a page), shown by the payment."""
-    return await _move_payment(
-        conn, payment_id, old=PaymentStatus.CREATED, new=PaymentStatus.PROCESSING, values={"payer_action": payer_action}
-    )
-
-
 async def mark_payment_succeeded(
     conn: AsyncConnection,
     payment: PaymentRecord,
@@ -250,8 +244,11 @@ async def point_payment_at_attempt(
 # ------------------------------------------------------------------------------------------------- attempts
 
 
+_INSERT_ATTEMPT = insert(attempts).returning(attempts)
+
+
 async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> AttemptRecord:
-    return attempt_from_row((await conn.execute(insert(attempts).values(**values).returning(attempts))).one())
+    return attempt_from_row((await conn.execute(_INSERT_ATTEMPT, values)).one())
 
 
 async def list_attempts(conn: AsyncConnection, payment_id: str) -> list[AttemptRecord]:
@@ -303,24 +300,80 @@ async def _move_attempt(
     return attempt_or_none((await conn.execute(statement)).first())
 
 
-async def mark_attempt_processing(
+def _processing_statement() -> Any:
+    """`mark_processing`'s one statement: both compare-and-sets as data-modifying CTEs, the payment's gated on the
+    attempt's having matched; each UPDATE locks and re-checks its row exactly as it would alone. The row carries
+    the attempt's columns as `a_*` and the payment's as `p_*`; no row when either matched nothing. No parameter is
+    named like a column: SQLAlchemy would take it for one more SET of an UPDATE."""
+    assert can_move_attempt(AttemptStatus.CREATED, AttemptStatus.PROCESSING)
+    assert can_move_payment(PaymentStatus.CREATED, PaymentStatus.PROCESSING)
+    moved_attempt = (
+        attempts.update()
+        .where(attempts.c.id == bindparam("cas_attempt_id"), attempts.c.status == AttemptStatus.CREATED.value)
+        .values(
+            status=AttemptStatus.PROCESSING.value,
+            updated_at=func.now(),
+            payer_action=bindparam("new_payer_action", type_=attempts.c.payer_action.type),
+            channel_trade_no=bindparam("new_channel_trade_no", type_=attempts.c.channel_trade_no.type),
+            latency_ms=bindparam("new_latency_ms", type_=attempts.c.latency_ms.type),
+            next_poll_at=bindparam("new_next_poll_at", type_=attempts.c.next_poll_at.type),
+        )
+        .returning(*attempts.c)
+        .cte("moved_attempt")
+    )
+    moved_payment = (
+        payments.update()
+        .where(
+            payments.c.id == bindparam("cas_payment_id"),
+            payments.c.status == PaymentStatus.CREATED.value,
+            exists(select(moved_attempt.c.id)),
+        )
+        .values(
+            status=PaymentStatus.PROCESSING.value,
+            updated_at=func.now(),
+            payer_action=bindparam("new_payment_payer_action", type_=payments.c.payer_action.type),
+        )
+        .returning(*payments.c)
+        .cte("moved_payment")
+    )
+    return select(
+        *(column.label("a_" + column.name) for column in moved_attempt.c),
+        *(column.label("p_" + column.name) for column in moved_payment.c),
+    ).select_from(moved_attempt.join(moved_payment, true()))
+
+
+_MARK_PROCESSING = _processing_statement()
+
+
+async def mark_processing(
     conn: AsyncConnection,
-    attempt_id: str,
     *,
+    payment_id: str,
+    attempt_id: str,
     payer_action: dict[str, Any] | None,
     channel_trade_no: str | None,
     latency_ms: int | None,
     next_poll_at: datetime,
-) -> AttemptRecord | None:
-    """`created → processing` (the only way in): the channel's first answer to the prepay; `next_poll_at` is the
-    first status query. None when a concurrent driver recorded the attempt's answer first."""
-    values = {
-        "payer_action": payer_action,
-        "channel_trade_no": channel_trade_no,
-        "latency_ms": latency_ms,
-        "next_poll_at": next_poll_at,
+) -> tuple[PaymentRecord, AttemptRecord] | None:
+    """`mark_attempt_processing` then `mark_payment_processing`, as ONE statement: the channel's first answer to
+    the prepay. The attempt moves `created → processing` only if still `created` (else nothing changes: a
+    concurrent driver answered first); the payment moves `created → processing` only if the attempt did and the
+    payment is still `created` (else the attempt alone is `processing`, as the two statements in one transaction
+    left it). Returns both rows as written, or None when either matched nothing. One statement is atomic on its own,
+    so the caller may run it in autocommit: one round trip instead of BEGIN, two UPDATEs and COMMIT."""
+    parameters = {
+        "cas_attempt_id": attempt_id,
+        "cas_payment_id": payment_id,
+        "new_payer_action": payer_action,
+        "new_payment_payer_action": payer_action,
+        "new_channel_trade_no": channel_trade_no,
+        "new_latency_ms": latency_ms,
+        "new_next_poll_at": next_poll_at,
     }
-    return await _move_attempt(conn, attempt_id, old=AttemptStatus.CREATED, new=AttemptStatus.PROCESSING, values=values)
+    row = (await conn.execute(_MARK_PROCESSING, parameters)).first()
+    if row is None:
+        return None
+    return payment_from_row(row, "p_"), attempt_from_row(row, "a_")
 
 
 async def mark_attempt_refused(

@@ -2,6 +2,7 @@
 against the same payer flow straight at the channel sandbox, in one run on one machine.
 
     python -m bench.e2e_payments [--quick] [--clients 16] [--seconds 30] [--idle-seconds 10] [--profile DIR]
+                                 [--sweep 4,32]
 
 Starts the real launcher (`python -m deploy.launcher run`) on free ports in a temporary data dir: PostgreSQL,
 the broker, every service, the web process and every sandbox, seeded with the demo merchant. The gateway's
@@ -29,11 +30,14 @@ payments made; "above idle" first subtracts each process's idle rate over the sa
 different numbers of payments compare by what a payment itself costs). Sessions opened and transactions
 committed per payment come from each service database's pg_stat_database. `--profile DIR` also records each
 hot process with py-spy (speedscope JSON + a flat top list) during the Juhe phase. The load average is printed
-with every phase: the machine may be shared.
+with every phase: the machine may be shared. The bench's own CPU per payment (this process: the merchants' SDK
+clients or the baseline's connector, the payer, the webhook receiver) is reported too, since it shares the same
+cores. `--sweep 4,32` runs more Juhe phases on the same platform at those client counts (payments/s, create
+p50/p99, CPU per payment in all processes, exactly once), after the main run.
 
 Last line: {"baseline_pps", "juhe_pps", "ratio", "create_p50_ms", "create_p99_ms", "drain_s", "cpu_ms_per_payment",
 "cpu_ms_per_payment_above_idle", "db_sessions_xacts_per_payment", "exactly_once", "ready_s", "idle_cpu_pct",
-"idle_rss_mib", "load_avg_1m"}.
+"idle_rss_mib", "load_avg_1m", "bench_client_cpu_ms_per_payment", "sweep"}.
 """
 
 from __future__ import annotations
@@ -194,6 +198,9 @@ class Phase:
     errors: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     load: tuple[float, float] = (0.0, 0.0)
+    # CPU seconds of this process (the merchants' clients, the payer, the webhook receiver's thread) over the load:
+    # the bench shares the machine's cores with the platform, so its own cost per payment is reported too.
+    client_cpu_s: float = 0.0
 
 
 async def _loop(phase: Phase, clients: int, seconds: float, one: Any) -> None:
@@ -208,10 +215,11 @@ async def _loop(phase: Phase, clients: int, seconds: float, one: Any) -> None:
             except Exception as exc:  # counted and reported; the load goes on as a merchant's would
                 phase.errors[type(exc).__name__ + ": " + str(exc)[:80]] += 1
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     phase.load = (load_avg(), 0.0)
     await asyncio.gather(*(worker(n) for n in range(clients)))
     phase.seconds = time.perf_counter() - started
+    phase.client_cpu_s = time.process_time() - cpu_started
     phase.load = (phase.load[0], load_avg())
 
 
@@ -307,23 +315,31 @@ async def _count(url: str, sql: str, *args: Any) -> int:
 
 
 async def drain(launcher: Launcher, receiver: Receiver, ids: list[str], started: float) -> dict[str, float | None]:
-    """Seconds from the load's end until each consumer of the payments has all of them (None: not in time)."""
+    """Seconds from the load's end until each consumer of the payments has all of them (None: not in time).
+
+    One connection per database for all the polls: a new one each 0.1 s cost PostgreSQL ~4 ms of CPU (a backend's
+    fork and set-up), counted in its CPU per payment and in the ledger's and settlement's sessions."""
+    async with contextlib.AsyncExitStack() as stack:
+        connections: dict[str, asyncpg.Connection] = {}
+        for name in ("ledger", "settlement"):
+            connections[name] = await asyncpg.connect(launcher.database(name))
+            stack.push_async_callback(connections[name].close)
+        return await _drain(connections, receiver, ids, started)
+
+
+async def _drain(
+    connections: dict[str, asyncpg.Connection], receiver: Receiver, ids: list[str], started: float
+) -> dict[str, float | None]:
     wanted = len(ids)
     checks = {
-        "ledger": (
-            launcher.database("ledger"),
-            "SELECT count(DISTINCT reference) FROM transfers WHERE reference = ANY($1)",
-        ),
-        "settlement": (
-            launcher.database("settlement"),
-            "SELECT count(*) FROM payment_records WHERE payment_id = ANY($1) AND status = 'succeeded'",
-        ),
+        "ledger": "SELECT count(DISTINCT reference) FROM transfers WHERE reference = ANY($1)",
+        "settlement": "SELECT count(*) FROM payment_records WHERE payment_id = ANY($1) AND status = 'succeeded'",
     }
     done: dict[str, float | None] = {"ledger": None, "settlement": None, "webhooks": None}
     deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
     while time.monotonic() < deadline and any(v is None for v in done.values()):
-        for name, (url, sql) in checks.items():
-            if done[name] is None and await _count(url, sql, ids) >= wanted:
+        for name, sql in checks.items():
+            if done[name] is None and int(await connections[name].fetchval(sql, ids)) >= wanted:
                 done[name] = time.perf_counter() - started
         if done["webhooks"] is None and len(succeeded(receiver).keys() & set(ids)) >= wanted:
             done["webhooks"] = time.perf_counter() - started
@@ -434,6 +450,35 @@ def report_phase(phase: Phase, done: int, seconds: float) -> float:
     return pps
 
 
+@dataclass
+class SweepPoint:
+    """One more Juhe phase at another client count (`--sweep`), on the same running platform."""
+
+    clients: int
+    phase: Phase
+    pps: float
+    cpu_s: float
+    exactly_once: bool
+
+
+def sweep_point(
+    launcher: Launcher, processes: Processes, receiver: Receiver, keys: dict[str, Any], clients: int, seconds: float
+) -> SweepPoint:
+    cpu_before = processes.cpu()
+    phase = asyncio.run(through_juhe(launcher, keys, clients, seconds))
+    drained = asyncio.run(drain(launcher, receiver, phase.created, time.perf_counter()))
+    cpu_s = sum(cpu_delta(cpu_before, processes.cpu()).values())
+    checks = asyncio.run(exactly_once(launcher, receiver, phase.created))
+    ok = not any(v for v in checks.values()) and all(v is not None for v in drained.values())
+    pps = len(phase.created) / (phase.seconds + (drained["ledger"] or DRAIN_TIMEOUT_SECONDS))
+    return SweepPoint(clients, phase, pps, cpu_s, ok)
+
+
+def client_ms(phase: Phase) -> float:
+    """The bench's own CPU per payment of a phase (milliseconds)."""
+    return round(1000 * phase.client_cpu_s / max(len(phase.created), 1), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run (under a minute after start)")
@@ -441,6 +486,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="load duration of each phase")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--profile", type=Path, default=None, help="py-spy each hot process into this folder")
+    parser.add_argument(
+        "--sweep",
+        type=lambda v: [int(c) for c in v.split(",") if c],
+        default=[],
+        help="more Juhe phases after the main one at these client counts, e.g. 4,32 (same platform)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.idle_seconds = 10.0, 5.0
@@ -485,6 +536,7 @@ def main() -> None:
             cpu_seconds_window = time.perf_counter() - cpu_started
             db_after = asyncio.run(database_counters(launcher))
             checks = asyncio.run(exactly_once(launcher, receiver, juhe.created))
+            sweep = [sweep_point(launcher, processes, receiver, keys, clients, args.seconds) for clients in args.sweep]
         finally:
             launcher.stop()
     receiver.server.shutdown()
@@ -537,6 +589,15 @@ def main() -> None:
     ok = not any(v for v in checks.values()) and all(v is not None for v in drained.values())
     print(f"exactly once: {'yes' if ok else 'NO'} {checks}")
     load_final = load_avg()
+    print(f"the bench's own CPU per payment: channel direct {client_ms(base)} ms, Juhe {client_ms(juhe)} ms")
+    for point in sweep:
+        print(
+            f"sweep {point.clients:3d} clients: {point.pps:6.1f} payments/s, create p50"
+            f" {percentile(point.phase.create_ms, 0.5):7.1f} / p99 {percentile(point.phase.create_ms, 0.99):7.1f} ms,"
+            f" {1000 * point.cpu_s / max(len(point.phase.created), 1):6.1f} ms of CPU per payment in all processes"
+            f" (bench {client_ms(point.phase)} ms), exactly once {'yes' if point.exactly_once else 'NO'},"
+            f" load {point.phase.load[0]:.1f}→{point.phase.load[1]:.1f}"
+        )
     print(f"load average (1 min) {load_start:.2f} at start, {load_final:.2f} at end, {os.cpu_count()} CPUs")
     print(
         json.dumps(
@@ -558,6 +619,20 @@ def main() -> None:
                 "idle_cpu_pct": round(total_idle, 1),
                 "idle_rss_mib": round(total_rss),
                 "load_avg_1m": [round(load_start, 2), round(load_final, 2)],
+                "bench_client_cpu_ms_per_payment": {"baseline": client_ms(base), "juhe": client_ms(juhe)},
+                "sweep": [
+                    {
+                        "clients": point.clients,
+                        "juhe_pps": round(point.pps, 1),
+                        "create_p50_ms": round(percentile(point.phase.create_ms, 0.5), 1),
+                        "create_p99_ms": round(percentile(point.phase.create_ms, 0.99), 1),
+                        "cpu_ms_per_payment_total": round(1000 * point.cpu_s / max(len(point.phase.created), 1), 1),
+                        "bench_client_cpu_ms_per_payment": client_ms(point.phase),
+                        "exactly_once": point.exactly_once,
+                        "load_avg_1m": [round(point.phase.load[0], 2), round(point.phase.load[1], 2)],
+                    }
+                    for point in sweep
+                ],
             }
         )
     )

@@ -30,6 +30,8 @@ from services.cashier.store.merchants import channel_configs
 
 log = get_logger("juhe.cashier")
 
+MODES_LIVE_FIRST: tuple[Mode, ...] = ("live", "test")  # the order `channel_configs` reads them in (by mode)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -75,9 +77,27 @@ class ConnectorPool:
     async def each_mode(self, merchant_id: str, channel: str) -> list[tuple[Mode, Connector]]:
         """(mode, connector) of every config of the merchant's `channel` (live first): a channel notification names
         the merchant and channel only, and only the config whose keys it was signed with verifies it."""
+        return [(mode, connector) for mode, _version, connector in await self.read_modes(merchant_id, channel)]
+
+    async def read_modes(self, merchant_id: str, channel: str) -> list[tuple[Mode, int, Connector]]:
+        """(mode, version, connector) of every config of the merchant's `channel` as read now (live first)."""
         async with self.uow.read() as conn:
             rows = await channel_configs(conn, merchant_id, channel)
-        return [(row.mode, await self.for_config(row)) for row in rows]
+        return [(row.mode, row.version, await self.for_config(row)) for row in rows]
+
+    def cached_modes(self, merchant_id: str, channel: str) -> list[tuple[Mode, int, Connector]]:
+        """(mode, version, connector) of the configs of the merchant's `channel` this process built last (live first),
+        reading nothing; empty when none was built yet. The version may be old: a caller acts on what such a
+        connector verified only after checking that version against the database in the transaction that acts
+        (flows/notifications.py reads it with the attempt), and reads again (`read_modes`) when it differs, so a
+        configuration changed or a key replaced on any replica is used by the next notification, never a time-based
+        cache (docs/performance.md, fifth pass)."""
+        found: list[tuple[Mode, int, Connector]] = []
+        for mode in MODES_LIVE_FIRST:
+            cached = self._connectors.get((merchant_id, channel, mode))
+            if cached is not None:
+                found.append((mode, cached[0], cached[1]))
+        return found
 
     async def for_config(self, row: Any) -> Connector:
         """The connector of a `merchant_channels` row the caller has just read: nothing read here. A payment's

@@ -12,14 +12,20 @@ Facts from docs/embedded-infra.md that shape this file:
   for topics that no longer exist. The *broker epoch* detects this: a random marker written as the
   first record of a one-partition topic. A new broker has no marker (or another one), so every relay
   and consumer that sees the epoch change rebuilds its clients and republishes.
+- The steady check reads record 0 through one long-lived consumer, paused between checks (`EpochReader`); any
+  miss or error falls back to the full read with fresh clients, which also creates the topic and the marker on a
+  new broker (docs/performance.md, "Fifth pass").
+- While a consumer's fetches come back empty its fetch wait grows (`IdleFetchWait`): on Tansu an idle fetch is
+  answered only when its wait runs out, so the wait decides how many requests an idle consumer makes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -134,6 +140,69 @@ async def _first_record(bootstrap: str) -> str | None:
         await close_bounded(consumer.stop(), name="epoch reader")
 
 
+# A steady check's read of record 0: answered at once by a broker that has it, so a miss means "look closer".
+STEADY_READ_TIMEOUT_MS = 2_000
+# The kept reader's own fetch wait: after each check aiokafka sends one more fetch (past record 0) before the
+# partition is paused again, and on Tansu that fetch is held this long before it is answered and dropped.
+STEADY_READER_FETCH_MAX_WAIT_MS = 100
+
+
+class EpochReader:
+    """Record 0 of the epoch topic through one long-lived consumer, paused between reads.
+
+    The full read (`read_or_create_broker_epoch`) opens an admin client and a consumer, four broker connections
+    and ~6-7 ms of CPU per check (docs/performance.md); this one sends a seek's fetch on a connection it keeps.
+    It never decides an epoch on its own: any miss (no record within `STEADY_READ_TIMEOUT_MS`: a broker that
+    forgot the topic, a connection being re-made) or error drops the consumer and returns None, and the caller
+    does the full read, which creates the topic and the marker on a new broker. A stale answer cannot come from
+    the kept consumer: a seek drops every buffered record, and a broker that restarted has only its own record 0.
+    """
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tp = TopicPartition(EPOCH_TOPIC, 0)
+
+    async def read(self) -> str | None:
+        """The epoch marker, or None when this cheap read could not tell (the caller then reads in full)."""
+        try:
+            consumer = self._consumer or await self._open()
+            consumer.seek(self._tp, 0)
+            consumer.resume(self._tp)
+            try:
+                batch = await consumer.getmany(self._tp, timeout_ms=STEADY_READ_TIMEOUT_MS, max_records=1)
+            finally:
+                consumer.pause(self._tp)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.info("steady epoch read failed; reading in full", error=repr(exc))
+            batch = {}
+        records = batch.get(self._tp) or []
+        if records and records[0].offset == 0 and isinstance(value := records[0].value, bytes) and value:
+            return value.decode()
+        await self.close()
+        return None
+
+    async def _open(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            fetch_max_wait_ms=STEADY_READER_FETCH_MAX_WAIT_MS,
+        )
+        self._consumer = consumer
+        await consumer.start()
+        consumer.assign([self._tp])
+        consumer.pause(self._tp)
+        return consumer
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await close_bounded(consumer.stop(), name="epoch reader (kept)")
+
+
 async def read_or_create_broker_epoch(bootstrap: str, options: KafkaOptions = EMBEDDED) -> str:
     """The epoch of the broker at `bootstrap`; writes one if this broker has none yet.
 
@@ -181,6 +250,7 @@ class EpochWatcher:
         self.version = 0
         self._nudged = asyncio.Event()
         self._wakers: list[asyncio.Event] = []
+        self._reader = EpochReader(bootstrap)
 
     def wake_on_change(self, event: asyncio.Event) -> None:
         """Set `event` whenever the epoch changes (a relay sleeping until its next NOTIFY re-publishes at once)."""
@@ -191,7 +261,11 @@ class EpochWatcher:
         self._nudged.set()
 
     async def refresh(self) -> str:
-        epoch = await read_or_create_broker_epoch(self.bootstrap, self.options)
+        """Check the epoch: the kept reader's record 0 once an epoch is known, else (or when it cannot tell) the
+        full read with fresh clients, which creates the marker on a new broker."""
+        epoch = await self._reader.read() if self.epoch is not None else None
+        if epoch is None:
+            epoch = await read_or_create_broker_epoch(self.bootstrap, self.options)
         if epoch != self.epoch:
             if self.epoch is not None:
                 log.warning("broker epoch changed", old=self.epoch, new=epoch)
@@ -217,7 +291,17 @@ class EpochWatcher:
                 await asyncio.sleep(min(self.interval_seconds, 1.0))
         return self.epoch
 
+    async def close(self) -> None:
+        """Close the kept reader (`run` does it when it ends)."""
+        await self._reader.close()
+
     async def run(self) -> None:
+        try:
+            await self._run()
+        finally:
+            await self.close()
+
+    async def _run(self) -> None:
         delay = self.interval_seconds
         while True:
             raise_if_cancelled()  # a cancel lost inside a client's close (libs.common.tasks) ends the loop
@@ -237,3 +321,52 @@ class EpochWatcher:
                     await self._nudged.wait()
                     delay = self.interval_seconds  # nudged: check now, spacing out again from the base
             self._nudged.clear()
+
+
+# An idle consumer's fetch wait, and after how long without a record it is used. On the embedded Tansu a fetch is
+# answered only when its wait runs out (docs/embedded-infra.md), so five consumers at aiokafka's 500 ms were ten
+# requests a second to an idle broker, most of its CPU at rest; with Kafka a long poll is answered when a record
+# arrives, so there the longer wait costs nothing. On Tansu the first event after a quiet spell waits up to this
+# long once; the wait is back to the short one for the fetch that follows it (docs/performance.md, "Fifth pass").
+IDLE_FETCH_MAX_WAIT_MS = 3_000
+IDLE_FETCH_AFTER_SECONDS = 10.0
+
+
+class IdleFetchWait:
+    """Lengthens a consumer's fetch wait while its fetches come back empty, and shortens it again at the first record.
+
+    `observe` is called after every `getmany`: after `idle_after_seconds` without a record the fetch wait becomes
+    `idle_ms`, and the first batch brings it back to `busy_ms` (the consumer's own setting). aiokafka reads the wait
+    each time it builds a fetch request (`Fetcher._fetch_max_wait_ms`), so the change applies from the next fetch;
+    a fetch already waiting on the broker keeps its wait. Nothing else changes: offsets, commits and the group
+    (heartbeats, rebalances) are untouched."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        *,
+        busy_ms: int,
+        idle_ms: int = IDLE_FETCH_MAX_WAIT_MS,
+        idle_after_seconds: float = IDLE_FETCH_AFTER_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._consumer = consumer
+        self.busy_ms = busy_ms
+        self.idle_ms = max(idle_ms, busy_ms)
+        self.idle_after_seconds = idle_after_seconds
+        self._clock = clock
+        self._last_records_at = clock()
+        self.idle = False
+
+    def observe(self, got_records: bool) -> None:
+        now = self._clock()
+        if got_records:
+            self._last_records_at = now
+            idle = False
+        else:
+            idle = now - self._last_records_at >= self.idle_after_seconds
+        if idle != self.idle:
+            self.idle = idle
+            fetcher = getattr(self._consumer, "_fetcher", None)  # aiokafka builds it in start()
+            if fetcher is not None and hasattr(fetcher, "_fetch_max_wait_ms"):
+                fetcher._fetch_max_wait_ms = self.idle_ms if idle else self.busy_ms

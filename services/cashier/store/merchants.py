@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -93,17 +93,32 @@ async def channel_configs(conn: AsyncConnection, merchant_id: str, channel: str)
     return (await conn.execute(query.order_by(merchant_channels.c.mode))).all()
 
 
+_CHANNEL_ORDER = (merchant_channels.c.priority, merchant_channels.c.channel, merchant_channels.c.mode)
+# A create's read of the configs it may use (every payment asks it): built once, so its cache key is memoized and
+# its compiled form comes from the engine's cache (docs/performance.md, "Fifth pass").
+_ENABLED_CHANNELS_OF_MODE = (
+    select(merchant_channels)
+    .where(
+        merchant_channels.c.merchant_id == bindparam("merchant_id"),
+        merchant_channels.c.mode == bindparam("mode"),
+        merchant_channels.c.enabled.is_(True),
+    )
+    .order_by(*_CHANNEL_ORDER)
+)
+
+
 async def list_channels(
     conn: AsyncConnection, merchant_id: str, *, enabled_only: bool, mode: Mode | None = None
 ) -> Sequence[Row[Any]]:
     """The merchant's configs in priority order; with `mode`, only those a payment of that mode may use."""
+    if enabled_only and mode is not None:
+        return (await conn.execute(_ENABLED_CHANNELS_OF_MODE, {"merchant_id": merchant_id, "mode": mode})).all()
     query = select(merchant_channels).where(merchant_channels.c.merchant_id == merchant_id)
     if mode is not None:
         query = query.where(merchant_channels.c.mode == mode)
     if enabled_only:
         query = query.where(merchant_channels.c.enabled.is_(True))
-    order = (merchant_channels.c.priority, merchant_channels.c.channel, merchant_channels.c.mode)
-    return (await conn.execute(query.order_by(*order))).all()
+    return (await conn.execute(query.order_by(*_CHANNEL_ORDER))).all()
 
 
 async def set_checkout_origins(conn: AsyncConnection, merchant_id: str, origins: list[str]) -> Row[Any] | None:

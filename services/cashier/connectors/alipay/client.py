@@ -63,6 +63,7 @@ from services.cashier.connectors.base import (
     TradeQueryResult,
     TradeStatus,
 )
+from services.cashier.connectors.http import channel_client
 from services.cashier.domain.payments import PaymentScene
 
 CODE_SUCCESS = "10000"
@@ -134,9 +135,8 @@ class AlipayConnector:
             }
             self._alipay_cert_sn = certificates.alipay_public_key_pem(config.alipay_cert_pem)[1]
         self._owns_client = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+        self._http = http_client or channel_client(
+            read_timeout_seconds=config.read_timeout_seconds, connect_timeout_seconds=config.connect_timeout_seconds
         )
 
     @property

@@ -35,6 +35,7 @@ from services.cashier.connectors.ecny import signing
 from services.cashier.connectors.ecny.bills import BillFormatError, parse_bill
 from services.cashier.connectors.ecny.models import HEADER_MERCHANT, SUPPORTED_CURRENCY, EcnyConfig
 from services.cashier.connectors.ecny.notifications import notification_from_body, order_result, refund_result
+from services.cashier.connectors.http import channel_client
 from services.cashier.domain.payments import PaymentScene
 
 RESPONSE_BODY_MAX_BYTES = 32 * 1024 * 1024
@@ -51,9 +52,8 @@ class EcnyConnector:
     def __init__(self, config: EcnyConfig, *, http_client: httpx.AsyncClient | None = None) -> None:
         self._config = config
         self._owns_client = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+        self._http = http_client or channel_client(
+            read_timeout_seconds=config.read_timeout_seconds, connect_timeout_seconds=config.connect_timeout_seconds
         )
 
     async def aclose(self) -> None:

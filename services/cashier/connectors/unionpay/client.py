@@ -44,6 +44,7 @@ from services.cashier.connectors.base import (
     TradeQueryResult,
     TradeStatus,
 )
+from services.cashier.connectors.http import channel_client
 from services.cashier.connectors.unionpay import signing
 from services.cashier.connectors.unionpay.bills import BillFormatError, decode_file_content, parse_file_zip
 from services.cashier.connectors.unionpay.certificates import (
@@ -138,9 +139,8 @@ class UnionPayConnector:
         )
         self.encrypt_cert_pem = config.encrypt_cert_pem
         self._owns_client = http_client is None
-        self._http = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds),
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=10),
+        self._http = http_client or channel_client(
+            read_timeout_seconds=config.read_timeout_seconds, connect_timeout_seconds=config.connect_timeout_seconds
         )
 
     async def aclose(self) -> None:

@@ -37,6 +37,7 @@ from services.cashier.connectors.base import (
     TradeQueryResult,
     TradeStatus,
 )
+from services.cashier.connectors.http import channel_client
 from services.cashier.connectors.wallet.models import (
     BONUS_LOT_KIND,
     SOURCE,
@@ -81,7 +82,7 @@ class WalletConnector:
     def __init__(self, config: WalletConfig) -> None:
         self.config = config
         self._http = (
-            httpx.AsyncClient(base_url=config.ledger_url.rstrip("/"), timeout=httpx.Timeout(config.timeout_seconds))
+            channel_client(read_timeout_seconds=config.timeout_seconds, base_url=config.ledger_url.rstrip("/"))
             if config.ledger_url
             else None
         )

@@ -32,6 +32,7 @@ from services.cashier.connectors.base import (
     TradeQueryResult,
     TradeStatus,
 )
+from services.cashier.connectors.http import channel_client
 from services.cashier.connectors.wechatpay import oauth as wechat_oauth
 from services.cashier.connectors.wechatpay import signing
 from services.cashier.connectors.wechatpay.bills import BillFormatError, parse_trade_bill
@@ -70,8 +71,8 @@ class WechatPayConnector:
         for pem in config.platform_certificates_pem:
             self._hold_certificate(pem)
         self._owns_client = http_client is None
-        self._client = http_client or httpx.AsyncClient(
-            timeout=httpx.Timeout(config.read_timeout_seconds, connect=config.connect_timeout_seconds)
+        self._client = http_client or channel_client(
+            read_timeout_seconds=config.read_timeout_seconds, connect_timeout_seconds=config.connect_timeout_seconds
         )
         self._base_url = config.base_url.rstrip("/")
 

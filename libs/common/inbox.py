@@ -4,6 +4,8 @@ For every fetched batch: one transaction inserts (consumer, event id) of its eve
 DO NOTHING, one statement) and runs the handlers of the events whose row is new, in fetch order; then it commits.
 A batch whose transaction fails is rolled back whole and applied again one event per transaction, with the
 retries, outage waits and dead letters below, so a failing event never holds back or takes down the others.
+A handler made with `batched` also takes a batch's new events at once (consecutive runs of them, so the order of
+effects is the fetch order), and can then write them in one statement (docs/performance.md, fifth pass).
 The consumer is the group's name without the topic namespace (`consumer_name`), so two consumer groups of one
 service each apply an event once. Offsets are committed to Kafka only after the
 database commit, so a crash in between means redelivery, and redelivery means the inbox says "seen".
@@ -39,6 +41,7 @@ from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
 log = get_logger("juhe.inbox")
 
 Handler = Callable[[Tx, Envelope], Awaitable[None]]
+BatchHandler = Callable[[Tx, Sequence[Envelope]], Awaitable[None]]
 
 applied_total = Counter("juhe_inbox_applied_total", "Events applied", ["service", "type"])
 duplicate_total = Counter("juhe_inbox_duplicate_total", "Redelivered events skipped", ["service"])
@@ -72,6 +75,32 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, Problem):
         return exc.spec.retryable
     return outage_spec(exc) is not None
+
+
+class BatchedHandler:
+    """A handler that can take several events at once: a `Handler` (one event: `batch` with that event alone),
+    whose `batch` the inbox calls with each run of consecutive new events of a fetched batch that it handles.
+
+    Why: a consumer's handler applied once per event runs its statements once per event; given the run it can
+    write all of them in one statement (routing's health buckets, the ledger's postings in one writer batch).
+    The contract for `batch`: apply the events as if one after the other in the given order, in the inbox's
+    transaction `tx`, locking rows in a fixed order (sorted keys), so two replicas' batches never deadlock. A
+    failure rolls the whole inbox batch back and each event is applied again alone (`batch` with one event), with
+    the per-event retries and dead letters: exactly-once is the inbox row's, as for any handler."""
+
+    def __init__(self, batch: BatchHandler) -> None:
+        self.batch = batch
+
+    async def __call__(self, tx: Tx, event: Envelope) -> None:
+        await self.batch(tx, (event,))
+
+    def __repr__(self) -> str:
+        return f"batched({getattr(self.batch, '__qualname__', self.batch)!r})"
+
+
+def batched(handler: BatchHandler) -> BatchedHandler:
+    """`handler` (which takes a list of events) as a subscription's handler the inbox gives runs of events to."""
+    return BatchedHandler(handler)
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,12 +330,24 @@ class InboxConsumer:
         finally:
             trace_id_var.reset(token)
 
+    @contextlib.contextmanager
+    def _traced_run(self, run: Sequence[_Wanted]) -> Iterator[None]:
+        """`_traced` for each event of a batched handler's run: each event keeps its own CONSUMER span (child of
+        its own writer's span, spanning the run); the log context holds the last event's trace id."""
+        with contextlib.ExitStack() as stack:
+            for wanted in run:
+                stack.enter_context(self._traced(wanted))
+            yield
+
     async def _apply_all_once(self, batch: Sequence[_Wanted]) -> None:
         """One transaction: the inbox rows of `batch` in one statement, then the handlers of each event whose row
         is new, in order. An event seen before (by this consumer, or before consumers were named: a legacy row
-        counts for all), or twice in the batch, is applied once."""
+        counts for all), or twice in the batch, is applied once. A `BatchedHandler` is called once per run of
+        consecutive new events it handles (an event another handler takes ends the run), so every handler still
+        sees its events in fetch order and after the effects of the events before them."""
         first = {w.envelope.id: w for w in reversed(batch)}  # each event's first occurrence
         applied: list[str] = []
+        steps: list[tuple[Handler, list[_Wanted]]] = []
         async with self.uow.begin() as tx:
             result = await tx.conn.execute(
                 _CLAIM,
@@ -323,10 +364,19 @@ class InboxConsumer:
                 if wanted.envelope.id not in new:
                     continue
                 new.discard(wanted.envelope.id)
-                with self._traced(wanted):
-                    for handler in wanted.handlers:
-                        await handler(tx, wanted.envelope)
+                for handler in wanted.handlers:
+                    if isinstance(handler, BatchedHandler) and steps and steps[-1][0] is handler:
+                        steps[-1][1].append(wanted)
+                    else:
+                        steps.append((handler, [wanted]))
                 applied.append(wanted.envelope.type)
+            for handler, run in steps:
+                if isinstance(handler, BatchedHandler):
+                    with self._traced_run(run):
+                        await handler.batch(tx, [w.envelope for w in run])
+                else:
+                    with self._traced(run[0]):
+                        await handler(tx, run[0].envelope)
         if len(batch) > len(applied):
             duplicate_total.labels(self.service).inc(len(batch) - len(applied))
         for event_type in applied:

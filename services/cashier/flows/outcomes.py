@@ -9,11 +9,14 @@ transaction rolls back, and the decision is made again on fresh rows, where it i
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from libs.common.db import Tx
 from libs.common.logging import get_logger
+from libs.common.modes import Mode, mode_of
 from services.cashier.connectors.base import RefundResult, TradeQueryResult, TradeStatus, channel_discount_summary
 from services.cashier.connectors.base import RefundStatus as ChannelRefundStatus
 from services.cashier.domain.payments import AttemptStatus, Outcome, OutcomeDecision, PaymentStatus, decide_outcome
@@ -33,6 +36,7 @@ from services.cashier.events import (
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.views import payment_view, refund_view
 from services.cashier.flows.webhooks import enqueue_webhook
+from services.cashier.store.notifications import get_notified_attempt
 from services.cashier.store.payments import (
     get_attempt,
     get_payment_unscoped,
@@ -100,6 +104,54 @@ async def apply_trade_result(cashier: Cashier, *, attempt_id: str, result: Trade
     return False
 
 
+class NotifiedTrade(StrEnum):
+    """What `apply_notified_trade` did with a verified notification of a trade."""
+
+    APPLIED = "applied"  # applied by compare-and-set (or nothing to change: a repeat, or not final)
+    UNKNOWN = "unknown"  # no attempt of the merchant's channel has that out_trade_no
+    OTHER_MODE = "other_mode"  # the payment's mode is not one whose config verified it
+    STALE_CONFIG = "stale_config"  # the config of the payment's mode is not the version that verified it: read again
+
+
+async def apply_notified_trade(
+    cashier: Cashier,
+    *,
+    merchant_id: str,
+    channel: str,
+    result: TradeQueryResult,
+    versions: Mapping[Mode, int],
+    verified: Collection[Mode],
+) -> tuple[NotifiedTrade, Mode | None]:
+    """Apply a channel notification's trade state, read and written in one transaction: the attempt, its payment and
+    the version of the config of the payment's mode in one statement (store/notifications.py), then the CAS writes.
+    `versions` are the config versions the notification was verified with (mode → version), `verified` the modes whose
+    config verified it. Nothing is applied unless the config of the payment's mode is, in the database now, the
+    version that verified it (else STALE_CONFIG: the caller reads the configs again and verifies again) and that mode
+    verified it (a sandbox's keys never settle a live payment, nor a live config's a test one). Returns what happened
+    and the payment's mode."""
+    outcome = _OUTCOMES.get(result.status)
+    for _ in range(CAS_ROUNDS_MAX):
+        try:
+            async with cashier.uow.begin() as tx:
+                found = await get_notified_attempt(
+                    tx.conn, merchant_id=merchant_id, channel=channel, out_trade_no=result.out_trade_no
+                )
+                if found is None:
+                    return NotifiedTrade.UNKNOWN, None
+                mode = mode_of(found.payment.livemode)
+                if found.config_version != versions.get(mode):
+                    return NotifiedTrade.STALE_CONFIG, mode
+                if mode not in verified:
+                    return NotifiedTrade.OTHER_MODE, mode
+                if outcome is not None:
+                    await _apply_read(tx, cashier, found.attempt, found.payment, outcome, result, "notification")
+                return NotifiedTrade.APPLIED, mode
+        except _LostRace:
+            continue
+    log.error("gave up applying a notification after repeated races", out_trade_no=result.out_trade_no)
+    return NotifiedTrade.APPLIED, None
+
+
 async def _apply_once(
     tx: Tx, cashier: Cashier, attempt_id: str, outcome: Outcome, result: TradeQueryResult, source: str
 ) -> bool:
@@ -108,6 +160,20 @@ async def _apply_once(
         return False
     payment = await get_payment_unscoped(tx.conn, attempt.payment_id)
     assert payment is not None
+    return await _apply_read(tx, cashier, attempt, payment, outcome, result, source)
+
+
+async def _apply_read(
+    tx: Tx,
+    cashier: Cashier,
+    attempt: AttemptRecord,
+    payment: PaymentRecord,
+    outcome: Outcome,
+    result: TradeQueryResult,
+    source: str,
+) -> bool:
+    """Decide and apply on the attempt and payment just read in `tx`; raises _LostRace when a CAS matches nothing."""
+    attempt_id = attempt.id
     if outcome is Outcome.SUCCEEDED and result.amount_minor is not None and result.amount_minor != payment.amount_minor:
         # A success for another amount is a forgery or a channel bug: never mark it paid; keep polling.
         log.error(

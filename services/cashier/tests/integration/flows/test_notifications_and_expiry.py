@@ -81,6 +81,27 @@ def _platform_key(sandboxes: Sandboxes) -> rsa.RSAPrivateKey:
     return key
 
 
+def _alipay_notification(sandboxes: Sandboxes, out_trade_no: str, *, key: rsa.RSAPrivateKey) -> str:
+    """A TRADE_SUCCESS notification of 1.00 yuan as Alipay posts it (form body), signed RSA2 with `key`."""
+    params = {
+        "notify_type": "trade_status_sync",
+        "notify_id": "n1",
+        "notify_time": "2024-01-01 00:00:00",
+        "app_id": sandboxes.alipay_app["app_id"],
+        "charset": "utf-8",
+        "version": "1.0",
+        "trade_no": "2024010122002",
+        "out_trade_no": out_trade_no,
+        "trade_status": "TRADE_SUCCESS",
+        "total_amount": "1.00",
+        "gmt_payment": "2024-01-01 00:00:00",
+        "seller_id": sandboxes.alipay_app["seller_id"],
+    }
+    content = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    params.update(sign_type="RSA2", sign=_rsa_sign(key, content.encode()))
+    return urlencode(params)
+
+
 async def test_forged_notifications_are_refused_and_change_nothing(
     start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver
 ) -> None:
@@ -105,24 +126,10 @@ async def test_forged_notifications_are_refused_and_change_nothing(
         headers, body = _wechat_notification(sandboxes, wx_trade, key=_platform_key(sandboxes))
         swapped = await client.post(wx_url, content=body.replace(b"EV-forged", b"EV-forgee"), headers=headers)
         # Alipay: a TRADE_SUCCESS signed with a key that is not Alipay's.
-        params = {
-            "notify_type": "trade_status_sync",
-            "notify_id": "n1",
-            "notify_time": "2024-01-01 00:00:00",
-            "app_id": sandboxes.alipay_app["app_id"],
-            "charset": "utf-8",
-            "version": "1.0",
-            "trade_no": "2024010122001",
-            "out_trade_no": ali_trade,
-            "trade_status": "TRADE_SUCCESS",
-            "total_amount": "1.00",
-            "gmt_payment": "2024-01-01 00:00:00",
-            "seller_id": sandboxes.alipay_app["seller_id"],
-        }
-        content = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
-        params.update(sign_type="RSA2", sign=_rsa_sign(stranger, content.encode()))
         forged_ali = await client.post(
-            ali_url, content=urlencode(params), headers={"Content-Type": "application/x-www-form-urlencoded"}
+            ali_url,
+            content=_alipay_notification(sandboxes, ali_trade, key=stranger),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
 
     for reply in (wrong_key, tampered, swapped):
@@ -176,3 +183,34 @@ async def test_success_after_close_is_kept_and_flagged(
     hooks = await wait_for(lambda: len(webhook_receiver.delivered()) >= 2 and webhook_receiver.delivered(), "hooks")
     assert [json.loads(h.body)["type"] for h in hooks] == ["payment.closed", "payment.succeeded"]
     assert json.loads(hooks[1].body)["data"]["late_success"] is True
+
+
+async def test_a_notification_signed_with_a_replaced_key_is_refused(
+    start_cashier: Any, sandboxes: Sandboxes, webhook_receiver: WebhookReceiver
+) -> None:
+    """The cashier verifies a notification with the connector it built before (no config read), but applies it only
+    if the config is still that version: after the channel's key is replaced, a notification signed with the old key
+    is refused, and one signed with the new key is applied (docs/performance.md, fifth pass)."""
+    cashier = await start_cashier(poll_initial_seconds=600)
+    await cashier.configure("alipay", sandboxes.alipay_config(), priority=1)
+    created = (await cashier.post("/v1/payments", qr_payment(preferred_channels=["alipay"]))).json()
+    trade = created["attempts"][0]["out_trade_no"]  # the create built (and the cashier keeps) the connector
+    pem = (sandboxes.data_dir / "sandboxes" / "alipay" / "alipay_platform.pem").read_bytes()
+    old_key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(old_key, rsa.RSAPrivateKey)
+    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    new_public = new_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    await cashier.configure("alipay", sandboxes.alipay_config(alipay_public_key_pem=new_public.decode()), priority=1)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    url = f"/v1/notify/alipay/{cashier.merchant_id}"
+    async with httpx.AsyncClient(base_url=cashier.base_url) as client:
+        revoked = await client.post(url, content=_alipay_notification(sandboxes, trade, key=old_key), headers=form)
+        assert revoked.status_code == 200 and revoked.text != "success", revoked.text
+        assert (await cashier.payment(created["id"]))["status"] == "processing"
+        assert await cashier.outbox_count("payment.succeeded") == 0
+        current = await client.post(url, content=_alipay_notification(sandboxes, trade, key=new_key), headers=form)
+    assert current.status_code == 200 and current.text == "success", current.text
+    assert (await cashier.payment(created["id"]))["status"] == "succeeded"
+    assert await cashier.outbox_count("payment.succeeded") == 1

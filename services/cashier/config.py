@@ -87,6 +87,10 @@ class Settings(ServiceSettings):
     webhook_interval_seconds: float = Field(default=0.5, gt=0, le=60)
     webhook_batch_max: int = Field(default=50, ge=1, le=1000)
     webhook_concurrency_max: int = Field(default=10, ge=1, le=200)
+    # How long a connection to a webhook target stays open for the next delivery (flows/webhook_targets.py; 0: a new
+    # connection per delivery). Under the 5 s idle timeout of common servers (uvicorn, Node), so the receiver rarely
+    # closes a connection just as a delivery reuses it.
+    webhook_keepalive_seconds: float = Field(default=4.0, ge=0, le=60)
     # The merchant event log behind GET /v1/events keeps events this many days; the worker deletes older ones
     # in batches (flows/webhook_endpoints.py purge_expired_events). Longer than the ~24 h of webhook retries.
     events_retention_days: int = Field(default=90, ge=2, le=3650)

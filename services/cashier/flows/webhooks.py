@@ -33,8 +33,8 @@ from services.cashier.flows.merchants import merchant_webhook_secret
 from services.cashier.flows.webhook_endpoints import endpoint_secrets
 from services.cashier.flows.webhook_targets import TargetRefused
 from services.cashier.store.tables import merchants
-from services.cashier.store.webhook_endpoints import enabled_endpoints, endpoints_by_id, insert_event
-from services.cashier.store.webhooks import claim_due_deliveries, insert_delivery, record_attempt
+from services.cashier.store.webhook_endpoints import delivery_targets, endpoints_by_id
+from services.cashier.store.webhooks import claim_due_deliveries, insert_event_with_deliveries, record_attempt
 
 log = get_logger("juhe.cashier.webhooks")
 
@@ -48,7 +48,8 @@ async def enqueue_webhook(
     """Record the merchant event of a final state and queue its deliveries: one to the payment's notify_url
     (else the merchant's default URL), signed with the merchant's secret, and one to every enabled webhook
     endpoint of the payment's mode subscribed to its type, signed with that endpoint's secret(s). The event is
-    recorded even when nothing is sent, so `GET /v1/events` can always return it."""
+    recorded even when nothing is sent, so `GET /v1/events` can always return it. Two statements whatever the number
+    of targets: the targets read, then the event with its deliveries (docs/performance.md, fifth pass)."""
     payload = {
         "id": envelope.id,
         "type": envelope.type,
@@ -57,45 +58,35 @@ async def enqueue_webhook(
         "data": jsonable_encoder(data),
     }
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
-    await insert_event(
-        tx.conn,
-        {
-            "id": envelope.id,
-            "merchant_id": payment.merchant_id,
-            "type": envelope.type,
-            "payment_id": payment.id,
-            "livemode": payment.livemode,
-            "payload": json.loads(body),
-            "created_at": datetime.fromisoformat(envelope.time),
-        },
+    targets = await delivery_targets(
+        tx.conn, payment.merchant_id, livemode=payment.livemode, notify_url=payment.notify_url
     )
-    targets: list[tuple[str, str | None]] = []
-    url = payment.notify_url
-    if not url:
-        row = (
-            await tx.conn.execute(select(merchants.c.notify_url).where(merchants.c.merchant_id == payment.merchant_id))
-        ).first()
-        url = row.notify_url if row is not None else None
-    if url:
-        targets.append((url, None))
-    for endpoint in await enabled_endpoints(tx.conn, payment.merchant_id, livemode=payment.livemode):
-        if subscribes_to(endpoint.enabled_events, envelope.type):
-            targets.append((endpoint.url, endpoint.id))
-    for target_url, endpoint_id in targets:
-        await insert_delivery(
-            tx.conn,
-            {
-                "id": new_id("whd"),
-                "merchant_id": payment.merchant_id,
-                "payment_id": payment.id,
-                "event_id": envelope.id,
-                "event_type": envelope.type,
-                "url": target_url,
-                "endpoint_id": endpoint_id,
-                "body": body,
-                "next_attempt_at": cashier.clock(),
-            },
-        )
+    now = cashier.clock()
+    deliveries = [
+        {
+            "id": new_id("whd"),
+            "merchant_id": payment.merchant_id,
+            "payment_id": payment.id,
+            "event_id": envelope.id,
+            "event_type": envelope.type,
+            "url": target.url,
+            "endpoint_id": target.endpoint_id,
+            "body": body,
+            "next_attempt_at": now,
+        }
+        for target in targets
+        if target.endpoint_id is None or subscribes_to(target.enabled_events, envelope.type)
+    ]
+    event = {
+        "id": envelope.id,
+        "merchant_id": payment.merchant_id,
+        "type": envelope.type,
+        "payment_id": payment.id,
+        "livemode": payment.livemode,
+        "payload": json.loads(body),
+        "created_at": datetime.fromisoformat(envelope.time),
+    }
+    await insert_event_with_deliveries(tx.conn, event, deliveries)
 
 
 @dataclass(frozen=True)
@@ -123,15 +114,17 @@ async def deliver_due(cashier: Cashier) -> int:
     s = cashier.settings
     now = cashier.clock()
     lease_until = now + timedelta(seconds=s.webhook_timeout_seconds + 5)
-    async with cashier.uow.begin() as tx:
-        due = await claim_due_deliveries(tx.conn, now=now, lease_until=lease_until, limit=s.webhook_batch_max)
+    # No BEGIN/COMMIT: the claim is one statement (atomic by itself, its lease written with its row locks) and the
+    # rest are reads, so each runs as its own transaction on an autocommit connection (docs/performance.md).
+    async with cashier.uow.read() as conn:
+        due = await claim_due_deliveries(conn, now=now, lease_until=lease_until, limit=s.webhook_batch_max)
         secrets: dict[str, str] = {}
         endpoints: dict[str, Any] = {}
         if due:
             ids = {d.merchant_id for d in due}
-            rows = await tx.conn.execute(select(merchants).where(merchants.c.merchant_id.in_(ids)))
+            rows = await conn.execute(select(merchants).where(merchants.c.merchant_id.in_(ids)))
             secrets = {r.merchant_id: merchant_webhook_secret(cashier.sealer, r) for r in rows}
-            endpoints = await endpoints_by_id(tx.conn, {d.endpoint_id for d in due if d.endpoint_id is not None})
+            endpoints = await endpoints_by_id(conn, {d.endpoint_id for d in due if d.endpoint_id is not None})
     if not due:
         return 0
     limit = asyncio.Semaphore(s.webhook_concurrency_max)
@@ -183,9 +176,9 @@ async def _deliver(cashier: Cashier, delivery: Any, target: _Target) -> None:
             scale=cashier.settings.webhook_retry_scale,
         )
         next_at = cashier.clock() + timedelta(seconds=delay) if delay is not None else None
-    async with cashier.uow.begin() as tx:
+    async with cashier.uow.read() as conn:  # one statement: atomic without BEGIN/COMMIT (store/webhooks.py)
         await record_attempt(
-            tx.conn,
+            conn,
             delivery.id,
             attempt_no=attempt_no,
             status_code=status_code,

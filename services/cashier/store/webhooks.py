@@ -6,31 +6,35 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, func, select
+from sqlalchemy import Boolean, Row, and_, bindparam, case, func, null, select
 from sqlalchemy import Sequence as DbSequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from services.cashier.domain.webhooks import DeliveryStatus
-from services.cashier.store.tables import webhook_attempts, webhook_deliveries
+from services.cashier.store.tables import merchant_events, webhook_attempts, webhook_deliveries
+from services.cashier.store.webhook_endpoints import EVENT_SEQ
 
 DELIVERY_SEQ = DbSequence("webhook_delivery_seq")
 
 
-async def insert_delivery(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
-    statement = (
-        webhook_deliveries.insert()
-        .values(seq=DELIVERY_SEQ.next_value(), status=DeliveryStatus.PENDING.value, **values)
-        .returning(webhook_deliveries)
-    )
-    return (await conn.execute(statement)).one()
+async def insert_event_with_deliveries(
+    conn: AsyncConnection, event: dict[str, Any], deliveries: Sequence[dict[str, Any]]
+) -> None:
+    """The merchant event and its queued deliveries in one statement (the deliveries' INSERT carries the event's as a
+    data-modifying CTE): one round trip for what was one plus one per target (docs/performance.md, fifth pass). Both
+    are written or neither, as inside any transaction; `seq` orders the deliveries as they are listed."""
+    event_insert = merchant_events.insert().values(seq=EVENT_SEQ.next_value(), **event)
+    if not deliveries:
+        await conn.execute(event_insert)
+        return
+    rows = [{"seq": DELIVERY_SEQ.next_value(), "status": DeliveryStatus.PENDING.value, **d} for d in deliveries]
+    await conn.execute(webhook_deliveries.insert().values(rows).add_cte(event_insert.cte("merchant_event")))
 
 
-async def claim_due_deliveries(
-    conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
-) -> Sequence[Row[Any]]:
+def _claim_statement() -> Any:
     """Due deliveries that are the oldest pending one of their payment for their target (in order per payment
-    and endpoint; notify_url deliveries have no endpoint and keep their own order)."""
+    and endpoint; notify_url deliveries have no endpoint and keep their own order), leased until `lease_until`."""
     earlier = aliased(webhook_deliveries)
     blocked = (
         select(earlier.c.id)
@@ -48,21 +52,33 @@ async def claim_due_deliveries(
         select(webhook_deliveries.c.id)
         .where(
             webhook_deliveries.c.status == DeliveryStatus.PENDING.value,
-            webhook_deliveries.c.next_attempt_at <= now,
+            webhook_deliveries.c.next_attempt_at <= bindparam("now"),
             ~blocked,
         )
         .order_by(webhook_deliveries.c.next_attempt_at)
-        .limit(limit)
+        .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    statement = (
+    return (
         webhook_deliveries.update()
         .where(webhook_deliveries.c.id.in_(due))
-        .values(next_attempt_at=lease_until)
+        .values(next_attempt_at=bindparam("lease_until"))
         .returning(webhook_deliveries)
     )
-    return (await conn.execute(statement)).all()
+
+
+# Built once: the compiled-statement cache serves it to every round (docs/performance.md, fifth pass).
+_CLAIM = _claim_statement()
+
+
+async def claim_due_deliveries(
+    conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
+) -> Sequence[Row[Any]]:
+    """Claim (lease) up to `limit` due deliveries in one statement (see `_claim_statement`). It needs no
+    transaction around it: the lease is written by the statement that locks the rows (`FOR UPDATE SKIP LOCKED`), so
+    it is atomic on an autocommit connection, and another replica skips the rows or finds them leased."""
+    return (await conn.execute(_CLAIM, {"now": now, "lease_until": lease_until, "limit": limit})).all()
 
 
 async def record_attempt(
@@ -76,16 +92,9 @@ async def record_attempt(
     delivered: bool,
     next_attempt_at: datetime | None,
 ) -> None:
-    """Log one try and move the delivery on: delivered, retried later, or abandoned."""
-    await conn.execute(
-        webhook_attempts.insert().values(
-            delivery_id=delivery_id,
-            attempt_no=attempt_no,
-            status_code=status_code,
-            error=error,
-            duration_ms=duration_ms,
-        )
-    )
+    """Log one try and move the delivery on: delivered, retried later, or abandoned. One statement (the log row is
+    a data-modifying CTE of the delivery's UPDATE), so both are written or neither without a transaction around it;
+    the UPDATE is a compare-and-set on the try it follows, the log row is kept either way."""
     if delivered:
         status, when = DeliveryStatus.DELIVERED, None
     elif next_attempt_at is None:
@@ -93,21 +102,49 @@ async def record_attempt(
     else:
         status, when = DeliveryStatus.PENDING, next_attempt_at
     await conn.execute(
+        _RECORD_ATTEMPT,
+        {
+            "delivery_id": delivery_id,
+            "attempt_no": attempt_no,
+            "previous_count": attempt_no - 1,
+            "status_code": status_code,
+            "error": error,
+            "duration_ms": duration_ms,
+            "status": status.value,
+            "next_attempt_at": when,
+            "delivered": delivered,
+        },
+    )
+
+
+def _record_attempt_statement() -> Any:
+    logged = webhook_attempts.insert().values(
+        delivery_id=bindparam("delivery_id"),
+        attempt_no=bindparam("attempt_no"),
+        status_code=bindparam("status_code"),
+        error=bindparam("error"),
+        duration_ms=bindparam("duration_ms"),
+    )
+    return (
         webhook_deliveries.update()
         .where(
-            webhook_deliveries.c.id == delivery_id,
+            webhook_deliveries.c.id == bindparam("delivery_id"),
             webhook_deliveries.c.status == DeliveryStatus.PENDING.value,
-            webhook_deliveries.c.attempt_count == attempt_no - 1,
+            webhook_deliveries.c.attempt_count == bindparam("previous_count"),
         )
         .values(
-            status=status.value,
-            attempt_count=attempt_no,
-            next_attempt_at=when,
-            last_status_code=status_code,
-            last_error=error,
-            delivered_at=func.now() if delivered else None,
+            status=bindparam("status"),
+            attempt_count=bindparam("attempt_no"),
+            next_attempt_at=bindparam("next_attempt_at"),
+            last_status_code=bindparam("status_code"),
+            last_error=bindparam("error"),
+            delivered_at=case((bindparam("delivered", type_=Boolean), func.now()), else_=null()),
         )
+        .add_cte(logged.cte("attempt_logged"))
     )
+
+
+_RECORD_ATTEMPT = _record_attempt_statement()
 
 
 async def get_delivery(conn: AsyncConnection, *, merchant_id: str, delivery_id: str) -> Row[Any] | None:

@@ -106,7 +106,7 @@ async def test_the_pinned_request_names_the_checked_address_and_keeps_host_and_s
     monkeypatch.setattr(webhook_targets, "resolve_host", dns)
     transport = webhook_targets.PinnedTransport(allow_http=False, allow_loopback=False)
     # The inner transport only stands for the socket: what matters is the request it is handed.
-    monkeypatch.setattr(transport, "_inner", httpx.MockTransport(answer))
+    monkeypatch.setattr(transport, "_inner_transport", lambda: httpx.MockTransport(answer))
     async with httpx.AsyncClient(transport=transport) as client:
         response = await client.post("https://hooks.shop.example:8443/juhe", content=b"{}")
     assert response.status_code == 204
@@ -114,3 +114,89 @@ async def test_the_pinned_request_names_the_checked_address_and_keeps_host_and_s
     assert sent.url.host == "2606:4700::1111" and sent.url.port == 8443
     assert sent.headers["host"] == "hooks.shop.example:8443"
     assert sent.extensions["sni_hostname"] == "hooks.shop.example"
+
+
+async def test_connections_are_pooled_per_name_and_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep-alive never weakens pinning: a pool serves one (scheme, name, port, checked address) only, so two names
+    sharing an address never share a connection, and a name that now resolves elsewhere gets a new pool; every
+    request is still resolved and checked first (a name moved to an internal address is refused)."""
+    import httpx
+
+    from services.cashier.flows import webhook_targets
+
+    answers: dict[str, str] = {"a.shop.example": "93.184.216.34", "b.shop.example": "93.184.216.34"}
+
+    async def dns(host: str, port: int) -> list[Any]:
+        return [ipaddress.ip_address(answers[host])]
+
+    pools: list[list[str]] = []  # per inner pool made, the Host headers it was handed
+
+    def new_pool() -> httpx.AsyncBaseTransport:
+        handed: list[str] = []
+        pools.append(handed)
+
+        def answer(request: httpx.Request) -> httpx.Response:
+            handed.append(f"{request.headers['host']}@{request.url.host}")
+            return httpx.Response(204)
+
+        return httpx.MockTransport(answer)
+
+    monkeypatch.setattr(webhook_targets, "resolve_host", dns)
+    transport = webhook_targets.PinnedTransport(allow_http=False, allow_loopback=False, keepalive_seconds=30)
+    monkeypatch.setattr(transport, "_inner_transport", new_pool)
+    async with httpx.AsyncClient(transport=transport) as client:
+        for host in ("a.shop.example", "a.shop.example", "b.shop.example"):
+            assert (await client.post(f"https://{host}/juhe", content=b"{}")).status_code == 204
+        answers["a.shop.example"] = "93.184.216.35"
+        assert (await client.post("https://a.shop.example/juhe", content=b"{}")).status_code == 204
+        answers["a.shop.example"] = "10.0.0.5"
+        with pytest.raises(webhook_targets.TargetRefused):
+            await client.post("https://a.shop.example/juhe", content=b"{}")
+    assert pools == [
+        ["a.shop.example@93.184.216.34", "a.shop.example@93.184.216.34"],
+        ["b.shop.example@93.184.216.34"],
+        ["a.shop.example@93.184.216.35"],
+    ]
+
+
+async def test_a_delivery_reuses_the_connection_of_the_one_before() -> None:
+    """Against a real keep-alive HTTP/1.1 server on loopback: two deliveries, one TCP connection; with
+    keepalive_seconds=0 a connection each (the setting's off switch)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+
+    from services.cashier.flows import webhook_targets
+
+    peers: list[int] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            peers.append(self.client_address[1])
+            self.send_response(204)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/hooks"
+    try:
+        for keepalive_seconds, connections in ((30.0, 1), (0.0, 2)):
+            peers.clear()
+            transport = webhook_targets.PinnedTransport(
+                allow_http=True, allow_loopback=True, keepalive_seconds=keepalive_seconds
+            )
+            async with httpx.AsyncClient(transport=transport) as client:
+                for _ in range(2):
+                    assert (await client.post(url, content=b"{}")).status_code == 204
+            assert len(peers) == 2 and len(set(peers)) == connections, (keepalive_seconds, peers)
+    finally:
+        server.shutdown()
+        server.server_close()

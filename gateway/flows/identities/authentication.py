@@ -6,7 +6,6 @@ statement on every request (`refuse_stale_key` answers its refusal).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import time
 from collections.abc import Mapping
@@ -188,15 +187,7 @@ class Authentication(IdentityBase):
         cached: KeyRecord | None = self._keys.get(key_id)
         if cached is not None:
             return cached
-        lookup = self._key_lookups.get(key_id)
-        if lookup is None:
-            lookup = asyncio.ensure_future(self._load_key(key_id))
-            self._key_lookups[key_id] = lookup
-            lookup.add_done_callback(functools.partial(self._lookup_done, key_id))
-        return await asyncio.shield(lookup)
-
-    def _lookup_done(self, key_id: str, _done: asyncio.Future[KeyRecord | None]) -> None:
-        self._key_lookups.pop(key_id, None)
+        return await self._key_lookups.run(key_id, functools.partial(self._load_key, key_id))
 
     async def _load_key(self, key_id: str) -> KeyRecord | None:
         async with self.uow.read() as conn:

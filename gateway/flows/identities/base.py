@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -66,6 +66,32 @@ class _TtlCache:
         self._items[key] = (self._clock() + self.ttl_seconds, value)
 
 
+T = TypeVar("T")
+
+
+class _SharedLookups(Generic[T]):
+    """Concurrent cache misses of one key share one lookup. Without it a burst of requests of one merchant arriving
+    while its entry is expired (every `key_cache_ttl_seconds`) ran one read each, and the reads beyond the pool's
+    idle connections opened new ones, each a PostgreSQL backend forked and set up (~7 ms of CPU in all) and closed
+    again after it (docs/performance.md, "Fifth pass"). A waiter that is cancelled leaves the lookup running for
+    the others (`shield`)."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Future[T]] = {}
+
+    async def run(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        lookup = self._running.get(key)
+        if lookup is None:
+            lookup = asyncio.ensure_future(load())
+            self._running[key] = lookup
+            lookup.add_done_callback(lambda done: self._done(key, done))
+        return await asyncio.shield(lookup)
+
+    def _done(self, key: str, done: asyncio.Future[T]) -> None:
+        if self._running.get(key) is done:
+            del self._running[key]
+
+
 class IdentityBase:
     """The state the resource mixins of `Identities` (authentication, keys, merchants, users) share."""
 
@@ -80,4 +106,5 @@ class IdentityBase:
         self._keys = _TtlCache(settings.key_cache_ttl_seconds)
         self._merchants = _TtlCache(settings.key_cache_ttl_seconds)
         self._versions = _TtlCache(settings.key_cache_ttl_seconds)
-        self._key_lookups: dict[str, asyncio.Future[KeyRecord | None]] = {}
+        self._key_lookups: _SharedLookups[KeyRecord | None] = _SharedLookups()
+        self._version_lookups: _SharedLookups[str | None] = _SharedLookups()

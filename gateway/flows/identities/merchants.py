@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from gateway.domain.access import Principal
@@ -54,10 +55,13 @@ class Merchants(Keys):
 
     async def pinned_version(self, merchant_id: str) -> str | None:
         """The merchant's pinned API version (None: the latest), cached per replica like key material: a new
-        pin is seen by every replica within `key_cache_ttl_seconds`."""
+        pin is seen by every replica within `key_cache_ttl_seconds`; concurrent misses share one read."""
         cached = self._versions.get(merchant_id)
         if cached is not None:
             return str(cached) or None
+        return await self._version_lookups.run(merchant_id, functools.partial(self._load_pinned_version, merchant_id))
+
+    async def _load_pinned_version(self, merchant_id: str) -> str | None:
         async with self.uow.read() as conn:
             pinned = await version_store.pinned_version(conn, merchant_id)
         self._versions.put(merchant_id, pinned or "")

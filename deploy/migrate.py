@@ -18,40 +18,20 @@ import argparse
 import asyncio
 import time
 
-import asyncpg
-from alembic.script import ScriptDirectory
-
-from libs.common.db import asyncpg_dsn
-from libs.common.migrations import alembic_config, upgrade
+from libs.common.migrations import current_revisions, script_heads, upgrade
 from libs.common.services import SERVICES
 
 WAIT_POLL_SECONDS = 2.0
 
 
-def head_revisions(service: str, database_url: str) -> set[str]:
+def head_revisions(service: str) -> set[str]:
     """The head revision(s) of the migrations shipped in this image."""
-    script = ScriptDirectory.from_config(alembic_config(SERVICES[service].migrations_dir, database_url))
-    return set(script.get_heads())
-
-
-async def current_revisions(database_url: str) -> set[str]:
-    """What the database says it is at; empty when it was never migrated (or is unreachable)."""
-    try:
-        conn = await asyncpg.connect(asyncpg_dsn(database_url), timeout=5)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
-        return set()
-    try:
-        rows = await conn.fetch("SELECT version_num FROM alembic_version")
-    except asyncpg.UndefinedTableError:
-        return set()
-    finally:
-        await conn.close()
-    return {row["version_num"] for row in rows}
+    return script_heads(SERVICES[service].migrations_dir)
 
 
 async def wait_for_head(service: str, database_url: str, timeout_seconds: float) -> bool:
     """True once the database is at this image's head; False after `timeout_seconds` (bounded polling)."""
-    wanted = head_revisions(service, database_url)
+    wanted = head_revisions(service)
     deadline = time.monotonic() + timeout_seconds
     while True:
         if await current_revisions(database_url) == wanted:
@@ -79,7 +59,7 @@ def main(argv: list[str]) -> int:
         url = database_url_of(name)
         if args.wait is not None:
             if not asyncio.run(wait_for_head(name, url, args.wait)):
-                print(f"{name}: schema not at head {sorted(head_revisions(name, url))} after {args.wait:g} s")
+                print(f"{name}: schema not at head {sorted(head_revisions(name))} after {args.wait:g} s")
                 return 1
             print(f"{name}: schema at head")
         else:

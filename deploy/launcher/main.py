@@ -16,6 +16,14 @@ stops everything; if the launcher itself is killed, every child gets a parent-de
 worker processes (`JUHE_<NAME>_ROLE`), each on a port of its own, and the service's usual port is a TCP
 balancer in this process (deploy/launcher/balancer.py, the local stand-in for a Kubernetes Service).
 `children.json` in the data dir names every process and its pid.
+
+Import once, fork many: the launcher imports the stack the processes share (SQLAlchemy, pydantic, FastAPI,
+aiokafka, httpx, uvicorn: ~2 CPU-s in each of nine processes) once, before its event loop and any thread exist,
+and forks every process from itself (libs/common/prefork.py): each is still the launcher's direct child, runs its
+module as `python -m <module>` would (that command line in `ps` and /proc), with its own environment, log,
+parent-death signal and process group, and imports only its own modules. A process restarted later (it died) is
+started the plain way, `python -m <module>` by exec: the launcher then runs threads and a loop, which a fork must
+not inherit. `JUHE_LAUNCHER_FORK=0` starts every process by exec (docs/operations.md, docs/performance.md).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 import httpx
 
@@ -49,7 +57,8 @@ from libs.common.embedded import (
     reserve_ports,
 )
 from libs.common.kafka import ensure_platform_topics, read_or_create_broker_epoch
-from libs.common.migrations import upgrade
+from libs.common.migrations import current_revisions, script_heads, upgrade
+from libs.common.prefork import Fork, ForkedProcess, fork_module, fork_refusal, preload
 from libs.common.runner import START_GATE_ENV
 from libs.common.services import FRONTENDS, REPO_ROOT, SANDBOXES, SERVICES, ServiceSpec, service_env
 
@@ -60,6 +69,8 @@ RESTART_BACKOFF_MAX_SECONDS = 30.0
 STABLE_RUN_SECONDS = 60.0  # a process up this long starts its backoff from scratch when it next dies
 STOP_TIMEOUT_SECONDS = 15.0
 SUPERVISE_INTERVAL_SECONDS = 1.0
+HEADS_CACHE_FILE = "migration-heads.json"  # each service's migration heads, by its folder's listing
+FORK_ENV = "JUHE_LAUNCHER_FORK"  # "0": start every process by exec, as before the fork (docs/operations.md)
 COLORS = ["36", "32", "33", "35", "34", "31", "96", "92", "93", "95"]
 # The demo holds a merchant's payout of ¥5,000.00 or more for an operator's approval (settlement's maker-checker,
 # docs/consoles.md), so the operator console's approval queue is not empty by construction; the setting's own
@@ -94,13 +105,33 @@ class Backoff:
         self.up_since = time.monotonic()
 
 
+class ChildProcess(Protocol):
+    """What the launcher uses of a child: an exec'd `asyncio.subprocess.Process` or a `ForkedProcess`."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stdout(self) -> asyncio.StreamReader | None: ...
+
+    def terminate(self) -> None: ...
+
+    def kill(self) -> None: ...
+
+    async def wait(self) -> int: ...
+
+
 @dataclass
 class Child:
     spec: ServiceSpec
     port: int
     env: dict[str, str]
     color: str
-    process: asyncio.subprocess.Process | None = None
+    process: ChildProcess | None = None
+    fork: Fork | None = None  # forked before the loop, adopted by its first `start_child`
     backoff: Backoff = field(default_factory=Backoff)
     pump: asyncio.Task[None] | None = None
     name: str = ""  # the spec's name, or `cashier-api-2` for one of several replicas
@@ -134,7 +165,9 @@ class Platform:
     broker_backoff: Backoff = field(default_factory=Backoff)
     stopping: bool = False
     demo_settings: dict[str, dict[str, object]] = field(default_factory=dict)
-    started_at: float = field(default_factory=time.monotonic)
+    # When this process started (time.monotonic()), its interpreter's start and imports included: what a user
+    # waits for from `make run` on (the timeline's `+…s` and "ready in … s").
+    started_at: float = field(default_factory=lambda: time.monotonic() - process_age_seconds())
     replicas: int = 1
     balancers: list[Balancer] = field(default_factory=list)
 
@@ -205,13 +238,22 @@ class Platform:
         return {spec.name: database_url(server_url, spec.database or "") for spec in SERVICES.values()}
 
     async def prepare_databases(self, server_url: str) -> dict[str, str]:
+        """Every service's database created and at the head of its migrations. A database already at head is
+        left alone: `alembic upgrade head` would find nothing to do, after ~0.45 CPU-s of Alembic reading the
+        revision files and connecting (the heads are cached by the folders' listing, `script_heads`)."""
         urls = self.database_urls(server_url)
-        for spec in SERVICES.values():
-            assert spec.database
-            await create_database(server_url, spec.database)
-        for name, url in urls.items():  # one at a time: Alembic's `context` is process-global
-            await asyncio.to_thread(upgrade, SERVICES[name].migrations_dir, url)
-        self.say("databases migrated: " + ", ".join(spec.database or "" for spec in SERVICES.values()))
+        await asyncio.gather(*(create_database(server_url, spec.database or "") for spec in SERVICES.values()))
+        applied = await asyncio.gather(*(current_revisions(url) for url in urls.values()))
+        cache = self.data_dir / HEADS_CACHE_FILE
+        behind = [
+            name
+            for (name, url), at in zip(urls.items(), applied, strict=True)
+            if at != script_heads(SERVICES[name].migrations_dir, cache)
+        ]
+        for name in behind:  # one at a time: Alembic's `context` is process-global
+            await asyncio.to_thread(upgrade, SERVICES[name].migrations_dir, urls[name])
+        migrated = ", ".join(SERVICES[name].database or "" for name in behind) or "none (every one at head)"
+        self.say(f"databases migrated: {migrated}")
         return urls
 
     async def prepare_broker(self, bootstrap: str) -> None:
@@ -308,19 +350,42 @@ class Platform:
             ]
             raise SystemExit("cannot start, ports already in use:\n" + "\n".join(lines))
 
+    def fork_children(self) -> None:
+        """Import the shared stack once, then fork every planned process from this one (libs/common/prefork.py);
+        before the event loop and any thread exist. Nothing forks when `JUHE_LAUNCHER_FORK=0` or when this
+        process already runs a thread or a loop: `start_child` then execs them all, as before."""
+        if os.environ.get(FORK_ENV, "1") == "0":
+            return
+        refusal = fork_refusal()
+        if refusal:
+            self.note(f"processes started by exec, not forked: {refusal}")
+            return
+        preload()
+        self.note("shared stack imported; forking the processes")
+        for child in self.children:
+            earlier = [c.fork.output_fd for c in self.children if c.fork]
+            child.fork = fork_module(
+                child.spec.module, list(child.hosts), env=child.env, cwd=REPO_ROOT, close_fds=earlier
+            )
+
     async def start_child(self, child: Child) -> None:
+        """Adopt the child's fork if it has one not yet adopted, else start it by exec (a restart, or no fork)."""
         log_path = self.log_dir / f"{child.name}.log"
-        child.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            child.spec.module,
-            *child.hosts,
-            cwd=REPO_ROOT,
-            env=child.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=parent_death_signal(signal.SIGTERM),
-        )
+        if child.fork:
+            child.process = await ForkedProcess(child.fork).adopt()
+            child.fork = None  # a restart execs
+        else:
+            child.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                child.spec.module,
+                *child.hosts,
+                cwd=REPO_ROOT,
+                env=child.env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=parent_death_signal(signal.SIGTERM),
+            )
         child.backoff.started()
         child.pump = asyncio.create_task(self._pump(child, log_path))
         self._record_pids()
@@ -455,6 +520,12 @@ class Platform:
         return sum(rss for rss, _ in figures) / 1024, sum(pss for _, pss in figures) / 1024
 
 
+def process_age_seconds() -> float:
+    """Seconds since this process started, by the kernel's count (/proc/self/stat, 10 ms steps)."""
+    started_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])  # field 22: starttime
+    return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - started_ticks / os.sysconf("SC_CLK_TCK"))
+
+
 def _readable(line: str) -> str:
     """The console shows `level event key=value`; the log file keeps the full JSON line."""
     try:
@@ -505,36 +576,43 @@ def _tree_memory_kib(pid: int) -> tuple[int, int]:
     return total, proportional
 
 
-async def run(data_dir: Path, *, exit_when_ready: bool = False, replicas: int = 1) -> int:
-    started = time.monotonic()
+def prepare(data_dir: Path, *, replicas: int = 1) -> tuple[Platform, str, str]:
+    """Before the event loop: check and claim the ports, plan every process and fork them (`fork_children`);
+    the platform, PostgreSQL's server URL and the broker's bootstrap."""
     platform = Platform(data_dir=data_dir, replicas=replicas)
     platform.log_dir.mkdir(parents=True, exist_ok=True)
+    platform.check_ports()
+    reserve_ports(platform.service_ports())  # its own free ports (PostgreSQL, broker, replicas) avoid them
+    server_url, bootstrap = platform.claim_infrastructure_ports()
+    # The processes first: they import while PostgreSQL, the migrations and the broker are prepared, and
+    # the services wait at the start gate until then (docs/performance.md, "Start-up").
+    platform.start_gate.unlink(missing_ok=True)
+    platform.start_gate.parent.mkdir(parents=True, exist_ok=True)
+    platform.plan(platform.database_urls(server_url), bootstrap)
+    platform.fork_children()
+    return platform, server_url, bootstrap
+
+
+async def run(platform: Platform, server_url: str, bootstrap: str, *, exit_when_ready: bool = False) -> int:
     loop = asyncio.get_running_loop()
     stop_requested = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop_requested.set)
     try:
-        platform.check_ports()
-        reserve_ports(platform.service_ports())  # its own free ports (PostgreSQL, broker, replicas) avoid them
-        server_url, bootstrap = platform.claim_infrastructure_ports()
-        # The processes first: they import while PostgreSQL, the migrations and the broker are prepared, and
-        # the services wait at the start gate until then (docs/performance.md, "Start-up").
-        platform.start_gate.unlink(missing_ok=True)
-        platform.start_gate.parent.mkdir(parents=True, exist_ok=True)
-        platform.plan(platform.database_urls(server_url), bootstrap)
+        for child in platform.children:  # the forks adopted (or the processes exec'd) before anything can fail
+            await platform.start_child(child)
         for balancer in platform.balancers:
             await balancer.start()
-        for child in platform.children:
-            await platform.start_child(child)
-        platform.say(f"{len(platform.children)} processes started; preparing PostgreSQL and the broker meanwhile")
+        how = "forked" if any(isinstance(c.process, ForkedProcess) for c in platform.children) else "started"
+        platform.say(f"{len(platform.children)} processes {how}; preparing PostgreSQL and the broker meanwhile")
         await asyncio.to_thread(platform.start_infrastructure)
-        db_urls = await platform.prepare_databases(server_url)
-        await platform.prepare_broker(bootstrap)
+        # The broker's topics while the databases are checked (or migrated): neither waits for the other.
+        db_urls, _ = await asyncio.gather(platform.prepare_databases(server_url), platform.prepare_broker(bootstrap))
         platform.start_gate.touch()
         platform.say("start gate open; waiting for /readyz")
         await platform.wait_ready()
         platform.say("all ready")
-        ready_seconds = time.monotonic() - started
+        ready_seconds = time.monotonic() - platform.started_at
         from deploy.launcher.seed import seed
 
         demo = await seed(platform, db_urls)
@@ -598,7 +676,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.replicas < 1:
         parser.error("--replicas must be at least 1")
     try:
-        return asyncio.run(run(data_dir, exit_when_ready=args.exit_when_ready, replicas=args.replicas))
+        platform, server_url, bootstrap = prepare(data_dir, replicas=args.replicas)
+        return asyncio.run(run(platform, server_url, bootstrap, exit_when_ready=args.exit_when_ready))
     except BaseException:  # kept in logs/launcher.log too: the console may be a pipe nobody reads any more
         with contextlib.suppress(OSError), open(data_dir / "logs" / "launcher.log", "a") as log:
             log.write(traceback.format_exc())

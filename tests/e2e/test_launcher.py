@@ -25,6 +25,7 @@ from juhe_sdk import Client
 
 from libs.common.embedded import PG_SYNC_ENV, free_port, port_in_use
 from libs.common.outbox_tables import NOTIFY_CHANNEL
+from libs.common.prefork import module_of
 from libs.common.services import FRONTENDS, REPO_ROOT, SANDBOXES, SERVICES
 from libs.common.testing.waiting import eventually_sync
 
@@ -188,9 +189,9 @@ class Launched:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
                 if int(fields[1]) != self.proc.pid or fields[0] == "Z":
                     continue
-                argv = (entry / "cmdline").read_bytes().decode().split("\0")
-                if "-m" in argv and argv[argv.index("-m") + 1] in modules:
-                    found[modules[argv[argv.index("-m") + 1]]] = int(entry.name)
+                module = module_of((entry / "cmdline").read_bytes())  # exec'd or forked (libs/common/prefork.py)
+                if module in modules:
+                    found[modules[module]] = int(entry.name)
         return found
 
     def postmaster_pid(self) -> int | None:
@@ -278,8 +279,10 @@ def test_launcher_starts_everything_stops_cleanly_restarts_on_the_same_data_and_
     busy = {name: port for name, port in ports.items() if port_in_use(port)}
     assert not busy, f"ports still open after Ctrl-C: {busy}\n{_listeners(busy.values())}"
 
-    second, _ = _start_running(data_dir, ports)
+    second, second_lines = _start_running(data_dir, ports)
     try:
+        # Every database is at head after the first start: the second leaves them alone (no Alembic run).
+        assert any("databases migrated: none" in line for line in second_lines), "".join(second_lines[-40:])
         kept = httpx.get(f"http://127.0.0.1:{ports['ledger']}/v1/accounts/{account_id}", timeout=5)
         assert kept.status_code == 200, "the second start must keep the first start's data"
     finally:

@@ -73,7 +73,7 @@ from services.cashier.store.payments import (
     get_payment_by_order_no,
     get_payment_unscoped,
     insert_attempt,
-    insert_payment,
+    insert_payment_with_attempt,
     list_attempts,
     list_expired_payments,
     mark_attempt_closed,
@@ -448,7 +448,10 @@ async def _create_locked(
         )
     first_attempt_id = new_id("att")
     async with cashier.uow.begin() as tx:
-        payment = await insert_payment(
+        # The payment and its first attempt are one statement; the attempt commits with the payment: a `created`
+        # payment always has a live attempt, which is what the re-drive picks up if we die before recording the
+        # channel's answer.
+        inserted = await insert_payment_with_attempt(
             tx.conn,
             {
                 "id": payment_id,
@@ -475,7 +478,7 @@ async def _create_locked(
                 "split": draft.split_json(),
                 "profit_sharing": draft.profit_sharing,
                 "candidates": [candidate_json(c) for c in candidates],
-                # Inserted pointing at its first attempt (inserted next, in this transaction): no UPDATE to point it.
+                # Inserted pointing at its first attempt (inserted by the same statement): no UPDATE to point it.
                 "current_attempt_id": first_attempt_id,
                 **_route_fields(candidates[0]),
                 # Only with a coupon: a None here would be stored as JSON null, not SQL NULL.
@@ -485,15 +488,12 @@ async def _create_locked(
                     else {}
                 ),
             },
+            _attempt_values(cashier, payment_id, merchant_id, candidates[0], seq=1, attempt_id=first_attempt_id),
         )
-        attempt = None
-        if payment is not None:
-            tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id, data=payment_event_data(payment))
-            # The first attempt commits with the payment: a `created` payment always has a live attempt,
-            # which is what the re-drive picks up if we die before recording the channel's answer.
-            attempt = await insert_attempt(
-                tx.conn, _attempt_values(cashier, payment, candidates[0], seq=1, attempt_id=first_attempt_id)
-            )
+        if inserted is None:  # a concurrent identical order number won the insert
+            return None, None
+        payment, attempt = inserted
+        tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id, data=payment_event_data(payment))
     return payment, attempt
 
 
@@ -548,7 +548,9 @@ async def _point_at_new_attempt(
     )
     if pointed is None:
         return None  # closed (by the merchant or expiry) while we were failing over
-    return await insert_attempt(tx.conn, _attempt_values(cashier, payment, candidate, seq=seq, attempt_id=attempt_id))
+    return await insert_attempt(
+        tx.conn, _attempt_values(cashier, payment.id, payment.merchant_id, candidate, seq=seq, attempt_id=attempt_id)
+    )
 
 
 def _route_fields(candidate: Candidate) -> dict[str, Any]:
@@ -562,17 +564,17 @@ def _route_fields(candidate: Candidate) -> dict[str, Any]:
 
 
 def _attempt_values(
-    cashier: Cashier, payment: PaymentRecord, candidate: Candidate, *, seq: int, attempt_id: str
+    cashier: Cashier, payment_id: str, merchant_id: str, candidate: Candidate, *, seq: int, attempt_id: str
 ) -> dict[str, Any]:
-    """Attempt `seq` of `payment` on `candidate`, `created` and leased to its driver until next_poll_at."""
+    """Attempt `seq` of the payment on `candidate`, `created` and leased to its driver until next_poll_at."""
     return {
         "id": attempt_id,
-        "payment_id": payment.id,
-        "merchant_id": payment.merchant_id,
+        "payment_id": payment_id,
+        "merchant_id": merchant_id,
         "seq": seq,
         **_route_fields(candidate),
         "out_trade_no": (
-            wallet_out_trade_no(payment.id) if candidate.channel == "wallet" else out_trade_no_of(attempt_id)
+            wallet_out_trade_no(payment_id) if candidate.channel == "wallet" else out_trade_no_of(attempt_id)
         ),
         "status": AttemptStatus.CREATED.value,
         "next_poll_at": cashier.clock() + timedelta(seconds=cashier.settings.redrive_grace_seconds),

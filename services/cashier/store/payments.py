@@ -1,16 +1,16 @@
 """Payments and attempts: inserts, reads scoped by merchant, and named status changes.
 
 Every read returns typed records (domain/records.py, built by store/codec.py). A status changes only
-through a named transition (`mark_payment_succeeded`, `mark_attempt_processing`, …): each is a
+through a named transition (`mark_payment_succeeded`, `mark_processing`, …): each is a
 compare-and-set on the status it expects to replace (the record's, or the one legal source named in its
 docstring), checked against the state machine of domain/payments.py, and returns the record as written.
 A concurrent change makes the UPDATE match nothing: the transition returns None and the caller re-reads
 and decides again.
 
-The statements of a payment's create (the replay check, the two inserts, `mark_processing`) are built once, at
-import, with bind parameters: a statement built per call costs SQLAlchemy its construct, a bind parameter per
-value and its cache key on every execution, while a module-level one memoizes its cache key and is served from
-the engine's compiled cache (docs/performance.md, "Fifth pass").
+The statements of a payment's create (the replay check, `insert_payment_with_attempt`, `mark_processing`) are
+built once, with bind parameters: a statement built per call costs SQLAlchemy its construct, a bind parameter per
+value and its cache key on every execution, while one built once memoizes its cache key and is served from the
+engine's compiled cache (docs/performance.md, "Fifth pass").
 """
 
 from __future__ import annotations
@@ -33,13 +33,6 @@ from services.cashier.domain.payments import (
 from services.cashier.domain.records import AttemptRecord, PaymentRecord
 from services.cashier.store.codec import attempt_from_row, attempt_or_none, payment_from_row, payment_or_none
 from services.cashier.store.tables import attempts, payments
-
-_INSERT_PAYMENT = insert(payments).on_conflict_do_nothing(constraint="uq_payments_merchant_order").returning(payments)
-
-
-async def insert_payment(conn: AsyncConnection, values: dict[str, Any]) -> PaymentRecord | None:
-    """Insert; None when (merchant_id, merchant_order_no) already exists."""
-    return payment_or_none((await conn.execute(_INSERT_PAYMENT, values)).first())
 
 
 async def get_payment(
@@ -245,6 +238,69 @@ async def point_payment_at_attempt(
 
 
 _INSERT_ATTEMPT = insert(attempts).returning(attempts)
+
+# What a payment's first attempt is given (store/payments.py `insert_payment_with_attempt`); its payment's id and
+# merchant come from the payment row the same statement inserts.
+FIRST_ATTEMPT_FIELDS = (
+    "id",
+    "seq",
+    "channel",
+    "route_id",
+    "fee_minor",
+    "fee_rate_bps",
+    "out_trade_no",
+    "status",
+    "next_poll_at",
+)
+_PAYMENT_WITH_ATTEMPT: dict[frozenset[str], Any] = {}
+
+
+def _payment_with_attempt_statement(payment_fields: frozenset[str]) -> Any:
+    """The payment's INSERT … ON CONFLICT DO NOTHING and its first attempt's INSERT … SELECT from its RETURNING, as
+    data-modifying CTEs: the attempt exists only if the payment was inserted (no row from it otherwise), and the
+    attempt's foreign key is checked at the end of the statement, when both rows are there. One statement per set of
+    payment fields given (a coupon adds three), built on first use. The row carries the payment's columns as `p_*`
+    and the attempt's as `a_*`; binds are `pv_*` / `av_*` (a bind named like a column would add a SET)."""
+    new_payment = (
+        insert(payments)
+        .values({name: bindparam("pv_" + name, type_=payments.c[name].type) for name in sorted(payment_fields)})
+        .on_conflict_do_nothing(constraint="uq_payments_merchant_order")
+        .returning(payments)
+        .cte("new_payment")
+    )
+    attempt_values = select(
+        new_payment.c.id,
+        new_payment.c.merchant_id,
+        *(bindparam("av_" + name, type_=attempts.c[name].type) for name in FIRST_ATTEMPT_FIELDS),
+    )
+    new_attempt = (
+        insert(attempts)
+        .from_select(["payment_id", "merchant_id", *FIRST_ATTEMPT_FIELDS], attempt_values)
+        .returning(attempts)
+        .cte("new_attempt")
+    )
+    return select(
+        *(column.label("p_" + column.name) for column in new_payment.c),
+        *(column.label("a_" + column.name) for column in new_attempt.c),
+    ).select_from(new_payment.join(new_attempt, true()))
+
+
+async def insert_payment_with_attempt(
+    conn: AsyncConnection, payment_values: dict[str, Any], attempt_values: dict[str, Any]
+) -> tuple[PaymentRecord, AttemptRecord] | None:
+    """Insert a payment and its first attempt (`FIRST_ATTEMPT_FIELDS` of `attempt_values`) as ONE statement: None
+    when (merchant_id, merchant_order_no) already exists, and then no attempt is inserted either.
+    The payment may point at the attempt (`current_attempt_id`) it is inserted with."""
+    key = frozenset(payment_values)
+    statement = _PAYMENT_WITH_ATTEMPT.get(key)
+    if statement is None:
+        statement = _PAYMENT_WITH_ATTEMPT[key] = _payment_with_attempt_statement(key)
+    parameters = {"pv_" + name: value for name, value in payment_values.items()}
+    parameters.update({"av_" + name: attempt_values[name] for name in FIRST_ATTEMPT_FIELDS})
+    row = (await conn.execute(statement, parameters)).first()
+    if row is None:
+        return None
+    return payment_from_row(row, "p_"), attempt_from_row(row, "a_")
 
 
 async def insert_attempt(conn: AsyncConnection, values: dict[str, Any]) -> AttemptRecord:

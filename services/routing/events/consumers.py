@@ -8,16 +8,18 @@ Expected event data (tolerant reader; see README): `route_id` (required, else th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from libs.common.db import Tx
 from libs.common.events import Envelope
+from libs.common.inbox import batched
 from libs.common.logging import get_logger
 from services.routing.domain.health import Outcome
 from services.routing.events.types import PAYMENT_SUCCEEDED
-from services.routing.store.health import AttemptOutcome, record_outcome, settings_in
-from services.routing.store.special_rates import record_payment_fee
+from services.routing.store.health import AttemptOutcome, record_outcomes, settings_in
+from services.routing.store.special_rates import record_payment_fees
 
 log = get_logger("juhe.routing.consumer")
 
@@ -91,15 +93,24 @@ def parse_payment_fee(event: Envelope) -> dict[str, Any] | None:
     return {**fields, "amount_minor": amount, "fee_minor": fee, "succeeded_at": at}
 
 
-async def on_payment_outcome(tx: Tx, event: Envelope) -> None:
-    fee = parse_payment_fee(event)
-    if fee is not None:
-        await record_payment_fee(tx.conn, **fee)
-    outcome = parse_outcome(event)
-    if outcome is None:
-        log.info("payment event without route_id ignored", event_id=event.id, type=event.type)
+async def on_payment_outcomes(tx: Tx, events: Sequence[Envelope]) -> None:
+    """A run of payment events (the inbox's batch, libs/common/inbox.py): the fees of the succeeded ones in one
+    statement, then every outcome counted in three (store/health.py), the settings read once per transaction."""
+    fees = [fee for fee in map(parse_payment_fee, events) if fee is not None]
+    if fees:
+        await record_payment_fees(tx.conn, fees)
+    outcomes = []
+    for event in events:
+        outcome = parse_outcome(event)
+        if outcome is None:
+            log.info("payment event without route_id ignored", event_id=event.id, type=event.type)
+        else:
+            outcomes.append(outcome)
+    if not outcomes:
         return
     settings = await settings_in(tx)  # read once per consumed batch
-    transitions = await record_outcome(tx, outcome, now=datetime.now(UTC), settings=settings)
-    for t in transitions:
-        log.warning("route circuit changed", route_id=outcome.route_id, to_state=t.to_state.value, reason=t.reason)
+    for route_id, t in await record_outcomes(tx, outcomes, now=datetime.now(UTC), settings=settings):
+        log.warning("route circuit changed", route_id=route_id, to_state=t.to_state.value, reason=t.reason)
+
+
+on_payment_outcome = batched(on_payment_outcomes)

@@ -10,12 +10,12 @@ reuse that copy, and each outcome's writes are one statement (docs/performance.m
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, select, text, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import ARRAY, Text, and_, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx
@@ -84,20 +84,6 @@ def _breaker_values(breaker: Breaker) -> dict[str, Any]:
     }
 
 
-async def _lock_breaker(conn: AsyncConnection, route_id: str) -> Breaker:
-    await conn.execute(
-        pg_insert(route_health)
-        .values(route_id=route_id, **_breaker_values(Breaker()))
-        .on_conflict_do_nothing(index_elements=["route_id"])
-    )
-    row = (
-        (await conn.execute(select(route_health).where(route_health.c.route_id == route_id).with_for_update()))
-        .mappings()
-        .one()
-    )
-    return breaker_from_row(row)
-
-
 async def _save_breaker(conn: AsyncConnection, route_id: str, breaker: Breaker, now: datetime) -> None:
     await conn.execute(
         update(route_health)
@@ -156,94 +142,158 @@ async def settings_in(tx: Tx) -> RoutingSettings:
     return held.settings
 
 
-# One outcome counted in one statement: the attempt id claimed (none: always counted), and only if it is new,
-# the breaker written, the success-rate bucket and the daily volume added to. `:bucket_start` / `:local_date`
-# NULL skip their table (an outcome older than the window; not a succeeded amount). Returns whether it counted.
-_COUNT_OUTCOME = text(
+# A run of outcomes (the inbox's batch, libs/common/inbox.py) in three statements whatever its length
+# (docs/performance.md, fifth pass): the attempt ids claimed (and every route's breaker row made to exist), the
+# breaker rows not yet held locked in route order (two replicas' runs wait for each other, never deadlock), then
+# the breakers, the success-rate buckets and the daily volumes written at once, summed per row in Python.
+_CLAIM = text(
     """
-WITH counted AS (
-    INSERT INTO counted_attempts (attempt_id, route_id, counted_at)
-    SELECT CAST(:attempt_id AS text), CAST(:route_id AS text), CAST(:now AS timestamptz)
-    WHERE CAST(:attempt_id AS text) IS NOT NULL
-    ON CONFLICT (attempt_id) DO NOTHING
-    RETURNING attempt_id
-), go AS (
-    SELECT 1 AS one WHERE CAST(:attempt_id AS text) IS NULL OR EXISTS (SELECT 1 FROM counted)
-), breaker AS (
-    UPDATE route_health SET
-        state = CAST(:state AS text), changed_at = CAST(:changed_at AS timestamptz),
-        consecutive_failures = CAST(:consecutive_failures AS integer),
-        half_open_successes = CAST(:half_open_successes AS integer),
-        window_start = CAST(:window_start AS timestamptz), window_attempts = CAST(:window_attempts AS integer),
-        window_failures = CAST(:window_failures AS integer), previous_attempts = CAST(:previous_attempts AS integer),
-        previous_failures = CAST(:previous_failures AS integer), updated_at = CAST(:now AS timestamptz)
-    WHERE route_id = CAST(:route_id AS text) AND EXISTS (SELECT 1 FROM go)
-), bucket AS (
+WITH ensured AS (
+    INSERT INTO route_health (route_id, state, consecutive_failures, half_open_successes, window_attempts,
+        window_failures, previous_attempts, previous_failures)
+    SELECT r, CAST(:closed AS text), 0, 0, 0, 0, 0, 0 FROM unnest(CAST(:routes AS text[])) AS r
+    ON CONFLICT (route_id) DO NOTHING
+)
+INSERT INTO counted_attempts (attempt_id, route_id, counted_at)
+SELECT a.attempt_id, a.route_id, CAST(:now AS timestamptz)
+FROM unnest(CAST(:attempt_ids AS text[]), CAST(:attempt_routes AS text[])) AS a (attempt_id, route_id)
+ON CONFLICT (attempt_id) DO NOTHING
+RETURNING attempt_id
+"""
+)
+_LOCK = select(route_health).where(route_health.c.route_id == func.any(bindparam("routes", type_=ARRAY(Text))))
+_LOCK = _LOCK.order_by(route_health.c.route_id).with_for_update()
+_WRITE = text(
+    """
+WITH breakers AS (
+    UPDATE route_health AS h SET
+        state = v.state, changed_at = v.changed_at, consecutive_failures = v.consecutive_failures,
+        half_open_successes = v.half_open_successes, window_start = v.window_start,
+        window_attempts = v.window_attempts, window_failures = v.window_failures,
+        previous_attempts = v.previous_attempts, previous_failures = v.previous_failures,
+        updated_at = CAST(:now AS timestamptz)
+    FROM unnest(CAST(:b_route AS text[]), CAST(:b_state AS text[]), CAST(:b_changed_at AS timestamptz[]),
+        CAST(:b_consecutive_failures AS integer[]), CAST(:b_half_open_successes AS integer[]),
+        CAST(:b_window_start AS timestamptz[]), CAST(:b_window_attempts AS integer[]),
+        CAST(:b_window_failures AS integer[]), CAST(:b_previous_attempts AS integer[]),
+        CAST(:b_previous_failures AS integer[]))
+        AS v (route_id, state, changed_at, consecutive_failures, half_open_successes, window_start,
+            window_attempts, window_failures, previous_attempts, previous_failures)
+    WHERE h.route_id = v.route_id
+), buckets AS (
     INSERT INTO route_health_buckets AS b (route_id, bucket_start, attempts, succeeded, declined, errors, timeouts,
         latency_ms_sum, latency_samples)
-    SELECT CAST(:route_id AS text), CAST(:bucket_start AS timestamptz), 1, CAST(:succeeded AS integer),
-        CAST(:declined AS integer), CAST(:errors AS integer), CAST(:timeouts AS integer),
-        CAST(:latency_ms AS bigint), CAST(:latency_samples AS integer)
-    FROM go WHERE CAST(:bucket_start AS timestamptz) IS NOT NULL
+    SELECT * FROM unnest(CAST(:k_route AS text[]), CAST(:k_start AS timestamptz[]), CAST(:k_attempts AS integer[]),
+        CAST(:k_succeeded AS integer[]), CAST(:k_declined AS integer[]), CAST(:k_errors AS integer[]),
+        CAST(:k_timeouts AS integer[]), CAST(:k_latency_ms_sum AS bigint[]), CAST(:k_latency_samples AS integer[]))
     ON CONFLICT (route_id, bucket_start) DO UPDATE SET
-        attempts = b.attempts + 1, succeeded = b.succeeded + EXCLUDED.succeeded,
+        attempts = b.attempts + EXCLUDED.attempts, succeeded = b.succeeded + EXCLUDED.succeeded,
         declined = b.declined + EXCLUDED.declined, errors = b.errors + EXCLUDED.errors,
         timeouts = b.timeouts + EXCLUDED.timeouts, latency_ms_sum = b.latency_ms_sum + EXCLUDED.latency_ms_sum,
         latency_samples = b.latency_samples + EXCLUDED.latency_samples
 ), volume AS (
     INSERT INTO route_daily_volume AS v (route_id, local_date, volume_minor, payment_count)
-    SELECT CAST(:route_id AS text), CAST(:local_date AS date), CAST(:amount_minor AS bigint), 1
-    FROM go WHERE CAST(:local_date AS date) IS NOT NULL
+    SELECT * FROM unnest(CAST(:d_route AS text[]), CAST(:d_date AS date[]), CAST(:d_volume AS bigint[]),
+        CAST(:d_count AS bigint[]))
     ON CONFLICT (route_id, local_date) DO UPDATE SET
-        volume_minor = v.volume_minor + EXCLUDED.volume_minor, payment_count = v.payment_count + 1
+        volume_minor = v.volume_minor + EXCLUDED.volume_minor, payment_count = v.payment_count + EXCLUDED.payment_count
 )
-SELECT EXISTS (SELECT 1 FROM go)
+SELECT 1
 """
 )
+
+_BUCKET_FIELDS = ("attempts", "succeeded", "declined", "errors", "timeouts", "latency_ms_sum", "latency_samples")
 
 
 async def record_outcome(
     tx: Tx, outcome: AttemptOutcome, *, now: datetime, settings: RoutingSettings
 ) -> list[Transition]:
-    """Count one attempt outcome everywhere it matters; returns the circuit transitions it caused.
+    """`record_outcomes` of one outcome: the circuit transitions it caused."""
+    return [t for _, t in await record_outcomes(tx, [outcome], now=now, settings=settings)]
 
-    The route's breaker row is locked and read by the first outcome of the route in this transaction; then each
-    outcome is one statement (`_COUNT_OUTCOME`) instead of six, and an attempt already counted changes nothing
-    (its breaker result is dropped, as the statement writes nothing for it)."""
+
+async def record_outcomes(
+    tx: Tx, outcomes: Sequence[AttemptOutcome], *, now: datetime, settings: RoutingSettings
+) -> list[tuple[str, Transition]]:
+    """Count attempt outcomes, in order, everywhere they matter; returns the circuit transitions they caused (route,
+    transition), each also published.
+
+    Three statements for the run: an attempt already counted (before, or earlier in the run) changes nothing; each
+    route's breaker row is locked and read by the first run of this transaction that touches it and the held copy
+    reused by later runs (nobody else can change a row this transaction locked; the sweep skips locked rows)."""
     held = _held_by(tx)
-    breaker = held.breakers.get(outcome.route_id)
-    if breaker is None:
-        breaker = held.breakers[outcome.route_id] = await _lock_breaker(tx.conn, outcome.route_id)
-    policy = settings.health
-    breaker, transitions = on_outcome(breaker, outcome.outcome, now, policy)
-
-    occurred_at = min(outcome.occurred_at, now)  # a sender's clock ahead of ours must not write the future
-    in_window = occurred_at > now - timedelta(seconds=policy.success_window_seconds)
-    volume = outcome.outcome is Outcome.SUCCEEDED and bool(outcome.amount_minor)
-    o = outcome.outcome
-    counted = await tx.conn.scalar(
-        _COUNT_OUTCOME,
-        {
-            "attempt_id": outcome.attempt_id,
-            "route_id": outcome.route_id,
-            "now": now,
-            **_breaker_values(breaker),
-            "bucket_start": floor_time(occurred_at, policy.bucket_seconds) if in_window else None,
-            "succeeded": int(o is Outcome.SUCCEEDED),
-            "declined": int(o is Outcome.DECLINED),
-            "errors": int(o is Outcome.ERROR),
-            "timeouts": int(o is Outcome.TIMEOUT),
-            "latency_ms": outcome.latency_ms or 0,
-            "latency_samples": int(outcome.latency_ms is not None),
-            "local_date": LocalTime.of(occurred_at, settings.utc_offset_minutes).date if volume else None,
-            "amount_minor": outcome.amount_minor or 0,
-        },
+    claims = {o.attempt_id: o.route_id for o in reversed(outcomes) if o.attempt_id is not None}  # first report's
+    routes = sorted({o.route_id for o in outcomes} - held.breakers.keys())
+    claimed = set(
+        (
+            await tx.conn.execute(
+                _CLAIM,
+                {
+                    "closed": CircuitState.CLOSED.value,
+                    "routes": routes,
+                    "now": now,
+                    "attempt_ids": list(claims),
+                    "attempt_routes": list(claims.values()),
+                },
+            )
+        ).scalars()
     )
+    counted = []
+    for o in outcomes:  # an attempt claimed now counts once: at its first report
+        if o.attempt_id is None:
+            counted.append(o)
+        elif o.attempt_id in claimed:
+            counted.append(o)
+            claimed.discard(o.attempt_id)
     if not counted:
         return []
-    held.breakers[outcome.route_id] = breaker
-    publish_transitions(tx, outcome.route_id, transitions)
+    to_lock = sorted({o.route_id for o in counted} - held.breakers.keys())
+    if to_lock:
+        for row in (await tx.conn.execute(_LOCK, {"routes": to_lock})).mappings():
+            held.breakers[row["route_id"]] = breaker_from_row(row)
+    policy = settings.health
+    transitions: list[tuple[str, Transition]] = []
+    buckets: dict[tuple[str, datetime], list[int]] = {}
+    volumes: dict[tuple[str, date], list[int]] = {}
+    changed: dict[str, Breaker] = {}
+    for o in counted:
+        breaker, caused = on_outcome(held.breakers[o.route_id], o.outcome, now, policy)
+        held.breakers[o.route_id] = changed[o.route_id] = breaker
+        transitions.extend((o.route_id, t) for t in caused)
+        occurred_at = min(o.occurred_at, now)  # a sender's clock ahead of ours must not write the future
+        if occurred_at > now - timedelta(seconds=policy.success_window_seconds):
+            sums = buckets.setdefault((o.route_id, floor_time(occurred_at, policy.bucket_seconds)), [0] * 7)
+            latency = (o.latency_ms or 0, int(o.latency_ms is not None))
+            counts = (1, *(int(o.outcome is k) for k in _COUNTED_KINDS), *latency)
+            for i, n in enumerate(counts):
+                sums[i] += n
+        if o.outcome is Outcome.SUCCEEDED and o.amount_minor:
+            day = volumes.setdefault((o.route_id, LocalTime.of(occurred_at, settings.utc_offset_minutes).date), [0, 0])
+            day[0] += o.amount_minor
+            day[1] += 1
+    values = [_breaker_values(b) for b in changed.values()]
+    await tx.conn.execute(
+        _WRITE,
+        {
+            "now": now,
+            "b_route": list(changed),
+            **{f"b_{name}": [v[name] for v in values] for name in _BREAKER_FIELDS},
+            "k_route": [route for route, _ in buckets],
+            "k_start": [start for _, start in buckets],
+            **{f"k_{name}": [sums[i] for sums in buckets.values()] for i, name in enumerate(_BUCKET_FIELDS)},
+            "d_route": [route for route, _ in volumes],
+            "d_date": [day for _, day in volumes],
+            "d_volume": [v[0] for v in volumes.values()],
+            "d_count": [v[1] for v in volumes.values()],
+        },
+    )
+    for route_id, transition in transitions:
+        publish_transitions(tx, route_id, [transition])
     return transitions
+
+
+_COUNTED_KINDS = (Outcome.SUCCEEDED, Outcome.DECLINED, Outcome.ERROR, Outcome.TIMEOUT)
+_BREAKER_FIELDS = tuple(_breaker_values(Breaker()))
 
 
 def _open_and_due(now: datetime, policy: HealthPolicy) -> Any:

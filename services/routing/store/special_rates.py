@@ -7,10 +7,11 @@ operators approving at once change it once.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, literal, select, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -209,38 +210,29 @@ async def contracted_route_ids(conn: AsyncConnection, merchant_id: str, method: 
 # --- succeeded payments' fees -----------------------------------------------------------------------
 
 
-async def record_payment_fee(
-    conn: AsyncConnection,
-    *,
-    payment_id: str,
-    merchant_id: str,
-    route_id: str,
-    currency: str,
-    amount_minor: int,
-    fee_minor: int,
-    succeeded_at: datetime,
-) -> bool:
-    """One row per payment, whatever the redeliveries; the route's method is fixed at the time. One statement
-    (the method read inside the insert): an unknown route writes nothing."""
-    values = {
-        "payment_id": payment_id,
-        "merchant_id": merchant_id,
-        "route_id": route_id,
-        "currency": currency,
-        "amount_minor": amount_minor,
-        "fee_minor": fee_minor,
-        "succeeded_at": succeeded_at,
-    }
-    source = select(
-        *(literal(value, merchant_payment_fees.c[name].type).label(name) for name, value in values.items()),
-        channel_routes.c.method,
-    ).where(channel_routes.c.route_id == route_id)
-    result = await conn.execute(
-        insert(merchant_payment_fees)
-        .from_select([*values, "method"], source)
-        .on_conflict_do_nothing(index_elements=[merchant_payment_fees.c.payment_id])
-    )
-    return bool(result.rowcount)
+# One row per payment, whatever the redeliveries; the route's method is fixed at the time (read inside the insert:
+# an unknown route writes nothing). Built once: SQLAlchemy's compiled cache serves it.
+_RECORD_FEES = text(
+    """
+INSERT INTO merchant_payment_fees (payment_id, merchant_id, route_id, currency, amount_minor, fee_minor,
+    succeeded_at, method)
+SELECT f.payment_id, f.merchant_id, f.route_id, f.currency, f.amount_minor, f.fee_minor, f.succeeded_at, r.method
+FROM unnest(CAST(:payment_id AS text[]), CAST(:merchant_id AS text[]), CAST(:route_id AS text[]),
+    CAST(:currency AS text[]), CAST(:amount_minor AS bigint[]), CAST(:fee_minor AS bigint[]),
+    CAST(:succeeded_at AS timestamptz[]))
+    AS f (payment_id, merchant_id, route_id, currency, amount_minor, fee_minor, succeeded_at)
+JOIN channel_routes AS r ON r.route_id = f.route_id
+ON CONFLICT (payment_id) DO NOTHING
+"""
+)
+_FEE_FIELDS = ("payment_id", "merchant_id", "route_id", "currency", "amount_minor", "fee_minor", "succeeded_at")
+
+
+async def record_payment_fees(conn: AsyncConnection, fees: Sequence[Mapping[str, Any]]) -> int:
+    """Succeeded payments' fees (`payment_id`, `merchant_id`, `route_id`, `currency`, `amount_minor`, `fee_minor`,
+    `succeeded_at` each) in one statement; returns how many rows were new."""
+    result = await conn.execute(_RECORD_FEES, {name: [fee[name] for fee in fees] for name in _FEE_FIELDS})
+    return int(result.rowcount)
 
 
 async def payment_fees(

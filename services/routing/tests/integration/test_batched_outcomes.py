@@ -1,18 +1,20 @@
-"""A consumed batch of attempt outcomes is one transaction (libs/common/inbox.py): the health it writes is what
-the same outcomes applied one by one write, each attempt counts once within the batch and across a replay, and
-a circuit opened inside the batch is published once."""
+"""A consumed batch of attempt outcomes is one transaction (libs/common/inbox.py), applied as one run of the
+batched handler (a few statements for all of it): the health it writes is what the same outcomes applied one by
+one write, each attempt counts once within the batch and across a replay, and a circuit opened inside the batch
+is published once."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from libs.common.db import UnitOfWork, create_engine
 from libs.common.events import Envelope
 from libs.common.outbox_tables import outbox
-from services.routing.events.consumers import on_payment_outcome
+from services.routing.events.consumers import on_payment_outcome, on_payment_outcomes
 from services.routing.events.types import PAYMENT_ATTEMPT_FAILED, PAYMENT_FAILED, PAYMENT_SUCCEEDED
 from services.routing.store.tables import route_daily_volume, route_health, route_health_buckets
 from services.routing.tests.integration.conftest import seed
@@ -76,17 +78,27 @@ async def health_rows(uow: UnitOfWork) -> dict[str, Any]:
     }
 
 
+async def apply(uow: UnitOfWork, events: list[Envelope], *, as_run: bool) -> None:
+    """The events in one transaction: as one run of the batched handler (what the inbox does with a fetched batch),
+    or one call per event (a run of one each, as after a batch's fall-back, but in one transaction)."""
+    async with uow.begin() as tx:
+        if as_run:
+            await on_payment_outcomes(tx, events)
+        else:
+            for event in events:
+                await on_payment_outcome(tx, event)
+
+
+@pytest.mark.parametrize("as_run", [False, True], ids=["one-by-one", "as-a-run"])
 async def test_a_batch_in_one_transaction_counts_each_attempt_once(
-    make_app: Callable[..., Any], routing_db: str
+    make_app: Callable[..., Any], routing_db: str, as_run: bool
 ) -> None:
     await seed(await make_app())
     engine = create_engine(routing_db)
     try:
         uow = UnitOfWork(engine, source="routing")
         events = batch()
-        async with uow.begin() as tx:
-            for event in events:
-                await on_payment_outcome(tx, event)
+        await apply(uow, events, as_run=as_run)
         after_batch = await health_rows(uow)
 
         breakers = {row["route_id"]: row for row in after_batch["breakers"]}
@@ -104,9 +116,7 @@ async def test_a_batch_in_one_transaction_counts_each_attempt_once(
         assert after_batch["opened"] == 1
 
         # The batch again (a redelivery the inbox did not catch, or the attempts reported by other events).
-        async with uow.begin() as tx:
-            for event in events:
-                await on_payment_outcome(tx, event)
+        await apply(uow, events, as_run=as_run)
         assert await health_rows(uow) == after_batch
     finally:
         await engine.dispose()

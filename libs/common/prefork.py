@@ -75,9 +75,19 @@ PRELOAD: tuple[str, ...] = (
     "uvicorn",
     "uvicorn.lifespan.on",
     "uvicorn.loops.auto",
+    "uvicorn.loops.uvloop",
     "uvicorn.protocols.http.auto",
     "uvicorn.protocols.websockets.auto",
     "uvloop",
+    # Loaded later by every process, at start-up or on its first call: pydantic's v1 layer (FastAPI's checks),
+    # httpx's transport (httpcore, h11, anyio's asyncio backend, certifi), the IDNA codec.
+    "pydantic.v1",
+    "httpcore",
+    "h11",
+    "anyio._backends._asyncio",
+    "anyio.streams.tls",
+    "certifi",
+    "encodings.idna",
 )
 CHILD_EXIT_ON_FAILURE = 1
 

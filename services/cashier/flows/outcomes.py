@@ -9,7 +9,7 @@ transaction rolls back, and the decision is made again on fresh rows, where it i
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -54,6 +54,7 @@ from services.cashier.store.refunds import (
     mark_refund_succeeded,
     release_refund,
 )
+from services.cashier.store.webhook_endpoints import DeliveryTarget
 
 log = get_logger("juhe.cashier.outcomes")
 
@@ -76,9 +77,17 @@ class _LostRace(Exception):
 
 
 async def publish_payment_final(
-    tx: Tx, cashier: Cashier, payment: PaymentRecord, attempt: AttemptRecord | None, *, source: str, **extra: Any
+    tx: Tx,
+    cashier: Cashier,
+    payment: PaymentRecord,
+    attempt: AttemptRecord | None,
+    *,
+    source: str,
+    targets: Sequence[DeliveryTarget] | None = None,
+    **extra: Any,
 ) -> None:
-    """The event and merchant webhook of a payment that just reached a final state (same transaction)."""
+    """The event and merchant webhook of a payment that just reached a final state (same transaction); `targets` when
+    the caller read where the webhook goes with the payment (else `enqueue_webhook` reads them)."""
     event_type = _PAYMENT_EVENTS[payment.status]
     envelope = tx.publish(
         topic=PAYMENTS_TOPIC,
@@ -86,7 +95,7 @@ async def publish_payment_final(
         subject=payment.id,
         data=payment_event_data(payment, attempt, outcome=payment.status, source=source, **extra),
     )
-    await enqueue_webhook(tx, cashier, payment=payment, envelope=envelope, data=payment_view(payment))
+    await enqueue_webhook(tx, cashier, payment=payment, envelope=envelope, data=payment_view(payment), targets=targets)
 
 
 async def apply_trade_result(cashier: Cashier, *, attempt_id: str, result: TradeQueryResult, source: str) -> bool:
@@ -144,7 +153,9 @@ async def apply_notified_trade(
                 if mode not in verified:
                     return NotifiedTrade.OTHER_MODE, mode
                 if outcome is not None:
-                    await _apply_read(tx, cashier, found.attempt, found.payment, outcome, result, "notification")
+                    await _apply_read(
+                        tx, cashier, found.attempt, found.payment, outcome, result, "notification", found.targets
+                    )
                 return NotifiedTrade.APPLIED, mode
         except _LostRace:
             continue
@@ -171,8 +182,10 @@ async def _apply_read(
     outcome: Outcome,
     result: TradeQueryResult,
     source: str,
+    targets: Sequence[DeliveryTarget] | None = None,
 ) -> bool:
-    """Decide and apply on the attempt and payment just read in `tx`; raises _LostRace when a CAS matches nothing."""
+    """Decide and apply on the attempt and payment just read in `tx` (with their webhook's `targets` when read too);
+    raises _LostRace when a CAS matches nothing."""
     attempt_id = attempt.id
     if outcome is Outcome.SUCCEEDED and result.amount_minor is not None and result.amount_minor != payment.amount_minor:
         # A success for another amount is a forgery or a channel bug: never mark it paid; keep polling.
@@ -234,7 +247,7 @@ async def _apply_read(
             extra["channel_discount"] = payment.channel_discount
             # A wallet payment's cash and top-up bonus parts (migration 0021); null for a channel's payment.
             extra["wallet_split"] = payment.wallet_split
-        await publish_payment_final(tx, cashier, payment, attempt, source=source, **extra)
+        await publish_payment_final(tx, cashier, payment, attempt, source=source, targets=targets, **extra)
     return True
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from services.cashier.flows.merchants import merchant_webhook_secret
 from services.cashier.flows.webhook_endpoints import endpoint_secrets
 from services.cashier.flows.webhook_targets import TargetRefused
 from services.cashier.store.tables import merchants
-from services.cashier.store.webhook_endpoints import delivery_targets, endpoints_by_id
+from services.cashier.store.webhook_endpoints import DeliveryTarget, delivery_targets, endpoints_by_id
 from services.cashier.store.webhooks import claim_due_deliveries, insert_event_with_deliveries, record_attempt
 
 log = get_logger("juhe.cashier.webhooks")
@@ -43,13 +44,20 @@ ERROR_TEXT_MAX_CHARS = 500
 
 
 async def enqueue_webhook(
-    tx: Tx, cashier: Cashier, *, payment: PaymentRecord, envelope: Envelope, data: dict[str, Any]
+    tx: Tx,
+    cashier: Cashier,
+    *,
+    payment: PaymentRecord,
+    envelope: Envelope,
+    data: dict[str, Any],
+    targets: Sequence[DeliveryTarget] | None = None,
 ) -> None:
     """Record the merchant event of a final state and queue its deliveries: one to the payment's notify_url
     (else the merchant's default URL), signed with the merchant's secret, and one to every enabled webhook
     endpoint of the payment's mode subscribed to its type, signed with that endpoint's secret(s). The event is
     recorded even when nothing is sent, so `GET /v1/events` can always return it. Two statements whatever the number
-    of targets: the targets read, then the event with its deliveries (docs/performance.md, fifth pass)."""
+    of targets: the targets read (none when the caller read `targets` with the payment in `tx`), then the event with
+    its deliveries (docs/performance.md, fifth pass)."""
     payload = {
         "id": envelope.id,
         "type": envelope.type,
@@ -58,9 +66,10 @@ async def enqueue_webhook(
         "data": jsonable_encoder(data),
     }
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
-    targets = await delivery_targets(
-        tx.conn, payment.merchant_id, livemode=payment.livemode, notify_url=payment.notify_url
-    )
+    if targets is None:  # not read with the payment in this transaction (store/notifications.py): read them now
+        targets = await delivery_targets(
+            tx.conn, payment.merchant_id, livemode=payment.livemode, notify_url=payment.notify_url
+        )
     now = cashier.clock()
     deliveries = [
         {

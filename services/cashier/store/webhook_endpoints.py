@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Row, Text, bindparam, cast, func, literal_column, null, select, union_all
+from sqlalchemy import Boolean, ColumnElement, Row, ScalarSelect, Select, bindparam, func, select, true
 from sqlalchemy import Sequence as DbSequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -51,35 +52,58 @@ async def list_endpoints(
     return (await conn.execute(query.order_by(webhook_endpoints.c.created_at, webhook_endpoints.c.id))).all()
 
 
-def _delivery_targets_statement() -> Any:
-    """The merchant's default URL (only when the payment names none) then its enabled endpoints of the event's mode,
-    oldest first, in one statement (see `delivery_targets`)."""
-    default_url = (
-        select(merchants.c.notify_url).where(merchants.c.merchant_id == bindparam("merchant_id")).scalar_subquery()
-    )
-    notify_url = select(
-        literal_column("0").label("rank"),
-        func.coalesce(bindparam("notify_url", type_=Text), default_url).label("url"),
-        cast(null(), webhook_endpoints.c.id.type).label("endpoint_id"),
-        cast(null(), webhook_endpoints.c.enabled_events.type).label("enabled_events"),
-        cast(null(), webhook_endpoints.c.created_at.type).label("created_at"),
-    )
-    endpoints = select(
-        literal_column("1"),
-        webhook_endpoints.c.url,
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    """Where one delivery of an event goes."""
+
+    url: str
+    endpoint_id: str | None  # None: the payment's notify_url or the merchant's default URL (the merchant's secret)
+    enabled_events: Sequence[str]  # the endpoint's subscription; empty for a notify_url target (it takes every event)
+
+
+def merchant_notify_url(merchant_id: ColumnElement[str]) -> ScalarSelect[Any]:
+    """The merchant's default webhook URL, as a scalar subquery (`merchant_id` may be a correlated column)."""
+    return select(merchants.c.notify_url).where(merchants.c.merchant_id == merchant_id).scalar_subquery()
+
+
+def enabled_endpoints_of(merchant_id: ColumnElement[str], livemode: ColumnElement[bool]) -> Select[Any]:
+    """The endpoints an event of `livemode` goes to: test events only to test endpoints, live to live ones (order
+    by `created_at, id` where it is used). The arguments may be correlated columns: a LATERAL join reads the targets
+    in the statement that reads the payment (store/notifications.py)."""
+    return select(
         webhook_endpoints.c.id,
+        webhook_endpoints.c.url,
         webhook_endpoints.c.enabled_events,
         webhook_endpoints.c.created_at,
     ).where(
-        webhook_endpoints.c.merchant_id == bindparam("merchant_id"),
+        webhook_endpoints.c.merchant_id == merchant_id,
         webhook_endpoints.c.enabled.is_(True),
-        webhook_endpoints.c.livemode == bindparam("livemode", type_=Boolean),
+        webhook_endpoints.c.livemode == livemode,
     )
-    targets = union_all(notify_url, endpoints).subquery("targets")
+
+
+def delivery_targets_of(notify_url: str | None, rows: Sequence[Row[Any]]) -> list[DeliveryTarget]:
+    """The targets from rows carrying `merchant_url` and, per enabled endpoint, its `endpoint_id`, `endpoint_url` and
+    `enabled_events` (None on the one row of a merchant without endpoints): the payment's `notify_url`, else the
+    merchant's default URL, when there is one, then the endpoints oldest first."""
+    url = notify_url or (rows[0].merchant_url if rows else None)
+    targets = [DeliveryTarget(url, None, ())] if url else []
+    targets += [DeliveryTarget(r.endpoint_url, r.endpoint_id, r.enabled_events) for r in rows if r.endpoint_id]
+    return targets
+
+
+def _delivery_targets_statement() -> Any:
+    merchant = select(merchant_notify_url(bindparam("merchant_id")).label("merchant_url")).subquery("merchant")
+    endpoints = enabled_endpoints_of(bindparam("merchant_id"), bindparam("livemode", type_=Boolean)).subquery()
     return (
-        select(targets.c.url, targets.c.endpoint_id, targets.c.enabled_events)
-        .where(targets.c.url.is_not(None))
-        .order_by(targets.c.rank, targets.c.created_at, targets.c.endpoint_id)
+        select(
+            merchant.c.merchant_url,
+            endpoints.c.id.label("endpoint_id"),
+            endpoints.c.url.label("endpoint_url"),
+            endpoints.c.enabled_events,
+        )
+        .select_from(merchant.outerjoin(endpoints, true()))
+        .order_by(endpoints.c.created_at, endpoints.c.id)
     )
 
 
@@ -89,13 +113,11 @@ _DELIVERY_TARGETS = _delivery_targets_statement()
 
 async def delivery_targets(
     conn: AsyncConnection, merchant_id: str, *, livemode: bool, notify_url: str | None
-) -> Sequence[Row[Any]]:
-    """Where an event of `livemode` goes, as (url, endpoint_id, enabled_events) rows: the payment's `notify_url`, else
-    the merchant's default URL (endpoint_id None, when there is one), then every enabled endpoint of that mode
-    (test events only to test endpoints, live to live ones; the caller keeps those subscribed to the event's type).
-    One round trip where it was two (the merchant's URL, then the endpoints)."""
-    params = {"merchant_id": merchant_id, "livemode": livemode, "notify_url": notify_url or None}
-    return (await conn.execute(_DELIVERY_TARGETS, params)).all()
+) -> list[DeliveryTarget]:
+    """Where an event of `livemode` goes (`delivery_targets_of`; the caller keeps the endpoints subscribed to the
+    event's type). One round trip where it was two (the merchant's URL, then the endpoints)."""
+    rows = (await conn.execute(_DELIVERY_TARGETS, {"merchant_id": merchant_id, "livemode": livemode})).all()
+    return delivery_targets_of(notify_url, rows)
 
 
 async def endpoints_by_id(conn: AsyncConnection, endpoint_ids: set[str]) -> dict[str, Row[Any]]:

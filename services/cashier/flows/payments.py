@@ -62,7 +62,7 @@ from services.cashier.flows.context import Cashier
 from services.cashier.flows.outcomes import apply_trade_result, close_locally, publish_payment_final
 from services.cashier.flows.routing import PAYER_CLIENTS, route_candidates
 from services.cashier.flows.views import payment_view
-from services.cashier.store.merchants import list_channels
+from services.cashier.store.merchants import read_for_create
 from services.cashier.store.payments import (
     advance_deadline,
     claim_attempt_to_redrive,
@@ -181,17 +181,22 @@ async def _replay(
 ) -> CreateResult | None:
     """The answer to a repeated create (None: this order number is new). With `channels_into`, a new order's read
     also fills it with the merchant's enabled configs of the payment's mode: the replay check and the channel list
-    are the create's one read (one connection, two statements), and the configs' rows give the prepay its
+    are the create's one read (one statement, `read_for_create`), and the configs' rows give the prepay its
     connector without reading them again (docs/performance.md)."""
     async with cashier.uow.read() as conn:
-        existing = await get_payment_by_order_no(
-            conn, merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no
-        )
+        if channels_into is None:
+            existing = await get_payment_by_order_no(
+                conn, merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no
+            )
+        else:  # test payments only at test (sandbox) configs, live only at live ones
+            existing_id, configs = await read_for_create(
+                conn, merchant_id=merchant_id, merchant_order_no=draft.merchant_order_no, mode=mode_of(draft.livemode)
+            )
+            if existing_id is None:
+                channels_into.extend(configs)
+                return None
+            existing = await get_payment(conn, merchant_id=merchant_id, payment_id=existing_id)
         if existing is None:
-            if channels_into is not None:  # test payments only at test (sandbox) configs, live only at live ones
-                channels_into.extend(
-                    await list_channels(conn, merchant_id, enabled_only=True, mode=mode_of(draft.livemode))
-                )
             return None
         if existing.livemode != draft.livemode:  # never show a payment of the other mode, not even its id
             raise Problem(

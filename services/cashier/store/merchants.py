@@ -6,12 +6,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, and_, bindparam, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.modes import Mode
-from services.cashier.store.tables import merchant_channels, merchants
+from services.cashier.store.tables import merchant_channels, merchants, payments
 
 
 async def get_merchant(conn: AsyncConnection, merchant_id: str) -> Row[Any] | None:
@@ -105,6 +105,46 @@ _ENABLED_CHANNELS_OF_MODE = (
     )
     .order_by(*_CHANNEL_ORDER)
 )
+
+
+def _create_read_statement() -> Any:
+    """One row per enabled config of the mode (one row of NULL config columns when there is none: the outer join on
+    a one-row table), each carrying the id of the merchant's payment with this order number, if any."""
+    existing = (
+        select(payments.c.id)
+        .where(
+            payments.c.merchant_id == bindparam("merchant_id"),
+            payments.c.merchant_order_no == bindparam("merchant_order_no"),
+        )
+        .scalar_subquery()
+        .label("existing_payment_id")
+    )
+    one = select(literal(1).label("one")).subquery("one")
+    enabled = and_(
+        merchant_channels.c.merchant_id == bindparam("merchant_id"),
+        merchant_channels.c.mode == bindparam("mode"),
+        merchant_channels.c.enabled.is_(True),
+    )
+    return (
+        select(existing, *merchant_channels.c)
+        .select_from(one.outerjoin(merchant_channels, enabled))
+        .order_by(*_CHANNEL_ORDER)
+    )
+
+
+_CREATE_READ = _create_read_statement()
+
+
+async def read_for_create(
+    conn: AsyncConnection, *, merchant_id: str, merchant_order_no: str, mode: Mode
+) -> tuple[str | None, list[Row[Any]]]:
+    """A create's one read, in one statement: the id of the merchant's payment with this order number (None: the
+    order is new) and the merchant's enabled configs of the payment's mode, as `list_channels` orders them (rows of
+    `merchant_channels`, plus `existing_payment_id`). Both come from one snapshot."""
+    parameters = {"merchant_id": merchant_id, "merchant_order_no": merchant_order_no, "mode": mode}
+    rows = (await conn.execute(_CREATE_READ, parameters)).all()
+    existing_payment_id = rows[0].existing_payment_id if rows else None
+    return existing_payment_id, [row for row in rows if row.channel is not None]
 
 
 async def list_channels(

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from services.cashier.domain.payments import AttemptStatus, PaymentStatus
+from services.cashier.store.merchants import read_for_create
 from services.cashier.store.payments import (
     get_payment_unscoped,
     insert_payment_with_attempt,
@@ -125,3 +126,13 @@ async def test_a_payment_closed_meanwhile_stays_closed_while_its_attempt_records
     async with engine.connect() as conn:
         current = await get_payment_unscoped(conn, closed.id)
     assert current is not None and current.status == PaymentStatus.CLOSED
+
+
+async def test_the_create_read_names_an_existing_order_even_without_configs(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        inserted = await insert_payment_with_attempt(conn, _payment("ord_read", "att_read"), _attempt("att_read"))
+        assert inserted is not None
+        found = await read_for_create(conn, merchant_id="mch_statements", merchant_order_no="ord_read", mode="test")
+        new = await read_for_create(conn, merchant_id="mch_statements", merchant_order_no="ord_new", mode="test")
+    assert found == (inserted[0].id, [])
+    assert new == (None, [])

@@ -71,6 +71,10 @@ class Receiver:
         received = self.deliveries
 
         class Handler(BaseHTTPRequestHandler):
+            # Keeps connections alive as a merchant's web server does, so the cashier's kept-alive connections to
+            # webhook targets are exercised here and in bench.e2e_payments (docs/performance.md, fifth pass).
+            protocol_version = "HTTP/1.1"
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:

@@ -37,7 +37,7 @@ async def _session(stack: Stack, raw: httpx.AsyncClient) -> dict[str, str]:
 
 async def test_a_sign_in_link_works_once_only_for_the_web_process(make_stack: StackFactory) -> None:
     stack: Stack = await make_stack(public_base_url="https://pay.example.com")
-    async with httpx.AsyncClient(base_url=stack.url) as raw:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as raw:
         link = await _link(stack, raw, stack.keys["user_id"])
         assert link["url"].startswith("https://pay.example.com/wallet/sign-in?token=wsl_")
         token = link["url"].split("token=", 1)[1]
@@ -72,7 +72,7 @@ async def test_a_sign_in_link_works_once_only_for_the_web_process(make_stack: St
 
 async def test_an_expired_link_is_refused(make_stack: StackFactory) -> None:
     stack: Stack = await make_stack()
-    async with httpx.AsyncClient(base_url=stack.url) as raw:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as raw:
         link = await _link(stack, raw, stack.keys["user_id"])
         engine = create_async_engine(stack.database_url)
         async with engine.begin() as conn:
@@ -145,7 +145,7 @@ async def test_page_prefixes_reach_the_web_process_with_cookies_and_no_identity(
     web = ThreadServer(pages).start()
     try:
         stack: Stack = await make_stack(web_url=web.base_url)
-        async with httpx.AsyncClient(base_url=stack.url) as raw:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as raw:
             sent = {"Cookie": "s=1", "X-Juhe-Identity": "forged", "Content-Type": "text/plain"}
             r = await raw.post("/wallet/pin?lang=en", content=b"a=1", headers=sent)
             assert r.status_code == 200, r.text
@@ -162,7 +162,7 @@ async def test_page_prefixes_reach_the_web_process_with_cookies_and_no_identity(
 
 async def test_redeeming_links_is_rate_limited_per_browser_address(make_stack: StackFactory) -> None:
     stack: Stack = await make_stack(wallet_sign_in_rate_max=2)
-    async with httpx.AsyncClient(base_url=stack.url) as raw:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as raw:
         tries = [
             await raw.post(
                 "/v1/web/wallet-sessions",
@@ -186,7 +186,7 @@ async def test_my_applicable_coupons_are_a_signed_in_users_and_marketing_down_is
     stack's marketing is a dead address; the list itself is proven on the real platform by the checkout's browser
     test)."""
     stack: Stack = await make_stack()
-    async with httpx.AsyncClient(base_url=stack.url) as raw:
+    async with httpx.AsyncClient(base_url=stack.url, timeout=30) as raw:
         user = await _session(stack, raw)
         query: dict[str, str | int] = {"merchant_id": "mch_demo", "order_amount_minor": 2_500, "currency": "CNY"}
         admin = {"Authorization": f"Bearer {stack.keys['admin_key']}"}

@@ -33,7 +33,7 @@ from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.failures import outage_spec
 from libs.common.faults import crash_point
-from libs.common.kafka import EpochWatcher, KafkaOptions, ensure_topics, topic_name
+from libs.common.kafka import CONSUMER_TIMEOUT_MS, EpochWatcher, IdleFetchWait, KafkaOptions, ensure_topics, topic_name
 from libs.common.logging import get_logger, trace_id_var
 from libs.common.outbox_tables import LEGACY_INBOX_CONSUMER, inbox_dead_letter
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
@@ -196,11 +196,14 @@ class InboxConsumer:
             heartbeat_interval_ms=self.heartbeat_interval_ms,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_poll_records=self.batch_max,
+            consumer_timeout_ms=CONSUMER_TIMEOUT_MS,  # the fetch routine's safety poll (libs.common.kafka)
         )
         try:
             await consumer.start()
+            idle_wait = IdleFetchWait(consumer, busy_ms=self.fetch_max_wait_ms)  # a longer fetch wait while idle
             while True:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=self.batch_max)
+                idle_wait.observe(bool(batches))
                 if not batches:
                     continue
                 await self.apply_batch([record for records in batches.values() for record in records])

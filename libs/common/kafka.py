@@ -145,6 +145,11 @@ STEADY_READ_TIMEOUT_MS = 2_000
 # The kept reader's own fetch wait: after each check aiokafka sends one more fetch (past record 0) before the
 # partition is paused again, and on Tansu that fetch is held this long before it is answered and dropped.
 STEADY_READER_FETCH_MAX_WAIT_MS = 100
+# How often an aiokafka consumer's background fetch routine wakes when nothing happens (its `consumer_timeout_ms`,
+# 200 by default). Every event it acts on (a fetch answered, records consumed, a resume, a new assignment) wakes it
+# anyway, so the timeout is only a safety poll; at 200 ms it cost an idle consumer ~0.8 ms of CPU a second (measured
+# on a paused consumer, docs/performance.md "Fifth pass"), at 5 s nearly nothing.
+CONSUMER_TIMEOUT_MS = 5_000
 
 
 class EpochReader:
@@ -190,6 +195,7 @@ class EpochReader:
             enable_auto_commit=False,
             request_timeout_ms=REQUEST_TIMEOUT_MS,
             fetch_max_wait_ms=STEADY_READER_FETCH_MAX_WAIT_MS,
+            consumer_timeout_ms=CONSUMER_TIMEOUT_MS,
         )
         self._consumer = consumer
         await consumer.start()

@@ -5,10 +5,12 @@ are in docs/events.md.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from libs.common.db import Tx
 from libs.common.events import Envelope
+from libs.common.inbox import batched
 from services.settlement.events import (
     PAYMENT_CLOSED,
     PAYMENT_FAILED,
@@ -45,9 +47,13 @@ async def on_account_opened(tx: Tx, event: Envelope) -> None:
     )
 
 
-async def on_payment_event(tx: Tx, event: Envelope) -> None:
-    """`payment.succeeded|failed|closed` (cashier.payments): settlement's record of the payment and its effects."""
-    await payments.record_payment(tx, PAYMENT_STATUSES[event.type], event.data, _occurred(event))
+async def on_payment_events(tx: Tx, events: Sequence[Envelope]) -> None:
+    """`payment.succeeded|failed|closed` (cashier.payments): settlement's record of each payment and its effects;
+    a run of them (the inbox's batch) reads its locks, rates, cycles, rules and calendar once (flows/payments.py)."""
+    await payments.record_payments(tx, [(PAYMENT_STATUSES[e.type], e.data, _occurred(e)) for e in events])
+
+
+on_payment_event = batched(on_payment_events)
 
 
 async def on_refund_event(tx: Tx, event: Envelope) -> None:

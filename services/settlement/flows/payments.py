@@ -8,6 +8,8 @@ older cashier, is live), and everything derived from it (entries, splits, batche
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -18,7 +20,7 @@ from libs.common.errors import Problem
 from libs.common.ids import new_id
 from libs.common.logging import get_logger
 from services.settlement.domain import splits as split_math
-from services.settlement.domain.cycles import settle_date
+from services.settlement.domain.cycles import DEFAULT_CYCLE, Calendar, Cycle, settle_date
 from services.settlement.flows.entries import bill_day, settlement_entry, split_entries
 from services.settlement.store import cycles, records
 from services.settlement.store.tables import settlement_entries
@@ -54,12 +56,50 @@ def money_livemode(data: dict[str, Any]) -> bool:
     return event_livemode(data) or data.get("channel") == WALLET or data.get("scene") == WALLET
 
 
-async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: datetime) -> None:
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What recording a run of payment events reads once for all of them (docs/performance.md, fifth pass): the
+    payments' locks, taken together in sorted order, and their merchants' fee rates, cycles and split rules, the
+    calendar, and which of the payments have refunds waiting. Read inside the run's transaction after the locks:
+    a configuration changed meanwhile applies from the next run, as it would to an event a moment later."""
+
+    locked: frozenset[str]
+    rates: dict[str, int]
+    cycles: dict[str, Cycle]
+    calendar: Calendar
+    rules: dict[tuple[str, str], Any]
+    with_refunds: frozenset[str]
+
+
+async def read_run_facts(tx: Tx, datas: Sequence[dict[str, Any]]) -> RunFacts:
+    """`RunFacts` of the payments of `datas` (the cashier's `payment.*` payloads): six statements for the run."""
+    payment_ids = sorted({str(d["payment_id"]) for d in datas})
+    merchant_ids = sorted({str(d["merchant_id"]) for d in datas})
+    locked = await records.lock_payments(tx.conn, payment_ids)
+    return RunFacts(
+        locked=locked,
+        rates=await records.platform_rates_bps(tx.conn, merchant_ids),
+        cycles=await cycles.cycles_of(tx.conn, merchant_ids),
+        calendar=await cycles.calendar(tx.conn),
+        rules=await records.split_rules_of(tx.conn, merchant_ids),
+        with_refunds=await records.payments_with_unapplied_refunds(tx.conn, payment_ids),
+    )
+
+
+async def record_payments(tx: Tx, events: Sequence[tuple[str, dict[str, Any], datetime]]) -> None:
+    """`record_payment` of each (status, data, occurred) in order, with the facts they need read once."""
+    facts = await read_run_facts(tx, [data for _, data, _ in events])
+    for status, data, occurred in events:
+        await record_payment(tx, status, data, occurred, facts)
+
+
+async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: datetime, facts: RunFacts) -> None:
     """Keep settlement's record of the payment (`status`: succeeded, failed or closed; `data`: the cashier's
     `payment.*` payload, docs/events.md; `occurred`: its success time, else the event's); on its first success,
     record fees and create its split; then derive the effect of every refund of it that arrived first
-    (docs/consistency.md)."""
-    await records.lock_payment(tx.conn, data["payment_id"])
+    (docs/consistency.md). `facts` (`read_run_facts`) holds the payment's lock and what it reads."""
+    if data["payment_id"] not in facts.locked:
+        raise RuntimeError(f"payment {data['payment_id']} recorded without its lock")
     attempt: dict[str, Any] = data.get("attempt") or {}
     amount_minor = int(data["amount_minor"])
     values: dict[str, Any] = {
@@ -84,7 +124,7 @@ async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: da
     }
     if status == "succeeded":
         channel_fee = data.get("fee_minor")
-        rate = await records.platform_rate_bps(tx.conn, data["merchant_id"])
+        rate = facts.rates.get(data["merchant_id"])
         platform_fee = _platform_fee(data, amount_minor, rate)
         values.update(
             channel_fee_minor=channel_fee,
@@ -93,6 +133,9 @@ async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: da
             platform_fee_minor=platform_fee,
             margin_minor=(platform_fee - channel_fee) if platform_fee is not None and channel_fee is not None else None,
         )
+        if values["purpose"] != WALLET_TOPUP:  # its settle date, written with the record (used on a first success)
+            cycle = facts.cycles.get(data["merchant_id"], DEFAULT_CYCLE)
+            values["settle_date"] = settle_date(occurred, cycle, facts.calendar)
     previous, row = await records.upsert_payment(tx.conn, values)
     if row["purpose"] == WALLET_TOPUP:
         return  # the ledger runs §3.7 for it instead of §3.1: no merchant credit to settle or split
@@ -100,11 +143,13 @@ async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: da
         await _payment_succeeded(
             tx,
             row,
-            occurred,
+            values["settle_date"],
             subsidy_minor=_subsidy_minor(data.get("discount")),
             unsettled_minor=_unsettled_minor(data.get("channel_discount"), row),
+            rules=facts.rules,
         )
-    await apply_refunds(tx, row["payment_id"])
+    if row["payment_id"] in facts.with_refunds:  # else none to apply: nothing to read
+        await apply_refunds(tx, row["payment_id"])
 
 
 def _subsidy_minor(discount: Any) -> int:
@@ -162,13 +207,18 @@ def _platform_fee(data: dict[str, Any], amount_minor: int, rate_bps: int | None)
 
 
 async def _payment_succeeded(
-    tx: Tx, row: Any, occurred: datetime, *, subsidy_minor: int = 0, unsettled_minor: int = 0
+    tx: Tx,
+    row: Any,
+    due: date,
+    *,
+    subsidy_minor: int = 0,
+    unsettled_minor: int = 0,
+    rules: Mapping[tuple[str, str], Any],
 ) -> None:
-    """The first success of a payment: its settle date, the merchant's net entry and its split, a coupon's
-    subsidy (`<payment>:subsidy`, kept by the payee: the split divides what the channel collected), and what the
-    channel did not settle of its merchant-funded coupons (`<payment>:unsettled`, negative, borne by the payee)."""
-    due = settle_date(occurred, await cycles.cycle_of(tx.conn, row["merchant_id"]), await cycles.calendar(tx.conn))
-    await records.set_settle_date(tx.conn, row["payment_id"], due)
+    """The first success of a payment (its settle date `due` written with its record): the merchant's net entry and
+    its split, a coupon's subsidy (`<payment>:subsidy`, kept by the payee: the split divides what the channel
+    collected), and what the channel did not settle of its merchant-funded coupons (`<payment>:unsettled`,
+    negative, borne by the payee). `rules`: the split rules of the payment's merchant, by business line."""
     base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
     await cycles.add_entries(
         tx.conn,
@@ -180,7 +230,7 @@ async def _payment_succeeded(
             ),
         ],
     )
-    await _create_split(tx, row, base, due)
+    await _create_split(tx, row, base, due, rule=rules.get((row["merchant_id"], row["business_line"])))
 
 
 async def _create_split(
@@ -189,13 +239,13 @@ async def _create_split(
     base: int,
     due: date,
     *,
+    rule: Any,
     offset_minor: int = 0,
     source_key: str | None = None,
     deadline: datetime | None = None,
 ) -> None:
-    """Split what the merchant keeps (gross − platform fee, the 2201 credit of §3.1), by the merchant's rule:
-    at once (realtime), or as a ledger hold confirmed later (escrow: its entries are made at confirmation)."""
-    rule = await records.split_rule(tx.conn, payment["merchant_id"], payment["business_line"])
+    """Split what the merchant keeps (gross − platform fee, the 2201 credit of §3.1), by the merchant's `rule`
+    (None: none): at once (realtime), or as a ledger hold confirmed later (escrow: entries made at confirmation)."""
     if rule is None or base <= 0:
         return
     math_rule = records.math_rule(rule)
@@ -383,6 +433,7 @@ async def _apply_refund(tx: Tx, payment: Any, refund: Any) -> Any:
             payment,
             remaining,
             due,
+            rule=await records.split_rule(tx.conn, payment["merchant_id"], payment["business_line"]),
             offset_minor=base_after,
             source_key=f"{payment['payment_id']}:{refund_id}",
             deadline=split["confirm_deadline"],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ARRAY, Text, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,9 +21,20 @@ async def cycle_of(conn: AsyncConnection, holder_id: str) -> Cycle:
     row = (
         (await conn.execute(select(merchant_cycles).where(merchant_cycles.c.holder_id == holder_id))).mappings().first()
     )
-    if row is None:
-        return DEFAULT_CYCLE
+    return DEFAULT_CYCLE if row is None else _cycle(row)
+
+
+async def cycles_of(conn: AsyncConnection, holder_ids: Sequence[str]) -> dict[str, Cycle]:
+    """`cycle_of` several holders in one statement; a holder without a cycle of its own is absent (DEFAULT_CYCLE)."""
+    rows = (await conn.execute(_CYCLES, {"ids": list(holder_ids)})).mappings()
+    return {row["holder_id"]: _cycle(row) for row in rows}
+
+
+def _cycle(row: RowMapping) -> Cycle:
     return Cycle(CycleKind(row["kind"]), days=row["days"], weekday=row["weekday"], cutoff=row["cutoff"])
+
+
+_CYCLES = select(merchant_cycles).where(merchant_cycles.c.holder_id == func.any(bindparam("ids", type_=ARRAY(Text))))
 
 
 async def calendar(conn: AsyncConnection) -> Calendar:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, text, update
+from sqlalchemy import ARRAY, Text, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -20,12 +21,44 @@ from services.settlement.store.tables import (
     split_rules,
 )
 
+# Statements built once (SQLAlchemy's compiled cache serves them; no construct or cache key built per call).
+_LOCK_PAYMENT = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+# An aggregate consumes the rows in the array's order: the locks are taken in the (sorted) order given.
+_LOCK_PAYMENTS = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(CAST(:keys AS text[])) AS k"
+)
+_RATES = select(merchant_fee_rates.c.merchant_id, merchant_fee_rates.c.platform_fee_rate_bps).where(
+    merchant_fee_rates.c.merchant_id == func.any(bindparam("ids", type_=ARRAY(Text)))
+)
+_RULES = select(split_rules).where(split_rules.c.merchant_id == func.any(bindparam("ids", type_=ARRAY(Text))))
+_WITH_UNAPPLIED_REFUNDS = (
+    select(refund_records.c.payment_id)
+    .where(
+        refund_records.c.payment_id == func.any(bindparam("ids", type_=ARRAY(Text))),
+        refund_records.c.applied_at.is_(None),
+        refund_records.c.status == "succeeded",
+    )
+    .distinct()
+)
+
 
 async def platform_rate_bps(conn: AsyncConnection, merchant_id: str) -> int | None:
     value = await conn.scalar(
         select(merchant_fee_rates.c.platform_fee_rate_bps).where(merchant_fee_rates.c.merchant_id == merchant_id)
     )
     return int(value) if value is not None else None
+
+
+async def platform_rates_bps(conn: AsyncConnection, merchant_ids: Sequence[str]) -> dict[str, int]:
+    """`platform_rate_bps` of several merchants in one statement (a merchant without a rate is absent)."""
+    rows = await conn.execute(_RATES, {"ids": list(merchant_ids)})
+    return {row.merchant_id: int(row.platform_fee_rate_bps) for row in rows}
+
+
+async def split_rules_of(conn: AsyncConnection, merchant_ids: Sequence[str]) -> dict[tuple[str, str], RowMapping]:
+    """Every split rule of several merchants in one statement, by (merchant, business line)."""
+    rows = (await conn.execute(_RULES, {"ids": list(merchant_ids)})).mappings()
+    return {(row["merchant_id"], row["business_line"]): row for row in rows}
 
 
 async def split_rule(conn: AsyncConnection, merchant_id: str, business_line: str = "") -> RowMapping | None:
@@ -48,7 +81,23 @@ async def receivers_by_id(conn: AsyncConnection, receiver_ids: list[str]) -> dic
 async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple[str | None, RowMapping]:
     """Insert the record, or move it to the event's status when that is a legal step: a final
     `succeeded` always wins (a late success after a failure is real money), `failed`/`closed` never
-    overwrite `succeeded`. Returns (previous status or None if new, the row now)."""
+    overwrite `succeeded`. Returns (previous status or None if new, the row now). The caller holds the payment's
+    lock (`lock_payment`), so the insert tried first (one statement for a new payment, the usual case) and the
+    read that follows a conflict see the same row."""
+    inserted = (
+        (
+            await conn.execute(
+                insert(payment_records)
+                .values(**values)
+                .on_conflict_do_nothing(index_elements=["payment_id"])
+                .returning(payment_records)
+            )
+        )
+        .mappings()
+        .first()
+    )
+    if inserted is not None:
+        return None, inserted
     previous = (
         await conn.execute(
             select(payment_records.c.status)
@@ -56,9 +105,8 @@ async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple
             .with_for_update()
         )
     ).scalar()
-    if previous is None:
-        row = (await conn.execute(insert(payment_records).values(**values).returning(payment_records))).mappings().one()
-        return None, row
+    if previous is None:  # not possible under the payment's lock (the insert conflicted with it)
+        raise RuntimeError(f"payment record {values['payment_id']} vanished under its lock")
     if previous == "succeeded" or previous == values["status"]:
         row = (
             (await conn.execute(select(payment_records).where(payment_records.c.payment_id == values["payment_id"])))
@@ -82,19 +130,30 @@ async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple
     return str(previous), row
 
 
-async def set_settle_date(conn: AsyncConnection, payment_id: str, due: date) -> None:
-    await conn.execute(
-        update(payment_records).where(payment_records.c.payment_id == payment_id).values(settle_date=due)
-    )
-
-
 async def lock_payment(conn: AsyncConnection, payment_id: str) -> None:
     """Serialise every consumer that touches one payment's facts (its payment and refund events travel on
     two topics and race): a transaction-scoped advisory lock on the payment id, taken before any fact is
     read or written. It works before the payment row exists (a refund first), which a row lock cannot."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"settlement:payment:{payment_id}"}
-    )
+    await conn.execute(_LOCK_PAYMENT, {"key": _lock_key(payment_id)})
+
+
+async def lock_payments(conn: AsyncConnection, payment_ids: Iterable[str]) -> frozenset[str]:
+    """`lock_payment` of several payments in one statement, in sorted order: two transactions locking overlapping
+    sets wait for each other, never deadlock. Returns the payments locked."""
+    locked = frozenset(payment_ids)
+    await conn.execute(_LOCK_PAYMENTS, {"keys": [_lock_key(p) for p in sorted(locked)]})
+    return locked
+
+
+def _lock_key(payment_id: str) -> str:
+    return f"settlement:payment:{payment_id}"
+
+
+async def payments_with_unapplied_refunds(conn: AsyncConnection, payment_ids: Sequence[str]) -> frozenset[str]:
+    """Which of the payments have a succeeded refund not applied yet (partial index `refund_records_unapplied`);
+    the caller holds their locks, so no such refund appears meanwhile."""
+    rows = await conn.execute(_WITH_UNAPPLIED_REFUNDS, {"ids": list(payment_ids)})
+    return frozenset(str(p) for p in rows.scalars())
 
 
 async def payment_for_update(conn: AsyncConnection, payment_id: str) -> RowMapping | None:

@@ -5,10 +5,11 @@
 Runs the real launcher (`python -m deploy.launcher run`) as the launcher tests do (free ports, a temporary data
 dir, every process including the sandboxes). The first start is cold (a fresh data dir: initdb, databases,
 every migration); then `--runs` warm starts on the same data dir, as a second `make run` is. For each start it
-prints the launcher's own "ready in … s", the CPU seconds all the platform's processes spent until then (the
-launcher, PostgreSQL with its backends, the broker, every service: on a quiet 2-core machine a start cannot take
-less than half of it), and its timeline (PostgreSQL up, databases migrated, broker ready,
-processes started, each process ready: the `+…s` of `logs/launcher.log`).
+prints the launcher's own "ready in … s" (from its process's start, its imports included, since the fifth pass
+of docs/performance.md; before, from after its imports), the CPU seconds all the platform's processes spent until
+then (the launcher, PostgreSQL with its backends, the broker, every service: on a quiet 2-core machine a start
+cannot take less than half of it), and its timeline (shared stack imported, processes forked, PostgreSQL up,
+databases migrated, broker ready, each process ready: the `+…s` of `logs/launcher.log`).
 
 After the last warm start has settled for `--settle-seconds`, the platform at rest over `--idle-seconds`: CPU
 (percent of one core, /proc utime+stime), RSS and PSS (MiB) of every process; PostgreSQL is the postmaster with

@@ -43,6 +43,7 @@ from libs.common.metadata import METADATA_ERROR_TYPE
 from libs.common.outbox import OutboxRelay
 from libs.common.settings import ServiceSettings
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
+from libs.common.wakeups import Waiter, Wakeups
 
 log = get_logger("juhe.web")
 
@@ -68,6 +69,8 @@ class Runtime:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # The broker-epoch watcher a worker's loops share (set by `worker_tasks`).
     epoch_watcher: EpochWatcher | None = None
+    # The process's one LISTEN connection, shared by the relay and the loops woken by their work (`worker_tasks`).
+    wakeups: Wakeups | None = None
     _kafka_client: AIOKafkaClient | None = None
 
 
@@ -405,6 +408,7 @@ def worker_tasks(
         s.kafka_bootstrap_servers, interval_seconds=s.broker_epoch_check_interval_seconds, options=kafka_options
     )
     runtime.epoch_watcher = watcher
+    wakeups = runtime.wakeups = Wakeups(runtime.engine)
     relay = OutboxRelay(
         runtime.engine,
         service=s.service_name,
@@ -415,8 +419,9 @@ def worker_tasks(
         poll_interval_seconds=s.outbox_poll_interval_seconds,
         retention_hours=s.outbox_retention_hours,
         kafka_options=kafka_options,
+        wakeups=wakeups,
     )
-    loops: list[Callable[[], Awaitable[None]]] = [watcher.run, relay.run]
+    loops: list[Callable[[], Awaitable[None]]] = [wakeups.run, watcher.run, relay.run]
     groups = [(f"juhe-{s.service_name}", subscriptions)] if subscriptions else []
     groups += [(f"juhe-{s.service_name}-{g.name}", g.subscriptions(runtime)) for g in consumer_groups]
     for group_id, group_subscriptions in groups:
@@ -447,15 +452,25 @@ async def run_rounds(
     interval_seconds: float,
     batch_max: int | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    wake: Waiter | None = None,
 ) -> None:
     """A worker's polling loop: one round, then sleep `interval_seconds` — at once again instead when the
     round returned `batch_max` or more (a full batch means more is waiting). A round that found nothing to do
     (returned 0) doubles the sleep, up to `idle_delay_max(interval_seconds)`; one that did something, or whose
     answer is not a count, comes back to the interval. A failed round (a bad row, a dependency down) is logged
-    and retried after the interval, so the loop itself never dies of it; cancellation (shutdown) goes through."""
+    and retried after the interval, so the loop itself never dies of it; cancellation (shutdown) goes through.
+
+    With `wake` (libs.common.wakeups: a NOTIFY from the transaction that created the work) the sleep ends as soon
+    as work arrives, and while the process's listener is connected an idle sleep grows up to
+    `WOKEN_IDLE_DELAY_SECONDS` instead; while it is not, the loop polls as without `wake`."""
     delay = interval_seconds
     while True:
         raise_if_cancelled()  # a cancel some client's close swallowed still ends the loop (libs.common.tasks)
+        if wake is not None:
+            woken = wake.event.is_set()
+            wake.event.clear()  # a NOTIFY during this round sets it again: the next sleep then ends at once
+            if woken:
+                delay = interval_seconds  # new work: what else is due comes soon after (retries, the next step)
         try:
             done = await round_once()
         except Exception:
@@ -463,9 +478,16 @@ async def run_rounds(
             done = None
         full = batch_max is not None and isinstance(done, int) and done >= batch_max
         idle = isinstance(done, int) and not isinstance(done, bool) and done == 0
-        delay = min(delay * 2, idle_delay_max(interval_seconds)) if idle else interval_seconds
+        longest = woken_idle_delay_max(interval_seconds) if wake is not None and wake.listening else None
+        delay = min(delay * 2, longest or idle_delay_max(interval_seconds)) if idle else interval_seconds
         # After a full batch only yield to the other tasks (the API shares this event loop), never wait.
-        await sleep(0 if full else delay)
+        if full or wake is None:
+            await sleep(0 if full else delay)
+        else:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel that races the event.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await wake.event.wait()
 
 
 # An idle loop's sleep grows to at most this many times its interval, and only up to IDLE_DELAY_CAP_SECONDS: the
@@ -481,6 +503,17 @@ def idle_delay_max(interval_seconds: float) -> float:
     return max(interval_seconds, min(interval_seconds * IDLE_BACKOFF_FACTOR_MAX, IDLE_DELAY_CAP_SECONDS))
 
 
+# The longest idle sleep of a loop woken by its work (`run_rounds(wake=...)`) while the listener is connected: new
+# work wakes it at once, so this only bounds how late work that became due by time (a retry) or was created without
+# a NOTIFY is found (docs/performance.md, "Fifth pass").
+WOKEN_IDLE_DELAY_SECONDS = 30.0
+
+
+def woken_idle_delay_max(interval_seconds: float) -> float:
+    """The longest sleep of an idle loop that its work wakes (never shorter than the interval)."""
+    return max(interval_seconds, WOKEN_IDLE_DELAY_SECONDS)
+
+
 @dataclass(frozen=True)
 class WorkerLoop(Generic[ContextT]):
     """One polling loop of a worker, declared as data (the worker's list of them, `loop_tasks`): `round_once` runs
@@ -491,6 +524,8 @@ class WorkerLoop(Generic[ContextT]):
     round_once: Callable[[ContextT], Awaitable[object]]
     interval_seconds: Callable[[ContextT], float]
     batch_max: Callable[[ContextT], int] | None = None
+    # The work queue whose NOTIFY wakes the loop (a trigger on its table, libs.common.wakeups); None: the clock only.
+    wake: str | None = None
 
 
 def loop_tasks(context: Callable[[Runtime], ContextT], loops: Sequence[WorkerLoop[ContextT]]) -> list[BackgroundTask]:
@@ -506,11 +541,17 @@ def loop_tasks(context: Callable[[Runtime], ContextT], loops: Sequence[WorkerLoo
                 functools.partial(loop.round_once, ctx),
                 interval_seconds=loop.interval_seconds(ctx),
                 batch_max=None if loop.batch_max is None else loop.batch_max(ctx),
+                wake=work_waiter(runtime, loop.wake),
             )
 
         return run
 
     return [task(loop) for loop in loops]
+
+
+def work_waiter(runtime: Runtime, queue: str | None) -> Waiter | None:
+    """The waiter of the work queue `queue` on this process's listener (None without a queue or a worker)."""
+    return None if queue is None or runtime.wakeups is None else runtime.wakeups.waiter(queue)
 
 
 async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:

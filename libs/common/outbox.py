@@ -26,26 +26,23 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
 
-import asyncpg
 from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.common.db import asyncpg_dsn
 from libs.common.faults import crash_point
 from libs.common.kafka import EMBEDDED, EpochWatcher, KafkaOptions, ensure_platform_topics, make_producer, topic_name
 from libs.common.logging import get_logger
 from libs.common.outbox_tables import NOTIFY_CHANNEL, OUTBOX_SHARD_COUNT, inbox, outbox
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
+from libs.common.wakeups import Wakeups
 
 log = get_logger("juhe.outbox")
 
 ADVISORY_LOCK_CLASS = 0x4A4F  # "JO": keeps our lock ids apart from anyone else's
 RETENTION_SWEEP_BATCH = 5_000
 RETENTION_SWEEP_INTERVAL_SECONDS = 30.0
-LISTEN_CONNECT_TIMEOUT_SECONDS = 10.0
-LISTEN_CLOSE_TIMEOUT_SECONDS = 2.0
 # The longest sleep of a relay whose listener is connected: only a safety net, since every insert notifies.
 LISTENING_FALLBACK_SECONDS = 15.0
 
@@ -75,6 +72,7 @@ class OutboxRelay:
         poll_interval_seconds: float = 1.0,
         retention_hours: float = 72.0,
         kafka_options: KafkaOptions = EMBEDDED,
+        wakeups: Wakeups | None = None,
     ) -> None:
         self.engine = engine
         self.kafka_options = kafka_options
@@ -87,7 +85,10 @@ class OutboxRelay:
         self.retention = timedelta(hours=retention_hours)
         self._wake = asyncio.Event()
         epoch_watcher.wake_on_change(self._wake)  # a new broker's re-publish starts at once, not at the fallback
-        self._listening = False
+        # The process's one LISTEN connection (libs.common.wakeups); a relay built alone runs a hub of its own.
+        self._own_wakeups = wakeups is None
+        self.wakeups = wakeups or Wakeups(engine)
+        self.wakeups.watch(NOTIFY_CHANNEL, self._wake)
         self._shard_held_elsewhere = False
         self._producer: AIOKafkaProducer | None = None
         self._epoch: str | None = None
@@ -97,7 +98,9 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until cancelled. Stopping is bounded (libs.common.tasks): a cancel that a Kafka client's
         close swallowed still ends the loop, the listener and the producer are stopped with a bound."""
-        listener = asyncio.create_task(self._listen(), name=f"{self.service}-outbox-listen")
+        listener = (
+            asyncio.create_task(self.wakeups.run(), name=f"{self.service}-outbox-listen") if self._own_wakeups else None
+        )
         try:
             while True:
                 raise_if_cancelled()
@@ -121,40 +124,15 @@ class OutboxRelay:
                             await self._wake.wait()
                     self._wake.clear()
         finally:
-            await stop_task(listener, name=listener.get_name())
+            if listener is not None:
+                await stop_task(listener, name=listener.get_name())
             await self._drop_producer()
 
     def idle_wait_seconds(self) -> float:
         """How long an idle relay waits for a wake-up before it looks at its outbox anyway."""
-        if self._listening and not self._shard_held_elsewhere:
+        if self.wakeups.listening and not self._shard_held_elsewhere:
             return max(self.poll_interval_seconds, LISTENING_FALLBACK_SECONDS)
         return self.poll_interval_seconds
-
-    async def _listen(self) -> None:
-        dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
-        while True:
-            raise_if_cancelled()
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(dsn, timeout=LISTEN_CONNECT_TIMEOUT_SECONDS)
-                closed = asyncio.Event()
-                conn.add_termination_listener(lambda _conn, done=closed: done.set())
-                await conn.add_listener(NOTIFY_CHANNEL, lambda *_: self._wake.set())
-                self._listening = True
-                self._wake.set()  # one pass now: a row committed before LISTEN took effect notified nobody
-                await closed.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.info("outbox listener reconnecting", error=repr(exc))
-                await asyncio.sleep(1)
-            finally:
-                self._listening = False
-                if conn is not None:
-                    # Bounded: close() waits for the server's goodbye; past the bound asyncpg aborts the socket.
-                    await close_bounded(conn.close(timeout=LISTEN_CLOSE_TIMEOUT_SECONDS), name="outbox listener")
-                    if not conn.is_closed():
-                        conn.terminate()
 
     async def _drop_producer(self) -> None:
         producer, self._producer = self._producer, None

@@ -33,12 +33,14 @@ from services.settlement.flows.splits import post_due_splits
 
 # The worker's polling loops: each round runs on the typed context (context.py); the interval (and, where a
 # full batch means more is waiting, the batch size) comes from the settings. A round returns how much it did,
-# so an idle loop backs off (libs.common.web.run_rounds).
+# so an idle loop backs off (libs.common.web.run_rounds). A loop with `wake` is woken by its table's trigger
+# (migration 0014, libs/common/wakeups.py) when a row becomes due, so while idle it sleeps up to 30 s.
 LOOPS: tuple[WorkerLoop[SettlementContext], ...] = (
     WorkerLoop(
         "splits",
         lambda c: post_due_splits(c.uow, c.ledger, c.settings),
         lambda c: c.settings.split_interval_seconds,
+        wake="split_executions",
     ),
     WorkerLoop(
         "escrow auto-confirm",
@@ -50,10 +52,15 @@ LOOPS: tuple[WorkerLoop[SettlementContext], ...] = (
         lambda c: run_cycle(c.uow, c.ledger, c.settings, today()),
         lambda c: c.settings.settlement_interval_seconds,
     ),
-    WorkerLoop("payouts", lambda c: c.payouts.round(), lambda c: c.settings.payout_interval_seconds),
-    WorkerLoop("withdrawals", lambda c: c.withdrawals.round(), lambda c: c.settings.payout_interval_seconds),
+    WorkerLoop("payouts", lambda c: c.payouts.round(), lambda c: c.settings.payout_interval_seconds, wake="payouts"),
     WorkerLoop(
-        "profit sharing", lambda c: c.profit_sharing.round(), lambda c: c.settings.profit_sharing_interval_seconds
+        "withdrawals", lambda c: c.withdrawals.round(), lambda c: c.settings.payout_interval_seconds, wake="withdrawals"
+    ),
+    WorkerLoop(
+        "profit sharing",
+        lambda c: c.profit_sharing.round(),
+        lambda c: c.settings.profit_sharing_interval_seconds,
+        wake="profit_sharing_orders",
     ),
     WorkerLoop(  # docs/consistency.md
         "settlement-ledger consistency",

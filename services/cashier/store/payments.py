@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, bindparam, exists, func, or_, select, true
+from sqlalchemy import ColumnElement, Row, Update, and_, bindparam, exists, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -138,19 +138,50 @@ async def payment_aggregates(
 # ------------------------------------------------------------------------------------------ payment transitions
 
 
-async def _move_payment(
-    conn: AsyncConnection, payment_id: str, *, old: PaymentStatus, new: PaymentStatus, values: dict[str, Any]
-) -> PaymentRecord | None:
-    """The one compare-and-set under every payment transition: `old → new` plus `values`; None if not in `old`."""
+def _payment_cas(payment_id: str, *, old: PaymentStatus, new: PaymentStatus, values: dict[str, Any]) -> Update:
+    """The one compare-and-set under every payment transition: `old → new` plus `values`, returning the row."""
     if not can_move_payment(old, new):
         raise ValueError(f"a payment cannot move from {old} to {new}")
-    statement = (
+    return (
         payments.update()
         .where(payments.c.id == payment_id, payments.c.status == old.value)
         .values(status=new.value, updated_at=func.now(), **values)
         .returning(payments)
     )
+
+
+async def _move_payment(
+    conn: AsyncConnection, payment_id: str, *, old: PaymentStatus, new: PaymentStatus, values: dict[str, Any]
+) -> PaymentRecord | None:
+    """`_payment_cas` run; None if the payment was not in `old`."""
+    statement = _payment_cas(payment_id, old=old, new=new, values=values)
     return payment_or_none((await conn.execute(statement)).first())
+
+
+def _succeeded_values(
+    attempt: AttemptRecord,
+    *,
+    channel_trade_no: str | None,
+    succeeded_at: datetime,
+    late_success: bool,
+    channel_discount: dict[str, Any] | None,
+    wallet_split: dict[str, int] | None,
+) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "current_attempt_id": attempt.id,
+        "channel": attempt.channel,
+        "route_id": attempt.route_id,
+        "fee_minor": attempt.fee_minor,
+        "fee_rate_bps": attempt.fee_rate_bps,
+        "channel_trade_no": channel_trade_no,
+        "succeeded_at": succeeded_at,
+        "late_success": late_success,
+    }
+    if channel_discount is not None:
+        values["channel_discount"] = channel_discount
+    if wallet_split is not None:
+        values["wallet_split"] = wallet_split
+    return values
 
 
 async def mark_payment_succeeded(
@@ -167,20 +198,14 @@ async def mark_payment_succeeded(
     """`payment.status → succeeded` on `attempt`: the payment takes the attempt's channel, route and fee in force.
     `late_success` when it had been closed or failed (the channel holds the money). `channel_discount` and
     `wallet_split` are written only when given (None leaves the column as it is)."""
-    values: dict[str, Any] = {
-        "current_attempt_id": attempt.id,
-        "channel": attempt.channel,
-        "route_id": attempt.route_id,
-        "fee_minor": attempt.fee_minor,
-        "fee_rate_bps": attempt.fee_rate_bps,
-        "channel_trade_no": channel_trade_no,
-        "succeeded_at": succeeded_at,
-        "late_success": late_success,
-    }
-    if channel_discount is not None:
-        values["channel_discount"] = channel_discount
-    if wallet_split is not None:
-        values["wallet_split"] = wallet_split
+    values = _succeeded_values(
+        attempt,
+        channel_trade_no=channel_trade_no,
+        succeeded_at=succeeded_at,
+        late_success=late_success,
+        channel_discount=channel_discount,
+        wallet_split=wallet_split,
+    )
     return await _move_payment(conn, payment.id, old=payment.status, new=PaymentStatus.SUCCEEDED, values=values)
 
 
@@ -341,18 +366,23 @@ async def get_attempt_by_out_trade_no(
 # ------------------------------------------------------------------------------------------ attempt transitions
 
 
-async def _move_attempt(
-    conn: AsyncConnection, attempt_id: str, *, old: AttemptStatus, new: AttemptStatus, values: dict[str, Any]
-) -> AttemptRecord | None:
-    """The one compare-and-set under every attempt transition: `old → new` plus `values`; None if not in `old`."""
+def _attempt_cas(attempt_id: str, *, old: AttemptStatus, new: AttemptStatus, values: dict[str, Any]) -> Update:
+    """The one compare-and-set under every attempt transition: `old → new` plus `values`, returning the row."""
     if not can_move_attempt(old, new):
         raise ValueError(f"an attempt cannot move from {old} to {new}")
-    statement = (
+    return (
         attempts.update()
         .where(attempts.c.id == attempt_id, attempts.c.status == old.value)
         .values(status=new.value, updated_at=func.now(), **values)
         .returning(attempts)
     )
+
+
+async def _move_attempt(
+    conn: AsyncConnection, attempt_id: str, *, old: AttemptStatus, new: AttemptStatus, values: dict[str, Any]
+) -> AttemptRecord | None:
+    """`_attempt_cas` run; None if the attempt was not in `old`."""
+    statement = _attempt_cas(attempt_id, old=old, new=new, values=values)
     return attempt_or_none((await conn.execute(statement)).first())
 
 
@@ -463,6 +493,15 @@ def _finished(finished_at: datetime, channel_trade_no: str | None) -> dict[str, 
     return values
 
 
+def _attempt_succeeded_values(
+    finished_at: datetime, channel_trade_no: str | None, *, duplicate_success: bool
+) -> dict[str, Any]:
+    values = _finished(finished_at, channel_trade_no)
+    if duplicate_success:
+        values["duplicate_success"] = True
+    return values
+
+
 async def mark_attempt_succeeded(
     conn: AsyncConnection,
     attempt: AttemptRecord,
@@ -473,10 +512,54 @@ async def mark_attempt_succeeded(
 ) -> AttemptRecord | None:
     """`attempt.status → succeeded`: the channel has the payer's money. `duplicate_success` when the payment had
     already succeeded on another attempt (the payer paid twice: the operator refunds this one)."""
-    values = _finished(finished_at, channel_trade_no)
-    if duplicate_success:
-        values["duplicate_success"] = True
+    values = _attempt_succeeded_values(finished_at, channel_trade_no, duplicate_success=duplicate_success)
     return await _move_attempt(conn, attempt.id, old=attempt.status, new=AttemptStatus.SUCCEEDED, values=values)
+
+
+async def mark_succeeded(
+    conn: AsyncConnection,
+    attempt: AttemptRecord,
+    payment: PaymentRecord,
+    *,
+    finished_at: datetime,
+    channel_trade_no: str | None,
+    succeeded_at: datetime,
+    late_success: bool,
+    channel_discount: dict[str, Any] | None = None,
+    wallet_split: dict[str, int] | None = None,
+) -> tuple[AttemptRecord, PaymentRecord] | None:
+    """`mark_attempt_succeeded` then `mark_payment_succeeded` on it, as ONE statement (the channel's success of the
+    payment's attempt: a notification, a poll): the attempt's compare-and-set and the payment's, gated on the
+    attempt's having matched, as data-modifying CTEs (as `mark_processing`). Each UPDATE locks and re-checks its row
+    exactly as it would alone; None when either matched nothing (the caller's transaction rolls back and decides
+    again, as after the two statements). The payment's trade number is the channel's, else the attempt's."""
+    attempt_cas = _attempt_cas(
+        attempt.id,
+        old=attempt.status,
+        new=AttemptStatus.SUCCEEDED,
+        values=_attempt_succeeded_values(finished_at, channel_trade_no, duplicate_success=False),
+    ).cte("moved_attempt")
+    values = _succeeded_values(
+        attempt,
+        channel_trade_no=channel_trade_no or attempt.channel_trade_no,
+        succeeded_at=succeeded_at,
+        late_success=late_success,
+        channel_discount=channel_discount,
+        wallet_split=wallet_split,
+    )
+    payment_cas = (
+        _payment_cas(payment.id, old=payment.status, new=PaymentStatus.SUCCEEDED, values=values)
+        .where(exists(select(attempt_cas.c.id)))
+        .cte("moved_payment")
+    )
+    statement = select(
+        *(column.label("a_" + column.name) for column in attempt_cas.c),
+        *(column.label("p_" + column.name) for column in payment_cas.c),
+    ).select_from(attempt_cas.join(payment_cas, true()))
+    row = (await conn.execute(statement)).first()
+    if row is None:
+        return None
+    return attempt_from_row(row, "a_"), payment_from_row(row, "p_")
 
 
 async def mark_attempt_failed(

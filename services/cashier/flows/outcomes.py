@@ -46,6 +46,7 @@ from services.cashier.store.payments import (
     mark_payment_closed,
     mark_payment_failed,
     mark_payment_succeeded,
+    mark_succeeded,
 )
 from services.cashier.store.refunds import (
     add_refunded,
@@ -205,6 +206,48 @@ async def _apply_read(
     if not decision.changes_anything:
         return False
     now = cashier.clock()
+    channel_discount = channel_discount_summary(result.channel_discounts) if result.channel_discounts else None
+    both_succeed = decision.attempt_to is AttemptStatus.SUCCEEDED and decision.payment_to is PaymentStatus.SUCCEEDED
+    if both_succeed and not decision.duplicate_success:
+        # The usual success: both compare-and-sets in one statement (store/payments.py `mark_succeeded`).
+        both = await mark_succeeded(
+            tx.conn,
+            attempt,
+            payment,
+            finished_at=now,
+            channel_trade_no=result.channel_trade_no,
+            succeeded_at=result.paid_at or now,
+            late_success=decision.late_success,
+            channel_discount=channel_discount,
+            wallet_split=result.wallet_split,
+        )
+        if both is None:
+            raise _LostRace
+        attempt, payment = both
+    else:
+        attempt, payment = await _move_one_by_one(tx, attempt, payment, decision, result, now, channel_discount)
+    if decision.payment_to is not None:
+        extra: dict[str, Any] = {}
+        if decision.payment_to is PaymentStatus.SUCCEEDED:
+            # The channel's own coupons (promotion_detail / voucher_detail_list), apart from Juhe's `discount`
+            extra["channel_discount"] = payment.channel_discount
+            # A wallet payment's cash and top-up bonus parts (migration 0021); null for a channel's payment.
+            extra["wallet_split"] = payment.wallet_split
+        await publish_payment_final(tx, cashier, payment, attempt, source=source, targets=targets, **extra)
+    return True
+
+
+async def _move_one_by_one(
+    tx: Tx,
+    attempt: AttemptRecord,
+    payment: PaymentRecord,
+    decision: OutcomeDecision,
+    result: TradeQueryResult,
+    now: datetime,
+    channel_discount: dict[str, Any] | None,
+) -> tuple[AttemptRecord, PaymentRecord]:
+    """The decided transitions one statement each (the attempt's, then the payment's); raises _LostRace when a
+    compare-and-set matches nothing."""
     if decision.attempt_to is not None:
         moved = await _finish_attempt(
             tx, attempt, decision.attempt_to, finished_at=now, result=result, duplicate=decision.duplicate_success
@@ -218,37 +261,29 @@ async def _apply_read(
                 attempt_id=attempt.id,
                 payment_id=payment.id,
             )
-    if decision.payment_to is not None:
-        if decision.payment_to is PaymentStatus.SUCCEEDED:
-            finished = await mark_payment_succeeded(
-                tx.conn,
-                payment,
-                attempt=attempt,
-                channel_trade_no=result.channel_trade_no or attempt.channel_trade_no,
-                succeeded_at=result.paid_at or now,
-                late_success=decision.late_success,
-                channel_discount=(
-                    channel_discount_summary(result.channel_discounts) if result.channel_discounts else None
-                ),
-                wallet_split=result.wallet_split,
-            )
-        elif decision.payment_to is PaymentStatus.FAILED:
-            finished = await mark_payment_failed(
-                tx.conn, payment, failed_at=now, failure_code="channel_failed", failure_message=result.detail
-            )
-        else:
-            finished = await mark_payment_closed(tx.conn, payment, closed_at=now, reason="closed_at_channel")
-        if finished is None:
-            raise _LostRace
-        payment = finished
-        extra: dict[str, Any] = {}
-        if decision.payment_to is PaymentStatus.SUCCEEDED:
-            # The channel's own coupons (promotion_detail / voucher_detail_list), apart from Juhe's `discount`
-            extra["channel_discount"] = payment.channel_discount
-            # A wallet payment's cash and top-up bonus parts (migration 0021); null for a channel's payment.
-            extra["wallet_split"] = payment.wallet_split
-        await publish_payment_final(tx, cashier, payment, attempt, source=source, targets=targets, **extra)
-    return True
+    if decision.payment_to is None:
+        return attempt, payment
+    finished: PaymentRecord | None
+    if decision.payment_to is PaymentStatus.SUCCEEDED:
+        finished = await mark_payment_succeeded(
+            tx.conn,
+            payment,
+            attempt=attempt,
+            channel_trade_no=result.channel_trade_no or attempt.channel_trade_no,
+            succeeded_at=result.paid_at or now,
+            late_success=decision.late_success,
+            channel_discount=channel_discount,
+            wallet_split=result.wallet_split,
+        )
+    elif decision.payment_to is PaymentStatus.FAILED:
+        finished = await mark_payment_failed(
+            tx.conn, payment, failed_at=now, failure_code="channel_failed", failure_message=result.detail
+        )
+    else:
+        finished = await mark_payment_closed(tx.conn, payment, closed_at=now, reason="closed_at_channel")
+    if finished is None:
+        raise _LostRace
+    return attempt, finished
 
 
 async def _finish_attempt(

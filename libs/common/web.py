@@ -460,9 +460,11 @@ async def run_rounds(
     answer is not a count, comes back to the interval. A failed round (a bad row, a dependency down) is logged
     and retried after the interval, so the loop itself never dies of it; cancellation (shutdown) goes through.
 
-    With `wake` (libs.common.wakeups: a NOTIFY from the transaction that created the work) the sleep ends as soon
-    as work arrives, and while the process's listener is connected an idle sleep grows up to
-    `WOKEN_IDLE_DELAY_SECONDS` instead; while it is not, the loop polls as without `wake`."""
+    With `wake` (libs.common.wakeups: a NOTIFY from the transaction that created the work) the sleep after an
+    idle round ends as soon as work arrives, and while the process's listener is connected it grows up to
+    `WOKEN_IDLE_DELAY_SECONDS` instead; while it is not, the loop polls as without `wake`. After a round that did
+    something the loop still sleeps its interval whatever arrives, so a busy spell's work is taken in batches as
+    before (not a round per NOTIFY); what arrived meanwhile is in the next round."""
     delay = interval_seconds
     while True:
         raise_if_cancelled()  # a cancel some client's close swallowed still ends the loop (libs.common.tasks)
@@ -481,7 +483,7 @@ async def run_rounds(
         longest = woken_idle_delay_max(interval_seconds) if wake is not None and wake.listening else None
         delay = min(delay * 2, longest or idle_delay_max(interval_seconds)) if idle else interval_seconds
         # After a full batch only yield to the other tasks (the API shares this event loop), never wait.
-        if full or wake is None:
+        if full or wake is None or not idle:
             await sleep(0 if full else delay)
         else:
             # asyncio.timeout, not wait_for: 3.11's wait_for can drop a cancel that races the event.

@@ -161,8 +161,12 @@ ON CONFLICT (attempt_id) DO NOTHING
 RETURNING attempt_id
 """
 )
-_LOCK = select(route_health).where(route_health.c.route_id == func.any(bindparam("routes", type_=ARRAY(Text))))
-_LOCK = _LOCK.order_by(route_health.c.route_id).with_for_update()
+_LOCK = (
+    select(route_health)
+    .where(route_health.c.route_id == func.any(bindparam("routes", type_=ARRAY(Text))))
+    .order_by(route_health.c.route_id)
+    .with_for_update()
+)
 _WRITE = text(
     """
 WITH breakers AS (

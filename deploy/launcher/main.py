@@ -2,8 +2,9 @@
 
 Order: every service, the gateway and the web pages as separate processes, the sandboxes together in one
 (`python -m sandboxes`, each on its own port), started first: a service imports and builds its app (most of its
-start) while, meanwhile, PostgreSQL starts (data kept in .juhe/pgdata), one database per service is created and
-migrated and the Tansu broker (memory-only) gets its topics; only then does the launcher open the services'
+start) while, meanwhile, PostgreSQL starts (data kept in .juhe/pgdata) and one database per service is created and
+migrated (one already at head is left alone), and side by side the Tansu broker (memory-only) starts and gets its
+topics; only then does the launcher open the services'
 start gate (`JUHE_START_GATE`, libs/common/runner.py) and they serve → wait until each answers /readyz → seed
 the demo platform → print URLs and keys. Then supervise, each
 process with its own bounded backoff: PostgreSQL that dies is reaped, its stale lock files cleared
@@ -225,12 +226,19 @@ class Platform:
         self.broker = EmbeddedBroker(broker_port, self.log_dir / "broker.log")
         return self.pg.server_url, self.broker.bootstrap
 
-    def start_infrastructure(self) -> None:
-        assert self.pg and self.broker, "claim_infrastructure_ports first"
-        self.pg.start()
+    async def start_databases(self, server_url: str) -> dict[str, str]:
+        """PostgreSQL started, then every service's database created and at head (`prepare_databases`)."""
+        assert self.pg, "claim_infrastructure_ports first"
+        await asyncio.to_thread(self.pg.start)
         self.say(f"PostgreSQL 18 on 127.0.0.1:{self.pg.port} (data in {self.data_dir / 'pgdata'})")
-        self.broker.start()
+        return await self.prepare_databases(server_url)
+
+    async def start_broker(self, bootstrap: str) -> None:
+        """The broker started, then its topics and epoch (`prepare_broker`): no step of it waits for PostgreSQL."""
+        assert self.broker, "claim_infrastructure_ports first"
+        await asyncio.to_thread(self.broker.start)
         self.say(f"Tansu broker on 127.0.0.1:{self.broker.port} (memory-only)")
+        await self.prepare_broker(bootstrap)
 
     @staticmethod
     def database_urls(server_url: str) -> dict[str, str]:
@@ -605,9 +613,8 @@ async def run(platform: Platform, server_url: str, bootstrap: str, *, exit_when_
             await balancer.start()
         how = "forked" if any(isinstance(c.process, ForkedProcess) for c in platform.children) else "started"
         platform.say(f"{len(platform.children)} processes {how}; preparing PostgreSQL and the broker meanwhile")
-        await asyncio.to_thread(platform.start_infrastructure)
-        # The broker's topics while the databases are checked (or migrated): neither waits for the other.
-        db_urls, _ = await asyncio.gather(platform.prepare_databases(server_url), platform.prepare_broker(bootstrap))
+        # PostgreSQL with the databases and the broker with its topics side by side: neither waits for the other.
+        db_urls, _ = await asyncio.gather(platform.start_databases(server_url), platform.start_broker(bootstrap))
         platform.start_gate.touch()
         platform.say("start gate open; waiting for /readyz")
         await platform.wait_ready()

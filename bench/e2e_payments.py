@@ -459,19 +459,24 @@ class SweepPoint:
     pps: float
     cpu_s: float
     exactly_once: bool
+    sessions: dict[str, float]  # database sessions opened per payment, per service database
 
 
 def sweep_point(
     launcher: Launcher, processes: Processes, receiver: Receiver, keys: dict[str, Any], clients: int, seconds: float
 ) -> SweepPoint:
+    db_before = asyncio.run(database_counters(launcher))
     cpu_before = processes.cpu()
     phase = asyncio.run(through_juhe(launcher, keys, clients, seconds))
     drained = asyncio.run(drain(launcher, receiver, phase.created, time.perf_counter()))
     cpu_s = sum(cpu_delta(cpu_before, processes.cpu()).values())
+    db_after = asyncio.run(database_counters(launcher))
+    n = max(len(phase.created), 1)
+    sessions = {name: round((db_after[name][0] - db_before[name][0]) / n, 2) for name in db_after if name in db_before}
     checks = asyncio.run(exactly_once(launcher, receiver, phase.created))
     ok = not any(v for v in checks.values()) and all(v is not None for v in drained.values())
     pps = len(phase.created) / (phase.seconds + (drained["ledger"] or DRAIN_TIMEOUT_SECONDS))
-    return SweepPoint(clients, phase, pps, cpu_s, ok)
+    return SweepPoint(clients, phase, pps, cpu_s, ok, sessions)
 
 
 def client_ms(phase: Phase) -> float:
@@ -596,7 +601,8 @@ def main() -> None:
             f" {percentile(point.phase.create_ms, 0.5):7.1f} / p99 {percentile(point.phase.create_ms, 0.99):7.1f} ms,"
             f" {1000 * point.cpu_s / max(len(point.phase.created), 1):6.1f} ms of CPU per payment in all processes"
             f" (bench {client_ms(point.phase)} ms), exactly once {'yes' if point.exactly_once else 'NO'},"
-            f" load {point.phase.load[0]:.1f}→{point.phase.load[1]:.1f}"
+            f" load {point.phase.load[0]:.1f}→{point.phase.load[1]:.1f}; database sessions opened per payment"
+            f" {point.sessions}"
         )
     print(f"load average (1 min) {load_start:.2f} at start, {load_final:.2f} at end, {os.cpu_count()} CPUs")
     print(
@@ -629,6 +635,7 @@ def main() -> None:
                         "cpu_ms_per_payment_total": round(1000 * point.cpu_s / max(len(point.phase.created), 1), 1),
                         "bench_client_cpu_ms_per_payment": client_ms(point.phase),
                         "exactly_once": point.exactly_once,
+                        "db_sessions_per_payment": point.sessions,
                         "load_avg_1m": [round(point.phase.load[0], 2), round(point.phase.load[1], 2)],
                     }
                     for point in sweep

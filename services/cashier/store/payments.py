@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Update, and_, bindparam, exists, func, or_, select, true
+from sqlalchemy import Boolean, ColumnElement, Row, Update, and_, bindparam, case, exists, func, or_, select, true
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -516,6 +516,66 @@ async def mark_attempt_succeeded(
     return await _move_attempt(conn, attempt.id, old=attempt.status, new=AttemptStatus.SUCCEEDED, values=values)
 
 
+def _succeeded_statement() -> Any:
+    """`mark_succeeded`'s one statement, built once (its cache key memoized, served by the compiled cache: building it
+    per call cost more CPU than running it). It writes what `mark_attempt_succeeded` (not a duplicate) and
+    `mark_payment_succeeded` write: the attempt's trade number only when the channel named one, the channel's
+    discount and the wallet split only when given (`set_*` flags). Parameters are never named like a column
+    (SQLAlchemy would take one for one more SET of an UPDATE)."""
+    moved_attempt = (
+        attempts.update()
+        .where(attempts.c.id == bindparam("cas_attempt_id"), attempts.c.status == bindparam("old_attempt_status"))
+        .values(
+            status=AttemptStatus.SUCCEEDED.value,
+            updated_at=func.now(),
+            finished_at=bindparam("new_finished_at", type_=attempts.c.finished_at.type),
+            next_poll_at=None,
+            channel_trade_no=func.coalesce(
+                bindparam("new_attempt_trade_no", type_=attempts.c.channel_trade_no.type), attempts.c.channel_trade_no
+            ),
+        )
+        .returning(*attempts.c)
+        .cte("moved_attempt")
+    )
+
+    def given(name: str, column: Any) -> Any:
+        return case(
+            (bindparam(f"set_{name}", type_=Boolean), bindparam(f"new_{name}", type_=column.type)), else_=column
+        )
+
+    moved_payment = (
+        payments.update()
+        .where(
+            payments.c.id == bindparam("cas_payment_id"),
+            payments.c.status == bindparam("old_payment_status"),
+            payments.c.id == moved_attempt.c.payment_id,  # no row moved: nothing to join, the payment is not updated
+        )
+        .values(
+            status=PaymentStatus.SUCCEEDED.value,
+            updated_at=func.now(),
+            current_attempt_id=moved_attempt.c.id,
+            channel=moved_attempt.c.channel,
+            route_id=moved_attempt.c.route_id,
+            fee_minor=moved_attempt.c.fee_minor,
+            fee_rate_bps=moved_attempt.c.fee_rate_bps,
+            channel_trade_no=moved_attempt.c.channel_trade_no,
+            succeeded_at=bindparam("new_succeeded_at", type_=payments.c.succeeded_at.type),
+            late_success=bindparam("new_late_success", type_=payments.c.late_success.type),
+            channel_discount=given("channel_discount", payments.c.channel_discount),
+            wallet_split=given("wallet_split", payments.c.wallet_split),
+        )
+        .returning(*payments.c)
+        .cte("moved_payment")
+    )
+    return select(
+        *(column.label("a_" + column.name) for column in moved_attempt.c),
+        *(column.label("p_" + column.name) for column in moved_payment.c),
+    ).select_from(moved_attempt.join(moved_payment, true()))
+
+
+_MARK_SUCCEEDED = _succeeded_statement()
+
+
 async def mark_succeeded(
     conn: AsyncConnection,
     attempt: AttemptRecord,
@@ -532,31 +592,27 @@ async def mark_succeeded(
     payment's attempt: a notification, a poll): the attempt's compare-and-set and the payment's, gated on the
     attempt's having matched, as data-modifying CTEs (as `mark_processing`). Each UPDATE locks and re-checks its row
     exactly as it would alone; None when either matched nothing (the caller's transaction rolls back and decides
-    again, as after the two statements). The payment's trade number is the channel's, else the attempt's."""
-    attempt_cas = _attempt_cas(
-        attempt.id,
-        old=attempt.status,
-        new=AttemptStatus.SUCCEEDED,
-        values=_attempt_succeeded_values(finished_at, channel_trade_no, duplicate_success=False),
-    ).cte("moved_attempt")
-    values = _succeeded_values(
-        attempt,
-        channel_trade_no=channel_trade_no or attempt.channel_trade_no,
-        succeeded_at=succeeded_at,
-        late_success=late_success,
-        channel_discount=channel_discount,
-        wallet_split=wallet_split,
-    )
-    payment_cas = (
-        _payment_cas(payment.id, old=payment.status, new=PaymentStatus.SUCCEEDED, values=values)
-        .where(exists(select(attempt_cas.c.id)))
-        .cte("moved_payment")
-    )
-    statement = select(
-        *(column.label("a_" + column.name) for column in attempt_cas.c),
-        *(column.label("p_" + column.name) for column in payment_cas.c),
-    ).select_from(attempt_cas.join(payment_cas, true()))
-    row = (await conn.execute(statement)).first()
+    again, as after the two statements). The payment takes the attempt's channel, route, fee and trade number as the
+    attempt's UPDATE wrote them (the channel's, else the one recorded before)."""
+    if not can_move_attempt(attempt.status, AttemptStatus.SUCCEEDED):
+        raise ValueError(f"an attempt cannot move from {attempt.status} to {AttemptStatus.SUCCEEDED}")
+    if not can_move_payment(payment.status, PaymentStatus.SUCCEEDED):
+        raise ValueError(f"a payment cannot move from {payment.status} to {PaymentStatus.SUCCEEDED}")
+    parameters = {
+        "cas_attempt_id": attempt.id,
+        "old_attempt_status": attempt.status.value,
+        "new_finished_at": finished_at,
+        "new_attempt_trade_no": channel_trade_no or None,  # _finished: only a trade number the channel named
+        "cas_payment_id": payment.id,
+        "old_payment_status": payment.status.value,
+        "new_succeeded_at": succeeded_at,
+        "new_late_success": late_success,
+        "set_channel_discount": channel_discount is not None,
+        "new_channel_discount": channel_discount,
+        "set_wallet_split": wallet_split is not None,
+        "new_wallet_split": wallet_split,
+    }
+    row = (await conn.execute(_MARK_SUCCEEDED, parameters)).first()
     if row is None:
         return None
     return attempt_from_row(row, "a_"), payment_from_row(row, "p_")

@@ -22,6 +22,9 @@ What a fork must not inherit, and how each is handled:
 - **random state**: `random`'s global generator reseeds itself in a forked child (CPython's at-fork hook);
   `secrets`, `uuid4` and OpenSSL read the kernel's generator, which forks do not share.
 - **logging**: the parent configures no handler before it forks; a child configures its own (`create_app`).
+- **the hash seed** (`PYTHONHASHSEED`'s random secret) cannot change after an interpreter starts: the forks of one
+  launcher share it (still random at every start, which is what protects against hash flooding), so a set of
+  strings iterates in the same order in each of them, where exec'd processes differed.
 - **its environment, directory, command line, parent-death signal**: set in the child from what the exec would
   have had (`env`, `cwd`); the command line reads `<python> -m <module> <args…>` through `setproctitle` (in
   `/proc/<pid>/cmdline` as one string, space-separated: `module_of` reads both forms).

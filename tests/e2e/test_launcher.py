@@ -24,7 +24,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "sdk" / "python"))
 from juhe_sdk import Client
 
 from libs.common.embedded import PG_SYNC_ENV, free_port, port_in_use
-from libs.common.outbox_tables import NOTIFY_CHANNEL
 from libs.common.prefork import module_of
 from libs.common.services import FRONTENDS, REPO_ROOT, SANDBOXES, SERVICES
 from libs.common.testing.waiting import eventually_sync
@@ -214,8 +213,10 @@ class Launched:
         return asyncio.run(rows())
 
     def listening(self) -> set[str]:
-        """The databases in which an outbox relay's listener is connected (LISTEN juhe_outbox)."""
-        sql = f"SELECT DISTINCT datname FROM pg_stat_activity WHERE query = 'LISTEN \"{NOTIFY_CHANNEL}\"'"
+        """The databases in which a process's listener is connected: the relay's wake-ups share one LISTEN connection
+        with the worker loops' (libs.common.wakeups), whose last statement is the LISTEN of one of its channels, in
+        the order of a set: the same in every process the launcher forked (one hash seed), so any LISTEN counts."""
+        sql = "SELECT DISTINCT datname FROM pg_stat_activity WHERE query LIKE 'LISTEN %'"
         return {r["datname"] for r in self.query("postgres", sql)}
 
     def not_ready(self) -> list[str]:

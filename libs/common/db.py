@@ -167,7 +167,18 @@ class UnitOfWork:
         transaction sees its own snapshot anyway, so an explicit BEGIN … COMMIT around reads gave no more
         consistent a view; it cost two round trips per read, four of a payment create's six units of work
         (docs/performance.md). Writing, locking (`FOR UPDATE`, advisory locks), `SET LOCAL` and server-side
-        cursors (`conn.stream(...)`, which PostgreSQL opens only inside a transaction) belong in `begin()`."""
+        cursors (`conn.stream(...)`, which PostgreSQL opens only inside a transaction) belong in `begin()`, or, for
+        a write that stands alone in one statement, in `autocommit()`."""
         async with self._connect() as conn:
             await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+        """`read()`'s autocommit connection, for writes that each stand alone in ONE statement: a compare-and-set
+        `UPDATE … RETURNING`, a claim `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`, a
+        data-modifying CTE. A single statement is atomic and durable on its own, so it needs no BEGIN/COMMIT: one
+        round trip instead of three (docs/performance.md, fifth pass). Never for two writes that must commit
+        together, nor for a change that writes an event (the outbox row must commit with it: `begin()`)."""
+        async with self.read() as conn:
             yield conn

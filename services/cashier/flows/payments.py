@@ -6,12 +6,9 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.db import Tx
 from libs.common.errors import VALIDATION_FAILED, Problem
@@ -797,13 +794,6 @@ async def _fail_attempt(
     return successor
 
 
-def _one_statement(cashier: Cashier) -> AbstractAsyncContextManager[AsyncConnection]:
-    """A connection in autocommit for ONE data-modifying statement, which is atomic and durable on its own: one round
-    trip instead of BEGIN, the statement and COMMIT (docs/performance.md, "Fifth pass"). Never for two statements that
-    must commit together, nor for a change that publishes an event (the outbox row needs `uow.begin()`)."""
-    return cashier.uow.read()
-
-
 async def _mark_processing(
     cashier: Cashier,
     payment_id: str,
@@ -819,7 +809,7 @@ async def _mark_processing(
     is one round trip, where BEGIN, two UPDATEs and COMMIT were four. It carries no event, so nothing else had to
     share its transaction."""
     next_poll_at = cashier.clock() + timedelta(seconds=cashier.settings.poll_initial_seconds)
-    async with _one_statement(cashier) as conn:
+    async with cashier.uow.autocommit() as conn:
         return await mark_processing(
             conn,
             payment_id=payment_id,
@@ -862,7 +852,7 @@ def _lease_bounds(cashier: Cashier) -> dict[str, datetime]:
 
 async def redrive_due(cashier: Cashier) -> int:
     """Worker: re-drive attempts left `created` past their lease. Returns how many were taken."""
-    async with _one_statement(cashier) as conn:  # the claim: UPDATE … WHERE id IN (… FOR UPDATE SKIP LOCKED)
+    async with cashier.uow.autocommit() as conn:  # the claim: UPDATE … WHERE id IN (… FOR UPDATE SKIP LOCKED)
         due = await claim_attempts_to_redrive(conn, limit=cashier.settings.poll_batch_max, **_lease_bounds(cashier))
     for attempt in due:
         await _redrive(cashier, attempt)
@@ -1001,7 +991,7 @@ async def poll_due(cashier: Cashier) -> int:
     """Query the channel for processing attempts whose next poll is due; apply final answers."""
     s = cashier.settings
     now = cashier.clock()
-    async with _one_statement(cashier) as conn:  # the claim: UPDATE … WHERE id IN (… FOR UPDATE SKIP LOCKED)
+    async with cashier.uow.autocommit() as conn:  # the claim: UPDATE … WHERE id IN (… FOR UPDATE SKIP LOCKED)
         due = await claim_attempts_to_poll(
             conn, now=now, lease_until=now + timedelta(seconds=s.poll_lease_seconds), limit=s.poll_batch_max
         )
@@ -1030,6 +1020,6 @@ async def poll_due(cashier: Cashier) -> int:
             next_at = payment_codes.next_poll_at(cashier, backoff_seconds=backoff, expire_at=code_payment.expire_at)
         else:
             next_at = cashier.clock() + timedelta(seconds=backoff) if count < s.poll_count_max else None
-        async with _one_statement(cashier) as conn:
+        async with cashier.uow.autocommit() as conn:
             await schedule_attempt_poll(conn, attempt.id, poll_count=count, next_poll_at=next_at)
     return len(due)

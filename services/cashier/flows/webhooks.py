@@ -125,7 +125,7 @@ async def deliver_due(cashier: Cashier) -> int:
     lease_until = now + timedelta(seconds=s.webhook_timeout_seconds + 5)
     # No BEGIN/COMMIT: the claim is one statement (atomic by itself, its lease written with its row locks) and the
     # rest are reads, so each runs as its own transaction on an autocommit connection (docs/performance.md).
-    async with cashier.uow.read() as conn:
+    async with cashier.uow.autocommit() as conn:
         due = await claim_due_deliveries(conn, now=now, lease_until=lease_until, limit=s.webhook_batch_max)
         secrets: dict[str, str] = {}
         endpoints: dict[str, Any] = {}
@@ -185,7 +185,7 @@ async def _deliver(cashier: Cashier, delivery: Any, target: _Target) -> None:
             scale=cashier.settings.webhook_retry_scale,
         )
         next_at = cashier.clock() + timedelta(seconds=delay) if delay is not None else None
-    async with cashier.uow.read() as conn:  # one statement: atomic without BEGIN/COMMIT (store/webhooks.py)
+    async with cashier.uow.autocommit() as conn:  # one statement: atomic without BEGIN/COMMIT (store/webhooks.py)
         await record_attempt(
             conn,
             delivery.id,

@@ -69,6 +69,7 @@ PRELOAD: tuple[str, ...] = (
     "libs.common.modes",
     "libs.common.money",
     "libs.common.runner",
+    "libs.common.server",
     "sqlalchemy.dialects.postgresql.asyncpg",
     "cryptography.x509",
     "cryptography.hazmat.primitives.asymmetric.rsa",

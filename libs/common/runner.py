@@ -50,9 +50,11 @@ def wait_for_start_gate(
 def serve(create_app: Callable[[S], FastAPI], settings: S) -> None:
     import uvicorn
 
+    from libs.common.server import serve_app
+
     app = create_app(settings)
     wait_for_start_gate()
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -61,3 +63,4 @@ def serve(create_app: Callable[[S], FastAPI], settings: S) -> None:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+    serve_app(config)  # uvicorn.run's server, ticking once a second at rest (libs/common/server.py)

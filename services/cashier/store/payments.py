@@ -19,7 +19,22 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Row, Update, and_, bindparam, case, exists, func, or_, select, true
+from sqlalchemy import (
+    CTE,
+    Boolean,
+    ColumnElement,
+    Row,
+    Select,
+    Update,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -264,6 +279,16 @@ async def point_payment_at_attempt(
 
 _INSERT_ATTEMPT = insert(attempts).returning(attempts)
 
+
+def _attempt_and_payment(attempt_rows: CTE, payment_rows: CTE) -> Select[Any]:
+    """One row carrying what two data-modifying CTEs returned: the attempt's columns as `a_*`, the payment's as
+    `p_*` (read back by store/codec.py's prefixes); no row when either CTE wrote nothing."""
+    return select(
+        *(column.label("a_" + column.name) for column in attempt_rows.c),
+        *(column.label("p_" + column.name) for column in payment_rows.c),
+    ).select_from(attempt_rows.join(payment_rows, true()))
+
+
 # What a payment's first attempt is given (store/payments.py `insert_payment_with_attempt`); its payment's id and
 # merchant come from the payment row the same statement inserts.
 FIRST_ATTEMPT_FIELDS = (
@@ -277,10 +302,10 @@ FIRST_ATTEMPT_FIELDS = (
     "status",
     "next_poll_at",
 )
-_PAYMENT_WITH_ATTEMPT: dict[frozenset[str], Any] = {}
+_PAYMENT_WITH_ATTEMPT: dict[frozenset[str], Select[Any]] = {}
 
 
-def _payment_with_attempt_statement(payment_fields: frozenset[str]) -> Any:
+def _payment_with_attempt_statement(payment_fields: frozenset[str]) -> Select[Any]:
     """The payment's INSERT … ON CONFLICT DO NOTHING and its first attempt's INSERT … SELECT from its RETURNING, as
     data-modifying CTEs: the attempt exists only if the payment was inserted (no row from it otherwise), and the
     attempt's foreign key is checked at the end of the statement, when both rows are there. One statement per set of
@@ -304,10 +329,7 @@ def _payment_with_attempt_statement(payment_fields: frozenset[str]) -> Any:
         .returning(attempts)
         .cte("new_attempt")
     )
-    return select(
-        *(column.label("p_" + column.name) for column in new_payment.c),
-        *(column.label("a_" + column.name) for column in new_attempt.c),
-    ).select_from(new_payment.join(new_attempt, true()))
+    return _attempt_and_payment(new_attempt, new_payment)
 
 
 async def insert_payment_with_attempt(
@@ -386,7 +408,7 @@ async def _move_attempt(
     return attempt_or_none((await conn.execute(statement)).first())
 
 
-def _processing_statement() -> Any:
+def _processing_statement() -> Select[Any]:
     """`mark_processing`'s one statement: both compare-and-sets as data-modifying CTEs, the payment's gated on the
     attempt's having matched; each UPDATE locks and re-checks its row exactly as it would alone. The row carries
     the attempt's columns as `a_*` and the payment's as `p_*`; no row when either matched nothing. No parameter is
@@ -422,10 +444,7 @@ def _processing_statement() -> Any:
         .returning(*payments.c)
         .cte("moved_payment")
     )
-    return select(
-        *(column.label("a_" + column.name) for column in moved_attempt.c),
-        *(column.label("p_" + column.name) for column in moved_payment.c),
-    ).select_from(moved_attempt.join(moved_payment, true()))
+    return _attempt_and_payment(moved_attempt, moved_payment)
 
 
 _MARK_PROCESSING = _processing_statement()
@@ -516,7 +535,7 @@ async def mark_attempt_succeeded(
     return await _move_attempt(conn, attempt.id, old=attempt.status, new=AttemptStatus.SUCCEEDED, values=values)
 
 
-def _succeeded_statement() -> Any:
+def _succeeded_statement() -> Select[Any]:
     """`mark_succeeded`'s one statement, built once (its cache key memoized, served by the compiled cache: building it
     per call cost more CPU than running it). It writes what `mark_attempt_succeeded` (not a duplicate) and
     `mark_payment_succeeded` write: the attempt's trade number only when the channel named one, the channel's
@@ -567,10 +586,7 @@ def _succeeded_statement() -> Any:
         .returning(*payments.c)
         .cte("moved_payment")
     )
-    return select(
-        *(column.label("a_" + column.name) for column in moved_attempt.c),
-        *(column.label("p_" + column.name) for column in moved_payment.c),
-    ).select_from(moved_attempt.join(moved_payment, true()))
+    return _attempt_and_payment(moved_attempt, moved_payment)
 
 
 _MARK_SUCCEEDED = _succeeded_statement()

@@ -12,7 +12,7 @@ import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import Histogram
 from sqlalchemy import event, insert
@@ -23,6 +23,9 @@ from libs.common import tracing
 from libs.common.events import Envelope
 from libs.common.logging import current_trace_id
 from libs.common.outbox_tables import OUTBOX_SHARD_COUNT, outbox
+
+if TYPE_CHECKING:
+    import asyncpg
 
 IsolationLevel = Literal["READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"]
 
@@ -90,6 +93,29 @@ def _ping_when_idle(engine: AsyncEngine) -> None:
 def asyncpg_dsn(sqlalchemy_url: str) -> str:
     """The same database as a plain libpq URL, for code that talks to asyncpg directly (LISTEN, admin)."""
     return sqlalchemy_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+@asynccontextmanager
+async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connection]:
+    """One of the engine's pooled connections as the asyncpg connection itself, for a hot loop that runs its own
+    statements and transaction (`async with conn.transaction():`) in plain SQL: the outbox relay's pass. Each
+    statement through SQLAlchemy's adapter costs ~0.1 ms of CPU more (its cursor, compiled cache, result
+    wrapping; docs/performance.md, "Sixth pass"); asyncpg's own statement cache still prepares each text once.
+
+    SQLAlchemy begins nothing on this connection (its adapter starts a transaction lazily, at its first
+    statement), and on return its reset rolls back only a transaction it started: what the caller left open is
+    rolled back by asyncpg's `transaction()` block. A connection that broke meanwhile is invalidated, so the pool
+    never hands it out again. Never inside a unit of work (`Tx.conn` has its own transaction)."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        try:
+            yield driver
+        except BaseException:
+            if driver.is_closed():
+                await conn.invalidate()
+            raise
 
 
 def shard_of(key: str) -> int:

@@ -4,9 +4,11 @@ returns the same typed shape, and a column added to a table without its record f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, TypeAlias
 
+import asyncpg
 from sqlalchemy import Row
 
 from services.cashier.domain.payments import AttemptStatus, PaymentPurpose, PaymentScene, PaymentStatus
@@ -19,16 +21,25 @@ ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 REFUND_FIELDS = tuple(f.name for f in fields(RefundRecord))
 SHARE_ORDER_FIELDS = tuple(f.name for f in fields(ShareOrderRecord))
 
+# A row from SQLAlchemy, or from asyncpg directly (store/driver.py: the per-payment statements); both by column name.
+RowLike: TypeAlias = Row[Any] | asyncpg.Record
 
-def _columns(row: Row[Any], names: tuple[str, ...], prefix: str = "") -> dict[str, Any]:
+
+def mapping_of(row: RowLike) -> Mapping[Any, Any]:
+    """`row`'s columns by name, whichever driver layer returned it."""
+    mapping: Mapping[Any, Any] = row._mapping if isinstance(row, Row) else row
+    return mapping
+
+
+def _columns(row: RowLike, names: tuple[str, ...], prefix: str = "") -> dict[str, Any]:
     """The record's fields of `row` by name (a row may carry more columns: an attempt with its payment's mode);
     with `prefix`, from the columns so labelled (a row carrying two records: store/payments.py's
     `mark_processing` returns the attempt's and the payment's side by side)."""
-    mapping = row._mapping
+    mapping = mapping_of(row)
     return {name: mapping[prefix + name] for name in names}
 
 
-def payment_from_row(row: Row[Any], prefix: str = "") -> PaymentRecord:
+def payment_from_row(row: RowLike, prefix: str = "") -> PaymentRecord:
     values = _columns(row, PAYMENT_FIELDS, prefix)
     enums = {
         "status": PaymentStatus(values["status"]),
@@ -38,7 +49,7 @@ def payment_from_row(row: Row[Any], prefix: str = "") -> PaymentRecord:
     return PaymentRecord(**(values | enums))
 
 
-def attempt_from_row(row: Row[Any], prefix: str = "") -> AttemptRecord:
+def attempt_from_row(row: RowLike, prefix: str = "") -> AttemptRecord:
     values = _columns(row, ATTEMPT_FIELDS, prefix)
     return AttemptRecord(**(values | {"status": AttemptStatus(values["status"])}))
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.cashier.domain.records import AttemptRecord, PaymentRecord
 from services.cashier.store.codec import attempt_from_row, payment_from_row
+from services.cashier.store.driver import DriverStatement
 from services.cashier.store.tables import attempts, merchant_channels, payments
 from services.cashier.store.webhook_endpoints import (
     DeliveryTarget,
@@ -72,8 +73,8 @@ def _notified_statement() -> Any:
     )
 
 
-# Built once: the compiled-statement cache serves it to every notification.
-_NOTIFIED = _notified_statement()
+# On asyncpg directly (store/driver.py): every payment's notification runs it.
+_NOTIFIED = DriverStatement(_notified_statement())
 
 
 async def get_notified_attempt(
@@ -82,9 +83,9 @@ async def get_notified_attempt(
     """The merchant's attempt of `channel` with this `out_trade_no`, its payment and the config version; None if
     the trade is not ours."""
     parameters = {"merchant_id": merchant_id, "channel": channel, "out_trade_no": out_trade_no}
-    rows = (await conn.execute(_NOTIFIED, parameters)).all()
+    rows = await _NOTIFIED.fetch(conn, parameters)
     if not rows:
         return None
     payment = payment_from_row(rows[0], PAYMENT_PREFIX)
     targets = delivery_targets_of(payment.notify_url, rows)
-    return NotifiedAttempt(attempt_from_row(rows[0]), payment, rows[0].config_version, targets)
+    return NotifiedAttempt(attempt_from_row(rows[0]), payment, rows[0]["config_version"], targets)

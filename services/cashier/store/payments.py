@@ -47,6 +47,7 @@ from services.cashier.domain.payments import (
 )
 from services.cashier.domain.records import AttemptRecord, PaymentRecord
 from services.cashier.store.codec import attempt_from_row, attempt_or_none, payment_from_row, payment_or_none
+from services.cashier.store.driver import DriverStatement
 from services.cashier.store.tables import attempts, payments
 
 
@@ -302,7 +303,7 @@ FIRST_ATTEMPT_FIELDS = (
     "status",
     "next_poll_at",
 )
-_PAYMENT_WITH_ATTEMPT: dict[frozenset[str], Select[Any]] = {}
+_PAYMENT_WITH_ATTEMPT: dict[frozenset[str], DriverStatement] = {}
 
 
 def _payment_with_attempt_statement(payment_fields: frozenset[str]) -> Select[Any]:
@@ -341,10 +342,10 @@ async def insert_payment_with_attempt(
     key = frozenset(payment_values)
     statement = _PAYMENT_WITH_ATTEMPT.get(key)
     if statement is None:
-        statement = _PAYMENT_WITH_ATTEMPT[key] = _payment_with_attempt_statement(key)
+        statement = _PAYMENT_WITH_ATTEMPT[key] = DriverStatement(_payment_with_attempt_statement(key))
     parameters = {"pv_" + name: value for name, value in payment_values.items()}
     parameters.update({"av_" + name: attempt_values[name] for name in FIRST_ATTEMPT_FIELDS})
-    row = (await conn.execute(statement, parameters)).first()
+    row = await statement.fetchrow(conn, parameters)
     if row is None:
         return None
     return payment_from_row(row, "p_"), attempt_from_row(row, "a_")
@@ -447,7 +448,8 @@ def _processing_statement() -> Select[Any]:
     return _attempt_and_payment(moved_attempt, moved_payment)
 
 
-_MARK_PROCESSING = _processing_statement()
+# On asyncpg directly (store/driver.py): every payment's first answer runs it.
+_MARK_PROCESSING = DriverStatement(_processing_statement())
 
 
 async def mark_processing(
@@ -475,7 +477,7 @@ async def mark_processing(
         "new_latency_ms": latency_ms,
         "new_next_poll_at": next_poll_at,
     }
-    row = (await conn.execute(_MARK_PROCESSING, parameters)).first()
+    row = await _MARK_PROCESSING.fetchrow(conn, parameters)
     if row is None:
         return None
     return payment_from_row(row, "p_"), attempt_from_row(row, "a_")
@@ -589,7 +591,8 @@ def _succeeded_statement() -> Select[Any]:
     return _attempt_and_payment(moved_attempt, moved_payment)
 
 
-_MARK_SUCCEEDED = _succeeded_statement()
+# On asyncpg directly (store/driver.py): every payment's success runs it.
+_MARK_SUCCEEDED = DriverStatement(_succeeded_statement())
 
 
 async def mark_succeeded(
@@ -628,7 +631,7 @@ async def mark_succeeded(
         "set_wallet_split": wallet_split is not None,
         "new_wallet_split": wallet_split,
     }
-    row = (await conn.execute(_MARK_SUCCEEDED, parameters)).first()
+    row = await _MARK_SUCCEEDED.fetchrow(conn, parameters)
     if row is None:
         return None
     return attempt_from_row(row, "a_"), payment_from_row(row, "p_")

@@ -12,6 +12,7 @@ from sqlalchemy import Sequence as DbSequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from services.cashier.domain.webhooks import DeliveryStatus
+from services.cashier.store.codec import RowLike, mapping_of
 from services.cashier.store.tables import merchant_events, merchants, webhook_deliveries, webhook_endpoints
 
 EVENT_SEQ = DbSequence("merchant_event_seq")
@@ -82,13 +83,17 @@ def enabled_endpoints_of(merchant_id: ColumnElement[str], livemode: ColumnElemen
     )
 
 
-def delivery_targets_of(notify_url: str | None, rows: Sequence[Row[Any]]) -> list[DeliveryTarget]:
+def delivery_targets_of(notify_url: str | None, rows: Sequence[RowLike]) -> list[DeliveryTarget]:
     """The targets from rows carrying `merchant_url` and, per enabled endpoint, its `endpoint_id`, `endpoint_url` and
     `enabled_events` (None on the one row of a merchant without endpoints): the payment's `notify_url`, else the
-    merchant's default URL, when there is one, then the endpoints oldest first."""
-    url = notify_url or (rows[0].merchant_url if rows else None)
+    merchant's default URL, when there is one, then the endpoints oldest first. Rows from SQLAlchemy or asyncpg
+    (store/notifications.py reads them on asyncpg directly)."""
+    columns = [mapping_of(row) for row in rows]
+    url = notify_url or (columns[0]["merchant_url"] if columns else None)
     targets = [DeliveryTarget(url, None, ())] if url else []
-    targets += [DeliveryTarget(r.endpoint_url, r.endpoint_id, r.enabled_events) for r in rows if r.endpoint_id]
+    targets += [
+        DeliveryTarget(c["endpoint_url"], c["endpoint_id"], c["enabled_events"]) for c in columns if c["endpoint_id"]
+    ]
     return targets
 
 

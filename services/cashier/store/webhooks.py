@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
 from services.cashier.domain.webhooks import DeliveryStatus
+from services.cashier.store.driver import DriverStatement
 from services.cashier.store.tables import merchant_events, webhook_attempts, webhook_deliveries
 from services.cashier.store.webhook_endpoints import EVENT_SEQ
 
@@ -101,8 +102,8 @@ async def record_attempt(
         status, when = DeliveryStatus.ABANDONED, None
     else:
         status, when = DeliveryStatus.PENDING, next_attempt_at
-    await conn.execute(
-        _RECORD_ATTEMPT,
+    await _RECORD_ATTEMPT.execute(
+        conn,
         {
             "delivery_id": delivery_id,
             "attempt_no": attempt_no,
@@ -144,7 +145,8 @@ def _record_attempt_statement() -> Any:
     )
 
 
-_RECORD_ATTEMPT = _record_attempt_statement()
+# On asyncpg directly (store/driver.py): every webhook try records itself with it.
+_RECORD_ATTEMPT = DriverStatement(_record_attempt_statement())
 
 
 async def get_delivery(conn: AsyncConnection, *, merchant_id: str, delivery_id: str) -> Row[Any] | None:

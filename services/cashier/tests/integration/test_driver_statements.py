@@ -1,0 +1,89 @@
+"""The per-payment statements on asyncpg directly (store/driver.py) behave as through SQLAlchemy: inside a unit of
+work's transaction even when they are its first statement (SQLAlchemy begins lazily), and their rows decode to the
+same records, JSON included (docs/performance.md, "Sixth pass: the cashier's statements on asyncpg")."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from libs.common.db import UnitOfWork, create_engine
+from services.cashier.domain.payments import AttemptStatus, PaymentStatus
+from services.cashier.store.payments import get_attempt, get_payment_unscoped, insert_payment_with_attempt
+from services.cashier.store.tables import payments
+
+
+@pytest.fixture
+async def engine(migrated_database: Any) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(await migrated_database("cashier"))
+    yield engine
+    await engine.dispose()
+
+
+def _rows() -> tuple[dict[str, Any], dict[str, Any]]:
+    attempt_id = f"att_{uuid.uuid4().hex}"
+    payment = {
+        "id": f"pay_{uuid.uuid4().hex}",
+        "merchant_id": "mch_driver",
+        "merchant_order_no": f"ord_{uuid.uuid4().hex[:12]}",
+        "request_sha256": "0" * 64,
+        "amount_minor": 1999,
+        "currency": "CNY",
+        "description": "Canteen lunch",
+        "scene": "native_qr",
+        "payer": {"user_id": "u_1", "client_ip": "203.0.113.9"},
+        "metadata": {"business_line": "canteen", "nested": {"n": [1, 2]}},
+        "split": None,  # as the create passes it without a split: stored as JSON null, as through SQLAlchemy
+        "livemode": False,
+        "status": PaymentStatus.CREATED.value,
+        "expire_at": datetime.now(UTC) + timedelta(minutes=15),
+        "current_attempt_id": attempt_id,
+        "channel": "alipay",
+    }
+    attempt = {
+        "id": attempt_id,
+        "seq": 1,
+        "channel": "alipay",
+        "route_id": "rt_1",
+        "fee_minor": 12,
+        "fee_rate_bps": 60,
+        "out_trade_no": attempt_id.replace("_", ""),
+        "status": AttemptStatus.CREATED.value,
+        "next_poll_at": datetime.now(UTC) + timedelta(seconds=30),
+    }
+    return payment, attempt
+
+
+async def test_a_first_statement_on_asyncpg_is_inside_the_unit_of_work(engine: AsyncEngine) -> None:
+    uow = UnitOfWork(engine, source="cashier")
+    payment_values, attempt_values = _rows()
+    with pytest.raises(RuntimeError):
+        async with uow.begin() as tx:
+            assert await insert_payment_with_attempt(tx.conn, payment_values, attempt_values) is not None
+            raise RuntimeError("the unit of work fails after the statement")
+    async with uow.read() as conn:
+        count = await conn.scalar(
+            select(func.count()).select_from(payments).where(payments.c.id == payment_values["id"])
+        )
+    assert count == 0  # rolled back with the unit of work
+
+    async with uow.begin() as tx:
+        inserted = await insert_payment_with_attempt(tx.conn, payment_values, attempt_values)
+    assert inserted is not None
+    written, attempt = inserted
+    async with uow.read() as conn:
+        # The same rows read back through SQLAlchemy decode to the same records.
+        assert await get_payment_unscoped(conn, written.id) == written
+        assert await get_attempt(conn, attempt.id) == attempt
+        json_null = await conn.scalar(
+            text("SELECT jsonb_typeof(split) FROM payments WHERE id = :id"), {"id": written.id}
+        )
+    assert json_null == "null"
+    assert written.payer == payment_values["payer"] and written.metadata == payment_values["metadata"]
+    assert written.created_at.tzinfo is not None

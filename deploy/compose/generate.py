@@ -27,7 +27,7 @@ HEADER = """\
 # Production-like single host: PostgreSQL, Apache Kafka (KRaft), migrations, every service (API + worker).
 # Set the variables in a `.env` beside this file or the environment first (docs/operations.md, "Compose"):
 #   POSTGRES_PASSWORD, JUHE_DB_PASSWORD, JUHE_INTERNAL_TOKEN_SECRET, JUHE_CREDENTIALS_ENCRYPTION_KEY,
-#   JUHE_CASHIER_SECRETS_ENCRYPTION_KEY,
+#   JUHE_CASHIER_SECRETS_ENCRYPTION_KEY (the key rings' ids and retired keys default to k1 and {}),
 #   JUHE_WALLET_IDENTITY_SECRET, JUHE_GATEWAY_IDENTITY_SECRET, JUHE_IDENTITY_URL, JUHE_BANK_URL,
 #   JUHE_BANK_CLIENT_ID, JUHE_BANK_SECRET,
 #   JUHE_PUBLIC_ORIGIN, JUHE_WEB_SESSION_KEY, JUHE_WEB_CLIENT_TOKEN
@@ -40,10 +40,17 @@ def required(var: str) -> str:
     return f"${{{var}:?set {var} (docs/operations.md, Compose)}}"
 
 
+def defaulted(var: str, default: str) -> str:
+    return f"${{{var}:-{default}}}"
+
+
 # Per service: settings that are secrets or belong to the site (required variables).
 SITE: dict[str, dict[str, str]] = {
     "gateway": {
+        # The sealing key ring (docs/operations.md, "Sealing keys"): the current key, its id, the retired keys (JSON).
         "CREDENTIALS_ENCRYPTION_KEY": required("JUHE_CREDENTIALS_ENCRYPTION_KEY"),
+        "CREDENTIALS_ENCRYPTION_KEY_ID": defaulted("JUHE_CREDENTIALS_ENCRYPTION_KEY_ID", "k1"),
+        "CREDENTIALS_RETIRED_KEYS": defaulted("JUHE_CREDENTIALS_RETIRED_KEYS", "{}"),
         "WEB_CLIENT_TOKEN": required("JUHE_WEB_CLIENT_TOKEN"),  # the web pages' first-party identity
         # Merchant onboarding's KYC checks (docs/onboarding.md): the provider and its shared secret (never the demo's).
         "IDENTITY_BASE_URL": required("JUHE_IDENTITY_URL"),
@@ -53,6 +60,8 @@ SITE: dict[str, dict[str, str]] = {
         "PUBLIC_BASE_URL": required("JUHE_PUBLIC_ORIGIN"),
         # Seals the webhook signing secrets at rest (32 bytes, base64); the migrations seal old rows with it too.
         "SECRETS_ENCRYPTION_KEY": required("JUHE_CASHIER_SECRETS_ENCRYPTION_KEY"),
+        "SECRETS_ENCRYPTION_KEY_ID": defaulted("JUHE_CASHIER_SECRETS_ENCRYPTION_KEY_ID", "k1"),
+        "SECRETS_RETIRED_KEYS": defaulted("JUHE_CASHIER_SECRETS_RETIRED_KEYS", "{}"),
     },
     "ledger": {
         "WALLET_PUBLIC_BASE_URL": required("JUHE_PUBLIC_ORIGIN"),

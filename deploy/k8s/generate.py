@@ -122,13 +122,19 @@ SERVICES: tuple[Service, ...] = (
             "IDENTITY_BASE_URL": "https://identity.example.com",
         },
         secrets={
+            # The sealing key ring (docs/operations.md, "Sealing keys"): the current key, its id, and the retired
+            # keys by id (JSON) that still open what they sealed.
             "CREDENTIALS_ENCRYPTION_KEY": ("juhe-gateway", "credentials-encryption-key"),
+            "CREDENTIALS_ENCRYPTION_KEY_ID": ("juhe-gateway", "credentials-encryption-key-id"),
+            "CREDENTIALS_RETIRED_KEYS": ("juhe-gateway", "credentials-retired-keys"),
             # The first-party identity of the web pages (equal to the web's GATEWAY_CLIENT_TOKEN); prod
             # refuses the demo value, so it must come from a Secret.
             "WEB_CLIENT_TOKEN": ("juhe-web", "gateway-client-token"),
             # The identity provider's shared secret for onboarding's merchant checks; prod refuses the demo value.
             "IDENTITY_SECRET": ("juhe-gateway", "identity-secret"),
         },
+        # The key ring too: a re-seal (`python -m gateway.reseal`) runs as a Job from the migration Job's spec.
+        migrate_secrets=("CREDENTIALS_ENCRYPTION_KEY", "CREDENTIALS_ENCRYPTION_KEY_ID", "CREDENTIALS_RETIRED_KEYS"),
     ),
     Service(
         "cashier",
@@ -140,9 +146,15 @@ SERVICES: tuple[Service, ...] = (
         config={
             "PUBLIC_BASE_URL": PUBLIC_ORIGIN,  # channels notify <origin>/v1/notify/…, through the gateway
         },
-        # Seals the merchants' and webhook endpoints' signing secrets at rest; prod refuses the demo value.
-        secrets={"SECRETS_ENCRYPTION_KEY": ("juhe-cashier", "secrets-encryption-key")},
-        migrate_secrets=("SECRETS_ENCRYPTION_KEY",),
+        # Seals the merchants' and webhook endpoints' signing secrets at rest (a key ring, as the gateway's); prod
+        # refuses the demo value. The migration Job gets the ring: migration 0023 seals, and a re-seal
+        # (`python -m services.cashier.reseal`) runs as a Job from its spec.
+        secrets={
+            "SECRETS_ENCRYPTION_KEY": ("juhe-cashier", "secrets-encryption-key"),
+            "SECRETS_ENCRYPTION_KEY_ID": ("juhe-cashier", "secrets-encryption-key-id"),
+            "SECRETS_RETIRED_KEYS": ("juhe-cashier", "secrets-retired-keys"),
+        },
+        migrate_secrets=("SECRETS_ENCRYPTION_KEY", "SECRETS_ENCRYPTION_KEY_ID", "SECRETS_RETIRED_KEYS"),
     ),
     Service(
         "ledger",

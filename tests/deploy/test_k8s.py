@@ -552,9 +552,14 @@ def test_dev_make_secrets_creates_every_secret_the_dev_overlay_reads_with_random
     for secret in first.values():
         assert secret["metadata"]["namespace"] == "juhe-dev"
         kubernetes_validate.validate(secret, KUBERNETES_VERSION, strict=True)
-    values = {(n, k): v for n, s in first.items() for k, v in s["stringData"].items() if k != "username"}
+    ring = {f"{name}-{part}" for name in ("credentials", "secrets") for part in ("encryption-key-id", "retired-keys")}
+    values = {(n, k): v for n, s in first.items() for k, v in s["stringData"].items() if k not in {"username", *ring}}
     assert all(second[n]["stringData"][k] != v for (n, k), v in values.items())  # random, nothing committed
     assert DEMO_IDENTITY_SECRET not in values.values() and DEMO_CREDENTIALS_KEY not in values.values()
     gateway, ledger = first["juhe-gateway"]["stringData"], first["juhe-ledger"]["stringData"]
     assert gateway["identity-secret"] == ledger["wallet-identity-secret"]  # one identity sandbox, one secret
     assert len(base64.b64decode(gateway["credentials-encryption-key"])) == 32
+    # The key rings start with one current key, id k1, nothing retired (docs/operations.md, "Sealing keys").
+    cashier = first["juhe-cashier"]["stringData"]
+    assert (gateway["credentials-encryption-key-id"], json.loads(gateway["credentials-retired-keys"])) == ("k1", {})
+    assert (cashier["secrets-encryption-key-id"], json.loads(cashier["secrets-retired-keys"])) == ("k1", {})

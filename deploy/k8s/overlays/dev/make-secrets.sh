@@ -58,8 +58,10 @@ done
 identity="$(hex 32)"
 web_client_token="$(hex 32)"
 secret juhe-internal-token Opaque "secret=$(hex 32)"
-secret juhe-gateway Opaque "credentials-encryption-key=$(b64 32)" "identity-secret=$identity"
-secret juhe-cashier Opaque "secrets-encryption-key=$(b64 32)"
+# The sealing key rings start with one key, id k1, and no retired key (docs/operations.md, "Sealing keys").
+secret juhe-gateway Opaque "credentials-encryption-key=$(b64 32)" "credentials-encryption-key-id=k1" \
+  "credentials-retired-keys={}" "identity-secret=$identity"
+secret juhe-cashier Opaque "secrets-encryption-key=$(b64 32)" "secrets-encryption-key-id=k1" "secrets-retired-keys={}"
 secret juhe-ledger Opaque "wallet-identity-secret=$identity"
 secret juhe-settlement Opaque "bank-secret=$(hex 32)"
 secret juhe-web Opaque "session-key=$(b64 32)" "gateway-client-token=$web_client_token"

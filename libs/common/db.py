@@ -123,6 +123,35 @@ def shard_of(key: str) -> int:
     return zlib.crc32(key.encode()) % OUTBOX_SHARD_COUNT
 
 
+def new_envelope(source: str, *, type: str, subject: str, data: dict[str, Any], data_version: int = 1) -> Envelope:
+    """An event of `source` as `Tx.publish` builds it, with the current work's trace ids. Also for a statement that
+    writes its event's outbox row itself (`outbox_row`, e.g. a data-modifying CTE of the change it announces): one
+    statement, atomic on its own, where BEGIN, the change, the outbox INSERT and COMMIT were four round trips
+    (docs/performance.md, "Sixth pass: the cashier's statements on asyncpg")."""
+    return Envelope(
+        type=type,
+        source=source,
+        subject=subject,
+        data=data,
+        data_version=data_version,
+        trace_id=current_trace_id(),
+        traceparent=tracing.current_traceparent(),  # None (no work) while tracing is off
+    )
+
+
+def outbox_row(topic: str, envelope: Envelope) -> dict[str, Any]:
+    """The `outbox` row of `envelope` (its shard from the subject: the relay publishes a shard in `seq` order), as
+    `Tx.flush_events` writes it. Any INSERT of it wakes the relay (the table's statement trigger)."""
+    return {
+        "event_id": envelope.id,
+        "topic": topic,
+        "key": envelope.subject,
+        "shard": shard_of(envelope.subject),
+        "event_type": envelope.type,
+        "payload": envelope.to_bytes(),
+    }
+
+
 @dataclass
 class Tx:
     """One open transaction: a Core connection plus the events to write into the outbox with it."""
@@ -132,32 +161,14 @@ class Tx:
     _events: list[tuple[str, Envelope]] = field(default_factory=list)
 
     def publish(self, *, topic: str, type: str, subject: str, data: dict[str, Any], data_version: int = 1) -> Envelope:
-        envelope = Envelope(
-            type=type,
-            source=self.source,
-            subject=subject,
-            data=data,
-            data_version=data_version,
-            trace_id=current_trace_id(),
-            traceparent=tracing.current_traceparent(),  # None (no work) while tracing is off
-        )
+        envelope = new_envelope(self.source, type=type, subject=subject, data=data, data_version=data_version)
         self._events.append((topic, envelope))
         return envelope
 
     async def flush_events(self) -> None:
         if not self._events:
             return
-        rows = [
-            {
-                "event_id": env.id,
-                "topic": topic,
-                "key": env.subject,
-                "shard": shard_of(env.subject),
-                "event_type": env.type,
-                "payload": env.to_bytes(),
-            }
-            for topic, env in self._events
-        ]
+        rows = [outbox_row(topic, env) for topic, env in self._events]
         self._events.clear()
         await self.conn.execute(insert(outbox), rows)
 

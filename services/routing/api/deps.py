@@ -23,8 +23,9 @@ async def get_context(request: Request) -> RoutingContext:
 RoutingContextDep = Annotated[RoutingContext, Depends(get_context)]
 
 
-async def get_snapshot_source(context: RoutingContextDep) -> SnapshotSource:
-    return context.snapshots
+async def get_snapshot_source(request: Request) -> SnapshotSource:
+    """From the request at once, not through `get_context`: one dependency fewer to solve on every decision."""
+    return routing_context(get_runtime(request)).snapshots
 
 
 def get_actor(request: Request, x_juhe_actor: Annotated[str | None, Header(max_length=128)] = None) -> str:

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, select, text
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from services.routing.domain.codec import settings_from_dict
@@ -29,24 +28,24 @@ from services.routing.store.fee_rates import fee_rate_from_row
 from services.routing.store.rules import rule_from_row
 from services.routing.store.tables import channel_routes, fee_rates, routing_config, routing_rules
 
-_DYNAMIC = text(
-    """
+# Positional parameters ($1 merchant, $2 oldest bucket, $3 now, $4 local date): run on the asyncpg connection itself
+# (`SnapshotSource._dynamic`), as one prepared statement of asyncpg's cache.
+_DYNAMIC = """
     SELECT
       (SELECT config_version FROM routing_config WHERE id = 1) AS config_version,
       (SELECT coalesce(jsonb_agg(to_jsonb(c)), '[]'::jsonb)
-         FROM merchant_contracts c WHERE c.merchant_id = :merchant_id) AS contracts,
+         FROM merchant_contracts c WHERE c.merchant_id = $1) AS contracts,
       (SELECT coalesce(jsonb_agg(to_jsonb(h)), '[]'::jsonb) FROM route_health h) AS health,
       (SELECT coalesce(jsonb_agg(to_jsonb(b)), '[]'::jsonb) FROM (
           SELECT route_id, sum(attempts) AS attempts, sum(succeeded) AS succeeded, sum(declined) AS declined,
                  sum(errors) AS errors, sum(timeouts) AS timeouts, sum(latency_ms_sum) AS latency_ms_sum,
                  sum(latency_samples) AS latency_samples
             FROM route_health_buckets
-           WHERE bucket_start > :oldest AND bucket_start <= :now
+           WHERE bucket_start > $2 AND bucket_start <= $3
            GROUP BY route_id) b) AS recent,
       (SELECT coalesce(jsonb_agg(to_jsonb(v)), '[]'::jsonb)
-         FROM route_daily_volume v WHERE v.local_date = :today) AS volume
+         FROM route_daily_volume v WHERE v.local_date = $4) AS volume
     """
-).columns(config_version=BigInteger, contracts=JSONB, health=JSONB, recent=JSONB, volume=JSONB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +156,23 @@ class SnapshotSource:
         )
 
     async def _dynamic(self, merchant_id: str, now: datetime, settings: RoutingSettings) -> Any:
-        params = {
-            "merchant_id": merchant_id,
-            "now": now,
-            "oldest": now - timedelta(seconds=settings.health.success_window_seconds),
-            "today": LocalTime.of(now, settings.utc_offset_minutes).date,
-        }
+        oldest = now - timedelta(seconds=settings.health.success_window_seconds)
+        today = LocalTime.of(now, settings.utc_offset_minutes).date
         async with self.engine.connect() as conn:
-            # One statement, one snapshot: in autocommit it is one round trip, not BEGIN, SELECT and the
-            # ROLLBACK of closing (libs/common/db.py, UnitOfWork.read; docs/performance.md, routing).
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return (await conn.execute(_DYNAMIC, params)).mappings().one()
+            # One statement, one snapshot, one round trip in autocommit: on the pooled connection's asyncpg
+            # connection itself, which begins nothing (SQLAlchemy's adapter would: BEGIN, the SELECT, and the
+            # ROLLBACK of closing), and without SQLAlchemy's per-statement work (its cursor, compiled cache
+            # and result wrapping: ~0.1 ms of CPU per decision; docs/performance.md, "Sixth pass: the edges").
+            # The jsonb columns come back decoded: the dialect set the connection's jsonb codec.
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            try:
+                return await driver.fetchrow(_DYNAMIC, merchant_id, oldest, now, today)
+            except BaseException:
+                if driver.is_closed():  # never hand a broken connection out again
+                    await conn.invalidate()
+                raise
 
 
 def _contract(raw: dict[str, Any]) -> Contract:

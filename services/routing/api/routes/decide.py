@@ -10,12 +10,12 @@ from fastapi import APIRouter
 from libs.common.errors import Problem
 from services.routing.api.deps import SnapshotSourceDep
 from services.routing.api.schemas import (
-    MethodDecisionResponse,
     RouteDecideMethodsRequest,
     RouteDecideRequest,
     RouteDecisionResponse,
     RouteMethodsDecisionResponse,
     RouteSimulateRequest,
+    decision_fields,
 )
 from services.routing.domain.decide import decide
 
@@ -45,8 +45,9 @@ async def decide_methods(body: RouteDecideMethodsRequest, source: SnapshotSource
             decision.require_candidates()
         except Problem as problem:
             outcome = problem.spec.code
-        decisions.append(MethodDecisionResponse.of(decision, body.currency, outcome, method=method))
-    return RouteMethodsDecisionResponse(decisions=decisions)
+        decisions.append(decision_fields(decision, body.currency, outcome, method=method))
+    # One validation of the whole answer (schemas.decision_fields says why).
+    return RouteMethodsDecisionResponse.model_validate({"decisions": decisions})
 
 
 @router.post("/simulate")

@@ -18,7 +18,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import HTTPException
 from fastapi.responses import Response
@@ -44,6 +43,7 @@ from sandboxes.alipay.trades import (
     yuan,
 )
 from sandboxes.common.faults import FaultSettings
+from sandboxes.common.http_client import Reply
 from sandboxes.common.keys import KeyPair, generate_rsa_key_pair, load_or_create_rsa_key, load_public_key_pem
 from sandboxes.common.notify import NotificationDispatcher, NotificationJob
 from sandboxes.common.paths import sandbox_data_dir
@@ -88,7 +88,7 @@ def node_name(method: str | None) -> str:
     return "error_response"
 
 
-def is_acknowledged(response: httpx.Response) -> bool:
+def is_acknowledged(response: Reply) -> bool:
     """Alipay stops retrying only when the merchant's body is exactly the 7 characters `success`."""
     return response.status_code == 200 and response.content == b"success"
 

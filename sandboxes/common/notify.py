@@ -13,6 +13,9 @@ Fault modes (from FaultSettings):
 - out of order: a job is held back until the next job has been delivered (or `hold_seconds`
   passes), so e.g. REFUND.SUCCESS can arrive before TRANSACTION.SUCCESS.
 
+The POSTs go over kept-alive connections (`http_client.KeepAliveClient`: one notification per payment made
+httpx the largest cost of the sandboxes' process, docs/performance.md, "Sixth pass").
+
 Pending jobs live in memory: a sandbox restart drops undelivered notifications (the connector's
 status query is the safety net, exactly as with the real channels).
 """
@@ -27,9 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from sandboxes.common.faults import FaultSettings
+from sandboxes.common.http_client import KeepAliveClient, Reply, TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ DELIVERY_LOG_MAX = 2_000
 DELIVERY_TIMEOUT_SECONDS = 5.0
 OUT_OF_ORDER_HOLD_SECONDS = 2.0
 
-Acknowledged = Callable[[httpx.Response], bool]
+Acknowledged = Callable[[Reply], bool]
 
 
 @dataclass(slots=True)
@@ -92,10 +94,10 @@ class NotificationDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._held: NotificationJob | None = None
         self._held_release: asyncio.TimerHandle | None = None
-        self._client: httpx.AsyncClient | None = None
+        self._client: KeepAliveClient | None = None
 
     async def start(self) -> None:
-        self._client = httpx.AsyncClient(timeout=self.timeout_seconds)
+        self._client = KeepAliveClient(timeout_seconds=self.timeout_seconds)
 
     async def stop(self) -> None:
         if self._held_release is not None:
@@ -172,10 +174,10 @@ class NotificationDispatcher:
         error: str | None = None
         acknowledged = False
         try:
-            response = await self._client.post(job.url, content=body, headers=headers)
-            status_code = response.status_code
-            acknowledged = self.is_acknowledged(response)
-        except httpx.HTTPError as exc:
+            reply = await self._client.post(job.url, body, headers)
+            status_code = reply.status_code
+            acknowledged = self.is_acknowledged(reply)
+        except TransportError as exc:
             error = f"{type(exc).__name__}: {exc}"
         self.deliveries.append(
             DeliveryRecord(

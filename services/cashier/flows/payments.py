@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from libs.common.db import Tx
+from libs.common.db import Tx, new_envelope, outbox_row
 from libs.common.errors import VALIDATION_FAILED, Problem
 from libs.common.faults import crash_point
 from libs.common.ids import new_id
@@ -80,6 +80,7 @@ from services.cashier.store.payments import (
     mark_attempt_refused,
     mark_payment_failed,
     mark_processing,
+    payment_to_insert,
     point_payment_at_attempt,
     schedule_attempt_poll,
 )
@@ -452,54 +453,56 @@ async def _create_locked(
             business_line=draft.metadata.get("business_line", ""),
         )
     first_attempt_id = new_id("att")
-    async with cashier.uow.begin() as tx:
-        # The payment and its first attempt are one statement; the attempt commits with the payment: a `created`
-        # payment always has a live attempt, which is what the re-drive picks up if we die before recording the
-        # channel's answer.
-        inserted = await insert_payment_with_attempt(
-            tx.conn,
-            {
-                "id": payment_id,
-                "merchant_id": merchant_id,
-                "merchant_order_no": draft.merchant_order_no,
-                "request_sha256": fingerprint,
-                "amount_minor": draft.amount_minor,
-                "currency": draft.currency,
-                "description": draft.description,
-                "scene": draft.scene.value,
-                "payer": draft.payer,
-                "notify_url": draft.notify_url,
-                "return_url": draft.return_url,
-                "metadata": draft.metadata,
-                "livemode": draft.livemode,
-                "status": PaymentStatus.CREATED.value,
-                "expire_at": expire_at,
-                # A top-up is the platform collecting for a user's wallet (ledger §3.7): no merchant to charge.
-                "platform_fee_minor": 0
-                if draft.purpose is PaymentPurpose.WALLET_TOPUP
-                else platform_fee_of(draft.amount_minor, cashier.settings.platform_fee_rate_bps),
-                "purpose": draft.purpose.value,
-                "wallet_holder_id": draft.wallet_holder_id,
-                "split": draft.split_json(),
-                "profit_sharing": draft.profit_sharing,
-                "candidates": [candidate_json(c) for c in candidates],
-                # Inserted pointing at its first attempt (inserted by the same statement): no UPDATE to point it.
-                "current_attempt_id": first_attempt_id,
-                **_route_fields(candidates[0]),
-                # Only with a coupon: a None here would be stored as JSON null, not SQL NULL.
-                **(
-                    {"order_amount_minor": order_amount, "discount_minor": lock.discount_minor, "coupon": lock.record()}
-                    if lock is not None
-                    else {}
-                ),
-            },
+    payment_values = {
+        "id": payment_id,
+        "merchant_id": merchant_id,
+        "merchant_order_no": draft.merchant_order_no,
+        "request_sha256": fingerprint,
+        "amount_minor": draft.amount_minor,
+        "currency": draft.currency,
+        "description": draft.description,
+        "scene": draft.scene.value,
+        "payer": draft.payer,
+        "notify_url": draft.notify_url,
+        "return_url": draft.return_url,
+        "metadata": draft.metadata,
+        "livemode": draft.livemode,
+        "status": PaymentStatus.CREATED.value,
+        "expire_at": expire_at,
+        # A top-up is the platform collecting for a user's wallet (ledger §3.7): no merchant to charge.
+        "platform_fee_minor": 0
+        if draft.purpose is PaymentPurpose.WALLET_TOPUP
+        else platform_fee_of(draft.amount_minor, cashier.settings.platform_fee_rate_bps),
+        "purpose": draft.purpose.value,
+        "wallet_holder_id": draft.wallet_holder_id,
+        "split": draft.split_json(),
+        "profit_sharing": draft.profit_sharing,
+        "candidates": [candidate_json(c) for c in candidates],
+        # Inserted pointing at its first attempt (inserted by the same statement): no UPDATE to point it.
+        "current_attempt_id": first_attempt_id,
+        **_route_fields(candidates[0]),
+        # Only with a coupon: a None here would be stored as JSON null, not SQL NULL.
+        **(
+            {"order_amount_minor": order_amount, "discount_minor": lock.discount_minor, "coupon": lock.record()}
+            if lock is not None
+            else {}
+        ),
+    }
+    # `payment.created` is built from the record the insert will write (`payment_to_insert`), so the insert's own
+    # statement writes its outbox row: the payment, its first attempt and the event are ONE statement, all or nothing
+    # (a concurrent identical order number: none of them), atomic and durable on its own in autocommit: one round trip
+    # where BEGIN, the insert, the outbox INSERT and COMMIT were four (docs/performance.md, "Sixth pass"). The attempt
+    # commits with the payment: a `created` payment always has a live attempt, which is what the re-drive picks up if
+    # we die before recording the channel's answer.
+    data = payment_event_data(payment_to_insert(payment_values, now=cashier.clock()))
+    event = new_envelope(cashier.uow.source, type=PAYMENT_CREATED, subject=payment_id, data=data)
+    async with cashier.uow.autocommit() as conn:
+        return await insert_payment_with_attempt(
+            conn,
+            payment_values,
             _attempt_values(cashier, payment_id, merchant_id, candidates[0], seq=1, attempt_id=first_attempt_id),
-        )
-        if inserted is None:  # a concurrent identical order number won the insert
-            return None, None
-        payment, attempt = inserted
-        tx.publish(topic=PAYMENTS_TOPIC, type=PAYMENT_CREATED, subject=payment.id, data=payment_event_data(payment))
-    return payment, attempt
+            event=outbox_row(PAYMENTS_TOPIC, event),
+        ) or (None, None)  # None: a concurrent identical order number won the insert
 
 
 _FAILURE_SPECS = {

@@ -21,8 +21,9 @@ ATTEMPT_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 REFUND_FIELDS = tuple(f.name for f in fields(RefundRecord))
 SHARE_ORDER_FIELDS = tuple(f.name for f in fields(ShareOrderRecord))
 
-# A row from SQLAlchemy, or from asyncpg directly (store/driver.py: the per-payment statements); both by column name.
-RowLike: TypeAlias = Row[Any] | asyncpg.Record
+# A row from SQLAlchemy, or from asyncpg directly (store/driver.py: the per-payment statements), or a mapping of
+# columns (store/payments.py `payment_to_insert`); each by column name.
+RowLike: TypeAlias = Row[Any] | asyncpg.Record | Mapping[str, Any]
 
 
 def mapping_of(row: RowLike) -> Mapping[Any, Any]:

@@ -15,12 +15,14 @@ engine's compiled cache (docs/performance.md, "Fifth pass").
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     CTE,
+    JSON,
     Boolean,
     ColumnElement,
     Row,
@@ -38,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.outbox_tables import outbox
 from services.cashier.domain.payments import (
     AttemptStatus,
     PaymentScene,
@@ -46,7 +49,13 @@ from services.cashier.domain.payments import (
     can_move_payment,
 )
 from services.cashier.domain.records import AttemptRecord, PaymentRecord
-from services.cashier.store.codec import attempt_from_row, attempt_or_none, payment_from_row, payment_or_none
+from services.cashier.store.codec import (
+    PAYMENT_FIELDS,
+    attempt_from_row,
+    attempt_or_none,
+    payment_from_row,
+    payment_or_none,
+)
 from services.cashier.store.driver import DriverStatement
 from services.cashier.store.tables import attempts, payments
 
@@ -303,15 +312,49 @@ FIRST_ATTEMPT_FIELDS = (
     "status",
     "next_poll_at",
 )
-_PAYMENT_WITH_ATTEMPT: dict[frozenset[str], DriverStatement] = {}
+_PAYMENT_WITH_ATTEMPT: dict[tuple[frozenset[str], bool], DriverStatement] = {}
+# The outbox row's columns an insert gives (libs/common/db.py `outbox_row`); the rest are the table's defaults.
+_OUTBOX_FIELDS = ("event_id", "topic", "key", "shard", "event_type", "payload")
+# What the payments table writes for a column an insert leaves out: its server defaults (store/tables.py); a
+# nullable column without one is NULL. `payment_to_insert` builds the record from them.
+_PAYMENT_DEFAULTS: dict[str, Any] = {
+    "payer": {},
+    "metadata": {},
+    "platform_fee_minor": 0,
+    "purpose": "payment",
+    "profit_sharing": False,
+    "discount_minor": 0,
+    "late_success": False,
+    "refund_reserved_minor": 0,
+    "refunded_minor": 0,
+}
+_JSON_COLUMNS = frozenset(column.name for column in payments.c if isinstance(column.type, JSON))
 
 
-def _payment_with_attempt_statement(payment_fields: frozenset[str]) -> Select[Any]:
+def payment_to_insert(payment_values: dict[str, Any], *, now: datetime) -> PaymentRecord:
+    """The record `insert_payment_with_attempt` writes for `payment_values`, built before it runs (the table's defaults
+    for the columns left out, JSON as stored, timestamps in UTC as read back; `now` stands for the creation and update
+    times the database sets itself): the create's `payment.created` is built from it, so that the insert's own
+    statement writes the event's outbox row. tests/integration/test_driver_statements.py checks it against the row
+    the insert returns."""
+    row = dict.fromkeys(PAYMENT_FIELDS) | _PAYMENT_DEFAULTS | {"created_at": now, "updated_at": now}
+    for name, value in payment_values.items():
+        if name in _JSON_COLUMNS:
+            value = json.loads(json.dumps(value))
+        elif isinstance(value, datetime):
+            value = value.astimezone(UTC)
+        row[name] = value
+    return payment_from_row(row)
+
+
+def _payment_with_attempt_statement(payment_fields: frozenset[str], with_outbox: bool) -> Select[Any]:
     """The payment's INSERT … ON CONFLICT DO NOTHING and its first attempt's INSERT … SELECT from its RETURNING, as
     data-modifying CTEs: the attempt exists only if the payment was inserted (no row from it otherwise), and the
-    attempt's foreign key is checked at the end of the statement, when both rows are there. One statement per set of
-    payment fields given (a coupon adds three), built on first use. The row carries the payment's columns as `p_*`
-    and the attempt's as `a_*`; binds are `pv_*` / `av_*` (a bind named like a column would add a SET)."""
+    attempt's foreign key is checked at the end of the statement, when both rows are there. `with_outbox`: the
+    payment's event's outbox row is a third CTE selected from the payment's RETURNING likewise (written with the
+    payment or not at all). One statement per set of payment fields given (a coupon adds three), built on first use.
+    The row carries the payment's columns as `p_*` and the attempt's as `a_*`; binds are `pv_*` / `av_*` / `ov_*`
+    (a bind named like a column would add a SET)."""
     new_payment = (
         insert(payments)
         .values({name: bindparam("pv_" + name, type_=payments.c[name].type) for name in sorted(payment_fields)})
@@ -330,21 +373,34 @@ def _payment_with_attempt_statement(payment_fields: frozenset[str]) -> Select[An
         .returning(attempts)
         .cte("new_attempt")
     )
-    return _attempt_and_payment(new_attempt, new_payment)
+    statement = _attempt_and_payment(new_attempt, new_payment)
+    if not with_outbox:
+        return statement
+    event_values = select(*(bindparam("ov_" + name, type_=outbox.c[name].type) for name in _OUTBOX_FIELDS))
+    new_event = insert(outbox).from_select(list(_OUTBOX_FIELDS), event_values.select_from(new_payment))
+    return statement.add_cte(new_event.cte("new_event"))
 
 
 async def insert_payment_with_attempt(
-    conn: AsyncConnection, payment_values: dict[str, Any], attempt_values: dict[str, Any]
+    conn: AsyncConnection,
+    payment_values: dict[str, Any],
+    attempt_values: dict[str, Any],
+    *,
+    event: dict[str, Any] | None = None,
 ) -> tuple[PaymentRecord, AttemptRecord] | None:
     """Insert a payment and its first attempt (`FIRST_ATTEMPT_FIELDS` of `attempt_values`) as ONE statement: None
     when (merchant_id, merchant_order_no) already exists, and then no attempt is inserted either.
-    The payment may point at the attempt (`current_attempt_id`) it is inserted with."""
-    key = frozenset(payment_values)
+    The payment may point at the attempt (`current_attempt_id`) it is inserted with. With `event` (an outbox row,
+    libs/common/db.py `outbox_row`), the same statement writes it, only if it inserts the payment: atomic on its own,
+    so it needs no transaction around it (flows/payments.py runs it in autocommit)."""
+    key = (frozenset(payment_values), event is not None)
     statement = _PAYMENT_WITH_ATTEMPT.get(key)
     if statement is None:
-        statement = _PAYMENT_WITH_ATTEMPT[key] = DriverStatement(_payment_with_attempt_statement(key))
+        statement = _PAYMENT_WITH_ATTEMPT[key] = DriverStatement(_payment_with_attempt_statement(*key))
     parameters = {"pv_" + name: value for name, value in payment_values.items()}
     parameters.update({"av_" + name: attempt_values[name] for name in FIRST_ATTEMPT_FIELDS})
+    if event is not None:
+        parameters.update({"ov_" + name: event[name] for name in _OUTBOX_FIELDS})
     row = await statement.fetchrow(conn, parameters)
     if row is None:
         return None

@@ -4,18 +4,27 @@ same records, JSON included (docs/performance.md, "Sixth pass: the cashier's sta
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.common.db import UnitOfWork, create_engine
+from libs.common.db import UnitOfWork, create_engine, new_envelope, outbox_row
+from libs.common.events import Envelope
+from libs.common.outbox_tables import outbox
 from services.cashier.domain.payments import AttemptStatus, PaymentStatus
-from services.cashier.store.payments import get_attempt, get_payment_unscoped, insert_payment_with_attempt
+from services.cashier.events import PAYMENT_CREATED, PAYMENTS_TOPIC, payment_event_data
+from services.cashier.store.payments import (
+    get_attempt,
+    get_payment_unscoped,
+    insert_payment_with_attempt,
+    payment_to_insert,
+)
 from services.cashier.store.tables import payments
 
 
@@ -87,3 +96,32 @@ async def test_a_first_statement_on_asyncpg_is_inside_the_unit_of_work(engine: A
     assert json_null == "null"
     assert written.payer == payment_values["payer"] and written.metadata == payment_values["metadata"]
     assert written.created_at.tzinfo is not None
+
+
+async def test_the_insert_writes_its_event_with_the_payment_or_not_at_all(engine: AsyncEngine) -> None:
+    uow = UnitOfWork(engine, source="cashier")
+    payment_values, attempt_values = _rows()
+    payment_values["expire_at"] = payment_values["expire_at"].astimezone(timezone(timedelta(hours=8)))
+    draft = payment_to_insert(payment_values, now=datetime.now(UTC))
+    envelope = new_envelope("cashier", type=PAYMENT_CREATED, subject=draft.id, data=payment_event_data(draft))
+    async with uow.autocommit() as conn:
+        inserted = await insert_payment_with_attempt(
+            conn, payment_values, attempt_values, event=outbox_row(PAYMENTS_TOPIC, envelope)
+        )
+    assert inserted is not None
+    written, _attempt = inserted
+    # The record built before the insert is the row written (but the times the database set itself), so the event is
+    # the one the written row gives.
+    assert dataclasses.replace(draft, created_at=written.created_at, updated_at=written.updated_at) == written
+    assert payment_event_data(written) == envelope.data
+
+    again = dict(payment_values, id=f"pay_{uuid.uuid4().hex}")  # the same order number: nothing is written
+    other = new_envelope("cashier", type=PAYMENT_CREATED, subject=again["id"], data={})
+    async with uow.autocommit() as conn:
+        second = await insert_payment_with_attempt(
+            conn, again, dict(attempt_values, id="att_again", out_trade_no="attagain"), event=outbox_row("p", other)
+        )
+        assert second is None
+        rows = (await conn.execute(select(outbox.c.event_id, outbox.c.payload).where(outbox.c.key == written.id))).all()
+        assert (await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.key == again["id"]))) == 0
+    assert [(row.event_id, Envelope.from_bytes(row.payload).data) for row in rows] == [(envelope.id, envelope.data)]

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import asyncpg
 from aiokafka.structs import ConsumerRecord
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from libs.common.db import Tx, UnitOfWork, asyncpg_dsn, create_engine
 from libs.common.embedded import create_database, database_url
 from libs.common.events import Envelope
-from libs.common.inbox import InboxConsumer, Subscription
-from libs.common.kafka import EpochWatcher
+from libs.common.inbox import Handler, InboxConsumer, Subscription
+from libs.common.kafka import EVENT_TYPE_HEADER, EpochWatcher
 from libs.common.migrations import INBOX_BY_CONSUMER_SQL
 from libs.common.testing.infra import Infra
 
@@ -25,19 +27,35 @@ TOPIC = "cashier.payments"
 NAMESPACE = "t0123456789."
 
 
-def record(envelope: Envelope) -> ConsumerRecord[bytes, bytes]:
+def record(event: Envelope | bytes, *, offset: int = 0, type_header: str | None = None) -> ConsumerRecord[bytes, bytes]:
+    """A fetched record of `event` (an envelope, or raw bytes), with the relay's event-type header when given."""
+    value = event.to_bytes() if isinstance(event, Envelope) else event
     return ConsumerRecord(
         topic=f"{NAMESPACE}{TOPIC}",
         partition=0,
-        offset=0,
+        offset=offset,
         timestamp=0,
         timestamp_type=0,
         key=None,
-        value=envelope.to_bytes(),
+        value=value,
         checksum=None,
         serialized_key_size=0,
-        serialized_value_size=0,
-        headers=[],
+        serialized_value_size=len(value),
+        headers=[(EVENT_TYPE_HEADER, type_header.encode())] if type_header is not None else [],
+    )
+
+
+def succeeded_only(engine: AsyncEngine, handler: Handler, bootstrap: str, **options: Any) -> InboxConsumer:
+    """Routing's consumer with one subscription, to `payment.succeeded`."""
+    return InboxConsumer(
+        UnitOfWork(engine, source="routing"),
+        service="routing",
+        bootstrap=bootstrap,
+        group_id=f"{NAMESPACE}juhe-routing",
+        topic_namespace=NAMESPACE,
+        subscriptions=[Subscription(TOPIC, handler, frozenset({"payment.succeeded"}))],
+        epoch_watcher=EpochWatcher(bootstrap, interval_seconds=1),
+        **options,
     )
 
 
@@ -144,15 +162,7 @@ async def test_an_event_no_subscription_wants_leaves_no_trace(
         async def handler(tx: Tx, envelope: Envelope) -> None:
             applied.append(envelope.type)
 
-        picky = InboxConsumer(
-            UnitOfWork(engine, source="routing"),
-            service="routing",
-            bootstrap=juhe_infra.bootstrap,
-            group_id=f"{NAMESPACE}juhe-routing",
-            topic_namespace=NAMESPACE,
-            subscriptions=[Subscription(TOPIC, handler, frozenset({"payment.succeeded"}))],
-            epoch_watcher=EpochWatcher(juhe_infra.bootstrap, interval_seconds=1),
-        )
+        picky = succeeded_only(engine, handler, juhe_infra.bootstrap)
         unwanted = Envelope(type="payment.created", source="cashier", subject="pay_3", data={})
         wanted = Envelope(type="payment.succeeded", source="cashier", subject="pay_3", data={})
         for event in (unwanted, wanted, unwanted):
@@ -184,16 +194,7 @@ async def test_a_fetched_batch_is_one_transaction_and_a_failing_event_is_applied
             tx.publish(topic="routing.stats", type="applied", subject=envelope.id, data={})  # an effect to count
             transactions[envelope.id] = int((await tx.conn.exec_driver_sql("SELECT txid_current()")).scalar_one())
 
-        inbox = InboxConsumer(
-            UnitOfWork(engine, source="routing"),
-            service="routing",
-            bootstrap=juhe_infra.bootstrap,
-            group_id=f"{NAMESPACE}juhe-routing",
-            topic_namespace=NAMESPACE,
-            handler_attempts_max=1,
-            subscriptions=[Subscription(TOPIC, handler, frozenset({"payment.succeeded"}))],
-            epoch_watcher=EpochWatcher(juhe_infra.bootstrap, interval_seconds=1),
-        )
+        inbox = succeeded_only(engine, handler, juhe_infra.bootstrap, handler_attempts_max=1)
 
         def event(**data: object) -> Envelope:
             return Envelope(type="payment.succeeded", source="cashier", subject="pay_4", data=data)
@@ -216,5 +217,46 @@ async def test_a_fetched_batch_is_one_transaction_and_a_failing_event_is_applied
         assert effects == [seen.id, a.id, b.id, c.id, d.id]  # each once: the rolled-back batch left nothing
         assert inboxed == {seen.id, a.id, b.id, c.id, d.id} and parked == [poison.id]
         assert transactions[c.id] != transactions[d.id]  # applied alone after the batch failed
+    finally:
+        await engine.dispose()
+
+
+async def test_unwanted_types_are_skipped_by_their_header_and_the_rest_judged_by_the_envelope(
+    migrated_database: Callable[[str], Awaitable[str]], juhe_infra: Infra
+) -> None:
+    """A record whose event-type header (written by the outbox relay) names a type no subscription wants is skipped
+    before its JSON is decoded (docs/performance.md, "Sixth pass"). A record without the header (published before
+    the relay wrote one, or by another producer) is decoded and judged by its envelope as before, and so is one
+    whose header names a wanted type: undecodable, either is parked as always."""
+    url = await migrated_database("routing")
+    engine = create_engine(url)
+    applied: list[str] = []
+
+    async def handler(tx: Tx, envelope: Envelope) -> None:
+        applied.append(envelope.id)
+
+    succeeded = Envelope(type="payment.succeeded", source="cashier", subject="pay_5", data={})
+    unheaded = Envelope(type="payment.succeeded", source="cashier", subject="pay_6", data={})
+    created = Envelope(type="payment.created", source="cashier", subject="pay_7", data={})
+    try:
+        await succeeded_only(engine, handler, juhe_infra.bootstrap).apply_batch(
+            [
+                record(b"not json: never decoded", offset=0, type_header="payment.created"),
+                record(succeeded, offset=1, type_header="payment.succeeded"),
+                record(unheaded, offset=2),  # no header: decoded, wanted by its envelope's type
+                record(created, offset=3),  # no header: decoded, not wanted
+                record(b"not json either", offset=4, type_header="payment.succeeded"),  # wanted: decoded, parked
+                record(b"{broken", offset=5),  # no header: decoded, parked
+            ]
+        )
+        assert applied == [succeeded.id, unheaded.id]
+        conn = await asyncpg.connect(asyncpg_dsn(url))
+        try:
+            inbox_rows = await conn.fetch("SELECT event_id FROM inbox")
+            parked = await conn.fetch('SELECT "offset" FROM inbox_dead_letter ORDER BY "offset"')
+        finally:
+            await conn.close()
+        assert sorted(r["event_id"] for r in inbox_rows) == sorted([succeeded.id, unheaded.id])
+        assert [r["offset"] for r in parked] == [4, 5]
     finally:
         await engine.dispose()

@@ -33,7 +33,15 @@ from libs.common.errors import Problem
 from libs.common.events import Envelope
 from libs.common.failures import outage_spec
 from libs.common.faults import crash_point
-from libs.common.kafka import CONSUMER_TIMEOUT_MS, EpochWatcher, IdleFetchWait, KafkaOptions, ensure_topics, topic_name
+from libs.common.kafka import (
+    CONSUMER_TIMEOUT_MS,
+    EVENT_TYPE_HEADER,
+    EpochWatcher,
+    IdleFetchWait,
+    KafkaOptions,
+    ensure_topics,
+    topic_name,
+)
 from libs.common.logging import get_logger, trace_id_var
 from libs.common.outbox_tables import LEGACY_INBOX_CONSUMER, inbox_dead_letter
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
@@ -68,6 +76,17 @@ _CLAIM = text(
     " WHERE NOT EXISTS (SELECT 1 FROM inbox AS seen WHERE seen.consumer = :legacy AND seen.event_id = f.event_id)"
     " ON CONFLICT DO NOTHING RETURNING event_id"
 )
+
+
+def event_type_header(record: ConsumerRecord) -> str | None:
+    """The event type the record's `EVENT_TYPE_HEADER` names; None without one (or one that is not UTF-8)."""
+    for key, value in record.headers or ():
+        if key == EVENT_TYPE_HEADER and isinstance(value, bytes):
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                return None
+    return None
 
 
 def is_outage(exc: BaseException) -> bool:
@@ -265,13 +284,26 @@ class InboxConsumer:
             await self._apply_with_retries(wanted)
 
     async def _wanted(self, record: ConsumerRecord) -> _Wanted | None:
-        """The record's event and handlers; None for a record nothing is applied for (parked if undecodable)."""
+        """The record's event and handlers; None for a record nothing is applied for (parked if undecodable).
+
+        A record whose event-type header (`EVENT_TYPE_HEADER`, written by the outbox relay with every event) names a
+        type no subscription of its topic wants is skipped before its JSON is decoded: most records a consumer
+        fetches are such (`payment.created` for every consumer of cashier.payments, the payment events for routing's
+        and marketing's other groups), and decoding the envelope was most of what a skipped record cost
+        (docs/performance.md, "Sixth pass"). A record without the header is decoded and judged by its envelope, as
+        before; one with it that some subscription may want is too (the envelope's type decides the handlers)."""
+        base_topic = self._topics.get(record.topic, record.topic)
+        header_type = event_type_header(record)
+        if header_type is not None and not any(
+            s.topic == base_topic and s.wants(header_type) for s in self.subscriptions
+        ):
+            ignored_total.labels(self.service).inc()
+            return None
         try:
             envelope = Envelope.from_bytes(record.value)
         except Exception as exc:
             await self._dead_letter(record, None, f"undecodable event: {exc!r}")
             return None
-        base_topic = self._topics.get(record.topic, record.topic)
         handlers = [s.handler for s in self.subscriptions if s.topic == base_topic and s.wants(envelope.type)]
         if not handlers:
             # No subscription of this consumer wants this type (`payment.created` for every consumer of

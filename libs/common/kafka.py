@@ -41,6 +41,10 @@ log = get_logger("juhe.kafka")
 EPOCH_TOPIC = "juhe.broker-epoch"
 TOPIC_ALREADY_EXISTS = 36
 REQUEST_TIMEOUT_MS = 10_000
+# The record header the outbox relay writes with every event: the envelope's `type`, so a consumer can skip an event
+# none of its subscriptions wants without decoding its JSON (libs.common.inbox; docs/events.md). A record without it
+# (published before the relay wrote it, or by another producer) is decoded and judged by its envelope.
+EVENT_TYPE_HEADER = "type"
 
 
 def topic_name(namespace: str, topic: str) -> str:

@@ -23,6 +23,7 @@ Design, and why it is safe with any number of relay replicas:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from datetime import UTC, datetime, timedelta
 
@@ -31,8 +32,17 @@ from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from libs.common.db import driver_connection
 from libs.common.faults import crash_point
-from libs.common.kafka import EMBEDDED, EpochWatcher, KafkaOptions, ensure_platform_topics, make_producer, topic_name
+from libs.common.kafka import (
+    EMBEDDED,
+    EVENT_TYPE_HEADER,
+    EpochWatcher,
+    KafkaOptions,
+    ensure_platform_topics,
+    make_producer,
+    topic_name,
+)
 from libs.common.logging import get_logger
 from libs.common.outbox_tables import NOTIFY_CHANNEL, OUTBOX_SHARD_COUNT, inbox, outbox
 from libs.common.tasks import close_bounded, raise_if_cancelled, stop_task
@@ -46,11 +56,21 @@ RETENTION_SWEEP_INTERVAL_SECONDS = 30.0
 # The longest sleep of a relay whose listener is connected: only a safety net, since every insert notifies.
 LISTENING_FALLBACK_SECONDS = 15.0
 
-# The shards with at least one unpublished row: one index probe per shard, however long the backlog.
-_PENDING_SHARDS = text(
-    "SELECT s FROM generate_series(0, CAST(:shards AS integer) - 1) AS s"
+# A pass's statements, plain SQL on the connection's asyncpg (each prepared once per connection by its cache).
+# The shards with at least one unpublished row (one index probe per shard, however long the backlog), each with
+# whether this transaction got its advisory lock: the lock is tried only for a shard that passed the probe (a
+# row's select list is computed only for the rows its WHERE kept), and a try never waits, so no lock order.
+_LOCK_PENDING = (
+    "SELECT s, pg_try_advisory_xact_lock($1::integer, s) AS locked FROM generate_series(0, $2::integer - 1) AS s"
     " WHERE EXISTS (SELECT 1 FROM outbox WHERE shard = s AND published_at IS NULL)"
 )
+# Up to $2 unpublished rows of each locked shard, in seq order (per shard, which is all the order there is).
+_READ_LOCKED = (
+    "SELECT o.seq, o.shard, o.topic, o.key, o.payload, o.event_type FROM unnest($1::smallint[]) AS locked (shard)"
+    " CROSS JOIN LATERAL (SELECT seq, shard, topic, key, payload, event_type FROM outbox"
+    " WHERE outbox.shard = locked.shard AND published_at IS NULL ORDER BY seq LIMIT $2) AS o ORDER BY o.seq"
+)
+_MARK_SENT = "UPDATE outbox SET published_at = $1, broker_epoch = $2 WHERE seq = ANY($3::bigint[])"
 
 published_total = Counter("juhe_outbox_published_total", "Outbox rows published", ["service"])
 republished_total = Counter(
@@ -162,69 +182,45 @@ class OutboxRelay:
         self._producer = producer
 
     async def publish_once(self) -> bool:
-        """One pass over the shards that have unpublished rows. True when some shard had a full batch (more
-        may be waiting).
+        """One pass: every shard that has unpublished rows and whose lock this relay gets, in one transaction. True
+        when some shard had a full batch (more may be waiting).
 
-        The shards are found first by one statement (16 probes of the `outbox_unpublished` partial index),
-        so an idle pass, or a pass woken for one event, is one round trip instead of a transaction per shard
-        (measured: 19.7 ms of CPU per idle pass before, docs/performance.md). A row committed after the probe
-        is not missed: its NOTIFY sets the wake event, and the loop passes again.
+        A pass is at most five round trips on the connection's asyncpg itself (`driver_connection`), however many
+        shards it sends: BEGIN; the shards with rows locked in one statement (`_LOCK_PENDING`: an `EXISTS` probe of
+        the `outbox_unpublished` partial index per shard, then `pg_try_advisory_xact_lock` of those only); their
+        rows (`_READ_LOCKED`, each shard's in `seq` order, after the locks); the produce, awaited until the broker
+        has acked every row; the mark (`_MARK_SENT`); COMMIT. Before, each shard with rows was a transaction of its
+        own (BEGIN, lock, read, mark, COMMIT through SQLAlchemy) after a probe, and a payment's events are on
+        several shards (docs/performance.md, "Sixth pass"). The rows are read by a statement after the one that
+        took the locks, so its snapshot sees every row another relay marked before it released a shard. A row
+        committed after the probe is not missed: its NOTIFY sets the wake event, and the loop passes again.
         """
-        busy = held_elsewhere = False
-        for shard in await self._pending_shards():
-            sent = await self._publish_shard(shard)
-            held_elsewhere = held_elsewhere or sent is None
-            busy = busy or (sent or 0) >= self.batch_max
-        # Another relay holds a shard with rows: if it dies before its commit, no new NOTIFY comes for them.
-        self._shard_held_elsewhere = held_elsewhere
-        return busy
-
-    async def _pending_shards(self) -> list[int]:
-        async with self.engine.connect() as conn:
-            rows = await conn.execute(_PENDING_SHARDS, {"shards": OUTBOX_SHARD_COUNT})
-            return [int(row[0]) for row in rows]
-
-    async def _publish_shard(self, shard: int) -> int | None:
-        """The rows published from `shard`; None when another relay holds its lock."""
         producer = self._producer
         assert producer is not None and self._epoch is not None
-        async with self.engine.begin() as conn:
-            locked = (
-                await conn.execute(
-                    text("SELECT pg_try_advisory_xact_lock(:cls, :shard)"),
-                    {"cls": ADVISORY_LOCK_CLASS, "shard": shard},
-                )
-            ).scalar_one()
+        async with driver_connection(self.engine) as conn, conn.transaction():
+            shards = await conn.fetch(_LOCK_PENDING, ADVISORY_LOCK_CLASS, OUTBOX_SHARD_COUNT)
+            locked = [int(row["s"]) for row in shards if row["locked"]]
+            # Another relay holds a shard with rows: if it dies before its commit, no new NOTIFY comes for them.
+            self._shard_held_elsewhere = len(locked) < len(shards)
             if not locked:
-                return None
-            rows = (
-                await conn.execute(
-                    select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.event_type)
-                    .where(outbox.c.shard == shard, outbox.c.published_at.is_(None))
-                    .order_by(outbox.c.seq)
-                    .limit(self.batch_max)
-                )
-            ).all()
+                return False
+            rows = await conn.fetch(_READ_LOCKED, locked, self.batch_max)
             if not rows:
-                return 0
+                return False
             futures = [
                 await producer.send(
-                    topic_name(self.topic_namespace, row.topic),
-                    value=row.payload,
-                    key=row.key.encode(),
-                    headers=[("type", row.event_type.encode())],
+                    topic_name(self.topic_namespace, row["topic"]),
+                    value=row["payload"],
+                    key=row["key"].encode(),
+                    headers=[(EVENT_TYPE_HEADER, row["event_type"].encode())],
                 )
                 for row in rows
             ]
             await asyncio.gather(*futures)
             crash_point("outbox.after_publish")
-            await conn.execute(
-                update(outbox)
-                .where(outbox.c.seq.in_([row.seq for row in rows]))
-                .values(published_at=datetime.now(UTC), broker_epoch=self._epoch)
-            )
+            await conn.execute(_MARK_SENT, datetime.now(UTC), self._epoch, [row["seq"] for row in rows])
         published_total.labels(self.service).inc(len(rows))
-        return len(rows)
+        return max(collections.Counter(row["shard"] for row in rows).values()) >= self.batch_max
 
     async def _sweep_retention(self) -> None:
         """Delete published rows (and inbox rows) past retention, a bounded batch at a time."""

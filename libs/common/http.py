@@ -2,18 +2,33 @@
 
 Retries happen only for idempotent methods (GET/HEAD/PUT/DELETE) or requests carrying an
 Idempotency-Key, on connection errors and 502/503/504, with exponential backoff (tenacity).
+
+httpx is the API; its engine is `libs.common.keepalive.KeepAliveTransport` (HTTP/1.1 keep-alive over asyncio
+streams and httptools: ~0.1 ms of client CPU per request where httpcore, h11 and anyio took 0.5–1.1 ms; ADR 0003,
+docs/performance.md "Sixth pass: transport"), unless the client is routed through a proxy (`lean_transport`).
 """
 
 from __future__ import annotations
 
-import functools
-import ssl
+import urllib.request
 from typing import Any
 
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from libs.common.keepalive import KeepAliveTransport, shared_tls_context
 from libs.common.logging import TRACE_HEADER, current_trace_id
+
+__all__ = [
+    "DEFAULT_TIMEOUT_SECONDS",
+    "IDEMPOTENT_METHODS",
+    "RETRYABLE_STATUS",
+    "json_object",
+    "lean_transport",
+    "request_with_retries",
+    "service_client",
+    "shared_tls_context",
+]
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 RETRY_ATTEMPTS_MAX = 3
@@ -33,17 +48,26 @@ async def _add_trace(request: httpx.Request) -> None:
         request.headers[TRACE_HEADER] = trace_id
 
 
-@functools.cache
-def shared_tls_context() -> ssl.SSLContext:
-    """httpx's default verifying TLS context, built once per process: building it (loading the CA bundle) is
-    ~25 ms of CPU, which every `httpx.AsyncClient()` otherwise pays again (docs/performance.md, "Start-up").
-    Pass it as `verify=` to a client made per call."""
-    return httpx.create_ssl_context()
+def lean_transport(client_kwargs: dict[str, Any], **transport_options: Any) -> KeepAliveTransport | None:
+    """The transport for an `httpx.AsyncClient(**client_kwargs)`: a `KeepAliveTransport`, or None (httpx's default,
+    built from `verify`/`limits`) when the caller chose a transport, proxies or mounts, or when the client trusts the
+    environment and it names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY): a proxied client stays on httpx's own
+    engine, which applies the proxy and NO_PROXY rules."""
+    if any(key in client_kwargs for key in ("transport", "proxy", "mounts")):
+        return None
+    if client_kwargs.get("trust_env", True) and any(k in urllib.request.getproxies() for k in ("http", "https", "all")):
+        return None
+    return KeepAliveTransport(tls=shared_tls_context(), **transport_options)
 
 
 def service_client(
     base_url: str, *, timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, **kwargs: Any
 ) -> httpx.AsyncClient:
+    """A client for another service: `KeepAliveTransport` (up to 100 connections, kept alive 4 s idle), a timeout for
+    each of connect, read, write and pool, the trace header on every request."""
+    transport = lean_transport(kwargs)
+    if transport is not None:
+        kwargs["transport"] = transport
     kwargs.setdefault("verify", shared_tls_context())
     return httpx.AsyncClient(
         base_url=base_url,

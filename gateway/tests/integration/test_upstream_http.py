@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -146,7 +147,7 @@ async def test_informational_answers_bodies_to_close_and_truncation() -> None:
 
 
 def test_request_heads_refuse_anything_that_could_split_a_request() -> None:
-    from gateway.clients.upstream_http import _request_head
+    from libs.common.keepalive import proxy_request_head as _request_head
 
     head = _request_head("POST", "/v1/p?q=%C3%A9", "svc:1", [("X-A", "caf\u00e9 au lait")], b"{}")
     assert head == b"POST /v1/p?q=%C3%A9 HTTP/1.1\r\nHost: svc:1\r\nX-A: caf\xe9 au lait\r\nContent-Length: 2\r\n\r\n"
@@ -161,5 +162,5 @@ def test_request_heads_refuse_anything_that_could_split_a_request() -> None:
         ("GET", "/", [("X-A", "nul\x00")]),
         ("GET", "/", [("X-A", "\u20ac")]),
     ):
-        with pytest.raises(UpstreamTransportError):
+        with pytest.raises(httpx.LocalProtocolError):
             _request_head(method, target, "svc:1", headers, b"")

@@ -29,6 +29,7 @@ import httpx
 
 from libs.common.errors import Problem
 from libs.common.http import shared_tls_context
+from libs.common.keepalive import KeepAliveTransport
 from services.cashier.config import Settings
 from services.cashier.domain.errors import NOTIFY_URL_NOT_ALLOWED
 from services.cashier.domain.webhook_targets import IPAddress, address_refusal, is_loopback_name, url_refusal
@@ -104,11 +105,15 @@ class PinnedTransport(httpx.AsyncBaseTransport):
         self._pools: OrderedDict[_TargetKey, _TargetPool] = OrderedDict()  # least recently used first
 
     def _inner_transport(self) -> httpx.AsyncBaseTransport:
-        """A new connection pool for one target (a test may replace it: it stands for the sockets)."""
-        keepalive = KEEPALIVE_PER_TARGET_MAX if self.keepalive_seconds > 0 else 0
-        limits = httpx.Limits(max_keepalive_connections=keepalive, keepalive_expiry=self.keepalive_seconds or None)
-        # One TLS context for every pool (building one loads the CA bundle: ~25 ms of CPU).
-        return httpx.AsyncHTTPTransport(verify=shared_tls_context(), limits=limits, retries=0)
+        """A new connection pool for one target (a test may replace it: it stands for the sockets). It connects to
+        the pinned URL's host (the checked address) and verifies TLS for the request's `sni_hostname` (the name);
+        one TLS context for every pool (building one loads the CA bundle: ~25 ms of CPU). HTTP/1.1 over httptools
+        (`libs.common.keepalive`, docs/performance.md "Sixth pass: transport"); never a proxy (`trust_env=False`)."""
+        return KeepAliveTransport(
+            tls=shared_tls_context(),
+            keepalive_max=KEEPALIVE_PER_TARGET_MAX,
+            keepalive_seconds=self.keepalive_seconds,
+        )
 
     async def _pool_for(self, key: _TargetKey) -> _TargetPool:
         """The target's pool (made on first use), after closing the pools idle too long or beyond `POOLS_MAX`."""

@@ -24,13 +24,42 @@ async def insert_event_with_deliveries(
 ) -> None:
     """The merchant event and its queued deliveries in one statement (the deliveries' INSERT carries the event's as a
     data-modifying CTE): one round trip for what was one plus one per target (docs/performance.md, fifth pass). Both
-    are written or neither, as inside any transaction; `seq` orders the deliveries as they are listed."""
-    event_insert = merchant_events.insert().values(seq=EVENT_SEQ.next_value(), **event)
-    if not deliveries:
-        await conn.execute(event_insert)
-        return
-    rows = [{"seq": DELIVERY_SEQ.next_value(), "status": DeliveryStatus.PENDING.value, **d} for d in deliveries]
-    await conn.execute(webhook_deliveries.insert().values(rows).add_cte(event_insert.cte("merchant_event")))
+    are written or neither, as inside any transaction; `seq` orders the deliveries as they are listed. On asyncpg
+    directly (store/driver.py), one statement per shape (the fields given, the number of deliveries) built on first
+    use: built per call, its construct and cache key cost more than running it."""
+    delivery_fields = tuple(sorted(deliveries[0])) if deliveries else ()
+    key = (tuple(sorted(event)), delivery_fields, len(deliveries))
+    statement = _EVENT_WITH_DELIVERIES.get(key)
+    if statement is None:
+        statement = _EVENT_WITH_DELIVERIES[key] = DriverStatement(_event_with_deliveries_statement(*key))
+    parameters = {"e_" + name: value for name, value in event.items()}
+    for i, delivery in enumerate(deliveries):
+        parameters.update({f"d{i}_{name}": delivery[name] for name in delivery_fields})
+    await statement.execute(conn, parameters)
+
+
+_EVENT_WITH_DELIVERIES: dict[tuple[tuple[str, ...], tuple[str, ...], int], DriverStatement] = {}
+
+
+def _event_with_deliveries_statement(
+    event_fields: tuple[str, ...], delivery_fields: tuple[str, ...], count: int
+) -> Any:
+    """`insert_event_with_deliveries`'s statement for one shape; binds `e_<column>` and `d<i>_<column>`."""
+    event_insert = merchant_events.insert().values(
+        seq=EVENT_SEQ.next_value(),
+        **{name: bindparam("e_" + name, type_=merchant_events.c[name].type) for name in event_fields},
+    )
+    if not count:
+        return event_insert
+    rows = [
+        {
+            "seq": DELIVERY_SEQ.next_value(),
+            "status": DeliveryStatus.PENDING.value,
+            **{name: bindparam(f"d{i}_{name}", type_=webhook_deliveries.c[name].type) for name in delivery_fields},
+        }
+        for i in range(count)
+    ]
+    return webhook_deliveries.insert().values(rows).add_cte(event_insert.cte("merchant_event"))
 
 
 def _claim_statement() -> Any:

@@ -4,13 +4,15 @@ configuration (sandbox) and a live one (the real channel) of the same channel li
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, and_, bindparam, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from libs.common.modes import Mode
+from services.cashier.store.driver import DriverStatement
 from services.cashier.store.tables import merchant_channels, merchants, payments
 
 
@@ -132,19 +134,39 @@ def _create_read_statement() -> Any:
     )
 
 
-_CREATE_READ = _create_read_statement()
+# On asyncpg directly (store/driver.py): every create runs it.
+_CREATE_READ = DriverStatement(_create_read_statement())
+
+
+class ChannelConfig(NamedTuple):
+    """A `merchant_channels` row as the create's read returns it (by attribute, as SQLAlchemy's rows are read)."""
+
+    merchant_id: str
+    channel: str
+    priority: int
+    enabled: bool
+    config: dict[str, Any]
+    mode: str
+    version: int
+    updated_at: datetime
+
+
+assert ChannelConfig._fields == tuple(column.name for column in merchant_channels.c), "the table's columns changed"
 
 
 async def read_for_create(
     conn: AsyncConnection, *, merchant_id: str, merchant_order_no: str, mode: Mode
-) -> tuple[str | None, list[Row[Any]]]:
+) -> tuple[str | None, list[ChannelConfig]]:
     """A create's one read, in one statement: the id of the merchant's payment with this order number (None: the
-    order is new) and the merchant's enabled configs of the payment's mode, as `list_channels` orders them (rows of
-    `merchant_channels`, plus `existing_payment_id`). Both come from one snapshot."""
+    order is new) and the merchant's enabled configs of the payment's mode, as `list_channels` orders them. Both come
+    from one snapshot."""
     parameters = {"merchant_id": merchant_id, "merchant_order_no": merchant_order_no, "mode": mode}
-    rows = (await conn.execute(_CREATE_READ, parameters)).all()
-    existing_payment_id = rows[0].existing_payment_id if rows else None
-    return existing_payment_id, [row for row in rows if row.channel is not None]
+    rows = await _CREATE_READ.fetch(conn, parameters)
+    existing_payment_id = rows[0]["existing_payment_id"] if rows else None
+    configs = [
+        ChannelConfig(*(row[name] for name in ChannelConfig._fields)) for row in rows if row["channel"] is not None
+    ]
+    return existing_payment_id, configs
 
 
 async def list_channels(

@@ -24,13 +24,16 @@ from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from libs.common import errors, tracing, unstorable
@@ -234,21 +237,15 @@ class UnstorableTextGuard:
         if scope.get("method") in BODYLESS_METHODS or not unstorable.is_json_media_type(content_type):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":  # the client left: let the application see it
-                await self.app(scope, _replay([], message, receive), send)
-                return
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
+        body, left = await receive_body(receive)
+        if left is not None:  # the client left: let the application see it
+            await self.app(scope, replay_body([], left, receive), send)
+            return
         problem = unstorable.json_body_problem(body)
         if problem is not None:
             await self._refuse(scope, receive, send, problem, "body")
             return
-        await self.app(scope, _replay([body], None, receive), send)
+        await self.app(scope, replay_body([body], None, receive), send)
 
     @staticmethod
     async def _refuse(scope: Scope, receive: Receive, send: Send, detail: str, where: str) -> None:
@@ -259,7 +256,19 @@ class UnstorableTextGuard:
 BODYLESS_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # no Juhe route reads a body on these
 
 
-def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Receive:
+async def receive_body(receive: Receive) -> tuple[bytes, Message | None]:
+    """A request's whole body, and the message that ended it early (the client left: `http.disconnect`) or None."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), message
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def replay_body(chunks: list[bytes], last: Message | None, receive: Receive) -> Receive:
     """A `receive` that hands over the body already read, then defers to the real one (disconnects)."""
     pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}] if chunks else []
     if last is not None:
@@ -271,6 +280,60 @@ def _replay(chunks: list[bytes], last: Message | None, receive: Receive) -> Rece
         return await receive()
 
     return replay
+
+
+BodyT = TypeVar("BodyT", bound=BaseModel)
+
+
+class JsonFastRoute(Route, Generic[BodyT]):
+    """A hot `POST` whose valid JSON bodies skip FastAPI's per-request machinery: the body is validated straight from
+    its bytes (`model_validate_json`), `answer` is awaited with the process's `Runtime`, and its model is sent as
+    pydantic's JSON, the bytes FastAPI sends for it. FastAPI's route matching, dependency solving, request-body
+    parsing and response validation cost ~70-80 us of CPU per request more than this (docs/performance.md, "Sixth
+    pass: the edges").
+
+    The FastAPI route of the same path stays (the OpenAPI document shows it) and serves every request this one
+    declines, unchanged: a body that does not validate (so every refusal is FastAPI's own 422, byte for byte), a
+    content type FastAPI would not parse as JSON, a client that left mid-body. Exceptions go up to the application's
+    handlers as from any route. Insert it before the routes: `app.router.routes.insert(0, JsonFastRoute(...))`."""
+
+    DECLINED = "juhe.fast_route_declined"  # set in the scope of a request handed on to the FastAPI route
+
+    def __init__(self, path: str, body: type[BodyT], answer: Callable[[Runtime, BodyT], Awaitable[BaseModel]]) -> None:
+        super().__init__(path, self._unused, methods=["POST"], include_in_schema=False)
+        self.body = body
+        self.answer = answer
+
+    @staticmethod
+    async def _unused(request: Request) -> Response:  # pragma: no cover - `handle` is the route's whole work
+        raise NotImplementedError
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"] == self.path
+            and not scope.get(self.DECLINED)
+        ):
+            return Match.FULL, {"endpoint": self.endpoint, "path_params": {}, "route": self}
+        return Match.NONE, {}
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers: list[tuple[bytes, bytes]] = scope.get("headers") or []
+        content_type = next((v for k, v in headers if k == b"content-type"), None)
+        parsed: BodyT | None = None
+        if unstorable.is_json_media_type(content_type):
+            raw, left = await receive_body(receive)
+            receive = replay_body([raw], left, receive)
+            if left is None:
+                with contextlib.suppress(ValidationError):
+                    parsed = self.body.model_validate_json(raw)
+        if parsed is None:
+            scope[self.DECLINED] = True
+            await scope["app"].router(scope, receive, send)  # routed again, past this route: FastAPI's own
+            return
+        result = await self.answer(scope["app"].state.runtime, parsed)
+        await Response(result.model_dump_json(), media_type="application/json")(scope, receive, send)
 
 
 # The labelled metric children a `TraceAndMeasure` keeps, looked up once per (method, route, status): bounded by
@@ -570,6 +633,14 @@ async def _supervise(name: str, loop: Callable[[], Awaitable[None]]) -> None:
             await asyncio.sleep(1)
 
 
+# FastAPI's own OpenTelemetry layer (FastAPI >= 0.16x) off: Juhe traces through `libs.common.tracing` (the
+# OpenTelemetry FastAPI instrumentation, when an OTLP endpoint is set), and FastAPI's layer then steps aside for it;
+# with tracing off no provider is configured and it records nothing either. So it never produced a span, a metric or
+# a log line here, yet asked on every request whether any of its three global providers was configured (an
+# environment lookup each): ~8 us of CPU per request in every service (docs/performance.md, "Sixth pass: the edges").
+NATIVE_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -617,7 +688,14 @@ def create_service_app(
 
     # No slash redirects: a 307 to `http://<internal host:port>/…` would leak the service's address through
     # the gateway; `/v1/x/` is simply not a route (404 problem+json).
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan, redirect_slashes=False)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        redirect_slashes=False,
+        telemetry=NATIVE_TELEMETRY_OFF,
+    )
     install_problem_handlers(app)
     if refuse_unstorable_text:
         app.add_middleware(UnstorableTextGuard)  # inside the observability middleware added next

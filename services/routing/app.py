@@ -24,7 +24,7 @@ def create_app(settings_: Settings) -> FastAPI:
     async def on_startup(runtime: Runtime) -> None:
         runtime.context = build_routing_context(settings_, runtime)
 
-    return create_service_app(
+    app = create_service_app(
         settings_,
         title="Juhe routing",
         description="Chooses the channel route for each payment attempt: cost, success rate, health, rules.",
@@ -42,3 +42,6 @@ def create_app(settings_: Settings) -> FastAPI:
         background=worker.background_tasks(settings_),
         on_startup=on_startup,
     )
+    # The cashier's call on every create, served first and without FastAPI's per-request work for a valid body.
+    app.router.routes.insert(0, decide.fast_methods_route())
+    return app

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 
 from libs.common.errors import Problem
+from libs.common.web import JsonFastRoute, Runtime
 from services.routing.api.deps import SnapshotSourceDep
 from services.routing.api.schemas import (
     RouteDecideMethodsRequest,
@@ -17,7 +18,9 @@ from services.routing.api.schemas import (
     RouteSimulateRequest,
     decision_fields,
 )
+from services.routing.context import routing_context
 from services.routing.domain.decide import decide
+from services.routing.store.snapshot import SnapshotSource
 
 router = APIRouter(prefix="/v1/route", tags=["decide"])
 
@@ -35,6 +38,10 @@ async def decide_route(body: RouteDecideRequest, source: SnapshotSourceDep) -> R
 async def decide_methods(body: RouteDecideMethodsRequest, source: SnapshotSourceDep) -> RouteMethodsDecisionResponse:
     """`POST /v1/route` for each method asked, on one snapshot: 200 with every method's candidates and `outcome`
     (routed | no_route_available | channel_unavailable: the code `/v1/route` would answer for that method)."""
+    return await methods_decision(body, source)
+
+
+async def methods_decision(body: RouteDecideMethodsRequest, source: SnapshotSource) -> RouteMethodsDecisionResponse:
     now = datetime.now(UTC)
     snapshot = await source.snapshot(body.merchant_id, now)
     decisions = []
@@ -48,6 +55,16 @@ async def decide_methods(body: RouteDecideMethodsRequest, source: SnapshotSource
         decisions.append(decision_fields(decision, body.currency, outcome, method=method))
     # One validation of the whole answer (schemas.decision_fields says why).
     return RouteMethodsDecisionResponse.model_validate({"decisions": decisions})
+
+
+async def _fast_methods_decision(runtime: Runtime, body: RouteDecideMethodsRequest) -> RouteMethodsDecisionResponse:
+    return await methods_decision(body, routing_context(runtime).snapshots)
+
+
+def fast_methods_route() -> JsonFastRoute[RouteDecideMethodsRequest]:
+    """`POST /v1/route/methods`, the cashier's call on every create, without FastAPI's per-request machinery for a
+    valid body (`libs.common.web.JsonFastRoute`); anything else is served by `decide_methods` above, as before."""
+    return JsonFastRoute(f"{router.prefix}/methods", RouteDecideMethodsRequest, _fast_methods_decision)
 
 
 @router.post("/simulate")

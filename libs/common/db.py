@@ -139,6 +139,10 @@ def new_envelope(source: str, *, type: str, subject: str, data: dict[str, Any], 
     )
 
 
+# The columns of an `outbox` row a writer gives (`outbox_row`); `seq`, `created_at` and the relay's are the table's.
+OUTBOX_FIELDS = ("event_id", "topic", "key", "shard", "event_type", "payload")
+
+
 def outbox_row(topic: str, envelope: Envelope) -> dict[str, Any]:
     """The `outbox` row of `envelope` (its shard from the subject: the relay publishes a shard in `seq` order), as
     `Tx.flush_events` writes it. Any INSERT of it wakes the relay (the table's statement trigger)."""
@@ -165,11 +169,19 @@ class Tx:
         self._events.append((topic, envelope))
         return envelope
 
+    def take_outbox_rows(self) -> list[dict[str, Any]]:
+        """The outbox rows of the events published so far, handed to the caller's own statement to write (a data-
+        modifying CTE of a write this transaction makes anyway; e.g. the cashier's webhook event,
+        services/cashier/store/webhooks.py `insert_event_with_deliveries`), and no longer written by
+        `flush_events`: one round trip fewer before COMMIT. The caller must write them in this transaction."""
+        rows = [outbox_row(topic, env) for topic, env in self._events]
+        self._events.clear()
+        return rows
+
     async def flush_events(self) -> None:
         if not self._events:
             return
-        rows = [outbox_row(topic, env) for topic, env in self._events]
-        self._events.clear()
+        rows = self.take_outbox_rows()
         await self.conn.execute(insert(outbox), rows)
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.db import OUTBOX_FIELDS
 from libs.common.outbox_tables import outbox
 from services.cashier.domain.payments import (
     AttemptStatus,
@@ -313,8 +314,6 @@ FIRST_ATTEMPT_FIELDS = (
     "next_poll_at",
 )
 _PAYMENT_WITH_ATTEMPT: dict[tuple[frozenset[str], bool], DriverStatement] = {}
-# The outbox row's columns an insert gives (libs/common/db.py `outbox_row`); the rest are the table's defaults.
-_OUTBOX_FIELDS = ("event_id", "topic", "key", "shard", "event_type", "payload")
 # What the payments table writes for a column an insert leaves out: its server defaults (store/tables.py); a
 # nullable column without one is NULL. `payment_to_insert` builds the record from them.
 _PAYMENT_DEFAULTS: dict[str, Any] = {
@@ -376,8 +375,8 @@ def _payment_with_attempt_statement(payment_fields: frozenset[str], with_outbox:
     statement = _attempt_and_payment(new_attempt, new_payment)
     if not with_outbox:
         return statement
-    event_values = select(*(bindparam("ov_" + name, type_=outbox.c[name].type) for name in _OUTBOX_FIELDS))
-    new_event = insert(outbox).from_select(list(_OUTBOX_FIELDS), event_values.select_from(new_payment))
+    event_values = select(*(bindparam("ov_" + name, type_=outbox.c[name].type) for name in OUTBOX_FIELDS))
+    new_event = insert(outbox).from_select(list(OUTBOX_FIELDS), event_values.select_from(new_payment))
     return statement.add_cte(new_event.cte("new_event"))
 
 
@@ -400,7 +399,7 @@ async def insert_payment_with_attempt(
     parameters = {"pv_" + name: value for name, value in payment_values.items()}
     parameters.update({"av_" + name: attempt_values[name] for name in FIRST_ATTEMPT_FIELDS})
     if event is not None:
-        parameters.update({"ov_" + name: event[name] for name in _OUTBOX_FIELDS})
+        parameters.update({"ov_" + name: event[name] for name in OUTBOX_FIELDS})
     row = await statement.fetchrow(conn, parameters)
     if row is None:
         return None

@@ -11,6 +11,8 @@ from sqlalchemy import Sequence as DbSequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
+from libs.common.db import OUTBOX_FIELDS
+from libs.common.outbox_tables import outbox
 from services.cashier.domain.webhooks import DeliveryStatus
 from services.cashier.store.driver import DriverStatement
 from services.cashier.store.tables import merchant_events, webhook_attempts, webhook_deliveries
@@ -20,35 +22,51 @@ DELIVERY_SEQ = DbSequence("webhook_delivery_seq")
 
 
 async def insert_event_with_deliveries(
-    conn: AsyncConnection, event: dict[str, Any], deliveries: Sequence[dict[str, Any]]
+    conn: AsyncConnection,
+    event: dict[str, Any],
+    deliveries: Sequence[dict[str, Any]],
+    *,
+    outbox_rows: Sequence[dict[str, Any]] = (),
 ) -> None:
     """The merchant event and its queued deliveries in one statement (the deliveries' INSERT carries the event's as a
     data-modifying CTE): one round trip for what was one plus one per target (docs/performance.md, fifth pass). Both
     are written or neither, as inside any transaction; `seq` orders the deliveries as they are listed. On asyncpg
     directly (store/driver.py), one statement per shape (the fields given, the number of deliveries) built on first
-    use: built per call, its construct and cache key cost more than running it."""
+    use: built per call, its construct and cache key cost more than running it. `outbox_rows` (libs/common/db.py
+    `Tx.take_outbox_rows`: the events the transaction published, e.g. the `payment.*` event the webhook announces)
+    are written by the same statement, one data-modifying CTE more: no separate outbox INSERT before COMMIT."""
     delivery_fields = tuple(sorted(deliveries[0])) if deliveries else ()
-    key = (tuple(sorted(event)), delivery_fields, len(deliveries))
+    key = (tuple(sorted(event)), delivery_fields, len(deliveries), len(outbox_rows))
     statement = _EVENT_WITH_DELIVERIES.get(key)
     if statement is None:
         statement = _EVENT_WITH_DELIVERIES[key] = DriverStatement(_event_with_deliveries_statement(*key))
     parameters = {"e_" + name: value for name, value in event.items()}
     for i, delivery in enumerate(deliveries):
         parameters.update({f"d{i}_{name}": delivery[name] for name in delivery_fields})
+    for i, row in enumerate(outbox_rows):
+        parameters.update({f"o{i}_{name}": row[name] for name in OUTBOX_FIELDS})
     await statement.execute(conn, parameters)
 
 
-_EVENT_WITH_DELIVERIES: dict[tuple[tuple[str, ...], tuple[str, ...], int], DriverStatement] = {}
+_EVENT_WITH_DELIVERIES: dict[tuple[tuple[str, ...], tuple[str, ...], int, int], DriverStatement] = {}
 
 
 def _event_with_deliveries_statement(
-    event_fields: tuple[str, ...], delivery_fields: tuple[str, ...], count: int
+    event_fields: tuple[str, ...], delivery_fields: tuple[str, ...], count: int, outbox_count: int
 ) -> Any:
-    """`insert_event_with_deliveries`'s statement for one shape; binds `e_<column>` and `d<i>_<column>`."""
+    """`insert_event_with_deliveries`'s statement for one shape; binds `e_*`, `d<i>_*` and `o<i>_*` (column names)."""
     event_insert = merchant_events.insert().values(
         seq=EVENT_SEQ.next_value(),
         **{name: bindparam("e_" + name, type_=merchant_events.c[name].type) for name in event_fields},
     )
+    if outbox_count:
+        outbox_insert = outbox.insert().values(
+            [
+                {name: bindparam(f"o{i}_{name}", type_=outbox.c[name].type) for name in OUTBOX_FIELDS}
+                for i in range(outbox_count)
+            ]
+        )
+        event_insert = event_insert.add_cte(outbox_insert.cte("outbox_rows"))
     if not count:
         return event_insert
     rows = [

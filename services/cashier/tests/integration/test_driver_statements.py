@@ -4,19 +4,21 @@ same records, JSON included (docs/performance.md, "Sixth pass: the cashier's sta
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from libs.common.db import UnitOfWork, create_engine, new_envelope, outbox_row
+from libs.common.db import UnitOfWork, asyncpg_dsn, create_engine, new_envelope, outbox_row
 from libs.common.events import Envelope
-from libs.common.outbox_tables import outbox
+from libs.common.outbox_tables import NOTIFY_CHANNEL, outbox
 from services.cashier.domain.payments import AttemptStatus, PaymentStatus
 from services.cashier.events import PAYMENT_CREATED, PAYMENTS_TOPIC, payment_event_data
 from services.cashier.store.payments import (
@@ -25,7 +27,8 @@ from services.cashier.store.payments import (
     insert_payment_with_attempt,
     payment_to_insert,
 )
-from services.cashier.store.tables import payments
+from services.cashier.store.tables import payments, webhook_deliveries
+from services.cashier.store.webhooks import insert_event_with_deliveries
 
 
 @pytest.fixture
@@ -125,3 +128,51 @@ async def test_the_insert_writes_its_event_with_the_payment_or_not_at_all(engine
         rows = (await conn.execute(select(outbox.c.event_id, outbox.c.payload).where(outbox.c.key == written.id))).all()
         assert (await conn.scalar(select(func.count()).select_from(outbox).where(outbox.c.key == again["id"]))) == 0
     assert [(row.event_id, Envelope.from_bytes(row.payload).data) for row in rows] == [(envelope.id, envelope.data)]
+
+
+async def test_outbox_rows_written_by_a_cte_wake_the_relay(engine: AsyncEngine) -> None:
+    """The event's outbox row written by the webhook event's statement (`Tx.take_outbox_rows`) commits with it, and
+    an outbox row inserted by a data-modifying CTE fires the table's statement trigger: the relay is woken."""
+    payment_values, attempt_values = _rows()
+    uow = UnitOfWork(engine, source="cashier")
+    async with uow.autocommit() as conn:
+        inserted = await insert_payment_with_attempt(conn, payment_values, attempt_values)
+    assert inserted is not None
+    listener = await asyncpg.connect(asyncpg_dsn(engine.url.render_as_string(hide_password=False)))
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    await listener.add_listener(NOTIFY_CHANNEL, lambda *args: woken.put_nowait(args[3]))
+    try:
+        async with uow.begin() as tx:
+            envelope = tx.publish(topic=PAYMENTS_TOPIC, type="payment.succeeded", subject=payment_values["id"], data={})
+            event: dict[str, Any] = {
+                "id": envelope.id,
+                "merchant_id": "mch_driver",
+                "type": envelope.type,
+                "payment_id": envelope.subject,
+                "livemode": False,
+                "payload": {},
+                "created_at": datetime.now(UTC),
+            }
+            delivery = {
+                "id": f"whd_{uuid.uuid4().hex}",
+                "merchant_id": "mch_driver",
+                "payment_id": envelope.subject,
+                "event_id": envelope.id,
+                "event_type": envelope.type,
+                "url": "https://merchant.example/hook",
+                "body": "{}",
+                "next_attempt_at": datetime.now(UTC),
+            }
+            await insert_event_with_deliveries(tx.conn, event, [delivery], outbox_rows=tx.take_outbox_rows())
+        await asyncio.wait_for(woken.get(), timeout=30)
+    finally:
+        await listener.close()
+    async with uow.read() as conn:
+        published = (await conn.execute(select(outbox.c.event_id).where(outbox.c.key == envelope.subject))).scalars()
+        assert list(published) == [envelope.id]  # written once: by the event's statement, not again by the flush
+        assert (
+            await conn.scalar(
+                select(func.count()).select_from(webhook_deliveries).where(webhook_deliveries.c.event_id == envelope.id)
+            )
+            == 1
+        )

@@ -104,18 +104,19 @@ async def driver_connection(engine: AsyncEngine) -> AsyncIterator[asyncpg.Connec
 
     SQLAlchemy begins nothing on this connection (its adapter starts a transaction lazily, at its first
     statement), and on return its reset rolls back only a transaction it started: what the caller left open is
-    rolled back by asyncpg's `transaction()` block. A connection that broke meanwhile is invalidated, so the pool
-    never hands it out again. Never inside a unit of work (`Tx.conn` has its own transaction)."""
+    rolled back by asyncpg's `transaction()` block. A connection that broke meanwhile, or that is still in a
+    transaction when it comes back (a rollback cut short by a cancel), is invalidated: the pool never hands it out
+    again, and closing it ends that transaction on the server. Never inside a unit of work (`Tx.conn` has its own
+    transaction)."""
     async with engine.connect() as conn:
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
         try:
             yield driver
-        except BaseException:
-            if driver.is_closed():
+        finally:
+            if driver.is_closed() or driver.is_in_transaction():
                 await conn.invalidate()
-            raise
 
 
 def shard_of(key: str) -> int:

@@ -36,6 +36,9 @@ def _cycle(row: RowMapping) -> Cycle:
 
 _CYCLES = select(merchant_cycles).where(merchant_cycles.c.holder_id == func.any(bindparam("ids", type_=ARRAY(Text))))
 
+# Built once (SQLAlchemy's compiled cache serves it): a payment's first success writes its entries with it.
+_ADD_ENTRIES = insert(settlement_entries).on_conflict_do_nothing(index_elements=["source_key"])
+
 
 async def calendar(conn: AsyncConnection) -> Calendar:
     rows = await conn.execute(select(calendar_days.c.day, calendar_days.c.business_day).limit(CALENDAR_DAYS_MAX))
@@ -46,7 +49,7 @@ async def add_entries(conn: AsyncConnection, entries: list[dict[str, Any]]) -> N
     """Entries with a 0 amount are dropped; a repeated `source_key` is a no-op."""
     rows = [e for e in entries if e["amount_minor"] != 0]
     if rows:
-        await conn.execute(insert(settlement_entries).on_conflict_do_nothing(index_elements=["source_key"]), rows)
+        await conn.execute(_ADD_ENTRIES, rows)
 
 
 async def due_holders(conn: AsyncConnection, cycle_date: date, limit: int) -> list[tuple[str, str, bool]]:

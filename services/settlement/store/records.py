@@ -41,6 +41,40 @@ _WITH_UNAPPLIED_REFUNDS = (
     .distinct()
 )
 
+# The columns a payment event sets (flows/payments.py:record_payment): inserted by one statement built once, a column
+# the event leaves out given as NULL, which is what the insert gave it before (the fee and settle-date columns have
+# no default). The others (refunded_minor, updated_at) keep their server defaults.
+_RECORD_COLUMNS = (
+    "payment_id",
+    "merchant_id",
+    "merchant_order_no",
+    "business_line",
+    "channel",
+    "out_trade_no",
+    "channel_trade_no",
+    "status",
+    "amount_minor",
+    "currency",
+    "bill_date",
+    "succeeded_at",
+    "purpose",
+    "explicit_split",
+    "profit_sharing",
+    "livemode",
+    "channel_fee_minor",
+    "channel_fee_rate_bps",
+    "platform_fee_rate_bps",
+    "platform_fee_minor",
+    "margin_minor",
+    "settle_date",
+)
+_INSERT_RECORD = (
+    insert(payment_records)
+    .values({c: bindparam(c, type_=payment_records.c[c].type) for c in _RECORD_COLUMNS})
+    .on_conflict_do_nothing(index_elements=["payment_id"])
+    .returning(payment_records)
+)
+
 
 async def platform_rate_bps(conn: AsyncConnection, merchant_id: str) -> int | None:
     value = await conn.scalar(
@@ -84,18 +118,10 @@ async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple
     overwrite `succeeded`. Returns (previous status or None if new, the row now). The caller holds the payment's
     lock (`lock_payment`), so the insert tried first (one statement for a new payment, the usual case) and the
     read that follows a conflict see the same row."""
-    inserted = (
-        (
-            await conn.execute(
-                insert(payment_records)
-                .values(**values)
-                .on_conflict_do_nothing(index_elements=["payment_id"])
-                .returning(payment_records)
-            )
-        )
-        .mappings()
-        .first()
-    )
+    unknown = values.keys() - _RECORD_COLUMNS
+    if unknown:
+        raise ValueError(f"not columns a payment event sets: {sorted(unknown)}")
+    inserted = (await conn.execute(_INSERT_RECORD, {c: values.get(c) for c in _RECORD_COLUMNS})).mappings().first()
     if inserted is not None:
         return None, inserted
     previous = (

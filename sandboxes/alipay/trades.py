@@ -309,16 +309,17 @@ class TradeBook:
     def pay(
         self, doc: dict[str, Any], *, buyer_logon_id: str | None = None, buyer_id: str | None = None
     ) -> dict[str, Any]:
-        doc = self.scan(doc)
-        if doc["status"] != WAIT_BUYER_PAY:
-            raise BizError("ACQ.TRADE_STATUS_ERROR", f"trade is {doc['status']}, not WAIT_BUYER_PAY")
-        paid = self._put(
-            doc,
-            status=TRADE_SUCCESS,
-            paid_at=_iso(self.clock()),
-            buyer_id=buyer_id or doc.get("buyer_id") or DEFAULT_BUYER_ID,
-            buyer_logon_id=buyer_logon_id or doc.get("buyer_logon_id") or DEFAULT_BUYER_LOGON_ID,
-        )
+        with self.store.transaction():  # the scan of an unscanned QR trade and the payment: one commit
+            doc = self.scan(doc)
+            if doc["status"] != WAIT_BUYER_PAY:
+                raise BizError("ACQ.TRADE_STATUS_ERROR", f"trade is {doc['status']}, not WAIT_BUYER_PAY")
+            paid = self._put(
+                doc,
+                status=TRADE_SUCCESS,
+                paid_at=_iso(self.clock()),
+                buyer_id=buyer_id or doc.get("buyer_id") or DEFAULT_BUYER_ID,
+                buyer_logon_id=buyer_logon_id or doc.get("buyer_logon_id") or DEFAULT_BUYER_LOGON_ID,
+            )
         self.on_event(TradeEvent(trade=paid))
         return paid
 

@@ -7,6 +7,7 @@ against the public key a developer already pasted into their config.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 RSA_KEY_SIZE_BITS = 2048
 RSA_PUBLIC_EXPONENT = 65537
+PARSED_KEYS_MAX = 1024  # merchants' public keys parsed and kept by PEM text (load_public_key_pem)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +67,16 @@ def load_or_create_rsa_key(directory: Path, name: str) -> KeyPair:
 
 
 def load_public_key_pem(pem: str) -> rsa.RSAPublicKey:
-    """Parse a merchant-supplied public key (SubjectPublicKeyInfo or PKCS#1 PEM)."""
+    """Parse a merchant-supplied public key (SubjectPublicKeyInfo or PKCS#1 PEM).
+
+    Parsed keys are kept by their PEM text: a channel checks every request against the key its merchant record
+    holds *now* (read per request), and a replaced key is other text, so nothing stale is ever served; only the
+    parsing (a few % of a sandbox's CPU per payment, docs/performance.md, "Sixth pass") is done once."""
+    return _parse_public_key_pem(pem)
+
+
+@functools.lru_cache(maxsize=PARSED_KEYS_MAX)
+def _parse_public_key_pem(pem: str) -> rsa.RSAPublicKey:
     data = pem.encode("ascii")
     try:
         key = serialization.load_pem_public_key(data)

@@ -92,15 +92,14 @@ def proxy_request_head(
 
 # ------------------------------------------------------------------------------------------------- connections
 class _Reader(asyncio.StreamReader):
-    """A stream reader that notices bytes arriving while its connection is idle in a pool (a late answer, a
-    server's 408 before it closes): such a connection is never reused, or the next request would read them."""
+    """A stream reader counting the bytes the connection delivered, so that a connection holding any byte its
+    responses did not consume (a late answer, a server's 408 before it closes, anything after a response) is never
+    reused: the next request would read them as its answer."""
 
-    idle = False
-    stale = False
+    fed = 0
 
     def feed_data(self, data: bytes) -> None:  # type: ignore[override]  # asyncio feeds bytes
-        if self.idle:
-            self.stale = True
+        self.fed += len(data)
         super().feed_data(data)
 
 
@@ -109,12 +108,13 @@ class _Connection:
     reader: _Reader
     writer: asyncio.StreamWriter
     idle_since: float = 0.0
+    received: int = 0  # bytes read into responses: `reader.fed` beyond it were never asked for
 
     def reusable(self, now: float, idle_seconds_max: float) -> bool:
         reader = self.reader
         return (
             now - self.idle_since <= idle_seconds_max
-            and not reader.stale
+            and reader.fed == self.received
             and not reader.at_eof()
             and reader.exception() is None
             and not self.writer.is_closing()
@@ -152,6 +152,7 @@ class _Connection:
             raise httpx.ReadError(f"reading the response failed: {exc!r}") from exc
         if not data:
             return False
+        self.received += len(data)
         reply.feed(data)
         return True
 
@@ -318,7 +319,6 @@ class _Origin:
         while self.idle:
             connection = self.idle.pop()
             if connection.reusable(now, idle_seconds_max):
-                connection.reader.idle = False
                 return connection
             connection.close()
         return None
@@ -334,7 +334,6 @@ class _Origin:
             and not connection.reader.at_eof()
         ):
             connection.idle_since = time.monotonic()
-            connection.reader.idle = True
             self.idle.append(connection)
         else:
             connection.close()

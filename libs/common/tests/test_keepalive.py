@@ -25,6 +25,7 @@ from starlette.routing import Route
 
 from libs.common.keepalive import KeepAliveTransport, ResponseTooLarge
 from libs.common.testing.infra import serve_app
+from libs.common.testing.waiting import eventually
 
 DEAD_URL = "http://127.0.0.1:9"
 peers: set[int] = set()
@@ -163,6 +164,35 @@ async def test_broken_peers_are_remote_protocol_errors_and_their_connections_not
     finally:
         server.close()
     assert connections == 2  # the stale answer was never read as the second request's
+
+    late_written = asyncio.Event()
+
+    async def late_bytes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        if connections == 3:  # after the answer, while the connection idles in the client's pool: a 408
+            await asyncio.sleep(0.05)
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+            late_written.set()
+        await reader.read()
+
+    server, url = await _scripted(late_bytes)
+    transport = KeepAliveTransport()
+    try:
+        async with httpx.AsyncClient(base_url=url, transport=transport, timeout=5) as http:
+            assert (await http.get("/x")).text == "ok"
+            await late_written.wait()
+            (origin,) = transport._origins.values()
+            await eventually(lambda: origin.idle[0].reader.fed > origin.idle[0].received, "the 408 reached the client")
+            second = await http.get("/x")
+        assert (second.status_code, second.text) == (200, "ok")  # not the 408
+    finally:
+        server.close()
+    assert connections == 4
 
 
 def _certificates(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:

@@ -10,6 +10,7 @@ docs/performance.md "Sixth pass: transport"), unless the client is routed throug
 
 from __future__ import annotations
 
+import ssl
 import urllib.request
 from typing import Any
 
@@ -49,15 +50,20 @@ async def _add_trace(request: httpx.Request) -> None:
 
 
 def lean_transport(client_kwargs: dict[str, Any], **transport_options: Any) -> KeepAliveTransport | None:
-    """The transport for an `httpx.AsyncClient(**client_kwargs)`: a `KeepAliveTransport`, or None (httpx's default,
-    built from `verify`/`limits`) when the caller chose a transport, proxies or mounts, or when the client trusts the
-    environment and it names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY): a proxied client stays on httpx's own
-    engine, which applies the proxy and NO_PROXY rules."""
-    if any(key in client_kwargs for key in ("transport", "proxy", "mounts")):
+    """The transport for an `httpx.AsyncClient(**client_kwargs)`: a `KeepAliveTransport` (TLS on `verify` when it is
+    an `ssl.SSLContext`, else the shared verifying context), or None (httpx's default, built from `verify`/`limits`)
+    when the caller chose a transport, proxies, mounts, HTTP/2, a client certificate or another `verify` (a CA file,
+    False), or when the client trusts the environment and it names a proxy (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY): a
+    proxied client stays on httpx's own engine, which applies the proxy and NO_PROXY rules."""
+    if any(key in client_kwargs for key in ("transport", "proxy", "mounts", "cert")) or client_kwargs.get("http2"):
+        return None
+    verify = client_kwargs.get("verify", True)
+    if not isinstance(verify, ssl.SSLContext) and verify is not True:
         return None
     if client_kwargs.get("trust_env", True) and any(k in urllib.request.getproxies() for k in ("http", "https", "all")):
         return None
-    return KeepAliveTransport(tls=shared_tls_context(), **transport_options)
+    tls = verify if isinstance(verify, ssl.SSLContext) else shared_tls_context()
+    return KeepAliveTransport(tls=tls, **transport_options)
 
 
 def service_client(

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from libs.common.db import driver_connection
 from services.routing.domain.codec import settings_from_dict
 from services.routing.domain.decide import RouteHealth, RoutingSettings, Snapshot
 from services.routing.domain.fees import FeeRate
@@ -158,21 +159,13 @@ class SnapshotSource:
     async def _dynamic(self, merchant_id: str, now: datetime, settings: RoutingSettings) -> Any:
         oldest = now - timedelta(seconds=settings.health.success_window_seconds)
         today = LocalTime.of(now, settings.utc_offset_minutes).date
-        async with self.engine.connect() as conn:
-            # One statement, one snapshot, one round trip in autocommit: on the pooled connection's asyncpg
-            # connection itself, which begins nothing (SQLAlchemy's adapter would: BEGIN, the SELECT, and the
-            # ROLLBACK of closing), and without SQLAlchemy's per-statement work (its cursor, compiled cache
-            # and result wrapping: ~0.1 ms of CPU per decision; docs/performance.md, "Sixth pass: the edges").
-            # The jsonb columns come back decoded: the dialect set the connection's jsonb codec.
-            raw = await conn.get_raw_connection()
-            driver = raw.driver_connection
-            assert driver is not None
-            try:
-                return await driver.fetchrow(_DYNAMIC, merchant_id, oldest, now, today)
-            except BaseException:
-                if driver.is_closed():  # never hand a broken connection out again
-                    await conn.invalidate()
-                raise
+        # One statement, one snapshot, one round trip in autocommit: on the pooled connection's asyncpg connection
+        # itself (libs.common.db.driver_connection), which begins nothing (SQLAlchemy's adapter would: BEGIN, the
+        # SELECT, and the ROLLBACK of closing), and without SQLAlchemy's per-statement work (its cursor, compiled
+        # cache and result wrapping: ~0.1 ms of CPU per decision; docs/performance.md, "Sixth pass: the edges").
+        # The jsonb columns come back decoded: the dialect set the connection's jsonb codec.
+        async with driver_connection(self.engine) as driver:
+            return await driver.fetchrow(_DYNAMIC, merchant_id, oldest, now, today)
 
 
 def _contract(raw: dict[str, Any]) -> Contract:

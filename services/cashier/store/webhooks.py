@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Boolean, Row, and_, bindparam, case, func, null, select
 from sqlalchemy import Sequence as DbSequence
@@ -116,17 +116,42 @@ def _claim_statement() -> Any:
     )
 
 
-# Built once: the compiled-statement cache serves it to every round (docs/performance.md, fifth pass).
-_CLAIM = _claim_statement()
+# On asyncpg directly (store/driver.py): every delivery round that finds work runs it.
+_CLAIM = DriverStatement(_claim_statement())
+
+
+class ClaimedDelivery(NamedTuple):
+    """A `webhook_deliveries` row as the claim returns it (by attribute, as SQLAlchemy's rows are read)."""
+
+    id: str
+    seq: int
+    merchant_id: str
+    payment_id: str
+    event_id: str
+    event_type: str
+    url: str
+    endpoint_id: str | None
+    body: str
+    status: str
+    attempt_count: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+    created_at: datetime
+
+
+assert ClaimedDelivery._fields == tuple(column.name for column in webhook_deliveries.c), "the table's columns changed"
 
 
 async def claim_due_deliveries(
     conn: AsyncConnection, *, now: datetime, lease_until: datetime, limit: int
-) -> Sequence[Row[Any]]:
+) -> Sequence[ClaimedDelivery]:
     """Claim (lease) up to `limit` due deliveries in one statement (see `_claim_statement`). It needs no
     transaction around it: the lease is written by the statement that locks the rows (`FOR UPDATE SKIP LOCKED`), so
     it is atomic on an autocommit connection, and another replica skips the rows or finds them leased."""
-    return (await conn.execute(_CLAIM, {"now": now, "lease_until": lease_until, "limit": limit})).all()
+    rows = await _CLAIM.fetch(conn, {"now": now, "lease_until": lease_until, "limit": limit})
+    return [ClaimedDelivery(*(row[name] for name in ClaimedDelivery._fields)) for row in rows]
 
 
 async def record_attempt(

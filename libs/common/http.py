@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
 
+from libs.common import tracing
 from libs.common.keepalive import KeepAliveTransport, shared_tls_context
 from libs.common.logging import TRACE_HEADER, current_trace_id
 
@@ -75,13 +76,14 @@ def service_client(
     if transport is not None:
         kwargs["transport"] = transport
     kwargs.setdefault("verify", shared_tls_context())
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         base_url=base_url,
         timeout=httpx.Timeout(timeout_seconds),
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
         event_hooks={"request": [_add_trace]},
         **kwargs,
     )
+    return client if transport is None else tracing.instrument_client(client)
 
 
 async def request_with_retries(client: httpx.AsyncClient, method: str, url: str, **kwargs: Any) -> httpx.Response:

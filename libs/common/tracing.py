@@ -31,6 +31,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import httpx
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -102,6 +103,18 @@ def _instrument_libraries(provider: TracerProvider) -> None:
     for instrumentor in (HTTPXClientInstrumentor(), asyncpg_instrumentor, AIOKafkaInstrumentor()):
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument(tracer_provider=provider)
+
+
+def instrument_client(client: httpx.AsyncClient) -> httpx.AsyncClient:
+    """CLIENT spans and the `traceparent` header for a client whose transport is not httpx's own (the library
+    instrumentation patches `httpx.AsyncHTTPTransport`, so `libs.common.keepalive.KeepAliveTransport` and the
+    cashier's pinned webhook transport would make no span and carry no trace to the next service): the client's own
+    transport is wrapped, with the same spans. A no-op while tracing is off; the client is returned."""
+    if _provider is not None:
+        from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+        HTTPXClientInstrumentor.instrument_client(client, tracer_provider=_provider)
+    return client
 
 
 def instrument_app(app: Any) -> None:

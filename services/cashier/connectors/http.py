@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from libs.common import tracing
 from libs.common.http import lean_transport, shared_tls_context
 
 CHANNEL_CONNECTIONS_MAX = 50  # concurrent calls to one channel per connector; each may be kept alive
@@ -37,9 +38,10 @@ def channel_client(
     )
     if transport is not None:
         kwargs["transport"] = transport
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         timeout=httpx.Timeout(read_timeout_seconds, connect=connect_timeout_seconds or read_timeout_seconds),
         limits=httpx.Limits(max_connections=CHANNEL_CONNECTIONS_MAX, max_keepalive_connections=CHANNEL_CONNECTIONS_MAX),
         verify=shared_tls_context(),
         **kwargs,
     )
+    return client if transport is None else tracing.instrument_client(client)

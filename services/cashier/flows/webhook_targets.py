@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from libs.common import tracing
 from libs.common.errors import Problem
 from libs.common.http import shared_tls_context
 from libs.common.keepalive import KeepAliveTransport
@@ -191,7 +192,7 @@ class PinnedTransport(httpx.AsyncBaseTransport):
 def webhook_client(settings: Settings) -> httpx.AsyncClient:
     """The client merchant webhooks go out through: pinned, checked, no redirects, no proxies from the env
     (a proxy would resolve the name itself, after our check)."""
-    return httpx.AsyncClient(
+    client = httpx.AsyncClient(
         transport=PinnedTransport(
             allow_http=settings.webhook_allow_http,
             allow_loopback=settings.webhook_allow_loopback,
@@ -201,3 +202,4 @@ def webhook_client(settings: Settings) -> httpx.AsyncClient:
         follow_redirects=False,
         trust_env=False,
     )
+    return tracing.instrument_client(client)  # its own transport: no span from httpx's instrumentation otherwise

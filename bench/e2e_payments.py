@@ -15,7 +15,7 @@ figure at 20/s: a merchant expecting this volume has its limits raised). Then:
 2. **Baseline, channel direct**: `--clients` concurrent merchants each looping "create a native-QR trade at
    the Alipay sandbox with the cashier's own connector (RSA2 signing, the merchant's demo keys), the payer
    approves it in the sandbox" — what a merchant does without Juhe. The channel notifies the merchant of each
-   paid trade, and the merchant's endpoint (`ChannelAcknowledger`, in this process) acknowledges it; the Juhe
+   paid trade, and the merchant's endpoint (a `Receiver` in this process) acknowledges it; the Juhe
    phase starts only once the sandbox has no notification left to send, so the two phases do not share it.
 3. **Juhe**: the same clients each looping "create a payment through the gateway with the Python SDK (signed,
    idempotency key), the payer approves it in the sandbox". A payment is done when the ledger has posted it
@@ -54,13 +54,11 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -234,45 +232,14 @@ async def approve(http: httpx.AsyncClient, sandbox_url: str, channel: str, out_t
     answer.raise_for_status()
 
 
-class ChannelAcknowledger:
-    """The baseline merchant's endpoint for the channel's notifications: answers each POST as an Alipay merchant
-    must (200, `success`), so the sandbox delivers each notification once and is done with it.
-
-    A notify URL nobody listened on left the sandbox retrying every baseline trade's notification on the
-    channel's schedule into the Juhe phase: ~10,000 jobs after a 30 s baseline, its queue's bound, at which it
-    drops new notifications, so the Juhe phase's payments were settled by the cashier's poller 5 s and more after
-    the payer's approval (docs/performance.md, "Sixth pass: the bench's baseline notifications")."""
-
-    def __init__(self) -> None:
-        acknowledged = self.acknowledged = [0]
-        lock = threading.Lock()
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # kept alive, as the sandbox's notification client keeps its connections
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with lock:
-                    acknowledged[0] += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", "7")
-                self.end_headers()
-                self.wfile.write(b"success")
-
-            def log_message(self, *_: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/alipay/notify"
-
-
 async def notifications_settled(sandbox_url: str) -> int:
-    """Waits (bounded) until the sandbox has no notification left to send; returns how many were still pending."""
+    """Waits (bounded) until the sandbox has no notification left to send; returns how many were still pending.
+
+    The baseline's merchant acknowledges the channel's notifications (a `Receiver` answering `success`): a notify
+    URL nobody listened on left the sandbox retrying every baseline trade's notification into the Juhe phase, ~10,000
+    jobs after a 30 s baseline, its queue's bound, at which it drops new ones, so the Juhe phase's payments were
+    settled by the cashier's poller 5 s and more after the payer's approval (docs/performance.md, "Sixth pass, the
+    coordinator")."""
     async with httpx.AsyncClient(timeout=10) as http:
         deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
         while True:
@@ -303,7 +270,7 @@ async def baseline(launcher: Launcher, clients: int, seconds: float, notify_url:
                 currency="CNY",
                 description="Bench",
                 scene=PaymentScene.NATIVE_QR,
-                notify_url=notify_url,  # the merchant's own endpoint (ChannelAcknowledger)
+                notify_url=notify_url,  # the merchant's own endpoint (a Receiver answering `success`)
             )
             t0 = time.perf_counter()
             await connector.prepay(request)
@@ -584,12 +551,13 @@ def main() -> None:
                 timeout=30,
             ).raise_for_status()
 
-            acknowledger = ChannelAcknowledger()
+            # The baseline merchant's endpoint for the channel's notifications, answered as Alipay requires.
+            acknowledger = Receiver(answer=b"success", parse=bytes)
             acknowledger.thread.start()
             base = asyncio.run(baseline(launcher, args.clients, args.seconds, acknowledger.url))
             left = asyncio.run(notifications_settled(launcher.url("alipay")))
             acknowledger.server.shutdown()
-            print(f"baseline: {acknowledger.acknowledged[0]} channel notifications acknowledged, {left} left")
+            print(f"baseline: {len(acknowledger.deliveries)} channel notifications acknowledged, {left} left")
             processes.refresh()
             db_before = asyncio.run(database_counters(launcher))
             cpu_before, cpu_started = processes.cpu(), time.perf_counter()

@@ -63,10 +63,14 @@ FINAL_REFUND = {"succeeded", "failed"}
 
 # ------------------------------------------------------------------------------------- webhook receiver
 class Receiver:
-    """The merchant's webhook endpoint on a free local port: records every delivery it answers 200 to."""
+    """The merchant's webhook endpoint on a free local port: records every delivery it answers 200 to.
 
-    def __init__(self) -> None:
-        self.deliveries: list[dict[str, Any]] = []
+    `answer` is the body of that 200 and `parse` what is recorded of each body: the defaults are Juhe's webhooks
+    (JSON, an empty answer); bench.e2e_payments's baseline merchant takes the channel's notifications with
+    `answer=b"success"` (Alipay's acknowledgement) and `parse=bytes`."""
+
+    def __init__(self, *, answer: bytes = b"", parse: Callable[[bytes], Any] = json.loads) -> None:
+        self.deliveries: list[Any] = []
         lock = threading.Lock()
         received = self.deliveries
 
@@ -78,10 +82,11 @@ class Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 with lock:
-                    received.append(json.loads(body))
+                    received.append(parse(body))
                 self.send_response(200)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *_: object) -> None:
                 return

@@ -166,7 +166,6 @@ SERVICES: tuple[Service, ...] = (
         config={
             "WALLET_PUBLIC_BASE_URL": PUBLIC_ORIGIN,
             "WALLET_IDENTITY_BASE_URL": "https://identity.example.com",
-            "GC_GEN0_THRESHOLD": "50000",
         },
         secrets={"WALLET_IDENTITY_SECRET": ("juhe-ledger", "wallet-identity-secret")},
     ),

@@ -26,9 +26,6 @@ class Settings(ServiceSettings):
     write_batch_attempts_max: int = Field(default=5, ge=1, le=20)
     write_lock_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
-    # Cyclic garbage collector: gen-0 threshold for this process (0 = leave Python's default of 700).
-    gc_gen0_threshold: int = Field(default=50_000, ge=0, le=1_000_000)
-
     # Expiry of pending transfers (worker): how often to look, how many per round.
     expiry_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     expiry_batch_max: int = Field(default=500, ge=1, le=10_000)

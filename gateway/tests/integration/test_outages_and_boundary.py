@@ -116,12 +116,16 @@ async def test_a_running_request_keeps_its_key_and_an_abandoned_one_is_taken_ove
     refused = 0
     while not first.done():  # every retry while it runs (across several leases) is "in progress"
         try:
-            await merchant.request("POST", "/v1/payments", json=slow, idempotency_key="slow-1")
+            retried = await merchant.request_raw("POST", "/v1/payments", json=slow, idempotency_key="slow-1")
         except IdempotencyError as exc:
             assert exc.code == "idempotency_key_in_progress"
             refused += 1
         else:
-            pytest.fail("a retry took over the key of a request that was still running")
+            # The first request was answered (and its answer stored) after `first.done()` was read, before its
+            # client task saw the answer: a loaded machine widens that window. Its stored answer is all a retry
+            # may get; a retry that ran the request again (a takeover) is not a replay.
+            assert retried.replayed, "a retry took over the key of a request that was still running"
+            break
         await asyncio.sleep(0.2)
     answered = await first
     assert answered.status == 201 and refused >= 1 and len(stack.upstream.payments) == 1

@@ -21,6 +21,8 @@ from typing import Any
 Document = dict[str, Any]
 LIST_LIMIT_MAX = 100_000
 _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# One encoder for every write: `json.dumps` with options builds a new one per call (~2 us of a ~10 us write).
+_encode = json.JSONEncoder(ensure_ascii=False, sort_keys=True).encode
 
 
 class DocumentStore:
@@ -63,7 +65,7 @@ class DocumentStore:
         return None if row is None else json.loads(row[0])
 
     def put(self, collection: str, key: str, document: Document) -> None:
-        body = json.dumps(document, ensure_ascii=False, sort_keys=True)
+        body = _encode(document)
         with self._lock:
             self._conn.execute(
                 "INSERT INTO documents (collection, key, body, updated_at) VALUES (?, ?, ?, ?)"
@@ -74,7 +76,7 @@ class DocumentStore:
 
     def insert_if_absent(self, collection: str, key: str, document: Document) -> bool:
         """Insert only if the key is new; True if inserted. The atomic 'create once' primitive."""
-        body = json.dumps(document, ensure_ascii=False, sort_keys=True)
+        body = _encode(document)
         with self._lock:
             cursor = self._conn.execute(
                 "INSERT OR IGNORE INTO documents (collection, key, body, updated_at) VALUES (?, ?, ?, ?)",

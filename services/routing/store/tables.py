@@ -6,7 +6,9 @@ change leaves a `config_audit` row with who, when, before and after. Deciders ca
 by `config_version` and check it on every decision, so all replicas use the same one.
 
 Health (`route_health`, `route_health_buckets`, `route_daily_volume`) is written by the consumer of
-attempt outcomes under row locks; it is shared state, never held in a process.
+attempt outcomes under row locks; it is shared state. Every transaction that changes it bumps
+`route_health_version.health_version` (a deferred trigger, migration 0005), which a decider checks on every
+decision beside `config_version` before reusing the snapshot it holds (store/snapshot.py).
 """
 
 from __future__ import annotations
@@ -153,6 +155,16 @@ route_health = Table(
     Column("previous_attempts", Integer, nullable=False),
     Column("previous_failures", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# One row (id 1): bumped at the commit of every transaction that changed the three health tables (triggers).
+route_health_version = Table(
+    "route_health_version",
+    metadata,
+    Column("id", SmallInteger, primary_key=True),
+    Column("health_version", BigInteger, nullable=False),
+    Column("changed_xact", BigInteger),  # the transaction that last bumped it: once per transaction
+    CheckConstraint("id = 1", name="route_health_version_single_row"),
 )
 
 route_health_buckets = Table(

@@ -81,10 +81,13 @@ EMBEDDED = KafkaOptions()
 
 
 def make_producer(bootstrap: str, options: KafkaOptions = EMBEDDED) -> AIOKafkaProducer:
+    """A producer that sends at once (`linger_ms=0`): its callers hand it everything they have before awaiting
+    (the outbox relay's pass sends all its rows, then awaits their acks), and `send` appends without yielding, so
+    a linger only delayed the request; the relay coalesces wake-ups itself (libs.common.outbox, COALESCE_SECONDS)."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
-        linger_ms=5,
+        linger_ms=0,
         enable_idempotence=options.enable_idempotence,
         request_timeout_ms=REQUEST_TIMEOUT_MS,
         # Short metadata age: after a broker restart the epoch watcher rebuilds producers anyway.

@@ -13,7 +13,9 @@ Design, and why it is safe with any number of relay replicas:
 - Rows stay for `outbox_retention_hours` after publishing. Each row records the broker epoch it went
   to; when the epoch changes (a memory-only broker restarted) the relay recreates topics, rebuilds its
   producer and marks every retained row of another epoch unpublished, so it all goes out again.
-- Woken by LISTEN/NOTIFY on insert, and by the epoch watcher on a new broker. The polling fallback is
+- Woken by LISTEN/NOTIFY on insert, and by the epoch watcher on a new broker; a woken relay waits
+  `coalesce_seconds` before its pass, so the rows of the transactions that commit meanwhile go in the same pass
+  (docs/performance.md, "Seventh pass: the event pipeline"). The polling fallback is
   `poll_interval_seconds` while nothing is sure to wake the relay (its listener is not connected, another relay
   held a shard that had rows, the last pass failed) and LISTENING_FALLBACK_SECONDS while its listener is
   connected: a committed insert always notifies a connected listener, so at rest the relay no longer probes its
@@ -55,6 +57,12 @@ RETENTION_SWEEP_BATCH = 5_000
 RETENTION_SWEEP_INTERVAL_SECONDS = 30.0
 # The longest sleep of a relay whose listener is connected: only a safety net, since every insert notifies.
 LISTENING_FALLBACK_SECONDS = 15.0
+# How long a woken relay waits before its pass, so that the rows of the transactions committing meanwhile go with it.
+# Under load a payment's events come from separate transactions a few ms apart, and a pass (five round trips, a
+# produce, the broker's ack) costs about the same whether it carries one row or ten. The producer no longer lingers
+# (libs.common.kafka.make_producer: a pass hands it all its rows at once), so an event waits about what the
+# producer's 5 ms linger made it wait before.
+COALESCE_SECONDS = 0.005
 
 # A pass's statements, plain SQL on the connection's asyncpg (each prepared once per connection by its cache).
 # The shards with at least one unpublished row (one index probe per shard, however long the backlog), each with
@@ -93,6 +101,7 @@ class OutboxRelay:
         retention_hours: float = 72.0,
         kafka_options: KafkaOptions = EMBEDDED,
         wakeups: Wakeups | None = None,
+        coalesce_seconds: float = COALESCE_SECONDS,
     ) -> None:
         self.engine = engine
         self.kafka_options = kafka_options
@@ -102,6 +111,7 @@ class OutboxRelay:
         self.topic_namespace = topic_namespace
         self.batch_max = batch_max
         self.poll_interval_seconds = poll_interval_seconds
+        self.coalesce_seconds = coalesce_seconds
         self.retention = timedelta(hours=retention_hours)
         self._wake = asyncio.Event()
         epoch_watcher.wake_on_change(self._wake)  # a new broker's re-publish starts at once, not at the fallback
@@ -142,6 +152,9 @@ class OutboxRelay:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.idle_wait_seconds()):
                             await self._wake.wait()
+                    if self._wake.is_set() and self.coalesce_seconds > 0:
+                        # Woken: the wake-ups of the rows committed during this wait are taken by this pass too.
+                        await asyncio.sleep(self.coalesce_seconds)
                     self._wake.clear()
         finally:
             if listener is not None:

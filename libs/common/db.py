@@ -7,15 +7,17 @@ Services use SQLAlchemy Core on an `AsyncConnection`. Events produced by a chang
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from prometheus_client import Histogram
-from sqlalchemy import event, insert
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -157,6 +159,75 @@ def outbox_row(topic: str, envelope: Envelope) -> dict[str, Any]:
     }
 
 
+async def driver_fetch(conn: AsyncConnection, sql: str, *args: Any) -> list[asyncpg.Record]:
+    """Run plain SQL on the asyncpg connection under `conn`, in its transaction, for a statement a hot path runs per
+    event or per batch: through SQLAlchemy's adapter each costs ~0.1 ms of CPU more (its cursor, compiled cache,
+    result wrapping; docs/performance.md, "Sixth pass"), and asyncpg's statement cache still prepares the text once.
+
+    SQLAlchemy's adapter sends BEGIN lazily, with its own first statement, so when this is a unit of work's first the
+    transaction is begun here first (the adapter's own start, with the isolation level the unit of work asked for;
+    nothing on an autocommit connection), and the statement commits or rolls back with the others. Rows come decoded
+    by the codecs SQLAlchemy's dialect installed on the connection (json and jsonb with `json.loads`); a JSONB value
+    is passed as its JSON text and cast in the SQL. A connection that broke under the statement is invalidated
+    (SQLAlchemy's error handling never saw it), so the pool never hands it out again."""
+    fairy = await conn.get_raw_connection()
+    adapted: Any = fairy.dbapi_connection
+    if adapted._transaction is None:
+        await adapted._start_transaction()  # a no-op on an autocommit connection
+    driver: asyncpg.Connection = fairy.driver_connection
+    try:
+        rows: list[asyncpg.Record] = await driver.fetch(sql, *args)
+    except BaseException:
+        if driver.is_closed():
+            await conn.invalidate()
+        raise
+    return rows
+
+
+class ArrayInsert:
+    """An INSERT of any number of rows in one statement on asyncpg (`driver_fetch`): the rows go as one array per
+    column, `INSERT INTO <table> (<columns>) SELECT … FROM unnest($1::<type>[], …) WITH ORDINALITY … ORDER BY` the
+    rows' order, then `tail` (`ON CONFLICT …`, `RETURNING …`). One prepared text whatever the number of rows, where
+    SQLAlchemy's executemany built and wrapped a VALUES list per call (docs/performance.md, "Seventh pass"). The
+    array types come from the table's column types; a JSONB column goes as its JSON text (`json.dumps`, so None is
+    JSON null as through SQLAlchemy's JSONB) and is cast in the SQL. Rows are inserted in the given order (an
+    identity column such as the outbox's `seq` numbers them so)."""
+
+    __slots__ = ("_json", "columns", "sql")
+
+    def __init__(self, table: Table, columns: Sequence[str], tail: str = "") -> None:
+        dialect = postgresql.dialect()  # type: ignore[no-untyped-call]  # SQLAlchemy's dialect classes are untyped
+        quote = dialect.identifier_preparer.quote
+        types = {name: table.c[name].type for name in columns}
+        self.columns = tuple(columns)
+        self._json = frozenset(name for name, type_ in types.items() if isinstance(type_, postgresql.JSONB))
+        arrays = ", ".join(
+            f"${i}::{'text' if name in self._json else types[name].compile(dialect=dialect)}[]"
+            for i, name in enumerate(self.columns, start=1)
+        )
+        names = ", ".join(quote(name) for name in self.columns)
+        select_list = ", ".join(f"r.{quote(name)}{'::jsonb' if name in self._json else ''}" for name in self.columns)
+        self.sql = (
+            f"INSERT INTO {quote(table.name)} ({names}) SELECT {select_list} FROM unnest({arrays})"
+            f" WITH ORDINALITY AS r ({names}, n) ORDER BY r.n {tail}"
+        ).rstrip()
+
+    def arguments(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        """One list per column (a row without a column gives NULL there)."""
+        return [
+            [json.dumps(row.get(name)) for row in rows] if name in self._json else [row.get(name) for row in rows]
+            for name in self.columns
+        ]
+
+    async def fetch(self, conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> list[asyncpg.Record]:
+        """Insert `rows` in `conn`'s transaction; what the tail returns (nothing without `RETURNING`)."""
+        return await driver_fetch(conn, self.sql, *self.arguments(rows))
+
+
+# `Tx.flush_events`' statement: in publish order, the `seq` the relay publishes a shard by.
+_INSERT_OUTBOX = ArrayInsert(outbox, OUTBOX_FIELDS)
+
+
 @dataclass
 class Tx:
     """One open transaction: a Core connection plus the events to write into the outbox with it."""
@@ -180,10 +251,11 @@ class Tx:
         return rows
 
     async def flush_events(self) -> None:
+        """The events published so far as outbox rows, in one statement on the connection's asyncpg (`ArrayInsert`)."""
         if not self._events:
             return
         rows = self.take_outbox_rows()
-        await self.conn.execute(insert(outbox), rows)
+        await _INSERT_OUTBOX.fetch(self.conn, rows)
 
 
 class UnitOfWork:

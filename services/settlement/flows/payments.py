@@ -8,7 +8,7 @@ older cashier, is live), and everything derived from it (entries, splits, batche
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -87,17 +87,45 @@ async def read_run_facts(tx: Tx, datas: Sequence[dict[str, Any]]) -> RunFacts:
 
 
 async def record_payments(tx: Tx, events: Sequence[tuple[str, dict[str, Any], datetime]]) -> None:
-    """`record_payment` of each (status, data, occurred) in order, with the facts they need read once."""
+    """`record_payment` of each (status, data, occurred) in order, with the facts they need read once, and the
+    run's new records and their entries each written in one statement (docs/performance.md, "Seventh pass").
+
+    Effects are those of the events one after the other: each payment's events keep their order, and two payments'
+    effects touch no common row (their records, entries, splits and refunds are keyed by payment), so the first
+    event of every payment that has no record yet is inserted with the others, their first successes' entries then
+    go in one statement, then each one's split and refunds; every other event (a payment recorded before this run,
+    a payment's second event in the run) follows in order, one at a time as before."""
     facts = await read_run_facts(tx, [data for _, data, _ in events])
-    for status, data, occurred in events:
-        await record_payment(tx, status, data, occurred, facts)
+    drafts = [(status, data, _record_values(status, data, occurred, facts)) for status, data, occurred in events]
+    firsts = {values["payment_id"]: values for _, _, values in reversed(drafts)}  # each payment's first event
+    inserted = await records.insert_payments(tx.conn, list(firsts.values()))
+    new = [(data, inserted[values["payment_id"]]) for _, data, values in drafts if _inserted(values, firsts, inserted)]
+    settled = [(data, row) for data, row in new if row["purpose"] != WALLET_TOPUP and row["status"] == "succeeded"]
+    await cycles.add_entries(tx.conn, [entry for data, row in settled for entry in _payment_entries(data, row)])
+    for _, row in settled:
+        await _create_split(tx, row, _split_base(row), row["settle_date"], rule=_rule_of(row, facts))
+    for _, row in new:
+        if row["purpose"] != WALLET_TOPUP and row["payment_id"] in facts.with_refunds:
+            await apply_refunds(tx, row["payment_id"])
+    for status, data, values in drafts:
+        if not _inserted(values, firsts, inserted):
+            await _record(tx, status, data, values, facts)
 
 
-async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: datetime, facts: RunFacts) -> None:
-    """Keep settlement's record of the payment (`status`: succeeded, failed or closed; `data`: the cashier's
-    `payment.*` payload, docs/events.md; `occurred`: its success time, else the event's); on its first success,
-    record fees and create its split; then derive the effect of every refund of it that arrived first
-    (docs/consistency.md). `facts` (`read_run_facts`) holds the payment's lock and what it reads."""
+def _inserted(values: dict[str, Any], firsts: dict[str, dict[str, Any]], inserted: dict[str, Any]) -> bool:
+    """Whether `values` is the record `insert_payments` wrote: its payment's first event in the run, and new."""
+    return firsts[values["payment_id"]] is values and values["payment_id"] in inserted
+
+
+def _rule_of(row: Any, facts: RunFacts) -> Any:
+    """The split rule of the payment's merchant and business line (None: none)."""
+    return facts.rules.get((row["merchant_id"], row["business_line"]))
+
+
+def _record_values(status: str, data: dict[str, Any], occurred: datetime, facts: RunFacts) -> dict[str, Any]:
+    """The record of the payment after the event (`status`: succeeded, failed or closed; `data`: the cashier's
+    `payment.*` payload, docs/events.md; `occurred`: its success time, else the event's), its fees and settle date
+    on a success. `facts` (`read_run_facts`) holds the payment's lock and what it reads."""
     if data["payment_id"] not in facts.locked:
         raise RuntimeError(f"payment {data['payment_id']} recorded without its lock")
     attempt: dict[str, Any] = data.get("attempt") or {}
@@ -136,18 +164,22 @@ async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: da
         if values["purpose"] != WALLET_TOPUP:  # its settle date, written with the record (used on a first success)
             cycle = facts.cycles.get(data["merchant_id"], DEFAULT_CYCLE)
             values["settle_date"] = settle_date(occurred, cycle, facts.calendar)
+    return values
+
+
+async def record_payment(tx: Tx, status: str, data: dict[str, Any], occurred: datetime, facts: RunFacts) -> None:
+    """Keep settlement's record of the payment (`_record_values`); on its first success, record fees and create its
+    split; then derive the effect of every refund of it that arrived first (docs/consistency.md)."""
+    await _record(tx, status, data, _record_values(status, data, occurred, facts), facts)
+
+
+async def _record(tx: Tx, status: str, data: dict[str, Any], values: dict[str, Any], facts: RunFacts) -> None:
     previous, row = await records.upsert_payment(tx.conn, values)
     if row["purpose"] == WALLET_TOPUP:
         return  # the ledger runs §3.7 for it instead of §3.1: no merchant credit to settle or split
     if status == "succeeded" and previous != "succeeded":
-        await _payment_succeeded(
-            tx,
-            row,
-            values["settle_date"],
-            subsidy_minor=_subsidy_minor(data.get("discount")),
-            unsettled_minor=_unsettled_minor(data.get("channel_discount"), row),
-            rules=facts.rules,
-        )
+        await cycles.add_entries(tx.conn, _payment_entries(data, row))
+        await _create_split(tx, row, _split_base(row), row["settle_date"], rule=_rule_of(row, facts))
     if row["payment_id"] in facts.with_refunds:  # else none to apply: nothing to read
         await apply_refunds(tx, row["payment_id"])
 
@@ -206,31 +238,24 @@ def _platform_fee(data: dict[str, Any], amount_minor: int, rate_bps: int | None)
     return split_math.platform_fee_minor(amount_minor, rate_bps) if rate_bps is not None else None
 
 
-async def _payment_succeeded(
-    tx: Tx,
-    row: Any,
-    due: date,
-    *,
-    subsidy_minor: int = 0,
-    unsettled_minor: int = 0,
-    rules: Mapping[tuple[str, str], Any],
-) -> None:
-    """The first success of a payment (its settle date `due` written with its record): the merchant's net entry and
-    its split, a coupon's subsidy (`<payment>:subsidy`, kept by the payee: the split divides what the channel
-    collected), and what the channel did not settle of its merchant-funded coupons (`<payment>:unsettled`,
-    negative, borne by the payee). `rules`: the split rules of the payment's merchant, by business line."""
-    base = int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
-    await cycles.add_entries(
-        tx.conn,
-        [
-            settlement_entry(f"{row['payment_id']}:net", row["merchant_id"], row, base, due, "payment"),
-            settlement_entry(f"{row['payment_id']}:subsidy", row["merchant_id"], row, subsidy_minor, due, "payment"),
-            settlement_entry(
-                f"{row['payment_id']}:unsettled", row["merchant_id"], row, -unsettled_minor, due, "payment"
-            ),
-        ],
-    )
-    await _create_split(tx, row, base, due, rule=rules.get((row["merchant_id"], row["business_line"])))
+def _split_base(row: Any) -> int:
+    """What the merchant keeps of a payment (gross − platform fee, the 2201 credit of §3.1): what its split divides."""
+    return int(row["amount_minor"]) - int(row["platform_fee_minor"] or 0)
+
+
+def _payment_entries(data: dict[str, Any], row: Any) -> list[dict[str, Any]]:
+    """The entries of a payment's first success, due on its settle date (written with its record): the merchant's net,
+    a coupon's subsidy (`<payment>:subsidy`, kept by the payee: the split divides what the channel collected), and
+    what the channel did not settle of its merchant-funded coupons (`<payment>:unsettled`, negative, borne by the
+    payee). Its split follows them (`_create_split` of `_split_base`)."""
+    subsidy_minor = _subsidy_minor(data.get("discount"))
+    unsettled_minor = _unsettled_minor(data.get("channel_discount"), row)
+    pid, merchant_id, due = row["payment_id"], row["merchant_id"], row["settle_date"]
+    return [
+        settlement_entry(f"{pid}:net", merchant_id, row, _split_base(row), due, "payment"),
+        settlement_entry(f"{pid}:subsidy", merchant_id, row, subsidy_minor, due, "payment"),
+        settlement_entry(f"{pid}:unsettled", merchant_id, row, -unsettled_minor, due, "payment"),
+    ]
 
 
 async def _create_split(

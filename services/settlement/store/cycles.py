@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.db import ArrayInsert
 from services.settlement.domain.cycles import DEFAULT_CYCLE, Calendar, Cycle, CycleKind
 from services.settlement.store.tables import calendar_days, merchant_cycles, settlement_batches, settlement_entries
 
@@ -36,8 +37,12 @@ def _cycle(row: RowMapping) -> Cycle:
 
 _CYCLES = select(merchant_cycles).where(merchant_cycles.c.holder_id == func.any(bindparam("ids", type_=ARRAY(Text))))
 
-# Built once (SQLAlchemy's compiled cache serves it): a payment's first success writes its entries with it.
-_ADD_ENTRIES = insert(settlement_entries).on_conflict_do_nothing(index_elements=["source_key"])
+# Every entry written (a payment's, a run of payments', a refund's, a split's) in one statement on asyncpg.
+_ADD_ENTRIES = ArrayInsert(
+    settlement_entries,
+    ("livemode", "source_key", "holder_id", "currency", "amount_minor", "due_date", "kind", "payment_id", "refund_id"),
+    "ON CONFLICT (source_key) DO NOTHING",
+)
 
 
 async def calendar(conn: AsyncConnection) -> Calendar:
@@ -49,7 +54,10 @@ async def add_entries(conn: AsyncConnection, entries: list[dict[str, Any]]) -> N
     """Entries with a 0 amount are dropped; a repeated `source_key` is a no-op."""
     rows = [e for e in entries if e["amount_minor"] != 0]
     if rows:
-        await conn.execute(_ADD_ENTRIES, rows)
+        unknown = {key for row in rows for key in row} - set(_ADD_ENTRIES.columns)
+        if unknown:
+            raise ValueError(f"not columns of an entry: {sorted(unknown)}")
+        await _ADD_ENTRIES.fetch(conn, rows)
 
 
 async def due_holders(conn: AsyncConnection, cycle_date: date, limit: int) -> list[tuple[str, str, bool]]:

@@ -6,11 +6,13 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
+from asyncpg import Record
 from sqlalchemy import ARRAY, Text, and_, bindparam, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from libs.common.db import ArrayInsert
 from services.settlement.domain.splits import Share, SplitRule
 from services.settlement.store.tables import (
     merchant_fee_rates,
@@ -41,9 +43,9 @@ _WITH_UNAPPLIED_REFUNDS = (
     .distinct()
 )
 
-# The columns a payment event sets (flows/payments.py:record_payment): inserted by one statement built once, a column
-# the event leaves out given as NULL, which is what the insert gave it before (the fee and settle-date columns have
-# no default). The others (refunded_minor, updated_at) keep their server defaults.
+# The columns a payment event sets (flows/payments.py:record_payment), a column the event leaves out given as NULL,
+# which is what an insert without it gave (the fee and settle-date columns have no default). The others
+# (refunded_minor, updated_at) keep their server defaults.
 _RECORD_COLUMNS = (
     "payment_id",
     "merchant_id",
@@ -68,12 +70,8 @@ _RECORD_COLUMNS = (
     "margin_minor",
     "settle_date",
 )
-_INSERT_RECORD = (
-    insert(payment_records)
-    .values({c: bindparam(c, type_=payment_records.c[c].type) for c in _RECORD_COLUMNS})
-    .on_conflict_do_nothing(index_elements=["payment_id"])
-    .returning(payment_records)
-)
+# A run's new records in one statement on asyncpg (libs.common.db.ArrayInsert): the ones whose payment has none yet.
+_INSERT_RECORDS = ArrayInsert(payment_records, _RECORD_COLUMNS, "ON CONFLICT (payment_id) DO NOTHING RETURNING *")
 
 
 async def platform_rate_bps(conn: AsyncConnection, merchant_id: str) -> int | None:
@@ -112,16 +110,26 @@ async def receivers_by_id(conn: AsyncConnection, receiver_ids: list[str]) -> dic
     return {row["receiver_id"]: row for row in rows}
 
 
-async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple[str | None, RowMapping]:
+async def insert_payments(conn: AsyncConnection, values: Sequence[dict[str, Any]]) -> dict[str, Record]:
+    """Insert the records of payments that have none yet, in one statement whatever their number (`values`: each
+    payment once, as `record_payment` builds them); the rows inserted, by payment id. A payment that has its record
+    already is left out of the answer, for `upsert_payment` (the caller holds every payment's lock, so nothing else
+    inserts or changes them meanwhile)."""
+    for one in values:
+        unknown = one.keys() - _RECORD_COLUMNS
+        if unknown:
+            raise ValueError(f"not columns a payment event sets: {sorted(unknown)}")
+    rows = await _INSERT_RECORDS.fetch(conn, values) if values else []
+    return {row["payment_id"]: row for row in rows}
+
+
+async def upsert_payment(conn: AsyncConnection, values: dict[str, Any]) -> tuple[str | None, Any]:
     """Insert the record, or move it to the event's status when that is a legal step: a final
     `succeeded` always wins (a late success after a failure is real money), `failed`/`closed` never
     overwrite `succeeded`. Returns (previous status or None if new, the row now). The caller holds the payment's
     lock (`lock_payment`), so the insert tried first (one statement for a new payment, the usual case) and the
     read that follows a conflict see the same row."""
-    unknown = values.keys() - _RECORD_COLUMNS
-    if unknown:
-        raise ValueError(f"not columns a payment event sets: {sorted(unknown)}")
-    inserted = (await conn.execute(_INSERT_RECORD, {c: values.get(c) for c in _RECORD_COLUMNS})).mappings().first()
+    inserted = (await insert_payments(conn, [values])).get(values["payment_id"])
     if inserted is not None:
         return None, inserted
     previous = (

@@ -115,3 +115,99 @@ async def test_an_answer_too_large_or_too_late_is_a_transport_error() -> None:
         await client.aclose()
     with pytest.raises(TransportError, match="not an http"):
         await KeepAliveClient(timeout_seconds=1).post("ftp://127.0.0.1/x", b"", {})
+
+
+def _answering(*answers: bytes) -> Handler:
+    """A server answering each request of a connection with the next of `answers` (the last one then closes)."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for answer in answers:
+            if await _read_request(reader) is None:
+                return
+            writer.write(answer)
+            await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize(
+    ("answer", "content"),
+    [
+        (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccess", b"success"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nsuc\r\n4\r\ncess\r\n0\r\n\r\n", b"success"),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", b""),
+    ],
+    ids=["interim-answer-skipped", "chunked", "no-content"],
+)
+async def test_answers_framed_every_way_http_allows_are_read_and_the_connection_kept(
+    answer: bytes, content: bytes
+) -> None:
+    async with _server(_answering(answer, answer)) as (base, accepted):
+        client = KeepAliveClient(timeout_seconds=5)
+        try:
+            replies = [await client.post(base + "/n", b"x", {}) for _ in range(2)]
+        finally:
+            await client.aclose()
+    assert [reply.content for reply in replies] == [content, content]
+    assert len(accepted) == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "answers_per_connection"),
+    [
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 7\r\n\r\nsuccess", 2),
+        (b"HTTP/1.0 200 OK\r\nContent-Length: 7\r\n\r\nsuccess", 2),
+        (b"HTTP/1.1 200 OK\r\n\r\nsuccess", 1),  # delimited by the end of the connection
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsuccessHTTP/1.1 200 OK", 2),  # bytes after the answer
+    ],
+    ids=["connection-close", "http-1.0", "until-close", "surplus"],
+)
+async def test_an_answer_that_ends_its_connection_is_read_and_the_connection_not_reused(
+    answer: bytes, answers_per_connection: int
+) -> None:
+    """The server would answer on the same connection again (but for an answer delimited by its end): the client
+    opens a new one all the same."""
+    async with _server(_answering(*[answer] * answers_per_connection)) as (base, accepted):
+        client = KeepAliveClient(timeout_seconds=5)
+        try:
+            replies = [await client.post(base + "/n", b"x", {}) for _ in range(2)]
+        finally:
+            await client.aclose()
+    assert [(reply.status_code, reply.content) for reply in replies] == [(200, b"success")] * 2
+    assert len(accepted) == 2
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\nsucc",  # cut short
+        b"HTTP/1.1 200 OK\r\nBad Header: x\r\nContent-Length: 7\r\n\r\nsuccess",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Big: " + b"x" * 70_000 + b"\r\nContent-Length: 7\r\n\r\nsuccess",
+        b"NOT HTTP AT ALL\r\n\r\n",
+    ],
+    ids=["cut-short", "malformed-header", "upgrade", "head-too-large", "not-http"],
+)
+async def test_a_malformed_or_incomplete_answer_is_a_transport_error(answer: bytes) -> None:
+    async with _server(_answering(answer)) as (base, _):
+        client = KeepAliveClient(timeout_seconds=5)
+        with pytest.raises(TransportError):
+            await client.post(base + "/n", b"x", {})
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "headers"),
+    [
+        ("http://127.0.0.1:9/n", {"X-Split": "a\r\nX-Injected: 1"}),
+        ("http://127.0.0.1:9/n", {"Bad Name": "x"}),
+        ("http://127.0.0.1:9/n", {"X-Latin": "café"}),
+        ("http://bad\x00host:9/n", {}),
+    ],
+    ids=["crlf-in-value", "space-in-name", "non-ascii-value", "control-in-host"],
+)
+async def test_a_request_that_could_not_be_sent_as_it_is_is_refused_before_connecting(
+    url: str, headers: dict[str, str]
+) -> None:
+    with pytest.raises(TransportError):
+        await KeepAliveClient(timeout_seconds=1).post(url, b"x", headers)

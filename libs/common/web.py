@@ -295,11 +295,16 @@ class JsonFastRoute(Route, Generic[BodyT]):
     The FastAPI route of the same path stays (the OpenAPI document shows it) and serves every request this one
     declines, unchanged: a body that does not validate (so every refusal is FastAPI's own 422, byte for byte), a
     content type FastAPI would not parse as JSON, a client that left mid-body. Exceptions go up to the application's
-    handlers as from any route. Insert it before the routes: `app.router.routes.insert(0, JsonFastRoute(...))`."""
+    handlers as from any route. Insert it before the routes: `app.router.routes.insert(0, JsonFastRoute(...))`.
+
+    A route whose answer needs more than the runtime and the body (the caller's identity from the headers, a status
+    of its own: the cashier's create) subclasses it and overrides `respond`."""
 
     DECLINED = "juhe.fast_route_declined"  # set in the scope of a request handed on to the FastAPI route
 
-    def __init__(self, path: str, body: type[BodyT], answer: Callable[[Runtime, BodyT], Awaitable[BaseModel]]) -> None:
+    def __init__(
+        self, path: str, body: type[BodyT], answer: Callable[[Runtime, BodyT], Awaitable[BaseModel]] | None = None
+    ) -> None:
         super().__init__(path, self._unused, methods=["POST"], include_in_schema=False)
         self.body = body
         self.answer = answer
@@ -332,8 +337,18 @@ class JsonFastRoute(Route, Generic[BodyT]):
             scope[self.DECLINED] = True
             await scope["app"].router(scope, receive, send)  # routed again, past this route: FastAPI's own
             return
-        result = await self.answer(scope["app"].state.runtime, parsed)
-        await Response(result.model_dump_json(), media_type="application/json")(scope, receive, send)
+        response = await self.respond(Request(scope, receive), parsed)
+        await response(scope, receive, send)
+
+    async def respond(self, request: Request, body: BodyT) -> Response:
+        """The answer to a valid body: `answer`'s model, as `json_answer` sends it."""
+        assert self.answer is not None, "give `answer`, or override `respond`"
+        return json_answer(await self.answer(request.app.state.runtime, body))
+
+
+def json_answer(model: BaseModel, status_code: int = 200) -> Response:
+    """`model` as FastAPI sends a route's returned model: pydantic's JSON of it, by alias (FastAPI's default)."""
+    return Response(model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json")
 
 
 # The labelled metric children a `TraceAndMeasure` keeps, looked up once per (method, route, status): bounded by

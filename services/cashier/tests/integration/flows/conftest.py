@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -272,6 +273,7 @@ def notification_tap() -> Iterator[NotificationTap]:
 
 @dataclass
 class RunningCashier:
+    app: FastAPI
     base_url: str
     client: httpx.AsyncClient
     engine: AsyncEngine
@@ -364,6 +366,7 @@ async def start_cashier(
         )
         assert merchant.status_code == 200, merchant.text
         return RunningCashier(
+            app=app,
             base_url=base_url,
             client=client,
             engine=engine,

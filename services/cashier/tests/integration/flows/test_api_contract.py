@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from libs.common.internal_auth import mint_identity_token
+from services.cashier.api.routes.payments import FastCreateRoute
 from services.cashier.domain.webhooks import SIGNATURE_HEADER, verify_signature
 from services.cashier.store.tables import attempts, payments
 
@@ -69,6 +71,41 @@ async def test_bad_input_is_refused_and_creates_nothing(start_cashier: Any, sand
     other = await cashier.post("/v1/payments", qr_payment(order_no="A-1", amount_minor=200))
     assert _problem(other, 409, "duplicate_merchant_order")["payment_id"] == first.json()["id"]
     assert await _counts(cashier) == (1, 1)
+
+
+async def test_the_create_answers_alike_through_its_fast_route_and_fastapis(
+    start_cashier: Any, sandboxes: Sandboxes
+) -> None:
+    """`POST /v1/payments` is served by `FastCreateRoute` (libs/common/web.py `JsonFastRoute`) for a valid body: its
+    answers (201, a replay's 200, every identity refusal) are the bytes FastAPI's `create` route answers."""
+    cashier = await start_cashier()
+    await cashier.configure("wechatpay", sandboxes.wechat_config(), priority=1)
+    secret = cashier.cashier.settings.internal_token_secret.get_secret_value()
+    body = qr_payment(order_no="F-1")
+    service_token = mint_identity_token(secret, key_id="k", service="settlement")
+    requests: list[dict[str, Any]] = [
+        {"headers": cashier.headers()},  # a replay after the first
+        {"headers": {}},  # 401 identity_missing
+        {"headers": {"X-Juhe-Identity": "v1.forged.token"}},  # 401 identity_invalid
+        {"headers": {"X-Juhe-Identity": service_token}},  # 403 merchant_scope_required
+    ]
+    first = await cashier.client.post("/v1/payments", json=body, headers=cashier.headers())
+    assert first.status_code == 201, first.text
+    fast_answers = [await cashier.client.post("/v1/payments", json=body, **request) for request in requests]
+    routes = cashier.app.router.routes
+    fast = next(route for route in routes if isinstance(route, FastCreateRoute))
+    routes.remove(fast)
+    try:
+        fastapi_answers = [await cashier.client.post("/v1/payments", json=body, **request) for request in requests]
+        fastapi_first = await cashier.post("/v1/payments", qr_payment(order_no="F-2"))
+    finally:
+        routes.insert(0, fast)
+    assert [a.status_code for a in fast_answers] == [200, 401, 401, 403]
+    for got, expected in zip(fast_answers, fastapi_answers, strict=True):
+        assert (got.status_code, got.content) == (expected.status_code, expected.content)
+        assert got.headers["content-type"] == expected.headers["content-type"]
+    assert fast_answers[0].json() == first.json()
+    assert fastapi_first.status_code == 201 and fastapi_first.json().keys() == first.json().keys()
 
 
 async def test_sessions_and_links_apply_the_same_metadata_limits_with_room_for_their_own_keys(

@@ -1,5 +1,6 @@
 """Client CPU per HTTP request: httpx's default engine (httpcore, h11, anyio) against `KeepAliveTransport`
-(libs/common/keepalive.py) under the same httpx client, and the gateway's `KeepAlivePool` without httpx.
+(libs/common/keepalive.py) under the same httpx client, the lean call without httpx (`JsonServiceClient` on
+`KeepAliveClient`: the cashier's routing decision), and the gateway's `KeepAlivePool`.
 
     python -m bench.http_client [--requests 3000] [--concurrency 8] [--rounds 3]
 
@@ -25,7 +26,7 @@ import uvloop
 
 from bench.e2e_payments import cpu_seconds
 from libs.common.embedded import free_port
-from libs.common.http import service_client
+from libs.common.http import JsonServiceClient, service_client
 from libs.common.keepalive import KeepAlivePool
 
 SERVER = """
@@ -77,13 +78,19 @@ def start_server() -> tuple[subprocess.Popen[bytes], str]:
 
 async def measure(args: argparse.Namespace, server: subprocess.Popen[bytes], url: str) -> None:
     payload = json.dumps(BODY).encode()
-    headers = {"Content-Type": "application/json", "X-Juhe-Identity": "x" * 200}
+    identity = {"X-Juhe-Identity": "x" * 200}
+    headers = {"Content-Type": "application/json", **identity}
     default = service_client(url, transport=httpx.AsyncHTTPTransport(verify=False))
     lean = service_client(url)
+    lean_call = JsonServiceClient(url)
     pool = KeepAlivePool(url, connections_max=100, timeout_seconds=5, response_bytes_max=1 << 20)
 
     async def with_client(client: httpx.AsyncClient) -> None:
         response = await client.post("/v1/route/methods", content=payload, headers=headers)
+        response.json()
+
+    async def with_lean_call() -> None:
+        response = await lean_call.post("/v1/route/methods", json=BODY, headers=identity)
         response.json()
 
     async def with_pool() -> None:
@@ -93,6 +100,7 @@ async def measure(args: argparse.Namespace, server: subprocess.Popen[bytes], url
     clients: dict[str, Callable[[], Awaitable[None]]] = {
         "httpx, default transport (httpcore/h11/anyio)": lambda: with_client(default),
         "httpx, KeepAliveTransport": lambda: with_client(lean),
+        "JsonServiceClient (KeepAliveClient, no httpx)": with_lean_call,
         "KeepAlivePool (the gateway's, no httpx)": with_pool,
     }
     figures: dict[str, list[float]] = {name: [] for name in clients}
@@ -104,6 +112,7 @@ async def measure(args: argparse.Namespace, server: subprocess.Popen[bytes], url
             server_ms[name].append((cpu_seconds(server.pid) - before) * 1000 / args.requests)
     await default.aclose()
     await lean.aclose()
+    await lean_call.aclose()
     await pool.close()
     load = os.getloadavg()[0]
     print(f"client CPU ms per request ({args.requests} requests, {args.concurrency} concurrent; load {load:.1f}):")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import ipaddress
+import json
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -23,7 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from libs.common.keepalive import KeepAliveTransport, ResponseTooLarge
+from libs.common.http import JsonServiceClient
+from libs.common.keepalive import KeepAliveClient, KeepAliveTransport, ResponseTooLarge
+from libs.common.logging import trace_id_var
 from libs.common.testing.infra import serve_app
 from libs.common.testing.waiting import eventually
 
@@ -256,5 +259,78 @@ async def test_tls_to_a_pinned_address_verifies_the_certificate_for_the_sni_name
                 await http.send(wrong)
             with pytest.raises(httpx.ConnectError):  # nor for the bare address
                 await http.get(f"https://{address}:{port}/hook")
+        for name, answered in (("hooks.test", True), ("other.test", False)):  # the lean call, pinned the same way
+            lean = KeepAliveClient(
+                f"https://{address}:{port}", timeout_seconds=5, tls=client_context, server_hostname=name
+            )
+            try:
+                if answered:
+                    assert (await lean.request("POST", "/hook", content=b"{}")).content == b"ok"
+                else:
+                    with pytest.raises(httpx.ConnectError):
+                        await lean.request("POST", "/hook", content=b"{}")
+            finally:
+                await lean.aclose()
+        assert names[-2:] == ["hooks.test", "other.test"]
     finally:
         server.close()
+
+
+async def test_the_lean_call_reuses_its_connection_and_sends_json_as_httpx_does() -> None:
+    """`JsonServiceClient` on `KeepAliveClient`: the body httpx's `json=` would send, `Content-Type`, the caller's
+    headers and `X-Trace-Id`, a path percent-encoded where it must be, one kept connection for every call."""
+    async with serve_app(APP) as url:
+        peers.clear()
+        service = JsonServiceClient(url + "/echo", timeout_seconds=5)
+        token = trace_id_var.set("ab" * 16)
+        try:
+            answer = await service.post("/a b/é?x=1", json={"name": "é", "n": 1}, headers={"X-Test": "hi"})
+            assert answer.status_code == 200
+            body = json.dumps({"name": "é", "n": 1}, ensure_ascii=False, separators=(",", ":")).encode()
+            assert answer.content.decode() == f"POST /echo/a b/é?x=1 hi {body!r}"
+            assert (await service.post("/empty")).content == b"POST /echo/empty? None b''"
+        finally:
+            trace_id_var.reset(token)
+            await service.aclose()
+        assert len(peers) == 1
+
+        seen: dict[str, str] = {}
+
+        async def headers(request: Request) -> Response:
+            seen.update(request.headers)
+            return Response("{}", media_type="application/json")
+
+        async with serve_app(Starlette(routes=[Route("/h", headers, methods=["POST"])])) as other:
+            service = JsonServiceClient(other)
+            token = trace_id_var.set("cd" * 16)
+            try:
+                assert (await service.post("/h", json=[1])).json() == {}
+            finally:
+                trace_id_var.reset(token)
+                await service.aclose()
+        assert seen["content-type"] == "application/json" and seen["x-trace-id"] == "cd" * 16
+        assert seen["host"] == other.removeprefix("http://") and seen["content-length"] == "3"
+
+
+async def test_the_lean_call_fails_with_httpx_exceptions_and_caps_what_it_reads() -> None:
+    with pytest.raises(httpx.ConnectError):
+        await KeepAliveClient(DEAD_URL, timeout_seconds=5).request("POST", "/v1/payments")
+    async with serve_app(APP) as url:
+        lean = KeepAliveClient(url, timeout_seconds=0.3, response_bytes_max=100_000)
+        try:
+            with pytest.raises(httpx.ReadTimeout):
+                await lean.request("GET", "/slow?s=1")
+            with pytest.raises(httpx.LocalProtocolError):  # never written
+                await lean.request("GET", "/echo/x", headers={"X-Test": "a\r\nX-Evil: 1"})
+            with pytest.raises(ResponseTooLarge):
+                await lean.request("GET", "/big")
+            peers.clear()
+            await lean.request("GET", "/echo/before")
+            capped = await lean.request("GET", "/big", read_bytes_max=1_000)  # only the status matters
+            assert capped.status_code == 200 and 1_000 <= len(capped.content) < 200_000
+            assert (await lean.request("GET", "/echo/after")).content == b"GET /echo/after? None b''"
+            assert len(peers) == 2  # the capped answer's connection (the first) was not reused: the rest was unread
+        finally:
+            await lean.aclose()
+    with pytest.raises(ValueError):
+        KeepAliveClient("ftp://127.0.0.1/x", timeout_seconds=5)

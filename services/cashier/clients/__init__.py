@@ -1,12 +1,12 @@
 """Clients of other Juhe services the cashier calls synchronously before it creates a payment (settlement's
-split check, marketing's coupon lock): one shape for both, so they answer the merchant the same way."""
+split check, marketing's coupon lock): one shape for both, so they answer the merchant the same way. Each is a
+`JsonServiceClient` (libs/common/http.py): the lean call without httpx's client layer, whose failures are httpx's
+exceptions, so every `except httpx.HTTPError` below still answers a retryable 503 (ADR 0003)."""
 
 from __future__ import annotations
 
-import httpx
-
 from libs.common.errors import ErrorSpec, Problem
-from libs.common.http import json_object, service_client
+from libs.common.http import JsonServiceClient, LeanResponse, json_object
 from libs.common.internal_auth import IDENTITY_HEADER, mint_identity_token
 
 IDENTITY_KEY_ID = "cashier"
@@ -34,8 +34,8 @@ class InternalClient:
     def __init__(self, base_url: str, *, timeout_seconds: float, identity_secret: str) -> None:
         self.base_url = base_url.rstrip("/")
         self._identity_secret = identity_secret
-        self._http: httpx.AsyncClient | None = (
-            service_client(self.base_url, timeout_seconds=timeout_seconds) if self.base_url else None
+        self._http: JsonServiceClient | None = (
+            JsonServiceClient(self.base_url, timeout_seconds=timeout_seconds) if self.base_url else None
         )
 
     async def aclose(self) -> None:
@@ -46,7 +46,7 @@ class InternalClient:
         return {IDENTITY_HEADER: mint_identity_token(self._identity_secret, key_id=IDENTITY_KEY_ID, service="cashier")}
 
 
-def relayed_refusal(response: httpx.Response, fallback_title: str, **extensions: object) -> Problem | None:
+def relayed_refusal(response: LeanResponse, fallback_title: str, **extensions: object) -> Problem | None:
     """The callee's 4xx problem about the merchant's request, as the same status and `code` for the merchant;
     None when the answer is anything else (the caller then answers its own 503)."""
     problem = json_object(response)

@@ -5,6 +5,9 @@ method on one snapshot of routing's state), each answered as `POST /v1/route` wo
 without the batch endpoint, 404, is asked once per method). A 422 `no_route_available` or 503
 `channel_unavailable` is a policy answer (no candidate for that method: []); no URL, unreachable, any other error
 → None, and the caller (flows/routing.py) falls back to the merchant's own channel order.
+
+One such call per create, so it is made with the lean `JsonServiceClient` (libs/common/http.py, ADR 0003 "When to
+use which"), whose failures are httpx's exceptions.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from libs.common.http import json_object, service_client
+from libs.common.http import JsonServiceClient, json_object
 from libs.common.logging import get_logger
 
 log = get_logger("juhe.cashier.routing")
@@ -63,8 +66,8 @@ def parse_candidates(payload: Any) -> list[Candidate]:
 class RoutingClient:
     def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http: httpx.AsyncClient | None = (
-            service_client(self.base_url, timeout_seconds=timeout_seconds) if self.base_url else None
+        self._http: JsonServiceClient | None = (
+            JsonServiceClient(self.base_url, timeout_seconds=timeout_seconds) if self.base_url else None
         )
 
     async def aclose(self) -> None:
@@ -81,14 +84,15 @@ class RoutingClient:
         except httpx.HTTPError as exc:
             log.warning("routing unreachable; falling back to merchant channel order", error=repr(exc))
             return None
-        code = json_object(response).get("code")
+        answer = json_object(response)
+        code = answer.get("code")
         if response.status_code in (422, 503) and code in POLICY_ANSWERS:
             log.info("routing found no route", method=context.get("method"), code=code)
             return []
         if response.status_code // 100 != 2:
             log.warning("routing answered an error; falling back", status=response.status_code)
             return None
-        return parse_candidates(json_object(response))
+        return parse_candidates(answer)
 
     async def decide_methods(
         self, context: dict[str, Any], methods: Sequence[str]

@@ -1,10 +1,11 @@
 """Webhook targets at the edges: refused at creation (422) and, at delivery, resolved, checked and pinned.
 
-`PinnedTransport` is the webhook client's transport. For every request it re-checks the URL, resolves the
-host once, refuses if ANY resolved address is internal (domain/webhook_targets.py), then connects to the
-checked address itself (the URL's host replaced by the IP; Host header and TLS SNI/certificate check keep
-the name). So a name that resolves to a public address at check time and to 127.0.0.1 a moment later
-(DNS rebinding) cannot reach the inside: no second resolution ever happens.
+`PinnedTargets` sends every webhook. For every POST it re-checks the URL, resolves the host once, refuses if ANY
+resolved address is internal (domain/webhook_targets.py), then connects to the checked address itself (Host header
+and TLS SNI/certificate check keep the name). So a name that resolves to a public address at check time and to
+127.0.0.1 a moment later (DNS rebinding) cannot reach the inside: no second resolution ever happens. No redirect is
+followed (a 3xx is a failed try), no proxy is used (a proxy would resolve the name itself, after our check), and at
+most `read_bytes_max` of an answer is read (only its status matters).
 
 Connections are kept alive per (scheme, name, port, checked address): each such target has its own small pool, so a
 connection is reused only for the same name AND the address this request's check pinned, never for another name
@@ -12,7 +13,8 @@ that shares the address (its TLS session was verified for its own name) nor afte
 Every request is still checked and resolved first; a name that now resolves to an internal address is refused before
 any pooled connection is looked at. Without keep-alive each delivery paid a TCP (and TLS) handshake; the pools are
 bounded (`POOLS_MAX`, the least recently used idle ones closed first) and a pool idle for `keepalive_seconds` is
-closed (docs/performance.md, fifth pass).
+closed (docs/performance.md, fifth pass). Each pool is a `libs.common.keepalive.KeepAliveClient`: the POST without
+httpx's client layer (ADR 0003 "When to use which", docs/performance.md "Seventh pass: transport").
 """
 
 from __future__ import annotations
@@ -22,15 +24,14 @@ import ipaddress
 import socket
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
 
-from libs.common import tracing
 from libs.common.errors import Problem
 from libs.common.http import shared_tls_context
-from libs.common.keepalive import KeepAliveTransport
+from libs.common.keepalive import KeepAliveClient
 from services.cashier.config import Settings
 from services.cashier.domain.errors import NOTIFY_URL_NOT_ALLOWED
 from services.cashier.domain.webhook_targets import IPAddress, address_refusal, is_loopback_name, url_refusal
@@ -70,58 +71,47 @@ _TargetKey = tuple[str, str, int, str]  # scheme, the URL's host name, port, the
 
 @dataclass
 class _TargetPool:
-    """One target's connection pool and how many of its responses are still open (never closed while > 0)."""
+    """One target's connection pool and how many of its requests are in flight (never closed while > 0)."""
 
-    transport: httpx.AsyncBaseTransport
+    client: KeepAliveClient
     in_flight: int = 0
     last_used: float = 0.0
 
 
-class _TrackedStream(httpx.AsyncByteStream):
-    """A response body that tells its pool when it is closed (the connection then goes back to the pool or away)."""
+class PinnedTargets:
+    """The merchants' webhook targets, each POST checked, resolved and pinned (module docstring)."""
 
-    def __init__(self, inner: httpx.AsyncByteStream, pool: _TargetPool) -> None:
-        self._inner = inner
-        self._pool: _TargetPool | None = pool
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._inner:
-            yield chunk
-
-    async def aclose(self) -> None:
-        try:
-            await self._inner.aclose()
-        finally:
-            if self._pool is not None:
-                self._pool.in_flight -= 1
-                self._pool.last_used = time.monotonic()
-                self._pool = None
-
-
-class PinnedTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, allow_http: bool, allow_loopback: bool, keepalive_seconds: float = 0.0) -> None:
+    def __init__(
+        self, *, allow_http: bool, allow_loopback: bool, timeout_seconds: float, keepalive_seconds: float = 0.0
+    ) -> None:
         self.allow_http = allow_http
         self.allow_loopback = allow_loopback
+        self.timeout_seconds = timeout_seconds
         self.keepalive_seconds = keepalive_seconds
         self._pools: OrderedDict[_TargetKey, _TargetPool] = OrderedDict()  # least recently used first
 
-    def _inner_transport(self) -> httpx.AsyncBaseTransport:
-        """A new connection pool for one target (a test may replace it: it stands for the sockets). It connects to
-        the pinned URL's host (the checked address) and verifies TLS for the request's `sni_hostname` (the name);
-        one TLS context for every pool (building one loads the CA bundle: ~25 ms of CPU). HTTP/1.1 over httptools
-        (`libs.common.keepalive`, docs/performance.md "Sixth pass: transport"); never a proxy (`trust_env=False`)."""
-        return KeepAliveTransport(
+    def _target_client(self, key: _TargetKey, authority: str) -> KeepAliveClient:
+        """A new connection pool for one target: it connects to the checked address, sends `Host` the URL's
+        authority and verifies TLS for the name (one TLS context for every pool: building one loads the CA bundle,
+        ~25 ms of CPU)."""
+        scheme, name, port, address = key
+        host = f"[{address}]" if ":" in address else address
+        return KeepAliveClient(
+            f"{scheme}://{host}:{port}",
+            timeout_seconds=self.timeout_seconds,
             tls=shared_tls_context(),
+            server_hostname=name,
+            host_header=authority,
             keepalive_max=KEEPALIVE_PER_TARGET_MAX,
             keepalive_seconds=self.keepalive_seconds,
         )
 
-    async def _pool_for(self, key: _TargetKey) -> _TargetPool:
+    async def _pool_for(self, key: _TargetKey, authority: str) -> _TargetPool:
         """The target's pool (made on first use), after closing the pools idle too long or beyond `POOLS_MAX`."""
         now = time.monotonic()
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = _TargetPool(self._inner_transport())
+            pool = self._pools[key] = _TargetPool(self._target_client(key, authority))
         self._pools.move_to_end(key)
         pool.last_used = now
         doomed: list[_TargetPool] = []
@@ -134,7 +124,7 @@ class PinnedTransport(httpx.AsyncBaseTransport):
             elif not too_many:
                 break
         for other in doomed:
-            await other.transport.aclose()
+            await other.client.aclose()
         return pool
 
     async def checked_address(self, url: httpx.URL) -> IPAddress:
@@ -160,46 +150,57 @@ class PinnedTransport(httpx.AsyncBaseTransport):
                 raise TargetRefused(f"{host} resolves to {address}, not loopback")
         return addresses[0]
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        address = await self.checked_address(request.url)
-        url = request.url
-        pinned = httpx.Request(
-            request.method,
-            url.copy_with(host=str(address)),
-            headers=request.headers,  # carries Host: the name, not the address
-            stream=request.stream,
-            extensions={**request.extensions, "sni_hostname": url.host},
-        )
-        port = url.port or (443 if url.scheme == "https" else 80)
-        pool = await self._pool_for((url.scheme, url.host, port, str(address)))
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str], *, read_bytes_max: int) -> int:
+        """POST `body` to the checked, pinned address of `url`; the answer's status (at most `read_bytes_max` of its
+        body read). TargetRefused for a target that is not allowed; httpx's exceptions for a failed exchange."""
+        parsed = httpx.URL(url)
+        address = await self.checked_address(parsed)
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        pool = await self._pool_for((parsed.scheme, parsed.host, port, str(address)), parsed.netloc.decode("ascii"))
         pool.in_flight += 1
         try:
-            response = await pool.transport.handle_async_request(pinned)
-        except BaseException:
+            response = await pool.client.request(
+                "POST", parsed.raw_path.decode("ascii"), content=body, headers=headers, read_bytes_max=read_bytes_max
+            )
+        finally:
             pool.in_flight -= 1
-            raise
-        assert isinstance(response.stream, httpx.AsyncByteStream)
-        response.stream = _TrackedStream(response.stream, pool)
-        return response
+            pool.last_used = time.monotonic()
+        return response.status_code
 
     async def aclose(self) -> None:
         pools = list(self._pools.values())
         self._pools.clear()
         for pool in pools:
-            await pool.transport.aclose()
+            await pool.client.aclose()
 
 
-def webhook_client(settings: Settings) -> httpx.AsyncClient:
-    """The client merchant webhooks go out through: pinned, checked, no redirects, no proxies from the env
-    (a proxy would resolve the name itself, after our check)."""
-    client = httpx.AsyncClient(
-        transport=PinnedTransport(
+class _Refused(httpx.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        raise TargetRefused("webhooks are sent only through WebhookClient.post_webhook")
+
+
+class WebhookClient(httpx.AsyncClient):
+    """The client merchant webhooks go out through (`Cashier.webhook_http`): `post_webhook`, checked and pinned
+    (`PinnedTargets`). It is an `httpx.AsyncClient` only because `Cashier.webhook_http` is annotated as one
+    (flows/context.py); its httpx API refuses every request, so a webhook leaves by this one way only."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(transport=_Refused(), trust_env=False)
+        self.targets = PinnedTargets(
             allow_http=settings.webhook_allow_http,
             allow_loopback=settings.webhook_allow_loopback,
+            timeout_seconds=settings.webhook_timeout_seconds,
             keepalive_seconds=settings.webhook_keepalive_seconds,
-        ),
-        timeout=httpx.Timeout(settings.webhook_timeout_seconds),
-        follow_redirects=False,
-        trust_env=False,
-    )
-    return tracing.instrument_client(client)  # its own transport: no span from httpx's instrumentation otherwise
+        )
+
+    async def post_webhook(self, url: str, body: bytes, headers: Mapping[str, str], *, read_bytes_max: int) -> int:
+        return await self.targets.post(url, body, headers, read_bytes_max=read_bytes_max)
+
+    async def aclose(self) -> None:
+        await self.targets.aclose()
+        await super().aclose()
+
+
+def webhook_client(settings: Settings) -> WebhookClient:
+    """The client merchant webhooks go out through: pinned, checked, no redirects, no proxies."""
+    return WebhookClient(settings)

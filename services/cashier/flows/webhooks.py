@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi.encoders import jsonable_encoder
-from sqlalchemy import select
 
 from libs.common.db import Tx
 from libs.common.events import Envelope
@@ -32,10 +31,14 @@ from services.cashier.domain.webhooks import SIGNATURE_HEADER, retry_delay_secon
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.merchants import merchant_webhook_secret
 from services.cashier.flows.webhook_endpoints import endpoint_secrets
-from services.cashier.flows.webhook_targets import TargetRefused
-from services.cashier.store.tables import merchants
-from services.cashier.store.webhook_endpoints import DeliveryTarget, delivery_targets, endpoints_by_id
-from services.cashier.store.webhooks import claim_due_deliveries, insert_event_with_deliveries, record_attempt
+from services.cashier.flows.webhook_targets import TargetRefused, WebhookClient
+from services.cashier.store.webhook_endpoints import DeliveryTarget, delivery_targets
+from services.cashier.store.webhooks import (
+    ClaimedDelivery,
+    claim_due_deliveries,
+    insert_event_with_deliveries,
+    record_attempt,
+)
 
 log = get_logger("juhe.cashier.webhooks")
 
@@ -108,12 +111,17 @@ class _Target:
     secrets: tuple[str, ...] | None
 
 
-def _target(
-    sealer: Sealer, delivery: Any, merchant_secrets: dict[str, str], endpoints: dict[str, Any], now: datetime
-) -> _Target:
+def _target(sealer: Sealer, delivery: ClaimedDelivery, merchant_secrets: dict[str, str], now: datetime) -> _Target:
+    """From what the claim read with the delivery (store/webhooks.py); each merchant's secret opened once a batch."""
     if delivery.endpoint_id is None:
-        return _Target(delivery.url, (merchant_secrets.get(delivery.merchant_id, ""),))
-    endpoint = endpoints.get(delivery.endpoint_id)
+        secret = merchant_secrets.get(delivery.merchant_id)
+        if secret is None:
+            sealed = delivery.webhook_secret_sealed is not None
+            secret = merchant_secrets[delivery.merchant_id] = (
+                merchant_webhook_secret(sealer, delivery) if sealed else ""
+            )
+        return _Target(delivery.url, (secret,))
+    endpoint = delivery.endpoint
     if endpoint is None:
         return _Target(delivery.url, None)
     # The endpoint's URL now: a merchant who corrects a wrong URL gets the retries there.
@@ -125,30 +133,24 @@ async def deliver_due(cashier: Cashier) -> int:
     s = cashier.settings
     now = cashier.clock()
     lease_until = now + timedelta(seconds=s.webhook_timeout_seconds + 5)
-    # No BEGIN/COMMIT: the claim is one statement (atomic by itself, its lease written with its row locks) and the
-    # rest are reads, so each runs as its own transaction on an autocommit connection (docs/performance.md).
+    # No BEGIN/COMMIT: the claim is one statement (atomic by itself, its lease written with its row locks), which
+    # also reads each delivery's merchant secret and endpoint (store/webhooks.py), on an autocommit connection.
     async with cashier.uow.autocommit() as conn:
         due = await claim_due_deliveries(conn, now=now, lease_until=lease_until, limit=s.webhook_batch_max)
-        secrets: dict[str, str] = {}
-        endpoints: dict[str, Any] = {}
-        if due:
-            ids = {d.merchant_id for d in due}
-            rows = await conn.execute(select(merchants).where(merchants.c.merchant_id.in_(ids)))
-            secrets = {r.merchant_id: merchant_webhook_secret(cashier.sealer, r) for r in rows}
-            endpoints = await endpoints_by_id(conn, {d.endpoint_id for d in due if d.endpoint_id is not None})
     if not due:
         return 0
     limit = asyncio.Semaphore(s.webhook_concurrency_max)
+    merchant_secrets: dict[str, str] = {}
 
-    async def one(delivery: Any) -> None:
+    async def one(delivery: ClaimedDelivery) -> None:
         async with limit:
-            await _deliver(cashier, delivery, _target(cashier.sealer, delivery, secrets, endpoints, now))
+            await _deliver(cashier, delivery, _target(cashier.sealer, delivery, merchant_secrets, now))
 
     await asyncio.gather(*(one(d) for d in due))
     return len(due)
 
 
-async def _deliver(cashier: Cashier, delivery: Any, target: _Target) -> None:
+async def _deliver(cashier: Cashier, delivery: ClaimedDelivery, target: _Target) -> None:
     body = delivery.body.encode("utf-8")
     timestamp = int(cashier.clock().timestamp())
     started = time.perf_counter()
@@ -207,17 +209,13 @@ class _EndpointGone(Exception):
 
 
 async def _post(cashier: Cashier, url: str, body: bytes, headers: dict[str, str]) -> int:
-    """POST through the pinned client; the whole exchange (resolve, connect, send, read) is time-bounded and
-    at most `webhook_response_max_bytes` of the answer is read (only its status matters)."""
-    s = cashier.settings
-    async with asyncio.timeout(s.webhook_timeout_seconds):
-        async with cashier.webhook_http.stream("POST", url, content=body, headers=headers) as response:
-            read = 0
-            async for chunk in response.aiter_raw():
-                read += len(chunk)
-                if read >= s.webhook_response_max_bytes:
-                    break
-            return response.status_code
+    """POST through the pinned client (flows/webhook_targets.py: checked, pinned, no redirect, at most
+    `webhook_response_max_bytes` of the answer read: only its status matters); the whole exchange (resolve, connect,
+    send, read) is time-bounded."""
+    http = cashier.webhook_http
+    assert isinstance(http, WebhookClient)  # annotated httpx.AsyncClient in flows/context.py (WebhookClient says why)
+    async with asyncio.timeout(cashier.settings.webhook_timeout_seconds):
+        return await http.post_webhook(url, body, headers, read_bytes_max=cashier.settings.webhook_response_max_bytes)
 
 
 async def run_delivery_loop(cashier: Cashier) -> None:

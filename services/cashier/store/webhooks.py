@@ -15,7 +15,13 @@ from libs.common.db import OUTBOX_FIELDS
 from libs.common.outbox_tables import outbox
 from services.cashier.domain.webhooks import DeliveryStatus
 from services.cashier.store.driver import DriverStatement
-from services.cashier.store.tables import merchant_events, webhook_attempts, webhook_deliveries
+from services.cashier.store.tables import (
+    merchant_events,
+    merchants,
+    webhook_attempts,
+    webhook_deliveries,
+    webhook_endpoints,
+)
 from services.cashier.store.webhook_endpoints import EVENT_SEQ
 
 DELIVERY_SEQ = DbSequence("webhook_delivery_seq")
@@ -82,7 +88,10 @@ def _event_with_deliveries_statement(
 
 def _claim_statement() -> Any:
     """Due deliveries that are the oldest pending one of their payment for their target (in order per payment
-    and endpoint; notify_url deliveries have no endpoint and keep their own order), leased until `lease_until`."""
+    and endpoint; notify_url deliveries have no endpoint and keep their own order), leased until `lease_until`; each
+    with what sending it needs, read by the same statement (one round trip where it was three: the claim, the
+    merchants' sealed secrets, the endpoints): its merchant's sealed webhook secret and its endpoint's URL and sealed
+    secrets as they are now (none when the endpoint was deleted)."""
     earlier = aliased(webhook_deliveries)
     blocked = (
         select(earlier.c.id)
@@ -108,11 +117,26 @@ def _claim_statement() -> Any:
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
-    return (
+    claimed = (
         webhook_deliveries.update()
         .where(webhook_deliveries.c.id.in_(due))
         .values(next_attempt_at=bindparam("lease_until"))
         .returning(webhook_deliveries)
+        .cte("claimed")
+    )
+    endpoint = webhook_endpoints.c
+    return select(
+        claimed,
+        merchants.c.webhook_secret_sealed,
+        endpoint.id.label("endpoint_found"),
+        endpoint.url.label("endpoint_url"),
+        endpoint.secret_sealed.label("endpoint_secret_sealed"),
+        endpoint.previous_secret_sealed.label("endpoint_previous_secret_sealed"),
+        endpoint.previous_secret_expires_at.label("endpoint_previous_secret_expires_at"),
+    ).select_from(
+        claimed.outerjoin(merchants, merchants.c.merchant_id == claimed.c.merchant_id).outerjoin(
+            webhook_endpoints, endpoint.id == claimed.c.endpoint_id
+        )
     )
 
 
@@ -120,8 +144,19 @@ def _claim_statement() -> Any:
 _CLAIM = DriverStatement(_claim_statement())
 
 
+class ClaimedEndpoint(NamedTuple):
+    """A delivery's webhook endpoint as the claim read it (what `flows/webhook_endpoints.endpoint_secrets` reads)."""
+
+    id: str
+    url: str
+    secret_sealed: bytes
+    previous_secret_sealed: bytes | None
+    previous_secret_expires_at: datetime | None
+
+
 class ClaimedDelivery(NamedTuple):
-    """A `webhook_deliveries` row as the claim returns it (by attribute, as SQLAlchemy's rows are read)."""
+    """A `webhook_deliveries` row as the claim returns it (by attribute, as SQLAlchemy's rows are read), with its
+    merchant's sealed webhook secret (None: no such merchant) and its endpoint now (None: no endpoint, or deleted)."""
 
     id: str
     seq: int
@@ -139,9 +174,25 @@ class ClaimedDelivery(NamedTuple):
     last_error: str | None
     delivered_at: datetime | None
     created_at: datetime
+    webhook_secret_sealed: bytes | None
+    endpoint: ClaimedEndpoint | None
 
 
-assert ClaimedDelivery._fields == tuple(column.name for column in webhook_deliveries.c), "the table's columns changed"
+_DELIVERY_COLUMNS = tuple(column.name for column in webhook_deliveries.c)
+assert ClaimedDelivery._fields[: len(_DELIVERY_COLUMNS)] == _DELIVERY_COLUMNS, "the table's columns changed"
+
+
+def _claimed(row: Any) -> ClaimedDelivery:
+    endpoint = None
+    if row["endpoint_found"] is not None:
+        endpoint = ClaimedEndpoint(
+            row["endpoint_found"],
+            row["endpoint_url"],
+            row["endpoint_secret_sealed"],
+            row["endpoint_previous_secret_sealed"],
+            row["endpoint_previous_secret_expires_at"],
+        )
+    return ClaimedDelivery._make([*(row[name] for name in _DELIVERY_COLUMNS), row["webhook_secret_sealed"], endpoint])
 
 
 async def claim_due_deliveries(
@@ -151,7 +202,7 @@ async def claim_due_deliveries(
     transaction around it: the lease is written by the statement that locks the rows (`FOR UPDATE SKIP LOCKED`), so
     it is atomic on an autocommit connection, and another replica skips the rows or finds them leased."""
     rows = await _CLAIM.fetch(conn, {"now": now, "lease_until": lease_until, "limit": limit})
-    return [ClaimedDelivery(*(row[name] for name in ClaimedDelivery._fields)) for row in rows]
+    return [_claimed(row) for row in rows]
 
 
 async def record_attempt(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
+from libs.common.keepalive import LeanResponse
 from services.cashier.domain.payments import request_fingerprint
 from services.cashier.domain.webhook_targets import address_refusal, url_refusal
+from services.cashier.flows import webhook_targets
+from services.cashier.flows.webhook_targets import PinnedTargets
 
 
 @pytest.mark.parametrize(
@@ -85,77 +88,71 @@ def test_request_fingerprint_never_raises_on_a_lone_surrogate() -> None:
     assert request_fingerprint({"d": "\ud83d\ude97"}) != request_fingerprint({"d": "🚗"})
 
 
+class RecordingTarget:
+    """Stands for a target's connection pool (`KeepAliveClient`): what matters is where it was told to connect, the
+    `Host` and TLS name it was given, and the requests it was handed (this machine has no public DNS)."""
+
+    made: ClassVar[list[RecordingTarget]] = []
+
+    def __init__(self, base_url: str, *, server_hostname: str, host_header: str, **_: Any) -> None:
+        self.base_url, self.server_hostname, self.host_header = base_url, server_hostname, host_header
+        self.paths: list[str] = []
+        RecordingTarget.made.append(self)
+
+    async def request(self, method: str, path: str, **_: Any) -> LeanResponse:
+        self.paths.append(f"{method} {path}")
+        return LeanResponse(204, [], b"")
+
+    async def aclose(self) -> None:
+        pass
+
+
+def targets(monkeypatch: pytest.MonkeyPatch, dns: Any, keepalive_seconds: float = 0.0) -> PinnedTargets:
+    RecordingTarget.made = []
+    monkeypatch.setattr(webhook_targets, "resolve_host", dns)
+    monkeypatch.setattr(webhook_targets, "KeepAliveClient", RecordingTarget)
+    return PinnedTargets(allow_http=False, allow_loopback=False, timeout_seconds=5, keepalive_seconds=keepalive_seconds)
+
+
 async def test_the_pinned_request_names_the_checked_address_and_keeps_host_and_sni(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """https to a name: the connection target is the address we checked; Host and TLS SNI stay the name
     (so the certificate is verified for the name)."""
-    import httpx
-
-    from services.cashier.flows import webhook_targets
 
     async def dns(host: str, port: int) -> list[Any]:
         return [ipaddress.ip_address("2606:4700::1111")]
 
-    seen: list[httpx.Request] = []
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(204)
-
-    monkeypatch.setattr(webhook_targets, "resolve_host", dns)
-    transport = webhook_targets.PinnedTransport(allow_http=False, allow_loopback=False)
-    # The inner transport only stands for the socket: what matters is the request it is handed.
-    monkeypatch.setattr(transport, "_inner_transport", lambda: httpx.MockTransport(answer))
-    async with httpx.AsyncClient(transport=transport) as client:
-        response = await client.post("https://hooks.shop.example:8443/juhe", content=b"{}")
-    assert response.status_code == 204
-    sent = seen[0]
-    assert sent.url.host == "2606:4700::1111" and sent.url.port == 8443
-    assert sent.headers["host"] == "hooks.shop.example:8443"
-    assert sent.extensions["sni_hostname"] == "hooks.shop.example"
+    pinned = targets(monkeypatch, dns)
+    assert await pinned.post("https://hooks.shop.example:8443/juhe?a=1", b"{}", {}, read_bytes_max=1024) == 204
+    (target,) = RecordingTarget.made
+    assert target.base_url == "https://[2606:4700::1111]:8443"
+    assert target.host_header == "hooks.shop.example:8443" and target.server_hostname == "hooks.shop.example"
+    assert target.paths == ["POST /juhe?a=1"]
 
 
 async def test_connections_are_pooled_per_name_and_checked_address(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep-alive never weakens pinning: a pool serves one (scheme, name, port, checked address) only, so two names
     sharing an address never share a connection, and a name that now resolves elsewhere gets a new pool; every
     request is still resolved and checked first (a name moved to an internal address is refused)."""
-    import httpx
-
-    from services.cashier.flows import webhook_targets
-
     answers: dict[str, str] = {"a.shop.example": "93.184.216.34", "b.shop.example": "93.184.216.34"}
 
     async def dns(host: str, port: int) -> list[Any]:
         return [ipaddress.ip_address(answers[host])]
 
-    pools: list[list[str]] = []  # per inner pool made, the Host headers it was handed
-
-    def new_pool() -> httpx.AsyncBaseTransport:
-        handed: list[str] = []
-        pools.append(handed)
-
-        def answer(request: httpx.Request) -> httpx.Response:
-            handed.append(f"{request.headers['host']}@{request.url.host}")
-            return httpx.Response(204)
-
-        return httpx.MockTransport(answer)
-
-    monkeypatch.setattr(webhook_targets, "resolve_host", dns)
-    transport = webhook_targets.PinnedTransport(allow_http=False, allow_loopback=False, keepalive_seconds=30)
-    monkeypatch.setattr(transport, "_inner_transport", new_pool)
-    async with httpx.AsyncClient(transport=transport) as client:
-        for host in ("a.shop.example", "a.shop.example", "b.shop.example"):
-            assert (await client.post(f"https://{host}/juhe", content=b"{}")).status_code == 204
-        answers["a.shop.example"] = "93.184.216.35"
-        assert (await client.post("https://a.shop.example/juhe", content=b"{}")).status_code == 204
-        answers["a.shop.example"] = "10.0.0.5"
-        with pytest.raises(webhook_targets.TargetRefused):
-            await client.post("https://a.shop.example/juhe", content=b"{}")
-    assert pools == [
-        ["a.shop.example@93.184.216.34", "a.shop.example@93.184.216.34"],
-        ["b.shop.example@93.184.216.34"],
-        ["a.shop.example@93.184.216.35"],
+    pinned = targets(monkeypatch, dns, keepalive_seconds=30)
+    for host in ("a.shop.example", "a.shop.example", "b.shop.example"):
+        assert await pinned.post(f"https://{host}/juhe", b"{}", {}, read_bytes_max=1024) == 204
+    answers["a.shop.example"] = "93.184.216.35"
+    assert await pinned.post("https://a.shop.example/juhe", b"{}", {}, read_bytes_max=1024) == 204
+    answers["a.shop.example"] = "10.0.0.5"
+    with pytest.raises(webhook_targets.TargetRefused):
+        await pinned.post("https://a.shop.example/juhe", b"{}", {}, read_bytes_max=1024)
+    await pinned.aclose()
+    assert [(t.host_header, t.base_url, len(t.paths)) for t in RecordingTarget.made] == [
+        ("a.shop.example", "https://93.184.216.34:443", 2),
+        ("b.shop.example", "https://93.184.216.34:443", 1),
+        ("a.shop.example", "https://93.184.216.35:443", 1),
     ]
 
 
@@ -164,10 +161,6 @@ async def test_a_delivery_reuses_the_connection_of_the_one_before() -> None:
     keepalive_seconds=0 a connection each (the setting's off switch)."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    import httpx
-
-    from services.cashier.flows import webhook_targets
 
     peers: list[int] = []
 
@@ -190,12 +183,12 @@ async def test_a_delivery_reuses_the_connection_of_the_one_before() -> None:
     try:
         for keepalive_seconds, connections in ((30.0, 1), (0.0, 2)):
             peers.clear()
-            transport = webhook_targets.PinnedTransport(
-                allow_http=True, allow_loopback=True, keepalive_seconds=keepalive_seconds
+            pinned = PinnedTargets(
+                allow_http=True, allow_loopback=True, timeout_seconds=5, keepalive_seconds=keepalive_seconds
             )
-            async with httpx.AsyncClient(transport=transport) as client:
-                for _ in range(2):
-                    assert (await client.post(url, content=b"{}")).status_code == 204
+            for _ in range(2):
+                assert await pinned.post(url, b"{}", {}, read_bytes_max=1024) == 204
+            await pinned.aclose()
             assert len(peers) == 2 and len(set(peers)) == connections, (keepalive_seconds, peers)
     finally:
         server.shutdown()

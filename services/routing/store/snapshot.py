@@ -130,9 +130,10 @@ def _counts(raw: dict[str, Any]) -> OutcomeCounts:
 
 @dataclass(frozen=True, slots=True)
 class _Window:
-    """The parameters of the time-dependent reads, and what decides their result: the buckets in the success
-    window are those of the slots from `floor(oldest)` (excluded) to `floor(now)`, so the window's sums and the
-    local day's volume are the same for every `now` with the same key."""
+    """The parameters of the time-dependent reads, and what decides their result. Buckets start on whole seconds
+    (`floor_time`), so the buckets in the success window, those with `oldest < bucket_start <= now`, are the same
+    for every `now` within one second (whatever the bucket size, also across a change of it), and the volume is
+    the local day's: the held snapshot is reused only under the same key."""
 
     oldest: datetime
     now: datetime
@@ -143,8 +144,7 @@ class _Window:
     def of(cls, now: datetime, settings: RoutingSettings) -> _Window:
         oldest = now - timedelta(seconds=settings.health.success_window_seconds)
         today = LocalTime.of(now, settings.utc_offset_minutes).date
-        step = settings.health.bucket_seconds
-        return cls(oldest, now, today, (floor_time(oldest, step), floor_time(now, step), today))
+        return cls(oldest, now, today, (floor_time(oldest, 1), floor_time(now, 1), today))
 
 
 @dataclass(frozen=True, slots=True)

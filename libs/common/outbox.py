@@ -13,7 +13,7 @@ Design, and why it is safe with any number of relay replicas:
 - Rows stay for `outbox_retention_hours` after publishing. Each row records the broker epoch it went
   to; when the epoch changes (a memory-only broker restarted) the relay recreates topics, rebuilds its
   producer and marks every retained row of another epoch unpublished, so it all goes out again.
-- Woken by LISTEN/NOTIFY on insert, and by the epoch watcher on a new broker; a woken relay waits
+- Woken by LISTEN/NOTIFY on insert, and by the epoch watcher on a new broker; a relay woken while busy waits
   `coalesce_seconds` before its pass, so the rows of the transactions that commit meanwhile go in the same pass
   (docs/performance.md, "Seventh pass: the event pipeline"). The polling fallback is
   `poll_interval_seconds` while nothing is sure to wake the relay (its listener is not connected, another relay
@@ -57,12 +57,16 @@ RETENTION_SWEEP_BATCH = 5_000
 RETENTION_SWEEP_INTERVAL_SECONDS = 30.0
 # The longest sleep of a relay whose listener is connected: only a safety net, since every insert notifies.
 LISTENING_FALLBACK_SECONDS = 15.0
-# How long a woken relay waits before its pass, so that the rows of the transactions committing meanwhile go with it.
-# Under load a payment's events come from separate transactions a few ms apart, and a pass (five round trips, a
-# produce, the broker's ack) costs about the same whether it carries one row or ten. The producer no longer lingers
-# (libs.common.kafka.make_producer: a pass hands it all its rows at once), so an event waits about what the
-# producer's 5 ms linger made it wait before.
-COALESCE_SECONDS = 0.005
+# How long a woken relay waits before its pass while events keep coming, so that the rows of the transactions
+# committing meanwhile go with it. Under load a payment's events come from separate transactions a few ms apart, and
+# a pass (five round trips, a produce, the broker's ack) costs about the same whether it carries one row or ten. At
+# 200 single-event transactions a second (in-process, docs/performance.md "Seventh pass"), passes carry 1.7-2.0 rows
+# with the producer's old 5 ms linger and 3.0 with this wait (1.0 with neither); the producer no longer lingers
+# (libs.common.kafka.make_producer: a pass hands it all its rows at once).
+COALESCE_SECONDS = 0.010
+# The wait applies only while the relay is busy: when its last pass that sent rows was this recent. The first event
+# after a quiet spell is passed at once, so at rest an event waits nothing.
+COALESCE_BUSY_SECONDS = 1.0
 
 # A pass's statements, plain SQL on the connection's asyncpg (each prepared once per connection by its cache).
 # The shards with at least one unpublished row (one index probe per shard, however long the backlog), each with
@@ -124,6 +128,7 @@ class OutboxRelay:
         self._epoch: str | None = None
         self._epoch_version = -1
         self._next_sweep_at = 0.0
+        self._sent_at = float("-inf")  # the loop's time of the last pass that sent rows (`COALESCE_BUSY_SECONDS`)
 
     async def run(self) -> None:
         """Publish until cancelled. Stopping is bounded (libs.common.tasks): a cancel that a Kafka client's
@@ -152,14 +157,19 @@ class OutboxRelay:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.idle_wait_seconds()):
                             await self._wake.wait()
-                    if self._wake.is_set() and self.coalesce_seconds > 0:
-                        # Woken: the wake-ups of the rows committed during this wait are taken by this pass too.
+                    if self._wake.is_set() and self._busy():
+                        # The rows committed during this wait go in the pass too (their wake-ups are cleared below).
                         await asyncio.sleep(self.coalesce_seconds)
                     self._wake.clear()
         finally:
             if listener is not None:
                 await stop_task(listener, name=listener.get_name())
             await self._drop_producer()
+
+    def _busy(self) -> bool:
+        """Whether a wake-up waits `coalesce_seconds`: only while rows keep coming (see COALESCE_BUSY_SECONDS)."""
+        now = asyncio.get_running_loop().time()
+        return self.coalesce_seconds > 0 and now - self._sent_at < COALESCE_BUSY_SECONDS
 
     def idle_wait_seconds(self) -> float:
         """How long an idle relay waits for a wake-up before it looks at its outbox anyway."""
@@ -233,6 +243,7 @@ class OutboxRelay:
             crash_point("outbox.after_publish")
             await conn.execute(_MARK_SENT, datetime.now(UTC), self._epoch, [row["seq"] for row in rows])
         published_total.labels(self.service).inc(len(rows))
+        self._sent_at = asyncio.get_running_loop().time()
         return max(collections.Counter(row["shard"] for row in rows).values()) >= self.batch_max
 
     async def _sweep_retention(self) -> None:

@@ -39,7 +39,7 @@ from sandboxes.alipay.trades import (
 )
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
-from sandboxes.common.runner import dispatching_lifespan
+from sandboxes.common.runner import NATIVE_TELEMETRY_OFF, dispatching_lifespan
 
 
 class _SystemErrorResponse(Response):
@@ -153,7 +153,11 @@ APPROVE_PATH = "/control/trades/{out_trade_no}/approve"
 def create_app(settings: SandboxSettings, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
     sandbox = Sandbox(settings, clock or (lambda: datetime.now(UTC)))
 
-    app = FastAPI(title="Alipay sandbox", lifespan=dispatching_lifespan(sandbox.dispatcher, sandbox.store))
+    app = FastAPI(
+        title="Alipay sandbox",
+        lifespan=dispatching_lifespan(sandbox.dispatcher, sandbox.store),
+        telemetry=NATIVE_TELEMETRY_OFF,
+    )
     app.state.sandbox = sandbox
     app.include_router(build_common_router(channel=CHANNEL, faults=sandbox.faults, dispatcher=sandbox.dispatcher))
     app.add_middleware(FaultMiddleware, faults=sandbox.faults, error_response=lambda: _SystemErrorResponse(sandbox))

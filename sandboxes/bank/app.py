@@ -24,6 +24,7 @@ from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
+from sandboxes.common.runner import NATIVE_TELEMETRY_OFF
 from sandboxes.common.store import DocumentStore
 
 
@@ -82,7 +83,7 @@ def create_app(settings: BankSettings) -> FastAPI:
         bank.stop()
         await dispatcher.stop()
 
-    app = FastAPI(title="Bank payout sandbox", lifespan=lifespan)
+    app = FastAPI(title="Bank payout sandbox", lifespan=lifespan, telemetry=NATIVE_TELEMETRY_OFF)
     app.state.bank = bank
     app.include_router(build_common_router(channel="bank", faults=faults, dispatcher=dispatcher))
     app.add_middleware(

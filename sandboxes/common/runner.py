@@ -9,11 +9,17 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import uvicorn
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.store import DocumentStore
 
 GRACEFUL_SHUTDOWN_SECONDS = 2  # dark requests hang; do not let them block a restart
+# Every sandbox app's `FastAPI(telemetry=...)`: FastAPI's own OpenTelemetry layer off. A sandbox stands for the outside
+# world and exports no telemetry (nothing in its process configures a provider), yet the layer asked on every request
+# whether one of its three global providers was configured, an environment lookup each: ~3-6 us of CPU per request
+# (docs/performance.md, "Seventh pass: the sandboxes").
+NATIVE_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def serve(app: FastAPI, *, port_env: str, default_port: int, host_env: str | None = None) -> None:

@@ -23,7 +23,7 @@ from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
-from sandboxes.common.runner import dispatching_lifespan
+from sandboxes.common.runner import NATIVE_TELEMETRY_OFF, dispatching_lifespan
 from sandboxes.common.store import DocumentStore
 from sandboxes.ecny import bills
 from sandboxes.ecny.sandbox import WALLET_LIMITS_FEN, BankError, EcnyBank
@@ -121,7 +121,11 @@ def create_app(settings: EcnySettings | None = None) -> FastAPI:
     )
     bank = EcnyBank(settings, store, dispatcher)
 
-    app = FastAPI(title="e-CNY acquiring bank sandbox (Juhe model)", lifespan=dispatching_lifespan(dispatcher, store))
+    app = FastAPI(
+        title="e-CNY acquiring bank sandbox (Juhe model)",
+        lifespan=dispatching_lifespan(dispatcher, store),
+        telemetry=NATIVE_TELEMETRY_OFF,
+    )
     app.state.bank = bank
     app.include_router(build_common_router(channel="ecny", faults=faults, dispatcher=dispatcher))
     app.add_middleware(

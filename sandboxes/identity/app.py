@@ -19,7 +19,7 @@ from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
-from sandboxes.common.runner import dispatching_lifespan
+from sandboxes.common.runner import NATIVE_TELEMETRY_OFF, dispatching_lifespan
 from sandboxes.common.store import DocumentStore
 from sandboxes.identity.crypto import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from sandboxes.identity.sandbox import (
@@ -53,7 +53,9 @@ def create_app(settings: IdentitySettings) -> FastAPI:
     store = DocumentStore(sandbox_data_dir("identity", settings.data_dir) / "store.sqlite3")
     provider = IdentityProvider(settings, store, dispatcher)
 
-    app = FastAPI(title="Juhe identity sandbox", lifespan=dispatching_lifespan(dispatcher, store))
+    app = FastAPI(
+        title="Juhe identity sandbox", lifespan=dispatching_lifespan(dispatcher, store), telemetry=NATIVE_TELEMETRY_OFF
+    )
     app.include_router(build_common_router(channel="identity", faults=faults, dispatcher=dispatcher))
     app.add_middleware(
         FaultMiddleware,

@@ -24,7 +24,7 @@ from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware, FaultSettings
 from sandboxes.common.notify import NotificationDispatcher
 from sandboxes.common.paths import sandbox_data_dir
-from sandboxes.common.runner import dispatching_lifespan
+from sandboxes.common.runner import NATIVE_TELEMETRY_OFF, dispatching_lifespan
 from sandboxes.common.store import DocumentStore
 from sandboxes.unionpay import bills, crypto, pages
 from sandboxes.unionpay.certificates import SandboxPki
@@ -100,7 +100,11 @@ def create_app(settings: UnionPaySettings | None = None) -> FastAPI:
     )
     unionpay = UnionPay(settings, store, pki, dispatcher)
 
-    app = FastAPI(title="UnionPay ACP 5.1.0 sandbox", lifespan=dispatching_lifespan(dispatcher, store))
+    app = FastAPI(
+        title="UnionPay ACP 5.1.0 sandbox",
+        lifespan=dispatching_lifespan(dispatcher, store),
+        telemetry=NATIVE_TELEMETRY_OFF,
+    )
     app.state.unionpay = unionpay
     app.include_router(build_common_router(channel="unionpay", faults=faults, dispatcher=dispatcher))
     app.add_middleware(FaultMiddleware, faults=faults, error_response=_system_error)

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandboxes.common.control import build_common_router
 from sandboxes.common.faults import FaultMiddleware
+from sandboxes.common.runner import NATIVE_TELEMETRY_OFF
 from sandboxes.common.store import Document
 from sandboxes.wechatpay.app_bridge import install_routes as install_app_bridge_routes
 from sandboxes.wechatpay.busifavor import install_routes as install_busifavor_routes
@@ -113,7 +114,7 @@ def create_app(settings: SandboxSettings | None = None) -> FastAPI:
         yield
         await sandbox.stop()
 
-    app = FastAPI(title="WeChat Pay v3 sandbox", lifespan=lifespan)
+    app = FastAPI(title="WeChat Pay v3 sandbox", lifespan=lifespan, telemetry=NATIVE_TELEMETRY_OFF)
     app.state.sandbox = sandbox
 
     def wx_response(status: int, payload: dict[str, Any] | None = None) -> Response:

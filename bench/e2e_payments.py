@@ -1,8 +1,8 @@
 """End-to-end payments: the whole platform from `make run`'s launcher, merchants paying through the gateway,
 against the same payer flow straight at the channel sandbox, in one run on one machine.
 
-    python -m bench.e2e_payments [--quick] [--clients 16] [--seconds 30] [--idle-seconds 10] [--profile DIR]
-                                 [--sweep 4,32]
+    python -m bench.e2e_payments [--quick] [--clients 16] [--seconds 30] [--idle-seconds 10] [--warmup-seconds 5]
+                                 [--profile DIR] [--sweep 4,32]
 
 Starts the real launcher (`python -m deploy.launcher run`) on free ports in a temporary data dir: PostgreSQL,
 the broker, every service, the web process and every sandbox, seeded with the demo merchant. The gateway's
@@ -18,7 +18,11 @@ figure at 20/s: a merchant expecting this volume has its limits raised). Then:
    paid trade, and the merchant's endpoint (a `Receiver` in this process) acknowledges it; the Juhe
    phase starts only once the sandbox has no notification left to send, so the two phases do not share it.
 3. **Juhe**: the same clients each looping "create a payment through the gateway with the Python SDK (signed,
-   idempotency key), the payer approves it in the sandbox". A payment is done when the ledger has posted it
+   idempotency key), the payer approves it in the sandbox". First `--warmup-seconds` (5; 3 with `--quick`) of
+   it, drained and not counted: the services' pools open their connections and each new PostgreSQL backend looks
+   up its types once (asyncpg's introspection, 4–23 ms of the server's CPU per connection), so a short phase
+   measures a running platform rather than its first seconds (docs/performance.md, "Seventh pass: the
+   database"). A payment is done when the ledger has posted it
    (the merchant's `merchant_pending` balance grew by it). The demo merchant's `notify_url` is a local
    receiver, so webhooks are delivered for real.
 4. **Drain**: after the load, the time until the ledger has posted, settlement has recorded and the receiver
@@ -513,6 +517,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0, help="load duration of each phase")
     parser.add_argument("--idle-seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=5.0,
+        help="Juhe load before the measured phase, not counted (pools, connections, plans, caches warm)",
+    )
     parser.add_argument("--profile", type=Path, default=None, help="py-spy each hot process into this folder")
     parser.add_argument(
         "--sweep",
@@ -522,7 +532,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.quick:
-        args.seconds, args.idle_seconds = 10.0, 5.0
+        args.seconds, args.idle_seconds, args.warmup_seconds = 10.0, 5.0, min(args.warmup_seconds, 3.0)
     env = {
         "JUHE_GATEWAY_RATE_LIMIT_WRITE_MAX": "10000000",
         "JUHE_GATEWAY_RATE_LIMIT_READ_MAX": "10000000",
@@ -558,6 +568,10 @@ def main() -> None:
             left = asyncio.run(notifications_settled(launcher.url("alipay")))
             acknowledger.server.shutdown()
             print(f"baseline: {len(acknowledger.deliveries)} channel notifications acknowledged, {left} left")
+            if args.warmup_seconds > 0:
+                warm = asyncio.run(through_juhe(launcher, keys, args.clients, args.warmup_seconds))
+                asyncio.run(drain(launcher, receiver, warm.created, time.perf_counter()))
+                print(f"warm-up: {len(warm.created)} payments through Juhe in {warm.seconds:.0f} s, not counted")
             processes.refresh()
             db_before = asyncio.run(database_counters(launcher))
             cpu_before, cpu_started = processes.cpu(), time.perf_counter()

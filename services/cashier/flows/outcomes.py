@@ -14,7 +14,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from libs.common.db import Tx
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from libs.common.db import Tx, new_envelope, outbox_row
 from libs.common.logging import get_logger
 from libs.common.modes import Mode, mode_of
 from services.cashier.connectors.base import RefundResult, TradeQueryResult, TradeStatus, channel_discount_summary
@@ -35,9 +37,10 @@ from services.cashier.events import (
 )
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.views import payment_view, refund_view
-from services.cashier.flows.webhooks import enqueue_webhook
-from services.cashier.store.notifications import get_notified_attempt
+from services.cashier.flows.webhooks import enqueue_webhook, webhook_rows
+from services.cashier.store.notifications import NotifiedAttempt, get_notified_attempt
 from services.cashier.store.payments import (
+    SuccessValues,
     get_attempt,
     get_payment_unscoped,
     mark_attempt_closed,
@@ -47,6 +50,8 @@ from services.cashier.store.payments import (
     mark_payment_failed,
     mark_payment_succeeded,
     mark_succeeded,
+    settle_succeeded,
+    succeeded_records,
 )
 from services.cashier.store.refunds import (
     add_refunded,
@@ -89,14 +94,17 @@ async def publish_payment_final(
 ) -> None:
     """The event and merchant webhook of a payment that just reached a final state (same transaction); `targets` when
     the caller read where the webhook goes with the payment (else `enqueue_webhook` reads them)."""
-    event_type = _PAYMENT_EVENTS[payment.status]
-    envelope = tx.publish(
-        topic=PAYMENTS_TOPIC,
-        type=event_type,
-        subject=payment.id,
-        data=payment_event_data(payment, attempt, outcome=payment.status, source=source, **extra),
-    )
+    envelope = tx.publish(topic=PAYMENTS_TOPIC, **_final_event(payment, attempt, source=source, **extra))
     await enqueue_webhook(tx, cashier, payment=payment, envelope=envelope, data=payment_view(payment), targets=targets)
+
+
+def _final_event(payment: PaymentRecord, attempt: AttemptRecord | None, *, source: str, **extra: Any) -> dict[str, Any]:
+    """The `payment.*` event of a payment that just reached a final state: its type, subject and data."""
+    return {
+        "type": _PAYMENT_EVENTS[payment.status],
+        "subject": payment.id,
+        "data": payment_event_data(payment, attempt, outcome=payment.status, source=source, **extra),
+    }
 
 
 async def apply_trade_result(cashier: Cashier, *, attempt_id: str, result: TradeQueryResult, source: str) -> bool:
@@ -132,36 +140,86 @@ async def apply_notified_trade(
     versions: Mapping[Mode, int],
     verified: Collection[Mode],
 ) -> tuple[NotifiedTrade, Mode | None]:
-    """Apply a channel notification's trade state, read and written in one transaction: the attempt, its payment and
-    the version of the config of the payment's mode in one statement (store/notifications.py), then the CAS writes.
-    `versions` are the config versions the notification was verified with (mode → version), `verified` the modes whose
-    config verified it. Nothing is applied unless the config of the payment's mode is, in the database now, the
-    version that verified it (else STALE_CONFIG: the caller reads the configs again and verifies again) and that mode
-    verified it (a sandbox's keys never settle a live payment, nor a live config's a test one). Returns what happened
-    and the payment's mode."""
+    """Apply a channel notification's trade state: the attempt, its payment, the version of the config of the payment's
+    mode and the webhook's targets read in one statement (store/notifications.py), then the writes. `versions` are the
+    config versions the notification was verified with (mode → version), `verified` the modes whose config verified
+    it. Nothing is applied unless the config of the payment's mode is, in the database now, the version that verified
+    it (else STALE_CONFIG: the caller reads the configs again and verifies again) and that mode verified it (a
+    sandbox's keys never settle a live payment, nor a live config's a test one). Returns what happened and the
+    payment's mode.
+
+    The read stands alone (autocommit): a READ COMMITTED transaction's read locked nothing either, and every write
+    re-checks the rows it changes. A success that moves both the attempt and its payment to succeeded (the usual one,
+    and a late one after a close or failure) is then ONE statement on the same connection (`_settle_success`): two
+    round trips where BEGIN, the read, the compare-and-sets, the webhook's writes and COMMIT were five
+    (docs/performance.md, "Seventh pass: the cashier"). Anything else (a failure, a close, a duplicate success, the
+    payment of an attempt already succeeded) is a transaction, as on every other outcome path; a notification that
+    changes nothing (a duplicate) is the read alone."""
     outcome = _OUTCOMES.get(result.status)
     for _ in range(CAS_ROUNDS_MAX):
-        try:
-            async with cashier.uow.begin() as tx:
-                found = await get_notified_attempt(
-                    tx.conn, merchant_id=merchant_id, channel=channel, out_trade_no=result.out_trade_no
-                )
-                if found is None:
-                    return NotifiedTrade.UNKNOWN, None
-                mode = mode_of(found.payment.livemode)
-                if found.config_version != versions.get(mode):
-                    return NotifiedTrade.STALE_CONFIG, mode
-                if mode not in verified:
-                    return NotifiedTrade.OTHER_MODE, mode
-                if outcome is not None:
-                    await _apply_read(
-                        tx, cashier, found.attempt, found.payment, outcome, result, "notification", found.targets
-                    )
+        async with cashier.uow.autocommit() as conn:
+            found = await get_notified_attempt(
+                conn, merchant_id=merchant_id, channel=channel, out_trade_no=result.out_trade_no
+            )
+            if found is None:
+                return NotifiedTrade.UNKNOWN, None
+            mode = mode_of(found.payment.livemode)
+            if found.config_version != versions.get(mode):
+                return NotifiedTrade.STALE_CONFIG, mode
+            if mode not in verified:
+                return NotifiedTrade.OTHER_MODE, mode
+            decision = None if outcome is None else _decide(found.attempt, found.payment, outcome, result)
+            if decision is None:
                 return NotifiedTrade.APPLIED, mode
+            if _usual_success(decision):
+                if await _settle_success(conn, cashier, found, decision, result):
+                    return NotifiedTrade.APPLIED, mode
+                continue  # a row changed since the read: nothing was written; read again and decide again
+        try:  # with the read's connection given back: a request never holds two
+            async with cashier.uow.begin() as tx:
+                await _apply_decision(
+                    tx, cashier, found.attempt, found.payment, decision, result, "notification", found.targets
+                )
+            return NotifiedTrade.APPLIED, mode
         except _LostRace:
             continue
     log.error("gave up applying a notification after repeated races", out_trade_no=result.out_trade_no)
     return NotifiedTrade.APPLIED, None
+
+
+async def _settle_success(
+    conn: AsyncConnection, cashier: Cashier, found: NotifiedAttempt, decision: OutcomeDecision, result: TradeQueryResult
+) -> bool:
+    """The usual success in one autocommit statement on `conn` (store/payments.py `settle_succeeded`): both
+    compare-and-sets on the rows as read, with `payment.succeeded`'s outbox row, the merchant event and its
+    deliveries, all built before it from the rows it writes (`succeeded_records`): written together or not at all.
+    False when either row changed since it was read: nothing was written."""
+    now = cashier.clock()
+    succeeded: SuccessValues = {
+        "finished_at": now,
+        "channel_trade_no": result.channel_trade_no,
+        "succeeded_at": result.paid_at or now,
+        "late_success": decision.late_success,
+        "channel_discount": _channel_discount(result),
+        "wallet_split": result.wallet_split,
+    }
+    attempt, payment = succeeded_records(found.attempt, found.payment, **succeeded)
+    envelope = new_envelope(
+        cashier.uow.source, **_final_event(payment, attempt, source="notification", **_final_extra(payment))
+    )
+    event, deliveries = webhook_rows(
+        cashier, payment=payment, envelope=envelope, data=payment_view(payment), targets=found.targets
+    )
+    return await settle_succeeded(
+        conn,
+        found.attempt,
+        found.payment,
+        row_versions=found.row_versions,
+        **succeeded,
+        event=event,
+        deliveries=deliveries,
+        outbox_rows=[outbox_row(PAYMENTS_TOPIC, envelope)],
+    )
 
 
 async def _apply_once(
@@ -183,33 +241,76 @@ async def _apply_read(
     outcome: Outcome,
     result: TradeQueryResult,
     source: str,
-    targets: Sequence[DeliveryTarget] | None = None,
 ) -> bool:
-    """Decide and apply on the attempt and payment just read in `tx` (with their webhook's `targets` when read too);
-    raises _LostRace when a CAS matches nothing."""
-    attempt_id = attempt.id
+    """Decide and apply on the attempt and payment just read in `tx`; raises _LostRace when a CAS matches nothing."""
+    decision = _decide(attempt, payment, outcome, result)
+    if decision is None:
+        return False
+    await _apply_decision(tx, cashier, attempt, payment, decision, result, source)
+    return True
+
+
+def _decide(
+    attempt: AttemptRecord, payment: PaymentRecord, outcome: Outcome, result: TradeQueryResult
+) -> OutcomeDecision | None:
+    """What the channel's outcome changes (domain.payments.decide_outcome); None when nothing."""
     if outcome is Outcome.SUCCEEDED and result.amount_minor is not None and result.amount_minor != payment.amount_minor:
         # A success for another amount is a forgery or a channel bug: never mark it paid; keep polling.
         log.error(
             "channel reports success with a different amount; not applied",
-            attempt_id=attempt_id,
+            attempt_id=attempt.id,
             expected=payment.amount_minor,
             reported=result.amount_minor,
         )
-        return False
+        return None
     decision: OutcomeDecision = decide_outcome(
         payment_status=payment.status,
         attempt_status=attempt.status,
         is_current_attempt=payment.current_attempt_id == attempt.id,
         outcome=outcome,
     )
-    if not decision.changes_anything:
-        return False
+    return decision if decision.changes_anything else None
+
+
+def _usual_success(decision: OutcomeDecision) -> bool:
+    """The attempt and its payment both move to succeeded (late after a close or failure too), and the payer did not
+    pay twice: what `mark_succeeded` and `settle_succeeded` apply in one statement."""
+    return (
+        decision.attempt_to is AttemptStatus.SUCCEEDED
+        and decision.payment_to is PaymentStatus.SUCCEEDED
+        and not decision.duplicate_success
+    )
+
+
+def _channel_discount(result: TradeQueryResult) -> dict[str, Any] | None:
+    return channel_discount_summary(result.channel_discounts) if result.channel_discounts else None
+
+
+def _final_extra(payment: PaymentRecord) -> dict[str, Any]:
+    """The event data a final state adds: for a success, the channel's own coupons (promotion_detail /
+    voucher_detail_list), apart from Juhe's `discount`, and a wallet payment's cash and top-up bonus parts (migration
+    0021; null for a channel's payment)."""
+    if payment.status is not PaymentStatus.SUCCEEDED:
+        return {}
+    return {"channel_discount": payment.channel_discount, "wallet_split": payment.wallet_split}
+
+
+async def _apply_decision(
+    tx: Tx,
+    cashier: Cashier,
+    attempt: AttemptRecord,
+    payment: PaymentRecord,
+    decision: OutcomeDecision,
+    result: TradeQueryResult,
+    source: str,
+    targets: Sequence[DeliveryTarget] | None = None,
+) -> None:
+    """Apply `decision` in `tx` (with the webhook's `targets` when read with the rows); raises _LostRace when a CAS
+    matches nothing."""
     now = cashier.clock()
-    channel_discount = channel_discount_summary(result.channel_discounts) if result.channel_discounts else None
-    both_succeed = decision.attempt_to is AttemptStatus.SUCCEEDED and decision.payment_to is PaymentStatus.SUCCEEDED
-    if both_succeed and not decision.duplicate_success:
-        # The usual success: both compare-and-sets in one statement (store/payments.py `mark_succeeded`).
+    channel_discount = _channel_discount(result)
+    if _usual_success(decision):
+        # Both compare-and-sets in one statement (store/payments.py `mark_succeeded`).
         both = await mark_succeeded(
             tx.conn,
             attempt,
@@ -227,14 +328,9 @@ async def _apply_read(
     else:
         attempt, payment = await _move_one_by_one(tx, attempt, payment, decision, result, now, channel_discount)
     if decision.payment_to is not None:
-        extra: dict[str, Any] = {}
-        if decision.payment_to is PaymentStatus.SUCCEEDED:
-            # The channel's own coupons (promotion_detail / voucher_detail_list), apart from Juhe's `discount`
-            extra["channel_discount"] = payment.channel_discount
-            # A wallet payment's cash and top-up bonus parts (migration 0021); null for a channel's payment.
-            extra["wallet_split"] = payment.wallet_split
-        await publish_payment_final(tx, cashier, payment, attempt, source=source, targets=targets, **extra)
-    return True
+        await publish_payment_final(
+            tx, cashier, payment, attempt, source=source, targets=targets, **_final_extra(payment)
+        )
 
 
 async def _move_one_by_one(

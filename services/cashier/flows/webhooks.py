@@ -55,12 +55,31 @@ async def enqueue_webhook(
     data: dict[str, Any],
     targets: Sequence[DeliveryTarget] | None = None,
 ) -> None:
-    """Record the merchant event of a final state and queue its deliveries: one to the payment's notify_url
-    (else the merchant's default URL), signed with the merchant's secret, and one to every enabled webhook
-    endpoint of the payment's mode subscribed to its type, signed with that endpoint's secret(s). The event is
-    recorded even when nothing is sent, so `GET /v1/events` can always return it. Two statements whatever the number
-    of targets: the targets read (none when the caller read `targets` with the payment in `tx`), then the event with
-    its deliveries (docs/performance.md, fifth pass)."""
+    """Record the merchant event of a final state and queue its deliveries (`webhook_rows`). Two statements whatever
+    the number of targets: the targets read (none when the caller read `targets` with the payment in `tx`), then the
+    event with its deliveries (docs/performance.md, fifth pass)."""
+    if targets is None:  # not read with the payment in this transaction (store/notifications.py): read them now
+        targets = await delivery_targets(
+            tx.conn, payment.merchant_id, livemode=payment.livemode, notify_url=payment.notify_url
+        )
+    event, deliveries = webhook_rows(cashier, payment=payment, envelope=envelope, data=data, targets=targets)
+    # The events this transaction published so far (the `payment.*` this webhook announces among them) are written by
+    # the same statement: one round trip fewer before COMMIT (store/webhooks.py, docs/performance.md "Sixth pass").
+    await insert_event_with_deliveries(tx.conn, event, deliveries, outbox_rows=tx.take_outbox_rows())
+
+
+def webhook_rows(
+    cashier: Cashier,
+    *,
+    payment: PaymentRecord,
+    envelope: Envelope,
+    data: dict[str, Any],
+    targets: Sequence[DeliveryTarget],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The merchant event of a final state and its deliveries, as rows to write with the change they announce: one
+    delivery to the payment's notify_url (else the merchant's default URL), signed with the merchant's secret, and one
+    to every enabled webhook endpoint of the payment's mode subscribed to its type, signed with that endpoint's
+    secret(s). The event is recorded even when nothing is sent, so `GET /v1/events` can always return it."""
     payload = {
         "id": envelope.id,
         "type": envelope.type,
@@ -69,10 +88,6 @@ async def enqueue_webhook(
         "data": jsonable_encoder(data),
     }
     body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
-    if targets is None:  # not read with the payment in this transaction (store/notifications.py): read them now
-        targets = await delivery_targets(
-            tx.conn, payment.merchant_id, livemode=payment.livemode, notify_url=payment.notify_url
-        )
     now = cashier.clock()
     deliveries = [
         {
@@ -98,9 +113,7 @@ async def enqueue_webhook(
         "payload": json.loads(body),
         "created_at": datetime.fromisoformat(envelope.time),
     }
-    # The events this transaction published so far (the `payment.*` this webhook announces among them) are written by
-    # the same statement: one round trip fewer before COMMIT (store/webhooks.py, docs/performance.md "Sixth pass").
-    await insert_event_with_deliveries(tx.conn, event, deliveries, outbox_rows=tx.take_outbox_rows())
+    return event, deliveries
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from services.cashier.domain.records import AttemptRecord, PaymentRecord
 from services.cashier.store.codec import attempt_from_row, payment_from_row
 from services.cashier.store.driver import DriverStatement
+from services.cashier.store.payments import ATTEMPT_ROW_VERSION, PAYMENT_ROW_VERSION
 from services.cashier.store.tables import attempts, merchant_channels, payments
 from services.cashier.store.webhook_endpoints import (
     DeliveryTarget,
@@ -38,6 +39,8 @@ class NotifiedAttempt:
     config_version: int | None
     # Where the payment's webhook goes (store/webhook_endpoints.py `delivery_targets`), read with it.
     targets: list[DeliveryTarget]
+    # The attempt's and the payment's row versions as read (store/payments.py `settle_succeeded` compares them).
+    row_versions: tuple[str, str]
 
 
 def _notified_statement() -> Any:
@@ -57,6 +60,8 @@ def _notified_statement() -> Any:
             attempts,
             *(column.label(PAYMENT_PREFIX + column.name) for column in payments.c),
             config_version.label("config_version"),
+            ATTEMPT_ROW_VERSION.label("attempt_row_version"),
+            PAYMENT_ROW_VERSION.label("payment_row_version"),
             merchant_notify_url(attempts.c.merchant_id).label("merchant_url"),
             endpoints.c.id.label("endpoint_id"),
             endpoints.c.url.label("endpoint_url"),
@@ -88,4 +93,5 @@ async def get_notified_attempt(
         return None
     payment = payment_from_row(rows[0], PAYMENT_PREFIX)
     targets = delivery_targets_of(payment.notify_url, rows)
-    return NotifiedAttempt(attempt_from_row(rows[0]), payment, rows[0]["config_version"], targets)
+    versions = (rows[0]["attempt_row_version"], rows[0]["payment_row_version"])
+    return NotifiedAttempt(attempt_from_row(rows[0]), payment, rows[0]["config_version"], targets, versions)

@@ -15,10 +15,11 @@ engine's compiled cache (docs/performance.md, "Fifth pass").
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NotRequired, TypedDict, Unpack
 
 from sqlalchemy import (
     CTE,
@@ -27,12 +28,15 @@ from sqlalchemy import (
     ColumnElement,
     Row,
     Select,
+    Text,
     Update,
     and_,
     bindparam,
     case,
+    cast,
     exists,
     func,
+    literal_column,
     or_,
     select,
     true,
@@ -59,6 +63,7 @@ from services.cashier.store.codec import (
 )
 from services.cashier.store.driver import DriverStatement
 from services.cashier.store.tables import attempts, payments
+from services.cashier.store.webhooks import WebhookShape, webhook_inserts, webhook_parameters, webhook_shape
 
 
 async def get_payment(
@@ -337,13 +342,17 @@ def payment_to_insert(payment_values: dict[str, Any], *, now: datetime) -> Payme
     statement writes the event's outbox row. tests/integration/test_driver_statements.py checks it against the row
     the insert returns."""
     row = dict.fromkeys(PAYMENT_FIELDS) | _PAYMENT_DEFAULTS | {"created_at": now, "updated_at": now}
-    for name, value in payment_values.items():
-        if name in _JSON_COLUMNS:
-            value = json.loads(json.dumps(value))
-        elif isinstance(value, datetime):
-            value = value.astimezone(UTC)
-        row[name] = value
+    row.update((name, _stored(name, value)) for name, value in payment_values.items())
     return payment_from_row(row)
+
+
+def _stored(name: str, value: Any) -> Any:
+    """`value` of the column `name` as a row of payments or attempts reads it back: JSON as stored, times in UTC."""
+    if name in _JSON_COLUMNS:
+        return json.loads(json.dumps(value))
+    if isinstance(value, datetime):
+        return value.astimezone(UTC)
+    return value
 
 
 def _payment_with_attempt_statement(payment_fields: frozenset[str], with_outbox: bool) -> Select[Any]:
@@ -594,13 +603,57 @@ async def mark_attempt_succeeded(
 
 def _succeeded_statement() -> Select[Any]:
     """`mark_succeeded`'s one statement, built once (its cache key memoized, served by the compiled cache: building it
-    per call cost more CPU than running it). It writes what `mark_attempt_succeeded` (not a duplicate) and
-    `mark_payment_succeeded` write: the attempt's trade number only when the channel named one, the channel's
-    discount and the wallet split only when given (`set_*` flags). Parameters are never named like a column
-    (SQLAlchemy would take one for one more SET of an UPDATE)."""
+    per call cost more CPU than running it)."""
+    return _attempt_and_payment(*_succeeded_ctes(row_versions=False))
+
+
+# The version of a row as read (its `xmin`: the transaction that wrote it), compared by `settle_succeeded`: a row
+# written by anyone since it was read has another one.
+ATTEMPT_ROW_VERSION = cast(literal_column("attempts.xmin"), Text)
+PAYMENT_ROW_VERSION = cast(literal_column("payments.xmin"), Text)
+
+
+def _succeeded_ctes(*, row_versions: bool) -> tuple[CTE, CTE]:
+    """The attempt's and the payment's compare-and-sets of a success, as data-modifying CTEs, the payment's gated on
+    the attempt's. They write what `mark_attempt_succeeded` (not a duplicate) and `mark_payment_succeeded` write: the
+    attempt's trade number only when the channel named one, the channel's discount and the wallet split only when
+    given (`set_*` flags); `succeeded_records` builds the same rows in Python. Parameters are never named like a
+    column (SQLAlchemy would take one for one more SET of an UPDATE).
+
+    `row_versions` (a statement with no transaction around it: `settle_succeeded`): both rows are first locked
+    (`FOR UPDATE`, the attempt then the payment, the order of every other transition) only if each is still at the
+    version read (`attempt_row_version`, `payment_row_version`: re-checked on the latest version when a concurrent
+    writer held it), and the attempt moves only if both were locked. So either both rows move or neither: without
+    the locks the attempt could move and the payment, changed meanwhile, not, and no ROLLBACK would undo it."""
+    attempt_matches = [
+        attempts.c.id == bindparam("cas_attempt_id"),
+        attempts.c.status == bindparam("old_attempt_status"),
+    ]
+    payment_matches = [
+        payments.c.id == bindparam("cas_payment_id"),
+        payments.c.status == bindparam("old_payment_status"),
+    ]
+    if row_versions:
+        locked_attempt = (
+            select(attempts.c.id)
+            .where(*attempt_matches, bindparam("attempt_row_version", type_=Text) == ATTEMPT_ROW_VERSION)
+            .with_for_update()
+            .cte("locked_attempt")
+        )
+        locked_payment = (
+            select(payments.c.id)
+            .where(
+                *payment_matches,
+                bindparam("payment_row_version", type_=Text) == PAYMENT_ROW_VERSION,
+                exists(select(locked_attempt.c.id)),  # evaluated before this row is locked: the attempt first
+            )
+            .with_for_update()
+            .cte("locked_payment")
+        )
+        attempt_matches.append(exists(select(locked_payment.c.id)))
     moved_attempt = (
         attempts.update()
-        .where(attempts.c.id == bindparam("cas_attempt_id"), attempts.c.status == bindparam("old_attempt_status"))
+        .where(*attempt_matches)
         .values(
             status=AttemptStatus.SUCCEEDED.value,
             updated_at=func.now(),
@@ -622,8 +675,7 @@ def _succeeded_statement() -> Select[Any]:
     moved_payment = (
         payments.update()
         .where(
-            payments.c.id == bindparam("cas_payment_id"),
-            payments.c.status == bindparam("old_payment_status"),
+            *payment_matches,
             payments.c.id == moved_attempt.c.payment_id,  # no row moved: nothing to join, the payment is not updated
         )
         .values(
@@ -643,53 +695,136 @@ def _succeeded_statement() -> Select[Any]:
         .returning(*payments.c)
         .cte("moved_payment")
     )
-    return _attempt_and_payment(moved_attempt, moved_payment)
+    return moved_attempt, moved_payment
 
 
 # On asyncpg directly (store/driver.py): every payment's success runs it.
 _MARK_SUCCEEDED = DriverStatement(_succeeded_statement())
 
 
+class SuccessValues(TypedDict):
+    """What a channel's success of the payment's attempt writes besides the statuses (`_succeeded_ctes`): when, the
+    channel's trade number (None keeps the attempt's), its pay time, whether it came after a close or failure, and
+    the channel's discount and the wallet split (left as they are when not given or None)."""
+
+    finished_at: datetime
+    channel_trade_no: str | None
+    succeeded_at: datetime
+    late_success: bool
+    channel_discount: NotRequired[dict[str, Any] | None]
+    wallet_split: NotRequired[dict[str, int] | None]
+
+
 async def mark_succeeded(
-    conn: AsyncConnection,
-    attempt: AttemptRecord,
-    payment: PaymentRecord,
-    *,
-    finished_at: datetime,
-    channel_trade_no: str | None,
-    succeeded_at: datetime,
-    late_success: bool,
-    channel_discount: dict[str, Any] | None = None,
-    wallet_split: dict[str, int] | None = None,
+    conn: AsyncConnection, attempt: AttemptRecord, payment: PaymentRecord, **values: Unpack[SuccessValues]
 ) -> tuple[AttemptRecord, PaymentRecord] | None:
     """`mark_attempt_succeeded` then `mark_payment_succeeded` on it, as ONE statement (the channel's success of the
-    payment's attempt: a notification, a poll): the attempt's compare-and-set and the payment's, gated on the
+    payment's attempt: a poll, a close, a confirmation): the attempt's compare-and-set and the payment's, gated on the
     attempt's having matched, as data-modifying CTEs (as `mark_processing`). Each UPDATE locks and re-checks its row
     exactly as it would alone; None when either matched nothing (the caller's transaction rolls back and decides
     again, as after the two statements). The payment takes the attempt's channel, route, fee and trade number as the
     attempt's UPDATE wrote them (the channel's, else the one recorded before)."""
+    row = await _MARK_SUCCEEDED.fetchrow(conn, _succeeded_parameters(attempt, payment, values))
+    if row is None:
+        return None
+    return attempt_from_row(row, "a_"), payment_from_row(row, "p_")
+
+
+def _succeeded_parameters(attempt: AttemptRecord, payment: PaymentRecord, values: SuccessValues) -> dict[str, Any]:
+    """The binds of `_succeeded_ctes` (the transitions checked first, as the domain allows them)."""
     if not can_move_attempt(attempt.status, AttemptStatus.SUCCEEDED):
         raise ValueError(f"an attempt cannot move from {attempt.status} to {AttemptStatus.SUCCEEDED}")
     if not can_move_payment(payment.status, PaymentStatus.SUCCEEDED):
         raise ValueError(f"a payment cannot move from {payment.status} to {PaymentStatus.SUCCEEDED}")
-    parameters = {
+    channel_discount, wallet_split = values.get("channel_discount"), values.get("wallet_split")
+    return {
         "cas_attempt_id": attempt.id,
         "old_attempt_status": attempt.status.value,
-        "new_finished_at": finished_at,
-        "new_attempt_trade_no": channel_trade_no or None,  # _finished: only a trade number the channel named
+        "new_finished_at": values["finished_at"],
+        "new_attempt_trade_no": values["channel_trade_no"] or None,  # _finished: only a trade number the channel named
         "cas_payment_id": payment.id,
         "old_payment_status": payment.status.value,
-        "new_succeeded_at": succeeded_at,
-        "new_late_success": late_success,
+        "new_succeeded_at": values["succeeded_at"],
+        "new_late_success": values["late_success"],
         "set_channel_discount": channel_discount is not None,
         "new_channel_discount": channel_discount,
         "set_wallet_split": wallet_split is not None,
         "new_wallet_split": wallet_split,
     }
-    row = await _MARK_SUCCEEDED.fetchrow(conn, parameters)
-    if row is None:
-        return None
-    return attempt_from_row(row, "a_"), payment_from_row(row, "p_")
+
+
+def succeeded_records(
+    attempt: AttemptRecord, payment: PaymentRecord, **values: Unpack[SuccessValues]
+) -> tuple[AttemptRecord, PaymentRecord]:
+    """The rows `_succeeded_ctes` writes over `attempt` and `payment` when they are still as read, built before it
+    runs (JSON as stored, timestamps in UTC as read back; `finished_at` stands for the update time the database sets
+    itself), so that the statement can write the event and webhook built from them (`settle_succeeded`).
+    tests/integration/test_driver_statements.py checks them against the rows it writes."""
+    finished_at = _stored("finished_at", values["finished_at"])
+    moved = dataclasses.replace(
+        attempt,
+        status=AttemptStatus.SUCCEEDED,
+        updated_at=finished_at,
+        finished_at=finished_at,
+        next_poll_at=None,
+        channel_trade_no=values["channel_trade_no"] or attempt.channel_trade_no,
+    )
+    given = {name: values.get(name) for name in ("channel_discount", "wallet_split")}
+    paid = dataclasses.replace(
+        payment,
+        status=PaymentStatus.SUCCEEDED,
+        updated_at=finished_at,
+        current_attempt_id=moved.id,
+        channel=moved.channel,
+        route_id=moved.route_id,
+        fee_minor=moved.fee_minor,
+        fee_rate_bps=moved.fee_rate_bps,
+        channel_trade_no=moved.channel_trade_no,
+        succeeded_at=_stored("succeeded_at", values["succeeded_at"]),
+        late_success=values["late_success"],
+        **{name: _stored(name, value) for name, value in given.items() if value is not None},
+    )
+    return moved, paid
+
+
+_SETTLED: dict[WebhookShape, DriverStatement] = {}
+
+
+def _settled_statement(shape: WebhookShape) -> Select[Any]:
+    """`settle_succeeded`'s statement for one webhook shape: the success's compare-and-sets on the rows' versions as
+    read, and the webhook's writes selected from the payment's (store/webhooks.py `webhook_inserts`), all data-modifying
+    CTEs of one statement; its one row is the payment's id, none when the compare-and-sets matched nothing."""
+    _, moved_payment = _succeeded_ctes(row_versions=True)  # the attempt's CTE is the payment's gate
+    writes = webhook_inserts(shape, gate=moved_payment)
+    return select(moved_payment.c.id).add_cte(*(write.cte(f"webhook_write_{i}") for i, write in enumerate(writes)))
+
+
+async def settle_succeeded(
+    conn: AsyncConnection,
+    attempt: AttemptRecord,
+    payment: PaymentRecord,
+    *,
+    row_versions: tuple[str, str],
+    event: dict[str, Any],
+    deliveries: Sequence[dict[str, Any]],
+    outbox_rows: Sequence[dict[str, Any]],
+    **values: Unpack[SuccessValues],
+) -> bool:
+    """`mark_succeeded` on the attempt and payment exactly as read (`row_versions`: the attempt's and the payment's,
+    `ATTEMPT_ROW_VERSION` / `PAYMENT_ROW_VERSION` read with them), with the merchant event, its deliveries and the
+    outbox rows (store/webhooks.py) in the SAME statement, written only if both compare-and-sets matched: all or
+    nothing, atomic and durable on its own, so it needs no transaction (one round trip where BEGIN, the
+    compare-and-sets, the webhook's writes and COMMIT were four). Since neither row changed since it was read, they
+    are written as `succeeded_records` builds them, which is what the event and webhook were built from. False when
+    either row was no longer as read (nothing is written; the caller reads again and decides again)."""
+    parameters = _succeeded_parameters(attempt, payment, values)
+    parameters.update(attempt_row_version=row_versions[0], payment_row_version=row_versions[1])
+    parameters.update(webhook_parameters(event, deliveries, outbox_rows))
+    shape = webhook_shape(event, deliveries, outbox_rows)
+    statement = _SETTLED.get(shape)
+    if statement is None:
+        statement = _SETTLED[shape] = DriverStatement(_settled_statement(shape))
+    return await statement.fetchrow(conn, parameters) is not None
 
 
 async def mark_attempt_failed(

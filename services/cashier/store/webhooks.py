@@ -6,10 +6,26 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Boolean, Row, and_, bindparam, case, func, null, select
+from sqlalchemy import (
+    CTE,
+    Boolean,
+    Column,
+    Insert,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy import Sequence as DbSequence
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ClauseElement
 
 from libs.common.db import OUTBOX_FIELDS
 from libs.common.outbox_tables import outbox
@@ -41,49 +57,89 @@ async def insert_event_with_deliveries(
     use: built per call, its construct and cache key cost more than running it. `outbox_rows` (libs/common/db.py
     `Tx.take_outbox_rows`: the events the transaction published, e.g. the `payment.*` event the webhook announces)
     are written by the same statement, one data-modifying CTE more: no separate outbox INSERT before COMMIT."""
-    delivery_fields = tuple(sorted(deliveries[0])) if deliveries else ()
-    key = (tuple(sorted(event)), delivery_fields, len(deliveries), len(outbox_rows))
+    key = webhook_shape(event, deliveries, outbox_rows)
     statement = _EVENT_WITH_DELIVERIES.get(key)
     if statement is None:
-        statement = _EVENT_WITH_DELIVERIES[key] = DriverStatement(_event_with_deliveries_statement(*key))
+        *inserts, last = webhook_inserts(key)
+        statement = _EVENT_WITH_DELIVERIES[key] = DriverStatement(
+            last.add_cte(*(insert.cte(f"webhook_write_{i}") for i, insert in enumerate(inserts)))
+        )
+    await statement.execute(conn, webhook_parameters(event, deliveries, outbox_rows))
+
+
+WebhookShape = tuple[tuple[str, ...], tuple[str, ...], int, int]
+_EVENT_WITH_DELIVERIES: dict[WebhookShape, DriverStatement] = {}
+
+
+def webhook_shape(
+    event: dict[str, Any], deliveries: Sequence[dict[str, Any]], outbox_rows: Sequence[dict[str, Any]]
+) -> WebhookShape:
+    """What a webhook write's statement depends on: the event's fields, the deliveries' fields and number, the number
+    of outbox rows (one statement is built per shape)."""
+    delivery_fields = tuple(sorted(deliveries[0])) if deliveries else ()
+    return tuple(sorted(event)), delivery_fields, len(deliveries), len(outbox_rows)
+
+
+def webhook_parameters(
+    event: dict[str, Any], deliveries: Sequence[dict[str, Any]], outbox_rows: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """The binds of `webhook_inserts`: `e_*`, `d<i>_*` and `o<i>_*` (column names)."""
     parameters = {"e_" + name: value for name, value in event.items()}
     for i, delivery in enumerate(deliveries):
-        parameters.update({f"d{i}_{name}": delivery[name] for name in delivery_fields})
+        parameters.update({f"d{i}_{name}": value for name, value in delivery.items()})
     for i, row in enumerate(outbox_rows):
         parameters.update({f"o{i}_{name}": row[name] for name in OUTBOX_FIELDS})
-    await statement.execute(conn, parameters)
+    return parameters
 
 
-_EVENT_WITH_DELIVERIES: dict[tuple[tuple[str, ...], tuple[str, ...], int, int], DriverStatement] = {}
-
-
-def _event_with_deliveries_statement(
-    event_fields: tuple[str, ...], delivery_fields: tuple[str, ...], count: int, outbox_count: int
-) -> Any:
-    """`insert_event_with_deliveries`'s statement for one shape; binds `e_*`, `d<i>_*` and `o<i>_*` (column names)."""
-    event_insert = merchant_events.insert().values(
-        seq=EVENT_SEQ.next_value(),
-        **{name: bindparam("e_" + name, type_=merchant_events.c[name].type) for name in event_fields},
-    )
+def webhook_inserts(shape: WebhookShape, *, gate: CTE | None = None) -> list[Insert]:
+    """The INSERTs of a webhook write of `shape` (binds `e_*`, `d<i>_*`, `o<i>_*`): the outbox rows (if any), the
+    merchant event, its deliveries (if any), for one statement (each but the last a data-modifying CTE). With `gate`
+    (a data-modifying CTE of the caller's statement, at most one row: a compare-and-set's RETURNING) every row is
+    selected from it, so nothing is written unless the gate wrote its row (flows/outcomes.py: a notification's success
+    in one statement, docs/performance.md "Seventh pass: the cashier")."""
+    event_fields, delivery_fields, count, outbox_count = shape
+    inserts = []
     if outbox_count:
-        outbox_insert = outbox.insert().values(
-            [
-                {name: bindparam(f"o{i}_{name}", type_=outbox.c[name].type) for name in OUTBOX_FIELDS}
-                for i in range(outbox_count)
-            ]
+        inserts.append(
+            _insert_rows(
+                outbox,
+                [
+                    {name: bindparam(f"o{i}_{name}", type_=outbox.c[name].type) for name in OUTBOX_FIELDS}
+                    for i in range(outbox_count)
+                ],
+                gate,
+            )
         )
-        event_insert = event_insert.add_cte(outbox_insert.cte("outbox_rows"))
-    if not count:
-        return event_insert
-    rows = [
-        {
-            "seq": DELIVERY_SEQ.next_value(),
-            "status": DeliveryStatus.PENDING.value,
-            **{name: bindparam(f"d{i}_{name}", type_=webhook_deliveries.c[name].type) for name in delivery_fields},
-        }
-        for i in range(count)
-    ]
-    return webhook_deliveries.insert().values(rows).add_cte(event_insert.cte("merchant_event"))
+    event_row = {
+        "seq": EVENT_SEQ.next_value(),
+        **{name: bindparam("e_" + name, type_=merchant_events.c[name].type) for name in event_fields},
+    }
+    inserts.append(_insert_rows(merchant_events, [event_row], gate))
+    if count:
+        rows = [
+            {
+                "seq": DELIVERY_SEQ.next_value(),
+                "status": DeliveryStatus.PENDING.value,
+                **{name: bindparam(f"d{i}_{name}", type_=webhook_deliveries.c[name].type) for name in delivery_fields},
+            }
+            for i in range(count)
+        ]
+        inserts.append(_insert_rows(webhook_deliveries, rows, gate))
+    return inserts
+
+
+def _insert_rows(table: Table, rows: list[dict[str, Any]], gate: CTE | None) -> Insert:
+    """`table`'s INSERT of `rows` (VALUES, in order), or with `gate` of the same rows selected from it."""
+    if gate is None:
+        return table.insert().values(rows)
+    names = list(rows[0])
+    selects = [select(*(_selectable(row[name], table.c[name]) for name in names)).select_from(gate) for row in rows]
+    return table.insert().from_select(names, selects[0] if len(selects) == 1 else union_all(*selects))
+
+
+def _selectable(value: Any, column: Column[Any]) -> Any:
+    return value if isinstance(value, ClauseElement) else literal(value, column.type)
 
 
 def _claim_statement() -> Any:

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-
 from libs.common.db import UnitOfWork
 from libs.common.errors import Problem
 from libs.common.internal_auth import Identity
@@ -25,7 +23,7 @@ from services.cashier.connectors.base import Connector
 from services.cashier.connectors.registry import build_connector, close_connector
 from services.cashier.domain.errors import NO_ROUTE_AVAILABLE
 from services.cashier.domain.modes import default_sandbox_hosts
-from services.cashier.flows.webhook_targets import webhook_client
+from services.cashier.flows.webhook_targets import WebhookClient, webhook_client
 from services.cashier.store.merchants import channel_configs
 
 log = get_logger("juhe.cashier")
@@ -134,7 +132,7 @@ class Cashier:
     uow: UnitOfWork
     connectors: ConnectorPool
     routing: RoutingClient
-    webhook_http: httpx.AsyncClient
+    webhook_http: WebhookClient
     settlement: SettlementClient
     marketing: MarketingClient
     # Seals the merchants' and webhook endpoints' signing secrets at rest (flows/merchants.py, webhook_endpoints.py).

@@ -174,18 +174,11 @@ class PinnedTargets:
             await pool.client.aclose()
 
 
-class _Refused(httpx.AsyncBaseTransport):
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise TargetRefused("webhooks are sent only through WebhookClient.post_webhook")
-
-
-class WebhookClient(httpx.AsyncClient):
+class WebhookClient:
     """The client merchant webhooks go out through (`Cashier.webhook_http`): `post_webhook`, checked and pinned
-    (`PinnedTargets`). It is an `httpx.AsyncClient` only because `Cashier.webhook_http` is annotated as one
-    (flows/context.py); its httpx API refuses every request, so a webhook leaves by this one way only."""
+    (`PinnedTargets`), the one way a webhook leaves."""
 
     def __init__(self, settings: Settings) -> None:
-        super().__init__(transport=_Refused(), trust_env=False)
         self.targets = PinnedTargets(
             allow_http=settings.webhook_allow_http,
             allow_loopback=settings.webhook_allow_loopback,
@@ -198,7 +191,6 @@ class WebhookClient(httpx.AsyncClient):
 
     async def aclose(self) -> None:
         await self.targets.aclose()
-        await super().aclose()
 
 
 def webhook_client(settings: Settings) -> WebhookClient:

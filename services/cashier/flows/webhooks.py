@@ -31,7 +31,7 @@ from services.cashier.domain.webhooks import SIGNATURE_HEADER, retry_delay_secon
 from services.cashier.flows.context import Cashier
 from services.cashier.flows.merchants import merchant_webhook_secret
 from services.cashier.flows.webhook_endpoints import endpoint_secrets
-from services.cashier.flows.webhook_targets import TargetRefused, WebhookClient
+from services.cashier.flows.webhook_targets import TargetRefused
 from services.cashier.store.webhook_endpoints import DeliveryTarget, delivery_targets
 from services.cashier.store.webhooks import (
     ClaimedDelivery,
@@ -225,10 +225,10 @@ async def _post(cashier: Cashier, url: str, body: bytes, headers: dict[str, str]
     """POST through the pinned client (flows/webhook_targets.py: checked, pinned, no redirect, at most
     `webhook_response_max_bytes` of the answer read: only its status matters); the whole exchange (resolve, connect,
     send, read) is time-bounded."""
-    http = cashier.webhook_http
-    assert isinstance(http, WebhookClient)  # annotated httpx.AsyncClient in flows/context.py (WebhookClient says why)
     async with asyncio.timeout(cashier.settings.webhook_timeout_seconds):
-        return await http.post_webhook(url, body, headers, read_bytes_max=cashier.settings.webhook_response_max_bytes)
+        return await cashier.webhook_http.post_webhook(
+            url, body, headers, read_bytes_max=cashier.settings.webhook_response_max_bytes
+        )
 
 
 async def run_delivery_loop(cashier: Cashier) -> None:

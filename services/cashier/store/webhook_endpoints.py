@@ -125,13 +125,6 @@ async def delivery_targets(
     return delivery_targets_of(notify_url, rows)
 
 
-async def endpoints_by_id(conn: AsyncConnection, endpoint_ids: set[str]) -> dict[str, Row[Any]]:
-    if not endpoint_ids:
-        return {}
-    rows = await conn.execute(select(webhook_endpoints).where(webhook_endpoints.c.id.in_(endpoint_ids)))
-    return {r.id: r for r in rows}
-
-
 async def update_endpoint(
     conn: AsyncConnection, *, merchant_id: str, endpoint_id: str, values: dict[str, Any]
 ) -> Row[Any] | None:

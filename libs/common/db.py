@@ -301,6 +301,8 @@ class UnitOfWork:
         `UPDATE … RETURNING`, a claim `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`, a
         data-modifying CTE. A single statement is atomic and durable on its own, so it needs no BEGIN/COMMIT: one
         round trip instead of three (docs/performance.md, fifth pass). Never for two writes that must commit
-        together, nor for a change that writes an event (the outbox row must commit with it: `begin()`)."""
+        together as separate statements: a change's outbox row must commit with it, so a change that writes an event
+        does it in `begin()`, or in the change's own statement as a data-modifying CTE (`outbox_row`: the cashier's
+        create and a notified success, services/cashier/store/payments.py)."""
         async with self.read() as conn:
             yield conn

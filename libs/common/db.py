@@ -11,7 +11,7 @@ import json
 import time
 import zlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -263,11 +263,17 @@ class UnitOfWork:
         self.engine = engine
         self.source = source
         self._connection_wait = connection_wait_seconds.labels(source)
+        # `read()`'s and `autocommit()`'s engine: the same pool (its size, its idle ping, its invalidation), each
+        # connection set to autocommit as it is checked out and back to the pool's default as it returns, by
+        # SQLAlchemy as before. Set on the engine, not per connection (`conn.execution_options(...)`: a greenlet hop
+        # and a copy of its options each time), and handed out without a context manager of their own around
+        # `_connect`'s: ~5-6 checkouts per payment in the cashier (docs/performance.md, "Seventh pass: the checkout").
+        self._autocommit_engine = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[AsyncConnection]:
+    async def _connect(self, engine: AsyncEngine | None = None) -> AsyncIterator[AsyncConnection]:
         started = time.perf_counter()
-        async with self.engine.connect() as conn:
+        async with (engine or self.engine).connect() as conn:
             self._connection_wait.observe(time.perf_counter() - started)
             yield conn
 
@@ -281,8 +287,7 @@ class UnitOfWork:
                 yield tx
                 await tx.flush_events()
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """A connection for queries that change nothing, each statement its own transaction (autocommit).
 
         At READ COMMITTED, the isolation every unit of work has unless it asks for another, each statement of a
@@ -291,12 +296,9 @@ class UnitOfWork:
         (docs/performance.md). Writing, locking (`FOR UPDATE`, advisory locks), `SET LOCAL` and server-side
         cursors (`conn.stream(...)`, which PostgreSQL opens only inside a transaction) belong in `begin()`, or, for
         a write that stands alone in one statement, in `autocommit()`."""
-        async with self._connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
-            yield conn
+        return self._connect(self._autocommit_engine)
 
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[AsyncConnection]:
+    def autocommit(self) -> AbstractAsyncContextManager[AsyncConnection]:
         """`read()`'s autocommit connection, for writes that each stand alone in ONE statement: a compare-and-set
         `UPDATE … RETURNING`, a claim `UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED) RETURNING`, a
         data-modifying CTE. A single statement is atomic and durable on its own, so it needs no BEGIN/COMMIT: one
@@ -304,5 +306,4 @@ class UnitOfWork:
         together as separate statements: a change's outbox row must commit with it, so a change that writes an event
         does it in `begin()`, or in the change's own statement as a data-modifying CTE (`outbox_row`: the cashier's
         create and a notified success, services/cashier/store/payments.py)."""
-        async with self.read() as conn:
-            yield conn
+        return self._connect(self._autocommit_engine)

@@ -28,6 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
+from libs.common.db import driver_fetch
+
 # The dialect the engine uses (`postgresql+asyncpg`, no custom JSON serializer: libs/common/db.py create_engine).
 _DIALECT = asyncpg_dialect.dialect()
 _REQUIRED = object()
@@ -67,45 +69,14 @@ class DriverStatement:
         return values
 
     async def fetch(self, conn: AsyncConnection, parameters: Mapping[str, Any]) -> list[asyncpg.Record]:
-        driver = await driver_of(conn)
-        try:
-            return await driver.fetch(self.sql, *self.arguments(parameters))
-        except BaseException:
-            await _invalidate_if_broken(conn, driver)
-            raise
+        """The rows, on the asyncpg connection under `conn`, in its transaction (libs/common/db.py `driver_fetch`: it
+        begins the unit of work's transaction if this is its first statement, and invalidates a connection that
+        broke under it)."""
+        return await driver_fetch(conn, self.sql, *self.arguments(parameters))
 
     async def fetchrow(self, conn: AsyncConnection, parameters: Mapping[str, Any]) -> asyncpg.Record | None:
         rows = await self.fetch(conn, parameters)
         return rows[0] if rows else None
 
     async def execute(self, conn: AsyncConnection, parameters: Mapping[str, Any]) -> None:
-        driver = await driver_of(conn)
-        try:
-            await driver.execute(self.sql, *self.arguments(parameters))
-        except BaseException:
-            await _invalidate_if_broken(conn, driver)
-            raise
-
-
-async def driver_of(conn: AsyncConnection) -> asyncpg.Connection:
-    """The asyncpg connection under the unit of work's `conn`, in its transaction.
-
-    SQLAlchemy's asyncpg adapter sends BEGIN lazily, with the first statement it runs itself; in a unit of work from
-    `begin()` whose first statement is ours, the transaction is begun here first (the adapter's own start, with the
-    isolation level the unit of work asked for), so the statement is inside it and commits or rolls back with
-    `begin()`'s COMMIT or ROLLBACK like any other. On an autocommit connection (`read()`, `autocommit()`) nothing is
-    begun: each statement commits on its own, as through SQLAlchemy."""
-    fairy = await conn.get_raw_connection()
-    adapted: Any = fairy.dbapi_connection
-    if adapted._transaction is None:
-        await adapted._start_transaction()  # a no-op in autocommit
-    driver: asyncpg.Connection = fairy.driver_connection
-    return driver
-
-
-async def _invalidate_if_broken(conn: AsyncConnection, driver: asyncpg.Connection) -> None:
-    """A statement that failed because the connection broke: SQLAlchemy would have invalidated the connection (its
-    error handling never saw this one), so the pool must not hand it out again. The error itself reaches the caller
-    as asyncpg's (libs/common/failures.py maps it to 503 `database_unavailable`)."""
-    if driver.is_closed():
-        await conn.invalidate()
+        await self.fetch(conn, parameters)

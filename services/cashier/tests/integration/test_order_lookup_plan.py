@@ -31,3 +31,40 @@ async def test_the_order_lookup_uses_the_unique_index_on_a_table_without_statist
         assert "uq_payments_merchant_order" in plan, plan
     finally:
         await conn.close()
+
+
+async def test_a_merchants_read_by_id_uses_the_primary_key_and_still_sees_only_its_own_payments(
+    migrated_database: Callable[[str], Awaitable[str]],
+) -> None:
+    """`get_payment` reads by the primary key alone (a `merchant_id` in its WHERE tied with every merchant-leading
+    index on a never-analyzed table and read every payment of the merchant) and checks the owner and mode itself."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from services.cashier.store.payments import get_payment
+
+    url = await migrated_database("cashier")
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
+    try:
+        await conn.execute(
+            "INSERT INTO payments (id, merchant_id, merchant_order_no, request_sha256, amount_minor, currency,"
+            " description, scene, livemode, status, expire_at)"
+            " SELECT 'pay_' || g, 'mch_a', 'order_' || g, 'x', 100 + g, 'CNY', 'd', 'native_qr', g = 2, 'created',"
+            " now() + interval '1 hour' FROM generate_series(1, 50) AS g"
+        )
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute("PREPARE read_by_id AS SELECT * FROM payments WHERE id = $1::varchar")
+        plan = "\n".join(row[0] for row in await conn.fetch("EXPLAIN EXECUTE read_by_id('pay_7')"))
+        assert "payments_pkey" in plan, plan
+    finally:
+        await conn.close()
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as sa:
+            found = await get_payment(sa, merchant_id="mch_a", payment_id="pay_7", livemode=False)
+            assert found is not None and found.id == "pay_7"
+            assert await get_payment(sa, merchant_id="mch_b", payment_id="pay_7") is None  # another merchant's
+            assert await get_payment(sa, merchant_id="mch_a", payment_id="pay_7", livemode=True) is None
+            assert await get_payment(sa, merchant_id="mch_a", payment_id="pay_2", livemode=True) is not None
+            assert await get_payment(sa, merchant_id="mch_a", payment_id="pay_404") is None
+    finally:
+        await engine.dispose()
